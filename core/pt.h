@@ -1,0 +1,109 @@
+/*
+ * pt.h -- definitions every part of the core shares.
+ *
+ * Request data is never assumed to be NUL-terminated: it travels as pt_str,
+ * a (pointer, length) slice into a buffer owned by someone else (usually the
+ * request arena).  Helpers here are small and inline; anything larger lives
+ * in its own subsystem file.
+ */
+#ifndef PT_H
+#define PT_H
+
+#include "config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+
+typedef struct {
+    const char *p;
+    size_t n;
+} pt_str;
+
+#define PT_STR(lit) ((pt_str){(lit), sizeof(lit) - 1})
+#define PT_NULL_STR ((pt_str){NULL, 0})
+#define PT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define PT_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PT_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define PT_UNUSED __attribute__((unused))
+#define PT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define PT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define PT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Abort with a message: for broken internal invariants only, never for input. */
+#define PT_ASSERT(cond)                                                        \
+    do {                                                                       \
+        if (PT_UNLIKELY(!(cond)))                                              \
+            pt_panic(__FILE__, __LINE__, #cond);                               \
+    } while (0)
+void pt_panic(const char *file, int line, const char *what) __attribute__((noreturn));
+
+static inline pt_str pt_str_c(const char *s)
+{
+    return (pt_str){s, s ? strlen(s) : 0};
+}
+
+static inline bool pt_str_eq(pt_str a, pt_str b)
+{
+    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+/* ASCII case-insensitive comparison (header names, schemes, tokens). */
+static inline bool pt_str_ieq(pt_str a, pt_str b)
+{
+    if (a.n != b.n)
+        return false;
+    for (size_t i = 0; i < a.n; i++) {
+        unsigned char x = (unsigned char)a.p[i], y = (unsigned char)b.p[i];
+        if (x != y) {
+            if (x >= 'A' && x <= 'Z')
+                x |= 0x20;
+            if (y >= 'A' && y <= 'Z')
+                y |= 0x20;
+            if (x != y)
+                return false;
+        }
+    }
+    return true;
+}
+
+static inline bool pt_str_ieq_c(pt_str a, const char *lit)
+{
+    return pt_str_ieq(a, pt_str_c(lit));
+}
+
+static inline pt_str pt_str_trim(pt_str s)
+{
+    while (s.n && (s.p[0] == ' ' || s.p[0] == '\t')) {
+        s.p++;
+        s.n--;
+    }
+    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t'))
+        s.n--;
+    return s;
+}
+
+/* FNV-1a over bytes, optionally lowercasing ASCII. */
+static inline uint64_t pt_hash(const void *data, size_t n, bool fold)
+{
+    const unsigned char *p = data;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (fold && c >= 'A' && c <= 'Z')
+            c |= 0x20;
+        h ^= c;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* Monotonic and wall clocks in milliseconds / microseconds. */
+uint64_t pt_now_ms(void);   /* coarse monotonic, for deadlines */
+uint64_t pt_now_us(void);   /* precise monotonic, for measuring */
+uint64_t pt_wall_ms(void);  /* realtime, for timestamps */
+
+#endif

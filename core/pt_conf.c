@@ -1,0 +1,822 @@
+/*
+ * pt_conf -- configuration schema and validation.
+ *
+ * The tables below are the configuration reference in data form: each map
+ * the file may contain has one table listing its keys.  pt_cf_map() walks a
+ * map with its table, reports unknown keys, wrong types, bad values and
+ * missing required keys, and stores values by offset.  Lists of entities
+ * (listeners, APIs, operations) have small custom readers.  Checks that
+ * span several values (unique ids, one API per path) run afterwards.
+ */
+#include "pt_conf.h"
+#include "pt_log.h"
+#include "pt_url.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- scalars */
+
+static bool want_scalar(struct pt_cfctx *cx, struct pt_node *n, const char *what)
+{
+    if (n->kind != PT_N_SCALAR || n->null) {
+        pt_node_error(cx->errs, n, "expected %s, found %s", what, pt_node_kind_name(n));
+        return false;
+    }
+    return true;
+}
+
+bool pt_cf_str(struct pt_cfctx *cx, struct pt_node *n, char **out, bool empty_ok)
+{
+    if (n->kind == PT_N_SCALAR && n->null && empty_ok && n->len == 0) {
+        *out = "";
+        return true;
+    }
+    if (!want_scalar(cx, n, "a string"))
+        return false;
+    if (!empty_ok && n->len == 0) {
+        pt_node_error(cx->errs, n, "must not be empty");
+        return false;
+    }
+    if (memchr(n->str, '\0', n->len)) {
+        pt_node_error(cx->errs, n, "must not contain NUL");
+        return false;
+    }
+    *out = n->str;
+    return true;
+}
+
+bool pt_cf_bool(struct pt_cfctx *cx, struct pt_node *n, bool *out)
+{
+    if (!want_scalar(cx, n, "true or false"))
+        return false;
+    if (!n->quoted) {
+        if (!strcmp(n->str, "true") || !strcmp(n->str, "True") || !strcmp(n->str, "TRUE")) {
+            *out = true;
+            return true;
+        }
+        if (!strcmp(n->str, "false") || !strcmp(n->str, "False") || !strcmp(n->str, "FALSE")) {
+            *out = false;
+            return true;
+        }
+    }
+    pt_node_error(cx->errs, n, "expected true or false, found '%s'", n->str);
+    return false;
+}
+
+bool pt_cf_int(struct pt_cfctx *cx, struct pt_node *n, int64_t min, int64_t max, int64_t *out)
+{
+    if (!want_scalar(cx, n, "an integer"))
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(n->str, &end, 10);
+    if (n->quoted || errno || end == n->str || *end || !(isdigit((unsigned char)n->str[0]) || n->str[0] == '-')) {
+        pt_node_error(cx->errs, n, "expected an integer, found '%s'", n->str);
+        return false;
+    }
+    if (v < min || v > max) {
+        pt_node_error(cx->errs, n, "%lld is out of range (%lld..%lld)", v, (long long)min, (long long)max);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool pt_parse_duration_ms(const char *s, uint64_t *ms)
+{
+    uint64_t total = 0;
+    const char *p = s;
+    if (!*p)
+        return false;
+    /* a plain number is seconds */
+    while (*p) {
+        if (!isdigit((unsigned char)*p))
+            return false;
+        uint64_t v = 0;
+        while (isdigit((unsigned char)*p)) {
+            v = v * 10 + (uint64_t)(*p++ - '0');
+            if (v > 1000000000ULL)
+                return false;
+        }
+        uint64_t mul;
+        if (!*p)
+            mul = p == s || total == 0 ? 1000 : 0;
+        else if (!strncmp(p, "ms", 2)) {
+            mul = 1;
+            p += 2;
+        } else if (*p == 's') {
+            mul = 1000;
+            p++;
+        } else if (*p == 'm') {
+            mul = 60000;
+            p++;
+        } else if (*p == 'h') {
+            mul = 3600000;
+            p++;
+        } else if (*p == 'd') {
+            mul = 86400000;
+            p++;
+        } else
+            return false;
+        if (mul == 0)
+            return false;
+        total += v * mul;
+    }
+    *ms = total;
+    return true;
+}
+
+bool pt_parse_size(const char *s, uint64_t *bytes)
+{
+    char *end;
+    if (!isdigit((unsigned char)*s))
+        return false;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return false;
+    uint64_t mul = 1;
+    if (*end) {
+        switch (tolower((unsigned char)*end)) {
+        case 'k': mul = 1024ULL; break;
+        case 'm': mul = 1024ULL * 1024; break;
+        case 'g': mul = 1024ULL * 1024 * 1024; break;
+        default: return false;
+        }
+        end++;
+        if (*end == 'b' || *end == 'B' || ((*end == 'i') && (end[1] == 'b' || end[1] == 'B')))
+            end += *end == 'i' ? 2 : 1;
+        if (*end)
+            return false;
+    }
+    if (v > UINT64_MAX / mul)
+        return false;
+    *bytes = v * mul;
+    return true;
+}
+
+bool pt_cf_size(struct pt_cfctx *cx, struct pt_node *n, uint64_t *out)
+{
+    if (!want_scalar(cx, n, "a size"))
+        return false;
+    if (!pt_parse_size(n->str, out)) {
+        pt_node_error(cx->errs, n, "expected a size such as 8192, 16k, 1m or 1g, found '%s'", n->str);
+        return false;
+    }
+    return true;
+}
+
+bool pt_cf_ms(struct pt_cfctx *cx, struct pt_node *n, uint32_t *out)
+{
+    uint64_t ms;
+    if (!want_scalar(cx, n, "a duration"))
+        return false;
+    if (!pt_parse_duration_ms(n->str, &ms) || ms > 30ULL * 86400000) {
+        pt_node_error(cx->errs, n,
+                      "expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most 30d), found '%s'",
+                      n->str);
+        return false;
+    }
+    *out = (uint32_t)ms;
+    return true;
+}
+
+char *pt_cf_path(struct pt_cfctx *cx, const char *path)
+{
+    if (path[0] == '/' || !cx->dir || !cx->dir[0] || !strcmp(cx->dir, "."))
+        return pt_pool_strdup(cx->pool, path);
+    return pt_pool_printf(cx->pool, "%s/%s", cx->dir, path);
+}
+
+/* ------------------------------------------------------------------- maps */
+
+static void list_keys(const struct pt_cfkey *keys, char *buf, size_t size)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    for (const struct pt_cfkey *c = keys; c->name && k + 2 < size; c++) {
+        int w = snprintf(buf + k, size - k, "%s%s", k ? ", " : "", c->name);
+        if (w < 0)
+            break;
+        k += (size_t)w;
+    }
+}
+
+static bool set_value(struct pt_cfctx *cx, struct pt_node *v, const struct pt_cfkey *key, void *base)
+{
+    void *field = (char *)base + key->off;
+    switch (key->type) {
+    case PT_CT_STR: {
+        char *s;
+        if (!pt_cf_str(cx, v, &s, key->flags & PT_CF_EMPTY_OK))
+            return false;
+        *(char **)field = (key->flags & PT_CF_PATH) ? pt_cf_path(cx, s) : s;
+        return true;
+    }
+    case PT_CT_BOOL:
+        return pt_cf_bool(cx, v, (bool *)field);
+    case PT_CT_INT:
+        return pt_cf_int(cx, v, key->min, key->max, (int64_t *)field);
+    case PT_CT_SIZE: {
+        uint64_t b;
+        if (!pt_cf_size(cx, v, &b))
+            return false;
+        if ((key->min && b < (uint64_t)key->min) || (key->max && b > (uint64_t)key->max)) {
+            pt_node_error(cx->errs, v, "size out of range (%lld..%lld bytes)", (long long)key->min,
+                          (long long)key->max);
+            return false;
+        }
+        *(uint64_t *)field = b;
+        return true;
+    }
+    case PT_CT_MS: {
+        uint32_t ms;
+        if (!pt_cf_ms(cx, v, &ms))
+            return false;
+        if ((key->min && ms < key->min) || (key->max && ms > key->max)) {
+            pt_node_error(cx->errs, v, "duration out of range (%lldms..%lldms)", (long long)key->min,
+                          (long long)key->max);
+            return false;
+        }
+        *(uint32_t *)field = ms;
+        return true;
+    }
+    case PT_CT_ENUM: {
+        if (!want_scalar(cx, v, "a name"))
+            return false;
+        for (int i = 0; key->enums[i]; i++)
+            if (!strcmp(key->enums[i], v->str)) {
+                *(int *)field = i;
+                return true;
+            }
+        char all[256] = "";
+        size_t k = 0;
+        for (int i = 0; key->enums[i] && k < sizeof(all) - 2; i++)
+            k += (size_t)snprintf(all + k, sizeof(all) - k, "%s%s", i ? ", " : "", key->enums[i]);
+        pt_node_error(cx->errs, v, "'%s' is not one of: %s", v->str, all);
+        return false;
+    }
+    case PT_CT_MAP:
+        return pt_cf_map(cx, v, key->sub, base);
+    case PT_CT_CUSTOM:
+        return key->fn(cx, v, field);
+    }
+    return false;
+}
+
+bool pt_cf_map(struct pt_cfctx *cx, struct pt_node *node, const struct pt_cfkey *keys, void *base)
+{
+    if (node->kind != PT_N_MAP) {
+        pt_node_error(cx->errs, node, "expected a map, found %s", pt_node_kind_name(node));
+        return false;
+    }
+    bool ok = true;
+    for (int i = 0; i < node->n; i++) {
+        struct pt_node *k = pt_node_key(node, i), *v = pt_node_val(node, i);
+        const struct pt_cfkey *key = NULL;
+        for (const struct pt_cfkey *c = keys; c->name; c++)
+            if (!strcmp(c->name, k->str)) {
+                key = c;
+                break;
+            }
+        if (!key) {
+            char all[1024];
+            list_keys(keys, all, sizeof(all));
+            pt_node_error(cx->errs, k, "unknown key '%s' (expected one of: %s)", k->str, all);
+            ok = false;
+            continue;
+        }
+        if (!set_value(cx, v, key, base))
+            ok = false;
+    }
+    for (const struct pt_cfkey *c = keys; c->name; c++)
+        if ((c->flags & PT_CF_REQUIRED) && !pt_node_get(node, c->name)) {
+            pt_node_error(cx->errs, node, "missing required key '%s'", c->name);
+            ok = false;
+        }
+    return ok;
+}
+
+/* --------------------------------------------------------------- listeners */
+
+bool pt_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen)
+{
+    char host[128];
+    const char *port;
+    memset(sa, 0, sizeof(*sa));
+    if (text[0] == '[') {
+        const char *e = strchr(text, ']');
+        if (!e || e[1] != ':' || (size_t)(e - text - 1) >= sizeof(host))
+            return false;
+        memcpy(host, text + 1, (size_t)(e - text - 1));
+        host[e - text - 1] = '\0';
+        port = e + 2;
+    } else {
+        const char *c = strrchr(text, ':');
+        if (!c) {
+            host[0] = '\0';
+            port = text;
+        } else {
+            if ((size_t)(c - text) >= sizeof(host))
+                return false;
+            memcpy(host, text, (size_t)(c - text));
+            host[c - text] = '\0';
+            port = c + 1;
+        }
+    }
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (!*port || *end || p < 1 || p > 65535)
+        return false;
+    if (!host[0] || !strcmp(host, "*") || !strcmp(host, "0.0.0.0")) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)p);
+        s4->sin_addr.s_addr = htonl(INADDR_ANY);
+        *salen = sizeof(*s4);
+        return true;
+    }
+    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)p);
+        *salen = sizeof(*s4);
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)p);
+        *salen = sizeof(*s6);
+        return true;
+    }
+    return false;
+}
+
+static const struct pt_cfkey cert_keys[] = {
+    {"certificate", PT_CT_STR, offsetof(struct pt_cert_cf, certificate), PT_CF_REQUIRED | PT_CF_PATH},
+    {"key", PT_CT_STR, offsetof(struct pt_cert_cf, key), PT_CF_REQUIRED | PT_CF_PATH},
+    {0},
+};
+
+static bool read_certs(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_listen_cf *l = (struct pt_listen_cf *)((char *)field - offsetof(struct pt_listen_cf, certs));
+    if (n->kind != PT_N_SEQ || n->n == 0) {
+        pt_node_error(cx->errs, n, "expected a non-empty list of {certificate, key}");
+        return false;
+    }
+    l->certs = pt_pool_calloc(cx->pool, sizeof(*l->certs) * (size_t)n->n);
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        l->certs[i].node = n->items[i];
+        ok &= pt_cf_map(cx, n->items[i], cert_keys, &l->certs[i]);
+    }
+    l->ncerts = n->n;
+    return ok;
+}
+
+static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, listen));
+    if (n->kind == PT_N_SCALAR && !n->null) {
+        /* a single address is a one-item list */
+        struct pt_node *seq = pt_pool_calloc(cx->pool, sizeof(*seq));
+        *seq = *n;
+        seq->kind = PT_N_SEQ;
+        seq->items = pt_pool_alloc(cx->pool, sizeof(*seq->items));
+        seq->items[0] = n;
+        seq->n = 1;
+        n = seq;
+    }
+    if (n->kind != PT_N_SEQ || n->n == 0) {
+        pt_node_error(cx->errs, n, "expected a list of listen addresses");
+        return false;
+    }
+    cf->listen = pt_pool_calloc(cx->pool, sizeof(*cf->listen) * (size_t)n->n);
+    cf->nlisten = n->n;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_node *it = n->items[i];
+        struct pt_listen_cf *l = &cf->listen[i];
+        l->node = it;
+        struct pt_node *addr = it;
+        if (it->kind == PT_N_MAP) {
+            /* certificate + key is shorthand for a one-entry certificates list */
+            struct pt_node *c = pt_node_get(it, "certificate"), *k = pt_node_get(it, "key");
+            struct pt_node *cs = pt_node_get(it, "certificates");
+            if ((c || k) && cs) {
+                pt_node_error(cx->errs, it, "use either certificate + key or certificates, not both");
+                ok = false;
+            } else if (c || k) {
+                if (!c || !k) {
+                    pt_node_error(cx->errs, it, "a TLS listener needs both certificate and key");
+                    ok = false;
+                } else {
+                    l->certs = pt_pool_calloc(cx->pool, sizeof(*l->certs));
+                    l->ncerts = 1;
+                    l->certs[0].node = it;
+                    char *cs1, *ks1;
+                    if (pt_cf_str(cx, c, &cs1, false) && pt_cf_str(cx, k, &ks1, false)) {
+                        l->certs[0].certificate = pt_cf_path(cx, cs1);
+                        l->certs[0].key = pt_cf_path(cx, ks1);
+                    } else
+                        ok = false;
+                }
+            }
+            /* check the remaining keys with the table (certificate/key handled above) */
+            for (int j = 0; j < it->n; j++) {
+                const char *kn = pt_node_key(it, j)->str;
+                if (!strcmp(kn, "certificate") || !strcmp(kn, "key"))
+                    continue;
+                if (!strcmp(kn, "address")) {
+                    ok &= pt_cf_str(cx, pt_node_val(it, j), &l->address, false);
+                } else if (!strcmp(kn, "certificates")) {
+                    ok &= read_certs(cx, pt_node_val(it, j), &l->certs);
+                } else {
+                    pt_node_error(cx->errs, pt_node_key(it, j),
+                                  "unknown key '%s' (expected one of: address, certificate, key, certificates)",
+                                  kn);
+                    ok = false;
+                }
+            }
+            addr = pt_node_get(it, "address");
+            if (!addr) {
+                pt_node_error(cx->errs, it, "missing required key 'address'");
+                ok = false;
+                continue;
+            }
+        } else if (!pt_cf_str(cx, it, &l->address, false)) {
+            ok = false;
+            continue;
+        }
+        if (!l->address)
+            continue;
+        if (!pt_parse_listen(l->address, &l->sa, &l->salen)) {
+            pt_node_error(cx->errs, addr,
+                          "'%s' is not a listen address (expected HOST:PORT, [IPV6]:PORT or :PORT)",
+                          l->address);
+            ok = false;
+            continue;
+        }
+        for (int j = 0; j < i; j++)
+            if (cf->listen[j].salen == l->salen && !memcmp(&cf->listen[j].sa, &l->sa, l->salen)) {
+                pt_node_error(cx->errs, addr, "address '%s' is listed twice", l->address);
+                ok = false;
+            }
+    }
+    return ok;
+}
+
+static bool read_workers(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    int *w = field;
+    if (n->kind == PT_N_SCALAR && !n->quoted && !strcmp(n->str, "auto")) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        *w = c > 0 ? (int)PT_MIN(c, 256) : 1;
+        return true;
+    }
+    int64_t v;
+    if (!pt_cf_int(cx, n, 1, 256, &v))
+        return false;
+    *w = (int)v;
+    return true;
+}
+
+/* -------------------------------------------------------------------- APIs */
+
+static bool valid_method(const char *m)
+{
+    if (!strcmp(m, "*"))
+        return true;
+    if (!*m || strlen(m) > 32)
+        return false;
+    for (const char *c = m; *c; c++)
+        if (!((*c >= 'A' && *c <= 'Z') || *c == '-' || *c == '_'))
+            return false;
+    return true;
+}
+
+static bool valid_id(const char *s)
+{
+    if (!*s || strlen(s) > 256)
+        return false;
+    for (const char *c = s; *c; c++)
+        if (!(isalnum((unsigned char)*c) || strchr("-_.~", *c)))
+            return false;
+    return true;
+}
+
+static const struct pt_cfkey op_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_operation_cf, id), PT_CF_REQUIRED},
+    {"displayName", PT_CT_STR, offsetof(struct pt_operation_cf, display_name), 0},
+    {"description", PT_CT_STR, offsetof(struct pt_operation_cf, description), PT_CF_EMPTY_OK},
+    {"method", PT_CT_STR, offsetof(struct pt_operation_cf, method), PT_CF_REQUIRED},
+    {"urlTemplate", PT_CT_STR, offsetof(struct pt_operation_cf, url_template), PT_CF_REQUIRED},
+    {0},
+};
+
+static bool read_ops(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_api_cf *api = (struct pt_api_cf *)((char *)field - offsetof(struct pt_api_cf, ops));
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of operations");
+        return false;
+    }
+    api->ops = pt_pool_calloc(cx->pool, sizeof(*api->ops) * (size_t)(n->n ? n->n : 1));
+    api->nops = n->n;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_operation_cf *op = &api->ops[i];
+        op->node = n->items[i];
+        if (!pt_cf_map(cx, n->items[i], op_keys, op)) {
+            ok = false;
+            continue;
+        }
+        if (!valid_id(op->id)) {
+            pt_node_error(cx->errs, pt_node_get(op->node, "id"),
+                          "id '%s' may hold only letters, digits and -_.~", op->id);
+            ok = false;
+        }
+        if (!valid_method(op->method)) {
+            pt_node_error(cx->errs, pt_node_get(op->node, "method"),
+                          "'%s' is not an HTTP method in upper case (GET, POST, ...) or *", op->method);
+            ok = false;
+        }
+        if (op->url_template[0] != '/') {
+            pt_node_error(cx->errs, pt_node_get(op->node, "urlTemplate"),
+                          "urlTemplate must start with '/'");
+            ok = false;
+        }
+        if (!op->display_name)
+            op->display_name = op->id;
+        for (int j = 0; j < i; j++)
+            if (api->ops[j].id && !strcmp(api->ops[j].id, op->id)) {
+                pt_node_error(cx->errs, pt_node_get(op->node, "id"),
+                              "operation id '%s' is used twice in this API", op->id);
+                ok = false;
+            }
+    }
+    return ok;
+}
+
+static bool read_service_url(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s;
+    if (!pt_cf_str(cx, n, &s, false))
+        return false;
+    struct pt_url u;
+    const char *why = pt_url_parse(cx->pool, s, &u);
+    if (why) {
+        pt_node_error(cx->errs, n, "serviceUrl '%s' %s", s, why);
+        return false;
+    }
+    *(char **)field = s;
+    return true;
+}
+
+static bool read_api_path(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s;
+    if (!pt_cf_str(cx, n, &s, true))
+        return false;
+    /* trim surrounding slashes: "/echo/" and "echo" are the same suffix */
+    while (*s == '/')
+        s++;
+    size_t len = strlen(s);
+    while (len && s[len - 1] == '/')
+        len--;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || strchr("?#{}*;\\\"<>|^`", c)) {
+            pt_node_error(cx->errs, n, "path '%s' has a character not allowed in an API URL suffix", s);
+            return false;
+        }
+    }
+    char *p = pt_pool_strndup(cx->pool, s, len);
+    for (char *seg = p; *seg;) {
+        char *e = strchr(seg, '/');
+        size_t sl = e ? (size_t)(e - seg) : strlen(seg);
+        if (sl == 0 || (sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.')) {
+            pt_node_error(cx->errs, n, "path '%s' has an empty, '.' or '..' segment", s);
+            return false;
+        }
+        seg += sl + (e ? 1 : 0);
+    }
+    *(char **)field = p;
+    return true;
+}
+
+static const struct pt_cfkey keynames_keys[] = {
+    {"header", PT_CT_STR, offsetof(struct pt_api_cf, key_header), 0},
+    {"query", PT_CT_STR, offsetof(struct pt_api_cf, key_query), 0},
+    {0},
+};
+
+static const struct pt_cfkey api_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_api_cf, id), PT_CF_REQUIRED},
+    {"displayName", PT_CT_STR, offsetof(struct pt_api_cf, display_name), 0},
+    {"description", PT_CT_STR, offsetof(struct pt_api_cf, description), PT_CF_EMPTY_OK},
+    {"path", PT_CT_CUSTOM, offsetof(struct pt_api_cf, path), PT_CF_REQUIRED, .fn = read_api_path},
+    {"host", PT_CT_STR, offsetof(struct pt_api_cf, host), 0},
+    {"serviceUrl", PT_CT_CUSTOM, offsetof(struct pt_api_cf, service_url), 0, .fn = read_service_url},
+    {"subscriptionRequired", PT_CT_BOOL, offsetof(struct pt_api_cf, subscription_required), 0},
+    {"subscriptionKeyParameterNames", PT_CT_MAP, 0, 0, .sub = keynames_keys},
+    {"operations", PT_CT_CUSTOM, offsetof(struct pt_api_cf, ops), 0, .fn = read_ops},
+    {0},
+};
+
+static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, apis));
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of APIs");
+        return false;
+    }
+    cf->apis = pt_pool_calloc(cx->pool, sizeof(*cf->apis) * (size_t)(n->n ? n->n : 1));
+    cf->napis = n->n;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_api_cf *api = &cf->apis[i];
+        api->node = n->items[i];
+        api->subscription_required = true; /* APIM's default for a new API */
+        if (!pt_cf_map(cx, n->items[i], api_keys, api)) {
+            ok = false;
+            continue;
+        }
+        if (!valid_id(api->id)) {
+            pt_node_error(cx->errs, pt_node_get(api->node, "id"),
+                          "id '%s' may hold only letters, digits and -_.~", api->id);
+            ok = false;
+        }
+        if (!api->display_name)
+            api->display_name = api->id;
+        if (!api->key_header)
+            api->key_header = "Ocp-Apim-Subscription-Key";
+        if (!api->key_query)
+            api->key_query = "subscription-key";
+        if (api->host) {
+            for (char *c = api->host; *c; c++)
+                *c = (char)tolower((unsigned char)*c);
+            if (!pt_host_valid(pt_str_c(api->host))) {
+                pt_node_error(cx->errs, pt_node_get(api->node, "host"), "'%s' is not a valid host name",
+                              api->host);
+                ok = false;
+            }
+        }
+        for (int j = 0; j < i; j++) {
+            struct pt_api_cf *o = &cf->apis[j];
+            if (o->id && !strcmp(o->id, api->id)) {
+                pt_node_error(cx->errs, pt_node_get(api->node, "id"), "API id '%s' is used twice", api->id);
+                ok = false;
+            }
+            if (o->path && api->path && !strcmp(o->path, api->path) &&
+                ((!o->host && !api->host) || (o->host && api->host && !strcmp(o->host, api->host)))) {
+                pt_node_error(cx->errs, pt_node_get(api->node, "path"),
+                              "path '%s' is already used by API '%s'", api->path, o->id);
+                ok = false;
+            }
+        }
+    }
+    return ok;
+}
+
+/* -------------------------------------------------------------- top level */
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+static const struct pt_cfkey limits_keys[] = {
+    {"headerSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.header_size), 0, 1024, 1 << 20},
+    {"headerCount", PT_CT_INT, offsetof(struct pt_conf, limits.header_count), 0, 1, 10000},
+    {"uriLength", PT_CT_SIZE, offsetof(struct pt_conf, limits.uri_length), 0, 64, 1 << 20},
+    {"bodySize", PT_CT_SIZE, offsetof(struct pt_conf, limits.body_size), 0, 0, INT64_MAX},
+    {"requestsPerConnection", PT_CT_INT, offsetof(struct pt_conf, limits.requests_per_connection), 0, 1, 100000000},
+    {"connectionsPerWorker", PT_CT_INT, offsetof(struct pt_conf, limits.connections_per_worker), 0, 1, 1000000},
+    {0},
+};
+
+static const struct pt_cfkey timeouts_keys[] = {
+    {"header", PT_CT_MS, offsetof(struct pt_conf, timeouts.header), 0, 1},
+    {"bodyIdle", PT_CT_MS, offsetof(struct pt_conf, timeouts.body_idle), 0, 1},
+    {"keepalive", PT_CT_MS, offsetof(struct pt_conf, timeouts.keepalive), 0, 1},
+    {"send", PT_CT_MS, offsetof(struct pt_conf, timeouts.send), 0, 1},
+    {"shutdown", PT_CT_MS, offsetof(struct pt_conf, timeouts.shutdown), 0, 0},
+    {0},
+};
+
+static const struct pt_cfkey upstream_keys[] = {
+    {"connectTimeout", PT_CT_MS, offsetof(struct pt_conf, upstream.connect_timeout), 0, 1},
+    {"readTimeout", PT_CT_MS, offsetof(struct pt_conf, upstream.read_timeout), 0, 1},
+    {"idleTimeout", PT_CT_MS, offsetof(struct pt_conf, upstream.idle_timeout), 0, 1},
+    {"maxIdleConnections", PT_CT_INT, offsetof(struct pt_conf, upstream.max_idle), 0, 0, 100000},
+    {"caFile", PT_CT_STR, offsetof(struct pt_conf, upstream.ca_file), PT_CF_PATH},
+    {"verify", PT_CT_BOOL, offsetof(struct pt_conf, upstream.verify), 0},
+    {0},
+};
+
+static const struct pt_cfkey log_keys[] = {
+    {"level", PT_CT_ENUM, offsetof(struct pt_conf, log.level), 0, .enums = log_levels},
+    {"error", PT_CT_STR, offsetof(struct pt_conf, log.error), 0},
+    {"access", PT_CT_STR, offsetof(struct pt_conf, log.access), 0},
+    {"accessBuffer", PT_CT_SIZE, offsetof(struct pt_conf, log.access_buffer), 0, 0, 16 << 20},
+    {"accessFlush", PT_CT_MS, offsetof(struct pt_conf, log.access_flush), 0, 1},
+    {0},
+};
+
+static const struct pt_cfkey top_keys[] = {
+    {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, listen), PT_CF_REQUIRED, .fn = read_listen},
+    {"workers", PT_CT_CUSTOM, offsetof(struct pt_conf, workers), 0, .fn = read_workers},
+    {"limits", PT_CT_MAP, 0, 0, .sub = limits_keys},
+    {"timeouts", PT_CT_MAP, 0, 0, .sub = timeouts_keys},
+    {"upstream", PT_CT_MAP, 0, 0, .sub = upstream_keys},
+    {"log", PT_CT_MAP, 0, 0, .sub = log_keys},
+    {"apis", PT_CT_CUSTOM, offsetof(struct pt_conf, apis), 0, .fn = read_apis},
+    {0},
+};
+
+static void set_defaults(struct pt_conf *cf)
+{
+    cf->workers = 1;
+    cf->limits.header_size = 32 * 1024;
+    cf->limits.header_count = 100;
+    cf->limits.uri_length = 8 * 1024;
+    cf->limits.body_size = 1024ULL * 1024 * 1024;
+    cf->limits.requests_per_connection = 1000;
+    cf->limits.connections_per_worker = 10000;
+    cf->timeouts.header = 10000;
+    cf->timeouts.body_idle = 30000;
+    cf->timeouts.keepalive = 75000;
+    cf->timeouts.send = 60000;
+    cf->timeouts.shutdown = 30000;
+    cf->upstream.connect_timeout = 5000;
+    cf->upstream.read_timeout = 300000;
+    cf->upstream.idle_timeout = 60000;
+    cf->upstream.max_idle = 64;
+    cf->upstream.verify = true;
+    cf->log.level = PT_LOG_INFO;
+    cf->log.error = "stderr";
+    cf->log.access = "stdout";
+    cf->log.access_buffer = 32 * 1024;
+    cf->log.access_flush = 1000;
+}
+
+static struct pt_conf *conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,
+                                      struct pt_errors *errs)
+{
+    struct pt_conf *cf = pt_pool_calloc(pool, sizeof(*cf));
+    cf->pool = pool;
+    cf->file = pt_pool_strdup(pool, file);
+    char *tmp = pt_pool_strdup(pool, file);
+    cf->dir = pt_pool_strdup(pool, dirname(tmp));
+    cf->root = root;
+    set_defaults(cf);
+    struct pt_cfctx cx = {pool, errs, cf->dir};
+    int before = errs->n;
+    pt_cf_map(&cx, root, top_keys, cf);
+    if (cf->log.error && strcmp(cf->log.error, "stderr") && strcmp(cf->log.error, "stdout"))
+        cf->log.error = pt_cf_path(&cx, cf->log.error);
+    if (cf->log.access && strcmp(cf->log.access, "stderr") && strcmp(cf->log.access, "stdout") &&
+        strcmp(cf->log.access, "off"))
+        cf->log.access = pt_cf_path(&cx, cf->log.access);
+    if (errs->n > before)
+        return NULL;
+    return cf;
+}
+
+struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len, struct pt_errors *errs)
+{
+    struct pt_pool *pool = pt_pool_new(64 * 1024);
+    if (!pool)
+        return NULL;
+    struct pt_node *root = pt_node_parse_yaml(pool, name, text, len, errs);
+    struct pt_conf *cf = root ? conf_from_tree(pool, name, root, errs) : NULL;
+    if (!cf)
+        pt_pool_free(pool);
+    return cf;
+}
+
+struct pt_conf *pt_conf_load(const char *path, struct pt_errors *errs)
+{
+    struct pt_pool *pool = pt_pool_new(64 * 1024);
+    if (!pool)
+        return NULL;
+    struct pt_node *root = pt_node_load_file(pool, path, errs);
+    struct pt_conf *cf = root ? conf_from_tree(pool, path, root, errs) : NULL;
+    if (!cf)
+        pt_pool_free(pool);
+    return cf;
+}
+
+void pt_conf_free(struct pt_conf *cf)
+{
+    if (cf)
+        pt_pool_free(cf->pool);
+}

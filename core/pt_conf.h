@@ -1,0 +1,175 @@
+/*
+ * pt_conf -- the configuration file: schema, validation, defaults.
+ *
+ * Loading is two steps.  pt_node parses YAML into a tree with positions;
+ * pt_conf walks the tree with key tables (pt_cfkey) that say, as data, which
+ * keys a map accepts, their types, bounds and where each value goes.  Every
+ * problem is reported, not only the first, as "file:line:column: message".
+ *
+ * A struct pt_conf and everything it points to lives in conf->pool and is
+ * immutable once loaded: generations (pt_gen) share it read-only between
+ * threads.
+ */
+#ifndef PT_CONF_H
+#define PT_CONF_H
+
+#include "pt.h"
+#include "pt_node.h"
+#include "pt_pool.h"
+
+#include <sys/socket.h>
+
+/* ---- schema machinery (also used by policies and the management API) ---- */
+
+enum pt_cftype {
+    PT_CT_STR,    /* char *, non-empty unless PT_CF_EMPTY_OK */
+    PT_CT_BOOL,   /* bool */
+    PT_CT_INT,    /* int64_t within [min, max] */
+    PT_CT_SIZE,   /* uint64_t bytes: 123, "16k", "1m", "2g" */
+    PT_CT_MS,     /* uint32_t milliseconds: 5 (seconds), "250ms", "10s", "5m", "1h" */
+    PT_CT_ENUM,   /* int: index into enums[] */
+    PT_CT_MAP,    /* nested keys, stored into the same base struct */
+    PT_CT_CUSTOM, /* fn parses the node; field = base + off */
+};
+
+#define PT_CF_REQUIRED 0x1
+#define PT_CF_EMPTY_OK 0x2
+#define PT_CF_PATH 0x4 /* PT_CT_STR relative to the config file's folder */
+
+struct pt_cfctx;
+
+struct pt_cfkey {
+    const char *name;
+    enum pt_cftype type;
+    size_t off;
+    unsigned flags;
+    int64_t min, max;
+    const char *const *enums;
+    const struct pt_cfkey *sub;
+    bool (*fn)(struct pt_cfctx *cx, struct pt_node *node, void *field);
+};
+
+struct pt_cfctx {
+    struct pt_pool *pool;
+    struct pt_errors *errs;
+    const char *dir; /* folder of the config file, for relative paths */
+};
+
+/* Validates map `node` against keys (NULL-name terminated) into base. */
+bool pt_cf_map(struct pt_cfctx *cx, struct pt_node *node, const struct pt_cfkey *keys, void *base);
+/* Single-value readers; each reports its own error and returns false. */
+bool pt_cf_str(struct pt_cfctx *cx, struct pt_node *n, char **out, bool empty_ok);
+bool pt_cf_bool(struct pt_cfctx *cx, struct pt_node *n, bool *out);
+bool pt_cf_int(struct pt_cfctx *cx, struct pt_node *n, int64_t min, int64_t max, int64_t *out);
+bool pt_cf_size(struct pt_cfctx *cx, struct pt_node *n, uint64_t *out);
+bool pt_cf_ms(struct pt_cfctx *cx, struct pt_node *n, uint32_t *out);
+/* Parses "10s"-style durations and "16k"-style sizes; false on bad syntax. */
+bool pt_parse_duration_ms(const char *s, uint64_t *ms);
+bool pt_parse_size(const char *s, uint64_t *bytes);
+/* Resolves path against dir unless absolute; result in pool. */
+char *pt_cf_path(struct pt_cfctx *cx, const char *path);
+
+/* ---- the configuration ---- */
+
+struct pt_cert_cf {
+    char *certificate; /* PEM chain */
+    char *key;         /* PEM private key */
+    struct pt_node *node;
+};
+
+struct pt_listen_cf {
+    char *address; /* as written: "127.0.0.1:8080", "[::1]:8443", ":8080" */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    struct pt_cert_cf *certs; /* TLS when ncerts > 0; several = SNI */
+    int ncerts;
+    struct pt_node *node;
+};
+
+struct pt_operation_cf {
+    char *id;
+    char *display_name;
+    char *description;
+    char *method;       /* upper-case method or "*" */
+    char *url_template; /* "/items/{id}", "/get?a={b}", or ending in a wildcard segment */
+    struct pt_node *node;
+};
+
+struct pt_api_cf {
+    char *id;
+    char *display_name;
+    char *description;
+    char *path;        /* URL suffix without leading/trailing '/'; "" = root */
+    char *host;        /* optional: only requests for this host */
+    char *service_url; /* backend base URL */
+    bool subscription_required;
+    char *key_header; /* subscription key header name */
+    char *key_query;  /* subscription key query parameter */
+    struct pt_operation_cf *ops;
+    int nops;
+    struct pt_node *node;
+};
+
+struct pt_limits_cf {
+    uint64_t header_size;   /* request line + headers, 431 */
+    int64_t header_count;   /* 431 */
+    uint64_t uri_length;    /* 414 */
+    uint64_t body_size;     /* 413, before reading the body */
+    int64_t requests_per_connection;
+    int64_t connections_per_worker;
+};
+
+struct pt_timeouts_cf {
+    uint32_t header;    /* whole request head, from its first byte: 408 */
+    uint32_t body_idle; /* between two reads of a request body: 408 */
+    uint32_t keepalive; /* idle keep-alive connection */
+    uint32_t send;      /* client not reading our response */
+    uint32_t shutdown;  /* graceful drain bound */
+};
+
+struct pt_upstream_cf {
+    uint32_t connect_timeout;
+    uint32_t read_timeout; /* between two reads from the backend: 504 */
+    uint32_t idle_timeout; /* pooled keep-alive connections */
+    int64_t max_idle;      /* pooled connections per backend per worker */
+    char *ca_file;         /* for https backends; NULL = system store */
+    bool verify;
+};
+
+struct pt_log_cf {
+    int level;           /* PT_LOG_* */
+    char *error;         /* "stderr" or a path */
+    char *access;        /* "stdout", "stderr", "off" or a path */
+    uint64_t access_buffer; /* bytes buffered per worker before a write */
+    uint32_t access_flush;  /* longest time a line waits in the buffer */
+};
+
+struct pt_conf {
+    struct pt_pool *pool;
+    char *file;
+    char *dir;
+    struct pt_node *root;
+    struct pt_listen_cf *listen;
+    int nlisten;
+    int workers; /* resolved: "auto" becomes the number of CPUs */
+    struct pt_limits_cf limits;
+    struct pt_timeouts_cf timeouts;
+    struct pt_upstream_cf upstream;
+    struct pt_log_cf log;
+    struct pt_api_cf *apis;
+    int napis;
+};
+
+/*
+ * Loads and validates a configuration file.  On failure returns NULL with
+ * every problem in errs.  The result owns its pool (pt_conf_free).
+ */
+struct pt_conf *pt_conf_load(const char *path, struct pt_errors *errs);
+/* Same, from text already in memory (tests; `name` names it in messages). */
+struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len,
+                              struct pt_errors *errs);
+void pt_conf_free(struct pt_conf *conf);
+/* Parses "host:port" for listening; false on bad syntax. */
+bool pt_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen);
+
+#endif

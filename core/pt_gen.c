@@ -1,0 +1,133 @@
+/*
+ * pt_gen -- building and releasing generations.
+ */
+#include "pt_gen.h"
+#include "pt_log.h"
+#include "pt_router.h"
+#include "pt_tls.h"
+
+#include <netdb.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static atomic_ulong serial_counter;
+
+static bool resolve(struct pt_backend *b, struct pt_node *where, struct pt_errors *errs)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", b->url.port);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    int rc = getaddrinfo(b->url.host, port, &hints, &res);
+    if (rc == EAI_BADFLAGS || (rc != 0 && hints.ai_flags)) {
+        hints.ai_flags = 0; /* loopback-only hosts have no "configured" address family */
+        rc = getaddrinfo(b->url.host, port, &hints, &res);
+    }
+    if (rc != 0 || !res) {
+        pt_node_error(errs, where, "cannot resolve backend host '%s': %s", b->url.host, gai_strerror(rc));
+        return false;
+    }
+    memcpy(&b->sa, res->ai_addr, res->ai_addrlen);
+    b->salen = (socklen_t)res->ai_addrlen;
+    freeaddrinfo(res);
+    return true;
+}
+
+struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
+{
+    struct pt_gen *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    atomic_init(&g->refs, 1);
+    g->conf = cf;
+    g->serial = atomic_fetch_add(&serial_counter, 1) + 1;
+    int before = errs->n;
+    struct pt_pool *pool = cf->pool;
+
+    g->router = pt_router_new();
+    g->napis = cf->napis;
+    g->apis = pt_pool_calloc(pool, sizeof(*g->apis) * (size_t)(cf->napis ? cf->napis : 1));
+    for (int i = 0; i < cf->napis; i++) {
+        const struct pt_api_cf *ac = &cf->apis[i];
+        struct pt_api *api = &g->apis[i];
+        api->cf = ac;
+        if (ac->service_url) {
+            struct pt_backend *b = pt_pool_calloc(pool, sizeof(*b));
+            pt_url_parse(pool, ac->service_url, &b->url); /* validated while loading */
+            if (resolve(b, pt_node_get(ac->node, "serviceUrl"), errs)) {
+                char addr[INET6_ADDRSTRLEN + 8] = "";
+                getnameinfo((struct sockaddr *)&b->sa, b->salen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST);
+                b->pool_key = pt_pool_printf(pool, "%s://%s:%d/%s", b->url.https ? "https" : "http", addr,
+                                             b->url.port, b->url.https ? b->url.host : "");
+                b->pool_hash = pt_hash(b->pool_key, strlen(b->pool_key), false);
+                api->backend = b;
+            }
+        }
+        int idx = pt_router_add_api(g->router, ac->path, ac->host, api);
+        api->nops = ac->nops;
+        api->ops = pt_pool_calloc(pool, sizeof(*api->ops) * (size_t)(ac->nops ? ac->nops : 1));
+        for (int k = 0; k < ac->nops; k++) {
+            struct pt_operation *op = &api->ops[k];
+            op->cf = &ac->ops[k];
+            op->api = api;
+            void *clash = NULL;
+            const char *why = pt_router_add_op(g->router, idx, op->cf->method, op->cf->url_template, op, &clash);
+            if (why) {
+                struct pt_node *n = pt_node_get(op->cf->node, "urlTemplate");
+                if (clash)
+                    pt_node_error(errs, n, "urlTemplate '%s' %s ('%s')", op->cf->url_template, why,
+                                  ((struct pt_operation *)clash)->cf->id);
+                else
+                    pt_node_error(errs, n, "urlTemplate '%s' %s", op->cf->url_template, why);
+            }
+        }
+    }
+    pt_router_finish(g->router);
+
+    g->tls = calloc((size_t)(cf->nlisten ? cf->nlisten : 1), sizeof(*g->tls));
+    g->ntls = cf->nlisten;
+    for (int i = 0; i < cf->nlisten; i++)
+        if (cf->listen[i].ncerts)
+            g->tls[i] = pt_tls_server_new(&cf->listen[i], errs);
+    bool need_client = false;
+    for (int i = 0; i < g->napis; i++)
+        if (g->apis[i].backend && g->apis[i].backend->url.https)
+            need_client = true;
+    if (need_client || cf->upstream.ca_file) {
+        g->client_tls = pt_tls_client_ctx(cf->upstream.ca_file, cf->upstream.verify, errs);
+        if (!g->client_tls && cf->upstream.ca_file) {
+            /* point the message at the key */
+            struct pt_node *u = pt_node_get(cf->root, "upstream");
+            if (u && errs->n)
+                pt_node_error(errs, pt_node_get(u, "caFile"), "see above");
+        }
+    }
+    if (errs->n > before) {
+        g->conf = NULL; /* the caller keeps its config on failure */
+        pt_gen_unref(g);
+        return NULL;
+    }
+    return g;
+}
+
+void pt_gen_ref(struct pt_gen *g)
+{
+    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+}
+
+void pt_gen_unref(struct pt_gen *g)
+{
+    if (!g || atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    pt_router_free(g->router);
+    for (int i = 0; g->tls && i < g->ntls; i++)
+        pt_tls_server_free(g->tls[i]);
+    free(g->tls);
+    if (g->client_tls)
+        SSL_CTX_free(g->client_tls);
+    free(g->listen_fds);
+    pt_conf_free(g->conf);
+    free(g);
+}

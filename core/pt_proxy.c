@@ -1,0 +1,1479 @@
+/*
+ * pt_proxy -- one client connection, its requests, and the backend side.
+ *
+ * A client connection moves through these states:
+ *
+ *   HEAD    reading a request head (pt_http_scan, then parse and checks)
+ *   BODY    streaming the request body to the backend, re-framed
+ *   WAIT    request sent; the response streams back; reading is paused so
+ *           pipelined requests wait in the input buffer, in order
+ *   TUNNEL  after a WebSocket 101: bytes both ways, nothing parsed
+ *   CLOSING the last response is being written out
+ *   LINGER  written; our side is shut, we read and drop what the client
+ *           still sends so that closing does not reset the connection
+ *
+ * A request goes: route -> subscription key -> backend head -> body ->
+ * response head -> response body -> access-log line.  Bodies are moved
+ * between evbuffers (no copies for Content-Length bodies) and never held
+ * whole: when the receiving side has more than HIGH_WATER bytes waiting,
+ * the sending side stops being read until the receiver drains.
+ *
+ * Lifetimes: a connection is freed only from an I/O callback or a timer,
+ * never from inside the parsing loop, so code that finishes a request can
+ * always return to its caller.  A backend connection belongs to a request
+ * while in use and to its pool (per worker, per backend address) while idle.
+ */
+#include "pt_gen.h"
+#include "pt_http.h"
+#include "pt_io.h"
+#include "pt_log.h"
+#include "pt_router.h"
+#include "pt_tls.h"
+#include "pt_url.h"
+#include "pt_worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HIGH_WATER (256 * 1024)
+#define RESPONSE_HEAD_MAX (64 * 1024)
+#define RESPONSE_HEADERS_MAX 256
+#define FREE_REQS_MAX 256
+#define LINGER_MS 2000
+
+enum cstate { C_HEAD, C_BODY, C_WAIT, C_TUNNEL, C_CLOSING, C_LINGER };
+enum out_mode { OUT_NONE, OUT_LENGTH, OUT_CHUNKED, OUT_EOF };
+
+struct pt_conn {
+    struct pt_list link; /* in w->conns */
+    struct pt_tnode timer;
+    struct pt_worker *w;
+    struct pt_io *io;
+    bool tls;
+    char ip[INET6_ADDRSTRLEN];
+    enum cstate state;
+    struct pt_scan scan;
+    unsigned nreqs;
+    struct pt_req *req;
+    bool in_heads; /* inside conn_heads() */
+    bool again;    /* a request finished inside conn_heads(): look for the next */
+};
+
+struct pt_upool {
+    struct pt_upool *next; /* hash chain */
+    char *key;
+    uint64_t hash;
+    struct pt_list idle; /* most recently used at the tail */
+    int nidle;
+};
+
+struct pt_upconn {
+    struct pt_list link; /* in pool->idle while idle */
+    struct pt_tnode timer;
+    struct pt_worker *w;
+    struct pt_upool *pool;
+    struct pt_io *io;
+    struct pt_req *req;
+    struct pt_scan scan;
+    bool reused, connected;
+};
+
+struct pt_req {
+    struct pt_req *next_free;
+    struct pt_pool *pool;
+    struct pt_conn *c;
+    struct pt_wgen *wg;
+    struct pt_head h;
+    struct pt_match m;
+    struct pt_api *api;
+    struct pt_operation *op;
+    struct pt_upconn *up;
+    struct pt_head rh;
+    bool rh_done;
+    /* request body */
+    int64_t req_left;
+    uint64_t req_payload;
+    struct pt_chunked req_ch;
+    bool req_done;
+    /* response body */
+    enum pt_body resp_in;
+    int64_t resp_left;
+    struct pt_chunked resp_ch;
+    enum out_mode resp_out;
+    bool resp_head_sent;
+    bool keep; /* the client connection stays open after this response */
+    /* retry */
+    char *uphead;
+    size_t uphead_n;
+    bool retried;
+    /* accounting */
+    uint64_t t0, tb0, tb1;
+    uint64_t bytes_in, bytes_out;
+    int status;
+    const char *reason;
+    char id[129];
+    size_t idn;
+};
+
+static void conn_cb(struct pt_io *io, int what, void *arg);
+static void conn_timer(struct pt_tnode *t, int kind);
+static void conn_heads(struct pt_conn *c);
+static void conn_free(struct pt_conn *c);
+static void conn_close_soon(struct pt_conn *c);
+static void up_cb(struct pt_io *io, int what, void *arg);
+static void up_timer(struct pt_tnode *t, int kind);
+static void up_close(struct pt_upconn *u);
+static void req_body(struct pt_req *req);
+static void req_error(struct pt_req *req, int status, const char *reason, const char *message);
+static void req_finish(struct pt_req *req);
+static void resp_read(struct pt_req *req);
+
+static inline struct pt_gen *req_gen(const struct pt_req *req)
+{
+    return req->wg->gen;
+}
+
+/* -------------------------------------------------------------- requests */
+
+static struct pt_req *req_new(struct pt_conn *c)
+{
+    struct pt_worker *w = c->w;
+    struct pt_req *req = w->free_reqs;
+    if (req) {
+        w->free_reqs = req->next_free;
+        w->nfree_reqs--;
+    } else {
+        req = malloc(sizeof(*req));
+        if (!req)
+            return NULL;
+        req->pool = pt_pool_new(8192);
+        if (!req->pool) {
+            free(req);
+            return NULL;
+        }
+    }
+    struct pt_pool *pool = req->pool;
+    memset(req, 0, sizeof(*req));
+    req->pool = pool;
+    req->c = c;
+    req->wg = pt_worker_gen_acquire(w);
+    req->t0 = pt_now_us();
+    req->status = 0;
+    return req;
+}
+
+static void req_free(struct pt_req *req)
+{
+    struct pt_worker *w = req->c->w;
+    if (req->c->req == req)
+        req->c->req = NULL;
+    pt_worker_gen_release(w, req->wg);
+    if (w->nfree_reqs < FREE_REQS_MAX) {
+        pt_pool_reset(req->pool);
+        req->next_free = w->free_reqs;
+        w->free_reqs = req;
+        w->nfree_reqs++;
+    } else {
+        pt_pool_free(req->pool);
+        free(req);
+    }
+}
+
+/* A request id: the client's X-Request-Id when it is sane, else a random UUID. */
+static void req_set_id(struct pt_req *req)
+{
+    for (int i = 0; i < req->h.nh; i++) {
+        struct pt_hdr *x = &req->h.h[i];
+        if (x->kind != PT_H_X_REQUEST_ID)
+            continue;
+        pt_str v = x->value;
+        bool ok = v.n > 0 && v.n < sizeof(req->id);
+        for (size_t k = 0; ok && k < v.n; k++) {
+            char ch = v.p[k];
+            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '-' || ch == '_' || ch == '.' || ch == ':';
+        }
+        if (ok) {
+            memcpy(req->id, v.p, v.n);
+            req->idn = v.n;
+            return;
+        }
+        break;
+    }
+    uint64_t *s = req->c->w->rng;
+    uint64_t a = s[0], b = s[1];
+    /* xorshift128+ twice: 128 random bits */
+    uint64_t r[2];
+    for (int k = 0; k < 2; k++) {
+        uint64_t x = a, y = b;
+        a = y;
+        x ^= x << 23;
+        b = x ^ y ^ (x >> 17) ^ (y >> 26);
+        r[k] = b + y;
+    }
+    s[0] = a;
+    s[1] = b;
+    unsigned char u[16];
+    memcpy(u, r, 16);
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
+    static const char hx[] = "0123456789abcdef";
+    size_t o = 0;
+    for (int k = 0; k < 16; k++) {
+        if (k == 4 || k == 6 || k == 8 || k == 10)
+            req->id[o++] = '-';
+        req->id[o++] = hx[u[k] >> 4];
+        req->id[o++] = hx[u[k] & 15];
+    }
+    req->idn = o;
+}
+
+/* ------------------------------------------------------------ access log */
+
+static void log_num_ms(struct pt_buf *b, uint64_t us)
+{
+    pt_buf_u64(b, us / 1000);
+    char frac[4] = {'.', (char)('0' + (us / 100) % 10), (char)('0' + (us / 10) % 10), (char)('0' + us % 10)};
+    pt_buf_add(b, frac, 4);
+}
+
+static void log_str_field(struct pt_buf *b, const char *name, pt_str v)
+{
+    pt_buf_add(b, ",\"", 2);
+    pt_buf_add(b, name, strlen(name));
+    pt_buf_add(b, "\":\"", 3);
+    pt_buf_json(b, v);
+    pt_buf_add(b, "\"", 1);
+}
+
+static void req_log(struct pt_req *req)
+{
+    struct pt_worker *w = req->c->w;
+    if (pt_access_fd < 0)
+        return;
+    uint64_t now = pt_now_us();
+    uint64_t wall = pt_wall_ms();
+    if (wall / 1000 != w->tsec) {
+        w->tsec = wall / 1000;
+        pt_format_time(w->tstr, wall);
+    }
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 512);
+    pt_buf_lit(&b, "{\"time\":\"");
+    pt_buf_add(&b, w->tstr, 20); /* "YYYY-MM-DDTHH:MM:SS." */
+    char ms[4] = {(char)('0' + (wall / 100) % 10), (char)('0' + (wall / 10) % 10), (char)('0' + wall % 10), 'Z'};
+    pt_buf_add(&b, ms, 4);
+    pt_buf_lit(&b, "\"");
+    log_str_field(&b, "requestId", (pt_str){req->id, req->idn});
+    log_str_field(&b, "clientIp", pt_str_c(req->c->ip));
+    log_str_field(&b, "method", req->h.method);
+    log_str_field(&b, "path", req->h.path);
+    if (req->h.query.n)
+        log_str_field(&b, "query", req->h.query);
+    if (req->api)
+        log_str_field(&b, "api", pt_str_c(req->api->cf->id));
+    if (req->op)
+        log_str_field(&b, "operation", pt_str_c(req->op->cf->id));
+    pt_buf_lit(&b, ",\"status\":");
+    pt_buf_u64(&b, (uint64_t)req->status);
+    if (req->rh_done) {
+        pt_buf_lit(&b, ",\"backendStatus\":");
+        pt_buf_u64(&b, (uint64_t)req->rh.status);
+    }
+    pt_buf_lit(&b, ",\"bytesIn\":");
+    pt_buf_u64(&b, req->bytes_in);
+    pt_buf_lit(&b, ",\"bytesOut\":");
+    pt_buf_u64(&b, req->bytes_out);
+    if (req->tb0) {
+        pt_buf_lit(&b, ",\"backendTime\":");
+        log_num_ms(&b, (req->tb1 ? req->tb1 : now) - req->tb0);
+    }
+    pt_buf_lit(&b, ",\"totalTime\":");
+    log_num_ms(&b, now - req->t0);
+    if (req->reason)
+        log_str_field(&b, "reason", pt_str_c(req->reason));
+    pt_buf_lit(&b, "}");
+    pt_worker_access(w, b.p, b.n);
+}
+
+/* --------------------------------------------------------- client output */
+
+/* Reason codes recorded for errors of the HTTP layer itself. */
+static const char *reason_for(int status)
+{
+    switch (status) {
+    case 400: return "BadRequest";
+    case 405: return "MethodNotAllowed";
+    case 408: return "RequestTimeout";
+    case 413: return "RequestEntityTooLarge";
+    case 414: return "UriTooLong";
+    case 417: return "ExpectationFailed";
+    case 431: return "RequestHeaderFieldsTooLarge";
+    case 501: return "NotImplemented";
+    case 505: return "HttpVersionNotSupported";
+    }
+    return "Error";
+}
+
+/* Writes a complete JSON error response {"statusCode": N, "message": "..."}. */
+static size_t write_error(struct evbuffer *out, struct pt_pool *pool, int status, const char *message,
+                          bool head_only, bool close, pt_str reqid)
+{
+    struct pt_buf body;
+    pt_buf_init(&body, pool, 128);
+    pt_buf_lit(&body, "{\"statusCode\": ");
+    pt_buf_u64(&body, (uint64_t)status);
+    pt_buf_lit(&body, ", \"message\": \"");
+    pt_buf_json(&body, pt_str_c(message));
+    pt_buf_lit(&body, "\"}");
+    struct pt_buf b;
+    pt_buf_init(&b, pool, 256 + body.n);
+    pt_buf_lit(&b, "HTTP/1.1 ");
+    pt_buf_u64(&b, (uint64_t)status);
+    pt_buf_lit(&b, " ");
+    pt_buf_add(&b, pt_http_reason(status), strlen(pt_http_reason(status)));
+    pt_buf_lit(&b, "\r\nContent-Type: application/json\r\nContent-Length: ");
+    pt_buf_u64(&b, body.n);
+    if (reqid.n) {
+        pt_buf_lit(&b, "\r\nX-Request-Id: ");
+        pt_buf_str(&b, reqid);
+    }
+    if (close)
+        pt_buf_lit(&b, "\r\nConnection: close");
+    pt_buf_lit(&b, "\r\n\r\n");
+    if (!head_only)
+        pt_buf_add(&b, body.p, body.n);
+    evbuffer_add(out, b.p, b.n);
+    return b.n;
+}
+
+/* An error before any request object exists (bad head): answer and close. */
+static void conn_fail(struct pt_conn *c, int status, const char *msg)
+{
+    struct pt_req *req = req_new(c);
+    if (!req) {
+        conn_close_soon(c);
+        return;
+    }
+    c->req = req;
+    req->h.method = PT_STR("-");
+    req->h.path = PT_STR("-");
+    req_set_id(req);
+    req->keep = false;
+    req_error(req, status, reason_for(status), msg);
+}
+
+/* ---------------------------------------------------------- backend pool */
+
+static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *be)
+{
+    if (!w->pools) {
+        w->npools = 64;
+        w->pools = calloc(w->npools, sizeof(*w->pools));
+    }
+    size_t slot = be->pool_hash & (w->npools - 1);
+    for (struct pt_upool *p = w->pools[slot]; p; p = p->next)
+        if (p->hash == be->pool_hash && !strcmp(p->key, be->pool_key))
+            return p;
+    struct pt_upool *p = calloc(1, sizeof(*p));
+    p->key = strdup(be->pool_key);
+    p->hash = be->pool_hash;
+    pt_list_init(&p->idle);
+    p->next = w->pools[slot];
+    w->pools[slot] = p;
+    return p;
+}
+
+void pt_proxy_free_pools(struct pt_worker *w)
+{
+    for (size_t i = 0; w->pools && i < w->npools; i++) {
+        struct pt_upool *p = w->pools[i];
+        while (p) {
+            while (!pt_list_empty(&p->idle))
+                up_close(pt_container_of(p->idle.next, struct pt_upconn, link));
+            struct pt_upool *next = p->next;
+            free(p->key);
+            free(p);
+            p = next;
+        }
+    }
+    free(w->pools);
+    w->pools = NULL;
+}
+
+static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
+{
+    struct pt_worker *w = req->c->w;
+    struct pt_backend *be = req->api->backend;
+    struct pt_upool *pool = pool_get(w, be);
+    struct pt_upconn *u;
+    if (!fresh && pool->nidle) {
+        u = pt_container_of(pool->idle.prev, struct pt_upconn, link);
+        pt_list_del(&u->link);
+        pool->nidle--;
+        pt_timer_clear(&u->timer);
+        u->reused = true;
+        u->req = req;
+        return u;
+    }
+    u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    pt_list_init(&u->link);
+    pt_timer_init(&u->timer, up_timer);
+    u->w = w;
+    u->pool = pool;
+    u->req = req;
+    if (be->url.https) {
+        struct pt_gen *g = req_gen(req);
+        SSL *ssl = pt_tls_client_ssl(g->client_tls, be->url.host, g->conf->upstream.verify);
+        u->io = ssl ? pt_io_tls_connect(w->base, (struct sockaddr *)&be->sa, be->salen, ssl, up_cb, u) : NULL;
+    } else
+        u->io = pt_io_connect(w->base, (struct sockaddr *)&be->sa, be->salen, up_cb, u);
+    if (!u->io) {
+        free(u);
+        return NULL;
+    }
+    pt_io_read(u->io, true);
+    pt_timer_set(w, &u->timer, PT_T_CONNECT);
+    return u;
+}
+
+static void up_close(struct pt_upconn *u)
+{
+    if (!pt_list_empty(&u->link)) {
+        pt_list_del(&u->link);
+        u->pool->nidle--;
+    }
+    pt_timer_clear(&u->timer);
+    pt_io_free(u->io);
+    if (u->req && u->req->up == u)
+        u->req->up = NULL;
+    free(u);
+}
+
+/* Gives a backend connection back to its pool, or closes it. */
+static void up_release(struct pt_upconn *u, bool reusable)
+{
+    struct pt_req *req = u->req;
+    if (req)
+        req->up = NULL;
+    u->req = NULL;
+    struct pt_worker *w = u->w;
+    int64_t max_idle = req ? req_gen(req)->conf->upstream.max_idle : 0;
+    if (!reusable || w->draining || u->pool->nidle >= max_idle ||
+        evbuffer_get_length(u->io->in) || evbuffer_get_length(u->io->out)) {
+        up_close(u);
+        return;
+    }
+    memset(&u->scan, 0, sizeof(u->scan));
+    pt_list_add_tail(&u->pool->idle, &u->link);
+    u->pool->nidle++;
+    pt_timer_set(w, &u->timer, PT_T_IDLE);
+    pt_io_read(u->io, true); /* an idle connection that speaks or closes is dropped */
+}
+
+/* -------------------------------------------------------- request: start */
+
+static bool is_idempotent(int method)
+{
+    return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS || method == HTTP_PUT ||
+           method == HTTP_DELETE;
+}
+
+/* Finds a query parameter's raw value. */
+static bool query_param(pt_str q, pt_str name, pt_str *value)
+{
+    while (q.n) {
+        const char *amp = memchr(q.p, '&', q.n);
+        size_t len = amp ? (size_t)(amp - q.p) : q.n;
+        pt_str item = {q.p, len};
+        const char *eq = memchr(item.p, '=', item.n);
+        pt_str k = {item.p, eq ? (size_t)(eq - item.p) : item.n};
+        if (pt_str_eq(k, name)) {
+            *value = eq ? (pt_str){eq + 1, item.n - k.n - 1} : PT_NULL_STR;
+            return true;
+        }
+        if (!amp)
+            break;
+        q.p += len + 1;
+        q.n -= len + 1;
+    }
+    return false;
+}
+
+/*
+ * The subscription decision for an API that requires a key.  Keys are
+ * issued by subscriptions; a configuration without subscriptions accepts
+ * none, so a protected API then refuses every call, as APIM does.
+ */
+static bool check_subscription(struct pt_req *req)
+{
+    const struct pt_api_cf *ac = req->api->cf;
+    if (!ac->subscription_required)
+        return true;
+    struct pt_hdr *hk = pt_head_get(&req->h, pt_str_c(ac->key_header));
+    pt_str key = PT_NULL_STR;
+    bool present = false;
+    if (hk) {
+        key = hk->value;
+        present = true;
+    } else
+        present = query_param(req->h.query, pt_str_c(ac->key_query), &key);
+    if (!present) {
+        req_error(req, 401, "SubscriptionKeyNotFound",
+                  "Access denied due to missing subscription key. Make sure to include subscription key "
+                  "when making requests to an API.");
+        return false;
+    }
+    req_error(req, 401, "SubscriptionKeyInvalid",
+              "Access denied due to invalid subscription key. Make sure to provide a valid key for an "
+              "active subscription.");
+    return false;
+}
+
+/* Serialises the request head for the backend. */
+static void build_backend_head(struct pt_req *req, struct pt_buf *b)
+{
+    const struct pt_backend *be = req->api->backend;
+    struct pt_conn *c = req->c;
+    pt_buf_init(b, req->pool, 512 + req->h.path.n + req->h.nh * 48);
+    pt_buf_str(b, req->h.method);
+    pt_buf_lit(b, " ");
+    size_t plen = strlen(be->url.path);
+    pt_buf_add(b, be->url.path, plen);
+    pt_buf_str(b, req->m.rest);
+    if (plen + req->m.rest.n == 0)
+        pt_buf_lit(b, "/");
+    if (req->h.query.n) {
+        pt_buf_lit(b, "?");
+        pt_buf_str(b, req->h.query);
+    }
+    pt_buf_lit(b, " HTTP/1.1\r\nHost: ");
+    pt_buf_add(b, be->url.authority, strlen(be->url.authority));
+    pt_buf_lit(b, "\r\n");
+    pt_str xff_prev[8];
+    int nxff = 0;
+    pt_str fwd_prev[8];
+    int nfwd = 0;
+    for (int i = 0; i < req->h.nh; i++) {
+        const struct pt_hdr *x = &req->h.h[i];
+        if (x->hop || x->deleted)
+            continue;
+        switch (x->kind) {
+        case PT_H_X_FORWARDED_FOR:
+            if (nxff < 8)
+                xff_prev[nxff++] = x->value;
+            continue;
+        case PT_H_FORWARDED:
+            if (nfwd < 8)
+                fwd_prev[nfwd++] = x->value;
+            continue;
+        case PT_H_X_FORWARDED_PROTO:
+        case PT_H_X_FORWARDED_HOST:
+        case PT_H_X_REQUEST_ID:
+            continue;
+        default:
+            break;
+        }
+        pt_buf_str(b, x->name);
+        pt_buf_lit(b, ": ");
+        pt_buf_str(b, x->value);
+        pt_buf_lit(b, "\r\n");
+    }
+    pt_str ip = pt_str_c(c->ip);
+    bool v6 = memchr(ip.p, ':', ip.n) != NULL;
+    pt_buf_lit(b, "X-Forwarded-For: ");
+    for (int i = 0; i < nxff; i++) {
+        pt_buf_str(b, xff_prev[i]);
+        pt_buf_lit(b, ", ");
+    }
+    pt_buf_str(b, ip);
+    if (c->tls)
+        pt_buf_lit(b, "\r\nX-Forwarded-Proto: https");
+    else
+        pt_buf_lit(b, "\r\nX-Forwarded-Proto: http");
+    if (req->h.host.n) {
+        pt_buf_lit(b, "\r\nX-Forwarded-Host: ");
+        pt_buf_str(b, req->h.host);
+    }
+    pt_buf_lit(b, "\r\nForwarded: ");
+    for (int i = 0; i < nfwd; i++) {
+        pt_buf_str(b, fwd_prev[i]);
+        pt_buf_lit(b, ", ");
+    }
+    pt_buf_lit(b, "for=");
+    if (v6) {
+        pt_buf_lit(b, "\"[");
+        pt_buf_str(b, ip);
+        pt_buf_lit(b, "]\"");
+    } else
+        pt_buf_str(b, ip);
+    if (req->h.host.n) {
+        pt_buf_lit(b, ";host=\"");
+        pt_buf_str(b, req->h.host);
+        pt_buf_lit(b, "\"");
+    }
+    if (c->tls)
+        pt_buf_lit(b, ";proto=https");
+    else
+        pt_buf_lit(b, ";proto=http");
+    pt_buf_lit(b, "\r\nX-Request-Id: ");
+    pt_buf_add(b, req->id, req->idn);
+    pt_buf_lit(b, "\r\n");
+    if (req->h.upgrade_ws)
+        pt_buf_lit(b, "Connection: upgrade\r\nUpgrade: websocket\r\n");
+    if (req->h.body == PT_BODY_LENGTH || req->h.content_length == 0) {
+        pt_buf_lit(b, "Content-Length: ");
+        pt_buf_u64(b, (uint64_t)req->h.content_length);
+        pt_buf_lit(b, "\r\n");
+    } else if (req->h.body == PT_BODY_CHUNKED)
+        pt_buf_lit(b, "Transfer-Encoding: chunked\r\n");
+    pt_buf_lit(b, "\r\n");
+}
+
+/* Sends the request head (and from then on the body) to a backend connection. */
+static bool req_send(struct pt_req *req, bool fresh)
+{
+    struct pt_upconn *u = up_get(req, fresh);
+    if (!u) {
+        req_error(req, 502, "BackendConnectionFailure", "Bad gateway: cannot open a backend connection");
+        return false;
+    }
+    req->up = u;
+    evbuffer_add(u->io->out, req->uphead, req->uphead_n);
+    if (u->reused || u->connected) {
+        pt_io_flush(u->io);
+        /* the read timeout runs from the end of the request; a slow upload
+           is the client body timer's business */
+        if (req->req_done)
+            pt_timer_set(req->c->w, &u->timer, PT_T_READ);
+    }
+    return true;
+}
+
+static void req_start(struct pt_conn *c, size_t head_len)
+{
+    struct pt_worker *w = c->w;
+    struct pt_req *req = req_new(c);
+    if (!req) {
+        pt_err("out of memory for a request");
+        conn_close_soon(c);
+        return;
+    }
+    c->req = req;
+    c->nreqs++;
+    c->state = C_WAIT;
+    pt_timer_clear(&c->timer);
+    const struct pt_conf *cf = req_gen(req)->conf;
+    char *head = pt_pool_alloc(req->pool, head_len);
+    evbuffer_remove(c->io->in, head, head_len);
+    req->bytes_in = head_len;
+    struct pt_http_err err = {0};
+    if (!pt_http_parse_request(&req->h, head, head_len, req->pool, (int)cf->limits.header_count,
+                               cf->limits.body_size, &err)) {
+        if (!req->h.method.n)
+            req->h.method = PT_STR("-");
+        if (!req->h.path.n)
+            req->h.path = req->h.target.n ? req->h.target : PT_STR("-");
+        req_set_id(req);
+        req->keep = false;
+        req_error(req, err.status, reason_for(err.status), err.msg);
+        return;
+    }
+    req_set_id(req);
+    req->keep = req->h.keepalive && c->nreqs < (unsigned)cf->limits.requests_per_connection && !w->draining;
+    if (req->h.body != PT_BODY_NONE)
+        req->req_left = req->h.content_length;
+    else
+        req->req_done = true;
+
+    pt_str host = pt_host_strip_port(req->h.host);
+    if (pt_router_match(req_gen(req)->router, host, req->h.method, req->h.path, req->h.query, &req->m) !=
+        PT_ROUTE_OK) {
+        req_error(req, 404, "OperationNotFound", "Resource not found");
+        return;
+    }
+    req->op = req->m.op;
+    req->api = req->op->api;
+    if (!check_subscription(req))
+        return;
+    if (!req->api->backend) {
+        req_error(req, 500, "BackendConnectionFailure", "No backend is configured for this API");
+        return;
+    }
+    struct pt_buf b;
+    build_backend_head(req, &b);
+    req->uphead = b.p;
+    req->uphead_n = b.n;
+    req->tb0 = pt_now_us();
+    if (!req_send(req, false))
+        return;
+    if (req->h.body != PT_BODY_NONE) {
+        c->state = C_BODY;
+        if (req->h.expect_continue) {
+            evbuffer_add(c->io->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            pt_io_flush(c->io);
+        }
+        req_body(req);
+    } else
+        pt_io_read(c->io, false); /* pipelined requests wait their turn */
+}
+
+/* ------------------------------------------------------ request: the body */
+
+static void req_body(struct pt_req *req)
+{
+    struct pt_conn *c = req->c;
+    struct pt_upconn *u = req->up;
+    if (c->state != C_BODY || !u)
+        return;
+    struct evbuffer *in = c->io->in, *out = u->io->out;
+    size_t before = evbuffer_get_length(in);
+    bool done = false;
+    if (req->h.body == PT_BODY_LENGTH) {
+        size_t n = (size_t)PT_MIN((int64_t)before, req->req_left);
+        if (n) {
+            evbuffer_remove_buffer(in, out, n);
+            req->req_left -= (int64_t)n;
+        }
+        done = req->req_left == 0;
+    } else {
+        uint64_t limit = req_gen(req)->conf->limits.body_size;
+        for (;;) {
+            struct pt_http_err err = {400, NULL};
+            ssize_t r = pt_chunked_next(&req->req_ch, in, &err);
+            if (r > 0) {
+                if (req->req_payload + (uint64_t)r > limit) {
+                    req->keep = false;
+                    req_error(req, 413, "RequestEntityTooLarge", "request body larger than the limit");
+                    return;
+                }
+                char hdr[24];
+                int hn = snprintf(hdr, sizeof(hdr), "%zx\r\n", (size_t)r);
+                evbuffer_add(out, hdr, (size_t)hn);
+                evbuffer_remove_buffer(in, out, (size_t)r);
+                evbuffer_add(out, "\r\n", 2);
+                pt_chunked_took(&req->req_ch, (size_t)r);
+                req->req_payload += (uint64_t)r;
+            } else if (r == PT_CHUNKED_DONE) {
+                evbuffer_add(out, "0\r\n\r\n", 5);
+                done = true;
+                break;
+            } else if (r == PT_CHUNKED_MORE)
+                break;
+            else {
+                req->keep = false;
+                req_error(req, 400, "BadRequest", err.msg);
+                return;
+            }
+        }
+    }
+    req->bytes_in += before - evbuffer_get_length(in);
+    if (!pt_io_connecting(u->io))
+        pt_io_flush(u->io);
+    if (done) {
+        req->req_done = true;
+        c->state = C_WAIT;
+        pt_io_read(c->io, false);
+        pt_timer_clear(&c->timer);
+        if (!pt_io_connecting(u->io))
+            pt_timer_set(c->w, &u->timer, PT_T_READ);
+        return;
+    }
+    if (evbuffer_get_length(out) > HIGH_WATER) {
+        /* the backend is not taking the body: wait, bounded by its read timeout */
+        pt_io_read(c->io, false);
+        pt_io_want_drain(u->io, true);
+        pt_timer_clear(&c->timer);
+        if (!pt_io_connecting(u->io))
+            pt_timer_set(c->w, &u->timer, PT_T_READ);
+    } else {
+        pt_io_read(c->io, true);
+        pt_timer_set(c->w, &c->timer, PT_T_BODY);
+    }
+}
+
+/* -------------------------------------------------- response to the client */
+
+static void write_response_head(struct pt_req *req)
+{
+    struct pt_conn *c = req->c;
+    struct pt_head *rh = &req->rh;
+    bool client10 = req->h.minor == 0;
+    if (rh->body == PT_BODY_NONE)
+        req->resp_out = OUT_NONE;
+    else if (rh->body == PT_BODY_LENGTH)
+        req->resp_out = OUT_LENGTH;
+    else if (client10) {
+        req->resp_out = OUT_EOF;
+        req->keep = false;
+    } else
+        req->resp_out = OUT_CHUNKED;
+    req->resp_in = rh->body;
+    req->resp_left = rh->content_length;
+
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 256 + (size_t)rh->nh * 48);
+    pt_buf_lit(&b, "HTTP/1.1 ");
+    pt_buf_u64(&b, (uint64_t)rh->status);
+    pt_buf_lit(&b, " ");
+    if (rh->reason.n && pt_http_value_ok(rh->reason))
+        pt_buf_str(&b, rh->reason);
+    else {
+        const char *r = pt_http_reason(rh->status);
+        pt_buf_add(&b, r, strlen(r));
+    }
+    pt_buf_lit(&b, "\r\n");
+    for (int i = 0; i < rh->nh; i++) {
+        const struct pt_hdr *x = &rh->h[i];
+        if (x->hop || x->deleted)
+            continue;
+        pt_buf_str(&b, x->name);
+        pt_buf_lit(&b, ": ");
+        pt_buf_str(&b, x->value);
+        pt_buf_lit(&b, "\r\n");
+    }
+    switch (req->resp_out) {
+    case OUT_LENGTH:
+        pt_buf_lit(&b, "Content-Length: ");
+        pt_buf_u64(&b, (uint64_t)rh->content_length);
+        pt_buf_lit(&b, "\r\n");
+        break;
+    case OUT_CHUNKED:
+        pt_buf_lit(&b, "Transfer-Encoding: chunked\r\n");
+        break;
+    case OUT_NONE:
+        /* HEAD and 304 keep the length the backend announced */
+        if (rh->content_length >= 0 && rh->status != 204 && rh->status >= 200) {
+            pt_buf_lit(&b, "Content-Length: ");
+            pt_buf_u64(&b, (uint64_t)rh->content_length);
+            pt_buf_lit(&b, "\r\n");
+        }
+        break;
+    case OUT_EOF:
+        break;
+    }
+    if (!req->keep || req->c->w->draining)
+        pt_buf_lit(&b, "Connection: close\r\n");
+    else if (client10)
+        pt_buf_lit(&b, "Connection: keep-alive\r\n");
+    pt_buf_lit(&b, "\r\n");
+    evbuffer_add(c->io->out, b.p, b.n);
+    req->bytes_out += b.n;
+    req->resp_head_sent = true;
+    req->status = rh->status;
+}
+
+static void resp_done(struct pt_req *req)
+{
+    struct pt_upconn *u = req->up;
+    req->tb1 = pt_now_us();
+    if (!req->req_done)
+        req->keep = false; /* the backend answered before the whole body came */
+    if (u)
+        up_release(u, req->rh.keepalive && req->req_done && req->resp_in != PT_BODY_EOF);
+    pt_io_flush(req->c->io);
+    req_finish(req);
+}
+
+/* Moves response body bytes to the client, re-framing as needed. */
+static void resp_body(struct pt_req *req)
+{
+    struct pt_conn *c = req->c;
+    struct pt_upconn *u = req->up;
+    struct evbuffer *in = u->io->in, *out = c->io->out;
+    size_t out_before = evbuffer_get_length(out);
+    bool done = false;
+    switch (req->resp_in) {
+    case PT_BODY_NONE:
+        done = true;
+        break;
+    case PT_BODY_LENGTH: {
+        size_t n = (size_t)PT_MIN((int64_t)evbuffer_get_length(in), req->resp_left);
+        if (n) {
+            evbuffer_remove_buffer(in, out, n);
+            req->resp_left -= (int64_t)n;
+        }
+        done = req->resp_left == 0;
+        break;
+    }
+    case PT_BODY_CHUNKED:
+        for (;;) {
+            struct pt_http_err err = {502, NULL};
+            ssize_t r = pt_chunked_next(&req->resp_ch, in, &err);
+            if (r > 0) {
+                if (req->resp_out == OUT_CHUNKED) {
+                    char hdr[24];
+                    int hn = snprintf(hdr, sizeof(hdr), "%zx\r\n", (size_t)r);
+                    evbuffer_add(out, hdr, (size_t)hn);
+                    evbuffer_remove_buffer(in, out, (size_t)r);
+                    evbuffer_add(out, "\r\n", 2);
+                } else
+                    evbuffer_remove_buffer(in, out, (size_t)r);
+                pt_chunked_took(&req->resp_ch, (size_t)r);
+            } else if (r == PT_CHUNKED_DONE) {
+                if (req->resp_out == OUT_CHUNKED)
+                    evbuffer_add(out, "0\r\n\r\n", 5);
+                done = true;
+                break;
+            } else if (r == PT_CHUNKED_MORE)
+                break;
+            else {
+                pt_warn("backend %s sent a malformed chunked body: %s", u->pool->key, err.msg);
+                req->reason = "BackendConnectionFailure";
+                req->bytes_out += evbuffer_get_length(out) - out_before;
+                pt_io_flush(c->io);
+                up_close(u);
+                /* the head is out: the only honest signal left is an incomplete body */
+                req->keep = false;
+                req_finish(req);
+                return;
+            }
+        }
+        break;
+    case PT_BODY_EOF: {
+        size_t n = evbuffer_get_length(in);
+        if (n) {
+            if (req->resp_out == OUT_CHUNKED) {
+                char hdr[24];
+                int hn = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+                evbuffer_add(out, hdr, (size_t)hn);
+                evbuffer_remove_buffer(in, out, n);
+                evbuffer_add(out, "\r\n", 2);
+            } else
+                evbuffer_remove_buffer(in, out, n);
+        }
+        break;
+    }
+    }
+    req->bytes_out += evbuffer_get_length(out) - out_before;
+    if (done) {
+        resp_done(req);
+        return;
+    }
+    pt_io_flush(c->io);
+    if (evbuffer_get_length(out) > HIGH_WATER) {
+        pt_io_read(u->io, false);
+        pt_io_want_drain(c->io, true);
+        pt_timer_set(c->w, &c->timer, PT_T_SEND);
+    }
+}
+
+static void tunnel_pump(struct pt_req *req, bool from_client)
+{
+    struct pt_conn *c = req->c;
+    struct pt_upconn *u = req->up;
+    if (!u)
+        return;
+    struct pt_io *src = from_client ? c->io : u->io, *dst = from_client ? u->io : c->io;
+    size_t n = evbuffer_get_length(src->in);
+    if (n) {
+        evbuffer_add_buffer(dst->out, src->in);
+        if (from_client)
+            req->bytes_in += n;
+        else
+            req->bytes_out += n;
+        pt_io_flush(dst);
+    }
+    if (evbuffer_get_length(dst->out) > HIGH_WATER) {
+        pt_io_read(src, false);
+        pt_io_want_drain(dst, true);
+    }
+    pt_timer_set(c->w, &c->timer, PT_T_TUNNEL);
+}
+
+static void tunnel_start(struct pt_req *req)
+{
+    struct pt_conn *c = req->c;
+    struct pt_upconn *u = req->up;
+    req->keep = false;
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 256);
+    pt_buf_lit(&b, "HTTP/1.1 101 Switching Protocols\r\n");
+    for (int i = 0; i < req->rh.nh; i++) {
+        const struct pt_hdr *x = &req->rh.h[i];
+        if (x->hop || x->deleted)
+            continue;
+        pt_buf_str(&b, x->name);
+        pt_buf_lit(&b, ": ");
+        pt_buf_str(&b, x->value);
+        pt_buf_lit(&b, "\r\n");
+    }
+    pt_buf_lit(&b, "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+    evbuffer_add(c->io->out, b.p, b.n);
+    req->bytes_out += b.n;
+    req->resp_head_sent = true;
+    req->status = 101;
+    req->tb1 = pt_now_us();
+    pt_timer_clear(&u->timer);
+    c->state = C_TUNNEL;
+    pt_io_read(c->io, true);
+    pt_io_read(u->io, true);
+    tunnel_pump(req, false);
+    tunnel_pump(req, true);
+}
+
+static void tunnel_end(struct pt_req *req)
+{
+    struct pt_conn *c = req->c;
+    if (req->up) {
+        /* whatever the backend still had goes to the client first */
+        evbuffer_add_buffer(c->io->out, req->up->io->in);
+        up_close(req->up);
+    }
+    req_finish(req);
+}
+
+static void resp_read(struct pt_req *req)
+{
+    struct pt_upconn *u = req->up;
+    struct pt_conn *c = req->c;
+    if (c->state == C_TUNNEL) {
+        tunnel_pump(req, false);
+        return;
+    }
+    if (!req->rh_done) {
+        pt_timer_set(c->w, &u->timer, PT_T_READ);
+        for (;;) {
+            size_t len;
+            struct pt_http_err err = {0};
+            int r = pt_http_scan(&u->scan, u->io->in, RESPONSE_HEAD_MAX, RESPONSE_HEAD_MAX, false, &len, &err);
+            if (r == 0)
+                return;
+            if (r > 0) {
+                char *head = pt_pool_alloc(req->pool, len);
+                evbuffer_remove(u->io->in, head, len);
+                memset(&u->scan, 0, sizeof(u->scan));
+                if (pt_http_parse_response(&req->rh, head, len, req->pool, RESPONSE_HEADERS_MAX,
+                                           req->h.method_id == HTTP_HEAD, &err)) {
+                    if (req->rh.status >= 100 && req->rh.status < 200 && req->rh.status != 101)
+                        continue; /* interim response: ours to drop */
+                    break;
+                }
+            }
+            pt_warn("request %.*s: backend %s sent an invalid response: %s", (int)req->idn, req->id,
+                    u->pool->key, err.msg);
+            up_close(u);
+            req_error(req, 502, "BackendConnectionFailure", "Bad gateway: invalid response from the backend");
+            return;
+        }
+        req->rh_done = true;
+        if (req->rh.status == 101) {
+            if (!req->h.upgrade_ws) {
+                up_close(u);
+                req_error(req, 502, "BackendConnectionFailure", "Bad gateway: unexpected protocol switch");
+                return;
+            }
+            tunnel_start(req);
+            return;
+        }
+        write_response_head(req);
+    } else if (req->resp_in != PT_BODY_NONE)
+        pt_timer_set(c->w, &u->timer, PT_T_READ);
+    resp_body(req);
+}
+
+/* -------------------------------------------------------- request: finish */
+
+static void req_finish(struct pt_req *req)
+{
+    struct pt_conn *c = req->c;
+    struct pt_worker *w = c->w;
+    if (req->up)
+        up_close(req->up);
+    req_log(req);
+    bool keep = req->keep && !w->draining;
+    req_free(req);
+    if (!keep) {
+        conn_close_soon(c);
+        return;
+    }
+    c->state = C_HEAD;
+    if (evbuffer_get_length(c->io->out) > HIGH_WATER) {
+        /* a client that does not read its responses gets no new ones */
+        pt_io_read(c->io, false);
+        pt_io_want_drain(c->io, true);
+        pt_timer_set(w, &c->timer, PT_T_SEND);
+        return;
+    }
+    pt_io_read(c->io, true);
+    pt_timer_set(w, &c->timer, PT_T_KEEPALIVE);
+    if (evbuffer_get_length(c->io->in))
+        conn_heads(c);
+}
+
+/* Answers with an error.  After the response head went out nothing can be
+   said any more: the client connection is cut instead. */
+static void req_error(struct pt_req *req, int status, const char *reason, const char *message)
+{
+    struct pt_conn *c = req->c;
+    if (req->up) {
+        up_close(req->up);
+        req->up = NULL;
+    }
+    req->reason = reason;
+    if (req->resp_head_sent) {
+        req->keep = false;
+        req_finish(req);
+        return;
+    }
+    if (!req->req_done)
+        req->keep = false; /* an unread request body makes the connection unusable */
+    if (req->tb0 && !req->tb1)
+        req->tb1 = pt_now_us();
+    req->status = status;
+    bool head_only = pt_str_eq(req->h.method, PT_STR("HEAD"));
+    req->bytes_out += write_error(c->io->out, req->pool, status, message, head_only,
+                                  !req->keep || c->w->draining, (pt_str){req->id, req->idn});
+    req->resp_head_sent = true;
+    pt_io_flush(c->io);
+    req_finish(req);
+}
+
+/* ------------------------------------------------------ client connection */
+
+void pt_proxy_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int socklen, int li)
+{
+    struct pt_gen *g = w->cur->gen;
+    struct pt_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->ip, sizeof(c->ip));
+    else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], c->ip, sizeof(c->ip));
+        else
+            inet_ntop(AF_INET6, &s6->sin6_addr, c->ip, sizeof(c->ip));
+    } else
+        strcpy(c->ip, "-");
+    c->w = w;
+    pt_timer_init(&c->timer, conn_timer);
+    if (li < g->ntls && g->tls[li]) {
+        SSL *ssl = pt_tls_server_ssl(g->tls[li]);
+        c->io = ssl ? pt_io_tls_accept(w->base, fd, ssl, conn_cb, c) : NULL;
+        c->tls = true;
+    } else
+        c->io = pt_io_plain(w->base, fd, conn_cb, c);
+    if (!c->io) {
+        if (!c->tls)
+            close(fd);
+        free(c);
+        return;
+    }
+    pt_list_add_tail(&w->conns, &c->link);
+    w->nconns++;
+    c->state = C_HEAD;
+    pt_io_read(c->io, true);
+    pt_timer_set(w, &c->timer, PT_T_HEADER);
+}
+
+static void conn_heads(struct pt_conn *c)
+{
+    if (c->in_heads) {
+        c->again = true;
+        return;
+    }
+    c->in_heads = true;
+    do {
+        c->again = false;
+        if (c->state != C_HEAD)
+            break;
+        struct evbuffer *in = c->io->in;
+        if (c->scan.off == 0) {
+            pt_http_skip_empty_lines(in);
+            if (evbuffer_get_length(in) == 0)
+                break;
+            if (c->timer.kind != PT_T_HEADER)
+                pt_timer_set(c->w, &c->timer, PT_T_HEADER);
+        }
+        const struct pt_conf *cf = c->w->cur->gen->conf;
+        size_t head_len;
+        struct pt_http_err err = {0};
+        /* the request line holds the URI plus method and version */
+        int r = pt_http_scan(&c->scan, in, cf->limits.header_size, cf->limits.uri_length + 32, true,
+                             &head_len, &err);
+        if (r == 0)
+            break;
+        memset(&c->scan, 0, sizeof(c->scan));
+        if (r < 0) {
+            conn_fail(c, err.status, err.msg);
+            break;
+        }
+        req_start(c, head_len);
+    } while (c->again);
+    c->in_heads = false;
+}
+
+static void conn_read(struct pt_conn *c)
+{
+    switch (c->state) {
+    case C_HEAD:
+        conn_heads(c);
+        break;
+    case C_BODY:
+        req_body(c->req);
+        break;
+    case C_TUNNEL:
+        tunnel_pump(c->req, true);
+        break;
+    case C_LINGER:
+        evbuffer_drain(c->io->in, evbuffer_get_length(c->io->in));
+        break;
+    default:
+        break;
+    }
+}
+
+/* Closes the client connection once everything queued for it is sent. */
+static void conn_close_soon(struct pt_conn *c)
+{
+    c->state = C_CLOSING;
+    pt_io_read(c->io, false);
+    pt_io_flush(c->io);
+    pt_io_want_drain(c->io, true);
+    pt_timer_set(c->w, &c->timer, PT_T_SEND);
+}
+
+static void conn_free(struct pt_conn *c)
+{
+    struct pt_worker *w = c->w;
+    if (c->req) {
+        struct pt_req *req = c->req;
+        if (req->up)
+            up_close(req->up);
+        if (!req->resp_head_sent || req->status == 0) {
+            req->status = 499;
+            req->reason = req->reason ? req->reason : "ClientConnectionFailure";
+        } else if (!req->reason)
+            req->reason = "ClientConnectionFailure";
+        req_log(req);
+        req_free(req);
+    }
+    pt_timer_clear(&c->timer);
+    pt_list_del(&c->link);
+    pt_io_free(c->io);
+    free(c);
+    pt_worker_conn_closed(w);
+}
+
+static void conn_drained(struct pt_conn *c)
+{
+    switch (c->state) {
+    case C_CLOSING: {
+        int fd = pt_io_fd(c->io);
+        if (c->tls || fd < 0 || shutdown(fd, SHUT_WR) < 0) {
+            conn_free(c);
+            return;
+        }
+        /* lingering close: read and drop until the client closes or time runs out */
+        c->state = C_LINGER;
+        evbuffer_drain(c->io->in, evbuffer_get_length(c->io->in));
+        pt_io_read(c->io, true);
+        pt_timer_set(c->w, &c->timer, PT_T_LINGER);
+        return;
+    }
+    case C_WAIT:
+        /* the client caught up with the response body */
+        if (c->req && c->req->up) {
+            pt_timer_clear(&c->timer);
+            pt_io_read(c->req->up->io, true);
+            if (evbuffer_get_length(c->req->up->io->in))
+                resp_read(c->req);
+        }
+        return;
+    case C_BODY:
+        if (c->req && c->req->up) {
+            /* an early response streaming while the body still comes */
+            pt_io_read(c->req->up->io, true);
+            if (evbuffer_get_length(c->req->up->io->in))
+                resp_read(c->req);
+        }
+        return;
+    case C_TUNNEL:
+        if (c->req && c->req->up)
+            pt_io_read(c->req->up->io, true);
+        return;
+    case C_HEAD:
+        pt_io_read(c->io, true);
+        pt_timer_set(c->w, &c->timer, PT_T_KEEPALIVE);
+        if (evbuffer_get_length(c->io->in))
+            conn_heads(c);
+        return;
+    default:
+        return;
+    }
+}
+
+static void conn_cb(struct pt_io *io, int what, void *arg)
+{
+    struct pt_conn *c = arg;
+    if (what & PT_IO_READ)
+        conn_read(c);
+    else if (what & PT_IO_DRAINED)
+        conn_drained(c);
+    else if (what & (PT_IO_EOF | PT_IO_ERROR)) {
+        if (c->state == C_TUNNEL && c->req) {
+            tunnel_end(c->req);
+            if (c->state == C_CLOSING)
+                conn_free(c);
+            return;
+        }
+        if (c->req && what & PT_IO_ERROR)
+            pt_info("client %s: %s", c->ip, pt_io_errmsg(io));
+        conn_free(c);
+    }
+}
+
+static void conn_timer(struct pt_tnode *t, int kind)
+{
+    struct pt_conn *c = pt_container_of(t, struct pt_conn, timer);
+    switch (kind) {
+    case PT_T_HEADER:
+        if (c->state == C_HEAD && (c->scan.off || evbuffer_get_length(c->io->in))) {
+            conn_fail(c, 408, "request head not received in time");
+            return;
+        }
+        conn_free(c);
+        return;
+    case PT_T_BODY:
+        if (c->req && c->state == C_BODY && !c->req->resp_head_sent) {
+            req_error(c->req, 408, "RequestTimeout", "request body not received in time");
+            return;
+        }
+        conn_free(c);
+        return;
+    case PT_T_TUNNEL:
+        if (c->req)
+            c->req->reason = "Timeout";
+        conn_free(c);
+        return;
+    default: /* keep-alive, send, linger */
+        conn_free(c);
+        return;
+    }
+}
+
+void pt_proxy_drain(struct pt_worker *w)
+{
+    struct pt_list *it = w->conns.next;
+    while (it != &w->conns) {
+        struct pt_conn *c = pt_container_of(it, struct pt_conn, link);
+        it = it->next;
+        if (c->state == C_HEAD && !c->req && c->scan.off == 0 && evbuffer_get_length(c->io->in) == 0)
+            conn_free(c);
+    }
+}
+
+void pt_proxy_stop(struct pt_worker *w)
+{
+    while (!pt_list_empty(&w->conns))
+        conn_free(pt_container_of(w->conns.next, struct pt_conn, link));
+    pt_proxy_free_pools(w);
+    while (w->free_reqs) {
+        struct pt_req *r = w->free_reqs;
+        w->free_reqs = r->next_free;
+        pt_pool_free(r->pool);
+        free(r);
+    }
+    w->nfree_reqs = 0;
+}
+
+/* ----------------------------------------------------- backend connection */
+
+/* The backend connection failed or closed while serving req. */
+static void up_failed(struct pt_req *req, int what, const char *msg)
+{
+    struct pt_upconn *u = req->up;
+    struct pt_conn *c = req->c;
+    if (c->state == C_TUNNEL) {
+        tunnel_end(req);
+        return;
+    }
+    if (req->rh_done && req->resp_in == PT_BODY_EOF && (what & PT_IO_EOF)) {
+        if (req->resp_out == OUT_CHUNKED)
+            evbuffer_add(c->io->out, "0\r\n\r\n", 5);
+        up_close(u);
+        resp_done(req);
+        return;
+    }
+    if (!req->rh_done && u->reused && !req->retried && is_idempotent(req->h.method_id) &&
+        req->h.body == PT_BODY_NONE && u->scan.off == 0 && evbuffer_get_length(u->io->in) == 0) {
+        /* a stale pooled connection: try once more on a fresh one */
+        pt_debug("request %.*s: pooled connection to %s failed (%s), retrying", (int)req->idn, req->id,
+                 u->pool->key, msg);
+        req->retried = true;
+        up_close(u);
+        req_send(req, true);
+        return;
+    }
+    pt_warn("request %.*s: backend %s: %s", (int)req->idn, req->id, u->pool->key, msg);
+    up_close(u);
+    req_error(req, 502, "BackendConnectionFailure", "Bad gateway: the backend connection failed");
+}
+
+static void up_cb(struct pt_io *io, int what, void *arg)
+{
+    struct pt_upconn *u = arg;
+    struct pt_req *req = u->req;
+    if (!req) {
+        /* idle in the pool: bytes or a close mean it cannot be reused */
+        up_close(u);
+        return;
+    }
+    if (what & PT_IO_CONNECTED) {
+        u->connected = true;
+        if (req->req_done || evbuffer_get_length(io->out) > HIGH_WATER)
+            pt_timer_set(u->w, &u->timer, PT_T_READ);
+        else
+            pt_timer_clear(&u->timer);
+        pt_io_flush(io);
+        return;
+    }
+    if (what & PT_IO_READ) {
+        resp_read(req);
+        return;
+    }
+    if (what & PT_IO_DRAINED) {
+        struct pt_conn *c = req->c;
+        if (c->state == C_BODY) {
+            pt_timer_clear(&u->timer);
+            pt_io_read(c->io, true);
+            pt_timer_set(c->w, &c->timer, PT_T_BODY);
+            req_body(req);
+        } else if (c->state == C_TUNNEL)
+            pt_io_read(c->io, true);
+        return;
+    }
+    up_failed(req, what, pt_io_errmsg(io));
+}
+
+static void up_timer(struct pt_tnode *t, int kind)
+{
+    struct pt_upconn *u = pt_container_of(t, struct pt_upconn, timer);
+    struct pt_req *req = u->req;
+    if (!req) {
+        up_close(u);
+        return;
+    }
+    pt_warn("request %.*s: backend %s: %s timed out", (int)req->idn, req->id, u->pool->key,
+            kind == PT_T_CONNECT ? "connect" : "read");
+    up_close(u);
+    req_error(req, 504, "Timeout",
+              kind == PT_T_CONNECT ? "Gateway timeout: the backend did not accept the connection in time"
+                                   : "Gateway timeout: the backend did not answer in time");
+}
