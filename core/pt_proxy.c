@@ -699,6 +699,7 @@ static void req_start(struct pt_conn *c, size_t head_len)
     pt_str host = pt_host_strip_port(req->h.host);
     if (pt_router_match(req_gen(req)->router, host, req->h.method, req->h.path, req->h.query, &req->m) !=
         PT_ROUTE_OK) {
+        req->api = req->m.api; /* recorded when only the operation was missing */
         req_error(req, 404, "OperationNotFound", "Resource not found");
         return;
     }

@@ -615,7 +615,7 @@ static const struct api_slot *find_api(const struct pt_router *r, pt_str host, p
                 for (int idx = r->table[h]; idx >= 0; idx = r->apis[idx].next) {
                     a = &r->apis[idx];
                     if (!a->host || pt_str_ieq(pt_str_c(a->host), host)) {
-                        size_t off = 1 + len;
+                        size_t off = len ? 1 + len : 0; /* the root API keeps the whole path */
                         *rest = (pt_str){path.p + off, path.n - off};
                         return a;
                     }

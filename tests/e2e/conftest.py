@@ -1,0 +1,318 @@
+"""Fixtures shared by the end-to-end tests.
+
+Every test starts the real `portico` binary on free loopback ports with a
+configuration it generates, next to real backends (backends.py), and talks
+to it with real clients: raw sockets for bytes no library would send,
+http.client, curl.  The binary is $PORTICO_BIN (set by `make check`), else
+the build tree's ./portico.
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from backends import EchoBackend  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.environ.get("PORTICO_BIN") or os.path.abspath(os.path.join(HERE, "..", "..", "portico"))
+
+
+def free_port(family=socket.AF_INET):
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def yaml_quote(s):
+    return json.dumps(s)
+
+
+def to_yaml(value, indent=0):
+    """Minimal YAML writer (JSON is valid YAML; this keeps files readable)."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        lines = []
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                lines.append("%s%s:\n%s" % (pad, k, to_yaml(v, indent + 1)))
+            else:
+                lines.append("%s%s: %s" % (pad, k, to_yaml(v, 0)))
+        return "\n".join(lines)
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        lines = []
+        for v in value:
+            if isinstance(v, dict) and v:
+                inner = to_yaml(v, indent + 1).lstrip()
+                lines.append("%s- %s" % (pad, inner))
+            else:
+                lines.append("%s- %s" % (pad, to_yaml(v, 0)))
+        return "\n".join(lines)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return yaml_quote(str(value))
+
+
+class Portico:
+    """A running portico process with its config, logs and helpers."""
+
+    def __init__(self, workdir, config, extra_args=(), env=None):
+        self.workdir = workdir
+        self.config_path = os.path.join(workdir, "portico.yaml")
+        self.access_log = os.path.join(workdir, "access.log")
+        self.error_log = os.path.join(workdir, "error.log")
+        self.env = dict(os.environ)
+        if env:
+            self.env.update(env)
+        self.write_config(config)
+        self.proc = None
+        self.extra_args = list(extra_args)
+
+    def write_config(self, config):
+        if isinstance(config, dict):
+            config = dict(config)
+            config.setdefault("log", {})
+            config["log"] = dict(config["log"])
+            config["log"].setdefault("access", self.access_log)
+            config["log"].setdefault("error", self.error_log)
+            config["log"].setdefault("accessBuffer", 0)
+            config["log"].setdefault("level", "info")
+            self.config = config
+            text = to_yaml(config) + "\n"
+        else:
+            self.config = None
+            text = config
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.config_path)
+
+    @property
+    def port(self):
+        addr = self.config["listen"][0]
+        if isinstance(addr, dict):
+            addr = addr["address"]
+        return int(addr.rsplit(":", 1)[1])
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def start(self, wait=True):
+        self.proc = subprocess.Popen([BIN, "-c", self.config_path] + self.extra_args, cwd=self.workdir,
+                                     env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=10.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                out, err = self.proc.communicate()
+                raise RuntimeError("portico exited with %s:\n%s%s" % (self.proc.returncode, out.decode(),
+                                                                       err.decode()))
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("portico did not start listening")
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def reload(self, config=None, wait=0.3):
+        if config is not None:
+            self.write_config(config)
+        before = self.log_text().count("configuration reloaded") + self.log_text().count("reload refused")
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            t = self.log_text()
+            if t.count("configuration reloaded") + t.count("reload refused") > before:
+                time.sleep(wait)  # workers pick the new generation up at their next loop turn
+                return "configuration reloaded" in t[-2000:] and "reload refused" not in t.split("reloading")[-1]
+            time.sleep(0.02)
+        raise RuntimeError("reload was not logged")
+
+    def stop(self, sig=signal.SIGINT, timeout=15):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        return self.proc.returncode
+
+    def log_text(self):
+        try:
+            with open(self.error_log, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def access_entries(self, wait_for=0, timeout=5.0):
+        """Parsed access-log lines; waits until at least `wait_for` exist."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with open(self.access_log) as f:
+                    lines = [json.loads(line) for line in f if line.strip()]
+            except FileNotFoundError:
+                lines = []
+            if len(lines) >= wait_for or time.time() > deadline:
+                return lines
+            time.sleep(0.02)
+
+    def rss_kb(self, field="VmHWM"):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+        finally:
+            c.close()
+
+
+@pytest.fixture
+def backend():
+    b = EchoBackend()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def workdir():
+    with tempfile.TemporaryDirectory(prefix="portico-e2e-") as d:
+        yield d
+
+
+@pytest.fixture
+def portico(workdir):
+    """Factory: portico(config_dict) -> started Portico; stopped at teardown."""
+    started = []
+
+    def make(config, start=True, **kw):
+        p = Portico(workdir, config, **kw)
+        started.append(p)
+        if start:
+            p.start()
+        return p
+    yield make
+    for p in started:
+        try:
+            p.stop()
+        except Exception:
+            pass
+        if p.proc is not None:
+            err = p.proc.stderr.read().decode(errors="replace") if p.proc.stderr else ""
+            # sanitizer reports fail the test that caused them
+            assert "ERROR: AddressSanitizer" not in err and "runtime error:" not in err, err
+            assert "ERROR: AddressSanitizer" not in p.log_text()
+
+
+def basic_config(backend_url, port=None, **extra):
+    """One open API 'echo' at /echo with the three operations of the README."""
+    cfg = {
+        "listen": ["127.0.0.1:%d" % (port or free_port())],
+        "workers": 1,
+        "apis": [{
+            "id": "echo",
+            "path": "echo",
+            "serviceUrl": backend_url + "/base",
+            "subscriptionRequired": False,
+            "operations": [
+                {"id": "get-item", "method": "GET", "urlTemplate": "/items/{id}"},
+                {"id": "create-item", "method": "POST", "urlTemplate": "/items"},
+                {"id": "anything", "method": "*", "urlTemplate": "/*"},
+            ],
+        }],
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def raw_exchange(port, data, timeout=3.0, read_all=True, host="127.0.0.1"):
+    """Sends raw bytes and returns everything received until close or timeout."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = bytearray()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not read_all:
+                break
+        return bytes(out)
+    finally:
+        s.close()
+
+
+def parse_responses(data):
+    """Splits raw bytes into [(status, headers dict lowercased, body)] (Content-Length or chunked)."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            break
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers[k.strip().lower().decode()] = v.strip().decode("latin1")
+        if "content-length" in headers:
+            n = int(headers["content-length"])
+            body, data = rest[:n], rest[n:]
+        elif headers.get("transfer-encoding") == "chunked":
+            body = bytearray()
+            while True:
+                line, _, rest = rest.partition(b"\r\n")
+                size = int(line, 16)
+                if size == 0:
+                    _, _, rest = rest.partition(b"\r\n")
+                    break
+                body += rest[:size]
+                rest = rest[size + 2:]
+            data = rest
+            body = bytes(body)
+        else:
+            body, data = rest, b""
+        out.append((status, headers, body))
+    return out
