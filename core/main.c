@@ -230,6 +230,10 @@ static bool prepare_listeners(struct pt_gen *g, struct pt_errors *errs)
 
 static void reload(void)
 {
+    if (drain_timer) {
+        pt_warn("reload refused: shutting down");
+        return;
+    }
     struct pt_errors errs = {0};
     pt_info("reloading %s", conf_path);
     struct pt_conf *cf = pt_conf_load(conf_path, &errs);

@@ -10,6 +10,7 @@
  */
 #include "pt_conf.h"
 #include "pt_log.h"
+#include "pt_router.h"
 #include "pt_url.h"
 
 #include <arpa/inet.h>
@@ -479,7 +480,7 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
 static bool read_workers(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     int *w = field;
-    if (n->kind == PT_N_SCALAR && !n->quoted && !strcmp(n->str, "auto")) {
+    if (n->kind == PT_N_SCALAR && !strcmp(n->str, "auto")) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         *w = c > 0 ? (int)PT_MIN(c, 256) : 1;
         return true;
@@ -634,6 +635,36 @@ static const struct pt_cfkey api_keys[] = {
     {0},
 };
 
+/* Compiles an API's URL templates into a scratch router: syntax errors and
+   operations with the same method and template are reported here, with
+   every other error of the file, rather than when the generation is built. */
+static bool check_templates(struct pt_cfctx *cx, struct pt_api_cf *api)
+{
+    struct pt_router *r = pt_router_new();
+    if (!r)
+        return false;
+    int idx = pt_router_add_api(r, "", NULL, NULL);
+    bool ok = true;
+    for (int i = 0; i < api->nops; i++) {
+        struct pt_operation_cf *op = &api->ops[i];
+        if (!op->method || !op->url_template || op->url_template[0] != '/')
+            continue;
+        void *clash = NULL;
+        const char *why = pt_router_add_op(r, idx, op->method, op->url_template, op, &clash);
+        if (why) {
+            struct pt_node *at = pt_node_get(op->node, "urlTemplate");
+            if (clash)
+                pt_node_error(cx->errs, at, "urlTemplate '%s' %s ('%s')", op->url_template, why,
+                              ((struct pt_operation_cf *)clash)->id);
+            else
+                pt_node_error(cx->errs, at, "urlTemplate '%s' %s", op->url_template, why);
+            ok = false;
+        }
+    }
+    pt_router_free(r);
+    return ok;
+}
+
 static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, apis));
@@ -648,7 +679,9 @@ static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
         struct pt_api_cf *api = &cf->apis[i];
         api->node = n->items[i];
         api->subscription_required = true; /* APIM's default for a new API */
-        if (!pt_cf_map(cx, n->items[i], api_keys, api)) {
+        bool valid = pt_cf_map(cx, n->items[i], api_keys, api);
+        valid &= check_templates(cx, api);
+        if (!valid) {
             ok = false;
             continue;
         }

@@ -72,16 +72,11 @@ struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
             struct pt_operation *op = &api->ops[k];
             op->cf = &ac->ops[k];
             op->api = api;
-            void *clash = NULL;
-            const char *why = pt_router_add_op(g->router, idx, op->cf->method, op->cf->url_template, op, &clash);
-            if (why) {
-                struct pt_node *n = pt_node_get(op->cf->node, "urlTemplate");
-                if (clash)
-                    pt_node_error(errs, n, "urlTemplate '%s' %s ('%s')", op->cf->url_template, why,
-                                  ((struct pt_operation *)clash)->cf->id);
-                else
-                    pt_node_error(errs, n, "urlTemplate '%s' %s", op->cf->url_template, why);
-            }
+            /* templates were checked with the configuration (pt_conf) */
+            const char *why = pt_router_add_op(g->router, idx, op->cf->method, op->cf->url_template, op, NULL);
+            if (why)
+                pt_node_error(errs, pt_node_get(op->cf->node, "urlTemplate"), "urlTemplate '%s' %s",
+                              op->cf->url_template, why);
         }
     }
     pt_router_finish(g->router);

@@ -81,6 +81,13 @@ int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_
             size_t n = vec[v].iov_len;
             for (size_t i = 0; i < n; i++, pos++) {
                 unsigned char c = p[i];
+                if (pos + 1 > max_head) {
+                    err->status = is_request ? (s->first_line_done ? 431 : 414) : 502;
+                    err->msg = is_request ? (s->first_line_done ? "request header section too large"
+                                                                : "request line too long")
+                                          : "response head too large";
+                    return -1;
+                }
                 if (c == '\n') {
                     if (s->prev != '\r') {
                         err->status = is_request ? 400 : 502;
@@ -125,13 +132,6 @@ int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_
                     }
                 }
                 s->prev = c;
-                if (pos + 1 > max_head) {
-                    err->status = is_request ? (s->first_line_done ? 431 : 414) : 502;
-                    err->msg = is_request ? (s->first_line_done ? "request header section too large"
-                                                                : "request line too long")
-                                          : "response head too large";
-                    return -1;
-                }
                 if (!s->first_line_done && pos + 1 - s->line_start > max_line) {
                     err->status = is_request ? 414 : 502;
                     err->msg = is_request ? "request line too long" : "status line too long";
@@ -201,7 +201,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
 static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
     struct pctx *c = p->data;
-    c->h->h[c->h->nh - 1].value = (pt_str){at, n};
+    c->h->h[c->h->nh - 1].value = pt_str_trim((pt_str){at, n});
     return 0;
 }
 
@@ -243,6 +243,14 @@ static bool run_llhttp(struct pt_head *h, llhttp_type_t type, char *buf, size_t 
             err->msg = llhttp_errno_name(e);
         return false;
     }
+    /* llhttp 8 lets spaces into names ("X : a", "X Y: a") and empty names
+       through; a name that is not a token is refused here */
+    for (int i = 0; i < h->nh; i++)
+        if (!pt_http_token(h->h[i].name)) {
+            err->status = type == HTTP_REQUEST ? 400 : 502;
+            err->msg = "invalid header name";
+            return false;
+        }
     h->major = parser.http_major;
     h->minor = parser.http_minor;
     if (type == HTTP_REQUEST)

@@ -129,10 +129,13 @@ bool pt_host_valid(pt_str s)
     i++;
     if (i == s.n || s.n - i > 5)
         return false;
-    for (; i < s.n; i++)
+    unsigned port = 0;
+    for (; i < s.n; i++) {
         if (s.p[i] < '0' || s.p[i] > '9')
             return false;
-    return true;
+        port = port * 10 + (unsigned)(s.p[i] - '0');
+    }
+    return port <= 65535;
 }
 
 pt_str pt_host_strip_port(pt_str s)

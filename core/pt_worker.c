@@ -129,6 +129,10 @@ static void switch_gen(struct pt_worker *w, struct pt_gen *g)
         }
     }
     apply_limits(w, g->conf);
+    if (w->paused && w->nconns < w->max_conns && !w->draining) {
+        w->paused = false;
+        set_listeners_enabled(w, true);
+    }
 }
 
 /* ---------------------------------------------------------------- accept */

@@ -168,13 +168,21 @@ static inline void pt_timer_clear(struct pt_tnode *t)
     }
 }
 
-/* (Re)arms t as a timer of `kind`, expiring one kind-length from now. */
+/*
+ * (Re)arms t as a timer of `kind`, expiring one kind-length from now.  The
+ * list stays sorted: normally the new deadline is the latest and goes to
+ * the tail at once; after a reload shortened this kind, it is walked back
+ * past the older, longer deadlines (until those expire).
+ */
 static inline void pt_timer_set(struct pt_worker *w, struct pt_tnode *t, enum pt_tkind kind)
 {
     pt_timer_clear(t);
     t->deadline = pt_now_ms() + w->tdur[kind];
     t->kind = (int8_t)kind;
-    pt_list_add_tail(&w->timers[kind], &t->link);
+    struct pt_list *head = &w->timers[kind], *at = head->prev;
+    while (at != head && pt_container_of(at, struct pt_tnode, link)->deadline > t->deadline)
+        at = at->prev;
+    pt_list_add_tail(at->next, &t->link);
 }
 
 /* The generation new requests use; the caller counts itself as a user. */

@@ -211,8 +211,6 @@ def test_check_accepts_workers_auto(workdir):
     assert "valid" in out
 
 
-@pytest.mark.xfail(reason="BUG: workers: \"auto\" (quoted) is refused as 'expected an integer', "
-                          "although it is the same YAML string as plain auto", strict=True)
 def test_check_accepts_quoted_workers_auto(workdir):
     rc, out, err, _ = run_check(workdir, 'listen: "127.0.0.1:%d"\nworkers: "auto"\n' % free_port())
     assert rc == 0, err
@@ -327,9 +325,6 @@ def test_check_reports_all_errors_of_a_file_at_once(workdir):
     assert len(error_lines(err, path)) == 8, err
 
 
-@pytest.mark.xfail(reason="BUG: URL template errors (unclosed '{', duplicate method+template) are only "
-                          "checked when the rest of the file is valid, so they are not reported together "
-                          "with the other errors", strict=True)
 def test_check_reports_template_errors_together_with_other_errors(workdir):
     text = ('listen: ["127.0.0.1:18080"]\n'   # 1
             'bogus: 1\n'                      # 2
@@ -415,6 +410,14 @@ def test_broken_reload_keeps_old_configuration(backend, portico):
     p.write_config(good_text + "apis: [\n")
     assert p.reload() is False
     assert p.log_text().count("reload refused") == 3
+    assert get(port, "/echo/items/1")[0] == 200
+
+    # a missing file
+    os.remove(path)
+    assert p.reload() is False
+    log = p.log_text()
+    assert "%s:1:1: cannot open" % path in log, log
+    assert log.count("reload refused") == 4
     assert get(port, "/echo/items/1")[0] == 200
 
     # a valid file again applies
@@ -544,6 +547,7 @@ def test_sigterm_lets_in_flight_request_finish_and_exits_zero(backend, portico):
     assert req.error is None, req.error
     assert req.status == 200
     assert json.loads(req.body)["target"] == "/base/sleep/1500"
+    assert req.headers.get("connection") == "close"
     rc = p.proc.wait(timeout=5)
     t_exit = time.monotonic()
     assert rc == 0
@@ -747,6 +751,20 @@ def test_requests_per_connection_limit(backend, portico):
     assert len(backend.requests) == 3
 
 
+def test_requests_per_connection_limit_with_pipelining(backend, portico):
+    p = portico(basic_config(backend.url, limits={"requestsPerConnection": 3}))
+    s = connect(p.port)
+    s.sendall(b"".join(b"GET /echo/items/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5)))
+    closed, data = wait_closed(s, 3.0)
+    s.close()
+    assert closed
+    responses = parse_responses(data)
+    assert [r[0] for r in responses] == [200, 200, 200]
+    assert [r[1].get("connection") for r in responses] == [None, None, "close"]
+    assert [json.loads(r[2])["target"] for r in responses] == ["/base/items/%d" % i for i in range(3)]
+    assert len(backend.requests) == 3
+
+
 def test_connections_per_worker_limit_queues_further_connections(backend, portico):
     p = portico(basic_config(backend.url, workers=1, limits={"connectionsPerWorker": 5}))
     first = []
@@ -774,3 +792,103 @@ def test_connections_per_worker_limit_queues_further_connections(backend, portic
     finally:
         for s in first:
             s.close()
+
+
+def test_header_deadline_starts_at_first_byte_of_next_request(backend, portico):
+    p = portico(basic_config(backend.url, timeouts={"header": "500ms", "keepalive": "5s"}))
+    s = connect(p.port)
+    s.sendall(b"GET /echo/items/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_response(s)[0] == 200
+    # idle longer than the header timeout: the keep-alive timeout applies, not the header one
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    s.sendall(b"GET /echo/items/2 HTTP/1.1\r\nHost: x\r\n")
+    closed, data = wait_closed(s, 3.0)
+    elapsed = time.monotonic() - t0
+    s.close()
+    assert closed
+    assert 0.4 <= elapsed <= 2.0, elapsed
+    (status, _, body), = parse_responses(data)
+    assert status == 408
+    assert len(backend.requests) == 1
+
+
+# ------------------------------------------- reloads and the running state
+
+def test_reload_shortening_keepalive_applies_while_older_connections_are_idle(backend, portico):
+    cfg = basic_config(backend.url, timeouts={"keepalive": "30s"})
+    p = portico(cfg)
+    old = connect(p.port)
+    old.sendall(b"GET /echo/items/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_response(old)[0] == 200
+    try:
+        assert p.reload(dict(cfg, timeouts={"keepalive": "500ms"}))
+        s = connect(p.port)
+        s.sendall(b"GET /echo/items/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s)[0] == 200
+        t0 = time.monotonic()
+        closed, data = wait_closed(s, 3.0)
+        elapsed = time.monotonic() - t0
+        s.close()
+        assert closed and data == b""
+        assert 0.4 <= elapsed <= 2.0, elapsed
+    finally:
+        old.close()
+
+
+def test_reload_shortening_header_timeout_applies_while_older_connections_wait(backend, portico):
+    cfg = basic_config(backend.url, timeouts={"header": "30s"})
+    p = portico(cfg)
+    old = connect(p.port)
+    try:
+        time.sleep(0.1)
+        assert p.reload(dict(cfg, timeouts={"header": "500ms"}))
+        s = connect(p.port)
+        t0 = time.monotonic()
+        closed, data = wait_closed(s, 3.0)
+        elapsed = time.monotonic() - t0
+        s.close()
+        assert closed and data == b""
+        assert 0.4 <= elapsed <= 2.0, elapsed
+    finally:
+        old.close()
+
+
+def test_reload_raising_connections_per_worker_resumes_accepting(backend, portico):
+    cfg = basic_config(backend.url, workers=1, limits={"connectionsPerWorker": 2})
+    p = portico(cfg)
+    socks = []
+    try:
+        for i in range(2):
+            s = connect(p.port)
+            socks.append(s)
+            s.sendall(b"GET /echo/items/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+            assert read_response(s)[0] == 200
+        third = connect(p.port)
+        socks.append(third)
+        third.sendall(b"GET /echo/items/3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        r, _, _ = select.select([third], [], [], 0.5)
+        assert not r
+        assert p.reload(dict(cfg, limits={"connectionsPerWorker": 10}))
+        status, _, _ = read_response(third, timeout=2.0)
+        assert status == 200
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_reload_during_shutdown_opens_no_new_listener(backend, portico):
+    cfg = basic_config(backend.url)
+    p = portico(cfg)
+    port, extra = p.port, free_port()
+    req = Background(port, "/echo/sleep/2000")
+    wait_backend(backend, 1)
+    p.send_signal(signal.SIGTERM)
+    assert wait_for(lambda: connection_refused(port), 1.0)
+    p.reload(dict(cfg, listen=cfg["listen"] + ["127.0.0.1:%d" % extra]), wait=0.1)
+    assert p.proc.poll() is None
+    refused = connection_refused(extra)
+    req.join()
+    assert req.status == 200
+    assert p.proc.wait(timeout=5) == 0
+    assert refused, "a new address accepts connections during the shutdown drain"
