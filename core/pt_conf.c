@@ -231,8 +231,11 @@ static bool set_value(struct pt_cfctx *cx, struct pt_node *v, const struct pt_cf
         if (!pt_cf_size(cx, v, &b))
             return false;
         if ((key->min && b < (uint64_t)key->min) || (key->max && b > (uint64_t)key->max)) {
-            pt_node_error(cx->errs, v, "size out of range (%lld..%lld bytes)", (long long)key->min,
-                          (long long)key->max);
+            if (key->max)
+                pt_node_error(cx->errs, v, "size out of range (%lld..%lld bytes)", (long long)key->min,
+                              (long long)key->max);
+            else
+                pt_node_error(cx->errs, v, "size must be at least %lld bytes", (long long)key->min);
             return false;
         }
         *(uint64_t *)field = b;
@@ -243,8 +246,11 @@ static bool set_value(struct pt_cfctx *cx, struct pt_node *v, const struct pt_cf
         if (!pt_cf_ms(cx, v, &ms))
             return false;
         if ((key->min && ms < key->min) || (key->max && ms > key->max)) {
-            pt_node_error(cx->errs, v, "duration out of range (%lldms..%lldms)", (long long)key->min,
-                          (long long)key->max);
+            if (key->max)
+                pt_node_error(cx->errs, v, "duration out of range (%lldms..%lldms)", (long long)key->min,
+                              (long long)key->max);
+            else
+                pt_node_error(cx->errs, v, "duration must be at least %lldms", (long long)key->min);
             return false;
         }
         *(uint32_t *)field = ms;
@@ -312,8 +318,9 @@ bool pt_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *s
 {
     char host[128];
     const char *port;
+    bool bracketed = text[0] == '[';
     memset(sa, 0, sizeof(*sa));
-    if (text[0] == '[') {
+    if (bracketed) {
         const char *e = strchr(text, ']');
         if (!e || e[1] != ':' || (size_t)(e - text - 1) >= sizeof(host))
             return false;
@@ -322,38 +329,40 @@ bool pt_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *s
         port = e + 2;
     } else {
         const char *c = strrchr(text, ':');
-        if (!c) {
-            host[0] = '\0';
-            port = text;
-        } else {
-            if ((size_t)(c - text) >= sizeof(host))
-                return false;
-            memcpy(host, text, (size_t)(c - text));
-            host[c - text] = '\0';
-            port = c + 1;
-        }
+        if (!c || (size_t)(c - text) >= sizeof(host))
+            return false;
+        memcpy(host, text, (size_t)(c - text));
+        host[c - text] = '\0';
+        port = c + 1;
+        if (strchr(host, ':'))
+            return false; /* IPv6 needs brackets: "fe80::1:8080" is ambiguous */
     }
-    char *end;
-    long p = strtol(port, &end, 10);
-    if (!*port || *end || p < 1 || p > 65535)
+    long p = 0;
+    if (!*port || strlen(port) > 5)
         return false;
-    if (!host[0] || !strcmp(host, "*") || !strcmp(host, "0.0.0.0")) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+    for (const char *c = port; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return false;
+        p = p * 10 + (*c - '0');
+    }
+    if (p < 1 || p > 65535)
+        return false;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+    if (!bracketed && (!host[0] || !strcmp(host, "*"))) {
         s4->sin_family = AF_INET;
         s4->sin_port = htons((uint16_t)p);
         s4->sin_addr.s_addr = htonl(INADDR_ANY);
         *salen = sizeof(*s4);
         return true;
     }
-    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
-    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+    if (!bracketed && inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
         s4->sin_family = AF_INET;
         s4->sin_port = htons((uint16_t)p);
         *salen = sizeof(*s4);
         return true;
     }
-    if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+    if (bracketed && inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
         s6->sin6_family = AF_INET6;
         s6->sin6_port = htons((uint16_t)p);
         *salen = sizeof(*s6);
@@ -702,6 +711,10 @@ static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
             if (!pt_host_valid(pt_str_c(api->host))) {
                 pt_node_error(cx->errs, pt_node_get(api->node, "host"), "'%s' is not a valid host name",
                               api->host);
+                ok = false;
+            } else if (pt_host_strip_port(pt_str_c(api->host)).n != strlen(api->host)) {
+                pt_node_error(cx->errs, pt_node_get(api->node, "host"),
+                              "host '%s' must not have a port (the Host header's port is not matched)", api->host);
                 ok = false;
             }
         }

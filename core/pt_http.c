@@ -703,7 +703,7 @@ struct pt_hdr *pt_head_add(struct pt_head *h, struct pt_pool *pool, pt_str name,
 
 /* --------------------------------------------------------------- chunked */
 
-enum { CH_SIZE, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_TRAILER_START, CH_TRAILER,
+enum { CH_SIZE, CH_SIZE_WS, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_TRAILER_START, CH_TRAILER,
        CH_TRAILER_LF, CH_FINAL_LF, CH_DONE };
 
 #define MAX_CHUNK_EXT 4096
@@ -750,8 +750,10 @@ ssize_t pt_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct pt_htt
                 } else if (c->digits == 0) {
                     err->msg = "invalid chunk size";
                     return PT_CHUNKED_ERROR;
-                } else if (ch == ';' || ch == ' ' || ch == '\t') {
+                } else if (ch == ';') {
                     c->state = CH_EXT;
+                } else if (ch == ' ' || ch == '\t') {
+                    c->state = CH_SIZE_WS;
                 } else if (ch == '\r') {
                     c->state = CH_SIZE_LF;
                 } else {
@@ -760,6 +762,16 @@ ssize_t pt_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct pt_htt
                 }
                 break;
             }
+            case CH_SIZE_WS:
+                if (ch == ';')
+                    c->state = CH_EXT;
+                else if (ch == '\r')
+                    c->state = CH_SIZE_LF;
+                else if (ch != ' ' && ch != '\t') {
+                    err->msg = "invalid chunk size";
+                    return PT_CHUNKED_ERROR;
+                }
+                break;
             case CH_EXT:
                 if (ch == '\r')
                     c->state = CH_SIZE_LF;

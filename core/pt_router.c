@@ -513,40 +513,48 @@ static bool pick(struct mstate *s, const struct term *t)
     return false;
 }
 
-/* Matches seg against a pattern; pushes captures.  Parameters take the
-   shortest text that lets the next literal part match; the last one takes
-   the rest. */
+/* Matches parts[i..] against seg from pos, pushing captures.  A parameter
+   followed by a literal tries each place the literal occurs, shortest first,
+   and backtracks; the last parameter takes the rest.  Parameters are never
+   empty. */
+static bool match_parts(struct mstate *s, const struct part *parts, int nparts, int i, pt_str seg,
+                        size_t pos)
+{
+    if (i == nparts)
+        return pos == seg.n;
+    const struct part *p = &parts[i];
+    if (!p->param) {
+        if (seg.n - pos < p->text.n || memcmp(seg.p + pos, p->text.p, p->text.n))
+            return false;
+        return match_parts(s, parts, nparts, i + 1, seg, pos + p->text.n);
+    }
+    if (s->ncaps >= PT_MAX_PARAMS)
+        return false;
+    int slot = s->ncaps++;
+    if (i + 1 == nparts) {
+        s->caps[slot] = (pt_str){seg.p + pos, seg.n - pos};
+        if (seg.n > pos)
+            return true;
+    } else {
+        const pt_str lit = parts[i + 1].text; /* a parameter is always followed by a literal */
+        for (size_t end = pos + 1; end + lit.n <= seg.n; end++) {
+            if (memcmp(seg.p + end, lit.p, lit.n))
+                continue;
+            s->caps[slot] = (pt_str){seg.p + pos, end - pos};
+            if (match_parts(s, parts, nparts, i + 1, seg, end))
+                return true;
+            s->ncaps = slot + 1;
+        }
+    }
+    s->ncaps = slot;
+    return false;
+}
+
 static bool match_pattern(struct mstate *s, const struct pat_edge *pe, pt_str seg)
 {
-    size_t pos = 0;
     int start = s->ncaps;
-    for (int i = 0; i < pe->nparts; i++) {
-        const struct part *p = &pe->parts[i];
-        if (!p->param) {
-            if (seg.n - pos < p->text.n || memcmp(seg.p + pos, p->text.p, p->text.n))
-                goto fail;
-            pos += p->text.n;
-            continue;
-        }
-        size_t end;
-        if (i + 1 == pe->nparts)
-            end = seg.n;
-        else {
-            const pt_str lit = pe->parts[i + 1].text;
-            end = pos + 1; /* a parameter is never empty */
-            while (end + lit.n <= seg.n && memcmp(seg.p + end, lit.p, lit.n))
-                end++;
-            if (end + lit.n > seg.n)
-                goto fail;
-        }
-        if (end <= pos || s->ncaps >= PT_MAX_PARAMS)
-            goto fail;
-        s->caps[s->ncaps++] = (pt_str){seg.p + pos, end - pos};
-        pos = end;
-    }
-    if (pos == seg.n)
+    if (match_parts(s, pe->parts, pe->nparts, 0, seg, 0))
         return true;
-fail:
     s->ncaps = start;
     return false;
 }

@@ -3,6 +3,7 @@
  */
 #include "pt_url.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 
 static bool is_unreserved_or_sub(unsigned char c)
@@ -53,9 +54,19 @@ const char *pt_url_parse(struct pt_pool *pool, const char *text, struct pt_url *
     }
     if (he == hs)
         return "has an empty host";
-    for (const char *c = hs; c < he; c++)
-        if (!(is_unreserved_or_sub((unsigned char)*c) || (*auth == '[' && *c == ':')) || *c == '%')
-            return "has an invalid character in the host";
+    if (*auth == '[') {
+        char lit[64];
+        struct in6_addr a6;
+        if ((size_t)(he - hs) >= sizeof(lit))
+            return "has an invalid IPv6 literal";
+        memcpy(lit, hs, (size_t)(he - hs));
+        lit[he - hs] = '\0';
+        if (inet_pton(AF_INET6, lit, &a6) != 1)
+            return "has an invalid IPv6 literal";
+    } else
+        for (const char *c = hs; c < he; c++)
+            if (!is_unreserved_or_sub((unsigned char)*c) || *c == '%')
+                return "has an invalid character in the host";
     u->port = u->https ? 443 : 80;
     u->default_port = true;
     if (port) {

@@ -1,0 +1,661 @@
+/*
+ * test_conf -- configuration parsing, validation, defaults and messages.
+ */
+#include "pt_conf.h"
+#include "pt_log.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#define FILE_NAME "t.yaml"
+
+static struct pt_conf *parse(const char *text, struct pt_errors *errs)
+{
+    return pt_conf_parse(FILE_NAME, text, strlen(text), errs);
+}
+
+/* Prints every message so a failing test shows what the parser said. */
+static void dump_errors(const struct pt_errors *e)
+{
+    for (int i = 0; i < e->n; i++)
+        print_message("# error[%d]: %s\n", i, e->msgs[i]);
+}
+
+/* The text must be refused with exactly the messages given (NULL-terminated). */
+static void expect_errors(const char *text, ...)
+{
+    struct pt_errors e = {0};
+    struct pt_conf *cf = parse(text, &e);
+    if (cf)
+        pt_conf_free(cf);
+    assert_null(cf);
+    va_list ap;
+    va_start(ap, text);
+    int n = 0;
+    for (const char *m; (m = va_arg(ap, const char *)) != NULL; n++) {
+        if (n >= e.n || strcmp(e.msgs[n], m) != 0)
+            dump_errors(&e);
+        assert_true(n < e.n);
+        assert_string_equal(e.msgs[n], m);
+    }
+    va_end(ap);
+    if (e.n != n)
+        dump_errors(&e);
+    assert_int_equal(e.n, n);
+    pt_errors_clear(&e);
+}
+
+#define expect_error(text, msg) expect_errors((text), (msg), (const char *)NULL)
+
+/* Exactly one error, starting with prefix and not containing `never`. */
+static void expect_error_like(const char *text, const char *prefix, const char *never)
+{
+    struct pt_errors e = {0};
+    struct pt_conf *cf = parse(text, &e);
+    if (cf)
+        pt_conf_free(cf);
+    assert_null(cf);
+    dump_errors(&e);
+    assert_int_equal(e.n, 1);
+    assert_int_equal(strncmp(e.msgs[0], prefix, strlen(prefix)), 0);
+    assert_null(strstr(e.msgs[0], never));
+    pt_errors_clear(&e);
+}
+
+static struct pt_conf *parse_ok(const char *text)
+{
+    struct pt_errors e = {0};
+    struct pt_conf *cf = parse(text, &e);
+    if (!cf || e.n)
+        dump_errors(&e);
+    assert_non_null(cf);
+    assert_int_equal(e.n, 0);
+    pt_errors_clear(&e);
+    return cf;
+}
+
+/* ------------------------------------------------------------ valid files */
+
+static void test_defaults(void **state)
+{
+    struct pt_conf *cf = parse_ok("listen: ':8080'\n");
+    assert_int_equal(cf->nlisten, 1);
+    assert_string_equal(cf->listen[0].address, ":8080");
+    assert_int_equal(cf->listen[0].ncerts, 0);
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)&cf->listen[0].sa;
+    assert_int_equal(s4->sin_family, AF_INET);
+    assert_int_equal(ntohs(s4->sin_port), 8080);
+    assert_int_equal(ntohl(s4->sin_addr.s_addr), INADDR_ANY);
+    assert_int_equal(cf->listen[0].salen, sizeof(struct sockaddr_in));
+
+    assert_int_equal(cf->workers, 1);
+    assert_int_equal(cf->limits.header_size, 32768);
+    assert_int_equal(cf->limits.header_count, 100);
+    assert_int_equal(cf->limits.uri_length, 8192);
+    assert_true(cf->limits.body_size == 1024ULL * 1024 * 1024);
+    assert_int_equal(cf->limits.requests_per_connection, 1000);
+    assert_int_equal(cf->limits.connections_per_worker, 10000);
+    assert_int_equal(cf->timeouts.header, 10000);
+    assert_int_equal(cf->timeouts.body_idle, 30000);
+    assert_int_equal(cf->timeouts.keepalive, 75000);
+    assert_int_equal(cf->timeouts.send, 60000);
+    assert_int_equal(cf->timeouts.shutdown, 30000);
+    assert_int_equal(cf->upstream.connect_timeout, 5000);
+    assert_int_equal(cf->upstream.read_timeout, 300000);
+    assert_int_equal(cf->upstream.idle_timeout, 60000);
+    assert_int_equal(cf->upstream.max_idle, 64);
+    assert_true(cf->upstream.verify);
+    assert_null(cf->upstream.ca_file);
+    assert_int_equal(cf->log.level, PT_LOG_INFO);
+    assert_string_equal(cf->log.error, "stderr");
+    assert_string_equal(cf->log.access, "stdout");
+    assert_int_equal(cf->log.access_buffer, 32768);
+    assert_int_equal(cf->log.access_flush, 1000);
+    assert_int_equal(cf->napis, 0);
+    assert_string_equal(cf->file, FILE_NAME);
+    pt_conf_free(cf);
+}
+
+static const char full_yaml[] = "listen:\n"
+                                "  - 127.0.0.1:8080\n"
+                                "  - '[::1]:8443'\n"
+                                "  - address: '*:9443'\n"
+                                "    certificate: /etc/c.pem\n"
+                                "    key: k.pem\n"
+                                "workers: 3\n"
+                                "limits:\n"
+                                "  headerSize: 16k\n"
+                                "  headerCount: 50\n"
+                                "  uriLength: 2KiB\n"
+                                "  bodySize: 10m\n"
+                                "timeouts:\n"
+                                "  header: 250ms\n"
+                                "  keepalive: 2m\n"
+                                "  send: 7\n"
+                                "upstream:\n"
+                                "  connectTimeout: 1m30s\n"
+                                "  verify: false\n"
+                                "log:\n"
+                                "  level: debug\n"
+                                "  access: 'off'\n"
+                                "apis:\n"
+                                "  - id: echo\n"
+                                "    path: /echo/\n"
+                                "    serviceUrl: http://127.0.0.1:9000/base/\n"
+                                "    operations:\n"
+                                "      - id: get-item\n"
+                                "        method: GET\n"
+                                "        urlTemplate: /items/{id}\n"
+                                "      - id: any\n"
+                                "        displayName: Anything\n"
+                                "        method: '*'\n"
+                                "        urlTemplate: /*\n"
+                                "  - id: root\n"
+                                "    displayName: The root\n"
+                                "    path: ''\n"
+                                "    host: Example.COM\n"
+                                "    subscriptionRequired: false\n"
+                                "    subscriptionKeyParameterNames:\n"
+                                "      header: X-Key\n"
+                                "      query: key\n"
+                                "    serviceUrl: https://backend.example:8443\n"
+                                "  - id: deep\n"
+                                "    path: a/b/c\n"
+                                "    serviceUrl: https://backend.example\n";
+
+static void test_full_config(void **state)
+{
+    struct pt_conf *cf = parse_ok(full_yaml);
+
+    assert_int_equal(cf->nlisten, 3);
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)&cf->listen[0].sa;
+    assert_int_equal(s4->sin_family, AF_INET);
+    assert_int_equal(ntohs(s4->sin_port), 8080);
+    assert_int_equal(ntohl(s4->sin_addr.s_addr), INADDR_LOOPBACK);
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&cf->listen[1].sa;
+    assert_int_equal(s6->sin6_family, AF_INET6);
+    assert_int_equal(ntohs(s6->sin6_port), 8443);
+    assert_true(IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr));
+    assert_int_equal(cf->listen[1].salen, sizeof(struct sockaddr_in6));
+    assert_string_equal(cf->listen[2].address, "*:9443");
+    assert_int_equal(cf->listen[2].ncerts, 1);
+    assert_string_equal(cf->listen[2].certs[0].certificate, "/etc/c.pem");
+    /* relative to the folder of the file ("." here) */
+    assert_string_equal(cf->listen[2].certs[0].key, "k.pem");
+
+    assert_int_equal(cf->workers, 3);
+    assert_int_equal(cf->limits.header_size, 16384);
+    assert_int_equal(cf->limits.header_count, 50);
+    assert_int_equal(cf->limits.uri_length, 2048);
+    assert_int_equal(cf->limits.body_size, 10 * 1024 * 1024);
+    assert_int_equal(cf->timeouts.header, 250);
+    assert_int_equal(cf->timeouts.keepalive, 120000);
+    assert_int_equal(cf->timeouts.send, 7000);
+    assert_int_equal(cf->timeouts.body_idle, 30000); /* untouched default */
+    assert_int_equal(cf->upstream.connect_timeout, 90000);
+    assert_false(cf->upstream.verify);
+    assert_int_equal(cf->log.level, PT_LOG_DEBUG);
+    assert_string_equal(cf->log.access, "off");
+
+    assert_int_equal(cf->napis, 3);
+    struct pt_api_cf *a = &cf->apis[0];
+    assert_string_equal(a->id, "echo");
+    assert_string_equal(a->display_name, "echo");
+    assert_string_equal(a->path, "echo");
+    assert_null(a->host);
+    assert_string_equal(a->service_url, "http://127.0.0.1:9000/base/");
+    assert_true(a->subscription_required);
+    assert_string_equal(a->key_header, "Ocp-Apim-Subscription-Key");
+    assert_string_equal(a->key_query, "subscription-key");
+    assert_int_equal(a->nops, 2);
+    assert_string_equal(a->ops[0].id, "get-item");
+    assert_string_equal(a->ops[0].display_name, "get-item");
+    assert_string_equal(a->ops[0].method, "GET");
+    assert_string_equal(a->ops[0].url_template, "/items/{id}");
+    assert_string_equal(a->ops[1].display_name, "Anything");
+    assert_string_equal(a->ops[1].method, "*");
+    assert_string_equal(a->ops[1].url_template, "/*");
+
+    a = &cf->apis[1];
+    assert_string_equal(a->id, "root");
+    assert_string_equal(a->display_name, "The root");
+    assert_string_equal(a->path, "");
+    assert_string_equal(a->host, "example.com");
+    assert_false(a->subscription_required);
+    assert_string_equal(a->key_header, "X-Key");
+    assert_string_equal(a->key_query, "key");
+    assert_int_equal(a->nops, 0);
+
+    a = &cf->apis[2];
+    assert_string_equal(a->path, "a/b/c");
+    assert_true(a->subscription_required);
+    pt_conf_free(cf);
+}
+
+static void test_workers_and_misc(void **state)
+{
+    struct pt_conf *cf = parse_ok("listen: [':1', ':2']\nworkers: auto\n");
+    assert_true(cf->workers >= 1 && cf->workers <= 256);
+    assert_int_equal(cf->nlisten, 2);
+    pt_conf_free(cf);
+
+    /* an empty description is allowed; "///" is the root API */
+    cf = parse_ok("listen: ':1'\napis:\n  - id: r\n    path: ///\n    description: ''\n");
+    assert_string_equal(cf->apis[0].path, "");
+    pt_conf_free(cf);
+
+    /* size and duration limits at their bounds */
+    cf = parse_ok("listen: ':1'\nlimits:\n  headerSize: 1024\n  uriLength: 1m\n"
+                  "timeouts:\n  shutdown: 0\n  header: 30d\n");
+    assert_int_equal(cf->limits.header_size, 1024);
+    assert_int_equal(cf->limits.uri_length, 1 << 20);
+    assert_int_equal(cf->timeouts.shutdown, 0);
+    assert_int_equal(cf->timeouts.header, 30u * 86400000u);
+    pt_conf_free(cf);
+}
+
+/* ----------------------------------------------------------------- errors */
+
+static void test_unknown_keys(void **state)
+{
+    expect_error("listen: ':80'\nfoo: 1\n",
+                 "t.yaml:2:1: unknown key 'foo' (expected one of: listen, workers, limits, timeouts, "
+                 "upstream, log, apis)");
+    expect_error("listen: ':80'\nlimits:\n  headerSiz: 1k\n",
+                 "t.yaml:3:3: unknown key 'headerSiz' (expected one of: headerSize, headerCount, "
+                 "uriLength, bodySize, requestsPerConnection, connectionsPerWorker)");
+    expect_error("listen: ':80'\napis:\n  - id: a\n    path: a\n    operations:\n"
+                 "      - id: o\n        method: GET\n        urlTemplate: /\n        verb: GET\n",
+                 "t.yaml:9:9: unknown key 'verb' (expected one of: id, displayName, description, "
+                 "method, urlTemplate)");
+    expect_error("listen:\n  - address: ':80'\n    tls: yes\n",
+                 "t.yaml:3:5: unknown key 'tls' (expected one of: address, certificate, key, "
+                 "certificates)");
+}
+
+static void test_missing_required(void **state)
+{
+    expect_error("workers: 2\n", "t.yaml:1:1: missing required key 'listen'");
+    expect_error("", "t.yaml:1:1: missing required key 'listen'");
+    expect_error("listen: ':80'\napis:\n  - id: a\n", "t.yaml:3:5: missing required key 'path'");
+    expect_error("listen:\n  - certificate: c\n    key: k\n", "t.yaml:2:5: missing required key 'address'");
+    expect_error("listen:\n  - address: ':443'\n    certificate: c\n",
+                 "t.yaml:2:5: a TLS listener needs both certificate and key");
+}
+
+static void test_wrong_types(void **state)
+{
+    expect_error("listen: ':80'\nworkers: [1]\n", "t.yaml:2:10: expected an integer, found a list");
+    expect_error("listen: ':80'\nworkers: abc\n", "t.yaml:2:10: expected an integer, found 'abc'");
+    expect_error("listen: ':80'\nworkers: '2'\n", "t.yaml:2:10: expected an integer, found '2'");
+    expect_error("listen: ':80'\nlimits: 5\n", "t.yaml:2:9: expected a map, found a scalar");
+    expect_error("listen: ':80'\nlimits:\n", "t.yaml:2:8: expected a map, found null");
+    expect_error("listen: ':80'\nupstream:\n  verify: yes\n",
+                 "t.yaml:3:11: expected true or false, found 'yes'");
+    expect_error("listen: ':80'\nupstream:\n  verify: 'true'\n",
+                 "t.yaml:3:11: expected true or false, found 'true'");
+    expect_error("listen: ':80'\napis: {}\n", "t.yaml:2:7: expected a list of APIs");
+    expect_error("listen: {}\n", "t.yaml:1:9: expected a list of listen addresses");
+    expect_error("listen: ':80'\napis:\n  - id: a\n    path: [x]\n",
+                 "t.yaml:4:11: expected a string, found a list");
+    expect_error("listen: ':80'\napis:\n  - id: ''\n    path: a\n", "t.yaml:3:9: must not be empty");
+}
+
+static void test_out_of_range(void **state)
+{
+    expect_error("listen: ':80'\nworkers: 0\n", "t.yaml:2:10: 0 is out of range (1..256)");
+    expect_error("listen: ':80'\nworkers: 257\n", "t.yaml:2:10: 257 is out of range (1..256)");
+    expect_error("listen: ':80'\nlimits:\n  headerCount: 20000\n",
+                 "t.yaml:3:16: 20000 is out of range (1..10000)");
+    expect_error("listen: ':80'\nlimits:\n  headerCount: 99999999999999999999\n",
+                 "t.yaml:3:16: expected an integer, found '99999999999999999999'");
+    expect_error("listen: ':80'\nlimits:\n  headerSize: 100\n",
+                 "t.yaml:3:15: size out of range (1024..1048576 bytes)");
+    expect_error("listen: ':80'\ntimeouts:\n  header: 31d\n",
+                 "t.yaml:3:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h "
+                 "(at most 30d), found '31d'");
+}
+
+/* A key without an upper bound must not print one: not "(1ms..0ms)". */
+static void test_unbounded_range_message(void **state)
+{
+    expect_error_like("listen: ':80'\ntimeouts:\n  header: 0\n", "t.yaml:3:11: duration must be at least 1ms",
+                      "..0ms)");
+}
+
+static void test_bad_values(void **state)
+{
+    expect_error("listen: ':80'\ntimeouts:\n  header: 10x\n",
+                 "t.yaml:3:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h "
+                 "(at most 30d), found '10x'");
+    expect_error("listen: ':80'\nlimits:\n  bodySize: 12q\n",
+                 "t.yaml:3:13: expected a size such as 8192, 16k, 1m or 1g, found '12q'");
+    expect_error("listen: ':80'\nlog:\n  level: verbose\n",
+                 "t.yaml:3:10: 'verbose' is not one of: error, warn, info, debug");
+    expect_error("listen: 1.2.3.4:99999\n",
+                 "t.yaml:1:9: '1.2.3.4:99999' is not a listen address (expected HOST:PORT, "
+                 "[IPV6]:PORT or :PORT)");
+    expect_error("listen:\n  - ':80'\n  - localhost:80\n",
+                 "t.yaml:3:5: 'localhost:80' is not a listen address (expected HOST:PORT, "
+                 "[IPV6]:PORT or :PORT)");
+    expect_error("listen:\n  - ':80'\n  - '0.0.0.0:80'\n",
+                 "t.yaml:3:5: address '0.0.0.0:80' is listed twice");
+}
+
+static const char *api_with(const char *extra)
+{
+    static char buf[1024];
+    snprintf(buf, sizeof(buf), "listen: ':80'\napis:\n  - id: a\n    path: a\n%s", extra);
+    return buf;
+}
+
+static void test_service_url(void **state)
+{
+    expect_error(api_with("    serviceUrl: ftp://h/\n"),
+                 "t.yaml:5:17: serviceUrl 'ftp://h/' must start with http:// or https://");
+    expect_error(api_with("    serviceUrl: http://h/p?q=1\n"),
+                 "t.yaml:5:17: serviceUrl 'http://h/p?q=1' must not have a query or fragment");
+    expect_error(api_with("    serviceUrl: http://h/p#f\n"),
+                 "t.yaml:5:17: serviceUrl 'http://h/p#f' must not have a query or fragment");
+    expect_error(api_with("    serviceUrl: http://user:pw@h/\n"),
+                 "t.yaml:5:17: serviceUrl 'http://user:pw@h/' must not carry user information");
+    expect_error(api_with("    serviceUrl: http://h:99999/\n"),
+                 "t.yaml:5:17: serviceUrl 'http://h:99999/' has a port above 65535");
+    expect_error(api_with("    serviceUrl: http://h:8o/\n"),
+                 "t.yaml:5:17: serviceUrl 'http://h:8o/' has an invalid port");
+    expect_error(api_with("    serviceUrl: http://h:0\n"), "t.yaml:5:17: serviceUrl 'http://h:0' has port 0");
+    expect_error(api_with("    serviceUrl: http://\n"), "t.yaml:5:17: serviceUrl 'http://' has no host");
+}
+
+static void test_api_checks(void **state)
+{
+    expect_error(api_with("    operations:\n      - id: o\n        method: get\n        urlTemplate: /\n"),
+                 "t.yaml:7:17: 'get' is not an HTTP method in upper case (GET, POST, ...) or *");
+    expect_error(api_with("    operations:\n      - id: o\n        method: GET\n        urlTemplate: x\n"),
+                 "t.yaml:8:22: urlTemplate must start with '/'");
+    expect_error(api_with("    operations:\n      - id: o p\n        method: GET\n        urlTemplate: /\n"),
+                 "t.yaml:6:13: id 'o p' may hold only letters, digits and -_.~");
+    expect_error(api_with("    operations:\n"
+                          "      - {id: o, method: GET, urlTemplate: /a}\n"
+                          "      - {id: o, method: PUT, urlTemplate: /a}\n"),
+                 "t.yaml:7:14: operation id 'o' is used twice in this API");
+    expect_error("listen: ':80'\napis:\n  - id: a\n    path: a\n  - id: a\n    path: b\n",
+                 "t.yaml:5:9: API id 'a' is used twice");
+    expect_error("listen: ':80'\napis:\n  - id: a\n    path: /x/\n  - id: b\n    path: x\n",
+                 "t.yaml:6:11: path 'x' is already used by API 'a'");
+    /* the same path on another host is fine */
+    struct pt_conf *cf = parse_ok("listen: ':80'\napis:\n  - id: a\n    path: x\n"
+                                  "  - id: b\n    path: x\n    host: h.example\n");
+    pt_conf_free(cf);
+    expect_error(api_with("    host: 'bad host'\n"), "t.yaml:5:11: 'bad host' is not a valid host name");
+    expect_error("listen: ':80'\napis:\n  - id: a\n    path: a/../b\n",
+                 "t.yaml:4:11: path 'a/../b' has an empty, '.' or '..' segment");
+    expect_error("listen: ':80'\napis:\n  - id: a\n    path: a?b\n",
+                 "t.yaml:4:11: path 'a?b' has a character not allowed in an API URL suffix");
+}
+
+/* The router compares an API's host with the request's Host without its
+   port, so a host with a port could never match: refuse it (or drop the port). */
+static void test_api_host_port(void **state)
+{
+    struct pt_errors e = {0};
+    const char *text = api_with("    host: example.com:8080\n");
+    struct pt_conf *cf = parse(text, &e);
+    dump_errors(&e);
+    if (cf) {
+        assert_null(strchr(cf->apis[0].host, ':'));
+        pt_conf_free(cf);
+    } else {
+        assert_int_equal(e.n, 1);
+        assert_int_equal(strncmp(e.msgs[0], "t.yaml:5:11: ", 13), 0);
+    }
+    pt_errors_clear(&e);
+}
+
+/* URL templates are compiled while loading: errors point at urlTemplate. */
+static void test_template_errors(void **state)
+{
+    expect_error(api_with("    operations:\n      - {id: o, method: GET, urlTemplate: '/a/{id'}\n"),
+                 "t.yaml:6:43: urlTemplate '/a/{id' has an unclosed '{'");
+    expect_error(api_with("    operations:\n"
+                          "      - {id: o1, method: GET, urlTemplate: '/x/{id}'}\n"
+                          "      - {id: o2, method: GET, urlTemplate: '/x/{other}'}\n"),
+                 "t.yaml:7:44: urlTemplate '/x/{other}' has the same method and URL template as another "
+                 "operation ('o1')");
+    /* another method, or the same template in another API, is fine */
+    struct pt_conf *cf = parse_ok("listen: ':80'\napis:\n"
+                                  "  - id: a\n    path: a\n    operations:\n"
+                                  "      - {id: o1, method: GET, urlTemplate: '/x/{id}'}\n"
+                                  "      - {id: o2, method: PUT, urlTemplate: '/x/{id}'}\n"
+                                  "  - id: b\n    path: b\n    operations:\n"
+                                  "      - {id: o1, method: GET, urlTemplate: '/x/{id}'}\n");
+    pt_conf_free(cf);
+}
+
+static void test_yaml_errors(void **state)
+{
+    expect_error("listen: ':80'\nlisten: ':81'\n", "t.yaml:2:1: duplicate key 'listen'");
+    expect_error("listen: ':80'\nlog:\n  level: info\n  level: warn\n", "t.yaml:4:3: duplicate key 'level'");
+    expect_error("listen: ':80'\nworkers: 2: 3\n",
+                 "t.yaml:2:11: mapping values are not allowed in this context");
+    expect_error("listen: ':80'\nworkers: [1\n",
+                 "t.yaml:3:1: did not find expected ',' or ']' while parsing a flow sequence");
+    expect_error("listen: ':80'\n---\nworkers: 2\n", "t.yaml:3:1: only one YAML document is allowed");
+    expect_error("listen: ':80'\n? [a]\n: b\n", "t.yaml:2:3: map keys must be plain strings");
+}
+
+static void test_many_errors(void **state)
+{
+    expect_errors("listen: ':0'\n"
+                  "workers: many\n"
+                  "bogus: 1\n"
+                  "timeouts:\n"
+                  "  header: 5y\n"
+                  "log:\n"
+                  "  level: LOUD\n"
+                  "apis:\n"
+                  "  - id: a\n"
+                  "    path: a\n"
+                  "    serviceUrl: ftp://x\n"
+                  "    operations:\n"
+                  "      - {id: o, method: get, urlTemplate: /}\n"
+                  "      - {id: o, method: GET, urlTemplate: /}\n",
+                  "t.yaml:1:9: ':0' is not a listen address (expected HOST:PORT, [IPV6]:PORT or :PORT)",
+                  "t.yaml:2:10: expected an integer, found 'many'",
+                  "t.yaml:3:1: unknown key 'bogus' (expected one of: listen, workers, limits, timeouts, "
+                  "upstream, log, apis)",
+                  "t.yaml:5:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most "
+                  "30d), found '5y'",
+                  "t.yaml:7:10: 'LOUD' is not one of: error, warn, info, debug",
+                  "t.yaml:11:17: serviceUrl 'ftp://x' must start with http:// or https://",
+                  "t.yaml:13:25: 'get' is not an HTTP method in upper case (GET, POST, ...) or *",
+                  "t.yaml:14:14: operation id 'o' is used twice in this API", (const char *)NULL);
+}
+
+/* ---------------------------------------------------------- value parsers */
+
+static void test_parse_duration(void **state)
+{
+    static const struct {
+        const char *s;
+        uint64_t ms;
+    } good[] = {
+        {"250ms", 250}, {"10s", 10000},   {"1m30s", 90000},       {"2h", 7200000}, {"5", 5000},
+        {"0", 0},       {"1d", 86400000}, {"1h1m1s1ms", 3661001}, {"0ms", 0},      {"007s", 7000},
+    };
+    int fails = 0;
+    for (size_t i = 0; i < PT_ARRAY_LEN(good); i++) {
+        uint64_t ms = 12345;
+        if (!pt_parse_duration_ms(good[i].s, &ms) || ms != good[i].ms) {
+            print_message("# FAIL: duration '%s' should be %llu ms\n", good[i].s,
+                          (unsigned long long)good[i].ms);
+            fails++;
+        }
+    }
+    static const char *const bad[] = {"",     "s",  "10x",  "-1",  "1.5s", "10 s", " 10s",
+                                      "10s ", "ms", "1m30", "10S", "1w",   "h1",   "99999999999s"};
+    for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++) {
+        uint64_t ms = 12345;
+        if (pt_parse_duration_ms(bad[i], &ms) || ms != 12345) {
+            print_message("# FAIL: duration '%s' should be refused\n", bad[i]);
+            fails++;
+        }
+    }
+    assert_int_equal(fails, 0);
+}
+
+static void test_parse_size(void **state)
+{
+    static const struct {
+        const char *s;
+        uint64_t n;
+    } good[] = {
+        {"0", 0},
+        {"123", 123},
+        {"16k", 16384},
+        {"16K", 16384},
+        {"1m", 1048576},
+        {"1g", 1073741824ULL},
+        {"1kb", 1024},
+        {"1KiB", 1024},
+        {"1MB", 1048576},
+        {"2GiB", 2147483648ULL},
+        {"18446744073709551615", UINT64_MAX},
+    };
+    int fails = 0;
+    for (size_t i = 0; i < PT_ARRAY_LEN(good); i++) {
+        uint64_t n = 12345;
+        if (!pt_parse_size(good[i].s, &n) || n != good[i].n) {
+            print_message("# FAIL: size '%s' should be %llu\n", good[i].s, (unsigned long long)good[i].n);
+            fails++;
+        }
+    }
+    static const char *const bad[] = {"",
+                                      "k",
+                                      "1x",
+                                      "1kk",
+                                      "-1",
+                                      " 1",
+                                      "1 k",
+                                      "1.5k",
+                                      "1ki",
+                                      "1kbb",
+                                      "1t",
+                                      "+1",
+                                      "18446744073709551616",
+                                      "17179869184g",
+                                      "1k "};
+    for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++) {
+        uint64_t n = 12345;
+        if (pt_parse_size(bad[i], &n) || n != 12345) {
+            print_message("# FAIL: size '%s' should be refused\n", bad[i]);
+            fails++;
+        }
+    }
+    assert_int_equal(fails, 0);
+}
+
+static void test_parse_listen(void **state)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = 0;
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)&sa;
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&sa;
+
+    assert_true(pt_parse_listen("127.0.0.1:8080", &sa, &len));
+    assert_int_equal(s4->sin_family, AF_INET);
+    assert_int_equal(ntohs(s4->sin_port), 8080);
+    assert_int_equal(ntohl(s4->sin_addr.s_addr), INADDR_LOOPBACK);
+    assert_int_equal(len, sizeof(struct sockaddr_in));
+
+    assert_true(pt_parse_listen("[::1]:8443", &sa, &len));
+    assert_int_equal(s6->sin6_family, AF_INET6);
+    assert_int_equal(ntohs(s6->sin6_port), 8443);
+    assert_true(IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr));
+    assert_int_equal(len, sizeof(struct sockaddr_in6));
+
+    assert_true(pt_parse_listen("[::]:1", &sa, &len));
+    assert_int_equal(s6->sin6_family, AF_INET6);
+    assert_true(IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr));
+
+    static const char *const any[] = {":8080", "*:8080", "0.0.0.0:8080"};
+    for (size_t i = 0; i < PT_ARRAY_LEN(any); i++) {
+        print_message("# listen '%s'\n", any[i]);
+        assert_true(pt_parse_listen(any[i], &sa, &len));
+        assert_int_equal(s4->sin_family, AF_INET);
+        assert_int_equal(ntohs(s4->sin_port), 8080);
+        assert_int_equal(ntohl(s4->sin_addr.s_addr), INADDR_ANY);
+    }
+    assert_true(pt_parse_listen("10.1.2.3:65535", &sa, &len));
+    assert_int_equal(ntohs(s4->sin_port), 65535);
+    assert_true(pt_parse_listen(":1", &sa, &len));
+
+    static const char *const bad[] = {
+        ":0",          ":65536",       ":99999999999999999999",
+        "1.2.3.4:",    "1.2.3.4",      "",
+        ":",           "localhost:80", "[::1]8080",
+        "[::1]",       "[::1:80",      "1.2.3.4:80x",
+        "1.2.3.4:-80", "garbage",      "1.2.3.4.5:80",
+        "[zz::1]:80",  "1.2.3.4:80 ",  "[::1]:",
+    };
+    int fails = 0;
+    for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++)
+        if (pt_parse_listen(bad[i], &sa, &len)) {
+            print_message("# FAIL: listen address '%s' should be refused\n", bad[i]);
+            fails++;
+        }
+    assert_int_equal(fails, 0);
+}
+
+/* Only the documented forms: HOST:PORT (IPv4), [IPV6]:PORT, :PORT, *:PORT; PORT is digits. */
+static void test_parse_listen_strict(void **state)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = 0;
+    static const char *const bad[] = {
+        "::1:80",         /* IPv6 without brackets: ambiguous ("fe80::1:8080") */
+        "[127.0.0.1]:80", /* brackets are for IPv6 only */
+        ":+80",           /* a sign is not a digit */
+        ": 80",           /* nor is a space */
+    };
+    int fails = 0;
+    for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++)
+        if (pt_parse_listen(bad[i], &sa, &len)) {
+            print_message("# FAIL: listen address '%s' should be refused\n", bad[i]);
+            fails++;
+        }
+    assert_int_equal(fails, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_workers_and_misc),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_out_of_range),
+        cmocka_unit_test(test_unbounded_range_message),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_service_url),
+        cmocka_unit_test(test_api_checks),
+        cmocka_unit_test(test_api_host_port),
+        cmocka_unit_test(test_template_errors),
+        cmocka_unit_test(test_yaml_errors),
+        cmocka_unit_test(test_many_errors),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_listen),
+        cmocka_unit_test(test_parse_listen_strict),
+    };
+    return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
+}
