@@ -33,7 +33,7 @@ struct io {
     struct event ev;           /* plain */
     struct bufferevent *bev;   /* tls */
     unsigned readable : 1, writable : 1, reading : 1, connecting : 1, eof_seen : 1, want_drain : 1,
-        dead : 1, tls : 1;
+        dead : 1, tls : 1, rdhup : 1;
     int busy; /* callbacks in progress */
 };
 
@@ -132,8 +132,11 @@ static size_t do_read(struct io *io)
         }
         evbuffer_commit_space(io->pub.in, v, nv);
         total += (size_t)n;
-        if ((size_t)n < cap)
-            io->readable = 0; /* short read: drained; the next byte brings an edge */
+        /* a short read means drained -- unless the peer's FIN came with the
+           data (EPOLLRDHUP): then read on to see the end of the stream,
+           since no further edge will announce it */
+        if ((size_t)n < cap && !io->rdhup)
+            io->readable = 0;
     }
     return total;
 }
@@ -172,7 +175,9 @@ static void plain_event(evutil_socket_t fd, short what, void *arg)
                 return;
         }
     }
-    if ((what & EV_READ) && !io->connecting) {
+    if (what & EV_CLOSED)
+        io->rdhup = 1;
+    if ((what & (EV_READ | EV_CLOSED)) && !io->connecting) {
         io->readable = 1;
         if (!io->reading)
             return;
@@ -205,7 +210,7 @@ static struct io *plain_new(struct event_base *base, int fd, pt_io_cb cb, void *
     io->pub.in = evbuffer_new();
     io->pub.out = evbuffer_new();
     if (!io->pub.in || !io->pub.out ||
-        event_assign(&io->ev, base, fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET, plain_event, io) < 0 ||
+        event_assign(&io->ev, base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_PERSIST | EV_ET, plain_event, io) < 0 ||
         event_add(&io->ev, NULL) < 0) {
         if (io->pub.in)
             evbuffer_free(io->pub.in);

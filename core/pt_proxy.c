@@ -1021,6 +1021,7 @@ static void tunnel_start(struct pt_req *req)
     pt_io_read(u->io, true);
     tunnel_pump(req, false);
     tunnel_pump(req, true);
+    pt_io_flush(c->io); /* the 101 itself: clients wait for it before they speak */
 }
 
 static void tunnel_end(struct pt_req *req)

@@ -2,6 +2,7 @@
 SNI), configuration checks of certificate/key files, and HTTPS backends with
 certificate verification (CA file, host name, IP address, verify: false)."""
 
+import base64
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import BIN, basic_config, free_port, parse_responses, raw_exchange, to_yaml
+from conftest import BIN, basic_config, free_port, to_yaml
 from tls_helpers import Pki, TLSEchoBackend, peer_names, read_http_response, tls_connect
 
 
@@ -108,7 +109,6 @@ def test_keepalive_over_tls(backend, portico, pki):
             got = echo(data)
             if i == 3:
                 assert got["method"] == "POST" and got["target"] == "/base/items"
-                import base64
                 assert base64.b64decode(got["body"]) == body
             else:
                 assert got["target"] == "/base/items/%d" % i
@@ -290,7 +290,7 @@ def test_config_check_refuses_missing_ca_file(pki, workdir):
 
 # ------------------------------------------------------------ HTTPS backends
 
-def https_backend_config(url, upstream=None, tls=None):
+def https_backend_config(url, upstream=None):
     cfg = basic_config(url)
     if upstream is not None:
         cfg["upstream"] = upstream
@@ -319,7 +319,6 @@ def test_https_backend_with_ca_file(portico, pki, tls_backends):
     payload = os.urandom(300_000)
     status, _, body = p.request("POST", "/echo/items", body=payload)
     assert status == 200
-    import base64
     assert base64.b64decode(echo(body)["body"]) == payload
     assert [r.target for r in b.requests] == ["/base/items/1?x=y", "/base/items"]
     assert b.requests[0].header("Host") == "localhost:%d" % b.port

@@ -3,14 +3,20 @@
 ScriptedBackend is a raw HTTP/1.1 server on 127.0.0.1 whose every answer
 is decided by a plan: plan(conn_id, n) -> action, where conn_id counts
 accepted connections from 1 and n counts the requests read on that
-connection from 1.  Actions:
+connection from 1.  An action is one of these strings:
 
   "answer"        a keep-alive 200 with Content-Length (no Connection header)
   "answer-close"  the same answer, then close the socket at once (no
                   Connection: close: the peer only learns it from the FIN)
+  "answer-fin"    the same, with TCP_CORK so that the FIN travels in the
+                  same segment as the end of the answer
+  "answer-linger" the same answer; close 100 ms later (the FIN comes alone)
   "close"         close without answering (FIN)
   "rst"           close without answering with a reset (SO_LINGER 0)
-  "partial"       send half a status line, then close
+
+or a tuple (bytes, mode): send those bytes verbatim, then per mode "keep"
+(serve the next request), "close" (close at once), "fin" (corked: the FIN
+rides in the segment with the bytes) or "linger" (close 100 ms later).
 
 The answer body is JSON {"conn": conn_id, "n": n, "method": ..., "target": ...}.
 The backend records every request (conn_id, n, method, target, headers,
@@ -186,6 +192,12 @@ class ScriptedBackend(_Base):
 
     def serve(self, s, cid):
         f = s.makefile("rb")
+        try:
+            self._serve(s, f, cid)
+        finally:
+            f.close()
+
+    def _serve(self, s, f, cid):
         n = 0
         while True:
             head = _read_head(f)
@@ -199,23 +211,30 @@ class ScriptedBackend(_Base):
             with self.lock:
                 self.requests.append(rec)
             action = self.plan(cid, n)
-            if action in ("answer", "answer-close"):
+            if isinstance(action, tuple):
+                data, mode = action
+            elif action.startswith("answer"):
                 payload = json.dumps({"conn": cid, "n": n, "method": method, "target": target}).encode()
-                resp = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(
-                    payload)
-                s.sendall(resp + (b"" if method == "HEAD" else payload))
-                if action == "answer-close":
-                    return
-                continue
-            if action == "close":
+                data = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(
+                    payload) + (b"" if method == "HEAD" else payload)
+                mode = {"answer": "keep", "answer-close": "close", "answer-fin": "fin",
+                        "answer-linger": "linger"}[action]
+            elif action == "close":
                 return
-            if action == "rst":
+            elif action == "rst":
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return
-            if action == "partial":
-                s.sendall(b"HTTP/1.1 20")
-                return
-            raise ValueError("unknown action %r" % action)
+            else:
+                raise ValueError("unknown action %r" % (action,))
+            if mode == "fin":
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            s.sendall(data)
+            if mode == "keep":
+                continue
+            if mode == "linger":
+                time.sleep(0.1)
+            return  # the socket is closed now; for "fin" the FIN goes out with the corked bytes
 
 
 class EarlyResponder(_Base):
