@@ -219,10 +219,28 @@ static const llhttp_settings_t parse_settings = {
     .on_headers_complete = on_headers_complete,
 };
 
+/* Trailing whitespace before a line's CR is optional whitespace (RFC 9110
+   5.6.3); llhttp 8 refuses a trailing HTAB after some values (Content-Length).
+   Tabs there become spaces, which it accepts; the slices are trimmed anyway. */
+static void soften_trailing_tabs(char *buf, size_t len)
+{
+    char *p = buf, *end = buf + len;
+    while ((p = memchr(p, '\t', (size_t)(end - p))) != NULL) {
+        char *q = p;
+        while (q < end && (*q == '\t' || *q == ' '))
+            q++;
+        if (q < end && *q == '\r')
+            for (char *t = p; t < q; t++)
+                *t = ' ';
+        p = q;
+    }
+}
+
 static bool run_llhttp(struct pt_head *h, llhttp_type_t type, char *buf, size_t len,
                        struct pt_pool *pool, int max_headers, struct pt_http_err *err)
 {
     llhttp_t parser;
+    soften_trailing_tabs(buf, len);
     struct pctx c = {h, pool, max_headers, err, false};
     memset(h, 0, sizeof(*h));
     h->content_length = -1;

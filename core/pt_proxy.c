@@ -810,6 +810,8 @@ static void write_response_head(struct pt_req *req)
     struct pt_conn *c = req->c;
     struct pt_head *rh = &req->rh;
     bool client10 = req->h.minor == 0;
+    if (!req->req_done)
+        req->keep = false; /* an early answer: the rest of the body will not be read */
     if (rh->body == PT_BODY_NONE)
         req->resp_out = OUT_NONE;
     else if (rh->body == PT_BODY_LENGTH)
