@@ -891,6 +891,8 @@ void pt_buf_init(struct pt_buf *b, struct pt_pool *pool, size_t cap)
 
 void pt_buf_add(struct pt_buf *b, const void *data, size_t n)
 {
+    if (n == 0)
+        return; /* data may be NULL for an empty slice */
     if (PT_UNLIKELY(b->n + n > b->cap)) {
         size_t ncap = b->cap * 2;
         while (ncap < b->n + n)

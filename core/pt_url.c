@@ -151,7 +151,9 @@ bool pt_host_valid(pt_str s)
 
 pt_str pt_host_strip_port(pt_str s)
 {
-    if (s.n && s.p[0] == '[') {
+    if (s.n == 0)
+        return s;
+    if (s.p[0] == '[') {
         const char *e = memchr(s.p, ']', s.n);
         if (e)
             s.n = (size_t)(e - s.p) + 1;

@@ -108,7 +108,8 @@ def wait_closed(s, timeout):
 def connection_refused(port):
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=0.5)
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # a connect racing with the listener's close is reset: not accepted either
         return True
     s.close()
     return False
