@@ -58,6 +58,22 @@ void pt_http_skip_empty_lines(struct evbuffer *buf)
     }
 }
 
+/* Bytes the scanner must look at: CR, LF and the control bytes that may
+   never appear in a head (HTAB is allowed; it is data). */
+static const uint8_t scan_class[256] = {
+    [0] = 3, [1] = 3, [2] = 3, [3] = 3, [4] = 3, [5] = 3, [6] = 3, [7] = 3, [8] = 3,
+    ['\n'] = 1, [11] = 3, [12] = 3, ['\r'] = 2, [14] = 3, [15] = 3, [16] = 3, [17] = 3,
+    [18] = 3, [19] = 3, [20] = 3, [21] = 3, [22] = 3, [23] = 3, [24] = 3, [25] = 3, [26] = 3,
+    [27] = 3, [28] = 3, [29] = 3, [30] = 3, [31] = 3, [127] = 3,
+};
+
+static int scan_fail(struct pt_http_err *err, bool is_request, int status, const char *msg)
+{
+    err->status = is_request ? status : 502;
+    err->msg = msg;
+    return -1;
+}
+
 int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_t max_line,
                  bool is_request, size_t *head_len, struct pt_http_err *err)
 {
@@ -78,64 +94,65 @@ int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_
         size_t consumed = 0;
         for (int v = 0; v < nv; v++) {
             const unsigned char *p = vec[v].iov_base;
-            size_t n = vec[v].iov_len;
-            for (size_t i = 0; i < n; i++, pos++) {
+            size_t n = vec[v].iov_len, i = 0;
+            while (i < n) {
                 unsigned char c = p[i];
-                if (pos + 1 > max_head) {
-                    err->status = is_request ? (s->first_line_done ? 431 : 414) : 502;
-                    err->msg = is_request ? (s->first_line_done ? "request header section too large"
-                                                                : "request line too long")
-                                          : "response head too large";
-                    return -1;
-                }
-                if (c == '\n') {
-                    if (s->prev != '\r') {
-                        err->status = is_request ? 400 : 502;
-                        err->msg = "line ending without CR (bare LF)";
-                        return -1;
-                    }
+                if (pos >= max_head)
+                    return scan_fail(err, is_request, s->first_line_done ? 431 : 414,
+                                     !is_request ? "response head too large"
+                                     : s->first_line_done ? "request header section too large"
+                                                          : "request line too long");
+                if (s->prev == '\r') {
+                    if (c != '\n')
+                        return scan_fail(err, is_request, 400, "CR not followed by LF");
                     size_t line_len = pos - s->line_start; /* includes the CR */
                     if (line_len == 1) {
-                        if (!s->first_line_done) {
-                            err->status = is_request ? 400 : 502;
-                            err->msg = "empty start line";
-                            return -1;
-                        }
+                        if (!s->first_line_done)
+                            return scan_fail(err, is_request, 400, "empty start line");
                         *head_len = pos + 1;
                         s->off = pos + 1;
                         return 1;
                     }
                     if (!s->first_line_done) {
                         s->first_line_done = true;
-                        if (line_len > max_line) {
-                            err->status = is_request ? 414 : 502;
-                            err->msg = is_request ? "request line too long" : "status line too long";
-                            return -1;
-                        }
+                        if (line_len > max_line)
+                            return scan_fail(err, is_request, 414,
+                                             is_request ? "request line too long" : "status line too long");
                     }
                     s->line_start = pos + 1;
-                } else {
-                    if (s->prev == '\r') {
-                        err->status = is_request ? 400 : 502;
-                        err->msg = "CR not followed by LF";
-                        return -1;
-                    }
-                    if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f) {
-                        err->status = is_request ? 400 : 502;
-                        err->msg = c == 0 ? "NUL byte in the head" : "control character in the head";
-                        return -1;
-                    }
-                    if ((c == ' ' || c == '\t') && pos == s->line_start && s->first_line_done) {
-                        err->status = is_request ? 400 : 502;
-                        err->msg = "obsolete line folding (header line starting with whitespace)";
-                        return -1;
-                    }
+                    s->prev = '\n';
+                    i++;
+                    pos++;
+                    continue;
                 }
-                s->prev = c;
-                if (!s->first_line_done && pos + 1 - s->line_start > max_line) {
-                    err->status = is_request ? 414 : 502;
-                    err->msg = is_request ? "request line too long" : "status line too long";
-                    return -1;
+                if (s->prev == '\n' && (c == ' ' || c == '\t') && s->first_line_done)
+                    return scan_fail(err, is_request, 400,
+                                     "obsolete line folding (header line starting with whitespace)");
+                /* fast path: ordinary bytes up to the next CR, LF or control byte */
+                size_t lim = PT_MIN(n, i + (max_head - pos));
+                size_t j = i;
+                while (j < lim && !scan_class[p[j]])
+                    j++;
+                if (j > i) {
+                    pos += j - i;
+                    s->prev = p[j - 1];
+                    i = j;
+                    if (!s->first_line_done && pos - s->line_start > max_line)
+                        return scan_fail(err, is_request, 414,
+                                         is_request ? "request line too long" : "status line too long");
+                    continue;
+                }
+                switch (scan_class[c]) {
+                case 1:
+                    return scan_fail(err, is_request, 400, "line ending without CR (bare LF)");
+                case 2:
+                    s->prev = '\r';
+                    i++;
+                    pos++;
+                    break;
+                default:
+                    return scan_fail(err, is_request, 400,
+                                     c == 0 ? "NUL byte in the head" : "control character in the head");
                 }
             }
             consumed += n;
