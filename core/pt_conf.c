@@ -9,6 +9,7 @@
  * span several values (unique ids, one API per path) run afterwards.
  */
 #include "pt_conf.h"
+#include "pt_http.h"
 #include "pt_log.h"
 #include "pt_router.h"
 #include "pt_url.h"
@@ -486,6 +487,54 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
     return ok;
 }
 
+static bool read_forwarded(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {{"X-Forwarded-For", PT_FWD_XFF},
+                 {"X-Forwarded-Proto", PT_FWD_XFP},
+                 {"X-Forwarded-Host", PT_FWD_XFH},
+                 {"Forwarded", PT_FWD_FORWARDED}};
+    unsigned *bits = field;
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of header names");
+        return false;
+    }
+    *bits = 0;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        char *s;
+        if (!pt_cf_str(cx, n->items[i], &s, false)) {
+            ok = false;
+            continue;
+        }
+        size_t k = 0;
+        while (k < PT_ARRAY_LEN(names) && strcasecmp(names[k].name, s))
+            k++;
+        if (k == PT_ARRAY_LEN(names)) {
+            pt_node_error(cx->errs, n->items[i],
+                          "'%s' is not one of X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, Forwarded", s);
+            ok = false;
+        } else
+            *bits |= names[k].bit;
+    }
+    return ok;
+}
+
+static bool read_header_name(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s;
+    if (!pt_cf_str(cx, n, &s, true))
+        return false;
+    if (*s && !pt_http_token(pt_str_c(s))) {
+        pt_node_error(cx->errs, n, "'%s' is not a valid header name", s);
+        return false;
+    }
+    *(char **)field = s;
+    return true;
+}
+
 static bool read_workers(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     int *w = field;
@@ -765,6 +814,9 @@ static const struct pt_cfkey upstream_keys[] = {
     {"maxIdleConnections", PT_CT_INT, offsetof(struct pt_conf, upstream.max_idle), 0, 0, 100000},
     {"caFile", PT_CT_STR, offsetof(struct pt_conf, upstream.ca_file), PT_CF_PATH},
     {"verify", PT_CT_BOOL, offsetof(struct pt_conf, upstream.verify), 0},
+    {"forwardedHeaders", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.forwarded), 0, .fn = read_forwarded},
+    {"requestIdHeader", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.request_id_header), 0,
+     .fn = read_header_name},
     {0},
 };
 
@@ -807,6 +859,8 @@ static void set_defaults(struct pt_conf *cf)
     cf->upstream.idle_timeout = 60000;
     cf->upstream.max_idle = 64;
     cf->upstream.verify = true;
+    cf->upstream.forwarded = PT_FWD_XFF | PT_FWD_XFP | PT_FWD_XFH | PT_FWD_FORWARDED;
+    cf->upstream.request_id_header = "X-Request-Id";
     cf->log.level = PT_LOG_INFO;
     cf->log.error = "stderr";
     cf->log.access = "stdout";

@@ -134,7 +134,14 @@ struct pt_upstream_cf {
     int64_t max_idle;      /* pooled connections per backend per worker */
     char *ca_file;         /* for https backends; NULL = system store */
     bool verify;
+    unsigned forwarded;    /* PT_FWD_* bits: which forwarding headers are set */
+    char *request_id_header; /* "" = the request id is not sent */
 };
+
+#define PT_FWD_XFF 0x1   /* X-Forwarded-For */
+#define PT_FWD_XFP 0x2   /* X-Forwarded-Proto */
+#define PT_FWD_XFH 0x4   /* X-Forwarded-Host */
+#define PT_FWD_FORWARDED 0x8
 
 struct pt_log_cf {
     int level;           /* PT_LOG_* */

@@ -187,12 +187,14 @@ static void req_free(struct pt_req *req)
     }
 }
 
-/* A request id: the client's X-Request-Id when it is sane, else a random UUID. */
+/* A request id: the client's one (upstream.requestIdHeader) when it is
+   sane, else a random UUID. */
 static void req_set_id(struct pt_req *req)
 {
-    for (int i = 0; i < req->h.nh; i++) {
+    pt_str name = pt_str_c(req_gen(req)->conf->upstream.request_id_header);
+    for (int i = 0; i < req->h.nh && name.n; i++) {
         struct pt_hdr *x = &req->h.h[i];
-        if (x->kind != PT_H_X_REQUEST_ID)
+        if (!pt_str_ieq(x->name, name))
             continue;
         pt_str v = x->value;
         bool ok = v.n > 0 && v.n < sizeof(req->id);
@@ -560,6 +562,9 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     pt_buf_lit(b, " HTTP/1.1\r\nHost: ");
     pt_buf_add(b, be->url.authority, strlen(be->url.authority));
     pt_buf_lit(b, "\r\n");
+    const struct pt_upstream_cf *ucf = &req_gen(req)->conf->upstream;
+    unsigned fwd = ucf->forwarded;
+    pt_str rid = pt_str_c(ucf->request_id_header);
     pt_str xff_prev[8];
     int nxff = 0;
     pt_str fwd_prev[8];
@@ -568,67 +573,90 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         const struct pt_hdr *x = &req->h.h[i];
         if (x->hop || x->deleted)
             continue;
+        /* headers we set replace the client's (the lists are extended) */
         switch (x->kind) {
         case PT_H_X_FORWARDED_FOR:
-            if (nxff < 8)
-                xff_prev[nxff++] = x->value;
-            continue;
+            if (fwd & PT_FWD_XFF) {
+                if (nxff < 8)
+                    xff_prev[nxff++] = x->value;
+                continue;
+            }
+            break;
         case PT_H_FORWARDED:
-            if (nfwd < 8)
-                fwd_prev[nfwd++] = x->value;
-            continue;
+            if (fwd & PT_FWD_FORWARDED) {
+                if (nfwd < 8)
+                    fwd_prev[nfwd++] = x->value;
+                continue;
+            }
+            break;
         case PT_H_X_FORWARDED_PROTO:
+            if (fwd & PT_FWD_XFP)
+                continue;
+            break;
         case PT_H_X_FORWARDED_HOST:
-        case PT_H_X_REQUEST_ID:
-            continue;
+            if (fwd & PT_FWD_XFH)
+                continue;
+            break;
         default:
             break;
         }
+        if (rid.n && pt_str_ieq(x->name, rid))
+            continue;
         pt_buf_str(b, x->name);
         pt_buf_lit(b, ": ");
         pt_buf_str(b, x->value);
         pt_buf_lit(b, "\r\n");
     }
     pt_str ip = pt_str_c(c->ip);
-    bool v6 = memchr(ip.p, ':', ip.n) != NULL;
-    pt_buf_lit(b, "X-Forwarded-For: ");
-    for (int i = 0; i < nxff; i++) {
-        pt_buf_str(b, xff_prev[i]);
-        pt_buf_lit(b, ", ");
-    }
-    pt_buf_str(b, ip);
-    if (c->tls)
-        pt_buf_lit(b, "\r\nX-Forwarded-Proto: https");
-    else
-        pt_buf_lit(b, "\r\nX-Forwarded-Proto: http");
-    if (req->h.host.n) {
-        pt_buf_lit(b, "\r\nX-Forwarded-Host: ");
-        pt_buf_str(b, req->h.host);
-    }
-    pt_buf_lit(b, "\r\nForwarded: ");
-    for (int i = 0; i < nfwd; i++) {
-        pt_buf_str(b, fwd_prev[i]);
-        pt_buf_lit(b, ", ");
-    }
-    pt_buf_lit(b, "for=");
-    if (v6) {
-        pt_buf_lit(b, "\"[");
+    if (fwd & PT_FWD_XFF) {
+        pt_buf_lit(b, "X-Forwarded-For: ");
+        for (int i = 0; i < nxff; i++) {
+            pt_buf_str(b, xff_prev[i]);
+            pt_buf_lit(b, ", ");
+        }
         pt_buf_str(b, ip);
-        pt_buf_lit(b, "]\"");
-    } else
-        pt_buf_str(b, ip);
-    if (req->h.host.n) {
-        pt_buf_lit(b, ";host=\"");
-        pt_buf_str(b, req->h.host);
-        pt_buf_lit(b, "\"");
+        pt_buf_lit(b, "\r\n");
     }
-    if (c->tls)
-        pt_buf_lit(b, ";proto=https");
-    else
-        pt_buf_lit(b, ";proto=http");
-    pt_buf_lit(b, "\r\nX-Request-Id: ");
-    pt_buf_add(b, req->id, req->idn);
-    pt_buf_lit(b, "\r\n");
+    if (fwd & PT_FWD_XFP) {
+        if (c->tls)
+            pt_buf_lit(b, "X-Forwarded-Proto: https\r\n");
+        else
+            pt_buf_lit(b, "X-Forwarded-Proto: http\r\n");
+    }
+    if ((fwd & PT_FWD_XFH) && req->h.host.n) {
+        pt_buf_lit(b, "X-Forwarded-Host: ");
+        pt_buf_str(b, req->h.host);
+        pt_buf_lit(b, "\r\n");
+    }
+    if (fwd & PT_FWD_FORWARDED) {
+        pt_buf_lit(b, "Forwarded: ");
+        for (int i = 0; i < nfwd; i++) {
+            pt_buf_str(b, fwd_prev[i]);
+            pt_buf_lit(b, ", ");
+        }
+        pt_buf_lit(b, "for=");
+        if (memchr(ip.p, ':', ip.n)) {
+            pt_buf_lit(b, "\"[");
+            pt_buf_str(b, ip);
+            pt_buf_lit(b, "]\"");
+        } else
+            pt_buf_str(b, ip);
+        if (req->h.host.n) {
+            pt_buf_lit(b, ";host=\"");
+            pt_buf_str(b, req->h.host);
+            pt_buf_lit(b, "\"");
+        }
+        if (c->tls)
+            pt_buf_lit(b, ";proto=https\r\n");
+        else
+            pt_buf_lit(b, ";proto=http\r\n");
+    }
+    if (rid.n) {
+        pt_buf_str(b, rid);
+        pt_buf_lit(b, ": ");
+        pt_buf_add(b, req->id, req->idn);
+        pt_buf_lit(b, "\r\n");
+    }
     if (req->h.upgrade_ws)
         pt_buf_lit(b, "Connection: upgrade\r\nUpgrade: websocket\r\n");
     if (req->h.body == PT_BODY_LENGTH || req->h.content_length == 0) {

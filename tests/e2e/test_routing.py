@@ -194,3 +194,30 @@ def test_ipv6_listener(backend, portico):
     assert status == 200
     assert backend.last().header("X-Forwarded-For") == "::1"
     assert backend.last().header("Forwarded").startswith('for="[::1]"')
+
+
+def test_forwarding_headers_can_be_chosen(backend, portico):
+    cfg = basic_config(backend.url, upstream={"forwardedHeaders": ["X-Forwarded-For"],
+                                              "requestIdHeader": "X-Correlation-Id"})
+    p = portico(cfg)
+    p.request("GET", "/echo/items/1", headers={"X-Forwarded-Proto": "client-said", "Forwarded": "for=1.2.3.4",
+                                               "X-Correlation-Id": "corr-1", "X-Request-Id": "passes-through"})
+    req = backend.last()
+    assert req.header("X-Forwarded-For") == "127.0.0.1"
+    # headers we do not manage pass through as the client sent them
+    assert req.header_all("X-Forwarded-Proto") == ["client-said"]
+    assert req.header_all("Forwarded") == ["for=1.2.3.4"]
+    assert req.header("X-Forwarded-Host") is None
+    assert req.header_all("X-Correlation-Id") == ["corr-1"]
+    assert req.header_all("X-Request-Id") == ["passes-through"]
+    assert p.access_entries(wait_for=1)[-1]["requestId"] == "corr-1"
+
+
+def test_no_forwarding_headers_and_no_request_id(backend, portico):
+    p = portico(basic_config(backend.url, upstream={"forwardedHeaders": [], "requestIdHeader": ""}))
+    p.request("GET", "/echo/items/1")
+    names = [k.lower() for k, _ in backend.last().headers]
+    for h in ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id"):
+        assert h not in names
+    # an id is still generated for the access log
+    assert len(p.access_entries(wait_for=1)[-1]["requestId"]) == 36
