@@ -18,7 +18,10 @@
 #include "pt.h"
 #include "pt_conf.h"
 #include "pt_gen.h"
+#include "pt_corepol.h"
 #include "pt_log.h"
+#include "pt_plugin.h"
+#include "pt_policy.h"
 #include "pt_worker.h"
 
 #include <errno.h>
@@ -318,6 +321,21 @@ static void raise_fd_limit(void)
     }
 }
 
+/* Loads the policy plugins once; a refused plugin is reported and skipped
+   (statements using its policies are then unknown policies). */
+static void load_plugins(const struct pt_conf *cf)
+{
+    struct pt_errors perrs = {0};
+    struct pt_registry *tmp = pt_registry_new();
+    pt_corepol_register(tmp); /* plugins may not take the core's names */
+    const char *dir = cf->plugin_dir ? cf->plugin_dir : pt_plugins_default_dir();
+    pt_plugins_load(dir, tmp, &perrs);
+    for (int i = 0; i < perrs.n; i++)
+        pt_err("%s", perrs.msgs[i]);
+    pt_errors_clear(&perrs);
+    pt_registry_free(tmp);
+}
+
 /* ----------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -350,9 +368,12 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    pt_api_init();
 
     struct pt_errors errs = {0};
     struct pt_conf *cf = pt_conf_load(conf_path, &errs);
+    if (cf)
+        load_plugins(cf);
     struct pt_gen *g = cf ? pt_gen_build(cf, &errs) : NULL;
     if (!g) {
         print_errors(&errs, stderr);
@@ -415,6 +436,7 @@ int main(int argc, char **argv)
         free(x->fds);
         free(x);
     }
+    pt_plugins_unload();
     pt_info("stopped");
     return 0;
 }

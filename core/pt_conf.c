@@ -487,6 +487,23 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
     return ok;
 }
 
+/* Keeps a node whose contents are validated later (policy documents). */
+static bool read_node(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    *(struct pt_node **)field = n;
+    return true;
+}
+
+static bool read_list_node(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list, found %s", pt_node_kind_name(n));
+        return false;
+    }
+    *(struct pt_node **)field = n;
+    return true;
+}
+
 static bool read_forwarded(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     static const struct {
@@ -574,8 +591,13 @@ static bool valid_id(const char *s)
     return true;
 }
 
+static bool read_node(struct pt_cfctx *cx, struct pt_node *n, void *field);
+static bool read_list_node(struct pt_cfctx *cx, struct pt_node *n, void *field);
+
 static const struct pt_cfkey op_keys[] = {
     {"id", PT_CT_STR, offsetof(struct pt_operation_cf, id), PT_CF_REQUIRED},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, policies), 0, .fn = read_node},
+    {"responses", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, responses), 0, .fn = read_list_node},
     {"displayName", PT_CT_STR, offsetof(struct pt_operation_cf, display_name), 0},
     {"description", PT_CT_STR, offsetof(struct pt_operation_cf, description), PT_CF_EMPTY_OK},
     {"method", PT_CT_STR, offsetof(struct pt_operation_cf, method), PT_CF_REQUIRED},
@@ -682,6 +704,7 @@ static const struct pt_cfkey keynames_keys[] = {
 
 static const struct pt_cfkey api_keys[] = {
     {"id", PT_CT_STR, offsetof(struct pt_api_cf, id), PT_CF_REQUIRED},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_api_cf, policies), 0, .fn = read_node},
     {"displayName", PT_CT_STR, offsetof(struct pt_api_cf, display_name), 0},
     {"description", PT_CT_STR, offsetof(struct pt_api_cf, description), PT_CF_EMPTY_OK},
     {"path", PT_CT_CUSTOM, offsetof(struct pt_api_cf, path), PT_CF_REQUIRED, .fn = read_api_path},
@@ -789,6 +812,7 @@ static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 static const struct pt_cfkey limits_keys[] = {
+    {"bufferSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.buffer_size), 0, 1024, 1LL << 30},
     {"headerSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.header_size), 0, 1024, 1 << 20},
     {"headerCount", PT_CT_INT, offsetof(struct pt_conf, limits.header_count), 0, 1, 10000},
     {"uriLength", PT_CT_SIZE, offsetof(struct pt_conf, limits.uri_length), 0, 64, 1 << 20},
@@ -829,7 +853,120 @@ static const struct pt_cfkey log_keys[] = {
     {0},
 };
 
+static bool read_policy_path(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_lua_limits *l = (struct pt_lua_limits *)((char *)field - offsetof(struct pt_lua_limits, policy_path));
+    int cnt = n->kind == PT_N_SEQ ? n->n : 1;
+    l->policy_path = pt_pool_calloc(cx->pool, sizeof(char *) * (size_t)cnt);
+    l->npolicy_path = 0;
+    for (int i = 0; i < cnt; i++) {
+        char *s;
+        if (!pt_cf_str(cx, n->kind == PT_N_SEQ ? n->items[i] : n, &s, false))
+            return false;
+        l->policy_path[l->npolicy_path++] = pt_cf_path(cx, s);
+    }
+    return true;
+}
+
+static const struct pt_cfkey lua_keys[] = {
+    {"timeout", PT_CT_MS, offsetof(struct pt_conf, lua.timeout), 0, 1, 60000},
+    {"memory", PT_CT_SIZE, offsetof(struct pt_conf, lua.memory), 0, 1 << 20, 1LL << 34},
+    {"patternLimit", PT_CT_SIZE, offsetof(struct pt_conf, lua.pattern_subject), 0, 1, 1LL << 30},
+    {"policyPath", PT_CT_CUSTOM, offsetof(struct pt_conf, lua.policy_path), 0, .fn = read_policy_path},
+    {0},
+};
+
+/* policyFragments: [{id, description, value: [statements]}] (statements checked with policies) */
+static bool read_fragments(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of fragments");
+        return false;
+    }
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_node *f = n->items[i];
+        if (f->kind != PT_N_MAP) {
+            pt_node_error(cx->errs, f, "a fragment is a map {id, value: [statements]}");
+            ok = false;
+            continue;
+        }
+        struct pt_node *id = pt_node_get(f, "id");
+        if (!id || id->kind != PT_N_SCALAR || id->null || !valid_id(id->str)) {
+            pt_node_error(cx->errs, id ? id : f, "a fragment needs an id of letters, digits and -_.~");
+            ok = false;
+        }
+        for (int k = 0; k < f->n; k++) {
+            const char *key = pt_node_key(f, k)->str;
+            if (strcmp(key, "id") && strcmp(key, "description") && strcmp(key, "value") && strcmp(key, "policies")) {
+                pt_node_error(cx->errs, pt_node_key(f, k),
+                              "unknown key '%s' (expected one of: id, description, value)", key);
+                ok = false;
+            }
+        }
+        if (!pt_node_get(f, "value") && !pt_node_get(f, "policies")) {
+            pt_node_error(cx->errs, f, "a fragment needs 'value': its list of statements");
+            ok = false;
+        }
+        for (int j = 0; j < i && id; j++) {
+            struct pt_node *o = pt_node_get(n->items[j], "id");
+            if (o && o->kind == PT_N_SCALAR && !strcmp(o->str, id->str)) {
+                pt_node_error(cx->errs, id, "fragment id '%s' is used twice", id->str);
+                ok = false;
+            }
+        }
+    }
+    *(struct pt_node **)field = n;
+    return ok;
+}
+
+/* namedValues: [{id, displayName, value, secret}] */
+static bool read_named_values(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of named values");
+        return false;
+    }
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_node *v = n->items[i];
+        if (v->kind != PT_N_MAP) {
+            pt_node_error(cx->errs, v, "a named value is a map {id, value}");
+            ok = false;
+            continue;
+        }
+        struct pt_node *id = pt_node_get(v, "id"), *val = pt_node_get(v, "value");
+        if (!id || id->kind != PT_N_SCALAR || id->null || !valid_id(id->str)) {
+            pt_node_error(cx->errs, id ? id : v, "a named value needs an id of letters, digits and -_.~");
+            ok = false;
+        }
+        if (!val || val->kind != PT_N_SCALAR) {
+            pt_node_error(cx->errs, val ? val : v, "a named value needs a 'value' (a string)");
+            ok = false;
+        } else if (strlen(val->str) > 4096) {
+            pt_node_error(cx->errs, val, "a named value holds at most 4096 characters");
+            ok = false;
+        }
+        for (int k = 0; k < v->n; k++) {
+            const char *key = pt_node_key(v, k)->str;
+            if (strcmp(key, "id") && strcmp(key, "displayName") && strcmp(key, "value") && strcmp(key, "secret") &&
+                strcmp(key, "tags")) {
+                pt_node_error(cx->errs, pt_node_key(v, k),
+                              "unknown key '%s' (expected one of: id, displayName, value, secret, tags)", key);
+                ok = false;
+            }
+        }
+    }
+    *(struct pt_node **)field = n;
+    return ok;
+}
+
 static const struct pt_cfkey top_keys[] = {
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_conf, policies), 0, .fn = read_node},
+    {"policyFragments", PT_CT_CUSTOM, offsetof(struct pt_conf, fragments), 0, .fn = read_fragments},
+    {"namedValues", PT_CT_CUSTOM, offsetof(struct pt_conf, named_values), 0, .fn = read_named_values},
+    {"pluginDir", PT_CT_STR, offsetof(struct pt_conf, plugin_dir), PT_CF_PATH},
+    {"lua", PT_CT_MAP, 0, 0, .sub = lua_keys},
     {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, listen), PT_CF_REQUIRED, .fn = read_listen},
     {"workers", PT_CT_CUSTOM, offsetof(struct pt_conf, workers), 0, .fn = read_workers},
     {"limits", PT_CT_MAP, 0, 0, .sub = limits_keys},
@@ -843,6 +980,10 @@ static const struct pt_cfkey top_keys[] = {
 static void set_defaults(struct pt_conf *cf)
 {
     cf->workers = 1;
+    cf->limits.buffer_size = 2 * 1024 * 1024;
+    cf->lua.timeout = 100;
+    cf->lua.memory = 64ULL * 1024 * 1024;
+    cf->lua.pattern_subject = 256 * 1024;
     cf->limits.header_size = 32 * 1024;
     cf->limits.header_count = 100;
     cf->limits.uri_length = 8 * 1024;

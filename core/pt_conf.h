@@ -87,6 +87,8 @@ struct pt_listen_cf {
 };
 
 struct pt_operation_cf {
+    struct pt_node *policies;  /* the operation's policy document (validated with the generation) */
+    struct pt_node *responses; /* response descriptions and examples (mock-response) */
     char *id;
     char *display_name;
     char *description;
@@ -96,6 +98,7 @@ struct pt_operation_cf {
 };
 
 struct pt_api_cf {
+    struct pt_node *policies;
     char *id;
     char *display_name;
     char *description;
@@ -111,6 +114,7 @@ struct pt_api_cf {
 };
 
 struct pt_limits_cf {
+    uint64_t buffer_size;   /* a body read into memory for a policy */
     uint64_t header_size;   /* request line + headers, 431 */
     int64_t header_count;   /* 431 */
     uint64_t uri_length;    /* 414 */
@@ -151,8 +155,21 @@ struct pt_log_cf {
     uint32_t access_flush;  /* longest time a line waits in the buffer */
 };
 
+struct pt_lua_limits {
+    uint32_t timeout;         /* per call, ms */
+    uint64_t memory;          /* per worker state, bytes */
+    uint64_t pattern_subject; /* longest string pattern functions accept */
+    char **policy_path;       /* folders with Lua policies */
+    int npolicy_path;
+};
+
 struct pt_conf {
     struct pt_pool *pool;
+    struct pt_node *policies;        /* global policy document */
+    struct pt_node *fragments;       /* policyFragments list */
+    struct pt_node *named_values;    /* namedValues list */
+    char *plugin_dir;
+    struct pt_lua_limits lua;
     char *file;
     char *dir;
     struct pt_node *root;

@@ -2,7 +2,10 @@
  * pt_gen -- building and releasing generations.
  */
 #include "pt_gen.h"
+#include "pt_corepol.h"
+#include "pt_expr.h"
 #include "pt_log.h"
+#include "pt_plugin.h"
 #include "pt_router.h"
 #include "pt_tls.h"
 
@@ -51,7 +54,7 @@ struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
     g->apis = pt_pool_calloc(pool, sizeof(*g->apis) * (size_t)(cf->napis ? cf->napis : 1));
     for (int i = 0; i < cf->napis; i++) {
         const struct pt_api_cf *ac = &cf->apis[i];
-        struct pt_api *api = &g->apis[i];
+        struct pt_apidef *api = &g->apis[i];
         api->cf = ac;
         if (ac->service_url) {
             struct pt_backend *b = pt_pool_calloc(pool, sizeof(*b));
@@ -80,6 +83,34 @@ struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
         }
     }
     pt_router_finish(g->router);
+
+    /* policies: each scope's document is compiled once; every operation
+       gets its flattened pipeline */
+    g->reg = pt_registry_new();
+    pt_corepol_register(g->reg);
+    pt_plugins_register(g->reg);
+    g->exprs = pt_expr_table_new(pool);
+    g->pc = pt_pool_calloc(pool, sizeof(*g->pc));
+    g->pc->pool = pool;
+    g->pc->errs = errs;
+    g->pc->reg = g->reg;
+    g->pc->fragments = cf->fragments;
+    g->pc->named_values = cf->named_values;
+    g->pc->exprs = g->exprs;
+    int perr = errs->n;
+    struct pt_doc *gdoc = pt_policy_doc(g->pc, cf->policies, PT_SCOPE_GLOBAL);
+    for (int i = 0; i < g->napis; i++) {
+        struct pt_apidef *api = &g->apis[i];
+        struct pt_doc *adoc = pt_policy_doc(g->pc, api->cf->policies, PT_SCOPE_API);
+        for (int k = 0; k < api->nops; k++) {
+            struct pt_operation *op = &api->ops[k];
+            struct pt_doc *odoc = pt_policy_doc(g->pc, op->cf->policies, PT_SCOPE_OPERATION);
+            if (errs->n > perr)
+                continue;
+            struct pt_doc *docs[3] = {odoc, adoc, gdoc};
+            pt_policy_flatten(g->pc, docs, 3, &op->pipeline);
+        }
+    }
 
     g->tls = calloc((size_t)(cf->nlisten ? cf->nlisten : 1), sizeof(*g->tls));
     g->ntls = cf->nlisten;
@@ -116,6 +147,10 @@ void pt_gen_unref(struct pt_gen *g)
 {
     if (!g || atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
         return;
+    if (g->pc)
+        pt_policy_release(g->pc);
+    pt_expr_table_free(g->exprs);
+    pt_registry_free(g->reg);
     pt_router_free(g->router);
     for (int i = 0; g->tls && i < g->ntls; i++)
         pt_tls_server_free(g->tls[i]);

@@ -13,6 +13,7 @@
 
 #include "pt.h"
 #include "pt_conf.h"
+#include "pt_policy.h"
 #include "pt_url.h"
 
 #include <stdatomic.h>
@@ -32,10 +33,11 @@ struct pt_backend {
 
 struct pt_operation {
     const struct pt_operation_cf *cf;
-    struct pt_api *api;
+    struct pt_apidef *api;
+    struct pt_pipeline pipeline; /* the effective policies (no product) */
 };
 
-struct pt_api {
+struct pt_apidef {
     const struct pt_api_cf *cf;
     struct pt_backend *backend; /* NULL when the API has no serviceUrl */
     struct pt_operation *ops;
@@ -47,12 +49,15 @@ struct pt_gen {
     uint64_t serial;
     struct pt_conf *conf;
     struct pt_router *router;
-    struct pt_api *apis;
+    struct pt_apidef *apis;
     int napis;
     struct pt_tls_server **tls; /* per listener; NULL for plain ones */
     int ntls;
     SSL_CTX *client_tls;
     int *listen_fds; /* [listener * workers + worker], filled by the control thread */
+    struct pt_registry *reg;        /* policies known to this generation */
+    struct pt_expr_table *exprs;    /* its expressions */
+    struct pt_polctx *pc;           /* compiled statements, freed with the generation */
 };
 
 /* Builds a generation; takes ownership of conf on success. NULL + errs on failure. */

@@ -300,3 +300,90 @@ struct pt_node *pt_node_load_file(struct pt_pool *pool, const char *path, struct
     free(buf);
     return root;
 }
+
+/* ------------------------------------------------------------- to JSON */
+
+static bool plain_json_literal(const struct pt_node *n)
+{
+    if (n->quoted)
+        return false;
+    if (n->null || !strcmp(n->str, "true") || !strcmp(n->str, "false"))
+        return true;
+    const char *p = n->str;
+    if (*p == '-')
+        p++;
+    if (!*p || !(*p >= '0' && *p <= '9'))
+        return false;
+    char *end;
+    strtod(n->str, &end);
+    return *end == '\0';
+}
+
+static void json_str(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n + 2; i++) {
+        if (*len + 8 > *cap) {
+            *cap = (*cap + 8) * 2;
+            *buf = realloc(*buf, *cap);
+        }
+        unsigned char c = i == 0 || i == n + 1 ? '"' : (unsigned char)s[i - 1];
+        if (i > 0 && i <= n && (c == '"' || c == '\\')) {
+            (*buf)[(*len)++] = '\\';
+            (*buf)[(*len)++] = (char)c;
+        } else if (i > 0 && i <= n && c < 0x20)
+            *len += (size_t)snprintf(*buf + *len, 8, "\\u%04x", c);
+        else
+            (*buf)[(*len)++] = (char)c;
+    }
+}
+
+static void to_json(char **buf, size_t *len, size_t *cap, const struct pt_node *n, int depth)
+{
+#define PUT(s)                                                                                                \
+    do {                                                                                                      \
+        size_t k_ = strlen(s);                                                                                \
+        if (*len + k_ + 1 > *cap) {                                                                           \
+            *cap = (*len + k_ + 1) * 2;                                                                       \
+            *buf = realloc(*buf, *cap);                                                                       \
+        }                                                                                                     \
+        memcpy(*buf + *len, s, k_);                                                                           \
+        *len += k_;                                                                                           \
+    } while (0)
+    if (depth > MAX_DEPTH) {
+        PUT("null");
+        return;
+    }
+    if (n->kind == PT_N_SCALAR) {
+        if (plain_json_literal(n))
+            PUT(n->null ? "null" : n->str);
+        else
+            json_str(buf, len, cap, n->str, n->len);
+        return;
+    }
+    bool map = n->kind == PT_N_MAP;
+    PUT(map ? "{" : "[");
+    for (int i = 0; i < n->n; i++) {
+        if (i)
+            PUT(",");
+        if (map) {
+            json_str(buf, len, cap, pt_node_key(n, i)->str, pt_node_key(n, i)->len);
+            PUT(":");
+            to_json(buf, len, cap, pt_node_val(n, i), depth + 1);
+        } else
+            to_json(buf, len, cap, n->items[i], depth + 1);
+    }
+    PUT(map ? "}" : "]");
+#undef PUT
+}
+
+pt_str pt_node_to_text(struct pt_pool *pool, const struct pt_node *n)
+{
+    if (n->kind == PT_N_SCALAR)
+        return (pt_str){n->null ? "" : n->str, n->null ? 0 : n->len};
+    size_t len = 0, cap = 256;
+    char *buf = malloc(cap);
+    to_json(&buf, &len, &cap, n, 0);
+    char *out = pt_pool_strndup(pool, buf, len);
+    free(buf);
+    return (pt_str){out, len};
+}

@@ -64,5 +64,8 @@ static inline struct pt_node *pt_node_val(const struct pt_node *map, int i)
     return map->items[2 * i + 1];
 }
 const char *pt_node_kind_name(const struct pt_node *n);
+/* A scalar's text, or a map/list as JSON (plain scalars that read as
+   numbers, booleans or null stay unquoted).  Allocated in pool. */
+pt_str pt_node_to_text(struct pt_pool *pool, const struct pt_node *n);
 
 #endif

@@ -23,10 +23,13 @@
  * always return to its caller.  A backend connection belongs to a request
  * while in use and to its pool (per worker, per backend address) while idle.
  */
+#include "pt_corepol.h"
 #include "pt_gen.h"
 #include "pt_http.h"
 #include "pt_io.h"
 #include "pt_log.h"
+#include "pt_lua.h"
+#include "pt_req.h"
 #include "pt_router.h"
 #include "pt_tls.h"
 #include "pt_url.h"
@@ -47,81 +50,6 @@
 #define RESPONSE_HEAD_MAX (64 * 1024)
 #define RESPONSE_HEADERS_MAX 256
 #define FREE_REQS_MAX 256
-#define LINGER_MS 2000
-
-enum cstate { C_HEAD, C_BODY, C_WAIT, C_TUNNEL, C_CLOSING, C_LINGER };
-enum out_mode { OUT_NONE, OUT_LENGTH, OUT_CHUNKED, OUT_EOF };
-
-struct pt_conn {
-    struct pt_list link; /* in w->conns */
-    struct pt_tnode timer;
-    struct pt_worker *w;
-    struct pt_io *io;
-    bool tls;
-    char ip[INET6_ADDRSTRLEN];
-    enum cstate state;
-    struct pt_scan scan;
-    unsigned nreqs;
-    struct pt_req *req;
-    bool in_heads; /* inside conn_heads() */
-    bool again;    /* a request finished inside conn_heads(): look for the next */
-};
-
-struct pt_upool {
-    struct pt_upool *next; /* hash chain */
-    char *key;
-    uint64_t hash;
-    struct pt_list idle; /* most recently used at the tail */
-    int nidle;
-};
-
-struct pt_upconn {
-    struct pt_list link; /* in pool->idle while idle */
-    struct pt_tnode timer;
-    struct pt_worker *w;
-    struct pt_upool *pool;
-    struct pt_io *io;
-    struct pt_req *req;
-    struct pt_scan scan;
-    bool reused, connected;
-};
-
-struct pt_req {
-    struct pt_req *next_free;
-    struct pt_pool *pool;
-    struct pt_conn *c;
-    struct pt_wgen *wg;
-    struct pt_head h;
-    struct pt_match m;
-    struct pt_api *api;
-    struct pt_operation *op;
-    struct pt_upconn *up;
-    struct pt_head rh;
-    bool rh_done;
-    /* request body */
-    int64_t req_left;
-    uint64_t req_payload;
-    struct pt_chunked req_ch;
-    bool req_done;
-    /* response body */
-    enum pt_body resp_in;
-    int64_t resp_left;
-    struct pt_chunked resp_ch;
-    enum out_mode resp_out;
-    bool resp_head_sent;
-    bool keep; /* the client connection stays open after this response */
-    /* retry */
-    char *uphead;
-    size_t uphead_n;
-    bool retried;
-    /* accounting */
-    uint64_t t0, tb0, tb1;
-    uint64_t bytes_in, bytes_out;
-    int status;
-    const char *reason;
-    char id[129];
-    size_t idn;
-};
 
 static void conn_cb(struct pt_io *io, int what, void *arg);
 static void conn_timer(struct pt_tnode *t, int kind);
@@ -135,11 +63,6 @@ static void req_body(struct pt_req *req);
 static void req_error(struct pt_req *req, int status, const char *reason, const char *message);
 static void req_finish(struct pt_req *req);
 static void resp_read(struct pt_req *req);
-
-static inline struct pt_gen *req_gen(const struct pt_req *req)
-{
-    return req->wg->gen;
-}
 
 /* -------------------------------------------------------------- requests */
 
@@ -166,6 +89,7 @@ static struct pt_req *req_new(struct pt_conn *c)
     req->c = c;
     req->wg = pt_worker_gen_acquire(w);
     req->t0 = pt_now_us();
+    req->wall0 = pt_wall_ms();
     req->status = 0;
     return req;
 }
@@ -173,6 +97,11 @@ static struct pt_req *req_new(struct pt_conn *c)
 static void req_free(struct pt_req *req)
 {
     struct pt_worker *w = req->c->w;
+    pt_exec_cleanup(req);
+    if (req->req_body)
+        evbuffer_free(req->req_body);
+    if (req->resp_body)
+        evbuffer_free(req->resp_body);
     if (req->c->req == req)
         req->c->req = NULL;
     pt_worker_gen_release(w, req->wg);
@@ -545,22 +474,27 @@ static bool check_subscription(struct pt_req *req)
 /* Serialises the request head for the backend. */
 static void build_backend_head(struct pt_req *req, struct pt_buf *b)
 {
-    const struct pt_backend *be = req->api->backend;
+    const struct pt_backend *be = req->be;
     struct pt_conn *c = req->c;
     pt_buf_init(b, req->pool, 512 + req->h.path.n + req->h.nh * 48);
     pt_buf_str(b, req->h.method);
     pt_buf_lit(b, " ");
     size_t plen = strlen(be->url.path);
     pt_buf_add(b, be->url.path, plen);
-    pt_buf_str(b, req->m.rest);
-    if (plen + req->m.rest.n == 0)
+    pt_buf_str(b, req->bpath);
+    if (plen + req->bpath.n == 0)
         pt_buf_lit(b, "/");
-    if (req->h.query.n) {
+    if (req->bquery.n) {
         pt_buf_lit(b, "?");
-        pt_buf_str(b, req->h.query);
+        pt_buf_str(b, req->bquery);
     }
     pt_buf_lit(b, " HTTP/1.1\r\nHost: ");
-    pt_buf_add(b, be->url.authority, strlen(be->url.authority));
+    /* the backend's authority, unless a policy set Host */
+    pt_str host = pt_str_c(be->url.authority);
+    for (int i = 0; i < req->h.nh; i++)
+        if (req->h.h[i].kind == PT_H_HOST && !req->h.h[i].hop && !req->h.h[i].deleted)
+            host = req->h.h[i].value;
+    pt_buf_str(b, host);
     pt_buf_lit(b, "\r\n");
     const struct pt_upstream_cf *ucf = &req_gen(req)->conf->upstream;
     unsigned fwd = ucf->forwarded;
@@ -571,7 +505,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     int nfwd = 0;
     for (int i = 0; i < req->h.nh; i++) {
         const struct pt_hdr *x = &req->h.h[i];
-        if (x->hop || x->deleted)
+        if (x->hop || x->deleted || x->kind == PT_H_HOST)
             continue;
         /* headers we set replace the client's (the lists are extended) */
         switch (x->kind) {
@@ -659,7 +593,15 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     }
     if (req->h.upgrade_ws)
         pt_buf_lit(b, "Connection: upgrade\r\nUpgrade: websocket\r\n");
-    if (req->h.body == PT_BODY_LENGTH || req->h.content_length == 0) {
+    if (req->req_body_state != RB_STREAM) {
+        /* a body in memory (read for a policy, or replaced by one) */
+        size_t n = req->req_body ? evbuffer_get_length(req->req_body) : 0;
+        if (n || req->h.body != PT_BODY_NONE || req->h.content_length == 0) {
+            pt_buf_lit(b, "Content-Length: ");
+            pt_buf_u64(b, n);
+            pt_buf_lit(b, "\r\n");
+        }
+    } else if (req->h.body == PT_BODY_LENGTH || req->h.content_length == 0) {
         pt_buf_lit(b, "Content-Length: ");
         pt_buf_u64(b, (uint64_t)req->h.content_length);
         pt_buf_lit(b, "\r\n");
@@ -673,11 +615,17 @@ static bool req_send(struct pt_req *req, bool fresh)
 {
     struct pt_upconn *u = up_get(req, fresh);
     if (!u) {
-        req_error(req, 502, "BackendConnectionFailure", "Bad gateway: cannot open a backend connection");
+        pt_exec_set_error(req, 502, "forward-request", "BackendConnectionFailure",
+                          "Bad gateway: cannot open a backend connection");
         return false;
     }
     req->up = u;
     evbuffer_add(u->io->out, req->uphead, req->uphead_n);
+    if (req->req_body_state != RB_STREAM && req->req_body && evbuffer_get_length(req->req_body)) {
+        /* a copy: the body stays for a retry */
+        size_t n = evbuffer_get_length(req->req_body);
+        evbuffer_add(u->io->out, evbuffer_pullup(req->req_body, -1), n);
+    }
     if (u->reused || u->connected) {
         pt_io_flush(u->io);
         /* the read timeout runs from the end of the request; a slow upload
@@ -735,40 +683,111 @@ static void req_start(struct pt_conn *c, size_t head_len)
     req->api = req->op->api;
     if (!check_subscription(req))
         return;
-    if (!req->api->backend) {
-        req_error(req, 500, "BackendConnectionFailure", "No backend is configured for this API");
-        return;
+    req->be = req->api->backend;
+    req->bpath = req->m.rest;
+    req->bquery = req->h.query;
+    pt_io_read(c->io, false); /* the body (and pipelined requests) wait their turn */
+    pt_exec_start(req, &req->op->pipeline);
+}
+
+/* Sends 100 Continue once the gateway is about to read a body it announced. */
+static void send_continue(struct pt_req *req)
+{
+    if (req->h.expect_continue) {
+        req->h.expect_continue = false;
+        evbuffer_add(req->c->io->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        pt_io_flush(req->c->io);
+    }
+}
+
+/* Drops a backend response that a policy replaced, or that a retry repeats. */
+static void drop_backend_response(struct pt_req *req)
+{
+    if (req->up)
+        up_close(req->up);
+    req->up = NULL;
+    req->rh_done = req->rh_backend = false;
+    if (req->resp_body) {
+        evbuffer_free(req->resp_body);
+        req->resp_body = NULL;
+    }
+    req->resp_buffering = false;
+    req->resp_replaced = false;
+    req->resp_in = PT_BODY_NONE;
+}
+
+pt_status pt_proxy_forward(struct pt_req *req)
+{
+    struct pt_conn *c = req->c;
+    if (req->rh_backend || req->up)
+        drop_backend_response(req); /* a retry: this attempt replaces the last */
+    if (!req->be) {
+        pt_exec_set_error(req, 500, "forward-request", "BackendConnectionFailure",
+                          "No backend is configured for this API");
+        return PT_ERROR;
+    }
+    if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE && req->tb0) {
+        pt_exec_set_error(req, 500, "forward-request", "BackendConnectionFailure",
+                          "the request body was streamed and cannot be sent again (use buffer-request-body)");
+        return PT_ERROR;
     }
     struct pt_buf b;
     build_backend_head(req, &b);
     req->uphead = b.p;
     req->uphead_n = b.n;
     req->tb0 = pt_now_us();
+    req->tb1 = 0;
+    req->retried = false;
+    memset(&req->resp_ch, 0, sizeof(req->resp_ch));
     if (!req_send(req, false))
-        return;
-    if (req->h.body != PT_BODY_NONE) {
+        return PT_ERROR;
+    if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE) {
         c->state = C_BODY;
-        if (req->h.expect_continue) {
-            evbuffer_add(c->io->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-            pt_io_flush(c->io);
-        }
+        send_continue(req);
         req_body(req);
-    } else
-        pt_io_read(c->io, false); /* pipelined requests wait their turn */
+    } else {
+        req->req_done = true;
+        if (req->up && !pt_io_connecting(req->up->io))
+            pt_timer_set(c->w, &req->up->timer, PT_T_READ);
+    }
+    return PT_AGAIN; /* resumed when the response head is in */
 }
 
 /* ------------------------------------------------------ request: the body */
 
+/* A body that cannot be read into memory for a policy: the pipeline's error. */
+static void buffering_failed(struct pt_req *req, int status, const char *reason, const char *msg)
+{
+    struct pt_conn *c = req->c;
+    req->req_buffering = false;
+    req->keep = false;
+    c->state = C_WAIT;
+    pt_io_read(c->io, false);
+    pt_timer_clear(&c->timer);
+    pt_exec_set_error(req, status, "gateway", reason, msg);
+    pt_exec_body_ready(req, false);
+}
+
+/*
+ * Moves request body bytes from the client: to the backend (re-framed), or
+ * into req->req_body when a policy asked to read it (req_buffering).
+ */
 static void req_body(struct pt_req *req)
 {
     struct pt_conn *c = req->c;
     struct pt_upconn *u = req->up;
-    if (c->state != C_BODY || !u)
+    bool buffering = req->req_buffering;
+    if (c->state != C_BODY || (!buffering && !u))
         return;
-    struct evbuffer *in = c->io->in, *out = u->io->out;
+    struct evbuffer *in = c->io->in, *out = buffering ? req->req_body : u->io->out;
+    uint64_t limit = buffering ? req_gen(req)->conf->limits.buffer_size : req_gen(req)->conf->limits.body_size;
     size_t before = evbuffer_get_length(in);
     bool done = false;
     if (req->h.body == PT_BODY_LENGTH) {
+        if (buffering && (uint64_t)req->h.content_length > limit) {
+            buffering_failed(req, 413, "RequestEntityTooLarge", "request body too large to be read by a policy");
+            return;
+        }
         size_t n = (size_t)PT_MIN((int64_t)before, req->req_left);
         if (n) {
             evbuffer_remove_buffer(in, out, n);
@@ -776,37 +795,62 @@ static void req_body(struct pt_req *req)
         }
         done = req->req_left == 0;
     } else {
-        uint64_t limit = req_gen(req)->conf->limits.body_size;
         for (;;) {
             struct pt_http_err err = {400, NULL};
             ssize_t r = pt_chunked_next(&req->req_ch, in, &err);
             if (r > 0) {
                 if (req->req_payload + (uint64_t)r > limit) {
                     req->keep = false;
-                    req_error(req, 413, "RequestEntityTooLarge", "request body larger than the limit");
+                    if (buffering)
+                        buffering_failed(req, 413, "RequestEntityTooLarge",
+                                         "request body too large to be read by a policy");
+                    else
+                        req_error(req, 413, "RequestEntityTooLarge", "request body larger than the limit");
                     return;
                 }
-                char hdr[24];
-                int hn = snprintf(hdr, sizeof(hdr), "%zx\r\n", (size_t)r);
-                evbuffer_add(out, hdr, (size_t)hn);
+                if (!buffering) {
+                    char hdr[24];
+                    int hn = snprintf(hdr, sizeof(hdr), "%zx\r\n", (size_t)r);
+                    evbuffer_add(out, hdr, (size_t)hn);
+                }
                 evbuffer_remove_buffer(in, out, (size_t)r);
-                evbuffer_add(out, "\r\n", 2);
+                if (!buffering)
+                    evbuffer_add(out, "\r\n", 2);
                 pt_chunked_took(&req->req_ch, (size_t)r);
                 req->req_payload += (uint64_t)r;
             } else if (r == PT_CHUNKED_DONE) {
-                evbuffer_add(out, "0\r\n\r\n", 5);
+                if (!buffering)
+                    evbuffer_add(out, "0\r\n\r\n", 5);
                 done = true;
                 break;
             } else if (r == PT_CHUNKED_MORE)
                 break;
             else {
                 req->keep = false;
-                req_error(req, 400, "BadRequest", err.msg);
+                if (buffering)
+                    buffering_failed(req, 400, "BadRequest", err.msg);
+                else
+                    req_error(req, 400, "BadRequest", err.msg);
                 return;
             }
         }
     }
     req->bytes_in += before - evbuffer_get_length(in);
+    if (buffering) {
+        if (done) {
+            req->req_buffering = false;
+            req->req_done = true;
+            req->req_body_state = RB_BUFFERED;
+            c->state = C_WAIT;
+            pt_io_read(c->io, false);
+            pt_timer_clear(&c->timer);
+            pt_exec_body_ready(req, true);
+        } else {
+            pt_io_read(c->io, true);
+            pt_timer_set(c->w, &c->timer, PT_T_BODY);
+        }
+        return;
+    }
     if (!pt_io_connecting(u->io))
         pt_io_flush(u->io);
     if (done) {
@@ -904,6 +948,7 @@ static void write_response_head(struct pt_req *req)
     req->status = rh->status;
 }
 
+/* The backend's body has been read to its end. */
 static void resp_done(struct pt_req *req)
 {
     struct pt_upconn *u = req->up;
@@ -912,16 +957,57 @@ static void resp_done(struct pt_req *req)
         req->keep = false; /* the backend answered before the whole body came */
     if (u)
         up_release(u, req->rh.keepalive && req->req_done && req->resp_in != PT_BODY_EOF);
+    if (req->resp_buffering) {
+        /* read for a policy: the pipeline goes on */
+        req->resp_buffering = false;
+        req->resp_in = PT_BODY_NONE;
+        pt_exec_body_ready(req, true);
+        return;
+    }
     pt_io_flush(req->c->io);
     req_finish(req);
 }
 
-/* Moves response body bytes to the client, re-framing as needed. */
+/* The backend connection failed while the pipeline waited for it. */
+static void backend_failed(struct pt_req *req, int status, const char *reason, const char *msg)
+{
+    struct pt_conn *c = req->c;
+    if (req->up)
+        up_close(req->up);
+    if (req->resp_head_sent) {
+        req->reason = reason;
+        req->keep = false;
+        req_finish(req); /* the head is out: an incomplete body is the only signal left */
+        return;
+    }
+    if (!req->req_done) {
+        req->keep = false; /* the rest of the request body stays unread */
+        c->state = C_WAIT;
+        pt_io_read(c->io, false);
+        pt_timer_clear(&c->timer);
+    }
+    if (req->tb0 && !req->tb1)
+        req->tb1 = pt_now_us();
+    pt_exec_set_error(req, status, "forward-request", reason, msg);
+    if (req->resp_buffering) {
+        req->resp_buffering = false;
+        pt_exec_body_ready(req, false);
+        return;
+    }
+    pt_exec_resume(req, PT_ERROR);
+}
+
+/*
+ * Moves response body bytes from the backend: to the client (re-framed),
+ * or into req->resp_body when a policy asked to read it (resp_buffering).
+ */
 static void resp_body(struct pt_req *req)
 {
     struct pt_conn *c = req->c;
     struct pt_upconn *u = req->up;
-    struct evbuffer *in = u->io->in, *out = c->io->out;
+    bool buffering = req->resp_buffering;
+    struct evbuffer *in = u->io->in, *out = buffering ? req->resp_body : c->io->out;
+    bool rechunk = !buffering && req->resp_out == OUT_CHUNKED;
     size_t out_before = evbuffer_get_length(out);
     bool done = false;
     switch (req->resp_in) {
@@ -942,7 +1028,7 @@ static void resp_body(struct pt_req *req)
             struct pt_http_err err = {502, NULL};
             ssize_t r = pt_chunked_next(&req->resp_ch, in, &err);
             if (r > 0) {
-                if (req->resp_out == OUT_CHUNKED) {
+                if (rechunk) {
                     char hdr[24];
                     int hn = snprintf(hdr, sizeof(hdr), "%zx\r\n", (size_t)r);
                     evbuffer_add(out, hdr, (size_t)hn);
@@ -952,7 +1038,7 @@ static void resp_body(struct pt_req *req)
                     evbuffer_remove_buffer(in, out, (size_t)r);
                 pt_chunked_took(&req->resp_ch, (size_t)r);
             } else if (r == PT_CHUNKED_DONE) {
-                if (req->resp_out == OUT_CHUNKED)
+                if (rechunk)
                     evbuffer_add(out, "0\r\n\r\n", 5);
                 done = true;
                 break;
@@ -960,13 +1046,10 @@ static void resp_body(struct pt_req *req)
                 break;
             else {
                 pt_warn("backend %s sent a malformed chunked body: %s", u->pool->key, err.msg);
-                req->reason = "BackendConnectionFailure";
-                req->bytes_out += evbuffer_get_length(out) - out_before;
+                if (!buffering)
+                    req->bytes_out += evbuffer_get_length(out) - out_before;
                 pt_io_flush(c->io);
-                up_close(u);
-                /* the head is out: the only honest signal left is an incomplete body */
-                req->keep = false;
-                req_finish(req);
+                backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: invalid response from the backend");
                 return;
             }
         }
@@ -974,7 +1057,7 @@ static void resp_body(struct pt_req *req)
     case PT_BODY_EOF: {
         size_t n = evbuffer_get_length(in);
         if (n) {
-            if (req->resp_out == OUT_CHUNKED) {
+            if (rechunk) {
                 char hdr[24];
                 int hn = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
                 evbuffer_add(out, hdr, (size_t)hn);
@@ -985,6 +1068,16 @@ static void resp_body(struct pt_req *req)
         }
         break;
     }
+    }
+    if (buffering) {
+        if (evbuffer_get_length(out) > req_gen(req)->conf->limits.buffer_size) {
+            backend_failed(req, 502, "BackendConnectionFailure",
+                           "the backend's response is too large to be read by a policy (limits.bufferSize)");
+            return;
+        }
+        if (done)
+            resp_done(req);
+        return;
     }
     req->bytes_out += evbuffer_get_length(out) - out_before;
     if (done) {
@@ -997,6 +1090,174 @@ static void resp_body(struct pt_req *req)
         pt_io_want_drain(c->io, true);
         pt_timer_set(c->w, &c->timer, PT_T_SEND);
     }
+}
+
+/* Writes a complete response held in memory (rh + resp_body) and ends the request. */
+static void write_full_response(struct pt_req *req)
+{
+    struct pt_conn *c = req->c;
+    struct pt_head *rh = &req->rh;
+    if (!req->req_done)
+        req->keep = false;
+    size_t n = req->resp_body ? evbuffer_get_length(req->resp_body) : 0;
+    bool no_body = rh->status < 200 || rh->status == 204 || rh->status == 304;
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 256 + (size_t)rh->nh * 48);
+    pt_buf_lit(&b, "HTTP/1.1 ");
+    pt_buf_u64(&b, (uint64_t)rh->status);
+    pt_buf_lit(&b, " ");
+    if (rh->reason.n)
+        pt_buf_str(&b, rh->reason);
+    else {
+        const char *r = pt_http_reason(rh->status);
+        pt_buf_add(&b, r, strlen(r));
+    }
+    pt_buf_lit(&b, "\r\n");
+    for (int i = 0; i < rh->nh; i++) {
+        const struct pt_hdr *x = &rh->h[i];
+        if (x->hop || x->deleted)
+            continue;
+        pt_buf_str(&b, x->name);
+        pt_buf_lit(&b, ": ");
+        pt_buf_str(&b, x->value);
+        pt_buf_lit(&b, "\r\n");
+    }
+    if (!no_body) {
+        pt_buf_lit(&b, "Content-Length: ");
+        pt_buf_u64(&b, n);
+        pt_buf_lit(&b, "\r\n");
+    }
+    if (!req->keep || c->w->draining)
+        pt_buf_lit(&b, "Connection: close\r\n");
+    else if (req->h.minor == 0)
+        pt_buf_lit(&b, "Connection: keep-alive\r\n");
+    pt_buf_lit(&b, "\r\n");
+    evbuffer_add(c->io->out, b.p, b.n);
+    req->bytes_out += b.n;
+    if (n && !no_body && !pt_str_eq(req->h.method, PT_STR("HEAD"))) {
+        evbuffer_add_buffer(c->io->out, req->resp_body);
+        req->bytes_out += n;
+    }
+    req->resp_head_sent = true;
+    req->status = rh->status;
+    pt_io_flush(c->io);
+    req_finish(req);
+}
+
+void pt_proxy_respond(struct pt_req *req)
+{
+    if (!req->rh_done)
+        pt_req_new_response(req, 200, PT_NULL_STR);
+    if (req->ex.has_error && !req->reason)
+        req->reason = req->ex.err.reason;
+    if (req->rh_backend && !req->resp_body && !req->resp_replaced && req->up) {
+        /* the backend's body streams to the client */
+        struct pt_upconn *u = req->up;
+        write_response_head(req);
+        pt_io_read(u->io, true);
+        if (req->resp_in != PT_BODY_NONE)
+            pt_timer_set(req->c->w, &u->timer, PT_T_READ);
+        resp_body(req);
+        return;
+    }
+    if (req->up) {
+        /* a backend body nobody read: the connection cannot be reused */
+        bool whole = req->rh_backend && req->resp_in == PT_BODY_NONE;
+        up_release(req->up, whole && req->rh.keepalive && req->req_done);
+    }
+    write_full_response(req);
+}
+
+void pt_proxy_read_body(struct pt_req *req, pt_msg which)
+{
+    struct pt_conn *c = req->c;
+    if (which == PT_MSG_REQUEST) {
+        if (req->req_body_state != RB_STREAM || req->h.body == PT_BODY_NONE) {
+            pt_exec_body_ready(req, true);
+            return;
+        }
+        if (!req->req_body)
+            req->req_body = evbuffer_new();
+        req->req_buffering = true;
+        c->state = C_BODY;
+        send_continue(req);
+        req_body(req);
+        return;
+    }
+    if (!req->rh_backend || req->resp_body || !req->up || req->resp_in == PT_BODY_NONE) {
+        pt_exec_body_ready(req, true);
+        return;
+    }
+    req->resp_body = evbuffer_new();
+    req->resp_buffering = true;
+    pt_io_read(req->up->io, true);
+    pt_timer_set(c->w, &req->up->timer, PT_T_READ);
+    resp_body(req);
+}
+
+void pt_req_new_response(struct pt_req *req, int status, pt_str reason)
+{
+    if (req->rh_backend || req->up)
+        drop_backend_response(req);
+    memset(&req->rh, 0, sizeof(req->rh));
+    req->rh.status = status;
+    req->rh.reason = reason;
+    req->rh.major = 1;
+    req->rh.minor = 1;
+    req->rh.content_length = -1;
+    req->rh.keepalive = true;
+    req->rh_done = true;
+    req->rh_backend = false;
+    req->resp_replaced = true;
+    if (req->resp_body)
+        evbuffer_drain(req->resp_body, evbuffer_get_length(req->resp_body));
+    else
+        req->resp_body = evbuffer_new();
+}
+
+void pt_req_set_body(struct pt_req *req, pt_msg which, pt_str body)
+{
+    if (which == PT_MSG_REQUEST) {
+        if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE && !req->req_done)
+            req->keep = false; /* the client's own body is never read: no reuse */
+        if (!req->req_body)
+            req->req_body = evbuffer_new();
+        else
+            evbuffer_drain(req->req_body, evbuffer_get_length(req->req_body));
+        if (body.n)
+            evbuffer_add(req->req_body, body.p, body.n);
+        req->req_body_state = RB_REPLACED;
+        return;
+    }
+    if (!req->rh_done)
+        pt_req_new_response(req, 200, PT_NULL_STR);
+    if (req->rh_backend && !req->resp_body && req->up) {
+        /* the backend's body is replaced before it was read */
+        up_close(req->up);
+        req->resp_in = PT_BODY_NONE;
+    }
+    if (!req->resp_body)
+        req->resp_body = evbuffer_new();
+    else
+        evbuffer_drain(req->resp_body, evbuffer_get_length(req->resp_body));
+    if (body.n)
+        evbuffer_add(req->resp_body, body.p, body.n);
+    req->resp_replaced = true;
+}
+
+void pt_proxy_error_response(struct pt_req *req, int status, const char *message)
+{
+    pt_req_new_response(req, status, PT_NULL_STR);
+    pt_bytes ct = {"application/json", 16};
+    pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){"Content-Type", 12}, &ct, 1, PT_HEADER_OVERRIDE);
+    struct pt_buf body;
+    pt_buf_init(&body, req->pool, 128);
+    pt_buf_lit(&body, "{\"statusCode\": ");
+    pt_buf_u64(&body, (uint64_t)status);
+    pt_buf_lit(&body, ", \"message\": \"");
+    pt_buf_json(&body, pt_str_c(message ? message : ""));
+    pt_buf_lit(&body, "\"}");
+    pt_req_set_body(req, PT_MSG_RESPONSE, (pt_str){body.p, body.n});
 }
 
 static void tunnel_pump(struct pt_req *req, bool from_client)
@@ -1094,22 +1355,39 @@ static void resp_read(struct pt_req *req)
             }
             pt_warn("request %.*s: backend %s sent an invalid response: %s", (int)req->idn, req->id,
                     u->pool->key, err.msg);
-            up_close(u);
-            req_error(req, 502, "BackendConnectionFailure", "Bad gateway: invalid response from the backend");
+            memset(&req->rh, 0, sizeof(req->rh));
+            backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: invalid response from the backend");
             return;
         }
         req->rh_done = true;
+        req->rh_backend = true;
+        req->resp_replaced = false;
+        req->resp_in = req->rh.body;
+        req->resp_left = req->rh.content_length;
         if (req->rh.status == 101) {
             if (!req->h.upgrade_ws) {
-                up_close(u);
-                req_error(req, 502, "BackendConnectionFailure", "Bad gateway: unexpected protocol switch");
+                backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: unexpected protocol switch");
                 return;
             }
+            req->ex.done = true; /* a tunnel: policies have nothing more to do */
             tunnel_start(req);
             return;
         }
-        write_response_head(req);
-    } else if (req->resp_in != PT_BODY_NONE)
+        /* the outbound policies run before anything reaches the client */
+        pt_io_read(u->io, false);
+        pt_timer_clear(&u->timer);
+        if (req->fwd_fail_on_status && req->rh.status >= 400) {
+            pt_exec_set_error(req, 500, "forward-request", "BackendStatusError",
+                              "the backend answered with an error status");
+            pt_exec_resume(req, PT_ERROR);
+            return;
+        }
+        pt_exec_resume(req, PT_OK);
+        return;
+    }
+    if (!req->resp_head_sent && !req->resp_buffering)
+        return; /* body bytes wait until the pipeline is done with the head */
+    if (req->resp_in != PT_BODY_NONE)
         pt_timer_set(c->w, &u->timer, PT_T_READ);
     resp_body(req);
 }
@@ -1436,11 +1714,34 @@ static void up_failed(struct pt_req *req, int what, const char *msg)
         tunnel_end(req);
         return;
     }
-    if (req->rh_done && req->resp_in == PT_BODY_EOF && (what & PT_IO_EOF)) {
-        if (req->resp_out == OUT_CHUNKED)
+    if (req->rh_done && req->resp_in == PT_BODY_EOF && (what & PT_IO_EOF) &&
+        (req->resp_head_sent || req->resp_buffering)) {
+        if (req->resp_out == OUT_CHUNKED && !req->resp_buffering)
             evbuffer_add(c->io->out, "0\r\n\r\n", 5);
         up_close(u);
         resp_done(req);
+        return;
+    }
+    if (req->rh_done && !req->resp_head_sent && !req->resp_buffering) {
+        /* closed while the outbound policies run: a complete body is kept */
+        size_t have = evbuffer_get_length(u->io->in);
+        bool complete = (req->resp_in == PT_BODY_EOF && (what & PT_IO_EOF)) ||
+                        req->resp_in == PT_BODY_NONE ||
+                        (req->resp_in == PT_BODY_LENGTH && (int64_t)have >= req->resp_left);
+        if (complete) {
+            struct evbuffer *rest = evbuffer_new();
+            if (req->resp_in == PT_BODY_LENGTH)
+                evbuffer_remove_buffer(u->io->in, rest, (size_t)req->resp_left);
+            else if (req->resp_in == PT_BODY_EOF)
+                evbuffer_add_buffer(rest, u->io->in);
+            up_close(u);
+            req->resp_body = rest;
+            req->resp_in = PT_BODY_NONE;
+        } else {
+            up_close(u);
+            pt_proxy_error_response(req, 502, "Bad gateway: the backend connection failed");
+            req->reason = "BackendConnectionFailure";
+        }
         return;
     }
     if (!req->rh_done && u->reused && !req->retried && is_idempotent(req->h.method_id) &&
@@ -1450,12 +1751,16 @@ static void up_failed(struct pt_req *req, int what, const char *msg)
                  u->pool->key, msg);
         req->retried = true;
         up_close(u);
-        req_send(req, true);
+        if (req_send(req, true)) {
+            if (!pt_io_connecting(req->up->io))
+                pt_timer_set(req->c->w, &req->up->timer, PT_T_READ);
+            return;
+        }
+        backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: cannot open a backend connection");
         return;
     }
     pt_warn("request %.*s: backend %s: %s", (int)req->idn, req->id, u->pool->key, msg);
-    up_close(u);
-    req_error(req, 502, "BackendConnectionFailure", "Bad gateway: the backend connection failed");
+    backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: the backend connection failed");
 }
 
 static void up_cb(struct pt_io *io, int what, void *arg)
@@ -1504,8 +1809,7 @@ static void up_timer(struct pt_tnode *t, int kind)
     }
     pt_warn("request %.*s: backend %s: %s timed out", (int)req->idn, req->id, u->pool->key,
             kind == PT_T_CONNECT ? "connect" : "read");
-    up_close(u);
-    req_error(req, 504, "Timeout",
-              kind == PT_T_CONNECT ? "Gateway timeout: the backend did not accept the connection in time"
-                                   : "Gateway timeout: the backend did not answer in time");
+    backend_failed(req, 504, "Timeout",
+                   kind == PT_T_CONNECT ? "Gateway timeout: the backend did not accept the connection in time"
+                                        : "Gateway timeout: the backend did not answer in time");
 }

@@ -4,6 +4,7 @@
  */
 #include "pt_worker.h"
 #include "pt_log.h"
+#include "pt_lua.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -57,6 +58,7 @@ static void wgen_drop(struct pt_worker *w, struct pt_wgen *wg)
         pp = &(*pp)->next;
     if (*pp)
         *pp = wg->next;
+    pt_lua_drop_gen(w->lua, wg);
     pt_gen_unref(wg->gen);
     free(wg);
 }
@@ -121,6 +123,7 @@ static void switch_gen(struct pt_worker *w, struct pt_gen *g)
     w->cur = wg;
     if (prev) {
         if (prev->users == 0) {
+            pt_lua_drop_gen(w->lua, prev);
             pt_gen_unref(prev->gen);
             free(prev);
         } else {
@@ -302,10 +305,13 @@ static void *worker_main(void *arg)
     while (w->old)
         wgen_drop(w, w->old);
     if (w->cur) {
+        pt_lua_drop_gen(w->lua, w->cur);
         pt_gen_unref(w->cur->gen);
         free(w->cur);
         w->cur = NULL;
     }
+    pt_lua_free(w->lua);
+    w->lua = NULL;
     pthread_mutex_lock(&w->mu);
     if (w->pending) {
         pt_gen_unref(w->pending);
@@ -348,6 +354,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
         w->rng[0] |= 1;
         w->abuf_cap = 64 * 1024;
         w->abuf = malloc(w->abuf_cap);
+        w->lua = pt_lua_new(w);
         pt_gen_ref(g);
         switch_gen(w, g);
     }

@@ -98,6 +98,9 @@ struct pt_wgen {
     struct pt_gen *gen;
     unsigned users;
     struct pt_wgen *next;
+    int *lua_refs;      /* compiled expressions in this worker's Lua state */
+    int nlua;
+    uint64_t lua_epoch; /* the state they were compiled in */
 };
 
 struct pt_listener {
@@ -141,6 +144,8 @@ struct pt_worker {
 
     struct pt_req *free_reqs;
     int nfree_reqs;
+
+    struct pt_lua *lua;
 
     char *abuf; /* access-log buffer */
     size_t abuf_n, abuf_cap;

@@ -1,0 +1,298 @@
+/*
+ * portico/plugin.h -- the Portico policy plugin SDK.
+ *
+ * A plugin is a shared object that exports one symbol, PT_PLUGIN_SYMBOL
+ * ("portico_plugin"), a `struct pt_plugin` describing the policies it
+ * provides.  The gateway loads it with dlopen(RTLD_NOW | RTLD_LOCAL),
+ * checks the ABI numbers and the struct size before touching anything
+ * else, and hands it a `struct pt_api` function table: plugins never link
+ * against the gateway.  Build one with nothing but this header:
+ *
+ *     cc -shared -fPIC -fvisibility=hidden -o myplugin.so myplugin.c \
+ *        $(pkg-config --cflags portico)      (or -I$prefix/include)
+ *
+ * and put it in the plugin directory (`pluginDir:` in the configuration).
+ * docs/plugin-guide.md walks through a complete example.
+ *
+ * ABI changelog (bump MINOR for additions at the end of a struct, MAJOR for
+ * anything else; a plugin built for the same MAJOR and an older or equal
+ * MINOR loads):
+ *   1.0  2026-11-26  first version: policies with attribute schemas,
+ *                    compile/run/free, asynchronous run with resume,
+ *                    headers, URL, method, status, bodies, variables,
+ *                    expressions, logging, arena, timers.
+ */
+#ifndef PORTICO_PLUGIN_H
+#define PORTICO_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PT_ABI_MAJOR 1
+#define PT_ABI_MINOR 0
+
+#define PT_PLUGIN_SYMBOL portico_plugin
+#define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
+#define PT_PLUGIN_EXPORT __attribute__((visibility("default")))
+
+/* ------------------------------------------------------------ statuses */
+
+/* What a policy's run() returns; only the pipeline driver interprets it. */
+typedef enum pt_status {
+    PT_OK = 0,       /* done; continue with the next statement */
+    PT_ERROR = 1,    /* failed (set the reason with api->fail); on-error runs */
+    PT_AGAIN = 2,    /* suspended; api->resume() continues the pipeline later */
+    PT_DECLINED = 3, /* nothing to do here; continue */
+    PT_DONE = 4,     /* a response was produced (api->respond); stop the pipeline */
+} pt_status;
+
+/* Sections of a policy document, as bits. */
+enum {
+    PT_SECTION_INBOUND = 1,
+    PT_SECTION_BACKEND = 2,
+    PT_SECTION_OUTBOUND = 4,
+    PT_SECTION_ON_ERROR = 8,
+    PT_SECTION_ALL = 15,
+};
+
+/* Scopes where a policy document can be attached, as bits. */
+enum {
+    PT_SCOPE_GLOBAL = 1,
+    PT_SCOPE_WORKSPACE = 2,
+    PT_SCOPE_PRODUCT = 4,
+    PT_SCOPE_API = 8,
+    PT_SCOPE_OPERATION = 16,
+    PT_SCOPE_ALL = 31,
+};
+
+/* --------------------------------------------------- attribute schemas */
+
+/*
+ * A policy's attributes are described as data: the gateway validates
+ * configurations against the schema (reporting file:line:column), generates
+ * documentation from it, and hands compile() only values that passed.
+ * A YAML statement `{set-header: {name: X, exists-action: override, value: [a, b]}}`
+ * is checked against set-header's attribute list.
+ */
+typedef enum pt_attr_type {
+    PT_ATTR_STRING = 1, /* a string (or an expression, with PT_ATTR_EXPR) */
+    PT_ATTR_INT,        /* an integer within [min, max] */
+    PT_ATTR_BOOL,       /* true / false */
+    PT_ATTR_ENUM,       /* one of enums[] */
+    PT_ATTR_ELEMENT,    /* a nested element with its own attributes (children) */
+    PT_ATTR_POLICIES,   /* a list of policy statements (for wrapping policies) */
+} pt_attr_type;
+
+#define PT_ATTR_REQUIRED 0x01 /* must be present */
+#define PT_ATTR_EXPR 0x02     /* may be an expression @(...) / @{...} */
+#define PT_ATTR_MULTI 0x04    /* a list of values is accepted (several <value> elements) */
+#define PT_ATTR_SCALAR 0x08   /* PT_ATTR_ELEMENT: may also be written as a bare value */
+
+struct pt_attr_def {
+    const char *name;
+    pt_attr_type type;
+    unsigned flags;
+    const char *def;                     /* default, as text; NULL = none */
+    const char *const *enums;            /* PT_ATTR_ENUM: NULL-terminated names */
+    const struct pt_attr_def *children;  /* PT_ATTR_ELEMENT: NULL-name terminated */
+    int64_t min, max;                    /* PT_ATTR_INT bounds (both 0 = any) */
+    const char *doc;                     /* one line for the policy reference */
+};
+
+/* ------------------------------------------------------ opaque handles */
+
+typedef struct pt_compile pt_compile; /* one statement being compiled */
+typedef struct pt_call pt_call;       /* one statement running for one request */
+typedef struct pt_value pt_value;     /* a compiled attribute value (literal or expression) */
+typedef struct pt_element pt_element; /* a nested element of a statement */
+typedef struct pt_timer pt_timer;
+
+/* A byte string that is not NUL-terminated. */
+typedef struct pt_bytes {
+    const char *data;
+    size_t len;
+} pt_bytes;
+
+/* Which message an accessor works on. */
+typedef enum pt_msg {
+    PT_MSG_CURRENT = 0, /* the request in inbound/backend, the response in outbound/on-error */
+    PT_MSG_REQUEST = 1,
+    PT_MSG_RESPONSE = 2,
+} pt_msg;
+
+/* set_header modes (APIM's exists-action). */
+typedef enum pt_header_mode {
+    PT_HEADER_OVERRIDE = 0,
+    PT_HEADER_SKIP = 1,
+    PT_HEADER_APPEND = 2,
+    PT_HEADER_DELETE = 3,
+} pt_header_mode;
+
+/* ------------------------------------------------------------- the API */
+
+/*
+ * The gateway's services.  Every function taking a pt_call may only be
+ * used during that call's run() (or from a timer/resume callback of that
+ * call); pointers returned into request data stay valid until the request
+ * ends.  Functions returning int return 0 on success, -1 on error.
+ */
+struct pt_api {
+    uint32_t size; /* sizeof(struct pt_api) of the gateway */
+    uint16_t abi_major, abi_minor;
+
+    /* -- compile time (inside compile()) -- */
+
+    /* The attribute's value when it is a literal (NULL if absent or an expression). */
+    const char *(*attr_literal)(pt_compile *c, const char *name);
+    /* The attribute as a compiled value (literal or expression); NULL if absent. */
+    pt_value *(*attr_value)(pt_compile *c, const char *name);
+    /* All values of a PT_ATTR_MULTI attribute; returns the count. */
+    int (*attr_values)(pt_compile *c, const char *name, pt_value ***out);
+    int64_t (*attr_int)(pt_compile *c, const char *name, int64_t def);
+    int (*attr_bool)(pt_compile *c, const char *name, int def);
+    /* Index of an enum attribute's value in its enums[], or def. */
+    int (*attr_enum)(pt_compile *c, const char *name, int def);
+    /* Nested elements named `name` (several when written as a list). */
+    int (*attr_elements)(pt_compile *c, const char *name, pt_element ***out);
+    /* Accessors on a nested element, same meaning as above. */
+    const char *(*elem_literal)(pt_element *e, const char *name);
+    pt_value *(*elem_value)(pt_element *e, const char *name);
+    int (*elem_values)(pt_element *e, const char *name, pt_value ***out);
+    /* Reports a configuration error at the attribute (NULL: the statement). */
+    void (*compile_error)(pt_compile *c, const char *attr, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+    /* Memory that lives as long as the configuration generation. */
+    void *(*compile_alloc)(pt_compile *c, size_t n);
+    /* The section this statement is compiled for (PT_SECTION_*). */
+    int (*compile_section)(pt_compile *c);
+
+    /* -- values -- */
+
+    /* Evaluates a value to a string (arena memory).  Expressions may fail:
+       then -1 and the request's error is set (return PT_ERROR). */
+    int (*eval)(pt_call *call, const pt_value *v, pt_bytes *out);
+    /* Evaluates to a boolean (Lua truthiness; literal "true"/"false"). */
+    int (*eval_bool)(pt_call *call, const pt_value *v, int *out);
+    /* true when the value is a literal (no per-request cost). */
+    int (*value_is_literal)(const pt_value *v);
+
+    /* -- messages -- */
+
+    /* Number of values of header `name` (case-insensitive); fills up to max. */
+    int (*header_get)(pt_call *call, pt_msg m, pt_bytes name, pt_bytes *values, int max);
+    /*
+     * Sets a header with APIM's set-header semantics: OVERRIDE replaces,
+     * SKIP leaves an existing header alone, APPEND adds, DELETE removes
+     * (values ignored).  Several values are joined with ", " into one field,
+     * except for headers that must stay separate lines (Set-Cookie, Cookie,
+     * User-Agent, WWW-Authenticate, Date, Expires, ...).  The name must be a
+     * token and values may not hold CR, LF or NUL; Connection,
+     * Content-Length, Keep-Alive and Transfer-Encoding cannot be set.
+     * Returns 0, or -1 with the request's error set (return PT_ERROR).
+     */
+    int (*header_set)(pt_call *call, pt_msg m, pt_bytes name, const pt_bytes *values, int nvalues,
+                      pt_header_mode mode);
+    /* Iterates headers: index from 0; returns 0 while there are more. */
+    int (*header_at)(pt_call *call, pt_msg m, int index, pt_bytes *name, pt_bytes *value);
+    /* The request's method and URL pieces (path and query as sent to the backend). */
+    pt_bytes (*method)(pt_call *call);
+    int (*set_method)(pt_call *call, pt_bytes method);
+    pt_bytes (*path)(pt_call *call);
+    int (*set_path)(pt_call *call, pt_bytes path);
+    pt_bytes (*query)(pt_call *call);
+    int (*set_query)(pt_call *call, pt_bytes query);
+    /* A query parameter's raw value (0 when present). */
+    int (*query_param)(pt_call *call, pt_bytes name, pt_bytes *value);
+    /* A matched template parameter (decoded). */
+    int (*matched_param)(pt_call *call, pt_bytes name, pt_bytes *value);
+    /* The response status (0 before there is a response). */
+    int (*status)(pt_call *call);
+    int (*set_status)(pt_call *call, int code, pt_bytes reason);
+    /*
+     * The whole body of a message.  When it has not been read yet the call
+     * returns PT_AGAIN: return PT_AGAIN from run(); the gateway reads the
+     * body (up to limits.bufferSize) and calls run() again from the start.
+     * A missing body is an empty one.
+     */
+    int (*body_get)(pt_call *call, pt_msg m, pt_bytes *out);
+    /* Replaces the body (Content-Length follows). */
+    int (*body_set)(pt_call *call, pt_msg m, pt_bytes data);
+
+    /* -- variables (context.variables) -- */
+    int (*var_get)(pt_call *call, pt_bytes name, pt_bytes *out);
+    int (*var_set)(pt_call *call, pt_bytes name, pt_bytes value);
+
+    /* -- outcome -- */
+
+    /* Sets the request's error (context.lastError) and returns PT_ERROR. */
+    pt_status (*fail)(pt_call *call, int status, const char *reason, const char *message);
+    /* Makes the current response final (return-response style) and returns PT_DONE. */
+    pt_status (*respond)(pt_call *call);
+
+    /* -- asynchronous work -- */
+
+    /* Continues a run() that returned PT_AGAIN, with its final status. */
+    void (*resume)(pt_call *call, pt_status st);
+    /* Calls fn after ms milliseconds on the request's thread. */
+    pt_timer *(*timer_start)(pt_call *call, uint32_t ms, void (*fn)(pt_call *call, void *arg), void *arg);
+    void (*timer_cancel)(pt_timer *t);
+
+    /* -- utilities -- */
+    void *(*alloc)(pt_call *call, size_t n); /* request arena */
+    void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+    /* Per-statement state that a plugin keeps for one request (NULL first). */
+    void **(*call_state)(pt_call *call);
+};
+
+/* Log levels for api->log. */
+enum { PT_LOG_LEVEL_ERROR = 0, PT_LOG_LEVEL_WARN, PT_LOG_LEVEL_INFO, PT_LOG_LEVEL_DEBUG };
+
+/* ---------------------------------------------------------- descriptors */
+
+/* Policy flags. */
+#define PT_POLICY_ONCE_PER_SECTION 0x01 /* at most one per section */
+
+struct pt_policy_def {
+    const char *name;     /* kebab-case, as in YAML */
+    unsigned sections;    /* PT_SECTION_* allowed */
+    unsigned scopes;      /* PT_SCOPE_* allowed */
+    unsigned flags;       /* PT_POLICY_* */
+    const struct pt_attr_def *attrs; /* NULL-name terminated */
+    /* Builds an instance from validated attributes; 0 or -1 (after
+       compile_error).  *instance may stay NULL. */
+    int (*compile)(const struct pt_api *api, pt_compile *c, void **instance);
+    /* Runs the policy for one request. */
+    pt_status (*run)(const struct pt_api *api, pt_call *call, void *instance);
+    /* Frees an instance when its generation ends (may be NULL). */
+    void (*free)(void *instance);
+    const char *doc; /* one paragraph for the policy reference */
+};
+
+struct pt_plugin {
+    uint16_t abi_major; /* PT_ABI_MAJOR */
+    uint16_t abi_minor; /* PT_ABI_MINOR */
+    uint32_t size;      /* sizeof(struct pt_plugin) */
+    const char *name;
+    const char *version;
+    const struct pt_policy_def *policies; /* NULL-name terminated */
+    /* Optional: called once after loading; 0 or -1 with *err (static text). */
+    int (*init)(const struct pt_api *api, const char **err);
+    /* Optional: called before unloading. */
+    void (*fini)(void);
+};
+
+/* Declares the descriptor; use once per plugin. */
+#define PT_PLUGIN(pname, pversion, ppolicies, pinit, pfini)                                          \
+    PT_PLUGIN_EXPORT const struct pt_plugin PT_PLUGIN_SYMBOL = {                                     \
+        PT_ABI_MAJOR, PT_ABI_MINOR, sizeof(struct pt_plugin), (pname), (pversion), (ppolicies),     \
+        (pinit), (pfini)}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
