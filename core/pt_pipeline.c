@@ -862,6 +862,37 @@ static void **api_call_state(pt_call *call)
     return &s->state;
 }
 
+static pt_bytes api_operation_template(pt_call *call)
+{
+    struct pt_req *req = call->req;
+    const char *t = req->op ? req->op->cf->url_template : "";
+    return (pt_bytes){t, strlen(t)};
+}
+
+static pt_bytes api_url_base(pt_call *call, int which)
+{
+    struct pt_req *req = call->req;
+    if (which == PT_URL_BACKEND) {
+        const char *u = req->api && req->api->cf->service_url ? req->api->cf->service_url : "";
+        size_t n = strlen(u);
+        while (n && u[n - 1] == '/')
+            n--;
+        return (pt_bytes){u, n};
+    }
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 128);
+    if (req->c->tls)
+        pt_buf_lit(&b, "https://");
+    else
+        pt_buf_lit(&b, "http://");
+    pt_buf_str(&b, req->h.host);
+    if (req->api && req->api->cf->path[0]) {
+        pt_buf_lit(&b, "/");
+        pt_buf_add(&b, req->api->cf->path, strlen(req->api->cf->path));
+    }
+    return (pt_bytes){b.p, b.n};
+}
+
 void pt_policy_fill_api(struct pt_api *a);
 
 static struct pt_api build_api(void)
@@ -899,6 +930,8 @@ static struct pt_api build_api(void)
     a.alloc = api_alloc;
     a.log = api_log;
     a.call_state = api_call_state;
+    a.operation_template = api_operation_template;
+    a.url_base = api_url_base;
     return a;
 }
 

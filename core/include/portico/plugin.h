@@ -246,7 +246,16 @@ struct pt_api {
     void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
     /* Per-statement state that a plugin keeps for one request (NULL first). */
     void **(*call_state)(pt_call *call);
+
+    /* -- routing facts -- */
+    /* The matched operation's URL template ("/items/{id}?x={y}"); empty if none. */
+    pt_bytes (*operation_template)(pt_call *call);
+    /* Base URLs: PT_URL_GATEWAY = scheme://host[:port]/apiSuffix as the client
+       called it; PT_URL_BACKEND = the API's service URL (no trailing '/'). */
+    pt_bytes (*url_base)(pt_call *call, int which);
 };
+
+enum { PT_URL_GATEWAY = 0, PT_URL_BACKEND = 1 };
 
 /* Log levels for api->log. */
 enum { PT_LOG_LEVEL_ERROR = 0, PT_LOG_LEVEL_WARN, PT_LOG_LEVEL_INFO, PT_LOG_LEVEL_DEBUG };
