@@ -19,6 +19,7 @@ struct pt_expr {
     const char *chunk; /* where it was written, for error messages */
     const char *code;  /* the Lua chunk actually compiled */
     size_t code_len;
+    bool policy;       /* a Lua policy file: workers keep the table it returns */
 };
 
 struct pt_expr_table {

@@ -5,6 +5,7 @@
 #include "pt_corepol.h"
 #include "pt_expr.h"
 #include "pt_log.h"
+#include "pt_luapol.h"
 #include "pt_plugin.h"
 #include "pt_router.h"
 #include "pt_tls.h"
@@ -97,6 +98,12 @@ struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
     g->pc->fragments = cf->fragments;
     g->pc->named_values = cf->named_values;
     g->pc->exprs = g->exprs;
+    if (cf->lua.npolicy_path)
+        pt_luapol_load(g->pc, g->reg, cf->lua.policy_path, cf->lua.npolicy_path);
+    else {
+        char *dir = (char *)pt_lua_default_policy_dir();
+        pt_luapol_load(g->pc, g->reg, &dir, 1);
+    }
     int perr = errs->n;
     struct pt_doc *gdoc = pt_policy_doc(g->pc, cf->policies, PT_SCOPE_GLOBAL);
     for (int i = 0; i < g->napis; i++) {

@@ -30,6 +30,7 @@
 #include "pt_expr.h"
 #include "pt_log.h"
 #include "pt_luahelp.h"
+#include "pt_luapol.h"
 #include "pt_req.h"
 
 #include <event2/buffer.h>
@@ -382,6 +383,59 @@ static int vars_get(lua_State *L)
     return 1;
 }
 
+/* variables:set(name, value) -- Lua policies only */
+static int vars_set(lua_State *L)
+{
+    if (!tl->in_policy)
+        return luaL_error(L, "context is read-only in expressions");
+    size_t nl;
+    const char *n = luaL_checklstring(L, 2, &nl);
+    struct pt_req *req = cur(L);
+    struct pt_luaval v;
+    memset(&v, 0, sizeof(v));
+    switch (lua_type(L, 3)) {
+    case LUA_TBOOLEAN:
+        v.type = PT_VAR_BOOL;
+        v.b = lua_toboolean(L, 3);
+        v.s = v.b ? PT_STR("true") : PT_STR("false");
+        break;
+    case LUA_TNUMBER:
+    case LUA_TSTRING: {
+        size_t l;
+        const char *s = lua_tolstring(L, 3, &l);
+        v.type = lua_type(L, 3) == LUA_TNUMBER ? PT_VAR_NUMBER : PT_VAR_STRING;
+        v.s = (pt_str){s, l};
+        break;
+    }
+    case LUA_TNIL:
+        v.type = PT_VAR_NIL;
+        v.s = PT_STR("");
+        break;
+    default:
+        return luaL_error(L, "variables hold strings, numbers and booleans");
+    }
+    pt_req_var_set(req, (pt_str){n, nl}, &v);
+    return 0;
+}
+
+/* response:setStatus(code[, reason]) -- Lua policies only */
+static int resp_set_status(lua_State *L)
+{
+    if (!tl->in_policy)
+        return luaL_error(L, "context is read-only in expressions");
+    int code = (int)luaL_checkinteger(L, 2);
+    size_t rl = 0;
+    const char *r = luaL_optlstring(L, 3, "", &rl);
+    struct pt_req *req = cur(L);
+    if (code < 100 || code > 999 || !pt_http_value_ok((pt_str){r, rl}))
+        return luaL_error(L, "invalid status code or reason");
+    if (!req->rh_done)
+        pt_req_new_response(req, code, PT_NULL_STR);
+    req->rh.status = code;
+    req->rh.reason = (pt_str){pt_pool_strndup(req->pool, r, rl), rl};
+    return 0;
+}
+
 static int vars_contains(lua_State *L)
 {
     size_t nl;
@@ -591,6 +645,8 @@ static int proxy_index(lua_State *L)
             push_proxy(L, K_RESP_HEADERS);
         else if (key_is(k, kl, "body"))
             push_proxy(L, K_RESP_BODY);
+        else if (key_is(k, kl, "setStatus"))
+            push_method(L, resp_set_status, -1);
         else
             lua_pushnil(L);
         return 1;
@@ -658,6 +714,8 @@ static int proxy_index(lua_State *L)
             push_method(L, vars_get, -1);
         else if (key_is(k, kl, "containsKey"))
             push_method(L, vars_contains, -1);
+        else if (key_is(k, kl, "set"))
+            push_method(L, vars_set, -1);
         else {
             lua_pushcfunction(L, vars_get);
             lua_pushvalue(L, 1);
@@ -1161,11 +1219,121 @@ int pt_value_eval(struct pt_req *req, const struct pt_value *v, struct pt_luaval
     return pt_lua_eval(req, v->expr, out);
 }
 
-int pt_lua_run_policy(struct pt_req *req, void *policy, int section, void *attrs)
+/* Pushes the declaration table of a Lua policy file onto co (cached per generation). */
+static bool push_policy_table(struct pt_lua *x, struct pt_req *req, lua_State *co, int id)
 {
-    (void)policy;
-    (void)section;
-    (void)attrs;
-    pt_exec_set_error(req, 500, "lua-policy", "PolicyFailure", "Lua policies are not available");
-    return PT_ERROR;
+    struct pt_wgen *wg = req->wg;
+    lua_State *L = x->L;
+    const char *err = NULL;
+    if (wg->lua_epoch == x->epoch && wg->lua_refs && id <= wg->nlua && wg->lua_refs[id - 1] > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, wg->lua_refs[id - 1]);
+        lua_xmove(L, co, 1);
+        return true;
+    }
+    if (!push_expr(x, req, id, &err)) {
+        pt_exec_set_error(req, 500, "lua-policy", "PolicyLoadFailure", err ? err : "?");
+        return false;
+    }
+    /* push_expr cached the chunk; the policy caches its table instead */
+    luaL_unref(L, LUA_REGISTRYINDEX, wg->lua_refs[id - 1]);
+    wg->lua_refs[id - 1] = 0;
+    lua_xmove(L, co, 1);
+    if (call_limited(x, req, co, 0, 1) != 0)
+        return false;
+    if (!lua_istable(co, -1)) {
+        lua_settop(co, 0);
+        pt_exec_set_error(req, 500, "lua-policy", "PolicyLoadFailure", "the policy file did not return a table");
+        return false;
+    }
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    wg->lua_refs[id - 1] = luaL_ref(L, LUA_REGISTRYINDEX);
+    return true;
+}
+
+static void push_luaval(lua_State *co, const struct pt_attr_def *a, const struct pt_luaval *v)
+{
+    if (v->type == PT_VAR_NIL) {
+        lua_pushnil(co);
+        return;
+    }
+    switch (a->type) {
+    case PT_ATTR_INT:
+        lua_pushnumber(co, v->type == PT_VAR_NUMBER ? v->num : strtod(v->s.p ? v->s.p : "0", NULL));
+        return;
+    case PT_ATTR_BOOL:
+        lua_pushboolean(co, v->type == PT_VAR_BOOL ? v->b : (v->s.n == 4 && !strncasecmp(v->s.p, "true", 4)));
+        return;
+    default:
+        lua_pushlstring(co, v->s.p ? v->s.p : "", v->s.n);
+    }
+}
+
+int pt_lua_run_policy(struct pt_req *req, void *instance, int section, void *unused)
+{
+    (void)unused;
+    const struct pt_luapol_inst *in = instance;
+    const struct pt_luapol *lp = in->lp;
+    struct pt_lua *x = req->c->w->lua;
+    tl = x;
+    /* attribute values first: expressions run in this request's coroutine too */
+    struct pt_luaval *vals = pt_pool_calloc(req->pool, sizeof(*vals) * (size_t)(lp->nattrs ? lp->nattrs : 1));
+    for (int i = 0; i < lp->nattrs; i++) {
+        const struct pt_attr_def *a = &lp->attrs[i];
+        if (in->vals[i]) {
+            int rc = pt_value_eval(req, in->vals[i], &vals[i]);
+            if (rc != 0)
+                return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
+        } else if (a->def)
+            vals[i] = (struct pt_luaval){PT_VAR_STRING, pt_str_c(a->def), 0, false};
+        else
+            vals[i].type = PT_VAR_NIL;
+    }
+    if (!state_ready(x)) {
+        pt_exec_set_error(req, 500, "lua-policy", "PolicyFailure", "cannot create a Lua state");
+        return PT_ERROR;
+    }
+    lua_State *co = request_thread(x, req);
+    if (!push_policy_table(x, req, co, lp->expr_id))
+        return PT_ERROR;
+    lua_getfield(co, -1, pt_section_names[section]);
+    lua_remove(co, -2);
+    if (!lua_isfunction(co, -1)) {
+        lua_settop(co, 0);
+        return PT_OK;
+    }
+    push_proxy(co, K_CONTEXT);
+    lua_createtable(co, 0, lp->nattrs);
+    for (int i = 0; i < lp->nattrs; i++) {
+        push_luaval(co, &lp->attrs[i], &vals[i]);
+        lua_setfield(co, -2, lp->attrs[i].name);
+    }
+    x->in_policy = true;
+    int rc = call_limited(x, req, co, 2, 4);
+    x->in_policy = false;
+    if (rc != 0)
+        return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
+    /* returns: nothing (continue), "done" (the response is final), or
+       "fail", status, reason, message */
+    const char *what = lua_tostring(co, 1);
+    int st = PT_OK;
+    if (what && !strcmp(what, "done")) {
+        if (!req->rh_done)
+            pt_req_new_response(req, 200, PT_NULL_STR);
+        st = PT_DONE;
+    } else if (what && !strcmp(what, "fail")) {
+        int status = lua_isnumber(co, 2) ? (int)lua_tointeger(co, 2) : 500;
+        const char *reason = lua_tostring(co, 3);
+        const char *message = lua_tostring(co, 4);
+        pt_exec_set_error(req, status >= 100 && status <= 999 ? status : 500, lp->def.name,
+                          pt_pool_strdup(req->pool, reason ? reason : "PolicyFailure"),
+                          message ? message : "a Lua policy failed");
+        st = PT_ERROR;
+    } else if (what) {
+        pt_exec_set_error(req, 500, lp->def.name, "PolicyFailure",
+                          "a Lua policy returned something other than nothing, \"done\" or \"fail\"");
+        st = PT_ERROR;
+    }
+    lua_settop(co, 0);
+    return st;
 }

@@ -388,6 +388,21 @@ static const struct pt_attr_def *find_def(const struct pt_attr_def *defs, const 
     return NULL;
 }
 
+const struct pt_policy_def *pt_compile_def(pt_compile *c)
+{
+    return c->def;
+}
+
+struct pt_node *pt_compile_attr(pt_compile *c, const char *name)
+{
+    return attr_node(c->attrs, c->def->attrs, name);
+}
+
+struct pt_polctx *pt_compile_ctx(pt_compile *c)
+{
+    return c->pc;
+}
+
 static const char *c_attr_literal(pt_compile *c, const char *name)
 {
     struct pt_node *n = attr_node(c->attrs, c->def->attrs, name);

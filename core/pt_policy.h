@@ -135,6 +135,11 @@ bool pt_policy_flatten(struct pt_polctx *pc, struct pt_doc *const *docs, int ndo
 void pt_policy_release(struct pt_polctx *pc);
 /* Compiles one attribute value (expressions are checked and registered). */
 struct pt_value *pt_value_compile(struct pt_polctx *pc, struct pt_node *n);
+/* For the core's generic policies (Lua policies): the definition being
+   compiled and the attribute node of a name. */
+const struct pt_policy_def *pt_compile_def(pt_compile *c);
+struct pt_node *pt_compile_attr(pt_compile *c, const char *name);
+struct pt_polctx *pt_compile_ctx(pt_compile *c);
 /* The default pipeline: inbound/outbound/on-error empty, backend forward-request. */
 
 /* The gateway's API table (pt_pipeline.c), filled by pt_api_init() at start. */
