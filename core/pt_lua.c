@@ -160,7 +160,7 @@ static int safe_rep(lua_State *L)
         lua_tolstring(L, 3, &ls);
     double total = n > 0 ? (double)l * n + (double)ls * (n - 1) : 0;
     if (total > (double)max_string())
-        return luaL_error(L, "string.rep: result too large (%.0f bytes)", total);
+        return luaL_error(L, "string.rep: result too large (%f bytes)", total);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, 1);
@@ -175,7 +175,8 @@ static int safe_pattern(lua_State *L)
     luaL_checklstring(L, 1, &l);
     bool plain = lua_toboolean(L, 4) && lua_tointeger(L, lua_upvalueindex(2)) == 1;
     if (!plain && l > (size_t)lua_tointeger(L, lua_upvalueindex(3)))
-        return luaL_error(L, "pattern matching on a string of %zu bytes exceeds the limit", l);
+        return luaL_error(L, "pattern matching on a string of %d bytes exceeds the limit (lua.patternLimit)",
+                          (int)PT_MIN(l, (size_t)INT32_MAX));
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
