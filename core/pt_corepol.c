@@ -189,9 +189,10 @@ bool pt_corepol_compile(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node 
     }
     if (!strcmp(name, "forward-request")) {
         struct pt_forward *f = pt_pool_calloc(pc->pool, sizeof(*f));
-        int64_t t = int_attr(attrs, "timeout", 300);
-        f->timeout_ms = get(attrs, "timeout-ms") ? (uint32_t)int_attr(attrs, "timeout-ms", 300000)
-                                                  : (uint32_t)(t * 1000);
+        if (get(attrs, "timeout-ms"))
+            f->timeout_ms = (uint32_t)int_attr(attrs, "timeout-ms", 300000);
+        else if (get(attrs, "timeout"))
+            f->timeout_ms = (uint32_t)int_attr(attrs, "timeout", 300) * 1000;
         f->buffer_request_body = bool_attr(attrs, "buffer-request-body", false);
         f->buffer_response = bool_attr(attrs, "buffer-response", true);
         f->fail_on_error_status = bool_attr(attrs, "fail-on-error-status-code", false);

@@ -23,7 +23,7 @@ struct pt_retry {
 };
 
 struct pt_forward {
-    uint32_t timeout_ms;
+    uint32_t timeout_ms; /* 0 = not given: upstream.readTimeout applies */
     bool buffer_request_body;
     bool buffer_response;
     bool fail_on_error_status;

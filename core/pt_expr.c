@@ -50,6 +50,13 @@ int pt_expr_add(struct pt_expr_table *t, const char *src, size_t len, bool block
     int rc = luaL_loadbufferx(L, code, clen, name, "t");
     if (rc != 0) {
         const char *m = lua_tostring(L, -1);
+        /* Lua says "<chunk>:<line>: message"; the caller names the place already */
+        size_t cl = strlen(chunk);
+        if (m && !strncmp(m, chunk, cl) && m[cl] == ':') {
+            const char *rest = strstr(m + cl + 1, ": ");
+            if (rest)
+                m = rest + 2;
+        }
         snprintf(err, errlen, "%s", m ? m : "syntax error");
         lua_pop(L, 1);
         return -1;

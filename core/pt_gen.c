@@ -145,6 +145,47 @@ struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
     return g;
 }
 
+void pt_gen_check_policies(const char *path, struct pt_errors *errs)
+{
+    struct pt_pool *pool = pt_pool_new(64 * 1024);
+    struct pt_errors scratch = {0};
+    struct pt_node *root = pt_node_load_file(pool, path, &scratch); /* its errors are known already */
+    pt_errors_clear(&scratch);
+    if (!root || root->kind != PT_N_MAP) {
+        pt_pool_free(pool);
+        return;
+    }
+    struct pt_registry *reg = pt_registry_new();
+    pt_corepol_register(reg);
+    pt_plugins_register(reg);
+    struct pt_polctx pc = {0};
+    pc.pool = pool;
+    pc.errs = errs;
+    pc.reg = reg;
+    pc.exprs = pt_expr_table_new(pool);
+    struct pt_node *f = pt_node_get(root, "policyFragments"), *nv = pt_node_get(root, "namedValues");
+    pc.fragments = f && f->kind == PT_N_SEQ ? f : NULL;
+    pc.named_values = nv && nv->kind == PT_N_SEQ ? nv : NULL;
+    char *dir = (char *)pt_lua_default_policy_dir();
+    pt_luapol_load(&pc, reg, &dir, 1);
+    pt_policy_doc(&pc, pt_node_get(root, "policies"), PT_SCOPE_GLOBAL);
+    struct pt_node *apis = pt_node_get(root, "apis");
+    for (int i = 0; apis && apis->kind == PT_N_SEQ && i < apis->n; i++) {
+        struct pt_node *a = apis->items[i];
+        if (a->kind != PT_N_MAP)
+            continue;
+        pt_policy_doc(&pc, pt_node_get(a, "policies"), PT_SCOPE_API);
+        struct pt_node *ops = pt_node_get(a, "operations");
+        for (int k = 0; ops && ops->kind == PT_N_SEQ && k < ops->n; k++)
+            if (ops->items[k]->kind == PT_N_MAP)
+                pt_policy_doc(&pc, pt_node_get(ops->items[k], "policies"), PT_SCOPE_OPERATION);
+    }
+    pt_policy_release(&pc);
+    pt_expr_table_free(pc.exprs);
+    pt_registry_free(reg);
+    pt_pool_free(pool);
+}
+
 void pt_gen_ref(struct pt_gen *g)
 {
     atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);

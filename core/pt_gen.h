@@ -60,6 +60,13 @@ struct pt_gen {
     struct pt_polctx *pc;           /* compiled statements, freed with the generation */
 };
 
+/*
+ * Checks the policy documents of a configuration file whose other parts
+ * have errors (so that every error is reported at once).  Reads the file's
+ * raw tree again; adds errors to errs.
+ */
+void pt_gen_check_policies(const char *path, struct pt_errors *errs);
+
 /* Builds a generation; takes ownership of conf on success. NULL + errs on failure. */
 struct pt_gen *pt_gen_build(struct pt_conf *conf, struct pt_errors *errs);
 void pt_gen_ref(struct pt_gen *g);

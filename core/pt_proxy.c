@@ -700,6 +700,28 @@ static void send_continue(struct pt_req *req)
     }
 }
 
+static void backend_failed(struct pt_req *req, int status, const char *reason, const char *msg);
+
+/* forward-request's own timeout: the response head did not come in time. */
+static void forward_timeout(pt_call *call, void *arg)
+{
+    struct pt_req *req = call->req;
+    req->fwd_timer = NULL;
+    if (req->rh_done || !req->up)
+        return;
+    pt_warn("request %.*s: backend %s: no response within forward-request's timeout (%u ms)", (int)req->idn,
+            req->id, req->up->pool->key, req->fwd_timeout);
+    backend_failed(req, 504, "Timeout", "Gateway timeout: the backend did not answer in time");
+}
+
+static void forward_timer_stop(struct pt_req *req)
+{
+    if (req->fwd_timer) {
+        pt_api_table.timer_cancel(req->fwd_timer);
+        req->fwd_timer = NULL;
+    }
+}
+
 /* Drops a backend response that a policy replaced, or that a retry repeats. */
 static void drop_backend_response(struct pt_req *req)
 {
@@ -741,6 +763,9 @@ pt_status pt_proxy_forward(struct pt_req *req)
     memset(&req->resp_ch, 0, sizeof(req->resp_ch));
     if (!req_send(req, false))
         return PT_ERROR;
+    forward_timer_stop(req);
+    if (req->fwd_timeout)
+        req->fwd_timer = pt_api_table.timer_start(&req->ex.call, req->fwd_timeout, forward_timeout, NULL);
     if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE) {
         c->state = C_BODY;
         send_continue(req);
@@ -972,6 +997,7 @@ static void resp_done(struct pt_req *req)
 static void backend_failed(struct pt_req *req, int status, const char *reason, const char *msg)
 {
     struct pt_conn *c = req->c;
+    forward_timer_stop(req);
     if (req->up)
         up_close(req->up);
     if (req->resp_head_sent) {
@@ -1359,6 +1385,7 @@ static void resp_read(struct pt_req *req)
             backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: invalid response from the backend");
             return;
         }
+        forward_timer_stop(req);
         req->rh_done = true;
         req->rh_backend = true;
         req->resp_replaced = false;

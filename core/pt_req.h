@@ -159,6 +159,7 @@ struct pt_req {
     size_t uphead_n;
     bool retried;
     uint32_t fwd_timeout; /* forward-request timeout, ms (0 = upstream.readTimeout) */
+    struct pt_timer *fwd_timer; /* ... its deadline for the response head */
     bool fwd_fail_on_status;
     /* policies */
     struct pt_exec ex;
