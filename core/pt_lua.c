@@ -31,6 +31,7 @@
 #include "pt_log.h"
 #include "pt_luahelp.h"
 #include "pt_luapol.h"
+#include "pt_plugin.h"
 #include "pt_req.h"
 
 #include <event2/buffer.h>
@@ -899,6 +900,18 @@ static void build_user_globals(struct pt_lua *x)
     lua_getfield(L, -1, "parse");
     lua_setfield(L, user, "asBasic");
     lua_pop(L, 2);
+    /* our prelude's helpers (split, trim, startsWith, ...) */
+    if (luaL_loadfile(L, pt_lua_prelude_path()) == 0 && lua_pcall(L, 0, 1, 0) == 0 && lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, user);
+        }
+    } else
+        pt_err("cannot load the Lua prelude %s: %s", pt_lua_prelude_path(),
+               lua_tostring(L, -1) ? lua_tostring(L, -1) : "not a table");
+    lua_pop(L, 1);
     /* context */
     push_proxy(L, K_CONTEXT);
     lua_setfield(L, user, "context");

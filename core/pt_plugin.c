@@ -55,13 +55,26 @@ const char *pt_plugins_default_dir(void)
     return PT_PLUGINDIR;
 }
 
+#ifndef PT_POLICYDIR
+#define PT_POLICYDIR "/usr/local/share/portico/policies"
+#endif
+
 const char *pt_lua_default_policy_dir(void)
 {
 #ifdef PT_SRCDIR
     if (running_uninstalled())
         return PT_SRCDIR "/policies";
 #endif
-    return PT_LUADIR "/../policies";
+    return PT_POLICYDIR;
+}
+
+const char *pt_lua_prelude_path(void)
+{
+#ifdef PT_SRCDIR
+    if (running_uninstalled())
+        return PT_SRCDIR "/lua/prelude.lua";
+#endif
+    return PT_LUADIR "/prelude.lua";
 }
 
 static int cmp_str(const void *a, const void *b)

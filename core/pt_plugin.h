@@ -27,5 +27,7 @@ void pt_plugins_unload(void);
 const char *pt_plugins_default_dir(void);
 /* Same for the shipped Lua policies (the source tree's policies/ or $datadir). */
 const char *pt_lua_default_policy_dir(void);
+/* Portico's own Lua prelude (lua/prelude.lua, installed to $datadir/portico/lua). */
+const char *pt_lua_prelude_path(void);
 
 #endif
