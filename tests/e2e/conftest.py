@@ -236,6 +236,7 @@ def portico(workdir):
             err = p.proc.stderr.read().decode(errors="replace") if p.proc.stderr else ""
             # sanitizer reports fail the test that caused them
             assert "ERROR: AddressSanitizer" not in err and "runtime error:" not in err, err
+            assert "ERROR: LeakSanitizer" not in err, err
             assert "ERROR: AddressSanitizer" not in p.log_text()
 
 
