@@ -325,6 +325,9 @@ static void reload(void)
             pt_warn("workers: %d -> %d needs a restart; keeping %d", nworkers, cf->workers, nworkers);
             cf->workers = nworkers;
         }
+        const char *od = current->conf->plugin_dir, *nd = cf->plugin_dir;
+        if ((od || nd) && (!od || !nd || strcmp(od, nd)))
+            pt_warn("pluginDir changed: plugins are loaded at start only; restart to use the new folder");
         g = pt_gen_build(cf, &errs);
         if (!g)
             pt_conf_free(cf);
@@ -454,6 +457,10 @@ int main(int argc, char **argv)
 
     struct pt_errors errs = {0};
     struct pt_conf *cf = pt_conf_load(conf_path, &errs);
+    if (cf && !test_only && !reference && !apply_logs(cf)) {
+        pt_conf_free(cf);
+        return 1;
+    }
     if (cf)
         load_plugins(cf);
     else

@@ -129,16 +129,18 @@ static struct pt_node *get(struct pt_node *attrs, const char *k)
     return attrs && attrs->kind == PT_N_MAP ? pt_node_get(attrs, k) : NULL;
 }
 
+static struct pt_polctx *cur_pc; /* set while a core statement compiles */
+
 static int64_t int_attr(struct pt_node *attrs, const char *k, int64_t def)
 {
-    struct pt_node *n = get(attrs, k);
-    return n && n->kind == PT_N_SCALAR && !n->null ? strtoll(n->str, NULL, 10) : def;
+    const char *t = pt_policy_text(cur_pc, get(attrs, k));
+    return t && *t ? strtoll(t, NULL, 10) : def;
 }
 
 static bool bool_attr(struct pt_node *attrs, const char *k, bool def)
 {
-    struct pt_node *n = get(attrs, k);
-    return n && n->kind == PT_N_SCALAR && !n->null ? (n->str[0] == 't' || n->str[0] == 'T') : def;
+    const char *t = pt_policy_text(cur_pc, get(attrs, k));
+    return t && *t ? (t[0] == 't' || t[0] == 'T') : def;
 }
 
 static bool compile_header(struct pt_polctx *pc, struct pt_node *h, struct pt_rr_header *out)
@@ -171,6 +173,7 @@ bool pt_corepol_compile(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node 
                         int depth, bool in_fragment, pt_parse_block_fn parse_block)
 {
     const char *name = s->name;
+    cur_pc = pc;
     if (!strcmp(name, "retry")) {
         struct pt_retry *r = pt_pool_calloc(pc->pool, sizeof(*r));
         r->cond = pt_value_compile(pc, get(attrs, "condition"));
@@ -265,8 +268,8 @@ bool pt_corepol_compile(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node 
     if (!strcmp(name, "mock-response")) {
         int *inst = pt_pool_calloc(pc->pool, sizeof(int) + sizeof(char *));
         inst[0] = (int)int_attr(attrs, "status-code", 200);
-        struct pt_node *ct = get(attrs, "content-type");
-        memcpy(inst + 1, &(const char *){ct ? ct->str : NULL}, sizeof(char *));
+        const char *ct = pt_policy_text(pc, get(attrs, "content-type"));
+        memcpy(inst + 1, &ct, sizeof(char *));
         s->instance = inst;
         return true;
     }
@@ -371,18 +374,16 @@ static pt_status run_mock(const struct pt_api *api, pt_call *call, void *inst)
 pt_status pt_corepol_return_response(struct pt_req *req, pt_call *call, const struct pt_stmt *s)
 {
     const struct pt_return_response *rr = s->data;
-    struct pt_luaval v;
     int rc;
-    if (rr->var) {
-        /* a response stored by send-request; none exist yet: start fresh */
-        pt_req_new_response(req, 200, PT_NULL_STR);
-    } else
-        pt_req_new_response(req, 200, PT_NULL_STR);
+    /* everything is evaluated first: expressions see the response as it was
+       (the backend's, in outbound), not the empty one being built */
+    long code = 200;
+    pt_str reason = PT_NULL_STR;
     if (rr->code) {
+        struct pt_luaval v;
         if ((rc = pt_value_eval(req, rr->code, &v)) != 0)
             return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
-        long code = v.type == PT_VAR_NUMBER ? (long)v.num : strtol(v.s.p ? v.s.p : "", NULL, 10);
-        pt_str reason = PT_NULL_STR;
+        code = v.type == PT_VAR_NUMBER ? (long)v.num : strtol(v.s.p ? v.s.p : "", NULL, 10);
         if (rr->reason) {
             struct pt_luaval rv;
             if ((rc = pt_value_eval(req, rr->reason, &rv)) != 0)
@@ -394,29 +395,31 @@ pt_status pt_corepol_return_response(struct pt_req *req, pt_call *call, const st
                               "set-status: invalid status code or reason");
             return PT_ERROR;
         }
-        req->rh.status = (int)code;
-        req->rh.reason = reason;
     }
+    struct pt_luaval *names = pt_pool_calloc(req->pool, sizeof(*names) * (size_t)(rr->nheaders + 1));
+    pt_bytes **vals = pt_pool_calloc(req->pool, sizeof(*vals) * (size_t)(rr->nheaders + 1));
     for (int i = 0; i < rr->nheaders; i++) {
         const struct pt_rr_header *h = &rr->headers[i];
-        struct pt_luaval nv;
-        if ((rc = pt_value_eval(req, h->name, &nv)) != 0)
+        if ((rc = pt_value_eval(req, h->name, &names[i])) != 0)
             return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
-        pt_bytes *vals = pt_pool_alloc(req->pool, sizeof(*vals) * (size_t)(h->nvalues ? h->nvalues : 1));
+        vals[i] = pt_pool_alloc(req->pool, sizeof(pt_bytes) * (size_t)(h->nvalues ? h->nvalues : 1));
         for (int k = 0; k < h->nvalues; k++) {
             struct pt_luaval hv;
             if ((rc = pt_value_eval(req, h->values[k], &hv)) != 0)
                 return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
-            vals[k] = (pt_bytes){hv.s.p, hv.s.n};
+            vals[i][k] = (pt_bytes){hv.s.p, hv.s.n};
         }
-        if (pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){nv.s.p, nv.s.n}, vals, h->nvalues, h->mode) < 0)
+    }
+    struct pt_luaval body = {0};
+    if (rr->body && (rc = pt_value_eval(req, rr->body, &body)) != 0)
+        return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
+    /* now build it */
+    pt_req_new_response(req, (int)code, reason);
+    for (int i = 0; i < rr->nheaders; i++)
+        if (pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){names[i].s.p, names[i].s.n}, vals[i],
+                              rr->headers[i].nvalues, rr->headers[i].mode) < 0)
             return PT_ERROR;
-    }
-    if (rr->body) {
-        struct pt_luaval bv;
-        if ((rc = pt_value_eval(req, rr->body, &bv)) != 0)
-            return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
-        pt_req_set_body(req, PT_MSG_RESPONSE, bv.s);
-    }
+    if (rr->body)
+        pt_req_set_body(req, PT_MSG_RESPONSE, body.s);
     return PT_DONE;
 }

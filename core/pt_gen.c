@@ -105,6 +105,8 @@ struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
         pt_luapol_load(g->pc, g->reg, &dir, 1);
     }
     int perr = errs->n;
+    for (int i = 0; cf->fragments && i < cf->fragments->n; i++)
+        pt_policy_check_fragment(g->pc, cf->fragments->items[i]);
     struct pt_doc *gdoc = pt_policy_doc(g->pc, cf->policies, PT_SCOPE_GLOBAL);
     for (int i = 0; i < g->napis; i++) {
         struct pt_apidef *api = &g->apis[i];
@@ -168,6 +170,9 @@ void pt_gen_check_policies(const char *path, struct pt_errors *errs)
     pc.named_values = nv && nv->kind == PT_N_SEQ ? nv : NULL;
     char *dir = (char *)pt_lua_default_policy_dir();
     pt_luapol_load(&pc, reg, &dir, 1);
+    for (int i = 0; pc.fragments && i < pc.fragments->n; i++)
+        if (pc.fragments->items[i]->kind == PT_N_MAP)
+            pt_policy_check_fragment(&pc, pc.fragments->items[i]);
     pt_policy_doc(&pc, pt_node_get(root, "policies"), PT_SCOPE_GLOBAL);
     struct pt_node *apis = pt_node_get(root, "apis");
     for (int i = 0; apis && apis->kind == PT_N_SEQ && i < apis->n; i++) {

@@ -37,6 +37,9 @@ struct pt_timer {
 
 static void run(struct pt_req *req);
 
+/* A control statement pushed a frame: the stack already says what is next. */
+#define ST_MOVED ((pt_status)100)
+
 /* --------------------------------------------------------------- errors */
 
 static const char *scope_name(int scope)
@@ -64,6 +67,15 @@ static const char *current_path(struct pt_req *req)
         const struct pt_stmt *s = f->b->s[f->i];
         if (b.n)
             pt_buf_lit(&b, "/");
+        if (f->owner && f->owner->kind == PT_ST_CHOOSE) {
+            /* the branch: when[k] or otherwise */
+            if (f->owner->whens[f->aux].cond) {
+                char w[24];
+                int k = snprintf(w, sizeof(w), "when[%d]/", f->aux + 1);
+                pt_buf_add(&b, w, (size_t)k);
+            } else
+                pt_buf_lit(&b, "otherwise/");
+        }
         pt_buf_add(&b, s->name, strlen(s->name));
         char idx[16];
         int k = snprintf(idx, sizeof(idx), "[%d]", f->i + 1);
@@ -190,6 +202,8 @@ static pt_timer *timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *cal
     t->fn = fn;
     t->arg = arg;
     t->ev = evtimer_new(req->c->w->base, timer_fire, t);
+    /* libevent counts from its cached loop time: refresh it so the wait is never short */
+    event_base_update_cache_time(req->c->w->base);
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(t->ev, &tv);
     t->next = req->ex.timers;
@@ -275,7 +289,7 @@ static pt_status retry_after(struct pt_req *req, struct pt_frame *f, bool failed
     if (wait == 0) {
         if (!push(req, &s->body, s, f->aux))
             return PT_ERROR;
-        return PT_DECLINED; /* continue inside the new frame */
+        return ST_MOVED; /* continue inside the new frame */
     }
     req->ex.waiting = true;
     if (!timer_start(&req->ex.call, wait, retry_wake, (void *)s)) {
@@ -291,8 +305,10 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
     struct pt_exec *ex = &req->ex;
     ex->call.stmt = s;
     switch (s->kind) {
-    case PT_ST_POLICY:
-        return s->def->run ? s->def->run(&pt_api_table, &ex->call, s->instance) : PT_OK;
+    case PT_ST_POLICY: {
+        pt_status st = s->def->run ? s->def->run(&pt_api_table, &ex->call, s->instance) : PT_OK;
+        return st == PT_DECLINED ? PT_OK : st;
+    }
     case PT_ST_CHOOSE:
         for (int i = 0; i < s->nwhens; i++) {
             const struct pt_when *w = &s->whens[i];
@@ -302,16 +318,18 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
                     return st;
                 continue;
             }
-            f->i++; /* the choose is done once its branch is */
-            if (w->body.n && !push(req, &w->body, s, 0))
+            if (!w->body.n)
+                return PT_OK;
+            /* the choose stays current (for lastError.path) until its branch ends */
+            if (!push(req, &w->body, s, i))
                 return PT_ERROR;
-            return PT_DECLINED;
+            return ST_MOVED;
         }
         return PT_OK;
     case PT_ST_RETRY:
         if (!push(req, &s->body, s, 0))
             return PT_ERROR;
-        return PT_DECLINED;
+        return ST_MOVED;
     case PT_ST_FORWARD: {
         const struct pt_forward *fw = s->data;
         req->fwd_timeout = fw->timeout_ms;
@@ -324,10 +342,15 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
     }
     case PT_ST_RETURN_RESPONSE:
         return pt_corepol_return_response(req, &ex->call, s);
-    case PT_ST_WRAP:
+    case PT_ST_WRAP: {
+        /* a plugin policy with nested statements: its run() decides, then they run */
+        pt_status st = s->def->run ? s->def->run(&pt_api_table, &ex->call, s->instance) : PT_OK;
+        if (st != PT_OK && st != PT_DECLINED)
+            return st;
         if (!push(req, &s->body, s, 0))
             return PT_ERROR;
-        return PT_DECLINED;
+        return ST_MOVED;
+    }
     case PT_ST_BASE:
         return PT_OK;
     }
@@ -338,11 +361,12 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
 static bool apply(struct pt_req *req, pt_status st)
 {
     struct pt_exec *ex = &req->ex;
-    switch (st) {
+    switch ((int)st) {
     case PT_OK:
+    case PT_DECLINED:
         ex->st[ex->depth - 1].i++;
         return true;
-    case PT_DECLINED:
+    case ST_MOVED:
         return true; /* the statement already moved the stack */
     case PT_DONE:
         finish(req);
@@ -404,9 +428,8 @@ static void run(struct pt_req *req)
                 struct pt_frame *pf = &ex->st[ex->depth - 1];
                 if (!apply(req, retry_after(req, pf, false)))
                     continue;
-            } else if (owner && owner->kind == PT_ST_WRAP)
-                ex->st[ex->depth - 1].i++;
-            /* a choose already advanced past itself */
+            } else if (owner)
+                ex->st[ex->depth - 1].i++; /* choose or a wrapping policy: done with its statements */
             continue;
         }
         pt_status st = step(req, f, f->b->s[f->i]);
@@ -487,22 +510,29 @@ static pt_str pool_str(struct pt_req *req, pt_bytes b)
     return (pt_str){pt_pool_strndup(req->pool, b.data ? b.data : "", b.len), b.len};
 }
 
+/* The name errors are reported under: the running statement, else the operation. */
+static const char *source_name(struct pt_req *req, const char *fallback)
+{
+    const struct pt_stmt *s = req->ex.call.stmt;
+    return s && s->name ? s->name : fallback;
+}
+
 int pt_msg_header_set(struct pt_req *req, pt_msg m, pt_bytes name, const pt_bytes *values, int n,
                       pt_header_mode mode)
 {
     pt_str nm = {name.data, name.len};
     if (!pt_http_token(nm)) {
-        pt_exec_set_error(req, 500, "set-header", "InvalidHeaderName", "invalid header name");
+        pt_exec_set_error(req, 500, source_name(req, "set-header"), "InvalidHeaderName", "invalid header name");
         return -1;
     }
     for (int i = 0; i < n; i++)
         if (!pt_http_value_ok((pt_str){values[i].data, values[i].len})) {
-            pt_exec_set_error(req, 500, "set-header", "InvalidHeaderValue",
+            pt_exec_set_error(req, 500, source_name(req, "set-header"), "InvalidHeaderValue",
                               "header value contains CR, LF, NUL or another control character");
             return -1;
         }
     if (in_list(protected_headers, name)) {
-        pt_exec_set_error(req, 500, "set-header", "ProtectedHeader", "this header is managed by the gateway");
+        pt_exec_set_error(req, 500, source_name(req, "set-header"), "ProtectedHeader", "this header is managed by the gateway");
         return -1;
     }
     struct pt_head *h = msg_head(req, m);
@@ -657,7 +687,7 @@ static pt_bytes api_method(pt_call *call)
 static int api_set_method(pt_call *call, pt_bytes m)
 {
     if (!pt_http_token((pt_str){m.data, m.len})) {
-        pt_exec_set_error(call->req, 500, "set-method", "InvalidMethod", "invalid method");
+        pt_exec_set_error(call->req, 500, source_name(call->req, "set-method"), "InvalidMethod", "invalid method");
         return -1;
     }
     call->req->h.method = pool_str(call->req, m);
@@ -682,7 +712,7 @@ static bool url_part_ok(pt_bytes b, bool query)
 static int api_set_path(pt_call *call, pt_bytes p)
 {
     if ((p.len && p.data[0] != '/') || !url_part_ok(p, false)) {
-        pt_exec_set_error(call->req, 500, "rewrite-uri", "InvalidUrl", "invalid path");
+        pt_exec_set_error(call->req, 500, source_name(call->req, "rewrite-uri"), "InvalidUrl", "invalid path");
         return -1;
     }
     call->req->bpath = pool_str(call->req, p);
@@ -697,7 +727,7 @@ static pt_bytes api_query(pt_call *call)
 static int api_set_query(pt_call *call, pt_bytes q)
 {
     if (!url_part_ok(q, true)) {
-        pt_exec_set_error(call->req, 500, "set-query-parameter", "InvalidUrl", "invalid query");
+        pt_exec_set_error(call->req, 500, source_name(call->req, "set-query-parameter"), "InvalidUrl", "invalid query");
         return -1;
     }
     call->req->bquery = pool_str(call->req, q);
@@ -747,7 +777,7 @@ static int api_set_status(pt_call *call, int code, pt_bytes reason)
 {
     struct pt_req *req = call->req;
     if (code < 100 || code > 999 || !pt_http_value_ok((pt_str){reason.data, reason.len})) {
-        pt_exec_set_error(req, 500, "set-status", "InvalidStatus", "invalid status code or reason");
+        pt_exec_set_error(req, 500, source_name(req, "set-status"), "InvalidStatus", "invalid status code or reason");
         return -1;
     }
     if (!req->rh_done)

@@ -164,6 +164,13 @@ static char *substitute_named(struct pt_polctx *pc, struct pt_node *n, const cha
     return r;
 }
 
+const char *pt_policy_text(struct pt_polctx *pc, struct pt_node *n)
+{
+    if (!n || n->kind != PT_N_SCALAR)
+        return NULL;
+    return substitute_named(pc, n, n->null ? "" : n->str);
+}
+
 struct pt_value *pt_value_compile(struct pt_polctx *pc, struct pt_node *n)
 {
     if (n->kind != PT_N_SCALAR) {
@@ -262,13 +269,33 @@ static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct
         pt_node_error(pc->errs, v, "'%s' expects a value, found %s", a->name, pt_node_kind_name(v));
         return false;
     }
+    if (!v->null && strstr(v->str, "{{")) {
+        /* named values first: what they expand to is what must be valid */
+        const char *t = substitute_named(pc, v, v->str);
+        if (!t)
+            return false;
+        struct pt_node copy = *v;
+        copy.str = (char *)t;
+        copy.len = strlen(t);
+        copy.quoted = true; /* a named value is a string: only its text counts */
+        if (a->type == PT_ATTR_BOOL)
+            copy.quoted = false;
+        struct pt_errors *outer = pc->errs, local = {0};
+        pc->errs = &local;
+        bool ok = validate_value(pc, &copy, a);
+        pc->errs = outer;
+        for (int i = 0; i < local.n; i++)
+            pt_errors_add(outer, "%s (after named values: '%s')", local.msgs[i], t);
+        pt_errors_clear(&local);
+        return ok;
+    }
     bool expr = !v->null && is_expr_text(v->str);
     if (expr && !(a->flags & PT_ATTR_EXPR)) {
         pt_node_error(pc->errs, v, "'%s' does not accept an expression", a->name);
         return false;
     }
-    if (expr || strstr(v->str ? v->str : "", "{{"))
-        return true; /* checked when compiled / substituted */
+    if (expr)
+        return true; /* checked when compiled */
     switch (a->type) {
     case PT_ATTR_INT: {
         char *end;
@@ -406,7 +433,11 @@ struct pt_polctx *pt_compile_ctx(pt_compile *c)
 static const char *c_attr_literal(pt_compile *c, const char *name)
 {
     struct pt_node *n = attr_node(c->attrs, c->def->attrs, name);
-    if (!n || n->kind != PT_N_SCALAR)
+    if (!n) {
+        const struct pt_attr_def *d = find_def(c->def->attrs, name);
+        return d ? d->def : NULL; /* the schema's default */
+    }
+    if (n->kind != PT_N_SCALAR)
         return NULL;
     if (is_expr_text(n->str))
         return NULL;
@@ -417,7 +448,16 @@ static const char *c_attr_literal(pt_compile *c, const char *name)
 static pt_value *c_attr_value(pt_compile *c, const char *name)
 {
     struct pt_node *n = attr_node(c->attrs, c->def->attrs, name);
-    if (!n || n->kind != PT_N_SCALAR)
+    if (!n) {
+        const struct pt_attr_def *d = find_def(c->def->attrs, name);
+        if (!d || !d->def)
+            return NULL;
+        struct pt_value *v = pt_pool_calloc(c->pc->pool, sizeof(*v)); /* the default, a literal */
+        v->text = d->def;
+        v->len = strlen(d->def);
+        return v;
+    }
+    if (n->kind != PT_N_SCALAR)
         return NULL;
     return pt_value_compile(c->pc, n);
 }
@@ -666,6 +706,18 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
     int before = pc->errs->n;
     if (!compile_core(pc, s, attrs, section, depth, in_fragment))
         return NULL;
+    if (s->kind == PT_ST_POLICY && !(def->flags & PT_POLICY_CORE_SYNTAX))
+        for (const struct pt_attr_def *a = def->attrs; a && a->name; a++)
+            if (a->type == PT_ATTR_POLICIES) {
+                struct pt_node *list = attrs->kind == PT_N_MAP ? pt_node_get(attrs, a->name) : NULL;
+                if (!list)
+                    continue;
+                struct pt_block *b = parse_block(pc, list, section, depth + 1, false, in_fragment);
+                if (!b)
+                    return NULL;
+                s->kind = PT_ST_WRAP;
+                s->body = *b;
+            }
     if (s->kind == PT_ST_POLICY || s->kind == PT_ST_WRAP) {
         if (def->compile) {
             struct pt_compile c = {pc, attrs, def, s, (int)section_bits[section]};
@@ -746,6 +798,43 @@ struct pt_doc *pt_policy_doc(struct pt_polctx *pc, struct pt_node *policies, int
             ok = false;
     }
     return ok ? d : NULL;
+}
+
+/* Checks a fragment that may be unused: names, attributes, no base, no nesting. */
+void pt_policy_check_fragment(struct pt_polctx *pc, struct pt_node *frag)
+{
+    struct pt_node *list = pt_node_get(frag, "value");
+    if (!list)
+        list = pt_node_get(frag, "policies");
+    if (!list)
+        return;
+    if (list->kind != PT_N_SEQ) {
+        pt_node_error(pc->errs, list, "a fragment's value is a list of statements");
+        return;
+    }
+    for (int i = 0; i < list->n; i++) {
+        struct pt_node *n = list->items[i];
+        if (n->kind == PT_N_SCALAR && !n->null && !strcmp(n->str, "base")) {
+            pt_node_error(pc->errs, n, "a policy fragment cannot contain 'base'");
+            continue;
+        }
+        if (n->kind != PT_N_MAP || n->n != 1) {
+            pt_node_error(pc->errs, n, "a statement is a one-key map {policy-name: {attributes}}");
+            continue;
+        }
+        const char *name = pt_node_key(n, 0)->str;
+        if (!strcmp(name, "include-fragment")) {
+            pt_node_error(pc->errs, n, "a policy fragment cannot include another fragment");
+            continue;
+        }
+        const struct pt_policy_def *def = pt_registry_find(pc->reg, name);
+        if (!def) {
+            pt_node_error(pc->errs, pt_node_key(n, 0), "unknown policy '%s'", name);
+            continue;
+        }
+        if (!(def->flags & PT_POLICY_CORE_SYNTAX))
+            validate_attrs(pc, pt_node_val(n, 0), def->attrs, name);
+    }
 }
 
 /* ------------------------------------------------------------- flattening */

@@ -131,8 +131,12 @@ struct pt_doc *pt_policy_doc(struct pt_polctx *pc, struct pt_node *policies, int
 /* Composes documents (narrowest first: operation, API, product, workspace,
    global; NULL entries skipped) into a pipeline. */
 bool pt_policy_flatten(struct pt_polctx *pc, struct pt_doc *const *docs, int ndocs, struct pt_pipeline *out);
+/* Checks a fragment's statements without using them (unused fragments). */
+void pt_policy_check_fragment(struct pt_polctx *pc, struct pt_node *frag);
 /* Frees every compiled instance (at the end of a generation). */
 void pt_policy_release(struct pt_polctx *pc);
+/* A scalar's text with named values substituted (NULL after an error). */
+const char *pt_policy_text(struct pt_polctx *pc, struct pt_node *n);
 /* Compiles one attribute value (expressions are checked and registered). */
 struct pt_value *pt_value_compile(struct pt_polctx *pc, struct pt_node *n);
 /* For the core's generic policies (Lua policies): the definition being

@@ -333,6 +333,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
         pthread_mutex_init(&w->mu, NULL);
         struct event_config *ec = event_config_new();
         event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER); /* policy timers are never early */
         w->base = event_base_new_with_config(ec);
         event_config_free(ec);
         if (!w->base) {

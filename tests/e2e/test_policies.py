@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -346,8 +347,6 @@ def test_named_value_in_retry_condition(flaky, portico):
     assert status == 499 and echo(body)["attempt"] == 1
 
 
-@pytest.mark.xfail(reason="BUG: a named value in an integer attribute of a core policy is not substituted: "
-                          "retry count '{{tries}}' is read as 0 (no retry)", strict=True)
 def test_named_value_in_retry_count(flaky, portico):
     cfg = basic_config(flaky.url)
     cfg["namedValues"] = [{"id": "tries", "value": "2"}]
@@ -360,8 +359,6 @@ def test_named_value_in_retry_count(flaky, portico):
     assert status == 503 and echo(body)["attempt"] == 3
 
 
-@pytest.mark.xfail(reason="BUG: forward-request timeout '{{to}}' (named value) is read as 0: no timeout at all",
-                   strict=True)
 def test_named_value_in_forward_timeout(backend, portico):
     cfg = basic_config(backend.url)
     cfg["namedValues"] = [{"id": "to", "value": "1"}]
@@ -373,8 +370,6 @@ def test_named_value_in_forward_timeout(backend, portico):
     assert status == 504 and time.monotonic() - t0 < 2.0
 
 
-@pytest.mark.xfail(reason="BUG: mock-response status-code '{{sc}}' (named value) is read as 0: the client "
-                          "gets the invalid status line 'HTTP/1.1 0 Unknown'", strict=True)
 def test_named_value_in_mock_status_code(backend, portico):
     cfg = basic_config(backend.url)
     cfg["namedValues"] = [{"id": "sc", "value": "201"}]
@@ -525,9 +520,6 @@ def test_response_context_in_outbound(backend, portico):
     assert [r.target for r in backend.requests] == ["/base/status/201"]
 
 
-@pytest.mark.xfail(reason="BUG: inside a return-response in outbound, expressions see a fresh empty 200 "
-                          "response instead of the backend's (statusCode 200, no headers, empty body): "
-                          "return-response resets the response before evaluating its children", strict=True)
 def test_return_response_expressions_see_backend_response(backend, portico):
     cfg = basic_config(backend.url)
     op(cfg, "st", "GET", "/status/{code}", {"outbound": [reply(
@@ -701,9 +693,6 @@ def test_bad_fragment_is_a_config_error(workdir, backend, frag, needle, words):
     assert words in m.group(3).lower(), out
 
 
-@pytest.mark.xfail(reason="BUG: a policy fragment is validated only where it is included: an unused fragment "
-                          "containing `base` (or include-fragment, or an unknown policy) passes `portico -t`",
-                   strict=True)
 def test_unused_fragment_with_base_is_a_config_error(workdir, backend):
     cfg = basic_config(backend.url)
     cfg["policyFragments"] = [{"id": "bad", "value": [trail("a"), "base"]}]
@@ -808,10 +797,6 @@ def test_error_scope_is_the_failing_statements_scope(backend, portico):
     assert [r.target for r in backend.requests] == ["/base/items/1"]
 
 
-@pytest.mark.xfail(reason="BUG: context.lastError.path is wrong for a statement inside a choose branch: "
-                          "'set-variable[3]/set-variable[2]' (the statement after the choose) instead of "
-                          "'choose[2]/...set-variable[2]'; the choose frame has already advanced past itself",
-                   strict=True)
 def test_error_path_inside_choose(backend, portico):
     cfg = error_config(backend.url)
     op(cfg, "t", "GET", "/t", {"inbound": [
@@ -1389,7 +1374,7 @@ def test_inbound_body_read_waits_for_slow_upload_without_blocking(backend, porti
         "outbound": [reply(body="@(context.variables.h)")]}
     p = portico(cfg)
     payload = b"slow-upload-" * 100
-    s = __import__("socket").create_connection(("127.0.0.1", p.port), timeout=5)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
     try:
         s.sendall(b"POST /echo/items HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(payload) + payload[:100])
@@ -1421,7 +1406,7 @@ def test_client_gone_during_retry_wait(flaky, portico):
     cfg["apis"][0]["policies"] = retry_backend(count=1, interval=1)
     p = portico(cfg)
     for i in range(3):
-        s = __import__("socket").create_connection(("127.0.0.1", p.port), timeout=5)
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
         s.sendall(b"GET /echo/fail/5/503/gone%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
         time.sleep(0.2)
         s.close()
@@ -1441,7 +1426,7 @@ def test_shutdown_with_a_pending_retry_timer(flaky, portico):
     cfg = basic_config(flaky.url)
     cfg["apis"][0]["policies"] = retry_backend(count=3, interval=5)
     p = portico(cfg)
-    s = __import__("socket").create_connection(("127.0.0.1", p.port), timeout=5)
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
     try:
         s.sendall(b"GET /echo/fail/9/503/pending HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.3)

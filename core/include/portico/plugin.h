@@ -11,12 +11,20 @@
  *     cc -shared -fPIC -fvisibility=hidden -o myplugin.so myplugin.c \
  *        $(pkg-config --cflags portico)      (or -I$prefix/include)
  *
+ * (`make install` puts this header in $includedir/portico and portico.pc in
+ * $libdir/pkgconfig.)
+ *
  * and put it in the plugin directory (`pluginDir:` in the configuration).
  * docs/plugin-guide.md walks through a complete example.
  *
- * ABI changelog (bump MINOR for additions at the end of a struct, MAJOR for
- * anything else; a plugin built for the same MAJOR and an older or equal
- * MINOR loads):
+ * ABI rules: a plugin loads when it was built for the same MAJOR and an
+ * older or equal MINOR.  MINOR grows only by adding functions at the end
+ * of struct pt_api (whose `size` tells a plugin what the gateway has) and
+ * new enum values or flags; the layouts of struct pt_plugin,
+ * pt_policy_def and pt_attr_def (arrays of the last two live in plugins)
+ * change only with MAJOR.
+ *
+ * ABI changelog:
  *   1.0  2026-11-26  first version: policies with attribute schemas,
  *                    compile/run/free, asynchronous run with resume,
  *                    headers, URL, method, status, bodies, variables,
@@ -46,7 +54,7 @@ typedef enum pt_status {
     PT_OK = 0,       /* done; continue with the next statement */
     PT_ERROR = 1,    /* failed (set the reason with api->fail); on-error runs */
     PT_AGAIN = 2,    /* suspended; api->resume() continues the pipeline later */
-    PT_DECLINED = 3, /* nothing to do here; continue */
+    PT_DECLINED = 3, /* nothing to do here; continue (same as PT_OK) */
     PT_DONE = 4,     /* a response was produced (api->respond); stop the pipeline */
 } pt_status;
 
@@ -84,7 +92,7 @@ typedef enum pt_attr_type {
     PT_ATTR_BOOL,       /* true / false */
     PT_ATTR_ENUM,       /* one of enums[] */
     PT_ATTR_ELEMENT,    /* a nested element with its own attributes (children) */
-    PT_ATTR_POLICIES,   /* a list of policy statements (for wrapping policies) */
+    PT_ATTR_POLICIES,   /* nested statements: they run after this policy's run() returns PT_OK */
 } pt_attr_type;
 
 #define PT_ATTR_REQUIRED 0x01 /* must be present */
@@ -172,10 +180,12 @@ struct pt_api {
 
     /* -- values -- */
 
-    /* Evaluates a value to a string (arena memory).  Expressions may fail:
-       then -1 and the request's error is set (return PT_ERROR). */
+    /* Evaluates a value to a string (arena memory).  Returns 0; PT_AGAIN
+       when an expression needs a body not read yet (return PT_AGAIN: run()
+       is called again once it is); -1 when the expression failed (the
+       request's error is set: return PT_ERROR). */
     int (*eval)(pt_call *call, const pt_value *v, pt_bytes *out);
-    /* Evaluates to a boolean (Lua truthiness; literal "true"/"false"). */
+    /* Evaluates to a boolean (Lua truthiness; literal "true"/"false"); same returns as eval. */
     int (*eval_bool)(pt_call *call, const pt_value *v, int *out);
     /* true when the value is a literal (no per-request cost). */
     int (*value_is_literal)(const pt_value *v);
