@@ -340,8 +340,15 @@ static bool validate_attrs(struct pt_polctx *pc, struct pt_node *map, const stru
                            const char *what)
 {
     bool ok = true;
+    const struct pt_attr_def *shorthand = NULL;
+    for (const struct pt_attr_def *d = attrs; d && d->name; d++)
+        if (d->flags & PT_ATTR_SCALAR)
+            shorthand = d;
     if (map->kind == PT_N_SCALAR && map->null) {
         /* no attributes given */
+    } else if (map->kind == PT_N_SCALAR && shorthand) {
+        /* `set-method: POST`: the bare value is the attribute marked SCALAR */
+        ok = validate_value(pc, map, shorthand);
     } else if (map->kind != PT_N_MAP) {
         pt_node_error(pc->errs, map, "'%s' expects a map of attributes, found %s", what, pt_node_kind_name(map));
         return false;
@@ -370,7 +377,8 @@ static bool validate_attrs(struct pt_polctx *pc, struct pt_node *map, const stru
         }
     }
     for (const struct pt_attr_def *d = attrs; d && d->name; d++)
-        if ((d->flags & PT_ATTR_REQUIRED) && !(map->kind == PT_N_MAP && pt_node_get(map, d->name))) {
+        if ((d->flags & PT_ATTR_REQUIRED) && !(map->kind == PT_N_MAP && pt_node_get(map, d->name)) &&
+            !(d == shorthand && map->kind == PT_N_SCALAR && !map->null)) {
             pt_node_error(pc->errs, map, "'%s' needs the attribute '%s'", what, d->name);
             ok = false;
         }
@@ -560,7 +568,10 @@ static void c_error(pt_compile *c, const char *attr, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     struct pt_node *at = attr ? attr_node(c->attrs, c->def->attrs, attr) : NULL;
-    pt_node_error(c->pc->errs, at ? at : c->stmt->node, "%s: %s", c->def->name, msg);
+    if (attr)
+        pt_node_error(c->pc->errs, at ? at : c->stmt->node, "%s: '%s': %s", c->def->name, attr, msg);
+    else
+        pt_node_error(c->pc->errs, c->stmt->node, "%s: %s", c->def->name, msg);
 }
 
 static void *c_alloc(pt_compile *c, size_t n)

@@ -233,7 +233,10 @@ def portico(workdir):
         except Exception:
             pass
         if p.proc is not None:
-            err = p.proc.stderr.read().decode(errors="replace") if p.proc.stderr else ""
+            try:
+                err = p.proc.stderr.read().decode(errors="replace") if p.proc.stderr else ""
+            except ValueError:  # already read by wait_ready after a failed start
+                err = ""
             # sanitizer reports fail the test that caused them
             assert "ERROR: AddressSanitizer" not in err and "runtime error:" not in err, err
             assert "ERROR: LeakSanitizer" not in err, err

@@ -238,7 +238,7 @@ def test_stamp_header_error_source_is_the_policy(example_so, plugin_dir, backend
 
 
 @pytest.mark.parametrize("stmt,section,message", [
-    ({"stamp": {"header": "Bad Name", "value": "x"}}, "inbound", "stamp: 'Bad Name' is not a valid header name"),
+    ({"stamp": {"header": "Bad Name", "value": "x"}}, "inbound", "stamp: 'header': 'Bad Name' is not a valid header name"),
     ({"stamp": {"header": "X-A"}}, "inbound", "'stamp' needs the attribute 'value'"),
     ({"stamp": {"value": "x", "colour": "red"}}, "inbound", "'stamp' has no attribute 'colour'"),
     ({"stamp": {"value": "x"}}, "backend", "policy 'stamp' is not allowed in the backend section"),
@@ -604,7 +604,7 @@ apis:
 
 
 @pytest.mark.parametrize("level,where,message", [
-    (7, "11:26", "picky: level 7 is unlucky"),
+    (7, "11:26", "picky: 'level': level 7 is unlucky"),
     (13, "11:11", "picky: level 13 is not allowed in inbound"),
     (99, "11:11", "policy 'picky' refused this configuration"),
 ], ids=["at-attribute", "at-statement", "no-message"])
