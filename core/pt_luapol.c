@@ -111,6 +111,11 @@ static bool valid_policy_name(const char *s)
     return s[0] != '-';
 }
 
+static int cmp_attr(const void *a, const void *b)
+{
+    return strcmp(((const struct pt_attr_def *)a)->name, ((const struct pt_attr_def *)b)->name);
+}
+
 /* Reads the declaration table on top of L into a definition. */
 static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *file, struct pt_luapol *lp)
 {
@@ -244,6 +249,8 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
         }
     }
     lua_pop(L, 1);
+    /* Lua tables have no order: sort, so messages and the reference are stable */
+    qsort(lp->attrs, (size_t)lp->nattrs, sizeof(*lp->attrs), cmp_attr);
     lp->def.attrs = lp->attrs;
     lp->def.scopes = PT_SCOPE_ALL;
     lp->def.compile = luapol_compile;
