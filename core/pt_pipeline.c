@@ -36,6 +36,7 @@ struct pt_timer {
 };
 
 static void run(struct pt_req *req);
+static void drive(struct pt_req *req);
 
 /* A control statement pushed a frame: the stack already says what is next. */
 #define ST_MOVED ((pt_status)100)
@@ -131,12 +132,15 @@ static void enter_section(struct pt_req *req, int sec)
     push(req, &ex->pl->sec[sec], NULL, 0);
 }
 
+/* The pipeline is over.  The response is sent by drive() once the driver
+   has unwound: sending it may end the request and recycle its memory for
+   the connection's next request, so nothing may touch req afterwards. */
 static void finish(struct pt_req *req)
 {
     struct pt_exec *ex = &req->ex;
     ex->done = true;
+    ex->respond = true;
     ex->depth = 0;
-    pt_proxy_respond(req);
 }
 
 /* Moves to on-error (or, from on-error, to the gateway's error response). */
@@ -264,7 +268,7 @@ static void retry_wake(pt_call *call, void *arg)
     /* the retry frame is on top: run its body once more */
     if (push(req, &s->body, s, f->aux))
         req->ex.st[req->ex.depth - 1].aux = f->aux;
-    run(req);
+    drive(req);
 }
 
 /*
@@ -438,13 +442,25 @@ static void run(struct pt_req *req)
     ex->running = false;
 }
 
+/* Every entry into the pipeline ends here: runs it, then (as the very last
+   action) sends the response if the pipeline finished. */
+static void drive(struct pt_req *req)
+{
+    struct pt_exec *ex = &req->ex;
+    run(req);
+    if (ex->respond && !ex->running) {
+        ex->respond = false;
+        pt_proxy_respond(req); /* req may be gone after this */
+    }
+}
+
 void pt_exec_start(struct pt_req *req, const struct pt_pipeline *pl)
 {
     struct pt_exec *ex = &req->ex;
     ex->pl = pl;
     ex->call.req = req;
     enter_section(req, PT_SEC_INBOUND);
-    run(req);
+    drive(req);
 }
 
 void pt_exec_resume(struct pt_req *req, pt_status st)
@@ -459,7 +475,7 @@ void pt_exec_resume(struct pt_req *req, pt_status st)
     }
     ex->waiting = false;
     apply(req, st);
-    run(req); /* returns at once when apply finished or suspended the pipeline */
+    drive(req); /* runs on unless apply finished or suspended the pipeline */
 }
 
 void pt_exec_body_ready(struct pt_req *req, bool ok)
@@ -467,13 +483,15 @@ void pt_exec_body_ready(struct pt_req *req, bool ok)
     struct pt_exec *ex = &req->ex;
     ex->need_body = 0;
     ex->waiting = false;
-    if (!ok) {
+    if (!ok && !ex->running)
         go_error(req);
-        if (!ex->done)
-            run(req);
+    else if (!ok) {
+        ex->resume_pending = true; /* inside the driver: it applies the error */
+        ex->resume_status = PT_ERROR;
+        ex->waiting = true;
         return;
     }
-    run(req); /* the statement that asked runs again from its start */
+    drive(req); /* the statement that asked runs again from its start */
 }
 
 /* -------------------------------------------------------------- messages */

@@ -110,6 +110,7 @@ struct pt_exec {
     bool in_error;      /* running on-error */
     bool has_error;
     bool done;
+    bool respond;       /* done: the response goes out when the driver returns */
     struct pt_lasterror err;
     struct pt_call call;
     struct pt_statestash *stash;
