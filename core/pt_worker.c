@@ -254,6 +254,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct pt_worker *w = arg;
+    if (w->stopped)
+        return; /* what is pending is released when the thread ends */
     pthread_mutex_lock(&w->mu);
     struct pt_gen *g = w->pending;
     int cmd = w->command;
@@ -299,7 +301,19 @@ static void *worker_main(void *arg)
 {
     struct pt_worker *w = arg;
     event_base_dispatch(w->base);
+    /* nothing new may start: no accepts, ticks or commands from here on */
+    w->stopped = true;
+    set_listeners_enabled(w, false);
+    if (w->tick)
+        event_del(w->tick);
+    if (w->wake)
+        event_del(w->wake);
     pt_proxy_stop(w);
+    /* TLS connections are released through libevent's deferred callbacks,
+     * which hold a reference until they run: let them run before the base
+     * goes (event_base_free drops pending callbacks without running them). */
+    for (int i = 0; i < 4 && event_base_get_num_events(w->base, EVENT_BASE_COUNT_ACTIVE); i++)
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
     access_flush(w);
     /* release the generations this worker still holds */
     while (w->old)

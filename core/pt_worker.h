@@ -130,6 +130,7 @@ struct pt_worker {
     struct pt_listener *lst;
     int nlst;
     bool draining;
+    bool stopped; /* past the event loop: the mailbox is no longer read */
     bool paused; /* listeners disabled: connection limit reached */
 
     struct pt_list timers[PT_T_COUNT]; /* one FIFO per kind */
