@@ -20,7 +20,9 @@
 #include "pt_gen.h"
 #include "pt_corepol.h"
 #include "pt_log.h"
+#include "pt_model.h"
 #include "pt_plugin.h"
+#include "pt_store.h"
 #include "pt_policy.h"
 #include "pt_worker.h"
 
@@ -55,6 +57,8 @@ struct lsock {
 
 static struct lsock *lsocks;
 static struct pt_gen *current;
+static struct pt_conf *file_conf; /* the file's configuration: settings and declared entities */
+static struct pt_store *store;
 static const char *conf_path;
 static struct event_base *ctl_base;
 static struct event *drain_timer;
@@ -234,7 +238,7 @@ static int open_listener(const struct pt_listen_cf *l)
  * ones for addresses already open, new ones otherwise.  On failure nothing
  * changes (new sockets are closed) and errs says why.
  */
-static bool prepare_listeners(struct pt_gen *g, struct pt_errors *errs)
+static bool prepare_listeners(struct pt_gen *g, const struct pt_conf *file, struct pt_errors *errs)
 {
     const struct pt_conf *cf = g->conf;
     g->listen_fds = calloc((size_t)(cf->nlisten ? cf->nlisten : 1) * (size_t)nworkers, sizeof(int));
@@ -257,7 +261,9 @@ static bool prepare_listeners(struct pt_gen *g, struct pt_errors *errs)
             for (int w = 0; w < nworkers; w++) {
                 ls->fds[w] = open_listener(l);
                 if (ls->fds[w] < 0) {
-                    pt_node_error(errs, l->node, "cannot listen on %s: %s", l->address, strerror(errno));
+                    /* the file's node: its position, not the merged tree's path */
+                    const struct pt_node *where = file && i < file->nlisten ? file->listen[i].node : l->node;
+                    pt_node_error(errs, where, "cannot listen on %s: %s", l->address, strerror(errno));
                     ok = false;
                     break;
                 }
@@ -306,6 +312,47 @@ static bool prepare_listeners(struct pt_gen *g, struct pt_errors *errs)
     return true;
 }
 
+/* ---------------------------------------------------------- generations */
+
+/*
+ * The generation to run: the file's entities are applied to the store and
+ * the generation is built from the file's settings plus the store, in one
+ * transaction that is left open: the caller commits it once everything
+ * else (listening sockets) is ready too, or rolls it back.
+ */
+static struct pt_gen *build_running(struct pt_conf *file, struct pt_errors *errs)
+{
+    const char *key = pt_model_secret_key(file);
+    if (!pt_store_begin(store)) {
+        pt_errors_add(errs, "store: %s", pt_store_error(store));
+        return NULL;
+    }
+    struct pt_gen *g = NULL;
+    if (pt_model_apply_file(store, file, key, errs)) {
+        struct pt_conf *merged = pt_model_build(store, file, key, errs);
+        if (merged) {
+            g = pt_gen_build(merged, errs);
+            if (!g)
+                pt_conf_free(merged);
+        }
+    }
+    if (!g) {
+        pt_store_rollback(store);
+        return NULL;
+    }
+    return g;
+}
+
+/* Commits build_running's transaction; false (and g released) on failure. */
+static bool commit_running(struct pt_gen *g, struct pt_errors *errs)
+{
+    if (pt_store_commit(store))
+        return true;
+    pt_errors_add(errs, "store: cannot commit: %s", pt_store_error(store));
+    pt_gen_unref(g);
+    return false;
+}
+
 /* --------------------------------------------------------------- reload */
 
 static void reload(void)
@@ -328,13 +375,24 @@ static void reload(void)
         const char *od = current->conf->plugin_dir, *nd = cf->plugin_dir;
         if ((od || nd) && (!od || !nd || strcmp(od, nd)))
             pt_warn("pluginDir changed: plugins are loaded at start only; restart to use the new folder");
-        g = pt_gen_build(cf, &errs);
+        if (strcmp(cf->data_dir, file_conf->data_dir))
+            pt_warn("data changed: the store is opened at start only; restart to use the new folder");
+        /* the file alone first (its errors carry file:line:column), then with the store */
+        if (pt_gen_validate(cf, false, &errs))
+            g = build_running(cf, &errs);
+        if (g && !prepare_listeners(g, cf, &errs)) {
+            pt_store_rollback(store);
+            pt_gen_unref(g);
+            g = NULL;
+        }
+        if (g && !commit_running(g, &errs))
+            g = NULL;
         if (!g)
             pt_conf_free(cf);
-    }
-    if (g && !prepare_listeners(g, &errs)) {
-        pt_gen_unref(g);
-        g = NULL;
+        else {
+            pt_conf_free(file_conf);
+            file_conf = cf;
+        }
     }
     if (!g) {
         for (int i = 0; i < errs.n; i++)
@@ -467,31 +525,48 @@ int main(int argc, char **argv)
         load_plugins(cf);
     else
         pt_gen_check_policies(conf_path, &errs); /* report policy errors too */
-    struct pt_gen *g = cf ? pt_gen_build(cf, &errs) : NULL;
+    /* the file alone: everything it says must hold (refs too when only checking) */
+    bool valid = cf && pt_gen_validate(cf, test_only || reference, &errs);
+    struct pt_gen *g = NULL;
+    if (valid && (reference || test_only)) {
+        if (reference) {
+            g = pt_gen_build(cf, &errs);
+            print_reference(g);
+            pt_gen_unref(g);
+        } else {
+            printf("portico: configuration %s is valid\n", conf_path);
+            pt_conf_free(cf);
+        }
+        return 0;
+    }
+    if (valid) {
+        char serr[4400];
+        store = pt_store_open(cf->data_dir, serr, sizeof(serr));
+        if (!store)
+            pt_errors_add(&errs, "%s", serr);
+        else if (!pt_model_secret_key(cf) && !pt_model_load_keyfile(cf->data_dir, serr, sizeof(serr))) {
+            pt_errors_add(&errs, "%s", serr);
+            pt_store_close(store);
+            store = NULL;
+        }
+        else
+            g = build_running(cf, &errs);
+    }
     if (!g) {
         print_errors(&errs, stderr);
         if (cf)
             pt_conf_free(cf);
         fprintf(stderr, "portico: %s: %d error%s\n", conf_path, errs.n, errs.n == 1 ? "" : "s");
         pt_errors_clear(&errs);
+        pt_store_close(store);
         return 1;
     }
-    if (reference) {
-        print_reference(g);
-        pt_gen_unref(g);
-        return 0;
-    }
-    if (test_only) {
-        printf("portico: configuration %s is valid\n", conf_path);
-        pt_gen_unref(g);
-        return 0;
-    }
+    file_conf = cf;
     nworkers = g->conf->workers;
     raise_fd_limit();
-    if (!prepare_listeners(g, &errs)) {
+    if (!prepare_listeners(g, cf, &errs) || !commit_running(g, &errs)) {
         print_errors(&errs, stderr);
         pt_errors_clear(&errs);
-        pt_gen_unref(g);
         return 1;
     }
     if (!apply_logs(g->conf)) {
@@ -535,6 +610,8 @@ int main(int argc, char **argv)
         free(x);
     }
     pt_plugins_unload();
+    pt_conf_free(file_conf);
+    pt_store_close(store);
     pt_info("stopped");
     return 0;
 }

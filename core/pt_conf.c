@@ -702,9 +702,18 @@ static const struct pt_cfkey keynames_keys[] = {
     {0},
 };
 
+static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field);
+static bool read_protocols(struct pt_cfctx *cx, struct pt_node *n, void *field);
+
 static const struct pt_cfkey api_keys[] = {
     {"id", PT_CT_STR, offsetof(struct pt_api_cf, id), PT_CF_REQUIRED},
     {"policies", PT_CT_CUSTOM, offsetof(struct pt_api_cf, policies), 0, .fn = read_node},
+    {"workspace", PT_CT_STR, offsetof(struct pt_api_cf, workspace), 0},
+    {"protocols", PT_CT_CUSTOM, offsetof(struct pt_api_cf, protocols), 0, .fn = read_protocols},
+    {"apiVersion", PT_CT_STR, offsetof(struct pt_api_cf, api_version), 0},
+    {"apiVersionSetId", PT_CT_STR, offsetof(struct pt_api_cf, version_set), 0},
+    {"apiRevision", PT_CT_STR, offsetof(struct pt_api_cf, revision), 0},
+    {"isCurrent", PT_CT_BOOL, offsetof(struct pt_api_cf, is_current), 0},
     {"displayName", PT_CT_STR, offsetof(struct pt_api_cf, display_name), 0},
     {"description", PT_CT_STR, offsetof(struct pt_api_cf, description), PT_CF_EMPTY_OK},
     {"path", PT_CT_CUSTOM, offsetof(struct pt_api_cf, path), PT_CF_REQUIRED, .fn = read_api_path},
@@ -760,6 +769,8 @@ static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
         struct pt_api_cf *api = &cf->apis[i];
         api->node = n->items[i];
         api->subscription_required = true; /* APIM's default for a new API */
+        api->is_current = true;
+        api->workspace = "";
         bool valid = pt_cf_map(cx, n->items[i], api_keys, api);
         valid &= check_templates(cx, api);
         if (!valid) {
@@ -773,6 +784,8 @@ static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
         }
         if (!api->display_name)
             api->display_name = api->id;
+        if (!api->revision)
+            api->revision = "1";
         if (!api->key_header)
             api->key_header = "Ocp-Apim-Subscription-Key";
         if (!api->key_query)
@@ -796,7 +809,10 @@ static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
                 pt_node_error(cx->errs, pt_node_get(api->node, "id"), "API id '%s' is used twice", api->id);
                 ok = false;
             }
-            if (o->path && api->path && !strcmp(o->path, api->path) &&
+            bool same_version = !o->api_version == !api->api_version &&
+                                (!o->api_version || !strcmp(o->api_version, api->api_version));
+            bool both_current = o->is_current && api->is_current;
+            if (o->path && api->path && !strcmp(o->path, api->path) && same_version && both_current &&
                 ((!o->host && !api->host) || (o->host && api->host && !strcmp(o->host, api->host)))) {
                 pt_node_error(cx->errs, pt_node_get(api->node, "path"),
                               "path '%s' is already used by API '%s'", api->path, o->id);
@@ -961,19 +977,407 @@ static bool read_named_values(struct pt_cfctx *cx, struct pt_node *n, void *fiel
     return ok;
 }
 
+/* ---------------------------------------------------------- entity lists */
+
+const char *const pt_product_states[] = {"notPublished", "published", NULL};
+const char *const pt_sub_states[] = {"submitted", "active", "suspended", "cancelled", "rejected", "expired", NULL};
+const char *const pt_user_states[] = {"active", "blocked", "pending", "deleted", NULL};
+const char *const pt_group_types[] = {"custom", "system", "external", NULL};
+const char *const pt_versioning_schemes[] = {"Segment", "Query", "Header", NULL};
+
+static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_strlist *l = field;
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of ids");
+        return false;
+    }
+    l->v = pt_pool_calloc(cx->pool, sizeof(char *) * (size_t)(n->n ? n->n : 1));
+    l->n = 0;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        char *s;
+        if (!pt_cf_str(cx, n->items[i], &s, false)) {
+            ok = false;
+            continue;
+        }
+        for (int k = 0; k < l->n; k++)
+            if (!strcmp(l->v[k], s)) {
+                pt_node_error(cx->errs, n->items[i], "'%s' is listed twice", s);
+                ok = false;
+            }
+        l->v[l->n++] = s;
+    }
+    return ok;
+}
+
+static bool read_protocols(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    if (!read_strlist(cx, n, field))
+        return false;
+    struct pt_strlist *l = field;
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], "http") && strcmp(l->v[i], "https")) {
+            pt_node_error(cx->errs, n->items[i], "'%s' is not a protocol (http or https)", l->v[i]);
+            return false;
+        }
+    return true;
+}
+
+/* Reads a list of entities of `size` bytes each with `keys`; init sets defaults. */
+static bool read_entity_list(struct pt_cfctx *cx, struct pt_node *n, void **arr, int *count, size_t size,
+                             const struct pt_cfkey *keys, void (*init)(void *), const char *what)
+{
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of %s", what);
+        return false;
+    }
+    char *a = pt_pool_calloc(cx->pool, size * (size_t)(n->n ? n->n : 1));
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        void *e = a + size * (size_t)i;
+        if (init)
+            init(e);
+        /* every entity has `char *id` first and `struct pt_node *node` set here */
+        ok &= pt_cf_map(cx, n->items[i], keys, e);
+        char *id = *(char **)e;
+        if (id && !valid_id(id)) {
+            pt_node_error(cx->errs, pt_node_get(n->items[i], "id"), "id '%s' may hold only letters, digits and -_.~",
+                          id);
+            ok = false;
+        }
+        for (int k = 0; id && k < i; k++) {
+            char *other = *(char **)(a + size * (size_t)k);
+            if (other && !strcmp(other, id)) {
+                pt_node_error(cx->errs, pt_node_get(n->items[i], "id"), "%s id '%s' is used twice", what, id);
+                ok = false;
+            }
+        }
+    }
+    *arr = a;
+    *count = n->n;
+    return ok;
+}
+
+static void product_init(void *p)
+{
+    struct pt_product_cf *x = p;
+    x->subscription_required = true;
+    x->workspace = "";
+}
+
+static const struct pt_cfkey product_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_product_cf, id), PT_CF_REQUIRED},
+    {"workspace", PT_CT_STR, offsetof(struct pt_product_cf, workspace), 0},
+    {"displayName", PT_CT_STR, offsetof(struct pt_product_cf, display_name), 0},
+    {"description", PT_CT_STR, offsetof(struct pt_product_cf, description), PT_CF_EMPTY_OK},
+    {"state", PT_CT_ENUM, offsetof(struct pt_product_cf, state), 0, .enums = pt_product_states},
+    {"subscriptionRequired", PT_CT_BOOL, offsetof(struct pt_product_cf, subscription_required), 0},
+    {"approvalRequired", PT_CT_BOOL, offsetof(struct pt_product_cf, approval_required), 0},
+    {"subscriptionsLimit", PT_CT_INT, offsetof(struct pt_product_cf, subscriptions_limit), 0, 0, 1000000},
+    {"terms", PT_CT_STR, offsetof(struct pt_product_cf, terms), PT_CF_EMPTY_OK},
+    {"apis", PT_CT_CUSTOM, offsetof(struct pt_product_cf, apis), 0, .fn = read_strlist},
+    {"groups", PT_CT_CUSTOM, offsetof(struct pt_product_cf, groups), 0, .fn = read_strlist},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_product_cf, policies), 0, .fn = read_node},
+    {0},
+};
+
+static bool read_products(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, products));
+    bool ok = read_entity_list(cx, n, (void **)&cf->products, &cf->nproducts, sizeof(struct pt_product_cf),
+                               product_keys, product_init, "product");
+    for (int i = 0; i < cf->nproducts; i++) {
+        cf->products[i].node = n->items[i];
+        if (!cf->products[i].display_name)
+            cf->products[i].display_name = cf->products[i].id;
+    }
+    return ok;
+}
+
+static void group_init(void *p)
+{
+    ((struct pt_group_cf *)p)->workspace = "";
+}
+
+static const struct pt_cfkey group_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_group_cf, id), PT_CF_REQUIRED},
+    {"workspace", PT_CT_STR, offsetof(struct pt_group_cf, workspace), 0},
+    {"displayName", PT_CT_STR, offsetof(struct pt_group_cf, display_name), 0},
+    {"description", PT_CT_STR, offsetof(struct pt_group_cf, description), PT_CF_EMPTY_OK},
+    {"type", PT_CT_ENUM, offsetof(struct pt_group_cf, type), 0, .enums = pt_group_types},
+    {0},
+};
+
+static bool read_groups(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, groups));
+    bool ok = read_entity_list(cx, n, (void **)&cf->groups, &cf->ngroups, sizeof(struct pt_group_cf), group_keys,
+                               group_init, "group");
+    for (int i = 0; i < cf->ngroups; i++) {
+        cf->groups[i].node = n->items[i];
+        if (!cf->groups[i].display_name)
+            cf->groups[i].display_name = cf->groups[i].id;
+    }
+    return ok;
+}
+
+static const struct pt_cfkey user_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_user_cf, id), PT_CF_REQUIRED},
+    {"email", PT_CT_STR, offsetof(struct pt_user_cf, email), PT_CF_REQUIRED},
+    {"firstName", PT_CT_STR, offsetof(struct pt_user_cf, first_name), PT_CF_EMPTY_OK},
+    {"lastName", PT_CT_STR, offsetof(struct pt_user_cf, last_name), PT_CF_EMPTY_OK},
+    {"state", PT_CT_ENUM, offsetof(struct pt_user_cf, state), 0, .enums = pt_user_states},
+    {"note", PT_CT_STR, offsetof(struct pt_user_cf, note), PT_CF_EMPTY_OK},
+    {"groups", PT_CT_CUSTOM, offsetof(struct pt_user_cf, groups), 0, .fn = read_strlist},
+    {0},
+};
+
+static bool read_users(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, users));
+    bool ok = read_entity_list(cx, n, (void **)&cf->users, &cf->nusers, sizeof(struct pt_user_cf), user_keys,
+                               NULL, "user");
+    for (int i = 0; i < cf->nusers; i++) {
+        struct pt_user_cf *u = &cf->users[i];
+        u->node = n->items[i];
+        if (u->email && (!strchr(u->email, '@') || strchr(u->email, ' '))) {
+            pt_node_error(cx->errs, pt_node_get(u->node, "email"), "'%s' is not an email address", u->email);
+            ok = false;
+        }
+        for (int k = 0; k < i; k++)
+            if (u->email && cf->users[k].email && !strcasecmp(u->email, cf->users[k].email)) {
+                pt_node_error(cx->errs, pt_node_get(u->node, "email"), "email '%s' belongs to user '%s'", u->email,
+                              cf->users[k].id);
+                ok = false;
+            }
+    }
+    return ok;
+}
+
+static void sub_init(void *p)
+{
+    struct pt_subscription_cf *x = p;
+    x->state = PT_SUB_ACTIVE; /* declared in a file: active unless said otherwise */
+    x->workspace = "";
+}
+
+static bool valid_key(const char *k)
+{
+    size_t n = strlen(k);
+    if (n < 8 || n > 256)
+        return false;
+    for (const char *c = k; *c; c++)
+        if (!(isalnum((unsigned char)*c) || strchr("-_.~", *c)))
+            return false;
+    return true;
+}
+
+static const struct pt_cfkey sub_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_subscription_cf, id), PT_CF_REQUIRED},
+    {"workspace", PT_CT_STR, offsetof(struct pt_subscription_cf, workspace), 0},
+    {"displayName", PT_CT_STR, offsetof(struct pt_subscription_cf, display_name), 0},
+    {"scope", PT_CT_STR, offsetof(struct pt_subscription_cf, scope), PT_CF_REQUIRED},
+    {"ownerId", PT_CT_STR, offsetof(struct pt_subscription_cf, owner_id), 0},
+    {"state", PT_CT_ENUM, offsetof(struct pt_subscription_cf, state), 0, .enums = pt_sub_states},
+    {"primaryKey", PT_CT_STR, offsetof(struct pt_subscription_cf, primary_key), 0},
+    {"secondaryKey", PT_CT_STR, offsetof(struct pt_subscription_cf, secondary_key), 0},
+    {"allowTracing", PT_CT_BOOL, offsetof(struct pt_subscription_cf, allow_tracing), 0},
+    {"createdDate", PT_CT_STR, offsetof(struct pt_subscription_cf, created_date), 0},
+    {0},
+};
+
+/* "/products/p" | "/apis/a" | "/apis" (a leading service path is tolerated). */
+bool pt_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id)
+{
+    const char *s = strstr(scope, "/products/");
+    if (s && s[10] && !strchr(s + 10, '/')) {
+        *kind = PT_SUB_PRODUCT;
+        *id = s + 10;
+        return true;
+    }
+    s = strstr(scope, "/apis");
+    if (s && !s[5]) {
+        *kind = PT_SUB_ALL_APIS;
+        *id = NULL;
+        return true;
+    }
+    if (s && s[5] == '/' && s[6] && !strchr(s + 6, '/')) {
+        *kind = PT_SUB_API;
+        *id = s + 6;
+        return true;
+    }
+    return false;
+}
+
+static bool read_subs(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, subs));
+    bool ok = read_entity_list(cx, n, (void **)&cf->subs, &cf->nsubs, sizeof(struct pt_subscription_cf), sub_keys,
+                               sub_init, "subscription");
+    for (int i = 0; i < cf->nsubs; i++) {
+        struct pt_subscription_cf *s = &cf->subs[i];
+        s->node = n->items[i];
+        if (!s->display_name)
+            s->display_name = s->id;
+        const char *sid = NULL;
+        if (s->scope && !pt_parse_sub_scope(s->scope, &s->scope_kind, &sid)) {
+            pt_node_error(cx->errs, pt_node_get(s->node, "scope"),
+                          "scope '%s' must be /products/ID, /apis/ID or /apis", s->scope);
+            ok = false;
+        } else if (sid)
+            s->scope_id = pt_pool_strdup(cx->pool, sid);
+        if (s->owner_id) {
+            const char *u = strstr(s->owner_id, "/users/");
+            if (!u || !u[7] || strchr(u + 7, '/')) {
+                pt_node_error(cx->errs, pt_node_get(s->node, "ownerId"), "ownerId '%s' must be /users/ID",
+                              s->owner_id);
+                ok = false;
+            } else
+                s->owner_user = pt_pool_strdup(cx->pool, u + 7);
+        }
+        const char *keys[2] = {s->primary_key, s->secondary_key};
+        const char *names[2] = {"primaryKey", "secondaryKey"};
+        for (int k = 0; k < 2; k++)
+            if (keys[k] && !valid_key(keys[k])) {
+                pt_node_error(cx->errs, pt_node_get(s->node, names[k]),
+                              "%s must be 8 to 256 letters, digits or -_.~", names[k]);
+                ok = false;
+            }
+        if (s->primary_key && s->secondary_key && !strcmp(s->primary_key, s->secondary_key)) {
+            pt_node_error(cx->errs, pt_node_get(s->node, "secondaryKey"), "the two keys must differ");
+            ok = false;
+        }
+        for (int j = 0; j < i; j++)
+            for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 2; b++) {
+                    const char *x = a ? s->secondary_key : s->primary_key;
+                    const char *y = b ? cf->subs[j].secondary_key : cf->subs[j].primary_key;
+                    if (x && y && !strcmp(x, y)) {
+                        pt_node_error(cx->errs, pt_node_get(s->node, a ? "secondaryKey" : "primaryKey"),
+                                      "this key is already a key of subscription '%s'", cf->subs[j].id);
+                        ok = false;
+                    }
+                }
+    }
+    return ok;
+}
+
+static void backend_init(void *p)
+{
+    ((struct pt_backend_cf *)p)->workspace = "";
+}
+
+static const struct pt_cfkey backend_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_backend_cf, id), PT_CF_REQUIRED},
+    {"workspace", PT_CT_STR, offsetof(struct pt_backend_cf, workspace), 0},
+    {"url", PT_CT_CUSTOM, offsetof(struct pt_backend_cf, url), PT_CF_REQUIRED, .fn = read_service_url},
+    {"protocol", PT_CT_STR, offsetof(struct pt_backend_cf, protocol), 0},
+    {"description", PT_CT_STR, offsetof(struct pt_backend_cf, description), PT_CF_EMPTY_OK},
+    {0},
+};
+
+static bool read_backends(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, backends));
+    bool ok = read_entity_list(cx, n, (void **)&cf->backends, &cf->nbackends, sizeof(struct pt_backend_cf),
+                               backend_keys, backend_init, "backend");
+    for (int i = 0; i < cf->nbackends; i++)
+        cf->backends[i].node = n->items[i];
+    return ok;
+}
+
+static const struct pt_cfkey workspace_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_workspace_cf, id), PT_CF_REQUIRED},
+    {"displayName", PT_CT_STR, offsetof(struct pt_workspace_cf, display_name), 0},
+    {"description", PT_CT_STR, offsetof(struct pt_workspace_cf, description), PT_CF_EMPTY_OK},
+    {0},
+};
+
+static bool read_workspaces(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, workspaces));
+    bool ok = read_entity_list(cx, n, (void **)&cf->workspaces, &cf->nworkspaces, sizeof(struct pt_workspace_cf),
+                               workspace_keys, NULL, "workspace");
+    for (int i = 0; i < cf->nworkspaces; i++) {
+        cf->workspaces[i].node = n->items[i];
+        if (!cf->workspaces[i].display_name)
+            cf->workspaces[i].display_name = cf->workspaces[i].id;
+    }
+    return ok;
+}
+
+static void vs_init(void *p)
+{
+    struct pt_versionset_cf *v = p;
+    v->query_name = "api-version";
+    v->header_name = "Api-Version";
+}
+
+static const struct pt_cfkey vs_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_versionset_cf, id), PT_CF_REQUIRED},
+    {"displayName", PT_CT_STR, offsetof(struct pt_versionset_cf, display_name), 0},
+    {"versioningScheme", PT_CT_ENUM, offsetof(struct pt_versionset_cf, scheme), PT_CF_REQUIRED,
+     .enums = pt_versioning_schemes},
+    {"versionQueryName", PT_CT_STR, offsetof(struct pt_versionset_cf, query_name), 0},
+    {"versionHeaderName", PT_CT_STR, offsetof(struct pt_versionset_cf, header_name), 0},
+    {0},
+};
+
+static bool read_version_sets(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, version_sets));
+    bool ok = read_entity_list(cx, n, (void **)&cf->version_sets, &cf->nversion_sets,
+                               sizeof(struct pt_versionset_cf), vs_keys, vs_init, "version set");
+    for (int i = 0; i < cf->nversion_sets; i++)
+        cf->version_sets[i].node = n->items[i];
+    return ok;
+}
+
+static bool read_mgmt_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_mgmt_cf *m = (struct pt_mgmt_cf *)((char *)field - offsetof(struct pt_mgmt_cf, listen));
+    char *s;
+    if (!pt_cf_str(cx, n, &s, false))
+        return false;
+    if (!pt_parse_listen(s, &m->sa, &m->salen)) {
+        pt_node_error(cx->errs, n, "'%s' is not a listen address (expected HOST:PORT)", s);
+        return false;
+    }
+    m->listen = s;
+    return true;
+}
+
+static const struct pt_cfkey mgmt_keys[] = {
+    {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, mgmt.listen), 0, .fn = read_mgmt_listen},
+    {"adminToken", PT_CT_STR, offsetof(struct pt_conf, mgmt.admin_token), 0},
+    {"maxBodySize", PT_CT_SIZE, offsetof(struct pt_conf, mgmt.max_body), 0, 1024, 1LL << 30},
+    {0},
+};
+
 static const struct pt_cfkey top_keys[] = {
-    {"policies", PT_CT_CUSTOM, offsetof(struct pt_conf, policies), 0, .fn = read_node},
-    {"policyFragments", PT_CT_CUSTOM, offsetof(struct pt_conf, fragments), 0, .fn = read_fragments},
-    {"namedValues", PT_CT_CUSTOM, offsetof(struct pt_conf, named_values), 0, .fn = read_named_values},
-    {"pluginDir", PT_CT_STR, offsetof(struct pt_conf, plugin_dir), PT_CF_PATH},
-    {"lua", PT_CT_MAP, 0, 0, .sub = lua_keys},
     {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, listen), PT_CF_REQUIRED, .fn = read_listen},
     {"workers", PT_CT_CUSTOM, offsetof(struct pt_conf, workers), 0, .fn = read_workers},
     {"limits", PT_CT_MAP, 0, 0, .sub = limits_keys},
     {"timeouts", PT_CT_MAP, 0, 0, .sub = timeouts_keys},
     {"upstream", PT_CT_MAP, 0, 0, .sub = upstream_keys},
     {"log", PT_CT_MAP, 0, 0, .sub = log_keys},
+    {"lua", PT_CT_MAP, 0, 0, .sub = lua_keys},
+    {"pluginDir", PT_CT_STR, offsetof(struct pt_conf, plugin_dir), PT_CF_PATH},
+    {"data", PT_CT_STR, offsetof(struct pt_conf, data_dir), PT_CF_PATH},
+    {"secretKey", PT_CT_STR, offsetof(struct pt_conf, secret_key), 0},
+    {"management", PT_CT_MAP, 0, 0, .sub = mgmt_keys},
     {"apis", PT_CT_CUSTOM, offsetof(struct pt_conf, apis), 0, .fn = read_apis},
+    {"products", PT_CT_CUSTOM, offsetof(struct pt_conf, products), 0, .fn = read_products},
+    {"groups", PT_CT_CUSTOM, offsetof(struct pt_conf, groups), 0, .fn = read_groups},
+    {"users", PT_CT_CUSTOM, offsetof(struct pt_conf, users), 0, .fn = read_users},
+    {"subscriptions", PT_CT_CUSTOM, offsetof(struct pt_conf, subs), 0, .fn = read_subs},
+    {"namedValues", PT_CT_CUSTOM, offsetof(struct pt_conf, named_values), 0, .fn = read_named_values},
+    {"policyFragments", PT_CT_CUSTOM, offsetof(struct pt_conf, fragments), 0, .fn = read_fragments},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_conf, policies), 0, .fn = read_node},
+    {"backends", PT_CT_CUSTOM, offsetof(struct pt_conf, backends), 0, .fn = read_backends},
+    {"workspaces", PT_CT_CUSTOM, offsetof(struct pt_conf, workspaces), 0, .fn = read_workspaces},
+    {"apiVersionSets", PT_CT_CUSTOM, offsetof(struct pt_conf, version_sets), 0, .fn = read_version_sets},
     {0},
 };
 
@@ -1009,8 +1413,8 @@ static void set_defaults(struct pt_conf *cf)
     cf->log.access_flush = 1000;
 }
 
-static struct pt_conf *conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,
-                                      struct pt_errors *errs)
+struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,
+                                  struct pt_errors *errs)
 {
     struct pt_conf *cf = pt_pool_calloc(pool, sizeof(*cf));
     cf->pool = pool;
@@ -1027,9 +1431,98 @@ static struct pt_conf *conf_from_tree(struct pt_pool *pool, const char *file, st
     if (cf->log.access && strcmp(cf->log.access, "stderr") && strcmp(cf->log.access, "stdout") &&
         strcmp(cf->log.access, "off"))
         cf->log.access = pt_cf_path(&cx, cf->log.access);
+    if (!cf->data_dir)
+        cf->data_dir = pt_cf_path(&cx, "var");
+    if (!cf->mgmt.max_body)
+        cf->mgmt.max_body = 4 * 1024 * 1024;
     if (errs->n > before)
         return NULL;
     return cf;
+}
+
+static const char *const builtin_groups[] = {"administrators", "developers", "guests", NULL};
+
+static bool has_group(const struct pt_conf *cf, const char *id)
+{
+    for (int i = 0; builtin_groups[i]; i++)
+        if (!strcmp(builtin_groups[i], id))
+            return true;
+    for (int i = 0; i < cf->ngroups; i++)
+        if (!strcmp(cf->groups[i].id, id))
+            return true;
+    return false;
+}
+
+static bool has_api(const struct pt_conf *cf, const char *id)
+{
+    for (int i = 0; i < cf->napis; i++)
+        if (!strcmp(cf->apis[i].id, id))
+            return true;
+    return false;
+}
+
+bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
+{
+    int before = errs->n;
+    for (int i = 0; i < cf->nproducts; i++) {
+        const struct pt_product_cf *p = &cf->products[i];
+        struct pt_node *an = pt_node_get(p->node, "apis"), *gn = pt_node_get(p->node, "groups");
+        for (int k = 0; k < p->apis.n; k++)
+            if (!has_api(cf, p->apis.v[k]))
+                pt_node_error(errs, an && an->kind == PT_N_SEQ ? an->items[k] : p->node,
+                              "product '%s' lists unknown API '%s'", p->id, p->apis.v[k]);
+        for (int k = 0; k < p->groups.n; k++)
+            if (!has_group(cf, p->groups.v[k]))
+                pt_node_error(errs, gn && gn->kind == PT_N_SEQ ? gn->items[k] : p->node,
+                              "product '%s' lists unknown group '%s'", p->id, p->groups.v[k]);
+    }
+    for (int i = 0; i < cf->nusers; i++) {
+        const struct pt_user_cf *u = &cf->users[i];
+        struct pt_node *gn = pt_node_get(u->node, "groups");
+        for (int k = 0; k < u->groups.n; k++)
+            if (!has_group(cf, u->groups.v[k]))
+                pt_node_error(errs, gn && gn->kind == PT_N_SEQ ? gn->items[k] : u->node,
+                              "user '%s' is in unknown group '%s'", u->id, u->groups.v[k]);
+    }
+    for (int i = 0; i < cf->nsubs; i++) {
+        const struct pt_subscription_cf *s = &cf->subs[i];
+        bool found = s->scope_kind == PT_SUB_ALL_APIS;
+        if (s->scope_kind == PT_SUB_API)
+            found = has_api(cf, s->scope_id);
+        for (int k = 0; s->scope_kind == PT_SUB_PRODUCT && k < cf->nproducts; k++)
+            found |= !strcmp(cf->products[k].id, s->scope_id);
+        if (!found)
+            pt_node_error(errs, pt_node_get(s->node, "scope"), "subscription '%s': scope '%s': there is no %s '%s'",
+                          s->id, s->scope, s->scope_kind == PT_SUB_API ? "API" : "product", s->scope_id);
+        if (s->owner_user) {
+            bool u = false;
+            for (int k = 0; k < cf->nusers; k++)
+                u |= !strcmp(cf->users[k].id, s->owner_user);
+            if (!u)
+                pt_node_error(errs, pt_node_get(s->node, "ownerId"), "subscription '%s': unknown owner '%s'", s->id,
+                              s->owner_id);
+        }
+    }
+    for (int i = 0; i < cf->napis; i++) {
+        const struct pt_api_cf *a = &cf->apis[i];
+        if (a->version_set) {
+            bool found = false;
+            for (int k = 0; k < cf->nversion_sets; k++)
+                found |= !strcmp(cf->version_sets[k].id, a->version_set);
+            if (!found)
+                pt_node_error(errs, pt_node_get(a->node, "apiVersionSetId"), "API '%s': unknown version set '%s'",
+                              a->id, a->version_set);
+        }
+        if (a->workspace && *a->workspace) {
+            bool found = false;
+            for (int k = 0; k < cf->nworkspaces; k++)
+                found |= !strcmp(cf->workspaces[k].id, a->workspace);
+            if (!found)
+                pt_node_error(errs, pt_node_get(a->node, "workspace"), "API '%s': unknown workspace '%s'", a->id,
+                              a->workspace);
+        }
+    }
+    return errs->n == before;
 }
 
 struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len, struct pt_errors *errs)
@@ -1038,7 +1531,7 @@ struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len, st
     if (!pool)
         return NULL;
     struct pt_node *root = pt_node_parse_yaml(pool, name, text, len, errs);
-    struct pt_conf *cf = root ? conf_from_tree(pool, name, root, errs) : NULL;
+    struct pt_conf *cf = root ? pt_conf_from_tree(pool, name, root, errs) : NULL;
     if (!cf)
         pt_pool_free(pool);
     return cf;
@@ -1050,7 +1543,7 @@ struct pt_conf *pt_conf_load(const char *path, struct pt_errors *errs)
     if (!pool)
         return NULL;
     struct pt_node *root = pt_node_load_file(pool, path, errs);
-    struct pt_conf *cf = root ? conf_from_tree(pool, path, root, errs) : NULL;
+    struct pt_conf *cf = root ? pt_conf_from_tree(pool, path, root, errs) : NULL;
     if (!cf)
         pt_pool_free(pool);
     return cf;

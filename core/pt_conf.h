@@ -71,6 +71,11 @@ char *pt_cf_path(struct pt_cfctx *cx, const char *path);
 
 /* ---- the configuration ---- */
 
+struct pt_strlist {
+    char **v;
+    int n;
+};
+
 struct pt_cert_cf {
     char *certificate; /* PEM chain */
     char *key;         /* PEM private key */
@@ -99,6 +104,12 @@ struct pt_operation_cf {
 
 struct pt_api_cf {
     struct pt_node *policies;
+    char *workspace;   /* "" = service level */
+    struct pt_strlist protocols; /* "http", "https"; empty = both */
+    char *api_version;        /* "v1" within its version set */
+    char *version_set;        /* apiVersionSetId */
+    char *revision;           /* "1" unless set */
+    bool is_current;          /* the current revision */
     char *id;
     char *display_name;
     char *description;
@@ -155,6 +166,96 @@ struct pt_log_cf {
     uint32_t access_flush;  /* longest time a line waits in the buffer */
 };
 
+struct pt_product_cf {
+    char *id;
+    char *workspace;
+    char *display_name;
+    char *description;
+    int state;                /* 0 notPublished, 1 published */
+    bool subscription_required;
+    bool approval_required;
+    int64_t subscriptions_limit; /* 0 = unlimited */
+    char *terms;
+    struct pt_strlist apis;   /* API ids */
+    struct pt_strlist groups; /* group ids that see it */
+    struct pt_node *policies;
+    struct pt_node *node;
+};
+
+struct pt_group_cf {
+    char *id;
+    char *workspace;
+    char *display_name;
+    char *description;
+    int type;                 /* 0 custom, 1 system, 2 external */
+    struct pt_node *node;
+};
+
+struct pt_user_cf {
+    char *id;
+    char *email;
+    char *first_name;
+    char *last_name;
+    int state;                /* 0 active, 1 blocked, 2 pending, 3 deleted */
+    char *note;
+    struct pt_strlist groups;
+    struct pt_node *node;
+};
+
+enum pt_sub_scope { PT_SUB_ALL_APIS, PT_SUB_API, PT_SUB_PRODUCT };
+enum pt_sub_state { PT_SUB_SUBMITTED, PT_SUB_ACTIVE, PT_SUB_SUSPENDED, PT_SUB_CANCELLED, PT_SUB_REJECTED,
+                    PT_SUB_EXPIRED };
+
+struct pt_subscription_cf {
+    char *id;
+    char *workspace;
+    char *display_name;
+    char *scope;              /* "/products/p", "/apis/a", "/apis" */
+    enum pt_sub_scope scope_kind;
+    char *scope_id;
+    char *owner_id;           /* "/users/u" or NULL */
+    char *owner_user;         /* "u" */
+    int state;                /* enum pt_sub_state */
+    char *primary_key;
+    char *secondary_key;
+    bool allow_tracing;
+    char *created_date;
+    struct pt_node *node;
+};
+
+struct pt_backend_cf {
+    char *id;
+    char *workspace;
+    char *url;
+    char *protocol;
+    char *description;
+    struct pt_node *node;
+};
+
+struct pt_workspace_cf {
+    char *id;
+    char *display_name;
+    char *description;
+    struct pt_node *node;
+};
+
+struct pt_versionset_cf {
+    char *id;
+    char *display_name;
+    int scheme;               /* 0 Segment, 1 Query, 2 Header */
+    char *query_name;         /* versionQueryName, default api-version */
+    char *header_name;        /* versionHeaderName, default Api-Version */
+    struct pt_node *node;
+};
+
+struct pt_mgmt_cf {
+    char *listen;             /* "127.0.0.1:8001"; NULL = no management API */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char *admin_token;        /* or PORTICO_ADMIN_TOKEN */
+    uint64_t max_body;
+};
+
 struct pt_lua_limits {
     uint32_t timeout;         /* per call, ms */
     uint64_t memory;          /* per worker state, bytes */
@@ -182,13 +283,45 @@ struct pt_conf {
     struct pt_log_cf log;
     struct pt_api_cf *apis;
     int napis;
+    struct pt_product_cf *products;
+    int nproducts;
+    struct pt_group_cf *groups;
+    int ngroups;
+    struct pt_user_cf *users;
+    int nusers;
+    struct pt_subscription_cf *subs;
+    int nsubs;
+    struct pt_backend_cf *backends;
+    int nbackends;
+    struct pt_workspace_cf *workspaces;
+    int nworkspaces;
+    struct pt_versionset_cf *version_sets;
+    int nversion_sets;
+    char *data_dir;           /* the store's folder */
+    char *secret_key;         /* encrypts secret named values at rest */
+    struct pt_mgmt_cf mgmt;
 };
+
+/* Names of the enums above, for JSON and YAML. */
+extern const char *const pt_product_states[];
+extern const char *const pt_sub_states[];
+extern const char *const pt_user_states[];
+extern const char *const pt_group_types[];
+extern const char *const pt_versioning_schemes[];
 
 /*
  * Loads and validates a configuration file.  On failure returns NULL with
  * every problem in errs.  The result owns its pool (pt_conf_free).
  */
 struct pt_conf *pt_conf_load(const char *path, struct pt_errors *errs);
+/* Validates a tree (from a file, or built from the store) into a configuration
+   whose pool is `pool` (freed by pt_conf_free). */
+struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,
+                                  struct pt_errors *errs);
+/* Checks that references between entities resolve (product apis, subscription
+   scopes and owners, user groups, version sets, workspaces). */
+bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs);
+bool pt_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id);
 /* Same, from text already in memory (tests; `name` names it in messages). */
 struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len,
                               struct pt_errors *errs);

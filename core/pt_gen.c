@@ -11,6 +11,7 @@
 #include "pt_tls.h"
 
 #include <netdb.h>
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,24 @@ static bool resolve(struct pt_backend *b, struct pt_node *where, struct pt_error
     return true;
 }
 
+static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs);
+
 struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
+{
+    return build(cf, true, errs);
+}
+
+bool pt_gen_validate(struct pt_conf *cf, bool refs, struct pt_errors *errs)
+{
+    struct pt_gen *g = build(cf, refs, errs);
+    if (!g)
+        return false;
+    g->conf = NULL; /* the caller keeps it */
+    pt_gen_unref(g);
+    return true;
+}
+
+static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs)
 {
     struct pt_gen *g = calloc(1, sizeof(*g));
     if (!g)
@@ -84,6 +102,66 @@ struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
         }
     }
     pt_router_finish(g->router);
+    if (refs && !pt_conf_check_refs(cf, errs))
+        goto out;
+
+    /* products, users, subscriptions and the key table */
+    g->nproducts = cf->nproducts;
+    g->products = pt_pool_calloc(pool, sizeof(*g->products) * (size_t)(cf->nproducts + 1));
+    for (int i = 0; i < cf->nproducts; i++) {
+        g->products[i].cf = &cf->products[i];
+        g->products[i].index = i;
+        const struct pt_product_cf *p = &cf->products[i];
+        if (p->subscription_required || p->state != 1)
+            continue;
+        for (int k = 0; k < p->apis.n; k++)
+            for (int a = 0; a < g->napis; a++)
+                if (!strcmp(g->apis[a].cf->id, p->apis.v[k])) {
+                    if (g->apis[a].open_product)
+                        pt_node_error(errs, p->node, "API '%s' is already in the open product '%s': an API may be in "
+                                                     "one open product only",
+                                      p->apis.v[k], g->apis[a].open_product->cf->id);
+                    g->apis[a].open_product = &g->products[i];
+                }
+    }
+    for (int a = 0; a < g->napis; a++)
+        for (int k = 0; g->apis[a].cf->version_set && k < cf->nversion_sets; k++)
+            if (!strcmp(cf->version_sets[k].id, g->apis[a].cf->version_set))
+                g->apis[a].vset = &cf->version_sets[k];
+    g->nusers = cf->nusers;
+    g->users = pt_pool_calloc(pool, sizeof(*g->users) * (size_t)(cf->nusers + 1));
+    for (int i = 0; i < cf->nusers; i++)
+        g->users[i].cf = &cf->users[i];
+    g->nsubs = cf->nsubs;
+    g->subs = pt_pool_calloc(pool, sizeof(*g->subs) * (size_t)(cf->nsubs + 1));
+    g->nkeys = 16;
+    while (g->nkeys < (size_t)cf->nsubs * 4)
+        g->nkeys *= 2;
+    g->keys = pt_pool_calloc(pool, sizeof(*g->keys) * g->nkeys);
+    for (int i = 0; i < cf->nsubs; i++) {
+        struct pt_subscription *s = &g->subs[i];
+        s->cf = &cf->subs[i];
+        for (int k = 0; s->cf->scope_kind == PT_SUB_PRODUCT && k < g->nproducts; k++)
+            if (!strcmp(g->products[k].cf->id, s->cf->scope_id))
+                s->product = &g->products[k];
+        for (int k = 0; s->cf->scope_kind == PT_SUB_API && k < g->napis; k++)
+            if (!strcmp(g->apis[k].cf->id, s->cf->scope_id))
+                s->api = &g->apis[k];
+        for (int k = 0; s->cf->owner_user && k < g->nusers; k++)
+            if (!strcmp(g->users[k].cf->id, s->cf->owner_user))
+                s->owner = &g->users[k];
+        const char *keys[2] = {s->cf->primary_key, s->cf->secondary_key};
+        for (int k = 0; k < 2; k++) {
+            if (!keys[k])
+                continue;
+            size_t len = strlen(keys[k]);
+            uint64_t h = pt_hash(keys[k], len, false);
+            size_t slot = h & (g->nkeys - 1);
+            while (g->keys[slot].key)
+                slot = (slot + 1) & (g->nkeys - 1);
+            g->keys[slot] = (struct pt_keyslot){keys[k], len, h, s};
+        }
+    }
 
     /* policies: each scope's document is compiled once; every operation
        gets its flattened pipeline */
@@ -120,6 +198,26 @@ struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
             pt_policy_flatten(g->pc, docs, 3, &op->pipeline);
         }
     }
+    /* product scope: operation -> API -> product -> global, for each product holding the API */
+    for (int p = 0; p < g->nproducts && errs->n == perr; p++) {
+        struct pt_product *prod = &g->products[p];
+        struct pt_doc *pdoc = pt_policy_doc(g->pc, prod->cf->policies, PT_SCOPE_PRODUCT);
+        for (int i = 0; i < g->napis && errs->n == perr; i++) {
+            struct pt_apidef *api = &g->apis[i];
+            if (!pt_product_has_api(prod, api))
+                continue;
+            struct pt_doc *adoc = pt_policy_doc(g->pc, api->cf->policies, PT_SCOPE_API);
+            for (int k = 0; k < api->nops && errs->n == perr; k++) {
+                struct pt_operation *op = &api->ops[k];
+                struct pt_doc *odoc = pt_policy_doc(g->pc, op->cf->policies, PT_SCOPE_OPERATION);
+                op->prod = pt_pool_grow(pool, op->prod, sizeof(*op->prod), &(int){op->nprod}, op->nprod + 1);
+                struct pt_prodpipe *pp = &op->prod[op->nprod++];
+                pp->product = prod;
+                struct pt_doc *docs[4] = {odoc, adoc, pdoc, gdoc};
+                pt_policy_flatten(g->pc, docs, 4, &pp->pipeline);
+            }
+        }
+    }
 
     g->tls = calloc((size_t)(cf->nlisten ? cf->nlisten : 1), sizeof(*g->tls));
     g->ntls = cf->nlisten;
@@ -139,12 +237,37 @@ struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
                 pt_node_error(errs, pt_node_get(u, "caFile"), "see above");
         }
     }
+out:
     if (errs->n > before) {
         g->conf = NULL; /* the caller keeps its config on failure */
         pt_gen_unref(g);
         return NULL;
     }
     return g;
+}
+
+bool pt_product_has_api(const struct pt_product *p, const struct pt_apidef *api)
+{
+    for (int i = 0; i < p->cf->apis.n; i++)
+        if (!strcmp(p->cf->apis.v[i], api->cf->id))
+            return true;
+    return false;
+}
+
+const struct pt_subscription *pt_gen_find_key(const struct pt_gen *g, pt_str key)
+{
+    if (!g->nkeys || key.n == 0 || key.n > 256)
+        return NULL;
+    uint64_t h = pt_hash(key.p, key.n, false);
+    size_t slot = h & (g->nkeys - 1);
+    for (size_t probe = 0; probe < g->nkeys && g->keys[slot].key; probe++) {
+        const struct pt_keyslot *k = &g->keys[slot];
+        /* the hash only picks the slot; the key itself is compared in constant time */
+        if (k->len == key.n && CRYPTO_memcmp(k->key, key.p, key.n) == 0)
+            return k->sub;
+        slot = (slot + 1) & (g->nkeys - 1);
+    }
+    return NULL;
 }
 
 void pt_gen_check_policies(const char *path, struct pt_errors *errs)

@@ -576,6 +576,91 @@ static void push_lasterror(lua_State *L, const char *f, size_t fl)
         lua_pushnil(L);
 }
 
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    if (v) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, k);
+    }
+}
+
+static void set_bool(lua_State *L, const char *k, bool v)
+{
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void push_strlist(lua_State *L, const struct pt_strlist *l)
+{
+    lua_createtable(L, l->n, 0);
+    for (int i = 0; i < l->n; i++) {
+        lua_pushstring(L, l->v[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* context.product: APIM's IProduct */
+static void push_product(lua_State *L, const struct pt_product *p)
+{
+    const struct pt_product_cf *c = p->cf;
+    lua_createtable(L, 0, 9);
+    set_str(L, "id", c->id);
+    set_str(L, "name", c->display_name);
+    set_str(L, "state", pt_product_states[c->state]);
+    set_bool(L, "approvalRequired", c->approval_required);
+    set_bool(L, "subscriptionRequired", c->subscription_required);
+    if (c->subscriptions_limit) {
+        lua_pushinteger(L, (lua_Integer)c->subscriptions_limit);
+        lua_setfield(L, -2, "subscriptionLimit");
+    }
+    push_strlist(L, &c->apis);
+    lua_setfield(L, -2, "apis");
+    push_strlist(L, &c->groups);
+    lua_setfield(L, -2, "groups");
+}
+
+/* context.subscription: APIM's ISubscription (key: the one used) */
+static void push_subscription(lua_State *L, struct pt_req *req, const struct pt_subscription *s)
+{
+    const struct pt_subscription_cf *c = s->cf;
+    lua_createtable(L, 0, 8);
+    set_str(L, "id", c->id);
+    set_str(L, "name", c->display_name);
+    set_str(L, "primaryKey", c->primary_key);
+    set_str(L, "secondaryKey", c->secondary_key);
+    set_str(L, "createdDate", c->created_date);
+    set_str(L, "scope", c->scope);
+    set_str(L, "state", pt_sub_states[c->state]);
+    const struct pt_api_cf *ac = req->api->cf;
+    struct pt_hdr *hk = pt_head_get(&req->h, pt_str_c(ac->key_header));
+    if (hk) {
+        push_str(L, hk->value);
+        lua_setfield(L, -2, "key");
+    } else
+        set_str(L, "key", c->primary_key);
+}
+
+/* context.user: APIM's IUser */
+static void push_user(lua_State *L, const struct pt_user *u)
+{
+    const struct pt_user_cf *c = u->cf;
+    lua_createtable(L, 0, 7);
+    set_str(L, "id", c->id);
+    set_str(L, "email", c->email);
+    set_str(L, "firstName", c->first_name);
+    set_str(L, "lastName", c->last_name);
+    set_str(L, "note", c->note);
+    set_str(L, "state", pt_user_states[c->state]);
+    lua_createtable(L, c->groups.n + 1, 0);
+    lua_pushstring(L, "developers");
+    lua_rawseti(L, -2, 1);
+    for (int i = 0; i < c->groups.n; i++) {
+        lua_pushstring(L, c->groups.v[i]);
+        lua_rawseti(L, -2, i + 2);
+    }
+    lua_setfield(L, -2, "groups");
+}
+
 static int proxy_index(lua_State *L)
 {
     int kind = proxy_kind(L, 1);
@@ -614,8 +699,14 @@ static int proxy_index(lua_State *L)
             lua_pushcfunction(L, ctx_trace);
         else if (key_is(k, kl, "tracing"))
             lua_pushboolean(L, 0);
+        else if (key_is(k, kl, "product"))
+            req->product ? push_product(L, req->product) : lua_pushnil(L);
+        else if (key_is(k, kl, "subscription"))
+            req->sub ? push_subscription(L, req, req->sub) : lua_pushnil(L);
+        else if (key_is(k, kl, "user"))
+            req->sub && req->sub->owner ? push_user(L, req->sub->owner) : lua_pushnil(L);
         else
-            lua_pushnil(L); /* product, subscription, user: none without subscriptions */
+            lua_pushnil(L);
         return 1;
     case K_REQUEST:
         if (key_is(k, kl, "method"))

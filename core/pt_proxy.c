@@ -213,6 +213,13 @@ static void req_log(struct pt_req *req)
         log_str_field(&b, "api", pt_str_c(req->api->cf->id));
     if (req->op)
         log_str_field(&b, "operation", pt_str_c(req->op->cf->id));
+    if (req->product)
+        log_str_field(&b, "product", pt_str_c(req->product->cf->id));
+    if (req->sub) {
+        log_str_field(&b, "subscription", pt_str_c(req->sub->cf->id));
+        if (req->sub->owner)
+            log_str_field(&b, "user", pt_str_c(req->sub->owner->cf->id));
+    }
     pt_buf_lit(&b, ",\"status\":");
     pt_buf_u64(&b, (uint64_t)req->status);
     if (req->rh_done) {
@@ -442,15 +449,18 @@ static bool query_param(pt_str q, pt_str name, pt_str *value)
 }
 
 /*
- * The subscription decision for an API that requires a key.  Keys are
- * issued by subscriptions; a configuration without subscriptions accepts
- * none, so a protected API then refuses every call, as APIM does.
+ * The access decision, as APIM makes it.  A key (the API's header, else its
+ * query parameter) must belong to an active subscription whose scope is all
+ * APIs, this API, or a product holding this API (that product is then the
+ * request's context); anything else is SubscriptionKeyInvalid.  Without a
+ * key, an API in an open product runs in that product's context, an API
+ * that does not require a subscription runs without one, and otherwise the
+ * answer is SubscriptionKeyNotFound.  Returns false after answering.
  */
 static bool check_subscription(struct pt_req *req)
 {
-    const struct pt_api_cf *ac = req->api->cf;
-    if (!ac->subscription_required)
-        return true;
+    const struct pt_apidef *api = req->api;
+    const struct pt_api_cf *ac = api->cf;
     struct pt_hdr *hk = pt_head_get(&req->h, pt_str_c(ac->key_header));
     pt_str key = PT_NULL_STR;
     bool present = false;
@@ -459,16 +469,54 @@ static bool check_subscription(struct pt_req *req)
         present = true;
     } else
         present = query_param(req->h.query, pt_str_c(ac->key_query), &key);
-    if (!present) {
-        req_error(req, 401, "SubscriptionKeyNotFound",
-                  "Access denied due to missing subscription key. Make sure to include subscription key "
-                  "when making requests to an API.");
-        return false;
+    if (present) {
+        const struct pt_subscription *s = pt_gen_find_key(req_gen(req), key);
+        /* a blocked or deleted owner cannot call APIs */
+        bool ok = s && s->cf->state == PT_SUB_ACTIVE && (!s->owner || s->owner->cf->state == 0);
+        if (ok) {
+            switch (s->cf->scope_kind) {
+            case PT_SUB_ALL_APIS:
+                break;
+            case PT_SUB_API:
+                ok = s->api == api;
+                break;
+            case PT_SUB_PRODUCT:
+                ok = s->product && pt_product_has_api(s->product, api);
+                if (ok)
+                    req->product = s->product;
+                break;
+            }
+        }
+        if (!ok) {
+            req->product = NULL;
+            req_error(req, 401, "SubscriptionKeyInvalid",
+                      "Access denied due to invalid subscription key. Make sure to provide a valid key for an "
+                      "active subscription.");
+            return false;
+        }
+        req->sub = s;
+        return true;
     }
-    req_error(req, 401, "SubscriptionKeyInvalid",
-              "Access denied due to invalid subscription key. Make sure to provide a valid key for an "
-              "active subscription.");
+    if (api->open_product) {
+        req->product = api->open_product;
+        return true;
+    }
+    if (!ac->subscription_required)
+        return true;
+    req_error(req, 401, "SubscriptionKeyNotFound",
+              "Access denied due to missing subscription key. Make sure to include subscription key when making "
+              "requests to an API.");
     return false;
+}
+
+/* The pipeline for the request's operation in its product context. */
+static const struct pt_pipeline *pipeline_of(const struct pt_req *req)
+{
+    if (req->product)
+        for (int i = 0; i < req->op->nprod; i++)
+            if (req->op->prod[i].product == req->product)
+                return &req->op->prod[i].pipeline;
+    return &req->op->pipeline;
 }
 
 /* Serialises the request head for the backend. */
@@ -687,7 +735,7 @@ static void req_start(struct pt_conn *c, size_t head_len)
     req->bpath = req->m.rest;
     req->bquery = req->h.query;
     pt_io_read(c->io, false); /* the body (and pipelined requests) wait their turn */
-    pt_exec_start(req, &req->op->pipeline);
+    pt_exec_start(req, pipeline_of(req));
 }
 
 /* Sends 100 Continue once the gateway is about to read a body it announced. */

@@ -129,6 +129,8 @@ struct pt_req {
     struct pt_match m;
     struct pt_apidef *api;
     struct pt_operation *op;
+    const struct pt_product *product;     /* the product context, if any */
+    const struct pt_subscription *sub;    /* the subscription of the key, if any */
     struct pt_upconn *up;
     struct pt_head rh;
     bool rh_done;     /* rh holds a response (from the backend or built by policies) */

@@ -114,6 +114,11 @@ class Portico:
     def url(self):
         return "http://127.0.0.1:%d" % self.port
 
+    def check(self):
+        """`portico -t` on this configuration: (exit code, stdout + stderr)."""
+        r = subprocess.run([BIN, "-t", "-c", self.config_path], capture_output=True, timeout=30, cwd=self.workdir)
+        return r.returncode, (r.stdout + r.stderr).decode(errors="replace")
+
     def start(self, wait=True):
         self.proc = subprocess.Popen([BIN, "-c", self.config_path] + self.extra_args, cwd=self.workdir,
                                      env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
