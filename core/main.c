@@ -20,6 +20,7 @@
 #include "pt_gen.h"
 #include "pt_corepol.h"
 #include "pt_log.h"
+#include "pt_mgmt.h"
 #include "pt_model.h"
 #include "pt_plugin.h"
 #include "pt_store.h"
@@ -353,6 +354,48 @@ static bool commit_running(struct pt_gen *g, struct pt_errors *errs)
     return false;
 }
 
+/* Makes g the running generation (the workers switch at their next turn). */
+static void publish(struct pt_gen *g)
+{
+    apply_logs(g->conf);
+    pt_workers_publish(g);
+    struct pt_gen *old = current;
+    current = g;
+    pt_gen_unref(old);
+}
+
+/* -------------------------------------------------------- management API */
+
+static const struct pt_conf *mgmt_file(void)
+{
+    return file_conf;
+}
+
+/* A management write is in the open transaction: build, commit, publish. */
+static bool mgmt_publish(struct pt_errors *errs)
+{
+    const char *key = pt_model_secret_key(file_conf);
+    struct pt_conf *merged = pt_model_build(store, file_conf, key, errs);
+    struct pt_gen *g = merged ? pt_gen_build(merged, errs) : NULL;
+    if (merged && !g)
+        pt_conf_free(merged);
+    if (g && !prepare_listeners(g, file_conf, errs)) {
+        pt_gen_unref(g);
+        g = NULL;
+    }
+    if (!g) {
+        pt_store_rollback(store);
+        return false;
+    }
+    if (!commit_running(g, errs))
+        return false;
+    publish(g);
+    pt_info("management change applied (generation %llu)", (unsigned long long)g->serial);
+    return true;
+}
+
+static const struct pt_mgmt_hooks mgmt_hooks = {mgmt_file, mgmt_publish};
+
 /* --------------------------------------------------------------- reload */
 
 static void reload(void)
@@ -401,11 +444,10 @@ static void reload(void)
         pt_errors_clear(&errs);
         return;
     }
-    apply_logs(g->conf);
-    pt_workers_publish(g);
-    struct pt_gen *old = current;
-    current = g;
-    pt_gen_unref(old);
+    if ((cf->mgmt.listen || current->conf->mgmt.listen) &&
+        (!cf->mgmt.listen || !current->conf->mgmt.listen || strcmp(cf->mgmt.listen, current->conf->mgmt.listen)))
+        pt_warn("management.listen changed: the management listener is opened at start only; restart to move it");
+    publish(g);
     pt_info("configuration reloaded (generation %llu)", (unsigned long long)g->serial);
 }
 
@@ -579,6 +621,13 @@ int main(int argc, char **argv)
         pt_err("cannot start workers");
         return 1;
     }
+    if (!pt_mgmt_start(ctl_base, file_conf, store, &mgmt_hooks, &errs)) {
+        print_errors(&errs, stderr);
+        pt_errors_clear(&errs);
+        pt_workers_stop();
+        pt_workers_join(5000);
+        return 1;
+    }
     int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
     struct event *sev[4];
     for (int i = 0; i < 4; i++) {
@@ -601,6 +650,7 @@ int main(int argc, char **argv)
         event_free(sev[i]);
     if (drain_timer)
         event_free(drain_timer);
+    pt_mgmt_stop();
     event_base_free(ctl_base);
     pt_gen_unref(current);
     while (lsocks) {

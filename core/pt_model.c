@@ -313,19 +313,38 @@ static const char *str_of(const json_t *o, const char *k, const char *def)
     return json_is_string(v) ? json_string_value(v) : def;
 }
 
-static bool put_policy(struct pt_store *st, const char *id, struct pt_node *policies)
+static bool put_policy(struct pt_store *st, const char *id, struct pt_node *policies, const char *source)
 {
     if (!policies)
         return true;
     json_t *j = pt_node_to_json(policies);
-    bool ok = pt_store_put(st, "policy", "", id, "", j, "config", NULL);
+    bool ok = pt_store_put(st, "policy", "", id, "", j, source, NULL);
     json_decref(j);
     return ok;
+}
+
+/* Through the API, what the file declares cannot be changed. */
+static bool writable(struct pt_store *st, const char *source, const char *kind, const char *parent, const char *id,
+                     const struct pt_node *where, struct pt_errors *errs)
+{
+    char src[16];
+    if (strcmp(source, "config") && pt_store_info(st, kind, parent, id, src, NULL) && !strcmp(src, "config")) {
+        pt_node_error(errs, where, "%s '%s' is declared in the configuration file; change it there", kind, id);
+        return false;
+    }
+    return true;
 }
 
 bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *f, const char *secret_key,
                          struct pt_errors *errs)
 {
+    return pt_model_apply(st, f, secret_key, "config", errs);
+}
+
+bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *secret_key, const char *source,
+                    struct pt_errors *errs)
+{
+    bool file = !strcmp(source, source);
     static const char *const api_x[] = {"operations", "policies", NULL};
     static const char *const op_x[] = {"policies", NULL};
     static const char *const product_x[] = {"apis", "groups", "policies", NULL};
@@ -335,48 +354,65 @@ bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *f, const cha
         pt_errors_add(errs, "store: %s", pt_store_error(st));
         return false;
     }
-    pt_store_mark(st, "config");
+    if (file)
+        pt_store_mark(st, source);
     bool ok = true;
     for (int i = 0; ok && i < f->napis; i++) {
         const struct pt_api_cf *a = &f->apis[i];
+        if (!writable(st, source, "api", "", a->id, a->node, errs)) {
+            ok = false;
+            break;
+        }
         json_t *j = without(pt_node_to_json(a->node), api_x);
-        ok &= pt_store_put(st, "api", "", a->id, a->workspace, j, "config", NULL);
+        ok &= pt_store_put(st, "api", "", a->id, a->workspace, j, source, NULL);
         json_decref(j);
-        ok &= put_policy(st, pt_pool_printf(f->pool, "api:%s", a->id), a->policies);
+        ok &= put_policy(st, pt_pool_printf(f->pool, "api:%s", a->id), a->policies, source);
         for (int k = 0; ok && k < a->nops; k++) {
             const struct pt_operation_cf *op = &a->ops[k];
             json_t *oj = without(pt_node_to_json(op->node), op_x);
-            ok &= pt_store_put(st, "operation", a->id, op->id, a->workspace, oj, "config", NULL);
+            ok &= pt_store_put(st, "operation", a->id, op->id, a->workspace, oj, source, NULL);
             json_decref(oj);
-            ok &= put_policy(st, pt_pool_printf(f->pool, "op:%s/%s", a->id, op->id), op->policies);
+            ok &= put_policy(st, pt_pool_printf(f->pool, "op:%s/%s", a->id, op->id), op->policies, source);
         }
     }
     for (int i = 0; ok && i < f->nproducts; i++) {
         const struct pt_product_cf *p = &f->products[i];
+        if (!writable(st, source, "product", "", p->id, p->node, errs)) {
+            ok = false;
+            break;
+        }
         json_t *j = without(pt_node_to_json(p->node), product_x);
-        ok &= pt_store_put(st, "product", "", p->id, p->workspace, j, "config", NULL);
+        ok &= pt_store_put(st, "product", "", p->id, p->workspace, j, source, NULL);
         json_decref(j);
         for (int k = 0; ok && k < p->apis.n; k++)
-            ok &= pt_store_link(st, "product-api", p->id, p->apis.v[k], "config");
+            ok &= pt_store_link(st, "product-api", p->id, p->apis.v[k], source);
         for (int k = 0; ok && k < p->groups.n; k++)
-            ok &= pt_store_link(st, "product-group", p->id, p->groups.v[k], "config");
-        ok &= put_policy(st, pt_pool_printf(f->pool, "product:%s", p->id), p->policies);
+            ok &= pt_store_link(st, "product-group", p->id, p->groups.v[k], source);
+        ok &= put_policy(st, pt_pool_printf(f->pool, "product:%s", p->id), p->policies, source);
     }
     for (int i = 0; ok && i < f->ngroups; i++) {
         json_t *j = pt_node_to_json(f->groups[i].node);
-        ok &= pt_store_put(st, "group", "", f->groups[i].id, f->groups[i].workspace, j, "config", NULL);
+        ok &= pt_store_put(st, "group", "", f->groups[i].id, f->groups[i].workspace, j, source, NULL);
         json_decref(j);
     }
     for (int i = 0; ok && i < f->nusers; i++) {
         const struct pt_user_cf *u = &f->users[i];
+        if (!writable(st, source, "user", "", u->id, u->node, errs)) {
+            ok = false;
+            break;
+        }
         json_t *j = without(pt_node_to_json(u->node), user_x);
-        ok &= pt_store_put(st, "user", "", u->id, "", j, "config", NULL);
+        ok &= pt_store_put(st, "user", "", u->id, "", j, source, NULL);
         json_decref(j);
         for (int k = 0; ok && k < u->groups.n; k++)
-            ok &= pt_store_link(st, "group-user", u->groups.v[k], u->id, "config");
+            ok &= pt_store_link(st, "group-user", u->groups.v[k], u->id, source);
     }
     for (int i = 0; ok && i < f->nsubs; i++) {
         const struct pt_subscription_cf *s = &f->subs[i];
+        if (!writable(st, source, "subscription", "", s->id, s->node, errs)) {
+            ok = false;
+            break;
+        }
         json_t *j = pt_node_to_json(s->node);
         /* keys the file does not give: kept from before, else made once */
         json_t *old = NULL;
@@ -397,7 +433,7 @@ bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *f, const cha
             json_object_set_new(j, "createdDate", json_string(prev ? prev : ts));
         }
         json_decref(old);
-        ok &= pt_store_put(st, "subscription", "", s->id, s->workspace, j, "config", NULL);
+        ok &= pt_store_put(st, "subscription", "", s->id, s->workspace, j, source, NULL);
         json_decref(j);
     }
     for (int i = 0; ok && f->named_values && i < f->named_values->n; i++) {
@@ -416,7 +452,7 @@ bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *f, const cha
             }
         }
         if (ok)
-            ok &= pt_store_put(st, "namedValue", "", str_of(j, "id", ""), str_of(j, "workspace", ""), j, "config",
+            ok &= pt_store_put(st, "namedValue", "", str_of(j, "id", ""), str_of(j, "workspace", ""), j, source,
                                NULL);
         json_decref(j);
     }
@@ -427,28 +463,28 @@ bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *f, const cha
     for (size_t t = 0; t < PT_ARRAY_LEN(plain); t++)
         for (int i = 0; ok && plain[t].list && i < plain[t].list->n; i++) {
             json_t *j = pt_node_to_json(plain[t].list->items[i]);
-            ok &= pt_store_put(st, plain[t].kind, "", str_of(j, "id", ""), str_of(j, "workspace", ""), j, "config",
+            ok &= pt_store_put(st, plain[t].kind, "", str_of(j, "id", ""), str_of(j, "workspace", ""), j, source,
                                NULL);
             json_decref(j);
         }
     for (int i = 0; ok && i < f->nbackends; i++) {
         json_t *j = pt_node_to_json(f->backends[i].node);
-        ok &= pt_store_put(st, "backend", "", f->backends[i].id, f->backends[i].workspace, j, "config", NULL);
+        ok &= pt_store_put(st, "backend", "", f->backends[i].id, f->backends[i].workspace, j, source, NULL);
         json_decref(j);
     }
     for (int i = 0; ok && i < f->nworkspaces; i++) {
         json_t *j = pt_node_to_json(f->workspaces[i].node);
-        ok &= pt_store_put(st, "workspace", "", f->workspaces[i].id, "", j, "config", NULL);
+        ok &= pt_store_put(st, "workspace", "", f->workspaces[i].id, "", j, source, NULL);
         json_decref(j);
     }
     for (int i = 0; ok && i < f->nversion_sets; i++) {
         json_t *j = pt_node_to_json(f->version_sets[i].node);
-        ok &= pt_store_put(st, "apiVersionSet", "", f->version_sets[i].id, "", j, "config", NULL);
+        ok &= pt_store_put(st, "apiVersionSet", "", f->version_sets[i].id, "", j, source, NULL);
         json_decref(j);
     }
-    ok &= put_policy(st, "global", f->policies);
+    ok &= put_policy(st, "global", f->policies, source);
     (void)none;
-    if (ok && pt_store_sweep(st, "config") < 0)
+    if (ok && file && pt_store_sweep(st, "config") < 0)
         ok = false;
     if (!ok) {
         if (errs->n == 0 || strlen(pt_store_error(st)))
@@ -609,18 +645,9 @@ static void overlay(struct pt_node *dst, const struct pt_node *src, const char *
     }
 }
 
-struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
-                               struct pt_errors *errs)
+json_t *pt_model_entities(struct pt_store *st, const char *secret_key, struct pt_errors *errs)
 {
-    json_t *root = pt_node_to_json(file->root);
-    const char *k;
-    json_t *v;
-    void *tmp;
-    json_object_foreach_safe(root, tmp, k, v)
-    {
-        if (is_entity_key(k))
-            json_object_del(root, k);
-    }
+    json_t *root = json_object();
     int before = errs->n;
     for (int i = 0; pt_kinds[i].kind; i++) {
         json_t *list = json_array();
@@ -640,11 +667,77 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
         json_decref(root);
         return NULL;
     }
+    return root;
+}
+
+struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
+                               struct pt_errors *errs)
+{
+    json_t *root = pt_node_to_json(file->root);
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(root, tmp, k, v)
+    {
+        if (is_entity_key(k))
+            json_object_del(root, k);
+    }
+    json_t *ents = pt_model_entities(st, secret_key, errs);
+    if (!ents) {
+        json_decref(root);
+        return NULL;
+    }
+    json_object_update(root, ents);
+    json_decref(ents);
     struct pt_pool *pool = pt_pool_new(64 * 1024);
     struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
     json_decref(root);
     overlay(tree, file->root, pt_pool_strdup(pool, file->root->file ? file->root->file : file->file));
     struct pt_conf *cf = pt_conf_from_tree(pool, file->file, tree, errs);
+    if (!cf)
+        pt_pool_free(pool);
+    return cf;
+}
+
+struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc, const struct pt_node *positions,
+                                   const char *name, struct pt_errors *errs)
+{
+    if (!json_is_object(doc)) {
+        pt_errors_add(errs, "%s: expected an object of entity lists", positions ? name : "(document)");
+        return NULL;
+    }
+    int before = errs->n;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)doc, k, v)
+    {
+        if (!is_entity_key(k)) {
+            const struct pt_node *where = NULL;
+            for (int i = 0; positions && i < positions->n; i++)
+                if (!strcmp(pt_node_key(positions, i)->str, k))
+                    where = pt_node_key(positions, i);
+            if (where)
+                pt_node_error(errs, where, "'%s' is a setting of the configuration file, not an entity list", k);
+            else
+                pt_errors_add(errs, "%s: a setting of the configuration file, not an entity list", k);
+        }
+    }
+    if (errs->n > before)
+        return NULL;
+    json_t *root = pt_node_to_json(file->root);
+    void *tmp;
+    json_object_foreach_safe(root, tmp, k, v)
+    {
+        if (is_entity_key(k))
+            json_object_del(root, k);
+    }
+    json_object_update(root, (json_t *)doc);
+    struct pt_pool *pool = pt_pool_new(16 * 1024);
+    struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
+    json_decref(root);
+    if (positions)
+        overlay(tree, positions, pt_pool_strdup(pool, name));
+    struct pt_conf *cf = pt_conf_from_tree(pool, name, tree, errs);
     if (!cf)
         pt_pool_free(pool);
     return cf;

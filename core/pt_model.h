@@ -38,12 +38,28 @@ struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct 
 /* Applies the file's entity lists to the store (one transaction). */
 bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                          struct pt_errors *errs);
+/* The same for a document sent to the management API (source "api"):
+   upserts only; entities the file declares are refused. */
+bool pt_model_apply(struct pt_store *st, const struct pt_conf *doc, const char *secret_key, const char *source,
+                    struct pt_errors *errs);
 /*
  * The configuration to run: the file's settings and the store's entities,
  * validated (errors name JSON paths).  NULL with errs on failure.
  */
 struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                                struct pt_errors *errs);
+
+/* Every entity in the store as the configuration file's lists (apis with
+   operations and policies, products with apis and groups, subscriptions
+   with their keys, secret named values decrypted): what `export` writes. */
+json_t *pt_model_entities(struct pt_store *st, const char *secret_key, struct pt_errors *errs);
+
+/* A document of entity lists (a management request) read with the file's
+   settings, validated as the file is.  `positions` (the parsed YAML, when
+   the body was text) gives errors NAME:line:column; without it errors
+   name paths such as "apis[0].path". */
+struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc, const struct pt_node *positions,
+                                   const char *name, struct pt_errors *errs);
 
 /* A new random subscription key (32 hex characters). */
 void pt_model_new_key(char out[33]);

@@ -360,6 +360,41 @@ bool pt_store_linked(struct pt_store *s, const char *kind, const char *a, const 
     return found;
 }
 
+bool pt_store_info(struct pt_store *s, const char *kind, const char *parent, const char *id, char source[16],
+                   char workspace[128])
+{
+    sqlite3_stmt *st = prep(s, "SELECT source, workspace FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, parent);
+    bind_text(st, 3, id);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    if (found) {
+        if (source)
+            snprintf(source, 16, "%s", (const char *)sqlite3_column_text(st, 0));
+        if (workspace)
+            snprintf(workspace, 128, "%s", (const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+bool pt_store_link_source(struct pt_store *s, const char *kind, const char *a, const char *b, char source[16])
+{
+    sqlite3_stmt *st = prep(s, "SELECT source FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, a);
+    bind_text(st, 3, b);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    if (found)
+        snprintf(source, 16, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return found;
+}
+
 bool pt_store_links(struct pt_store *s, const char *kind, const char *a, pt_store_link_fn fn, void *arg)
 {
     sqlite3_stmt *st = prep(s, a ? "SELECT a, b FROM links WHERE kind = ?1 AND a = ?2 ORDER BY a, b"

@@ -47,6 +47,9 @@ struct pt_entity {
 /* Reads one entity; body is a new reference (json_decref it).  false when absent. */
 bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, const char *id,
                   json_t **body, char etag[24]);
+/* Who wrote an entity ("config" or "api") and its workspace; false when absent. */
+bool pt_store_info(struct pt_store *s, const char *kind, const char *parent, const char *id, char source[16],
+                   char workspace[128]);
 /* Inserts or replaces; sets a new ETag (written to etag when not NULL). */
 bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id,
                   const char *workspace, const json_t *body, const char *source, char etag[24]);
@@ -60,6 +63,7 @@ int pt_store_count(struct pt_store *s, const char *kind, const char *parent);
 bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source);
 bool pt_store_unlink(struct pt_store *s, const char *kind, const char *a, const char *b);
 bool pt_store_linked(struct pt_store *s, const char *kind, const char *a, const char *b);
+bool pt_store_link_source(struct pt_store *s, const char *kind, const char *a, const char *b, char source[16]);
 /* Calls fn(arg, a, b) for every pair with a == a_or_null (NULL = all). */
 typedef bool (*pt_store_link_fn)(void *arg, const char *a, const char *b);
 bool pt_store_links(struct pt_store *s, const char *kind, const char *a, pt_store_link_fn fn, void *arg);
