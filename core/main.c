@@ -16,6 +16,7 @@
  *   SIGUSR1  reopen the log files (after rotation).
  */
 #include "pt.h"
+#include "pt_cli.h"
 #include "pt_conf.h"
 #include "pt_gen.h"
 #include "pt_corepol.h"
@@ -71,7 +72,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: portico [-c FILE]      run the gateway (default %s/portico/portico.yaml)\n"
                "       portico -t [-c FILE]   check the configuration and exit\n"
                "       portico -P [-c FILE]   print the reference of every policy available (Markdown)\n"
-               "       portico -v             print the version and build features\n",
+               "       portico -v             print the version and build features\n"
+               "       portico COMMAND ...    manage a running gateway (apply, export, api, product, user,\n"
+               "                              subscription...; `portico help` lists them)\n",
             PT_SYSCONFDIR);
 }
 
@@ -524,6 +527,8 @@ int main(int argc, char **argv)
 {
     bool test_only = false, reference = false;
     conf_path = PT_SYSCONFDIR "/portico/portico.yaml";
+    if (argc > 1 && pt_cli_is_command(argv[1]))
+        return pt_cli_main(argc, argv);
     int opt;
     while ((opt = getopt(argc, argv, "c:tvhP")) != -1) {
         switch (opt) {

@@ -523,11 +523,19 @@ static bool add_link_b(void *arg, const char *a, const char *b)
     return true;
 }
 
+/* An entity as the file writes it: its id first. */
+static json_t *with_id(const struct pt_entity *e)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(e->id));
+    json_object_update(o, e->body);
+    return o;
+}
+
 static bool mat_op(void *arg, const struct pt_entity *e)
 {
     struct mat *m = arg;
-    json_t *o = json_deep_copy(e->body);
-    json_object_set_new(o, "id", json_string(e->id));
+    json_t *o = with_id(e);
     char pid[600];
     snprintf(pid, sizeof(pid), "op:%s/%s", e->parent, e->id);
     json_t *p = policy_of(m->st, pid);
@@ -540,8 +548,7 @@ static bool mat_op(void *arg, const struct pt_entity *e)
 static bool mat_entity(void *arg, const struct pt_entity *e)
 {
     struct mat *m = arg;
-    json_t *o = json_deep_copy(e->body);
-    json_object_set_new(o, "id", json_string(e->id));
+    json_t *o = with_id(e);
     if (!strcmp(e->kind, "api")) {
         json_t *ops = json_array();
         struct mat sub = {m->st, ops, m->secret_key, m->errs, true};
