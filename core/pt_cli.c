@@ -331,7 +331,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: portico COMMAND [options]   (talks to the management API)\n"
                "  apply -f FILE                    create or update the entities FILE declares (YAML or JSON)\n"
-               "  export                           print every entity as YAML that apply accepts\n"
+               "  export [--include-file]          print the entities as YAML that apply accepts (those the\n"
+               "                                   configuration file declares only with --include-file)\n"
                "  api|product|user|group|named-value|workspace list\n"
                "  api|product|user|group|named-value|workspace show ID | delete ID\n"
                "  subscription create ID --scope /products/P|/apis/A|/apis [--owner USER] [--name NAME] "
@@ -360,7 +361,7 @@ int pt_cli_main(int argc, char **argv)
     const char *pos[8] = {0};
     int npos = 0;
     const char *file = NULL, *scope = NULL, *owner = NULL, *name = NULL, *state = NULL;
-    bool secondary = false;
+    bool secondary = false, include_file = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (die_usage("%s needs a value", a), ""))
@@ -383,6 +384,8 @@ int pt_cli_main(int argc, char **argv)
             name = NEXT();
         else if (!strcmp(a, "--state"))
             state = NEXT();
+        else if (!strcmp(a, "--include-file"))
+            include_file = true;
         else if (!strcmp(a, "--secondary"))
             secondary = true;
         else if (!strcmp(a, "--primary"))
@@ -465,8 +468,10 @@ int pt_cli_main(int argc, char **argv)
     }
     if (!strcmp(cmd, "export")) {
         struct resp r = {0};
-        if (!http_call(&c, "GET", c.json ? "/management/export" : "/management/export?format=yaml", NULL, NULL, 0,
-                       &r))
+        char ep[128];
+        snprintf(ep, sizeof(ep), "/management/export?format=%s%s", c.json ? "json" : "yaml",
+                 include_file ? "&includeFile=true" : "");
+        if (!http_call(&c, "GET", ep, NULL, NULL, 0, &r))
             return 1;
         if (r.status >= 300)
             rc = report(&r);

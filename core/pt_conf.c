@@ -1317,6 +1317,7 @@ static void vs_init(void *p)
 static const struct pt_cfkey vs_keys[] = {
     {"id", PT_CT_STR, offsetof(struct pt_versionset_cf, id), PT_CF_REQUIRED},
     {"displayName", PT_CT_STR, offsetof(struct pt_versionset_cf, display_name), 0},
+    {"description", PT_CT_STR, offsetof(struct pt_versionset_cf, description), 0},
     {"versioningScheme", PT_CT_ENUM, offsetof(struct pt_versionset_cf, scheme), PT_CF_REQUIRED,
      .enums = pt_versioning_schemes},
     {"versionQueryName", PT_CT_STR, offsetof(struct pt_versionset_cf, query_name), 0},

@@ -242,6 +242,7 @@ struct pt_workspace_cf {
 struct pt_versionset_cf {
     char *id;
     char *display_name;
+    char *description;
     int scheme;               /* 0 Segment, 1 Query, 2 Header */
     char *query_name;         /* versionQueryName, default api-version */
     char *header_name;        /* versionHeaderName, default Api-Version */

@@ -1071,7 +1071,7 @@ static void h_entity(struct mreq *m, const char *kind, const char *parent, const
     }
     if (!exists && !strcmp(kind, "subscription") && !json_object_get(obj, "state"))
         json_object_set_new(obj, "state", json_string("submitted")); /* APIM's REST default */
-    if (m->ws)
+    if (m->ws && strcmp(kind, "operation")) /* an operation lives in its API's workspace */
         json_object_set_new(obj, "workspace", json_string(m->ws));
     json_object_set_new(obj, "id", json_string(id));
     char where[600];
@@ -1555,7 +1555,10 @@ static int yaml_out(void *data, unsigned char *buf, size_t size)
 static void h_export(struct mreq *m)
 {
     struct pt_errors errs = {0};
-    json_t *doc = pt_model_entities(store, pt_model_secret_key(hooks->file()), &errs);
+    /* what the file declares is in the file: left out unless asked for */
+    const char *all = qparam(m, "includeFile");
+    json_t *doc = pt_model_entities(store, pt_model_secret_key(hooks->file()),
+                                    all && !strcmp(all, "true") ? NULL : "api", &errs);
     if (!doc) {
         send_errors(m, 500, "ExportFailed", "the store cannot be exported", &errs, NULL);
         pt_errors_clear(&errs);

@@ -344,7 +344,7 @@ bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *f, const cha
 bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *secret_key, const char *source,
                     struct pt_errors *errs)
 {
-    bool file = !strcmp(source, source);
+    bool file = !strcmp(source, "config");
     static const char *const api_x[] = {"operations", "policies", NULL};
     static const char *const op_x[] = {"policies", NULL};
     static const char *const product_x[] = {"apis", "groups", "policies", NULL};
@@ -507,6 +507,7 @@ struct mat {
     const char *secret_key;
     struct pt_errors *errs;
     bool ok;
+    const char *only; /* a source ("api"): other entities are left out */
 };
 
 static json_t *policy_of(struct pt_store *st, const char *id)
@@ -535,6 +536,8 @@ static json_t *with_id(const struct pt_entity *e)
 static bool mat_op(void *arg, const struct pt_entity *e)
 {
     struct mat *m = arg;
+    if (m->only && strcmp(e->source, m->only))
+        return true;
     json_t *o = with_id(e);
     char pid[600];
     snprintf(pid, sizeof(pid), "op:%s/%s", e->parent, e->id);
@@ -548,10 +551,12 @@ static bool mat_op(void *arg, const struct pt_entity *e)
 static bool mat_entity(void *arg, const struct pt_entity *e)
 {
     struct mat *m = arg;
+    if (m->only && strcmp(e->source, m->only))
+        return true;
     json_t *o = with_id(e);
     if (!strcmp(e->kind, "api")) {
         json_t *ops = json_array();
-        struct mat sub = {m->st, ops, m->secret_key, m->errs, true};
+        struct mat sub = {m->st, ops, m->secret_key, m->errs, true, m->only};
         pt_store_each(m->st, "operation", e->id, mat_op, &sub);
         json_object_set_new(o, "operations", ops);
         char pid[300];
@@ -652,13 +657,13 @@ static void overlay(struct pt_node *dst, const struct pt_node *src, const char *
     }
 }
 
-json_t *pt_model_entities(struct pt_store *st, const char *secret_key, struct pt_errors *errs)
+json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only, struct pt_errors *errs)
 {
     json_t *root = json_object();
     int before = errs->n;
     for (int i = 0; pt_kinds[i].kind; i++) {
         json_t *list = json_array();
-        struct mat m = {st, list, secret_key, errs, true};
+        struct mat m = {st, list, secret_key, errs, true, only};
         pt_store_each(st, pt_kinds[i].kind, "", mat_entity, &m);
         if (!strcmp(pt_kinds[i].kind, "user"))
             pt_store_links(st, "group-user", NULL, user_groups, list);
@@ -667,7 +672,10 @@ json_t *pt_model_entities(struct pt_store *st, const char *secret_key, struct pt
         else
             json_decref(list);
     }
-    json_t *g = policy_of(st, "global");
+    char src[16];
+    json_t *g = !only || (pt_store_info(st, "policy", "", "global", src, NULL) && !strcmp(src, only))
+                    ? policy_of(st, "global")
+                    : NULL;
     if (g)
         json_object_set_new(root, "policies", g);
     if (errs->n > before) {
@@ -689,7 +697,7 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
         if (is_entity_key(k))
             json_object_del(root, k);
     }
-    json_t *ents = pt_model_entities(st, secret_key, errs);
+    json_t *ents = pt_model_entities(st, secret_key, NULL, errs);
     if (!ents) {
         json_decref(root);
         return NULL;

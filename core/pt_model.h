@@ -51,8 +51,9 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
 
 /* Every entity in the store as the configuration file's lists (apis with
    operations and policies, products with apis and groups, subscriptions
-   with their keys, secret named values decrypted): what `export` writes. */
-json_t *pt_model_entities(struct pt_store *st, const char *secret_key, struct pt_errors *errs);
+   with their keys, secret named values decrypted): what `export` writes.
+   `only` ("api") leaves out what another source (the file) declares. */
+json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only, struct pt_errors *errs);
 
 /* A document of entity lists (a management request) read with the file's
    settings, validated as the file is.  `positions` (the parsed YAML, when
