@@ -814,8 +814,13 @@ static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
             bool both_current = o->is_current && api->is_current;
             if (o->path && api->path && !strcmp(o->path, api->path) && same_version && both_current &&
                 ((!o->host && !api->host) || (o->host && api->host && !strcmp(o->host, api->host)))) {
-                pt_node_error(cx->errs, pt_node_get(api->node, "path"),
-                              "path '%s' is already used by API '%s'", api->path, o->id);
+                if (api->api_version)
+                    pt_node_error(cx->errs, pt_node_get(api->node, "path"),
+                                  "path '%s' with version '%s' is already used by API '%s'", api->path,
+                                  api->api_version, o->id);
+                else
+                    pt_node_error(cx->errs, pt_node_get(api->node, "path"), "path '%s' is already used by API '%s'",
+                                  api->path, o->id);
                 ok = false;
             }
         }

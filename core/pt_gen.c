@@ -40,6 +40,105 @@ static bool resolve(struct pt_backend *b, struct pt_node *where, struct pt_error
     return true;
 }
 
+/* ------------------------------------------------- versions and revisions */
+
+struct route_key {
+    const char *path; /* the suffix the router knows the API by */
+    const char *host;
+    struct pt_apidef *api;
+};
+
+static bool header_or_query_scheme(const struct pt_apidef *a)
+{
+    return a->vset && a->vset->scheme != 0;
+}
+
+/*
+ * The suffix an API answers at: its path, plus "/{version}" for a Segment
+ * version, plus ";rev={n}" for a revision that is not the current one.
+ */
+static const char *route_path(struct pt_pool *pool, const struct pt_apidef *a)
+{
+    const struct pt_api_cf *ac = a->cf;
+    const char *p = ac->path;
+    if (a->vset && a->vset->scheme == 0 && ac->api_version && *ac->api_version)
+        p = *p ? pt_pool_printf(pool, "%s/%s", p, ac->api_version) : ac->api_version;
+    if (!ac->is_current)
+        p = pt_pool_printf(pool, "%s;rev=%s", p, ac->revision ? ac->revision : "1");
+    return p;
+}
+
+static const char *keys_path(const struct route_key *keys, const struct pt_apidef *a)
+{
+    for (int i = 0;; i++)
+        if (keys[i].api == a)
+            return keys[i].path;
+}
+
+static int key_cmp(const void *x, const void *y)
+{
+    const struct route_key *a = x, *b = y;
+    int c = strcmp(a->path, b->path);
+    if (!c)
+        c = strcasecmp(a->host, b->host);
+    if (!c) /* Query/Header versions after the others, then declaration order */
+        c = (int)header_or_query_scheme(a->api) - (int)header_or_query_scheme(b->api);
+    if (!c)
+        c = a->api < b->api ? -1 : a->api > b->api;
+    return c;
+}
+
+/*
+ * APIs that answer at the same suffix: versions of one set with the Query
+ * or Header scheme form a group (the version is chosen per request); any
+ * other sharing is an error, since one API would hide the other.
+ */
+static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_errors *errs)
+{
+    int n = g->napis;
+    struct route_key *sorted = malloc(sizeof(*sorted) * (size_t)(n ? n : 1));
+    memcpy(sorted, keys, sizeof(*sorted) * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof(*sorted), key_cmp);
+    struct pt_pool *pool = g->conf->pool;
+    for (int i = 0; i < n;) {
+        int j = i + 1;
+        while (j < n && !strcmp(sorted[j].path, sorted[i].path) && !strcasecmp(sorted[j].host, sorted[i].host))
+            j++;
+        if (j - i > 1) {
+            bool group = true;
+            for (int k = i; k < j; k++)
+                group &= header_or_query_scheme(sorted[k].api) &&
+                         !strcmp(sorted[k].api->cf->version_set, sorted[i].api->cf->version_set);
+            if (group) {
+                struct pt_apidef **members = pt_pool_calloc(pool, sizeof(*members) * (size_t)(j - i));
+                for (int k = i; k < j; k++) {
+                    members[k - i] = sorted[k].api;
+                    for (int q = i; q < k; q++) {
+                        const char *v1 = sorted[q].api->cf->api_version, *v2 = sorted[k].api->cf->api_version;
+                        if (!strcmp(v1 ? v1 : "", v2 ? v2 : ""))
+                            pt_node_error(errs, sorted[k].api->cf->node,
+                                          "API '%s' has the same version '%s' of set '%s' as API '%s'",
+                                          sorted[k].api->cf->id, v2 ? v2 : "", sorted[k].api->cf->version_set,
+                                          sorted[q].api->cf->id);
+                    }
+                }
+                for (int k = i; k < j; k++) {
+                    sorted[k].api->vgroup = members;
+                    sorted[k].api->nvgroup = j - i;
+                }
+            } else
+                for (int k = i + 1; k < j; k++)
+                    pt_node_error(errs, pt_node_get(sorted[k].api->cf->node, "path") ?: sorted[k].api->cf->node,
+                                  "API '%s' answers at '/%s', as API '%s' does (give one a version or a "
+                                  "revision, or another path)",
+                                  sorted[k].api->cf->id, sorted[k].path, sorted[i].api->cf->id);
+        }
+        i = j;
+    }
+    free(sorted);
+}
+
+
 static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs);
 
 struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
@@ -71,10 +170,20 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     g->router = pt_router_new();
     g->napis = cf->napis;
     g->apis = pt_pool_calloc(pool, sizeof(*g->apis) * (size_t)(cf->napis ? cf->napis : 1));
+    struct route_key *keys = calloc((size_t)(cf->napis ? cf->napis : 1), sizeof(*keys));
+    for (int i = 0; i < cf->napis; i++) {
+        g->apis[i].cf = &cf->apis[i];
+        for (int k = 0; cf->apis[i].version_set && k < cf->nversion_sets; k++)
+            if (!strcmp(cf->version_sets[k].id, cf->apis[i].version_set))
+                g->apis[i].vset = &cf->version_sets[k];
+        keys[i].path = route_path(pool, &g->apis[i]);
+        keys[i].host = cf->apis[i].host ? cf->apis[i].host : "";
+        keys[i].api = &g->apis[i];
+    }
+    group_versions(g, keys, errs);
     for (int i = 0; i < cf->napis; i++) {
         const struct pt_api_cf *ac = &cf->apis[i];
         struct pt_apidef *api = &g->apis[i];
-        api->cf = ac;
         if (ac->service_url) {
             struct pt_backend *b = pt_pool_calloc(pool, sizeof(*b));
             pt_url_parse(pool, ac->service_url, &b->url); /* validated while loading */
@@ -87,7 +196,16 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
                 api->backend = b;
             }
         }
-        int idx = pt_router_add_api(g->router, ac->path, ac->host, api);
+        /* a version that shares its path with others is reached through the group */
+        bool hidden = api->vgroup && api->vgroup[0] != api;
+        int idx = pt_router_add_api(g->router, hidden ? pt_pool_printf(pool, "\x01%s", ac->id) : keys_path(keys, api),
+                                    ac->host, api);
+        api->ridx = idx;
+        /* the current revision also answers with its number: /echo;rev=3/... */
+        int alias = -1;
+        if (ac->is_current && ac->revision && !hidden && pt_node_get(ac->node, "apiRevision"))
+            alias = pt_router_add_api(g->router, pt_pool_printf(pool, "%s;rev=%s", keys_path(keys, api), ac->revision),
+                                      ac->host, api);
         api->nops = ac->nops;
         api->ops = pt_pool_calloc(pool, sizeof(*api->ops) * (size_t)(ac->nops ? ac->nops : 1));
         for (int k = 0; k < ac->nops; k++) {
@@ -96,11 +214,14 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
             op->api = api;
             /* templates were checked with the configuration (pt_conf) */
             const char *why = pt_router_add_op(g->router, idx, op->cf->method, op->cf->url_template, op, NULL);
+            if (alias >= 0 && !why)
+                pt_router_add_op(g->router, alias, op->cf->method, op->cf->url_template, op, NULL);
             if (why)
                 pt_node_error(errs, pt_node_get(op->cf->node, "urlTemplate"), "urlTemplate '%s' %s",
                               op->cf->url_template, why);
         }
     }
+    free(keys);
     pt_router_finish(g->router);
     if (refs && !pt_conf_check_refs(cf, errs))
         goto out;
@@ -124,10 +245,6 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
                     g->apis[a].open_product = &g->products[i];
                 }
     }
-    for (int a = 0; a < g->napis; a++)
-        for (int k = 0; g->apis[a].cf->version_set && k < cf->nversion_sets; k++)
-            if (!strcmp(cf->version_sets[k].id, g->apis[a].cf->version_set))
-                g->apis[a].vset = &cf->version_sets[k];
     g->nusers = cf->nusers;
     g->users = pt_pool_calloc(pool, sizeof(*g->users) * (size_t)(cf->nusers + 1));
     for (int i = 0; i < cf->nusers; i++)
@@ -150,16 +267,16 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         for (int k = 0; s->cf->owner_user && k < g->nusers; k++)
             if (!strcmp(g->users[k].cf->id, s->cf->owner_user))
                 s->owner = &g->users[k];
-        const char *keys[2] = {s->cf->primary_key, s->cf->secondary_key};
+        const char *skeys[2] = {s->cf->primary_key, s->cf->secondary_key};
         for (int k = 0; k < 2; k++) {
-            if (!keys[k])
+            if (!skeys[k])
                 continue;
-            size_t len = strlen(keys[k]);
-            uint64_t h = pt_hash(keys[k], len, false);
+            size_t len = strlen(skeys[k]);
+            uint64_t h = pt_hash(skeys[k], len, false);
             size_t slot = h & (g->nkeys - 1);
             while (g->keys[slot].key)
                 slot = (slot + 1) & (g->nkeys - 1);
-            g->keys[slot] = (struct pt_keyslot){keys[k], len, h, s};
+            g->keys[slot] = (struct pt_keyslot){skeys[k], len, h, s};
         }
     }
 

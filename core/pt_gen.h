@@ -54,6 +54,9 @@ struct pt_apidef {
     int nops;
     const struct pt_product *open_product; /* a published product without subscriptions holding it */
     const struct pt_versionset_cf *vset;
+    int ridx;                     /* the router's index of this API */
+    struct pt_apidef **vgroup;    /* versions sharing one path (Query/Header scheme); NULL otherwise */
+    int nvgroup;
 };
 
 struct pt_user;

@@ -509,6 +509,37 @@ static bool check_subscription(struct pt_req *req)
     return false;
 }
 
+/*
+ * The API answering at this suffix is one of several versions told apart
+ * by a query parameter or a header (the version set's names): picks the
+ * one asked for (no version: the one without a version, the "original")
+ * and matches the operation within it.
+ */
+static enum pt_route_result match_version(struct pt_req *req)
+{
+    const struct pt_apidef *first = req->m.api;
+    const struct pt_versionset_cf *vs = first->vset;
+    pt_str want = PT_NULL_STR;
+    bool given;
+    if (vs->scheme == 1)
+        given = query_param(req->h.query, pt_str_c(vs->query_name), &want);
+    else {
+        struct pt_hdr *h = pt_head_get(&req->h, pt_str_c(vs->header_name));
+        given = h != NULL;
+        if (h)
+            want = h->value;
+    }
+    for (int i = 0; i < first->nvgroup; i++) {
+        const struct pt_apidef *a = first->vgroup[i];
+        const char *v = a->cf->api_version ? a->cf->api_version : "";
+        if (given ? pt_str_eq(want, pt_str_c(v)) && *v : !*v)
+            return pt_router_match_in(req_gen(req)->router, a->ridx, req->h.method, req->m.rest, req->h.query,
+                                      &req->m);
+    }
+    req->m.op = NULL;
+    return PT_ROUTE_NO_API;
+}
+
 /* The pipeline for the request's operation in its product context. */
 static const struct pt_pipeline *pipeline_of(const struct pt_req *req)
 {
@@ -721,8 +752,11 @@ static void req_start(struct pt_conn *c, size_t head_len)
         req->req_done = true;
 
     pt_str host = pt_host_strip_port(req->h.host);
-    if (pt_router_match(req_gen(req)->router, host, req->h.method, req->h.path, req->h.query, &req->m) !=
-        PT_ROUTE_OK) {
+    enum pt_route_result rr =
+        pt_router_match(req_gen(req)->router, host, req->h.method, req->h.path, req->h.query, &req->m);
+    if (rr != PT_ROUTE_NO_API && ((const struct pt_apidef *)req->m.api)->vgroup)
+        rr = match_version(req);
+    if (rr != PT_ROUTE_OK) {
         req->api = req->m.api; /* recorded when only the operation was missing */
         req_error(req, 404, "OperationNotFound", "Resource not found");
         return;

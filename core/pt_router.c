@@ -636,6 +636,9 @@ static const struct api_slot *find_api(const struct pt_router *r, pt_str host, p
     return NULL;
 }
 
+static enum pt_route_result match_ops(const struct api_slot *a, pt_str method, pt_str rest, pt_str query,
+                                      struct pt_match *m);
+
 enum pt_route_result pt_router_match(const struct pt_router *r, pt_str host, pt_str method,
                                      pt_str path, pt_str query, struct pt_match *m)
 {
@@ -648,6 +651,23 @@ enum pt_route_result pt_router_match(const struct pt_router *r, pt_str host, pt_
     if (!a)
         return PT_ROUTE_NO_API;
     m->api = a->data;
+    return match_ops(a, method, rest, query, m);
+}
+
+enum pt_route_result pt_router_match_in(const struct pt_router *r, int api, pt_str method, pt_str rest,
+                                        pt_str query, struct pt_match *m)
+{
+    m->op = NULL;
+    m->nparams = 0;
+    if (api < 0 || api >= r->napis)
+        return PT_ROUTE_NO_API;
+    m->api = r->apis[api].data;
+    return match_ops(&r->apis[api], method, rest, query, m);
+}
+
+static enum pt_route_result match_ops(const struct api_slot *a, pt_str method, pt_str rest, pt_str query,
+                                      struct pt_match *m)
+{
     m->rest = rest;
     struct mstate s;
     s.nsegs = 0;

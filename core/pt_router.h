@@ -69,5 +69,9 @@ enum pt_route_result {
  */
 enum pt_route_result pt_router_match(const struct pt_router *r, pt_str host, pt_str method,
                                      pt_str path, pt_str query, struct pt_match *m);
+/* Matches `rest` (what follows the API suffix) against the operations of
+   API `api` only (an index from pt_router_add_api). */
+enum pt_route_result pt_router_match_in(const struct pt_router *r, int api, pt_str method, pt_str rest,
+                                        pt_str query, struct pt_match *m);
 
 #endif

@@ -1,0 +1,121 @@
+"""API versions (Segment, Query and Header schemes) and revisions
+(`;rev=N`, one current), routed as APIM does."""
+
+import json
+
+import pytest
+
+from conftest import basic_config
+from mgmt_helpers import TOKEN, Mgmt, mgmt_config
+
+
+def version_api(backend, api_id, version, vset, rev=None, current=True, path="things"):
+    a = {"id": api_id, "path": path, "serviceUrl": backend.url + "/" + api_id,
+         "subscriptionRequired": False,
+         "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]}
+    if vset:
+        a["apiVersionSetId"] = vset
+    if version is not None:
+        a["apiVersion"] = version
+    if rev is not None:
+        a["apiRevision"] = rev
+        a["isCurrent"] = current
+    return a
+
+
+def where(backend, p, path, headers=None):
+    """Which API served: the backend path starts with the API's id."""
+    status, _, body = p.request("GET", path, headers=headers or {})
+    if status != 200:
+        return status
+    return backend.last().target.split("/")[1]
+
+
+@pytest.mark.parametrize("scheme", ["Segment", "Query", "Header"])
+def test_versions(backend, portico, scheme):
+    cfg = basic_config(backend.url)
+    cfg["apiVersionSets"] = [{"id": "vs", "displayName": "Things", "versioningScheme": scheme,
+                              "versionQueryName": "api-version", "versionHeaderName": "Api-Version"}]
+    cfg["apis"] += [version_api(backend, "orig", None, "vs"),
+                    version_api(backend, "v1", "v1", "vs"),
+                    version_api(backend, "v2", "v2", "vs")]
+    p = portico(cfg)
+    if scheme == "Segment":
+        assert where(backend, p, "/things/v1/x") == "v1"
+        assert where(backend, p, "/things/v2/x") == "v2"
+        assert where(backend, p, "/things/x") == "orig"  # the original answers without a version
+        assert where(backend, p, "/things/v3/x") == "orig"  # no such version: the original's operations
+    elif scheme == "Query":
+        assert where(backend, p, "/things/x?api-version=v1") == "v1"
+        assert where(backend, p, "/things/x?a=b&api-version=v2") == "v2"
+        assert where(backend, p, "/things/x") == "orig"
+        assert where(backend, p, "/things/x?api-version=v3") == 404
+    else:
+        assert where(backend, p, "/things/x", {"Api-Version": "v1"}) == "v1"
+        assert where(backend, p, "/things/x", {"Api-Version": "v2"}) == "v2"
+        assert where(backend, p, "/things/x") == "orig"
+        assert where(backend, p, "/things/x", {"Api-Version": "v9"}) == 404
+    e = p.access_entries(wait_for=4)
+    assert {x.get("api") for x in e} >= {"v1", "v2", "orig"}
+
+
+def test_query_versions_without_original_need_a_version(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["apiVersionSets"] = [{"id": "vs", "versioningScheme": "Query"}]
+    cfg["apis"] += [version_api(backend, "v1", "v1", "vs"), version_api(backend, "v2", "v2", "vs")]
+    p = portico(cfg)
+    status, _, body = p.request("GET", "/things/x")
+    assert status == 404 and json.loads(body) == {"statusCode": 404, "message": "Resource not found"}
+    assert where(backend, p, "/things/x?api-version=v2") == "v2"
+
+
+def test_revisions(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["apis"] += [version_api(backend, "r1", None, None, rev="1", current=False),
+                    version_api(backend, "r2", None, None, rev="2", current=True),
+                    version_api(backend, "r3", None, None, rev="3", current=False)]
+    p = portico(cfg)
+    assert where(backend, p, "/things/x") == "r2"  # the current revision
+    assert where(backend, p, "/things;rev=1/x") == "r1"
+    assert where(backend, p, "/things;rev=2/x") == "r2"
+    assert where(backend, p, "/things;rev=3/x") == "r3"
+    assert where(backend, p, "/things;rev=4/x") == 404
+    # making revision 3 current is a rollforward; the old current one stays reachable by number
+    cfg["apis"][-1]["isCurrent"] = True
+    cfg["apis"][-2]["isCurrent"] = False
+    assert p.reload(cfg)
+    assert where(backend, p, "/things/x") == "r3"
+    assert where(backend, p, "/things;rev=2/x") == "r2"
+
+
+def test_clashing_paths_are_refused(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["apis"] += [version_api(backend, "a", None, None, rev="1", current=False),
+                    version_api(backend, "b", None, None, rev="1", current=False)]
+    p = portico(cfg, start=False)
+    code, out = p.check()
+    assert code != 0 and "answers at '/things;rev=1'" in out, out
+    cfg = basic_config(backend.url)
+    cfg["apiVersionSets"] = [{"id": "vs", "versioningScheme": "Header"}]
+    cfg["apis"] += [version_api(backend, "a", "v1", "vs"), version_api(backend, "b", "v1", "vs")]
+    p = portico(cfg, start=False)
+    code, out = p.check()
+    assert code != 0 and "path 'things' with version 'v1' is already used by API 'a'" in out, out
+
+
+def test_versions_through_the_management_api(backend, portico):
+    p = portico(mgmt_config(backend.url), env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    m.ok("PUT", "apiVersionSets/vs", {"displayName": "Things", "versioningScheme": "Header",
+                                      "versionHeaderName": "X-Version"})
+    for api_id, ver in (("v1", "v1"), ("v2", "v2")):
+        m.ok("PUT", "apis/" + api_id, {"path": "things", "serviceUrl": backend.url + "/" + api_id,
+                                       "subscriptionRequired": False, "apiVersionSetId": "vs", "apiVersion": ver})
+        m.ok("PUT", "apis/%s/operations/all" % api_id, {"method": "*", "urlTemplate": "/*"})
+    assert where(backend, p, "/things/x", {"X-Version": "v2"}) == "v2"
+    assert where(backend, p, "/things/x", {"X-Version": "v1"}) == "v1"
+    st, _, err = m.call("PUT", "apis/v3", {"path": "things", "serviceUrl": backend.url,
+                                           "apiVersionSetId": "vs", "apiVersion": "v2"})
+    assert st == 400 and "with version 'v2' is already used" in json.dumps(err)
+    st, _, err = m.call("DELETE", "apiVersionSets/vs")
+    assert st == 409
