@@ -1189,6 +1189,11 @@ static const struct pt_cfkey sub_keys[] = {
     {"secondaryKey", PT_CT_STR, offsetof(struct pt_subscription_cf, secondary_key), 0},
     {"allowTracing", PT_CT_BOOL, offsetof(struct pt_subscription_cf, allow_tracing), 0},
     {"createdDate", PT_CT_STR, offsetof(struct pt_subscription_cf, created_date), 0},
+    {"stateComment", PT_CT_STR, offsetof(struct pt_subscription_cf, state_comment), PT_CF_EMPTY_OK},
+    {"startDate", PT_CT_STR, offsetof(struct pt_subscription_cf, start_date), 0},
+    {"expirationDate", PT_CT_STR, offsetof(struct pt_subscription_cf, expiration_date), 0},
+    {"endDate", PT_CT_STR, offsetof(struct pt_subscription_cf, end_date), 0},
+    {"notificationDate", PT_CT_STR, offsetof(struct pt_subscription_cf, notification_date), 0},
     {0},
 };
 

@@ -219,6 +219,7 @@ struct pt_subscription_cf {
     char *primary_key;
     char *secondary_key;
     bool allow_tracing;
+    char *state_comment, *start_date, *expiration_date, *end_date, *notification_date; /* informational */
     char *created_date;
     struct pt_node *node;
 };

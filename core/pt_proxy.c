@@ -540,6 +540,16 @@ static enum pt_route_result match_version(struct pt_req *req)
     return PT_ROUTE_NO_API;
 }
 
+static bool protocol_allowed(const struct pt_api_cf *ac, bool tls)
+{
+    if (ac->protocols.n == 0)
+        return true;
+    for (int i = 0; i < ac->protocols.n; i++)
+        if (!strcmp(ac->protocols.v[i], tls ? "https" : "http"))
+            return true;
+    return false;
+}
+
 /* The pipeline for the request's operation in its product context. */
 static const struct pt_pipeline *pipeline_of(const struct pt_req *req)
 {
@@ -763,6 +773,11 @@ static void req_start(struct pt_conn *c, size_t head_len)
     }
     req->op = req->m.op;
     req->api = req->op->api;
+    if (!protocol_allowed(req->api->cf, c->tls)) {
+        /* an API limited to https (or http) does not exist on the other scheme */
+        req_error(req, 404, "OperationNotFound", "Resource not found");
+        return;
+    }
     if (!check_subscription(req))
         return;
     req->be = req->api->backend;

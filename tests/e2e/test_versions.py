@@ -119,3 +119,13 @@ def test_versions_through_the_management_api(backend, portico):
     assert st == 400 and "with version 'v2' is already used" in json.dumps(err)
     st, _, err = m.call("DELETE", "apiVersionSets/vs")
     assert st == 409
+
+
+def test_protocols_limit_the_scheme(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["apis"] += [dict(version_api(backend, "secure", None, None, path="secure"), protocols=["https"]),
+                    dict(version_api(backend, "plain", None, None, path="plain"), protocols=["http"])]
+    p = portico(cfg)
+    status, _, body = p.request("GET", "/secure/x")
+    assert status == 404 and json.loads(body)["message"] == "Resource not found"
+    assert where(backend, p, "/plain/x") == "plain"
