@@ -1030,35 +1030,64 @@ static bool read_protocols(struct pt_cfctx *cx, struct pt_node *n, void *field)
 }
 
 /* Reads a list of entities of `size` bytes each with `keys`; init sets defaults. */
+struct idref {
+    const char *id;
+    int index;
+};
+
+static int idref_cmp(const void *x, const void *y)
+{
+    const struct idref *a = x, *b = y;
+    int c = strcmp(a->id, b->id);
+    return c ? c : a->index - b->index;
+}
+
+#define NO_FIELD ((size_t)-1)
+
+/*
+ * Reads a list of entities of `size` bytes each with `keys`; init sets
+ * defaults.  Every entity struct starts with `char *id`; `node_off` is
+ * where its `struct pt_node *node` goes, `name_off` its displayName that
+ * defaults to the id (NO_FIELD: none).  Ids must be unique in the list.
+ */
 static bool read_entity_list(struct pt_cfctx *cx, struct pt_node *n, void **arr, int *count, size_t size,
-                             const struct pt_cfkey *keys, void (*init)(void *), const char *what)
+                             const struct pt_cfkey *keys, void (*init)(void *), const char *what, size_t node_off,
+                             size_t name_off)
 {
     if (n->kind != PT_N_SEQ) {
         pt_node_error(cx->errs, n, "expected a list of %s", what);
         return false;
     }
     char *a = pt_pool_calloc(cx->pool, size * (size_t)(n->n ? n->n : 1));
+    struct idref *ids = calloc((size_t)(n->n ? n->n : 1), sizeof(*ids));
+    int nids = 0;
     bool ok = true;
     for (int i = 0; i < n->n; i++) {
-        void *e = a + size * (size_t)i;
+        char *e = a + size * (size_t)i;
         if (init)
             init(e);
-        /* every entity has `char *id` first and `struct pt_node *node` set here */
         ok &= pt_cf_map(cx, n->items[i], keys, e);
+        *(struct pt_node **)(e + node_off) = n->items[i];
         char *id = *(char **)e;
+        if (name_off != NO_FIELD && !*(char **)(e + name_off))
+            *(char **)(e + name_off) = id;
         if (id && !valid_id(id)) {
             pt_node_error(cx->errs, pt_node_get(n->items[i], "id"), "id '%s' may hold only letters, digits and -_.~",
                           id);
             ok = false;
         }
-        for (int k = 0; id && k < i; k++) {
-            char *other = *(char **)(a + size * (size_t)k);
-            if (other && !strcmp(other, id)) {
-                pt_node_error(cx->errs, pt_node_get(n->items[i], "id"), "%s id '%s' is used twice", what, id);
-                ok = false;
-            }
-        }
+        if (id)
+            ids[nids++] = (struct idref){id, i};
     }
+    /* duplicates, in O(n log n): lists may hold tens of thousands */
+    qsort(ids, (size_t)nids, sizeof(*ids), idref_cmp);
+    for (int k = 1; k < nids; k++)
+        if (!strcmp(ids[k].id, ids[k - 1].id)) {
+            pt_node_error(cx->errs, pt_node_get(n->items[ids[k].index], "id"), "%s id '%s' is used twice", what,
+                          ids[k].id);
+            ok = false;
+        }
+    free(ids);
     *arr = a;
     *count = n->n;
     return ok;
@@ -1090,14 +1119,9 @@ static const struct pt_cfkey product_keys[] = {
 static bool read_products(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, products));
-    bool ok = read_entity_list(cx, n, (void **)&cf->products, &cf->nproducts, sizeof(struct pt_product_cf),
-                               product_keys, product_init, "product");
-    for (int i = 0; i < cf->nproducts; i++) {
-        cf->products[i].node = n->items[i];
-        if (!cf->products[i].display_name)
-            cf->products[i].display_name = cf->products[i].id;
-    }
-    return ok;
+    return read_entity_list(cx, n, (void **)&cf->products, &cf->nproducts, sizeof(struct pt_product_cf),
+                            product_keys, product_init, "product", offsetof(struct pt_product_cf, node),
+                            offsetof(struct pt_product_cf, display_name));
 }
 
 static void group_init(void *p)
@@ -1117,14 +1141,9 @@ static const struct pt_cfkey group_keys[] = {
 static bool read_groups(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, groups));
-    bool ok = read_entity_list(cx, n, (void **)&cf->groups, &cf->ngroups, sizeof(struct pt_group_cf), group_keys,
-                               group_init, "group");
-    for (int i = 0; i < cf->ngroups; i++) {
-        cf->groups[i].node = n->items[i];
-        if (!cf->groups[i].display_name)
-            cf->groups[i].display_name = cf->groups[i].id;
-    }
-    return ok;
+    return read_entity_list(cx, n, (void **)&cf->groups, &cf->ngroups, sizeof(struct pt_group_cf), group_keys,
+                            group_init, "group", offsetof(struct pt_group_cf, node),
+                            offsetof(struct pt_group_cf, display_name));
 }
 
 static const struct pt_cfkey user_keys[] = {
@@ -1142,10 +1161,9 @@ static bool read_users(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, users));
     bool ok = read_entity_list(cx, n, (void **)&cf->users, &cf->nusers, sizeof(struct pt_user_cf), user_keys,
-                               NULL, "user");
+                               NULL, "user", offsetof(struct pt_user_cf, node), NO_FIELD);
     for (int i = 0; i < cf->nusers; i++) {
         struct pt_user_cf *u = &cf->users[i];
-        u->node = n->items[i];
         if (u->email && (!strchr(u->email, '@') || strchr(u->email, ' '))) {
             pt_node_error(cx->errs, pt_node_get(u->node, "email"), "'%s' is not an email address", u->email);
             ok = false;
@@ -1224,12 +1242,10 @@ static bool read_subs(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, subs));
     bool ok = read_entity_list(cx, n, (void **)&cf->subs, &cf->nsubs, sizeof(struct pt_subscription_cf), sub_keys,
-                               sub_init, "subscription");
+                               sub_init, "subscription", offsetof(struct pt_subscription_cf, node),
+                               offsetof(struct pt_subscription_cf, display_name));
     for (int i = 0; i < cf->nsubs; i++) {
         struct pt_subscription_cf *s = &cf->subs[i];
-        s->node = n->items[i];
-        if (!s->display_name)
-            s->display_name = s->id;
         const char *sid = NULL;
         if (s->scope && !pt_parse_sub_scope(s->scope, &s->scope_kind, &sid)) {
             pt_node_error(cx->errs, pt_node_get(s->node, "scope"),
@@ -1290,11 +1306,8 @@ static const struct pt_cfkey backend_keys[] = {
 static bool read_backends(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, backends));
-    bool ok = read_entity_list(cx, n, (void **)&cf->backends, &cf->nbackends, sizeof(struct pt_backend_cf),
-                               backend_keys, backend_init, "backend");
-    for (int i = 0; i < cf->nbackends; i++)
-        cf->backends[i].node = n->items[i];
-    return ok;
+    return read_entity_list(cx, n, (void **)&cf->backends, &cf->nbackends, sizeof(struct pt_backend_cf),
+                            backend_keys, backend_init, "backend", offsetof(struct pt_backend_cf, node), NO_FIELD);
 }
 
 static const struct pt_cfkey workspace_keys[] = {
@@ -1307,14 +1320,9 @@ static const struct pt_cfkey workspace_keys[] = {
 static bool read_workspaces(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, workspaces));
-    bool ok = read_entity_list(cx, n, (void **)&cf->workspaces, &cf->nworkspaces, sizeof(struct pt_workspace_cf),
-                               workspace_keys, NULL, "workspace");
-    for (int i = 0; i < cf->nworkspaces; i++) {
-        cf->workspaces[i].node = n->items[i];
-        if (!cf->workspaces[i].display_name)
-            cf->workspaces[i].display_name = cf->workspaces[i].id;
-    }
-    return ok;
+    return read_entity_list(cx, n, (void **)&cf->workspaces, &cf->nworkspaces, sizeof(struct pt_workspace_cf),
+                            workspace_keys, NULL, "workspace", offsetof(struct pt_workspace_cf, node),
+                            offsetof(struct pt_workspace_cf, display_name));
 }
 
 static void vs_init(void *p)
@@ -1338,11 +1346,9 @@ static const struct pt_cfkey vs_keys[] = {
 static bool read_version_sets(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, version_sets));
-    bool ok = read_entity_list(cx, n, (void **)&cf->version_sets, &cf->nversion_sets,
-                               sizeof(struct pt_versionset_cf), vs_keys, vs_init, "version set");
-    for (int i = 0; i < cf->nversion_sets; i++)
-        cf->version_sets[i].node = n->items[i];
-    return ok;
+    return read_entity_list(cx, n, (void **)&cf->version_sets, &cf->nversion_sets, sizeof(struct pt_versionset_cf),
+                            vs_keys, vs_init, "version set", offsetof(struct pt_versionset_cf, node),
+                            offsetof(struct pt_versionset_cf, display_name));
 }
 
 static bool read_mgmt_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
@@ -1472,6 +1478,52 @@ static bool has_api(const struct pt_conf *cf, const char *id)
     return false;
 }
 
+struct owned {
+    const char *product, *owner;
+    const struct pt_subscription_cf *sub;
+};
+
+static int owned_cmp(const void *x, const void *y)
+{
+    const struct owned *a = x, *b = y;
+    int c = strcmp(a->product, b->product);
+    return c ? c : strcmp(a->owner, b->owner);
+}
+
+/* A product's subscriptionsLimit: live subscriptions (submitted, active,
+   suspended) per user. */
+static void check_subscription_limits(const struct pt_conf *cf, struct pt_errors *errs)
+{
+    bool any = false;
+    for (int i = 0; i < cf->nproducts; i++)
+        any |= cf->products[i].subscriptions_limit > 0;
+    if (!any || cf->nsubs == 0)
+        return;
+    struct owned *v = calloc((size_t)cf->nsubs, sizeof(*v));
+    int n = 0;
+    for (int i = 0; i < cf->nsubs; i++) {
+        const struct pt_subscription_cf *s = &cf->subs[i];
+        if (s->scope_kind == PT_SUB_PRODUCT && s->owner_user &&
+            (s->state == PT_SUB_SUBMITTED || s->state == PT_SUB_ACTIVE || s->state == PT_SUB_SUSPENDED))
+            v[n++] = (struct owned){s->scope_id, s->owner_user, s};
+    }
+    qsort(v, (size_t)n, sizeof(*v), owned_cmp);
+    for (int i = 0; i < n;) {
+        int j = i + 1;
+        while (j < n && !owned_cmp(&v[i], &v[j]))
+            j++;
+        for (int k = 0; k < cf->nproducts; k++) {
+            const struct pt_product_cf *p = &cf->products[k];
+            if (p->subscriptions_limit > 0 && j - i > p->subscriptions_limit && !strcmp(p->id, v[i].product))
+                pt_node_error(errs, v[j - 1].sub->node,
+                              "user '%s' would have %d subscriptions to product '%s', whose subscriptionsLimit is %lld",
+                              v[i].owner, j - i, p->id, (long long)p->subscriptions_limit);
+        }
+        i = j;
+    }
+    free(v);
+}
+
 bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
 {
     int before = errs->n;
@@ -1514,6 +1566,7 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
                               s->owner_id);
         }
     }
+    check_subscription_limits(cf, errs);
     for (int i = 0; i < cf->napis; i++) {
         const struct pt_api_cf *a = &cf->apis[i];
         if (a->version_set) {

@@ -1353,12 +1353,14 @@ static void h_links(struct mreq *m, const char *kind, bool one)
         return;
     }
     bool linked = pt_store_linked(store, kind, m->id, m->sub);
+    char etag[24] = "builtin"; /* the linked entity's */
+    pt_store_get(store, lk->b_kind, "", m->sub, NULL, etag);
     if (m->method == EVHTTP_REQ_GET) {
         if (!linked)
             send_error(m, 404, "ResourceNotFound", "%s '%s' is not linked to %s '%s'", lk->b_kind, m->sub, lk->a_kind,
                        m->id);
         else
-            send_json(m, 200, view(lk->b_kind, m->sub, body), NULL);
+            send_json(m, 200, view(lk->b_kind, m->sub, body), etag);
         json_decref(body);
         return;
     }
@@ -1381,7 +1383,7 @@ static void h_links(struct mreq *m, const char *kind, bool one)
     struct link_arg l = {kind, m->id, m->sub, m->method == EVHTTP_REQ_PUT};
     if ((l.on && linked) || run_change(m, set_link, &l, l.on ? 400 : 409, NULL)) {
         if (l.on)
-            send_json(m, linked ? 200 : 201, view(lk->b_kind, m->sub, body), NULL);
+            send_json(m, linked ? 200 : 201, view(lk->b_kind, m->sub, body), etag);
         else
             send_json(m, 204, NULL, NULL);
     }

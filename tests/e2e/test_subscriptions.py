@@ -248,3 +248,15 @@ def test_bad_subscriptions_are_refused_with_positions(backend, portico, bad, mes
     assert code != 0
     assert message in out, out
     assert ":" in out.split("\n")[0] and "portico.yaml:" in out, out
+
+
+def test_subscriptions_limit_per_user(backend, portico):
+    cfg = world(backend)
+    cfg["products"][0]["subscriptionsLimit"] = 1
+    p = portico(cfg, start=False)
+    code, out = p.check()
+    # u1 owns starter, suspended and submitted (cancelled ones do not count): three live subscriptions
+    assert code != 0 and "user 'u1' would have 3 subscriptions to product 'starter'" in out, out
+    cfg["products"][0]["subscriptionsLimit"] = 3
+    p = portico(cfg, start=False)
+    assert p.check()[0] == 0
