@@ -18,6 +18,7 @@
 #include "pt.h"
 #include "pt_cli.h"
 #include "pt_conf.h"
+#include "pt_counters.h"
 #include "pt_gen.h"
 #include "pt_corepol.h"
 #include "pt_log.h"
@@ -367,6 +368,42 @@ static void publish(struct pt_gen *g)
     pt_gen_unref(old);
 }
 
+/* ------------------------------------------------------ quota counters */
+
+/* Quota counters are kept in the store: written every QUOTA_FLUSH_MS and at
+   stop, read back at start, so a restart loses at most that much counting. */
+#define QUOTA_FLUSH_MS 5000
+static struct event *quota_timer;
+
+static void save_counter(void *arg, const char *key, int64_t period, int64_t value)
+{
+    (void)arg;
+    pt_store_counter_set(store, key, period, value);
+}
+
+static void flush_counters(void)
+{
+    if (!store || !pt_store_begin(store))
+        return;
+    pt_counters_each_dirty(save_counter, NULL);
+    if (!pt_store_commit(store))
+        pt_warn("store: quota counters not saved: %s", pt_store_error(store));
+}
+
+static void on_quota_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    flush_counters();
+}
+
+static void seed_counter(void *arg, const char *key, int64_t period, int64_t value)
+{
+    (void)arg;
+    pt_counters_seed(key, period, value);
+}
+
 /* -------------------------------------------------------- management API */
 
 static const struct pt_conf *mgmt_file(void)
@@ -451,6 +488,7 @@ static void reload(void)
         (!cf->mgmt.listen || !current->conf->mgmt.listen || strcmp(cf->mgmt.listen, current->conf->mgmt.listen)))
         pt_warn("management.listen changed: the management listener is opened at start only; restart to move it");
     publish(g);
+    pt_counters_init(g->conf->counter_keys);
     pt_info("configuration reloaded (generation %llu)", (unsigned long long)g->serial);
 }
 
@@ -621,11 +659,16 @@ int main(int argc, char **argv)
         return 1;
     }
     current = g;
+    pt_counters_init(g->conf->counter_keys);
+    pt_store_counter_each(store, seed_counter, NULL);
     ctl_base = event_base_new();
     if (!ctl_base || !pt_workers_start(nworkers, g)) {
         pt_err("cannot start workers");
         return 1;
     }
+    quota_timer = event_new(ctl_base, -1, EV_PERSIST, on_quota_timer, NULL);
+    struct timeval qtv = {QUOTA_FLUSH_MS / 1000, (QUOTA_FLUSH_MS % 1000) * 1000};
+    event_add(quota_timer, &qtv);
     if (!pt_mgmt_start(ctl_base, file_conf, store, &mgmt_hooks, &errs)) {
         print_errors(&errs, stderr);
         pt_errors_clear(&errs);
@@ -656,6 +699,9 @@ int main(int argc, char **argv)
     if (drain_timer)
         event_free(drain_timer);
     pt_mgmt_stop();
+    if (quota_timer)
+        event_free(quota_timer);
+    flush_counters();
     event_base_free(ctl_base);
     pt_gen_unref(current);
     while (lsocks) {
@@ -667,6 +713,7 @@ int main(int argc, char **argv)
     pt_plugins_unload();
     pt_conf_free(file_conf);
     pt_store_close(store);
+    pt_counters_free();
     pt_info("stopped");
     return 0;
 }

@@ -840,6 +840,7 @@ static const struct pt_cfkey limits_keys[] = {
     {"bodySize", PT_CT_SIZE, offsetof(struct pt_conf, limits.body_size), 0, 0, INT64_MAX},
     {"requestsPerConnection", PT_CT_INT, offsetof(struct pt_conf, limits.requests_per_connection), 0, 1, 100000000},
     {"connectionsPerWorker", PT_CT_INT, offsetof(struct pt_conf, limits.connections_per_worker), 0, 1, 1000000},
+    {"counterKeys", PT_CT_INT, offsetof(struct pt_conf, counter_keys), 0, 64, 100000000},
     {0},
 };
 
@@ -1365,6 +1366,77 @@ static bool read_mgmt_listen(struct pt_cfctx *cx, struct pt_node *n, void *field
     return true;
 }
 
+bool pt_parse_cidr(const char *s, struct pt_cidr *out)
+{
+    char buf[64];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || n >= sizeof(buf))
+        return false;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, buf, out->addr) == 1)
+        out->family = AF_INET;
+    else if (inet_pton(AF_INET6, buf, out->addr) == 1)
+        out->family = AF_INET6;
+    else
+        return false;
+    int max = out->family == AF_INET ? 32 : 128;
+    out->bits = max;
+    if (slash) {
+        char *end;
+        long b = strtol(slash + 1, &end, 10);
+        if (!slash[1] || *end || b < 0 || b > max)
+            return false;
+        out->bits = (int)b;
+    }
+    return true;
+}
+
+bool pt_cidr_has(const struct pt_cidr *c, const char *ip)
+{
+    unsigned char a[16];
+    int fam = strchr(ip, ':') ? AF_INET6 : AF_INET;
+    if (inet_pton(fam, ip, a) != 1)
+        return false;
+    if (fam == AF_INET6 && c->family == AF_INET && !memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12)) {
+        memmove(a, a + 12, 4); /* ::ffff:192.0.2.1 is 192.0.2.1 */
+        fam = AF_INET;
+    }
+    if (fam != c->family)
+        return false;
+    int full = c->bits / 8, rest = c->bits % 8;
+    if (memcmp(a, c->addr, (size_t)full))
+        return false;
+    if (!rest)
+        return true;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (a[full] & mask) == (c->addr[full] & mask);
+}
+
+static bool read_trusted(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, trusted));
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of addresses or ranges (192.0.2.0/24, 2001:db8::/32)");
+        return false;
+    }
+    cf->trusted = pt_pool_calloc(cx->pool, sizeof(*cf->trusted) * (size_t)(n->n ? n->n : 1));
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_node *it = n->items[i];
+        if (it->kind != PT_N_SCALAR || !pt_parse_cidr(it->str, &cf->trusted[cf->ntrusted])) {
+            pt_node_error(cx->errs, it, "'%s' is not an address or a range such as 192.0.2.0/24 or 2001:db8::/32",
+                          it->kind == PT_N_SCALAR ? it->str : "(not a scalar)");
+            ok = false;
+            continue;
+        }
+        cf->ntrusted++;
+    }
+    return ok;
+}
+
 static const struct pt_cfkey mgmt_keys[] = {
     {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, mgmt.listen), 0, .fn = read_mgmt_listen},
     {"adminToken", PT_CT_STR, offsetof(struct pt_conf, mgmt.admin_token), 0},
@@ -1384,6 +1456,7 @@ static const struct pt_cfkey top_keys[] = {
     {"data", PT_CT_STR, offsetof(struct pt_conf, data_dir), PT_CF_PATH},
     {"secretKey", PT_CT_STR, offsetof(struct pt_conf, secret_key), 0},
     {"management", PT_CT_MAP, 0, 0, .sub = mgmt_keys},
+    {"trustedProxies", PT_CT_CUSTOM, offsetof(struct pt_conf, trusted), 0, .fn = read_trusted},
     {"apis", PT_CT_CUSTOM, offsetof(struct pt_conf, apis), 0, .fn = read_apis},
     {"products", PT_CT_CUSTOM, offsetof(struct pt_conf, products), 0, .fn = read_products},
     {"groups", PT_CT_CUSTOM, offsetof(struct pt_conf, groups), 0, .fn = read_groups},
@@ -1410,6 +1483,7 @@ static void set_defaults(struct pt_conf *cf)
     cf->limits.uri_length = 8 * 1024;
     cf->limits.body_size = 1024ULL * 1024 * 1024;
     cf->limits.requests_per_connection = 1000;
+    cf->counter_keys = 1000000;
     cf->limits.connections_per_worker = 10000;
     cf->timeouts.header = 10000;
     cf->timeouts.body_idle = 30000;

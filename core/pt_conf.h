@@ -302,7 +302,21 @@ struct pt_conf {
     char *data_dir;           /* the store's folder */
     char *secret_key;         /* encrypts secret named values at rest */
     struct pt_mgmt_cf mgmt;
+    struct pt_cidr *trusted;  /* trustedProxies: peers whose X-Forwarded-For is believed */
+    int ntrusted;
+    uint64_t counter_keys;    /* limits.counterKeys: rate-limit and quota keys kept at most */
 };
+
+/* An address range: family AF_INET or AF_INET6, network bytes, prefix bits. */
+struct pt_cidr {
+    int family;
+    unsigned char addr[16];
+    int bits;
+};
+/* "192.0.2.0/24", "2001:db8::/32", or one address; false when malformed. */
+bool pt_parse_cidr(const char *s, struct pt_cidr *out);
+/* Is the address (text) inside the range? */
+bool pt_cidr_has(const struct pt_cidr *c, const char *ip);
 
 /* Names of the enums above, for JSON and YAML. */
 extern const char *const pt_product_states[];

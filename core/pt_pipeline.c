@@ -16,6 +16,7 @@
  * response.  An error in on-error sends the gateway's own error response.
  */
 #include "pt_corepol.h"
+#include "pt_counters.h"
 #include "pt_log.h"
 #include "pt_lua.h"
 #include "pt_req.h"
@@ -624,6 +625,12 @@ const struct pt_var *pt_req_var_get(struct pt_req *req, pt_str name)
 
 static int api_eval(pt_call *call, const pt_value *v, pt_bytes *out)
 {
+    if (!call) { /* compile time: a literal's text */
+        if (v->expr)
+            return -1;
+        *out = (pt_bytes){v->text ? v->text : "", v->len};
+        return 0;
+    }
     struct pt_luaval r;
     int rc = pt_value_eval(call->req, v, &r);
     if (rc == PT_AGAIN)
@@ -941,6 +948,115 @@ static pt_bytes api_url_base(pt_call *call, int which)
     return (pt_bytes){b.p, b.n};
 }
 
+/*
+ * The client's address: the peer's, or -- when the peer is a trusted proxy
+ * (trustedProxies) -- the right-most X-Forwarded-For entry that is not a
+ * trusted proxy itself.
+ */
+static pt_bytes client_ip(struct pt_req *req)
+{
+    const struct pt_conf *cf = req_gen(req)->conf;
+    const char *peer = req->c->ip;
+    bool trusted = false;
+    for (int i = 0; i < cf->ntrusted && !trusted; i++)
+        trusted = pt_cidr_has(&cf->trusted[i], peer);
+    if (!trusted)
+        return (pt_bytes){peer, strlen(peer)};
+    /* every X-Forwarded-For field, joined, read from the right */
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 128);
+    for (int i = 0; i < req->h.nh; i++) {
+        const struct pt_hdr *x = &req->h.h[i];
+        if (!x->deleted && pt_str_ieq(x->name, pt_str_c("X-Forwarded-For"))) {
+            if (b.n)
+                pt_buf_lit(&b, ",");
+            pt_buf_str(&b, x->value);
+        }
+    }
+    const char *best = peer;
+    size_t end = b.n;
+    while (end > 0) {
+        size_t start = end;
+        while (start > 0 && b.p[start - 1] != ',')
+            start--;
+        size_t a = start, z = end;
+        while (a < z && (b.p[a] == ' ' || b.p[a] == '\t'))
+            a++;
+        while (z > a && (b.p[z - 1] == ' ' || b.p[z - 1] == '\t'))
+            z--;
+        char *ip = pt_pool_strndup(req->pool, b.p + a, z - a);
+        struct pt_cidr probe;
+        if (!pt_parse_cidr(ip, &probe) || strchr(ip, '/'))
+            break; /* not an address: stop believing the list */
+        best = ip;
+        bool hop_trusted = false;
+        for (int i = 0; i < cf->ntrusted && !hop_trusted; i++)
+            hop_trusted = pt_cidr_has(&cf->trusted[i], ip);
+        if (!hop_trusted)
+            break;
+        end = start ? start - 1 : 0;
+    }
+    return (pt_bytes){best, strlen(best)};
+}
+
+static pt_bytes api_fact(pt_call *call, int which)
+{
+    struct pt_req *req = call->req;
+    const char *s = NULL;
+    switch (which) {
+    case PT_FACT_CLIENT_IP:
+        return client_ip(req);
+    case PT_FACT_SUBSCRIPTION_ID:
+        s = req->sub ? req->sub->cf->id : NULL;
+        break;
+    case PT_FACT_SUBSCRIPTION_KEY:
+        return (pt_bytes){req->key.p ? req->key.p : "", req->key.n};
+    case PT_FACT_SUBSCRIPTION_START:
+        s = req->sub ? req->sub->cf->created_date : NULL;
+        break;
+    case PT_FACT_PRODUCT_ID:
+        s = req->product ? req->product->cf->id : NULL;
+        break;
+    case PT_FACT_API_ID:
+        s = req->api ? req->api->cf->id : NULL;
+        break;
+    case PT_FACT_OPERATION_ID:
+        s = req->op ? req->op->cf->id : NULL;
+        break;
+    case PT_FACT_USER_ID:
+        s = req->sub && req->sub->owner ? req->sub->owner->cf->id : NULL;
+        break;
+    case PT_FACT_REQUEST_ID:
+        return (pt_bytes){req->id, req->idn};
+    }
+    return s ? (pt_bytes){s, strlen(s)} : (pt_bytes){"", 0};
+}
+
+static int api_at_end(pt_call *call, void (*fn)(void *, int, uint64_t, uint64_t), void *arg)
+{
+    struct pt_hook *h = pt_pool_calloc(call->req->pool, sizeof(*h));
+    h->end = fn;
+    h->arg = arg;
+    h->stmt = call->stmt;
+    h->next = call->req->end_hooks;
+    call->req->end_hooks = h;
+    return 0;
+}
+
+static int api_at_response(pt_call *call, void (*fn)(pt_call *, void *), void *arg)
+{
+    struct pt_hook *h = pt_pool_calloc(call->req->pool, sizeof(*h));
+    h->resp = fn;
+    h->arg = arg;
+    h->stmt = call->stmt;
+    /* in registration order */
+    struct pt_hook **pp = &call->req->resp_hooks;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = h;
+    return 0;
+}
+
 void pt_policy_fill_api(struct pt_api *a);
 
 static struct pt_api build_api(void)
@@ -980,6 +1096,10 @@ static struct pt_api build_api(void)
     a.call_state = api_call_state;
     a.operation_template = api_operation_template;
     a.url_base = api_url_base;
+    a.fact = api_fact;
+    a.counter = pt_counter;
+    a.at_end = api_at_end;
+    a.at_response = api_at_response;
     return a;
 }
 

@@ -560,6 +560,25 @@ static int e_values(pt_element *e, const char *name, pt_value ***out)
     return values_of(e->c->pc, attr_node(e->node, e->def->children, name), out);
 }
 
+static int e_elements(pt_element *e, const char *name, pt_element ***out)
+{
+    const struct pt_attr_def *d = find_def(e->def->children, name);
+    struct pt_node *n = attr_node(e->node, e->def->children, name);
+    *out = NULL;
+    if (!n || !d)
+        return 0;
+    int cnt = n->kind == PT_N_SEQ ? n->n : 1;
+    pt_element **arr = pt_pool_calloc(e->c->pc->pool, sizeof(*arr) * (size_t)cnt);
+    for (int i = 0; i < cnt; i++) {
+        arr[i] = pt_pool_calloc(e->c->pc->pool, sizeof(**arr));
+        arr[i]->c = e->c;
+        arr[i]->node = n->kind == PT_N_SEQ ? n->items[i] : n;
+        arr[i]->def = d;
+    }
+    *out = arr;
+    return cnt;
+}
+
 static void c_error(pt_compile *c, const char *attr, const char *fmt, ...)
 {
     char msg[512];
@@ -598,6 +617,7 @@ void pt_policy_fill_api(struct pt_api *a)
     a->elem_literal = e_literal;
     a->elem_value = e_value;
     a->elem_values = e_values;
+    a->elem_elements = e_elements;
     a->compile_error = c_error;
     a->compile_alloc = c_alloc;
     a->compile_section = c_section;

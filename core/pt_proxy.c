@@ -187,6 +187,10 @@ static void log_str_field(struct pt_buf *b, const char *name, pt_str v)
 
 static void req_log(struct pt_req *req)
 {
+    /* plugins' end-of-request work (counters, concurrency slots) first */
+    for (struct pt_hook *h = req->end_hooks; h; h = h->next)
+        h->end(h->arg, req->status, req->bytes_in, req->bytes_out);
+    req->end_hooks = NULL;
     struct pt_worker *w = req->c->w;
     if (pt_access_fd < 0)
         return;
@@ -495,6 +499,7 @@ static bool check_subscription(struct pt_req *req)
             return false;
         }
         req->sub = s;
+        req->key = key;
         return true;
     }
     if (api->open_product) {
@@ -766,6 +771,13 @@ static void req_start(struct pt_conn *c, size_t head_len)
         pt_router_match(req_gen(req)->router, host, req->h.method, req->h.path, req->h.query, &req->m);
     if (rr != PT_ROUTE_NO_API && ((const struct pt_apidef *)req->m.api)->vgroup)
         rr = match_version(req);
+    if (rr == PT_ROUTE_NO_OPERATION && pt_str_eq(req->h.method, pt_str_c("OPTIONS"))) {
+        /* a CORS preflight runs the policies of the operation it asks about */
+        struct pt_hdr *acrm = pt_head_get(&req->h, pt_str_c("Access-Control-Request-Method"));
+        if (acrm && pt_head_get(&req->h, pt_str_c("Origin")))
+            rr = pt_router_match_in(req_gen(req)->router, ((const struct pt_apidef *)req->m.api)->ridx, acrm->value,
+                                    req->m.rest, req->h.query, &req->m);
+    }
     if (rr != PT_ROUTE_OK) {
         req->api = req->m.api; /* recorded when only the operation was missing */
         req_error(req, 404, "OperationNotFound", "Resource not found");
@@ -1271,6 +1283,11 @@ void pt_proxy_respond(struct pt_req *req)
 {
     if (!req->rh_done)
         pt_req_new_response(req, 200, PT_NULL_STR);
+    for (struct pt_hook *h = req->resp_hooks; h; h = h->next) {
+        struct pt_call call = {req, h->stmt, PT_SEC_OUTBOUND, PT_MSG_RESPONSE};
+        h->resp(&call, h->arg);
+    }
+    req->resp_hooks = NULL;
     if (req->ex.has_error && !req->reason)
         req->reason = req->ex.err.reason;
     if (req->rh_backend && !req->resp_body && !req->resp_replaced && req->up) {

@@ -72,6 +72,15 @@ struct pt_call {
     pt_msg current;   /* what PT_MSG_CURRENT means now */
 };
 
+/* A plugin's callback for the end of the request or its response. */
+struct pt_hook {
+    struct pt_hook *next;
+    void (*end)(void *arg, int status, uint64_t bytes_in, uint64_t bytes_out);
+    void (*resp)(pt_call *call, void *arg);
+    void *arg;
+    const struct pt_stmt *stmt;
+};
+
 struct pt_lasterror {
     const char *source;
     const char *reason;
@@ -131,6 +140,9 @@ struct pt_req {
     struct pt_operation *op;
     const struct pt_product *product;     /* the product context, if any */
     const struct pt_subscription *sub;    /* the subscription of the key, if any */
+    pt_str key;                           /* the key the call carried (in the head) */
+    struct pt_hook *end_hooks;            /* api->at_end, run when the request is logged */
+    struct pt_hook *resp_hooks;           /* api->at_response, run before the response head */
     struct pt_upconn *up;
     struct pt_head rh;
     bool rh_done;     /* rh holds a response (from the backend or built by policies) */

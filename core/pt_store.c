@@ -475,3 +475,35 @@ bool pt_store_counter_add(struct pt_store *s, const char *key, int64_t period, i
     sqlite3_finalize(st);
     return ok;
 }
+
+bool pt_store_counter_set(struct pt_store *s, const char *key, int64_t period, int64_t value)
+{
+    sqlite3_stmt *st = prep(s, "INSERT INTO counters (key, period, value) VALUES (?1, ?2, ?3)"
+                               " ON CONFLICT (key, period) DO UPDATE SET value = excluded.value");
+    if (!st)
+        return false;
+    bind_text(st, 1, key);
+    sqlite3_bind_int64(st, 2, period);
+    sqlite3_bind_int64(st, 3, value);
+    bool ok = done(s, st);
+    /* earlier periods of the key are over: only the current one matters */
+    st = prep(s, "DELETE FROM counters WHERE key = ?1 AND period < ?2");
+    if (st) {
+        bind_text(st, 1, key);
+        sqlite3_bind_int64(st, 2, period);
+        done(s, st);
+    }
+    return ok;
+}
+
+bool pt_store_counter_each(struct pt_store *s, void (*fn)(void *arg, const char *key, int64_t period, int64_t value),
+                           void *arg)
+{
+    sqlite3_stmt *st = prep(s, "SELECT key, period, value FROM counters ORDER BY key, period");
+    if (!st)
+        return false;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        fn(arg, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2));
+    sqlite3_finalize(st);
+    return true;
+}

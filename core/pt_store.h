@@ -81,5 +81,9 @@ uint64_t pt_store_version(struct pt_store *s);
 
 /* Counters that must survive restarts (quota): add and read. */
 bool pt_store_counter_add(struct pt_store *s, const char *key, int64_t period, int64_t delta, int64_t *total);
+/* Sets a counter's value for a period (earlier periods of the key are dropped). */
+bool pt_store_counter_set(struct pt_store *s, const char *key, int64_t period, int64_t value);
+bool pt_store_counter_each(struct pt_store *s, void (*fn)(void *arg, const char *key, int64_t period, int64_t value),
+                           void *arg);
 
 #endif

@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 0
+#define PT_ABI_MINOR 1
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -142,6 +142,23 @@ typedef enum pt_header_mode {
 
 /* ------------------------------------------------------------- the API */
 
+/* Node-wide counters (ABI 1.1), shared by every worker; see api->counter. */
+enum { PT_COUNTER_SLIDING = 0, PT_COUNTER_FIXED = 1, PT_COUNTER_GAUGE = 2 };
+
+struct pt_counter_op {
+    pt_bytes key;
+    int kind;              /* PT_COUNTER_* */
+    int persist;           /* fixed: kept in the store across restarts (quotas) */
+    int64_t window_ms;     /* sliding: the window; fixed: the period */
+    int64_t origin_ms;     /* fixed: wall-clock start of the first period */
+    int64_t limit;         /* > 0: the addition is made only if the count stays <= limit */
+    int64_t add;           /* what to add (negative for a gauge going down); 0 = read */
+    /* results */
+    int64_t count;         /* the count after the operation (unchanged when refused) */
+    int64_t retry_ms;      /* when the limit is reached: until room frees up */
+    int64_t period_end_ms; /* fixed: the wall-clock end of the current period */
+};
+
 /*
  * The gateway's services.  Every function taking a pt_call may only be
  * used during that call's run() (or from a timer/resume callback of that
@@ -184,6 +201,7 @@ struct pt_api {
        when an expression needs a body not read yet (return PT_AGAIN: run()
        is called again once it is); -1 when the expression failed (the
        request's error is set: return PT_ERROR). */
+    /* (With a NULL call, at compile time: a literal value's text; -1 for an expression.) */
     int (*eval)(pt_call *call, const pt_value *v, pt_bytes *out);
     /* Evaluates to a boolean (Lua truthiness; literal "true"/"false"); same returns as eval. */
     int (*eval_bool)(pt_call *call, const pt_value *v, int *out);
@@ -263,9 +281,39 @@ struct pt_api {
     /* Base URLs: PT_URL_GATEWAY = scheme://host[:port]/apiSuffix as the client
        called it; PT_URL_BACKEND = the API's service URL (no trailing '/'). */
     pt_bytes (*url_base)(pt_call *call, int which);
+
+    /* -- ABI 1.1 -- */
+    /* A fact about the call (PT_FACT_*). */
+    pt_bytes (*fact)(pt_call *call, int which);
+    /* Counts (struct pt_counter_op): 1 when done, 0 when refused by op->limit. */
+    int (*counter)(struct pt_counter_op *op);
+    /* fn(arg, status, bytes received, bytes sent) once the request is over,
+       however it ended (also when the client went away); 0 or -1. */
+    int (*at_end)(pt_call *call, void (*fn)(void *arg, int status, uint64_t bytes_in, uint64_t bytes_out),
+                  void *arg);
+    /* fn(call, arg) just before the response head goes to the client
+       (after outbound and on-error): it may still set response headers. */
+    int (*at_response)(pt_call *call, void (*fn)(pt_call *call, void *arg), void *arg);
+    /* Nested elements of an element (compile time), like attr_elements. */
+    int (*elem_elements)(pt_element *e, const char *name, pt_element ***out);
 };
 
 enum { PT_URL_GATEWAY = 0, PT_URL_BACKEND = 1 };
+
+/* Facts about a call, for api->fact (ABI 1.1); empty when there is none. */
+enum {
+    PT_FACT_CLIENT_IP = 0,        /* the client's address ("192.0.2.7", "2001:db8::7") */
+    PT_FACT_SUBSCRIPTION_ID,      /* the subscription of the key the call carried */
+    PT_FACT_SUBSCRIPTION_KEY,     /* that key */
+    PT_FACT_SUBSCRIPTION_START,   /* its createdDate (ISO 8601) */
+    PT_FACT_PRODUCT_ID,           /* the product context */
+    PT_FACT_API_ID,
+    PT_FACT_OPERATION_ID,
+    PT_FACT_USER_ID,              /* the subscription's owner */
+    PT_FACT_REQUEST_ID,
+};
+
+
 
 /* Log levels for api->log. */
 enum { PT_LOG_LEVEL_ERROR = 0, PT_LOG_LEVEL_WARN, PT_LOG_LEVEL_INFO, PT_LOG_LEVEL_DEBUG };

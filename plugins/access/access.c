@@ -1,0 +1,1212 @@
+/*
+ * access -- the access-restriction family.
+ *
+ * rate-limit, rate-limit-by-key, quota, quota-by-key, limit-concurrency,
+ * ip-filter, check-header, cors and authentication-basic, named and shaped
+ * after Azure API Management's.
+ *
+ * Counting.  Limits use the gateway's node-wide counters (api->counter):
+ * shared by every worker, sharded, bounded in memory (see
+ * docs/policies-access.md).  Rate limits are sliding windows; quotas are
+ * fixed windows kept in the store across restarts.  A call refused by a
+ * limit is not counted by that limit, so a client that waits gets through
+ * again.  A counter key carries the limit's numbers, so changing a limit
+ * starts a fresh count.
+ *
+ * Decisions where APIM leaves room are documented at each policy.
+ */
+#include <portico/plugin.h>
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define LIT(s) ((pt_bytes){(s), sizeof(s) - 1})
+
+/* ================================================================ helpers */
+
+static int eval(const struct pt_api *api, pt_call *call, const pt_value *v, pt_bytes *out)
+{
+    if (!v) {
+        *out = (pt_bytes){"", 0};
+        return 0;
+    }
+    int rc = api->eval(call, v, out);
+    if (rc == 0)
+        return 0;
+    return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
+}
+
+static char *dup_bytes(const struct pt_api *api, pt_call *call, pt_bytes b)
+{
+    char *s = api->alloc(call, b.len + 1);
+    if (s) {
+        memcpy(s, b.data, b.len);
+        s[b.len] = '\0';
+    }
+    return s;
+}
+
+static bool bytes_is(pt_bytes a, const char *b)
+{
+    return a.len == strlen(b) && !memcmp(a.data, b, a.len);
+}
+
+static bool bytes_ieq(pt_bytes a, pt_bytes b)
+{
+    return a.len == b.len && (!a.len || !strncasecmp(a.data, b.data, a.len));
+}
+
+static void set_response_header(const struct pt_api *api, pt_call *call, const char *name, const char *value)
+{
+    pt_bytes v = {value, strlen(value)};
+    api->header_set(call, PT_MSG_RESPONSE, (pt_bytes){name, strlen(name)}, &v, 1, PT_HEADER_OVERRIDE);
+}
+
+static void set_var(const struct pt_api *api, pt_call *call, const char *name, long long n)
+{
+    if (!name)
+        return;
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%lld", n);
+    api->var_set(call, (pt_bytes){name, strlen(name)}, (pt_bytes){buf, strlen(buf)});
+}
+
+/* An integer attribute that may be an expression (evaluated per call). */
+static int eval_int(const struct pt_api *api, pt_call *call, const pt_value *v, int64_t def, int64_t *out)
+{
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    pt_bytes b;
+    int st = eval(api, call, v, &b);
+    if (st)
+        return st;
+    char tmp[32];
+    if (b.len == 0 || b.len >= sizeof(tmp)) {
+        api->fail(call, 500, "ExpressionValueEvaluationFailure", "a limit is not an integer");
+        return PT_ERROR;
+    }
+    memcpy(tmp, b.data, b.len);
+    tmp[b.len] = '\0';
+    char *end;
+    long long n = strtoll(tmp, &end, 10);
+    if (*end || n < 0) {
+        api->fail(call, 500, "ExpressionValueEvaluationFailure", "a limit is not a non-negative integer");
+        return PT_ERROR;
+    }
+    *out = n;
+    return 0;
+}
+
+/* Days since 1970-01-01 of a civil date (any year, proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* "2024-05-01T10:00:00Z" (fraction and offset allowed) -> ms since 1970; false when malformed. */
+static bool iso_ms(const char *s, int64_t *out)
+{
+    int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
+    if (sscanf(s, "%d-%d-%d%n", &y, &mo, &d, &n) != 3 || mo < 1 || mo > 12 || d < 1 || d > 31)
+        return false;
+    const char *p = s + n;
+    int64_t frac_ms = 0, off = 0;
+    if (*p == 'T' || *p == ' ') {
+        int k = 0;
+        if (sscanf(p + 1, "%d:%d:%d%n", &h, &mi, &sec, &k) != 3)
+            return false;
+        p += 1 + k;
+        if (*p == '.') {
+            int scale = 100;
+            for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+                frac_ms += (*p - '0') * scale;
+        }
+        if (*p == '+' || *p == '-') {
+            int oh, om;
+            if (sscanf(p + 1, "%d:%d", &oh, &om) != 2)
+                return false;
+            off = (*p == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+        }
+    }
+    *out = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off) * 1000 + frac_ms;
+    return true;
+}
+
+/* ============================================================ rate limits */
+
+/*
+ * rate-limit and rate-limit-by-key share their instance.  Nested <api> and
+ * <operation> limits (rate-limit, quota) are extra counters for the calls
+ * they name; an element's `id` wins over its `name` (both are compared
+ * with the API's and operation's ids).
+ */
+struct level {
+    const char *api, *op; /* NULL = every API / operation */
+    int64_t calls, period_s, kb;
+};
+
+struct limit {
+    bool by_key, quota;
+    struct level *levels; /* [0] is the policy's own */
+    int nlevels;
+    pt_value *calls_v, *period_v; /* by-key: expressions allowed */
+    pt_value *key, *cond, *count_v;
+    const char *first_start; /* quota-by-key */
+    int64_t origin_ms;
+    const char *retry_hdr, *retry_var, *remain_hdr, *remain_var, *total_hdr;
+};
+
+static const struct pt_attr_def op_level_attrs[] = {
+    {"name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "the operation (its id)"},
+    {"id", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "the operation's id (wins over name)"},
+    {"calls", PT_ATTR_INT, 0, NULL, NULL, NULL, 1, 1000000000, "calls allowed"},
+    {"renewal-period", PT_ATTR_INT, 0, NULL, NULL, NULL, 0, 1000000000, "seconds"},
+    {"bandwidth", PT_ATTR_INT, 0, NULL, NULL, NULL, 1, 1000000000, "kilobytes (quota)"},
+    {0},
+};
+
+static const struct pt_attr_def api_level_attrs[] = {
+    {"name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "the API (its id)"},
+    {"id", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "the API's id (wins over name)"},
+    {"calls", PT_ATTR_INT, 0, NULL, NULL, NULL, 1, 1000000000, "calls allowed"},
+    {"renewal-period", PT_ATTR_INT, 0, NULL, NULL, NULL, 0, 1000000000, "seconds"},
+    {"bandwidth", PT_ATTR_INT, 0, NULL, NULL, NULL, 1, 1000000000, "kilobytes (quota)"},
+    {"operation", PT_ATTR_ELEMENT, PT_ATTR_MULTI, NULL, NULL, op_level_attrs, 0, 0, "limits for one operation"},
+    {0},
+};
+
+#define HEADER_ATTRS                                                                                         \
+    {"retry-after-header-name", PT_ATTR_STRING, 0, "Retry-After", NULL, NULL, 0, 0,                        \
+     "response header carrying the seconds to wait, when refused"},                                        \
+    {"retry-after-variable-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,                               \
+     "variable receiving the seconds to wait, when refused"},                                               \
+    {"remaining-calls-header-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,                             \
+     "response header carrying the calls left in the window"},                                             \
+    {"remaining-calls-variable-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,                           \
+     "variable receiving the calls left in the window"},                                                    \
+    {"total-calls-header-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,                                 \
+     "response header carrying the limit"}
+
+static const struct pt_attr_def rate_limit_attrs[] = {
+    {"calls", PT_ATTR_INT, PT_ATTR_REQUIRED, NULL, NULL, NULL, 1, 1000000000, "calls allowed per window"},
+    {"renewal-period", PT_ATTR_INT, PT_ATTR_REQUIRED, NULL, NULL, NULL, 1, 300, "the sliding window, seconds"},
+    HEADER_ATTRS,
+    {"api", PT_ATTR_ELEMENT, PT_ATTR_MULTI, NULL, NULL, api_level_attrs, 0, 0,
+     "a further limit for one API (with nested operation limits)"},
+    {0},
+};
+
+static const struct pt_attr_def rate_limit_key_attrs[] = {
+    {"calls", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+     "calls allowed per window (an integer or an expression)"},
+    {"renewal-period", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+     "the sliding window, seconds (at most 300)"},
+    {"counter-key", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+     "the key to count by; one counter per value, shared by every policy using it"},
+    {"increment-condition", PT_ATTR_STRING, PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+     "count the call only if this holds, decided once the response is known"},
+    {"increment-count", PT_ATTR_STRING, PT_ATTR_EXPR, "1", NULL, NULL, 0, 0, "how much the call counts"},
+    HEADER_ATTRS,
+    {0},
+};
+
+static const struct pt_attr_def quota_attrs[] = {
+    {"calls", PT_ATTR_INT, 0, NULL, NULL, NULL, 1, 2000000000, "calls per period"},
+    {"bandwidth", PT_ATTR_INT, 0, NULL, NULL, NULL, 1, 2000000000, "kilobytes (received + sent) per period"},
+    {"renewal-period", PT_ATTR_INT, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 2000000000,
+     "the period in seconds, counted from the subscription's creation; 0 = never renewed"},
+    {"api", PT_ATTR_ELEMENT, PT_ATTR_MULTI, NULL, NULL, api_level_attrs, 0, 0,
+     "a further quota for one API (with nested operation quotas)"},
+    {0},
+};
+
+static const struct pt_attr_def quota_key_attrs[] = {
+    {"calls", PT_ATTR_INT, 0, NULL, NULL, NULL, 1, 2000000000, "calls per period"},
+    {"bandwidth", PT_ATTR_INT, 0, NULL, NULL, NULL, 1, 2000000000, "kilobytes (received + sent) per period"},
+    {"renewal-period", PT_ATTR_INT, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 2000000000,
+     "the period in seconds; 0 = never renewed"},
+    {"counter-key", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0, "the key to count by"},
+    {"increment-condition", PT_ATTR_STRING, PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+     "count the call only if this holds, decided once the response is known"},
+    {"first-period-start", PT_ATTR_STRING, 0, "0001-01-01T00:00:00Z", NULL, NULL, 0, 0,
+     "where periods are counted from (ISO 8601)"},
+    {0},
+};
+
+static int64_t elem_int(const struct pt_api *api, pt_element *e, const char *name, int64_t def)
+{
+    const char *s = api->elem_literal(e, name);
+    return s && *s ? strtoll(s, NULL, 10) : def;
+}
+
+static void add_level(struct limit *l, const char *api_id, const char *op_id, int64_t calls, int64_t period,
+                      int64_t kb)
+{
+    struct level *v = &l->levels[l->nlevels++];
+    v->api = api_id;
+    v->op = op_id;
+    v->calls = calls;
+    v->period_s = period;
+    v->kb = kb;
+}
+
+static int compile_levels(const struct pt_api *api, pt_compile *c, struct limit *l, int64_t top_calls,
+                          int64_t top_period, int64_t top_kb)
+{
+    pt_element **apis;
+    int na = api->attr_elements(c, "api", &apis);
+    int total = 1 + na;
+    for (int i = 0; i < na; i++) {
+        pt_element **ops;
+        total += api->elem_elements(apis[i], "operation", &ops);
+    }
+    l->levels = api->compile_alloc(c, sizeof(*l->levels) * (size_t)total);
+    add_level(l, NULL, NULL, top_calls, top_period, top_kb);
+    for (int i = 0; i < na; i++) {
+        const char *id = api->elem_literal(apis[i], "id");
+        if (!id || !*id)
+            id = api->elem_literal(apis[i], "name");
+        if (!id || !*id) {
+            api->compile_error(c, "api", "an api limit needs an id or a name");
+            return -1;
+        }
+        int64_t calls = elem_int(api, apis[i], "calls", 0), kb = elem_int(api, apis[i], "bandwidth", 0);
+        if (calls || kb)
+            add_level(l, id, NULL, calls, elem_int(api, apis[i], "renewal-period", top_period), kb);
+        pt_element **ops;
+        int no = api->elem_elements(apis[i], "operation", &ops);
+        for (int k = 0; k < no; k++) {
+            const char *oid = api->elem_literal(ops[k], "id");
+            if (!oid || !*oid)
+                oid = api->elem_literal(ops[k], "name");
+            if (!oid || !*oid) {
+                api->compile_error(c, "api", "an operation limit needs an id or a name");
+                return -1;
+            }
+            add_level(l, id, oid, elem_int(api, ops[k], "calls", 0),
+                      elem_int(api, ops[k], "renewal-period", top_period), elem_int(api, ops[k], "bandwidth", 0));
+        }
+    }
+    return 0;
+}
+
+static void compile_headers(const struct pt_api *api, pt_compile *c, struct limit *l)
+{
+    l->retry_hdr = api->attr_literal(c, "retry-after-header-name");
+    l->retry_var = api->attr_literal(c, "retry-after-variable-name");
+    l->remain_hdr = api->attr_literal(c, "remaining-calls-header-name");
+    l->remain_var = api->attr_literal(c, "remaining-calls-variable-name");
+    l->total_hdr = api->attr_literal(c, "total-calls-header-name");
+    if (!l->retry_hdr || !*l->retry_hdr)
+        l->retry_hdr = "Retry-After";
+}
+
+static int rate_limit_compile(const struct pt_api *api, pt_compile *c, void **instance)
+{
+    struct limit *l = api->compile_alloc(c, sizeof(*l));
+    compile_headers(api, c, l);
+    if (compile_levels(api, c, l, api->attr_int(c, "calls", 1), api->attr_int(c, "renewal-period", 1), 0))
+        return -1;
+    *instance = l;
+    return 0;
+}
+
+static int rate_limit_key_compile(const struct pt_api *api, pt_compile *c, void **instance)
+{
+    struct limit *l = api->compile_alloc(c, sizeof(*l));
+    l->by_key = true;
+    compile_headers(api, c, l);
+    l->calls_v = api->attr_value(c, "calls");
+    l->period_v = api->attr_value(c, "renewal-period");
+    l->key = api->attr_value(c, "counter-key");
+    l->cond = api->attr_value(c, "increment-condition");
+    l->count_v = api->attr_value(c, "increment-count");
+    const char *p = api->attr_literal(c, "renewal-period");
+    if (p && (atoll(p) < 1 || atoll(p) > 300)) {
+        api->compile_error(c, "renewal-period", "must be from 1 to 300 seconds");
+        return -1;
+    }
+    *instance = l;
+    return 0;
+}
+
+/* Headers added to the response once it is known (success or refusal). */
+struct resp_headers {
+    const char *names[3];
+    long long values[3];
+};
+
+static void add_headers(pt_call *call, void *arg);
+static const struct pt_api *A; /* the gateway's table (set at init) */
+
+static void add_headers(pt_call *call, void *arg)
+{
+    struct resp_headers *h = arg;
+    for (int i = 0; i < 3; i++)
+        if (h->names[i] && *h->names[i]) {
+            char v[32];
+            snprintf(v, sizeof(v), "%lld", h->values[i]);
+            set_response_header(A, call, h->names[i], v);
+        }
+}
+
+static bool level_applies(const struct level *v, pt_bytes api_id, pt_bytes op_id)
+{
+    if (v->api && !bytes_is(api_id, v->api))
+        return false;
+    return !v->op || bytes_is(op_id, v->op);
+}
+
+static pt_bytes counter_key(const struct pt_api *api, pt_call *call, const char *kind, pt_bytes key,
+                            const struct level *v, int64_t calls, int64_t period)
+{
+    size_t n = key.len + 128 + (v && v->api ? strlen(v->api) : 0) + (v && v->op ? strlen(v->op) : 0);
+    char *b = api->alloc(call, n);
+    int k = snprintf(b, n, "%s|%lld|%lld|%s|%s|", kind, (long long)calls, (long long)period,
+                     v && v->api ? v->api : "", v && v->op ? v->op : "");
+    memcpy(b + k, key.data, key.len);
+    return (pt_bytes){b, (size_t)k + key.len};
+}
+
+static pt_status refuse_rate(const struct pt_api *api, pt_call *call, const struct limit *l, int64_t retry_ms)
+{
+    long long secs = (retry_ms + 999) / 1000;
+    if (secs < 1)
+        secs = 1;
+    set_var(api, call, l->retry_var, secs);
+    struct resp_headers *h = api->alloc(call, sizeof(*h));
+    h->names[0] = l->retry_hdr;
+    h->values[0] = secs;
+    api->at_response(call, add_headers, h);
+    char msg[96];
+    snprintf(msg, sizeof(msg), "Rate limit is exceeded. Try again in %lld seconds.", secs);
+    return api->fail(call, 429, "RateLimitExceeded", msg);
+}
+
+/* Success: remaining and total on the response and in variables. */
+static void report_remaining(const struct pt_api *api, pt_call *call, const struct limit *l, long long remaining,
+                             long long total)
+{
+    set_var(api, call, l->remain_var, remaining);
+    if ((l->remain_hdr && *l->remain_hdr) || (l->total_hdr && *l->total_hdr)) {
+        struct resp_headers *h = api->alloc(call, sizeof(*h));
+        h->names[0] = l->remain_hdr;
+        h->values[0] = remaining;
+        h->names[1] = l->total_hdr;
+        h->values[1] = total;
+        api->at_response(call, add_headers, h);
+    }
+}
+
+static pt_status rate_limit_run(const struct pt_api *api, pt_call *call, void *inst)
+{
+    const struct limit *l = inst;
+    pt_bytes sub = api->fact(call, PT_FACT_SUBSCRIPTION_ID);
+    if (!sub.len)
+        return PT_OK; /* APIM: only calls that carried a subscription key are limited */
+    pt_bytes api_id = api->fact(call, PT_FACT_API_ID), op_id = api->fact(call, PT_FACT_OPERATION_ID);
+    struct pt_counter_op ops[64];
+    int n = 0;
+    for (int i = 0; i < l->nlevels && n < 64; i++) {
+        const struct level *v = &l->levels[i];
+        if (!v->calls || !level_applies(v, api_id, op_id))
+            continue;
+        ops[n] = (struct pt_counter_op){.key = counter_key(api, call, "rl", sub, v, v->calls, v->period_s),
+                                        .kind = PT_COUNTER_SLIDING,
+                                        .window_ms = v->period_s * 1000,
+                                        .limit = v->calls};
+        api->counter(&ops[n]); /* a look first: a refused call counts nowhere */
+        if (ops[n].count >= v->calls)
+            return refuse_rate(api, call, l, ops[n].retry_ms);
+        n++;
+    }
+    long long remaining = -1;
+    for (int i = 0; i < n; i++) {
+        ops[i].add = 1;
+        if (!api->counter(&ops[i]))
+            return refuse_rate(api, call, l, ops[i].retry_ms); /* lost a race for the last call */
+        long long left = ops[i].limit - ops[i].count;
+        if (remaining < 0 || left < remaining)
+            remaining = left;
+    }
+    if (n)
+        report_remaining(api, call, l, remaining, (long long)l->levels[0].calls);
+    return PT_OK;
+}
+
+/* rate-limit-by-key's increment decided on the response */
+struct deferred {
+    const struct limit *l;
+    struct pt_counter_op op;
+    const char *qmark; /* quota-by-key: once per request per key */
+    int64_t bytes_kb_limit;
+};
+
+static void count_if(pt_call *call, void *arg)
+{
+    struct deferred *d = arg;
+    int yes = 1;
+    if (d->l->cond && A->eval_bool(call, d->l->cond, &yes) != 0)
+        yes = 0;
+    if (yes)
+        A->counter(&d->op);
+}
+
+static pt_status rate_limit_key_run(const struct pt_api *api, pt_call *call, void *inst)
+{
+    const struct limit *l = inst;
+    pt_bytes key;
+    int64_t calls, period, count;
+    int st;
+    if ((st = eval(api, call, l->key, &key)) || (st = eval_int(api, call, l->calls_v, 1, &calls)) ||
+        (st = eval_int(api, call, l->period_v, 1, &period)) || (st = eval_int(api, call, l->count_v, 1, &count)))
+        return (pt_status)st;
+    if (period < 1 || period > 300)
+        return api->fail(call, 500, "ExpressionValueEvaluationFailure", "renewal-period must be from 1 to 300");
+    struct pt_counter_op op = {.key = counter_key(api, call, "rlk", key, NULL, calls, period),
+                               .kind = PT_COUNTER_SLIDING,
+                               .window_ms = period * 1000,
+                               .limit = calls};
+    api->counter(&op);
+    if (op.count + (count > 0 ? count : 1) > calls)
+        return refuse_rate(api, call, l, op.retry_ms ? op.retry_ms : 1000);
+    if (l->cond) {
+        struct deferred *d = api->alloc(call, sizeof(*d));
+        d->l = l;
+        d->op = op;
+        d->op.add = count;
+        d->op.limit = 0; /* decided: counted even if others filled the window meanwhile */
+        api->at_response(call, count_if, d);
+        report_remaining(api, call, l, (long long)(calls - op.count - count), (long long)calls);
+        return PT_OK;
+    }
+    op.add = count;
+    if (!api->counter(&op))
+        return refuse_rate(api, call, l, op.retry_ms ? op.retry_ms : 1000);
+    report_remaining(api, call, l, (long long)(calls - op.count), (long long)calls);
+    return PT_OK;
+}
+
+/* ================================================================ quotas */
+
+static int quota_compile(const struct pt_api *api, pt_compile *c, void **instance)
+{
+    struct limit *l = api->compile_alloc(c, sizeof(*l));
+    l->quota = true;
+    int64_t calls = api->attr_int(c, "calls", 0), kb = api->attr_int(c, "bandwidth", 0);
+    if (!calls && !kb) {
+        api->compile_error(c, NULL, "needs calls, bandwidth or both");
+        return -1;
+    }
+    if (compile_levels(api, c, l, calls, api->attr_int(c, "renewal-period", 0), kb))
+        return -1;
+    *instance = l;
+    return 0;
+}
+
+static int quota_key_compile(const struct pt_api *api, pt_compile *c, void **instance)
+{
+    struct limit *l = api->compile_alloc(c, sizeof(*l));
+    l->quota = l->by_key = true;
+    int64_t calls = api->attr_int(c, "calls", 0), kb = api->attr_int(c, "bandwidth", 0);
+    if (!calls && !kb) {
+        api->compile_error(c, NULL, "needs calls, bandwidth or both");
+        return -1;
+    }
+    l->levels = api->compile_alloc(c, sizeof(*l->levels));
+    add_level(l, NULL, NULL, calls, api->attr_int(c, "renewal-period", 0), kb);
+    l->key = api->attr_value(c, "counter-key");
+    l->cond = api->attr_value(c, "increment-condition");
+    const char *fs = api->attr_literal(c, "first-period-start");
+    if (!fs)
+        fs = "0001-01-01T00:00:00Z";
+    if (!iso_ms(fs, &l->origin_ms)) {
+        api->compile_error(c, "first-period-start", "'%s' is not a date such as 2024-01-01T00:00:00Z", fs);
+        return -1;
+    }
+    *instance = l;
+    return 0;
+}
+
+static pt_status refuse_quota(const struct pt_api *api, pt_call *call, int64_t retry_ms, bool bandwidth)
+{
+    long long s = (retry_ms + 999) / 1000;
+    if (s < 1)
+        s = 1;
+    struct resp_headers *h = api->alloc(call, sizeof(*h));
+    h->names[0] = "Retry-After";
+    h->values[0] = s;
+    api->at_response(call, add_headers, h);
+    char msg[128];
+    if (s >= 100LL * 3600)
+        snprintf(msg, sizeof(msg), "Out of %s quota. Quota will be replenished in %lld.%02lld:%02lld:%02lld.",
+                 bandwidth ? "bandwidth" : "call volume", s / 86400, s % 86400 / 3600, s % 3600 / 60, s % 60);
+    else
+        snprintf(msg, sizeof(msg), "Out of %s quota. Quota will be replenished in %02lld:%02lld:%02lld.",
+                 bandwidth ? "bandwidth" : "call volume", s / 3600, s % 3600 / 60, s % 60);
+    return api->fail(call, 403, "QuotaExceeded", msg);
+}
+
+/* The bytes of a finished request, added to a bandwidth quota. */
+static void add_bytes(void *arg, int status, uint64_t in, uint64_t out)
+{
+    (void)status;
+    struct pt_counter_op *op = arg;
+    op->add = (int64_t)((in + out + 1023) / 1024);
+    if (op->add)
+        A->counter(op);
+}
+
+/* One quota level: look, then count the call (and its bytes at the end). */
+static pt_status quota_level(const struct pt_api *api, pt_call *call, pt_bytes key, const struct level *v,
+                             int64_t origin, bool count_now, struct pt_counter_op *deferred_calls)
+{
+    int64_t window = v->period_s > 0 ? v->period_s * 1000 : INT64_MAX / 4;
+    if (v->kb) {
+        struct pt_counter_op *b = api->alloc(call, sizeof(*b));
+        *b = (struct pt_counter_op){.key = counter_key(api, call, "qb", key, v, v->kb, v->period_s),
+                                    .kind = PT_COUNTER_FIXED, .persist = 1, .window_ms = window,
+                                    .origin_ms = origin, .limit = v->kb};
+        api->counter(b);
+        if (b->count >= v->kb)
+            return refuse_quota(api, call, b->retry_ms, true);
+        b->limit = 0;
+        api->at_end(call, add_bytes, b);
+    }
+    if (v->calls) {
+        struct pt_counter_op op = {.key = counter_key(api, call, "qc", key, v, v->calls, v->period_s),
+                                   .kind = PT_COUNTER_FIXED, .persist = 1, .window_ms = window,
+                                   .origin_ms = origin, .limit = v->calls};
+        api->counter(&op);
+        if (op.count >= v->calls)
+            return refuse_quota(api, call, op.retry_ms, false);
+        op.add = 1;
+        if (count_now) {
+            if (!api->counter(&op))
+                return refuse_quota(api, call, op.retry_ms, false);
+        } else if (deferred_calls)
+            *deferred_calls = op;
+    }
+    return PT_OK;
+}
+
+static pt_status quota_run(const struct pt_api *api, pt_call *call, void *inst)
+{
+    const struct limit *l = inst;
+    pt_bytes sub = api->fact(call, PT_FACT_SUBSCRIPTION_ID);
+    if (!sub.len)
+        return PT_OK; /* quotas count per subscription */
+    /* periods start at the subscription's creation */
+    int64_t origin = 0;
+    pt_bytes start = api->fact(call, PT_FACT_SUBSCRIPTION_START);
+    if (start.len) {
+        char *s = dup_bytes(api, call, start);
+        if (s && !iso_ms(s, &origin))
+            origin = 0;
+    }
+    pt_bytes api_id = api->fact(call, PT_FACT_API_ID), op_id = api->fact(call, PT_FACT_OPERATION_ID);
+    for (int i = 0; i < l->nlevels; i++) {
+        const struct level *v = &l->levels[i];
+        if (!level_applies(v, api_id, op_id))
+            continue;
+        pt_status st = quota_level(api, call, sub, v, origin, true, NULL);
+        if (st != PT_OK)
+            return st;
+    }
+    return PT_OK;
+}
+
+static pt_status quota_key_run(const struct pt_api *api, pt_call *call, void *inst)
+{
+    const struct limit *l = inst;
+    pt_bytes key;
+    int st = eval(api, call, l->key, &key);
+    if (st)
+        return (pt_status)st;
+    /* several quota-by-key policies with the same key count a request once */
+    char *mark = api->alloc(call, key.len + 24);
+    memcpy(mark, "portico.quota:", 14);
+    memcpy(mark + 14, key.data, key.len);
+    mark[14 + key.len] = '\0';
+    pt_bytes seen;
+    bool counted = api->var_get(call, (pt_bytes){mark, 14 + key.len}, &seen) == 0;
+    struct deferred *d = api->alloc(call, sizeof(*d));
+    d->l = l;
+    pt_status r = quota_level(api, call, key, &l->levels[0], l->origin_ms, !counted && !l->cond,
+                              counted ? NULL : &d->op);
+    if (r != PT_OK)
+        return r;
+    api->var_set(call, (pt_bytes){mark, 14 + key.len}, LIT("1"));
+    if (!counted && l->cond && d->op.key.len) {
+        d->op.limit = 0;
+        api->at_response(call, count_if, d);
+    }
+    return PT_OK;
+}
+
+/* ===================================================== limit-concurrency */
+
+static const struct pt_attr_def concurrency_attrs[] = {
+    {"key", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0, "what to count by"},
+    {"max-count", PT_ATTR_INT, PT_ATTR_REQUIRED, NULL, NULL, NULL, 1, 1000000, "requests at once per key"},
+    {"policies", PT_ATTR_POLICIES, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0,
+     "the statements whose concurrency is limited"},
+    {0},
+};
+
+struct concurrency {
+    pt_value *key;
+    int64_t max;
+};
+
+static int concurrency_compile(const struct pt_api *api, pt_compile *c, void **instance)
+{
+    struct concurrency *x = api->compile_alloc(c, sizeof(*x));
+    x->key = api->attr_value(c, "key");
+    x->max = api->attr_int(c, "max-count", 1);
+    *instance = x;
+    return 0;
+}
+
+static void release_slot(void *arg, int status, uint64_t in, uint64_t out)
+{
+    (void)status;
+    (void)in;
+    (void)out;
+    struct pt_counter_op *op = arg;
+    op->add = -1;
+    op->limit = 0;
+    A->counter(op);
+}
+
+static pt_status concurrency_run(const struct pt_api *api, pt_call *call, void *inst)
+{
+    const struct concurrency *x = inst;
+    pt_bytes key;
+    int st = eval(api, call, x->key, &key);
+    if (st)
+        return (pt_status)st;
+    struct pt_counter_op *op = api->alloc(call, sizeof(*op));
+    *op = (struct pt_counter_op){.key = counter_key(api, call, "lc", key, NULL, x->max, 0),
+                                 .kind = PT_COUNTER_GAUGE, .window_ms = 1, .limit = x->max, .add = 1};
+    if (!api->counter(op))
+        return api->fail(call, 429, "ConcurrencyLimitExceeded", "Too many concurrent requests. Try again later.");
+    /* the slot is held until the request is over (its statements run after this) */
+    api->at_end(call, release_slot, op);
+    return PT_OK;
+}
+
+/* ============================================================= ip-filter */
+
+static const char *const ip_actions[] = {"allow", "forbid", NULL};
+
+static const struct pt_attr_def range_attrs[] = {
+    {"from", PT_ATTR_STRING, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0, "first address"},
+    {"to", PT_ATTR_STRING, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0, "last address"},
+    {0},
+};
+
+static const struct pt_attr_def ip_filter_attrs[] = {
+    {"action", PT_ATTR_ENUM, PT_ATTR_REQUIRED, NULL, ip_actions, NULL, 0, 0,
+     "allow: only these callers; forbid: everyone but these"},
+    {"address", PT_ATTR_STRING, PT_ATTR_MULTI, NULL, NULL, NULL, 0, 0, "an IPv4 or IPv6 address"},
+    {"address-range", PT_ATTR_ELEMENT, PT_ATTR_MULTI, NULL, NULL, range_attrs, 0, 0, "from and to, inclusive"},
+    {0},
+};
+
+struct ip16 {
+    unsigned char b[16];
+};
+
+struct ip_filter {
+    bool allow;
+    struct ip16 *lo, *hi;
+    int n;
+};
+
+/* Any address as 16 bytes (IPv4 mapped into ::ffff:0:0/96). */
+static bool parse_ip(const char *s, struct ip16 *out)
+{
+    unsigned char v4[4];
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, s, v4) == 1) {
+        out->b[10] = out->b[11] = 0xff;
+        memcpy(out->b + 12, v4, 4);
+        return true;
+    }
+    return inet_pton(AF_INET6, s, out->b) == 1;
+}
+
+static int ip_filter_compile(const struct pt_api *api, pt_compile *c, void **instance)
+{
+    struct ip_filter *f = api->compile_alloc(c, sizeof(*f));
+    f->allow = api->attr_enum(c, "action", 0) == 0;
+    pt_value **addrs;
+    pt_element **ranges;
+    int na = api->attr_values(c, "address", &addrs), nr = api->attr_elements(c, "address-range", &ranges);
+    if (na + nr == 0) {
+        api->compile_error(c, NULL, "needs at least one address or address-range");
+        return -1;
+    }
+    f->lo = api->compile_alloc(c, sizeof(*f->lo) * (size_t)(na + nr));
+    f->hi = api->compile_alloc(c, sizeof(*f->hi) * (size_t)(na + nr));
+    for (int i = 0; i < na; i++) {
+        pt_bytes b;
+        char s[64];
+        if (api->eval(NULL, addrs[i], &b) != 0 || b.len >= sizeof(s)) {
+            api->compile_error(c, "address", "addresses are written out, not expressions");
+            return -1;
+        }
+        memcpy(s, b.data, b.len);
+        s[b.len] = '\0';
+        if (!parse_ip(s, &f->lo[f->n])) {
+            api->compile_error(c, "address", "'%s' is not an IPv4 or IPv6 address", s);
+            return -1;
+        }
+        f->hi[f->n] = f->lo[f->n];
+        f->n++;
+    }
+    for (int i = 0; i < nr; i++) {
+        const char *from = api->elem_literal(ranges[i], "from"), *to = api->elem_literal(ranges[i], "to");
+        if (!from || !parse_ip(from, &f->lo[f->n]) || !to || !parse_ip(to, &f->hi[f->n]) ||
+            memcmp(f->lo[f->n].b, f->hi[f->n].b, 16) > 0) {
+            api->compile_error(c, "address-range", "'%s'..'%s' is not a range of addresses (from <= to)",
+                               from ? from : "", to ? to : "");
+            return -1;
+        }
+        f->n++;
+    }
+    *instance = f;
+    return 0;
+}
+
+static pt_status ip_filter_run(const struct pt_api *api, pt_call *call, void *inst)
+{
+    const struct ip_filter *f = inst;
+    pt_bytes ipb = api->fact(call, PT_FACT_CLIENT_IP);
+    char *ip = dup_bytes(api, call, ipb);
+    struct ip16 a;
+    if (!ip || !parse_ip(ip, &a))
+        return api->fail(call, 403, "FailedToParseCallerIP", "Failed to parse the caller IP address. Access denied.");
+    bool hit = false;
+    for (int i = 0; i < f->n && !hit; i++)
+        hit = memcmp(a.b, f->lo[i].b, 16) >= 0 && memcmp(a.b, f->hi[i].b, 16) <= 0;
+    if (f->allow && !hit)
+        return api->fail(call, 403, "CallerIpNotAllowed", "Caller IP address is not allowed. Access denied.");
+    if (!f->allow && hit)
+        return api->fail(call, 403, "CallerIpBlocked", "Caller IP address is blocked. Access denied.");
+    return PT_OK;
+}
+
+/* ========================================================== check-header */
+
+static const struct pt_attr_def check_header_attrs[] = {
+    {"name", PT_ATTR_STRING, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0, "the request header to check"},
+    {"failed-check-httpcode", PT_ATTR_INT, PT_ATTR_REQUIRED, NULL, NULL, NULL, 200, 599, "status when the check fails"},
+    {"failed-check-error-message", PT_ATTR_STRING, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0,
+     "message of the error body"},
+    {"ignore-case", PT_ATTR_BOOL, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0, "compare values case-insensitively"},
+    {"value", PT_ATTR_STRING, PT_ATTR_MULTI | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+     "allowed values (any one passes); none = the header must only be present"},
+    {0},
+};
+
+struct check_header {
+    const char *name;
+    int code;
+    const char *msg;
+    bool icase;
+    pt_value **values;
+    int nvalues;
+};
+
+static int check_header_compile(const struct pt_api *api, pt_compile *c, void **instance)
+{
+    struct check_header *x = api->compile_alloc(c, sizeof(*x));
+    x->name = api->attr_literal(c, "name");
+    x->code = (int)api->attr_int(c, "failed-check-httpcode", 401);
+    x->msg = api->attr_literal(c, "failed-check-error-message");
+    x->icase = api->attr_bool(c, "ignore-case", 0);
+    x->nvalues = api->attr_values(c, "value", &x->values);
+    if (!x->name || !*x->name) {
+        api->compile_error(c, "name", "a header name is required (not an expression)");
+        return -1;
+    }
+    *instance = x;
+    return 0;
+}
+
+static pt_status check_header_run(const struct pt_api *api, pt_call *call, void *inst)
+{
+    const struct check_header *x = inst;
+    pt_bytes got[16];
+    int n = api->header_get(call, PT_MSG_REQUEST, (pt_bytes){x->name, strlen(x->name)}, got, 16);
+    if (n <= 0)
+        return api->fail(call, x->code, "HeaderNotFound", x->msg ? x->msg : "");
+    if (!x->nvalues)
+        return PT_OK;
+    for (int i = 0; i < x->nvalues; i++) {
+        pt_bytes want;
+        int st = eval(api, call, x->values[i], &want);
+        if (st)
+            return (pt_status)st;
+        for (int k = 0; k < n && k < 16; k++)
+            if (x->icase ? bytes_ieq(got[k], want) : (got[k].len == want.len && !memcmp(got[k].data, want.data, want.len)))
+                return PT_OK;
+    }
+    return api->fail(call, x->code, "HeaderValueNotAllowed", x->msg ? x->msg : "");
+}
+
+/* ================================================================== cors */
+
+static const struct pt_attr_def origins_attrs[] = {
+    {"origin", PT_ATTR_STRING, PT_ATTR_MULTI | PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0,
+     "an origin (scheme://host[:port]) or *"},
+    {0},
+};
+static const struct pt_attr_def methods_attrs[] = {
+    {"method", PT_ATTR_STRING, PT_ATTR_MULTI, NULL, NULL, NULL, 0, 0, "a method or *"},
+    {"preflight-result-max-age", PT_ATTR_INT, 0, "0", NULL, NULL, 0, 86400, "seconds a browser may cache the preflight"},
+    {0},
+};
+static const struct pt_attr_def headers_attrs[] = {
+    {"header", PT_ATTR_STRING, PT_ATTR_MULTI, NULL, NULL, NULL, 0, 0, "a header name or *"},
+    {0},
+};
+
+static const struct pt_attr_def cors_attrs[] = {
+    {"allow-credentials", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
+     "Access-Control-Allow-Credentials: true (the origin is then echoed, never *)"},
+    {"terminate-unmatched-request", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
+     "answer a request from an origin that does not match with an empty 200 instead of serving it"},
+    {"allowed-origins", PT_ATTR_ELEMENT, PT_ATTR_REQUIRED, NULL, NULL, origins_attrs, 0, 0, "who may call"},
+    {"allowed-methods", PT_ATTR_ELEMENT, 0, NULL, NULL, methods_attrs, 0, 0, "methods (default GET, POST)"},
+    {"allowed-headers", PT_ATTR_ELEMENT, 0, NULL, NULL, headers_attrs, 0, 0, "request headers a caller may send"},
+    {"expose-headers", PT_ATTR_ELEMENT, 0, NULL, NULL, headers_attrs, 0, 0, "response headers a browser may read"},
+    {0},
+};
+
+struct strs {
+    const char **v;
+    int n;
+    bool any;
+};
+
+struct cors {
+    bool credentials, terminate;
+    struct strs origins, methods, headers, expose;
+    int64_t max_age;
+};
+
+static void read_strs(const struct pt_api *api, pt_compile *c, pt_element *e, const char *name, struct strs *out)
+{
+    pt_value **vals;
+    int n = e ? api->elem_values(e, name, &vals) : 0;
+    out->v = api->compile_alloc(c, sizeof(char *) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) {
+        pt_bytes b;
+        if (!api->value_is_literal(vals[i]) || api->eval(NULL, vals[i], &b) != 0)
+            continue;
+        char *s = api->compile_alloc(c, b.len + 1);
+        memcpy(s, b.data, b.len);
+        out->v[out->n++] = s;
+        if (!strcmp(s, "*"))
+            out->any = true;
+    }
+}
+
+static int cors_compile(const struct pt_api *api, pt_compile *c, void **instance)
+{
+    struct cors *x = api->compile_alloc(c, sizeof(*x));
+    x->credentials = api->attr_bool(c, "allow-credentials", 0);
+    x->terminate = api->attr_bool(c, "terminate-unmatched-request", 0);
+    pt_element **e;
+    if (api->attr_elements(c, "allowed-origins", &e) > 0)
+        read_strs(api, c, e[0], "origin", &x->origins);
+    if (api->attr_elements(c, "allowed-methods", &e) > 0) {
+        read_strs(api, c, e[0], "method", &x->methods);
+        const char *ma = api->elem_literal(e[0], "preflight-result-max-age");
+        x->max_age = ma ? atoll(ma) : 0;
+    }
+    if (!x->methods.n) {
+        static const char *defaults[] = {"GET", "POST"};
+        x->methods.v = defaults;
+        x->methods.n = 2;
+    }
+    if (api->attr_elements(c, "allowed-headers", &e) > 0)
+        read_strs(api, c, e[0], "header", &x->headers);
+    if (api->attr_elements(c, "expose-headers", &e) > 0)
+        read_strs(api, c, e[0], "header", &x->expose);
+    if (x->credentials && x->origins.any) {
+        api->compile_error(c, "allowed-origins", "allow-credentials cannot be used with the origin *");
+        return -1;
+    }
+    if (!x->origins.n) {
+        api->compile_error(c, "allowed-origins", "at least one origin is required");
+        return -1;
+    }
+    *instance = x;
+    return 0;
+}
+
+/* scheme://host[:port] with the default port made explicit, lower-cased */
+static void norm_origin(const char *in, size_t n, char *out, size_t size)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 1 < size; i++)
+        out[k++] = (char)(in[i] >= 'A' && in[i] <= 'Z' ? in[i] + 32 : in[i]);
+    out[k] = '\0';
+    while (k && out[k - 1] == '/')
+        out[--k] = '\0';
+    const char *host = strstr(out, "://");
+    if (!host)
+        return;
+    host += 3;
+    const char *colon = strrchr(host, ':'), *rb = strrchr(host, ']');
+    if (colon && (!rb || colon > rb))
+        return; /* has a port */
+    const char *port = !strncmp(out, "https://", 8) ? ":443" : !strncmp(out, "http://", 7) ? ":80" : "";
+    snprintf(out + k, size - k, "%s", port);
+}
+
+static bool origin_allowed(const struct cors *x, pt_bytes origin)
+{
+    if (x->origins.any)
+        return true;
+    char o[512], w[512];
+    norm_origin(origin.data, origin.len, o, sizeof(o));
+    for (int i = 0; i < x->origins.n; i++) {
+        norm_origin(x->origins.v[i], strlen(x->origins.v[i]), w, sizeof(w));
+        if (!strcmp(o, w))
+            return true;
+    }
+    return false;
+}
+
+static bool in_list(const struct strs *s, pt_bytes v, bool icase)
+{
+    if (s->any)
+        return true;
+    for (int i = 0; i < s->n; i++)
+        if (v.len == strlen(s->v[i]) && (icase ? !strncasecmp(v.data, s->v[i], v.len) : !memcmp(v.data, s->v[i], v.len)))
+            return true;
+    return false;
+}
+
+static char *join(const struct pt_api *api, pt_call *call, const struct strs *s)
+{
+    size_t n = 1;
+    for (int i = 0; i < s->n; i++)
+        n += strlen(s->v[i]) + 2;
+    char *b = api->alloc(call, n);
+    size_t k = 0;
+    for (int i = 0; i < s->n; i++)
+        k += (size_t)snprintf(b + k, n - k, "%s%s", i ? ", " : "", s->v[i]);
+    return b;
+}
+
+struct cors_resp {
+    const struct cors *x;
+    char *origin;
+};
+
+static void cors_headers(pt_call *call, void *arg)
+{
+    struct cors_resp *r = arg;
+    set_response_header(A, call, "Access-Control-Allow-Origin",
+                        r->x->origins.any && !r->x->credentials ? "*" : r->origin);
+    if (r->x->credentials)
+        set_response_header(A, call, "Access-Control-Allow-Credentials", "true");
+    if (r->x->expose.n)
+        set_response_header(A, call, "Access-Control-Expose-Headers", join(A, call, &r->x->expose));
+    if (!r->x->origins.any || r->x->credentials) {
+        pt_bytes v = LIT("Origin");
+        A->header_set(call, PT_MSG_RESPONSE, LIT("Vary"), &v, 1, PT_HEADER_APPEND);
+    }
+}
+
+static pt_status empty_200(const struct pt_api *api, pt_call *call)
+{
+    api->set_status(call, 200, LIT("OK"));
+    api->body_set(call, PT_MSG_RESPONSE, (pt_bytes){"", 0});
+    return api->respond(call);
+}
+
+/*
+ * Preflight (OPTIONS with Access-Control-Request-Method) is answered here,
+ * so put cors first in inbound; a matching one gets 200 with the Allow
+ * headers, an unmatched one 200 without them when terminate-unmatched-request
+ * is true, else it goes on to the other policies (and the backend).  The
+ * attribute's default is false, as APIM's policy reference table says.
+ */
+static pt_status cors_run(const struct pt_api *api, pt_call *call, void *inst)
+{
+    const struct cors *x = inst;
+    pt_bytes origin;
+    if (api->header_get(call, PT_MSG_REQUEST, LIT("Origin"), &origin, 1) <= 0)
+        return PT_OK; /* not a cross-origin call */
+    pt_bytes want_method;
+    bool preflight = bytes_is(api->method(call), "OPTIONS") &&
+                     api->header_get(call, PT_MSG_REQUEST, LIT("Access-Control-Request-Method"), &want_method, 1) > 0;
+    bool ok = origin_allowed(x, origin);
+    struct cors_resp *r = api->alloc(call, sizeof(*r));
+    r->x = x;
+    r->origin = dup_bytes(api, call, origin);
+    if (preflight) {
+        if (ok && !in_list(&x->methods, want_method, false))
+            ok = false;
+        pt_bytes want_headers = {"", 0};
+        api->header_get(call, PT_MSG_REQUEST, LIT("Access-Control-Request-Headers"), &want_headers, 1);
+        /* every requested header must be allowed */
+        for (size_t i = 0; ok && i < want_headers.len;) {
+            size_t j = i;
+            while (j < want_headers.len && want_headers.data[j] != ',')
+                j++;
+            pt_bytes h = {want_headers.data + i, j - i};
+            while (h.len && (h.data[0] == ' ' || h.data[0] == '\t')) {
+                h.data++;
+                h.len--;
+            }
+            while (h.len && (h.data[h.len - 1] == ' ' || h.data[h.len - 1] == '\t'))
+                h.len--;
+            if (h.len && !in_list(&x->headers, h, true))
+                ok = false;
+            i = j + 1;
+        }
+        if (!ok)
+            return x->terminate ? empty_200(api, call) : PT_OK;
+        api->set_status(call, 200, LIT("OK"));
+        api->body_set(call, PT_MSG_RESPONSE, (pt_bytes){"", 0});
+        cors_headers(call, r);
+        set_response_header(api, call, "Access-Control-Allow-Methods",
+                            x->methods.any ? dup_bytes(api, call, want_method) : join(api, call, &x->methods));
+        if (want_headers.len)
+            set_response_header(api, call, "Access-Control-Allow-Headers", dup_bytes(api, call, want_headers));
+        if (x->max_age > 0) {
+            char age[24];
+            snprintf(age, sizeof(age), "%lld", (long long)x->max_age);
+            set_response_header(api, call, "Access-Control-Max-Age", age);
+        }
+        return api->respond(call);
+    }
+    if (!ok) {
+        pt_bytes m = api->method(call);
+        if (x->terminate && (bytes_is(m, "GET") || bytes_is(m, "HEAD")))
+            return empty_200(api, call);
+        return PT_OK;
+    }
+    api->at_response(call, cors_headers, r);
+    return PT_OK;
+}
+
+/* ================================================= authentication-basic */
+
+static const struct pt_attr_def basic_attrs[] = {
+    {"username", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0, "user name"},
+    {"password", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0, "password"},
+    {0},
+};
+
+struct basic {
+    pt_value *user, *pass;
+};
+
+static int basic_compile(const struct pt_api *api, pt_compile *c, void **instance)
+{
+    struct basic *x = api->compile_alloc(c, sizeof(*x));
+    x->user = api->attr_value(c, "username");
+    x->pass = api->attr_value(c, "password");
+    *instance = x;
+    return 0;
+}
+
+static pt_status basic_run(const struct pt_api *api, pt_call *call, void *inst)
+{
+    const struct basic *x = inst;
+    pt_bytes u, p;
+    int st;
+    if ((st = eval(api, call, x->user, &u)) || (st = eval(api, call, x->pass, &p)))
+        return (pt_status)st;
+    size_t n = u.len + 1 + p.len;
+    unsigned char *raw = api->alloc(call, n + 1);
+    memcpy(raw, u.data, u.len);
+    raw[u.len] = ':';
+    memcpy(raw + u.len + 1, p.data, p.len);
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = api->alloc(call, 6 + 4 * ((n + 2) / 3) + 1);
+    size_t k = (size_t)sprintf(out, "Basic ");
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)raw[i] << 16 | (i + 1 < n ? (unsigned)raw[i + 1] << 8 : 0) | (i + 2 < n ? raw[i + 2] : 0);
+        out[k++] = tbl[v >> 18 & 63];
+        out[k++] = tbl[v >> 12 & 63];
+        out[k++] = i + 1 < n ? tbl[v >> 6 & 63] : '=';
+        out[k++] = i + 2 < n ? tbl[v & 63] : '=';
+    }
+    out[k] = '\0';
+    pt_bytes v = {out, k};
+    if (api->header_set(call, PT_MSG_REQUEST, LIT("Authorization"), &v, 1, PT_HEADER_OVERRIDE) != 0)
+        return PT_ERROR;
+    return PT_OK;
+}
+
+/* ============================================================ the family */
+
+static const struct pt_policy_def policies[] = {
+    {"rate-limit", PT_SECTION_INBOUND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, rate_limit_attrs,
+     rate_limit_compile, rate_limit_run, NULL,
+     "Limits calls per subscription in a sliding window (429 RateLimitExceeded with Retry-After); nested api and "
+     "operation elements add limits of their own. Calls without a subscription are not limited."},
+    {"rate-limit-by-key", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, rate_limit_key_attrs, rate_limit_key_compile,
+     rate_limit_key_run, NULL,
+     "Limits calls per key value in a sliding window; one counter per value shared by every policy that uses it. "
+     "With increment-condition the call is counted once its response is known."},
+    {"quota", PT_SECTION_INBOUND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, quota_attrs, quota_compile, quota_run,
+     NULL,
+     "Limits calls and/or kilobytes per subscription in fixed periods counted from the subscription's creation "
+     "(403 QuotaExceeded with Retry-After). Counts survive restarts."},
+    {"quota-by-key", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, quota_key_attrs, quota_key_compile, quota_key_run, NULL,
+     "Limits calls and/or kilobytes per key value in fixed periods counted from first-period-start; a request "
+     "counts once per key even if several policies use it."},
+    {"limit-concurrency", PT_SECTION_ALL, PT_SCOPE_ALL, 0, concurrency_attrs, concurrency_compile, concurrency_run,
+     NULL,
+     "Runs its statements for at most max-count requests at once per key; the others get 429 at once. A request "
+     "holds its slot until it is over."},
+    {"ip-filter", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, ip_filter_attrs, ip_filter_compile, ip_filter_run, NULL,
+     "Allows only, or forbids, callers by address and range, IPv4 and IPv6 (403 CallerIpNotAllowed / "
+     "CallerIpBlocked). The caller is the peer, or the X-Forwarded-For client when the peer is in trustedProxies."},
+    {"check-header", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, check_header_attrs, check_header_compile,
+     check_header_run, NULL,
+     "Requires a request header, optionally with one of the listed values (HeaderNotFound, "
+     "HeaderValueNotAllowed with the configured status and message)."},
+    {"cors", PT_SECTION_INBOUND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, cors_attrs, cors_compile, cors_run, NULL,
+     "Cross-origin resource sharing: answers preflight requests itself (put it first in inbound) and adds the "
+     "Access-Control headers to the responses of allowed origins."},
+    {"authentication-basic", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, basic_attrs, basic_compile, basic_run, NULL,
+     "Sends the backend an Authorization: Basic header made of username and password."},
+    {0},
+};
+
+static int access_init(const struct pt_api *api, const char **err)
+{
+    if (api->abi_minor < 1 || !api->counter) {
+        *err = "needs a gateway with the 1.1 plugin interface";
+        return -1;
+    }
+    A = api;
+    return 0;
+}
+
+PT_PLUGIN("access", "1.0.0", policies, access_init, NULL);
