@@ -572,8 +572,10 @@ static void add_bytes(void *arg, int status, uint64_t in, uint64_t out)
 
 /* One quota level: look, then count the call (and its bytes at the end). */
 static pt_status quota_level(const struct pt_api *api, pt_call *call, pt_bytes key, const struct level *v,
-                             int64_t origin, bool count_now, struct pt_counter_op *deferred_calls)
+                             int64_t origin, bool count_now, struct pt_counter_op *deferred_calls, bool counted)
 {
+    /* counted: this request is already in the count (another policy with the key) */
+    int64_t over = counted ? 1 : 0;
     int64_t window = v->period_s > 0 ? v->period_s * 1000 : INT64_MAX / 4;
     if (v->kb) {
         struct pt_counter_op *b = api->alloc(call, sizeof(*b));
@@ -584,14 +586,15 @@ static pt_status quota_level(const struct pt_api *api, pt_call *call, pt_bytes k
         if (b->count >= v->kb)
             return refuse_quota(api, call, b->retry_ms, true);
         b->limit = 0;
-        api->at_end(call, add_bytes, b);
+        if (!counted)
+            api->at_end(call, add_bytes, b);
     }
     if (v->calls) {
         struct pt_counter_op op = {.key = counter_key(api, call, "qc", key, v, v->calls, v->period_s),
                                    .kind = PT_COUNTER_FIXED, .persist = 1, .window_ms = window,
                                    .origin_ms = origin, .limit = v->calls};
         api->counter(&op);
-        if (op.count >= v->calls)
+        if (op.count >= v->calls + over)
             return refuse_quota(api, call, op.retry_ms, false);
         op.add = 1;
         if (count_now) {
@@ -622,7 +625,7 @@ static pt_status quota_run(const struct pt_api *api, pt_call *call, void *inst)
         const struct level *v = &l->levels[i];
         if (!level_applies(v, api_id, op_id))
             continue;
-        pt_status st = quota_level(api, call, sub, v, origin, true, NULL);
+        pt_status st = quota_level(api, call, sub, v, origin, true, NULL, false);
         if (st != PT_OK)
             return st;
     }
@@ -646,7 +649,7 @@ static pt_status quota_key_run(const struct pt_api *api, pt_call *call, void *in
     struct deferred *d = api->alloc(call, sizeof(*d));
     d->l = l;
     pt_status r = quota_level(api, call, key, &l->levels[0], l->origin_ms, !counted && !l->cond,
-                              counted ? NULL : &d->op);
+                              counted ? NULL : &d->op, counted);
     if (r != PT_OK)
         return r;
     api->var_set(call, (pt_bytes){mark, 14 + key.len}, LIT("1"));

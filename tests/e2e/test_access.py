@@ -1,0 +1,326 @@
+"""The access-restriction plugin (plugins/access): rate limits, quotas,
+concurrency, IP filter, header checks, CORS and backend basic auth, against
+the real binary."""
+
+import base64
+import http.client
+import json
+import re
+import threading
+import time
+
+import pytest
+
+from conftest import basic_config
+
+KEY = "a" * 32
+KEY2 = "b" * 32
+
+
+def gw_config(backend, inbound, workers=1, subs=True, api_policies=True, **extra):
+    cfg = basic_config(backend.url, workers=workers)
+    api = cfg["apis"][0]
+    api["subscriptionRequired"] = subs
+    if api_policies:
+        api["policies"] = {"inbound": ["base"] + inbound}
+    cfg["products"] = [{"id": "p", "displayName": "P", "state": "published", "apis": ["echo"]}]
+    cfg["subscriptions"] = [
+        {"id": "s1", "scope": "/products/p", "primaryKey": KEY, "secondaryKey": "c" * 32,
+         "createdDate": "2026-01-01T00:00:00Z"},
+        {"id": "s2", "scope": "/products/p", "primaryKey": KEY2, "secondaryKey": "d" * 32,
+         "createdDate": "2026-01-01T00:00:00Z"},
+    ]
+    cfg.update(extra)
+    return cfg
+
+
+def call(p, path="/echo/items/1", key=KEY, headers=None, method="GET"):
+    h = dict(headers or {})
+    if key:
+        h["Ocp-Apim-Subscription-Key"] = key
+    return p.request(method, path, headers=h)
+
+
+# ------------------------------------------------------------ rate-limit
+
+
+def test_rate_limit_per_subscription(backend, portico):
+    p = portico(gw_config(backend, [{"rate-limit": {"calls": 3, "renewal-period": 60,
+                                                     "remaining-calls-header-name": "X-Remaining",
+                                                     "total-calls-header-name": "X-Total"}}]))
+    left = []
+    for _ in range(3):
+        status, h, _ = call(p)
+        assert status == 200
+        left.append(int(h["x-remaining"]))
+        assert h["x-total"] == "3"
+    assert left == [2, 1, 0]
+    status, h, body = call(p)
+    assert status == 429
+    secs = int(h["retry-after"])
+    assert 1 <= secs <= 60
+    assert json.loads(body) == {"statusCode": 429,
+                                "message": "Rate limit is exceeded. Try again in %d seconds." % secs}
+    e = p.access_entries(wait_for=4)[-1]
+    assert e["reason"] == "RateLimitExceeded"
+    # another subscription has its own counter
+    assert call(p, key=KEY2)[0] == 200
+    assert len([r for r in [backend.last()] if r]) == 1
+
+
+def test_rate_limit_window_slides(backend, portico):
+    p = portico(gw_config(backend, [{"rate-limit": {"calls": 2, "renewal-period": 1}}]))
+    assert [call(p)[0] for _ in range(3)] == [200, 200, 429]
+    time.sleep(1.2)
+    assert call(p)[0] == 200
+
+
+def test_rate_limit_nested_api_and_operation_limits(backend, portico):
+    cfg = gw_config(backend, [], api_policies=False)
+    cfg["products"][0]["policies"] = {"inbound": ["base", {"rate-limit": {
+        "calls": 100, "renewal-period": 60,
+        "api": [{"name": "echo", "calls": 50, "renewal-period": 60,
+                 "operation": [{"id": "get-item", "calls": 2, "renewal-period": 60}]}]}}]}
+    p = portico(cfg)
+    assert [call(p)[0] for _ in range(3)] == [200, 200, 429]
+    # another operation of the API is not held by the operation's limit
+    assert call(p, "/echo/other")[0] == 200
+
+
+def test_rate_limit_exact_under_concurrent_load(backend, portico):
+    p = portico(gw_config(backend, [{"rate-limit": {"calls": 50, "renewal-period": 300}}], workers=2))
+    results = []
+    lock = threading.Lock()
+
+    def client():
+        c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
+        for i in range(20):
+            c.request("GET", "/echo/items/%d" % i, headers={"Ocp-Apim-Subscription-Key": KEY})
+            r = c.getresponse()
+            r.read()
+            with lock:
+                results.append(r.status)
+        c.close()
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 160
+    assert results.count(200) == 50 and results.count(429) == 110
+
+
+def test_calls_without_subscription_are_not_rate_limited(backend, portico):
+    p = portico(gw_config(backend, [{"rate-limit": {"calls": 1, "renewal-period": 60}}], subs=False))
+    assert [call(p, key=None)[0] for _ in range(3)] == [200, 200, 200]
+
+
+# ----------------------------------------------------- rate-limit-by-key
+
+
+def test_rate_limit_by_key_with_increment_condition(backend, portico):
+    p = portico(gw_config(backend, [{"rate-limit-by-key": {
+        "calls": 2, "renewal-period": 60,
+        "counter-key": "@(context.request.headers:get('X-Client', 'none'))",
+        "increment-condition": "@(context.response.statusCode == 200)",
+        "retry-after-variable-name": "wait"}}], subs=False))
+    # failures are not counted
+    for _ in range(4):
+        assert call(p, "/echo/status/500", key=None, headers={"X-Client": "a"})[0] == 500
+    assert call(p, key=None, headers={"X-Client": "a"})[0] == 200
+    assert call(p, key=None, headers={"X-Client": "a"})[0] == 200
+    status, h, body = call(p, key=None, headers={"X-Client": "a"})
+    assert status == 429 and "Try again in" in json.loads(body)["message"]
+    assert call(p, key=None, headers={"X-Client": "b"})[0] == 200  # its own counter
+
+
+def test_rate_limit_by_key_counter_is_shared_across_scopes(backend, portico):
+    cfg = gw_config(backend, [{"rate-limit-by-key": {"calls": 3, "renewal-period": 60, "counter-key": "shared"}}],
+                    subs=False)
+    cfg["policies"] = {"inbound": [{"rate-limit-by-key": {"calls": 3, "renewal-period": 60,
+                                                          "counter-key": "shared"}}]}
+    p = portico(cfg)
+    # each request counts twice (global and API scope use the same key)
+    assert [call(p, key=None)[0] for _ in range(2)] == [200, 429]
+
+
+# ------------------------------------------------------------------ quota
+
+
+def test_quota_calls_survive_restart(backend, portico):
+    cfg = gw_config(backend, [], api_policies=False)
+    cfg["products"][0]["policies"] = {"inbound": ["base", {"quota": {"calls": 3, "renewal-period": 3600}}]}
+    p = portico(cfg)
+    assert [call(p)[0] for _ in range(3)] == [200, 200, 200]
+    status, h, body = call(p)
+    assert status == 403
+    msg = json.loads(body)["message"]
+    assert re.match(r"Out of call volume quota\. Quota will be replenished in \d\d:\d\d:\d\d\.$", msg), msg
+    assert int(h["retry-after"]) > 0
+    assert p.access_entries(wait_for=4)[-1]["reason"] == "QuotaExceeded"
+    p.stop()
+    p2 = portico(cfg)
+    assert call(p2)[0] == 403  # still spent after a restart
+    assert call(p2, key=KEY2)[0] == 200
+
+
+def test_quota_bandwidth(backend, portico):
+    cfg = gw_config(backend, [], api_policies=False)
+    cfg["products"][0]["policies"] = {"inbound": ["base", {"quota": {"bandwidth": 10, "renewal-period": 3600}}]}
+    p = portico(cfg)
+    assert call(p, "/echo/big?bytes=20000")[0] == 200  # about 20 KB: over the 10 KB
+    status, _, body = call(p)
+    assert status == 403 and "Out of bandwidth quota" in json.loads(body)["message"]
+
+
+def test_quota_by_key_counts_once_per_request(backend, portico):
+    cfg = gw_config(backend, [{"quota-by-key": {"calls": 2, "renewal-period": 3600, "counter-key": "k"}}],
+                    subs=False)
+    cfg["policies"] = {"inbound": [{"quota-by-key": {"calls": 2, "renewal-period": 3600, "counter-key": "k"}}]}
+    p = portico(cfg)
+    assert [call(p, key=None)[0] for _ in range(3)] == [200, 200, 403]
+
+
+# ------------------------------------------------------ limit-concurrency
+
+
+def test_limit_concurrency_refuses_at_once(backend, portico):
+    p = portico(gw_config(backend, [{"limit-concurrency": {
+        "key": "all", "max-count": 2, "policies": [{"set-header": {"name": "X-Inside", "value": "1"}}]}}],
+        subs=False, workers=2))
+    results = []
+
+    def slow():
+        results.append(call(p, "/echo/sleep/700", key=None)[0])
+
+    threads = [threading.Thread(target=slow) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    status, _, body = call(p, key=None)
+    assert status == 429 and time.monotonic() - t0 < 0.5
+    for t in threads:
+        t.join(10)
+    assert results == [200, 200]
+    assert call(p, key=None)[0] == 200  # slots are back
+    assert backend.last().header("X-Inside") == "1"
+
+
+# ------------------------------------------------------------- ip-filter
+
+
+def test_ip_filter_allow_and_forbid(backend, portico):
+    p = portico(gw_config(backend, [{"ip-filter": {"action": "allow", "address": ["10.0.0.1"],
+                                                   "address-range": [{"from": "127.0.0.0", "to": "127.0.0.5"}]}}],
+                          subs=False))
+    assert call(p, key=None)[0] == 200
+    p.stop()
+    p = portico(gw_config(backend, [{"ip-filter": {"action": "forbid", "address": ["127.0.0.1"]}}], subs=False))
+    status, _, body = call(p, key=None)
+    assert status == 403 and p.access_entries(wait_for=2)[-1]["reason"] == "CallerIpBlocked"
+    p.stop()
+    p = portico(gw_config(backend, [{"ip-filter": {"action": "allow", "address": ["2001:db8::1"]}}], subs=False))
+    assert call(p, key=None)[0] == 403
+
+
+def test_ip_filter_trusted_proxies(backend, portico):
+    cfg = gw_config(backend, [{"ip-filter": {"action": "allow",
+                                             "address-range": [{"from": "203.0.113.0", "to": "203.0.113.255"}]}}],
+                    subs=False, trustedProxies=["127.0.0.1/32", "10.0.0.0/8"])
+    p = portico(cfg)
+    # the client is the right-most address that is not a trusted proxy
+    assert call(p, key=None, headers={"X-Forwarded-For": "203.0.113.9, 10.1.2.3"})[0] == 200
+    assert call(p, key=None, headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.1"})[0] == 403
+    assert call(p, key=None)[0] == 403  # no header: the proxy itself is the caller
+    cfg["trustedProxies"] = []
+    p2 = portico(dict(cfg, listen=["127.0.0.1:%d" % __import__("conftest").free_port()]))
+    assert call(p2, key=None, headers={"X-Forwarded-For": "203.0.113.9"})[0] == 403
+
+
+def test_ip_filter_bad_addresses_are_config_errors(backend, portico):
+    p = portico(gw_config(backend, [{"ip-filter": {"action": "allow", "address": ["300.1.1.1"]}}]), start=False)
+    code, out = p.check()
+    assert code != 0 and "'300.1.1.1' is not an IPv4 or IPv6 address" in out and "portico.yaml:" in out
+
+
+# ----------------------------------------------------------- check-header
+
+
+def test_check_header(backend, portico):
+    p = portico(gw_config(backend, [{"check-header": {
+        "name": "X-Tenant", "failed-check-httpcode": 401, "failed-check-error-message": "tenant missing",
+        "ignore-case": True, "value": ["Alpha", "beta"]}}], subs=False))
+    status, _, body = call(p, key=None)
+    assert status == 401 and json.loads(body) == {"statusCode": 401, "message": "tenant missing"}
+    assert p.access_entries(wait_for=1)[-1]["reason"] == "HeaderNotFound"
+    assert call(p, key=None, headers={"X-Tenant": "ALPHA"})[0] == 200
+    status, _, _ = call(p, key=None, headers={"X-Tenant": "gamma"})
+    assert status == 401 and p.access_entries(wait_for=3)[-1]["reason"] == "HeaderValueNotAllowed"
+
+
+# ------------------------------------------------------------------- cors
+
+
+CORS = {"cors": {"allow-credentials": True,
+                 "allowed-origins": {"origin": ["https://app.example.com"]},
+                 "allowed-methods": {"method": ["GET", "PUT"], "preflight-result-max-age": 600},
+                 "allowed-headers": {"header": ["Content-Type", "X-Trace"]},
+                 "expose-headers": {"header": ["X-Request-Id"]}}}
+
+
+def test_cors_preflight_answered_by_the_gateway(backend, portico):
+    p = portico(gw_config(backend, [CORS], subs=False))
+    status, h, body = p.request("OPTIONS", "/echo/items/1", headers={
+        "Origin": "https://app.example.com:443", "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "content-type, x-trace"})
+    assert status == 200 and body == b""
+    assert h["access-control-allow-origin"] == "https://app.example.com:443"
+    assert h["access-control-allow-credentials"] == "true"
+    assert h["access-control-allow-methods"] == "GET, PUT"
+    assert h["access-control-allow-headers"] == "content-type, x-trace"
+    assert h["access-control-max-age"] == "600"
+    assert backend.last() is None  # the backend never sees a preflight
+    # a method or header not allowed: no CORS headers
+    status, h, _ = p.request("OPTIONS", "/echo/items/1", headers={
+        "Origin": "https://app.example.com", "Access-Control-Request-Method": "DELETE"})
+    assert "access-control-allow-origin" not in h
+
+
+def test_cors_simple_request_gets_headers(backend, portico):
+    p = portico(gw_config(backend, [CORS], subs=False))
+    status, h, _ = p.request("GET", "/echo/items/1", headers={"Origin": "https://app.example.com"})
+    assert status == 200
+    assert h["access-control-allow-origin"] == "https://app.example.com"
+    assert h["access-control-expose-headers"] == "X-Request-Id"
+    assert "Origin" in h["vary"]
+    status, h, _ = p.request("GET", "/echo/items/1", headers={"Origin": "https://evil.example.com"})
+    assert status == 200 and "access-control-allow-origin" not in h
+
+
+def test_cors_terminate_unmatched(backend, portico):
+    cors = {"cors": {"terminate-unmatched-request": True, "allowed-origins": {"origin": ["*"]},
+                     "allowed-headers": {"header": ["*"]}}}
+    p = portico(gw_config(backend, [cors], subs=False))
+    status, h, _ = p.request("GET", "/echo/items/1", headers={"Origin": "https://any.example"})
+    assert status == 200 and h["access-control-allow-origin"] == "*"
+    status, h, body = p.request("OPTIONS", "/echo/items/1", headers={
+        "Origin": "https://any.example", "Access-Control-Request-Method": "PATCH"})
+    assert status == 200 and body == b"" and "access-control-allow-origin" not in h
+
+
+def test_cors_credentials_with_star_is_refused(backend, portico):
+    cors = {"cors": {"allow-credentials": True, "allowed-origins": {"origin": ["*"]}}}
+    p = portico(gw_config(backend, [cors]), start=False)
+    code, out = p.check()
+    assert code != 0 and "allow-credentials cannot be used with the origin *" in out
+
+
+# --------------------------------------------------- authentication-basic
+
+
+def test_authentication_basic(backend, portico):
+    p = portico(gw_config(backend, [{"authentication-basic": {"username": "svc", "password": "p:w"}}], subs=False))
+    assert call(p, key=None, headers={"Authorization": "Bearer client-token"})[0] == 200
+    assert backend.last().header("Authorization") == "Basic " + base64.b64encode(b"svc:p:w").decode()
