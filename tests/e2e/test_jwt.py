@@ -1,0 +1,232 @@
+"""validate-jwt (plugins/access) with tokens and keys made here: HMAC by
+hand, RSA, RSA-PSS and ECDSA with the openssl command line."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import basic_config
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+
+def b64u(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def claims(**kw):
+    c = {"iss": "https://issuer.example", "aud": "orders", "sub": "u1", "exp": int(time.time()) + 600,
+         "scope": "read write"}
+    c.update(kw)
+    return {k: v for k, v in c.items() if v is not None}
+
+
+def signing_input(header, payload):
+    return (b64u(json.dumps(header).encode()) + "." + b64u(json.dumps(payload).encode())).encode()
+
+
+def hs256(payload, key=SECRET, header=None):
+    h = header or {"alg": "HS256", "typ": "JWT"}
+    si = signing_input(h, payload)
+    return si.decode() + "." + b64u(hmac.new(key, si, hashlib.sha256).digest())
+
+
+class Keys:
+    """RSA and EC key pairs made with the openssl CLI."""
+
+    def __init__(self, d):
+        self.d = d
+        self.rsa = os.path.join(d, "rsa.pem")
+        self.ec = os.path.join(d, "ec.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out",
+                        self.rsa], check=True, capture_output=True)
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
+                        self.ec], check=True, capture_output=True)
+        self.rsa_pub = subprocess.run(["openssl", "pkey", "-in", self.rsa, "-pubout"], check=True,
+                                      capture_output=True).stdout.decode()
+        self.ec_pub = subprocess.run(["openssl", "pkey", "-in", self.ec, "-pubout"], check=True,
+                                     capture_output=True).stdout.decode()
+        mod = subprocess.run(["openssl", "rsa", "-in", self.rsa, "-noout", "-modulus"], check=True,
+                             capture_output=True).stdout.decode().strip().split("=", 1)[1]
+        self.n = b64u(bytes.fromhex(mod))
+        self.e = "AQAB"
+
+    def sign(self, alg, payload, kid=None):
+        h = {"alg": alg, "typ": "JWT"}
+        if kid:
+            h["kid"] = kid
+        si = signing_input(h, payload)
+        path = os.path.join(self.d, "si.bin")
+        with open(path, "wb") as f:
+            f.write(si)
+        digest = "-sha" + alg[2:]
+        if alg.startswith("RS"):
+            cmd = ["openssl", "dgst", digest, "-sign", self.rsa, path]
+        elif alg.startswith("PS"):
+            cmd = ["openssl", "dgst", digest, "-sign", self.rsa, "-sigopt", "rsa_padding_mode:pss",
+                   "-sigopt", "rsa_pss_saltlen:digest", path]
+        else:
+            cmd = ["openssl", "dgst", digest, "-sign", self.ec, path]
+        sig = subprocess.run(cmd, check=True, capture_output=True).stdout
+        if alg.startswith("ES"):
+            sig = der_to_raw(sig, 32)
+        return si.decode() + "." + b64u(sig)
+
+
+def der_to_raw(der, size):
+    """ECDSA DER (SEQUENCE of two INTEGERs) to r || s."""
+    assert der[0] == 0x30
+    i = 2 if der[1] < 0x80 else 3
+    out = b""
+    for _ in range(2):
+        assert der[i] == 0x02
+        ln = der[i + 1]
+        v = der[i + 2:i + 2 + ln].lstrip(b"\0")
+        out += v.rjust(size, b"\0")
+        i += 2 + ln
+    return out
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    return Keys(str(tmp_path_factory.mktemp("jwtkeys")))
+
+
+def gw(backend, portico, jwt, subs=False):
+    cfg = basic_config(backend.url)
+    cfg["apis"][0]["subscriptionRequired"] = subs
+    cfg["apis"][0]["policies"] = {"inbound": ["base", {"validate-jwt": jwt}]}
+    return portico(cfg)
+
+
+def send(p, token=None, header="Authorization", scheme="Bearer ", path="/echo/items/1"):
+    h = {header: scheme + token} if token is not None else {}
+    status, _, body = p.request("GET", path, headers=h)
+    return status, (json.loads(body) if body and status != 200 else None)
+
+
+def reason(p, n):
+    return p.access_entries(wait_for=n)[-1].get("reason")
+
+
+HS_CONF = {"issuer-signing-keys": {"key": [base64.b64encode(SECRET).decode()]},
+           "audiences": {"audience": ["orders"]}, "issuers": {"issuer": ["https://issuer.example"]},
+           "output-token-variable-name": "jwt"}
+
+
+def test_hs256_valid_and_claims_passed_on(backend, portico):
+    conf = dict(HS_CONF)
+    p = gw(backend, portico, conf)
+    assert send(p, hs256(claims()))[0] == 200
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("missing", ("TokenNotPresent", "JWT not present.")),
+    ("garbage", ("JwtInvalid", None)),
+    ("bad-signature", ("TokenSignatureInvalid", None)),
+    ("expired", ("TokenExpired", "JWT has expired.")),
+    ("not-yet", ("JwtInvalid", None)),
+    ("no-exp", ("JwtInvalid", None)),
+    ("audience", ("TokenAudienceNotAllowed", None)),
+    ("issuer", ("TokenIssuerNotAllowed", None)),
+    ("alg-none", ("TokenSignatureInvalid", None)),
+    ("wrong-scheme", ("TokenNotPresent", None)),
+])
+def test_hs256_refusals(backend, portico, case, expect):
+    p = gw(backend, portico, dict(HS_CONF, **{"require-scheme": "Bearer"}))
+    token = {
+        "missing": None,
+        "garbage": "abc.def",
+        "bad-signature": hs256(claims(), key=b"x" * 32),
+        "expired": hs256(claims(exp=int(time.time()) - 60)),
+        "not-yet": hs256(claims(nbf=int(time.time()) + 600)),
+        "no-exp": hs256(claims(exp=None)),
+        "audience": hs256(claims(aud="billing")),
+        "issuer": hs256(claims(iss="https://evil.example")),
+        "alg-none": signing_input({"alg": "none"}, claims()).decode() + ".",
+        "wrong-scheme": hs256(claims()),
+    }[case]
+    status, body = send(p, token, scheme="Token " if case == "wrong-scheme" else "Bearer ")
+    assert status == 401, case
+    assert reason(p, 1) == expect[0]
+    if expect[1]:
+        assert body == {"statusCode": 401, "message": expect[1]}
+    assert backend.last() is None
+
+
+def test_clock_skew_and_custom_status(backend, portico):
+    p = gw(backend, portico, dict(HS_CONF, **{"clock-skew": 120, "failed-validation-httpcode": 403,
+                                             "failed-validation-error-message": "go away"}))
+    assert send(p, hs256(claims(exp=int(time.time()) - 30)))[0] == 200  # within the skew
+    status, body = send(p, hs256(claims(exp=int(time.time()) - 300)))
+    assert status == 403 and body == {"statusCode": 403, "message": "go away"}
+
+
+def test_required_claims(backend, portico):
+    conf = dict(HS_CONF, **{"required-claims": {"claim": [
+        {"name": "scope", "match": "all", "separator": " ", "value": ["read", "write"]},
+        {"name": "role", "match": "any", "value": ["admin", "ops"]}]}})
+    p = gw(backend, portico, conf)
+    assert send(p, hs256(claims(role="ops")))[0] == 200
+    assert send(p, hs256(claims(role=["viewer", "admin"])))[0] == 200
+    assert send(p, hs256(claims()))[0] == 401 and reason(p, 3) == "TokenClaimNotFound"
+    assert send(p, hs256(claims(role="ops", scope="read")))[0] == 401
+    assert reason(p, 4) == "TokenClaimValueNotAllowed"
+
+
+def test_query_parameter_and_token_value_sources(backend, portico):
+    p = gw(backend, portico, dict(HS_CONF, **{"query-parameter-name": "access_token"}))
+    assert send(p, path="/echo/x?access_token=" + hs256(claims()))[0] == 200
+    assert send(p, hs256(claims()))[0] == 401
+    p.stop()
+    p = gw(backend, portico, dict(HS_CONF, **{"token-value": "@(context.request.headers:get('X-Jwt', ''))"}))
+    assert send(p, hs256(claims()), header="X-Jwt", scheme="")[0] == 200
+
+
+@pytest.mark.parametrize("alg", ["RS256", "RS384", "RS512", "PS256"])
+def test_rsa_algorithms_with_n_e_and_pem(backend, portico, keys, alg):
+    p = gw(backend, portico, {"issuer-signing-keys": {"key": [{"n": keys.n, "e": keys.e, "id": "r1"}]}})
+    assert send(p, keys.sign(alg, claims(), kid="r1"))[0] == 200
+    p.stop()
+    p = gw(backend, portico, {"issuer-signing-keys": {"key": [{"certificate": keys.rsa_pub}]}})
+    assert send(p, keys.sign(alg, claims()))[0] == 200
+    forged = keys.sign(alg, claims(sub="u1")).rsplit(".", 1)[0] + "." + b64u(b"\1" * 256)
+    assert send(p, forged)[0] == 401
+
+
+def test_es256(backend, portico, keys):
+    p = gw(backend, portico, {"issuer-signing-keys": {"key": [{"certificate": keys.ec_pub}]}})
+    assert send(p, keys.sign("ES256", claims()))[0] == 200
+    assert send(p, hs256(claims()))[0] == 401  # no symmetric key configured
+    assert reason(p, 2) == "TokenSignatureKeyNotFound"
+
+
+def test_key_type_confusion_is_refused(backend, portico, keys):
+    """An HS256 token 'signed' with the RSA public key's PEM text must not pass."""
+    p = gw(backend, portico, {"issuer-signing-keys": {"key": [{"certificate": keys.rsa_pub}]}})
+    forged = hs256(claims(), key=keys.rsa_pub.encode())
+    assert send(p, forged)[0] == 401
+
+
+def test_key_rotation_by_kid(backend, portico, keys):
+    old = base64.b64encode(b"o" * 32).decode()
+    new = base64.b64encode(b"n" * 32).decode()
+    p = gw(backend, portico, {"issuer-signing-keys": {"key": [{"value": old, "id": "k1"}, {"value": new, "id": "k2"}]}})
+    for key, kid in ((b"o" * 32, "k1"), (b"n" * 32, "k2")):
+        assert send(p, hs256(claims(), key=key, header={"alg": "HS256", "kid": kid}))[0] == 200
+    # a kid naming the other key does not verify
+    assert send(p, hs256(claims(), key=b"o" * 32, header={"alg": "HS256", "kid": "k2"}))[0] == 401
+
+
+def test_bad_keys_are_config_errors(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["apis"][0]["policies"] = {"inbound": [{"validate-jwt": {"issuer-signing-keys": {"key": ["c2hvcnQ="]}}}]}
+    p = portico(cfg, start=False)
+    code, out = p.check()
+    assert code != 0 and "at least 16 bytes" in out and "portico.yaml:" in out
