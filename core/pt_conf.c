@@ -452,9 +452,29 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                     ok &= pt_cf_str(cx, pt_node_val(it, j), &l->address, false);
                 } else if (!strcmp(kn, "certificates")) {
                     ok &= read_certs(cx, pt_node_val(it, j), &l->certs);
+                } else if (!strcmp(kn, "clientCertificate")) {
+                    static const char *const modes[] = {"none", "optional", "required", NULL};
+                    char *m;
+                    int mi = -1;
+                    if (pt_cf_str(cx, pt_node_val(it, j), &m, false))
+                        for (int q = 0; modes[q]; q++)
+                            if (!strcmp(modes[q], m))
+                                mi = q;
+                    if (mi < 0) {
+                        pt_node_error(cx->errs, pt_node_val(it, j), "expected none, optional or required");
+                        ok = false;
+                    } else
+                        l->client_cert = mi;
+                } else if (!strcmp(kn, "clientCa")) {
+                    char *ca;
+                    if (pt_cf_str(cx, pt_node_val(it, j), &ca, false))
+                        l->client_ca = pt_cf_path(cx, ca);
+                    else
+                        ok = false;
                 } else {
                     pt_node_error(cx->errs, pt_node_key(it, j),
-                                  "unknown key '%s' (expected one of: address, certificate, key, certificates)",
+                                  "unknown key '%s' (expected one of: address, certificate, key, certificates, "
+                                  "clientCertificate, clientCa)",
                                   kn);
                     ok = false;
                 }

@@ -22,6 +22,9 @@
 #include "pt_req.h"
 
 #include <event2/buffer.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1028,6 +1031,27 @@ static pt_bytes api_fact(pt_call *call, int which)
         break;
     case PT_FACT_REQUEST_ID:
         return (pt_bytes){req->id, req->idn};
+    case PT_FACT_CLIENT_CERT:
+    case PT_FACT_CLIENT_CERT_VERIFY: {
+        SSL *ssl = req->c->tls ? pt_io_ssl(req->c->io) : NULL;
+        X509 *x = ssl ? SSL_get1_peer_certificate(ssl) : NULL;
+        if (!x)
+            return (pt_bytes){"", 0};
+        if (which == PT_FACT_CLIENT_CERT_VERIFY) {
+            X509_free(x);
+            long v = SSL_get_verify_result(ssl);
+            s = v == X509_V_OK ? "ok" : X509_verify_cert_error_string(v);
+            break;
+        }
+        BIO *b = BIO_new(BIO_s_mem());
+        PEM_write_bio_X509(b, x);
+        X509_free(x);
+        char *data;
+        long n = BIO_get_mem_data(b, &data);
+        char *copy = pt_pool_strndup(req->pool, data, (size_t)n);
+        BIO_free(b);
+        return (pt_bytes){copy, (size_t)n};
+    }
     }
     return s ? (pt_bytes){s, strlen(s)} : (pt_bytes){"", 0};
 }

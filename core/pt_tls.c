@@ -99,6 +99,35 @@ static SSL_CTX *server_ctx(void)
     return ctx;
 }
 
+/* Client certificates are asked for, and checked against clientCa, but a
+   certificate that does not verify still completes the handshake: the
+   validate-client-certificate policy decides, with the verify result. */
+static int accept_any_cert(int preverify_ok, X509_STORE_CTX *x)
+{
+    (void)preverify_ok;
+    (void)x;
+    return 1;
+}
+
+static bool ask_client_cert(SSL_CTX *ctx, const struct pt_listen_cf *l, struct pt_errors *errs)
+{
+    if (l->client_ca) {
+        if (SSL_CTX_load_verify_locations(ctx, l->client_ca, NULL) != 1) {
+            pt_node_error(errs, l->node, "cannot load clientCa '%s': %s", l->client_ca, ssl_errstr());
+            return false;
+        }
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(l->client_ca);
+        if (names)
+            SSL_CTX_set_client_CA_list(ctx, names);
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (l->client_cert == 2 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                       accept_any_cert);
+    /* sessions would skip the certificate on resumption: keep it simple */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    return true;
+}
+
 struct pt_tls_server *pt_tls_server_new(const struct pt_listen_cf *l, struct pt_errors *errs)
 {
     struct pt_tls_server *s = calloc(1, sizeof(*s));
@@ -138,6 +167,10 @@ struct pt_tls_server *pt_tls_server_new(const struct pt_listen_cf *l, struct pt_
     for (int i = 0; i < s->n; i++) {
         SSL_CTX_set_tlsext_servername_callback(s->e[i].ctx, on_servername);
         SSL_CTX_set_tlsext_servername_arg(s->e[i].ctx, s);
+        if (l->client_cert && !ask_client_cert(s->e[i].ctx, l, errs)) {
+            pt_tls_server_free(s);
+            return NULL;
+        }
     }
     return s;
 }

@@ -54,14 +54,14 @@ class Pki:
                  cwd=self.dir)
         return pem, key
 
-    def leaf(self, name, cn, sans=(), issuer="ca", kind="ec"):
+    def leaf(self, name, cn, sans=(), issuer="ca", kind="ec", eku="serverAuth", days=30):
         """Issues `name`.pem/.key with CN `cn` and subjectAltName entries
         `sans` (e.g. "DNS:localhost", "IP:127.0.0.1"); no SAN extension at all
         when `sans` is empty.  Returns (certificate path, key path)."""
         ca, ca_key = (self.ca, self.ca_key) if issuer == "ca" else (self.other_ca, self.other_ca_key)
         key, csr, pem, ext = (self.path(name + s) for s in (".key", ".csr", ".pem", ".ext"))
         lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
-                 "extendedKeyUsage=serverAuth", "subjectKeyIdentifier=hash",
+                 "extendedKeyUsage=" + eku, "subjectKeyIdentifier=hash",
                  "authorityKeyIdentifier=keyid,issuer"]
         if sans:
             lines.append("subjectAltName=" + ",".join(sans))
@@ -69,7 +69,7 @@ class Pki:
             f.write("\n".join(lines) + "\n")
         _openssl("req", "-new", *_newkey_args(kind), "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + cn,
                  cwd=self.dir)
-        _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "30",
+        _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", str(days),
                  "-extfile", ext, "-out", pem, cwd=self.dir)
         return pem, key
 

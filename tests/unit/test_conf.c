@@ -270,14 +270,14 @@ static void test_unknown_keys(void **state)
     expect_error_like("listen: ':80'\nfoo: 1\n", "t.yaml:2:1: unknown key 'foo' (expected one of: ", "bogus");
     expect_error("listen: ':80'\nlimits:\n  headerSiz: 1k\n",
                  "t.yaml:3:3: unknown key 'headerSiz' (expected one of: bufferSize, headerSize, headerCount, "
-                 "uriLength, bodySize, requestsPerConnection, connectionsPerWorker)");
+                 "uriLength, bodySize, requestsPerConnection, connectionsPerWorker, counterKeys)");
     expect_error("listen: ':80'\napis:\n  - id: a\n    path: a\n    operations:\n"
                  "      - id: o\n        method: GET\n        urlTemplate: /\n        verb: GET\n",
                  "t.yaml:9:9: unknown key 'verb' (expected one of: id, policies, responses, displayName, "
                  "description, method, urlTemplate)");
     expect_error("listen:\n  - address: ':80'\n    tls: yes\n",
                  "t.yaml:3:5: unknown key 'tls' (expected one of: address, certificate, key, "
-                 "certificates)");
+                 "certificates, clientCertificate, clientCa)");
 }
 
 static void test_missing_required(void **state)
@@ -470,8 +470,8 @@ static void test_many_errors(void **state)
                   "t.yaml:1:9: ':0' is not a listen address (expected HOST:PORT, [IPV6]:PORT or :PORT)",
                   "t.yaml:2:10: expected an integer, found 'many'",
                   "t.yaml:3:1: unknown key 'bogus' (expected one of: listen, workers, limits, timeouts, "
-                  "upstream, log, lua, pluginDir, data, secretKey, management, apis, products, groups, users, "
-                  "subscriptions, namedValues, policyFragments, policies, backends, workspaces, apiVersionSets)",
+                  "upstream, log, lua, pluginDir, data, secretKey, management, trustedProxies, apis, products, "
+                  "groups, users, subscriptions, namedValues, policyFragments, policies, backends, workspaces, apiVersionSets)",
                   "t.yaml:5:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most "
                   "30d), found '5y'",
                   "t.yaml:7:10: 'LOUD' is not one of: error, warn, info, debug",

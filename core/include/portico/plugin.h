@@ -311,6 +311,8 @@ enum {
     PT_FACT_OPERATION_ID,
     PT_FACT_USER_ID,              /* the subscription's owner */
     PT_FACT_REQUEST_ID,
+    PT_FACT_CLIENT_CERT,          /* the TLS client certificate (PEM), empty without one */
+    PT_FACT_CLIENT_CERT_VERIFY,   /* "ok", or why it does not verify against the listener's clientCa */
 };
 
 

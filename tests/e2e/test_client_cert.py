@@ -1,0 +1,102 @@
+"""validate-client-certificate (plugins/access) on a TLS listener that asks
+for client certificates, with a test CA made by the openssl CLI."""
+
+import json
+import socket
+import ssl
+import tempfile
+
+import pytest
+
+from conftest import basic_config, free_port
+from tls_helpers import Pki, read_http_response
+
+
+@pytest.fixture(scope="module")
+def pki():
+    with tempfile.TemporaryDirectory(prefix="portico-pki-") as d:
+        p = Pki(d)
+        p.server = p.leaf("server", "localhost", ["DNS:localhost"])
+        p.alice = p.leaf("alice", "alice", ["DNS:alice.example"], eku="clientAuth")
+        p.bob = p.leaf("bob", "bob", [], eku="clientAuth")
+        p.mallory = p.leaf("mallory", "alice", ["DNS:alice.example"], issuer="other", eku="clientAuth")
+        yield p
+
+
+def gateway(backend, portico, pki, policy, mode="optional"):
+    cfg = basic_config(backend.url)
+    port = free_port()
+    cfg["listen"].append({"address": "127.0.0.1:%d" % port, "certificate": pki.server[0], "key": pki.server[1],
+                          "clientCertificate": mode, "clientCa": pki.ca})
+    cfg["apis"][0]["policies"] = {"inbound": ["base", {"validate-client-certificate": policy}]}
+    return portico(cfg), port
+
+
+def get(port, pki, cert=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=pki.ca)
+    if cert:
+        ctx.load_cert_chain(cert[0], cert[1])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    try:
+        s.sendall(b"GET /echo/items/1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        status, headers, body = read_http_response(s.makefile("rb"))
+        return status, (json.loads(body) if status != 200 else None)
+    finally:
+        s.close()
+
+
+def test_trusted_certificate_passes(backend, portico, pki):
+    p, port = gateway(backend, portico, pki, {})
+    assert get(port, pki, pki.alice)[0] == 200
+
+
+def test_missing_and_untrusted_certificates(backend, portico, pki):
+    p, port = gateway(backend, portico, pki, {})
+    status, body = get(port, pki)
+    assert status == 401 and p.access_entries(wait_for=1)[-1]["reason"] == "ClientCertificateMissing"
+    status, body = get(port, pki, pki.mallory)  # same names, another CA
+    assert status == 401 and p.access_entries(wait_for=2)[-1]["reason"] == "ClientCertificateNotTrusted"
+    assert backend.last() is None
+
+
+def test_identities(backend, portico, pki):
+    p, port = gateway(backend, portico, pki, {"identities": {"identity": [
+        {"common-name": "alice", "dns-name": "alice.example"},
+        {"subject": "CN=carol"}]}})
+    assert get(port, pki, pki.alice)[0] == 200
+    status, _ = get(port, pki, pki.bob)
+    assert status == 401 and p.access_entries(wait_for=2)[-1]["reason"] == "ClientCertificateIdentityNotAllowed"
+
+
+def test_thumbprint_identity(backend, portico, pki):
+    import hashlib
+    import subprocess
+    der = subprocess.run(["openssl", "x509", "-in", pki.bob[0], "-outform", "DER"], capture_output=True,
+                         check=True).stdout
+    thumb = hashlib.sha1(der).hexdigest()
+    p, port = gateway(backend, portico, pki, {"identities": {"identity": [{"thumbprint": thumb}]}})
+    assert get(port, pki, pki.bob)[0] == 200
+    assert get(port, pki, pki.alice)[0] == 401
+
+
+def test_required_mode_refuses_the_handshake_without_a_certificate(backend, portico, pki):
+    p, port = gateway(backend, portico, pki, {}, mode="required")
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        get(port, pki)
+    assert get(port, pki, pki.alice)[0] == 200
+
+
+def test_ignore_error_goes_on(backend, portico, pki):
+    cfg_policy = {"ignore-error": True}
+    p, port = gateway(backend, portico, pki, cfg_policy)
+    assert get(port, pki)[0] == 200
+
+
+def test_revocation_is_refused_in_configuration(backend, portico, pki):
+    cfg = basic_config(backend.url)
+    cfg["apis"][0]["policies"] = {"inbound": [{"validate-client-certificate": {"validate-revocation": True}}]}
+    p = portico(cfg, start=False)
+    code, out = p.check()
+    assert code != 0 and "revocation is not checked" in out
