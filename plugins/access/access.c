@@ -15,9 +15,15 @@
  *
  * Decisions where APIM leaves room are documented at each policy.
  */
+#define _GNU_SOURCE /* strcasestr */
 #include <portico/plugin.h>
 
 #include <arpa/inet.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <openssl/ssl.h>
 #include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -1411,6 +1417,11 @@ static const struct pt_attr_def jwt_keys_attrs[] = {
     {"key", PT_ATTR_ELEMENT, PT_ATTR_MULTI | PT_ATTR_SCALAR, NULL, NULL, jwt_key_attrs, 0, 0, "a signing key"},
     {0},
 };
+static const struct pt_attr_def jwt_oidc_attrs[] = {
+    {"url", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_SCALAR, NULL, NULL, NULL, 0, 0,
+     "the OpenID Connect metadata (.../.well-known/openid-configuration)"},
+    {0},
+};
 static const struct pt_attr_def jwt_aud_attrs[] = {
     {"audience", PT_ATTR_STRING, PT_ATTR_MULTI, NULL, NULL, NULL, 0, 0, "an accepted aud"},
     {0},
@@ -1445,6 +1456,8 @@ static const struct pt_attr_def jwt_attrs[] = {
     {"clock-skew", PT_ATTR_INT, 0, "0", NULL, NULL, 0, 86400, "seconds of tolerance on exp and nbf"},
     {"output-token-variable-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
      "variable receiving the token's claims (JSON) once valid"},
+    {"openid-config", PT_ATTR_ELEMENT, PT_ATTR_MULTI, NULL, NULL, jwt_oidc_attrs, 0, 0,
+     "an identity provider whose published keys (jwks_uri) sign tokens"},
     {"issuer-signing-keys", PT_ATTR_ELEMENT, 0, NULL, NULL, jwt_keys_attrs, 0, 0, "the keys tokens may be signed with"},
     {"audiences", PT_ATTR_ELEMENT, 0, NULL, NULL, jwt_aud_attrs, 0, 0, "accepted audiences (any one)"},
     {"issuers", PT_ATTR_ELEMENT, 0, NULL, NULL, jwt_iss_attrs, 0, 0, "accepted issuers (any one)"},
@@ -1466,6 +1479,8 @@ struct jwt_claim {
     int nvalues;
 };
 
+struct oidc;
+
 struct jwt {
     const char *header, *query, *scheme, *msg, *out_var;
     pt_value *token;
@@ -1478,6 +1493,8 @@ struct jwt {
     int naud, niss;
     struct jwt_claim *claims;
     int nclaims;
+    struct oidc **oidc;
+    int noidc;
 };
 
 static int b64_value(int c, bool url)
@@ -1566,6 +1583,368 @@ static EVP_PKEY *key_from_pem(const char *pem)
     return k;
 }
 
+/* ----------------------------------------------------------- openid-config */
+
+/*
+ * Identity providers' signing keys, fetched by one background thread: the
+ * metadata (openid-config url) gives jwks_uri, whose keys are kept for an
+ * hour; a token with an unknown kid asks for a refetch, at most once per
+ * five minutes; a provider that fails is retried every 10 s until it
+ * answers.  Requests never wait on the network except the very first ones
+ * of a provider never fetched yet, which poll (without blocking their
+ * worker) for up to 5 s.  HTTPS uses the system's CA store (or
+ * SSL_CERT_FILE) and checks the provider's name.
+ */
+
+struct keyset {
+    int refs; /* under oidc_mu */
+    int n;
+    struct jwt_key *keys;
+};
+
+struct oidc {
+    char *url;
+    struct keyset *ks;
+    int64_t fetched_ms, attempt_ms, refetch_ms;
+    bool want;
+    struct oidc *next;
+};
+
+static pthread_mutex_t oidc_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t oidc_cv = PTHREAD_COND_INITIALIZER;
+static struct oidc *oidcs;
+static pthread_t oidc_thread;
+static bool oidc_running, oidc_stop;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void keyset_unref(struct keyset *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&oidc_mu);
+    bool last = --k->refs == 0;
+    pthread_mutex_unlock(&oidc_mu);
+    if (!last)
+        return;
+    for (int i = 0; i < k->n; i++) {
+        free(k->keys[i].secret);
+        free((char *)k->keys[i].id);
+        EVP_PKEY_free(k->keys[i].pkey);
+    }
+    free(k->keys);
+    free(k);
+}
+
+/* GET url (http or https) into a malloc'd NUL-terminated body; NULL on failure. */
+static char *http_get(const char *url, char *err, size_t errlen)
+{
+    bool tls = !strncmp(url, "https://", 8);
+    if (!tls && strncmp(url, "http://", 7)) {
+        snprintf(err, errlen, "not an http(s) URL");
+        return NULL;
+    }
+    const char *h = url + (tls ? 8 : 7), *slash = strchr(h, '/');
+    char host[256], port[8], path[2048];
+    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
+    if (hl >= sizeof(host)) {
+        snprintf(err, errlen, "host too long");
+        return NULL;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    snprintf(path, sizeof(path), "%s", slash ? slash : "/");
+    snprintf(port, sizeof(port), "%s", tls ? "443" : "80");
+    char *colon = strrchr(host, ':');
+    if (colon && !strchr(host, ']')) {
+        snprintf(port, sizeof(port), "%s", colon + 1);
+        *colon = '\0';
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai) {
+        snprintf(err, errlen, "cannot resolve %s", host);
+        return NULL;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {10, 0};
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        snprintf(err, errlen, "cannot connect to %s:%s", host, port);
+        freeaddrinfo(ai);
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    freeaddrinfo(ai);
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = NULL;
+    if (tls) {
+        ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_default_verify_paths(ctx);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        ssl = SSL_new(ctx);
+        SSL_set_tlsext_host_name(ssl, host);
+        SSL_set1_host(ssl, host);
+        SSL_set_fd(ssl, fd);
+        if (SSL_connect(ssl) != 1) {
+            snprintf(err, errlen, "TLS with %s failed: %s", host,
+                     X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
+            SSL_free(ssl);
+            SSL_CTX_free(ctx);
+            close(fd);
+            ERR_clear_error();
+            return NULL;
+        }
+    }
+    char req[2600];
+    int rl = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
+                                        "Connection: close\r\nUser-Agent: portico\r\n\r\n", path, host);
+    bool ok = tls ? SSL_write(ssl, req, rl) == rl : write(fd, req, (size_t)rl) == rl;
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap + 1);
+    while (ok && n < (1u << 20)) {
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+        }
+        int k = tls ? SSL_read(ssl, buf + n, (int)(cap - n)) : (int)read(fd, buf + n, cap - n);
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    if (ssl) {
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+    }
+    close(fd);
+    ERR_clear_error();
+    char *body = strstr(buf, "\r\n\r\n");
+    if (!ok || strncmp(buf, "HTTP/1.", 7) || !body || atoi(buf + 9) != 200) {
+        snprintf(err, errlen, "%s answered %.12s", host, n > 9 ? buf + 9 : "nothing");
+        free(buf);
+        return NULL;
+    }
+    *body = '\0';
+    body += 4;
+    char *out;
+    if (strcasestr(buf, "\r\ntransfer-encoding: chunked")) {
+        out = malloc(strlen(body) + 1);
+        size_t o = 0;
+        for (char *p = body;;) {
+            char *end;
+            long sz = strtol(p, &end, 16);
+            char *data = strstr(end, "\r\n");
+            if (sz <= 0 || !data || data + 2 + sz > buf + n)
+                break;
+            memcpy(out + o, data + 2, (size_t)sz);
+            o += (size_t)sz;
+            p = data + 2 + sz + 2;
+        }
+        out[o] = '\0';
+    } else
+        out = strdup(body);
+    free(buf);
+    return out;
+}
+
+static EVP_PKEY *ec_from_xy(const char *crv, const char *x64, const char *y64)
+{
+    size_t xl, yl;
+    unsigned char *x = b64_decode(x64, strlen(x64), true, &xl), *y = b64_decode(y64, strlen(y64), true, &yl);
+    const char *group = !strcmp(crv, "P-256") ? "prime256v1" : !strcmp(crv, "P-384") ? "secp384r1" : NULL;
+    EVP_PKEY *pkey = NULL;
+    if (x && y && group && xl == yl && xl <= 66) {
+        unsigned char pub[1 + 2 * 66];
+        pub[0] = 4;
+        memcpy(pub + 1, x, xl);
+        memcpy(pub + 1 + xl, y, yl);
+        OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+        OSSL_PARAM_BLD_push_utf8_string(bld, "group", group, 0);
+        OSSL_PARAM_BLD_push_octet_string(bld, "pub", pub, 1 + 2 * xl);
+        OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+        if (ctx && params && EVP_PKEY_fromdata_init(ctx) == 1)
+            EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params);
+        EVP_PKEY_CTX_free(ctx);
+        OSSL_PARAM_free(params);
+        OSSL_PARAM_BLD_free(bld);
+    }
+    free(x);
+    free(y);
+    return pkey;
+}
+
+/* metadata -> jwks_uri -> keys */
+static struct keyset *oidc_fetch(const char *url, char *err, size_t errlen)
+{
+    char *meta = http_get(url, err, errlen);
+    if (!meta)
+        return NULL;
+    json_t *m = json_loads(meta, 0, NULL);
+    free(meta);
+    const char *jwks_uri = json_string_value(json_object_get(m, "jwks_uri"));
+    char *jw = jwks_uri ? http_get(jwks_uri, err, errlen) : NULL;
+    if (!jwks_uri)
+        snprintf(err, errlen, "the metadata has no jwks_uri");
+    json_decref(m);
+    if (!jw)
+        return NULL;
+    json_t *set = json_loads(jw, 0, NULL);
+    free(jw);
+    json_t *arr = json_object_get(set, "keys");
+    if (!json_is_array(arr)) {
+        snprintf(err, errlen, "the key set has no keys");
+        json_decref(set);
+        return NULL;
+    }
+    struct keyset *ks = calloc(1, sizeof(*ks));
+    ks->refs = 1;
+    ks->keys = calloc(json_array_size(arr) + 1, sizeof(*ks->keys));
+    size_t i;
+    json_t *k;
+    json_array_foreach(arr, i, k)
+    {
+        const char *kty = json_string_value(json_object_get(k, "kty"));
+        const char *use = json_string_value(json_object_get(k, "use"));
+        if (!kty || (use && strcmp(use, "sig")))
+            continue;
+        struct jwt_key *key = &ks->keys[ks->n];
+        memset(key, 0, sizeof(*key));
+        const char *kid = json_string_value(json_object_get(k, "kid"));
+        if (!strcmp(kty, "RSA") && json_is_string(json_object_get(k, "n")) && json_is_string(json_object_get(k, "e")))
+            key->pkey = rsa_from_ne(json_string_value(json_object_get(k, "n")), json_string_value(json_object_get(k, "e")));
+        else if (!strcmp(kty, "EC") && json_is_string(json_object_get(k, "x")) && json_is_string(json_object_get(k, "y")))
+            key->pkey = ec_from_xy(json_string_value(json_object_get(k, "crv")) ?: "",
+                                   json_string_value(json_object_get(k, "x")),
+                                   json_string_value(json_object_get(k, "y")));
+        if (!key->pkey)
+            continue;
+        key->id = kid ? strdup(kid) : NULL;
+        ks->n++;
+    }
+    json_decref(set);
+    return ks;
+}
+
+static void *oidc_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&oidc_mu);
+    while (!oidc_stop) {
+        int64_t now = now_ms();
+        struct oidc *due = NULL;
+        for (struct oidc *o = oidcs; o && !due; o = o->next) {
+            bool stale = o->ks && now - o->fetched_ms > 3600 * 1000;
+            bool missing = !o->ks && (!o->attempt_ms || now - o->attempt_ms > 10 * 1000);
+            bool asked = o->want && (!o->refetch_ms || now - o->refetch_ms > 300 * 1000);
+            if (stale || missing || asked)
+                due = o;
+        }
+        if (!due) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&oidc_cv, &oidc_mu, &ts);
+            continue;
+        }
+        due->attempt_ms = now;
+        if (due->want) {
+            due->refetch_ms = now;
+            due->want = false;
+        }
+        char *url = strdup(due->url);
+        pthread_mutex_unlock(&oidc_mu);
+        char err[600] = "";
+        struct keyset *ks = oidc_fetch(url, err, sizeof(err));
+        if (!ks && A)
+            A->log(PT_LOG_LEVEL_WARN, "validate-jwt: openid-config %s: %s", url, err);
+        free(url);
+        pthread_mutex_lock(&oidc_mu);
+        if (ks) {
+            struct keyset *old = due->ks;
+            due->ks = ks;
+            due->fetched_ms = now_ms();
+            if (old) {
+                pthread_mutex_unlock(&oidc_mu);
+                keyset_unref(old);
+                pthread_mutex_lock(&oidc_mu);
+            }
+        }
+    }
+    pthread_mutex_unlock(&oidc_mu);
+    return NULL;
+}
+
+/* The provider entry for url (one per URL for the plugin's life). */
+static struct oidc *oidc_get(const char *url)
+{
+    pthread_mutex_lock(&oidc_mu);
+    struct oidc *o = oidcs;
+    while (o && strcmp(o->url, url))
+        o = o->next;
+    if (!o) {
+        o = calloc(1, sizeof(*o));
+        o->url = strdup(url);
+        o->next = oidcs;
+        oidcs = o;
+        if (!oidc_running) {
+            oidc_stop = false;
+            oidc_running = pthread_create(&oidc_thread, NULL, oidc_main, NULL) == 0;
+        }
+        pthread_cond_signal(&oidc_cv);
+    }
+    pthread_mutex_unlock(&oidc_mu);
+    return o;
+}
+
+static struct keyset *oidc_keys(struct oidc *o, bool *never)
+{
+    pthread_mutex_lock(&oidc_mu);
+    struct keyset *ks = o->ks;
+    if (ks)
+        ks->refs++;
+    *never = !ks && (!o->attempt_ms || now_ms() - o->attempt_ms < 10 * 1000);
+    pthread_mutex_unlock(&oidc_mu);
+    return ks;
+}
+
+static void oidc_want(struct oidc *o)
+{
+    pthread_mutex_lock(&oidc_mu);
+    o->want = true;
+    pthread_cond_signal(&oidc_cv);
+    pthread_mutex_unlock(&oidc_mu);
+}
+
+static void oidc_fini(void)
+{
+    pthread_mutex_lock(&oidc_mu);
+    bool running = oidc_running;
+    oidc_stop = true;
+    pthread_cond_broadcast(&oidc_cv);
+    pthread_mutex_unlock(&oidc_mu);
+    if (running)
+        pthread_join(oidc_thread, NULL);
+    oidc_running = false;
+    while (oidcs) {
+        struct oidc *o = oidcs;
+        oidcs = o->next;
+        keyset_unref(o->ks);
+        free(o->url);
+        free(o);
+    }
+}
+
+
 static const char **literal_list(const struct pt_api *api, pt_compile *c, pt_element *e, const char *name, int *n)
 {
     pt_value **vals;
@@ -1642,6 +2021,17 @@ static int jwt_compile(const struct pt_api *api, pt_compile *c, void **instance)
             api->compile_error(c, "issuer-signing-keys", "a key needs value, n and e, or certificate");
             return -1;
         }
+    }
+    pt_element **oc;
+    int noc = api->attr_elements(c, "openid-config", &oc);
+    j->oidc = api->compile_alloc(c, sizeof(*j->oidc) * (size_t)(noc ? noc : 1));
+    for (int i = 0; i < noc; i++) {
+        const char *url = api->elem_literal(oc[i], "url");
+        if (!url || (strncmp(url, "https://", 8) && strncmp(url, "http://", 7))) {
+            api->compile_error(c, "openid-config", "url must be an http(s) URL");
+            return -1;
+        }
+        j->oidc[j->noidc++] = oidc_get(url);
     }
     if (api->attr_elements(c, "audiences", &e) > 0)
         j->auds = literal_list(api, c, e[0], "audience", &j->naud);
@@ -1760,6 +2150,22 @@ static bool json_has_value(json_t *v, const char *want, const char *sep)
     return false;
 }
 
+struct jwt_wait {
+    int64_t deadline;
+    const struct jwt *j;
+};
+
+static pt_status jwt_run(const struct pt_api *api, pt_call *call, void *inst);
+
+/* The poll timer: run the validation again, and resume unless it waits on. */
+static void jwt_poll(pt_call *call, void *arg)
+{
+    struct jwt_wait *w = arg;
+    pt_status st = jwt_run(A, call, (void *)w->j);
+    if (st != PT_AGAIN)
+        A->resume(call, st);
+}
+
 static pt_status jwt_run(const struct pt_api *api, pt_call *call, void *inst)
 {
     const struct jwt *j = inst;
@@ -1808,21 +2214,58 @@ static pt_status jwt_run(const struct pt_api *api, pt_call *call, void *inst)
         result = jwt_refuse(api, call, j, "TokenSignatureInvalid", "JWT is not signed.");
         goto out;
     }
-    /* the signature: keys with the token's kid first, then keys without an id */
+    /* the signature: keys with the token's kid first, then keys without an id;
+       inline keys, then the providers' */
     const char *kid = json_string_value(json_object_get(hdr, "kid"));
     int tried = 0, valid = 0;
+    struct keyset *sets[9] = {0};
+    int nsets = 0;
+    bool waiting = false;
+    for (int i = 0; i < j->noidc && nsets < 8; i++) {
+        bool never;
+        struct keyset *ks = oidc_keys(j->oidc[i], &never);
+        if (ks)
+            sets[nsets++] = ks;
+        else if (never)
+            waiting = true;
+    }
     for (int pass = 0; pass < 2 && !valid; pass++)
-        for (int i = 0; i < j->nkeys && !valid; i++) {
-            const struct jwt_key *k = &j->keys[i];
-            bool match = kid && k->id && !strcmp(kid, k->id);
-            if (pass == 0 ? !match : (k->id && kid))
-                continue;
-            int r = jwt_verify(alg, k, (const unsigned char *)tok.data, (size_t)(d2 - tok.data), sig, sl);
-            if (r >= 0) {
-                tried++;
-                valid = r;
+        for (int si = -1; si < nsets && !valid; si++) {
+            const struct jwt_key *keys = si < 0 ? j->keys : sets[si]->keys;
+            int nk = si < 0 ? j->nkeys : sets[si]->n;
+            for (int i = 0; i < nk && !valid; i++) {
+                const struct jwt_key *k = &keys[i];
+                bool match = kid && k->id && !strcmp(kid, k->id);
+                if (pass == 0 ? !match : (k->id && kid))
+                    continue;
+                int r = jwt_verify(alg, k, (const unsigned char *)tok.data, (size_t)(d2 - tok.data), sig, sl);
+                if (r >= 0) {
+                    tried++;
+                    valid = r;
+                }
             }
         }
+    for (int i = 0; i < nsets; i++)
+        keyset_unref(sets[i]);
+    if (!valid && waiting) {
+        /* a provider not fetched yet: poll for its keys without holding the worker */
+        void **slot = api->call_state(call);
+        struct jwt_wait *w = *slot;
+        if (!w) {
+            w = api->alloc(call, sizeof(*w));
+            w->deadline = now_ms() + 5000;
+            w->j = j;
+            *slot = w;
+        }
+        if (now_ms() < w->deadline) {
+            result = PT_AGAIN;
+            api->timer_start(call, 50, jwt_poll, w);
+            goto out;
+        }
+    }
+    if (!valid && kid && tried == 0)
+        for (int i = 0; i < j->noidc; i++)
+            oidc_want(j->oidc[i]); /* an unknown kid: the provider may have rotated its keys */
     if (!valid) {
         result = tried ? jwt_refuse(api, call, j, "TokenSignatureInvalid", "JWT signature is invalid.")
                        : jwt_refuse(api, call, j, "TokenSignatureKeyNotFound", "JWT signature key not found.");
@@ -1954,4 +2397,9 @@ static int access_init(const struct pt_api *api, const char **err)
     return 0;
 }
 
-PT_PLUGIN("access", "1.0.0", policies, access_init, NULL);
+static void access_fini(void)
+{
+    oidc_fini();
+}
+
+PT_PLUGIN("access", "1.0.0", policies, access_init, access_fini);

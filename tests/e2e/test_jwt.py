@@ -230,3 +230,68 @@ def test_bad_keys_are_config_errors(backend, portico):
     p = portico(cfg, start=False)
     code, out = p.check()
     assert code != 0 and "at least 16 bytes" in out and "portico.yaml:" in out
+
+
+# ------------------------------------------------------------ openid-config
+
+@pytest.fixture
+def provider(keys, tmp_path):
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    from oidc_helpers import OidcProvider
+    from tls_helpers import Pki
+    pki = Pki(str(tmp_path))
+    cert = pki.leaf("idp", "localhost", ["DNS:localhost"])
+    prov = OidcProvider(*cert)
+    prov.ca = pki.ca
+    yield prov
+    prov.close()
+
+
+def jwk_rsa(keys, kid):
+    return {"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": keys.n, "e": keys.e}
+
+
+def oidc_gw(backend, portico, provider):
+    cfg = basic_config(backend.url)
+    cfg["apis"][0]["policies"] = {"inbound": ["base", {"validate-jwt": {
+        "openid-config": {"url": provider.url + "/.well-known/openid-configuration"},
+        "audiences": {"audience": ["orders"]}}}]}
+    return portico(cfg, env={"SSL_CERT_FILE": provider.ca})
+
+
+def test_openid_config_keys_and_rotation(backend, portico, keys, provider):
+    provider.keys = [jwk_rsa(keys, "old")]
+    p = oidc_gw(backend, portico, provider)
+    # the first call waits (without blocking the worker) for the first fetch
+    assert send(p, keys.sign("RS256", claims(), kid="old"))[0] == 200
+    assert provider.fetches() == 1
+    assert send(p, keys.sign("RS256", claims(), kid="old"))[0] == 200
+    assert provider.fetches() == 1  # cached
+    # the provider rotates: a token with the new kid fails once, triggers a refetch, then passes
+    provider.keys = [jwk_rsa(keys, "new")]
+    status, _ = send(p, keys.sign("RS256", claims(), kid="new"))
+    assert status == 401 and reason(p, 3) == "TokenSignatureKeyNotFound"
+    deadline = time.time() + 10
+    while time.time() < deadline and provider.fetches() < 2:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert send(p, keys.sign("RS256", claims(), kid="new"))[0] == 200
+    # unknown kids do not make it refetch more than once per 5 minutes
+    for _ in range(3):
+        assert send(p, keys.sign("RS256", claims(), kid="ghost"))[0] == 401
+    time.sleep(0.5)
+    assert provider.fetches() == 2
+
+
+def test_openid_config_provider_down(backend, portico, keys, provider):
+    provider.keys = [jwk_rsa(keys, "k")]
+    cfg = basic_config(backend.url)
+    cfg["apis"][0]["policies"] = {"inbound": ["base", {"validate-jwt": {
+        "openid-config": {"url": "https://localhost:1/.well-known/openid-configuration"}}}]}
+    p = portico(cfg, env={"SSL_CERT_FILE": provider.ca})
+    t0 = time.time()
+    status, _ = send(p, keys.sign("RS256", claims(), kid="k"))
+    assert status == 401 and time.time() - t0 < 15
+    # other requests are served meanwhile: the worker was never blocked
+    assert p.request("GET", "/nowhere")[0] == 404
