@@ -292,6 +292,12 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     g->pc->reg = g->reg;
     g->pc->fragments = cf->fragments;
     g->pc->named_values = cf->named_values;
+    g->pc->ca_file = cf->upstream.ca_file;
+    g->pc->verify = cf->upstream.verify;
+    if (cf->file) {
+        const char *slash = strrchr(cf->file, '/');
+        g->pc->base_dir = slash ? pt_pool_strndup(pool, cf->file, (size_t)(slash - cf->file)) : ".";
+    }
     g->pc->exprs = g->exprs;
     if (cf->lua.npolicy_path)
         pt_luapol_load(g->pc, g->reg, cf->lua.policy_path, cf->lua.npolicy_path);

@@ -1056,6 +1056,12 @@ static pt_bytes api_fact(pt_call *call, int which)
     return s ? (pt_bytes){s, strlen(s)} : (pt_bytes){"", 0};
 }
 
+static int api_use_client_cert(pt_call *call, void *cert)
+{
+    call->req->client_cert = cert;
+    return 0;
+}
+
 static int api_at_end(pt_call *call, void (*fn)(void *, int, uint64_t, uint64_t), void *arg)
 {
     struct pt_hook *h = pt_pool_calloc(call->req->pool, sizeof(*h));
@@ -1124,6 +1130,7 @@ static struct pt_api build_api(void)
     a.counter = pt_counter;
     a.at_end = api_at_end;
     a.at_response = api_at_response;
+    a.use_client_cert = api_use_client_cert;
     return a;
 }
 

@@ -9,10 +9,14 @@
 #include "pt_policy.h"
 #include "pt_expr.h"
 #include "pt_log.h"
+#include "pt_tls.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -579,6 +583,43 @@ static int e_elements(pt_element *e, const char *name, pt_element ***out)
     return cnt;
 }
 
+static void c_error(pt_compile *c, const char *attr, const char *fmt, ...) PT_PRINTF(3, 4);
+
+static void *c_tls_client_cert(pt_compile *c, const char *cert, const char *key)
+{
+    struct pt_polctx *pc = c->pc;
+    char cp[4096], kp[4096];
+    snprintf(cp, sizeof(cp), "%s%s%s", cert[0] == '/' || !pc->base_dir ? "" : pc->base_dir,
+             cert[0] == '/' || !pc->base_dir ? "" : "/", cert);
+    snprintf(kp, sizeof(kp), "%s%s%s", key[0] == '/' || !pc->base_dir ? "" : pc->base_dir,
+             key[0] == '/' || !pc->base_dir ? "" : "/", key);
+    struct pt_errors errs = {0};
+    SSL_CTX *ctx = pt_tls_client_ctx(pc->ca_file, pc->verify, &errs);
+    const char *why = errs.n ? errs.msgs[0] : NULL;
+    if (ctx && SSL_CTX_use_certificate_chain_file(ctx, cp) != 1)
+        why = "the certificate cannot be loaded";
+    else if (ctx && SSL_CTX_use_PrivateKey_file(ctx, kp, SSL_FILETYPE_PEM) != 1)
+        why = "the key cannot be loaded";
+    else if (ctx && SSL_CTX_check_private_key(ctx) != 1)
+        why = "the key does not match the certificate";
+    if (!ctx || why) {
+        c_error(c, NULL, "%s (%s, %s)", why ? why : "no TLS context", cp, kp);
+        if (ctx)
+            SSL_CTX_free(ctx);
+        pt_errors_clear(&errs);
+        ERR_clear_error();
+        return NULL;
+    }
+    pt_errors_clear(&errs);
+    static _Atomic uint64_t serials;
+    struct pt_clientcert *cc = pt_pool_calloc(pc->pool, sizeof(*cc));
+    cc->ctx = ctx;
+    cc->serial = atomic_fetch_add(&serials, 1) + 1;
+    cc->next = pc->certs;
+    pc->certs = cc;
+    return cc;
+}
+
 static void c_error(pt_compile *c, const char *attr, const char *fmt, ...)
 {
     char msg[512];
@@ -618,6 +659,7 @@ void pt_policy_fill_api(struct pt_api *a)
     a->elem_value = e_value;
     a->elem_values = e_values;
     a->elem_elements = e_elements;
+    a->tls_client_cert = c_tls_client_cert;
     a->compile_error = c_error;
     a->compile_alloc = c_alloc;
     a->compile_section = c_section;
@@ -942,6 +984,9 @@ void pt_policy_release(struct pt_polctx *pc)
         s->instance = NULL;
     }
     pc->nall = 0;
+    for (struct pt_clientcert *cc = pc->certs; cc; cc = cc->next)
+        SSL_CTX_free(cc->ctx);
+    pc->certs = NULL;
 }
 
 /* ------------------------------------------------------- core statements */

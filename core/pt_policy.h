@@ -112,6 +112,14 @@ const struct pt_policy_def *pt_registry_at(const struct pt_registry *r, int i, c
 struct pt_expr_table; /* expressions of a generation, see pt_lua.h */
 
 /* Everything compilation needs; one per generation build. */
+/* A client certificate a policy presents to backends (its own TLS context);
+   `serial` keeps connections made with it in pools of their own. */
+struct pt_clientcert {
+    void *ctx; /* SSL_CTX */
+    uint64_t serial;
+    struct pt_clientcert *next;
+};
+
 struct pt_polctx {
     struct pt_pool *pool;
     struct pt_errors *errs;
@@ -120,6 +128,10 @@ struct pt_polctx {
     struct pt_node *named_values;   /* the namedValues list node (may be NULL) */
     struct pt_expr_table *exprs;    /* where expressions are registered */
     int scope;
+    const char *base_dir;           /* relative files in policies are relative to the configuration's folder */
+    const char *ca_file;            /* upstream.caFile (NULL: the system store) */
+    bool verify;                    /* upstream.verify */
+    struct pt_clientcert *certs;    /* client certificates for backends (authentication-certificate) */
     /* instances to free with the generation */
     struct pt_stmt **all;
     int nall, capall;

@@ -315,19 +315,28 @@ static void conn_fail(struct pt_conn *c, int status, const char *msg)
 
 /* ---------------------------------------------------------- backend pool */
 
-static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *be)
+static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *be, const struct pt_clientcert *cc)
 {
     if (!w->pools) {
         w->npools = 64;
         w->pools = calloc(w->npools, sizeof(*w->pools));
     }
-    size_t slot = be->pool_hash & (w->npools - 1);
+    /* connections presenting a client certificate are pooled apart */
+    char key[600];
+    const char *k = be->pool_key;
+    uint64_t hash = be->pool_hash;
+    if (cc) {
+        snprintf(key, sizeof(key), "%s|client-cert-%llu", be->pool_key, (unsigned long long)cc->serial);
+        k = key;
+        hash = pt_hash(key, strlen(key), false);
+    }
+    size_t slot = hash & (w->npools - 1);
     for (struct pt_upool *p = w->pools[slot]; p; p = p->next)
-        if (p->hash == be->pool_hash && !strcmp(p->key, be->pool_key))
+        if (p->hash == hash && !strcmp(p->key, k))
             return p;
     struct pt_upool *p = calloc(1, sizeof(*p));
-    p->key = strdup(be->pool_key);
-    p->hash = be->pool_hash;
+    p->key = strdup(k);
+    p->hash = hash;
     pt_list_init(&p->idle);
     p->next = w->pools[slot];
     w->pools[slot] = p;
@@ -355,7 +364,8 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
 {
     struct pt_worker *w = req->c->w;
     struct pt_backend *be = req->api->backend;
-    struct pt_upool *pool = pool_get(w, be);
+    const struct pt_clientcert *cc = be->url.https ? req->client_cert : NULL;
+    struct pt_upool *pool = pool_get(w, be, cc);
     struct pt_upconn *u;
     if (!fresh && pool->nidle) {
         u = pt_container_of(pool->idle.prev, struct pt_upconn, link);
@@ -376,7 +386,7 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
     u->req = req;
     if (be->url.https) {
         struct pt_gen *g = req_gen(req);
-        SSL *ssl = pt_tls_client_ssl(g->client_tls, be->url.host, g->conf->upstream.verify);
+        SSL *ssl = pt_tls_client_ssl(cc ? cc->ctx : g->client_tls, be->url.host, g->conf->upstream.verify);
         u->io = ssl ? pt_io_tls_connect(w->base, (struct sockaddr *)&be->sa, be->salen, ssl, up_cb, u) : NULL;
     } else
         u->io = pt_io_connect(w->base, (struct sockaddr *)&be->sa, be->salen, up_cb, u);

@@ -141,6 +141,7 @@ struct pt_req {
     const struct pt_product *product;     /* the product context, if any */
     const struct pt_subscription *sub;    /* the subscription of the key, if any */
     pt_str key;                           /* the key the call carried (in the head) */
+    const struct pt_clientcert *client_cert; /* presented to the backend (authentication-certificate) */
     struct pt_hook *end_hooks;            /* api->at_end, run when the request is logged */
     struct pt_hook *resp_hooks;           /* api->at_response, run before the response head */
     struct pt_upconn *up;

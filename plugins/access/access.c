@@ -1342,6 +1342,35 @@ static pt_status client_cert_run(const struct pt_api *api, pt_call *call, void *
     return r;
 }
 
+/* ============================================ authentication-certificate */
+
+static const struct pt_attr_def auth_cert_attrs[] = {
+    {"certificate", PT_ATTR_STRING, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0,
+     "PEM file with the client certificate (and its chain), relative to the configuration's folder"},
+    {"key", PT_ATTR_STRING, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0, "PEM file with its private key"},
+    {0},
+};
+
+static int auth_cert_compile(const struct pt_api *api, pt_compile *c, void **instance)
+{
+    const char *cert = api->attr_literal(c, "certificate"), *key = api->attr_literal(c, "key");
+    if (!cert || !key) {
+        api->compile_error(c, NULL, "certificate and key are file names, not expressions");
+        return -1;
+    }
+    void *h = api->tls_client_cert(c, cert, key);
+    if (!h)
+        return -1;
+    *instance = h;
+    return 0;
+}
+
+static pt_status auth_cert_run(const struct pt_api *api, pt_call *call, void *inst)
+{
+    api->use_client_cert(call, inst);
+    return PT_OK;
+}
+
 /* ================================================= authentication-basic */
 
 static const struct pt_attr_def basic_attrs[] = {
@@ -2382,6 +2411,9 @@ static const struct pt_policy_def policies[] = {
      "the listener's clientCa, dates, and identities (thumbprint, serial-number, common-name, subject, dns-name, "
      "issuer-subject). Refusals are 401: ClientCertificateMissing, ClientCertificateNotTrusted, "
      "ClientCertificateExpired, ClientCertificateNotYetValid, ClientCertificateIdentityNotAllowed."},
+    {"authentication-certificate", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, auth_cert_attrs, auth_cert_compile,
+     auth_cert_run, NULL,
+     "Presents a client certificate (PEM files) to an https backend; connections made with it are pooled apart."},
     {"authentication-basic", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, basic_attrs, basic_compile, basic_run, NULL,
      "Sends the backend an Authorization: Basic header made of username and password."},
     {0},
@@ -2389,7 +2421,7 @@ static const struct pt_policy_def policies[] = {
 
 static int access_init(const struct pt_api *api, const char **err)
 {
-    if (api->abi_minor < 1 || !api->counter) {
+    if (api->abi_minor < 1 || !api->counter || !api->tls_client_cert) {
         *err = "needs a gateway with the 1.1 plugin interface";
         return -1;
     }

@@ -161,8 +161,12 @@ class _TLSHandler(_Handler):
         self.request.settimeout(15)
         self.request.do_handshake()
         self.request.settimeout(None)
+        cert = self.request.getpeercert()
         with self.server.owner.lock:
             self.server.owner.handshakes += 1
+            if cert:
+                cn = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+                self.server.owner.client_cns.append(cn[0] if cn else "")
         super().setup()
 
 
@@ -191,7 +195,7 @@ class TLSEchoBackend(EchoBackend):
     the client sent no SNI), `handshakes` counts completed handshakes and
     `tls_errors` records failed ones."""
 
-    def __init__(self, cert, key, sink_all=False, host="127.0.0.1"):
+    def __init__(self, cert, key, sink_all=False, host="127.0.0.1", client_ca=None):
         self.lock = threading.Lock()
         self.connections = 0
         self.requests = []
@@ -200,8 +204,12 @@ class TLSEchoBackend(EchoBackend):
         self.tls_errors = []
         self.handshakes = 0
         self.sink_all = sink_all
+        self.client_cns = []
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
+        if client_ca:  # client certificates required, from this CA
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cafile=client_ca)
 
         def on_sni(sslobj, name, context):
             with self.lock:

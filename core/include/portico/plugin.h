@@ -296,6 +296,13 @@ struct pt_api {
     int (*at_response)(pt_call *call, void (*fn)(pt_call *call, void *arg), void *arg);
     /* Nested elements of an element (compile time), like attr_elements. */
     int (*elem_elements)(pt_element *e, const char *name, pt_element ***out);
+    /* Compile time: a client certificate (PEM chain and key files, relative
+       to the configuration's folder) for backend TLS; NULL after a
+       compile error.  It lives as long as the generation. */
+    void *(*tls_client_cert)(pt_compile *c, const char *certificate, const char *key);
+    /* Request time: the backend connection of this request presents it
+       (connections with it are pooled apart). */
+    int (*use_client_cert)(pt_call *call, void *cert);
 };
 
 enum { PT_URL_GATEWAY = 0, PT_URL_BACKEND = 1 };
