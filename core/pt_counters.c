@@ -172,10 +172,20 @@ static struct entry *slot_for(struct shard *s, const char *key, size_t klen, uin
     return e;
 }
 
+/* The shard of a hash: FNV's high bits barely depend on a key's last bytes,
+   so they are mixed first (a murmur3 finalizer). */
+static struct shard *shard_of(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return &shards[h % NSHARDS];
+}
+
 int pt_counter(struct pt_counter_op *op)
 {
     uint64_t h = pt_hash(op->key.data, op->key.len, false);
-    struct shard *s = &shards[(h >> 32) % NSHARDS];
+    struct shard *s = shard_of(h);
     int64_t now = mono_ms();
     int ok = 1;
     pthread_mutex_lock(&s->mu);
@@ -275,7 +285,7 @@ void pt_counters_seed(const char *key, int64_t period, int64_t value)
 {
     size_t klen = strlen(key);
     uint64_t h = pt_hash(key, klen, false);
-    struct shard *s = &shards[(h >> 32) % NSHARDS];
+    struct shard *s = shard_of(h);
     pthread_mutex_lock(&s->mu);
     struct entry *e = slot_for(s, key, klen, h, true, mono_ms());
     e->kind = PT_COUNTER_FIXED;
