@@ -1404,17 +1404,9 @@ static pt_status basic_run(const struct pt_api *api, pt_call *call, void *inst)
     memcpy(raw, u.data, u.len);
     raw[u.len] = ':';
     memcpy(raw + u.len + 1, p.data, p.len);
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char *out = api->alloc(call, 6 + 4 * ((n + 2) / 3) + 1);
-    size_t k = (size_t)sprintf(out, "Basic ");
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)raw[i] << 16 | (i + 1 < n ? (unsigned)raw[i + 1] << 8 : 0) | (i + 2 < n ? raw[i + 2] : 0);
-        out[k++] = tbl[v >> 18 & 63];
-        out[k++] = tbl[v >> 12 & 63];
-        out[k++] = i + 1 < n ? tbl[v >> 6 & 63] : '=';
-        out[k++] = i + 2 < n ? tbl[v & 63] : '=';
-    }
-    out[k] = '\0';
+    memcpy(out, "Basic ", 6);
+    size_t k = 6 + (size_t)EVP_EncodeBlock((unsigned char *)out + 6, raw, (int)n);
     pt_bytes v = {out, k};
     if (api->header_set(call, PT_MSG_REQUEST, LIT("Authorization"), &v, 1, PT_HEADER_OVERRIDE) != 0)
         return PT_ERROR;
@@ -1526,46 +1518,38 @@ struct jwt {
     int noidc;
 };
 
-static int b64_value(int c, bool url)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == (url ? '-' : '+'))
-        return 62;
-    if (c == (url ? '_' : '/'))
-        return 63;
-    return -1;
-}
-
-/* base64 or base64url (padding optional); NULL when malformed. */
+/* base64 or base64url, padding optional (OpenSSL's decoder after mapping
+   to the standard alphabet); NULL when malformed. */
 static unsigned char *b64_decode(const char *s, size_t n, bool url, size_t *outlen)
 {
+    (void)url; /* both alphabets are accepted */
     while (n && s[n - 1] == '=')
         n--;
-    unsigned char *out = malloc(n * 3 / 4 + 3);
-    size_t k = 0;
-    unsigned v = 0;
-    int bits = 0;
+    size_t padded = (n + 3) / 4 * 4;
+    char *std = malloc(padded + 1);
     for (size_t i = 0; i < n; i++) {
-        int d = b64_value((unsigned char)s[i], url);
-        if (d < 0 && !url)
-            d = b64_value((unsigned char)s[i], true); /* tolerate either alphabet in keys */
-        if (d < 0) {
-            free(out);
+        char c = s[i];
+        std[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("+/-_", c))) {
+            free(std);
             return NULL;
         }
-        v = (v << 6) | (unsigned)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[k++] = (unsigned char)(v >> bits);
-        }
     }
-    *outlen = k;
+    for (size_t i = n; i < padded; i++)
+        std[i] = '=';
+    std[padded] = '\0';
+    if (n % 4 == 1) {
+        free(std);
+        return NULL;
+    }
+    unsigned char *out = malloc(padded / 4 * 3 + 1);
+    int len = padded ? EVP_DecodeBlock(out, (const unsigned char *)std, (int)padded) : 0;
+    free(std);
+    if (len < 0) {
+        free(out);
+        return NULL;
+    }
+    *outlen = (size_t)len - (padded - n); /* EVP_DecodeBlock counts the padding as zero bytes */
     return out;
 }
 
