@@ -169,6 +169,11 @@ static void next_section(struct pt_req *req)
     struct pt_exec *ex = &req->ex;
     switch (ex->section) {
     case PT_SEC_INBOUND:
+        if (req->preflight) { /* no cors statement answered: an empty 200, the backend is not asked */
+            pt_req_new_response(req, 200, PT_NULL_STR);
+            finish(req);
+            return;
+        }
         enter_section(req, PT_SEC_BACKEND);
         return;
     case PT_SEC_BACKEND:
@@ -311,6 +316,8 @@ static pt_status retry_after(struct pt_req *req, struct pt_frame *f, bool failed
 static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_stmt *s)
 {
     struct pt_exec *ex = &req->ex;
+    if (req->preflight && !(s->kind == PT_ST_POLICY && s->name && !strcmp(s->name, "cors")))
+        return PT_OK;
     ex->call.stmt = s;
     switch (s->kind) {
     case PT_ST_POLICY: {
@@ -458,9 +465,21 @@ static void drive(struct pt_req *req)
     }
 }
 
+/* Does the inbound section hold a cors statement (at its top level)? */
+bool pt_pipeline_has_cors(const struct pt_pipeline *pl)
+{
+    const struct pt_block *b = &pl->sec[PT_SEC_INBOUND];
+    for (int i = 0; i < b->n; i++)
+        if (b->s[i]->kind == PT_ST_POLICY && b->s[i]->name && !strcmp(b->s[i]->name, "cors"))
+            return true;
+    return false;
+}
+
 void pt_exec_start(struct pt_req *req, const struct pt_pipeline *pl)
 {
     struct pt_exec *ex = &req->ex;
+    /* a CORS preflight runs the cors statements only (APIM), then gets an empty 200 */
+    req->preflight = req->preflight_candidate && pt_pipeline_has_cors(pl);
     ex->pl = pl;
     ex->call.req = req;
     enter_section(req, PT_SEC_INBOUND);

@@ -795,12 +795,17 @@ static void req_start(struct pt_conn *c, size_t head_len)
     }
     req->op = req->m.op;
     req->api = req->op->api;
+    req->preflight_candidate = pt_str_eq(req->h.method, pt_str_c("OPTIONS")) &&
+                               strcmp(req->op->cf->method, "OPTIONS") &&
+                               pt_head_get(&req->h, pt_str_c("Access-Control-Request-Method")) &&
+                               pt_head_get(&req->h, pt_str_c("Origin"));
     if (!protocol_allowed(req->api->cf, c->tls)) {
         /* an API limited to https (or http) does not exist on the other scheme */
         req_error(req, 404, "OperationNotFound", "Resource not found");
         return;
     }
-    if (!check_subscription(req))
+    /* a preflight carries no key: an API answering CORS itself answers it without one */
+    if (!(req->preflight_candidate && pt_pipeline_has_cors(&req->op->pipeline)) && !check_subscription(req))
         return;
     req->be = req->api->backend;
     req->bpath = req->m.rest;

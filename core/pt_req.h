@@ -142,6 +142,8 @@ struct pt_req {
     const struct pt_subscription *sub;    /* the subscription of the key, if any */
     pt_str key;                           /* the key the call carried (in the head) */
     const struct pt_clientcert *client_cert; /* presented to the backend (authentication-certificate) */
+    bool preflight_candidate; /* OPTIONS + Origin + Access-Control-Request-Method, no OPTIONS operation */
+    bool preflight;           /* ... and the pipeline has cors in inbound: only cors runs */
     struct pt_hook *end_hooks;            /* api->at_end, run when the request is logged */
     struct pt_hook *resp_hooks;           /* api->at_response, run before the response head */
     struct pt_upconn *up;
@@ -213,6 +215,8 @@ void pt_proxy_error_response(struct pt_req *req, int status, const char *message
 /* ---- pt_pipeline.c ---- */
 
 void pt_exec_start(struct pt_req *req, const struct pt_pipeline *pl);
+/* Does the pipeline's inbound section start CORS handling (a cors statement)? */
+bool pt_pipeline_has_cors(const struct pt_pipeline *pl);
 void pt_exec_resume(struct pt_req *req, pt_status st);
 void pt_exec_body_ready(struct pt_req *req, bool ok);
 /* Records the request's error (context.lastError) from the gateway itself. */

@@ -324,3 +324,46 @@ def test_authentication_basic(backend, portico):
     p = portico(gw_config(backend, [{"authentication-basic": {"username": "svc", "password": "p:w"}}], subs=False))
     assert call(p, key=None, headers={"Authorization": "Bearer client-token"})[0] == 200
     assert backend.last().header("Authorization") == "Basic " + base64.b64encode(b"svc:p:w").decode()
+
+
+def test_cors_preflight_runs_only_cors_and_needs_no_key(backend, portico):
+    cfg = gw_config(backend, [CORS, {"rate-limit-by-key": {"calls": 1, "renewal-period": 60, "counter-key": "x"}},
+                              {"check-header": {"name": "X-Must", "failed-check-httpcode": 400,
+                                                "failed-check-error-message": "no", "ignore-case": False}}])
+    cfg["policies"] = {"inbound": [{"check-header": {"name": "X-Global", "failed-check-httpcode": 400,
+                                                     "failed-check-error-message": "no", "ignore-case": False}}]}
+    p = portico(cfg)
+    for _ in range(3):  # no key, no headers the other policies want, rate limit never touched
+        status, h, _ = p.request("OPTIONS", "/echo/items/1", headers={
+            "Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"})
+        assert status == 200 and h["access-control-allow-origin"] == "https://app.example.com"
+    # an unmatched preflight gets an empty 200 without reaching the backend
+    status, h, body = p.request("OPTIONS", "/echo/items/1", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    assert status == 200 and body == b"" and "access-control-allow-origin" not in h
+    assert backend.last() is None
+    # a real request still needs everything
+    assert call(p, headers={"Origin": "https://app.example.com"})[0] == 400
+
+
+def test_ip_filter_ipv6_clients(backend, portico):
+    from conftest import free_port
+    import socket as _s
+    port = free_port(_s.AF_INET6)
+    cfg = gw_config(backend, [{"ip-filter": {"action": "allow", "address": ["::1"]}}], subs=False)
+    cfg["listen"].append("[::1]:%d" % port)
+    p = portico(cfg)
+    c = http.client.HTTPConnection("::1", port, timeout=10)
+    c.request("GET", "/echo/items/1")
+    assert c.getresponse().status == 200
+    c.close()
+    assert call(p, key=None)[0] == 403  # 127.0.0.1 is not ::1
+    p.stop()
+    cfg["apis"][0]["policies"]["inbound"][1] = {"ip-filter": {"action": "forbid", "address-range": [
+        {"from": "::", "to": "::ffff"}]}}
+    p = portico(cfg)
+    c = http.client.HTTPConnection("::1", port, timeout=10)
+    c.request("GET", "/echo/items/1")
+    assert c.getresponse().status == 403
+    c.close()
+    assert call(p, key=None)[0] == 200
