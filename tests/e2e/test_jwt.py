@@ -44,10 +44,15 @@ class Keys:
         self.d = d
         self.rsa = os.path.join(d, "rsa.pem")
         self.ec = os.path.join(d, "ec.pem")
+        self.ec384 = os.path.join(d, "ec384.pem")
         subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out",
                         self.rsa], check=True, capture_output=True)
         subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
                         self.ec], check=True, capture_output=True)
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out",
+                        self.ec384], check=True, capture_output=True)
+        self.ec384_pub = subprocess.run(["openssl", "pkey", "-in", self.ec384, "-pubout"], check=True,
+                                        capture_output=True).stdout.decode()
         self.rsa_pub = subprocess.run(["openssl", "pkey", "-in", self.rsa, "-pubout"], check=True,
                                       capture_output=True).stdout.decode()
         self.ec_pub = subprocess.run(["openssl", "pkey", "-in", self.ec, "-pubout"], check=True,
@@ -72,10 +77,10 @@ class Keys:
             cmd = ["openssl", "dgst", digest, "-sign", self.rsa, "-sigopt", "rsa_padding_mode:pss",
                    "-sigopt", "rsa_pss_saltlen:digest", path]
         else:
-            cmd = ["openssl", "dgst", digest, "-sign", self.ec, path]
+            cmd = ["openssl", "dgst", digest, "-sign", self.ec384 if alg == "ES384" else self.ec, path]
         sig = subprocess.run(cmd, check=True, capture_output=True).stdout
         if alg.startswith("ES"):
-            sig = der_to_raw(sig, 32)
+            sig = der_to_raw(sig, 48 if alg == "ES384" else 32)
         return si.decode() + "." + b64u(sig)
 
 
@@ -205,6 +210,12 @@ def test_es256(backend, portico, keys):
     assert send(p, keys.sign("ES256", claims()))[0] == 200
     assert send(p, hs256(claims()))[0] == 401  # no symmetric key configured
     assert reason(p, 2) == "TokenSignatureKeyNotFound"
+
+
+def test_es384(backend, portico, keys):
+    p = gw(backend, portico, {"issuer-signing-keys": {"key": [{"certificate": keys.ec384_pub}]}})
+    assert send(p, keys.sign("ES384", claims()))[0] == 200
+    assert send(p, keys.sign("ES256", claims()))[0] == 401  # a P-256 signature is not this key's
 
 
 def test_key_type_confusion_is_refused(backend, portico, keys):
