@@ -1335,6 +1335,7 @@ static const struct pt_cfkey workspace_keys[] = {
     {"id", PT_CT_STR, offsetof(struct pt_workspace_cf, id), PT_CF_REQUIRED},
     {"displayName", PT_CT_STR, offsetof(struct pt_workspace_cf, display_name), 0},
     {"description", PT_CT_STR, offsetof(struct pt_workspace_cf, description), PT_CF_EMPTY_OK},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_workspace_cf, policies), 0, .fn = read_node},
     {0},
 };
 

@@ -239,6 +239,7 @@ struct pt_workspace_cf {
     char *id;
     char *display_name;
     char *description;
+    struct pt_node *policies; /* workspace scope: between global and product */
     struct pt_node *node;
 };
 

@@ -141,6 +141,15 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_e
 
 static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs);
 
+/* The compiled document of the workspace an API belongs to (NULL: none). */
+static struct pt_doc *workspace_doc(const struct pt_conf *cf, struct pt_doc **wdocs, const char *ws)
+{
+    for (int i = 0; ws && *ws && i < cf->nworkspaces; i++)
+        if (!strcmp(cf->workspaces[i].id, ws))
+            return wdocs[i];
+    return NULL;
+}
+
 struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
 {
     return build(cf, true, errs);
@@ -309,19 +318,23 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     for (int i = 0; cf->fragments && i < cf->fragments->n; i++)
         pt_policy_check_fragment(g->pc, cf->fragments->items[i]);
     struct pt_doc *gdoc = pt_policy_doc(g->pc, cf->policies, PT_SCOPE_GLOBAL);
+    struct pt_doc **wdocs = pt_pool_calloc(pool, sizeof(*wdocs) * (size_t)(cf->nworkspaces + 1));
+    for (int i = 0; i < cf->nworkspaces; i++)
+        wdocs[i] = pt_policy_doc(g->pc, cf->workspaces[i].policies, PT_SCOPE_WORKSPACE);
     for (int i = 0; i < g->napis; i++) {
         struct pt_apidef *api = &g->apis[i];
         struct pt_doc *adoc = pt_policy_doc(g->pc, api->cf->policies, PT_SCOPE_API);
+        struct pt_doc *wdoc = workspace_doc(cf, wdocs, api->cf->workspace);
         for (int k = 0; k < api->nops; k++) {
             struct pt_operation *op = &api->ops[k];
             struct pt_doc *odoc = pt_policy_doc(g->pc, op->cf->policies, PT_SCOPE_OPERATION);
             if (errs->n > perr)
                 continue;
-            struct pt_doc *docs[3] = {odoc, adoc, gdoc};
-            pt_policy_flatten(g->pc, docs, 3, &op->pipeline);
+            struct pt_doc *docs[4] = {odoc, adoc, wdoc, gdoc};
+            pt_policy_flatten(g->pc, docs, 4, &op->pipeline);
         }
     }
-    /* product scope: operation -> API -> product -> global, for each product holding the API */
+    /* product scope: operation -> API -> product -> workspace -> global, for each product holding the API */
     for (int p = 0; p < g->nproducts && errs->n == perr; p++) {
         struct pt_product *prod = &g->products[p];
         struct pt_doc *pdoc = pt_policy_doc(g->pc, prod->cf->policies, PT_SCOPE_PRODUCT);
@@ -330,14 +343,15 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
             if (!pt_product_has_api(prod, api))
                 continue;
             struct pt_doc *adoc = pt_policy_doc(g->pc, api->cf->policies, PT_SCOPE_API);
+            struct pt_doc *wdoc = workspace_doc(cf, wdocs, api->cf->workspace);
             for (int k = 0; k < api->nops && errs->n == perr; k++) {
                 struct pt_operation *op = &api->ops[k];
                 struct pt_doc *odoc = pt_policy_doc(g->pc, op->cf->policies, PT_SCOPE_OPERATION);
                 op->prod = pt_pool_grow(pool, op->prod, sizeof(*op->prod), &(int){op->nprod}, op->nprod + 1);
                 struct pt_prodpipe *pp = &op->prod[op->nprod++];
                 pp->product = prod;
-                struct pt_doc *docs[4] = {odoc, adoc, pdoc, gdoc};
-                pt_policy_flatten(g->pc, docs, 4, &pp->pipeline);
+                struct pt_doc *docs[5] = {odoc, adoc, pdoc, wdoc, gdoc};
+                pt_policy_flatten(g->pc, docs, 5, &pp->pipeline);
             }
         }
     }
@@ -420,6 +434,10 @@ void pt_gen_check_policies(const char *path, struct pt_errors *errs)
         if (pc.fragments->items[i]->kind == PT_N_MAP)
             pt_policy_check_fragment(&pc, pc.fragments->items[i]);
     pt_policy_doc(&pc, pt_node_get(root, "policies"), PT_SCOPE_GLOBAL);
+    struct pt_node *wss = pt_node_get(root, "workspaces");
+    for (int i = 0; wss && wss->kind == PT_N_SEQ && i < wss->n; i++)
+        if (wss->items[i]->kind == PT_N_MAP)
+            pt_policy_doc(&pc, pt_node_get(wss->items[i], "policies"), PT_SCOPE_WORKSPACE);
     struct pt_node *apis = pt_node_get(root, "apis");
     for (int i = 0; apis && apis->kind == PT_N_SEQ && i < apis->n; i++) {
         struct pt_node *a = apis->items[i];

@@ -100,6 +100,10 @@ static const struct route routes[] = {
     {"policies", "GET", H_POLICIES, "global", A_SERVICE, false, "The global policy document as a list"},
     {"policies/policy", "GET PUT DELETE", H_POLICY, "global", A_SERVICE, false, "The global policy document"},
     ENTITY_ROUTES("workspaces", "workspace", A_SERVICE, false, "workspace"),
+    {"workspaces/{id}/policies", "GET", H_POLICIES, "workspace", A_API, false,
+     "The workspace's policy document as a list"},
+    {"workspaces/{id}/policies/policy", "GET PUT DELETE", H_POLICY, "workspace", A_API, false,
+     "The workspace's policy document (between the global and the product scope)"},
     ENTITY_ROUTES("tokens", "token", A_SERVICE, false, "access token"),
     {"apply", "POST", H_APPLY, NULL, A_SERVICE, false,
      "Create or update every entity of a document (the configuration file's lists) in one transaction"},
@@ -376,7 +380,9 @@ static bool authorize(struct mreq *m, bool write)
         break;
     default: {
         /* workspace roles: inside their workspace only */
-        bool own = m->ws && !strcmp(m->ws, m->role_ws);
+        bool ws_policy = (m->route->h == H_POLICY || m->route->h == H_POLICIES) && m->route->kind &&
+                         !strcmp(m->route->kind, "workspace");
+        bool own = m->ws ? !strcmp(m->ws, m->role_ws) : ws_policy && m->id && !strcmp(m->id, m->role_ws);
         bool self = !m->ws && m->route->kind && !strcmp(m->route->kind, "workspace") && m->id &&
                     !strcmp(m->id, m->role_ws) && !write;
         if (self)
@@ -882,8 +888,8 @@ static bool delete_entity(struct mreq *m, void *arg, struct pt_errors *errs)
     } else if (!strcmp(d->kind, "operation")) {
         snprintf(pid, sizeof(pid), "op:%s/%s", d->parent, d->id);
         pt_store_delete(store, "policy", "", pid);
-    } else if (!strcmp(d->kind, "product")) {
-        snprintf(pid, sizeof(pid), "product:%s", d->id);
+    } else if (!strcmp(d->kind, "product") || !strcmp(d->kind, "workspace")) {
+        snprintf(pid, sizeof(pid), "%s:%s", d->kind, d->id);
         pt_store_delete(store, "policy", "", pid);
     } else if (!strcmp(d->kind, "user")) {
         const char *x[2] = {"group-user", d->id};

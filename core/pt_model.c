@@ -473,9 +473,11 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         json_decref(j);
     }
     for (int i = 0; ok && i < f->nworkspaces; i++) {
-        json_t *j = pt_node_to_json(f->workspaces[i].node);
-        ok &= pt_store_put(st, "workspace", "", f->workspaces[i].id, "", j, source, NULL);
+        const struct pt_workspace_cf *w = &f->workspaces[i];
+        json_t *j = without(pt_node_to_json(w->node), op_x);
+        ok &= pt_store_put(st, "workspace", "", w->id, "", j, source, NULL);
         json_decref(j);
+        ok &= put_policy(st, pt_pool_printf(f->pool, "workspace:%s", w->id), w->policies, source);
     }
     for (int i = 0; ok && i < f->nversion_sets; i++) {
         json_t *j = pt_node_to_json(f->version_sets[i].node);
@@ -572,6 +574,12 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
         json_object_set_new(o, "groups", groups);
         char pid[300];
         snprintf(pid, sizeof(pid), "product:%s", e->id);
+        json_t *p = policy_of(m->st, pid);
+        if (p)
+            json_object_set_new(o, "policies", p);
+    } else if (!strcmp(e->kind, "workspace")) {
+        char pid[300];
+        snprintf(pid, sizeof(pid), "workspace:%s", e->id);
         json_t *p = policy_of(m->st, pid);
         if (p)
             json_object_set_new(o, "policies", p);

@@ -54,6 +54,10 @@ MATRIX = [
      {"administrator", "workspaceContributor", "apiProductManager"}),
     ("other workspace read", "GET", "workspaces/w2/apis", None, {"administrator", "reader"}),
     ("other workspace write", "PUT", "workspaces/w2/groups/g", {"displayName": "G"}, {"administrator"}),
+    ("workspace policy", "PUT", "workspaces/w1/policies/policy", {"inbound": ["base"]},
+     {"administrator", "workspaceContributor", "apiDeveloper"}),
+    ("workspace policy read", "GET", "workspaces/w1/policies", None, set(ROLES)),
+    ("other workspace policy", "PUT", "workspaces/w2/policies/policy", {"inbound": ["base"]}, {"administrator"}),
     ("tokens", "GET", "tokens", None, {"administrator", "reader"}),
     ("token write", "PUT", "tokens/more", {"role": "reader"}, {"administrator"}),
     ("export", "GET", "export", None, {"administrator"}),
@@ -114,6 +118,40 @@ def test_workspace_entities_are_scoped(env, backend):
     assert st == 409, err
     m.ok("DELETE", "workspaces/w1/apis/team")
     assert m.call("DELETE", "workspaces/w1")[0] == 204
+
+
+def test_workspace_policy_document(env, backend):
+    p, m = env
+    m.ok("PUT", "workspaces/w1", {"displayName": "W1"})
+    m.ok("PUT", "workspaces/w1/apis/team", {"path": "team", "serviceUrl": backend.url, "subscriptionRequired": False})
+    m.ok("PUT", "workspaces/w1/apis/team/operations/all", {"method": "GET", "urlTemplate": "/*"})
+    assert m.call("GET", "workspaces/w1/policies/policy")[0] == 404
+    doc = {"inbound": ["base", {"set-header": {"name": "X-Workspace", "value": "w1"}}]}
+    st, hdrs, out = m.call("PUT", "workspaces/w1/policies/policy", doc)
+    assert st == 201 and out == doc and hdrs.get("etag")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        backend.requests.clear()
+        if gateway_call(p, "/team/hello")[0] == 200 and backend.last().header("X-Workspace") == "w1":
+            break
+        time.sleep(0.05)
+    assert backend.last().header("X-Workspace") == "w1"
+    # APIs outside the workspace do not get it
+    backend.requests.clear()
+    assert gateway_call(p, "/echo/hello")[0] == 200
+    assert backend.last().header("X-Workspace") is None
+    # validated like the file's documents, with a path to the bad statement
+    st, _, err = m.call("PUT", "workspaces/w1/policies/policy", {"inbound": [{"set-header": {"nam": "x"}}]})
+    assert st == 400 and "inbound" in json.dumps(err), err
+    # listed, exported, and removed with the workspace
+    assert m.ok("GET", "workspaces/w1/policies")["value"][0]["value"] == doc
+    exported = m.ok("GET", "export")
+    assert [w.get("policies") for w in exported["workspaces"]] == [doc]
+    assert m.call("DELETE", "workspaces/nope/policies/policy")[0] == 404
+    m.ok("DELETE", "workspaces/w1/apis/team")
+    assert m.call("DELETE", "workspaces/w1")[0] == 204
+    m.ok("PUT", "workspaces/w1", {"displayName": "W1 again"})
+    assert m.call("GET", "workspaces/w1/policies/policy")[0] == 404
 
 
 # ------------------------------------------------------------- durability

@@ -197,6 +197,48 @@ def test_scope_without_section_behaves_as_base(backend, portico):
     assert [r.target for r in backend.requests] == ["/base/t", "/base/plain"]
 
 
+def test_workspace_scope_sits_between_global_and_product(backend, portico):
+    """global -> workspace -> product -> API -> operation: an API in a workspace gets the
+    workspace's document; an API outside it does not; a product's sits inside the workspace's."""
+    cfg = basic_config(backend.url)
+    cfg["policies"] = {"inbound": [trail("g")], "backend": [],
+                       "outbound": [reply(body="@(context.variables.trail .. '|' .. context.variables.ws)")]}
+    cfg["workspaces"] = [{"id": "team", "displayName": "Team",
+                          "policies": {"inbound": [trail("w1"), "base", trail("w2")],
+                                       "outbound": [{"set-variable": {"name": "ws", "value": "team"}}, "base"]}}]
+    cfg["apis"][0]["policies"] = {"outbound": [{"set-variable": {"name": "ws", "value": "none"}}, "base"]}
+    cfg["apis"].append({"id": "teamapi", "path": "team", "serviceUrl": backend.url, "workspace": "team",
+                        "subscriptionRequired": False,
+                        "policies": {"inbound": [trail("a1"), "base", trail("a2")]},
+                        "operations": [{"id": "all", "method": "GET", "urlTemplate": "/*",
+                                        "policies": {"inbound": ["base", trail("o")]}}]})
+    cfg["products"] = [{"id": "p", "displayName": "P", "subscriptionRequired": True, "state": "published",
+                        "workspace": "team", "apis": ["teamapi"],
+                        "policies": {"inbound": [trail("p1"), "base"]}}]
+    cfg["subscriptions"] = [{"id": "s", "scope": "/products/p", "state": "active", "workspace": "team",
+                             "primaryKey": "workspace-scope-key-0001"}]
+    p = portico(cfg)
+    # no product: operation -> API -> workspace -> global
+    status, _, body = p.request("GET", "/team/x")
+    assert (status, body) == (200, b"a1,w1,g,w2,a2,o,|team")
+    # product context: the product's document sits between the API's and the workspace's
+    status, _, body = p.request("GET", "/team/x", headers={"Ocp-Apim-Subscription-Key": "workspace-scope-key-0001"})
+    assert (status, body) == (200, b"a1,p1,w1,g,w2,a2,o,|team")
+    # an API outside the workspace never sees its statements
+    status, _, body = p.request("GET", "/echo/x")
+    assert (status, body) == (200, b"g,|none")
+    assert backend.requests == []
+
+
+def test_workspace_policy_errors_point_into_the_file(workdir, backend):
+    cfg = basic_config(backend.url)
+    cfg["workspaces"] = [{"id": "team", "policies": {"inbound": [{"no-such-policy": {}}]}}]
+    code, out, text, _ = check_config(workdir, cfg)
+    assert code != 0
+    line = line_of(text, "no-such-policy")
+    assert ("portico.yaml:%d:" % line) in out and "unknown policy 'no-such-policy'" in out, out
+
+
 def test_base_at_global_scope_does_nothing(backend, portico):
     cfg = basic_config(backend.url)
     cfg["policies"] = {"inbound": ["base", trail("g"), "base"],
