@@ -1138,6 +1138,9 @@ out:
 
 /* ---------------------------------------------------------------- policies */
 
+static bool wants_yaml(struct mreq *m);
+static void send_yaml(struct mreq *m, const json_t *doc, const char *comment, const char *etag);
+
 static void policy_id(const char *owner, const char *id, const char *sub, char *out, size_t size)
 {
     if (!strcmp(owner, "global"))
@@ -1212,7 +1215,11 @@ static void h_policy(struct mreq *m, const char *owner, bool as_list)
             send_error(m, 404, "ResourceNotFound", "no policy document at this scope");
             return;
         }
-        send_json(m, 200, doc, etag);
+        if (wants_yaml(m)) {
+            send_yaml(m, doc, NULL, etag);
+            json_decref(doc);
+        } else
+            send_json(m, 200, doc, etag);
         return;
     }
     if (!authorize(m, true)) {
@@ -1505,7 +1512,26 @@ static void h_apply(struct mreq *m)
     pt_pool_free(pool);
 }
 
-/* YAML out: block style, every string double-quoted (no surprises on read). */
+/* Whether a string reads back as the same string when written plain:
+   simple words and paths that no YAML reader takes for a number, a
+   boolean or null.  Anything else is double-quoted. */
+static bool plain_safe(const char *s, size_t n)
+{
+    static const char *const typed[] = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", NULL};
+    if (!n || !(((s[0] | 32) >= 'a' && (s[0] | 32) <= 'z') || s[0] == '/' || s[0] == '_') || s[n - 1] == ' ')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        bool word = ((s[i] | 32) >= 'a' && (s[i] | 32) <= 'z') || (s[i] >= '0' && s[i] <= '9');
+        if (!word && !(s[i] && strchr("_./- ", s[i])))
+            return false;
+    }
+    for (int i = 0; typed[i]; i++)
+        if (strlen(typed[i]) == n && !strncasecmp(typed[i], s, n))
+            return false;
+    return true;
+}
+
+/* YAML out: block style; strings plain when that is unambiguous, else double-quoted. */
 static bool emit(yaml_emitter_t *e, const json_t *j)
 {
     yaml_event_t ev;
@@ -1540,10 +1566,13 @@ static bool emit(yaml_emitter_t *e, const json_t *j)
         yaml_sequence_end_event_initialize(&ev);
         return yaml_emitter_emit(e, &ev);
     }
-    case JSON_STRING:
+    case JSON_STRING: {
+        bool plain = plain_safe(json_string_value(j), json_string_length(j));
         yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)json_string_value(j),
-                                     (int)json_string_length(j), 0, 1, YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+                                     (int)json_string_length(j), plain, 1,
+                                     plain ? YAML_PLAIN_SCALAR_STYLE : YAML_DOUBLE_QUOTED_SCALAR_STYLE);
         return yaml_emitter_emit(e, &ev);
+    }
     default: {
         char *t = json_dumps(j, JSON_ENCODE_ANY);
         yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)t, (int)strlen(t), 1, 0, YAML_PLAIN_SCALAR_STYLE);
@@ -1560,6 +1589,48 @@ static int yaml_out(void *data, unsigned char *buf, size_t size)
     return 1;
 }
 
+/* ?format=yaml, or an Accept header naming YAML (the query wins). */
+static bool wants_yaml(struct mreq *m)
+{
+    const char *fmt = qparam(m, "format");
+    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(m->r), "Accept");
+    return fmt ? !strcmp(fmt, "yaml") : accept && strstr(accept, "yaml");
+}
+
+/* A 200 with doc as a YAML document, after an optional comment line. */
+static void send_yaml(struct mreq *m, const json_t *doc, const char *comment, const char *etag)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (comment)
+        evbuffer_add(b, comment, strlen(comment));
+    yaml_emitter_t e;
+    yaml_event_t ev;
+    yaml_emitter_initialize(&e);
+    yaml_emitter_set_output(&e, yaml_out, b);
+    yaml_emitter_set_unicode(&e, 1);
+    yaml_emitter_set_width(&e, -1);
+    bool ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) && yaml_emitter_emit(&e, &ev) &&
+              yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) && yaml_emitter_emit(&e, &ev) &&
+              emit(&e, doc) && yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&e, &ev) &&
+              yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&e, &ev);
+    yaml_emitter_delete(&e);
+    if (!ok) {
+        evbuffer_free(b);
+        send_error(m, 500, "YamlFailed", "YAML output failed");
+        return;
+    }
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(m->r);
+    evhttp_add_header(oh, "Content-Type", "application/yaml; charset=utf-8");
+    evhttp_add_header(oh, "Cache-Control", "no-store");
+    if (etag) {
+        char q[40];
+        snprintf(q, sizeof(q), "\"%s\"", etag);
+        evhttp_add_header(oh, "ETag", q);
+    }
+    evhttp_send_reply(m->r, 200, "OK", b);
+    evbuffer_free(b);
+}
+
 static void h_export(struct mreq *m)
 {
     struct pt_errors errs = {0};
@@ -1572,31 +1643,9 @@ static void h_export(struct mreq *m)
         pt_errors_clear(&errs);
         return;
     }
-    const char *fmt = qparam(m, "format");
-    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(m->r), "Accept");
-    if ((fmt && !strcmp(fmt, "yaml")) || (!fmt && accept && strstr(accept, "yaml"))) {
-        struct evbuffer *b = evbuffer_new();
-        evbuffer_add_printf(b, "# Portico entities, exported %s\n", "by the management API");
-        yaml_emitter_t e;
-        yaml_event_t ev;
-        yaml_emitter_initialize(&e);
-        yaml_emitter_set_output(&e, yaml_out, b);
-        yaml_emitter_set_unicode(&e, 1);
-        yaml_emitter_set_width(&e, -1);
-        bool ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) && yaml_emitter_emit(&e, &ev) &&
-                  yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) && yaml_emitter_emit(&e, &ev) &&
-                  emit(&e, doc) && yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&e, &ev) &&
-                  yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&e, &ev);
-        yaml_emitter_delete(&e);
+    if (wants_yaml(m)) {
+        send_yaml(m, doc, "# Portico entities, exported by the management API\n", NULL);
         json_decref(doc);
-        if (!ok) {
-            evbuffer_free(b);
-            send_error(m, 500, "ExportFailed", "YAML output failed");
-            return;
-        }
-        evhttp_add_header(evhttp_request_get_output_headers(m->r), "Content-Type", "application/yaml; charset=utf-8");
-        evhttp_send_reply(m->r, 200, "OK", b);
-        evbuffer_free(b);
         return;
     }
     send_json(m, 200, doc, NULL);

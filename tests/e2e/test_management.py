@@ -315,6 +315,25 @@ def test_policy_documents_json_and_yaml(env, backend):
     assert backend.last().header("X-From") == "yaml"
     assert m.ok("GET", "apis/echo2/policies/policy")["inbound"][1]["set-header"]["value"] == "yaml"
     assert m.ok("GET", "apis/echo2/policies")["count"] == 1
+    # read back as YAML (?format=yaml or Accept), with the same ETag; PUT back unchanged
+    st, hy, text = m.call("GET", "apis/echo2/policies/policy?format=yaml")
+    st2, hj, _ = m.call("GET", "apis/echo2/policies/policy", headers={"Accept": "application/yaml"})
+    assert st == st2 == 200 and hy["content-type"].startswith("application/yaml") and hy["etag"] == hj["etag"]
+    assert isinstance(text, str) and "set-header:" in text and "value: yaml" in text, text
+    st, _, _ = m.call("PUT", "apis/echo2/policies/policy", raw=text.encode(), content_type="application/yaml",
+                      headers={"If-Match": hy["etag"]})
+    assert st == 200
+    assert m.ok("GET", "apis/echo2/policies/policy")["inbound"][1]["set-header"] == {"name": "X-From", "value": "yaml"}
+    # strings that look like other YAML types, or carry YAML syntax, come back as the same strings
+    tricky = ["123", "yes", "No", "null", "~", "", " lead", "trail ", "a: b", "x #y", "-1", "0x1F", "1e3",
+              "@(context.request.headers:get('x-a', 'b'))", "line\nbreak", "ünï", "/path/to", "plain words"]
+    doc = {"inbound": ["base"] + [{"set-header": {"name": "X-T%d" % i, "value": v}} for i, v in enumerate(tricky)]}
+    m.ok("PUT", "apis/echo2/policies/policy", doc)
+    st, _, text = m.call("GET", "apis/echo2/policies/policy?format=yaml")
+    assert st == 200 and "name: X-T0" in text, text
+    m.ok("PUT", "apis/echo2/policies/policy", raw=text.encode(), content_type="application/yaml")
+    assert m.ok("GET", "apis/echo2/policies/policy") == doc
+    m.ok("PUT", "apis/echo2/policies/policy", raw=yaml_doc, content_type="application/yaml")
     # errors name the place in the document, and the old document keeps running
     st, _, err = m.call("PUT", "apis/echo2/policies/policy",
                         {"inbound": ["base", {"set-header": {"name": "X", "valu": "1"}}, {"no-such-policy": {}}]})
