@@ -8,17 +8,21 @@
  *   portico subscription list|show ID|keys ID|regenerate ID [--secondary]
  *   portico subscription approve|suspend|cancel|delete ID
  *
- * Options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001),
- * --token TOKEN (default $PORTICO_ADMIN_TOKEN), -o json (raw JSON instead
- * of tables).  Exit status 0 on success, 1 on an error (printed with the
+ * Options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001;
+ * https:// checks the server's certificate against the system CAs or
+ * --ca-file / $PORTICO_CA_FILE), --token TOKEN (default
+ * $PORTICO_ADMIN_TOKEN), -o json (raw JSON instead of tables).  Exit status 0 on success, 1 on an error (printed with the
  * server's message), 2 on a usage error.
  */
 #include "pt.h"
 #include "pt_cli.h"
+#include "pt_tls.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +35,8 @@ struct cli {
     char port[8];
     const char *url;
     const char *token;
+    const char *ca_file; /* trusted CAs for an https:// URL (else the system's) */
+    bool tls;
     bool json;
 };
 
@@ -54,9 +60,10 @@ static void die_usage(const char *fmt, ...)
 
 static bool parse_url(struct cli *c, const char *url)
 {
-    if (strncmp(url, "http://", 7))
+    c->tls = !strncmp(url, "https://", 8);
+    if (strncmp(url, "http://", 7) && !c->tls)
         return false;
-    const char *h = url + 7, *end = h + strcspn(h, "/");
+    const char *h = url + (c->tls ? 8 : 7), *end = h + strcspn(h, "/");
     const char *colon = NULL;
     if (*h == '[') {
         const char *rb = memchr(h, ']', (size_t)(end - h));
@@ -68,8 +75,70 @@ static bool parse_url(struct cli *c, const char *url)
         colon = memchr(h, ':', (size_t)(end - h));
         snprintf(c->host, sizeof(c->host), "%.*s", (int)((colon ? colon : end) - h), h);
     }
-    snprintf(c->port, sizeof(c->port), "%.*s", colon ? (int)(end - colon - 1) : 2, colon ? colon + 1 : "80");
+    snprintf(c->port, sizeof(c->port), "%.*s", colon ? (int)(end - colon - 1) : (c->tls ? 3 : 2),
+             colon ? colon + 1 : c->tls ? "443" : "80");
     return c->host[0] && c->port[0];
+}
+
+/* The connection of one exchange: a socket, with TLS over it for https. */
+struct conn {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+};
+
+static bool tls_start(struct cli *c, struct conn *k)
+{
+    struct pt_errors errs = {0};
+    k->ctx = pt_tls_client_ctx(c->ca_file, true, &errs);
+    if (!k->ctx) {
+        fprintf(stderr, "portico: %s\n", errs.n ? errs.msgs[0] : "TLS setup failed");
+        pt_errors_clear(&errs);
+        return false;
+    }
+    k->ssl = pt_tls_client_ssl(k->ctx, c->host, true);
+    if (!k->ssl || SSL_set_fd(k->ssl, k->fd) != 1 || SSL_connect(k->ssl) != 1) {
+        long v = k->ssl ? SSL_get_verify_result(k->ssl) : X509_V_OK;
+        unsigned long e = ERR_get_error();
+        char msg[256] = "handshake failed";
+        if (v != X509_V_OK)
+            snprintf(msg, sizeof(msg), "certificate not trusted: %s (see --ca-file)", X509_verify_cert_error_string(v));
+        else if (e)
+            ERR_error_string_n(e, msg, sizeof(msg));
+        fprintf(stderr, "portico: TLS with the management API at %s: %s\n", c->url, msg);
+        return false;
+    }
+    return true;
+}
+
+static ssize_t conn_write(struct conn *k, const void *p, size_t n)
+{
+    if (!k->ssl)
+        return write(k->fd, p, n);
+    int w = SSL_write(k->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+    return w > 0 ? w : -1;
+}
+
+static ssize_t conn_read(struct conn *k, void *p, size_t n)
+{
+    if (!k->ssl)
+        return read(k->fd, p, n);
+    int r = SSL_read(k->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(k->ssl, r);
+    return e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) ? 0 : -1;
+}
+
+static void conn_close(struct conn *k)
+{
+    if (k->ssl) {
+        SSL_shutdown(k->ssl);
+        SSL_free(k->ssl);
+    }
+    SSL_CTX_free(k->ctx);
+    if (k->fd >= 0)
+        close(k->fd);
 }
 
 /* One HTTP/1.1 exchange (Connection: close).  false when the server cannot be reached. */
@@ -101,6 +170,11 @@ static bool http_call(struct cli *c, const char *method, const char *path, const
         fprintf(stderr, "portico: cannot reach the management API at %s: %s\n", c->url, strerror(err));
         return false;
     }
+    struct conn k = {fd, NULL, NULL};
+    if (c->tls && !tls_start(c, &k)) {
+        conn_close(&k);
+        return false;
+    }
     char head[4096];
     int hn = snprintf(head, sizeof(head),
                       "%s %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\nAccept: application/json\r\n"
@@ -114,9 +188,9 @@ static bool http_call(struct cli *c, const char *method, const char *path, const
     else if (strcmp(method, "GET") && strcmp(method, "DELETE"))
         hn += snprintf(head + hn, sizeof(head) - (size_t)hn, "Content-Length: 0\r\n");
     hn += snprintf(head + hn, sizeof(head) - (size_t)hn, "\r\n");
-    bool ok = write(fd, head, (size_t)hn) == hn;
+    bool ok = conn_write(&k, head, (size_t)hn) == hn;
     for (size_t off = 0; ok && body && off < blen;) {
-        ssize_t w = write(fd, body + off, blen - off);
+        ssize_t w = conn_write(&k, body + off, blen - off);
         if (w <= 0)
             ok = false;
         else
@@ -129,14 +203,14 @@ static bool http_call(struct cli *c, const char *method, const char *path, const
             cap *= 2;
             buf = realloc(buf, cap + 1);
         }
-        ssize_t k = read(fd, buf + n, cap - n);
-        if (k < 0 && errno == EINTR)
+        ssize_t got = conn_read(&k, buf + n, cap - n);
+        if (got < 0 && errno == EINTR && !k.ssl)
             continue;
-        if (k <= 0)
+        if (got <= 0)
             break;
-        n += (size_t)k;
+        n += (size_t)got;
     }
-    close(fd);
+    conn_close(&k);
     buf[n] = '\0';
     char *sep = strstr(buf, "\r\n\r\n");
     if (!ok || strncmp(buf, "HTTP/1.", 7) || !sep) {
@@ -339,7 +413,8 @@ static void usage(FILE *f)
                "[--state STATE]\n"
                "  subscription list | show ID | keys ID | regenerate ID [--secondary]\n"
                "  subscription approve ID | suspend ID | cancel ID | delete ID\n"
-               "options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001)\n"
+               "options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001; https:// for TLS)\n"
+               "         --ca-file FILE (default $PORTICO_CA_FILE, else the system CAs: whom to trust over https)\n"
                "         --token TOKEN (default $PORTICO_ADMIN_TOKEN)   -o json (JSON instead of tables)\n");
 }
 
@@ -358,6 +433,7 @@ int pt_cli_main(int argc, char **argv)
     struct cli c = {0};
     c.url = getenv("PORTICO_URL") && *getenv("PORTICO_URL") ? getenv("PORTICO_URL") : "http://127.0.0.1:8001";
     c.token = getenv("PORTICO_ADMIN_TOKEN");
+    c.ca_file = getenv("PORTICO_CA_FILE") && *getenv("PORTICO_CA_FILE") ? getenv("PORTICO_CA_FILE") : NULL;
     const char *pos[8] = {0};
     int npos = 0;
     const char *file = NULL, *scope = NULL, *owner = NULL, *name = NULL, *state = NULL;
@@ -369,6 +445,8 @@ int pt_cli_main(int argc, char **argv)
             c.url = NEXT();
         else if (!strcmp(a, "--token"))
             c.token = NEXT();
+        else if (!strcmp(a, "--ca-file"))
+            c.ca_file = NEXT();
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             const char *o = NEXT();
             if (strcmp(o, "json") && strcmp(o, "table"))
@@ -406,7 +484,7 @@ int pt_cli_main(int argc, char **argv)
         return 0;
     }
     if (!parse_url(&c, c.url))
-        die_usage("--url must look like http://HOST:PORT (got '%s')", c.url);
+        die_usage("--url must look like http://HOST:PORT or https://HOST:PORT (got '%s')", c.url);
     const char *cmd = pos[0];
     int rc = 0;
     if (!strcmp(cmd, "apply")) {

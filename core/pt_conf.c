@@ -1462,6 +1462,8 @@ static const struct pt_cfkey mgmt_keys[] = {
     {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, mgmt.listen), 0, .fn = read_mgmt_listen},
     {"adminToken", PT_CT_STR, offsetof(struct pt_conf, mgmt.admin_token), 0},
     {"maxBodySize", PT_CT_SIZE, offsetof(struct pt_conf, mgmt.max_body), 0, 1024, 1LL << 30},
+    {"certificate", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.certificate), PT_CF_PATH},
+    {"key", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.key), PT_CF_PATH},
     {0},
 };
 
@@ -1547,6 +1549,16 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
         cf->data_dir = pt_cf_path(&cx, "var");
     if (!cf->mgmt.max_body)
         cf->mgmt.max_body = 4 * 1024 * 1024;
+    if (cf->mgmt.cert.certificate || cf->mgmt.cert.key) {
+        struct pt_node *mn = pt_node_get(root, "management");
+        if (!cf->mgmt.cert.certificate || !cf->mgmt.cert.key)
+            pt_node_error(errs, mn, "an HTTPS management listener needs both certificate and key");
+        cf->mgmt.cert.node = pt_node_get(mn, "certificate");
+        cf->mgmt.tls.certs = &cf->mgmt.cert;
+        cf->mgmt.tls.ncerts = 1;
+        cf->mgmt.tls.node = mn;
+        cf->mgmt.tls.address = cf->mgmt.listen;
+    }
     if (errs->n > before)
         return NULL;
     return cf;

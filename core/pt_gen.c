@@ -361,6 +361,11 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     for (int i = 0; i < cf->nlisten; i++)
         if (cf->listen[i].ncerts)
             g->tls[i] = pt_tls_server_new(&cf->listen[i], errs);
+    if (cf->mgmt.tls.ncerts) { /* loaded by the management API at start; checked here for -t and reloads */
+        struct pt_tls_server *t = pt_tls_server_new(&cf->mgmt.tls, errs);
+        if (t)
+            pt_tls_server_free(t);
+    }
     bool need_client = false;
     for (int i = 0; i < g->napis; i++)
         if (g->apis[i].backend && g->apis[i].backend->url.https)

@@ -10,9 +10,12 @@
 #include "pt_mgmt.h"
 #include "pt_log.h"
 #include "pt_model.h"
+#include "pt_tls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
@@ -1900,6 +1903,25 @@ done:
 
 /* ----------------------------------------------------------------- start */
 
+static struct pt_tls_server *tls; /* HTTPS when the configuration gives a certificate */
+
+/* evhttp asks for each accepted connection's bufferevent: TLS over the socket. */
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+    SSL *ssl = pt_tls_server_ssl(arg);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* clients that close without close_notify are common; their requests were complete */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
 bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct pt_store *st,
                    const struct pt_mgmt_hooks *h, struct pt_errors *errs)
 {
@@ -1917,7 +1939,13 @@ bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct p
             close(fd);
         return false;
     }
+    if (file->mgmt.tls.ncerts && !(tls = pt_tls_server_new(&file->mgmt.tls, errs))) {
+        close(fd);
+        return false;
+    }
     http = evhttp_new(base);
+    if (tls)
+        evhttp_set_bevcb(http, tls_bev, tls);
     evhttp_set_max_body_size(http, (ev_ssize_t)file->mgmt.max_body);
     evhttp_set_max_headers_size(http, 64 * 1024);
     evhttp_set_timeout(http, 30);
@@ -1928,6 +1956,8 @@ bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct p
         pt_errors_add(errs, "management: cannot serve on %s", file->mgmt.listen);
         evhttp_free(http);
         http = NULL;
+        pt_tls_server_free(tls);
+        tls = NULL;
         close(fd);
         return false;
     }
@@ -1935,7 +1965,7 @@ bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct p
         pt_warn("management API on %s: no administrator token (set PORTICO_ADMIN_TOKEN or management.adminToken); "
                 "only access tokens in the store are accepted",
                 file->mgmt.listen);
-    pt_info("management API listening on %s", file->mgmt.listen);
+    pt_info("management API listening on %s%s", file->mgmt.listen, tls ? " (HTTPS)" : "");
     return true;
 }
 
@@ -1944,4 +1974,6 @@ void pt_mgmt_stop(void)
     if (http)
         evhttp_free(http);
     http = NULL;
+    pt_tls_server_free(tls);
+    tls = NULL;
 }

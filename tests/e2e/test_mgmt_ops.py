@@ -154,6 +154,63 @@ def test_workspace_policy_document(env, backend):
     assert m.call("GET", "workspaces/w1/policies/policy")[0] == 404
 
 
+def test_management_over_https(backend, portico, workdir):
+    from tls_helpers import Pki, client_context
+    pki = Pki(workdir)
+    cert, key = pki.leaf("mgmt", "localhost", sans=("DNS:localhost", "IP:127.0.0.1"))
+    cfg = mgmt_config(backend.url)
+    cfg["management"].update({"certificate": cert, "key": key})
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    port = int(cfg["management"]["listen"].rsplit(":", 1)[1])
+    # a TLS client trusting the test CA gets answers; plain HTTP does not
+    c = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=client_context(pki.ca))
+    c.request("PUT", "/management/apis/secure", body=json.dumps({"path": "secure", "serviceUrl": backend.url,
+                                                                  "subscriptionRequired": False}),
+              headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+    r = c.getresponse()
+    assert r.status == 201, r.read()
+    r.read()
+    c.close()
+    plain = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+        plain.request("GET", "/management/apis", headers={"Authorization": "Bearer " + TOKEN})
+        plain.getresponse().read()
+    # the CLI speaks https, checking the certificate against --ca-file / $PORTICO_CA_FILE
+    url = "https://127.0.0.1:%d" % port
+    e = dict(os.environ, PORTICO_ADMIN_TOKEN=TOKEN)
+    e.pop("PORTICO_CA_FILE", None)
+    r = subprocess.run([BIN, "api", "list", "--url", url, "--ca-file", pki.ca], capture_output=True, timeout=60, env=e)
+    assert r.returncode == 0 and b"secure" in r.stdout, r.stderr
+    r = subprocess.run([BIN, "api", "list", "--url", url], capture_output=True, timeout=60,
+                       env=dict(e, PORTICO_CA_FILE=pki.ca))
+    assert r.returncode == 0 and b"secure" in r.stdout, r.stderr
+    # an untrusted certificate is refused with a clear message
+    r = subprocess.run([BIN, "api", "list", "--url", url, "--ca-file", pki.other_ca], capture_output=True,
+                       timeout=60, env=e)
+    assert r.returncode == 1 and b"certificate not trusted" in r.stderr, r.stderr
+    # a name the certificate does not carry is refused too
+    r = subprocess.run([BIN, "api", "list", "--url", "https://[::1]:%d" % port, "--ca-file", pki.ca],
+                       capture_output=True, timeout=60, env=e)
+    assert r.returncode == 1, r.stdout
+
+
+def test_management_tls_config_errors(backend, workdir):
+    cfg = mgmt_config(backend.url)
+    cfg["management"]["certificate"] = os.path.join(workdir, "missing.pem")
+    path = os.path.join(workdir, "bad.yaml")
+    from conftest import to_yaml
+    text = to_yaml(cfg) + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    r = subprocess.run([BIN, "-t", "-c", path], capture_output=True, timeout=30)
+    assert r.returncode != 0 and b"needs both certificate and key" in r.stderr, r.stderr
+    cfg["management"]["key"] = os.path.join(workdir, "missing.key")
+    with open(path, "w") as f:
+        f.write(to_yaml(cfg) + "\n")
+    r = subprocess.run([BIN, "-t", "-c", path], capture_output=True, timeout=30)
+    assert r.returncode != 0 and b"bad.yaml:" in r.stderr and b"missing.pem" in r.stderr, r.stderr
+
+
 # ------------------------------------------------------------- durability
 
 
