@@ -1566,23 +1566,53 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
 
 static const char *const builtin_groups[] = {"administrators", "developers", "guests", NULL};
 
-static bool has_group(const struct pt_conf *cf, const char *id)
+/*
+ * The ids of one kind of entity, for the reference checks: open addressing
+ * over the entities' own strings, so a file with many users and
+ * subscriptions is checked in linear time.
+ */
+struct idset {
+    const char **v;
+    size_t mask;
+};
+
+#define IDSET(s, arr, n, type) idset_init(s, arr, n, sizeof(type), offsetof(type, id))
+
+static void idset_init(struct idset *s, const void *items, int n, size_t stride, size_t off)
 {
-    for (int i = 0; builtin_groups[i]; i++)
-        if (!strcmp(builtin_groups[i], id))
-            return true;
-    for (int i = 0; i < cf->ngroups; i++)
-        if (!strcmp(cf->groups[i].id, id))
+    size_t cap = 8;
+    while (cap < (size_t)n * 2)
+        cap <<= 1;
+    s->v = calloc(cap, sizeof(*s->v));
+    s->mask = cap - 1;
+    for (int i = 0; s->v && i < n; i++) {
+        const char *id = *(const char *const *)((const char *)items + (size_t)i * stride + off);
+        if (!id)
+            continue;
+        size_t h = pt_hash(id, strlen(id), false) & s->mask;
+        while (s->v[h] && strcmp(s->v[h], id))
+            h = (h + 1) & s->mask;
+        s->v[h] = id;
+    }
+}
+
+static bool idset_has(const struct idset *s, const char *id)
+{
+    if (!s->v)
+        return true; /* out of memory: no false alarms */
+    size_t h = pt_hash(id, strlen(id), false) & s->mask;
+    for (; s->v[h]; h = (h + 1) & s->mask)
+        if (!strcmp(s->v[h], id))
             return true;
     return false;
 }
 
-static bool has_api(const struct pt_conf *cf, const char *id)
+static bool has_group(const struct idset *groups, const char *id)
 {
-    for (int i = 0; i < cf->napis; i++)
-        if (!strcmp(cf->apis[i].id, id))
+    for (int i = 0; builtin_groups[i]; i++)
+        if (!strcmp(builtin_groups[i], id))
             return true;
-    return false;
+    return idset_has(groups, id);
 }
 
 struct owned {
@@ -1631,68 +1661,73 @@ static void check_subscription_limits(const struct pt_conf *cf, struct pt_errors
     free(v);
 }
 
+/* An entity's workspace must exist ("" is the service level). */
+static void check_workspace(const struct idset *ws, const char *kind, const char *id, const char *w,
+                            const struct pt_node *node, struct pt_errors *errs)
+{
+    if (w && *w && !idset_has(ws, w))
+        pt_node_error(errs, pt_node_get(node, "workspace"), "%s '%s': unknown workspace '%s'", kind, id, w);
+}
+
 bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
 {
     int before = errs->n;
+    struct idset apis, groups, products, users, vsets, wss;
+    IDSET(&apis, cf->apis, cf->napis, struct pt_api_cf);
+    IDSET(&groups, cf->groups, cf->ngroups, struct pt_group_cf);
+    IDSET(&products, cf->products, cf->nproducts, struct pt_product_cf);
+    IDSET(&users, cf->users, cf->nusers, struct pt_user_cf);
+    IDSET(&vsets, cf->version_sets, cf->nversion_sets, struct pt_versionset_cf);
+    IDSET(&wss, cf->workspaces, cf->nworkspaces, struct pt_workspace_cf);
     for (int i = 0; i < cf->nproducts; i++) {
         const struct pt_product_cf *p = &cf->products[i];
         struct pt_node *an = pt_node_get(p->node, "apis"), *gn = pt_node_get(p->node, "groups");
         for (int k = 0; k < p->apis.n; k++)
-            if (!has_api(cf, p->apis.v[k]))
+            if (!idset_has(&apis, p->apis.v[k]))
                 pt_node_error(errs, an && an->kind == PT_N_SEQ ? an->items[k] : p->node,
                               "product '%s' lists unknown API '%s'", p->id, p->apis.v[k]);
         for (int k = 0; k < p->groups.n; k++)
-            if (!has_group(cf, p->groups.v[k]))
+            if (!has_group(&groups, p->groups.v[k]))
                 pt_node_error(errs, gn && gn->kind == PT_N_SEQ ? gn->items[k] : p->node,
                               "product '%s' lists unknown group '%s'", p->id, p->groups.v[k]);
+        check_workspace(&wss, "product", p->id, p->workspace, p->node, errs);
     }
+    for (int i = 0; i < cf->ngroups; i++)
+        check_workspace(&wss, "group", cf->groups[i].id, cf->groups[i].workspace, cf->groups[i].node, errs);
+    for (int i = 0; i < cf->nbackends; i++)
+        check_workspace(&wss, "backend", cf->backends[i].id, cf->backends[i].workspace, cf->backends[i].node, errs);
     for (int i = 0; i < cf->nusers; i++) {
         const struct pt_user_cf *u = &cf->users[i];
         struct pt_node *gn = pt_node_get(u->node, "groups");
         for (int k = 0; k < u->groups.n; k++)
-            if (!has_group(cf, u->groups.v[k]))
+            if (!has_group(&groups, u->groups.v[k]))
                 pt_node_error(errs, gn && gn->kind == PT_N_SEQ ? gn->items[k] : u->node,
                               "user '%s' is in unknown group '%s'", u->id, u->groups.v[k]);
     }
     for (int i = 0; i < cf->nsubs; i++) {
         const struct pt_subscription_cf *s = &cf->subs[i];
-        bool found = s->scope_kind == PT_SUB_ALL_APIS;
-        if (s->scope_kind == PT_SUB_API)
-            found = has_api(cf, s->scope_id);
-        for (int k = 0; s->scope_kind == PT_SUB_PRODUCT && k < cf->nproducts; k++)
-            found |= !strcmp(cf->products[k].id, s->scope_id);
+        bool found = s->scope_kind == PT_SUB_ALL_APIS ||
+                     (s->scope_kind == PT_SUB_API && idset_has(&apis, s->scope_id)) ||
+                     (s->scope_kind == PT_SUB_PRODUCT && idset_has(&products, s->scope_id));
         if (!found)
             pt_node_error(errs, pt_node_get(s->node, "scope"), "subscription '%s': scope '%s': there is no %s '%s'",
                           s->id, s->scope, s->scope_kind == PT_SUB_API ? "API" : "product", s->scope_id);
-        if (s->owner_user) {
-            bool u = false;
-            for (int k = 0; k < cf->nusers; k++)
-                u |= !strcmp(cf->users[k].id, s->owner_user);
-            if (!u)
-                pt_node_error(errs, pt_node_get(s->node, "ownerId"), "subscription '%s': unknown owner '%s'", s->id,
-                              s->owner_id);
-        }
+        if (s->owner_user && !idset_has(&users, s->owner_user))
+            pt_node_error(errs, pt_node_get(s->node, "ownerId"), "subscription '%s': unknown owner '%s'", s->id,
+                          s->owner_id);
+        check_workspace(&wss, "subscription", s->id, s->workspace, s->node, errs);
     }
     check_subscription_limits(cf, errs);
     for (int i = 0; i < cf->napis; i++) {
         const struct pt_api_cf *a = &cf->apis[i];
-        if (a->version_set) {
-            bool found = false;
-            for (int k = 0; k < cf->nversion_sets; k++)
-                found |= !strcmp(cf->version_sets[k].id, a->version_set);
-            if (!found)
-                pt_node_error(errs, pt_node_get(a->node, "apiVersionSetId"), "API '%s': unknown version set '%s'",
-                              a->id, a->version_set);
-        }
-        if (a->workspace && *a->workspace) {
-            bool found = false;
-            for (int k = 0; k < cf->nworkspaces; k++)
-                found |= !strcmp(cf->workspaces[k].id, a->workspace);
-            if (!found)
-                pt_node_error(errs, pt_node_get(a->node, "workspace"), "API '%s': unknown workspace '%s'", a->id,
-                              a->workspace);
-        }
+        if (a->version_set && !idset_has(&vsets, a->version_set))
+            pt_node_error(errs, pt_node_get(a->node, "apiVersionSetId"), "API '%s': unknown version set '%s'", a->id,
+                          a->version_set);
+        check_workspace(&wss, "API", a->id, a->workspace, a->node, errs);
     }
+    struct idset *all[] = {&apis, &groups, &products, &users, &vsets, &wss};
+    for (size_t i = 0; i < PT_ARRAY_LEN(all); i++)
+        free(all[i]->v);
     return errs->n == before;
 }
 

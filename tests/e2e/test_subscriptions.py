@@ -239,6 +239,7 @@ def test_removed_from_the_file_means_removed_at_reload(backend, portico):
     ({"state": "sleeping"}, "sleeping"),
     ({"ownerId": "/users/ghost"}, "ghost"),
     ({"primaryKey": hexkey("allapis")}, "already"),
+    ({"workspace": "nowhere"}, "unknown workspace 'nowhere'"),
 ])
 def test_bad_subscriptions_are_refused_with_positions(backend, portico, bad, message):
     cfg = world(backend)
@@ -248,6 +249,16 @@ def test_bad_subscriptions_are_refused_with_positions(backend, portico, bad, mes
     assert code != 0
     assert message in out, out
     assert ":" in out.split("\n")[0] and "portico.yaml:" in out, out
+
+
+@pytest.mark.parametrize("entity", ["products", "backends"])
+def test_entities_in_unknown_workspaces_are_refused(backend, portico, entity):
+    cfg = world(backend)
+    cfg.setdefault("backends", [{"id": "b1", "url": backend.url}])
+    cfg[entity][0]["workspace"] = "nowhere"
+    p = portico(cfg, start=False)
+    code, out = p.check()
+    assert code != 0 and "unknown workspace 'nowhere'" in out and "portico.yaml:" in out, out
 
 
 def test_subscriptions_limit_per_user(backend, portico):
