@@ -6,7 +6,9 @@
  * opened for our own use; user code never sees them: it runs in an
  * environment of its own whose missing names are looked up in an allow-list
  * table (see build_user_globals).  The string metatable is locked and points
- * at bounded copies of the string functions.
+ * at bounded copies of the string functions: string.rep checks the size of
+ * its result, and the pattern functions are pt_lpat's, which poll the same
+ * deadline as the hook (LuaJIT's own run in C that no hook interrupts).
  *
  * Calls.  Every evaluation runs in the request's coroutine (created on the
  * first call, kept for the request's life) with a deadline: a count hook
@@ -30,6 +32,7 @@
 #include "pt_expr.h"
 #include "pt_log.h"
 #include "pt_luahelp.h"
+#include "pt_lpat.h"
 #include "pt_luapol.h"
 #include "pt_plugin.h"
 #include "pt_req.h"
@@ -54,6 +57,7 @@ struct pt_lua {
     size_t cap;       /* lua.memory; enforced once the state is built */
     bool capped;
     uint64_t deadline; /* ms, 0 = none */
+    struct pt_lpat_env lpat; /* pattern functions: subject cap, deadline */
     const char *breach; /* "time" / "memory" while a limit is broken */
     int need_body;      /* PT_MSG_* asked for while evaluating */
     bool damaged;
@@ -61,6 +65,8 @@ struct pt_lua {
     bool in_policy;     /* running a Lua policy: context may be changed */
     int ref_genv;       /* read-only globals for user code */
     int ref_threads;    /* table anchoring request coroutines */
+    int ref_dirty;      /* globals set by the running evaluation: env, key, env, key, ... */
+    int ndirty;
     int ref_json_encode;
     int ref_proxies[32];
 };
@@ -168,20 +174,15 @@ static int safe_rep(lua_State *L)
     return 1;
 }
 
-/* find/match/gmatch/gsub: a C call the hook cannot interrupt, so the
-   subject is bounded (plain finds are linear and exempt). */
-static int safe_pattern(lua_State *L)
+/* Pattern functions poll this: the same deadline as the hook's. */
+static bool pattern_expired(void)
 {
-    size_t l;
-    luaL_checklstring(L, 1, &l);
-    bool plain = lua_toboolean(L, 4) && lua_tointeger(L, lua_upvalueindex(2)) == 1;
-    if (!plain && l > (size_t)lua_tointeger(L, lua_upvalueindex(3)))
-        return luaL_error(L, "pattern matching on a string of %d bytes exceeds the limit (lua.patternLimit)",
-                          (int)PT_MIN(l, (size_t)INT32_MAX));
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    struct pt_lua *x = tl;
+    if (x && x->deadline && pt_now_ms() >= x->deadline) {
+        x->breach = "time";
+        return true;
+    }
+    return false;
 }
 
 /* ------------------------------------------------------------- proxies */
@@ -906,15 +907,6 @@ static void copy_lib(lua_State *L, const char *name)
     lua_setfield(L, -2, name);
 }
 
-static void wrap_fn(lua_State *L, int tbl, const char *name, lua_CFunction f, int plain, int limit)
-{
-    lua_getfield(L, tbl, name);
-    lua_pushinteger(L, plain);
-    lua_pushinteger(L, limit);
-    lua_pushcclosure(L, f, 3);
-    lua_setfield(L, tbl, name);
-}
-
 static const struct pt_lua_limits *limits_of(struct pt_lua *x);
 
 /* The allow-list: everything user code may reach, read-only. */
@@ -946,11 +938,9 @@ static void build_user_globals(struct pt_lua *x)
     lua_getfield(L, str, "rep");
     lua_pushcclosure(L, safe_rep, 1);
     lua_setfield(L, str, "rep");
-    int limit = (int)PT_MIN(limits_of(x)->pattern_subject, (uint64_t)INT32_MAX);
-    wrap_fn(L, str, "find", safe_pattern, 1, limit);
-    wrap_fn(L, str, "match", safe_pattern, 0, limit);
-    wrap_fn(L, str, "gmatch", safe_pattern, 0, limit);
-    wrap_fn(L, str, "gsub", safe_pattern, 0, limit);
+    x->lpat.max_subject = (size_t)limits_of(x)->pattern_subject;
+    x->lpat.expired = pattern_expired;
+    pt_lpat_install(L, str, &x->lpat);
     /* the string metatable: methods are the bounded ones, and it is locked */
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);
@@ -1062,6 +1052,9 @@ static bool state_build(struct pt_lua *x)
     build_user_globals(x);
     lua_newtable(L);
     x->ref_threads = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    x->ref_dirty = luaL_ref(L, LUA_REGISTRYINDEX);
+    x->ndirty = 0;
     lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_COUNT);
     lua_gc(L, LUA_GCCOLLECT, 0);
     x->capped = true;
@@ -1130,6 +1123,44 @@ static const struct pt_lua_limits *limits_of(struct pt_lua *x)
     return &x->w->cur->gen->conf->lua;
 }
 
+/* A global set by user code: kept in the statement's environment until the
+   evaluation ends (see forget_globals), so nothing a script leaves behind
+   reaches the next request. */
+static int env_newindex(lua_State *L)
+{
+    lua_settop(L, 3);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_rawset(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, tl->ref_dirty);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, ++tl->ndirty);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, ++tl->ndirty);
+    return 0;
+}
+
+static void forget_globals(struct pt_lua *x)
+{
+    if (!x->ndirty)
+        return;
+    lua_State *L = x->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->ref_dirty);
+    for (int i = 1; i < x->ndirty; i += 2) {
+        lua_rawgeti(L, -1, i);
+        lua_rawgeti(L, -2, i + 1);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_rawseti(L, -2, i);
+        lua_pushnil(L);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pop(L, 1);
+    x->ndirty = 0;
+}
+
 /* Pushes compiled expression `id` of the request's generation onto L. */
 static bool push_expr(struct pt_lua *x, struct pt_req *req, int id, const char **err)
 {
@@ -1158,11 +1189,13 @@ static bool push_expr(struct pt_lua *x, struct pt_req *req, int id, const char *
         lua_pop(L, 1);
         return false;
     }
-    /* its own environment, reading the allow-list */
+    /* its own environment, reading the allow-list; what it sets lasts one evaluation */
     lua_newtable(L);
     lua_newtable(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, x->ref_genv);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, env_newindex);
+    lua_setfield(L, -2, "__newindex");
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, -2);
@@ -1242,6 +1275,8 @@ static int call_limited(struct pt_lua *x, struct pt_req *req, lua_State *co, int
     int base = lua_gettop(co) - nargs - 1;
     int st = lua_resume(co, nargs);
     x->deadline = 0;
+    if (x->ndirty && !x->breach)
+        forget_globals(x);
     if (st == 0) {
         /* keep exactly nres results */
         int got = lua_gettop(co) - base;

@@ -56,6 +56,12 @@ CASES = [
     ("pcall-swallow-memory", "@{ pcall(function() local t = {} for i = 1, 1e9 do t[i] = i end end); return 'x' }",
      "memory limit"),
     ("pattern-huge", "@(string.find(string.rep('a', 1000000), '.-.-.-.-b'))", "exceeds the limit"),
+    # small subjects, patterns that backtrack for minutes: the deadline reaches into the matcher
+    ("pattern-backtracking", "@(string.find(string.rep('a', 4000), '.-.-.-.-b'))", "time limit"),
+    ("pattern-gsub-method", "@(select(2, ('a'):rep(3000):gsub('(.-)(.-)(.-)b', 'x')))", "time limit"),
+    ("pattern-gmatch", "@{ for _ in string.gmatch(string.rep('a', 3000), 'a.-.-.-b') do end }", "time limit"),
+    ("pattern-match-pcall", "@{ pcall(string.match, string.rep('a', 4000), '.-.-.-.-b'); return 'escaped' }",
+     "time limit"),
     ("metatable-tamper", "@(getmetatable('').__index)", "index"),
 ]
 
@@ -85,15 +91,18 @@ def test_breach_fails_only_its_request(backend, portico, expr, expect):
         assert p.request("GET", "/echo/good")[:1] == (200,)
     assert p.request("GET", "/echo/good")[2] == b"FINE3"
     assert backend.last() is None  # the evil request never reached the backend
-    assert "ExpressionValueEvaluationFailure" in json.dumps(p.access_entries(wait_for=1)) or True
+    evil = [e for e in p.access_entries(wait_for=25) if "/echo/evil" in json.dumps(e)]
+    assert evil and evil[-1]["reason"] == "ExpressionValueEvaluationFailure", evil
 
 
 def test_string_metatable_tampering_does_not_leak(backend, portico):
     """A script that tries to replace string methods cannot affect other expressions."""
     cfg = sandbox_config(backend.url, "@{ local mt = getmetatable(''); return tostring(mt) }")
+    cfg["apis"][0]["operations"][1]["policies"]["inbound"].append(
+        {"return-response": {"set-body": "@(context.variables.x)"}})
     p = portico(cfg)
     status, _, body = p.request("GET", "/echo/evil")
-    assert status == 200 or status == 500
+    assert (status, body) == (200, b"false")  # the metatable is locked: only its __metatable (false) shows
     # writes to the shared string table are refused
     cfg2 = sandbox_config(backend.url, "@{ string.upper = function() return 'pwned' end; return 'x' }")
     p.stop()
@@ -115,3 +124,19 @@ def test_state_is_rebuilt_after_a_breach(backend, portico):
         assert p.request("GET", "/echo/evil")[0] == 500
         assert p.request("GET", "/echo/good")[2] == b"FINE3"
     assert "rebuilding the Lua state" in p.log_text()
+
+
+def test_globals_last_one_evaluation(backend, portico):
+    """A global a script sets is its own for that evaluation only: the next request (another client's,
+    perhaps) does not find it."""
+    expr = ("@{ local before = seen; seen = context.request.headers:get('X-Secret', ''); "
+            "function twice(v) return v .. v end; return tostring(before) .. '|' .. twice(seen) }")
+    cfg = sandbox_config(backend.url, expr)
+    cfg["apis"][0]["operations"][1]["policies"]["inbound"].append(
+        {"return-response": {"set-body": "@(context.variables.x)"}})
+    p = portico(cfg)
+    for secret in ("alpha", "beta"):
+        status, _, body = p.request("GET", "/echo/evil", headers={"X-Secret": secret})
+        assert (status, body) == (200, ("nil|" + secret * 2).encode())
+    # a global from one statement is not visible to another either
+    assert p.request("GET", "/echo/good")[2] == b"FINE3"
