@@ -852,9 +852,27 @@ static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
+static bool read_underscores(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    static const char *const modes[] = {"reject", "drop", "allow", NULL};
+    char *s;
+    if (!pt_cf_str(cx, n, &s, false))
+        return false;
+    for (int i = 0; modes[i]; i++)
+        if (!strcmp(modes[i], s)) {
+            *(int *)field = i;
+            return true;
+        }
+    pt_node_error(cx->errs, n, "expected reject, drop or allow");
+    return false;
+}
+
 static const struct pt_cfkey limits_keys[] = {
     {"bufferSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.buffer_size), 0, 1024, 1LL << 30},
     {"headerSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.header_size), 0, 1024, 1 << 20},
+    {"headerLine", PT_CT_SIZE, offsetof(struct pt_conf, limits.header_line), 0, 256, 1 << 20},
+    {"headerUnderscores", PT_CT_CUSTOM, offsetof(struct pt_conf, limits.header_underscores), 0,
+     .fn = read_underscores},
     {"headerCount", PT_CT_INT, offsetof(struct pt_conf, limits.header_count), 0, 1, 10000},
     {"uriLength", PT_CT_SIZE, offsetof(struct pt_conf, limits.uri_length), 0, 64, 1 << 20},
     {"bodySize", PT_CT_SIZE, offsetof(struct pt_conf, limits.body_size), 0, 0, INT64_MAX},
@@ -1502,6 +1520,8 @@ static void set_defaults(struct pt_conf *cf)
     cf->lua.memory = 64ULL * 1024 * 1024;
     cf->lua.pattern_subject = 256 * 1024;
     cf->limits.header_size = 32 * 1024;
+    cf->limits.header_line = 8 * 1024;
+    cf->limits.header_underscores = PT_UNDERSCORES_REJECT;
     cf->limits.header_count = 100;
     cf->limits.uri_length = 8 * 1024;
     cf->limits.body_size = 1024ULL * 1024 * 1024;

@@ -126,9 +126,13 @@ struct pt_api_cf {
     struct pt_node *node;
 };
 
+enum { PT_UNDERSCORES_REJECT, PT_UNDERSCORES_DROP, PT_UNDERSCORES_ALLOW };
+
 struct pt_limits_cf {
     uint64_t buffer_size;   /* a body read into memory for a policy */
     uint64_t header_size;   /* request line + headers, 431 */
+    uint64_t header_line;   /* one header line, 431 */
+    int header_underscores; /* PT_UNDERSCORES_*: header names with '_' */
     int64_t header_count;   /* 431 */
     uint64_t uri_length;    /* 414 */
     uint64_t body_size;     /* 413, before reading the body */

@@ -118,7 +118,8 @@ int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_
                         if (line_len > max_line)
                             return scan_fail(err, is_request, 414,
                                              is_request ? "request line too long" : "status line too long");
-                    }
+                    } else if (s->max_hline && line_len - 1 > s->max_hline)
+                        return scan_fail(err, is_request, 431, "header line too long");
                     s->line_start = pos + 1;
                     s->prev = '\n';
                     i++;
@@ -140,6 +141,8 @@ int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_
                     if (!s->first_line_done && pos - s->line_start > max_line)
                         return scan_fail(err, is_request, 414,
                                          is_request ? "request line too long" : "status line too long");
+                    if (s->first_line_done && s->max_hline && pos - s->line_start > s->max_hline + 1)
+                        return scan_fail(err, is_request, 431, "header line too long");
                     continue;
                 }
                 switch (scan_class[c]) {
@@ -592,8 +595,15 @@ bool pt_http_parse_request(struct pt_head *h, char *buf, size_t len, struct pt_p
         err->msg = h->method_id == HTTP_CONNECT ? "CONNECT is not allowed" : "TRACE is not allowed";
         return false;
     }
-    /* request target: origin-form, absolute-form, or "*" for OPTIONS */
+    /* request target: origin-form, absolute-form, or "*" for OPTIONS; visible
+       ASCII only (llhttp lets HTAB and bytes over 0x7F through) */
     pt_str t = h->target;
+    for (size_t i = 0; i < t.n; i++)
+        if ((unsigned char)t.p[i] <= 0x20 || (unsigned char)t.p[i] >= 0x7f) {
+            err->status = 400;
+            err->msg = "invalid character in the request target (percent-encode it)";
+            return false;
+        }
     pt_str authority = PT_NULL_STR;
     if (t.n && t.p[0] == '/') {
         h->path = t;

@@ -93,6 +93,7 @@ struct pt_scan {
     size_t line_start;
     bool first_line_done;
     unsigned char prev;
+    size_t max_hline;  /* longest header line (0: only max_head bounds it); set by the caller */
 };
 
 /*

@@ -769,6 +769,20 @@ static void req_start(struct pt_conn *c, size_t head_len)
         req_error(req, err.status, reason_for(err.status), err.msg);
         return;
     }
+    /* "X_Foo" may reach a backend that reads it as "X-Foo": refused, or dropped, unless allowed */
+    for (int i = 0; cf->limits.header_underscores != PT_UNDERSCORES_ALLOW && i < req->h.nh; i++) {
+        struct pt_hdr *x = &req->h.h[i];
+        if (!memchr(x->name.p, '_', x->name.n))
+            continue;
+        if (cf->limits.header_underscores == PT_UNDERSCORES_DROP) {
+            x->deleted = true;
+            continue;
+        }
+        req_set_id(req);
+        req->keep = false;
+        req_error(req, 400, "BadRequest", "underscore in a header name (see limits.headerUnderscores)");
+        return;
+    }
     req_set_id(req);
     req->keep = req->h.keepalive && c->nreqs < (unsigned)cf->limits.requests_per_connection && !w->draining;
     if (req->h.body != PT_BODY_NONE)
@@ -1671,6 +1685,7 @@ static void conn_heads(struct pt_conn *c)
         size_t head_len;
         struct pt_http_err err = {0};
         /* the request line holds the URI plus method and version */
+        c->scan.max_hline = cf->limits.header_line;
         int r = pt_http_scan(&c->scan, in, cf->limits.header_size, cf->limits.uri_length + 32, true,
                              &head_len, &err);
         if (r == 0)

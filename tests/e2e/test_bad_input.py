@@ -373,6 +373,11 @@ HEAD_CASES = [
     pytest.param(b"GET admin HTTP/1.1\r\n" + H + b"\r\n", 400, id="get-relative"),
     pytest.param(b"get /echo/x HTTP/1.1\r\n" + H + b"\r\n", 400, id="lowercase-method"),
     pytest.param(b"GET /echo/a b HTTP/1.1\r\n" + H + b"\r\n", 400, id="space-in-target"),
+    pytest.param(b"GET /echo/a\tb HTTP/1.1\r\n" + H + b"\r\n", 400, id="tab-in-target"),
+    pytest.param(b"GET /echo/caf\xc3\xa9 HTTP/1.1\r\n" + H + b"\r\n", 400, id="raw-utf8-in-target"),
+    pytest.param(b"GET /echo/a?q=\x85 HTTP/1.1\r\n" + H + b"\r\n", 400, id="high-byte-in-query"),
+    pytest.param(b"GET /echo/a\x7fb HTTP/1.1\r\n" + H + b"\r\n", 400, id="del-in-target"),
+    pytest.param(b"GET /echo/x HTTP/1.1\r\n" + H + b"X_Foo: a\r\n\r\n", 400, id="underscore-in-name"),
     # expectations
     pytest.param(b"POST /echo/x HTTP/1.1\r\n" + H + b"Content-Length: 10\r\nExpect: foo\r\n\r\n0123456789",
                  417, id="expect-unknown"),
@@ -448,12 +453,43 @@ def test_content_length_with_leading_zero_is_forwarded_canonical(backend, portic
     assert second.target == "/base/next"
 
 
-def test_underscore_in_name_and_high_bytes_in_value_are_forwarded_exactly(backend, portico):
+def test_high_bytes_in_value_are_forwarded_exactly(backend, portico):
     p = portico(config(backend.url))
-    out, closed = exchange(p.port, b"GET /echo/x HTTP/1.1\r\nHost: a\r\nX_Foo: a\r\nX: \x85admin\xa0\r\n"
+    out, closed = exchange(p.port, b"GET /echo/x HTTP/1.1\r\nHost: a\r\nX: \x85admin\xa0\r\n"
                                    b"Connection: close\r\n\r\n")
     assert_ok(out, closed)
-    assert_forwarded_head(backend, b"GET /base/x HTTP/1.1", [b"X_Foo: a", b"X: \x85admin\xa0"])
+    assert_forwarded_head(backend, b"GET /base/x HTTP/1.1", [b"X: \x85admin\xa0"])
+
+
+@pytest.mark.parametrize("mode", ["drop", "allow"])
+def test_underscores_in_names_only_by_choice(backend, portico, mode):
+    """X_Foo is refused by default (a backend may read it as X-Foo); limits.headerUnderscores
+    drops such fields or lets them through."""
+    limits = dict(LIMITS, headerUnderscores=mode)
+    p = portico(config(backend.url, limits=limits))
+    out, closed = exchange(p.port, b"GET /echo/x HTTP/1.1\r\nHost: a\r\nX_Foo: a\r\nX-Bar: b\r\n"
+                                   b"Connection: close\r\n\r\n")
+    assert_ok(out, closed)
+    kept = [b"X_Foo: a", b"X-Bar: b"] if mode == "allow" else [b"X-Bar: b"]
+    assert_forwarded_head(backend, b"GET /base/x HTTP/1.1", kept)
+
+
+def test_header_line_limit(backend, portico):
+    """One header line may hold limits.headerLine bytes (without its CRLF); one more is 431, also
+    when the line never ends."""
+    p = portico(config(backend.url, limits=dict(LIMITS, headerLine="1k")))
+    for value_len in (1024 - 7 - 1, 1024 - 7):  # "X-Pad: " + value
+        line = b"X-Pad: " + b"v" * value_len
+        out, closed = exchange(p.port, b"GET /echo/x HTTP/1.1\r\nHost: a\r\n" + line + b"\r\n"
+                                       b"Connection: close\r\n\r\n")
+        assert_ok(out, closed)
+        assert_forwarded_head(backend, b"GET /base/x HTTP/1.1", [line])
+    out, closed = exchange(p.port, b"GET /echo/x HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"v" * 1018 + b"\r\n\r\n",
+                           settle=0.5)
+    assert_error(out, closed, 431)
+    out, closed = exchange(p.port, b"GET /echo/x HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"v" * 1100)
+    assert_error(out, closed, 431)
+    assert len(backend.requests) == 2
 
 
 def test_http10_without_host_is_fine(backend, portico):
