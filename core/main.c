@@ -144,6 +144,13 @@ static void print_reference(const struct pt_gen *g)
         for (int s = 0; s < 4; s++)
             if (d->sections & (1u << s))
                 printf(" %s", secs[s]);
+        if ((d->scopes & PT_SCOPE_ALL) != PT_SCOPE_ALL) {
+            static const char *const scopes[] = {"global", "workspace", "product", "API", "operation"};
+            printf(". Scopes:");
+            for (int s = 0; s < 5; s++)
+                if (d->scopes & (1u << s))
+                    printf(" %s", scopes[s]);
+        }
         printf(". Provided by: %s.%s\n", !owner || !strcmp(owner, "core") ? "the core"
                                          : strstr(owner, ".lua") ? "a Lua policy" : "a plugin",
                d->flags & PT_POLICY_ONCE_PER_SECTION ? " At most once per section." : "");

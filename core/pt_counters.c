@@ -218,13 +218,18 @@ int pt_counter(struct pt_counter_op *op)
             e->last_ms = now;
         }
         op->count = sum;
-        if (op->limit > 0 && sum >= op->limit) {
-            /* room comes back when the oldest counted slot leaves the window */
-            for (int64_t k = slot - NSLOTS + 1; k <= slot; k++)
-                if (e->slots[((k % NSLOTS) + NSLOTS) % NSLOTS]) {
+        int64_t need = op->add > 0 ? op->add : 1;
+        if (op->limit > 0 && sum + need > op->limit) {
+            /* room for the next call comes back when enough of the oldest
+               slots have left the window */
+            int64_t left = sum;
+            for (int64_t k = slot - NSLOTS + 1; k <= slot; k++) {
+                left -= e->slots[((k % NSLOTS) + NSLOTS) % NSLOTS];
+                if (left + need <= op->limit) {
                     op->retry_ms = (k + NSLOTS) * slot_len - now;
                     break;
                 }
+            }
         }
         break;
     }
@@ -245,7 +250,7 @@ int pt_counter(struct pt_counter_op *op)
         }
         op->count = e->value;
         op->period_end_ms = op->origin_ms + (period + 1) * e->window;
-        if (op->limit > 0 && e->value >= op->limit)
+        if (op->limit > 0 && e->value + (op->add > 0 ? op->add : 1) > op->limit)
             op->retry_ms = op->period_end_ms - wall;
         break;
     }

@@ -762,7 +762,18 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
         return NULL;
     }
     if (!(def->scopes & pc->scope)) {
-        pt_node_error(pc->errs, pt_node_key(n, 0), "policy '%s' is not allowed at this scope", name);
+        static const char *const names[] = {"global", "workspace", "product", "API", "operation"};
+        char allowed[96] = "";
+        const char *here = "this";
+        for (int i = 0; i < 5; i++) {
+            if (pc->scope == 1 << i)
+                here = names[i];
+            if (def->scopes & (1u << i))
+                snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s", *allowed ? ", " : "",
+                         names[i]);
+        }
+        pt_node_error(pc->errs, pt_node_key(n, 0), "policy '%s' is not allowed at %s scope (only: %s)", name, here,
+                      allowed);
         return NULL;
     }
     if (!(def->flags & PT_POLICY_CORE_SYNTAX) && !validate_attrs(pc, attrs, def->attrs, name))

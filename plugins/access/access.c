@@ -7,11 +7,13 @@
  *
  * Counting.  Limits use the gateway's node-wide counters (api->counter):
  * shared by every worker, sharded, bounded in memory (see
- * docs/policies-access.md).  Rate limits are sliding windows; quotas are
- * fixed windows kept in the store across restarts.  A call refused by a
- * limit is not counted by that limit, so a client that waits gets through
- * again.  A counter key carries the limit's numbers, so changing a limit
- * starts a fresh count.
+ * docs/access-policies.md).  Rate limits are sliding windows; quotas are
+ * fixed windows kept in the store across restarts.  As in APIM, every call
+ * counts, the ones a limit refuses too: a client that keeps calling past
+ * its limit stays refused until it slows down.  The per-subscription limits
+ * keep a count per policy definition (the counter's name carries the
+ * numbers, so changing a limit starts a fresh count); the by-key ones share
+ * one count per key value and window across every policy using the key.
  *
  * Decisions where APIM leaves room are documented at each policy.
  */
@@ -339,6 +341,12 @@ static int rate_limit_compile(const struct pt_api *api, pt_compile *c, void **in
     compile_headers(api, c, l);
     if (compile_levels(api, c, l, api->attr_int(c, "calls", 1), api->attr_int(c, "renewal-period", 1), 0))
         return -1;
+    for (int i = 1; i < l->nlevels; i++)
+        if (l->levels[i].period_s < 1 || l->levels[i].period_s > 300) {
+            api->compile_error(c, "api", "a nested limit's renewal-period must be from 1 to 300 seconds (%s%s%s)",
+                               l->levels[i].api, l->levels[i].op ? "/" : "", l->levels[i].op ? l->levels[i].op : "");
+            return -1;
+        }
     *instance = l;
     return 0;
 }
@@ -389,15 +397,42 @@ static bool level_applies(const struct level *v, pt_bytes api_id, pt_bytes op_id
     return !v->op || bytes_is(op_id, v->op);
 }
 
+/*
+ * A counter's name: what counts, over which window, for which nested level,
+ * and the key.  `calls` is part of it for the per-subscription limits (each
+ * policy definition keeps its own count, and changing the number starts a
+ * fresh one) and 0 for the by-key ones, whose count is shared by every
+ * policy using the same key over the same window, each checking it against
+ * its own number (APIM: one counter per key value).
+ */
 static pt_bytes counter_key(const struct pt_api *api, pt_call *call, const char *kind, pt_bytes key,
-                            const struct level *v, int64_t calls, int64_t period)
+                            const struct level *v, int64_t calls, int64_t period, int64_t origin)
 {
-    size_t n = key.len + 128 + (v && v->api ? strlen(v->api) : 0) + (v && v->op ? strlen(v->op) : 0);
+    size_t n = key.len + 160 + (v && v->api ? strlen(v->api) : 0) + (v && v->op ? strlen(v->op) : 0);
     char *b = api->alloc(call, n);
-    int k = snprintf(b, n, "%s|%lld|%lld|%s|%s|", kind, (long long)calls, (long long)period,
+    int k = snprintf(b, n, "%s|%lld|%lld|%lld|%s|%s|", kind, (long long)calls, (long long)period, (long long)origin,
                      v && v->api ? v->api : "", v && v->op ? v->op : "");
     memcpy(b + k, key.data, key.len);
     return (pt_bytes){b, (size_t)k + key.len};
+}
+
+/* Adds `n` to a counter whatever its limit (a refused call counts too, as in
+   APIM) and returns the count; with `limit`, *retry_ms says when the next
+   call would fit again. */
+static int64_t count_call(const struct pt_api *api, struct pt_counter_op *op, int64_t n, int64_t limit,
+                          int64_t *retry_ms)
+{
+    op->add = n;
+    op->limit = 0;
+    api->counter(op);
+    int64_t count = op->count;
+    if (retry_ms && count > limit) {
+        op->add = 0; /* a look with the limit: when room comes back */
+        op->limit = limit;
+        api->counter(op);
+        *retry_ms = op->retry_ms > 0 ? op->retry_ms : 1000;
+    }
+    return count;
 }
 
 static pt_status refuse_rate(const struct pt_api *api, pt_call *call, const struct limit *l, int64_t retry_ms)
@@ -437,41 +472,36 @@ static pt_status rate_limit_run(const struct pt_api *api, pt_call *call, void *i
     if (!sub.len)
         return PT_OK; /* APIM: only calls that carried a subscription key are limited */
     pt_bytes api_id = api->fact(call, PT_FACT_API_ID), op_id = api->fact(call, PT_FACT_OPERATION_ID);
-    struct pt_counter_op ops[64];
-    int n = 0;
-    for (int i = 0; i < l->nlevels && n < 64; i++) {
+    long long remaining = -1;
+    int64_t retry = 0;
+    for (int i = 0; i < l->nlevels; i++) {
         const struct level *v = &l->levels[i];
         if (!v->calls || !level_applies(v, api_id, op_id))
             continue;
-        ops[n] = (struct pt_counter_op){.key = counter_key(api, call, "rl", sub, v, v->calls, v->period_s),
-                                        .kind = PT_COUNTER_SLIDING,
-                                        .window_ms = v->period_s * 1000,
-                                        .limit = v->calls};
-        api->counter(&ops[n]); /* a look first: a refused call counts nowhere */
-        if (ops[n].count >= v->calls)
-            return refuse_rate(api, call, l, ops[n].retry_ms);
-        n++;
+        struct pt_counter_op op = {.key = counter_key(api, call, "rl", sub, v, v->calls, v->period_s, 0),
+                                   .kind = PT_COUNTER_SLIDING,
+                                   .window_ms = v->period_s * 1000};
+        int64_t wait = 0;
+        int64_t count = count_call(api, &op, 1, v->calls, &wait);
+        if (count > v->calls) {
+            if (wait > retry)
+                retry = wait;
+            continue; /* the other levels count the call too */
+        }
+        if (remaining < 0 || v->calls - count < remaining)
+            remaining = v->calls - count;
     }
-    long long remaining = -1;
-    for (int i = 0; i < n; i++) {
-        ops[i].add = 1;
-        if (!api->counter(&ops[i]))
-            return refuse_rate(api, call, l, ops[i].retry_ms); /* lost a race for the last call */
-        long long left = ops[i].limit - ops[i].count;
-        if (remaining < 0 || left < remaining)
-            remaining = left;
-    }
-    if (n)
+    if (retry)
+        return refuse_rate(api, call, l, retry);
+    if (remaining >= 0)
         report_remaining(api, call, l, remaining, (long long)l->levels[0].calls);
     return PT_OK;
 }
 
-/* rate-limit-by-key's increment decided on the response */
+/* rate-limit-by-key's and quota-by-key's increment decided on the response */
 struct deferred {
     const struct limit *l;
     struct pt_counter_op op;
-    const char *qmark; /* quota-by-key: once per request per key */
-    int64_t bytes_kb_limit;
 };
 
 static void count_if(pt_call *call, void *arg)
@@ -480,7 +510,7 @@ static void count_if(pt_call *call, void *arg)
     int yes = 1;
     if (d->l->cond && A->eval_bool(call, d->l->cond, &yes) != 0)
         yes = 0;
-    if (yes)
+    if (yes && d->op.add)
         A->counter(&d->op);
 }
 
@@ -495,27 +525,34 @@ static pt_status rate_limit_key_run(const struct pt_api *api, pt_call *call, voi
         return (pt_status)st;
     if (period < 1 || period > 300)
         return api->fail(call, 500, "ExpressionValueEvaluationFailure", "renewal-period must be from 1 to 300");
-    struct pt_counter_op op = {.key = counter_key(api, call, "rlk", key, NULL, calls, period),
+    if (count < 0)
+        count = 0;
+    struct pt_counter_op op = {.key = counter_key(api, call, "rlk", key, NULL, 0, period, 0),
                                .kind = PT_COUNTER_SLIDING,
-                               .window_ms = period * 1000,
-                               .limit = calls};
-    api->counter(&op);
-    if (op.count + (count > 0 ? count : 1) > calls)
-        return refuse_rate(api, call, l, op.retry_ms ? op.retry_ms : 1000);
+                               .window_ms = period * 1000};
+    int64_t retry = 0, now;
     if (l->cond) {
+        /* the call counts once its response is known, if the condition holds then (refused or not) */
+        now = count_call(api, &op, 0, calls, NULL);
         struct deferred *d = api->alloc(call, sizeof(*d));
         d->l = l;
         d->op = op;
         d->op.add = count;
-        d->op.limit = 0; /* decided: counted even if others filled the window meanwhile */
+        d->op.limit = 0;
         api->at_response(call, count_if, d);
-        report_remaining(api, call, l, (long long)(calls - op.count - count), (long long)calls);
+        if (now + count > calls) {
+            op.add = 0; /* when `count` more would fit: when one more fits under calls - count + 1 */
+            op.limit = calls - count + 1 > 0 ? calls - count + 1 : 1;
+            api->counter(&op);
+            return refuse_rate(api, call, l, op.retry_ms > 0 ? op.retry_ms : 1000);
+        }
+        report_remaining(api, call, l, (long long)(calls - now - count), (long long)calls);
         return PT_OK;
     }
-    op.add = count;
-    if (!api->counter(&op))
-        return refuse_rate(api, call, l, op.retry_ms ? op.retry_ms : 1000);
-    report_remaining(api, call, l, (long long)(calls - op.count), (long long)calls);
+    now = count_call(api, &op, count, calls, &retry);
+    if (now > calls)
+        return refuse_rate(api, call, l, retry);
+    report_remaining(api, call, l, (long long)(calls - now), (long long)calls);
     return PT_OK;
 }
 
@@ -589,40 +626,79 @@ static void add_bytes(void *arg, int status, uint64_t in, uint64_t out)
         A->counter(op);
 }
 
-/* One quota level: look, then count the call (and its bytes at the end). */
-static pt_status quota_level(const struct pt_api *api, pt_call *call, pt_bytes key, const struct level *v,
-                             int64_t origin, bool count_now, struct pt_counter_op *deferred_calls, bool counted)
+/* Whether this request already counted in the named counter (several
+   quota-by-key policies with the same key count a request once); marks it. */
+static bool counted_once(const struct pt_api *api, pt_call *call, pt_bytes name)
 {
-    /* counted: this request is already in the count (another policy with the key) */
-    int64_t over = counted ? 1 : 0;
+    char *mark = api->alloc(call, name.len + 16);
+    memcpy(mark, "portico.count:", 14);
+    memcpy(mark + 14, name.data, name.len);
+    pt_bytes m = {mark, 14 + name.len}, seen;
+    if (api->var_get(call, m, &seen) == 0)
+        return true;
+    api->var_set(call, m, LIT("1"));
+    return false;
+}
+
+/*
+ * One quota level.  The call is counted (a refused one too, as in APIM)
+ * unless `once` finds it counted already; with `defer` the call is counted
+ * when the response is known, if the increment condition holds.  Bytes are
+ * added when the request is over.  Returns 0, or 1 (calls) / 2 (bandwidth)
+ * when the quota is exhausted, with *retry_ms.
+ */
+static int quota_level(const struct pt_api *api, pt_call *call, const char *kind, pt_bytes key,
+                       const struct level *v, int64_t origin, bool by_key, const struct limit *defer,
+                       int64_t *retry_ms)
+{
     int64_t window = v->period_s > 0 ? v->period_s * 1000 : INT64_MAX / 4;
+    int over = 0;
     if (v->kb) {
         struct pt_counter_op *b = api->alloc(call, sizeof(*b));
-        *b = (struct pt_counter_op){.key = counter_key(api, call, "qb", key, v, v->kb, v->period_s),
+        char k[8];
+        snprintf(k, sizeof(k), "%sb", kind);
+        *b = (struct pt_counter_op){.key = counter_key(api, call, k, key, v, by_key ? 0 : v->kb, v->period_s, origin),
                                     .kind = PT_COUNTER_FIXED, .persist = 1, .window_ms = window,
                                     .origin_ms = origin, .limit = v->kb};
         api->counter(b);
-        if (b->count >= v->kb)
-            return refuse_quota(api, call, b->retry_ms, true);
+        if (b->count >= v->kb) {
+            over = 2;
+            *retry_ms = b->retry_ms;
+        }
         b->limit = 0;
-        if (!counted)
+        if (!by_key || !counted_once(api, call, b->key))
             api->at_end(call, add_bytes, b);
     }
     if (v->calls) {
-        struct pt_counter_op op = {.key = counter_key(api, call, "qc", key, v, v->calls, v->period_s),
-                                   .kind = PT_COUNTER_FIXED, .persist = 1, .window_ms = window,
-                                   .origin_ms = origin, .limit = v->calls};
-        api->counter(&op);
-        if (op.count >= v->calls + over)
-            return refuse_quota(api, call, op.retry_ms, false);
-        op.add = 1;
-        if (count_now) {
-            if (!api->counter(&op))
-                return refuse_quota(api, call, op.retry_ms, false);
-        } else if (deferred_calls)
-            *deferred_calls = op;
+        char k[8];
+        snprintf(k, sizeof(k), "%sc", kind);
+        struct pt_counter_op op = {.key = counter_key(api, call, k, key, v, by_key ? 0 : v->calls, v->period_s, origin),
+                                   .kind = PT_COUNTER_FIXED, .persist = 1, .window_ms = window, .origin_ms = origin};
+        int64_t count, wait = 0;
+        if (by_key && counted_once(api, call, op.key))
+            count = count_call(api, &op, 0, v->calls, &wait); /* in the count already */
+        else if (defer) {
+            count = count_call(api, &op, 0, v->calls, NULL) + 1;
+            struct deferred *d = api->alloc(call, sizeof(*d));
+            d->l = defer;
+            d->op = op;
+            d->op.add = 1;
+            d->op.limit = 0;
+            api->at_response(call, count_if, d);
+            if (count > v->calls) { /* a look with the limit: when one more call fits */
+                op.add = 0;
+                op.limit = v->calls;
+                api->counter(&op);
+                wait = op.retry_ms > 0 ? op.retry_ms : 1000;
+            }
+        } else
+            count = count_call(api, &op, 1, v->calls, &wait);
+        if (count > v->calls) {
+            over = 1;
+            *retry_ms = wait;
+        }
     }
-    return PT_OK;
+    return over;
 }
 
 static pt_status quota_run(const struct pt_api *api, pt_call *call, void *inst)
@@ -640,15 +716,20 @@ static pt_status quota_run(const struct pt_api *api, pt_call *call, void *inst)
             origin = 0;
     }
     pt_bytes api_id = api->fact(call, PT_FACT_API_ID), op_id = api->fact(call, PT_FACT_OPERATION_ID);
+    int over = 0;
+    int64_t retry = 0;
     for (int i = 0; i < l->nlevels; i++) {
         const struct level *v = &l->levels[i];
         if (!level_applies(v, api_id, op_id))
             continue;
-        pt_status st = quota_level(api, call, sub, v, origin, true, NULL, false);
-        if (st != PT_OK)
-            return st;
+        int64_t wait = 0;
+        int o = quota_level(api, call, "q", sub, v, origin, false, NULL, &wait); /* every level counts the call */
+        if (o && (!over || wait > retry)) {
+            over = o;
+            retry = wait;
+        }
     }
-    return PT_OK;
+    return over ? refuse_quota(api, call, retry, over == 2) : PT_OK;
 }
 
 static pt_status quota_key_run(const struct pt_api *api, pt_call *call, void *inst)
@@ -658,25 +739,9 @@ static pt_status quota_key_run(const struct pt_api *api, pt_call *call, void *in
     int st = eval(api, call, l->key, &key);
     if (st)
         return (pt_status)st;
-    /* several quota-by-key policies with the same key count a request once */
-    char *mark = api->alloc(call, key.len + 24);
-    memcpy(mark, "portico.quota:", 14);
-    memcpy(mark + 14, key.data, key.len);
-    mark[14 + key.len] = '\0';
-    pt_bytes seen;
-    bool counted = api->var_get(call, (pt_bytes){mark, 14 + key.len}, &seen) == 0;
-    struct deferred *d = api->alloc(call, sizeof(*d));
-    d->l = l;
-    pt_status r = quota_level(api, call, key, &l->levels[0], l->origin_ms, !counted && !l->cond,
-                              counted ? NULL : &d->op, counted);
-    if (r != PT_OK)
-        return r;
-    api->var_set(call, (pt_bytes){mark, 14 + key.len}, LIT("1"));
-    if (!counted && l->cond && d->op.key.len) {
-        d->op.limit = 0;
-        api->at_response(call, count_if, d);
-    }
-    return PT_OK;
+    int64_t retry = 0;
+    int over = quota_level(api, call, "qk", key, &l->levels[0], l->origin_ms, true, l->cond ? l : NULL, &retry);
+    return over ? refuse_quota(api, call, retry, over == 2) : PT_OK;
 }
 
 /* ===================================================== limit-concurrency */
@@ -722,7 +787,7 @@ static pt_status concurrency_run(const struct pt_api *api, pt_call *call, void *
     if (st)
         return (pt_status)st;
     struct pt_counter_op *op = api->alloc(call, sizeof(*op));
-    *op = (struct pt_counter_op){.key = counter_key(api, call, "lc", key, NULL, x->max, 0),
+    *op = (struct pt_counter_op){.key = counter_key(api, call, "lc", key, NULL, x->max, 0, 0),
                                  .kind = PT_COUNTER_GAUGE, .window_ms = 1, .limit = x->max, .add = 1};
     if (!api->counter(op))
         return api->fail(call, 429, "ConcurrencyLimitExceeded", "Too many concurrent requests. Try again later.");
@@ -2354,7 +2419,7 @@ out:
 /* ============================================================ the family */
 
 static const struct pt_policy_def policies[] = {
-    {"rate-limit", PT_SECTION_INBOUND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, rate_limit_attrs,
+    {"rate-limit", PT_SECTION_INBOUND, PT_SCOPE_PRODUCT | PT_SCOPE_API | PT_SCOPE_OPERATION, PT_POLICY_ONCE_PER_SECTION, rate_limit_attrs,
      rate_limit_compile, rate_limit_run, NULL,
      "Limits calls per subscription in a sliding window (429 RateLimitExceeded with Retry-After); nested api and "
      "operation elements add limits of their own. Calls without a subscription are not limited."},
@@ -2362,7 +2427,7 @@ static const struct pt_policy_def policies[] = {
      rate_limit_key_run, NULL,
      "Limits calls per key value in a sliding window; one counter per value shared by every policy that uses it. "
      "With increment-condition the call is counted once its response is known."},
-    {"quota", PT_SECTION_INBOUND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, quota_attrs, quota_compile, quota_run,
+    {"quota", PT_SECTION_INBOUND, PT_SCOPE_PRODUCT, PT_POLICY_ONCE_PER_SECTION, quota_attrs, quota_compile, quota_run,
      NULL,
      "Limits calls and/or kilobytes per subscription in fixed periods counted from the subscription's creation "
      "(403 QuotaExceeded with Retry-After). Counts survive restarts."},

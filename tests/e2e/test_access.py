@@ -111,6 +111,53 @@ def test_rate_limit_exact_under_concurrent_load(backend, portico):
     assert results.count(200) == 50 and results.count(429) == 110
 
 
+def test_refused_calls_count_too(backend, portico):
+    """APIM: every call counts toward the limit, the refused ones too, so a client that keeps
+    calling stays refused until its calls fall out of the window."""
+    p = portico(gw_config(backend, [{"rate-limit": {"calls": 1, "renewal-period": 2}}]))
+    t0 = time.time()
+    assert call(p)[0] == 200
+
+    def at(t):
+        time.sleep(max(0.0, t0 + t - time.time()))
+        return call(p)[0]
+    assert at(1.4) == 429   # counted, though refused
+    assert at(2.5) == 429   # the first call has left the window; the refused one has not
+    assert at(4.8) == 200
+
+
+def test_rate_limit_names_and_variables(backend, portico):
+    cfg = gw_config(backend, [{"rate-limit": {
+        "calls": 1, "renewal-period": 60, "retry-after-header-name": "X-Wait",
+        "retry-after-variable-name": "wait", "remaining-calls-variable-name": "left"}}])
+    cfg["apis"][0]["policies"]["outbound"] = ["base", {"set-header": {
+        "name": "X-Left", "value": "@(tostring(context.variables.left))"}}]
+    cfg["apis"][0]["policies"]["on-error"] = [{"return-response": {
+        "set-status": {"code": 429, "reason": "Slow down"},
+        "set-header": {"name": "X-Wait-Var", "value": "@(tostring(context.variables.wait))"},
+        "set-body": "@(context.lastError.reason)"}}]
+    p = portico(cfg)
+    status, h, _ = call(p)
+    assert status == 200 and h["x-left"] == "0"
+    status, h, body = call(p)
+    assert (status, body) == (429, b"RateLimitExceeded")
+    assert 1 <= int(h["x-wait-var"]) <= 60 and h["x-wait"] == h["x-wait-var"] and "retry-after" not in h
+
+
+def test_rate_limit_scopes_and_periods_are_checked(backend, portico):
+    cfg = gw_config(backend, [], api_policies=False)
+    cfg["policies"] = {"inbound": [{"rate-limit": {"calls": 5, "renewal-period": 60}}]}
+    code, out = portico(cfg, start=False).check()
+    assert code != 0 and "not allowed at global scope (only: product, API, operation)" in out, out
+    cfg = gw_config(backend, [{"rate-limit": {"calls": 5, "renewal-period": 60, "api": [
+        {"name": "echo", "calls": 2, "renewal-period": 3600}]}}])
+    code, out = portico(cfg, start=False).check()
+    assert code != 0 and "renewal-period must be from 1 to 300" in out, out
+    cfg = gw_config(backend, [{"quota": {"calls": 5, "renewal-period": 60}}])
+    code, out = portico(cfg, start=False).check()
+    assert code != 0 and "'quota' is not allowed at API scope (only: product)" in out, out
+
+
 def test_calls_without_subscription_are_not_rate_limited(backend, portico):
     p = portico(gw_config(backend, [{"rate-limit": {"calls": 1, "renewal-period": 60}}], subs=False))
     assert [call(p, key=None)[0] for _ in range(3)] == [200, 200, 200]
@@ -133,6 +180,15 @@ def test_rate_limit_by_key_with_increment_condition(backend, portico):
     status, h, body = call(p, key=None, headers={"X-Client": "a"})
     assert status == 429 and "Try again in" in json.loads(body)["message"]
     assert call(p, key=None, headers={"X-Client": "b"})[0] == 200  # its own counter
+
+
+def test_rate_limit_by_key_shares_one_count_per_key_whatever_the_numbers(backend, portico):
+    cfg = gw_config(backend, [{"rate-limit-by-key": {"calls": 3, "renewal-period": 60, "counter-key": "k"}}],
+                    subs=False)
+    cfg["policies"] = {"inbound": [{"rate-limit-by-key": {"calls": 100, "renewal-period": 60, "counter-key": "k"}}]}
+    p = portico(cfg)
+    # one counter: the global policy's call and the API policy's call both land in it
+    assert [call(p, key=None)[0] for _ in range(2)] == [200, 429]
 
 
 def test_rate_limit_by_key_counter_is_shared_across_scopes(backend, portico):
@@ -180,6 +236,25 @@ def test_quota_by_key_counts_once_per_request(backend, portico):
     cfg["policies"] = {"inbound": [{"quota-by-key": {"calls": 2, "renewal-period": 3600, "counter-key": "k"}}]}
     p = portico(cfg)
     assert [call(p, key=None)[0] for _ in range(3)] == [200, 200, 403]
+
+
+def test_quota_by_key_counts_once_whatever_the_numbers(backend, portico):
+    cfg = gw_config(backend, [{"quota-by-key": {"calls": 2, "renewal-period": 3600, "counter-key": "k"}}],
+                    subs=False)
+    cfg["policies"] = {"inbound": [{"quota-by-key": {"calls": 100, "renewal-period": 3600, "counter-key": "k"}}]}
+    p = portico(cfg)
+    # the global policy counts the call; the API policy's smaller number still holds on the same count
+    assert [call(p, key=None)[0] for _ in range(3)] == [200, 200, 403]
+
+
+def test_quota_by_key_with_increment_condition(backend, portico):
+    p = portico(gw_config(backend, [{"quota-by-key": {
+        "calls": 2, "renewal-period": 3600, "counter-key": "@(context.request.headers:get('X-Client', ''))",
+        "increment-condition": "@(context.response.statusCode < 400)"}}], subs=False))
+    for _ in range(3):  # failures do not count
+        assert call(p, "/echo/status/500", key=None, headers={"X-Client": "a"})[0] == 500
+    assert [call(p, key=None, headers={"X-Client": "a"})[0] for _ in range(3)] == [200, 200, 403]
+    assert call(p, key=None, headers={"X-Client": "b"})[0] == 200
 
 
 # ------------------------------------------------------ limit-concurrency
@@ -308,6 +383,18 @@ def test_cors_terminate_unmatched(backend, portico):
     status, h, body = p.request("OPTIONS", "/echo/items/1", headers={
         "Origin": "https://any.example", "Access-Control-Request-Method": "PATCH"})
     assert status == 200 and body == b"" and "access-control-allow-origin" not in h
+
+
+def test_cors_terminate_unmatched_simple_request(backend, portico):
+    cors = {"cors": {"terminate-unmatched-request": True,
+                     "allowed-origins": {"origin": ["https://app.example.com"]}}}
+    p = portico(gw_config(backend, [cors], subs=False))
+    status, h, body = p.request("GET", "/echo/items/1", headers={"Origin": "https://evil.example"})
+    assert (status, body) == (200, b"") and "access-control-allow-origin" not in h
+    assert backend.last() is None  # terminated: the backend was not called
+    status, h, _ = p.request("GET", "/echo/items/1", headers={"Origin": "https://app.example.com"})
+    assert status == 200 and h["access-control-allow-origin"] == "https://app.example.com"
+    assert backend.last() is not None
 
 
 def test_cors_credentials_with_star_is_refused(backend, portico):
