@@ -1133,11 +1133,15 @@ static pt_status empty_200(const struct pt_api *api, pt_call *call)
 }
 
 /*
- * Preflight (OPTIONS with Access-Control-Request-Method) is answered here,
- * so put cors first in inbound; a matching one gets 200 with the Allow
- * headers, an unmatched one 200 without them when terminate-unmatched-request
- * is true, else it goes on to the other policies (and the backend).  The
- * attribute's default is false, as APIM's policy reference table says.
+ * Preflight (OPTIONS with Access-Control-Request-Method) is answered here: a
+ * matching one gets 200 with the Allow headers, an unmatched one 200
+ * without them when terminate-unmatched-request is true, else the next
+ * cors statement is asked; on a preflight the core runs only the cors
+ * statements and answers an empty 200 itself when none answered (see
+ * pt_pipeline.c), so the backend never sees one.  A simple request that
+ * does not match goes on without CORS headers, or gets an empty 200 when
+ * terminate-unmatched-request is true.  The attribute's default is false,
+ * as APIM's policy reference table says.
  */
 static pt_status cors_run(const struct pt_api *api, pt_call *call, void *inst)
 {
@@ -1539,7 +1543,8 @@ static const struct pt_attr_def jwt_attrs[] = {
     {"require-expiration-time", PT_ATTR_BOOL, 0, "true", NULL, NULL, 0, 0, "refuse a token without exp"},
     {"require-signed-tokens", PT_ATTR_BOOL, 0, "true", NULL, NULL, 0, 0,
      "refuse unsigned tokens (alg none is refused regardless)"},
-    {"clock-skew", PT_ATTR_INT, 0, "0", NULL, NULL, 0, 86400, "seconds of tolerance on exp and nbf"},
+    {"clock-skew", PT_ATTR_STRING, 0, "0", NULL, NULL, 0, 0,
+     "tolerance on exp and nbf: seconds, or a timespan such as 00:05:00 (at most a day)"},
     {"output-token-variable-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
      "variable receiving the token's claims (JSON) once valid"},
     {"openid-config", PT_ATTR_ELEMENT, PT_ATTR_MULTI, NULL, NULL, jwt_oidc_attrs, 0, 0,
@@ -1664,14 +1669,17 @@ static EVP_PKEY *key_from_pem(const char *pem)
 /* ----------------------------------------------------------- openid-config */
 
 /*
- * Identity providers' signing keys, fetched by one background thread: the
- * metadata (openid-config url) gives jwks_uri, whose keys are kept for an
- * hour; a token with an unknown kid asks for a refetch, at most once per
- * five minutes; a provider that fails is retried every 10 s until it
- * answers.  Requests never wait on the network except the very first ones
- * of a provider never fetched yet, which poll (without blocking their
- * worker) for up to 5 s.  HTTPS uses the system's CA store (or
- * SSL_CERT_FILE) and checks the provider's name.
+ * Identity providers' signing keys, fetched by a background thread per
+ * provider (a slow one delays nobody else): the metadata (openid-config
+ * url) gives jwks_uri, whose keys are kept for an hour; a token with an
+ * unknown kid asks for a refetch, at most once per five minutes; a provider
+ * that fails is retried every 10 s until it answers.  Requests never wait
+ * on the network except those arriving before the provider's first fetch
+ * has finished, which poll (without blocking their worker) for up to 5 s;
+ * once a fetch has failed, requests are refused at once until one works.
+ * The fetch is this plugin's own small HTTPS client (the plugin interface
+ * has no outbound client): the system's CA store (or SSL_CERT_FILE), the
+ * provider's name checked, 10 s timeouts.
  */
 
 struct keyset {
@@ -1685,14 +1693,16 @@ struct oidc {
     struct keyset *ks;
     int64_t fetched_ms, attempt_ms, refetch_ms;
     bool want;
+    bool tried;    /* a fetch has finished (worked or not) */
+    bool running;  /* its thread */
+    pthread_t thread;
     struct oidc *next;
 };
 
 static pthread_mutex_t oidc_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t oidc_cv = PTHREAD_COND_INITIALIZER;
 static struct oidc *oidcs;
-static pthread_t oidc_thread;
-static bool oidc_running, oidc_stop;
+static bool oidc_stop;
 
 static int64_t now_ms(void)
 {
@@ -1913,20 +1923,19 @@ static struct keyset *oidc_fetch(const char *url, char *err, size_t errlen)
     return ks;
 }
 
+/* One provider's thread: fetches when its keys are missing, stale or asked for. */
 static void *oidc_main(void *arg)
 {
-    (void)arg;
+    struct oidc *o = arg;
     pthread_mutex_lock(&oidc_mu);
     while (!oidc_stop) {
         int64_t now = now_ms();
         struct oidc *due = NULL;
-        for (struct oidc *o = oidcs; o && !due; o = o->next) {
-            bool stale = o->ks && now - o->fetched_ms > 3600 * 1000;
-            bool missing = !o->ks && (!o->attempt_ms || now - o->attempt_ms > 10 * 1000);
-            bool asked = o->want && (!o->refetch_ms || now - o->refetch_ms > 300 * 1000);
-            if (stale || missing || asked)
-                due = o;
-        }
+        bool stale = o->ks && now - o->fetched_ms > 3600 * 1000;
+        bool missing = !o->ks && (!o->attempt_ms || now - o->attempt_ms > 10 * 1000);
+        bool asked = o->want && (!o->refetch_ms || now - o->refetch_ms > 300 * 1000);
+        if (stale || missing || asked)
+            due = o;
         if (!due) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -1947,6 +1956,7 @@ static void *oidc_main(void *arg)
             A->log(PT_LOG_LEVEL_WARN, "validate-jwt: openid-config %s: %s", url, err);
         free(url);
         pthread_mutex_lock(&oidc_mu);
+        due->tried = true;
         if (ks) {
             struct keyset *old = due->ks;
             due->ks = ks;
@@ -1974,11 +1984,10 @@ static struct oidc *oidc_get(const char *url)
         o->url = strdup(url);
         o->next = oidcs;
         oidcs = o;
-        if (!oidc_running) {
-            oidc_stop = false;
-            oidc_running = pthread_create(&oidc_thread, NULL, oidc_main, NULL) == 0;
-        }
-        pthread_cond_signal(&oidc_cv);
+        oidc_stop = false;
+        o->running = pthread_create(&o->thread, NULL, oidc_main, o) == 0;
+        if (!o->running)
+            o->tried = true; /* no thread: nobody will fetch, so nobody waits */
     }
     pthread_mutex_unlock(&oidc_mu);
     return o;
@@ -1990,7 +1999,7 @@ static struct keyset *oidc_keys(struct oidc *o, bool *never)
     struct keyset *ks = o->ks;
     if (ks)
         ks->refs++;
-    *never = !ks && (!o->attempt_ms || now_ms() - o->attempt_ms < 10 * 1000);
+    *never = !ks && !o->tried; /* before the first fetch has finished: worth waiting for */
     pthread_mutex_unlock(&oidc_mu);
     return ks;
 }
@@ -1999,20 +2008,19 @@ static void oidc_want(struct oidc *o)
 {
     pthread_mutex_lock(&oidc_mu);
     o->want = true;
-    pthread_cond_signal(&oidc_cv);
+    pthread_cond_broadcast(&oidc_cv);
     pthread_mutex_unlock(&oidc_mu);
 }
 
 static void oidc_fini(void)
 {
     pthread_mutex_lock(&oidc_mu);
-    bool running = oidc_running;
     oidc_stop = true;
     pthread_cond_broadcast(&oidc_cv);
     pthread_mutex_unlock(&oidc_mu);
-    if (running)
-        pthread_join(oidc_thread, NULL);
-    oidc_running = false;
+    for (struct oidc *o = oidcs; o; o = o->next)
+        if (o->running)
+            pthread_join(o->thread, NULL);
     while (oidcs) {
         struct oidc *o = oidcs;
         oidcs = o->next;
@@ -2049,6 +2057,30 @@ static void jwt_free(void *inst)
     }
 }
 
+/* "90" (seconds) or APIM's timespan "[d.]hh:mm:ss"; at most a day. */
+static bool parse_timespan(const char *s, int64_t *out)
+{
+    long long d = 0, h, m, sec;
+    int n = 0;
+    if (!strchr(s, ':')) {
+        char *end;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || *end || v < 0 || v > 86400)
+            return false;
+        *out = v;
+        return true;
+    }
+    if (strchr(s, '.') && strchr(s, '.') < strchr(s, ':')) {
+        if (sscanf(s, "%lld.%lld:%lld:%lld%n", &d, &h, &m, &sec, &n) != 4)
+            return false;
+    } else if (sscanf(s, "%lld:%lld:%lld%n", &h, &m, &sec, &n) != 3)
+        return false;
+    if (s[n] || d < 0 || h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 59)
+        return false;
+    *out = d * 86400 + h * 3600 + m * 60 + sec;
+    return *out <= 86400;
+}
+
 static int jwt_compile(const struct pt_api *api, pt_compile *c, void **instance)
 {
     struct jwt *j = api->compile_alloc(c, sizeof(*j));
@@ -2061,7 +2093,12 @@ static int jwt_compile(const struct pt_api *api, pt_compile *c, void **instance)
     j->code = (int)api->attr_int(c, "failed-validation-httpcode", 401);
     j->require_exp = api->attr_bool(c, "require-expiration-time", 1);
     j->require_signed = api->attr_bool(c, "require-signed-tokens", 1);
-    j->skew = api->attr_int(c, "clock-skew", 0);
+    const char *skew = api->attr_literal(c, "clock-skew");
+    if (skew && !parse_timespan(skew, &j->skew)) {
+        api->compile_error(c, "clock-skew", "'%s' is neither seconds nor a timespan [d.]hh:mm:ss of at most a day",
+                           skew);
+        return -1;
+    }
     if ((j->header != NULL) + (j->query != NULL) + (j->token != NULL) > 1) {
         api->compile_error(c, NULL, "give one of header-name, query-parameter-name and token-value");
         return -1;
@@ -2263,8 +2300,8 @@ static pt_status jwt_run(const struct pt_api *api, pt_call *call, void *inst)
         if (tok.len > sl + 1 && !strncasecmp(tok.data, scheme, sl) && tok.data[sl] == ' ') {
             tok.data += sl + 1;
             tok.len -= sl + 1;
-        } else if (j->scheme)
-            tok.len = 0; /* the scheme is required */
+        } else if (j->scheme && !strcasecmp(j->header, "Authorization"))
+            tok.len = 0; /* the scheme is required (APIM: of the Authorization header only) */
     }
     while (tok.len && tok.data[0] == ' ') {
         tok.data++;

@@ -126,9 +126,13 @@ HS_CONF = {"issuer-signing-keys": {"key": [base64.b64encode(SECRET).decode()]},
 
 
 def test_hs256_valid_and_claims_passed_on(backend, portico):
-    conf = dict(HS_CONF)
-    p = gw(backend, portico, conf)
-    assert send(p, hs256(claims()))[0] == 200
+    cfg = basic_config(backend.url)
+    cfg["apis"][0]["policies"] = {"inbound": ["base", {"validate-jwt": dict(HS_CONF)}, {"set-header": {
+        "name": "X-Claims", "value": "@(context.variables.jwt)"}}]}
+    p = portico(cfg)
+    assert send(p, hs256(claims(role="ops")))[0] == 200
+    got = json.loads(backend.last().header("X-Claims"))
+    assert got["aud"] == "orders" and got["iss"] == "https://issuer.example" and got["role"] == "ops"
 
 
 @pytest.mark.parametrize("case, expect", [
@@ -165,12 +169,26 @@ def test_hs256_refusals(backend, portico, case, expect):
     assert backend.last() is None
 
 
-def test_clock_skew_and_custom_status(backend, portico):
-    p = gw(backend, portico, dict(HS_CONF, **{"clock-skew": 120, "failed-validation-httpcode": 403,
+@pytest.mark.parametrize("skew", [120, "00:02:00"])
+def test_clock_skew_and_custom_status(backend, portico, skew):
+    p = gw(backend, portico, dict(HS_CONF, **{"clock-skew": skew, "failed-validation-httpcode": 403,
                                              "failed-validation-error-message": "go away"}))
     assert send(p, hs256(claims(exp=int(time.time()) - 30)))[0] == 200  # within the skew
     status, body = send(p, hs256(claims(exp=int(time.time()) - 300)))
     assert status == 403 and body == {"statusCode": 403, "message": "go away"}
+
+
+def test_bad_clock_skew_is_a_config_error(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["apis"][0]["policies"] = {"inbound": [{"validate-jwt": dict(HS_CONF, **{"clock-skew": "5 minutes"})}]}
+    code, out = portico(cfg, start=False).check()
+    assert code != 0 and "clock-skew" in out and "portico.yaml:" in out, out
+
+
+def test_require_scheme_applies_to_authorization_only(backend, portico):
+    p = gw(backend, portico, dict(HS_CONF, **{"require-scheme": "Bearer", "header-name": "X-Token"}))
+    assert send(p, hs256(claims()), header="X-Token", scheme="")[0] == 200
+    assert send(p, hs256(claims()), header="X-Token", scheme="Bearer ")[0] == 200
 
 
 def test_required_claims(backend, portico):
@@ -306,3 +324,8 @@ def test_openid_config_provider_down(backend, portico, keys, provider):
     assert status == 401 and time.time() - t0 < 15
     # other requests are served meanwhile: the worker was never blocked
     assert p.request("GET", "/nowhere")[0] == 404
+    # once the first fetch has failed, tokens are refused at once (no waiting on a dead provider)
+    for _ in range(3):
+        t0 = time.time()
+        assert send(p, keys.sign("RS256", claims(), kid="k"))[0] == 401
+        assert time.time() - t0 < 1.0
