@@ -29,7 +29,7 @@ struct shard {
     pthread_mutex_t mu;
     struct entry *e; /* open addressing, cap a power of two; key == NULL: free */
     size_t cap, used, max;
-    struct entry overflow;
+    int64_t rescan_ms; /* full of live keys: no new look for idle ones before this */
 };
 
 static struct shard shards[NSHARDS];
@@ -62,6 +62,7 @@ void pt_counters_free(void)
         free(s->e);
         s->e = NULL;
         s->cap = s->used = 0;
+        s->rescan_ms = 0;
     }
 }
 
@@ -116,13 +117,19 @@ static struct entry *slot_for(struct shard *s, const char *key, size_t klen, uin
     if (!create)
         return NULL;
     if (s->used >= s->max) {
-        /* room: drop idle keys (a rebuild of the table without them) */
+        /* room: drop idle keys (a rebuild of the table without them); a
+           shard found full of live keys is not scanned again for a while,
+           so a flood of new keys costs a lookup each, not a scan */
+        if (now < s->rescan_ms)
+            return NULL;
         size_t live = 0;
         for (size_t i = 0; i < s->cap; i++)
             if (s->e[i].key && !idle(&s->e[i], now))
                 live++;
-        if (live >= s->max)
-            return &s->overflow;
+        if (live >= s->max) {
+            s->rescan_ms = now + 100;
+            return NULL;
+        }
         struct entry *old = s->e;
         size_t oc = s->cap;
         s->e = calloc(s->cap, sizeof(*s->e));
@@ -189,7 +196,22 @@ int pt_counter(struct pt_counter_op *op)
     int64_t now = mono_ms();
     int ok = 1;
     pthread_mutex_lock(&s->mu);
-    struct entry *e = slot_for(s, op->key.data, op->key.len, h, true, now);
+    struct entry *e = slot_for(s, op->key.data, op->key.len, h, op->add > 0, now);
+    if (!e) {
+        pthread_mutex_unlock(&s->mu);
+        op->period_end_ms = 0;
+        if (op->add > 0) {
+            /* no room for a new key: refused as if its limit were reached
+               (stricter, never looser); the count says so to callers that
+               count without a limit */
+            op->count = INT64_MAX / 4;
+            op->retry_ms = op->kind == PT_COUNTER_SLIDING && op->window_ms > 0 ? op->window_ms : 1000;
+            return 0;
+        }
+        op->count = 0; /* a look, or a release, for a key that has no count */
+        op->retry_ms = 0;
+        return 1;
+    }
     if (e->kind == PT_COUNTER_FIXED && op->kind == PT_COUNTER_FIXED && e->window == 0 && op->window_ms > 0)
         e->window = op->window_ms; /* seeded from the store: keeps its period and value */
     else if (e->kind != op->kind || e->window != op->window_ms) {
@@ -293,6 +315,10 @@ void pt_counters_seed(const char *key, int64_t period, int64_t value)
     struct shard *s = shard_of(h);
     pthread_mutex_lock(&s->mu);
     struct entry *e = slot_for(s, key, klen, h, true, mono_ms());
+    if (!e) { /* no room: the key starts from nothing when it is used */
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
     e->kind = PT_COUNTER_FIXED;
     e->persist = true;
     e->period = period;

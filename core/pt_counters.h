@@ -17,9 +17,10 @@
  *
  * Memory is bounded: at most `max_keys` keys (limits.counterKeys); an idle
  * key (nothing counted for a whole window) is reclaimed when its shard
- * needs room; when a shard is full of live keys, a new key is counted in
- * the shard's shared overflow counter, so a flood of distinct keys can
- * only make limits stricter, never exhaust memory.
+ * needs room; when a shard is full of live keys, an addition under a new
+ * key is refused as if its limit were reached (and a look at one finds 0),
+ * so a flood of distinct keys can only make limits stricter, never exhaust
+ * memory.  Keys that have a count keep it.
  *
  * The interface (pt_counter_op) is what a cluster-wide store would
  * implement too.
