@@ -290,9 +290,10 @@ uint32_t pt_corepol_retry_wait(const struct pt_retry *r, int n, uint64_t rnd)
     if (!r->max_interval_ms)
         w = r->interval_ms + (uint64_t)(n - 1) * r->delta_ms; /* linear */
     else {
-        /* exponential: interval + (2^n - 1) * random(0.8 delta .. 1.2 delta), capped */
+        /* exponential: interval + (2^(n-1) - 1) * random(0.8 delta .. 1.2 delta), capped
+           (the first retry waits the interval: 10, 20, 40, 80, 100 for 10/10/100) */
         double f = 0.8 + 0.4 * (double)(rnd % 10001) / 10000.0;
-        double grow = (n >= 31 ? 2147483647.0 : (double)((1u << n) - 1)) * f * r->delta_ms;
+        double grow = (n - 1 >= 31 ? 2147483647.0 : (double)((1u << (n - 1)) - 1)) * f * r->delta_ms;
         w = r->interval_ms + (uint64_t)grow;
         if (w > r->max_interval_ms)
             w = r->max_interval_ms;

@@ -1312,15 +1312,28 @@ def test_retry_linear_interval(flaky, portico):
 
 def test_retry_exponential_interval_is_capped(flaky, portico):
     cfg = basic_config(flaky.url)
-    # exponential: interval + (2^n - 1) * ~delta, capped by max-interval: 1 s instead of ~5 s
-    cfg["apis"][0]["policies"] = retry_backend(count=1, interval=0, delta=5, **{"max-interval": 1})
+    # exponential: interval + (2^(n-1) - 1) * ~delta for the n-th retry, capped by max-interval:
+    # 0 s, then 1 s instead of ~5 s
+    cfg["apis"][0]["policies"] = retry_backend(count=2, interval=0, delta=5, **{"max-interval": 1})
     p = portico(cfg)
     t0 = time.monotonic()
-    status, _, body = p.request("GET", "/echo/fail/1/503/i")
+    status, _, body = p.request("GET", "/echo/fail/2/503/i")
     took = time.monotonic() - t0
-    assert status == 200 and echo(body)["attempt"] == 2
+    assert status == 200 and echo(body)["attempt"] == 3
     assert 0.9 <= took < 2.0, took
-    assert len(flaky.hits("/fail/1/503/i")) == 2
+    assert len(flaky.hits("/fail/2/503/i")) == 3
+
+
+def test_retry_exponential_first_retry_waits_the_interval(flaky, portico):
+    cfg = basic_config(flaky.url)
+    # 1 s, then 1 s + 1 * ~1 s (0.8-1.2): about 2.8-3.2 s in all (not 1.8-2.2 + 3.4-4.6)
+    cfg["apis"][0]["policies"] = retry_backend(count=2, interval=1, delta=1, **{"max-interval": 10})
+    p = portico(cfg)
+    t0 = time.monotonic()
+    status, _, body = p.request("GET", "/echo/fail/2/503/x")
+    took = time.monotonic() - t0
+    assert status == 200 and echo(body)["attempt"] == 3
+    assert 2.6 <= took < 4.0, took
 
 
 def test_retry_resends_buffered_request_body(flaky, portico):
