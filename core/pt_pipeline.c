@@ -1050,6 +1050,8 @@ static pt_bytes api_fact(pt_call *call, int which)
         break;
     case PT_FACT_REQUEST_ID:
         return (pt_bytes){req->id, req->idn};
+    case PT_FACT_ORIGINAL_QUERY:
+        return (pt_bytes){req->h.query.p ? req->h.query.p : "", req->h.query.n};
     case PT_FACT_CLIENT_CERT:
     case PT_FACT_CLIENT_CERT_VERIFY: {
         SSL *ssl = req->c->tls ? pt_io_ssl(req->c->io) : NULL;

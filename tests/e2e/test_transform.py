@@ -825,6 +825,15 @@ def test_jsonp_valid_absent_invalid(backend, portico):
     assert entries[-1]["reason"] == "CallbackParameterInvalid"
 
 
+def test_jsonp_reads_the_clients_callback_even_when_inbound_removed_it(backend, portico):
+    cfg = with_policies(backend, inbound=inbound({"set-query-parameter": {"name": "cb", "exists-action": "delete"}}),
+                        outbound=inbound({"jsonp": {"callback-parameter-name": "cb"}}))
+    p = portico(cfg)
+    status, _, headers, body = call(p, "GET", "/echo/items/1?cb=handle&x=1")
+    assert status == 200 and body.startswith(b"handle(") and body.endswith(b");")
+    assert json.loads(body[len(b"handle("):-2])["target"] == "/base/items/1?x=1"  # the backend never saw it
+
+
 def test_jsonp_once_per_section(backend, workdir):
     rc, out = config_check(workdir, with_policies(backend, outbound=inbound(
         {"jsonp": {"callback-parameter-name": "cb"}}, {"jsonp": {"callback-parameter-name": "x"}})))

@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 1
+#define PT_ABI_MINOR 2
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -320,6 +320,7 @@ enum {
     PT_FACT_REQUEST_ID,
     PT_FACT_CLIENT_CERT,          /* the TLS client certificate (PEM), empty without one */
     PT_FACT_CLIENT_CERT_VERIFY,   /* "ok", or why it does not verify against the listener's clientCa */
+    PT_FACT_ORIGINAL_QUERY,       /* ABI 1.2: the query string as the client sent it (no '?') */
 };
 
 
