@@ -40,7 +40,8 @@ static const struct pt_attr_def body_attrs[] = {
 
 static const struct pt_attr_def return_response_attrs[] = {
     {"response-variable-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
-     "start from a response stored in this variable"},
+     "a response held in a variable to start from; refused for now: no policy stores responses in variables "
+     "yet (send-request comes with the routing family)"},
     {"set-status", PT_ATTR_ELEMENT, 0, NULL, NULL, status_attrs, 0, 0, "status of the response"},
     {"set-header", PT_ATTR_ELEMENT, PT_ATTR_MULTI, NULL, NULL, header_attrs, 0, 0, "headers of the response"},
     {"set-body", PT_ATTR_ELEMENT, PT_ATTR_SCALAR, NULL, NULL, body_attrs, 0, 0, "body of the response"},
@@ -217,8 +218,13 @@ bool pt_corepol_compile(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node 
     if (!strcmp(name, "return-response")) {
         struct pt_return_response *rr = pt_pool_calloc(pc->pool, sizeof(*rr));
         struct pt_node *n;
-        if ((n = get(attrs, "response-variable-name")))
-            rr->var = n->str;
+        if ((n = get(attrs, "response-variable-name"))) {
+            /* nothing can put a response in a variable yet: say so rather than ignore it */
+            pt_node_error(pc->errs, n,
+                          "response-variable-name: no policy stores a response in a variable yet (send-request "
+                          "is not available); build the response with set-status, set-header and set-body");
+            return false;
+        }
         if ((n = get(attrs, "set-status"))) {
             rr->code = pt_value_compile(pc, pt_node_get(n, "code"));
             if (!rr->code)

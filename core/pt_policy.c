@@ -975,15 +975,60 @@ static void expand(struct pt_polctx *pc, struct pt_doc *const *docs, int ndocs, 
     }
 }
 
+static const char *scope_name(int scope)
+{
+    switch (scope) {
+    case PT_SCOPE_GLOBAL: return "global";
+    case PT_SCOPE_WORKSPACE: return "workspace";
+    case PT_SCOPE_PRODUCT: return "product";
+    case PT_SCOPE_API: return "API";
+    default: return "operation";
+    }
+}
+
+/* A policy allowed once per section must also be there once after `base`
+   has spliced the scopes together (an API's [base, forward-request] under
+   a global default forward-request would call the backend twice). */
+static bool check_once(struct pt_polctx *pc, const struct pt_block *b, int sec)
+{
+    bool ok = true;
+    for (int i = 0; i < b->n; i++) {
+        struct pt_stmt *s = b->s[i];
+        if (!s->def || !(s->def->flags & PT_POLICY_ONCE_PER_SECTION))
+            continue;
+        for (int k = 0; k < i; k++) {
+            struct pt_stmt *first = b->s[k];
+            if (first->def != s->def)
+                continue;
+            ok = false;
+            struct pt_stmt *at = s->node ? s : first;
+            if (!at->dup_reported && at->node) {
+                at->dup_reported = true;
+                const struct pt_stmt *other = at == s ? first : s;
+                pt_node_error(pc->errs, pt_node_key(at->node, 0),
+                              "'%s' may appear once per section, but base makes the %s section hold two (%s%s%s)",
+                              s->name, pt_section_names[sec],
+                              other->node ? "the other comes from the " : "the other is the default of the ",
+                              scope_name(other->scope),
+                              other->node ? " scope" : " scope, whose document has no backend section");
+            }
+            break;
+        }
+    }
+    return ok;
+}
+
 bool pt_policy_flatten(struct pt_polctx *pc, struct pt_doc *const *docs, int ndocs, struct pt_pipeline *out)
 {
     memset(out, 0, sizeof(*out));
     struct pt_stmt *fwd = NULL;
+    bool ok = true;
     for (int sec = 0; sec < PT_SEC_COUNT; sec++) {
         int cap = 0;
         expand(pc, docs, ndocs, 0, sec, &out->sec[sec], &cap, &fwd);
+        ok &= check_once(pc, &out->sec[sec], sec);
     }
-    return true;
+    return ok;
 }
 
 void pt_policy_release(struct pt_polctx *pc)

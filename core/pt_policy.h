@@ -64,6 +64,7 @@ struct pt_stmt {
     int scope;        /* PT_SCOPE_* of the document it came from */
     void *instance;   /* from def->compile */
     struct pt_node *node;
+    bool dup_reported; /* a composed section held it twice: said once, not per operation */
     /* PT_ST_CHOOSE */
     struct pt_when *whens;
     int nwhens;

@@ -695,6 +695,8 @@ BAD_CASES = [
     ("retry-without-policies",
      {"backend": [{"retry": {"condition": "@(true)", "count": 1, "interval": 0}}]}, "condition:", "policies"),
     ("statement-not-a-map", {"inbound": ["set-variable"]}, "- \"set-variable\"", "statement"),
+    ("return-response-variable",
+     {"inbound": [{"return-response": {"response-variable-name": "r"}}]}, "response-variable-name", "send-request"),
 ]
 
 
@@ -716,6 +718,26 @@ def test_config_error_has_position(workdir, backend, policies, needle, words, sc
     assert m, out
     assert int(m.group(1)) == line, (out, text)
     assert words.lower() in m.group(3).lower(), out
+
+
+@pytest.mark.parametrize("scope", ["api", "operation"])
+def test_once_per_section_holds_after_base(workdir, backend, scope):
+    """[base, forward-request] under the global default forward-request would call the backend twice."""
+    cfg = basic_config(backend.url)
+    doc = {"backend": ["base", {"forward-request": {"timeout": 5}}]}
+    if scope == "api":
+        cfg["apis"][0]["policies"] = doc
+    else:
+        cfg["apis"][0]["operations"][0]["policies"] = doc
+    rc, out, text, _ = check_config(workdir, cfg)
+    assert rc == 1, out
+    errors = [l for l in out.splitlines() if re.search(r"portico\.yaml:\d+:\d+:", l)]
+    # said once, not once per operation
+    assert len(errors) == 1 and ("portico.yaml:%d:" % line_of(text, "forward-request")) in errors[0], out
+    assert "base makes the backend section hold two" in errors[0] and "default of the global scope" in errors[0], out
+    # without base it is fine, and so is a global document with its own backend section and an API's base
+    doc["backend"] = [{"forward-request": {"timeout": 5}}]
+    assert check_config(workdir, cfg)[0] == 0
 
 
 @pytest.mark.parametrize("frag,needle,words", [
