@@ -834,9 +834,13 @@ static int proxy_index(lua_State *L)
             lua_pushstring(L, a->key_query);
             lua_setfield(L, -2, "query");
         } else if (key_is(k, kl, "isCurrentRevision"))
-            lua_pushboolean(L, 1);
+            lua_pushboolean(L, a->is_current);
         else if (key_is(k, kl, "revision"))
-            lua_pushstring(L, "1");
+            lua_pushstring(L, a->revision && *a->revision ? a->revision : "1");
+        else if (key_is(k, kl, "version"))
+            a->api_version && *a->api_version ? lua_pushstring(L, a->api_version) : lua_pushnil(L);
+        else if (key_is(k, kl, "versionSetId"))
+            a->version_set && *a->version_set ? lua_pushstring(L, a->version_set) : lua_pushnil(L);
         else
             lua_pushnil(L);
         return 1;

@@ -129,3 +129,20 @@ def test_protocols_limit_the_scheme(backend, portico):
     status, _, body = p.request("GET", "/secure/x")
     assert status == 404 and json.loads(body)["message"] == "Resource not found"
     assert where(backend, p, "/plain/x") == "plain"
+
+
+def test_context_api_knows_its_version_and_revision(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["apiVersionSets"] = [{"id": "vs", "versioningScheme": "Segment"}]
+    cfg["apis"] += [version_api(backend, "r1", "v1", "vs", rev="1", current=False),
+                    version_api(backend, "r2", "v1", "vs", rev="2", current=True)]
+    cfg["policies"] = {"inbound": [{"set-header": {"name": "X-Api", "value":
+        "@(context.api.id .. '|' .. tostring(context.api.version) .. '|' .. context.api.revision .. '|' .. "
+        "tostring(context.api.isCurrentRevision) .. '|' .. tostring(context.api.versionSetId))"}}]}
+    p = portico(cfg)
+    assert p.request("GET", "/things/v1/x")[0] == 200
+    assert backend.last().header("X-Api") == "r2|v1|2|true|vs"
+    assert p.request("GET", "/things/v1;rev=1/x")[0] == 200
+    assert backend.last().header("X-Api") == "r1|v1|1|false|vs"
+    assert p.request("GET", "/echo/x")[0] == 200
+    assert backend.last().header("X-Api") == "echo|nil|1|true|nil"
