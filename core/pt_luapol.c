@@ -25,6 +25,7 @@
 #include "pt_luapol.h"
 #include "pt_expr.h"
 #include "pt_log.h"
+#include "pt_lpat.h"
 #include "pt_lua.h"
 #include "pt_req.h"
 
@@ -34,6 +35,7 @@
 #include <limits.h>
 #include <lua.h>
 #include <lualib.h>
+#include <luajit.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -71,16 +73,49 @@ static pt_status luapol_run(const struct pt_api *api, pt_call *call, void *insta
 
 /* ---------------------------------------------------------------- loading */
 
+/* Reading a declaration: one second and 16 MB at most, the JIT off so the
+   count hook sees every loop, and bounded pattern functions. */
+static __thread uint64_t decl_deadline;
+
 static void tl_hook(lua_State *L, lua_Debug *ar)
 {
-    static __thread uint64_t deadline;
-    lua_getfield(L, LUA_REGISTRYINDEX, "pt.deadline");
-    deadline = (uint64_t)lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    if (deadline && pt_now_ms() > deadline) {
+    (void)ar;
+    if (decl_deadline && pt_now_ms() > decl_deadline) {
         lua_pushstring(L, "the policy file took too long to evaluate");
         lua_error(L);
     }
+}
+
+static bool decl_expired(void)
+{
+    return decl_deadline && pt_now_ms() > decl_deadline;
+}
+
+static const struct pt_lpat_env decl_patterns = {1u << 20, decl_expired};
+
+#define DECL_MEMORY (16u << 20)
+
+static void *decl_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    size_t *used = ud;
+    if (nsize == 0) {
+        free(ptr);
+        *used -= ptr ? osize : 0;
+        return NULL;
+    }
+    size_t old = ptr ? osize : 0;
+    if (nsize > old && *used - old + nsize > DECL_MEMORY)
+        return NULL;
+    void *r = realloc(ptr, nsize);
+    if (r)
+        *used = *used - old + nsize;
+    return r;
+}
+
+static int decl_panic(lua_State *L)
+{
+    pt_err("Lua panic while reading a policy file: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    abort();
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -266,8 +301,19 @@ static bool load_file(struct pt_polctx *pc, struct pt_registry *reg, const char 
         pt_errors_add(pc->errs, "%s: cannot read: %s", path, strerror(errno));
         return false;
     }
-    lua_State *L = luaL_newstate();
+    size_t used = 0;
+    lua_State *L = lua_newstate(decl_alloc, &used);
+    if (!L) {
+        free(src);
+        pt_errors_add(pc->errs, "%s: cannot create a Lua state", path);
+        return false;
+    }
+    lua_atpanic(L, decl_panic);
     luaL_openlibs(L);
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_getglobal(L, "string");
+    pt_lpat_install(L, -1, &decl_patterns);
+    lua_pop(L, 1);
     /* the declaration is data: no io, os, require, debug while reading it */
     static const char *const gone[] = {"io", "os", "require", "debug", "dofile", "loadfile", "load",
                                        "loadstring", "package", "module", NULL};
@@ -275,15 +321,19 @@ static bool load_file(struct pt_polctx *pc, struct pt_registry *reg, const char 
         lua_pushnil(L);
         lua_setglobal(L, gone[i]);
     }
-    lua_pushnumber(L, (double)(pt_now_ms() + 1000));
-    lua_setfield(L, LUA_REGISTRYINDEX, "pt.deadline");
+    decl_deadline = pt_now_ms() + 1000;
     lua_sethook(L, tl_hook, LUA_MASKCOUNT, 1000);
     char chunk[PATH_MAX + 2];
     snprintf(chunk, sizeof(chunk), "@%s", path);
     bool ok = false;
     struct pt_luapol *lp = pt_pool_calloc(pc->pool, sizeof(*lp));
-    if (luaL_loadbufferx(L, src, len, chunk, "t") != 0 || lua_pcall(L, 0, 1, 0) != 0)
-        pt_errors_add(pc->errs, "%s", lua_tostring(L, -1));
+    if (luaL_loadbufferx(L, src, len, chunk, "t") != 0 || lua_pcall(L, 0, 1, 0) != 0) {
+        const char *m = lua_tostring(L, -1) ? lua_tostring(L, -1) : "error";
+        if (strncmp(m, path, strlen(path))) /* a limit's message has no position: name the file */
+            pt_errors_add(pc->errs, "%s: %s", path, m);
+        else
+            pt_errors_add(pc->errs, "%s", m);
+    }
     else if (!lua_istable(L, -1))
         pt_errors_add(pc->errs, "%s: a Lua policy file must return a table declaring the policy", path);
     else if (read_declaration(pc, L, path, lp)) {
@@ -303,6 +353,7 @@ static bool load_file(struct pt_polctx *pc, struct pt_registry *reg, const char 
                 ok = true;
         }
     }
+    decl_deadline = 0;
     lua_close(L);
     free(src);
     return ok;
