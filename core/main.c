@@ -246,6 +246,32 @@ static int open_listener(const struct pt_listen_cf *l)
 }
 
 /*
+ * Whether nobody listens on the address yet.  Our sockets share a port
+ * through SO_REUSEPORT, which would also let a second Portico started by
+ * mistake share it silently and take part of the traffic; a probe bound
+ * without SO_REUSEPORT finds such a listener (EADDRINUSE) first.
+ */
+static bool address_free(const struct pt_listen_cf *l)
+{
+    const struct sockaddr_in *in4 = (const struct sockaddr_in *)&l->sa;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&l->sa;
+    if ((l->sa.ss_family == AF_INET && !in4->sin_port) || (l->sa.ss_family == AF_INET6 && !in6->sin6_port))
+        return true; /* port 0: a fresh port anyway */
+    int fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true; /* let the real attempt report it */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (l->sa.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    bool ok = bind(fd, (const struct sockaddr *)&l->sa, l->salen) == 0;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return ok || e != EADDRINUSE;
+}
+
+/*
  * Gives g one socket per worker for each address it listens on: existing
  * ones for addresses already open, new ones otherwise.  On failure nothing
  * changes (new sockets are closed) and errs says why.
@@ -270,6 +296,13 @@ static bool prepare_listeners(struct pt_gen *g, const struct pt_conf *file, stru
             for (int w = 0; w < nworkers; w++)
                 ls->fds[w] = -1;
             fresh[i] = ls;
+            if (!address_free(l)) {
+                const struct pt_node *where = file && i < file->nlisten ? file->listen[i].node : l->node;
+                pt_node_error(errs, where, "cannot listen on %s: %s (another process listens there)", l->address,
+                              strerror(EADDRINUSE));
+                ok = false;
+                break;
+            }
             for (int w = 0; w < nworkers; w++) {
                 ls->fds[w] = open_listener(l);
                 if (ls->fds[w] < 0) {

@@ -41,6 +41,13 @@ typedef struct {
     } while (0)
 void pt_panic(const char *file, int line, const char *what) __attribute__((noreturn));
 
+/* Checks made only in --enable-debug builds (where they cost something). */
+#ifdef PT_DEBUG
+#define PT_DCHECK(cond) PT_ASSERT(cond)
+#else
+#define PT_DCHECK(cond) ((void)0)
+#endif
+
 static inline pt_str pt_str_c(const char *s)
 {
     return (pt_str){s, s ? strlen(s) : 0};

@@ -191,6 +191,7 @@ static struct shard *shard_of(uint64_t h)
 
 int pt_counter(struct pt_counter_op *op)
 {
+    PT_DCHECK(op->key.data && op->key.len && op->kind >= PT_COUNTER_SLIDING && op->kind <= PT_COUNTER_GAUGE);
     uint64_t h = pt_hash(op->key.data, op->key.len, false);
     struct shard *s = shard_of(h);
     int64_t now = mono_ms();

@@ -467,7 +467,11 @@ void pt_gen_ref(struct pt_gen *g)
 
 void pt_gen_unref(struct pt_gen *g)
 {
-    if (!g || atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+    if (!g)
+        return;
+    long prev = atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel);
+    PT_ASSERT(prev >= 1);
+    if (prev != 1)
         return;
     if (g->pc)
         pt_policy_release(g->pc);

@@ -122,6 +122,7 @@ static bool push(struct pt_req *req, const struct pt_block *b, const struct pt_s
         pt_exec_set_error(req, 500, "gateway", "PolicyNestingTooDeep", "policies nested too deeply");
         return false;
     }
+    PT_DCHECK(ex->depth >= 0 && b);
     ex->st[ex->depth++] = (struct pt_frame){b, 0, owner, aux};
     return true;
 }

@@ -53,11 +53,23 @@ struct pt_pool *pt_pool_new(size_t chunk)
     return p;
 }
 
+/* Debug builds fill released pool memory with 0xA5, so a pointer kept past
+   its request reads garbage at once instead of stale data. */
+static void poison(struct chunk *c)
+{
+#ifdef PT_DEBUG
+    memset(c->data, 0xA5, c->used);
+#else
+    (void)c;
+#endif
+}
+
 void pt_pool_reset(struct pt_pool *p)
 {
     struct chunk *c = p->head;
     while (c) {
         struct chunk *next = c->next;
+        poison(c);
         if (c != p->first)
             free(c);
         c = next;
@@ -79,6 +91,7 @@ void pt_pool_free(struct pt_pool *p)
 
 void *pt_pool_alloc(struct pt_pool *p, size_t n)
 {
+    PT_DCHECK(p && p->head && p->head->used <= p->head->size);
     n = (n + 15) & ~(size_t)15;
     struct chunk *c = p->head;
     if (PT_UNLIKELY(c->used + n > c->size)) {

@@ -575,6 +575,19 @@ static const struct pt_pipeline *pipeline_of(const struct pt_req *req)
     return &req->op->pipeline;
 }
 
+/* The client's values of a forwarding header, in order, each followed by ", "
+   (the list our own hop is then appended to). */
+static void append_values(struct pt_buf *b, const struct pt_head *h, int kind)
+{
+    for (int i = 0; i < h->nh; i++) {
+        const struct pt_hdr *x = &h->h[i];
+        if (x->kind == kind && !x->hop && !x->deleted) {
+            pt_buf_str(b, x->value);
+            pt_buf_lit(b, ", ");
+        }
+    }
+}
+
 /* Serialises the request head for the backend. */
 static void build_backend_head(struct pt_req *req, struct pt_buf *b)
 {
@@ -603,10 +616,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     const struct pt_upstream_cf *ucf = &req_gen(req)->conf->upstream;
     unsigned fwd = ucf->forwarded;
     pt_str rid = pt_str_c(ucf->request_id_header);
-    pt_str xff_prev[8];
-    int nxff = 0;
-    pt_str fwd_prev[8];
-    int nfwd = 0;
+    int nxff = 0, nfwd = 0;
     for (int i = 0; i < req->h.nh; i++) {
         const struct pt_hdr *x = &req->h.h[i];
         if (x->hop || x->deleted || x->kind == PT_H_HOST)
@@ -615,15 +625,13 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         switch (x->kind) {
         case PT_H_X_FORWARDED_FOR:
             if (fwd & PT_FWD_XFF) {
-                if (nxff < 8)
-                    xff_prev[nxff++] = x->value;
+                nxff++; /* written below, extended */
                 continue;
             }
             break;
         case PT_H_FORWARDED:
             if (fwd & PT_FWD_FORWARDED) {
-                if (nfwd < 8)
-                    fwd_prev[nfwd++] = x->value;
+                nfwd++;
                 continue;
             }
             break;
@@ -648,10 +656,8 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     pt_str ip = pt_str_c(c->ip);
     if (fwd & PT_FWD_XFF) {
         pt_buf_lit(b, "X-Forwarded-For: ");
-        for (int i = 0; i < nxff; i++) {
-            pt_buf_str(b, xff_prev[i]);
-            pt_buf_lit(b, ", ");
-        }
+        if (nxff)
+            append_values(b, &req->h, PT_H_X_FORWARDED_FOR);
         pt_buf_str(b, ip);
         pt_buf_lit(b, "\r\n");
     }
@@ -668,10 +674,8 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     }
     if (fwd & PT_FWD_FORWARDED) {
         pt_buf_lit(b, "Forwarded: ");
-        for (int i = 0; i < nfwd; i++) {
-            pt_buf_str(b, fwd_prev[i]);
-            pt_buf_lit(b, ", ");
-        }
+        if (nfwd)
+            append_values(b, &req->h, PT_H_FORWARDED);
         pt_buf_lit(b, "for=");
         if (memchr(ip.p, ':', ip.n)) {
             pt_buf_lit(b, "\"[");

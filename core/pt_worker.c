@@ -172,6 +172,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 
 void pt_worker_conn_closed(struct pt_worker *w)
 {
+    PT_ASSERT(w->nconns > 0);
     w->nconns--;
     if (w->paused && w->nconns < w->max_conns && !w->draining) {
         w->paused = false;

@@ -360,6 +360,20 @@ def test_run_with_broken_config_exits_with_errors(workdir):
     assert connection_refused(port)
 
 
+def test_second_instance_on_the_same_port_is_refused(backend, portico, workdir):
+    """SO_REUSEPORT must not let a second Portico share the first one's port silently."""
+    cfg = basic_config(backend.url)
+    first = portico(cfg)
+    path = os.path.join(workdir, "second.yaml")
+    second = dict(cfg, data=os.path.join(workdir, "second-var"))
+    with open(path, "w") as f:
+        f.write(to_yaml(second) + "\n")
+    r = subprocess.run([BIN, "-c", path], capture_output=True, timeout=10)
+    assert r.returncode != 0
+    assert b"another process listens there" in r.stderr and b"second.yaml:" in r.stderr, r.stderr
+    assert first.request("GET", "/echo/x")[0] == 200  # the first one is untouched
+
+
 # ----------------------------------------------------------------- reloads
 
 def test_reload_adds_and_removes_apis(backend, portico):

@@ -139,6 +139,21 @@ def test_forwarding_headers_and_request_id(backend, portico):
     assert len(rid) == 36 and rid.count("-") == 4
 
 
+def test_every_forwarding_field_is_extended(backend, portico):
+    """Twelve X-Forwarded-For and Forwarded fields from the client: all of them reach the backend,
+    in order, with our hop appended."""
+    p = portico(basic_config(backend.url))
+    head = b"GET /echo/items/1 HTTP/1.1\r\nHost: a\r\n"
+    for i in range(12):
+        head += b"X-Forwarded-For: 10.0.0.%d\r\nForwarded: for=10.0.1.%d\r\n" % (i, i)
+    out = raw_exchange(p.port, head + b"Connection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 ")
+    req = backend.last()
+    assert req.header_all("X-Forwarded-For") == [", ".join("10.0.0.%d" % i for i in range(12)) + ", 127.0.0.1"]
+    assert req.header_all("Forwarded") == [", ".join("for=10.0.1.%d" % i for i in range(12)) +
+                                          ', for=127.0.0.1;host="a";proto=http']
+
+
 def test_hop_by_hop_headers_removed(backend, portico):
     p = portico(basic_config(backend.url))
     p.request("GET", "/echo/items/1", headers={
