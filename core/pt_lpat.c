@@ -370,6 +370,21 @@ static void check_subject(lua_State *L, const struct pt_lpat_env *env, size_t l)
                    (int)(l > INT32_MAX ? INT32_MAX : l));
 }
 
+/* find, match and gsub: the subject checked, a leading '^' taken as the
+   anchor it is (gmatch has none), the state ready. */
+static bool begin(struct mstate *ms, lua_State *L, const struct pt_lpat_env *env, const char *s, size_t ls,
+                  const char **p, size_t lp)
+{
+    check_subject(L, env, ls);
+    bool anchor = **p == '^';
+    if (anchor) {
+        (*p)++;
+        lp--;
+    }
+    init_state(ms, L, s, ls, *p, lp);
+    return anchor;
+}
+
 static void push_onecapture(lua_State *L, struct mstate *ms, int i, const char *s, const char *e)
 {
     if (i >= ms->level) {
@@ -431,14 +446,8 @@ static int find_aux(lua_State *L, bool find)
         lua_call(L, 4, LUA_MULTRET);
         return lua_gettop(L);
     }
-    check_subject(L, env, ls);
-    bool anchor = *p == '^';
-    if (anchor) {
-        p++;
-        lp--;
-    }
     struct mstate ms;
-    init_state(&ms, L, s, ls, p, lp);
+    bool anchor = begin(&ms, L, env, s, ls, &p, lp);
     const char *s1 = s + init;
     do {
         ms.level = 0;
@@ -567,14 +576,8 @@ static int l_gsub(lua_State *L)
     lua_Integer max_n = luaL_optinteger(L, 4, (lua_Integer)ls + 1);
     luaL_argcheck(L, tr == LUA_TNUMBER || tr == LUA_TSTRING || tr == LUA_TFUNCTION || tr == LUA_TTABLE, 3,
                   "string/function/table expected");
-    check_subject(L, env, ls);
-    bool anchor = *p == '^';
-    if (anchor) {
-        p++;
-        lp--;
-    }
     struct mstate ms;
-    init_state(&ms, L, src, ls, p, lp);
+    bool anchor = begin(&ms, L, env, src, ls, &p, lp);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     lua_Integer n = 0;
