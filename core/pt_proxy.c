@@ -575,6 +575,14 @@ static const struct pt_pipeline *pipeline_of(const struct pt_req *req)
     return &req->op->pipeline;
 }
 
+/* The request-body limit: the API's bodySize when it has one, else limits.bodySize. */
+static uint64_t body_limit(struct pt_req *req)
+{
+    uint64_t global = req_gen(req)->conf->limits.body_size;
+    uint64_t own = req->api ? req->api->cf->body_size : 0;
+    return own && own < global ? own : global;
+}
+
 /* The client's values of a forwarding header, in order, each followed by ", "
    (the list our own hop is then appended to). */
 static void append_values(struct pt_buf *b, const struct pt_head *h, int kind)
@@ -825,6 +833,12 @@ static void req_start(struct pt_conn *c, size_t head_len)
     /* a preflight carries no key: an API answering CORS itself answers it without one */
     if (!(req->preflight_candidate && pt_pipeline_has_cors(&req->op->pipeline)) && !check_subscription(req))
         return;
+    if (req->h.body == PT_BODY_LENGTH && (uint64_t)req->h.content_length > body_limit(req)) {
+        /* the API's own limit, before a byte of the body is read */
+        req->keep = false;
+        req_error(req, 413, "RequestEntityTooLarge", "request body larger than this API accepts (bodySize)");
+        return;
+    }
     req->be = req->api->backend;
     req->bpath = req->m.rest;
     req->bquery = req->h.query;
@@ -947,7 +961,7 @@ static void req_body(struct pt_req *req)
     if (c->state != C_BODY || (!buffering && !u))
         return;
     struct evbuffer *in = c->io->in, *out = buffering ? req->req_body : u->io->out;
-    uint64_t limit = buffering ? req_gen(req)->conf->limits.buffer_size : req_gen(req)->conf->limits.body_size;
+    uint64_t limit = buffering ? req_gen(req)->conf->limits.buffer_size : body_limit(req);
     size_t before = evbuffer_get_length(in);
     bool done = false;
     if (req->h.body == PT_BODY_LENGTH) {

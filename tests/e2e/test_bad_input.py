@@ -648,6 +648,32 @@ def test_body_size_limit_chunked(backend, portico):
     assert len(backend.requests) == 1  # the aborted body never became a request
 
 
+def test_an_api_may_accept_less_than_the_body_limit(backend, portico):
+    """apis[].bodySize lowers limits.bodySize for one API: Content-Length over it is refused on the
+    head; a chunked body is cut when it grows past it; other APIs keep the global limit."""
+    cfg = config(backend.url)
+    cfg["apis"].append({"id": "small", "path": "small", "serviceUrl": backend.url, "subscriptionRequired": False,
+                        "bodySize": 100, "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]})
+    p = portico(cfg)
+    for n, want in ((100, 200), (101, 413)):
+        out, closed = exchange(p.port, b"POST /small/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+                                       b"Content-Length: %d\r\n\r\n" % n + b"b" * n)
+        if want == 200:
+            assert_ok(out, closed)
+        else:
+            assert_error(out, closed, 413)
+    assert len(backend.requests) == 1
+    out, closed = exchange(p.port, b"POST /small/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                   b"64\r\n" + b"c" * 100 + b"\r\n1\r\nd\r\n0\r\n\r\n")
+    assert_error(out, closed, 413)
+    time.sleep(0.2)
+    assert len(backend.requests) == 1
+    out, closed = exchange(p.port, b"POST /echo/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+                                   b"Content-Length: 500\r\n\r\n" + b"e" * 500)
+    assert_ok(out, closed)
+    assert p.access_entries(wait_for=4)[1]["reason"] == "RequestEntityTooLarge"
+
+
 def test_requests_per_connection_limit(backend, portico):
     limits = dict(LIMITS, requestsPerConnection=2)
     p = portico(config(backend.url, limits=limits))
