@@ -798,7 +798,6 @@ static pt_status concurrency_run(const struct pt_api *api, pt_call *call, void *
 
 /* ============================================================= ip-filter */
 
-static const char *const ip_actions[] = {"allow", "forbid", NULL};
 
 static const struct pt_attr_def range_attrs[] = {
     {"from", PT_ATTR_STRING, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0, "first address"},
@@ -807,8 +806,8 @@ static const struct pt_attr_def range_attrs[] = {
 };
 
 static const struct pt_attr_def ip_filter_attrs[] = {
-    {"action", PT_ATTR_ENUM, PT_ATTR_REQUIRED, NULL, ip_actions, NULL, 0, 0,
-     "allow: only these callers; forbid: everyone but these"},
+    {"action", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+     "allow: only these callers; forbid: everyone but these (an expression may choose per request)"},
     {"address", PT_ATTR_STRING, PT_ATTR_MULTI, NULL, NULL, NULL, 0, 0, "an IPv4 or IPv6 address"},
     {"address-range", PT_ATTR_ELEMENT, PT_ATTR_MULTI, NULL, NULL, range_attrs, 0, 0, "from and to, inclusive"},
     {0},
@@ -820,6 +819,7 @@ struct ip16 {
 
 struct ip_filter {
     bool allow;
+    pt_value *action; /* an expression choosing allow or forbid; NULL when literal */
     struct ip16 *lo, *hi;
     int n;
 };
@@ -840,7 +840,15 @@ static bool parse_ip(const char *s, struct ip16 *out)
 static int ip_filter_compile(const struct pt_api *api, pt_compile *c, void **instance)
 {
     struct ip_filter *f = api->compile_alloc(c, sizeof(*f));
-    f->allow = api->attr_enum(c, "action", 0) == 0;
+    const char *action = api->attr_literal(c, "action");
+    if (action) {
+        if (strcmp(action, "allow") && strcmp(action, "forbid")) {
+            api->compile_error(c, "action", "'%s' is neither allow nor forbid", action);
+            return -1;
+        }
+        f->allow = !strcmp(action, "allow");
+    } else
+        f->action = api->attr_value(c, "action");
     pt_value **addrs;
     pt_element **ranges;
     int na = api->attr_values(c, "address", &addrs), nr = api->attr_elements(c, "address-range", &ranges);
@@ -883,6 +891,17 @@ static int ip_filter_compile(const struct pt_api *api, pt_compile *c, void **ins
 static pt_status ip_filter_run(const struct pt_api *api, pt_call *call, void *inst)
 {
     const struct ip_filter *f = inst;
+    bool allow = f->allow;
+    if (f->action) {
+        pt_bytes a;
+        int st = eval(api, call, f->action, &a);
+        if (st)
+            return (pt_status)st;
+        if (!bytes_is(a, "allow") && !bytes_is(a, "forbid"))
+            return api->fail(call, 500, "ExpressionValueEvaluationFailure",
+                             "ip-filter: action must be allow or forbid");
+        allow = bytes_is(a, "allow");
+    }
     pt_bytes ipb = api->fact(call, PT_FACT_CLIENT_IP);
     char *ip = dup_bytes(api, call, ipb);
     struct ip16 a;
@@ -891,9 +910,9 @@ static pt_status ip_filter_run(const struct pt_api *api, pt_call *call, void *in
     bool hit = false;
     for (int i = 0; i < f->n && !hit; i++)
         hit = memcmp(a.b, f->lo[i].b, 16) >= 0 && memcmp(a.b, f->hi[i].b, 16) <= 0;
-    if (f->allow && !hit)
+    if (allow && !hit)
         return api->fail(call, 403, "CallerIpNotAllowed", "Caller IP address is not allowed. Access denied.");
-    if (!f->allow && hit)
+    if (!allow && hit)
         return api->fail(call, 403, "CallerIpBlocked", "Caller IP address is blocked. Access denied.");
     return PT_OK;
 }

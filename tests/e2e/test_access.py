@@ -297,7 +297,23 @@ def test_ip_filter_allow_and_forbid(backend, portico):
     assert status == 403 and p.access_entries(wait_for=2)[-1]["reason"] == "CallerIpBlocked"
     p.stop()
     p = portico(gw_config(backend, [{"ip-filter": {"action": "allow", "address": ["2001:db8::1"]}}], subs=False))
-    assert call(p, key=None)[0] == 403
+    status, _, body = call(p, key=None)
+    assert (status, json.loads(body)) == (403, {"statusCode": 403,
+                                                "message": "Caller IP address is not allowed. Access denied."})
+    assert p.access_entries(wait_for=3)[-1]["reason"] == "CallerIpNotAllowed"  # the log is the previous runs' too
+
+
+def test_ip_filter_action_from_an_expression(backend, portico):
+    action = "@(context.request.headers:get('X-Open', '') == 'yes' and 'forbid' or 'allow')"
+    p = portico(gw_config(backend, [{"ip-filter": {"action": action, "address": ["10.9.9.9"]}}], subs=False))
+    assert call(p, key=None)[0] == 403                              # allow-list without us
+    assert call(p, key=None, headers={"X-Open": "yes"})[0] == 200   # deny-list without us
+    p.stop()
+    p = portico(gw_config(backend, [{"ip-filter": {"action": "@('maybe')", "address": ["10.9.9.9"]}}], subs=False))
+    assert call(p, key=None)[0] == 500
+    cfg = gw_config(backend, [{"ip-filter": {"action": "maybe", "address": ["10.9.9.9"]}}], subs=False)
+    code, out = portico(cfg, start=False).check()
+    assert code != 0 and "neither allow nor forbid" in out, out
 
 
 def test_ip_filter_trusted_proxies(backend, portico):
