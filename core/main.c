@@ -145,11 +145,10 @@ static void print_reference(const struct pt_gen *g)
             if (d->sections & (1u << s))
                 printf(" %s", secs[s]);
         if ((d->scopes & PT_SCOPE_ALL) != PT_SCOPE_ALL) {
-            static const char *const scopes[] = {"global", "workspace", "product", "API", "operation"};
             printf(". Scopes:");
-            for (int s = 0; s < 5; s++)
+            for (int s = 0; s < PT_SCOPE_COUNT; s++)
                 if (d->scopes & (1u << s))
-                    printf(" %s", scopes[s]);
+                    printf(" %s", pt_scope_names[s]);
         }
         printf(". Provided by: %s.%s\n", !owner || !strcmp(owner, "core") ? "the core"
                                          : strstr(owner, ".lua") ? "a Lua policy" : "a plugin",

@@ -53,9 +53,7 @@ struct pt_lua {
     struct pt_worker *w;
     lua_State *L;
     uint64_t epoch;   /* bumped when the state is rebuilt */
-    size_t used;      /* bytes allocated by the state */
-    size_t cap;       /* lua.memory; enforced once the state is built */
-    bool capped;
+    struct pt_lua_mem mem; /* its allocator: lua.memory, enforced once the state is built */
     uint64_t deadline; /* ms, 0 = none */
     struct pt_lpat_env lpat; /* pattern functions: subject cap, deadline */
     const char *breach; /* "time" / "memory" while a limit is broken */
@@ -75,22 +73,23 @@ static __thread struct pt_lua *tl;
 
 /* -------------------------------------------------------------- allocator */
 
-static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize)
+void *pt_lua_mem_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
-    struct pt_lua *x = ud;
+    struct pt_lua_mem *m = ud;
     if (nsize == 0) {
         free(ptr);
-        x->used -= ptr ? osize : 0;
+        m->used -= ptr ? osize : 0;
         return NULL;
     }
     size_t old = ptr ? osize : 0;
-    if (x->capped && nsize > old && x->used - old + nsize > x->cap) {
-        x->breach = "memory";
+    if (m->capped && nsize > old && m->used - old + nsize > m->cap) {
+        if (m->breach)
+            *m->breach = "memory";
         return NULL;
     }
     void *r = realloc(ptr, nsize);
     if (r)
-        x->used = x->used - old + nsize;
+        m->used = m->used - old + nsize;
     return r;
 }
 
@@ -100,11 +99,21 @@ static int at_panic(lua_State *L)
     abort();
 }
 
-static void hook(lua_State *L, lua_Debug *ar)
+/* The running call's deadline has passed (and the breach is recorded): the
+   count hook and the pattern functions both ask. */
+static bool deadline_passed(void)
 {
     struct pt_lua *x = tl;
     if (x && x->deadline && pt_now_ms() >= x->deadline) {
         x->breach = "time";
+        return true;
+    }
+    return false;
+}
+
+static void hook(lua_State *L, lua_Debug *ar)
+{
+    if (deadline_passed()) {
         lua_pushstring(L, "time limit exceeded");
         lua_error(L);
     }
@@ -155,7 +164,7 @@ static int safe_xpcall(lua_State *L)
 
 static size_t max_string(void)
 {
-    return tl && tl->cap ? tl->cap / 4 : (16u << 20);
+    return tl && tl->mem.cap ? tl->mem.cap / 4 : (16u << 20);
 }
 
 static int safe_rep(lua_State *L)
@@ -172,17 +181,6 @@ static int safe_rep(lua_State *L)
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, 1);
     return 1;
-}
-
-/* Pattern functions poll this: the same deadline as the hook's. */
-static bool pattern_expired(void)
-{
-    struct pt_lua *x = tl;
-    if (x && x->deadline && pt_now_ms() >= x->deadline) {
-        x->breach = "time";
-        return true;
-    }
-    return false;
 }
 
 /* ------------------------------------------------------------- proxies */
@@ -943,7 +941,7 @@ static void build_user_globals(struct pt_lua *x)
     lua_pushcclosure(L, safe_rep, 1);
     lua_setfield(L, str, "rep");
     x->lpat.max_subject = (size_t)limits_of(x)->pattern_subject;
-    x->lpat.expired = pattern_expired;
+    x->lpat.expired = deadline_passed;
     pt_lpat_install(L, str, &x->lpat);
     /* the string metatable: methods are the bounded ones, and it is locked */
     lua_pushliteral(L, "");
@@ -1027,9 +1025,8 @@ static void build_user_globals(struct pt_lua *x)
 
 static bool state_build(struct pt_lua *x)
 {
-    x->used = 0;
-    x->capped = false;
-    lua_State *L = lua_newstate(lalloc, x);
+    x->mem = (struct pt_lua_mem){0, 0, false, &x->breach};
+    lua_State *L = lua_newstate(pt_lua_mem_alloc, &x->mem);
     if (!L)
         return false;
     x->L = L;
@@ -1061,8 +1058,8 @@ static bool state_build(struct pt_lua *x)
     x->ndirty = 0;
     lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_COUNT);
     lua_gc(L, LUA_GCCOLLECT, 0);
-    x->capped = true;
-    x->cap = (size_t)limits_of(x)->memory + x->used; /* the cap is for scripts, on top of the runtime */
+    x->mem.capped = true;
+    x->mem.cap = (size_t)limits_of(x)->memory + x->mem.used; /* the cap is for scripts, on top of the runtime */
     x->epoch++;
     x->damaged = false;
     return true;

@@ -31,6 +31,16 @@ struct pt_luaval {
 
 struct pt_lua;
 
+/* A Lua allocator (lua_newstate's, with &mem as its ud) that refuses to grow
+   past `cap` bytes while `capped`; a refusal sets *breach to "memory" when
+   breach is given.  Workers' states and policy-file readers use it. */
+struct pt_lua_mem {
+    size_t used, cap;
+    bool capped;
+    const char **breach;
+};
+void *pt_lua_mem_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
 /* Creates the runtime of a worker (the state itself is created on first use). */
 struct pt_lua *pt_lua_new(struct pt_worker *w);
 void pt_lua_free(struct pt_lua *L);

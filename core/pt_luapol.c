@@ -77,40 +77,23 @@ static pt_status luapol_run(const struct pt_api *api, pt_call *call, void *insta
    count hook sees every loop, and bounded pattern functions. */
 static __thread uint64_t decl_deadline;
 
-static void tl_hook(lua_State *L, lua_Debug *ar)
-{
-    (void)ar;
-    if (decl_deadline && pt_now_ms() > decl_deadline) {
-        lua_pushstring(L, "the policy file took too long to evaluate");
-        lua_error(L);
-    }
-}
-
 static bool decl_expired(void)
 {
     return decl_deadline && pt_now_ms() > decl_deadline;
 }
 
+static void tl_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if (decl_expired()) {
+        lua_pushstring(L, "the policy file took too long to evaluate");
+        lua_error(L);
+    }
+}
+
 static const struct pt_lpat_env decl_patterns = {1u << 20, decl_expired};
 
 #define DECL_MEMORY (16u << 20)
-
-static void *decl_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    size_t *used = ud;
-    if (nsize == 0) {
-        free(ptr);
-        *used -= ptr ? osize : 0;
-        return NULL;
-    }
-    size_t old = ptr ? osize : 0;
-    if (nsize > old && *used - old + nsize > DECL_MEMORY)
-        return NULL;
-    void *r = realloc(ptr, nsize);
-    if (r)
-        *used = *used - old + nsize;
-    return r;
-}
 
 static int decl_panic(lua_State *L)
 {
@@ -301,8 +284,8 @@ static bool load_file(struct pt_polctx *pc, struct pt_registry *reg, const char 
         pt_errors_add(pc->errs, "%s: cannot read: %s", path, strerror(errno));
         return false;
     }
-    size_t used = 0;
-    lua_State *L = lua_newstate(decl_alloc, &used);
+    struct pt_lua_mem mem = {0, DECL_MEMORY, true, NULL};
+    lua_State *L = lua_newstate(pt_lua_mem_alloc, &mem);
     if (!L) {
         free(src);
         pt_errors_add(pc->errs, "%s: cannot create a Lua state", path);

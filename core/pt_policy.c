@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 const char *const pt_section_names[PT_SEC_COUNT] = {"inbound", "backend", "outbound", "on-error"};
+const char *const pt_scope_names[PT_SCOPE_COUNT] = {"global", "workspace", "product", "API", "operation"};
 static const unsigned section_bits[PT_SEC_COUNT] = {PT_SECTION_INBOUND, PT_SECTION_BACKEND,
                                                     PT_SECTION_OUTBOUND, PT_SECTION_ON_ERROR};
 
@@ -762,15 +763,14 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
         return NULL;
     }
     if (!(def->scopes & pc->scope)) {
-        static const char *const names[] = {"global", "workspace", "product", "API", "operation"};
         char allowed[96] = "";
         const char *here = "this";
-        for (int i = 0; i < 5; i++) {
+        for (int i = 0; i < PT_SCOPE_COUNT; i++) {
             if (pc->scope == 1 << i)
-                here = names[i];
+                here = pt_scope_names[i];
             if (def->scopes & (1u << i))
                 snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s", *allowed ? ", " : "",
-                         names[i]);
+                         pt_scope_names[i]);
         }
         pt_node_error(pc->errs, pt_node_key(n, 0), "policy '%s' is not allowed at %s scope (only: %s)", name, here,
                       allowed);
@@ -975,17 +975,6 @@ static void expand(struct pt_polctx *pc, struct pt_doc *const *docs, int ndocs, 
     }
 }
 
-static const char *scope_name(int scope)
-{
-    switch (scope) {
-    case PT_SCOPE_GLOBAL: return "global";
-    case PT_SCOPE_WORKSPACE: return "workspace";
-    case PT_SCOPE_PRODUCT: return "product";
-    case PT_SCOPE_API: return "API";
-    default: return "operation";
-    }
-}
-
 /* A policy allowed once per section must also be there once after `base`
    has spliced the scopes together (an API's [base, forward-request] under
    a global default forward-request would call the backend twice). */
@@ -1005,11 +994,12 @@ static bool check_once(struct pt_polctx *pc, const struct pt_block *b, int sec)
             if (!at->dup_reported && at->node) {
                 at->dup_reported = true;
                 const struct pt_stmt *other = at == s ? first : s;
+                PT_ASSERT(other->scope); /* every statement comes from a scope's document */
                 pt_node_error(pc->errs, pt_node_key(at->node, 0),
                               "'%s' may appear once per section, but base makes the %s section hold two (%s%s%s)",
                               s->name, pt_section_names[sec],
                               other->node ? "the other comes from the " : "the other is the default of the ",
-                              scope_name(other->scope),
+                              pt_scope_names[__builtin_ctz((unsigned)other->scope)],
                               other->node ? " scope" : " scope, whose document has no backend section");
             }
             break;

@@ -28,6 +28,9 @@
 enum pt_section_index { PT_SEC_INBOUND, PT_SEC_BACKEND, PT_SEC_OUTBOUND, PT_SEC_ON_ERROR, PT_SEC_COUNT };
 
 extern const char *const pt_section_names[PT_SEC_COUNT];
+/* Scope names for messages and the reference, by bit (PT_SCOPE_GLOBAL = 1 << 0 ...). */
+#define PT_SCOPE_COUNT 5
+extern const char *const pt_scope_names[PT_SCOPE_COUNT];
 
 /* Internal policy flag: the statement's value is not an attribute map and is
    parsed by the core (choose). */

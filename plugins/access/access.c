@@ -416,6 +416,15 @@ static pt_bytes counter_key(const struct pt_api *api, pt_call *call, const char 
     return (pt_bytes){b, (size_t)k + key.len};
 }
 
+/* A look at a counter with a limit: the ms until one more call fits under it. */
+static int64_t wait_for_room(const struct pt_api *api, struct pt_counter_op *op, int64_t limit)
+{
+    op->add = 0;
+    op->limit = limit;
+    api->counter(op);
+    return op->retry_ms > 0 ? op->retry_ms : 1000;
+}
+
 /* Adds `n` to a counter whatever its limit (a refused call counts too, as in
    APIM) and returns the count; with `limit`, *retry_ms says when the next
    call would fit again. */
@@ -426,12 +435,8 @@ static int64_t count_call(const struct pt_api *api, struct pt_counter_op *op, in
     op->limit = 0;
     api->counter(op);
     int64_t count = op->count;
-    if (retry_ms && count > limit) {
-        op->add = 0; /* a look with the limit: when room comes back */
-        op->limit = limit;
-        api->counter(op);
-        *retry_ms = op->retry_ms > 0 ? op->retry_ms : 1000;
-    }
+    if (retry_ms && count > limit)
+        *retry_ms = wait_for_room(api, op, limit);
     return count;
 }
 
@@ -514,6 +519,19 @@ static void count_if(pt_call *call, void *arg)
         A->counter(&d->op);
 }
 
+/* Adds `n` to the counter once the response is known, if l's increment
+   condition holds then (for a refused call too). */
+static void count_on_response(const struct pt_api *api, pt_call *call, const struct limit *l,
+                              const struct pt_counter_op *op, int64_t n)
+{
+    struct deferred *d = api->alloc(call, sizeof(*d));
+    d->l = l;
+    d->op = *op;
+    d->op.add = n;
+    d->op.limit = 0;
+    api->at_response(call, count_if, d);
+}
+
 static pt_status rate_limit_key_run(const struct pt_api *api, pt_call *call, void *inst)
 {
     const struct limit *l = inst;
@@ -534,17 +552,10 @@ static pt_status rate_limit_key_run(const struct pt_api *api, pt_call *call, voi
     if (l->cond) {
         /* the call counts once its response is known, if the condition holds then (refused or not) */
         now = count_call(api, &op, 0, calls, NULL);
-        struct deferred *d = api->alloc(call, sizeof(*d));
-        d->l = l;
-        d->op = op;
-        d->op.add = count;
-        d->op.limit = 0;
-        api->at_response(call, count_if, d);
-        if (now + count > calls) {
-            op.add = 0; /* when `count` more would fit: when one more fits under calls - count + 1 */
-            op.limit = calls - count + 1 > 0 ? calls - count + 1 : 1;
-            api->counter(&op);
-            return refuse_rate(api, call, l, op.retry_ms > 0 ? op.retry_ms : 1000);
+        count_on_response(api, call, l, &op, count);
+        if (now + count > calls) { /* `count` more fit when one more fits under calls - count + 1 */
+            int64_t room = calls - count + 1 > 0 ? calls - count + 1 : 1;
+            return refuse_rate(api, call, l, wait_for_room(api, &op, room));
         }
         report_remaining(api, call, l, (long long)(calls - now - count), (long long)calls);
         return PT_OK;
@@ -679,18 +690,9 @@ static int quota_level(const struct pt_api *api, pt_call *call, const char *kind
             count = count_call(api, &op, 0, v->calls, &wait); /* in the count already */
         else if (defer) {
             count = count_call(api, &op, 0, v->calls, NULL) + 1;
-            struct deferred *d = api->alloc(call, sizeof(*d));
-            d->l = defer;
-            d->op = op;
-            d->op.add = 1;
-            d->op.limit = 0;
-            api->at_response(call, count_if, d);
-            if (count > v->calls) { /* a look with the limit: when one more call fits */
-                op.add = 0;
-                op.limit = v->calls;
-                api->counter(&op);
-                wait = op.retry_ms > 0 ? op.retry_ms : 1000;
-            }
+            count_on_response(api, call, defer, &op, 1);
+            if (count > v->calls)
+                wait = wait_for_room(api, &op, v->calls);
         } else
             count = count_call(api, &op, 1, v->calls, &wait);
         if (count > v->calls) {
