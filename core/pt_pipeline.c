@@ -782,9 +782,9 @@ static int api_set_query(pt_call *call, pt_bytes q)
     return 0;
 }
 
-static int api_query_param(pt_call *call, pt_bytes name, pt_bytes *value)
+/* A parameter of a query string (the raw, still encoded value); 0 or -1. */
+static int find_param(pt_str q, pt_bytes name, pt_bytes *value)
 {
-    pt_str q = call->req->bquery;
     while (q.n) {
         const char *amp = memchr(q.p, '&', q.n);
         size_t len = amp ? (size_t)(amp - q.p) : q.n;
@@ -800,6 +800,16 @@ static int api_query_param(pt_call *call, pt_bytes name, pt_bytes *value)
         q.n -= len + 1;
     }
     return -1;
+}
+
+static int api_query_param(pt_call *call, pt_bytes name, pt_bytes *value)
+{
+    return find_param(call->req->bquery, name, value);
+}
+
+static int api_original_query_param(pt_call *call, pt_bytes name, pt_bytes *value)
+{
+    return find_param(call->req->h.query, name, value);
 }
 
 static int api_matched_param(pt_call *call, pt_bytes name, pt_bytes *value)
@@ -1051,8 +1061,6 @@ static pt_bytes api_fact(pt_call *call, int which)
         break;
     case PT_FACT_REQUEST_ID:
         return (pt_bytes){req->id, req->idn};
-    case PT_FACT_ORIGINAL_QUERY:
-        return (pt_bytes){req->h.query.p ? req->h.query.p : "", req->h.query.n};
     case PT_FACT_CLIENT_CERT:
     case PT_FACT_CLIENT_CERT_VERIFY: {
         SSL *ssl = req->c->tls ? pt_io_ssl(req->c->io) : NULL;
@@ -1153,6 +1161,7 @@ static struct pt_api build_api(void)
     a.at_end = api_at_end;
     a.at_response = api_at_response;
     a.use_client_cert = api_use_client_cert;
+    a.original_query_param = api_original_query_param;
     return a;
 }
 

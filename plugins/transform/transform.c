@@ -2243,25 +2243,6 @@ static bool js_callback_ok(pt_bytes s)
  * not a JavaScript name (including an empty one) fails with 400
  * CallbackParameterInvalid.
  */
-/* A parameter of the query string the client sent (the raw, still encoded value). */
-static bool original_query_param(const struct pt_api *api, pt_call *call, pt_bytes name, pt_bytes *out)
-{
-    pt_bytes q = api->abi_minor >= 2 ? api->fact(call, PT_FACT_ORIGINAL_QUERY) : api->query(call);
-    for (size_t i = 0; i < q.len;) {
-        size_t j = i;
-        while (j < q.len && q.data[j] != '&')
-            j++;
-        const char *eq = memchr(q.data + i, '=', j - i);
-        size_t klen = eq ? (size_t)(eq - (q.data + i)) : j - i;
-        if (klen == name.len && !memcmp(q.data + i, name.data, klen)) {
-            *out = eq ? (pt_bytes){eq + 1, (size_t)(q.data + j - eq - 1)} : (pt_bytes){"", 0};
-            return true;
-        }
-        i = j + 1;
-    }
-    return false;
-}
-
 static pt_status jsonp_run(const struct pt_api *api, pt_call *call, void *inst)
 {
     pt_bytes pname, raw, body;
@@ -2269,7 +2250,7 @@ static pt_status jsonp_run(const struct pt_api *api, pt_call *call, void *inst)
     if ((st = eval(api, call, inst, &pname)))
         return (pt_status)st;
     /* the callback the client asked for, whatever inbound did to the backend's query */
-    if (!original_query_param(api, call, pname, &raw))
+    if (api->original_query_param(call, pname, &raw) != 0)
         return PT_OK;
     pt_bytes cb = pct_decode(api, call, raw);
     if (!js_callback_ok(cb))

@@ -303,6 +303,11 @@ struct pt_api {
     /* Request time: the backend connection of this request presents it
        (connections with it are pooled apart). */
     int (*use_client_cert)(pt_call *call, void *cert);
+
+    /* -- ABI 1.2 -- */
+    /* Like query_param, in the query string the client sent, whatever
+       inbound policies did to the backend's. */
+    int (*original_query_param)(pt_call *call, pt_bytes name, pt_bytes *value);
 };
 
 enum { PT_URL_GATEWAY = 0, PT_URL_BACKEND = 1 };
@@ -320,7 +325,6 @@ enum {
     PT_FACT_REQUEST_ID,
     PT_FACT_CLIENT_CERT,          /* the TLS client certificate (PEM), empty without one */
     PT_FACT_CLIENT_CERT_VERIFY,   /* "ok", or why it does not verify against the listener's clientCa */
-    PT_FACT_ORIGINAL_QUERY,       /* ABI 1.2: the query string as the client sent it (no '?') */
 };
 
 
