@@ -1947,41 +1947,36 @@ static struct keyset *oidc_fetch(const char *url, char *err, size_t errlen)
 /* One provider's thread: fetches when its keys are missing, stale or asked for. */
 static void *oidc_main(void *arg)
 {
-    struct oidc *o = arg;
+    struct oidc *o = arg; /* its url never changes: read without the lock */
     pthread_mutex_lock(&oidc_mu);
     while (!oidc_stop) {
         int64_t now = now_ms();
-        struct oidc *due = NULL;
         bool stale = o->ks && now - o->fetched_ms > 3600 * 1000;
         bool missing = !o->ks && (!o->attempt_ms || now - o->attempt_ms > 10 * 1000);
         bool asked = o->want && (!o->refetch_ms || now - o->refetch_ms > 300 * 1000);
-        if (stale || missing || asked)
-            due = o;
-        if (!due) {
+        if (!stale && !missing && !asked) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
             pthread_cond_timedwait(&oidc_cv, &oidc_mu, &ts);
             continue;
         }
-        due->attempt_ms = now;
-        if (due->want) {
-            due->refetch_ms = now;
-            due->want = false;
+        o->attempt_ms = now;
+        if (o->want) {
+            o->refetch_ms = now;
+            o->want = false;
         }
-        char *url = strdup(due->url);
         pthread_mutex_unlock(&oidc_mu);
         char err[600] = "";
-        struct keyset *ks = oidc_fetch(url, err, sizeof(err));
+        struct keyset *ks = oidc_fetch(o->url, err, sizeof(err));
         if (!ks && A)
-            A->log(PT_LOG_LEVEL_WARN, "validate-jwt: openid-config %s: %s", url, err);
-        free(url);
+            A->log(PT_LOG_LEVEL_WARN, "validate-jwt: openid-config %s: %s", o->url, err);
         pthread_mutex_lock(&oidc_mu);
-        due->tried = true;
+        o->tried = true;
         if (ks) {
-            struct keyset *old = due->ks;
-            due->ks = ks;
-            due->fetched_ms = now_ms();
+            struct keyset *old = o->ks;
+            o->ks = ks;
+            o->fetched_ms = now_ms();
             if (old) {
                 pthread_mutex_unlock(&oidc_mu);
                 keyset_unref(old);
