@@ -638,8 +638,10 @@ int main(int argc, char **argv)
     pt_api_init();
 
     struct pt_errors errs = {0};
-    if (test_only || reference)
+    if (test_only || reference) {
         pt_log_level = PT_LOG_WARN; /* checking prints errors, not progress */
+        pt_checking_only = true;    /* and contacts nobody (identity providers...) */
+    }
     struct pt_conf *cf = pt_conf_load(conf_path, &errs);
     if (cf && !test_only && !reference && !apply_logs(cf)) {
         pt_conf_free(cf);

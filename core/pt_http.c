@@ -714,8 +714,10 @@ bool pt_http_parse_response(struct pt_head *h, char *buf, size_t len, struct pt_
     }
     if (!check_framing(h, false, err))
         return false;
-    if (head_request || h->status < 200 || h->status == 204 || h->status == 304)
+    if (head_request || h->status < 200 || h->status == 204 || h->status == 304) {
+        h->body_announced = h->body == PT_BODY_CHUNKED || (h->body == PT_BODY_LENGTH && h->content_length > 0);
         h->body = PT_BODY_NONE;
+    }
     if (h->status == 101 && !h->upgrade_ws) {
         err->status = 502;
         err->msg = "backend switched protocols without a WebSocket upgrade";

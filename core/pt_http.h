@@ -78,6 +78,10 @@ struct pt_head {
     bool upgrade_ws;        /* a WebSocket upgrade was asked for / agreed to */
     bool expect_continue;
     int host_count;
+    /* a response that has no body (HEAD, 1xx, 204, 304) but whose head
+       announced one (Content-Length > 0 or chunked): the peer may send it
+       anyway, so its connection must not carry another exchange */
+    bool body_announced;
 };
 
 /* An error the client or backend caused; status 0 = none. */

@@ -83,24 +83,61 @@ int pt_log_open(const char *path)
     return 0;
 }
 
+/*
+ * Copies a formatted message into a log line with every control byte
+ * written out ("\r", "\n", "\x1b"): peer data (a backend's status line,
+ * a header, a provider's answer) reaches messages, and a raw CR or LF in
+ * it would forge log lines.  One pass here covers every caller.
+ */
+static size_t escape_into(char *out, size_t cap, const char *msg, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)msg[i];
+        if (c >= 0x20 && c != 0x7f) {
+            if (o + 1 > cap)
+                break;
+            out[o++] = (char)c;
+            continue;
+        }
+        if (o + 4 > cap)
+            break;
+        out[o++] = '\\';
+        if (c == '\n')
+            out[o++] = 'n';
+        else if (c == '\r')
+            out[o++] = 'r';
+        else if (c == '\t')
+            out[o++] = 't';
+        else {
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    return o;
+}
+
 void pt_log_write(int level, const char *fmt, ...)
 {
-    char buf[2048];
+    char msg[2048];
+    char buf[2048 + 128];
     char ts[48];
     int saved = errno;
     pt_format_time(ts, pt_wall_ms());
     int n = snprintf(buf, sizeof(buf), "%s [%s] ", ts, level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+    int m = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (m < 0)
         m = 0;
-    n += m;
-    if ((size_t)n > sizeof(buf) - 2)
-        n = sizeof(buf) - 2;
-    buf[n++] = '\n';
-    if (write(log_fd, buf, (size_t)n) < 0) {
+    if ((size_t)m >= sizeof(msg))
+        m = sizeof(msg) - 1;
+    size_t len = (size_t)n + escape_into(buf + n, sizeof(buf) - (size_t)n - 1, msg, (size_t)m);
+    buf[len++] = '\n';
+    if (write(log_fd, buf, len) < 0) {
         /* the log itself failed: nowhere left to report it */
     }
     errno = saved;

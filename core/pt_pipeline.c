@@ -17,6 +17,7 @@
  */
 #include "pt_corepol.h"
 #include "pt_counters.h"
+#include "pt_fetch.h"
 #include "pt_log.h"
 #include "pt_lua.h"
 #include "pt_req.h"
@@ -807,6 +808,32 @@ static int api_query_param(pt_call *call, pt_bytes name, pt_bytes *value)
     return find_param(call->req->bquery, name, value);
 }
 
+static int api_http_get(const char *url, const struct pt_http_get_opts *o, char **body, size_t *len, char *err,
+                        size_t errlen)
+{
+    struct pt_fetch_opts fo = {0, 0, NULL, -1};
+    if (o) {
+        fo.timeout_ms = o->timeout_ms;
+        fo.max_body = o->max_body;
+        fo.accept = o->accept;
+        fo.cancel_fd = o->cancel_fd;
+    }
+    struct pt_fetch_result r;
+    int rc = pt_fetch_get(url, &fo, &r, err, errlen);
+    if (rc != PT_FETCH_OK)
+        return rc;
+    *body = r.body;
+    *len = r.len;
+    return r.status;
+}
+
+bool pt_checking_only;
+
+static int api_checking_only(void)
+{
+    return pt_checking_only;
+}
+
 static int api_original_query_param(pt_call *call, pt_bytes name, pt_bytes *value)
 {
     return find_param(call->req->h.query, name, value);
@@ -1162,6 +1189,8 @@ static struct pt_api build_api(void)
     a.at_response = api_at_response;
     a.use_client_cert = api_use_client_cert;
     a.original_query_param = api_original_query_param;
+    a.http_get = api_http_get;
+    a.checking_only = api_checking_only;
     return a;
 }
 

@@ -165,5 +165,8 @@ struct pt_polctx *pt_compile_ctx(pt_compile *c);
 /* The gateway's API table (pt_pipeline.c), filled by pt_api_init() at start. */
 extern struct pt_api pt_api_table;
 void pt_api_init(void);
+/* Set while the gateway only checks a configuration (portico -t, the policy
+   reference): plugins see it through api->checking_only. */
+extern bool pt_checking_only;
 
 #endif

@@ -41,6 +41,7 @@
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -50,6 +51,7 @@
 #define RESPONSE_HEAD_MAX (64 * 1024)
 #define RESPONSE_HEADERS_MAX 256
 #define FREE_REQS_MAX 256
+#define INTERIM_MAX 16 /* 1xx responses before the final one */
 
 static void conn_cb(struct pt_io *io, int what, void *arg);
 static void conn_timer(struct pt_tnode *t, int kind);
@@ -360,6 +362,46 @@ void pt_proxy_free_pools(struct pt_worker *w)
     w->pools = NULL;
 }
 
+#define DISTRUST_US (60 * 1000000ull)
+
+/* The backend sent n bytes that no request asked for: this connection is
+   done, and the backend's connections are not reused for a while, so a
+   backend that gets its framing wrong costs connections, never a response
+   handed to the wrong client. */
+static void up_distrust(struct pt_upconn *u, size_t n, const char *when)
+{
+    u->broken = true;
+    if (pt_now_us() >= u->pool->distrust_until)
+        pt_warn("backend %s sent %zu unrequested byte%s %s; its connections are not reused for %llu s", u->pool->key,
+                n, n == 1 ? "" : "s", when, (unsigned long long)(DISTRUST_US / 1000000));
+    u->pool->distrust_until = pt_now_us() + DISTRUST_US;
+}
+
+/* true when nothing is waiting on a pooled connection: no byte and no close
+   that the event loop has not delivered yet (a peek at the socket, and at
+   the TLS layer's buffer). */
+static bool up_quiet(struct pt_upconn *u)
+{
+    if (u->broken || evbuffer_get_length(u->io->in))
+        return false;
+    SSL *ssl = pt_io_ssl(u->io);
+    if (ssl && SSL_pending(ssl) > 0)
+        return false;
+    int fd = pt_io_fd(u->io);
+    if (fd < 0)
+        return false;
+    char b;
+    ssize_t r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r == 0)
+        return false; /* closed by the backend */
+    if (r > 0) {
+        if (!ssl) /* TLS may carry records of its own (tickets, alerts) */
+            up_distrust(u, 1, "to an idle connection");
+        return false;
+    }
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
 static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
 {
     struct pt_worker *w = req->c->w;
@@ -367,12 +409,17 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
     const struct pt_clientcert *cc = be->url.https ? req->client_cert : NULL;
     struct pt_upool *pool = pool_get(w, be, cc);
     struct pt_upconn *u;
-    if (!fresh && pool->nidle) {
+    while (!fresh && pool->nidle) {
         u = pt_container_of(pool->idle.prev, struct pt_upconn, link);
         pt_list_del(&u->link);
         pool->nidle--;
+        if (!up_quiet(u)) {
+            up_close(u);
+            continue;
+        }
         pt_timer_clear(&u->timer);
         u->reused = true;
+        u->interim = 0;
         u->req = req;
         return u;
     }
@@ -412,7 +459,10 @@ static void up_close(struct pt_upconn *u)
     free(u);
 }
 
-/* Gives a backend connection back to its pool, or closes it. */
+/* Gives a backend connection back to its pool, or closes it.  Only a
+   connection whose last exchange ended exactly where its framing said, with
+   nothing more received, may carry another: any byte beyond would be read
+   as the next client's response. */
 static void up_release(struct pt_upconn *u, bool reusable)
 {
     struct pt_req *req = u->req;
@@ -421,8 +471,11 @@ static void up_release(struct pt_upconn *u, bool reusable)
     u->req = NULL;
     struct pt_worker *w = u->w;
     int64_t max_idle = req ? req_gen(req)->conf->upstream.max_idle : 0;
-    if (!reusable || w->draining || u->pool->nidle >= max_idle ||
-        evbuffer_get_length(u->io->in) || evbuffer_get_length(u->io->out)) {
+    if (reusable && evbuffer_get_length(u->io->in))
+        up_distrust(u, evbuffer_get_length(u->io->in), "after its response ended");
+    if (!reusable || u->broken || w->draining || u->pool->nidle >= max_idle ||
+        pt_now_us() < u->pool->distrust_until || evbuffer_get_length(u->io->in) ||
+        evbuffer_get_length(u->io->out) || !up_quiet(u)) {
         up_close(u);
         return;
     }
@@ -1535,9 +1588,14 @@ static void resp_read(struct pt_req *req)
                 memset(&u->scan, 0, sizeof(u->scan));
                 if (pt_http_parse_response(&req->rh, head, len, req->pool, RESPONSE_HEADERS_MAX,
                                            req->h.method_id == HTTP_HEAD, &err)) {
-                    if (req->rh.status >= 100 && req->rh.status < 200 && req->rh.status != 101)
-                        continue; /* interim response: ours to drop */
-                    break;
+                    if (req->rh.body_announced)
+                        u->broken = true; /* a body may follow anyway: not for the next exchange */
+                    if (req->rh.status >= 100 && req->rh.status < 200 && req->rh.status != 101) {
+                        if (++u->interim <= INTERIM_MAX)
+                            continue; /* interim response: ours to drop */
+                        err.msg = "too many interim (1xx) responses";
+                    } else
+                        break;
                 }
             }
             pt_warn("request %.*s: backend %s sent an invalid response: %s", (int)req->idn, req->id,
@@ -1958,6 +2016,9 @@ static void up_cb(struct pt_io *io, int what, void *arg)
     struct pt_req *req = u->req;
     if (!req) {
         /* idle in the pool: bytes or a close mean it cannot be reused */
+        size_t n = evbuffer_get_length(io->in);
+        if ((what & PT_IO_READ) && n && !pt_io_is_tls(io))
+            up_distrust(u, n, "to an idle connection");
         up_close(u);
         return;
     }

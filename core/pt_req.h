@@ -41,6 +41,10 @@ struct pt_upool {
     uint64_t hash;
     struct pt_list idle; /* most recently used at the tail */
     int nidle;
+    /* the backend sent bytes nobody asked for (after a response ended, or
+       to an idle connection): its connections are not reused before this
+       (pt_now_us) -- one connection per request until then */
+    uint64_t distrust_until;
 };
 
 struct pt_upconn {
@@ -52,6 +56,8 @@ struct pt_upconn {
     struct pt_req *req;
     struct pt_scan scan;
     bool reused, connected;
+    bool broken;  /* the exchange left its framing in doubt: never reuse */
+    int interim;  /* 1xx responses dropped for the current request */
 };
 
 /* ---- the policy pipeline's state for one request (pt_pipeline.c) ---- */

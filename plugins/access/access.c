@@ -21,6 +21,7 @@
 #include <portico/plugin.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -1698,10 +1699,19 @@ static EVP_PKEY *key_from_pem(const char *pem)
  * on the network except those arriving before the provider's first fetch
  * has finished, which poll (without blocking their worker) for up to 5 s;
  * once a fetch has failed, requests are refused at once until one works.
- * The fetch is this plugin's own small HTTPS client (the plugin interface
- * has no outbound client): the system's CA store (or SSL_CERT_FILE), the
- * provider's name checked, 10 s timeouts.
+ * Fetches go through the gateway's outbound client (api->http_get): the
+ * system's CA store (or SSL_CERT_FILE), the provider's name checked, 10 s
+ * for a whole fetch, documents of at most 1 MiB, no redirects.  Shutting
+ * down cancels a fetch at once (a byte on oidc_cancel).  A set keeps at most
+ * OIDC_MAX_KEYS signing keys, each of a sensible size, and a token is checked
+ * against at most JWT_KEYS_TRIED of them, so neither a provider nor a token
+ * can make one request expensive.  `portico -t` fetches nothing.
  */
+
+#define OIDC_FETCH_MS 10000
+#define OIDC_MAX_DOC (1024 * 1024)
+#define OIDC_MAX_KEYS 64
+#define JWT_KEYS_TRIED 16
 
 struct keyset {
     int refs; /* under oidc_mu */
@@ -1724,6 +1734,7 @@ static pthread_mutex_t oidc_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t oidc_cv = PTHREAD_COND_INITIALIZER;
 static struct oidc *oidcs;
 static bool oidc_stop;
+static int oidc_cancel[2] = {-1, -1}; /* a byte in [1]: fetches stop (shutdown) */
 
 static int64_t now_ms(void)
 {
@@ -1750,119 +1761,62 @@ static void keyset_unref(struct keyset *k)
     free(k);
 }
 
-/* GET url (http or https) into a malloc'd NUL-terminated body; NULL on failure. */
-static char *http_get(const char *url, char *err, size_t errlen)
+/* GET url through the gateway's outbound client: a malloc'd body, or NULL
+   with err.  `what` names the document in messages. */
+static char *fetch_doc(const char *url, const char *what, char *err, size_t errlen)
 {
-    bool tls = !strncmp(url, "https://", 8);
-    if (!tls && strncmp(url, "http://", 7)) {
-        snprintf(err, errlen, "not an http(s) URL");
+    struct pt_http_get_opts o = {OIDC_FETCH_MS, OIDC_MAX_DOC, "application/json", oidc_cancel[0]};
+    char *body = NULL;
+    size_t len = 0;
+    char why[400] = "";
+    int st = A->http_get(url, &o, &body, &len, why, sizeof(why));
+    if (st == PT_HTTP_GET_TOO_LARGE) {
+        snprintf(err, errlen, "the %s at %s is larger than %d bytes", what, url, OIDC_MAX_DOC);
         return NULL;
     }
-    const char *h = url + (tls ? 8 : 7), *slash = strchr(h, '/');
-    char host[256], port[8], path[2048];
-    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-    if (hl >= sizeof(host)) {
-        snprintf(err, errlen, "host too long");
+    if (st < 0) {
+        snprintf(err, errlen, "%s: %s", url, why);
         return NULL;
     }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    snprintf(path, sizeof(path), "%s", slash ? slash : "/");
-    snprintf(port, sizeof(port), "%s", tls ? "443" : "80");
-    char *colon = strrchr(host, ':');
-    if (colon && !strchr(host, ']')) {
-        snprintf(port, sizeof(port), "%s", colon + 1);
-        *colon = '\0';
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-    if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai) {
-        snprintf(err, errlen, "cannot resolve %s", host);
+    if (st != 200) {
+        snprintf(err, errlen, "%s answered %d for the %s", url, st, what);
+        free(body);
         return NULL;
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct timeval tv = {10, 0};
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    }
-    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-        snprintf(err, errlen, "cannot connect to %s:%s", host, port);
-        freeaddrinfo(ai);
-        if (fd >= 0)
-            close(fd);
+    if (memchr(body, '\0', len)) {
+        snprintf(err, errlen, "the %s at %s holds a NUL byte", what, url);
+        free(body);
         return NULL;
     }
-    freeaddrinfo(ai);
-    SSL_CTX *ctx = NULL;
-    SSL *ssl = NULL;
-    if (tls) {
-        ctx = SSL_CTX_new(TLS_client_method());
-        SSL_CTX_set_default_verify_paths(ctx);
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        ssl = SSL_new(ctx);
-        SSL_set_tlsext_host_name(ssl, host);
-        SSL_set1_host(ssl, host);
-        SSL_set_fd(ssl, fd);
-        if (SSL_connect(ssl) != 1) {
-            snprintf(err, errlen, "TLS with %s failed: %s", host,
-                     X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
-            SSL_free(ssl);
-            SSL_CTX_free(ctx);
-            close(fd);
-            ERR_clear_error();
-            return NULL;
-        }
-    }
-    char req[2600];
-    int rl = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
-                                        "Connection: close\r\nUser-Agent: portico\r\n\r\n", path, host);
-    bool ok = tls ? SSL_write(ssl, req, rl) == rl : write(fd, req, (size_t)rl) == rl;
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap + 1);
-    while (ok && n < (1u << 20)) {
-        if (n == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap + 1);
-        }
-        int k = tls ? SSL_read(ssl, buf + n, (int)(cap - n)) : (int)read(fd, buf + n, cap - n);
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-    }
-    buf[n] = '\0';
-    if (ssl) {
-        SSL_free(ssl);
-        SSL_CTX_free(ctx);
-    }
-    close(fd);
-    ERR_clear_error();
-    char *body = strstr(buf, "\r\n\r\n");
-    if (!ok || strncmp(buf, "HTTP/1.", 7) || !body || atoi(buf + 9) != 200) {
-        snprintf(err, errlen, "%s answered %.12s", host, n > 9 ? buf + 9 : "nothing");
-        free(buf);
+    return body;
+}
+
+/* Keys nobody would sign with are refused when loaded, so that checking a
+   token stays cheap: RSA moduli of 2048 to 8192 bits with a public exponent
+   of at most 32 bits, EC on P-256 / P-384 / P-521. */
+static const char *key_unreasonable(EVP_PKEY *k)
+{
+    if (EVP_PKEY_is_a(k, "RSA")) {
+        int bits = EVP_PKEY_get_bits(k);
+        if (bits < 2048 || bits > 8192)
+            return "an RSA key must have 2048 to 8192 bits";
+        BIGNUM *e = NULL;
+        if (!EVP_PKEY_get_bn_param(k, "e", &e))
+            return "an RSA key without a public exponent";
+        int ebits = BN_num_bits(e);
+        bool odd = BN_is_odd(e);
+        BN_free(e);
+        if (ebits > 32 || ebits < 2 || !odd)
+            return "an RSA public exponent must be odd and at most 32 bits";
         return NULL;
     }
-    *body = '\0';
-    body += 4;
-    char *out;
-    if (strcasestr(buf, "\r\ntransfer-encoding: chunked")) {
-        out = malloc(strlen(body) + 1);
-        size_t o = 0;
-        for (char *p = body;;) {
-            char *end;
-            long sz = strtol(p, &end, 16);
-            char *data = strstr(end, "\r\n");
-            if (sz <= 0 || !data || data + 2 + sz > buf + n)
-                break;
-            memcpy(out + o, data + 2, (size_t)sz);
-            o += (size_t)sz;
-            p = data + 2 + sz + 2;
-        }
-        out[o] = '\0';
-    } else
-        out = strdup(body);
-    free(buf);
-    return out;
+    if (EVP_PKEY_is_a(k, "EC")) {
+        int bits = EVP_PKEY_get_bits(k);
+        if (bits != 256 && bits != 384 && bits != 521)
+            return "an EC key must be on P-256, P-384 or P-521";
+        return NULL;
+    }
+    return "only RSA and EC keys are used";
 }
 
 static EVP_PKEY *ec_from_xy(const char *crv, const char *x64, const char *y64)
@@ -1895,15 +1849,15 @@ static EVP_PKEY *ec_from_xy(const char *crv, const char *x64, const char *y64)
 /* metadata -> jwks_uri -> keys */
 static struct keyset *oidc_fetch(const char *url, char *err, size_t errlen)
 {
-    char *meta = http_get(url, err, errlen);
+    char *meta = fetch_doc(url, "metadata", err, errlen);
     if (!meta)
         return NULL;
-    json_t *m = json_loads(meta, 0, NULL);
+    json_t *m = json_loads(meta, JSON_REJECT_DUPLICATES, NULL);
     free(meta);
     const char *jwks_uri = json_string_value(json_object_get(m, "jwks_uri"));
-    char *jw = jwks_uri ? http_get(jwks_uri, err, errlen) : NULL;
+    char *jw = jwks_uri ? fetch_doc(jwks_uri, "key set", err, errlen) : NULL;
     if (!jwks_uri)
-        snprintf(err, errlen, "the metadata has no jwks_uri");
+        snprintf(err, errlen, "the metadata at %s %s", url, m ? "has no jwks_uri" : "is not JSON");
     json_decref(m);
     if (!jw)
         return NULL;
@@ -1911,21 +1865,28 @@ static struct keyset *oidc_fetch(const char *url, char *err, size_t errlen)
     free(jw);
     json_t *arr = json_object_get(set, "keys");
     if (!json_is_array(arr)) {
-        snprintf(err, errlen, "the key set has no keys");
+        snprintf(err, errlen, "the key set %s", set ? "has no \"keys\" array" : "is not JSON");
         json_decref(set);
         return NULL;
     }
     struct keyset *ks = calloc(1, sizeof(*ks));
     ks->refs = 1;
-    ks->keys = calloc(json_array_size(arr) + 1, sizeof(*ks->keys));
+    ks->keys = calloc(OIDC_MAX_KEYS + 1, sizeof(*ks->keys));
     size_t i;
     json_t *k;
+    int skipped = 0;
+    const char *why = NULL;
     json_array_foreach(arr, i, k)
     {
         const char *kty = json_string_value(json_object_get(k, "kty"));
         const char *use = json_string_value(json_object_get(k, "use"));
         if (!kty || (use && strcmp(use, "sig")))
             continue;
+        if (ks->n == OIDC_MAX_KEYS) {
+            skipped++;
+            why = "only the first 64 signing keys are kept";
+            continue;
+        }
         struct jwt_key *key = &ks->keys[ks->n];
         memset(key, 0, sizeof(*key));
         const char *kid = json_string_value(json_object_get(k, "kid"));
@@ -1937,10 +1898,21 @@ static struct keyset *oidc_fetch(const char *url, char *err, size_t errlen)
                                    json_string_value(json_object_get(k, "y")));
         if (!key->pkey)
             continue;
+        const char *bad = key_unreasonable(key->pkey);
+        if (bad) {
+            EVP_PKEY_free(key->pkey);
+            key->pkey = NULL;
+            skipped++;
+            why = bad;
+            continue;
+        }
         key->id = kid ? strdup(kid) : NULL;
         ks->n++;
     }
     json_decref(set);
+    if (skipped && A)
+        A->log(PT_LOG_LEVEL_WARN, "validate-jwt: the key set of %s: %d key%s left out (%s)", url, skipped,
+               skipped == 1 ? "" : "s", why);
     return ks;
 }
 
@@ -2001,7 +1973,10 @@ static struct oidc *oidc_get(const char *url)
         o->next = oidcs;
         oidcs = o;
         oidc_stop = false;
-        o->running = pthread_create(&o->thread, NULL, oidc_main, o) == 0;
+        if (oidc_cancel[0] < 0 && pipe2(oidc_cancel, O_CLOEXEC | O_NONBLOCK) != 0)
+            oidc_cancel[0] = oidc_cancel[1] = -1;
+        /* checking a configuration contacts nobody */
+        o->running = !A->checking_only() && pthread_create(&o->thread, NULL, oidc_main, o) == 0;
         if (!o->running)
             o->tried = true; /* no thread: nobody will fetch, so nobody waits */
     }
@@ -2034,9 +2009,17 @@ static void oidc_fini(void)
     oidc_stop = true;
     pthread_cond_broadcast(&oidc_cv);
     pthread_mutex_unlock(&oidc_mu);
+    if (oidc_cancel[1] >= 0 && write(oidc_cancel[1], "x", 1) < 0) {
+        /* the pipe is non-blocking and holds a byte already */
+    }
     for (struct oidc *o = oidcs; o; o = o->next)
         if (o->running)
             pthread_join(o->thread, NULL);
+    for (int i = 0; i < 2; i++)
+        if (oidc_cancel[i] >= 0) {
+            close(oidc_cancel[i]);
+            oidc_cancel[i] = -1;
+        }
     while (oidcs) {
         struct oidc *o = oidcs;
         oidcs = o->next;
@@ -2150,6 +2133,11 @@ static int jwt_compile(const struct pt_api *api, pt_compile *c, void **instance)
             }
         } else {
             api->compile_error(c, "issuer-signing-keys", "a key needs value, n and e, or certificate");
+            return -1;
+        }
+        const char *bad = k->pkey ? key_unreasonable(k->pkey) : NULL;
+        if (bad) {
+            api->compile_error(c, "issuer-signing-keys", bad);
             return -1;
         }
     }
@@ -2348,7 +2336,7 @@ static pt_status jwt_run(const struct pt_api *api, pt_call *call, void *inst)
     /* the signature: keys with the token's kid first, then keys without an id;
        inline keys, then the providers' */
     const char *kid = json_string_value(json_object_get(hdr, "kid"));
-    int tried = 0, valid = 0;
+    int tried = 0, valid = 0, attempts = 0;
     struct keyset *sets[9] = {0};
     int nsets = 0;
     bool waiting = false;
@@ -2369,6 +2357,8 @@ static pt_status jwt_run(const struct pt_api *api, pt_call *call, void *inst)
                 bool match = kid && k->id && !strcmp(kid, k->id);
                 if (pass == 0 ? !match : (k->id && kid))
                     continue;
+                if (attempts++ == JWT_KEYS_TRIED)
+                    break; /* a token is checked against a bounded number of keys */
                 int r = jwt_verify(alg, k, (const unsigned char *)tok.data, (size_t)(d2 - tok.data), sig, sl);
                 if (r >= 0) {
                     tried++;
@@ -2523,8 +2513,8 @@ static const struct pt_policy_def policies[] = {
 
 static int access_init(const struct pt_api *api, const char **err)
 {
-    if (api->abi_minor < 1 || !api->counter || !api->tls_client_cert) {
-        *err = "needs a gateway with the 1.1 plugin interface";
+    if (api->abi_minor < 3 || !api->counter || !api->tls_client_cert || !api->http_get) {
+        *err = "needs a gateway with the 1.3 plugin interface";
         return -1;
     }
     A = api;

@@ -29,6 +29,11 @@
  *                    compile/run/free, asynchronous run with resume,
  *                    headers, URL, method, status, bodies, variables,
  *                    expressions, logging, arena, timers.
+ *   1.1              facts, counters, at_end/at_response, nested elements,
+ *                    backend client certificates.
+ *   1.2              original_query_param.
+ *   1.3  2026-12-06  http_get (the gateway's outbound client for plugin
+ *                    threads), checking_only.
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -41,7 +46,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 2
+#define PT_ABI_MINOR 3
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -118,6 +123,7 @@ typedef struct pt_call pt_call;       /* one statement running for one request *
 typedef struct pt_value pt_value;     /* a compiled attribute value (literal or expression) */
 typedef struct pt_element pt_element; /* a nested element of a statement */
 typedef struct pt_timer pt_timer;
+struct pt_http_get_opts; /* api->http_get's options, below */
 
 /* A byte string that is not NUL-terminated. */
 typedef struct pt_bytes {
@@ -308,6 +314,35 @@ struct pt_api {
     /* Like query_param, in the query string the client sent, whatever
        inbound policies did to the backend's. */
     int (*original_query_param)(pt_call *call, pt_bytes name, pt_bytes *value);
+
+    /* -- ABI 1.3 -- */
+    /* A blocking GET for a plugin's own threads (never from run() or any
+       other callback on a worker): http or https (certificate and name
+       checked against the system's CAs or SSL_CERT_FILE), no redirects
+       followed, the whole fetch bounded by o->timeout_ms and the body by
+       o->max_body; o->cancel_fd becoming readable ends it at once.  Returns
+       the final response's status with *body (malloc'd, NUL-terminated,
+       free() it) and *len, or a negative PT_HTTP_GET_* code with err. */
+    int (*http_get)(const char *url, const struct pt_http_get_opts *o, char **body, size_t *len, char *err,
+                    size_t errlen);
+    /* 1 while the gateway only checks a configuration (portico -t, the
+       policy reference): compile() must not reach the network then. */
+    int (*checking_only)(void);
+};
+
+/* api->http_get's options (ABI 1.3); zeros mean the defaults. */
+struct pt_http_get_opts {
+    uint32_t timeout_ms; /* the whole fetch (10 s) */
+    size_t max_body;     /* decoded body (1 MiB) */
+    const char *accept;  /* Accept (application/json) */
+    int cancel_fd;       /* -1: none */
+};
+
+enum {
+    PT_HTTP_GET_ERROR = -1,
+    PT_HTTP_GET_TOO_LARGE = -2, /* the body passed max_body */
+    PT_HTTP_GET_CANCELLED = -3,
+    PT_HTTP_GET_TIMEOUT = -4,
 };
 
 enum { PT_URL_GATEWAY = 0, PT_URL_BACKEND = 1 };
