@@ -427,8 +427,44 @@ static bool etag_matches(struct mreq *m, const char *etag)
     return !strcmp(im, etag);
 }
 
+/* If-None-Match on a write: "*" means "only if it does not exist yet" (a
+   create that never overwrites); a list of ETags means "only if it is none
+   of these".  true when the header allows the write. */
+static bool none_match_allows(struct mreq *m, const char *etag)
+{
+    const char *inm = evhttp_find_header(evhttp_request_get_input_headers(m->r), "If-None-Match");
+    if (!inm || !etag)
+        return true;
+    for (const char *p = inm; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *a = p, *b = end;
+        while (b > a && b[-1] == ' ')
+            b--;
+        if (b - a == 1 && *a == '*')
+            return false;
+        if (b - a >= 2 && !strncmp(a, "W/", 2))
+            a += 2;
+        if (b - a >= 2 && *a == '"' && b[-1] == '"') {
+            a++;
+            b--;
+        }
+        if ((size_t)(b - a) == strlen(etag) && !strncmp(a, etag, (size_t)(b - a)))
+            return false;
+        p = end;
+    }
+    return true;
+}
+
 static bool check_etag(struct mreq *m, const char *etag)
 {
+    if (!none_match_allows(m, etag)) {
+        send_error(m, 412, "PreconditionFailed", "If-None-Match: the entity exists (or has a listed ETag)");
+        return false;
+    }
     if (etag_matches(m, etag))
         return true;
     send_error(m, 412, "PreconditionFailed",

@@ -475,7 +475,7 @@ static void up_release(struct pt_upconn *u, bool reusable)
         up_distrust(u, evbuffer_get_length(u->io->in), "after its response ended");
     if (!reusable || u->broken || w->draining || u->pool->nidle >= max_idle ||
         pt_now_us() < u->pool->distrust_until || evbuffer_get_length(u->io->in) ||
-        evbuffer_get_length(u->io->out) || !up_quiet(u)) {
+        evbuffer_get_length(u->io->out)) {
         up_close(u);
         return;
     }

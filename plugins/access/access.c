@@ -2336,7 +2336,7 @@ static pt_status jwt_run(const struct pt_api *api, pt_call *call, void *inst)
     /* the signature: keys with the token's kid first, then keys without an id;
        inline keys, then the providers' */
     const char *kid = json_string_value(json_object_get(hdr, "kid"));
-    int tried = 0, valid = 0, attempts = 0;
+    int tried = 0, valid = 0;
     struct keyset *sets[9] = {0};
     int nsets = 0;
     bool waiting = false;
@@ -2357,7 +2357,7 @@ static pt_status jwt_run(const struct pt_api *api, pt_call *call, void *inst)
                 bool match = kid && k->id && !strcmp(kid, k->id);
                 if (pass == 0 ? !match : (k->id && kid))
                     continue;
-                if (attempts++ == JWT_KEYS_TRIED)
+                if (tried == JWT_KEYS_TRIED)
                     break; /* a token is checked against a bounded number of keys */
                 int r = jwt_verify(alg, k, (const unsigned char *)tok.data, (size_t)(d2 - tok.data), sig, sl);
                 if (r >= 0) {

@@ -1093,6 +1093,8 @@ struct jv {
 };
 
 #define JSON_MAX_DEPTH 256
+#define PT_TRANSFORM_STR2(x) #x
+#define PT_TRANSFORM_STR(x) PT_TRANSFORM_STR2(x)
 
 struct jparse {
     const struct pt_api *api;
@@ -1215,7 +1217,7 @@ static struct jv *j_value(struct jparse *j, int depth)
         return NULL;
     }
     if (depth > JSON_MAX_DEPTH) {
-        j->err = "nested too deeply";
+        j->err = "nested deeper than " PT_TRANSFORM_STR(JSON_MAX_DEPTH) " levels";
         return NULL;
     }
     struct jv *v = j->api->alloc(j->call, sizeof(*v));
@@ -1728,6 +1730,11 @@ static pt_status convert_fail(const struct pt_api *api, pt_call *call, bool requ
 {
     char msg[256];
     snprintf(msg, sizeof(msg), "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    /* a response that cannot be converted is the backend's doing: the client
+       gets a plain 500, the log says why */
+    pt_bytes id = api->fact(call, PT_FACT_REQUEST_ID);
+    api->log(request ? PT_LOG_LEVEL_INFO : PT_LOG_LEVEL_WARN, "request %.*s: %s (%s)", (int)id.len, id.data, msg,
+             reason);
     return api->fail(call, request ? 400 : 500, reason, msg);
 }
 

@@ -222,6 +222,20 @@ def test_etags_and_if_match(env):
     assert m.call("DELETE", "groups/g", headers={"If-Match": "*"})[0] == 204
 
 
+def test_if_none_match_star_creates_only(env):
+    p, m = env
+    st, h, _ = m.call("PUT", "groups/once", {"displayName": "First"}, headers={"If-None-Match": "*"})
+    assert st == 201
+    st, _, err = m.call("PUT", "groups/once", {"displayName": "Second"}, headers={"If-None-Match": "*"})
+    assert st == 412 and err["error"]["code"] == "PreconditionFailed"
+    assert m.ok("GET", "groups/once")["displayName"] == "First"
+    # a list of ETags: refused when the current one is listed, allowed otherwise
+    st, _, _ = m.call("PUT", "groups/once", {"displayName": "Third"}, headers={"If-None-Match": '"x", ' + h["etag"]})
+    assert st == 412 and m.ok("GET", "groups/once")["displayName"] == "First"
+    st, _, _ = m.call("PUT", "groups/once", {"displayName": "Fourth"}, headers={"If-None-Match": '"x", "y"'})
+    assert st == 200 and m.ok("GET", "groups/once")["displayName"] == "Fourth"
+
+
 def test_delete_refused_while_referenced(env, backend):
     p, m = env
     echo_api(m, backend)

@@ -948,3 +948,23 @@ def test_policies_are_listed_by_the_plugin(backend, workdir):
     cfg["apis"][0]["policies"] = stmts
     rc, out = config_check(workdir, cfg)
     assert rc == 0, out
+
+
+def test_json_to_xml_too_deep_names_the_reason(backend, portico):
+    """Past the nesting limit: the client's body gets a 400 naming it; a
+    backend's body gets a plain 500, and the error log says why."""
+    p = portico(with_policies(backend, outbound=inbound(
+        {"json-to-xml": {"apply": "always", "consider-accept-header": False}})))
+    deep = "[" * 2000 + "]" * 2000
+    status, _, _, body = raw_call(p, "/echo/raw", raw_response(deep))
+    assert status == 500 and json.loads(body)["statusCode"] == 500
+    deadline = time.time() + 5
+    while time.time() < deadline and "nested deeper than 256 levels" not in p.log_text():
+        time.sleep(0.05)
+    assert "json-to-xml: the body is not valid JSON: nested deeper than 256 levels (InvalidJson)" in p.log_text()
+    assert p.access_entries(wait_for=1)[-1]["reason"] == "InvalidJson"
+    p2 = portico(with_policies(backend, inbound=inbound(
+        {"json-to-xml": {"apply": "always", "consider-accept-header": False}})))
+    status, _, _, body = call(p2, "POST", "/echo/items", body=deep.encode(),
+                              headers={"Content-Type": "application/json"})
+    assert status == 400 and "nested deeper than 256 levels" in json.loads(body)["message"]
