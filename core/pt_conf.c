@@ -959,9 +959,10 @@ static bool read_fragments(struct pt_cfctx *cx, struct pt_node *n, void *field)
         }
         for (int k = 0; k < f->n; k++) {
             const char *key = pt_node_key(f, k)->str;
-            if (strcmp(key, "id") && strcmp(key, "description") && strcmp(key, "value") && strcmp(key, "policies")) {
+            if (strcmp(key, "id") && strcmp(key, "description") && strcmp(key, "value") && strcmp(key, "policies") &&
+                strcmp(key, "workspace")) {
                 pt_node_error(cx->errs, pt_node_key(f, k),
-                              "unknown key '%s' (expected one of: id, description, value)", key);
+                              "unknown key '%s' (expected one of: id, description, value, workspace)", key);
                 ok = false;
             }
         }
@@ -1011,9 +1012,10 @@ static bool read_named_values(struct pt_cfctx *cx, struct pt_node *n, void *fiel
         for (int k = 0; k < v->n; k++) {
             const char *key = pt_node_key(v, k)->str;
             if (strcmp(key, "id") && strcmp(key, "displayName") && strcmp(key, "value") && strcmp(key, "secret") &&
-                strcmp(key, "tags")) {
+                strcmp(key, "tags") && strcmp(key, "workspace")) {
                 pt_node_error(cx->errs, pt_node_key(v, k),
-                              "unknown key '%s' (expected one of: id, displayName, value, secret, tags)", key);
+                              "unknown key '%s' (expected one of: id, displayName, value, secret, tags, workspace)",
+                              key);
                 ok = false;
             }
         }
@@ -1278,6 +1280,80 @@ bool pt_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char *
     return false;
 }
 
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+bool pt_parse_iso8601(const char *s, int64_t *ms)
+{
+    size_t n = strlen(s);
+    if (n < 10 || s[4] != '-' || s[7] != '-')
+        return false;
+    int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2), h = 0, mi = 0, sec = 0, frac = 0;
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+        (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))))
+        return false;
+    const char *p = s + 10;
+    int64_t offset_min = 0;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        if (strlen(p) < 6 || p[3] != ':')
+            return false;
+        h = digits(p + 1, 2);
+        mi = digits(p + 4, 2);
+        p += 6;
+        if (*p == ':') {
+            sec = digits(p + 1, 2);
+            p += 3;
+            if (sec < 0 || sec > 60)
+                return false;
+            if (*p == '.') {
+                int k = 0;
+                p++;
+                while (*p >= '0' && *p <= '9') {
+                    if (k < 3)
+                        frac = frac * 10 + (*p - '0');
+                    k++;
+                    p++;
+                }
+                if (!k)
+                    return false;
+                for (; k < 3; k++)
+                    frac *= 10;
+            }
+        }
+        if (h < 0 || h > 23 || mi < 0 || mi > 59)
+            return false;
+        if (*p == 'Z' || *p == 'z')
+            p++;
+        else if (*p == '+' || *p == '-') {
+            int oh = digits(p + 1, 2), om = p[3] == ':' ? digits(p + 4, 2) : digits(p + 3, 2);
+            if (oh < 0 || oh > 23 || om < 0 || om > 59)
+                return false;
+            offset_min = (*p == '-' ? -1 : 1) * (oh * 60 + om);
+            p += p[3] == ':' ? 6 : 5;
+        }
+    }
+    if (*p)
+        return false;
+    /* days from the civil date (proleptic Gregorian) */
+    int yy = mo <= 2 ? y - 1 : y;
+    int era = yy / 400;
+    int yoe = yy - era * 400;
+    int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    int64_t days = (int64_t)era * 146097 + doe - 719468;
+    *ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + frac;
+    return true;
+}
+
 static bool read_subs(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, subs));
@@ -1293,6 +1369,19 @@ static bool read_subs(struct pt_cfctx *cx, struct pt_node *n, void *field)
             ok = false;
         } else if (sid)
             s->scope_id = pt_pool_strdup(cx->pool, sid);
+        const char *dates[2] = {s->expiration_date, s->end_date}, *dnames[2] = {"expirationDate", "endDate"};
+        for (int k = 0; k < 2; k++) {
+            int64_t t;
+            if (!dates[k] || !*dates[k])
+                continue;
+            if (!pt_parse_iso8601(dates[k], &t)) {
+                pt_node_error(cx->errs, pt_node_get(s->node, dnames[k]),
+                              "%s '%s' is not an ISO 8601 date or time (2027-01-31, 2027-01-31T12:00:00Z)", dnames[k],
+                              dates[k]);
+                ok = false;
+            } else if (!s->ends_ms || t < s->ends_ms)
+                s->ends_ms = t ? t : 1;
+        }
         if (s->owner_id) {
             const char *u = strstr(s->owner_id, "/users/");
             if (!u || !u[7] || strchr(u + 7, '/')) {
@@ -1594,6 +1683,7 @@ static const char *const builtin_groups[] = {"administrators", "developers", "gu
  */
 struct idset {
     const char **v;
+    int *ix; /* the item's index in its array */
     size_t mask;
 };
 
@@ -1605,7 +1695,12 @@ static void idset_init(struct idset *s, const void *items, int n, size_t stride,
     while (cap < (size_t)n * 2)
         cap <<= 1;
     s->v = calloc(cap, sizeof(*s->v));
+    s->ix = calloc(cap, sizeof(*s->ix));
     s->mask = cap - 1;
+    if (!s->ix) {
+        free(s->v);
+        s->v = NULL;
+    }
     for (int i = 0; s->v && i < n; i++) {
         const char *id = *(const char *const *)((const char *)items + (size_t)i * stride + off);
         if (!id)
@@ -1613,19 +1708,35 @@ static void idset_init(struct idset *s, const void *items, int n, size_t stride,
         size_t h = pt_hash(id, strlen(id), false) & s->mask;
         while (s->v[h] && strcmp(s->v[h], id))
             h = (h + 1) & s->mask;
+        if (!s->v[h])
+            s->ix[h] = i;
         s->v[h] = id;
     }
+}
+
+/* The index of the first item with this id, -1 when none (or out of memory). */
+static int idset_find(const struct idset *s, const char *id)
+{
+    if (!s->v)
+        return -1;
+    size_t h = pt_hash(id, strlen(id), false) & s->mask;
+    for (; s->v[h]; h = (h + 1) & s->mask)
+        if (!strcmp(s->v[h], id))
+            return s->ix[h];
+    return -1;
 }
 
 static bool idset_has(const struct idset *s, const char *id)
 {
     if (!s->v)
         return true; /* out of memory: no false alarms */
-    size_t h = pt_hash(id, strlen(id), false) & s->mask;
-    for (; s->v[h]; h = (h + 1) & s->mask)
-        if (!strcmp(s->v[h], id))
-            return true;
-    return false;
+    return idset_find(s, id) >= 0;
+}
+
+static void idset_free(struct idset *s)
+{
+    free(s->v);
+    free(s->ix);
 }
 
 static bool has_group(const struct idset *groups, const char *id)
@@ -1682,6 +1793,68 @@ static void check_subscription_limits(const struct pt_conf *cf, struct pt_errors
     free(v);
 }
 
+static bool same_ws(const char *a, const char *b)
+{
+    return !strcmp(a ? a : "", b ? b : "");
+}
+
+static const char *ws_phrase(const char *w)
+{
+    static __thread char buf[2][300];
+    static __thread int k;
+    k ^= 1;
+    if (!w || !*w)
+        return "(service level)";
+    snprintf(buf[k], sizeof(buf[k]), "(workspace '%s')", w);
+    return buf[k];
+}
+
+/* a is b's path or b's path continues a's at a segment boundary ("" is the
+   root, which every path continues) */
+static bool path_within(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    return n == 0 || (!strncmp(a, b, n) && (b[n] == '\0' || b[n] == '/'));
+}
+
+/*
+ * A workspace's API must never take requests that an API outside the
+ * workspace would otherwise serve: routing picks the longest path suffix,
+ * then a host-bound API before a host-less one, so API w (of a workspace)
+ * takes requests from API o (outside it) when o's path is a proper prefix of
+ * w's and their hosts can meet, or when both have the same path and only w
+ * is bound to a host.  Only current revisions route.
+ */
+static void check_workspace_claims(const struct pt_conf *cf, struct pt_errors *errs)
+{
+    bool any = false;
+    for (int i = 0; i < cf->napis && !any; i++)
+        any = cf->apis[i].workspace && *cf->apis[i].workspace;
+    if (!any)
+        return;
+    for (int i = 0; i < cf->napis; i++) {
+        const struct pt_api_cf *w = &cf->apis[i];
+        if (!w->workspace || !*w->workspace || !w->path || !w->is_current)
+            continue;
+        for (int j = 0; j < cf->napis; j++) {
+            const struct pt_api_cf *o = &cf->apis[j];
+            if (i == j || same_ws(w->workspace, o->workspace) || !o->path || !o->is_current)
+                continue;
+            bool hosts_meet = !w->host || !o->host || !strcmp(w->host, o->host);
+            bool same_path = !strcmp(w->path, o->path);
+            bool takes = (!same_path && hosts_meet && path_within(o->path, w->path)) ||
+                         (same_path && w->host && !o->host);
+            if (takes)
+                pt_node_error(errs, pt_node_get(w->node, "path"),
+                              "API '%s' %s: path '%s'%s%s claims requests of API '%s' %s (path '%s'%s%s); an API "
+                              "may not take requests from outside its workspace",
+                              w->id, ws_phrase(w->workspace), w->path, w->host ? " on host " : "",
+                              w->host ? w->host : "", o->id, ws_phrase(o->workspace), o->path,
+                              o->host ? " on host " : "", o->host ? o->host : "");
+        }
+    }
+}
+
 /* An entity's workspace must exist ("" is the service level). */
 static void check_workspace(const struct idset *ws, const char *kind, const char *id, const char *w,
                             const struct pt_node *node, struct pt_errors *errs)
@@ -1703,10 +1876,16 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
     for (int i = 0; i < cf->nproducts; i++) {
         const struct pt_product_cf *p = &cf->products[i];
         struct pt_node *an = pt_node_get(p->node, "apis"), *gn = pt_node_get(p->node, "groups");
-        for (int k = 0; k < p->apis.n; k++)
+        for (int k = 0; k < p->apis.n; k++) {
+            int ai = idset_find(&apis, p->apis.v[k]);
             if (!idset_has(&apis, p->apis.v[k]))
                 pt_node_error(errs, an && an->kind == PT_N_SEQ ? an->items[k] : p->node,
                               "product '%s' lists unknown API '%s'", p->id, p->apis.v[k]);
+            else if (ai >= 0 && !same_ws(p->workspace, cf->apis[ai].workspace))
+                pt_node_error(errs, an && an->kind == PT_N_SEQ ? an->items[k] : p->node,
+                              "product '%s' %s cannot hold API '%s' %s: a workspace's products hold its own APIs",
+                              p->id, ws_phrase(p->workspace), p->apis.v[k], ws_phrase(cf->apis[ai].workspace));
+        }
         for (int k = 0; k < p->groups.n; k++)
             if (!has_group(&groups, p->groups.v[k]))
                 pt_node_error(errs, gn && gn->kind == PT_N_SEQ ? gn->items[k] : p->node,
@@ -1715,6 +1894,15 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
     }
     for (int i = 0; i < cf->ngroups; i++)
         check_workspace(&wss, "group", cf->groups[i].id, cf->groups[i].workspace, cf->groups[i].node, errs);
+    struct pt_node *lists[2] = {cf->named_values, cf->fragments};
+    for (int l = 0; l < 2; l++)
+        for (int i = 0; lists[l] && lists[l]->kind == PT_N_SEQ && i < lists[l]->n; i++) {
+            struct pt_node *e = lists[l]->items[i], *id = pt_node_get(e, "id"), *w = pt_node_get(e, "workspace");
+            if (w && (w->kind != PT_N_SCALAR || w->null))
+                pt_node_error(errs, w, "workspace must be a workspace id");
+            else if (id && id->kind == PT_N_SCALAR)
+                check_workspace(&wss, l ? "policy fragment" : "named value", id->str, w ? w->str : NULL, e, errs);
+        }
     for (int i = 0; i < cf->nbackends; i++)
         check_workspace(&wss, "backend", cf->backends[i].id, cf->backends[i].workspace, cf->backends[i].node, errs);
     for (int i = 0; i < cf->nusers; i++) {
@@ -1733,6 +1921,23 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
         if (!found)
             pt_node_error(errs, pt_node_get(s->node, "scope"), "subscription '%s': scope '%s': there is no %s '%s'",
                           s->id, s->scope, s->scope_kind == PT_SUB_API ? "API" : "product", s->scope_id);
+        else if (s->workspace && *s->workspace) {
+            /* a workspace's subscription opens only that workspace's APIs */
+            const char *tw = NULL;
+            int ti = s->scope_kind == PT_SUB_API       ? idset_find(&apis, s->scope_id)
+                     : s->scope_kind == PT_SUB_PRODUCT ? idset_find(&products, s->scope_id)
+                                                       : -1;
+            if (ti >= 0)
+                tw = s->scope_kind == PT_SUB_API ? cf->apis[ti].workspace : cf->products[ti].workspace;
+            if (s->scope_kind == PT_SUB_ALL_APIS)
+                pt_node_error(errs, pt_node_get(s->node, "scope"),
+                              "subscription '%s' of workspace '%s': scope /apis (every API of the service) is for "
+                              "service-level subscriptions", s->id, s->workspace);
+            else if (ti >= 0 && !same_ws(s->workspace, tw))
+                pt_node_error(errs, pt_node_get(s->node, "scope"),
+                              "subscription '%s' of workspace '%s': scope '%s' is outside the workspace", s->id,
+                              s->workspace, s->scope);
+        }
         if (s->owner_user && !idset_has(&users, s->owner_user))
             pt_node_error(errs, pt_node_get(s->node, "ownerId"), "subscription '%s': unknown owner '%s'", s->id,
                           s->owner_id);
@@ -1746,9 +1951,10 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
                           a->version_set);
         check_workspace(&wss, "API", a->id, a->workspace, a->node, errs);
     }
+    check_workspace_claims(cf, errs);
     struct idset *all[] = {&apis, &groups, &products, &users, &vsets, &wss};
     for (size_t i = 0; i < PT_ARRAY_LEN(all); i++)
-        free(all[i]->v);
+        idset_free(all[i]);
     return errs->n == before;
 }
 

@@ -226,7 +226,8 @@ struct pt_subscription_cf {
     char *primary_key;
     char *secondary_key;
     bool allow_tracing;
-    char *state_comment, *start_date, *expiration_date, *end_date, *notification_date; /* informational */
+    char *state_comment, *start_date, *expiration_date, *end_date, *notification_date;
+    int64_t ends_ms; /* the earlier of expirationDate and endDate (Unix ms); 0 = never: no key works after it */
     char *created_date;
     struct pt_node *node;
 };
@@ -347,6 +348,9 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
 /* Checks that references between entities resolve (product apis, subscription
    scopes and owners, user groups, version sets, workspaces). */
 bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs);
+/* Parses an ISO 8601 date ("2027-01-31") or time ("2027-01-31T12:00:00Z",
+   fractions, "+02:00" offsets; no zone = UTC) into Unix ms; false if invalid. */
+bool pt_parse_iso8601(const char *s, int64_t *ms);
 bool pt_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id);
 /* Same, from text already in memory (tests; `name` names it in messages). */
 struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len,

@@ -317,12 +317,18 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     int perr = errs->n;
     for (int i = 0; cf->fragments && i < cf->fragments->n; i++)
         pt_policy_check_fragment(g->pc, cf->fragments->items[i]);
+    /* each document is compiled in its own scope (g->pc->workspace): it sees
+       the named values and fragments of that scope only */
+    g->pc->workspace = NULL;
     struct pt_doc *gdoc = pt_policy_doc(g->pc, cf->policies, PT_SCOPE_GLOBAL);
     struct pt_doc **wdocs = pt_pool_calloc(pool, sizeof(*wdocs) * (size_t)(cf->nworkspaces + 1));
-    for (int i = 0; i < cf->nworkspaces; i++)
+    for (int i = 0; i < cf->nworkspaces; i++) {
+        g->pc->workspace = cf->workspaces[i].id;
         wdocs[i] = pt_policy_doc(g->pc, cf->workspaces[i].policies, PT_SCOPE_WORKSPACE);
+    }
     for (int i = 0; i < g->napis; i++) {
         struct pt_apidef *api = &g->apis[i];
+        g->pc->workspace = api->cf->workspace;
         struct pt_doc *adoc = pt_policy_doc(g->pc, api->cf->policies, PT_SCOPE_API);
         struct pt_doc *wdoc = workspace_doc(cf, wdocs, api->cf->workspace);
         for (int k = 0; k < api->nops; k++) {
@@ -337,11 +343,13 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     /* product scope: operation -> API -> product -> workspace -> global, for each product holding the API */
     for (int p = 0; p < g->nproducts && errs->n == perr; p++) {
         struct pt_product *prod = &g->products[p];
+        g->pc->workspace = prod->cf->workspace;
         struct pt_doc *pdoc = pt_policy_doc(g->pc, prod->cf->policies, PT_SCOPE_PRODUCT);
         for (int i = 0; i < g->napis && errs->n == perr; i++) {
             struct pt_apidef *api = &g->apis[i];
             if (!pt_product_has_api(prod, api))
                 continue;
+            g->pc->workspace = api->cf->workspace;
             struct pt_doc *adoc = pt_policy_doc(g->pc, api->cf->policies, PT_SCOPE_API);
             struct pt_doc *wdoc = workspace_doc(cf, wdocs, api->cf->workspace);
             for (int k = 0; k < api->nops && errs->n == perr; k++) {
@@ -412,6 +420,11 @@ const struct pt_subscription *pt_gen_find_key(const struct pt_gen *g, pt_str key
     return NULL;
 }
 
+static const char *scalar_of(const struct pt_node *n)
+{
+    return n && n->kind == PT_N_SCALAR && !n->null ? n->str : NULL;
+}
+
 void pt_gen_check_policies(const char *path, struct pt_errors *errs)
 {
     struct pt_pool *pool = pt_pool_new(64 * 1024);
@@ -441,13 +454,16 @@ void pt_gen_check_policies(const char *path, struct pt_errors *errs)
     pt_policy_doc(&pc, pt_node_get(root, "policies"), PT_SCOPE_GLOBAL);
     struct pt_node *wss = pt_node_get(root, "workspaces");
     for (int i = 0; wss && wss->kind == PT_N_SEQ && i < wss->n; i++)
-        if (wss->items[i]->kind == PT_N_MAP)
+        if (wss->items[i]->kind == PT_N_MAP) {
+            pc.workspace = scalar_of(pt_node_get(wss->items[i], "id"));
             pt_policy_doc(&pc, pt_node_get(wss->items[i], "policies"), PT_SCOPE_WORKSPACE);
+        }
     struct pt_node *apis = pt_node_get(root, "apis");
     for (int i = 0; apis && apis->kind == PT_N_SEQ && i < apis->n; i++) {
         struct pt_node *a = apis->items[i];
         if (a->kind != PT_N_MAP)
             continue;
+        pc.workspace = scalar_of(pt_node_get(a, "workspace"));
         pt_policy_doc(&pc, pt_node_get(a, "policies"), PT_SCOPE_API);
         struct pt_node *ops = pt_node_get(a, "operations");
         for (int k = 0; ops && ops->kind == PT_N_SEQ && k < ops->n; k++)

@@ -39,7 +39,8 @@ static const char *const role_names[] = {"", "administrator", "reader", "workspa
                                          "apiDeveloper", "apiProductManager", NULL};
 
 /* What a route touches, for authorization. */
-enum area { A_API, A_PRODUCT, A_SECRETS, A_SERVICE, A_OPEN };
+/* A_SECRETS: subscription keys and the export; A_NV_SECRETS: named values' values. */
+enum area { A_API, A_PRODUCT, A_SECRETS, A_NV_SECRETS, A_SERVICE, A_OPEN };
 
 /* ----------------------------------------------------------------- routes */
 
@@ -95,7 +96,7 @@ static const struct route routes[] = {
     {"subscriptions/{id}/regenerateSecondaryKey", "POST", H_REGEN2, "subscription", A_PRODUCT, true,
      "A new secondary key (the old one stops working at once)"},
     ENTITY_ROUTES("namedValues", "namedValue", A_API, true, "named value"),
-    {"namedValues/{id}/listValue", "POST", H_NV_VALUE, "namedValue", A_SECRETS, true,
+    {"namedValues/{id}/listValue", "POST", H_NV_VALUE, "namedValue", A_NV_SECRETS, true,
      "The value of a named value, secret or not"},
     ENTITY_ROUTES("policyFragments", "policyFragment", A_API, true, "policy fragment"),
     ENTITY_ROUTES("backends", "backend", A_API, true, "backend"),
@@ -379,7 +380,7 @@ static bool authorize(struct mreq *m, bool write)
         ok = true;
         break;
     case R_READER:
-        ok = !write && a != A_SECRETS;
+        ok = !write && a != A_SECRETS && a != A_NV_SECRETS;
         break;
     default: {
         /* workspace roles: inside their workspace only */
@@ -395,11 +396,11 @@ static bool authorize(struct mreq *m, bool write)
         else if (m->role == R_WS_CONTRIBUTOR)
             ok = true;
         else if (m->role == R_WS_READER)
-            ok = !write && a != A_SECRETS;
-        else if (m->role == R_API_DEVELOPER)
-            ok = a == A_API || (!write && a != A_SECRETS);
-        else if (m->role == R_PRODUCT_MANAGER)
-            ok = a == A_PRODUCT || a == A_SECRETS || !write;
+            ok = !write && a != A_SECRETS && a != A_NV_SECRETS;
+        else if (m->role == R_API_DEVELOPER) /* APIs and what they use: named values too */
+            ok = a == A_API || a == A_NV_SECRETS || (!write && a != A_SECRETS);
+        else if (m->role == R_PRODUCT_MANAGER) /* products and subscriptions, their keys */
+            ok = a == A_PRODUCT || a == A_SECRETS || (!write && a != A_NV_SECRETS);
     }
     }
     if (!ok)
@@ -584,9 +585,16 @@ static bool run_change(struct mreq *m, change_fn fn, void *arg, int fail_status,
         return false;
     }
     if (!hooks->publish(&errs)) {
+        bool claim = false; /* a path another scope's API holds */
+        for (int i = 0; i < errs.n; i++)
+            claim |= strstr(errs.msgs[i], "claims requests of API") != NULL;
+        if (claim)
+            fail_status = 409;
         send_errors(m, fail_status, fail_status == 409 ? "Conflict" : "ValidationError",
-                    fail_status == 409 ? "the entity is still in use; nothing was changed"
-                                       : "the change would make the configuration invalid; nothing was changed",
+                    claim                ? "the API's path and host would take requests from another workspace's API; "
+                                           "nothing was changed"
+                    : fail_status == 409 ? "the entity is still in use; nothing was changed"
+                                         : "the change would make the configuration invalid; nothing was changed",
                     &errs, strip);
         pt_errors_clear(&errs);
         return false;
@@ -757,10 +765,11 @@ static void send_page(struct mreq *m, json_t *items)
         }
     }
     if (stxt) {
+        errno = 0;
         skip = strtol(stxt, &end, 10);
-        if (*end || skip < 0) {
+        if (*end || skip < 0 || errno == ERANGE || skip > 1000000000L) {
             json_decref(items);
-            send_error(m, 400, "InvalidParameter", "$skip must be a non-negative integer");
+            send_error(m, 400, "InvalidParameter", "$skip must be an integer from 0 to 1000000000");
             return;
         }
     }
@@ -970,7 +979,7 @@ static bool delete_group_links(struct mreq *m, void *arg, struct pt_errors *errs
 static bool valid_id(const char *id)
 {
     size_t n = strlen(id);
-    if (n == 0 || n > 256)
+    if (n == 0 || n > 256 || !strcmp(id, ".") || !strcmp(id, "..")) /* path segments of their own */
         return false;
     for (const char *p = id; *p; p++)
         if (!(((*p | 32) >= 'a' && (*p | 32) <= 'z') || (*p >= '0' && *p <= '9') || strchr("-_.~", *p)))
@@ -1009,6 +1018,16 @@ static void h_entity(struct mreq *m, const char *kind, const char *parent, const
         json_decref(cur);
         return;
     }
+    /* ids are unique per kind across the service: an id that exists outside
+       this workspace is not free, and no write moves an entity between
+       scopes (a PUT that did would hand it, its links and its keys over) */
+    if (!exists && m->method == EVHTTP_REQ_PUT && strcmp(kind, "token") &&
+        pt_store_get(store, kind, parent, id, NULL, NULL)) {
+        send_error(m, 409, "IdInUse", "%s id '%s' is taken outside this workspace; ids are unique across the service",
+                   kind, id);
+        return;
+    }
+
     if (m->method == EVHTTP_REQ_DELETE) {
         if (!exists) {
             send_error(m, 404, "ResourceNotFound", "%s '%s' not found", kind, id);
@@ -1118,6 +1137,22 @@ static void h_entity(struct mreq *m, const char *kind, const char *parent, const
         json_object_set_new(obj, "state", json_string("submitted")); /* APIM's REST default */
     if (m->ws && strcmp(kind, "operation")) /* an operation lives in its API's workspace */
         json_object_set_new(obj, "workspace", json_string(m->ws));
+    else if (exists && strcmp(kind, "operation")) {
+        /* at the service level an existing entity keeps its workspace; a
+           body naming another one is refused */
+        const char *cw = json_string_value(json_object_get(cur, "workspace"));
+        json_t *given = json_object_get(body, "workspace");
+        const char *nw = json_string_value(given);
+        if (!given && cw)
+            json_object_set_new(obj, "workspace", json_string(cw));
+        else if (given && strcmp(cw ? cw : "", nw ? nw : "")) {
+            send_error(m, 409, "WorkspaceChange", "%s '%s' belongs to %s%s%s; an entity does not move between scopes",
+                       kind, id, cw && *cw ? "workspace '" : "the service level", cw && *cw ? cw : "",
+                       cw && *cw ? "'" : "");
+            json_decref(obj);
+            goto out;
+        }
+    }
     json_object_set_new(obj, "id", json_string(id));
     char where[600];
     snprintf(where, sizeof(where), "%s[0]", !strcmp(kind, "operation") ? "apis[0].operations" : list_of(kind));

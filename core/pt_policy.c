@@ -95,7 +95,16 @@ const struct pt_policy_def *pt_registry_at(const struct pt_registry *r, int i, c
 
 /* ------------------------------------------------------------------ values */
 
-/* Replaces {{name}} with named values; NULL (error reported) when one is unknown. */
+bool pt_policy_same_scope(const struct pt_polctx *pc, const struct pt_node *entry)
+{
+    struct pt_node *w = pt_node_get(entry, "workspace");
+    const char *ew = w && w->kind == PT_N_SCALAR && !w->null ? w->str : "";
+    return !strcmp(ew, pc->workspace ? pc->workspace : "");
+}
+
+/* Replaces {{name}} with named values of the document's own scope (a
+   workspace's documents never see the service's named values, secret or
+   not, nor another workspace's); NULL (error reported) when one is unknown. */
 static char *substitute_named(struct pt_polctx *pc, struct pt_node *n, const char *text)
 {
     if (!strstr(text, "{{"))
@@ -136,6 +145,8 @@ static char *substitute_named(struct pt_polctx *pc, struct pt_node *n, const cha
         const char *val = NULL;
         for (int i = 0; pc->named_values && i < pc->named_values->n; i++) {
             struct pt_node *nv = pc->named_values->items[i];
+            if (!pt_policy_same_scope(pc, nv))
+                continue;
             struct pt_node *k = pt_node_get(nv, "id"), *v = pt_node_get(nv, "value");
             if (k && v && k->kind == PT_N_SCALAR && !strcmp(k->str, name) && v->kind == PT_N_SCALAR)
                 val = v->str;
@@ -731,7 +742,7 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
         for (int i = 0; pc->fragments && i < pc->fragments->n; i++) {
             struct pt_node *f = pc->fragments->items[i];
             struct pt_node *id = pt_node_get(f, "id");
-            if (id && id->kind == PT_N_SCALAR && !strcmp(id->str, fid->str))
+            if (id && id->kind == PT_N_SCALAR && !strcmp(id->str, fid->str) && pt_policy_same_scope(pc, f))
                 frag = f;
         }
         if (!frag) {
@@ -885,7 +896,19 @@ struct pt_doc *pt_policy_doc(struct pt_polctx *pc, struct pt_node *policies, int
 }
 
 /* Checks a fragment that may be unused: names, attributes, no base, no nesting. */
+static void check_fragment(struct pt_polctx *pc, struct pt_node *frag);
+
 void pt_policy_check_fragment(struct pt_polctx *pc, struct pt_node *frag)
+{
+    /* a fragment's statements are read in its own scope */
+    const char *saved = pc->workspace;
+    struct pt_node *w = pt_node_get(frag, "workspace");
+    pc->workspace = w && w->kind == PT_N_SCALAR && !w->null ? w->str : NULL;
+    check_fragment(pc, frag);
+    pc->workspace = saved;
+}
+
+static void check_fragment(struct pt_polctx *pc, struct pt_node *frag)
 {
     struct pt_node *list = pt_node_get(frag, "value");
     if (!list)

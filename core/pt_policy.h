@@ -130,6 +130,8 @@ struct pt_polctx {
     const struct pt_registry *reg;
     struct pt_node *fragments;      /* the policyFragments list node (may be NULL) */
     struct pt_node *named_values;   /* the namedValues list node (may be NULL) */
+    const char *workspace;          /* the scope being compiled: its workspace, NULL or "" for the service; a
+                                       document sees only the named values and fragments of its own scope */
     struct pt_expr_table *exprs;    /* where expressions are registered */
     int scope;
     const char *base_dir;           /* relative files in policies are relative to the configuration's folder */
@@ -141,6 +143,8 @@ struct pt_polctx {
     int nall, capall;
 };
 
+/* true when a namedValues / policyFragments entry belongs to pc's scope. */
+bool pt_policy_same_scope(const struct pt_polctx *pc, const struct pt_node *entry);
 /* Parses and compiles a `policies:` map for one scope.  Returns NULL on
    errors (reported). */
 struct pt_doc *pt_policy_doc(struct pt_polctx *pc, struct pt_node *policies, int scope);

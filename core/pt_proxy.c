@@ -539,7 +539,8 @@ static bool check_subscription(struct pt_req *req)
     if (present) {
         const struct pt_subscription *s = pt_gen_find_key(req_gen(req), key);
         /* a blocked or deleted owner cannot call APIs */
-        bool ok = s && s->cf->state == PT_SUB_ACTIVE && (!s->owner || s->owner->cf->state == 0);
+        bool ok = s && s->cf->state == PT_SUB_ACTIVE && (!s->owner || s->owner->cf->state == 0) &&
+                  (!s->cf->ends_ms || (int64_t)pt_wall_ms() < s->cf->ends_ms); /* expired as APIM */
         if (ok) {
             switch (s->cf->scope_kind) {
             case PT_SUB_ALL_APIS:

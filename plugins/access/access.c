@@ -2321,12 +2321,18 @@ static pt_status jwt_run(const struct pt_api *api, pt_call *call, void *inst)
     unsigned char *h = b64_decode(tok.data, (size_t)(d1 - tok.data), true, &hl);
     unsigned char *pb = b64_decode(d1 + 1, (size_t)(d2 - d1 - 1), true, &pl);
     unsigned char *sig = b64_decode(d2 + 1, tok.len - (size_t)(d2 + 1 - tok.data), true, &sl);
-    json_t *hdr = h ? json_loadb((const char *)h, hl, 0, NULL) : NULL;
-    json_t *claims = pb ? json_loadb((const char *)pb, pl, 0, NULL) : NULL;
+    /* a member named twice is refused (RFC 7519 section 4: parsers must not pick one) */
+    json_t *hdr = h ? json_loadb((const char *)h, hl, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    json_t *claims = pb ? json_loadb((const char *)pb, pl, JSON_REJECT_DUPLICATES, NULL) : NULL;
     pt_status result = PT_OK;
     const char *alg = json_string_value(json_object_get(hdr, "alg"));
     if (!json_is_object(hdr) || !json_is_object(claims) || !sig || !alg) {
         result = jwt_refuse(api, call, j, "JwtInvalid", "JWT is malformed.");
+        goto out;
+    }
+    if (json_object_get(hdr, "crit")) {
+        /* RFC 7515 section 4.1.11: extensions marked critical must be understood; none are */
+        result = jwt_refuse(api, call, j, "JwtInvalid", "JWT header lists critical extensions that are not supported.");
         goto out;
     }
     if (!strcmp(alg, "none") || !sl) {

@@ -329,3 +329,23 @@ def test_openid_config_provider_down(backend, portico, keys, provider):
         t0 = time.time()
         assert send(p, keys.sign("RS256", claims(), kid="k"))[0] == 401
         assert time.time() - t0 < 1.0
+
+
+def raw_hs256(header_json, payload_json, key=SECRET):
+    si = (b64u(header_json.encode()) + "." + b64u(payload_json.encode())).encode()
+    return si.decode() + "." + b64u(hmac.new(key, si, hashlib.sha256).digest())
+
+
+def test_duplicate_claim_names_and_crit_headers_are_refused(backend, portico):
+    """RFC 7519 section 4 (a claim named twice) and RFC 7515 section 4.1.11
+    (critical extensions nobody here understands): correctly signed, refused."""
+    p = gw(backend, portico, dict(HS_CONF))
+    exp = int(time.time()) + 600
+    good = '{"iss": "https://issuer.example", "aud": "orders", "exp": %d, "role": "user"}' % exp
+    assert send(p, raw_hs256('{"alg": "HS256"}', good))[0] == 200
+    dup = '{"iss": "https://issuer.example", "aud": "orders", "exp": %d, "role": "user", "role": "admin"}' % exp
+    assert send(p, raw_hs256('{"alg": "HS256"}', dup))[0] == 401
+    assert reason(p, 2) == "JwtInvalid"
+    assert send(p, raw_hs256('{"alg": "HS256", "alg": "HS256"}', good))[0] == 401
+    status, body = send(p, raw_hs256('{"alg": "HS256", "crit": ["exp-ext"], "exp-ext": 1}', good))
+    assert status == 401 and "critical" in body["message"]

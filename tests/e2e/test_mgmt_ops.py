@@ -69,7 +69,8 @@ def test_role_matrix(env):
     p, m = env
     m.ok("PUT", "workspaces/w1", {"displayName": "W1"})
     m.ok("PUT", "workspaces/w2", {"displayName": "W2"})
-    m.ok("PUT", "workspaces/w1/subscriptions/ws-sub", {"scope": "/apis", "state": "active"})
+    m.ok("PUT", "workspaces/w1/apis/w1api", {"path": "w1api", "serviceUrl": "http://127.0.0.1:1"})
+    m.ok("PUT", "workspaces/w1/subscriptions/ws-sub", {"scope": "/apis/w1api", "state": "active"})
     tokens = {"administrator": TOKEN}
     for r in ROLES[1:]:
         body = {"role": r}

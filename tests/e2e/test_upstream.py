@@ -634,7 +634,9 @@ def test_head_keeps_content_length_without_body(backend, portico):
     (s2, _, b2), = parse_responses(rest)  # no body bytes between the two responses
     assert s2 == 200 and json.loads(b2)["target"] == "/base/items/2"
     assert [r.method for r in backend.requests] == ["HEAD", "GET"]
-    assert backend.connections == 1
+    # an answer to HEAD that announces a body never shares its connection with
+    # the next exchange: the backend might send that body after all
+    assert backend.connections == 2
 
 
 @pytest.mark.parametrize("code", [204, 304])
