@@ -10,6 +10,8 @@
  * level returns NULL, so the Lua error is raised once, at the top, with no
  * C frame of the matcher left in between.
  */
+#include "config.h" /* _GNU_SOURCE: memmem */
+
 #include "pt_lpat.h"
 
 #include <ctype.h>
@@ -419,6 +421,44 @@ static bool has_specials(const char *p, size_t lp)
     return false;
 }
 
+/*
+ * A plain search.  LuaJIT's own is O(n * m) and cannot be interrupted (a
+ * 1 MB needle in a 2 MB subject held a worker for 25 s), so the subject is
+ * searched window by window with memmem (linear for long needles), and the
+ * deadline is polled between windows.  A window is at least the needle's
+ * length, so the whole search stays linear.
+ */
+#define PLAIN_WINDOW (64 * 1024)
+
+static int plain_find(lua_State *L, const struct pt_lpat_env *env, const char *s, size_t ls, const char *p, size_t lp,
+                      size_t init)
+{
+    if (lp == 0) {
+        lua_pushinteger(L, (lua_Integer)init + 1);
+        lua_pushinteger(L, (lua_Integer)init);
+        return 2;
+    }
+    if (lp <= ls - init) {
+        const char *start = s + init;
+        size_t left = ls - init, win = lp > PLAIN_WINDOW ? lp : PLAIN_WINDOW;
+        for (size_t off = 0; off + lp <= left; off += win) {
+            size_t span = left - off;
+            if (span > win + lp - 1)
+                span = win + lp - 1; /* matches starting in [off, off + win) */
+            const char *hit = memmem(start + off, span, p, lp);
+            if (hit) {
+                lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
+                lua_pushinteger(L, (lua_Integer)(hit - s) + (lua_Integer)lp);
+                return 2;
+            }
+            if (env->expired && env->expired())
+                return luaL_error(L, "time limit exceeded");
+        }
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
 static int find_aux(lua_State *L, bool find)
 {
     const struct pt_lpat_env *env = lua_touserdata(L, lua_upvalueindex(1));
@@ -434,18 +474,8 @@ static int find_aux(lua_State *L, bool find)
         init = 0;
     else if ((size_t)init > ls)
         init = (lua_Integer)ls; /* past the end: the end, as LuaJIT 2.1 does */
-    if (find && (lua_toboolean(L, 4) || !has_specials(p, lp))) {
-        /* a plain search: linear, left to the original find */
-        lua_pushvalue(L, lua_upvalueindex(2));
-        lua_insert(L, 1);
-        lua_settop(L, 5);
-        lua_pushinteger(L, init + 1);
-        lua_replace(L, 4);
-        lua_pushboolean(L, 1);
-        lua_replace(L, 5);
-        lua_call(L, 4, LUA_MULTRET);
-        return lua_gettop(L);
-    }
+    if (find && (lua_toboolean(L, 4) || !has_specials(p, lp)))
+        return plain_find(L, env, s, ls, p, lp, (size_t)init);
     struct mstate ms;
     bool anchor = begin(&ms, L, env, s, ls, &p, lp);
     const char *s1 = s + init;
@@ -609,8 +639,7 @@ void pt_lpat_install(lua_State *L, int tbl, const struct pt_lpat_env *env)
 {
     tbl = tbl < 0 && tbl > LUA_REGISTRYINDEX ? lua_gettop(L) + tbl + 1 : tbl;
     lua_pushlightuserdata(L, (void *)env);
-    lua_getfield(L, tbl, "find"); /* the original, for plain searches */
-    lua_pushcclosure(L, l_find, 2);
+    lua_pushcclosure(L, l_find, 1);
     lua_setfield(L, tbl, "find");
     static const struct {
         const char *name;

@@ -22,8 +22,8 @@ struct pt_lpat_env {
 };
 
 /* Replaces find, match, gmatch and gsub in the table at index `tbl` with the
-   budgeted ones.  The plain finds of the old `find` keep being used (they are
-   linear).  `env` must outlive the state. */
+   budgeted ones (plain finds too: a windowed memmem that polls the deadline).
+   `env` must outlive the state. */
 void pt_lpat_install(lua_State *L, int tbl, const struct pt_lpat_env *env);
 
 #endif

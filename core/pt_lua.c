@@ -167,6 +167,8 @@ static size_t max_string(void)
     return tl && tl->mem.cap ? tl->mem.cap / 4 : (16u << 20);
 }
 
+static int safe_sort(lua_State *L);
+
 static int safe_rep(lua_State *L)
 {
     size_t l, ls = 0;
@@ -181,6 +183,23 @@ static int safe_rep(lua_State *L)
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, 1);
     return 1;
+}
+
+/* table.sort: at most SORT_MAX elements.  Without a comparator the sort
+   runs in C, where the deadline cannot reach; this many sort in a few ms. */
+#define SORT_MAX 100000
+
+static int safe_sort(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    size_t n = lua_objlen(L, 1);
+    if (n > SORT_MAX)
+        return luaL_error(L, "table.sort: %d elements, more than the %d allowed", (int)(n > INT32_MAX ? INT32_MAX : n),
+                          SORT_MAX);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 0);
+    return 0;
 }
 
 /* ------------------------------------------------------------- proxies */
@@ -930,6 +949,12 @@ static void build_user_globals(struct pt_lua *x)
     lua_setfield(L, user, "xpcall");
     copy_lib(L, "string");
     copy_lib(L, "table");
+    /* table.sort on plain values is C that no hook interrupts: bounded size */
+    lua_getfield(L, user, "table");
+    lua_getfield(L, -1, "sort");
+    lua_pushcclosure(L, safe_sort, 1);
+    lua_setfield(L, -2, "sort");
+    lua_pop(L, 1);
     copy_lib(L, "math");
     copy_lib(L, "bit");
     /* string: no dump; bounded rep and pattern functions */
@@ -984,7 +1009,22 @@ static void build_user_globals(struct pt_lua *x)
     lua_setfield(L, user, "asBasic");
     lua_pop(L, 2);
     /* our prelude's helpers (split, trim, startsWith, ...) */
-    if (luaL_loadfile(L, pt_lua_prelude_path()) == 0 && lua_pcall(L, 0, 1, 0) == 0 && lua_istable(L, -1)) {
+    int loaded = luaL_loadfile(L, pt_lua_prelude_path());
+    if (loaded == 0) {
+        /* the prelude's string and table functions are the sandbox's bounded
+           ones (its helpers capture them when it loads) */
+        lua_newtable(L);
+        lua_getfield(L, user, "string");
+        lua_setfield(L, -2, "string");
+        lua_getfield(L, user, "table");
+        lua_setfield(L, -2, "table");
+        lua_newtable(L);
+        lua_pushvalue(L, LUA_GLOBALSINDEX);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
+        lua_setfenv(L, -2);
+    }
+    if (loaded == 0 && lua_pcall(L, 0, 1, 0) == 0 && lua_istable(L, -1)) {
         lua_pushnil(L);
         while (lua_next(L, -2)) {
             lua_pushvalue(L, -2);
@@ -1007,8 +1047,10 @@ static void build_user_globals(struct pt_lua *x)
             lua_pop(L, 1);
             continue;
         }
-        /* replace the table by an empty proxy table reading from it */
-        lua_newtable(L);
+        /* replace the table by a proxy with no storage of its own: a
+           userdata, so that raw writes (table.insert(math, x), rawset)
+           have nowhere to go and nothing survives an evaluation */
+        lua_newuserdata(L, 0);
         lua_newtable(L);
         lua_pushvalue(L, -3);
         lua_setfield(L, -2, "__index");
