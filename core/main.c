@@ -598,6 +598,20 @@ static void load_plugins(const struct pt_conf *cf)
     pt_registry_free(tmp);
 }
 
+/* ----------------------------------------------------- secrets at rest */
+
+static char seal_key[512];
+
+static char *seal_cb(void *arg, const char *plain)
+{
+    return pt_model_seal(arg, plain);
+}
+
+static char *unseal_cb(void *arg, const char *sealed)
+{
+    return pt_model_unseal(arg, sealed);
+}
+
 /* ----------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -674,9 +688,19 @@ int main(int argc, char **argv)
             pt_errors_add(&errs, "%s", serr);
             pt_store_close(store);
             store = NULL;
-        }
-        else
+        } else {
+            /* subscription keys are sealed at rest with the same key as secret named values */
+            snprintf(seal_key, sizeof(seal_key), "%s", pt_model_secret_key(cf));
+            pt_store_set_sealer(store, seal_cb, unseal_cb, seal_key);
+            int n = pt_store_reseal(store);
+            if (n > 0)
+                pt_info("store: sealed the keys of %d subscription%s written before keys were sealed", n,
+                        n == 1 ? "" : "s");
+            else if (n < 0)
+                pt_warn("store: cannot seal the subscription keys written before keys were sealed: %s",
+                        pt_store_error(store));
             g = build_running(cf, &errs);
+        }
     }
     if (!g) {
         print_errors(&errs, stderr);

@@ -187,6 +187,38 @@ static void log_str_field(struct pt_buf *b, const char *name, pt_str v)
     pt_buf_add(b, "\"", 1);
 }
 
+/* The query for the access log, with the subscription key's value (the
+   API's subscriptionKeyParameterNames.query, "subscription-key" before an
+   API is known) written as REDACTED: logs travel further than keys may. */
+static pt_str redact_query(struct pt_req *req)
+{
+    pt_str q = req->h.query;
+    pt_str name = pt_str_c(req->api ? req->api->cf->key_query : "subscription-key");
+    if (!name.n || !memmem(q.p, q.n, name.p, name.n))
+        return q;
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, q.n + 16);
+    while (q.n) {
+        const char *amp = memchr(q.p, '&', q.n);
+        size_t len = amp ? (size_t)(amp - q.p) : q.n;
+        pt_str item = {q.p, len};
+        const char *eq = memchr(item.p, '=', item.n);
+        pt_str k = {item.p, eq ? (size_t)(eq - item.p) : item.n};
+        if (b.n)
+            pt_buf_lit(&b, "&");
+        if (eq && pt_str_eq(k, name)) {
+            pt_buf_str(&b, k);
+            pt_buf_lit(&b, "=REDACTED");
+        } else
+            pt_buf_str(&b, item);
+        if (!amp)
+            break;
+        q.p += len + 1;
+        q.n -= len + 1;
+    }
+    return (pt_str){b.p, b.n};
+}
+
 static void req_log(struct pt_req *req)
 {
     /* plugins' end-of-request work (counters, concurrency slots) first */
@@ -214,7 +246,7 @@ static void req_log(struct pt_req *req)
     log_str_field(&b, "method", req->h.method);
     log_str_field(&b, "path", req->h.path);
     if (req->h.query.n)
-        log_str_field(&b, "query", req->h.query);
+        log_str_field(&b, "query", redact_query(req));
     if (req->api)
         log_str_field(&b, "api", pt_str_c(req->api->cf->id));
     if (req->op)

@@ -5,6 +5,8 @@
 #include "pt_log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -18,7 +20,54 @@ struct pt_store {
     uint64_t version;
     int64_t mark;    /* current sweep mark */
     char err[512];
+    /* sealing of secrets at rest (pt_store_set_sealer) */
+    pt_seal_fn seal, unseal;
+    void *seal_arg;
 };
+
+/* Fields held sealed at rest: a sealed value starts with "v1:" (a character
+   no key may hold), so plain values written before sealing existed are
+   still read, and sealed on their next write. */
+static const struct {
+    const char *kind, *field;
+} sealed_fields[] = {{"subscription", "primaryKey"}, {"subscription", "secondaryKey"}};
+
+static bool has_sealed_fields(const char *kind)
+{
+    for (size_t i = 0; i < PT_ARRAY_LEN(sealed_fields); i++)
+        if (!strcmp(sealed_fields[i].kind, kind))
+            return true;
+    return false;
+}
+
+/* Seals (to_store) or unseals the kind's secret fields of body in place;
+   false when a value cannot be (un)sealed. */
+static bool seal_body(struct pt_store *s, const char *kind, json_t *body, bool to_store)
+{
+    bool ok = true;
+    for (size_t i = 0; body && s->seal && i < PT_ARRAY_LEN(sealed_fields); i++) {
+        if (strcmp(sealed_fields[i].kind, kind))
+            continue;
+        const char *v = json_string_value(json_object_get(body, sealed_fields[i].field));
+        if (!v || !strncmp(v, "v1:", 3) != !to_store)
+            continue; /* absent, or already in the wanted form */
+        char *out = to_store ? s->seal(s->seal_arg, v) : s->unseal(s->seal_arg, v);
+        if (!out) {
+            ok = false;
+            continue;
+        }
+        json_object_set_new(body, sealed_fields[i].field, json_string(out));
+        free(out);
+    }
+    return ok;
+}
+
+void pt_store_set_sealer(struct pt_store *s, pt_seal_fn seal, pt_seal_fn unseal, void *arg)
+{
+    s->seal = seal;
+    s->unseal = unseal;
+    s->seal_arg = arg;
+}
 
 /* Migrations: index i brings the schema from version i to i + 1. */
 static const char *const migrations[] = {
@@ -93,6 +142,20 @@ struct pt_store *pt_store_open(const char *dir, char *err, size_t errlen)
     }
     char path[4096];
     snprintf(path, sizeof(path), "%s/portico.db", dir);
+    /* the database and its WAL files are the owner's alone: SQLite gives the
+       -wal and -shm files the database file's mode */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        if (fchmod(fd, 0600) < 0)
+            pt_warn("store: cannot make %s private: %s", path, strerror(errno));
+        close(fd);
+    }
+    for (const char *sfx = "-wal"; sfx; sfx = strcmp(sfx, "-wal") ? NULL : "-shm") {
+        char side[4200];
+        snprintf(side, sizeof(side), "%s%s", path, sfx);
+        if (chmod(side, 0600) < 0 && errno != ENOENT)
+            pt_warn("store: cannot make %s private: %s", side, strerror(errno));
+    }
     struct pt_store *s = calloc(1, sizeof(*s));
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
@@ -101,7 +164,8 @@ struct pt_store *pt_store_open(const char *dir, char *err, size_t errlen)
         return NULL;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;") || !migrate(s)) {
+    if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+                 " PRAGMA secure_delete=ON;") || !migrate(s)) {
         snprintf(err, errlen, "%s: %s", path, s->err);
         pt_store_close(s);
         return NULL;
@@ -221,8 +285,10 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
     bool found = false;
     if (sqlite3_step(st) == SQLITE_ROW) {
         const char *txt = (const char *)sqlite3_column_text(st, 0);
-        if (body)
+        if (body) {
             *body = json_loads(txt ? txt : "{}", 0, NULL);
+            seal_body(s, kind, *body, false);
+        }
         if (etag)
             snprintf(etag, 24, "%s", (const char *)sqlite3_column_text(st, 1));
         found = true;
@@ -234,7 +300,18 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
 bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id, const char *workspace,
                   const json_t *body, const char *source, char etag[24])
 {
-    char *txt = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    char *txt;
+    if (s->seal && has_sealed_fields(kind)) {
+        json_t *copy = json_deep_copy(body);
+        if (!seal_body(s, kind, copy, true)) {
+            json_decref(copy);
+            snprintf(s->err, sizeof(s->err), "cannot seal the %s's secrets", kind);
+            return false;
+        }
+        txt = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(copy);
+    } else
+        txt = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
     if (!txt)
         return false;
     char tag[24];
@@ -294,6 +371,7 @@ bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_
         e.id = (const char *)sqlite3_column_text(st, 1);
         e.workspace = (const char *)sqlite3_column_text(st, 2);
         e.body = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
+        seal_body(s, kind, e.body, false);
         snprintf(e.etag, sizeof(e.etag), "%s", (const char *)sqlite3_column_text(st, 4));
         e.source = (const char *)sqlite3_column_text(st, 5);
         if (e.body)
@@ -507,3 +585,65 @@ bool pt_store_counter_each(struct pt_store *s, void (*fn)(void *arg, const char 
     sqlite3_finalize(st);
     return true;
 }
+
+int pt_store_reseal(struct pt_store *s)
+{
+    if (!s->seal)
+        return 0;
+    struct item {
+        char *kind, *parent, *id, *workspace, *source;
+        json_t *body;
+    } *v = NULL;
+    int n = 0, cap = 0;
+    for (size_t f = 0; f < PT_ARRAY_LEN(sealed_fields); f++) {
+        if (f && !strcmp(sealed_fields[f].kind, sealed_fields[f - 1].kind))
+            continue;
+        const char *kind = sealed_fields[f].kind;
+        sqlite3_stmt *st = prep(s, "SELECT parent, id, workspace, body, source FROM entities WHERE kind = ?1");
+        if (!st)
+            return -1;
+        bind_text(st, 1, kind);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            json_t *b = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
+            bool plain = false;
+            for (size_t k = 0; b && k < PT_ARRAY_LEN(sealed_fields); k++) {
+                const char *x = json_string_value(json_object_get(b, sealed_fields[k].field));
+                plain |= !strcmp(sealed_fields[k].kind, kind) && x && strncmp(x, "v1:", 3);
+            }
+            if (!plain) {
+                json_decref(b);
+                continue;
+            }
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                v = realloc(v, sizeof(*v) * (size_t)cap);
+            }
+            v[n++] = (struct item){strdup(kind), strdup((const char *)sqlite3_column_text(st, 0)),
+                                   strdup((const char *)sqlite3_column_text(st, 1)),
+                                   strdup((const char *)sqlite3_column_text(st, 2)),
+                                   strdup((const char *)sqlite3_column_text(st, 4)), b};
+        }
+        sqlite3_finalize(st);
+    }
+    bool ok = n == 0 || pt_store_begin(s);
+    for (int i = 0; i < n; i++) {
+        if (ok)
+            ok = pt_store_put(s, v[i].kind, v[i].parent, v[i].id, v[i].workspace, v[i].body, v[i].source, NULL);
+        free(v[i].kind);
+        free(v[i].parent);
+        free(v[i].id);
+        free(v[i].workspace);
+        free(v[i].source);
+        json_decref(v[i].body);
+    }
+    free(v);
+    if (n && ok)
+        ok = pt_store_commit(s);
+    else if (n)
+        pt_store_rollback(s);
+    /* the plain copies: overwritten (secure_delete) once the WAL is folded in */
+    if (n && ok)
+        exec(s, "PRAGMA wal_checkpoint(TRUNCATE);");
+    return ok ? n : -1;
+}
+

@@ -25,6 +25,13 @@ struct pt_store;
 
 /* Opens (creating the folder and the database if needed) dir/portico.db. */
 struct pt_store *pt_store_open(const char *dir, char *err, size_t errlen);
+/* Seals secret fields at rest (subscription keys): put seals, get and each
+   unseal, with these functions (malloc'd result, NULL on failure). */
+typedef char *(*pt_seal_fn)(void *arg, const char *in);
+void pt_store_set_sealer(struct pt_store *s, pt_seal_fn seal, pt_seal_fn unseal, void *arg);
+/* Rewrites every entity whose secret fields are still plain (stores made
+   before sealing); the number rewritten, or -1. */
+int pt_store_reseal(struct pt_store *s);
 void pt_store_close(struct pt_store *s);
 
 /* Transactions: every write runs inside one.  Nested begin/commit pairs

@@ -7,6 +7,11 @@ The service has an API `echo` (path echo), a product `gold` holding it and
 a subscription `allapis` (scope /apis); workspace `wsb` has an API `bapi`;
 the attacker holds tokens of workspace `wsa`."""
 
+import json
+import os
+import sqlite3
+import stat
+
 import pytest
 
 from backends import EchoBackend
@@ -244,3 +249,61 @@ def test_workspace_policies_include_only_their_workspace_fragments(svc, backend)
          token=dev)
     m.ok("PUT", "workspaces/wsa/apis/aapi/policies/policy",
          {"inbound": ["base", {"include-fragment": {"fragment-id": "wsfrag"}}]}, token=dev)
+
+
+# ------------------------------------------------------------ 8. keys at rest and in logs
+
+def store_bytes(workdir):
+    out = b""
+    for name in ("portico.db", "portico.db-wal"):
+        path = os.path.join(workdir, "var", name)
+        if os.path.exists(path):
+            out += open(path, "rb").read()
+    return out
+
+
+def test_subscription_keys_are_sealed_at_rest_and_the_store_is_private(svc, workdir):
+    p, m, _ = svc
+    m.ok("PUT", "subscriptions/s8", {"scope": "/apis", "state": "active", "primaryKey": "sealed-primary-0008",
+                                     "secondaryKey": "sealed-secondary-0008"})
+    assert gateway_call(p, "/echo/x", "sealed-primary-0008")[0] == 200
+    assert m.ok("POST", "subscriptions/s8/listSecrets")["primaryKey"] == "sealed-primary-0008"
+    raw = store_bytes(workdir)
+    assert b"sealed-primary-0008" not in raw and b"sealed-secondary-0008" not in raw
+    assert VICTIM_KEY.encode() not in raw
+    # a regenerated key is sealed too
+    m.ok("POST", "subscriptions/s8/regeneratePrimaryKey")
+    new = m.ok("POST", "subscriptions/s8/listSecrets")["primaryKey"]
+    assert new.encode() not in store_bytes(workdir)
+    assert gateway_call(p, "/echo/x", new)[0] == 200
+    for name in ("portico.db", "portico.db-wal", "portico.db-shm"):
+        path = os.path.join(workdir, "var", name)
+        if os.path.exists(path):
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, (name, oct(os.stat(path).st_mode))
+
+
+def test_plain_keys_of_an_older_store_are_sealed_at_start(svc, workdir):
+    p, m, _ = svc
+    p.stop()
+    db = sqlite3.connect(os.path.join(workdir, "var", "portico.db"))
+    body = json.dumps({"scope": "/apis", "state": "active", "primaryKey": "plain-old-key-0001",
+                       "secondaryKey": "plain-old-key-0002"})
+    db.execute("UPDATE entities SET body = ? WHERE kind = 'subscription' AND id = 'allapis'", (body,))
+    db.commit()
+    db.close()
+    os.chmod(os.path.join(workdir, "var", "portico.db"), 0o644)
+    p.start()
+    assert "sealed the keys of 1 subscription" in p.log_text()
+    assert b"plain-old-key-0001" not in store_bytes(workdir)
+    assert gateway_call(p, "/echo/x", "plain-old-key-0001")[0] == 200
+    assert stat.S_IMODE(os.stat(os.path.join(workdir, "var", "portico.db")).st_mode) == 0o600
+
+
+def test_the_access_log_never_holds_a_key(svc):
+    p, m, _ = svc
+    assert p.request("GET", "/echo/x?a=1&subscription-key=%s&b=2" % VICTIM_KEY)[0] == 200
+    assert p.request("GET", "/nowhere?subscription-key=%s" % VICTIM_KEY)[0] == 404
+    entries = p.access_entries(wait_for=2)
+    text = json.dumps(entries)
+    assert VICTIM_KEY not in text
+    assert any(e.get("query") == "a=1&subscription-key=REDACTED&b=2" for e in entries), entries
