@@ -23,6 +23,7 @@
 #include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -976,6 +977,8 @@ static bool delete_group_links(struct mreq *m, void *arg, struct pt_errors *errs
     return true;
 }
 
+static bool files_allowed(struct mreq *m, json_t *doc);
+
 static bool valid_id(const char *id)
 {
     size_t n = strlen(id);
@@ -1092,6 +1095,8 @@ static void h_entity(struct mreq *m, const char *kind, const char *parent, const
         send_error(m, 400, "InvalidRequestBody", "the body's id must be '%s' (the path's) or absent", id);
         goto out;
     }
+    if (!strcmp(kind, "policyFragment") && !files_allowed(m, body))
+        goto out;
     const char *nf = nested_field(kind, body);
     if (nf) {
         send_error(m, 400, "ValidationError", "%s: not part of the %s body; use /%s/%s/%s", nf, kind,
@@ -1208,6 +1213,85 @@ static void h_entity(struct mreq *m, const char *kind, const char *parent, const
 out:
     json_decref(body);
     json_decref(cur);
+}
+
+/* ------------------------------------------------------- files in policies */
+
+/*
+ * Policy attributes that name files on the gateway's host (today
+ * authentication-certificate's certificate and key) are the configuration
+ * file's business.  Through this API only an administrator may name one,
+ * and only under the configuration's folder; a workspace role may name
+ * none, or it could make the gateway read any file it can (a private key
+ * of the service, for one).
+ */
+static const struct {
+    const char *policy, *attr;
+} file_attrs[] = {{"authentication-certificate", "certificate"}, {"authentication-certificate", "key"}};
+
+static bool file_under_conf(const char *path)
+{
+    const struct pt_conf *f = hooks->file();
+    char dir[4096] = ".", full[8192], real[PATH_MAX], realdir[PATH_MAX];
+    const char *slash = f && f->file ? strrchr(f->file, '/') : NULL;
+    if (slash)
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - f->file), f->file);
+    if (path[0] == '/')
+        snprintf(full, sizeof(full), "%s", path);
+    else
+        snprintf(full, sizeof(full), "%s/%s", dir, path);
+    if (!realpath(full, real) || !realpath(dir, realdir))
+        return false;
+    size_t n = strlen(realdir);
+    return !strncmp(real, realdir, n) && real[n] == '/';
+}
+
+/* Walks a policy document (or a fragment's statements); false after answering 403/400. */
+static bool files_ok(struct mreq *m, json_t *j, int depth)
+{
+    if (depth > 64)
+        return true; /* deeper than any valid document: the validator refuses it */
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v)
+        {
+            if (!files_ok(m, v, depth + 1))
+                return false;
+        }
+        return true;
+    }
+    if (!json_is_object(j))
+        return true;
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v)
+    {
+        for (size_t i = 0; i < PT_ARRAY_LEN(file_attrs); i++) {
+            const char *path = json_string_value(json_object_get(v, file_attrs[i].attr));
+            if (strcmp(k, file_attrs[i].policy) || !path)
+                continue;
+            if (m->role != R_ADMIN) {
+                send_error(m, 403, "Forbidden",
+                           "%s: '%s' names a file on the gateway's host; only an administrator may, and only under "
+                           "the configuration's folder", k, file_attrs[i].attr);
+                return false;
+            }
+            if (!file_under_conf(path)) {
+                send_error(m, 400, "ValidationError",
+                           "%s: %s '%s' is not a file under the configuration's folder", k, file_attrs[i].attr, path);
+                return false;
+            }
+        }
+        if (!files_ok(m, v, depth + 1))
+            return false;
+    }
+    return true;
+}
+
+static bool files_allowed(struct mreq *m, json_t *doc)
+{
+    return files_ok(m, doc, 0);
 }
 
 /* ---------------------------------------------------------------- policies */
@@ -1350,6 +1434,10 @@ static void h_policy(struct mreq *m, const char *owner, bool as_list)
                 return;
             }
         }
+    }
+    if (!files_allowed(m, body)) {
+        json_decref(body);
+        return;
     }
     struct pol_arg p = {pid, body};
     if (run_change(m, put_policy_doc, &p, 400, strip)) {

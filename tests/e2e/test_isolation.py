@@ -307,3 +307,34 @@ def test_the_access_log_never_holds_a_key(svc):
     text = json.dumps(entries)
     assert VICTIM_KEY not in text
     assert any(e.get("query") == "a=1&subscription-key=REDACTED&b=2" for e in entries), entries
+
+
+# ------------------------------------------------------------ 9. host files
+
+def test_policies_through_the_api_cannot_name_host_files(svc, workdir):
+    p, m, tokens = svc
+    outside = os.path.join(os.path.dirname(workdir), "portico-e2e-outside.pem")
+    inside = os.path.join(workdir, "client.pem")
+    for path in (outside, inside):
+        with open(path, "w") as f:
+            f.write("not really a certificate\n")
+    try:
+        pol = {"inbound": ["base", {"authentication-certificate": {"certificate": "/etc/ssl/private/x.pem",
+                                                                    "key": "/etc/ssl/private/x.key"}}]}
+        # a workspace role: no file at all
+        st, _, err = m.call("PUT", "workspaces/wsa/apis/aapi/policies/policy", pol, token=tokens["apiDeveloper"])
+        assert st == 403 and "only an administrator" in str(err), (st, err)
+        frag = {"value": [{"authentication-certificate": {"certificate": inside, "key": inside}}]}
+        st, _, err = m.call("PUT", "workspaces/wsa/policyFragments/f9", frag, token=tokens["apiDeveloper"])
+        assert st == 403
+        # an administrator: only under the configuration's folder
+        for path in (outside, "../" + os.path.basename(outside), "/etc/passwd"):
+            pol = {"inbound": ["base", {"authentication-certificate": {"certificate": path, "key": path}}]}
+            st, _, err = m.call("PUT", "apis/echo/policies/policy", pol)
+            assert st == 400 and "under the configuration's folder" in str(err), (path, st, err)
+        # inside it, the usual validation takes over (this file is no certificate)
+        pol = {"inbound": ["base", {"authentication-certificate": {"certificate": "client.pem", "key": "client.pem"}}]}
+        st, _, err = m.call("PUT", "apis/echo/policies/policy", pol)
+        assert st == 400 and "under the configuration's folder" not in str(err), (st, err)
+    finally:
+        os.unlink(outside)
