@@ -1470,6 +1470,7 @@ static const struct pt_cfkey vs_keys[] = {
      .enums = pt_versioning_schemes},
     {"versionQueryName", PT_CT_STR, offsetof(struct pt_versionset_cf, query_name), 0},
     {"versionHeaderName", PT_CT_STR, offsetof(struct pt_versionset_cf, header_name), 0},
+    {"workspace", PT_CT_STR, offsetof(struct pt_versionset_cf, workspace), 0},
     {0},
 };
 
@@ -1905,6 +1906,9 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
         }
     for (int i = 0; i < cf->nbackends; i++)
         check_workspace(&wss, "backend", cf->backends[i].id, cf->backends[i].workspace, cf->backends[i].node, errs);
+    for (int i = 0; i < cf->nversion_sets; i++)
+        check_workspace(&wss, "version set", cf->version_sets[i].id, cf->version_sets[i].workspace,
+                        cf->version_sets[i].node, errs);
     for (int i = 0; i < cf->nusers; i++) {
         const struct pt_user_cf *u = &cf->users[i];
         struct pt_node *gn = pt_node_get(u->node, "groups");
@@ -1946,9 +1950,14 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
     check_subscription_limits(cf, errs);
     for (int i = 0; i < cf->napis; i++) {
         const struct pt_api_cf *a = &cf->apis[i];
+        int vi = a->version_set ? idset_find(&vsets, a->version_set) : -1;
         if (a->version_set && !idset_has(&vsets, a->version_set))
             pt_node_error(errs, pt_node_get(a->node, "apiVersionSetId"), "API '%s': unknown version set '%s'", a->id,
                           a->version_set);
+        else if (vi >= 0 && !same_ws(a->workspace, cf->version_sets[vi].workspace))
+            pt_node_error(errs, pt_node_get(a->node, "apiVersionSetId"),
+                          "API '%s' %s cannot use version set '%s' %s: an API's version set is of its own scope",
+                          a->id, ws_phrase(a->workspace), a->version_set, ws_phrase(cf->version_sets[vi].workspace));
         check_workspace(&wss, "API", a->id, a->workspace, a->node, errs);
     }
     check_workspace_claims(cf, errs);

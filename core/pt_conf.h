@@ -256,6 +256,7 @@ struct pt_versionset_cf {
     int scheme;               /* 0 Segment, 1 Query, 2 Header */
     char *query_name;         /* versionQueryName, default api-version */
     char *header_name;        /* versionHeaderName, default Api-Version */
+    char *workspace;          /* "" = service level */
     struct pt_node *node;
 };
 

@@ -1522,6 +1522,8 @@ static void h_links(struct mreq *m, const char *kind, bool one)
         send_page(m, c.items);
         return;
     }
+    if (m->method != EVHTTP_REQ_GET && !authorize(m, true))
+        return; /* a refused write learns nothing about what exists */
     json_t *body = NULL;
     if (!exists_or_builtin(m, lk->b_kind, m->sub, &body)) {
         send_error(m, 404, "ResourceNotFound", "%s '%s' not found", lk->b_kind, m->sub);
@@ -1536,10 +1538,6 @@ static void h_links(struct mreq *m, const char *kind, bool one)
                        m->id);
         else
             send_json(m, 200, view(lk->b_kind, m->sub, body), etag);
-        json_decref(body);
-        return;
-    }
-    if (!authorize(m, true)) {
         json_decref(body);
         return;
     }

@@ -481,7 +481,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     }
     for (int i = 0; ok && i < f->nversion_sets; i++) {
         json_t *j = pt_node_to_json(f->version_sets[i].node);
-        ok &= pt_store_put(st, "apiVersionSet", "", f->version_sets[i].id, "", j, source, NULL);
+        ok &= pt_store_put(st, "apiVersionSet", "", f->version_sets[i].id,
+                           f->version_sets[i].workspace ? f->version_sets[i].workspace : "", j, source, NULL);
         json_decref(j);
     }
     ok &= put_policy(st, "global", f->policies, source);
