@@ -742,6 +742,7 @@ static const struct pt_cfkey api_keys[] = {
     {"subscriptionRequired", PT_CT_BOOL, offsetof(struct pt_api_cf, subscription_required), 0},
     {"subscriptionKeyParameterNames", PT_CT_MAP, 0, 0, .sub = keynames_keys},
     {"bodySize", PT_CT_SIZE, offsetof(struct pt_api_cf, body_size), 0, 1, INT64_MAX},
+    {"secretQueryParameters", PT_CT_CUSTOM, offsetof(struct pt_api_cf, secret_query), 0, .fn = read_strlist},
     {"operations", PT_CT_CUSTOM, offsetof(struct pt_api_cf, ops), 0, .fn = read_ops},
     {0},
 };

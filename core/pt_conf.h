@@ -122,6 +122,7 @@ struct pt_api_cf {
     char *key_header; /* subscription key header name */
     char *key_query;  /* subscription key query parameter */
     uint64_t body_size; /* bodySize: a smaller request-body limit for this API (0: limits.bodySize) */
+    struct pt_strlist secret_query; /* secretQueryParameters: query values the access log writes REDACTED */
     struct pt_operation_cf *ops;
     int nops;
     struct pt_node *node;

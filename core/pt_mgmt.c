@@ -485,6 +485,17 @@ static json_t *view(const char *kind, const char *id, const json_t *body)
     if (!strcmp(kind, "subscription")) {
         json_object_del(o, "primaryKey");
         json_object_del(o, "secondaryKey");
+        /* past its expirationDate or endDate an active subscription is expired (APIM) */
+        const char *dates[2] = {json_string_value(json_object_get(o, "expirationDate")),
+                                json_string_value(json_object_get(o, "endDate"))};
+        const char *state = json_string_value(json_object_get(o, "state"));
+        for (int i = 0; i < 2 && state && !strcmp(state, "active"); i++) {
+            int64_t t;
+            if (dates[i] && pt_parse_iso8601(dates[i], &t) && (int64_t)pt_wall_ms() >= t) {
+                json_object_set_new(o, "state", json_string("expired"));
+                break;
+            }
+        }
     } else if (!strcmp(kind, "namedValue") && json_is_true(json_object_get(o, "secret")))
         json_object_del(o, "value");
     return o;

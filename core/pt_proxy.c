@@ -187,28 +187,41 @@ static void log_str_field(struct pt_buf *b, const char *name, pt_str v)
     pt_buf_add(b, "\"", 1);
 }
 
-/* The query for the access log, with the subscription key's value (the
-   API's subscriptionKeyParameterNames.query, "subscription-key" before an
-   API is known) written as REDACTED: logs travel further than keys may. */
+/* Is this query parameter one whose value the access log must not hold:
+   the subscription key (the API's subscriptionKeyParameterNames.query,
+   "subscription-key" before an API is known) or one the API lists in
+   secretQueryParameters? */
+static bool secret_param(const struct pt_req *req, pt_str k)
+{
+    if (pt_str_eq(k, pt_str_c(req->api ? req->api->cf->key_query : "subscription-key")))
+        return true;
+    for (int i = 0; req->api && i < req->api->cf->secret_query.n; i++)
+        if (pt_str_eq(k, pt_str_c(req->api->cf->secret_query.v[i])))
+            return true;
+    return false;
+}
+
+/* The query for the access log, secret values written as REDACTED: logs
+   travel further than keys may. */
 static pt_str redact_query(struct pt_req *req)
 {
     pt_str q = req->h.query;
-    pt_str name = pt_str_c(req->api ? req->api->cf->key_query : "subscription-key");
-    if (!name.n || !memmem(q.p, q.n, name.p, name.n))
-        return q;
     struct pt_buf b;
     pt_buf_init(&b, req->pool, q.n + 16);
+    bool changed = false, first = true;
     while (q.n) {
         const char *amp = memchr(q.p, '&', q.n);
         size_t len = amp ? (size_t)(amp - q.p) : q.n;
         pt_str item = {q.p, len};
         const char *eq = memchr(item.p, '=', item.n);
         pt_str k = {item.p, eq ? (size_t)(eq - item.p) : item.n};
-        if (b.n)
+        if (!first)
             pt_buf_lit(&b, "&");
-        if (eq && pt_str_eq(k, name)) {
+        first = false;
+        if (eq && secret_param(req, k)) {
             pt_buf_str(&b, k);
             pt_buf_lit(&b, "=REDACTED");
+            changed = true;
         } else
             pt_buf_str(&b, item);
         if (!amp)
@@ -216,7 +229,7 @@ static pt_str redact_query(struct pt_req *req)
         q.p += len + 1;
         q.n -= len + 1;
     }
-    return (pt_str){b.p, b.n};
+    return changed ? (pt_str){b.p, b.n} : req->h.query;
 }
 
 static void req_log(struct pt_req *req)

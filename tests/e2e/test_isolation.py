@@ -174,6 +174,7 @@ def test_expired_subscriptions_are_refused(svc, field):
                                       field: "2020-01-01T00:00:00Z"})
     st, _, body = gateway_call(p, "/echo/x", "old-key-000001")
     assert st == 401
+    assert m.ok("GET", "subscriptions/old")["state"] == "expired"
     m.ok("PUT", "subscriptions/later", {"scope": "/apis", "state": "active", "primaryKey": "later-key-00001",
                                         field: "2999-01-01"})
     assert gateway_call(p, "/echo/x", "later-key-00001")[0] == 200
@@ -307,6 +308,12 @@ def test_the_access_log_never_holds_a_key(svc):
     text = json.dumps(entries)
     assert VICTIM_KEY not in text
     assert any(e.get("query") == "a=1&subscription-key=REDACTED&b=2" for e in entries), entries
+    # and the parameters an API names as secret
+    m.ok("PATCH", "apis/echo", {"secretQueryParameters": ["code", "token"]})
+    assert p.request("GET", "/echo/x?code=abc123secret&x=1&subscription-key=%s" % VICTIM_KEY)[0] == 200
+    entries = p.access_entries(wait_for=3)
+    assert "abc123secret" not in json.dumps(entries)
+    assert entries[-1]["query"] == "code=REDACTED&x=1&subscription-key=REDACTED", entries[-1]
 
 
 # ------------------------------------------------------------ 9. host files
