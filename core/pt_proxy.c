@@ -187,6 +187,29 @@ static void log_str_field(struct pt_buf *b, const char *name, pt_str v)
     pt_buf_add(b, "\"", 1);
 }
 
+/* One key[=value] item of a query string. */
+struct qitem {
+    pt_str item, key, value;
+    bool has_value;
+};
+
+/* Takes the next item off the front of q; false when none is left. */
+static bool query_next(pt_str *q, struct qitem *it)
+{
+    if (!q->n)
+        return false;
+    const char *amp = memchr(q->p, '&', q->n);
+    size_t len = amp ? (size_t)(amp - q->p) : q->n;
+    const char *eq = memchr(q->p, '=', len);
+    it->item = (pt_str){q->p, len};
+    it->key = (pt_str){q->p, eq ? (size_t)(eq - q->p) : len};
+    it->has_value = eq != NULL;
+    it->value = eq ? (pt_str){eq + 1, len - it->key.n - 1} : PT_NULL_STR;
+    q->p += amp ? len + 1 : len;
+    q->n -= amp ? len + 1 : len;
+    return true;
+}
+
 /* Is this query parameter one whose value the access log must not hold:
    the subscription key (the API's subscriptionKeyParameterNames.query,
    "subscription-key" before an API is known) or one the API lists in
@@ -209,25 +232,17 @@ static pt_str redact_query(struct pt_req *req)
     struct pt_buf b;
     pt_buf_init(&b, req->pool, q.n + 16);
     bool changed = false, first = true;
-    while (q.n) {
-        const char *amp = memchr(q.p, '&', q.n);
-        size_t len = amp ? (size_t)(amp - q.p) : q.n;
-        pt_str item = {q.p, len};
-        const char *eq = memchr(item.p, '=', item.n);
-        pt_str k = {item.p, eq ? (size_t)(eq - item.p) : item.n};
+    struct qitem it;
+    while (query_next(&q, &it)) {
         if (!first)
             pt_buf_lit(&b, "&");
         first = false;
-        if (eq && secret_param(req, k)) {
-            pt_buf_str(&b, k);
+        if (it.has_value && secret_param(req, it.key)) {
+            pt_buf_str(&b, it.key);
             pt_buf_lit(&b, "=REDACTED");
             changed = true;
         } else
-            pt_buf_str(&b, item);
-        if (!amp)
-            break;
-        q.p += len + 1;
-        q.n -= len + 1;
+            pt_buf_str(&b, it.item);
     }
     return changed ? (pt_str){b.p, b.n} : req->h.query;
 }
@@ -542,21 +557,12 @@ static bool is_idempotent(int method)
 /* Finds a query parameter's raw value. */
 static bool query_param(pt_str q, pt_str name, pt_str *value)
 {
-    while (q.n) {
-        const char *amp = memchr(q.p, '&', q.n);
-        size_t len = amp ? (size_t)(amp - q.p) : q.n;
-        pt_str item = {q.p, len};
-        const char *eq = memchr(item.p, '=', item.n);
-        pt_str k = {item.p, eq ? (size_t)(eq - item.p) : item.n};
-        if (pt_str_eq(k, name)) {
-            *value = eq ? (pt_str){eq + 1, item.n - k.n - 1} : PT_NULL_STR;
+    struct qitem it;
+    while (query_next(&q, &it))
+        if (pt_str_eq(it.key, name)) {
+            *value = it.value;
             return true;
         }
-        if (!amp)
-            break;
-        q.p += len + 1;
-        q.n -= len + 1;
-    }
     return false;
 }
 

@@ -8,67 +8,42 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
 from conftest import BIN, basic_config
 from test_jwt import Keys, b64u, claims, reason, send
+from upstream_helpers import _Base
 
 
-class RawProvider:
+class RawProvider(_Base):
     """Plain-http provider on 127.0.0.1 answering each path with bytes the
     test chooses (`routes[path]` is bytes, or a function(sock) that writes)."""
 
     def __init__(self):
         self.routes = {}
         self.hits = {}
-        self.lock = threading.Lock()
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(16)
-        self.srv.settimeout(0.05)
-        self.port = self.srv.getsockname()[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.stop = False
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _loop(self):
-        while not self.stop:
-            try:
-                s, _ = self.srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
+    def serve(self, s, cid):
+        s.settimeout(30)
+        data = b""
+        while b"\r\n\r\n" not in data and len(data) < 65536:
+            chunk = s.recv(4096)
+            if not chunk:
                 return
-            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
-
-    def _serve(self, s):
-        try:
-            s.settimeout(30)
-            data = b""
-            while b"\r\n\r\n" not in data and len(data) < 65536:
-                chunk = s.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
-            path = data.split(b" ")[1].decode()
-            with self.lock:
-                self.hits[path] = self.hits.get(path, 0) + 1
-                route = self.routes.get(path)
-            if route is None:
-                s.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-            elif callable(route):
-                route(s, self)
-            else:
-                s.sendall(route)
-        except OSError:
-            pass
-        finally:
-            s.close()
+            data += chunk
+        path = data.split(b" ")[1].decode()
+        with self.lock:
+            self.hits[path] = self.hits.get(path, 0) + 1
+            route = self.routes.get(path)
+        if route is None:
+            s.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        elif callable(route):
+            route(s, self)
+        else:
+            s.sendall(route)
 
     def count(self, path):
         with self.lock:
@@ -81,12 +56,6 @@ class RawProvider:
 
     def meta(self, jwks_path):
         self.json("/meta", {"issuer": self.url, "jwks_uri": self.url + jwks_path})
-
-    def close(self):
-        self.stop = True
-        self.srv.close()
-        self.thread.join(timeout=2)
-
 
 @pytest.fixture
 def idp():
