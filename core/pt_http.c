@@ -74,12 +74,41 @@ static int scan_fail(struct pt_http_err *err, bool is_request, int status, const
     return -1;
 }
 
+/*
+ * A request line starts with a method: upper-case letters and '-' (every
+ * method llhttp knows), then a space.  Bytes that cannot begin one (a TLS
+ * hello on a plain port, a stray 0xC0, '&') are refused at once instead of
+ * waiting for the header timeout.  0: fine so far, -1: refused.
+ */
+#define METHOD_MAX 20
+
+static int check_method(struct pt_scan *s, struct evbuffer *buf, size_t total, struct pt_http_err *err)
+{
+    unsigned char b[METHOD_MAX + 1];
+    size_t n = PT_MIN(total, sizeof(b));
+    if (evbuffer_copyout(buf, b, n) < (ev_ssize_t)n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] == ' ' && i > 0) {
+            s->method_seen = true;
+            return 0;
+        }
+        if (!((b[i] >= 'A' && b[i] <= 'Z') || (b[i] == '-' && i > 0)))
+            return scan_fail(err, true, 400, "not an HTTP request: the request line must start with a method");
+    }
+    if (n > METHOD_MAX)
+        return scan_fail(err, true, 400, "not an HTTP request: no method of that length");
+    return 0;
+}
+
 int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_t max_line,
                  bool is_request, size_t *head_len, struct pt_http_err *err)
 {
     size_t total = evbuffer_get_length(buf);
     if (s->off >= total)
         return 0;
+    if (is_request && !s->method_seen && check_method(s, buf, total, err) < 0)
+        return -1;
     struct evbuffer_ptr ptr;
     if (evbuffer_ptr_set(buf, &ptr, s->off, EVBUFFER_PTR_SET) < 0)
         return 0;

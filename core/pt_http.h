@@ -98,6 +98,7 @@ struct pt_scan {
     bool first_line_done;
     unsigned char prev;
     size_t max_hline;  /* longest header line (0: only max_head bounds it); set by the caller */
+    bool method_seen;  /* requests: the start line began with a plausible method */
 };
 
 /*

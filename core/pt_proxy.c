@@ -329,7 +329,7 @@ static const char *reason_for(int status)
 
 /* Writes a complete JSON error response {"statusCode": N, "message": "..."}. */
 static size_t write_error(struct evbuffer *out, struct pt_pool *pool, int status, const char *message,
-                          bool head_only, bool close, pt_str reqid)
+                          bool head_only, bool close, pt_str idname, pt_str reqid)
 {
     struct pt_buf body;
     pt_buf_init(&body, pool, 128);
@@ -346,8 +346,10 @@ static size_t write_error(struct evbuffer *out, struct pt_pool *pool, int status
     pt_buf_add(&b, pt_http_reason(status), strlen(pt_http_reason(status)));
     pt_buf_lit(&b, "\r\nContent-Type: application/json\r\nContent-Length: ");
     pt_buf_u64(&b, body.n);
-    if (reqid.n) {
-        pt_buf_lit(&b, "\r\nX-Request-Id: ");
+    if (reqid.n && idname.n) {
+        pt_buf_lit(&b, "\r\n");
+        pt_buf_str(&b, idname);
+        pt_buf_lit(&b, ": ");
         pt_buf_str(&b, reqid);
     }
     if (close)
@@ -1163,6 +1165,23 @@ static void req_body(struct pt_req *req)
 
 /* -------------------------------------------------- response to the client */
 
+/* The request id goes back to the client in upstream.requestIdHeader
+   (unless the response carries that header already): what the client
+   quotes is what the access log and the backend saw. */
+static void add_request_id(struct pt_buf *b, struct pt_req *req, struct pt_head *rh)
+{
+    pt_str name = pt_str_c(req_gen(req)->conf->upstream.request_id_header);
+    if (!name.n || !req->idn)
+        return;
+    for (int i = 0; i < rh->nh; i++)
+        if (!rh->h[i].deleted && pt_str_ieq(rh->h[i].name, name))
+            return;
+    pt_buf_str(b, name);
+    pt_buf_lit(b, ": ");
+    pt_buf_add(b, req->id, req->idn);
+    pt_buf_lit(b, "\r\n");
+}
+
 static void write_response_head(struct pt_req *req)
 {
     struct pt_conn *c = req->c;
@@ -1223,6 +1242,7 @@ static void write_response_head(struct pt_req *req)
     case OUT_EOF:
         break;
     }
+    add_request_id(&b, req, rh);
     if (!req->keep || req->c->w->draining)
         pt_buf_lit(&b, "Connection: close\r\n");
     else if (client10)
@@ -1414,6 +1434,7 @@ static void write_full_response(struct pt_req *req)
         pt_buf_u64(&b, n);
         pt_buf_lit(&b, "\r\n");
     }
+    add_request_id(&b, req, rh);
     if (!req->keep || c->w->draining)
         pt_buf_lit(&b, "Connection: close\r\n");
     else if (req->h.minor == 0)
@@ -1592,6 +1613,7 @@ static void tunnel_start(struct pt_req *req)
         pt_buf_str(&b, x->value);
         pt_buf_lit(&b, "\r\n");
     }
+    add_request_id(&b, req, &req->rh);
     pt_buf_lit(&b, "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n");
     evbuffer_add(c->io->out, b.p, b.n);
     req->bytes_out += b.n;
@@ -1741,7 +1763,8 @@ static void req_error(struct pt_req *req, int status, const char *reason, const 
     req->status = status;
     bool head_only = pt_str_eq(req->h.method, PT_STR("HEAD"));
     req->bytes_out += write_error(c->io->out, req->pool, status, message, head_only,
-                                  !req->keep || c->w->draining, (pt_str){req->id, req->idn});
+                                  !req->keep || c->w->draining, pt_str_c(req_gen(req)->conf->upstream.request_id_header),
+                                  (pt_str){req->id, req->idn});
     req->resp_head_sent = true;
     pt_io_flush(c->io);
     req_finish(req);

@@ -873,3 +873,25 @@ def test_head_keeps_content_length_without_body(backend, portico):
     finally:
         s.close()
     assert [(r.method, r.target) for r in backend.requests] == [("HEAD", "/base/head-length"), ("GET", "/base/x")]
+
+
+@pytest.mark.parametrize("data", [b"\xc0", b"&", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"get / HTTP/1.1\r\n",
+                                  b" GET / HTTP/1.1\r\n", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ / HTTP/1.1\r\n"])
+def test_bytes_that_cannot_begin_a_request_are_refused_at_once(backend, portico, data):
+    """Not a method: 400 and close right away, not 408 after the header timeout."""
+    p = portico(config(backend.url))
+    t0 = time.monotonic()
+    out, closed = exchange(p.port, data, timeout=5)
+    assert out.startswith(b"HTTP/1.1 400 "), out
+    assert closed and time.monotonic() - t0 < 2.0
+    body = json.loads(out.split(b"\r\n\r\n", 1)[1])
+    assert body["statusCode"] == 400 and "method" in body["message"]
+    assert backend.last() is None
+    # a request that starts slowly, one byte at a time, is still fine
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    try:
+        for b in b"GET /echo/items/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n":
+            s.sendall(bytes([b]))
+        assert read_until_close(s, 5, None)[0].startswith(b"HTTP/1.1 200 ")
+    finally:
+        s.close()

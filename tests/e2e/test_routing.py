@@ -236,3 +236,36 @@ def test_no_forwarding_headers_and_no_request_id(backend, portico):
         assert h not in names
     # an id is still generated for the access log
     assert len(p.access_entries(wait_for=1)[-1]["requestId"]) == 36
+
+
+def test_the_request_id_comes_back_in_every_response(backend, portico):
+    """upstream.requestIdHeader: the id the client sent (or the one made for
+    it) is what the backend got, what the access log says, and what the
+    client reads back -- on proxied answers, policy answers and errors."""
+    cfg = basic_config(backend.url)
+    cfg["apis"][0]["operations"].insert(0, {"id": "canned", "method": "GET", "urlTemplate": "/canned",
+                                            "policies": {"inbound": [{"return-response": {"set-body": "hi"}}]}})
+    p = portico(cfg)
+    st, h, _ = p.request("GET", "/echo/items/1", headers={"X-Request-Id": "client-chosen-id-1"})
+    assert st == 200 and h["x-request-id"] == "client-chosen-id-1"
+    assert backend.last().header("X-Request-Id") == "client-chosen-id-1"
+    st, h, _ = p.request("GET", "/echo/items/2")
+    made = h["x-request-id"]
+    assert len(made) == 36 and backend.last().header("X-Request-Id") == made
+    assert p.access_entries(wait_for=2)[-1]["requestId"] == made
+    st, h, body = p.request("GET", "/echo/canned")
+    assert (st, body) == (200, b"hi") and len(h["x-request-id"]) == 36
+    st, h, _ = p.request("GET", "/nowhere", headers={"X-Request-Id": "lost-one"})
+    assert st == 404 and h["x-request-id"] == "lost-one"
+
+
+def test_request_id_header_name_and_off(backend, portico):
+    cfg = basic_config(backend.url, upstream={"requestIdHeader": "X-Trace"})
+    p = portico(cfg)
+    st, h, _ = p.request("GET", "/echo/items/1", headers={"X-Trace": "t-1"})
+    assert h["x-trace"] == "t-1" and "x-request-id" not in h
+    assert p.request("GET", "/nowhere", headers={"X-Trace": "t-2"})[1]["x-trace"] == "t-2"
+    p.stop()
+    p2 = portico(basic_config(backend.url, upstream={"requestIdHeader": ""}))
+    st, h, _ = p2.request("GET", "/echo/items/1")
+    assert st == 200 and "x-request-id" not in h and "x-trace" not in h

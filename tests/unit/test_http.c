@@ -203,6 +203,19 @@ static void test_scan_errors(void **state)
     assert_int_equal(r.r, -1);
     assert_string_equal(r.err.msg, "NUL byte in the head");
 
+    /* bytes that cannot begin a method are refused at once, before any line ends */
+    SCAN_ERR("\xc0", 400);
+    SCAN_ERR("&", 400);
+    SCAN_ERR("get / HTTP/1.1\r\n\r\n", 400);
+    SCAN_ERR("-GET / HTTP/1.1\r\n\r\n", 400);
+    SCAN_ERR(" GET", 400);
+    SCAN_ERR("\x16\x03\x01", 400);                       /* a TLS hello on a plain port */
+    SCAN_ERR("ABCDEFGHIJKLMNOPQRSTU", 400);                 /* longer than any method */
+    r = scan("GE", 2, 0, 8192, 1024, true);
+    assert_int_equal(r.r, 0);                               /* so far so good: more is needed */
+    r = scan("M-SEARCH * HTTP/1.1\r\n\r\n", 24, 0, 8192, 1024, true);
+    assert_int_equal(r.r, 1);
+
     /* for responses the same problems are a bad gateway */
     expect_scan_error("HTTP/1.1 200 OK\nA: b\r\n\r\n", 24, 8192, 1024, false, 502);
     expect_scan_error("HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n", 29, 8192, 1024, false, 502);
