@@ -112,150 +112,298 @@ const char *pt_node_kind_name(const struct pt_node *n)
     return n->null ? "null" : "a scalar";
 }
 
-struct conv {
+/*
+ * The loader reads libyaml's events one at a time and builds the tree as
+ * they come, so limits hold while reading, not after: a document nested
+ * deeper than MAX_DEPTH is refused at the level that passes it (loading the
+ * whole document first cost quadratic time on 100,000 '[' -- 22 s for
+ * 200 KB), and one with more than MAX_NODES nodes, aliases counted as the
+ * copies they stand for, at the node that passes it.  Duplicate keys are
+ * found by sorting, so a large flat map stays O(n log n).
+ */
+
+struct frame {
+    struct pt_node *n;
+    int cap;          /* items allocated */
+    int raw;          /* items added (maps: keys and values) */
+    long first;       /* node count when the frame opened (its anchor's size) */
+    int height;       /* deepest child subtree below it */
+    const char *anchor;
+};
+
+struct anchor {
+    const char *name;
+    struct pt_node *node;
+    long size;
+    int height;
+};
+
+struct builder {
     struct pt_pool *pool;
-    yaml_document_t *doc;
     const char *file;
     struct pt_errors *errs;
+    struct frame st[MAX_DEPTH + 2];
+    int depth;
     long count;
+    struct anchor *anchors;
+    int nanchors, capanchors;
+    struct pt_node *root;
     bool failed;
 };
 
-static struct pt_node *convert(struct conv *cv, yaml_node_t *yn, struct pt_node *parent, int index,
-                               int depth)
+static void fail_at(struct builder *b, yaml_mark_t m, const char *what)
 {
-    if (cv->failed)
-        return NULL;
-    if (++cv->count > MAX_NODES || depth > MAX_DEPTH) {
-        pt_errors_add(cv->errs, "%s:%lu:%lu: document too large or too deeply nested", cv->file,
-                      (unsigned long)yn->start_mark.line + 1, (unsigned long)yn->start_mark.column + 1);
-        cv->failed = true;
+    if (!b->failed)
+        pt_errors_add(b->errs, "%s:%lu:%lu: %s", b->file, (unsigned long)m.line + 1, (unsigned long)m.column + 1,
+                      what);
+    b->failed = true;
+}
+
+static struct pt_node *new_node(struct builder *b, yaml_mark_t m, enum pt_node_kind kind)
+{
+    if (++b->count > MAX_NODES) {
+        fail_at(b, m, "document too large or too deeply nested");
         return NULL;
     }
-    struct pt_node *n = pt_pool_calloc(cv->pool, sizeof(*n));
+    struct pt_node *n = pt_pool_calloc(b->pool, sizeof(*n));
     if (!n) {
-        cv->failed = true;
+        fail_at(b, m, "out of memory");
         return NULL;
     }
-    n->file = cv->file;
-    n->line = (int)yn->start_mark.line + 1;
-    n->col = (int)yn->start_mark.column + 1;
-    n->parent = parent;
-    n->index = index;
-    switch (yn->type) {
-    case YAML_SCALAR_NODE: {
-        n->kind = PT_N_SCALAR;
-        n->len = yn->data.scalar.length;
-        n->str = pt_pool_strndup(cv->pool, (const char *)yn->data.scalar.value, n->len);
-        n->quoted = yn->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+    n->kind = kind;
+    n->file = b->file;
+    n->line = (int)m.line + 1;
+    n->col = (int)m.column + 1;
+    return n;
+}
+
+static void remember(struct builder *b, const char *name, struct pt_node *n, long size, int height)
+{
+    if (!name)
+        return;
+    if (b->nanchors == b->capanchors) {
+        int cap = b->capanchors ? b->capanchors * 2 : 8;
+        struct anchor *na = realloc(b->anchors, sizeof(*na) * (size_t)cap);
+        if (!na) {
+            b->failed = true;
+            return;
+        }
+        b->anchors = na;
+        b->capanchors = cap;
+    }
+    b->anchors[b->nanchors++] = (struct anchor){name, n, size, height};
+}
+
+/* Attaches a finished child to the open frame (or makes it the root). */
+static void attach(struct builder *b, struct pt_node *c, yaml_mark_t m, int height)
+{
+    if (b->depth == 0) {
+        b->root = c;
+        return;
+    }
+    struct frame *f = &b->st[b->depth - 1];
+    struct pt_node *p = f->n;
+    if (p->kind == PT_N_MAP && f->raw % 2 == 0 && c->kind != PT_N_SCALAR) {
+        fail_at(b, m, "map keys must be plain strings");
+        return;
+    }
+    p->items = pt_pool_grow(b->pool, p->items, sizeof(*p->items), &f->cap, f->raw + 1);
+    if (!p->items) {
+        fail_at(b, m, "out of memory");
+        return;
+    }
+    p->items[f->raw++] = c;
+    c->parent = p;
+    c->index = p->kind == PT_N_MAP ? (f->raw - 1) / 2 : f->raw - 1;
+    p->n = p->kind == PT_N_MAP ? f->raw / 2 : f->raw;
+    if (height + 1 > f->height)
+        f->height = height + 1;
+}
+
+/* A copy of an anchored subtree for an alias (each alias counts in full). */
+static struct pt_node *copy_tree(struct builder *b, const struct pt_node *src, yaml_mark_t m)
+{
+    struct pt_node *n = new_node(b, m, src->kind);
+    if (!n)
+        return NULL;
+    *n = *src;
+    n->parent = NULL;
+    if (src->kind == PT_N_SCALAR)
+        return n;
+    int cnt = src->kind == PT_N_MAP ? 2 * src->n : src->n;
+    n->items = pt_pool_calloc(b->pool, sizeof(*n->items) * (size_t)(cnt ? cnt : 1));
+    if (!n->items) {
+        fail_at(b, m, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < cnt; i++) {
+        n->items[i] = copy_tree(b, src->items[i], m);
+        if (!n->items[i])
+            return NULL;
+        n->items[i]->parent = n;
+    }
+    return n;
+}
+
+static int key_order(const void *x, const void *y)
+{
+    const struct pt_node *a = *(const struct pt_node *const *)x, *c = *(const struct pt_node *const *)y;
+    int r = strcmp(a->str, c->str);
+    return r ? r : (a->index > c->index) - (a->index < c->index);
+}
+
+/* The first key (in document order) that repeats an earlier one, or NULL. */
+static const struct pt_node *duplicate_key(struct builder *b, const struct pt_node *map)
+{
+    if (map->n < 2)
+        return NULL;
+    if (map->n <= 8) {
+        for (int i = 1; i < map->n; i++)
+            for (int j = 0; j < i; j++)
+                if (!strcmp(pt_node_key(map, i)->str, pt_node_key(map, j)->str))
+                    return pt_node_key(map, i);
+        return NULL;
+    }
+    struct pt_node **keys = malloc(sizeof(*keys) * (size_t)map->n);
+    if (!keys)
+        return NULL;
+    for (int i = 0; i < map->n; i++)
+        keys[i] = map->items[2 * i];
+    qsort(keys, (size_t)map->n, sizeof(*keys), key_order);
+    const struct pt_node *dup = NULL;
+    for (int i = 1; i < map->n; i++)
+        if (!strcmp(keys[i]->str, keys[i - 1]->str) && (!dup || keys[i]->index < dup->index))
+            dup = keys[i];
+    free(keys);
+    (void)b;
+    return dup;
+}
+
+static void on_event(struct builder *b, yaml_event_t *ev)
+{
+    yaml_mark_t m = ev->start_mark;
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT: {
+        struct pt_node *n = new_node(b, m, PT_N_SCALAR);
+        if (!n)
+            return;
+        n->len = ev->data.scalar.length;
+        n->str = pt_pool_strndup(b->pool, (const char *)ev->data.scalar.value, n->len);
+        n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
         if (!n->quoted && (n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 ||
                            strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0))
             n->null = true;
-        break;
-    }
-    case YAML_SEQUENCE_NODE: {
-        n->kind = PT_N_SEQ;
-        yaml_node_item_t *it = yn->data.sequence.items.start;
-        int cnt = (int)(yn->data.sequence.items.top - it);
-        n->items = pt_pool_calloc(cv->pool, sizeof(*n->items) * (size_t)(cnt ? cnt : 1));
-        for (int i = 0; i < cnt && !cv->failed; i++) {
-            yaml_node_t *c = yaml_document_get_node(cv->doc, it[i]);
-            n->items[n->n++] = convert(cv, c, n, i, depth + 1);
+        if (b->depth > MAX_DEPTH) {
+            fail_at(b, m, "document too large or too deeply nested");
+            return;
         }
-        break;
+        attach(b, n, m, 0);
+        if (ev->data.scalar.anchor)
+            remember(b, pt_pool_strdup(b->pool, (const char *)ev->data.scalar.anchor), n, 1, 0);
+        return;
     }
-    case YAML_MAPPING_NODE: {
-        n->kind = PT_N_MAP;
-        yaml_node_pair_t *pr = yn->data.mapping.pairs.start;
-        int cnt = (int)(yn->data.mapping.pairs.top - pr);
-        n->items = pt_pool_calloc(cv->pool, sizeof(*n->items) * (size_t)(cnt ? 2 * cnt : 1));
-        for (int i = 0; i < cnt && !cv->failed; i++) {
-            yaml_node_t *k = yaml_document_get_node(cv->doc, pr[i].key);
-            yaml_node_t *v = yaml_document_get_node(cv->doc, pr[i].value);
-            struct pt_node *kn = convert(cv, k, n, i, depth + 1);
-            struct pt_node *vn = convert(cv, v, n, i, depth + 1);
-            if (cv->failed)
-                break;
-            if (kn->kind != PT_N_SCALAR) {
-                pt_node_error(cv->errs, kn, "map keys must be plain strings");
-                cv->failed = true;
-                break;
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT: {
+        if (b->depth >= MAX_DEPTH + 1) {
+            fail_at(b, m, "document too large or too deeply nested");
+            return;
+        }
+        bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
+        struct pt_node *n = new_node(b, m, seq ? PT_N_SEQ : PT_N_MAP);
+        if (!n)
+            return;
+        const yaml_char_t *anc = seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
+        b->st[b->depth++] = (struct frame){n, 0, 0, b->count, 0, anc ? pt_pool_strdup(b->pool, (const char *)anc) : NULL};
+        return;
+    }
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT: {
+        struct frame f = b->st[--b->depth];
+        if (f.n->kind == PT_N_MAP) {
+            const struct pt_node *dup = duplicate_key(b, f.n);
+            if (dup) {
+                pt_node_error(b->errs, dup, "duplicate key '%s'", dup->str);
+                b->failed = true;
+                return;
             }
-            for (int j = 0; j < n->n; j++)
-                if (strcmp(pt_node_key(n, j)->str, kn->str) == 0) {
-                    pt_node_error(cv->errs, kn, "duplicate key '%s'", kn->str);
-                    cv->failed = true;
-                    break;
-                }
-            n->items[2 * n->n] = kn;
-            n->items[2 * n->n + 1] = vn;
-            n->n++;
         }
-        break;
+        if (!f.n->items)
+            f.n->items = pt_pool_calloc(b->pool, sizeof(*f.n->items));
+        attach(b, f.n, f.n->line ? (yaml_mark_t){0, (size_t)f.n->line - 1, (size_t)f.n->col - 1} : m, f.height);
+        remember(b, f.anchor, f.n, b->count - f.first + 1, f.height);
+        return;
+    }
+    case YAML_ALIAS_EVENT: {
+        const char *name = (const char *)ev->data.alias.anchor;
+        const struct anchor *a = NULL;
+        for (int i = b->nanchors - 1; i >= 0 && !a; i--)
+            if (!strcmp(b->anchors[i].name, name))
+                a = &b->anchors[i];
+        if (!a) {
+            fail_at(b, m, "unknown or unfinished anchor");
+            return;
+        }
+        if (b->count + a->size > MAX_NODES || b->depth + a->height > MAX_DEPTH) {
+            fail_at(b, m, "document too large or too deeply nested");
+            return;
+        }
+        struct pt_node *c = copy_tree(b, a->node, m);
+        if (c)
+            attach(b, c, m, a->height);
+        return;
     }
     default:
-        n->kind = PT_N_SCALAR;
-        n->null = true;
-        n->str = "";
-        break;
+        return;
     }
-    return cv->failed ? NULL : n;
 }
 
 struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const char *text,
                                    size_t len, struct pt_errors *errs)
 {
     yaml_parser_t parser;
-    yaml_document_t doc;
-    struct pt_node *root = NULL;
     const char *fname = pt_pool_strdup(pool, file);
-
     if (!yaml_parser_initialize(&parser)) {
         pt_errors_add(errs, "%s: out of memory", file);
         return NULL;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        pt_errors_add(errs, "%s:%lu:%lu: %s%s%s", file, (unsigned long)parser.problem_mark.line + 1,
-                      (unsigned long)parser.problem_mark.column + 1,
-                      parser.problem ? parser.problem : "YAML syntax error",
-                      parser.context ? " " : "", parser.context ? parser.context : "");
-        yaml_parser_delete(&parser);
-        return NULL;
+    struct builder b = {.pool = pool, .file = fname, .errs = errs};
+    int docs = 0;
+    bool done = false, second = false;
+    while (!done && !b.failed) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            pt_errors_add(errs, "%s:%lu:%lu: %s%s%s", file, (unsigned long)parser.problem_mark.line + 1,
+                          (unsigned long)parser.problem_mark.column + 1,
+                          parser.problem ? parser.problem : "YAML syntax error", parser.context ? " " : "",
+                          parser.context ? parser.context : "");
+            b.failed = true;
+            break;
+        }
+        if (ev.type == YAML_STREAM_END_EVENT)
+            done = true;
+        else if (ev.type == YAML_DOCUMENT_START_EVENT)
+            second = ++docs > 1;
+        else if (second && ev.type != YAML_DOCUMENT_END_EVENT) {
+            /* a second document in the same stream is almost always a mistake */
+            fail_at(&b, ev.start_mark, "only one YAML document is allowed");
+        } else
+            on_event(&b, &ev);
+        yaml_event_delete(&ev);
     }
-    yaml_node_t *top = yaml_document_get_root_node(&doc);
-    if (!top) {
+    yaml_parser_delete(&parser);
+    free(b.anchors);
+    if (b.failed)
+        return NULL;
+    if (!b.root) {
         /* an empty file is an empty map */
-        root = pt_pool_calloc(pool, sizeof(*root));
+        struct pt_node *root = pt_pool_calloc(pool, sizeof(*root));
         root->kind = PT_N_MAP;
         root->file = fname;
         root->line = root->col = 1;
-    } else {
-        struct conv cv = {pool, &doc, fname, errs, 0, false};
-        root = convert(&cv, top, NULL, 0, 0);
+        return root;
     }
-    yaml_document_delete(&doc);
-    if (root) {
-        /* a second document in the same stream is almost always a mistake */
-        yaml_document_t doc2;
-        if (yaml_parser_load(&parser, &doc2)) {
-            yaml_node_t *t2 = yaml_document_get_root_node(&doc2);
-            if (t2) {
-                pt_errors_add(errs, "%s:%lu:%lu: only one YAML document is allowed", file,
-                              (unsigned long)t2->start_mark.line + 1,
-                              (unsigned long)t2->start_mark.column + 1);
-                root = NULL;
-            }
-            yaml_document_delete(&doc2);
-        } else {
-            pt_errors_add(errs, "%s:%lu:%lu: %s", file, (unsigned long)parser.problem_mark.line + 1,
-                          (unsigned long)parser.problem_mark.column + 1,
-                          parser.problem ? parser.problem : "YAML syntax error");
-            root = NULL;
-        }
-    }
-    yaml_parser_delete(&parser);
-    return root;
+    return b.root;
 }
 
 struct pt_node *pt_node_load_file(struct pt_pool *pool, const char *path, struct pt_errors *errs)

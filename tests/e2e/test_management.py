@@ -480,3 +480,58 @@ subscriptions:
     assert m.call("GET", "subscriptions/ann-2")[0] == 404
     st, _, out = m.call("POST", "apply", raw=b"listen: ['127.0.0.1:1']\n", content_type="application/yaml")
     assert st == 400 and "setting" in json.dumps(out)
+
+
+# ------------------------------------------------------------ hostile YAML
+
+def timed_apply(m, doc):
+    import time
+    t0 = time.monotonic()
+    st, _, out = m.call("POST", "apply", raw=doc, content_type="application/yaml")
+    return st, out, time.monotonic() - t0
+
+
+def test_deep_yaml_is_refused_while_reading(env):
+    """100,000 levels: refused at level 65, in milliseconds (it took 22 s when
+    the whole document was loaded first), and nobody else waits."""
+    import threading
+    p, m = env
+    results = []
+
+    def reader():
+        import time
+        for _ in range(5):
+            t0 = time.monotonic()
+            results.append((m.call("GET", "apis")[0], time.monotonic() - t0))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    st, out, took = timed_apply(m, b"apis: " + b"[" * 100000 + b"]" * 100000 + b"\n")
+    t.join()
+    assert st == 400 and "too deeply nested" in json.dumps(out), out
+    assert took < 1.0, took
+    assert all(s == 200 and w < 1.0 for s, w in results), results
+    # a mapping nest and a mixed one too
+    st, out, took = timed_apply(m, b"".join(b"k%d:\n%s" % (i, b"  " * (i + 1)) for i in range(200)) + b"x\n")
+    assert st == 400 and took < 1.0, (st, out)
+
+
+def test_alias_bombs_and_huge_maps_are_refused_quickly(env):
+    p, m = env
+    lines = [b"a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 12):
+        prev = b"*a%d" % (i - 1)
+        lines.append(b"a%d: &a%d [%s]" % (i, i, b", ".join([prev] * 10)))
+    st, out, took = timed_apply(m, b"\n".join(lines) + b"\n")
+    assert st == 400 and "too large" in json.dumps(out) and took < 2.0, (st, out, took)
+    # 200,000 keys with one repeated at the end: found by sorting, not by comparing every pair
+    keys = b"".join(b"k%06d: 1\n" % i for i in range(200000)) + b"k000007: 2\n"
+    st, out, took = timed_apply(m, b"namedValues: []\nx:\n" + b"".join(b"  " + l + b"\n" for l in keys.split(b"\n")
+                                                                          if l))
+    assert st == 400 and "duplicate key 'k000007'" in json.dumps(out), out
+    assert took < 5.0, took
+    # anchors used as intended still work
+    doc = (b"groups:\n  - {id: ga, displayName: &dn Shared name}\n  - {id: gb, displayName: *dn}\n")
+    st, out, _ = timed_apply(m, doc)
+    assert st == 200, out
+    assert m.ok("GET", "groups/gb")["displayName"] == "Shared name"
