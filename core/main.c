@@ -618,6 +618,7 @@ int main(int argc, char **argv)
 {
     bool test_only = false, reference = false;
     conf_path = PT_SYSCONFDIR "/portico/portico.yaml";
+    signal(SIGPIPE, SIG_IGN); /* before any I/O: a peer that leaves is an error, not a death */
     if (argc > 1 && pt_cli_is_command(argv[1]))
         return pt_cli_main(argc, argv);
     int opt;

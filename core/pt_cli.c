@@ -11,12 +11,13 @@
  * Options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001;
  * https:// checks the server's certificate against the system CAs or
  * --ca-file / $PORTICO_CA_FILE), --token TOKEN (default
- * $PORTICO_ADMIN_TOKEN), -o json (raw JSON instead of tables).  Exit status 0 on success, 1 on an error (printed with the
+ * $PORTICO_ADMIN_TOKEN), --timeout SECONDS (default $PORTICO_TIMEOUT, else 60),
+ * -o json (raw JSON instead of tables).  Exit status 0 on success, 1 on an error (printed with the
  * server's message), 2 on a usage error.
  */
 #include "pt.h"
 #include "pt_cli.h"
-#include "pt_tls.h"
+#include "pt_fetch.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -36,6 +38,7 @@ struct cli {
     const char *url;
     const char *token;
     const char *ca_file; /* trusted CAs for an https:// URL (else the system's) */
+    uint32_t timeout_ms; /* one exchange, all of it (--timeout, $PORTICO_TIMEOUT; 60 s) */
     bool tls;
     bool json;
 };
@@ -80,151 +83,43 @@ static bool parse_url(struct cli *c, const char *url)
     return c->host[0] && c->port[0];
 }
 
-/* The connection of one exchange: a socket, with TLS over it for https. */
-struct conn {
-    int fd;
-    SSL_CTX *ctx;
-    SSL *ssl;
-};
+/* One exchange with the management API, through the gateway's outbound
+   client: one deadline for all of it, a cap on the answer, certificate and
+   name checks for https.  false (after saying why) when there is no answer. */
+#define CLI_TIMEOUT_MS 60000
+#define CLI_MAX_ANSWER (64u << 20)
 
-static bool tls_start(struct cli *c, struct conn *k)
-{
-    struct pt_errors errs = {0};
-    k->ctx = pt_tls_client_ctx(c->ca_file, true, &errs);
-    if (!k->ctx) {
-        fprintf(stderr, "portico: %s\n", errs.n ? errs.msgs[0] : "TLS setup failed");
-        pt_errors_clear(&errs);
-        return false;
-    }
-    k->ssl = pt_tls_client_ssl(k->ctx, c->host, true);
-    if (!k->ssl || SSL_set_fd(k->ssl, k->fd) != 1 || SSL_connect(k->ssl) != 1) {
-        long v = k->ssl ? SSL_get_verify_result(k->ssl) : X509_V_OK;
-        unsigned long e = ERR_get_error();
-        char msg[256] = "handshake failed";
-        if (v != X509_V_OK)
-            snprintf(msg, sizeof(msg), "certificate not trusted: %s (see --ca-file)", X509_verify_cert_error_string(v));
-        else if (e)
-            ERR_error_string_n(e, msg, sizeof(msg));
-        fprintf(stderr, "portico: TLS with the management API at %s: %s\n", c->url, msg);
-        return false;
-    }
-    return true;
-}
-
-static ssize_t conn_write(struct conn *k, const void *p, size_t n)
-{
-    if (!k->ssl)
-        return write(k->fd, p, n);
-    int w = SSL_write(k->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
-    return w > 0 ? w : -1;
-}
-
-static ssize_t conn_read(struct conn *k, void *p, size_t n)
-{
-    if (!k->ssl)
-        return read(k->fd, p, n);
-    int r = SSL_read(k->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
-    if (r > 0)
-        return r;
-    int e = SSL_get_error(k->ssl, r);
-    return e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) ? 0 : -1;
-}
-
-static void conn_close(struct conn *k)
-{
-    if (k->ssl) {
-        SSL_shutdown(k->ssl);
-        SSL_free(k->ssl);
-    }
-    SSL_CTX_free(k->ctx);
-    if (k->fd >= 0)
-        close(k->fd);
-}
-
-/* One HTTP/1.1 exchange (Connection: close).  false when the server cannot be reached. */
 static bool http_call(struct cli *c, const char *method, const char *path, const char *ctype, const char *body,
                       size_t blen, struct resp *r)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-    int rc = getaddrinfo(c->host, c->port, &hints, &ai);
-    if (rc) {
-        fprintf(stderr, "portico: cannot resolve %s: %s\n", c->host, gai_strerror(rc));
-        return false;
-    }
-    int fd = -1, err = 0;
-    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            continue;
-        struct timeval tv = {60, 0};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
-            err = errno;
-            close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(ai);
-    if (fd < 0) {
-        fprintf(stderr, "portico: cannot reach the management API at %s: %s\n", c->url, strerror(err));
-        return false;
-    }
-    struct conn k = {fd, NULL, NULL};
-    if (c->tls && !tls_start(c, &k)) {
-        conn_close(&k);
-        return false;
-    }
-    char head[4096];
-    int hn = snprintf(head, sizeof(head),
-                      "%s %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\nAccept: application/json\r\n"
-                      "User-Agent: portico-cli/%s\r\n",
-                      method, path, c->host, c->port, PACKAGE_VERSION);
+    char url[8192], auth[1024];
+    size_t ul = strlen(c->url);
+    while (ul && c->url[ul - 1] == '/')
+        ul--;
+    snprintf(url, sizeof(url), "%.*s%s", (int)ul, c->url, path);
     if (c->token)
-        hn += snprintf(head + hn, sizeof(head) - (size_t)hn, "Authorization: Bearer %s\r\n", c->token);
-    if (body)
-        hn += snprintf(head + hn, sizeof(head) - (size_t)hn, "Content-Type: %s\r\nContent-Length: %zu\r\n",
-                       ctype ? ctype : "application/json", blen);
-    else if (strcmp(method, "GET") && strcmp(method, "DELETE"))
-        hn += snprintf(head + hn, sizeof(head) - (size_t)hn, "Content-Length: 0\r\n");
-    hn += snprintf(head + hn, sizeof(head) - (size_t)hn, "\r\n");
-    bool ok = conn_write(&k, head, (size_t)hn) == hn;
-    for (size_t off = 0; ok && body && off < blen;) {
-        ssize_t w = conn_write(&k, body + off, blen - off);
-        if (w <= 0)
-            ok = false;
-        else
-            off += (size_t)w;
-    }
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap + 1);
-    while (ok) {
-        if (n == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap + 1);
-        }
-        ssize_t got = conn_read(&k, buf + n, cap - n);
-        if (got < 0 && errno == EINTR && !k.ssl)
-            continue;
-        if (got <= 0)
-            break;
-        n += (size_t)got;
-    }
-    conn_close(&k);
-    buf[n] = '\0';
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (!ok || strncmp(buf, "HTTP/1.", 7) || !sep) {
-        fprintf(stderr, "portico: no valid HTTP answer from %s\n", c->url);
-        free(buf);
+        snprintf(auth, sizeof(auth), "Bearer %s", c->token);
+    struct pt_fetch_opts o = {c->timeout_ms ? c->timeout_ms : CLI_TIMEOUT_MS, CLI_MAX_ANSWER, "application/json", -1, method, body, blen,
+                              ctype ? ctype : "application/json", c->token ? auth : NULL, c->ca_file,
+                              body && blen > 65536};
+    struct pt_fetch_result fr;
+    char err[1024];
+    int rc = pt_fetch_get(url, &o, &fr, err, sizeof(err));
+    if (rc == PT_FETCH_TOO_LARGE)
+        fprintf(stderr, "portico: the answer of the management API at %s is larger than %u MiB; refused\n", c->url,
+                CLI_MAX_ANSWER >> 20);
+    else if (rc == PT_FETCH_TIMEOUT)
+        fprintf(stderr, "portico: the management API at %s did not answer within %u s (%s; see --timeout)\n",
+                c->url, (c->timeout_ms ? c->timeout_ms : CLI_TIMEOUT_MS) / 1000, err);
+    else if (rc != PT_FETCH_OK && strstr(err, "certificate not trusted"))
+        fprintf(stderr, "portico: TLS with the management API at %s: %s (see --ca-file)\n", c->url, err);
+    else if (rc != PT_FETCH_OK)
+        fprintf(stderr, "portico: cannot reach the management API at %s: %s\n", c->url, err);
+    if (rc != PT_FETCH_OK)
         return false;
-    }
-    r->status = atoi(buf + 9);
-    size_t hl = (size_t)(sep + 4 - buf);
-    r->len = n - hl;
-    r->body = malloc(r->len + 1);
-    memcpy(r->body, sep + 4, r->len);
-    r->body[r->len] = '\0';
-    free(buf);
+    r->status = fr.status;
+    r->body = fr.body;
+    r->len = fr.len;
     return true;
 }
 
@@ -379,26 +274,68 @@ static int list_all(struct cli *c, const struct noun *nn)
     return 0;
 }
 
+/* A document to apply: at most APPLY_MAX bytes, a regular file or a stream
+   (stdin, a pipe); NULL with errno (EISDIR, EFBIG...) otherwise. */
+#define APPLY_MAX (64u << 20)
+
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!f)
         return NULL;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (f != stdin)
+            fclose(f);
+        errno = EISDIR;
+        return NULL;
+    }
     size_t cap = 65536, n = 0;
     char *b = malloc(cap + 1);
     size_t k;
-    while ((k = fread(b + n, 1, cap - n, f)) > 0) {
+    while (b && (k = fread(b + n, 1, cap - n, f)) > 0) {
         n += k;
+        if (n > APPLY_MAX) {
+            free(b);
+            b = NULL;
+            errno = EFBIG;
+            break;
+        }
         if (n == cap) {
+            char *nb = realloc(b, cap * 2 + 1);
+            if (!nb) {
+                free(b);
+                b = NULL;
+                errno = ENOMEM;
+                break;
+            }
+            b = nb;
             cap *= 2;
-            b = realloc(b, cap + 1);
         }
     }
+    int ferr = b && ferror(f) ? errno : 0;
     if (f != stdin)
         fclose(f);
+    if (ferr) {
+        free(b);
+        errno = ferr;
+        return NULL;
+    }
+    if (!b)
+        return NULL;
     b[n] = '\0';
     *len = n;
     return b;
+}
+
+/* --timeout: whole seconds, 1 to 3600 */
+static uint32_t parse_timeout(const char *v)
+{
+    char *end;
+    long t = strtol(v, &end, 10);
+    if (*end || t < 1 || t > 3600)
+        die_usage("--timeout takes seconds, from 1 to 3600 (got '%s')", v);
+    return (uint32_t)t * 1000;
 }
 
 static void usage(FILE *f)
@@ -415,7 +352,9 @@ static void usage(FILE *f)
                "  subscription approve ID | suspend ID | cancel ID | delete ID\n"
                "options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001; https:// for TLS)\n"
                "         --ca-file FILE (default $PORTICO_CA_FILE, else the system CAs: whom to trust over https)\n"
-               "         --token TOKEN (default $PORTICO_ADMIN_TOKEN)   -o json (JSON instead of tables)\n");
+               "         --token TOKEN (default $PORTICO_ADMIN_TOKEN)   -o json (JSON instead of tables)\n"
+               "         --timeout SECONDS (default $PORTICO_TIMEOUT, else 60: the longest one exchange may take)\n"
+               "answers over 64 MiB and documents to apply over 64 MiB are refused\n");
 }
 
 bool pt_cli_is_command(const char *arg)
@@ -434,6 +373,8 @@ int pt_cli_main(int argc, char **argv)
     c.url = getenv("PORTICO_URL") && *getenv("PORTICO_URL") ? getenv("PORTICO_URL") : "http://127.0.0.1:8001";
     c.token = getenv("PORTICO_ADMIN_TOKEN");
     c.ca_file = getenv("PORTICO_CA_FILE") && *getenv("PORTICO_CA_FILE") ? getenv("PORTICO_CA_FILE") : NULL;
+    if (getenv("PORTICO_TIMEOUT") && *getenv("PORTICO_TIMEOUT"))
+        c.timeout_ms = parse_timeout(getenv("PORTICO_TIMEOUT"));
     const char *pos[8] = {0};
     int npos = 0;
     const char *file = NULL, *scope = NULL, *owner = NULL, *name = NULL, *state = NULL;
@@ -447,6 +388,8 @@ int pt_cli_main(int argc, char **argv)
             c.token = NEXT();
         else if (!strcmp(a, "--ca-file"))
             c.ca_file = NEXT();
+        else if (!strcmp(a, "--timeout"))
+            c.timeout_ms = parse_timeout(NEXT());
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             const char *o = NEXT();
             if (strcmp(o, "json") && strcmp(o, "table"))
@@ -493,7 +436,10 @@ int pt_cli_main(int argc, char **argv)
         size_t len;
         char *text = read_file(file, &len);
         if (!text) {
-            fprintf(stderr, "portico: cannot read %s: %s\n", file, strerror(errno));
+            if (errno == EFBIG)
+                fprintf(stderr, "portico: %s is larger than %u MiB, more than apply sends\n", file, APPLY_MAX >> 20);
+            else
+                fprintf(stderr, "portico: cannot read %s: %s\n", file, strerror(errno));
             return 1;
         }
         struct resp r = {0};
@@ -501,6 +447,12 @@ int pt_cli_main(int argc, char **argv)
         free(text);
         if (!ok)
             return 1;
+        if (r.status == 413) {
+            fprintf(stderr, "portico: %s (%zu bytes) is larger than the management API accepts "
+                            "(management.maxBodySize)\n", file, len);
+            free(r.body);
+            return 1;
+        }
         if (r.status >= 300) {
             /* positions in the answer are "request:L:C": they are FILE's */
             json_t *j = json_loads(r.body, 0, NULL);

@@ -11,6 +11,7 @@
 
 #include "pt_log.h"
 #include "pt_pool.h"
+#include "pt_tls.h"
 #include "pt_url.h"
 
 #include <errno.h>
@@ -176,19 +177,18 @@ struct fetch {
     uint64_t deadline_ms;
     char *err;
     size_t errlen;
+    bool sent_reset; /* the peer closed while we were still sending */
+    bool partial;    /* ... and we went on to read its answer */
 };
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-static SSL_CTX *tls_ctx;
+static SSL_CTX *tls_ctx; /* the system's CAs (or SSL_CERT_FILE), made once */
 
 static void tls_init(void)
 {
-    tls_ctx = SSL_CTX_new(TLS_client_method());
-    if (!tls_ctx)
-        return;
-    SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
-    SSL_CTX_set_default_verify_paths(tls_ctx);
-    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+    struct pt_errors errs = {0};
+    tls_ctx = pt_tls_client_ctx(NULL, true, &errs);
+    pt_errors_clear(&errs);
 }
 
 /* Waits until fd is ready for `events`; 0, or a negative PT_FETCH_* code. */
@@ -287,12 +287,11 @@ static int tls_step(struct fetch *f, int (*op)(SSL *, void *, int), void *buf, i
         }
         long v = SSL_get_verify_result(f->ssl);
         unsigned long le = ERR_peek_last_error();
-        const char *why = "connection lost";
         if (v != X509_V_OK)
-            why = X509_verify_cert_error_string(v);
-        else if (le && ERR_reason_error_string(le))
-            why = ERR_reason_error_string(le);
-        seterr(f->err, f->errlen, "TLS failed while %s: %s", doing, why);
+            seterr(f->err, f->errlen, "certificate not trusted: %s", X509_verify_cert_error_string(v));
+        else
+            seterr(f->err, f->errlen, "TLS failed while %s: %s", doing,
+                   le && ERR_reason_error_string(le) ? ERR_reason_error_string(le) : "connection lost");
         ERR_clear_error();
         return PT_FETCH_ERROR;
     }
@@ -340,6 +339,7 @@ static int send_all(struct fetch *f, const char *p, size_t n)
             if (r < 0)
                 return r;
         } else {
+            f->sent_reset = errno == EPIPE || errno == ECONNRESET;
             seterr(f->err, f->errlen, "send: %s", strerror(errno));
             return PT_FETCH_ERROR;
         }
@@ -367,6 +367,43 @@ static int recv_some(struct fetch *f, char *buf, size_t cap)
         if (w < 0)
             return w;
     }
+}
+
+/* After a head with Expect: 100-continue: waits up to a second for the
+   server's word.  *final when its final answer came instead (the body is
+   then not sent), *complete when that answer is whole already. */
+static int await_continue(struct fetch *f, struct pt_fetch_parser *p, struct evbuffer *in, bool *final,
+                          bool *complete)
+{
+    uint64_t deadline = f->deadline_ms, soon = pt_now_us() / 1000 + 1000;
+    if (soon < deadline)
+        f->deadline_ms = soon;
+    int rc = 0;
+    for (;;) {
+        char buf[4096];
+        int got = recv_some(f, buf, sizeof(buf));
+        if (got == PT_FETCH_TIMEOUT && f->deadline_ms < deadline)
+            break; /* silence: send the body */
+        if (got < 0) {
+            rc = got;
+            break;
+        }
+        evbuffer_add(in, buf, (size_t)got);
+        int r = pt_fetch_parse(p, in, got == 0, f->err, f->errlen);
+        if (r < 0) {
+            rc = r;
+            break;
+        }
+        if (r == 1 || p->head_done) {
+            *final = true;
+            *complete = r == 1;
+            break;
+        }
+        if (p->interim > 0)
+            break; /* 100 Continue */
+    }
+    f->deadline_ms = deadline;
+    return rc;
 }
 
 /* Splits url into the scheme://authority part (parsed by pt_url_parse) and
@@ -411,7 +448,7 @@ int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch
     if (!o)
         o = &def;
     struct fetch f = {-1, NULL, o->cancel_fd, pt_now_us() / 1000 + (o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS),
-                      err, errlen};
+                      err, errlen, false, false};
     struct pt_pool *pool = pt_pool_new(4096);
     struct pt_url u;
     const char *target = NULL;
@@ -422,16 +459,28 @@ int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch
         return PT_FETCH_ERROR;
     }
     int rc = do_connect(&f, u.host, u.port);
+    SSL_CTX *own_ctx = NULL;
     if (rc == 0 && u.https) {
-        pthread_once(&tls_once, tls_init);
-        f.ssl = tls_ctx ? SSL_new(tls_ctx) : NULL;
+        SSL_CTX *ctx;
+        if (o->ca_file) {
+            struct pt_errors errs = {0};
+            ctx = own_ctx = pt_tls_client_ctx(o->ca_file, true, &errs);
+            if (!ctx)
+                seterr(err, errlen, "%s", errs.n ? errs.msgs[0] : "cannot set up TLS");
+            pt_errors_clear(&errs);
+        } else {
+            pthread_once(&tls_once, tls_init);
+            ctx = tls_ctx;
+            if (!ctx)
+                seterr(err, errlen, "cannot load the system CA store");
+        }
+        f.ssl = ctx ? pt_tls_client_ssl(ctx, u.host, true) : NULL;
         if (!f.ssl) {
-            seterr(err, errlen, "cannot set up TLS");
+            if (ctx)
+                seterr(err, errlen, "cannot set up TLS");
             rc = PT_FETCH_ERROR;
         } else {
             SSL_set_fd(f.ssl, f.fd);
-            SSL_set_tlsext_host_name(f.ssl, u.host);
-            SSL_set1_host(f.ssl, u.host);
             int done = 0;
             rc = tls_step(&f, op_connect, NULL, 0, &done, "in the TLS handshake");
             if (rc == 0 && done <= 0) {
@@ -440,24 +489,49 @@ int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch
             }
         }
     }
-    struct pt_fetch_parser p;
-    pt_fetch_parser_init(&p, o->max_body, false);
-    if (rc == 0) {
-        char req[4096 + 512];
-        int n = snprintf(req, sizeof(req),
-                         "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: %s\r\nAccept-Encoding: identity\r\n"
-                         "Connection: close\r\nUser-Agent: portico/" PACKAGE_VERSION "\r\n\r\n",
-                         target, u.authority, o->accept ? o->accept : "application/json");
-        if (n < 0 || (size_t)n >= sizeof(req)) {
-            seterr(err, errlen, "the URL is too long");
-            rc = PT_FETCH_ERROR;
-        } else
-            rc = send_all(&f, req, (size_t)n);
-    }
+    const char *method = o->method ? o->method : "GET";
+    bool complete = false;
     struct evbuffer *in = evbuffer_new();
-    while (rc == 0) {
+    struct pt_fetch_parser p;
+    pt_fetch_parser_init(&p, o->max_body, !strcmp(method, "HEAD"));
+    if (rc == 0) {
+        char req[8192 + 512];
+        int n = snprintf(req, sizeof(req),
+                         "%s %s HTTP/1.1\r\nHost: %s\r\nAccept: %s\r\nAccept-Encoding: identity\r\n"
+                         "Connection: close\r\nUser-Agent: portico/" PACKAGE_VERSION "\r\n",
+                         method, target, u.authority, o->accept ? o->accept : "application/json");
+        if (n > 0 && (size_t)n < sizeof(req) && o->authorization)
+            n += snprintf(req + n, sizeof(req) - (size_t)n, "Authorization: %s\r\n", o->authorization);
+        if (n > 0 && (size_t)n < sizeof(req) && o->body)
+            n += snprintf(req + n, sizeof(req) - (size_t)n, "Content-Type: %s\r\nContent-Length: %zu\r\n%s",
+                          o->content_type ? o->content_type : "application/json", o->body_len,
+                          o->expect_continue ? "Expect: 100-continue\r\n" : "");
+        else if (n > 0 && (size_t)n < sizeof(req) && strcmp(method, "GET") && strcmp(method, "HEAD") &&
+                 strcmp(method, "DELETE"))
+            n += snprintf(req + n, sizeof(req) - (size_t)n, "Content-Length: 0\r\n");
+        if (n > 0 && (size_t)n < sizeof(req))
+            n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
+        if (n < 0 || (size_t)n >= sizeof(req)) {
+            seterr(err, errlen, "the URL or a header is too long");
+            rc = PT_FETCH_ERROR;
+        } else {
+            rc = send_all(&f, req, (size_t)n);
+            bool final = false;
+            if (rc == 0 && o->body && o->body_len && o->expect_continue)
+                rc = await_continue(&f, &p, in, &final, &complete);
+            if (rc == 0 && o->body && o->body_len && !final)
+                rc = send_all(&f, o->body, o->body_len);
+            if (rc == PT_FETCH_ERROR && (f.sent_reset)) {
+                rc = 0; /* the server stopped reading: its answer (413...) may be waiting */
+                f.partial = true;
+            }
+        }
+    }
+    while (rc == 0 && !complete) {
         char buf[16384];
         int got = recv_some(&f, buf, sizeof(buf));
+        if (got < 0 && f.partial && evbuffer_get_length(in) + (p.head_done ? 1 : 0) > 0)
+            got = 0; /* reset after an early answer: take what came as the end */
         if (got < 0) {
             rc = got;
             break;
@@ -486,6 +560,7 @@ int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch
     pt_fetch_parser_free(&p);
     if (f.ssl)
         SSL_free(f.ssl);
+    SSL_CTX_free(own_ctx);
     if (f.fd >= 0)
         close(f.fd);
     ERR_clear_error();

@@ -25,6 +25,14 @@ struct pt_fetch_opts {
     size_t max_body;     /* decoded body cap; 0: 1 MiB */
     const char *accept;  /* Accept header; NULL: application/json */
     int cancel_fd;       /* becomes readable: stop now; -1 for none */
+    /* requests other than a plain GET (the CLI) */
+    const char *method;        /* NULL: GET */
+    const char *body;          /* sent with Content-Length (NULL: none) */
+    size_t body_len;
+    const char *content_type;  /* with body */
+    const char *authorization; /* the Authorization header's value, or NULL */
+    const char *ca_file;       /* trusted CAs for https (NULL: the system's) */
+    bool expect_continue;      /* send the body only after 100 Continue (or 1 s of silence) */
 };
 
 struct pt_fetch_result {
@@ -41,8 +49,10 @@ enum {
     PT_FETCH_TIMEOUT = -4,
 };
 
-/* GETs url (http:// or https://).  PT_FETCH_OK with r filled (free r->body),
-   or a negative code with err set. */
+/* Sends one request to url (http:// or https://; GET unless o->method).
+   PT_FETCH_OK with r filled (free r->body), whatever the status, or a
+   negative code with err set.  A server that answers and closes before it
+   has read the whole request body (a 413) is still heard. */
 int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch_result *r, char *err,
                  size_t errlen);
 

@@ -1,0 +1,115 @@
+"""The CLI against a server that misbehaves and against input it cannot
+send: every read is bounded in size and time, every case ends with a clear
+message and exit 1, never a crash, a hang or a silent death."""
+
+import os
+import resource
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BIN
+from mgmt_helpers import TOKEN, Mgmt, mgmt_config
+from upstream_helpers import _Base
+
+
+class HostileManager(_Base):
+    """Answers every request the way `mode` says."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        super().__init__()
+
+    def serve(self, s, cid):
+        s.settimeout(30)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        if self.mode == "huge-length":
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n" + b"x" * 65536)
+            time.sleep(2)
+        elif self.mode == "endless-body":
+            s.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+            for _ in range(4096):  # 256 MiB at most
+                s.sendall(b"x" * 65536)
+        elif self.mode == "endless-chunks":
+            s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(4096):
+                s.sendall(b"10000\r\n" + b"x" * 65536 + b"\r\n")
+        elif self.mode == "endless-headers":
+            s.sendall(b"HTTP/1.1 200 OK\r\n")
+            for i in range(100000):
+                s.sendall(b"X-H-%d: yyyyyyyyyyyyyyyyyyyyyyyy\r\n" % i)
+        elif self.mode == "silent":
+            time.sleep(10)
+        elif self.mode == "garbage":
+            s.sendall(b"\x00\x01 not http at all\r\n\r\n")
+
+
+def cli(*args, url=None, env_extra=None, limit_mb=None, timeout=60):
+    e = dict(os.environ, PORTICO_ADMIN_TOKEN=TOKEN)
+    if url:
+        e["PORTICO_URL"] = url
+    e.update(env_extra or {})
+
+    def cap():
+        if limit_mb:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
+    t0 = time.monotonic()
+    r = subprocess.run([BIN] + list(args), capture_output=True, timeout=timeout, env=e, preexec_fn=cap)
+    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace"), time.monotonic() - t0
+
+
+@pytest.mark.parametrize("mode, says", [
+    ("huge-length", "larger than 64 MiB"),
+    ("endless-body", "larger than 64 MiB"),
+    ("endless-chunks", "larger than 64 MiB"),
+    ("endless-headers", "invalid response"),
+    ("garbage", "invalid response"),
+    ("silent", "did not answer within 1 s"),
+])
+def test_cli_bounds_what_it_reads(mode, says):
+    srv = HostileManager(mode)
+    try:
+        # under a 400 MB address-space limit: the CLI may not grow without bound
+        rc, out, err, took = cli("api", "list", "--timeout", "1" if mode == "silent" else "20", url=srv.url,
+                                 limit_mb=400)
+    finally:
+        srv.close()
+    assert rc == 1, (rc, out, err)
+    assert says in err, err
+    assert took < 15
+
+
+def test_cli_apply_refuses_what_it_cannot_send(backend, portico, workdir):
+    p = portico(mgmt_config(backend.url),
+                env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    url = m.url
+    # a directory
+    rc, _, err, _ = cli("apply", "-f", workdir, url=url)
+    assert rc == 1 and "Is a directory" in err, err
+    # an endless file
+    rc, _, err, _ = cli("apply", "-f", "/dev/zero", url=url, limit_mb=400)
+    assert rc == 1 and "larger than 64 MiB" in err, err
+    # 52 MB, over the server's limit (4 MB by default): told so, no SIGPIPE death
+    big = os.path.join(workdir, "big.yaml")
+    with open(big, "wb") as f:
+        f.write(b"# " + b"a" * (52 * 1000 * 1000) + b"\n")
+    rc, _, err, took = cli("apply", "-f", big, url=url)
+    assert rc == 1 and "larger than the management API accepts" in err, (rc, err)
+    assert took < 10
+    # a missing file
+    rc, _, err, _ = cli("apply", "-f", os.path.join(workdir, "nope.yaml"), url=url)
+    assert rc == 1 and "No such file" in err
+    # the server is unharmed
+    assert m.call("GET", "apis")[0] == 200
+    # a bad --timeout is a usage error
+    rc, _, err, _ = cli("api", "list", "--timeout", "0", url=url)
+    assert rc == 2 and "--timeout" in err
