@@ -2,7 +2,6 @@
  * pt_io -- plain edge-triggered socket driver and the TLS bufferevent bridge.
  */
 #include "pt_io.h"
-#include "pt_log.h"
 
 #include <errno.h>
 #include <event2/buffer.h>

@@ -1629,6 +1629,43 @@ static void tunnel_start(struct pt_req *req)
     pt_io_flush(c->io); /* the 101 itself: clients wait for it before they speak */
 }
 
+/*
+ * Half-close in a tunnel (plain TCP on both sides): when the client ends
+ * its input (shutdown of its write side), what it sent is delivered, the
+ * backend's write half is shut in turn, and the backend's answer goes on
+ * reaching the client until the backend ends, or the tunnel is idle too
+ * long.  The backend ending ends the tunnel, as in WebSocket a server's
+ * close does.  TLS has no half-close of its own: there the client's end
+ * ends the tunnel too.
+ */
+static bool tunnel_can_half_close(const struct pt_req *req)
+{
+    return req->up && !pt_io_is_tls(req->c->io) && !pt_io_is_tls(req->up->io);
+}
+
+static void shut_when_sent(struct pt_io *io)
+{
+    if (evbuffer_get_length(io->out) == 0) {
+        if (shutdown(pt_io_fd(io), SHUT_WR) < 0 && errno != ENOTCONN)
+            pt_debug("tunnel: shutdown: %s", strerror(errno));
+    } else
+        pt_io_want_drain(io, true);
+}
+
+/* The client ended its side; true when the tunnel goes on half-closed. */
+static bool tunnel_client_done(struct pt_req *req)
+{
+    struct pt_conn *c = req->c;
+    c->peer_done = true;
+    if (!tunnel_can_half_close(req))
+        return false;
+    pt_debug("tunnel: the client ended its side; the backend's goes on");
+    tunnel_pump(req, true);
+    shut_when_sent(req->up->io);
+    pt_io_read(req->up->io, true);
+    return true;
+}
+
 static void tunnel_end(struct pt_req *req)
 {
     struct pt_conn *c = req->c;
@@ -1908,7 +1945,7 @@ static void conn_drained(struct pt_conn *c)
     switch (c->state) {
     case C_CLOSING: {
         int fd = pt_io_fd(c->io);
-        if (c->tls || fd < 0 || shutdown(fd, SHUT_WR) < 0) {
+        if (c->tls || fd < 0 || c->peer_done || shutdown(fd, SHUT_WR) < 0) {
             conn_free(c);
             return;
         }
@@ -1960,6 +1997,8 @@ static void conn_cb(struct pt_io *io, int what, void *arg)
         conn_drained(c);
     else if (what & (PT_IO_EOF | PT_IO_ERROR)) {
         if (c->state == C_TUNNEL && c->req) {
+            if (!(what & PT_IO_ERROR) && tunnel_client_done(c->req))
+                return;
             tunnel_end(c->req);
             if (c->state == C_CLOSING)
                 conn_free(c);
@@ -2117,8 +2156,12 @@ static void up_cb(struct pt_io *io, int what, void *arg)
             pt_io_read(c->io, true);
             pt_timer_set(c->w, &c->timer, PT_T_BODY);
             req_body(req);
-        } else if (c->state == C_TUNNEL)
-            pt_io_read(c->io, true);
+        } else if (c->state == C_TUNNEL) {
+            if (c->peer_done) /* the client ended: pass it on now that its bytes are out */
+                shut_when_sent(io);
+            else
+                pt_io_read(c->io, true);
+        }
         return;
     }
     up_failed(req, what, pt_io_errmsg(io));

@@ -33,6 +33,7 @@ struct pt_conn {
     struct pt_req *req;
     bool in_heads; /* inside conn_heads() */
     bool again;    /* a request finished inside conn_heads(): look for the next */
+    bool peer_done; /* the client ended its side (a half-closed tunnel): no lingering read */
 };
 
 struct pt_upool {

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from backends import EchoBackend, ws_accept_key, ws_frame, ws_read_frame
+from upstream_helpers import _Base
 from conftest import basic_config, free_port
 from tls_helpers import Pki, client_context, read_http_response, tls_connect
 
@@ -525,3 +526,71 @@ def check_stream_timing(sock):
     assert a < 0.7, a
     assert e - a >= 0.6, (a, e)
     assert b_ - a >= 0.1, (a, b_)
+
+
+class LateAnswerBackend(_Base):
+    """A WebSocket-upgrading backend that reads until the end of its input,
+    waits half a second, answers with how much it got, and closes."""
+
+    def serve(self, s, cid):
+        s.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        head, _, got = head.partition(b"\r\n\r\n")
+        key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")]
+        s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Accept: %s\r\n\r\n" % ws_accept_key(key[0].decode()).encode())
+        total = len(got)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            total += len(chunk)
+        time.sleep(0.5)
+        s.sendall(b"late answer after %d bytes" % total)
+
+
+def test_websocket_half_close_passes_through(backend, portico):
+    """The client sends its data and shuts its write side: the backend sees
+    the end of input, and everything it sends afterwards still reaches the
+    client (before, both sides were closed at once and it was lost)."""
+    p = portico(basic_config(backend.url))
+    sock = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    try:
+        key, status, headers, f = ws_open(sock)
+        assert status == 101
+        payload = os.urandom(200000)
+        frames = [payload[i:i + 20000] for i in range(0, len(payload), 20000)]
+        sock.sendall(b"".join(ws_frame(2, part, mask=True) for part in frames))
+        sock.shutdown(socket.SHUT_WR)
+        echoed = b""
+        for _ in frames:
+            op, data = ws_read_frame(f)
+            assert op == 2
+            echoed += data
+        assert echoed == payload
+        assert f.read() == b""  # then the end, from the backend's close
+    finally:
+        sock.close()
+
+    late = LateAnswerBackend()
+    try:
+        p.stop()
+        p2 = portico(basic_config(late.url))
+        sock = socket.create_connection(("127.0.0.1", p2.port), timeout=10)
+        try:
+            key, status, headers, f = ws_open(sock)
+            assert status == 101
+            sock.sendall(b"x" * 5000)
+            sock.shutdown(socket.SHUT_WR)
+            t0 = time.monotonic()
+            assert f.read() == b"late answer after 5000 bytes"
+            assert time.monotonic() - t0 >= 0.4
+        finally:
+            sock.close()
+    finally:
+        late.close()
