@@ -395,6 +395,8 @@ static bool read_certs(struct pt_cfctx *cx, struct pt_node *n, void *field)
     return ok;
 }
 
+static bool read_tls_opts(struct pt_cfctx *cx, struct pt_node *n, void *field);
+
 static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, listen));
@@ -465,6 +467,8 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                         ok = false;
                     } else
                         l->client_cert = mi;
+                } else if (!strcmp(kn, "tls")) {
+                    ok &= read_tls_opts(cx, pt_node_val(it, j), &l->tls);
                 } else if (!strcmp(kn, "clientCa")) {
                     char *ca;
                     if (pt_cf_str(cx, pt_node_val(it, j), &ca, false))
@@ -474,7 +478,7 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                 } else {
                     pt_node_error(cx->errs, pt_node_key(it, j),
                                   "unknown key '%s' (expected one of: address, certificate, key, certificates, "
-                                  "clientCertificate, clientCa)",
+                                  "clientCertificate, clientCa, tls)",
                                   kn);
                     ok = false;
                 }
@@ -893,6 +897,46 @@ static const struct pt_cfkey timeouts_keys[] = {
     {0},
 };
 
+/* tls: {minVersion: "1.2" | "1.3", ciphers: "...", ciphersuites: "..."} */
+static bool read_tls_opts(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_tls_cf *t = field;
+    t->node = n;
+    if (n->kind != PT_N_MAP) {
+        pt_node_error(cx->errs, n, "expected a map {minVersion, ciphers, ciphersuites}");
+        return false;
+    }
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        const char *k = pt_node_key(n, i)->str;
+        struct pt_node *v = pt_node_val(n, i);
+        char *str = NULL;
+        if (!pt_cf_str(cx, v, &str, false)) {
+            ok = false;
+            continue;
+        }
+        if (!strcmp(k, "minVersion")) {
+            if (!strcmp(str, "1.2") || !strcmp(str, "TLSv1.2"))
+                t->min_version = 12;
+            else if (!strcmp(str, "1.3") || !strcmp(str, "TLSv1.3"))
+                t->min_version = 13;
+            else {
+                pt_node_error(cx->errs, v, "minVersion must be \"1.2\" or \"1.3\" (older versions are not offered)");
+                ok = false;
+            }
+        } else if (!strcmp(k, "ciphers"))
+            t->ciphers = str;
+        else if (!strcmp(k, "ciphersuites"))
+            t->ciphersuites = str;
+        else {
+            pt_node_error(cx->errs, pt_node_key(n, i),
+                          "unknown key '%s' (expected one of: minVersion, ciphers, ciphersuites)", k);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
 static const struct pt_cfkey upstream_keys[] = {
     {"connectTimeout", PT_CT_MS, offsetof(struct pt_conf, upstream.connect_timeout), 0, 1},
     {"readTimeout", PT_CT_MS, offsetof(struct pt_conf, upstream.read_timeout), 0, 1},
@@ -900,6 +944,7 @@ static const struct pt_cfkey upstream_keys[] = {
     {"maxIdleConnections", PT_CT_INT, offsetof(struct pt_conf, upstream.max_idle), 0, 0, 100000},
     {"caFile", PT_CT_STR, offsetof(struct pt_conf, upstream.ca_file), PT_CF_PATH},
     {"verify", PT_CT_BOOL, offsetof(struct pt_conf, upstream.verify), 0},
+    {"tls", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.tls), 0, .fn = read_tls_opts},
     {"forwardedHeaders", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.forwarded), 0, .fn = read_forwarded},
     {"requestIdHeader", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.request_id_header), 0,
      .fn = read_header_name},
@@ -1574,6 +1619,7 @@ static const struct pt_cfkey mgmt_keys[] = {
     {"maxBodySize", PT_CT_SIZE, offsetof(struct pt_conf, mgmt.max_body), 0, 1024, 1LL << 30},
     {"certificate", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.certificate), PT_CF_PATH},
     {"key", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.key), PT_CF_PATH},
+    {"tls", PT_CT_CUSTOM, offsetof(struct pt_conf, mgmt.tls.tls), 0, .fn = read_tls_opts},
     {0},
 };
 

@@ -82,6 +82,15 @@ struct pt_cert_cf {
     struct pt_node *node;
 };
 
+/* TLS parameters (listen[].tls, management.tls, upstream.tls); zeros and
+   NULLs mean the defaults: TLS 1.2 and 1.3, forward-secret AEAD suites. */
+struct pt_tls_cf {
+    int min_version;          /* 0 default (1.2), 12, 13 */
+    char *ciphers;            /* TLS 1.2 and below: an OpenSSL cipher list */
+    char *ciphersuites;       /* TLS 1.3: an OpenSSL ciphersuites list */
+    struct pt_node *node;
+};
+
 struct pt_listen_cf {
     char *address; /* as written: "127.0.0.1:8080", "[::1]:8443", ":8080" */
     struct sockaddr_storage sa;
@@ -90,6 +99,7 @@ struct pt_listen_cf {
     int ncerts;
     int client_cert;          /* clientCertificate: 0 none, 1 optional, 2 required */
     char *client_ca;          /* clientCa: CA bundle client certificates are checked against */
+    struct pt_tls_cf tls;
     struct pt_node *node;
 };
 
@@ -157,6 +167,7 @@ struct pt_upstream_cf {
     int64_t max_idle;      /* pooled connections per backend per worker */
     char *ca_file;         /* for https backends; NULL = system store */
     bool verify;
+    struct pt_tls_cf tls;  /* towards https backends */
     unsigned forwarded;    /* PT_FWD_* bits: which forwarding headers are set */
     char *request_id_header; /* "" = the request id is not sent */
 };

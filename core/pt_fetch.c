@@ -187,7 +187,7 @@ static SSL_CTX *tls_ctx; /* the system's CAs (or SSL_CERT_FILE), made once */
 static void tls_init(void)
 {
     struct pt_errors errs = {0};
-    tls_ctx = pt_tls_client_ctx(NULL, true, &errs);
+    tls_ctx = pt_tls_client_ctx(NULL, true, NULL, &errs);
     pt_errors_clear(&errs);
 }
 
@@ -464,7 +464,7 @@ int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch
         SSL_CTX *ctx;
         if (o->ca_file) {
             struct pt_errors errs = {0};
-            ctx = own_ctx = pt_tls_client_ctx(o->ca_file, true, &errs);
+            ctx = own_ctx = pt_tls_client_ctx(o->ca_file, true, NULL, &errs);
             if (!ctx)
                 seterr(err, errlen, "%s", errs.n ? errs.msgs[0] : "cannot set up TLS");
             pt_errors_clear(&errs);

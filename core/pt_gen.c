@@ -303,6 +303,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     g->pc->named_values = cf->named_values;
     g->pc->ca_file = cf->upstream.ca_file;
     g->pc->verify = cf->upstream.verify;
+    g->pc->tls = &cf->upstream.tls;
     if (cf->file) {
         const char *slash = strrchr(cf->file, '/');
         g->pc->base_dir = slash ? pt_pool_strndup(pool, cf->file, (size_t)(slash - cf->file)) : ".";
@@ -379,7 +380,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         if (g->apis[i].backend && g->apis[i].backend->url.https)
             need_client = true;
     if (need_client || cf->upstream.ca_file) {
-        g->client_tls = pt_tls_client_ctx(cf->upstream.ca_file, cf->upstream.verify, errs);
+        g->client_tls = pt_tls_client_ctx(cf->upstream.ca_file, cf->upstream.verify, &cf->upstream.tls, errs);
         if (!g->client_tls && cf->upstream.ca_file) {
             /* point the message at the key */
             struct pt_node *u = pt_node_get(cf->root, "upstream");

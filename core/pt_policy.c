@@ -606,7 +606,7 @@ static void *c_tls_client_cert(pt_compile *c, const char *cert, const char *key)
     snprintf(kp, sizeof(kp), "%s%s%s", key[0] == '/' || !pc->base_dir ? "" : pc->base_dir,
              key[0] == '/' || !pc->base_dir ? "" : "/", key);
     struct pt_errors errs = {0};
-    SSL_CTX *ctx = pt_tls_client_ctx(pc->ca_file, pc->verify, &errs);
+    SSL_CTX *ctx = pt_tls_client_ctx(pc->ca_file, pc->verify, pc->tls, &errs);
     const char *why = errs.n ? errs.msgs[0] : NULL;
     if (ctx && SSL_CTX_use_certificate_chain_file(ctx, cp) != 1)
         why = "the certificate cannot be loaded";

@@ -137,6 +137,7 @@ struct pt_polctx {
     const char *base_dir;           /* relative files in policies are relative to the configuration's folder */
     const char *ca_file;            /* upstream.caFile (NULL: the system store) */
     bool verify;                    /* upstream.verify */
+    const struct pt_tls_cf *tls;    /* upstream.tls */
     struct pt_clientcert *certs;    /* client certificates for backends (authentication-certificate) */
     /* instances to free with the generation */
     struct pt_stmt **all;

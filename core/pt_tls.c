@@ -87,12 +87,42 @@ static void collect_names(struct cert_entry *ce, X509 *x)
     }
 }
 
-static SSL_CTX *server_ctx(void)
+/*
+ * The default suites for TLS 1.2: forward secrecy (ECDHE) and AEAD ciphers
+ * only -- no static-RSA key exchange, no CBC, no SHA-1 MACs.  TLS 1.3 keeps
+ * OpenSSL's own list (all of its suites are both).  Older versions are
+ * never offered.
+ */
+#define DEFAULT_CIPHERS                                                                                        \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                 \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+bool pt_tls_apply_opts(SSL_CTX *ctx, const struct pt_tls_cf *t, struct pt_errors *errs)
+{
+    SSL_CTX_set_min_proto_version(ctx, t && t->min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    const char *ciphers = t && t->ciphers ? t->ciphers : DEFAULT_CIPHERS;
+    if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
+        pt_node_error(errs, t ? t->node : NULL, "tls: ciphers '%s': no cipher OpenSSL knows", ciphers);
+        ERR_clear_error();
+        return false;
+    }
+    if (t && t->ciphersuites && SSL_CTX_set_ciphersuites(ctx, t->ciphersuites) != 1) {
+        pt_node_error(errs, t->node, "tls: ciphersuites '%s': no TLS 1.3 suite OpenSSL knows", t->ciphersuites);
+        ERR_clear_error();
+        return false;
+    }
+    return true;
+}
+
+static SSL_CTX *server_ctx(const struct pt_tls_cf *t, struct pt_errors *errs)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx)
         return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (!pt_tls_apply_opts(ctx, t, errs)) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
@@ -136,7 +166,7 @@ struct pt_tls_server *pt_tls_server_new(const struct pt_listen_cf *l, struct pt_
     bool ok = true;
     for (int i = 0; i < l->ncerts; i++) {
         const struct pt_cert_cf *c = &l->certs[i];
-        SSL_CTX *ctx = server_ctx();
+        SSL_CTX *ctx = server_ctx(&l->tls, errs);
         s->e[i].ctx = ctx;
         if (!ctx) {
             pt_node_error(errs, c->node, "cannot create a TLS context: %s", ssl_errstr());
@@ -195,14 +225,17 @@ SSL *pt_tls_server_ssl(struct pt_tls_server *s)
     return SSL_new(s->e[0].ctx);
 }
 
-SSL_CTX *pt_tls_client_ctx(const char *ca_file, bool verify, struct pt_errors *errs)
+SSL_CTX *pt_tls_client_ctx(const char *ca_file, bool verify, const struct pt_tls_cf *opts, struct pt_errors *errs)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
         pt_errors_add(errs, "cannot create a TLS client context: %s", ssl_errstr());
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (!pt_tls_apply_opts(ctx, opts, errs)) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (ca_file) {
         if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {

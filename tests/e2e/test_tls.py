@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import BIN, basic_config, free_port, to_yaml
-from tls_helpers import Pki, TLSEchoBackend, peer_names, read_http_response, tls_connect
+from tls_helpers import client_context, Pki, TLSEchoBackend, peer_names, read_http_response, tls_connect
 
 
 @pytest.fixture(scope="module")
@@ -402,3 +402,75 @@ def test_verify_false_accepts_any_backend_certificate(portico, pki, tls_backends
     assert echo(body)["target"] == "/base/items/1"
     assert len(b.requests) == 1
     assert b.sni == ([None] if use_ip else ["localhost"])
+
+
+# ------------------------------------------------------------ versions and suites
+
+def tls12_client(port, ciphers, ca, name="b.test"):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers + ":@SECLEVEL=0")
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return ctx.wrap_socket(s, server_hostname=name)
+
+
+@pytest.mark.parametrize("cipher, accepted", [
+    ("AES128-SHA", False),                   # static RSA key exchange, CBC, SHA-1
+    ("AES256-GCM-SHA384", False),            # static RSA key exchange
+    ("ECDHE-RSA-AES128-SHA", False),         # forward secret, but CBC with SHA-1
+    ("ECDHE-RSA-AES128-GCM-SHA256", True),
+    ("ECDHE-RSA-CHACHA20-POLY1305", True),
+])
+def test_default_tls12_suites_are_forward_secret_aead(backend, portico, pki, cipher, accepted):
+    cfg, port = tls_listener_config(backend.url, cert=pki.b)
+    p = portico(cfg)
+    if accepted:
+        with tls12_client(port, cipher, pki.ca) as s:
+            assert s.cipher()[0] == cipher
+            s.sendall(b"GET /echo/items/1 HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
+            assert s.recv(12) == b"HTTP/1.1 200"
+    else:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            tls12_client(port, cipher, pki.ca).close()
+    # TLS 1.3 works by default
+    ctx = client_context(pki.ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="b.test") as s:
+        assert s.version() == "TLSv1.3"
+
+
+def test_tls_versions_and_suites_are_configurable(backend, portico, pki, workdir):
+    cfg, port = tls_listener_config(backend.url, cert=pki.b)
+    cfg["listen"][1]["tls"] = {"ciphers": "AES128-SHA:ECDHE-RSA-AES128-GCM-SHA256"}
+    p = portico(cfg)
+    with tls12_client(port, "AES128-SHA", pki.ca) as s:
+        assert s.cipher()[0] == "AES128-SHA"
+    p.stop()
+    cfg, port = tls_listener_config(backend.url, cert=pki.b)
+    cfg["listen"][1]["tls"] = {"minVersion": "1.3", "ciphersuites": "TLS_CHACHA20_POLY1305_SHA256"}
+    p2 = portico(cfg)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        tls12_client(port, "ECDHE-RSA-AES128-GCM-SHA256", pki.ca).close()
+    ctx = client_context(pki.ca)
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="b.test") as s:
+        assert s.version() == "TLSv1.3" and s.cipher()[0] == "TLS_CHACHA20_POLY1305_SHA256"
+    # mistakes are configuration errors with their position
+    for bad, says in ((({"minVersion": "1.0"}), "minVersion"), ({"ciphers": "NOT-A-CIPHER"}, "no cipher"),
+                      ({"ciphersuites": "TLS_NOPE"}, "no TLS 1.3 suite"), ({"cipher": "x"}, "unknown key")):
+        cfg, _ = tls_listener_config(backend.url, cert=pki.b)
+        cfg["listen"][1]["tls"] = bad
+        path, text, rc, out, err = run_check(workdir, cfg)
+        assert rc != 0 and says in out + err and "check.yaml:" in out + err, out + err
+
+
+def test_backend_tls_follows_upstream_tls(portico, pki, tls_backends):
+    b = tls_backends(pki.backend)
+    # a backend that speaks TLS 1.2 and 1.3: requiring 1.3 still works
+    p = portico(https_backend_config(b.url, upstream={"caFile": pki.ca, "tls": {"minVersion": "1.3"}}))
+    assert p.request("GET", "/echo/items/1")[0] == 200
+    p.stop()
+    # suites the backend does not share: no connection (502)
+    p2 = portico(https_backend_config(b.url, upstream={"caFile": pki.ca, "tls": {
+        "minVersion": "1.3", "ciphersuites": "TLS_AES_128_CCM_8_SHA256"}}))
+    assert p2.request("GET", "/echo/items/1")[0] == 502
