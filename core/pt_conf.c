@@ -455,7 +455,7 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                 } else if (!strcmp(kn, "certificates")) {
                     ok &= read_certs(cx, pt_node_val(it, j), &l->certs);
                 } else if (!strcmp(kn, "clientCertificate")) {
-                    static const char *const modes[] = {"none", "optional", "required", NULL};
+                    static const char *const modes[] = {"none", "optional", "required", "verified", NULL};
                     char *m;
                     int mi = -1;
                     if (pt_cf_str(cx, pt_node_val(it, j), &m, false))
@@ -463,7 +463,7 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                             if (!strcmp(modes[q], m))
                                 mi = q;
                     if (mi < 0) {
-                        pt_node_error(cx->errs, pt_node_val(it, j), "expected none, optional or required");
+                        pt_node_error(cx->errs, pt_node_val(it, j), "expected none, optional, required or verified");
                         ok = false;
                     } else
                         l->client_cert = mi;

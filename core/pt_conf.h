@@ -97,7 +97,7 @@ struct pt_listen_cf {
     socklen_t salen;
     struct pt_cert_cf *certs; /* TLS when ncerts > 0; several = SNI */
     int ncerts;
-    int client_cert;          /* clientCertificate: 0 none, 1 optional, 2 required */
+    int client_cert;          /* clientCertificate: 0 none, 1 optional, 2 required, 3 verified */
     char *client_ca;          /* clientCa: CA bundle client certificates are checked against */
     struct pt_tls_cf tls;
     struct pt_node *node;

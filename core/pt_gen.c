@@ -365,6 +365,17 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         }
     }
 
+    /* clientCertificate: required lets any certificate through the handshake
+       (validate-client-certificate decides): without that policy, nothing does */
+    bool validates = false;
+    for (int i = 0; i < g->pc->nall && !validates; i++)
+        validates = g->pc->all[i]->name && !strcmp(g->pc->all[i]->name, "validate-client-certificate");
+    for (int i = 0; i < cf->nlisten && !validates && errs->n == perr; i++)
+        if (cf->listen[i].client_cert == 2)
+            pt_warn("listen %s: clientCertificate: required accepts any certificate at the handshake (expired, "
+                    "untrusted) and no policy uses validate-client-certificate, so nothing checks them; add the "
+                    "policy, or use clientCertificate: verified (with clientCa)",
+                    cf->listen[i].address);
     g->tls = calloc((size_t)(cf->nlisten ? cf->nlisten : 1), sizeof(*g->tls));
     g->ntls = cf->nlisten;
     for (int i = 0; i < cf->nlisten; i++)

@@ -24,6 +24,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -260,6 +263,19 @@ static char *body_text(struct mreq *m, size_t *len)
     return t;
 }
 
+/* After a large refused document, the parse memory goes back to the system
+   (glibc keeps freed heap otherwise: repeated bad writes would grow the
+   process). */
+static void give_back_memory(size_t body_len)
+{
+#ifdef __GLIBC__
+    if (body_len > 256 * 1024)
+        malloc_trim(0);
+#else
+    (void)body_len;
+#endif
+}
+
 static bool is_yaml(struct mreq *m)
 {
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(m->r), "Content-Type");
@@ -290,6 +306,8 @@ static json_t *read_body(struct mreq *m, bool empty_ok)
         else
             send_errors(m, 400, "InvalidRequestBody", "the YAML body cannot be read", &errs, NULL);
         pt_pool_free(pool);
+        if (!n)
+            give_back_memory(len);
         pt_errors_clear(&errs);
     } else {
         json_error_t je;
@@ -1665,6 +1683,7 @@ static void h_apply(struct mreq *m)
         send_errors(m, 400, "InvalidRequestBody", "the document cannot be read", &errs, NULL);
         pt_errors_clear(&errs);
         pt_pool_free(pool);
+        give_back_memory(len);
         return;
     }
     json_t *doc = pt_node_to_json(n);

@@ -187,6 +187,27 @@ static void log_str_field(struct pt_buf *b, const char *name, pt_str v)
     pt_buf_add(b, "\"", 1);
 }
 
+/* "clientCertificate": {"subject", "issuer", "verify"} when the client
+   presented one ("verify": "ok" or why it does not verify against clientCa). */
+static void log_client_cert(struct pt_buf *b, struct pt_conn *c)
+{
+    SSL *ssl = pt_io_ssl(c->io);
+    X509 *x = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+    if (!x)
+        return;
+    char subject[512], issuer[512];
+    X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
+    X509_NAME_oneline(X509_get_issuer_name(x), issuer, sizeof(issuer));
+    long v = SSL_get_verify_result(ssl);
+    pt_buf_lit(b, ",\"clientCertificate\":{\"subject\":\"");
+    pt_buf_json(b, pt_str_c(subject));
+    pt_buf_lit(b, "\",\"issuer\":\"");
+    pt_buf_json(b, pt_str_c(issuer));
+    pt_buf_lit(b, "\",\"verify\":\"");
+    pt_buf_json(b, pt_str_c(v == X509_V_OK ? "ok" : X509_verify_cert_error_string(v)));
+    pt_buf_lit(b, "\"}");
+}
+
 /* One key[=value] item of a query string. */
 struct qitem {
     pt_str item, key, value;
@@ -286,6 +307,8 @@ static void req_log(struct pt_req *req)
         if (req->sub->owner)
             log_str_field(&b, "user", pt_str_c(req->sub->owner->cf->id));
     }
+    if (req->c->tls)
+        log_client_cert(&b, req->c);
     pt_buf_lit(&b, ",\"status\":");
     pt_buf_u64(&b, (uint64_t)req->status);
     if (req->rh_done) {

@@ -150,8 +150,13 @@ static bool ask_client_cert(SSL_CTX *ctx, const struct pt_listen_cf *l, struct p
         if (names)
             SSL_CTX_set_client_CA_list(ctx, names);
     }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (l->client_cert == 2 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
-                       accept_any_cert);
+    if (l->client_cert == 3 && !l->client_ca) {
+        pt_node_error(errs, l->node, "clientCertificate: verified needs clientCa (the CAs that sign client certificates)");
+        return false;
+    }
+    /* verified: the handshake itself refuses a missing, expired or untrusted certificate */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (l->client_cert >= 2 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                       l->client_cert == 3 ? NULL : accept_any_cert);
     /* sessions would skip the certificate on resumption: keep it simple */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);

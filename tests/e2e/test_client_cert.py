@@ -133,3 +133,38 @@ def test_authentication_certificate_bad_files(backend, portico, pki):
     p = portico(cfg, start=False)
     code, out = p.check()
     assert code != 0 and "the certificate cannot be loaded" in out and "nope.pem" in out
+
+
+def plain_gateway(backend, portico, pki, mode):
+    cfg = basic_config(backend.url)
+    port = free_port()
+    cfg["listen"].append({"address": "127.0.0.1:%d" % port, "certificate": pki.server[0], "key": pki.server[1],
+                          "clientCertificate": mode, "clientCa": pki.ca})
+    return portico(cfg), port
+
+
+def test_required_without_the_policy_warns_and_the_access_log_says_what_came(backend, portico, pki):
+    """clientCertificate: required lets an untrusted certificate through the
+    handshake; without validate-client-certificate nothing checks it: the
+    gateway says so, and the access log records what each client showed."""
+    p, port = plain_gateway(backend, portico, pki, "required")
+    assert "no policy uses validate-client-certificate" in p.log_text()
+    rc, out = p.check()
+    assert rc == 0 and "no policy uses validate-client-certificate" in out, out
+    assert get(port, pki, pki.mallory)[0] == 200  # what the warning is about
+    e = p.access_entries(wait_for=1)[-1]
+    cc = e["clientCertificate"]
+    assert "CN=alice" in cc["subject"] and cc["verify"] != "ok", cc
+    assert get(port, pki, pki.alice)[0] == 200
+    assert p.access_entries(wait_for=2)[-1]["clientCertificate"]["verify"] == "ok"
+
+
+def test_verified_mode_refuses_untrusted_certificates_at_the_handshake(backend, portico, pki):
+    p, port = plain_gateway(backend, portico, pki, "verified")
+    assert "validate-client-certificate" not in p.log_text()
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        get(port, pki, pki.mallory)
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        get(port, pki)
+    assert get(port, pki, pki.alice)[0] == 200
+    assert backend.last() is not None and len([e for e in p.access_entries(wait_for=1)]) == 1
