@@ -32,7 +32,7 @@ struct io {
     struct event ev;           /* plain */
     struct bufferevent *bev;   /* tls */
     unsigned readable : 1, writable : 1, reading : 1, connecting : 1, eof_seen : 1, want_drain : 1,
-        dead : 1, tls : 1, rdhup : 1;
+        dead : 1, tls : 1, rdhup : 1, hup_told : 1;
     int busy; /* callbacks in progress */
 };
 
@@ -178,8 +178,15 @@ static void plain_event(evutil_socket_t fd, short what, void *arg)
         io->rdhup = 1;
     if ((what & (EV_READ | EV_CLOSED)) && !io->connecting) {
         io->readable = 1;
-        if (!io->reading)
+        if (!io->reading) {
+            /* not reading (backpressure, a response being waited for): a
+               close is still worth knowing about, once */
+            if ((what & EV_CLOSED) && !io->hup_told) {
+                io->hup_told = 1;
+                deliver(io, PT_IO_HUP);
+            }
             return;
+        }
         size_t n = do_read(io);
         if (n && !deliver(io, PT_IO_READ))
             return;

@@ -31,6 +31,7 @@ enum {
     PT_IO_CONNECTED = 4, /* outgoing connection (and TLS handshake) done */
     PT_IO_EOF = 8,       /* the peer closed its side */
     PT_IO_ERROR = 16,    /* connection failed; pt_io_errmsg() says why */
+    PT_IO_HUP = 32,      /* plain sockets: the peer shut its side (or reset) while reading was off */
 };
 
 struct pt_io;

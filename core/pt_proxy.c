@@ -2011,9 +2011,37 @@ static void conn_drained(struct pt_conn *c)
     }
 }
 
+/*
+ * The client shut its side while its request waits (for the backend, for
+ * the pipeline): unless bytes of a next request are pending (a live client
+ * that pipelined and then half-closed), it is gone -- the backend exchange
+ * is dropped now and the request logged 499 ClientConnectionFailure,
+ * instead of holding both connections until the backend's timeout.  Once
+ * the response head is out the response goes on (a half-closed client may
+ * still read it; one that left makes the writes fail).
+ */
+static void conn_hup(struct pt_conn *c)
+{
+    struct pt_req *req = c->req;
+    if (!req || c->state != C_WAIT || req->resp_head_sent || evbuffer_get_length(c->io->in))
+        return;
+    char b;
+    ssize_t r = recv(pt_io_fd(c->io), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+        return;
+    pt_info("request %.*s: the client %s left before the response (%s)", (int)req->idn, req->id, c->ip,
+            r == 0 ? "closed" : strerror(errno));
+    req->reason = "ClientConnectionFailure";
+    conn_free(c);
+}
+
 static void conn_cb(struct pt_io *io, int what, void *arg)
 {
     struct pt_conn *c = arg;
+    if (what & PT_IO_HUP) {
+        conn_hup(c);
+        return;
+    }
     if (what & PT_IO_READ)
         conn_read(c);
     else if (what & PT_IO_DRAINED)
@@ -2151,6 +2179,12 @@ static void up_cb(struct pt_io *io, int what, void *arg)
 {
     struct pt_upconn *u = arg;
     struct pt_req *req = u->req;
+    if (what & PT_IO_HUP) {
+        /* the backend's close is read in order, when reading resumes */
+        if (!req)
+            up_close(u);
+        return;
+    }
     if (!req) {
         /* idle in the pool: bytes or a close mean it cannot be reused */
         size_t n = evbuffer_get_length(io->in);

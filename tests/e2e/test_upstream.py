@@ -4,6 +4,7 @@ re-framing towards the client, what the backend receives, and early
 backend responses."""
 
 import http.client
+import os
 import json
 import socket
 import threading
@@ -12,7 +13,7 @@ import time
 import pytest
 
 from conftest import basic_config, free_port, parse_responses
-from upstream_helpers import (Blackhole, EarlyResponder, ScriptedBackend, dechunk, exchange, hget,
+from upstream_helpers import (Blackhole, EarlyResponder, ScriptedBackend, _Base, dechunk, exchange, hget,
                               split_head)
 
 
@@ -806,3 +807,73 @@ def test_early_backend_response_announces_the_close(early, portico):
     status, headers, _, _ = split_head(out)
     assert status == 413 and closed
     assert (hget(headers, "Connection") or "").lower() == "close"
+
+
+class SilentBackend(_Base):
+    """Reads a request and never answers; records when the gateway closes."""
+
+    def serve(self, s, cid):
+        s.settimeout(30)
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        self._mark_eof(cid)
+
+
+def test_a_client_that_leaves_is_noticed_while_the_backend_is_silent(portico):
+    """The client goes away 5 ms after its request; the backend never answers.
+    The gateway drops the backend exchange at once and logs 499
+    ClientConnectionFailure (it used to wait for readTimeout, 300 s, holding
+    both sockets), and serves everyone else meanwhile."""
+    b = SilentBackend()
+    try:
+        p = portico(up_config(b.url, readTimeout="60s"))
+        base_fds = len(os.listdir("/proc/%d/fd" % p.proc.pid))
+        socks = []
+        for i in range(20):
+            s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+            s.sendall(b"GET /echo/hang/%d HTTP/1.1\r\nHost: gw.test\r\n\r\n" % i)
+            socks.append(s)
+        time.sleep(0.005)
+        for s in socks:
+            s.close()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and len(b.eof_at) < 20:
+            time.sleep(0.02)
+        assert len(b.eof_at) == 20, "the gateway kept backend connections of clients that left"
+        entries = [e for e in p.access_entries(wait_for=20) if e["path"].startswith("/echo/hang/")]
+        assert len(entries) == 20
+        assert all(e["status"] == 499 and e["reason"] == "ClientConnectionFailure" for e in entries), entries[:3]
+        assert all(e["totalTime"] < 2000 for e in entries)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and len(os.listdir("/proc/%d/fd" % p.proc.pid)) > base_fds:
+            time.sleep(0.02)
+        assert len(os.listdir("/proc/%d/fd" % p.proc.pid)) <= base_fds
+    finally:
+        b.close()
+
+
+def test_a_half_closed_client_with_a_pipelined_request_is_not_dropped(backend, portico):
+    """Bytes of a next request are pending: a live client that half-closed."""
+    p = portico(up_config(backend.url))
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    try:
+        s.sendall(b"GET /echo/sleep/200 HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+                  b"GET /echo/items/2 HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    rs = parse_responses(data)
+    assert [r[0] for r in rs] == [200, 200], data[:300]
