@@ -235,7 +235,7 @@ static int open_listener(const struct pt_listen_cf *l)
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (l->sa.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 || listen(fd, 4096) < 0) {
+    if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 || listen(fd, pt_listen_backlog(l->backlog)) < 0) {
         int e = errno;
         close(fd);
         errno = e;

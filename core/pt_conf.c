@@ -315,6 +315,20 @@ bool pt_cf_map(struct pt_cfctx *cx, struct pt_node *node, const struct pt_cfkey 
 
 /* --------------------------------------------------------------- listeners */
 
+int pt_listen_backlog(int backlog)
+{
+    if (backlog > 0)
+        return backlog;
+    int n = 4096;
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1 || n < 128)
+            n = 4096;
+        fclose(f);
+    }
+    return n;
+}
+
 bool pt_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen)
 {
     char host[128];
@@ -467,6 +481,12 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                         ok = false;
                     } else
                         l->client_cert = mi;
+                } else if (!strcmp(kn, "backlog")) {
+                    int64_t bl;
+                    if (pt_cf_int(cx, pt_node_val(it, j), 1, 65535, &bl))
+                        l->backlog = (int)bl;
+                    else
+                        ok = false;
                 } else if (!strcmp(kn, "tls")) {
                     ok &= read_tls_opts(cx, pt_node_val(it, j), &l->tls);
                 } else if (!strcmp(kn, "clientCa")) {
@@ -478,7 +498,7 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                 } else {
                     pt_node_error(cx->errs, pt_node_key(it, j),
                                   "unknown key '%s' (expected one of: address, certificate, key, certificates, "
-                                  "clientCertificate, clientCa, tls)",
+                                  "clientCertificate, clientCa, tls, backlog)",
                                   kn);
                     ok = false;
                 }

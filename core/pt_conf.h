@@ -100,6 +100,7 @@ struct pt_listen_cf {
     int client_cert;          /* clientCertificate: 0 none, 1 optional, 2 required, 3 verified */
     char *client_ca;          /* clientCa: CA bundle client certificates are checked against */
     struct pt_tls_cf tls;
+    int backlog;              /* listen queue; 0: the system's maximum (net.core.somaxconn) */
     struct pt_node *node;
 };
 
@@ -369,6 +370,9 @@ bool pt_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char *
 struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len,
                               struct pt_errors *errs);
 void pt_conf_free(struct pt_conf *conf);
+/* The listen queue to ask for: backlog, else the system's maximum
+   (/proc/sys/net/core/somaxconn; 4096 when it cannot be read). */
+int pt_listen_backlog(int backlog);
 /* Parses "host:port" for listening; false on bad syntax. */
 bool pt_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen);
 

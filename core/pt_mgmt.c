@@ -2120,7 +2120,7 @@ bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct p
     int one = 1;
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (fd < 0 || bind(fd, (const struct sockaddr *)&file->mgmt.sa, file->mgmt.salen) < 0 || listen(fd, 128) < 0) {
+    if (fd < 0 || bind(fd, (const struct sockaddr *)&file->mgmt.sa, file->mgmt.salen) < 0 || listen(fd, pt_listen_backlog(0)) < 0) {
         pt_errors_add(errs, "management: cannot listen on %s: %s", file->mgmt.listen, strerror(errno));
         if (fd >= 0)
             close(fd);

@@ -101,7 +101,8 @@ static void switch_gen(struct pt_worker *w, struct pt_gen *g)
                 evconnlistener_set_cb(nlst[i].l, on_accept, &nlst[i]);
             }
         if (!nlst[i].l && !w->draining) {
-            nlst[i].l = evconnlistener_new(w->base, on_accept, &nlst[i], LEV_OPT_CLOSE_ON_FREE, -1, fd);
+            /* 0: listen() was called already, with the configured backlog (-1 would make it 128) */
+            nlst[i].l = evconnlistener_new(w->base, on_accept, &nlst[i], LEV_OPT_CLOSE_ON_FREE, 0, fd);
             if (!nlst[i].l)
                 pt_err("worker %d: cannot listen on %s: %s", w->id, g->conf->listen[i].address, strerror(errno));
             else

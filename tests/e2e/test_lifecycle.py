@@ -907,3 +907,24 @@ def test_reload_during_shutdown_opens_no_new_listener(backend, portico):
     assert req.status == 200
     assert p.proc.wait(timeout=5) == 0
     assert refused, "a new address accepts connections during the shutdown drain"
+
+
+def listen_queue(port):
+    """The listen queue (backlog) of the socket listening on port, as ss reports it."""
+    out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port], capture_output=True, text=True, timeout=10).stdout
+    sizes = [int(line.split()[2]) for line in out.splitlines() if line.startswith("LISTEN")]
+    assert sizes, out
+    return max(sizes)
+
+
+def test_listen_backlog_follows_the_system_and_is_configurable(backend, portico):
+    somaxconn = int(open("/proc/sys/net/core/somaxconn").read())
+    p = portico(basic_config(backend.url))
+    assert listen_queue(p.port) == somaxconn
+    p.stop()
+    port = free_port()
+    cfg = basic_config(backend.url)
+    cfg["listen"] = [{"address": "127.0.0.1:%d" % port, "backlog": 16}]
+    p2 = portico(cfg)
+    assert listen_queue(port) == 16
+    assert p2.request("GET", "/echo/items/1")[0] == 200
