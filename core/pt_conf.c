@@ -911,6 +911,7 @@ static const struct pt_cfkey limits_keys[] = {
 static const struct pt_cfkey timeouts_keys[] = {
     {"header", PT_CT_MS, offsetof(struct pt_conf, timeouts.header), 0, 1},
     {"bodyIdle", PT_CT_MS, offsetof(struct pt_conf, timeouts.body_idle), 0, 1},
+    {"body", PT_CT_MS, offsetof(struct pt_conf, timeouts.body), 0, 0},
     {"keepalive", PT_CT_MS, offsetof(struct pt_conf, timeouts.keepalive), 0, 1},
     {"send", PT_CT_MS, offsetof(struct pt_conf, timeouts.send), 0, 1},
     {"shutdown", PT_CT_MS, offsetof(struct pt_conf, timeouts.shutdown), 0, 0},

@@ -156,6 +156,7 @@ struct pt_limits_cf {
 struct pt_timeouts_cf {
     uint32_t header;    /* whole request head, from its first byte: 408 */
     uint32_t body_idle; /* between two reads of a request body: 408 */
+    uint32_t body;      /* the whole request (head to last body byte); 0 = no bound (the default) */
     uint32_t keepalive; /* idle keep-alive connection */
     uint32_t send;      /* client not reading our response */
     uint32_t shutdown;  /* graceful drain bound */

@@ -1092,6 +1092,12 @@ static void req_body(struct pt_req *req)
         return;
     struct evbuffer *in = c->io->in, *out = buffering ? req->req_body : u->io->out;
     uint64_t limit = buffering ? req_gen(req)->conf->limits.buffer_size : body_limit(req);
+    /* timeouts.body: the whole body, however it trickles (bodyIdle bounds each pause) */
+    uint32_t whole = req_gen(req)->conf->timeouts.body;
+    if (whole && !req->resp_head_sent && pt_now_us() - req->t0 > (uint64_t)whole * 1000) {
+        req_error(req, 408, "RequestTimeout", "request body not received in time (timeouts.body)");
+        return;
+    }
     size_t before = evbuffer_get_length(in);
     bool done = false;
     if (req->h.body == PT_BODY_LENGTH) {

@@ -895,3 +895,39 @@ def test_bytes_that_cannot_begin_a_request_are_refused_at_once(backend, portico,
         assert read_until_close(s, 5, None)[0].startswith(b"HTTP/1.1 200 ")
     finally:
         s.close()
+
+
+def test_whole_body_deadline_cuts_a_trickle(backend, portico):
+    """timeouts.body bounds the whole request; bodyIdle alone bounds each
+    pause, so one byte every half second is never cut without it."""
+    for whole in ("1500ms", None):
+        cfg = config(backend.url, timeouts={"bodyIdle": "30s", **({"body": whole} if whole else {})})
+        cfg["limits"]["bodySize"] = "1m"
+        p = portico(cfg)
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        try:
+            s.sendall(b"POST /echo/items HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+            t0 = time.monotonic()
+            got = b""
+            s.settimeout(0.05)
+            for _ in range(8):  # 4 s of trickle at most
+                try:
+                    s.sendall(b"x")
+                except OSError:
+                    break
+                time.sleep(0.5)
+                try:
+                    got += s.recv(65536)
+                except (socket.timeout, OSError):
+                    pass
+                if got:
+                    break
+            took = time.monotonic() - t0
+        finally:
+            s.close()
+        if whole:
+            assert got.startswith(b"HTTP/1.1 408 "), got
+            assert b"timeouts.body" in got and 1.4 < took < 3.0, (took, got)
+        else:
+            assert got == b"", got  # still trickling after 4 s: only the pauses are bounded
+        p.stop()

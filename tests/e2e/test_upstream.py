@@ -877,3 +877,39 @@ def test_a_half_closed_client_with_a_pipelined_request_is_not_dropped(backend, p
         s.close()
     rs = parse_responses(data)
     assert [r[0] for r in rs] == [200, 200], data[:300]
+
+
+class CloseAfterAnswer(_Base):
+    """Answers each request (keep-alive, no Connection: close), then closes
+    the connection 30 ms later."""
+
+    def serve(self, s, cid):
+        f = s.makefile("rb")
+        try:
+            from upstream_helpers import _read_body, _read_head
+            head = _read_head(f)
+            if head is None:
+                return
+            _read_body(f, head[3])
+            body = b'{"ok": true}'
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            time.sleep(0.03)
+        finally:
+            f.close()
+
+
+def test_pooled_connections_the_backend_closed_are_not_used(portico):
+    """POSTs (never retried) 60 ms apart: each must find that the backend closed
+    the pooled connection in between and take a fresh one."""
+    b = CloseAfterAnswer()
+    try:
+        p = portico(up_config(b.url))
+        failed = 0
+        for i in range(40):
+            st, _, _ = p.request("POST", "/echo/items", body=b"x" * 100)
+            failed += st != 200
+            time.sleep(0.06)
+        assert failed == 0
+        assert b.connections == 40
+    finally:
+        b.close()
