@@ -180,7 +180,16 @@ static void plain_event(evutil_socket_t fd, short what, void *arg)
         io->readable = 1;
         if (!io->reading) {
             /* not reading (backpressure, a response being waited for): a
-               close is still worth knowing about, once */
+               reset or a close is still worth knowing about.  A reset comes
+               as EPOLLERR/EPOLLHUP, which libevent reports as plain
+               READ|WRITE: the socket's error tells it from data. */
+            int e = 0;
+            socklen_t len = sizeof(e);
+            if (!(what & EV_CLOSED) && getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e) {
+                set_err(io, e);
+                deliver(io, PT_IO_ERROR);
+                return;
+            }
             if ((what & EV_CLOSED) && !io->hup_told) {
                 io->hup_told = 1;
                 deliver(io, PT_IO_HUP);

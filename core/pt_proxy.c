@@ -2018,9 +2018,9 @@ static void conn_drained(struct pt_conn *c)
 }
 
 /*
- * The client shut its side while its request waits (for the backend, for
- * the pipeline): unless bytes of a next request are pending (a live client
- * that pipelined and then half-closed), it is gone -- the backend exchange
+ * The client shut its side (or reset) while its request waits (for the
+ * backend, for the pipeline, or for the backend to take more of its body):
+ * unless bytes are pending (a next request, the rest of a body), it is gone -- the backend exchange
  * is dropped now and the request logged 499 ClientConnectionFailure,
  * instead of holding both connections until the backend's timeout.  Once
  * the response head is out the response goes on (a half-closed client may
@@ -2029,7 +2029,10 @@ static void conn_drained(struct pt_conn *c)
 static void conn_hup(struct pt_conn *c)
 {
     struct pt_req *req = c->req;
-    if (!req || c->state != C_WAIT || req->resp_head_sent || evbuffer_get_length(c->io->in))
+    /* C_BODY: reading paused by backpressure mid-upload; an end (or a reset)
+       there means the body can never complete */
+    if (!req || (c->state != C_WAIT && c->state != C_BODY) || req->resp_head_sent ||
+        (c->state == C_WAIT && evbuffer_get_length(c->io->in)))
         return;
     char b;
     ssize_t r = recv(pt_io_fd(c->io), &b, 1, MSG_PEEK | MSG_DONTWAIT);

@@ -225,7 +225,7 @@ BROKEN = {
         ("bogus", 0), ["unknown key 'bogus'", "listen, workers, limits, timeouts, upstream, log, lua, pluginDir, data, secretKey, management, trustedProxies, apis, products"]),
     "unknown_nested_key": (
         'listen: ["127.0.0.1:18080"]\ntimeouts:\n  header: 5s\n  hedaer: 5s\n',
-        ("hedaer", 0), ["unknown key 'hedaer'", "header, bodyIdle, keepalive, send, shutdown"]),
+        ("hedaer", 0), ["unknown key 'hedaer'", "header, bodyIdle, body, keepalive, send, shutdown"]),
     "workers_wrong_type": (
         'listen: ["127.0.0.1:18080"]\nworkers: many\n',
         ("many", 0), ["expected an integer", "many"]),

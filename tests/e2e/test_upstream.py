@@ -913,3 +913,69 @@ def test_pooled_connections_the_backend_closed_are_not_used(portico):
         assert b.connections == 40
     finally:
         b.close()
+
+
+class NoBodyReader(_Base):
+    """Reads a request head, and its body only once told to (drain): until
+    then the gateway's writes back up.  Records when the gateway closes."""
+
+    def __init__(self):
+        self.drain = threading.Event()
+        super().__init__()
+
+    def serve(self, s, cid):
+        s.settimeout(30)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        self.drain.wait(30)
+        try:
+            while s.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+        self._mark_eof(cid)
+
+
+def test_an_upload_reset_under_backpressure_is_noticed(portico):
+    """The backend takes no body; the client fills every buffer on the way,
+    then resets.  The gateway, which had stopped reading the client, notices
+    the reset at once: 499, both connections closed -- not a 408 after
+    bodyIdle (30 s)."""
+    import struct
+    b = NoBodyReader()
+    try:
+        p = portico(up_config(b.url))
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+        s.sendall(b"POST /echo/upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1073741824\r\n\r\n")
+        s.setblocking(False)
+        chunk = b"x" * 65536
+        sent = 0
+        deadline = time.monotonic() + 5
+        stalls = 0
+        while time.monotonic() < deadline and stalls < 20:
+            try:
+                sent += s.send(chunk)
+                stalls = 0
+            except BlockingIOError:
+                stalls += 1
+                time.sleep(0.02)
+        assert sent > 0
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # reset
+        t0 = time.monotonic()
+        entries = []
+        while time.monotonic() - t0 < 3:
+            entries = [e for e in p.access_entries() if e["path"] == "/echo/upload"]
+            if entries:
+                break
+            time.sleep(0.05)
+        assert entries and entries[0]["status"] == 499, entries
+        assert entries[0]["reason"] == "ClientConnectionFailure"
+        b.drain.set()  # what the gateway had sent, then its close
+        assert b.wait_eof(1, timeout=3) is not None
+    finally:
+        b.close()

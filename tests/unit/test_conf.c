@@ -276,9 +276,11 @@ static void test_unknown_keys(void **state)
                  "      - id: o\n        method: GET\n        urlTemplate: /\n        verb: GET\n",
                  "t.yaml:9:9: unknown key 'verb' (expected one of: id, policies, responses, displayName, "
                  "description, method, urlTemplate)");
+    expect_error("listen:\n  - address: ':80'\n    ssl: yes\n",
+                 "t.yaml:3:5: unknown key 'ssl' (expected one of: address, certificate, key, "
+                 "certificates, clientCertificate, clientCa, tls, backlog)");
     expect_error("listen:\n  - address: ':80'\n    tls: yes\n",
-                 "t.yaml:3:5: unknown key 'tls' (expected one of: address, certificate, key, "
-                 "certificates, clientCertificate, clientCa)");
+                 "t.yaml:3:10: expected a map {minVersion, ciphers, ciphersuites}");
 }
 
 static void test_missing_required(void **state)
