@@ -847,6 +847,7 @@ def test_a_client_that_leaves_is_noticed_while_the_backend_is_silent(portico):
         while time.monotonic() < deadline and len(b.eof_at) < 20:
             time.sleep(0.02)
         assert len(b.eof_at) == 20, "the gateway kept backend connections of clients that left"
+        assert p.request("GET", "/nowhere")[0] == 404  # others are served meanwhile
         entries = [e for e in p.access_entries(wait_for=20) if e["path"].startswith("/echo/hang/")]
         assert len(entries) == 20
         assert all(e["status"] == 499 and e["reason"] == "ClientConnectionFailure" for e in entries), entries[:3]
