@@ -102,7 +102,11 @@ static const struct pt_policy_def core_defs[] = {
     {"choose", PT_SECTION_ALL, PT_SCOPE_ALL, PT_POLICY_CORE_SYNTAX, NULL, NULL, NULL, NULL,
      "Conditions evaluated in order; the first true `when` runs its `then` statements, else `otherwise`."},
     {"retry", PT_SECTION_ALL, PT_SCOPE_ALL, 0, retry_attrs, NULL, NULL, NULL,
-     "Runs its statements, then again while `condition` holds and `count` allows, waiting between attempts."},
+     "Runs its statements, then again while `condition` holds and `count` allows, waiting between attempts: "
+     "`interval` alone waits the same each time; with `delta`, linearly longer (interval + (n-1) * delta); with "
+     "`delta` and `max-interval`, exponentially (interval + (2^(n-1) - 1) * delta, each delta varied at random "
+     "by up to 20 % either way so that clients do not retry in step, capped at `max-interval`); "
+     "`first-fast-retry` makes the first retry at once."},
     {"forward-request", PT_SECTION_BACKEND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, forward_attrs, NULL, NULL,
      NULL, "Sends the request to the backend and waits for its response head."},
     {"return-response", PT_SECTION_ALL, PT_SCOPE_ALL, 0, return_response_attrs, NULL, NULL, NULL,

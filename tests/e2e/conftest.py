@@ -83,6 +83,7 @@ class Portico:
         self.write_config(config)
         self.proc = None
         self.extra_args = list(extra_args)
+        self.ended_by = None  # the signal a test ended the process with
 
     def write_config(self, config):
         if isinstance(config, dict):
@@ -141,6 +142,8 @@ class Portico:
         raise RuntimeError("portico did not start listening")
 
     def send_signal(self, sig):
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL, signal.SIGQUIT):
+            self.ended_by = sig  # the test ends the process: its exit is expected
         self.proc.send_signal(sig)
 
     def reload(self, config=None, wait=0.3):
@@ -160,6 +163,7 @@ class Portico:
     def stop(self, sig=signal.SIGINT, timeout=15):
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
+        self.ended_by = sig
         self.proc.send_signal(sig)
         try:
             self.proc.wait(timeout=timeout)
@@ -232,11 +236,24 @@ def portico(workdir):
             p.start()
         return p
     yield make
+    problems = []
     for p in started:
+        if p.proc is None:
+            continue
+        # every gateway a test started ends as it should: stopped at the end
+        # (SIGINT: exit 0), or by the test's own signal -- never on its own
+        running = p.proc.poll() is None
         try:
-            p.stop()
-        except Exception:
-            pass
+            rc = p.stop()
+        except subprocess.TimeoutExpired:
+            problems.append("portico did not stop within 15 s of SIGINT")
+            rc = None
+        if running and rc not in (0, None):
+            problems.append("portico exited %s on SIGINT" % rc)
+        elif not running and p.ended_by is None and rc != 0:
+            problems.append("portico exited %s by itself during the test" % rc)
+        elif not running and p.ended_by in (signal.SIGINT, signal.SIGTERM) and rc != 0:
+            problems.append("portico exited %s after the test's %s" % (rc, signal.Signals(p.ended_by).name))
         if p.proc is not None:
             try:
                 err = p.proc.stderr.read().decode(errors="replace") if p.proc.stderr else ""
@@ -246,6 +263,32 @@ def portico(workdir):
             assert "ERROR: AddressSanitizer" not in err and "runtime error:" not in err, err
             assert "ERROR: LeakSanitizer" not in err, err
             assert "ERROR: AddressSanitizer" not in p.log_text()
+    assert not problems, problems
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+@pytest.fixture(autouse=True)
+def _sanitizer_scan_of_portico_runs(monkeypatch):
+    """Every `portico` a test runs through subprocess.run (portico -t, the CLI)
+    is scanned for sanitizer reports, whatever exit code the test expects: an
+    `rc != 0` check would otherwise accept a sanitizer abort."""
+    real_run = subprocess.run
+    reports = []
+
+    def run(args, *a, **kw):
+        r = real_run(args, *a, **kw)
+        argv0 = args[0] if isinstance(args, (list, tuple)) and args else args
+        if isinstance(argv0, str) and os.path.basename(argv0) == "portico":
+            for stream in (r.stdout, r.stderr):
+                text = stream.decode(errors="replace") if isinstance(stream, bytes) else (stream or "")
+                if any(mark in text for mark in SANITIZER_MARKS):
+                    reports.append(text[-4000:])
+        return r
+    monkeypatch.setattr(subprocess, "run", run)
+    yield
+    assert not reports, reports[0]
 
 
 def basic_config(backend_url, port=None, **extra):

@@ -185,7 +185,7 @@ def test_shutdown_is_not_held_by_a_trickling_provider(backend, portico, idp, sig
     assert wait_for(lambda: idp.count("/meta") >= 1)
     time.sleep(1.5)  # the fetch is well under way
     t0 = time.monotonic()
-    p.proc.send_signal(sig)
+    p.send_signal(sig)
     p.proc.wait(timeout=20)
     # SIGTERM waits for in-flight requests (there are none); the fetch is cancelled at once
     assert time.monotonic() - t0 < 5, "the gateway waited for the identity provider"

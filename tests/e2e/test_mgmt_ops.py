@@ -240,7 +240,7 @@ def test_kill_9_during_writes_loses_nothing_acknowledged(backend, portico, workd
     deadline = time.time() + 10
     while len(acked) < 30 and time.time() < deadline:
         time.sleep(0.01)
-    os.kill(p.proc.pid, signal.SIGKILL)
+    p.send_signal(signal.SIGKILL)
     p.proc.wait()
     stop.set()
     t.join(30)

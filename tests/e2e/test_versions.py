@@ -24,10 +24,14 @@ def version_api(backend, api_id, version, vset, rev=None, current=True, path="th
 
 
 def where(backend, p, path, headers=None):
-    """Which API served: the backend path starts with the API's id."""
+    """Which API served: the backend path starts with the API's id.  A refusal
+    (its status) must not have reached the backend, an answer must have."""
+    backend.clear()
     status, _, body = p.request("GET", path, headers=headers or {})
     if status != 200:
+        assert backend.last() is None, (path, status)
         return status
+    assert backend.last() is not None, (path, "a 200 the backend never saw")
     return backend.last().target.split("/")[1]
 
 
