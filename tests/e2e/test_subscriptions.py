@@ -157,7 +157,7 @@ def test_out_of_scope_keys_are_invalid(gw, backend):
     assert call(gw, "/other/x", hexkey("starter"), header="X-Key")[0] == 401
     assert backend.last() is None
     e = gw.access_entries(wait_for=2)
-    assert all(x["reason"] == "SubscriptionKeyInvalid" for x in e)
+    assert len(e) == 2 and all(x["reason"] == "SubscriptionKeyInvalid" for x in e), e
 
 
 @pytest.mark.parametrize("sid", ["suspended", "cancelled", "submitted", "blocked"])
