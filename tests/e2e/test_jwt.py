@@ -322,7 +322,6 @@ def test_openid_config_provider_down(backend, portico, keys, provider):
     t0 = time.time()
     status, _ = send(p, keys.sign("RS256", claims(), kid="k"))
     assert status == 401 and time.time() - t0 < 15
-    # other requests are served meanwhile: the worker was never blocked
     assert p.request("GET", "/nowhere")[0] == 404
     # once the first fetch has failed, tokens are refused at once (no waiting on a dead provider)
     for _ in range(3):
@@ -349,3 +348,34 @@ def test_duplicate_claim_names_and_crit_headers_are_refused(backend, portico):
     assert send(p, raw_hs256('{"alg": "HS256", "alg": "HS256"}', good))[0] == 401
     status, body = send(p, raw_hs256('{"alg": "HS256", "crit": ["exp-ext"], "exp-ext": 1}', good))
     assert status == 401 and "critical" in body["message"]
+
+
+def test_a_silent_provider_holds_no_worker(backend, portico, keys):
+    """The provider accepts and never answers: the first token waits (without
+    its worker) for up to 5 s; requests beside it are answered at once."""
+    import socket
+    import threading
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        cfg = basic_config(backend.url)
+        cfg["apis"][0]["policies"] = {"inbound": ["base", {"validate-jwt": {
+            "openid-config": {"url": "http://127.0.0.1:%d/meta" % silent.getsockname()[1]}}}]}
+        p = portico(cfg)
+        result = {}
+
+        def token_call():
+            result["status"] = send(p, keys.sign("RS256", claims(), kid="k"))[0]
+        t = threading.Thread(target=token_call)
+        t.start()
+        time.sleep(0.3)
+        assert t.is_alive(), "the token was not waiting for the provider"
+        t1 = time.time()
+        assert p.request("GET", "/nowhere")[0] == 404
+        assert time.time() - t1 < 1.0
+        assert t.is_alive()  # still waiting, on no worker
+        t.join(20)
+        assert result["status"] == 401
+    finally:
+        silent.close()

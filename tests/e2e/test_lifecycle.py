@@ -617,7 +617,9 @@ def test_sigterm_drain_is_bounded_by_shutdown_timeout(backend, portico):
     assert p.proc.poll() is not None
     assert 0.9 <= elapsed <= 2.5, elapsed
     req.join()
-    assert req.status != 200
+    # cut at the shutdown deadline: the connection ends with no response at all
+    assert req.status is None and req.error is not None, (req.status, req.error)
+    assert req.t_end - t0 < 3.0
 
 
 def test_sigint_stops_immediately(backend, portico):
@@ -634,7 +636,7 @@ def test_sigint_stops_immediately(backend, portico):
     assert p.proc.poll() is not None
     assert elapsed < 1.0, elapsed
     req.join()
-    assert req.status != 200
+    assert req.status is None and req.error is not None, (req.status, req.error)  # cut, not answered
     assert req.t_end - t0 < 1.5
 
 
