@@ -930,3 +930,33 @@ def test_listen_backlog_follows_the_system_and_is_configurable(backend, portico)
     p2 = portico(cfg)
     assert listen_queue(port) == 16
     assert p2.request("GET", "/echo/items/1")[0] == 200
+
+
+def test_sigusr1_reopens_the_logs_after_rotation(backend, portico, workdir):
+    p = portico(basic_config(backend.url))
+    assert p.request("GET", "/echo/items/1")[0] == 200
+    p.access_entries(wait_for=1)
+    os.rename(p.access_log, p.access_log + ".1")
+    os.rename(p.error_log, p.error_log + ".1")
+    p.send_signal(signal.SIGUSR1)
+    deadline = time.time() + 5
+    while time.time() < deadline and not os.path.exists(p.access_log):
+        assert p.request("GET", "/echo/items/2")[0] == 200
+        time.sleep(0.05)
+    assert os.path.exists(p.access_log) and os.path.exists(p.error_log)
+    assert p.request("GET", "/echo/items/3")[0] == 200
+    entries = p.access_entries(wait_for=1)
+    assert any(e["path"] == "/echo/items/3" for e in entries), entries
+    with open(p.access_log + ".1") as f:
+        old = [json.loads(line) for line in f if line.strip()]
+    assert [e["path"] for e in old][:1] == ["/echo/items/1"]
+    assert all(e["path"] != "/echo/items/3" for e in old)
+
+
+def test_access_log_off_and_log_level(backend, portico, workdir):
+    cfg = basic_config(backend.url, log={"access": "off", "level": "warn"})
+    p = portico(cfg)
+    assert p.request("GET", "/echo/items/1")[0] == 200
+    time.sleep(0.3)
+    assert not os.path.exists(p.access_log)
+    assert "[info]" not in p.log_text()  # level warn: no start-up information lines

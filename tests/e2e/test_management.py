@@ -552,3 +552,33 @@ def test_refused_documents_do_not_grow_the_process(env):
         st, out, _ = timed_apply(m, doc)
         assert st == 400
     assert p.rss_kb("VmRSS") - base < 8 * 1024, (base, p.rss_kb("VmRSS"))
+
+
+def test_documented_list_and_body_forms(env):
+    """$filter endswith, the error codes of bad list parameters, APIM's
+    properties envelope, PATCH with null, the named-value length cap and the
+    YAML export -- documented, now each with a test."""
+    p, m = env
+    for gid, name in (("g1", "Alpha team"), ("g2", "Beta team"), ("g3", "Gamma crew")):
+        m.ok("PUT", "groups/" + gid, {"properties": {"displayName": name, "description": "d"}})
+    assert m.ok("GET", "groups/g1")["displayName"] == "Alpha team"  # the envelope's content was stored
+    got = m.ok("GET", "groups?$filter=endswith(displayName,'TEAM')")
+    assert sorted(g["id"] for g in got["value"]) == ["g1", "g2"]
+    st, _, err = m.call("GET", "groups?$filter=displayName%20wibble%20'x'")
+    assert st == 400 and err["error"]["code"] == "InvalidFilter"
+    for bad in ("$top=0", "$top=abc", "$skip=-1"):
+        st, _, err = m.call("GET", "groups?" + bad)
+        assert st == 400 and err["error"]["code"] == "InvalidParameter", (bad, err)
+    # PATCH with null removes the field
+    m.ok("PATCH", "groups/g3", {"description": None})
+    assert "description" not in m.ok("GET", "groups/g3")
+    # a named value holds at most 4096 characters
+    st, _, err = m.call("PUT", "namedValues/big", {"displayName": "big", "value": "x" * 4097})
+    assert st == 400 and "4096" in json.dumps(err)
+    m.ok("PUT", "namedValues/ok", {"displayName": "ok", "value": "x" * 4096})
+    # the export as YAML reads back through apply
+    st, h, text = m.call("GET", "export?format=yaml")
+    assert st == 200 and "yaml" in h.get("content-type", ""), h
+    assert "Gamma crew" in text and "groups:" in text
+    st, _, out = m.call("POST", "apply", raw=text.encode(), content_type="application/yaml")
+    assert st == 200, out
