@@ -8,6 +8,7 @@ import json
 import re
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -34,11 +35,32 @@ def gw_config(backend, inbound, workers=1, subs=True, api_policies=True, **extra
     return cfg
 
 
+_BACKENDS = []
+
+
+@pytest.fixture(autouse=True)
+def _refusals_leave_the_backend_alone(request):
+    """Every call() that a policy refuses (4xx) is also checked on the other
+    side: the backend never saw it (each call carries a marker header)."""
+    if "backend" in request.fixturenames:
+        _BACKENDS.append(request.getfixturevalue("backend"))
+    yield
+    _BACKENDS.clear()
+
+
 def call(p, path="/echo/items/1", key=KEY, headers=None, method="GET"):
     h = dict(headers or {})
     if key:
         h["Ocp-Apim-Subscription-Key"] = key
-    return p.request(method, path, headers=h)
+    mark = uuid.uuid4().hex
+    h["X-Call-Mark"] = mark
+    r = p.request(method, path, headers=h)
+    if 400 <= r[0] < 500:
+        for b in _BACKENDS:
+            with b.lock:
+                seen = [q for q in b.requests if q.header("X-Call-Mark") == mark]
+            assert not seen, "a refused request (%d) reached the backend" % r[0]
+    return r
 
 
 # ------------------------------------------------------------ rate-limit

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -110,9 +111,31 @@ def gw(backend, portico, jwt, subs=False):
     return portico(cfg)
 
 
+_BACKENDS = []
+
+
+@pytest.fixture(autouse=True)
+def _refusals_leave_the_backend_alone(request):
+    """Every send() that validate-jwt refuses is also checked on the other
+    side: the backend never saw it; an accepted one arrived."""
+    if "backend" in request.fixturenames:
+        _BACKENDS.append(request.getfixturevalue("backend"))
+    yield
+    _BACKENDS.clear()
+
+
 def send(p, token=None, header="Authorization", scheme="Bearer ", path="/echo/items/1"):
     h = {header: scheme + token} if token is not None else {}
+    mark = uuid.uuid4().hex
+    h["X-Call-Mark"] = mark
     status, _, body = p.request("GET", path, headers=h)
+    for b in _BACKENDS:
+        with b.lock:
+            seen = [q for q in b.requests if q.header("X-Call-Mark") == mark]
+        if 400 <= status < 500:
+            assert not seen, "a refused token (%d) reached the backend" % status
+        elif status == 200:
+            assert len(seen) == 1, "an accepted token never reached the backend"
     return status, (json.loads(body) if body and status != 200 else None)
 
 
