@@ -311,9 +311,9 @@ static void req_log(struct pt_req *req)
         log_client_cert(&b, req->c);
     pt_buf_lit(&b, ",\"status\":");
     pt_buf_u64(&b, (uint64_t)req->status);
-    if (req->rh_done) {
+    if (req->backend_status) {
         pt_buf_lit(&b, ",\"backendStatus\":");
-        pt_buf_u64(&b, (uint64_t)req->rh.status);
+        pt_buf_u64(&b, (uint64_t)req->backend_status);
     }
     pt_buf_lit(&b, ",\"bytesIn\":");
     pt_buf_u64(&b, req->bytes_in);
@@ -1747,6 +1747,7 @@ static void resp_read(struct pt_req *req)
         forward_timer_stop(req);
         req->rh_done = true;
         req->rh_backend = true;
+        req->backend_status = req->rh.status;
         req->resp_replaced = false;
         req->resp_in = req->rh.body;
         req->resp_left = req->rh.content_length;

@@ -197,6 +197,7 @@ struct pt_req {
     uint64_t wall0;
     uint64_t bytes_in, bytes_out;
     int status;
+    int backend_status; /* the status line the backend sent (0: none): the access log's backendStatus */
     const char *reason;
     char id[129];
     size_t idn;

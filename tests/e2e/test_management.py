@@ -4,6 +4,7 @@ OpenAPI, and what the gateway does after each change."""
 
 import json
 import os
+import signal
 import sqlite3
 
 import pytest
@@ -582,3 +583,45 @@ def test_documented_list_and_body_forms(env):
     assert "Gamma crew" in text and "groups:" in text
     st, _, out = m.call("POST", "apply", raw=text.encode(), content_type="application/yaml")
     assert st == 200, out
+
+
+def test_secret_key_and_admin_token_from_the_file(backend, portico, workdir):
+    """secretKey and management.adminToken in the file; a different secretKey
+    cannot read the stored secrets, and the gateway refuses to start with it."""
+    from conftest import free_port
+    key1 = "a" * 64
+    cfg = mgmt_config(backend.url, secretKey=key1)
+    cfg["management"]["adminToken"] = "file-admin-token-123"
+    p = portico(cfg)
+    m = Mgmt(p, token="file-admin-token-123")
+    m.ok("PUT", "namedValues/s", {"displayName": "s", "value": "sealed-with-key1", "secret": True})
+    assert m.call("GET", "apis", token="wrong")[0] == 401
+    p.stop()
+    cfg2 = dict(cfg, secretKey="b" * 64)
+    cfg2["management"] = dict(cfg["management"], listen="127.0.0.1:%d" % free_port())
+    p2 = portico(cfg2, start=False)
+    p2.start(wait=False)
+    rc = p2.proc.wait(timeout=15)
+    err = p2.proc.stderr.read().decode()
+    assert rc != 0 and "cannot be decrypted" in err, err
+    p2.ended_by = signal.SIGTERM  # its exit was the point
+    p2.proc = None
+    # with the right key it starts and the secret is intact
+    p3 = portico(cfg)
+    assert Mgmt(p3, token="file-admin-token-123").ok("POST", "namedValues/s/listValue") == {"value": "sealed-with-key1"}
+
+
+def test_buffer_size_bounds_a_body_read_for_a_policy(backend, portico):
+    from conftest import basic_config
+    cfg = basic_config(backend.url, limits={"bufferSize": "64k", "bodySize": "1m"})
+    cfg["apis"][0]["policies"] = {"inbound": ["base", {"set-header": {
+        "name": "X-Len", "value": "@(tostring(#context.request.body:asString(true)))"}}]}
+    p = portico(cfg)
+    st, _, _ = p.request("POST", "/echo/items", body=b"x" * 60000)
+    assert st == 200 and backend.last().header("X-Len") == "60000"
+    backend.clear()
+    st, _, body = p.request("POST", "/echo/items", body=b"x" * 70000)
+    assert st == 413 and json.loads(body)["statusCode"] == 413
+    assert backend.last() is None
+    e = p.access_entries(wait_for=2)
+    assert e[0]["backendStatus"] == 200 and "backendStatus" not in e[-1]  # the refused one never got one
