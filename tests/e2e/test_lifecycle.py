@@ -960,3 +960,22 @@ def test_access_log_off_and_log_level(backend, portico, workdir):
     time.sleep(0.3)
     assert not os.path.exists(p.access_log)
     assert "[info]" not in p.log_text()  # level warn: no start-up information lines
+
+
+def test_send_timeout_drops_a_client_that_does_not_read(backend, portico):
+    p = portico(basic_config(backend.url, timeouts={"send": "1s"}))
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        s.sendall(b"GET /echo/big?bytes=50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        t0 = time.monotonic()
+        entries = []
+        while time.monotonic() - t0 < 8 and not entries:
+            entries = [e for e in p.access_entries() if e["path"] == "/echo/big"]
+            time.sleep(0.1)
+        took = time.monotonic() - t0
+        assert entries, "the gateway kept a client that reads nothing"
+        assert took < 6 and entries[0]["bytesOut"] < 50000000, (took, entries[0])
+        assert p.request("GET", "/echo/items/1")[0] == 200
+    finally:
+        s.close()

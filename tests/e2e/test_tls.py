@@ -474,3 +474,17 @@ def test_backend_tls_follows_upstream_tls(portico, pki, tls_backends):
     p2 = portico(https_backend_config(b.url, upstream={"caFile": pki.ca, "tls": {
         "minVersion": "1.3", "ciphersuites": "TLS_AES_128_CCM_8_SHA256"}}))
     assert p2.request("GET", "/echo/items/1")[0] == 502
+
+
+@pytest.mark.parametrize("sni, expected_cn", [
+    ("api.w.test", "*.w.test"),      # one label under the wildcard
+    ("x.api.w.test", "a.test"),      # two labels: no match, the first certificate
+    ("w.test", "a.test"),            # the bare domain is not covered
+])
+def test_wildcard_sni_certificate_matches_one_label(backend, portico, pki, sni, expected_cn):
+    wild = pki.leaf("wild", "*.w.test", ["DNS:*.w.test"])
+    cfg, tls_port = tls_listener_config(backend.url, certificates=[pki.a, wild])
+    portico(cfg)
+    with tls_connect(tls_port, pki.ca, sni, check_hostname=False) as s:
+        cn, _ = peer_names(s)
+        assert cn == expected_cn, (sni, cn)
