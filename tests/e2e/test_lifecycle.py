@@ -979,3 +979,15 @@ def test_send_timeout_drops_a_client_that_does_not_read(backend, portico):
         assert p.request("GET", "/echo/items/1")[0] == 200
     finally:
         s.close()
+
+
+def test_access_buffer_and_flush(backend, portico, workdir):
+    """accessBuffer holds lines until it is full or accessFlush has passed."""
+    cfg = basic_config(backend.url, log={"accessBuffer": "64k", "accessFlush": "1s"})
+    p = portico(cfg)
+    assert p.request("GET", "/echo/items/1")[0] == 200
+    time.sleep(0.2)
+    assert p.access_entries(timeout=0) == []  # buffered: nothing written yet
+    t0 = time.monotonic()
+    entries = p.access_entries(wait_for=1, timeout=3)
+    assert len(entries) == 1 and time.monotonic() - t0 < 2.5  # written within accessFlush

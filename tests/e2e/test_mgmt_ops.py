@@ -438,3 +438,42 @@ def test_management_changes_under_load_drop_nothing(backend, portico):
         gateway_call(p, "/echo/items/x", key)
         seen.add(backend.last().header("X-Round"))
     assert seen == {"14"}
+
+
+def test_cli_every_list_delete_and_secondary_key(env, backend):
+    """Every noun's list, api delete, subscription regenerate --secondary."""
+    p, m = env
+    m.ok("PUT", "products/lp", {"displayName": "LP", "state": "published"})
+    m.ok("PUT", "users/lu", {"email": "lu@example.com", "firstName": "L", "lastName": "U"})
+    m.ok("PUT", "groups/lg", {"displayName": "LG"})
+    m.ok("PUT", "namedValues/lnv", {"displayName": "lnv", "value": "v"})
+    m.ok("PUT", "workspaces/lw", {"displayName": "LW"})
+    m.ok("PUT", "apis/gone", {"path": "gone", "serviceUrl": backend.url})
+    for noun, want in (("product", "lp"), ("user", "lu"), ("group", "lg"), ("named-value", "lnv"),
+                       ("workspace", "lw"), ("api", "gone")):
+        rc, out, err = cli(m, noun, "list", "-o", "json")
+        assert rc == 0, (noun, err)
+        assert want in [x["id"] for x in json.loads(out)], (noun, out)
+    rc, out, err = cli(m, "api", "delete", "gone")
+    assert rc == 0, err
+    assert m.call("GET", "apis/gone")[0] == 404
+    m.ok("PUT", "products/lp/apis/echo")
+    m.ok("PUT", "subscriptions/ls", {"scope": "/products/lp", "state": "active"})
+    before = m.keys("ls")
+    rc, out, err = cli(m, "subscription", "regenerate", "ls", "--secondary")
+    assert rc == 0, err
+    after = m.keys("ls")
+    assert after["primaryKey"] == before["primaryKey"] and after["secondaryKey"] != before["secondaryKey"]
+    assert gateway_call(p, "/echo/items/1", before["secondaryKey"])[0] == 401
+    assert gateway_call(p, "/echo/items/1", after["secondaryKey"])[0] == 200
+
+
+def test_a_fragment_in_use_cannot_be_deleted(env):
+    p, m = env
+    m.ok("PUT", "policyFragments/used", {"value": [{"set-header": {"name": "X-F", "value": "1"}}]})
+    m.ok("PUT", "apis/echo/policies/policy", {"inbound": ["base", {"include-fragment": {"fragment-id": "used"}}]})
+    st, _, err = m.call("DELETE", "policyFragments/used")
+    assert st == 409, err
+    assert m.call("GET", "policyFragments/used")[0] == 200
+    m.ok("DELETE", "apis/echo/policies/policy")
+    assert m.call("DELETE", "policyFragments/used")[0] == 204
