@@ -402,3 +402,24 @@ def test_a_silent_provider_holds_no_worker(backend, portico, keys):
         assert result["status"] == 401
     finally:
         silent.close()
+
+
+def test_require_expiration_time_false_accepts_a_token_without_exp(backend, portico):
+    p = gw(backend, portico, dict(HS_CONF, **{"require-expiration-time": False}))
+    assert send(p, hs256(claims(exp=None)))[0] == 200
+    # an exp that is there is still checked
+    status, body = send(p, hs256(claims(exp=int(time.time()) - 600)))
+    assert status == 401 and body["message"] == "JWT has expired."
+
+
+def test_x509_certificate_as_signing_key(backend, portico, keys, tmp_path):
+    cert = str(tmp_path / "signer.pem")
+    subprocess.run(["openssl", "req", "-new", "-x509", "-key", keys.rsa, "-subj", "/CN=signer", "-days", "1",
+                    "-out", cert], check=True, capture_output=True)
+    pem = open(cert).read()
+    assert "BEGIN CERTIFICATE" in pem
+    conf = {"issuer-signing-keys": {"key": [{"certificate": pem}]}}
+    p = gw(backend, portico, conf)
+    assert send(p, keys.sign("RS256", claims()))[0] == 200
+    status, _ = send(p, hs256(claims()))
+    assert status == 401
