@@ -493,3 +493,16 @@ def test_ip_filter_ipv6_clients(backend, portico):
     assert c.getresponse().status == 403
     c.close()
     assert call(p, key=None)[0] == 200
+
+
+def test_ip_filter_unparsable_forwarded_entry_and_ipv4_mapped(backend, portico):
+    """A trusted proxy's X-Forwarded-For entry that is no address is not taken
+    as the caller: the proxy itself is (so FailedToParseCallerIP never comes
+    from a forwarded header).  An IPv4-mapped IPv6 caller is its IPv4 address."""
+    cfg = gw_config(backend, [{"ip-filter": {"action": "allow", "address": ["203.0.113.9"]}}],
+                    subs=False, trustedProxies=["127.0.0.1/32"])
+    p = portico(cfg)
+    status, _, body = call(p, key=None, headers={"X-Forwarded-For": "not-an-address"})
+    assert status == 403 and p.access_entries(wait_for=1)[-1]["reason"] == "CallerIpNotAllowed", body
+    assert call(p, key=None, headers={"X-Forwarded-For": "::ffff:203.0.113.9"})[0] == 200
+    assert call(p, key=None, headers={"X-Forwarded-For": "::ffff:203.0.113.10"})[0] == 403
