@@ -715,9 +715,18 @@ int main(int argc, char **argv)
     file_conf = cf;
     nworkers = g->conf->workers;
     raise_fd_limit();
-    if (!prepare_listeners(g, cf, &errs) || !commit_running(g, &errs)) {
+    bool listening = prepare_listeners(g, cf, &errs);
+    if (!listening)
+        pt_store_rollback(store); /* build_running's transaction: nothing of this start is kept */
+    if (!listening || !commit_running(g, &errs)) {
         print_errors(&errs, stderr);
         pt_errors_clear(&errs);
+        if (!listening)
+            pt_gen_unref(g); /* commit_running releases it on its own failure */
+        file_conf = NULL;
+        pt_conf_free(cf);
+        pt_store_close(store);
+        store = NULL;
         return 1;
     }
     if (!apply_logs(g->conf)) {
