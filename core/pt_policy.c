@@ -819,6 +819,9 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
             if (def->compile(&pt_api_table, &c, &s->instance) != 0 || pc->errs->n > before) {
                 if (pc->errs->n == before)
                     pt_node_error(pc->errs, n, "policy '%s' refused this configuration", name);
+                if (def->free && s->instance) /* what a failed compile had built so far */
+                    def->free(s->instance);
+                s->instance = NULL;
                 return NULL;
             }
         }

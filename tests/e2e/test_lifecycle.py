@@ -945,7 +945,11 @@ def test_sigusr1_reopens_the_logs_after_rotation(backend, portico, workdir):
         time.sleep(0.05)
     assert os.path.exists(p.access_log) and os.path.exists(p.error_log)
     assert p.request("GET", "/echo/items/3")[0] == 200
-    entries = p.access_entries(wait_for=1)
+    deadline = time.time() + 5
+    entries = []
+    while time.time() < deadline and not any(e["path"] == "/echo/items/3" for e in entries):
+        entries = p.access_entries()
+        time.sleep(0.05)
     assert any(e["path"] == "/echo/items/3" for e in entries), entries
     with open(p.access_log + ".1") as f:
         old = [json.loads(line) for line in f if line.strip()]

@@ -383,7 +383,8 @@ struct pt_policy_def {
     int (*compile)(const struct pt_api *api, pt_compile *c, void **instance);
     /* Runs the policy for one request. */
     pt_status (*run)(const struct pt_api *api, pt_call *call, void *instance);
-    /* Frees an instance when its generation ends (may be NULL). */
+    /* Frees an instance when its generation ends (may be NULL); also after a
+       compile() that failed, with what it had set in *instance by then. */
     void (*free)(void *instance);
     const char *doc; /* one paragraph for the policy reference */
 };
