@@ -430,6 +430,20 @@ static bool authorize(struct mreq *m, bool write)
 
 /* ---------------------------------------------------------------- helpers */
 
+/* Does the ETag written in a header, a[0..n) ("\"x\"", W/"x", or bare), name etag? */
+static bool etag_is(const char *a, size_t n, const char *etag)
+{
+    if (n >= 2 && !strncmp(a, "W/", 2)) {
+        a += 2;
+        n -= 2;
+    }
+    if (n >= 2 && a[0] == '"' && a[n - 1] == '"') {
+        a++;
+        n -= 2;
+    }
+    return n == strlen(etag) && !strncmp(a, etag, n);
+}
+
 static bool etag_matches(struct mreq *m, const char *etag)
 {
     const char *im = evhttp_find_header(evhttp_request_get_input_headers(m->r), "If-Match");
@@ -437,14 +451,7 @@ static bool etag_matches(struct mreq *m, const char *etag)
         return true;
     if (!strcmp(im, "*"))
         return etag != NULL;
-    if (!etag)
-        return false;
-    if (!strncmp(im, "W/", 2))
-        im += 2;
-    size_t n = strlen(im);
-    if (n >= 2 && im[0] == '"' && im[n - 1] == '"')
-        return n - 2 == strlen(etag) && !strncmp(im + 1, etag, n - 2);
-    return !strcmp(im, etag);
+    return etag && etag_is(im, strlen(im), etag);
 }
 
 /* If-None-Match on a write: "*" means "only if it does not exist yet" (a
@@ -461,18 +468,10 @@ static bool none_match_allows(struct mreq *m, const char *etag)
         const char *end = p;
         while (*end && *end != ',')
             end++;
-        const char *a = p, *b = end;
-        while (b > a && b[-1] == ' ')
+        const char *b = end;
+        while (b > p && b[-1] == ' ')
             b--;
-        if (b - a == 1 && *a == '*')
-            return false;
-        if (b - a >= 2 && !strncmp(a, "W/", 2))
-            a += 2;
-        if (b - a >= 2 && *a == '"' && b[-1] == '"') {
-            a++;
-            b--;
-        }
-        if ((size_t)(b - a) == strlen(etag) && !strncmp(a, etag, (size_t)(b - a)))
+        if ((b - p == 1 && *p == '*') || (b > p && etag_is(p, (size_t)(b - p), etag)))
             return false;
         p = end;
     }
