@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import pytest
 
@@ -289,6 +290,38 @@ def _sanitizer_scan_of_portico_runs(monkeypatch):
     monkeypatch.setattr(subprocess, "run", run)
     yield
     assert not reports, reports[0]
+
+
+# ------------------------------------------------- refusals and the backend
+
+CALL_MARK = "X-Call-Mark"
+_WATCHED_BACKENDS = []
+
+
+@pytest.fixture
+def refusals_leave_the_backend_alone(request):
+    """Used by a module (pytestmark) whose calls carry CALL_MARK: the test's
+    `backend` is watched, and check_call_mark() looks for a call in it."""
+    if "backend" in request.fixturenames:
+        _WATCHED_BACKENDS.append(request.getfixturevalue("backend"))
+    yield
+    _WATCHED_BACKENDS.clear()
+
+
+def new_call_mark():
+    return uuid.uuid4().hex
+
+
+def check_call_mark(mark, status, accepted_must_arrive=True):
+    """A refused call (4xx) never reached the watched backend; an accepted
+    one (200) reached it once (when accepted_must_arrive)."""
+    for b in _WATCHED_BACKENDS:
+        with b.lock:
+            seen = [q for q in b.requests if q.header(CALL_MARK) == mark]
+        if 400 <= status < 500:
+            assert not seen, "a refused call (%d) reached the backend" % status
+        elif status == 200 and accepted_must_arrive:
+            assert len(seen) == 1, "an accepted call never reached the backend"
 
 
 def basic_config(backend_url, port=None, **extra):

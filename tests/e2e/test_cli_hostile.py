@@ -13,7 +13,7 @@ import pytest
 
 from conftest import BIN
 from mgmt_helpers import TOKEN, Mgmt, mgmt_config
-from upstream_helpers import _Base
+from upstream_helpers import _Base, recv_head
 
 
 class HostileManager(_Base):
@@ -25,12 +25,8 @@ class HostileManager(_Base):
 
     def serve(self, s, cid):
         s.settimeout(30)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                return
-            data += chunk
+        if recv_head(s) is None:
+            return
         if self.mode == "huge-length":
             s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n" + b"x" * 65536)
             time.sleep(2)

@@ -5,11 +5,10 @@ import json
 import socket
 import ssl
 import tempfile
-import uuid
 
 import pytest
 
-from conftest import basic_config, free_port
+from conftest import CALL_MARK, check_call_mark, new_call_mark, basic_config, free_port
 from tls_helpers import Pki, read_http_response
 
 
@@ -33,17 +32,7 @@ def gateway(backend, portico, pki, policy, mode="optional"):
     return portico(cfg), port
 
 
-_BACKENDS = []
-
-
-@pytest.fixture(autouse=True)
-def _refusals_leave_the_backend_alone(request):
-    """Every get() that is refused is also checked on the other side: the
-    backend never saw it; an accepted one arrived."""
-    if "backend" in request.fixturenames:
-        _BACKENDS.append(request.getfixturevalue("backend"))
-    yield
-    _BACKENDS.clear()
+pytestmark = pytest.mark.usefixtures("refusals_leave_the_backend_alone")
 
 
 def get(port, pki, cert=None):
@@ -53,20 +42,14 @@ def get(port, pki, cert=None):
         ctx.load_cert_chain(cert[0], cert[1])
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     s = ctx.wrap_socket(raw, server_hostname="localhost")
-    mark = uuid.uuid4().hex
+    mark = new_call_mark()
     try:
-        s.sendall(b"GET /echo/items/1 HTTP/1.1\r\nHost: localhost\r\nX-Call-Mark: %s\r\nConnection: close\r\n\r\n"
-                  % mark.encode())
+        s.sendall(b"GET /echo/items/1 HTTP/1.1\r\nHost: localhost\r\n%s: %s\r\nConnection: close\r\n\r\n"
+                  % (CALL_MARK.encode(), mark.encode()))
         status, headers, body = read_http_response(s.makefile("rb"))
     finally:
         s.close()
-    for b in _BACKENDS:
-        with b.lock:
-            seen = [q for q in b.requests if q.header("X-Call-Mark") == mark]
-        if 400 <= status < 500:
-            assert not seen, "a refused request (%d) reached the backend" % status
-        elif status == 200:
-            assert len(seen) == 1, "an accepted request never reached the backend"
+    check_call_mark(mark, status)
     return status, (json.loads(body) if status != 200 else None)
 
 

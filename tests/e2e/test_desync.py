@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import free_port, parse_responses
-from upstream_helpers import _Base, _read_body, _read_head
+from upstream_helpers import _Base, _read_body, _read_head, recv_head
 
 SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Smuggled: yes\r\n\r\nEVIL"
 assert len(SMUGGLED) == 59
@@ -145,13 +145,8 @@ def head_then_next(port, path, tid):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     method = b"HEAD" if "head" in path else b"GET"
     s.sendall(b"%s /h%s HTTP/1.1\r\nHost: t\r\nX-Test-Id: %s\r\n\r\n" % (method, path.encode(), tid.encode()))
-    got = b""
-    while b"\r\n\r\n" not in got:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        got += chunk
-    return s, got
+    got = recv_head(s)
+    return s, (got[0] + b"\r\n\r\n" + got[1]) if got else b""
 
 
 def assert_own(resp, tid):

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import BIN, basic_config
 from test_jwt import Keys, b64u, claims, reason, send
-from upstream_helpers import _Base
+from upstream_helpers import _Base, recv_head
 
 
 class RawProvider(_Base):
@@ -28,13 +28,10 @@ class RawProvider(_Base):
 
     def serve(self, s, cid):
         s.settimeout(30)
-        data = b""
-        while b"\r\n\r\n" not in data and len(data) < 65536:
-            chunk = s.recv(4096)
-            if not chunk:
-                return
-            data += chunk
-        path = data.split(b" ")[1].decode()
+        got = recv_head(s)
+        if got is None:
+            return
+        path = got[0].split(b" ")[1].decode()
         with self.lock:
             self.hits[path] = self.hits.get(path, 0) + 1
             route = self.routes.get(path)

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from backends import EchoBackend, ws_accept_key, ws_frame, ws_read_frame
-from upstream_helpers import _Base
+from upstream_helpers import _Base, recv_head
 from conftest import basic_config, free_port
 from tls_helpers import Pki, client_context, read_http_response, tls_connect
 
@@ -534,13 +534,10 @@ class LateAnswerBackend(_Base):
 
     def serve(self, s, cid):
         s.settimeout(10)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = s.recv(4096)
-            if not chunk:
-                return
-            head += chunk
-        head, _, got = head.partition(b"\r\n\r\n")
+        read = recv_head(s)
+        if read is None:
+            return
+        head, got = read
         key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")]
         s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   b"Sec-WebSocket-Accept: %s\r\n\r\n" % ws_accept_key(key[0].decode()).encode())

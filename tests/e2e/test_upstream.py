@@ -14,7 +14,7 @@ import pytest
 
 from conftest import basic_config, free_port, parse_responses
 from upstream_helpers import (Blackhole, EarlyResponder, ScriptedBackend, _Base, dechunk, exchange, hget,
-                              split_head)
+                              recv_head, split_head)
 
 
 # ----------------------------------------------------------------- helpers
@@ -926,12 +926,8 @@ class NoBodyReader(_Base):
 
     def serve(self, s, cid):
         s.settimeout(30)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                return
-            data += chunk
+        if recv_head(s) is None:
+            return
         self.drain.wait(30)
         try:
             while s.recv(1 << 20):

@@ -39,6 +39,21 @@ import threading
 import time
 
 
+def recv_head(s, limit=65536):
+    """Reads from socket s until a head's empty line: (head, bytes after it),
+    or None when the peer closes first or the head passes `limit` bytes."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        if len(buf) > limit:
+            return None
+        chunk = s.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
 class Rec:
     def __init__(self, conn_id, n, method, target, version, headers, body):
         self.conn_id = conn_id
@@ -247,14 +262,11 @@ class EarlyResponder(_Base):
         super().__init__()
 
     def serve(self, s, cid):
-        buf = bytearray()
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                self._mark_eof(cid)
-                return
-            buf += chunk
-        head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+        got = recv_head(s, limit=1 << 30)
+        if got is None:
+            self._mark_eof(cid)
+            return
+        head, rest = got
         lines = head.split(b"\r\n")
         method, target, version = lines[0].decode("latin1").split(" ")
         headers = []
