@@ -15,19 +15,19 @@
  *   SIGINT   immediate stop.
  *   SIGUSR1  reopen the log files (after rotation).
  */
-#include "pt.h"
-#include "pt_cli.h"
-#include "pt_conf.h"
-#include "pt_counters.h"
-#include "pt_gen.h"
-#include "pt_corepol.h"
-#include "pt_log.h"
-#include "pt_mgmt.h"
-#include "pt_model.h"
-#include "pt_plugin.h"
-#include "pt_store.h"
-#include "pt_policy.h"
-#include "pt_worker.h"
+#include "base/pt.h"
+#include "mgmt/pt_cli.h"
+#include "conf/pt_conf.h"
+#include "event/pt_counters.h"
+#include "policy/pt_gen.h"
+#include "policy/pt_corepol.h"
+#include "base/pt_log.h"
+#include "mgmt/pt_mgmt.h"
+#include "conf/pt_model.h"
+#include "policy/pt_plugin.h"
+#include "conf/pt_store.h"
+#include "policy/pt_policy.h"
+#include "proxy/pt_worker.h"
 
 #include <errno.h>
 #include <event2/event.h>

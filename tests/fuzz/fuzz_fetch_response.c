@@ -11,7 +11,7 @@
  * read or write out of bounds (run under ASan), and never a body over the
  * cap.
  */
-#include "pt_fetch.h"
+#include "http/pt_fetch.h"
 
 #include <event2/buffer.h>
 #include <stdint.h>

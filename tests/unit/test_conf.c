@@ -1,8 +1,8 @@
 /*
  * test_conf -- configuration parsing, validation, defaults and messages.
  */
-#include "pt_conf.h"
-#include "pt_log.h"
+#include "conf/pt_conf.h"
+#include "base/pt_log.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -3,7 +3,7 @@
  * gauges, the atomic add-within-limit under threads, the key cap with its
  * overflow counters, and persistence seeding.
  */
-#include "pt_counters.h"
+#include "event/pt_counters.h"
 
 #include <pthread.h>
 #include <setjmp.h>

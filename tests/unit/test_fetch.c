@@ -2,8 +2,8 @@
  * test_fetch -- the outbound client's response parser (pt_fetch_parse), fed
  * whole and byte by byte, and the error log's escaping of control bytes.
  */
-#include "pt_fetch.h"
-#include "pt_log.h"
+#include "http/pt_fetch.h"
+#include "base/pt_log.h"
 
 #include <event2/buffer.h>
 #include <setjmp.h>

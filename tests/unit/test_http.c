@@ -2,8 +2,8 @@
  * test_http -- head scanning, request/response parsing and checks, chunked
  * decoding, output helpers and URL helpers.
  */
-#include "pt_http.h"
-#include "pt_url.h"
+#include "http/pt_http.h"
+#include "base/pt_url.h"
 
 #include <event2/buffer.h>
 #include <setjmp.h>

@@ -9,7 +9,7 @@
  * budget: a pathological pattern stops with "time limit exceeded" once the
  * callback says so, and the subject cap refuses long subjects.
  */
-#include "pt_lpat.h"
+#include "lua/pt_lpat.h"
 
 #include <lauxlib.h>
 #include <lualib.h>

@@ -4,7 +4,7 @@
  * the helpers as global `h`.  Snippets assert with eq()/bad() (see PRELUDE);
  * any Lua error fails the test.
  */
-#include "pt_luahelp.h"
+#include "lua/pt_luahelp.h"
 
 #include <lauxlib.h>
 #include <lualib.h>

@@ -1,7 +1,7 @@
 /*
  * test_router -- API suffixes, operation tries, precedence, captures.
  */
-#include "pt_router.h"
+#include "conf/pt_router.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,0 +1,198 @@
+/*
+ * pt_url -- URL helpers.
+ */
+#include "base/pt_url.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+
+static bool is_unreserved_or_sub(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("-._~!$&'()*+,;=%", c) != NULL;
+}
+
+const char *pt_url_parse(struct pt_pool *pool, const char *text, struct pt_url *u)
+{
+    memset(u, 0, sizeof(*u));
+    const char *p = text;
+    if (strncasecmp(p, "http://", 7) == 0) {
+        p += 7;
+    } else if (strncasecmp(p, "https://", 8) == 0) {
+        p += 8;
+        u->https = true;
+    } else
+        return "must start with http:// or https://";
+    const char *auth = p;
+    while (*p && *p != '/' && *p != '?' && *p != '#')
+        p++;
+    size_t alen = (size_t)(p - auth);
+    if (alen == 0)
+        return "has no host";
+    if (memchr(auth, '@', alen))
+        return "must not carry user information";
+    if (*p == '?' || *p == '#' || strchr(p, '?') || strchr(p, '#'))
+        return "must not have a query or fragment";
+    /* split host and port */
+    const char *hs = auth, *he, *port = NULL;
+    if (*auth == '[') {
+        he = memchr(auth, ']', alen);
+        if (!he)
+            return "has an unterminated IPv6 literal";
+        hs = auth + 1;
+        if (he + 1 < auth + alen) {
+            if (he[1] != ':')
+                return "has junk after the IPv6 literal";
+            port = he + 2;
+        }
+    } else {
+        he = memchr(auth, ':', alen);
+        if (he)
+            port = he + 1;
+        else
+            he = auth + alen;
+    }
+    if (he == hs)
+        return "has an empty host";
+    if (*auth == '[') {
+        char lit[64];
+        struct in6_addr a6;
+        if ((size_t)(he - hs) >= sizeof(lit))
+            return "has an invalid IPv6 literal";
+        memcpy(lit, hs, (size_t)(he - hs));
+        lit[he - hs] = '\0';
+        if (inet_pton(AF_INET6, lit, &a6) != 1)
+            return "has an invalid IPv6 literal";
+    } else
+        for (const char *c = hs; c < he; c++)
+            if (!is_unreserved_or_sub((unsigned char)*c) || *c == '%')
+                return "has an invalid character in the host";
+    u->port = u->https ? 443 : 80;
+    u->default_port = true;
+    if (port) {
+        const char *pe = auth + alen;
+        if (port == pe)
+            return "has an empty port";
+        long v = 0;
+        for (const char *c = port; c < pe; c++) {
+            if (*c < '0' || *c > '9')
+                return "has an invalid port";
+            v = v * 10 + (*c - '0');
+            if (v > 65535)
+                return "has a port above 65535";
+        }
+        if (v == 0)
+            return "has port 0";
+        u->port = (int)v;
+        u->default_port = v == (u->https ? 443 : 80);
+    }
+    u->host = pt_pool_strndup(pool, hs, (size_t)(he - hs));
+    for (char *c = u->host; *c; c++)
+        if (*c >= 'A' && *c <= 'Z')
+            *c |= 0x20;
+    if (u->default_port)
+        u->authority = *auth == '[' ? pt_pool_printf(pool, "[%s]", u->host) : pt_pool_strdup(pool, u->host);
+    else
+        u->authority = *auth == '[' ? pt_pool_printf(pool, "[%s]:%d", u->host, u->port)
+                                    : pt_pool_printf(pool, "%s:%d", u->host, u->port);
+    /* path: keep as written, drop trailing slashes */
+    size_t plen = strlen(p);
+    while (plen && p[plen - 1] == '/')
+        plen--;
+    for (size_t i = 0; i < plen; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '<' || c == '>' || c == '\\' || c == '^' ||
+            c == '`' || c == '{' || c == '|' || c == '}')
+            return "has a character that must be percent-encoded in the path";
+    }
+    u->path = pt_pool_strndup(pool, p, plen);
+    return NULL;
+}
+
+bool pt_host_valid(pt_str s)
+{
+    if (s.n == 0 || s.n > 255)
+        return false;
+    size_t i = 0;
+    if (s.p[0] == '[') {
+        for (i = 1; i < s.n && s.p[i] != ']'; i++) {
+            char c = s.p[i];
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                  c == ':' || c == '.'))
+                return false;
+        }
+        if (i >= s.n || i == 1)
+            return false;
+        i++;
+    } else {
+        for (; i < s.n && s.p[i] != ':'; i++) {
+            unsigned char c = (unsigned char)s.p[i];
+            if (!is_unreserved_or_sub(c) || c == '%')
+                return false;
+        }
+        if (i == 0)
+            return false;
+    }
+    if (i == s.n)
+        return true;
+    if (s.p[i] != ':')
+        return false;
+    i++;
+    if (i == s.n || s.n - i > 5)
+        return false;
+    unsigned port = 0;
+    for (; i < s.n; i++) {
+        if (s.p[i] < '0' || s.p[i] > '9')
+            return false;
+        port = port * 10 + (unsigned)(s.p[i] - '0');
+    }
+    return port <= 65535;
+}
+
+pt_str pt_host_strip_port(pt_str s)
+{
+    if (s.n == 0)
+        return s;
+    if (s.p[0] == '[') {
+        const char *e = memchr(s.p, ']', s.n);
+        if (e)
+            s.n = (size_t)(e - s.p) + 1;
+        return s;
+    }
+    const char *c = memchr(s.p, ':', s.n);
+    if (c)
+        s.n = (size_t)(c - s.p);
+    return s;
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+ssize_t pt_pct_decode(pt_str in, char *out, bool plus_is_space)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < in.n; i++) {
+        char c = in.p[i];
+        if (c == '%') {
+            if (i + 2 >= in.n)
+                return -1;
+            int h = hexval((unsigned char)in.p[i + 1]), l = hexval((unsigned char)in.p[i + 2]);
+            if (h < 0 || l < 0)
+                return -1;
+            out[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else if (c == '+' && plus_is_space)
+            out[o++] = ' ';
+        else
+            out[o++] = c;
+    }
+    return (ssize_t)o;
+}

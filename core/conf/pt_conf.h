@@ -1,0 +1,380 @@
+/*
+ * pt_conf -- the configuration file: schema, validation, defaults.
+ *
+ * Loading is two steps.  pt_node parses YAML into a tree with positions;
+ * pt_conf walks the tree with key tables (pt_cfkey) that say, as data, which
+ * keys a map accepts, their types, bounds and where each value goes.  Every
+ * problem is reported, not only the first, as "file:line:column: message".
+ *
+ * A struct pt_conf and everything it points to lives in conf->pool and is
+ * immutable once loaded: generations (pt_gen) share it read-only between
+ * threads.
+ */
+#ifndef PT_CONF_H
+#define PT_CONF_H
+
+#include "base/pt.h"
+#include "conf/pt_node.h"
+#include "base/pt_pool.h"
+
+#include <sys/socket.h>
+
+/* ---- schema machinery (also used by policies and the management API) ---- */
+
+enum pt_cftype {
+    PT_CT_STR,    /* char *, non-empty unless PT_CF_EMPTY_OK */
+    PT_CT_BOOL,   /* bool */
+    PT_CT_INT,    /* int64_t within [min, max] */
+    PT_CT_SIZE,   /* uint64_t bytes: 123, "16k", "1m", "2g" */
+    PT_CT_MS,     /* uint32_t milliseconds: 5 (seconds), "250ms", "10s", "5m", "1h" */
+    PT_CT_ENUM,   /* int: index into enums[] */
+    PT_CT_MAP,    /* nested keys, stored into the same base struct */
+    PT_CT_CUSTOM, /* fn parses the node; field = base + off */
+};
+
+#define PT_CF_REQUIRED 0x1
+#define PT_CF_EMPTY_OK 0x2
+#define PT_CF_PATH 0x4 /* PT_CT_STR relative to the config file's folder */
+
+struct pt_cfctx;
+
+struct pt_cfkey {
+    const char *name;
+    enum pt_cftype type;
+    size_t off;
+    unsigned flags;
+    int64_t min, max;
+    const char *const *enums;
+    const struct pt_cfkey *sub;
+    bool (*fn)(struct pt_cfctx *cx, struct pt_node *node, void *field);
+};
+
+struct pt_cfctx {
+    struct pt_pool *pool;
+    struct pt_errors *errs;
+    const char *dir; /* folder of the config file, for relative paths */
+};
+
+/* Validates map `node` against keys (NULL-name terminated) into base. */
+bool pt_cf_map(struct pt_cfctx *cx, struct pt_node *node, const struct pt_cfkey *keys, void *base);
+/* Single-value readers; each reports its own error and returns false. */
+bool pt_cf_str(struct pt_cfctx *cx, struct pt_node *n, char **out, bool empty_ok);
+bool pt_cf_bool(struct pt_cfctx *cx, struct pt_node *n, bool *out);
+bool pt_cf_int(struct pt_cfctx *cx, struct pt_node *n, int64_t min, int64_t max, int64_t *out);
+bool pt_cf_size(struct pt_cfctx *cx, struct pt_node *n, uint64_t *out);
+bool pt_cf_ms(struct pt_cfctx *cx, struct pt_node *n, uint32_t *out);
+/* Parses "10s"-style durations and "16k"-style sizes; false on bad syntax. */
+bool pt_parse_duration_ms(const char *s, uint64_t *ms);
+bool pt_parse_size(const char *s, uint64_t *bytes);
+/* Resolves path against dir unless absolute; result in pool. */
+char *pt_cf_path(struct pt_cfctx *cx, const char *path);
+
+/* ---- the configuration ---- */
+
+struct pt_strlist {
+    char **v;
+    int n;
+};
+
+struct pt_cert_cf {
+    char *certificate; /* PEM chain */
+    char *key;         /* PEM private key */
+    struct pt_node *node;
+};
+
+/* TLS parameters (listen[].tls, management.tls, upstream.tls); zeros and
+   NULLs mean the defaults: TLS 1.2 and 1.3, forward-secret AEAD suites. */
+struct pt_tls_cf {
+    int min_version;          /* 0 default (1.2), 12, 13 */
+    char *ciphers;            /* TLS 1.2 and below: an OpenSSL cipher list */
+    char *ciphersuites;       /* TLS 1.3: an OpenSSL ciphersuites list */
+    struct pt_node *node;
+};
+
+struct pt_listen_cf {
+    char *address; /* as written: "127.0.0.1:8080", "[::1]:8443", ":8080" */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    struct pt_cert_cf *certs; /* TLS when ncerts > 0; several = SNI */
+    int ncerts;
+    int client_cert;          /* clientCertificate: 0 none, 1 optional, 2 required, 3 verified */
+    char *client_ca;          /* clientCa: CA bundle client certificates are checked against */
+    struct pt_tls_cf tls;
+    int backlog;              /* listen queue; 0: the system's maximum (net.core.somaxconn) */
+    struct pt_node *node;
+};
+
+struct pt_operation_cf {
+    struct pt_node *policies;  /* the operation's policy document (validated with the generation) */
+    struct pt_node *responses; /* response descriptions and examples (mock-response) */
+    char *id;
+    char *display_name;
+    char *description;
+    char *method;       /* upper-case method or "*" */
+    char *url_template; /* "/items/{id}", "/get?a={b}", or ending in a wildcard segment */
+    struct pt_node *node;
+};
+
+struct pt_api_cf {
+    struct pt_node *policies;
+    char *workspace;   /* "" = service level */
+    struct pt_strlist protocols; /* "http", "https"; empty = both */
+    char *api_version;        /* "v1" within its version set */
+    char *version_set;        /* apiVersionSetId */
+    char *revision;           /* "1" unless set */
+    bool is_current;          /* the current revision */
+    char *id;
+    char *display_name;
+    char *description;
+    char *path;        /* URL suffix without leading/trailing '/'; "" = root */
+    char *host;        /* optional: only requests for this host */
+    char *service_url; /* backend base URL */
+    bool subscription_required;
+    char *key_header; /* subscription key header name */
+    char *key_query;  /* subscription key query parameter */
+    uint64_t body_size; /* bodySize: a smaller request-body limit for this API (0: limits.bodySize) */
+    struct pt_strlist secret_query; /* secretQueryParameters: query values the access log writes REDACTED */
+    struct pt_operation_cf *ops;
+    int nops;
+    struct pt_node *node;
+};
+
+enum { PT_UNDERSCORES_REJECT, PT_UNDERSCORES_DROP, PT_UNDERSCORES_ALLOW };
+
+struct pt_limits_cf {
+    uint64_t buffer_size;   /* a body read into memory for a policy */
+    uint64_t header_size;   /* request line + headers, 431 */
+    uint64_t header_line;   /* one header line, 431 */
+    int header_underscores; /* PT_UNDERSCORES_*: header names with '_' */
+    int64_t header_count;   /* 431 */
+    uint64_t uri_length;    /* 414 */
+    uint64_t body_size;     /* 413, before reading the body */
+    int64_t requests_per_connection;
+    int64_t connections_per_worker;
+};
+
+struct pt_timeouts_cf {
+    uint32_t header;    /* whole request head, from its first byte: 408 */
+    uint32_t body_idle; /* between two reads of a request body: 408 */
+    uint32_t body;      /* the whole request (head to last body byte); 0 = no bound (the default) */
+    uint32_t keepalive; /* idle keep-alive connection */
+    uint32_t send;      /* client not reading our response */
+    uint32_t shutdown;  /* graceful drain bound */
+};
+
+struct pt_upstream_cf {
+    uint32_t connect_timeout;
+    uint32_t read_timeout; /* between two reads from the backend: 504 */
+    uint32_t idle_timeout; /* pooled keep-alive connections */
+    int64_t max_idle;      /* pooled connections per backend per worker */
+    char *ca_file;         /* for https backends; NULL = system store */
+    bool verify;
+    struct pt_tls_cf tls;  /* towards https backends */
+    unsigned forwarded;    /* PT_FWD_* bits: which forwarding headers are set */
+    char *request_id_header; /* "" = the request id is not sent */
+};
+
+#define PT_FWD_XFF 0x1   /* X-Forwarded-For */
+#define PT_FWD_XFP 0x2   /* X-Forwarded-Proto */
+#define PT_FWD_XFH 0x4   /* X-Forwarded-Host */
+#define PT_FWD_FORWARDED 0x8
+
+struct pt_log_cf {
+    int level;           /* PT_LOG_* */
+    char *error;         /* "stderr" or a path */
+    char *access;        /* "stdout", "stderr", "off" or a path */
+    uint64_t access_buffer; /* bytes buffered per worker before a write */
+    uint32_t access_flush;  /* longest time a line waits in the buffer */
+};
+
+struct pt_product_cf {
+    char *id;
+    char *workspace;
+    char *display_name;
+    char *description;
+    int state;                /* 0 notPublished, 1 published */
+    bool subscription_required;
+    bool approval_required;
+    int64_t subscriptions_limit; /* 0 = unlimited */
+    char *terms;
+    struct pt_strlist apis;   /* API ids */
+    struct pt_strlist groups; /* group ids that see it */
+    struct pt_node *policies;
+    struct pt_node *node;
+};
+
+struct pt_group_cf {
+    char *id;
+    char *workspace;
+    char *display_name;
+    char *description;
+    int type;                 /* 0 custom, 1 system, 2 external */
+    struct pt_node *node;
+};
+
+struct pt_user_cf {
+    char *id;
+    char *email;
+    char *first_name;
+    char *last_name;
+    int state;                /* 0 active, 1 blocked, 2 pending, 3 deleted */
+    char *note;
+    struct pt_strlist groups;
+    struct pt_node *node;
+};
+
+enum pt_sub_scope { PT_SUB_ALL_APIS, PT_SUB_API, PT_SUB_PRODUCT };
+enum pt_sub_state { PT_SUB_SUBMITTED, PT_SUB_ACTIVE, PT_SUB_SUSPENDED, PT_SUB_CANCELLED, PT_SUB_REJECTED,
+                    PT_SUB_EXPIRED };
+
+struct pt_subscription_cf {
+    char *id;
+    char *workspace;
+    char *display_name;
+    char *scope;              /* "/products/p", "/apis/a", "/apis" */
+    enum pt_sub_scope scope_kind;
+    char *scope_id;
+    char *owner_id;           /* "/users/u" or NULL */
+    char *owner_user;         /* "u" */
+    int state;                /* enum pt_sub_state */
+    char *primary_key;
+    char *secondary_key;
+    bool allow_tracing;
+    char *state_comment, *start_date, *expiration_date, *end_date, *notification_date;
+    int64_t ends_ms; /* the earlier of expirationDate and endDate (Unix ms); 0 = never: no key works after it */
+    char *created_date;
+    struct pt_node *node;
+};
+
+struct pt_backend_cf {
+    char *id;
+    char *workspace;
+    char *url;
+    char *protocol;
+    char *description;
+    struct pt_node *node;
+};
+
+struct pt_workspace_cf {
+    char *id;
+    char *display_name;
+    char *description;
+    struct pt_node *policies; /* workspace scope: between global and product */
+    struct pt_node *node;
+};
+
+struct pt_versionset_cf {
+    char *id;
+    char *display_name;
+    char *description;
+    int scheme;               /* 0 Segment, 1 Query, 2 Header */
+    char *query_name;         /* versionQueryName, default api-version */
+    char *header_name;        /* versionHeaderName, default Api-Version */
+    char *workspace;          /* "" = service level */
+    struct pt_node *node;
+};
+
+struct pt_mgmt_cf {
+    char *listen;             /* "127.0.0.1:8001"; NULL = no management API */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char *admin_token;        /* or PORTICO_ADMIN_TOKEN */
+    uint64_t max_body;
+    struct pt_cert_cf cert;   /* certificate + key: the listener speaks HTTPS */
+    struct pt_listen_cf tls;  /* tls.ncerts == 1 when it does */
+};
+
+struct pt_lua_limits {
+    uint32_t timeout;         /* per call, ms */
+    uint64_t memory;          /* per worker state, bytes */
+    uint64_t pattern_subject; /* longest string pattern functions accept */
+    char **policy_path;       /* folders with Lua policies */
+    int npolicy_path;
+};
+
+struct pt_conf {
+    struct pt_pool *pool;
+    struct pt_node *policies;        /* global policy document */
+    struct pt_node *fragments;       /* policyFragments list */
+    struct pt_node *named_values;    /* namedValues list */
+    char *plugin_dir;
+    struct pt_lua_limits lua;
+    char *file;
+    char *dir;
+    struct pt_node *root;
+    struct pt_listen_cf *listen;
+    int nlisten;
+    int workers; /* resolved: "auto" becomes the number of CPUs */
+    struct pt_limits_cf limits;
+    struct pt_timeouts_cf timeouts;
+    struct pt_upstream_cf upstream;
+    struct pt_log_cf log;
+    struct pt_api_cf *apis;
+    int napis;
+    struct pt_product_cf *products;
+    int nproducts;
+    struct pt_group_cf *groups;
+    int ngroups;
+    struct pt_user_cf *users;
+    int nusers;
+    struct pt_subscription_cf *subs;
+    int nsubs;
+    struct pt_backend_cf *backends;
+    int nbackends;
+    struct pt_workspace_cf *workspaces;
+    int nworkspaces;
+    struct pt_versionset_cf *version_sets;
+    int nversion_sets;
+    char *data_dir;           /* the store's folder */
+    char *secret_key;         /* encrypts secret named values at rest */
+    struct pt_mgmt_cf mgmt;
+    struct pt_cidr *trusted;  /* trustedProxies: peers whose X-Forwarded-For is believed */
+    int ntrusted;
+    uint64_t counter_keys;    /* limits.counterKeys: rate-limit and quota keys kept at most */
+};
+
+/* An address range: family AF_INET or AF_INET6, network bytes, prefix bits. */
+struct pt_cidr {
+    int family;
+    unsigned char addr[16];
+    int bits;
+};
+/* "192.0.2.0/24", "2001:db8::/32", or one address; false when malformed. */
+bool pt_parse_cidr(const char *s, struct pt_cidr *out);
+/* Is the address (text) inside the range? */
+bool pt_cidr_has(const struct pt_cidr *c, const char *ip);
+
+/* Names of the enums above, for JSON and YAML. */
+extern const char *const pt_product_states[];
+extern const char *const pt_sub_states[];
+extern const char *const pt_user_states[];
+extern const char *const pt_group_types[];
+extern const char *const pt_versioning_schemes[];
+
+/*
+ * Loads and validates a configuration file.  On failure returns NULL with
+ * every problem in errs.  The result owns its pool (pt_conf_free).
+ */
+struct pt_conf *pt_conf_load(const char *path, struct pt_errors *errs);
+/* Validates a tree (from a file, or built from the store) into a configuration
+   whose pool is `pool` (freed by pt_conf_free). */
+struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,
+                                  struct pt_errors *errs);
+/* Checks that references between entities resolve (product apis, subscription
+   scopes and owners, user groups, version sets, workspaces). */
+bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs);
+/* Parses an ISO 8601 date ("2027-01-31") or time ("2027-01-31T12:00:00Z",
+   fractions, "+02:00" offsets; no zone = UTC) into Unix ms; false if invalid. */
+bool pt_parse_iso8601(const char *s, int64_t *ms);
+bool pt_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id);
+/* Same, from text already in memory (tests; `name` names it in messages). */
+struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len,
+                              struct pt_errors *errs);
+void pt_conf_free(struct pt_conf *conf);
+/* The listen queue to ask for: backlog, else the system's maximum
+   (/proc/sys/net/core/somaxconn; 4096 when it cannot be read). */
+int pt_listen_backlog(int backlog);
+/* Parses "host:port" for listening; false on bad syntax. */
+bool pt_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen);
+
+#endif

@@ -1,0 +1,768 @@
+/*
+ * pt_model -- file and store, joined into the configuration a generation runs.
+ */
+#include "conf/pt_model.h"
+#include "base/pt_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+const struct pt_kind pt_kinds[] = {
+    {"api", "apis", "apis"},
+    {"product", "products", "products"},
+    {"group", "groups", "groups"},
+    {"user", "users", "users"},
+    {"subscription", "subscriptions", "subscriptions"},
+    {"namedValue", "namedValues", "namedValues"},
+    {"policyFragment", "policyFragments", "policyFragments"},
+    {"backend", "backends", "backends"},
+    {"workspace", "workspaces", "workspaces"},
+    {"apiVersionSet", "apiVersionSets", "apiVersionSets"},
+    {NULL, NULL, NULL},
+};
+
+/* Keys of the file that are entities, not settings. */
+static bool is_entity_key(const char *k)
+{
+    for (int i = 0; pt_kinds[i].kind; i++)
+        if (!strcmp(k, pt_kinds[i].list))
+            return true;
+    return !strcmp(k, "policies");
+}
+
+/* ------------------------------------------------------------ conversions */
+
+static bool looks_integer(const char *s)
+{
+    const char *p = s + (*s == '-');
+    if (!*p || strlen(p) > 18)
+        return false;
+    for (; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return !(s[0] == '0' && s[1]) && !(s[0] == '-' && s[1] == '0');
+}
+
+static bool looks_real(const char *s)
+{
+    char *end;
+    if (!*s || strchr(s, 'x') || strchr(s, 'X') || strpbrk(s, "nN"))
+        return false;
+    strtod(s, &end);
+    return *end == '\0' && strpbrk(s, ".eE");
+}
+
+json_t *pt_node_to_json(const struct pt_node *n)
+{
+    switch (n->kind) {
+    case PT_N_MAP: {
+        json_t *o = json_object();
+        for (int i = 0; i < n->n; i++)
+            json_object_set_new(o, pt_node_key(n, i)->str, pt_node_to_json(pt_node_val(n, i)));
+        return o;
+    }
+    case PT_N_SEQ: {
+        json_t *a = json_array();
+        for (int i = 0; i < n->n; i++)
+            json_array_append_new(a, pt_node_to_json(n->items[i]));
+        return a;
+    }
+    default:
+        if (n->null)
+            return json_null();
+        if (!n->quoted) {
+            if (!strcmp(n->str, "true") || !strcmp(n->str, "True") || !strcmp(n->str, "TRUE"))
+                return json_true();
+            if (!strcmp(n->str, "false") || !strcmp(n->str, "False") || !strcmp(n->str, "FALSE"))
+                return json_false();
+            if (looks_integer(n->str))
+                return json_integer(strtoll(n->str, NULL, 10));
+            if (looks_real(n->str))
+                return json_real(strtod(n->str, NULL));
+        }
+        return json_stringn(n->str, n->len);
+    }
+}
+
+struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent, int index)
+{
+    struct pt_node *n = pt_pool_calloc(pool, sizeof(*n));
+    n->parent = parent;
+    n->index = index;
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        n->kind = PT_N_MAP;
+        size_t cnt = json_object_size(j);
+        n->items = pt_pool_calloc(pool, sizeof(*n->items) * (cnt ? 2 * cnt : 1));
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v) {
+            struct pt_node *kn = pt_pool_calloc(pool, sizeof(*kn));
+            kn->kind = PT_N_SCALAR;
+            kn->quoted = true;
+            kn->str = pt_pool_strdup(pool, k);
+            kn->len = strlen(k);
+            kn->parent = n;
+            kn->index = n->n;
+            n->items[2 * n->n] = kn;
+            n->items[2 * n->n + 1] = pt_node_from_json(pool, v, n, n->n);
+            n->n++;
+        }
+        return n;
+    }
+    case JSON_ARRAY: {
+        n->kind = PT_N_SEQ;
+        size_t cnt = json_array_size(j);
+        n->items = pt_pool_calloc(pool, sizeof(*n->items) * (cnt ? cnt : 1));
+        for (size_t i = 0; i < cnt; i++)
+            n->items[n->n++] = pt_node_from_json(pool, json_array_get(j, i), n, (int)i);
+        return n;
+    }
+    case JSON_STRING:
+        n->kind = PT_N_SCALAR;
+        n->quoted = true;
+        n->len = json_string_length(j);
+        n->str = pt_pool_strndup(pool, json_string_value(j), n->len);
+        return n;
+    case JSON_INTEGER:
+        n->kind = PT_N_SCALAR;
+        n->str = pt_pool_printf(pool, "%lld", (long long)json_integer_value(j));
+        n->len = strlen(n->str);
+        return n;
+    case JSON_REAL:
+        n->kind = PT_N_SCALAR;
+        n->str = pt_pool_printf(pool, "%.17g", json_real_value(j));
+        n->len = strlen(n->str);
+        return n;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        n->kind = PT_N_SCALAR;
+        n->str = json_is_true(j) ? "true" : "false";
+        n->len = strlen(n->str);
+        return n;
+    default:
+        n->kind = PT_N_SCALAR;
+        n->null = true;
+        n->str = "";
+        return n;
+    }
+}
+
+/* ----------------------------------------------------------------- secrets */
+
+static char keyfile_key[65]; /* from <data>/secret.key when nothing else gives one */
+
+const char *pt_model_secret_key(const struct pt_conf *cf)
+{
+    if (cf && cf->secret_key)
+        return cf->secret_key;
+    const char *e = getenv("PORTICO_SECRET_KEY");
+    if (e && *e)
+        return e;
+    return keyfile_key[0] ? keyfile_key : NULL;
+}
+
+bool pt_model_load_keyfile(const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/secret.key", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, keyfile_key, 64);
+        close(fd);
+        if (n < 32) {
+            snprintf(err, errlen, "%s: expected 64 hexadecimal characters", path);
+            keyfile_key[0] = '\0';
+            return false;
+        }
+        keyfile_key[n] = '\0';
+        return true;
+    }
+    if (errno != ENOENT) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return false;
+    }
+    char a[33], b[33];
+    pt_model_new_key(a);
+    pt_model_new_key(b);
+    snprintf(keyfile_key, sizeof(keyfile_key), "%s%s", a, b);
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, keyfile_key, 64) == 64 && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!ok || rename(tmp, path) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        unlink(tmp);
+        keyfile_key[0] = '\0';
+        return false;
+    }
+    pt_info("generated %s to encrypt secret named values (set secretKey or $PORTICO_SECRET_KEY to use your own)",
+            path);
+    return true;
+}
+
+static void derive_key(const char *secret, unsigned char key[32])
+{
+    SHA256((const unsigned char *)secret, strlen(secret), key);
+}
+
+/* "v1:" + base64(iv[12] | ciphertext | tag[16]) */
+char *pt_model_seal(const char *secret_key, const char *plain)
+{
+    if (!secret_key)
+        return NULL;
+    unsigned char key[32], iv[12], tag[16];
+    derive_key(secret_key, key);
+    if (RAND_bytes(iv, sizeof(iv)) != 1)
+        return NULL;
+    size_t pl = strlen(plain);
+    unsigned char *buf = malloc(12 + pl + 16);
+    int len = 0, fin = 0;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    bool ok = ctx && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, iv) == 1 &&
+              EVP_EncryptUpdate(ctx, buf + 12, &len, (const unsigned char *)plain, (int)pl) == 1 &&
+              EVP_EncryptFinal_ex(ctx, buf + 12 + len, &fin) == 1 &&
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
+    memcpy(buf, iv, 12);
+    memcpy(buf + 12 + len + fin, tag, 16);
+    size_t total = 12 + (size_t)(len + fin) + 16;
+    char *out = malloc(4 * ((total + 2) / 3) + 8);
+    memcpy(out, "v1:", 3);
+    EVP_EncodeBlock((unsigned char *)out + 3, buf, (int)total);
+    free(buf);
+    return out;
+}
+
+char *pt_model_unseal(const char *secret_key, const char *sealed)
+{
+    if (!secret_key || strncmp(sealed, "v1:", 3))
+        return NULL;
+    const char *b64 = sealed + 3;
+    size_t bl = strlen(b64);
+    unsigned char *buf = malloc(bl + 4);
+    int n = EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)bl);
+    if (n < 0) {
+        free(buf);
+        return NULL;
+    }
+    while (bl && b64[bl - 1] == '=') {
+        n--;
+        bl--;
+    }
+    if (n < 28) {
+        free(buf);
+        return NULL;
+    }
+    unsigned char key[32];
+    derive_key(secret_key, key);
+    int clen = n - 28, len = 0, fin = 0;
+    char *out = malloc((size_t)clen + 1);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    bool ok = ctx && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, buf) == 1 &&
+              EVP_DecryptUpdate(ctx, (unsigned char *)out, &len, buf + 12, clen) == 1 &&
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, buf + 12 + clen) == 1 &&
+              EVP_DecryptFinal_ex(ctx, (unsigned char *)out + len, &fin) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    free(buf);
+    if (!ok) {
+        free(out);
+        return NULL;
+    }
+    out[len + fin] = '\0';
+    return out;
+}
+
+void pt_model_new_key(char out[33])
+{
+    unsigned char r[16];
+    if (RAND_bytes(r, sizeof(r)) != 1)
+        abort(); /* no randomness: no keys */
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = hx[r[i] >> 4];
+        out[2 * i + 1] = hx[r[i] & 15];
+    }
+    out[32] = '\0';
+}
+
+/* ------------------------------------------------------------ apply a file */
+
+static json_t *without(json_t *o, const char *const *keys)
+{
+    for (int i = 0; keys[i]; i++)
+        json_object_del(o, keys[i]);
+    return o;
+}
+
+static const char *str_of(const json_t *o, const char *k, const char *def)
+{
+    const json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : def;
+}
+
+static bool put_policy(struct pt_store *st, const char *id, struct pt_node *policies, const char *source)
+{
+    if (!policies)
+        return true;
+    json_t *j = pt_node_to_json(policies);
+    bool ok = pt_store_put(st, "policy", "", id, "", j, source, NULL);
+    json_decref(j);
+    return ok;
+}
+
+/* Through the API, what the file declares cannot be changed. */
+static bool writable(struct pt_store *st, const char *source, const char *kind, const char *parent, const char *id,
+                     const struct pt_node *where, struct pt_errors *errs)
+{
+    char src[16];
+    if (strcmp(source, "config") && pt_store_info(st, kind, parent, id, src, NULL) && !strcmp(src, "config")) {
+        pt_node_error(errs, where, "%s '%s' is declared in the configuration file; change it there", kind, id);
+        return false;
+    }
+    return true;
+}
+
+bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *f, const char *secret_key,
+                         struct pt_errors *errs)
+{
+    return pt_model_apply(st, f, secret_key, "config", errs);
+}
+
+bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *secret_key, const char *source,
+                    struct pt_errors *errs)
+{
+    bool file = !strcmp(source, "config");
+    static const char *const api_x[] = {"operations", "policies", NULL};
+    static const char *const op_x[] = {"policies", NULL};
+    static const char *const product_x[] = {"apis", "groups", "policies", NULL};
+    static const char *const user_x[] = {"groups", NULL};
+    static const char *const none[] = {NULL};
+    if (!pt_store_begin(st)) {
+        pt_errors_add(errs, "store: %s", pt_store_error(st));
+        return false;
+    }
+    if (file)
+        pt_store_mark(st, source);
+    bool ok = true;
+    for (int i = 0; ok && i < f->napis; i++) {
+        const struct pt_api_cf *a = &f->apis[i];
+        if (!writable(st, source, "api", "", a->id, a->node, errs)) {
+            ok = false;
+            break;
+        }
+        json_t *j = without(pt_node_to_json(a->node), api_x);
+        ok &= pt_store_put(st, "api", "", a->id, a->workspace, j, source, NULL);
+        json_decref(j);
+        ok &= put_policy(st, pt_pool_printf(f->pool, "api:%s", a->id), a->policies, source);
+        for (int k = 0; ok && k < a->nops; k++) {
+            const struct pt_operation_cf *op = &a->ops[k];
+            json_t *oj = without(pt_node_to_json(op->node), op_x);
+            ok &= pt_store_put(st, "operation", a->id, op->id, a->workspace, oj, source, NULL);
+            json_decref(oj);
+            ok &= put_policy(st, pt_pool_printf(f->pool, "op:%s/%s", a->id, op->id), op->policies, source);
+        }
+    }
+    for (int i = 0; ok && i < f->nproducts; i++) {
+        const struct pt_product_cf *p = &f->products[i];
+        if (!writable(st, source, "product", "", p->id, p->node, errs)) {
+            ok = false;
+            break;
+        }
+        json_t *j = without(pt_node_to_json(p->node), product_x);
+        ok &= pt_store_put(st, "product", "", p->id, p->workspace, j, source, NULL);
+        json_decref(j);
+        for (int k = 0; ok && k < p->apis.n; k++)
+            ok &= pt_store_link(st, "product-api", p->id, p->apis.v[k], source);
+        for (int k = 0; ok && k < p->groups.n; k++)
+            ok &= pt_store_link(st, "product-group", p->id, p->groups.v[k], source);
+        ok &= put_policy(st, pt_pool_printf(f->pool, "product:%s", p->id), p->policies, source);
+    }
+    for (int i = 0; ok && i < f->ngroups; i++) {
+        json_t *j = pt_node_to_json(f->groups[i].node);
+        ok &= pt_store_put(st, "group", "", f->groups[i].id, f->groups[i].workspace, j, source, NULL);
+        json_decref(j);
+    }
+    for (int i = 0; ok && i < f->nusers; i++) {
+        const struct pt_user_cf *u = &f->users[i];
+        if (!writable(st, source, "user", "", u->id, u->node, errs)) {
+            ok = false;
+            break;
+        }
+        json_t *j = without(pt_node_to_json(u->node), user_x);
+        ok &= pt_store_put(st, "user", "", u->id, "", j, source, NULL);
+        json_decref(j);
+        for (int k = 0; ok && k < u->groups.n; k++)
+            ok &= pt_store_link(st, "group-user", u->groups.v[k], u->id, source);
+    }
+    for (int i = 0; ok && i < f->nsubs; i++) {
+        const struct pt_subscription_cf *s = &f->subs[i];
+        if (!writable(st, source, "subscription", "", s->id, s->node, errs)) {
+            ok = false;
+            break;
+        }
+        json_t *j = pt_node_to_json(s->node);
+        /* keys the file does not give: kept from before, else made once */
+        json_t *old = NULL;
+        pt_store_get(st, "subscription", "", s->id, &old, NULL);
+        const char *names[2] = {"primaryKey", "secondaryKey"};
+        for (int k = 0; k < 2; k++)
+            if (!json_object_get(j, names[k])) {
+                const char *prev = old ? str_of(old, names[k], NULL) : NULL;
+                char fresh[33];
+                if (!prev)
+                    pt_model_new_key(fresh);
+                json_object_set_new(j, names[k], json_string(prev ? prev : fresh));
+            }
+        if (!json_object_get(j, "createdDate")) {
+            const char *prev = old ? str_of(old, "createdDate", NULL) : NULL;
+            char ts[48];
+            pt_format_time(ts, pt_wall_ms());
+            json_object_set_new(j, "createdDate", json_string(prev ? prev : ts));
+        }
+        json_decref(old);
+        ok &= pt_store_put(st, "subscription", "", s->id, s->workspace, j, source, NULL);
+        json_decref(j);
+    }
+    for (int i = 0; ok && f->named_values && i < f->named_values->n; i++) {
+        struct pt_node *nv = f->named_values->items[i];
+        json_t *j = pt_node_to_json(nv);
+        if (json_is_true(json_object_get(j, "secret"))) {
+            const char *plain = str_of(j, "value", "");
+            char *sealed = pt_model_seal(secret_key, plain);
+            if (!sealed) {
+                pt_node_error(errs, nv, "a secret named value needs secretKey (or $PORTICO_SECRET_KEY) to be stored");
+                ok = false;
+            } else {
+                json_object_set_new(j, "value", json_null());
+                json_object_set_new(j, "sealed", json_string(sealed));
+                free(sealed);
+            }
+        }
+        if (ok)
+            ok &= pt_store_put(st, "namedValue", "", str_of(j, "id", ""), str_of(j, "workspace", ""), j, source,
+                               NULL);
+        json_decref(j);
+    }
+    struct {
+        struct pt_node *list;
+        const char *kind;
+    } plain[] = {{f->fragments, "policyFragment"}};
+    for (size_t t = 0; t < PT_ARRAY_LEN(plain); t++)
+        for (int i = 0; ok && plain[t].list && i < plain[t].list->n; i++) {
+            json_t *j = pt_node_to_json(plain[t].list->items[i]);
+            ok &= pt_store_put(st, plain[t].kind, "", str_of(j, "id", ""), str_of(j, "workspace", ""), j, source,
+                               NULL);
+            json_decref(j);
+        }
+    for (int i = 0; ok && i < f->nbackends; i++) {
+        json_t *j = pt_node_to_json(f->backends[i].node);
+        ok &= pt_store_put(st, "backend", "", f->backends[i].id, f->backends[i].workspace, j, source, NULL);
+        json_decref(j);
+    }
+    for (int i = 0; ok && i < f->nworkspaces; i++) {
+        const struct pt_workspace_cf *w = &f->workspaces[i];
+        json_t *j = without(pt_node_to_json(w->node), op_x);
+        ok &= pt_store_put(st, "workspace", "", w->id, "", j, source, NULL);
+        json_decref(j);
+        ok &= put_policy(st, pt_pool_printf(f->pool, "workspace:%s", w->id), w->policies, source);
+    }
+    for (int i = 0; ok && i < f->nversion_sets; i++) {
+        json_t *j = pt_node_to_json(f->version_sets[i].node);
+        ok &= pt_store_put(st, "apiVersionSet", "", f->version_sets[i].id,
+                           f->version_sets[i].workspace ? f->version_sets[i].workspace : "", j, source, NULL);
+        json_decref(j);
+    }
+    ok &= put_policy(st, "global", f->policies, source);
+    (void)none;
+    if (ok && file && pt_store_sweep(st, "config") < 0)
+        ok = false;
+    if (!ok) {
+        if (errs->n == 0 || strlen(pt_store_error(st)))
+            pt_errors_add(errs, "store: %s", pt_store_error(st));
+        pt_store_rollback(st);
+        return false;
+    }
+    if (!pt_store_commit(st)) {
+        pt_errors_add(errs, "store: commit failed: %s", pt_store_error(st));
+        return false;
+    }
+    return true;
+}
+
+/* ----------------------------------------------------------- materialize */
+
+struct mat {
+    struct pt_store *st;
+    json_t *list;
+    const char *secret_key;
+    struct pt_errors *errs;
+    bool ok;
+    const char *only; /* a source ("api"): other entities are left out */
+};
+
+static json_t *policy_of(struct pt_store *st, const char *id)
+{
+    json_t *p = NULL;
+    if (!pt_store_get(st, "policy", "", id, &p, NULL))
+        return NULL;
+    return p;
+}
+
+static bool add_link_b(void *arg, const char *a, const char *b)
+{
+    json_array_append_new(arg, json_string(b));
+    return true;
+}
+
+/* An entity as the file writes it: its id first. */
+static json_t *with_id(const struct pt_entity *e)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(e->id));
+    json_object_update(o, e->body);
+    return o;
+}
+
+static bool mat_op(void *arg, const struct pt_entity *e)
+{
+    struct mat *m = arg;
+    if (m->only && strcmp(e->source, m->only))
+        return true;
+    json_t *o = with_id(e);
+    char pid[600];
+    snprintf(pid, sizeof(pid), "op:%s/%s", e->parent, e->id);
+    json_t *p = policy_of(m->st, pid);
+    if (p)
+        json_object_set_new(o, "policies", p);
+    json_array_append_new(m->list, o);
+    return true;
+}
+
+static bool mat_entity(void *arg, const struct pt_entity *e)
+{
+    struct mat *m = arg;
+    if (m->only && strcmp(e->source, m->only))
+        return true;
+    json_t *o = with_id(e);
+    if (!strcmp(e->kind, "api")) {
+        json_t *ops = json_array();
+        struct mat sub = {m->st, ops, m->secret_key, m->errs, true, m->only};
+        pt_store_each(m->st, "operation", e->id, mat_op, &sub);
+        json_object_set_new(o, "operations", ops);
+        char pid[300];
+        snprintf(pid, sizeof(pid), "api:%s", e->id);
+        json_t *p = policy_of(m->st, pid);
+        if (p)
+            json_object_set_new(o, "policies", p);
+    } else if (!strcmp(e->kind, "product")) {
+        json_t *apis = json_array(), *groups = json_array();
+        pt_store_links(m->st, "product-api", e->id, add_link_b, apis);
+        pt_store_links(m->st, "product-group", e->id, add_link_b, groups);
+        json_object_set_new(o, "apis", apis);
+        json_object_set_new(o, "groups", groups);
+        char pid[300];
+        snprintf(pid, sizeof(pid), "product:%s", e->id);
+        json_t *p = policy_of(m->st, pid);
+        if (p)
+            json_object_set_new(o, "policies", p);
+    } else if (!strcmp(e->kind, "workspace")) {
+        char pid[300];
+        snprintf(pid, sizeof(pid), "workspace:%s", e->id);
+        json_t *p = policy_of(m->st, pid);
+        if (p)
+            json_object_set_new(o, "policies", p);
+    } else if (!strcmp(e->kind, "user")) {
+        json_object_set_new(o, "groups", json_array()); /* filled from group-user links below */
+    } else if (!strcmp(e->kind, "namedValue") && json_is_string(json_object_get(o, "sealed"))) {
+        char *plain = pt_model_unseal(m->secret_key, json_string_value(json_object_get(o, "sealed")));
+        if (!plain) {
+            pt_errors_add(m->errs, "namedValues.%s: the secret value cannot be decrypted (wrong or missing secretKey)",
+                          e->id);
+            m->ok = false;
+        } else {
+            json_object_set_new(o, "value", json_string(plain));
+            free(plain);
+        }
+        json_object_del(o, "sealed");
+    }
+    json_array_append_new(m->list, o);
+    return true;
+}
+
+/* group-user pairs, to fill each user's groups */
+static bool user_groups(void *arg, const char *group, const char *user)
+{
+    json_t *users = arg;
+    size_t i;
+    json_t *u;
+    json_array_foreach(users, i, u)
+    {
+        if (!strcmp(str_of(u, "id", ""), user))
+            json_array_append_new(json_object_get(u, "groups"), json_string(group));
+    }
+    return true;
+}
+
+struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *name, struct pt_node *root,
+                                  struct pt_errors *errs);
+
+static const char *id_of(const struct pt_node *n)
+{
+    const struct pt_node *id = n && n->kind == PT_N_MAP ? pt_node_get(n, "id") : NULL;
+    return id && id->kind == PT_N_SCALAR ? id->str : NULL;
+}
+
+/*
+ * Gives the nodes of `dst` (built from the store) the file positions of the
+ * matching nodes of `src` (the file), so errors about what the file
+ * declared -- at build time and at run time -- point into the file.  Maps
+ * match by key, lists of entities by id, other lists by index.
+ */
+static void overlay(struct pt_node *dst, const struct pt_node *src, const char *file)
+{
+    if (!src || dst->kind != src->kind)
+        return;
+    dst->file = file;
+    dst->line = src->line;
+    dst->col = src->col;
+    if (dst->kind == PT_N_MAP) {
+        for (int i = 0; i < dst->n; i++) {
+            const struct pt_node *sv = pt_node_get(src, pt_node_key(dst, i)->str);
+            if (!sv)
+                continue;
+            for (int k = 0; k < src->n; k++)
+                if (pt_node_val(src, k) == sv) {
+                    overlay(pt_node_key(dst, i), pt_node_key(src, k), file);
+                    break;
+                }
+            overlay(pt_node_val(dst, i), sv, file);
+        }
+    } else if (dst->kind == PT_N_SEQ) {
+        for (int i = 0; i < dst->n; i++) {
+            const char *id = id_of(dst->items[i]);
+            const struct pt_node *match = NULL;
+            if (id) {
+                for (int k = 0; k < src->n && !match; k++)
+                    if (id_of(src->items[k]) && !strcmp(id_of(src->items[k]), id))
+                        match = src->items[k];
+            } else if (i < src->n)
+                match = src->items[i];
+            if (match)
+                overlay(dst->items[i], match, file);
+        }
+    }
+}
+
+json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only, struct pt_errors *errs)
+{
+    json_t *root = json_object();
+    int before = errs->n;
+    for (int i = 0; pt_kinds[i].kind; i++) {
+        json_t *list = json_array();
+        struct mat m = {st, list, secret_key, errs, true, only};
+        pt_store_each(st, pt_kinds[i].kind, "", mat_entity, &m);
+        if (!strcmp(pt_kinds[i].kind, "user"))
+            pt_store_links(st, "group-user", NULL, user_groups, list);
+        if (json_array_size(list))
+            json_object_set_new(root, pt_kinds[i].list, list);
+        else
+            json_decref(list);
+    }
+    char src[16];
+    json_t *g = !only || (pt_store_info(st, "policy", "", "global", src, NULL) && !strcmp(src, only))
+                    ? policy_of(st, "global")
+                    : NULL;
+    if (g)
+        json_object_set_new(root, "policies", g);
+    if (errs->n > before) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
+                               struct pt_errors *errs)
+{
+    json_t *root = pt_node_to_json(file->root);
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(root, tmp, k, v)
+    {
+        if (is_entity_key(k))
+            json_object_del(root, k);
+    }
+    json_t *ents = pt_model_entities(st, secret_key, NULL, errs);
+    if (!ents) {
+        json_decref(root);
+        return NULL;
+    }
+    json_object_update(root, ents);
+    json_decref(ents);
+    struct pt_pool *pool = pt_pool_new(64 * 1024);
+    struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
+    json_decref(root);
+    overlay(tree, file->root, pt_pool_strdup(pool, file->root->file ? file->root->file : file->file));
+    struct pt_conf *cf = pt_conf_from_tree(pool, file->file, tree, errs);
+    if (!cf)
+        pt_pool_free(pool);
+    return cf;
+}
+
+struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc, const struct pt_node *positions,
+                                   const char *name, struct pt_errors *errs)
+{
+    if (!json_is_object(doc)) {
+        pt_errors_add(errs, "%s: expected an object of entity lists", positions ? name : "(document)");
+        return NULL;
+    }
+    int before = errs->n;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)doc, k, v)
+    {
+        if (!is_entity_key(k)) {
+            const struct pt_node *where = NULL;
+            for (int i = 0; positions && i < positions->n; i++)
+                if (!strcmp(pt_node_key(positions, i)->str, k))
+                    where = pt_node_key(positions, i);
+            if (where)
+                pt_node_error(errs, where, "'%s' is a setting of the configuration file, not an entity list", k);
+            else
+                pt_errors_add(errs, "%s: a setting of the configuration file, not an entity list", k);
+        }
+    }
+    if (errs->n > before)
+        return NULL;
+    json_t *root = pt_node_to_json(file->root);
+    void *tmp;
+    json_object_foreach_safe(root, tmp, k, v)
+    {
+        if (is_entity_key(k))
+            json_object_del(root, k);
+    }
+    json_object_update(root, (json_t *)doc);
+    struct pt_pool *pool = pt_pool_new(16 * 1024);
+    struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
+    json_decref(root);
+    if (positions)
+        overlay(tree, positions, pt_pool_strdup(pool, name));
+    struct pt_conf *cf = pt_conf_from_tree(pool, name, tree, errs);
+    if (!cf)
+        pt_pool_free(pool);
+    return cf;
+}

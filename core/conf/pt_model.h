@@ -1,0 +1,76 @@
+/*
+ * pt_model -- the entity model between the configuration file, the store
+ * and generations.
+ *
+ * A generation is built from one configuration tree: the file's settings
+ * (listeners, limits, timeouts...) plus every entity in the store, in the
+ * same shape as the file (apis with their operations and policies,
+ * products with their apis and groups...).  So the file, the store and the
+ * management API share one set of validators.
+ *
+ * Entities declared in the file are owned by it: applying the file upserts
+ * them (source "config") and removes the ones it no longer declares;
+ * entities written through the management API (source "api") are left
+ * alone.  Subscription keys that the file does not give are generated once
+ * and kept.
+ */
+#ifndef PT_MODEL_H
+#define PT_MODEL_H
+
+#include "conf/pt_conf.h"
+#include "conf/pt_store.h"
+
+#include <jansson.h>
+
+/* Entity kinds as stored, and their lists in the configuration tree. */
+struct pt_kind {
+    const char *kind;  /* "api", "product", ... */
+    const char *list;  /* "apis", "products", ... */
+    const char *path;  /* REST collection: "apis", "products", ... */
+};
+extern const struct pt_kind pt_kinds[];
+
+/* Converts between trees and JSON (plain YAML scalars that read as numbers,
+   booleans or null become JSON ones; everything else a string). */
+json_t *pt_node_to_json(const struct pt_node *n);
+struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent, int index);
+
+/* Applies the file's entity lists to the store (one transaction). */
+bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
+                         struct pt_errors *errs);
+/* The same for a document sent to the management API (source "api"):
+   upserts only; entities the file declares are refused. */
+bool pt_model_apply(struct pt_store *st, const struct pt_conf *doc, const char *secret_key, const char *source,
+                    struct pt_errors *errs);
+/*
+ * The configuration to run: the file's settings and the store's entities,
+ * validated (errors name JSON paths).  NULL with errs on failure.
+ */
+struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
+                               struct pt_errors *errs);
+
+/* Every entity in the store as the configuration file's lists (apis with
+   operations and policies, products with apis and groups, subscriptions
+   with their keys, secret named values decrypted): what `export` writes.
+   `only` ("api") leaves out what another source (the file) declares. */
+json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only, struct pt_errors *errs);
+
+/* A document of entity lists (a management request) read with the file's
+   settings, validated as the file is.  `positions` (the parsed YAML, when
+   the body was text) gives errors NAME:line:column; without it errors
+   name paths such as "apis[0].path". */
+struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc, const struct pt_node *positions,
+                                   const char *name, struct pt_errors *errs);
+
+/* A new random subscription key (32 hex characters). */
+void pt_model_new_key(char out[33]);
+/* Encrypts / decrypts a secret named value with the secret key (AES-256-GCM). */
+char *pt_model_seal(const char *secret_key, const char *plain);
+char *pt_model_unseal(const char *secret_key, const char *sealed);
+/* The effective secret key: the configuration's, else $PORTICO_SECRET_KEY,
+   else the key file's (see below), else NULL. */
+const char *pt_model_secret_key(const struct pt_conf *cf);
+/* Reads dir/secret.key, creating it (mode 0600, random) when absent. */
+bool pt_model_load_keyfile(const char *dir, char *err, size_t errlen);
+
+#endif

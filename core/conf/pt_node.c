@@ -1,0 +1,537 @@
+/*
+ * pt_node -- YAML to tree, with positions; shared error reporting.
+ */
+#include "conf/pt_node.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <yaml.h>
+
+#define MAX_NODES 2000000
+#define MAX_DEPTH 64
+#define MAX_FILE (64u << 20)
+
+void pt_errors_add(struct pt_errors *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *m = NULL;
+    if (vasprintf(&m, fmt, ap) < 0)
+        m = NULL;
+    va_end(ap);
+    if (!m)
+        return;
+    if (e->n == e->cap) {
+        int ncap = e->cap ? e->cap * 2 : 8;
+        char **nm = realloc(e->msgs, sizeof(char *) * (size_t)ncap);
+        if (!nm) {
+            free(m);
+            return;
+        }
+        e->msgs = nm;
+        e->cap = ncap;
+    }
+    e->msgs[e->n++] = m;
+}
+
+void pt_errors_clear(struct pt_errors *e)
+{
+    for (int i = 0; i < e->n; i++)
+        free(e->msgs[i]);
+    free(e->msgs);
+    e->msgs = NULL;
+    e->n = e->cap = 0;
+}
+
+static size_t node_path(const struct pt_node *n, char *buf, size_t size)
+{
+    if (!n || !n->parent)
+        return 0;
+    size_t k = node_path(n->parent, buf, size);
+    const struct pt_node *p = n->parent;
+    int w;
+    if (p->kind == PT_N_SEQ)
+        w = snprintf(buf + k, size > k ? size - k : 0, "[%d]", n->index);
+    else {
+        const struct pt_node *key = p->items[2 * n->index];
+        w = snprintf(buf + k, size > k ? size - k : 0, "%s%s", k ? "." : "", key->str);
+    }
+    if (w < 0)
+        return k;
+    k += (size_t)w;
+    return k < size ? k : size - 1;
+}
+
+void pt_node_where(const struct pt_node *n, char *buf, size_t size)
+{
+    if (size == 0)
+        return;
+    buf[0] = '\0';
+    if (!n)
+        return;
+    if (n->file && n->line > 0) {
+        snprintf(buf, size, "%s:%d:%d", n->file, n->line, n->col);
+        return;
+    }
+    if (node_path(n, buf, size) == 0)
+        snprintf(buf, size, "(document)");
+}
+
+void pt_node_error(struct pt_errors *e, const struct pt_node *node, const char *fmt, ...)
+{
+    char where[512];
+    pt_node_where(node, where, sizeof(where));
+    va_list ap;
+    va_start(ap, fmt);
+    char *m = NULL;
+    if (vasprintf(&m, fmt, ap) < 0)
+        m = NULL;
+    va_end(ap);
+    pt_errors_add(e, "%s: %s", where, m ? m : "(out of memory)");
+    free(m);
+}
+
+struct pt_node *pt_node_get(const struct pt_node *map, const char *key)
+{
+    if (!map || map->kind != PT_N_MAP)
+        return NULL;
+    for (int i = 0; i < map->n; i++)
+        if (strcmp(pt_node_key(map, i)->str, key) == 0)
+            return pt_node_val(map, i);
+    return NULL;
+}
+
+const char *pt_node_kind_name(const struct pt_node *n)
+{
+    if (n->kind == PT_N_MAP)
+        return "a map";
+    if (n->kind == PT_N_SEQ)
+        return "a list";
+    return n->null ? "null" : "a scalar";
+}
+
+/*
+ * The loader reads libyaml's events one at a time and builds the tree as
+ * they come, so limits hold while reading, not after: a document nested
+ * deeper than MAX_DEPTH is refused at the level that passes it (loading the
+ * whole document first cost quadratic time on 100,000 '[' -- 22 s for
+ * 200 KB), and one with more than MAX_NODES nodes, aliases counted as the
+ * copies they stand for, at the node that passes it.  Duplicate keys are
+ * found by sorting, so a large flat map stays O(n log n).
+ */
+
+struct frame {
+    struct pt_node *n;
+    int cap;          /* items allocated */
+    int raw;          /* items added (maps: keys and values) */
+    long first;       /* node count when the frame opened (its anchor's size) */
+    int height;       /* deepest child subtree below it */
+    const char *anchor;
+};
+
+struct anchor {
+    const char *name;
+    struct pt_node *node;
+    long size;
+    int height;
+};
+
+struct builder {
+    struct pt_pool *pool;
+    const char *file;
+    struct pt_errors *errs;
+    struct frame st[MAX_DEPTH + 2];
+    int depth;
+    long count;
+    struct anchor *anchors;
+    int nanchors, capanchors;
+    struct pt_node *root;
+    bool failed;
+};
+
+static void fail_at(struct builder *b, yaml_mark_t m, const char *what)
+{
+    if (!b->failed)
+        pt_errors_add(b->errs, "%s:%lu:%lu: %s", b->file, (unsigned long)m.line + 1, (unsigned long)m.column + 1,
+                      what);
+    b->failed = true;
+}
+
+static struct pt_node *new_node(struct builder *b, yaml_mark_t m, enum pt_node_kind kind)
+{
+    if (++b->count > MAX_NODES) {
+        fail_at(b, m, "document too large or too deeply nested");
+        return NULL;
+    }
+    struct pt_node *n = pt_pool_calloc(b->pool, sizeof(*n));
+    if (!n) {
+        fail_at(b, m, "out of memory");
+        return NULL;
+    }
+    n->kind = kind;
+    n->file = b->file;
+    n->line = (int)m.line + 1;
+    n->col = (int)m.column + 1;
+    return n;
+}
+
+static void remember(struct builder *b, const char *name, struct pt_node *n, long size, int height)
+{
+    if (!name)
+        return;
+    if (b->nanchors == b->capanchors) {
+        int cap = b->capanchors ? b->capanchors * 2 : 8;
+        struct anchor *na = realloc(b->anchors, sizeof(*na) * (size_t)cap);
+        if (!na) {
+            b->failed = true;
+            return;
+        }
+        b->anchors = na;
+        b->capanchors = cap;
+    }
+    b->anchors[b->nanchors++] = (struct anchor){name, n, size, height};
+}
+
+/* Attaches a finished child to the open frame (or makes it the root). */
+static void attach(struct builder *b, struct pt_node *c, yaml_mark_t m, int height)
+{
+    if (b->depth == 0) {
+        b->root = c;
+        return;
+    }
+    struct frame *f = &b->st[b->depth - 1];
+    struct pt_node *p = f->n;
+    if (p->kind == PT_N_MAP && f->raw % 2 == 0 && c->kind != PT_N_SCALAR) {
+        fail_at(b, m, "map keys must be plain strings");
+        return;
+    }
+    p->items = pt_pool_grow(b->pool, p->items, sizeof(*p->items), &f->cap, f->raw + 1);
+    if (!p->items) {
+        fail_at(b, m, "out of memory");
+        return;
+    }
+    p->items[f->raw++] = c;
+    c->parent = p;
+    c->index = p->kind == PT_N_MAP ? (f->raw - 1) / 2 : f->raw - 1;
+    p->n = p->kind == PT_N_MAP ? f->raw / 2 : f->raw;
+    if (height + 1 > f->height)
+        f->height = height + 1;
+}
+
+/* A copy of an anchored subtree for an alias (each alias counts in full). */
+static struct pt_node *copy_tree(struct builder *b, const struct pt_node *src, yaml_mark_t m)
+{
+    struct pt_node *n = new_node(b, m, src->kind);
+    if (!n)
+        return NULL;
+    *n = *src;
+    n->parent = NULL;
+    if (src->kind == PT_N_SCALAR)
+        return n;
+    int cnt = src->kind == PT_N_MAP ? 2 * src->n : src->n;
+    n->items = pt_pool_calloc(b->pool, sizeof(*n->items) * (size_t)(cnt ? cnt : 1));
+    if (!n->items) {
+        fail_at(b, m, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < cnt; i++) {
+        n->items[i] = copy_tree(b, src->items[i], m);
+        if (!n->items[i])
+            return NULL;
+        n->items[i]->parent = n;
+    }
+    return n;
+}
+
+static int key_order(const void *x, const void *y)
+{
+    const struct pt_node *a = *(const struct pt_node *const *)x, *c = *(const struct pt_node *const *)y;
+    int r = strcmp(a->str, c->str);
+    return r ? r : (a->index > c->index) - (a->index < c->index);
+}
+
+/* The first key (in document order) that repeats an earlier one, or NULL. */
+static const struct pt_node *duplicate_key(struct builder *b, const struct pt_node *map)
+{
+    if (map->n < 2)
+        return NULL;
+    if (map->n <= 8) {
+        for (int i = 1; i < map->n; i++)
+            for (int j = 0; j < i; j++)
+                if (!strcmp(pt_node_key(map, i)->str, pt_node_key(map, j)->str))
+                    return pt_node_key(map, i);
+        return NULL;
+    }
+    struct pt_node **keys = malloc(sizeof(*keys) * (size_t)map->n);
+    if (!keys)
+        return NULL;
+    for (int i = 0; i < map->n; i++)
+        keys[i] = map->items[2 * i];
+    qsort(keys, (size_t)map->n, sizeof(*keys), key_order);
+    const struct pt_node *dup = NULL;
+    for (int i = 1; i < map->n; i++)
+        if (!strcmp(keys[i]->str, keys[i - 1]->str) && (!dup || keys[i]->index < dup->index))
+            dup = keys[i];
+    free(keys);
+    (void)b;
+    return dup;
+}
+
+static void on_event(struct builder *b, yaml_event_t *ev)
+{
+    yaml_mark_t m = ev->start_mark;
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT: {
+        struct pt_node *n = new_node(b, m, PT_N_SCALAR);
+        if (!n)
+            return;
+        n->len = ev->data.scalar.length;
+        n->str = pt_pool_strndup(b->pool, (const char *)ev->data.scalar.value, n->len);
+        n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+        if (!n->quoted && (n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 ||
+                           strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0))
+            n->null = true;
+        if (b->depth > MAX_DEPTH) {
+            fail_at(b, m, "document too large or too deeply nested");
+            return;
+        }
+        attach(b, n, m, 0);
+        if (ev->data.scalar.anchor)
+            remember(b, pt_pool_strdup(b->pool, (const char *)ev->data.scalar.anchor), n, 1, 0);
+        return;
+    }
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT: {
+        if (b->depth >= MAX_DEPTH + 1) {
+            fail_at(b, m, "document too large or too deeply nested");
+            return;
+        }
+        bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
+        struct pt_node *n = new_node(b, m, seq ? PT_N_SEQ : PT_N_MAP);
+        if (!n)
+            return;
+        const yaml_char_t *anc = seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
+        b->st[b->depth++] = (struct frame){n, 0, 0, b->count, 0, anc ? pt_pool_strdup(b->pool, (const char *)anc) : NULL};
+        return;
+    }
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT: {
+        struct frame f = b->st[--b->depth];
+        if (f.n->kind == PT_N_MAP) {
+            const struct pt_node *dup = duplicate_key(b, f.n);
+            if (dup) {
+                pt_node_error(b->errs, dup, "duplicate key '%s'", dup->str);
+                b->failed = true;
+                return;
+            }
+        }
+        if (!f.n->items)
+            f.n->items = pt_pool_calloc(b->pool, sizeof(*f.n->items));
+        attach(b, f.n, f.n->line ? (yaml_mark_t){0, (size_t)f.n->line - 1, (size_t)f.n->col - 1} : m, f.height);
+        remember(b, f.anchor, f.n, b->count - f.first + 1, f.height);
+        return;
+    }
+    case YAML_ALIAS_EVENT: {
+        const char *name = (const char *)ev->data.alias.anchor;
+        const struct anchor *a = NULL;
+        for (int i = b->nanchors - 1; i >= 0 && !a; i--)
+            if (!strcmp(b->anchors[i].name, name))
+                a = &b->anchors[i];
+        if (!a) {
+            fail_at(b, m, "unknown or unfinished anchor");
+            return;
+        }
+        if (b->count + a->size > MAX_NODES || b->depth + a->height > MAX_DEPTH) {
+            fail_at(b, m, "document too large or too deeply nested");
+            return;
+        }
+        struct pt_node *c = copy_tree(b, a->node, m);
+        if (c)
+            attach(b, c, m, a->height);
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const char *text,
+                                   size_t len, struct pt_errors *errs)
+{
+    yaml_parser_t parser;
+    const char *fname = pt_pool_strdup(pool, file);
+    if (!yaml_parser_initialize(&parser)) {
+        pt_errors_add(errs, "%s: out of memory", file);
+        return NULL;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    struct builder b = {.pool = pool, .file = fname, .errs = errs};
+    int docs = 0;
+    bool done = false, second = false;
+    while (!done && !b.failed) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            pt_errors_add(errs, "%s:%lu:%lu: %s%s%s", file, (unsigned long)parser.problem_mark.line + 1,
+                          (unsigned long)parser.problem_mark.column + 1,
+                          parser.problem ? parser.problem : "YAML syntax error", parser.context ? " " : "",
+                          parser.context ? parser.context : "");
+            b.failed = true;
+            break;
+        }
+        if (ev.type == YAML_STREAM_END_EVENT)
+            done = true;
+        else if (ev.type == YAML_DOCUMENT_START_EVENT)
+            second = ++docs > 1;
+        else if (second && ev.type != YAML_DOCUMENT_END_EVENT) {
+            /* a second document in the same stream is almost always a mistake */
+            fail_at(&b, ev.start_mark, "only one YAML document is allowed");
+        } else
+            on_event(&b, &ev);
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    free(b.anchors);
+    if (b.failed)
+        return NULL;
+    if (!b.root) {
+        /* an empty file is an empty map */
+        struct pt_node *root = pt_pool_calloc(pool, sizeof(*root));
+        root->kind = PT_N_MAP;
+        root->file = fname;
+        root->line = root->col = 1;
+        return root;
+    }
+    return b.root;
+}
+
+struct pt_node *pt_node_load_file(struct pt_pool *pool, const char *path, struct pt_errors *errs)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        pt_errors_add(errs, "%s:1:1: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t r = fread(buf + len, 1, cap - len, f);
+        len += r;
+        if (r == 0)
+            break;
+        if (len == cap) {
+            if (cap >= MAX_FILE) {
+                pt_errors_add(errs, "%s:1:1: file larger than %u MiB", path, MAX_FILE >> 20);
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    bool rerr = ferror(f);
+    fclose(f);
+    if (!buf || rerr) {
+        free(buf);
+        pt_errors_add(errs, "%s:1:1: cannot read file", path);
+        return NULL;
+    }
+    struct pt_node *root = pt_node_parse_yaml(pool, path, buf, len, errs);
+    free(buf);
+    return root;
+}
+
+/* ------------------------------------------------------------- to JSON */
+
+static bool plain_json_literal(const struct pt_node *n)
+{
+    if (n->quoted)
+        return false;
+    if (n->null || !strcmp(n->str, "true") || !strcmp(n->str, "false"))
+        return true;
+    const char *p = n->str;
+    if (*p == '-')
+        p++;
+    if (!*p || !(*p >= '0' && *p <= '9'))
+        return false;
+    char *end;
+    strtod(n->str, &end);
+    return *end == '\0';
+}
+
+static void json_str(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n + 2; i++) {
+        if (*len + 8 > *cap) {
+            *cap = (*cap + 8) * 2;
+            *buf = realloc(*buf, *cap);
+        }
+        unsigned char c = i == 0 || i == n + 1 ? '"' : (unsigned char)s[i - 1];
+        if (i > 0 && i <= n && (c == '"' || c == '\\')) {
+            (*buf)[(*len)++] = '\\';
+            (*buf)[(*len)++] = (char)c;
+        } else if (i > 0 && i <= n && c < 0x20)
+            *len += (size_t)snprintf(*buf + *len, 8, "\\u%04x", c);
+        else
+            (*buf)[(*len)++] = (char)c;
+    }
+}
+
+static void to_json(char **buf, size_t *len, size_t *cap, const struct pt_node *n, int depth)
+{
+#define PUT(s)                                                                                                \
+    do {                                                                                                      \
+        size_t k_ = strlen(s);                                                                                \
+        if (*len + k_ + 1 > *cap) {                                                                           \
+            *cap = (*len + k_ + 1) * 2;                                                                       \
+            *buf = realloc(*buf, *cap);                                                                       \
+        }                                                                                                     \
+        memcpy(*buf + *len, s, k_);                                                                           \
+        *len += k_;                                                                                           \
+    } while (0)
+    if (depth > MAX_DEPTH) {
+        PUT("null");
+        return;
+    }
+    if (n->kind == PT_N_SCALAR) {
+        if (plain_json_literal(n))
+            PUT(n->null ? "null" : n->str);
+        else
+            json_str(buf, len, cap, n->str, n->len);
+        return;
+    }
+    bool map = n->kind == PT_N_MAP;
+    PUT(map ? "{" : "[");
+    for (int i = 0; i < n->n; i++) {
+        if (i)
+            PUT(",");
+        if (map) {
+            json_str(buf, len, cap, pt_node_key(n, i)->str, pt_node_key(n, i)->len);
+            PUT(":");
+            to_json(buf, len, cap, pt_node_val(n, i), depth + 1);
+        } else
+            to_json(buf, len, cap, n->items[i], depth + 1);
+    }
+    PUT(map ? "}" : "]");
+#undef PUT
+}
+
+pt_str pt_node_to_text(struct pt_pool *pool, const struct pt_node *n)
+{
+    if (n->kind == PT_N_SCALAR)
+        return (pt_str){n->null ? "" : n->str, n->null ? 0 : n->len};
+    size_t len = 0, cap = 256;
+    char *buf = malloc(cap);
+    to_json(&buf, &len, &cap, n, 0);
+    char *out = pt_pool_strndup(pool, buf, len);
+    free(buf);
+    return (pt_str){out, len};
+}

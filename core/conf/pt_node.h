@@ -1,0 +1,71 @@
+/*
+ * pt_node -- a small document tree with source positions.
+ *
+ * Configuration arrives as YAML (files) and later as JSON (management API
+ * bodies).  Both become this tree, so one set of validators serves both and
+ * every error can name where it happened: "file:line:column" for files, a
+ * path such as "apis[2].operations[0].method" for bodies.
+ */
+#ifndef PT_NODE_H
+#define PT_NODE_H
+
+#include "base/pt.h"
+#include "base/pt_pool.h"
+
+enum pt_node_kind { PT_N_SCALAR, PT_N_SEQ, PT_N_MAP };
+
+struct pt_node {
+    enum pt_node_kind kind;
+    bool quoted;             /* scalar was quoted: never a bool/null/number */
+    bool null;               /* `~`, `null` or an empty plain scalar */
+    char *str;               /* scalar text, NUL-terminated */
+    size_t len;
+    struct pt_node **items;  /* seq: n items; map: n pairs as key,value,key,value... */
+    int n;
+    const char *file;        /* NULL for trees without a file */
+    int line, col;           /* 1-based; 0 when unknown */
+    struct pt_node *parent;
+    int index;               /* position in the parent (pair index for maps) */
+};
+
+/* Error collection: every message already carries its location. */
+struct pt_errors {
+    char **msgs;
+    int n, cap;
+};
+
+void pt_errors_add(struct pt_errors *e, const char *fmt, ...) PT_PRINTF(2, 3);
+void pt_errors_clear(struct pt_errors *e);
+/* Adds "LOCATION: message" for node (file:line:col, or the node's path). */
+void pt_node_error(struct pt_errors *e, const struct pt_node *node, const char *fmt, ...)
+    PT_PRINTF(3, 4);
+/* Writes the location of node into buf ("file:3:7" or "apis[0].path"). */
+void pt_node_where(const struct pt_node *node, char *buf, size_t size);
+
+/*
+ * Parses YAML text into a tree allocated from pool.  `file` names the
+ * source in messages.  Returns NULL and adds an error on a syntax error,
+ * more than one document, or a tree above the size/depth limits (aliases
+ * are expanded, so a "billion laughs" file is refused, not expanded).
+ */
+struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const char *text,
+                                   size_t len, struct pt_errors *errs);
+/* Reads and parses a YAML file; errors name the file. */
+struct pt_node *pt_node_load_file(struct pt_pool *pool, const char *path, struct pt_errors *errs);
+
+/* Map access: the value for key, or NULL. */
+struct pt_node *pt_node_get(const struct pt_node *map, const char *key);
+static inline struct pt_node *pt_node_key(const struct pt_node *map, int i)
+{
+    return map->items[2 * i];
+}
+static inline struct pt_node *pt_node_val(const struct pt_node *map, int i)
+{
+    return map->items[2 * i + 1];
+}
+const char *pt_node_kind_name(const struct pt_node *n);
+/* A scalar's text, or a map/list as JSON (plain scalars that read as
+   numbers, booleans or null stay unquoted).  Allocated in pool. */
+pt_str pt_node_to_text(struct pt_pool *pool, const struct pt_node *n);
+
+#endif

@@ -1,0 +1,649 @@
+/*
+ * pt_store -- SQLite behind the entity store.
+ */
+#include "conf/pt_store.h"
+#include "base/pt_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <openssl/rand.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+struct pt_store {
+    sqlite3 *db;
+    int depth;       /* nested begin/commit */
+    bool failed;     /* a nested part failed: the outer commit rolls back */
+    uint64_t version;
+    int64_t mark;    /* current sweep mark */
+    char err[512];
+    /* sealing of secrets at rest (pt_store_set_sealer) */
+    pt_seal_fn seal, unseal;
+    void *seal_arg;
+};
+
+/* Fields held sealed at rest: a sealed value starts with "v1:" (a character
+   no key may hold), so plain values written before sealing existed are
+   still read, and sealed on their next write. */
+static const struct {
+    const char *kind, *field;
+} sealed_fields[] = {{"subscription", "primaryKey"}, {"subscription", "secondaryKey"}};
+
+static bool has_sealed_fields(const char *kind)
+{
+    for (size_t i = 0; i < PT_ARRAY_LEN(sealed_fields); i++)
+        if (!strcmp(sealed_fields[i].kind, kind))
+            return true;
+    return false;
+}
+
+/* Seals (to_store) or unseals the kind's secret fields of body in place;
+   false when a value cannot be (un)sealed. */
+static bool seal_body(struct pt_store *s, const char *kind, json_t *body, bool to_store)
+{
+    bool ok = true;
+    for (size_t i = 0; body && s->seal && i < PT_ARRAY_LEN(sealed_fields); i++) {
+        if (strcmp(sealed_fields[i].kind, kind))
+            continue;
+        const char *v = json_string_value(json_object_get(body, sealed_fields[i].field));
+        if (!v || !strncmp(v, "v1:", 3) != !to_store)
+            continue; /* absent, or already in the wanted form */
+        char *out = to_store ? s->seal(s->seal_arg, v) : s->unseal(s->seal_arg, v);
+        if (!out) {
+            ok = false;
+            continue;
+        }
+        json_object_set_new(body, sealed_fields[i].field, json_string(out));
+        free(out);
+    }
+    return ok;
+}
+
+void pt_store_set_sealer(struct pt_store *s, pt_seal_fn seal, pt_seal_fn unseal, void *arg)
+{
+    s->seal = seal;
+    s->unseal = unseal;
+    s->seal_arg = arg;
+}
+
+/* Migrations: index i brings the schema from version i to i + 1. */
+static const char *const migrations[] = {
+    /* 1: entities, links, counters */
+    "CREATE TABLE entities ("
+    "  kind TEXT NOT NULL, parent TEXT NOT NULL DEFAULT '', id TEXT NOT NULL,"
+    "  workspace TEXT NOT NULL DEFAULT '', body TEXT NOT NULL, etag TEXT NOT NULL,"
+    "  source TEXT NOT NULL DEFAULT 'api', touched INTEGER NOT NULL DEFAULT 0,"
+    "  updated INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (kind, parent, id));"
+    "CREATE INDEX entities_workspace ON entities(workspace, kind);"
+    "CREATE TABLE links ("
+    "  kind TEXT NOT NULL, a TEXT NOT NULL, b TEXT NOT NULL,"
+    "  source TEXT NOT NULL DEFAULT 'api', touched INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (kind, a, b));"
+    "CREATE INDEX links_b ON links(kind, b);"
+    "CREATE TABLE counters (key TEXT NOT NULL, period INTEGER NOT NULL, value INTEGER NOT NULL,"
+    "  PRIMARY KEY (key, period));",
+};
+
+static bool exec(struct pt_store *s, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(s->err, sizeof(s->err), "%s", msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return false;
+    }
+    return true;
+}
+
+static int user_version(struct pt_store *s)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    return v;
+}
+
+static bool migrate(struct pt_store *s)
+{
+    int v = user_version(s);
+    int target = (int)PT_ARRAY_LEN(migrations);
+    if (v < 0)
+        return false;
+    if (v > target) {
+        snprintf(s->err, sizeof(s->err), "the database has schema version %d, newer than this portico (%d)", v,
+                 target);
+        return false;
+    }
+    for (; v < target; v++) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d;", v + 1);
+        if (!exec(s, "BEGIN IMMEDIATE") || !exec(s, migrations[v]) || !exec(s, pragma) || !exec(s, "COMMIT")) {
+            exec(s, "ROLLBACK");
+            return false;
+        }
+        pt_info("store: schema migrated to version %d", v + 1);
+    }
+    return true;
+}
+
+struct pt_store *pt_store_open(const char *dir, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create the data folder %s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/portico.db", dir);
+    /* the database and its WAL files are the owner's alone: SQLite gives the
+       -wal and -shm files the database file's mode */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        if (fchmod(fd, 0600) < 0)
+            pt_warn("store: cannot make %s private: %s", path, strerror(errno));
+        close(fd);
+    }
+    for (const char *sfx = "-wal"; sfx; sfx = strcmp(sfx, "-wal") ? NULL : "-shm") {
+        char side[4200];
+        snprintf(side, sizeof(side), "%s%s", path, sfx);
+        if (chmod(side, 0600) < 0 && errno != ENOENT)
+            pt_warn("store: cannot make %s private: %s", side, strerror(errno));
+    }
+    struct pt_store *s = calloc(1, sizeof(*s));
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        pt_store_close(s);
+        return NULL;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+                 " PRAGMA secure_delete=ON;") || !migrate(s)) {
+        snprintf(err, errlen, "%s: %s", path, s->err);
+        pt_store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+void pt_store_close(struct pt_store *s)
+{
+    if (!s)
+        return;
+    if (s->db)
+        sqlite3_close(s->db);
+    free(s);
+}
+
+const char *pt_store_error(struct pt_store *s)
+{
+    return s->err;
+}
+
+uint64_t pt_store_version(struct pt_store *s)
+{
+    return s->version;
+}
+
+bool pt_store_begin(struct pt_store *s)
+{
+    if (s->depth++ > 0)
+        return true;
+    s->failed = false;
+    if (!exec(s, "BEGIN IMMEDIATE")) {
+        s->depth = 0;
+        return false;
+    }
+    return true;
+}
+
+bool pt_store_commit(struct pt_store *s)
+{
+    if (s->depth == 0)
+        return false;
+    if (--s->depth > 0)
+        return !s->failed;
+    if (s->failed) {
+        exec(s, "ROLLBACK");
+        return false;
+    }
+    if (!exec(s, "COMMIT")) {
+        exec(s, "ROLLBACK");
+        return false;
+    }
+    s->version++;
+    return true;
+}
+
+void pt_store_rollback(struct pt_store *s)
+{
+    if (s->depth == 0)
+        return;
+    if (--s->depth > 0) {
+        s->failed = true;
+        return;
+    }
+    exec(s, "ROLLBACK");
+}
+
+static sqlite3_stmt *prep(struct pt_store *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
+        return NULL;
+    }
+    return st;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    sqlite3_bind_text(st, i, v ? v : "", -1, SQLITE_TRANSIENT);
+}
+
+static bool done(struct pt_store *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
+        sqlite3_finalize(st);
+        return false;
+    }
+    sqlite3_finalize(st);
+    return true;
+}
+
+static void new_etag(char etag[24])
+{
+    unsigned char r[8];
+    if (RAND_bytes(r, sizeof(r)) != 1)
+        memset(r, 0, sizeof(r));
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 8; i++) {
+        etag[2 * i] = hx[r[i] >> 4];
+        etag[2 * i + 1] = hx[r[i] & 15];
+    }
+    etag[16] = '\0';
+}
+
+bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, const char *id, json_t **body,
+                  char etag[24])
+{
+    sqlite3_stmt *st = prep(s, "SELECT body, etag FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, parent);
+    bind_text(st, 3, id);
+    bool found = false;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *txt = (const char *)sqlite3_column_text(st, 0);
+        if (body) {
+            *body = json_loads(txt ? txt : "{}", 0, NULL);
+            seal_body(s, kind, *body, false);
+        }
+        if (etag)
+            snprintf(etag, 24, "%s", (const char *)sqlite3_column_text(st, 1));
+        found = true;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id, const char *workspace,
+                  const json_t *body, const char *source, char etag[24])
+{
+    char *txt;
+    if (s->seal && has_sealed_fields(kind)) {
+        json_t *copy = json_deep_copy(body);
+        if (!seal_body(s, kind, copy, true)) {
+            json_decref(copy);
+            snprintf(s->err, sizeof(s->err), "cannot seal the %s's secrets", kind);
+            return false;
+        }
+        txt = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(copy);
+    } else
+        txt = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!txt)
+        return false;
+    char tag[24];
+    new_etag(tag);
+    sqlite3_stmt *st = prep(s, "INSERT INTO entities (kind, parent, id, workspace, body, etag, source, touched, updated)"
+                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%s','now'))"
+                               " ON CONFLICT (kind, parent, id) DO UPDATE SET workspace = excluded.workspace,"
+                               " body = excluded.body, etag = excluded.etag, source = excluded.source,"
+                               " touched = excluded.touched, updated = excluded.updated");
+    if (!st) {
+        free(txt);
+        return false;
+    }
+    bind_text(st, 1, kind);
+    bind_text(st, 2, parent);
+    bind_text(st, 3, id);
+    bind_text(st, 4, workspace);
+    bind_text(st, 5, txt);
+    bind_text(st, 6, tag);
+    bind_text(st, 7, source ? source : "api");
+    sqlite3_bind_int64(st, 8, s->mark);
+    free(txt);
+    if (!done(s, st))
+        return false;
+    if (etag)
+        memcpy(etag, tag, 24);
+    return true;
+}
+
+bool pt_store_delete(struct pt_store *s, const char *kind, const char *parent, const char *id)
+{
+    sqlite3_stmt *st = prep(s, "DELETE FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, parent);
+    bind_text(st, 3, id);
+    return done(s, st) && sqlite3_changes(s->db) > 0;
+}
+
+bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_store_fn fn, void *arg)
+{
+    sqlite3_stmt *st = prep(s, parent ? "SELECT parent, id, workspace, body, etag, source FROM entities"
+                                        " WHERE kind = ?1 AND parent = ?2 ORDER BY parent, id"
+                                      : "SELECT parent, id, workspace, body, etag, source FROM entities"
+                                        " WHERE kind = ?1 ORDER BY parent, id");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    if (parent)
+        bind_text(st, 2, parent);
+    bool ok = true;
+    while (ok && sqlite3_step(st) == SQLITE_ROW) {
+        struct pt_entity e;
+        e.kind = kind;
+        e.parent = (const char *)sqlite3_column_text(st, 0);
+        e.id = (const char *)sqlite3_column_text(st, 1);
+        e.workspace = (const char *)sqlite3_column_text(st, 2);
+        e.body = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
+        seal_body(s, kind, e.body, false);
+        snprintf(e.etag, sizeof(e.etag), "%s", (const char *)sqlite3_column_text(st, 4));
+        e.source = (const char *)sqlite3_column_text(st, 5);
+        if (e.body)
+            ok = fn(arg, &e);
+        json_decref(e.body);
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
+
+int pt_store_count(struct pt_store *s, const char *kind, const char *parent)
+{
+    sqlite3_stmt *st = prep(s, parent ? "SELECT count(*) FROM entities WHERE kind = ?1 AND parent = ?2"
+                                      : "SELECT count(*) FROM entities WHERE kind = ?1");
+    if (!st)
+        return -1;
+    bind_text(st, 1, kind);
+    if (parent)
+        bind_text(st, 2, parent);
+    int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    return n;
+}
+
+bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source)
+{
+    sqlite3_stmt *st = prep(s, "INSERT INTO links (kind, a, b, source, touched) VALUES (?1, ?2, ?3, ?4, ?5)"
+                               " ON CONFLICT (kind, a, b) DO UPDATE SET touched = excluded.touched");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, a);
+    bind_text(st, 3, b);
+    bind_text(st, 4, source ? source : "api");
+    sqlite3_bind_int64(st, 5, s->mark);
+    return done(s, st);
+}
+
+bool pt_store_unlink(struct pt_store *s, const char *kind, const char *a, const char *b)
+{
+    sqlite3_stmt *st = prep(s, b ? "DELETE FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3"
+                                 : "DELETE FROM links WHERE kind = ?1 AND a = ?2");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, a);
+    if (b)
+        bind_text(st, 3, b);
+    return done(s, st);
+}
+
+bool pt_store_linked(struct pt_store *s, const char *kind, const char *a, const char *b)
+{
+    sqlite3_stmt *st = prep(s, a ? "SELECT 1 FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3"
+                                 : "SELECT 1 FROM links WHERE kind = ?1 AND b = ?3");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    if (a)
+        bind_text(st, 2, a);
+    bind_text(st, 3, b);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
+}
+
+bool pt_store_info(struct pt_store *s, const char *kind, const char *parent, const char *id, char source[16],
+                   char workspace[128])
+{
+    sqlite3_stmt *st = prep(s, "SELECT source, workspace FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, parent);
+    bind_text(st, 3, id);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    if (found) {
+        if (source)
+            snprintf(source, 16, "%s", (const char *)sqlite3_column_text(st, 0));
+        if (workspace)
+            snprintf(workspace, 128, "%s", (const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+bool pt_store_link_source(struct pt_store *s, const char *kind, const char *a, const char *b, char source[16])
+{
+    sqlite3_stmt *st = prep(s, "SELECT source FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, a);
+    bind_text(st, 3, b);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    if (found)
+        snprintf(source, 16, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return found;
+}
+
+bool pt_store_links(struct pt_store *s, const char *kind, const char *a, pt_store_link_fn fn, void *arg)
+{
+    sqlite3_stmt *st = prep(s, a ? "SELECT a, b FROM links WHERE kind = ?1 AND a = ?2 ORDER BY a, b"
+                                 : "SELECT a, b FROM links WHERE kind = ?1 ORDER BY a, b");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    if (a)
+        bind_text(st, 2, a);
+    bool ok = true;
+    while (ok && sqlite3_step(st) == SQLITE_ROW)
+        ok = fn(arg, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1));
+    sqlite3_finalize(st);
+    return ok;
+}
+
+void pt_store_mark(struct pt_store *s, const char *source)
+{
+    (void)source;
+    s->mark = (int64_t)pt_wall_ms();
+}
+
+void pt_store_touch(struct pt_store *s, const char *kind, const char *parent, const char *id)
+{
+    sqlite3_stmt *st = prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+    if (!st)
+        return;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, parent);
+    bind_text(st, 3, id);
+    sqlite3_bind_int64(st, 4, s->mark);
+    done(s, st);
+}
+
+void pt_store_touch_link(struct pt_store *s, const char *kind, const char *a, const char *b)
+{
+    sqlite3_stmt *st = prep(s, "UPDATE links SET touched = ?4 WHERE kind = ?1 AND a = ?2 AND b = ?3");
+    if (!st)
+        return;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, a);
+    bind_text(st, 3, b);
+    sqlite3_bind_int64(st, 4, s->mark);
+    done(s, st);
+}
+
+int pt_store_sweep(struct pt_store *s, const char *source)
+{
+    int n = 0;
+    static const char *const sql[] = {"DELETE FROM entities WHERE source = ?1 AND touched <> ?2",
+                                      "DELETE FROM links WHERE source = ?1 AND touched <> ?2"};
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *st = prep(s, sql[i]);
+        if (!st)
+            return -1;
+        bind_text(st, 1, source);
+        sqlite3_bind_int64(st, 2, s->mark);
+        if (!done(s, st))
+            return -1;
+        n += sqlite3_changes(s->db);
+    }
+    return n;
+}
+
+bool pt_store_counter_add(struct pt_store *s, const char *key, int64_t period, int64_t delta, int64_t *total)
+{
+    sqlite3_stmt *st = prep(s, "INSERT INTO counters (key, period, value) VALUES (?1, ?2, ?3)"
+                               " ON CONFLICT (key, period) DO UPDATE SET value = value + excluded.value"
+                               " RETURNING value");
+    if (!st)
+        return false;
+    bind_text(st, 1, key);
+    sqlite3_bind_int64(st, 2, period);
+    sqlite3_bind_int64(st, 3, delta);
+    bool ok = sqlite3_step(st) == SQLITE_ROW;
+    if (ok && total)
+        *total = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return ok;
+}
+
+bool pt_store_counter_set(struct pt_store *s, const char *key, int64_t period, int64_t value)
+{
+    sqlite3_stmt *st = prep(s, "INSERT INTO counters (key, period, value) VALUES (?1, ?2, ?3)"
+                               " ON CONFLICT (key, period) DO UPDATE SET value = excluded.value");
+    if (!st)
+        return false;
+    bind_text(st, 1, key);
+    sqlite3_bind_int64(st, 2, period);
+    sqlite3_bind_int64(st, 3, value);
+    bool ok = done(s, st);
+    /* earlier periods of the key are over: only the current one matters */
+    st = prep(s, "DELETE FROM counters WHERE key = ?1 AND period < ?2");
+    if (st) {
+        bind_text(st, 1, key);
+        sqlite3_bind_int64(st, 2, period);
+        done(s, st);
+    }
+    return ok;
+}
+
+bool pt_store_counter_each(struct pt_store *s, void (*fn)(void *arg, const char *key, int64_t period, int64_t value),
+                           void *arg)
+{
+    sqlite3_stmt *st = prep(s, "SELECT key, period, value FROM counters ORDER BY key, period");
+    if (!st)
+        return false;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        fn(arg, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2));
+    sqlite3_finalize(st);
+    return true;
+}
+
+int pt_store_reseal(struct pt_store *s)
+{
+    if (!s->seal)
+        return 0;
+    struct item {
+        char *kind, *parent, *id, *workspace, *source;
+        json_t *body;
+    } *v = NULL;
+    int n = 0, cap = 0;
+    for (size_t f = 0; f < PT_ARRAY_LEN(sealed_fields); f++) {
+        if (f && !strcmp(sealed_fields[f].kind, sealed_fields[f - 1].kind))
+            continue;
+        const char *kind = sealed_fields[f].kind;
+        sqlite3_stmt *st = prep(s, "SELECT parent, id, workspace, body, source FROM entities WHERE kind = ?1");
+        if (!st)
+            return -1;
+        bind_text(st, 1, kind);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            json_t *b = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
+            bool plain = false;
+            for (size_t k = 0; b && k < PT_ARRAY_LEN(sealed_fields); k++) {
+                const char *x = json_string_value(json_object_get(b, sealed_fields[k].field));
+                plain |= !strcmp(sealed_fields[k].kind, kind) && x && strncmp(x, "v1:", 3);
+            }
+            if (!plain) {
+                json_decref(b);
+                continue;
+            }
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                v = realloc(v, sizeof(*v) * (size_t)cap);
+            }
+            v[n++] = (struct item){strdup(kind), strdup((const char *)sqlite3_column_text(st, 0)),
+                                   strdup((const char *)sqlite3_column_text(st, 1)),
+                                   strdup((const char *)sqlite3_column_text(st, 2)),
+                                   strdup((const char *)sqlite3_column_text(st, 4)), b};
+        }
+        sqlite3_finalize(st);
+    }
+    bool ok = n == 0 || pt_store_begin(s);
+    for (int i = 0; i < n; i++) {
+        if (ok)
+            ok = pt_store_put(s, v[i].kind, v[i].parent, v[i].id, v[i].workspace, v[i].body, v[i].source, NULL);
+        free(v[i].kind);
+        free(v[i].parent);
+        free(v[i].id);
+        free(v[i].workspace);
+        free(v[i].source);
+        json_decref(v[i].body);
+    }
+    free(v);
+    if (n && ok)
+        ok = pt_store_commit(s);
+    else if (n)
+        pt_store_rollback(s);
+    /* the plain copies: overwritten (secure_delete) once the WAL is folded in */
+    if (n && ok)
+        exec(s, "PRAGMA wal_checkpoint(TRUNCATE);");
+    return ok ? n : -1;
+}
+

@@ -1,0 +1,96 @@
+/*
+ * pt_store -- the entity store: SQLite in the data directory.
+ *
+ * Every entity (API, operation, product, group, user, subscription, named
+ * value, policy fragment, policy document, backend, workspace, version set,
+ * token) is one row: its kind, its parent (an operation's API), its id, its
+ * workspace, and its JSON representation, with an ETag and the source that
+ * wrote it ("config" for the configuration file, "api" for the management
+ * API).  Relations (product-API, product-group, group-user) are rows of
+ * their own.  The database runs in WAL mode with synchronous=NORMAL: a
+ * committed transaction survives the process being killed at any moment.
+ * The schema is versioned; migrations run at open.
+ *
+ * Only the control thread uses the store; workers never touch SQLite.
+ */
+#ifndef PT_STORE_H
+#define PT_STORE_H
+
+#include "base/pt.h"
+#include "conf/pt_node.h"
+
+#include <jansson.h>
+
+struct pt_store;
+
+/* Opens (creating the folder and the database if needed) dir/portico.db. */
+struct pt_store *pt_store_open(const char *dir, char *err, size_t errlen);
+/* Seals secret fields at rest (subscription keys): put seals, get and each
+   unseal, with these functions (malloc'd result, NULL on failure). */
+typedef char *(*pt_seal_fn)(void *arg, const char *in);
+void pt_store_set_sealer(struct pt_store *s, pt_seal_fn seal, pt_seal_fn unseal, void *arg);
+/* Rewrites every entity whose secret fields are still plain (stores made
+   before sealing); the number rewritten, or -1. */
+int pt_store_reseal(struct pt_store *s);
+void pt_store_close(struct pt_store *s);
+
+/* Transactions: every write runs inside one.  Nested begin/commit pairs
+   join the outer transaction. */
+bool pt_store_begin(struct pt_store *s);
+bool pt_store_commit(struct pt_store *s);
+void pt_store_rollback(struct pt_store *s);
+
+/* An entity row. */
+struct pt_entity {
+    const char *kind;
+    const char *parent; /* "" when none */
+    const char *id;
+    const char *workspace; /* "" = service level */
+    json_t *body;         /* owned by the caller after get/list */
+    char etag[24];
+    const char *source;
+};
+
+/* Reads one entity; body is a new reference (json_decref it).  false when absent. */
+bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                  json_t **body, char etag[24]);
+/* Who wrote an entity ("config" or "api") and its workspace; false when absent. */
+bool pt_store_info(struct pt_store *s, const char *kind, const char *parent, const char *id, char source[16],
+                   char workspace[128]);
+/* Inserts or replaces; sets a new ETag (written to etag when not NULL). */
+bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                  const char *workspace, const json_t *body, const char *source, char etag[24]);
+bool pt_store_delete(struct pt_store *s, const char *kind, const char *parent, const char *id);
+/* Calls fn for every entity of a kind (parent NULL = any), in id order. */
+typedef bool (*pt_store_fn)(void *arg, const struct pt_entity *e);
+bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_store_fn fn, void *arg);
+int pt_store_count(struct pt_store *s, const char *kind, const char *parent);
+
+/* Relations: kind is "product-api", "product-group" or "group-user". */
+bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source);
+bool pt_store_unlink(struct pt_store *s, const char *kind, const char *a, const char *b);
+bool pt_store_linked(struct pt_store *s, const char *kind, const char *a, const char *b);
+bool pt_store_link_source(struct pt_store *s, const char *kind, const char *a, const char *b, char source[16]);
+/* Calls fn(arg, a, b) for every pair with a == a_or_null (NULL = all). */
+typedef bool (*pt_store_link_fn)(void *arg, const char *a, const char *b);
+bool pt_store_links(struct pt_store *s, const char *kind, const char *a, pt_store_link_fn fn, void *arg);
+/* Rows (entities and links) written by `source` and not listed since pt_store_mark(). */
+void pt_store_mark(struct pt_store *s, const char *source);
+void pt_store_touch(struct pt_store *s, const char *kind, const char *parent, const char *id);
+void pt_store_touch_link(struct pt_store *s, const char *kind, const char *a, const char *b);
+/* Deletes what `source` wrote that was not touched since the mark. */
+int pt_store_sweep(struct pt_store *s, const char *source);
+
+/* The last SQLite error message. */
+const char *pt_store_error(struct pt_store *s);
+/* Bumped by every committed write (the management API's change counter). */
+uint64_t pt_store_version(struct pt_store *s);
+
+/* Counters that must survive restarts (quota): add and read. */
+bool pt_store_counter_add(struct pt_store *s, const char *key, int64_t period, int64_t delta, int64_t *total);
+/* Sets a counter's value for a period (earlier periods of the key are dropped). */
+bool pt_store_counter_set(struct pt_store *s, const char *key, int64_t period, int64_t value);
+bool pt_store_counter_each(struct pt_store *s, void (*fn)(void *arg, const char *key, int64_t period, int64_t value),
+                           void *arg);
+
+#endif

@@ -1,0 +1,486 @@
+/*
+ * pt_io -- plain edge-triggered socket driver and the TLS bufferevent bridge.
+ */
+#include "event/pt_io.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define READ_CHUNK 16384
+#define READ_BUDGET (256 * 1024) /* per event, so one busy socket cannot starve others */
+
+struct io {
+    struct pt_io pub;
+    pt_io_cb cb;
+    void *arg;
+    int fd;
+    int err;
+    char errbuf[160];
+    struct event ev;           /* plain */
+    struct bufferevent *bev;   /* tls */
+    unsigned readable : 1, writable : 1, reading : 1, connecting : 1, eof_seen : 1, want_drain : 1,
+        dead : 1, tls : 1, rdhup : 1, hup_told : 1;
+    int busy; /* callbacks in progress */
+};
+
+static void release(struct io *io)
+{
+    if (io->tls) {
+        if (io->bev)
+            bufferevent_free(io->bev); /* closes fd and frees SSL */
+    } else {
+        evbuffer_free(io->pub.in);
+        evbuffer_free(io->pub.out);
+    }
+    free(io);
+}
+
+/* Runs the user callback; false when the io was freed inside it. */
+static bool deliver(struct io *io, int what)
+{
+    io->busy++;
+    io->cb(&io->pub, what, io->arg);
+    io->busy--;
+    if (io->dead) {
+        if (io->busy == 0)
+            release(io);
+        return false;
+    }
+    return true;
+}
+
+static void set_err(struct io *io, int e)
+{
+    io->err = e ? e : EIO;
+    snprintf(io->errbuf, sizeof(io->errbuf), "%s", strerror(io->err));
+}
+
+/* ----------------------------------------------------------------- plain */
+
+static void do_write(struct io *io)
+{
+    struct evbuffer *out = io->pub.out;
+    while (io->writable && evbuffer_get_length(out)) {
+        size_t want = evbuffer_get_length(out);
+        int n = evbuffer_write_atmost(out, io->fd, -1);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                io->writable = 0;
+            else if (errno != EINTR) {
+                set_err(io, errno);
+                return;
+            }
+        } else if ((size_t)n < want)
+            io->writable = 0; /* the socket buffer is full: wait for the next edge */
+    }
+}
+
+/* Reads until the socket is drained or the budget is spent; returns bytes read. */
+static size_t do_read(struct io *io)
+{
+    size_t total = 0;
+    while (io->readable && total < READ_BUDGET) {
+        struct evbuffer_iovec v[2];
+        int nv = evbuffer_reserve_space(io->pub.in, READ_CHUNK, v, 2);
+        if (nv <= 0) {
+            set_err(io, ENOMEM);
+            return total;
+        }
+        struct iovec iov[2];
+        size_t cap = 0;
+        for (int i = 0; i < nv; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
+            cap += v[i].iov_len;
+        }
+        ssize_t n = readv(io->fd, iov, nv);
+        if (n < 0) {
+            evbuffer_commit_space(io->pub.in, v, 0);
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                io->readable = 0;
+            else if (errno != EINTR) {
+                set_err(io, errno);
+                return total;
+            }
+            continue;
+        }
+        if (n == 0) {
+            evbuffer_commit_space(io->pub.in, v, 0);
+            io->eof_seen = 1;
+            io->readable = 0;
+            break;
+        }
+        size_t left = (size_t)n;
+        for (int i = 0; i < nv; i++) {
+            size_t k = PT_MIN(left, v[i].iov_len);
+            v[i].iov_len = k;
+            left -= k;
+        }
+        evbuffer_commit_space(io->pub.in, v, nv);
+        total += (size_t)n;
+        /* a short read means drained -- unless the peer's FIN came with the
+           data (EPOLLRDHUP): then read on to see the end of the stream,
+           since no further edge will announce it */
+        if ((size_t)n < cap && !io->rdhup)
+            io->readable = 0;
+    }
+    return total;
+}
+
+static void plain_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct io *io = arg;
+    if (io->err) {
+        deliver(io, PT_IO_ERROR);
+        return;
+    }
+    if (what & EV_WRITE) {
+        io->writable = 1;
+        if (io->connecting) {
+            int e = 0;
+            socklen_t len = sizeof(e);
+            if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+                e = errno;
+            if (e) {
+                set_err(io, e);
+                deliver(io, PT_IO_ERROR);
+                return;
+            }
+            io->connecting = 0;
+            if (!deliver(io, PT_IO_CONNECTED))
+                return;
+        }
+        do_write(io);
+        if (io->err) {
+            deliver(io, PT_IO_ERROR);
+            return;
+        }
+        if (io->want_drain && evbuffer_get_length(io->pub.out) == 0) {
+            io->want_drain = 0;
+            if (!deliver(io, PT_IO_DRAINED))
+                return;
+        }
+    }
+    if (what & EV_CLOSED)
+        io->rdhup = 1;
+    if ((what & (EV_READ | EV_CLOSED)) && !io->connecting) {
+        io->readable = 1;
+        if (!io->reading) {
+            /* not reading (backpressure, a response being waited for): a
+               reset or a close is still worth knowing about.  A reset comes
+               as EPOLLERR/EPOLLHUP, which libevent reports as plain
+               READ|WRITE: the socket's error tells it from data. */
+            int e = 0;
+            socklen_t len = sizeof(e);
+            if (!(what & EV_CLOSED) && getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e) {
+                set_err(io, e);
+                deliver(io, PT_IO_ERROR);
+                return;
+            }
+            if ((what & EV_CLOSED) && !io->hup_told) {
+                io->hup_told = 1;
+                deliver(io, PT_IO_HUP);
+            }
+            return;
+        }
+        size_t n = do_read(io);
+        if (n && !deliver(io, PT_IO_READ))
+            return;
+        if (io->err) {
+            deliver(io, PT_IO_ERROR);
+            return;
+        }
+        if (io->eof_seen && io->reading) {
+            io->eof_seen = 0;
+            io->reading = 0;
+            if (!deliver(io, PT_IO_EOF))
+                return;
+        }
+        if (io->readable && io->reading)
+            event_active(&io->ev, EV_READ, 0); /* budget spent: come back later */
+    }
+}
+
+static struct io *plain_new(struct event_base *base, int fd, pt_io_cb cb, void *arg)
+{
+    struct io *io = calloc(1, sizeof(*io));
+    if (!io)
+        return NULL;
+    io->fd = fd;
+    io->cb = cb;
+    io->arg = arg;
+    io->pub.in = evbuffer_new();
+    io->pub.out = evbuffer_new();
+    if (!io->pub.in || !io->pub.out ||
+        event_assign(&io->ev, base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_PERSIST | EV_ET, plain_event, io) < 0 ||
+        event_add(&io->ev, NULL) < 0) {
+        if (io->pub.in)
+            evbuffer_free(io->pub.in);
+        if (io->pub.out)
+            evbuffer_free(io->pub.out);
+        free(io);
+        return NULL;
+    }
+    return io;
+}
+
+struct pt_io *pt_io_plain(struct event_base *base, int fd, pt_io_cb cb, void *arg)
+{
+    struct io *io = plain_new(base, fd, cb, arg);
+    return io ? &io->pub : NULL;
+}
+
+static int connect_socket(const struct sockaddr *sa, socklen_t salen, int *err)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS) {
+        *err = errno;
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+struct pt_io *pt_io_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
+                            pt_io_cb cb, void *arg)
+{
+    int err = 0;
+    int fd = connect_socket(sa, salen, &err);
+    if (fd < 0) {
+        /* report through the normal path so the caller has one error route */
+        struct io *io = calloc(1, sizeof(*io));
+        if (!io)
+            return NULL;
+        io->fd = -1;
+        io->cb = cb;
+        io->arg = arg;
+        io->pub.in = evbuffer_new();
+        io->pub.out = evbuffer_new();
+        set_err(io, err);
+        event_assign(&io->ev, base, -1, 0, plain_event, io);
+        event_active(&io->ev, EV_WRITE, 0);
+        return &io->pub;
+    }
+    struct io *io = plain_new(base, fd, cb, arg);
+    if (!io) {
+        close(fd);
+        return NULL;
+    }
+    io->connecting = 1;
+    return &io->pub;
+}
+
+/* ------------------------------------------------------------------- tls */
+
+static void tls_read(struct bufferevent *bev, void *arg)
+{
+    deliver(arg, PT_IO_READ);
+}
+
+static void tls_write(struct bufferevent *bev, void *arg)
+{
+    struct io *io = arg;
+    if (io->want_drain && evbuffer_get_length(io->pub.out) == 0) {
+        io->want_drain = 0;
+        deliver(io, PT_IO_DRAINED);
+    }
+}
+
+static void tls_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct io *io = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        io->connecting = 0;
+        deliver(io, PT_IO_CONNECTED);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        if (e) {
+            char b[120];
+            ERR_error_string_n(e, b, sizeof(b));
+            io->err = EPROTO;
+            snprintf(io->errbuf, sizeof(io->errbuf), "TLS: %s", b);
+        } else
+            set_err(io, EVUTIL_SOCKET_ERROR());
+        deliver(io, PT_IO_ERROR);
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        if (io->connecting) {
+            io->err = ECONNRESET;
+            snprintf(io->errbuf, sizeof(io->errbuf), "connection closed during the TLS handshake");
+            deliver(io, PT_IO_ERROR);
+        } else
+            deliver(io, PT_IO_EOF);
+    }
+}
+
+static struct io *tls_wrap(struct bufferevent *bev, pt_io_cb cb, void *arg)
+{
+    struct io *io = calloc(1, sizeof(*io));
+    if (!io) {
+        bufferevent_free(bev);
+        return NULL;
+    }
+    io->tls = 1;
+    io->bev = bev;
+    io->cb = cb;
+    io->arg = arg;
+    io->fd = -1;
+    io->pub.in = bufferevent_get_input(bev);
+    io->pub.out = bufferevent_get_output(bev);
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    bufferevent_setcb(bev, tls_read, tls_write, tls_event, io);
+    bufferevent_enable(bev, EV_WRITE);
+    return io;
+}
+
+struct pt_io *pt_io_tls_accept(struct event_base *base, int fd, SSL *ssl, pt_io_cb cb, void *arg)
+{
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!bev) {
+        SSL_free(ssl);
+        close(fd);
+        return NULL;
+    }
+    struct io *io = tls_wrap(bev, cb, arg);
+    return io ? &io->pub : NULL;
+}
+
+struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *sa,
+                                socklen_t salen, SSL *ssl, pt_io_cb cb, void *arg)
+{
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    struct io *io = tls_wrap(bev, cb, arg);
+    if (!io)
+        return NULL;
+    io->connecting = 1;
+    if (bufferevent_socket_connect(bev, sa, (int)salen) < 0) {
+        /* the error event arrives through tls_event */
+    } else {
+        int fd = bufferevent_getfd(bev);
+        int one = 1;
+        if (fd >= 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    return &io->pub;
+}
+
+/* ---------------------------------------------------------------- common */
+
+void pt_io_set_cb(struct pt_io *p, pt_io_cb cb, void *arg)
+{
+    struct io *io = (struct io *)p;
+    io->cb = cb;
+    io->arg = arg;
+}
+
+void pt_io_read(struct pt_io *p, bool on)
+{
+    struct io *io = (struct io *)p;
+    if (io->tls) {
+        if (on)
+            bufferevent_enable(io->bev, EV_READ);
+        else
+            bufferevent_disable(io->bev, EV_READ);
+        return;
+    }
+    if (on && !io->reading && (io->readable || io->eof_seen) && io->fd >= 0)
+        event_active(&io->ev, EV_READ, 0);
+    io->reading = on;
+}
+
+void pt_io_flush(struct pt_io *p)
+{
+    struct io *io = (struct io *)p;
+    if (io->tls || io->connecting || io->fd < 0 || io->err)
+        return;
+    do_write(io);
+    if (io->err)
+        event_active(&io->ev, EV_WRITE, 0); /* reported from the event loop */
+}
+
+void pt_io_want_drain(struct pt_io *p, bool on)
+{
+    struct io *io = (struct io *)p;
+    io->want_drain = on;
+    if (on && !io->tls && io->writable && evbuffer_get_length(io->pub.out) == 0 && io->fd >= 0)
+        event_active(&io->ev, EV_WRITE, 0);
+    if (on && io->tls && evbuffer_get_length(io->pub.out) == 0)
+        bufferevent_trigger(io->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void pt_io_free(struct pt_io *p)
+{
+    if (!p)
+        return;
+    struct io *io = (struct io *)p;
+    if (io->dead)
+        return;
+    io->dead = 1;
+    if (!io->tls) {
+        event_del(&io->ev);
+        if (io->fd >= 0)
+            close(io->fd);
+        io->fd = -1;
+    } else {
+        bufferevent_disable(io->bev, EV_READ | EV_WRITE);
+        bufferevent_setcb(io->bev, NULL, NULL, NULL, NULL);
+    }
+    if (io->busy == 0)
+        release(io);
+}
+
+bool pt_io_is_tls(const struct pt_io *p)
+{
+    return ((const struct io *)p)->tls;
+}
+
+SSL *pt_io_ssl(const struct pt_io *p)
+{
+    const struct io *io = (const struct io *)p;
+    return io->tls ? bufferevent_openssl_get_ssl(io->bev) : NULL;
+}
+
+int pt_io_fd(const struct pt_io *p)
+{
+    const struct io *io = (const struct io *)p;
+    return io->tls ? (int)bufferevent_getfd(io->bev) : io->fd;
+}
+
+const char *pt_io_errmsg(const struct pt_io *p)
+{
+    const struct io *io = (const struct io *)p;
+    return io->err ? io->errbuf : "connection closed";
+}
+
+bool pt_io_connecting(const struct pt_io *p)
+{
+    return ((const struct io *)p)->connecting;
+}

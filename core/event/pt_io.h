@@ -1,0 +1,74 @@
+/*
+ * pt_io -- one byte stream (a client or a backend connection) with an input
+ * and an output evbuffer, whatever carries it.
+ *
+ * Two drivers sit behind this interface:
+ *   - plain TCP: one edge-triggered libevent event per socket, registered
+ *     once.  Reads go straight into the input evbuffer (readv into reserved
+ *     space, no FIONREAD probe); pt_io_flush() writes immediately and only
+ *     waits for writability after a short write.  No epoll_ctl per request.
+ *   - TLS: libevent's bufferevent_openssl, its buffers exposed as ours.
+ * The proxy above sees only evbuffers and the callback events below, so
+ * framing, streaming and backpressure are written once for both.
+ *
+ * Callbacks may free the io (pt_io_free) from inside a callback; the driver
+ * defers the release until the callback returns.
+ */
+#ifndef PT_IO_H
+#define PT_IO_H
+
+#include "base/pt.h"
+
+#include <sys/socket.h>
+
+struct event_base;
+struct evbuffer;
+typedef struct ssl_st SSL;
+
+enum {
+    PT_IO_READ = 1,      /* new bytes in io->in */
+    PT_IO_DRAINED = 2,   /* io->out became empty (after pt_io_want_drain) */
+    PT_IO_CONNECTED = 4, /* outgoing connection (and TLS handshake) done */
+    PT_IO_EOF = 8,       /* the peer closed its side */
+    PT_IO_ERROR = 16,    /* connection failed; pt_io_errmsg() says why */
+    PT_IO_HUP = 32,      /* plain sockets: the peer shut its side (or reset) while reading was off */
+};
+
+struct pt_io;
+typedef void (*pt_io_cb)(struct pt_io *io, int what, void *arg);
+
+struct pt_io {
+    struct evbuffer *in;
+    struct evbuffer *out;
+};
+
+/* Wraps an accepted (or already connected) plain socket. */
+struct pt_io *pt_io_plain(struct event_base *base, int fd, pt_io_cb cb, void *arg);
+/* Starts a non-blocking connect; PT_IO_CONNECTED or PT_IO_ERROR follows. */
+struct pt_io *pt_io_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
+                            pt_io_cb cb, void *arg);
+/* TLS server side over an accepted socket; takes ownership of ssl. */
+struct pt_io *pt_io_tls_accept(struct event_base *base, int fd, SSL *ssl, pt_io_cb cb, void *arg);
+/* TLS client: connect and handshake; PT_IO_CONNECTED once both are done. */
+struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *sa,
+                                socklen_t salen, SSL *ssl, pt_io_cb cb, void *arg);
+
+void pt_io_set_cb(struct pt_io *io, pt_io_cb cb, void *arg);
+/* Starts or stops delivering PT_IO_READ (backpressure). */
+void pt_io_read(struct pt_io *io, bool on);
+/* Sends what io->out holds as far as the socket takes it now. */
+void pt_io_flush(struct pt_io *io);
+/* Asks for one PT_IO_DRAINED when io->out is empty. */
+void pt_io_want_drain(struct pt_io *io, bool on);
+/* Closes the connection and frees the io (deferred when inside a callback). */
+void pt_io_free(struct pt_io *io);
+/* Shuts down writing after the output is sent (used before closing). */
+bool pt_io_is_tls(const struct pt_io *io);
+SSL *pt_io_ssl(const struct pt_io *io);
+int pt_io_fd(const struct pt_io *io);
+/* A description of the last error ("connection refused", TLS reason...). */
+const char *pt_io_errmsg(const struct pt_io *io);
+/* true while an outgoing connection is not established yet. */
+bool pt_io_connecting(const struct pt_io *io);
+
+#endif

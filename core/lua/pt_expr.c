@@ -1,0 +1,81 @@
+/*
+ * pt_expr -- syntax checks and numbering of expressions.
+ */
+#include "lua/pt_expr.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct pt_expr_table *pt_expr_table_new(struct pt_pool *pool)
+{
+    struct pt_expr_table *t = pt_pool_calloc(pool, sizeof(*t));
+    t->pool = pool;
+    return t;
+}
+
+void pt_expr_table_free(struct pt_expr_table *t)
+{
+    if (t && t->check) {
+        lua_close(t->check);
+        t->check = NULL;
+    }
+}
+
+int pt_expr_add(struct pt_expr_table *t, const char *src, size_t len, bool block, const char *chunk,
+                char *err, size_t errlen)
+{
+    if (!t->check) {
+        t->check = luaL_newstate();
+        if (!t->check) {
+            snprintf(err, errlen, "cannot create a Lua state");
+            return -1;
+        }
+    }
+    lua_State *L = t->check;
+    /* an expression is returned as is; a block must return by itself */
+    const char *code;
+    size_t clen;
+    if (block) {
+        code = pt_pool_strndup(t->pool, src, len);
+        clen = len;
+    } else {
+        code = pt_pool_printf(t->pool, "return (%.*s\n)", (int)len, src);
+        clen = strlen(code);
+    }
+    char name[300];
+    snprintf(name, sizeof(name), "=%s", chunk);
+    /* text only: binary chunks are never loaded */
+    int rc = luaL_loadbufferx(L, code, clen, name, "t");
+    if (rc != 0) {
+        const char *m = lua_tostring(L, -1);
+        /* Lua says "<chunk>:<line>: message"; the caller names the place already */
+        size_t cl = strlen(chunk);
+        if (m && !strncmp(m, chunk, cl) && m[cl] == ':') {
+            const char *rest = strstr(m + cl + 1, ": ");
+            if (rest)
+                m = rest + 2;
+        }
+        snprintf(err, errlen, "%s", m ? m : "syntax error");
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pop(L, 1);
+    if (t->n == t->cap) {
+        int ncap = t->cap ? t->cap * 2 : 16;
+        struct pt_expr *ne = pt_pool_alloc(t->pool, sizeof(*ne) * (size_t)ncap);
+        if (t->n)
+            memcpy(ne, t->e, sizeof(*ne) * (size_t)t->n);
+        t->e = ne;
+        t->cap = ncap;
+    }
+    struct pt_expr *e = &t->e[t->n++];
+    e->src = pt_pool_strndup(t->pool, src, len);
+    e->len = len;
+    e->block = block;
+    e->chunk = pt_pool_strdup(t->pool, chunk);
+    e->code = code;
+    e->code_len = clen;
+    return t->n;
+}

@@ -1,0 +1,615 @@
+/*
+ * pt_cli -- `portico <command>`: the management API from a shell.
+ *
+ *   portico apply -f FILE            create or update the entities of FILE
+ *   portico export                   every entity as YAML (what apply reads)
+ *   portico api|product|user|group list|show ID|delete ID
+ *   portico subscription create ID --scope S [--owner U] [--name N] [--state S]
+ *   portico subscription list|show ID|keys ID|regenerate ID [--secondary]
+ *   portico subscription approve|suspend|cancel|delete ID
+ *
+ * Options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001;
+ * https:// checks the server's certificate against the system CAs or
+ * --ca-file / $PORTICO_CA_FILE), --token TOKEN (default
+ * $PORTICO_ADMIN_TOKEN), --timeout SECONDS (default $PORTICO_TIMEOUT, else 60),
+ * -o json (raw JSON instead of tables).  Exit status 0 on success, 1 on an error (printed with the
+ * server's message), 2 on a usage error.
+ */
+#include "base/pt.h"
+#include "mgmt/pt_cli.h"
+#include "http/pt_fetch.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+struct cli {
+    char host[256];
+    char port[8];
+    const char *url;
+    const char *token;
+    const char *ca_file; /* trusted CAs for an https:// URL (else the system's) */
+    uint32_t timeout_ms; /* one exchange, all of it (--timeout, $PORTICO_TIMEOUT; 60 s) */
+    bool tls;
+    bool json;
+};
+
+struct resp {
+    int status;
+    char *body;
+    size_t len;
+};
+
+static void die_usage(const char *fmt, ...) PT_PRINTF(1, 2);
+static void die_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "portico: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nsee `portico help` for the commands\n");
+    exit(2);
+}
+
+static bool parse_url(struct cli *c, const char *url)
+{
+    c->tls = !strncmp(url, "https://", 8);
+    if (strncmp(url, "http://", 7) && !c->tls)
+        return false;
+    const char *h = url + (c->tls ? 8 : 7), *end = h + strcspn(h, "/");
+    const char *colon = NULL;
+    if (*h == '[') {
+        const char *rb = memchr(h, ']', (size_t)(end - h));
+        if (!rb)
+            return false;
+        snprintf(c->host, sizeof(c->host), "%.*s", (int)(rb - h - 1), h + 1);
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(h, ':', (size_t)(end - h));
+        snprintf(c->host, sizeof(c->host), "%.*s", (int)((colon ? colon : end) - h), h);
+    }
+    snprintf(c->port, sizeof(c->port), "%.*s", colon ? (int)(end - colon - 1) : (c->tls ? 3 : 2),
+             colon ? colon + 1 : c->tls ? "443" : "80");
+    return c->host[0] && c->port[0];
+}
+
+/* One exchange with the management API, through the gateway's outbound
+   client: one deadline for all of it, a cap on the answer, certificate and
+   name checks for https.  false (after saying why) when there is no answer. */
+#define CLI_TIMEOUT_MS 60000
+#define CLI_MAX_ANSWER (64u << 20)
+
+static bool http_call(struct cli *c, const char *method, const char *path, const char *ctype, const char *body,
+                      size_t blen, struct resp *r)
+{
+    char url[8192], auth[1024];
+    size_t ul = strlen(c->url);
+    while (ul && c->url[ul - 1] == '/')
+        ul--;
+    snprintf(url, sizeof(url), "%.*s%s", (int)ul, c->url, path);
+    if (c->token)
+        snprintf(auth, sizeof(auth), "Bearer %s", c->token);
+    struct pt_fetch_opts o = {c->timeout_ms ? c->timeout_ms : CLI_TIMEOUT_MS, CLI_MAX_ANSWER, "application/json", -1, method, body, blen,
+                              ctype ? ctype : "application/json", c->token ? auth : NULL, c->ca_file,
+                              body && blen > 65536};
+    struct pt_fetch_result fr;
+    char err[1024];
+    int rc = pt_fetch_get(url, &o, &fr, err, sizeof(err));
+    if (rc == PT_FETCH_TOO_LARGE)
+        fprintf(stderr, "portico: the answer of the management API at %s is larger than %u MiB; refused\n", c->url,
+                CLI_MAX_ANSWER >> 20);
+    else if (rc == PT_FETCH_TIMEOUT)
+        fprintf(stderr, "portico: the management API at %s did not answer within %u s (%s; see --timeout)\n",
+                c->url, (c->timeout_ms ? c->timeout_ms : CLI_TIMEOUT_MS) / 1000, err);
+    else if (rc != PT_FETCH_OK && strstr(err, "certificate not trusted"))
+        fprintf(stderr, "portico: TLS with the management API at %s: %s (see --ca-file)\n", c->url, err);
+    else if (rc != PT_FETCH_OK)
+        fprintf(stderr, "portico: cannot reach the management API at %s: %s\n", c->url, err);
+    if (rc != PT_FETCH_OK)
+        return false;
+    r->status = fr.status;
+    r->body = fr.body;
+    r->len = fr.len;
+    return true;
+}
+
+/* Prints the server's error and returns 1. */
+static int report(const struct resp *r)
+{
+    json_t *j = json_loads(r->body, 0, NULL);
+    json_t *e = json_object_get(j, "error");
+    if (e) {
+        fprintf(stderr, "portico: %d %s: %s\n", r->status, json_string_value(json_object_get(e, "code")) ?: "",
+                json_string_value(json_object_get(e, "message")) ?: "");
+        size_t i;
+        json_t *d;
+        json_array_foreach(json_object_get(e, "details"), i, d)
+        {
+            const char *t = json_string_value(json_object_get(d, "target"));
+            fprintf(stderr, "  %s%s%s\n", t ? t : "", t ? ": " : "", json_string_value(json_object_get(d, "message")) ?: "");
+        }
+    } else
+        fprintf(stderr, "portico: the server answered %d: %.*s\n", r->status, (int)(r->len > 300 ? 300 : r->len),
+                r->body);
+    json_decref(j);
+    return 1;
+}
+
+/* A call whose success body is JSON (NULL after reporting an error). */
+static json_t *call_json(struct cli *c, const char *method, const char *path, const char *body, int *rc)
+{
+    struct resp r = {0};
+    if (!http_call(c, method, path, NULL, body, body ? strlen(body) : 0, &r)) {
+        *rc = 1;
+        return NULL;
+    }
+    if (r.status >= 300) {
+        *rc = report(&r);
+        free(r.body);
+        return NULL;
+    }
+    *rc = 0;
+    json_t *j = r.len ? json_loads(r.body, 0, NULL) : json_object();
+    free(r.body);
+    if (!j) {
+        fprintf(stderr, "portico: the server's answer is not JSON\n");
+        *rc = 1;
+    }
+    return j;
+}
+
+static void print_json(const json_t *j)
+{
+    char *t = json_dumps(j, JSON_INDENT(2));
+    printf("%s\n", t);
+    free(t);
+}
+
+static char *cell(const json_t *v)
+{
+    if (!v || json_is_null(v))
+        return strdup("");
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+}
+
+/* A table: one row per item, the given columns, widths from the data. */
+static void print_table(const json_t *items, const char *const *cols)
+{
+    int nc = 0;
+    while (cols[nc])
+        nc++;
+    size_t w[16] = {0};
+    for (int k = 0; k < nc; k++)
+        w[k] = strlen(cols[k]);
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        for (int k = 0; k < nc; k++) {
+            char *s = cell(json_object_get(it, cols[k]));
+            if (strlen(s) > w[k])
+                w[k] = strlen(s) > 60 ? 60 : strlen(s);
+            free(s);
+        }
+    }
+    for (int k = 0; k < nc; k++)
+        printf("%-*s%s", (int)w[k], cols[k], k + 1 < nc ? "  " : "\n");
+    json_array_foreach(items, i, it)
+    {
+        for (int k = 0; k < nc; k++) {
+            char *s = cell(json_object_get(it, cols[k]));
+            printf("%-*.*s%s", (int)w[k], 60, s, k + 1 < nc ? "  " : "\n");
+            free(s);
+        }
+    }
+}
+
+struct noun {
+    const char *name, *coll;
+    const char *cols[8];
+};
+static const struct noun nouns[] = {
+    {"api", "apis", {"id", "displayName", "path", "serviceUrl", "subscriptionRequired", NULL}},
+    {"product", "products", {"id", "displayName", "state", "subscriptionRequired", "approvalRequired", NULL}},
+    {"user", "users", {"id", "email", "firstName", "lastName", "state", NULL}},
+    {"group", "groups", {"id", "displayName", "type", NULL}},
+    {"subscription", "subscriptions", {"id", "displayName", "scope", "ownerId", "state", NULL}},
+    {"named-value", "namedValues", {"id", "displayName", "secret", NULL}},
+    {"workspace", "workspaces", {"id", "displayName", NULL}},
+};
+
+static char *enc(const char *s)
+{
+    size_t n = strlen(s);
+    char *o = malloc(3 * n + 1), *p = o;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        bool plain = ((ch | 32) >= 'a' && (ch | 32) <= 'z') || (ch >= '0' && ch <= '9') || (ch && strchr("-_.~", ch));
+        if (plain)
+            *p++ = (char)ch;
+        else
+            p += sprintf(p, "%%%02X", ch);
+    }
+    *p = '\0';
+    return o;
+}
+
+static int list_all(struct cli *c, const struct noun *nn)
+{
+    json_t *all = json_array();
+    char path[2048];
+    snprintf(path, sizeof(path), "/management/%s?$top=1000", nn->coll);
+    int rc = 0;
+    for (int pages = 0; pages < 10000; pages++) {
+        json_t *j = call_json(c, "GET", path, NULL, &rc);
+        if (!j) {
+            json_decref(all);
+            return rc;
+        }
+        json_array_extend(all, json_object_get(j, "value"));
+        const char *next = json_string_value(json_object_get(j, "nextLink"));
+        if (next)
+            snprintf(path, sizeof(path), "%s", next);
+        json_decref(j);
+        if (!next)
+            break;
+    }
+    if (c->json)
+        print_json(all);
+    else
+        print_table(all, nn->cols);
+    json_decref(all);
+    return 0;
+}
+
+/* A document to apply: at most APPLY_MAX bytes, a regular file or a stream
+   (stdin, a pipe); NULL with errno (EISDIR, EFBIG...) otherwise. */
+#define APPLY_MAX (64u << 20)
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f)
+        return NULL;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (f != stdin)
+            fclose(f);
+        errno = EISDIR;
+        return NULL;
+    }
+    size_t cap = 65536, n = 0;
+    char *b = malloc(cap + 1);
+    size_t k;
+    while (b && (k = fread(b + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n > APPLY_MAX) {
+            free(b);
+            b = NULL;
+            errno = EFBIG;
+            break;
+        }
+        if (n == cap) {
+            char *nb = realloc(b, cap * 2 + 1);
+            if (!nb) {
+                free(b);
+                b = NULL;
+                errno = ENOMEM;
+                break;
+            }
+            b = nb;
+            cap *= 2;
+        }
+    }
+    int ferr = b && ferror(f) ? errno : 0;
+    if (f != stdin)
+        fclose(f);
+    if (ferr) {
+        free(b);
+        errno = ferr;
+        return NULL;
+    }
+    if (!b)
+        return NULL;
+    b[n] = '\0';
+    *len = n;
+    return b;
+}
+
+/* --timeout: whole seconds, 1 to 3600 */
+static uint32_t parse_timeout(const char *v)
+{
+    char *end;
+    long t = strtol(v, &end, 10);
+    if (*end || t < 1 || t > 3600)
+        die_usage("--timeout takes seconds, from 1 to 3600 (got '%s')", v);
+    return (uint32_t)t * 1000;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: portico COMMAND [options]   (talks to the management API)\n"
+               "  apply -f FILE                    create or update the entities FILE declares (YAML or JSON)\n"
+               "  export [--include-file]          print the entities as YAML that apply accepts (those the\n"
+               "                                   configuration file declares only with --include-file)\n"
+               "  api|product|user|group|named-value|workspace list\n"
+               "  api|product|user|group|named-value|workspace show ID | delete ID\n"
+               "  subscription create ID --scope /products/P|/apis/A|/apis [--owner USER] [--name NAME] "
+               "[--state STATE]\n"
+               "  subscription list | show ID | keys ID | regenerate ID [--secondary]\n"
+               "  subscription approve ID | suspend ID | cancel ID | delete ID\n"
+               "options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001; https:// for TLS)\n"
+               "         --ca-file FILE (default $PORTICO_CA_FILE, else the system CAs: whom to trust over https)\n"
+               "         --token TOKEN (default $PORTICO_ADMIN_TOKEN)   -o json (JSON instead of tables)\n"
+               "         --timeout SECONDS (default $PORTICO_TIMEOUT, else 60: the longest one exchange may take)\n"
+               "answers over 64 MiB and documents to apply over 64 MiB are refused\n");
+}
+
+bool pt_cli_is_command(const char *arg)
+{
+    static const char *const cmds[] = {"apply", "export", "api", "product", "user", "group", "subscription",
+                                       "named-value", "workspace", "help", NULL};
+    for (int i = 0; cmds[i]; i++)
+        if (!strcmp(cmds[i], arg))
+            return true;
+    return false;
+}
+
+int pt_cli_main(int argc, char **argv)
+{
+    struct cli c = {0};
+    c.url = getenv("PORTICO_URL") && *getenv("PORTICO_URL") ? getenv("PORTICO_URL") : "http://127.0.0.1:8001";
+    c.token = getenv("PORTICO_ADMIN_TOKEN");
+    c.ca_file = getenv("PORTICO_CA_FILE") && *getenv("PORTICO_CA_FILE") ? getenv("PORTICO_CA_FILE") : NULL;
+    if (getenv("PORTICO_TIMEOUT") && *getenv("PORTICO_TIMEOUT"))
+        c.timeout_ms = parse_timeout(getenv("PORTICO_TIMEOUT"));
+    const char *pos[8] = {0};
+    int npos = 0;
+    const char *file = NULL, *scope = NULL, *owner = NULL, *name = NULL, *state = NULL;
+    bool secondary = false, include_file = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+#define NEXT() (i + 1 < argc ? argv[++i] : (die_usage("%s needs a value", a), ""))
+        if (!strcmp(a, "--url"))
+            c.url = NEXT();
+        else if (!strcmp(a, "--token"))
+            c.token = NEXT();
+        else if (!strcmp(a, "--ca-file"))
+            c.ca_file = NEXT();
+        else if (!strcmp(a, "--timeout"))
+            c.timeout_ms = parse_timeout(NEXT());
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            const char *o = NEXT();
+            if (strcmp(o, "json") && strcmp(o, "table"))
+                die_usage("-o takes json or table");
+            c.json = !strcmp(o, "json");
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
+            file = NEXT();
+        else if (!strcmp(a, "--scope"))
+            scope = NEXT();
+        else if (!strcmp(a, "--owner"))
+            owner = NEXT();
+        else if (!strcmp(a, "--name"))
+            name = NEXT();
+        else if (!strcmp(a, "--state"))
+            state = NEXT();
+        else if (!strcmp(a, "--include-file"))
+            include_file = true;
+        else if (!strcmp(a, "--secondary"))
+            secondary = true;
+        else if (!strcmp(a, "--primary"))
+            secondary = false;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (a[0] == '-' && a[1])
+            die_usage("unknown option %s", a);
+        else if (npos < 8)
+            pos[npos++] = a;
+        else
+            die_usage("too many arguments");
+#undef NEXT
+    }
+    if (!npos || !strcmp(pos[0], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!parse_url(&c, c.url))
+        die_usage("--url must look like http://HOST:PORT or https://HOST:PORT (got '%s')", c.url);
+    const char *cmd = pos[0];
+    int rc = 0;
+    if (!strcmp(cmd, "apply")) {
+        if (!file)
+            die_usage("apply needs -f FILE");
+        size_t len;
+        char *text = read_file(file, &len);
+        if (!text) {
+            if (errno == EFBIG)
+                fprintf(stderr, "portico: %s is larger than %u MiB, more than apply sends\n", file, APPLY_MAX >> 20);
+            else
+                fprintf(stderr, "portico: cannot read %s: %s\n", file, strerror(errno));
+            return 1;
+        }
+        struct resp r = {0};
+        bool ok = http_call(&c, "POST", "/management/apply", "application/yaml", text, len, &r);
+        free(text);
+        if (!ok)
+            return 1;
+        if (r.status == 413) {
+            fprintf(stderr, "portico: %s (%zu bytes) is larger than the management API accepts "
+                            "(management.maxBodySize)\n", file, len);
+            free(r.body);
+            return 1;
+        }
+        if (r.status >= 300) {
+            /* positions in the answer are "request:L:C": they are FILE's */
+            json_t *j = json_loads(r.body, 0, NULL);
+            json_t *d;
+            size_t i;
+            json_array_foreach(json_object_get(json_object_get(j, "error"), "details"), i, d)
+            {
+                const char *t = json_string_value(json_object_get(d, "target"));
+                if (t && !strncmp(t, "request:", 8)) {
+                    char *nt = NULL;
+                    if (asprintf(&nt, "%s:%s", file, t + 8) > 0) {
+                        json_object_set_new(d, "target", json_string(nt));
+                        free(nt);
+                    }
+                }
+            }
+            if (j) {
+                free(r.body);
+                r.body = json_dumps(j, 0);
+                r.len = strlen(r.body);
+            }
+            json_decref(j);
+            rc = report(&r);
+            free(r.body);
+            return rc;
+        }
+        json_t *j = json_loads(r.body, 0, NULL);
+        free(r.body);
+        if (c.json)
+            print_json(j);
+        else {
+            printf("applied %s:", file);
+            const char *k;
+            json_t *v;
+            json_object_foreach(json_object_get(j, "applied"), k, v)
+            {
+                printf(" %s %lld", k, (long long)json_integer_value(v));
+            }
+            printf("\n");
+        }
+        json_decref(j);
+        return 0;
+    }
+    if (!strcmp(cmd, "export")) {
+        struct resp r = {0};
+        char ep[128];
+        snprintf(ep, sizeof(ep), "/management/export?format=%s%s", c.json ? "json" : "yaml",
+                 include_file ? "&includeFile=true" : "");
+        if (!http_call(&c, "GET", ep, NULL, NULL, 0, &r))
+            return 1;
+        if (r.status >= 300)
+            rc = report(&r);
+        else
+            fwrite(r.body, 1, r.len, stdout);
+        free(r.body);
+        return rc;
+    }
+    const struct noun *nn = NULL;
+    for (size_t i = 0; i < PT_ARRAY_LEN(nouns); i++)
+        if (!strcmp(nouns[i].name, cmd))
+            nn = &nouns[i];
+    if (!nn)
+        die_usage("unknown command '%s'", cmd);
+    const char *verb = npos > 1 ? pos[1] : "list";
+    const char *id = npos > 2 ? pos[2] : NULL;
+    if (!strcmp(verb, "list"))
+        return list_all(&c, nn);
+    if (!id)
+        die_usage("%s %s needs an id", cmd, verb);
+    char *eid = enc(id);
+    char path[1024];
+    snprintf(path, sizeof(path), "/management/%s/%s", nn->coll, eid);
+    free(eid);
+    json_t *j = NULL;
+    bool is_sub = !strcmp(cmd, "subscription");
+    if (!strcmp(verb, "show")) {
+        j = call_json(&c, "GET", path, NULL, &rc);
+    } else if (!strcmp(verb, "delete")) {
+        j = call_json(&c, "DELETE", path, NULL, &rc);
+        if (j && !c.json) {
+            printf("deleted %s %s\n", cmd, id);
+            json_decref(j);
+            return 0;
+        }
+    } else if (is_sub && !strcmp(verb, "create")) {
+        if (!scope)
+            die_usage("subscription create needs --scope");
+        json_t *b = json_pack("{s:s}", "scope", scope);
+        json_object_set_new(b, "displayName", json_string(name ? name : id));
+        if (owner)
+            json_object_set_new(b, "ownerId", json_string(strncmp(owner, "/users/", 7) ? "" : owner));
+        if (owner && strncmp(owner, "/users/", 7)) {
+            char o[512];
+            snprintf(o, sizeof(o), "/users/%s", owner);
+            json_object_set_new(b, "ownerId", json_string(o));
+        }
+        json_object_set_new(b, "state", json_string(state ? state : "active"));
+        char *txt = json_dumps(b, 0);
+        json_decref(b);
+        j = call_json(&c, "PUT", path, txt, &rc);
+        free(txt);
+    } else if (is_sub && !strcmp(verb, "keys")) {
+        strncat(path, "/listSecrets", sizeof(path) - strlen(path) - 1);
+        j = call_json(&c, "POST", path, NULL, &rc);
+        if (j && !c.json) {
+            printf("primaryKey    %s\nsecondaryKey  %s\n", json_string_value(json_object_get(j, "primaryKey")) ?: "",
+                   json_string_value(json_object_get(j, "secondaryKey")) ?: "");
+            json_decref(j);
+            return 0;
+        }
+    } else if (is_sub && !strcmp(verb, "regenerate")) {
+        char p2[1100];
+        snprintf(p2, sizeof(p2), "%s/%s", path, secondary ? "regenerateSecondaryKey" : "regeneratePrimaryKey");
+        j = call_json(&c, "POST", p2, NULL, &rc);
+        if (j) {
+            json_decref(j);
+            snprintf(p2, sizeof(p2), "%s/listSecrets", path);
+            j = call_json(&c, "POST", p2, NULL, &rc);
+            if (j && !c.json) {
+                printf("%s  %s\n", secondary ? "secondaryKey" : "primaryKey",
+                       json_string_value(json_object_get(j, secondary ? "secondaryKey" : "primaryKey")) ?: "");
+                json_decref(j);
+                return 0;
+            }
+        }
+    } else if (is_sub && (!strcmp(verb, "approve") || !strcmp(verb, "suspend") || !strcmp(verb, "cancel") ||
+                          !strcmp(verb, "activate") || !strcmp(verb, "reject"))) {
+        const char *ns = !strcmp(verb, "approve") || !strcmp(verb, "activate") ? "active"
+                         : !strcmp(verb, "suspend")                          ? "suspended"
+                         : !strcmp(verb, "cancel")                           ? "cancelled"
+                                                                             : "rejected";
+        char body[64];
+        snprintf(body, sizeof(body), "{\"state\": \"%s\"}", ns);
+        j = call_json(&c, "PATCH", path, body, &rc);
+    } else
+        die_usage("unknown %s command '%s'", cmd, verb);
+    if (!j)
+        return rc ? rc : 1;
+    if (c.json)
+        print_json(j);
+    else {
+        json_t *one = json_array();
+        json_array_append(one, j);
+        if (!strcmp(verb, "show")) {
+            /* every field, one per line */
+            const char *k;
+            json_t *v;
+            json_object_foreach(j, k, v)
+            {
+                char *s = cell(v);
+                printf("%-22s %s\n", k, s);
+                free(s);
+            }
+        } else
+            print_table(one, nn->cols);
+        json_decref(one);
+    }
+    json_decref(j);
+    return 0;
+}

@@ -1,0 +1,32 @@
+/*
+ * pt_mgmt -- the management REST API.
+ *
+ * Served on its own listener (management.listen) by the control thread,
+ * JSON under /management/.  Reads come from the store; every write is one
+ * store transaction that is validated by building the complete next
+ * generation before it commits, then published to the workers.  So a write
+ * either takes effect everywhere or changes nothing.
+ */
+#ifndef PT_MGMT_H
+#define PT_MGMT_H
+
+#include "conf/pt_conf.h"
+#include "conf/pt_store.h"
+
+#include <event2/event.h>
+
+struct pt_mgmt_hooks {
+    /* The configuration file's settings (for validation). */
+    const struct pt_conf *(*file)(void);
+    /* Called inside an open store transaction after a change: builds the
+       generation from the store and, when it is good, commits and publishes
+       it.  On failure it rolls the transaction back and fills errs. */
+    bool (*publish)(struct pt_errors *errs);
+};
+
+/* Starts serving on file->mgmt.listen (nothing when unset). */
+bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct pt_store *st,
+                   const struct pt_mgmt_hooks *hooks, struct pt_errors *errs);
+void pt_mgmt_stop(void);
+
+#endif

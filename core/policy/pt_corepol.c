@@ -1,0 +1,436 @@
+/*
+ * pt_corepol -- the core's own policies.
+ *
+ * choose, retry and forward-request are steps of the pipeline driver
+ * (pt_pipeline.c); here are their schemas and compile functions, and the
+ * complete set-variable, return-response and mock-response.
+ */
+#include "policy/pt_corepol.h"
+#include "base/pt_log.h"
+#include "lua/pt_lua.h"
+#include "proxy/pt_req.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ----------------------------------------------------------------- schemas */
+
+static const char *const exists_actions[] = {"override", "skip", "append", "delete", NULL};
+
+static const struct pt_attr_def status_attrs[] = {
+    {"code", PT_ATTR_INT, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 100, 999, "status code"},
+    {"reason", PT_ATTR_STRING, PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0, "reason phrase"},
+    {0},
+};
+
+static const struct pt_attr_def header_attrs[] = {
+    {"name", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0, "header name"},
+    {"exists-action", PT_ATTR_ENUM, 0, "override", exists_actions, NULL, 0, 0,
+     "override, skip, append or delete"},
+    {"value", PT_ATTR_STRING, PT_ATTR_EXPR | PT_ATTR_MULTI, NULL, NULL, NULL, 0, 0, "one or more values"},
+    {0},
+};
+
+static const struct pt_attr_def body_attrs[] = {
+    {"value", PT_ATTR_STRING, PT_ATTR_EXPR | PT_ATTR_SCALAR, NULL, NULL, NULL, 0, 0, "the body"},
+    {"template", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "not supported (Liquid); use expressions"},
+    {0},
+};
+
+static const struct pt_attr_def return_response_attrs[] = {
+    {"response-variable-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
+     "a response held in a variable to start from; refused for now: no policy stores responses in variables "
+     "yet (send-request comes with the routing family)"},
+    {"set-status", PT_ATTR_ELEMENT, 0, NULL, NULL, status_attrs, 0, 0, "status of the response"},
+    {"set-header", PT_ATTR_ELEMENT, PT_ATTR_MULTI, NULL, NULL, header_attrs, 0, 0, "headers of the response"},
+    {"set-body", PT_ATTR_ELEMENT, PT_ATTR_SCALAR, NULL, NULL, body_attrs, 0, 0, "body of the response"},
+    {0},
+};
+
+static const struct pt_attr_def set_variable_attrs[] = {
+    {"name", PT_ATTR_STRING, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0, "variable name"},
+    {"value", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+     "literal (a string) or expression (its value)"},
+    {0},
+};
+
+static const struct pt_attr_def mock_attrs[] = {
+    {"status-code", PT_ATTR_INT, 0, "200", NULL, NULL, 100, 999, "status of the mocked response"},
+    {"content-type", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "representation to use"},
+    {0},
+};
+
+static const struct pt_attr_def retry_attrs[] = {
+    {"condition", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+     "retry while this is true"},
+    {"count", PT_ATTR_INT, PT_ATTR_REQUIRED, NULL, NULL, NULL, 1, 50, "most retries"},
+    {"interval", PT_ATTR_INT, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 3600, "seconds between attempts"},
+    {"max-interval", PT_ATTR_INT, 0, NULL, NULL, NULL, 0, 3600, "cap for exponential waits (seconds)"},
+    {"delta", PT_ATTR_INT, 0, NULL, NULL, NULL, 0, 3600, "linear/exponential increment (seconds)"},
+    {"first-fast-retry", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0, "retry once at once"},
+    {"policies", PT_ATTR_POLICIES, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0, "statements to run and retry"},
+    {0},
+};
+
+static const char *const http_versions[] = {"1", "2or1", "2", NULL};
+
+static const struct pt_attr_def forward_attrs[] = {
+    {"timeout", PT_ATTR_INT, 0, "300", NULL, NULL, 0, 86400, "seconds until the backend must answer"},
+    {"timeout-ms", PT_ATTR_INT, 0, NULL, NULL, NULL, 0, 86400000, "the same in milliseconds"},
+    {"continue-timeout", PT_ATTR_INT, 0, NULL, NULL, NULL, 0, 86400, "accepted; the gateway answers 100-continue"},
+    {"http-version", PT_ATTR_ENUM, 0, "1", http_versions, NULL, 0, 0, "1 (HTTP/2 backends are not supported)"},
+    {"follow-redirects", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0, "must stay false"},
+    {"buffer-request-body", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
+     "read the whole request body first (so retry can resend it)"},
+    {"buffer-response", PT_ATTR_BOOL, 0, "true", NULL, NULL, 0, 0, "accepted; bodies always stream"},
+    {"fail-on-error-status-code", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
+     "a 400-599 backend status runs on-error"},
+    {0},
+};
+
+static const struct pt_attr_def include_fragment_attrs[] = {
+    {"fragment-id", PT_ATTR_STRING, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0, "the fragment to insert"},
+    {0},
+};
+
+/* Runs of the simple core policies (below). */
+static pt_status run_set_variable(const struct pt_api *api, pt_call *call, void *inst);
+static pt_status run_mock(const struct pt_api *api, pt_call *call, void *inst);
+
+static const struct pt_policy_def core_defs[] = {
+    {"choose", PT_SECTION_ALL, PT_SCOPE_ALL, PT_POLICY_CORE_SYNTAX, NULL, NULL, NULL, NULL,
+     "Conditions evaluated in order; the first true `when` runs its `then` statements, else `otherwise`."},
+    {"retry", PT_SECTION_ALL, PT_SCOPE_ALL, 0, retry_attrs, NULL, NULL, NULL,
+     "Runs its statements, then again while `condition` holds and `count` allows, waiting between attempts: "
+     "`interval` alone waits the same each time; with `delta`, linearly longer (interval + (n-1) * delta); with "
+     "`delta` and `max-interval`, exponentially (interval + (2^(n-1) - 1) * delta, each delta varied at random "
+     "by up to 20 % either way so that clients do not retry in step, capped at `max-interval`); "
+     "`first-fast-retry` makes the first retry at once."},
+    {"forward-request", PT_SECTION_BACKEND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, forward_attrs, NULL, NULL,
+     NULL, "Sends the request to the backend and waits for its response head."},
+    {"return-response", PT_SECTION_ALL, PT_SCOPE_ALL, 0, return_response_attrs, NULL, NULL, NULL,
+     "Stops the pipeline and answers with the response it builds (200 with an empty body by default)."},
+    {"set-variable", PT_SECTION_ALL, PT_SCOPE_ALL, 0, set_variable_attrs, NULL, run_set_variable, NULL,
+     "Stores a value in context.variables."},
+    {"mock-response", PT_SECTION_INBOUND | PT_SECTION_OUTBOUND | PT_SECTION_ON_ERROR, PT_SCOPE_ALL, 0, mock_attrs,
+     NULL, run_mock, NULL,
+     "Stops the pipeline and answers with the operation's example response for the status, or an empty body."},
+    {"include-fragment", PT_SECTION_ALL, PT_SCOPE_ALL, 0, include_fragment_attrs, NULL, NULL, NULL,
+     "Inserts the statements of a policy fragment."},
+    {0},
+};
+
+void pt_corepol_register(struct pt_registry *r)
+{
+    for (const struct pt_policy_def *d = core_defs; d->name; d++)
+        pt_registry_add(r, d, "core", NULL);
+}
+
+/* ----------------------------------------------------------------- compile */
+
+static struct pt_node *get(struct pt_node *attrs, const char *k)
+{
+    return attrs && attrs->kind == PT_N_MAP ? pt_node_get(attrs, k) : NULL;
+}
+
+static struct pt_polctx *cur_pc; /* set while a core statement compiles */
+
+static int64_t int_attr(struct pt_node *attrs, const char *k, int64_t def)
+{
+    const char *t = pt_policy_text(cur_pc, get(attrs, k));
+    return t && *t ? strtoll(t, NULL, 10) : def;
+}
+
+static bool bool_attr(struct pt_node *attrs, const char *k, bool def)
+{
+    const char *t = pt_policy_text(cur_pc, get(attrs, k));
+    return t && *t ? (t[0] == 't' || t[0] == 'T') : def;
+}
+
+static bool compile_header(struct pt_polctx *pc, struct pt_node *h, struct pt_rr_header *out)
+{
+    out->name = pt_value_compile(pc, pt_node_get(h, "name"));
+    if (!out->name)
+        return false;
+    struct pt_node *ea = pt_node_get(h, "exists-action");
+    out->mode = PT_HEADER_OVERRIDE;
+    if (ea)
+        for (int i = 0; exists_actions[i]; i++)
+            if (!strcmp(ea->str, exists_actions[i]))
+                out->mode = (pt_header_mode)i;
+    struct pt_node *v = pt_node_get(h, "value");
+    if (v) {
+        out->nvalues = v->kind == PT_N_SEQ ? v->n : 1;
+        out->values = pt_pool_calloc(pc->pool, sizeof(*out->values) * (size_t)out->nvalues);
+        for (int i = 0; i < out->nvalues; i++)
+            if (!(out->values[i] = pt_value_compile(pc, v->kind == PT_N_SEQ ? v->items[i] : v)))
+                return false;
+    }
+    if (!out->nvalues && out->mode != PT_HEADER_DELETE) {
+        pt_node_error(pc->errs, h, "set-header needs a value unless exists-action is delete");
+        return false;
+    }
+    return true;
+}
+
+bool pt_corepol_compile(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node *attrs, int section,
+                        int depth, bool in_fragment, pt_parse_block_fn parse_block)
+{
+    const char *name = s->name;
+    cur_pc = pc;
+    if (!strcmp(name, "retry")) {
+        struct pt_retry *r = pt_pool_calloc(pc->pool, sizeof(*r));
+        r->cond = pt_value_compile(pc, get(attrs, "condition"));
+        r->count = (int)int_attr(attrs, "count", 1);
+        r->interval_ms = (uint32_t)int_attr(attrs, "interval", 0) * 1000;
+        r->max_interval_ms = (uint32_t)int_attr(attrs, "max-interval", 0) * 1000;
+        r->delta_ms = (uint32_t)int_attr(attrs, "delta", 0) * 1000;
+        r->first_fast = bool_attr(attrs, "first-fast-retry", false);
+        struct pt_block *b = parse_block(pc, get(attrs, "policies"), section, depth + 1, false, in_fragment);
+        if (!r->cond || !b)
+            return false;
+        s->kind = PT_ST_RETRY;
+        s->data = r;
+        s->body = *b;
+        return true;
+    }
+    if (!strcmp(name, "forward-request")) {
+        struct pt_forward *f = pt_pool_calloc(pc->pool, sizeof(*f));
+        if (get(attrs, "timeout-ms"))
+            f->timeout_ms = (uint32_t)int_attr(attrs, "timeout-ms", 300000);
+        else if (get(attrs, "timeout"))
+            f->timeout_ms = (uint32_t)int_attr(attrs, "timeout", 300) * 1000;
+        f->buffer_request_body = bool_attr(attrs, "buffer-request-body", false);
+        f->buffer_response = bool_attr(attrs, "buffer-response", true);
+        f->fail_on_error_status = bool_attr(attrs, "fail-on-error-status-code", false);
+        f->follow_redirects = bool_attr(attrs, "follow-redirects", false);
+        if (f->follow_redirects) {
+            pt_node_error(pc->errs, get(attrs, "follow-redirects"),
+                          "follow-redirects: true is not supported (redirects are passed to the client)");
+            return false;
+        }
+        struct pt_node *hv = get(attrs, "http-version");
+        if (hv && !strcmp(hv->str, "2")) {
+            pt_node_error(pc->errs, hv, "http-version 2 is not supported for backends (use 1 or 2or1)");
+            return false;
+        }
+        s->kind = PT_ST_FORWARD;
+        s->data = f;
+        return true;
+    }
+    if (!strcmp(name, "return-response")) {
+        struct pt_return_response *rr = pt_pool_calloc(pc->pool, sizeof(*rr));
+        struct pt_node *n;
+        if ((n = get(attrs, "response-variable-name"))) {
+            /* nothing can put a response in a variable yet: say so rather than ignore it */
+            pt_node_error(pc->errs, n,
+                          "response-variable-name: no policy stores a response in a variable yet (send-request "
+                          "is not available); build the response with set-status, set-header and set-body");
+            return false;
+        }
+        if ((n = get(attrs, "set-status"))) {
+            rr->code = pt_value_compile(pc, pt_node_get(n, "code"));
+            if (!rr->code)
+                return false;
+            struct pt_node *rs = pt_node_get(n, "reason");
+            if (rs && !(rr->reason = pt_value_compile(pc, rs)))
+                return false;
+        }
+        if ((n = get(attrs, "set-header"))) {
+            rr->nheaders = n->kind == PT_N_SEQ ? n->n : 1;
+            rr->headers = pt_pool_calloc(pc->pool, sizeof(*rr->headers) * (size_t)rr->nheaders);
+            for (int i = 0; i < rr->nheaders; i++)
+                if (!compile_header(pc, n->kind == PT_N_SEQ ? n->items[i] : n, &rr->headers[i]))
+                    return false;
+        }
+        if ((n = get(attrs, "set-body"))) {
+            struct pt_node *v = n->kind == PT_N_MAP ? pt_node_get(n, "value") : n;
+            if (n->kind == PT_N_MAP && pt_node_get(n, "template")) {
+                pt_node_error(pc->errs, pt_node_get(n, "template"),
+                              "Liquid templates are not supported: build the body with an expression");
+                return false;
+            }
+            if (v && !(rr->body = pt_value_compile(pc, v)))
+                return false;
+        }
+        s->kind = PT_ST_RETURN_RESPONSE;
+        s->data = rr;
+        return true;
+    }
+    if (!strcmp(name, "set-variable")) {
+        struct pt_node *nm = get(attrs, "name");
+        if (nm->kind != PT_N_SCALAR || nm->null || !*nm->str) {
+            pt_node_error(pc->errs, nm, "set-variable: name must not be empty");
+            return false;
+        }
+        struct pt_value *v = pt_value_compile(pc, get(attrs, "value"));
+        if (!v)
+            return false;
+        struct pt_value **inst = pt_pool_calloc(pc->pool, 2 * sizeof(*inst));
+        inst[0] = pt_pool_calloc(pc->pool, sizeof(struct pt_value));
+        inst[0]->text = nm->str;
+        inst[0]->len = strlen(nm->str);
+        inst[1] = v;
+        s->instance = inst;
+        return true;
+    }
+    if (!strcmp(name, "mock-response")) {
+        int *inst = pt_pool_calloc(pc->pool, sizeof(int) + sizeof(char *));
+        inst[0] = (int)int_attr(attrs, "status-code", 200);
+        const char *ct = pt_policy_text(pc, get(attrs, "content-type"));
+        memcpy(inst + 1, &ct, sizeof(char *));
+        s->instance = inst;
+        return true;
+    }
+    return true; /* a plugin's or Lua policy: its own compile() runs */
+}
+
+/* --------------------------------------------------------------------- run */
+
+uint32_t pt_corepol_retry_wait(const struct pt_retry *r, int n, uint64_t rnd)
+{
+    if (n == 1 && r->first_fast)
+        return 0;
+    if (r->first_fast)
+        n--;
+    if (!r->delta_ms)
+        return r->interval_ms; /* fixed */
+    uint64_t w;
+    if (!r->max_interval_ms)
+        w = r->interval_ms + (uint64_t)(n - 1) * r->delta_ms; /* linear */
+    else {
+        /* exponential: interval + (2^(n-1) - 1) * random(0.8 delta .. 1.2 delta), capped
+           (the first retry waits the interval: 10, 20, 40, 80, 100 for 10/10/100) */
+        double f = 0.8 + 0.4 * (double)(rnd % 10001) / 10000.0;
+        double grow = (n - 1 >= 31 ? 2147483647.0 : (double)((1u << (n - 1)) - 1)) * f * r->delta_ms;
+        w = r->interval_ms + (uint64_t)grow;
+        if (w > r->max_interval_ms)
+            w = r->max_interval_ms;
+    }
+    return (uint32_t)PT_MIN(w, (uint64_t)3600000);
+}
+
+static pt_status run_set_variable(const struct pt_api *api, pt_call *call, void *inst)
+{
+    struct pt_value **v = inst;
+    struct pt_req *req = call->req;
+    struct pt_luaval out;
+    int rc = pt_value_eval(req, v[1], &out);
+    if (rc == PT_AGAIN)
+        return PT_AGAIN;
+    if (rc != 0)
+        return PT_ERROR;
+    pt_req_var_set(req, (pt_str){v[0]->text, v[0]->len}, &out);
+    return PT_OK;
+}
+
+/* The operation's example for a status and content type, as text. */
+static bool operation_example(struct pt_req *req, int status, const char *ctype, pt_str *body, pt_str *type)
+{
+    if (!req->op)
+        return false;
+    struct pt_node *resps = pt_node_get(req->op->cf->node, "responses");
+    if (!resps || resps->kind != PT_N_SEQ)
+        return false;
+    for (int i = 0; i < resps->n; i++) {
+        struct pt_node *r = resps->items[i];
+        struct pt_node *sc = pt_node_get(r, "statusCode");
+        if (!sc || sc->kind != PT_N_SCALAR || atoi(sc->str) != status)
+            continue;
+        struct pt_node *reps = pt_node_get(r, "representations");
+        for (int k = 0; reps && reps->kind == PT_N_SEQ && k < reps->n; k++) {
+            struct pt_node *rep = reps->items[k];
+            struct pt_node *ct = pt_node_get(rep, "contentType");
+            if (ctype && (!ct || ct->kind != PT_N_SCALAR || strcasecmp(ct->str, ctype)))
+                continue;
+            struct pt_node *ex = pt_node_get(rep, "examples");
+            struct pt_node *val = NULL;
+            if (ex && ex->kind == PT_N_MAP && ex->n) {
+                struct pt_node *def = pt_node_get(ex, "default");
+                struct pt_node *one = def ? def : pt_node_val(ex, 0);
+                val = one->kind == PT_N_MAP ? pt_node_get(one, "value") : one;
+            }
+            if (!val)
+                val = pt_node_get(rep, "sample");
+            if (!val)
+                continue;
+            *body = pt_node_to_text(req->pool, val);
+            *type = ct && ct->kind == PT_N_SCALAR ? pt_str_c(ct->str) : PT_NULL_STR;
+            return true;
+        }
+    }
+    return false;
+}
+
+static pt_status run_mock(const struct pt_api *api, pt_call *call, void *inst)
+{
+    struct pt_req *req = call->req;
+    int status = ((int *)inst)[0];
+    const char *ctype;
+    memcpy(&ctype, (int *)inst + 1, sizeof(ctype));
+    pt_str body = PT_NULL_STR, type = PT_NULL_STR;
+    operation_example(req, status, ctype, &body, &type);
+    if (!type.n && ctype)
+        type = pt_str_c(ctype);
+    pt_req_new_response(req, status, PT_NULL_STR);
+    if (type.n) {
+        pt_bytes v = {type.p, type.n};
+        pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){"Content-Type", 12}, &v, 1, PT_HEADER_OVERRIDE);
+    }
+    pt_req_set_body(req, PT_MSG_RESPONSE, body);
+    return PT_DONE;
+}
+
+pt_status pt_corepol_return_response(struct pt_req *req, pt_call *call, const struct pt_stmt *s)
+{
+    const struct pt_return_response *rr = s->data;
+    int rc;
+    /* everything is evaluated first: expressions see the response as it was
+       (the backend's, in outbound), not the empty one being built */
+    long code = 200;
+    pt_str reason = PT_NULL_STR;
+    if (rr->code) {
+        struct pt_luaval v;
+        if ((rc = pt_value_eval(req, rr->code, &v)) != 0)
+            return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
+        code = v.type == PT_VAR_NUMBER ? (long)v.num : strtol(v.s.p ? v.s.p : "", NULL, 10);
+        if (rr->reason) {
+            struct pt_luaval rv;
+            if ((rc = pt_value_eval(req, rr->reason, &rv)) != 0)
+                return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
+            reason = rv.s;
+        }
+        if (code < 100 || code > 999 || !pt_http_value_ok(reason)) {
+            pt_exec_set_error(req, 500, "return-response", "ExpressionValueEvaluationFailure",
+                              "set-status: invalid status code or reason");
+            return PT_ERROR;
+        }
+    }
+    struct pt_luaval *names = pt_pool_calloc(req->pool, sizeof(*names) * (size_t)(rr->nheaders + 1));
+    pt_bytes **vals = pt_pool_calloc(req->pool, sizeof(*vals) * (size_t)(rr->nheaders + 1));
+    for (int i = 0; i < rr->nheaders; i++) {
+        const struct pt_rr_header *h = &rr->headers[i];
+        if ((rc = pt_value_eval(req, h->name, &names[i])) != 0)
+            return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
+        vals[i] = pt_pool_alloc(req->pool, sizeof(pt_bytes) * (size_t)(h->nvalues ? h->nvalues : 1));
+        for (int k = 0; k < h->nvalues; k++) {
+            struct pt_luaval hv;
+            if ((rc = pt_value_eval(req, h->values[k], &hv)) != 0)
+                return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
+            vals[i][k] = (pt_bytes){hv.s.p, hv.s.n};
+        }
+    }
+    struct pt_luaval body = {0};
+    if (rr->body && (rc = pt_value_eval(req, rr->body, &body)) != 0)
+        return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
+    /* now build it */
+    pt_req_new_response(req, (int)code, reason);
+    for (int i = 0; i < rr->nheaders; i++)
+        if (pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){names[i].s.p, names[i].s.n}, vals[i],
+                              rr->headers[i].nvalues, rr->headers[i].mode) < 0)
+            return PT_ERROR;
+    if (rr->body)
+        pt_req_set_body(req, PT_MSG_RESPONSE, body.s);
+    return PT_DONE;
+}

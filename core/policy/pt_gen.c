@@ -1,0 +1,517 @@
+/*
+ * pt_gen -- building and releasing generations.
+ */
+#include "policy/pt_gen.h"
+#include "policy/pt_corepol.h"
+#include "lua/pt_expr.h"
+#include "base/pt_log.h"
+#include "policy/pt_luapol.h"
+#include "policy/pt_plugin.h"
+#include "conf/pt_router.h"
+#include "event/pt_tls.h"
+
+#include <netdb.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static atomic_ulong serial_counter;
+
+static bool resolve(struct pt_backend *b, struct pt_node *where, struct pt_errors *errs)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", b->url.port);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    int rc = getaddrinfo(b->url.host, port, &hints, &res);
+    if (rc == EAI_BADFLAGS || (rc != 0 && hints.ai_flags)) {
+        hints.ai_flags = 0; /* loopback-only hosts have no "configured" address family */
+        rc = getaddrinfo(b->url.host, port, &hints, &res);
+    }
+    if (rc != 0 || !res) {
+        pt_node_error(errs, where, "cannot resolve backend host '%s': %s", b->url.host, gai_strerror(rc));
+        return false;
+    }
+    memcpy(&b->sa, res->ai_addr, res->ai_addrlen);
+    b->salen = (socklen_t)res->ai_addrlen;
+    freeaddrinfo(res);
+    return true;
+}
+
+/* ------------------------------------------------- versions and revisions */
+
+struct route_key {
+    const char *path; /* the suffix the router knows the API by */
+    const char *host;
+    struct pt_apidef *api;
+};
+
+static bool header_or_query_scheme(const struct pt_apidef *a)
+{
+    return a->vset && a->vset->scheme != 0;
+}
+
+/*
+ * The suffix an API answers at: its path, plus "/{version}" for a Segment
+ * version, plus ";rev={n}" for a revision that is not the current one.
+ */
+static const char *route_path(struct pt_pool *pool, const struct pt_apidef *a)
+{
+    const struct pt_api_cf *ac = a->cf;
+    const char *p = ac->path;
+    if (a->vset && a->vset->scheme == 0 && ac->api_version && *ac->api_version)
+        p = *p ? pt_pool_printf(pool, "%s/%s", p, ac->api_version) : ac->api_version;
+    if (!ac->is_current)
+        p = pt_pool_printf(pool, "%s;rev=%s", p, ac->revision ? ac->revision : "1");
+    return p;
+}
+
+static const char *keys_path(const struct route_key *keys, const struct pt_apidef *a)
+{
+    for (int i = 0;; i++)
+        if (keys[i].api == a)
+            return keys[i].path;
+}
+
+static int key_cmp(const void *x, const void *y)
+{
+    const struct route_key *a = x, *b = y;
+    int c = strcmp(a->path, b->path);
+    if (!c)
+        c = strcasecmp(a->host, b->host);
+    if (!c) /* Query/Header versions after the others, then declaration order */
+        c = (int)header_or_query_scheme(a->api) - (int)header_or_query_scheme(b->api);
+    if (!c)
+        c = a->api < b->api ? -1 : a->api > b->api;
+    return c;
+}
+
+/*
+ * APIs that answer at the same suffix: versions of one set with the Query
+ * or Header scheme form a group (the version is chosen per request); any
+ * other sharing is an error, since one API would hide the other.
+ */
+static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_errors *errs)
+{
+    int n = g->napis;
+    struct route_key *sorted = malloc(sizeof(*sorted) * (size_t)(n ? n : 1));
+    memcpy(sorted, keys, sizeof(*sorted) * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof(*sorted), key_cmp);
+    struct pt_pool *pool = g->conf->pool;
+    for (int i = 0; i < n;) {
+        int j = i + 1;
+        while (j < n && !strcmp(sorted[j].path, sorted[i].path) && !strcasecmp(sorted[j].host, sorted[i].host))
+            j++;
+        if (j - i > 1) {
+            bool group = true;
+            for (int k = i; k < j; k++)
+                group &= header_or_query_scheme(sorted[k].api) &&
+                         !strcmp(sorted[k].api->cf->version_set, sorted[i].api->cf->version_set);
+            if (group) {
+                struct pt_apidef **members = pt_pool_calloc(pool, sizeof(*members) * (size_t)(j - i));
+                for (int k = i; k < j; k++) {
+                    members[k - i] = sorted[k].api;
+                    for (int q = i; q < k; q++) {
+                        const char *v1 = sorted[q].api->cf->api_version, *v2 = sorted[k].api->cf->api_version;
+                        if (!strcmp(v1 ? v1 : "", v2 ? v2 : ""))
+                            pt_node_error(errs, sorted[k].api->cf->node,
+                                          "API '%s' has the same version '%s' of set '%s' as API '%s'",
+                                          sorted[k].api->cf->id, v2 ? v2 : "", sorted[k].api->cf->version_set,
+                                          sorted[q].api->cf->id);
+                    }
+                }
+                for (int k = i; k < j; k++) {
+                    sorted[k].api->vgroup = members;
+                    sorted[k].api->nvgroup = j - i;
+                }
+            } else
+                for (int k = i + 1; k < j; k++)
+                    pt_node_error(errs, pt_node_get(sorted[k].api->cf->node, "path") ?: sorted[k].api->cf->node,
+                                  "API '%s' answers at '/%s', as API '%s' does (give one a version or a "
+                                  "revision, or another path)",
+                                  sorted[k].api->cf->id, sorted[k].path, sorted[i].api->cf->id);
+        }
+        i = j;
+    }
+    free(sorted);
+}
+
+
+static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs);
+
+/* The compiled document of the workspace an API belongs to (NULL: none). */
+static struct pt_doc *workspace_doc(const struct pt_conf *cf, struct pt_doc **wdocs, const char *ws)
+{
+    for (int i = 0; ws && *ws && i < cf->nworkspaces; i++)
+        if (!strcmp(cf->workspaces[i].id, ws))
+            return wdocs[i];
+    return NULL;
+}
+
+struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
+{
+    return build(cf, true, errs);
+}
+
+bool pt_gen_validate(struct pt_conf *cf, bool refs, struct pt_errors *errs)
+{
+    struct pt_gen *g = build(cf, refs, errs);
+    if (!g)
+        return false;
+    g->conf = NULL; /* the caller keeps it */
+    pt_gen_unref(g);
+    return true;
+}
+
+static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs)
+{
+    struct pt_gen *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    atomic_init(&g->refs, 1);
+    g->conf = cf;
+    g->serial = atomic_fetch_add(&serial_counter, 1) + 1;
+    int before = errs->n;
+    struct pt_pool *pool = cf->pool;
+
+    g->router = pt_router_new();
+    g->napis = cf->napis;
+    g->apis = pt_pool_calloc(pool, sizeof(*g->apis) * (size_t)(cf->napis ? cf->napis : 1));
+    struct route_key *keys = calloc((size_t)(cf->napis ? cf->napis : 1), sizeof(*keys));
+    for (int i = 0; i < cf->napis; i++) {
+        g->apis[i].cf = &cf->apis[i];
+        for (int k = 0; cf->apis[i].version_set && k < cf->nversion_sets; k++)
+            if (!strcmp(cf->version_sets[k].id, cf->apis[i].version_set))
+                g->apis[i].vset = &cf->version_sets[k];
+        keys[i].path = route_path(pool, &g->apis[i]);
+        keys[i].host = cf->apis[i].host ? cf->apis[i].host : "";
+        keys[i].api = &g->apis[i];
+    }
+    group_versions(g, keys, errs);
+    for (int i = 0; i < cf->napis; i++) {
+        const struct pt_api_cf *ac = &cf->apis[i];
+        struct pt_apidef *api = &g->apis[i];
+        if (ac->service_url) {
+            struct pt_backend *b = pt_pool_calloc(pool, sizeof(*b));
+            pt_url_parse(pool, ac->service_url, &b->url); /* validated while loading */
+            if (resolve(b, pt_node_get(ac->node, "serviceUrl"), errs)) {
+                char addr[INET6_ADDRSTRLEN + 8] = "";
+                getnameinfo((struct sockaddr *)&b->sa, b->salen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST);
+                b->pool_key = pt_pool_printf(pool, "%s://%s:%d/%s", b->url.https ? "https" : "http", addr,
+                                             b->url.port, b->url.https ? b->url.host : "");
+                b->pool_hash = pt_hash(b->pool_key, strlen(b->pool_key), false);
+                api->backend = b;
+            }
+        }
+        /* a version that shares its path with others is reached through the group */
+        bool hidden = api->vgroup && api->vgroup[0] != api;
+        int idx = pt_router_add_api(g->router, hidden ? pt_pool_printf(pool, "\x01%s", ac->id) : keys_path(keys, api),
+                                    ac->host, api);
+        api->ridx = idx;
+        /* the current revision also answers with its number: /echo;rev=3/... */
+        int alias = -1;
+        if (ac->is_current && ac->revision && !hidden && pt_node_get(ac->node, "apiRevision"))
+            alias = pt_router_add_api(g->router, pt_pool_printf(pool, "%s;rev=%s", keys_path(keys, api), ac->revision),
+                                      ac->host, api);
+        api->nops = ac->nops;
+        api->ops = pt_pool_calloc(pool, sizeof(*api->ops) * (size_t)(ac->nops ? ac->nops : 1));
+        for (int k = 0; k < ac->nops; k++) {
+            struct pt_operation *op = &api->ops[k];
+            op->cf = &ac->ops[k];
+            op->api = api;
+            /* templates were checked with the configuration (pt_conf) */
+            const char *why = pt_router_add_op(g->router, idx, op->cf->method, op->cf->url_template, op, NULL);
+            if (alias >= 0 && !why)
+                pt_router_add_op(g->router, alias, op->cf->method, op->cf->url_template, op, NULL);
+            if (why)
+                pt_node_error(errs, pt_node_get(op->cf->node, "urlTemplate"), "urlTemplate '%s' %s",
+                              op->cf->url_template, why);
+        }
+    }
+    free(keys);
+    pt_router_finish(g->router);
+    if (refs && !pt_conf_check_refs(cf, errs))
+        goto out;
+
+    /* products, users, subscriptions and the key table */
+    g->nproducts = cf->nproducts;
+    g->products = pt_pool_calloc(pool, sizeof(*g->products) * (size_t)(cf->nproducts + 1));
+    for (int i = 0; i < cf->nproducts; i++) {
+        g->products[i].cf = &cf->products[i];
+        g->products[i].index = i;
+        const struct pt_product_cf *p = &cf->products[i];
+        if (p->subscription_required || p->state != 1)
+            continue;
+        for (int k = 0; k < p->apis.n; k++)
+            for (int a = 0; a < g->napis; a++)
+                if (!strcmp(g->apis[a].cf->id, p->apis.v[k])) {
+                    if (g->apis[a].open_product)
+                        pt_node_error(errs, p->node, "API '%s' is already in the open product '%s': an API may be in "
+                                                     "one open product only",
+                                      p->apis.v[k], g->apis[a].open_product->cf->id);
+                    g->apis[a].open_product = &g->products[i];
+                }
+    }
+    g->nusers = cf->nusers;
+    g->users = pt_pool_calloc(pool, sizeof(*g->users) * (size_t)(cf->nusers + 1));
+    for (int i = 0; i < cf->nusers; i++)
+        g->users[i].cf = &cf->users[i];
+    g->nsubs = cf->nsubs;
+    g->subs = pt_pool_calloc(pool, sizeof(*g->subs) * (size_t)(cf->nsubs + 1));
+    g->nkeys = 16;
+    while (g->nkeys < (size_t)cf->nsubs * 4)
+        g->nkeys *= 2;
+    g->keys = pt_pool_calloc(pool, sizeof(*g->keys) * g->nkeys);
+    for (int i = 0; i < cf->nsubs; i++) {
+        struct pt_subscription *s = &g->subs[i];
+        s->cf = &cf->subs[i];
+        for (int k = 0; s->cf->scope_kind == PT_SUB_PRODUCT && k < g->nproducts; k++)
+            if (!strcmp(g->products[k].cf->id, s->cf->scope_id))
+                s->product = &g->products[k];
+        for (int k = 0; s->cf->scope_kind == PT_SUB_API && k < g->napis; k++)
+            if (!strcmp(g->apis[k].cf->id, s->cf->scope_id))
+                s->api = &g->apis[k];
+        for (int k = 0; s->cf->owner_user && k < g->nusers; k++)
+            if (!strcmp(g->users[k].cf->id, s->cf->owner_user))
+                s->owner = &g->users[k];
+        const char *skeys[2] = {s->cf->primary_key, s->cf->secondary_key};
+        for (int k = 0; k < 2; k++) {
+            if (!skeys[k])
+                continue;
+            size_t len = strlen(skeys[k]);
+            uint64_t h = pt_hash(skeys[k], len, false);
+            size_t slot = h & (g->nkeys - 1);
+            while (g->keys[slot].key)
+                slot = (slot + 1) & (g->nkeys - 1);
+            g->keys[slot] = (struct pt_keyslot){skeys[k], len, h, s};
+        }
+    }
+
+    /* policies: each scope's document is compiled once; every operation
+       gets its flattened pipeline */
+    g->reg = pt_registry_new();
+    pt_corepol_register(g->reg);
+    pt_plugins_register(g->reg);
+    g->exprs = pt_expr_table_new(pool);
+    g->pc = pt_pool_calloc(pool, sizeof(*g->pc));
+    g->pc->pool = pool;
+    g->pc->errs = errs;
+    g->pc->reg = g->reg;
+    g->pc->fragments = cf->fragments;
+    g->pc->named_values = cf->named_values;
+    g->pc->ca_file = cf->upstream.ca_file;
+    g->pc->verify = cf->upstream.verify;
+    g->pc->tls = &cf->upstream.tls;
+    if (cf->file) {
+        const char *slash = strrchr(cf->file, '/');
+        g->pc->base_dir = slash ? pt_pool_strndup(pool, cf->file, (size_t)(slash - cf->file)) : ".";
+    }
+    g->pc->exprs = g->exprs;
+    if (cf->lua.npolicy_path)
+        pt_luapol_load(g->pc, g->reg, cf->lua.policy_path, cf->lua.npolicy_path);
+    else {
+        char *dir = (char *)pt_lua_default_policy_dir();
+        pt_luapol_load(g->pc, g->reg, &dir, 1);
+    }
+    int perr = errs->n;
+    for (int i = 0; cf->fragments && i < cf->fragments->n; i++)
+        pt_policy_check_fragment(g->pc, cf->fragments->items[i]);
+    /* each document is compiled in its own scope (g->pc->workspace): it sees
+       the named values and fragments of that scope only */
+    g->pc->workspace = NULL;
+    struct pt_doc *gdoc = pt_policy_doc(g->pc, cf->policies, PT_SCOPE_GLOBAL);
+    struct pt_doc **wdocs = pt_pool_calloc(pool, sizeof(*wdocs) * (size_t)(cf->nworkspaces + 1));
+    for (int i = 0; i < cf->nworkspaces; i++) {
+        g->pc->workspace = cf->workspaces[i].id;
+        wdocs[i] = pt_policy_doc(g->pc, cf->workspaces[i].policies, PT_SCOPE_WORKSPACE);
+    }
+    for (int i = 0; i < g->napis; i++) {
+        struct pt_apidef *api = &g->apis[i];
+        g->pc->workspace = api->cf->workspace;
+        struct pt_doc *adoc = pt_policy_doc(g->pc, api->cf->policies, PT_SCOPE_API);
+        struct pt_doc *wdoc = workspace_doc(cf, wdocs, api->cf->workspace);
+        for (int k = 0; k < api->nops; k++) {
+            struct pt_operation *op = &api->ops[k];
+            struct pt_doc *odoc = pt_policy_doc(g->pc, op->cf->policies, PT_SCOPE_OPERATION);
+            if (errs->n > perr)
+                continue;
+            struct pt_doc *docs[4] = {odoc, adoc, wdoc, gdoc};
+            pt_policy_flatten(g->pc, docs, 4, &op->pipeline);
+        }
+    }
+    /* product scope: operation -> API -> product -> workspace -> global, for each product holding the API */
+    for (int p = 0; p < g->nproducts && errs->n == perr; p++) {
+        struct pt_product *prod = &g->products[p];
+        g->pc->workspace = prod->cf->workspace;
+        struct pt_doc *pdoc = pt_policy_doc(g->pc, prod->cf->policies, PT_SCOPE_PRODUCT);
+        for (int i = 0; i < g->napis && errs->n == perr; i++) {
+            struct pt_apidef *api = &g->apis[i];
+            if (!pt_product_has_api(prod, api))
+                continue;
+            g->pc->workspace = api->cf->workspace;
+            struct pt_doc *adoc = pt_policy_doc(g->pc, api->cf->policies, PT_SCOPE_API);
+            struct pt_doc *wdoc = workspace_doc(cf, wdocs, api->cf->workspace);
+            for (int k = 0; k < api->nops && errs->n == perr; k++) {
+                struct pt_operation *op = &api->ops[k];
+                struct pt_doc *odoc = pt_policy_doc(g->pc, op->cf->policies, PT_SCOPE_OPERATION);
+                op->prod = pt_pool_grow(pool, op->prod, sizeof(*op->prod), &(int){op->nprod}, op->nprod + 1);
+                struct pt_prodpipe *pp = &op->prod[op->nprod++];
+                pp->product = prod;
+                struct pt_doc *docs[5] = {odoc, adoc, pdoc, wdoc, gdoc};
+                pt_policy_flatten(g->pc, docs, 5, &pp->pipeline);
+            }
+        }
+    }
+
+    /* clientCertificate: required lets any certificate through the handshake
+       (validate-client-certificate decides): without that policy, nothing does */
+    bool validates = false;
+    for (int i = 0; i < g->pc->nall && !validates; i++)
+        validates = g->pc->all[i]->name && !strcmp(g->pc->all[i]->name, "validate-client-certificate");
+    for (int i = 0; i < cf->nlisten && !validates && errs->n == perr; i++)
+        if (cf->listen[i].client_cert == 2)
+            pt_warn("listen %s: clientCertificate: required accepts any certificate at the handshake (expired, "
+                    "untrusted) and no policy uses validate-client-certificate, so nothing checks them; add the "
+                    "policy, or use clientCertificate: verified (with clientCa)",
+                    cf->listen[i].address);
+    g->tls = calloc((size_t)(cf->nlisten ? cf->nlisten : 1), sizeof(*g->tls));
+    g->ntls = cf->nlisten;
+    for (int i = 0; i < cf->nlisten; i++)
+        if (cf->listen[i].ncerts)
+            g->tls[i] = pt_tls_server_new(&cf->listen[i], errs);
+    if (cf->mgmt.tls.ncerts) { /* loaded by the management API at start; checked here for -t and reloads */
+        struct pt_tls_server *t = pt_tls_server_new(&cf->mgmt.tls, errs);
+        if (t)
+            pt_tls_server_free(t);
+    }
+    bool need_client = false;
+    for (int i = 0; i < g->napis; i++)
+        if (g->apis[i].backend && g->apis[i].backend->url.https)
+            need_client = true;
+    if (need_client || cf->upstream.ca_file) {
+        g->client_tls = pt_tls_client_ctx(cf->upstream.ca_file, cf->upstream.verify, &cf->upstream.tls, errs);
+        if (!g->client_tls && cf->upstream.ca_file) {
+            /* point the message at the key */
+            struct pt_node *u = pt_node_get(cf->root, "upstream");
+            if (u && errs->n)
+                pt_node_error(errs, pt_node_get(u, "caFile"), "see above");
+        }
+    }
+out:
+    if (errs->n > before) {
+        g->conf = NULL; /* the caller keeps its config on failure */
+        pt_gen_unref(g);
+        return NULL;
+    }
+    return g;
+}
+
+bool pt_product_has_api(const struct pt_product *p, const struct pt_apidef *api)
+{
+    for (int i = 0; i < p->cf->apis.n; i++)
+        if (!strcmp(p->cf->apis.v[i], api->cf->id))
+            return true;
+    return false;
+}
+
+const struct pt_subscription *pt_gen_find_key(const struct pt_gen *g, pt_str key)
+{
+    if (!g->nkeys || key.n == 0 || key.n > 256)
+        return NULL;
+    uint64_t h = pt_hash(key.p, key.n, false);
+    size_t slot = h & (g->nkeys - 1);
+    for (size_t probe = 0; probe < g->nkeys && g->keys[slot].key; probe++) {
+        const struct pt_keyslot *k = &g->keys[slot];
+        /* the hash only picks the slot; the key itself is compared in constant time */
+        if (k->len == key.n && CRYPTO_memcmp(k->key, key.p, key.n) == 0)
+            return k->sub;
+        slot = (slot + 1) & (g->nkeys - 1);
+    }
+    return NULL;
+}
+
+static const char *scalar_of(const struct pt_node *n)
+{
+    return n && n->kind == PT_N_SCALAR && !n->null ? n->str : NULL;
+}
+
+void pt_gen_check_policies(const char *path, struct pt_errors *errs)
+{
+    struct pt_pool *pool = pt_pool_new(64 * 1024);
+    struct pt_errors scratch = {0};
+    struct pt_node *root = pt_node_load_file(pool, path, &scratch); /* its errors are known already */
+    pt_errors_clear(&scratch);
+    if (!root || root->kind != PT_N_MAP) {
+        pt_pool_free(pool);
+        return;
+    }
+    struct pt_registry *reg = pt_registry_new();
+    pt_corepol_register(reg);
+    pt_plugins_register(reg);
+    struct pt_polctx pc = {0};
+    pc.pool = pool;
+    pc.errs = errs;
+    pc.reg = reg;
+    pc.exprs = pt_expr_table_new(pool);
+    struct pt_node *f = pt_node_get(root, "policyFragments"), *nv = pt_node_get(root, "namedValues");
+    pc.fragments = f && f->kind == PT_N_SEQ ? f : NULL;
+    pc.named_values = nv && nv->kind == PT_N_SEQ ? nv : NULL;
+    char *dir = (char *)pt_lua_default_policy_dir();
+    pt_luapol_load(&pc, reg, &dir, 1);
+    for (int i = 0; pc.fragments && i < pc.fragments->n; i++)
+        if (pc.fragments->items[i]->kind == PT_N_MAP)
+            pt_policy_check_fragment(&pc, pc.fragments->items[i]);
+    pt_policy_doc(&pc, pt_node_get(root, "policies"), PT_SCOPE_GLOBAL);
+    struct pt_node *wss = pt_node_get(root, "workspaces");
+    for (int i = 0; wss && wss->kind == PT_N_SEQ && i < wss->n; i++)
+        if (wss->items[i]->kind == PT_N_MAP) {
+            pc.workspace = scalar_of(pt_node_get(wss->items[i], "id"));
+            pt_policy_doc(&pc, pt_node_get(wss->items[i], "policies"), PT_SCOPE_WORKSPACE);
+        }
+    struct pt_node *apis = pt_node_get(root, "apis");
+    for (int i = 0; apis && apis->kind == PT_N_SEQ && i < apis->n; i++) {
+        struct pt_node *a = apis->items[i];
+        if (a->kind != PT_N_MAP)
+            continue;
+        pc.workspace = scalar_of(pt_node_get(a, "workspace"));
+        pt_policy_doc(&pc, pt_node_get(a, "policies"), PT_SCOPE_API);
+        struct pt_node *ops = pt_node_get(a, "operations");
+        for (int k = 0; ops && ops->kind == PT_N_SEQ && k < ops->n; k++)
+            if (ops->items[k]->kind == PT_N_MAP)
+                pt_policy_doc(&pc, pt_node_get(ops->items[k], "policies"), PT_SCOPE_OPERATION);
+    }
+    pt_policy_release(&pc);
+    pt_expr_table_free(pc.exprs);
+    pt_registry_free(reg);
+    pt_pool_free(pool);
+}
+
+void pt_gen_ref(struct pt_gen *g)
+{
+    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+}
+
+void pt_gen_unref(struct pt_gen *g)
+{
+    if (!g)
+        return;
+    long prev = atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel);
+    PT_ASSERT(prev >= 1);
+    if (prev != 1)
+        return;
+    if (g->pc)
+        pt_policy_release(g->pc);
+    pt_expr_table_free(g->exprs);
+    pt_registry_free(g->reg);
+    pt_router_free(g->router);
+    for (int i = 0; g->tls && i < g->ntls; i++)
+        pt_tls_server_free(g->tls[i]);
+    free(g->tls);
+    if (g->client_tls)
+        SSL_CTX_free(g->client_tls);
+    free(g->listen_fds);
+    pt_conf_free(g->conf);
+    free(g);
+}

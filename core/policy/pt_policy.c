@@ -1,0 +1,1115 @@
+/*
+ * pt_policy -- registry, document parsing and validation, composition.
+ *
+ * Validation is driven by each policy's attribute schema (struct
+ * pt_attr_def): the same tables check the configuration file, the
+ * management API's bodies and generate the policy reference.  A plugin's
+ * compile() only sees statements that passed.
+ */
+#include "policy/pt_policy.h"
+#include "lua/pt_expr.h"
+#include "base/pt_log.h"
+#include "event/pt_tls.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *const pt_section_names[PT_SEC_COUNT] = {"inbound", "backend", "outbound", "on-error"};
+const char *const pt_scope_names[PT_SCOPE_COUNT] = {"global", "workspace", "product", "API", "operation"};
+static const unsigned section_bits[PT_SEC_COUNT] = {PT_SECTION_INBOUND, PT_SECTION_BACKEND,
+                                                    PT_SECTION_OUTBOUND, PT_SECTION_ON_ERROR};
+
+/* ---------------------------------------------------------------- registry */
+
+struct reg_entry {
+    const struct pt_policy_def *def;
+    const char *owner;
+};
+
+struct pt_registry {
+    struct reg_entry *e;
+    int n, cap;
+};
+
+struct pt_registry *pt_registry_new(void)
+{
+    return calloc(1, sizeof(struct pt_registry));
+}
+
+void pt_registry_free(struct pt_registry *r)
+{
+    if (r) {
+        free(r->e);
+        free(r);
+    }
+}
+
+bool pt_registry_add(struct pt_registry *r, const struct pt_policy_def *def, const char *owner,
+                     const char **taken)
+{
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->e[i].def->name, def->name)) {
+            if (taken)
+                *taken = r->e[i].owner;
+            return false;
+        }
+    if (r->n == r->cap) {
+        int ncap = r->cap ? r->cap * 2 : 32;
+        struct reg_entry *ne = realloc(r->e, sizeof(*ne) * (size_t)ncap);
+        if (!ne)
+            return false;
+        r->e = ne;
+        r->cap = ncap;
+    }
+    r->e[r->n].def = def;
+    r->e[r->n].owner = owner;
+    r->n++;
+    return true;
+}
+
+const struct pt_policy_def *pt_registry_find(const struct pt_registry *r, const char *name)
+{
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->e[i].def->name, name))
+            return r->e[i].def;
+    return NULL;
+}
+
+int pt_registry_count(const struct pt_registry *r)
+{
+    return r->n;
+}
+
+const struct pt_policy_def *pt_registry_at(const struct pt_registry *r, int i, const char **owner)
+{
+    if (owner)
+        *owner = r->e[i].owner;
+    return r->e[i].def;
+}
+
+/* ------------------------------------------------------------------ values */
+
+bool pt_policy_same_scope(const struct pt_polctx *pc, const struct pt_node *entry)
+{
+    struct pt_node *w = pt_node_get(entry, "workspace");
+    const char *ew = w && w->kind == PT_N_SCALAR && !w->null ? w->str : "";
+    return !strcmp(ew, pc->workspace ? pc->workspace : "");
+}
+
+/* Replaces {{name}} with named values of the document's own scope (a
+   workspace's documents never see the service's named values, secret or
+   not, nor another workspace's); NULL (error reported) when one is unknown. */
+static char *substitute_named(struct pt_polctx *pc, struct pt_node *n, const char *text)
+{
+    if (!strstr(text, "{{"))
+        return (char *)text;
+    struct pt_errors *errs = pc->errs;
+    size_t cap = strlen(text) + 64, len = 0;
+    char *out = malloc(cap);
+    const char *p = text;
+    int depth = 0;
+    while (*p) {
+        const char *open = strstr(p, "{{");
+        if (!open) {
+            size_t k = strlen(p);
+            if (len + k + 1 > cap) {
+                cap = len + k + 1;
+                out = realloc(out, cap);
+            }
+            memcpy(out + len, p, k);
+            len += k;
+            break;
+        }
+        const char *close = strstr(open + 2, "}}");
+        if (!close) {
+            pt_node_error(errs, n, "unterminated named value reference '{{'");
+            free(out);
+            return NULL;
+        }
+        size_t before = (size_t)(open - p);
+        char name[257];
+        size_t nl = (size_t)(close - open - 2);
+        if (nl == 0 || nl >= sizeof(name)) {
+            pt_node_error(errs, n, "invalid named value reference");
+            free(out);
+            return NULL;
+        }
+        memcpy(name, open + 2, nl);
+        name[nl] = '\0';
+        const char *val = NULL;
+        for (int i = 0; pc->named_values && i < pc->named_values->n; i++) {
+            struct pt_node *nv = pc->named_values->items[i];
+            if (!pt_policy_same_scope(pc, nv))
+                continue;
+            struct pt_node *k = pt_node_get(nv, "id"), *v = pt_node_get(nv, "value");
+            if (k && v && k->kind == PT_N_SCALAR && !strcmp(k->str, name) && v->kind == PT_N_SCALAR)
+                val = v->str;
+            struct pt_node *dn = pt_node_get(nv, "displayName");
+            if (!val && dn && v && dn->kind == PT_N_SCALAR && !strcmp(dn->str, name) && v->kind == PT_N_SCALAR)
+                val = v->str;
+        }
+        if (!val) {
+            pt_node_error(errs, n, "unknown named value '%s'", name);
+            free(out);
+            return NULL;
+        }
+        if (++depth > 1000) {
+            free(out);
+            return NULL;
+        }
+        size_t vl = strlen(val);
+        if (len + before + vl + 1 > cap) {
+            cap = (len + before + vl + 1) * 2;
+            out = realloc(out, cap);
+        }
+        memcpy(out + len, p, before);
+        len += before;
+        memcpy(out + len, val, vl);
+        len += vl;
+        p = close + 2;
+    }
+    out[len] = '\0';
+    char *r = pt_pool_strndup(pc->pool, out, len);
+    free(out);
+    return r;
+}
+
+const char *pt_policy_text(struct pt_polctx *pc, struct pt_node *n)
+{
+    if (!n || n->kind != PT_N_SCALAR)
+        return NULL;
+    return substitute_named(pc, n, n->null ? "" : n->str);
+}
+
+struct pt_value *pt_value_compile(struct pt_polctx *pc, struct pt_node *n)
+{
+    if (n->kind != PT_N_SCALAR) {
+        pt_node_error(pc->errs, n, "expected a value, found %s", pt_node_kind_name(n));
+        return NULL;
+    }
+    const char *text = substitute_named(pc, n, n->null ? "" : n->str);
+    if (!text)
+        return NULL;
+    struct pt_value *v = pt_pool_calloc(pc->pool, sizeof(*v));
+    v->node = n;
+    size_t len = strlen(text);
+    v->text = text;
+    v->len = len;
+    if (len >= 3 && text[0] == '@' && (text[1] == '(' || text[1] == '{')) {
+        char close = text[1] == '(' ? ')' : '}';
+        if (text[len - 1] != close) {
+            pt_node_error(pc->errs, n, "expression starting with '@%c' must end with '%c'", text[1], close);
+            return NULL;
+        }
+        v->is_block = text[1] == '{';
+        v->text = pt_pool_strndup(pc->pool, text + 2, len - 3);
+        v->len = len - 3;
+        char err[512];
+        char chunk[256];
+        pt_node_where(n, chunk, sizeof(chunk));
+        int id = pt_expr_add(pc->exprs, v->text, v->len, v->is_block, chunk, err, sizeof(err));
+        if (id < 0) {
+            pt_node_error(pc->errs, n, "expression: %s", err);
+            return NULL;
+        }
+        v->expr = id;
+    }
+    return v;
+}
+
+/* ------------------------------------------------------------- validation */
+
+static bool scalar_is_bool(const struct pt_node *n)
+{
+    static const char *const words[] = {"true", "false", "True", "False", "TRUE", "FALSE"};
+    for (size_t i = 0; i < PT_ARRAY_LEN(words); i++)
+        if (!strcmp(n->str, words[i]))
+            return true;
+    return false;
+}
+
+static bool is_expr_text(const char *s)
+{
+    return s[0] == '@' && (s[1] == '(' || s[1] == '{');
+}
+
+static bool validate_attrs(struct pt_polctx *pc, struct pt_node *map, const struct pt_attr_def *attrs,
+                           const char *what);
+
+/* Checks one attribute value against its definition. */
+static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct pt_attr_def *a)
+{
+    if (a->type == PT_ATTR_POLICIES)
+        return true; /* statement lists are checked when they are parsed */
+    if (a->type == PT_ATTR_ELEMENT) {
+        if (a->flags & PT_ATTR_MULTI && v->kind == PT_N_SEQ) {
+            bool ok = true;
+            for (int i = 0; i < v->n; i++) {
+                struct pt_attr_def one = *a;
+                one.flags &= ~(unsigned)PT_ATTR_MULTI;
+                ok &= validate_value(pc, v->items[i], &one);
+            }
+            return ok;
+        }
+        if (v->kind == PT_N_SCALAR) {
+            for (const struct pt_attr_def *c = a->children; c && c->name; c++)
+                if (c->flags & PT_ATTR_SCALAR)
+                    return validate_value(pc, v, c);
+            if (v->null) /* an element without attributes: `forward-request:` */
+                return validate_attrs(pc, v, a->children, a->name);
+            pt_node_error(pc->errs, v, "'%s' expects a map of attributes", a->name);
+            return false;
+        }
+        return validate_attrs(pc, v, a->children, a->name);
+    }
+    if (v->kind == PT_N_SEQ) {
+        if (!(a->flags & PT_ATTR_MULTI)) {
+            pt_node_error(pc->errs, v, "'%s' takes one value, not a list", a->name);
+            return false;
+        }
+        bool ok = true;
+        for (int i = 0; i < v->n; i++) {
+            struct pt_attr_def one = *a;
+            one.flags &= ~(unsigned)PT_ATTR_MULTI;
+            ok &= validate_value(pc, v->items[i], &one);
+        }
+        return ok;
+    }
+    if (v->kind != PT_N_SCALAR) {
+        pt_node_error(pc->errs, v, "'%s' expects a value, found %s", a->name, pt_node_kind_name(v));
+        return false;
+    }
+    if (!v->null && strstr(v->str, "{{")) {
+        /* named values first: what they expand to is what must be valid */
+        const char *t = substitute_named(pc, v, v->str);
+        if (!t)
+            return false;
+        struct pt_node copy = *v;
+        copy.str = (char *)t;
+        copy.len = strlen(t);
+        copy.quoted = true; /* a named value is a string: only its text counts */
+        if (a->type == PT_ATTR_BOOL)
+            copy.quoted = false;
+        struct pt_errors *outer = pc->errs, local = {0};
+        pc->errs = &local;
+        bool ok = validate_value(pc, &copy, a);
+        pc->errs = outer;
+        for (int i = 0; i < local.n; i++)
+            pt_errors_add(outer, "%s (after named values: '%s')", local.msgs[i], t);
+        pt_errors_clear(&local);
+        return ok;
+    }
+    bool expr = !v->null && is_expr_text(v->str);
+    if (expr && !(a->flags & PT_ATTR_EXPR)) {
+        pt_node_error(pc->errs, v, "'%s' does not accept an expression", a->name);
+        return false;
+    }
+    if (expr)
+        return true; /* checked when compiled */
+    switch (a->type) {
+    case PT_ATTR_INT: {
+        char *end;
+        errno = 0;
+        long long x = strtoll(v->str, &end, 10);
+        if (v->null || errno || *end || end == v->str) {
+            pt_node_error(pc->errs, v, "'%s' expects an integer, found '%s'", a->name, v->str);
+            return false;
+        }
+        if ((a->min || a->max) && (x < a->min || x > a->max)) {
+            pt_node_error(pc->errs, v, "'%s' must be between %lld and %lld", a->name, (long long)a->min,
+                          (long long)a->max);
+            return false;
+        }
+        return true;
+    }
+    case PT_ATTR_BOOL:
+        if (v->null || v->quoted || !scalar_is_bool(v)) {
+            pt_node_error(pc->errs, v, "'%s' expects true or false, found '%s'", a->name, v->str);
+            return false;
+        }
+        return true;
+    case PT_ATTR_ENUM:
+        for (int i = 0; a->enums[i]; i++)
+            if (!strcmp(a->enums[i], v->str))
+                return true;
+        {
+            char all[256] = "";
+            size_t k = 0;
+            for (int i = 0; a->enums[i] && k < sizeof(all) - 2; i++)
+                k += (size_t)snprintf(all + k, sizeof(all) - k, "%s%s", i ? ", " : "", a->enums[i]);
+            pt_node_error(pc->errs, v, "'%s' must be one of: %s (found '%s')", a->name, all, v->str);
+        }
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* Checks a statement's (or element's) attribute map against attrs. */
+static bool validate_attrs(struct pt_polctx *pc, struct pt_node *map, const struct pt_attr_def *attrs,
+                           const char *what)
+{
+    bool ok = true;
+    const struct pt_attr_def *shorthand = NULL;
+    for (const struct pt_attr_def *d = attrs; d && d->name; d++)
+        if (d->flags & PT_ATTR_SCALAR)
+            shorthand = d;
+    if (map->kind == PT_N_SCALAR && map->null) {
+        /* no attributes given */
+    } else if (map->kind == PT_N_SCALAR && shorthand) {
+        /* `set-method: POST`: the bare value is the attribute marked SCALAR */
+        ok = validate_value(pc, map, shorthand);
+    } else if (map->kind != PT_N_MAP) {
+        pt_node_error(pc->errs, map, "'%s' expects a map of attributes, found %s", what, pt_node_kind_name(map));
+        return false;
+    } else {
+        for (int i = 0; i < map->n; i++) {
+            struct pt_node *k = pt_node_key(map, i), *v = pt_node_val(map, i);
+            if (!strcmp(k->str, "id") && v->kind == PT_N_SCALAR)
+                continue; /* every policy takes an id (context.lastError.policyId) */
+            const struct pt_attr_def *a = NULL;
+            for (const struct pt_attr_def *d = attrs; d && d->name; d++)
+                if (!strcmp(d->name, k->str))
+                    a = d;
+            if (!a) {
+                char all[512] = "";
+                size_t n = 0;
+                for (const struct pt_attr_def *d = attrs; d && d->name && n < sizeof(all) - 2; d++)
+                    n += (size_t)snprintf(all + n, sizeof(all) - n, "%s%s", n ? ", " : "", d->name);
+                if (n)
+                    pt_node_error(pc->errs, k, "'%s' has no attribute '%s' (allowed: %s)", what, k->str, all);
+                else
+                    pt_node_error(pc->errs, k, "'%s' takes no attributes (found '%s')", what, k->str);
+                ok = false;
+                continue;
+            }
+            ok &= validate_value(pc, v, a);
+        }
+    }
+    for (const struct pt_attr_def *d = attrs; d && d->name; d++)
+        if ((d->flags & PT_ATTR_REQUIRED) && !(map->kind == PT_N_MAP && pt_node_get(map, d->name)) &&
+            !(d == shorthand && map->kind == PT_N_SCALAR && !map->null)) {
+            pt_node_error(pc->errs, map, "'%s' needs the attribute '%s'", what, d->name);
+            ok = false;
+        }
+    return ok;
+}
+
+/* -------------------------------------------------------------- compiling */
+
+struct pt_compile {
+    struct pt_polctx *pc;
+    struct pt_node *attrs; /* the statement's attribute map (or scalar shorthand) */
+    const struct pt_policy_def *def;
+    struct pt_stmt *stmt;
+    int section;
+};
+
+struct pt_element {
+    struct pt_compile *c;
+    struct pt_node *node;
+    const struct pt_attr_def *def;
+};
+
+/* The attribute node named `name`, honouring the scalar shorthand. */
+static struct pt_node *attr_node(struct pt_node *attrs, const struct pt_attr_def *defs, const char *name)
+{
+    if (!attrs)
+        return NULL;
+    if (attrs->kind == PT_N_MAP)
+        return pt_node_get(attrs, name);
+    if (attrs->kind == PT_N_SCALAR && !attrs->null)
+        for (const struct pt_attr_def *d = defs; d && d->name; d++)
+            if ((d->flags & PT_ATTR_SCALAR) && !strcmp(d->name, name))
+                return attrs;
+    return NULL;
+}
+
+static const struct pt_attr_def *find_def(const struct pt_attr_def *defs, const char *name)
+{
+    for (const struct pt_attr_def *d = defs; d && d->name; d++)
+        if (!strcmp(d->name, name))
+            return d;
+    return NULL;
+}
+
+const struct pt_policy_def *pt_compile_def(pt_compile *c)
+{
+    return c->def;
+}
+
+struct pt_node *pt_compile_attr(pt_compile *c, const char *name)
+{
+    return attr_node(c->attrs, c->def->attrs, name);
+}
+
+struct pt_polctx *pt_compile_ctx(pt_compile *c)
+{
+    return c->pc;
+}
+
+static const char *c_attr_literal(pt_compile *c, const char *name)
+{
+    struct pt_node *n = attr_node(c->attrs, c->def->attrs, name);
+    if (!n) {
+        const struct pt_attr_def *d = find_def(c->def->attrs, name);
+        return d ? d->def : NULL; /* the schema's default */
+    }
+    if (n->kind != PT_N_SCALAR)
+        return NULL;
+    if (is_expr_text(n->str))
+        return NULL;
+    const char *s = substitute_named(c->pc, n, n->null ? "" : n->str);
+    return s;
+}
+
+static pt_value *c_attr_value(pt_compile *c, const char *name)
+{
+    struct pt_node *n = attr_node(c->attrs, c->def->attrs, name);
+    if (!n) {
+        const struct pt_attr_def *d = find_def(c->def->attrs, name);
+        if (!d || !d->def)
+            return NULL;
+        struct pt_value *v = pt_pool_calloc(c->pc->pool, sizeof(*v)); /* the default, a literal */
+        v->text = d->def;
+        v->len = strlen(d->def);
+        return v;
+    }
+    if (n->kind != PT_N_SCALAR)
+        return NULL;
+    return pt_value_compile(c->pc, n);
+}
+
+static int values_of(struct pt_polctx *pc, struct pt_node *n, pt_value ***out)
+{
+    if (!n) {
+        *out = NULL;
+        return 0;
+    }
+    int cnt = n->kind == PT_N_SEQ ? n->n : 1;
+    pt_value **arr = pt_pool_calloc(pc->pool, sizeof(*arr) * (size_t)(cnt ? cnt : 1));
+    for (int i = 0; i < cnt; i++) {
+        arr[i] = pt_value_compile(pc, n->kind == PT_N_SEQ ? n->items[i] : n);
+        if (!arr[i])
+            return -1;
+    }
+    *out = arr;
+    return cnt;
+}
+
+static int c_attr_values(pt_compile *c, const char *name, pt_value ***out)
+{
+    return values_of(c->pc, attr_node(c->attrs, c->def->attrs, name), out);
+}
+
+static int64_t c_attr_int(pt_compile *c, const char *name, int64_t def)
+{
+    const char *s = c_attr_literal(c, name);
+    if (!s || !*s)
+        return def;
+    return strtoll(s, NULL, 10);
+}
+
+static int c_attr_bool(pt_compile *c, const char *name, int def)
+{
+    const char *s = c_attr_literal(c, name);
+    if (!s || !*s)
+        return def;
+    return tolower((unsigned char)s[0]) == 't';
+}
+
+static int c_attr_enum(pt_compile *c, const char *name, int def)
+{
+    const struct pt_attr_def *d = find_def(c->def->attrs, name);
+    const char *s = c_attr_literal(c, name);
+    if (!d || !s || !d->enums)
+        return def;
+    for (int i = 0; d->enums[i]; i++)
+        if (!strcmp(d->enums[i], s))
+            return i;
+    return def;
+}
+
+static int c_attr_elements(pt_compile *c, const char *name, pt_element ***out)
+{
+    const struct pt_attr_def *d = find_def(c->def->attrs, name);
+    struct pt_node *n = attr_node(c->attrs, c->def->attrs, name);
+    *out = NULL;
+    if (!n || !d)
+        return 0;
+    int cnt = n->kind == PT_N_SEQ ? n->n : 1;
+    pt_element **arr = pt_pool_calloc(c->pc->pool, sizeof(*arr) * (size_t)cnt);
+    for (int i = 0; i < cnt; i++) {
+        arr[i] = pt_pool_calloc(c->pc->pool, sizeof(**arr));
+        arr[i]->c = c;
+        arr[i]->node = n->kind == PT_N_SEQ ? n->items[i] : n;
+        arr[i]->def = d;
+    }
+    *out = arr;
+    return cnt;
+}
+
+static const char *e_literal(pt_element *e, const char *name)
+{
+    struct pt_node *n = attr_node(e->node, e->def->children, name);
+    if (!n || n->kind != PT_N_SCALAR || is_expr_text(n->str))
+        return NULL;
+    return substitute_named(e->c->pc, n, n->null ? "" : n->str);
+}
+
+static pt_value *e_value(pt_element *e, const char *name)
+{
+    struct pt_node *n = attr_node(e->node, e->def->children, name);
+    if (!n || n->kind != PT_N_SCALAR)
+        return NULL;
+    return pt_value_compile(e->c->pc, n);
+}
+
+static int e_values(pt_element *e, const char *name, pt_value ***out)
+{
+    return values_of(e->c->pc, attr_node(e->node, e->def->children, name), out);
+}
+
+static int e_elements(pt_element *e, const char *name, pt_element ***out)
+{
+    const struct pt_attr_def *d = find_def(e->def->children, name);
+    struct pt_node *n = attr_node(e->node, e->def->children, name);
+    *out = NULL;
+    if (!n || !d)
+        return 0;
+    int cnt = n->kind == PT_N_SEQ ? n->n : 1;
+    pt_element **arr = pt_pool_calloc(e->c->pc->pool, sizeof(*arr) * (size_t)cnt);
+    for (int i = 0; i < cnt; i++) {
+        arr[i] = pt_pool_calloc(e->c->pc->pool, sizeof(**arr));
+        arr[i]->c = e->c;
+        arr[i]->node = n->kind == PT_N_SEQ ? n->items[i] : n;
+        arr[i]->def = d;
+    }
+    *out = arr;
+    return cnt;
+}
+
+static void c_error(pt_compile *c, const char *attr, const char *fmt, ...) PT_PRINTF(3, 4);
+
+static void *c_tls_client_cert(pt_compile *c, const char *cert, const char *key)
+{
+    struct pt_polctx *pc = c->pc;
+    char cp[4096], kp[4096];
+    snprintf(cp, sizeof(cp), "%s%s%s", cert[0] == '/' || !pc->base_dir ? "" : pc->base_dir,
+             cert[0] == '/' || !pc->base_dir ? "" : "/", cert);
+    snprintf(kp, sizeof(kp), "%s%s%s", key[0] == '/' || !pc->base_dir ? "" : pc->base_dir,
+             key[0] == '/' || !pc->base_dir ? "" : "/", key);
+    struct pt_errors errs = {0};
+    SSL_CTX *ctx = pt_tls_client_ctx(pc->ca_file, pc->verify, pc->tls, &errs);
+    const char *why = errs.n ? errs.msgs[0] : NULL;
+    if (ctx && SSL_CTX_use_certificate_chain_file(ctx, cp) != 1)
+        why = "the certificate cannot be loaded";
+    else if (ctx && SSL_CTX_use_PrivateKey_file(ctx, kp, SSL_FILETYPE_PEM) != 1)
+        why = "the key cannot be loaded";
+    else if (ctx && SSL_CTX_check_private_key(ctx) != 1)
+        why = "the key does not match the certificate";
+    if (!ctx || why) {
+        c_error(c, NULL, "%s (%s, %s)", why ? why : "no TLS context", cp, kp);
+        if (ctx)
+            SSL_CTX_free(ctx);
+        pt_errors_clear(&errs);
+        ERR_clear_error();
+        return NULL;
+    }
+    pt_errors_clear(&errs);
+    static _Atomic uint64_t serials;
+    struct pt_clientcert *cc = pt_pool_calloc(pc->pool, sizeof(*cc));
+    cc->ctx = ctx;
+    cc->serial = atomic_fetch_add(&serials, 1) + 1;
+    cc->next = pc->certs;
+    pc->certs = cc;
+    return cc;
+}
+
+static void c_error(pt_compile *c, const char *attr, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct pt_node *at = attr ? attr_node(c->attrs, c->def->attrs, attr) : NULL;
+    if (attr)
+        pt_node_error(c->pc->errs, at ? at : c->stmt->node, "%s: '%s': %s", c->def->name, attr, msg);
+    else
+        pt_node_error(c->pc->errs, c->stmt->node, "%s: %s", c->def->name, msg);
+}
+
+static void *c_alloc(pt_compile *c, size_t n)
+{
+    return pt_pool_calloc(c->pc->pool, n);
+}
+
+static int c_section(pt_compile *c)
+{
+    return c->section;
+}
+
+/* The compile-time half of the API table; pt_pipeline.c fills the rest. */
+void pt_policy_fill_api(struct pt_api *a);
+void pt_policy_fill_api(struct pt_api *a)
+{
+    a->attr_literal = c_attr_literal;
+    a->attr_value = c_attr_value;
+    a->attr_values = c_attr_values;
+    a->attr_int = c_attr_int;
+    a->attr_bool = c_attr_bool;
+    a->attr_enum = c_attr_enum;
+    a->attr_elements = c_attr_elements;
+    a->elem_literal = e_literal;
+    a->elem_value = e_value;
+    a->elem_values = e_values;
+    a->elem_elements = e_elements;
+    a->tls_client_cert = c_tls_client_cert;
+    a->compile_error = c_error;
+    a->compile_alloc = c_alloc;
+    a->compile_section = c_section;
+}
+
+/* ----------------------------------------------------------- statements */
+
+static struct pt_block *parse_block(struct pt_polctx *pc, struct pt_node *list, int section, int depth,
+                                    bool top, bool in_fragment);
+
+static void track(struct pt_polctx *pc, struct pt_stmt *s)
+{
+    pc->all = pt_pool_grow(pc->pool, pc->all, sizeof(*pc->all), &pc->capall, pc->nall + 1);
+    pc->all[pc->nall++] = s;
+}
+
+/* Core statements that the driver runs itself. */
+static bool compile_core(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node *attrs, int section,
+                         int depth, bool in_fragment);
+
+static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int section, int depth,
+                                  bool top, bool in_fragment, struct pt_block *into)
+{
+    if (depth > 32) {
+        pt_node_error(pc->errs, n, "policies nested too deeply");
+        return NULL;
+    }
+    if (n->kind == PT_N_SCALAR && !n->null && !strcmp(n->str, "base")) {
+        if (in_fragment) {
+            pt_node_error(pc->errs, n, "a policy fragment cannot contain 'base'");
+            return NULL;
+        }
+        if (!top) {
+            pt_node_error(pc->errs, n, "'base' may only appear directly in a section");
+            return NULL;
+        }
+        struct pt_stmt *s = pt_pool_calloc(pc->pool, sizeof(*s));
+        s->kind = PT_ST_BASE;
+        s->name = "base";
+        s->node = n;
+        return s;
+    }
+    if (n->kind != PT_N_MAP || n->n != 1) {
+        pt_node_error(pc->errs, n, "a statement is a one-key map {policy-name: {attributes}} or 'base'");
+        return NULL;
+    }
+    const char *name = pt_node_key(n, 0)->str;
+    struct pt_node *attrs = pt_node_val(n, 0);
+    if (!strcmp(name, "include-fragment")) {
+        /* inlined here: the fragment's statements join the enclosing list */
+        if (in_fragment) {
+            pt_node_error(pc->errs, n, "a policy fragment cannot include another fragment");
+            return NULL;
+        }
+        struct pt_node *fid = attrs->kind == PT_N_MAP ? pt_node_get(attrs, "fragment-id") : NULL;
+        if (!fid || fid->kind != PT_N_SCALAR || fid->null) {
+            pt_node_error(pc->errs, attrs, "include-fragment needs the attribute 'fragment-id'");
+            return NULL;
+        }
+        for (int i = 0; attrs->kind == PT_N_MAP && i < attrs->n; i++) {
+            const char *k = pt_node_key(attrs, i)->str;
+            if (strcmp(k, "fragment-id") && strcmp(k, "id")) {
+                pt_node_error(pc->errs, pt_node_key(attrs, i), "'include-fragment' has no attribute '%s'", k);
+                return NULL;
+            }
+        }
+        struct pt_node *frag = NULL;
+        for (int i = 0; pc->fragments && i < pc->fragments->n; i++) {
+            struct pt_node *f = pc->fragments->items[i];
+            struct pt_node *id = pt_node_get(f, "id");
+            if (id && id->kind == PT_N_SCALAR && !strcmp(id->str, fid->str) && pt_policy_same_scope(pc, f))
+                frag = f;
+        }
+        if (!frag) {
+            pt_node_error(pc->errs, fid, "unknown policy fragment '%s'", fid->str);
+            return NULL;
+        }
+        struct pt_node *list = pt_node_get(frag, "value");
+        if (!list)
+            list = pt_node_get(frag, "policies");
+        if (!list)
+            return NULL; /* reported when fragments are validated */
+        struct pt_block *b = parse_block(pc, list, section, depth + 1, false, true);
+        if (!b)
+            return NULL;
+        for (int i = 0; i < b->n; i++) {
+            into->s = pt_pool_grow(pc->pool, into->s, sizeof(*into->s), &(int){into->n}, into->n + 1);
+            into->s[into->n++] = b->s[i];
+        }
+        return NULL; /* nothing more to add */
+    }
+    const struct pt_policy_def *def = pt_registry_find(pc->reg, name);
+    if (!def) {
+        pt_node_error(pc->errs, pt_node_key(n, 0), "unknown policy '%s'", name);
+        return NULL;
+    }
+    if (!(def->sections & section_bits[section])) {
+        pt_node_error(pc->errs, pt_node_key(n, 0), "policy '%s' is not allowed in the %s section", name,
+                      pt_section_names[section]);
+        return NULL;
+    }
+    if (!(def->scopes & pc->scope)) {
+        char allowed[96] = "";
+        const char *here = "this";
+        for (int i = 0; i < PT_SCOPE_COUNT; i++) {
+            if (pc->scope == 1 << i)
+                here = pt_scope_names[i];
+            if (def->scopes & (1u << i))
+                snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s", *allowed ? ", " : "",
+                         pt_scope_names[i]);
+        }
+        pt_node_error(pc->errs, pt_node_key(n, 0), "policy '%s' is not allowed at %s scope (only: %s)", name, here,
+                      allowed);
+        return NULL;
+    }
+    if (!(def->flags & PT_POLICY_CORE_SYNTAX) && !validate_attrs(pc, attrs, def->attrs, name))
+        return NULL;
+    struct pt_stmt *s = pt_pool_calloc(pc->pool, sizeof(*s));
+    s->kind = PT_ST_POLICY;
+    s->def = def;
+    s->name = def->name;
+    s->scope = pc->scope;
+    s->node = n;
+    struct pt_node *idn = attrs->kind == PT_N_MAP && !(def->flags & PT_POLICY_CORE_SYNTAX)
+                              ? pt_node_get(attrs, "id") : NULL;
+    s->id = idn && idn->kind == PT_N_SCALAR ? idn->str : NULL;
+    int before = pc->errs->n;
+    if (!compile_core(pc, s, attrs, section, depth, in_fragment))
+        return NULL;
+    if (s->kind == PT_ST_POLICY && !(def->flags & PT_POLICY_CORE_SYNTAX))
+        for (const struct pt_attr_def *a = def->attrs; a && a->name; a++)
+            if (a->type == PT_ATTR_POLICIES) {
+                struct pt_node *list = attrs->kind == PT_N_MAP ? pt_node_get(attrs, a->name) : NULL;
+                if (!list)
+                    continue;
+                struct pt_block *b = parse_block(pc, list, section, depth + 1, false, in_fragment);
+                if (!b)
+                    return NULL;
+                s->kind = PT_ST_WRAP;
+                s->body = *b;
+            }
+    if (s->kind == PT_ST_POLICY || s->kind == PT_ST_WRAP) {
+        if (def->compile) {
+            struct pt_compile c = {pc, attrs, def, s, (int)section_bits[section]};
+            if (def->compile(&pt_api_table, &c, &s->instance) != 0 || pc->errs->n > before) {
+                if (pc->errs->n == before)
+                    pt_node_error(pc->errs, n, "policy '%s' refused this configuration", name);
+                if (def->free && s->instance) /* what a failed compile had built so far */
+                    def->free(s->instance);
+                s->instance = NULL;
+                return NULL;
+            }
+        }
+        track(pc, s);
+    }
+    return s;
+}
+
+static struct pt_block *parse_block(struct pt_polctx *pc, struct pt_node *list, int section, int depth,
+                                    bool top, bool in_fragment)
+{
+    struct pt_block *b = pt_pool_calloc(pc->pool, sizeof(*b));
+    if (list->kind == PT_N_SCALAR && list->null)
+        return b; /* `inbound:` with nothing: an empty section */
+    if (list->kind != PT_N_SEQ) {
+        pt_node_error(pc->errs, list, "expected a list of statements, found %s", pt_node_kind_name(list));
+        return NULL;
+    }
+    bool ok = true;
+    int cap = 0;
+    for (int i = 0; i < list->n; i++) {
+        struct pt_node *item = list->items[i];
+        int before = pc->errs->n;
+        struct pt_stmt *s = parse_stmt(pc, item, section, depth, top, in_fragment, b);
+        if (pc->errs->n > before) {
+            ok = false;
+            continue;
+        }
+        cap = b->n; /* parse_stmt may have appended a fragment's statements */
+        if (!s)
+            continue;
+        if (s->def && (s->def->flags & PT_POLICY_ONCE_PER_SECTION))
+            for (int k = 0; k < b->n; k++)
+                if (b->s[k]->def == s->def) {
+                    pt_node_error(pc->errs, item, "policy '%s' may appear only once per section", s->name);
+                    ok = false;
+                }
+        b->s = pt_pool_grow(pc->pool, b->s, sizeof(*b->s), &cap, b->n + 1);
+        b->s[b->n++] = s;
+    }
+    return ok ? b : NULL;
+}
+
+struct pt_doc *pt_policy_doc(struct pt_polctx *pc, struct pt_node *policies, int scope)
+{
+    struct pt_doc *d = pt_pool_calloc(pc->pool, sizeof(*d));
+    d->scope = scope;
+    if (!policies)
+        return d;
+    if (policies->kind == PT_N_SCALAR && policies->null)
+        return d;
+    if (policies->kind != PT_N_MAP) {
+        pt_node_error(pc->errs, policies, "policies: expected a map with inbound, backend, outbound, on-error");
+        return NULL;
+    }
+    pc->scope = scope;
+    bool ok = true;
+    for (int i = 0; i < policies->n; i++) {
+        const char *k = pt_node_key(policies, i)->str;
+        int sec = -1;
+        for (int j = 0; j < PT_SEC_COUNT; j++)
+            if (!strcmp(k, pt_section_names[j]))
+                sec = j;
+        if (sec < 0) {
+            pt_node_error(pc->errs, pt_node_key(policies, i),
+                          "unknown section '%s' (expected inbound, backend, outbound, on-error)", k);
+            ok = false;
+            continue;
+        }
+        d->sec[sec] = parse_block(pc, pt_node_val(policies, i), sec, 0, true, false);
+        if (!d->sec[sec])
+            ok = false;
+    }
+    return ok ? d : NULL;
+}
+
+/* Checks a fragment that may be unused: names, attributes, no base, no nesting. */
+static void check_fragment(struct pt_polctx *pc, struct pt_node *frag);
+
+void pt_policy_check_fragment(struct pt_polctx *pc, struct pt_node *frag)
+{
+    /* a fragment's statements are read in its own scope */
+    const char *saved = pc->workspace;
+    struct pt_node *w = pt_node_get(frag, "workspace");
+    pc->workspace = w && w->kind == PT_N_SCALAR && !w->null ? w->str : NULL;
+    check_fragment(pc, frag);
+    pc->workspace = saved;
+}
+
+static void check_fragment(struct pt_polctx *pc, struct pt_node *frag)
+{
+    struct pt_node *list = pt_node_get(frag, "value");
+    if (!list)
+        list = pt_node_get(frag, "policies");
+    if (!list)
+        return;
+    if (list->kind != PT_N_SEQ) {
+        pt_node_error(pc->errs, list, "a fragment's value is a list of statements");
+        return;
+    }
+    for (int i = 0; i < list->n; i++) {
+        struct pt_node *n = list->items[i];
+        if (n->kind == PT_N_SCALAR && !n->null && !strcmp(n->str, "base")) {
+            pt_node_error(pc->errs, n, "a policy fragment cannot contain 'base'");
+            continue;
+        }
+        if (n->kind != PT_N_MAP || n->n != 1) {
+            pt_node_error(pc->errs, n, "a statement is a one-key map {policy-name: {attributes}}");
+            continue;
+        }
+        const char *name = pt_node_key(n, 0)->str;
+        if (!strcmp(name, "include-fragment")) {
+            pt_node_error(pc->errs, n, "a policy fragment cannot include another fragment");
+            continue;
+        }
+        const struct pt_policy_def *def = pt_registry_find(pc->reg, name);
+        if (!def) {
+            pt_node_error(pc->errs, pt_node_key(n, 0), "unknown policy '%s'", name);
+            continue;
+        }
+        if (!(def->flags & PT_POLICY_CORE_SYNTAX))
+            validate_attrs(pc, pt_node_val(n, 0), def->attrs, name);
+    }
+}
+
+/* ------------------------------------------------------------- flattening */
+
+static struct pt_stmt *default_forward(struct pt_polctx *pc)
+{
+    static struct pt_stmt *cached; /* per generation: the pool owns it */
+    (void)cached;
+    const struct pt_policy_def *def = pt_registry_find(pc->reg, "forward-request");
+    struct pt_stmt *s = pt_pool_calloc(pc->pool, sizeof(*s));
+    s->kind = PT_ST_POLICY;
+    s->def = def;
+    s->name = "forward-request";
+    s->scope = PT_SCOPE_GLOBAL;
+    struct pt_node empty = {0};
+    empty.kind = PT_N_SCALAR;
+    empty.null = true;
+    empty.str = "";
+    compile_core(pc, s, &empty, PT_SEC_BACKEND, 0, false);
+    return s;
+}
+
+static void append(struct pt_polctx *pc, struct pt_block *out, int *cap, struct pt_stmt *s)
+{
+    out->s = pt_pool_grow(pc->pool, out->s, sizeof(*out->s), cap, out->n + 1);
+    out->s[out->n++] = s;
+}
+
+static void expand(struct pt_polctx *pc, struct pt_doc *const *docs, int ndocs, int level, int sec,
+                   struct pt_block *out, int *cap, struct pt_stmt **fwd)
+{
+    if (level >= ndocs)
+        return; /* base at global scope: nothing */
+    const struct pt_doc *d = docs[level];
+    const struct pt_block *b = d ? d->sec[sec] : NULL;
+    if (!b) {
+        if (level == ndocs - 1) {
+            /* the global document without this section: its default */
+            if (sec == PT_SEC_BACKEND) {
+                if (!*fwd)
+                    *fwd = default_forward(pc);
+                append(pc, out, cap, *fwd);
+            }
+            return;
+        }
+        expand(pc, docs, ndocs, level + 1, sec, out, cap, fwd);
+        return;
+    }
+    for (int i = 0; i < b->n; i++) {
+        if (b->s[i]->kind == PT_ST_BASE)
+            expand(pc, docs, ndocs, level + 1, sec, out, cap, fwd);
+        else
+            append(pc, out, cap, b->s[i]);
+    }
+}
+
+/* A policy allowed once per section must also be there once after `base`
+   has spliced the scopes together (an API's [base, forward-request] under
+   a global default forward-request would call the backend twice). */
+static bool check_once(struct pt_polctx *pc, const struct pt_block *b, int sec)
+{
+    bool ok = true;
+    for (int i = 0; i < b->n; i++) {
+        struct pt_stmt *s = b->s[i];
+        if (!s->def || !(s->def->flags & PT_POLICY_ONCE_PER_SECTION))
+            continue;
+        for (int k = 0; k < i; k++) {
+            struct pt_stmt *first = b->s[k];
+            if (first->def != s->def)
+                continue;
+            ok = false;
+            struct pt_stmt *at = s->node ? s : first;
+            if (!at->dup_reported && at->node) {
+                at->dup_reported = true;
+                const struct pt_stmt *other = at == s ? first : s;
+                PT_ASSERT(other->scope); /* every statement comes from a scope's document */
+                pt_node_error(pc->errs, pt_node_key(at->node, 0),
+                              "'%s' may appear once per section, but base makes the %s section hold two (%s%s%s)",
+                              s->name, pt_section_names[sec],
+                              other->node ? "the other comes from the " : "the other is the default of the ",
+                              pt_scope_names[__builtin_ctz((unsigned)other->scope)],
+                              other->node ? " scope" : " scope, whose document has no backend section");
+            }
+            break;
+        }
+    }
+    return ok;
+}
+
+bool pt_policy_flatten(struct pt_polctx *pc, struct pt_doc *const *docs, int ndocs, struct pt_pipeline *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct pt_stmt *fwd = NULL;
+    bool ok = true;
+    for (int sec = 0; sec < PT_SEC_COUNT; sec++) {
+        int cap = 0;
+        expand(pc, docs, ndocs, 0, sec, &out->sec[sec], &cap, &fwd);
+        ok &= check_once(pc, &out->sec[sec], sec);
+    }
+    return ok;
+}
+
+void pt_policy_release(struct pt_polctx *pc)
+{
+    for (int i = 0; i < pc->nall; i++) {
+        struct pt_stmt *s = pc->all[i];
+        if (s->def && s->def->free && s->instance)
+            s->def->free(s->instance);
+        s->instance = NULL;
+    }
+    pc->nall = 0;
+    for (struct pt_clientcert *cc = pc->certs; cc; cc = cc->next)
+        SSL_CTX_free(cc->ctx);
+    pc->certs = NULL;
+}
+
+/* ------------------------------------------------------- core statements */
+
+#include "policy/pt_corepol.h"
+
+static bool compile_core(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node *attrs, int section,
+                         int depth, bool in_fragment)
+{
+    const char *name = s->name;
+    if (!strcmp(name, "choose")) {
+        s->kind = PT_ST_CHOOSE;
+        /* choose: [ {when: cond, then: [...]}, ..., {otherwise: [...]} ] */
+        struct pt_node *list = attrs;
+        if (list->kind != PT_N_SEQ || list->n == 0) {
+            pt_node_error(pc->errs, attrs, "choose expects a list of {when, then} and an optional {otherwise}");
+            return false;
+        }
+        s->whens = pt_pool_calloc(pc->pool, sizeof(*s->whens) * (size_t)list->n);
+        bool ok = true;
+        for (int i = 0; i < list->n; i++) {
+            struct pt_node *w = list->items[i];
+            struct pt_node *cond = pt_node_get(w, "when"), *then = pt_node_get(w, "then");
+            struct pt_node *other = pt_node_get(w, "otherwise");
+            if (w->kind != PT_N_MAP || (!cond && !other) || (cond && other) ||
+                (cond && w->n != (then ? 2 : 1)) || (other && w->n != 1)) {
+                pt_node_error(pc->errs, w, "expected {when: CONDITION, then: [statements]} or {otherwise: [statements]}");
+                ok = false;
+                continue;
+            }
+            if (other && i != list->n - 1) {
+                pt_node_error(pc->errs, w, "'otherwise' must be the last branch");
+                ok = false;
+                continue;
+            }
+            struct pt_when *wh = &s->whens[s->nwhens++];
+            if (cond) {
+                wh->cond = pt_value_compile(pc, cond);
+                if (!wh->cond)
+                    ok = false;
+            }
+            struct pt_node *body = cond ? then : other;
+            if (body) {
+                struct pt_block *b = parse_block(pc, body, section, depth + 1, false, in_fragment);
+                if (!b)
+                    ok = false;
+                else
+                    wh->body = *b;
+            }
+        }
+        return ok;
+    }
+    return pt_corepol_compile(pc, s, attrs, section, depth, in_fragment, parse_block);
+}
