@@ -93,6 +93,10 @@ static inline pt_str pt_str_trim(pt_str s)
     return s;
 }
 
+/* An RFC 9110 token: not empty, tchar only (pt_str.c). */
+extern const uint8_t pt_str_tchar[256];
+bool pt_str_is_token(pt_str s);
+
 /* FNV-1a over bytes, optionally lowercasing ASCII. */
 static inline uint64_t pt_hash(const void *data, size_t n, bool fold)
 {

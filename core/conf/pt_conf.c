@@ -9,7 +9,6 @@
  * span several values (unique ids, one API per path) run afterwards.
  */
 #include "conf/pt_conf.h"
-#include "http/pt_http.h"
 #include "base/pt_log.h"
 #include "conf/pt_router.h"
 #include "base/pt_url.h"
@@ -588,7 +587,7 @@ static bool read_header_name(struct pt_cfctx *cx, struct pt_node *n, void *field
     char *s;
     if (!pt_cf_str(cx, n, &s, true))
         return false;
-    if (*s && !pt_http_token(pt_str_c(s))) {
+    if (*s && !pt_str_is_token(pt_str_c(s))) {
         pt_node_error(cx->errs, n, "'%s' is not a valid header name", s);
         return false;
     }

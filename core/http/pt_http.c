@@ -11,31 +11,6 @@
 
 /* ------------------------------------------------------------ characters */
 
-static const uint8_t tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
-};
-
-bool pt_http_token(pt_str s)
-{
-    if (s.n == 0)
-        return false;
-    for (size_t i = 0; i < s.n; i++)
-        if (!tchar[(unsigned char)s.p[i]])
-            return false;
-    return true;
-}
-
 bool pt_http_value_ok(pt_str s)
 {
     for (size_t i = 0; i < s.n; i++) {
@@ -313,7 +288,7 @@ static bool run_llhttp(struct pt_head *h, llhttp_type_t type, char *buf, size_t 
     /* llhttp 8 lets spaces into names ("X : a", "X Y: a") and empty names
        through; a name that is not a token is refused here */
     for (int i = 0; i < h->nh; i++)
-        if (!pt_http_token(h->h[i].name)) {
+        if (!pt_str_is_token(h->h[i].name)) {
             err->status = type == HTTP_REQUEST ? 400 : 502;
             err->msg = "invalid header name";
             return false;
@@ -459,7 +434,7 @@ static bool check_framing(struct pt_head *h, bool is_request, struct pt_http_err
             int count = 0;
             bool seen = false;
             while (elist_next(&it, &el)) {
-                if (!pt_http_token(el) || seen) {
+                if (!pt_str_is_token(el) || seen) {
                     err->status = bad;
                     err->msg = seen ? "chunked must be the last transfer coding, once"
                                     : "malformed Transfer-Encoding";
@@ -888,7 +863,7 @@ ssize_t pt_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct pt_htt
             case CH_TRAILER_START:
                 if (ch == '\r')
                     c->state = CH_FINAL_LF;
-                else if (ch == '\n' || ch == ' ' || ch == '\t' || !tchar[ch]) {
+                else if (ch == '\n' || ch == ' ' || ch == '\t' || !pt_str_tchar[ch]) {
                     err->msg = "malformed trailer";
                     return PT_CHUNKED_ERROR;
                 } else

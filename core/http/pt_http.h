@@ -188,8 +188,6 @@ void pt_buf_json(struct pt_buf *b, pt_str s);
 /* "OK", "Not Found", ...; "Unknown" for codes without a standard phrase. */
 const char *pt_http_reason(int status);
 
-/* true when s is a token (header names, methods). */
-bool pt_http_token(pt_str s);
 /* true when s may be a header value: no CR, LF, NUL or other control but HTAB. */
 bool pt_http_value_ok(pt_str s);
 

@@ -564,7 +564,7 @@ int pt_msg_header_set(struct pt_req *req, pt_msg m, pt_bytes name, const pt_byte
                       pt_header_mode mode)
 {
     pt_str nm = {name.data, name.len};
-    if (!pt_http_token(nm)) {
+    if (!pt_str_is_token(nm)) {
         pt_exec_set_error(req, 500, source_name(req, "set-header"), "InvalidHeaderName", "invalid header name");
         return -1;
     }
@@ -735,7 +735,7 @@ static pt_bytes api_method(pt_call *call)
 
 static int api_set_method(pt_call *call, pt_bytes m)
 {
-    if (!pt_http_token((pt_str){m.data, m.len})) {
+    if (!pt_str_is_token((pt_str){m.data, m.len})) {
         pt_exec_set_error(call->req, 500, source_name(call->req, "set-method"), "InvalidMethod", "invalid method");
         return -1;
     }
