@@ -22,8 +22,10 @@
 #include "policy/pt_gen.h"
 #include "policy/pt_corepol.h"
 #include "base/pt_log.h"
+#include "base/pt_paths.h"
 #include "mgmt/pt_mgmt.h"
 #include "conf/pt_model.h"
+#include "policy/pt_api.h"
 #include "policy/pt_plugin.h"
 #include "conf/pt_store.h"
 #include "policy/pt_policy.h"
@@ -148,7 +150,7 @@ static void print_reference(const struct pt_gen *g)
             printf(". Scopes:");
             for (int s = 0; s < PT_SCOPE_COUNT; s++)
                 if (d->scopes & (1u << s))
-                    printf(" %s", pt_scope_names[s]);
+                    printf(" %s", pt_scope_names[s].label);
         }
         printf(". Provided by: %s.%s\n", !owner || !strcmp(owner, "core") ? "the core"
                                          : strstr(owner, ".lua") ? "a Lua policy" : "a plugin",
@@ -590,7 +592,7 @@ static void load_plugins(const struct pt_conf *cf)
     struct pt_errors perrs = {0};
     struct pt_registry *tmp = pt_registry_new();
     pt_corepol_register(tmp); /* plugins may not take the core's names */
-    const char *dir = cf->plugin_dir ? cf->plugin_dir : pt_plugins_default_dir();
+    const char *dir = cf->plugin_dir ? cf->plugin_dir : pt_paths_plugins();
     pt_plugins_load(dir, tmp, &perrs);
     for (int i = 0; i < perrs.n; i++)
         pt_err("%s", perrs.msgs[i]);
@@ -651,6 +653,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     pt_api_init();
+    pt_proxy_init();
 
     struct pt_errors errs = {0};
     if (test_only || reference) {

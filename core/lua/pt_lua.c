@@ -28,14 +28,14 @@
  * when asked for.
  */
 #include "lua/pt_lua.h"
-#include "policy/pt_corepol.h"
-#include "lua/pt_expr.h"
 #include "base/pt_log.h"
-#include "lua/pt_luahelp.h"
+#include "base/pt_paths.h"
+#include "http/pt_msg.h"
+#include "lua/pt_expr.h"
 #include "lua/pt_lpat.h"
+#include "lua/pt_luahelp.h"
+#include "policy/pt_gen.h"
 #include "policy/pt_luapol.h"
-#include "policy/pt_plugin.h"
-#include "proxy/pt_req.h"
 
 #include <event2/buffer.h>
 #include <lauxlib.h>
@@ -50,7 +50,8 @@
 #define NEED_BODY_MARK "\x01portico:need-body"
 
 struct pt_lua {
-    struct pt_worker *w;
+    int worker;                  /* the worker's number, for messages */
+    struct pt_wgen *const *wcur; /* the worker's current generation: its limits */
     lua_State *L;
     uint64_t epoch;   /* bumped when the state is rebuilt */
     struct pt_lua_mem mem; /* its allocator: lua.memory, enforced once the state is built */
@@ -342,18 +343,18 @@ static void push_body(lua_State *L, int kind, bool preserve)
     struct pt_req *req = cur(L);
     struct evbuffer *b;
     if (kind == K_REQ_BODY) {
-        if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE)
+        if (pt_msg_body_unread(req, PT_MSG_REQUEST))
             need_body(L, PT_MSG_REQUEST);
         b = req->req_body;
     } else {
-        if (req->rh_done && req->rh_backend && !req->resp_body && req->resp_in != PT_BODY_NONE)
+        if (pt_msg_body_unread(req, PT_MSG_RESPONSE))
             need_body(L, PT_MSG_RESPONSE);
         b = req->resp_body;
     }
     size_t n = b ? evbuffer_get_length(b) : 0;
     lua_pushlstring(L, n ? (const char *)evbuffer_pullup(b, -1) : "", n);
     if (!preserve) /* APIM: reading a body consumes it */
-        pt_req_set_body(req, kind == K_REQ_BODY ? PT_MSG_REQUEST : PT_MSG_RESPONSE, PT_NULL_STR);
+        pt_msg_set_body(req, kind == K_REQ_BODY ? PT_MSG_REQUEST : PT_MSG_RESPONSE, PT_NULL_STR);
 }
 
 static int body_as_string(lua_State *L)
@@ -381,7 +382,7 @@ static int body_set(lua_State *L)
         return luaL_error(L, "context is read-only in expressions");
     size_t l;
     const char *s = luaL_checklstring(L, 2, &l);
-    pt_req_set_body(cur(L), proxy_kind(L, 1) == K_REQ_BODY ? PT_MSG_REQUEST : PT_MSG_RESPONSE, (pt_str){s, l});
+    pt_msg_set_body(cur(L), proxy_kind(L, 1) == K_REQ_BODY ? PT_MSG_REQUEST : PT_MSG_RESPONSE, (pt_str){s, l});
     return 0;
 }
 
@@ -389,7 +390,7 @@ static int vars_get(lua_State *L)
 {
     size_t nl;
     const char *n = luaL_checklstring(L, 2, &nl);
-    const struct pt_var *v = pt_req_var_get(cur(L), (pt_str){n, nl});
+    const struct pt_var *v = pt_msg_var_get(cur(L), (pt_str){n, nl});
     if (!v) {
         lua_settop(L, 3);
         return 1;
@@ -434,7 +435,7 @@ static int vars_set(lua_State *L)
     default:
         return luaL_error(L, "variables hold strings, numbers and booleans");
     }
-    pt_req_var_set(req, (pt_str){n, nl}, &v);
+    pt_msg_var_set(req, (pt_str){n, nl}, v.type, v.s);
     return 0;
 }
 
@@ -446,13 +447,8 @@ static int resp_set_status(lua_State *L)
     int code = (int)luaL_checkinteger(L, 2);
     size_t rl = 0;
     const char *r = luaL_optlstring(L, 3, "", &rl);
-    struct pt_req *req = cur(L);
-    if (code < 100 || code > 999 || !pt_http_value_ok((pt_str){r, rl}))
+    if (pt_msg_set_status(cur(L), code, (pt_str){r, rl}, "lua-policy") < 0)
         return luaL_error(L, "invalid status code or reason");
-    if (!req->rh_done)
-        pt_req_new_response(req, code, PT_NULL_STR);
-    req->rh.status = code;
-    req->rh.reason = (pt_str){pt_pool_strndup(req->pool, r, rl), rl};
     return 0;
 }
 
@@ -460,7 +456,7 @@ static int vars_contains(lua_State *L)
 {
     size_t nl;
     const char *n = luaL_checklstring(L, 2, &nl);
-    lua_pushboolean(L, pt_req_var_get(cur(L), (pt_str){n, nl}) != NULL);
+    lua_pushboolean(L, pt_msg_var_get(cur(L), (pt_str){n, nl}) != NULL);
     return 1;
 }
 
@@ -545,12 +541,12 @@ static void push_url(lua_State *L, bool original, const char *field, size_t fl)
     struct pt_req *req = cur(L);
     pt_str host = pt_host_strip_port(req->h.host);
     if (key_is(field, fl, "scheme"))
-        lua_pushstring(L, req->c->tls ? "https" : "http");
+        lua_pushstring(L, req->peer->tls ? "https" : "http");
     else if (key_is(field, fl, "host"))
         push_str(L, host);
     else if (key_is(field, fl, "port")) {
         const char *colon = req->h.host.n > host.n ? req->h.host.p + host.n : NULL;
-        lua_pushinteger(L, colon && *colon == ':' ? atoi(colon + 1) : (req->c->tls ? 443 : 80));
+        lua_pushinteger(L, colon && *colon == ':' ? atoi(colon + 1) : (req->peer->tls ? 443 : 80));
     } else if (key_is(field, fl, "path")) {
         if (original)
             push_str(L, req->h.path);
@@ -587,7 +583,7 @@ static void push_lasterror(lua_State *L, const char *f, size_t fl)
     else if (key_is(f, fl, "policyId"))
         v = e->policy_id;
     else if (key_is(f, fl, "scope"))
-        v = pt_exec_scope_name(e);
+        v = pt_scope_of(e->scope)->name;
     if (v)
         lua_pushstring(L, v);
     else
@@ -736,7 +732,7 @@ static int proxy_index(lua_State *L)
         else if (key_is(k, kl, "headers"))
             push_proxy(L, K_REQ_HEADERS);
         else if (key_is(k, kl, "ipAddress"))
-            lua_pushstring(L, req->c->ip);
+            lua_pushstring(L, req->peer->ip);
         else if (key_is(k, kl, "matchedParameters"))
             push_proxy(L, K_MATCHED);
         else if (key_is(k, kl, "body"))
@@ -885,7 +881,7 @@ static int proxy_index(lua_State *L)
             lua_createtable(L, 0, 3);
             lua_pushstring(L, "portico");
             lua_setfield(L, -2, "id");
-            lua_pushinteger(L, req->c->w->id);
+            lua_pushinteger(L, req->peer->worker);
             lua_setfield(L, -2, "instanceId");
             lua_pushboolean(L, 0);
             lua_setfield(L, -2, "isManaged");
@@ -1009,7 +1005,7 @@ static void build_user_globals(struct pt_lua *x)
     lua_setfield(L, user, "asBasic");
     lua_pop(L, 2);
     /* our prelude's helpers (split, trim, startsWith, ...) */
-    int loaded = luaL_loadfile(L, pt_lua_prelude_path());
+    int loaded = luaL_loadfile(L, pt_paths_prelude());
     if (loaded == 0) {
         /* the prelude's string and table functions are the sandbox's bounded
            ones (its helpers capture them when it loads) */
@@ -1032,7 +1028,7 @@ static void build_user_globals(struct pt_lua *x)
             lua_rawset(L, user);
         }
     } else
-        pt_err("cannot load the Lua prelude %s: %s", pt_lua_prelude_path(),
+        pt_err("cannot load the Lua prelude %s: %s", pt_paths_prelude(),
                lua_tostring(L, -1) ? lua_tostring(L, -1) : "not a table");
     lua_pop(L, 1);
     /* context */
@@ -1112,18 +1108,20 @@ static bool state_ready(struct pt_lua *x)
     if (x->L && !x->damaged)
         return true;
     if (x->L) {
-        pt_warn("worker %d: rebuilding the Lua state after a script broke a limit", x->w->id);
+        pt_warn("worker %d: rebuilding the Lua state after a script broke a limit", x->worker);
         lua_close(x->L);
         x->L = NULL;
     }
     return state_build(x);
 }
 
-struct pt_lua *pt_lua_new(struct pt_worker *w)
+struct pt_lua *pt_lua_new(int worker, struct pt_wgen *const *cur)
 {
     struct pt_lua *x = calloc(1, sizeof(*x));
-    if (x)
-        x->w = w;
+    if (x) {
+        x->worker = worker;
+        x->wcur = cur;
+    }
     return x;
 }
 
@@ -1149,7 +1147,7 @@ void pt_lua_drop_gen(struct pt_lua *x, struct pt_wgen *wg)
 
 void pt_lua_release(struct pt_req *req)
 {
-    struct pt_lua *x = req->c->w->lua;
+    struct pt_lua *x = req->peer->lua;
     if (req->lua_thread && x && x->L && req->lua_epoch == x->epoch) {
         lua_rawgeti(x->L, LUA_REGISTRYINDEX, x->ref_threads);
         lua_pushnil(x->L);
@@ -1163,7 +1161,7 @@ void pt_lua_release(struct pt_req *req)
 
 static const struct pt_lua_limits *limits_of(struct pt_lua *x)
 {
-    return &x->w->cur->gen->conf->lua;
+    return &(*x->wcur)->gen->conf->lua;
 }
 
 /* A global set by user code: kept in the statement's environment until the
@@ -1352,22 +1350,22 @@ static int call_limited(struct pt_lua *x, struct pt_req *req, lua_State *co, int
         snprintf(buf, sizeof(buf), "%s", msg ? msg : "error in a script");
     x->breach = NULL;
     pt_warn("request %.*s: %s", (int)req->idn, req->id, buf);
-    pt_exec_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure", buf);
+    pt_msg_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure", buf);
     return -1;
 }
 
 int pt_lua_eval(struct pt_req *req, int id, struct pt_luaval *out)
 {
-    struct pt_lua *x = req->c->w->lua;
+    struct pt_lua *x = req->peer->lua;
     tl = x;
     if (!state_ready(x)) {
-        pt_exec_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure", "cannot create a Lua state");
+        pt_msg_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure", "cannot create a Lua state");
         return -1;
     }
     lua_State *co = request_thread(x, req);
     const char *err = NULL;
     if (!push_expr(x, req, id, &err)) {
-        pt_exec_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure", err ? err : "?");
+        pt_msg_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure", err ? err : "?");
         return -1;
     }
     lua_xmove(x->L, co, 1);
@@ -1379,7 +1377,7 @@ int pt_lua_eval(struct pt_req *req, int id, struct pt_luaval *out)
         lua_rawgeti(co, LUA_REGISTRYINDEX, x->ref_json_encode);
         lua_insert(co, -2);
         if (lua_pcall(co, 1, 1, 0) != 0) {
-            pt_exec_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure",
+            pt_msg_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure",
                               lua_tostring(co, -1) ? lua_tostring(co, -1) : "cannot encode a table");
             lua_settop(co, 0);
             return -1;
@@ -1402,6 +1400,27 @@ int pt_value_eval(struct pt_req *req, const struct pt_value *v, struct pt_luaval
     return pt_lua_eval(req, v->expr, out);
 }
 
+bool pt_value_eval_true(struct pt_req *req, const struct pt_value *v, pt_status *st)
+{
+    struct pt_luaval out;
+    int rc = pt_value_eval(req, v, &out);
+    if (rc == PT_AGAIN) {
+        *st = PT_AGAIN;
+        return false;
+    }
+    if (rc != 0) {
+        *st = PT_ERROR;
+        return false;
+    }
+    *st = PT_OK;
+    switch (out.type) {
+    case PT_VAR_BOOL: return out.b;
+    case PT_VAR_NIL: return false;
+    case PT_VAR_NUMBER: return true;
+    default: return !(out.s.n == 5 && !strncasecmp(out.s.p, "false", 5)) && out.s.n != 0;
+    }
+}
+
 /* Pushes the declaration table of a Lua policy file onto co (cached per generation). */
 static bool push_policy_table(struct pt_lua *x, struct pt_req *req, lua_State *co, int id)
 {
@@ -1414,7 +1433,7 @@ static bool push_policy_table(struct pt_lua *x, struct pt_req *req, lua_State *c
         return true;
     }
     if (!push_expr(x, req, id, &err)) {
-        pt_exec_set_error(req, 500, "lua-policy", "PolicyLoadFailure", err ? err : "?");
+        pt_msg_set_error(req, 500, "lua-policy", "PolicyLoadFailure", err ? err : "?");
         return false;
     }
     /* push_expr cached the chunk; the policy caches its table instead */
@@ -1425,7 +1444,7 @@ static bool push_policy_table(struct pt_lua *x, struct pt_req *req, lua_State *c
         return false;
     if (!lua_istable(co, -1)) {
         lua_settop(co, 0);
-        pt_exec_set_error(req, 500, "lua-policy", "PolicyLoadFailure", "the policy file did not return a table");
+        pt_msg_set_error(req, 500, "lua-policy", "PolicyLoadFailure", "the policy file did not return a table");
         return false;
     }
     lua_pushvalue(co, -1);
@@ -1457,7 +1476,7 @@ int pt_lua_run_policy(struct pt_req *req, void *instance, int section, void *unu
     (void)unused;
     const struct pt_luapol_inst *in = instance;
     const struct pt_luapol *lp = in->lp;
-    struct pt_lua *x = req->c->w->lua;
+    struct pt_lua *x = req->peer->lua;
     tl = x;
     /* attribute values first: expressions run in this request's coroutine too */
     struct pt_luaval *vals = pt_pool_calloc(req->pool, sizeof(*vals) * (size_t)(lp->nattrs ? lp->nattrs : 1));
@@ -1473,7 +1492,7 @@ int pt_lua_run_policy(struct pt_req *req, void *instance, int section, void *unu
             vals[i].type = PT_VAR_NIL;
     }
     if (!state_ready(x)) {
-        pt_exec_set_error(req, 500, "lua-policy", "PolicyFailure", "cannot create a Lua state");
+        pt_msg_set_error(req, 500, "lua-policy", "PolicyFailure", "cannot create a Lua state");
         return PT_ERROR;
     }
     lua_State *co = request_thread(x, req);
@@ -1501,19 +1520,18 @@ int pt_lua_run_policy(struct pt_req *req, void *instance, int section, void *unu
     const char *what = lua_tostring(co, 1);
     int st = PT_OK;
     if (what && !strcmp(what, "done")) {
-        if (!req->rh_done)
-            pt_req_new_response(req, 200, PT_NULL_STR);
+        pt_msg_response(req);
         st = PT_DONE;
     } else if (what && !strcmp(what, "fail")) {
         int status = lua_isnumber(co, 2) ? (int)lua_tointeger(co, 2) : 500;
         const char *reason = lua_tostring(co, 3);
         const char *message = lua_tostring(co, 4);
-        pt_exec_set_error(req, status >= 100 && status <= 999 ? status : 500, lp->def.name,
+        pt_msg_set_error(req, status >= 100 && status <= 999 ? status : 500, lp->def.name,
                           pt_pool_strdup(req->pool, reason ? reason : "PolicyFailure"),
                           message ? message : "a Lua policy failed");
         st = PT_ERROR;
     } else if (what) {
-        pt_exec_set_error(req, 500, lp->def.name, "PolicyFailure",
+        pt_msg_set_error(req, 500, lp->def.name, "PolicyFailure",
                           "a Lua policy returned something other than nothing, \"done\" or \"fail\"");
         st = PT_ERROR;
     }

@@ -15,6 +15,8 @@
 
 #include "base/pt.h"
 
+#include <portico/plugin.h>
+
 struct pt_req;
 struct pt_value;
 struct pt_worker;
@@ -42,7 +44,9 @@ struct pt_lua_mem {
 void *pt_lua_mem_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
 /* Creates the runtime of a worker (the state itself is created on first use). */
-struct pt_lua *pt_lua_new(struct pt_worker *w);
+/* Creates the runtime of a worker (the state itself is created on first use);
+   cur is where the worker keeps its current generation (its Lua limits). */
+struct pt_lua *pt_lua_new(int worker, struct pt_wgen *const *cur);
 void pt_lua_free(struct pt_lua *L);
 /* Forgets what was compiled for a generation a worker no longer holds. */
 void pt_lua_drop_gen(struct pt_lua *L, struct pt_wgen *wg);
@@ -60,6 +64,9 @@ int pt_lua_eval(struct pt_req *req, int id, struct pt_luaval *out);
 
 /* Evaluates a compiled value: literals cost nothing. Same returns. */
 int pt_value_eval(struct pt_req *req, const struct pt_value *v, struct pt_luaval *out);
+/* Evaluates v as a condition (true, a number, a non-empty string other than
+   "false"); *st is PT_OK, PT_AGAIN (a body must be read first) or PT_ERROR. */
+bool pt_value_eval_true(struct pt_req *req, const struct pt_value *v, pt_status *st);
 
 /* Runs a Lua policy's section function; returns a pt_status. */
 int pt_lua_run_policy(struct pt_req *req, void *policy, int section, void *attrs);

@@ -8,7 +8,8 @@
 #include "policy/pt_corepol.h"
 #include "base/pt_log.h"
 #include "lua/pt_lua.h"
-#include "proxy/pt_req.h"
+#include "http/pt_msg.h"
+#include "policy/pt_gen.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -321,7 +322,7 @@ static pt_status run_set_variable(const struct pt_api *api, pt_call *call, void 
         return PT_AGAIN;
     if (rc != 0)
         return PT_ERROR;
-    pt_req_var_set(req, (pt_str){v[0]->text, v[0]->len}, &out);
+    pt_msg_var_set(req, (pt_str){v[0]->text, v[0]->len}, out.type, out.s);
     return PT_OK;
 }
 
@@ -373,12 +374,12 @@ static pt_status run_mock(const struct pt_api *api, pt_call *call, void *inst)
     operation_example(req, status, ctype, &body, &type);
     if (!type.n && ctype)
         type = pt_str_c(ctype);
-    pt_req_new_response(req, status, PT_NULL_STR);
+    pt_msg_new_response(req, status, PT_NULL_STR);
     if (type.n) {
         pt_bytes v = {type.p, type.n};
         pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){"Content-Type", 12}, &v, 1, PT_HEADER_OVERRIDE);
     }
-    pt_req_set_body(req, PT_MSG_RESPONSE, body);
+    pt_msg_set_body(req, PT_MSG_RESPONSE, body);
     return PT_DONE;
 }
 
@@ -402,7 +403,7 @@ pt_status pt_corepol_return_response(struct pt_req *req, pt_call *call, const st
             reason = rv.s;
         }
         if (code < 100 || code > 999 || !pt_http_value_ok(reason)) {
-            pt_exec_set_error(req, 500, "return-response", "ExpressionValueEvaluationFailure",
+            pt_msg_set_error(req, 500, "return-response", "ExpressionValueEvaluationFailure",
                               "set-status: invalid status code or reason");
             return PT_ERROR;
         }
@@ -425,12 +426,12 @@ pt_status pt_corepol_return_response(struct pt_req *req, pt_call *call, const st
     if (rr->body && (rc = pt_value_eval(req, rr->body, &body)) != 0)
         return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
     /* now build it */
-    pt_req_new_response(req, (int)code, reason);
+    pt_msg_new_response(req, (int)code, reason);
     for (int i = 0; i < rr->nheaders; i++)
         if (pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){names[i].s.p, names[i].s.n}, vals[i],
                               rr->headers[i].nvalues, rr->headers[i].mode) < 0)
             return PT_ERROR;
     if (rr->body)
-        pt_req_set_body(req, PT_MSG_RESPONSE, body.s);
+        pt_msg_set_body(req, PT_MSG_RESPONSE, body.s);
     return PT_DONE;
 }

@@ -5,6 +5,7 @@
 #include "policy/pt_corepol.h"
 #include "lua/pt_expr.h"
 #include "base/pt_log.h"
+#include "base/pt_paths.h"
 #include "policy/pt_luapol.h"
 #include "policy/pt_plugin.h"
 #include "conf/pt_router.h"
@@ -312,7 +313,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     if (cf->lua.npolicy_path)
         pt_luapol_load(g->pc, g->reg, cf->lua.policy_path, cf->lua.npolicy_path);
     else {
-        char *dir = (char *)pt_lua_default_policy_dir();
+        char *dir = (char *)pt_paths_policies();
         pt_luapol_load(g->pc, g->reg, &dir, 1);
     }
     int perr = errs->n;
@@ -458,7 +459,7 @@ void pt_gen_check_policies(const char *path, struct pt_errors *errs)
     struct pt_node *f = pt_node_get(root, "policyFragments"), *nv = pt_node_get(root, "namedValues");
     pc.fragments = f && f->kind == PT_N_SEQ ? f : NULL;
     pc.named_values = nv && nv->kind == PT_N_SEQ ? nv : NULL;
-    char *dir = (char *)pt_lua_default_policy_dir();
+    char *dir = (char *)pt_paths_policies();
     pt_luapol_load(&pc, reg, &dir, 1);
     for (int i = 0; pc.fragments && i < pc.fragments->n; i++)
         if (pc.fragments->items[i]->kind == PT_N_MAP)

@@ -27,7 +27,7 @@
 #include "base/pt_log.h"
 #include "lua/pt_lpat.h"
 #include "lua/pt_lua.h"
-#include "proxy/pt_req.h"
+#include "http/pt_msg.h"
 
 #include <dirent.h>
 #include <errno.h>

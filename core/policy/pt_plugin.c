@@ -12,13 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifndef PT_PLUGINDIR
-#define PT_PLUGINDIR "/usr/local/lib/portico/plugins"
-#endif
-#ifndef PT_LUADIR
-#define PT_LUADIR "/usr/local/share/portico/lua"
-#endif
-
 struct loaded {
     void *handle;
     const struct pt_plugin *desc;
@@ -27,55 +20,6 @@ struct loaded {
 
 static struct loaded *plugins;
 static int nplugins;
-
-/* true when this binary is the one in the build tree (not installed). */
-static bool running_uninstalled(void)
-{
-#ifdef PT_BUILDDIR
-    char exe[PATH_MAX], real_build[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return false;
-    exe[n] = '\0';
-    if (!realpath(PT_BUILDDIR, real_build))
-        return false;
-    size_t bl = strlen(real_build);
-    return !strncmp(exe, real_build, bl) && exe[bl] == '/';
-#else
-    return false;
-#endif
-}
-
-const char *pt_plugins_default_dir(void)
-{
-#ifdef PT_BUILDDIR
-    if (running_uninstalled())
-        return PT_BUILDDIR "/plugins";
-#endif
-    return PT_PLUGINDIR;
-}
-
-#ifndef PT_POLICYDIR
-#define PT_POLICYDIR "/usr/local/share/portico/policies"
-#endif
-
-const char *pt_lua_default_policy_dir(void)
-{
-#ifdef PT_SRCDIR
-    if (running_uninstalled())
-        return PT_SRCDIR "/policies";
-#endif
-    return PT_POLICYDIR;
-}
-
-const char *pt_lua_prelude_path(void)
-{
-#ifdef PT_SRCDIR
-    if (running_uninstalled())
-        return PT_SRCDIR "/lua/prelude.lua";
-#endif
-    return PT_LUADIR "/prelude.lua";
-}
 
 static int cmp_str(const void *a, const void *b)
 {

@@ -23,11 +23,5 @@ int pt_plugins_load(const char *dir, struct pt_registry *reg, struct pt_errors *
 void pt_plugins_register(struct pt_registry *reg);
 /* Calls the plugins' fini() and closes them. */
 void pt_plugins_unload(void);
-/* The default plugin directory: the build tree's when running uninstalled. */
-const char *pt_plugins_default_dir(void);
-/* Same for the shipped Lua policies (the source tree's policies/ or $datadir). */
-const char *pt_lua_default_policy_dir(void);
-/* Portico's own Lua prelude (lua/prelude.lua, installed to $datadir/portico/lua). */
-const char *pt_lua_prelude_path(void);
 
 #endif

@@ -20,8 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-const char *const pt_section_names[PT_SEC_COUNT] = {"inbound", "backend", "outbound", "on-error"};
-const char *const pt_scope_names[PT_SCOPE_COUNT] = {"global", "workspace", "product", "API", "operation"};
+struct pt_api pt_api_table;
 static const unsigned section_bits[PT_SEC_COUNT] = {PT_SECTION_INBOUND, PT_SECTION_BACKEND,
                                                     PT_SECTION_OUTBOUND, PT_SECTION_ON_ERROR};
 
@@ -778,10 +777,10 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
         const char *here = "this";
         for (int i = 0; i < PT_SCOPE_COUNT; i++) {
             if (pc->scope == 1 << i)
-                here = pt_scope_names[i];
+                here = pt_scope_names[i].label;
             if (def->scopes & (1u << i))
                 snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s", *allowed ? ", " : "",
-                         pt_scope_names[i]);
+                         pt_scope_names[i].label);
         }
         pt_node_error(pc->errs, pt_node_key(n, 0), "policy '%s' is not allowed at %s scope (only: %s)", name, here,
                       allowed);
@@ -1025,7 +1024,7 @@ static bool check_once(struct pt_polctx *pc, const struct pt_block *b, int sec)
                               "'%s' may appear once per section, but base makes the %s section hold two (%s%s%s)",
                               s->name, pt_section_names[sec],
                               other->node ? "the other comes from the " : "the other is the default of the ",
-                              pt_scope_names[__builtin_ctz((unsigned)other->scope)],
+                              pt_scope_of(other->scope)->label,
                               other->node ? " scope" : " scope, whose document has no backend section");
             }
             break;

@@ -23,14 +23,11 @@
 #include "conf/pt_node.h"
 #include "base/pt_pool.h"
 
+#include "http/pt_msg.h"
+
 #include <portico/plugin.h>
 
-enum pt_section_index { PT_SEC_INBOUND, PT_SEC_BACKEND, PT_SEC_OUTBOUND, PT_SEC_ON_ERROR, PT_SEC_COUNT };
-
-extern const char *const pt_section_names[PT_SEC_COUNT];
-/* Scope names for messages and the reference, by bit (PT_SCOPE_GLOBAL = 1 << 0 ...). */
-#define PT_SCOPE_COUNT 5
-extern const char *const pt_scope_names[PT_SCOPE_COUNT];
+/* PT_SEC_*, PT_SCOPE_COUNT and the section and scope name tables are in http/pt_msg.h. */
 
 /* Internal policy flag: the statement's value is not an attribute map and is
    parsed by the core (choose). */
@@ -167,9 +164,9 @@ struct pt_node *pt_compile_attr(pt_compile *c, const char *name);
 struct pt_polctx *pt_compile_ctx(pt_compile *c);
 /* The default pipeline: inbound/outbound/on-error empty, backend forward-request. */
 
-/* The gateway's API table (pt_pipeline.c), filled by pt_api_init() at start. */
+/* The table every policy compiles and runs against; filled by pt_api_init()
+   (policy/pt_api.c) at start. */
 extern struct pt_api pt_api_table;
-void pt_api_init(void);
 /* Set while the gateway only checks a configuration (portico -t, the policy
    reference): plugins see it through api->checking_only. */
 extern bool pt_checking_only;

@@ -23,16 +23,18 @@
  * always return to its caller.  A backend connection belongs to a request
  * while in use and to its pool (per worker, per backend address) while idle.
  */
+#include "proxy/pt_req.h"
+#include "base/pt_log.h"
+#include "base/pt_url.h"
+#include "conf/pt_router.h"
+#include "event/pt_io.h"
+#include "event/pt_tls.h"
+#include "http/pt_http.h"
+#include "http/pt_msg.h"
+#include "lua/pt_lua.h"
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
-#include "http/pt_http.h"
-#include "event/pt_io.h"
-#include "base/pt_log.h"
-#include "lua/pt_lua.h"
-#include "proxy/pt_req.h"
-#include "conf/pt_router.h"
-#include "event/pt_tls.h"
-#include "base/pt_url.h"
+#include "policy/pt_pipeline.h"
 #include "proxy/pt_worker.h"
 
 #include <arpa/inet.h>
@@ -89,6 +91,7 @@ static struct pt_req *req_new(struct pt_conn *c)
     memset(req, 0, sizeof(*req));
     req->pool = pool;
     req->c = c;
+    req->peer = &c->peer;
     req->wg = pt_worker_gen_acquire(w);
     req->t0 = pt_now_us();
     req->wall0 = pt_wall_ms();
@@ -291,7 +294,7 @@ static void req_log(struct pt_req *req)
     pt_buf_add(&b, ms, 4);
     pt_buf_lit(&b, "\"");
     log_str_field(&b, "requestId", (pt_str){req->id, req->idn});
-    log_str_field(&b, "clientIp", pt_str_c(req->c->ip));
+    log_str_field(&b, "clientIp", pt_str_c(req->c->peer.ip));
     log_str_field(&b, "method", req->h.method);
     log_str_field(&b, "path", req->h.path);
     if (req->h.query.n)
@@ -307,7 +310,7 @@ static void req_log(struct pt_req *req)
         if (req->sub->owner)
             log_str_field(&b, "user", pt_str_c(req->sub->owner->cf->id));
     }
-    if (req->c->tls)
+    if (req->c->peer.tls)
         log_client_cert(&b, req->c);
     pt_buf_lit(&b, ",\"status\":");
     pt_buf_u64(&b, (uint64_t)req->status);
@@ -356,11 +359,7 @@ static size_t write_error(struct evbuffer *out, struct pt_pool *pool, int status
 {
     struct pt_buf body;
     pt_buf_init(&body, pool, 128);
-    pt_buf_lit(&body, "{\"statusCode\": ");
-    pt_buf_u64(&body, (uint64_t)status);
-    pt_buf_lit(&body, ", \"message\": \"");
-    pt_buf_json(&body, pt_str_c(message));
-    pt_buf_lit(&body, "\"}");
+    pt_msg_error_body(&body, status, message);
     struct pt_buf b;
     pt_buf_init(&b, pool, 256 + body.n);
     pt_buf_lit(&b, "HTTP/1.1 ");
@@ -791,7 +790,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         pt_buf_str(b, x->value);
         pt_buf_lit(b, "\r\n");
     }
-    pt_str ip = pt_str_c(c->ip);
+    pt_str ip = pt_str_c(c->peer.ip);
     if (fwd & PT_FWD_XFF) {
         pt_buf_lit(b, "X-Forwarded-For: ");
         if (nxff)
@@ -800,7 +799,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         pt_buf_lit(b, "\r\n");
     }
     if (fwd & PT_FWD_XFP) {
-        if (c->tls)
+        if (c->peer.tls)
             pt_buf_lit(b, "X-Forwarded-Proto: https\r\n");
         else
             pt_buf_lit(b, "X-Forwarded-Proto: http\r\n");
@@ -826,7 +825,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
             pt_buf_str(b, req->h.host);
             pt_buf_lit(b, "\"");
         }
-        if (c->tls)
+        if (c->peer.tls)
             pt_buf_lit(b, ";proto=https\r\n");
         else
             pt_buf_lit(b, ";proto=http\r\n");
@@ -861,7 +860,7 @@ static bool req_send(struct pt_req *req, bool fresh)
 {
     struct pt_upconn *u = up_get(req, fresh);
     if (!u) {
-        pt_exec_set_error(req, 502, "forward-request", "BackendConnectionFailure",
+        pt_msg_set_error(req, 502, "forward-request", "BackendConnectionFailure",
                           "Bad gateway: cannot open a backend connection");
         return false;
     }
@@ -955,7 +954,7 @@ static void req_start(struct pt_conn *c, size_t head_len)
                                strcmp(req->op->cf->method, "OPTIONS") &&
                                pt_head_get(&req->h, pt_str_c("Access-Control-Request-Method")) &&
                                pt_head_get(&req->h, pt_str_c("Origin"));
-    if (!protocol_allowed(req->api->cf, c->tls)) {
+    if (!protocol_allowed(req->api->cf, c->peer.tls)) {
         /* an API limited to https (or http) does not exist on the other scheme */
         req_error(req, 404, "OperationNotFound", "Resource not found");
         return;
@@ -1003,39 +1002,32 @@ static void forward_timeout(pt_call *call, void *arg)
 static void forward_timer_stop(struct pt_req *req)
 {
     if (req->fwd_timer) {
-        pt_api_table.timer_cancel(req->fwd_timer);
+        pt_exec_timer_cancel(req->fwd_timer);
         req->fwd_timer = NULL;
     }
 }
 
-/* Drops a backend response that a policy replaced, or that a retry repeats. */
-static void drop_backend_response(struct pt_req *req)
+/* pt_msg_hooks.backend_close: a policy replaced the backend's response, or a
+   retry repeats the call. */
+static void backend_close(struct pt_req *req)
 {
     if (req->up)
         up_close(req->up);
     req->up = NULL;
-    req->rh_done = req->rh_backend = false;
-    if (req->resp_body) {
-        evbuffer_free(req->resp_body);
-        req->resp_body = NULL;
-    }
-    req->resp_buffering = false;
-    req->resp_replaced = false;
-    req->resp_in = PT_BODY_NONE;
 }
 
-pt_status pt_proxy_forward(struct pt_req *req)
+static pt_status proxy_forward(struct pt_req *req)
 {
     struct pt_conn *c = req->c;
     if (req->rh_backend || req->up)
-        drop_backend_response(req); /* a retry: this attempt replaces the last */
+        pt_msg_drop_backend(req); /* a retry: this attempt replaces the last */
     if (!req->be) {
-        pt_exec_set_error(req, 500, "forward-request", "BackendConnectionFailure",
+        pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
                           "No backend is configured for this API");
         return PT_ERROR;
     }
     if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE && req->tb0) {
-        pt_exec_set_error(req, 500, "forward-request", "BackendConnectionFailure",
+        pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
                           "the request body was streamed and cannot be sent again (use buffer-request-body)");
         return PT_ERROR;
     }
@@ -1051,7 +1043,7 @@ pt_status pt_proxy_forward(struct pt_req *req)
         return PT_ERROR;
     forward_timer_stop(req);
     if (req->fwd_timeout)
-        req->fwd_timer = pt_api_table.timer_start(&req->ex.call, req->fwd_timeout, forward_timeout, NULL);
+        req->fwd_timer = pt_exec_timer_start(&req->ex.call, req->fwd_timeout, forward_timeout, NULL);
     if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE) {
         c->state = C_BODY;
         send_continue(req);
@@ -1075,7 +1067,7 @@ static void buffering_failed(struct pt_req *req, int status, const char *reason,
     c->state = C_WAIT;
     pt_io_read(c->io, false);
     pt_timer_clear(&c->timer);
-    pt_exec_set_error(req, status, "gateway", reason, msg);
+    pt_msg_set_error(req, status, "gateway", reason, msg);
     pt_exec_body_ready(req, false);
 }
 
@@ -1211,6 +1203,42 @@ static void add_request_id(struct pt_buf *b, struct pt_req *req, struct pt_head 
     pt_buf_lit(b, "\r\n");
 }
 
+/* The status line and the message's own headers (hop-by-hop and deleted ones left out). */
+static void head_start(struct pt_buf *b, struct pt_req *req, const struct pt_head *rh)
+{
+    pt_buf_init(b, req->pool, 256 + (size_t)rh->nh * 48);
+    pt_buf_lit(b, "HTTP/1.1 ");
+    pt_buf_u64(b, (uint64_t)rh->status);
+    pt_buf_lit(b, " ");
+    if (rh->reason.n && pt_http_value_ok(rh->reason))
+        pt_buf_str(b, rh->reason);
+    else {
+        const char *r = pt_http_reason(rh->status);
+        pt_buf_add(b, r, strlen(r));
+    }
+    pt_buf_lit(b, "\r\n");
+    for (int i = 0; i < rh->nh; i++) {
+        const struct pt_hdr *x = &rh->h[i];
+        if (x->hop || x->deleted)
+            continue;
+        pt_buf_str(b, x->name);
+        pt_buf_lit(b, ": ");
+        pt_buf_str(b, x->value);
+        pt_buf_lit(b, "\r\n");
+    }
+}
+
+/* The request id, the connection's fate, and the blank line. */
+static void head_end(struct pt_buf *b, struct pt_req *req, struct pt_head *rh)
+{
+    add_request_id(b, req, rh);
+    if (!req->keep || req->c->w->draining)
+        pt_buf_lit(b, "Connection: close\r\n");
+    else if (req->h.minor == 0)
+        pt_buf_lit(b, "Connection: keep-alive\r\n");
+    pt_buf_lit(b, "\r\n");
+}
+
 static void write_response_head(struct pt_req *req)
 {
     struct pt_conn *c = req->c;
@@ -1231,26 +1259,7 @@ static void write_response_head(struct pt_req *req)
     req->resp_left = rh->content_length;
 
     struct pt_buf b;
-    pt_buf_init(&b, req->pool, 256 + (size_t)rh->nh * 48);
-    pt_buf_lit(&b, "HTTP/1.1 ");
-    pt_buf_u64(&b, (uint64_t)rh->status);
-    pt_buf_lit(&b, " ");
-    if (rh->reason.n && pt_http_value_ok(rh->reason))
-        pt_buf_str(&b, rh->reason);
-    else {
-        const char *r = pt_http_reason(rh->status);
-        pt_buf_add(&b, r, strlen(r));
-    }
-    pt_buf_lit(&b, "\r\n");
-    for (int i = 0; i < rh->nh; i++) {
-        const struct pt_hdr *x = &rh->h[i];
-        if (x->hop || x->deleted)
-            continue;
-        pt_buf_str(&b, x->name);
-        pt_buf_lit(&b, ": ");
-        pt_buf_str(&b, x->value);
-        pt_buf_lit(&b, "\r\n");
-    }
+    head_start(&b, req, rh);
     switch (req->resp_out) {
     case OUT_LENGTH:
         pt_buf_lit(&b, "Content-Length: ");
@@ -1271,12 +1280,7 @@ static void write_response_head(struct pt_req *req)
     case OUT_EOF:
         break;
     }
-    add_request_id(&b, req, rh);
-    if (!req->keep || req->c->w->draining)
-        pt_buf_lit(&b, "Connection: close\r\n");
-    else if (client10)
-        pt_buf_lit(&b, "Connection: keep-alive\r\n");
-    pt_buf_lit(&b, "\r\n");
+    head_end(&b, req, rh);
     evbuffer_add(c->io->out, b.p, b.n);
     req->bytes_out += b.n;
     req->resp_head_sent = true;
@@ -1324,7 +1328,7 @@ static void backend_failed(struct pt_req *req, int status, const char *reason, c
     }
     if (req->tb0 && !req->tb1)
         req->tb1 = pt_now_us();
-    pt_exec_set_error(req, status, "forward-request", reason, msg);
+    pt_msg_set_error(req, status, "forward-request", reason, msg);
     if (req->resp_buffering) {
         req->resp_buffering = false;
         pt_exec_body_ready(req, false);
@@ -1438,37 +1442,13 @@ static void write_full_response(struct pt_req *req)
     size_t n = req->resp_body ? evbuffer_get_length(req->resp_body) : 0;
     bool no_body = rh->status < 200 || rh->status == 204 || rh->status == 304;
     struct pt_buf b;
-    pt_buf_init(&b, req->pool, 256 + (size_t)rh->nh * 48);
-    pt_buf_lit(&b, "HTTP/1.1 ");
-    pt_buf_u64(&b, (uint64_t)rh->status);
-    pt_buf_lit(&b, " ");
-    if (rh->reason.n)
-        pt_buf_str(&b, rh->reason);
-    else {
-        const char *r = pt_http_reason(rh->status);
-        pt_buf_add(&b, r, strlen(r));
-    }
-    pt_buf_lit(&b, "\r\n");
-    for (int i = 0; i < rh->nh; i++) {
-        const struct pt_hdr *x = &rh->h[i];
-        if (x->hop || x->deleted)
-            continue;
-        pt_buf_str(&b, x->name);
-        pt_buf_lit(&b, ": ");
-        pt_buf_str(&b, x->value);
-        pt_buf_lit(&b, "\r\n");
-    }
+    head_start(&b, req, rh);
     if (!no_body) {
         pt_buf_lit(&b, "Content-Length: ");
         pt_buf_u64(&b, n);
         pt_buf_lit(&b, "\r\n");
     }
-    add_request_id(&b, req, rh);
-    if (!req->keep || c->w->draining)
-        pt_buf_lit(&b, "Connection: close\r\n");
-    else if (req->h.minor == 0)
-        pt_buf_lit(&b, "Connection: keep-alive\r\n");
-    pt_buf_lit(&b, "\r\n");
+    head_end(&b, req, rh);
     evbuffer_add(c->io->out, b.p, b.n);
     req->bytes_out += b.n;
     if (n && !no_body && !pt_str_eq(req->h.method, PT_STR("HEAD"))) {
@@ -1481,12 +1461,13 @@ static void write_full_response(struct pt_req *req)
     req_finish(req);
 }
 
-void pt_proxy_respond(struct pt_req *req)
+static void proxy_respond(struct pt_req *req)
 {
     if (!req->rh_done)
-        pt_req_new_response(req, 200, PT_NULL_STR);
+        pt_msg_new_response(req, 200, PT_NULL_STR);
     for (struct pt_hook *h = req->resp_hooks; h; h = h->next) {
-        struct pt_call call = {req, h->stmt, PT_SEC_OUTBOUND, PT_MSG_RESPONSE};
+        struct pt_call call = {.req = req, .stmt = h->stmt, .name = h->stmt ? h->stmt->name : NULL,
+                                .section = PT_SEC_OUTBOUND, .current = PT_MSG_RESPONSE};
         h->resp(&call, h->arg);
     }
     req->resp_hooks = NULL;
@@ -1510,7 +1491,7 @@ void pt_proxy_respond(struct pt_req *req)
     write_full_response(req);
 }
 
-void pt_proxy_read_body(struct pt_req *req, pt_msg which)
+static void proxy_read_body(struct pt_req *req, pt_msg which)
 {
     struct pt_conn *c = req->c;
     if (which == PT_MSG_REQUEST) {
@@ -1535,71 +1516,6 @@ void pt_proxy_read_body(struct pt_req *req, pt_msg which)
     pt_io_read(req->up->io, true);
     pt_timer_set(c->w, &req->up->timer, PT_T_READ);
     resp_body(req);
-}
-
-void pt_req_new_response(struct pt_req *req, int status, pt_str reason)
-{
-    if (req->rh_backend || req->up)
-        drop_backend_response(req);
-    memset(&req->rh, 0, sizeof(req->rh));
-    req->rh.status = status;
-    req->rh.reason = reason;
-    req->rh.major = 1;
-    req->rh.minor = 1;
-    req->rh.content_length = -1;
-    req->rh.keepalive = true;
-    req->rh_done = true;
-    req->rh_backend = false;
-    req->resp_replaced = true;
-    if (req->resp_body)
-        evbuffer_drain(req->resp_body, evbuffer_get_length(req->resp_body));
-    else
-        req->resp_body = evbuffer_new();
-}
-
-void pt_req_set_body(struct pt_req *req, pt_msg which, pt_str body)
-{
-    if (which == PT_MSG_REQUEST) {
-        if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE && !req->req_done)
-            req->keep = false; /* the client's own body is never read: no reuse */
-        if (!req->req_body)
-            req->req_body = evbuffer_new();
-        else
-            evbuffer_drain(req->req_body, evbuffer_get_length(req->req_body));
-        if (body.n)
-            evbuffer_add(req->req_body, body.p, body.n);
-        req->req_body_state = RB_REPLACED;
-        return;
-    }
-    if (!req->rh_done)
-        pt_req_new_response(req, 200, PT_NULL_STR);
-    if (req->rh_backend && !req->resp_body && req->up) {
-        /* the backend's body is replaced before it was read */
-        up_close(req->up);
-        req->resp_in = PT_BODY_NONE;
-    }
-    if (!req->resp_body)
-        req->resp_body = evbuffer_new();
-    else
-        evbuffer_drain(req->resp_body, evbuffer_get_length(req->resp_body));
-    if (body.n)
-        evbuffer_add(req->resp_body, body.p, body.n);
-    req->resp_replaced = true;
-}
-
-void pt_proxy_error_response(struct pt_req *req, int status, const char *message)
-{
-    pt_req_new_response(req, status, PT_NULL_STR);
-    pt_bytes ct = {"application/json", 16};
-    pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){"Content-Type", 12}, &ct, 1, PT_HEADER_OVERRIDE);
-    struct pt_buf body;
-    pt_buf_init(&body, req->pool, 128);
-    pt_buf_lit(&body, "{\"statusCode\": ");
-    pt_buf_u64(&body, (uint64_t)status);
-    pt_buf_lit(&body, ", \"message\": \"");
-    pt_buf_json(&body, pt_str_c(message ? message : ""));
-    pt_buf_lit(&body, "\"}");
-    pt_req_set_body(req, PT_MSG_RESPONSE, (pt_str){body.p, body.n});
 }
 
 static void tunnel_pump(struct pt_req *req, bool from_client)
@@ -1764,7 +1680,7 @@ static void resp_read(struct pt_req *req)
         pt_io_read(u->io, false);
         pt_timer_clear(&u->timer);
         if (req->fwd_fail_on_status && req->rh.status >= 400) {
-            pt_exec_set_error(req, 500, "forward-request", "BackendStatusError",
+            pt_msg_set_error(req, 500, "forward-request", "BackendStatusError",
                               "the backend answered with an error status");
             pt_exec_resume(req, PT_ERROR);
             return;
@@ -1839,6 +1755,12 @@ static void req_error(struct pt_req *req, int status, const char *reason, const 
 
 /* ------------------------------------------------------ client connection */
 
+void pt_proxy_init(void)
+{
+    pt_exec_ops = (struct pt_exec_ops){.forward = proxy_forward, .read_body = proxy_read_body, .respond = proxy_respond};
+    pt_msg_hooks.backend_close = backend_close;
+}
+
 void pt_proxy_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int socklen, int li)
 {
     struct pt_gen *g = w->cur->gen;
@@ -1850,29 +1772,34 @@ void pt_proxy_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->ip, sizeof(c->ip));
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer.ip, sizeof(c->peer.ip));
     else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
         if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], c->ip, sizeof(c->ip));
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], c->peer.ip, sizeof(c->peer.ip));
         else
-            inet_ntop(AF_INET6, &s6->sin6_addr, c->ip, sizeof(c->ip));
+            inet_ntop(AF_INET6, &s6->sin6_addr, c->peer.ip, sizeof(c->peer.ip));
     } else
-        strcpy(c->ip, "-");
+        strcpy(c->peer.ip, "-");
     c->w = w;
+    c->peer.base = w->base;
+    c->peer.lua = w->lua;
+    c->peer.rng = w->rng;
+    c->peer.worker = w->id;
     pt_timer_init(&c->timer, conn_timer);
     if (li < g->ntls && g->tls[li]) {
         SSL *ssl = pt_tls_server_ssl(g->tls[li]);
         c->io = ssl ? pt_io_tls_accept(w->base, fd, ssl, conn_cb, c) : NULL;
-        c->tls = true;
+        c->peer.tls = true;
     } else
         c->io = pt_io_plain(w->base, fd, conn_cb, c);
     if (!c->io) {
-        if (!c->tls)
+        if (!c->peer.tls)
             close(fd);
         free(c);
         return;
     }
+    c->peer.io = c->io;
     pt_list_add_tail(&w->conns, &c->link);
     w->nconns++;
     c->state = C_HEAD;
@@ -1975,7 +1902,7 @@ static void conn_drained(struct pt_conn *c)
     switch (c->state) {
     case C_CLOSING: {
         int fd = pt_io_fd(c->io);
-        if (c->tls || fd < 0 || c->peer_done || shutdown(fd, SHUT_WR) < 0) {
+        if (c->peer.tls || fd < 0 || c->peer_done || shutdown(fd, SHUT_WR) < 0) {
             conn_free(c);
             return;
         }
@@ -2039,7 +1966,7 @@ static void conn_hup(struct pt_conn *c)
     ssize_t r = recv(pt_io_fd(c->io), &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
         return;
-    pt_info("request %.*s: the client %s left before the response (%s)", (int)req->idn, req->id, c->ip,
+    pt_info("request %.*s: the client %s left before the response (%s)", (int)req->idn, req->id, c->peer.ip,
             r == 0 ? "closed" : strerror(errno));
     req->reason = "ClientConnectionFailure";
     conn_free(c);
@@ -2066,7 +1993,7 @@ static void conn_cb(struct pt_io *io, int what, void *arg)
             return;
         }
         if (c->req && what & PT_IO_ERROR)
-            pt_info("client %s: %s", c->ip, pt_io_errmsg(io));
+            pt_info("client %s: %s", c->peer.ip, pt_io_errmsg(io));
         conn_free(c);
     }
 }
@@ -2161,7 +2088,7 @@ static void up_failed(struct pt_req *req, int what, const char *msg)
             req->resp_in = PT_BODY_NONE;
         } else {
             up_close(u);
-            pt_proxy_error_response(req, 502, "Bad gateway: the backend connection failed");
+            pt_msg_error_response(req, 502, "Bad gateway: the backend connection failed");
             req->reason = "BackendConnectionFailure";
         }
         return;

@@ -371,7 +371,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
         w->rng[0] |= 1;
         w->abuf_cap = 64 * 1024;
         w->abuf = malloc(w->abuf_cap);
-        w->lua = pt_lua_new(w);
+        w->lua = pt_lua_new(w->id, &w->cur);
         pt_gen_ref(g);
         switch_gen(w, g);
     }

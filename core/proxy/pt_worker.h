@@ -17,6 +17,7 @@
 #define PT_WORKER_H
 
 #include "base/pt.h"
+#include "http/pt_msg.h"
 #include "policy/pt_gen.h"
 
 #include <pthread.h>
@@ -93,15 +94,8 @@ struct pt_tnode {
     void (*fire)(struct pt_tnode *t, int kind); /* may free the node */
 };
 
-/* A generation as a worker holds it: requests count themselves in `users`. */
-struct pt_wgen {
-    struct pt_gen *gen;
-    unsigned users;
-    struct pt_wgen *next;
-    int *lua_refs;      /* compiled expressions in this worker's Lua state */
-    int nlua;
-    uint64_t lua_epoch; /* the state they were compiled in */
-};
+/* A generation as a worker holds it (struct pt_wgen, http/pt_msg.h): requests
+   count themselves in `users`. */
 
 struct pt_listener {
     struct pt_worker *w;
@@ -200,6 +194,8 @@ void pt_worker_conn_closed(struct pt_worker *w);
 void pt_worker_access(struct pt_worker *w, const char *line, size_t n);
 
 /* pt_proxy.c */
+/* Registers the connection layer with the pipeline driver and the message layer (once, at start). */
+void pt_proxy_init(void);
 void pt_proxy_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int socklen, int li);
 void pt_proxy_drain(struct pt_worker *w);   /* close idle connections now */
 void pt_proxy_stop(struct pt_worker *w);    /* close everything now */

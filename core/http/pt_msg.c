@@ -1,0 +1,285 @@
+/*
+ * pt_msg -- a request's exchange: the messages and what policies do to them.
+ *
+ * Every change to a message goes through here, whoever asks: the SDK table
+ * (plugins), the core's own policies, the Lua `context` and the connection
+ * layer itself.  See pt_msg.h for the hooks the layers above register.
+ */
+#include "http/pt_msg.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+
+struct pt_msg_hooks pt_msg_hooks;
+
+/* ----------------------------------------------------------------- names */
+
+const char *const pt_section_names[PT_SEC_COUNT] = {"inbound", "backend", "outbound", "on-error"};
+
+const struct pt_scope_name pt_scope_names[PT_SCOPE_COUNT] = {
+    {"global", "global"}, {"workspace", "workspace"}, {"product", "product"},
+    {"api", "API"},       {"operation", "operation"},
+};
+
+const struct pt_scope_name *pt_scope_of(int scope)
+{
+    static const struct pt_scope_name none = {"", ""};
+    if (scope <= 0)
+        return &none;
+    int i = __builtin_ctz((unsigned)scope);
+    return i < PT_SCOPE_COUNT ? &pt_scope_names[i] : &none;
+}
+
+/* -------------------------------------------------------------- responses */
+
+void pt_msg_drop_backend(struct pt_req *req)
+{
+    if (req->up && pt_msg_hooks.backend_close)
+        pt_msg_hooks.backend_close(req);
+    req->rh_done = req->rh_backend = false;
+    if (req->resp_body) {
+        evbuffer_free(req->resp_body);
+        req->resp_body = NULL;
+    }
+    req->resp_buffering = false;
+    req->resp_replaced = false;
+    req->resp_in = PT_BODY_NONE;
+}
+
+void pt_msg_new_response(struct pt_req *req, int status, pt_str reason)
+{
+    if (req->rh_backend || req->up)
+        pt_msg_drop_backend(req);
+    memset(&req->rh, 0, sizeof(req->rh));
+    req->rh.status = status;
+    req->rh.reason = reason;
+    req->rh.major = 1;
+    req->rh.minor = 1;
+    req->rh.content_length = -1;
+    req->rh.keepalive = true;
+    req->rh_done = true;
+    req->rh_backend = false;
+    req->resp_replaced = true;
+    if (req->resp_body)
+        evbuffer_drain(req->resp_body, evbuffer_get_length(req->resp_body));
+    else
+        req->resp_body = evbuffer_new();
+}
+
+struct pt_head *pt_msg_response(struct pt_req *req)
+{
+    if (!req->rh_done)
+        pt_msg_new_response(req, 200, PT_NULL_STR);
+    return &req->rh;
+}
+
+bool pt_msg_body_unread(const struct pt_req *req, pt_msg which)
+{
+    if (which == PT_MSG_REQUEST)
+        return req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE;
+    return req->rh_done && req->rh_backend && !req->resp_body && req->resp_in != PT_BODY_NONE;
+}
+
+static void fill(struct evbuffer **b, pt_str body)
+{
+    if (!*b)
+        *b = evbuffer_new();
+    else
+        evbuffer_drain(*b, evbuffer_get_length(*b));
+    if (body.n)
+        evbuffer_add(*b, body.p, body.n);
+}
+
+void pt_msg_set_body(struct pt_req *req, pt_msg which, pt_str body)
+{
+    if (which == PT_MSG_REQUEST) {
+        if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE && !req->req_done)
+            req->keep = false; /* the client's own body is never read: no reuse */
+        fill(&req->req_body, body);
+        req->req_body_state = RB_REPLACED;
+        return;
+    }
+    pt_msg_response(req);
+    if (req->rh_backend && !req->resp_body && req->up) {
+        /* the backend's body is replaced before it was read */
+        if (pt_msg_hooks.backend_close)
+            pt_msg_hooks.backend_close(req);
+        req->resp_in = PT_BODY_NONE;
+    }
+    fill(&req->resp_body, body);
+    req->resp_replaced = true;
+}
+
+/* The name errors are reported under: the running statement, else the fallback. */
+static const char *source_name(const struct pt_req *req, const char *fallback)
+{
+    return req->ex.call.name ? req->ex.call.name : fallback;
+}
+
+int pt_msg_set_status(struct pt_req *req, int code, pt_str reason, const char *source)
+{
+    if (code < 100 || code > 999 || !pt_http_value_ok(reason)) {
+        pt_msg_set_error(req, 500, source_name(req, source), "InvalidStatus", "invalid status code or reason");
+        return -1;
+    }
+    pt_msg_response(req);
+    req->rh.status = code;
+    req->rh.reason = (pt_str){pt_pool_strndup(req->pool, reason.p ? reason.p : "", reason.n), reason.n};
+    return 0;
+}
+
+void pt_msg_error_body(struct pt_buf *b, int status, const char *message)
+{
+    pt_buf_lit(b, "{\"statusCode\": ");
+    pt_buf_u64(b, (uint64_t)status);
+    pt_buf_lit(b, ", \"message\": \"");
+    pt_buf_json(b, pt_str_c(message ? message : ""));
+    pt_buf_lit(b, "\"}");
+}
+
+void pt_msg_error_response(struct pt_req *req, int status, const char *message)
+{
+    pt_msg_new_response(req, status, PT_NULL_STR);
+    pt_bytes ct = {"application/json", 16};
+    pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){"Content-Type", 12}, &ct, 1, PT_HEADER_OVERRIDE);
+    struct pt_buf body;
+    pt_buf_init(&body, req->pool, 128);
+    pt_msg_error_body(&body, status, message);
+    pt_msg_set_body(req, PT_MSG_RESPONSE, (pt_str){body.p, body.n});
+}
+
+/* ---------------------------------------------------------------- headers */
+
+static const char *const separate_lines[] = {
+    "user-agent", "www-authenticate", "proxy-authenticate", "cookie", "set-cookie", "warning", "date",
+    "expires", "if-modified-since", "if-unmodified-since", "last-modified", "retry-after", NULL};
+
+static const char *const protected_headers[] = {"connection", "content-length", "keep-alive",
+                                                "transfer-encoding", NULL};
+
+static bool in_list(const char *const *list, pt_str name)
+{
+    for (int i = 0; list[i]; i++)
+        if (pt_str_ieq(name, pt_str_c(list[i])))
+            return true;
+    return false;
+}
+
+struct pt_head *pt_msg_head(struct pt_req *req, pt_msg m)
+{
+    if (m == PT_MSG_CURRENT)
+        m = req->ex.call.current;
+    return m == PT_MSG_RESPONSE ? pt_msg_response(req) : &req->h;
+}
+
+static pt_str pool_str(struct pt_req *req, pt_bytes b)
+{
+    return (pt_str){pt_pool_strndup(req->pool, b.data ? b.data : "", b.len), b.len};
+}
+
+int pt_msg_header_set(struct pt_req *req, pt_msg m, pt_bytes name, const pt_bytes *values, int n,
+                      pt_header_mode mode)
+{
+    pt_str nm = {name.data, name.len};
+    if (!pt_str_is_token(nm)) {
+        pt_msg_set_error(req, 500, source_name(req, "set-header"), "InvalidHeaderName", "invalid header name");
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (!pt_http_value_ok((pt_str){values[i].data, values[i].len})) {
+            pt_msg_set_error(req, 500, source_name(req, "set-header"), "InvalidHeaderValue",
+                             "header value contains CR, LF, NUL or another control character");
+            return -1;
+        }
+    if (in_list(protected_headers, nm)) {
+        pt_msg_set_error(req, 500, source_name(req, "set-header"), "ProtectedHeader",
+                         "this header is managed by the gateway");
+        return -1;
+    }
+    struct pt_head *h = pt_msg_head(req, m);
+    bool is_server = pt_str_ieq(nm, PT_STR("server"));
+    struct pt_hdr *existing = NULL;
+    for (int i = 0; i < h->nh; i++)
+        if (!h->h[i].deleted && !h->h[i].hop && pt_str_ieq(h->h[i].name, nm))
+            existing = &h->h[i];
+    if (mode == PT_HEADER_DELETE) {
+        if (is_server)
+            return 0; /* Server stays */
+        for (int i = 0; i < h->nh; i++)
+            if (pt_str_ieq(h->h[i].name, nm) && (!h->h[i].hop || h->h[i].kind == PT_H_HOST))
+                h->h[i].deleted = true;
+        return 0;
+    }
+    if (mode == PT_HEADER_SKIP && existing)
+        return 0;
+    bool separate = in_list(separate_lines, nm);
+    if (mode == PT_HEADER_OVERRIDE)
+        for (int i = 0; i < h->nh; i++)
+            if (pt_str_ieq(h->h[i].name, nm) && (!h->h[i].hop || h->h[i].kind == PT_H_HOST))
+                h->h[i].deleted = true;
+    pt_str pname = pool_str(req, name);
+    if (separate) {
+        for (int i = 0; i < n; i++)
+            if (!pt_head_add(h, req->pool, pname, pool_str(req, values[i])))
+                return -1;
+        return 0;
+    }
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 64);
+    if (mode == PT_HEADER_APPEND && existing) {
+        pt_buf_str(&b, existing->value);
+        existing->deleted = true;
+    }
+    for (int i = 0; i < n; i++) {
+        if (b.n)
+            pt_buf_lit(&b, ", ");
+        pt_buf_add(&b, values[i].data, values[i].len);
+    }
+    struct pt_hdr *x = pt_head_add(h, req->pool, pname, (pt_str){b.p, b.n});
+    return x ? 0 : -1;
+}
+
+/* -------------------------------------------------------------- variables */
+
+/* Variables live in the request arena; later sets win. */
+void pt_msg_var_set(struct pt_req *req, pt_str name, int type, pt_str value)
+{
+    pt_str v = {pt_pool_strndup(req->pool, value.p ? value.p : "", value.n), value.n};
+    for (int i = 0; i < req->nvars; i++)
+        if (pt_str_eq(req->vars[i].name, name)) {
+            req->vars[i].value = v;
+            req->vars[i].type = type;
+            return;
+        }
+    req->vars = pt_pool_grow(req->pool, req->vars, sizeof(*req->vars), &req->capvars, req->nvars + 1);
+    struct pt_var *x = &req->vars[req->nvars++];
+    x->name = (pt_str){pt_pool_strndup(req->pool, name.p, name.n), name.n};
+    x->value = v;
+    x->type = type;
+}
+
+const struct pt_var *pt_msg_var_get(const struct pt_req *req, pt_str name)
+{
+    for (int i = 0; i < req->nvars; i++)
+        if (pt_str_eq(req->vars[i].name, name))
+            return &req->vars[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------- error record */
+
+void pt_msg_set_error(struct pt_req *req, int status, const char *source, const char *reason,
+                      const char *message)
+{
+    struct pt_lasterror *e = &req->ex.err;
+    req->ex.has_error = true;
+    e->status = status;
+    e->source = source;
+    e->reason = reason;
+    e->message = message ? pt_pool_strdup(req->pool, message) : "";
+    e->section = e->path = e->policy_id = "";
+    e->scope = 0;
+    if (pt_msg_hooks.error_where)
+        pt_msg_hooks.error_where(req, e);
+    req->reason = reason;
+}

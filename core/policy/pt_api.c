@@ -1,0 +1,581 @@
+/*
+ * pt_api -- the SDK table (struct pt_api) every policy runs against: the
+ * plugins' and the core's own.
+ *
+ * Each entry is a thin adapter from the SDK's types (pt_call, pt_bytes) to
+ * the message layer (http/pt_msg.c) and the pipeline driver.
+ */
+#include "policy/pt_api.h"
+#include "base/pt_log.h"
+#include "conf/pt_conf.h"
+#include "event/pt_counters.h"
+#include "event/pt_io.h"
+#include "http/pt_fetch.h"
+#include "lua/pt_lua.h"
+#include "policy/pt_gen.h"
+#include "policy/pt_pipeline.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* --------------------------------------------------------------- the API */
+
+static pt_str pool_str(struct pt_req *req, pt_bytes b)
+{
+    return (pt_str){pt_pool_strndup(req->pool, b.data ? b.data : "", b.len), b.len};
+}
+
+/* The name errors are reported under: the running statement, else the fallback. */
+static const char *source_name(const struct pt_req *req, const char *fallback)
+{
+    return req->ex.call.name ? req->ex.call.name : fallback;
+}
+
+static int api_eval(pt_call *call, const pt_value *v, pt_bytes *out)
+{
+    if (!call) { /* compile time: a literal's text */
+        if (v->expr)
+            return -1;
+        *out = (pt_bytes){v->text ? v->text : "", v->len};
+        return 0;
+    }
+    struct pt_luaval r;
+    int rc = pt_value_eval(call->req, v, &r);
+    if (rc == PT_AGAIN)
+        return PT_AGAIN;
+    if (rc != 0)
+        return -1;
+    *out = (pt_bytes){r.s.p ? r.s.p : "", r.s.n};
+    return 0;
+}
+
+static int api_eval_bool(pt_call *call, const pt_value *v, int *out)
+{
+    pt_status st;
+    bool b = pt_value_eval_true(call->req, v, &st);
+    if (st == PT_AGAIN)
+        return PT_AGAIN;
+    if (st != PT_OK)
+        return -1;
+    *out = b;
+    return 0;
+}
+
+static int api_value_is_literal(const pt_value *v)
+{
+    return v->expr == 0;
+}
+
+static int api_header_get(pt_call *call, pt_msg m, pt_bytes name, pt_bytes *values, int max)
+{
+    struct pt_req *req = call->req;
+    if ((m == PT_MSG_RESPONSE || (m == PT_MSG_CURRENT && call->current == PT_MSG_RESPONSE)) && !req->rh_done)
+        return 0;
+    struct pt_head *h = pt_msg_head(req, m);
+    int n = 0;
+    for (int i = 0; i < h->nh; i++) {
+        struct pt_hdr *x = &h->h[i];
+        if (x->deleted || !pt_str_ieq(x->name, (pt_str){name.data, name.len}))
+            continue;
+        if (x->hop && x->kind != PT_H_HOST && h == &req->h)
+            continue;
+        if (n < max)
+            values[n] = (pt_bytes){x->value.p, x->value.n};
+        n++;
+    }
+    return n;
+}
+
+static int api_header_set(pt_call *call, pt_msg m, pt_bytes name, const pt_bytes *values, int n,
+                          pt_header_mode mode)
+{
+    return pt_msg_header_set(call->req, m, name, values, n, mode);
+}
+
+static int api_header_at(pt_call *call, pt_msg m, int index, pt_bytes *name, pt_bytes *value)
+{
+    struct pt_req *req = call->req;
+    if ((m == PT_MSG_RESPONSE || (m == PT_MSG_CURRENT && call->current == PT_MSG_RESPONSE)) && !req->rh_done)
+        return -1;
+    struct pt_head *h = pt_msg_head(req, m);
+    int k = 0;
+    for (int i = 0; i < h->nh; i++) {
+        struct pt_hdr *x = &h->h[i];
+        if (x->deleted || (x->hop && x->kind != PT_H_HOST))
+            continue;
+        if (k++ == index) {
+            *name = (pt_bytes){x->name.p, x->name.n};
+            *value = (pt_bytes){x->value.p, x->value.n};
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static pt_bytes api_method(pt_call *call)
+{
+    return (pt_bytes){call->req->h.method.p, call->req->h.method.n};
+}
+
+static int api_set_method(pt_call *call, pt_bytes m)
+{
+    if (!pt_str_is_token((pt_str){m.data, m.len})) {
+        pt_msg_set_error(call->req, 500, source_name(call->req, "set-method"), "InvalidMethod", "invalid method");
+        return -1;
+    }
+    call->req->h.method = pool_str(call->req, m);
+    return 0;
+}
+
+static pt_bytes api_path(pt_call *call)
+{
+    return (pt_bytes){call->req->bpath.p, call->req->bpath.n};
+}
+
+static bool url_part_ok(pt_bytes b, bool query)
+{
+    for (size_t i = 0; i < b.len; i++) {
+        unsigned char c = (unsigned char)b.data[i];
+        if (c <= 0x20 || c >= 0x7f || c == '#' || (!query && c == '?'))
+            return false;
+    }
+    return true;
+}
+
+static int api_set_path(pt_call *call, pt_bytes p)
+{
+    if ((p.len && p.data[0] != '/') || !url_part_ok(p, false)) {
+        pt_msg_set_error(call->req, 500, source_name(call->req, "rewrite-uri"), "InvalidUrl", "invalid path");
+        return -1;
+    }
+    call->req->bpath = pool_str(call->req, p);
+    return 0;
+}
+
+static pt_bytes api_query(pt_call *call)
+{
+    return (pt_bytes){call->req->bquery.p, call->req->bquery.n};
+}
+
+static int api_set_query(pt_call *call, pt_bytes q)
+{
+    if (!url_part_ok(q, true)) {
+        pt_msg_set_error(call->req, 500, source_name(call->req, "set-query-parameter"), "InvalidUrl", "invalid query");
+        return -1;
+    }
+    call->req->bquery = pool_str(call->req, q);
+    return 0;
+}
+
+/* A parameter of a query string (the raw, still encoded value); 0 or -1. */
+static int find_param(pt_str q, pt_bytes name, pt_bytes *value)
+{
+    while (q.n) {
+        const char *amp = memchr(q.p, '&', q.n);
+        size_t len = amp ? (size_t)(amp - q.p) : q.n;
+        const char *eq = memchr(q.p, '=', len);
+        pt_str k = {q.p, eq ? (size_t)(eq - q.p) : len};
+        if (pt_str_eq(k, (pt_str){name.data, name.len})) {
+            *value = eq ? (pt_bytes){eq + 1, len - k.n - 1} : (pt_bytes){"", 0};
+            return 0;
+        }
+        if (!amp)
+            break;
+        q.p += len + 1;
+        q.n -= len + 1;
+    }
+    return -1;
+}
+
+static int api_query_param(pt_call *call, pt_bytes name, pt_bytes *value)
+{
+    return find_param(call->req->bquery, name, value);
+}
+
+static int api_http_get(const char *url, const struct pt_http_get_opts *o, char **body, size_t *len, char *err,
+                        size_t errlen)
+{
+    struct pt_fetch_opts fo = {0, 0, NULL, -1};
+    if (o) {
+        fo.timeout_ms = o->timeout_ms;
+        fo.max_body = o->max_body;
+        fo.accept = o->accept;
+        fo.cancel_fd = o->cancel_fd;
+    }
+    struct pt_fetch_result r;
+    int rc = pt_fetch_get(url, &fo, &r, err, errlen);
+    if (rc != PT_FETCH_OK)
+        return rc;
+    *body = r.body;
+    *len = r.len;
+    return r.status;
+}
+
+bool pt_checking_only;
+
+static int api_checking_only(void)
+{
+    return pt_checking_only;
+}
+
+static int api_original_query_param(pt_call *call, pt_bytes name, pt_bytes *value)
+{
+    return find_param(call->req->h.query, name, value);
+}
+
+static int api_matched_param(pt_call *call, pt_bytes name, pt_bytes *value)
+{
+    struct pt_req *req = call->req;
+    for (int i = 0; i < req->m.nparams; i++)
+        if (pt_str_eq(req->m.params[i].name, (pt_str){name.data, name.len})) {
+            pt_str raw = req->m.params[i].value;
+            char *d = pt_pool_alloc(req->pool, raw.n + 1);
+            ssize_t n = pt_pct_decode(raw, d, false);
+            *value = n < 0 ? (pt_bytes){raw.p, raw.n} : (pt_bytes){d, (size_t)n};
+            return 0;
+        }
+    return -1;
+}
+
+static int api_status(pt_call *call)
+{
+    return call->req->rh_done ? call->req->rh.status : 0;
+}
+
+static int api_set_status(pt_call *call, int code, pt_bytes reason)
+{
+    return pt_msg_set_status(call->req, code, (pt_str){reason.data, reason.len}, "set-status");
+}
+
+static int api_body_get(pt_call *call, pt_msg m, pt_bytes *out)
+{
+    struct pt_req *req = call->req;
+    if (m == PT_MSG_CURRENT)
+        m = call->current;
+    struct evbuffer *b;
+    if (m == PT_MSG_REQUEST) {
+        if (pt_msg_body_unread(req, PT_MSG_REQUEST)) {
+            req->ex.need_body = PT_MSG_REQUEST;
+            return PT_AGAIN;
+        }
+        b = req->req_body;
+    } else {
+        if (!req->rh_done) {
+            *out = (pt_bytes){"", 0};
+            return 0;
+        }
+        if (pt_msg_body_unread(req, PT_MSG_RESPONSE)) {
+            req->ex.need_body = PT_MSG_RESPONSE;
+            return PT_AGAIN;
+        }
+        b = req->resp_body;
+    }
+    if (!b || !evbuffer_get_length(b)) {
+        *out = (pt_bytes){"", 0};
+        return 0;
+    }
+    size_t n = evbuffer_get_length(b);
+    *out = (pt_bytes){(const char *)evbuffer_pullup(b, -1), n};
+    return 0;
+}
+
+static int api_body_set(pt_call *call, pt_msg m, pt_bytes data)
+{
+    struct pt_req *req = call->req;
+    if (m == PT_MSG_CURRENT)
+        m = call->current;
+    pt_msg_set_body(req, m, (pt_str){data.data, data.len});
+    return 0;
+}
+
+static int api_var_get(pt_call *call, pt_bytes name, pt_bytes *out)
+{
+    const struct pt_var *v = pt_msg_var_get(call->req, (pt_str){name.data, name.len});
+    if (!v)
+        return -1;
+    *out = (pt_bytes){v->value.p, v->value.n};
+    return 0;
+}
+
+static int api_var_set(pt_call *call, pt_bytes name, pt_bytes value)
+{
+    pt_msg_var_set(call->req, (pt_str){name.data, name.len}, PT_VAR_STRING, (pt_str){value.data, value.len});
+    return 0;
+}
+
+static pt_status api_fail(pt_call *call, int status, const char *reason, const char *message)
+{
+    pt_msg_set_error(call->req, status, call->name ? call->name : "gateway", reason, message);
+    return PT_ERROR;
+}
+
+static pt_status api_respond(pt_call *call)
+{
+    pt_msg_response(call->req);
+    return PT_DONE;
+}
+
+static void api_resume(pt_call *call, pt_status st)
+{
+    pt_exec_resume(call->req, st);
+}
+
+static void *api_alloc(pt_call *call, size_t n)
+{
+    return pt_pool_calloc(call->req->pool, n);
+}
+
+static void api_log(int level, const char *fmt, ...)
+{
+    if (level > pt_log_level)
+        return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    pt_log_write(level < 0 ? 0 : level > 3 ? 3 : level, "%s", buf);
+}
+
+static void **api_call_state(pt_call *call)
+{
+    struct pt_req *req = call->req;
+    for (struct pt_statestash *s = req->ex.stash; s; s = s->next)
+        if (s->stmt == call->stmt)
+            return &s->state;
+    struct pt_statestash *s = pt_pool_calloc(req->pool, sizeof(*s));
+    s->stmt = call->stmt;
+    s->next = req->ex.stash;
+    req->ex.stash = s;
+    return &s->state;
+}
+
+static pt_bytes api_operation_template(pt_call *call)
+{
+    struct pt_req *req = call->req;
+    const char *t = req->op ? req->op->cf->url_template : "";
+    return (pt_bytes){t, strlen(t)};
+}
+
+static pt_bytes api_url_base(pt_call *call, int which)
+{
+    struct pt_req *req = call->req;
+    if (which == PT_URL_BACKEND) {
+        const char *u = req->api && req->api->cf->service_url ? req->api->cf->service_url : "";
+        size_t n = strlen(u);
+        while (n && u[n - 1] == '/')
+            n--;
+        return (pt_bytes){u, n};
+    }
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 128);
+    if (req->peer->tls)
+        pt_buf_lit(&b, "https://");
+    else
+        pt_buf_lit(&b, "http://");
+    pt_buf_str(&b, req->h.host);
+    if (req->api && req->api->cf->path[0]) {
+        pt_buf_lit(&b, "/");
+        pt_buf_add(&b, req->api->cf->path, strlen(req->api->cf->path));
+    }
+    return (pt_bytes){b.p, b.n};
+}
+
+/*
+ * The client's address: the peer's, or -- when the peer is a trusted proxy
+ * (trustedProxies) -- the right-most X-Forwarded-For entry that is not a
+ * trusted proxy itself.
+ */
+static pt_bytes client_ip(struct pt_req *req)
+{
+    const struct pt_conf *cf = req_gen(req)->conf;
+    const char *peer = req->peer->ip;
+    bool trusted = false;
+    for (int i = 0; i < cf->ntrusted && !trusted; i++)
+        trusted = pt_cidr_has(&cf->trusted[i], peer);
+    if (!trusted)
+        return (pt_bytes){peer, strlen(peer)};
+    /* every X-Forwarded-For field, joined, read from the right */
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 128);
+    for (int i = 0; i < req->h.nh; i++) {
+        const struct pt_hdr *x = &req->h.h[i];
+        if (!x->deleted && pt_str_ieq(x->name, pt_str_c("X-Forwarded-For"))) {
+            if (b.n)
+                pt_buf_lit(&b, ",");
+            pt_buf_str(&b, x->value);
+        }
+    }
+    const char *best = peer;
+    size_t end = b.n;
+    while (end > 0) {
+        size_t start = end;
+        while (start > 0 && b.p[start - 1] != ',')
+            start--;
+        size_t a = start, z = end;
+        while (a < z && (b.p[a] == ' ' || b.p[a] == '\t'))
+            a++;
+        while (z > a && (b.p[z - 1] == ' ' || b.p[z - 1] == '\t'))
+            z--;
+        char *ip = pt_pool_strndup(req->pool, b.p + a, z - a);
+        struct pt_cidr probe;
+        if (!pt_parse_cidr(ip, &probe) || strchr(ip, '/'))
+            break; /* not an address: stop believing the list */
+        best = ip;
+        bool hop_trusted = false;
+        for (int i = 0; i < cf->ntrusted && !hop_trusted; i++)
+            hop_trusted = pt_cidr_has(&cf->trusted[i], ip);
+        if (!hop_trusted)
+            break;
+        end = start ? start - 1 : 0;
+    }
+    return (pt_bytes){best, strlen(best)};
+}
+
+static pt_bytes api_fact(pt_call *call, int which)
+{
+    struct pt_req *req = call->req;
+    const char *s = NULL;
+    switch (which) {
+    case PT_FACT_CLIENT_IP:
+        return client_ip(req);
+    case PT_FACT_SUBSCRIPTION_ID:
+        s = req->sub ? req->sub->cf->id : NULL;
+        break;
+    case PT_FACT_SUBSCRIPTION_KEY:
+        return (pt_bytes){req->key.p ? req->key.p : "", req->key.n};
+    case PT_FACT_SUBSCRIPTION_START:
+        s = req->sub ? req->sub->cf->created_date : NULL;
+        break;
+    case PT_FACT_PRODUCT_ID:
+        s = req->product ? req->product->cf->id : NULL;
+        break;
+    case PT_FACT_API_ID:
+        s = req->api ? req->api->cf->id : NULL;
+        break;
+    case PT_FACT_OPERATION_ID:
+        s = req->op ? req->op->cf->id : NULL;
+        break;
+    case PT_FACT_USER_ID:
+        s = req->sub && req->sub->owner ? req->sub->owner->cf->id : NULL;
+        break;
+    case PT_FACT_REQUEST_ID:
+        return (pt_bytes){req->id, req->idn};
+    case PT_FACT_CLIENT_CERT:
+    case PT_FACT_CLIENT_CERT_VERIFY: {
+        SSL *ssl = req->peer->tls ? pt_io_ssl(req->peer->io) : NULL;
+        X509 *x = ssl ? SSL_get1_peer_certificate(ssl) : NULL;
+        if (!x)
+            return (pt_bytes){"", 0};
+        if (which == PT_FACT_CLIENT_CERT_VERIFY) {
+            X509_free(x);
+            long v = SSL_get_verify_result(ssl);
+            s = v == X509_V_OK ? "ok" : X509_verify_cert_error_string(v);
+            break;
+        }
+        BIO *b = BIO_new(BIO_s_mem());
+        PEM_write_bio_X509(b, x);
+        X509_free(x);
+        char *data;
+        long n = BIO_get_mem_data(b, &data);
+        char *copy = pt_pool_strndup(req->pool, data, (size_t)n);
+        BIO_free(b);
+        return (pt_bytes){copy, (size_t)n};
+    }
+    }
+    return s ? (pt_bytes){s, strlen(s)} : (pt_bytes){"", 0};
+}
+
+static int api_use_client_cert(pt_call *call, void *cert)
+{
+    call->req->client_cert = cert;
+    return 0;
+}
+
+static int api_at_end(pt_call *call, void (*fn)(void *, int, uint64_t, uint64_t), void *arg)
+{
+    struct pt_hook *h = pt_pool_calloc(call->req->pool, sizeof(*h));
+    h->end = fn;
+    h->arg = arg;
+    h->stmt = call->stmt;
+    h->next = call->req->end_hooks;
+    call->req->end_hooks = h;
+    return 0;
+}
+
+static int api_at_response(pt_call *call, void (*fn)(pt_call *, void *), void *arg)
+{
+    struct pt_hook *h = pt_pool_calloc(call->req->pool, sizeof(*h));
+    h->resp = fn;
+    h->arg = arg;
+    h->stmt = call->stmt;
+    /* in registration order */
+    struct pt_hook **pp = &call->req->resp_hooks;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = h;
+    return 0;
+}
+
+void pt_policy_fill_api(struct pt_api *a);
+
+static struct pt_api build_api(void)
+{
+    struct pt_api a = {0};
+    a.size = sizeof(struct pt_api);
+    a.abi_major = PT_ABI_MAJOR;
+    a.abi_minor = PT_ABI_MINOR;
+    pt_policy_fill_api(&a);
+    a.eval = api_eval;
+    a.eval_bool = api_eval_bool;
+    a.value_is_literal = api_value_is_literal;
+    a.header_get = api_header_get;
+    a.header_set = api_header_set;
+    a.header_at = api_header_at;
+    a.method = api_method;
+    a.set_method = api_set_method;
+    a.path = api_path;
+    a.set_path = api_set_path;
+    a.query = api_query;
+    a.set_query = api_set_query;
+    a.query_param = api_query_param;
+    a.matched_param = api_matched_param;
+    a.status = api_status;
+    a.set_status = api_set_status;
+    a.body_get = api_body_get;
+    a.body_set = api_body_set;
+    a.var_get = api_var_get;
+    a.var_set = api_var_set;
+    a.fail = api_fail;
+    a.respond = api_respond;
+    a.resume = api_resume;
+    a.timer_start = pt_exec_timer_start;
+    a.timer_cancel = pt_exec_timer_cancel;
+    a.alloc = api_alloc;
+    a.log = api_log;
+    a.call_state = api_call_state;
+    a.operation_template = api_operation_template;
+    a.url_base = api_url_base;
+    a.fact = api_fact;
+    a.counter = pt_counter;
+    a.at_end = api_at_end;
+    a.at_response = api_at_response;
+    a.use_client_cert = api_use_client_cert;
+    a.original_query_param = api_original_query_param;
+    a.http_get = api_http_get;
+    a.checking_only = api_checking_only;
+    return a;
+}
+
+/* Filled once at start; plugins receive a const pointer to it. */
+void pt_api_init(void)
+{
+    pt_exec_init();
+    pt_api_table = build_api();
+}
