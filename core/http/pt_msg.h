@@ -157,7 +157,7 @@ struct pt_req {
     pt_str key;                           /* the key the call carried (in the head) */
     const struct pt_clientcert *client_cert; /* presented to the backend (authentication-certificate) */
     bool preflight_candidate; /* OPTIONS + Origin + Access-Control-Request-Method, no OPTIONS operation */
-    bool preflight;           /* ... and the pipeline has cors in inbound: only cors runs */
+    bool preflight;           /* ... and inbound has a PT_POLICY_PREFLIGHT statement: only those run */
     struct pt_hook *end_hooks;            /* api->at_end, run when the request is logged */
     struct pt_hook *resp_hooks;           /* api->at_response, run before the response head */
     struct pt_upconn *up;

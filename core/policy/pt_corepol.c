@@ -3,7 +3,8 @@
  *
  * choose, retry and forward-request are steps of the pipeline driver
  * (pt_pipeline.c); here are their schemas and compile functions, and the
- * complete set-variable, return-response and mock-response.
+ * complete set-variable, return-response and mock-response.  Every one is
+ * an ordinary pt_policy_def: compile() and run() get the SDK table.
  */
 #include "policy/pt_corepol.h"
 #include "base/pt_log.h"
@@ -95,27 +96,36 @@ static const struct pt_attr_def include_fragment_attrs[] = {
     {0},
 };
 
-/* Runs of the simple core policies (below). */
+/* The core's policies go through the same table as plugins': compile() and run(). */
+static int compile_choose(const struct pt_api *api, pt_compile *c, void **inst);
+static int compile_retry(const struct pt_api *api, pt_compile *c, void **inst);
+static int compile_forward(const struct pt_api *api, pt_compile *c, void **inst);
+static int compile_return_response(const struct pt_api *api, pt_compile *c, void **inst);
+static int compile_set_variable(const struct pt_api *api, pt_compile *c, void **inst);
+static int compile_mock(const struct pt_api *api, pt_compile *c, void **inst);
+static pt_status run_return_response(const struct pt_api *api, pt_call *call, void *inst);
 static pt_status run_set_variable(const struct pt_api *api, pt_call *call, void *inst);
 static pt_status run_mock(const struct pt_api *api, pt_call *call, void *inst);
 
 static const struct pt_policy_def core_defs[] = {
-    {"choose", PT_SECTION_ALL, PT_SCOPE_ALL, PT_POLICY_CORE_SYNTAX, NULL, NULL, NULL, NULL,
+    {"choose", PT_SECTION_ALL, PT_SCOPE_ALL, PT_POLICY_CORE_SYNTAX, NULL, compile_choose, NULL, NULL,
      "Conditions evaluated in order; the first true `when` runs its `then` statements, else `otherwise`."},
-    {"retry", PT_SECTION_ALL, PT_SCOPE_ALL, 0, retry_attrs, NULL, NULL, NULL,
+    {"retry", PT_SECTION_ALL, PT_SCOPE_ALL, 0, retry_attrs, compile_retry, NULL, NULL,
      "Runs its statements, then again while `condition` holds and `count` allows, waiting between attempts: "
      "`interval` alone waits the same each time; with `delta`, linearly longer (interval + (n-1) * delta); with "
      "`delta` and `max-interval`, exponentially (interval + (2^(n-1) - 1) * delta, each delta varied at random "
      "by up to 20 % either way so that clients do not retry in step, capped at `max-interval`); "
      "`first-fast-retry` makes the first retry at once."},
-    {"forward-request", PT_SECTION_BACKEND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, forward_attrs, NULL, NULL,
-     NULL, "Sends the request to the backend and waits for its response head."},
-    {"return-response", PT_SECTION_ALL, PT_SCOPE_ALL, 0, return_response_attrs, NULL, NULL, NULL,
+    {"forward-request", PT_SECTION_BACKEND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, forward_attrs,
+     compile_forward, NULL, NULL, "Sends the request to the backend and waits for its response head."},
+    {"return-response", PT_SECTION_ALL, PT_SCOPE_ALL, 0, return_response_attrs, compile_return_response,
+     run_return_response, NULL,
      "Stops the pipeline and answers with the response it builds (200 with an empty body by default)."},
-    {"set-variable", PT_SECTION_ALL, PT_SCOPE_ALL, 0, set_variable_attrs, NULL, run_set_variable, NULL,
+    {"set-variable", PT_SECTION_ALL, PT_SCOPE_ALL, 0, set_variable_attrs, compile_set_variable, run_set_variable,
+     NULL,
      "Stores a value in context.variables."},
     {"mock-response", PT_SECTION_INBOUND | PT_SECTION_OUTBOUND | PT_SECTION_ON_ERROR, PT_SCOPE_ALL, 0, mock_attrs,
-     NULL, run_mock, NULL,
+     compile_mock, run_mock, NULL,
      "Stops the pipeline and answers with the operation's example response for the status, or an empty body."},
     {"include-fragment", PT_SECTION_ALL, PT_SCOPE_ALL, 0, include_fragment_attrs, NULL, NULL, NULL,
      "Inserts the statements of a policy fragment."},
@@ -175,116 +185,181 @@ static bool compile_header(struct pt_polctx *pc, struct pt_node *h, struct pt_rr
     return true;
 }
 
-bool pt_corepol_compile(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node *attrs, int section,
-                        int depth, bool in_fragment, pt_parse_block_fn parse_block)
+/* choose: [ {when: cond, then: [...]}, ..., {otherwise: [...]} ] */
+static int compile_choose(const struct pt_api *api, pt_compile *c, void **inst)
 {
-    const char *name = s->name;
+    (void)api;
+    (void)inst;
+    struct pt_polctx *pc = c->pc;
+    struct pt_stmt *s = c->stmt;
+    struct pt_node *list = c->attrs;
+    s->kind = PT_ST_CHOOSE;
+    if (list->kind != PT_N_SEQ || list->n == 0) {
+        pt_node_error(pc->errs, list, "choose expects a list of {when, then} and an optional {otherwise}");
+        return -1;
+    }
+    s->whens = pt_pool_calloc(pc->pool, sizeof(*s->whens) * (size_t)list->n);
+    bool ok = true;
+    for (int i = 0; i < list->n; i++) {
+        struct pt_node *w = list->items[i];
+        struct pt_node *cond = pt_node_get(w, "when"), *then = pt_node_get(w, "then");
+        struct pt_node *other = pt_node_get(w, "otherwise");
+        if (w->kind != PT_N_MAP || (!cond && !other) || (cond && other) || (cond && w->n != (then ? 2 : 1)) ||
+            (other && w->n != 1)) {
+            pt_node_error(pc->errs, w, "expected {when: CONDITION, then: [statements]} or {otherwise: [statements]}");
+            ok = false;
+            continue;
+        }
+        if (other && i != list->n - 1) {
+            pt_node_error(pc->errs, w, "'otherwise' must be the last branch");
+            ok = false;
+            continue;
+        }
+        struct pt_when *wh = &s->whens[s->nwhens++];
+        if (cond) {
+            wh->cond = pt_value_compile(pc, cond);
+            if (!wh->cond)
+                ok = false;
+        }
+        struct pt_node *body = cond ? then : other;
+        if (body) {
+            struct pt_block *b = pt_policy_parse_block(c, body);
+            if (!b)
+                ok = false;
+            else
+                wh->body = *b;
+        }
+    }
+    return ok ? 0 : -1;
+}
+
+/* retry: its `policies` were compiled as the statement's body (PT_ATTR_POLICIES) */
+static int compile_retry(const struct pt_api *api, pt_compile *c, void **inst)
+{
+    (void)api;
+    (void)inst;
+    struct pt_polctx *pc = c->pc;
+    struct pt_node *attrs = c->attrs;
     cur_pc = pc;
-    if (!strcmp(name, "retry")) {
-        struct pt_retry *r = pt_pool_calloc(pc->pool, sizeof(*r));
-        r->cond = pt_value_compile(pc, get(attrs, "condition"));
-        r->count = (int)int_attr(attrs, "count", 1);
-        r->interval_ms = (uint32_t)int_attr(attrs, "interval", 0) * 1000;
-        r->max_interval_ms = (uint32_t)int_attr(attrs, "max-interval", 0) * 1000;
-        r->delta_ms = (uint32_t)int_attr(attrs, "delta", 0) * 1000;
-        r->first_fast = bool_attr(attrs, "first-fast-retry", false);
-        struct pt_block *b = parse_block(pc, get(attrs, "policies"), section, depth + 1, false, in_fragment);
-        if (!r->cond || !b)
-            return false;
-        s->kind = PT_ST_RETRY;
-        s->data = r;
-        s->body = *b;
-        return true;
+    struct pt_retry *r = pt_pool_calloc(pc->pool, sizeof(*r));
+    r->cond = pt_value_compile(pc, get(attrs, "condition"));
+    r->count = (int)int_attr(attrs, "count", 1);
+    r->interval_ms = (uint32_t)int_attr(attrs, "interval", 0) * 1000;
+    r->max_interval_ms = (uint32_t)int_attr(attrs, "max-interval", 0) * 1000;
+    r->delta_ms = (uint32_t)int_attr(attrs, "delta", 0) * 1000;
+    r->first_fast = bool_attr(attrs, "first-fast-retry", false);
+    if (!r->cond || c->stmt->kind != PT_ST_WRAP)
+        return -1;
+    c->stmt->kind = PT_ST_RETRY;
+    c->stmt->data = r;
+    return 0;
+}
+
+static int compile_forward(const struct pt_api *api, pt_compile *c, void **inst)
+{
+    (void)api;
+    (void)inst;
+    struct pt_polctx *pc = c->pc;
+    struct pt_node *attrs = c->attrs;
+    cur_pc = pc;
+    struct pt_forward *f = pt_pool_calloc(pc->pool, sizeof(*f));
+    if (get(attrs, "timeout-ms"))
+        f->timeout_ms = (uint32_t)int_attr(attrs, "timeout-ms", 300000);
+    else if (get(attrs, "timeout"))
+        f->timeout_ms = (uint32_t)int_attr(attrs, "timeout", 300) * 1000;
+    f->buffer_request_body = bool_attr(attrs, "buffer-request-body", false);
+    f->buffer_response = bool_attr(attrs, "buffer-response", true);
+    f->fail_on_error_status = bool_attr(attrs, "fail-on-error-status-code", false);
+    f->follow_redirects = bool_attr(attrs, "follow-redirects", false);
+    if (f->follow_redirects) {
+        pt_node_error(pc->errs, get(attrs, "follow-redirects"),
+                      "follow-redirects: true is not supported (redirects are passed to the client)");
+        return -1;
     }
-    if (!strcmp(name, "forward-request")) {
-        struct pt_forward *f = pt_pool_calloc(pc->pool, sizeof(*f));
-        if (get(attrs, "timeout-ms"))
-            f->timeout_ms = (uint32_t)int_attr(attrs, "timeout-ms", 300000);
-        else if (get(attrs, "timeout"))
-            f->timeout_ms = (uint32_t)int_attr(attrs, "timeout", 300) * 1000;
-        f->buffer_request_body = bool_attr(attrs, "buffer-request-body", false);
-        f->buffer_response = bool_attr(attrs, "buffer-response", true);
-        f->fail_on_error_status = bool_attr(attrs, "fail-on-error-status-code", false);
-        f->follow_redirects = bool_attr(attrs, "follow-redirects", false);
-        if (f->follow_redirects) {
-            pt_node_error(pc->errs, get(attrs, "follow-redirects"),
-                          "follow-redirects: true is not supported (redirects are passed to the client)");
-            return false;
-        }
-        struct pt_node *hv = get(attrs, "http-version");
-        if (hv && !strcmp(hv->str, "2")) {
-            pt_node_error(pc->errs, hv, "http-version 2 is not supported for backends (use 1 or 2or1)");
-            return false;
-        }
-        s->kind = PT_ST_FORWARD;
-        s->data = f;
-        return true;
+    struct pt_node *hv = get(attrs, "http-version");
+    if (hv && !strcmp(hv->str, "2")) {
+        pt_node_error(pc->errs, hv, "http-version 2 is not supported for backends (use 1 or 2or1)");
+        return -1;
     }
-    if (!strcmp(name, "return-response")) {
-        struct pt_return_response *rr = pt_pool_calloc(pc->pool, sizeof(*rr));
-        struct pt_node *n;
-        if ((n = get(attrs, "response-variable-name"))) {
-            /* nothing can put a response in a variable yet: say so rather than ignore it */
-            pt_node_error(pc->errs, n,
-                          "response-variable-name: no policy stores a response in a variable yet (send-request "
-                          "is not available); build the response with set-status, set-header and set-body");
-            return false;
-        }
-        if ((n = get(attrs, "set-status"))) {
-            rr->code = pt_value_compile(pc, pt_node_get(n, "code"));
-            if (!rr->code)
-                return false;
-            struct pt_node *rs = pt_node_get(n, "reason");
-            if (rs && !(rr->reason = pt_value_compile(pc, rs)))
-                return false;
-        }
-        if ((n = get(attrs, "set-header"))) {
-            rr->nheaders = n->kind == PT_N_SEQ ? n->n : 1;
-            rr->headers = pt_pool_calloc(pc->pool, sizeof(*rr->headers) * (size_t)rr->nheaders);
-            for (int i = 0; i < rr->nheaders; i++)
-                if (!compile_header(pc, n->kind == PT_N_SEQ ? n->items[i] : n, &rr->headers[i]))
-                    return false;
-        }
-        if ((n = get(attrs, "set-body"))) {
-            struct pt_node *v = n->kind == PT_N_MAP ? pt_node_get(n, "value") : n;
-            if (n->kind == PT_N_MAP && pt_node_get(n, "template")) {
-                pt_node_error(pc->errs, pt_node_get(n, "template"),
-                              "Liquid templates are not supported: build the body with an expression");
-                return false;
-            }
-            if (v && !(rr->body = pt_value_compile(pc, v)))
-                return false;
-        }
-        s->kind = PT_ST_RETURN_RESPONSE;
-        s->data = rr;
-        return true;
+    c->stmt->kind = PT_ST_FORWARD;
+    c->stmt->data = f;
+    return 0;
+}
+
+static int compile_return_response(const struct pt_api *api, pt_compile *c, void **inst)
+{
+    (void)api;
+    struct pt_polctx *pc = c->pc;
+    struct pt_node *attrs = c->attrs;
+    struct pt_return_response *rr = pt_pool_calloc(pc->pool, sizeof(*rr));
+    struct pt_node *n;
+    if ((n = get(attrs, "response-variable-name"))) {
+        /* nothing can put a response in a variable yet: say so rather than ignore it */
+        pt_node_error(pc->errs, n,
+                      "response-variable-name: no policy stores a response in a variable yet (send-request "
+                      "is not available); build the response with set-status, set-header and set-body");
+        return -1;
     }
-    if (!strcmp(name, "set-variable")) {
-        struct pt_node *nm = get(attrs, "name");
-        if (nm->kind != PT_N_SCALAR || nm->null || !*nm->str) {
-            pt_node_error(pc->errs, nm, "set-variable: name must not be empty");
-            return false;
+    if ((n = get(attrs, "set-status"))) {
+        rr->code = pt_value_compile(pc, pt_node_get(n, "code"));
+        if (!rr->code)
+            return -1;
+        struct pt_node *rs = pt_node_get(n, "reason");
+        if (rs && !(rr->reason = pt_value_compile(pc, rs)))
+            return -1;
+    }
+    if ((n = get(attrs, "set-header"))) {
+        rr->nheaders = n->kind == PT_N_SEQ ? n->n : 1;
+        rr->headers = pt_pool_calloc(pc->pool, sizeof(*rr->headers) * (size_t)rr->nheaders);
+        for (int i = 0; i < rr->nheaders; i++)
+            if (!compile_header(pc, n->kind == PT_N_SEQ ? n->items[i] : n, &rr->headers[i]))
+                return -1;
+    }
+    if ((n = get(attrs, "set-body"))) {
+        struct pt_node *v = n->kind == PT_N_MAP ? pt_node_get(n, "value") : n;
+        if (n->kind == PT_N_MAP && pt_node_get(n, "template")) {
+            pt_node_error(pc->errs, pt_node_get(n, "template"),
+                          "Liquid templates are not supported: build the body with an expression");
+            return -1;
         }
-        struct pt_value *v = pt_value_compile(pc, get(attrs, "value"));
-        if (!v)
-            return false;
-        struct pt_value **inst = pt_pool_calloc(pc->pool, 2 * sizeof(*inst));
-        inst[0] = pt_pool_calloc(pc->pool, sizeof(struct pt_value));
-        inst[0]->text = nm->str;
-        inst[0]->len = strlen(nm->str);
-        inst[1] = v;
-        s->instance = inst;
-        return true;
+        if (v && !(rr->body = pt_value_compile(pc, v)))
+            return -1;
     }
-    if (!strcmp(name, "mock-response")) {
-        int *inst = pt_pool_calloc(pc->pool, sizeof(int) + sizeof(char *));
-        inst[0] = (int)int_attr(attrs, "status-code", 200);
-        const char *ct = pt_policy_text(pc, get(attrs, "content-type"));
-        memcpy(inst + 1, &ct, sizeof(char *));
-        s->instance = inst;
-        return true;
+    *inst = rr;
+    return 0;
+}
+
+static int compile_set_variable(const struct pt_api *api, pt_compile *c, void **inst)
+{
+    (void)api;
+    struct pt_polctx *pc = c->pc;
+    struct pt_node *nm = get(c->attrs, "name");
+    if (nm->kind != PT_N_SCALAR || nm->null || !*nm->str) {
+        pt_node_error(pc->errs, nm, "set-variable: name must not be empty");
+        return -1;
     }
-    return true; /* a plugin's or Lua policy: its own compile() runs */
+    struct pt_value *v = pt_value_compile(pc, get(c->attrs, "value"));
+    if (!v)
+        return -1;
+    struct pt_value **vals = pt_pool_calloc(pc->pool, 2 * sizeof(*vals));
+    vals[0] = pt_pool_calloc(pc->pool, sizeof(struct pt_value));
+    vals[0]->text = nm->str;
+    vals[0]->len = strlen(nm->str);
+    vals[1] = v;
+    *inst = vals;
+    return 0;
+}
+
+static int compile_mock(const struct pt_api *api, pt_compile *c, void **inst)
+{
+    (void)api;
+    cur_pc = c->pc;
+    int *m = pt_pool_calloc(c->pc->pool, sizeof(int) + sizeof(char *));
+    m[0] = (int)int_attr(c->attrs, "status-code", 200);
+    const char *ct = pt_policy_text(c->pc, get(c->attrs, "content-type"));
+    memcpy(m + 1, &ct, sizeof(char *));
+    *inst = m;
+    return 0;
 }
 
 /* --------------------------------------------------------------------- run */
@@ -383,9 +458,11 @@ static pt_status run_mock(const struct pt_api *api, pt_call *call, void *inst)
     return PT_DONE;
 }
 
-pt_status pt_corepol_return_response(struct pt_req *req, pt_call *call, const struct pt_stmt *s)
+static pt_status run_return_response(const struct pt_api *api, pt_call *call, void *inst)
 {
-    const struct pt_return_response *rr = s->data;
+    (void)api;
+    struct pt_req *req = call->req;
+    const struct pt_return_response *rr = inst;
     int rc;
     /* everything is evaluated first: expressions see the response as it was
        (the backend's, in outbound), not the empty one being built */

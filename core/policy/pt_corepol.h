@@ -2,18 +2,15 @@
  * pt_corepol -- the policies the core implements itself: control flow
  * (choose, retry, include-fragment), set-variable, return-response,
  * mock-response and forward-request.  Their schemas live in the same
- * registry as plugins' policies, so validation and the policy reference
- * treat them alike.
+ * registry as plugins' policies and go through the same SDK table
+ * (compile() and run()), so validation, the policy reference and the
+ * driver treat them alike.  choose, retry and forward-request compile into
+ * statement kinds the pipeline driver steps through itself.
  */
 #ifndef PT_COREPOL_H
 #define PT_COREPOL_H
 
 #include "policy/pt_policy.h"
-
-struct pt_req;
-
-typedef struct pt_block *(*pt_parse_block_fn)(struct pt_polctx *pc, struct pt_node *list, int section,
-                                               int depth, bool top, bool in_fragment);
 
 struct pt_retry {
     struct pt_value *cond;
@@ -47,11 +44,6 @@ struct pt_return_response {
 
 /* Adds the core policies to a registry. */
 void pt_corepol_register(struct pt_registry *r);
-/* Compiles a core statement (sets s->kind and s->data); plugins' statements pass through. */
-bool pt_corepol_compile(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node *attrs, int section,
-                        int depth, bool in_fragment, pt_parse_block_fn parse_block);
-/* Builds the response of a return-response statement into req->rh / resp_body. */
-pt_status pt_corepol_return_response(struct pt_req *req, pt_call *call, const struct pt_stmt *s);
 /* Milliseconds to wait before retry attempt `n` (1 = the first retry). */
 uint32_t pt_corepol_retry_wait(const struct pt_retry *r, int n, uint64_t rnd);
 

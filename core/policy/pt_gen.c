@@ -367,10 +367,10 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     }
 
     /* clientCertificate: required lets any certificate through the handshake
-       (validate-client-certificate decides): without that policy, nothing does */
+       (a policy such as validate-client-certificate decides): without one, nothing does */
     bool validates = false;
     for (int i = 0; i < g->pc->nall && !validates; i++)
-        validates = g->pc->all[i]->name && !strcmp(g->pc->all[i]->name, "validate-client-certificate");
+        validates = g->pc->all[i]->def && (g->pc->all[i]->def->flags & PT_POLICY_CLIENT_CERT);
     for (int i = 0; i < cf->nlisten && !validates && errs->n == perr; i++)
         if (cf->listen[i].client_cert == 2)
             pt_warn("listen %s: clientCertificate: required accepts any certificate at the handshake (expired, "

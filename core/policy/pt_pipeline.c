@@ -270,7 +270,7 @@ static pt_status retry_after(struct pt_req *req, struct pt_frame *f, bool failed
 static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_stmt *s)
 {
     struct pt_exec *ex = &req->ex;
-    if (req->preflight && !(s->kind == PT_ST_POLICY && s->name && !strcmp(s->name, "cors")))
+    if (req->preflight && !(s->kind == PT_ST_POLICY && (s->def->flags & PT_POLICY_PREFLIGHT)))
         return PT_OK;
     ex->call.stmt = s;
     ex->call.name = s->name;
@@ -310,8 +310,6 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
         }
         return pt_exec_ops.forward(req);
     }
-    case PT_ST_RETURN_RESPONSE:
-        return pt_corepol_return_response(req, &ex->call, s);
     case PT_ST_WRAP: {
         /* a plugin policy with nested statements: its run() decides, then they run */
         pt_status st = s->def->run ? s->def->run(&pt_api_table, &ex->call, s->instance) : PT_OK;
@@ -420,12 +418,12 @@ static void drive(struct pt_req *req)
     }
 }
 
-/* Does the inbound section hold a cors statement (at its top level)? */
-bool pt_pipeline_has_cors(const struct pt_pipeline *pl)
+/* Does the inbound section hold a statement answering preflights (at its top level)? */
+bool pt_pipeline_answers_preflight(const struct pt_pipeline *pl)
 {
     const struct pt_block *b = &pl->sec[PT_SEC_INBOUND];
     for (int i = 0; i < b->n; i++)
-        if (b->s[i]->kind == PT_ST_POLICY && b->s[i]->name && !strcmp(b->s[i]->name, "cors"))
+        if (b->s[i]->kind == PT_ST_POLICY && (b->s[i]->def->flags & PT_POLICY_PREFLIGHT))
             return true;
     return false;
 }
@@ -438,8 +436,8 @@ void pt_exec_init(void)
 void pt_exec_start(struct pt_req *req, const struct pt_pipeline *pl)
 {
     struct pt_exec *ex = &req->ex;
-    /* a CORS preflight runs the cors statements only (APIM), then gets an empty 200 */
-    req->preflight = req->preflight_candidate && pt_pipeline_has_cors(pl);
+    /* a CORS preflight runs the statements that answer it only (APIM: cors), then gets an empty 200 */
+    req->preflight = req->preflight_candidate && pt_pipeline_answers_preflight(pl);
     ex->pl = pl;
     ex->call.req = req;
     enter_section(req, PT_SEC_INBOUND);

@@ -36,8 +36,9 @@ void pt_exec_body_ready(struct pt_req *req, bool ok);
    unless cancelled or the request ends first. */
 pt_timer *pt_exec_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *call, void *arg), void *arg);
 void pt_exec_timer_cancel(pt_timer *t);
-/* Does the pipeline's inbound section start CORS handling (a cors statement)? */
-bool pt_pipeline_has_cors(const struct pt_pipeline *pl);
+/* Does the inbound section hold a statement that answers CORS preflights
+   (PT_POLICY_PREFLIGHT, at its top level)? */
+bool pt_pipeline_answers_preflight(const struct pt_pipeline *pl);
 /* Frees what the pipeline holds for a finished request (timers, states). */
 void pt_exec_cleanup(struct pt_req *req);
 

@@ -402,14 +402,6 @@ static bool validate_attrs(struct pt_polctx *pc, struct pt_node *map, const stru
 
 /* -------------------------------------------------------------- compiling */
 
-struct pt_compile {
-    struct pt_polctx *pc;
-    struct pt_node *attrs; /* the statement's attribute map (or scalar shorthand) */
-    const struct pt_policy_def *def;
-    struct pt_stmt *stmt;
-    int section;
-};
-
 struct pt_element {
     struct pt_compile *c;
     struct pt_node *node;
@@ -681,15 +673,36 @@ void pt_policy_fill_api(struct pt_api *a)
 static struct pt_block *parse_block(struct pt_polctx *pc, struct pt_node *list, int section, int depth,
                                     bool top, bool in_fragment);
 
+struct pt_block *pt_policy_parse_block(pt_compile *c, struct pt_node *list)
+{
+    return parse_block(c->pc, list, c->section_index, c->depth + 1, false, c->in_fragment);
+}
+
 static void track(struct pt_polctx *pc, struct pt_stmt *s)
 {
     pc->all = pt_pool_grow(pc->pool, pc->all, sizeof(*pc->all), &pc->capall, pc->nall + 1);
     pc->all[pc->nall++] = s;
 }
 
-/* Core statements that the driver runs itself. */
-static bool compile_core(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node *attrs, int section,
-                         int depth, bool in_fragment);
+/* Runs the definition's compile(): the plugins', Lua policies' and the core's
+   own alike.  false when it refused (errors added). */
+static bool compile_stmt(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node *attrs, int section, int depth,
+                         bool in_fragment)
+{
+    const struct pt_policy_def *def = s->def;
+    if (!def->compile)
+        return true;
+    int before = pc->errs->n;
+    struct pt_compile c = {pc, attrs, def, s, (int)section_bits[section], section, depth, in_fragment};
+    if (def->compile(&pt_api_table, &c, &s->instance) == 0 && pc->errs->n == before)
+        return true;
+    if (pc->errs->n == before)
+        pt_node_error(pc->errs, s->node, "policy '%s' refused this configuration", def->name);
+    if (def->free && s->instance) /* what a failed compile had built so far */
+        def->free(s->instance);
+    s->instance = NULL;
+    return false;
+}
 
 static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int section, int depth,
                                   bool top, bool in_fragment, struct pt_block *into)
@@ -797,10 +810,7 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
     struct pt_node *idn = attrs->kind == PT_N_MAP && !(def->flags & PT_POLICY_CORE_SYNTAX)
                               ? pt_node_get(attrs, "id") : NULL;
     s->id = idn && idn->kind == PT_N_SCALAR ? idn->str : NULL;
-    int before = pc->errs->n;
-    if (!compile_core(pc, s, attrs, section, depth, in_fragment))
-        return NULL;
-    if (s->kind == PT_ST_POLICY && !(def->flags & PT_POLICY_CORE_SYNTAX))
+    if (!(def->flags & PT_POLICY_CORE_SYNTAX))
         for (const struct pt_attr_def *a = def->attrs; a && a->name; a++)
             if (a->type == PT_ATTR_POLICIES) {
                 struct pt_node *list = attrs->kind == PT_N_MAP ? pt_node_get(attrs, a->name) : NULL;
@@ -812,20 +822,10 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
                 s->kind = PT_ST_WRAP;
                 s->body = *b;
             }
-    if (s->kind == PT_ST_POLICY || s->kind == PT_ST_WRAP) {
-        if (def->compile) {
-            struct pt_compile c = {pc, attrs, def, s, (int)section_bits[section]};
-            if (def->compile(&pt_api_table, &c, &s->instance) != 0 || pc->errs->n > before) {
-                if (pc->errs->n == before)
-                    pt_node_error(pc->errs, n, "policy '%s' refused this configuration", name);
-                if (def->free && s->instance) /* what a failed compile had built so far */
-                    def->free(s->instance);
-                s->instance = NULL;
-                return NULL;
-            }
-        }
+    if (!compile_stmt(pc, s, attrs, section, depth, in_fragment))
+        return NULL;
+    if (s->kind == PT_ST_POLICY || s->kind == PT_ST_WRAP)
         track(pc, s);
-    }
     return s;
 }
 
@@ -962,7 +962,9 @@ static struct pt_stmt *default_forward(struct pt_polctx *pc)
     empty.kind = PT_N_SCALAR;
     empty.null = true;
     empty.str = "";
-    compile_core(pc, s, &empty, PT_SEC_BACKEND, 0, false);
+    s->node = &empty;
+    compile_stmt(pc, s, &empty, PT_SEC_BACKEND, 0, false);
+    s->node = NULL;
     return s;
 }
 
@@ -1058,57 +1060,4 @@ void pt_policy_release(struct pt_polctx *pc)
     for (struct pt_clientcert *cc = pc->certs; cc; cc = cc->next)
         SSL_CTX_free(cc->ctx);
     pc->certs = NULL;
-}
-
-/* ------------------------------------------------------- core statements */
-
-#include "policy/pt_corepol.h"
-
-static bool compile_core(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node *attrs, int section,
-                         int depth, bool in_fragment)
-{
-    const char *name = s->name;
-    if (!strcmp(name, "choose")) {
-        s->kind = PT_ST_CHOOSE;
-        /* choose: [ {when: cond, then: [...]}, ..., {otherwise: [...]} ] */
-        struct pt_node *list = attrs;
-        if (list->kind != PT_N_SEQ || list->n == 0) {
-            pt_node_error(pc->errs, attrs, "choose expects a list of {when, then} and an optional {otherwise}");
-            return false;
-        }
-        s->whens = pt_pool_calloc(pc->pool, sizeof(*s->whens) * (size_t)list->n);
-        bool ok = true;
-        for (int i = 0; i < list->n; i++) {
-            struct pt_node *w = list->items[i];
-            struct pt_node *cond = pt_node_get(w, "when"), *then = pt_node_get(w, "then");
-            struct pt_node *other = pt_node_get(w, "otherwise");
-            if (w->kind != PT_N_MAP || (!cond && !other) || (cond && other) ||
-                (cond && w->n != (then ? 2 : 1)) || (other && w->n != 1)) {
-                pt_node_error(pc->errs, w, "expected {when: CONDITION, then: [statements]} or {otherwise: [statements]}");
-                ok = false;
-                continue;
-            }
-            if (other && i != list->n - 1) {
-                pt_node_error(pc->errs, w, "'otherwise' must be the last branch");
-                ok = false;
-                continue;
-            }
-            struct pt_when *wh = &s->whens[s->nwhens++];
-            if (cond) {
-                wh->cond = pt_value_compile(pc, cond);
-                if (!wh->cond)
-                    ok = false;
-            }
-            struct pt_node *body = cond ? then : other;
-            if (body) {
-                struct pt_block *b = parse_block(pc, body, section, depth + 1, false, in_fragment);
-                if (!b)
-                    ok = false;
-                else
-                    wh->body = *b;
-            }
-        }
-        return ok;
-    }
-    return pt_corepol_compile(pc, s, attrs, section, depth, in_fragment, parse_block);
 }

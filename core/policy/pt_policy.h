@@ -40,7 +40,6 @@ enum pt_stmt_kind {
     PT_ST_CHOOSE,          /* when/then blocks and otherwise */
     PT_ST_RETRY,           /* children re-run while a condition holds */
     PT_ST_FORWARD,         /* forward-request: the backend call */
-    PT_ST_RETURN_RESPONSE, /* builds a response and stops */
     PT_ST_WRAP,            /* a policy with child statements (limit-concurrency) */
 };
 
@@ -68,9 +67,9 @@ struct pt_stmt {
     /* PT_ST_CHOOSE */
     struct pt_when *whens;
     int nwhens;
-    /* PT_ST_RETRY, PT_ST_WRAP, PT_ST_RETURN_RESPONSE children */
+    /* PT_ST_RETRY, PT_ST_WRAP children */
     struct pt_block body;
-    /* kind-specific data (retry, forward-request, return-response) */
+    /* kind-specific data (retry, forward-request) */
     void *data;
 };
 
@@ -93,6 +92,23 @@ struct pt_value {
     bool is_block;    /* @{ ... } rather than @( ... ) */
     struct pt_node *node;
 };
+
+/* One statement being compiled (pt_compile in the SDK).  The core's own
+   policies read the fields past `section` to compile nested blocks. */
+struct pt_compile {
+    struct pt_polctx *pc;
+    struct pt_node *attrs; /* the statement's attribute map (or scalar shorthand) */
+    const struct pt_policy_def *def;
+    struct pt_stmt *stmt;
+    int section;           /* PT_SECTION_* bit, for api->compile_section */
+    int section_index;     /* PT_SEC_* */
+    int depth;             /* nesting depth of the statement */
+    bool in_fragment;      /* inside a policy fragment */
+};
+
+/* Compiles a list of statements nested in the statement being compiled (choose's
+   branches, retry's policies); NULL with errors added when it is refused. */
+struct pt_block *pt_policy_parse_block(pt_compile *c, struct pt_node *list);
 
 /* ---- registry ---- */
 

@@ -959,8 +959,8 @@ static void req_start(struct pt_conn *c, size_t head_len)
         req_error(req, 404, "OperationNotFound", "Resource not found");
         return;
     }
-    /* a preflight carries no key: an API answering CORS itself answers it without one */
-    if (!(req->preflight_candidate && pt_pipeline_has_cors(&req->op->pipeline)) && !check_subscription(req))
+    /* a preflight carries no key: an API answering preflights itself answers it without one */
+    if (!(req->preflight_candidate && pt_pipeline_answers_preflight(&req->op->pipeline)) && !check_subscription(req))
         return;
     if (req->h.body == PT_BODY_LENGTH && (uint64_t)req->h.content_length > body_limit(req)) {
         /* the API's own limit, before a byte of the body is read */

@@ -2494,7 +2494,7 @@ static const struct pt_policy_def policies[] = {
      check_header_run, NULL,
      "Requires a request header, optionally with one of the listed values (HeaderNotFound, "
      "HeaderValueNotAllowed with the configured status and message)."},
-    {"cors", PT_SECTION_INBOUND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, cors_attrs, cors_compile, cors_run, NULL,
+    {"cors", PT_SECTION_INBOUND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION | PT_POLICY_PREFLIGHT, cors_attrs, cors_compile, cors_run, NULL,
      "Cross-origin resource sharing: answers preflight requests itself (put it first in inbound) and adds the "
      "Access-Control headers to the responses of allowed origins."},
     {"validate-jwt", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, jwt_attrs, jwt_compile, jwt_run, jwt_free,
@@ -2503,7 +2503,7 @@ static const struct pt_policy_def policies[] = {
      "required claims. Refusals are 401 by default with reasons TokenNotPresent, JwtInvalid, TokenExpired, "
      "TokenSignatureInvalid, TokenSignatureKeyNotFound, TokenAudienceNotAllowed, TokenIssuerNotAllowed, "
      "TokenClaimNotFound, TokenClaimValueNotAllowed."},
-    {"validate-client-certificate", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, client_cert_attrs, client_cert_compile,
+    {"validate-client-certificate", PT_SECTION_INBOUND, PT_SCOPE_ALL, PT_POLICY_CLIENT_CERT, client_cert_attrs, client_cert_compile,
      client_cert_run, NULL,
      "Checks the TLS client certificate (listeners with clientCertificate: optional or required): trust against "
      "the listener's clientCa, dates, and identities (thumbprint, serial-number, common-name, subject, dns-name, "

@@ -34,6 +34,9 @@
  *   1.2              original_query_param.
  *   1.3  2026-12-06  http_get (the gateway's outbound client for plugin
  *                    threads), checking_only.
+ *   1.4  2026-12-06  policy flags PT_POLICY_PREFLIGHT and
+ *                    PT_POLICY_CLIENT_CERT: what the gateway needs to know
+ *                    of a policy it does not implement.
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -46,7 +49,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 3
+#define PT_ABI_MINOR 4
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -371,6 +374,16 @@ enum { PT_LOG_LEVEL_ERROR = 0, PT_LOG_LEVEL_WARN, PT_LOG_LEVEL_INFO, PT_LOG_LEVE
 
 /* Policy flags. */
 #define PT_POLICY_ONCE_PER_SECTION 0x01 /* at most one per section */
+/* ABI 1.4: the policy answers CORS preflights.  A preflight (OPTIONS with
+   Origin and Access-Control-Request-Method, to an API without an OPTIONS
+   operation) whose inbound section holds such a statement runs only those
+   statements; when none of them answered, it gets an empty 200 and the
+   backend is not called.  Ignored by gateways older than 1.4. */
+#define PT_POLICY_PREFLIGHT 0x02
+/* ABI 1.4: the policy checks the client's TLS certificate.  A listener with
+   clientCertificate: required lets any certificate through the handshake;
+   the gateway warns when no statement with this flag is configured. */
+#define PT_POLICY_CLIENT_CERT 0x04
 
 struct pt_policy_def {
     const char *name;     /* kebab-case, as in YAML */
