@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <llhttp.h>
 #include <luajit.h>
 #include <netinet/in.h>
@@ -75,6 +76,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: portico [-c FILE]      run the gateway (default %s/portico/portico.yaml)\n"
                "       portico -t [-c FILE]   check the configuration and exit\n"
                "       portico -P [-c FILE]   print the reference of every policy available (Markdown)\n"
+               "       portico -K             print the reference of every configuration key (Markdown;\n"
+               "                              also --config-reference)\n"
                "       portico -v             print the version and build features\n"
                "       portico COMMAND ...    manage a running gateway (apply, export, api, product, user,\n"
                "                              subscription...; `portico help` lists them)\n",
@@ -623,8 +626,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* before any I/O: a peer that leaves is an error, not a death */
     if (argc > 1 && pt_cli_is_command(argv[1]))
         return pt_cli_main(argc, argv);
+    static const struct option longopts[] = {{"config-reference", no_argument, NULL, 'K'}, {0}};
     int opt;
-    while ((opt = getopt(argc, argv, "c:tvhP")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tvhPK", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             conf_path = optarg;
@@ -635,6 +639,8 @@ int main(int argc, char **argv)
         case 'P':
             reference = true;
             break;
+        case 'K':
+            return pt_conf_reference(stdout, stderr) ? 0 : 1;
         case 'v':
             print_version();
             return 0;

@@ -1,12 +1,12 @@
 /*
- * pt_conf -- configuration schema and validation.
- *
- * The tables below are the configuration reference in data form: each map
- * the file may contain has one table listing its keys.  pt_cf_map() walks a
- * map with its table, reports unknown keys, wrong types, bad values and
- * missing required keys, and stores values by offset.  Lists of entities
- * (listeners, APIs, operations) have small custom readers.  Checks that
- * span several values (unique ids, one API per path) run afterwards.
+ * pt_conf -- the configuration proper: the key tables, which are the
+ * configuration reference in data form (each map the file may contain has
+ * one table listing its keys, with their documentation), the custom readers
+ * of lists of entities (listeners, APIs, operations, products...), the
+ * defaults, and loading.  Checks that span several values of one list
+ * (unique ids, one API per path) run in the readers; references between
+ * entities are checked by pt_conf_check.c, and pt_schema.c is the engine
+ * that reads a map with its table.
  */
 #include "conf/pt_conf.h"
 #include "base/pt_log.h"
@@ -22,295 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-/* ---------------------------------------------------------------- scalars */
-
-static bool want_scalar(struct pt_cfctx *cx, struct pt_node *n, const char *what)
-{
-    if (n->kind != PT_N_SCALAR || n->null) {
-        pt_node_error(cx->errs, n, "expected %s, found %s", what, pt_node_kind_name(n));
-        return false;
-    }
-    return true;
-}
-
-bool pt_cf_str(struct pt_cfctx *cx, struct pt_node *n, char **out, bool empty_ok)
-{
-    if (n->kind == PT_N_SCALAR && n->null && empty_ok && n->len == 0) {
-        *out = "";
-        return true;
-    }
-    if (!want_scalar(cx, n, "a string"))
-        return false;
-    if (!empty_ok && n->len == 0) {
-        pt_node_error(cx->errs, n, "must not be empty");
-        return false;
-    }
-    if (memchr(n->str, '\0', n->len)) {
-        pt_node_error(cx->errs, n, "must not contain NUL");
-        return false;
-    }
-    *out = n->str;
-    return true;
-}
-
-bool pt_cf_bool(struct pt_cfctx *cx, struct pt_node *n, bool *out)
-{
-    if (!want_scalar(cx, n, "true or false"))
-        return false;
-    if (!n->quoted) {
-        if (!strcmp(n->str, "true") || !strcmp(n->str, "True") || !strcmp(n->str, "TRUE")) {
-            *out = true;
-            return true;
-        }
-        if (!strcmp(n->str, "false") || !strcmp(n->str, "False") || !strcmp(n->str, "FALSE")) {
-            *out = false;
-            return true;
-        }
-    }
-    pt_node_error(cx->errs, n, "expected true or false, found '%s'", n->str);
-    return false;
-}
-
-bool pt_cf_int(struct pt_cfctx *cx, struct pt_node *n, int64_t min, int64_t max, int64_t *out)
-{
-    if (!want_scalar(cx, n, "an integer"))
-        return false;
-    char *end;
-    errno = 0;
-    long long v = strtoll(n->str, &end, 10);
-    if (n->quoted || errno || end == n->str || *end || !(isdigit((unsigned char)n->str[0]) || n->str[0] == '-')) {
-        pt_node_error(cx->errs, n, "expected an integer, found '%s'", n->str);
-        return false;
-    }
-    if (v < min || v > max) {
-        pt_node_error(cx->errs, n, "%lld is out of range (%lld..%lld)", v, (long long)min, (long long)max);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-bool pt_parse_duration_ms(const char *s, uint64_t *ms)
-{
-    uint64_t total = 0;
-    const char *p = s;
-    if (!*p)
-        return false;
-    /* a plain number is seconds */
-    while (*p) {
-        if (!isdigit((unsigned char)*p))
-            return false;
-        uint64_t v = 0;
-        while (isdigit((unsigned char)*p)) {
-            v = v * 10 + (uint64_t)(*p++ - '0');
-            if (v > 1000000000ULL)
-                return false;
-        }
-        uint64_t mul;
-        if (!*p)
-            mul = p == s || total == 0 ? 1000 : 0;
-        else if (!strncmp(p, "ms", 2)) {
-            mul = 1;
-            p += 2;
-        } else if (*p == 's') {
-            mul = 1000;
-            p++;
-        } else if (*p == 'm') {
-            mul = 60000;
-            p++;
-        } else if (*p == 'h') {
-            mul = 3600000;
-            p++;
-        } else if (*p == 'd') {
-            mul = 86400000;
-            p++;
-        } else
-            return false;
-        if (mul == 0)
-            return false;
-        total += v * mul;
-    }
-    *ms = total;
-    return true;
-}
-
-bool pt_parse_size(const char *s, uint64_t *bytes)
-{
-    char *end;
-    if (!isdigit((unsigned char)*s))
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno)
-        return false;
-    uint64_t mul = 1;
-    if (*end) {
-        switch (tolower((unsigned char)*end)) {
-        case 'k': mul = 1024ULL; break;
-        case 'm': mul = 1024ULL * 1024; break;
-        case 'g': mul = 1024ULL * 1024 * 1024; break;
-        default: return false;
-        }
-        end++;
-        if (*end == 'b' || *end == 'B' || ((*end == 'i') && (end[1] == 'b' || end[1] == 'B')))
-            end += *end == 'i' ? 2 : 1;
-        if (*end)
-            return false;
-    }
-    if (v > UINT64_MAX / mul)
-        return false;
-    *bytes = v * mul;
-    return true;
-}
-
-bool pt_cf_size(struct pt_cfctx *cx, struct pt_node *n, uint64_t *out)
-{
-    if (!want_scalar(cx, n, "a size"))
-        return false;
-    if (!pt_parse_size(n->str, out)) {
-        pt_node_error(cx->errs, n, "expected a size such as 8192, 16k, 1m or 1g, found '%s'", n->str);
-        return false;
-    }
-    return true;
-}
-
-bool pt_cf_ms(struct pt_cfctx *cx, struct pt_node *n, uint32_t *out)
-{
-    uint64_t ms;
-    if (!want_scalar(cx, n, "a duration"))
-        return false;
-    if (!pt_parse_duration_ms(n->str, &ms) || ms > 30ULL * 86400000) {
-        pt_node_error(cx->errs, n,
-                      "expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most 30d), found '%s'",
-                      n->str);
-        return false;
-    }
-    *out = (uint32_t)ms;
-    return true;
-}
-
-char *pt_cf_path(struct pt_cfctx *cx, const char *path)
-{
-    if (path[0] == '/' || !cx->dir || !cx->dir[0] || !strcmp(cx->dir, "."))
-        return pt_pool_strdup(cx->pool, path);
-    return pt_pool_printf(cx->pool, "%s/%s", cx->dir, path);
-}
-
-/* ------------------------------------------------------------------- maps */
-
-static void list_keys(const struct pt_cfkey *keys, char *buf, size_t size)
-{
-    size_t k = 0;
-    buf[0] = '\0';
-    for (const struct pt_cfkey *c = keys; c->name && k + 2 < size; c++) {
-        int w = snprintf(buf + k, size - k, "%s%s", k ? ", " : "", c->name);
-        if (w < 0)
-            break;
-        k += (size_t)w;
-    }
-}
-
-static bool set_value(struct pt_cfctx *cx, struct pt_node *v, const struct pt_cfkey *key, void *base)
-{
-    void *field = (char *)base + key->off;
-    switch (key->type) {
-    case PT_CT_STR: {
-        char *s;
-        if (!pt_cf_str(cx, v, &s, key->flags & PT_CF_EMPTY_OK))
-            return false;
-        *(char **)field = (key->flags & PT_CF_PATH) ? pt_cf_path(cx, s) : s;
-        return true;
-    }
-    case PT_CT_BOOL:
-        return pt_cf_bool(cx, v, (bool *)field);
-    case PT_CT_INT:
-        return pt_cf_int(cx, v, key->min, key->max, (int64_t *)field);
-    case PT_CT_SIZE: {
-        uint64_t b;
-        if (!pt_cf_size(cx, v, &b))
-            return false;
-        if ((key->min && b < (uint64_t)key->min) || (key->max && b > (uint64_t)key->max)) {
-            if (key->max)
-                pt_node_error(cx->errs, v, "size out of range (%lld..%lld bytes)", (long long)key->min,
-                              (long long)key->max);
-            else
-                pt_node_error(cx->errs, v, "size must be at least %lld bytes", (long long)key->min);
-            return false;
-        }
-        *(uint64_t *)field = b;
-        return true;
-    }
-    case PT_CT_MS: {
-        uint32_t ms;
-        if (!pt_cf_ms(cx, v, &ms))
-            return false;
-        if ((key->min && ms < key->min) || (key->max && ms > key->max)) {
-            if (key->max)
-                pt_node_error(cx->errs, v, "duration out of range (%lldms..%lldms)", (long long)key->min,
-                              (long long)key->max);
-            else
-                pt_node_error(cx->errs, v, "duration must be at least %lldms", (long long)key->min);
-            return false;
-        }
-        *(uint32_t *)field = ms;
-        return true;
-    }
-    case PT_CT_ENUM: {
-        if (!want_scalar(cx, v, "a name"))
-            return false;
-        for (int i = 0; key->enums[i]; i++)
-            if (!strcmp(key->enums[i], v->str)) {
-                *(int *)field = i;
-                return true;
-            }
-        char all[256] = "";
-        size_t k = 0;
-        for (int i = 0; key->enums[i] && k < sizeof(all) - 2; i++)
-            k += (size_t)snprintf(all + k, sizeof(all) - k, "%s%s", i ? ", " : "", key->enums[i]);
-        pt_node_error(cx->errs, v, "'%s' is not one of: %s", v->str, all);
-        return false;
-    }
-    case PT_CT_MAP:
-        return pt_cf_map(cx, v, key->sub, base);
-    case PT_CT_CUSTOM:
-        return key->fn(cx, v, field);
-    }
-    return false;
-}
-
-bool pt_cf_map(struct pt_cfctx *cx, struct pt_node *node, const struct pt_cfkey *keys, void *base)
-{
-    if (node->kind != PT_N_MAP) {
-        pt_node_error(cx->errs, node, "expected a map, found %s", pt_node_kind_name(node));
-        return false;
-    }
-    bool ok = true;
-    for (int i = 0; i < node->n; i++) {
-        struct pt_node *k = pt_node_key(node, i), *v = pt_node_val(node, i);
-        const struct pt_cfkey *key = NULL;
-        for (const struct pt_cfkey *c = keys; c->name; c++)
-            if (!strcmp(c->name, k->str)) {
-                key = c;
-                break;
-            }
-        if (!key) {
-            char all[1024];
-            list_keys(keys, all, sizeof(all));
-            pt_node_error(cx->errs, k, "unknown key '%s' (expected one of: %s)", k->str, all);
-            ok = false;
-            continue;
-        }
-        if (!set_value(cx, v, key, base))
-            ok = false;
-    }
-    for (const struct pt_cfkey *c = keys; c->name; c++)
-        if ((c->flags & PT_CF_REQUIRED) && !pt_node_get(node, c->name)) {
-            pt_node_error(cx->errs, node, "missing required key '%s'", c->name);
-            ok = false;
-        }
-    return ok;
-}
 
 /* --------------------------------------------------------------- listeners */
 
@@ -386,8 +97,54 @@ bool pt_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *s
 }
 
 static const struct pt_cfkey cert_keys[] = {
-    {"certificate", PT_CT_STR, offsetof(struct pt_cert_cf, certificate), PT_CF_REQUIRED | PT_CF_PATH},
-    {"key", PT_CT_STR, offsetof(struct pt_cert_cf, key), PT_CF_REQUIRED | PT_CF_PATH},
+    {"certificate", PT_CT_STR, offsetof(struct pt_cert_cf, certificate), PT_CF_REQUIRED | PT_CF_PATH,
+     .doc = "PEM certificate chain."},
+    {"key", PT_CT_STR, offsetof(struct pt_cert_cf, key), PT_CF_REQUIRED | PT_CF_PATH,
+     .doc = "PEM private key of `certificate`."},
+    {0},
+};
+
+/* For the reference: read_tls_opts checks these keys itself. */
+static const struct pt_cfkey tls_keys[] = {
+    {"minVersion", PT_CT_CUSTOM, 0, 0, .form = "`\"1.2\"` or `\"1.3\"`", .def = "`1.2`",
+     .doc = "The oldest TLS version offered (`TLSv1.2` and `TLSv1.3` are accepted too); older versions "
+            "are never offered."},
+    {"ciphers", PT_CT_STR, 0, 0, .def = "forward-secret AEAD suites",
+     .doc = "TLS 1.2 suites, as an OpenSSL cipher list. By default forward-secret AEAD suites only "
+            "(`ECDHE-{ECDSA,RSA}-AES{128,256}-GCM`, `ECDHE-{ECDSA,RSA}-CHACHA20-POLY1305`: no static RSA "
+            "key exchange, no CBC, no SHA-1). A list OpenSSL does not know is a configuration error."},
+    {"ciphersuites", PT_CT_STR, 0, 0, .def = "OpenSSL's",
+     .doc = "TLS 1.3 suites, as an OpenSSL ciphersuites list. A list OpenSSL does not know is a "
+            "configuration error."},
+    {0},
+};
+
+static const char *const client_cert_modes[] = {"none", "optional", "required", "verified", NULL};
+
+/* For the reference: read_listen checks these keys itself, in this order. */
+static const struct pt_cfkey listen_keys[] = {
+    {"address", PT_CT_STR, 0, PT_CF_REQUIRED,
+     .doc = "`HOST:PORT` to listen on: `127.0.0.1:8080`; `[::1]:8080` (IPv6 only: `IPV6_V6ONLY` is set); "
+            "`:8080`, `*:8080` or `0.0.0.0:8080` for every IPv4 address. A listener without TLS may be "
+            "written as this string alone. An address may appear once."},
+    {"certificate", PT_CT_STR, 0, PT_CF_PATH,
+     .doc = "PEM certificate chain: with `key`, a TLS listener (the same as a one-item `certificates`)."},
+    {"key", PT_CT_STR, 0, PT_CF_PATH, .doc = "PEM private key of `certificate`."},
+    {"certificates", PT_CT_CUSTOM, 0, PT_CF_LIST, .sub = cert_keys, .form = "list of maps",
+     .doc = "TLS with several certificates, `{certificate, key}` each, chosen by the client's SNI (see "
+            "[Listeners](#listeners)); instead of `certificate` + `key`."},
+    {"clientCertificate", PT_CT_ENUM, 0, 0, .enums = client_cert_modes, .def = "`none`",
+     .doc = "On a TLS listener, ask clients for a certificate. `optional` and `required` (the handshake "
+            "fails without one) check it against `clientCa` but let one that does not verify connect: the "
+            "`validate-client-certificate` policy decides; `verified` (needs `clientCa`) refuses a missing, "
+            "expired or untrusted certificate at the handshake. See [Listeners](#listeners)."},
+    {"clientCa", PT_CT_STR, 0, PT_CF_PATH,
+     .doc = "CA bundle (PEM) that client certificates are checked against."},
+    {"tls", PT_CT_CUSTOM, 0, 0, .sub = tls_keys, .form = "map",
+     .doc = "TLS parameters of this listener (on a TLS listener)."},
+    {"backlog", PT_CT_INT, 0, 0, 1, 65535, .def = "the system's maximum",
+     .doc = "The listen queue: connections the system holds for the gateway before it accepts them; by "
+            "default the system's maximum (`net.core.somaxconn`)."},
     {0},
 };
 
@@ -638,13 +395,24 @@ static bool read_node(struct pt_cfctx *cx, struct pt_node *n, void *field);
 static bool read_list_node(struct pt_cfctx *cx, struct pt_node *n, void *field);
 
 static const struct pt_cfkey op_keys[] = {
-    {"id", PT_CT_STR, offsetof(struct pt_operation_cf, id), PT_CF_REQUIRED},
-    {"policies", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, policies), 0, .fn = read_node},
-    {"responses", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, responses), 0, .fn = read_list_node},
-    {"displayName", PT_CT_STR, offsetof(struct pt_operation_cf, display_name), 0},
-    {"description", PT_CT_STR, offsetof(struct pt_operation_cf, description), PT_CF_EMPTY_OK},
-    {"method", PT_CT_STR, offsetof(struct pt_operation_cf, method), PT_CF_REQUIRED},
-    {"urlTemplate", PT_CT_STR, offsetof(struct pt_operation_cf, url_template), PT_CF_REQUIRED},
+    {"id", PT_CT_STR, offsetof(struct pt_operation_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique within the API; letters, digits and `-_.~`."},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, policies), 0, .fn = read_node,
+     .form = "policy document", .doc = "The operation's policy document ([policies.md](policies.md))."},
+    {"responses", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, responses), 0, .fn = read_list_node,
+     .form = "list of maps",
+     .doc = "APIM's response descriptions: `[{statusCode, description, representations: [{contentType, "
+            "examples: {name: {value}}}]}]`; `mock-response` answers with the example for its status and "
+            "content type."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_operation_cf, display_name), 0, .def = "the id",
+     .doc = "The operation's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_operation_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"method", PT_CT_STR, offsetof(struct pt_operation_cf, method), PT_CF_REQUIRED,
+     .doc = "An HTTP method in upper case, or `*` for any."},
+    {"urlTemplate", PT_CT_STR, offsetof(struct pt_operation_cf, url_template), PT_CF_REQUIRED,
+     .doc = "The path (after the API suffix) and query the operation answers; starts with `/`. See [URL "
+            "templates](#url-templates)."},
     {0},
 };
 
@@ -740,8 +508,10 @@ static bool read_api_path(struct pt_cfctx *cx, struct pt_node *n, void *field)
 }
 
 static const struct pt_cfkey keynames_keys[] = {
-    {"header", PT_CT_STR, offsetof(struct pt_api_cf, key_header), 0},
-    {"query", PT_CT_STR, offsetof(struct pt_api_cf, key_query), 0},
+    {"header", PT_CT_STR, offsetof(struct pt_api_cf, key_header), 0, .def = "`Ocp-Apim-Subscription-Key`",
+     .doc = "The request header that carries the subscription key."},
+    {"query", PT_CT_STR, offsetof(struct pt_api_cf, key_query), 0, .def = "`subscription-key`",
+     .doc = "The query parameter that carries the subscription key when the header is absent."},
     {0},
 };
 
@@ -749,24 +519,58 @@ static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field);
 static bool read_protocols(struct pt_cfctx *cx, struct pt_node *n, void *field);
 
 static const struct pt_cfkey api_keys[] = {
-    {"id", PT_CT_STR, offsetof(struct pt_api_cf, id), PT_CF_REQUIRED},
-    {"policies", PT_CT_CUSTOM, offsetof(struct pt_api_cf, policies), 0, .fn = read_node},
-    {"workspace", PT_CT_STR, offsetof(struct pt_api_cf, workspace), 0},
-    {"protocols", PT_CT_CUSTOM, offsetof(struct pt_api_cf, protocols), 0, .fn = read_protocols},
-    {"apiVersion", PT_CT_STR, offsetof(struct pt_api_cf, api_version), 0},
-    {"apiVersionSetId", PT_CT_STR, offsetof(struct pt_api_cf, version_set), 0},
-    {"apiRevision", PT_CT_STR, offsetof(struct pt_api_cf, revision), 0},
-    {"isCurrent", PT_CT_BOOL, offsetof(struct pt_api_cf, is_current), 0},
-    {"displayName", PT_CT_STR, offsetof(struct pt_api_cf, display_name), 0},
-    {"description", PT_CT_STR, offsetof(struct pt_api_cf, description), PT_CF_EMPTY_OK},
-    {"path", PT_CT_CUSTOM, offsetof(struct pt_api_cf, path), PT_CF_REQUIRED, .fn = read_api_path},
-    {"host", PT_CT_STR, offsetof(struct pt_api_cf, host), 0},
-    {"serviceUrl", PT_CT_CUSTOM, offsetof(struct pt_api_cf, service_url), 0, .fn = read_service_url},
-    {"subscriptionRequired", PT_CT_BOOL, offsetof(struct pt_api_cf, subscription_required), 0},
-    {"subscriptionKeyParameterNames", PT_CT_MAP, 0, 0, .sub = keynames_keys},
-    {"bodySize", PT_CT_SIZE, offsetof(struct pt_api_cf, body_size), 0, 1, INT64_MAX},
-    {"secretQueryParameters", PT_CT_CUSTOM, offsetof(struct pt_api_cf, secret_query), 0, .fn = read_strlist},
-    {"operations", PT_CT_CUSTOM, offsetof(struct pt_api_cf, ops), 0, .fn = read_ops},
+    {"id", PT_CT_STR, offsetof(struct pt_api_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_api_cf, policies), 0, .fn = read_node,
+     .form = "policy document", .doc = "The API's policy document ([policies.md](policies.md))."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_api_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace (see `workspaces`) the API belongs to."},
+    {"protocols", PT_CT_CUSTOM, offsetof(struct pt_api_cf, protocols), 0, .fn = read_protocols,
+     .form = "list of `http`, `https`", .def = "both",
+     .doc = "The schemes the API answers on; a request on a scheme the API does not list gets 404."},
+    {"apiVersion", PT_CT_STR, offsetof(struct pt_api_cf, api_version), 0, .def = "the set's original",
+     .doc = "This API's version within its version set (`v1`); without it, the set's original version. "
+            "See [Versions](#versions)."},
+    {"apiVersionSetId", PT_CT_STR, offsetof(struct pt_api_cf, version_set), 0,
+     .doc = "The version set (see `apiVersionSets`, of the API's own scope) this API is a version of."},
+    {"apiRevision", PT_CT_STR, offsetof(struct pt_api_cf, revision), 0, .def = "`1`",
+     .doc = "Revision number; APIs with the same `path` and different revisions are revisions of one API. "
+            "See [Revisions](#revisions)."},
+    {"isCurrent", PT_CT_BOOL, offsetof(struct pt_api_cf, is_current), 0, .def = "`true`",
+     .doc = "Whether this revision is the current one, which also answers without `;rev=N`."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_api_cf, display_name), 0, .def = "the id",
+     .doc = "The API's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_api_cf, description), PT_CF_EMPTY_OK, .doc = "Free text."},
+    {"path", PT_CT_CUSTOM, offsetof(struct pt_api_cf, path), PT_CF_REQUIRED, .fn = read_api_path,
+     .form = "string",
+     .doc = "The API URL suffix: requests whose path starts with `/` + `path` on a segment boundary "
+            "belong to it (`echo` takes `/echo` and `/echo/x`, not `/echoes`). Leading and trailing slashes "
+            "are ignored; `\"\"` is the root. Several segments are allowed (`v1/orders`)."},
+    {"host", PT_CT_STR, offsetof(struct pt_api_cf, host), 0, .def = "any host",
+     .doc = "Only requests whose `Host` (without port, case-insensitive) is this name belong to the "
+            "API."},
+    {"serviceUrl", PT_CT_CUSTOM, offsetof(struct pt_api_cf, service_url), 0, .fn = read_service_url,
+     .form = "URL",
+     .doc = "The backend base URL, `http://` or `https://`, with an optional path; no query, fragment or "
+            "user info."},
+    {"subscriptionRequired", PT_CT_BOOL, offsetof(struct pt_api_cf, subscription_required), 0,
+     .def = "`true`",
+     .doc = "Calls must carry a valid subscription key (see [the access "
+            "decision](#products-subscriptions-and-access))."},
+    {"subscriptionKeyParameterNames", PT_CT_MAP, 0, 0, .sub = keynames_keys,
+     .doc = "Where the subscription key is read: `{header, query}`."},
+    {"bodySize", PT_CT_SIZE, offsetof(struct pt_api_cf, body_size), 0, 1, INT64_MAX,
+     .def = "`limits.bodySize`",
+     .doc = "A request-body limit for this API below `limits.bodySize` (`1m`, `64k`): a larger "
+            "`Content-Length` gets **413** on the head alone; a chunked body is cut with 413 when it grows "
+            "past it."},
+    {"secretQueryParameters", PT_CT_CUSTOM, offsetof(struct pt_api_cf, secret_query), 0, .fn = read_strlist,
+     .form = "list of strings",
+     .doc = "Query parameters whose values the access log writes as `REDACTED` (`[code, token]`); the "
+            "subscription key's always is."},
+    {"operations", PT_CT_CUSTOM, offsetof(struct pt_api_cf, ops), PT_CF_LIST, .fn = read_ops, .sub = op_keys,
+     .form = "list of maps",
+     .doc = "The API's operations; an API without operations answers 404 to everything."},
     {0},
 };
 
@@ -893,27 +697,60 @@ static bool read_underscores(struct pt_cfctx *cx, struct pt_node *n, void *field
 }
 
 static const struct pt_cfkey limits_keys[] = {
-    {"bufferSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.buffer_size), 0, 1024, 1LL << 30},
-    {"headerSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.header_size), 0, 1024, 1 << 20},
-    {"headerLine", PT_CT_SIZE, offsetof(struct pt_conf, limits.header_line), 0, 256, 1 << 20},
+    {"bufferSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.buffer_size), 0, 1024, 1LL << 30,
+     .def = "`2m`",
+     .doc = "The longest body read into memory when a policy or expression needs it (over it: **413** for "
+            "a request, **502** for a response)."},
+    {"headerSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.header_size), 0, 1024, 1 << 20, .def = "`32k`",
+     .doc = "The request line plus all header lines; over it: **431**, connection closed."},
+    {"headerLine", PT_CT_SIZE, offsetof(struct pt_conf, limits.header_line), 0, 256, 1 << 20, .def = "`8k`",
+     .doc = "One header line (name, colon, value; without its CRLF); over it: **431**, connection "
+            "closed."},
     {"headerUnderscores", PT_CT_CUSTOM, offsetof(struct pt_conf, limits.header_underscores), 0,
-     .fn = read_underscores},
-    {"headerCount", PT_CT_INT, offsetof(struct pt_conf, limits.header_count), 0, 1, 10000},
-    {"uriLength", PT_CT_SIZE, offsetof(struct pt_conf, limits.uri_length), 0, 64, 1 << 20},
-    {"bodySize", PT_CT_SIZE, offsetof(struct pt_conf, limits.body_size), 0, 0, INT64_MAX},
-    {"requestsPerConnection", PT_CT_INT, offsetof(struct pt_conf, limits.requests_per_connection), 0, 1, 100000000},
-    {"connectionsPerWorker", PT_CT_INT, offsetof(struct pt_conf, limits.connections_per_worker), 0, 1, 1000000},
-    {"counterKeys", PT_CT_INT, offsetof(struct pt_conf, counter_keys), 0, 64, 100000000},
+     .fn = read_underscores, .form = "one of `reject`, `drop`, `allow`", .def = "`reject`",
+     .doc = "Header names with `_` (`X_Foo`, which some backends read as `X-Foo`): `reject` (**400**, "
+            "connection closed), `drop` (the field is removed before anything reads it, subscription key "
+            "names included), `allow`."},
+    {"headerCount", PT_CT_INT, offsetof(struct pt_conf, limits.header_count), 0, 1, 10000, .def = "`100`",
+     .doc = "The number of header fields; over it: **431**."},
+    {"uriLength", PT_CT_SIZE, offsetof(struct pt_conf, limits.uri_length), 0, 64, 1 << 20, .def = "`8k`",
+     .doc = "The request line (the target plus method and version, 32 bytes allowed for those); over it: "
+            "**414**."},
+    {"bodySize", PT_CT_SIZE, offsetof(struct pt_conf, limits.body_size), 0, 0, INT64_MAX, .def = "`1g`",
+     .doc = "The request body: a larger `Content-Length` gets **413** before any of the body is read; a "
+            "chunked body is cut with 413 when it grows past it. An API's `bodySize` may set a smaller "
+            "one."},
+    {"requestsPerConnection", PT_CT_INT, offsetof(struct pt_conf, limits.requests_per_connection), 0, 1,
+     100000000, .def = "`1000`",
+     .doc = "Requests served on one connection; the response to the last one carries `Connection: "
+            "close`."},
+    {"connectionsPerWorker", PT_CT_INT, offsetof(struct pt_conf, limits.connections_per_worker), 0, 1,
+     1000000, .def = "`10000`",
+     .doc = "Open client connections per worker; at the limit the worker stops accepting until one of its "
+            "connections closes (new connections wait in the listen queue)."},
+    {"counterKeys", PT_CT_INT, offsetof(struct pt_conf, counter_keys), 0, 64, 100000000, .def = "`1000000`",
+     .doc = "The most rate-limit, quota and concurrency keys kept at once on a node; see [Access "
+            "restrictions](#access-restrictions-the-client-address-and-counters)."},
     {0},
 };
 
 static const struct pt_cfkey timeouts_keys[] = {
-    {"header", PT_CT_MS, offsetof(struct pt_conf, timeouts.header), 0, 1},
-    {"bodyIdle", PT_CT_MS, offsetof(struct pt_conf, timeouts.body_idle), 0, 1},
-    {"body", PT_CT_MS, offsetof(struct pt_conf, timeouts.body), 0, 0},
-    {"keepalive", PT_CT_MS, offsetof(struct pt_conf, timeouts.keepalive), 0, 1},
-    {"send", PT_CT_MS, offsetof(struct pt_conf, timeouts.send), 0, 1},
-    {"shutdown", PT_CT_MS, offsetof(struct pt_conf, timeouts.shutdown), 0, 0},
+    {"header", PT_CT_MS, offsetof(struct pt_conf, timeouts.header), 0, 1, .def = "`10s`",
+     .doc = "The whole request head must arrive within this time, counted from its first byte (from the "
+            "connection's start for the first request): otherwise **408** and close. A client trickling one "
+            "byte at a time is cut all the same; a connection that sent nothing is closed silently."},
+    {"bodyIdle", PT_CT_MS, offsetof(struct pt_conf, timeouts.body_idle), 0, 1, .def = "`30s`",
+     .doc = "The longest pause between two reads of a request body: **408** (while no response has "
+            "started) and close."},
+    {"body", PT_CT_MS, offsetof(struct pt_conf, timeouts.body), 0, 0, .def = "off",
+     .doc = "The whole request, from its head to the last byte of its body: **408** once passed, however "
+            "the body trickles (`bodyIdle` bounds each pause only); `0` is off."},
+    {"keepalive", PT_CT_MS, offsetof(struct pt_conf, timeouts.keepalive), 0, 1, .def = "`75s`",
+     .doc = "An idle keep-alive connection is closed after this time."},
+    {"send", PT_CT_MS, offsetof(struct pt_conf, timeouts.send), 0, 1, .def = "`60s`",
+     .doc = "A client that does not take what we send for this long is dropped."},
+    {"shutdown", PT_CT_MS, offsetof(struct pt_conf, timeouts.shutdown), 0, 0, .def = "`30s`",
+     .doc = "The longest `SIGTERM` waits for in-flight requests."},
     {0},
 };
 
@@ -958,25 +795,49 @@ static bool read_tls_opts(struct pt_cfctx *cx, struct pt_node *n, void *field)
 }
 
 static const struct pt_cfkey upstream_keys[] = {
-    {"connectTimeout", PT_CT_MS, offsetof(struct pt_conf, upstream.connect_timeout), 0, 1},
-    {"readTimeout", PT_CT_MS, offsetof(struct pt_conf, upstream.read_timeout), 0, 1},
-    {"idleTimeout", PT_CT_MS, offsetof(struct pt_conf, upstream.idle_timeout), 0, 1},
-    {"maxIdleConnections", PT_CT_INT, offsetof(struct pt_conf, upstream.max_idle), 0, 0, 100000},
-    {"caFile", PT_CT_STR, offsetof(struct pt_conf, upstream.ca_file), PT_CF_PATH},
-    {"verify", PT_CT_BOOL, offsetof(struct pt_conf, upstream.verify), 0},
-    {"tls", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.tls), 0, .fn = read_tls_opts},
-    {"forwardedHeaders", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.forwarded), 0, .fn = read_forwarded},
+    {"connectTimeout", PT_CT_MS, offsetof(struct pt_conf, upstream.connect_timeout), 0, 1, .def = "`5s`",
+     .doc = "Connecting to a backend, and the TLS handshake for https backends: **504** once passed."},
+    {"readTimeout", PT_CT_MS, offsetof(struct pt_conf, upstream.read_timeout), 0, 1, .def = "`300s`",
+     .doc = "The longest pause while a backend answers, counted from the moment the whole request was "
+            "sent: **504** (before the response head) or a cut connection (after it). The same bound "
+            "applies while a backend does not take a request body, and to idle WebSocket tunnels."},
+    {"idleTimeout", PT_CT_MS, offsetof(struct pt_conf, upstream.idle_timeout), 0, 1, .def = "`60s`",
+     .doc = "A pooled connection idle this long is closed."},
+    {"maxIdleConnections", PT_CT_INT, offsetof(struct pt_conf, upstream.max_idle), 0, 0, 100000,
+     .def = "`64`", .doc = "Pooled connections kept per backend address per worker; `0` disables pooling."},
+    {"caFile", PT_CT_STR, offsetof(struct pt_conf, upstream.ca_file), PT_CF_PATH, .def = "the system store",
+     .doc = "PEM bundle of the CAs trusted for https backends."},
+    {"verify", PT_CT_BOOL, offsetof(struct pt_conf, upstream.verify), 0, .def = "`true`",
+     .doc = "For https backends, verify the certificate chain and that it names the host of `serviceUrl` "
+            "(DNS name or IP address)."},
+    {"tls", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.tls), 0, .fn = read_tls_opts, .sub = tls_keys,
+     .form = "map", .doc = "TLS parameters towards https backends, as on listeners (same defaults)."},
+    {"forwardedHeaders", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.forwarded), 0, .fn = read_forwarded,
+     .form = "list of header names", .def = "all four",
+     .doc = "Which of `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` the gateway "
+            "sets (see [What the gateway does](#what-the-gateway-does-with-every-request)); `[]` sets none. "
+            "A header not in the list passes through as the client sent it."},
     {"requestIdHeader", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.request_id_header), 0,
-     .fn = read_header_name},
+     .fn = read_header_name, .form = "header name", .def = "`X-Request-Id`",
+     .doc = "The header that carries the request id: read from the client (when valid), sent to the "
+            "backend, and returned to the client in every response (proxied, produced by policies, or the "
+            "gateway's own errors) unless the response carries that header already; `\"\"` sends none (ids "
+            "are then always generated, for the access log)."},
     {0},
 };
 
 static const struct pt_cfkey log_keys[] = {
-    {"level", PT_CT_ENUM, offsetof(struct pt_conf, log.level), 0, .enums = log_levels},
-    {"error", PT_CT_STR, offsetof(struct pt_conf, log.error), 0},
-    {"access", PT_CT_STR, offsetof(struct pt_conf, log.access), 0},
-    {"accessBuffer", PT_CT_SIZE, offsetof(struct pt_conf, log.access_buffer), 0, 0, 16 << 20},
-    {"accessFlush", PT_CT_MS, offsetof(struct pt_conf, log.access_flush), 0, 1},
+    {"level", PT_CT_ENUM, offsetof(struct pt_conf, log.level), 0, .enums = log_levels, .def = "`info`",
+     .doc = "The least severe messages the error log writes."},
+    {"error", PT_CT_STR, offsetof(struct pt_conf, log.error), 0, .def = "`stderr`",
+     .doc = "The error log: `stderr`, `stdout` or a file (appended)."},
+    {"access", PT_CT_STR, offsetof(struct pt_conf, log.access), 0, .def = "`stdout`",
+     .doc = "The access log, one JSON object per request (see [Logs](#logs)): `stdout`, `stderr`, `off` "
+            "or a file (appended)."},
+    {"accessBuffer", PT_CT_SIZE, offsetof(struct pt_conf, log.access_buffer), 0, 0, 16 << 20, .def = "`32k`",
+     .doc = "Bytes of access lines a worker buffers before writing; `0` writes each line at once."},
+    {"accessFlush", PT_CT_MS, offsetof(struct pt_conf, log.access_flush), 0, 1, .def = "`1s`",
+     .doc = "The longest time a buffered access line waits."},
     {0},
 };
 
@@ -996,10 +857,15 @@ static bool read_policy_path(struct pt_cfctx *cx, struct pt_node *n, void *field
 }
 
 static const struct pt_cfkey lua_keys[] = {
-    {"timeout", PT_CT_MS, offsetof(struct pt_conf, lua.timeout), 0, 1, 60000},
-    {"memory", PT_CT_SIZE, offsetof(struct pt_conf, lua.memory), 0, 1 << 20, 1LL << 34},
-    {"patternLimit", PT_CT_SIZE, offsetof(struct pt_conf, lua.pattern_subject), 0, 1, 1LL << 30},
-    {"policyPath", PT_CT_CUSTOM, offsetof(struct pt_conf, lua.policy_path), 0, .fn = read_policy_path},
+    {"timeout", PT_CT_MS, offsetof(struct pt_conf, lua.timeout), 0, 1, 60000, .def = "`100ms`",
+     .doc = "The longest run of one expression or Lua policy call."},
+    {"memory", PT_CT_SIZE, offsetof(struct pt_conf, lua.memory), 0, 1 << 20, 1LL << 34, .def = "`64m`",
+     .doc = "How much a worker's Lua state may allocate for scripts."},
+    {"patternLimit", PT_CT_SIZE, offsetof(struct pt_conf, lua.pattern_subject), 0, 1, 1LL << 30,
+     .def = "`256k`", .doc = "The longest string the pattern functions accept."},
+    {"policyPath", PT_CT_CUSTOM, offsetof(struct pt_conf, lua.policy_path), 0, .fn = read_policy_path,
+     .form = "path or list of paths", .def = "the shipped `policies/`",
+     .doc = "Folders holding Lua policies (`*.lua`, `*/policy.lua`)."},
     {0},
 };
 
@@ -1089,6 +955,40 @@ static bool read_named_values(struct pt_cfctx *cx, struct pt_node *n, void *fiel
     *(struct pt_node **)field = n;
     return ok;
 }
+
+/* For the reference: read_fragments checks these keys itself. */
+static const struct pt_cfkey fragment_keys[] = {
+    {"id", PT_CT_STR, 0, PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`. Documents include the fragment with `include-fragment "
+            "{fragment-id: ID}`."},
+    {"description", PT_CT_STR, 0, 0, .doc = "Free text."},
+    {"value", PT_CT_CUSTOM, 0, PT_CF_REQUIRED, .form = "list of statements",
+     .doc = "The statements; a fragment may not contain `base` or include another fragment."},
+    {"policies", PT_CT_CUSTOM, 0, 0, .form = "list of statements",
+     .doc = "Read in place of `value` when `value` is absent."},
+    {"workspace", PT_CT_STR, 0, 0, .def = "service level",
+     .doc = "The workspace the fragment belongs to: only that workspace's documents may include it "
+            "(service documents include service fragments)."},
+    {0},
+};
+
+/* For the reference: read_named_values checks these keys itself. */
+static const struct pt_cfkey named_value_keys[] = {
+    {"id", PT_CT_STR, 0, PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`. `{{id}}` in any attribute value is replaced by the "
+            "value."},
+    {"displayName", PT_CT_STR, 0, 0, .def = "the id",
+     .doc = "`{{displayName}}` is replaced by the value too."},
+    {"value", PT_CT_STR, 0, PT_CF_REQUIRED | PT_CF_EMPTY_OK, .doc = "The value, at most 4096 characters."},
+    {"secret", PT_CT_BOOL, 0, 0, .def = "`false`",
+     .doc = "A secret value is encrypted at rest in the store (see `secretKey`) and left out of the "
+            "management API's reads (`listValue` gives it)."},
+    {"tags", PT_CT_CUSTOM, 0, 0, .form = "list of strings", .doc = "Labels, as in APIM."},
+    {"workspace", PT_CT_STR, 0, 0, .def = "service level",
+     .doc = "The workspace the named value belongs to: a document sees only the named values of its own "
+            "scope (a workspace's, or the service's)."},
+    {0},
+};
 
 /* ---------------------------------------------------------- entity lists */
 
@@ -1209,18 +1109,37 @@ static void product_init(void *p)
 }
 
 static const struct pt_cfkey product_keys[] = {
-    {"id", PT_CT_STR, offsetof(struct pt_product_cf, id), PT_CF_REQUIRED},
-    {"workspace", PT_CT_STR, offsetof(struct pt_product_cf, workspace), 0},
-    {"displayName", PT_CT_STR, offsetof(struct pt_product_cf, display_name), 0},
-    {"description", PT_CT_STR, offsetof(struct pt_product_cf, description), PT_CF_EMPTY_OK},
-    {"state", PT_CT_ENUM, offsetof(struct pt_product_cf, state), 0, .enums = pt_product_states},
-    {"subscriptionRequired", PT_CT_BOOL, offsetof(struct pt_product_cf, subscription_required), 0},
-    {"approvalRequired", PT_CT_BOOL, offsetof(struct pt_product_cf, approval_required), 0},
-    {"subscriptionsLimit", PT_CT_INT, offsetof(struct pt_product_cf, subscriptions_limit), 0, 0, 1000000},
-    {"terms", PT_CT_STR, offsetof(struct pt_product_cf, terms), PT_CF_EMPTY_OK},
-    {"apis", PT_CT_CUSTOM, offsetof(struct pt_product_cf, apis), 0, .fn = read_strlist},
-    {"groups", PT_CT_CUSTOM, offsetof(struct pt_product_cf, groups), 0, .fn = read_strlist},
-    {"policies", PT_CT_CUSTOM, offsetof(struct pt_product_cf, policies), 0, .fn = read_node},
+    {"id", PT_CT_STR, offsetof(struct pt_product_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_product_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace the product belongs to; a workspace's products hold its own APIs."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_product_cf, display_name), 0, .def = "the id",
+     .doc = "The product's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_product_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"state", PT_CT_ENUM, offsetof(struct pt_product_cf, state), 0, .enums = pt_product_states,
+     .def = "`notPublished`", .doc = "Only a published product can be open (see `subscriptionRequired`)."},
+    {"subscriptionRequired", PT_CT_BOOL, offsetof(struct pt_product_cf, subscription_required), 0,
+     .def = "`true`",
+     .doc = "`false` makes an open product: calls without a key to its APIs run in its context (at most "
+            "one per API)."},
+    {"approvalRequired", PT_CT_BOOL, offsetof(struct pt_product_cf, approval_required), 0, .def = "`false`",
+     .doc = "APIM's flag that subscriptions need an administrator's approval; kept with the product and "
+            "shown to policies (`context.product.approvalRequired`)."},
+    {"subscriptionsLimit", PT_CT_INT, offsetof(struct pt_product_cf, subscriptions_limit), 0, 0, 1000000,
+     .def = "no limit",
+     .doc = "Live subscriptions (submitted, active, suspended) a user may have to the product; `0` is no "
+            "limit."},
+    {"terms", PT_CT_STR, offsetof(struct pt_product_cf, terms), PT_CF_EMPTY_OK,
+     .doc = "The product's terms of use (text)."},
+    {"apis", PT_CT_CUSTOM, offsetof(struct pt_product_cf, apis), 0, .fn = read_strlist, .form = "list of ids",
+     .doc = "The APIs (ids) the product holds."},
+    {"groups", PT_CT_CUSTOM, offsetof(struct pt_product_cf, groups), 0, .fn = read_strlist,
+     .form = "list of ids", .doc = "The groups (ids) that see the product."},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_product_cf, policies), 0, .fn = read_node,
+     .form = "policy document",
+     .doc = "The product's policy document, run between the global and the API's only for calls in the "
+            "product's context."},
     {0},
 };
 
@@ -1238,11 +1157,17 @@ static void group_init(void *p)
 }
 
 static const struct pt_cfkey group_keys[] = {
-    {"id", PT_CT_STR, offsetof(struct pt_group_cf, id), PT_CF_REQUIRED},
-    {"workspace", PT_CT_STR, offsetof(struct pt_group_cf, workspace), 0},
-    {"displayName", PT_CT_STR, offsetof(struct pt_group_cf, display_name), 0},
-    {"description", PT_CT_STR, offsetof(struct pt_group_cf, description), PT_CF_EMPTY_OK},
-    {"type", PT_CT_ENUM, offsetof(struct pt_group_cf, type), 0, .enums = pt_group_types},
+    {"id", PT_CT_STR, offsetof(struct pt_group_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`. `administrators`, `developers` and `guests` exist "
+            "without being declared."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_group_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace the group belongs to."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_group_cf, display_name), 0, .def = "the id",
+     .doc = "The group's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_group_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"type", PT_CT_ENUM, offsetof(struct pt_group_cf, type), 0, .enums = pt_group_types, .def = "`custom`",
+     .doc = "The group's kind, as in APIM."},
     {0},
 };
 
@@ -1255,13 +1180,17 @@ static bool read_groups(struct pt_cfctx *cx, struct pt_node *n, void *field)
 }
 
 static const struct pt_cfkey user_keys[] = {
-    {"id", PT_CT_STR, offsetof(struct pt_user_cf, id), PT_CF_REQUIRED},
-    {"email", PT_CT_STR, offsetof(struct pt_user_cf, email), PT_CF_REQUIRED},
-    {"firstName", PT_CT_STR, offsetof(struct pt_user_cf, first_name), PT_CF_EMPTY_OK},
-    {"lastName", PT_CT_STR, offsetof(struct pt_user_cf, last_name), PT_CF_EMPTY_OK},
-    {"state", PT_CT_ENUM, offsetof(struct pt_user_cf, state), 0, .enums = pt_user_states},
-    {"note", PT_CT_STR, offsetof(struct pt_user_cf, note), PT_CF_EMPTY_OK},
-    {"groups", PT_CT_CUSTOM, offsetof(struct pt_user_cf, groups), 0, .fn = read_strlist},
+    {"id", PT_CT_STR, offsetof(struct pt_user_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"email", PT_CT_STR, offsetof(struct pt_user_cf, email), PT_CF_REQUIRED,
+     .doc = "An email address, unique among users (compared without case)."},
+    {"firstName", PT_CT_STR, offsetof(struct pt_user_cf, first_name), PT_CF_EMPTY_OK, .doc = "First name."},
+    {"lastName", PT_CT_STR, offsetof(struct pt_user_cf, last_name), PT_CF_EMPTY_OK, .doc = "Last name."},
+    {"state", PT_CT_ENUM, offsetof(struct pt_user_cf, state), 0, .enums = pt_user_states, .def = "`active`",
+     .doc = "The keys of a blocked user's subscriptions open nothing."},
+    {"note", PT_CT_STR, offsetof(struct pt_user_cf, note), PT_CF_EMPTY_OK, .doc = "Free text."},
+    {"groups", PT_CT_CUSTOM, offsetof(struct pt_user_cf, groups), 0, .fn = read_strlist,
+     .form = "list of ids", .doc = "The groups (ids) the user is in."},
     {0},
 };
 
@@ -1305,21 +1234,42 @@ static bool valid_key(const char *k)
 }
 
 static const struct pt_cfkey sub_keys[] = {
-    {"id", PT_CT_STR, offsetof(struct pt_subscription_cf, id), PT_CF_REQUIRED},
-    {"workspace", PT_CT_STR, offsetof(struct pt_subscription_cf, workspace), 0},
-    {"displayName", PT_CT_STR, offsetof(struct pt_subscription_cf, display_name), 0},
-    {"scope", PT_CT_STR, offsetof(struct pt_subscription_cf, scope), PT_CF_REQUIRED},
-    {"ownerId", PT_CT_STR, offsetof(struct pt_subscription_cf, owner_id), 0},
-    {"state", PT_CT_ENUM, offsetof(struct pt_subscription_cf, state), 0, .enums = pt_sub_states},
-    {"primaryKey", PT_CT_STR, offsetof(struct pt_subscription_cf, primary_key), 0},
-    {"secondaryKey", PT_CT_STR, offsetof(struct pt_subscription_cf, secondary_key), 0},
-    {"allowTracing", PT_CT_BOOL, offsetof(struct pt_subscription_cf, allow_tracing), 0},
-    {"createdDate", PT_CT_STR, offsetof(struct pt_subscription_cf, created_date), 0},
-    {"stateComment", PT_CT_STR, offsetof(struct pt_subscription_cf, state_comment), PT_CF_EMPTY_OK},
-    {"startDate", PT_CT_STR, offsetof(struct pt_subscription_cf, start_date), 0},
-    {"expirationDate", PT_CT_STR, offsetof(struct pt_subscription_cf, expiration_date), 0},
-    {"endDate", PT_CT_STR, offsetof(struct pt_subscription_cf, end_date), 0},
-    {"notificationDate", PT_CT_STR, offsetof(struct pt_subscription_cf, notification_date), 0},
+    {"id", PT_CT_STR, offsetof(struct pt_subscription_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_subscription_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace the subscription belongs to; its scope must be inside that workspace (not "
+            "`/apis`)."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_subscription_cf, display_name), 0, .def = "the id",
+     .doc = "The subscription's name for people."},
+    {"scope", PT_CT_STR, offsetof(struct pt_subscription_cf, scope), PT_CF_REQUIRED,
+     .doc = "What the keys open: `/products/P` (a product's APIs, in its context), `/apis/A` (one API) or "
+            "`/apis` (every API)."},
+    {"ownerId", PT_CT_STR, offsetof(struct pt_subscription_cf, owner_id), 0,
+     .doc = "`/users/U`: the user who owns the subscription."},
+    {"state", PT_CT_ENUM, offsetof(struct pt_subscription_cf, state), 0, .enums = pt_sub_states,
+     .def = "`active`",
+     .doc = "Only an `active` subscription's keys open anything; declared in the file it is `active` "
+            "unless said otherwise (`submitted` through the management API)."},
+    {"primaryKey", PT_CT_STR, offsetof(struct pt_subscription_cf, primary_key), 0, .def = "generated",
+     .doc = "8 to 256 letters, digits or `-_.~`, unique among all keys; generated once and kept when "
+            "absent."},
+    {"secondaryKey", PT_CT_STR, offsetof(struct pt_subscription_cf, secondary_key), 0, .def = "generated",
+     .doc = "The second key, as `primaryKey`; the two keys must differ."},
+    {"allowTracing", PT_CT_BOOL, offsetof(struct pt_subscription_cf, allow_tracing), 0, .def = "`false`",
+     .doc = "APIM's tracing permission; kept with the subscription."},
+    {"createdDate", PT_CT_STR, offsetof(struct pt_subscription_cf, created_date), 0, .def = "set once",
+     .doc = "ISO 8601; where `quota` periods start. Set once when absent."},
+    {"stateComment", PT_CT_STR, offsetof(struct pt_subscription_cf, state_comment), PT_CF_EMPTY_OK,
+     .doc = "Free text about the state; kept with the subscription."},
+    {"startDate", PT_CT_STR, offsetof(struct pt_subscription_cf, start_date), 0,
+     .doc = "ISO 8601, as in APIM; kept with the subscription."},
+    {"expirationDate", PT_CT_STR, offsetof(struct pt_subscription_cf, expiration_date), 0,
+     .doc = "ISO 8601 (`2027-01-31` or `2027-01-31T12:00:00Z`, checked): from then on (or from `endDate`, "
+            "whichever comes first) the keys open nothing (**401**, as an expired subscription in APIM)."},
+    {"endDate", PT_CT_STR, offsetof(struct pt_subscription_cf, end_date), 0,
+     .doc = "ISO 8601, checked: as `expirationDate`, whichever comes first."},
+    {"notificationDate", PT_CT_STR, offsetof(struct pt_subscription_cf, notification_date), 0,
+     .doc = "ISO 8601, as in APIM; kept with the subscription."},
     {0},
 };
 
@@ -1490,11 +1440,15 @@ static void backend_init(void *p)
 }
 
 static const struct pt_cfkey backend_keys[] = {
-    {"id", PT_CT_STR, offsetof(struct pt_backend_cf, id), PT_CF_REQUIRED},
-    {"workspace", PT_CT_STR, offsetof(struct pt_backend_cf, workspace), 0},
-    {"url", PT_CT_CUSTOM, offsetof(struct pt_backend_cf, url), PT_CF_REQUIRED, .fn = read_service_url},
-    {"protocol", PT_CT_STR, offsetof(struct pt_backend_cf, protocol), 0},
-    {"description", PT_CT_STR, offsetof(struct pt_backend_cf, description), PT_CF_EMPTY_OK},
+    {"id", PT_CT_STR, offsetof(struct pt_backend_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_backend_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace the backend belongs to."},
+    {"url", PT_CT_CUSTOM, offsetof(struct pt_backend_cf, url), PT_CF_REQUIRED, .fn = read_service_url,
+     .form = "URL", .doc = "The backend's base URL, with the rules of an API's `serviceUrl`."},
+    {"protocol", PT_CT_STR, offsetof(struct pt_backend_cf, protocol), 0, .doc = "APIM's protocol (`http`)."},
+    {"description", PT_CT_STR, offsetof(struct pt_backend_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
     {0},
 };
 
@@ -1506,10 +1460,16 @@ static bool read_backends(struct pt_cfctx *cx, struct pt_node *n, void *field)
 }
 
 static const struct pt_cfkey workspace_keys[] = {
-    {"id", PT_CT_STR, offsetof(struct pt_workspace_cf, id), PT_CF_REQUIRED},
-    {"displayName", PT_CT_STR, offsetof(struct pt_workspace_cf, display_name), 0},
-    {"description", PT_CT_STR, offsetof(struct pt_workspace_cf, description), PT_CF_EMPTY_OK},
-    {"policies", PT_CT_CUSTOM, offsetof(struct pt_workspace_cf, policies), 0, .fn = read_node},
+    {"id", PT_CT_STR, offsetof(struct pt_workspace_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_workspace_cf, display_name), 0, .def = "the id",
+     .doc = "The workspace's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_workspace_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_workspace_cf, policies), 0, .fn = read_node,
+     .form = "policy document",
+     .doc = "The workspace-scope document, run (through `base`) for every API of the workspace, between "
+            "the global and the product's."},
     {0},
 };
 
@@ -1529,14 +1489,21 @@ static void vs_init(void *p)
 }
 
 static const struct pt_cfkey vs_keys[] = {
-    {"id", PT_CT_STR, offsetof(struct pt_versionset_cf, id), PT_CF_REQUIRED},
-    {"displayName", PT_CT_STR, offsetof(struct pt_versionset_cf, display_name), 0},
-    {"description", PT_CT_STR, offsetof(struct pt_versionset_cf, description), 0},
+    {"id", PT_CT_STR, offsetof(struct pt_versionset_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_versionset_cf, display_name), 0, .def = "the id",
+     .doc = "The version set's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_versionset_cf, description), 0, .doc = "Free text."},
     {"versioningScheme", PT_CT_ENUM, offsetof(struct pt_versionset_cf, scheme), PT_CF_REQUIRED,
-     .enums = pt_versioning_schemes},
-    {"versionQueryName", PT_CT_STR, offsetof(struct pt_versionset_cf, query_name), 0},
-    {"versionHeaderName", PT_CT_STR, offsetof(struct pt_versionset_cf, header_name), 0},
-    {"workspace", PT_CT_STR, offsetof(struct pt_versionset_cf, workspace), 0},
+     .enums = pt_versioning_schemes,
+     .doc = "Where a request names the version: a path segment, a query parameter or a header (see "
+            "[Versions](#versions))."},
+    {"versionQueryName", PT_CT_STR, offsetof(struct pt_versionset_cf, query_name), 0, .def = "`api-version`",
+     .doc = "The query parameter of the `Query` scheme."},
+    {"versionHeaderName", PT_CT_STR, offsetof(struct pt_versionset_cf, header_name), 0,
+     .def = "`Api-Version`", .doc = "The header of the `Header` scheme."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_versionset_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace the version set belongs to; an API uses a version set of its own scope."},
     {0},
 };
 
@@ -1634,39 +1601,88 @@ static bool read_trusted(struct pt_cfctx *cx, struct pt_node *n, void *field)
 }
 
 static const struct pt_cfkey mgmt_keys[] = {
-    {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, mgmt.listen), 0, .fn = read_mgmt_listen},
-    {"adminToken", PT_CT_STR, offsetof(struct pt_conf, mgmt.admin_token), 0},
-    {"maxBodySize", PT_CT_SIZE, offsetof(struct pt_conf, mgmt.max_body), 0, 1024, 1LL << 30},
-    {"certificate", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.certificate), PT_CF_PATH},
-    {"key", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.key), PT_CF_PATH},
-    {"tls", PT_CT_CUSTOM, offsetof(struct pt_conf, mgmt.tls.tls), 0, .fn = read_tls_opts},
+    {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, mgmt.listen), 0, .fn = read_mgmt_listen,
+     .form = "`HOST:PORT`", .def = "none",
+     .doc = "The management API's listener; without it there is no management API."},
+    {"adminToken", PT_CT_STR, offsetof(struct pt_conf, mgmt.admin_token), 0,
+     .doc = "The administrator's bearer token; `$PORTICO_ADMIN_TOKEN` wins over it."},
+    {"maxBodySize", PT_CT_SIZE, offsetof(struct pt_conf, mgmt.max_body), 0, 1024, 1LL << 30, .def = "`4m`",
+     .doc = "The largest request body the management API reads."},
+    {"certificate", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.certificate), PT_CF_PATH,
+     .doc = "PEM certificate chain: with `key`, the listener speaks HTTPS."},
+    {"key", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.key), PT_CF_PATH,
+     .doc = "PEM private key of `certificate`."},
+    {"tls", PT_CT_CUSTOM, offsetof(struct pt_conf, mgmt.tls.tls), 0, .fn = read_tls_opts, .sub = tls_keys,
+     .form = "map", .doc = "TLS parameters of the HTTPS listener, as on listeners."},
     {0},
 };
 
 static const struct pt_cfkey top_keys[] = {
-    {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, listen), PT_CF_REQUIRED, .fn = read_listen},
-    {"workers", PT_CT_CUSTOM, offsetof(struct pt_conf, workers), 0, .fn = read_workers},
-    {"limits", PT_CT_MAP, 0, 0, .sub = limits_keys},
-    {"timeouts", PT_CT_MAP, 0, 0, .sub = timeouts_keys},
-    {"upstream", PT_CT_MAP, 0, 0, .sub = upstream_keys},
-    {"log", PT_CT_MAP, 0, 0, .sub = log_keys},
-    {"lua", PT_CT_MAP, 0, 0, .sub = lua_keys},
-    {"pluginDir", PT_CT_STR, offsetof(struct pt_conf, plugin_dir), PT_CF_PATH},
-    {"data", PT_CT_STR, offsetof(struct pt_conf, data_dir), PT_CF_PATH},
-    {"secretKey", PT_CT_STR, offsetof(struct pt_conf, secret_key), 0},
-    {"management", PT_CT_MAP, 0, 0, .sub = mgmt_keys},
-    {"trustedProxies", PT_CT_CUSTOM, offsetof(struct pt_conf, trusted), 0, .fn = read_trusted},
-    {"apis", PT_CT_CUSTOM, offsetof(struct pt_conf, apis), 0, .fn = read_apis},
-    {"products", PT_CT_CUSTOM, offsetof(struct pt_conf, products), 0, .fn = read_products},
-    {"groups", PT_CT_CUSTOM, offsetof(struct pt_conf, groups), 0, .fn = read_groups},
-    {"users", PT_CT_CUSTOM, offsetof(struct pt_conf, users), 0, .fn = read_users},
-    {"subscriptions", PT_CT_CUSTOM, offsetof(struct pt_conf, subs), 0, .fn = read_subs},
-    {"namedValues", PT_CT_CUSTOM, offsetof(struct pt_conf, named_values), 0, .fn = read_named_values},
-    {"policyFragments", PT_CT_CUSTOM, offsetof(struct pt_conf, fragments), 0, .fn = read_fragments},
-    {"policies", PT_CT_CUSTOM, offsetof(struct pt_conf, policies), 0, .fn = read_node},
-    {"backends", PT_CT_CUSTOM, offsetof(struct pt_conf, backends), 0, .fn = read_backends},
-    {"workspaces", PT_CT_CUSTOM, offsetof(struct pt_conf, workspaces), 0, .fn = read_workspaces},
-    {"apiVersionSets", PT_CT_CUSTOM, offsetof(struct pt_conf, version_sets), 0, .fn = read_version_sets},
+    {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, listen), PT_CF_REQUIRED | PT_CF_LIST, .fn = read_listen,
+     .sub = listen_keys, .form = "list of addresses or maps",
+     .doc = "The gateway's listeners: a list of addresses (`HOST:PORT`) or of maps (TLS), or a single "
+            "address. See [Listeners](#listeners)."},
+    {"workers", PT_CT_CUSTOM, offsetof(struct pt_conf, workers), 0, .fn = read_workers,
+     .form = "integer, 1–256, or `auto`", .def = "`1`",
+     .doc = "Worker threads; `auto` starts one per CPU. Changing it needs a restart. See "
+            "[Workers](#workers)."},
+    {"limits", PT_CT_MAP, 0, 0, .sub = limits_keys,
+     .doc = "Limits on what clients send and on what is kept."},
+    {"timeouts", PT_CT_MAP, 0, 0, .sub = timeouts_keys, .doc = "Timeouts on the client side."},
+    {"upstream", PT_CT_MAP, 0, 0, .sub = upstream_keys,
+     .doc = "Backend connections; see [Backend connections](#backend-connections)."},
+    {"log", PT_CT_MAP, 0, 0, .sub = log_keys, .doc = "The error log and the access log; see [Logs](#logs)."},
+    {"lua", PT_CT_MAP, 0, 0, .sub = lua_keys,
+     .doc = "Bounds on expressions and Lua policies, and where Lua policies are found."},
+    {"pluginDir", PT_CT_STR, offsetof(struct pt_conf, plugin_dir), PT_CF_PATH,
+     .def = "the build tree's `plugins/` when running uninstalled, else `$libdir/portico/plugins`",
+     .doc = "Where policy plugins (`*.so`) are loaded from, at start (a reload does not reload "
+            "plugins)."},
+    {"data", PT_CT_STR, offsetof(struct pt_conf, data_dir), PT_CF_PATH, .def = "`var`",
+     .doc = "The store's folder (SQLite `portico.db`, `secret.key`), next to the configuration file by "
+            "default; created if missing; read at start only."},
+    {"secretKey", PT_CT_STR, offsetof(struct pt_conf, secret_key), 0,
+     .def = "`$PORTICO_SECRET_KEY`, else generated",
+     .doc = "Encrypts secret named values and subscription keys at rest; else `$PORTICO_SECRET_KEY`, else "
+            "a random key kept in `<data>/secret.key`."},
+    {"management", PT_CT_MAP, 0, 0, .sub = mgmt_keys,
+     .doc = "The [management API](management-api.md): its listener (HTTPS with `certificate` + `key`), "
+            "administrator token and largest request body."},
+    {"trustedProxies", PT_CT_CUSTOM, offsetof(struct pt_conf, trusted), 0, .fn = read_trusted,
+     .form = "list of addresses or ranges", .def = "`[]`",
+     .doc = "Addresses and ranges (`10.0.0.0/8`, `2001:db8::/32`) of proxies in front of the gateway: "
+            "when the peer is one of them, the client address that `ip-filter` checks is the right-most "
+            "`X-Forwarded-For` entry that is not a trusted proxy."},
+    {"apis", PT_CT_CUSTOM, offsetof(struct pt_conf, apis), PT_CF_LIST, .fn = read_apis, .sub = api_keys,
+     .form = "list of maps", .doc = "The APIs; see [APIs](#apis)."},
+    {"products", PT_CT_CUSTOM, offsetof(struct pt_conf, products), PT_CF_LIST, .fn = read_products,
+     .sub = product_keys, .form = "list of maps",
+     .doc = "Products: groups of APIs that subscriptions open; see [Products, subscriptions and "
+            "access](#products-subscriptions-and-access)."},
+    {"groups", PT_CT_CUSTOM, offsetof(struct pt_conf, groups), PT_CF_LIST, .fn = read_groups,
+     .sub = group_keys, .form = "list of maps", .doc = "Groups of users, which products are shown to."},
+    {"users", PT_CT_CUSTOM, offsetof(struct pt_conf, users), PT_CF_LIST, .fn = read_users, .sub = user_keys,
+     .form = "list of maps", .doc = "Users, the owners of subscriptions."},
+    {"subscriptions", PT_CT_CUSTOM, offsetof(struct pt_conf, subs), PT_CF_LIST, .fn = read_subs,
+     .sub = sub_keys, .form = "list of maps", .doc = "Subscriptions: the keys that open APIs and products."},
+    {"namedValues", PT_CT_CUSTOM, offsetof(struct pt_conf, named_values), PT_CF_LIST, .fn = read_named_values,
+     .sub = named_value_keys, .form = "list of maps",
+     .doc = "Values that `{{id}}` inserts in any attribute value of a policy document."},
+    {"policyFragments", PT_CT_CUSTOM, offsetof(struct pt_conf, fragments), PT_CF_LIST, .fn = read_fragments,
+     .sub = fragment_keys, .form = "list of maps",
+     .doc = "Statements shared by documents, included with `include-fragment {fragment-id: ID}`."},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_conf, policies), 0, .fn = read_node,
+     .form = "policy document", .doc = "The global policy document; see [Policies](#policies)."},
+    {"backends", PT_CT_CUSTOM, offsetof(struct pt_conf, backends), PT_CF_LIST, .fn = read_backends,
+     .sub = backend_keys, .form = "list of maps",
+     .doc = "Backends, APIM's entities: kept in the store and served by the management API."},
+    {"workspaces", PT_CT_CUSTOM, offsetof(struct pt_conf, workspaces), PT_CF_LIST, .fn = read_workspaces,
+     .sub = workspace_keys, .form = "list of maps",
+     .doc = "Workspaces: APIs, products, groups, subscriptions, backends, version sets, named values and "
+            "fragments of one team, kept apart from the others'."},
+    {"apiVersionSets", PT_CT_CUSTOM, offsetof(struct pt_conf, version_sets), PT_CF_LIST,
+     .fn = read_version_sets, .sub = vs_keys, .form = "list of maps",
+     .doc = "Version sets: APIs that are versions of one API; see [Versions](#versions)."},
     {0},
 };
 
@@ -1742,296 +1758,22 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
     return cf;
 }
 
-static const char *const builtin_groups[] = {"administrators", "developers", "guests", NULL};
-
-/*
- * The ids of one kind of entity, for the reference checks: open addressing
- * over the entities' own strings, so a file with many users and
- * subscriptions is checked in linear time.
- */
-struct idset {
-    const char **v;
-    int *ix; /* the item's index in its array */
-    size_t mask;
-};
-
-#define IDSET(s, arr, n, type) idset_init(s, arr, n, sizeof(type), offsetof(type, id))
-
-static void idset_init(struct idset *s, const void *items, int n, size_t stride, size_t off)
+bool pt_conf_reference(FILE *out, FILE *err)
 {
-    size_t cap = 8;
-    while (cap < (size_t)n * 2)
-        cap <<= 1;
-    s->v = calloc(cap, sizeof(*s->v));
-    s->ix = calloc(cap, sizeof(*s->ix));
-    s->mask = cap - 1;
-    if (!s->ix) {
-        free(s->v);
-        s->v = NULL;
+    /* the defaults are those of a file with nothing but a listener */
+    static const char text[] = "listen: \":1\"\n";
+    struct pt_errors errs = {0};
+    struct pt_conf *cf = pt_conf_parse("defaults", text, sizeof(text) - 1, &errs);
+    if (!cf) {
+        for (int i = 0; i < errs.n; i++)
+            fprintf(err, "portico: configuration reference: %s\n", errs.msgs[i]);
+        pt_errors_clear(&errs);
+        return false;
     }
-    for (int i = 0; s->v && i < n; i++) {
-        const char *id = *(const char *const *)((const char *)items + (size_t)i * stride + off);
-        if (!id)
-            continue;
-        size_t h = pt_hash(id, strlen(id), false) & s->mask;
-        while (s->v[h] && strcmp(s->v[h], id))
-            h = (h + 1) & s->mask;
-        if (!s->v[h])
-            s->ix[h] = i;
-        s->v[h] = id;
-    }
-}
-
-/* The index of the first item with this id, -1 when none (or out of memory). */
-static int idset_find(const struct idset *s, const char *id)
-{
-    if (!s->v)
-        return -1;
-    size_t h = pt_hash(id, strlen(id), false) & s->mask;
-    for (; s->v[h]; h = (h + 1) & s->mask)
-        if (!strcmp(s->v[h], id))
-            return s->ix[h];
-    return -1;
-}
-
-static bool idset_has(const struct idset *s, const char *id)
-{
-    if (!s->v)
-        return true; /* out of memory: no false alarms */
-    return idset_find(s, id) >= 0;
-}
-
-static void idset_free(struct idset *s)
-{
-    free(s->v);
-    free(s->ix);
-}
-
-static bool has_group(const struct idset *groups, const char *id)
-{
-    for (int i = 0; builtin_groups[i]; i++)
-        if (!strcmp(builtin_groups[i], id))
-            return true;
-    return idset_has(groups, id);
-}
-
-struct owned {
-    const char *product, *owner;
-    const struct pt_subscription_cf *sub;
-};
-
-static int owned_cmp(const void *x, const void *y)
-{
-    const struct owned *a = x, *b = y;
-    int c = strcmp(a->product, b->product);
-    return c ? c : strcmp(a->owner, b->owner);
-}
-
-/* A product's subscriptionsLimit: live subscriptions (submitted, active,
-   suspended) per user. */
-static void check_subscription_limits(const struct pt_conf *cf, struct pt_errors *errs)
-{
-    bool any = false;
-    for (int i = 0; i < cf->nproducts; i++)
-        any |= cf->products[i].subscriptions_limit > 0;
-    if (!any || cf->nsubs == 0)
-        return;
-    struct owned *v = calloc((size_t)cf->nsubs, sizeof(*v));
-    int n = 0;
-    for (int i = 0; i < cf->nsubs; i++) {
-        const struct pt_subscription_cf *s = &cf->subs[i];
-        if (s->scope_kind == PT_SUB_PRODUCT && s->owner_user &&
-            (s->state == PT_SUB_SUBMITTED || s->state == PT_SUB_ACTIVE || s->state == PT_SUB_SUSPENDED))
-            v[n++] = (struct owned){s->scope_id, s->owner_user, s};
-    }
-    qsort(v, (size_t)n, sizeof(*v), owned_cmp);
-    for (int i = 0; i < n;) {
-        int j = i + 1;
-        while (j < n && !owned_cmp(&v[i], &v[j]))
-            j++;
-        for (int k = 0; k < cf->nproducts; k++) {
-            const struct pt_product_cf *p = &cf->products[k];
-            if (p->subscriptions_limit > 0 && j - i > p->subscriptions_limit && !strcmp(p->id, v[i].product))
-                pt_node_error(errs, v[j - 1].sub->node,
-                              "user '%s' would have %d subscriptions to product '%s', whose subscriptionsLimit is %lld",
-                              v[i].owner, j - i, p->id, (long long)p->subscriptions_limit);
-        }
-        i = j;
-    }
-    free(v);
-}
-
-static bool same_ws(const char *a, const char *b)
-{
-    return !strcmp(a ? a : "", b ? b : "");
-}
-
-static const char *ws_phrase(const char *w)
-{
-    static __thread char buf[2][300];
-    static __thread int k;
-    k ^= 1;
-    if (!w || !*w)
-        return "(service level)";
-    snprintf(buf[k], sizeof(buf[k]), "(workspace '%s')", w);
-    return buf[k];
-}
-
-/* a is b's path or b's path continues a's at a segment boundary ("" is the
-   root, which every path continues) */
-static bool path_within(const char *a, const char *b)
-{
-    size_t n = strlen(a);
-    return n == 0 || (!strncmp(a, b, n) && (b[n] == '\0' || b[n] == '/'));
-}
-
-/*
- * A workspace's API must never take requests that an API outside the
- * workspace would otherwise serve: routing picks the longest path suffix,
- * then a host-bound API before a host-less one, so API w (of a workspace)
- * takes requests from API o (outside it) when o's path is a proper prefix of
- * w's and their hosts can meet, or when both have the same path and only w
- * is bound to a host.  Only current revisions route.
- */
-static void check_workspace_claims(const struct pt_conf *cf, struct pt_errors *errs)
-{
-    bool any = false;
-    for (int i = 0; i < cf->napis && !any; i++)
-        any = cf->apis[i].workspace && *cf->apis[i].workspace;
-    if (!any)
-        return;
-    for (int i = 0; i < cf->napis; i++) {
-        const struct pt_api_cf *w = &cf->apis[i];
-        if (!w->workspace || !*w->workspace || !w->path || !w->is_current)
-            continue;
-        for (int j = 0; j < cf->napis; j++) {
-            const struct pt_api_cf *o = &cf->apis[j];
-            if (i == j || same_ws(w->workspace, o->workspace) || !o->path || !o->is_current)
-                continue;
-            bool hosts_meet = !w->host || !o->host || !strcmp(w->host, o->host);
-            bool same_path = !strcmp(w->path, o->path);
-            bool takes = (!same_path && hosts_meet && path_within(o->path, w->path)) ||
-                         (same_path && w->host && !o->host);
-            if (takes)
-                pt_node_error(errs, pt_node_get(w->node, "path"),
-                              "API '%s' %s: path '%s'%s%s claims requests of API '%s' %s (path '%s'%s%s); an API "
-                              "may not take requests from outside its workspace",
-                              w->id, ws_phrase(w->workspace), w->path, w->host ? " on host " : "",
-                              w->host ? w->host : "", o->id, ws_phrase(o->workspace), o->path,
-                              o->host ? " on host " : "", o->host ? o->host : "");
-        }
-    }
-}
-
-/* An entity's workspace must exist ("" is the service level). */
-static void check_workspace(const struct idset *ws, const char *kind, const char *id, const char *w,
-                            const struct pt_node *node, struct pt_errors *errs)
-{
-    if (w && *w && !idset_has(ws, w))
-        pt_node_error(errs, pt_node_get(node, "workspace"), "%s '%s': unknown workspace '%s'", kind, id, w);
-}
-
-bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
-{
-    int before = errs->n;
-    struct idset apis, groups, products, users, vsets, wss;
-    IDSET(&apis, cf->apis, cf->napis, struct pt_api_cf);
-    IDSET(&groups, cf->groups, cf->ngroups, struct pt_group_cf);
-    IDSET(&products, cf->products, cf->nproducts, struct pt_product_cf);
-    IDSET(&users, cf->users, cf->nusers, struct pt_user_cf);
-    IDSET(&vsets, cf->version_sets, cf->nversion_sets, struct pt_versionset_cf);
-    IDSET(&wss, cf->workspaces, cf->nworkspaces, struct pt_workspace_cf);
-    for (int i = 0; i < cf->nproducts; i++) {
-        const struct pt_product_cf *p = &cf->products[i];
-        struct pt_node *an = pt_node_get(p->node, "apis"), *gn = pt_node_get(p->node, "groups");
-        for (int k = 0; k < p->apis.n; k++) {
-            int ai = idset_find(&apis, p->apis.v[k]);
-            if (!idset_has(&apis, p->apis.v[k]))
-                pt_node_error(errs, an && an->kind == PT_N_SEQ ? an->items[k] : p->node,
-                              "product '%s' lists unknown API '%s'", p->id, p->apis.v[k]);
-            else if (ai >= 0 && !same_ws(p->workspace, cf->apis[ai].workspace))
-                pt_node_error(errs, an && an->kind == PT_N_SEQ ? an->items[k] : p->node,
-                              "product '%s' %s cannot hold API '%s' %s: a workspace's products hold its own APIs",
-                              p->id, ws_phrase(p->workspace), p->apis.v[k], ws_phrase(cf->apis[ai].workspace));
-        }
-        for (int k = 0; k < p->groups.n; k++)
-            if (!has_group(&groups, p->groups.v[k]))
-                pt_node_error(errs, gn && gn->kind == PT_N_SEQ ? gn->items[k] : p->node,
-                              "product '%s' lists unknown group '%s'", p->id, p->groups.v[k]);
-        check_workspace(&wss, "product", p->id, p->workspace, p->node, errs);
-    }
-    for (int i = 0; i < cf->ngroups; i++)
-        check_workspace(&wss, "group", cf->groups[i].id, cf->groups[i].workspace, cf->groups[i].node, errs);
-    struct pt_node *lists[2] = {cf->named_values, cf->fragments};
-    for (int l = 0; l < 2; l++)
-        for (int i = 0; lists[l] && lists[l]->kind == PT_N_SEQ && i < lists[l]->n; i++) {
-            struct pt_node *e = lists[l]->items[i], *id = pt_node_get(e, "id"), *w = pt_node_get(e, "workspace");
-            if (w && (w->kind != PT_N_SCALAR || w->null))
-                pt_node_error(errs, w, "workspace must be a workspace id");
-            else if (id && id->kind == PT_N_SCALAR)
-                check_workspace(&wss, l ? "policy fragment" : "named value", id->str, w ? w->str : NULL, e, errs);
-        }
-    for (int i = 0; i < cf->nbackends; i++)
-        check_workspace(&wss, "backend", cf->backends[i].id, cf->backends[i].workspace, cf->backends[i].node, errs);
-    for (int i = 0; i < cf->nversion_sets; i++)
-        check_workspace(&wss, "version set", cf->version_sets[i].id, cf->version_sets[i].workspace,
-                        cf->version_sets[i].node, errs);
-    for (int i = 0; i < cf->nusers; i++) {
-        const struct pt_user_cf *u = &cf->users[i];
-        struct pt_node *gn = pt_node_get(u->node, "groups");
-        for (int k = 0; k < u->groups.n; k++)
-            if (!has_group(&groups, u->groups.v[k]))
-                pt_node_error(errs, gn && gn->kind == PT_N_SEQ ? gn->items[k] : u->node,
-                              "user '%s' is in unknown group '%s'", u->id, u->groups.v[k]);
-    }
-    for (int i = 0; i < cf->nsubs; i++) {
-        const struct pt_subscription_cf *s = &cf->subs[i];
-        bool found = s->scope_kind == PT_SUB_ALL_APIS ||
-                     (s->scope_kind == PT_SUB_API && idset_has(&apis, s->scope_id)) ||
-                     (s->scope_kind == PT_SUB_PRODUCT && idset_has(&products, s->scope_id));
-        if (!found)
-            pt_node_error(errs, pt_node_get(s->node, "scope"), "subscription '%s': scope '%s': there is no %s '%s'",
-                          s->id, s->scope, s->scope_kind == PT_SUB_API ? "API" : "product", s->scope_id);
-        else if (s->workspace && *s->workspace) {
-            /* a workspace's subscription opens only that workspace's APIs */
-            const char *tw = NULL;
-            int ti = s->scope_kind == PT_SUB_API       ? idset_find(&apis, s->scope_id)
-                     : s->scope_kind == PT_SUB_PRODUCT ? idset_find(&products, s->scope_id)
-                                                       : -1;
-            if (ti >= 0)
-                tw = s->scope_kind == PT_SUB_API ? cf->apis[ti].workspace : cf->products[ti].workspace;
-            if (s->scope_kind == PT_SUB_ALL_APIS)
-                pt_node_error(errs, pt_node_get(s->node, "scope"),
-                              "subscription '%s' of workspace '%s': scope /apis (every API of the service) is for "
-                              "service-level subscriptions", s->id, s->workspace);
-            else if (ti >= 0 && !same_ws(s->workspace, tw))
-                pt_node_error(errs, pt_node_get(s->node, "scope"),
-                              "subscription '%s' of workspace '%s': scope '%s' is outside the workspace", s->id,
-                              s->workspace, s->scope);
-        }
-        if (s->owner_user && !idset_has(&users, s->owner_user))
-            pt_node_error(errs, pt_node_get(s->node, "ownerId"), "subscription '%s': unknown owner '%s'", s->id,
-                          s->owner_id);
-        check_workspace(&wss, "subscription", s->id, s->workspace, s->node, errs);
-    }
-    check_subscription_limits(cf, errs);
-    for (int i = 0; i < cf->napis; i++) {
-        const struct pt_api_cf *a = &cf->apis[i];
-        int vi = a->version_set ? idset_find(&vsets, a->version_set) : -1;
-        if (a->version_set && !idset_has(&vsets, a->version_set))
-            pt_node_error(errs, pt_node_get(a->node, "apiVersionSetId"), "API '%s': unknown version set '%s'", a->id,
-                          a->version_set);
-        else if (vi >= 0 && !same_ws(a->workspace, cf->version_sets[vi].workspace))
-            pt_node_error(errs, pt_node_get(a->node, "apiVersionSetId"),
-                          "API '%s' %s cannot use version set '%s' %s: an API's version set is of its own scope",
-                          a->id, ws_phrase(a->workspace), a->version_set, ws_phrase(cf->version_sets[vi].workspace));
-        check_workspace(&wss, "API", a->id, a->workspace, a->node, errs);
-    }
-    check_workspace_claims(cf, errs);
-    struct idset *all[] = {&apis, &groups, &products, &users, &vsets, &wss};
-    for (size_t i = 0; i < PT_ARRAY_LEN(all); i++)
-        idset_free(all[i]);
-    return errs->n == before;
+    fputs("### Top-level keys\n\n", out);
+    bool ok = pt_schema_reference(out, err, top_keys, cf);
+    pt_conf_free(cf);
+    return ok;
 }
 
 struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len, struct pt_errors *errs)

@@ -14,60 +14,11 @@
 #define PT_CONF_H
 
 #include "base/pt.h"
-#include "conf/pt_node.h"
 #include "base/pt_pool.h"
+#include "conf/pt_node.h"
+#include "conf/pt_schema.h" /* the key tables and value readers, also for pt_conf's callers */
 
 #include <sys/socket.h>
-
-/* ---- schema machinery (also used by policies and the management API) ---- */
-
-enum pt_cftype {
-    PT_CT_STR,    /* char *, non-empty unless PT_CF_EMPTY_OK */
-    PT_CT_BOOL,   /* bool */
-    PT_CT_INT,    /* int64_t within [min, max] */
-    PT_CT_SIZE,   /* uint64_t bytes: 123, "16k", "1m", "2g" */
-    PT_CT_MS,     /* uint32_t milliseconds: 5 (seconds), "250ms", "10s", "5m", "1h" */
-    PT_CT_ENUM,   /* int: index into enums[] */
-    PT_CT_MAP,    /* nested keys, stored into the same base struct */
-    PT_CT_CUSTOM, /* fn parses the node; field = base + off */
-};
-
-#define PT_CF_REQUIRED 0x1
-#define PT_CF_EMPTY_OK 0x2
-#define PT_CF_PATH 0x4 /* PT_CT_STR relative to the config file's folder */
-
-struct pt_cfctx;
-
-struct pt_cfkey {
-    const char *name;
-    enum pt_cftype type;
-    size_t off;
-    unsigned flags;
-    int64_t min, max;
-    const char *const *enums;
-    const struct pt_cfkey *sub;
-    bool (*fn)(struct pt_cfctx *cx, struct pt_node *node, void *field);
-};
-
-struct pt_cfctx {
-    struct pt_pool *pool;
-    struct pt_errors *errs;
-    const char *dir; /* folder of the config file, for relative paths */
-};
-
-/* Validates map `node` against keys (NULL-name terminated) into base. */
-bool pt_cf_map(struct pt_cfctx *cx, struct pt_node *node, const struct pt_cfkey *keys, void *base);
-/* Single-value readers; each reports its own error and returns false. */
-bool pt_cf_str(struct pt_cfctx *cx, struct pt_node *n, char **out, bool empty_ok);
-bool pt_cf_bool(struct pt_cfctx *cx, struct pt_node *n, bool *out);
-bool pt_cf_int(struct pt_cfctx *cx, struct pt_node *n, int64_t min, int64_t max, int64_t *out);
-bool pt_cf_size(struct pt_cfctx *cx, struct pt_node *n, uint64_t *out);
-bool pt_cf_ms(struct pt_cfctx *cx, struct pt_node *n, uint32_t *out);
-/* Parses "10s"-style durations and "16k"-style sizes; false on bad syntax. */
-bool pt_parse_duration_ms(const char *s, uint64_t *ms);
-bool pt_parse_size(const char *s, uint64_t *bytes);
-/* Resolves path against dir unless absolute; result in pool. */
-char *pt_cf_path(struct pt_cfctx *cx, const char *path);
 
 /* ---- the configuration ---- */
 
@@ -371,6 +322,10 @@ bool pt_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char *
 struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len,
                               struct pt_errors *errs);
 void pt_conf_free(struct pt_conf *conf);
+/* Prints the Markdown reference of every key of the file (portico --config-reference); false, with
+   each problem written to err, when a key has no documentation or a documented default is not the
+   code's. */
+bool pt_conf_reference(FILE *out, FILE *err);
 /* The listen queue to ask for: backlog, else the system's maximum
    (/proc/sys/net/core/somaxconn; 4096 when it cannot be read). */
 int pt_listen_backlog(int backlog);
