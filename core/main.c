@@ -659,7 +659,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     pt_api_init();
-    pt_proxy_init();
+    pt_conn_init();
 
     struct pt_errors errs = {0};
     if (test_only || reference) {

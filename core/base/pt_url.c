@@ -196,3 +196,30 @@ ssize_t pt_pct_decode(pt_str in, char *out, bool plus_is_space)
     }
     return (ssize_t)o;
 }
+
+bool pt_url_query_next(pt_str *q, struct pt_url_qitem *it)
+{
+    if (!q->n)
+        return false;
+    const char *amp = memchr(q->p, '&', q->n);
+    size_t len = amp ? (size_t)(amp - q->p) : q->n;
+    const char *eq = memchr(q->p, '=', len);
+    it->item = (pt_str){q->p, len};
+    it->key = (pt_str){q->p, eq ? (size_t)(eq - q->p) : len};
+    it->has_value = eq != NULL;
+    it->value = eq ? (pt_str){eq + 1, len - it->key.n - 1} : PT_NULL_STR;
+    q->p += amp ? len + 1 : len;
+    q->n -= amp ? len + 1 : len;
+    return true;
+}
+
+bool pt_url_query_param(pt_str q, pt_str name, pt_str *value)
+{
+    struct pt_url_qitem it;
+    while (pt_url_query_next(&q, &it))
+        if (pt_str_eq(it.key, name)) {
+            *value = it.value;
+            return true;
+        }
+    return false;
+}

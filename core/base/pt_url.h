@@ -30,4 +30,14 @@ pt_str pt_host_strip_port(pt_str s);
 /* Decodes %XX in place into out (size >= in.n); returns the length or -1 on bad escapes. */
 ssize_t pt_pct_decode(pt_str in, char *out, bool plus_is_space);
 
+/* One key[=value] item of a query string (raw: nothing decoded). */
+struct pt_url_qitem {
+    pt_str item, key, value;
+    bool has_value;
+};
+/* Takes the next item off the front of q; false when none is left. */
+bool pt_url_query_next(pt_str *q, struct pt_url_qitem *it);
+/* Finds a query parameter's raw value (PT_NULL_STR for a key without '='). */
+bool pt_url_query_param(pt_str q, pt_str name, pt_str *value);
+
 #endif

@@ -35,7 +35,6 @@
 #include "lua/pt_lpat.h"
 #include "lua/pt_luahelp.h"
 #include "policy/pt_gen.h"
-#include "policy/pt_luapol.h"
 
 #include <event2/buffer.h>
 #include <lauxlib.h>

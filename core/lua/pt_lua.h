@@ -68,6 +68,25 @@ int pt_value_eval(struct pt_req *req, const struct pt_value *v, struct pt_luaval
    "false"); *st is PT_OK, PT_AGAIN (a body must be read first) or PT_ERROR. */
 bool pt_value_eval_true(struct pt_req *req, const struct pt_value *v, pt_status *st);
 
+/* ---- Lua policies: compiled by policy/pt_luapol.c, run here ---- */
+
+struct pt_value;
+
+/* A Lua policy: the definition the registry holds comes first. */
+struct pt_luapol {
+    struct pt_policy_def def;
+    struct pt_attr_def *attrs;
+    int nattrs;
+    int expr_id;      /* the file's code in the generation's expression table */
+    const char *file;
+};
+
+/* One statement using a Lua policy: its compiled attribute values. */
+struct pt_luapol_inst {
+    const struct pt_luapol *lp;
+    struct pt_value **vals; /* per attribute of lp, NULL when absent */
+};
+
 /* Runs a Lua policy's section function; returns a pt_status. */
 int pt_lua_run_policy(struct pt_req *req, void *policy, int section, void *attrs);
 

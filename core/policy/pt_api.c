@@ -7,6 +7,7 @@
  */
 #include "policy/pt_api.h"
 #include "base/pt_log.h"
+#include "base/pt_url.h"
 #include "conf/pt_conf.h"
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
@@ -176,21 +177,11 @@ static int api_set_query(pt_call *call, pt_bytes q)
 /* A parameter of a query string (the raw, still encoded value); 0 or -1. */
 static int find_param(pt_str q, pt_bytes name, pt_bytes *value)
 {
-    while (q.n) {
-        const char *amp = memchr(q.p, '&', q.n);
-        size_t len = amp ? (size_t)(amp - q.p) : q.n;
-        const char *eq = memchr(q.p, '=', len);
-        pt_str k = {q.p, eq ? (size_t)(eq - q.p) : len};
-        if (pt_str_eq(k, (pt_str){name.data, name.len})) {
-            *value = eq ? (pt_bytes){eq + 1, len - k.n - 1} : (pt_bytes){"", 0};
-            return 0;
-        }
-        if (!amp)
-            break;
-        q.p += len + 1;
-        q.n -= len + 1;
-    }
-    return -1;
+    pt_str v;
+    if (!pt_url_query_param(q, (pt_str){name.data, name.len}, &v))
+        return -1;
+    *value = v.p ? (pt_bytes){v.p, v.n} : (pt_bytes){"", 0};
+    return 0;
 }
 
 static int api_query_param(pt_call *call, pt_bytes name, pt_bytes *value)

@@ -150,7 +150,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         close(fd);
         return;
     }
-    pt_proxy_accept(w, fd, sa, socklen, pl->index);
+    pt_conn_accept(w, fd, sa, socklen, pl->index);
     if (w->nconns >= w->max_conns && !w->paused) {
         w->paused = true;
         set_listeners_enabled(w, false);
@@ -277,7 +277,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
                 evconnlistener_free(w->lst[i].l);
                 w->lst[i].l = NULL;
             }
-        pt_proxy_drain(w);
+        pt_conn_drain(w);
         if (w->nconns == 0)
             event_base_loopbreak(w->base);
     }
@@ -310,7 +310,7 @@ static void *worker_main(void *arg)
         event_del(w->tick);
     if (w->wake)
         event_del(w->wake);
-    pt_proxy_stop(w);
+    pt_conn_stop(w);
     /* TLS connections are released through libevent's deferred callbacks,
      * which hold a reference until they run: let them run before the base
      * goes (event_base_free drops pending callbacks without running them). */

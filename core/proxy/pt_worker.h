@@ -195,11 +195,11 @@ void pt_worker_access(struct pt_worker *w, const char *line, size_t n);
 
 /* pt_proxy.c */
 /* Registers the connection layer with the pipeline driver and the message layer (once, at start). */
-void pt_proxy_init(void);
-void pt_proxy_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int socklen, int li);
-void pt_proxy_drain(struct pt_worker *w);   /* close idle connections now */
-void pt_proxy_stop(struct pt_worker *w);    /* close everything now */
-void pt_proxy_free_pools(struct pt_worker *w);
+void pt_conn_init(void);
+void pt_conn_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int socklen, int li);
+void pt_conn_drain(struct pt_worker *w);   /* close idle connections now */
+void pt_conn_stop(struct pt_worker *w);    /* close everything now */
+void pt_upstream_free_pools(struct pt_worker *w);
 
 /* The access-log file descriptor shared by all workers (-1 = off). */
 extern int pt_access_fd;

@@ -1,0 +1,74 @@
+/*
+ * pt_proxy -- what the files of the connection layer (core/proxy/) offer
+ * each other.  Nothing outside core/proxy/ includes it; the worker sees the
+ * layer through proxy/pt_worker.h.
+ */
+#ifndef PT_PROXY_H
+#define PT_PROXY_H
+
+#include "proxy/pt_req.h"
+
+#define HIGH_WATER (256 * 1024)
+#define RESPONSE_HEAD_MAX (64 * 1024)
+#define RESPONSE_HEADERS_MAX 256
+#define FREE_REQS_MAX 256
+#define INTERIM_MAX 16 /* 1xx responses before the final one */
+
+/* ---- pt_conn.c: client connections and requests ---- */
+
+void pt_conn_send_continue(struct pt_req *req);
+void pt_conn_req_body(struct pt_req *req);
+void pt_conn_req_finish(struct pt_req *req);
+void pt_conn_req_error(struct pt_req *req, int status, const char *reason, const char *message);
+void pt_conn_init(void);
+void pt_conn_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int socklen, int li);
+void pt_conn_drain(struct pt_worker *w);
+void pt_conn_stop(struct pt_worker *w);
+
+/* ---- pt_access.c: the access decision ---- */
+
+/* Why a request is refused. */
+struct pt_access_refusal {
+    int status;
+    const char *reason, *message;
+};
+const struct pt_access_refusal *pt_access_check_key(struct pt_req *req);
+enum pt_route_result pt_access_match_version(struct pt_req *req);
+bool pt_access_protocol_allowed(const struct pt_api_cf *ac, bool tls);
+const struct pt_pipeline *pt_access_pipeline(const struct pt_req *req);
+uint64_t pt_access_body_limit(struct pt_req *req);
+
+/* ---- pt_upstream.c: the backend side ---- */
+
+void pt_upstream_free_pools(struct pt_worker *w);
+void pt_upstream_close(struct pt_upconn *u);
+void pt_upstream_release(struct pt_upconn *u, bool reusable);
+void pt_upstream_timer_stop(struct pt_req *req);
+void pt_upstream_close_for(struct pt_req *req);
+pt_status pt_upstream_forward(struct pt_req *req);
+void pt_upstream_read(struct pt_req *req);
+
+/* ---- pt_respond.c: the response to the client ---- */
+
+const char *pt_respond_reason_code(int status);
+size_t pt_respond_error(struct evbuffer *out, struct pt_pool *pool, int status, const char *message,
+                          bool head_only, bool close, pt_str idname, pt_str reqid);
+void pt_respond_request_id(struct pt_buf *b, struct pt_req *req, struct pt_head *rh);
+void pt_respond_body_done(struct pt_req *req);
+void pt_respond_backend_failed(struct pt_req *req, int status, const char *reason, const char *msg);
+void pt_respond_body(struct pt_req *req);
+void pt_respond(struct pt_req *req);
+
+/* ---- pt_tunnel.c: WebSocket tunnels ---- */
+
+void pt_tunnel_pump(struct pt_req *req, bool from_client);
+void pt_tunnel_start(struct pt_req *req);
+void pt_tunnel_shut_when_sent(struct pt_io *io);
+bool pt_tunnel_client_done(struct pt_req *req);
+void pt_tunnel_end(struct pt_req *req);
+
+/* ---- pt_accesslog.c: the access log ---- */
+
+void pt_accesslog_write(struct pt_req *req);
+
+#endif

@@ -1,0 +1,645 @@
+/*
+ * pt_upstream -- the backend side: connection pools (per worker, per
+ * backend address), the request head sent to the backend, forward-request,
+ * and reading the response head.
+ *
+ * A backend connection belongs to a request while in use and to its pool
+ * while idle.  Only a connection whose last exchange ended exactly where
+ * its framing said may carry another.
+ */
+#include "proxy/pt_proxy.h"
+#include "base/pt_log.h"
+#include "base/pt_url.h"
+#include "conf/pt_router.h"
+#include "event/pt_io.h"
+#include "event/pt_tls.h"
+#include "http/pt_http.h"
+#include "http/pt_msg.h"
+#include "lua/pt_lua.h"
+#include "policy/pt_corepol.h"
+#include "policy/pt_gen.h"
+#include "policy/pt_pipeline.h"
+#include "proxy/pt_worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void up_cb(struct pt_io *io, int what, void *arg);
+static void up_timer(struct pt_tnode *t, int kind);
+
+static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *be, const struct pt_clientcert *cc)
+{
+    if (!w->pools) {
+        w->npools = 64;
+        w->pools = calloc(w->npools, sizeof(*w->pools));
+    }
+    /* connections presenting a client certificate are pooled apart */
+    char key[600];
+    const char *k = be->pool_key;
+    uint64_t hash = be->pool_hash;
+    if (cc) {
+        snprintf(key, sizeof(key), "%s|client-cert-%llu", be->pool_key, (unsigned long long)cc->serial);
+        k = key;
+        hash = pt_hash(key, strlen(key), false);
+    }
+    size_t slot = hash & (w->npools - 1);
+    for (struct pt_upool *p = w->pools[slot]; p; p = p->next)
+        if (p->hash == hash && !strcmp(p->key, k))
+            return p;
+    struct pt_upool *p = calloc(1, sizeof(*p));
+    p->key = strdup(k);
+    p->hash = hash;
+    pt_list_init(&p->idle);
+    p->next = w->pools[slot];
+    w->pools[slot] = p;
+    return p;
+}
+
+void pt_upstream_free_pools(struct pt_worker *w)
+{
+    for (size_t i = 0; w->pools && i < w->npools; i++) {
+        struct pt_upool *p = w->pools[i];
+        while (p) {
+            while (!pt_list_empty(&p->idle))
+                pt_upstream_close(pt_container_of(p->idle.next, struct pt_upconn, link));
+            struct pt_upool *next = p->next;
+            free(p->key);
+            free(p);
+            p = next;
+        }
+    }
+    free(w->pools);
+    w->pools = NULL;
+}
+
+#define DISTRUST_US (60 * 1000000ull)
+
+/* The backend sent n bytes that no request asked for: this connection is
+   done, and the backend's connections are not reused for a while, so a
+   backend that gets its framing wrong costs connections, never a response
+   handed to the wrong client. */
+static void up_distrust(struct pt_upconn *u, size_t n, const char *when)
+{
+    u->broken = true;
+    if (pt_now_us() >= u->pool->distrust_until)
+        pt_warn("backend %s sent %zu unrequested byte%s %s; its connections are not reused for %llu s", u->pool->key,
+                n, n == 1 ? "" : "s", when, (unsigned long long)(DISTRUST_US / 1000000));
+    u->pool->distrust_until = pt_now_us() + DISTRUST_US;
+}
+
+/* true when nothing is waiting on a pooled connection: no byte and no close
+   that the event loop has not delivered yet (a peek at the socket, and at
+   the TLS layer's buffer). */
+static bool up_quiet(struct pt_upconn *u)
+{
+    if (u->broken || evbuffer_get_length(u->io->in))
+        return false;
+    SSL *ssl = pt_io_ssl(u->io);
+    if (ssl && SSL_pending(ssl) > 0)
+        return false;
+    int fd = pt_io_fd(u->io);
+    if (fd < 0)
+        return false;
+    char b;
+    ssize_t r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r == 0)
+        return false; /* closed by the backend */
+    if (r > 0) {
+        if (!ssl) /* TLS may carry records of its own (tickets, alerts) */
+            up_distrust(u, 1, "to an idle connection");
+        return false;
+    }
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
+static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
+{
+    struct pt_worker *w = req->c->w;
+    struct pt_backend *be = req->api->backend;
+    const struct pt_clientcert *cc = be->url.https ? req->client_cert : NULL;
+    struct pt_upool *pool = pool_get(w, be, cc);
+    struct pt_upconn *u;
+    while (!fresh && pool->nidle) {
+        u = pt_container_of(pool->idle.prev, struct pt_upconn, link);
+        pt_list_del(&u->link);
+        pool->nidle--;
+        if (!up_quiet(u)) {
+            pt_upstream_close(u);
+            continue;
+        }
+        pt_timer_clear(&u->timer);
+        u->reused = true;
+        u->interim = 0;
+        u->req = req;
+        return u;
+    }
+    u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    pt_list_init(&u->link);
+    pt_timer_init(&u->timer, up_timer);
+    u->w = w;
+    u->pool = pool;
+    u->req = req;
+    if (be->url.https) {
+        struct pt_gen *g = req_gen(req);
+        SSL *ssl = pt_tls_client_ssl(cc ? cc->ctx : g->client_tls, be->url.host, g->conf->upstream.verify);
+        u->io = ssl ? pt_io_tls_connect(w->base, (struct sockaddr *)&be->sa, be->salen, ssl, up_cb, u) : NULL;
+    } else
+        u->io = pt_io_connect(w->base, (struct sockaddr *)&be->sa, be->salen, up_cb, u);
+    if (!u->io) {
+        free(u);
+        return NULL;
+    }
+    pt_io_read(u->io, true);
+    pt_timer_set(w, &u->timer, PT_T_CONNECT);
+    return u;
+}
+
+void pt_upstream_close(struct pt_upconn *u)
+{
+    if (!pt_list_empty(&u->link)) {
+        pt_list_del(&u->link);
+        u->pool->nidle--;
+    }
+    pt_timer_clear(&u->timer);
+    pt_io_free(u->io);
+    if (u->req && u->req->up == u)
+        u->req->up = NULL;
+    free(u);
+}
+
+/* Gives a backend connection back to its pool, or closes it.  Only a
+   connection whose last exchange ended exactly where its framing said, with
+   nothing more received, may carry another: any byte beyond would be read
+   as the next client's response. */
+void pt_upstream_release(struct pt_upconn *u, bool reusable)
+{
+    struct pt_req *req = u->req;
+    if (req)
+        req->up = NULL;
+    u->req = NULL;
+    struct pt_worker *w = u->w;
+    int64_t max_idle = req ? req_gen(req)->conf->upstream.max_idle : 0;
+    if (reusable && evbuffer_get_length(u->io->in))
+        up_distrust(u, evbuffer_get_length(u->io->in), "after its response ended");
+    if (!reusable || u->broken || w->draining || u->pool->nidle >= max_idle ||
+        pt_now_us() < u->pool->distrust_until || evbuffer_get_length(u->io->in) ||
+        evbuffer_get_length(u->io->out)) {
+        pt_upstream_close(u);
+        return;
+    }
+    memset(&u->scan, 0, sizeof(u->scan));
+    pt_list_add_tail(&u->pool->idle, &u->link);
+    u->pool->nidle++;
+    pt_timer_set(w, &u->timer, PT_T_IDLE);
+    pt_io_read(u->io, true); /* an idle connection that speaks or closes is dropped */
+}
+
+static bool is_idempotent(int method)
+{
+    return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS || method == HTTP_PUT ||
+           method == HTTP_DELETE;
+}
+
+/* The client's values of a forwarding header, in order, each followed by ", "
+   (the list our own hop is then appended to). */
+static void append_values(struct pt_buf *b, const struct pt_head *h, int kind)
+{
+    for (int i = 0; i < h->nh; i++) {
+        const struct pt_hdr *x = &h->h[i];
+        if (x->kind == kind && !x->hop && !x->deleted) {
+            pt_buf_str(b, x->value);
+            pt_buf_lit(b, ", ");
+        }
+    }
+}
+
+/* Serialises the request head for the backend. */
+static void build_backend_head(struct pt_req *req, struct pt_buf *b)
+{
+    const struct pt_backend *be = req->be;
+    struct pt_conn *c = req->c;
+    pt_buf_init(b, req->pool, 512 + req->h.path.n + req->h.nh * 48);
+    pt_buf_str(b, req->h.method);
+    pt_buf_lit(b, " ");
+    size_t plen = strlen(be->url.path);
+    pt_buf_add(b, be->url.path, plen);
+    pt_buf_str(b, req->bpath);
+    if (plen + req->bpath.n == 0)
+        pt_buf_lit(b, "/");
+    if (req->bquery.n) {
+        pt_buf_lit(b, "?");
+        pt_buf_str(b, req->bquery);
+    }
+    pt_buf_lit(b, " HTTP/1.1\r\nHost: ");
+    /* the backend's authority, unless a policy set Host */
+    pt_str host = pt_str_c(be->url.authority);
+    for (int i = 0; i < req->h.nh; i++)
+        if (req->h.h[i].kind == PT_H_HOST && !req->h.h[i].hop && !req->h.h[i].deleted)
+            host = req->h.h[i].value;
+    pt_buf_str(b, host);
+    pt_buf_lit(b, "\r\n");
+    const struct pt_upstream_cf *ucf = &req_gen(req)->conf->upstream;
+    unsigned fwd = ucf->forwarded;
+    pt_str rid = pt_str_c(ucf->request_id_header);
+    int nxff = 0, nfwd = 0;
+    for (int i = 0; i < req->h.nh; i++) {
+        const struct pt_hdr *x = &req->h.h[i];
+        if (x->hop || x->deleted || x->kind == PT_H_HOST)
+            continue;
+        /* headers we set replace the client's (the lists are extended) */
+        switch (x->kind) {
+        case PT_H_X_FORWARDED_FOR:
+            if (fwd & PT_FWD_XFF) {
+                nxff++; /* written below, extended */
+                continue;
+            }
+            break;
+        case PT_H_FORWARDED:
+            if (fwd & PT_FWD_FORWARDED) {
+                nfwd++;
+                continue;
+            }
+            break;
+        case PT_H_X_FORWARDED_PROTO:
+            if (fwd & PT_FWD_XFP)
+                continue;
+            break;
+        case PT_H_X_FORWARDED_HOST:
+            if (fwd & PT_FWD_XFH)
+                continue;
+            break;
+        default:
+            break;
+        }
+        if (rid.n && pt_str_ieq(x->name, rid))
+            continue;
+        pt_buf_str(b, x->name);
+        pt_buf_lit(b, ": ");
+        pt_buf_str(b, x->value);
+        pt_buf_lit(b, "\r\n");
+    }
+    pt_str ip = pt_str_c(c->peer.ip);
+    if (fwd & PT_FWD_XFF) {
+        pt_buf_lit(b, "X-Forwarded-For: ");
+        if (nxff)
+            append_values(b, &req->h, PT_H_X_FORWARDED_FOR);
+        pt_buf_str(b, ip);
+        pt_buf_lit(b, "\r\n");
+    }
+    if (fwd & PT_FWD_XFP) {
+        if (c->peer.tls)
+            pt_buf_lit(b, "X-Forwarded-Proto: https\r\n");
+        else
+            pt_buf_lit(b, "X-Forwarded-Proto: http\r\n");
+    }
+    if ((fwd & PT_FWD_XFH) && req->h.host.n) {
+        pt_buf_lit(b, "X-Forwarded-Host: ");
+        pt_buf_str(b, req->h.host);
+        pt_buf_lit(b, "\r\n");
+    }
+    if (fwd & PT_FWD_FORWARDED) {
+        pt_buf_lit(b, "Forwarded: ");
+        if (nfwd)
+            append_values(b, &req->h, PT_H_FORWARDED);
+        pt_buf_lit(b, "for=");
+        if (memchr(ip.p, ':', ip.n)) {
+            pt_buf_lit(b, "\"[");
+            pt_buf_str(b, ip);
+            pt_buf_lit(b, "]\"");
+        } else
+            pt_buf_str(b, ip);
+        if (req->h.host.n) {
+            pt_buf_lit(b, ";host=\"");
+            pt_buf_str(b, req->h.host);
+            pt_buf_lit(b, "\"");
+        }
+        if (c->peer.tls)
+            pt_buf_lit(b, ";proto=https\r\n");
+        else
+            pt_buf_lit(b, ";proto=http\r\n");
+    }
+    if (rid.n) {
+        pt_buf_str(b, rid);
+        pt_buf_lit(b, ": ");
+        pt_buf_add(b, req->id, req->idn);
+        pt_buf_lit(b, "\r\n");
+    }
+    if (req->h.upgrade_ws)
+        pt_buf_lit(b, "Connection: upgrade\r\nUpgrade: websocket\r\n");
+    if (req->req_body_state != RB_STREAM) {
+        /* a body in memory (read for a policy, or replaced by one) */
+        size_t n = req->req_body ? evbuffer_get_length(req->req_body) : 0;
+        if (n || req->h.body != PT_BODY_NONE || req->h.content_length == 0) {
+            pt_buf_lit(b, "Content-Length: ");
+            pt_buf_u64(b, n);
+            pt_buf_lit(b, "\r\n");
+        }
+    } else if (req->h.body == PT_BODY_LENGTH || req->h.content_length == 0) {
+        pt_buf_lit(b, "Content-Length: ");
+        pt_buf_u64(b, (uint64_t)req->h.content_length);
+        pt_buf_lit(b, "\r\n");
+    } else if (req->h.body == PT_BODY_CHUNKED)
+        pt_buf_lit(b, "Transfer-Encoding: chunked\r\n");
+    pt_buf_lit(b, "\r\n");
+}
+
+/* Sends the request head (and from then on the body) to a backend connection. */
+static bool req_send(struct pt_req *req, bool fresh)
+{
+    struct pt_upconn *u = up_get(req, fresh);
+    if (!u) {
+        pt_msg_set_error(req, 502, "forward-request", "BackendConnectionFailure",
+                          "Bad gateway: cannot open a backend connection");
+        return false;
+    }
+    req->up = u;
+    evbuffer_add(u->io->out, req->uphead, req->uphead_n);
+    if (req->req_body_state != RB_STREAM && req->req_body && evbuffer_get_length(req->req_body)) {
+        /* a copy: the body stays for a retry */
+        size_t n = evbuffer_get_length(req->req_body);
+        evbuffer_add(u->io->out, evbuffer_pullup(req->req_body, -1), n);
+    }
+    if (u->reused || u->connected) {
+        pt_io_flush(u->io);
+        /* the read timeout runs from the end of the request; a slow upload
+           is the client body timer's business */
+        if (req->req_done)
+            pt_timer_set(req->c->w, &u->timer, PT_T_READ);
+    }
+    return true;
+}
+
+/* forward-request's own timeout: the response head did not come in time. */
+static void forward_timeout(pt_call *call, void *arg)
+{
+    struct pt_req *req = call->req;
+    req->fwd_timer = NULL;
+    if (req->rh_done || !req->up)
+        return;
+    pt_warn("request %.*s: backend %s: no response within forward-request's timeout (%u ms)", (int)req->idn,
+            req->id, req->up->pool->key, req->fwd_timeout);
+    pt_respond_backend_failed(req, 504, "Timeout", "Gateway timeout: the backend did not answer in time");
+}
+
+void pt_upstream_timer_stop(struct pt_req *req)
+{
+    if (req->fwd_timer) {
+        pt_exec_timer_cancel(req->fwd_timer);
+        req->fwd_timer = NULL;
+    }
+}
+
+/* pt_msg_hooks.backend_close: a policy replaced the backend's response, or a
+   retry repeats the call. */
+void pt_upstream_close_for(struct pt_req *req)
+{
+    if (req->up)
+        pt_upstream_close(req->up);
+    req->up = NULL;
+}
+
+pt_status pt_upstream_forward(struct pt_req *req)
+{
+    struct pt_conn *c = req->c;
+    if (req->rh_backend || req->up)
+        pt_msg_drop_backend(req); /* a retry: this attempt replaces the last */
+    if (!req->be) {
+        pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
+                          "No backend is configured for this API");
+        return PT_ERROR;
+    }
+    if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE && req->tb0) {
+        pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
+                          "the request body was streamed and cannot be sent again (use buffer-request-body)");
+        return PT_ERROR;
+    }
+    struct pt_buf b;
+    build_backend_head(req, &b);
+    req->uphead = b.p;
+    req->uphead_n = b.n;
+    req->tb0 = pt_now_us();
+    req->tb1 = 0;
+    req->retried = false;
+    memset(&req->resp_ch, 0, sizeof(req->resp_ch));
+    if (!req_send(req, false))
+        return PT_ERROR;
+    pt_upstream_timer_stop(req);
+    if (req->fwd_timeout)
+        req->fwd_timer = pt_exec_timer_start(&req->ex.call, req->fwd_timeout, forward_timeout, NULL);
+    if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE) {
+        c->state = C_BODY;
+        pt_conn_send_continue(req);
+        pt_conn_req_body(req);
+    } else {
+        req->req_done = true;
+        if (req->up && !pt_io_connecting(req->up->io))
+            pt_timer_set(c->w, &req->up->timer, PT_T_READ);
+    }
+    return PT_AGAIN; /* resumed when the response head is in */
+}
+
+void pt_upstream_read(struct pt_req *req)
+{
+    struct pt_upconn *u = req->up;
+    struct pt_conn *c = req->c;
+    if (c->state == C_TUNNEL) {
+        pt_tunnel_pump(req, false);
+        return;
+    }
+    if (!req->rh_done) {
+        pt_timer_set(c->w, &u->timer, PT_T_READ);
+        for (;;) {
+            size_t len;
+            struct pt_http_err err = {0};
+            int r = pt_http_scan(&u->scan, u->io->in, RESPONSE_HEAD_MAX, RESPONSE_HEAD_MAX, false, &len, &err);
+            if (r == 0)
+                return;
+            if (r > 0) {
+                char *head = pt_pool_alloc(req->pool, len);
+                evbuffer_remove(u->io->in, head, len);
+                memset(&u->scan, 0, sizeof(u->scan));
+                if (pt_http_parse_response(&req->rh, head, len, req->pool, RESPONSE_HEADERS_MAX,
+                                           req->h.method_id == HTTP_HEAD, &err)) {
+                    if (req->rh.body_announced)
+                        u->broken = true; /* a body may follow anyway: not for the next exchange */
+                    if (req->rh.status >= 100 && req->rh.status < 200 && req->rh.status != 101) {
+                        if (++u->interim <= INTERIM_MAX)
+                            continue; /* interim response: ours to drop */
+                        err.msg = "too many interim (1xx) responses";
+                    } else
+                        break;
+                }
+            }
+            pt_warn("request %.*s: backend %s sent an invalid response: %s", (int)req->idn, req->id,
+                    u->pool->key, err.msg);
+            memset(&req->rh, 0, sizeof(req->rh));
+            pt_respond_backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: invalid response from the backend");
+            return;
+        }
+        pt_upstream_timer_stop(req);
+        req->rh_done = true;
+        req->rh_backend = true;
+        req->backend_status = req->rh.status;
+        req->resp_replaced = false;
+        req->resp_in = req->rh.body;
+        req->resp_left = req->rh.content_length;
+        if (req->rh.status == 101) {
+            if (!req->h.upgrade_ws) {
+                pt_respond_backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: unexpected protocol switch");
+                return;
+            }
+            req->ex.done = true; /* a tunnel: policies have nothing more to do */
+            pt_tunnel_start(req);
+            return;
+        }
+        /* the outbound policies run before anything reaches the client */
+        pt_io_read(u->io, false);
+        pt_timer_clear(&u->timer);
+        if (req->fwd_fail_on_status && req->rh.status >= 400) {
+            pt_msg_set_error(req, 500, "forward-request", "BackendStatusError",
+                              "the backend answered with an error status");
+            pt_exec_resume(req, PT_ERROR);
+            return;
+        }
+        pt_exec_resume(req, PT_OK);
+        return;
+    }
+    if (!req->resp_head_sent && !req->resp_buffering)
+        return; /* body bytes wait until the pipeline is done with the head */
+    if (req->resp_in != PT_BODY_NONE)
+        pt_timer_set(c->w, &u->timer, PT_T_READ);
+    pt_respond_body(req);
+}
+
+/* The backend connection failed or closed while serving req. */
+static void up_failed(struct pt_req *req, int what, const char *msg)
+{
+    struct pt_upconn *u = req->up;
+    struct pt_conn *c = req->c;
+    if (c->state == C_TUNNEL) {
+        pt_tunnel_end(req);
+        return;
+    }
+    if (req->rh_done && req->resp_in == PT_BODY_EOF && (what & PT_IO_EOF) &&
+        (req->resp_head_sent || req->resp_buffering)) {
+        if (req->resp_out == OUT_CHUNKED && !req->resp_buffering)
+            evbuffer_add(c->io->out, "0\r\n\r\n", 5);
+        pt_upstream_close(u);
+        pt_respond_body_done(req);
+        return;
+    }
+    if (req->rh_done && !req->resp_head_sent && !req->resp_buffering) {
+        /* closed while the outbound policies run: a complete body is kept */
+        size_t have = evbuffer_get_length(u->io->in);
+        bool complete = (req->resp_in == PT_BODY_EOF && (what & PT_IO_EOF)) ||
+                        req->resp_in == PT_BODY_NONE ||
+                        (req->resp_in == PT_BODY_LENGTH && (int64_t)have >= req->resp_left);
+        if (complete) {
+            struct evbuffer *rest = evbuffer_new();
+            if (req->resp_in == PT_BODY_LENGTH)
+                evbuffer_remove_buffer(u->io->in, rest, (size_t)req->resp_left);
+            else if (req->resp_in == PT_BODY_EOF)
+                evbuffer_add_buffer(rest, u->io->in);
+            pt_upstream_close(u);
+            req->resp_body = rest;
+            req->resp_in = PT_BODY_NONE;
+        } else {
+            pt_upstream_close(u);
+            pt_msg_error_response(req, 502, "Bad gateway: the backend connection failed");
+            req->reason = "BackendConnectionFailure";
+        }
+        return;
+    }
+    if (!req->rh_done && u->reused && !req->retried && is_idempotent(req->h.method_id) &&
+        req->h.body == PT_BODY_NONE && u->scan.off == 0 && evbuffer_get_length(u->io->in) == 0) {
+        /* a stale pooled connection: try once more on a fresh one */
+        pt_debug("request %.*s: pooled connection to %s failed (%s), retrying", (int)req->idn, req->id,
+                 u->pool->key, msg);
+        req->retried = true;
+        pt_upstream_close(u);
+        if (req_send(req, true)) {
+            if (!pt_io_connecting(req->up->io))
+                pt_timer_set(req->c->w, &req->up->timer, PT_T_READ);
+            return;
+        }
+        pt_respond_backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: cannot open a backend connection");
+        return;
+    }
+    pt_warn("request %.*s: backend %s: %s", (int)req->idn, req->id, u->pool->key, msg);
+    pt_respond_backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: the backend connection failed");
+}
+
+static void up_cb(struct pt_io *io, int what, void *arg)
+{
+    struct pt_upconn *u = arg;
+    struct pt_req *req = u->req;
+    if (what & PT_IO_HUP) {
+        /* the backend's close is read in order, when reading resumes */
+        if (!req)
+            pt_upstream_close(u);
+        return;
+    }
+    if (!req) {
+        /* idle in the pool: bytes or a close mean it cannot be reused */
+        size_t n = evbuffer_get_length(io->in);
+        if ((what & PT_IO_READ) && n && !pt_io_is_tls(io))
+            up_distrust(u, n, "to an idle connection");
+        pt_upstream_close(u);
+        return;
+    }
+    if (what & PT_IO_CONNECTED) {
+        u->connected = true;
+        if (req->req_done || evbuffer_get_length(io->out) > HIGH_WATER)
+            pt_timer_set(u->w, &u->timer, PT_T_READ);
+        else
+            pt_timer_clear(&u->timer);
+        pt_io_flush(io);
+        return;
+    }
+    if (what & PT_IO_READ) {
+        pt_upstream_read(req);
+        return;
+    }
+    if (what & PT_IO_DRAINED) {
+        struct pt_conn *c = req->c;
+        if (c->state == C_BODY) {
+            pt_timer_clear(&u->timer);
+            pt_io_read(c->io, true);
+            pt_timer_set(c->w, &c->timer, PT_T_BODY);
+            pt_conn_req_body(req);
+        } else if (c->state == C_TUNNEL) {
+            if (c->peer_done) /* the client ended: pass it on now that its bytes are out */
+                pt_tunnel_shut_when_sent(io);
+            else
+                pt_io_read(c->io, true);
+        }
+        return;
+    }
+    up_failed(req, what, pt_io_errmsg(io));
+}
+
+static void up_timer(struct pt_tnode *t, int kind)
+{
+    struct pt_upconn *u = pt_container_of(t, struct pt_upconn, timer);
+    struct pt_req *req = u->req;
+    if (!req) {
+        pt_upstream_close(u);
+        return;
+    }
+    pt_warn("request %.*s: backend %s: %s timed out", (int)req->idn, req->id, u->pool->key,
+            kind == PT_T_CONNECT ? "connect" : "read");
+    pt_respond_backend_failed(req, 504, "Timeout",
+                   kind == PT_T_CONNECT ? "Gateway timeout: the backend did not accept the connection in time"
+                                        : "Gateway timeout: the backend did not answer in time");
+}
