@@ -39,6 +39,7 @@
 #include <luajit.h>
 #include <netinet/in.h>
 #include <openssl/opensslv.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -724,6 +725,17 @@ int main(int argc, char **argv)
     file_conf = cf;
     nworkers = g->conf->workers;
     raise_fd_limit();
+    /* From the moment a port listens, a client may think the gateway is up
+       and signal it: the signals wait (blocked) until their handlers are in
+       place below.  The workers inherit the mask: signals are the control
+       thread's. */
+    sigset_t ctl_sigs, old_sigs;
+    sigemptyset(&ctl_sigs);
+    sigaddset(&ctl_sigs, SIGHUP);
+    sigaddset(&ctl_sigs, SIGTERM);
+    sigaddset(&ctl_sigs, SIGINT);
+    sigaddset(&ctl_sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &ctl_sigs, &old_sigs);
     bool listening = prepare_listeners(g, cf, &errs);
     if (!listening)
         pt_store_rollback(store); /* build_running's transaction: nothing of this start is kept */
@@ -766,6 +778,7 @@ int main(int argc, char **argv)
         sev[i] = evsignal_new(ctl_base, sigs[i], on_signal, NULL);
         event_add(sev[i], NULL);
     }
+    pthread_sigmask(SIG_SETMASK, &old_sigs, NULL); /* a signal that came during the start is handled now */
     char addrs[512] = "";
     size_t k = 0;
     for (int i = 0; i < g->conf->nlisten && k < sizeof(addrs) - 2; i++)

@@ -640,6 +640,25 @@ def test_sigint_stops_immediately(backend, portico):
     assert req.t_end - t0 < 1.5
 
 
+def test_a_signal_as_soon_as_the_port_listens_is_handled(backend, portico):
+    """A supervisor (or a test) that signals the gateway the moment its port
+    accepts: the signal waits for its handler instead of killing the process."""
+    for attempt in range(15):
+        p = portico(basic_config(backend.url), start=False)
+        p.start(wait=False)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", p.port), timeout=0.2).close()
+                break
+            except OSError:
+                if p.proc.poll() is not None:
+                    raise AssertionError("portico exited before listening: %s" % p.proc.returncode)
+        p.send_signal(signal.SIGINT)
+        rc = p.proc.wait(timeout=10)
+        assert rc == 0, "attempt %d: exit status %s (a negative one is the signal's default action)" % (attempt, rc)
+
+
 # -------------------------------------------------- client timeouts, limits
 
 def test_header_timeout_partial_head_gets_408_and_close(backend, portico):
