@@ -4,10 +4,17 @@
  * `head` is the chunk allocations come from; every chunk is on one list
  * starting at head.  Blocks larger than a quarter chunk get a chunk of their
  * own, linked behind head so the current chunk keeps filling up.
+ *
+ * When an allocation cannot be served (malloc fails, or the pool's limit
+ * would be passed) the pool is marked failed, and small blocks still come
+ * from a reserve allocated with the pool: code that does not check for NULL
+ * keeps running until its owner notices pt_pool_failed() and ends the work
+ * (a request answers 500 OutOfMemory).
  */
 #include "base/pt_pool.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -18,11 +25,17 @@ struct chunk {
     max_align_t data[];
 };
 
+#define RESERVE 4096
+
 struct pt_pool {
     struct chunk *head;
     struct chunk *first; /* kept across resets */
     size_t chunk_size;
     size_t total;
+    size_t limit;        /* 0: none */
+    bool failed;
+    size_t reserve_used;
+    max_align_t reserve[RESERVE / sizeof(max_align_t)];
 };
 
 static struct chunk *chunk_new(size_t size)
@@ -46,6 +59,9 @@ struct pt_pool *pt_pool_new(size_t chunk)
     p->chunk_size = chunk;
     p->first = p->head = chunk_new(chunk);
     p->total = 0;
+    p->limit = 0;
+    p->failed = false;
+    p->reserve_used = 0;
     if (!p->first) {
         free(p);
         return NULL;
@@ -78,6 +94,30 @@ void pt_pool_reset(struct pt_pool *p)
     p->first->used = 0;
     p->first->next = NULL;
     p->total = 0;
+    p->failed = false;
+    p->reserve_used = 0;
+}
+
+void pt_pool_set_limit(struct pt_pool *p, size_t bytes)
+{
+    p->limit = bytes;
+}
+
+bool pt_pool_failed(const struct pt_pool *p)
+{
+    return p->failed;
+}
+
+/* An allocation the pool cannot serve: marked, and served from the reserve
+   while it lasts. */
+static void *refuse(struct pt_pool *p, size_t n)
+{
+    p->failed = true;
+    if (n > RESERVE - p->reserve_used)
+        return NULL;
+    void *r = (char *)p->reserve + p->reserve_used;
+    p->reserve_used += n;
+    return r;
 }
 
 void pt_pool_free(struct pt_pool *p)
@@ -92,14 +132,18 @@ void pt_pool_free(struct pt_pool *p)
 void *pt_pool_alloc(struct pt_pool *p, size_t n)
 {
     PT_DCHECK(p && p->head && p->head->used <= p->head->size);
+    if (PT_UNLIKELY(n > SIZE_MAX / 2))
+        return refuse(p, n);
     n = (n + 15) & ~(size_t)15;
+    if (PT_UNLIKELY(p->limit && p->total + n > p->limit))
+        return refuse(p, n);
     struct chunk *c = p->head;
     if (PT_UNLIKELY(c->used + n > c->size)) {
         struct chunk *nc;
         if (n > p->chunk_size / 4) {
             nc = chunk_new(n);
             if (!nc)
-                return NULL;
+                return refuse(p, n);
             nc->used = n;
             nc->next = c->next;
             c->next = nc;
@@ -108,7 +152,7 @@ void *pt_pool_alloc(struct pt_pool *p, size_t n)
         }
         nc = chunk_new(p->chunk_size);
         if (!nc)
-            return NULL;
+            return refuse(p, n);
         nc->next = c;
         p->head = c = nc;
     }

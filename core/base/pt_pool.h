@@ -18,7 +18,14 @@ struct pt_pool *pt_pool_new(size_t chunk);
 void pt_pool_free(struct pt_pool *pool);
 /* Frees everything but the first chunk. */
 void pt_pool_reset(struct pt_pool *pool);
-/* 16-byte aligned memory; NULL only when malloc fails. */
+/* Caps the bytes the pool hands out (0: no cap); reset keeps the cap. */
+void pt_pool_set_limit(struct pt_pool *pool, size_t bytes);
+/* Did an allocation fail (malloc failed, or the cap would have been passed)
+   since the pool was created or reset?  Small blocks keep coming from a
+   reserve after a failure, so the owner can end its work cleanly. */
+bool pt_pool_failed(const struct pt_pool *pool);
+/* 16-byte aligned memory; NULL only when an allocation failed and the
+   reserve is used up (see pt_pool_failed). */
 void *pt_pool_alloc(struct pt_pool *pool, size_t n);
 void *pt_pool_calloc(struct pt_pool *pool, size_t n);
 char *pt_pool_strndup(struct pt_pool *pool, const char *s, size_t n);

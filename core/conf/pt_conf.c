@@ -716,6 +716,12 @@ static const struct pt_cfkey limits_keys[] = {
     {"uriLength", PT_CT_SIZE, offsetof(struct pt_conf, limits.uri_length), 0, 64, 1 << 20, .def = "`8k`",
      .doc = "The request line (the target plus method and version, 32 bytes allowed for those); over it: "
             "**414**."},
+    {"requestMemory", PT_CT_SIZE, offsetof(struct pt_conf, limits.request_memory), 0, 64 * 1024, 1LL << 40,
+     .def = "16 × `bufferSize`, at least `64m`",
+     .doc = "The memory one request's arena may hold: heads, headers and bodies policies build, the "
+            "access-log line (bodies streamed or buffered for expressions are not counted). A request "
+            "that needs more, or whose allocation the system refuses, is answered **500** with the "
+            "reason `OutOfMemory`; its on-error section does not run."},
     {"bodySize", PT_CT_SIZE, offsetof(struct pt_conf, limits.body_size), 0, 0, INT64_MAX, .def = "`1g`",
      .doc = "The request body: a larger `Content-Length` gets **413** before any of the body is read; a "
             "chunked body is cut with 413 when it grows past it. An API's `bodySize` may set a smaller "

@@ -100,6 +100,7 @@ struct pt_limits_cf {
     int64_t header_count;   /* 431 */
     uint64_t uri_length;    /* 414 */
     uint64_t body_size;     /* 413, before reading the body */
+    uint64_t request_memory; /* a request's arena: past it, 500 OutOfMemory */
     int64_t requests_per_connection;
     int64_t connections_per_worker;
 };

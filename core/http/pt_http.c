@@ -920,6 +920,8 @@ void pt_buf_init(struct pt_buf *b, struct pt_pool *pool, size_t cap)
     b->cap = cap ? cap : 256;
     b->p = pt_pool_alloc(pool, b->cap);
     b->n = 0;
+    if (PT_UNLIKELY(!b->p)) /* the pool is out of memory (pt_pool_failed): the buffer stays empty */
+        b->cap = 0;
 }
 
 void pt_buf_add(struct pt_buf *b, const void *data, size_t n)
@@ -927,11 +929,14 @@ void pt_buf_add(struct pt_buf *b, const void *data, size_t n)
     if (n == 0)
         return; /* data may be NULL for an empty slice */
     if (PT_UNLIKELY(b->n + n > b->cap)) {
-        size_t ncap = b->cap * 2;
+        size_t ncap = b->cap ? b->cap * 2 : 256;
         while (ncap < b->n + n)
             ncap *= 2;
         char *np = pt_pool_alloc(b->pool, ncap);
-        memcpy(np, b->p, b->n);
+        if (PT_UNLIKELY(!np))
+            return; /* the pool is out of memory (pt_pool_failed): what follows is dropped */
+        if (b->n)
+            memcpy(np, b->p, b->n);
         b->p = np;
         b->cap = ncap;
     }

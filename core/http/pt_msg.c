@@ -148,6 +148,18 @@ void pt_msg_error_response(struct pt_req *req, int status, const char *message)
     pt_msg_set_body(req, PT_MSG_RESPONSE, (pt_str){body.p, body.n});
 }
 
+bool pt_msg_out_of_memory(struct pt_req *req)
+{
+    if (PT_LIKELY(!pt_pool_failed(req->pool)))
+        return false;
+    if (req->ex.err.reason && !strcmp(req->ex.err.reason, "OutOfMemory"))
+        return true; /* answered already */
+    pt_msg_set_error(req, 500, "gateway", "OutOfMemory",
+                     "the request needed more memory than the gateway may give it (limits.requestMemory)");
+    pt_msg_error_response(req, 500, "Internal server error");
+    return true;
+}
+
 /* ---------------------------------------------------------------- headers */
 
 static const char *const separate_lines[] = {

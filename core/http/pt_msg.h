@@ -274,6 +274,11 @@ void pt_msg_error_response(struct pt_req *req, int status, const char *message);
 /* The JSON error body alone, into b. */
 void pt_msg_error_body(struct pt_buf *b, int status, const char *message);
 
+/* When the request's arena failed an allocation (limits.requestMemory, or
+   malloc), the response becomes the gateway's 500 with the reason
+   OutOfMemory (once) and true is returned; false otherwise. */
+bool pt_msg_out_of_memory(struct pt_req *req);
+
 /* ---- variables (context.Variables) ---- */
 
 /* Sets a variable (type PT_VAR_*); later sets win.  Copied into the request arena. */

@@ -401,6 +401,10 @@ static void run(struct pt_req *req)
             continue;
         }
         pt_status st = step(req, f, f->b->s[f->i]);
+        if (PT_UNLIKELY(pt_msg_out_of_memory(req))) {
+            finish(req); /* on-error would need memory too: the 500 goes out as it is */
+            continue;
+        }
         apply(req, st);
     }
     ex->running = false;

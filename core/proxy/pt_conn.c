@@ -77,6 +77,9 @@ static struct pt_req *req_new(struct pt_conn *c)
     req->c = c;
     req->peer = &c->peer;
     req->wg = pt_worker_gen_acquire(w);
+    const struct pt_limits_cf *lim = &req->wg->gen->conf->limits;
+    uint64_t cap = lim->request_memory ? lim->request_memory : PT_MAX(64ull << 20, 16 * lim->buffer_size);
+    pt_pool_set_limit(req->pool, (size_t)cap);
     req->t0 = pt_now_us();
     req->wall0 = pt_wall_ms();
     req->status = 0;
@@ -187,9 +190,18 @@ static void req_start(struct pt_conn *c, size_t head_len)
     pt_timer_clear(&c->timer);
     const struct pt_conf *cf = req_gen(req)->conf;
     char *head = pt_pool_alloc(req->pool, head_len);
-    evbuffer_remove(c->io->in, head, head_len);
     req->bytes_in = head_len;
     struct pt_http_err err = {0};
+    if (PT_UNLIKELY(!head)) {
+        evbuffer_drain(c->io->in, head_len);
+        req->h.method = PT_STR("-");
+        req->h.path = PT_STR("-");
+        req_set_id(req);
+        req->keep = false;
+        pt_conn_req_error(req, 500, "OutOfMemory", "Internal server error");
+        return;
+    }
+    evbuffer_remove(c->io->in, head, head_len);
     if (!pt_http_parse_request(&req->h, head, head_len, req->pool, (int)cf->limits.header_count,
                                cf->limits.body_size, &err)) {
         if (!req->h.method.n)

@@ -354,6 +354,7 @@ void pt_respond(struct pt_req *req)
 {
     if (!req->rh_done)
         pt_msg_new_response(req, 200, PT_NULL_STR);
+    pt_msg_out_of_memory(req); /* a request whose arena failed answers 500, whatever was built */
     for (struct pt_hook *h = req->resp_hooks; h; h = h->next) {
         struct pt_call call = {.req = req, .stmt = h->stmt, .name = h->stmt ? h->stmt->name : NULL,
                                 .section = PT_SEC_OUTBOUND, .current = PT_MSG_RESPONSE};
