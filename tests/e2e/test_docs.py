@@ -102,3 +102,43 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: PORTICO_BIN=build/portico python3 tests/e2e/test_docs.py --write")
     write_config_reference(BIN)
+
+
+# ------------------------------------------------------------ the layout
+
+def core_files():
+    out = []
+    for d, _, files in os.walk(os.path.join(TOP, "core")):
+        if "llhttp" in d:
+            continue
+        for f in files:
+            if f.endswith((".c", ".h")):
+                out.append(os.path.relpath(os.path.join(d, f), TOP))
+    return sorted(out)
+
+
+def test_architecture_lists_every_core_file():
+    with open(os.path.join(TOP, "docs", "architecture.md")) as f:
+        doc = f.read()
+    rows = re.findall(r"^\| `(core/[^`]+)`(?:, `(\.h)`)? \|", doc, re.M)
+    listed = set()
+    for path, h in rows:
+        listed.add(path)
+        if h:
+            listed.add(path[:-2] + ".h")
+    missing = [p for p in core_files() if p not in listed]
+    gone = [p for p in listed if not os.path.exists(os.path.join(TOP, p))]
+    assert not missing, "docs/architecture.md does not list: %s" % ", ".join(missing)
+    assert not gone, "docs/architecture.md lists files that do not exist: %s" % ", ".join(gone)
+
+
+def test_no_file_calls_into_a_higher_layer():
+    """scripts/layers on the objects this binary was built from."""
+    build = os.path.dirname(os.path.abspath(BIN))
+    if not os.path.isdir(os.path.join(build, "core", "base")):
+        import pytest
+        pytest.skip("the binary was not built in a tree with core/<layer>/ objects")
+    r = subprocess.run([sys.executable, os.path.join(TOP, "scripts", "layers"), build], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "no upward call" in r.stdout
