@@ -133,6 +133,8 @@ struct pt_exec {
     bool has_error;
     bool done;
     bool respond;       /* done: the response goes out when the driver returns */
+    int retry_attempts; /* a retry waiting between attempts: the attempts made */
+    const struct pt_stmt *wrap_waiting; /* a wrapping policy whose run() returned PT_AGAIN */
     struct pt_lasterror err;
     struct pt_call call;
     struct pt_statestash *stash;

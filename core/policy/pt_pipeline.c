@@ -37,6 +37,7 @@ struct pt_timer {
 
 static void run(struct pt_req *req);
 static void drive(struct pt_req *req);
+static bool apply(struct pt_req *req, pt_status st);
 
 /* A control statement pushed a frame: the stack already says what is next. */
 #define ST_MOVED ((pt_status)100)
@@ -227,18 +228,20 @@ static void retry_wake(pt_call *call, void *arg)
     struct pt_req *req = call->req;
     const struct pt_stmt *s = arg;
     req->ex.waiting = false;
-    struct pt_frame *f = &req->ex.st[req->ex.depth - 1];
-    /* the retry frame is on top: run its body once more */
-    if (push(req, &s->body, s, f->aux))
-        req->ex.st[req->ex.depth - 1].aux = f->aux;
+    /* the frame holding the retry statement is on top: run its body once more */
+    if (!push(req, &s->body, s, req->ex.retry_attempts))
+        apply(req, PT_ERROR); /* the error is recorded: the retry statement failed */
     drive(req);
 }
 
 /*
- * The body of a retry ended (normally, or with an error): decide whether to
- * run it again.  Returns the status for the retry statement itself.
+ * The body of a retry ended (normally, or with an error) after `attempts`
+ * retries (0: the first run): decide whether to run it again.  f is the
+ * frame holding the retry statement; the count travels on the body's own
+ * frame, so retries side by side or inside a choose branch count apart.
+ * Returns the status for the retry statement itself.
  */
-static pt_status retry_after(struct pt_req *req, struct pt_frame *f, bool failed)
+static pt_status retry_after(struct pt_req *req, struct pt_frame *f, int attempts, bool failed)
 {
     const struct pt_stmt *s = f->b->s[f->i];
     const struct pt_retry *r = s->data;
@@ -248,17 +251,18 @@ static pt_status retry_after(struct pt_req *req, struct pt_frame *f, bool failed
         return PT_AGAIN;
     if (st == PT_ERROR)
         return PT_ERROR;
-    if (!again || f->aux >= r->count)
+    if (!again || attempts >= r->count)
         return failed ? PT_ERROR : PT_OK;
-    f->aux++;
+    attempts++;
     req->ex.has_error = false;
-    uint32_t wait = pt_corepol_retry_wait(r, f->aux, req->peer->rng[0] ^ req->t0);
+    uint32_t wait = pt_corepol_retry_wait(r, attempts, req->peer->rng[0] ^ req->t0);
     if (wait == 0) {
-        if (!push(req, &s->body, s, f->aux))
+        if (!push(req, &s->body, s, attempts))
             return PT_ERROR;
         return ST_MOVED; /* continue inside the new frame */
     }
     req->ex.waiting = true;
+    req->ex.retry_attempts = attempts;
     if (!pt_exec_timer_start(&req->ex.call, wait, retry_wake, (void *)s)) {
         req->ex.waiting = false;
         return PT_ERROR;
@@ -313,6 +317,8 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
     case PT_ST_WRAP: {
         /* a plugin policy with nested statements: its run() decides, then they run */
         pt_status st = s->def->run ? s->def->run(&pt_api_table, &ex->call, s->instance) : PT_OK;
+        if (st == PT_AGAIN)
+            ex->wrap_waiting = s; /* its statements run when it resumes with PT_OK */
         if (st != PT_OK && st != PT_DECLINED)
             return st;
         if (!push(req, &s->body, s, 0))
@@ -329,9 +335,16 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
 static bool apply(struct pt_req *req, pt_status st)
 {
     struct pt_exec *ex = &req->ex;
+    const struct pt_stmt *wrap = ex->wrap_waiting;
+    ex->wrap_waiting = NULL;
     switch ((int)st) {
     case PT_OK:
     case PT_DECLINED:
+        if (wrap) { /* a suspended wrapping policy said yes: now its statements */
+            if (!push(req, &wrap->body, wrap, 0))
+                return apply(req, PT_ERROR);
+            return true;
+        }
         ex->st[ex->depth - 1].i++;
         return true;
     case ST_MOVED:
@@ -340,6 +353,7 @@ static bool apply(struct pt_req *req, pt_status st)
         finish(req);
         return false;
     case PT_AGAIN:
+        ex->wrap_waiting = wrap; /* still waiting for the same statement */
         if (ex->need_body) {
             pt_msg which = (pt_msg)ex->need_body;
             ex->waiting = true;
@@ -355,8 +369,9 @@ static bool apply(struct pt_req *req, pt_status st)
             struct pt_frame *pf = &ex->st[d - 1];
             const struct pt_stmt *owner = ex->st[d].owner;
             if (owner && owner->kind == PT_ST_RETRY && pf->i < pf->b->n && pf->b->s[pf->i] == owner) {
+                int attempts = ex->st[d].aux;
                 ex->depth = d;
-                pt_status rs = retry_after(req, pf, true);
+                pt_status rs = retry_after(req, pf, attempts, true);
                 if (rs == PT_ERROR)
                     break;
                 return apply(req, rs);
@@ -391,10 +406,11 @@ static void run(struct pt_req *req)
         struct pt_frame *f = &ex->st[ex->depth - 1];
         if (f->i >= f->b->n) {
             const struct pt_stmt *owner = f->owner;
+            int attempts = f->aux;
             ex->depth--;
             if (owner && owner->kind == PT_ST_RETRY) {
                 struct pt_frame *pf = &ex->st[ex->depth - 1];
-                if (!apply(req, retry_after(req, pf, false)))
+                if (!apply(req, retry_after(req, pf, attempts, false)))
                     continue;
             } else if (owner)
                 ex->st[ex->depth - 1].i++; /* choose or a wrapping policy: done with its statements */
@@ -451,8 +467,8 @@ void pt_exec_start(struct pt_req *req, const struct pt_pipeline *pl)
 void pt_exec_resume(struct pt_req *req, pt_status st)
 {
     struct pt_exec *ex = &req->ex;
-    if (ex->done)
-        return;
+    if (ex->done || (!ex->running && !ex->waiting))
+        return; /* over, or nothing waits: a resume twice moves nothing */
     if (ex->running) {
         ex->resume_pending = true;
         ex->resume_status = st;

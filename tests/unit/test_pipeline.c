@@ -7,10 +7,6 @@
  * The connection layer is replaced by fakes in pt_exec_ops; statements are
  * PT_ST_POLICY statements of a scripted test policy whose run() writes to a
  * trace, so each test compares the exact sequence of what ran.
- *
- * Tests named known_bug_* describe what the driver should do and do not
- * hold today: they are not part of `make check`; PT_TEST_KNOWN_BUGS=1 runs
- * them (and only them).
  */
 #include "policy/pt_api.h"
 #include "policy/pt_corepol.h"
@@ -1119,9 +1115,9 @@ static void test_retry_with_suspended_body(void **state)
     assert_string_equal(trace, "s s after forward respond");
 }
 
-/* -------------------------------------------- known bugs (see file header) */
+/* ------------------- retries side by side or in a branch, suspended wrappers */
 
-static void known_bug_sequential_retries_share_a_counter(void **state)
+static void test_sequential_retries_count_apart(void **state)
 {
     (void)state;
     /* each retry has its own count; today the attempts are counted in the
@@ -1135,7 +1131,7 @@ static void known_bug_sequential_retries_share_a_counter(void **state)
     assert_int_equal(SC(y)->runs, 3);
 }
 
-static void known_bug_retry_in_choose_branch(void **state)
+static void test_retry_in_choose_branch_counts_its_own(void **state)
 {
     (void)state;
     /* a retry in when[2] with count 2: its attempts are counted in the
@@ -1153,17 +1149,33 @@ static void known_bug_retry_in_choose_branch(void **state)
     assert_string_equal(T.req.ex.err.path, "choose[1]/when[2]/z[2]");
 }
 
-static void known_bug_suspended_wrap_skips_children(void **state)
+static void test_suspended_wrap_runs_its_children(void **state)
 {
     (void)state;
-    /* the SDK: nested statements run after the policy's run() returns PT_OK;
-       a run() that suspends and resumes with PT_OK skips them today */
+    /* the SDK: nested statements run after the policy's run() returns PT_OK,
+       also when it suspended and resumed with PT_OK */
     struct pt_stmt *w = WRAP("w", ACT_AGAIN, blk(1, P("x", ACT_OK)));
     T.pl.sec[PT_SEC_INBOUND] = blk(2, w, P("z", ACT_OK));
     start();
     assert_string_equal(trace, "w");
     pt_exec_resume(&T.req, PT_OK);
     assert_string_equal(trace, "w x z forward respond");
+}
+
+static void test_a_second_resume_moves_nothing(void **state)
+{
+    (void)state;
+    /* a resume when nothing waits (a policy that resumes twice, the second
+       time after the pipeline moved on and ended) moves nothing */
+    T.pl.sec[PT_SEC_INBOUND] = blk(3, P("a", ACT_AGAIN), P("b", ACT_AGAIN), P("c", ACT_OK));
+    start();
+    assert_string_equal(trace, "a");
+    pt_exec_resume(&T.req, PT_OK);
+    assert_string_equal(trace, "a b");
+    pt_exec_resume(&T.req, PT_OK); /* b's resume */
+    assert_string_equal(trace, "a b c forward respond");
+    pt_exec_resume(&T.req, PT_OK); /* nothing waits any more */
+    assert_string_equal(trace, "a b c forward respond");
 }
 
 #define T_(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1211,14 +1223,10 @@ int main(void)
         T_(test_retry_waits_on_a_timer),
         T_(test_retry_pending_wait_is_cleaned_up),
         T_(test_retry_with_suspended_body),
+        T_(test_sequential_retries_count_apart),
+        T_(test_retry_in_choose_branch_counts_its_own),
+        T_(test_suspended_wrap_runs_its_children),
+        T_(test_a_second_resume_moves_nothing),
     };
-    const struct CMUnitTest known_bugs[] = {
-        T_(known_bug_sequential_retries_share_a_counter),
-        T_(known_bug_retry_in_choose_branch),
-        T_(known_bug_suspended_wrap_skips_children),
-    };
-    const char *kb = getenv("PT_TEST_KNOWN_BUGS");
-    if (kb && *kb == '1')
-        return cmocka_run_group_tests_name("pipeline known bugs", known_bugs, NULL, NULL);
     return cmocka_run_group_tests_name("pipeline", tests, NULL, NULL);
 }
