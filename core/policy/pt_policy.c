@@ -948,10 +948,12 @@ static void check_fragment(struct pt_polctx *pc, struct pt_node *frag)
 
 /* ------------------------------------------------------------- flattening */
 
+/* The forward-request a backend section gets when no scope has one: compiled
+   once per generation, shared by every operation. */
 static struct pt_stmt *default_forward(struct pt_polctx *pc)
 {
-    static struct pt_stmt *cached; /* per generation: the pool owns it */
-    (void)cached;
+    if (pc->default_forward)
+        return pc->default_forward;
     const struct pt_policy_def *def = pt_registry_find(pc->reg, "forward-request");
     struct pt_stmt *s = pt_pool_calloc(pc->pool, sizeof(*s));
     s->kind = PT_ST_POLICY;
@@ -965,6 +967,7 @@ static struct pt_stmt *default_forward(struct pt_polctx *pc)
     s->node = &empty;
     compile_stmt(pc, s, &empty, PT_SEC_BACKEND, 0, false);
     s->node = NULL;
+    pc->default_forward = s;
     return s;
 }
 

@@ -152,6 +152,7 @@ struct pt_polctx {
     bool verify;                    /* upstream.verify */
     const struct pt_tls_cf *tls;    /* upstream.tls */
     struct pt_clientcert *certs;    /* client certificates for backends (authentication-certificate) */
+    struct pt_stmt *default_forward; /* the backend section's forward-request when no scope has one */
     /* instances to free with the generation */
     struct pt_stmt **all;
     int nall, capall;
