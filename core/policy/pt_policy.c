@@ -843,13 +843,21 @@ static struct pt_block *parse_block(struct pt_polctx *pc, struct pt_node *list, 
     int cap = 0;
     for (int i = 0; i < list->n; i++) {
         struct pt_node *item = list->items[i];
-        int before = pc->errs->n;
+        int before = pc->errs->n, had = b->n;
         struct pt_stmt *s = parse_stmt(pc, item, section, depth, top, in_fragment, b);
         if (pc->errs->n > before) {
             ok = false;
             continue;
         }
         cap = b->n; /* parse_stmt may have appended a fragment's statements */
+        for (int j = had; j < b->n; j++) /* ... which count as written here */
+            for (int k = 0; k < j && b->s[j]->def && (b->s[j]->def->flags & PT_POLICY_ONCE_PER_SECTION); k++)
+                if (b->s[k]->def == b->s[j]->def) {
+                    pt_node_error(pc->errs, item, "policy '%s' may appear only once per section (one comes from "
+                                  "the fragment included here)", b->s[j]->name);
+                    ok = false;
+                    break;
+                }
         if (!s)
             continue;
         if (s->def && (s->def->flags & PT_POLICY_ONCE_PER_SECTION))

@@ -421,18 +421,16 @@ static void test_fragment_joins_the_section(void **state)
     teardown(NULL);
     setup(NULL);
 
-    /* a forward-request included after one written in the same section is
-       only caught when composing, with a message about base */
+    /* a forward-request included after one written in the same section: the
+       document is refused at the include */
     F.pc.fragments = yaml("fragments.yaml", "- id: fwd\n"
                                             "  value:\n"
                                             "    - forward-request:\n");
-    doc(API, "backend:\n"
-             "  - forward-request:\n"
-             "  - include-fragment: {fragment-id: fwd}\n");
-    assert_int_equal(F.docs[API]->sec[PT_SEC_BACKEND]->n, 2);
-    assert_false(flatten());
-    expect_error(0, "fragments.yaml:3:7: 'forward-request' may appear once per section, but base makes the "
-                    "backend section hold two (the other comes from the API scope)");
+    assert_null(doc_try(API, "backend:\n"
+                             "  - forward-request:\n"
+                             "  - include-fragment: {fragment-id: fwd}\n"));
+    expect_error(0, "api.yaml:3:5: policy 'forward-request' may appear only once per section (one comes from "
+                    "the fragment included here)");
     teardown(NULL);
     setup(NULL);
 
