@@ -270,7 +270,7 @@ static void test_unknown_keys(void **state)
     expect_error_like("listen: ':80'\nfoo: 1\n", "t.yaml:2:1: unknown key 'foo' (expected one of: ", "bogus");
     expect_error("listen: ':80'\nlimits:\n  headerSiz: 1k\n",
                  "t.yaml:3:3: unknown key 'headerSiz' (expected one of: bufferSize, headerSize, headerLine, "
-                 "headerUnderscores, headerCount, uriLength, bodySize, requestsPerConnection, "
+                 "headerUnderscores, headerCount, uriLength, requestMemory, bodySize, requestsPerConnection, "
                  "connectionsPerWorker, counterKeys)");
     expect_error("listen: ':80'\napis:\n  - id: a\n    path: a\n    operations:\n"
                  "      - id: o\n        method: GET\n        urlTemplate: /\n        verb: GET\n",
