@@ -2,7 +2,7 @@
  * pt.h -- definitions every part of the core shares.
  *
  * Request data is never assumed to be NUL-terminated: it travels as pt_str,
- * a (pointer, length) slice into a buffer owned by someone else (usually the
+ * a (data, len) slice into a buffer owned by someone else (usually the
  * request arena).  Helpers here are small and inline; anything larger lives
  * in its own subsystem file.
  */
@@ -18,10 +18,11 @@
 #include <strings.h>
 #include <sys/types.h>
 
-typedef struct {
-    const char *p;
-    size_t n;
-} pt_str;
+#include <portico/plugin.h>
+
+/* The core's byte string is the SDK's pt_bytes {data, len}: one type from
+   the socket to the plugins, passed along without conversions. */
+typedef pt_bytes pt_str;
 
 #define PT_STR(lit) ((pt_str){(lit), sizeof(lit) - 1})
 #define PT_NULL_STR ((pt_str){NULL, 0})
@@ -55,16 +56,16 @@ static inline pt_str pt_str_c(const char *s)
 
 static inline bool pt_str_eq(pt_str a, pt_str b)
 {
-    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+    return a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
 }
 
 /* ASCII case-insensitive comparison (header names, schemes, tokens). */
 static inline bool pt_str_ieq(pt_str a, pt_str b)
 {
-    if (a.n != b.n)
+    if (a.len != b.len)
         return false;
-    for (size_t i = 0; i < a.n; i++) {
-        unsigned char x = (unsigned char)a.p[i], y = (unsigned char)b.p[i];
+    for (size_t i = 0; i < a.len; i++) {
+        unsigned char x = (unsigned char)a.data[i], y = (unsigned char)b.data[i];
         if (x != y) {
             if (x >= 'A' && x <= 'Z')
                 x |= 0x20;
@@ -84,12 +85,12 @@ static inline bool pt_str_ieq_c(pt_str a, const char *lit)
 
 static inline pt_str pt_str_trim(pt_str s)
 {
-    while (s.n && (s.p[0] == ' ' || s.p[0] == '\t')) {
-        s.p++;
-        s.n--;
+    while (s.len && (s.data[0] == ' ' || s.data[0] == '\t')) {
+        s.data++;
+        s.len--;
     }
-    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t'))
-        s.n--;
+    while (s.len && (s.data[s.len - 1] == ' ' || s.data[s.len - 1] == '\t'))
+        s.len--;
     return s;
 }
 

@@ -25,10 +25,10 @@ const uint8_t pt_str_tchar[256] = {
 
 bool pt_str_is_token(pt_str s)
 {
-    if (s.n == 0)
+    if (s.len == 0)
         return false;
-    for (size_t i = 0; i < s.n; i++)
-        if (!pt_str_tchar[(unsigned char)s.p[i]])
+    for (size_t i = 0; i < s.len; i++)
+        if (!pt_str_tchar[(unsigned char)s.data[i]])
             return false;
     return true;
 }

@@ -111,57 +111,57 @@ const char *pt_url_parse(struct pt_pool *pool, const char *text, struct pt_url *
 
 bool pt_host_valid(pt_str s)
 {
-    if (s.n == 0 || s.n > 255)
+    if (s.len == 0 || s.len > 255)
         return false;
     size_t i = 0;
-    if (s.p[0] == '[') {
-        for (i = 1; i < s.n && s.p[i] != ']'; i++) {
-            char c = s.p[i];
+    if (s.data[0] == '[') {
+        for (i = 1; i < s.len && s.data[i] != ']'; i++) {
+            char c = s.data[i];
             if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
                   c == ':' || c == '.'))
                 return false;
         }
-        if (i >= s.n || i == 1)
+        if (i >= s.len || i == 1)
             return false;
         i++;
     } else {
-        for (; i < s.n && s.p[i] != ':'; i++) {
-            unsigned char c = (unsigned char)s.p[i];
+        for (; i < s.len && s.data[i] != ':'; i++) {
+            unsigned char c = (unsigned char)s.data[i];
             if (!is_unreserved_or_sub(c) || c == '%')
                 return false;
         }
         if (i == 0)
             return false;
     }
-    if (i == s.n)
+    if (i == s.len)
         return true;
-    if (s.p[i] != ':')
+    if (s.data[i] != ':')
         return false;
     i++;
-    if (i == s.n || s.n - i > 5)
+    if (i == s.len || s.len - i > 5)
         return false;
     unsigned port = 0;
-    for (; i < s.n; i++) {
-        if (s.p[i] < '0' || s.p[i] > '9')
+    for (; i < s.len; i++) {
+        if (s.data[i] < '0' || s.data[i] > '9')
             return false;
-        port = port * 10 + (unsigned)(s.p[i] - '0');
+        port = port * 10 + (unsigned)(s.data[i] - '0');
     }
     return port <= 65535;
 }
 
 pt_str pt_host_strip_port(pt_str s)
 {
-    if (s.n == 0)
+    if (s.len == 0)
         return s;
-    if (s.p[0] == '[') {
-        const char *e = memchr(s.p, ']', s.n);
+    if (s.data[0] == '[') {
+        const char *e = memchr(s.data, ']', s.len);
         if (e)
-            s.n = (size_t)(e - s.p) + 1;
+            s.len = (size_t)(e - s.data) + 1;
         return s;
     }
-    const char *c = memchr(s.p, ':', s.n);
+    const char *c = memchr(s.data, ':', s.len);
     if (c)
-        s.n = (size_t)(c - s.p);
+        s.len = (size_t)(c - s.data);
     return s;
 }
 
@@ -179,12 +179,12 @@ static int hexval(unsigned char c)
 ssize_t pt_pct_decode(pt_str in, char *out, bool plus_is_space)
 {
     size_t o = 0;
-    for (size_t i = 0; i < in.n; i++) {
-        char c = in.p[i];
+    for (size_t i = 0; i < in.len; i++) {
+        char c = in.data[i];
         if (c == '%') {
-            if (i + 2 >= in.n)
+            if (i + 2 >= in.len)
                 return -1;
-            int h = hexval((unsigned char)in.p[i + 1]), l = hexval((unsigned char)in.p[i + 2]);
+            int h = hexval((unsigned char)in.data[i + 1]), l = hexval((unsigned char)in.data[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             out[o++] = (char)(h * 16 + l);
@@ -199,17 +199,17 @@ ssize_t pt_pct_decode(pt_str in, char *out, bool plus_is_space)
 
 bool pt_url_query_next(pt_str *q, struct pt_url_qitem *it)
 {
-    if (!q->n)
+    if (!q->len)
         return false;
-    const char *amp = memchr(q->p, '&', q->n);
-    size_t len = amp ? (size_t)(amp - q->p) : q->n;
-    const char *eq = memchr(q->p, '=', len);
-    it->item = (pt_str){q->p, len};
-    it->key = (pt_str){q->p, eq ? (size_t)(eq - q->p) : len};
+    const char *amp = memchr(q->data, '&', q->len);
+    size_t len = amp ? (size_t)(amp - q->data) : q->len;
+    const char *eq = memchr(q->data, '=', len);
+    it->item = (pt_str){q->data, len};
+    it->key = (pt_str){q->data, eq ? (size_t)(eq - q->data) : len};
     it->has_value = eq != NULL;
-    it->value = eq ? (pt_str){eq + 1, len - it->key.n - 1} : PT_NULL_STR;
-    q->p += amp ? len + 1 : len;
-    q->n -= amp ? len + 1 : len;
+    it->value = eq ? (pt_str){eq + 1, len - it->key.len - 1} : PT_NULL_STR;
+    q->data += amp ? len + 1 : len;
+    q->len -= amp ? len + 1 : len;
     return true;
 }
 

@@ -646,7 +646,7 @@ static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
                 pt_node_error(cx->errs, pt_node_get(api->node, "host"), "'%s' is not a valid host name",
                               api->host);
                 ok = false;
-            } else if (pt_host_strip_port(pt_str_c(api->host)).n != strlen(api->host)) {
+            } else if (pt_host_strip_port(pt_str_c(api->host)).len != strlen(api->host)) {
                 pt_node_error(cx->errs, pt_node_get(api->node, "host"),
                               "host '%s' must not have a port (the Host header's port is not matched)", api->host);
                 ok = false;

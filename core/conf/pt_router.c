@@ -97,11 +97,11 @@ void pt_router_free(struct pt_router *r)
 
 static int count_segments(pt_str p)
 {
-    if (p.n == 0)
+    if (p.len == 0)
         return 0;
     int n = 1;
-    for (size_t i = 0; i < p.n; i++)
-        n += p.p[i] == '/';
+    for (size_t i = 0; i < p.len; i++)
+        n += p.data[i] == '/';
     return n;
 }
 
@@ -139,35 +139,35 @@ static const char *parse_segment(struct pt_pool *pool, pt_str seg, struct part *
     struct part *parts = NULL;
     int n = 0, cap = 0;
     size_t i = 0;
-    while (i < seg.n) {
+    while (i < seg.len) {
         parts = pt_pool_grow(pool, parts, sizeof(*parts), &cap, n + 1);
-        if (seg.p[i] == '{') {
+        if (seg.data[i] == '{') {
             size_t j = i + 1;
-            while (j < seg.n && seg.p[j] != '}')
+            while (j < seg.len && seg.data[j] != '}')
                 j++;
-            if (j >= seg.n)
+            if (j >= seg.len)
                 return "has an unclosed '{'";
             if (j == i + 1)
                 return "has an empty parameter name '{}'";
             for (size_t k = i + 1; k < j; k++)
-                if (!name_char(seg.p[k]))
+                if (!name_char(seg.data[k]))
                     return "has an invalid character in a parameter name";
             if (n && parts[n - 1].param)
                 return "has two parameters with nothing between them";
-            parts[n].text = (pt_str){seg.p + i + 1, j - i - 1};
+            parts[n].text = (pt_str){seg.data + i + 1, j - i - 1};
             parts[n].param = true;
             n++;
             i = j + 1;
         } else {
             size_t j = i;
-            while (j < seg.n && seg.p[j] != '{') {
-                if (seg.p[j] == '}')
+            while (j < seg.len && seg.data[j] != '{') {
+                if (seg.data[j] == '}')
                     return "has a '}' without '{'";
-                if (!seg_char((unsigned char)seg.p[j]) && seg.p[j] != '%')
+                if (!seg_char((unsigned char)seg.data[j]) && seg.data[j] != '%')
                     return "has a character that must be percent-encoded";
                 j++;
             }
-            parts[n].text = (pt_str){seg.p + i, j - i};
+            parts[n].text = (pt_str){seg.data + i, j - i};
             parts[n].param = false;
             n++;
             i = j;
@@ -217,22 +217,22 @@ const char *pt_router_add_op(struct pt_router *r, int api, const char *method, c
        trailing slash is a segment of its own ("/items" != "/items/") */
     size_t i = 1;
     int depth = 0;
-    while (path.n > 1) {
+    while (path.len > 1) {
         size_t j = i;
-        while (j < path.n && path.p[j] != '/')
+        while (j < path.len && path.data[j] != '/')
             j++;
-        pt_str seg = {path.p + i, j - i};
+        pt_str seg = {path.data + i, j - i};
         if (++depth > PT_MAX_SEGMENTS)
             return "has too many segments";
-        if (seg.n == 1 && seg.p[0] == '*') {
-            if (j != path.n)
+        if (seg.len == 1 && seg.data[0] == '*') {
+            if (j != path.len)
                 return "may use '*' only as its last segment";
             wildcard = true;
             break;
         }
-        if (seg.n == 0 && j != path.n)
+        if (seg.len == 0 && j != path.len)
             return "has an empty segment ('//')";
-        if (seg.n == 0) /* trailing slash: a literal empty segment */
+        if (seg.len == 0) /* trailing slash: a literal empty segment */
             node = lit_child(r, node, seg);
         else {
             struct part *parts;
@@ -241,7 +241,7 @@ const char *pt_router_add_op(struct pt_router *r, int api, const char *method, c
             if (why)
                 return why;
             if (nparts == 1 && !parts[0].param) {
-                if ((seg.n == 1 && seg.p[0] == '.') || (seg.n == 2 && seg.p[0] == '.' && seg.p[1] == '.'))
+                if ((seg.len == 1 && seg.data[0] == '.') || (seg.len == 2 && seg.data[0] == '.' && seg.data[1] == '.'))
                     return "has a '.' or '..' segment";
                 node = lit_child(r, node, seg);
             } else {
@@ -284,11 +284,11 @@ const char *pt_router_add_op(struct pt_router *r, int api, const char *method, c
                 }
             }
         }
-        if (j >= path.n)
+        if (j >= path.len)
             break;
         i = j + 1;
-        if (i == path.n) { /* template ends with '/' */
-            node = lit_child(r, node, (pt_str){path.p + i, 0});
+        if (i == path.len) { /* template ends with '/' */
+            node = lit_child(r, node, (pt_str){path.data + i, 0});
             break;
         }
     }
@@ -308,26 +308,26 @@ const char *pt_router_add_op(struct pt_router *r, int api, const char *method, c
             struct qcons *c = &qc[nq++];
             memset(c, 0, sizeof(*c));
             c->name = (pt_str){s, eq ? (size_t)(eq - s) : len};
-            if (c->name.n == 0)
+            if (c->name.len == 0)
                 return "has a query parameter without a name";
-            for (size_t k = 0; k < c->name.n; k++)
-                if (!seg_char((unsigned char)c->name.p[k]) || c->name.p[k] == '=' || c->name.p[k] == '&')
+            for (size_t k = 0; k < c->name.len; k++)
+                if (!seg_char((unsigned char)c->name.data[k]) || c->name.data[k] == '=' || c->name.data[k] == '&')
                     return "has an invalid query parameter name";
             if (eq) {
                 pt_str v = {eq + 1, len - (size_t)(eq + 1 - s)};
-                if (v.n >= 2 && v.p[0] == '{' && v.p[v.n - 1] == '}') {
-                    pt_str nm = {v.p + 1, v.n - 2};
-                    if (nm.n == 0)
+                if (v.len >= 2 && v.data[0] == '{' && v.data[v.len - 1] == '}') {
+                    pt_str nm = {v.data + 1, v.len - 2};
+                    if (nm.len == 0)
                         return "has an empty parameter name '{}'";
-                    for (size_t k = 0; k < nm.n; k++)
-                        if (!name_char(nm.p[k]))
+                    for (size_t k = 0; k < nm.len; k++)
+                        if (!name_char(nm.data[k]))
                             return "has an invalid character in a parameter name";
                     if (names_clash(pnames, npn, nm))
                         return "uses the same parameter name twice";
                     c->param = true;
                     c->value = nm;
                 } else {
-                    if (memchr(v.p, '{', v.n) || memchr(v.p, '}', v.n))
+                    if (memchr(v.data, '{', v.len) || memchr(v.data, '}', v.len))
                         return "has a query value mixing text and a parameter";
                     c->value = v;
                 }
@@ -378,11 +378,11 @@ const char *pt_router_add_op(struct pt_router *r, int api, const char *method, c
 static int lit_cmp(const void *a, const void *b)
 {
     const struct lit_edge *x = a, *y = b;
-    size_t n = PT_MIN(x->seg.n, y->seg.n);
-    int c = n ? memcmp(x->seg.p, y->seg.p, n) : 0;
+    size_t n = PT_MIN(x->seg.len, y->seg.len);
+    int c = n ? memcmp(x->seg.data, y->seg.data, n) : 0;
     if (c)
         return c;
-    return x->seg.n < y->seg.n ? -1 : x->seg.n > y->seg.n;
+    return x->seg.len < y->seg.len ? -1 : x->seg.len > y->seg.len;
 }
 
 static int entry_cmp(const void *a, const void *b)
@@ -418,7 +418,7 @@ void pt_router_finish(struct pt_router *r)
         r->table[i] = -1;
     for (int i = 0; i < r->napis; i++) {
         struct api_slot *a = &r->apis[i];
-        size_t h = pt_hash(a->path.p, a->path.n, false) & (r->tsize - 1);
+        size_t h = pt_hash(a->path.data, a->path.len, false) & (r->tsize - 1);
         while (r->table[h] >= 0 && !pt_str_eq(r->apis[r->table[h]].path, a->path))
             h = (h + 1) & (r->tsize - 1);
         if (r->table[h] < 0)
@@ -452,18 +452,18 @@ struct mstate {
 static bool query_get(pt_str query, pt_str name, pt_str *value)
 {
     size_t i = 0;
-    while (i <= query.n && query.n) {
+    while (i <= query.len && query.len) {
         size_t j = i;
-        while (j < query.n && query.p[j] != '&')
+        while (j < query.len && query.data[j] != '&')
             j++;
-        pt_str item = {query.p + i, j - i};
-        const char *eq = memchr(item.p, '=', item.n);
-        pt_str k = {item.p, eq ? (size_t)(eq - item.p) : item.n};
+        pt_str item = {query.data + i, j - i};
+        const char *eq = memchr(item.data, '=', item.len);
+        pt_str k = {item.data, eq ? (size_t)(eq - item.data) : item.len};
         if (pt_str_eq(k, name)) {
-            *value = eq ? (pt_str){eq + 1, item.n - k.n - 1} : (pt_str){item.p + item.n, 0};
+            *value = eq ? (pt_str){eq + 1, item.len - k.len - 1} : (pt_str){item.data + item.len, 0};
             return true;
         }
-        if (j >= query.n)
+        if (j >= query.len)
             break;
         i = j + 1;
     }
@@ -487,7 +487,7 @@ static bool pick(struct mstate *s, const struct term *t)
                 else if (e->q[x].param) {
                     if (s->ncaps + nqv < PT_MAX_PARAMS)
                         qv[nqv++] = v;
-                } else if (e->q[x].value.p && !pt_str_eq(v, e->q[x].value))
+                } else if (e->q[x].value.data && !pt_str_eq(v, e->q[x].value))
                     ok = false;
             }
             if (!ok)
@@ -521,26 +521,26 @@ static bool match_parts(struct mstate *s, const struct part *parts, int nparts, 
                         size_t pos)
 {
     if (i == nparts)
-        return pos == seg.n;
+        return pos == seg.len;
     const struct part *p = &parts[i];
     if (!p->param) {
-        if (seg.n - pos < p->text.n || memcmp(seg.p + pos, p->text.p, p->text.n))
+        if (seg.len - pos < p->text.len || memcmp(seg.data + pos, p->text.data, p->text.len))
             return false;
-        return match_parts(s, parts, nparts, i + 1, seg, pos + p->text.n);
+        return match_parts(s, parts, nparts, i + 1, seg, pos + p->text.len);
     }
     if (s->ncaps >= PT_MAX_PARAMS)
         return false;
     int slot = s->ncaps++;
     if (i + 1 == nparts) {
-        s->caps[slot] = (pt_str){seg.p + pos, seg.n - pos};
-        if (seg.n > pos)
+        s->caps[slot] = (pt_str){seg.data + pos, seg.len - pos};
+        if (seg.len > pos)
             return true;
     } else {
         const pt_str lit = parts[i + 1].text; /* a parameter is always followed by a literal */
-        for (size_t end = pos + 1; end + lit.n <= seg.n; end++) {
-            if (memcmp(seg.p + end, lit.p, lit.n))
+        for (size_t end = pos + 1; end + lit.len <= seg.len; end++) {
+            if (memcmp(seg.data + end, lit.data, lit.len))
                 continue;
-            s->caps[slot] = (pt_str){seg.p + pos, end - pos};
+            s->caps[slot] = (pt_str){seg.data + pos, end - pos};
             if (match_parts(s, parts, nparts, i + 1, seg, end))
                 return true;
             s->ncaps = slot + 1;
@@ -588,7 +588,7 @@ static bool match_node(struct mstate *s, const struct rnode *n, int i)
             s->ncaps = save;
         }
     }
-    if (n->param && seg.n > 0 && s->ncaps < PT_MAX_PARAMS) {
+    if (n->param && seg.len > 0 && s->ncaps < PT_MAX_PARAMS) {
         s->caps[s->ncaps++] = seg;
         if (match_node(s, n->param, i + 1))
             return true;
@@ -601,12 +601,12 @@ static const struct api_slot *find_api(const struct pt_router *r, pt_str host, p
 {
     /* candidate suffixes: path without its leading '/', cut at '/' boundaries,
        longest first, never deeper than the deepest API suffix */
-    pt_str p = {path.p + 1, path.n - 1};
+    pt_str p = {path.data + 1, path.len - 1};
     size_t ends[PT_MAX_SEGMENTS + 1];
     int nends = 0;
     int depth = 0;
-    for (size_t i = 0; i <= p.n && depth <= r->max_depth; i++)
-        if (i == p.n || p.p[i] == '/') {
+    for (size_t i = 0; i <= p.len && depth <= r->max_depth; i++)
+        if (i == p.len || p.data[i] == '/') {
             if (nends < PT_MAX_SEGMENTS)
                 ends[nends++] = i;
             depth++;
@@ -615,8 +615,8 @@ static const struct api_slot *find_api(const struct pt_router *r, pt_str host, p
         size_t len = k == 0 ? 0 : ends[k - 1];
         if (k > 0 && len == 0)
             continue; /* "//x": an empty first segment is never a suffix */
-        pt_str cand = {p.p, len};
-        size_t h = pt_hash(cand.p, cand.n, false) & (r->tsize - 1);
+        pt_str cand = {p.data, len};
+        size_t h = pt_hash(cand.data, cand.len, false) & (r->tsize - 1);
         while (r->table[h] >= 0) {
             const struct api_slot *a = &r->apis[r->table[h]];
             if (pt_str_eq(a->path, cand)) {
@@ -624,7 +624,7 @@ static const struct api_slot *find_api(const struct pt_router *r, pt_str host, p
                     a = &r->apis[idx];
                     if (!a->host || pt_str_ieq(pt_str_c(a->host), host)) {
                         size_t off = len ? 1 + len : 0; /* the root API keeps the whole path */
-                        *rest = (pt_str){path.p + off, path.n - off};
+                        *rest = (pt_str){path.data + off, path.len - off};
                         return a;
                     }
                 }
@@ -644,7 +644,7 @@ enum pt_route_result pt_router_match(const struct pt_router *r, pt_str host, pt_
 {
     m->api = m->op = NULL;
     m->nparams = 0;
-    if (path.n == 0 || path.p[0] != '/' || !r->table)
+    if (path.len == 0 || path.data[0] != '/' || !r->table)
         return PT_ROUTE_NO_API;
     pt_str rest;
     const struct api_slot *a = find_api(r, host, path, &rest);
@@ -676,16 +676,16 @@ static enum pt_route_result match_ops(const struct api_slot *a, pt_str method, p
     s.query = query;
     s.m = m;
     /* rest is "" or "/..."; "" and "/" are both the API root */
-    if (rest.n > 1) {
+    if (rest.len > 1) {
         size_t i = 1;
         for (;;) {
             size_t j = i;
-            while (j < rest.n && rest.p[j] != '/')
+            while (j < rest.len && rest.data[j] != '/')
                 j++;
             if (s.nsegs == PT_MAX_SEGMENTS)
                 return PT_ROUTE_NO_OPERATION;
-            s.segs[s.nsegs++] = (pt_str){rest.p + i, j - i};
-            if (j >= rest.n)
+            s.segs[s.nsegs++] = (pt_str){rest.data + i, j - i};
+            if (j >= rest.len)
                 break;
             i = j + 1;
         }

@@ -13,8 +13,8 @@
 
 bool pt_http_value_ok(pt_str s)
 {
-    for (size_t i = 0; i < s.n; i++) {
-        unsigned char c = (unsigned char)s.p[i];
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.data[i];
         if ((c < 0x20 && c != '\t') || c == 0x7f)
             return false;
     }
@@ -304,8 +304,8 @@ static bool run_llhttp(struct pt_head *h, llhttp_type_t type, char *buf, size_t 
 
 enum pt_hkind pt_http_classify(pt_str n)
 {
-#define IS(lit) (n.n == sizeof(lit) - 1 && pt_str_ieq(n, PT_STR(lit)))
-    switch (n.n) {
+#define IS(lit) (n.len == sizeof(lit) - 1 && pt_str_ieq(n, PT_STR(lit)))
+    switch (n.len) {
     case 2:
         if (IS("te"))
             return PT_H_TE;
@@ -379,9 +379,9 @@ static bool elist_next(struct elist *it, pt_str *el)
 {
     if (it->done)
         return false;
-    const char *c = memchr(it->s.p + it->i, ',', it->s.n - it->i);
-    size_t end = c ? (size_t)(c - it->s.p) : it->s.n;
-    *el = pt_str_trim((pt_str){it->s.p + it->i, end - it->i});
+    const char *c = memchr(it->s.data + it->i, ',', it->s.len - it->i);
+    size_t end = c ? (size_t)(c - it->s.data) : it->s.len;
+    *el = pt_str_trim((pt_str){it->s.data + it->i, end - it->i});
     if (c)
         it->i = end + 1;
     else
@@ -408,19 +408,19 @@ static bool check_framing(struct pt_head *h, bool is_request, struct pt_http_err
                 return false;
             }
             pt_str v = x->value;
-            if (v.n == 0 || v.n > 18) {
+            if (v.len == 0 || v.len > 18) {
                 err->status = bad;
                 err->msg = "invalid Content-Length";
                 return false;
             }
             int64_t cl = 0;
-            for (size_t k = 0; k < v.n; k++) {
-                if (v.p[k] < '0' || v.p[k] > '9') {
+            for (size_t k = 0; k < v.len; k++) {
+                if (v.data[k] < '0' || v.data[k] > '9') {
                     err->status = bad;
                     err->msg = "invalid Content-Length";
                     return false;
                 }
-                cl = cl * 10 + (v.p[k] - '0');
+                cl = cl * 10 + (v.data[k] - '0');
             }
             h->content_length = cl;
             x->hop = true; /* we write our own framing */
@@ -456,7 +456,7 @@ static bool check_framing(struct pt_head *h, bool is_request, struct pt_http_err
             struct elist it = {x->value, 0, false};
             pt_str el;
             while (elist_next(&it, &el)) {
-                if (el.n == 0)
+                if (el.len == 0)
                     continue;
                 if (pt_str_ieq_c(el, "close"))
                     conn_close = true;
@@ -513,7 +513,7 @@ static bool check_framing(struct pt_head *h, bool is_request, struct pt_http_err
         h->body = h->content_length > 0 ? PT_BODY_LENGTH : PT_BODY_NONE;
     else
         h->body = is_request ? PT_BODY_NONE : PT_BODY_EOF;
-    if (conn_upgrade && upgrade.n) {
+    if (conn_upgrade && upgrade.len) {
         struct elist it = {upgrade, 0, false};
         pt_str el;
         while (elist_next(&it, &el))
@@ -528,41 +528,41 @@ static bool normalize_path(struct pt_head *h, struct pt_pool *pool)
 {
     pt_str p = h->path;
     bool dots = false;
-    for (size_t i = 0; i + 1 < p.n; i++)
-        if (p.p[i] == '/' && p.p[i + 1] == '.') {
+    for (size_t i = 0; i + 1 < p.len; i++)
+        if (p.data[i] == '/' && p.data[i + 1] == '.') {
             dots = true;
             break;
         }
     /* encoded dots are refused outright: they must not become dot segments later */
-    for (size_t i = 0; i + 2 < p.n; i++)
-        if (p.p[i] == '%' && p.p[i + 1] == '2' && (p.p[i + 2] == 'e' || p.p[i + 2] == 'E')) {
+    for (size_t i = 0; i + 2 < p.len; i++)
+        if (p.data[i] == '%' && p.data[i + 1] == '2' && (p.data[i + 2] == 'e' || p.data[i + 2] == 'E')) {
             /* only as a whole segment (%2e, %2e%2e, .%2e, %2e.) */
             size_t s = i, e = i;
-            while (s > 0 && p.p[s - 1] != '/')
+            while (s > 0 && p.data[s - 1] != '/')
                 s--;
-            while (e < p.n && p.p[e] != '/')
+            while (e < p.len && p.data[e] != '/')
                 e++;
-            pt_str seg = {p.p + s, e - s};
+            pt_str seg = {p.data + s, e - s};
             if (pt_str_ieq_c(seg, "%2e") || pt_str_ieq_c(seg, "%2e%2e") || pt_str_ieq_c(seg, ".%2e") ||
                 pt_str_ieq_c(seg, "%2e."))
                 return false;
         }
     if (!dots)
         return true;
-    char *out = pt_pool_alloc(pool, p.n + 1);
+    char *out = pt_pool_alloc(pool, p.len + 1);
     size_t o = 0;
     size_t i = 0;
-    while (i < p.n) {
+    while (i < p.len) {
         /* p.p[i] == '/' */
         size_t j = i + 1;
-        while (j < p.n && p.p[j] != '/')
+        while (j < p.len && p.data[j] != '/')
             j++;
-        pt_str seg = {p.p + i + 1, j - i - 1};
-        bool last = j >= p.n;
-        if (seg.n == 1 && seg.p[0] == '.') {
+        pt_str seg = {p.data + i + 1, j - i - 1};
+        bool last = j >= p.len;
+        if (seg.len == 1 && seg.data[0] == '.') {
             if (last)
                 out[o++] = '/';
-        } else if (seg.n == 2 && seg.p[0] == '.' && seg.p[1] == '.') {
+        } else if (seg.len == 2 && seg.data[0] == '.' && seg.data[1] == '.') {
             if (o == 0)
                 return false;
             while (o > 0 && out[o - 1] != '/')
@@ -573,8 +573,8 @@ static bool normalize_path(struct pt_head *h, struct pt_pool *pool)
                 out[o++] = '/';
         } else {
             out[o++] = '/';
-            memcpy(out + o, seg.p, seg.n);
-            o += seg.n;
+            memcpy(out + o, seg.data, seg.len);
+            o += seg.len;
         }
         i = j;
     }
@@ -602,52 +602,52 @@ bool pt_http_parse_request(struct pt_head *h, char *buf, size_t len, struct pt_p
     /* request target: origin-form, absolute-form, or "*" for OPTIONS; visible
        ASCII only (llhttp lets HTAB and bytes over 0x7F through) */
     pt_str t = h->target;
-    for (size_t i = 0; i < t.n; i++)
-        if ((unsigned char)t.p[i] <= 0x20 || (unsigned char)t.p[i] >= 0x7f) {
+    for (size_t i = 0; i < t.len; i++)
+        if ((unsigned char)t.data[i] <= 0x20 || (unsigned char)t.data[i] >= 0x7f) {
             err->status = 400;
             err->msg = "invalid character in the request target (percent-encode it)";
             return false;
         }
     pt_str authority = PT_NULL_STR;
-    if (t.n && t.p[0] == '/') {
+    if (t.len && t.data[0] == '/') {
         h->path = t;
-    } else if (t.n == 1 && t.p[0] == '*' && h->method_id == HTTP_OPTIONS) {
+    } else if (t.len == 1 && t.data[0] == '*' && h->method_id == HTTP_OPTIONS) {
         h->path = t;
-    } else if (t.n > 7 && (strncasecmp(t.p, "http://", 7) == 0 || (t.n > 8 && strncasecmp(t.p, "https://", 8) == 0))) {
-        size_t s = t.p[4] == ':' ? 7 : 8;
+    } else if (t.len > 7 && (strncasecmp(t.data, "http://", 7) == 0 || (t.len > 8 && strncasecmp(t.data, "https://", 8) == 0))) {
+        size_t s = t.data[4] == ':' ? 7 : 8;
         size_t e = s;
-        while (e < t.n && t.p[e] != '/' && t.p[e] != '?')
+        while (e < t.len && t.data[e] != '/' && t.data[e] != '?')
             e++;
-        authority = (pt_str){t.p + s, e - s};
+        authority = (pt_str){t.data + s, e - s};
         if (!pt_host_valid(authority)) {
             err->status = 400;
             err->msg = "invalid authority in the request target";
             return false;
         }
-        if (e == t.n || t.p[e] == '?') {
+        if (e == t.len || t.data[e] == '?') {
             /* "http://host?q": the path is "/" */
-            char *np = pt_pool_alloc(pool, t.n - e + 1);
+            char *np = pt_pool_alloc(pool, t.len - e + 1);
             np[0] = '/';
-            memcpy(np + 1, t.p + e, t.n - e);
-            h->path = (pt_str){np, t.n - e + 1};
+            memcpy(np + 1, t.data + e, t.len - e);
+            h->path = (pt_str){np, t.len - e + 1};
         } else
-            h->path = (pt_str){t.p + e, t.n - e};
+            h->path = (pt_str){t.data + e, t.len - e};
     } else {
         err->status = 400;
         err->msg = "invalid request target";
         return false;
     }
-    if (memchr(h->path.p, '#', h->path.n)) {
+    if (memchr(h->path.data, '#', h->path.len)) {
         err->status = 400;
         err->msg = "fragment in the request target";
         return false;
     }
-    const char *q = memchr(h->path.p, '?', h->path.n);
+    const char *q = memchr(h->path.data, '?', h->path.len);
     if (q) {
-        h->query = (pt_str){q + 1, h->path.n - (size_t)(q + 1 - h->path.p)};
-        h->path.n = (size_t)(q - h->path.p);
+        h->query = (pt_str){q + 1, h->path.len - (size_t)(q + 1 - h->path.data)};
+        h->path.len = (size_t)(q - h->path.data);
     }
-    if (h->path.p[0] == '/' && !normalize_path(h, pool)) {
+    if (h->path.data[0] == '/' && !normalize_path(h, pool)) {
         err->status = 400;
         err->msg = "path climbs above the root or has encoded dot segments";
         return false;
@@ -673,7 +673,7 @@ bool pt_http_parse_request(struct pt_head *h, char *buf, size_t len, struct pt_p
         err->msg = "invalid Host";
         return false;
     }
-    if (authority.n)
+    if (authority.len)
         h->host = authority; /* RFC 9112 3.2.2: the request line wins */
     if (!check_framing(h, true, err))
         return false;
@@ -971,11 +971,11 @@ void pt_buf_json(struct pt_buf *b, pt_str s)
 {
     static const char hx[] = "0123456789abcdef";
     size_t start = 0;
-    for (size_t i = 0; i < s.n; i++) {
-        unsigned char c = (unsigned char)s.p[i];
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.data[i];
         if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
             continue;
-        pt_buf_add(b, s.p + start, i - start);
+        pt_buf_add(b, s.data + start, i - start);
         start = i + 1;
         char esc[6] = {'\\', 'u', '0', '0', hx[c >> 4], hx[c & 15]};
         if (c == '"' || c == '\\') {
@@ -990,7 +990,7 @@ void pt_buf_json(struct pt_buf *b, pt_str s)
         else
             pt_buf_add(b, esc, 6);
     }
-    pt_buf_add(b, s.p + start, s.n - start);
+    pt_buf_add(b, s.data + start, s.len - start);
 }
 
 const char *pt_http_reason(int s)

@@ -176,7 +176,7 @@ void pt_buf_init(struct pt_buf *b, struct pt_pool *pool, size_t cap);
 void pt_buf_add(struct pt_buf *b, const void *data, size_t n);
 static inline void pt_buf_str(struct pt_buf *b, pt_str s)
 {
-    pt_buf_add(b, s.p, s.n);
+    pt_buf_add(b, s.data, s.len);
 }
 /* Appends a string literal (anything else does not compile). */
 #define pt_buf_lit(b, lit) pt_buf_add((b), "" lit, sizeof("" lit) - 1)

@@ -86,8 +86,8 @@ static void fill(struct evbuffer **b, pt_str body)
         *b = evbuffer_new();
     else
         evbuffer_drain(*b, evbuffer_get_length(*b));
-    if (body.n)
-        evbuffer_add(*b, body.p, body.n);
+    if (body.len)
+        evbuffer_add(*b, body.data, body.len);
 }
 
 void pt_msg_set_body(struct pt_req *req, pt_msg which, pt_str body)
@@ -124,7 +124,7 @@ int pt_msg_set_status(struct pt_req *req, int code, pt_str reason, const char *s
     }
     pt_msg_response(req);
     req->rh.status = code;
-    req->rh.reason = (pt_str){pt_pool_strndup(req->pool, reason.p ? reason.p : "", reason.n), reason.n};
+    req->rh.reason = (pt_str){pt_pool_strndup(req->pool, reason.data ? reason.data : "", reason.len), reason.len};
     return 0;
 }
 
@@ -198,7 +198,7 @@ int pt_msg_header_set(struct pt_req *req, pt_msg m, pt_bytes name, const pt_byte
         return -1;
     }
     for (int i = 0; i < n; i++)
-        if (!pt_http_value_ok((pt_str){values[i].data, values[i].len})) {
+        if (!pt_http_value_ok(values[i])) {
             pt_msg_set_error(req, 500, source_name(req, "set-header"), "InvalidHeaderValue",
                              "header value contains CR, LF, NUL or another control character");
             return -1;
@@ -256,7 +256,7 @@ int pt_msg_header_set(struct pt_req *req, pt_msg m, pt_bytes name, const pt_byte
 /* Variables live in the request arena; later sets win. */
 void pt_msg_var_set(struct pt_req *req, pt_str name, int type, pt_str value)
 {
-    pt_str v = {pt_pool_strndup(req->pool, value.p ? value.p : "", value.n), value.n};
+    pt_str v = {pt_pool_strndup(req->pool, value.data ? value.data : "", value.len), value.len};
     for (int i = 0; i < req->nvars; i++)
         if (pt_str_eq(req->vars[i].name, name)) {
             req->vars[i].value = v;
@@ -265,7 +265,7 @@ void pt_msg_var_set(struct pt_req *req, pt_str name, int type, pt_str value)
         }
     req->vars = pt_pool_grow(req->pool, req->vars, sizeof(*req->vars), &req->capvars, req->nvars + 1);
     struct pt_var *x = &req->vars[req->nvars++];
-    x->name = (pt_str){pt_pool_strndup(req->pool, name.p, name.n), name.n};
+    x->name = (pt_str){pt_pool_strndup(req->pool, name.data, name.len), name.len};
     x->value = v;
     x->type = type;
 }

@@ -52,7 +52,7 @@ static struct pt_req *cur(lua_State *L)
 
 static void push_str(lua_State *L, pt_str s)
 {
-    lua_pushlstring(L, s.p ? s.p : "", s.n);
+    lua_pushlstring(L, s.data ? s.data : "", s.len);
 }
 
 static bool key_is(const char *k, size_t kl, const char *lit)
@@ -217,8 +217,8 @@ static int vars_get(lua_State *L)
         return 1;
     }
     switch (v->type) {
-    case PT_VAR_NUMBER: lua_pushnumber(L, strtod(v->value.p, NULL)); break;
-    case PT_VAR_BOOL: lua_pushboolean(L, v->value.n == 4); break;
+    case PT_VAR_NUMBER: lua_pushnumber(L, strtod(v->value.data, NULL)); break;
+    case PT_VAR_BOOL: lua_pushboolean(L, v->value.len == 4); break;
     case PT_VAR_NIL: lua_pushnil(L); break;
     default: push_str(L, v->value);
     }
@@ -289,7 +289,7 @@ static int matched_get(lua_State *L)
     for (int i = 0; i < req->m.nparams; i++)
         if (pt_str_eq(req->m.params[i].name, (pt_str){n, nl})) {
             pt_str raw = req->m.params[i].value;
-            char *d = pt_pool_alloc(req->pool, raw.n + 1);
+            char *d = pt_pool_alloc(req->pool, raw.len + 1);
             ssize_t k = pt_pct_decode(raw, d, false);
             if (k < 0)
                 push_str(L, raw);
@@ -310,14 +310,14 @@ static int query_get(lua_State *L)
     struct pt_buf b;
     pt_buf_init(&b, req->pool, 32);
     bool found = false;
-    while (q.n) {
-        const char *amp = memchr(q.p, '&', q.n);
-        size_t len = amp ? (size_t)(amp - q.p) : q.n;
-        const char *eq = memchr(q.p, '=', len);
-        pt_str k = {q.p, eq ? (size_t)(eq - q.p) : len};
+    while (q.len) {
+        const char *amp = memchr(q.data, '&', q.len);
+        size_t len = amp ? (size_t)(amp - q.data) : q.len;
+        const char *eq = memchr(q.data, '=', len);
+        pt_str k = {q.data, eq ? (size_t)(eq - q.data) : len};
         if (pt_str_eq(k, (pt_str){n, nl})) {
-            pt_str raw = eq ? (pt_str){eq + 1, len - k.n - 1} : PT_NULL_STR;
-            char *d = pt_pool_alloc(req->pool, raw.n + 1);
+            pt_str raw = eq ? (pt_str){eq + 1, len - k.len - 1} : PT_NULL_STR;
+            char *d = pt_pool_alloc(req->pool, raw.len + 1);
             ssize_t dn = pt_pct_decode(raw, d, true);
             if (found)
                 pt_buf_lit(&b, ",");
@@ -329,8 +329,8 @@ static int query_get(lua_State *L)
         }
         if (!amp)
             break;
-        q.p += len + 1;
-        q.n -= len + 1;
+        q.data += len + 1;
+        q.len -= len + 1;
     }
     if (found)
         lua_pushlstring(L, b.p, b.n);
@@ -366,7 +366,7 @@ static void push_url(lua_State *L, bool original, const char *field, size_t fl)
     else if (key_is(field, fl, "host"))
         push_str(L, host);
     else if (key_is(field, fl, "port")) {
-        const char *colon = req->h.host.n > host.n ? req->h.host.p + host.n : NULL;
+        const char *colon = req->h.host.len > host.len ? req->h.host.data + host.len : NULL;
         lua_pushinteger(L, colon && *colon == ':' ? atoi(colon + 1) : (req->peer->tls ? 443 : 80));
     } else if (key_is(field, fl, "path")) {
         if (original)
@@ -374,8 +374,8 @@ static void push_url(lua_State *L, bool original, const char *field, size_t fl)
         else {
             /* the API suffix plus the (possibly rewritten) operation path */
             pt_str full = req->h.path;
-            size_t suffix = req->m.rest.p && req->m.rest.p >= full.p ? (size_t)(req->m.rest.p - full.p) : full.n;
-            lua_pushlstring(L, full.p, suffix);
+            size_t suffix = req->m.rest.data && req->m.rest.data >= full.data ? (size_t)(req->m.rest.data - full.data) : full.len;
+            lua_pushlstring(L, full.data, suffix);
             push_str(L, req->bpath);
             lua_concat(L, 2);
         }
@@ -565,7 +565,7 @@ static int proxy_index(lua_State *L)
         if (key_is(k, kl, "statusCode"))
             lua_pushinteger(L, req->rh_done ? req->rh.status : 0);
         else if (key_is(k, kl, "statusReason")) {
-            if (req->rh_done && req->rh.reason.n)
+            if (req->rh_done && req->rh.reason.len)
                 push_str(L, req->rh.reason);
             else
                 lua_pushstring(L, req->rh_done ? pt_http_reason(req->rh.status) : "");

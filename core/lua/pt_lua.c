@@ -566,7 +566,7 @@ bool pt_value_eval_true(struct pt_req *req, const struct pt_value *v, pt_status 
     case PT_VAR_BOOL: return out.b;
     case PT_VAR_NIL: return false;
     case PT_VAR_NUMBER: return true;
-    default: return !(out.s.n == 5 && !strncasecmp(out.s.p, "false", 5)) && out.s.n != 0;
+    default: return !(out.s.len == 5 && !strncasecmp(out.s.data, "false", 5)) && out.s.len != 0;
     }
 }
 
@@ -610,13 +610,13 @@ static void push_luaval(lua_State *co, const struct pt_attr_def *a, const struct
     }
     switch (a->type) {
     case PT_ATTR_INT:
-        lua_pushnumber(co, v->type == PT_VAR_NUMBER ? v->num : strtod(v->s.p ? v->s.p : "0", NULL));
+        lua_pushnumber(co, v->type == PT_VAR_NUMBER ? v->num : strtod(v->s.data ? v->s.data : "0", NULL));
         return;
     case PT_ATTR_BOOL:
-        lua_pushboolean(co, v->type == PT_VAR_BOOL ? v->b : (v->s.n == 4 && !strncasecmp(v->s.p, "true", 4)));
+        lua_pushboolean(co, v->type == PT_VAR_BOOL ? v->b : (v->s.len == 4 && !strncasecmp(v->s.data, "true", 4)));
         return;
     default:
-        lua_pushlstring(co, v->s.p ? v->s.p : "", v->s.n);
+        lua_pushlstring(co, v->s.data ? v->s.data : "", v->s.len);
     }
 }
 

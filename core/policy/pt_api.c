@@ -52,7 +52,7 @@ static int api_eval(pt_call *call, const pt_value *v, pt_bytes *out)
         return PT_AGAIN;
     if (rc != 0)
         return -1;
-    *out = (pt_bytes){r.s.p ? r.s.p : "", r.s.n};
+    *out = (pt_bytes){r.s.data ? r.s.data : "", r.s.len};
     return 0;
 }
 
@@ -82,12 +82,12 @@ static int api_header_get(pt_call *call, pt_msg m, pt_bytes name, pt_bytes *valu
     int n = 0;
     for (int i = 0; i < h->nh; i++) {
         struct pt_hdr *x = &h->h[i];
-        if (x->deleted || !pt_str_ieq(x->name, (pt_str){name.data, name.len}))
+        if (x->deleted || !pt_str_ieq(x->name, name))
             continue;
         if (x->hop && x->kind != PT_H_HOST && h == &req->h)
             continue;
         if (n < max)
-            values[n] = (pt_bytes){x->value.p, x->value.n};
+            values[n] = x->value;
         n++;
     }
     return n;
@@ -111,8 +111,8 @@ static int api_header_at(pt_call *call, pt_msg m, int index, pt_bytes *name, pt_
         if (x->deleted || (x->hop && x->kind != PT_H_HOST))
             continue;
         if (k++ == index) {
-            *name = (pt_bytes){x->name.p, x->name.n};
-            *value = (pt_bytes){x->value.p, x->value.n};
+            *name = x->name;
+            *value = x->value;
             return 0;
         }
     }
@@ -121,12 +121,12 @@ static int api_header_at(pt_call *call, pt_msg m, int index, pt_bytes *name, pt_
 
 static pt_bytes api_method(pt_call *call)
 {
-    return (pt_bytes){call->req->h.method.p, call->req->h.method.n};
+    return call->req->h.method;
 }
 
 static int api_set_method(pt_call *call, pt_bytes m)
 {
-    if (!pt_str_is_token((pt_str){m.data, m.len})) {
+    if (!pt_str_is_token(m)) {
         pt_msg_set_error(call->req, 500, source_name(call->req, "set-method"), "InvalidMethod", "invalid method");
         return -1;
     }
@@ -136,7 +136,7 @@ static int api_set_method(pt_call *call, pt_bytes m)
 
 static pt_bytes api_path(pt_call *call)
 {
-    return (pt_bytes){call->req->bpath.p, call->req->bpath.n};
+    return call->req->bpath;
 }
 
 static bool url_part_ok(pt_bytes b, bool query)
@@ -161,7 +161,7 @@ static int api_set_path(pt_call *call, pt_bytes p)
 
 static pt_bytes api_query(pt_call *call)
 {
-    return (pt_bytes){call->req->bquery.p, call->req->bquery.n};
+    return call->req->bquery;
 }
 
 static int api_set_query(pt_call *call, pt_bytes q)
@@ -178,9 +178,9 @@ static int api_set_query(pt_call *call, pt_bytes q)
 static int find_param(pt_str q, pt_bytes name, pt_bytes *value)
 {
     pt_str v;
-    if (!pt_url_query_param(q, (pt_str){name.data, name.len}, &v))
+    if (!pt_url_query_param(q, name, &v))
         return -1;
-    *value = v.p ? (pt_bytes){v.p, v.n} : (pt_bytes){"", 0};
+    *value = v.data ? v : (pt_bytes){"", 0};
     return 0;
 }
 
@@ -224,11 +224,11 @@ static int api_matched_param(pt_call *call, pt_bytes name, pt_bytes *value)
 {
     struct pt_req *req = call->req;
     for (int i = 0; i < req->m.nparams; i++)
-        if (pt_str_eq(req->m.params[i].name, (pt_str){name.data, name.len})) {
+        if (pt_str_eq(req->m.params[i].name, name)) {
             pt_str raw = req->m.params[i].value;
-            char *d = pt_pool_alloc(req->pool, raw.n + 1);
+            char *d = pt_pool_alloc(req->pool, raw.len + 1);
             ssize_t n = pt_pct_decode(raw, d, false);
-            *value = n < 0 ? (pt_bytes){raw.p, raw.n} : (pt_bytes){d, (size_t)n};
+            *value = n < 0 ? raw : (pt_bytes){d, (size_t)n};
             return 0;
         }
     return -1;
@@ -241,7 +241,7 @@ static int api_status(pt_call *call)
 
 static int api_set_status(pt_call *call, int code, pt_bytes reason)
 {
-    return pt_msg_set_status(call->req, code, (pt_str){reason.data, reason.len}, "set-status");
+    return pt_msg_set_status(call->req, code, reason, "set-status");
 }
 
 static int api_body_get(pt_call *call, pt_msg m, pt_bytes *out)
@@ -281,22 +281,22 @@ static int api_body_set(pt_call *call, pt_msg m, pt_bytes data)
     struct pt_req *req = call->req;
     if (m == PT_MSG_CURRENT)
         m = call->current;
-    pt_msg_set_body(req, m, (pt_str){data.data, data.len});
+    pt_msg_set_body(req, m, data);
     return 0;
 }
 
 static int api_var_get(pt_call *call, pt_bytes name, pt_bytes *out)
 {
-    const struct pt_var *v = pt_msg_var_get(call->req, (pt_str){name.data, name.len});
+    const struct pt_var *v = pt_msg_var_get(call->req, name);
     if (!v)
         return -1;
-    *out = (pt_bytes){v->value.p, v->value.n};
+    *out = v->value;
     return 0;
 }
 
 static int api_var_set(pt_call *call, pt_bytes name, pt_bytes value)
 {
-    pt_msg_var_set(call->req, (pt_str){name.data, name.len}, PT_VAR_STRING, (pt_str){value.data, value.len});
+    pt_msg_var_set(call->req, name, PT_VAR_STRING, value);
     return 0;
 }
 
@@ -440,7 +440,7 @@ static pt_bytes api_fact(pt_call *call, int which)
         s = req->sub ? req->sub->cf->id : NULL;
         break;
     case PT_FACT_SUBSCRIPTION_KEY:
-        return (pt_bytes){req->key.p ? req->key.p : "", req->key.n};
+        return (pt_bytes){req->key.data ? req->key.data : "", req->key.len};
     case PT_FACT_SUBSCRIPTION_START:
         s = req->sub ? req->sub->cf->created_date : NULL;
         break;

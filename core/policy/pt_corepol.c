@@ -447,11 +447,11 @@ static pt_status run_mock(const struct pt_api *api, pt_call *call, void *inst)
     memcpy(&ctype, (int *)inst + 1, sizeof(ctype));
     pt_str body = PT_NULL_STR, type = PT_NULL_STR;
     operation_example(req, status, ctype, &body, &type);
-    if (!type.n && ctype)
+    if (!type.len && ctype)
         type = pt_str_c(ctype);
     pt_msg_new_response(req, status, PT_NULL_STR);
-    if (type.n) {
-        pt_bytes v = {type.p, type.n};
+    if (type.len) {
+        pt_bytes v = {type.data, type.len};
         pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){"Content-Type", 12}, &v, 1, PT_HEADER_OVERRIDE);
     }
     pt_msg_set_body(req, PT_MSG_RESPONSE, body);
@@ -472,7 +472,7 @@ static pt_status run_return_response(const struct pt_api *api, pt_call *call, vo
         struct pt_luaval v;
         if ((rc = pt_value_eval(req, rr->code, &v)) != 0)
             return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
-        code = v.type == PT_VAR_NUMBER ? (long)v.num : strtol(v.s.p ? v.s.p : "", NULL, 10);
+        code = v.type == PT_VAR_NUMBER ? (long)v.num : strtol(v.s.data ? v.s.data : "", NULL, 10);
         if (rr->reason) {
             struct pt_luaval rv;
             if ((rc = pt_value_eval(req, rr->reason, &rv)) != 0)
@@ -496,7 +496,7 @@ static pt_status run_return_response(const struct pt_api *api, pt_call *call, vo
             struct pt_luaval hv;
             if ((rc = pt_value_eval(req, h->values[k], &hv)) != 0)
                 return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
-            vals[i][k] = (pt_bytes){hv.s.p, hv.s.n};
+            vals[i][k] = hv.s;
         }
     }
     struct pt_luaval body = {0};
@@ -505,7 +505,7 @@ static pt_status run_return_response(const struct pt_api *api, pt_call *call, vo
     /* now build it */
     pt_msg_new_response(req, (int)code, reason);
     for (int i = 0; i < rr->nheaders; i++)
-        if (pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){names[i].s.p, names[i].s.n}, vals[i],
+        if (pt_msg_header_set(req, PT_MSG_RESPONSE, names[i].s, vals[i],
                               rr->headers[i].nvalues, rr->headers[i].mode) < 0)
             return PT_ERROR;
     if (rr->body)

@@ -419,14 +419,14 @@ bool pt_product_has_api(const struct pt_product *p, const struct pt_apidef *api)
 
 const struct pt_subscription *pt_gen_find_key(const struct pt_gen *g, pt_str key)
 {
-    if (!g->nkeys || key.n == 0 || key.n > 256)
+    if (!g->nkeys || key.len == 0 || key.len > 256)
         return NULL;
-    uint64_t h = pt_hash(key.p, key.n, false);
+    uint64_t h = pt_hash(key.data, key.len, false);
     size_t slot = h & (g->nkeys - 1);
     for (size_t probe = 0; probe < g->nkeys && g->keys[slot].key; probe++) {
         const struct pt_keyslot *k = &g->keys[slot];
         /* the hash only picks the slot; the key itself is compared in constant time */
-        if (k->len == key.n && CRYPTO_memcmp(k->key, key.p, key.n) == 0)
+        if (k->len == key.len && CRYPTO_memcmp(k->key, key.data, key.len) == 0)
             return k->sub;
         slot = (slot + 1) & (g->nkeys - 1);
     }

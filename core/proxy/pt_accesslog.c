@@ -85,7 +85,7 @@ static pt_str redact_query(struct pt_req *req)
 {
     pt_str q = req->h.query;
     struct pt_buf b;
-    pt_buf_init(&b, req->pool, q.n + 16);
+    pt_buf_init(&b, req->pool, q.len + 16);
     bool changed = false, first = true;
     struct pt_url_qitem it;
     while (pt_url_query_next(&q, &it)) {
@@ -128,7 +128,7 @@ void pt_accesslog_write(struct pt_req *req)
     log_str_field(&b, "clientIp", pt_str_c(req->c->peer.ip));
     log_str_field(&b, "method", req->h.method);
     log_str_field(&b, "path", req->h.path);
-    if (req->h.query.n)
+    if (req->h.query.len)
         log_str_field(&b, "query", redact_query(req));
     if (req->api)
         log_str_field(&b, "api", pt_str_c(req->api->cf->id));

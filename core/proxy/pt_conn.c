@@ -113,20 +113,20 @@ static void req_free(struct pt_req *req)
 static void req_set_id(struct pt_req *req)
 {
     pt_str name = pt_str_c(req_gen(req)->conf->upstream.request_id_header);
-    for (int i = 0; i < req->h.nh && name.n; i++) {
+    for (int i = 0; i < req->h.nh && name.len; i++) {
         struct pt_hdr *x = &req->h.h[i];
         if (!pt_str_ieq(x->name, name))
             continue;
         pt_str v = x->value;
-        bool ok = v.n > 0 && v.n < sizeof(req->id);
-        for (size_t k = 0; ok && k < v.n; k++) {
-            char ch = v.p[k];
+        bool ok = v.len > 0 && v.len < sizeof(req->id);
+        for (size_t k = 0; ok && k < v.len; k++) {
+            char ch = v.data[k];
             ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
                  ch == '-' || ch == '_' || ch == '.' || ch == ':';
         }
         if (ok) {
-            memcpy(req->id, v.p, v.n);
-            req->idn = v.n;
+            memcpy(req->id, v.data, v.len);
+            req->idn = v.len;
             return;
         }
         break;
@@ -204,10 +204,10 @@ static void req_start(struct pt_conn *c, size_t head_len)
     evbuffer_remove(c->io->in, head, head_len);
     if (!pt_http_parse_request(&req->h, head, head_len, req->pool, (int)cf->limits.header_count,
                                cf->limits.body_size, &err)) {
-        if (!req->h.method.n)
+        if (!req->h.method.len)
             req->h.method = PT_STR("-");
-        if (!req->h.path.n)
-            req->h.path = req->h.target.n ? req->h.target : PT_STR("-");
+        if (!req->h.path.len)
+            req->h.path = req->h.target.len ? req->h.target : PT_STR("-");
         req_set_id(req);
         req->keep = false;
         pt_conn_req_error(req, err.status, pt_respond_reason_code(err.status), err.msg);
@@ -216,7 +216,7 @@ static void req_start(struct pt_conn *c, size_t head_len)
     /* "X_Foo" may reach a backend that reads it as "X-Foo": refused, or dropped, unless allowed */
     for (int i = 0; cf->limits.header_underscores != PT_UNDERSCORES_ALLOW && i < req->h.nh; i++) {
         struct pt_hdr *x = &req->h.h[i];
-        if (!memchr(x->name.p, '_', x->name.n))
+        if (!memchr(x->name.data, '_', x->name.len))
             continue;
         if (cf->limits.header_underscores == PT_UNDERSCORES_DROP) {
             x->deleted = true;

@@ -60,7 +60,7 @@ size_t pt_respond_error(struct evbuffer *out, struct pt_pool *pool, int status, 
     pt_buf_add(&b, pt_http_reason(status), strlen(pt_http_reason(status)));
     pt_buf_lit(&b, "\r\nContent-Type: application/json\r\nContent-Length: ");
     pt_buf_u64(&b, body.n);
-    if (reqid.n && idname.n) {
+    if (reqid.len && idname.len) {
         pt_buf_lit(&b, "\r\n");
         pt_buf_str(&b, idname);
         pt_buf_lit(&b, ": ");
@@ -81,7 +81,7 @@ size_t pt_respond_error(struct evbuffer *out, struct pt_pool *pool, int status, 
 void pt_respond_request_id(struct pt_buf *b, struct pt_req *req, struct pt_head *rh)
 {
     pt_str name = pt_str_c(req_gen(req)->conf->upstream.request_id_header);
-    if (!name.n || !req->idn)
+    if (!name.len || !req->idn)
         return;
     for (int i = 0; i < rh->nh; i++)
         if (!rh->h[i].deleted && pt_str_ieq(rh->h[i].name, name))
@@ -99,7 +99,7 @@ static void head_start(struct pt_buf *b, struct pt_req *req, const struct pt_hea
     pt_buf_lit(b, "HTTP/1.1 ");
     pt_buf_u64(b, (uint64_t)rh->status);
     pt_buf_lit(b, " ");
-    if (rh->reason.n && pt_http_value_ok(rh->reason))
+    if (rh->reason.len && pt_http_value_ok(rh->reason))
         pt_buf_str(b, rh->reason);
     else {
         const char *r = pt_http_reason(rh->status);

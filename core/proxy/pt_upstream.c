@@ -229,15 +229,15 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
 {
     const struct pt_backend *be = req->be;
     struct pt_conn *c = req->c;
-    pt_buf_init(b, req->pool, 512 + req->h.path.n + req->h.nh * 48);
+    pt_buf_init(b, req->pool, 512 + req->h.path.len + req->h.nh * 48);
     pt_buf_str(b, req->h.method);
     pt_buf_lit(b, " ");
     size_t plen = strlen(be->url.path);
     pt_buf_add(b, be->url.path, plen);
     pt_buf_str(b, req->bpath);
-    if (plen + req->bpath.n == 0)
+    if (plen + req->bpath.len == 0)
         pt_buf_lit(b, "/");
-    if (req->bquery.n) {
+    if (req->bquery.len) {
         pt_buf_lit(b, "?");
         pt_buf_str(b, req->bquery);
     }
@@ -282,7 +282,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         default:
             break;
         }
-        if (rid.n && pt_str_ieq(x->name, rid))
+        if (rid.len && pt_str_ieq(x->name, rid))
             continue;
         pt_buf_str(b, x->name);
         pt_buf_lit(b, ": ");
@@ -303,7 +303,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         else
             pt_buf_lit(b, "X-Forwarded-Proto: http\r\n");
     }
-    if ((fwd & PT_FWD_XFH) && req->h.host.n) {
+    if ((fwd & PT_FWD_XFH) && req->h.host.len) {
         pt_buf_lit(b, "X-Forwarded-Host: ");
         pt_buf_str(b, req->h.host);
         pt_buf_lit(b, "\r\n");
@@ -313,13 +313,13 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         if (nfwd)
             append_values(b, &req->h, PT_H_FORWARDED);
         pt_buf_lit(b, "for=");
-        if (memchr(ip.p, ':', ip.n)) {
+        if (memchr(ip.data, ':', ip.len)) {
             pt_buf_lit(b, "\"[");
             pt_buf_str(b, ip);
             pt_buf_lit(b, "]\"");
         } else
             pt_buf_str(b, ip);
-        if (req->h.host.n) {
+        if (req->h.host.len) {
             pt_buf_lit(b, ";host=\"");
             pt_buf_str(b, req->h.host);
             pt_buf_lit(b, "\"");
@@ -329,7 +329,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         else
             pt_buf_lit(b, ";proto=http\r\n");
     }
-    if (rid.n) {
+    if (rid.len) {
         pt_buf_str(b, rid);
         pt_buf_lit(b, ": ");
         pt_buf_add(b, req->id, req->idn);

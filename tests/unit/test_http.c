@@ -40,7 +40,7 @@ static int sbuf_i;
 static const char *S(pt_str s)
 {
     char *b = sbuf[sbuf_i++ & 3];
-    snprintf(b, sizeof(sbuf[0]), "%.*s", (int)s.n, s.p ? s.p : "");
+    snprintf(b, sizeof(sbuf[0]), "%.*s", (int)s.len, s.data ? s.data : "");
     return b;
 }
 

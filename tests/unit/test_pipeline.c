@@ -383,7 +383,7 @@ static const char *resp_header(const char *name)
     struct pt_hdr *h = pt_head_get(&T.req.rh, pt_str_c(name));
     if (!h)
         return NULL;
-    snprintf(b, sizeof(b), "%.*s", (int)h->value.n, h->value.p);
+    snprintf(b, sizeof(b), "%.*s", (int)h->value.len, h->value.data);
     return b;
 }
 

@@ -27,7 +27,7 @@ static int sbuf_i;
 static const char *S(pt_str s)
 {
     char *b = sbuf[sbuf_i++ & 3];
-    snprintf(b, sizeof(sbuf[0]), "%.*s", (int)s.n, s.p ? s.p : "");
+    snprintf(b, sizeof(sbuf[0]), "%.*s", (int)s.len, s.data ? s.data : "");
     return b;
 }
 
@@ -424,8 +424,8 @@ static void test_captures(void **state)
     const char *path = "/v1/users/bob/posts/x";
     assert_int_equal(pt_router_match(r, PT_STR(""), PT_STR("GET"), pt_str_c(path), PT_STR(""), &m),
                      PT_ROUTE_OK);
-    assert_ptr_equal(m.params[0].value.p, path + 10);
-    assert_ptr_equal(m.params[1].value.p, path + 20);
+    assert_ptr_equal(m.params[0].value.data, path + 10);
+    assert_ptr_equal(m.params[1].value.data, path + 20);
     /* same trie path, other names: each operation reports its own names */
     expect_op(r, "", "PUT", "/v1/users/bob/posts/1", "", "v1", "put-post", &m);
     expect_params(&m, 2, "user_id", "bob", "post-id", "1");
