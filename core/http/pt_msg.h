@@ -133,6 +133,7 @@ struct pt_exec {
     bool has_error;
     bool done;
     bool respond;       /* done: the response goes out when the driver returns */
+    bool moved;         /* the statement that returned pushed a frame (choose, retry, ...) */
     int retry_attempts; /* a retry waiting between attempts: the attempts made */
     const struct pt_stmt *wrap_waiting; /* a wrapping policy whose run() returned PT_AGAIN */
     struct pt_lasterror err;

@@ -620,7 +620,7 @@ static void push_luaval(lua_State *co, const struct pt_attr_def *a, const struct
     }
 }
 
-int pt_lua_run_policy(struct pt_req *req, void *instance, int section, void *unused)
+pt_status pt_lua_run_policy(struct pt_req *req, void *instance, int section, void *unused)
 {
     (void)unused;
     const struct pt_luapol_inst *in = instance;
@@ -667,7 +667,7 @@ int pt_lua_run_policy(struct pt_req *req, void *instance, int section, void *unu
     /* returns: nothing (continue), "done" (the response is final), or
        "fail", status, reason, message */
     const char *what = lua_tostring(co, 1);
-    int st = PT_OK;
+    pt_status st = PT_OK;
     if (what && !strcmp(what, "done")) {
         pt_msg_response(req);
         st = PT_DONE;

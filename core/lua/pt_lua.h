@@ -88,6 +88,6 @@ struct pt_luapol_inst {
 };
 
 /* Runs a Lua policy's section function; returns a pt_status. */
-int pt_lua_run_policy(struct pt_req *req, void *policy, int section, void *attrs);
+pt_status pt_lua_run_policy(struct pt_req *req, void *policy, int section, void *attrs);
 
 #endif

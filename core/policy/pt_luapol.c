@@ -68,7 +68,7 @@ static int luapol_compile(const struct pt_api *api, pt_compile *c, void **instan
 
 static pt_status luapol_run(const struct pt_api *api, pt_call *call, void *instance)
 {
-    return (pt_status)pt_lua_run_policy(call->req, instance, call->section, NULL);
+    return pt_lua_run_policy(call->req, instance, call->section, NULL);
 }
 
 /* ---------------------------------------------------------------- loading */

@@ -39,8 +39,13 @@ static void run(struct pt_req *req);
 static void drive(struct pt_req *req);
 static bool apply(struct pt_req *req, pt_status st);
 
-/* A control statement pushed a frame: the stack already says what is next. */
-#define ST_MOVED ((pt_status)100)
+/* A control statement pushed a frame: the stack already says what is next,
+   so the PT_OK it returns does not move past it. */
+static pt_status moved(struct pt_req *req)
+{
+    req->ex.moved = true;
+    return PT_OK;
+}
 
 /* --------------------------------------------------------------- errors */
 
@@ -259,7 +264,7 @@ static pt_status retry_after(struct pt_req *req, struct pt_frame *f, int attempt
     if (wait == 0) {
         if (!push(req, &s->body, s, attempts))
             return PT_ERROR;
-        return ST_MOVED; /* continue inside the new frame */
+        return moved(req); /* continue inside the new frame */
     }
     req->ex.waiting = true;
     req->ex.retry_attempts = attempts;
@@ -297,13 +302,13 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
             /* the choose stays current (for lastError.path) until its branch ends */
             if (!push(req, &w->body, s, i))
                 return PT_ERROR;
-            return ST_MOVED;
+            return moved(req);
         }
         return PT_OK;
     case PT_ST_RETRY:
         if (!push(req, &s->body, s, 0))
             return PT_ERROR;
-        return ST_MOVED;
+        return moved(req);
     case PT_ST_FORWARD: {
         const struct pt_forward *fw = s->data;
         req->fwd_timeout = fw->timeout_ms;
@@ -323,7 +328,7 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
             return st;
         if (!push(req, &s->body, s, 0))
             return PT_ERROR;
-        return ST_MOVED;
+        return moved(req);
     }
     case PT_ST_BASE:
         return PT_OK;
@@ -336,10 +341,14 @@ static bool apply(struct pt_req *req, pt_status st)
 {
     struct pt_exec *ex = &req->ex;
     const struct pt_stmt *wrap = ex->wrap_waiting;
+    bool pushed = ex->moved;
     ex->wrap_waiting = NULL;
-    switch ((int)st) {
+    ex->moved = false;
+    switch (st) {
     case PT_OK:
     case PT_DECLINED:
+        if (pushed)
+            return true; /* the statement already moved the stack */
         if (wrap) { /* a suspended wrapping policy said yes: now its statements */
             if (!push(req, &wrap->body, wrap, 0))
                 return apply(req, PT_ERROR);
@@ -347,8 +356,6 @@ static bool apply(struct pt_req *req, pt_status st)
         }
         ex->st[ex->depth - 1].i++;
         return true;
-    case ST_MOVED:
-        return true; /* the statement already moved the stack */
     case PT_DONE:
         finish(req);
         return false;
