@@ -16,18 +16,18 @@
  *   SIGUSR1  reopen the log files (after rotation).
  */
 #include "base/pt.h"
-#include "mgmt/pt_cli.h"
-#include "conf/pt_conf.h"
-#include "event/pt_counters.h"
-#include "policy/pt_gen.h"
-#include "policy/pt_corepol.h"
 #include "base/pt_log.h"
 #include "base/pt_paths.h"
-#include "mgmt/pt_mgmt.h"
+#include "conf/pt_conf.h"
 #include "conf/pt_model.h"
-#include "policy/pt_api.h"
-#include "policy/pt_plugin.h"
 #include "conf/pt_store.h"
+#include "event/pt_counters.h"
+#include "mgmt/pt_cli.h"
+#include "mgmt/pt_mgmt.h"
+#include "policy/pt_api.h"
+#include "policy/pt_corepol.h"
+#include "policy/pt_gen.h"
+#include "policy/pt_plugin.h"
 #include "policy/pt_policy.h"
 #include "proxy/pt_worker.h"
 
@@ -74,26 +74,33 @@ static int nworkers;
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: portico [-c FILE]      run the gateway (default %s/portico/portico.yaml)\n"
-               "       portico -t [-c FILE]   check the configuration and exit\n"
-               "       portico -P [-c FILE]   print the reference of every policy available (Markdown)\n"
-               "       portico -K             print the reference of every configuration key (Markdown;\n"
-               "                              also --config-reference)\n"
-               "       portico -v             print the version and build features\n"
-               "       portico COMMAND ...    manage a running gateway (apply, export, api, product, user,\n"
-               "                              subscription...; `portico help` lists them)\n",
+    fprintf(f,
+            "usage: portico [-c FILE]      run the gateway (default %s/portico/portico.yaml)\n"
+            "       portico -t [-c FILE]   check the configuration and exit\n"
+            "       portico -P [-c FILE]   print the reference of every policy available (Markdown)\n"
+            "       portico -K             print the reference of every configuration key (Markdown;\n"
+            "                              also --config-reference)\n"
+            "       portico -v             print the version and build features\n"
+            "       portico COMMAND ...    manage a running gateway (apply, export, api, product, user,\n"
+            "                              subscription...; `portico help` lists them)\n",
             PT_SYSCONFDIR);
 }
 
 static const char *attr_type_name(const struct pt_attr_def *a)
 {
     switch (a->type) {
-    case PT_ATTR_STRING: return "string";
-    case PT_ATTR_INT: return "integer";
-    case PT_ATTR_BOOL: return "boolean";
-    case PT_ATTR_ENUM: return "one of";
-    case PT_ATTR_ELEMENT: return "element";
-    case PT_ATTR_POLICIES: return "statements";
+    case PT_ATTR_STRING:
+        return "string";
+    case PT_ATTR_INT:
+        return "integer";
+    case PT_ATTR_BOOL:
+        return "boolean";
+    case PT_ATTR_ENUM:
+        return "one of";
+    case PT_ATTR_ELEMENT:
+        return "element";
+    case PT_ATTR_POLICIES:
+        return "statements";
     }
     return "?";
 }
@@ -108,8 +115,8 @@ static void print_attrs(const struct pt_attr_def *attrs, const char *prefix)
         if (a->type == PT_ATTR_INT && (a->min || a->max))
             printf(" (%lld–%lld)", (long long)a->min, (long long)a->max);
         printf(" | %s%s%s | %s | %s |\n", a->flags & PT_ATTR_REQUIRED ? "required" : "optional",
-               a->flags & PT_ATTR_MULTI ? ", one or a list" : "", a->flags & PT_ATTR_EXPR ? ", expression" : "",
-               a->def ? a->def : "", a->doc ? a->doc : "");
+               a->flags & PT_ATTR_MULTI ? ", one or a list" : "",
+               a->flags & PT_ATTR_EXPR ? ", expression" : "", a->def ? a->def : "", a->doc ? a->doc : "");
         if (a->type == PT_ATTR_ELEMENT) {
             char p2[128];
             snprintf(p2, sizeof(p2), "%s%s.", prefix, a->name);
@@ -120,7 +127,8 @@ static void print_attrs(const struct pt_attr_def *attrs, const char *prefix)
 
 static int cmp_def(const void *a, const void *b)
 {
-    return strcmp((*(const struct pt_policy_def *const *)a)->name, (*(const struct pt_policy_def *const *)b)->name);
+    return strcmp((*(const struct pt_policy_def *const *)a)->name,
+                  (*(const struct pt_policy_def *const *)b)->name);
 }
 
 /* The policy reference, generated from the attribute schemas. */
@@ -156,8 +164,10 @@ static void print_reference(const struct pt_gen *g)
                 if (d->scopes & (1u << s))
                     printf(" %s", pt_scope_names[s].label);
         }
-        printf(". Provided by: %s.%s\n", !owner || !strcmp(owner, "core") ? "the core"
-                                         : strstr(owner, ".lua") ? "a Lua policy" : "a plugin",
+        printf(". Provided by: %s.%s\n",
+               !owner || !strcmp(owner, "core") ? "the core"
+               : strstr(owner, ".lua")          ? "a Lua policy"
+                                                : "a plugin",
                d->flags & PT_POLICY_ONCE_PER_SECTION ? " At most once per section." : "");
         if (d->attrs && d->attrs->name) {
             printf("\n| attribute | type | use | default | meaning |\n|---|---|---|---|---|\n");
@@ -241,7 +251,8 @@ static int open_listener(const struct pt_listen_cf *l)
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (l->sa.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 || listen(fd, pt_listen_backlog(l->backlog)) < 0) {
+    if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 ||
+        listen(fd, pt_listen_backlog(l->backlog)) < 0) {
         int e = errno;
         close(fd);
         errno = e;
@@ -303,8 +314,8 @@ static bool prepare_listeners(struct pt_gen *g, const struct pt_conf *file, stru
             fresh[i] = ls;
             if (!address_free(l)) {
                 const struct pt_node *where = file && i < file->nlisten ? file->listen[i].node : l->node;
-                pt_node_error(errs, where, "cannot listen on %s: %s (another process listens there)", l->address,
-                              strerror(EADDRINUSE));
+                pt_node_error(errs, where, "cannot listen on %s: %s (another process listens there)",
+                              l->address, strerror(EADDRINUSE));
                 ok = false;
                 break;
             }
@@ -530,8 +541,10 @@ static void reload(void)
         return;
     }
     if ((cf->mgmt.listen || current->conf->mgmt.listen) &&
-        (!cf->mgmt.listen || !current->conf->mgmt.listen || strcmp(cf->mgmt.listen, current->conf->mgmt.listen)))
-        pt_warn("management.listen changed: the management listener is opened at start only; restart to move it");
+        (!cf->mgmt.listen || !current->conf->mgmt.listen ||
+         strcmp(cf->mgmt.listen, current->conf->mgmt.listen)))
+        pt_warn(
+            "management.listen changed: the management listener is opened at start only; restart to move it");
     publish(g);
     pt_counters_init(g->conf->counter_keys);
     pt_info("configuration reloaded (generation %llu)", (unsigned long long)g->serial);
@@ -782,8 +795,8 @@ int main(int argc, char **argv)
     char addrs[512] = "";
     size_t k = 0;
     for (int i = 0; i < g->conf->nlisten && k < sizeof(addrs) - 2; i++)
-        k += (size_t)snprintf(addrs + k, sizeof(addrs) - k, "%s%s%s", i ? ", " : "", g->conf->listen[i].address,
-                              g->conf->listen[i].ncerts ? " (tls)" : "");
+        k += (size_t)snprintf(addrs + k, sizeof(addrs) - k, "%s%s%s", i ? ", " : "",
+                              g->conf->listen[i].address, g->conf->listen[i].ncerts ? " (tls)" : "");
     pt_info("portico %s started: %d worker%s, listening on %s", PACKAGE_VERSION, nworkers,
             nworkers == 1 ? "" : "s", addrs);
 

@@ -35,10 +35,10 @@ typedef pt_bytes pt_str;
 #define PT_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* Abort with a message: for broken internal invariants only, never for input. */
-#define PT_ASSERT(cond)                                                        \
-    do {                                                                       \
-        if (PT_UNLIKELY(!(cond)))                                              \
-            pt_panic(__FILE__, __LINE__, #cond);                               \
+#define PT_ASSERT(cond)                                                                                      \
+    do {                                                                                                     \
+        if (PT_UNLIKELY(!(cond)))                                                                            \
+            pt_panic(__FILE__, __LINE__, #cond);                                                             \
     } while (0)
 void pt_panic(const char *file, int line, const char *what) __attribute__((noreturn));
 
@@ -114,8 +114,8 @@ static inline uint64_t pt_hash(const void *data, size_t n, bool fold)
 }
 
 /* Monotonic and wall clocks in milliseconds / microseconds. */
-uint64_t pt_now_ms(void);   /* coarse monotonic, for deadlines */
-uint64_t pt_now_us(void);   /* precise monotonic, for measuring */
-uint64_t pt_wall_ms(void);  /* realtime, for timestamps */
+uint64_t pt_now_ms(void);  /* coarse monotonic, for deadlines */
+uint64_t pt_now_us(void);  /* precise monotonic, for measuring */
+uint64_t pt_wall_ms(void); /* realtime, for timestamps */
 
 #endif

@@ -20,10 +20,10 @@ int pt_log_level_parse(const char *name);
 int pt_log_open(const char *path);
 void pt_log_write(int level, const char *fmt, ...) PT_PRINTF(2, 3);
 
-#define pt_log(level, ...)                                                     \
-    do {                                                                       \
-        if ((level) <= pt_log_level)                                           \
-            pt_log_write((level), __VA_ARGS__);                                \
+#define pt_log(level, ...)                                                                                   \
+    do {                                                                                                     \
+        if ((level) <= pt_log_level)                                                                         \
+            pt_log_write((level), __VA_ARGS__);                                                              \
     } while (0)
 #define pt_err(...) pt_log(PT_LOG_ERROR, __VA_ARGS__)
 #define pt_warn(...) pt_log(PT_LOG_WARN, __VA_ARGS__)

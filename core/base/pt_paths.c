@@ -63,4 +63,3 @@ const char *pt_paths_prelude(void)
 #endif
     return PT_LUADIR "/prelude.lua";
 }
-

@@ -32,7 +32,7 @@ struct pt_pool {
     struct chunk *first; /* kept across resets */
     size_t chunk_size;
     size_t total;
-    size_t limit;        /* 0: none */
+    size_t limit; /* 0: none */
     bool failed;
     size_t reserve_used;
     max_align_t reserve[RESERVE / sizeof(max_align_t)];

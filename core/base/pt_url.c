@@ -101,8 +101,8 @@ const char *pt_url_parse(struct pt_pool *pool, const char *text, struct pt_url *
         plen--;
     for (size_t i = 0; i < plen; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '<' || c == '>' || c == '\\' || c == '^' ||
-            c == '`' || c == '{' || c == '|' || c == '}')
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '<' || c == '>' || c == '\\' || c == '^' || c == '`' ||
+            c == '{' || c == '|' || c == '}')
             return "has a character that must be percent-encoded in the path";
     }
     u->path = pt_pool_strndup(pool, p, plen);
@@ -117,8 +117,8 @@ bool pt_host_valid(pt_str s)
     if (s.data[0] == '[') {
         for (i = 1; i < s.len && s.data[i] != ']'; i++) {
             char c = s.data[i];
-            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
-                  c == ':' || c == '.'))
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' ||
+                  c == '.'))
                 return false;
         }
         if (i >= s.len || i == 1)

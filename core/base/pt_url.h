@@ -10,8 +10,8 @@
 
 struct pt_url {
     bool https;
-    char *host;      /* without brackets for IPv6 */
-    int port;        /* explicit or the scheme's default */
+    char *host; /* without brackets for IPv6 */
+    int port;   /* explicit or the scheme's default */
     bool default_port;
     char *authority; /* "host[:port]" as sent in Host (brackets kept, default port omitted) */
     char *path;      /* "" or starting with '/', no trailing '/' */

@@ -9,9 +9,10 @@
  * that reads a map with its table.
  */
 #include "conf/pt_conf.h"
+
 #include "base/pt_log.h"
-#include "conf/pt_router.h"
 #include "base/pt_url.h"
+#include "conf/pt_router.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -233,7 +234,8 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                             if (!strcmp(modes[q], m))
                                 mi = q;
                     if (mi < 0) {
-                        pt_node_error(cx->errs, pt_node_val(it, j), "expected none, optional, required or verified");
+                        pt_node_error(cx->errs, pt_node_val(it, j),
+                                      "expected none, optional, required or verified");
                         ok = false;
                     } else
                         l->client_cert = mi;
@@ -252,10 +254,11 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                     else
                         ok = false;
                 } else {
-                    pt_node_error(cx->errs, pt_node_key(it, j),
-                                  "unknown key '%s' (expected one of: address, certificate, key, certificates, "
-                                  "clientCertificate, clientCa, tls, backlog)",
-                                  kn);
+                    pt_node_error(
+                        cx->errs, pt_node_key(it, j),
+                        "unknown key '%s' (expected one of: address, certificate, key, certificates, "
+                        "clientCertificate, clientCa, tls, backlog)",
+                        kn);
                     ok = false;
                 }
             }
@@ -330,8 +333,9 @@ static bool read_forwarded(struct pt_cfctx *cx, struct pt_node *n, void *field)
         while (k < PT_ARRAY_LEN(names) && strcasecmp(names[k].name, s))
             k++;
         if (k == PT_ARRAY_LEN(names)) {
-            pt_node_error(cx->errs, n->items[i],
-                          "'%s' is not one of X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, Forwarded", s);
+            pt_node_error(
+                cx->errs, n->items[i],
+                "'%s' is not one of X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, Forwarded", s);
             ok = false;
         } else
             *bits |= names[k].bit;
@@ -444,8 +448,7 @@ static bool read_ops(struct pt_cfctx *cx, struct pt_node *n, void *field)
             ok = false;
         }
         if (op->url_template[0] != '/') {
-            pt_node_error(cx->errs, pt_node_get(op->node, "urlTemplate"),
-                          "urlTemplate must start with '/'");
+            pt_node_error(cx->errs, pt_node_get(op->node, "urlTemplate"), "urlTemplate must start with '/'");
             ok = false;
         }
         if (!op->display_name)
@@ -648,7 +651,8 @@ static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
                 ok = false;
             } else if (pt_host_strip_port(pt_str_c(api->host)).len != strlen(api->host)) {
                 pt_node_error(cx->errs, pt_node_get(api->node, "host"),
-                              "host '%s' must not have a port (the Host header's port is not matched)", api->host);
+                              "host '%s' must not have a port (the Host header's port is not matched)",
+                              api->host);
                 ok = false;
             }
         }
@@ -668,8 +672,8 @@ static bool read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
                                   "path '%s' with version '%s' is already used by API '%s'", api->path,
                                   api->api_version, o->id);
                 else
-                    pt_node_error(cx->errs, pt_node_get(api->node, "path"), "path '%s' is already used by API '%s'",
-                                  api->path, o->id);
+                    pt_node_error(cx->errs, pt_node_get(api->node, "path"),
+                                  "path '%s' is already used by API '%s'", api->path, o->id);
                 ok = false;
             }
         }
@@ -784,7 +788,8 @@ static bool read_tls_opts(struct pt_cfctx *cx, struct pt_node *n, void *field)
             else if (!strcmp(str, "1.3") || !strcmp(str, "TLSv1.3"))
                 t->min_version = 13;
             else {
-                pt_node_error(cx->errs, v, "minVersion must be \"1.2\" or \"1.3\" (older versions are not offered)");
+                pt_node_error(cx->errs, v,
+                              "minVersion must be \"1.2\" or \"1.3\" (older versions are not offered)");
                 ok = false;
             }
         } else if (!strcmp(k, "ciphers"))
@@ -849,7 +854,8 @@ static const struct pt_cfkey log_keys[] = {
 
 static bool read_policy_path(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
-    struct pt_lua_limits *l = (struct pt_lua_limits *)((char *)field - offsetof(struct pt_lua_limits, policy_path));
+    struct pt_lua_limits *l =
+        (struct pt_lua_limits *)((char *)field - offsetof(struct pt_lua_limits, policy_path));
     int cnt = n->kind == PT_N_SEQ ? n->n : 1;
     l->policy_path = pt_pool_calloc(cx->pool, sizeof(char *) * (size_t)cnt);
     l->npolicy_path = 0;
@@ -897,8 +903,8 @@ static bool read_fragments(struct pt_cfctx *cx, struct pt_node *n, void *field)
         }
         for (int k = 0; k < f->n; k++) {
             const char *key = pt_node_key(f, k)->str;
-            if (strcmp(key, "id") && strcmp(key, "description") && strcmp(key, "value") && strcmp(key, "policies") &&
-                strcmp(key, "workspace")) {
+            if (strcmp(key, "id") && strcmp(key, "description") && strcmp(key, "value") &&
+                strcmp(key, "policies") && strcmp(key, "workspace")) {
                 pt_node_error(cx->errs, pt_node_key(f, k),
                               "unknown key '%s' (expected one of: id, description, value, workspace)", key);
                 ok = false;
@@ -949,11 +955,12 @@ static bool read_named_values(struct pt_cfctx *cx, struct pt_node *n, void *fiel
         }
         for (int k = 0; k < v->n; k++) {
             const char *key = pt_node_key(v, k)->str;
-            if (strcmp(key, "id") && strcmp(key, "displayName") && strcmp(key, "value") && strcmp(key, "secret") &&
-                strcmp(key, "tags") && strcmp(key, "workspace")) {
-                pt_node_error(cx->errs, pt_node_key(v, k),
-                              "unknown key '%s' (expected one of: id, displayName, value, secret, tags, workspace)",
-                              key);
+            if (strcmp(key, "id") && strcmp(key, "displayName") && strcmp(key, "value") &&
+                strcmp(key, "secret") && strcmp(key, "tags") && strcmp(key, "workspace")) {
+                pt_node_error(
+                    cx->errs, pt_node_key(v, k),
+                    "unknown key '%s' (expected one of: id, displayName, value, secret, tags, workspace)",
+                    key);
                 ok = false;
             }
         }
@@ -999,7 +1006,8 @@ static const struct pt_cfkey named_value_keys[] = {
 /* ---------------------------------------------------------- entity lists */
 
 const char *const pt_product_states[] = {"notPublished", "published", NULL};
-const char *const pt_sub_states[] = {"submitted", "active", "suspended", "cancelled", "rejected", "expired", NULL};
+const char *const pt_sub_states[] = {"submitted", "active",  "suspended", "cancelled",
+                                     "rejected",  "expired", NULL};
 const char *const pt_user_states[] = {"active", "blocked", "pending", "deleted", NULL};
 const char *const pt_group_types[] = {"custom", "system", "external", NULL};
 const char *const pt_versioning_schemes[] = {"Segment", "Query", "Header", NULL};
@@ -1065,8 +1073,8 @@ static int idref_cmp(const void *x, const void *y)
  * defaults to the id (NO_FIELD: none).  Ids must be unique in the list.
  */
 static bool read_entity_list(struct pt_cfctx *cx, struct pt_node *n, void **arr, int *count, size_t size,
-                             const struct pt_cfkey *keys, void (*init)(void *), const char *what, size_t node_off,
-                             size_t name_off)
+                             const struct pt_cfkey *keys, void (*init)(void *), const char *what,
+                             size_t node_off, size_t name_off)
 {
     if (n->kind != PT_N_SEQ) {
         pt_node_error(cx->errs, n, "expected a list of %s", what);
@@ -1086,8 +1094,8 @@ static bool read_entity_list(struct pt_cfctx *cx, struct pt_node *n, void **arr,
         if (name_off != NO_FIELD && !*(char **)(e + name_off))
             *(char **)(e + name_off) = id;
         if (id && !valid_id(id)) {
-            pt_node_error(cx->errs, pt_node_get(n->items[i], "id"), "id '%s' may hold only letters, digits and -_.~",
-                          id);
+            pt_node_error(cx->errs, pt_node_get(n->items[i], "id"),
+                          "id '%s' may hold only letters, digits and -_.~", id);
             ok = false;
         }
         if (id)
@@ -1097,8 +1105,8 @@ static bool read_entity_list(struct pt_cfctx *cx, struct pt_node *n, void **arr,
     qsort(ids, (size_t)nids, sizeof(*ids), idref_cmp);
     for (int k = 1; k < nids; k++)
         if (!strcmp(ids[k].id, ids[k - 1].id)) {
-            pt_node_error(cx->errs, pt_node_get(n->items[ids[k].index], "id"), "%s id '%s' is used twice", what,
-                          ids[k].id);
+            pt_node_error(cx->errs, pt_node_get(n->items[ids[k].index], "id"), "%s id '%s' is used twice",
+                          what, ids[k].id);
             ok = false;
         }
     free(ids);
@@ -1213,8 +1221,8 @@ static bool read_users(struct pt_cfctx *cx, struct pt_node *n, void *field)
         }
         for (int k = 0; k < i; k++)
             if (u->email && cf->users[k].email && !strcasecmp(u->email, cf->users[k].email)) {
-                pt_node_error(cx->errs, pt_node_get(u->node, "email"), "email '%s' belongs to user '%s'", u->email,
-                              cf->users[k].id);
+                pt_node_error(cx->errs, pt_node_get(u->node, "email"), "email '%s' belongs to user '%s'",
+                              u->email, cf->users[k].id);
                 ok = false;
             }
     }
@@ -1379,8 +1387,8 @@ bool pt_parse_iso8601(const char *s, int64_t *ms)
 static bool read_subs(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, subs));
-    bool ok = read_entity_list(cx, n, (void **)&cf->subs, &cf->nsubs, sizeof(struct pt_subscription_cf), sub_keys,
-                               sub_init, "subscription", offsetof(struct pt_subscription_cf, node),
+    bool ok = read_entity_list(cx, n, (void **)&cf->subs, &cf->nsubs, sizeof(struct pt_subscription_cf),
+                               sub_keys, sub_init, "subscription", offsetof(struct pt_subscription_cf, node),
                                offsetof(struct pt_subscription_cf, display_name));
     for (int i = 0; i < cf->nsubs; i++) {
         struct pt_subscription_cf *s = &cf->subs[i];
@@ -1398,8 +1406,8 @@ static bool read_subs(struct pt_cfctx *cx, struct pt_node *n, void *field)
                 continue;
             if (!pt_parse_iso8601(dates[k], &t)) {
                 pt_node_error(cx->errs, pt_node_get(s->node, dnames[k]),
-                              "%s '%s' is not an ISO 8601 date or time (2027-01-31, 2027-01-31T12:00:00Z)", dnames[k],
-                              dates[k]);
+                              "%s '%s' is not an ISO 8601 date or time (2027-01-31, 2027-01-31T12:00:00Z)",
+                              dnames[k], dates[k]);
                 ok = false;
             } else if (!s->ends_ms || t < s->ends_ms)
                 s->ends_ms = t ? t : 1;
@@ -1462,7 +1470,8 @@ static bool read_backends(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, backends));
     return read_entity_list(cx, n, (void **)&cf->backends, &cf->nbackends, sizeof(struct pt_backend_cf),
-                            backend_keys, backend_init, "backend", offsetof(struct pt_backend_cf, node), NO_FIELD);
+                            backend_keys, backend_init, "backend", offsetof(struct pt_backend_cf, node),
+                            NO_FIELD);
 }
 
 static const struct pt_cfkey workspace_keys[] = {
@@ -1516,8 +1525,9 @@ static const struct pt_cfkey vs_keys[] = {
 static bool read_version_sets(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, version_sets));
-    return read_entity_list(cx, n, (void **)&cf->version_sets, &cf->nversion_sets, sizeof(struct pt_versionset_cf),
-                            vs_keys, vs_init, "version set", offsetof(struct pt_versionset_cf, node),
+    return read_entity_list(cx, n, (void **)&cf->version_sets, &cf->nversion_sets,
+                            sizeof(struct pt_versionset_cf), vs_keys, vs_init, "version set",
+                            offsetof(struct pt_versionset_cf, node),
                             offsetof(struct pt_versionset_cf, display_name));
 }
 
@@ -1596,7 +1606,8 @@ static bool read_trusted(struct pt_cfctx *cx, struct pt_node *n, void *field)
     for (int i = 0; i < n->n; i++) {
         struct pt_node *it = n->items[i];
         if (it->kind != PT_N_SCALAR || !pt_parse_cidr(it->str, &cf->trusted[cf->ntrusted])) {
-            pt_node_error(cx->errs, it, "'%s' is not an address or a range such as 192.0.2.0/24 or 2001:db8::/32",
+            pt_node_error(cx->errs, it,
+                          "'%s' is not an address or a range such as 192.0.2.0/24 or 2001:db8::/32",
                           it->kind == PT_N_SCALAR ? it->str : "(not a scalar)");
             ok = false;
             continue;

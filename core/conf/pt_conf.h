@@ -36,9 +36,9 @@ struct pt_cert_cf {
 /* TLS parameters (listen[].tls, management.tls, upstream.tls); zeros and
    NULLs mean the defaults: TLS 1.2 and 1.3, forward-secret AEAD suites. */
 struct pt_tls_cf {
-    int min_version;          /* 0 default (1.2), 12, 13 */
-    char *ciphers;            /* TLS 1.2 and below: an OpenSSL cipher list */
-    char *ciphersuites;       /* TLS 1.3: an OpenSSL ciphersuites list */
+    int min_version;    /* 0 default (1.2), 12, 13 */
+    char *ciphers;      /* TLS 1.2 and below: an OpenSSL cipher list */
+    char *ciphersuites; /* TLS 1.3: an OpenSSL ciphersuites list */
     struct pt_node *node;
 };
 
@@ -48,10 +48,10 @@ struct pt_listen_cf {
     socklen_t salen;
     struct pt_cert_cf *certs; /* TLS when ncerts > 0; several = SNI */
     int ncerts;
-    int client_cert;          /* clientCertificate: 0 none, 1 optional, 2 required, 3 verified */
-    char *client_ca;          /* clientCa: CA bundle client certificates are checked against */
+    int client_cert; /* clientCertificate: 0 none, 1 optional, 2 required, 3 verified */
+    char *client_ca; /* clientCa: CA bundle client certificates are checked against */
     struct pt_tls_cf tls;
-    int backlog;              /* listen queue; 0: the system's maximum (net.core.somaxconn) */
+    int backlog; /* listen queue; 0: the system's maximum (net.core.somaxconn) */
     struct pt_node *node;
 };
 
@@ -68,12 +68,12 @@ struct pt_operation_cf {
 
 struct pt_api_cf {
     struct pt_node *policies;
-    char *workspace;   /* "" = service level */
+    char *workspace;             /* "" = service level */
     struct pt_strlist protocols; /* "http", "https"; empty = both */
-    char *api_version;        /* "v1" within its version set */
-    char *version_set;        /* apiVersionSetId */
-    char *revision;           /* "1" unless set */
-    bool is_current;          /* the current revision */
+    char *api_version;           /* "v1" within its version set */
+    char *version_set;           /* apiVersionSetId */
+    char *revision;              /* "1" unless set */
+    bool is_current;             /* the current revision */
     char *id;
     char *display_name;
     char *description;
@@ -81,8 +81,8 @@ struct pt_api_cf {
     char *host;        /* optional: only requests for this host */
     char *service_url; /* backend base URL */
     bool subscription_required;
-    char *key_header; /* subscription key header name */
-    char *key_query;  /* subscription key query parameter */
+    char *key_header;   /* subscription key header name */
+    char *key_query;    /* subscription key query parameter */
     uint64_t body_size; /* bodySize: a smaller request-body limit for this API (0: limits.bodySize) */
     struct pt_strlist secret_query; /* secretQueryParameters: query values the access log writes REDACTED */
     struct pt_operation_cf *ops;
@@ -93,13 +93,13 @@ struct pt_api_cf {
 enum { PT_UNDERSCORES_REJECT, PT_UNDERSCORES_DROP, PT_UNDERSCORES_ALLOW };
 
 struct pt_limits_cf {
-    uint64_t buffer_size;   /* a body read into memory for a policy */
-    uint64_t header_size;   /* request line + headers, 431 */
-    uint64_t header_line;   /* one header line, 431 */
-    int header_underscores; /* PT_UNDERSCORES_*: header names with '_' */
-    int64_t header_count;   /* 431 */
-    uint64_t uri_length;    /* 414 */
-    uint64_t body_size;     /* 413, before reading the body */
+    uint64_t buffer_size;    /* a body read into memory for a policy */
+    uint64_t header_size;    /* request line + headers, 431 */
+    uint64_t header_line;    /* one header line, 431 */
+    int header_underscores;  /* PT_UNDERSCORES_*: header names with '_' */
+    int64_t header_count;    /* 431 */
+    uint64_t uri_length;     /* 414 */
+    uint64_t body_size;      /* 413, before reading the body */
     uint64_t request_memory; /* a request's arena: past it, 500 OutOfMemory */
     int64_t requests_per_connection;
     int64_t connections_per_worker;
@@ -121,20 +121,20 @@ struct pt_upstream_cf {
     int64_t max_idle;      /* pooled connections per backend per worker */
     char *ca_file;         /* for https backends; NULL = system store */
     bool verify;
-    struct pt_tls_cf tls;  /* towards https backends */
-    unsigned forwarded;    /* PT_FWD_* bits: which forwarding headers are set */
+    struct pt_tls_cf tls;    /* towards https backends */
+    unsigned forwarded;      /* PT_FWD_* bits: which forwarding headers are set */
     char *request_id_header; /* "" = the request id is not sent */
 };
 
-#define PT_FWD_XFF 0x1   /* X-Forwarded-For */
-#define PT_FWD_XFP 0x2   /* X-Forwarded-Proto */
-#define PT_FWD_XFH 0x4   /* X-Forwarded-Host */
+#define PT_FWD_XFF 0x1 /* X-Forwarded-For */
+#define PT_FWD_XFP 0x2 /* X-Forwarded-Proto */
+#define PT_FWD_XFH 0x4 /* X-Forwarded-Host */
 #define PT_FWD_FORWARDED 0x8
 
 struct pt_log_cf {
-    int level;           /* PT_LOG_* */
-    char *error;         /* "stderr" or a path */
-    char *access;        /* "stdout", "stderr", "off" or a path */
+    int level;              /* PT_LOG_* */
+    char *error;            /* "stderr" or a path */
+    char *access;           /* "stdout", "stderr", "off" or a path */
     uint64_t access_buffer; /* bytes buffered per worker before a write */
     uint32_t access_flush;  /* longest time a line waits in the buffer */
 };
@@ -144,7 +144,7 @@ struct pt_product_cf {
     char *workspace;
     char *display_name;
     char *description;
-    int state;                /* 0 notPublished, 1 published */
+    int state; /* 0 notPublished, 1 published */
     bool subscription_required;
     bool approval_required;
     int64_t subscriptions_limit; /* 0 = unlimited */
@@ -160,7 +160,7 @@ struct pt_group_cf {
     char *workspace;
     char *display_name;
     char *description;
-    int type;                 /* 0 custom, 1 system, 2 external */
+    int type; /* 0 custom, 1 system, 2 external */
     struct pt_node *node;
 };
 
@@ -169,31 +169,38 @@ struct pt_user_cf {
     char *email;
     char *first_name;
     char *last_name;
-    int state;                /* 0 active, 1 blocked, 2 pending, 3 deleted */
+    int state; /* 0 active, 1 blocked, 2 pending, 3 deleted */
     char *note;
     struct pt_strlist groups;
     struct pt_node *node;
 };
 
 enum pt_sub_scope { PT_SUB_ALL_APIS, PT_SUB_API, PT_SUB_PRODUCT };
-enum pt_sub_state { PT_SUB_SUBMITTED, PT_SUB_ACTIVE, PT_SUB_SUSPENDED, PT_SUB_CANCELLED, PT_SUB_REJECTED,
-                    PT_SUB_EXPIRED };
+enum pt_sub_state {
+    PT_SUB_SUBMITTED,
+    PT_SUB_ACTIVE,
+    PT_SUB_SUSPENDED,
+    PT_SUB_CANCELLED,
+    PT_SUB_REJECTED,
+    PT_SUB_EXPIRED
+};
 
 struct pt_subscription_cf {
     char *id;
     char *workspace;
     char *display_name;
-    char *scope;              /* "/products/p", "/apis/a", "/apis" */
+    char *scope; /* "/products/p", "/apis/a", "/apis" */
     enum pt_sub_scope scope_kind;
     char *scope_id;
-    char *owner_id;           /* "/users/u" or NULL */
-    char *owner_user;         /* "u" */
-    int state;                /* enum pt_sub_state */
+    char *owner_id;   /* "/users/u" or NULL */
+    char *owner_user; /* "u" */
+    int state;        /* enum pt_sub_state */
     char *primary_key;
     char *secondary_key;
     bool allow_tracing;
     char *state_comment, *start_date, *expiration_date, *end_date, *notification_date;
-    int64_t ends_ms; /* the earlier of expirationDate and endDate (Unix ms); 0 = never: no key works after it */
+    int64_t
+        ends_ms; /* the earlier of expirationDate and endDate (Unix ms); 0 = never: no key works after it */
     char *created_date;
     struct pt_node *node;
 };
@@ -219,21 +226,21 @@ struct pt_versionset_cf {
     char *id;
     char *display_name;
     char *description;
-    int scheme;               /* 0 Segment, 1 Query, 2 Header */
-    char *query_name;         /* versionQueryName, default api-version */
-    char *header_name;        /* versionHeaderName, default Api-Version */
-    char *workspace;          /* "" = service level */
+    int scheme;        /* 0 Segment, 1 Query, 2 Header */
+    char *query_name;  /* versionQueryName, default api-version */
+    char *header_name; /* versionHeaderName, default Api-Version */
+    char *workspace;   /* "" = service level */
     struct pt_node *node;
 };
 
 struct pt_mgmt_cf {
-    char *listen;             /* "127.0.0.1:8001"; NULL = no management API */
+    char *listen; /* "127.0.0.1:8001"; NULL = no management API */
     struct sockaddr_storage sa;
     socklen_t salen;
-    char *admin_token;        /* or PORTICO_ADMIN_TOKEN */
+    char *admin_token; /* or PORTICO_ADMIN_TOKEN */
     uint64_t max_body;
-    struct pt_cert_cf cert;   /* certificate + key: the listener speaks HTTPS */
-    struct pt_listen_cf tls;  /* tls.ncerts == 1 when it does */
+    struct pt_cert_cf cert;  /* certificate + key: the listener speaks HTTPS */
+    struct pt_listen_cf tls; /* tls.ncerts == 1 when it does */
 };
 
 struct pt_lua_limits {
@@ -246,9 +253,9 @@ struct pt_lua_limits {
 
 struct pt_conf {
     struct pt_pool *pool;
-    struct pt_node *policies;        /* global policy document */
-    struct pt_node *fragments;       /* policyFragments list */
-    struct pt_node *named_values;    /* namedValues list */
+    struct pt_node *policies;     /* global policy document */
+    struct pt_node *fragments;    /* policyFragments list */
+    struct pt_node *named_values; /* namedValues list */
     char *plugin_dir;
     struct pt_lua_limits lua;
     char *file;
@@ -277,12 +284,12 @@ struct pt_conf {
     int nworkspaces;
     struct pt_versionset_cf *version_sets;
     int nversion_sets;
-    char *data_dir;           /* the store's folder */
-    char *secret_key;         /* encrypts secret named values at rest */
+    char *data_dir;   /* the store's folder */
+    char *secret_key; /* encrypts secret named values at rest */
     struct pt_mgmt_cf mgmt;
-    struct pt_cidr *trusted;  /* trustedProxies: peers whose X-Forwarded-For is believed */
+    struct pt_cidr *trusted; /* trustedProxies: peers whose X-Forwarded-For is believed */
     int ntrusted;
-    uint64_t counter_keys;    /* limits.counterKeys: rate-limit and quota keys kept at most */
+    uint64_t counter_keys; /* limits.counterKeys: rate-limit and quota keys kept at most */
 };
 
 /* An address range: family AF_INET or AF_INET6, network bytes, prefix bits. */
@@ -320,8 +327,7 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs);
 bool pt_parse_iso8601(const char *s, int64_t *ms);
 bool pt_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id);
 /* Same, from text already in memory (tests; `name` names it in messages). */
-struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len,
-                              struct pt_errors *errs);
+struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len, struct pt_errors *errs);
 void pt_conf_free(struct pt_conf *conf);
 /* Prints the Markdown reference of every key of the file (portico --config-reference); false, with
    each problem written to err, when a key has no documentation or a documented default is not the

@@ -120,9 +120,10 @@ static void check_subscription_limits(const struct pt_conf *cf, struct pt_errors
         for (int k = 0; k < cf->nproducts; k++) {
             const struct pt_product_cf *p = &cf->products[k];
             if (p->subscriptions_limit > 0 && j - i > p->subscriptions_limit && !strcmp(p->id, v[i].product))
-                pt_node_error(errs, v[j - 1].sub->node,
-                              "user '%s' would have %d subscriptions to product '%s', whose subscriptionsLimit is %lld",
-                              v[i].owner, j - i, p->id, (long long)p->subscriptions_limit);
+                pt_node_error(
+                    errs, v[j - 1].sub->node,
+                    "user '%s' would have %d subscriptions to product '%s', whose subscriptionsLimit is %lld",
+                    v[i].owner, j - i, p->id, (long long)p->subscriptions_limit);
         }
         i = j;
     }
@@ -181,12 +182,13 @@ static void check_workspace_claims(const struct pt_conf *cf, struct pt_errors *e
             bool takes = (!same_path && hosts_meet && path_within(o->path, w->path)) ||
                          (same_path && w->host && !o->host);
             if (takes)
-                pt_node_error(errs, pt_node_get(w->node, "path"),
-                              "API '%s' %s: path '%s'%s%s claims requests of API '%s' %s (path '%s'%s%s); an API "
-                              "may not take requests from outside its workspace",
-                              w->id, ws_phrase(w->workspace), w->path, w->host ? " on host " : "",
-                              w->host ? w->host : "", o->id, ws_phrase(o->workspace), o->path,
-                              o->host ? " on host " : "", o->host ? o->host : "");
+                pt_node_error(
+                    errs, pt_node_get(w->node, "path"),
+                    "API '%s' %s: path '%s'%s%s claims requests of API '%s' %s (path '%s'%s%s); an API "
+                    "may not take requests from outside its workspace",
+                    w->id, ws_phrase(w->workspace), w->path, w->host ? " on host " : "",
+                    w->host ? w->host : "", o->id, ws_phrase(o->workspace), o->path,
+                    o->host ? " on host " : "", o->host ? o->host : "");
         }
     }
 }
@@ -218,9 +220,10 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
                 pt_node_error(errs, an && an->kind == PT_N_SEQ ? an->items[k] : p->node,
                               "product '%s' lists unknown API '%s'", p->id, p->apis.v[k]);
             else if (ai >= 0 && !same_ws(p->workspace, cf->apis[ai].workspace))
-                pt_node_error(errs, an && an->kind == PT_N_SEQ ? an->items[k] : p->node,
-                              "product '%s' %s cannot hold API '%s' %s: a workspace's products hold its own APIs",
-                              p->id, ws_phrase(p->workspace), p->apis.v[k], ws_phrase(cf->apis[ai].workspace));
+                pt_node_error(
+                    errs, an && an->kind == PT_N_SEQ ? an->items[k] : p->node,
+                    "product '%s' %s cannot hold API '%s' %s: a workspace's products hold its own APIs",
+                    p->id, ws_phrase(p->workspace), p->apis.v[k], ws_phrase(cf->apis[ai].workspace));
         }
         for (int k = 0; k < p->groups.n; k++)
             if (!has_group(&groups, p->groups.v[k]))
@@ -233,14 +236,17 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
     struct pt_node *lists[2] = {cf->named_values, cf->fragments};
     for (int l = 0; l < 2; l++)
         for (int i = 0; lists[l] && lists[l]->kind == PT_N_SEQ && i < lists[l]->n; i++) {
-            struct pt_node *e = lists[l]->items[i], *id = pt_node_get(e, "id"), *w = pt_node_get(e, "workspace");
+            struct pt_node *e = lists[l]->items[i], *id = pt_node_get(e, "id"),
+                           *w = pt_node_get(e, "workspace");
             if (w && (w->kind != PT_N_SCALAR || w->null))
                 pt_node_error(errs, w, "workspace must be a workspace id");
             else if (id && id->kind == PT_N_SCALAR)
-                check_workspace(&wss, l ? "policy fragment" : "named value", id->str, w ? w->str : NULL, e, errs);
+                check_workspace(&wss, l ? "policy fragment" : "named value", id->str, w ? w->str : NULL, e,
+                                errs);
         }
     for (int i = 0; i < cf->nbackends; i++)
-        check_workspace(&wss, "backend", cf->backends[i].id, cf->backends[i].workspace, cf->backends[i].node, errs);
+        check_workspace(&wss, "backend", cf->backends[i].id, cf->backends[i].workspace, cf->backends[i].node,
+                        errs);
     for (int i = 0; i < cf->nversion_sets; i++)
         check_workspace(&wss, "version set", cf->version_sets[i].id, cf->version_sets[i].workspace,
                         cf->version_sets[i].node, errs);
@@ -258,8 +264,9 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
                      (s->scope_kind == PT_SUB_API && idset_has(&apis, s->scope_id)) ||
                      (s->scope_kind == PT_SUB_PRODUCT && idset_has(&products, s->scope_id));
         if (!found)
-            pt_node_error(errs, pt_node_get(s->node, "scope"), "subscription '%s': scope '%s': there is no %s '%s'",
-                          s->id, s->scope, s->scope_kind == PT_SUB_API ? "API" : "product", s->scope_id);
+            pt_node_error(errs, pt_node_get(s->node, "scope"),
+                          "subscription '%s': scope '%s': there is no %s '%s'", s->id, s->scope,
+                          s->scope_kind == PT_SUB_API ? "API" : "product", s->scope_id);
         else if (s->workspace && *s->workspace) {
             /* a workspace's subscription opens only that workspace's APIs */
             const char *tw = NULL;
@@ -269,17 +276,19 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
             if (ti >= 0)
                 tw = s->scope_kind == PT_SUB_API ? cf->apis[ti].workspace : cf->products[ti].workspace;
             if (s->scope_kind == PT_SUB_ALL_APIS)
-                pt_node_error(errs, pt_node_get(s->node, "scope"),
-                              "subscription '%s' of workspace '%s': scope /apis (every API of the service) is for "
-                              "service-level subscriptions", s->id, s->workspace);
+                pt_node_error(
+                    errs, pt_node_get(s->node, "scope"),
+                    "subscription '%s' of workspace '%s': scope /apis (every API of the service) is for "
+                    "service-level subscriptions",
+                    s->id, s->workspace);
             else if (ti >= 0 && !same_ws(s->workspace, tw))
                 pt_node_error(errs, pt_node_get(s->node, "scope"),
-                              "subscription '%s' of workspace '%s': scope '%s' is outside the workspace", s->id,
-                              s->workspace, s->scope);
+                              "subscription '%s' of workspace '%s': scope '%s' is outside the workspace",
+                              s->id, s->workspace, s->scope);
         }
         if (s->owner_user && !idset_has(&users, s->owner_user))
-            pt_node_error(errs, pt_node_get(s->node, "ownerId"), "subscription '%s': unknown owner '%s'", s->id,
-                          s->owner_id);
+            pt_node_error(errs, pt_node_get(s->node, "ownerId"), "subscription '%s': unknown owner '%s'",
+                          s->id, s->owner_id);
         check_workspace(&wss, "subscription", s->id, s->workspace, s->node, errs);
     }
     check_subscription_limits(cf, errs);
@@ -287,12 +296,13 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
         const struct pt_api_cf *a = &cf->apis[i];
         int vi = a->version_set ? idset_find(&vsets, a->version_set) : -1;
         if (a->version_set && !idset_has(&vsets, a->version_set))
-            pt_node_error(errs, pt_node_get(a->node, "apiVersionSetId"), "API '%s': unknown version set '%s'", a->id,
-                          a->version_set);
+            pt_node_error(errs, pt_node_get(a->node, "apiVersionSetId"), "API '%s': unknown version set '%s'",
+                          a->id, a->version_set);
         else if (vi >= 0 && !same_ws(a->workspace, cf->version_sets[vi].workspace))
-            pt_node_error(errs, pt_node_get(a->node, "apiVersionSetId"),
-                          "API '%s' %s cannot use version set '%s' %s: an API's version set is of its own scope",
-                          a->id, ws_phrase(a->workspace), a->version_set, ws_phrase(cf->version_sets[vi].workspace));
+            pt_node_error(
+                errs, pt_node_get(a->node, "apiVersionSetId"),
+                "API '%s' %s cannot use version set '%s' %s: an API's version set is of its own scope", a->id,
+                ws_phrase(a->workspace), a->version_set, ws_phrase(cf->version_sets[vi].workspace));
         check_workspace(&wss, "API", a->id, a->workspace, a->node, errs);
     }
     check_workspace_claims(cf, errs);

@@ -2,16 +2,17 @@
  * pt_model -- file and store, joined into the configuration a generation runs.
  */
 #include "conf/pt_model.h"
+
 #include "base/pt_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 const struct pt_kind pt_kinds[] = {
     {"api", "apis", "apis"},
@@ -102,7 +103,8 @@ struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct 
         n->items = pt_pool_calloc(pool, sizeof(*n->items) * (cnt ? 2 * cnt : 1));
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)j, k, v) {
+        json_object_foreach((json_t *)j, k, v)
+        {
             struct pt_node *kn = pt_pool_calloc(pool, sizeof(*kn));
             kn->kind = PT_N_SCALAR;
             kn->quoted = true;
@@ -204,8 +206,9 @@ bool pt_model_load_keyfile(const char *dir, char *err, size_t errlen)
         keyfile_key[0] = '\0';
         return false;
     }
-    pt_info("generated %s to encrypt secret named values (set secretKey or $PORTICO_SECRET_KEY to use your own)",
-            path);
+    pt_info(
+        "generated %s to encrypt secret named values (set secretKey or $PORTICO_SECRET_KEY to use your own)",
+        path);
     return true;
 }
 
@@ -324,12 +327,14 @@ static bool put_policy(struct pt_store *st, const char *id, struct pt_node *poli
 }
 
 /* Through the API, what the file declares cannot be changed. */
-static bool writable(struct pt_store *st, const char *source, const char *kind, const char *parent, const char *id,
-                     const struct pt_node *where, struct pt_errors *errs)
+static bool writable(struct pt_store *st, const char *source, const char *kind, const char *parent,
+                     const char *id, const struct pt_node *where, struct pt_errors *errs)
 {
     char src[16];
-    if (strcmp(source, "config") && pt_store_info(st, kind, parent, id, src, NULL) && !strcmp(src, "config")) {
-        pt_node_error(errs, where, "%s '%s' is declared in the configuration file; change it there", kind, id);
+    if (strcmp(source, "config") && pt_store_info(st, kind, parent, id, src, NULL) &&
+        !strcmp(src, "config")) {
+        pt_node_error(errs, where, "%s '%s' is declared in the configuration file; change it there", kind,
+                      id);
         return false;
     }
     return true;
@@ -443,7 +448,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             const char *plain = str_of(j, "value", "");
             char *sealed = pt_model_seal(secret_key, plain);
             if (!sealed) {
-                pt_node_error(errs, nv, "a secret named value needs secretKey (or $PORTICO_SECRET_KEY) to be stored");
+                pt_node_error(errs, nv,
+                              "a secret named value needs secretKey (or $PORTICO_SECRET_KEY) to be stored");
                 ok = false;
             } else {
                 json_object_set_new(j, "value", json_null());
@@ -452,8 +458,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             }
         }
         if (ok)
-            ok &= pt_store_put(st, "namedValue", "", str_of(j, "id", ""), str_of(j, "workspace", ""), j, source,
-                               NULL);
+            ok &= pt_store_put(st, "namedValue", "", str_of(j, "id", ""), str_of(j, "workspace", ""), j,
+                               source, NULL);
         json_decref(j);
     }
     struct {
@@ -463,8 +469,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     for (size_t t = 0; t < PT_ARRAY_LEN(plain); t++)
         for (int i = 0; ok && plain[t].list && i < plain[t].list->n; i++) {
             json_t *j = pt_node_to_json(plain[t].list->items[i]);
-            ok &= pt_store_put(st, plain[t].kind, "", str_of(j, "id", ""), str_of(j, "workspace", ""), j, source,
-                               NULL);
+            ok &= pt_store_put(st, plain[t].kind, "", str_of(j, "id", ""), str_of(j, "workspace", ""), j,
+                               source, NULL);
             json_decref(j);
         }
     for (int i = 0; ok && i < f->nbackends; i++) {
@@ -589,7 +595,8 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
     } else if (!strcmp(e->kind, "namedValue") && json_is_string(json_object_get(o, "sealed"))) {
         char *plain = pt_model_unseal(m->secret_key, json_string_value(json_object_get(o, "sealed")));
         if (!plain) {
-            pt_errors_add(m->errs, "namedValues.%s: the secret value cannot be decrypted (wrong or missing secretKey)",
+            pt_errors_add(m->errs,
+                          "namedValues.%s: the secret value cannot be decrypted (wrong or missing secretKey)",
                           e->id);
             m->ok = false;
         } else {
@@ -666,7 +673,8 @@ static void overlay(struct pt_node *dst, const struct pt_node *src, const char *
     }
 }
 
-json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only, struct pt_errors *errs)
+json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only,
+                          struct pt_errors *errs)
 {
     json_t *root = json_object();
     int before = errs->n;
@@ -723,8 +731,8 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
     return cf;
 }
 
-struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc, const struct pt_node *positions,
-                                   const char *name, struct pt_errors *errs)
+struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc,
+                                   const struct pt_node *positions, const char *name, struct pt_errors *errs)
 {
     if (!json_is_object(doc)) {
         pt_errors_add(errs, "%s: expected an object of entity lists", positions ? name : "(document)");
@@ -741,7 +749,8 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
                 if (!strcmp(pt_node_key(positions, i)->str, k))
                     where = pt_node_key(positions, i);
             if (where)
-                pt_node_error(errs, where, "'%s' is a setting of the configuration file, not an entity list", k);
+                pt_node_error(errs, where, "'%s' is a setting of the configuration file, not an entity list",
+                              k);
             else
                 pt_errors_add(errs, "%s: a setting of the configuration file, not an entity list", k);
         }

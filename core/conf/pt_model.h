@@ -24,9 +24,9 @@
 
 /* Entity kinds as stored, and their lists in the configuration tree. */
 struct pt_kind {
-    const char *kind;  /* "api", "product", ... */
-    const char *list;  /* "apis", "products", ... */
-    const char *path;  /* REST collection: "apis", "products", ... */
+    const char *kind; /* "api", "product", ... */
+    const char *list; /* "apis", "products", ... */
+    const char *path; /* REST collection: "apis", "products", ... */
 };
 extern const struct pt_kind pt_kinds[];
 
@@ -40,8 +40,8 @@ bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *file, const 
                          struct pt_errors *errs);
 /* The same for a document sent to the management API (source "api"):
    upserts only; entities the file declares are refused. */
-bool pt_model_apply(struct pt_store *st, const struct pt_conf *doc, const char *secret_key, const char *source,
-                    struct pt_errors *errs);
+bool pt_model_apply(struct pt_store *st, const struct pt_conf *doc, const char *secret_key,
+                    const char *source, struct pt_errors *errs);
 /*
  * The configuration to run: the file's settings and the store's entities,
  * validated (errors name JSON paths).  NULL with errs on failure.
@@ -53,14 +53,15 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
    operations and policies, products with apis and groups, subscriptions
    with their keys, secret named values decrypted): what `export` writes.
    `only` ("api") leaves out what another source (the file) declares. */
-json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only, struct pt_errors *errs);
+json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only,
+                          struct pt_errors *errs);
 
 /* A document of entity lists (a management request) read with the file's
    settings, validated as the file is.  `positions` (the parsed YAML, when
    the body was text) gives errors NAME:line:column; without it errors
    name paths such as "apis[0].path". */
-struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc, const struct pt_node *positions,
-                                   const char *name, struct pt_errors *errs);
+struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc,
+                                   const struct pt_node *positions, const char *name, struct pt_errors *errs);
 
 /* A new random subscription key (32 hex characters). */
 void pt_model_new_key(char out[33]);

@@ -124,10 +124,10 @@ const char *pt_node_kind_name(const struct pt_node *n)
 
 struct frame {
     struct pt_node *n;
-    int cap;          /* items allocated */
-    int raw;          /* items added (maps: keys and values) */
-    long first;       /* node count when the frame opened (its anchor's size) */
-    int height;       /* deepest child subtree below it */
+    int cap;    /* items allocated */
+    int raw;    /* items added (maps: keys and values) */
+    long first; /* node count when the frame opened (its anchor's size) */
+    int height; /* deepest child subtree below it */
     const char *anchor;
 };
 
@@ -154,8 +154,8 @@ struct builder {
 static void fail_at(struct builder *b, yaml_mark_t m, const char *what)
 {
     if (!b->failed)
-        pt_errors_add(b->errs, "%s:%lu:%lu: %s", b->file, (unsigned long)m.line + 1, (unsigned long)m.column + 1,
-                      what);
+        pt_errors_add(b->errs, "%s:%lu:%lu: %s", b->file, (unsigned long)m.line + 1,
+                      (unsigned long)m.column + 1, what);
     b->failed = true;
 }
 
@@ -313,7 +313,8 @@ static void on_event(struct builder *b, yaml_event_t *ev)
         if (!n)
             return;
         const yaml_char_t *anc = seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
-        b->st[b->depth++] = (struct frame){n, 0, 0, b->count, 0, anc ? pt_pool_strdup(b->pool, (const char *)anc) : NULL};
+        b->st[b->depth++] =
+            (struct frame){n, 0, 0, b->count, 0, anc ? pt_pool_strdup(b->pool, (const char *)anc) : NULL};
         return;
     }
     case YAML_SEQUENCE_END_EVENT:
@@ -329,7 +330,8 @@ static void on_event(struct builder *b, yaml_event_t *ev)
         }
         if (!f.n->items)
             f.n->items = pt_pool_calloc(b->pool, sizeof(*f.n->items));
-        attach(b, f.n, f.n->line ? (yaml_mark_t){0, (size_t)f.n->line - 1, (size_t)f.n->col - 1} : m, f.height);
+        attach(b, f.n, f.n->line ? (yaml_mark_t){0, (size_t)f.n->line - 1, (size_t)f.n->col - 1} : m,
+               f.height);
         remember(b, f.anchor, f.n, b->count - f.first + 1, f.height);
         return;
     }
@@ -357,8 +359,8 @@ static void on_event(struct builder *b, yaml_event_t *ev)
     }
 }
 
-struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const char *text,
-                                   size_t len, struct pt_errors *errs)
+struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const char *text, size_t len,
+                                   struct pt_errors *errs)
 {
     yaml_parser_t parser;
     const char *fname = pt_pool_strdup(pool, file);
@@ -487,15 +489,15 @@ static void json_str(char **buf, size_t *len, size_t *cap, const char *s, size_t
 
 static void to_json(char **buf, size_t *len, size_t *cap, const struct pt_node *n, int depth)
 {
-#define PUT(s)                                                                                                \
-    do {                                                                                                      \
-        size_t k_ = strlen(s);                                                                                \
-        if (*len + k_ + 1 > *cap) {                                                                           \
-            *cap = (*len + k_ + 1) * 2;                                                                       \
-            *buf = realloc(*buf, *cap);                                                                       \
-        }                                                                                                     \
-        memcpy(*buf + *len, s, k_);                                                                           \
-        *len += k_;                                                                                           \
+#define PUT(s)                                                                                               \
+    do {                                                                                                     \
+        size_t k_ = strlen(s);                                                                               \
+        if (*len + k_ + 1 > *cap) {                                                                          \
+            *cap = (*len + k_ + 1) * 2;                                                                      \
+            *buf = realloc(*buf, *cap);                                                                      \
+        }                                                                                                    \
+        memcpy(*buf + *len, s, k_);                                                                          \
+        *len += k_;                                                                                          \
     } while (0)
     if (depth > MAX_DEPTH) {
         PUT("null");

@@ -16,16 +16,16 @@ enum pt_node_kind { PT_N_SCALAR, PT_N_SEQ, PT_N_MAP };
 
 struct pt_node {
     enum pt_node_kind kind;
-    bool quoted;             /* scalar was quoted: never a bool/null/number */
-    bool null;               /* `~`, `null` or an empty plain scalar */
-    char *str;               /* scalar text, NUL-terminated */
+    bool quoted; /* scalar was quoted: never a bool/null/number */
+    bool null;   /* `~`, `null` or an empty plain scalar */
+    char *str;   /* scalar text, NUL-terminated */
     size_t len;
-    struct pt_node **items;  /* seq: n items; map: n pairs as key,value,key,value... */
+    struct pt_node **items; /* seq: n items; map: n pairs as key,value,key,value... */
     int n;
-    const char *file;        /* NULL for trees without a file */
-    int line, col;           /* 1-based; 0 when unknown */
+    const char *file; /* NULL for trees without a file */
+    int line, col;    /* 1-based; 0 when unknown */
     struct pt_node *parent;
-    int index;               /* position in the parent (pair index for maps) */
+    int index; /* position in the parent (pair index for maps) */
 };
 
 /* Error collection: every message already carries its location. */
@@ -37,8 +37,7 @@ struct pt_errors {
 void pt_errors_add(struct pt_errors *e, const char *fmt, ...) PT_PRINTF(2, 3);
 void pt_errors_clear(struct pt_errors *e);
 /* Adds "LOCATION: message" for node (file:line:col, or the node's path). */
-void pt_node_error(struct pt_errors *e, const struct pt_node *node, const char *fmt, ...)
-    PT_PRINTF(3, 4);
+void pt_node_error(struct pt_errors *e, const struct pt_node *node, const char *fmt, ...) PT_PRINTF(3, 4);
 /* Writes the location of node into buf ("file:3:7" or "apis[0].path"). */
 void pt_node_where(const struct pt_node *node, char *buf, size_t size);
 
@@ -48,8 +47,8 @@ void pt_node_where(const struct pt_node *node, char *buf, size_t size);
  * more than one document, or a tree above the size/depth limits (aliases
  * are expanded, so a "billion laughs" file is refused, not expanded).
  */
-struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const char *text,
-                                   size_t len, struct pt_errors *errs);
+struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const char *text, size_t len,
+                                   struct pt_errors *errs);
 /* Reads and parses a YAML file; errors name the file. */
 struct pt_node *pt_node_load_file(struct pt_pool *pool, const char *path, struct pt_errors *errs);
 

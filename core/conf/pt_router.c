@@ -2,6 +2,7 @@
  * pt_router -- API suffix table and per-API operation tries.
  */
 #include "conf/pt_router.h"
+
 #include "base/pt_pool.h"
 
 #include <stdio.h>
@@ -199,8 +200,8 @@ static bool names_clash(pt_str *names, int n, pt_str name)
     return false;
 }
 
-const char *pt_router_add_op(struct pt_router *r, int api, const char *method, const char *tmpl_c,
-                             void *data, void **clash)
+const char *pt_router_add_op(struct pt_router *r, int api, const char *method, const char *tmpl_c, void *data,
+                             void **clash)
 {
     struct api_slot *a = &r->apis[api];
     char *tmpl = pt_pool_strdup(r->pool, tmpl_c);
@@ -241,7 +242,8 @@ const char *pt_router_add_op(struct pt_router *r, int api, const char *method, c
             if (why)
                 return why;
             if (nparts == 1 && !parts[0].param) {
-                if ((seg.len == 1 && seg.data[0] == '.') || (seg.len == 2 && seg.data[0] == '.' && seg.data[1] == '.'))
+                if ((seg.len == 1 && seg.data[0] == '.') ||
+                    (seg.len == 2 && seg.data[0] == '.' && seg.data[1] == '.'))
                     return "has a '.' or '..' segment";
                 node = lit_child(r, node, seg);
             } else {
@@ -272,8 +274,8 @@ const char *pt_router_add_op(struct pt_router *r, int api, const char *method, c
                         }
                     }
                     if (!c) {
-                        node->pats = pt_pool_grow(r->pool, node->pats, sizeof(*node->pats),
-                                                  &node->cappats, node->npats + 1);
+                        node->pats = pt_pool_grow(r->pool, node->pats, sizeof(*node->pats), &node->cappats,
+                                                  node->npats + 1);
                         struct pat_edge *pe = &node->pats[node->npats++];
                         pe->parts = parts;
                         pe->nparts = nparts;
@@ -311,7 +313,8 @@ const char *pt_router_add_op(struct pt_router *r, int api, const char *method, c
             if (c->name.len == 0)
                 return "has a query parameter without a name";
             for (size_t k = 0; k < c->name.len; k++)
-                if (!seg_char((unsigned char)c->name.data[k]) || c->name.data[k] == '=' || c->name.data[k] == '&')
+                if (!seg_char((unsigned char)c->name.data[k]) || c->name.data[k] == '=' ||
+                    c->name.data[k] == '&')
                     return "has an invalid query parameter name";
             if (eq) {
                 pt_str v = {eq + 1, len - (size_t)(eq + 1 - s)};
@@ -517,8 +520,7 @@ static bool pick(struct mstate *s, const struct term *t)
    followed by a literal tries each place the literal occurs, shortest first,
    and backtracks; the last parameter takes the rest.  Parameters are never
    empty. */
-static bool match_parts(struct mstate *s, const struct part *parts, int nparts, int i, pt_str seg,
-                        size_t pos)
+static bool match_parts(struct mstate *s, const struct part *parts, int nparts, int i, pt_str seg, size_t pos)
 {
     if (i == nparts)
         return pos == seg.len;
@@ -639,8 +641,8 @@ static const struct api_slot *find_api(const struct pt_router *r, pt_str host, p
 static enum pt_route_result match_ops(const struct api_slot *a, pt_str method, pt_str rest, pt_str query,
                                       struct pt_match *m);
 
-enum pt_route_result pt_router_match(const struct pt_router *r, pt_str host, pt_str method,
-                                     pt_str path, pt_str query, struct pt_match *m)
+enum pt_route_result pt_router_match(const struct pt_router *r, pt_str host, pt_str method, pt_str path,
+                                     pt_str query, struct pt_match *m)
 {
     m->api = m->op = NULL;
     m->nparams = 0;

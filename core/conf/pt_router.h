@@ -50,8 +50,8 @@ int pt_router_add_api(struct pt_router *r, const char *path, const char *host, v
  * is wrong with the template (syntax, or the same method and template as
  * an earlier operation, whose data is then stored in *clash).
  */
-const char *pt_router_add_op(struct pt_router *r, int api, const char *method, const char *tmpl,
-                             void *data, void **clash);
+const char *pt_router_add_op(struct pt_router *r, int api, const char *method, const char *tmpl, void *data,
+                             void **clash);
 /* Call once after the last add and before the first match. */
 void pt_router_finish(struct pt_router *r);
 
@@ -67,8 +67,8 @@ enum pt_route_result {
  * `path` the raw path starting with '/', `query` the raw query without '?'.
  * Parameter slices point into path and query.
  */
-enum pt_route_result pt_router_match(const struct pt_router *r, pt_str host, pt_str method,
-                                     pt_str path, pt_str query, struct pt_match *m);
+enum pt_route_result pt_router_match(const struct pt_router *r, pt_str host, pt_str method, pt_str path,
+                                     pt_str query, struct pt_match *m);
 /* Matches `rest` (what follows the API suffix) against the operations of
    API `api` only (an index from pt_router_add_api). */
 enum pt_route_result pt_router_match_in(const struct pt_router *r, int api, pt_str method, pt_str rest,

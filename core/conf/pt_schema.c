@@ -69,7 +69,8 @@ bool pt_cf_int(struct pt_cfctx *cx, struct pt_node *n, int64_t min, int64_t max,
     char *end;
     errno = 0;
     long long v = strtoll(n->str, &end, 10);
-    if (n->quoted || errno || end == n->str || *end || !(isdigit((unsigned char)n->str[0]) || n->str[0] == '-')) {
+    if (n->quoted || errno || end == n->str || *end ||
+        !(isdigit((unsigned char)n->str[0]) || n->str[0] == '-')) {
         pt_node_error(cx->errs, n, "expected an integer, found '%s'", n->str);
         return false;
     }
@@ -137,10 +138,17 @@ bool pt_parse_size(const char *s, uint64_t *bytes)
     uint64_t mul = 1;
     if (*end) {
         switch (tolower((unsigned char)*end)) {
-        case 'k': mul = 1024ULL; break;
-        case 'm': mul = 1024ULL * 1024; break;
-        case 'g': mul = 1024ULL * 1024 * 1024; break;
-        default: return false;
+        case 'k':
+            mul = 1024ULL;
+            break;
+        case 'm':
+            mul = 1024ULL * 1024;
+            break;
+        case 'g':
+            mul = 1024ULL * 1024 * 1024;
+            break;
+        default:
+            return false;
         }
         end++;
         if (*end == 'b' || *end == 'B' || ((*end == 'i') && (end[1] == 'b' || end[1] == 'B')))
@@ -171,9 +179,10 @@ bool pt_cf_ms(struct pt_cfctx *cx, struct pt_node *n, uint32_t *out)
     if (!want_scalar(cx, n, "a duration"))
         return false;
     if (!pt_parse_duration_ms(n->str, &ms) || ms > 30ULL * 86400000) {
-        pt_node_error(cx->errs, n,
-                      "expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most 30d), found '%s'",
-                      n->str);
+        pt_node_error(
+            cx->errs, n,
+            "expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most 30d), found '%s'",
+            n->str);
         return false;
     }
     *out = (uint32_t)ms;
@@ -457,7 +466,8 @@ static bool same_value(const struct pt_cfkey *k, const char *lit, const char *co
         return pt_parse_duration_ms(lit, &a) && (*code ? pt_parse_duration_ms(code, &b) : (b = 0, true)) &&
                a == b;
     case PT_CT_INT:
-        return strtoll(lit, NULL, 10) == strtoll(code, NULL, 10) && (isdigit((unsigned char)lit[0]) || lit[0] == '-');
+        return strtoll(lit, NULL, 10) == strtoll(code, NULL, 10) &&
+               (isdigit((unsigned char)lit[0]) || lit[0] == '-');
     case PT_CT_BOOL:
         return !strcmp(lit, *code ? "true" : "false");
     default:

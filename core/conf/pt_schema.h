@@ -47,8 +47,9 @@ struct pt_cfkey {
     const struct pt_cfkey *sub;
     bool (*fn)(struct pt_cfctx *cx, struct pt_node *node, void *field);
     /* For the reference: */
-    const char *doc;  /* what the key does (Markdown, one line): required for every key */
-    const char *def;  /* the default, Markdown; "`32k`" (a literal in backquotes) is checked against the code */
+    const char *doc; /* what the key does (Markdown, one line): required for every key */
+    const char
+        *def; /* the default, Markdown; "`32k`" (a literal in backquotes) is checked against the code */
     const char *form; /* PT_CT_CUSTOM: what the value looks like ("list of strings"); required */
 };
 

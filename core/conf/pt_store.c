@@ -2,23 +2,24 @@
  * pt_store -- SQLite behind the entity store.
  */
 #include "conf/pt_store.h"
+
 #include "base/pt_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <unistd.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct pt_store {
     sqlite3 *db;
-    int depth;       /* nested begin/commit */
-    bool failed;     /* a nested part failed: the outer commit rolls back */
+    int depth;   /* nested begin/commit */
+    bool failed; /* a nested part failed: the outer commit rolls back */
     uint64_t version;
-    int64_t mark;    /* current sweep mark */
+    int64_t mark; /* current sweep mark */
     char err[512];
     /* sealing of secrets at rest (pt_store_set_sealer) */
     pt_seal_fn seal, unseal;
@@ -118,14 +119,15 @@ static bool migrate(struct pt_store *s)
     if (v < 0)
         return false;
     if (v > target) {
-        snprintf(s->err, sizeof(s->err), "the database has schema version %d, newer than this portico (%d)", v,
-                 target);
+        snprintf(s->err, sizeof(s->err), "the database has schema version %d, newer than this portico (%d)",
+                 v, target);
         return false;
     }
     for (; v < target; v++) {
         char pragma[64];
         snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d;", v + 1);
-        if (!exec(s, "BEGIN IMMEDIATE") || !exec(s, migrations[v]) || !exec(s, pragma) || !exec(s, "COMMIT")) {
+        if (!exec(s, "BEGIN IMMEDIATE") || !exec(s, migrations[v]) || !exec(s, pragma) ||
+            !exec(s, "COMMIT")) {
             exec(s, "ROLLBACK");
             return false;
         }
@@ -157,15 +159,16 @@ struct pt_store *pt_store_open(const char *dir, char *err, size_t errlen)
             pt_warn("store: cannot make %s private: %s", side, strerror(errno));
     }
     struct pt_store *s = calloc(1, sizeof(*s));
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
         pt_store_close(s);
         return NULL;
     }
     sqlite3_busy_timeout(s->db, 5000);
     if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
-                 " PRAGMA secure_delete=ON;") || !migrate(s)) {
+                 " PRAGMA secure_delete=ON;") ||
+        !migrate(s)) {
         snprintf(err, errlen, "%s: %s", path, s->err);
         pt_store_close(s);
         return NULL;
@@ -297,8 +300,8 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
     return found;
 }
 
-bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id, const char *workspace,
-                  const json_t *body, const char *source, char etag[24])
+bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                  const char *workspace, const json_t *body, const char *source, char etag[24])
 {
     char *txt;
     if (s->seal && has_sealed_fields(kind)) {
@@ -316,11 +319,12 @@ bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, cons
         return false;
     char tag[24];
     new_etag(tag);
-    sqlite3_stmt *st = prep(s, "INSERT INTO entities (kind, parent, id, workspace, body, etag, source, touched, updated)"
-                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%s','now'))"
-                               " ON CONFLICT (kind, parent, id) DO UPDATE SET workspace = excluded.workspace,"
-                               " body = excluded.body, etag = excluded.etag, source = excluded.source,"
-                               " touched = excluded.touched, updated = excluded.updated");
+    sqlite3_stmt *st =
+        prep(s, "INSERT INTO entities (kind, parent, id, workspace, body, etag, source, touched, updated)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%s','now'))"
+                " ON CONFLICT (kind, parent, id) DO UPDATE SET workspace = excluded.workspace,"
+                " body = excluded.body, etag = excluded.etag, source = excluded.source,"
+                " touched = excluded.touched, updated = excluded.updated");
     if (!st) {
         free(txt);
         return false;
@@ -441,7 +445,8 @@ bool pt_store_linked(struct pt_store *s, const char *kind, const char *a, const 
 bool pt_store_info(struct pt_store *s, const char *kind, const char *parent, const char *id, char source[16],
                    char workspace[128])
 {
-    sqlite3_stmt *st = prep(s, "SELECT source, workspace FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+    sqlite3_stmt *st =
+        prep(s, "SELECT source, workspace FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
     if (!st)
         return false;
     bind_text(st, 1, kind);
@@ -497,7 +502,8 @@ void pt_store_mark(struct pt_store *s, const char *source)
 
 void pt_store_touch(struct pt_store *s, const char *kind, const char *parent, const char *id)
 {
-    sqlite3_stmt *st = prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+    sqlite3_stmt *st =
+        prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3");
     if (!st)
         return;
     bind_text(st, 1, kind);
@@ -574,14 +580,15 @@ bool pt_store_counter_set(struct pt_store *s, const char *key, int64_t period, i
     return ok;
 }
 
-bool pt_store_counter_each(struct pt_store *s, void (*fn)(void *arg, const char *key, int64_t period, int64_t value),
-                           void *arg)
+bool pt_store_counter_each(struct pt_store *s,
+                           void (*fn)(void *arg, const char *key, int64_t period, int64_t value), void *arg)
 {
     sqlite3_stmt *st = prep(s, "SELECT key, period, value FROM counters ORDER BY key, period");
     if (!st)
         return false;
     while (sqlite3_step(st) == SQLITE_ROW)
-        fn(arg, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2));
+        fn(arg, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+           sqlite3_column_int64(st, 2));
     sqlite3_finalize(st);
     return true;
 }
@@ -599,7 +606,8 @@ int pt_store_reseal(struct pt_store *s)
         if (f && !strcmp(sealed_fields[f].kind, sealed_fields[f - 1].kind))
             continue;
         const char *kind = sealed_fields[f].kind;
-        sqlite3_stmt *st = prep(s, "SELECT parent, id, workspace, body, source FROM entities WHERE kind = ?1");
+        sqlite3_stmt *st =
+            prep(s, "SELECT parent, id, workspace, body, source FROM entities WHERE kind = ?1");
         if (!st)
             return -1;
         bind_text(st, 1, kind);
@@ -618,17 +626,20 @@ int pt_store_reseal(struct pt_store *s)
                 cap = cap ? cap * 2 : 16;
                 v = realloc(v, sizeof(*v) * (size_t)cap);
             }
-            v[n++] = (struct item){strdup(kind), strdup((const char *)sqlite3_column_text(st, 0)),
+            v[n++] = (struct item){strdup(kind),
+                                   strdup((const char *)sqlite3_column_text(st, 0)),
                                    strdup((const char *)sqlite3_column_text(st, 1)),
                                    strdup((const char *)sqlite3_column_text(st, 2)),
-                                   strdup((const char *)sqlite3_column_text(st, 4)), b};
+                                   strdup((const char *)sqlite3_column_text(st, 4)),
+                                   b};
         }
         sqlite3_finalize(st);
     }
     bool ok = n == 0 || pt_store_begin(s);
     for (int i = 0; i < n; i++) {
         if (ok)
-            ok = pt_store_put(s, v[i].kind, v[i].parent, v[i].id, v[i].workspace, v[i].body, v[i].source, NULL);
+            ok = pt_store_put(s, v[i].kind, v[i].parent, v[i].id, v[i].workspace, v[i].body, v[i].source,
+                              NULL);
         free(v[i].kind);
         free(v[i].parent);
         free(v[i].id);
@@ -646,4 +657,3 @@ int pt_store_reseal(struct pt_store *s)
         exec(s, "PRAGMA wal_checkpoint(TRUNCATE);");
     return ok ? n : -1;
 }
-

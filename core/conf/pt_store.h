@@ -46,14 +46,14 @@ struct pt_entity {
     const char *parent; /* "" when none */
     const char *id;
     const char *workspace; /* "" = service level */
-    json_t *body;         /* owned by the caller after get/list */
+    json_t *body;          /* owned by the caller after get/list */
     char etag[24];
     const char *source;
 };
 
 /* Reads one entity; body is a new reference (json_decref it).  false when absent. */
-bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, const char *id,
-                  json_t **body, char etag[24]);
+bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, const char *id, json_t **body,
+                  char etag[24]);
 /* Who wrote an entity ("config" or "api") and its workspace; false when absent. */
 bool pt_store_info(struct pt_store *s, const char *kind, const char *parent, const char *id, char source[16],
                    char workspace[128]);
@@ -70,7 +70,8 @@ int pt_store_count(struct pt_store *s, const char *kind, const char *parent);
 bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source);
 bool pt_store_unlink(struct pt_store *s, const char *kind, const char *a, const char *b);
 bool pt_store_linked(struct pt_store *s, const char *kind, const char *a, const char *b);
-bool pt_store_link_source(struct pt_store *s, const char *kind, const char *a, const char *b, char source[16]);
+bool pt_store_link_source(struct pt_store *s, const char *kind, const char *a, const char *b,
+                          char source[16]);
 /* Calls fn(arg, a, b) for every pair with a == a_or_null (NULL = all). */
 typedef bool (*pt_store_link_fn)(void *arg, const char *a, const char *b);
 bool pt_store_links(struct pt_store *s, const char *kind, const char *a, pt_store_link_fn fn, void *arg);
@@ -90,7 +91,7 @@ uint64_t pt_store_version(struct pt_store *s);
 bool pt_store_counter_add(struct pt_store *s, const char *key, int64_t period, int64_t delta, int64_t *total);
 /* Sets a counter's value for a period (earlier periods of the key are dropped). */
 bool pt_store_counter_set(struct pt_store *s, const char *key, int64_t period, int64_t value);
-bool pt_store_counter_each(struct pt_store *s, void (*fn)(void *arg, const char *key, int64_t period, int64_t value),
-                           void *arg);
+bool pt_store_counter_each(struct pt_store *s,
+                           void (*fn)(void *arg, const char *key, int64_t period, int64_t value), void *arg);
 
 #endif

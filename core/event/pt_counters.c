@@ -15,8 +15,8 @@ struct entry {
     uint64_t hash;
     int kind;
     bool persist, dirty;
-    int64_t window;     /* ms */
-    int64_t last_ms;    /* last time anything was counted */
+    int64_t window;  /* ms */
+    int64_t last_ms; /* last time anything was counted */
     /* sliding: slot counts, the slot index (time / slot length) of slots[0..] ring */
     int64_t slots[NSLOTS];
     int64_t slot_epoch; /* absolute slot number of the newest slot */
@@ -103,7 +103,8 @@ static bool idle(const struct entry *e, int64_t now)
     return now - e->last_ms > e->window;
 }
 
-static struct entry *slot_for(struct shard *s, const char *key, size_t klen, uint64_t h, bool create, int64_t now)
+static struct entry *slot_for(struct shard *s, const char *key, size_t klen, uint64_t h, bool create,
+                              int64_t now)
 {
     if (s->cap) {
         for (size_t i = h & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
@@ -324,7 +325,8 @@ void pt_counters_seed(const char *key, int64_t period, int64_t value)
     e->persist = true;
     e->period = period;
     e->value = value;
-    e->window = 0; /* adopted by the first operation on the key (which keeps the value if the period matches) */
+    e->window =
+        0; /* adopted by the first operation on the key (which keeps the value if the period matches) */
     e->last_ms = mono_ms();
     pthread_mutex_unlock(&s->mu);
 }

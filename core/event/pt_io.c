@@ -29,10 +29,10 @@ struct io {
     int fd;
     int err;
     char errbuf[160];
-    struct event ev;           /* plain */
-    struct bufferevent *bev;   /* tls */
-    unsigned readable : 1, writable : 1, reading : 1, connecting : 1, eof_seen : 1, want_drain : 1,
-        dead : 1, tls : 1, rdhup : 1, hup_told : 1;
+    struct event ev;         /* plain */
+    struct bufferevent *bev; /* tls */
+    unsigned readable : 1, writable : 1, reading : 1, connecting : 1, eof_seen : 1, want_drain : 1, dead : 1,
+        tls : 1, rdhup : 1, hup_told : 1;
     int busy; /* callbacks in progress */
 };
 
@@ -225,7 +225,8 @@ static struct io *plain_new(struct event_base *base, int fd, pt_io_cb cb, void *
     io->pub.in = evbuffer_new();
     io->pub.out = evbuffer_new();
     if (!io->pub.in || !io->pub.out ||
-        event_assign(&io->ev, base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_PERSIST | EV_ET, plain_event, io) < 0 ||
+        event_assign(&io->ev, base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_PERSIST | EV_ET, plain_event,
+                     io) < 0 ||
         event_add(&io->ev, NULL) < 0) {
         if (io->pub.in)
             evbuffer_free(io->pub.in);
@@ -260,8 +261,8 @@ static int connect_socket(const struct sockaddr *sa, socklen_t salen, int *err)
     return fd;
 }
 
-struct pt_io *pt_io_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
-                            pt_io_cb cb, void *arg)
+struct pt_io *pt_io_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen, pt_io_cb cb,
+                            void *arg)
 {
     int err = 0;
     int fd = connect_socket(sa, salen, &err);
@@ -357,8 +358,8 @@ static struct io *tls_wrap(struct bufferevent *bev, pt_io_cb cb, void *arg)
 
 struct pt_io *pt_io_tls_accept(struct event_base *base, int fd, SSL *ssl, pt_io_cb cb, void *arg)
 {
-    struct bufferevent *bev = bufferevent_openssl_socket_new(
-        base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!bev) {
         SSL_free(ssl);
         close(fd);
@@ -368,11 +369,11 @@ struct pt_io *pt_io_tls_accept(struct event_base *base, int fd, SSL *ssl, pt_io_
     return io ? &io->pub : NULL;
 }
 
-struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *sa,
-                                socklen_t salen, SSL *ssl, pt_io_cb cb, void *arg)
+struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen, SSL *ssl,
+                                pt_io_cb cb, void *arg)
 {
-    struct bufferevent *bev = bufferevent_openssl_socket_new(
-        base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!bev) {
         SSL_free(ssl);
         return NULL;

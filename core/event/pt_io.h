@@ -45,13 +45,13 @@ struct pt_io {
 /* Wraps an accepted (or already connected) plain socket. */
 struct pt_io *pt_io_plain(struct event_base *base, int fd, pt_io_cb cb, void *arg);
 /* Starts a non-blocking connect; PT_IO_CONNECTED or PT_IO_ERROR follows. */
-struct pt_io *pt_io_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
-                            pt_io_cb cb, void *arg);
+struct pt_io *pt_io_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen, pt_io_cb cb,
+                            void *arg);
 /* TLS server side over an accepted socket; takes ownership of ssl. */
 struct pt_io *pt_io_tls_accept(struct event_base *base, int fd, SSL *ssl, pt_io_cb cb, void *arg);
 /* TLS client: connect and handshake; PT_IO_CONNECTED once both are done. */
-struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *sa,
-                                socklen_t salen, SSL *ssl, pt_io_cb cb, void *arg);
+struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen, SSL *ssl,
+                                pt_io_cb cb, void *arg);
 
 void pt_io_set_cb(struct pt_io *io, pt_io_cb cb, void *arg);
 /* Starts or stops delivering PT_IO_READ (backpressure). */

@@ -2,6 +2,7 @@
  * pt_tls -- server contexts with SNI, client contexts with verification.
  */
 #include "event/pt_tls.h"
+
 #include "base/pt_log.h"
 
 #include <arpa/inet.h>
@@ -93,8 +94,8 @@ static void collect_names(struct cert_entry *ce, X509 *x)
  * OpenSSL's own list (all of its suites are both).  Older versions are
  * never offered.
  */
-#define DEFAULT_CIPHERS                                                                                        \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                 \
+#define DEFAULT_CIPHERS                                                                                      \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"               \
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 bool pt_tls_apply_opts(SSL_CTX *ctx, const struct pt_tls_cf *t, struct pt_errors *errs)
@@ -107,7 +108,8 @@ bool pt_tls_apply_opts(SSL_CTX *ctx, const struct pt_tls_cf *t, struct pt_errors
         return false;
     }
     if (t && t->ciphersuites && SSL_CTX_set_ciphersuites(ctx, t->ciphersuites) != 1) {
-        pt_node_error(errs, t->node, "tls: ciphersuites '%s': no TLS 1.3 suite OpenSSL knows", t->ciphersuites);
+        pt_node_error(errs, t->node, "tls: ciphersuites '%s': no TLS 1.3 suite OpenSSL knows",
+                      t->ciphersuites);
         ERR_clear_error();
         return false;
     }
@@ -123,7 +125,8 @@ static SSL_CTX *server_ctx(const struct pt_tls_cf *t, struct pt_errors *errs)
         SSL_CTX_free(ctx);
         return NULL;
     }
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_options(ctx,
+                        SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     return ctx;
@@ -151,7 +154,8 @@ static bool ask_client_cert(SSL_CTX *ctx, const struct pt_listen_cf *l, struct p
             SSL_CTX_set_client_CA_list(ctx, names);
     }
     if (l->client_cert == 3 && !l->client_ca) {
-        pt_node_error(errs, l->node, "clientCertificate: verified needs clientCa (the CAs that sign client certificates)");
+        pt_node_error(errs, l->node,
+                      "clientCertificate: verified needs clientCa (the CAs that sign client certificates)");
         return false;
     }
     /* verified: the handshake itself refuses a missing, expired or untrusted certificate */
@@ -230,7 +234,8 @@ SSL *pt_tls_server_ssl(struct pt_tls_server *s)
     return SSL_new(s->e[0].ctx);
 }
 
-SSL_CTX *pt_tls_client_ctx(const char *ca_file, bool verify, const struct pt_tls_cf *opts, struct pt_errors *errs)
+SSL_CTX *pt_tls_client_ctx(const char *ca_file, bool verify, const struct pt_tls_cf *opts,
+                           struct pt_errors *errs)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {

@@ -23,7 +23,8 @@ void pt_tls_server_free(struct pt_tls_server *s);
 SSL *pt_tls_server_ssl(struct pt_tls_server *s);
 
 /* Client context: system CAs or ca_file; verify = check certificate and name. */
-SSL_CTX *pt_tls_client_ctx(const char *ca_file, bool verify, const struct pt_tls_cf *opts, struct pt_errors *errs);
+SSL_CTX *pt_tls_client_ctx(const char *ca_file, bool verify, const struct pt_tls_cf *opts,
+                           struct pt_errors *errs);
 /* Versions and suites: opts, or the defaults (TLS 1.2+, forward-secret AEAD) when NULL. */
 bool pt_tls_apply_opts(SSL_CTX *ctx, const struct pt_tls_cf *opts, struct pt_errors *errs);
 /* A client SSL that sends SNI `host` and, when verifying, checks the name. */

@@ -11,8 +11,8 @@
 
 #include "base/pt_log.h"
 #include "base/pt_pool.h"
-#include "event/pt_tls.h"
 #include "base/pt_url.h"
+#include "event/pt_tls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -105,7 +105,8 @@ int pt_fetch_parse(struct pt_fetch_parser *p, struct evbuffer *in, bool eof, cha
         if (p->h.status >= 100 && p->h.status < 200) {
             if (p->h.status == 101 || ++p->interim > PT_FETCH_INTERIM_MAX) {
                 seterr(err, errlen, "invalid response: %s",
-                       p->h.status == 101 ? "an unasked protocol switch" : "too many interim (1xx) responses");
+                       p->h.status == 101 ? "an unasked protocol switch"
+                                          : "too many interim (1xx) responses");
                 return PT_FETCH_ERROR;
             }
             continue;
@@ -261,7 +262,8 @@ static int do_connect(struct fetch *f, const char *host, int port)
 }
 
 /* Runs one TLS step until it completes; 0 or a negative code. */
-static int tls_step(struct fetch *f, int (*op)(SSL *, void *, int), void *buf, int n, int *done, const char *doing)
+static int tls_step(struct fetch *f, int (*op)(SSL *, void *, int), void *buf, int n, int *done,
+                    const char *doing)
 {
     for (;;) {
         ERR_clear_error();
@@ -447,8 +449,9 @@ int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch
     struct pt_fetch_opts def = {0, 0, NULL, -1};
     if (!o)
         o = &def;
-    struct fetch f = {-1, NULL, o->cancel_fd, pt_now_us() / 1000 + (o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS),
-                      err, errlen, false, false};
+    struct fetch f = {
+        -1,  NULL,   o->cancel_fd, pt_now_us() / 1000 + (o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS),
+        err, errlen, false,        false};
     struct pt_pool *pool = pt_pool_new(4096);
     struct pt_url u;
     const char *target = NULL;

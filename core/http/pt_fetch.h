@@ -26,8 +26,8 @@ struct pt_fetch_opts {
     const char *accept;  /* Accept header; NULL: application/json */
     int cancel_fd;       /* becomes readable: stop now; -1 for none */
     /* requests other than a plain GET (the CLI) */
-    const char *method;        /* NULL: GET */
-    const char *body;          /* sent with Content-Length (NULL: none) */
+    const char *method; /* NULL: GET */
+    const char *body;   /* sent with Content-Length (NULL: none) */
     size_t body_len;
     const char *content_type;  /* with body */
     const char *authorization; /* the Authorization header's value, or NULL */
@@ -36,8 +36,8 @@ struct pt_fetch_opts {
 };
 
 struct pt_fetch_result {
-    int status;          /* the final response's status */
-    char *body;          /* malloc'd, NUL-terminated (the NUL is not counted) */
+    int status; /* the final response's status */
+    char *body; /* malloc'd, NUL-terminated (the NUL is not counted) */
     size_t len;
 };
 

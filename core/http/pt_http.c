@@ -2,6 +2,7 @@
  * pt_http -- heads, framing checks and chunked decoding.
  */
 #include "http/pt_http.h"
+
 #include "base/pt_url.h"
 
 #include <event2/buffer.h>
@@ -36,10 +37,10 @@ void pt_http_skip_empty_lines(struct evbuffer *buf)
 /* Bytes the scanner must look at: CR, LF and the control bytes that may
    never appear in a head (HTAB is allowed; it is data). */
 static const uint8_t scan_class[256] = {
-    [0] = 3, [1] = 3, [2] = 3, [3] = 3, [4] = 3, [5] = 3, [6] = 3, [7] = 3, [8] = 3,
-    ['\n'] = 1, [11] = 3, [12] = 3, ['\r'] = 2, [14] = 3, [15] = 3, [16] = 3, [17] = 3,
-    [18] = 3, [19] = 3, [20] = 3, [21] = 3, [22] = 3, [23] = 3, [24] = 3, [25] = 3, [26] = 3,
-    [27] = 3, [28] = 3, [29] = 3, [30] = 3, [31] = 3, [127] = 3,
+    [0] = 3,  [1] = 3,    [2] = 3,  [3] = 3,  [4] = 3,    [5] = 3,  [6] = 3,  [7] = 3,
+    [8] = 3,  ['\n'] = 1, [11] = 3, [12] = 3, ['\r'] = 2, [14] = 3, [15] = 3, [16] = 3,
+    [17] = 3, [18] = 3,   [19] = 3, [20] = 3, [21] = 3,   [22] = 3, [23] = 3, [24] = 3,
+    [25] = 3, [26] = 3,   [27] = 3, [28] = 3, [29] = 3,   [30] = 3, [31] = 3, [127] = 3,
 };
 
 static int scan_fail(struct pt_http_err *err, bool is_request, int status, const char *msg)
@@ -69,15 +70,16 @@ static int check_method(struct pt_scan *s, struct evbuffer *buf, size_t total, s
             return 0;
         }
         if (!((b[i] >= 'A' && b[i] <= 'Z') || (b[i] == '-' && i > 0)))
-            return scan_fail(err, true, 400, "not an HTTP request: the request line must start with a method");
+            return scan_fail(err, true, 400,
+                             "not an HTTP request: the request line must start with a method");
     }
     if (n > METHOD_MAX)
         return scan_fail(err, true, 400, "not an HTTP request: no method of that length");
     return 0;
 }
 
-int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_t max_line,
-                 bool is_request, size_t *head_len, struct pt_http_err *err)
+int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_t max_line, bool is_request,
+                 size_t *head_len, struct pt_http_err *err)
 {
     size_t total = evbuffer_get_length(buf);
     if (s->off >= total)
@@ -103,7 +105,7 @@ int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_
                 unsigned char c = p[i];
                 if (pos >= max_head)
                     return scan_fail(err, is_request, s->first_line_done ? 431 : 414,
-                                     !is_request ? "response head too large"
+                                     !is_request          ? "response head too large"
                                      : s->first_line_done ? "request header section too large"
                                                           : "request line too long");
                 if (s->prev == '\r') {
@@ -260,8 +262,8 @@ static void soften_trailing_tabs(char *buf, size_t len)
     }
 }
 
-static bool run_llhttp(struct pt_head *h, llhttp_type_t type, char *buf, size_t len,
-                       struct pt_pool *pool, int max_headers, struct pt_http_err *err)
+static bool run_llhttp(struct pt_head *h, llhttp_type_t type, char *buf, size_t len, struct pt_pool *pool,
+                       int max_headers, struct pt_http_err *err)
 {
     llhttp_t parser;
     soften_trailing_tabs(buf, len);
@@ -584,8 +586,8 @@ static bool normalize_path(struct pt_head *h, struct pt_pool *pool)
     return true;
 }
 
-bool pt_http_parse_request(struct pt_head *h, char *buf, size_t len, struct pt_pool *pool,
-                           int max_headers, uint64_t max_body, struct pt_http_err *err)
+bool pt_http_parse_request(struct pt_head *h, char *buf, size_t len, struct pt_pool *pool, int max_headers,
+                           uint64_t max_body, struct pt_http_err *err)
 {
     if (!run_llhttp(h, HTTP_REQUEST, buf, len, pool, max_headers, err))
         return false;
@@ -613,7 +615,8 @@ bool pt_http_parse_request(struct pt_head *h, char *buf, size_t len, struct pt_p
         h->path = t;
     } else if (t.len == 1 && t.data[0] == '*' && h->method_id == HTTP_OPTIONS) {
         h->path = t;
-    } else if (t.len > 7 && (strncasecmp(t.data, "http://", 7) == 0 || (t.len > 8 && strncasecmp(t.data, "https://", 8) == 0))) {
+    } else if (t.len > 7 && (strncasecmp(t.data, "http://", 7) == 0 ||
+                             (t.len > 8 && strncasecmp(t.data, "https://", 8) == 0))) {
         size_t s = t.data[4] == ':' ? 7 : 8;
         size_t e = s;
         while (e < t.len && t.data[e] != '/' && t.data[e] != '?')
@@ -701,8 +704,8 @@ bool pt_http_parse_request(struct pt_head *h, char *buf, size_t len, struct pt_p
     return true;
 }
 
-bool pt_http_parse_response(struct pt_head *h, char *buf, size_t len, struct pt_pool *pool,
-                            int max_headers, bool head_request, struct pt_http_err *err)
+bool pt_http_parse_response(struct pt_head *h, char *buf, size_t len, struct pt_pool *pool, int max_headers,
+                            bool head_request, struct pt_http_err *err)
 {
     if (!run_llhttp(h, HTTP_RESPONSE, buf, len, pool, max_headers, err))
         return false;
@@ -719,7 +722,8 @@ bool pt_http_parse_response(struct pt_head *h, char *buf, size_t len, struct pt_
     if (!check_framing(h, false, err))
         return false;
     if (head_request || h->status < 200 || h->status == 204 || h->status == 304) {
-        h->body_announced = h->body == PT_BODY_CHUNKED || (h->body == PT_BODY_LENGTH && h->content_length > 0);
+        h->body_announced =
+            h->body == PT_BODY_CHUNKED || (h->body == PT_BODY_LENGTH && h->content_length > 0);
         h->body = PT_BODY_NONE;
     }
     if (h->status == 101 && !h->upgrade_ws) {
@@ -754,8 +758,20 @@ struct pt_hdr *pt_head_add(struct pt_head *h, struct pt_pool *pool, pt_str name,
 
 /* --------------------------------------------------------------- chunked */
 
-enum { CH_SIZE, CH_SIZE_WS, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_TRAILER_START, CH_TRAILER,
-       CH_TRAILER_LF, CH_FINAL_LF, CH_DONE };
+enum {
+    CH_SIZE,
+    CH_SIZE_WS,
+    CH_EXT,
+    CH_SIZE_LF,
+    CH_DATA,
+    CH_DATA_CR,
+    CH_DATA_LF,
+    CH_TRAILER_START,
+    CH_TRAILER,
+    CH_TRAILER_LF,
+    CH_FINAL_LF,
+    CH_DONE
+};
 
 #define MAX_CHUNK_EXT 4096
 #define MAX_TRAILERS (32 * 1024)
@@ -996,41 +1012,76 @@ void pt_buf_json(struct pt_buf *b, pt_str s)
 const char *pt_http_reason(int s)
 {
     switch (s) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     }
     return "Unknown";
 }

@@ -49,8 +49,8 @@ enum pt_hkind {
 struct pt_hdr {
     pt_str name;
     pt_str value;
-    uint8_t kind;    /* enum pt_hkind */
-    bool hop;        /* hop-by-hop: never forwarded */
+    uint8_t kind; /* enum pt_hkind */
+    bool hop;     /* hop-by-hop: never forwarded */
     bool deleted;
 };
 
@@ -59,11 +59,11 @@ enum pt_body { PT_BODY_NONE, PT_BODY_LENGTH, PT_BODY_CHUNKED, PT_BODY_EOF };
 struct pt_head {
     /* request line */
     pt_str method;
-    int method_id;   /* llhttp_method_t */
-    pt_str target;   /* as received */
-    pt_str path;     /* normalised path, starting with '/' */
-    pt_str query;    /* without '?' */
-    pt_str host;     /* Host value, or the authority of an absolute-form target */
+    int method_id; /* llhttp_method_t */
+    pt_str target; /* as received */
+    pt_str path;   /* normalised path, starting with '/' */
+    pt_str query;  /* without '?' */
+    pt_str host;   /* Host value, or the authority of an absolute-form target */
     /* status line */
     int status;
     pt_str reason;
@@ -93,12 +93,12 @@ struct pt_http_err {
 /* ---- gate 1: finding the head ---- */
 
 struct pt_scan {
-    size_t off;        /* bytes already scanned */
+    size_t off; /* bytes already scanned */
     size_t line_start;
     bool first_line_done;
     unsigned char prev;
-    size_t max_hline;  /* longest header line (0: only max_head bounds it); set by the caller */
-    bool method_seen;  /* requests: the start line began with a plausible method */
+    size_t max_hline; /* longest header line (0: only max_head bounds it); set by the caller */
+    bool method_seen; /* requests: the start line began with a plausible method */
 };
 
 /*
@@ -108,8 +108,8 @@ struct pt_scan {
  * line (414 for requests), `max_head` the whole head (431).  For responses
  * pass is_request = false (limits then give 502).
  */
-int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_t max_line,
-                 bool is_request, size_t *head_len, struct pt_http_err *err);
+int pt_http_scan(struct pt_scan *s, struct evbuffer *buf, size_t max_head, size_t max_line, bool is_request,
+                 size_t *head_len, struct pt_http_err *err);
 
 /* Drains up to a few empty lines a client may send between requests; true if any remain. */
 void pt_http_skip_empty_lines(struct evbuffer *buf);
@@ -122,16 +122,16 @@ void pt_http_skip_empty_lines(struct evbuffer *buf);
  * 431, 501 or 505).  max_headers bounds the header count; max_body refuses
  * a larger Content-Length up front.
  */
-bool pt_http_parse_request(struct pt_head *h, char *buf, size_t len, struct pt_pool *pool,
-                           int max_headers, uint64_t max_body, struct pt_http_err *err);
+bool pt_http_parse_request(struct pt_head *h, char *buf, size_t len, struct pt_pool *pool, int max_headers,
+                           uint64_t max_body, struct pt_http_err *err);
 
 /*
  * Parses a response head from a backend.  `head_request` says the request
  * was HEAD (no body follows whatever the headers say).  Errors mean a
  * broken backend (the caller answers 502).
  */
-bool pt_http_parse_response(struct pt_head *h, char *buf, size_t len, struct pt_pool *pool,
-                            int max_headers, bool head_request, struct pt_http_err *err);
+bool pt_http_parse_response(struct pt_head *h, char *buf, size_t len, struct pt_pool *pool, int max_headers,
+                            bool head_request, struct pt_http_err *err);
 
 /* First header named `name` (case-insensitive) that is not deleted, or NULL. */
 struct pt_hdr *pt_head_get(struct pt_head *h, pt_str name);
@@ -142,9 +142,9 @@ struct pt_hdr *pt_head_add(struct pt_head *h, struct pt_pool *pool, pt_str name,
 
 struct pt_chunked {
     int state;
-    uint64_t size;   /* size being parsed */
-    uint64_t left;   /* payload bytes left in the current chunk */
-    uint32_t ext;    /* extension bytes seen on this size line */
+    uint64_t size;    /* size being parsed */
+    uint64_t left;    /* payload bytes left in the current chunk */
+    uint32_t ext;     /* extension bytes seen on this size line */
     uint32_t trailer; /* trailer bytes seen */
     int digits;
 };

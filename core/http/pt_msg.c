@@ -119,12 +119,14 @@ static const char *source_name(const struct pt_req *req, const char *fallback)
 int pt_msg_set_status(struct pt_req *req, int code, pt_str reason, const char *source)
 {
     if (code < 100 || code > 999 || !pt_http_value_ok(reason)) {
-        pt_msg_set_error(req, 500, source_name(req, source), "InvalidStatus", "invalid status code or reason");
+        pt_msg_set_error(req, 500, source_name(req, source), "InvalidStatus",
+                         "invalid status code or reason");
         return -1;
     }
     pt_msg_response(req);
     req->rh.status = code;
-    req->rh.reason = (pt_str){pt_pool_strndup(req->pool, reason.data ? reason.data : "", reason.len), reason.len};
+    req->rh.reason =
+        (pt_str){pt_pool_strndup(req->pool, reason.data ? reason.data : "", reason.len), reason.len};
     return 0;
 }
 
@@ -162,9 +164,19 @@ bool pt_msg_out_of_memory(struct pt_req *req)
 
 /* ---------------------------------------------------------------- headers */
 
-static const char *const separate_lines[] = {
-    "user-agent", "www-authenticate", "proxy-authenticate", "cookie", "set-cookie", "warning", "date",
-    "expires", "if-modified-since", "if-unmodified-since", "last-modified", "retry-after", NULL};
+static const char *const separate_lines[] = {"user-agent",
+                                             "www-authenticate",
+                                             "proxy-authenticate",
+                                             "cookie",
+                                             "set-cookie",
+                                             "warning",
+                                             "date",
+                                             "expires",
+                                             "if-modified-since",
+                                             "if-unmodified-since",
+                                             "last-modified",
+                                             "retry-after",
+                                             NULL};
 
 static const char *const protected_headers[] = {"connection", "content-length", "keep-alive",
                                                 "transfer-encoding", NULL};
@@ -194,7 +206,8 @@ int pt_msg_header_set(struct pt_req *req, pt_msg m, pt_bytes name, const pt_byte
 {
     pt_str nm = {name.data, name.len};
     if (!pt_str_is_token(nm)) {
-        pt_msg_set_error(req, 500, source_name(req, "set-header"), "InvalidHeaderName", "invalid header name");
+        pt_msg_set_error(req, 500, source_name(req, "set-header"), "InvalidHeaderName",
+                         "invalid header name");
         return -1;
     }
     for (int i = 0; i < n; i++)

@@ -46,7 +46,7 @@ struct pt_wgen {
     struct pt_gen *gen;
     unsigned users;
     struct pt_wgen *next;
-    int *lua_refs;      /* compiled expressions in this worker's Lua state */
+    int *lua_refs; /* compiled expressions in this worker's Lua state */
     int nlua;
     uint64_t lua_epoch; /* the state they were compiled in */
 };
@@ -124,17 +124,17 @@ struct pt_exec {
     int section;
     struct pt_frame st[PT_EXEC_DEPTH];
     int depth;
-    bool running;       /* inside the driver loop */
-    bool waiting;       /* a statement returned PT_AGAIN */
+    bool running; /* inside the driver loop */
+    bool waiting; /* a statement returned PT_AGAIN */
     bool resume_pending;
     pt_status resume_status;
-    int need_body;      /* PT_MSG_REQUEST / PT_MSG_RESPONSE while a body is read */
-    bool in_error;      /* running on-error */
+    int need_body; /* PT_MSG_REQUEST / PT_MSG_RESPONSE while a body is read */
+    bool in_error; /* running on-error */
     bool has_error;
     bool done;
-    bool respond;       /* done: the response goes out when the driver returns */
-    bool moved;         /* the statement that returned pushed a frame (choose, retry, ...) */
-    int retry_attempts; /* a retry waiting between attempts: the attempts made */
+    bool respond;                       /* done: the response goes out when the driver returns */
+    bool moved;                         /* the statement that returned pushed a frame (choose, retry, ...) */
+    int retry_attempts;                 /* a retry waiting between attempts: the attempts made */
     const struct pt_stmt *wrap_waiting; /* a wrapping policy whose run() returned PT_AGAIN */
     struct pt_lasterror err;
     struct pt_call call;
@@ -155,20 +155,20 @@ struct pt_req {
     struct pt_match m;
     struct pt_apidef *api;
     struct pt_operation *op;
-    const struct pt_product *product;     /* the product context, if any */
-    const struct pt_subscription *sub;    /* the subscription of the key, if any */
-    pt_str key;                           /* the key the call carried (in the head) */
+    const struct pt_product *product;        /* the product context, if any */
+    const struct pt_subscription *sub;       /* the subscription of the key, if any */
+    pt_str key;                              /* the key the call carried (in the head) */
     const struct pt_clientcert *client_cert; /* presented to the backend (authentication-certificate) */
-    bool preflight_candidate; /* OPTIONS + Origin + Access-Control-Request-Method, no OPTIONS operation */
-    bool preflight;           /* ... and inbound has a PT_POLICY_PREFLIGHT statement: only those run */
-    struct pt_hook *end_hooks;            /* api->at_end, run when the request is logged */
-    struct pt_hook *resp_hooks;           /* api->at_response, run before the response head */
+    bool preflight_candidate;   /* OPTIONS + Origin + Access-Control-Request-Method, no OPTIONS operation */
+    bool preflight;             /* ... and inbound has a PT_POLICY_PREFLIGHT statement: only those run */
+    struct pt_hook *end_hooks;  /* api->at_end, run when the request is logged */
+    struct pt_hook *resp_hooks; /* api->at_response, run before the response head */
     struct pt_upconn *up;
     struct pt_head rh;
-    bool rh_done;     /* rh holds a response (from the backend or built by policies) */
-    bool rh_backend;  /* ... and it came from the backend, whose body may still stream */
+    bool rh_done;    /* rh holds a response (from the backend or built by policies) */
+    bool rh_backend; /* ... and it came from the backend, whose body may still stream */
     /* what goes to the backend */
-    pt_str bpath;     /* path after the service URL (starts with '/' or is empty) */
+    pt_str bpath; /* path after the service URL (starts with '/' or is empty) */
     pt_str bquery;
     struct pt_backend *be;
     /* request body */
@@ -176,31 +176,31 @@ struct pt_req {
     uint64_t req_payload;
     struct pt_chunked req_ch;
     bool req_done;
-    int req_body_state;           /* RB_* */
-    struct evbuffer *req_body;    /* buffered or replaced body */
-    bool req_buffering;           /* reading the body into req_body */
+    int req_body_state;        /* RB_* */
+    struct evbuffer *req_body; /* buffered or replaced body */
+    bool req_buffering;        /* reading the body into req_body */
     /* response body */
     enum pt_body resp_in;
     int64_t resp_left;
     struct pt_chunked resp_ch;
     enum out_mode resp_out;
     bool resp_head_sent;
-    struct evbuffer *resp_body;   /* buffered or replaced response body */
-    bool resp_buffering;          /* reading the backend body into resp_body */
+    struct evbuffer *resp_body; /* buffered or replaced response body */
+    bool resp_buffering;        /* reading the backend body into resp_body */
     bool resp_replaced;
     bool keep; /* the client connection stays open after this response */
     /* retry */
     char *uphead;
     size_t uphead_n;
     bool retried;
-    uint32_t fwd_timeout; /* forward-request timeout, ms (0 = upstream.readTimeout) */
+    uint32_t fwd_timeout;       /* forward-request timeout, ms (0 = upstream.readTimeout) */
     struct pt_timer *fwd_timer; /* ... its deadline for the response head */
     bool fwd_fail_on_status;
     /* policies */
     struct pt_exec ex;
     struct pt_var *vars;
     int nvars, capvars;
-    int lua_thread;  /* registry reference of this request's coroutine (0 = none) */
+    int lua_thread; /* registry reference of this request's coroutine (0 = none) */
     uint64_t lua_epoch;
     /* accounting */
     uint64_t t0, tb0, tb1;

@@ -10,9 +10,9 @@
  * and raises a marker error; the runtime reads the body and evaluates the
  * statement again from its start.
  */
-#include "lua/pt_lua_int.h"
 #include "base/pt_log.h"
 #include "http/pt_msg.h"
+#include "lua/pt_lua_int.h"
 
 #include <event2/buffer.h>
 #include <lauxlib.h>
@@ -25,9 +25,24 @@
 /* ------------------------------------------------------------- proxies */
 
 enum kind {
-    K_CONTEXT, K_REQUEST, K_RESPONSE, K_REQ_HEADERS, K_RESP_HEADERS, K_URL, K_ORIG_URL, K_MATCHED,
-    K_REQ_BODY, K_RESP_BODY, K_VARIABLES, K_API, K_OPERATION, K_DEPLOYMENT, K_LASTERROR, K_QUERY,
-    K_ORIG_QUERY, K_COUNT
+    K_CONTEXT,
+    K_REQUEST,
+    K_RESPONSE,
+    K_REQ_HEADERS,
+    K_RESP_HEADERS,
+    K_URL,
+    K_ORIG_URL,
+    K_MATCHED,
+    K_REQ_BODY,
+    K_RESP_BODY,
+    K_VARIABLES,
+    K_API,
+    K_OPERATION,
+    K_DEPLOYMENT,
+    K_LASTERROR,
+    K_QUERY,
+    K_ORIG_QUERY,
+    K_COUNT
 };
 _Static_assert(K_COUNT <= (int)(sizeof(((struct pt_lua *)0)->ref_proxies) / sizeof(int)),
                "struct pt_lua anchors too few proxies");
@@ -203,7 +218,8 @@ static int body_set(lua_State *L)
         return luaL_error(L, "context is read-only in expressions");
     size_t l;
     const char *s = luaL_checklstring(L, 2, &l);
-    pt_msg_set_body(cur(L), proxy_kind(L, 1) == K_REQ_BODY ? PT_MSG_REQUEST : PT_MSG_RESPONSE, (pt_str){s, l});
+    pt_msg_set_body(cur(L), proxy_kind(L, 1) == K_REQ_BODY ? PT_MSG_REQUEST : PT_MSG_RESPONSE,
+                    (pt_str){s, l});
     return 0;
 }
 
@@ -217,10 +233,17 @@ static int vars_get(lua_State *L)
         return 1;
     }
     switch (v->type) {
-    case PT_VAR_NUMBER: lua_pushnumber(L, strtod(v->value.data, NULL)); break;
-    case PT_VAR_BOOL: lua_pushboolean(L, v->value.len == 4); break;
-    case PT_VAR_NIL: lua_pushnil(L); break;
-    default: push_str(L, v->value);
+    case PT_VAR_NUMBER:
+        lua_pushnumber(L, strtod(v->value.data, NULL));
+        break;
+    case PT_VAR_BOOL:
+        lua_pushboolean(L, v->value.len == 4);
+        break;
+    case PT_VAR_NIL:
+        lua_pushnil(L);
+        break;
+    default:
+        push_str(L, v->value);
     }
     return 1;
 }
@@ -374,7 +397,9 @@ static void push_url(lua_State *L, bool original, const char *field, size_t fl)
         else {
             /* the API suffix plus the (possibly rewritten) operation path */
             pt_str full = req->h.path;
-            size_t suffix = req->m.rest.data && req->m.rest.data >= full.data ? (size_t)(req->m.rest.data - full.data) : full.len;
+            size_t suffix = req->m.rest.data && req->m.rest.data >= full.data
+                                ? (size_t)(req->m.rest.data - full.data)
+                                : full.len;
             lua_pushlstring(L, full.data, suffix);
             push_str(L, req->bpath);
             lua_concat(L, 2);
@@ -672,9 +697,9 @@ static int proxy_index(lua_State *L)
         else if (key_is(k, kl, "revision"))
             lua_pushstring(L, a->revision && *a->revision ? a->revision : "1");
         else if (key_is(k, kl, "version"))
-            a->api_version && *a->api_version ? lua_pushstring(L, a->api_version) : lua_pushnil(L);
+            a->api_version && * a->api_version ? lua_pushstring(L, a->api_version) : lua_pushnil(L);
         else if (key_is(k, kl, "versionSetId"))
-            a->version_set && *a->version_set ? lua_pushstring(L, a->version_set) : lua_pushnil(L);
+            a->version_set && * a->version_set ? lua_pushstring(L, a->version_set) : lua_pushnil(L);
         else
             lua_pushnil(L);
         return 1;

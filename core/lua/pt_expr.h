@@ -13,13 +13,13 @@
 #include "base/pt_pool.h"
 
 struct pt_expr {
-    const char *src;   /* the text between @( ) or @{ } */
+    const char *src; /* the text between @( ) or @{ } */
     size_t len;
     bool block;        /* statements that return a value, rather than an expression */
     const char *chunk; /* where it was written, for error messages */
     const char *code;  /* the Lua chunk actually compiled */
     size_t code_len;
-    bool policy;       /* a Lua policy file: workers keep the table it returns */
+    bool policy; /* a Lua policy file: workers keep the table it returns */
 };
 
 struct pt_expr_table {

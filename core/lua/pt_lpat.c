@@ -20,8 +20,8 @@
 #include <string.h>
 
 #define MAXCAPTURES 32
-#define MAXDEPTH 200      /* nested matcher calls, as LuaJIT: "pattern too complex" */
-#define POLL_EVERY 4096   /* steps between two looks at the clock */
+#define MAXDEPTH 200    /* nested matcher calls, as LuaJIT: "pattern too complex" */
+#define POLL_EVERY 4096 /* steps between two looks at the clock */
 
 enum { CAP_UNFINISHED = -1, CAP_POSITION = -2 };
 
@@ -31,7 +31,7 @@ struct mstate {
     int level;                      /* captures opened so far */
     int depth;
     unsigned steps;
-    const char *err;                /* set once: the message of the Lua error */
+    const char *err; /* set once: the message of the Lua error */
     bool timeout;
     const struct pt_lpat_env *env;
     struct {
@@ -97,17 +97,38 @@ static bool class_match(int c, int cl)
 {
     bool r;
     switch (tolower(cl)) {
-    case 'a': r = isalpha(c); break;
-    case 'c': r = iscntrl(c); break;
-    case 'd': r = isdigit(c); break;
-    case 'l': r = islower(c); break;
-    case 'p': r = ispunct(c); break;
-    case 's': r = isspace(c); break;
-    case 'u': r = isupper(c); break;
-    case 'w': r = isalnum(c); break;
-    case 'x': r = isxdigit(c); break;
-    case 'z': r = c == 0; break;
-    default: return cl == c;
+    case 'a':
+        r = isalpha(c);
+        break;
+    case 'c':
+        r = iscntrl(c);
+        break;
+    case 'd':
+        r = isdigit(c);
+        break;
+    case 'l':
+        r = islower(c);
+        break;
+    case 'p':
+        r = ispunct(c);
+        break;
+    case 's':
+        r = isspace(c);
+        break;
+    case 'u':
+        r = isupper(c);
+        break;
+    case 'w':
+        r = isalnum(c);
+        break;
+    case 'x':
+        r = isxdigit(c);
+        break;
+    case 'z':
+        r = c == 0;
+        break;
+    default:
+        return cl == c;
     }
     return isupper(cl) ? !r : r;
 }
@@ -146,10 +167,14 @@ static bool single_match(const struct mstate *ms, const char *s, const char *p, 
         return false;
     int c = (unsigned char)*s;
     switch (*p) {
-    case '.': return true;
-    case '%': return class_match(c, (unsigned char)p[1]);
-    case '[': return set_match(c, p, ep - 1);
-    default: return (unsigned char)*p == c;
+    case '.':
+        return true;
+    case '%':
+        return class_match(c, (unsigned char)p[1]);
+    case '[':
+        return set_match(c, p, ep - 1);
+    default:
+        return (unsigned char)*p == c;
     }
 }
 
@@ -430,8 +455,8 @@ static bool has_specials(const char *p, size_t lp)
  */
 #define PLAIN_WINDOW (64 * 1024)
 
-static int plain_find(lua_State *L, const struct pt_lpat_env *env, const char *s, size_t ls, const char *p, size_t lp,
-                      size_t init)
+static int plain_find(lua_State *L, const struct pt_lpat_env *env, const char *s, size_t ls, const char *p,
+                      size_t lp, size_t init)
 {
     if (lp == 0) {
         lua_pushinteger(L, (lua_Integer)init + 1);

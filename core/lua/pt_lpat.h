@@ -17,8 +17,8 @@
 #include <stddef.h>
 
 struct pt_lpat_env {
-    size_t max_subject;     /* longer subjects are refused (0 = no limit); plain finds are exempt */
-    bool (*expired)(void);  /* polled while matching; true ends the call with "time limit exceeded" */
+    size_t max_subject;    /* longer subjects are refused (0 = no limit); plain finds are exempt */
+    bool (*expired)(void); /* polled while matching; true ends the call with "time limit exceeded" */
 };
 
 /* Replaces find, match, gmatch and gsub in the table at index `tbl` with the

@@ -26,12 +26,12 @@
  * it raises a marker error; the driver reads the body and evaluates the
  * statement again from its start.
  */
-#include "lua/pt_lua_int.h"
 #include "base/pt_log.h"
 #include "base/pt_paths.h"
 #include "http/pt_msg.h"
 #include "lua/pt_expr.h"
 #include "lua/pt_lpat.h"
+#include "lua/pt_lua_int.h"
 #include "lua/pt_luahelp.h"
 
 #include <lauxlib.h>
@@ -95,9 +95,9 @@ static const struct pt_lua_limits *limits_of(struct pt_lua *x);
 static void build_user_globals(struct pt_lua *x)
 {
     lua_State *L = x->L;
-    static const char *const base[] = {"assert", "error", "ipairs", "next", "pairs", "select", "tonumber",
-                                       "tostring", "type", "unpack", "getmetatable", "setmetatable",
-                                       "rawequal", NULL};
+    static const char *const base[] = {"assert",       "error",        "ipairs",   "next", "pairs",
+                                       "select",       "tonumber",     "tostring", "type", "unpack",
+                                       "getmetatable", "setmetatable", "rawequal", NULL};
     lua_newtable(L); /* [user] */
     int user = lua_gettop(L);
     for (int i = 0; base[i]; i++) {
@@ -200,8 +200,8 @@ static void build_user_globals(struct pt_lua *x)
     pt_context_push(L);
     lua_setfield(L, user, "context");
     /* freeze the library tables: writes go nowhere shared */
-    static const char *const libs[] = {"string", "table", "math", "bit", "os", "json", "base64", "base64url",
-                                       "url", "crypto", "jwt", "basic", NULL};
+    static const char *const libs[] = {"string",    "table", "math",   "bit", "os",    "json", "base64",
+                                       "base64url", "url",   "crypto", "jwt", "basic", NULL};
     for (int i = 0; libs[i]; i++) {
         lua_getfield(L, user, libs[i]);
         if (!lua_istable(L, -1)) {
@@ -246,7 +246,8 @@ static bool state_build(struct pt_lua *x)
     lua_sethook(L, pt_luaguard_hook, LUA_MASKCOUNT, HOOK_COUNT);
     lua_gc(L, LUA_GCCOLLECT, 0);
     x->mem.capped = true;
-    x->mem.cap = (size_t)limits_of(x)->memory + x->mem.used; /* the cap is for scripts, on top of the runtime */
+    x->mem.cap =
+        (size_t)limits_of(x)->memory + x->mem.used; /* the cap is for scripts, on top of the runtime */
     x->epoch++;
     x->damaged = false;
     return true;
@@ -437,7 +438,7 @@ static void set_result(struct pt_req *req, lua_State *co, int idx, struct pt_lua
         char buf[64];
         double n = out->num;
         int k = (n == floor(n) && fabs(n) < 1e15) ? snprintf(buf, sizeof(buf), "%.0f", n)
-                                                   : snprintf(buf, sizeof(buf), "%.14g", n);
+                                                  : snprintf(buf, sizeof(buf), "%.14g", n);
         out->s = (pt_str){pt_pool_strndup(req->pool, buf, (size_t)k), (size_t)k};
         return;
     }
@@ -508,7 +509,8 @@ int pt_lua_eval(struct pt_req *req, int id, struct pt_luaval *out)
     struct pt_lua *x = req->peer->lua;
     pt_luaguard_rt = x;
     if (!state_ready(x)) {
-        pt_msg_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure", "cannot create a Lua state");
+        pt_msg_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure",
+                         "cannot create a Lua state");
         return -1;
     }
     lua_State *co = request_thread(x, req);
@@ -527,7 +529,7 @@ int pt_lua_eval(struct pt_req *req, int id, struct pt_luaval *out)
         lua_insert(co, -2);
         if (lua_pcall(co, 1, 1, 0) != 0) {
             pt_msg_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure",
-                              lua_tostring(co, -1) ? lua_tostring(co, -1) : "cannot encode a table");
+                             lua_tostring(co, -1) ? lua_tostring(co, -1) : "cannot encode a table");
             lua_settop(co, 0);
             return -1;
         }
@@ -563,10 +565,14 @@ bool pt_value_eval_true(struct pt_req *req, const struct pt_value *v, pt_status 
     }
     *st = PT_OK;
     switch (out.type) {
-    case PT_VAR_BOOL: return out.b;
-    case PT_VAR_NIL: return false;
-    case PT_VAR_NUMBER: return true;
-    default: return !(out.s.len == 5 && !strncasecmp(out.s.data, "false", 5)) && out.s.len != 0;
+    case PT_VAR_BOOL:
+        return out.b;
+    case PT_VAR_NIL:
+        return false;
+    case PT_VAR_NUMBER:
+        return true;
+    default:
+        return !(out.s.len == 5 && !strncasecmp(out.s.data, "false", 5)) && out.s.len != 0;
     }
 }
 
@@ -593,7 +599,8 @@ static bool push_policy_table(struct pt_lua *x, struct pt_req *req, lua_State *c
         return false;
     if (!lua_istable(co, -1)) {
         lua_settop(co, 0);
-        pt_msg_set_error(req, 500, "lua-policy", "PolicyLoadFailure", "the policy file did not return a table");
+        pt_msg_set_error(req, 500, "lua-policy", "PolicyLoadFailure",
+                         "the policy file did not return a table");
         return false;
     }
     lua_pushvalue(co, -1);
@@ -613,7 +620,8 @@ static void push_luaval(lua_State *co, const struct pt_attr_def *a, const struct
         lua_pushnumber(co, v->type == PT_VAR_NUMBER ? v->num : strtod(v->s.data ? v->s.data : "0", NULL));
         return;
     case PT_ATTR_BOOL:
-        lua_pushboolean(co, v->type == PT_VAR_BOOL ? v->b : (v->s.len == 4 && !strncasecmp(v->s.data, "true", 4)));
+        lua_pushboolean(co, v->type == PT_VAR_BOOL ? v->b
+                                                   : (v->s.len == 4 && !strncasecmp(v->s.data, "true", 4)));
         return;
     default:
         lua_pushlstring(co, v->s.data ? v->s.data : "", v->s.len);
@@ -676,12 +684,12 @@ pt_status pt_lua_run_policy(struct pt_req *req, void *instance, int section, voi
         const char *reason = lua_tostring(co, 3);
         const char *message = lua_tostring(co, 4);
         pt_msg_set_error(req, status >= 100 && status <= 999 ? status : 500, lp->def.name,
-                          pt_pool_strdup(req->pool, reason ? reason : "PolicyFailure"),
-                          message ? message : "a Lua policy failed");
+                         pt_pool_strdup(req->pool, reason ? reason : "PolicyFailure"),
+                         message ? message : "a Lua policy failed");
         st = PT_ERROR;
     } else if (what) {
         pt_msg_set_error(req, 500, lp->def.name, "PolicyFailure",
-                          "a Lua policy returned something other than nothing, \"done\" or \"fail\"");
+                         "a Lua policy returned something other than nothing, \"done\" or \"fail\"");
         st = PT_ERROR;
     }
     lua_settop(co, 0);

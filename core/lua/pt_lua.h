@@ -77,7 +77,7 @@ struct pt_luapol {
     struct pt_policy_def def;
     struct pt_attr_def *attrs;
     int nattrs;
-    int expr_id;      /* the file's code in the generation's expression table */
+    int expr_id; /* the file's code in the generation's expression table */
     const char *file;
 };
 

@@ -18,9 +18,9 @@
 #ifndef PT_LUA_INT_H
 #define PT_LUA_INT_H
 
-#include "lua/pt_lua.h"
 #include "http/pt_msg.h"
 #include "lua/pt_lpat.h"
+#include "lua/pt_lua.h"
 /* for its types only: the runtime reads the generation's expression table and
    Lua limits, `context` its APIs, operations, products and subscriptions */
 #include "policy/pt_gen.h"
@@ -34,18 +34,18 @@ struct pt_lua {
     int worker;                  /* the worker's number, for messages */
     struct pt_wgen *const *wcur; /* the worker's current generation: its limits */
     lua_State *L;
-    uint64_t epoch;   /* bumped when the state is rebuilt */
-    struct pt_lua_mem mem; /* its allocator: lua.memory, enforced once the state is built */
-    uint64_t deadline; /* ms, 0 = none */
+    uint64_t epoch;          /* bumped when the state is rebuilt */
+    struct pt_lua_mem mem;   /* its allocator: lua.memory, enforced once the state is built */
+    uint64_t deadline;       /* ms, 0 = none */
     struct pt_lpat_env lpat; /* pattern functions: subject cap, deadline */
-    const char *breach; /* "time" / "memory" while a limit is broken */
-    int need_body;      /* PT_MSG_* asked for while evaluating */
+    const char *breach;      /* "time" / "memory" while a limit is broken */
+    int need_body;           /* PT_MSG_* asked for while evaluating */
     bool damaged;
     struct pt_req *cur;
-    bool in_policy;     /* running a Lua policy: context may be changed */
-    int ref_genv;       /* read-only globals for user code */
-    int ref_threads;    /* table anchoring request coroutines */
-    int ref_dirty;      /* globals set by the running evaluation: env, key, env, key, ... */
+    bool in_policy;  /* running a Lua policy: context may be changed */
+    int ref_genv;    /* read-only globals for user code */
+    int ref_threads; /* table anchoring request coroutines */
+    int ref_dirty;   /* globals set by the running evaluation: env, key, env, key, ... */
     int ndirty;
     int ref_json_encode;
     int ref_proxies[32];

@@ -9,8 +9,8 @@
  * size of its result before making it; table.sort, which runs in C where no
  * hook reaches, takes a bounded number of elements.
  */
-#include "lua/pt_lua_int.h"
 #include "base/pt_log.h"
+#include "lua/pt_lua_int.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -115,8 +115,8 @@ int pt_luaguard_sort(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     size_t n = lua_objlen(L, 1);
     if (n > SORT_MAX)
-        return luaL_error(L, "table.sort: %d elements, more than the %d allowed", (int)(n > INT32_MAX ? INT32_MAX : n),
-                          SORT_MAX);
+        return luaL_error(L, "table.sort: %d elements, more than the %d allowed",
+                          (int)(n > INT32_MAX ? INT32_MAX : n), SORT_MAX);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, 0);

@@ -15,8 +15,8 @@
  * -o json (raw JSON instead of tables).  Exit status 0 on success, 1 on an error (printed with the
  * server's message), 2 on a usage error.
  */
-#include "base/pt.h"
 #include "mgmt/pt_cli.h"
+#include "base/pt.h"
 #include "http/pt_fetch.h"
 
 #include <errno.h>
@@ -79,7 +79,9 @@ static bool parse_url(struct cli *c, const char *url)
         snprintf(c->host, sizeof(c->host), "%.*s", (int)((colon ? colon : end) - h), h);
     }
     snprintf(c->port, sizeof(c->port), "%.*s", colon ? (int)(end - colon - 1) : (c->tls ? 3 : 2),
-             colon ? colon + 1 : c->tls ? "443" : "80");
+             colon    ? colon + 1
+             : c->tls ? "443"
+                      : "80");
     return c->host[0] && c->port[0];
 }
 
@@ -89,8 +91,8 @@ static bool parse_url(struct cli *c, const char *url)
 #define CLI_TIMEOUT_MS 60000
 #define CLI_MAX_ANSWER (64u << 20)
 
-static bool http_call(struct cli *c, const char *method, const char *path, const char *ctype, const char *body,
-                      size_t blen, struct resp *r)
+static bool http_call(struct cli *c, const char *method, const char *path, const char *ctype,
+                      const char *body, size_t blen, struct resp *r)
 {
     char url[8192], auth[1024];
     size_t ul = strlen(c->url);
@@ -99,15 +101,23 @@ static bool http_call(struct cli *c, const char *method, const char *path, const
     snprintf(url, sizeof(url), "%.*s%s", (int)ul, c->url, path);
     if (c->token)
         snprintf(auth, sizeof(auth), "Bearer %s", c->token);
-    struct pt_fetch_opts o = {c->timeout_ms ? c->timeout_ms : CLI_TIMEOUT_MS, CLI_MAX_ANSWER, "application/json", -1, method, body, blen,
-                              ctype ? ctype : "application/json", c->token ? auth : NULL, c->ca_file,
+    struct pt_fetch_opts o = {c->timeout_ms ? c->timeout_ms : CLI_TIMEOUT_MS,
+                              CLI_MAX_ANSWER,
+                              "application/json",
+                              -1,
+                              method,
+                              body,
+                              blen,
+                              ctype ? ctype : "application/json",
+                              c->token ? auth : NULL,
+                              c->ca_file,
                               body && blen > 65536};
     struct pt_fetch_result fr;
     char err[1024];
     int rc = pt_fetch_get(url, &o, &fr, err, sizeof(err));
     if (rc == PT_FETCH_TOO_LARGE)
-        fprintf(stderr, "portico: the answer of the management API at %s is larger than %u MiB; refused\n", c->url,
-                CLI_MAX_ANSWER >> 20);
+        fprintf(stderr, "portico: the answer of the management API at %s is larger than %u MiB; refused\n",
+                c->url, CLI_MAX_ANSWER >> 20);
     else if (rc == PT_FETCH_TIMEOUT)
         fprintf(stderr, "portico: the management API at %s did not answer within %u s (%s; see --timeout)\n",
                 c->url, (c->timeout_ms ? c->timeout_ms : CLI_TIMEOUT_MS) / 1000, err);
@@ -129,18 +139,20 @@ static int report(const struct resp *r)
     json_t *j = json_loads(r->body, 0, NULL);
     json_t *e = json_object_get(j, "error");
     if (e) {
-        fprintf(stderr, "portico: %d %s: %s\n", r->status, json_string_value(json_object_get(e, "code")) ?: "",
+        fprintf(stderr, "portico: %d %s: %s\n", r->status,
+                json_string_value(json_object_get(e, "code")) ?: "",
                 json_string_value(json_object_get(e, "message")) ?: "");
         size_t i;
         json_t *d;
         json_array_foreach(json_object_get(e, "details"), i, d)
         {
             const char *t = json_string_value(json_object_get(d, "target"));
-            fprintf(stderr, "  %s%s%s\n", t ? t : "", t ? ": " : "", json_string_value(json_object_get(d, "message")) ?: "");
+            fprintf(stderr, "  %s%s%s\n", t ? t : "", t ? ": " : "",
+                    json_string_value(json_object_get(d, "message")) ?: "");
         }
     } else
-        fprintf(stderr, "portico: the server answered %d: %.*s\n", r->status, (int)(r->len > 300 ? 300 : r->len),
-                r->body);
+        fprintf(stderr, "portico: the server answered %d: %.*s\n", r->status,
+                (int)(r->len > 300 ? 300 : r->len), r->body);
     json_decref(j);
     return 1;
 }
@@ -236,7 +248,8 @@ static char *enc(const char *s)
     char *o = malloc(3 * n + 1), *p = o;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        bool plain = ((ch | 32) >= 'a' && (ch | 32) <= 'z') || (ch >= '0' && ch <= '9') || (ch && strchr("-_.~", ch));
+        bool plain =
+            ((ch | 32) >= 'a' && (ch | 32) <= 'z') || (ch >= '0' && ch <= '9') || (ch && strchr("-_.~", ch));
         if (plain)
             *p++ = (char)ch;
         else
@@ -340,27 +353,29 @@ static uint32_t parse_timeout(const char *v)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: portico COMMAND [options]   (talks to the management API)\n"
-               "  apply -f FILE                    create or update the entities FILE declares (YAML or JSON)\n"
-               "  export [--include-file]          print the entities as YAML that apply accepts (those the\n"
-               "                                   configuration file declares only with --include-file)\n"
-               "  api|product|user|group|named-value|workspace list\n"
-               "  api|product|user|group|named-value|workspace show ID | delete ID\n"
-               "  subscription create ID --scope /products/P|/apis/A|/apis [--owner USER] [--name NAME] "
-               "[--state STATE]\n"
-               "  subscription list | show ID | keys ID | regenerate ID [--secondary]\n"
-               "  subscription approve ID | suspend ID | cancel ID | delete ID\n"
-               "options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001; https:// for TLS)\n"
-               "         --ca-file FILE (default $PORTICO_CA_FILE, else the system CAs: whom to trust over https)\n"
-               "         --token TOKEN (default $PORTICO_ADMIN_TOKEN)   -o json (JSON instead of tables)\n"
-               "         --timeout SECONDS (default $PORTICO_TIMEOUT, else 60: the longest one exchange may take)\n"
-               "answers over 64 MiB and documents to apply over 64 MiB are refused\n");
+    fprintf(
+        f,
+        "usage: portico COMMAND [options]   (talks to the management API)\n"
+        "  apply -f FILE                    create or update the entities FILE declares (YAML or JSON)\n"
+        "  export [--include-file]          print the entities as YAML that apply accepts (those the\n"
+        "                                   configuration file declares only with --include-file)\n"
+        "  api|product|user|group|named-value|workspace list\n"
+        "  api|product|user|group|named-value|workspace show ID | delete ID\n"
+        "  subscription create ID --scope /products/P|/apis/A|/apis [--owner USER] [--name NAME] "
+        "[--state STATE]\n"
+        "  subscription list | show ID | keys ID | regenerate ID [--secondary]\n"
+        "  subscription approve ID | suspend ID | cancel ID | delete ID\n"
+        "options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001; https:// for TLS)\n"
+        "         --ca-file FILE (default $PORTICO_CA_FILE, else the system CAs: whom to trust over https)\n"
+        "         --token TOKEN (default $PORTICO_ADMIN_TOKEN)   -o json (JSON instead of tables)\n"
+        "         --timeout SECONDS (default $PORTICO_TIMEOUT, else 60: the longest one exchange may take)\n"
+        "answers over 64 MiB and documents to apply over 64 MiB are refused\n");
 }
 
 bool pt_cli_is_command(const char *arg)
 {
-    static const char *const cmds[] = {"apply", "export", "api", "product", "user", "group", "subscription",
-                                       "named-value", "workspace", "help", NULL};
+    static const char *const cmds[] = {"apply",        "export",      "api",       "product", "user", "group",
+                                       "subscription", "named-value", "workspace", "help",    NULL};
     for (int i = 0; cmds[i]; i++)
         if (!strcmp(cmds[i], arg))
             return true;
@@ -437,7 +452,8 @@ int pt_cli_main(int argc, char **argv)
         char *text = read_file(file, &len);
         if (!text) {
             if (errno == EFBIG)
-                fprintf(stderr, "portico: %s is larger than %u MiB, more than apply sends\n", file, APPLY_MAX >> 20);
+                fprintf(stderr, "portico: %s is larger than %u MiB, more than apply sends\n", file,
+                        APPLY_MAX >> 20);
             else
                 fprintf(stderr, "portico: cannot read %s: %s\n", file, strerror(errno));
             return 1;
@@ -448,8 +464,10 @@ int pt_cli_main(int argc, char **argv)
         if (!ok)
             return 1;
         if (r.status == 413) {
-            fprintf(stderr, "portico: %s (%zu bytes) is larger than the management API accepts "
-                            "(management.maxBodySize)\n", file, len);
+            fprintf(stderr,
+                    "portico: %s (%zu bytes) is larger than the management API accepts "
+                    "(management.maxBodySize)\n",
+                    file, len);
             free(r.body);
             return 1;
         }
@@ -558,14 +576,16 @@ int pt_cli_main(int argc, char **argv)
         strncat(path, "/listSecrets", sizeof(path) - strlen(path) - 1);
         j = call_json(&c, "POST", path, NULL, &rc);
         if (j && !c.json) {
-            printf("primaryKey    %s\nsecondaryKey  %s\n", json_string_value(json_object_get(j, "primaryKey")) ?: "",
+            printf("primaryKey    %s\nsecondaryKey  %s\n",
+                   json_string_value(json_object_get(j, "primaryKey")) ?: "",
                    json_string_value(json_object_get(j, "secondaryKey")) ?: "");
             json_decref(j);
             return 0;
         }
     } else if (is_sub && !strcmp(verb, "regenerate")) {
         char p2[1100];
-        snprintf(p2, sizeof(p2), "%s/%s", path, secondary ? "regenerateSecondaryKey" : "regeneratePrimaryKey");
+        snprintf(p2, sizeof(p2), "%s/%s", path,
+                 secondary ? "regenerateSecondaryKey" : "regeneratePrimaryKey");
         j = call_json(&c, "POST", p2, NULL, &rc);
         if (j) {
             json_decref(j);
@@ -573,7 +593,8 @@ int pt_cli_main(int argc, char **argv)
             j = call_json(&c, "POST", p2, NULL, &rc);
             if (j && !c.json) {
                 printf("%s  %s\n", secondary ? "secondaryKey" : "primaryKey",
-                       json_string_value(json_object_get(j, secondary ? "secondaryKey" : "primaryKey")) ?: "");
+                       json_string_value(json_object_get(j, secondary ? "secondaryKey" : "primaryKey"))
+                           ?: "");
                 json_decref(j);
                 return 0;
             }
@@ -581,9 +602,9 @@ int pt_cli_main(int argc, char **argv)
     } else if (is_sub && (!strcmp(verb, "approve") || !strcmp(verb, "suspend") || !strcmp(verb, "cancel") ||
                           !strcmp(verb, "activate") || !strcmp(verb, "reject"))) {
         const char *ns = !strcmp(verb, "approve") || !strcmp(verb, "activate") ? "active"
-                         : !strcmp(verb, "suspend")                          ? "suspended"
-                         : !strcmp(verb, "cancel")                           ? "cancelled"
-                                                                             : "rejected";
+                         : !strcmp(verb, "suspend")                            ? "suspended"
+                         : !strcmp(verb, "cancel")                             ? "cancelled"
+                                                                               : "rejected";
         char body[64];
         snprintf(body, sizeof(body), "{\"state\": \"%s\"}", ns);
         j = call_json(&c, "PATCH", path, body, &rc);

@@ -7,9 +7,9 @@
  * One route table drives both the dispatcher and the OpenAPI description
  * served at /management/openapi.json, so the two cannot disagree.
  */
+#include "mgmt/pt_mgmt.h"
 #include "base/pt_log.h"
 #include "event/pt_tls.h"
-#include "mgmt/pt_mgmt.h"
 #include "mgmt/pt_mgmt_int.h"
 
 #include <errno.h>
@@ -30,8 +30,10 @@ static struct evhttp *http;
 
 #define ENTITY_ROUTES(coll, kind, area, ws, what)                                                            \
     {coll, "GET", H_LIST, kind, area, ws, "List " what "s"},                                                 \
-    {coll "/{id}", "GET PUT PATCH DELETE", H_ENTITY, kind, area, ws,                                         \
-     "Get, create or replace, update or delete a " what}
+    {                                                                                                        \
+        coll "/{id}", "GET PUT PATCH DELETE", H_ENTITY, kind, area, ws,                                      \
+            "Get, create or replace, update or delete a " what                                               \
+    }
 
 static const struct route routes[] = {
     ENTITY_ROUTES("apis", "api", A_API, true, "API"),
@@ -121,13 +123,20 @@ static bool match(const char *pattern, char **segs, int n, const char **id, cons
 static const char *method_name(enum evhttp_cmd_type t)
 {
     switch (t) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_PATCH: return "PATCH";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    default: return "OTHER";
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    default:
+        return "OTHER";
     }
 }
 
@@ -203,8 +212,8 @@ static void on_request(struct evhttp_request *r, void *arg)
     bool write = m.method != EVHTTP_REQ_GET && m.route->h != H_SECRETS && m.route->h != H_NV_VALUE;
     /* writes are checked by the handlers once they know what exists (404 before 403 is not leaked: reads
        first) */
-    if (!pt_mgmt_auth_authorize(&m, write && (m.route->h == H_REGEN1 || m.route->h == H_REGEN2 ||
-                                              m.route->h == H_APPLY)))
+    if (!pt_mgmt_auth_authorize(
+            &m, write && (m.route->h == H_REGEN1 || m.route->h == H_REGEN2 || m.route->h == H_APPLY)))
         goto done;
     if (m.ws && !pt_store_get(pt_mgmt_req_store, "workspace", "", m.ws, NULL, NULL)) {
         pt_mgmt_req_send_error(&m, 404, "ResourceNotFound", "workspace '%s' not found", m.ws);

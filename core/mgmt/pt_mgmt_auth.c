@@ -21,8 +21,14 @@
 /* ------------------------------------------------------------------ roles */
 
 /* Indexed by enum role. */
-static const char *const role_names[] = {"", "administrator", "reader", "workspaceContributor",
-                                         "workspaceReader", "apiDeveloper", "apiProductManager", NULL};
+static const char *const role_names[] = {"",
+                                         "administrator",
+                                         "reader",
+                                         "workspaceContributor",
+                                         "workspaceReader",
+                                         "apiDeveloper",
+                                         "apiProductManager",
+                                         NULL};
 
 /* --------------------------------------------------------- authentication */
 

@@ -38,8 +38,21 @@ enum role { R_NONE, R_ADMIN, R_READER, R_WS_CONTRIBUTOR, R_WS_READER, R_API_DEVE
 enum area { A_API, A_PRODUCT, A_SECRETS, A_NV_SECRETS, A_SERVICE, A_OPEN };
 
 enum handler {
-    H_LIST, H_ENTITY, H_OPS, H_OP, H_POLICIES, H_POLICY, H_LINKS, H_LINK, H_SECRETS, H_REGEN1, H_REGEN2,
-    H_NV_VALUE, H_APPLY, H_EXPORT, H_OPENAPI,
+    H_LIST,
+    H_ENTITY,
+    H_OPS,
+    H_OP,
+    H_POLICIES,
+    H_POLICY,
+    H_LINKS,
+    H_LINK,
+    H_SECRETS,
+    H_REGEN1,
+    H_REGEN2,
+    H_NV_VALUE,
+    H_APPLY,
+    H_EXPORT,
+    H_OPENAPI,
 };
 
 struct route {
@@ -48,7 +61,7 @@ struct route {
     enum handler h;
     const char *kind; /* entity kind, link kind or policy owner */
     enum area area;
-    bool ws;          /* also under /workspaces/{workspaceId}/ */
+    bool ws; /* also under /workspaces/{workspaceId}/ */
     const char *summary;
 };
 

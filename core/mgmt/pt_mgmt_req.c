@@ -42,10 +42,19 @@ void pt_mgmt_req_send_json(struct mreq *m, int code, json_t *j, const char *etag
     }
     evhttp_add_header(oh, "Cache-Control", "no-store");
     static const char *const reasons[][2] = {
-        {"200", "OK"}, {"201", "Created"}, {"204", "No Content"}, {"400", "Bad Request"},
-        {"401", "Unauthorized"}, {"403", "Forbidden"}, {"404", "Not Found"}, {"405", "Method Not Allowed"},
-        {"409", "Conflict"}, {"412", "Precondition Failed"}, {"413", "Payload Too Large"},
-        {"415", "Unsupported Media Type"}, {"500", "Internal Server Error"},
+        {"200", "OK"},
+        {"201", "Created"},
+        {"204", "No Content"},
+        {"400", "Bad Request"},
+        {"401", "Unauthorized"},
+        {"403", "Forbidden"},
+        {"404", "Not Found"},
+        {"405", "Method Not Allowed"},
+        {"409", "Conflict"},
+        {"412", "Precondition Failed"},
+        {"413", "Payload Too Large"},
+        {"415", "Unsupported Media Type"},
+        {"500", "Internal Server Error"},
     };
     const char *reason = "OK";
     char cs[8];

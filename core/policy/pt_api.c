@@ -6,6 +6,7 @@
  * the message layer (http/pt_msg.c) and the pipeline driver.
  */
 #include "policy/pt_api.h"
+
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_conf.h"
@@ -127,7 +128,8 @@ static pt_bytes api_method(pt_call *call)
 static int api_set_method(pt_call *call, pt_bytes m)
 {
     if (!pt_str_is_token(m)) {
-        pt_msg_set_error(call->req, 500, source_name(call->req, "set-method"), "InvalidMethod", "invalid method");
+        pt_msg_set_error(call->req, 500, source_name(call->req, "set-method"), "InvalidMethod",
+                         "invalid method");
         return -1;
     }
     call->req->h.method = pool_str(call->req, m);
@@ -167,7 +169,8 @@ static pt_bytes api_query(pt_call *call)
 static int api_set_query(pt_call *call, pt_bytes q)
 {
     if (!url_part_ok(q, true)) {
-        pt_msg_set_error(call->req, 500, source_name(call->req, "set-query-parameter"), "InvalidUrl", "invalid query");
+        pt_msg_set_error(call->req, 500, source_name(call->req, "set-query-parameter"), "InvalidUrl",
+                         "invalid query");
         return -1;
     }
     call->req->bquery = pool_str(call->req, q);
@@ -189,8 +192,8 @@ static int api_query_param(pt_call *call, pt_bytes name, pt_bytes *value)
     return find_param(call->req->bquery, name, value);
 }
 
-static int api_http_get(const char *url, const struct pt_http_get_opts *o, char **body, size_t *len, char *err,
-                        size_t errlen)
+static int api_http_get(const char *url, const struct pt_http_get_opts *o, char **body, size_t *len,
+                        char *err, size_t errlen)
 {
     struct pt_fetch_opts fo = {0, 0, NULL, -1};
     if (o) {

@@ -7,9 +7,10 @@
  * an ordinary pt_policy_def: compile() and run() get the SDK table.
  */
 #include "policy/pt_corepol.h"
+
 #include "base/pt_log.h"
-#include "lua/pt_lua.h"
 #include "http/pt_msg.h"
+#include "lua/pt_lua.h"
 #include "policy/pt_gen.h"
 
 #include <event2/buffer.h>
@@ -80,8 +81,10 @@ static const char *const http_versions[] = {"1", "2or1", "2", NULL};
 static const struct pt_attr_def forward_attrs[] = {
     {"timeout", PT_ATTR_INT, 0, "300", NULL, NULL, 0, 86400, "seconds until the backend must answer"},
     {"timeout-ms", PT_ATTR_INT, 0, NULL, NULL, NULL, 0, 86400000, "the same in milliseconds"},
-    {"continue-timeout", PT_ATTR_INT, 0, NULL, NULL, NULL, 0, 86400, "accepted; the gateway answers 100-continue"},
-    {"http-version", PT_ATTR_ENUM, 0, "1", http_versions, NULL, 0, 0, "1 (HTTP/2 backends are not supported)"},
+    {"continue-timeout", PT_ATTR_INT, 0, NULL, NULL, NULL, 0, 86400,
+     "accepted; the gateway answers 100-continue"},
+    {"http-version", PT_ATTR_ENUM, 0, "1", http_versions, NULL, 0, 0,
+     "1 (HTTP/2 backends are not supported)"},
     {"follow-redirects", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0, "must stay false"},
     {"buffer-request-body", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
      "read the whole request body first (so retry can resend it)"},
@@ -112,8 +115,10 @@ static const struct pt_policy_def core_defs[] = {
      "Conditions evaluated in order; the first true `when` runs its `then` statements, else `otherwise`."},
     {"retry", PT_SECTION_ALL, PT_SCOPE_ALL, 0, retry_attrs, compile_retry, NULL, NULL,
      "Runs its statements, then again while `condition` holds and `count` allows, waiting between attempts: "
-     "`interval` alone waits the same each time; with `delta`, linearly longer (interval + (n-1) * delta); with "
-     "`delta` and `max-interval`, exponentially (interval + (2^(n-1) - 1) * delta, each delta varied at random "
+     "`interval` alone waits the same each time; with `delta`, linearly longer (interval + (n-1) * delta); "
+     "with "
+     "`delta` and `max-interval`, exponentially (interval + (2^(n-1) - 1) * delta, each delta varied at "
+     "random "
      "by up to 20 % either way so that clients do not retry in step, capped at `max-interval`); "
      "`first-fast-retry` makes the first retry at once."},
     {"forward-request", PT_SECTION_BACKEND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, forward_attrs,
@@ -121,12 +126,12 @@ static const struct pt_policy_def core_defs[] = {
     {"return-response", PT_SECTION_ALL, PT_SCOPE_ALL, 0, return_response_attrs, compile_return_response,
      run_return_response, NULL,
      "Stops the pipeline and answers with the response it builds (200 with an empty body by default)."},
-    {"set-variable", PT_SECTION_ALL, PT_SCOPE_ALL, 0, set_variable_attrs, compile_set_variable, run_set_variable,
-     NULL,
-     "Stores a value in context.variables."},
-    {"mock-response", PT_SECTION_INBOUND | PT_SECTION_OUTBOUND | PT_SECTION_ON_ERROR, PT_SCOPE_ALL, 0, mock_attrs,
-     compile_mock, run_mock, NULL,
-     "Stops the pipeline and answers with the operation's example response for the status, or an empty body."},
+    {"set-variable", PT_SECTION_ALL, PT_SCOPE_ALL, 0, set_variable_attrs, compile_set_variable,
+     run_set_variable, NULL, "Stores a value in context.variables."},
+    {"mock-response", PT_SECTION_INBOUND | PT_SECTION_OUTBOUND | PT_SECTION_ON_ERROR, PT_SCOPE_ALL, 0,
+     mock_attrs, compile_mock, run_mock, NULL,
+     "Stops the pipeline and answers with the operation's example response for the status, or an empty "
+     "body."},
     {"include-fragment", PT_SECTION_ALL, PT_SCOPE_ALL, 0, include_fragment_attrs, NULL, NULL, NULL,
      "Inserts the statements of a policy fragment."},
     {0},
@@ -206,7 +211,8 @@ static int compile_choose(const struct pt_api *api, pt_compile *c, void **inst)
         struct pt_node *other = pt_node_get(w, "otherwise");
         if (w->kind != PT_N_MAP || (!cond && !other) || (cond && other) || (cond && w->n != (then ? 2 : 1)) ||
             (other && w->n != 1)) {
-            pt_node_error(pc->errs, w, "expected {when: CONDITION, then: [statements]} or {otherwise: [statements]}");
+            pt_node_error(pc->errs, w,
+                          "expected {when: CONDITION, then: [statements]} or {otherwise: [statements]}");
             ok = false;
             continue;
         }
@@ -481,7 +487,7 @@ static pt_status run_return_response(const struct pt_api *api, pt_call *call, vo
         }
         if (code < 100 || code > 999 || !pt_http_value_ok(reason)) {
             pt_msg_set_error(req, 500, "return-response", "ExpressionValueEvaluationFailure",
-                              "set-status: invalid status code or reason");
+                             "set-status: invalid status code or reason");
             return PT_ERROR;
         }
     }
@@ -505,8 +511,8 @@ static pt_status run_return_response(const struct pt_api *api, pt_call *call, vo
     /* now build it */
     pt_msg_new_response(req, (int)code, reason);
     for (int i = 0; i < rr->nheaders; i++)
-        if (pt_msg_header_set(req, PT_MSG_RESPONSE, names[i].s, vals[i],
-                              rr->headers[i].nvalues, rr->headers[i].mode) < 0)
+        if (pt_msg_header_set(req, PT_MSG_RESPONSE, names[i].s, vals[i], rr->headers[i].nvalues,
+                              rr->headers[i].mode) < 0)
             return PT_ERROR;
     if (rr->body)
         pt_msg_set_body(req, PT_MSG_RESPONSE, body.s);

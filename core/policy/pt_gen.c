@@ -2,14 +2,15 @@
  * pt_gen -- building and releasing generations.
  */
 #include "policy/pt_gen.h"
-#include "policy/pt_corepol.h"
-#include "lua/pt_expr.h"
+
 #include "base/pt_log.h"
 #include "base/pt_paths.h"
-#include "policy/pt_luapol.h"
-#include "policy/pt_plugin.h"
 #include "conf/pt_router.h"
 #include "event/pt_tls.h"
+#include "lua/pt_expr.h"
+#include "policy/pt_corepol.h"
+#include "policy/pt_luapol.h"
+#include "policy/pt_plugin.h"
 
 #include <netdb.h>
 #include <openssl/crypto.h>
@@ -103,7 +104,8 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_e
     struct pt_pool *pool = g->conf->pool;
     for (int i = 0; i < n;) {
         int j = i + 1;
-        while (j < n && !strcmp(sorted[j].path, sorted[i].path) && !strcasecmp(sorted[j].host, sorted[i].host))
+        while (j < n && !strcmp(sorted[j].path, sorted[i].path) &&
+               !strcasecmp(sorted[j].host, sorted[i].host))
             j++;
         if (j - i > 1) {
             bool group = true;
@@ -129,7 +131,8 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_e
                 }
             } else
                 for (int k = i + 1; k < j; k++)
-                    pt_node_error(errs, pt_node_get(sorted[k].api->cf->node, "path") ?: sorted[k].api->cf->node,
+                    pt_node_error(errs,
+                                  pt_node_get(sorted[k].api->cf->node, "path") ?: sorted[k].api->cf->node,
                                   "API '%s' answers at '/%s', as API '%s' does (give one a version or a "
                                   "revision, or another path)",
                                   sorted[k].api->cf->id, sorted[k].path, sorted[i].api->cf->id);
@@ -138,7 +141,6 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_e
     }
     free(sorted);
 }
-
 
 static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs);
 
@@ -208,13 +210,14 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         }
         /* a version that shares its path with others is reached through the group */
         bool hidden = api->vgroup && api->vgroup[0] != api;
-        int idx = pt_router_add_api(g->router, hidden ? pt_pool_printf(pool, "\x01%s", ac->id) : keys_path(keys, api),
-                                    ac->host, api);
+        int idx = pt_router_add_api(
+            g->router, hidden ? pt_pool_printf(pool, "\x01%s", ac->id) : keys_path(keys, api), ac->host, api);
         api->ridx = idx;
         /* the current revision also answers with its number: /echo;rev=3/... */
         int alias = -1;
         if (ac->is_current && ac->revision && !hidden && pt_node_get(ac->node, "apiRevision"))
-            alias = pt_router_add_api(g->router, pt_pool_printf(pool, "%s;rev=%s", keys_path(keys, api), ac->revision),
+            alias = pt_router_add_api(g->router,
+                                      pt_pool_printf(pool, "%s;rev=%s", keys_path(keys, api), ac->revision),
                                       ac->host, api);
         api->nops = ac->nops;
         api->ops = pt_pool_calloc(pool, sizeof(*api->ops) * (size_t)(ac->nops ? ac->nops : 1));
@@ -223,7 +226,8 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
             op->cf = &ac->ops[k];
             op->api = api;
             /* templates were checked with the configuration (pt_conf) */
-            const char *why = pt_router_add_op(g->router, idx, op->cf->method, op->cf->url_template, op, NULL);
+            const char *why =
+                pt_router_add_op(g->router, idx, op->cf->method, op->cf->url_template, op, NULL);
             if (alias >= 0 && !why)
                 pt_router_add_op(g->router, alias, op->cf->method, op->cf->url_template, op, NULL);
             if (why)
@@ -249,8 +253,9 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
             for (int a = 0; a < g->napis; a++)
                 if (!strcmp(g->apis[a].cf->id, p->apis.v[k])) {
                     if (g->apis[a].open_product)
-                        pt_node_error(errs, p->node, "API '%s' is already in the open product '%s': an API may be in "
-                                                     "one open product only",
+                        pt_node_error(errs, p->node,
+                                      "API '%s' is already in the open product '%s': an API may be in "
+                                      "one open product only",
                                       p->apis.v[k], g->apis[a].open_product->cf->id);
                     g->apis[a].open_product = &g->products[i];
                 }
@@ -373,10 +378,11 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         validates = g->pc->all[i]->def && (g->pc->all[i]->def->flags & PT_POLICY_CLIENT_CERT);
     for (int i = 0; i < cf->nlisten && !validates && errs->n == perr; i++)
         if (cf->listen[i].client_cert == 2)
-            pt_warn("listen %s: clientCertificate: required accepts any certificate at the handshake (expired, "
-                    "untrusted) and no policy uses validate-client-certificate, so nothing checks them; add the "
-                    "policy, or use clientCertificate: verified (with clientCa)",
-                    cf->listen[i].address);
+            pt_warn(
+                "listen %s: clientCertificate: required accepts any certificate at the handshake (expired, "
+                "untrusted) and no policy uses validate-client-certificate, so nothing checks them; add the "
+                "policy, or use clientCertificate: verified (with clientCa)",
+                cf->listen[i].address);
     g->tls = calloc((size_t)(cf->nlisten ? cf->nlisten : 1), sizeof(*g->tls));
     g->ntls = cf->nlisten;
     for (int i = 0; i < cf->nlisten; i++)

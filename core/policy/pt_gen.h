@@ -12,9 +12,9 @@
 #define PT_GEN_H
 
 #include "base/pt.h"
+#include "base/pt_url.h"
 #include "conf/pt_conf.h"
 #include "policy/pt_policy.h"
-#include "base/pt_url.h"
 
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -42,8 +42,8 @@ struct pt_prodpipe {
 struct pt_operation {
     const struct pt_operation_cf *cf;
     struct pt_apidef *api;
-    struct pt_pipeline pipeline;  /* the effective policies without a product */
-    struct pt_prodpipe *prod;     /* ... and in each product that holds the API */
+    struct pt_pipeline pipeline; /* the effective policies without a product */
+    struct pt_prodpipe *prod;    /* ... and in each product that holds the API */
     int nprod;
 };
 
@@ -54,8 +54,8 @@ struct pt_apidef {
     int nops;
     const struct pt_product *open_product; /* a published product without subscriptions holding it */
     const struct pt_versionset_cf *vset;
-    int ridx;                     /* the router's index of this API */
-    struct pt_apidef **vgroup;    /* versions sharing one path (Query/Header scheme); NULL otherwise */
+    int ridx;                  /* the router's index of this API */
+    struct pt_apidef **vgroup; /* versions sharing one path (Query/Header scheme); NULL otherwise */
     int nvgroup;
 };
 
@@ -102,11 +102,11 @@ struct pt_gen {
     int nusers;
     struct pt_subscription *subs;
     int nsubs;
-    struct pt_keyslot *keys;        /* open addressing, nkeys a power of two */
+    struct pt_keyslot *keys; /* open addressing, nkeys a power of two */
     size_t nkeys;
-    struct pt_registry *reg;        /* policies known to this generation */
-    struct pt_expr_table *exprs;    /* its expressions */
-    struct pt_polctx *pc;           /* compiled statements, freed with the generation */
+    struct pt_registry *reg;     /* policies known to this generation */
+    struct pt_expr_table *exprs; /* its expressions */
+    struct pt_polctx *pc;        /* compiled statements, freed with the generation */
 };
 
 /*

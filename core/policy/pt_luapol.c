@@ -23,19 +23,20 @@
  * the request's `context` and the evaluated attributes.
  */
 #include "policy/pt_luapol.h"
-#include "lua/pt_expr.h"
+
 #include "base/pt_log.h"
+#include "http/pt_msg.h"
+#include "lua/pt_expr.h"
 #include "lua/pt_lpat.h"
 #include "lua/pt_lua.h"
-#include "http/pt_msg.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <limits.h>
 #include <lua.h>
-#include <lualib.h>
 #include <luajit.h>
+#include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -174,8 +175,8 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
         bool fn = lua_isfunction(L, -1);
         lua_pop(L, 2);
         if (!fn) {
-            pt_errors_add(pc->errs, "%s: policy '%s' lists section '%s' but has no function '%s'", file, name, sec,
-                          sec);
+            pt_errors_add(pc->errs, "%s: policy '%s' lists section '%s' but has no function '%s'", file, name,
+                          sec, sec);
             return false;
         }
         lp->def.sections |= 1u << k;
@@ -218,7 +219,8 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
                     ti = k;
             lua_pop(L, 1);
             if (ti < 0) {
-                pt_errors_add(pc->errs, "%s: policy '%s': attribute '%s' has unknown type '%s'", file, name, an, t);
+                pt_errors_add(pc->errs, "%s: policy '%s': attribute '%s' has unknown type '%s'", file, name,
+                              an, t);
                 return false;
             }
             a->type = type_values[ti];
@@ -234,7 +236,7 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
             if (!lua_isnil(L, -1)) {
                 lua_pushvalue(L, -1);
                 a->def = pt_pool_strdup(pool, lua_isboolean(L, -1) ? (lua_toboolean(L, -1) ? "true" : "false")
-                                                                    : luaL_checkstring(L, -1));
+                                                                   : luaL_checkstring(L, -1));
                 lua_pop(L, 1);
             }
             lua_pop(L, 1);
@@ -251,7 +253,8 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
                 lua_getfield(L, -1, "values");
                 int nv = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
                 if (!nv) {
-                    pt_errors_add(pc->errs, "%s: policy '%s': enum attribute '%s' needs 'values'", file, name, an);
+                    pt_errors_add(pc->errs, "%s: policy '%s': enum attribute '%s' needs 'values'", file, name,
+                                  an);
                     return false;
                 }
                 const char **vals = pt_pool_calloc(pool, sizeof(char *) * (size_t)(nv + 1));
@@ -298,8 +301,8 @@ static bool load_file(struct pt_polctx *pc, struct pt_registry *reg, const char 
     pt_lpat_install(L, -1, &decl_patterns);
     lua_pop(L, 1);
     /* the declaration is data: no io, os, require, debug while reading it */
-    static const char *const gone[] = {"io", "os", "require", "debug", "dofile", "loadfile", "load",
-                                       "loadstring", "package", "module", NULL};
+    static const char *const gone[] = {"io",   "os",         "require", "debug",  "dofile", "loadfile",
+                                       "load", "loadstring", "package", "module", NULL};
     for (int i = 0; gone[i]; i++) {
         lua_pushnil(L);
         lua_setglobal(L, gone[i]);
@@ -316,8 +319,7 @@ static bool load_file(struct pt_polctx *pc, struct pt_registry *reg, const char 
             pt_errors_add(pc->errs, "%s: %s", path, m);
         else
             pt_errors_add(pc->errs, "%s", m);
-    }
-    else if (!lua_istable(L, -1))
+    } else if (!lua_istable(L, -1))
         pt_errors_add(pc->errs, "%s: a Lua policy file must return a table declaring the policy", path);
     else if (read_declaration(pc, L, path, lp)) {
         char err[512];

@@ -16,6 +16,7 @@
  * response.  An error in on-error sends the gateway's own error response.
  */
 #include "policy/pt_pipeline.h"
+
 #include "base/pt_log.h"
 #include "lua/pt_lua.h"
 #include "policy/pt_corepol.h"
@@ -135,7 +136,8 @@ static void go_error(struct pt_req *req)
     if (!ex->has_error)
         pt_msg_set_error(req, 500, "gateway", "InternalError", "a policy failed");
     pt_msg_error_response(req, ex->err.status ? ex->err.status : 500,
-                            ex->err.status == 500 || !ex->err.status ? "Internal server error" : ex->err.message);
+                          ex->err.status == 500 || !ex->err.status ? "Internal server error"
+                                                                   : ex->err.message);
     if (ex->in_error || !ex->pl->sec[PT_SEC_ON_ERROR].n) {
         finish(req);
         return;
@@ -349,7 +351,7 @@ static bool apply(struct pt_req *req, pt_status st)
     case PT_DECLINED:
         if (pushed)
             return true; /* the statement already moved the stack */
-        if (wrap) { /* a suspended wrapping policy said yes: now its statements */
+        if (wrap) {      /* a suspended wrapping policy said yes: now its statements */
             if (!push(req, &wrap->body, wrap, 0))
                 return apply(req, PT_ERROR);
             return true;
@@ -501,4 +503,3 @@ void pt_exec_body_ready(struct pt_req *req, bool ok)
     }
     drive(req); /* the statement that asked runs again from its start */
 }
-

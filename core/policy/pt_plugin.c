@@ -2,6 +2,7 @@
  * pt_plugin -- the plugin loader.
  */
 #include "policy/pt_plugin.h"
+
 #include "base/pt_log.h"
 
 #include <dirent.h>
@@ -73,14 +74,15 @@ static bool load_one(const char *file, struct pt_registry *reg, struct pt_errors
         why = "built for another ABI major version";
     else if (p->abi_minor > PT_ABI_MINOR)
         why = "built for a newer ABI minor version";
-    else if (p->size < offsetof(struct pt_plugin, fini) + sizeof(p->fini) || p->size > sizeof(struct pt_plugin))
+    else if (p->size < offsetof(struct pt_plugin, fini) + sizeof(p->fini) ||
+             p->size > sizeof(struct pt_plugin))
         why = "descriptor has an unexpected size";
     else if (!p->name || !*p->name || !p->policies)
         why = "descriptor has no name or no policy list";
     if (why) {
         if (p && (p->abi_major != PT_ABI_MAJOR || p->abi_minor > PT_ABI_MINOR))
-            pt_errors_add(errs, "%s: plugin refused: %s (plugin %u.%u, gateway %u.%u)", file, why, p->abi_major,
-                          p->abi_minor, PT_ABI_MAJOR, PT_ABI_MINOR);
+            pt_errors_add(errs, "%s: plugin refused: %s (plugin %u.%u, gateway %u.%u)", file, why,
+                          p->abi_major, p->abi_minor, PT_ABI_MAJOR, PT_ABI_MINOR);
         else
             pt_errors_add(errs, "%s: plugin refused: %s", file, why);
         dlclose(h);
@@ -101,8 +103,11 @@ static bool load_one(const char *file, struct pt_registry *reg, struct pt_errors
             if (!d->run)
                 pt_errors_add(errs, "%s: plugin refused: policy '%s' has no run function", file, d->name);
             else
-                pt_errors_add(errs, "%s: plugin refused: policy '%s' is already provided by %s", file, d->name,
-                              dup_inside ? "this plugin" : owner ? owner : "another plugin");
+                pt_errors_add(errs, "%s: plugin refused: policy '%s' is already provided by %s", file,
+                              d->name,
+                              dup_inside ? "this plugin"
+                              : owner    ? owner
+                                         : "another plugin");
             dlclose(h);
             return false;
         }

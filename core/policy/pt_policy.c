@@ -7,9 +7,10 @@
  * compile() only sees statements that passed.
  */
 #include "policy/pt_policy.h"
-#include "lua/pt_expr.h"
+
 #include "base/pt_log.h"
 #include "event/pt_tls.h"
+#include "lua/pt_expr.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -150,7 +151,8 @@ static char *substitute_named(struct pt_polctx *pc, struct pt_node *n, const cha
             if (k && v && k->kind == PT_N_SCALAR && !strcmp(k->str, name) && v->kind == PT_N_SCALAR)
                 val = v->str;
             struct pt_node *dn = pt_node_get(nv, "displayName");
-            if (!val && dn && v && dn->kind == PT_N_SCALAR && !strcmp(dn->str, name) && v->kind == PT_N_SCALAR)
+            if (!val && dn && v && dn->kind == PT_N_SCALAR && !strcmp(dn->str, name) &&
+                v->kind == PT_N_SCALAR)
                 val = v->str;
         }
         if (!val) {
@@ -365,7 +367,8 @@ static bool validate_attrs(struct pt_polctx *pc, struct pt_node *map, const stru
         /* `set-method: POST`: the bare value is the attribute marked SCALAR */
         ok = validate_value(pc, map, shorthand);
     } else if (map->kind != PT_N_MAP) {
-        pt_node_error(pc->errs, map, "'%s' expects a map of attributes, found %s", what, pt_node_kind_name(map));
+        pt_node_error(pc->errs, map, "'%s' expects a map of attributes, found %s", what,
+                      pt_node_kind_name(map));
         return false;
     } else {
         for (int i = 0; i < map->n; i++) {
@@ -686,8 +689,8 @@ static void track(struct pt_polctx *pc, struct pt_stmt *s)
 
 /* Runs the definition's compile(): the plugins', Lua policies' and the core's
    own alike.  false when it refused (errors added). */
-static bool compile_stmt(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node *attrs, int section, int depth,
-                         bool in_fragment)
+static bool compile_stmt(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node *attrs, int section,
+                         int depth, bool in_fragment)
 {
     const struct pt_policy_def *def = s->def;
     if (!def->compile)
@@ -704,8 +707,8 @@ static bool compile_stmt(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node
     return false;
 }
 
-static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int section, int depth,
-                                  bool top, bool in_fragment, struct pt_block *into)
+static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int section, int depth, bool top,
+                                  bool in_fragment, struct pt_block *into)
 {
     if (depth > 32) {
         pt_node_error(pc->errs, n, "policies nested too deeply");
@@ -792,11 +795,11 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
             if (pc->scope == 1 << i)
                 here = pt_scope_names[i].label;
             if (def->scopes & (1u << i))
-                snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s", *allowed ? ", " : "",
-                         pt_scope_names[i].label);
+                snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s",
+                         *allowed ? ", " : "", pt_scope_names[i].label);
         }
-        pt_node_error(pc->errs, pt_node_key(n, 0), "policy '%s' is not allowed at %s scope (only: %s)", name, here,
-                      allowed);
+        pt_node_error(pc->errs, pt_node_key(n, 0), "policy '%s' is not allowed at %s scope (only: %s)", name,
+                      here, allowed);
         return NULL;
     }
     if (!(def->flags & PT_POLICY_CORE_SYNTAX) && !validate_attrs(pc, attrs, def->attrs, name))
@@ -807,8 +810,8 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
     s->name = def->name;
     s->scope = pc->scope;
     s->node = n;
-    struct pt_node *idn = attrs->kind == PT_N_MAP && !(def->flags & PT_POLICY_CORE_SYNTAX)
-                              ? pt_node_get(attrs, "id") : NULL;
+    struct pt_node *idn =
+        attrs->kind == PT_N_MAP && !(def->flags & PT_POLICY_CORE_SYNTAX) ? pt_node_get(attrs, "id") : NULL;
     s->id = idn && idn->kind == PT_N_SCALAR ? idn->str : NULL;
     if (!(def->flags & PT_POLICY_CORE_SYNTAX))
         for (const struct pt_attr_def *a = def->attrs; a && a->name; a++)
@@ -849,12 +852,14 @@ static struct pt_block *parse_block(struct pt_polctx *pc, struct pt_node *list, 
             ok = false;
             continue;
         }
-        cap = b->n; /* parse_stmt may have appended a fragment's statements */
+        cap = b->n;                      /* parse_stmt may have appended a fragment's statements */
         for (int j = had; j < b->n; j++) /* ... which count as written here */
             for (int k = 0; k < j && b->s[j]->def && (b->s[j]->def->flags & PT_POLICY_ONCE_PER_SECTION); k++)
                 if (b->s[k]->def == b->s[j]->def) {
-                    pt_node_error(pc->errs, item, "policy '%s' may appear only once per section (one comes from "
-                                  "the fragment included here)", b->s[j]->name);
+                    pt_node_error(pc->errs, item,
+                                  "policy '%s' may appear only once per section (one comes from "
+                                  "the fragment included here)",
+                                  b->s[j]->name);
                     ok = false;
                     break;
                 }
@@ -881,7 +886,8 @@ struct pt_doc *pt_policy_doc(struct pt_polctx *pc, struct pt_node *policies, int
     if (policies->kind == PT_N_SCALAR && policies->null)
         return d;
     if (policies->kind != PT_N_MAP) {
-        pt_node_error(pc->errs, policies, "policies: expected a map with inbound, backend, outbound, on-error");
+        pt_node_error(pc->errs, policies,
+                      "policies: expected a map with inbound, backend, outbound, on-error");
         return NULL;
     }
     pc->scope = scope;
@@ -1033,12 +1039,13 @@ static bool check_once(struct pt_polctx *pc, const struct pt_block *b, int sec)
                 at->dup_reported = true;
                 const struct pt_stmt *other = at == s ? first : s;
                 PT_ASSERT(other->scope); /* every statement comes from a scope's document */
-                pt_node_error(pc->errs, pt_node_key(at->node, 0),
-                              "'%s' may appear once per section, but base makes the %s section hold two (%s%s%s)",
-                              s->name, pt_section_names[sec],
-                              other->node ? "the other comes from the " : "the other is the default of the ",
-                              pt_scope_of(other->scope)->label,
-                              other->node ? " scope" : " scope, whose document has no backend section");
+                pt_node_error(
+                    pc->errs, pt_node_key(at->node, 0),
+                    "'%s' may appear once per section, but base makes the %s section hold two (%s%s%s)",
+                    s->name, pt_section_names[sec],
+                    other->node ? "the other comes from the " : "the other is the default of the ",
+                    pt_scope_of(other->scope)->label,
+                    other->node ? " scope" : " scope, whose document has no backend section");
             }
             break;
         }

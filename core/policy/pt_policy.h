@@ -20,8 +20,8 @@
 #define PT_POLICY_H
 
 #include "base/pt.h"
-#include "conf/pt_node.h"
 #include "base/pt_pool.h"
+#include "conf/pt_node.h"
 
 #include "http/pt_msg.h"
 
@@ -35,12 +35,12 @@
 
 /* Statement kinds the pipeline driver knows; everything else is PT_ST_POLICY. */
 enum pt_stmt_kind {
-    PT_ST_POLICY,          /* a plugin or Lua policy: def->run */
-    PT_ST_BASE,            /* only in raw documents, replaced when flattening */
-    PT_ST_CHOOSE,          /* when/then blocks and otherwise */
-    PT_ST_RETRY,           /* children re-run while a condition holds */
-    PT_ST_FORWARD,         /* forward-request: the backend call */
-    PT_ST_WRAP,            /* a policy with child statements (limit-concurrency) */
+    PT_ST_POLICY,  /* a plugin or Lua policy: def->run */
+    PT_ST_BASE,    /* only in raw documents, replaced when flattening */
+    PT_ST_CHOOSE,  /* when/then blocks and otherwise */
+    PT_ST_RETRY,   /* children re-run while a condition holds */
+    PT_ST_FORWARD, /* forward-request: the backend call */
+    PT_ST_WRAP,    /* a policy with child statements (limit-concurrency) */
 };
 
 struct pt_stmt;
@@ -88,8 +88,8 @@ struct pt_pipeline {
 struct pt_value {
     const char *text; /* literal value, or the expression's source */
     size_t len;
-    int expr;         /* 0 = literal; else the expression's number (1-based) in the generation */
-    bool is_block;    /* @{ ... } rather than @( ... ) */
+    int expr;      /* 0 = literal; else the expression's number (1-based) in the generation */
+    bool is_block; /* @{ ... } rather than @( ... ) */
     struct pt_node *node;
 };
 
@@ -100,10 +100,10 @@ struct pt_compile {
     struct pt_node *attrs; /* the statement's attribute map (or scalar shorthand) */
     const struct pt_policy_def *def;
     struct pt_stmt *stmt;
-    int section;           /* PT_SECTION_* bit, for api->compile_section */
-    int section_index;     /* PT_SEC_* */
-    int depth;             /* nesting depth of the statement */
-    bool in_fragment;      /* inside a policy fragment */
+    int section;       /* PT_SECTION_* bit, for api->compile_section */
+    int section_index; /* PT_SEC_* */
+    int depth;         /* nesting depth of the statement */
+    bool in_fragment;  /* inside a policy fragment */
 };
 
 /* Compiles a list of statements nested in the statement being compiled (choose's
@@ -141,17 +141,17 @@ struct pt_polctx {
     struct pt_pool *pool;
     struct pt_errors *errs;
     const struct pt_registry *reg;
-    struct pt_node *fragments;      /* the policyFragments list node (may be NULL) */
-    struct pt_node *named_values;   /* the namedValues list node (may be NULL) */
-    const char *workspace;          /* the scope being compiled: its workspace, NULL or "" for the service; a
-                                       document sees only the named values and fragments of its own scope */
-    struct pt_expr_table *exprs;    /* where expressions are registered */
+    struct pt_node *fragments;    /* the policyFragments list node (may be NULL) */
+    struct pt_node *named_values; /* the namedValues list node (may be NULL) */
+    const char *workspace;        /* the scope being compiled: its workspace, NULL or "" for the service; a
+                                     document sees only the named values and fragments of its own scope */
+    struct pt_expr_table *exprs;  /* where expressions are registered */
     int scope;
-    const char *base_dir;           /* relative files in policies are relative to the configuration's folder */
-    const char *ca_file;            /* upstream.caFile (NULL: the system store) */
-    bool verify;                    /* upstream.verify */
-    const struct pt_tls_cf *tls;    /* upstream.tls */
-    struct pt_clientcert *certs;    /* client certificates for backends (authentication-certificate) */
+    const char *base_dir;        /* relative files in policies are relative to the configuration's folder */
+    const char *ca_file;         /* upstream.caFile (NULL: the system store) */
+    bool verify;                 /* upstream.verify */
+    const struct pt_tls_cf *tls; /* upstream.tls */
+    struct pt_clientcert *certs; /* client certificates for backends (authentication-certificate) */
     struct pt_stmt *default_forward; /* the backend section's forward-request when no scope has one */
     /* instances to free with the generation */
     struct pt_stmt **all;

@@ -3,7 +3,6 @@
  * and whether its subscription key lets it in: the access decision as APIM
  * makes it.
  */
-#include "proxy/pt_proxy.h"
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_router.h"
@@ -15,6 +14,7 @@
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
+#include "proxy/pt_proxy.h"
 #include "proxy/pt_worker.h"
 
 #include <arpa/inet.h>

@@ -2,7 +2,6 @@
  * pt_accesslog -- the access log: one JSON line per request, secrets
  * redacted.
  */
-#include "proxy/pt_proxy.h"
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_router.h"
@@ -14,6 +13,7 @@
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
+#include "proxy/pt_proxy.h"
 #include "proxy/pt_worker.h"
 
 #include <arpa/inet.h>
@@ -121,7 +121,8 @@ void pt_accesslog_write(struct pt_req *req)
     pt_buf_init(&b, req->pool, 512);
     pt_buf_lit(&b, "{\"time\":\"");
     pt_buf_add(&b, w->tstr, 20); /* "YYYY-MM-DDTHH:MM:SS." */
-    char ms[4] = {(char)('0' + (wall / 100) % 10), (char)('0' + (wall / 10) % 10), (char)('0' + wall % 10), 'Z'};
+    char ms[4] = {(char)('0' + (wall / 100) % 10), (char)('0' + (wall / 10) % 10), (char)('0' + wall % 10),
+                  'Z'};
     pt_buf_add(&b, ms, 4);
     pt_buf_lit(&b, "\"");
     log_str_field(&b, "requestId", (pt_str){req->id, req->idn});

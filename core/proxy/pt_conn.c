@@ -23,7 +23,6 @@
  * never from inside the parsing loop, so code that finishes a request can
  * always return to its caller.
  */
-#include "proxy/pt_proxy.h"
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_router.h"
@@ -35,6 +34,7 @@
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
+#include "proxy/pt_proxy.h"
 #include "proxy/pt_worker.h"
 
 #include <arpa/inet.h>
@@ -224,7 +224,8 @@ static void req_start(struct pt_conn *c, size_t head_len)
         }
         req_set_id(req);
         req->keep = false;
-        pt_conn_req_error(req, 400, "BadRequest", "underscore in a header name (see limits.headerUnderscores)");
+        pt_conn_req_error(req, 400, "BadRequest",
+                          "underscore in a header name (see limits.headerUnderscores)");
         return;
     }
     req_set_id(req);
@@ -243,8 +244,8 @@ static void req_start(struct pt_conn *c, size_t head_len)
         /* a CORS preflight runs the policies of the operation it asks about */
         struct pt_hdr *acrm = pt_head_get(&req->h, pt_str_c("Access-Control-Request-Method"));
         if (acrm && pt_head_get(&req->h, pt_str_c("Origin")))
-            rr = pt_router_match_in(req_gen(req)->router, ((const struct pt_apidef *)req->m.api)->ridx, acrm->value,
-                                    req->m.rest, req->h.query, &req->m);
+            rr = pt_router_match_in(req_gen(req)->router, ((const struct pt_apidef *)req->m.api)->ridx,
+                                    acrm->value, req->m.rest, req->h.query, &req->m);
     }
     if (rr != PT_ROUTE_OK) {
         req->api = req->m.api; /* recorded when only the operation was missing */
@@ -273,7 +274,8 @@ static void req_start(struct pt_conn *c, size_t head_len)
     if (req->h.body == PT_BODY_LENGTH && (uint64_t)req->h.content_length > pt_access_body_limit(req)) {
         /* the API's own limit, before a byte of the body is read */
         req->keep = false;
-        pt_conn_req_error(req, 413, "RequestEntityTooLarge", "request body larger than this API accepts (bodySize)");
+        pt_conn_req_error(req, 413, "RequestEntityTooLarge",
+                          "request body larger than this API accepts (bodySize)");
         return;
     }
     req->be = req->api->backend;
@@ -329,7 +331,8 @@ void pt_conn_req_body(struct pt_req *req)
     bool done = false;
     if (req->h.body == PT_BODY_LENGTH) {
         if (buffering && (uint64_t)req->h.content_length > limit) {
-            buffering_failed(req, 413, "RequestEntityTooLarge", "request body too large to be read by a policy");
+            buffering_failed(req, 413, "RequestEntityTooLarge",
+                             "request body too large to be read by a policy");
             return;
         }
         size_t n = (size_t)PT_MIN((int64_t)before, req->req_left);
@@ -349,7 +352,8 @@ void pt_conn_req_body(struct pt_req *req)
                         buffering_failed(req, 413, "RequestEntityTooLarge",
                                          "request body too large to be read by a policy");
                     else
-                        pt_conn_req_error(req, 413, "RequestEntityTooLarge", "request body larger than the limit");
+                        pt_conn_req_error(req, 413, "RequestEntityTooLarge",
+                                          "request body larger than the limit");
                     return;
                 }
                 if (!buffering) {
@@ -494,9 +498,9 @@ void pt_conn_req_error(struct pt_req *req, int status, const char *reason, const
         req->tb1 = pt_now_us();
     req->status = status;
     bool head_only = pt_str_eq(req->h.method, PT_STR("HEAD"));
-    req->bytes_out += pt_respond_error(c->io->out, req->pool, status, message, head_only,
-                                  !req->keep || c->w->draining, pt_str_c(req_gen(req)->conf->upstream.request_id_header),
-                                  (pt_str){req->id, req->idn});
+    req->bytes_out += pt_respond_error(
+        c->io->out, req->pool, status, message, head_only, !req->keep || c->w->draining,
+        pt_str_c(req_gen(req)->conf->upstream.request_id_header), (pt_str){req->id, req->idn});
     req->resp_head_sent = true;
     pt_io_flush(c->io);
     pt_conn_req_finish(req);
@@ -504,7 +508,8 @@ void pt_conn_req_error(struct pt_req *req, int status, const char *reason, const
 
 void pt_conn_init(void)
 {
-    pt_exec_ops = (struct pt_exec_ops){.forward = pt_upstream_forward, .read_body = proxy_read_body, .respond = pt_respond};
+    pt_exec_ops = (struct pt_exec_ops){
+        .forward = pt_upstream_forward, .read_body = proxy_read_body, .respond = pt_respond};
     pt_msg_hooks.backend_close = pt_upstream_close_for;
 }
 

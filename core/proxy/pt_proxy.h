@@ -52,7 +52,7 @@ void pt_upstream_read(struct pt_req *req);
 
 const char *pt_respond_reason_code(int status);
 size_t pt_respond_error(struct evbuffer *out, struct pt_pool *pool, int status, const char *message,
-                          bool head_only, bool close, pt_str idname, pt_str reqid);
+                        bool head_only, bool close, pt_str idname, pt_str reqid);
 void pt_respond_request_id(struct pt_buf *b, struct pt_req *req, struct pt_head *rh);
 void pt_respond_body_done(struct pt_req *req);
 void pt_respond_backend_failed(struct pt_req *req, int status, const char *reason, const char *msg);

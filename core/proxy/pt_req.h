@@ -31,8 +31,8 @@ struct pt_conn {
     struct pt_scan scan;
     unsigned nreqs;
     struct pt_req *req;
-    bool in_heads; /* inside conn_heads() */
-    bool again;    /* a request finished inside conn_heads(): look for the next */
+    bool in_heads;  /* inside conn_heads() */
+    bool again;     /* a request finished inside conn_heads(): look for the next */
     bool peer_done; /* the client ended its side (a half-closed tunnel): no lingering read */
 };
 
@@ -57,8 +57,8 @@ struct pt_upconn {
     struct pt_req *req;
     struct pt_scan scan;
     bool reused, connected;
-    bool broken;  /* the exchange left its framing in doubt: never reuse */
-    int interim;  /* 1xx responses dropped for the current request */
+    bool broken; /* the exchange left its framing in doubt: never reuse */
+    int interim; /* 1xx responses dropped for the current request */
 };
 
 #endif

@@ -2,7 +2,6 @@
  * pt_respond -- the response to the client: the head, the body streamed from
  * the backend or held in memory, and the gateway's own error responses.
  */
-#include "proxy/pt_proxy.h"
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_router.h"
@@ -14,6 +13,7 @@
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
+#include "proxy/pt_proxy.h"
 #include "proxy/pt_worker.h"
 
 #include <arpa/inet.h>
@@ -32,22 +32,31 @@
 const char *pt_respond_reason_code(int status)
 {
     switch (status) {
-    case 400: return "BadRequest";
-    case 405: return "MethodNotAllowed";
-    case 408: return "RequestTimeout";
-    case 413: return "RequestEntityTooLarge";
-    case 414: return "UriTooLong";
-    case 417: return "ExpectationFailed";
-    case 431: return "RequestHeaderFieldsTooLarge";
-    case 501: return "NotImplemented";
-    case 505: return "HttpVersionNotSupported";
+    case 400:
+        return "BadRequest";
+    case 405:
+        return "MethodNotAllowed";
+    case 408:
+        return "RequestTimeout";
+    case 413:
+        return "RequestEntityTooLarge";
+    case 414:
+        return "UriTooLong";
+    case 417:
+        return "ExpectationFailed";
+    case 431:
+        return "RequestHeaderFieldsTooLarge";
+    case 501:
+        return "NotImplemented";
+    case 505:
+        return "HttpVersionNotSupported";
     }
     return "Error";
 }
 
 /* Writes a complete JSON error response {"statusCode": N, "message": "..."}. */
 size_t pt_respond_error(struct evbuffer *out, struct pt_pool *pool, int status, const char *message,
-                          bool head_only, bool close, pt_str idname, pt_str reqid)
+                        bool head_only, bool close, pt_str idname, pt_str reqid)
 {
     struct pt_buf body;
     pt_buf_init(&body, pool, 128);
@@ -278,7 +287,8 @@ void pt_respond_body(struct pt_req *req)
                 if (!buffering)
                     req->bytes_out += evbuffer_get_length(out) - out_before;
                 pt_io_flush(c->io);
-                pt_respond_backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: invalid response from the backend");
+                pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
+                                          "Bad gateway: invalid response from the backend");
                 return;
             }
         }
@@ -300,8 +310,9 @@ void pt_respond_body(struct pt_req *req)
     }
     if (buffering) {
         if (evbuffer_get_length(out) > req_gen(req)->conf->limits.buffer_size) {
-            pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
-                           "the backend's response is too large to be read by a policy (limits.bufferSize)");
+            pt_respond_backend_failed(
+                req, 502, "BackendConnectionFailure",
+                "the backend's response is too large to be read by a policy (limits.bufferSize)");
             return;
         }
         if (done)
@@ -356,8 +367,11 @@ void pt_respond(struct pt_req *req)
         pt_msg_new_response(req, 200, PT_NULL_STR);
     pt_msg_out_of_memory(req); /* a request whose arena failed answers 500, whatever was built */
     for (struct pt_hook *h = req->resp_hooks; h; h = h->next) {
-        struct pt_call call = {.req = req, .stmt = h->stmt, .name = h->stmt ? h->stmt->name : NULL,
-                                .section = PT_SEC_OUTBOUND, .current = PT_MSG_RESPONSE};
+        struct pt_call call = {.req = req,
+                               .stmt = h->stmt,
+                               .name = h->stmt ? h->stmt->name : NULL,
+                               .section = PT_SEC_OUTBOUND,
+                               .current = PT_MSG_RESPONSE};
         h->resp(&call, h->arg);
     }
     req->resp_hooks = NULL;

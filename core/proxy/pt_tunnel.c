@@ -2,7 +2,6 @@
  * pt_tunnel -- after a WebSocket 101: bytes both ways, nothing parsed,
  * half-closes passed on.
  */
-#include "proxy/pt_proxy.h"
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_router.h"
@@ -14,6 +13,7 @@
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
+#include "proxy/pt_proxy.h"
 #include "proxy/pt_worker.h"
 
 #include <arpa/inet.h>

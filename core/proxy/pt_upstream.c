@@ -7,7 +7,6 @@
  * while idle.  Only a connection whose last exchange ended exactly where
  * its framing said may carry another.
  */
-#include "proxy/pt_proxy.h"
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_router.h"
@@ -19,6 +18,7 @@
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
+#include "proxy/pt_proxy.h"
 #include "proxy/pt_worker.h"
 
 #include <arpa/inet.h>
@@ -36,7 +36,8 @@
 static void up_cb(struct pt_io *io, int what, void *arg);
 static void up_timer(struct pt_tnode *t, int kind);
 
-static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *be, const struct pt_clientcert *cc)
+static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *be,
+                                 const struct pt_clientcert *cc)
 {
     if (!w->pools) {
         w->npools = 64;
@@ -91,8 +92,8 @@ static void up_distrust(struct pt_upconn *u, size_t n, const char *when)
 {
     u->broken = true;
     if (pt_now_us() >= u->pool->distrust_until)
-        pt_warn("backend %s sent %zu unrequested byte%s %s; its connections are not reused for %llu s", u->pool->key,
-                n, n == 1 ? "" : "s", when, (unsigned long long)(DISTRUST_US / 1000000));
+        pt_warn("backend %s sent %zu unrequested byte%s %s; its connections are not reused for %llu s",
+                u->pool->key, n, n == 1 ? "" : "s", when, (unsigned long long)(DISTRUST_US / 1000000));
     u->pool->distrust_until = pt_now_us() + DISTRUST_US;
 }
 
@@ -360,7 +361,7 @@ static bool req_send(struct pt_req *req, bool fresh)
     struct pt_upconn *u = up_get(req, fresh);
     if (!u) {
         pt_msg_set_error(req, 502, "forward-request", "BackendConnectionFailure",
-                          "Bad gateway: cannot open a backend connection");
+                         "Bad gateway: cannot open a backend connection");
         return false;
     }
     req->up = u;
@@ -416,12 +417,12 @@ pt_status pt_upstream_forward(struct pt_req *req)
         pt_msg_drop_backend(req); /* a retry: this attempt replaces the last */
     if (!req->be) {
         pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
-                          "No backend is configured for this API");
+                         "No backend is configured for this API");
         return PT_ERROR;
     }
     if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE && req->tb0) {
         pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
-                          "the request body was streamed and cannot be sent again (use buffer-request-body)");
+                         "the request body was streamed and cannot be sent again (use buffer-request-body)");
         return PT_ERROR;
     }
     struct pt_buf b;
@@ -462,7 +463,8 @@ void pt_upstream_read(struct pt_req *req)
         for (;;) {
             size_t len;
             struct pt_http_err err = {0};
-            int r = pt_http_scan(&u->scan, u->io->in, RESPONSE_HEAD_MAX, RESPONSE_HEAD_MAX, false, &len, &err);
+            int r =
+                pt_http_scan(&u->scan, u->io->in, RESPONSE_HEAD_MAX, RESPONSE_HEAD_MAX, false, &len, &err);
             if (r == 0)
                 return;
             if (r > 0) {
@@ -484,7 +486,8 @@ void pt_upstream_read(struct pt_req *req)
             pt_warn("request %.*s: backend %s sent an invalid response: %s", (int)req->idn, req->id,
                     u->pool->key, err.msg);
             memset(&req->rh, 0, sizeof(req->rh));
-            pt_respond_backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: invalid response from the backend");
+            pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
+                                      "Bad gateway: invalid response from the backend");
             return;
         }
         pt_upstream_timer_stop(req);
@@ -496,7 +499,8 @@ void pt_upstream_read(struct pt_req *req)
         req->resp_left = req->rh.content_length;
         if (req->rh.status == 101) {
             if (!req->h.upgrade_ws) {
-                pt_respond_backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: unexpected protocol switch");
+                pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
+                                          "Bad gateway: unexpected protocol switch");
                 return;
             }
             req->ex.done = true; /* a tunnel: policies have nothing more to do */
@@ -508,7 +512,7 @@ void pt_upstream_read(struct pt_req *req)
         pt_timer_clear(&u->timer);
         if (req->fwd_fail_on_status && req->rh.status >= 400) {
             pt_msg_set_error(req, 500, "forward-request", "BackendStatusError",
-                              "the backend answered with an error status");
+                             "the backend answered with an error status");
             pt_exec_resume(req, PT_ERROR);
             return;
         }
@@ -542,8 +546,7 @@ static void up_failed(struct pt_req *req, int what, const char *msg)
     if (req->rh_done && !req->resp_head_sent && !req->resp_buffering) {
         /* closed while the outbound policies run: a complete body is kept */
         size_t have = evbuffer_get_length(u->io->in);
-        bool complete = (req->resp_in == PT_BODY_EOF && (what & PT_IO_EOF)) ||
-                        req->resp_in == PT_BODY_NONE ||
+        bool complete = (req->resp_in == PT_BODY_EOF && (what & PT_IO_EOF)) || req->resp_in == PT_BODY_NONE ||
                         (req->resp_in == PT_BODY_LENGTH && (int64_t)have >= req->resp_left);
         if (complete) {
             struct evbuffer *rest = evbuffer_new();
@@ -573,11 +576,13 @@ static void up_failed(struct pt_req *req, int what, const char *msg)
                 pt_timer_set(req->c->w, &req->up->timer, PT_T_READ);
             return;
         }
-        pt_respond_backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: cannot open a backend connection");
+        pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
+                                  "Bad gateway: cannot open a backend connection");
         return;
     }
     pt_warn("request %.*s: backend %s: %s", (int)req->idn, req->id, u->pool->key, msg);
-    pt_respond_backend_failed(req, 502, "BackendConnectionFailure", "Bad gateway: the backend connection failed");
+    pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
+                              "Bad gateway: the backend connection failed");
 }
 
 static void up_cb(struct pt_io *io, int what, void *arg)
@@ -640,6 +645,7 @@ static void up_timer(struct pt_tnode *t, int kind)
     pt_warn("request %.*s: backend %s: %s timed out", (int)req->idn, req->id, u->pool->key,
             kind == PT_T_CONNECT ? "connect" : "read");
     pt_respond_backend_failed(req, 504, "Timeout",
-                   kind == PT_T_CONNECT ? "Gateway timeout: the backend did not accept the connection in time"
-                                        : "Gateway timeout: the backend did not answer in time");
+                              kind == PT_T_CONNECT
+                                  ? "Gateway timeout: the backend did not accept the connection in time"
+                                  : "Gateway timeout: the backend did not answer in time");
 }

@@ -3,6 +3,7 @@
  * access-log buffer.
  */
 #include "proxy/pt_worker.h"
+
 #include "base/pt_log.h"
 #include "lua/pt_lua.h"
 
@@ -104,7 +105,8 @@ static void switch_gen(struct pt_worker *w, struct pt_gen *g)
             /* 0: listen() was called already, with the configured backlog (-1 would make it 128) */
             nlst[i].l = evconnlistener_new(w->base, on_accept, &nlst[i], LEV_OPT_CLOSE_ON_FREE, 0, fd);
             if (!nlst[i].l)
-                pt_err("worker %d: cannot listen on %s: %s", w->id, g->conf->listen[i].address, strerror(errno));
+                pt_err("worker %d: cannot listen on %s: %s", w->id, g->conf->listen[i].address,
+                       strerror(errno));
             else
                 evconnlistener_set_error_cb(nlst[i].l, on_accept_error);
         }

@@ -60,7 +60,7 @@ struct pt_list {
     struct pt_list *prev, *next;
 };
 
-#define pt_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define pt_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static inline void pt_list_init(struct pt_list *h)
 {
@@ -90,7 +90,7 @@ static inline void pt_list_del(struct pt_list *n)
 struct pt_tnode {
     struct pt_list link;
     uint64_t deadline;
-    int8_t kind; /* -1 = not armed */
+    int8_t kind;                                /* -1 = not armed */
     void (*fire)(struct pt_tnode *t, int kind); /* may free the node */
 };
 
@@ -114,9 +114,9 @@ struct pt_worker {
     struct event_base *base;
     struct event *wake;
     struct event *tick;
-    pthread_mutex_t mu;       /* guards the mailbox below */
-    struct pt_gen *pending;   /* mailbox: generation to switch to */
-    int command;              /* mailbox: PT_CMD_* */
+    pthread_mutex_t mu;     /* guards the mailbox below */
+    struct pt_gen *pending; /* mailbox: generation to switch to */
+    int command;            /* mailbox: PT_CMD_* */
     bool started, finished;
 
     struct pt_wgen *cur;
@@ -125,12 +125,12 @@ struct pt_worker {
     int nlst;
     bool draining;
     bool stopped; /* past the event loop: the mailbox is no longer read */
-    bool paused; /* listeners disabled: connection limit reached */
+    bool paused;  /* listeners disabled: connection limit reached */
 
     struct pt_list timers[PT_T_COUNT]; /* one FIFO per kind */
     uint32_t tdur[PT_T_COUNT];
 
-    struct pt_list conns;   /* all client connections */
+    struct pt_list conns; /* all client connections */
     int nconns;
     int64_t max_conns;
 
@@ -197,8 +197,8 @@ void pt_worker_access(struct pt_worker *w, const char *line, size_t n);
 /* Registers the connection layer with the pipeline driver and the message layer (once, at start). */
 void pt_conn_init(void);
 void pt_conn_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int socklen, int li);
-void pt_conn_drain(struct pt_worker *w);   /* close idle connections now */
-void pt_conn_stop(struct pt_worker *w);    /* close everything now */
+void pt_conn_drain(struct pt_worker *w); /* close idle connections now */
+void pt_conn_stop(struct pt_worker *w);  /* close everything now */
 void pt_upstream_free_pools(struct pt_worker *w);
 
 /* The access-log file descriptor shared by all workers (-1 = off). */

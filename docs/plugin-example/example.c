@@ -74,8 +74,7 @@ static pt_status delay_run(const struct pt_api *api, pt_call *call, void *instan
 
 static const struct pt_attr_def stamp_attrs[] = {
     {"header", PT_ATTR_STRING, 0, "X-Stamp", NULL, NULL, 0, 0, "name of the header to set"},
-    {"value", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
-     "the header's value"},
+    {"value", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0, "the header's value"},
     {0},
 };
 
@@ -142,8 +141,7 @@ static const struct pt_policy_def policies[] = {
     {"delay", PT_SECTION_ALL, PT_SCOPE_ALL, 0, delay_attrs, delay_compile, delay_run, NULL,
      "Waits `ms` milliseconds without blocking the worker, then continues."},
     {"stamp", PT_SECTION_INBOUND | PT_SECTION_OUTBOUND, PT_SCOPE_ALL, 0, stamp_attrs, stamp_compile,
-     stamp_run, NULL,
-     "Sets a header on the current message (the request inbound, the response outbound)."},
+     stamp_run, NULL, "Sets a header on the current message (the request inbound, the response outbound)."},
     {0},
 };
 

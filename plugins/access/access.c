@@ -58,8 +58,8 @@ static const struct pt_policy_def policies[] = {
      "JwtInvalid, TokenExpired, TokenSignatureInvalid, TokenSignatureKeyNotFound, TokenAudienceNotAllowed, "
      "TokenIssuerNotAllowed, TokenClaimNotFound, TokenClaimValueNotAllowed."},
     {"validate-client-certificate", PT_SECTION_INBOUND, PT_SCOPE_ALL, PT_POLICY_CLIENT_CERT,
-     validate_client_certificate_attrs,
-     validate_client_certificate_compile, validate_client_certificate_run, NULL,
+     validate_client_certificate_attrs, validate_client_certificate_compile, validate_client_certificate_run,
+     NULL,
      "Checks the TLS client certificate (listeners with clientCertificate: optional or required): trust "
      "against the listener's clientCa, dates, and identities (thumbprint, serial-number, common-name, "
      "subject, dns-name, issuer-subject). Refusals are 401: ClientCertificateMissing, "

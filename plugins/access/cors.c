@@ -169,7 +169,7 @@ static void cors_headers(pt_call *call, void *arg)
 {
     struct cors_resp *r = arg;
     ptl_header_put(access_api, call, PT_MSG_RESPONSE, "Access-Control-Allow-Origin",
-                        r->x->origins.any && !r->x->credentials ? "*" : r->origin);
+                   r->x->origins.any && !r->x->credentials ? "*" : r->origin);
     if (r->x->credentials)
         ptl_header_put(access_api, call, PT_MSG_RESPONSE, "Access-Control-Allow-Credentials", "true");
     if (r->x->expose.n)

@@ -47,7 +47,10 @@ pt_status limit_concurrency_run(const struct pt_api *api, pt_call *call, void *i
         return (pt_status)st;
     struct pt_counter_op *op = api->alloc(call, sizeof(*op));
     *op = (struct pt_counter_op){.key = limits_counter_key(api, call, "lc", key, NULL, x->max, 0, 0),
-                                 .kind = PT_COUNTER_GAUGE, .window_ms = 1, .limit = x->max, .add = 1};
+                                 .kind = PT_COUNTER_GAUGE,
+                                 .window_ms = 1,
+                                 .limit = x->max,
+                                 .add = 1};
     if (!api->counter(op))
         return api->fail(call, 429, "ConcurrencyLimitExceeded",
                          "Too many concurrent requests. Try again later.");

@@ -134,8 +134,8 @@ struct oidc {
     struct keyset *ks;
     int64_t fetched_ms, attempt_ms, refetch_ms;
     bool want;
-    bool tried;    /* a fetch has finished (worked or not) */
-    bool running;  /* its thread */
+    bool tried;   /* a fetch has finished (worked or not) */
+    bool running; /* its thread */
     pthread_t thread;
     struct oidc *next;
 };

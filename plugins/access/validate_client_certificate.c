@@ -52,8 +52,8 @@ struct client_cert {
     int nids;
 };
 
-static const char *const identity_names[6] = {"thumbprint", "serial-number", "common-name", "subject",
-                                              "dns-name",   "issuer-subject"};
+static const char *const identity_names[6] = {"thumbprint", "serial-number", "common-name",
+                                              "subject",    "dns-name",      "issuer-subject"};
 
 int validate_client_certificate_compile(const struct pt_api *api, pt_compile *c, void **instance)
 {
@@ -201,8 +201,9 @@ pt_status validate_client_certificate_run(const struct pt_api *api, pt_call *cal
     else if (x->not_after && X509_cmp_current_time(X509_get0_notAfter(cert)) < 0)
         r = cert_fail(api, call, x, "ClientCertificateExpired", "The client certificate has expired.");
     else if (x->trust && !ptl_bytes_is(verify, "ok") &&
-             !(verify.len && (strstr(ptl_dup_bytes(api, call, verify), "not yet valid") ||
-                              strstr(ptl_dup_bytes(api, call, verify), "has expired")) &&
+             !(verify.len &&
+               (strstr(ptl_dup_bytes(api, call, verify), "not yet valid") ||
+                strstr(ptl_dup_bytes(api, call, verify), "has expired")) &&
                (!x->not_before || !x->not_after)))
         r = cert_fail(api, call, x, "ClientCertificateNotTrusted", "The client certificate is not trusted.");
     else if (x->nids) {

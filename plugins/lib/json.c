@@ -64,14 +64,30 @@ static bool j_string(struct jparse *j, const char **s, size_t *n)
             char e = p[1];
             p += 2;
             switch (e) {
-            case '"': ptl_buf_ch(&b, '"'); break;
-            case '\\': ptl_buf_ch(&b, '\\'); break;
-            case '/': ptl_buf_ch(&b, '/'); break;
-            case 'b': ptl_buf_ch(&b, '\b'); break;
-            case 'f': ptl_buf_ch(&b, '\f'); break;
-            case 'n': ptl_buf_ch(&b, '\n'); break;
-            case 'r': ptl_buf_ch(&b, '\r'); break;
-            case 't': ptl_buf_ch(&b, '\t'); break;
+            case '"':
+                ptl_buf_ch(&b, '"');
+                break;
+            case '\\':
+                ptl_buf_ch(&b, '\\');
+                break;
+            case '/':
+                ptl_buf_ch(&b, '/');
+                break;
+            case 'b':
+                ptl_buf_ch(&b, '\b');
+                break;
+            case 'f':
+                ptl_buf_ch(&b, '\f');
+                break;
+            case 'n':
+                ptl_buf_ch(&b, '\n');
+                break;
+            case 'r':
+                ptl_buf_ch(&b, '\r');
+                break;
+            case 't':
+                ptl_buf_ch(&b, '\t');
+                break;
             case 'u': {
                 int u = q - p >= 4 ? ptl_hex4(p) : -1;
                 if (u < 0) {

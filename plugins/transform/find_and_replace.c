@@ -26,7 +26,7 @@ static bool url_boundary(const char *p, const char *end)
  * count.  Returns false when nothing matched (out is then untouched).
  */
 bool find_and_replace_all(const struct pt_api *api, pt_call *call, pt_bytes body, pt_bytes from, pt_bytes to,
-                        bool boundary, struct ptl_buf *out)
+                          bool boundary, struct ptl_buf *out)
 {
     if (!from.len || body.len < from.len)
         return false;

@@ -2,8 +2,8 @@
  * test_fetch -- the outbound client's response parser (pt_fetch_parse), fed
  * whole and byte by byte, and the error log's escaping of control bytes.
  */
-#include "http/pt_fetch.h"
 #include "base/pt_log.h"
+#include "http/pt_fetch.h"
 
 #include <event2/buffer.h>
 #include <setjmp.h>
@@ -73,7 +73,8 @@ static void test_chunked_body_with_nul_bytes(void **state)
 {
     (void)state;
     /* the bug this client replaced: chunk data with NUL bytes sized the copy by strlen */
-    static const char r[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\na\0\0b\r\n3;x=y\r\n\0cd\r\n0\r\n\r\n";
+    static const char r[] =
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\na\0\0b\r\n3;x=y\r\n\0cd\r\n0\r\n\r\n";
     for (size_t step = 0; step < 3; step++) {
         struct outcome o = PARSE(r, step, false);
         assert_int_equal(o.rc, 1);
@@ -92,7 +93,8 @@ static void test_size_cap(void **state)
     static const char cl[] = "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n0123456789a";
     assert_int_equal(parse(cl, sizeof(cl) - 1, 0, false, 10).rc, PT_FETCH_TOO_LARGE);
     assert_int_equal(parse(cl, sizeof(cl) - 1, 0, false, 11).rc, 1);
-    static const char ch[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n6\r\n678901\r\n0\r\n\r\n";
+    static const char ch[] =
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n6\r\n678901\r\n0\r\n\r\n";
     struct outcome o = parse(ch, sizeof(ch) - 1, 5, false, 10);
     assert_int_equal(o.rc, PT_FETCH_TOO_LARGE);
     assert_non_null(strstr(o.err, "larger than 10 bytes"));
@@ -157,7 +159,8 @@ static void test_log_escapes_control_bytes(void **state)
     fclose(f);
     unlink(path);
     assert_int_equal(lines, 1);
-    assert_non_null(strstr(first, "[warn] peer said ok\\r\\n2026-01-01T00:00:00.000Z [error] forged\\x1b[31m\\x7f\n"));
+    assert_non_null(
+        strstr(first, "[warn] peer said ok\\r\\n2026-01-01T00:00:00.000Z [error] forged\\x1b[31m\\x7f\n"));
 }
 
 int main(void)

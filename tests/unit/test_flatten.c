@@ -7,10 +7,10 @@
  * Statements carry their `id`, so a composed section is rendered as
  * "name#id@scope, ..." and compared whole.
  */
+#include "lua/pt_expr.h"
+#include "policy/pt_api.h"
 #include "policy/pt_corepol.h"
 #include "policy/pt_policy.h"
-#include "policy/pt_api.h"
-#include "lua/pt_expr.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,9 +21,10 @@
 #include <cmocka.h>
 
 enum { OP, API, PRODUCT, WORKSPACE, GLOBAL, NSCOPES };
-static const int scope_bits[NSCOPES] = {PT_SCOPE_OPERATION, PT_SCOPE_API, PT_SCOPE_PRODUCT, PT_SCOPE_WORKSPACE,
-                                        PT_SCOPE_GLOBAL};
-static const char *const files[NSCOPES] = {"op.yaml", "api.yaml", "product.yaml", "workspace.yaml", "global.yaml"};
+static const int scope_bits[NSCOPES] = {PT_SCOPE_OPERATION, PT_SCOPE_API, PT_SCOPE_PRODUCT,
+                                        PT_SCOPE_WORKSPACE, PT_SCOPE_GLOBAL};
+static const char *const files[NSCOPES] = {"op.yaml", "api.yaml", "product.yaml", "workspace.yaml",
+                                           "global.yaml"};
 
 static const struct pt_policy_def test_defs[] = {
     {"alpha", PT_SECTION_ALL, PT_SCOPE_ALL, 0, NULL, NULL, NULL, NULL, "test"},
@@ -107,8 +108,8 @@ static const char *render(const struct pt_block *b)
     o[0] = '\0';
     for (int i = 0; i < b->n; i++) {
         const struct pt_stmt *s = b->s[i];
-        n += (size_t)snprintf(o + n, sizeof(out[0]) - n, "%s%s%s%s@%s", i ? ", " : "", s->name, s->id ? "#" : "",
-                              s->id ? s->id : "", pt_scope_of(s->scope)->name);
+        n += (size_t)snprintf(o + n, sizeof(out[0]) - n, "%s%s%s%s@%s", i ? ", " : "", s->name,
+                              s->id ? "#" : "", s->id ? s->id : "", pt_scope_of(s->scope)->name);
     }
     return o;
 }
@@ -169,9 +170,10 @@ static void test_base_splices_outer_scopes(void **state)
     F.docs[WORKSPACE] = NULL; /* skipped */
     doc(GLOBAL, "inbound:\n  - alpha: {id: g1}\n  - base\n  - alpha: {id: g2}\n");
     assert_true(flatten());
-    expect_sections("alpha#op1@operation, alpha#api1@api, alpha#g1@global, alpha#g2@global, beta#prod1@product, "
-                    "alpha#op2@operation",
-                    "forward-request@global", "", "");
+    expect_sections(
+        "alpha#op1@operation, alpha#api1@api, alpha#g1@global, alpha#g2@global, beta#prod1@product, "
+        "alpha#op2@operation",
+        "forward-request@global", "", "");
 }
 
 static void test_base_in_every_section(void **state)
@@ -317,8 +319,9 @@ static void test_once_per_section_across_scopes(void **state)
                 "  - only-once: {id: g}\n");
     assert_false(flatten());
     assert_int_equal(F.errs.n, 1);
-    expect_error(0, "op.yaml:3:5: 'only-once' may appear once per section, but base makes the inbound section "
-                    "hold two (the other comes from the global scope)");
+    expect_error(0,
+                 "op.yaml:3:5: 'only-once' may appear once per section, but base makes the inbound section "
+                 "hold two (the other comes from the global scope)");
     teardown(NULL);
     setup(NULL);
 
@@ -346,15 +349,18 @@ static void test_document_errors(void **state)
     static const struct {
         const char *text, *error;
     } cases[] = {
-        {"inbond: []\n", "api.yaml:1:1: unknown section 'inbond' (expected inbound, backend, outbound, on-error)"},
+        {"inbond: []\n",
+         "api.yaml:1:1: unknown section 'inbond' (expected inbound, backend, outbound, on-error)"},
         {"inbound: [{forward-request: }]\n",
          "api.yaml:1:12: policy 'forward-request' is not allowed in the inbound section"},
-        {"inbound:\n  - retry:\n      condition: 'true'\n      count: 1\n      interval: 0\n      policies: [base]\n",
+        {"inbound:\n  - retry:\n      condition: 'true'\n      count: 1\n      interval: 0\n      policies: "
+         "[base]\n",
          "api.yaml:6:18: 'base' may only appear directly in a section"},
         {"inbound:\n  - choose:\n      - when: 'true'\n        then:\n          - base\n",
          "api.yaml:5:13: 'base' may only appear directly in a section"},
         {"inbound: [{gamma: {}}]\n", "api.yaml:1:12: unknown policy 'gamma'"},
-        {"inbound: [{alpha: {colour: red}}]\n", "api.yaml:1:20: 'alpha' takes no attributes (found 'colour')"},
+        {"inbound: [{alpha: {colour: red}}]\n",
+         "api.yaml:1:20: 'alpha' takes no attributes (found 'colour')"},
         {"inbound: base\n", "api.yaml:1:10: expected a list of statements, found a scalar"},
         {"[]\n", "api.yaml:1:1: policies: expected a map with inbound, backend, outbound, on-error"},
     };
@@ -389,8 +395,10 @@ static void test_statements_are_shared_and_scoped(void **state)
     F.docs[OP] = op2;
     assert_true(flatten());
     p2 = F.pl;
-    assert_string_equal(render(&p1.sec[PT_SEC_INBOUND]), "alpha#shared@api, beta#g@global, alpha#one@operation");
-    assert_string_equal(render(&p2.sec[PT_SEC_INBOUND]), "alpha#two@operation, alpha#shared@api, beta#g@global");
+    assert_string_equal(render(&p1.sec[PT_SEC_INBOUND]),
+                        "alpha#shared@api, beta#g@global, alpha#one@operation");
+    assert_string_equal(render(&p2.sec[PT_SEC_INBOUND]),
+                        "alpha#two@operation, alpha#shared@api, beta#g@global");
     assert_ptr_equal(p1.sec[PT_SEC_INBOUND].s[0], p2.sec[PT_SEC_INBOUND].s[1]);
     assert_ptr_equal(p1.sec[PT_SEC_INBOUND].s[1], p2.sec[PT_SEC_INBOUND].s[2]);
     assert_int_equal(p1.sec[PT_SEC_INBOUND].s[0]->scope, PT_SCOPE_API);
@@ -417,7 +425,8 @@ static void test_fragment_joins_the_section(void **state)
     doc(API, "inbound: [{alpha: {id: a}}, {include-fragment: {fragment-id: common}}, base]\n");
     doc(GLOBAL, "inbound: [{beta: {id: g}}]\n");
     assert_true(flatten());
-    expect_sections("alpha#a@api, alpha#f1@api, beta#f2@api, beta#g@global", "forward-request@global", "", "");
+    expect_sections("alpha#a@api, alpha#f1@api, beta#f2@api, beta#g@global", "forward-request@global", "",
+                    "");
     teardown(NULL);
     setup(NULL);
 

@@ -2,8 +2,8 @@
  * test_http -- head scanning, request/response parsing and checks, chunked
  * decoding, output helpers and URL helpers.
  */
-#include "http/pt_http.h"
 #include "base/pt_url.h"
+#include "http/pt_http.h"
 
 #include <event2/buffer.h>
 #include <setjmp.h>
@@ -209,10 +209,10 @@ static void test_scan_errors(void **state)
     SCAN_ERR("get / HTTP/1.1\r\n\r\n", 400);
     SCAN_ERR("-GET / HTTP/1.1\r\n\r\n", 400);
     SCAN_ERR(" GET", 400);
-    SCAN_ERR("\x16\x03\x01", 400);                       /* a TLS hello on a plain port */
-    SCAN_ERR("ABCDEFGHIJKLMNOPQRSTU", 400);                 /* longer than any method */
+    SCAN_ERR("\x16\x03\x01", 400);          /* a TLS hello on a plain port */
+    SCAN_ERR("ABCDEFGHIJKLMNOPQRSTU", 400); /* longer than any method */
     r = scan("GE", 2, 0, 8192, 1024, true);
-    assert_int_equal(r.r, 0);                               /* so far so good: more is needed */
+    assert_int_equal(r.r, 0); /* so far so good: more is needed */
     r = scan("M-SEARCH * HTTP/1.1\r\n\r\n", 24, 0, 8192, 1024, true);
     assert_int_equal(r.r, 1);
 

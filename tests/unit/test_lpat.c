@@ -62,7 +62,8 @@ static const char COMPARE[] =
     "  return table.concat(out, ';')\n"
     "end\n"
     "local repl_t = {a = 'A', ab = 1, [''] = 'E', x = false}\n"
-    "local function repl_f(a, b) if a == 'b' then return nil end return '<' .. tostring(a) .. tostring(b) .. '>' end\n"
+    "local function repl_f(a, b) if a == 'b' then return nil end return '<' .. tostring(a) .. tostring(b) .. "
+    "'>' end\n"
     "function compare(s, p)\n"
     "  for _, init in ipairs({false, 1, 2, 3, -1, -2, 0, 50}) do\n"
     "    local i = init or nil\n"
@@ -110,19 +111,22 @@ static void test_table_of_cases(void **state)
 {
     (void)state;
     lua_State *L = new_state();
-    run(L, "local subjects = {'', 'a', 'hello world', 'aaa', 'abcabc', ' x = 10, y = 20 ', 'THE (quick) fox',\n"
-           "  'f(a(b)c)d', '[[x]]', 'a.b-c+d*e?f^g$h%i', 'tab\\there\\nnl', 'x\\0y\\0z', '\\200\\255é', '123abc456',\n"
-           "  'key=value&k2=v2', '/api/v1/items/42', 'aXbXc', 'THE END'}\n"
-           "local patterns = {'', 'a', 'l+', 'l*', 'l-', 'l?', 'o', '.', '.-', '.*', '^h', '^', '$', 'd$', '^$',\n"
-           "  '%a+', '%A+', '%d+', '%D', '%l+', '%u+', '%s', '%S+', '%w+', '%W', '%x+', '%p', '%c', '%z',\n"
-           "  '[aeiou]', '[^aeiou]+', '[a-c]+', '[%a%d]+', '[%]]', '[]]', '[^]]', '[a-]', '[-a]', '[%-]',\n"
-           "  '(a)', '(a+)(b*)', '()a()', '(h)(e)(l)(l)(o)', '((a)(b))', '(%w+)=(%w+)', '%f[%w]%w+', '%f[%W]',\n"
-           "  '%b()', '%b[]', '%bxy', '(a)%1', '(%w)%1', '(.)(.)%2%1', 'x%', '%', '[a', '(', ')', '(()', '%1',\n"
-           "  '%0', '(a)%2', '%f', '%fa', '%b', '%ba', 'a-b', '.-b', '.-$', '[%s]*', 'X', '%.', '%%', '%$',\n"
-           "  '$a', 'a$b', '^^', '%^', '[^%s]+', 'é', '\\0', '%z+', '[\\0-\\31]', '.-%-', 'THE%s*(%w+)$',\n"
-           "  '/api/(v%d+)/(%w+)/(%d+)', '([^&=]+)=([^&=]*)', '(%d+)(%a+)(%d+)', '*', '+', '-', '?', 'a**',\n"
-           "  '[a-z][A-Z]', '[z-a]', '%w-%d', '(x*)', '()', '(())', '%f[%z]'}\n"
-           "for _, s in ipairs(subjects) do for _, p in ipairs(patterns) do compare(s, p) end end\n");
+    run(L,
+        "local subjects = {'', 'a', 'hello world', 'aaa', 'abcabc', ' x = 10, y = 20 ', 'THE (quick) fox',\n"
+        "  'f(a(b)c)d', '[[x]]', 'a.b-c+d*e?f^g$h%i', 'tab\\there\\nnl', 'x\\0y\\0z', '\\200\\255é', "
+        "'123abc456',\n"
+        "  'key=value&k2=v2', '/api/v1/items/42', 'aXbXc', 'THE END'}\n"
+        "local patterns = {'', 'a', 'l+', 'l*', 'l-', 'l?', 'o', '.', '.-', '.*', '^h', '^', '$', 'd$', "
+        "'^$',\n"
+        "  '%a+', '%A+', '%d+', '%D', '%l+', '%u+', '%s', '%S+', '%w+', '%W', '%x+', '%p', '%c', '%z',\n"
+        "  '[aeiou]', '[^aeiou]+', '[a-c]+', '[%a%d]+', '[%]]', '[]]', '[^]]', '[a-]', '[-a]', '[%-]',\n"
+        "  '(a)', '(a+)(b*)', '()a()', '(h)(e)(l)(l)(o)', '((a)(b))', '(%w+)=(%w+)', '%f[%w]%w+', '%f[%W]',\n"
+        "  '%b()', '%b[]', '%bxy', '(a)%1', '(%w)%1', '(.)(.)%2%1', 'x%', '%', '[a', '(', ')', '(()', '%1',\n"
+        "  '%0', '(a)%2', '%f', '%fa', '%b', '%ba', 'a-b', '.-b', '.-$', '[%s]*', 'X', '%.', '%%', '%$',\n"
+        "  '$a', 'a$b', '^^', '%^', '[^%s]+', 'é', '\\0', '%z+', '[\\0-\\31]', '.-%-', 'THE%s*(%w+)$',\n"
+        "  '/api/(v%d+)/(%w+)/(%d+)', '([^&=]+)=([^&=]*)', '(%d+)(%a+)(%d+)', '*', '+', '-', '?', 'a**',\n"
+        "  '[a-z][A-Z]', '[z-a]', '%w-%d', '(x*)', '()', '(())', '%f[%z]'}\n"
+        "for _, s in ipairs(subjects) do for _, p in ipairs(patterns) do compare(s, p) end end\n");
     lua_close(L);
 }
 
@@ -132,8 +136,10 @@ static void test_random_patterns(void **state)
     lua_State *L = new_state();
     run(L, "local seed = 12345\n"
            "local function rnd(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n + 1 end\n"
-           "local atoms = {'a', 'b', '.', '%a', '%d', '%s', '%W', '[ab]', '[^a]', '[%d%s]', '[a-c]', '%%', 'x',\n"
-           "  '1', '(', ')', '()', '%1', '%2', '%ba)', '%b()', '%f[%a]', '%f[%A]', '^', '$', ' ', '-', '[]', '[^]'}\n"
+           "local atoms = {'a', 'b', '.', '%a', '%d', '%s', '%W', '[ab]', '[^a]', '[%d%s]', '[a-c]', '%%', "
+           "'x',\n"
+           "  '1', '(', ')', '()', '%1', '%2', '%ba)', '%b()', '%f[%a]', '%f[%A]', '^', '$', ' ', '-', '[]', "
+           "'[^]'}\n"
            "local quant = {'', '', '', '*', '+', '-', '?'}\n"
            "local chars = {'a', 'b', 'c', '1', '2', ' ', '(', ')', 'x', '%', '-'}\n"
            "for _ = 1, 20000 do\n"
@@ -161,8 +167,9 @@ static void test_pathological_pattern_stops_on_the_budget(void **state)
     assert_true(polls > 50 && polls < 60);
     /* and a gmatch loop cannot hide the budget behind many small calls: each call is bounded */
     polls = 0;
-    run(L, "local ok, err = pcall(function() for _ in N.gmatch(string.rep('a', 3000), 'a.-.-.-b') do end end)\n"
-           "assert(not ok and err:find('time limit exceeded', 1, true), tostring(err))\n");
+    run(L,
+        "local ok, err = pcall(function() for _ in N.gmatch(string.rep('a', 3000), 'a.-.-.-b') do end end)\n"
+        "assert(not ok and err:find('time limit exceeded', 1, true), tostring(err))\n");
     polls_allowed = -1;
     /* a matcher nested too deep is refused as LuaJIT refuses it */
     run(L, "local ok, err = pcall(N.find, string.rep('a', 300), string.rep('a?', 300))\n"
@@ -185,7 +192,7 @@ static void test_subject_cap(void **state)
            "  local ok, err = pcall(f, s, 'x+', f == string.gsub and '' or nil)\n"
            "  assert(not ok and err:find('lua.patternLimit', 1, true), tostring(err))\n"
            "end\n"
-           "assert(string.find(s, 'xx', 1, true) == 1)\n"   /* plain finds are linear: exempt */
+           "assert(string.find(s, 'xx', 1, true) == 1)\n" /* plain finds are linear: exempt */
            "assert(string.find(s, 'xx') == 1)\n"
            "assert(select(2, string.gsub(string.rep('x', 100), 'x', 'y')) == 100)\n");
     lua_close(L);

@@ -8,10 +8,10 @@
  * PT_ST_POLICY statements of a scripted test policy whose run() writes to a
  * trace, so each test compares the exact sequence of what ran.
  */
+#include "lua/pt_lua.h"
 #include "policy/pt_api.h"
 #include "policy/pt_corepol.h"
 #include "policy/pt_pipeline.h"
-#include "lua/pt_lua.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -128,10 +128,16 @@ static pt_status t_run(const struct pt_api *api, pt_call *call, void *inst)
     return PT_ERROR;
 }
 
-static const struct pt_policy_def t_def = {"t", PT_SECTION_ALL, PT_SCOPE_ALL, 0, NULL, NULL, t_run, NULL,
-                                           "scripted test policy"};
-static const struct pt_policy_def t_preflight_def = {"t-cors", PT_SECTION_INBOUND, PT_SCOPE_ALL,
-                                                     PT_POLICY_PREFLIGHT, NULL, NULL, t_run, NULL,
+static const struct pt_policy_def t_def = {"t",   PT_SECTION_ALL, PT_SCOPE_ALL,          0, NULL, NULL,
+                                           t_run, NULL,           "scripted test policy"};
+static const struct pt_policy_def t_preflight_def = {"t-cors",
+                                                     PT_SECTION_INBOUND,
+                                                     PT_SCOPE_ALL,
+                                                     PT_POLICY_PREFLIGHT,
+                                                     NULL,
+                                                     NULL,
+                                                     t_run,
+                                                     NULL,
                                                      "scripted test policy answering preflights"};
 
 /* --------------------------------------------------------------- fixture */
@@ -254,7 +260,8 @@ static struct script *script(enum act a)
     return sc;
 }
 
-static struct pt_stmt *stmt(enum pt_stmt_kind kind, const char *name, const struct pt_policy_def *def, void *inst)
+static struct pt_stmt *stmt(enum pt_stmt_kind kind, const char *name, const struct pt_policy_def *def,
+                            void *inst)
 {
     struct pt_stmt *s = pt_pool_calloc(T.spool, sizeof(*s));
     s->kind = kind;
@@ -602,8 +609,9 @@ static void test_choose_branches(void **state)
     (void)state;
     /* the first true branch only; an empty true branch ends the choose; nothing true: nothing runs */
     T.pl.sec[PT_SEC_INBOUND] =
-        blk(4, CHOOSE(3, "", blk(1, P("empty-cond", ACT_OK)), "true", blk(1, P("first", ACT_OK)), "true",
-                      blk(1, P("second", ACT_OK))),
+        blk(4,
+            CHOOSE(3, "", blk(1, P("empty-cond", ACT_OK)), "true", blk(1, P("first", ACT_OK)), "true",
+                   blk(1, P("second", ACT_OK))),
             CHOOSE(2, "true", blk(0), (const char *)NULL, blk(1, P("not-otherwise", ACT_OK))),
             CHOOSE(1, "false", blk(1, P("nothing", ACT_OK))), P("z", ACT_OK));
     start();
@@ -614,7 +622,8 @@ static void test_error_in_on_error_ends_with_gateway_error(void **state)
 {
     (void)state;
     T.pl.sec[PT_SEC_INBOUND] = blk(1, FAIL("f", 429, "TooMany", "slow down"));
-    T.pl.sec[PT_SEC_ON_ERROR] = blk(3, P("e1", ACT_OK), FAIL("g", 503, "Broken", "on-error broke"), P("h", ACT_OK));
+    T.pl.sec[PT_SEC_ON_ERROR] =
+        blk(3, P("e1", ACT_OK), FAIL("g", 503, "Broken", "on-error broke"), P("h", ACT_OK));
     start();
     assert_string_equal(trace, "f e1 g respond");
     assert_int_equal(T.responds, 1);
@@ -946,7 +955,8 @@ static void test_wrap_runs_then_children(void **state)
     setup(NULL);
 
     /* an error among the children: the path goes through the wrapping statement */
-    T.pl.sec[PT_SEC_OUTBOUND] = blk(1, WRAP("w", ACT_OK, blk(2, P("x", ACT_OK), FAIL("y", 409, "Conflict", "c"))));
+    T.pl.sec[PT_SEC_OUTBOUND] =
+        blk(1, WRAP("w", ACT_OK, blk(2, P("x", ACT_OK), FAIL("y", 409, "Conflict", "c"))));
     start();
     assert_string_equal(trace, "forward w x y respond");
     assert_string_equal(T.req.ex.err.path, "w[1]/y[2]");
@@ -1047,7 +1057,8 @@ static void test_retry_condition_true_repeats_success(void **state)
     (void)state;
     /* the condition, not the outcome, decides: a true literal repeats `count` times */
     struct pt_stmt *x = P("x", ACT_OK);
-    T.pl.sec[PT_SEC_INBOUND] = blk(2, RETRY(retry_cf("true", 3, 0), blk(2, x, P("y", ACT_OK))), P("after", ACT_OK));
+    T.pl.sec[PT_SEC_INBOUND] =
+        blk(2, RETRY(retry_cf("true", 3, 0), blk(2, x, P("y", ACT_OK))), P("after", ACT_OK));
     start();
     assert_string_equal(trace, "x y x y x y x y after forward respond");
     assert_int_equal(SC(x)->runs, 4);

@@ -17,18 +17,22 @@
 
 #include <cmocka.h>
 
-#define F10 5000u   /* factor 1.0 */
-#define F08 0u      /* factor 0.8 */
-#define F12 10000u  /* factor 1.2 */
+#define F10 5000u  /* factor 1.0 */
+#define F08 0u     /* factor 0.8 */
+#define F12 10000u /* factor 1.2 */
 #define HOUR 3600000u
 
-static struct pt_retry R(uint32_t interval, uint32_t max, uint32_t delta, bool first_fast)
-{
-    return (struct pt_retry){.cond = NULL, .count = 50, .interval_ms = interval, .max_interval_ms = max,
-                             .delta_ms = delta, .first_fast = first_fast};
+static struct pt_retry R(uint32_t interval, uint32_t max, uint32_t delta, bool first_fast) {
+    return (struct pt_retry){.cond = NULL,
+                             .count = 50,
+                             .interval_ms = interval,
+                             .max_interval_ms = max,
+                             .delta_ms = delta,
+                             .first_fast = first_fast};
 }
 
-static void test_fixed(void **state)
+static void
+test_fixed(void **state)
 {
     (void)state;
     struct pt_retry r = R(5000, 0, 0, false);

@@ -112,11 +112,11 @@ struct pt_attr_def {
     const char *name;
     pt_attr_type type;
     unsigned flags;
-    const char *def;                     /* default, as text; NULL = none */
-    const char *const *enums;            /* PT_ATTR_ENUM: NULL-terminated names */
-    const struct pt_attr_def *children;  /* PT_ATTR_ELEMENT: NULL-name terminated */
-    int64_t min, max;                    /* PT_ATTR_INT bounds (both 0 = any) */
-    const char *doc;                     /* one line for the policy reference */
+    const char *def;                    /* default, as text; NULL = none */
+    const char *const *enums;           /* PT_ATTR_ENUM: NULL-terminated names */
+    const struct pt_attr_def *children; /* PT_ATTR_ELEMENT: NULL-name terminated */
+    int64_t min, max;                   /* PT_ATTR_INT bounds (both 0 = any) */
+    const char *doc;                    /* one line for the policy reference */
 };
 
 /* ------------------------------------------------------ opaque handles */
@@ -156,12 +156,12 @@ enum { PT_COUNTER_SLIDING = 0, PT_COUNTER_FIXED = 1, PT_COUNTER_GAUGE = 2 };
 
 struct pt_counter_op {
     pt_bytes key;
-    int kind;              /* PT_COUNTER_* */
-    int persist;           /* fixed: kept in the store across restarts (quotas) */
-    int64_t window_ms;     /* sliding: the window; fixed: the period */
-    int64_t origin_ms;     /* fixed: wall-clock start of the first period */
-    int64_t limit;         /* > 0: the addition is made only if the count stays <= limit */
-    int64_t add;           /* what to add (negative for a gauge going down); 0 = read */
+    int kind;          /* PT_COUNTER_* */
+    int persist;       /* fixed: kept in the store across restarts (quotas) */
+    int64_t window_ms; /* sliding: the window; fixed: the period */
+    int64_t origin_ms; /* fixed: wall-clock start of the first period */
+    int64_t limit;     /* > 0: the addition is made only if the count stays <= limit */
+    int64_t add;       /* what to add (negative for a gauge going down); 0 = read */
     /* results */
     int64_t count;         /* the count after the operation (unchanged when refused) */
     int64_t retry_ms;      /* when the limit is reached: until room frees up */
@@ -352,20 +352,18 @@ enum { PT_URL_GATEWAY = 0, PT_URL_BACKEND = 1 };
 
 /* Facts about a call, for api->fact (ABI 1.1); empty when there is none. */
 enum {
-    PT_FACT_CLIENT_IP = 0,        /* the client's address ("192.0.2.7", "2001:db8::7") */
-    PT_FACT_SUBSCRIPTION_ID,      /* the subscription of the key the call carried */
-    PT_FACT_SUBSCRIPTION_KEY,     /* that key */
-    PT_FACT_SUBSCRIPTION_START,   /* its createdDate (ISO 8601) */
-    PT_FACT_PRODUCT_ID,           /* the product context */
+    PT_FACT_CLIENT_IP = 0,      /* the client's address ("192.0.2.7", "2001:db8::7") */
+    PT_FACT_SUBSCRIPTION_ID,    /* the subscription of the key the call carried */
+    PT_FACT_SUBSCRIPTION_KEY,   /* that key */
+    PT_FACT_SUBSCRIPTION_START, /* its createdDate (ISO 8601) */
+    PT_FACT_PRODUCT_ID,         /* the product context */
     PT_FACT_API_ID,
     PT_FACT_OPERATION_ID,
-    PT_FACT_USER_ID,              /* the subscription's owner */
+    PT_FACT_USER_ID, /* the subscription's owner */
     PT_FACT_REQUEST_ID,
-    PT_FACT_CLIENT_CERT,          /* the TLS client certificate (PEM), empty without one */
-    PT_FACT_CLIENT_CERT_VERIFY,   /* "ok", or why it does not verify against the listener's clientCa */
+    PT_FACT_CLIENT_CERT,        /* the TLS client certificate (PEM), empty without one */
+    PT_FACT_CLIENT_CERT_VERIFY, /* "ok", or why it does not verify against the listener's clientCa */
 };
-
-
 
 /* Log levels for api->log. */
 enum { PT_LOG_LEVEL_ERROR = 0, PT_LOG_LEVEL_WARN, PT_LOG_LEVEL_INFO, PT_LOG_LEVEL_DEBUG };
@@ -386,10 +384,10 @@ enum { PT_LOG_LEVEL_ERROR = 0, PT_LOG_LEVEL_WARN, PT_LOG_LEVEL_INFO, PT_LOG_LEVE
 #define PT_POLICY_CLIENT_CERT 0x04
 
 struct pt_policy_def {
-    const char *name;     /* kebab-case, as in YAML */
-    unsigned sections;    /* PT_SECTION_* allowed */
-    unsigned scopes;      /* PT_SCOPE_* allowed */
-    unsigned flags;       /* PT_POLICY_* */
+    const char *name;                /* kebab-case, as in YAML */
+    unsigned sections;               /* PT_SECTION_* allowed */
+    unsigned scopes;                 /* PT_SCOPE_* allowed */
+    unsigned flags;                  /* PT_POLICY_* */
     const struct pt_attr_def *attrs; /* NULL-name terminated */
     /* Builds an instance from validated attributes; 0 or -1 (after
        compile_error).  *instance may stay NULL. */
@@ -416,10 +414,10 @@ struct pt_plugin {
 };
 
 /* Declares the descriptor; use once per plugin. */
-#define PT_PLUGIN(pname, pversion, ppolicies, pinit, pfini)                                          \
-    PT_PLUGIN_EXPORT const struct pt_plugin PT_PLUGIN_SYMBOL = {                                     \
-        PT_ABI_MAJOR, PT_ABI_MINOR, sizeof(struct pt_plugin), (pname), (pversion), (ppolicies),     \
-        (pinit), (pfini)}
+#define PT_PLUGIN(pname, pversion, ppolicies, pinit, pfini)                                                  \
+    PT_PLUGIN_EXPORT const struct pt_plugin PT_PLUGIN_SYMBOL = {                                             \
+        PT_ABI_MAJOR, PT_ABI_MINOR, sizeof(struct pt_plugin), (pname), (pversion), (ppolicies),              \
+        (pinit),      (pfini)}
 
 #ifdef __cplusplus
 }
