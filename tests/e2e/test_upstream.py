@@ -45,6 +45,12 @@ def entry_for(p, path, n=1):
         time.sleep(0.02)
 
 
+def wait_logged(p, path):
+    """Waits for the access-log line of `path`.  The gateway writes it when it is done with the
+    request: after its backend connection went back to the pool, or was closed."""
+    return wait_for(lambda: entry_for(p, path), what="the access-log line of %s" % path)
+
+
 def raw_hex(data):
     return data.hex()
 
@@ -166,7 +172,7 @@ def test_idle_timeout_closes_pooled_connection(scripted, portico):
     b = scripted(lambda cid, n: "answer")
     p = portico(up_config(b.url, idleTimeout="300ms"))
     assert json.loads(p.request("GET", "/echo/a")[2])["conn"] == 1
-    entry_for(p, "/echo/a")  # logged: the connection is back in the pool
+    wait_logged(p, "/echo/a")  # the connection is back in the pool
     status, _, body = p.request("GET", "/echo/b")
     released = time.monotonic()
     assert status == 200 and json.loads(body) == {"conn": 1, "n": 2, "method": "GET", "target": "/base/b"}
@@ -208,7 +214,7 @@ def test_client_abort_mid_response_drops_backend_connection(backend, portico):
     s.close()
     # the gateway is done with the stream once it logs it (499): only then could it have
     # handed its backend connection back to the pool
-    assert entry_for(p, "/echo/stream"), "the aborted stream was never logged"
+    wait_logged(p, "/echo/stream")
     status, _, body = p.request("GET", "/echo/items/1")
     assert status == 200
     # the half-read stream connection must not be handed to the next request
@@ -224,7 +230,7 @@ def test_stale_pooled_connection_retried_for_idempotent(scripted, portico, metho
     p = portico(up_config(b.url))
     status, _, body = p.request("GET", "/echo/first")
     assert status == 200 and json.loads(body)["conn"] == 1
-    entry_for(p, "/echo/first")  # logged: the connection is back in the pool
+    wait_logged(p, "/echo/first")  # the connection is back in the pool
     status, headers, body = p.request(method, "/echo/second")
     assert status == 200
     if method == "HEAD":
@@ -242,7 +248,7 @@ def test_stale_pooled_connection_reset_is_retried(scripted, portico):
     b = scripted(plan_stale_second(stale="rst"))
     p = portico(up_config(b.url))
     assert p.request("GET", "/echo/first")[0] == 200
-    entry_for(p, "/echo/first")  # logged: the connection is back in the pool
+    wait_logged(p, "/echo/first")  # the connection is back in the pool
     status, _, body = p.request("GET", "/echo/second")
     assert status == 200 and json.loads(body)["conn"] == 2
     assert [(r.conn_id, r.target) for r in b.requests] == [(1, "/base/first"), (1, "/base/second"),
@@ -255,7 +261,7 @@ def test_backend_closing_after_answer_get_still_succeeds(scripted, portico):
     b = scripted(lambda cid, n: "answer-fin")
     p = portico(up_config(b.url))
     assert json.loads(p.request("GET", "/echo/one")[2])["conn"] == 1
-    entry_for(p, "/echo/one")  # the gateway is done with connection 1 (pooled or dropped)
+    wait_logged(p, "/echo/one")  # the gateway is done with connection 1 (pooled or dropped)
     wait_for(b.closed_all, what="the backend to close connection 1")
     status, _, body = p.request("GET", "/echo/two")
     assert status == 200 and json.loads(body) == {"conn": 2, "n": 1, "method": "GET", "target": "/base/two"}
@@ -269,7 +275,7 @@ def test_idle_connection_closed_by_backend_is_dropped(scripted, portico):
     b = scripted(lambda cid, n: "answer-linger")
     p = portico(up_config(b.url))
     assert json.loads(p.request("GET", "/echo/one")[2])["conn"] == 1
-    entry_for(p, "/echo/one")  # the connection is pooled
+    wait_logged(p, "/echo/one")  # the connection is pooled
     wait_for(b.closed_all, what="the backend to close its idle connection")  # 100 ms after its answer
     status, _, body = p.request("POST", "/echo/items", body=b"payload")
     assert status == 200 and json.loads(body) == {"conn": 2, "n": 1, "method": "POST", "target": "/base/items"}
@@ -286,7 +292,7 @@ def test_fin_arriving_with_the_answer_is_noticed(scripted, portico):
     statuses = []
     for i in range(5):
         assert p.request("GET", "/echo/get%d" % i)[0] == 200
-        entry_for(p, "/echo/get%d" % i)  # the gateway is done with the GET's connection
+        wait_logged(p, "/echo/get%d" % i)  # the gateway is done with the GET's connection
         wait_for(b.closed_all, what="the backend to close the GET's connection")
         statuses.append(p.request("POST", "/echo/items", body=b"p%d" % i)[0])
     posts = [r.body for r in b.requests if r.method == "POST"]
@@ -300,7 +306,7 @@ def test_stale_pooled_connection_not_retried(scripted, portico, method, body):
     b = scripted(plan_stale_second())
     p = portico(up_config(b.url))
     assert p.request("GET", "/echo/first")[0] == 200
-    entry_for(p, "/echo/first")  # logged: the connection is back in the pool
+    wait_logged(p, "/echo/first")  # the connection is back in the pool
     status, headers, resp = p.request(method, "/echo/items", body=body)
     assert_json_error(status, headers, resp, 502)
     # a marker sent after the 502: a retry of the refused call would have reached the backend
@@ -321,7 +327,7 @@ def test_retry_happens_only_once(scripted, portico):
     b = scripted(lambda cid, n: "answer" if (cid, n) == (1, 1) or cid >= 3 else "close")
     p = portico(up_config(b.url))
     assert p.request("GET", "/echo/first")[0] == 200
-    entry_for(p, "/echo/first")  # logged: the connection is back in the pool
+    wait_logged(p, "/echo/first")  # the connection is back in the pool
     status, headers, body = p.request("GET", "/echo/second")
     assert_json_error(status, headers, body, 502)
     # a marker after the 502: a further retry would have reached the backend before it
@@ -335,7 +341,7 @@ def test_no_retry_when_part_of_the_response_came(scripted, portico):
     b = scripted(plan_stale_second(stale=(b"HTTP/1.1 20", "linger")))
     p = portico(up_config(b.url))
     assert p.request("GET", "/echo/first")[0] == 200
-    entry_for(p, "/echo/first")  # logged: the connection is back in the pool
+    wait_logged(p, "/echo/first")  # the connection is back in the pool
     status, headers, body = p.request("GET", "/echo/second")
     assert_json_error(status, headers, body, 502)
     # a marker after the 502: a retry would have reached the backend before it
