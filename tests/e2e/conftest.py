@@ -292,6 +292,71 @@ def _sanitizer_scan_of_portico_runs(monkeypatch):
     assert not reports, reports[0]
 
 
+# ------------------------------------------------------------- waiting
+
+def wait_for(predicate, timeout=5.0, what="the condition", step=0.01):
+    """Polls `predicate` until it returns something true, and returns that.
+    Fails the test with "timed out ... waiting for <what>" after `timeout` s.
+    For something that must happen: the deadline only bounds a failure, a
+    passing test never waits longer than the event takes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(step)
+
+
+def assert_stays(predicate, for_seconds, what="the condition", step=0.01):
+    """`predicate` holds now and for the next `for_seconds` s.  Only for an
+    absence that no later event can show (the caller says why): where one
+    can, send a marker that would arrive after the forbidden event instead.
+    A slow machine makes this check less sensitive, never flaky."""
+    deadline = time.monotonic() + for_seconds
+    while True:
+        assert predicate(), "%s stopped holding" % what
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(step)
+
+
+def _tcp4_sockets():
+    """{(local port, remote port): (state, tx_queue, rx_queue, inode)} for the IPv4 TCP sockets on 127.0.0.1."""
+    out = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            (lip, lport), (rip, rport) = (a.split(":") for a in parts[1:3])
+            if lip != "0100007F" or rip != "0100007F":
+                continue
+            tx, rx = (int(n, 16) for n in parts[4].split(":"))
+            out[(int(lport, 16), int(rport, 16))] = (parts[3], tx, rx, parts[9])
+    return out
+
+
+def peer_has_read(pid, sock):
+    """True once process `pid` has accepted the connection of the client
+    socket `sock` (127.0.0.1) and read every byte sent on it so far: its end
+    of the connection is one of its descriptors, nothing sent is still
+    unacknowledged, and nothing waits in its receive queue."""
+    here, there = sock.getsockname()[1], sock.getpeername()[1]
+    table = _tcp4_sockets()
+    mine, theirs = table.get((here, there)), table.get((there, here))
+    if mine is None or theirs is None or mine[1] or theirs[2]:
+        return False
+    target = "socket:[%s]" % theirs[3]
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == target:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 # ------------------------------------------------- refusals and the backend
 
 CALL_MARK = "X-Call-Mark"

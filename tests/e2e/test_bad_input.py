@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import basic_config, parse_responses
+from conftest import basic_config, parse_responses, peer_has_read, wait_for
 
 LIMITS = {"headerSize": "4k", "headerCount": 20, "uriLength": "1k", "bodySize": "1k"}
 HEADER_SIZE, HEADER_COUNT, URI_LENGTH, BODY_SIZE = 4096, 20, 1024, 1024
@@ -165,15 +165,6 @@ def assert_forwarded_head(backend, request_line, headers=(), host=b"a", framing=
     return req
 
 
-def wait_for(pred, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
-
-
 class RawBackend:
     """A backend that records every byte each connection sent and answers
     each complete request (strict CRLF framing) with `200 ok`.  It lets a test
@@ -183,6 +174,7 @@ class RawBackend:
     def __init__(self):
         self.lock = threading.Lock()
         self.conns = []      # bytearray per connection: everything received
+        self.ended = set()   # indexes in conns of the connections that are closed
         self.requests = []   # (head bytes, raw body bytes) of complete requests
         self.open = 0
         self.stop = False
@@ -206,9 +198,10 @@ class RawBackend:
                 return
             rec = bytearray()
             with self.lock:
+                index = len(self.conns)
                 self.conns.append(rec)
                 self.open += 1
-            threading.Thread(target=self._serve, args=(conn, rec), daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn, rec, index), daemon=True).start()
 
     @staticmethod
     def complete(data, start):
@@ -244,7 +237,7 @@ class RawBackend:
                 i += int(line.split(b":")[1])
         return i if len(data) >= i else None
 
-    def _serve(self, conn, rec):
+    def _serve(self, conn, rec, index):
         conn.settimeout(10)
         pos = 0
         try:
@@ -270,6 +263,12 @@ class RawBackend:
             conn.close()
             with self.lock:
                 self.open -= 1
+                self.ended.add(index)
+
+    def all_closed_but(self, marker):
+        """True when every connection whose bytes do not contain `marker` is closed."""
+        with self.lock:
+            return all(i in self.ended for i, c in enumerate(self.conns) if marker not in c)
 
     def received(self):
         with self.lock:
@@ -429,9 +428,14 @@ def test_bad_chunked_body_is_refused(raw_backend, portico, body, evil):
     head = b"POST /echo/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
     out, closed = exchange(p.port, head + body)
     assert_error(out, closed, 400)
-    time.sleep(0.3)  # a late backend connection would show up here
-    assert wait_for(lambda: raw_backend.open == 0)
-    assert raw_backend.requests == []
+    # A marker sent after the refusal: a backend connection the refused request opened, even a
+    # late one, was opened before the marker's, so it has been accepted once the marker is answered.
+    marker = b"GET /echo/marker HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    got, _ = exchange(p.port, marker)
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\nok"), got
+    wait_for(lambda: raw_backend.all_closed_but(b"GET /base/marker "),
+             what="the backend connection of the refused request to close")
+    assert [h.split(b"\r\n")[0] for h, _ in raw_backend.requests] == [b"GET /base/marker HTTP/1.1"]
     assert evil not in raw_backend.received()
 
 
@@ -638,14 +642,17 @@ def test_body_size_limit_chunked(backend, portico):
     try:
         s.sendall(b"POST /echo/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
         s.sendall(b"%x\r\n%s\r\n" % (BODY_SIZE, b"c" * BODY_SIZE))
-        time.sleep(0.1)
+        # the body is streamed: the gateway has read (and passed on) its first part before the rest comes
+        wait_for(lambda: peer_has_read(p.proc.pid, s), what="the gateway to read the first chunk")
         s.sendall(b"1\r\nd\r\n0\r\n\r\n")
         out, closed = read_until_close(s, 3)
     finally:
         s.close()
     assert_error(out, closed, 413)
-    time.sleep(0.2)
-    assert len(backend.requests) == 1  # the aborted body never became a request
+    # a marker after the refusal: had the aborted body become a request, it would have reached
+    # the backend before the marker
+    assert_ok(exchange(p.port, b"GET /echo/marker HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")[0])
+    assert [r.target for r in backend.requests] == ["/base/x", "/base/marker"]  # the aborted body never did
 
 
 def test_an_api_may_accept_less_than_the_body_limit(backend, portico):
@@ -666,11 +673,11 @@ def test_an_api_may_accept_less_than_the_body_limit(backend, portico):
     out, closed = exchange(p.port, b"POST /small/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                                    b"64\r\n" + b"c" * 100 + b"\r\n1\r\nd\r\n0\r\n\r\n")
     assert_error(out, closed, 413)
-    time.sleep(0.2)
-    assert len(backend.requests) == 1
     out, closed = exchange(p.port, b"POST /echo/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
                                    b"Content-Length: 500\r\n\r\n" + b"e" * 500)
     assert_ok(out, closed)
+    # the cut chunked body never became a request: it would have reached the backend before this later one
+    assert [r.target for r in backend.requests] == ["/x", "/base/x"]
     assert p.access_entries(wait_for=4)[1]["reason"] == "RequestEntityTooLarge"
 
 
@@ -782,10 +789,11 @@ def test_pipelined_garbage_after_a_request(backend, portico):
     first_len = out.index(b"\r\n\r\n") + 4 + int(first[1]["content-length"])
     error = out[first_len:]
     assert_error(error, closed, 400)
-    time.sleep(0.1)
-    assert [r.target for r in backend.requests] == ["/base/first"]
-    statuses = [(e["status"], e.get("reason")) for e in p.access_entries(wait_for=2)]
-    assert statuses == [(200, None), (400, "BadRequest")]
+    # a marker on a new connection: the leftover, had it been forwarded, would have reached the backend before it
+    assert_ok(exchange(p.port, b"GET /echo/marker HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")[0])
+    assert [r.target for r in backend.requests] == ["/base/first", "/base/marker"]
+    statuses = [(e["status"], e.get("reason")) for e in p.access_entries(wait_for=3)]
+    assert statuses == [(200, None), (400, "BadRequest"), (200, None)]
 
 
 def test_connection_close_is_honoured(backend, portico):
@@ -915,7 +923,7 @@ def test_whole_body_deadline_cuts_a_trickle(backend, portico):
                     s.sendall(b"x")
                 except OSError:
                     break
-                time.sleep(0.5)
+                time.sleep(0.5)  # the scenario: the trickle, one byte every half second
                 try:
                     got += s.recv(65536)
                 except (socket.timeout, OSError):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import CALL_MARK, check_call_mark, new_call_mark, basic_config
+from conftest import CALL_MARK, assert_stays, basic_config, check_call_mark, new_call_mark, peer_has_read, wait_for
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 
@@ -307,16 +307,20 @@ def test_openid_config_keys_and_rotation(backend, portico, keys, provider):
     provider.keys = [jwk_rsa(keys, "new")]
     status, _ = send(p, keys.sign("RS256", claims(), kid="new"))
     assert status == 401 and reason(p, 3) == "TokenSignatureKeyNotFound"
-    deadline = time.time() + 10
-    while time.time() < deadline and provider.fetches() < 2:
-        time.sleep(0.05)
-    time.sleep(0.2)
-    assert send(p, keys.sign("RS256", claims(), kid="new"))[0] == 200
+    wait_for(lambda: provider.fetches() >= 2, 10, what="the refetch of the key set")
+    # the provider has been asked; the gateway takes the keys up once it has read and parsed the
+    # answer, which shows only in a call: the new kid passes then (no further fetch: checked below)
+    wait_for(lambda: send(p, keys.sign("RS256", claims(), kid="new"))[0] == 200,
+             what="a token with the new kid to pass")
     # unknown kids do not make it refetch more than once per 5 minutes
+    metadata = provider.fetches("/.well-known/openid-configuration")
     for _ in range(3):
         assert send(p, keys.sign("RS256", claims(), kid="ghost"))[0] == 401
-    time.sleep(0.5)
-    assert provider.fetches() == 2
+    # A refetch would run on the gateway's own fetching thread, after the 401s and ordered
+    # against nothing a test can send, so no later event can show it has not happened: watch the
+    # provider for a while instead.  It would ask for the metadata first, then the key set.
+    assert_stays(lambda: provider.fetches("/.well-known/openid-configuration") == metadata
+                 and provider.fetches() == 2, for_seconds=0.5, what="no refetch for unknown kids")
 
 
 def test_openid_config_provider_down(backend, portico, keys, provider):
@@ -364,18 +368,31 @@ def test_a_silent_provider_holds_no_worker(backend, portico, keys):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
+    call = None
     try:
         cfg = basic_config(backend.url)
         cfg["apis"][0]["policies"] = {"inbound": ["base", {"validate-jwt": {
             "openid-config": {"url": "http://127.0.0.1:%d/meta" % silent.getsockname()[1]}}}]}
         p = portico(cfg)
         result = {}
+        mark = new_call_mark()
+        call = socket.create_connection(("127.0.0.1", p.port), timeout=20)
+        call.sendall(("GET /echo/items/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s: %s\r\n"
+                      "Connection: close\r\n\r\n" % (keys.sign("RS256", claims(), kid="k"), CALL_MARK, mark)).encode())
 
         def token_call():
-            result["status"] = send(p, keys.sign("RS256", claims(), kid="k"))[0]
+            data = b""
+            while True:
+                chunk = call.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            result["status"] = int(data.split(b" ", 2)[1])
         t = threading.Thread(target=token_call)
         t.start()
-        time.sleep(0.3)
+        # once the gateway has read the token call, its one worker has taken it up: whatever it does
+        # with it (waiting without the worker, or holding the worker) comes before the call below
+        wait_for(lambda: peer_has_read(p.proc.pid, call), what="the gateway to read the token call")
         assert t.is_alive(), "the token was not waiting for the provider"
         t1 = time.time()
         assert p.request("GET", "/nowhere")[0] == 404
@@ -383,7 +400,10 @@ def test_a_silent_provider_holds_no_worker(backend, portico, keys):
         assert t.is_alive()  # still waiting, on no worker
         t.join(20)
         assert result["status"] == 401
+        check_call_mark(mark, result["status"])
     finally:
+        if call is not None:
+            call.close()
         silent.close()
 
 

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from conftest import BIN, basic_config, free_port, parse_responses, to_yaml
+from conftest import BIN, basic_config, free_port, parse_responses, peer_has_read, to_yaml, wait_for
+from upstream_helpers import dechunk, hget, split_head
 
 
 # ------------------------------------------------------------------ helpers
@@ -115,15 +116,6 @@ def connection_refused(port):
     return False
 
 
-def wait_for(pred, timeout, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
 def listening_inodes(pid, port):
     """Socket inodes of `pid` that are listening on 127.0.0.1:port."""
     inodes = set()
@@ -181,7 +173,7 @@ def api(api_id, path, backend_url):
 
 
 def wait_backend(backend, n, timeout=5):
-    assert wait_for(lambda: len(backend.requests) >= n, timeout), "backend did not get the request"
+    wait_for(lambda: len(backend.requests) >= n, timeout, what="the backend to get the request")
 
 
 # ---------------------------------------------------------------- the CLI
@@ -490,7 +482,7 @@ def test_reload_keeps_unchanged_listeners_and_follows_listen_changes(backend, po
     c.close()
 
     assert p.reload(dict(cfg, listen=["127.0.0.1:%d" % b]))
-    assert wait_for(lambda: connection_refused(a), 2), "removed address still accepts"
+    wait_for(lambda: connection_refused(a), 2, what="the removed address to refuse connections")
     assert get(b, "/echo/items/5")[0] == 200
     assert not listening_inodes(p.proc.pid, a)
 
@@ -528,11 +520,15 @@ def test_reload_under_load_fails_no_request(backend, portico):
     for t in threads:
         t.start()
     reloads = 0
-    time.sleep(0.1)
+
+    def served():
+        return sum(r["ok"] + len(r["bad"]) for r in results)
+    # each reload comes once the load is running, and after some requests served since the last one
     for i in range(4):
+        before = served()
+        wait_for(lambda: served() >= before + 30, 10, what="30 more requests served under load")
         assert p.reload(cfg2 if i % 2 == 0 else cfg1, wait=0.05)
         reloads += 1
-        time.sleep(0.05)
     running_during_reloads = sum(1 for r in results if not r["done"])
     for t in threads:
         t.join(60)
@@ -555,7 +551,7 @@ def test_sigterm_lets_in_flight_request_finish_and_exits_zero(backend, portico):
     t_term = time.monotonic()
     p.send_signal(signal.SIGTERM)
     # new connections are refused soon, while the request is still running
-    assert wait_for(lambda: connection_refused(port), 1.0), "still accepting after SIGTERM"
+    wait_for(lambda: connection_refused(port), 1.0, what="the port to refuse connections after SIGTERM")
     assert time.monotonic() - t_term < 1.0
     assert p.proc.poll() is None and req.t_end is None
     req.join()
@@ -572,15 +568,28 @@ def test_sigterm_lets_in_flight_request_finish_and_exits_zero(backend, portico):
 
 def test_sigterm_lets_slow_stream_finish(backend, portico):
     p = portico(basic_config(backend.url))
-    req = Background(p.port, "/echo/stream?chunks=12&size=100&delay=100")
-    wait_backend(backend, 1)
-    time.sleep(0.2)
-    p.send_signal(signal.SIGTERM)
-    req.join()
-    assert req.error is None, req.error
-    assert req.status == 200
-    assert len(req.body) == 1200
-    assert req.body == b"".join(bytes([0x61 + i]) * 100 for i in range(12))
+    s = connect(p.port, timeout=15)
+    try:
+        s.sendall(b"GET /echo/stream?chunks=12&size=100&delay=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = bytearray()
+        while b"a" * 100 not in data:  # the stream is under way: its first chunk has reached the client
+            chunk = s.recv(65536)
+            assert chunk, "closed before the first chunk: %r" % bytes(data)
+            data += chunk
+        p.send_signal(signal.SIGTERM)
+        closed, rest = wait_closed(s, 10.0)
+    finally:
+        s.close()
+    assert closed, "the connection outlived the stream"
+    status, headers, _, chunked = split_head(bytes(data + rest))
+    assert status == 200 and hget(headers, "Transfer-Encoding") == "chunked"
+    try:
+        body, after = dechunk(chunked)
+    except ValueError as e:
+        raise AssertionError("the stream was cut (%s) after %d bytes" % (e, len(chunked)))
+    assert after == b""
+    assert len(body) == 1200
+    assert body == b"".join(bytes([0x61 + i]) * 100 for i in range(12))
     assert p.proc.wait(timeout=5) == 0
 
 
@@ -737,8 +746,10 @@ def test_body_idle_timeout_gets_408_and_backend_never_sees_a_request(backend, po
     (status, headers, body), = parse_responses(data)
     assert status == 408
     assert json.loads(body)["statusCode"] == 408
-    time.sleep(0.3)
-    assert backend.requests == [], [r.raw_head for r in backend.requests]
+    # a marker after the 408: the cut request, had it been forwarded whole, would have reached the
+    # backend before it
+    assert get(p.port, "/echo/items/marker")[0] == 200
+    assert [r.target for r in backend.requests] == ["/base/items/marker"], [r.raw_head for r in backend.requests]
 
 
 def test_body_idle_timeout_is_per_read_not_whole_body(backend, portico):
@@ -747,7 +758,7 @@ def test_body_idle_timeout_is_per_read_not_whole_body(backend, portico):
     s.sendall(b"POST /echo/items HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n")
     t0 = time.monotonic()
     for i in range(5):
-        time.sleep(0.25)
+        time.sleep(0.25)  # the scenario: pauses shorter than bodyIdle, adding up to more than it
         s.sendall(b"%d" % i * 10)
     assert time.monotonic() - t0 > 1.0  # longer than bodyIdle in total
     status, _, body = read_response(s)
@@ -877,7 +888,7 @@ def test_reload_shortening_header_timeout_applies_while_older_connections_wait(b
     p = portico(cfg)
     old = connect(p.port)
     try:
-        time.sleep(0.1)
+        wait_for(lambda: peer_has_read(p.proc.pid, old), what="the gateway to accept the older connection")
         assert p.reload(dict(cfg, timeouts={"header": "500ms"}))
         s = connect(p.port)
         t0 = time.monotonic()
@@ -920,7 +931,7 @@ def test_reload_during_shutdown_opens_no_new_listener(backend, portico):
     req = Background(port, "/echo/sleep/2000")
     wait_backend(backend, 1)
     p.send_signal(signal.SIGTERM)
-    assert wait_for(lambda: connection_refused(port), 1.0)
+    wait_for(lambda: connection_refused(port), 1.0, what="the port to refuse connections after SIGTERM")
     p.reload(dict(cfg, listen=cfg["listen"] + ["127.0.0.1:%d" % extra]), wait=0.1)
     assert p.proc.poll() is None
     refused = connection_refused(extra)
@@ -979,9 +990,20 @@ def test_sigusr1_reopens_the_logs_after_rotation(backend, portico, workdir):
 def test_access_log_off_and_log_level(backend, portico, workdir):
     cfg = basic_config(backend.url, log={"access": "off", "level": "warn"})
     p = portico(cfg)
-    assert p.request("GET", "/echo/items/1")[0] == 200
-    time.sleep(0.3)
+    # two calls on one connection: the gateway ends the first (and would write its line) before it
+    # takes the second, so once the second is answered, the first's line would be there
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    try:
+        for path in ("/echo/items/1", "/echo/items/marker"):
+            c.request("GET", path)
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+    finally:
+        c.close()
     assert not os.path.exists(p.access_log)
+    # stdout is where the access log goes by default: nothing may have come out there either
+    assert not select.select([p.proc.stdout], [], [], 0)[0], "an access line went to stdout"
     assert "[info]" not in p.log_text()  # level warn: no start-up information lines
 
 
@@ -1008,9 +1030,18 @@ def test_access_buffer_and_flush(backend, portico, workdir):
     """accessBuffer holds lines until it is full or accessFlush has passed."""
     cfg = basic_config(backend.url, log={"accessBuffer": "64k", "accessFlush": "1s"})
     p = portico(cfg)
-    assert p.request("GET", "/echo/items/1")[0] == 200
-    time.sleep(0.2)
+    # two calls on one connection: the gateway ends the first (and would write its line, were it not
+    # buffered) before it takes the second, so once the second is answered, the first's line would be there
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    try:
+        for path in ("/echo/items/1", "/echo/items/marker"):
+            c.request("GET", path)
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+    finally:
+        c.close()
     assert p.access_entries(timeout=0) == []  # buffered: nothing written yet
     t0 = time.monotonic()
-    entries = p.access_entries(wait_for=1, timeout=3)
-    assert len(entries) == 1 and time.monotonic() - t0 < 2.5  # written within accessFlush
+    entries = p.access_entries(wait_for=2, timeout=3)
+    assert len(entries) == 2 and time.monotonic() - t0 < 2.5  # written within accessFlush

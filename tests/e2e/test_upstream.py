@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import basic_config, free_port, parse_responses
+from conftest import basic_config, free_port, parse_responses, wait_for
 from upstream_helpers import (Blackhole, EarlyResponder, ScriptedBackend, _Base, dechunk, exchange, hget,
                               recv_head, split_head)
 
@@ -43,6 +43,12 @@ def entry_for(p, path, n=1):
         if len(got) >= n or time.time() > deadline:
             return got
         time.sleep(0.02)
+
+
+def wait_logged(p, path):
+    """Waits for the access-log line of `path`.  The gateway writes it when it is done with the
+    request: after its backend connection went back to the pool, or was closed."""
+    return wait_for(lambda: entry_for(p, path), what="the access-log line of %s" % path)
 
 
 def raw_hex(data):
@@ -153,8 +159,10 @@ def test_max_idle_connections_bounds_the_pool(backend, portico):
 
     assert concurrent(3, "/echo/sleep/300") == [200] * 3
     assert backend.connections == 3
-    # only one connection may stay pooled: two concurrent requests need one new connection
-    time.sleep(0.1)
+    # only one connection may stay pooled: two concurrent requests need one new connection.
+    # A request's access-log line is written after its backend connection went back to the
+    # pool (or was closed): once all three are logged, the pool has settled.
+    p.access_entries(wait_for=3)
     assert concurrent(2, "/echo/sleep/300") == [200] * 2
     assert backend.connections == 4
     assert len(backend.requests) == 5
@@ -164,7 +172,7 @@ def test_idle_timeout_closes_pooled_connection(scripted, portico):
     b = scripted(lambda cid, n: "answer")
     p = portico(up_config(b.url, idleTimeout="300ms"))
     assert json.loads(p.request("GET", "/echo/a")[2])["conn"] == 1
-    time.sleep(0.1)
+    wait_logged(p, "/echo/a")  # the connection is back in the pool
     status, _, body = p.request("GET", "/echo/b")
     released = time.monotonic()
     assert status == 200 and json.loads(body) == {"conn": 1, "n": 2, "method": "GET", "target": "/base/b"}
@@ -204,7 +212,9 @@ def test_client_abort_mid_response_drops_backend_connection(backend, portico):
     s.sendall(b"GET /echo/stream?chunks=20&size=10&delay=50 HTTP/1.1\r\nHost: gw.test\r\n\r\n")
     assert s.recv(65536).startswith(b"HTTP/1.1 200")
     s.close()
-    time.sleep(0.3)
+    # the gateway is done with the stream once it logs it (499): only then could it have
+    # handed its backend connection back to the pool
+    wait_logged(p, "/echo/stream")
     status, _, body = p.request("GET", "/echo/items/1")
     assert status == 200
     # the half-read stream connection must not be handed to the next request
@@ -220,7 +230,7 @@ def test_stale_pooled_connection_retried_for_idempotent(scripted, portico, metho
     p = portico(up_config(b.url))
     status, _, body = p.request("GET", "/echo/first")
     assert status == 200 and json.loads(body)["conn"] == 1
-    time.sleep(0.1)  # the connection is back in the pool
+    wait_logged(p, "/echo/first")  # the connection is back in the pool
     status, headers, body = p.request(method, "/echo/second")
     assert status == 200
     if method == "HEAD":
@@ -238,7 +248,7 @@ def test_stale_pooled_connection_reset_is_retried(scripted, portico):
     b = scripted(plan_stale_second(stale="rst"))
     p = portico(up_config(b.url))
     assert p.request("GET", "/echo/first")[0] == 200
-    time.sleep(0.1)
+    wait_logged(p, "/echo/first")  # the connection is back in the pool
     status, _, body = p.request("GET", "/echo/second")
     assert status == 200 and json.loads(body)["conn"] == 2
     assert [(r.conn_id, r.target) for r in b.requests] == [(1, "/base/first"), (1, "/base/second"),
@@ -251,7 +261,8 @@ def test_backend_closing_after_answer_get_still_succeeds(scripted, portico):
     b = scripted(lambda cid, n: "answer-fin")
     p = portico(up_config(b.url))
     assert json.loads(p.request("GET", "/echo/one")[2])["conn"] == 1
-    time.sleep(0.2)
+    wait_logged(p, "/echo/one")  # the gateway is done with connection 1 (pooled or dropped)
+    wait_for(b.closed_all, what="the backend to close connection 1")
     status, _, body = p.request("GET", "/echo/two")
     assert status == 200 and json.loads(body) == {"conn": 2, "n": 1, "method": "GET", "target": "/base/two"}
     assert [(r.conn_id, r.target) for r in b.requests] == [(1, "/base/one"), (2, "/base/two")]
@@ -264,7 +275,8 @@ def test_idle_connection_closed_by_backend_is_dropped(scripted, portico):
     b = scripted(lambda cid, n: "answer-linger")
     p = portico(up_config(b.url))
     assert json.loads(p.request("GET", "/echo/one")[2])["conn"] == 1
-    time.sleep(0.3)
+    wait_logged(p, "/echo/one")  # the connection is pooled
+    wait_for(b.closed_all, what="the backend to close its idle connection")  # 100 ms after its answer
     status, _, body = p.request("POST", "/echo/items", body=b"payload")
     assert status == 200 and json.loads(body) == {"conn": 2, "n": 1, "method": "POST", "target": "/base/items"}
     assert [(r.conn_id, r.method) for r in b.requests] == [(1, "GET"), (2, "POST")]
@@ -280,7 +292,8 @@ def test_fin_arriving_with_the_answer_is_noticed(scripted, portico):
     statuses = []
     for i in range(5):
         assert p.request("GET", "/echo/get%d" % i)[0] == 200
-        time.sleep(0.15)
+        wait_logged(p, "/echo/get%d" % i)  # the gateway is done with the GET's connection
+        wait_for(b.closed_all, what="the backend to close the GET's connection")
         statuses.append(p.request("POST", "/echo/items", body=b"p%d" % i)[0])
     posts = [r.body for r in b.requests if r.method == "POST"]
     assert statuses == [200] * 5
@@ -293,42 +306,49 @@ def test_stale_pooled_connection_not_retried(scripted, portico, method, body):
     b = scripted(plan_stale_second())
     p = portico(up_config(b.url))
     assert p.request("GET", "/echo/first")[0] == 200
-    time.sleep(0.1)
+    wait_logged(p, "/echo/first")  # the connection is back in the pool
     status, headers, resp = p.request(method, "/echo/items", body=body)
     assert_json_error(status, headers, resp, 502)
-    time.sleep(0.2)
+    # a marker sent after the 502: a retry of the refused call would have reached the backend
+    # before it, so once the marker is there, the backend has all it will ever get of the call
+    assert p.request("GET", "/echo/marker")[0] == 200
     got = [(r.conn_id, r.n, r.method) for r in b.requests]
-    assert got == [(1, 1, "GET"), (1, 2, method)]
-    assert b.connections == 1
+    assert got == [(1, 1, "GET"), (1, 2, method), (2, 1, "GET")]
+    assert b.connections == 2  # the marker's: no second connection for the call
     if body:
-        assert b.requests[-1].body == body
+        assert b.requests[1].body == body
     e = entry_for(p, "/echo/items")[-1]
     assert e["status"] == 502 and e["reason"] == "BackendConnectionFailure"
 
 
 def test_retry_happens_only_once(scripted, portico):
-    b = scripted(lambda cid, n: "answer" if (cid, n) == (1, 1) else "close")
+    # connections 1 (after its first answer) and 2 die on their request; from connection 3 on,
+    # the backend answers (the marker's; a second retry would get an answer, not a 502)
+    b = scripted(lambda cid, n: "answer" if (cid, n) == (1, 1) or cid >= 3 else "close")
     p = portico(up_config(b.url))
     assert p.request("GET", "/echo/first")[0] == 200
-    time.sleep(0.1)
+    wait_logged(p, "/echo/first")  # the connection is back in the pool
     status, headers, body = p.request("GET", "/echo/second")
     assert_json_error(status, headers, body, 502)
-    time.sleep(0.2)
+    # a marker after the 502: a further retry would have reached the backend before it
+    assert p.request("GET", "/echo/marker")[0] == 200
     assert [(r.conn_id, r.target) for r in b.requests] == [(1, "/base/first"), (1, "/base/second"),
-                                                            (2, "/base/second")]
-    assert b.connections == 2
+                                                            (2, "/base/second"), (3, "/base/marker")]
+    assert b.connections == 3
 
 
 def test_no_retry_when_part_of_the_response_came(scripted, portico):
     b = scripted(plan_stale_second(stale=(b"HTTP/1.1 20", "linger")))
     p = portico(up_config(b.url))
     assert p.request("GET", "/echo/first")[0] == 200
-    time.sleep(0.1)
+    wait_logged(p, "/echo/first")  # the connection is back in the pool
     status, headers, body = p.request("GET", "/echo/second")
     assert_json_error(status, headers, body, 502)
-    time.sleep(0.2)
-    assert [(r.conn_id, r.target) for r in b.requests] == [(1, "/base/first"), (1, "/base/second")]
-    assert b.connections == 1
+    # a marker after the 502: a retry would have reached the backend before it
+    assert p.request("GET", "/echo/marker")[0] == 200
+    assert [(r.conn_id, r.target) for r in b.requests] == [(1, "/base/first"), (1, "/base/second"),
+                                                            (2, "/base/marker")]
+    assert b.connections == 2  # the marker's: no second connection for the call
 
 
 # --------------------------------------------------------- broken backends
@@ -348,12 +368,12 @@ def test_backend_closing_without_answer_is_502(backend, portico):
     p = portico(up_config(backend.url))
     status, headers, body = p.request("GET", "/echo/close-before")
     assert_json_error(status, headers, body, 502)
-    time.sleep(0.1)
-    assert len(backend.requests) == 1  # a fresh connection is not retried
     e = entry_for(p, "/echo/close-before")[-1]
     assert e["status"] == 502 and e["reason"] == "BackendConnectionFailure"
     # the client connection and the gateway still work
     assert p.request("GET", "/echo/items/1")[0] == 200
+    # a fresh connection is not retried: a retry would have reached the backend before this later call
+    assert [r.target for r in backend.requests] == ["/base/close-before", "/base/items/1"]
 
 
 MALFORMED = {
@@ -378,13 +398,13 @@ def test_malformed_response_head_is_502(backend, portico, name):
     status, headers, body = p.request("GET", "/echo/raw", headers={"X-Raw-Response": raw_hex(MALFORMED[name]),
                                                                    "X-Raw-Keep": "1"})
     assert_json_error(status, headers, body, 502)
-    time.sleep(0.1)
-    assert len(backend.requests) == 1
     e = entry_for(p, "/echo/raw")[-1]
     assert e["status"] == 502 and e["reason"] == "BackendConnectionFailure"
     # the broken connection is not pooled
     status, _, body = p.request("GET", "/echo/items/1")
     assert status == 200 and json.loads(body)["connection"] == 2
+    # not retried: a retry would have reached the backend before this later call
+    assert [r.target for r in backend.requests] == ["/base/raw", "/base/items/1"]
 
 
 PIPELINED = b"GET /echo/items/2 HTTP/1.1\r\nHost: gw.test\r\n\r\n"
@@ -402,8 +422,9 @@ def test_close_mid_body_truncates_and_closes(backend, portico):
         assert rest == b"0123456789"  # the truncated body, and nothing after it
         assert closed and took < 1.5, took
         assert out.count(b"HTTP/1.1") == 1
-    time.sleep(0.1)
-    assert [r.target for r in backend.requests] == ["/base/close-mid?i=%d" % i for i in range(3)]
+    # a marker after the last exchange: a pipelined request sent on would have reached the backend before it
+    assert p.request("GET", "/echo/marker")[0] == 200
+    assert [r.target for r in backend.requests] == ["/base/close-mid?i=%d" % i for i in range(3)] + ["/base/marker"]
     assert [e["reason"] for e in entry_for(p, "/echo/close-mid", 3)] == ["BackendConnectionFailure"] * 3
 
 
@@ -411,7 +432,7 @@ TRUNCATED = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789"
 
 
 def test_truncated_body_is_noticed_and_client_connection_closed(scripted, portico):
-    b = scripted(lambda cid, n: (TRUNCATED, "linger"))
+    b = scripted(lambda cid, n: (TRUNCATED, "linger") if cid == 1 else "answer")
     p = portico(up_config(b.url))  # readTimeout stays 300s: only the backend's close can end this
     t0 = time.monotonic()
     out, closed = exchange(p.port, b"GET /echo/trunc HTTP/1.1\r\nHost: gw.test\r\n\r\n" + PIPELINED)
@@ -421,8 +442,10 @@ def test_truncated_body_is_noticed_and_client_connection_closed(scripted, portic
     assert rest == b"0123456789"
     assert closed and took < 1.5, took
     assert out.count(b"HTTP/1.1") == 1
-    time.sleep(0.1)
-    assert [r.target for r in b.requests] == ["/base/trunc"]  # the pipelined request was never sent
+    # a marker after the exchange: the pipelined request, had it been sent, would have reached
+    # the backend before it
+    assert p.request("GET", "/echo/marker")[0] == 200
+    assert [r.target for r in b.requests] == ["/base/trunc", "/base/marker"]  # the pipelined one never sent
     e = entry_for(p, "/echo/trunc")[-1]
     assert e["reason"] == "BackendConnectionFailure"
 
@@ -436,7 +459,7 @@ CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello
                                     (CHUNKED_HEAD + b"0\r\nX-T: a\x01b\r\n\r\n", "keep")],
                          ids=["bad-chunk-size", "closed-mid-chunk", "no-crlf-after-data", "bad-trailer"])
 def test_broken_chunked_body_truncates_and_closes(scripted, portico, action):
-    b = scripted(lambda cid, n: action)
+    b = scripted(lambda cid, n: action if cid == 1 else "answer")
     p = portico(up_config(b.url))
     t0 = time.monotonic()
     out, closed = exchange(p.port, b"GET /echo/chunky HTTP/1.1\r\nHost: gw.test\r\n\r\n" + PIPELINED)
@@ -449,8 +472,10 @@ def test_broken_chunked_body_truncates_and_closes(scripted, portico, action):
     assert b"0\r\n\r\n" not in rest
     assert closed and took < 1.5, took
     assert out.count(b"HTTP/1.1") == 1
-    time.sleep(0.1)
-    assert [r.target for r in b.requests] == ["/base/chunky"]
+    # a marker after the exchange: the pipelined request, had it been sent, would have reached
+    # the backend before it
+    assert p.request("GET", "/echo/marker")[0] == 200
+    assert [r.target for r in b.requests] == ["/base/chunky", "/base/marker"]
     assert entry_for(p, "/echo/chunky")[-1]["reason"] == "BackendConnectionFailure"
 
 
@@ -840,7 +865,7 @@ def test_a_client_that_leaves_is_noticed_while_the_backend_is_silent(portico):
             s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
             s.sendall(b"GET /echo/hang/%d HTTP/1.1\r\nHost: gw.test\r\n\r\n" % i)
             socks.append(s)
-        time.sleep(0.005)
+        time.sleep(0.005)  # the scenario: the clients leave 5 ms after their requests
         for s in socks:
             s.close()
         deadline = time.monotonic() + 3
@@ -894,14 +919,14 @@ class CloseAfterAnswer(_Base):
             _read_body(f, head[3])
             body = b'{"ok": true}'
             s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-            time.sleep(0.03)
+            time.sleep(0.03)  # the scenario: the close comes after the answer, on its own
         finally:
             f.close()
 
 
 def test_pooled_connections_the_backend_closed_are_not_used(portico):
-    """POSTs (never retried) 60 ms apart: each must find that the backend closed
-    the pooled connection in between and take a fresh one."""
+    """POSTs (never retried), each sent once the backend has closed the pooled
+    connection of the one before: each must find that and take a fresh one."""
     b = CloseAfterAnswer()
     try:
         p = portico(up_config(b.url))
@@ -909,7 +934,7 @@ def test_pooled_connections_the_backend_closed_are_not_used(portico):
         for i in range(40):
             st, _, _ = p.request("POST", "/echo/items", body=b"x" * 100)
             failed += st != 200
-            time.sleep(0.06)
+            wait_for(b.closed_all, what="the backend to close the connection of POST %d" % i)
         assert failed == 0
         assert b.connections == 40
     finally:
@@ -958,6 +983,7 @@ def test_an_upload_reset_under_backpressure_is_noticed(portico):
                 sent += s.send(chunk)
                 stalls = 0
             except BlockingIOError:
+                # the scenario: buffers count as full once sends have stalled for 0.4 s in a row
                 stalls += 1
                 time.sleep(0.02)
         assert sent > 0

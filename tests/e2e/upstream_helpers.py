@@ -20,7 +20,8 @@ rides in the segment with the bytes) or "linger" (close 100 ms later).
 
 The answer body is JSON {"conn": conn_id, "n": n, "method": ..., "target": ...}.
 The backend records every request (conn_id, n, method, target, headers,
-body) and, per connection, the time it saw EOF from the gateway.
+body) and, per connection, the time it saw EOF from the gateway and the
+time it closed its own end.
 
 EarlyResponder reads a request head and answers at once (413 by default)
 without reading the body, then reads and counts whatever the gateway still
@@ -125,6 +126,7 @@ class _Base:
         self.lock = threading.Lock()
         self.connections = 0
         self.eof_at = {}       # conn_id -> time.monotonic() when the gateway closed it
+        self.closed_at = {}    # conn_id -> time.monotonic() when this backend closed its end
         self.errors = []
         self._socks = []
         self._stop = False
@@ -168,6 +170,8 @@ class _Base:
                 s.close()
             except OSError:
                 pass
+            with self.lock:
+                self.closed_at.setdefault(cid, time.monotonic())
 
     def _mark_eof(self, cid):
         with self.lock:
@@ -182,6 +186,13 @@ class _Base:
                     return self.eof_at[cid]
             time.sleep(0.01)
         return None
+
+    def closed_all(self):
+        """True when this backend has closed its end of every connection it accepted (and
+        accepted at least one).  A FIN on loopback is in the peer's socket when close()
+        returns, so from then on the gateway can see it."""
+        with self.lock:
+            return self.connections > 0 and len(self.closed_at) == self.connections
 
     def close(self):
         self._stop = True
