@@ -566,7 +566,9 @@ def test_refused_documents_do_not_grow_the_process(env):
     for _ in range(15):
         st, out, _ = timed_apply(m, doc)
         assert st == 400
-    assert p.rss_kb("VmRSS") - base < 8 * 1024, (base, p.rss_kb("VmRSS"))
+    # before, each document kept ~15 MB (15 documents: ~225 MB); 32 MB leaves room for
+    # allocator noise (an ASan build holds freed blocks in its quarantine a while)
+    assert p.rss_kb("VmRSS") - base < 32 * 1024, (base, p.rss_kb("VmRSS"))
 
 
 def test_documented_list_and_body_forms(env):
