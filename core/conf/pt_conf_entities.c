@@ -1,0 +1,882 @@
+/*
+ * pt_conf_entities -- the configuration's entity lists: APIs and their
+ * operations, products, groups, users, subscriptions, backends, workspaces
+ * and version sets -- each a key table (with its documentation) and a
+ * reader that checks what spans the list (unique ids, one API per path,
+ * URL templates that cannot both match).  The same readers serve the file
+ * and the store (pt_model.c materializes the store into the file's shape).
+ */
+#include "conf/pt_conf.h"
+
+#include "conf/pt_conf_int.h"
+
+#include "base/pt_log.h"
+#include "base/pt_url.h"
+#include "conf/pt_router.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field);
+static bool read_protocols(struct pt_cfctx *cx, struct pt_node *n, void *field);
+static int digits(const char *s, int n);
+
+/* Keeps a node whose contents are validated later (policy documents). */
+bool pt_conf_entities_read_node(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    *(struct pt_node **)field = n;
+    return true;
+}
+
+static bool read_list_node(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list, found %s", pt_node_kind_name(n));
+        return false;
+    }
+    *(struct pt_node **)field = n;
+    return true;
+}
+
+/* -------------------------------------------------------------------- APIs */
+
+static bool valid_method(const char *m)
+{
+    if (!strcmp(m, "*"))
+        return true;
+    if (!*m || strlen(m) > 32)
+        return false;
+    for (const char *c = m; *c; c++)
+        if (!((*c >= 'A' && *c <= 'Z') || *c == '-' || *c == '_'))
+            return false;
+    return true;
+}
+
+bool pt_conf_entities_valid_id(const char *s)
+{
+    if (!*s || strlen(s) > 256)
+        return false;
+    for (const char *c = s; *c; c++)
+        if (!(isalnum((unsigned char)*c) || strchr("-_.~", *c)))
+            return false;
+    return true;
+}
+
+static const struct pt_cfkey op_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_operation_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique within the API; letters, digits and `-_.~`."},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, policies), 0, .fn = pt_conf_entities_read_node,
+     .form = "policy document", .doc = "The operation's policy document ([policies.md](policies.md))."},
+    {"responses", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, responses), 0, .fn = read_list_node,
+     .form = "list of maps",
+     .doc = "APIM's response descriptions: `[{statusCode, description, representations: [{contentType, "
+            "examples: {name: {value}}}]}]`; `mock-response` answers with the example for its status and "
+            "content type."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_operation_cf, display_name), 0, .def = "the id",
+     .doc = "The operation's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_operation_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"method", PT_CT_STR, offsetof(struct pt_operation_cf, method), PT_CF_REQUIRED,
+     .doc = "An HTTP method in upper case, or `*` for any."},
+    {"urlTemplate", PT_CT_STR, offsetof(struct pt_operation_cf, url_template), PT_CF_REQUIRED,
+     .doc = "The path (after the API suffix) and query the operation answers; starts with `/`. See [URL "
+            "templates](#url-templates)."},
+    {0},
+};
+
+static bool read_ops(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_api_cf *api = (struct pt_api_cf *)((char *)field - offsetof(struct pt_api_cf, ops));
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of operations");
+        return false;
+    }
+    api->ops = pt_pool_calloc(cx->pool, sizeof(*api->ops) * (size_t)(n->n ? n->n : 1));
+    api->nops = n->n;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_operation_cf *op = &api->ops[i];
+        op->node = n->items[i];
+        if (!pt_cf_map(cx, n->items[i], op_keys, op)) {
+            ok = false;
+            continue;
+        }
+        if (!pt_conf_entities_valid_id(op->id)) {
+            pt_node_error(cx->errs, pt_node_get(op->node, "id"),
+                          "id '%s' may hold only letters, digits and -_.~", op->id);
+            ok = false;
+        }
+        if (!valid_method(op->method)) {
+            pt_node_error(cx->errs, pt_node_get(op->node, "method"),
+                          "'%s' is not an HTTP method in upper case (GET, POST, ...) or *", op->method);
+            ok = false;
+        }
+        if (op->url_template[0] != '/') {
+            pt_node_error(cx->errs, pt_node_get(op->node, "urlTemplate"), "urlTemplate must start with '/'");
+            ok = false;
+        }
+        if (!op->display_name)
+            op->display_name = op->id;
+        for (int j = 0; j < i; j++)
+            if (api->ops[j].id && !strcmp(api->ops[j].id, op->id)) {
+                pt_node_error(cx->errs, pt_node_get(op->node, "id"),
+                              "operation id '%s' is used twice in this API", op->id);
+                ok = false;
+            }
+    }
+    return ok;
+}
+
+static bool read_service_url(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s;
+    if (!pt_cf_str(cx, n, &s, false))
+        return false;
+    struct pt_url u;
+    const char *why = pt_url_parse(cx->pool, s, &u);
+    if (why) {
+        pt_node_error(cx->errs, n, "serviceUrl '%s' %s", s, why);
+        return false;
+    }
+    *(char **)field = s;
+    return true;
+}
+
+static bool read_api_path(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s;
+    if (!pt_cf_str(cx, n, &s, true))
+        return false;
+    /* trim surrounding slashes: "/echo/" and "echo" are the same suffix */
+    while (*s == '/')
+        s++;
+    size_t len = strlen(s);
+    while (len && s[len - 1] == '/')
+        len--;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || strchr("?#{}*;\\\"<>|^`", c)) {
+            pt_node_error(cx->errs, n, "path '%s' has a character not allowed in an API URL suffix", s);
+            return false;
+        }
+    }
+    char *p = pt_pool_strndup(cx->pool, s, len);
+    for (char *seg = p; *seg;) {
+        char *e = strchr(seg, '/');
+        size_t sl = e ? (size_t)(e - seg) : strlen(seg);
+        if (sl == 0 || (sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.')) {
+            pt_node_error(cx->errs, n, "path '%s' has an empty, '.' or '..' segment", s);
+            return false;
+        }
+        seg += sl + (e ? 1 : 0);
+    }
+    *(char **)field = p;
+    return true;
+}
+
+static const struct pt_cfkey keynames_keys[] = {
+    {"header", PT_CT_STR, offsetof(struct pt_api_cf, key_header), 0, .def = "`Ocp-Apim-Subscription-Key`",
+     .doc = "The request header that carries the subscription key."},
+    {"query", PT_CT_STR, offsetof(struct pt_api_cf, key_query), 0, .def = "`subscription-key`",
+     .doc = "The query parameter that carries the subscription key when the header is absent."},
+    {0},
+};
+
+const struct pt_cfkey pt_conf_entities_api_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_api_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_api_cf, policies), 0, .fn = pt_conf_entities_read_node,
+     .form = "policy document", .doc = "The API's policy document ([policies.md](policies.md))."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_api_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace (see `workspaces`) the API belongs to."},
+    {"protocols", PT_CT_CUSTOM, offsetof(struct pt_api_cf, protocols), 0, .fn = read_protocols,
+     .form = "list of `http`, `https`", .def = "both",
+     .doc = "The schemes the API answers on; a request on a scheme the API does not list gets 404."},
+    {"apiVersion", PT_CT_STR, offsetof(struct pt_api_cf, api_version), 0, .def = "the set's original",
+     .doc = "This API's version within its version set (`v1`); without it, the set's original version. "
+            "See [Versions](#versions)."},
+    {"apiVersionSetId", PT_CT_STR, offsetof(struct pt_api_cf, version_set), 0,
+     .doc = "The version set (see `apiVersionSets`, of the API's own scope) this API is a version of."},
+    {"apiRevision", PT_CT_STR, offsetof(struct pt_api_cf, revision), 0, .def = "`1`",
+     .doc = "Revision number; APIs with the same `path` and different revisions are revisions of one API. "
+            "See [Revisions](#revisions)."},
+    {"isCurrent", PT_CT_BOOL, offsetof(struct pt_api_cf, is_current), 0, .def = "`true`",
+     .doc = "Whether this revision is the current one, which also answers without `;rev=N`."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_api_cf, display_name), 0, .def = "the id",
+     .doc = "The API's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_api_cf, description), PT_CF_EMPTY_OK, .doc = "Free text."},
+    {"path", PT_CT_CUSTOM, offsetof(struct pt_api_cf, path), PT_CF_REQUIRED, .fn = read_api_path,
+     .form = "string",
+     .doc = "The API URL suffix: requests whose path starts with `/` + `path` on a segment boundary "
+            "belong to it (`echo` takes `/echo` and `/echo/x`, not `/echoes`). Leading and trailing slashes "
+            "are ignored; `\"\"` is the root. Several segments are allowed (`v1/orders`)."},
+    {"host", PT_CT_STR, offsetof(struct pt_api_cf, host), 0, .def = "any host",
+     .doc = "Only requests whose `Host` (without port, case-insensitive) is this name belong to the "
+            "API."},
+    {"serviceUrl", PT_CT_CUSTOM, offsetof(struct pt_api_cf, service_url), 0, .fn = read_service_url,
+     .form = "URL",
+     .doc = "The backend base URL, `http://` or `https://`, with an optional path; no query, fragment or "
+            "user info."},
+    {"subscriptionRequired", PT_CT_BOOL, offsetof(struct pt_api_cf, subscription_required), 0,
+     .def = "`true`",
+     .doc = "Calls must carry a valid subscription key (see [the access "
+            "decision](#products-subscriptions-and-access))."},
+    {"subscriptionKeyParameterNames", PT_CT_MAP, 0, 0, .sub = keynames_keys,
+     .doc = "Where the subscription key is read: `{header, query}`."},
+    {"bodySize", PT_CT_SIZE, offsetof(struct pt_api_cf, body_size), 0, 1, INT64_MAX,
+     .def = "`limits.bodySize`",
+     .doc = "A request-body limit for this API below `limits.bodySize` (`1m`, `64k`): a larger "
+            "`Content-Length` gets **413** on the head alone; a chunked body is cut with 413 when it grows "
+            "past it."},
+    {"secretQueryParameters", PT_CT_CUSTOM, offsetof(struct pt_api_cf, secret_query), 0, .fn = read_strlist,
+     .form = "list of strings",
+     .doc = "Query parameters whose values the access log writes as `REDACTED` (`[code, token]`); the "
+            "subscription key's always is."},
+    {"operations", PT_CT_CUSTOM, offsetof(struct pt_api_cf, ops), PT_CF_LIST, .fn = read_ops, .sub = op_keys,
+     .form = "list of maps",
+     .doc = "The API's operations; an API without operations answers 404 to everything."},
+    {0},
+};
+
+/* Compiles an API's URL templates into a scratch router: syntax errors and
+   operations with the same method and template are reported here, with
+   every other error of the file, rather than when the generation is built. */
+static bool check_templates(struct pt_cfctx *cx, struct pt_api_cf *api)
+{
+    struct pt_router *r = pt_router_new();
+    if (!r)
+        return false;
+    int idx = pt_router_add_api(r, "", NULL, NULL);
+    bool ok = true;
+    for (int i = 0; i < api->nops; i++) {
+        struct pt_operation_cf *op = &api->ops[i];
+        if (!op->method || !op->url_template || op->url_template[0] != '/')
+            continue;
+        void *clash = NULL;
+        const char *why = pt_router_add_op(r, idx, op->method, op->url_template, op, &clash);
+        if (why) {
+            struct pt_node *at = pt_node_get(op->node, "urlTemplate");
+            if (clash)
+                pt_node_error(cx->errs, at, "urlTemplate '%s' %s ('%s')", op->url_template, why,
+                              ((struct pt_operation_cf *)clash)->id);
+            else
+                pt_node_error(cx->errs, at, "urlTemplate '%s' %s", op->url_template, why);
+            ok = false;
+        }
+    }
+    pt_router_free(r);
+    return ok;
+}
+
+bool pt_conf_entities_read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, apis));
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of APIs");
+        return false;
+    }
+    cf->apis = pt_pool_calloc(cx->pool, sizeof(*cf->apis) * (size_t)(n->n ? n->n : 1));
+    cf->napis = n->n;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_api_cf *api = &cf->apis[i];
+        api->node = n->items[i];
+        api->subscription_required = true; /* APIM's default for a new API */
+        api->is_current = true;
+        api->workspace = "";
+        bool valid = pt_cf_map(cx, n->items[i], pt_conf_entities_api_keys, api);
+        valid &= check_templates(cx, api);
+        if (!valid) {
+            ok = false;
+            continue;
+        }
+        if (!pt_conf_entities_valid_id(api->id)) {
+            pt_node_error(cx->errs, pt_node_get(api->node, "id"),
+                          "id '%s' may hold only letters, digits and -_.~", api->id);
+            ok = false;
+        }
+        if (!api->display_name)
+            api->display_name = api->id;
+        if (!api->revision)
+            api->revision = "1";
+        if (!api->key_header)
+            api->key_header = "Ocp-Apim-Subscription-Key";
+        if (!api->key_query)
+            api->key_query = "subscription-key";
+        if (api->host) {
+            for (char *c = api->host; *c; c++)
+                *c = (char)tolower((unsigned char)*c);
+            if (!pt_host_valid(pt_str_c(api->host))) {
+                pt_node_error(cx->errs, pt_node_get(api->node, "host"), "'%s' is not a valid host name",
+                              api->host);
+                ok = false;
+            } else if (pt_host_strip_port(pt_str_c(api->host)).len != strlen(api->host)) {
+                pt_node_error(cx->errs, pt_node_get(api->node, "host"),
+                              "host '%s' must not have a port (the Host header's port is not matched)",
+                              api->host);
+                ok = false;
+            }
+        }
+        for (int j = 0; j < i; j++) {
+            struct pt_api_cf *o = &cf->apis[j];
+            if (o->id && !strcmp(o->id, api->id)) {
+                pt_node_error(cx->errs, pt_node_get(api->node, "id"), "API id '%s' is used twice", api->id);
+                ok = false;
+            }
+            bool same_version = !o->api_version == !api->api_version &&
+                                (!o->api_version || !strcmp(o->api_version, api->api_version));
+            bool both_current = o->is_current && api->is_current;
+            if (o->path && api->path && !strcmp(o->path, api->path) && same_version && both_current &&
+                ((!o->host && !api->host) || (o->host && api->host && !strcmp(o->host, api->host)))) {
+                if (api->api_version)
+                    pt_node_error(cx->errs, pt_node_get(api->node, "path"),
+                                  "path '%s' with version '%s' is already used by API '%s'", api->path,
+                                  api->api_version, o->id);
+                else
+                    pt_node_error(cx->errs, pt_node_get(api->node, "path"),
+                                  "path '%s' is already used by API '%s'", api->path, o->id);
+                ok = false;
+            }
+        }
+    }
+    return ok;
+}
+
+/* ---------------------------------------------------------- entity lists */
+
+const char *const pt_product_states[] = {"notPublished", "published", NULL};
+
+const char *const pt_sub_states[] = {"submitted", "active",  "suspended", "cancelled",
+                                     "rejected",  "expired", NULL};
+
+const char *const pt_user_states[] = {"active", "blocked", "pending", "deleted", NULL};
+
+const char *const pt_group_types[] = {"custom", "system", "external", NULL};
+
+const char *const pt_versioning_schemes[] = {"Segment", "Query", "Header", NULL};
+
+static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_strlist *l = field;
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of ids");
+        return false;
+    }
+    l->v = pt_pool_calloc(cx->pool, sizeof(char *) * (size_t)(n->n ? n->n : 1));
+    l->n = 0;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        char *s;
+        if (!pt_cf_str(cx, n->items[i], &s, false)) {
+            ok = false;
+            continue;
+        }
+        for (int k = 0; k < l->n; k++)
+            if (!strcmp(l->v[k], s)) {
+                pt_node_error(cx->errs, n->items[i], "'%s' is listed twice", s);
+                ok = false;
+            }
+        l->v[l->n++] = s;
+    }
+    return ok;
+}
+
+static bool read_protocols(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    if (!read_strlist(cx, n, field))
+        return false;
+    struct pt_strlist *l = field;
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], "http") && strcmp(l->v[i], "https")) {
+            pt_node_error(cx->errs, n->items[i], "'%s' is not a protocol (http or https)", l->v[i]);
+            return false;
+        }
+    return true;
+}
+
+/* Reads a list of entities of `size` bytes each with `keys`; init sets defaults. */
+struct idref {
+    const char *id;
+    int index;
+};
+
+static int idref_cmp(const void *x, const void *y)
+{
+    const struct idref *a = x, *b = y;
+    int c = strcmp(a->id, b->id);
+    return c ? c : a->index - b->index;
+}
+
+#define NO_FIELD ((size_t)-1)
+
+/*
+ * Reads a list of entities of `size` bytes each with `keys`; init sets
+ * defaults.  Every entity struct starts with `char *id`; `node_off` is
+ * where its `struct pt_node *node` goes, `name_off` its displayName that
+ * defaults to the id (NO_FIELD: none).  Ids must be unique in the list.
+ */
+static bool read_entity_list(struct pt_cfctx *cx, struct pt_node *n, void **arr, int *count, size_t size,
+                             const struct pt_cfkey *keys, void (*init)(void *), const char *what,
+                             size_t node_off, size_t name_off)
+{
+    if (n->kind != PT_N_SEQ) {
+        pt_node_error(cx->errs, n, "expected a list of %s", what);
+        return false;
+    }
+    char *a = pt_pool_calloc(cx->pool, size * (size_t)(n->n ? n->n : 1));
+    struct idref *ids = calloc((size_t)(n->n ? n->n : 1), sizeof(*ids));
+    int nids = 0;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        char *e = a + size * (size_t)i;
+        if (init)
+            init(e);
+        ok &= pt_cf_map(cx, n->items[i], keys, e);
+        *(struct pt_node **)(e + node_off) = n->items[i];
+        char *id = *(char **)e;
+        if (name_off != NO_FIELD && !*(char **)(e + name_off))
+            *(char **)(e + name_off) = id;
+        if (id && !pt_conf_entities_valid_id(id)) {
+            pt_node_error(cx->errs, pt_node_get(n->items[i], "id"),
+                          "id '%s' may hold only letters, digits and -_.~", id);
+            ok = false;
+        }
+        if (id)
+            ids[nids++] = (struct idref){id, i};
+    }
+    /* duplicates, in O(n log n): lists may hold tens of thousands */
+    qsort(ids, (size_t)nids, sizeof(*ids), idref_cmp);
+    for (int k = 1; k < nids; k++)
+        if (!strcmp(ids[k].id, ids[k - 1].id)) {
+            pt_node_error(cx->errs, pt_node_get(n->items[ids[k].index], "id"), "%s id '%s' is used twice",
+                          what, ids[k].id);
+            ok = false;
+        }
+    free(ids);
+    *arr = a;
+    *count = n->n;
+    return ok;
+}
+
+static void product_init(void *p)
+{
+    struct pt_product_cf *x = p;
+    x->subscription_required = true;
+    x->workspace = "";
+}
+
+const struct pt_cfkey pt_conf_entities_product_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_product_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_product_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace the product belongs to; a workspace's products hold its own APIs."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_product_cf, display_name), 0, .def = "the id",
+     .doc = "The product's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_product_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"state", PT_CT_ENUM, offsetof(struct pt_product_cf, state), 0, .enums = pt_product_states,
+     .def = "`notPublished`", .doc = "Only a published product can be open (see `subscriptionRequired`)."},
+    {"subscriptionRequired", PT_CT_BOOL, offsetof(struct pt_product_cf, subscription_required), 0,
+     .def = "`true`",
+     .doc = "`false` makes an open product: calls without a key to its APIs run in its context (at most "
+            "one per API)."},
+    {"approvalRequired", PT_CT_BOOL, offsetof(struct pt_product_cf, approval_required), 0, .def = "`false`",
+     .doc = "APIM's flag that subscriptions need an administrator's approval; kept with the product and "
+            "shown to policies (`context.product.approvalRequired`)."},
+    {"subscriptionsLimit", PT_CT_INT, offsetof(struct pt_product_cf, subscriptions_limit), 0, 0, 1000000,
+     .def = "no limit",
+     .doc = "Live subscriptions (submitted, active, suspended) a user may have to the product; `0` is no "
+            "limit."},
+    {"terms", PT_CT_STR, offsetof(struct pt_product_cf, terms), PT_CF_EMPTY_OK,
+     .doc = "The product's terms of use (text)."},
+    {"apis", PT_CT_CUSTOM, offsetof(struct pt_product_cf, apis), 0, .fn = read_strlist, .form = "list of ids",
+     .doc = "The APIs (ids) the product holds."},
+    {"groups", PT_CT_CUSTOM, offsetof(struct pt_product_cf, groups), 0, .fn = read_strlist,
+     .form = "list of ids", .doc = "The groups (ids) that see the product."},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_product_cf, policies), 0, .fn = pt_conf_entities_read_node,
+     .form = "policy document",
+     .doc = "The product's policy document, run between the global and the API's only for calls in the "
+            "product's context."},
+    {0},
+};
+
+bool pt_conf_entities_read_products(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, products));
+    return read_entity_list(cx, n, (void **)&cf->products, &cf->nproducts, sizeof(struct pt_product_cf),
+                            pt_conf_entities_product_keys, product_init, "product", offsetof(struct pt_product_cf, node),
+                            offsetof(struct pt_product_cf, display_name));
+}
+
+static void group_init(void *p)
+{
+    ((struct pt_group_cf *)p)->workspace = "";
+}
+
+const struct pt_cfkey pt_conf_entities_group_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_group_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`. `administrators`, `developers` and `guests` exist "
+            "without being declared."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_group_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace the group belongs to."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_group_cf, display_name), 0, .def = "the id",
+     .doc = "The group's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_group_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"type", PT_CT_ENUM, offsetof(struct pt_group_cf, type), 0, .enums = pt_group_types, .def = "`custom`",
+     .doc = "The group's kind, as in APIM."},
+    {0},
+};
+
+bool pt_conf_entities_read_groups(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, groups));
+    return read_entity_list(cx, n, (void **)&cf->groups, &cf->ngroups, sizeof(struct pt_group_cf), pt_conf_entities_group_keys,
+                            group_init, "group", offsetof(struct pt_group_cf, node),
+                            offsetof(struct pt_group_cf, display_name));
+}
+
+const struct pt_cfkey pt_conf_entities_user_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_user_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"email", PT_CT_STR, offsetof(struct pt_user_cf, email), PT_CF_REQUIRED,
+     .doc = "An email address, unique among users (compared without case)."},
+    {"firstName", PT_CT_STR, offsetof(struct pt_user_cf, first_name), PT_CF_EMPTY_OK, .doc = "First name."},
+    {"lastName", PT_CT_STR, offsetof(struct pt_user_cf, last_name), PT_CF_EMPTY_OK, .doc = "Last name."},
+    {"state", PT_CT_ENUM, offsetof(struct pt_user_cf, state), 0, .enums = pt_user_states, .def = "`active`",
+     .doc = "The keys of a blocked user's subscriptions open nothing."},
+    {"note", PT_CT_STR, offsetof(struct pt_user_cf, note), PT_CF_EMPTY_OK, .doc = "Free text."},
+    {"groups", PT_CT_CUSTOM, offsetof(struct pt_user_cf, groups), 0, .fn = read_strlist,
+     .form = "list of ids", .doc = "The groups (ids) the user is in."},
+    {0},
+};
+
+bool pt_conf_entities_read_users(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, users));
+    bool ok = read_entity_list(cx, n, (void **)&cf->users, &cf->nusers, sizeof(struct pt_user_cf), pt_conf_entities_user_keys,
+                               NULL, "user", offsetof(struct pt_user_cf, node), NO_FIELD);
+    for (int i = 0; i < cf->nusers; i++) {
+        struct pt_user_cf *u = &cf->users[i];
+        if (u->email && (!strchr(u->email, '@') || strchr(u->email, ' '))) {
+            pt_node_error(cx->errs, pt_node_get(u->node, "email"), "'%s' is not an email address", u->email);
+            ok = false;
+        }
+        for (int k = 0; k < i; k++)
+            if (u->email && cf->users[k].email && !strcasecmp(u->email, cf->users[k].email)) {
+                pt_node_error(cx->errs, pt_node_get(u->node, "email"), "email '%s' belongs to user '%s'",
+                              u->email, cf->users[k].id);
+                ok = false;
+            }
+    }
+    return ok;
+}
+
+static void sub_init(void *p)
+{
+    struct pt_subscription_cf *x = p;
+    x->state = PT_SUB_ACTIVE; /* declared in a file: active unless said otherwise */
+    x->workspace = "";
+}
+
+static bool valid_key(const char *k)
+{
+    size_t n = strlen(k);
+    if (n < 8 || n > 256)
+        return false;
+    for (const char *c = k; *c; c++)
+        if (!(isalnum((unsigned char)*c) || strchr("-_.~", *c)))
+            return false;
+    return true;
+}
+
+const struct pt_cfkey pt_conf_entities_sub_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_subscription_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_subscription_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace the subscription belongs to; its scope must be inside that workspace (not "
+            "`/apis`)."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_subscription_cf, display_name), 0, .def = "the id",
+     .doc = "The subscription's name for people."},
+    {"scope", PT_CT_STR, offsetof(struct pt_subscription_cf, scope), PT_CF_REQUIRED,
+     .doc = "What the keys open: `/products/P` (a product's APIs, in its context), `/apis/A` (one API) or "
+            "`/apis` (every API)."},
+    {"ownerId", PT_CT_STR, offsetof(struct pt_subscription_cf, owner_id), 0,
+     .doc = "`/users/U`: the user who owns the subscription."},
+    {"state", PT_CT_ENUM, offsetof(struct pt_subscription_cf, state), 0, .enums = pt_sub_states,
+     .def = "`active`",
+     .doc = "Only an `active` subscription's keys open anything; declared in the file it is `active` "
+            "unless said otherwise (`submitted` through the management API)."},
+    {"primaryKey", PT_CT_STR, offsetof(struct pt_subscription_cf, primary_key), 0, .def = "generated",
+     .doc = "8 to 256 letters, digits or `-_.~`, unique among all keys; generated once and kept when "
+            "absent."},
+    {"secondaryKey", PT_CT_STR, offsetof(struct pt_subscription_cf, secondary_key), 0, .def = "generated",
+     .doc = "The second key, as `primaryKey`; the two keys must differ."},
+    {"allowTracing", PT_CT_BOOL, offsetof(struct pt_subscription_cf, allow_tracing), 0, .def = "`false`",
+     .doc = "APIM's tracing permission; kept with the subscription."},
+    {"createdDate", PT_CT_STR, offsetof(struct pt_subscription_cf, created_date), 0, .def = "set once",
+     .doc = "ISO 8601; where `quota` periods start. Set once when absent."},
+    {"stateComment", PT_CT_STR, offsetof(struct pt_subscription_cf, state_comment), PT_CF_EMPTY_OK,
+     .doc = "Free text about the state; kept with the subscription."},
+    {"startDate", PT_CT_STR, offsetof(struct pt_subscription_cf, start_date), 0,
+     .doc = "ISO 8601, as in APIM; kept with the subscription."},
+    {"expirationDate", PT_CT_STR, offsetof(struct pt_subscription_cf, expiration_date), 0,
+     .doc = "ISO 8601 (`2027-01-31` or `2027-01-31T12:00:00Z`, checked): from then on (or from `endDate`, "
+            "whichever comes first) the keys open nothing (**401**, as an expired subscription in APIM)."},
+    {"endDate", PT_CT_STR, offsetof(struct pt_subscription_cf, end_date), 0,
+     .doc = "ISO 8601, checked: as `expirationDate`, whichever comes first."},
+    {"notificationDate", PT_CT_STR, offsetof(struct pt_subscription_cf, notification_date), 0,
+     .doc = "ISO 8601, as in APIM; kept with the subscription."},
+    {0},
+};
+
+/* "/products/p" | "/apis/a" | "/apis" (a leading service path is tolerated). */
+bool pt_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id)
+{
+    const char *s = strstr(scope, "/products/");
+    if (s && s[10] && !strchr(s + 10, '/')) {
+        *kind = PT_SUB_PRODUCT;
+        *id = s + 10;
+        return true;
+    }
+    s = strstr(scope, "/apis");
+    if (s && !s[5]) {
+        *kind = PT_SUB_ALL_APIS;
+        *id = NULL;
+        return true;
+    }
+    if (s && s[5] == '/' && s[6] && !strchr(s + 6, '/')) {
+        *kind = PT_SUB_API;
+        *id = s + 6;
+        return true;
+    }
+    return false;
+}
+
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+bool pt_parse_iso8601(const char *s, int64_t *ms)
+{
+    size_t n = strlen(s);
+    if (n < 10 || s[4] != '-' || s[7] != '-')
+        return false;
+    int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2), h = 0, mi = 0, sec = 0, frac = 0;
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+        (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))))
+        return false;
+    const char *p = s + 10;
+    int64_t offset_min = 0;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        if (strlen(p) < 6 || p[3] != ':')
+            return false;
+        h = digits(p + 1, 2);
+        mi = digits(p + 4, 2);
+        p += 6;
+        if (*p == ':') {
+            sec = digits(p + 1, 2);
+            p += 3;
+            if (sec < 0 || sec > 60)
+                return false;
+            if (*p == '.') {
+                int k = 0;
+                p++;
+                while (*p >= '0' && *p <= '9') {
+                    if (k < 3)
+                        frac = frac * 10 + (*p - '0');
+                    k++;
+                    p++;
+                }
+                if (!k)
+                    return false;
+                for (; k < 3; k++)
+                    frac *= 10;
+            }
+        }
+        if (h < 0 || h > 23 || mi < 0 || mi > 59)
+            return false;
+        if (*p == 'Z' || *p == 'z')
+            p++;
+        else if (*p == '+' || *p == '-') {
+            int oh = digits(p + 1, 2), om = p[3] == ':' ? digits(p + 4, 2) : digits(p + 3, 2);
+            if (oh < 0 || oh > 23 || om < 0 || om > 59)
+                return false;
+            offset_min = (*p == '-' ? -1 : 1) * (oh * 60 + om);
+            p += p[3] == ':' ? 6 : 5;
+        }
+    }
+    if (*p)
+        return false;
+    /* days from the civil date (proleptic Gregorian) */
+    int yy = mo <= 2 ? y - 1 : y;
+    int era = yy / 400;
+    int yoe = yy - era * 400;
+    int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    int64_t days = (int64_t)era * 146097 + doe - 719468;
+    *ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + frac;
+    return true;
+}
+
+bool pt_conf_entities_read_subs(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, subs));
+    bool ok = read_entity_list(cx, n, (void **)&cf->subs, &cf->nsubs, sizeof(struct pt_subscription_cf),
+                               pt_conf_entities_sub_keys, sub_init, "subscription", offsetof(struct pt_subscription_cf, node),
+                               offsetof(struct pt_subscription_cf, display_name));
+    for (int i = 0; i < cf->nsubs; i++) {
+        struct pt_subscription_cf *s = &cf->subs[i];
+        const char *sid = NULL;
+        if (s->scope && !pt_parse_sub_scope(s->scope, &s->scope_kind, &sid)) {
+            pt_node_error(cx->errs, pt_node_get(s->node, "scope"),
+                          "scope '%s' must be /products/ID, /apis/ID or /apis", s->scope);
+            ok = false;
+        } else if (sid)
+            s->scope_id = pt_pool_strdup(cx->pool, sid);
+        const char *dates[2] = {s->expiration_date, s->end_date}, *dnames[2] = {"expirationDate", "endDate"};
+        for (int k = 0; k < 2; k++) {
+            int64_t t;
+            if (!dates[k] || !*dates[k])
+                continue;
+            if (!pt_parse_iso8601(dates[k], &t)) {
+                pt_node_error(cx->errs, pt_node_get(s->node, dnames[k]),
+                              "%s '%s' is not an ISO 8601 date or time (2027-01-31, 2027-01-31T12:00:00Z)",
+                              dnames[k], dates[k]);
+                ok = false;
+            } else if (!s->ends_ms || t < s->ends_ms)
+                s->ends_ms = t ? t : 1;
+        }
+        if (s->owner_id) {
+            const char *u = strstr(s->owner_id, "/users/");
+            if (!u || !u[7] || strchr(u + 7, '/')) {
+                pt_node_error(cx->errs, pt_node_get(s->node, "ownerId"), "ownerId '%s' must be /users/ID",
+                              s->owner_id);
+                ok = false;
+            } else
+                s->owner_user = pt_pool_strdup(cx->pool, u + 7);
+        }
+        const char *keys[2] = {s->primary_key, s->secondary_key};
+        const char *names[2] = {"primaryKey", "secondaryKey"};
+        for (int k = 0; k < 2; k++)
+            if (keys[k] && !valid_key(keys[k])) {
+                pt_node_error(cx->errs, pt_node_get(s->node, names[k]),
+                              "%s must be 8 to 256 letters, digits or -_.~", names[k]);
+                ok = false;
+            }
+        if (s->primary_key && s->secondary_key && !strcmp(s->primary_key, s->secondary_key)) {
+            pt_node_error(cx->errs, pt_node_get(s->node, "secondaryKey"), "the two keys must differ");
+            ok = false;
+        }
+        for (int j = 0; j < i; j++)
+            for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 2; b++) {
+                    const char *x = a ? s->secondary_key : s->primary_key;
+                    const char *y = b ? cf->subs[j].secondary_key : cf->subs[j].primary_key;
+                    if (x && y && !strcmp(x, y)) {
+                        pt_node_error(cx->errs, pt_node_get(s->node, a ? "secondaryKey" : "primaryKey"),
+                                      "this key is already a key of subscription '%s'", cf->subs[j].id);
+                        ok = false;
+                    }
+                }
+    }
+    return ok;
+}
+
+static void backend_init(void *p)
+{
+    ((struct pt_backend_cf *)p)->workspace = "";
+}
+
+const struct pt_cfkey pt_conf_entities_backend_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_backend_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_backend_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace the backend belongs to."},
+    {"url", PT_CT_CUSTOM, offsetof(struct pt_backend_cf, url), PT_CF_REQUIRED, .fn = read_service_url,
+     .form = "URL", .doc = "The backend's base URL, with the rules of an API's `serviceUrl`."},
+    {"protocol", PT_CT_STR, offsetof(struct pt_backend_cf, protocol), 0, .doc = "APIM's protocol (`http`)."},
+    {"description", PT_CT_STR, offsetof(struct pt_backend_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {0},
+};
+
+bool pt_conf_entities_read_backends(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, backends));
+    return read_entity_list(cx, n, (void **)&cf->backends, &cf->nbackends, sizeof(struct pt_backend_cf),
+                            pt_conf_entities_backend_keys, backend_init, "backend", offsetof(struct pt_backend_cf, node),
+                            NO_FIELD);
+}
+
+const struct pt_cfkey pt_conf_entities_workspace_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_workspace_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_workspace_cf, display_name), 0, .def = "the id",
+     .doc = "The workspace's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_workspace_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_workspace_cf, policies), 0, .fn = pt_conf_entities_read_node,
+     .form = "policy document",
+     .doc = "The workspace-scope document, run (through `base`) for every API of the workspace, between "
+            "the global and the product's."},
+    {0},
+};
+
+bool pt_conf_entities_read_workspaces(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, workspaces));
+    return read_entity_list(cx, n, (void **)&cf->workspaces, &cf->nworkspaces, sizeof(struct pt_workspace_cf),
+                            pt_conf_entities_workspace_keys, NULL, "workspace", offsetof(struct pt_workspace_cf, node),
+                            offsetof(struct pt_workspace_cf, display_name));
+}
+
+static void vs_init(void *p)
+{
+    struct pt_versionset_cf *v = p;
+    v->query_name = "api-version";
+    v->header_name = "Api-Version";
+}
+
+const struct pt_cfkey pt_conf_entities_vs_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_versionset_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`."},
+    {"displayName", PT_CT_STR, offsetof(struct pt_versionset_cf, display_name), 0, .def = "the id",
+     .doc = "The version set's name for people."},
+    {"description", PT_CT_STR, offsetof(struct pt_versionset_cf, description), 0, .doc = "Free text."},
+    {"versioningScheme", PT_CT_ENUM, offsetof(struct pt_versionset_cf, scheme), PT_CF_REQUIRED,
+     .enums = pt_versioning_schemes,
+     .doc = "Where a request names the version: a path segment, a query parameter or a header (see "
+            "[Versions](#versions))."},
+    {"versionQueryName", PT_CT_STR, offsetof(struct pt_versionset_cf, query_name), 0, .def = "`api-version`",
+     .doc = "The query parameter of the `Query` scheme."},
+    {"versionHeaderName", PT_CT_STR, offsetof(struct pt_versionset_cf, header_name), 0,
+     .def = "`Api-Version`", .doc = "The header of the `Header` scheme."},
+    {"workspace", PT_CT_STR, offsetof(struct pt_versionset_cf, workspace), 0, .def = "service level",
+     .doc = "The workspace the version set belongs to; an API uses a version set of its own scope."},
+    {0},
+};
+
+bool pt_conf_entities_read_version_sets(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, version_sets));
+    return read_entity_list(cx, n, (void **)&cf->version_sets, &cf->nversion_sets,
+                            sizeof(struct pt_versionset_cf), pt_conf_entities_vs_keys, vs_init, "version set",
+                            offsetof(struct pt_versionset_cf, node),
+                            offsetof(struct pt_versionset_cf, display_name));
+}
