@@ -98,6 +98,18 @@ static inline pt_str pt_str_trim(pt_str s)
 extern const uint8_t pt_str_tchar[256];
 bool pt_str_is_token(pt_str s);
 
+/* The value of a hex digit, or -1. */
+static inline int pt_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* FNV-1a over bytes, optionally lowercasing ASCII. */
 static inline uint64_t pt_hash(const void *data, size_t n, bool fold)
 {

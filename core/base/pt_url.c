@@ -165,17 +165,6 @@ pt_str pt_host_strip_port(pt_str s)
     return s;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 ssize_t pt_pct_decode(pt_str in, char *out, bool plus_is_space)
 {
     size_t o = 0;
@@ -184,7 +173,7 @@ ssize_t pt_pct_decode(pt_str in, char *out, bool plus_is_space)
         if (c == '%') {
             if (i + 2 >= in.len)
                 return -1;
-            int h = hexval((unsigned char)in.data[i + 1]), l = hexval((unsigned char)in.data[i + 2]);
+            int h = pt_hexval((unsigned char)in.data[i + 1]), l = pt_hexval((unsigned char)in.data[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             out[o++] = (char)(h * 16 + l);

@@ -72,8 +72,9 @@ bool pt_conf_entities_valid_id(const char *s)
 static const struct pt_cfkey op_keys[] = {
     {"id", PT_CT_STR, offsetof(struct pt_operation_cf, id), PT_CF_REQUIRED,
      .doc = "Unique within the API; letters, digits and `-_.~`."},
-    {"policies", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, policies), 0, .fn = pt_conf_entities_read_node,
-     .form = "policy document", .doc = "The operation's policy document ([policies.md](policies.md))."},
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, policies), 0,
+     .fn = pt_conf_entities_read_node, .form = "policy document",
+     .doc = "The operation's policy document ([policies.md](policies.md))."},
     {"responses", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, responses), 0, .fn = read_list_node,
      .form = "list of maps",
      .doc = "APIM's response descriptions: `[{statusCode, description, representations: [{contentType, "
@@ -511,7 +512,8 @@ bool pt_conf_entities_read_products(struct pt_cfctx *cx, struct pt_node *n, void
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, products));
     return read_entity_list(cx, n, (void **)&cf->products, &cf->nproducts, sizeof(struct pt_product_cf),
-                            pt_conf_entities_product_keys, product_init, "product", offsetof(struct pt_product_cf, node),
+                            pt_conf_entities_product_keys, product_init, "product",
+                            offsetof(struct pt_product_cf, node),
                             offsetof(struct pt_product_cf, display_name));
 }
 
@@ -538,9 +540,9 @@ const struct pt_cfkey pt_conf_entities_group_keys[] = {
 bool pt_conf_entities_read_groups(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, groups));
-    return read_entity_list(cx, n, (void **)&cf->groups, &cf->ngroups, sizeof(struct pt_group_cf), pt_conf_entities_group_keys,
-                            group_init, "group", offsetof(struct pt_group_cf, node),
-                            offsetof(struct pt_group_cf, display_name));
+    return read_entity_list(cx, n, (void **)&cf->groups, &cf->ngroups, sizeof(struct pt_group_cf),
+                            pt_conf_entities_group_keys, group_init, "group",
+                            offsetof(struct pt_group_cf, node), offsetof(struct pt_group_cf, display_name));
 }
 
 const struct pt_cfkey pt_conf_entities_user_keys[] = {
@@ -561,8 +563,9 @@ const struct pt_cfkey pt_conf_entities_user_keys[] = {
 bool pt_conf_entities_read_users(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, users));
-    bool ok = read_entity_list(cx, n, (void **)&cf->users, &cf->nusers, sizeof(struct pt_user_cf), pt_conf_entities_user_keys,
-                               NULL, "user", offsetof(struct pt_user_cf, node), NO_FIELD);
+    bool ok = read_entity_list(cx, n, (void **)&cf->users, &cf->nusers, sizeof(struct pt_user_cf),
+                               pt_conf_entities_user_keys, NULL, "user", offsetof(struct pt_user_cf, node),
+                               NO_FIELD);
     for (int i = 0; i < cf->nusers; i++) {
         struct pt_user_cf *u = &cf->users[i];
         if (u->email && (!strchr(u->email, '@') || strchr(u->email, ' '))) {
@@ -738,7 +741,8 @@ bool pt_conf_entities_read_subs(struct pt_cfctx *cx, struct pt_node *n, void *fi
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, subs));
     bool ok = read_entity_list(cx, n, (void **)&cf->subs, &cf->nsubs, sizeof(struct pt_subscription_cf),
-                               pt_conf_entities_sub_keys, sub_init, "subscription", offsetof(struct pt_subscription_cf, node),
+                               pt_conf_entities_sub_keys, sub_init, "subscription",
+                               offsetof(struct pt_subscription_cf, node),
                                offsetof(struct pt_subscription_cf, display_name));
     for (int i = 0; i < cf->nsubs; i++) {
         struct pt_subscription_cf *s = &cf->subs[i];
@@ -820,8 +824,8 @@ bool pt_conf_entities_read_backends(struct pt_cfctx *cx, struct pt_node *n, void
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, backends));
     return read_entity_list(cx, n, (void **)&cf->backends, &cf->nbackends, sizeof(struct pt_backend_cf),
-                            pt_conf_entities_backend_keys, backend_init, "backend", offsetof(struct pt_backend_cf, node),
-                            NO_FIELD);
+                            pt_conf_entities_backend_keys, backend_init, "backend",
+                            offsetof(struct pt_backend_cf, node), NO_FIELD);
 }
 
 const struct pt_cfkey pt_conf_entities_workspace_keys[] = {
@@ -831,8 +835,8 @@ const struct pt_cfkey pt_conf_entities_workspace_keys[] = {
      .doc = "The workspace's name for people."},
     {"description", PT_CT_STR, offsetof(struct pt_workspace_cf, description), PT_CF_EMPTY_OK,
      .doc = "Free text."},
-    {"policies", PT_CT_CUSTOM, offsetof(struct pt_workspace_cf, policies), 0, .fn = pt_conf_entities_read_node,
-     .form = "policy document",
+    {"policies", PT_CT_CUSTOM, offsetof(struct pt_workspace_cf, policies), 0,
+     .fn = pt_conf_entities_read_node, .form = "policy document",
      .doc = "The workspace-scope document, run (through `base`) for every API of the workspace, between "
             "the global and the product's."},
     {0},
@@ -842,7 +846,8 @@ bool pt_conf_entities_read_workspaces(struct pt_cfctx *cx, struct pt_node *n, vo
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, workspaces));
     return read_entity_list(cx, n, (void **)&cf->workspaces, &cf->nworkspaces, sizeof(struct pt_workspace_cf),
-                            pt_conf_entities_workspace_keys, NULL, "workspace", offsetof(struct pt_workspace_cf, node),
+                            pt_conf_entities_workspace_keys, NULL, "workspace",
+                            offsetof(struct pt_workspace_cf, node),
                             offsetof(struct pt_workspace_cf, display_name));
 }
 

@@ -776,17 +776,6 @@ enum {
 #define MAX_CHUNK_EXT 4096
 #define MAX_TRAILERS (32 * 1024)
 
-static int hexdigit(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 ssize_t pt_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct pt_http_err *err)
 {
     for (;;) {
@@ -807,7 +796,7 @@ ssize_t pt_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct pt_htt
             unsigned char ch = p[i];
             switch (c->state) {
             case CH_SIZE: {
-                int d = hexdigit(ch);
+                int d = pt_hexval(ch);
                 if (d >= 0) {
                     if (++c->digits > 15) {
                         err->msg = "chunk size too large";

@@ -189,8 +189,8 @@ static int url_decode_fn(lua_State *L, bool plus_is_space)
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '%') {
-            int hi = n - i >= 3 ? hexval((unsigned char)s[i + 1]) : -1;
-            int lo = n - i >= 3 ? hexval((unsigned char)s[i + 2]) : -1;
+            int hi = n - i >= 3 ? pt_hexval((unsigned char)s[i + 1]) : -1;
+            int lo = n - i >= 3 ? pt_hexval((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 lua_pushnil(L);
                 return 1;

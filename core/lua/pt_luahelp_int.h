@@ -19,6 +19,7 @@
 #ifndef PT_LUAHELP_INT_H
 #define PT_LUAHELP_INT_H
 
+#include "base/pt.h"
 #include "lua/pt_luahelp.h"
 
 #include <lauxlib.h>
@@ -100,17 +101,6 @@ static inline void hbuf_addc(struct hbuf *b, char c)
 #define hbuf_addlit(b, lit) hbuf_add((b), (lit), sizeof(lit) - 1)
 
 /* ------------------------------------------------------ small pure helpers */
-
-static inline int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static inline bool is_json_ws(char c)
 {

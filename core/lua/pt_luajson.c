@@ -381,7 +381,7 @@ static long read_u4(const char *p, const char *end)
         return -1;
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)p[i]);
+        int h = pt_hexval((unsigned char)p[i]);
         if (h < 0)
             return -1;
         v = v * 16 + h;
