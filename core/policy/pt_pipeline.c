@@ -172,19 +172,27 @@ static void next_section(struct pt_req *req)
 
 /* ---------------------------------------------------------------- timers */
 
-static void timer_fire(evutil_socket_t fd, short what, void *arg)
+/* Takes a timer off its request's list and frees it. */
+static void timer_drop(struct pt_timer *t)
 {
-    struct pt_timer *t = arg;
-    struct pt_req *req = t->req;
-    struct pt_timer **pp = &req->ex.timers;
+    struct pt_timer **pp = &t->req->ex.timers;
     while (*pp && *pp != t)
         pp = &(*pp)->next;
     if (*pp)
         *pp = t->next;
     event_free(t->ev);
+    free(t);
+}
+
+static void timer_fire(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pt_timer *t = arg;
+    struct pt_req *req = t->req;
     void (*fn)(pt_call *, void *) = t->fn;
     void *a = t->arg;
-    free(t);
+    timer_drop(t);
     fn(&req->ex.call, a);
 }
 
@@ -198,6 +206,10 @@ pt_timer *pt_exec_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *ca
     t->fn = fn;
     t->arg = arg;
     t->ev = evtimer_new(req->peer->base, timer_fire, t);
+    if (!t->ev) {
+        free(t);
+        return NULL;
+    }
     /* libevent counts from its cached loop time: refresh it so the wait is never short */
     event_base_update_cache_time(req->peer->base);
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -209,16 +221,8 @@ pt_timer *pt_exec_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *ca
 
 void pt_exec_timer_cancel(pt_timer *t)
 {
-    if (!t)
-        return;
-    struct pt_req *req = t->req;
-    struct pt_timer **pp = &req->ex.timers;
-    while (*pp && *pp != t)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = t->next;
-    event_free(t->ev);
-    free(t);
+    if (t)
+        timer_drop(t);
 }
 
 void pt_exec_cleanup(struct pt_req *req)
