@@ -29,6 +29,18 @@ struct pt_expr_table {
     void *check; /* a bare lua_State used only for syntax checks */
 };
 
+struct pt_node;
+
+/* A compiled attribute value: literal text, or an expression (numbered in
+   the generation's table; evaluated by lua/pt_lua.c). */
+struct pt_value {
+    const char *text; /* literal value, or the expression's source */
+    size_t len;
+    int expr;      /* 0 = literal; else the expression's number (1-based) in the generation */
+    bool is_block; /* @{ ... } rather than @( ... ) */
+    struct pt_node *node;
+};
+
 struct pt_expr_table *pt_expr_table_new(struct pt_pool *pool);
 void pt_expr_table_free(struct pt_expr_table *t);
 /* Checks and adds an expression; returns its number (>= 1), or -1 with a

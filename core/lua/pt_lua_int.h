@@ -18,12 +18,11 @@
 #ifndef PT_LUA_INT_H
 #define PT_LUA_INT_H
 
+#include "conf/pt_genmodel.h"
 #include "http/pt_msg.h"
+#include "lua/pt_expr.h"
 #include "lua/pt_lpat.h"
 #include "lua/pt_lua.h"
-/* for its types only: the runtime reads the generation's expression table and
-   Lua limits, `context` its APIs, operations, products and subscriptions */
-#include "policy/pt_gen.h"
 
 #include <lua.h>
 #include <stdbool.h>

@@ -344,7 +344,8 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
             if (errs->n > perr)
                 continue;
             struct pt_doc *docs[4] = {odoc, adoc, wdoc, gdoc};
-            pt_policy_flatten(g->pc, docs, 4, &op->pipeline);
+            op->pipeline = pt_pool_calloc(pool, sizeof(*op->pipeline));
+            pt_policy_flatten(g->pc, docs, 4, op->pipeline);
         }
     }
     /* product scope: operation -> API -> product -> workspace -> global, for each product holding the API */
@@ -366,7 +367,8 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
                 struct pt_prodpipe *pp = &op->prod[op->nprod++];
                 pp->product = prod;
                 struct pt_doc *docs[5] = {odoc, adoc, pdoc, wdoc, gdoc};
-                pt_policy_flatten(g->pc, docs, 5, &pp->pipeline);
+                pp->pipeline = pt_pool_calloc(pool, sizeof(*pp->pipeline));
+                pt_policy_flatten(g->pc, docs, 5, pp->pipeline);
             }
         }
     }

@@ -24,6 +24,7 @@
 #include "conf/pt_node.h"
 
 #include "http/pt_msg.h"
+#include "lua/pt_expr.h"
 
 #include <portico/plugin.h>
 
@@ -84,14 +85,7 @@ struct pt_pipeline {
     bool uses_lua;
 };
 
-/* A compiled attribute value: literal text, or an expression. */
-struct pt_value {
-    const char *text; /* literal value, or the expression's source */
-    size_t len;
-    int expr;      /* 0 = literal; else the expression's number (1-based) in the generation */
-    bool is_block; /* @{ ... } rather than @( ... ) */
-    struct pt_node *node;
-};
+/* struct pt_value, a compiled attribute value, is in lua/pt_expr.h. */
 
 /* One statement being compiled (pt_compile in the SDK).  The core's own
    policies read the fields past `section` to compile nested blocks. */

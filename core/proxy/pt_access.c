@@ -142,8 +142,8 @@ const struct pt_pipeline *pt_access_pipeline(const struct pt_req *req)
     if (req->product)
         for (int i = 0; i < req->op->nprod; i++)
             if (req->op->prod[i].product == req->product)
-                return &req->op->prod[i].pipeline;
-    return &req->op->pipeline;
+                return req->op->prod[i].pipeline;
+    return req->op->pipeline;
 }
 
 /* The request-body limit: the API's bodySize when it has one, else limits.bodySize. */

@@ -264,7 +264,7 @@ static void req_start(struct pt_conn *c, size_t head_len)
         return;
     }
     /* a preflight carries no key: an API answering preflights itself answers it without one */
-    if (!(req->preflight_candidate && pt_pipeline_answers_preflight(&req->op->pipeline))) {
+    if (!(req->preflight_candidate && pt_pipeline_answers_preflight(req->op->pipeline))) {
         const struct pt_access_refusal *no = pt_access_check_key(req);
         if (no) {
             pt_conn_req_error(req, no->status, no->reason, no->message);
