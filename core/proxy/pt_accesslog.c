@@ -102,25 +102,13 @@ static pt_str redact_query(struct pt_req *req)
     return changed ? (pt_str){b.p, b.n} : req->h.query;
 }
 
-void pt_accesslog_write(struct pt_req *req)
+void pt_accesslog_line(struct pt_req *req, const char *second, uint64_t wall, struct pt_buf *out)
 {
-    /* plugins' end-of-request work (counters, concurrency slots) first */
-    for (struct pt_hook *h = req->end_hooks; h; h = h->next)
-        h->end(h->arg, req->status, req->bytes_in, req->bytes_out);
-    req->end_hooks = NULL;
-    struct pt_worker *w = req->c->w;
-    if (pt_access_fd < 0)
-        return;
-    uint64_t now = pt_now_us();
-    uint64_t wall = pt_wall_ms();
-    if (wall / 1000 != w->tsec) {
-        w->tsec = wall / 1000;
-        pt_format_time(w->tstr, wall);
-    }
     struct pt_buf b;
+    uint64_t now = pt_now_us();
     pt_buf_init(&b, req->pool, 512);
     pt_buf_lit(&b, "{\"time\":\"");
-    pt_buf_add(&b, w->tstr, 20); /* "YYYY-MM-DDTHH:MM:SS." */
+    pt_buf_add(&b, second, 20); /* "YYYY-MM-DDTHH:MM:SS." */
     char ms[4] = {(char)('0' + (wall / 100) % 10), (char)('0' + (wall / 10) % 10), (char)('0' + wall % 10),
                   'Z'};
     pt_buf_add(&b, ms, 4);
@@ -163,5 +151,5 @@ void pt_accesslog_write(struct pt_req *req)
     if (req->reason)
         log_str_field(&b, "reason", pt_str_c(req->reason));
     pt_buf_lit(&b, "}");
-    pt_worker_access(w, b.p, b.n);
+    *out = b;
 }

@@ -450,13 +450,33 @@ static void proxy_read_body(struct pt_req *req, pt_msg which)
     pt_respond_body(req);
 }
 
+/* The request is over: plugins' end-of-request work (counters, concurrency
+   slots) first, then its access-log line into the worker's buffer. */
+static void log_request(struct pt_req *req)
+{
+    for (struct pt_hook *h = req->end_hooks; h; h = h->next)
+        h->end(h->arg, req->status, req->bytes_in, req->bytes_out);
+    req->end_hooks = NULL;
+    if (pt_access_fd < 0)
+        return;
+    struct pt_worker *w = req->c->w;
+    uint64_t wall = pt_wall_ms();
+    if (wall / 1000 != w->tsec) {
+        w->tsec = wall / 1000;
+        pt_format_time(w->tstr, wall);
+    }
+    struct pt_buf line;
+    pt_accesslog_line(req, w->tstr, wall, &line);
+    pt_worker_access(w, line.p, line.n);
+}
+
 void pt_conn_req_finish(struct pt_req *req)
 {
     struct pt_conn *c = req->c;
     struct pt_worker *w = c->w;
     if (req->up)
         pt_upstream_close(req->up);
-    pt_accesslog_write(req);
+    log_request(req);
     bool keep = req->keep && !w->draining;
     req_free(req);
     if (!keep) {
@@ -639,7 +659,7 @@ static void conn_free(struct pt_conn *c)
             req->reason = req->reason ? req->reason : "ClientConnectionFailure";
         } else if (!req->reason)
             req->reason = "ClientConnectionFailure";
-        pt_accesslog_write(req);
+        log_request(req);
         req_free(req);
     }
     pt_timer_clear(&c->timer);

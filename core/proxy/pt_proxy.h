@@ -69,6 +69,8 @@ void pt_tunnel_end(struct pt_req *req);
 
 /* ---- pt_accesslog.c: the access log ---- */
 
-void pt_accesslog_write(struct pt_req *req);
+/* The request's access-log line (JSON, secrets redacted) into out, from the
+   request arena; `second` is "YYYY-MM-DDTHH:MM:SS." for the wall time. */
+void pt_accesslog_line(struct pt_req *req, const char *second, uint64_t wall, struct pt_buf *out);
 
 #endif
