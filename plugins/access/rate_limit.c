@@ -243,21 +243,21 @@ pt_status rate_limit_by_key_run(const struct pt_api *api, pt_call *call, void *i
     struct pt_counter_op op = {.key = limits_counter_key(api, call, "rlk", key, NULL, 0, period, 0),
                                .kind = PT_COUNTER_SLIDING,
                                .window_ms = period * 1000};
-    int64_t retry = 0, now;
+    /* Retry-After: when the next call, counting as much as this one, fits --
+       `count` more fit when one more fits under calls - count + 1 */
+    int64_t room = calls - count + 1 > 0 ? calls - count + 1 : 1, now;
     if (l->cond) {
         /* the call counts once its response is known, if the condition holds then (refused or not) */
         now = limits_count_call(api, &op, 0, calls, NULL);
         limits_count_on_response(api, call, l, &op, count);
-        if (now + count > calls) { /* `count` more fit when one more fits under calls - count + 1 */
-            int64_t room = calls - count + 1 > 0 ? calls - count + 1 : 1;
+        if (now + count > calls)
             return refuse_rate(api, call, l, limits_wait_for_room(api, &op, room));
-        }
         report_remaining(api, call, l, (long long)(calls - now - count), (long long)calls);
         return PT_OK;
     }
-    now = limits_count_call(api, &op, count, calls, &retry);
+    now = limits_count_call(api, &op, count, calls, NULL);
     if (now > calls)
-        return refuse_rate(api, call, l, retry);
+        return refuse_rate(api, call, l, limits_wait_for_room(api, &op, room));
     report_remaining(api, call, l, (long long)(calls - now), (long long)calls);
     return PT_OK;
 }
