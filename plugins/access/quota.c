@@ -113,16 +113,24 @@ int quota_by_key_compile(const struct pt_api *api, pt_compile *c, void **instanc
     return 0;
 }
 
+/* A period longer than the longest renewal-period: renewal-period 0, never renewed. */
+#define NEVER_S 2000000000LL
+
 static pt_status refuse_quota(const struct pt_api *api, pt_call *call, int64_t retry_ms, bool bandwidth)
 {
     long long s = (retry_ms + 999) / 1000;
     if (s < 1)
         s = 1;
+    char msg[128];
+    if (s > NEVER_S) { /* nothing to wait for: no Retry-After */
+        snprintf(msg, sizeof(msg), "Out of %s quota. Quota will not be replenished.",
+                 bandwidth ? "bandwidth" : "call volume");
+        return api->fail(call, 403, "QuotaExceeded", msg);
+    }
     struct resp_headers *h = api->alloc(call, sizeof(*h));
     h->names[0] = "Retry-After";
     h->values[0] = s;
     api->at_response(call, limits_add_headers, h);
-    char msg[128];
     if (s >= 100LL * 3600)
         snprintf(msg, sizeof(msg), "Out of %s quota. Quota will be replenished in %lld.%02lld:%02lld:%02lld.",
                  bandwidth ? "bandwidth" : "call volume", s / 86400, s % 86400 / 3600, s % 3600 / 60, s % 60);
