@@ -162,7 +162,7 @@ static void print_reference(const struct pt_gen *g)
             printf(". Scopes:");
             for (int s = 0; s < PT_SCOPE_COUNT; s++)
                 if (d->scopes & (1u << s))
-                    printf(" %s", pt_scope_names[s].label);
+                    printf(" %s", pt_msg_scope_names[s].label);
         }
         printf(". Provided by: %s.%s\n",
                !owner || !strcmp(owner, "core") ? "the core"
@@ -220,12 +220,12 @@ static bool apply_access_log(const char *path)
         pt_err("cannot open access log %s: %s", path, strerror(errno));
         return false;
     }
-    int old = pt_access_fd;
+    int old = pt_worker_access_fd;
     if (fd > 2 && old > 2) {
         dup2(fd, old);
         close(fd);
     } else
-        pt_access_fd = fd;
+        pt_worker_access_fd = fd;
     return true;
 }
 
@@ -252,7 +252,7 @@ static int open_listener(const struct pt_listen_cf *l)
     if (l->sa.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 ||
-        listen(fd, pt_listen_backlog(l->backlog)) < 0) {
+        listen(fd, pt_conf_listen_backlog(l->backlog)) < 0) {
         int e = errno;
         close(fd);
         errno = e;
@@ -385,7 +385,7 @@ static struct pt_gen *build_running(struct pt_conf *file, struct pt_errors *errs
 {
     const char *key = pt_model_secret_key(file);
     if (!pt_store_begin(store)) {
-        pt_errors_add(errs, "store: %s", pt_store_error(store));
+        pt_node_errors_add(errs, "store: %s", pt_store_error(store));
         return NULL;
     }
     struct pt_gen *g = NULL;
@@ -409,7 +409,7 @@ static bool commit_running(struct pt_gen *g, struct pt_errors *errs)
 {
     if (pt_store_commit(store))
         return true;
-    pt_errors_add(errs, "store: cannot commit: %s", pt_store_error(store));
+    pt_node_errors_add(errs, "store: cannot commit: %s", pt_store_error(store));
     pt_gen_unref(g);
     return false;
 }
@@ -537,7 +537,7 @@ static void reload(void)
         for (int i = 0; i < errs.n; i++)
             pt_err("%s", errs.msgs[i]);
         pt_err("reload refused: the previous configuration keeps serving");
-        pt_errors_clear(&errs);
+        pt_node_errors_clear(&errs);
         return;
     }
     if ((cf->mgmt.listen || current->conf->mgmt.listen) &&
@@ -558,7 +558,7 @@ static void on_drain_check(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(ctl_base);
         return;
     }
-    if (pt_now_ms() >= drain_deadline) {
+    if (pt_clock_now_ms() >= drain_deadline) {
         pt_warn("shutdown timeout reached: closing the remaining connections");
         pt_workers_stop();
         event_base_loopbreak(ctl_base);
@@ -580,7 +580,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             break;
         pt_info("SIGTERM: finishing in-flight requests (at most %u ms)", current->conf->timeouts.shutdown);
         pt_workers_drain();
-        drain_deadline = pt_now_ms() + current->conf->timeouts.shutdown;
+        drain_deadline = pt_clock_now_ms() + current->conf->timeouts.shutdown;
         drain_timer = event_new(ctl_base, -1, EV_PERSIST, on_drain_check, NULL);
         struct timeval tv = {0, 20000};
         event_add(drain_timer, &tv);
@@ -610,10 +610,10 @@ static void load_plugins(const struct pt_conf *cf)
     struct pt_registry *tmp = pt_registry_new();
     pt_corepol_register(tmp); /* plugins may not take the core's names */
     const char *dir = cf->plugin_dir ? cf->plugin_dir : pt_paths_plugins();
-    pt_plugins_load(dir, tmp, &perrs);
+    pt_plugin_load(dir, tmp, &perrs);
     for (int i = 0; i < perrs.n; i++)
         pt_err("%s", perrs.msgs[i]);
-    pt_errors_clear(&perrs);
+    pt_node_errors_clear(&perrs);
     pt_registry_free(tmp);
 }
 
@@ -677,8 +677,8 @@ int main(int argc, char **argv)
 
     struct pt_errors errs = {0};
     if (test_only || reference) {
-        pt_log_level = PT_LOG_WARN; /* checking prints errors, not progress */
-        pt_checking_only = true;    /* and contacts nobody (identity providers...) */
+        pt_log_level = PT_LOG_WARN;  /* checking prints errors, not progress */
+        pt_api_checking_only = true; /* and contacts nobody (identity providers...) */
     }
     struct pt_conf *cf = pt_conf_load(conf_path, &errs);
     if (cf && !test_only && !reference && !apply_logs(cf)) {
@@ -707,9 +707,9 @@ int main(int argc, char **argv)
         char serr[4400];
         store = pt_store_open(cf->data_dir, serr, sizeof(serr));
         if (!store)
-            pt_errors_add(&errs, "%s", serr);
+            pt_node_errors_add(&errs, "%s", serr);
         else if (!pt_model_secret_key(cf) && !pt_model_load_keyfile(cf->data_dir, serr, sizeof(serr))) {
-            pt_errors_add(&errs, "%s", serr);
+            pt_node_errors_add(&errs, "%s", serr);
             pt_store_close(store);
             store = NULL;
         } else {
@@ -731,7 +731,7 @@ int main(int argc, char **argv)
         if (cf)
             pt_conf_free(cf);
         fprintf(stderr, "portico: %s: %d error%s\n", conf_path, errs.n, errs.n == 1 ? "" : "s");
-        pt_errors_clear(&errs);
+        pt_node_errors_clear(&errs);
         pt_store_close(store);
         return 1;
     }
@@ -754,7 +754,7 @@ int main(int argc, char **argv)
         pt_store_rollback(store); /* build_running's transaction: nothing of this start is kept */
     if (!listening || !commit_running(g, &errs)) {
         print_errors(&errs, stderr);
-        pt_errors_clear(&errs);
+        pt_node_errors_clear(&errs);
         if (!listening)
             pt_gen_unref(g); /* commit_running releases it on its own failure */
         file_conf = NULL;
@@ -780,7 +780,7 @@ int main(int argc, char **argv)
     event_add(quota_timer, &qtv);
     if (!pt_mgmt_start(ctl_base, file_conf, store, &mgmt_hooks, &errs)) {
         print_errors(&errs, stderr);
-        pt_errors_clear(&errs);
+        pt_node_errors_clear(&errs);
         pt_workers_stop();
         pt_workers_join(5000);
         return 1;
@@ -820,7 +820,7 @@ int main(int argc, char **argv)
         free(x->fds);
         free(x);
     }
-    pt_plugins_unload();
+    pt_plugin_unload();
     pt_conf_free(file_conf);
     pt_store_close(store);
     pt_counters_free();

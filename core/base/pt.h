@@ -38,9 +38,9 @@ typedef pt_bytes pt_str;
 #define PT_ASSERT(cond)                                                                                      \
     do {                                                                                                     \
         if (PT_UNLIKELY(!(cond)))                                                                            \
-            pt_panic(__FILE__, __LINE__, #cond);                                                             \
+            pt_log_panic(__FILE__, __LINE__, #cond);                                                         \
     } while (0)
-void pt_panic(const char *file, int line, const char *what) __attribute__((noreturn));
+void pt_log_panic(const char *file, int line, const char *what) __attribute__((noreturn));
 
 /* Checks made only in --enable-debug builds (where they cost something). */
 #ifdef PT_DEBUG
@@ -125,9 +125,9 @@ static inline uint64_t pt_hash(const void *data, size_t n, bool fold)
     return h;
 }
 
-/* Monotonic and wall clocks in milliseconds / microseconds. */
-uint64_t pt_now_ms(void);  /* coarse monotonic, for deadlines */
-uint64_t pt_now_us(void);  /* precise monotonic, for measuring */
-uint64_t pt_wall_ms(void); /* realtime, for timestamps */
+/* Monotonic and wall clocks in milliseconds / microseconds (pt_clock.c). */
+uint64_t pt_clock_now_ms(void);  /* coarse monotonic, for deadlines */
+uint64_t pt_clock_now_us(void);  /* precise monotonic, for measuring */
+uint64_t pt_clock_wall_ms(void); /* realtime, for timestamps */
 
 #endif

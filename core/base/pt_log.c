@@ -16,7 +16,7 @@ static int log_fd = 2;
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
 
-void pt_panic(const char *file, int line, const char *what)
+void pt_log_panic(const char *file, int line, const char *what)
 {
     char buf[512];
     int n = snprintf(buf, sizeof(buf), "portico: internal error at %s:%d: %s\n", file, line, what);
@@ -26,28 +26,7 @@ void pt_panic(const char *file, int line, const char *what)
     abort();
 }
 
-uint64_t pt_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-uint64_t pt_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-uint64_t pt_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void pt_format_time(char out[48], uint64_t wall_ms)
+void pt_log_format_time(char out[48], uint64_t wall_ms)
 {
     time_t secs = (time_t)(wall_ms / 1000);
     struct tm tm;
@@ -125,7 +104,7 @@ void pt_log_write(int level, const char *fmt, ...)
     char buf[2048 + 128];
     char ts[48];
     int saved = errno;
-    pt_format_time(ts, pt_wall_ms());
+    pt_log_format_time(ts, pt_clock_wall_ms());
     int n = snprintf(buf, sizeof(buf), "%s [%s] ", ts, level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
     va_list ap;
     va_start(ap, fmt);

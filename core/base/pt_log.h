@@ -31,6 +31,6 @@ void pt_log_write(int level, const char *fmt, ...) PT_PRINTF(2, 3);
 #define pt_debug(...) pt_log(PT_LOG_DEBUG, __VA_ARGS__)
 
 /* Formats a wall-clock time in ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (25 bytes with NUL). */
-void pt_format_time(char out[48], uint64_t wall_ms);
+void pt_log_format_time(char out[48], uint64_t wall_ms);
 
 #endif

@@ -109,7 +109,7 @@ const char *pt_url_parse(struct pt_pool *pool, const char *text, struct pt_url *
     return NULL;
 }
 
-bool pt_host_valid(pt_str s)
+bool pt_url_host_valid(pt_str s)
 {
     if (s.len == 0 || s.len > 255)
         return false;
@@ -149,7 +149,7 @@ bool pt_host_valid(pt_str s)
     return port <= 65535;
 }
 
-pt_str pt_host_strip_port(pt_str s)
+pt_str pt_url_host_strip_port(pt_str s)
 {
     if (s.len == 0)
         return s;
@@ -165,7 +165,7 @@ pt_str pt_host_strip_port(pt_str s)
     return s;
 }
 
-ssize_t pt_pct_decode(pt_str in, char *out, bool plus_is_space)
+ssize_t pt_url_pct_decode(pt_str in, char *out, bool plus_is_space)
 {
     size_t o = 0;
     for (size_t i = 0; i < in.len; i++) {

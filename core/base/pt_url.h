@@ -24,11 +24,11 @@ struct pt_url {
 const char *pt_url_parse(struct pt_pool *pool, const char *text, struct pt_url *out);
 
 /* true when s is a valid Host header value: reg-name / IPv4 / [IPv6] with optional :port */
-bool pt_host_valid(pt_str s);
+bool pt_url_host_valid(pt_str s);
 /* The host part of a Host value, port removed, brackets kept. */
-pt_str pt_host_strip_port(pt_str s);
+pt_str pt_url_host_strip_port(pt_str s);
 /* Decodes %XX in place into out (size >= in.n); returns the length or -1 on bad escapes. */
-ssize_t pt_pct_decode(pt_str in, char *out, bool plus_is_space);
+ssize_t pt_url_pct_decode(pt_str in, char *out, bool plus_is_space);
 
 /* One key[=value] item of a query string (raw: nothing decoded). */
 struct pt_url_qitem {

@@ -31,7 +31,7 @@ static bool read_tls_opts(struct pt_cfctx *cx, struct pt_node *n, void *field);
 
 /* --------------------------------------------------------------- listeners */
 
-int pt_listen_backlog(int backlog)
+int pt_conf_listen_backlog(int backlog)
 {
     if (backlog > 0)
         return backlog;
@@ -45,7 +45,7 @@ int pt_listen_backlog(int backlog)
     return n;
 }
 
-bool pt_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen)
+bool pt_conf_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen)
 {
     char host[128];
     const char *port;
@@ -165,7 +165,7 @@ static bool read_certs(struct pt_cfctx *cx, struct pt_node *n, void *field)
     bool ok = true;
     for (int i = 0; i < n->n; i++) {
         l->certs[i].node = n->items[i];
-        ok &= pt_cf_map(cx, n->items[i], cert_keys, &l->certs[i]);
+        ok &= pt_schema_map(cx, n->items[i], cert_keys, &l->certs[i]);
     }
     l->ncerts = n->n;
     return ok;
@@ -212,9 +212,9 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                     l->ncerts = 1;
                     l->certs[0].node = it;
                     char *cs1, *ks1;
-                    if (pt_cf_str(cx, c, &cs1, false) && pt_cf_str(cx, k, &ks1, false)) {
-                        l->certs[0].certificate = pt_cf_path(cx, cs1);
-                        l->certs[0].key = pt_cf_path(cx, ks1);
+                    if (pt_schema_str(cx, c, &cs1, false) && pt_schema_str(cx, k, &ks1, false)) {
+                        l->certs[0].certificate = pt_schema_path(cx, cs1);
+                        l->certs[0].key = pt_schema_path(cx, ks1);
                     } else
                         ok = false;
                 }
@@ -225,14 +225,14 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                 if (!strcmp(kn, "certificate") || !strcmp(kn, "key"))
                     continue;
                 if (!strcmp(kn, "address")) {
-                    ok &= pt_cf_str(cx, pt_node_val(it, j), &l->address, false);
+                    ok &= pt_schema_str(cx, pt_node_val(it, j), &l->address, false);
                 } else if (!strcmp(kn, "certificates")) {
                     ok &= read_certs(cx, pt_node_val(it, j), &l->certs);
                 } else if (!strcmp(kn, "clientCertificate")) {
                     static const char *const modes[] = {"none", "optional", "required", "verified", NULL};
                     char *m;
                     int mi = -1;
-                    if (pt_cf_str(cx, pt_node_val(it, j), &m, false))
+                    if (pt_schema_str(cx, pt_node_val(it, j), &m, false))
                         for (int q = 0; modes[q]; q++)
                             if (!strcmp(modes[q], m))
                                 mi = q;
@@ -244,7 +244,7 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                         l->client_cert = mi;
                 } else if (!strcmp(kn, "backlog")) {
                     int64_t bl;
-                    if (pt_cf_int(cx, pt_node_val(it, j), 1, 65535, &bl))
+                    if (pt_schema_int(cx, pt_node_val(it, j), 1, 65535, &bl))
                         l->backlog = (int)bl;
                     else
                         ok = false;
@@ -252,8 +252,8 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                     ok &= read_tls_opts(cx, pt_node_val(it, j), &l->tls);
                 } else if (!strcmp(kn, "clientCa")) {
                     char *ca;
-                    if (pt_cf_str(cx, pt_node_val(it, j), &ca, false))
-                        l->client_ca = pt_cf_path(cx, ca);
+                    if (pt_schema_str(cx, pt_node_val(it, j), &ca, false))
+                        l->client_ca = pt_schema_path(cx, ca);
                     else
                         ok = false;
                 } else {
@@ -271,13 +271,13 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                 ok = false;
                 continue;
             }
-        } else if (!pt_cf_str(cx, it, &l->address, false)) {
+        } else if (!pt_schema_str(cx, it, &l->address, false)) {
             ok = false;
             continue;
         }
         if (!l->address)
             continue;
-        if (!pt_parse_listen(l->address, &l->sa, &l->salen)) {
+        if (!pt_conf_parse_listen(l->address, &l->sa, &l->salen)) {
             pt_node_error(cx->errs, addr,
                           "'%s' is not a listen address (expected HOST:PORT, [IPV6]:PORT or :PORT)",
                           l->address);
@@ -311,7 +311,7 @@ static bool read_forwarded(struct pt_cfctx *cx, struct pt_node *n, void *field)
     bool ok = true;
     for (int i = 0; i < n->n; i++) {
         char *s;
-        if (!pt_cf_str(cx, n->items[i], &s, false)) {
+        if (!pt_schema_str(cx, n->items[i], &s, false)) {
             ok = false;
             continue;
         }
@@ -332,7 +332,7 @@ static bool read_forwarded(struct pt_cfctx *cx, struct pt_node *n, void *field)
 static bool read_header_name(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     char *s;
-    if (!pt_cf_str(cx, n, &s, true))
+    if (!pt_schema_str(cx, n, &s, true))
         return false;
     if (*s && !pt_str_is_token(pt_str_c(s))) {
         pt_node_error(cx->errs, n, "'%s' is not a valid header name", s);
@@ -351,7 +351,7 @@ static bool read_workers(struct pt_cfctx *cx, struct pt_node *n, void *field)
         return true;
     }
     int64_t v;
-    if (!pt_cf_int(cx, n, 1, 256, &v))
+    if (!pt_schema_int(cx, n, 1, 256, &v))
         return false;
     *w = (int)v;
     return true;
@@ -365,7 +365,7 @@ static bool read_underscores(struct pt_cfctx *cx, struct pt_node *n, void *field
 {
     static const char *const modes[] = {"reject", "drop", "allow", NULL};
     char *s;
-    if (!pt_cf_str(cx, n, &s, false))
+    if (!pt_schema_str(cx, n, &s, false))
         return false;
     for (int i = 0; modes[i]; i++)
         if (!strcmp(modes[i], s)) {
@@ -454,7 +454,7 @@ static bool read_tls_opts(struct pt_cfctx *cx, struct pt_node *n, void *field)
         const char *k = pt_node_key(n, i)->str;
         struct pt_node *v = pt_node_val(n, i);
         char *str = NULL;
-        if (!pt_cf_str(cx, v, &str, false)) {
+        if (!pt_schema_str(cx, v, &str, false)) {
             ok = false;
             continue;
         }
@@ -537,9 +537,9 @@ static bool read_policy_path(struct pt_cfctx *cx, struct pt_node *n, void *field
     l->npolicy_path = 0;
     for (int i = 0; i < cnt; i++) {
         char *s;
-        if (!pt_cf_str(cx, n->kind == PT_N_SEQ ? n->items[i] : n, &s, false))
+        if (!pt_schema_str(cx, n->kind == PT_N_SEQ ? n->items[i] : n, &s, false))
             return false;
-        l->policy_path[l->npolicy_path++] = pt_cf_path(cx, s);
+        l->policy_path[l->npolicy_path++] = pt_schema_path(cx, s);
     }
     return true;
 }
@@ -683,9 +683,9 @@ static bool read_mgmt_listen(struct pt_cfctx *cx, struct pt_node *n, void *field
 {
     struct pt_mgmt_cf *m = (struct pt_mgmt_cf *)((char *)field - offsetof(struct pt_mgmt_cf, listen));
     char *s;
-    if (!pt_cf_str(cx, n, &s, false))
+    if (!pt_schema_str(cx, n, &s, false))
         return false;
-    if (!pt_parse_listen(s, &m->sa, &m->salen)) {
+    if (!pt_conf_parse_listen(s, &m->sa, &m->salen)) {
         pt_node_error(cx->errs, n, "'%s' is not a listen address (expected HOST:PORT)", s);
         return false;
     }
@@ -693,7 +693,7 @@ static bool read_mgmt_listen(struct pt_cfctx *cx, struct pt_node *n, void *field
     return true;
 }
 
-bool pt_parse_cidr(const char *s, struct pt_cidr *out)
+bool pt_conf_parse_cidr(const char *s, struct pt_cidr *out)
 {
     char buf[64];
     const char *slash = strchr(s, '/');
@@ -721,7 +721,7 @@ bool pt_parse_cidr(const char *s, struct pt_cidr *out)
     return true;
 }
 
-bool pt_cidr_has(const struct pt_cidr *c, const char *ip)
+bool pt_conf_cidr_has(const struct pt_cidr *c, const char *ip)
 {
     unsigned char a[16];
     int fam = strchr(ip, ':') ? AF_INET6 : AF_INET;
@@ -753,7 +753,7 @@ static bool read_trusted(struct pt_cfctx *cx, struct pt_node *n, void *field)
     bool ok = true;
     for (int i = 0; i < n->n; i++) {
         struct pt_node *it = n->items[i];
-        if (it->kind != PT_N_SCALAR || !pt_parse_cidr(it->str, &cf->trusted[cf->ntrusted])) {
+        if (it->kind != PT_N_SCALAR || !pt_conf_parse_cidr(it->str, &cf->trusted[cf->ntrusted])) {
             pt_node_error(cx->errs, it,
                           "'%s' is not an address or a range such as 192.0.2.0/24 or 2001:db8::/32",
                           it->kind == PT_N_SCALAR ? it->str : "(not a scalar)");
@@ -900,14 +900,14 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
     set_defaults(cf);
     struct pt_cfctx cx = {pool, errs, cf->dir};
     int before = errs->n;
-    pt_cf_map(&cx, root, top_keys, cf);
+    pt_schema_map(&cx, root, top_keys, cf);
     if (cf->log.error && strcmp(cf->log.error, "stderr") && strcmp(cf->log.error, "stdout"))
-        cf->log.error = pt_cf_path(&cx, cf->log.error);
+        cf->log.error = pt_schema_path(&cx, cf->log.error);
     if (cf->log.access && strcmp(cf->log.access, "stderr") && strcmp(cf->log.access, "stdout") &&
         strcmp(cf->log.access, "off"))
-        cf->log.access = pt_cf_path(&cx, cf->log.access);
+        cf->log.access = pt_schema_path(&cx, cf->log.access);
     if (!cf->data_dir)
-        cf->data_dir = pt_cf_path(&cx, "var");
+        cf->data_dir = pt_schema_path(&cx, "var");
     if (!cf->mgmt.max_body)
         cf->mgmt.max_body = 4 * 1024 * 1024;
     if (cf->mgmt.cert.certificate || cf->mgmt.cert.key) {
@@ -934,7 +934,7 @@ bool pt_conf_reference(FILE *out, FILE *err)
     if (!cf) {
         for (int i = 0; i < errs.n; i++)
             fprintf(err, "portico: configuration reference: %s\n", errs.msgs[i]);
-        pt_errors_clear(&errs);
+        pt_node_errors_clear(&errs);
         return false;
     }
     fputs("### Top-level keys\n\n", out);

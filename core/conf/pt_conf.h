@@ -299,16 +299,16 @@ struct pt_cidr {
     int bits;
 };
 /* "192.0.2.0/24", "2001:db8::/32", or one address; false when malformed. */
-bool pt_parse_cidr(const char *s, struct pt_cidr *out);
+bool pt_conf_parse_cidr(const char *s, struct pt_cidr *out);
 /* Is the address (text) inside the range? */
-bool pt_cidr_has(const struct pt_cidr *c, const char *ip);
+bool pt_conf_cidr_has(const struct pt_cidr *c, const char *ip);
 
 /* Names of the enums above, for JSON and YAML. */
-extern const char *const pt_product_states[];
-extern const char *const pt_sub_states[];
-extern const char *const pt_user_states[];
-extern const char *const pt_group_types[];
-extern const char *const pt_versioning_schemes[];
+extern const char *const pt_conf_entities_product_states[];
+extern const char *const pt_conf_entities_sub_states[];
+extern const char *const pt_conf_entities_user_states[];
+extern const char *const pt_conf_entities_group_types[];
+extern const char *const pt_conf_entities_versioning_schemes[];
 
 /*
  * Loads and validates a configuration file.  On failure returns NULL with
@@ -324,8 +324,8 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
 bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs);
 /* Parses an ISO 8601 date ("2027-01-31") or time ("2027-01-31T12:00:00Z",
    fractions, "+02:00" offsets; no zone = UTC) into Unix ms; false if invalid. */
-bool pt_parse_iso8601(const char *s, int64_t *ms);
-bool pt_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id);
+bool pt_conf_entities_parse_iso8601(const char *s, int64_t *ms);
+bool pt_conf_entities_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id);
 /* Same, from text already in memory (tests; `name` names it in messages). */
 struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len, struct pt_errors *errs);
 void pt_conf_free(struct pt_conf *conf);
@@ -335,8 +335,8 @@ void pt_conf_free(struct pt_conf *conf);
 bool pt_conf_reference(FILE *out, FILE *err);
 /* The listen queue to ask for: backlog, else the system's maximum
    (/proc/sys/net/core/somaxconn; 4096 when it cannot be read). */
-int pt_listen_backlog(int backlog);
+int pt_conf_listen_backlog(int backlog);
 /* Parses "host:port" for listening; false on bad syntax. */
-bool pt_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen);
+bool pt_conf_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen);
 
 #endif

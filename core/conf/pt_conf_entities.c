@@ -105,7 +105,7 @@ static bool read_ops(struct pt_cfctx *cx, struct pt_node *n, void *field)
     for (int i = 0; i < n->n; i++) {
         struct pt_operation_cf *op = &api->ops[i];
         op->node = n->items[i];
-        if (!pt_cf_map(cx, n->items[i], op_keys, op)) {
+        if (!pt_schema_map(cx, n->items[i], op_keys, op)) {
             ok = false;
             continue;
         }
@@ -138,7 +138,7 @@ static bool read_ops(struct pt_cfctx *cx, struct pt_node *n, void *field)
 static bool read_service_url(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     char *s;
-    if (!pt_cf_str(cx, n, &s, false))
+    if (!pt_schema_str(cx, n, &s, false))
         return false;
     struct pt_url u;
     const char *why = pt_url_parse(cx->pool, s, &u);
@@ -153,7 +153,7 @@ static bool read_service_url(struct pt_cfctx *cx, struct pt_node *n, void *field
 static bool read_api_path(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     char *s;
-    if (!pt_cf_str(cx, n, &s, true))
+    if (!pt_schema_str(cx, n, &s, true))
         return false;
     /* trim surrounding slashes: "/echo/" and "echo" are the same suffix */
     while (*s == '/')
@@ -292,7 +292,7 @@ bool pt_conf_entities_read_apis(struct pt_cfctx *cx, struct pt_node *n, void *fi
         api->subscription_required = true; /* APIM's default for a new API */
         api->is_current = true;
         api->workspace = "";
-        bool valid = pt_cf_map(cx, n->items[i], pt_conf_entities_api_keys, api);
+        bool valid = pt_schema_map(cx, n->items[i], pt_conf_entities_api_keys, api);
         valid &= check_templates(cx, api);
         if (!valid) {
             ok = false;
@@ -314,11 +314,11 @@ bool pt_conf_entities_read_apis(struct pt_cfctx *cx, struct pt_node *n, void *fi
         if (api->host) {
             for (char *c = api->host; *c; c++)
                 *c = (char)tolower((unsigned char)*c);
-            if (!pt_host_valid(pt_str_c(api->host))) {
+            if (!pt_url_host_valid(pt_str_c(api->host))) {
                 pt_node_error(cx->errs, pt_node_get(api->node, "host"), "'%s' is not a valid host name",
                               api->host);
                 ok = false;
-            } else if (pt_host_strip_port(pt_str_c(api->host)).len != strlen(api->host)) {
+            } else if (pt_url_host_strip_port(pt_str_c(api->host)).len != strlen(api->host)) {
                 pt_node_error(cx->errs, pt_node_get(api->node, "host"),
                               "host '%s' must not have a port (the Host header's port is not matched)",
                               api->host);
@@ -352,16 +352,16 @@ bool pt_conf_entities_read_apis(struct pt_cfctx *cx, struct pt_node *n, void *fi
 
 /* ---------------------------------------------------------- entity lists */
 
-const char *const pt_product_states[] = {"notPublished", "published", NULL};
+const char *const pt_conf_entities_product_states[] = {"notPublished", "published", NULL};
 
-const char *const pt_sub_states[] = {"submitted", "active",  "suspended", "cancelled",
-                                     "rejected",  "expired", NULL};
+const char *const pt_conf_entities_sub_states[] = {"submitted", "active",  "suspended", "cancelled",
+                                                   "rejected",  "expired", NULL};
 
-const char *const pt_user_states[] = {"active", "blocked", "pending", "deleted", NULL};
+const char *const pt_conf_entities_user_states[] = {"active", "blocked", "pending", "deleted", NULL};
 
-const char *const pt_group_types[] = {"custom", "system", "external", NULL};
+const char *const pt_conf_entities_group_types[] = {"custom", "system", "external", NULL};
 
-const char *const pt_versioning_schemes[] = {"Segment", "Query", "Header", NULL};
+const char *const pt_conf_entities_versioning_schemes[] = {"Segment", "Query", "Header", NULL};
 
 static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
@@ -375,7 +375,7 @@ static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field)
     bool ok = true;
     for (int i = 0; i < n->n; i++) {
         char *s;
-        if (!pt_cf_str(cx, n->items[i], &s, false)) {
+        if (!pt_schema_str(cx, n->items[i], &s, false)) {
             ok = false;
             continue;
         }
@@ -439,7 +439,7 @@ static bool read_entity_list(struct pt_cfctx *cx, struct pt_node *n, void **arr,
         char *e = a + size * (size_t)i;
         if (init)
             init(e);
-        ok &= pt_cf_map(cx, n->items[i], keys, e);
+        ok &= pt_schema_map(cx, n->items[i], keys, e);
         *(struct pt_node **)(e + node_off) = n->items[i];
         char *id = *(char **)e;
         if (name_off != NO_FIELD && !*(char **)(e + name_off))
@@ -482,7 +482,7 @@ const struct pt_cfkey pt_conf_entities_product_keys[] = {
      .doc = "The product's name for people."},
     {"description", PT_CT_STR, offsetof(struct pt_product_cf, description), PT_CF_EMPTY_OK,
      .doc = "Free text."},
-    {"state", PT_CT_ENUM, offsetof(struct pt_product_cf, state), 0, .enums = pt_product_states,
+    {"state", PT_CT_ENUM, offsetof(struct pt_product_cf, state), 0, .enums = pt_conf_entities_product_states,
      .def = "`notPublished`", .doc = "Only a published product can be open (see `subscriptionRequired`)."},
     {"subscriptionRequired", PT_CT_BOOL, offsetof(struct pt_product_cf, subscription_required), 0,
      .def = "`true`",
@@ -532,8 +532,8 @@ const struct pt_cfkey pt_conf_entities_group_keys[] = {
      .doc = "The group's name for people."},
     {"description", PT_CT_STR, offsetof(struct pt_group_cf, description), PT_CF_EMPTY_OK,
      .doc = "Free text."},
-    {"type", PT_CT_ENUM, offsetof(struct pt_group_cf, type), 0, .enums = pt_group_types, .def = "`custom`",
-     .doc = "The group's kind, as in APIM."},
+    {"type", PT_CT_ENUM, offsetof(struct pt_group_cf, type), 0, .enums = pt_conf_entities_group_types,
+     .def = "`custom`", .doc = "The group's kind, as in APIM."},
     {0},
 };
 
@@ -552,8 +552,8 @@ const struct pt_cfkey pt_conf_entities_user_keys[] = {
      .doc = "An email address, unique among users (compared without case)."},
     {"firstName", PT_CT_STR, offsetof(struct pt_user_cf, first_name), PT_CF_EMPTY_OK, .doc = "First name."},
     {"lastName", PT_CT_STR, offsetof(struct pt_user_cf, last_name), PT_CF_EMPTY_OK, .doc = "Last name."},
-    {"state", PT_CT_ENUM, offsetof(struct pt_user_cf, state), 0, .enums = pt_user_states, .def = "`active`",
-     .doc = "The keys of a blocked user's subscriptions open nothing."},
+    {"state", PT_CT_ENUM, offsetof(struct pt_user_cf, state), 0, .enums = pt_conf_entities_user_states,
+     .def = "`active`", .doc = "The keys of a blocked user's subscriptions open nothing."},
     {"note", PT_CT_STR, offsetof(struct pt_user_cf, note), PT_CF_EMPTY_OK, .doc = "Free text."},
     {"groups", PT_CT_CUSTOM, offsetof(struct pt_user_cf, groups), 0, .fn = read_strlist,
      .form = "list of ids", .doc = "The groups (ids) the user is in."},
@@ -613,7 +613,7 @@ const struct pt_cfkey pt_conf_entities_sub_keys[] = {
             "`/apis` (every API)."},
     {"ownerId", PT_CT_STR, offsetof(struct pt_subscription_cf, owner_id), 0,
      .doc = "`/users/U`: the user who owns the subscription."},
-    {"state", PT_CT_ENUM, offsetof(struct pt_subscription_cf, state), 0, .enums = pt_sub_states,
+    {"state", PT_CT_ENUM, offsetof(struct pt_subscription_cf, state), 0, .enums = pt_conf_entities_sub_states,
      .def = "`active`",
      .doc = "Only an `active` subscription's keys open anything; declared in the file it is `active` "
             "unless said otherwise (`submitted` through the management API)."},
@@ -641,7 +641,7 @@ const struct pt_cfkey pt_conf_entities_sub_keys[] = {
 };
 
 /* "/products/p" | "/apis/a" | "/apis" (a leading service path is tolerated). */
-bool pt_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id)
+bool pt_conf_entities_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id)
 {
     const char *s = strstr(scope, "/products/");
     if (s && s[10] && !strchr(s + 10, '/')) {
@@ -674,7 +674,7 @@ static int digits(const char *s, int n)
     return v;
 }
 
-bool pt_parse_iso8601(const char *s, int64_t *ms)
+bool pt_conf_entities_parse_iso8601(const char *s, int64_t *ms)
 {
     size_t n = strlen(s);
     if (n < 10 || s[4] != '-' || s[7] != '-')
@@ -747,7 +747,7 @@ bool pt_conf_entities_read_subs(struct pt_cfctx *cx, struct pt_node *n, void *fi
     for (int i = 0; i < cf->nsubs; i++) {
         struct pt_subscription_cf *s = &cf->subs[i];
         const char *sid = NULL;
-        if (s->scope && !pt_parse_sub_scope(s->scope, &s->scope_kind, &sid)) {
+        if (s->scope && !pt_conf_entities_parse_sub_scope(s->scope, &s->scope_kind, &sid)) {
             pt_node_error(cx->errs, pt_node_get(s->node, "scope"),
                           "scope '%s' must be /products/ID, /apis/ID or /apis", s->scope);
             ok = false;
@@ -758,7 +758,7 @@ bool pt_conf_entities_read_subs(struct pt_cfctx *cx, struct pt_node *n, void *fi
             int64_t t;
             if (!dates[k] || !*dates[k])
                 continue;
-            if (!pt_parse_iso8601(dates[k], &t)) {
+            if (!pt_conf_entities_parse_iso8601(dates[k], &t)) {
                 pt_node_error(cx->errs, pt_node_get(s->node, dnames[k]),
                               "%s '%s' is not an ISO 8601 date or time (2027-01-31, 2027-01-31T12:00:00Z)",
                               dnames[k], dates[k]);
@@ -865,7 +865,7 @@ const struct pt_cfkey pt_conf_entities_vs_keys[] = {
      .doc = "The version set's name for people."},
     {"description", PT_CT_STR, offsetof(struct pt_versionset_cf, description), 0, .doc = "Free text."},
     {"versioningScheme", PT_CT_ENUM, offsetof(struct pt_versionset_cf, scheme), PT_CF_REQUIRED,
-     .enums = pt_versioning_schemes,
+     .enums = pt_conf_entities_versioning_schemes,
      .doc = "Where a request names the version: a path segment, a query parameter or a header (see "
             "[Versions](#versions))."},
     {"versionQueryName", PT_CT_STR, offsetof(struct pt_versionset_cf, query_name), 0, .def = "`api-version`",

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-const struct pt_kind pt_kinds[] = {
+const struct pt_kind pt_model_kinds[] = {
     {"api", "apis", "apis"},
     {"product", "products", "products"},
     {"group", "groups", "groups"},
@@ -31,8 +31,8 @@ const struct pt_kind pt_kinds[] = {
 /* Keys of the file that are entities, not settings. */
 static bool is_entity_key(const char *k)
 {
-    for (int i = 0; pt_kinds[i].kind; i++)
-        if (!strcmp(k, pt_kinds[i].list))
+    for (int i = 0; pt_model_kinds[i].kind; i++)
+        if (!strcmp(k, pt_model_kinds[i].list))
             return true;
     return !strcmp(k, "policies");
 }
@@ -59,19 +59,19 @@ static bool looks_real(const char *s)
     return *end == '\0' && strpbrk(s, ".eE");
 }
 
-json_t *pt_node_to_json(const struct pt_node *n)
+json_t *pt_model_node_to_json(const struct pt_node *n)
 {
     switch (n->kind) {
     case PT_N_MAP: {
         json_t *o = json_object();
         for (int i = 0; i < n->n; i++)
-            json_object_set_new(o, pt_node_key(n, i)->str, pt_node_to_json(pt_node_val(n, i)));
+            json_object_set_new(o, pt_node_key(n, i)->str, pt_model_node_to_json(pt_node_val(n, i)));
         return o;
     }
     case PT_N_SEQ: {
         json_t *a = json_array();
         for (int i = 0; i < n->n; i++)
-            json_array_append_new(a, pt_node_to_json(n->items[i]));
+            json_array_append_new(a, pt_model_node_to_json(n->items[i]));
         return a;
     }
     default:
@@ -91,7 +91,8 @@ json_t *pt_node_to_json(const struct pt_node *n)
     }
 }
 
-struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent, int index)
+struct pt_node *pt_model_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent,
+                                        int index)
 {
     struct pt_node *n = pt_pool_calloc(pool, sizeof(*n));
     n->parent = parent;
@@ -113,7 +114,7 @@ struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct 
             kn->parent = n;
             kn->index = n->n;
             n->items[2 * n->n] = kn;
-            n->items[2 * n->n + 1] = pt_node_from_json(pool, v, n, n->n);
+            n->items[2 * n->n + 1] = pt_model_node_from_json(pool, v, n, n->n);
             n->n++;
         }
         return n;
@@ -123,7 +124,7 @@ struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct 
         size_t cnt = json_array_size(j);
         n->items = pt_pool_calloc(pool, sizeof(*n->items) * (cnt ? cnt : 1));
         for (size_t i = 0; i < cnt; i++)
-            n->items[n->n++] = pt_node_from_json(pool, json_array_get(j, i), n, (int)i);
+            n->items[n->n++] = pt_model_node_from_json(pool, json_array_get(j, i), n, (int)i);
         return n;
     }
     case JSON_STRING:
@@ -320,7 +321,7 @@ static bool put_policy(struct pt_store *st, const char *id, struct pt_node *poli
 {
     if (!policies)
         return true;
-    json_t *j = pt_node_to_json(policies);
+    json_t *j = pt_model_node_to_json(policies);
     bool ok = pt_store_put(st, "policy", "", id, "", j, source, NULL);
     json_decref(j);
     return ok;
@@ -356,7 +357,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     static const char *const user_x[] = {"groups", NULL};
     static const char *const none[] = {NULL};
     if (!pt_store_begin(st)) {
-        pt_errors_add(errs, "store: %s", pt_store_error(st));
+        pt_node_errors_add(errs, "store: %s", pt_store_error(st));
         return false;
     }
     if (file)
@@ -368,13 +369,13 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
-        json_t *j = without(pt_node_to_json(a->node), api_x);
+        json_t *j = without(pt_model_node_to_json(a->node), api_x);
         ok &= pt_store_put(st, "api", "", a->id, a->workspace, j, source, NULL);
         json_decref(j);
         ok &= put_policy(st, pt_pool_printf(f->pool, "api:%s", a->id), a->policies, source);
         for (int k = 0; ok && k < a->nops; k++) {
             const struct pt_operation_cf *op = &a->ops[k];
-            json_t *oj = without(pt_node_to_json(op->node), op_x);
+            json_t *oj = without(pt_model_node_to_json(op->node), op_x);
             ok &= pt_store_put(st, "operation", a->id, op->id, a->workspace, oj, source, NULL);
             json_decref(oj);
             ok &= put_policy(st, pt_pool_printf(f->pool, "op:%s/%s", a->id, op->id), op->policies, source);
@@ -386,7 +387,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
-        json_t *j = without(pt_node_to_json(p->node), product_x);
+        json_t *j = without(pt_model_node_to_json(p->node), product_x);
         ok &= pt_store_put(st, "product", "", p->id, p->workspace, j, source, NULL);
         json_decref(j);
         for (int k = 0; ok && k < p->apis.n; k++)
@@ -396,7 +397,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         ok &= put_policy(st, pt_pool_printf(f->pool, "product:%s", p->id), p->policies, source);
     }
     for (int i = 0; ok && i < f->ngroups; i++) {
-        json_t *j = pt_node_to_json(f->groups[i].node);
+        json_t *j = pt_model_node_to_json(f->groups[i].node);
         ok &= pt_store_put(st, "group", "", f->groups[i].id, f->groups[i].workspace, j, source, NULL);
         json_decref(j);
     }
@@ -406,7 +407,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
-        json_t *j = without(pt_node_to_json(u->node), user_x);
+        json_t *j = without(pt_model_node_to_json(u->node), user_x);
         ok &= pt_store_put(st, "user", "", u->id, "", j, source, NULL);
         json_decref(j);
         for (int k = 0; ok && k < u->groups.n; k++)
@@ -418,7 +419,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
-        json_t *j = pt_node_to_json(s->node);
+        json_t *j = pt_model_node_to_json(s->node);
         /* keys the file does not give: kept from before, else made once */
         json_t *old = NULL;
         pt_store_get(st, "subscription", "", s->id, &old, NULL);
@@ -434,7 +435,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         if (!json_object_get(j, "createdDate")) {
             const char *prev = old ? str_of(old, "createdDate", NULL) : NULL;
             char ts[48];
-            pt_format_time(ts, pt_wall_ms());
+            pt_log_format_time(ts, pt_clock_wall_ms());
             json_object_set_new(j, "createdDate", json_string(prev ? prev : ts));
         }
         json_decref(old);
@@ -443,7 +444,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     }
     for (int i = 0; ok && f->named_values && i < f->named_values->n; i++) {
         struct pt_node *nv = f->named_values->items[i];
-        json_t *j = pt_node_to_json(nv);
+        json_t *j = pt_model_node_to_json(nv);
         if (json_is_true(json_object_get(j, "secret"))) {
             const char *plain = str_of(j, "value", "");
             char *sealed = pt_model_seal(secret_key, plain);
@@ -468,25 +469,25 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     } plain[] = {{f->fragments, "policyFragment"}};
     for (size_t t = 0; t < PT_ARRAY_LEN(plain); t++)
         for (int i = 0; ok && plain[t].list && i < plain[t].list->n; i++) {
-            json_t *j = pt_node_to_json(plain[t].list->items[i]);
+            json_t *j = pt_model_node_to_json(plain[t].list->items[i]);
             ok &= pt_store_put(st, plain[t].kind, "", str_of(j, "id", ""), str_of(j, "workspace", ""), j,
                                source, NULL);
             json_decref(j);
         }
     for (int i = 0; ok && i < f->nbackends; i++) {
-        json_t *j = pt_node_to_json(f->backends[i].node);
+        json_t *j = pt_model_node_to_json(f->backends[i].node);
         ok &= pt_store_put(st, "backend", "", f->backends[i].id, f->backends[i].workspace, j, source, NULL);
         json_decref(j);
     }
     for (int i = 0; ok && i < f->nworkspaces; i++) {
         const struct pt_workspace_cf *w = &f->workspaces[i];
-        json_t *j = without(pt_node_to_json(w->node), op_x);
+        json_t *j = without(pt_model_node_to_json(w->node), op_x);
         ok &= pt_store_put(st, "workspace", "", w->id, "", j, source, NULL);
         json_decref(j);
         ok &= put_policy(st, pt_pool_printf(f->pool, "workspace:%s", w->id), w->policies, source);
     }
     for (int i = 0; ok && i < f->nversion_sets; i++) {
-        json_t *j = pt_node_to_json(f->version_sets[i].node);
+        json_t *j = pt_model_node_to_json(f->version_sets[i].node);
         ok &= pt_store_put(st, "apiVersionSet", "", f->version_sets[i].id,
                            f->version_sets[i].workspace ? f->version_sets[i].workspace : "", j, source, NULL);
         json_decref(j);
@@ -497,12 +498,12 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         ok = false;
     if (!ok) {
         if (errs->n == 0 || strlen(pt_store_error(st)))
-            pt_errors_add(errs, "store: %s", pt_store_error(st));
+            pt_node_errors_add(errs, "store: %s", pt_store_error(st));
         pt_store_rollback(st);
         return false;
     }
     if (!pt_store_commit(st)) {
-        pt_errors_add(errs, "store: commit failed: %s", pt_store_error(st));
+        pt_node_errors_add(errs, "store: commit failed: %s", pt_store_error(st));
         return false;
     }
     return true;
@@ -595,9 +596,9 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
     } else if (!strcmp(e->kind, "namedValue") && json_is_string(json_object_get(o, "sealed"))) {
         char *plain = pt_model_unseal(m->secret_key, json_string_value(json_object_get(o, "sealed")));
         if (!plain) {
-            pt_errors_add(m->errs,
-                          "namedValues.%s: the secret value cannot be decrypted (wrong or missing secretKey)",
-                          e->id);
+            pt_node_errors_add(
+                m->errs, "namedValues.%s: the secret value cannot be decrypted (wrong or missing secretKey)",
+                e->id);
             m->ok = false;
         } else {
             json_object_set_new(o, "value", json_string(plain));
@@ -678,14 +679,14 @@ json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const cha
 {
     json_t *root = json_object();
     int before = errs->n;
-    for (int i = 0; pt_kinds[i].kind; i++) {
+    for (int i = 0; pt_model_kinds[i].kind; i++) {
         json_t *list = json_array();
         struct mat m = {st, list, secret_key, errs, true, only};
-        pt_store_each(st, pt_kinds[i].kind, "", mat_entity, &m);
-        if (!strcmp(pt_kinds[i].kind, "user"))
+        pt_store_each(st, pt_model_kinds[i].kind, "", mat_entity, &m);
+        if (!strcmp(pt_model_kinds[i].kind, "user"))
             pt_store_links(st, "group-user", NULL, user_groups, list);
         if (json_array_size(list))
-            json_object_set_new(root, pt_kinds[i].list, list);
+            json_object_set_new(root, pt_model_kinds[i].list, list);
         else
             json_decref(list);
     }
@@ -705,7 +706,7 @@ json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const cha
 struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                                struct pt_errors *errs)
 {
-    json_t *root = pt_node_to_json(file->root);
+    json_t *root = pt_model_node_to_json(file->root);
     const char *k;
     json_t *v;
     void *tmp;
@@ -722,7 +723,7 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
     json_object_update(root, ents);
     json_decref(ents);
     struct pt_pool *pool = pt_pool_new(64 * 1024);
-    struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
+    struct pt_node *tree = pt_model_node_from_json(pool, root, NULL, 0);
     json_decref(root);
     overlay(tree, file->root, pt_pool_strdup(pool, file->root->file ? file->root->file : file->file));
     struct pt_conf *cf = pt_conf_from_tree(pool, file->file, tree, errs);
@@ -735,7 +736,7 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
                                    const struct pt_node *positions, const char *name, struct pt_errors *errs)
 {
     if (!json_is_object(doc)) {
-        pt_errors_add(errs, "%s: expected an object of entity lists", positions ? name : "(document)");
+        pt_node_errors_add(errs, "%s: expected an object of entity lists", positions ? name : "(document)");
         return NULL;
     }
     int before = errs->n;
@@ -752,12 +753,12 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
                 pt_node_error(errs, where, "'%s' is a setting of the configuration file, not an entity list",
                               k);
             else
-                pt_errors_add(errs, "%s: a setting of the configuration file, not an entity list", k);
+                pt_node_errors_add(errs, "%s: a setting of the configuration file, not an entity list", k);
         }
     }
     if (errs->n > before)
         return NULL;
-    json_t *root = pt_node_to_json(file->root);
+    json_t *root = pt_model_node_to_json(file->root);
     void *tmp;
     json_object_foreach_safe(root, tmp, k, v)
     {
@@ -766,7 +767,7 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
     }
     json_object_update(root, (json_t *)doc);
     struct pt_pool *pool = pt_pool_new(16 * 1024);
-    struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
+    struct pt_node *tree = pt_model_node_from_json(pool, root, NULL, 0);
     json_decref(root);
     if (positions)
         overlay(tree, positions, pt_pool_strdup(pool, name));

@@ -13,7 +13,7 @@
 #define MAX_DEPTH 64
 #define MAX_FILE (64u << 20)
 
-void pt_errors_add(struct pt_errors *e, const char *fmt, ...)
+void pt_node_errors_add(struct pt_errors *e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -36,7 +36,7 @@ void pt_errors_add(struct pt_errors *e, const char *fmt, ...)
     e->msgs[e->n++] = m;
 }
 
-void pt_errors_clear(struct pt_errors *e)
+void pt_node_errors_clear(struct pt_errors *e)
 {
     for (int i = 0; i < e->n; i++)
         free(e->msgs[i]);
@@ -89,7 +89,7 @@ void pt_node_error(struct pt_errors *e, const struct pt_node *node, const char *
     if (vasprintf(&m, fmt, ap) < 0)
         m = NULL;
     va_end(ap);
-    pt_errors_add(e, "%s: %s", where, m ? m : "(out of memory)");
+    pt_node_errors_add(e, "%s: %s", where, m ? m : "(out of memory)");
     free(m);
 }
 
@@ -154,8 +154,8 @@ struct builder {
 static void fail_at(struct builder *b, yaml_mark_t m, const char *what)
 {
     if (!b->failed)
-        pt_errors_add(b->errs, "%s:%lu:%lu: %s", b->file, (unsigned long)m.line + 1,
-                      (unsigned long)m.column + 1, what);
+        pt_node_errors_add(b->errs, "%s:%lu:%lu: %s", b->file, (unsigned long)m.line + 1,
+                           (unsigned long)m.column + 1, what);
     b->failed = true;
 }
 
@@ -365,7 +365,7 @@ struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const
     yaml_parser_t parser;
     const char *fname = pt_pool_strdup(pool, file);
     if (!yaml_parser_initialize(&parser)) {
-        pt_errors_add(errs, "%s: out of memory", file);
+        pt_node_errors_add(errs, "%s: out of memory", file);
         return NULL;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
@@ -375,10 +375,10 @@ struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const
     while (!done && !b.failed) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
-            pt_errors_add(errs, "%s:%lu:%lu: %s%s%s", file, (unsigned long)parser.problem_mark.line + 1,
-                          (unsigned long)parser.problem_mark.column + 1,
-                          parser.problem ? parser.problem : "YAML syntax error", parser.context ? " " : "",
-                          parser.context ? parser.context : "");
+            pt_node_errors_add(errs, "%s:%lu:%lu: %s%s%s", file, (unsigned long)parser.problem_mark.line + 1,
+                               (unsigned long)parser.problem_mark.column + 1,
+                               parser.problem ? parser.problem : "YAML syntax error",
+                               parser.context ? " " : "", parser.context ? parser.context : "");
             b.failed = true;
             break;
         }
@@ -412,7 +412,7 @@ struct pt_node *pt_node_load_file(struct pt_pool *pool, const char *path, struct
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        pt_errors_add(errs, "%s:1:1: cannot open: %s", path, strerror(errno));
+        pt_node_errors_add(errs, "%s:1:1: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 65536, len = 0;
@@ -424,7 +424,7 @@ struct pt_node *pt_node_load_file(struct pt_pool *pool, const char *path, struct
             break;
         if (len == cap) {
             if (cap >= MAX_FILE) {
-                pt_errors_add(errs, "%s:1:1: file larger than %u MiB", path, MAX_FILE >> 20);
+                pt_node_errors_add(errs, "%s:1:1: file larger than %u MiB", path, MAX_FILE >> 20);
                 free(buf);
                 fclose(f);
                 return NULL;
@@ -443,7 +443,7 @@ struct pt_node *pt_node_load_file(struct pt_pool *pool, const char *path, struct
     fclose(f);
     if (!buf || rerr) {
         free(buf);
-        pt_errors_add(errs, "%s:1:1: cannot read file", path);
+        pt_node_errors_add(errs, "%s:1:1: cannot read file", path);
         return NULL;
     }
     struct pt_node *root = pt_node_parse_yaml(pool, path, buf, len, errs);

@@ -34,8 +34,8 @@ struct pt_errors {
     int n, cap;
 };
 
-void pt_errors_add(struct pt_errors *e, const char *fmt, ...) PT_PRINTF(2, 3);
-void pt_errors_clear(struct pt_errors *e);
+void pt_node_errors_add(struct pt_errors *e, const char *fmt, ...) PT_PRINTF(2, 3);
+void pt_node_errors_clear(struct pt_errors *e);
 /* Adds "LOCATION: message" for node (file:line:col, or the node's path). */
 void pt_node_error(struct pt_errors *e, const struct pt_node *node, const char *fmt, ...) PT_PRINTF(3, 4);
 /* Writes the location of node into buf ("file:3:7" or "apis[0].path"). */

@@ -1,6 +1,6 @@
 /*
  * pt_schema -- the schema engine of the configuration file: the value readers
- * (strings, booleans, integers, sizes, durations, paths), pt_cf_map() that
+ * (strings, booleans, integers, sizes, durations, paths), pt_schema_map() that
  * validates a map against its key table, and the printer of the key
  * reference.  The tables themselves, and what the keys mean, are pt_conf's.
  */
@@ -24,7 +24,7 @@ static bool want_scalar(struct pt_cfctx *cx, struct pt_node *n, const char *what
     return true;
 }
 
-bool pt_cf_str(struct pt_cfctx *cx, struct pt_node *n, char **out, bool empty_ok)
+bool pt_schema_str(struct pt_cfctx *cx, struct pt_node *n, char **out, bool empty_ok)
 {
     if (n->kind == PT_N_SCALAR && n->null && empty_ok && n->len == 0) {
         *out = "";
@@ -44,7 +44,7 @@ bool pt_cf_str(struct pt_cfctx *cx, struct pt_node *n, char **out, bool empty_ok
     return true;
 }
 
-bool pt_cf_bool(struct pt_cfctx *cx, struct pt_node *n, bool *out)
+bool pt_schema_bool(struct pt_cfctx *cx, struct pt_node *n, bool *out)
 {
     if (!want_scalar(cx, n, "true or false"))
         return false;
@@ -62,7 +62,7 @@ bool pt_cf_bool(struct pt_cfctx *cx, struct pt_node *n, bool *out)
     return false;
 }
 
-bool pt_cf_int(struct pt_cfctx *cx, struct pt_node *n, int64_t min, int64_t max, int64_t *out)
+bool pt_schema_int(struct pt_cfctx *cx, struct pt_node *n, int64_t min, int64_t max, int64_t *out)
 {
     if (!want_scalar(cx, n, "an integer"))
         return false;
@@ -82,7 +82,7 @@ bool pt_cf_int(struct pt_cfctx *cx, struct pt_node *n, int64_t min, int64_t max,
     return true;
 }
 
-bool pt_parse_duration_ms(const char *s, uint64_t *ms)
+bool pt_schema_parse_duration_ms(const char *s, uint64_t *ms)
 {
     uint64_t total = 0;
     const char *p = s;
@@ -126,7 +126,7 @@ bool pt_parse_duration_ms(const char *s, uint64_t *ms)
     return true;
 }
 
-bool pt_parse_size(const char *s, uint64_t *bytes)
+bool pt_schema_parse_size(const char *s, uint64_t *bytes)
 {
     char *end;
     if (!isdigit((unsigned char)*s))
@@ -162,23 +162,23 @@ bool pt_parse_size(const char *s, uint64_t *bytes)
     return true;
 }
 
-bool pt_cf_size(struct pt_cfctx *cx, struct pt_node *n, uint64_t *out)
+bool pt_schema_size(struct pt_cfctx *cx, struct pt_node *n, uint64_t *out)
 {
     if (!want_scalar(cx, n, "a size"))
         return false;
-    if (!pt_parse_size(n->str, out)) {
+    if (!pt_schema_parse_size(n->str, out)) {
         pt_node_error(cx->errs, n, "expected a size such as 8192, 16k, 1m or 1g, found '%s'", n->str);
         return false;
     }
     return true;
 }
 
-bool pt_cf_ms(struct pt_cfctx *cx, struct pt_node *n, uint32_t *out)
+bool pt_schema_ms(struct pt_cfctx *cx, struct pt_node *n, uint32_t *out)
 {
     uint64_t ms;
     if (!want_scalar(cx, n, "a duration"))
         return false;
-    if (!pt_parse_duration_ms(n->str, &ms) || ms > 30ULL * 86400000) {
+    if (!pt_schema_parse_duration_ms(n->str, &ms) || ms > 30ULL * 86400000) {
         pt_node_error(
             cx->errs, n,
             "expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most 30d), found '%s'",
@@ -189,7 +189,7 @@ bool pt_cf_ms(struct pt_cfctx *cx, struct pt_node *n, uint32_t *out)
     return true;
 }
 
-char *pt_cf_path(struct pt_cfctx *cx, const char *path)
+char *pt_schema_path(struct pt_cfctx *cx, const char *path)
 {
     if (path[0] == '/' || !cx->dir || !cx->dir[0] || !strcmp(cx->dir, "."))
         return pt_pool_strdup(cx->pool, path);
@@ -216,18 +216,18 @@ static bool set_value(struct pt_cfctx *cx, struct pt_node *v, const struct pt_cf
     switch (key->type) {
     case PT_CT_STR: {
         char *s;
-        if (!pt_cf_str(cx, v, &s, key->flags & PT_CF_EMPTY_OK))
+        if (!pt_schema_str(cx, v, &s, key->flags & PT_CF_EMPTY_OK))
             return false;
-        *(char **)field = (key->flags & PT_CF_PATH) ? pt_cf_path(cx, s) : s;
+        *(char **)field = (key->flags & PT_CF_PATH) ? pt_schema_path(cx, s) : s;
         return true;
     }
     case PT_CT_BOOL:
-        return pt_cf_bool(cx, v, (bool *)field);
+        return pt_schema_bool(cx, v, (bool *)field);
     case PT_CT_INT:
-        return pt_cf_int(cx, v, key->min, key->max, (int64_t *)field);
+        return pt_schema_int(cx, v, key->min, key->max, (int64_t *)field);
     case PT_CT_SIZE: {
         uint64_t b;
-        if (!pt_cf_size(cx, v, &b))
+        if (!pt_schema_size(cx, v, &b))
             return false;
         if ((key->min && b < (uint64_t)key->min) || (key->max && b > (uint64_t)key->max)) {
             if (key->max)
@@ -242,7 +242,7 @@ static bool set_value(struct pt_cfctx *cx, struct pt_node *v, const struct pt_cf
     }
     case PT_CT_MS: {
         uint32_t ms;
-        if (!pt_cf_ms(cx, v, &ms))
+        if (!pt_schema_ms(cx, v, &ms))
             return false;
         if ((key->min && ms < key->min) || (key->max && ms > key->max)) {
             if (key->max)
@@ -271,14 +271,14 @@ static bool set_value(struct pt_cfctx *cx, struct pt_node *v, const struct pt_cf
         return false;
     }
     case PT_CT_MAP:
-        return pt_cf_map(cx, v, key->sub, base);
+        return pt_schema_map(cx, v, key->sub, base);
     case PT_CT_CUSTOM:
         return key->fn(cx, v, field);
     }
     return false;
 }
 
-bool pt_cf_map(struct pt_cfctx *cx, struct pt_node *node, const struct pt_cfkey *keys, void *base)
+bool pt_schema_map(struct pt_cfctx *cx, struct pt_node *node, const struct pt_cfkey *keys, void *base)
 {
     if (node->kind != PT_N_MAP) {
         pt_node_error(cx->errs, node, "expected a map, found %s", pt_node_kind_name(node));
@@ -461,10 +461,11 @@ static bool same_value(const struct pt_cfkey *k, const char *lit, const char *co
     uint64_t a, b;
     switch (k->type) {
     case PT_CT_SIZE:
-        return pt_parse_size(lit, &a) && (*code ? pt_parse_size(code, &b) : (b = 0, true)) && a == b;
-    case PT_CT_MS:
-        return pt_parse_duration_ms(lit, &a) && (*code ? pt_parse_duration_ms(code, &b) : (b = 0, true)) &&
+        return pt_schema_parse_size(lit, &a) && (*code ? pt_schema_parse_size(code, &b) : (b = 0, true)) &&
                a == b;
+    case PT_CT_MS:
+        return pt_schema_parse_duration_ms(lit, &a) &&
+               (*code ? pt_schema_parse_duration_ms(code, &b) : (b = 0, true)) && a == b;
     case PT_CT_INT:
         return strtoll(lit, NULL, 10) == strtoll(code, NULL, 10) &&
                (isdigit((unsigned char)lit[0]) || lit[0] == '-');

@@ -3,7 +3,7 @@
  *
  * A map the file may contain is described by a key table (struct pt_cfkey):
  * each key's name, type, bounds, where its value goes, and its documentation.
- * pt_cf_map() walks a parsed map (pt_node) with its table, reports unknown
+ * pt_schema_map() walks a parsed map (pt_node) with its table, reports unknown
  * keys, wrong types, bad values and missing required keys as
  * "file:line:column: message", and stores values by offset.  The same tables
  * print the configuration key reference (pt_schema_reference).
@@ -60,18 +60,18 @@ struct pt_cfctx {
 };
 
 /* Validates map `node` against keys (NULL-name terminated) into base. */
-bool pt_cf_map(struct pt_cfctx *cx, struct pt_node *node, const struct pt_cfkey *keys, void *base);
+bool pt_schema_map(struct pt_cfctx *cx, struct pt_node *node, const struct pt_cfkey *keys, void *base);
 /* Single-value readers; each reports its own error and returns false. */
-bool pt_cf_str(struct pt_cfctx *cx, struct pt_node *n, char **out, bool empty_ok);
-bool pt_cf_bool(struct pt_cfctx *cx, struct pt_node *n, bool *out);
-bool pt_cf_int(struct pt_cfctx *cx, struct pt_node *n, int64_t min, int64_t max, int64_t *out);
-bool pt_cf_size(struct pt_cfctx *cx, struct pt_node *n, uint64_t *out);
-bool pt_cf_ms(struct pt_cfctx *cx, struct pt_node *n, uint32_t *out);
+bool pt_schema_str(struct pt_cfctx *cx, struct pt_node *n, char **out, bool empty_ok);
+bool pt_schema_bool(struct pt_cfctx *cx, struct pt_node *n, bool *out);
+bool pt_schema_int(struct pt_cfctx *cx, struct pt_node *n, int64_t min, int64_t max, int64_t *out);
+bool pt_schema_size(struct pt_cfctx *cx, struct pt_node *n, uint64_t *out);
+bool pt_schema_ms(struct pt_cfctx *cx, struct pt_node *n, uint32_t *out);
 /* Parses "10s"-style durations and "16k"-style sizes; false on bad syntax. */
-bool pt_parse_duration_ms(const char *s, uint64_t *ms);
-bool pt_parse_size(const char *s, uint64_t *bytes);
+bool pt_schema_parse_duration_ms(const char *s, uint64_t *ms);
+bool pt_schema_parse_size(const char *s, uint64_t *bytes);
 /* Resolves path against dir unless absolute; result in pool. */
-char *pt_cf_path(struct pt_cfctx *cx, const char *path);
+char *pt_schema_path(struct pt_cfctx *cx, const char *path);
 
 /*
  * Prints the Markdown reference of keys and of their sub-tables, recursively:

@@ -497,7 +497,7 @@ bool pt_store_links(struct pt_store *s, const char *kind, const char *a, pt_stor
 void pt_store_mark(struct pt_store *s, const char *source)
 {
     (void)source;
-    s->mark = (int64_t)pt_wall_ms();
+    s->mark = (int64_t)pt_clock_wall_ms();
 }
 
 void pt_store_touch(struct pt_store *s, const char *kind, const char *parent, const char *id)

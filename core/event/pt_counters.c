@@ -68,7 +68,7 @@ void pt_counters_free(void)
 
 static int64_t mono_ms(void)
 {
-    return (int64_t)pt_now_ms();
+    return (int64_t)pt_clock_now_ms();
 }
 
 /* Moves a sliding entry's ring to `slot` (an absolute slot number), zeroing
@@ -190,7 +190,7 @@ static struct shard *shard_of(uint64_t h)
     return &shards[h % NSHARDS];
 }
 
-int pt_counter(struct pt_counter_op *op)
+int pt_counters_apply(struct pt_counter_op *op)
 {
     PT_DCHECK(op->key.data && op->key.len && op->kind >= PT_COUNTER_SLIDING && op->kind <= PT_COUNTER_GAUGE);
     uint64_t h = pt_hash(op->key.data, op->key.len, false);
@@ -258,7 +258,7 @@ int pt_counter(struct pt_counter_op *op)
         break;
     }
     case PT_COUNTER_FIXED: {
-        int64_t wall = (int64_t)pt_wall_ms();
+        int64_t wall = (int64_t)pt_clock_wall_ms();
         int64_t since = wall - op->origin_ms;
         int64_t period = since >= 0 ? since / e->window : -1;
         if (period != e->period) {

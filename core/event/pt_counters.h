@@ -39,7 +39,7 @@ void pt_counters_free(void);
 /* Runs one operation (see struct pt_counter_op in plugin.h); 1 when the
    addition was made (or nothing was to be added), 0 when refused by the
    limit. */
-int pt_counter(struct pt_counter_op *op);
+int pt_counters_apply(struct pt_counter_op *op);
 
 /* Fixed-window counters marked persistent, for the store: calls fn for
    each one changed since the last call (key, period index, value). */

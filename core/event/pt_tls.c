@@ -239,7 +239,7 @@ SSL_CTX *pt_tls_client_ctx(const char *ca_file, bool verify, const struct pt_tls
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
-        pt_errors_add(errs, "cannot create a TLS client context: %s", ssl_errstr());
+        pt_node_errors_add(errs, "cannot create a TLS client context: %s", ssl_errstr());
         return NULL;
     }
     if (!pt_tls_apply_opts(ctx, opts, errs)) {
@@ -249,12 +249,12 @@ SSL_CTX *pt_tls_client_ctx(const char *ca_file, bool verify, const struct pt_tls
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (ca_file) {
         if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-            pt_errors_add(errs, "cannot load CA file '%s': %s", ca_file, ssl_errstr());
+            pt_node_errors_add(errs, "cannot load CA file '%s': %s", ca_file, ssl_errstr());
             SSL_CTX_free(ctx);
             return NULL;
         }
     } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        pt_errors_add(errs, "cannot load the system CA store: %s", ssl_errstr());
+        pt_node_errors_add(errs, "cannot load the system CA store: %s", ssl_errstr());
         SSL_CTX_free(ctx);
         return NULL;
     }

@@ -139,12 +139,12 @@ int pt_fetch_parse(struct pt_fetch_parser *p, struct evbuffer *in, bool eof, cha
     case PT_BODY_CHUNKED:
         for (;;) {
             struct pt_http_err e = {502, NULL};
-            ssize_t r = pt_chunked_next(&p->ch, in, &e);
+            ssize_t r = pt_http_chunked_next(&p->ch, in, &e);
             if (r > 0) {
                 int t = take_body(p, in, (size_t)r, err, errlen);
                 if (t < 0)
                     return t;
-                pt_chunked_took(&p->ch, (size_t)r);
+                pt_http_chunked_took(&p->ch, (size_t)r);
             } else if (r == PT_CHUNKED_DONE)
                 return 1;
             else if (r == PT_CHUNKED_MORE) {
@@ -189,14 +189,14 @@ static void tls_init(void)
 {
     struct pt_errors errs = {0};
     tls_ctx = pt_tls_client_ctx(NULL, true, NULL, &errs);
-    pt_errors_clear(&errs);
+    pt_node_errors_clear(&errs);
 }
 
 /* Waits until fd is ready for `events`; 0, or a negative PT_FETCH_* code. */
 static int wait_fd(struct fetch *f, short events, const char *doing)
 {
     for (;;) {
-        uint64_t now = pt_now_us() / 1000;
+        uint64_t now = pt_clock_now_us() / 1000;
         if (now >= f->deadline_ms) {
             seterr(f->err, f->errlen, "timed out while %s", doing);
             return PT_FETCH_TIMEOUT;
@@ -377,7 +377,7 @@ static int recv_some(struct fetch *f, char *buf, size_t cap)
 static int await_continue(struct fetch *f, struct pt_fetch_parser *p, struct evbuffer *in, bool *final,
                           bool *complete)
 {
-    uint64_t deadline = f->deadline_ms, soon = pt_now_us() / 1000 + 1000;
+    uint64_t deadline = f->deadline_ms, soon = pt_clock_now_us() / 1000 + 1000;
     if (soon < deadline)
         f->deadline_ms = soon;
     int rc = 0;
@@ -450,8 +450,10 @@ int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch
     if (!o)
         o = &def;
     struct fetch f = {
-        -1,  NULL,   o->cancel_fd, pt_now_us() / 1000 + (o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS),
-        err, errlen, false,        false};
+        -1,           NULL,
+        o->cancel_fd, pt_clock_now_us() / 1000 + (o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS),
+        err,          errlen,
+        false,        false};
     struct pt_pool *pool = pt_pool_new(4096);
     struct pt_url u;
     const char *target = NULL;
@@ -470,7 +472,7 @@ int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch
             ctx = own_ctx = pt_tls_client_ctx(o->ca_file, true, NULL, &errs);
             if (!ctx)
                 seterr(err, errlen, "%s", errs.n ? errs.msgs[0] : "cannot set up TLS");
-            pt_errors_clear(&errs);
+            pt_node_errors_clear(&errs);
         } else {
             pthread_once(&tls_once, tls_init);
             ctx = tls_ctx;

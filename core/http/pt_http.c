@@ -622,7 +622,7 @@ bool pt_http_parse_request(struct pt_head *h, char *buf, size_t len, struct pt_p
         while (e < t.len && t.data[e] != '/' && t.data[e] != '?')
             e++;
         authority = (pt_str){t.data + s, e - s};
-        if (!pt_host_valid(authority)) {
+        if (!pt_url_host_valid(authority)) {
             err->status = 400;
             err->msg = "invalid authority in the request target";
             return false;
@@ -671,7 +671,7 @@ bool pt_http_parse_request(struct pt_head *h, char *buf, size_t len, struct pt_p
         err->msg = "missing Host";
         return false;
     }
-    if (h->host_count && !pt_host_valid(h->host)) {
+    if (h->host_count && !pt_url_host_valid(h->host)) {
         err->status = 400;
         err->msg = "invalid Host";
         return false;
@@ -734,7 +734,7 @@ bool pt_http_parse_response(struct pt_head *h, char *buf, size_t len, struct pt_
     return true;
 }
 
-struct pt_hdr *pt_head_get(struct pt_head *h, pt_str name)
+struct pt_hdr *pt_http_head_get(struct pt_head *h, pt_str name)
 {
     for (int i = 0; i < h->nh; i++)
         if (!h->h[i].deleted && pt_str_ieq(h->h[i].name, name))
@@ -742,7 +742,7 @@ struct pt_hdr *pt_head_get(struct pt_head *h, pt_str name)
     return NULL;
 }
 
-struct pt_hdr *pt_head_add(struct pt_head *h, struct pt_pool *pool, pt_str name, pt_str value)
+struct pt_hdr *pt_http_head_add(struct pt_head *h, struct pt_pool *pool, pt_str name, pt_str value)
 {
     h->h = pt_pool_grow(pool, h->h, sizeof(*h->h), &h->caph, h->nh + 1);
     if (!h->h)
@@ -776,7 +776,7 @@ enum {
 #define MAX_CHUNK_EXT 4096
 #define MAX_TRAILERS (32 * 1024)
 
-ssize_t pt_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct pt_http_err *err)
+ssize_t pt_http_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct pt_http_err *err)
 {
     for (;;) {
         if (c->state == CH_DONE)
@@ -910,92 +910,11 @@ ssize_t pt_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct pt_htt
     }
 }
 
-void pt_chunked_took(struct pt_chunked *c, size_t n)
+void pt_http_chunked_took(struct pt_chunked *c, size_t n)
 {
     c->left -= n;
     if (c->left == 0)
         c->state = CH_DATA_CR;
-}
-
-/* ---------------------------------------------------------------- output */
-
-void pt_buf_init(struct pt_buf *b, struct pt_pool *pool, size_t cap)
-{
-    b->pool = pool;
-    b->cap = cap ? cap : 256;
-    b->p = pt_pool_alloc(pool, b->cap);
-    b->n = 0;
-    if (PT_UNLIKELY(!b->p)) /* the pool is out of memory (pt_pool_failed): the buffer stays empty */
-        b->cap = 0;
-}
-
-void pt_buf_add(struct pt_buf *b, const void *data, size_t n)
-{
-    if (n == 0)
-        return; /* data may be NULL for an empty slice */
-    if (PT_UNLIKELY(b->n + n > b->cap)) {
-        size_t ncap = b->cap ? b->cap * 2 : 256;
-        while (ncap < b->n + n)
-            ncap *= 2;
-        char *np = pt_pool_alloc(b->pool, ncap);
-        if (PT_UNLIKELY(!np))
-            return; /* the pool is out of memory (pt_pool_failed): what follows is dropped */
-        if (b->n)
-            memcpy(np, b->p, b->n);
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->n, data, n);
-    b->n += n;
-}
-
-void pt_buf_u64(struct pt_buf *b, uint64_t v)
-{
-    char tmp[24];
-    int i = 24;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    pt_buf_add(b, tmp + i, (size_t)(24 - i));
-}
-
-void pt_buf_hex(struct pt_buf *b, uint64_t v)
-{
-    static const char hx[] = "0123456789abcdef";
-    char tmp[20];
-    int i = 20;
-    do {
-        tmp[--i] = hx[v & 15];
-        v >>= 4;
-    } while (v);
-    pt_buf_add(b, tmp + i, (size_t)(20 - i));
-}
-
-void pt_buf_json(struct pt_buf *b, pt_str s)
-{
-    static const char hx[] = "0123456789abcdef";
-    size_t start = 0;
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.data[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
-            continue;
-        pt_buf_add(b, s.data + start, i - start);
-        start = i + 1;
-        char esc[6] = {'\\', 'u', '0', '0', hx[c >> 4], hx[c & 15]};
-        if (c == '"' || c == '\\') {
-            char e2[2] = {'\\', (char)c};
-            pt_buf_add(b, e2, 2);
-        } else if (c == '\n')
-            pt_buf_lit(b, "\\n");
-        else if (c == '\r')
-            pt_buf_lit(b, "\\r");
-        else if (c == '\t')
-            pt_buf_lit(b, "\\t");
-        else
-            pt_buf_add(b, esc, 6);
-    }
-    pt_buf_add(b, s.data + start, s.len - start);
 }
 
 const char *pt_http_reason(int s)

@@ -20,6 +20,7 @@
 #define PT_HTTP_H
 
 #include "base/pt.h"
+#include "base/pt_buf.h"
 #include "base/pt_pool.h"
 
 struct evbuffer;
@@ -134,9 +135,9 @@ bool pt_http_parse_response(struct pt_head *h, char *buf, size_t len, struct pt_
                             bool head_request, struct pt_http_err *err);
 
 /* First header named `name` (case-insensitive) that is not deleted, or NULL. */
-struct pt_hdr *pt_head_get(struct pt_head *h, pt_str name);
+struct pt_hdr *pt_http_head_get(struct pt_head *h, pt_str name);
 /* Appends a header (slices must outlive the head). */
-struct pt_hdr *pt_head_add(struct pt_head *h, struct pt_pool *pool, pt_str name, pt_str value);
+struct pt_hdr *pt_http_head_add(struct pt_head *h, struct pt_pool *pool, pt_str name, pt_str value);
 
 /* ---- chunked bodies ---- */
 
@@ -156,34 +157,14 @@ struct pt_chunked {
 /*
  * Consumes framing bytes at the front of `in`.  Returns > 0: that many
  * payload bytes are now at the front of `in`, and the caller takes them and
- * calls pt_chunked_took(); PT_CHUNKED_MORE: need more input;
+ * calls pt_http_chunked_took(); PT_CHUNKED_MORE: need more input;
  * PT_CHUNKED_DONE: the last chunk and trailers were read; PT_CHUNKED_ERROR:
  * malformed (err->msg says how).
  */
-ssize_t pt_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct pt_http_err *err);
-void pt_chunked_took(struct pt_chunked *c, size_t n);
+ssize_t pt_http_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct pt_http_err *err);
+void pt_http_chunked_took(struct pt_chunked *c, size_t n);
 
-/* ---- output helpers ---- */
-
-/* A growable byte buffer in a pool. */
-struct pt_buf {
-    char *p;
-    size_t n, cap;
-    struct pt_pool *pool;
-};
-
-void pt_buf_init(struct pt_buf *b, struct pt_pool *pool, size_t cap);
-void pt_buf_add(struct pt_buf *b, const void *data, size_t n);
-static inline void pt_buf_str(struct pt_buf *b, pt_str s)
-{
-    pt_buf_add(b, s.data, s.len);
-}
-/* Appends a string literal (anything else does not compile). */
-#define pt_buf_lit(b, lit) pt_buf_add((b), "" lit, sizeof("" lit) - 1)
-void pt_buf_u64(struct pt_buf *b, uint64_t v);
-void pt_buf_hex(struct pt_buf *b, uint64_t v);
-/* Appends s as the inside of a JSON string (quotes not included). */
-void pt_buf_json(struct pt_buf *b, pt_str s);
+/* pt_buf, the growable output buffer, is in base/pt_buf.h. */
 
 /* "OK", "Not Found", ...; "Unknown" for codes without a standard phrase. */
 const char *pt_http_reason(int status);

@@ -14,20 +14,20 @@ struct pt_msg_hooks pt_msg_hooks;
 
 /* ----------------------------------------------------------------- names */
 
-const char *const pt_section_names[PT_SEC_COUNT] = {"inbound", "backend", "outbound", "on-error"};
+const char *const pt_msg_section_names[PT_SEC_COUNT] = {"inbound", "backend", "outbound", "on-error"};
 
-const struct pt_scope_name pt_scope_names[PT_SCOPE_COUNT] = {
+const struct pt_scope_name pt_msg_scope_names[PT_SCOPE_COUNT] = {
     {"global", "global"}, {"workspace", "workspace"}, {"product", "product"},
     {"api", "API"},       {"operation", "operation"},
 };
 
-const struct pt_scope_name *pt_scope_of(int scope)
+const struct pt_scope_name *pt_msg_scope_of(int scope)
 {
     static const struct pt_scope_name none = {"", ""};
     if (scope <= 0)
         return &none;
     int i = __builtin_ctz((unsigned)scope);
-    return i < PT_SCOPE_COUNT ? &pt_scope_names[i] : &none;
+    return i < PT_SCOPE_COUNT ? &pt_msg_scope_names[i] : &none;
 }
 
 /* -------------------------------------------------------------- responses */
@@ -245,7 +245,7 @@ int pt_msg_header_set(struct pt_req *req, pt_msg m, pt_bytes name, const pt_byte
     pt_str pname = pool_str(req, name);
     if (separate) {
         for (int i = 0; i < n; i++)
-            if (!pt_head_add(h, req->pool, pname, pool_str(req, values[i])))
+            if (!pt_http_head_add(h, req->pool, pname, pool_str(req, values[i])))
                 return -1;
         return 0;
     }
@@ -260,7 +260,7 @@ int pt_msg_header_set(struct pt_req *req, pt_msg m, pt_bytes name, const pt_byte
             pt_buf_lit(&b, ", ");
         pt_buf_add(&b, values[i].data, values[i].len);
     }
-    struct pt_hdr *x = pt_head_add(h, req->pool, pname, (pt_str){b.p, b.n});
+    struct pt_hdr *x = pt_http_head_add(h, req->pool, pname, (pt_str){b.p, b.n});
     return x ? 0 : -1;
 }
 

@@ -224,16 +224,16 @@ enum pt_section_index { PT_SEC_INBOUND, PT_SEC_BACKEND, PT_SEC_OUTBOUND, PT_SEC_
 #define PT_SCOPE_COUNT 5
 
 /* Section names, by PT_SEC_*: "inbound", "backend", "outbound", "on-error". */
-extern const char *const pt_section_names[PT_SEC_COUNT];
+extern const char *const pt_msg_section_names[PT_SEC_COUNT];
 /* Scope names, by bit (PT_SCOPE_GLOBAL = 1 << 0 ...): the name context.LastError.Scope
    reports ("api") and the label configuration messages use ("API"). */
 struct pt_scope_name {
     const char *name;
     const char *label;
 };
-extern const struct pt_scope_name pt_scope_names[PT_SCOPE_COUNT];
+extern const struct pt_scope_name pt_msg_scope_names[PT_SCOPE_COUNT];
 /* The entry for a scope given as its bit; an empty one for 0. */
-const struct pt_scope_name *pt_scope_of(int scope);
+const struct pt_scope_name *pt_msg_scope_of(int scope);
 
 /* ---- what the layers above register ---- */
 

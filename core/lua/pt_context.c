@@ -313,7 +313,7 @@ static int matched_get(lua_State *L)
         if (pt_str_eq(req->m.params[i].name, (pt_str){n, nl})) {
             pt_str raw = req->m.params[i].value;
             char *d = pt_pool_alloc(req->pool, raw.len + 1);
-            ssize_t k = pt_pct_decode(raw, d, false);
+            ssize_t k = pt_url_pct_decode(raw, d, false);
             if (k < 0)
                 push_str(L, raw);
             else
@@ -341,7 +341,7 @@ static int query_get(lua_State *L)
         if (pt_str_eq(k, (pt_str){n, nl})) {
             pt_str raw = eq ? (pt_str){eq + 1, len - k.len - 1} : PT_NULL_STR;
             char *d = pt_pool_alloc(req->pool, raw.len + 1);
-            ssize_t dn = pt_pct_decode(raw, d, true);
+            ssize_t dn = pt_url_pct_decode(raw, d, true);
             if (found)
                 pt_buf_lit(&b, ",");
             if (dn >= 0)
@@ -383,7 +383,7 @@ static void push_method(lua_State *L, lua_CFunction f, int upv)
 static void push_url(lua_State *L, bool original, const char *field, size_t fl)
 {
     struct pt_req *req = cur(L);
-    pt_str host = pt_host_strip_port(req->h.host);
+    pt_str host = pt_url_host_strip_port(req->h.host);
     if (key_is(field, fl, "scheme"))
         lua_pushstring(L, req->peer->tls ? "https" : "http");
     else if (key_is(field, fl, "host"))
@@ -429,7 +429,7 @@ static void push_lasterror(lua_State *L, const char *f, size_t fl)
     else if (key_is(f, fl, "policyId"))
         v = e->policy_id;
     else if (key_is(f, fl, "scope"))
-        v = pt_scope_of(e->scope)->name;
+        v = pt_msg_scope_of(e->scope)->name;
     if (v)
         lua_pushstring(L, v);
     else
@@ -466,7 +466,7 @@ static void push_product(lua_State *L, const struct pt_product *p)
     lua_createtable(L, 0, 9);
     set_str(L, "id", c->id);
     set_str(L, "name", c->display_name);
-    set_str(L, "state", pt_product_states[c->state]);
+    set_str(L, "state", pt_conf_entities_product_states[c->state]);
     set_bool(L, "approvalRequired", c->approval_required);
     set_bool(L, "subscriptionRequired", c->subscription_required);
     if (c->subscriptions_limit) {
@@ -490,9 +490,9 @@ static void push_subscription(lua_State *L, struct pt_req *req, const struct pt_
     set_str(L, "secondaryKey", c->secondary_key);
     set_str(L, "createdDate", c->created_date);
     set_str(L, "scope", c->scope);
-    set_str(L, "state", pt_sub_states[c->state]);
+    set_str(L, "state", pt_conf_entities_sub_states[c->state]);
     const struct pt_api_cf *ac = req->api->cf;
-    struct pt_hdr *hk = pt_head_get(&req->h, pt_str_c(ac->key_header));
+    struct pt_hdr *hk = pt_http_head_get(&req->h, pt_str_c(ac->key_header));
     if (hk) {
         push_str(L, hk->value);
         lua_setfield(L, -2, "key");
@@ -510,7 +510,7 @@ static void push_user(lua_State *L, const struct pt_user *u)
     set_str(L, "firstName", c->first_name);
     set_str(L, "lastName", c->last_name);
     set_str(L, "note", c->note);
-    set_str(L, "state", pt_user_states[c->state]);
+    set_str(L, "state", pt_conf_entities_user_states[c->state]);
     lua_createtable(L, c->groups.n + 1, 0);
     lua_pushstring(L, "developers");
     lua_rawseti(L, -2, 1);
@@ -548,12 +548,12 @@ static int proxy_index(lua_State *L)
         else if (key_is(k, kl, "lastError"))
             req->ex.has_error ? push_proxy(L, K_LASTERROR) : lua_pushnil(L);
         else if (key_is(k, kl, "elapsed"))
-            lua_pushnumber(L, (double)(pt_now_us() - req->t0) / 1000.0);
+            lua_pushnumber(L, (double)(pt_clock_now_us() - req->t0) / 1000.0);
         else if (key_is(k, kl, "requestId"))
             lua_pushlstring(L, req->id, req->idn);
         else if (key_is(k, kl, "timestamp")) {
             char ts[48];
-            pt_format_time(ts, req->wall0);
+            pt_log_format_time(ts, req->wall0);
             lua_pushstring(L, ts);
         } else if (key_is(k, kl, "trace"))
             lua_pushcfunction(L, ctx_trace);

@@ -462,7 +462,7 @@ static int call_limited(struct pt_lua *x, struct pt_req *req, lua_State *co, int
     x->cur = req;
     x->breach = NULL;
     x->need_body = 0;
-    x->deadline = pt_now_ms() + limits_of(x)->timeout;
+    x->deadline = pt_clock_now_ms() + limits_of(x)->timeout;
     int base = lua_gettop(co) - nargs - 1;
     int st = lua_resume(co, nargs);
     x->deadline = 0;
@@ -539,7 +539,7 @@ int pt_lua_eval(struct pt_req *req, int id, struct pt_luaval *out)
     return 0;
 }
 
-int pt_value_eval(struct pt_req *req, const struct pt_value *v, struct pt_luaval *out)
+int pt_lua_value_eval(struct pt_req *req, const struct pt_value *v, struct pt_luaval *out)
 {
     if (!v->expr) {
         out->type = PT_VAR_STRING;
@@ -551,10 +551,10 @@ int pt_value_eval(struct pt_req *req, const struct pt_value *v, struct pt_luaval
     return pt_lua_eval(req, v->expr, out);
 }
 
-bool pt_value_eval_true(struct pt_req *req, const struct pt_value *v, pt_status *st)
+bool pt_lua_value_true(struct pt_req *req, const struct pt_value *v, pt_status *st)
 {
     struct pt_luaval out;
-    int rc = pt_value_eval(req, v, &out);
+    int rc = pt_lua_value_eval(req, v, &out);
     if (rc == PT_AGAIN) {
         *st = PT_AGAIN;
         return false;
@@ -640,7 +640,7 @@ pt_status pt_lua_run_policy(struct pt_req *req, void *instance, int section, voi
     for (int i = 0; i < lp->nattrs; i++) {
         const struct pt_attr_def *a = &lp->attrs[i];
         if (in->vals[i]) {
-            int rc = pt_value_eval(req, in->vals[i], &vals[i]);
+            int rc = pt_lua_value_eval(req, in->vals[i], &vals[i]);
             if (rc != 0)
                 return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
         } else if (a->def)
@@ -655,7 +655,7 @@ pt_status pt_lua_run_policy(struct pt_req *req, void *instance, int section, voi
     lua_State *co = request_thread(x, req);
     if (!push_policy_table(x, req, co, lp->expr_id))
         return PT_ERROR;
-    lua_getfield(co, -1, pt_section_names[section]);
+    lua_getfield(co, -1, pt_msg_section_names[section]);
     lua_remove(co, -2);
     if (!lua_isfunction(co, -1)) {
         lua_settop(co, 0);

@@ -63,10 +63,10 @@ void pt_lua_release(struct pt_req *req);
 int pt_lua_eval(struct pt_req *req, int id, struct pt_luaval *out);
 
 /* Evaluates a compiled value: literals cost nothing. Same returns. */
-int pt_value_eval(struct pt_req *req, const struct pt_value *v, struct pt_luaval *out);
+int pt_lua_value_eval(struct pt_req *req, const struct pt_value *v, struct pt_luaval *out);
 /* Evaluates v as a condition (true, a number, a non-empty string other than
    "false"); *st is PT_OK, PT_AGAIN (a body must be read first) or PT_ERROR. */
-bool pt_value_eval_true(struct pt_req *req, const struct pt_value *v, pt_status *st);
+bool pt_lua_value_true(struct pt_req *req, const struct pt_value *v, pt_status *st);
 
 /* ---- Lua policies: compiled by policy/pt_luapol.c, run here ---- */
 

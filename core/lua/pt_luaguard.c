@@ -24,7 +24,7 @@ __thread struct pt_lua *pt_luaguard_rt;
 bool pt_luaguard_expired(void)
 {
     struct pt_lua *x = pt_luaguard_rt;
-    if (x && x->deadline && pt_now_ms() >= x->deadline) {
+    if (x && x->deadline && pt_clock_now_ms() >= x->deadline) {
         x->breach = "time";
         return true;
     }

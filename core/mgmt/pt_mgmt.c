@@ -309,8 +309,8 @@ bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct p
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (fd < 0 || bind(fd, (const struct sockaddr *)&file->mgmt.sa, file->mgmt.salen) < 0 ||
-        listen(fd, pt_listen_backlog(0)) < 0) {
-        pt_errors_add(errs, "management: cannot listen on %s: %s", file->mgmt.listen, strerror(errno));
+        listen(fd, pt_conf_listen_backlog(0)) < 0) {
+        pt_node_errors_add(errs, "management: cannot listen on %s: %s", file->mgmt.listen, strerror(errno));
         if (fd >= 0)
             close(fd);
         return false;
@@ -329,7 +329,7 @@ bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct p
                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(http, on_request, NULL);
     if (!evhttp_accept_socket_with_handle(http, fd)) {
-        pt_errors_add(errs, "management: cannot serve on %s", file->mgmt.listen);
+        pt_node_errors_add(errs, "management: cannot serve on %s", file->mgmt.listen);
         evhttp_free(http);
         http = NULL;
         pt_tls_server_free(tls);

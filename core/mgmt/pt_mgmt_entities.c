@@ -21,12 +21,12 @@
 
 /* ------------------------------------------------------------------ kinds */
 
-/* Entity kinds and their collection names (pt_kinds plus tokens). */
+/* Entity kinds and their collection names (pt_model_kinds plus tokens). */
 static const char *list_of(const char *kind)
 {
-    for (int i = 0; pt_kinds[i].kind; i++)
-        if (!strcmp(pt_kinds[i].kind, kind))
-            return pt_kinds[i].list;
+    for (int i = 0; pt_model_kinds[i].kind; i++)
+        if (!strcmp(pt_model_kinds[i].kind, kind))
+            return pt_model_kinds[i].list;
     return !strcmp(kind, "token") ? "tokens" : NULL;
 }
 
@@ -59,7 +59,8 @@ static json_t *view(const char *kind, const char *id, const json_t *body)
         const char *state = json_string_value(json_object_get(o, "state"));
         for (int i = 0; i < 2 && state && !strcmp(state, "active"); i++) {
             int64_t t;
-            if (dates[i] && pt_parse_iso8601(dates[i], &t) && (int64_t)pt_wall_ms() >= t) {
+            if (dates[i] && pt_conf_entities_parse_iso8601(dates[i], &t) &&
+                (int64_t)pt_clock_wall_ms() >= t) {
                 json_object_set_new(o, "state", json_string("expired"));
                 break;
             }
@@ -159,12 +160,12 @@ static bool run_change(struct mreq *m, change_fn fn, void *arg, int fail_status,
         for (int i = 0; i < errs.n; i++)
             conflict |= strstr(errs.msgs[i], "declared in the configuration file") != NULL;
         if (errs.n == 0)
-            pt_errors_add(&errs, "store: %s", pt_store_error(pt_mgmt_req_store));
+            pt_node_errors_add(&errs, "store: %s", pt_store_error(pt_mgmt_req_store));
         pt_mgmt_req_send_errors(m, conflict ? 409 : 400, conflict ? "Conflict" : "ValidationError",
                                 conflict ? "the change touches what the configuration file declares"
                                          : "the request is not valid",
                                 &errs, strip);
-        pt_errors_clear(&errs);
+        pt_node_errors_clear(&errs);
         return false;
     }
     if (!pt_mgmt_req_hooks->publish(&errs)) {
@@ -180,7 +181,7 @@ static bool run_change(struct mreq *m, change_fn fn, void *arg, int fail_status,
             : fail_status == 409 ? "the entity is still in use; nothing was changed"
                                  : "the change would make the configuration invalid; nothing was changed",
             &errs, strip);
-        pt_errors_clear(&errs);
+        pt_node_errors_clear(&errs);
         return false;
     }
     return true;
@@ -734,12 +735,12 @@ void pt_mgmt_entities_policy(struct mreq *m, const char *owner, bool as_list)
             struct pt_node *n =
                 pt_node_parse_yaml(pool, "value", json_string_value(body), json_string_length(body), &errs);
             json_decref(body);
-            body = n ? pt_node_to_json(n) : NULL;
+            body = n ? pt_model_node_to_json(n) : NULL;
             pt_pool_free(pool);
             if (!body) {
                 pt_mgmt_req_send_errors(m, 400, "InvalidRequestBody", "the policy text cannot be read", &errs,
                                         NULL);
-                pt_errors_clear(&errs);
+                pt_node_errors_clear(&errs);
                 return;
             }
         }
@@ -966,12 +967,12 @@ void pt_mgmt_entities_apply(struct mreq *m)
     free(text);
     if (!n) {
         pt_mgmt_req_send_errors(m, 400, "InvalidRequestBody", "the document cannot be read", &errs, NULL);
-        pt_errors_clear(&errs);
+        pt_node_errors_clear(&errs);
         pt_pool_free(pool);
         pt_mgmt_req_give_back_memory(len);
         return;
     }
-    json_t *doc = pt_node_to_json(n);
+    json_t *doc = pt_model_node_to_json(n);
     struct apply_arg a = {doc, n, "request"};
     if (run_change(m, apply_doc, &a, 400, NULL)) {
         json_t *counts = json_object();

@@ -144,7 +144,7 @@ void pt_mgmt_export_serve(struct mreq *m)
                                     all && !strcmp(all, "true") ? NULL : "api", &errs);
     if (!doc) {
         pt_mgmt_req_send_errors(m, 500, "ExportFailed", "the store cannot be exported", &errs, NULL);
-        pt_errors_clear(&errs);
+        pt_node_errors_clear(&errs);
         return;
     }
     if (pt_mgmt_export_wants_yaml(m)) {

@@ -48,7 +48,7 @@ static int api_eval(pt_call *call, const pt_value *v, pt_bytes *out)
         return 0;
     }
     struct pt_luaval r;
-    int rc = pt_value_eval(call->req, v, &r);
+    int rc = pt_lua_value_eval(call->req, v, &r);
     if (rc == PT_AGAIN)
         return PT_AGAIN;
     if (rc != 0)
@@ -60,7 +60,7 @@ static int api_eval(pt_call *call, const pt_value *v, pt_bytes *out)
 static int api_eval_bool(pt_call *call, const pt_value *v, int *out)
 {
     pt_status st;
-    bool b = pt_value_eval_true(call->req, v, &st);
+    bool b = pt_lua_value_true(call->req, v, &st);
     if (st == PT_AGAIN)
         return PT_AGAIN;
     if (st != PT_OK)
@@ -211,11 +211,11 @@ static int api_http_get(const char *url, const struct pt_http_get_opts *o, char 
     return r.status;
 }
 
-bool pt_checking_only;
+bool pt_api_checking_only;
 
 static int api_checking_only(void)
 {
-    return pt_checking_only;
+    return pt_api_checking_only;
 }
 
 static int api_original_query_param(pt_call *call, pt_bytes name, pt_bytes *value)
@@ -230,7 +230,7 @@ static int api_matched_param(pt_call *call, pt_bytes name, pt_bytes *value)
         if (pt_str_eq(req->m.params[i].name, name)) {
             pt_str raw = req->m.params[i].value;
             char *d = pt_pool_alloc(req->pool, raw.len + 1);
-            ssize_t n = pt_pct_decode(raw, d, false);
+            ssize_t n = pt_url_pct_decode(raw, d, false);
             *value = n < 0 ? raw : (pt_bytes){d, (size_t)n};
             return 0;
         }
@@ -317,7 +317,7 @@ static pt_status api_respond(pt_call *call)
 
 static void api_resume(pt_call *call, pt_status st)
 {
-    pt_exec_resume(call->req, st);
+    pt_pipeline_resume(call->req, st);
 }
 
 static void *api_alloc(pt_call *call, size_t n)
@@ -392,7 +392,7 @@ static pt_bytes client_ip(struct pt_req *req)
     const char *peer = req->peer->ip;
     bool trusted = false;
     for (int i = 0; i < cf->ntrusted && !trusted; i++)
-        trusted = pt_cidr_has(&cf->trusted[i], peer);
+        trusted = pt_conf_cidr_has(&cf->trusted[i], peer);
     if (!trusted)
         return (pt_bytes){peer, strlen(peer)};
     /* every X-Forwarded-For field, joined, read from the right */
@@ -419,12 +419,12 @@ static pt_bytes client_ip(struct pt_req *req)
             z--;
         char *ip = pt_pool_strndup(req->pool, b.p + a, z - a);
         struct pt_cidr probe;
-        if (!pt_parse_cidr(ip, &probe) || strchr(ip, '/'))
+        if (!pt_conf_parse_cidr(ip, &probe) || strchr(ip, '/'))
             break; /* not an address: stop believing the list */
         best = ip;
         bool hop_trusted = false;
         for (int i = 0; i < cf->ntrusted && !hop_trusted; i++)
-            hop_trusted = pt_cidr_has(&cf->trusted[i], ip);
+            hop_trusted = pt_conf_cidr_has(&cf->trusted[i], ip);
         if (!hop_trusted)
             break;
         end = start ? start - 1 : 0;
@@ -549,15 +549,15 @@ static struct pt_api build_api(void)
     a.fail = api_fail;
     a.respond = api_respond;
     a.resume = api_resume;
-    a.timer_start = pt_exec_timer_start;
-    a.timer_cancel = pt_exec_timer_cancel;
+    a.timer_start = pt_pipeline_timer_start;
+    a.timer_cancel = pt_pipeline_timer_cancel;
     a.alloc = api_alloc;
     a.log = api_log;
     a.call_state = api_call_state;
     a.operation_template = api_operation_template;
     a.url_base = api_url_base;
     a.fact = api_fact;
-    a.counter = pt_counter;
+    a.counter = pt_counters_apply;
     a.at_end = api_at_end;
     a.at_response = api_at_response;
     a.use_client_cert = api_use_client_cert;
@@ -570,6 +570,6 @@ static struct pt_api build_api(void)
 /* Filled once at start; plugins receive a const pointer to it. */
 void pt_api_init(void)
 {
-    pt_exec_init();
-    pt_api_table = build_api();
+    pt_pipeline_init();
+    pt_policy_api_table = build_api();
 }

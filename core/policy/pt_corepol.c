@@ -166,7 +166,7 @@ static bool bool_attr(struct pt_node *attrs, const char *k, bool def)
 
 static bool compile_header(struct pt_polctx *pc, struct pt_node *h, struct pt_rr_header *out)
 {
-    out->name = pt_value_compile(pc, pt_node_get(h, "name"));
+    out->name = pt_policy_value_compile(pc, pt_node_get(h, "name"));
     if (!out->name)
         return false;
     struct pt_node *ea = pt_node_get(h, "exists-action");
@@ -180,7 +180,7 @@ static bool compile_header(struct pt_polctx *pc, struct pt_node *h, struct pt_rr
         out->nvalues = v->kind == PT_N_SEQ ? v->n : 1;
         out->values = pt_pool_calloc(pc->pool, sizeof(*out->values) * (size_t)out->nvalues);
         for (int i = 0; i < out->nvalues; i++)
-            if (!(out->values[i] = pt_value_compile(pc, v->kind == PT_N_SEQ ? v->items[i] : v)))
+            if (!(out->values[i] = pt_policy_value_compile(pc, v->kind == PT_N_SEQ ? v->items[i] : v)))
                 return false;
     }
     if (!out->nvalues && out->mode != PT_HEADER_DELETE) {
@@ -223,7 +223,7 @@ static int compile_choose(const struct pt_api *api, pt_compile *c, void **inst)
         }
         struct pt_when *wh = &s->whens[s->nwhens++];
         if (cond) {
-            wh->cond = pt_value_compile(pc, cond);
+            wh->cond = pt_policy_value_compile(pc, cond);
             if (!wh->cond)
                 ok = false;
         }
@@ -248,7 +248,7 @@ static int compile_retry(const struct pt_api *api, pt_compile *c, void **inst)
     struct pt_node *attrs = c->attrs;
     cur_pc = pc;
     struct pt_retry *r = pt_pool_calloc(pc->pool, sizeof(*r));
-    r->cond = pt_value_compile(pc, get(attrs, "condition"));
+    r->cond = pt_policy_value_compile(pc, get(attrs, "condition"));
     r->count = (int)int_attr(attrs, "count", 1);
     r->interval_ms = (uint32_t)int_attr(attrs, "interval", 0) * 1000;
     r->max_interval_ms = (uint32_t)int_attr(attrs, "max-interval", 0) * 1000;
@@ -307,11 +307,11 @@ static int compile_return_response(const struct pt_api *api, pt_compile *c, void
         return -1;
     }
     if ((n = get(attrs, "set-status"))) {
-        rr->code = pt_value_compile(pc, pt_node_get(n, "code"));
+        rr->code = pt_policy_value_compile(pc, pt_node_get(n, "code"));
         if (!rr->code)
             return -1;
         struct pt_node *rs = pt_node_get(n, "reason");
-        if (rs && !(rr->reason = pt_value_compile(pc, rs)))
+        if (rs && !(rr->reason = pt_policy_value_compile(pc, rs)))
             return -1;
     }
     if ((n = get(attrs, "set-header"))) {
@@ -328,7 +328,7 @@ static int compile_return_response(const struct pt_api *api, pt_compile *c, void
                           "Liquid templates are not supported: build the body with an expression");
             return -1;
         }
-        if (v && !(rr->body = pt_value_compile(pc, v)))
+        if (v && !(rr->body = pt_policy_value_compile(pc, v)))
             return -1;
     }
     *inst = rr;
@@ -344,7 +344,7 @@ static int compile_set_variable(const struct pt_api *api, pt_compile *c, void **
         pt_node_error(pc->errs, nm, "set-variable: name must not be empty");
         return -1;
     }
-    struct pt_value *v = pt_value_compile(pc, get(c->attrs, "value"));
+    struct pt_value *v = pt_policy_value_compile(pc, get(c->attrs, "value"));
     if (!v)
         return -1;
     struct pt_value **vals = pt_pool_calloc(pc->pool, 2 * sizeof(*vals));
@@ -398,7 +398,7 @@ static pt_status run_set_variable(const struct pt_api *api, pt_call *call, void 
     struct pt_value **v = inst;
     struct pt_req *req = call->req;
     struct pt_luaval out;
-    int rc = pt_value_eval(req, v[1], &out);
+    int rc = pt_lua_value_eval(req, v[1], &out);
     if (rc == PT_AGAIN)
         return PT_AGAIN;
     if (rc != 0)
@@ -476,12 +476,12 @@ static pt_status run_return_response(const struct pt_api *api, pt_call *call, vo
     pt_str reason = PT_NULL_STR;
     if (rr->code) {
         struct pt_luaval v;
-        if ((rc = pt_value_eval(req, rr->code, &v)) != 0)
+        if ((rc = pt_lua_value_eval(req, rr->code, &v)) != 0)
             return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
         code = v.type == PT_VAR_NUMBER ? (long)v.num : strtol(v.s.data ? v.s.data : "", NULL, 10);
         if (rr->reason) {
             struct pt_luaval rv;
-            if ((rc = pt_value_eval(req, rr->reason, &rv)) != 0)
+            if ((rc = pt_lua_value_eval(req, rr->reason, &rv)) != 0)
                 return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
             reason = rv.s;
         }
@@ -495,18 +495,18 @@ static pt_status run_return_response(const struct pt_api *api, pt_call *call, vo
     pt_bytes **vals = pt_pool_calloc(req->pool, sizeof(*vals) * (size_t)(rr->nheaders + 1));
     for (int i = 0; i < rr->nheaders; i++) {
         const struct pt_rr_header *h = &rr->headers[i];
-        if ((rc = pt_value_eval(req, h->name, &names[i])) != 0)
+        if ((rc = pt_lua_value_eval(req, h->name, &names[i])) != 0)
             return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
         vals[i] = pt_pool_alloc(req->pool, sizeof(pt_bytes) * (size_t)(h->nvalues ? h->nvalues : 1));
         for (int k = 0; k < h->nvalues; k++) {
             struct pt_luaval hv;
-            if ((rc = pt_value_eval(req, h->values[k], &hv)) != 0)
+            if ((rc = pt_lua_value_eval(req, h->values[k], &hv)) != 0)
                 return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
             vals[i][k] = hv.s;
         }
     }
     struct pt_luaval body = {0};
-    if (rr->body && (rc = pt_value_eval(req, rr->body, &body)) != 0)
+    if (rr->body && (rc = pt_lua_value_eval(req, rr->body, &body)) != 0)
         return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
     /* now build it */
     pt_msg_new_response(req, (int)code, reason);

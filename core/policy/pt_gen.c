@@ -299,7 +299,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
        gets its flattened pipeline */
     g->reg = pt_registry_new();
     pt_corepol_register(g->reg);
-    pt_plugins_register(g->reg);
+    pt_plugin_register(g->reg);
     g->exprs = pt_expr_table_new(pool);
     g->pc = pt_pool_calloc(pool, sizeof(*g->pc));
     g->pc->pool = pool;
@@ -355,7 +355,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         struct pt_doc *pdoc = pt_policy_doc(g->pc, prod->cf->policies, PT_SCOPE_PRODUCT);
         for (int i = 0; i < g->napis && errs->n == perr; i++) {
             struct pt_apidef *api = &g->apis[i];
-            if (!pt_product_has_api(prod, api))
+            if (!pt_gen_product_has_api(prod, api))
                 continue;
             g->pc->workspace = api->cf->workspace;
             struct pt_doc *adoc = pt_policy_doc(g->pc, api->cf->policies, PT_SCOPE_API);
@@ -417,7 +417,7 @@ out:
     return g;
 }
 
-bool pt_product_has_api(const struct pt_product *p, const struct pt_apidef *api)
+bool pt_gen_product_has_api(const struct pt_product *p, const struct pt_apidef *api)
 {
     for (int i = 0; i < p->cf->apis.n; i++)
         if (!strcmp(p->cf->apis.v[i], api->cf->id))
@@ -451,14 +451,14 @@ void pt_gen_check_policies(const char *path, struct pt_errors *errs)
     struct pt_pool *pool = pt_pool_new(64 * 1024);
     struct pt_errors scratch = {0};
     struct pt_node *root = pt_node_load_file(pool, path, &scratch); /* its errors are known already */
-    pt_errors_clear(&scratch);
+    pt_node_errors_clear(&scratch);
     if (!root || root->kind != PT_N_MAP) {
         pt_pool_free(pool);
         return;
     }
     struct pt_registry *reg = pt_registry_new();
     pt_corepol_register(reg);
-    pt_plugins_register(reg);
+    pt_plugin_register(reg);
     struct pt_polctx pc = {0};
     pc.pool = pool;
     pc.errs = errs;

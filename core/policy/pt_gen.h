@@ -32,7 +32,7 @@ bool pt_gen_validate(struct pt_conf *conf, bool refs, struct pt_errors *errs);
 /* The subscription a key belongs to (constant-time comparison), or NULL. */
 const struct pt_subscription *pt_gen_find_key(const struct pt_gen *g, pt_str key);
 /* Does the product hold the API? */
-bool pt_product_has_api(const struct pt_product *p, const struct pt_apidef *api);
+bool pt_gen_product_has_api(const struct pt_product *p, const struct pt_apidef *api);
 void pt_gen_ref(struct pt_gen *g);
 void pt_gen_unref(struct pt_gen *g);
 

@@ -50,15 +50,15 @@ static const pt_attr_type type_values[] = {PT_ATTR_STRING, PT_ATTR_INT, PT_ATTR_
 
 static int luapol_compile(const struct pt_api *api, pt_compile *c, void **instance)
 {
-    const struct pt_policy_def *def = pt_compile_def(c);
+    const struct pt_policy_def *def = pt_policy_compile_def(c);
     const struct pt_luapol *lp = (const struct pt_luapol *)def; /* def is the first member */
     struct pt_luapol_inst *in = api->compile_alloc(c, sizeof(*in));
     in->lp = lp;
     in->vals = api->compile_alloc(c, sizeof(*in->vals) * (size_t)(lp->nattrs ? lp->nattrs : 1));
     for (int i = 0; i < lp->nattrs; i++) {
-        struct pt_node *n = pt_compile_attr(c, lp->attrs[i].name);
+        struct pt_node *n = pt_policy_compile_attr(c, lp->attrs[i].name);
         if (n) {
-            in->vals[i] = pt_value_compile(pt_compile_ctx(c), n);
+            in->vals[i] = pt_policy_value_compile(pt_policy_compile_ctx(c), n);
             if (!in->vals[i])
                 return -1;
         }
@@ -80,7 +80,7 @@ static __thread uint64_t decl_deadline;
 
 static bool decl_expired(void)
 {
-    return decl_deadline && pt_now_ms() > decl_deadline;
+    return decl_deadline && pt_clock_now_ms() > decl_deadline;
 }
 
 static void tl_hook(lua_State *L, lua_Debug *ar)
@@ -142,7 +142,8 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
     lua_getfield(L, -1, "name");
     const char *name = lua_tostring(L, -1);
     if (!name || !valid_policy_name(name)) {
-        pt_errors_add(pc->errs, "%s: a Lua policy needs a name of lower-case letters, digits and '-'", file);
+        pt_node_errors_add(pc->errs, "%s: a Lua policy needs a name of lower-case letters, digits and '-'",
+                           file);
         return false;
     }
     lp->def.name = pt_pool_strdup(pool, name);
@@ -153,7 +154,8 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
     /* sections, and a function for each */
     lua_getfield(L, -1, "sections");
     if (!lua_istable(L, -1)) {
-        pt_errors_add(pc->errs, "%s: policy '%s' needs 'sections', a list such as {\"inbound\"}", file, name);
+        pt_node_errors_add(pc->errs, "%s: policy '%s' needs 'sections', a list such as {\"inbound\"}", file,
+                           name);
         return false;
     }
     for (int i = 1;; i++) {
@@ -165,25 +167,26 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
         const char *sec = lua_tostring(L, -1);
         int k = -1;
         for (int j = 0; sec && j < PT_SEC_COUNT; j++)
-            if (!strcmp(sec, pt_section_names[j]))
+            if (!strcmp(sec, pt_msg_section_names[j]))
                 k = j;
         if (k < 0) {
-            pt_errors_add(pc->errs, "%s: policy '%s': unknown section '%s'", file, name, sec ? sec : "?");
+            pt_node_errors_add(pc->errs, "%s: policy '%s': unknown section '%s'", file, name,
+                               sec ? sec : "?");
             return false;
         }
         lua_getfield(L, -3, sec);
         bool fn = lua_isfunction(L, -1);
         lua_pop(L, 2);
         if (!fn) {
-            pt_errors_add(pc->errs, "%s: policy '%s' lists section '%s' but has no function '%s'", file, name,
-                          sec, sec);
+            pt_node_errors_add(pc->errs, "%s: policy '%s' lists section '%s' but has no function '%s'", file,
+                               name, sec, sec);
             return false;
         }
         lp->def.sections |= 1u << k;
     }
     lua_pop(L, 1);
     if (!lp->def.sections) {
-        pt_errors_add(pc->errs, "%s: policy '%s' is allowed in no section", file, name);
+        pt_node_errors_add(pc->errs, "%s: policy '%s' is allowed in no section", file, name);
         return false;
     }
     /* attributes */
@@ -196,7 +199,7 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
             lua_pop(L, 1);
         }
     } else if (!lua_isnil(L, -1)) {
-        pt_errors_add(pc->errs, "%s: policy '%s': 'attributes' must be a table", file, name);
+        pt_node_errors_add(pc->errs, "%s: policy '%s': 'attributes' must be a table", file, name);
         return false;
     }
     lp->attrs = pt_pool_calloc(pool, sizeof(*lp->attrs) * (size_t)(n + 1));
@@ -206,7 +209,8 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
         while (lua_next(L, -2)) {
             const char *an = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
             if (!an || !lua_istable(L, -1)) {
-                pt_errors_add(pc->errs, "%s: policy '%s': each attribute is name = {type = ...}", file, name);
+                pt_node_errors_add(pc->errs, "%s: policy '%s': each attribute is name = {type = ...}", file,
+                                   name);
                 return false;
             }
             struct pt_attr_def *a = &lp->attrs[lp->nattrs++];
@@ -219,8 +223,8 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
                     ti = k;
             lua_pop(L, 1);
             if (ti < 0) {
-                pt_errors_add(pc->errs, "%s: policy '%s': attribute '%s' has unknown type '%s'", file, name,
-                              an, t);
+                pt_node_errors_add(pc->errs, "%s: policy '%s': attribute '%s' has unknown type '%s'", file,
+                                   name, an, t);
                 return false;
             }
             a->type = type_values[ti];
@@ -253,8 +257,8 @@ static bool read_declaration(struct pt_polctx *pc, lua_State *L, const char *fil
                 lua_getfield(L, -1, "values");
                 int nv = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
                 if (!nv) {
-                    pt_errors_add(pc->errs, "%s: policy '%s': enum attribute '%s' needs 'values'", file, name,
-                                  an);
+                    pt_node_errors_add(pc->errs, "%s: policy '%s': enum attribute '%s' needs 'values'", file,
+                                       name, an);
                     return false;
                 }
                 const char **vals = pt_pool_calloc(pool, sizeof(char *) * (size_t)(nv + 1));
@@ -284,14 +288,14 @@ static bool load_file(struct pt_polctx *pc, struct pt_registry *reg, const char 
     size_t len;
     char *src = read_file(path, &len);
     if (!src) {
-        pt_errors_add(pc->errs, "%s: cannot read: %s", path, strerror(errno));
+        pt_node_errors_add(pc->errs, "%s: cannot read: %s", path, strerror(errno));
         return false;
     }
     struct pt_lua_mem mem = {0, DECL_MEMORY, true, NULL};
     lua_State *L = lua_newstate(pt_lua_mem_alloc, &mem);
     if (!L) {
         free(src);
-        pt_errors_add(pc->errs, "%s: cannot create a Lua state", path);
+        pt_node_errors_add(pc->errs, "%s: cannot create a Lua state", path);
         return false;
     }
     lua_atpanic(L, decl_panic);
@@ -307,7 +311,7 @@ static bool load_file(struct pt_polctx *pc, struct pt_registry *reg, const char 
         lua_pushnil(L);
         lua_setglobal(L, gone[i]);
     }
-    decl_deadline = pt_now_ms() + 1000;
+    decl_deadline = pt_clock_now_ms() + 1000;
     lua_sethook(L, tl_hook, LUA_MASKCOUNT, 1000);
     char chunk[PATH_MAX + 2];
     snprintf(chunk, sizeof(chunk), "@%s", path);
@@ -316,24 +320,24 @@ static bool load_file(struct pt_polctx *pc, struct pt_registry *reg, const char 
     if (luaL_loadbufferx(L, src, len, chunk, "t") != 0 || lua_pcall(L, 0, 1, 0) != 0) {
         const char *m = lua_tostring(L, -1) ? lua_tostring(L, -1) : "error";
         if (strncmp(m, path, strlen(path))) /* a limit's message has no position: name the file */
-            pt_errors_add(pc->errs, "%s: %s", path, m);
+            pt_node_errors_add(pc->errs, "%s: %s", path, m);
         else
-            pt_errors_add(pc->errs, "%s", m);
+            pt_node_errors_add(pc->errs, "%s", m);
     } else if (!lua_istable(L, -1))
-        pt_errors_add(pc->errs, "%s: a Lua policy file must return a table declaring the policy", path);
+        pt_node_errors_add(pc->errs, "%s: a Lua policy file must return a table declaring the policy", path);
     else if (read_declaration(pc, L, path, lp)) {
         char err[512];
         int id = pt_expr_add(pc->exprs, src, len, true, path, err, sizeof(err));
         if (id < 0)
-            pt_errors_add(pc->errs, "%s: %s", path, err);
+            pt_node_errors_add(pc->errs, "%s: %s", path, err);
         else {
             pc->exprs->e[id - 1].policy = true;
             lp->expr_id = id;
             lp->file = pt_pool_strdup(pc->pool, path);
             const char *taken = NULL;
             if (!pt_registry_add(reg, &lp->def, lp->file, &taken))
-                pt_errors_add(pc->errs, "%s: policy '%s' is already provided by %s", path, lp->def.name,
-                              taken ? taken : "another policy");
+                pt_node_errors_add(pc->errs, "%s: policy '%s' is already provided by %s", path, lp->def.name,
+                                   taken ? taken : "another policy");
             else
                 ok = true;
         }

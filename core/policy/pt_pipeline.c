@@ -25,7 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-struct pt_exec_ops pt_exec_ops;
+struct pt_pipeline_ops pt_pipeline_ops;
 
 struct pt_timer {
     struct event *ev;
@@ -87,7 +87,7 @@ static void error_where(struct pt_req *req, struct pt_lasterror *e)
     struct pt_exec *ex = &req->ex;
     if (!ex->pl)
         return;
-    e->section = pt_section_names[ex->section];
+    e->section = pt_msg_section_names[ex->section];
     e->path = current_path(req);
     const struct pt_stmt *s = ex->call.stmt;
     e->policy_id = s && s->id ? s->id : "";
@@ -196,7 +196,7 @@ static void timer_fire(evutil_socket_t fd, short what, void *arg)
     fn(&req->ex.call, a);
 }
 
-pt_timer *pt_exec_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *call, void *arg), void *arg)
+pt_timer *pt_pipeline_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *call, void *arg), void *arg)
 {
     struct pt_req *req = call->req;
     struct pt_timer *t = calloc(1, sizeof(*t));
@@ -219,16 +219,16 @@ pt_timer *pt_exec_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *ca
     return t;
 }
 
-void pt_exec_timer_cancel(pt_timer *t)
+void pt_pipeline_timer_cancel(pt_timer *t)
 {
     if (t)
         timer_drop(t);
 }
 
-void pt_exec_cleanup(struct pt_req *req)
+void pt_pipeline_cleanup(struct pt_req *req)
 {
     while (req->ex.timers)
-        pt_exec_timer_cancel(req->ex.timers);
+        pt_pipeline_timer_cancel(req->ex.timers);
     pt_lua_release(req);
 }
 
@@ -257,7 +257,7 @@ static pt_status retry_after(struct pt_req *req, struct pt_frame *f, int attempt
     const struct pt_stmt *s = f->b->s[f->i];
     const struct pt_retry *r = s->data;
     pt_status st;
-    bool again = pt_value_eval_true(req, r->cond, &st);
+    bool again = pt_lua_value_true(req, r->cond, &st);
     if (st == PT_AGAIN)
         return PT_AGAIN;
     if (st == PT_ERROR)
@@ -274,7 +274,7 @@ static pt_status retry_after(struct pt_req *req, struct pt_frame *f, int attempt
     }
     req->ex.waiting = true;
     req->ex.retry_attempts = attempts;
-    if (!pt_exec_timer_start(&req->ex.call, wait, retry_wake, (void *)s)) {
+    if (!pt_pipeline_timer_start(&req->ex.call, wait, retry_wake, (void *)s)) {
         req->ex.waiting = false;
         return PT_ERROR;
     }
@@ -291,14 +291,14 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
     ex->call.name = s->name;
     switch (s->kind) {
     case PT_ST_POLICY: {
-        pt_status st = s->def->run ? s->def->run(&pt_api_table, &ex->call, s->instance) : PT_OK;
+        pt_status st = s->def->run ? s->def->run(&pt_policy_api_table, &ex->call, s->instance) : PT_OK;
         return st == PT_DECLINED ? PT_OK : st;
     }
     case PT_ST_CHOOSE:
         for (int i = 0; i < s->nwhens; i++) {
             const struct pt_when *w = &s->whens[i];
             pt_status st = PT_OK;
-            if (w->cond && !pt_value_eval_true(req, w->cond, &st)) {
+            if (w->cond && !pt_lua_value_true(req, w->cond, &st)) {
                 if (st != PT_OK)
                     return st;
                 continue;
@@ -323,11 +323,11 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
             ex->need_body = PT_MSG_REQUEST;
             return PT_AGAIN;
         }
-        return pt_exec_ops.forward(req);
+        return pt_pipeline_ops.forward(req);
     }
     case PT_ST_WRAP: {
         /* a plugin policy with nested statements: its run() decides, then they run */
-        pt_status st = s->def->run ? s->def->run(&pt_api_table, &ex->call, s->instance) : PT_OK;
+        pt_status st = s->def->run ? s->def->run(&pt_policy_api_table, &ex->call, s->instance) : PT_OK;
         if (st == PT_AGAIN)
             ex->wrap_waiting = s; /* its statements run when it resumes with PT_OK */
         if (st != PT_OK && st != PT_DECLINED)
@@ -370,7 +370,7 @@ static bool apply(struct pt_req *req, pt_status st)
         if (ex->need_body) {
             pt_msg which = (pt_msg)ex->need_body;
             ex->waiting = true;
-            pt_exec_ops.read_body(req, which);
+            pt_pipeline_ops.read_body(req, which);
             return false;
         }
         ex->waiting = true;
@@ -447,7 +447,7 @@ static void drive(struct pt_req *req)
     run(req);
     if (ex->respond && !ex->running) {
         ex->respond = false;
-        pt_exec_ops.respond(req); /* req may be gone after this */
+        pt_pipeline_ops.respond(req); /* req may be gone after this */
     }
 }
 
@@ -461,12 +461,12 @@ bool pt_pipeline_answers_preflight(const struct pt_pipeline *pl)
     return false;
 }
 
-void pt_exec_init(void)
+void pt_pipeline_init(void)
 {
     pt_msg_hooks.error_where = error_where;
 }
 
-void pt_exec_start(struct pt_req *req, const struct pt_pipeline *pl)
+void pt_pipeline_start(struct pt_req *req, const struct pt_pipeline *pl)
 {
     struct pt_exec *ex = &req->ex;
     /* a CORS preflight runs the statements that answer it only (APIM: cors), then gets an empty 200 */
@@ -477,7 +477,7 @@ void pt_exec_start(struct pt_req *req, const struct pt_pipeline *pl)
     drive(req);
 }
 
-void pt_exec_resume(struct pt_req *req, pt_status st)
+void pt_pipeline_resume(struct pt_req *req, pt_status st)
 {
     struct pt_exec *ex = &req->ex;
     if (ex->done || (!ex->running && !ex->waiting))
@@ -492,7 +492,7 @@ void pt_exec_resume(struct pt_req *req, pt_status st)
     drive(req); /* runs on unless apply finished or suspended the pipeline */
 }
 
-void pt_exec_body_ready(struct pt_req *req, bool ok)
+void pt_pipeline_body_ready(struct pt_req *req, bool ok)
 {
     struct pt_exec *ex = &req->ex;
     ex->need_body = 0;

@@ -4,7 +4,7 @@
  * Runs a request's effective pipeline (four flat blocks) with an explicit
  * stack of frames, so that any statement can suspend it.  The driver does
  * not know the connection layer: it asks for a backend call, a body or the
- * response through pt_exec_ops, which the connection layer fills in.
+ * response through pt_pipeline_ops, which the connection layer fills in.
  */
 #ifndef PT_PIPELINE_H
 #define PT_PIPELINE_H
@@ -13,33 +13,34 @@
 #include "policy/pt_policy.h"
 
 /* What the driver asks of the connection layer. */
-struct pt_exec_ops {
-    /* starts the backend call of forward-request: PT_AGAIN (pt_exec_resume
+struct pt_pipeline_ops {
+    /* starts the backend call of forward-request: PT_AGAIN (pt_pipeline_resume
        follows when the response head is in) or PT_ERROR */
     pt_status (*forward)(struct pt_req *req);
-    /* reads a whole body into memory; pt_exec_body_ready follows */
+    /* reads a whole body into memory; pt_pipeline_body_ready follows */
     void (*read_body)(struct pt_req *req, pt_msg which);
     /* the pipeline is finished: send the response (req may be gone after) */
     void (*respond)(struct pt_req *req);
 };
-extern struct pt_exec_ops pt_exec_ops;
+extern struct pt_pipeline_ops pt_pipeline_ops;
 
 /* Registers the driver with the message layer (once, at start). */
-void pt_exec_init(void);
+void pt_pipeline_init(void);
 /* Runs the pipeline from its inbound section. */
-void pt_exec_start(struct pt_req *req, const struct pt_pipeline *pl);
+void pt_pipeline_start(struct pt_req *req, const struct pt_pipeline *pl);
 /* A suspended statement (PT_AGAIN) finished with st. */
-void pt_exec_resume(struct pt_req *req, pt_status st);
+void pt_pipeline_resume(struct pt_req *req, pt_status st);
 /* The body a statement asked for is in memory (ok), or could not be read. */
-void pt_exec_body_ready(struct pt_req *req, bool ok);
+void pt_pipeline_body_ready(struct pt_req *req, bool ok);
 /* A timer of the request's (api->timer_start): fn runs in the worker's loop
    unless cancelled or the request ends first. */
-pt_timer *pt_exec_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *call, void *arg), void *arg);
-void pt_exec_timer_cancel(pt_timer *t);
+pt_timer *pt_pipeline_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *call, void *arg),
+                                  void *arg);
+void pt_pipeline_timer_cancel(pt_timer *t);
 /* Does the inbound section hold a statement that answers CORS preflights
    (PT_POLICY_PREFLIGHT, at its top level)? */
 bool pt_pipeline_answers_preflight(const struct pt_pipeline *pl);
 /* Frees what the pipeline holds for a finished request (timers, states). */
-void pt_exec_cleanup(struct pt_req *req);
+void pt_pipeline_cleanup(struct pt_req *req);
 
 #endif

@@ -63,7 +63,7 @@ static bool load_one(const char *file, struct pt_registry *reg, struct pt_errors
 {
     void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
-        pt_errors_add(errs, "%s: cannot load plugin: %s", file, dlerror());
+        pt_node_errors_add(errs, "%s: cannot load plugin: %s", file, dlerror());
         return false;
     }
     const struct pt_plugin *p = dlsym(h, PT_PLUGIN_SYMBOL_NAME);
@@ -81,10 +81,10 @@ static bool load_one(const char *file, struct pt_registry *reg, struct pt_errors
         why = "descriptor has no name or no policy list";
     if (why) {
         if (p && (p->abi_major != PT_ABI_MAJOR || p->abi_minor > PT_ABI_MINOR))
-            pt_errors_add(errs, "%s: plugin refused: %s (plugin %u.%u, gateway %u.%u)", file, why,
-                          p->abi_major, p->abi_minor, PT_ABI_MAJOR, PT_ABI_MINOR);
+            pt_node_errors_add(errs, "%s: plugin refused: %s (plugin %u.%u, gateway %u.%u)", file, why,
+                               p->abi_major, p->abi_minor, PT_ABI_MAJOR, PT_ABI_MINOR);
         else
-            pt_errors_add(errs, "%s: plugin refused: %s", file, why);
+            pt_node_errors_add(errs, "%s: plugin refused: %s", file, why);
         dlclose(h);
         return false;
     }
@@ -101,21 +101,23 @@ static bool load_one(const char *file, struct pt_registry *reg, struct pt_errors
                 if (pt_registry_at(reg, i, &owner) == other)
                     break;
             if (!d->run)
-                pt_errors_add(errs, "%s: plugin refused: policy '%s' has no run function", file, d->name);
+                pt_node_errors_add(errs, "%s: plugin refused: policy '%s' has no run function", file,
+                                   d->name);
             else
-                pt_errors_add(errs, "%s: plugin refused: policy '%s' is already provided by %s", file,
-                              d->name,
-                              dup_inside ? "this plugin"
-                              : owner    ? owner
-                                         : "another plugin");
+                pt_node_errors_add(errs, "%s: plugin refused: policy '%s' is already provided by %s", file,
+                                   d->name,
+                                   dup_inside ? "this plugin"
+                                   : owner    ? owner
+                                              : "another plugin");
             dlclose(h);
             return false;
         }
     }
     if (p->init) {
         const char *err = NULL;
-        if (p->init(&pt_api_table, &err) != 0) {
-            pt_errors_add(errs, "%s: plugin refused: init failed: %s", file, err ? err : "(no reason given)");
+        if (p->init(&pt_policy_api_table, &err) != 0) {
+            pt_node_errors_add(errs, "%s: plugin refused: init failed: %s", file,
+                               err ? err : "(no reason given)");
             dlclose(h);
             return false;
         }
@@ -131,7 +133,7 @@ static bool load_one(const char *file, struct pt_registry *reg, struct pt_errors
     return true;
 }
 
-int pt_plugins_load(const char *dir, struct pt_registry *reg, struct pt_errors *errs)
+int pt_plugin_load(const char *dir, struct pt_registry *reg, struct pt_errors *errs)
 {
     char **files = NULL;
     int n = 0, cap = 0, loaded = 0;
@@ -147,14 +149,14 @@ int pt_plugins_load(const char *dir, struct pt_registry *reg, struct pt_errors *
     return loaded;
 }
 
-void pt_plugins_register(struct pt_registry *reg)
+void pt_plugin_register(struct pt_registry *reg)
 {
     for (int i = 0; i < nplugins; i++)
         for (const struct pt_policy_def *d = plugins[i].desc->policies; d->name; d++)
             pt_registry_add(reg, d, plugins[i].file, NULL);
 }
 
-void pt_plugins_unload(void)
+void pt_plugin_unload(void)
 {
     for (int i = 0; i < nplugins; i++) {
         if (plugins[i].desc->fini)

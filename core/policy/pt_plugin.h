@@ -18,10 +18,10 @@
 
 /* Loads the plugins of dir into reg (core policies must be there already).
    Returns the number loaded; refusals are added to errs. */
-int pt_plugins_load(const char *dir, struct pt_registry *reg, struct pt_errors *errs);
+int pt_plugin_load(const char *dir, struct pt_registry *reg, struct pt_errors *errs);
 /* Registers every policy of the plugins loaded so far into reg. */
-void pt_plugins_register(struct pt_registry *reg);
+void pt_plugin_register(struct pt_registry *reg);
 /* Calls the plugins' fini() and closes them. */
-void pt_plugins_unload(void);
+void pt_plugin_unload(void);
 
 #endif

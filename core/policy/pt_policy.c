@@ -21,77 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-struct pt_api pt_api_table;
+struct pt_api pt_policy_api_table;
 static const unsigned section_bits[PT_SEC_COUNT] = {PT_SECTION_INBOUND, PT_SECTION_BACKEND,
                                                     PT_SECTION_OUTBOUND, PT_SECTION_ON_ERROR};
-
-/* ---------------------------------------------------------------- registry */
-
-struct reg_entry {
-    const struct pt_policy_def *def;
-    const char *owner;
-};
-
-struct pt_registry {
-    struct reg_entry *e;
-    int n, cap;
-};
-
-struct pt_registry *pt_registry_new(void)
-{
-    return calloc(1, sizeof(struct pt_registry));
-}
-
-void pt_registry_free(struct pt_registry *r)
-{
-    if (r) {
-        free(r->e);
-        free(r);
-    }
-}
-
-bool pt_registry_add(struct pt_registry *r, const struct pt_policy_def *def, const char *owner,
-                     const char **taken)
-{
-    for (int i = 0; i < r->n; i++)
-        if (!strcmp(r->e[i].def->name, def->name)) {
-            if (taken)
-                *taken = r->e[i].owner;
-            return false;
-        }
-    if (r->n == r->cap) {
-        int ncap = r->cap ? r->cap * 2 : 32;
-        struct reg_entry *ne = realloc(r->e, sizeof(*ne) * (size_t)ncap);
-        if (!ne)
-            return false;
-        r->e = ne;
-        r->cap = ncap;
-    }
-    r->e[r->n].def = def;
-    r->e[r->n].owner = owner;
-    r->n++;
-    return true;
-}
-
-const struct pt_policy_def *pt_registry_find(const struct pt_registry *r, const char *name)
-{
-    for (int i = 0; i < r->n; i++)
-        if (!strcmp(r->e[i].def->name, name))
-            return r->e[i].def;
-    return NULL;
-}
-
-int pt_registry_count(const struct pt_registry *r)
-{
-    return r->n;
-}
-
-const struct pt_policy_def *pt_registry_at(const struct pt_registry *r, int i, const char **owner)
-{
-    if (owner)
-        *owner = r->e[i].owner;
-    return r->e[i].def;
-}
 
 /* ------------------------------------------------------------------ values */
 
@@ -188,7 +120,7 @@ const char *pt_policy_text(struct pt_polctx *pc, struct pt_node *n)
     return substitute_named(pc, n, n->null ? "" : n->str);
 }
 
-struct pt_value *pt_value_compile(struct pt_polctx *pc, struct pt_node *n)
+struct pt_value *pt_policy_value_compile(struct pt_polctx *pc, struct pt_node *n)
 {
     if (n->kind != PT_N_SCALAR) {
         pt_node_error(pc->errs, n, "expected a value, found %s", pt_node_kind_name(n));
@@ -302,8 +234,8 @@ static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct
         bool ok = validate_value(pc, &copy, a);
         pc->errs = outer;
         for (int i = 0; i < local.n; i++)
-            pt_errors_add(outer, "%s (after named values: '%s')", local.msgs[i], t);
-        pt_errors_clear(&local);
+            pt_node_errors_add(outer, "%s (after named values: '%s')", local.msgs[i], t);
+        pt_node_errors_clear(&local);
         return ok;
     }
     bool expr = !v->null && is_expr_text(v->str);
@@ -433,17 +365,17 @@ static const struct pt_attr_def *find_def(const struct pt_attr_def *defs, const 
     return NULL;
 }
 
-const struct pt_policy_def *pt_compile_def(pt_compile *c)
+const struct pt_policy_def *pt_policy_compile_def(pt_compile *c)
 {
     return c->def;
 }
 
-struct pt_node *pt_compile_attr(pt_compile *c, const char *name)
+struct pt_node *pt_policy_compile_attr(pt_compile *c, const char *name)
 {
     return attr_node(c->attrs, c->def->attrs, name);
 }
 
-struct pt_polctx *pt_compile_ctx(pt_compile *c)
+struct pt_polctx *pt_policy_compile_ctx(pt_compile *c)
 {
     return c->pc;
 }
@@ -477,7 +409,7 @@ static pt_value *c_attr_value(pt_compile *c, const char *name)
     }
     if (n->kind != PT_N_SCALAR)
         return NULL;
-    return pt_value_compile(c->pc, n);
+    return pt_policy_value_compile(c->pc, n);
 }
 
 static int values_of(struct pt_polctx *pc, struct pt_node *n, pt_value ***out)
@@ -489,7 +421,7 @@ static int values_of(struct pt_polctx *pc, struct pt_node *n, pt_value ***out)
     int cnt = n->kind == PT_N_SEQ ? n->n : 1;
     pt_value **arr = pt_pool_calloc(pc->pool, sizeof(*arr) * (size_t)(cnt ? cnt : 1));
     for (int i = 0; i < cnt; i++) {
-        arr[i] = pt_value_compile(pc, n->kind == PT_N_SEQ ? n->items[i] : n);
+        arr[i] = pt_policy_value_compile(pc, n->kind == PT_N_SEQ ? n->items[i] : n);
         if (!arr[i])
             return -1;
     }
@@ -562,7 +494,7 @@ static pt_value *e_value(pt_element *e, const char *name)
     struct pt_node *n = attr_node(e->node, e->def->children, name);
     if (!n || n->kind != PT_N_SCALAR)
         return NULL;
-    return pt_value_compile(e->c->pc, n);
+    return pt_policy_value_compile(e->c->pc, n);
 }
 
 static int e_values(pt_element *e, const char *name, pt_value ***out)
@@ -612,11 +544,11 @@ static void *c_tls_client_cert(pt_compile *c, const char *cert, const char *key)
         c_error(c, NULL, "%s (%s, %s)", why ? why : "no TLS context", cp, kp);
         if (ctx)
             SSL_CTX_free(ctx);
-        pt_errors_clear(&errs);
+        pt_node_errors_clear(&errs);
         ERR_clear_error();
         return NULL;
     }
-    pt_errors_clear(&errs);
+    pt_node_errors_clear(&errs);
     static _Atomic uint64_t serials;
     struct pt_clientcert *cc = pt_pool_calloc(pc->pool, sizeof(*cc));
     cc->ctx = ctx;
@@ -697,7 +629,7 @@ static bool compile_stmt(struct pt_polctx *pc, struct pt_stmt *s, struct pt_node
         return true;
     int before = pc->errs->n;
     struct pt_compile c = {pc, attrs, def, s, (int)section_bits[section], section, depth, in_fragment};
-    if (def->compile(&pt_api_table, &c, &s->instance) == 0 && pc->errs->n == before)
+    if (def->compile(&pt_policy_api_table, &c, &s->instance) == 0 && pc->errs->n == before)
         return true;
     if (pc->errs->n == before)
         pt_node_error(pc->errs, s->node, "policy '%s' refused this configuration", def->name);
@@ -785,7 +717,7 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
     }
     if (!(def->sections & section_bits[section])) {
         pt_node_error(pc->errs, pt_node_key(n, 0), "policy '%s' is not allowed in the %s section", name,
-                      pt_section_names[section]);
+                      pt_msg_section_names[section]);
         return NULL;
     }
     if (!(def->scopes & pc->scope)) {
@@ -793,10 +725,10 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
         const char *here = "this";
         for (int i = 0; i < PT_SCOPE_COUNT; i++) {
             if (pc->scope == 1 << i)
-                here = pt_scope_names[i].label;
+                here = pt_msg_scope_names[i].label;
             if (def->scopes & (1u << i))
                 snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s",
-                         *allowed ? ", " : "", pt_scope_names[i].label);
+                         *allowed ? ", " : "", pt_msg_scope_names[i].label);
         }
         pt_node_error(pc->errs, pt_node_key(n, 0), "policy '%s' is not allowed at %s scope (only: %s)", name,
                       here, allowed);
@@ -896,7 +828,7 @@ struct pt_doc *pt_policy_doc(struct pt_polctx *pc, struct pt_node *policies, int
         const char *k = pt_node_key(policies, i)->str;
         int sec = -1;
         for (int j = 0; j < PT_SEC_COUNT; j++)
-            if (!strcmp(k, pt_section_names[j]))
+            if (!strcmp(k, pt_msg_section_names[j]))
                 sec = j;
         if (sec < 0) {
             pt_node_error(pc->errs, pt_node_key(policies, i),
@@ -1042,9 +974,9 @@ static bool check_once(struct pt_polctx *pc, const struct pt_block *b, int sec)
                 pt_node_error(
                     pc->errs, pt_node_key(at->node, 0),
                     "'%s' may appear once per section, but base makes the %s section hold two (%s%s%s)",
-                    s->name, pt_section_names[sec],
+                    s->name, pt_msg_section_names[sec],
                     other->node ? "the other comes from the " : "the other is the default of the ",
-                    pt_scope_of(other->scope)->label,
+                    pt_msg_scope_of(other->scope)->label,
                     other->node ? " scope" : " scope, whose document has no backend section");
             }
             break;

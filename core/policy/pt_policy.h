@@ -25,6 +25,7 @@
 
 #include "http/pt_msg.h"
 #include "lua/pt_expr.h"
+#include "policy/pt_registry.h"
 
 #include <portico/plugin.h>
 
@@ -104,19 +105,7 @@ struct pt_compile {
    branches, retry's policies); NULL with errors added when it is refused. */
 struct pt_block *pt_policy_parse_block(pt_compile *c, struct pt_node *list);
 
-/* ---- registry ---- */
-
-/* Registers a policy definition (plugins, core policies, Lua policies).
-   Returns false when the name is taken (*taken set to its owner's name). */
-struct pt_registry;
-struct pt_registry *pt_registry_new(void);
-void pt_registry_free(struct pt_registry *r);
-bool pt_registry_add(struct pt_registry *r, const struct pt_policy_def *def, const char *owner,
-                     const char **taken);
-const struct pt_policy_def *pt_registry_find(const struct pt_registry *r, const char *name);
-/* Iterates definitions (for documentation and validation). */
-int pt_registry_count(const struct pt_registry *r);
-const struct pt_policy_def *pt_registry_at(const struct pt_registry *r, int i, const char **owner);
+/* The registry of policies is in policy/pt_registry.h. */
 
 /* ---- compiling ---- */
 
@@ -167,19 +156,19 @@ void pt_policy_release(struct pt_polctx *pc);
 /* A scalar's text with named values substituted (NULL after an error). */
 const char *pt_policy_text(struct pt_polctx *pc, struct pt_node *n);
 /* Compiles one attribute value (expressions are checked and registered). */
-struct pt_value *pt_value_compile(struct pt_polctx *pc, struct pt_node *n);
+struct pt_value *pt_policy_value_compile(struct pt_polctx *pc, struct pt_node *n);
 /* For the core's generic policies (Lua policies): the definition being
    compiled and the attribute node of a name. */
-const struct pt_policy_def *pt_compile_def(pt_compile *c);
-struct pt_node *pt_compile_attr(pt_compile *c, const char *name);
-struct pt_polctx *pt_compile_ctx(pt_compile *c);
+const struct pt_policy_def *pt_policy_compile_def(pt_compile *c);
+struct pt_node *pt_policy_compile_attr(pt_compile *c, const char *name);
+struct pt_polctx *pt_policy_compile_ctx(pt_compile *c);
 /* The default pipeline: inbound/outbound/on-error empty, backend forward-request. */
 
 /* The table every policy compiles and runs against; filled by pt_api_init()
    (policy/pt_api.c) at start. */
-extern struct pt_api pt_api_table;
+extern struct pt_api pt_policy_api_table;
 /* Set while the gateway only checks a configuration (portico -t, the policy
    reference): plugins see it through api->checking_only. */
-extern bool pt_checking_only;
+extern bool pt_api_checking_only;
 
 #endif

@@ -51,7 +51,7 @@ const struct pt_access_refusal *pt_access_check_key(struct pt_req *req)
         "requests to an API."};
     const struct pt_apidef *api = req->api;
     const struct pt_api_cf *ac = api->cf;
-    struct pt_hdr *hk = pt_head_get(&req->h, pt_str_c(ac->key_header));
+    struct pt_hdr *hk = pt_http_head_get(&req->h, pt_str_c(ac->key_header));
     pt_str key = PT_NULL_STR;
     bool present = false;
     if (hk) {
@@ -63,7 +63,7 @@ const struct pt_access_refusal *pt_access_check_key(struct pt_req *req)
         const struct pt_subscription *s = pt_gen_find_key(req_gen(req), key);
         /* a blocked or deleted owner cannot call APIs */
         bool ok = s && s->cf->state == PT_SUB_ACTIVE && (!s->owner || s->owner->cf->state == 0) &&
-                  (!s->cf->ends_ms || (int64_t)pt_wall_ms() < s->cf->ends_ms); /* expired as APIM */
+                  (!s->cf->ends_ms || (int64_t)pt_clock_wall_ms() < s->cf->ends_ms); /* expired as APIM */
         if (ok) {
             switch (s->cf->scope_kind) {
             case PT_SUB_ALL_APIS:
@@ -72,7 +72,7 @@ const struct pt_access_refusal *pt_access_check_key(struct pt_req *req)
                 ok = s->api == api;
                 break;
             case PT_SUB_PRODUCT:
-                ok = s->product && pt_product_has_api(s->product, api);
+                ok = s->product && pt_gen_product_has_api(s->product, api);
                 if (ok)
                     req->product = s->product;
                 break;
@@ -110,7 +110,7 @@ enum pt_route_result pt_access_match_version(struct pt_req *req)
     if (vs->scheme == 1)
         given = pt_url_query_param(req->h.query, pt_str_c(vs->query_name), &want);
     else {
-        struct pt_hdr *h = pt_head_get(&req->h, pt_str_c(vs->header_name));
+        struct pt_hdr *h = pt_http_head_get(&req->h, pt_str_c(vs->header_name));
         given = h != NULL;
         if (h)
             want = h->value;

@@ -105,7 +105,7 @@ static pt_str redact_query(struct pt_req *req)
 void pt_accesslog_line(struct pt_req *req, const char *second, uint64_t wall, struct pt_buf *out)
 {
     struct pt_buf b;
-    uint64_t now = pt_now_us();
+    uint64_t now = pt_clock_now_us();
     pt_buf_init(&b, req->pool, 512);
     pt_buf_lit(&b, "{\"time\":\"");
     pt_buf_add(&b, second, 20); /* "YYYY-MM-DDTHH:MM:SS." */

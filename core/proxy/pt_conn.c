@@ -80,8 +80,8 @@ static struct pt_req *req_new(struct pt_conn *c)
     const struct pt_limits_cf *lim = &req->wg->gen->conf->limits;
     uint64_t cap = lim->request_memory ? lim->request_memory : PT_MAX(64ull << 20, 16 * lim->buffer_size);
     pt_pool_set_limit(req->pool, (size_t)cap);
-    req->t0 = pt_now_us();
-    req->wall0 = pt_wall_ms();
+    req->t0 = pt_clock_now_us();
+    req->wall0 = pt_clock_wall_ms();
     req->status = 0;
     return req;
 }
@@ -89,7 +89,7 @@ static struct pt_req *req_new(struct pt_conn *c)
 static void req_free(struct pt_req *req)
 {
     struct pt_worker *w = req->c->w;
-    pt_exec_cleanup(req);
+    pt_pipeline_cleanup(req);
     if (req->req_body)
         evbuffer_free(req->req_body);
     if (req->resp_body)
@@ -235,15 +235,15 @@ static void req_start(struct pt_conn *c, size_t head_len)
     else
         req->req_done = true;
 
-    pt_str host = pt_host_strip_port(req->h.host);
+    pt_str host = pt_url_host_strip_port(req->h.host);
     enum pt_route_result rr =
         pt_router_match(req_gen(req)->router, host, req->h.method, req->h.path, req->h.query, &req->m);
     if (rr != PT_ROUTE_NO_API && ((const struct pt_apidef *)req->m.api)->vgroup)
         rr = pt_access_match_version(req);
     if (rr == PT_ROUTE_NO_OPERATION && pt_str_eq(req->h.method, pt_str_c("OPTIONS"))) {
         /* a CORS preflight runs the policies of the operation it asks about */
-        struct pt_hdr *acrm = pt_head_get(&req->h, pt_str_c("Access-Control-Request-Method"));
-        if (acrm && pt_head_get(&req->h, pt_str_c("Origin")))
+        struct pt_hdr *acrm = pt_http_head_get(&req->h, pt_str_c("Access-Control-Request-Method"));
+        if (acrm && pt_http_head_get(&req->h, pt_str_c("Origin")))
             rr = pt_router_match_in(req_gen(req)->router, ((const struct pt_apidef *)req->m.api)->ridx,
                                     acrm->value, req->m.rest, req->h.query, &req->m);
     }
@@ -256,8 +256,8 @@ static void req_start(struct pt_conn *c, size_t head_len)
     req->api = req->op->api;
     req->preflight_candidate = pt_str_eq(req->h.method, pt_str_c("OPTIONS")) &&
                                strcmp(req->op->cf->method, "OPTIONS") &&
-                               pt_head_get(&req->h, pt_str_c("Access-Control-Request-Method")) &&
-                               pt_head_get(&req->h, pt_str_c("Origin"));
+                               pt_http_head_get(&req->h, pt_str_c("Access-Control-Request-Method")) &&
+                               pt_http_head_get(&req->h, pt_str_c("Origin"));
     if (!pt_access_protocol_allowed(req->api->cf, c->peer.tls)) {
         /* an API limited to https (or http) does not exist on the other scheme */
         pt_conn_req_error(req, 404, "OperationNotFound", "Resource not found");
@@ -282,7 +282,7 @@ static void req_start(struct pt_conn *c, size_t head_len)
     req->bpath = req->m.rest;
     req->bquery = req->h.query;
     pt_io_read(c->io, false); /* the body (and pipelined requests) wait their turn */
-    pt_exec_start(req, pt_access_pipeline(req));
+    pt_pipeline_start(req, pt_access_pipeline(req));
 }
 
 /* Sends 100 Continue once the gateway is about to read a body it announced. */
@@ -305,7 +305,7 @@ static void buffering_failed(struct pt_req *req, int status, const char *reason,
     pt_io_read(c->io, false);
     pt_timer_clear(&c->timer);
     pt_msg_set_error(req, status, "gateway", reason, msg);
-    pt_exec_body_ready(req, false);
+    pt_pipeline_body_ready(req, false);
 }
 
 /*
@@ -323,7 +323,7 @@ void pt_conn_req_body(struct pt_req *req)
     uint64_t limit = buffering ? req_gen(req)->conf->limits.buffer_size : pt_access_body_limit(req);
     /* timeouts.body: the whole body, however it trickles (bodyIdle bounds each pause) */
     uint32_t whole = req_gen(req)->conf->timeouts.body;
-    if (whole && !req->resp_head_sent && pt_now_us() - req->t0 > (uint64_t)whole * 1000) {
+    if (whole && !req->resp_head_sent && pt_clock_now_us() - req->t0 > (uint64_t)whole * 1000) {
         pt_conn_req_error(req, 408, "RequestTimeout", "request body not received in time (timeouts.body)");
         return;
     }
@@ -344,7 +344,7 @@ void pt_conn_req_body(struct pt_req *req)
     } else {
         for (;;) {
             struct pt_http_err err = {400, NULL};
-            ssize_t r = pt_chunked_next(&req->req_ch, in, &err);
+            ssize_t r = pt_http_chunked_next(&req->req_ch, in, &err);
             if (r > 0) {
                 if (req->req_payload + (uint64_t)r > limit) {
                     req->keep = false;
@@ -364,7 +364,7 @@ void pt_conn_req_body(struct pt_req *req)
                 evbuffer_remove_buffer(in, out, (size_t)r);
                 if (!buffering)
                     evbuffer_add(out, "\r\n", 2);
-                pt_chunked_took(&req->req_ch, (size_t)r);
+                pt_http_chunked_took(&req->req_ch, (size_t)r);
                 req->req_payload += (uint64_t)r;
             } else if (r == PT_CHUNKED_DONE) {
                 if (!buffering)
@@ -392,7 +392,7 @@ void pt_conn_req_body(struct pt_req *req)
             c->state = C_WAIT;
             pt_io_read(c->io, false);
             pt_timer_clear(&c->timer);
-            pt_exec_body_ready(req, true);
+            pt_pipeline_body_ready(req, true);
         } else {
             pt_io_read(c->io, true);
             pt_timer_set(c->w, &c->timer, PT_T_BODY);
@@ -428,7 +428,7 @@ static void proxy_read_body(struct pt_req *req, pt_msg which)
     struct pt_conn *c = req->c;
     if (which == PT_MSG_REQUEST) {
         if (req->req_body_state != RB_STREAM || req->h.body == PT_BODY_NONE) {
-            pt_exec_body_ready(req, true);
+            pt_pipeline_body_ready(req, true);
             return;
         }
         if (!req->req_body)
@@ -440,7 +440,7 @@ static void proxy_read_body(struct pt_req *req, pt_msg which)
         return;
     }
     if (!req->rh_backend || req->resp_body || !req->up || req->resp_in == PT_BODY_NONE) {
-        pt_exec_body_ready(req, true);
+        pt_pipeline_body_ready(req, true);
         return;
     }
     req->resp_body = evbuffer_new();
@@ -457,13 +457,13 @@ static void log_request(struct pt_req *req)
     for (struct pt_hook *h = req->end_hooks; h; h = h->next)
         h->end(h->arg, req->status, req->bytes_in, req->bytes_out);
     req->end_hooks = NULL;
-    if (pt_access_fd < 0)
+    if (pt_worker_access_fd < 0)
         return;
     struct pt_worker *w = req->c->w;
-    uint64_t wall = pt_wall_ms();
+    uint64_t wall = pt_clock_wall_ms();
     if (wall / 1000 != w->tsec) {
         w->tsec = wall / 1000;
-        pt_format_time(w->tstr, wall);
+        pt_log_format_time(w->tstr, wall);
     }
     struct pt_buf line;
     pt_accesslog_line(req, w->tstr, wall, &line);
@@ -515,7 +515,7 @@ void pt_conn_req_error(struct pt_req *req, int status, const char *reason, const
     if (!req->req_done)
         req->keep = false; /* an unread request body makes the connection unusable */
     if (req->tb0 && !req->tb1)
-        req->tb1 = pt_now_us();
+        req->tb1 = pt_clock_now_us();
     req->status = status;
     bool head_only = pt_str_eq(req->h.method, PT_STR("HEAD"));
     req->bytes_out += pt_respond_error(
@@ -528,7 +528,7 @@ void pt_conn_req_error(struct pt_req *req, int status, const char *reason, const
 
 void pt_conn_init(void)
 {
-    pt_exec_ops = (struct pt_exec_ops){
+    pt_pipeline_ops = (struct pt_pipeline_ops){
         .forward = pt_upstream_forward, .read_body = proxy_read_body, .respond = pt_respond};
     pt_msg_hooks.backend_close = pt_upstream_close_for;
 }

@@ -44,7 +44,7 @@ struct pt_upool {
     int nidle;
     /* the backend sent bytes nobody asked for (after a response ended, or
        to an idle connection): its connections are not reused before this
-       (pt_now_us) -- one connection per request until then */
+       (pt_clock_now_us) -- one connection per request until then */
     uint64_t distrust_until;
 };
 

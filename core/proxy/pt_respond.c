@@ -189,7 +189,7 @@ static void write_response_head(struct pt_req *req)
 void pt_respond_body_done(struct pt_req *req)
 {
     struct pt_upconn *u = req->up;
-    req->tb1 = pt_now_us();
+    req->tb1 = pt_clock_now_us();
     if (!req->req_done)
         req->keep = false; /* the backend answered before the whole body came */
     if (u)
@@ -198,7 +198,7 @@ void pt_respond_body_done(struct pt_req *req)
         /* read for a policy: the pipeline goes on */
         req->resp_buffering = false;
         req->resp_in = PT_BODY_NONE;
-        pt_exec_body_ready(req, true);
+        pt_pipeline_body_ready(req, true);
         return;
     }
     pt_io_flush(req->c->io);
@@ -225,14 +225,14 @@ void pt_respond_backend_failed(struct pt_req *req, int status, const char *reaso
         pt_timer_clear(&c->timer);
     }
     if (req->tb0 && !req->tb1)
-        req->tb1 = pt_now_us();
+        req->tb1 = pt_clock_now_us();
     pt_msg_set_error(req, status, "forward-request", reason, msg);
     if (req->resp_buffering) {
         req->resp_buffering = false;
-        pt_exec_body_ready(req, false);
+        pt_pipeline_body_ready(req, false);
         return;
     }
-    pt_exec_resume(req, PT_ERROR);
+    pt_pipeline_resume(req, PT_ERROR);
 }
 
 /*
@@ -264,7 +264,7 @@ void pt_respond_body(struct pt_req *req)
     case PT_BODY_CHUNKED:
         for (;;) {
             struct pt_http_err err = {502, NULL};
-            ssize_t r = pt_chunked_next(&req->resp_ch, in, &err);
+            ssize_t r = pt_http_chunked_next(&req->resp_ch, in, &err);
             if (r > 0) {
                 if (rechunk) {
                     char hdr[24];
@@ -274,7 +274,7 @@ void pt_respond_body(struct pt_req *req)
                     evbuffer_add(out, "\r\n", 2);
                 } else
                     evbuffer_remove_buffer(in, out, (size_t)r);
-                pt_chunked_took(&req->resp_ch, (size_t)r);
+                pt_http_chunked_took(&req->resp_ch, (size_t)r);
             } else if (r == PT_CHUNKED_DONE) {
                 if (rechunk)
                     evbuffer_add(out, "0\r\n\r\n", 5);

@@ -74,7 +74,7 @@ void pt_tunnel_start(struct pt_req *req)
     req->bytes_out += b.n;
     req->resp_head_sent = true;
     req->status = 101;
-    req->tb1 = pt_now_us();
+    req->tb1 = pt_clock_now_us();
     pt_timer_clear(&u->timer);
     c->state = C_TUNNEL;
     pt_io_read(c->io, true);

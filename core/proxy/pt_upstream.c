@@ -91,10 +91,10 @@ void pt_upstream_free_pools(struct pt_worker *w)
 static void up_distrust(struct pt_upconn *u, size_t n, const char *when)
 {
     u->broken = true;
-    if (pt_now_us() >= u->pool->distrust_until)
+    if (pt_clock_now_us() >= u->pool->distrust_until)
         pt_warn("backend %s sent %zu unrequested byte%s %s; its connections are not reused for %llu s",
                 u->pool->key, n, n == 1 ? "" : "s", when, (unsigned long long)(DISTRUST_US / 1000000));
-    u->pool->distrust_until = pt_now_us() + DISTRUST_US;
+    u->pool->distrust_until = pt_clock_now_us() + DISTRUST_US;
 }
 
 /* true when nothing is waiting on a pooled connection: no byte and no close
@@ -194,7 +194,7 @@ void pt_upstream_release(struct pt_upconn *u, bool reusable)
     if (reusable && evbuffer_get_length(u->io->in))
         up_distrust(u, evbuffer_get_length(u->io->in), "after its response ended");
     if (!reusable || u->broken || w->draining || u->pool->nidle >= max_idle ||
-        pt_now_us() < u->pool->distrust_until || evbuffer_get_length(u->io->in) ||
+        pt_clock_now_us() < u->pool->distrust_until || evbuffer_get_length(u->io->in) ||
         evbuffer_get_length(u->io->out)) {
         pt_upstream_close(u);
         return;
@@ -396,7 +396,7 @@ static void forward_timeout(pt_call *call, void *arg)
 void pt_upstream_timer_stop(struct pt_req *req)
 {
     if (req->fwd_timer) {
-        pt_exec_timer_cancel(req->fwd_timer);
+        pt_pipeline_timer_cancel(req->fwd_timer);
         req->fwd_timer = NULL;
     }
 }
@@ -429,7 +429,7 @@ pt_status pt_upstream_forward(struct pt_req *req)
     build_backend_head(req, &b);
     req->uphead = b.p;
     req->uphead_n = b.n;
-    req->tb0 = pt_now_us();
+    req->tb0 = pt_clock_now_us();
     req->tb1 = 0;
     req->retried = false;
     memset(&req->resp_ch, 0, sizeof(req->resp_ch));
@@ -437,7 +437,7 @@ pt_status pt_upstream_forward(struct pt_req *req)
         return PT_ERROR;
     pt_upstream_timer_stop(req);
     if (req->fwd_timeout)
-        req->fwd_timer = pt_exec_timer_start(&req->ex.call, req->fwd_timeout, forward_timeout, NULL);
+        req->fwd_timer = pt_pipeline_timer_start(&req->ex.call, req->fwd_timeout, forward_timeout, NULL);
     if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE) {
         c->state = C_BODY;
         pt_conn_send_continue(req);
@@ -513,10 +513,10 @@ void pt_upstream_read(struct pt_req *req)
         if (req->fwd_fail_on_status && req->rh.status >= 400) {
             pt_msg_set_error(req, 500, "forward-request", "BackendStatusError",
                              "the backend answered with an error status");
-            pt_exec_resume(req, PT_ERROR);
+            pt_pipeline_resume(req, PT_ERROR);
             return;
         }
-        pt_exec_resume(req, PT_OK);
+        pt_pipeline_resume(req, PT_OK);
         return;
     }
     if (!req->resp_head_sent && !req->resp_buffering)

@@ -20,7 +20,7 @@
 
 #define TICK_MS 50
 
-int pt_access_fd = 1;
+int pt_worker_access_fd = 1;
 
 static struct pt_worker *workers;
 static int nworkers;
@@ -190,7 +190,7 @@ void pt_worker_conn_closed(struct pt_worker *w)
 static void access_flush(struct pt_worker *w)
 {
     size_t off = 0;
-    int fd = pt_access_fd;
+    int fd = pt_worker_access_fd;
     while (off < w->abuf_n && fd >= 0) {
         ssize_t n = write(fd, w->abuf + off, w->abuf_n - off);
         if (n < 0) {
@@ -217,7 +217,7 @@ void pt_worker_access(struct pt_worker *w, const char *line, size_t n)
         }
     }
     if (w->abuf_n == 0)
-        w->abuf_first = pt_now_ms();
+        w->abuf_first = pt_clock_now_ms();
     memcpy(w->abuf + w->abuf_n, line, n);
     w->abuf_n += n;
     w->abuf[w->abuf_n++] = '\n';
@@ -230,7 +230,7 @@ void pt_worker_access(struct pt_worker *w, const char *line, size_t n)
 
 static void sweep(struct pt_worker *w)
 {
-    uint64_t now = pt_now_ms();
+    uint64_t now = pt_clock_now_ms();
     for (int k = 0; k < PT_T_COUNT; k++) {
         struct pt_list *head = &w->timers[k];
         /* bounded: each pass removes the node or stops */
@@ -249,7 +249,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct pt_worker *w = arg;
     sweep(w);
-    if (w->abuf_n && pt_now_ms() - w->abuf_first >= w->cur->gen->conf->log.access_flush)
+    if (w->abuf_n && pt_clock_now_ms() - w->abuf_first >= w->cur->gen->conf->log.access_flush)
         access_flush(w);
 }
 
@@ -409,7 +409,7 @@ void pt_workers_stop(void)
 
 bool pt_workers_join(uint32_t timeout_ms)
 {
-    uint64_t end = pt_now_ms() + timeout_ms;
+    uint64_t end = pt_clock_now_ms() + timeout_ms;
     for (;;) {
         bool all = true;
         for (int i = 0; i < nworkers; i++) {
@@ -420,7 +420,7 @@ bool pt_workers_join(uint32_t timeout_ms)
         }
         if (all)
             break;
-        if (pt_now_ms() >= end)
+        if (pt_clock_now_ms() >= end)
             return false;
         struct timespec ts = {0, 10 * 1000000};
         nanosleep(&ts, NULL);

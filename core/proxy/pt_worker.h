@@ -177,7 +177,7 @@ static inline void pt_timer_clear(struct pt_tnode *t)
 static inline void pt_timer_set(struct pt_worker *w, struct pt_tnode *t, enum pt_tkind kind)
 {
     pt_timer_clear(t);
-    t->deadline = pt_now_ms() + w->tdur[kind];
+    t->deadline = pt_clock_now_ms() + w->tdur[kind];
     t->kind = (int8_t)kind;
     struct pt_list *head = &w->timers[kind], *at = head->prev;
     while (at != head && pt_container_of(at, struct pt_tnode, link)->deadline > t->deadline)
@@ -202,6 +202,6 @@ void pt_conn_stop(struct pt_worker *w);  /* close everything now */
 void pt_upstream_free_pools(struct pt_worker *w);
 
 /* The access-log file descriptor shared by all workers (-1 = off). */
-extern int pt_access_fd;
+extern int pt_worker_access_fd;
 
 #endif

@@ -49,7 +49,7 @@ static void expect_errors(const char *text, ...)
     if (e.n != n)
         dump_errors(&e);
     assert_int_equal(e.n, n);
-    pt_errors_clear(&e);
+    pt_node_errors_clear(&e);
 }
 
 #define expect_error(text, msg) expect_errors((text), (msg), (const char *)NULL)
@@ -66,7 +66,7 @@ static void expect_error_like(const char *text, const char *prefix, const char *
     assert_int_equal(e.n, 1);
     assert_int_equal(strncmp(e.msgs[0], prefix, strlen(prefix)), 0);
     assert_null(strstr(e.msgs[0], never));
-    pt_errors_clear(&e);
+    pt_node_errors_clear(&e);
 }
 
 static struct pt_conf *parse_ok(const char *text)
@@ -77,7 +77,7 @@ static struct pt_conf *parse_ok(const char *text)
         dump_errors(&e);
     assert_non_null(cf);
     assert_int_equal(e.n, 0);
-    pt_errors_clear(&e);
+    pt_node_errors_clear(&e);
     return cf;
 }
 
@@ -419,7 +419,7 @@ static void test_api_host_port(void **state)
         assert_int_equal(e.n, 1);
         assert_int_equal(strncmp(e.msgs[0], "t.yaml:5:11: ", 13), 0);
     }
-    pt_errors_clear(&e);
+    pt_node_errors_clear(&e);
 }
 
 /* URL templates are compiled while loading: errors point at urlTemplate. */
@@ -499,7 +499,7 @@ static void test_parse_duration(void **state)
     int fails = 0;
     for (size_t i = 0; i < PT_ARRAY_LEN(good); i++) {
         uint64_t ms = 12345;
-        if (!pt_parse_duration_ms(good[i].s, &ms) || ms != good[i].ms) {
+        if (!pt_schema_parse_duration_ms(good[i].s, &ms) || ms != good[i].ms) {
             print_message("# FAIL: duration '%s' should be %llu ms\n", good[i].s,
                           (unsigned long long)good[i].ms);
             fails++;
@@ -509,7 +509,7 @@ static void test_parse_duration(void **state)
                                       "10s ", "ms", "1m30", "10S", "1w",   "h1",   "99999999999s"};
     for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++) {
         uint64_t ms = 12345;
-        if (pt_parse_duration_ms(bad[i], &ms) || ms != 12345) {
+        if (pt_schema_parse_duration_ms(bad[i], &ms) || ms != 12345) {
             print_message("# FAIL: duration '%s' should be refused\n", bad[i]);
             fails++;
         }
@@ -538,7 +538,7 @@ static void test_parse_size(void **state)
     int fails = 0;
     for (size_t i = 0; i < PT_ARRAY_LEN(good); i++) {
         uint64_t n = 12345;
-        if (!pt_parse_size(good[i].s, &n) || n != good[i].n) {
+        if (!pt_schema_parse_size(good[i].s, &n) || n != good[i].n) {
             print_message("# FAIL: size '%s' should be %llu\n", good[i].s, (unsigned long long)good[i].n);
             fails++;
         }
@@ -560,7 +560,7 @@ static void test_parse_size(void **state)
                                       "1k "};
     for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++) {
         uint64_t n = 12345;
-        if (pt_parse_size(bad[i], &n) || n != 12345) {
+        if (pt_schema_parse_size(bad[i], &n) || n != 12345) {
             print_message("# FAIL: size '%s' should be refused\n", bad[i]);
             fails++;
         }
@@ -575,33 +575,33 @@ static void test_parse_listen(void **state)
     const struct sockaddr_in *s4 = (const struct sockaddr_in *)&sa;
     const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&sa;
 
-    assert_true(pt_parse_listen("127.0.0.1:8080", &sa, &len));
+    assert_true(pt_conf_parse_listen("127.0.0.1:8080", &sa, &len));
     assert_int_equal(s4->sin_family, AF_INET);
     assert_int_equal(ntohs(s4->sin_port), 8080);
     assert_int_equal(ntohl(s4->sin_addr.s_addr), INADDR_LOOPBACK);
     assert_int_equal(len, sizeof(struct sockaddr_in));
 
-    assert_true(pt_parse_listen("[::1]:8443", &sa, &len));
+    assert_true(pt_conf_parse_listen("[::1]:8443", &sa, &len));
     assert_int_equal(s6->sin6_family, AF_INET6);
     assert_int_equal(ntohs(s6->sin6_port), 8443);
     assert_true(IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr));
     assert_int_equal(len, sizeof(struct sockaddr_in6));
 
-    assert_true(pt_parse_listen("[::]:1", &sa, &len));
+    assert_true(pt_conf_parse_listen("[::]:1", &sa, &len));
     assert_int_equal(s6->sin6_family, AF_INET6);
     assert_true(IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr));
 
     static const char *const any[] = {":8080", "*:8080", "0.0.0.0:8080"};
     for (size_t i = 0; i < PT_ARRAY_LEN(any); i++) {
         print_message("# listen '%s'\n", any[i]);
-        assert_true(pt_parse_listen(any[i], &sa, &len));
+        assert_true(pt_conf_parse_listen(any[i], &sa, &len));
         assert_int_equal(s4->sin_family, AF_INET);
         assert_int_equal(ntohs(s4->sin_port), 8080);
         assert_int_equal(ntohl(s4->sin_addr.s_addr), INADDR_ANY);
     }
-    assert_true(pt_parse_listen("10.1.2.3:65535", &sa, &len));
+    assert_true(pt_conf_parse_listen("10.1.2.3:65535", &sa, &len));
     assert_int_equal(ntohs(s4->sin_port), 65535);
-    assert_true(pt_parse_listen(":1", &sa, &len));
+    assert_true(pt_conf_parse_listen(":1", &sa, &len));
 
     static const char *const bad[] = {
         ":0",          ":65536",       ":99999999999999999999",
@@ -613,7 +613,7 @@ static void test_parse_listen(void **state)
     };
     int fails = 0;
     for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++)
-        if (pt_parse_listen(bad[i], &sa, &len)) {
+        if (pt_conf_parse_listen(bad[i], &sa, &len)) {
             print_message("# FAIL: listen address '%s' should be refused\n", bad[i]);
             fails++;
         }
@@ -633,7 +633,7 @@ static void test_parse_listen_strict(void **state)
     };
     int fails = 0;
     for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++)
-        if (pt_parse_listen(bad[i], &sa, &len)) {
+        if (pt_conf_parse_listen(bad[i], &sa, &len)) {
             print_message("# FAIL: listen address '%s' should be refused\n", bad[i]);
             fails++;
         }

@@ -39,53 +39,53 @@ static void test_sliding(void **state)
     pt_counters_init(100000);
     for (int i = 0; i < 3; i++) {
         struct pt_counter_op op = op_of("s1", PT_COUNTER_SLIDING, 400, 3, 1);
-        assert_int_equal(pt_counter(&op), 1);
+        assert_int_equal(pt_counters_apply(&op), 1);
         assert_int_equal(op.count, i + 1);
     }
     struct pt_counter_op op = op_of("s1", PT_COUNTER_SLIDING, 400, 3, 1);
-    assert_int_equal(pt_counter(&op), 0); /* refused: not counted */
+    assert_int_equal(pt_counters_apply(&op), 0); /* refused: not counted */
     assert_int_equal(op.count, 3);
     assert_true(op.retry_ms > 0 && op.retry_ms <= 400);
     /* another key is independent */
     struct pt_counter_op other = op_of("s2", PT_COUNTER_SLIDING, 400, 3, 1);
-    assert_int_equal(pt_counter(&other), 1);
+    assert_int_equal(pt_counters_apply(&other), 1);
     sleep_ms(450); /* the window slid past the three calls */
     op = op_of("s1", PT_COUNTER_SLIDING, 400, 3, 1);
-    assert_int_equal(pt_counter(&op), 1);
+    assert_int_equal(pt_counters_apply(&op), 1);
     assert_int_equal(op.count, 1);
 }
 
 static void test_fixed_periods(void **state)
 {
     (void)state;
-    int64_t now = (int64_t)pt_wall_ms();
+    int64_t now = (int64_t)pt_clock_wall_ms();
     struct pt_counter_op op = op_of("f1", PT_COUNTER_FIXED, 3600 * 1000, 2, 1);
     op.origin_ms = now - 10; /* the period started 10 ms ago */
-    assert_int_equal(pt_counter(&op), 1);
-    assert_int_equal(pt_counter(&op), 1);
-    assert_int_equal(pt_counter(&op), 0);
+    assert_int_equal(pt_counters_apply(&op), 1);
+    assert_int_equal(pt_counters_apply(&op), 1);
+    assert_int_equal(pt_counters_apply(&op), 0);
     assert_true(op.period_end_ms > now && op.period_end_ms <= now + 3600 * 1000);
     assert_true(op.retry_ms > 3590 * 1000);
     /* a period that started long ago, just ending: the next period is fresh */
     struct pt_counter_op p2 = op_of("f2", PT_COUNTER_FIXED, 300, 1, 1);
     p2.origin_ms = now;
-    assert_int_equal(pt_counter(&p2), 1);
-    assert_int_equal(pt_counter(&p2), 0);
+    assert_int_equal(pt_counters_apply(&p2), 1);
+    assert_int_equal(pt_counters_apply(&p2), 0);
     sleep_ms(320);
-    assert_int_equal(pt_counter(&p2), 1);
+    assert_int_equal(pt_counters_apply(&p2), 1);
 }
 
 static void test_gauge(void **state)
 {
     (void)state;
     struct pt_counter_op up = op_of("g", PT_COUNTER_GAUGE, 1, 2, 1);
-    assert_int_equal(pt_counter(&up), 1);
-    assert_int_equal(pt_counter(&up), 1);
-    assert_int_equal(pt_counter(&up), 0);
+    assert_int_equal(pt_counters_apply(&up), 1);
+    assert_int_equal(pt_counters_apply(&up), 1);
+    assert_int_equal(pt_counters_apply(&up), 0);
     struct pt_counter_op down = op_of("g", PT_COUNTER_GAUGE, 1, 0, -1);
-    assert_int_equal(pt_counter(&down), 1);
+    assert_int_equal(pt_counters_apply(&down), 1);
     assert_int_equal(down.count, 1);
-    assert_int_equal(pt_counter(&up), 1);
+    assert_int_equal(pt_counters_apply(&up), 1);
 }
 
 static int granted;
@@ -96,7 +96,7 @@ static void *hammer(void *arg)
     (void)arg;
     for (int i = 0; i < 20000; i++) {
         struct pt_counter_op op = op_of("race", PT_COUNTER_SLIDING, 60000, 5000, 1);
-        if (pt_counter(&op)) {
+        if (pt_counters_apply(&op)) {
             pthread_mutex_lock(&granted_mu);
             granted++;
             pthread_mutex_unlock(&granted_mu);
@@ -126,7 +126,7 @@ static void test_cap_and_overflow(void **state)
     for (int i = 0; i < 5000; i++) {
         snprintf(key, sizeof(key), "flood-%d", i);
         struct pt_counter_op op = op_of(key, PT_COUNTER_SLIDING, 60000, 1000000, 1);
-        in += pt_counter(&op);
+        in += pt_counters_apply(&op);
     }
     /* four keys got into each shard, the rest was refused */
     assert_int_equal(in, 64 * 4);
@@ -137,7 +137,7 @@ static void test_cap_and_overflow(void **state)
         snprintf(key, sizeof(key), "strict-%d", i);
         int kind = i % 3 == 0 ? PT_COUNTER_SLIDING : i % 3 == 1 ? PT_COUNTER_FIXED : PT_COUNTER_GAUGE;
         struct pt_counter_op op = op_of(key, kind, 60000, 1000000, 1);
-        bool ok = pt_counter(&op);
+        bool ok = pt_counters_apply(&op);
         if (ok)
             admitted++;
         else {
@@ -146,7 +146,7 @@ static void test_cap_and_overflow(void **state)
         }
         /* counting without a limit tells the caller through the count */
         struct pt_counter_op nolimit = op_of(key, kind, 60000, 0, 1);
-        pt_counter(&nolimit);
+        pt_counters_apply(&nolimit);
         if (ok)
             assert_int_equal(nolimit.count, 2);
         else
@@ -158,14 +158,14 @@ static void test_cap_and_overflow(void **state)
     assert_true(pt_counters_count() <= 64 * 4);
     /* a look or a release under a key without a count finds nothing and creates nothing */
     struct pt_counter_op look = op_of("never-seen", PT_COUNTER_SLIDING, 60000, 5, 0);
-    assert_int_equal(pt_counter(&look), 1);
+    assert_int_equal(pt_counters_apply(&look), 1);
     assert_int_equal(look.count, 0);
     struct pt_counter_op release = op_of("never-seen-gauge", PT_COUNTER_GAUGE, 1, 0, -1);
-    assert_int_equal(pt_counter(&release), 1);
+    assert_int_equal(pt_counters_apply(&release), 1);
     assert_true(pt_counters_count() <= 64 * 4);
     /* keys that have a count keep counting */
     struct pt_counter_op old = op_of("flood-0", PT_COUNTER_SLIDING, 60000, 1000000, 1);
-    assert_int_equal(pt_counter(&old), 1);
+    assert_int_equal(pt_counters_apply(&old), 1);
     assert_int_equal(old.count, 2);
 }
 
@@ -178,14 +178,14 @@ static void test_idle_keys_are_reclaimed(void **state)
     for (int i = 0; i < 2000; i++) {
         snprintf(key, sizeof(key), "short-%d", i);
         struct pt_counter_op op = op_of(key, PT_COUNTER_SLIDING, 50, 10, 1);
-        pt_counter(&op);
+        pt_counters_apply(&op);
     }
     sleep_ms(120); /* every key is idle now */
     int ok = 0;
     for (int i = 0; i < 64; i++) {
         snprintf(key, sizeof(key), "fresh-%d", i);
         struct pt_counter_op op = op_of(key, PT_COUNTER_SLIDING, 60000, 1, 1);
-        ok += pt_counter(&op);
+        ok += pt_counters_apply(&op);
     }
     /* nearly all got a counter of their own: only a shard hit by more fresh
        keys than its share (two) refuses the extra ones; without reclaiming,
@@ -207,11 +207,11 @@ static void test_persistent_seed(void **state)
     (void)state;
     pt_counters_free();
     pt_counters_init(1000);
-    int64_t now = (int64_t)pt_wall_ms();
+    int64_t now = (int64_t)pt_clock_wall_ms();
     struct pt_counter_op op = op_of("q", PT_COUNTER_FIXED, 3600 * 1000, 10, 3);
     op.origin_ms = now - 1000;
     op.persist = 1;
-    assert_int_equal(pt_counter(&op), 1);
+    assert_int_equal(pt_counters_apply(&op), 1);
     pt_counters_each_dirty(save, NULL);
     assert_int_equal(saved_value, 3);
     /* a restart: a fresh table seeded from what was saved keeps counting */
@@ -219,7 +219,7 @@ static void test_persistent_seed(void **state)
     pt_counters_init(1000);
     pt_counters_seed("q", saved_period, saved_value);
     op.add = 1;
-    assert_int_equal(pt_counter(&op), 1);
+    assert_int_equal(pt_counters_apply(&op), 1);
     assert_int_equal(op.count, 4);
 }
 

@@ -65,7 +65,7 @@ static int teardown(void **state)
     pt_policy_release(&F.pc);
     pt_expr_table_free(F.pc.exprs);
     pt_registry_free(F.reg);
-    pt_errors_clear(&F.errs);
+    pt_node_errors_clear(&F.errs);
     pt_pool_free(F.pool);
     return 0;
 }
@@ -109,7 +109,7 @@ static const char *render(const struct pt_block *b)
     for (int i = 0; i < b->n; i++) {
         const struct pt_stmt *s = b->s[i];
         n += (size_t)snprintf(o + n, sizeof(out[0]) - n, "%s%s%s%s@%s", i ? ", " : "", s->name,
-                              s->id ? "#" : "", s->id ? s->id : "", pt_scope_of(s->scope)->name);
+                              s->id ? "#" : "", s->id ? s->id : "", pt_msg_scope_of(s->scope)->name);
     }
     return o;
 }
@@ -369,7 +369,7 @@ static void test_document_errors(void **state)
         assert_null(doc_try(API, cases[i].text));
         expect_error(0, cases[i].error);
         assert_int_equal(F.errs.n, 1);
-        pt_errors_clear(&F.errs);
+        pt_node_errors_clear(&F.errs);
     }
     /* a policy limited to some scopes */
     assert_non_null(doc_try(API, "inbound: [{api-only: }]\n"));

@@ -313,7 +313,7 @@ static void req_err(const char *text, int status)
 
 static struct pt_hdr *hdr(struct pt_head *h, const char *name)
 {
-    struct pt_hdr *x = pt_head_get(h, pt_str_c(name));
+    struct pt_hdr *x = pt_http_head_get(h, pt_str_c(name));
     assert_non_null(x);
     return x;
 }
@@ -343,8 +343,8 @@ static void test_request_basic(void **state)
     assert_false(h->expect_continue);
     assert_false(h->upgrade_ws);
     assert_int_equal(h->host_count, 1);
-    assert_true(pt_head_get(h, PT_STR("user-agent")) == &h->h[1]);
-    assert_null(pt_head_get(h, PT_STR("Accept")));
+    assert_true(pt_http_head_get(h, PT_STR("user-agent")) == &h->h[1]);
+    assert_null(pt_http_head_get(h, PT_STR("Accept")));
 
     h = req_ok("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n");
     assert_slice(h->method, "POST");
@@ -682,14 +682,14 @@ static struct dechunk *dechunk(const char *in, size_t n, size_t step)
     size_t fed = 0;
     for (;;) {
         struct pt_http_err err = {0};
-        ssize_t r = pt_chunked_next(&c, b, &err);
+        ssize_t r = pt_http_chunked_next(&c, b, &err);
         if (r > 0) {
             size_t len = evbuffer_get_length(b);
             assert_true((size_t)r <= len);
             assert_true(D.outn + (size_t)r <= sizeof(D.out));
             assert_int_equal(evbuffer_remove(b, D.out + D.outn, (size_t)r), r);
             D.outn += (size_t)r;
-            pt_chunked_took(&c, (size_t)r);
+            pt_http_chunked_took(&c, (size_t)r);
             continue;
         }
         if (r == PT_CHUNKED_MORE && fed < n) {
@@ -781,28 +781,28 @@ static void test_chunked_partial_take(void **state)
     struct pt_http_err err = {0};
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, "4\r\nWiki\r\n0\r\n\r\n", 14);
-    assert_int_equal(pt_chunked_next(&c, b, &err), 4);
+    assert_int_equal(pt_http_chunked_next(&c, b, &err), 4);
     assert_int_equal(evbuffer_get_length(b), 11);
     char tmp[8];
     assert_int_equal(evbuffer_remove(b, tmp, 1), 1);
-    pt_chunked_took(&c, 1);
-    assert_int_equal(pt_chunked_next(&c, b, &err), 3);
+    pt_http_chunked_took(&c, 1);
+    assert_int_equal(pt_http_chunked_next(&c, b, &err), 3);
     assert_int_equal(evbuffer_copyout(b, tmp, 3), 3);
     assert_memory_equal(tmp, "iki", 3);
     evbuffer_drain(b, 3);
-    pt_chunked_took(&c, 3);
-    assert_int_equal(pt_chunked_next(&c, b, &err), PT_CHUNKED_DONE);
+    pt_http_chunked_took(&c, 3);
+    assert_int_equal(pt_http_chunked_next(&c, b, &err), PT_CHUNKED_DONE);
     assert_int_equal(evbuffer_get_length(b), 0);
     /* done stays done */
-    assert_int_equal(pt_chunked_next(&c, b, &err), PT_CHUNKED_DONE);
+    assert_int_equal(pt_http_chunked_next(&c, b, &err), PT_CHUNKED_DONE);
 
     /* the count never runs past the chunk */
     memset(&c, 0, sizeof(c));
     evbuffer_add(b, "4\r\nWikiXYZ", 10);
-    assert_int_equal(pt_chunked_next(&c, b, &err), 4);
+    assert_int_equal(pt_http_chunked_next(&c, b, &err), 4);
     evbuffer_drain(b, 4);
-    pt_chunked_took(&c, 4);
-    assert_int_equal(pt_chunked_next(&c, b, &err), PT_CHUNKED_ERROR);
+    pt_http_chunked_took(&c, 4);
+    assert_int_equal(pt_http_chunked_next(&c, b, &err), PT_CHUNKED_ERROR);
     assert_non_null(err.msg);
     evbuffer_free(b);
 }
@@ -916,15 +916,15 @@ static void test_misc_http(void **state)
     assert_int_equal(pt_http_classify(PT_STR("Hostx")), PT_H_OTHER);
     assert_int_equal(pt_http_classify(PT_STR("Content-Lengt")), PT_H_OTHER);
 
-    /* pt_head_add / pt_head_get honour deletions */
+    /* pt_http_head_add / pt_http_head_get honour deletions */
     struct pt_head h;
     memset(&h, 0, sizeof(h));
-    struct pt_hdr *x = pt_head_add(&h, pool, PT_STR("Via"), PT_STR("1"));
+    struct pt_hdr *x = pt_http_head_add(&h, pool, PT_STR("Via"), PT_STR("1"));
     assert_non_null(x);
     assert_int_equal(x->kind, PT_H_OTHER);
-    pt_head_add(&h, pool, PT_STR("via"), PT_STR("2"));
+    pt_http_head_add(&h, pool, PT_STR("via"), PT_STR("2"));
     x->deleted = true;
-    assert_slice(pt_head_get(&h, PT_STR("VIA"))->value, "2");
+    assert_slice(pt_http_head_get(&h, PT_STR("VIA"))->value, "2");
 }
 
 /* ================================================================= URLs */
@@ -1037,7 +1037,7 @@ static void test_host_valid(void **state)
         "[::1]",       "[::1]:80",         "[2001:db8::1.2.3.4]", "a-b_c~d.e", "x:1"};
     int fails = 0;
     for (size_t i = 0; i < PT_ARRAY_LEN(good); i++)
-        if (!pt_host_valid(pt_str_c(good[i]))) {
+        if (!pt_url_host_valid(pt_str_c(good[i]))) {
             print_message("# FAIL: host '%s' should be valid\n", good[i]);
             fails++;
         }
@@ -1046,22 +1046,22 @@ static void test_host_valid(void **state)
                                       "a/b",  "a\tb",    "a?",     "a#",       "[::1]:80:80", "a:80:80",
                                       "a:-1", "a:65536", "a:99999"};
     for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++)
-        if (pt_host_valid(pt_str_c(bad[i]))) {
+        if (pt_url_host_valid(pt_str_c(bad[i]))) {
             print_message("# FAIL: host '%s' should be invalid\n", ES(bad[i]));
             fails++;
         }
     assert_int_equal(fails, 0);
     char longname[300];
     memset(longname, 'a', sizeof(longname));
-    assert_true(pt_host_valid((pt_str){longname, 255}));
-    assert_false(pt_host_valid((pt_str){longname, 256}));
+    assert_true(pt_url_host_valid((pt_str){longname, 255}));
+    assert_false(pt_url_host_valid((pt_str){longname, 256}));
     /* only the given bytes count */
-    assert_true(pt_host_valid((pt_str){"abc def", 3}));
+    assert_true(pt_url_host_valid((pt_str){"abc def", 3}));
 
-    assert_slice(pt_host_strip_port(PT_STR("h.example:8080")), "h.example");
-    assert_slice(pt_host_strip_port(PT_STR("h.example")), "h.example");
-    assert_slice(pt_host_strip_port(PT_STR("[::1]:8080")), "[::1]");
-    assert_slice(pt_host_strip_port(PT_STR("[::1]")), "[::1]");
+    assert_slice(pt_url_host_strip_port(PT_STR("h.example:8080")), "h.example");
+    assert_slice(pt_url_host_strip_port(PT_STR("h.example")), "h.example");
+    assert_slice(pt_url_host_strip_port(PT_STR("[::1]:8080")), "[::1]");
+    assert_slice(pt_url_host_strip_port(PT_STR("[::1]")), "[::1]");
 }
 
 static void test_pct_decode(void **state)
@@ -1081,23 +1081,23 @@ static void test_pct_decode(void **state)
     for (size_t i = 0; i < PT_ARRAY_LEN(cases); i++) {
         char out[64];
         print_message("# decode '%s'\n", cases[i].in);
-        ssize_t n = pt_pct_decode(pt_str_c(cases[i].in), out, cases[i].plus);
+        ssize_t n = pt_url_pct_decode(pt_str_c(cases[i].in), out, cases[i].plus);
         assert_int_equal(n, cases[i].n);
         assert_memory_equal(out, cases[i].out, (size_t)n);
     }
     char out[8];
-    assert_int_equal(pt_pct_decode((pt_str){"%00", 3}, out, false), 1);
+    assert_int_equal(pt_url_pct_decode((pt_str){"%00", 3}, out, false), 1);
     assert_int_equal(out[0], 0);
     static const char *const bad[] = {"%", "%4", "a%", "%zz", "%4g", "%g4", "ab%2", "%%41"};
     for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++) {
         print_message("# bad decode '%s'\n", bad[i]);
-        assert_int_equal(pt_pct_decode(pt_str_c(bad[i]), out, false), -1);
+        assert_int_equal(pt_url_pct_decode(pt_str_c(bad[i]), out, false), -1);
     }
     /* only the given bytes: "%41" cut to "%4" is bad */
-    assert_int_equal(pt_pct_decode((pt_str){"%41", 2}, out, false), -1);
+    assert_int_equal(pt_url_pct_decode((pt_str){"%41", 2}, out, false), -1);
     /* in place */
     char buf[] = "a%2Fb%3dc";
-    ssize_t n = pt_pct_decode(pt_str_c(buf), buf, false);
+    ssize_t n = pt_url_pct_decode(pt_str_c(buf), buf, false);
     assert_int_equal(n, 5);
     assert_memory_equal(buf, "a/b=c", 5);
 }

@@ -4,7 +4,7 @@
  * suspending and resuming, bodies, forward-request, nesting limits,
  * wrapping policies, choose paths, CORS preflights, timers and retry.
  *
- * The connection layer is replaced by fakes in pt_exec_ops; statements are
+ * The connection layer is replaced by fakes in pt_pipeline_ops; statements are
  * PT_ST_POLICY statements of a scripted test policy whose run() writes to a
  * trace, so each test compares the exact sequence of what ran.
  */
@@ -69,7 +69,7 @@ static void timer_resume(pt_call *call, void *arg)
 {
     (void)arg;
     tr("timer");
-    pt_api_table.resume(call, PT_OK);
+    pt_policy_api_table.resume(call, PT_OK);
 }
 
 static pt_status t_run(const struct pt_api *api, pt_call *call, void *inst)
@@ -120,7 +120,7 @@ static pt_status t_run(const struct pt_api *api, pt_call *call, void *inst)
         return PT_AGAIN;
     case ACT_WHERE: {
         const struct pt_req *req = call->req;
-        tr("%s@%s/%s=%d", name, pt_section_names[req->ex.section],
+        tr("%s@%s/%s=%d", name, pt_msg_section_names[req->ex.section],
            req->ex.call.current == PT_MSG_REQUEST ? "request" : "response", api->status(call));
         return PT_OK;
     }
@@ -192,10 +192,10 @@ static void fake_read_body(struct pt_req *req, pt_msg which)
     T.read_which = (int)which;
     if (T.read_mode == READ_SYNC_OK) {
         body_is_in(req, "sync");
-        pt_exec_body_ready(req, true);
+        pt_pipeline_body_ready(req, true);
     } else if (T.read_mode == READ_SYNC_FAIL) {
         pt_msg_set_error(req, 413, "gateway", "BodyTooLarge", "request body too large");
-        pt_exec_body_ready(req, false);
+        pt_pipeline_body_ready(req, false);
     }
 }
 
@@ -222,7 +222,7 @@ static int setup_bare(void **state)
     T.spool = pt_pool_new(4096);
     T.fwd_mode = FWD_OK;
     T.read_mode = READ_ASYNC;
-    pt_exec_ops = (struct pt_exec_ops){fake_forward, fake_read_body, fake_respond};
+    pt_pipeline_ops = (struct pt_pipeline_ops){fake_forward, fake_read_body, fake_respond};
     return 0;
 }
 
@@ -240,7 +240,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    pt_exec_cleanup(&T.req);
+    pt_pipeline_cleanup(&T.req);
     if (T.req.resp_body)
         evbuffer_free(T.req.resp_body);
     if (T.req.req_body)
@@ -367,7 +367,7 @@ static struct pt_stmt *CHOOSE(int n, ...)
 
 static void start(void)
 {
-    pt_exec_start(&T.req, &T.pl);
+    pt_pipeline_start(&T.req, &T.pl);
 }
 
 static const char *resp_body(void)
@@ -387,7 +387,7 @@ static const char *resp_body(void)
 static const char *resp_header(const char *name)
 {
     static char b[256];
-    struct pt_hdr *h = pt_head_get(&T.req.rh, pt_str_c(name));
+    struct pt_hdr *h = pt_http_head_get(&T.req.rh, pt_str_c(name));
     if (!h)
         return NULL;
     snprintf(b, sizeof(b), "%.*s", (int)h->value.len, h->value.data);
@@ -483,7 +483,7 @@ static void test_done_skips_to_response(void **state)
     assert_int_equal(T.respond_status, 403);
     assert_true(T.req.ex.done);
     /* nothing happens once the pipeline is over */
-    pt_exec_resume(&T.req, PT_OK);
+    pt_pipeline_resume(&T.req, PT_OK);
     assert_string_equal(trace, "a stop respond");
     assert_int_equal(T.responds, 1);
 }
@@ -680,7 +680,7 @@ static void test_suspend_and_resume(void **state)
     assert_false(T.req.ex.running);
     assert_false(T.req.ex.done);
     assert_int_equal(SC(T.pl.sec[PT_SEC_INBOUND].s[1])->runs, 1);
-    pt_exec_resume(&T.req, PT_OK);
+    pt_pipeline_resume(&T.req, PT_OK);
     assert_string_equal(trace, "a s b forward o respond");
     assert_int_equal(SC(T.pl.sec[PT_SEC_INBOUND].s[1])->runs, 1); /* not run again */
     assert_int_equal(T.responds, 1);
@@ -723,8 +723,8 @@ static void test_resume_with_error(void **state)
     start();
     assert_string_equal(trace, "a s");
     /* a policy's callback records why, then resumes with PT_ERROR */
-    assert_int_equal((*pt_api_table.fail)(&T.req.ex.call, 504, "Timeout", "took too long"), PT_ERROR);
-    pt_exec_resume(&T.req, PT_ERROR);
+    assert_int_equal((*pt_policy_api_table.fail)(&T.req.ex.call, 504, "Timeout", "took too long"), PT_ERROR);
+    pt_pipeline_resume(&T.req, PT_ERROR);
     assert_string_equal(trace, "a s e@on-error/response=504 respond");
     assert_int_equal(T.forwards, 0);
     assert_string_equal(T.req.ex.err.source, "s");
@@ -756,7 +756,7 @@ static void test_cleanup_cancels_timers(void **state)
     T.pl.sec[PT_SEC_INBOUND] = blk(1, s);
     start();
     assert_non_null(T.req.ex.timers);
-    pt_exec_cleanup(&T.req);
+    pt_pipeline_cleanup(&T.req);
     assert_null(T.req.ex.timers);
     /* nothing is left for the loop to fire */
     assert_int_equal(event_base_loop(T.base, EVLOOP_NONBLOCK), 1);
@@ -776,7 +776,7 @@ static void test_body_read_then_statement_reruns(void **state)
     assert_int_equal(T.req.ex.need_body, PT_MSG_REQUEST);
     assert_true(T.req.ex.waiting);
     body_is_in(&T.req, "hello");
-    pt_exec_body_ready(&T.req, true);
+    pt_pipeline_body_ready(&T.req, true);
     assert_string_equal(trace, "a b(wait) read_body(1) b(hello) c forward respond");
     assert_int_equal(SC(b)->runs, 2);
     assert_int_equal(T.req.ex.need_body, 0);
@@ -806,7 +806,7 @@ static void test_body_read_failure_runs_on_error(void **state)
     start();
     assert_string_equal(trace, "a b(wait) read_body(1)");
     pt_msg_set_error(&T.req, 413, "gateway", "BodyTooLarge", "request body too large");
-    pt_exec_body_ready(&T.req, false);
+    pt_pipeline_body_ready(&T.req, false);
     assert_string_equal(trace, "a b(wait) read_body(1) e@on-error/response=413 respond");
     assert_int_equal(SC(b)->runs, 1);
     assert_string_equal(T.req.ex.err.reason, "BodyTooLarge");
@@ -841,7 +841,7 @@ static void test_forward_request(void **state)
     assert_true(T.req.ex.waiting);
     /* the connection layer has the backend's head */
     pt_msg_new_response(&T.req, 202, PT_NULL_STR);
-    pt_exec_resume(&T.req, PT_OK);
+    pt_pipeline_resume(&T.req, PT_OK);
     assert_string_equal(trace, "b forward o@outbound/response=202 respond");
     assert_int_equal(T.respond_status, 202);
     assert_int_equal(T.forwards, 1);
@@ -874,7 +874,7 @@ static void test_forward_buffers_request_body_first(void **state)
     assert_string_equal(trace, "read_body(1)");
     assert_int_equal(T.forwards, 0);
     body_is_in(&T.req, "payload");
-    pt_exec_body_ready(&T.req, true);
+    pt_pipeline_body_ready(&T.req, true);
     assert_string_equal(trace, "read_body(1) forward respond");
     assert_int_equal(T.forwards, 1);
     teardown(NULL);
@@ -1011,7 +1011,7 @@ static void test_literal_conditions(void **state)
                  {"0", true},    {"no", true},     {"falsey", true}, {"1", true}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         pt_status st = PT_AGAIN;
-        bool v = pt_value_eval_true(&T.req, lit(cases[i].text), &st);
+        bool v = pt_lua_value_true(&T.req, lit(cases[i].text), &st);
         print_message("# '%s'\n", cases[i].text);
         assert_int_equal(st, PT_OK);
         assert_int_equal(v, cases[i].val);
@@ -1109,7 +1109,7 @@ static void test_retry_pending_wait_is_cleaned_up(void **state)
     start();
     assert_string_equal(trace, "x");
     assert_non_null(T.req.ex.timers);
-    pt_exec_cleanup(&T.req);
+    pt_pipeline_cleanup(&T.req);
     assert_null(T.req.ex.timers);
 }
 
@@ -1120,9 +1120,9 @@ static void test_retry_with_suspended_body(void **state)
     T.pl.sec[PT_SEC_INBOUND] = blk(2, RETRY(retry_cf("true", 1, 0), blk(1, s)), P("after", ACT_OK));
     start();
     assert_string_equal(trace, "s");
-    pt_exec_resume(&T.req, PT_OK);
+    pt_pipeline_resume(&T.req, PT_OK);
     assert_string_equal(trace, "s s");
-    pt_exec_resume(&T.req, PT_OK);
+    pt_pipeline_resume(&T.req, PT_OK);
     assert_string_equal(trace, "s s after forward respond");
 }
 
@@ -1169,7 +1169,7 @@ static void test_suspended_wrap_runs_its_children(void **state)
     T.pl.sec[PT_SEC_INBOUND] = blk(2, w, P("z", ACT_OK));
     start();
     assert_string_equal(trace, "w");
-    pt_exec_resume(&T.req, PT_OK);
+    pt_pipeline_resume(&T.req, PT_OK);
     assert_string_equal(trace, "w x z forward respond");
 }
 
@@ -1181,11 +1181,11 @@ static void test_a_second_resume_moves_nothing(void **state)
     T.pl.sec[PT_SEC_INBOUND] = blk(3, P("a", ACT_AGAIN), P("b", ACT_AGAIN), P("c", ACT_OK));
     start();
     assert_string_equal(trace, "a");
-    pt_exec_resume(&T.req, PT_OK);
+    pt_pipeline_resume(&T.req, PT_OK);
     assert_string_equal(trace, "a b");
-    pt_exec_resume(&T.req, PT_OK); /* b's resume */
+    pt_pipeline_resume(&T.req, PT_OK); /* b's resume */
     assert_string_equal(trace, "a b c forward respond");
-    pt_exec_resume(&T.req, PT_OK); /* nothing waits any more */
+    pt_pipeline_resume(&T.req, PT_OK); /* nothing waits any more */
     assert_string_equal(trace, "a b c forward respond");
 }
 
