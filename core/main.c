@@ -675,6 +675,21 @@ int main(int argc, char **argv)
     pt_api_init();
     pt_conn_init();
 
+    /* From the moment a port listens, a client may think the gateway is up
+       and signal it: the control signals wait (blocked) until their
+       handlers are in place, below.  Blocked before any thread starts (a
+       plugin's, from its init() or while the configuration compiles, and
+       the workers), so that every thread inherits the mask and the signals
+       are the control thread's. */
+    sigset_t ctl_sigs, old_sigs;
+    sigemptyset(&ctl_sigs);
+    sigaddset(&ctl_sigs, SIGHUP);
+    sigaddset(&ctl_sigs, SIGTERM);
+    sigaddset(&ctl_sigs, SIGINT);
+    sigaddset(&ctl_sigs, SIGUSR1);
+    if (!test_only && !reference)
+        pthread_sigmask(SIG_BLOCK, &ctl_sigs, &old_sigs);
+
     struct pt_errors errs = {0};
     if (test_only || reference) {
         pt_log_level = PT_LOG_WARN;  /* checking prints errors, not progress */
@@ -738,17 +753,6 @@ int main(int argc, char **argv)
     file_conf = cf;
     nworkers = g->conf->workers;
     raise_fd_limit();
-    /* From the moment a port listens, a client may think the gateway is up
-       and signal it: the signals wait (blocked) until their handlers are in
-       place below.  The workers inherit the mask: signals are the control
-       thread's. */
-    sigset_t ctl_sigs, old_sigs;
-    sigemptyset(&ctl_sigs);
-    sigaddset(&ctl_sigs, SIGHUP);
-    sigaddset(&ctl_sigs, SIGTERM);
-    sigaddset(&ctl_sigs, SIGINT);
-    sigaddset(&ctl_sigs, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &ctl_sigs, &old_sigs);
     bool listening = prepare_listeners(g, cf, &errs);
     if (!listening)
         pt_store_rollback(store); /* build_running's transaction: nothing of this start is kept */

@@ -5,11 +5,13 @@
  * starting at head.  Blocks larger than a quarter chunk get a chunk of their
  * own, linked behind head so the current chunk keeps filling up.
  *
- * When an allocation cannot be served (malloc fails, or the pool's limit
- * would be passed) the pool is marked failed, and small blocks still come
- * from a reserve allocated with the pool: code that does not check for NULL
- * keeps running until its owner notices pt_pool_failed() and ends the work
- * (a request answers 500 OutOfMemory).
+ * The cap is soft: an allocation past it is still served (from malloc), and
+ * the pool is marked failed, so that code in the middle of building
+ * something finishes it and the pool's owner ends the work at its next
+ * check (a request answers 500 OutOfMemory between two statements).  When
+ * malloc itself fails, the pool is marked the same way and small blocks
+ * come from a reserve allocated with the pool; only a block larger than
+ * what is left of it is NULL.
  */
 #include "base/pt_pool.h"
 
@@ -136,7 +138,7 @@ void *pt_pool_alloc(struct pt_pool *p, size_t n)
         return refuse(p, n);
     n = (n + 15) & ~(size_t)15;
     if (PT_UNLIKELY(p->limit && p->total + n > p->limit))
-        return refuse(p, n);
+        p->failed = true; /* past the cap: served, and the owner ends the work at its next check */
     struct chunk *c = p->head;
     if (PT_UNLIKELY(c->used + n > c->size)) {
         struct chunk *nc;
@@ -179,6 +181,12 @@ char *pt_pool_strndup(struct pt_pool *p, const char *s, size_t n)
         memcpy(r, s, n);
     r[n] = '\0';
     return r;
+}
+
+pt_str pt_pool_str(struct pt_pool *p, const char *s, size_t n)
+{
+    char *r = pt_pool_strndup(p, s ? s : "", s ? n : 0);
+    return r ? (pt_str){r, s ? n : 0} : (pt_str){"", 0};
 }
 
 char *pt_pool_strdup(struct pt_pool *p, const char *s)

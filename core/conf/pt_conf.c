@@ -398,10 +398,11 @@ static const struct pt_cfkey limits_keys[] = {
             "**414**."},
     {"requestMemory", PT_CT_SIZE, offsetof(struct pt_conf, limits.request_memory), 0, 64 * 1024, 1LL << 40,
      .def = "16 × `bufferSize`, at least `64m`",
-     .doc = "The memory one request's arena may hold: heads, headers and bodies policies build, the "
-            "access-log line (bodies streamed or buffered for expressions are not counted). A request "
-            "that needs more, or whose allocation the system refuses, is answered **500** with the "
-            "reason `OutOfMemory`; its on-error section does not run."},
+     .doc = "The memory one request's arena may hold: heads, headers, variables and what policies build "
+            "(bodies streamed or buffered for expressions are not counted). It is checked between two "
+            "statements and before the response goes out: a request past it, or whose allocation the "
+            "system refused, is answered **500** with the reason `OutOfMemory`, and its on-error section "
+            "does not run. A statement may pass it by what it allocates itself before the check."},
     {"bodySize", PT_CT_SIZE, offsetof(struct pt_conf, limits.body_size), 0, 0, INT64_MAX, .def = "`1g`",
      .doc = "The request body: a larger `Content-Length` gets **413** before any of the body is read; a "
             "chunked body is cut with 413 when it grows past it. An API's `bodySize` may set a smaller "

@@ -212,9 +212,10 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
         c->too_many = true;
         return -1;
     }
-    h->h = pt_pool_grow(c->pool, h->h, sizeof(*h->h), &h->caph, h->nh + 1);
-    if (!h->h)
+    struct pt_hdr *grown = pt_pool_grow(c->pool, h->h, sizeof(*h->h), &h->caph, h->nh + 1);
+    if (!grown)
         return -1;
+    h->h = grown;
     struct pt_hdr *x = &h->h[h->nh++];
     x->name = (pt_str){at, n};
     x->value = (pt_str){at + n, 0};
@@ -744,9 +745,10 @@ struct pt_hdr *pt_http_head_get(struct pt_head *h, pt_str name)
 
 struct pt_hdr *pt_http_head_add(struct pt_head *h, struct pt_pool *pool, pt_str name, pt_str value)
 {
-    h->h = pt_pool_grow(pool, h->h, sizeof(*h->h), &h->caph, h->nh + 1);
-    if (!h->h)
-        return NULL;
+    struct pt_hdr *grown = pt_pool_grow(pool, h->h, sizeof(*h->h), &h->caph, h->nh + 1);
+    if (!grown || !name.data)
+        return NULL; /* malloc refused the arena: the head keeps what it had */
+    h->h = grown;
     struct pt_hdr *x = &h->h[h->nh++];
     x->name = name;
     x->value = value;

@@ -125,8 +125,7 @@ int pt_msg_set_status(struct pt_req *req, int code, pt_str reason, const char *s
     }
     pt_msg_response(req);
     req->rh.status = code;
-    req->rh.reason =
-        (pt_str){pt_pool_strndup(req->pool, reason.data ? reason.data : "", reason.len), reason.len};
+    req->rh.reason = pt_pool_str(req->pool, reason.data, reason.len);
     return 0;
 }
 
@@ -154,8 +153,9 @@ bool pt_msg_out_of_memory(struct pt_req *req)
 {
     if (PT_LIKELY(!pt_pool_failed(req->pool)))
         return false;
-    if (req->ex.err.reason && !strcmp(req->ex.err.reason, "OutOfMemory"))
-        return true; /* answered already */
+    if (req->ex.oom_answered)
+        return true;
+    req->ex.oom_answered = true;
     pt_msg_set_error(req, 500, "gateway", "OutOfMemory",
                      "the request needed more memory than the gateway may give it (limits.requestMemory)");
     pt_msg_error_response(req, 500, "Internal server error");
@@ -198,7 +198,7 @@ struct pt_head *pt_msg_head(struct pt_req *req, pt_msg m)
 
 static pt_str pool_str(struct pt_req *req, pt_bytes b)
 {
-    return (pt_str){pt_pool_strndup(req->pool, b.data ? b.data : "", b.len), b.len};
+    return pt_pool_str(req->pool, b.data, b.len);
 }
 
 int pt_msg_header_set(struct pt_req *req, pt_msg m, pt_bytes name, const pt_bytes *values, int n,
@@ -269,16 +269,20 @@ int pt_msg_header_set(struct pt_req *req, pt_msg m, pt_bytes name, const pt_byte
 /* Variables live in the request arena; later sets win. */
 void pt_msg_var_set(struct pt_req *req, pt_str name, int type, pt_str value)
 {
-    pt_str v = {pt_pool_strndup(req->pool, value.data ? value.data : "", value.len), value.len};
+    pt_str v = pt_pool_str(req->pool, value.data, value.len);
     for (int i = 0; i < req->nvars; i++)
         if (pt_str_eq(req->vars[i].name, name)) {
             req->vars[i].value = v;
             req->vars[i].type = type;
             return;
         }
-    req->vars = pt_pool_grow(req->pool, req->vars, sizeof(*req->vars), &req->capvars, req->nvars + 1);
+    struct pt_var *grown =
+        pt_pool_grow(req->pool, req->vars, sizeof(*req->vars), &req->capvars, req->nvars + 1);
+    if (!grown)
+        return; /* malloc refused the arena (pt_pool_failed): the request ends at the next check */
+    req->vars = grown;
     struct pt_var *x = &req->vars[req->nvars++];
-    x->name = (pt_str){pt_pool_strndup(req->pool, name.data, name.len), name.len};
+    x->name = pt_pool_str(req->pool, name.data, name.len);
     x->value = v;
     x->type = type;
 }

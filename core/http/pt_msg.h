@@ -134,6 +134,7 @@ struct pt_exec {
     bool done;
     bool respond;                       /* done: the response goes out when the driver returns */
     bool moved;                         /* the statement that returned pushed a frame (choose, retry, ...) */
+    bool oom_answered;                  /* the arena failed: the 500 OutOfMemory is the response */
     int retry_attempts;                 /* a retry waiting between attempts: the attempts made */
     const struct pt_stmt *wrap_waiting; /* a wrapping policy whose run() returned PT_AGAIN */
     struct pt_lasterror err;

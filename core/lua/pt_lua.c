@@ -439,14 +439,14 @@ static void set_result(struct pt_req *req, lua_State *co, int idx, struct pt_lua
         double n = out->num;
         int k = (n == floor(n) && fabs(n) < 1e15) ? snprintf(buf, sizeof(buf), "%.0f", n)
                                                   : snprintf(buf, sizeof(buf), "%.14g", n);
-        out->s = (pt_str){pt_pool_strndup(req->pool, buf, (size_t)k), (size_t)k};
+        out->s = pt_pool_str(req->pool, buf, (size_t)k);
         return;
     }
     default: {
         size_t l;
         const char *s = lua_tolstring(co, idx, &l);
         out->type = PT_VAR_STRING;
-        out->s = (pt_str){pt_pool_strndup(req->pool, s ? s : "", s ? l : 0), s ? l : 0};
+        out->s = pt_pool_str(req->pool, s, l);
         return;
     }
     }

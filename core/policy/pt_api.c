@@ -30,7 +30,7 @@
 
 static pt_str pool_str(struct pt_req *req, pt_bytes b)
 {
-    return (pt_str){pt_pool_strndup(req->pool, b.data ? b.data : "", b.len), b.len};
+    return pt_pool_str(req->pool, b.data, b.len);
 }
 
 /* The name errors are reported under: the running statement, else the fallback. */

@@ -113,6 +113,8 @@ static void enter_section(struct pt_req *req, int sec)
     struct pt_exec *ex = &req->ex;
     ex->section = sec;
     ex->depth = 0;
+    ex->wrap_waiting = NULL; /* what a statement of the last section left waiting is over */
+    ex->moved = false;
     ex->call.section = sec;
     ex->call.current = sec == PT_SEC_INBOUND || sec == PT_SEC_BACKEND ? PT_MSG_REQUEST : PT_MSG_RESPONSE;
     push(req, &ex->pl->sec[sec], NULL, 0);

@@ -365,7 +365,6 @@ void pt_respond(struct pt_req *req)
 {
     if (!req->rh_done)
         pt_msg_new_response(req, 200, PT_NULL_STR);
-    pt_msg_out_of_memory(req); /* a request whose arena failed answers 500, whatever was built */
     for (struct pt_hook *h = req->resp_hooks; h; h = h->next) {
         struct pt_call call = {.req = req,
                                .stmt = h->stmt,
@@ -375,6 +374,7 @@ void pt_respond(struct pt_req *req)
         h->resp(&call, h->arg);
     }
     req->resp_hooks = NULL;
+    pt_msg_out_of_memory(req); /* a request whose arena failed answers 500, whatever was built */
     if (req->ex.has_error && !req->reason)
         req->reason = req->ex.err.reason;
     if (req->rh_backend && !req->resp_body && !req->resp_replaced && req->up) {

@@ -469,6 +469,10 @@ void pt_upstream_read(struct pt_req *req)
                 return;
             if (r > 0) {
                 char *head = pt_pool_alloc(req->pool, len);
+                if (!head) { /* malloc refused the arena: the request ends here */
+                    pt_respond_backend_failed(req, 500, "OutOfMemory", "Internal server error");
+                    return;
+                }
                 evbuffer_remove(u->io->in, head, len);
                 memset(&u->scan, 0, sizeof(u->scan));
                 if (pt_http_parse_response(&req->rh, head, len, req->pool, RESPONSE_HEADERS_MAX,

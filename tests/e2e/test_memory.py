@@ -4,9 +4,12 @@ refuses, is answered 500 with the reason OutOfMemory; the gateway goes on
 serving, and the next request on the same connection has its whole budget."""
 import http.client
 import json
+import os
 import re
 
-from conftest import basic_config
+import pytest
+
+from conftest import basic_config, raw_exchange
 
 
 def big_header_config(backend_url, size, limit="256k", on_error=False):
@@ -68,3 +71,90 @@ def test_a_limit_below_its_floor_is_refused_with_its_position(backend, portico):
     code, out = p.check()
     assert code != 0
     assert re.search(r"portico\.yaml:\d+:\d+: size out of range \(65536\.\.", out), out
+
+
+# ------------------------------------------- past the cap inside one statement
+
+FLOOD = """
+return {
+  name = "flood",
+  sections = {"inbound"},
+  attributes = {what = {type = "enum", values = {"headers", "variables"}}},
+  inbound = function(context, attrs)
+    for i = 1, 5000 do
+      if attrs.what == "headers" then
+        context.request.headers:set("X-H" .. i, string.rep("v", 60))
+      else
+        context.variables:set("v" .. i, string.rep("v", 60))
+      end
+    end
+  end,
+}
+"""
+
+
+def flood_config(backend_url, workdir, what):
+    d = os.path.join(workdir, "lua-policies")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "flood.lua"), "w") as f:
+        f.write(FLOOD)
+    cfg = basic_config(backend_url)
+    cfg["limits"] = {"requestMemory": "64k"}
+    cfg["lua"] = {"policyPath": [d]}
+    cfg["apis"][0]["operations"][0]["policies"] = {"inbound": ["base", {"flood": {"what": what}}]}
+    return cfg
+
+
+def assert_answered_500_and_alive(p, backend, path="/echo/items/1"):
+    """A whole 500 response (head and JSON body), the reason in the access log, and the
+    gateway serving the next request."""
+    raw = raw_exchange(p.port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 "), raw[:300]
+    length = int(re.search(rb"\r\nContent-Length: (\d+)", head).group(1))
+    assert json.loads(body[:length]) == {"statusCode": 500, "message": "Internal server error"}
+    assert p.access_entries(wait_for=1)[-1]["reason"] == "OutOfMemory"
+    status, _, _ = p.request("GET", "/echo/other")
+    assert status == 200
+    assert p.proc.poll() is None
+
+
+@pytest.mark.parametrize("what", ["headers", "variables"])
+def test_a_lua_loop_past_the_cap_gets_a_whole_500(backend, portico, workdir, what):
+    p = portico(flood_config(backend.url, workdir, what))
+    assert_answered_500_and_alive(p, backend)
+    assert all(r.target != "/base/items/1" for r in backend.requests)
+
+
+def test_a_large_expression_result_past_the_cap_gets_a_whole_500(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["limits"] = {"requestMemory": "256k"}
+    cfg["apis"][0]["operations"][0]["policies"] = {
+        "inbound": ["base", {"set-body": {"value": "@(string.rep('a', 3000000))"}}]}
+    p = portico(cfg)
+    assert_answered_500_and_alive(p, backend)
+
+
+def test_a_large_backend_head_past_the_cap_gets_a_whole_500(portico):
+    """The arena is near its cap when the backend's head arrives: the head is
+    read whole, and the request ends with the 500 instead of the response."""
+    from upstream_helpers import ScriptedBackend
+    big = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" +
+           b"".join(b"X-Big-%d: %s\r\n" % (i, b"b" * 6000) for i in range(6)) + b"\r\nok")
+    be = ScriptedBackend(lambda cid, n: (big, "keep"))
+    try:
+        cfg = basic_config(be.url)
+        cfg["limits"] = {"requestMemory": "64k"}
+        cfg["apis"][0]["operations"][0]["policies"] = {
+            "inbound": ["base", {"set-header": {"name": "X-Fill", "value": "@(string.rep('f', 12000))"}}]}
+        p = portico(cfg)
+        raw = raw_exchange(p.port, b"GET /echo/items/1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        # below the cap before the backend answered: the backend was called
+        assert [r.target for r in be.requests] == ["/base/items/1"]
+        assert head.startswith(b"HTTP/1.1 500 "), raw[:300]
+        assert json.loads(body) == {"statusCode": 500, "message": "Internal server error"}
+        assert p.access_entries(wait_for=1)[-1]["reason"] == "OutOfMemory"
+        assert p.proc.poll() is None
+    finally:
+        be.close()

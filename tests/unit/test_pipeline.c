@@ -1189,6 +1189,22 @@ static void test_a_second_resume_moves_nothing(void **state)
     assert_string_equal(trace, "a b c forward respond");
 }
 
+static void test_a_suspended_wrap_does_not_leak_into_on_error(void **state)
+{
+    (void)state;
+    /* a wrapping policy waits; the request fails outside the driver (a body
+       that could not be read): on-error's statements run as themselves, the
+       wrapper's nested ones never */
+    struct pt_stmt *w = WRAP("w", ACT_AGAIN, blk(1, P("x", ACT_OK)));
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, w, P("z", ACT_OK));
+    T.pl.sec[PT_SEC_ON_ERROR] = blk(2, P("e1", ACT_OK), P("e2", ACT_OK));
+    start();
+    assert_string_equal(trace, "w");
+    pt_msg_set_error(&T.req, 413, "gateway", "BodyTooLarge", "request body too large");
+    pt_pipeline_body_ready(&T.req, false);
+    assert_string_equal(trace, "w e1 e2 respond");
+}
+
 #define T_(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1238,6 +1254,7 @@ int main(void)
         T_(test_retry_in_choose_branch_counts_its_own),
         T_(test_suspended_wrap_runs_its_children),
         T_(test_a_second_resume_moves_nothing),
+        T_(test_a_suspended_wrap_does_not_leak_into_on_error),
     };
     return cmocka_run_group_tests_name("pipeline", tests, NULL, NULL);
 }
