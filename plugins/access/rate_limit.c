@@ -10,47 +10,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* a table of attributes reads best one attribute to a line */
+/* clang-format off */
 #define HEADER_ATTRS                                                                                         \
-    {"retry-after-header-name",                                                                              \
-     PT_ATTR_STRING,                                                                                         \
-     0,                                                                                                      \
-     "Retry-After",                                                                                          \
-     NULL,                                                                                                   \
-     NULL,                                                                                                   \
-     0,                                                                                                      \
-     0,                                                                                                      \
-     "response header carrying the seconds to wait, when refused"},                                          \
-        {"retry-after-variable-name",                                                                        \
-         PT_ATTR_STRING,                                                                                     \
-         0,                                                                                                  \
-         NULL,                                                                                               \
-         NULL,                                                                                               \
-         NULL,                                                                                               \
-         0,                                                                                                  \
-         0,                                                                                                  \
-         "variable receiving the seconds to wait, when refused"},                                            \
-        {"remaining-calls-header-name",                                                                      \
-         PT_ATTR_STRING,                                                                                     \
-         0,                                                                                                  \
-         NULL,                                                                                               \
-         NULL,                                                                                               \
-         NULL,                                                                                               \
-         0,                                                                                                  \
-         0,                                                                                                  \
-         "response header carrying the calls left in the window"},                                           \
-        {"remaining-calls-variable-name",                                                                    \
-         PT_ATTR_STRING,                                                                                     \
-         0,                                                                                                  \
-         NULL,                                                                                               \
-         NULL,                                                                                               \
-         NULL,                                                                                               \
-         0,                                                                                                  \
-         0,                                                                                                  \
-         "variable receiving the calls left in the window"},                                                 \
-    {                                                                                                        \
-        "total-calls-header-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,                                \
-            "response header carrying the limit"                                                             \
-    }
+    {"retry-after-header-name", PT_ATTR_STRING, 0, "Retry-After", NULL, NULL, 0, 0,                        \
+     "response header carrying the seconds to wait, when refused"},                                        \
+    {"retry-after-variable-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,                               \
+     "variable receiving the seconds to wait, when refused"},                                               \
+    {"remaining-calls-header-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,                             \
+     "response header carrying the calls left in the window"},                                             \
+    {"remaining-calls-variable-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,                           \
+     "variable receiving the calls left in the window"},                                                    \
+    {"total-calls-header-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,                                 \
+     "response header carrying the limit"}
+/* clang-format on */
 
 const struct pt_attr_def rate_limit_attrs[] = {
     {"calls", PT_ATTR_INT, PT_ATTR_REQUIRED, NULL, NULL, NULL, 1, 1000000000, "calls allowed per window"},

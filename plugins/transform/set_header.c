@@ -62,21 +62,31 @@ int set_header_compile(const struct pt_api *api, pt_compile *c, void **instance)
     return set_header_compile_named(api, c, instance, "set-header");
 }
 
+pt_status set_header_eval_named(const struct pt_api *api, pt_call *call, const struct named_values *x,
+                                pt_bytes *name, pt_bytes **vals, int *n)
+{
+    int st;
+    if ((st = ptl_eval(api, call, x->name, name)))
+        return (pt_status)st;
+    *n = x->mode == PT_HEADER_DELETE ? 0 : x->nvalues;
+    *vals = api->alloc(call, sizeof(**vals) * (size_t)(*n ? *n : 1));
+    if (!*vals)
+        return ptl_out_of_memory(api, call);
+    for (int i = 0; i < *n; i++)
+        if ((st = ptl_eval(api, call, x->values[i], &(*vals)[i])))
+            return (pt_status)st;
+    return PT_OK;
+}
+
 /* Evaluates the name and every value, then sets them in one call (the core joins). */
 pt_status set_header_run(const struct pt_api *api, pt_call *call, void *inst)
 {
     const struct named_values *x = inst;
-    pt_bytes name;
-    int st;
-    if ((st = ptl_eval(api, call, x->name, &name)))
-        return (pt_status)st;
-    int n = x->mode == PT_HEADER_DELETE ? 0 : x->nvalues;
-    pt_bytes *vals = api->alloc(call, sizeof(*vals) * (size_t)(n ? n : 1));
-    if (!vals)
-        return ptl_out_of_memory(api, call);
-    for (int i = 0; i < n; i++)
-        if ((st = ptl_eval(api, call, x->values[i], &vals[i])))
-            return (pt_status)st;
+    pt_bytes name, *vals;
+    int n;
+    pt_status st = set_header_eval_named(api, call, x, &name, &vals, &n);
+    if (st != PT_OK)
+        return st;
     if (api->header_set(call, PT_MSG_CURRENT, name, vals, n, x->mode) != 0)
         return PT_ERROR;
     return PT_OK;

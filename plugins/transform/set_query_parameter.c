@@ -34,17 +34,11 @@ int set_query_parameter_compile(const struct pt_api *api, pt_compile *c, void **
 pt_status set_query_parameter_run(const struct pt_api *api, pt_call *call, void *inst)
 {
     const struct named_values *x = inst;
-    pt_bytes name;
-    int st;
-    if ((st = ptl_eval(api, call, x->name, &name)))
-        return (pt_status)st;
-    int n = x->mode == PT_HEADER_DELETE ? 0 : x->nvalues;
-    pt_bytes *vals = api->alloc(call, sizeof(*vals) * (size_t)(n ? n : 1));
-    if (!vals)
-        return ptl_out_of_memory(api, call);
-    for (int i = 0; i < n; i++)
-        if ((st = ptl_eval(api, call, x->values[i], &vals[i])))
-            return (pt_status)st;
+    pt_bytes name, *vals;
+    int n;
+    pt_status st = set_header_eval_named(api, call, x, &name, &vals, &n);
+    if (st != PT_OK)
+        return st;
     if (!name.len)
         return api->fail(call, 500, "InvalidQueryParameter", "set-query-parameter: the name is empty");
 

@@ -53,6 +53,10 @@ struct named_values {
 
 /* Compiles name, exists-action and values into a struct named_values; `what` names the policy in errors. */
 int set_header_compile_named(const struct pt_api *api, pt_compile *c, void **instance, const char *what);
+/* Evaluates the name and the values (none for exists-action delete) of a named_values
+   instance: PT_OK, or the status to return (PT_AGAIN, PT_ERROR). */
+pt_status set_header_eval_named(const struct pt_api *api, pt_call *call, const struct named_values *x,
+                                pt_bytes *name, pt_bytes **vals, int *n);
 
 /* ---- set_query_parameter.c ---- */
 
