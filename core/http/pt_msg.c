@@ -110,8 +110,7 @@ void pt_msg_set_body(struct pt_req *req, pt_msg which, pt_str body)
     req->resp_replaced = true;
 }
 
-/* The name errors are reported under: the running statement, else the fallback. */
-static const char *source_name(const struct pt_req *req, const char *fallback)
+const char *pt_msg_source(const struct pt_req *req, const char *fallback)
 {
     return req->ex.call.name ? req->ex.call.name : fallback;
 }
@@ -119,7 +118,7 @@ static const char *source_name(const struct pt_req *req, const char *fallback)
 int pt_msg_set_status(struct pt_req *req, int code, pt_str reason, const char *source)
 {
     if (code < 100 || code > 999 || !pt_http_value_ok(reason)) {
-        pt_msg_set_error(req, 500, source_name(req, source), "InvalidStatus",
+        pt_msg_set_error(req, 500, pt_msg_source(req, source), "InvalidStatus",
                          "invalid status code or reason");
         return -1;
     }
@@ -196,56 +195,50 @@ struct pt_head *pt_msg_head(struct pt_req *req, pt_msg m)
     return m == PT_MSG_RESPONSE ? pt_msg_response(req) : &req->h;
 }
 
-static pt_str pool_str(struct pt_req *req, pt_bytes b)
-{
-    return pt_pool_str(req->pool, b.data, b.len);
-}
-
 int pt_msg_header_set(struct pt_req *req, pt_msg m, pt_bytes name, const pt_bytes *values, int n,
                       pt_header_mode mode)
 {
-    pt_str nm = {name.data, name.len};
-    if (!pt_str_is_token(nm)) {
-        pt_msg_set_error(req, 500, source_name(req, "set-header"), "InvalidHeaderName",
+    if (!pt_str_is_token(name)) {
+        pt_msg_set_error(req, 500, pt_msg_source(req, "set-header"), "InvalidHeaderName",
                          "invalid header name");
         return -1;
     }
     for (int i = 0; i < n; i++)
         if (!pt_http_value_ok(values[i])) {
-            pt_msg_set_error(req, 500, source_name(req, "set-header"), "InvalidHeaderValue",
+            pt_msg_set_error(req, 500, pt_msg_source(req, "set-header"), "InvalidHeaderValue",
                              "header value contains CR, LF, NUL or another control character");
             return -1;
         }
-    if (in_list(protected_headers, nm)) {
-        pt_msg_set_error(req, 500, source_name(req, "set-header"), "ProtectedHeader",
+    if (in_list(protected_headers, name)) {
+        pt_msg_set_error(req, 500, pt_msg_source(req, "set-header"), "ProtectedHeader",
                          "this header is managed by the gateway");
         return -1;
     }
     struct pt_head *h = pt_msg_head(req, m);
-    bool is_server = pt_str_ieq(nm, PT_STR("server"));
+    bool is_server = pt_str_ieq(name, PT_STR("server"));
     struct pt_hdr *existing = NULL;
     for (int i = 0; i < h->nh; i++)
-        if (!h->h[i].deleted && !h->h[i].hop && pt_str_ieq(h->h[i].name, nm))
+        if (!h->h[i].deleted && !h->h[i].hop && pt_str_ieq(h->h[i].name, name))
             existing = &h->h[i];
     if (mode == PT_HEADER_DELETE) {
         if (is_server)
             return 0; /* Server stays */
         for (int i = 0; i < h->nh; i++)
-            if (pt_str_ieq(h->h[i].name, nm) && (!h->h[i].hop || h->h[i].kind == PT_H_HOST))
+            if (pt_str_ieq(h->h[i].name, name) && (!h->h[i].hop || h->h[i].kind == PT_H_HOST))
                 h->h[i].deleted = true;
         return 0;
     }
     if (mode == PT_HEADER_SKIP && existing)
         return 0;
-    bool separate = in_list(separate_lines, nm);
+    bool separate = in_list(separate_lines, name);
     if (mode == PT_HEADER_OVERRIDE)
         for (int i = 0; i < h->nh; i++)
-            if (pt_str_ieq(h->h[i].name, nm) && (!h->h[i].hop || h->h[i].kind == PT_H_HOST))
+            if (pt_str_ieq(h->h[i].name, name) && (!h->h[i].hop || h->h[i].kind == PT_H_HOST))
                 h->h[i].deleted = true;
-    pt_str pname = pool_str(req, name);
+    pt_str pname = pt_pool_str(req->pool, name.data, name.len);
     if (separate) {
         for (int i = 0; i < n; i++)
-            if (!pt_http_head_add(h, req->pool, pname, pool_str(req, values[i])))
+            if (!pt_http_head_add(h, req->pool, pname, pt_pool_str(req->pool, values[i].data, values[i].len)))
                 return -1;
         return 0;
     }

@@ -264,6 +264,8 @@ void pt_msg_set_body(struct pt_req *req, pt_msg which, pt_str body);
 /* Is the message's body still unread (streaming)?  A policy that needs it
    suspends until the connection layer has read it into memory. */
 bool pt_msg_body_unread(const struct pt_req *req, pt_msg which);
+/* The name errors are reported under: the running statement's policy, else `fallback`. */
+const char *pt_msg_source(const struct pt_req *req, const char *fallback);
 /* Sets the response status (and reason); -1 with the error recorded under
    `source` for a code outside 100..999 or a reason with control characters. */
 int pt_msg_set_status(struct pt_req *req, int code, pt_str reason, const char *source);

@@ -28,17 +28,6 @@
 
 /* --------------------------------------------------------------- the API */
 
-static pt_str pool_str(struct pt_req *req, pt_bytes b)
-{
-    return pt_pool_str(req->pool, b.data, b.len);
-}
-
-/* The name errors are reported under: the running statement, else the fallback. */
-static const char *source_name(const struct pt_req *req, const char *fallback)
-{
-    return req->ex.call.name ? req->ex.call.name : fallback;
-}
-
 static int api_eval(pt_call *call, const pt_value *v, pt_bytes *out)
 {
     if (!call) { /* compile time: a literal's text */
@@ -128,11 +117,11 @@ static pt_bytes api_method(pt_call *call)
 static int api_set_method(pt_call *call, pt_bytes m)
 {
     if (!pt_str_is_token(m)) {
-        pt_msg_set_error(call->req, 500, source_name(call->req, "set-method"), "InvalidMethod",
+        pt_msg_set_error(call->req, 500, pt_msg_source(call->req, "set-method"), "InvalidMethod",
                          "invalid method");
         return -1;
     }
-    call->req->h.method = pool_str(call->req, m);
+    call->req->h.method = pt_pool_str(call->req->pool, m.data, m.len);
     return 0;
 }
 
@@ -154,10 +143,11 @@ static bool url_part_ok(pt_bytes b, bool query)
 static int api_set_path(pt_call *call, pt_bytes p)
 {
     if ((p.len && p.data[0] != '/') || !url_part_ok(p, false)) {
-        pt_msg_set_error(call->req, 500, source_name(call->req, "rewrite-uri"), "InvalidUrl", "invalid path");
+        pt_msg_set_error(call->req, 500, pt_msg_source(call->req, "rewrite-uri"), "InvalidUrl",
+                         "invalid path");
         return -1;
     }
-    call->req->bpath = pool_str(call->req, p);
+    call->req->bpath = pt_pool_str(call->req->pool, p.data, p.len);
     return 0;
 }
 
@@ -169,11 +159,11 @@ static pt_bytes api_query(pt_call *call)
 static int api_set_query(pt_call *call, pt_bytes q)
 {
     if (!url_part_ok(q, true)) {
-        pt_msg_set_error(call->req, 500, source_name(call->req, "set-query-parameter"), "InvalidUrl",
+        pt_msg_set_error(call->req, 500, pt_msg_source(call->req, "set-query-parameter"), "InvalidUrl",
                          "invalid query");
         return -1;
     }
-    call->req->bquery = pool_str(call->req, q);
+    call->req->bquery = pt_pool_str(call->req->pool, q.data, q.len);
     return 0;
 }
 

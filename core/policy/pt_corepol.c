@@ -457,8 +457,7 @@ static pt_status run_mock(const struct pt_api *api, pt_call *call, void *inst)
         type = pt_str_c(ctype);
     pt_msg_new_response(req, status, PT_NULL_STR);
     if (type.len) {
-        pt_bytes v = {type.data, type.len};
-        pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){"Content-Type", 12}, &v, 1, PT_HEADER_OVERRIDE);
+        pt_msg_header_set(req, PT_MSG_RESPONSE, (pt_bytes){"Content-Type", 12}, &type, 1, PT_HEADER_OVERRIDE);
     }
     pt_msg_set_body(req, PT_MSG_RESPONSE, body);
     return PT_DONE;
