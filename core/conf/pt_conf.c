@@ -836,6 +836,11 @@ static const struct pt_cfkey top_keys[] = {
     {"namedValues", PT_CT_CUSTOM, offsetof(struct pt_conf, named_values), PT_CF_LIST, .fn = read_named_values,
      .sub = named_value_keys, .form = "list of maps",
      .doc = "Values that `{{id}}` inserts in any attribute value of a policy document."},
+    {"schemas", PT_CT_CUSTOM, offsetof(struct pt_conf, schemas), PT_CF_LIST,
+     .fn = pt_conf_entities_read_schemas, .form = "list of maps",
+     .doc =
+         "Service-level schemas (`[{id, schemaType: json | xml, document | value}]`) that `validate-content` "
+         "names with `schema-id`; see [API definitions](api-definitions.md#schemas)."},
     {"policyFragments", PT_CT_CUSTOM, offsetof(struct pt_conf, fragments), PT_CF_LIST, .fn = read_fragments,
      .sub = fragment_keys, .form = "list of maps",
      .doc = "Statements shared by documents, included with `include-fragment {fragment-id: ID}`."},

@@ -735,7 +735,7 @@ void pt_mgmt_entities_policy(struct mreq *m, const char *owner, bool as_list)
             struct pt_node *n =
                 pt_node_parse_yaml(pool, "value", json_string_value(body), json_string_length(body), &errs);
             json_decref(body);
-            body = n ? pt_model_node_to_json(n) : NULL;
+            body = n ? pt_node_to_json(n) : NULL;
             pt_pool_free(pool);
             if (!body) {
                 pt_mgmt_req_send_errors(m, 400, "InvalidRequestBody", "the policy text cannot be read", &errs,
@@ -972,7 +972,7 @@ void pt_mgmt_entities_apply(struct mreq *m)
         pt_mgmt_req_give_back_memory(len);
         return;
     }
-    json_t *doc = pt_model_node_to_json(n);
+    json_t *doc = pt_node_to_json(n);
     struct apply_arg a = {doc, n, "request"};
     if (run_change(m, apply_doc, &a, 400, NULL)) {
         json_t *counts = json_object();
