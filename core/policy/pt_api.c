@@ -63,12 +63,40 @@ static int api_value_is_literal(const pt_value *v)
     return v->expr == 0;
 }
 
+/* The request's framing headers belong to the gateway (the backend request
+   is re-framed), so header_get does not show them -- except Content-Length,
+   read-only, as the body's current length: the in-memory body's once it was
+   read or replaced, else the length the client announced; none for a body
+   that is not in memory and has no announced length (chunked, or no body).
+   validate-content checks max-size with it before reading a body. */
+static int request_length(struct pt_req *req, pt_bytes *values, int max)
+{
+    int64_t n = req->req_body_state != RB_STREAM
+                    ? (int64_t)(req->req_body ? evbuffer_get_length(req->req_body) : 0)
+                : req->h.body == PT_BODY_LENGTH ? req->h.content_length
+                                                : -1;
+    if (n < 0)
+        return 0;
+    if (max > 0) {
+        char tmp[24];
+        int len = snprintf(tmp, sizeof(tmp), "%lld", (long long)n);
+        char *s = pt_pool_alloc(req->pool, (size_t)len + 1);
+        if (!s)
+            return 0;
+        memcpy(s, tmp, (size_t)len + 1);
+        values[0] = (pt_bytes){s, (size_t)len};
+    }
+    return 1;
+}
+
 static int api_header_get(pt_call *call, pt_msg m, pt_bytes name, pt_bytes *values, int max)
 {
     struct pt_req *req = call->req;
     if ((m == PT_MSG_RESPONSE || (m == PT_MSG_CURRENT && call->current == PT_MSG_RESPONSE)) && !req->rh_done)
         return 0;
     struct pt_head *h = pt_msg_head(req, m);
+    if (h == &req->h && pt_str_ieq(name, PT_STR("content-length")))
+        return request_length(req, values, max);
     int n = 0;
     for (int i = 0; i < h->nh; i++) {
         struct pt_hdr *x = &h->h[i];

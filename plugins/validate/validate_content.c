@@ -20,6 +20,7 @@
  */
 #include "validate.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -385,15 +386,25 @@ pt_status validate_content_run(const struct pt_api *api, pt_call *call, void *in
         *p = ptl_lower(*p);
     ct = (pt_bytes){ctz, strlen(ctz)};
 
-    /* 2. the announced size */
+    /* 2. the announced size (a request's Content-Length is its body's current
+       length; without one a request's body is chunked or absent, and
+       body_get tells which at no cost when absent) */
     int64_t cl = -1;
     if (api->header_get(call, m, PTL_LIT("Content-Length"), hv, 1) > 0)
         cl = parse_length(ptl_trim(hv[0]));
-    bool chunked = api->header_get(call, m, PTL_LIT("Transfer-Encoding"), hv, 1) > 0;
     int status = x->response ? api->status(call) : 0;
     bool no_body = x->response ? (cl == 0 || status == 204 || status == 304 || status < 200 ||
                                   ptl_bytes_is(api->method(call), "HEAD"))
-                               : (cl == 0 || (cl < 0 && !chunked));
+                               : cl == 0;
+    pt_bytes body = {"", 0};
+    bool have_body = false;
+    if (!x->response && cl < 0) {
+        int st = ptl_body_get(api, call, m, &body);
+        if (st)
+            return (pt_status)st;
+        have_body = true;
+        no_body = body.len == 0;
+    }
     if (no_body && !ct.len)
         return PT_OK;
     bool too_big_announced = cl > x->max;
@@ -414,8 +425,7 @@ pt_status validate_content_run(const struct pt_api *api, pt_call *call, void *in
     /* 4. the body, when something needs it */
     bool validate = k && k->action != ACT_IGNORE && !too_big_announced && !no_body;
     bool measure = cl < 0 && !no_body && x->size_action != ACT_IGNORE;
-    pt_bytes body = {"", 0};
-    if (validate || measure) {
+    if (!have_body && (validate || measure)) {
         int st = ptl_body_get(api, call, m, &body);
         if (st)
             return (pt_status)st;
