@@ -1750,8 +1750,8 @@ static const json_t *resolve_ref(struct comp *c, const char *base, const char *r
     const json_t *t = NULL;
     char *h = strchr(abs, '#');
     char *frag = h ? h + 1 : NULL;
-    if (frag && *frag && *frag != '/') {
-        t = reg_find(c, abs);
+    bool anchor = frag && *frag && *frag != '/';
+    if (anchor && (t = reg_find(c, abs))) {
         free(abs);
         return t;
     }
@@ -1773,6 +1773,15 @@ static const json_t *resolve_ref(struct comp *c, const char *base, const char *r
             scan_doc(c, l, abs);
             doc = l;
         }
+    }
+    if (anchor) {
+        /* an anchor in a document loaded just now */
+        if (doc) {
+            *h = '#';
+            t = reg_find(c, abs);
+        }
+        free(abs);
+        return t;
     }
     if (!doc || !frag || !*frag) {
         free(abs);
@@ -3516,4 +3525,327 @@ bool pt_jschema_validate(const struct pt_jschema *s, const json_t *instance, str
     if (!ok && e && !e->message[0])
         snprintf(e->message, sizeof(e->message), "JSON does not match the schema.");
     return ok;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Sample instances                                                          */
+
+#define SAMPLE_MAX_DEPTH 16
+#define SAMPLE_OPTIONAL_DEPTH 6
+
+static json_t *sample(const json_t *s, const json_t *root, int depth);
+
+static const json_t *sample_ref(const json_t *root, const char *ref)
+{
+    if (ref[0] != '#')
+        return NULL;
+    char dec[512];
+    if (strlen(ref) >= sizeof(dec) || !pct_decode(ref + 1, dec))
+        return NULL;
+    const json_t *cur = root;
+    if (!dec[0])
+        return cur;
+    if (dec[0] != '/')
+        return NULL;
+    char *p = dec + 1;
+    char tok[512];
+    while (cur) {
+        size_t n = 0;
+        while (*p && *p != '/') {
+            if (p[0] == '~' && p[1] == '0')
+                tok[n++] = '~', p += 2;
+            else if (p[0] == '~' && p[1] == '1')
+                tok[n++] = '/', p += 2;
+            else
+                tok[n++] = *p++;
+        }
+        tok[n] = '\0';
+        if (json_is_object(cur))
+            cur = json_object_get(cur, tok);
+        else if (json_is_array(cur))
+            cur = json_array_get(cur, strtoul(tok, NULL, 10));
+        else
+            cur = NULL;
+        if (!*p)
+            break;
+        p++;
+    }
+    return cur;
+}
+
+static const char *sample_type(const json_t *s)
+{
+    const json_t *t = json_object_get(s, "type");
+    if (json_is_string(t))
+        return json_string_value(t);
+    if (json_is_array(t)) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach (t, i, e)
+            if (json_is_string(e) && strcmp(json_string_value(e), "null") != 0)
+                return json_string_value(e);
+        if (json_array_size(t))
+            return "null";
+    }
+    if (json_object_get(s, "properties") || json_object_get(s, "required") ||
+        json_object_get(s, "additionalProperties") || json_object_get(s, "patternProperties"))
+        return "object";
+    if (json_object_get(s, "items") || json_object_get(s, "prefixItems"))
+        return "array";
+    if (json_object_get(s, "minLength") || json_object_get(s, "maxLength") || json_object_get(s, "pattern") ||
+        json_object_get(s, "format"))
+        return "string";
+    if (json_object_get(s, "minimum") || json_object_get(s, "maximum") || json_object_get(s, "multipleOf") ||
+        json_object_get(s, "exclusiveMinimum") || json_object_get(s, "exclusiveMaximum"))
+        return "number";
+    return NULL;
+}
+
+static json_t *sample_string(const json_t *s)
+{
+    static const struct {
+        const char *f, *v;
+    } fv[] = {
+        {"date-time", "2024-01-01T00:00:00Z"},
+        {"date", "2024-01-01"},
+        {"time", "00:00:00Z"},
+        {"email", "user@example.com"},
+        {"idn-email", "user@example.com"},
+        {"uuid", "3fa85f64-5717-4562-b3fc-2c963f66afa6"},
+        {"uri", "https://example.com/"},
+        {"url", "https://example.com/"},
+        {"iri", "https://example.com/"},
+        {"uri-reference", "/path"},
+        {"hostname", "example.com"},
+        {"ipv4", "192.0.2.1"},
+        {"ipv6", "2001:db8::1"},
+        {"byte", "U3dhZ2dlciByb2Nrcw=="},
+        {"binary", "binary"},
+        {"password", "password"},
+        {"duration", "P1D"},
+        {"json-pointer", "/path"},
+        {"regex", "^.*$"},
+    };
+    const char *v = "string";
+    const json_t *f = json_object_get(s, "format");
+    if (json_is_string(f))
+        for (size_t i = 0; i < sizeof(fv) / sizeof(fv[0]); i++)
+            if (strcmp(fv[i].f, json_string_value(f)) == 0)
+                v = fv[i].v;
+    json_int_t minl = json_integer_value(json_object_get(s, "minLength"));
+    const json_t *mx = json_object_get(s, "maxLength");
+    size_t len = strlen(v);
+    if (minl > (json_int_t)len && minl <= 4096) {
+        char *b = malloc((size_t)minl + 1);
+        if (!b)
+            return NULL;
+        for (json_int_t i = 0; i < minl; i++)
+            b[i] = v[i % (json_int_t)len];
+        b[minl] = '\0';
+        json_t *r = json_string(b);
+        free(b);
+        return r;
+    }
+    if (json_is_integer(mx) && json_integer_value(mx) >= 0 && json_integer_value(mx) < (json_int_t)len)
+        return json_stringn(v, (size_t)json_integer_value(mx));
+    return json_string(v);
+}
+
+static json_t *sample_number(const json_t *s, bool integer)
+{
+    const json_t *min = json_object_get(s, "minimum"), *max = json_object_get(s, "maximum");
+    const json_t *xmin = json_object_get(s, "exclusiveMinimum"), *xmax = json_object_get(s, "exclusiveMaximum");
+    double v = 0;
+    bool have = false;
+    if (json_is_number(min)) {
+        v = json_number_value(min);
+        if (json_is_true(xmin))
+            v += integer ? 1 : 0.5;
+        have = true;
+    } else if (json_is_number(xmin)) {
+        v = integer ? floor(json_number_value(xmin)) + 1 : json_number_value(xmin) + 1;
+        have = true;
+    }
+    if (!have) {
+        if (json_is_number(max) && json_number_value(max) < 0)
+            v = json_number_value(max) - (json_is_true(xmax) ? 1 : 0);
+        else if (json_is_number(xmax) && json_number_value(xmax) <= 0)
+            v = json_number_value(xmax) - 1;
+    }
+    if (integer) {
+        v = ceil(v);
+        return json_integer((json_int_t)v);
+    }
+    if (v == floor(v) && fabs(v) < 1e15 && !(json_is_real(min) || json_is_real(xmin) || json_is_real(max)))
+        return json_integer((json_int_t)v);
+    return json_real(v);
+}
+
+static json_t *sample_first_example(const json_t *s)
+{
+    const json_t *v;
+    if ((v = json_object_get(s, "example")))
+        return json_deep_copy(v);
+    v = json_object_get(s, "examples");
+    if (json_is_array(v) && json_array_size(v))
+        return json_deep_copy(json_array_get(v, 0));
+    if (json_is_object(v) && json_object_size(v)) {
+        void *it = json_object_iter((json_t *)v);
+        const json_t *e = json_object_iter_value(it);
+        const json_t *val = json_object_get(e, "value");
+        return json_deep_copy(val ? val : e);
+    }
+    if ((v = json_object_get(s, "default")))
+        return json_deep_copy(v);
+    if ((v = json_object_get(s, "const")))
+        return json_deep_copy(v);
+    v = json_object_get(s, "enum");
+    if (json_is_array(v) && json_array_size(v))
+        return json_deep_copy(json_array_get(v, 0));
+    return NULL;
+}
+
+static void sample_merge(json_t **into, json_t *add)
+{
+    if (!add)
+        return;
+    if (!*into) {
+        *into = add;
+        return;
+    }
+    if (json_is_object(*into) && json_is_object(add))
+        json_object_update_missing(*into, add);
+    json_decref(add);
+}
+
+static json_t *sample_object(const json_t *s, const json_t *root, int depth)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    const json_t *props = json_object_get(s, "properties");
+    const json_t *req = json_object_get(s, "required");
+    size_t i;
+    const json_t *r;
+    json_array_foreach (req, i, r) {
+        const json_t *ps = json_is_string(r) ? json_object_get(props, json_string_value(r)) : NULL;
+        if (!ps || json_object_get(o, json_string_value(r)))
+            continue;
+        json_t *v = sample(ps, root, depth + 1);
+        if (v)
+            json_object_set_new(o, json_string_value(r), v);
+    }
+    if (depth < SAMPLE_OPTIONAL_DEPTH && json_is_object(props)) {
+        const char *k;
+        const json_t *ps;
+        json_object_foreach ((json_t *)props, k, ps) {
+            if (json_object_get(o, k))
+                continue;
+            if (json_is_true(json_object_get(ps, "writeOnly")))
+                continue;
+            json_t *v = sample(ps, root, depth + 1);
+            if (v)
+                json_object_set_new(o, k, v);
+        }
+    }
+    const json_t *ap = json_object_get(s, "additionalProperties");
+    if (!props && json_is_object(ap) && depth < SAMPLE_OPTIONAL_DEPTH) {
+        json_t *v = sample(ap, root, depth + 1);
+        if (v)
+            json_object_set_new(o, "additionalProp1", v);
+    }
+    return o;
+}
+
+static json_t *sample_array(const json_t *s, const json_t *root, int depth)
+{
+    json_t *a = json_array();
+    if (!a)
+        return NULL;
+    const json_t *pre = json_object_get(s, "prefixItems"), *items = json_object_get(s, "items");
+    if (json_is_array(items)) {
+        pre = items;
+        items = NULL;
+    }
+    size_t i;
+    const json_t *e;
+    json_array_foreach (pre, i, e) {
+        json_t *v = sample(e, root, depth + 1);
+        if (!v)
+            break;
+        json_array_append_new(a, v);
+    }
+    if (!json_array_size(a) && is_schema_value(items) && !json_is_false(items)) {
+        json_int_t n = json_integer_value(json_object_get(s, "minItems"));
+        if (n < 1)
+            n = 1;
+        if (n > 10)
+            n = 10;
+        for (json_int_t k = 0; k < n; k++) {
+            json_t *v = sample(items, root, depth + 1);
+            if (!v)
+                break;
+            json_array_append_new(a, v);
+        }
+    }
+    return a;
+}
+
+static json_t *sample(const json_t *s, const json_t *root, int depth)
+{
+    if (depth > SAMPLE_MAX_DEPTH)
+        return NULL;
+    if (json_is_boolean(s))
+        return json_is_true(s) ? json_object() : NULL;
+    if (!json_is_object(s))
+        return NULL;
+    json_t *ex = sample_first_example(s);
+    if (ex)
+        return ex;
+    const json_t *ref = json_object_get(s, "$ref");
+    if (json_is_string(ref)) {
+        const json_t *t = sample_ref(root, json_string_value(ref));
+        return t ? sample(t, root, depth + 1) : json_null();
+    }
+    const char *type = sample_type(s);
+    json_t *out = NULL;
+    const json_t *all = json_object_get(s, "allOf");
+    if (!type) {
+        const json_t *alt = json_object_get(s, "oneOf");
+        if (!json_is_array(alt) || !json_array_size(alt))
+            alt = json_object_get(s, "anyOf");
+        if (json_is_array(alt) && json_array_size(alt))
+            out = sample(json_array_get(alt, 0), root, depth + 1);
+    } else if (strcmp(type, "object") == 0) {
+        out = sample_object(s, root, depth);
+    } else if (strcmp(type, "array") == 0) {
+        out = sample_array(s, root, depth);
+    } else if (strcmp(type, "string") == 0) {
+        out = sample_string(s);
+    } else if (strcmp(type, "integer") == 0) {
+        out = sample_number(s, true);
+    } else if (strcmp(type, "number") == 0) {
+        out = sample_number(s, false);
+    } else if (strcmp(type, "boolean") == 0) {
+        out = json_true();
+    } else {
+        out = json_null();
+    }
+    if (json_is_array(all)) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach (all, i, e)
+            sample_merge(&out, sample(e, root, depth + 1));
+    }
+    if (!out && !type && !json_is_array(all))
+        out = json_object();
+    return out;
+}
+
+json_t *pt_jschema_sample(const json_t *schema, const json_t *root)
+{
+    if (!schema)
+        return NULL;
+    json_t *r = sample(schema, root ? root : schema, 0);
+    return r ? r : json_null();
 }
