@@ -1443,6 +1443,7 @@ struct comp {
     char *err;
     size_t errlen;
     bool failed;
+    bool no_validation; /* the meta-schema leaves out the validation vocabulary */
     struct reg *reg;
     size_t nreg, capreg;
     struct ment *map;
@@ -1939,6 +1940,9 @@ static struct node **compile_array(struct comp *c, const json_t *js, const char 
     return v;
 }
 
+static void compile_validation(struct comp *c, struct node *n, const json_t *js);
+static void compile_applicators(struct comp *c, struct node *n, const json_t *js);
+
 static void compile_keywords(struct comp *c, struct node *n, const json_t *js, const char *base)
 {
     const json_t *v;
@@ -1973,6 +1977,25 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
             n->dynbook = json_is_string(da) && strcmp(json_string_value(da), n->dynname) == 0;
         }
     }
+    if (!c->no_validation)
+        compile_validation(c, n, js);
+    if (c->failed)
+        return;
+    if ((v = json_object_get(js, "format")) && json_is_string(v)) {
+        n->format_name = json_string_value(v);
+        if (c->flags & PT_JSCHEMA_FORMATS)
+            for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
+                if (strcmp(formats[i].name, n->format_name) == 0)
+                    n->format = formats[i].f;
+    }
+    compile_applicators(c, n, js);
+}
+
+/* the validation vocabulary */
+static void compile_validation(struct comp *c, struct node *n, const json_t *js)
+{
+    const json_t *v;
+    bool d4 = c->draft4;
     if ((v = json_object_get(js, "type"))) {
         if (json_is_string(v)) {
             if (!type_bits(json_string_value(v), &n->types))
@@ -2044,13 +2067,27 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
             return cfail(c, "pattern '%s': %s", json_string_value(v), e);
         n->pattern_src = json_string_value(v);
     }
-    if ((v = json_object_get(js, "format")) && json_is_string(v)) {
-        n->format_name = json_string_value(v);
-        if (c->flags & PT_JSCHEMA_FORMATS)
-            for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
-                if (strcmp(formats[i].name, n->format_name) == 0)
-                    n->format = formats[i].f;
+    if ((v = json_object_get(js, "required"))) {
+        if (!json_is_array(v))
+            return cfail(c, "'required' must be an array");
+        n->req = calloc(json_array_size(v) + 1, sizeof(*n->req));
+        if (!n->req)
+            return cfail(c, "out of memory");
+        size_t i;
+        const json_t *e;
+        json_array_foreach (v, i, e) {
+            if (!json_is_string(e))
+                return cfail(c, "'required' must list strings");
+            n->req[n->nreq++] = json_string_value(e);
+        }
     }
+}
+
+/* the applicator vocabulary (and draft 4's forms of it) */
+static void compile_applicators(struct comp *c, struct node *n, const json_t *js)
+{
+    const json_t *v;
+    bool d4 = c->draft4;
     /* arrays */
     const json_t *items = json_object_get(js, "items");
     if (json_is_array(items)) {
@@ -2119,25 +2156,13 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
         n->pnames = compile_sub(c, v, "propertyNames");
     if (c->failed)
         return;
-    if ((v = json_object_get(js, "required"))) {
-        if (!json_is_array(v))
-            return cfail(c, "'required' must be an array");
-        n->req = calloc(json_array_size(v) + 1, sizeof(*n->req));
-        if (!n->req)
-            return cfail(c, "out of memory");
-        size_t i;
-        const json_t *e;
-        json_array_foreach (v, i, e) {
-            if (!json_is_string(e))
-                return cfail(c, "'required' must list strings");
-            n->req[n->nreq++] = json_string_value(e);
-        }
-    }
     /* dependentRequired / dependentSchemas and draft 4's dependencies */
     static const char *const depk[] = {"dependencies", "dependentRequired", "dependentSchemas"};
     for (int d = 0; d < 3; d++) {
         if (d4 && d > 0)
             break;
+        if (c->no_validation && d == 1)
+            continue;
         if (!(v = json_object_get(js, depk[d])))
             continue;
         if (!json_is_object(v))
@@ -2339,6 +2364,18 @@ struct pt_jschema *pt_jschema_compile_ex(const json_t *schema, const json_t *roo
         } else {
             scan_doc(&c, schema, "");
         }
+    }
+    const json_t *ms = json_object_get(schema, "$schema");
+    if (!c.draft4 && loader && json_is_string(ms) &&
+        strncmp(json_string_value(ms), "https://json-schema.org/", 24) != 0) {
+        /* a custom meta-schema: honour a $vocabulary that leaves out validation */
+        char *u = strip_frag(json_string_value(ms));
+        json_t *m = u ? loader(u, ud) : NULL;
+        const json_t *voc = json_object_get(m, "$vocabulary");
+        if (json_is_object(voc) && !json_object_get(voc, "https://json-schema.org/draft/2020-12/vocab/validation"))
+            c.no_validation = true;
+        json_decref(m);
+        free(u);
     }
     c.s->root = compile_node(&c, schema);
     /* compile every resource's dynamic anchors, and resources a dynamic scope may enter */
