@@ -108,8 +108,9 @@ struct rx_node {
     struct rx_node **alts;
     int nalts;
     int min, max; /* max -1: unbounded */
-    bool greedy, neg;
+    bool greedy, neg, behind;
     int group;
+    char *name;               /* a named group's name, or the name of a \k<name> reference */
     struct rx_node *all_next; /* every node, for freeing */
 };
 
@@ -125,6 +126,8 @@ struct rx_parser {
     struct rx *rx;
     const char *err;
     int depth;
+    const char *kname; /* the name of the last \k<name> */
+    size_t klen;
 };
 
 static struct rx_node *rx_new(struct rx_parser *ps, int type)
@@ -201,9 +204,16 @@ static bool is_lower_cp(uint32_t c)
 
 static bool is_number_cp(uint32_t c)
 {
-    return (c >= '0' && c <= '9') || (c >= 0x660 && c <= 0x669) || (c >= 0x6f0 && c <= 0x6f9) ||
-           (c >= 0x966 && c <= 0x96f) || (c >= 0xff10 && c <= 0xff19) || c == 0xb2 || c == 0xb3 || c == 0xb9 ||
-           (c >= 0xbc && c <= 0xbe) || (c >= 0x2160 && c <= 0x2188);
+    static const uint32_t nd[] = {0x660, 0x6f0, 0x7c0, 0x966, 0x9e6, 0xa66, 0xae6, 0xb66, 0xbe6, 0xc66,
+                                  0xce6, 0xd66, 0xde6, 0xe50, 0xed0, 0xf20, 0x1040, 0x1090, 0x17e0, 0x1810,
+                                  0x1946, 0x19d0, 0x1a80, 0x1a90, 0x1b50, 0x1bb0, 0x1c40, 0x1c50, 0xa620, 0xa8d0,
+                                  0xa900, 0xa9d0, 0xa9f0, 0xaa50, 0xabf0, 0xff10};
+    if (c >= '0' && c <= '9')
+        return true;
+    for (size_t i = 0; i < sizeof(nd) / sizeof(nd[0]); i++)
+        if (c >= nd[i] && c <= nd[i] + 9)
+            return true;
+    return c == 0xb2 || c == 0xb3 || c == 0xb9 || (c >= 0xbc && c <= 0xbe) || (c >= 0x2160 && c <= 0x2188);
 }
 
 static bool set_has(unsigned sets, uint32_t c)
@@ -444,6 +454,22 @@ static int rx_escape(struct rx_parser *ps, bool in_class, uint32_t *cp, unsigned
         *cp = v;
         return 1;
     }
+    case 'k':
+        if (!in_class && ps->p + 1 < ps->end && ps->p[1] == '<') {
+            const char *st = ps->p + 2, *e = st;
+            while (e < ps->end && *e != '>')
+                e++;
+            if (e >= ps->end || e == st) {
+                ps->err = "bad \\k<name>";
+                return 0;
+            }
+            ps->kname = st;
+            ps->klen = (size_t)(e - st);
+            ps->p = e + 1;
+            return 6;
+        }
+        ps->err = "unknown escape";
+        return 0;
     default:
         if (c >= '1' && c <= '9' && !in_class) {
             int n = 0;
@@ -607,7 +633,9 @@ static struct rx_node *rx_parse_seq(struct rx_parser *ps)
         case '(': {
             ps->p++;
             int type = RX_GROUP, group = -1;
-            bool neg = false;
+            bool neg = false, behind = false;
+            const char *gname = NULL;
+            size_t gnlen = 0;
             if (ps->p < ps->end && *ps->p == '?') {
                 ps->p++;
                 if (ps->p < ps->end && *ps->p == ':') {
@@ -617,19 +645,26 @@ static struct rx_node *rx_parse_seq(struct rx_parser *ps)
                     neg = *ps->p == '!';
                     ps->p++;
                     quantifiable = false;
-                } else if (ps->p < ps->end && *ps->p == '<' && ps->p + 1 < ps->end && ps->p[1] != '=' &&
-                           ps->p[1] != '!') {
+                } else if (ps->end - ps->p >= 2 && ps->p[0] == '<' && (ps->p[1] == '=' || ps->p[1] == '!')) {
+                    type = RX_LOOK;
+                    behind = true;
+                    neg = ps->p[1] == '!';
+                    ps->p += 2;
+                    quantifiable = false;
+                } else if (ps->p < ps->end && *ps->p == '<' && ps->p + 1 < ps->end) {
                     ps->p++;
+                    gname = ps->p;
                     while (ps->p < ps->end && *ps->p != '>')
                         ps->p++;
-                    if (ps->p >= ps->end) {
+                    if (ps->p >= ps->end || ps->p == gname) {
                         ps->err = "unterminated group name";
                         return NULL;
                     }
+                    gnlen = (size_t)(ps->p - gname);
                     ps->p++;
                     group = ps->rx->ngroups++;
                 } else {
-                    ps->err = "unsupported group (lookbehind or flags)";
+                    ps->err = "unsupported group (inline flags)";
                     return NULL;
                 }
             } else {
@@ -653,6 +688,11 @@ static struct rx_node *rx_parse_seq(struct rx_parser *ps)
                 n->child = inner;
                 n->group = group;
                 n->neg = neg;
+                n->behind = behind;
+                if (gname && !(n->name = strndup(gname, gnlen))) {
+                    ps->err = "out of memory";
+                    return NULL;
+                }
             }
             break;
         }
@@ -679,6 +719,16 @@ static struct rx_node *rx_parse_seq(struct rx_parser *ps)
             } else if (k == 3 || k == 4) {
                 n = rx_new(ps, k == 3 ? RX_WB : RX_NWB);
                 quantifiable = false;
+            } else if (k == 6) {
+                n = rx_new(ps, RX_BACKREF);
+                if (n) {
+                    n->group = -2; /* resolved by name once every group is known */
+                    n->name = strndup(ps->kname, ps->klen);
+                    if (!n->name) {
+                        ps->err = "out of memory";
+                        return NULL;
+                    }
+                }
             } else {
                 n = rx_new(ps, RX_BACKREF);
                 if (n)
@@ -815,6 +865,7 @@ static void rx_free(struct rx *rx)
             free(n->cls);
         }
         free(n->alts);
+        free(n->name);
         free(n);
         n = nx;
     }
@@ -837,8 +888,15 @@ static struct rx *rx_compile(const char *pat, size_t len, const char **err)
         rx_free(rx);
         return NULL;
     }
+    for (struct rx_node *n = rx->all; n; n = n->all_next) {
+        if (n->type != RX_BACKREF || n->group != -2)
+            continue;
+        for (struct rx_node *g = rx->all; g; g = g->all_next)
+            if (g->type == RX_GROUP && g->name && strcmp(g->name, n->name) == 0)
+                n->group = g->group;
+    }
     for (struct rx_node *n = rx->all; n; n = n->all_next)
-        if (n->type == RX_BACKREF && n->group >= rx->ngroups) {
+        if (n->type == RX_BACKREF && (n->group < 0 || n->group >= rx->ngroups)) {
             *err = "back reference to a missing group";
             rx_free(rx);
             return NULL;
@@ -852,7 +910,7 @@ static struct rx *rx_compile(const char *pat, size_t len, const char **err)
 #define RX_MAX_STEPS 1000000
 #define RX_MAX_DEPTH 2000
 
-enum { RK_SEQ, RK_REP, RK_GROUP };
+enum { RK_SEQ, RK_REP, RK_GROUP, RK_ENDAT };
 
 struct rk {
     int kind;
@@ -980,6 +1038,10 @@ static int rx_m(struct rxm *m, const struct rx_node *n, size_t pos, const struct
                 k = k->next;
                 continue;
             }
+            if (k->kind == RK_ENDAT) { /* a lookbehind's body must end where it started looking */
+                ret = pos == k->start;
+                break;
+            }
             if (k->kind == RK_GROUP) {
                 int g = k->n->group;
                 size_t old = m->caps[2 * g + 1], olds = m->caps[2 * g];
@@ -1064,7 +1126,17 @@ static int rx_m(struct rxm *m, const struct rx_node *n, size_t pos, const struct
             ret = rx_rep(m, n, 0, pos, k);
             goto out;
         case RX_LOOK: {
-            int r = rx_m(m, n->child, pos, NULL);
+            int r = 0;
+            if (n->behind) {
+                struct rk f = {.kind = RK_ENDAT, .start = pos};
+                for (size_t st = pos + 1; st-- > 0 && !r && !m->err;) {
+                    if (st < m->len && (m->s[st] & 0xc0) == 0x80)
+                        continue;
+                    r = rx_m(m, n->child, st, &f);
+                }
+            } else {
+                r = rx_m(m, n->child, pos, NULL);
+            }
             if (m->err)
                 goto out;
             if (r == n->neg)
@@ -1319,6 +1391,7 @@ enum {
     F_DATE,
     F_TIME,
     F_EMAIL,
+    F_IDNEMAIL,
     F_HOSTNAME,
     F_IPV4,
     F_IPV6,
@@ -1893,7 +1966,7 @@ static const struct {
     int f;
 } formats[] = {
     {"date-time", F_DATETIME}, {"date", F_DATE},       {"time", F_TIME},         {"email", F_EMAIL},
-    {"idn-email", F_EMAIL},    {"hostname", F_HOSTNAME}, {"ipv4", F_IPV4},         {"ipv6", F_IPV6},
+    {"idn-email", F_IDNEMAIL},    {"hostname", F_HOSTNAME}, {"ipv4", F_IPV4},         {"ipv6", F_IPV6},
     {"uri", F_URI},            {"iri", F_URI},           {"uri-reference", F_URIREF}, {"iri-reference", F_URIREF},
     {"uuid", F_UUID},          {"regex", F_REGEX},       {"byte", F_BYTE},         {"int32", F_INT32},
     {"int64", F_INT64},        {"json-pointer", F_JSONPTR}, {"duration", F_DURATION},
@@ -2693,7 +2766,7 @@ static bool multiple_of(const json_t *x, const struct num *m)
         return m->i != 0 && json_integer_value(x) % m->i == 0;
     double q = json_number_value(x) / m->d;
     if (!isfinite(q))
-        return false;
+        return isfinite(json_number_value(x)) && fmod(json_number_value(x), m->d) == 0;
     double r = nearbyint(q);
     return fabs(q - r) <= 1e-9 * (fabs(q) > 1 ? fabs(q) : 1);
 }
@@ -2728,6 +2801,7 @@ static bool fmt_time(const char *s, size_t len)
     int h = atoi(s), mi = atoi(s + 3), se = atoi(s + 6);
     if (h > 23 || mi > 59 || se > 60)
         return false;
+    int oh = 0, om = 0; /* the offset, to check a leap second is at 23:59 UTC */
     size_t i = 8;
     if (s[i] == '.') {
         i++;
@@ -2739,12 +2813,26 @@ static bool fmt_time(const char *s, size_t len)
     }
     if (i >= len)
         return false;
-    if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == len)
-        return true;
-    if ((s[i] == '+' || s[i] == '-') && len - i == 6 && digits(s + i + 1, 2) && s[i + 3] == ':' &&
-        digits(s + i + 4, 2))
-        return atoi(s + i + 1) <= 23 && atoi(s + i + 4) <= 59;
-    return false;
+    if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == len) {
+        /* UTC */
+    } else if ((s[i] == '+' || s[i] == '-') && len - i == 6 && digits(s + i + 1, 2) && s[i + 3] == ':' &&
+               digits(s + i + 4, 2)) {
+        oh = atoi(s + i + 1);
+        om = atoi(s + i + 4);
+        if (oh > 23 || om > 59)
+            return false;
+        if (s[i] == '-')
+            oh = -oh, om = -om;
+    } else {
+        return false;
+    }
+    if (se == 60) {
+        int m = ((h - oh) * 60 + (mi - om)) % 1440;
+        if (m < 0)
+            m += 1440;
+        return m == 23 * 60 + 59;
+    }
+    return true;
 }
 
 static bool fmt_ipv4(const char *s, size_t len)
@@ -2840,6 +2928,77 @@ static bool fmt_hostname(const char *s, size_t len)
     return lab > 0 && s[len - 1] != '-';
 }
 
+/* RFC 3986 characters, percent-encodings, brackets only around an IP literal, numeric port */
+static bool fmt_uri(const char *s, size_t len, bool absolute)
+{
+    static const char ok[] = "-._~:/?#[]@!$&'()*+,;=";
+    if (strlen(s) != len)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '%') {
+            if (i + 2 >= len)
+                return false;
+            if (hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+                return false;
+            i += 2;
+        } else if (!(isalnum(ch) || (ch && strchr(ok, ch)))) {
+            return false;
+        }
+    }
+    struct uri u;
+    uri_parse(s, &u);
+    if (absolute && !u.has_scheme)
+        return false;
+    if (!u.has_scheme && !u.has_auth) {
+        /* a relative-path reference: no ':' in its first segment */
+        const char *colon = memchr(u.path, ':', u.pl), *slash = memchr(u.path, '/', u.pl);
+        if (colon && (!slash || colon < slash))
+            return false;
+    }
+    for (size_t i = 0; i < u.pl + u.ql + u.fl + (u.has_query ? 1 : 0) + (u.has_frag ? 1 : 0); i++)
+        if (u.path[i] == '[' || u.path[i] == ']')
+            return false; /* brackets outside the authority */
+    if (u.has_auth) {
+        const char *a = u.auth, *end = u.auth + u.al;
+        const char *at = NULL;
+        for (const char *p = a; p < end; p++)
+            if (*p == '@') {
+                if (at)
+                    return false;
+                at = p;
+            }
+        const char *host = at ? at + 1 : a;
+        if (at)
+            for (const char *p = a; p < at; p++)
+                if (*p == '[' || *p == ']')
+                    return false;
+        const char *port = NULL;
+        if (host < end && *host == '[') {
+            const char *rb = memchr(host, ']', (size_t)(end - host));
+            if (!rb || !fmt_ipv6(host + 1, (size_t)(rb - host - 1)))
+                return false;
+            if (rb + 1 < end) {
+                if (rb[1] != ':')
+                    return false;
+                port = rb + 2;
+            }
+        } else {
+            for (const char *p = host; p < end; p++) {
+                if (*p == '[' || *p == ']')
+                    return false;
+                if (*p == ':' && !port)
+                    port = p + 1;
+            }
+        }
+        if (port)
+            for (const char *p = port; p < end; p++)
+                if (!isdigit((unsigned char)*p))
+                    return false;
+    }
+    return true;
+}
+
 static bool fmt_check(int f, const json_t *x)
 {
     if (f == F_INT32 || f == F_INT64) {
@@ -2863,16 +3022,39 @@ static bool fmt_check(int f, const json_t *x)
                fmt_time(s + 11, len - 11);
     case F_DATE:
         return fmt_date(s, len);
+    case F_IDNEMAIL:
     case F_TIME:
         return fmt_time(s, len);
     case F_EMAIL: {
-        const char *at = memchr(s, '@', len);
-        if (!at || at == s || at == s + len - 1 || memchr(at + 1, '@', len - (size_t)(at - s) - 1))
+        const char *at = NULL;
+        if (len && s[0] == '"') { /* a quoted local part */
+            size_t i = 1;
+            while (i < len && s[i] != '"')
+                i += s[i] == '\\' ? 2 : 1;
+            if (i + 1 >= len || s[i + 1] != '@')
+                return false;
+            at = s + i + 1;
+        } else {
+            at = memchr(s, '@', len);
+            if (!at || at == s || s[0] == '.' || at[-1] == '.')
+                return false;
+            for (const char *p = s; p < at; p++)
+                if (*p == ' ' || *p == '"' || *p == '(' || *p == ')' || *p == ',' || *p == ':' || *p == ';' ||
+                    *p == '<' || *p == '>' || *p == '[' || *p == ']' || *p == '\\' || (p[0] == '.' && p[1] == '.'))
+                    return false;
+        }
+        size_t dl = len - (size_t)(at - s) - 1;
+        const char *dom = at + 1;
+        if (dl > 2 && dom[0] == '[' && dom[dl - 1] == ']') {
+            if (dl > 7 && strncmp(dom + 1, "IPv6:", 5) == 0)
+                return fmt_ipv6(dom + 6, dl - 7);
+            return fmt_ipv4(dom + 1, dl - 2);
+        }
+        if (memchr(dom, '@', dl))
             return false;
-        if (s[0] == '.' || at[-1] == '.' || strstr(s, ".."))
-            return false;
-        return fmt_hostname(at + 1, len - (size_t)(at - s) - 1) ||
-               (at[1] == '[' && s[len - 1] == ']');
+        if (f == F_IDNEMAIL)
+            return dl > 0;
+        return fmt_hostname(dom, dl);
     }
     case F_HOSTNAME:
         return fmt_hostname(s, len);
@@ -2880,15 +3062,9 @@ static bool fmt_check(int f, const json_t *x)
         return fmt_ipv4(s, len);
     case F_IPV6:
         return fmt_ipv6(s, len);
-    case F_URI: {
-        struct uri u;
-        if (memchr(s, ' ', len) || memchr(s, '\\', len) || strlen(s) != len)
-            return false;
-        uri_parse(s, &u);
-        return u.has_scheme;
-    }
+    case F_URI:
     case F_URIREF:
-        return !memchr(s, ' ', len) && !memchr(s, '\\', len);
+        return fmt_uri(s, len, f == F_URI);
     case F_UUID: {
         if (len != 36)
             return false;
@@ -2933,6 +3109,8 @@ static bool fmt_check(int f, const json_t *x)
         if (len < 2 || s[0] != 'P')
             return false;
         bool t = false, any = false;
+        const char *order = NULL; /* the units seen must be a run of "YMD", "W" or "HMS" */
+        const char *last = NULL;
         for (size_t i = 1; i < len;) {
             if (s[i] == 'T') {
                 if (t)
@@ -2949,9 +3127,24 @@ static bool fmt_check(int f, const json_t *x)
             if (i == st || i == len)
                 return false;
             char u = s[i++];
-            if (!strchr(t ? "HMS" : "YMWD", u))
+            const char *seq = t ? "HMS" : (u == 'W' ? "W" : "YMD");
+            const char *at = strchr(seq, u);
+            if (!at)
                 return false;
+            if (order && (order != seq || at != last + 1))
+                return false;
+            if (order && !t && *order == 'W')
+                return false;
+            order = seq;
+            last = at;
             any = true;
+            if (t && i < len && s[i] == 'T')
+                return false;
+            if (i < len && s[i] == 'T') {
+                if (*seq == 'W')
+                    return false;
+                order = NULL;
+            }
         }
         return any;
     }
