@@ -80,7 +80,20 @@ static size_t u8len(const char *s, size_t len)
 /* ------------------------------------------------------------------------- */
 /* Regular expressions (ECMA-262 subset)                                     */
 
-enum { RX_CHAR, RX_ANY, RX_CLASS, RX_BOL, RX_EOL, RX_WB, RX_NWB, RX_GROUP, RX_ALT, RX_REPEAT, RX_LOOK, RX_BACKREF };
+enum {
+    RX_CHAR,
+    RX_ANY,
+    RX_CLASS,
+    RX_BOL,
+    RX_EOL,
+    RX_WB,
+    RX_NWB,
+    RX_GROUP,
+    RX_ALT,
+    RX_REPEAT,
+    RX_LOOK,
+    RX_BACKREF
+};
 enum {
     CS_DIGIT = 1,
     CS_WORD = 2,
@@ -161,14 +174,14 @@ static bool cls_add(struct rx_class *c, uint32_t lo, uint32_t hi)
 }
 
 static const uint32_t letter_ranges[][2] = {
-    {'A', 'Z'},         {'a', 'z'},         {0xaa, 0xaa},       {0xb5, 0xb5},       {0xba, 0xba},
-    {0xc0, 0xd6},       {0xd8, 0xf6},       {0xf8, 0x2c1},      {0x2c6, 0x2d1},     {0x2e0, 0x2e4},
-    {0x370, 0x374},     {0x376, 0x37d},     {0x386, 0x386},     {0x388, 0x3ff},     {0x400, 0x481},
-    {0x48a, 0x52f},     {0x531, 0x556},     {0x561, 0x587},     {0x5d0, 0x5ea},     {0x620, 0x64a},
-    {0x671, 0x6d3},     {0x904, 0x939},     {0xe01, 0xe30},     {0x10a0, 0x10ff},   {0x1100, 0x11ff},
-    {0x1e00, 0x1fbc},   {0x1fc2, 0x1ffc},   {0x2c00, 0x2ce4},   {0x3041, 0x3096},   {0x30a1, 0x30fa},
-    {0x3400, 0x4dbf},   {0x4e00, 0x9fff},   {0xa000, 0xa48c},   {0xac00, 0xd7a3},   {0xf900, 0xfaff},
-    {0xff21, 0xff3a},   {0xff41, 0xff5a},   {0xff66, 0xffdc},   {0x10000, 0x1fbff}, {0x20000, 0x3134a},
+    {'A', 'Z'},       {'a', 'z'},       {0xaa, 0xaa},     {0xb5, 0xb5},       {0xba, 0xba},
+    {0xc0, 0xd6},     {0xd8, 0xf6},     {0xf8, 0x2c1},    {0x2c6, 0x2d1},     {0x2e0, 0x2e4},
+    {0x370, 0x374},   {0x376, 0x37d},   {0x386, 0x386},   {0x388, 0x3ff},     {0x400, 0x481},
+    {0x48a, 0x52f},   {0x531, 0x556},   {0x561, 0x587},   {0x5d0, 0x5ea},     {0x620, 0x64a},
+    {0x671, 0x6d3},   {0x904, 0x939},   {0xe01, 0xe30},   {0x10a0, 0x10ff},   {0x1100, 0x11ff},
+    {0x1e00, 0x1fbc}, {0x1fc2, 0x1ffc}, {0x2c00, 0x2ce4}, {0x3041, 0x3096},   {0x30a1, 0x30fa},
+    {0x3400, 0x4dbf}, {0x4e00, 0x9fff}, {0xa000, 0xa48c}, {0xac00, 0xd7a3},   {0xf900, 0xfaff},
+    {0xff21, 0xff3a}, {0xff41, 0xff5a}, {0xff66, 0xffdc}, {0x10000, 0x1fbff}, {0x20000, 0x3134a},
 };
 
 static bool is_space_cp(uint32_t c)
@@ -204,10 +217,10 @@ static bool is_lower_cp(uint32_t c)
 
 static bool is_number_cp(uint32_t c)
 {
-    static const uint32_t nd[] = {0x660, 0x6f0, 0x7c0, 0x966, 0x9e6, 0xa66, 0xae6, 0xb66, 0xbe6, 0xc66,
-                                  0xce6, 0xd66, 0xde6, 0xe50, 0xed0, 0xf20, 0x1040, 0x1090, 0x17e0, 0x1810,
-                                  0x1946, 0x19d0, 0x1a80, 0x1a90, 0x1b50, 0x1bb0, 0x1c40, 0x1c50, 0xa620, 0xa8d0,
-                                  0xa900, 0xa9d0, 0xa9f0, 0xaa50, 0xabf0, 0xff10};
+    static const uint32_t nd[] = {0x660,  0x6f0,  0x7c0,  0x966,  0x9e6,  0xa66,  0xae6,  0xb66,  0xbe6,
+                                  0xc66,  0xce6,  0xd66,  0xde6,  0xe50,  0xed0,  0xf20,  0x1040, 0x1090,
+                                  0x17e0, 0x1810, 0x1946, 0x19d0, 0x1a80, 0x1a90, 0x1b50, 0x1bb0, 0x1c40,
+                                  0x1c50, 0xa620, 0xa8d0, 0xa900, 0xa9d0, 0xa9f0, 0xaa50, 0xabf0, 0xff10};
     if (c >= '0' && c <= '9')
         return true;
     for (size_t i = 0; i < sizeof(nd) / sizeof(nd[0]); i++)
@@ -296,12 +309,15 @@ static unsigned rx_property(struct rx_parser *ps)
         const char *name;
         unsigned set;
     } props[] = {
-        {"L", CS_LETTER},         {"Letter", CS_LETTER},           {"Alphabetic", CS_LETTER},
-        {"Alpha", CS_LETTER},     {"Lu", CS_UPPER},                {"Uppercase_Letter", CS_UPPER},
-        {"Ll", CS_LOWER},         {"Lowercase_Letter", CS_LOWER},  {"N", CS_NUMBER},
-        {"Number", CS_NUMBER},    {"Nd", CS_NUMBER},               {"Decimal_Number", CS_NUMBER},
-        {"digit", CS_NUMBER},     {"White_Space", CS_SPACE},       {"Any", CS_ANY},
-        {"Uppercase", CS_UPPER},  {"Lowercase", CS_LOWER},
+        {"L", CS_LETTER},          {"Letter", CS_LETTER},
+        {"Alphabetic", CS_LETTER}, {"Alpha", CS_LETTER},
+        {"Lu", CS_UPPER},          {"Uppercase_Letter", CS_UPPER},
+        {"Ll", CS_LOWER},          {"Lowercase_Letter", CS_LOWER},
+        {"N", CS_NUMBER},          {"Number", CS_NUMBER},
+        {"Nd", CS_NUMBER},         {"Decimal_Number", CS_NUMBER},
+        {"digit", CS_NUMBER},      {"White_Space", CS_SPACE},
+        {"Any", CS_ANY},           {"Uppercase", CS_UPPER},
+        {"Lowercase", CS_LOWER},
     };
     for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++)
         if (strlen(props[i].name) == n && memcmp(props[i].name, s, n) == 0)
@@ -935,7 +951,13 @@ static bool rx_one(struct rxm *m, const struct rx_node *n, size_t pos, size_t *n
 {
     if (pos >= m->len)
         return false;
-    uint32_t c = u8dec(m->s, m->len, pos, np);
+    uint32_t c;
+    if (m->s[pos] < 0x80) {
+        c = m->s[pos];
+        *np = pos + 1;
+    } else {
+        c = u8dec(m->s, m->len, pos, np);
+    }
     switch (n->type) {
     case RX_CHAR:
         return c == n->ch;
@@ -1654,29 +1676,34 @@ static bool is_schema_value(const json_t *v)
 /* calls fn on every subschema that the keywords this validator knows hold */
 static void for_each_sub(struct comp *c, const json_t *js, sub_fn fn, void *arg)
 {
-    static const char *const maps[] = {"properties", "patternProperties", "$defs", "definitions",
-                                       "dependentSchemas", "dependencies"};
+    static const char *const maps[] = {"properties",  "patternProperties", "$defs",
+                                       "definitions", "dependentSchemas",  "dependencies"};
     static const char *const arrays[] = {"allOf", "anyOf", "oneOf", "prefixItems", "items"};
-    static const char *const singles[] = {"items", "additionalItems", "additionalProperties", "contains",
-                                          "propertyNames", "not", "if", "then", "else", "unevaluatedItems",
-                                          "unevaluatedProperties", "contentSchema"};
+    static const char *const singles[] = {"items",
+                                          "additionalItems",
+                                          "additionalProperties",
+                                          "contains",
+                                          "propertyNames",
+                                          "not",
+                                          "if",
+                                          "then",
+                                          "else",
+                                          "unevaluatedItems",
+                                          "unevaluatedProperties",
+                                          "contentSchema"};
     for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]) && !c->failed; i++) {
         const json_t *m = json_object_get(js, maps[i]);
         const char *k;
         const json_t *v;
         if (json_is_object(m))
-            json_object_foreach ((json_t *)m, k, v)
-                if (is_schema_value(v))
-                    fn(c, v, arg);
+            json_object_foreach((json_t *)m, k, v) if (is_schema_value(v)) fn(c, v, arg);
     }
     for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]) && !c->failed; i++) {
         const json_t *a = json_object_get(js, arrays[i]);
         size_t j;
         const json_t *v;
         if (json_is_array(a))
-            json_array_foreach (a, j, v)
-                if (is_schema_value(v))
-                    fn(c, v, arg);
+            json_array_foreach(a, j, v) if (is_schema_value(v)) fn(c, v, arg);
     }
     for (size_t i = 0; i < sizeof(singles) / sizeof(singles[0]) && !c->failed; i++) {
         const json_t *v = json_object_get(js, singles[i]);
@@ -1965,11 +1992,25 @@ static const struct {
     const char *name;
     int f;
 } formats[] = {
-    {"date-time", F_DATETIME}, {"date", F_DATE},       {"time", F_TIME},         {"email", F_EMAIL},
-    {"idn-email", F_IDNEMAIL},    {"hostname", F_HOSTNAME}, {"ipv4", F_IPV4},         {"ipv6", F_IPV6},
-    {"uri", F_URI},            {"iri", F_URI},           {"uri-reference", F_URIREF}, {"iri-reference", F_URIREF},
-    {"uuid", F_UUID},          {"regex", F_REGEX},       {"byte", F_BYTE},         {"int32", F_INT32},
-    {"int64", F_INT64},        {"json-pointer", F_JSONPTR}, {"duration", F_DURATION},
+    {"date-time", F_DATETIME},
+    {"date", F_DATE},
+    {"time", F_TIME},
+    {"email", F_EMAIL},
+    {"idn-email", F_IDNEMAIL},
+    {"hostname", F_HOSTNAME},
+    {"ipv4", F_IPV4},
+    {"ipv6", F_IPV6},
+    {"uri", F_URI},
+    {"iri", F_URI},
+    {"uri-reference", F_URIREF},
+    {"iri-reference", F_URIREF},
+    {"uuid", F_UUID},
+    {"regex", F_REGEX},
+    {"byte", F_BYTE},
+    {"int32", F_INT32},
+    {"int64", F_INT64},
+    {"json-pointer", F_JSONPTR},
+    {"duration", F_DURATION},
 };
 
 static bool type_bits(const char *t, unsigned *bits)
@@ -1977,8 +2018,8 @@ static bool type_bits(const char *t, unsigned *bits)
     static const struct {
         const char *n;
         unsigned b;
-    } tt[] = {{"null", T_NULL},     {"boolean", T_BOOL}, {"object", T_OBJ},  {"array", T_ARR},
-              {"number", T_NUM},    {"string", T_STR},   {"integer", T_INT}};
+    } tt[] = {{"null", T_NULL},  {"boolean", T_BOOL}, {"object", T_OBJ}, {"array", T_ARR},
+              {"number", T_NUM}, {"string", T_STR},   {"integer", T_INT}};
     for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++)
         if (strcmp(t, tt[i].n) == 0) {
             *bits |= tt[i].b;
@@ -2004,7 +2045,8 @@ static struct node **compile_array(struct comp *c, const json_t *js, const char 
     }
     size_t i;
     const json_t *e;
-    json_array_foreach (a, i, e) {
+    json_array_foreach(a, i, e)
+    {
         v[i] = compile_sub(c, e, k);
         if (c->failed)
             break;
@@ -2076,9 +2118,10 @@ static void compile_validation(struct comp *c, struct node *n, const json_t *js)
         } else if (json_is_array(v)) {
             size_t i;
             const json_t *e;
-            json_array_foreach (v, i, e)
-                if (!json_is_string(e) || !type_bits(json_string_value(e), &n->types))
-                    return cfail(c, "'type' must name JSON types");
+            json_array_foreach(v, i,
+                               e) if (!json_is_string(e) ||
+                                      !type_bits(json_string_value(e),
+                                                 &n->types)) return cfail(c, "'type' must name JSON types");
         } else {
             return cfail(c, "'type' must be a string or an array");
         }
@@ -2148,7 +2191,8 @@ static void compile_validation(struct comp *c, struct node *n, const json_t *js)
             return cfail(c, "out of memory");
         size_t i;
         const json_t *e;
-        json_array_foreach (v, i, e) {
+        json_array_foreach(v, i, e)
+        {
             if (!json_is_string(e))
                 return cfail(c, "'required' must list strings");
             n->req[n->nreq++] = json_string_value(e);
@@ -2192,7 +2236,8 @@ static void compile_applicators(struct comp *c, struct node *n, const json_t *js
             return cfail(c, "out of memory");
         const char *k;
         const json_t *e;
-        json_object_foreach ((json_t *)v, k, e) {
+        json_object_foreach((json_t *)v, k, e)
+        {
             n->props[n->nprops].name = k;
             n->props[n->nprops].s = compile_sub(c, e, "properties");
             n->nprops++;
@@ -2209,7 +2254,8 @@ static void compile_applicators(struct comp *c, struct node *n, const json_t *js
             return cfail(c, "out of memory");
         const char *k;
         const json_t *e;
-        json_object_foreach ((json_t *)v, k, e) {
+        json_object_foreach((json_t *)v, k, e)
+        {
             const char *er = NULL;
             n->pats[n->npats].rx = rx_compile(k, strlen(k), &er);
             if (!n->pats[n->npats].rx)
@@ -2242,7 +2288,8 @@ static void compile_applicators(struct comp *c, struct node *n, const json_t *js
             return cfail(c, "'%s' must be an object", depk[d]);
         const char *k;
         const json_t *e;
-        json_object_foreach ((json_t *)v, k, e) {
+        json_object_foreach((json_t *)v, k, e)
+        {
             if (json_is_array(e) && d != 2) {
                 void *r = realloc(n->depreq, (n->ndepreq + 1) * sizeof(*n->depreq));
                 if (!r)
@@ -2256,7 +2303,8 @@ static void compile_applicators(struct comp *c, struct node *n, const json_t *js
                     return cfail(c, "out of memory");
                 size_t i;
                 const json_t *s;
-                json_array_foreach (e, i, s) {
+                json_array_foreach(e, i, s)
+                {
                     if (!json_is_string(s))
                         return cfail(c, "'%s' must list strings", depk[d]);
                     dr->req[dr->n++] = json_string_value(s);
@@ -2301,7 +2349,8 @@ static void compile_applicators(struct comp *c, struct node *n, const json_t *js
         return;
     /* the compiled schema's other subschemas ($defs, ...) are compiled when referenced */
     if ((c->flags & PT_JSCHEMA_NO_ADDITIONAL) && !json_object_get(js, "additionalProperties") && !n->uprops &&
-        !json_object_get(js, "unevaluatedProperties") && (n->nprops || n->npats || n->nall || n->nany || n->none))
+        !json_object_get(js, "unevaluatedProperties") &&
+        (n->nprops || n->npats || n->nall || n->nany || n->none))
         n->implicit_noadd = true;
     n->needs_ann = n->uprops || n->uitems;
 }
@@ -2416,8 +2465,12 @@ struct pt_jschema *pt_jschema_compile_ex(const json_t *schema, const json_t *roo
             snprintf(err, errlen, "a schema must be an object or a boolean");
         return NULL;
     }
-    struct comp c = {.flags = flags, .draft4 = (flags & PT_JSCHEMA_DRAFT4) != 0, .loader = loader, .ud = ud,
-                     .err = err, .errlen = errlen};
+    struct comp c = {.flags = flags,
+                     .draft4 = (flags & PT_JSCHEMA_DRAFT4) != 0,
+                     .loader = loader,
+                     .ud = ud,
+                     .err = err,
+                     .errlen = errlen};
     c.s = calloc(1, sizeof(*c.s));
     if (!c.s) {
         if (err && errlen)
@@ -2445,7 +2498,8 @@ struct pt_jschema *pt_jschema_compile_ex(const json_t *schema, const json_t *roo
         char *u = strip_frag(json_string_value(ms));
         json_t *m = u ? loader(u, ud) : NULL;
         const json_t *voc = json_object_get(m, "$vocabulary");
-        if (json_is_object(voc) && !json_object_get(voc, "https://json-schema.org/draft/2020-12/vocab/validation"))
+        if (json_is_object(voc) &&
+            !json_object_get(voc, "https://json-schema.org/draft/2020-12/vocab/validation"))
             c.no_validation = true;
         json_decref(m);
         free(u);
@@ -2512,6 +2566,9 @@ struct vctx {
     int scope[MAX_SCOPE];
     int nscope;
     long steps;
+    char buf[200]; /* scratch for messages: kept out of the recursive frames */
+    char list[400];
+    char b[40], xb[40];
 };
 
 static void ann_free(struct ann *a)
@@ -2612,8 +2669,7 @@ static bool recording(const struct vctx *c)
     return c->e && !c->quiet && !c->recorded;
 }
 
-static bool fail(struct vctx *c, const char *kw, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static bool fail(struct vctx *c, const char *kw, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static bool fail(struct vctx *c, const char *kw, const char *fmt, ...)
 {
     if (!recording(c))
@@ -2718,7 +2774,8 @@ static bool json_eq(const json_t *a, const json_t *b, int depth)
             return false;
         const char *k;
         json_t *v;
-        json_object_foreach ((json_t *)a, k, v) {
+        json_object_foreach((json_t *)a, k, v)
+        {
             const json_t *w = json_object_get(b, k);
             if (!w || !json_eq(v, w, depth + 1))
                 return false;
@@ -3040,7 +3097,8 @@ static bool fmt_check(int f, const json_t *x)
                 return false;
             for (const char *p = s; p < at; p++)
                 if (*p == ' ' || *p == '"' || *p == '(' || *p == ')' || *p == ',' || *p == ':' || *p == ';' ||
-                    *p == '<' || *p == '>' || *p == '[' || *p == ']' || *p == '\\' || (p[0] == '.' && p[1] == '.'))
+                    *p == '<' || *p == '>' || *p == '[' || *p == ']' || *p == '\\' ||
+                    (p[0] == '.' && p[1] == '.'))
                     return false;
         }
         size_t dl = len - (size_t)(at - s) - 1;
@@ -3198,7 +3256,6 @@ static const struct node *find_prop(const struct node *n, const char *k)
 static bool v_object(struct vctx *c, const struct node *n, const json_t *x, struct ann *a)
 {
     size_t size = json_object_size(x);
-    char buf[160];
     if (n->maxprops >= 0 && (long long)size > n->maxprops)
         return fail(c, "maxProperties", "Object property count %zu exceeds maximum count of %lld.", size,
                     n->maxprops);
@@ -3213,19 +3270,18 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
         if (missing) {
             if (!recording(c))
                 return false;
-            char list[400];
             size_t l = 0;
-            list[0] = '\0';
+            c->list[0] = '\0';
             for (size_t i = 0; i < n->nreq; i++)
                 if (!json_object_get(x, n->req[i])) {
-                    int w = snprintf(list + l, sizeof(list) - l, "%s%s", l ? ", " : "", n->req[i]);
-                    if (w < 0 || (size_t)w >= sizeof(list) - l) {
-                        l = sizeof(list) - 1;
+                    int w = snprintf(c->list + l, sizeof(c->list) - l, "%s%s", l ? ", " : "", n->req[i]);
+                    if (w < 0 || (size_t)w >= sizeof(c->list) - l) {
+                        l = sizeof(c->list) - 1;
                         break;
                     }
                     l += (size_t)w;
                 }
-            return fail(c, "required", "Required properties are missing from object: %s.", list);
+            return fail(c, "required", "Required properties are missing from object: %s.", c->list);
         }
     }
     for (size_t i = 0; i < n->ndepreq; i++) {
@@ -3240,7 +3296,8 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
     if (n->nprops || n->npats || n->addl || n->pnames || a) {
         const char *k;
         json_t *val;
-        json_object_foreach ((json_t *)x, k, val) {
+        json_object_foreach((json_t *)x, k, val)
+        {
             bool matched = false;
             const struct node *p = n->nprops ? find_prop(n, k) : NULL;
             if (p) {
@@ -3262,11 +3319,11 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
                 if (n->addl->is_bool && !n->addl->bval) {
                     if (!recording(c))
                         return false;
-                    quote(k, strlen(k), buf, sizeof(buf));
+                    quote(k, strlen(k), c->buf, sizeof(c->buf));
                     return fail(c, "additionalProperties",
                                 "Property '%s' has not been defined and the schema does not allow additional "
                                 "properties.",
-                                buf);
+                                c->buf);
                 }
                 if (!v_down_key(c, n->addl, val, k))
                     return false;
@@ -3287,9 +3344,9 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
                 if (!ok) {
                     if (!recording(c))
                         return false;
-                    quote(k, strlen(k), buf, sizeof(buf));
-                    return fail(c, "propertyNames", "Property name '%s' does not match the propertyNames schema.",
-                                buf);
+                    quote(k, strlen(k), c->buf, sizeof(c->buf));
+                    return fail(c, "propertyNames",
+                                "Property name '%s' does not match the propertyNames schema.", c->buf);
                 }
             }
         }
@@ -3307,7 +3364,8 @@ static bool v_array(struct vctx *c, const struct node *n, const json_t *x, struc
     if (n->maxitems >= 0 && (long long)len > n->maxitems)
         return fail(c, "maxItems", "Array item count %zu exceeds maximum count of %lld.", len, n->maxitems);
     if (n->minitems >= 0 && (long long)len < n->minitems)
-        return fail(c, "minItems", "Array item count %zu is less than minimum count of %lld.", len, n->minitems);
+        return fail(c, "minItems", "Array item count %zu is less than minimum count of %lld.", len,
+                    n->minitems);
     if (n->unique && len > 1) {
         for (size_t i = 1; i < len; i++)
             for (size_t j = 0; j < i; j++) {
@@ -3350,8 +3408,8 @@ static bool v_array(struct vctx *c, const struct node *n, const json_t *x, struc
         long long minc = n->mincontains >= 0 ? n->mincontains : 1;
         if ((long long)matches < minc)
             return n->mincontains >= 0
-                       ? fail(c, "minContains", "Array contains %zu matching items, less than minContains %lld.",
-                              matches, minc)
+                       ? fail(c, "minContains",
+                              "Array contains %zu matching items, less than minContains %lld.", matches, minc)
                        : fail(c, "contains", "No items match contains.");
         if (n->maxcontains >= 0 && (long long)matches > n->maxcontains)
             return fail(c, "maxContains", "Array contains %zu matching items, more than maxContains %lld.",
@@ -3364,20 +3422,21 @@ static bool v_string(struct vctx *c, const struct node *n, const json_t *x)
 {
     const char *s = json_string_value(x);
     size_t bl = json_string_length(x);
-    char buf[160];
-    if (n->maxlen >= 0 || n->minlen >= 0) {
+    /* code points <= bytes <= 4 * code points: count only when the bytes do not decide */
+    if ((n->maxlen >= 0 && (long long)bl > n->maxlen) || (n->minlen >= 0 && (long long)bl / 4 < n->minlen)) {
         size_t cl = u8len(s, bl);
         if (n->maxlen >= 0 && (long long)cl > n->maxlen) {
             if (!recording(c))
                 return false;
-            quote(s, bl, buf, sizeof(buf));
-            return fail(c, "maxLength", "String '%s' exceeds maximum length of %lld.", buf, n->maxlen);
+            quote(s, bl, c->buf, sizeof(c->buf));
+            return fail(c, "maxLength", "String '%s' exceeds maximum length of %lld.", c->buf, n->maxlen);
         }
         if (n->minlen >= 0 && (long long)cl < n->minlen) {
             if (!recording(c))
                 return false;
-            quote(s, bl, buf, sizeof(buf));
-            return fail(c, "minLength", "String '%s' is less than minimum length of %lld.", buf, n->minlen);
+            quote(s, bl, c->buf, sizeof(c->buf));
+            return fail(c, "minLength", "String '%s' is less than minimum length of %lld.", c->buf,
+                        n->minlen);
         }
     }
     if (n->pattern) {
@@ -3387,8 +3446,9 @@ static bool v_string(struct vctx *c, const struct node *n, const json_t *x)
         if (!r) {
             if (!recording(c))
                 return false;
-            quote(s, bl, buf, sizeof(buf));
-            return fail(c, "pattern", "String '%s' does not match regex pattern '%s'.", buf, n->pattern_src);
+            quote(s, bl, c->buf, sizeof(c->buf));
+            return fail(c, "pattern", "String '%s' does not match regex pattern '%s'.", c->buf,
+                        n->pattern_src);
         }
     }
     return true;
@@ -3396,40 +3456,40 @@ static bool v_string(struct vctx *c, const struct node *n, const json_t *x)
 
 static bool v_number(struct vctx *c, const struct node *n, const json_t *x)
 {
-    char b[40], xb[40];
     const char *tn = json_is_integer(x) ? "Integer" : "Float";
-#define NUMTEXT()                                                                                                  \
-    do {                                                                                                           \
-        if (json_is_integer(x))                                                                                    \
-            snprintf(xb, sizeof(xb), "%lld", (long long)json_integer_value(x));                                    \
-        else                                                                                                       \
-            snprintf(xb, sizeof(xb), "%.17g", json_real_value(x));                                                 \
+#define NUMTEXT()                                                                                            \
+    do {                                                                                                     \
+        if (json_is_integer(x))                                                                              \
+            snprintf(c->xb, sizeof(c->xb), "%lld", (long long)json_integer_value(x));                        \
+        else                                                                                                 \
+            snprintf(c->xb, sizeof(c->xb), "%.17g", json_real_value(x));                                     \
     } while (0)
     if (n->max.set && num_cmp(x, &n->max) > 0) {
         NUMTEXT();
-        num_text(&n->max, b, sizeof(b));
-        return fail(c, "maximum", "%s %s exceeds maximum value of %s.", tn, xb, b);
+        num_text(&n->max, c->b, sizeof(c->b));
+        return fail(c, "maximum", "%s %s exceeds maximum value of %s.", tn, c->xb, c->b);
     }
     if (n->xmax.set && num_cmp(x, &n->xmax) >= 0) {
         NUMTEXT();
-        num_text(&n->xmax, b, sizeof(b));
-        return fail(c, "exclusiveMaximum", "%s %s equals or exceeds exclusive maximum value of %s.", tn, xb, b);
+        num_text(&n->xmax, c->b, sizeof(c->b));
+        return fail(c, "exclusiveMaximum", "%s %s equals or exceeds exclusive maximum value of %s.", tn,
+                    c->xb, c->b);
     }
     if (n->min.set && num_cmp(x, &n->min) < 0) {
         NUMTEXT();
-        num_text(&n->min, b, sizeof(b));
-        return fail(c, "minimum", "%s %s is less than minimum value of %s.", tn, xb, b);
+        num_text(&n->min, c->b, sizeof(c->b));
+        return fail(c, "minimum", "%s %s is less than minimum value of %s.", tn, c->xb, c->b);
     }
     if (n->xmin.set && num_cmp(x, &n->xmin) <= 0) {
         NUMTEXT();
-        num_text(&n->xmin, b, sizeof(b));
-        return fail(c, "exclusiveMinimum", "%s %s equals or is less than exclusive minimum value of %s.", tn, xb,
-                    b);
+        num_text(&n->xmin, c->b, sizeof(c->b));
+        return fail(c, "exclusiveMinimum", "%s %s equals or is less than exclusive minimum value of %s.", tn,
+                    c->xb, c->b);
     }
     if (n->mult.set && !multiple_of(x, &n->mult)) {
         NUMTEXT();
-        num_text(&n->mult, b, sizeof(b));
-        return fail(c, "multipleOf", "%s %s is not a multiple of %s.", tn, xb, b);
+        num_text(&n->mult, c->b, sizeof(c->b));
+        return fail(c, "multipleOf", "%s %s is not a multiple of %s.", tn, c->xb, c->b);
     }
 #undef NUMTEXT
     return true;
@@ -3492,40 +3552,42 @@ static const struct node *dyn_target(struct vctx *c, const struct node *n)
 
 static bool v_body(struct vctx *c, const struct node *n, const json_t *x, struct ann *a, bool inplace)
 {
-    char buf[200];
     if (n->nullable && json_is_null(x))
         return true;
     if (n->types && !type_ok(n->types, x)) {
         if (!recording(c))
             return false;
-        types_text(n->types, buf, sizeof(buf));
-        return fail(c, "type", "Invalid type. Expected %s but got %s.", buf, type_name(x));
+        types_text(n->types, c->buf, sizeof(c->buf));
+        return fail(c, "type", "Invalid type. Expected %s but got %s.", c->buf, type_name(x));
     }
     if (n->enum_) {
         size_t i;
         const json_t *e;
         bool found = false;
-        json_array_foreach (n->enum_, i, e)
-            if (json_eq(e, x, 0)) {
-                found = true;
-                break;
-            }
+        json_array_foreach(n->enum_, i, e) if (json_eq(e, x, 0))
+        {
+            found = true;
+            break;
+        }
         if (!found) {
             if (!recording(c))
                 return false;
-            value_text(x, buf, sizeof(buf));
-            return fail(c, "enum", "Value %s is not defined in enum.", buf);
+            value_text(x, c->buf, sizeof(c->buf));
+            return fail(c, "enum", "Value %s is not defined in enum.", c->buf);
         }
     }
     if (n->const_ && !json_eq(n->const_, x, 0)) {
         if (!recording(c))
             return false;
-        value_text(x, buf, sizeof(buf));
-        return fail(c, "const", "Value %s does not match const.", buf);
+        value_text(x, c->buf, sizeof(c->buf));
+        return fail(c, "const", "Value %s does not match const.", c->buf);
     }
-    if (n->ref && !v(c, n->ref, x, a, inplace))
+    /* a $ref alone passes the caller's place on (a property's {$ref: Pet} is Pet's own object); next to
+       keywords that evaluate properties it is a part of this schema, like an allOf branch */
+    bool refplace = inplace || n->implicit_noadd || n->uprops;
+    if (n->ref && !v(c, n->ref, x, a, refplace))
         return false;
-    if (n->dynref && !v(c, dyn_target(c, n), x, a, inplace))
+    if (n->dynref && !v(c, dyn_target(c, n), x, a, refplace))
         return false;
     switch (json_typeof(x)) {
     case JSON_OBJECT:
@@ -3551,8 +3613,8 @@ static bool v_body(struct vctx *c, const struct node *n, const json_t *x, struct
     if (n->format && !fmt_check(n->format, x)) {
         if (!recording(c))
             return false;
-        value_text(x, buf, sizeof(buf));
-        return fail(c, "format", "Value %s does not validate against format '%s'.", buf, n->format_name);
+        value_text(x, c->buf, sizeof(c->buf));
+        return fail(c, "format", "Value %s does not validate against format '%s'.", c->buf, n->format_name);
     }
     for (size_t i = 0; i < n->nall; i++)
         if (!v(c, n->allof[i], x, a, true))
@@ -3601,9 +3663,10 @@ static bool v_body(struct vctx *c, const struct node *n, const json_t *x, struct
         if (count == 0)
             return fail(c, "oneOf", "JSON is valid against no schemas from 'oneOf'.");
         if (count > 1)
-            return fail(c, "oneOf",
-                        "JSON is valid against more than one schema from 'oneOf'. Valid schema indexes: %zu, %zu.",
-                        first, second);
+            return fail(
+                c, "oneOf",
+                "JSON is valid against more than one schema from 'oneOf'. Valid schema indexes: %zu, %zu.",
+                first, second);
     }
     if (n->not_) {
         c->quiet++;
@@ -3633,7 +3696,6 @@ static bool v_body(struct vctx *c, const struct node *n, const json_t *x, struct
             return false;
         }
     }
-    (void)inplace;
     return true;
 }
 
@@ -3652,7 +3714,8 @@ static bool v(struct vctx *c, const struct node *n, const json_t *x, struct ann 
         return abort_v(c, "maxDepth", "The schema nests (through $ref) deeper than the validator allows.");
     c->depth++;
     bool pushed = false;
-    if (n->resource >= 0 && (c->nscope == 0 || c->scope[c->nscope - 1] != n->resource) && c->nscope < MAX_SCOPE) {
+    if (n->resource >= 0 && (c->nscope == 0 || c->scope[c->nscope - 1] != n->resource) &&
+        c->nscope < MAX_SCOPE) {
         c->scope[c->nscope++] = n->resource;
         pushed = true;
     }
@@ -3665,28 +3728,29 @@ static bool v(struct vctx *c, const struct node *n, const json_t *x, struct ann 
         if (ok && own_obj) {
             const char *k;
             json_t *val;
-            char buf[160];
-            json_object_foreach ((json_t *)x, k, val) {
+            json_object_foreach((json_t *)x, k, val)
+            {
                 if (ann_has_key(&t, k))
                     continue;
                 if (!n->uprops) {
                     if (recording(c)) {
-                        quote(k, strlen(k), buf, sizeof(buf));
+                        quote(k, strlen(k), c->buf, sizeof(c->buf));
                         fail(c, "additionalProperties",
                              "Property '%s' has not been defined and the schema does not allow additional "
                              "properties.",
-                             buf);
+                             c->buf);
                     }
                     ok = false;
                     break;
                 }
                 if (n->uprops->is_bool && !n->uprops->bval) {
                     if (recording(c)) {
-                        quote(k, strlen(k), buf, sizeof(buf));
-                        fail(c, "unevaluatedProperties",
-                             "Property '%s' has not been successfully evaluated and the schema does not allow "
-                             "unevaluated properties.",
-                             buf);
+                        quote(k, strlen(k), c->buf, sizeof(c->buf));
+                        fail(
+                            c, "unevaluatedProperties",
+                            "Property '%s' has not been successfully evaluated and the schema does not allow "
+                            "unevaluated properties.",
+                            c->buf);
                     }
                     ok = false;
                     break;
@@ -3704,10 +3768,11 @@ static bool v(struct vctx *c, const struct node *n, const json_t *x, struct ann 
                 if (i < t.items || (i < t.nmarks && t.marks[i]))
                     continue;
                 if (n->uitems->is_bool && !n->uitems->bval) {
-                    fail(c, "unevaluatedItems",
-                         "Item at index %zu has not been successfully evaluated and the schema does not allow "
-                         "unevaluated items.",
-                         i);
+                    fail(
+                        c, "unevaluatedItems",
+                        "Item at index %zu has not been successfully evaluated and the schema does not allow "
+                        "unevaluated items.",
+                        i);
                     ok = false;
                     break;
                 }
@@ -3811,9 +3876,8 @@ static const char *sample_type(const json_t *s)
     if (json_is_array(t)) {
         size_t i;
         const json_t *e;
-        json_array_foreach (t, i, e)
-            if (json_is_string(e) && strcmp(json_string_value(e), "null") != 0)
-                return json_string_value(e);
+        json_array_foreach(t, i, e) if (json_is_string(e) && strcmp(json_string_value(e), "null") !=
+                                                                 0) return json_string_value(e);
         if (json_array_size(t))
             return "null";
     }
@@ -3884,7 +3948,8 @@ static json_t *sample_string(const json_t *s)
 static json_t *sample_number(const json_t *s, bool integer)
 {
     const json_t *min = json_object_get(s, "minimum"), *max = json_object_get(s, "maximum");
-    const json_t *xmin = json_object_get(s, "exclusiveMinimum"), *xmax = json_object_get(s, "exclusiveMaximum");
+    const json_t *xmin = json_object_get(s, "exclusiveMinimum"),
+                 *xmax = json_object_get(s, "exclusiveMaximum");
     double v = 0;
     bool have = false;
     if (json_is_number(min)) {
@@ -3957,7 +4022,8 @@ static json_t *sample_object(const json_t *s, const json_t *root, int depth)
     const json_t *req = json_object_get(s, "required");
     size_t i;
     const json_t *r;
-    json_array_foreach (req, i, r) {
+    json_array_foreach(req, i, r)
+    {
         const json_t *ps = json_is_string(r) ? json_object_get(props, json_string_value(r)) : NULL;
         if (!ps || json_object_get(o, json_string_value(r)))
             continue;
@@ -3968,7 +4034,8 @@ static json_t *sample_object(const json_t *s, const json_t *root, int depth)
     if (depth < SAMPLE_OPTIONAL_DEPTH && json_is_object(props)) {
         const char *k;
         const json_t *ps;
-        json_object_foreach ((json_t *)props, k, ps) {
+        json_object_foreach((json_t *)props, k, ps)
+        {
             if (json_object_get(o, k))
                 continue;
             if (json_is_true(json_object_get(ps, "writeOnly")))
@@ -3999,7 +4066,8 @@ static json_t *sample_array(const json_t *s, const json_t *root, int depth)
     }
     size_t i;
     const json_t *e;
-    json_array_foreach (pre, i, e) {
+    json_array_foreach(pre, i, e)
+    {
         json_t *v = sample(e, root, depth + 1);
         if (!v)
             break;
@@ -4064,8 +4132,7 @@ static json_t *sample(const json_t *s, const json_t *root, int depth)
     if (json_is_array(all)) {
         size_t i;
         const json_t *e;
-        json_array_foreach (all, i, e)
-            sample_merge(&out, sample(e, root, depth + 1));
+        json_array_foreach(all, i, e) sample_merge(&out, sample(e, root, depth + 1));
     }
     if (!out && !type && !json_is_array(all))
         out = json_object();

@@ -116,18 +116,22 @@ const char *const fuzz_seeds[] = {
     "{\"v\":3,\"kids\":[{\"v\":6},{\"v\":null,\"kids\":[]}],\"x-a\":\"aab1\"}",
     "[1,\"a\",2.5,3]",
     "\"2024-01-01T00:00:00Z\"",
-    "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":{\"type\":\"string\",\"minLength\":2}}}\001"
+    "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":{\"type\":\"string\",\"minLength\":2}}}"
+    "\001"
     "{\"a\":\"xy\"}",
     "{\"$ref\":\"#/$defs/a\",\"$defs\":{\"a\":{\"items\":{\"$ref\":\"#\"}}}}\001[[[[1]]]]",
-    "{\"$dynamicAnchor\":\"m\",\"properties\":{\"p\":{\"$dynamicRef\":\"#m\"}},\"unevaluatedProperties\":false}\001"
+    "{\"$dynamicAnchor\":\"m\",\"properties\":{\"p\":{\"$dynamicRef\":\"#m\"}},\"unevaluatedProperties\":"
+    "false}\001"
     "{\"p\":{\"p\":{}}}",
-    "{\"oneOf\":[{\"multipleOf\":2},{\"multipleOf\":3}],\"not\":{\"const\":0}}\001" "6",
+    "{\"oneOf\":[{\"multipleOf\":2},{\"multipleOf\":3}],\"not\":{\"const\":0}}\001"
+    "6",
     "{\"pattern\":\"^(?:[a-z]+|\\\\d{2,4})(?=x)\\\\w*$\",\"format\":\"email\"}\001\"abcx\"",
     "{\"items\":[{\"type\":\"integer\"}],\"additionalItems\":false,\"exclusiveMinimum\":true,\"minimum\":1,"
     "\"id\":\"http://x/y\",\"nullable\":true}\001[1]",
     "^(a+)+$\001aaaaaaaaaaaaaaaaaaaaaaaaaaaaab",
     "(?<n>a|b)\\k<n>(?<=a)[^\\p{L}\\s]\001aa1",
-    "{\"allOf\":[{\"properties\":{\"a\":{}}},{\"properties\":{\"b\":{}}}],\"contains\":{\"maxContains\":1}}\001"
+    "{\"allOf\":[{\"properties\":{\"a\":{}}},{\"properties\":{\"b\":{}}}],\"contains\":{\"maxContains\":1}}"
+    "\001"
     "{\"a\":1,\"b\":2,\"c\":3}",
     NULL,
 };

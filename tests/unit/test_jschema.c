@@ -6,7 +6,7 @@
  * <top_srcdir>/../shared/testdata; skipped with a message when neither has it.
  * The suite's remotes/ are served by a loader from that folder (never the
  * network), the meta-schemas from jschema_metaschemas.h.  SKIPS below is the
- * complete list of cases not run (docs/validation.md explains each).
+ * complete list of cases not run (docs/jsonschema.md explains each).
  *
  * Then: the OpenAPI flags, error messages and pointers, the depth bound,
  * sample instances, the regex engine, and several threads validating with one
@@ -120,14 +120,16 @@ static void run_dir(const char *draft, const char *sub, unsigned flags, bool lou
         }
         size_t gi;
         json_t *g;
-        json_array_foreach (groups, gi, g) {
+        json_array_foreach(groups, gi, g)
+        {
             const char *gd = json_string_value(json_object_get(g, "description"));
             json_t *schema = json_object_get(g, "schema");
             char err[256];
             struct pt_jschema *s = pt_jschema_compile_ex(schema, NULL, flags, loader, NULL, err, sizeof(err));
             size_t ti;
             json_t *t;
-            json_array_foreach (json_object_get(g, "tests"), ti, t) {
+            json_array_foreach(json_object_get(g, "tests"), ti, t)
+            {
                 const char *td = json_string_value(json_object_get(t, "description"));
                 total++;
                 if (skipped(draft, names[f], gd, td)) {
@@ -136,7 +138,8 @@ static void run_dir(const char *draft, const char *sub, unsigned flags, bool lou
                 }
                 if (!s) {
                     if (loud)
-                        printf("# FAIL %s/%s: \"%s\" / \"%s\": does not compile: %s\n", draft, names[f], gd, td, err);
+                        printf("# FAIL %s/%s: \"%s\" / \"%s\": does not compile: %s\n", draft, names[f], gd,
+                               td, err);
                     failed++;
                     continue;
                 }
@@ -149,7 +152,8 @@ static void run_dir(const char *draft, const char *sub, unsigned flags, bool lou
                 } else if (loud) {
                     printf("# FAIL %s/%s: \"%s\" / \"%s\": expected %s, got %s%s (%s: %s at '%s')\n", draft,
                            names[f], gd, td, want ? "valid" : "invalid", got ? "valid" : "invalid",
-                           quiet != got ? " (differs without an error record)" : "", e.keyword, e.message, e.path);
+                           quiet != got ? " (differs without an error record)" : "", e.keyword, e.message,
+                           e.path);
                     failed++;
                 } else {
                     failed++;
@@ -170,14 +174,15 @@ static void run_draft(const char *draft, unsigned flags)
 {
     struct counts c = {0}, o = {0}, f = {0};
     run_dir(draft, NULL, flags, true, &c);
-    printf("# %s: %d/%d passed, %d skipped (listed), %d failed\n", draft, c.passed, c.total - c.skips, c.skips,
-           c.failed);
+    printf("# %s: %d/%d passed, %d skipped (listed), %d failed\n", draft, c.passed, c.total - c.skips,
+           c.skips, c.failed);
     /* informational: the optional cases, and the format cases with format assertion on */
     run_dir(draft, "optional", flags, false, &o);
     run_dir(draft, "optional/format", flags | PT_JSCHEMA_FORMATS, false, &f);
-    printf("# %s optional (not required, informational): %d/%d passed; optional/format with PT_JSCHEMA_FORMATS: "
-           "%d/%d passed\n",
-           draft, o.passed, o.total, f.passed, f.total);
+    printf(
+        "# %s optional (not required, informational): %d/%d passed; optional/format with PT_JSCHEMA_FORMATS: "
+        "%d/%d passed\n",
+        draft, o.passed, o.total, f.passed, f.total);
     assert_int_equal(c.failed, 0);
     assert_true(c.passed > 0);
 }
@@ -252,8 +257,18 @@ static void test_openapi_flags(void **state)
     assert_true(check(s, "{\"a\":1,\"b\":2}", &e));
     assert_false(check(s, "{\"a\":1,\"c\":2}", &e));
     assert_string_equal(e.keyword, "additionalProperties");
-    assert_string_equal(e.message,
-                        "Property 'c' has not been defined and the schema does not allow additional properties.");
+    assert_string_equal(
+        e.message, "Property 'c' has not been defined and the schema does not allow additional properties.");
+    pt_jschema_free(s);
+    /* a $ref next to properties is a part of the schema; a $ref alone is the referenced schema */
+    s = compile_text("{\"$ref\":\"#/$defs/A\",\"properties\":{\"b\":{},\"c\":{\"$ref\":\"#/$defs/A\"}},"
+                     "\"$defs\":{\"A\":{\"properties\":{\"a\":{}}}}}",
+                     PT_JSCHEMA_NO_ADDITIONAL);
+    assert_true(check(s, "{\"a\":1,\"b\":2,\"c\":{\"a\":1}}", &e));
+    assert_false(check(s, "{\"a\":1,\"d\":2}", &e));
+    assert_string_equal(e.path, "");
+    assert_false(check(s, "{\"c\":{\"a\":1,\"b\":1}}", &e));
+    assert_string_equal(e.path, "/c");
     pt_jschema_free(s);
     s = compile_text("{\"properties\":{\"in\":{\"properties\":{\"x\":{}}}},\"additionalProperties\":true}",
                      PT_JSCHEMA_NO_ADDITIONAL);
@@ -315,8 +330,8 @@ static void test_messages(void **state)
     assert_string_equal(e.path, "/id");
     assert_string_equal(e.keyword, "type");
     assert_false(check(s, "{\"id\":1,\"name\":\"x\",\"x\":1}", &e));
-    assert_string_equal(e.message,
-                        "Property 'x' has not been defined and the schema does not allow additional properties.");
+    assert_string_equal(
+        e.message, "Property 'x' has not been defined and the schema does not allow additional properties.");
     assert_false(check(s, "{\"id\":1,\"name\":\"abcd\"}", &e));
     assert_string_equal(e.keyword, "maxLength");
     assert_string_equal(e.message, "String 'abcd' exceeds maximum length of 3.");
@@ -363,11 +378,13 @@ static void test_root_document(void **state)
 {
     (void)state;
     /* an inline schema whose $refs name the API's schema document */
-    json_t *doc = json_loads("{\"components\":{\"schemas\":{\"Pet\":{\"type\":\"object\",\"required\":[\"name\"],"
-                             "\"properties\":{\"name\":{\"type\":\"string\"},\"kids\":{\"type\":\"array\","
-                             "\"items\":{\"$ref\":\"#/components/schemas/Pet\"}}}}}}}",
-                             0, NULL);
-    json_t *inl = json_loads("{\"type\":\"array\",\"items\":{\"$ref\":\"#/components/schemas/Pet\"}}", 0, NULL);
+    json_t *doc =
+        json_loads("{\"components\":{\"schemas\":{\"Pet\":{\"type\":\"object\",\"required\":[\"name\"],"
+                   "\"properties\":{\"name\":{\"type\":\"string\"},\"kids\":{\"type\":\"array\","
+                   "\"items\":{\"$ref\":\"#/components/schemas/Pet\"}}}}}}}",
+                   0, NULL);
+    json_t *inl =
+        json_loads("{\"type\":\"array\",\"items\":{\"$ref\":\"#/components/schemas/Pet\"}}", 0, NULL);
     char err[256];
     struct pt_jschema *s = pt_jschema_compile(inl, doc, PT_JSCHEMA_OPENAPI, err, sizeof(err));
     assert_non_null(s);
@@ -377,8 +394,9 @@ static void test_root_document(void **state)
     assert_string_equal(e.path, "/0/kids/0");
     pt_jschema_free(s);
     /* a schema inside the document */
-    s = pt_jschema_compile(json_object_get(json_object_get(json_object_get(doc, "components"), "schemas"), "Pet"),
-                           doc, 0, err, sizeof(err));
+    s = pt_jschema_compile(
+        json_object_get(json_object_get(json_object_get(doc, "components"), "schemas"), "Pet"), doc, 0, err,
+        sizeof(err));
     assert_non_null(s);
     assert_true(check(s, "{\"name\":\"a\"}", &e));
     pt_jschema_free(s);
@@ -391,9 +409,10 @@ static void test_depth_bound(void **state)
     (void)state;
     struct pt_jschema_error e;
     /* a recursive schema, and an instance nested 1000 deep */
-    struct pt_jschema *s = compile_text("{\"$defs\":{\"n\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"}}},"
-                                        "\"$ref\":\"#/$defs/n\"}",
-                                        0);
+    struct pt_jschema *s =
+        compile_text("{\"$defs\":{\"n\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"}}},"
+                     "\"$ref\":\"#/$defs/n\"}",
+                     0);
     char *deep = malloc(2001);
     for (int i = 0; i < 1000; i++) {
         deep[i] = '[';
@@ -418,9 +437,10 @@ static void test_depth_bound(void **state)
     assert_string_equal(e.keyword, "maxDepth");
     assert_int_equal(strncmp(e.path, "/0/0/0", 6), 0);
     /* inside not/anyOf the depth error is still an error, never turned into success */
-    struct pt_jschema *sn = compile_text("{\"not\":{\"$ref\":\"#/$defs/n\"},"
-                                         "\"$defs\":{\"n\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"}}}}",
-                                         0);
+    struct pt_jschema *sn =
+        compile_text("{\"not\":{\"$ref\":\"#/$defs/n\"},"
+                     "\"$defs\":{\"n\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"}}}}",
+                     0);
     assert_false(pt_jschema_validate(sn, root, &e));
     assert_string_equal(e.keyword, "maxDepth");
     pt_jschema_free(sn);
@@ -428,8 +448,9 @@ static void test_depth_bound(void **state)
     free(deep);
     pt_jschema_free(s);
     /* a $ref loop that never reaches the instance is bounded too */
-    s = compile_text("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}},\"$ref\":\"#/$defs/a\"}",
-                     0);
+    s = compile_text(
+        "{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}},\"$ref\":\"#/$defs/a\"}",
+        0);
     assert_false(check(s, "1", &e));
     assert_string_equal(e.keyword, "maxDepth");
     pt_jschema_free(s);
@@ -492,7 +513,8 @@ static void test_sample(void **state)
         "\"tag\":{\"type\":\"string\"},\"id\":{\"type\":\"integer\",\"format\":\"int64\",\"minimum\":10},"
         "\"name\":{\"type\":\"string\",\"example\":\"doggie\"},"
         "\"status\":{\"type\":\"string\",\"enum\":[\"available\",\"sold\"]},"
-        "\"born\":{\"type\":\"string\",\"format\":\"date-time\"},\"uid\":{\"type\":\"string\",\"format\":\"uuid\"},"
+        "\"born\":{\"type\":\"string\",\"format\":\"date-time\"},\"uid\":{\"type\":\"string\",\"format\":"
+        "\"uuid\"},"
         "\"owner\":{\"$ref\":\"#/components/schemas/Owner\"},"
         "\"photos\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"uri\"}},"
         "\"parent\":{\"$ref\":\"#/components/schemas/Pet\"}}},"
@@ -522,7 +544,8 @@ static void test_sample(void **state)
     assert_true(depth > 0 && depth < 12);
     /* the sample validates against its schema */
     char err[256];
-    struct pt_jschema *c = pt_jschema_compile(pet, doc, PT_JSCHEMA_OPENAPI | PT_JSCHEMA_FORMATS, err, sizeof(err));
+    struct pt_jschema *c =
+        pt_jschema_compile(pet, doc, PT_JSCHEMA_OPENAPI | PT_JSCHEMA_FORMATS, err, sizeof(err));
     assert_non_null(c);
     struct pt_jschema_error e;
     if (!pt_jschema_validate(c, s, &e))
@@ -541,10 +564,12 @@ static void test_sample(void **state)
         {"{\"type\":\"integer\",\"exclusiveMinimum\":3}", "4"},
         {"{\"type\":\"string\",\"minLength\":8}", "\"stringst\""},
         {"{\"type\":\"string\",\"format\":\"date\"}", "\"2024-01-01\""},
-        {"{\"allOf\":[{\"properties\":{\"a\":{\"type\":\"integer\"}}},{\"properties\":{\"b\":{\"type\":\"boolean\"}}}]}",
+        {"{\"allOf\":[{\"properties\":{\"a\":{\"type\":\"integer\"}}},{\"properties\":{\"b\":{\"type\":"
+         "\"boolean\"}}}]}",
          "{\"a\":0,\"b\":true}"},
         {"{\"oneOf\":[{\"type\":\"boolean\"},{\"type\":\"string\"}]}", "true"},
-        {"{\"type\":\"array\",\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\"}]}", "[0,\"string\"]"},
+        {"{\"type\":\"array\",\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\"}]}",
+         "[0,\"string\"]"},
         {"true", "{}"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -586,12 +611,13 @@ static void *thr_run(void *arg)
 static void test_threads(void **state)
 {
     (void)state;
-    struct pt_jschema *s = compile_text(
-        "{\"$id\":\"http://example.com/root\",\"type\":\"object\",\"properties\":{\"items\":{\"type\":\"array\","
-        "\"items\":{\"$ref\":\"#/$defs/item\"}}},\"unevaluatedProperties\":false,"
-        "\"$defs\":{\"item\":{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"},"
-        "\"s\":{\"type\":\"string\",\"pattern\":\"^[a-z]+$\"}},\"required\":[\"n\"]}}}",
-        0);
+    struct pt_jschema *s =
+        compile_text("{\"$id\":\"http://example.com/"
+                     "root\",\"type\":\"object\",\"properties\":{\"items\":{\"type\":\"array\","
+                     "\"items\":{\"$ref\":\"#/$defs/item\"}}},\"unevaluatedProperties\":false,"
+                     "\"$defs\":{\"item\":{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"},"
+                     "\"s\":{\"type\":\"string\",\"pattern\":\"^[a-z]+$\"}},\"required\":[\"n\"]}}}",
+                     0);
     json_t *good = json_loads("{\"items\":[{\"n\":1,\"s\":\"ab\"},{\"n\":2}]}", 0, NULL);
     json_t *bad = json_loads("{\"items\":[{\"n\":1,\"s\":\"ab\"},{\"n\":\"2\"}]}", 0, NULL);
     pthread_t th[8];
@@ -612,10 +638,10 @@ static void test_threads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_suite_draft4),   cmocka_unit_test(test_suite_draft2020),
-        cmocka_unit_test(test_openapi_flags),  cmocka_unit_test(test_messages),
-        cmocka_unit_test(test_root_document),  cmocka_unit_test(test_depth_bound),
-        cmocka_unit_test(test_regex),          cmocka_unit_test(test_sample),
+        cmocka_unit_test(test_suite_draft4),  cmocka_unit_test(test_suite_draft2020),
+        cmocka_unit_test(test_openapi_flags), cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_root_document), cmocka_unit_test(test_depth_bound),
+        cmocka_unit_test(test_regex),         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
