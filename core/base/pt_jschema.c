@@ -2537,7 +2537,7 @@ struct pt_jschema *pt_jschema_compile(const json_t *schema, const json_t *root, 
 /* Validation                                                                */
 
 #define MAX_SCHEMA_DEPTH 1024
-#define MAX_STEPS 2000000L
+#define MAX_STEPS 4000000L
 #define MAX_SCOPE 256
 
 /* what in-place subschemas evaluated (for unevaluated* and NO_ADDITIONAL) */
@@ -2548,6 +2548,7 @@ struct ann {
     bool items_all;
     unsigned char *marks; /* per item, by contains */
     size_t nmarks;
+    bool oom;
 };
 
 struct vpath {
@@ -2577,27 +2578,55 @@ static void ann_free(struct ann *a)
     free(a->marks);
 }
 
+/*
+ * Evaluated property names, a set of key pointers: every keyword at one
+ * instance location iterates the same object, whose keys stay put, so the
+ * pointer identifies the property (open addressing, at most half full).
+ */
 static bool ann_has_key(const struct ann *a, const char *k)
 {
-    for (size_t i = 0; i < a->nkeys; i++)
-        if (a->keys[i] == k || strcmp(a->keys[i], k) == 0)
+    if (!a->cap)
+        return false;
+    size_t m = a->cap - 1;
+    for (size_t i = ptr_hash(k) & m;; i = (i + 1) & m) {
+        if (!a->keys[i])
+            return false;
+        if (a->keys[i] == k)
             return true;
-    return false;
+    }
 }
 
 static void ann_key(struct ann *a, const char *k)
 {
-    if (!a || ann_has_key(a, k))
+    if (!a || a->oom)
         return;
-    if (a->nkeys == a->cap) {
-        size_t nc = a->cap ? a->cap * 2 : 16;
-        void *r = realloc(a->keys, nc * sizeof(*a->keys));
-        if (!r)
+    if ((a->nkeys + 1) * 2 > a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 32;
+        const char **nk = calloc(nc, sizeof(*nk));
+        if (!nk) {
+            a->oom = true;
             return;
-        a->keys = r;
+        }
+        for (size_t i = 0; i < a->cap; i++)
+            if (a->keys[i]) {
+                size_t j = ptr_hash(a->keys[i]) & (nc - 1);
+                while (nk[j])
+                    j = (j + 1) & (nc - 1);
+                nk[j] = a->keys[i];
+            }
+        free(a->keys);
+        a->keys = nk;
         a->cap = nc;
     }
-    a->keys[a->nkeys++] = k;
+    size_t m = a->cap - 1;
+    size_t i = ptr_hash(k) & m;
+    while (a->keys[i]) {
+        if (a->keys[i] == k)
+            return;
+        i = (i + 1) & m;
+    }
+    a->keys[i] = k;
+    a->nkeys++;
 }
 
 static void ann_mark(struct ann *a, size_t i, size_t len)
@@ -2606,8 +2635,10 @@ static void ann_mark(struct ann *a, size_t i, size_t len)
         return;
     if (!a->marks) {
         a->marks = calloc(len ? len : 1, 1);
-        if (!a->marks)
+        if (!a->marks) {
+            a->oom = true;
             return;
+        }
         a->nmarks = len;
     }
     if (i < a->nmarks)
@@ -2618,8 +2649,11 @@ static void ann_merge(struct ann *d, const struct ann *s)
 {
     if (!d)
         return;
-    for (size_t i = 0; i < s->nkeys; i++)
-        ann_key(d, s->keys[i]);
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->keys[i])
+            ann_key(d, s->keys[i]);
+    if (s->oom)
+        d->oom = true;
     if (s->items > d->items)
         d->items = s->items;
     if (s->items_all)
@@ -2736,6 +2770,10 @@ static void quote(const char *s, size_t len, char *out, size_t cap)
 
 static void value_text(const json_t *x, char *out, size_t cap)
 {
+    if (json_is_object(x) || json_is_array(x)) { /* never serialize a whole body for a message */
+        snprintf(out, cap, "%s", json_is_object(x) ? "{...}" : "[...]");
+        return;
+    }
     char *t = json_dumps(x, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!t) {
         snprintf(out, cap, "?");
@@ -3358,6 +3396,103 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
     return true;
 }
 
+/* a hash that equal JSON values share (numbers by value, objects in any order) */
+static uint64_t json_hash(const json_t *x, int depth)
+{
+    uint64_t h =
+        0x9e3779b97f4a7c15ULL * (uint64_t)(json_typeof(x) == JSON_REAL ? JSON_INTEGER : json_typeof(x));
+    if (depth > 64)
+        return h;
+    switch (json_typeof(x)) {
+    case JSON_STRING: {
+        const unsigned char *p = (const unsigned char *)json_string_value(x);
+        h ^= 0xcbf29ce484222325ULL;
+        for (size_t i = 0, n = json_string_length(x); i < n; i++)
+            h = (h ^ p[i]) * 0x100000001b3ULL;
+        return h;
+    }
+    case JSON_INTEGER:
+    case JSON_REAL: {
+        double d = json_number_value(x);
+        uint64_t b;
+        if (d == 0)
+            d = 0; /* -0 */
+        memcpy(&b, &d, sizeof(b));
+        return h ^ (b * 0xff51afd7ed558ccdULL);
+    }
+    case JSON_ARRAY: {
+        for (size_t i = 0, n = json_array_size(x); i < n; i++)
+            h = (h ^ json_hash(json_array_get(x, i), depth + 1)) * 0x100000001b3ULL + i;
+        return h;
+    }
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *v;
+        uint64_t sum = 0;
+        json_object_foreach((json_t *)x, k, v)
+        {
+            uint64_t kh = 0xcbf29ce484222325ULL;
+            for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+                kh = (kh ^ *p) * 0x100000001b3ULL;
+            sum += (kh * 31) ^ json_hash(v, depth + 1);
+        }
+        return h ^ sum;
+    }
+    default:
+        return h;
+    }
+}
+
+struct hidx {
+    uint64_t h;
+    size_t i;
+};
+
+static int cmp_hidx(const void *a, const void *b)
+{
+    const struct hidx *x = a, *y = b;
+    if (x->h != y->h)
+        return x->h < y->h ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* the smallest index whose item equals an earlier one; 0 when all differ (sorting by hash: n log n) */
+static size_t first_duplicate(struct vctx *c, const json_t *x, size_t len)
+{
+    struct hidx *hs = malloc(len * sizeof(*hs));
+    if (!hs) {
+        abort_v(c, "uniqueItems", "Out of memory.");
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        hs[i].h = json_hash(json_array_get(x, i), 0);
+        hs[i].i = i;
+    }
+    qsort(hs, len, sizeof(*hs), cmp_hidx);
+    size_t best = 0;
+    for (size_t s = 0; s < len;) {
+        size_t e = s + 1;
+        while (e < len && hs[e].h == hs[s].h)
+            e++;
+        for (size_t p = s + 1; p < e; p++)
+            for (size_t q = s; q < p; q++) {
+                if (++c->steps > MAX_STEPS) {
+                    free(hs);
+                    abort_v(c, "uniqueItems", "Validation took too many steps.");
+                    return 0;
+                }
+                if (json_eq(json_array_get(x, hs[p].i), json_array_get(x, hs[q].i), 0)) {
+                    size_t later = hs[p].i > hs[q].i ? hs[p].i : hs[q].i;
+                    if (!best || later < best)
+                        best = later;
+                }
+            }
+        s = e;
+    }
+    free(hs);
+    return best;
+}
+
 static bool v_array(struct vctx *c, const struct node *n, const json_t *x, struct ann *a)
 {
     size_t len = json_array_size(x);
@@ -3367,13 +3502,11 @@ static bool v_array(struct vctx *c, const struct node *n, const json_t *x, struc
         return fail(c, "minItems", "Array item count %zu is less than minimum count of %lld.", len,
                     n->minitems);
     if (n->unique && len > 1) {
-        for (size_t i = 1; i < len; i++)
-            for (size_t j = 0; j < i; j++) {
-                if (++c->steps > MAX_STEPS)
-                    return abort_v(c, "uniqueItems", "Validation took too many steps.");
-                if (json_eq(json_array_get(x, i), json_array_get(x, j), 0))
-                    return fail(c, "uniqueItems", "Non-unique array item at index %zu.", i);
-            }
+        size_t dup = first_duplicate(c, x, len);
+        if (c->aborted)
+            return false;
+        if (dup)
+            return fail(c, "uniqueItems", "Non-unique array item at index %zu.", dup);
     }
     size_t i = 0;
     for (; i < len && i < n->nprefix; i++)
@@ -3725,6 +3858,8 @@ static bool v(struct vctx *c, const struct node *n, const json_t *x, struct ann 
     if (own_obj || own_arr) {
         struct ann t = {0};
         ok = v_body(c, n, x, &t, inplace);
+        if (ok && t.oom)
+            ok = abort_v(c, "unevaluatedProperties", "Out of memory.");
         if (ok && own_obj) {
             const char *k;
             json_t *val;
@@ -3828,7 +3963,12 @@ bool pt_jschema_validate(const struct pt_jschema *s, const json_t *instance, str
 #define SAMPLE_MAX_DEPTH 16
 #define SAMPLE_OPTIONAL_DEPTH 6
 
-static json_t *sample(const json_t *s, const json_t *root, int depth);
+struct sctx {
+    const json_t *root;
+    long budget; /* values left to make: recursive schemas with several required branches stay small */
+};
+
+static json_t *sample(struct sctx *sc, const json_t *s, int depth);
 
 static const json_t *sample_ref(const json_t *root, const char *ref)
 {
@@ -4013,7 +4153,7 @@ static void sample_merge(json_t **into, json_t *add)
     json_decref(add);
 }
 
-static json_t *sample_object(const json_t *s, const json_t *root, int depth)
+static json_t *sample_object(struct sctx *sc, const json_t *s, int depth)
 {
     json_t *o = json_object();
     if (!o)
@@ -4027,7 +4167,7 @@ static json_t *sample_object(const json_t *s, const json_t *root, int depth)
         const json_t *ps = json_is_string(r) ? json_object_get(props, json_string_value(r)) : NULL;
         if (!ps || json_object_get(o, json_string_value(r)))
             continue;
-        json_t *v = sample(ps, root, depth + 1);
+        json_t *v = sample(sc, ps, depth + 1);
         if (v)
             json_object_set_new(o, json_string_value(r), v);
     }
@@ -4040,21 +4180,21 @@ static json_t *sample_object(const json_t *s, const json_t *root, int depth)
                 continue;
             if (json_is_true(json_object_get(ps, "writeOnly")))
                 continue;
-            json_t *v = sample(ps, root, depth + 1);
+            json_t *v = sample(sc, ps, depth + 1);
             if (v)
                 json_object_set_new(o, k, v);
         }
     }
     const json_t *ap = json_object_get(s, "additionalProperties");
     if (!props && json_is_object(ap) && depth < SAMPLE_OPTIONAL_DEPTH) {
-        json_t *v = sample(ap, root, depth + 1);
+        json_t *v = sample(sc, ap, depth + 1);
         if (v)
             json_object_set_new(o, "additionalProp1", v);
     }
     return o;
 }
 
-static json_t *sample_array(const json_t *s, const json_t *root, int depth)
+static json_t *sample_array(struct sctx *sc, const json_t *s, int depth)
 {
     json_t *a = json_array();
     if (!a)
@@ -4068,7 +4208,7 @@ static json_t *sample_array(const json_t *s, const json_t *root, int depth)
     const json_t *e;
     json_array_foreach(pre, i, e)
     {
-        json_t *v = sample(e, root, depth + 1);
+        json_t *v = sample(sc, e, depth + 1);
         if (!v)
             break;
         json_array_append_new(a, v);
@@ -4080,7 +4220,7 @@ static json_t *sample_array(const json_t *s, const json_t *root, int depth)
         if (n > 10)
             n = 10;
         for (json_int_t k = 0; k < n; k++) {
-            json_t *v = sample(items, root, depth + 1);
+            json_t *v = sample(sc, items, depth + 1);
             if (!v)
                 break;
             json_array_append_new(a, v);
@@ -4089,9 +4229,9 @@ static json_t *sample_array(const json_t *s, const json_t *root, int depth)
     return a;
 }
 
-static json_t *sample(const json_t *s, const json_t *root, int depth)
+static json_t *sample(struct sctx *sc, const json_t *s, int depth)
 {
-    if (depth > SAMPLE_MAX_DEPTH)
+    if (depth > SAMPLE_MAX_DEPTH || --sc->budget < 0)
         return NULL;
     if (json_is_boolean(s))
         return json_is_true(s) ? json_object() : NULL;
@@ -4102,8 +4242,8 @@ static json_t *sample(const json_t *s, const json_t *root, int depth)
         return ex;
     const json_t *ref = json_object_get(s, "$ref");
     if (json_is_string(ref)) {
-        const json_t *t = sample_ref(root, json_string_value(ref));
-        return t ? sample(t, root, depth + 1) : json_null();
+        const json_t *t = sample_ref(sc->root, json_string_value(ref));
+        return t ? sample(sc, t, depth + 1) : json_null();
     }
     const char *type = sample_type(s);
     json_t *out = NULL;
@@ -4113,11 +4253,11 @@ static json_t *sample(const json_t *s, const json_t *root, int depth)
         if (!json_is_array(alt) || !json_array_size(alt))
             alt = json_object_get(s, "anyOf");
         if (json_is_array(alt) && json_array_size(alt))
-            out = sample(json_array_get(alt, 0), root, depth + 1);
+            out = sample(sc, json_array_get(alt, 0), depth + 1);
     } else if (strcmp(type, "object") == 0) {
-        out = sample_object(s, root, depth);
+        out = sample_object(sc, s, depth);
     } else if (strcmp(type, "array") == 0) {
-        out = sample_array(s, root, depth);
+        out = sample_array(sc, s, depth);
     } else if (strcmp(type, "string") == 0) {
         out = sample_string(s);
     } else if (strcmp(type, "integer") == 0) {
@@ -4132,7 +4272,7 @@ static json_t *sample(const json_t *s, const json_t *root, int depth)
     if (json_is_array(all)) {
         size_t i;
         const json_t *e;
-        json_array_foreach(all, i, e) sample_merge(&out, sample(e, root, depth + 1));
+        json_array_foreach(all, i, e) sample_merge(&out, sample(sc, e, depth + 1));
     }
     if (!out && !type && !json_is_array(all))
         out = json_object();
@@ -4143,6 +4283,7 @@ json_t *pt_jschema_sample(const json_t *schema, const json_t *root)
 {
     if (!schema)
         return NULL;
-    json_t *r = sample(schema, root ? root : schema, 0);
+    struct sctx sc = {root ? root : schema, 20000};
+    json_t *r = sample(&sc, schema, 0);
     return r ? r : json_null();
 }

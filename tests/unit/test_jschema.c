@@ -116,6 +116,7 @@ static void run_dir(const char *draft, const char *sub, unsigned flags, bool lou
             if (loud)
                 printf("# %s/%s: %s\n", draft, names[f], je.text);
             failed++;
+            free(names[f]);
             continue;
         }
         size_t gi;
