@@ -80,7 +80,20 @@ static size_t u8len(const char *s, size_t len)
 /* ------------------------------------------------------------------------- */
 /* Regular expressions (ECMA-262 subset)                                     */
 
-enum { RX_CHAR, RX_ANY, RX_CLASS, RX_BOL, RX_EOL, RX_WB, RX_NWB, RX_GROUP, RX_ALT, RX_REPEAT, RX_LOOK, RX_BACKREF };
+enum {
+    RX_CHAR,
+    RX_ANY,
+    RX_CLASS,
+    RX_BOL,
+    RX_EOL,
+    RX_WB,
+    RX_NWB,
+    RX_GROUP,
+    RX_ALT,
+    RX_REPEAT,
+    RX_LOOK,
+    RX_BACKREF
+};
 enum {
     CS_DIGIT = 1,
     CS_WORD = 2,
@@ -108,8 +121,9 @@ struct rx_node {
     struct rx_node **alts;
     int nalts;
     int min, max; /* max -1: unbounded */
-    bool greedy, neg;
+    bool greedy, neg, behind;
     int group;
+    char *name;               /* a named group's name, or the name of a \k<name> reference */
     struct rx_node *all_next; /* every node, for freeing */
 };
 
@@ -125,6 +139,8 @@ struct rx_parser {
     struct rx *rx;
     const char *err;
     int depth;
+    const char *kname; /* the name of the last \k<name> */
+    size_t klen;
 };
 
 static struct rx_node *rx_new(struct rx_parser *ps, int type)
@@ -158,14 +174,14 @@ static bool cls_add(struct rx_class *c, uint32_t lo, uint32_t hi)
 }
 
 static const uint32_t letter_ranges[][2] = {
-    {'A', 'Z'},         {'a', 'z'},         {0xaa, 0xaa},       {0xb5, 0xb5},       {0xba, 0xba},
-    {0xc0, 0xd6},       {0xd8, 0xf6},       {0xf8, 0x2c1},      {0x2c6, 0x2d1},     {0x2e0, 0x2e4},
-    {0x370, 0x374},     {0x376, 0x37d},     {0x386, 0x386},     {0x388, 0x3ff},     {0x400, 0x481},
-    {0x48a, 0x52f},     {0x531, 0x556},     {0x561, 0x587},     {0x5d0, 0x5ea},     {0x620, 0x64a},
-    {0x671, 0x6d3},     {0x904, 0x939},     {0xe01, 0xe30},     {0x10a0, 0x10ff},   {0x1100, 0x11ff},
-    {0x1e00, 0x1fbc},   {0x1fc2, 0x1ffc},   {0x2c00, 0x2ce4},   {0x3041, 0x3096},   {0x30a1, 0x30fa},
-    {0x3400, 0x4dbf},   {0x4e00, 0x9fff},   {0xa000, 0xa48c},   {0xac00, 0xd7a3},   {0xf900, 0xfaff},
-    {0xff21, 0xff3a},   {0xff41, 0xff5a},   {0xff66, 0xffdc},   {0x10000, 0x1fbff}, {0x20000, 0x3134a},
+    {'A', 'Z'},       {'a', 'z'},       {0xaa, 0xaa},     {0xb5, 0xb5},       {0xba, 0xba},
+    {0xc0, 0xd6},     {0xd8, 0xf6},     {0xf8, 0x2c1},    {0x2c6, 0x2d1},     {0x2e0, 0x2e4},
+    {0x370, 0x374},   {0x376, 0x37d},   {0x386, 0x386},   {0x388, 0x3ff},     {0x400, 0x481},
+    {0x48a, 0x52f},   {0x531, 0x556},   {0x561, 0x587},   {0x5d0, 0x5ea},     {0x620, 0x64a},
+    {0x671, 0x6d3},   {0x904, 0x939},   {0xe01, 0xe30},   {0x10a0, 0x10ff},   {0x1100, 0x11ff},
+    {0x1e00, 0x1fbc}, {0x1fc2, 0x1ffc}, {0x2c00, 0x2ce4}, {0x3041, 0x3096},   {0x30a1, 0x30fa},
+    {0x3400, 0x4dbf}, {0x4e00, 0x9fff}, {0xa000, 0xa48c}, {0xac00, 0xd7a3},   {0xf900, 0xfaff},
+    {0xff21, 0xff3a}, {0xff41, 0xff5a}, {0xff66, 0xffdc}, {0x10000, 0x1fbff}, {0x20000, 0x3134a},
 };
 
 static bool is_space_cp(uint32_t c)
@@ -201,9 +217,16 @@ static bool is_lower_cp(uint32_t c)
 
 static bool is_number_cp(uint32_t c)
 {
-    return (c >= '0' && c <= '9') || (c >= 0x660 && c <= 0x669) || (c >= 0x6f0 && c <= 0x6f9) ||
-           (c >= 0x966 && c <= 0x96f) || (c >= 0xff10 && c <= 0xff19) || c == 0xb2 || c == 0xb3 || c == 0xb9 ||
-           (c >= 0xbc && c <= 0xbe) || (c >= 0x2160 && c <= 0x2188);
+    static const uint32_t nd[] = {0x660,  0x6f0,  0x7c0,  0x966,  0x9e6,  0xa66,  0xae6,  0xb66,  0xbe6,
+                                  0xc66,  0xce6,  0xd66,  0xde6,  0xe50,  0xed0,  0xf20,  0x1040, 0x1090,
+                                  0x17e0, 0x1810, 0x1946, 0x19d0, 0x1a80, 0x1a90, 0x1b50, 0x1bb0, 0x1c40,
+                                  0x1c50, 0xa620, 0xa8d0, 0xa900, 0xa9d0, 0xa9f0, 0xaa50, 0xabf0, 0xff10};
+    if (c >= '0' && c <= '9')
+        return true;
+    for (size_t i = 0; i < sizeof(nd) / sizeof(nd[0]); i++)
+        if (c >= nd[i] && c <= nd[i] + 9)
+            return true;
+    return c == 0xb2 || c == 0xb3 || c == 0xb9 || (c >= 0xbc && c <= 0xbe) || (c >= 0x2160 && c <= 0x2188);
 }
 
 static bool set_has(unsigned sets, uint32_t c)
@@ -286,12 +309,15 @@ static unsigned rx_property(struct rx_parser *ps)
         const char *name;
         unsigned set;
     } props[] = {
-        {"L", CS_LETTER},         {"Letter", CS_LETTER},           {"Alphabetic", CS_LETTER},
-        {"Alpha", CS_LETTER},     {"Lu", CS_UPPER},                {"Uppercase_Letter", CS_UPPER},
-        {"Ll", CS_LOWER},         {"Lowercase_Letter", CS_LOWER},  {"N", CS_NUMBER},
-        {"Number", CS_NUMBER},    {"Nd", CS_NUMBER},               {"Decimal_Number", CS_NUMBER},
-        {"digit", CS_NUMBER},     {"White_Space", CS_SPACE},       {"Any", CS_ANY},
-        {"Uppercase", CS_UPPER},  {"Lowercase", CS_LOWER},
+        {"L", CS_LETTER},          {"Letter", CS_LETTER},
+        {"Alphabetic", CS_LETTER}, {"Alpha", CS_LETTER},
+        {"Lu", CS_UPPER},          {"Uppercase_Letter", CS_UPPER},
+        {"Ll", CS_LOWER},          {"Lowercase_Letter", CS_LOWER},
+        {"N", CS_NUMBER},          {"Number", CS_NUMBER},
+        {"Nd", CS_NUMBER},         {"Decimal_Number", CS_NUMBER},
+        {"digit", CS_NUMBER},      {"White_Space", CS_SPACE},
+        {"Any", CS_ANY},           {"Uppercase", CS_UPPER},
+        {"Lowercase", CS_LOWER},
     };
     for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++)
         if (strlen(props[i].name) == n && memcmp(props[i].name, s, n) == 0)
@@ -444,6 +470,22 @@ static int rx_escape(struct rx_parser *ps, bool in_class, uint32_t *cp, unsigned
         *cp = v;
         return 1;
     }
+    case 'k':
+        if (!in_class && ps->p + 1 < ps->end && ps->p[1] == '<') {
+            const char *st = ps->p + 2, *e = st;
+            while (e < ps->end && *e != '>')
+                e++;
+            if (e >= ps->end || e == st) {
+                ps->err = "bad \\k<name>";
+                return 0;
+            }
+            ps->kname = st;
+            ps->klen = (size_t)(e - st);
+            ps->p = e + 1;
+            return 6;
+        }
+        ps->err = "unknown escape";
+        return 0;
     default:
         if (c >= '1' && c <= '9' && !in_class) {
             int n = 0;
@@ -607,7 +649,9 @@ static struct rx_node *rx_parse_seq(struct rx_parser *ps)
         case '(': {
             ps->p++;
             int type = RX_GROUP, group = -1;
-            bool neg = false;
+            bool neg = false, behind = false;
+            const char *gname = NULL;
+            size_t gnlen = 0;
             if (ps->p < ps->end && *ps->p == '?') {
                 ps->p++;
                 if (ps->p < ps->end && *ps->p == ':') {
@@ -617,19 +661,26 @@ static struct rx_node *rx_parse_seq(struct rx_parser *ps)
                     neg = *ps->p == '!';
                     ps->p++;
                     quantifiable = false;
-                } else if (ps->p < ps->end && *ps->p == '<' && ps->p + 1 < ps->end && ps->p[1] != '=' &&
-                           ps->p[1] != '!') {
+                } else if (ps->end - ps->p >= 2 && ps->p[0] == '<' && (ps->p[1] == '=' || ps->p[1] == '!')) {
+                    type = RX_LOOK;
+                    behind = true;
+                    neg = ps->p[1] == '!';
+                    ps->p += 2;
+                    quantifiable = false;
+                } else if (ps->p < ps->end && *ps->p == '<' && ps->p + 1 < ps->end) {
                     ps->p++;
+                    gname = ps->p;
                     while (ps->p < ps->end && *ps->p != '>')
                         ps->p++;
-                    if (ps->p >= ps->end) {
+                    if (ps->p >= ps->end || ps->p == gname) {
                         ps->err = "unterminated group name";
                         return NULL;
                     }
+                    gnlen = (size_t)(ps->p - gname);
                     ps->p++;
                     group = ps->rx->ngroups++;
                 } else {
-                    ps->err = "unsupported group (lookbehind or flags)";
+                    ps->err = "unsupported group (inline flags)";
                     return NULL;
                 }
             } else {
@@ -653,6 +704,11 @@ static struct rx_node *rx_parse_seq(struct rx_parser *ps)
                 n->child = inner;
                 n->group = group;
                 n->neg = neg;
+                n->behind = behind;
+                if (gname && !(n->name = strndup(gname, gnlen))) {
+                    ps->err = "out of memory";
+                    return NULL;
+                }
             }
             break;
         }
@@ -679,6 +735,16 @@ static struct rx_node *rx_parse_seq(struct rx_parser *ps)
             } else if (k == 3 || k == 4) {
                 n = rx_new(ps, k == 3 ? RX_WB : RX_NWB);
                 quantifiable = false;
+            } else if (k == 6) {
+                n = rx_new(ps, RX_BACKREF);
+                if (n) {
+                    n->group = -2; /* resolved by name once every group is known */
+                    n->name = strndup(ps->kname, ps->klen);
+                    if (!n->name) {
+                        ps->err = "out of memory";
+                        return NULL;
+                    }
+                }
             } else {
                 n = rx_new(ps, RX_BACKREF);
                 if (n)
@@ -815,6 +881,7 @@ static void rx_free(struct rx *rx)
             free(n->cls);
         }
         free(n->alts);
+        free(n->name);
         free(n);
         n = nx;
     }
@@ -837,8 +904,15 @@ static struct rx *rx_compile(const char *pat, size_t len, const char **err)
         rx_free(rx);
         return NULL;
     }
+    for (struct rx_node *n = rx->all; n; n = n->all_next) {
+        if (n->type != RX_BACKREF || n->group != -2)
+            continue;
+        for (struct rx_node *g = rx->all; g; g = g->all_next)
+            if (g->type == RX_GROUP && g->name && strcmp(g->name, n->name) == 0)
+                n->group = g->group;
+    }
     for (struct rx_node *n = rx->all; n; n = n->all_next)
-        if (n->type == RX_BACKREF && n->group >= rx->ngroups) {
+        if (n->type == RX_BACKREF && (n->group < 0 || n->group >= rx->ngroups)) {
             *err = "back reference to a missing group";
             rx_free(rx);
             return NULL;
@@ -852,7 +926,7 @@ static struct rx *rx_compile(const char *pat, size_t len, const char **err)
 #define RX_MAX_STEPS 1000000
 #define RX_MAX_DEPTH 2000
 
-enum { RK_SEQ, RK_REP, RK_GROUP };
+enum { RK_SEQ, RK_REP, RK_GROUP, RK_ENDAT };
 
 struct rk {
     int kind;
@@ -877,7 +951,13 @@ static bool rx_one(struct rxm *m, const struct rx_node *n, size_t pos, size_t *n
 {
     if (pos >= m->len)
         return false;
-    uint32_t c = u8dec(m->s, m->len, pos, np);
+    uint32_t c;
+    if (m->s[pos] < 0x80) {
+        c = m->s[pos];
+        *np = pos + 1;
+    } else {
+        c = u8dec(m->s, m->len, pos, np);
+    }
     switch (n->type) {
     case RX_CHAR:
         return c == n->ch;
@@ -980,6 +1060,10 @@ static int rx_m(struct rxm *m, const struct rx_node *n, size_t pos, const struct
                 k = k->next;
                 continue;
             }
+            if (k->kind == RK_ENDAT) { /* a lookbehind's body must end where it started looking */
+                ret = pos == k->start;
+                break;
+            }
             if (k->kind == RK_GROUP) {
                 int g = k->n->group;
                 size_t old = m->caps[2 * g + 1], olds = m->caps[2 * g];
@@ -1064,7 +1148,17 @@ static int rx_m(struct rxm *m, const struct rx_node *n, size_t pos, const struct
             ret = rx_rep(m, n, 0, pos, k);
             goto out;
         case RX_LOOK: {
-            int r = rx_m(m, n->child, pos, NULL);
+            int r = 0;
+            if (n->behind) {
+                struct rk f = {.kind = RK_ENDAT, .start = pos};
+                for (size_t st = pos + 1; st-- > 0 && !r && !m->err;) {
+                    if (st < m->len && (m->s[st] & 0xc0) == 0x80)
+                        continue;
+                    r = rx_m(m, n->child, st, &f);
+                }
+            } else {
+                r = rx_m(m, n->child, pos, NULL);
+            }
             if (m->err)
                 goto out;
             if (r == n->neg)
@@ -1319,6 +1413,7 @@ enum {
     F_DATE,
     F_TIME,
     F_EMAIL,
+    F_IDNEMAIL,
     F_HOSTNAME,
     F_IPV4,
     F_IPV6,
@@ -1443,6 +1538,7 @@ struct comp {
     char *err;
     size_t errlen;
     bool failed;
+    bool no_validation; /* the meta-schema leaves out the validation vocabulary */
     struct reg *reg;
     size_t nreg, capreg;
     struct ment *map;
@@ -1580,29 +1676,34 @@ static bool is_schema_value(const json_t *v)
 /* calls fn on every subschema that the keywords this validator knows hold */
 static void for_each_sub(struct comp *c, const json_t *js, sub_fn fn, void *arg)
 {
-    static const char *const maps[] = {"properties", "patternProperties", "$defs", "definitions",
-                                       "dependentSchemas", "dependencies"};
+    static const char *const maps[] = {"properties",  "patternProperties", "$defs",
+                                       "definitions", "dependentSchemas",  "dependencies"};
     static const char *const arrays[] = {"allOf", "anyOf", "oneOf", "prefixItems", "items"};
-    static const char *const singles[] = {"items", "additionalItems", "additionalProperties", "contains",
-                                          "propertyNames", "not", "if", "then", "else", "unevaluatedItems",
-                                          "unevaluatedProperties", "contentSchema"};
+    static const char *const singles[] = {"items",
+                                          "additionalItems",
+                                          "additionalProperties",
+                                          "contains",
+                                          "propertyNames",
+                                          "not",
+                                          "if",
+                                          "then",
+                                          "else",
+                                          "unevaluatedItems",
+                                          "unevaluatedProperties",
+                                          "contentSchema"};
     for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]) && !c->failed; i++) {
         const json_t *m = json_object_get(js, maps[i]);
         const char *k;
         const json_t *v;
         if (json_is_object(m))
-            json_object_foreach ((json_t *)m, k, v)
-                if (is_schema_value(v))
-                    fn(c, v, arg);
+            json_object_foreach((json_t *)m, k, v) if (is_schema_value(v)) fn(c, v, arg);
     }
     for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]) && !c->failed; i++) {
         const json_t *a = json_object_get(js, arrays[i]);
         size_t j;
         const json_t *v;
         if (json_is_array(a))
-            json_array_foreach (a, j, v)
-                if (is_schema_value(v))
-                    fn(c, v, arg);
+            json_array_foreach(a, j, v) if (is_schema_value(v)) fn(c, v, arg);
     }
     for (size_t i = 0; i < sizeof(singles) / sizeof(singles[0]) && !c->failed; i++) {
         const json_t *v = json_object_get(js, singles[i]);
@@ -1750,8 +1851,8 @@ static const json_t *resolve_ref(struct comp *c, const char *base, const char *r
     const json_t *t = NULL;
     char *h = strchr(abs, '#');
     char *frag = h ? h + 1 : NULL;
-    if (frag && *frag && *frag != '/') {
-        t = reg_find(c, abs);
+    bool anchor = frag && *frag && *frag != '/';
+    if (anchor && (t = reg_find(c, abs))) {
         free(abs);
         return t;
     }
@@ -1773,6 +1874,15 @@ static const json_t *resolve_ref(struct comp *c, const char *base, const char *r
             scan_doc(c, l, abs);
             doc = l;
         }
+    }
+    if (anchor) {
+        /* an anchor in a document loaded just now */
+        if (doc) {
+            *h = '#';
+            t = reg_find(c, abs);
+        }
+        free(abs);
+        return t;
     }
     if (!doc || !frag || !*frag) {
         free(abs);
@@ -1882,11 +1992,25 @@ static const struct {
     const char *name;
     int f;
 } formats[] = {
-    {"date-time", F_DATETIME}, {"date", F_DATE},       {"time", F_TIME},         {"email", F_EMAIL},
-    {"idn-email", F_EMAIL},    {"hostname", F_HOSTNAME}, {"ipv4", F_IPV4},         {"ipv6", F_IPV6},
-    {"uri", F_URI},            {"iri", F_URI},           {"uri-reference", F_URIREF}, {"iri-reference", F_URIREF},
-    {"uuid", F_UUID},          {"regex", F_REGEX},       {"byte", F_BYTE},         {"int32", F_INT32},
-    {"int64", F_INT64},        {"json-pointer", F_JSONPTR}, {"duration", F_DURATION},
+    {"date-time", F_DATETIME},
+    {"date", F_DATE},
+    {"time", F_TIME},
+    {"email", F_EMAIL},
+    {"idn-email", F_IDNEMAIL},
+    {"hostname", F_HOSTNAME},
+    {"ipv4", F_IPV4},
+    {"ipv6", F_IPV6},
+    {"uri", F_URI},
+    {"iri", F_URI},
+    {"uri-reference", F_URIREF},
+    {"iri-reference", F_URIREF},
+    {"uuid", F_UUID},
+    {"regex", F_REGEX},
+    {"byte", F_BYTE},
+    {"int32", F_INT32},
+    {"int64", F_INT64},
+    {"json-pointer", F_JSONPTR},
+    {"duration", F_DURATION},
 };
 
 static bool type_bits(const char *t, unsigned *bits)
@@ -1894,8 +2018,8 @@ static bool type_bits(const char *t, unsigned *bits)
     static const struct {
         const char *n;
         unsigned b;
-    } tt[] = {{"null", T_NULL},     {"boolean", T_BOOL}, {"object", T_OBJ},  {"array", T_ARR},
-              {"number", T_NUM},    {"string", T_STR},   {"integer", T_INT}};
+    } tt[] = {{"null", T_NULL},  {"boolean", T_BOOL}, {"object", T_OBJ}, {"array", T_ARR},
+              {"number", T_NUM}, {"string", T_STR},   {"integer", T_INT}};
     for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++)
         if (strcmp(t, tt[i].n) == 0) {
             *bits |= tt[i].b;
@@ -1921,7 +2045,8 @@ static struct node **compile_array(struct comp *c, const json_t *js, const char 
     }
     size_t i;
     const json_t *e;
-    json_array_foreach (a, i, e) {
+    json_array_foreach(a, i, e)
+    {
         v[i] = compile_sub(c, e, k);
         if (c->failed)
             break;
@@ -1929,6 +2054,9 @@ static struct node **compile_array(struct comp *c, const json_t *js, const char 
     *n = json_array_size(a);
     return v;
 }
+
+static void compile_validation(struct comp *c, struct node *n, const json_t *js);
+static void compile_applicators(struct comp *c, struct node *n, const json_t *js);
 
 static void compile_keywords(struct comp *c, struct node *n, const json_t *js, const char *base)
 {
@@ -1964,6 +2092,25 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
             n->dynbook = json_is_string(da) && strcmp(json_string_value(da), n->dynname) == 0;
         }
     }
+    if (!c->no_validation)
+        compile_validation(c, n, js);
+    if (c->failed)
+        return;
+    if ((v = json_object_get(js, "format")) && json_is_string(v)) {
+        n->format_name = json_string_value(v);
+        if (c->flags & PT_JSCHEMA_FORMATS)
+            for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
+                if (strcmp(formats[i].name, n->format_name) == 0)
+                    n->format = formats[i].f;
+    }
+    compile_applicators(c, n, js);
+}
+
+/* the validation vocabulary */
+static void compile_validation(struct comp *c, struct node *n, const json_t *js)
+{
+    const json_t *v;
+    bool d4 = c->draft4;
     if ((v = json_object_get(js, "type"))) {
         if (json_is_string(v)) {
             if (!type_bits(json_string_value(v), &n->types))
@@ -1971,9 +2118,10 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
         } else if (json_is_array(v)) {
             size_t i;
             const json_t *e;
-            json_array_foreach (v, i, e)
-                if (!json_is_string(e) || !type_bits(json_string_value(e), &n->types))
-                    return cfail(c, "'type' must name JSON types");
+            json_array_foreach(v, i,
+                               e) if (!json_is_string(e) ||
+                                      !type_bits(json_string_value(e),
+                                                 &n->types)) return cfail(c, "'type' must name JSON types");
         } else {
             return cfail(c, "'type' must be a string or an array");
         }
@@ -2035,13 +2183,28 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
             return cfail(c, "pattern '%s': %s", json_string_value(v), e);
         n->pattern_src = json_string_value(v);
     }
-    if ((v = json_object_get(js, "format")) && json_is_string(v)) {
-        n->format_name = json_string_value(v);
-        if (c->flags & PT_JSCHEMA_FORMATS)
-            for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
-                if (strcmp(formats[i].name, n->format_name) == 0)
-                    n->format = formats[i].f;
+    if ((v = json_object_get(js, "required"))) {
+        if (!json_is_array(v))
+            return cfail(c, "'required' must be an array");
+        n->req = calloc(json_array_size(v) + 1, sizeof(*n->req));
+        if (!n->req)
+            return cfail(c, "out of memory");
+        size_t i;
+        const json_t *e;
+        json_array_foreach(v, i, e)
+        {
+            if (!json_is_string(e))
+                return cfail(c, "'required' must list strings");
+            n->req[n->nreq++] = json_string_value(e);
+        }
     }
+}
+
+/* the applicator vocabulary (and draft 4's forms of it) */
+static void compile_applicators(struct comp *c, struct node *n, const json_t *js)
+{
+    const json_t *v;
+    bool d4 = c->draft4;
     /* arrays */
     const json_t *items = json_object_get(js, "items");
     if (json_is_array(items)) {
@@ -2073,7 +2236,8 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
             return cfail(c, "out of memory");
         const char *k;
         const json_t *e;
-        json_object_foreach ((json_t *)v, k, e) {
+        json_object_foreach((json_t *)v, k, e)
+        {
             n->props[n->nprops].name = k;
             n->props[n->nprops].s = compile_sub(c, e, "properties");
             n->nprops++;
@@ -2090,7 +2254,8 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
             return cfail(c, "out of memory");
         const char *k;
         const json_t *e;
-        json_object_foreach ((json_t *)v, k, e) {
+        json_object_foreach((json_t *)v, k, e)
+        {
             const char *er = NULL;
             n->pats[n->npats].rx = rx_compile(k, strlen(k), &er);
             if (!n->pats[n->npats].rx)
@@ -2110,32 +2275,21 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
         n->pnames = compile_sub(c, v, "propertyNames");
     if (c->failed)
         return;
-    if ((v = json_object_get(js, "required"))) {
-        if (!json_is_array(v))
-            return cfail(c, "'required' must be an array");
-        n->req = calloc(json_array_size(v) + 1, sizeof(*n->req));
-        if (!n->req)
-            return cfail(c, "out of memory");
-        size_t i;
-        const json_t *e;
-        json_array_foreach (v, i, e) {
-            if (!json_is_string(e))
-                return cfail(c, "'required' must list strings");
-            n->req[n->nreq++] = json_string_value(e);
-        }
-    }
     /* dependentRequired / dependentSchemas and draft 4's dependencies */
     static const char *const depk[] = {"dependencies", "dependentRequired", "dependentSchemas"};
     for (int d = 0; d < 3; d++) {
         if (d4 && d > 0)
             break;
+        if (c->no_validation && d == 1)
+            continue;
         if (!(v = json_object_get(js, depk[d])))
             continue;
         if (!json_is_object(v))
             return cfail(c, "'%s' must be an object", depk[d]);
         const char *k;
         const json_t *e;
-        json_object_foreach ((json_t *)v, k, e) {
+        json_object_foreach((json_t *)v, k, e)
+        {
             if (json_is_array(e) && d != 2) {
                 void *r = realloc(n->depreq, (n->ndepreq + 1) * sizeof(*n->depreq));
                 if (!r)
@@ -2149,7 +2303,8 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
                     return cfail(c, "out of memory");
                 size_t i;
                 const json_t *s;
-                json_array_foreach (e, i, s) {
+                json_array_foreach(e, i, s)
+                {
                     if (!json_is_string(s))
                         return cfail(c, "'%s' must list strings", depk[d]);
                     dr->req[dr->n++] = json_string_value(s);
@@ -2194,7 +2349,8 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
         return;
     /* the compiled schema's other subschemas ($defs, ...) are compiled when referenced */
     if ((c->flags & PT_JSCHEMA_NO_ADDITIONAL) && !json_object_get(js, "additionalProperties") && !n->uprops &&
-        !json_object_get(js, "unevaluatedProperties") && (n->nprops || n->npats || n->nall || n->nany || n->none))
+        !json_object_get(js, "unevaluatedProperties") &&
+        (n->nprops || n->npats || n->nall || n->nany || n->none))
         n->implicit_noadd = true;
     n->needs_ann = n->uprops || n->uitems;
 }
@@ -2309,8 +2465,12 @@ struct pt_jschema *pt_jschema_compile_ex(const json_t *schema, const json_t *roo
             snprintf(err, errlen, "a schema must be an object or a boolean");
         return NULL;
     }
-    struct comp c = {.flags = flags, .draft4 = (flags & PT_JSCHEMA_DRAFT4) != 0, .loader = loader, .ud = ud,
-                     .err = err, .errlen = errlen};
+    struct comp c = {.flags = flags,
+                     .draft4 = (flags & PT_JSCHEMA_DRAFT4) != 0,
+                     .loader = loader,
+                     .ud = ud,
+                     .err = err,
+                     .errlen = errlen};
     c.s = calloc(1, sizeof(*c.s));
     if (!c.s) {
         if (err && errlen)
@@ -2330,6 +2490,19 @@ struct pt_jschema *pt_jschema_compile_ex(const json_t *schema, const json_t *roo
         } else {
             scan_doc(&c, schema, "");
         }
+    }
+    const json_t *ms = json_object_get(schema, "$schema");
+    if (!c.draft4 && loader && json_is_string(ms) &&
+        strncmp(json_string_value(ms), "https://json-schema.org/", 24) != 0) {
+        /* a custom meta-schema: honour a $vocabulary that leaves out validation */
+        char *u = strip_frag(json_string_value(ms));
+        json_t *m = u ? loader(u, ud) : NULL;
+        const json_t *voc = json_object_get(m, "$vocabulary");
+        if (json_is_object(voc) &&
+            !json_object_get(voc, "https://json-schema.org/draft/2020-12/vocab/validation"))
+            c.no_validation = true;
+        json_decref(m);
+        free(u);
     }
     c.s->root = compile_node(&c, schema);
     /* compile every resource's dynamic anchors, and resources a dynamic scope may enter */
@@ -2364,7 +2537,7 @@ struct pt_jschema *pt_jschema_compile(const json_t *schema, const json_t *root, 
 /* Validation                                                                */
 
 #define MAX_SCHEMA_DEPTH 1024
-#define MAX_STEPS 2000000L
+#define MAX_STEPS 4000000L
 #define MAX_SCOPE 256
 
 /* what in-place subschemas evaluated (for unevaluated* and NO_ADDITIONAL) */
@@ -2375,6 +2548,7 @@ struct ann {
     bool items_all;
     unsigned char *marks; /* per item, by contains */
     size_t nmarks;
+    bool oom;
 };
 
 struct vpath {
@@ -2393,6 +2567,9 @@ struct vctx {
     int scope[MAX_SCOPE];
     int nscope;
     long steps;
+    char buf[200]; /* scratch for messages: kept out of the recursive frames */
+    char list[400];
+    char b[40], xb[40];
 };
 
 static void ann_free(struct ann *a)
@@ -2401,27 +2578,55 @@ static void ann_free(struct ann *a)
     free(a->marks);
 }
 
+/*
+ * Evaluated property names, a set of key pointers: every keyword at one
+ * instance location iterates the same object, whose keys stay put, so the
+ * pointer identifies the property (open addressing, at most half full).
+ */
 static bool ann_has_key(const struct ann *a, const char *k)
 {
-    for (size_t i = 0; i < a->nkeys; i++)
-        if (a->keys[i] == k || strcmp(a->keys[i], k) == 0)
+    if (!a->cap)
+        return false;
+    size_t m = a->cap - 1;
+    for (size_t i = ptr_hash(k) & m;; i = (i + 1) & m) {
+        if (!a->keys[i])
+            return false;
+        if (a->keys[i] == k)
             return true;
-    return false;
+    }
 }
 
 static void ann_key(struct ann *a, const char *k)
 {
-    if (!a || ann_has_key(a, k))
+    if (!a || a->oom)
         return;
-    if (a->nkeys == a->cap) {
-        size_t nc = a->cap ? a->cap * 2 : 16;
-        void *r = realloc(a->keys, nc * sizeof(*a->keys));
-        if (!r)
+    if ((a->nkeys + 1) * 2 > a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 32;
+        const char **nk = calloc(nc, sizeof(*nk));
+        if (!nk) {
+            a->oom = true;
             return;
-        a->keys = r;
+        }
+        for (size_t i = 0; i < a->cap; i++)
+            if (a->keys[i]) {
+                size_t j = ptr_hash(a->keys[i]) & (nc - 1);
+                while (nk[j])
+                    j = (j + 1) & (nc - 1);
+                nk[j] = a->keys[i];
+            }
+        free(a->keys);
+        a->keys = nk;
         a->cap = nc;
     }
-    a->keys[a->nkeys++] = k;
+    size_t m = a->cap - 1;
+    size_t i = ptr_hash(k) & m;
+    while (a->keys[i]) {
+        if (a->keys[i] == k)
+            return;
+        i = (i + 1) & m;
+    }
+    a->keys[i] = k;
+    a->nkeys++;
 }
 
 static void ann_mark(struct ann *a, size_t i, size_t len)
@@ -2430,8 +2635,10 @@ static void ann_mark(struct ann *a, size_t i, size_t len)
         return;
     if (!a->marks) {
         a->marks = calloc(len ? len : 1, 1);
-        if (!a->marks)
+        if (!a->marks) {
+            a->oom = true;
             return;
+        }
         a->nmarks = len;
     }
     if (i < a->nmarks)
@@ -2442,8 +2649,11 @@ static void ann_merge(struct ann *d, const struct ann *s)
 {
     if (!d)
         return;
-    for (size_t i = 0; i < s->nkeys; i++)
-        ann_key(d, s->keys[i]);
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->keys[i])
+            ann_key(d, s->keys[i]);
+    if (s->oom)
+        d->oom = true;
     if (s->items > d->items)
         d->items = s->items;
     if (s->items_all)
@@ -2493,8 +2703,7 @@ static bool recording(const struct vctx *c)
     return c->e && !c->quiet && !c->recorded;
 }
 
-static bool fail(struct vctx *c, const char *kw, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static bool fail(struct vctx *c, const char *kw, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static bool fail(struct vctx *c, const char *kw, const char *fmt, ...)
 {
     if (!recording(c))
@@ -2561,6 +2770,10 @@ static void quote(const char *s, size_t len, char *out, size_t cap)
 
 static void value_text(const json_t *x, char *out, size_t cap)
 {
+    if (json_is_object(x) || json_is_array(x)) { /* never serialize a whole body for a message */
+        snprintf(out, cap, "%s", json_is_object(x) ? "{...}" : "[...]");
+        return;
+    }
     char *t = json_dumps(x, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!t) {
         snprintf(out, cap, "?");
@@ -2599,7 +2812,8 @@ static bool json_eq(const json_t *a, const json_t *b, int depth)
             return false;
         const char *k;
         json_t *v;
-        json_object_foreach ((json_t *)a, k, v) {
+        json_object_foreach((json_t *)a, k, v)
+        {
             const json_t *w = json_object_get(b, k);
             if (!w || !json_eq(v, w, depth + 1))
                 return false;
@@ -2647,7 +2861,7 @@ static bool multiple_of(const json_t *x, const struct num *m)
         return m->i != 0 && json_integer_value(x) % m->i == 0;
     double q = json_number_value(x) / m->d;
     if (!isfinite(q))
-        return false;
+        return isfinite(json_number_value(x)) && fmod(json_number_value(x), m->d) == 0;
     double r = nearbyint(q);
     return fabs(q - r) <= 1e-9 * (fabs(q) > 1 ? fabs(q) : 1);
 }
@@ -2682,6 +2896,7 @@ static bool fmt_time(const char *s, size_t len)
     int h = atoi(s), mi = atoi(s + 3), se = atoi(s + 6);
     if (h > 23 || mi > 59 || se > 60)
         return false;
+    int oh = 0, om = 0; /* the offset, to check a leap second is at 23:59 UTC */
     size_t i = 8;
     if (s[i] == '.') {
         i++;
@@ -2693,12 +2908,26 @@ static bool fmt_time(const char *s, size_t len)
     }
     if (i >= len)
         return false;
-    if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == len)
-        return true;
-    if ((s[i] == '+' || s[i] == '-') && len - i == 6 && digits(s + i + 1, 2) && s[i + 3] == ':' &&
-        digits(s + i + 4, 2))
-        return atoi(s + i + 1) <= 23 && atoi(s + i + 4) <= 59;
-    return false;
+    if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == len) {
+        /* UTC */
+    } else if ((s[i] == '+' || s[i] == '-') && len - i == 6 && digits(s + i + 1, 2) && s[i + 3] == ':' &&
+               digits(s + i + 4, 2)) {
+        oh = atoi(s + i + 1);
+        om = atoi(s + i + 4);
+        if (oh > 23 || om > 59)
+            return false;
+        if (s[i] == '-')
+            oh = -oh, om = -om;
+    } else {
+        return false;
+    }
+    if (se == 60) {
+        int m = ((h - oh) * 60 + (mi - om)) % 1440;
+        if (m < 0)
+            m += 1440;
+        return m == 23 * 60 + 59;
+    }
+    return true;
 }
 
 static bool fmt_ipv4(const char *s, size_t len)
@@ -2794,6 +3023,77 @@ static bool fmt_hostname(const char *s, size_t len)
     return lab > 0 && s[len - 1] != '-';
 }
 
+/* RFC 3986 characters, percent-encodings, brackets only around an IP literal, numeric port */
+static bool fmt_uri(const char *s, size_t len, bool absolute)
+{
+    static const char ok[] = "-._~:/?#[]@!$&'()*+,;=";
+    if (strlen(s) != len)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '%') {
+            if (i + 2 >= len)
+                return false;
+            if (hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+                return false;
+            i += 2;
+        } else if (!(isalnum(ch) || (ch && strchr(ok, ch)))) {
+            return false;
+        }
+    }
+    struct uri u;
+    uri_parse(s, &u);
+    if (absolute && !u.has_scheme)
+        return false;
+    if (!u.has_scheme && !u.has_auth) {
+        /* a relative-path reference: no ':' in its first segment */
+        const char *colon = memchr(u.path, ':', u.pl), *slash = memchr(u.path, '/', u.pl);
+        if (colon && (!slash || colon < slash))
+            return false;
+    }
+    for (size_t i = 0; i < u.pl + u.ql + u.fl + (u.has_query ? 1 : 0) + (u.has_frag ? 1 : 0); i++)
+        if (u.path[i] == '[' || u.path[i] == ']')
+            return false; /* brackets outside the authority */
+    if (u.has_auth) {
+        const char *a = u.auth, *end = u.auth + u.al;
+        const char *at = NULL;
+        for (const char *p = a; p < end; p++)
+            if (*p == '@') {
+                if (at)
+                    return false;
+                at = p;
+            }
+        const char *host = at ? at + 1 : a;
+        if (at)
+            for (const char *p = a; p < at; p++)
+                if (*p == '[' || *p == ']')
+                    return false;
+        const char *port = NULL;
+        if (host < end && *host == '[') {
+            const char *rb = memchr(host, ']', (size_t)(end - host));
+            if (!rb || !fmt_ipv6(host + 1, (size_t)(rb - host - 1)))
+                return false;
+            if (rb + 1 < end) {
+                if (rb[1] != ':')
+                    return false;
+                port = rb + 2;
+            }
+        } else {
+            for (const char *p = host; p < end; p++) {
+                if (*p == '[' || *p == ']')
+                    return false;
+                if (*p == ':' && !port)
+                    port = p + 1;
+            }
+        }
+        if (port)
+            for (const char *p = port; p < end; p++)
+                if (!isdigit((unsigned char)*p))
+                    return false;
+    }
+    return true;
+}
+
 static bool fmt_check(int f, const json_t *x)
 {
     if (f == F_INT32 || f == F_INT64) {
@@ -2817,16 +3117,40 @@ static bool fmt_check(int f, const json_t *x)
                fmt_time(s + 11, len - 11);
     case F_DATE:
         return fmt_date(s, len);
+    case F_IDNEMAIL:
     case F_TIME:
         return fmt_time(s, len);
     case F_EMAIL: {
-        const char *at = memchr(s, '@', len);
-        if (!at || at == s || at == s + len - 1 || memchr(at + 1, '@', len - (size_t)(at - s) - 1))
+        const char *at = NULL;
+        if (len && s[0] == '"') { /* a quoted local part */
+            size_t i = 1;
+            while (i < len && s[i] != '"')
+                i += s[i] == '\\' ? 2 : 1;
+            if (i + 1 >= len || s[i + 1] != '@')
+                return false;
+            at = s + i + 1;
+        } else {
+            at = memchr(s, '@', len);
+            if (!at || at == s || s[0] == '.' || at[-1] == '.')
+                return false;
+            for (const char *p = s; p < at; p++)
+                if (*p == ' ' || *p == '"' || *p == '(' || *p == ')' || *p == ',' || *p == ':' || *p == ';' ||
+                    *p == '<' || *p == '>' || *p == '[' || *p == ']' || *p == '\\' ||
+                    (p[0] == '.' && p[1] == '.'))
+                    return false;
+        }
+        size_t dl = len - (size_t)(at - s) - 1;
+        const char *dom = at + 1;
+        if (dl > 2 && dom[0] == '[' && dom[dl - 1] == ']') {
+            if (dl > 7 && strncmp(dom + 1, "IPv6:", 5) == 0)
+                return fmt_ipv6(dom + 6, dl - 7);
+            return fmt_ipv4(dom + 1, dl - 2);
+        }
+        if (memchr(dom, '@', dl))
             return false;
-        if (s[0] == '.' || at[-1] == '.' || strstr(s, ".."))
-            return false;
-        return fmt_hostname(at + 1, len - (size_t)(at - s) - 1) ||
-               (at[1] == '[' && s[len - 1] == ']');
+        if (f == F_IDNEMAIL)
+            return dl > 0;
+        return fmt_hostname(dom, dl);
     }
     case F_HOSTNAME:
         return fmt_hostname(s, len);
@@ -2834,15 +3158,9 @@ static bool fmt_check(int f, const json_t *x)
         return fmt_ipv4(s, len);
     case F_IPV6:
         return fmt_ipv6(s, len);
-    case F_URI: {
-        struct uri u;
-        if (memchr(s, ' ', len) || memchr(s, '\\', len) || strlen(s) != len)
-            return false;
-        uri_parse(s, &u);
-        return u.has_scheme;
-    }
+    case F_URI:
     case F_URIREF:
-        return !memchr(s, ' ', len) && !memchr(s, '\\', len);
+        return fmt_uri(s, len, f == F_URI);
     case F_UUID: {
         if (len != 36)
             return false;
@@ -2887,6 +3205,8 @@ static bool fmt_check(int f, const json_t *x)
         if (len < 2 || s[0] != 'P')
             return false;
         bool t = false, any = false;
+        const char *order = NULL; /* the units seen must be a run of "YMD", "W" or "HMS" */
+        const char *last = NULL;
         for (size_t i = 1; i < len;) {
             if (s[i] == 'T') {
                 if (t)
@@ -2903,9 +3223,24 @@ static bool fmt_check(int f, const json_t *x)
             if (i == st || i == len)
                 return false;
             char u = s[i++];
-            if (!strchr(t ? "HMS" : "YMWD", u))
+            const char *seq = t ? "HMS" : (u == 'W' ? "W" : "YMD");
+            const char *at = strchr(seq, u);
+            if (!at)
                 return false;
+            if (order && (order != seq || at != last + 1))
+                return false;
+            if (order && !t && *order == 'W')
+                return false;
+            order = seq;
+            last = at;
             any = true;
+            if (t && i < len && s[i] == 'T')
+                return false;
+            if (i < len && s[i] == 'T') {
+                if (*seq == 'W')
+                    return false;
+                order = NULL;
+            }
         }
         return any;
     }
@@ -2959,7 +3294,6 @@ static const struct node *find_prop(const struct node *n, const char *k)
 static bool v_object(struct vctx *c, const struct node *n, const json_t *x, struct ann *a)
 {
     size_t size = json_object_size(x);
-    char buf[160];
     if (n->maxprops >= 0 && (long long)size > n->maxprops)
         return fail(c, "maxProperties", "Object property count %zu exceeds maximum count of %lld.", size,
                     n->maxprops);
@@ -2974,19 +3308,18 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
         if (missing) {
             if (!recording(c))
                 return false;
-            char list[400];
             size_t l = 0;
-            list[0] = '\0';
+            c->list[0] = '\0';
             for (size_t i = 0; i < n->nreq; i++)
                 if (!json_object_get(x, n->req[i])) {
-                    int w = snprintf(list + l, sizeof(list) - l, "%s%s", l ? ", " : "", n->req[i]);
-                    if (w < 0 || (size_t)w >= sizeof(list) - l) {
-                        l = sizeof(list) - 1;
+                    int w = snprintf(c->list + l, sizeof(c->list) - l, "%s%s", l ? ", " : "", n->req[i]);
+                    if (w < 0 || (size_t)w >= sizeof(c->list) - l) {
+                        l = sizeof(c->list) - 1;
                         break;
                     }
                     l += (size_t)w;
                 }
-            return fail(c, "required", "Required properties are missing from object: %s.", list);
+            return fail(c, "required", "Required properties are missing from object: %s.", c->list);
         }
     }
     for (size_t i = 0; i < n->ndepreq; i++) {
@@ -3001,7 +3334,8 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
     if (n->nprops || n->npats || n->addl || n->pnames || a) {
         const char *k;
         json_t *val;
-        json_object_foreach ((json_t *)x, k, val) {
+        json_object_foreach((json_t *)x, k, val)
+        {
             bool matched = false;
             const struct node *p = n->nprops ? find_prop(n, k) : NULL;
             if (p) {
@@ -3023,11 +3357,11 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
                 if (n->addl->is_bool && !n->addl->bval) {
                     if (!recording(c))
                         return false;
-                    quote(k, strlen(k), buf, sizeof(buf));
+                    quote(k, strlen(k), c->buf, sizeof(c->buf));
                     return fail(c, "additionalProperties",
                                 "Property '%s' has not been defined and the schema does not allow additional "
                                 "properties.",
-                                buf);
+                                c->buf);
                 }
                 if (!v_down_key(c, n->addl, val, k))
                     return false;
@@ -3048,9 +3382,9 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
                 if (!ok) {
                     if (!recording(c))
                         return false;
-                    quote(k, strlen(k), buf, sizeof(buf));
-                    return fail(c, "propertyNames", "Property name '%s' does not match the propertyNames schema.",
-                                buf);
+                    quote(k, strlen(k), c->buf, sizeof(c->buf));
+                    return fail(c, "propertyNames",
+                                "Property name '%s' does not match the propertyNames schema.", c->buf);
                 }
             }
         }
@@ -3062,21 +3396,117 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
     return true;
 }
 
+/* a hash that equal JSON values share (numbers by value, objects in any order) */
+static uint64_t json_hash(const json_t *x, int depth)
+{
+    uint64_t h =
+        0x9e3779b97f4a7c15ULL * (uint64_t)(json_typeof(x) == JSON_REAL ? JSON_INTEGER : json_typeof(x));
+    if (depth > 64)
+        return h;
+    switch (json_typeof(x)) {
+    case JSON_STRING: {
+        const unsigned char *p = (const unsigned char *)json_string_value(x);
+        h ^= 0xcbf29ce484222325ULL;
+        for (size_t i = 0, n = json_string_length(x); i < n; i++)
+            h = (h ^ p[i]) * 0x100000001b3ULL;
+        return h;
+    }
+    case JSON_INTEGER:
+    case JSON_REAL: {
+        double d = json_number_value(x);
+        uint64_t b;
+        if (d == 0)
+            d = 0; /* -0 */
+        memcpy(&b, &d, sizeof(b));
+        return h ^ (b * 0xff51afd7ed558ccdULL);
+    }
+    case JSON_ARRAY: {
+        for (size_t i = 0, n = json_array_size(x); i < n; i++)
+            h = (h ^ json_hash(json_array_get(x, i), depth + 1)) * 0x100000001b3ULL + i;
+        return h;
+    }
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *v;
+        uint64_t sum = 0;
+        json_object_foreach((json_t *)x, k, v)
+        {
+            uint64_t kh = 0xcbf29ce484222325ULL;
+            for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+                kh = (kh ^ *p) * 0x100000001b3ULL;
+            sum += (kh * 31) ^ json_hash(v, depth + 1);
+        }
+        return h ^ sum;
+    }
+    default:
+        return h;
+    }
+}
+
+struct hidx {
+    uint64_t h;
+    size_t i;
+};
+
+static int cmp_hidx(const void *a, const void *b)
+{
+    const struct hidx *x = a, *y = b;
+    if (x->h != y->h)
+        return x->h < y->h ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* the smallest index whose item equals an earlier one; 0 when all differ (sorting by hash: n log n) */
+static size_t first_duplicate(struct vctx *c, const json_t *x, size_t len)
+{
+    struct hidx *hs = malloc(len * sizeof(*hs));
+    if (!hs) {
+        abort_v(c, "uniqueItems", "Out of memory.");
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        hs[i].h = json_hash(json_array_get(x, i), 0);
+        hs[i].i = i;
+    }
+    qsort(hs, len, sizeof(*hs), cmp_hidx);
+    size_t best = 0;
+    for (size_t s = 0; s < len;) {
+        size_t e = s + 1;
+        while (e < len && hs[e].h == hs[s].h)
+            e++;
+        for (size_t p = s + 1; p < e; p++)
+            for (size_t q = s; q < p; q++) {
+                if (++c->steps > MAX_STEPS) {
+                    free(hs);
+                    abort_v(c, "uniqueItems", "Validation took too many steps.");
+                    return 0;
+                }
+                if (json_eq(json_array_get(x, hs[p].i), json_array_get(x, hs[q].i), 0)) {
+                    size_t later = hs[p].i > hs[q].i ? hs[p].i : hs[q].i;
+                    if (!best || later < best)
+                        best = later;
+                }
+            }
+        s = e;
+    }
+    free(hs);
+    return best;
+}
+
 static bool v_array(struct vctx *c, const struct node *n, const json_t *x, struct ann *a)
 {
     size_t len = json_array_size(x);
     if (n->maxitems >= 0 && (long long)len > n->maxitems)
         return fail(c, "maxItems", "Array item count %zu exceeds maximum count of %lld.", len, n->maxitems);
     if (n->minitems >= 0 && (long long)len < n->minitems)
-        return fail(c, "minItems", "Array item count %zu is less than minimum count of %lld.", len, n->minitems);
+        return fail(c, "minItems", "Array item count %zu is less than minimum count of %lld.", len,
+                    n->minitems);
     if (n->unique && len > 1) {
-        for (size_t i = 1; i < len; i++)
-            for (size_t j = 0; j < i; j++) {
-                if (++c->steps > MAX_STEPS)
-                    return abort_v(c, "uniqueItems", "Validation took too many steps.");
-                if (json_eq(json_array_get(x, i), json_array_get(x, j), 0))
-                    return fail(c, "uniqueItems", "Non-unique array item at index %zu.", i);
-            }
+        size_t dup = first_duplicate(c, x, len);
+        if (c->aborted)
+            return false;
+        if (dup)
+            return fail(c, "uniqueItems", "Non-unique array item at index %zu.", dup);
     }
     size_t i = 0;
     for (; i < len && i < n->nprefix; i++)
@@ -3111,8 +3541,8 @@ static bool v_array(struct vctx *c, const struct node *n, const json_t *x, struc
         long long minc = n->mincontains >= 0 ? n->mincontains : 1;
         if ((long long)matches < minc)
             return n->mincontains >= 0
-                       ? fail(c, "minContains", "Array contains %zu matching items, less than minContains %lld.",
-                              matches, minc)
+                       ? fail(c, "minContains",
+                              "Array contains %zu matching items, less than minContains %lld.", matches, minc)
                        : fail(c, "contains", "No items match contains.");
         if (n->maxcontains >= 0 && (long long)matches > n->maxcontains)
             return fail(c, "maxContains", "Array contains %zu matching items, more than maxContains %lld.",
@@ -3125,20 +3555,21 @@ static bool v_string(struct vctx *c, const struct node *n, const json_t *x)
 {
     const char *s = json_string_value(x);
     size_t bl = json_string_length(x);
-    char buf[160];
-    if (n->maxlen >= 0 || n->minlen >= 0) {
+    /* code points <= bytes <= 4 * code points: count only when the bytes do not decide */
+    if ((n->maxlen >= 0 && (long long)bl > n->maxlen) || (n->minlen >= 0 && (long long)bl / 4 < n->minlen)) {
         size_t cl = u8len(s, bl);
         if (n->maxlen >= 0 && (long long)cl > n->maxlen) {
             if (!recording(c))
                 return false;
-            quote(s, bl, buf, sizeof(buf));
-            return fail(c, "maxLength", "String '%s' exceeds maximum length of %lld.", buf, n->maxlen);
+            quote(s, bl, c->buf, sizeof(c->buf));
+            return fail(c, "maxLength", "String '%s' exceeds maximum length of %lld.", c->buf, n->maxlen);
         }
         if (n->minlen >= 0 && (long long)cl < n->minlen) {
             if (!recording(c))
                 return false;
-            quote(s, bl, buf, sizeof(buf));
-            return fail(c, "minLength", "String '%s' is less than minimum length of %lld.", buf, n->minlen);
+            quote(s, bl, c->buf, sizeof(c->buf));
+            return fail(c, "minLength", "String '%s' is less than minimum length of %lld.", c->buf,
+                        n->minlen);
         }
     }
     if (n->pattern) {
@@ -3148,8 +3579,9 @@ static bool v_string(struct vctx *c, const struct node *n, const json_t *x)
         if (!r) {
             if (!recording(c))
                 return false;
-            quote(s, bl, buf, sizeof(buf));
-            return fail(c, "pattern", "String '%s' does not match regex pattern '%s'.", buf, n->pattern_src);
+            quote(s, bl, c->buf, sizeof(c->buf));
+            return fail(c, "pattern", "String '%s' does not match regex pattern '%s'.", c->buf,
+                        n->pattern_src);
         }
     }
     return true;
@@ -3157,40 +3589,40 @@ static bool v_string(struct vctx *c, const struct node *n, const json_t *x)
 
 static bool v_number(struct vctx *c, const struct node *n, const json_t *x)
 {
-    char b[40], xb[40];
     const char *tn = json_is_integer(x) ? "Integer" : "Float";
-#define NUMTEXT()                                                                                                  \
-    do {                                                                                                           \
-        if (json_is_integer(x))                                                                                    \
-            snprintf(xb, sizeof(xb), "%lld", (long long)json_integer_value(x));                                    \
-        else                                                                                                       \
-            snprintf(xb, sizeof(xb), "%.17g", json_real_value(x));                                                 \
+#define NUMTEXT()                                                                                            \
+    do {                                                                                                     \
+        if (json_is_integer(x))                                                                              \
+            snprintf(c->xb, sizeof(c->xb), "%lld", (long long)json_integer_value(x));                        \
+        else                                                                                                 \
+            snprintf(c->xb, sizeof(c->xb), "%.17g", json_real_value(x));                                     \
     } while (0)
     if (n->max.set && num_cmp(x, &n->max) > 0) {
         NUMTEXT();
-        num_text(&n->max, b, sizeof(b));
-        return fail(c, "maximum", "%s %s exceeds maximum value of %s.", tn, xb, b);
+        num_text(&n->max, c->b, sizeof(c->b));
+        return fail(c, "maximum", "%s %s exceeds maximum value of %s.", tn, c->xb, c->b);
     }
     if (n->xmax.set && num_cmp(x, &n->xmax) >= 0) {
         NUMTEXT();
-        num_text(&n->xmax, b, sizeof(b));
-        return fail(c, "exclusiveMaximum", "%s %s equals or exceeds exclusive maximum value of %s.", tn, xb, b);
+        num_text(&n->xmax, c->b, sizeof(c->b));
+        return fail(c, "exclusiveMaximum", "%s %s equals or exceeds exclusive maximum value of %s.", tn,
+                    c->xb, c->b);
     }
     if (n->min.set && num_cmp(x, &n->min) < 0) {
         NUMTEXT();
-        num_text(&n->min, b, sizeof(b));
-        return fail(c, "minimum", "%s %s is less than minimum value of %s.", tn, xb, b);
+        num_text(&n->min, c->b, sizeof(c->b));
+        return fail(c, "minimum", "%s %s is less than minimum value of %s.", tn, c->xb, c->b);
     }
     if (n->xmin.set && num_cmp(x, &n->xmin) <= 0) {
         NUMTEXT();
-        num_text(&n->xmin, b, sizeof(b));
-        return fail(c, "exclusiveMinimum", "%s %s equals or is less than exclusive minimum value of %s.", tn, xb,
-                    b);
+        num_text(&n->xmin, c->b, sizeof(c->b));
+        return fail(c, "exclusiveMinimum", "%s %s equals or is less than exclusive minimum value of %s.", tn,
+                    c->xb, c->b);
     }
     if (n->mult.set && !multiple_of(x, &n->mult)) {
         NUMTEXT();
-        num_text(&n->mult, b, sizeof(b));
-        return fail(c, "multipleOf", "%s %s is not a multiple of %s.", tn, xb, b);
+        num_text(&n->mult, c->b, sizeof(c->b));
+        return fail(c, "multipleOf", "%s %s is not a multiple of %s.", tn, c->xb, c->b);
     }
 #undef NUMTEXT
     return true;
@@ -3253,40 +3685,42 @@ static const struct node *dyn_target(struct vctx *c, const struct node *n)
 
 static bool v_body(struct vctx *c, const struct node *n, const json_t *x, struct ann *a, bool inplace)
 {
-    char buf[200];
     if (n->nullable && json_is_null(x))
         return true;
     if (n->types && !type_ok(n->types, x)) {
         if (!recording(c))
             return false;
-        types_text(n->types, buf, sizeof(buf));
-        return fail(c, "type", "Invalid type. Expected %s but got %s.", buf, type_name(x));
+        types_text(n->types, c->buf, sizeof(c->buf));
+        return fail(c, "type", "Invalid type. Expected %s but got %s.", c->buf, type_name(x));
     }
     if (n->enum_) {
         size_t i;
         const json_t *e;
         bool found = false;
-        json_array_foreach (n->enum_, i, e)
-            if (json_eq(e, x, 0)) {
-                found = true;
-                break;
-            }
+        json_array_foreach(n->enum_, i, e) if (json_eq(e, x, 0))
+        {
+            found = true;
+            break;
+        }
         if (!found) {
             if (!recording(c))
                 return false;
-            value_text(x, buf, sizeof(buf));
-            return fail(c, "enum", "Value %s is not defined in enum.", buf);
+            value_text(x, c->buf, sizeof(c->buf));
+            return fail(c, "enum", "Value %s is not defined in enum.", c->buf);
         }
     }
     if (n->const_ && !json_eq(n->const_, x, 0)) {
         if (!recording(c))
             return false;
-        value_text(x, buf, sizeof(buf));
-        return fail(c, "const", "Value %s does not match const.", buf);
+        value_text(x, c->buf, sizeof(c->buf));
+        return fail(c, "const", "Value %s does not match const.", c->buf);
     }
-    if (n->ref && !v(c, n->ref, x, a, inplace))
+    /* a $ref alone passes the caller's place on (a property's {$ref: Pet} is Pet's own object); next to
+       keywords that evaluate properties it is a part of this schema, like an allOf branch */
+    bool refplace = inplace || n->implicit_noadd || n->uprops;
+    if (n->ref && !v(c, n->ref, x, a, refplace))
         return false;
-    if (n->dynref && !v(c, dyn_target(c, n), x, a, inplace))
+    if (n->dynref && !v(c, dyn_target(c, n), x, a, refplace))
         return false;
     switch (json_typeof(x)) {
     case JSON_OBJECT:
@@ -3312,8 +3746,8 @@ static bool v_body(struct vctx *c, const struct node *n, const json_t *x, struct
     if (n->format && !fmt_check(n->format, x)) {
         if (!recording(c))
             return false;
-        value_text(x, buf, sizeof(buf));
-        return fail(c, "format", "Value %s does not validate against format '%s'.", buf, n->format_name);
+        value_text(x, c->buf, sizeof(c->buf));
+        return fail(c, "format", "Value %s does not validate against format '%s'.", c->buf, n->format_name);
     }
     for (size_t i = 0; i < n->nall; i++)
         if (!v(c, n->allof[i], x, a, true))
@@ -3362,9 +3796,10 @@ static bool v_body(struct vctx *c, const struct node *n, const json_t *x, struct
         if (count == 0)
             return fail(c, "oneOf", "JSON is valid against no schemas from 'oneOf'.");
         if (count > 1)
-            return fail(c, "oneOf",
-                        "JSON is valid against more than one schema from 'oneOf'. Valid schema indexes: %zu, %zu.",
-                        first, second);
+            return fail(
+                c, "oneOf",
+                "JSON is valid against more than one schema from 'oneOf'. Valid schema indexes: %zu, %zu.",
+                first, second);
     }
     if (n->not_) {
         c->quiet++;
@@ -3394,7 +3829,6 @@ static bool v_body(struct vctx *c, const struct node *n, const json_t *x, struct
             return false;
         }
     }
-    (void)inplace;
     return true;
 }
 
@@ -3413,7 +3847,8 @@ static bool v(struct vctx *c, const struct node *n, const json_t *x, struct ann 
         return abort_v(c, "maxDepth", "The schema nests (through $ref) deeper than the validator allows.");
     c->depth++;
     bool pushed = false;
-    if (n->resource >= 0 && (c->nscope == 0 || c->scope[c->nscope - 1] != n->resource) && c->nscope < MAX_SCOPE) {
+    if (n->resource >= 0 && (c->nscope == 0 || c->scope[c->nscope - 1] != n->resource) &&
+        c->nscope < MAX_SCOPE) {
         c->scope[c->nscope++] = n->resource;
         pushed = true;
     }
@@ -3423,31 +3858,34 @@ static bool v(struct vctx *c, const struct node *n, const json_t *x, struct ann 
     if (own_obj || own_arr) {
         struct ann t = {0};
         ok = v_body(c, n, x, &t, inplace);
+        if (ok && t.oom)
+            ok = abort_v(c, "unevaluatedProperties", "Out of memory.");
         if (ok && own_obj) {
             const char *k;
             json_t *val;
-            char buf[160];
-            json_object_foreach ((json_t *)x, k, val) {
+            json_object_foreach((json_t *)x, k, val)
+            {
                 if (ann_has_key(&t, k))
                     continue;
                 if (!n->uprops) {
                     if (recording(c)) {
-                        quote(k, strlen(k), buf, sizeof(buf));
+                        quote(k, strlen(k), c->buf, sizeof(c->buf));
                         fail(c, "additionalProperties",
                              "Property '%s' has not been defined and the schema does not allow additional "
                              "properties.",
-                             buf);
+                             c->buf);
                     }
                     ok = false;
                     break;
                 }
                 if (n->uprops->is_bool && !n->uprops->bval) {
                     if (recording(c)) {
-                        quote(k, strlen(k), buf, sizeof(buf));
-                        fail(c, "unevaluatedProperties",
-                             "Property '%s' has not been successfully evaluated and the schema does not allow "
-                             "unevaluated properties.",
-                             buf);
+                        quote(k, strlen(k), c->buf, sizeof(c->buf));
+                        fail(
+                            c, "unevaluatedProperties",
+                            "Property '%s' has not been successfully evaluated and the schema does not allow "
+                            "unevaluated properties.",
+                            c->buf);
                     }
                     ok = false;
                     break;
@@ -3465,10 +3903,11 @@ static bool v(struct vctx *c, const struct node *n, const json_t *x, struct ann 
                 if (i < t.items || (i < t.nmarks && t.marks[i]))
                     continue;
                 if (n->uitems->is_bool && !n->uitems->bval) {
-                    fail(c, "unevaluatedItems",
-                         "Item at index %zu has not been successfully evaluated and the schema does not allow "
-                         "unevaluated items.",
-                         i);
+                    fail(
+                        c, "unevaluatedItems",
+                        "Item at index %zu has not been successfully evaluated and the schema does not allow "
+                        "unevaluated items.",
+                        i);
                     ok = false;
                     break;
                 }
@@ -3516,4 +3955,335 @@ bool pt_jschema_validate(const struct pt_jschema *s, const json_t *instance, str
     if (!ok && e && !e->message[0])
         snprintf(e->message, sizeof(e->message), "JSON does not match the schema.");
     return ok;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Sample instances                                                          */
+
+#define SAMPLE_MAX_DEPTH 16
+#define SAMPLE_OPTIONAL_DEPTH 6
+
+struct sctx {
+    const json_t *root;
+    long budget; /* values left to make: recursive schemas with several required branches stay small */
+};
+
+static json_t *sample(struct sctx *sc, const json_t *s, int depth);
+
+static const json_t *sample_ref(const json_t *root, const char *ref)
+{
+    if (ref[0] != '#')
+        return NULL;
+    char dec[512];
+    if (strlen(ref) >= sizeof(dec) || !pct_decode(ref + 1, dec))
+        return NULL;
+    const json_t *cur = root;
+    if (!dec[0])
+        return cur;
+    if (dec[0] != '/')
+        return NULL;
+    char *p = dec + 1;
+    char tok[512];
+    while (cur) {
+        size_t n = 0;
+        while (*p && *p != '/') {
+            if (p[0] == '~' && p[1] == '0')
+                tok[n++] = '~', p += 2;
+            else if (p[0] == '~' && p[1] == '1')
+                tok[n++] = '/', p += 2;
+            else
+                tok[n++] = *p++;
+        }
+        tok[n] = '\0';
+        if (json_is_object(cur))
+            cur = json_object_get(cur, tok);
+        else if (json_is_array(cur))
+            cur = json_array_get(cur, strtoul(tok, NULL, 10));
+        else
+            cur = NULL;
+        if (!*p)
+            break;
+        p++;
+    }
+    return cur;
+}
+
+static const char *sample_type(const json_t *s)
+{
+    const json_t *t = json_object_get(s, "type");
+    if (json_is_string(t))
+        return json_string_value(t);
+    if (json_is_array(t)) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach(t, i, e) if (json_is_string(e) && strcmp(json_string_value(e), "null") !=
+                                                                 0) return json_string_value(e);
+        if (json_array_size(t))
+            return "null";
+    }
+    if (json_object_get(s, "properties") || json_object_get(s, "required") ||
+        json_object_get(s, "additionalProperties") || json_object_get(s, "patternProperties"))
+        return "object";
+    if (json_object_get(s, "items") || json_object_get(s, "prefixItems"))
+        return "array";
+    if (json_object_get(s, "minLength") || json_object_get(s, "maxLength") || json_object_get(s, "pattern") ||
+        json_object_get(s, "format"))
+        return "string";
+    if (json_object_get(s, "minimum") || json_object_get(s, "maximum") || json_object_get(s, "multipleOf") ||
+        json_object_get(s, "exclusiveMinimum") || json_object_get(s, "exclusiveMaximum"))
+        return "number";
+    return NULL;
+}
+
+static json_t *sample_string(const json_t *s)
+{
+    static const struct {
+        const char *f, *v;
+    } fv[] = {
+        {"date-time", "2024-01-01T00:00:00Z"},
+        {"date", "2024-01-01"},
+        {"time", "00:00:00Z"},
+        {"email", "user@example.com"},
+        {"idn-email", "user@example.com"},
+        {"uuid", "3fa85f64-5717-4562-b3fc-2c963f66afa6"},
+        {"uri", "https://example.com/"},
+        {"url", "https://example.com/"},
+        {"iri", "https://example.com/"},
+        {"uri-reference", "/path"},
+        {"hostname", "example.com"},
+        {"ipv4", "192.0.2.1"},
+        {"ipv6", "2001:db8::1"},
+        {"byte", "U3dhZ2dlciByb2Nrcw=="},
+        {"binary", "binary"},
+        {"password", "password"},
+        {"duration", "P1D"},
+        {"json-pointer", "/path"},
+        {"regex", "^.*$"},
+    };
+    const char *v = "string";
+    const json_t *f = json_object_get(s, "format");
+    if (json_is_string(f))
+        for (size_t i = 0; i < sizeof(fv) / sizeof(fv[0]); i++)
+            if (strcmp(fv[i].f, json_string_value(f)) == 0)
+                v = fv[i].v;
+    json_int_t minl = json_integer_value(json_object_get(s, "minLength"));
+    const json_t *mx = json_object_get(s, "maxLength");
+    size_t len = strlen(v);
+    if (minl > (json_int_t)len && minl <= 4096) {
+        char *b = malloc((size_t)minl + 1);
+        if (!b)
+            return NULL;
+        for (json_int_t i = 0; i < minl; i++)
+            b[i] = v[i % (json_int_t)len];
+        b[minl] = '\0';
+        json_t *r = json_string(b);
+        free(b);
+        return r;
+    }
+    if (json_is_integer(mx) && json_integer_value(mx) >= 0 && json_integer_value(mx) < (json_int_t)len)
+        return json_stringn(v, (size_t)json_integer_value(mx));
+    return json_string(v);
+}
+
+static json_t *sample_number(const json_t *s, bool integer)
+{
+    const json_t *min = json_object_get(s, "minimum"), *max = json_object_get(s, "maximum");
+    const json_t *xmin = json_object_get(s, "exclusiveMinimum"),
+                 *xmax = json_object_get(s, "exclusiveMaximum");
+    double v = 0;
+    bool have = false;
+    if (json_is_number(min)) {
+        v = json_number_value(min);
+        if (json_is_true(xmin))
+            v += integer ? 1 : 0.5;
+        have = true;
+    } else if (json_is_number(xmin)) {
+        v = integer ? floor(json_number_value(xmin)) + 1 : json_number_value(xmin) + 1;
+        have = true;
+    }
+    if (!have) {
+        if (json_is_number(max) && json_number_value(max) < 0)
+            v = json_number_value(max) - (json_is_true(xmax) ? 1 : 0);
+        else if (json_is_number(xmax) && json_number_value(xmax) <= 0)
+            v = json_number_value(xmax) - 1;
+    }
+    if (integer) {
+        v = ceil(v);
+        return json_integer((json_int_t)v);
+    }
+    if (v == floor(v) && fabs(v) < 1e15 && !(json_is_real(min) || json_is_real(xmin) || json_is_real(max)))
+        return json_integer((json_int_t)v);
+    return json_real(v);
+}
+
+static json_t *sample_first_example(const json_t *s)
+{
+    const json_t *v;
+    if ((v = json_object_get(s, "example")))
+        return json_deep_copy(v);
+    v = json_object_get(s, "examples");
+    if (json_is_array(v) && json_array_size(v))
+        return json_deep_copy(json_array_get(v, 0));
+    if (json_is_object(v) && json_object_size(v)) {
+        void *it = json_object_iter((json_t *)v);
+        const json_t *e = json_object_iter_value(it);
+        const json_t *val = json_object_get(e, "value");
+        return json_deep_copy(val ? val : e);
+    }
+    if ((v = json_object_get(s, "default")))
+        return json_deep_copy(v);
+    if ((v = json_object_get(s, "const")))
+        return json_deep_copy(v);
+    v = json_object_get(s, "enum");
+    if (json_is_array(v) && json_array_size(v))
+        return json_deep_copy(json_array_get(v, 0));
+    return NULL;
+}
+
+static void sample_merge(json_t **into, json_t *add)
+{
+    if (!add)
+        return;
+    if (!*into) {
+        *into = add;
+        return;
+    }
+    if (json_is_object(*into) && json_is_object(add))
+        json_object_update_missing(*into, add);
+    json_decref(add);
+}
+
+static json_t *sample_object(struct sctx *sc, const json_t *s, int depth)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    const json_t *props = json_object_get(s, "properties");
+    const json_t *req = json_object_get(s, "required");
+    size_t i;
+    const json_t *r;
+    json_array_foreach(req, i, r)
+    {
+        const json_t *ps = json_is_string(r) ? json_object_get(props, json_string_value(r)) : NULL;
+        if (!ps || json_object_get(o, json_string_value(r)))
+            continue;
+        json_t *v = sample(sc, ps, depth + 1);
+        if (v)
+            json_object_set_new(o, json_string_value(r), v);
+    }
+    if (depth < SAMPLE_OPTIONAL_DEPTH && json_is_object(props)) {
+        const char *k;
+        const json_t *ps;
+        json_object_foreach((json_t *)props, k, ps)
+        {
+            if (json_object_get(o, k))
+                continue;
+            if (json_is_true(json_object_get(ps, "writeOnly")))
+                continue;
+            json_t *v = sample(sc, ps, depth + 1);
+            if (v)
+                json_object_set_new(o, k, v);
+        }
+    }
+    const json_t *ap = json_object_get(s, "additionalProperties");
+    if (!props && json_is_object(ap) && depth < SAMPLE_OPTIONAL_DEPTH) {
+        json_t *v = sample(sc, ap, depth + 1);
+        if (v)
+            json_object_set_new(o, "additionalProp1", v);
+    }
+    return o;
+}
+
+static json_t *sample_array(struct sctx *sc, const json_t *s, int depth)
+{
+    json_t *a = json_array();
+    if (!a)
+        return NULL;
+    const json_t *pre = json_object_get(s, "prefixItems"), *items = json_object_get(s, "items");
+    if (json_is_array(items)) {
+        pre = items;
+        items = NULL;
+    }
+    size_t i;
+    const json_t *e;
+    json_array_foreach(pre, i, e)
+    {
+        json_t *v = sample(sc, e, depth + 1);
+        if (!v)
+            break;
+        json_array_append_new(a, v);
+    }
+    if (!json_array_size(a) && is_schema_value(items) && !json_is_false(items)) {
+        json_int_t n = json_integer_value(json_object_get(s, "minItems"));
+        if (n < 1)
+            n = 1;
+        if (n > 10)
+            n = 10;
+        for (json_int_t k = 0; k < n; k++) {
+            json_t *v = sample(sc, items, depth + 1);
+            if (!v)
+                break;
+            json_array_append_new(a, v);
+        }
+    }
+    return a;
+}
+
+static json_t *sample(struct sctx *sc, const json_t *s, int depth)
+{
+    if (depth > SAMPLE_MAX_DEPTH || --sc->budget < 0)
+        return NULL;
+    if (json_is_boolean(s))
+        return json_is_true(s) ? json_object() : NULL;
+    if (!json_is_object(s))
+        return NULL;
+    json_t *ex = sample_first_example(s);
+    if (ex)
+        return ex;
+    const json_t *ref = json_object_get(s, "$ref");
+    if (json_is_string(ref)) {
+        const json_t *t = sample_ref(sc->root, json_string_value(ref));
+        return t ? sample(sc, t, depth + 1) : json_null();
+    }
+    const char *type = sample_type(s);
+    json_t *out = NULL;
+    const json_t *all = json_object_get(s, "allOf");
+    if (!type) {
+        const json_t *alt = json_object_get(s, "oneOf");
+        if (!json_is_array(alt) || !json_array_size(alt))
+            alt = json_object_get(s, "anyOf");
+        if (json_is_array(alt) && json_array_size(alt))
+            out = sample(sc, json_array_get(alt, 0), depth + 1);
+    } else if (strcmp(type, "object") == 0) {
+        out = sample_object(sc, s, depth);
+    } else if (strcmp(type, "array") == 0) {
+        out = sample_array(sc, s, depth);
+    } else if (strcmp(type, "string") == 0) {
+        out = sample_string(s);
+    } else if (strcmp(type, "integer") == 0) {
+        out = sample_number(s, true);
+    } else if (strcmp(type, "number") == 0) {
+        out = sample_number(s, false);
+    } else if (strcmp(type, "boolean") == 0) {
+        out = json_true();
+    } else {
+        out = json_null();
+    }
+    if (json_is_array(all)) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach(all, i, e) sample_merge(&out, sample(sc, e, depth + 1));
+    }
+    if (!out && !type && !json_is_array(all))
+        out = json_object();
+    return out;
+}
+
+json_t *pt_jschema_sample(const json_t *schema, const json_t *root)
+{
+    if (!schema)
+        return NULL;
+    struct sctx sc = {root ? root : schema, 20000};
+    json_t *r = sample(&sc, schema, 0);
+    return r ? r : json_null();
 }

@@ -4,7 +4,7 @@
  * threads at once, and make sample instances for mock responses.
  *
  * Depends only on libc and jansson, so plugins/lib compiles the same source.
- * docs/validation.md lists the keywords, the flags and what is not supported.
+ * docs/jsonschema.md lists the keywords, the flags and what is not supported.
  */
 #ifndef PT_JSCHEMA_H
 #define PT_JSCHEMA_H
