@@ -12,7 +12,8 @@ static const struct pt_policy_def policies[] = {
      "Checks that a request to an OData API follows the protocol: the OData-Version (DataServiceVersion) "
      "and OData-MaxVersion (MaxDataServiceVersion) headers against the supported range, the system query "
      "options ($filter, $top, $skip, $count, $format...: known to the version, once each, $top and $skip "
-     "non-negative integers) and the body's size. A request that fails gets 400 with an OData error body "
+     "non-negative integers) and the body's size (with max-size the body is read, within "
+     "limits.bufferSize, and measured). A request that fails gets 400 with an OData error body "
      "{\"error\": {\"code\", \"message\"}} at once (the backend is not called, on-error does not run); the "
      "same body goes to error-variable-name."},
     {0},
