@@ -5,8 +5,9 @@
  *
  * Whatever the bytes, each converter either fails with a terminated message
  * and no result, or returns an API object and a warnings array; it never
- * reads or writes out of bounds or leaks (run under ASan).  The first byte
- * picks the service/endpoint selectors, so their paths are exercised too.
+ * reads or writes out of bounds or leaks (run under ASan).  WSDL is read
+ * once without selectors and once with the service/endpoint names the first
+ * byte picks, so the selection paths are exercised too.
  */
 #include "conf/pt_import_odata.h"
 #include "conf/pt_import_wsdl.h"
