@@ -7,7 +7,8 @@
  * and no result, or returns an API object and a warnings array; it never
  * reads or writes out of bounds or leaks (run under ASan).  WSDL is read
  * once without selectors and once with the service/endpoint names the first
- * byte picks, so the selection paths are exercised too.
+ * byte picks (the driver's own byte, as standalone.c provides; the document
+ * is the rest), so the selection paths are exercised too.
  */
 #include "conf/pt_import_odata.h"
 #include "conf/pt_import_wsdl.h"
@@ -41,7 +42,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const services[] = {NULL, "S", "Orders", ""};
     static const char *const endpoints[] = {NULL, "P", "OrdersSoap12", ""};
-    unsigned sel = size ? data[0] : 0;
+    if (!size)
+        return 0;
+    unsigned sel = data[0];
+    data++;
+    size--;
     char err[256];
     struct pt_import_doc d;
     memset(err, 0x5a, sizeof(err));
@@ -54,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
-/* Seeds for the standalone runner (standalone.c). */
+/* Seeds for the standalone runner (standalone.c): documents, after the first byte it adds. */
 const char *fuzz_name = "fuzz_import_xml";
 const char *const fuzz_seeds[] = {
     "<definitions xmlns=\"http://schemas.xmlsoap.org/wsdl/\" "
