@@ -31,6 +31,13 @@ void ptl_xsd_init(void);
 
 /* Compiles an XSD given as text; NULL with err ("line L: what"). */
 struct ptl_xsd *ptl_xsd_compile(const char *text, size_t len, char *err, size_t errlen);
+/* Compiles several XSD texts as one schema: the embedded schemas of a WSDL (an API's "xsd", "xsd-2"...
+   schemas), which import each other's namespaces without a schemaLocation.  Each text with a
+   targetNamespace is imported, one without is included; two texts may not share a namespace.  At most
+   PTL_XSD_MAX_SET texts.  NULL with err ("schema N: line L: what"). */
+#define PTL_XSD_MAX_SET 32
+struct ptl_xsd *ptl_xsd_compile_set(const char *const *texts, const size_t *lens, int n, char *err,
+                                    size_t errlen);
 void ptl_xsd_free(struct ptl_xsd *s);
 
 enum {

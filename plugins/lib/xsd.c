@@ -4,6 +4,7 @@
 #include "ptl_xsd.h"
 
 #include <libxml/parser.h>
+#include <libxml/parserInternals.h>
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 #include <libxml/xmlschemas.h>
@@ -21,12 +22,25 @@ struct ptl_xsd {
     xmlDocPtr doc; /* the schema document: the compiled schema may point into it, so it lives as long */
 };
 
+/* The texts ptl_xsd_compile_set is compiling on this thread, served as "portico-xsd:N". */
+struct mem_set {
+    char **texts; /* NUL-terminated copies */
+    int n;
+};
+static _Thread_local const struct mem_set *compiling;
+
+#define MEM_SCHEME "portico-xsd:"
+
 static xmlParserInputPtr no_external_entities(const char *url, const char *id, xmlParserCtxtPtr ctxt)
 {
-    (void)url;
     (void)id;
-    (void)ctxt;
-    return NULL;
+    if (compiling && url && ctxt && !strncmp(url, MEM_SCHEME, sizeof(MEM_SCHEME) - 1)) {
+        char *end;
+        long i = strtol(url + sizeof(MEM_SCHEME) - 1, &end, 10);
+        if (!*end && i >= 0 && i < compiling->n)
+            return xmlNewStringInputStream(ctxt, (const xmlChar *)compiling->texts[i]);
+    }
+    return NULL; /* nothing else is ever loaded: no file, no network */
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -139,6 +153,12 @@ static xmlDocPtr parse(const char *text, size_t len, char *msg, size_t msglen)
     return doc;
 }
 
+static bool is(const xmlNode *n, const char *ns, const char *local)
+{
+    return n && n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, local) && n->ns &&
+           n->ns->href && !strcmp((const char *)n->ns->href, ns);
+}
+
 /* The first error a schema parser or validator reports. */
 struct first_error {
     char *msg;
@@ -198,6 +218,131 @@ struct ptl_xsd *ptl_xsd_compile(const char *text, size_t len, char *err, size_t 
     return s;
 }
 
+/* Appends s, as attribute text when escape (in double quotes), else as it is. */
+static bool append(char **buf, size_t *n, size_t *cap, const char *s, bool escape)
+{
+    for (; *s; s++) {
+        char tmp[8];
+        const char *piece = tmp;
+        if (!escape) {
+            tmp[0] = *s;
+            tmp[1] = '\0';
+        } else if (*s == '&')
+            piece = "&amp;";
+        else if (*s == '<')
+            piece = "&lt;";
+        else if (*s == '"')
+            piece = "&quot;";
+        else {
+            tmp[0] = *s;
+            tmp[1] = '\0';
+        }
+        size_t l = strlen(piece);
+        if (*n + l + 1 > *cap) {
+            size_t nc = (*cap + l + 1) * 2;
+            char *nb = realloc(*buf, nc);
+            if (!nb)
+                return false;
+            *buf = nb;
+            *cap = nc;
+        }
+        memcpy(*buf + *n, piece, l);
+        *n += l;
+        (*buf)[*n] = '\0';
+    }
+    return true;
+}
+
+struct ptl_xsd *ptl_xsd_compile_set(const char *const *texts, const size_t *lens, int n, char *err,
+                                    size_t errlen)
+{
+    ptl_xsd_init();
+    if (n == 1)
+        return ptl_xsd_compile(texts[0], lens[0], err, errlen);
+    if (n < 1 || n > PTL_XSD_MAX_SET) {
+        put(err, errlen, "between 1 and %d schemas can be compiled together", PTL_XSD_MAX_SET);
+        return NULL;
+    }
+    struct mem_set set = {calloc((size_t)n, sizeof(char *)), n};
+    char *wrapper = NULL, **tns = calloc((size_t)n, sizeof(char *));
+    size_t wn = 0, wcap = 0;
+    struct ptl_xsd *out = NULL;
+    bool ok =
+        set.texts && tns &&
+        append(&wrapper, &wn, &wcap, "<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\">", false);
+    for (int i = 0; ok && i < n; i++) {
+        /* each text is checked here with the safe parser (no DOCTYPE): libxml2 reads imported documents
+           with its own options, which substitute entities */
+        char msg[400];
+        xmlDocPtr d = parse(texts[i], lens[i], msg, sizeof(msg));
+        if (!d) {
+            put(err, errlen, "schema %d: %s", i + 1, msg);
+            ok = false;
+            break;
+        }
+        xmlNodePtr root = xmlDocGetRootElement(d);
+        xmlChar *t = is(root, "http://www.w3.org/2001/XMLSchema", "schema")
+                         ? xmlGetNoNsProp(root, (const xmlChar *)"targetNamespace")
+                         : NULL;
+        if (!is(root, "http://www.w3.org/2001/XMLSchema", "schema")) {
+            put(err, errlen, "schema %d: line %ld: the root element is not xs:schema", i + 1,
+                xmlGetLineNo(root));
+            ok = false;
+        }
+        xmlFreeDoc(d);
+        if (!ok)
+            break;
+        tns[i] = t ? strdup((const char *)t) : NULL;
+        if (t)
+            xmlFree(t);
+        for (int k = 0; k < i && ok; k++)
+            if ((tns[k] == NULL) == (tns[i] == NULL) && (!tns[i] || !strcmp(tns[k], tns[i]))) {
+                put(err, errlen, "schemas %d and %d have the same target namespace '%s'", k + 1, i + 1,
+                    tns[i] ? tns[i] : "");
+                ok = false;
+            }
+        set.texts[i] = malloc(lens[i] + 1);
+        if (!set.texts[i]) {
+            put(err, errlen, "out of memory");
+            ok = false;
+            break;
+        }
+        memcpy(set.texts[i], texts[i], lens[i]);
+        set.texts[i][lens[i]] = '\0';
+        char loc[48];
+        snprintf(loc, sizeof(loc), "schemaLocation=\"" MEM_SCHEME "%d\"/>", i);
+        if (ok && tns[i])
+            ok = append(&wrapper, &wn, &wcap, "<xs:import namespace=\"", false) &&
+                 append(&wrapper, &wn, &wcap, tns[i], true) && append(&wrapper, &wn, &wcap, "\" ", false) &&
+                 append(&wrapper, &wn, &wcap, loc, false);
+        else if (ok)
+            ok = append(&wrapper, &wn, &wcap, "<xs:include ", false) &&
+                 append(&wrapper, &wn, &wcap, loc, false);
+    }
+    if (ok)
+        ok = append(&wrapper, &wn, &wcap, "</xs:schema>", false);
+    if (ok) {
+        compiling = &set;
+        xmlExternalEntityLoader previous = xmlGetExternalEntityLoader();
+        xmlSetExternalEntityLoader(no_external_entities);
+        out = ptl_xsd_compile(wrapper, wn, err, errlen);
+        xmlSetExternalEntityLoader(previous);
+        compiling = NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (set.texts)
+            free(set.texts[i]);
+        if (tns)
+            free(tns[i]);
+    }
+    free(set.texts);
+    free(tns);
+    free(wrapper);
+    if (!out && !ok && errlen && !err[0])
+        put(err, errlen, "out of memory");
+    return out;
+}
+
 void ptl_xsd_free(struct ptl_xsd *s)
 {
     if (!s)
@@ -205,12 +350,6 @@ void ptl_xsd_free(struct ptl_xsd *s)
     xmlSchemaFree(s->schema);
     xmlFreeDoc(s->doc);
     free(s);
-}
-
-static bool is(const xmlNode *n, const char *ns, const char *local)
-{
-    return n && n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, local) && n->ns &&
-           n->ns->href && !strcmp((const char *)n->ns->href, ns);
 }
 
 bool ptl_xsd_validate(const struct ptl_xsd *s, const char *xml, size_t len, int mode, char *msg,

@@ -718,6 +718,58 @@ static void xsd_threads(void **state)
     ptl_xsd_free(s);
 }
 
+/* Several schemas that import each other's namespaces without a location, compiled together. */
+static void xsd_set(void **state)
+{
+    (void)state;
+    char msg[256];
+    const char *a = "<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" targetNamespace=\"urn:a\"\n"
+                    "    xmlns:b=\"urn:b\" elementFormDefault=\"qualified\">\n"
+                    "  <xs:import namespace=\"urn:b\"/>\n"
+                    "  <xs:element name=\"order\" type=\"b:Order\"/>\n"
+                    "</xs:schema>";
+    const char *b = "<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" targetNamespace=\"urn:b\"\n"
+                    "    elementFormDefault=\"qualified\">\n"
+                    "  <xs:complexType name=\"Order\"><xs:sequence><xs:element name=\"n\" type=\"xs:int\"/>"
+                    "</xs:sequence></xs:complexType>\n"
+                    "</xs:schema>";
+    const char *c = "<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\">"
+                    "<xs:element name=\"plain\" type=\"xs:boolean\"/></xs:schema>";
+    const char *texts[] = {a, b, c};
+    size_t lens[] = {strlen(a), strlen(b), strlen(c)};
+    /* alone, the first cannot resolve b:Order */
+    assert_null(ptl_xsd_compile(a, lens[0], msg, sizeof(msg)));
+    struct ptl_xsd *s = ptl_xsd_compile_set(texts, lens, 3, msg, sizeof(msg));
+    if (!s)
+        print_message("# %s\n", msg);
+    assert_non_null(s);
+    assert_true(
+        xsd_check(s, "<order xmlns=\"urn:a\"><n xmlns=\"urn:b\">3</n></order>", PTL_XSD_DOCUMENT, msg));
+    assert_false(
+        xsd_check(s, "<order xmlns=\"urn:a\"><n xmlns=\"urn:b\">x</n></order>", PTL_XSD_DOCUMENT, msg));
+    assert_true(xsd_check(s, "<plain>true</plain>", PTL_XSD_DOCUMENT, msg));
+    ptl_xsd_free(s);
+    /* the same namespace twice, a DOCTYPE, or a location that is not one of the set: refused */
+    const char *twice[] = {b, b};
+    size_t tl[] = {lens[1], lens[1]};
+    assert_null(ptl_xsd_compile_set(twice, tl, 2, msg, sizeof(msg)));
+    assert_non_null(strstr(msg, "same target namespace"));
+    const char *dt = "<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>";
+    const char *bad[] = {a, dt};
+    size_t bl[] = {lens[0], strlen(dt)};
+    assert_null(ptl_xsd_compile_set(bad, bl, 2, msg, sizeof(msg)));
+    assert_non_null(strstr(msg, "schema 2: "));
+    assert_non_null(strstr(msg, "DOCTYPE"));
+    const char *esc = "<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" targetNamespace=\"urn:e\">"
+                      "<xs:include schemaLocation=\"portico-xsd:0\"/><xs:import namespace=\"urn:z\" "
+                      "schemaLocation=\"file:///etc/passwd\"/></xs:schema>";
+    const char *esc_set[] = {esc, b};
+    size_t el[] = {strlen(esc), lens[1]};
+    s = ptl_xsd_compile_set(esc_set, el, 2, msg, sizeof(msg));
+    if (s) /* what loaded was only the set's own text */
+        ptl_xsd_free(s);
+}
+
 /* The embedded schema a WSDL import stores validates a SOAP request for its operation. */
 static void wsdl_schema_validates(void **state)
 {
@@ -756,6 +808,7 @@ int main(void)
         cmocka_unit_test(xsd_soap),
         cmocka_unit_test(xsd_threads),
         cmocka_unit_test(wsdl_schema_validates),
+        cmocka_unit_test(xsd_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
