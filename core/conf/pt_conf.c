@@ -772,8 +772,10 @@ static const struct pt_cfkey mgmt_keys[] = {
      .doc = "The management API's listener; without it there is no management API."},
     {"adminToken", PT_CT_STR, offsetof(struct pt_conf, mgmt.admin_token), 0,
      .doc = "The administrator's bearer token; `$PORTICO_ADMIN_TOKEN` wins over it."},
-    {"maxBodySize", PT_CT_SIZE, offsetof(struct pt_conf, mgmt.max_body), 0, 1024, 1LL << 30, .def = "`4m`",
-     .doc = "The largest request body the management API reads."},
+    {"maxBodySize", PT_CT_SIZE, offsetof(struct pt_conf, mgmt.max_body), 0, 1024, 1LL << 30, .def = "`16m`",
+     .doc =
+         "The largest request body the management API reads (an API definition imported inline is at most 4 "
+         "MB of its own; JSON escaping makes the body larger)."},
     {"certificate", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.certificate), PT_CF_PATH,
      .doc = "PEM certificate chain: with `key`, the listener speaks HTTPS."},
     {"key", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.key), PT_CF_PATH,
@@ -915,7 +917,7 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
     if (!cf->data_dir)
         cf->data_dir = pt_schema_path(&cx, "var");
     if (!cf->mgmt.max_body)
-        cf->mgmt.max_body = 4 * 1024 * 1024;
+        cf->mgmt.max_body = 16 * 1024 * 1024;
     if (cf->mgmt.cert.certificate || cf->mgmt.cert.key) {
         struct pt_node *mn = pt_node_get(root, "management");
         if (!cf->mgmt.cert.certificate || !cf->mgmt.cert.key)

@@ -66,5 +66,7 @@ bool pt_import_odata_convert(const char *text, size_t len, struct pt_import_doc 
                              size_t errlen);
 bool pt_import_graphql_convert(const char *text, size_t len, struct pt_import_doc *out, char *err,
                                size_t errlen);
+/* The introspection query graphql-link POSTs to the backend. */
+extern const char pt_import_graphql_introspection_query[];
 
 #endif

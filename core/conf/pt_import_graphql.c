@@ -13,3 +13,11 @@ bool pt_import_graphql_convert(const char *text, size_t len, struct pt_import_do
     snprintf(err, errlen, "importing GraphQL is not available in this build");
     return false;
 }
+
+const char pt_import_graphql_introspection_query[] =
+    "query IntrospectionQuery { __schema { queryType { name } mutationType { name } subscriptionType { name "
+    "} "
+    "types { kind name fields(includeDeprecated: true) { name args { name type { kind name ofType { kind "
+    "name "
+    "ofType { kind name ofType { kind name } } } } } type { kind name ofType { kind name ofType { kind name "
+    "ofType { kind name } } } } } } } }";
