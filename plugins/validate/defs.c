@@ -438,15 +438,16 @@ bool defs_have_xsd(void)
 #endif
 }
 
-const void *defs_xsd(struct defs *d, const char *text, size_t len, const char **err)
+const void *defs_xsd(struct defs *d, const char *const *texts, const size_t *lens, int n, const char **err)
 {
 #ifdef HAVE_PTL_XSD
     pthread_mutex_lock(&d->mu);
-    struct entry *e = find(d, T_XSD, text, NULL, 0);
+    struct entry *e = find(d, T_XSD, texts[0], NULL, (unsigned)n);
     if (!e) {
         char why[512];
-        struct ptl_xsd *s = ptl_xsd_compile(text, len, why, sizeof(why));
-        e = add(d, T_XSD, text, NULL, 0, s, s ? NULL : why);
+        struct ptl_xsd *s = n == 1 ? ptl_xsd_compile(texts[0], lens[0], why, sizeof(why))
+                                   : ptl_xsd_compile_set(texts, lens, n, why, sizeof(why));
+        e = add(d, T_XSD, texts[0], NULL, (unsigned)n, s, s ? NULL : why);
         if (!e)
             ptl_xsd_free(s);
     }
@@ -455,7 +456,7 @@ const void *defs_xsd(struct defs *d, const char *text, size_t len, const char **
     pthread_mutex_unlock(&d->mu);
     return r;
 #else
-    (void)d, (void)text, (void)len;
+    (void)d, (void)texts, (void)lens, (void)n;
     *err = "XML schema validation is not available in this build";
     return NULL;
 #endif

@@ -139,8 +139,11 @@ void defs_resolve_service(struct defs *d, const struct pt_api *api, pt_call *cal
 const struct pt_jschema *defs_compile(struct defs *d, const json_t *schema, const json_t *root,
                                       unsigned flags, const char **err);
 
-/* A compiled XSD for a text (cached by its pointer); NULL with *err. */
-const void *defs_xsd(struct defs *d, const char *text, size_t len, const char **err);
+/* A compiled XSD for one text, or several compiled as one schema (an API's
+   schemas imported from a WSDL); cached by the first text's pointer.  NULL
+   with *err. */
+#define DEFS_XSD_MAX_SET 32
+const void *defs_xsd(struct defs *d, const char *const *texts, const size_t *lens, int n, const char **err);
 /* true when XML/SOAP validation is available in this build */
 bool defs_have_xsd(void);
 /* ptl_xsd_validate: true when valid, else false with msg. */

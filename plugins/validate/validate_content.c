@@ -310,21 +310,27 @@ static bool check_json(const struct pt_api *api, pt_call *call, const struct vc 
     return !report_add(r, k->action, ct, BODY_TYPE(x), "IncorrectMessage", details, details);
 }
 
-/* Validates an XML or SOAP body against an XSD; false when a record prevented. */
+/* Validates an XML or SOAP body against an XSD; false when a record prevented.  The XSD is
+   schema-id's (a service schema of schemaType xml), else the representation's schemaId (the API's
+   first schema when absent; its first embedded XSD when that is a WSDL).  The schemas a WSDL import
+   made (xsd, xsd-2, ...) import each other's namespaces, so they are compiled as one set. */
 static bool check_xml(const struct pt_api *api, pt_call *call, const struct vc *x, struct report *r,
                       const struct vc_content *k, const json_t *rep, const char *ct, pt_bytes body)
 {
     const struct defs_doc *doc;
     const char *name;
-    if (k->schema_id && *k->schema_id) {
+    bool api_doc = !(k->schema_id && *k->schema_id);
+    if (!api_doc) {
         doc = defs_doc(x->defs, api, call, PT_SCHEMA_SERVICE, (pt_bytes){k->schema_id, strlen(k->schema_id)});
         name = k->schema_id;
     } else {
-        const char *sid = rep ? defs_str(rep, "schemaId") : "";
+        if (!rep)
+            return true; /* the definition lists no schema for it */
+        const char *sid = defs_str(rep, "schemaId");
         doc = defs_doc(x->defs, api, call, PT_SCHEMA_API, (pt_bytes){sid, strlen(sid)});
-        name = rep && *defs_str(rep, "typeName") ? defs_str(rep, "typeName") : doc ? doc->id : sid;
-        if (!rep && !doc)
-            return true;
+        if (doc && doc->kind == DEFS_K_WSDL && !*sid)
+            doc = defs_doc(x->defs, api, call, PT_SCHEMA_API, PTL_LIT("xsd"));
+        name = *defs_str(rep, "typeName") ? defs_str(rep, "typeName") : doc ? doc->id : sid;
     }
     if (!doc)
         return !report_add(r, k->action, "", "ApiSchema", "",
@@ -332,8 +338,25 @@ static bool check_xml(const struct pt_api *api, pt_call *call, const struct vc *
     if (doc->kind != DEFS_K_XSD || !doc->value)
         return !report_add(r, k->action, "", "ApiSchema", "", "API's schema does not specify definitions.",
                            REPORT_NEUTRAL);
+    const char *texts[DEFS_XSD_MAX_SET];
+    size_t lens[DEFS_XSD_MAX_SET];
+    int n = 0;
+    texts[n] = doc->value;
+    lens[n++] = doc->vlen;
+    bool wsdl_set = api_doc && (!strcmp(doc->id, "xsd") || !strncmp(doc->id, "xsd-", 4));
+    for (int i = 1; wsdl_set && i <= DEFS_XSD_MAX_SET && n < DEFS_XSD_MAX_SET; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), i == 1 ? "xsd" : "xsd-%d", i);
+        const struct defs_doc *o = defs_doc(x->defs, api, call, PT_SCHEMA_API, (pt_bytes){id, strlen(id)});
+        if (!o)
+            break;
+        if (o != doc && o->kind == DEFS_K_XSD && o->value) {
+            texts[n] = o->value;
+            lens[n++] = o->vlen;
+        }
+    }
     const char *err;
-    const void *xsd = defs_xsd(x->defs, doc->value, doc->vlen, &err);
+    const void *xsd = defs_xsd(x->defs, texts, lens, n, &err);
     if (!xsd)
         return !report_add(r, k->action, ct, BODY_TYPE(x), "ValidationException",
                            report_fmt(api, call,
