@@ -35,11 +35,31 @@ ADDRESS = {"type": "object", "required": ["street"], "properties": {"street": {"
 MARK_HEADER = {"name": CALL_MARK, "type": "string"}
 
 
+ORDER_XSD = """<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:orders"
+    xmlns="urn:orders" elementFormDefault="qualified">
+  <xs:element name="order">
+    <xs:complexType><xs:sequence>
+      <xs:element name="id" type="xs:int"/>
+      <xs:element name="item" type="xs:string"/>
+    </xs:sequence></xs:complexType>
+  </xs:element>
+</xs:schema>"""
+
+ORDER_OK = '<order xmlns="urn:orders"><id>1</id><item>pen</item></order>'
+ORDER_BAD = '<order xmlns="urn:orders"><id>one</id></order>'
+
+
+def soap(body):
+    return ('<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>%s</soap:Body>'
+            '</soap:Envelope>' % body)
+
+
 def definition(backend):
     return {
         "id": "pets", "path": "pets", "serviceUrl": backend.url + "/base", "subscriptionRequired": False,
         "schemas": [{"id": "petstore", "contentType": "application/vnd.oai.openapi.components+json",
-                     "document": PETSTORE}],
+                     "document": PETSTORE},
+                    {"id": "orders", "contentType": "application/vnd.ms-azure-apim.xsd+xml", "value": ORDER_XSD}],
         "operations": [
             {"id": "create", "method": "POST", "urlTemplate": "/pets",
              "request": {"headers": [MARK_HEADER], "representations": [
@@ -61,6 +81,10 @@ def definition(backend):
                  "headers": [{"name": "X-Tenant", "type": "string", "values": ["a", "b"]},
                              {"name": "X-Count", "type": "integer", "required": True}, MARK_HEADER]},
              "responses": [{"statusCode": 200}]},
+            {"id": "order", "method": "POST", "urlTemplate": "/orders",
+             "request": {"headers": [MARK_HEADER], "representations": [
+                 {"contentType": "application/xml", "schemaId": "orders", "typeName": "order"},
+                 {"contentType": "text/xml", "schemaId": "orders", "typeName": "order"}]}},
             {"id": "raw", "method": "GET", "urlTemplate": "/raw",
              "responses": [
                  {"statusCode": 200,
@@ -86,7 +110,8 @@ def gw(portico, backend, inbound=(), outbound=(), on_error=None, **extra):
     if on_error is not None:
         api["policies"]["on-error"] = ["base"] + list(on_error)
     cfg["apis"] = [api]
-    cfg["schemas"] = [{"id": "address", "schemaType": "json", "document": ADDRESS}]
+    cfg["schemas"] = [{"id": "address", "schemaType": "json", "document": ADDRESS},
+                      {"id": "order-xsd", "schemaType": "xml", "value": ORDER_XSD}]
     cfg.update(extra)
     return portico(cfg)
 
@@ -374,6 +399,49 @@ def test_content_compressed_body_cannot_be_validated(backend, portico):
     assert status == 200
     [rec] = errors(h)
     assert rec["ValidationRule"] == "ValidationException"
+
+
+def test_content_xml(backend, portico):
+    p = gw(portico, backend, inbound=[content(content=[
+        {"type": "application/xml", "validate-as": "xml", "action": "prevent"}])])
+    ct = {"Content-Type": "application/xml"}
+    assert call(p, "POST", "/pets/orders", ORDER_OK, ct)[0] == 200
+    assert backend.last().body == ORDER_OK.encode()
+    status, _, data = call(p, "POST", "/pets/orders", ORDER_BAD, ct)
+    assert status == 400
+    assert message(data).startswith("Body of the request does not conform to the definition order, which is "
+                                    "associated with the content type application/xml.")
+    # not well-formed, and a DOCTYPE (entities) is refused outright
+    assert call(p, "POST", "/pets/orders", "<order", ct)[0] == 400
+    xxe = ('<?xml version="1.0"?><!DOCTYPE order [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+           '<order xmlns="urn:orders"><id>1</id><item>&x;</item></order>')
+    status, _, data = call(p, "POST", "/pets/orders", xxe, ct)
+    assert status == 400 and b"root:" not in data
+
+
+def test_content_soap(backend, portico):
+    p = gw(portico, backend, inbound=[content(content=[
+        {"type": "text/xml", "validate-as": "soap", "action": "prevent"}])])
+    ct = {"Content-Type": "text/xml; charset=utf-8"}
+    assert call(p, "POST", "/pets/orders", soap(ORDER_OK), ct)[0] == 200
+    status, _, data = call(p, "POST", "/pets/orders", soap(ORDER_BAD), ct)
+    assert status == 400 and "definition order" in message(data)
+    # detect lets it through with the record
+    d = gw(portico, backend, inbound=[content(content=[
+        {"type": "text/xml", "validate-as": "soap", "action": "detect"}])])
+    status, h, _ = call(d, "POST", "/pets/orders", soap(ORDER_BAD), ct)
+    assert status == 200
+    [rec] = errors(h)
+    assert (rec["Type"], rec["ValidationRule"]) == ("RequestBody", "IncorrectMessage")
+
+
+def test_content_xml_schema_id(backend, portico):
+    p = gw(portico, backend, inbound=[content(content=[
+        {"type": "application/xml", "validate-as": "xml", "schema-id": "order-xsd", "action": "prevent"}])])
+    ct = {"Content-Type": "application/xml"}
+    assert call(p, "POST", "/pets/pets", ORDER_OK, ct)[0] == 200
+    status, _, data = call(p, "POST", "/pets/pets", ORDER_BAD, ct)
+    assert status == 400 and "definition order-xsd" in message(data)
 
 
 # ------------------------------------------------------------ validate-content, response side
