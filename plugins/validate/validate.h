@@ -5,7 +5,7 @@
  * validate-status-code check requests and responses against the matched
  * operation's definition (api->operation_definition, ABI 1.5) and the API's
  * or the service's schemas (api->schema_definition).  Each policy lives in
- * its own file; two helper files serve them all:
+ * its own file; helper files serve them all:
  *
  *   defs.c    the definitions: a per-statement cache of parsed operation
  *             definitions and schema documents and of compiled schemas
@@ -14,6 +14,8 @@
  *             nothing is parsed or compiled twice in a generation; resolving
  *             a representation's or a parameter's schema; converting a
  *             parameter's text to the JSON value its type says.
+ *   body.c    a JSON body read straight into jansson values (jansson's own
+ *             reader would cost as much as proxying the request).
  *   report.c  the outcome: actions, APIM's error records {Name, Type,
  *             ValidationRule, Details, Action}, the errors variable (a JSON
  *             array text), and the refusal (400 inbound, 502 outbound).
@@ -173,6 +175,14 @@ int defs_check_param(struct defs *d, const struct pt_api *api, pt_call *call, co
 
 /* A string member of an object ("" when absent or not a string). */
 const char *defs_str(const json_t *o, const char *key);
+
+/* ---- body.c ---- */
+
+/* A JSON body parsed into a new jansson value (one pass, strict RFC 8259,
+   nesting bounded by BODY_MAX_DEPTH); NULL with err = "The body is not
+   valid JSON: what. Line: L, Position: C". */
+#define BODY_MAX_DEPTH 200
+json_t *body_parse_json(const char *text, size_t len, char *err, size_t errlen);
 
 /* ---- validate_content.c ---- */
 

@@ -288,11 +288,11 @@ static bool check_json(const struct pt_api *api, pt_call *call, const struct vc 
                                       "Body of the %s cannot be validated for the content type %s. %s",
                                       SIDE(x), ct, err),
                            REPORT_NEUTRAL);
-    json_error_t je;
-    json_t *doc = json_loadb(body.data, body.len, JSON_DECODE_ANY, &je);
     const char *problem = NULL;
+    char perr[256];
+    json_t *doc = body_parse_json(body.data, body.len, perr, sizeof(perr));
     if (!doc) {
-        problem = report_fmt(api, call, "%s Line: %d, Position: %d", je.text, je.line, je.column);
+        problem = report_fmt(api, call, "%s", perr);
     } else {
         struct pt_jschema_error e;
         if (!pt_jschema_validate(js, doc, &e))
