@@ -2025,6 +2025,10 @@ static bool type_bits(const char *t, unsigned *bits)
             *bits |= tt[i].b;
             return true;
         }
+    if (strcmp(t, "file") == 0) { /* Swagger 2.0 form uploads: anything */
+        *bits |= T_NULL | T_BOOL | T_OBJ | T_ARR | T_NUM | T_STR | T_INT;
+        return true;
+    }
     return false;
 }
 
@@ -2062,8 +2066,9 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
 {
     const json_t *v;
     bool d4 = c->draft4;
-    if ((c->flags & PT_JSCHEMA_OPENAPI) && json_is_true(json_object_get(js, "nullable")))
-        n->nullable = true;
+    if ((c->flags & PT_JSCHEMA_OPENAPI) &&
+        (json_is_true(json_object_get(js, "nullable")) || json_is_true(json_object_get(js, "x-nullable"))))
+        n->nullable = true; /* OpenAPI 3.0's nullable, Swagger 2.0's x-nullable */
     if ((v = json_object_get(js, "$ref"))) {
         if (!json_is_string(v))
             return cfail(c, "'$ref' must be a string");
