@@ -312,6 +312,8 @@ void pt_mgmt_import_export(struct mreq *m, const char *id)
     const char *format = pt_mgmt_req_param(m, "format");
     if (!format)
         format = "openapi+json";
+    else if (!strcmp(format, "openapi json")) /* an unencoded '+' in the query reads as a space */
+        format = "openapi+json";
     json_object_set_new(api, "id", json_string(id));
     json_t *ops = json_array();
     pt_store_each(pt_mgmt_req_store, "operation", id, collect_full_op, ops);
