@@ -360,6 +360,11 @@ static void wsdl_hostile(void **state)
     assert_null(strstr(err, "root:"));
     assert_false(odata(xxe, &d));
     assert_non_null(strstr(err, "DOCTYPE"));
+    /* an external DTD alone */
+    assert_false(wsdl("<!DOCTYPE d SYSTEM \"file:///etc/passwd\"><wsdl:definitions "
+                      "xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\"/>",
+                      NULL, NULL, &d));
+    assert_non_null(strstr(err, "DOCTYPE"));
     /* billion laughs */
     const char *lol =
         "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b "
