@@ -2025,6 +2025,10 @@ static bool type_bits(const char *t, unsigned *bits)
             *bits |= tt[i].b;
             return true;
         }
+    if (strcmp(t, "file") == 0) { /* Swagger 2.0 form uploads: anything */
+        *bits |= T_NULL | T_BOOL | T_OBJ | T_ARR | T_NUM | T_STR | T_INT;
+        return true;
+    }
     return false;
 }
 
@@ -2062,8 +2066,9 @@ static void compile_keywords(struct comp *c, struct node *n, const json_t *js, c
 {
     const json_t *v;
     bool d4 = c->draft4;
-    if ((c->flags & PT_JSCHEMA_OPENAPI) && json_is_true(json_object_get(js, "nullable")))
-        n->nullable = true;
+    if ((c->flags & PT_JSCHEMA_OPENAPI) &&
+        (json_is_true(json_object_get(js, "nullable")) || json_is_true(json_object_get(js, "x-nullable"))))
+        n->nullable = true; /* OpenAPI 3.0's nullable, Swagger 2.0's x-nullable */
     if ((v = json_object_get(js, "$ref"))) {
         if (!json_is_string(v))
             return cfail(c, "'$ref' must be a string");
@@ -3252,6 +3257,17 @@ static bool fmt_check(int f, const json_t *x)
 
 static bool v(struct vctx *c, const struct node *n, const json_t *x, struct ann *a, bool inplace);
 
+/* for errors about one member (an extra property, a duplicate item): its path, when there is room */
+static bool path_push(struct vctx *c, const char *key, size_t idx)
+{
+    if (c->np >= PT_JSCHEMA_MAX_DEPTH)
+        return false;
+    c->path[c->np].key = key;
+    c->path[c->np].idx = idx;
+    c->np++;
+    return true;
+}
+
 static bool v_down_key(struct vctx *c, const struct node *n, const json_t *x, const char *key)
 {
     if (c->np >= PT_JSCHEMA_MAX_DEPTH)
@@ -3358,10 +3374,13 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
                     if (!recording(c))
                         return false;
                     quote(k, strlen(k), c->buf, sizeof(c->buf));
-                    return fail(c, "additionalProperties",
-                                "Property '%s' has not been defined and the schema does not allow additional "
-                                "properties.",
-                                c->buf);
+                    bool pu = path_push(c, k, 0);
+                    fail(c, "additionalProperties",
+                         "Property '%s' has not been defined and the schema does not allow additional "
+                         "properties.",
+                         c->buf);
+                    c->np -= pu;
+                    return false;
                 }
                 if (!v_down_key(c, n->addl, val, k))
                     return false;
@@ -3383,8 +3402,11 @@ static bool v_object(struct vctx *c, const struct node *n, const json_t *x, stru
                     if (!recording(c))
                         return false;
                     quote(k, strlen(k), c->buf, sizeof(c->buf));
-                    return fail(c, "propertyNames",
-                                "Property name '%s' does not match the propertyNames schema.", c->buf);
+                    bool pu = path_push(c, k, 0);
+                    fail(c, "propertyNames", "Property name '%s' does not match the propertyNames schema.",
+                         c->buf);
+                    c->np -= pu;
+                    return false;
                 }
             }
         }
@@ -3505,8 +3527,12 @@ static bool v_array(struct vctx *c, const struct node *n, const json_t *x, struc
         size_t dup = first_duplicate(c, x, len);
         if (c->aborted)
             return false;
-        if (dup)
-            return fail(c, "uniqueItems", "Non-unique array item at index %zu.", dup);
+        if (dup) {
+            bool pu = path_push(c, NULL, dup);
+            fail(c, "uniqueItems", "Non-unique array item at index %zu.", dup);
+            c->np -= pu;
+            return false;
+        }
     }
     size_t i = 0;
     for (; i < len && i < n->nprefix; i++)
@@ -3515,9 +3541,13 @@ static bool v_array(struct vctx *c, const struct node *n, const json_t *x, struc
     if (a && n->prefix && i > a->items)
         a->items = i;
     if (n->items && i < len) {
-        if (n->items->is_bool && !n->items->bval)
-            return fail(c, n->items_legacy ? "additionalItems" : "items",
-                        "Index %zu has not been defined and the schema does not allow additional items.", i);
+        if (n->items->is_bool && !n->items->bval) {
+            bool pu = path_push(c, NULL, i);
+            fail(c, n->items_legacy ? "additionalItems" : "items",
+                 "Index %zu has not been defined and the schema does not allow additional items.", i);
+            c->np -= pu;
+            return false;
+        }
         for (; i < len; i++)
             if (!v_down_idx(c, n->items, json_array_get(x, i), i))
                 return false;
@@ -3870,10 +3900,12 @@ static bool v(struct vctx *c, const struct node *n, const json_t *x, struct ann 
                 if (!n->uprops) {
                     if (recording(c)) {
                         quote(k, strlen(k), c->buf, sizeof(c->buf));
+                        bool pu = path_push(c, k, 0);
                         fail(c, "additionalProperties",
                              "Property '%s' has not been defined and the schema does not allow additional "
                              "properties.",
                              c->buf);
+                        c->np -= pu;
                     }
                     ok = false;
                     break;
@@ -3881,11 +3913,13 @@ static bool v(struct vctx *c, const struct node *n, const json_t *x, struct ann 
                 if (n->uprops->is_bool && !n->uprops->bval) {
                     if (recording(c)) {
                         quote(k, strlen(k), c->buf, sizeof(c->buf));
+                        bool pu = path_push(c, k, 0);
                         fail(
                             c, "unevaluatedProperties",
                             "Property '%s' has not been successfully evaluated and the schema does not allow "
                             "unevaluated properties.",
                             c->buf);
+                        c->np -= pu;
                     }
                     ok = false;
                     break;
@@ -3903,11 +3937,13 @@ static bool v(struct vctx *c, const struct node *n, const json_t *x, struct ann 
                 if (i < t.items || (i < t.nmarks && t.marks[i]))
                     continue;
                 if (n->uitems->is_bool && !n->uitems->bval) {
+                    bool pu = path_push(c, NULL, i);
                     fail(
                         c, "unevaluatedItems",
                         "Item at index %zu has not been successfully evaluated and the schema does not allow "
                         "unevaluated items.",
                         i);
+                    c->np -= pu;
                     ok = false;
                     break;
                 }

@@ -403,6 +403,11 @@ static bool read_service_url(struct pt_cfctx *cx, struct pt_node *n, void *field
     char *s;
     if (!pt_schema_str(cx, n, &s, false))
         return false;
+    /* a WebSocket backend: the handshake is an HTTP request to the same place */
+    if (!strncasecmp(s, "ws://", 5))
+        s = pt_pool_printf(cx->pool, "http://%s", s + 5);
+    else if (!strncasecmp(s, "wss://", 6))
+        s = pt_pool_printf(cx->pool, "https://%s", s + 6);
     struct pt_url u;
     const char *why = pt_url_parse(cx->pool, s, &u);
     if (why) {
@@ -411,6 +416,83 @@ static bool read_service_url(struct pt_cfctx *cx, struct pt_node *n, void *field
     }
     *(char **)field = s;
     return true;
+}
+
+/*
+ * APIs whose requests are not told apart by operation get theirs when none
+ * is written: a WebSocket API its `onHandshake` (GET /, the upgrade), a
+ * GraphQL API `graphql-post` and `graphql-get` (POST / and GET /).
+ */
+static void implicit_ops(struct pt_cfctx *cx, struct pt_api_cf *api)
+{
+    json_t *ops;
+    if (api->nops || (api->api_type != PT_APITYPE_WEBSOCKET && api->api_type != PT_APITYPE_GRAPHQL))
+        return;
+    if (api->api_type == PT_APITYPE_WEBSOCKET)
+        ops = json_pack("[{s:s,s:s,s:s,s:s}]", "id", "onHandshake", "displayName", "onHandshake", "method",
+                        "GET", "urlTemplate", "/");
+    else
+        ops = json_pack("[{s:s,s:s,s:s,s:s},{s:s,s:s,s:s,s:s}]", "id", "graphql-post", "displayName",
+                        "GraphQL over POST", "method", "POST", "urlTemplate", "/", "id", "graphql-get",
+                        "displayName", "GraphQL over GET", "method", "GET", "urlTemplate", "/");
+    struct pt_node *list = pt_node_from_json(cx->pool, ops, api->node, 0);
+    json_decref(ops);
+    api->nops = list->n;
+    api->ops = pt_pool_calloc(cx->pool, sizeof(*api->ops) * (size_t)list->n);
+    for (int i = 0; i < list->n; i++) {
+        struct pt_operation_cf *op = &api->ops[i];
+        op->node = list->items[i];
+        op->id = pt_node_get(op->node, "id")->str;
+        op->display_name = pt_node_get(op->node, "displayName")->str;
+        op->method = pt_node_get(op->node, "method")->str;
+        op->url_template = pt_node_get(op->node, "urlTemplate")->str;
+    }
+}
+
+/* What APIM does not run on a WebSocket API's handshake. */
+static const char *const ws_refused[] = {"mock-response",
+                                         "cache-lookup",
+                                         "cache-store",
+                                         "cache-lookup-value",
+                                         "cache-store-value",
+                                         "cache-remove-value",
+                                         "cross-domain",
+                                         "cors",
+                                         "jsonp",
+                                         "set-method",
+                                         "set-body",
+                                         "xml-to-json",
+                                         "json-to-xml",
+                                         "xsl-transform",
+                                         "validate-content",
+                                         "validate-parameters",
+                                         "validate-headers",
+                                         "validate-status-code",
+                                         "validate-graphql-request",
+                                         "validate-odata-request",
+                                         NULL};
+
+static bool ws_check_doc(struct pt_cfctx *cx, const struct pt_node *n)
+{
+    bool ok = true;
+    if (!n)
+        return true;
+    if (n->kind == PT_N_MAP)
+        for (int i = 0; i < n->n; i++) {
+            const char *k = pt_node_key(n, i)->str;
+            for (int j = 0; ws_refused[j]; j++)
+                if (!strcmp(k, ws_refused[j])) {
+                    pt_node_error(cx->errs, pt_node_key(n, i),
+                                  "%s cannot run on a WebSocket API's handshake (APIM refuses it there too)",
+                                  k);
+                    ok = false;
+                }
+            ok &= ws_check_doc(cx, pt_node_val(n, i));
+        }
+    else if (n->kind == PT_N_SEQ)
+        for (int i = 0; i < n->n; i++)
+            ok &= ws_check_doc(cx, n->items[i]);
+    return ok;
 }
 
 static bool read_api_path(struct pt_cfctx *cx, struct pt_node *n, void *field)
@@ -587,6 +669,12 @@ bool pt_conf_entities_read_apis(struct pt_cfctx *cx, struct pt_node *n, void *fi
         }
         if (!api->display_name)
             api->display_name = api->id;
+        implicit_ops(cx, api);
+        if (api->api_type == PT_APITYPE_WEBSOCKET) {
+            ok &= ws_check_doc(cx, api->policies);
+            for (int k = 0; k < api->nops; k++)
+                ok &= ws_check_doc(cx, api->ops[k].policies);
+        }
         if (!api->revision)
             api->revision = "1";
         if (!api->key_header)

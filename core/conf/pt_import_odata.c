@@ -83,6 +83,18 @@ static const char *attr(const xmlNode *n, const char *name)
     return pt_import_xml_attr(n, name);
 }
 
+/* An OData SimpleIdentifier that a URL template can hold as it is: ASCII letters, digits, '_' (names
+   with other letters would need percent-encoding in the template: left out, with a warning). */
+static bool simple_ident(const char *name)
+{
+    if (!name || !*name)
+        return false;
+    for (const unsigned char *s = (const unsigned char *)name; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
 /* Finds the schema child `kind` named by a qualified name "Namespace.Name" or "Alias.Name". */
 static xmlNodePtr lookup(const struct od *o, const char *kind, const char *qname, xmlNodePtr after)
 {
@@ -162,6 +174,19 @@ static const char *property_type(const struct od *o, xmlNodePtr type, const char
     return NULL;
 }
 
+/* Does a list of template parameters name `name` already? */
+static bool has_param(const json_t *params, const char *name)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(params, i, p)
+    {
+        if (!strcmp(json_string_value(json_object_get(p, "name")), name))
+            return true;
+    }
+    return false;
+}
+
 /* The key properties of an entity type (or of its nearest base that has one): a template
    "(Id={Id},...)" or "({Id})" and template parameters; false when there is no key. */
 static bool key_of(struct od *o, xmlNodePtr type, char *tmpl, size_t tlen, json_t *params)
@@ -189,10 +214,10 @@ static bool key_of(struct od *o, xmlNodePtr type, char *tmpl, size_t tlen, json_
         const char *name = is_edm(o, r, "PropertyRef") ? attr(r, "Name") : NULL;
         if (!name)
             continue;
-        for (const char *s = name; *s; s++)
-            if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-                  *s == '_'))
-                return false; /* key aliases with paths ("Addr/Zip") are not routable */
+        if (!simple_ident(name))
+            return false; /* key aliases with paths ("Addr/Zip") are not routable */
+        if (has_param(params, name))
+            return false; /* the same property twice */
         if (n == 1)
             off += (size_t)snprintf(tmpl + off, off < tlen ? tlen - off : 0, "{%s}", name);
         else
@@ -216,6 +241,19 @@ static bool add_op(struct od *o, xmlNodePtr at, const char *method, const char *
         json_decref(tparams);
         json_decref(qparams);
         return fail(o, at, "more than %d operations", MAX_OPERATIONS);
+    }
+    size_t j;
+    json_t *y;
+    json_array_foreach(o->ops, j, y)
+    {
+        if (!strcmp(json_string_value(json_object_get(y, "method")), method) &&
+            !strcmp(json_string_value(json_object_get(y, "urlTemplate")), tmpl)) {
+            warn(o, at, "'%s' would be %s %s like '%s'; not imported", display, method, tmpl,
+                 json_string_value(json_object_get(y, "displayName")));
+            json_decref(tparams);
+            json_decref(qparams);
+            return true;
+        }
     }
     char base[80], id[96];
     pt_import_xml_normalize(display, base, sizeof(base));
@@ -303,11 +341,10 @@ static bool entity_set(struct od *o, xmlNodePtr es)
     const char *name = attr(es, "Name");
     if (!name)
         return fail(o, es, "an EntitySet has no Name");
-    for (const char *s = name; *s; s++)
-        if (*s == '/' || *s == '?' || *s == '{' || *s == '}' || *s == '#' || (unsigned char)*s <= 0x20) {
-            warn(o, es, "entity set '%s' has a name that cannot be a URL segment; not imported", name);
-            return true;
-        }
+    if (!simple_ident(name)) {
+        warn(o, es, "entity set '%s' has a name that is not an OData identifier; not imported", name);
+        return true;
+    }
     xmlNodePtr type = lookup(o, "EntityType", attr(es, "EntityType"), NULL);
     if (!type)
         warn(o, es, "entity set '%s': its entity type '%s' is not defined here; no operation by key", name,
@@ -376,8 +413,8 @@ static bool fn_params(struct od *o, xmlNodePtr fn, bool bound, char *out, size_t
             continue;
         }
         const char *name = attr(p, "Name");
-        if (!ident(name) || strchr(name, '.') || ++n > 12)
-            return false;
+        if (!ident(name) || strchr(name, '.') || ++n > 12 || has_param(tparams, name))
+            return false; /* not a name a template can hold, too many, or one used already */
         off += (size_t)snprintf(out + off, off < outlen ? outlen - off : 0, "%s%s={%s}", n > 1 ? "," : "",
                                 name, name);
         json_array_append_new(tparams, json_pack("{s:s, s:s, s:b}", "name", name, "type",
@@ -444,7 +481,7 @@ static bool bound_ops(struct od *o, xmlNodePtr container)
                 if (is_edm(o, p, "Parameter"))
                     first = p;
             const char *bt = first ? attr(first, "Type") : NULL;
-            if (!ident(name) || !ns || !bt)
+            if (!simple_ident(name) || !ident(ns) || !bt)
                 continue;
             bool coll = !strncmp(bt, "Collection(", 11);
             char tname[300];
@@ -457,7 +494,7 @@ static bool bound_ops(struct od *o, xmlNodePtr container)
                     continue;
                 const char *sname = attr(es, "Name");
                 xmlNodePtr et = lookup(o, "EntityType", attr(es, "EntityType"), NULL);
-                if (!sname || !et || !names_type(tname, et))
+                if (!simple_ident(sname) || !et || !names_type(tname, et))
                     continue;
                 char key[300] = "", params[600] = "", tmpl[1400], disp[600];
                 json_t *tp = json_array();
@@ -610,7 +647,7 @@ bool pt_import_odata_convert(const char *text, size_t len, struct pt_import_doc 
             char tmpl[300], disp[300];
             snprintf(tmpl, sizeof(tmpl), "/%s", attr(c, "Name"));
             snprintf(disp, sizeof(disp), "Get %s", attr(c, "Name"));
-            step = ident(attr(c, "Name"))
+            step = simple_ident(attr(c, "Name"))
                        ? add_op(&o, c, "GET", tmpl, disp, NULL, item_query(), 200, "the singleton", false)
                        : true;
         }

@@ -39,6 +39,7 @@
 struct named {
     const char *name;
     xmlNodePtr node;
+    size_t seq; /* document order */
 };
 
 struct xsd_ref {
@@ -91,7 +92,9 @@ static void warn(struct wsdl *w, const xmlNode *at, const char *fmt, ...)
 
 static int named_cmp(const void *a, const void *b)
 {
-    return strcmp(((const struct named *)a)->name, ((const struct named *)b)->name);
+    const struct named *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
 /* The top-level elements ns:local, sorted by name (duplicates: the first in document order wins). */
@@ -117,20 +120,14 @@ static struct named *index_of(struct wsdl *w, const char *ns, const char *local,
         }
         v[k].name = name;
         v[k].node = c;
+        v[k].seq = k;
         k++;
     }
     if (k)
-        qsort(v, k, sizeof(*v), named_cmp); /* not stable; duplicates are reported below */
+        qsort(v, k, sizeof(*v), named_cmp); /* by name, then document order: the first one wins */
     for (size_t i = 1; i < k; i++)
-        if (!strcmp(v[i].name, v[i - 1].name)) {
-            /* keep the earlier one in the document at i-1 */
-            if (xmlGetLineNo(v[i].node) < xmlGetLineNo(v[i - 1].node)) {
-                struct named t = v[i];
-                v[i] = v[i - 1];
-                v[i - 1] = t;
-            }
+        if (!strcmp(v[i].name, v[i - 1].name))
             warn(w, v[i].node, "a second %s named '%s'; the first one is used", local, v[i].name);
-        }
     *n = k;
     return v;
 }

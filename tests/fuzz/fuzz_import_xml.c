@@ -4,7 +4,8 @@
  * an API provider may upload them.
  *
  * Whatever the bytes, each converter either fails with a terminated message
- * and no result, or returns an API object and a warnings array; it never
+ * and no result, or returns an API object and a warnings array whose
+ * operations the router accepts (valid templates, no two alike); it never
  * reads or writes out of bounds or leaks (run under ASan).  WSDL is read
  * once without selectors and once with the service/endpoint names the first
  * byte picks (the driver's own byte, as standalone.c provides; the document
@@ -12,9 +13,11 @@
  */
 #include "conf/pt_import_odata.h"
 #include "conf/pt_import_wsdl.h"
+#include "conf/pt_router.h"
 
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +35,22 @@ static void check(bool ok, struct pt_import_doc *d, const char *err, size_t errl
         if (!s)
             abort();
         free(s);
+        /* every operation is one the router takes: a valid template, no two alike */
+        struct pt_router *r = pt_router_new();
+        int a = pt_router_add_api(r, "x", NULL, NULL);
+        size_t i;
+        json_t *op;
+        json_array_foreach(json_object_get(d->api, "operations"), i, op)
+        {
+            const char *m = json_string_value(json_object_get(op, "method"));
+            const char *t = json_string_value(json_object_get(op, "urlTemplate"));
+            const char *why = m && t ? pt_router_add_op(r, a, m, t, op, NULL) : "no method or template";
+            if (why) {
+                fprintf(stderr, "%s %s: %s\n", m ? m : "", t ? t : "", why);
+                abort();
+            }
+        }
+        pt_router_free(r);
     } else if (d->api || d->warnings || !err[0])
         abort();
     json_decref(d->api);

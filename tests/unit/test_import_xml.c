@@ -360,6 +360,11 @@ static void wsdl_hostile(void **state)
     assert_null(strstr(err, "root:"));
     assert_false(odata(xxe, &d));
     assert_non_null(strstr(err, "DOCTYPE"));
+    /* an external DTD alone */
+    assert_false(wsdl("<!DOCTYPE d SYSTEM \"file:///etc/passwd\"><wsdl:definitions "
+                      "xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\"/>",
+                      NULL, NULL, &d));
+    assert_non_null(strstr(err, "DOCTYPE"));
     /* billion laughs */
     const char *lol =
         "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b "
@@ -586,6 +591,21 @@ static void odata_v2(void **state)
               "</edmx:Edmx>",
               &d));
     assert_non_null(strstr(err, "no EntityContainer"));
+    /* names that are not identifiers, and two operations that would be the same request */
+    const char *odd =
+        "<edmx:Edmx xmlns:edmx=\"http://schemas.microsoft.com/ado/2007/06/edmx\"><edmx:DataServices "
+        "xmlns:m=\"http://schemas.microsoft.com/ado/2007/08/dataservices/metadata\"><Schema "
+        "Namespace=\"N\" xmlns=\"http://schemas.microsoft.com/ado/2008/09/edm\"><EntityContainer "
+        "Name=\"C\"><EntitySet Name=\"A(B\" EntityType=\"N.T\"/><EntitySet Name=\"P\" "
+        "EntityType=\"N.T\"/><EntitySet Name=\"P\" EntityType=\"N.T\"/><FunctionImport Name=\"P\"/>"
+        "</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>";
+    assert_true(odata(odd, &d));
+    assert_true(warned(&d, "'A(B' has a name that is not an OData identifier"));
+    assert_true(warned(&d, "would be GET /P like 'Get P'"));
+    assert_int_equal(json_array_size(json_object_get(d.api, "operations")),
+                     3); /* $metadata, GET and POST /P */
+    assert_non_null(route(d.api, "GET", "/P", ""));
+    done(&d);
     assert_false(odata("<edmx:Edmx", &d));
     assert_non_null(strstr(err, "line 1"));
 }

@@ -258,6 +258,7 @@ static void test_openapi_flags(void **state)
     assert_true(check(s, "{\"a\":1,\"b\":2}", &e));
     assert_false(check(s, "{\"a\":1,\"c\":2}", &e));
     assert_string_equal(e.keyword, "additionalProperties");
+    assert_string_equal(e.path, "/c");
     assert_string_equal(
         e.message, "Property 'c' has not been defined and the schema does not allow additional properties.");
     pt_jschema_free(s);
@@ -267,15 +268,15 @@ static void test_openapi_flags(void **state)
                      PT_JSCHEMA_NO_ADDITIONAL);
     assert_true(check(s, "{\"a\":1,\"b\":2,\"c\":{\"a\":1}}", &e));
     assert_false(check(s, "{\"a\":1,\"d\":2}", &e));
-    assert_string_equal(e.path, "");
+    assert_string_equal(e.path, "/d");
     assert_false(check(s, "{\"c\":{\"a\":1,\"b\":1}}", &e));
-    assert_string_equal(e.path, "/c");
+    assert_string_equal(e.path, "/c/b");
     pt_jschema_free(s);
     s = compile_text("{\"properties\":{\"in\":{\"properties\":{\"x\":{}}}},\"additionalProperties\":true}",
                      PT_JSCHEMA_NO_ADDITIONAL);
     assert_true(check(s, "{\"in\":{\"x\":1},\"other\":1}", &e));
     assert_false(check(s, "{\"in\":{\"x\":1,\"y\":2}}", &e));
-    assert_string_equal(e.path, "/in");
+    assert_string_equal(e.path, "/in/y");
     pt_jschema_free(s);
     /* ALLOW_ADDITIONAL: additionalProperties: false ignored */
     const char *closed = "{\"properties\":{\"a\":{}},\"additionalProperties\":false}";
@@ -344,6 +345,7 @@ static void test_messages(void **state)
     assert_string_equal(e.message, "Value \"c\" is not defined in enum.");
     assert_false(check(s, "{\"id\":1,\"name\":\"a\",\"tags\":[\"a\",\"a\"]}", &e));
     assert_string_equal(e.message, "Non-unique array item at index 1.");
+    assert_string_equal(e.path, "/tags/1");
     assert_false(check(s, "{\"id\":1,\"name\":\"a\",\"a/b~c\":6}", &e));
     assert_string_equal(e.path, "/a~1b~0c");
     assert_string_equal(e.message, "Integer 6 exceeds maximum value of 5.");
