@@ -78,7 +78,18 @@ static bool string(struct rd *r, const char **out, size_t *len)
 {
     const unsigned char *s = r->p;
     const unsigned char *q = s;
-    /* fast path: ASCII without escapes */
+    /* fast path: ASCII without escapes, eight bytes at a time while none of
+       them is a quote, a backslash, a control character or non-ASCII */
+    while (r->end - q >= 8) {
+        uint64_t w;
+        memcpy(&w, q, 8);
+        const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+        uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
+        uint64_t stop = ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash) | (w - ones * 0x20) | w;
+        if (stop & high)
+            break;
+        q += 8;
+    }
     while (q < r->end && *q != '"' && *q != '\\' && *q >= 0x20 && *q < 0x80)
         q++;
     if (q < r->end && *q == '"') {
