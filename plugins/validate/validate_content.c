@@ -428,8 +428,8 @@ pt_status validate_content_run(const struct pt_api *api, pt_call *call, void *in
         have_body = true;
         no_body = body.len == 0;
     }
-    if (no_body && !ct.len)
-        return PT_OK;
+    if (no_body)
+        return PT_OK; /* nothing to check: no body, whatever Content-Type says */
     bool too_big_announced = cl > x->max;
 
     /* 3. specified? */

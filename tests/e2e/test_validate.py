@@ -252,6 +252,9 @@ def test_content_unspecified_content_type(backend, portico):
 def test_content_without_a_body_is_not_checked(backend, portico):
     p = gw(portico, backend, inbound=[content(content=JSON_PREVENT)])
     assert call(p, "GET", "/pets/pets/1?limit=1")[0] == 200
+    # a Content-Type alone, without a body, is not an unspecified content type
+    assert call(p, "GET", "/pets/pets/1?limit=1", headers={"Content-Type": "text/xml"})[0] == 200
+    assert call(p, "POST", "/pets/pets", b"", {"Content-Type": "text/xml"})[0] == 200
 
 
 def test_content_max_size_by_content_length(backend, portico):
