@@ -447,6 +447,52 @@ def test_content_xml_schema_id(backend, portico):
     assert status == 400 and "definition order-xsd" in message(data)
 
 
+# two embedded schemas, the first importing the second's namespace without a location: the
+# import makes them the API schemas xsd and xsd-2, which validate-content compiles as one set
+TWO_SCHEMA_WSDL = """<?xml version="1.0" encoding="utf-8"?>
+<wsdl:definitions xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+    xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:tns="urn:a" xmlns:b="urn:b" targetNamespace="urn:a">
+  <wsdl:types>
+    <xs:schema targetNamespace="urn:a" elementFormDefault="qualified">
+      <xs:import namespace="urn:b"/>
+      <xs:element name="Order" type="b:OrderType"/>
+      <xs:element name="OrderResponse" type="xs:int"/>
+    </xs:schema>
+    <xs:schema targetNamespace="urn:b" elementFormDefault="qualified">
+      <xs:complexType name="OrderType"><xs:sequence><xs:element name="qty" type="xs:int"/></xs:sequence>
+      </xs:complexType>
+    </xs:schema>
+  </wsdl:types>
+  <wsdl:message name="In"><wsdl:part name="p" element="tns:Order"/></wsdl:message>
+  <wsdl:message name="Out"><wsdl:part name="p" element="tns:OrderResponse"/></wsdl:message>
+  <wsdl:portType name="P"><wsdl:operation name="Place"><wsdl:input message="tns:In"/>
+    <wsdl:output message="tns:Out"/></wsdl:operation></wsdl:portType>
+  <wsdl:binding name="B" type="tns:P"><soap:binding transport="http://schemas.xmlsoap.org/soap/http" style="document"/>
+    <wsdl:operation name="Place"><soap:operation soapAction="urn:a/Place"/>
+      <wsdl:input><soap:body use="literal"/></wsdl:input><wsdl:output><soap:body use="literal"/></wsdl:output>
+    </wsdl:operation></wsdl:binding>
+  <wsdl:service name="S"><wsdl:port name="Port" binding="tns:B"><soap:address location="%s/svc"/></wsdl:port>
+  </wsdl:service>
+</wsdl:definitions>
+"""
+
+
+def test_content_soap_imported_from_wsdl(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["apis"] = [{"id": "soap", "path": "soap", "subscriptionRequired": False,
+                    "import": {"format": "wsdl", "value": TWO_SCHEMA_WSDL % backend.url},
+                    "policies": {"inbound": [content(content=[
+                        {"type": "text/xml", "validate-as": "soap", "action": "prevent"}])]}}]
+    p = portico(cfg)
+    h = {"SOAPAction": '"urn:a/Place"', "Content-Type": "text/xml"}
+    ok = soap('<Order xmlns="urn:a"><qty xmlns="urn:b">2</qty></Order>')
+    assert call(p, "POST", "/soap", ok, h)[0] == 200
+    assert backend.last().body == ok.encode()
+    status, _, data = call(p, "POST", "/soap", soap('<Order xmlns="urn:a"><qty xmlns="urn:b">two</qty></Order>'), h)
+    assert status == 400
+    assert message(data).startswith("Body of the request does not conform to the definition Order")
+
+
 # ------------------------------------------------------------ validate-content, response side
 
 
