@@ -735,6 +735,31 @@ def test_status_code_in_on_error(backend, portico):
     assert (status, message(data)) == (502, NEUTRAL)
 
 
+def test_reload_swaps_definitions_and_frees_the_old(backend, portico):
+    """Compiled schemas belong to their generation: after a reload that changes the schema the new one
+    applies, with several workers validating at once; under ASan the old generation's are freed."""
+    import threading
+    p = gw(portico, backend, inbound=[content(content=JSON_PREVENT)], workers=2)
+    assert call(p, "POST", "/pets/pets", {"name": "a", "age": 5})[0] == 200
+    cfg = dict(p.config)
+    schema = cfg["apis"][0]["schemas"][0]["document"]["components"]["schemas"]["Pet"]
+    schema["properties"]["age"]["maximum"] = 3
+    assert p.reload(cfg)
+    results = []
+
+    def hammer():
+        for _ in range(20):
+            results.append(p.request("POST", "/pets/pets", body=json.dumps({"name": "a", "age": 5}),
+                                     headers={"Content-Type": "application/json"})[0])
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [400] * 80
+    assert call(p, "POST", "/pets/pets", {"name": "a", "age": 2})[0] == 200
+
+
 # ------------------------------------------------------------ configuration
 
 
