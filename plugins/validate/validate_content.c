@@ -378,9 +378,24 @@ pt_status validate_content_run(const struct pt_api *api, pt_call *call, void *in
 {
     const struct vc *x = inst;
     pt_msg m = x->response ? PT_MSG_RESPONSE : PT_MSG_REQUEST;
+    pt_bytes hv[2];
+
+    /* A request body within max-size is asked for first when a content element may validate it:
+       body_get suspends and run() starts over once the body is in memory, so the work below is
+       done once.  (A body that turns out not to need it was read for nothing: at most max-size.) */
+    if (!x->response && x->ncontents) {
+        int64_t n = -1;
+        if (api->header_get(call, m, PTL_LIT("Content-Length"), hv, 1) > 0)
+            n = parse_length(ptl_trim(hv[0]));
+        pt_bytes early;
+        if (n != 0 && n <= x->max) {
+            int st = ptl_body_get(api, call, m, &early);
+            if (st)
+                return (pt_status)st;
+        }
+    }
 
     /* 1. the content type */
-    pt_bytes hv[2];
     int nct = api->header_get(call, m, PTL_LIT("Content-Type"), hv, 1);
     pt_bytes ct = nct > 0 ? media_type(hv[0]) : (pt_bytes){"", 0};
     if (!ct.len && x->missing)
