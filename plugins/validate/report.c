@@ -59,8 +59,7 @@ void report_init(struct report *r, const struct pt_api *api, pt_call *call, cons
     r->call = call;
     r->policy = policy;
     r->variable = variable && *variable ? variable : NULL;
-    r->response = response;
-    ptl_buf_init(&r->recs, api, call, 0);
+    r->response = response; /* r->recs is made by the first record */
 }
 
 /* Appends s as a JSON string (quotes included); bytes below 0x20 escaped, the rest as is. */
@@ -125,6 +124,8 @@ bool report_add(struct report *r, int action, const char *name, const char *type
     const struct pt_api *api = r->api;
     name = clean_utf8(api, r->call, name ? name : "");
     details = clean_utf8(api, r->call, details ? details : "");
+    if (!r->n)
+        ptl_buf_init(&r->recs, api, r->call, 256);
     if (r->n++)
         ptl_buf_ch(&r->recs, ',');
     ptl_buf_lit(&r->recs, "{\"Name\":");
