@@ -37,7 +37,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum { T_OP = 1, T_DOC, T_JS, T_SYN, T_XSD };
+enum { T_OP = 1, T_DOC, T_JS, T_SYN, T_XSD, T_PLAN };
 
 struct entry {
     int tag;
@@ -85,6 +85,9 @@ static void entry_free(struct entry *e)
     }
     case T_JS:
         pt_jschema_free(e->val);
+        break;
+    case T_PLAN:
+        free(e->val);
         break;
 #ifdef HAVE_PTL_XSD
     case T_XSD:
@@ -425,6 +428,41 @@ const struct pt_jschema *defs_compile(struct defs *d, const json_t *schema, cons
     *err = e ? (e->err ? e->err : "") : "out of memory";
     pthread_mutex_unlock(&d->mu);
     return r;
+}
+
+const struct defs_plan *defs_plan(struct defs *d, const struct pt_api *api, pt_call *call, const void *holder,
+                                  const char *service_id, const char *service_ref, unsigned add_flags)
+{
+    pthread_mutex_lock(&d->mu);
+    struct entry *e = find(d, T_PLAN, holder, NULL, add_flags);
+    pthread_mutex_unlock(&d->mu);
+    if (e)
+        return e->val;
+    /* resolved and compiled outside the lock (both take it); a plan two workers made at once is kept once */
+    struct defs_plan *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    struct defs_target t;
+    if (service_id)
+        defs_resolve_service(d, api, call, service_id, service_ref, &t);
+    else
+        defs_resolve(d, api, call, holder, &t);
+    p->name = t.name;
+    p->missing = t.missing;
+    p->api_schema = t.api_schema;
+    p->none = !t.missing && !t.schema;
+    if (t.schema && !t.missing)
+        p->js = defs_compile(d, t.schema, t.root, t.flags | add_flags, &p->err);
+    pthread_mutex_lock(&d->mu);
+    e = find(d, T_PLAN, holder, NULL, add_flags);
+    if (!e) {
+        e = add(d, T_PLAN, holder, NULL, add_flags, p, NULL);
+        if (e)
+            p = NULL;
+    }
+    pthread_mutex_unlock(&d->mu);
+    free(p);
+    return e ? e->val : NULL;
 }
 
 /* ------------------------------------------------------------------- XSD */

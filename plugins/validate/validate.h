@@ -141,6 +141,21 @@ void defs_resolve_service(struct defs *d, const struct pt_api *api, pt_call *cal
 const struct pt_jschema *defs_compile(struct defs *d, const json_t *schema, const json_t *root,
                                       unsigned flags, const char **err);
 
+/* What a body is checked against, resolved and compiled once per holder (a
+   representation, or a content element with schema-id) and added flags. */
+struct defs_plan {
+    const struct pt_jschema *js; /* NULL: see missing, none, err */
+    const char *name;            /* the definition's name for messages */
+    const char *missing;         /* as defs_target's */
+    bool api_schema;
+    bool none;       /* nothing declared: nothing to check */
+    const char *err; /* why js did not compile */
+};
+/* NULL only when out of memory.  service_id: a service-level schema (with
+   service_ref, a pointer in it) instead of the representation `holder`. */
+const struct defs_plan *defs_plan(struct defs *d, const struct pt_api *api, pt_call *call, const void *holder,
+                                  const char *service_id, const char *service_ref, unsigned add_flags);
+
 /* A compiled XSD for one text, or several compiled as one schema (an API's
    schemas imported from a WSDL); cached by the first text's pointer.  NULL
    with *err. */

@@ -255,38 +255,36 @@ static int64_t parse_length(pt_bytes v)
 static bool check_json(const struct pt_api *api, pt_call *call, const struct vc *x, struct report *r,
                        const struct vc_content *k, const json_t *rep, const char *ct, pt_bytes body)
 {
-    struct defs_target t;
-    if (k->schema_id && *k->schema_id)
-        defs_resolve_service(x->defs, api, call, k->schema_id, k->schema_ref, &t);
-    else if (rep)
-        defs_resolve(x->defs, api, call, rep, &t);
-    else
+    unsigned add = k->addl == 1 ? PT_JSCHEMA_ALLOW_ADDITIONAL : k->addl == 0 ? PT_JSCHEMA_NO_ADDITIONAL : 0;
+    bool service = k->schema_id && *k->schema_id;
+    if (!service && !rep)
         return true; /* the definition lists no schema for it: nothing to check against */
-    if (t.missing) {
-        if (t.api_schema)
-            return !report_add(r, k->action, "", "ApiSchema", "", t.missing, REPORT_NEUTRAL);
+    const struct defs_plan *plan = service
+                                       ? defs_plan(x->defs, api, call, k, k->schema_id, k->schema_ref, add)
+                                       : defs_plan(x->defs, api, call, rep, NULL, NULL, add);
+    if (!plan) {
+        r->recs.oom = true;
+        return false;
+    }
+    if (plan->missing) {
+        if (plan->api_schema)
+            return !report_add(r, k->action, "", "ApiSchema", "", plan->missing, REPORT_NEUTRAL);
         return !report_add(
             r, k->action, ct, BODY_TYPE(x), "MissingDefinition",
             report_fmt(api, call,
                        "API's schema does not contain definition %s, which is associated with the "
                        "content type %s.",
-                       t.name, ct),
+                       plan->name, ct),
             REPORT_NEUTRAL);
     }
-    if (!t.schema)
+    if (plan->none)
         return true;
-    unsigned flags = t.flags;
-    if (k->addl == 1)
-        flags |= PT_JSCHEMA_ALLOW_ADDITIONAL;
-    else if (k->addl == 0)
-        flags |= PT_JSCHEMA_NO_ADDITIONAL;
-    const char *err;
-    const struct pt_jschema *js = defs_compile(x->defs, t.schema, t.root, flags, &err);
+    const struct pt_jschema *js = plan->js;
     if (!js)
         return !report_add(r, k->action, ct, BODY_TYPE(x), "ValidationException",
                            report_fmt(api, call,
                                       "Body of the %s cannot be validated for the content type %s. %s",
-                                      SIDE(x), ct, err),
+                                      SIDE(x), ct, plan->err ? plan->err : ""),
                            REPORT_NEUTRAL);
     const char *problem = NULL;
     char perr[256];
@@ -306,7 +304,7 @@ static bool check_json(const struct pt_api *api, pt_call *call, const struct vc 
         report_fmt(api, call,
                    "Body of the %s does not conform to the definition %s, which is associated "
                    "with the content type %s. %s",
-                   SIDE(x), t.name, ct, problem);
+                   SIDE(x), plan->name, ct, problem);
     return !report_add(r, k->action, ct, BODY_TYPE(x), "IncorrectMessage", details, details);
 }
 
