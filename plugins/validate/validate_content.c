@@ -16,7 +16,10 @@
  *      any type the definition lists) and its action is not ignore: JSON
  *      against the representation's schema or schema-id (+ schema-ref); XML
  *      and SOAP against an XSD.  A body over max-size is not validated.
- * The body is read only when step 2 or 4 needs it, and parsed once.
+ * A request body within max-size is read first when a content element may
+ * validate it (run() starts over once it is in memory, so the steps run
+ * once); otherwise a body is read only when step 2 or 4 needs it.  It is
+ * parsed once.
  */
 #include "validate.h"
 
