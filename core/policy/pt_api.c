@@ -507,6 +507,22 @@ static int api_at_response(pt_call *call, void (*fn)(pt_call *, void *), void *a
     return 0;
 }
 
+/* ABI 1.5 placeholders until the API model carries operations' and schemas' definitions:
+   nothing is known, so both answer empty. */
+static pt_bytes api_operation_definition(pt_call *call)
+{
+    (void)call;
+    return (pt_bytes){"", 0};
+}
+
+static pt_bytes api_schema_definition(pt_call *call, int scope, pt_bytes id)
+{
+    (void)call;
+    (void)scope;
+    (void)id;
+    return (pt_bytes){"", 0};
+}
+
 void pt_policy_fill_api(struct pt_api *a);
 
 static struct pt_api build_api(void)
@@ -554,6 +570,8 @@ static struct pt_api build_api(void)
     a.original_query_param = api_original_query_param;
     a.http_get = api_http_get;
     a.checking_only = api_checking_only;
+    a.operation_definition = api_operation_definition;
+    a.schema_definition = api_schema_definition;
     return a;
 }
 

@@ -37,6 +37,8 @@
  *   1.4  2026-12-06  policy flags PT_POLICY_PREFLIGHT and
  *                    PT_POLICY_CLIENT_CERT: what the gateway needs to know
  *                    of a policy it does not implement.
+ *   1.5              operation_definition, schema_definition (the API
+ *                    definitions: operations and schemas as JSON text).
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -49,7 +51,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 4
+#define PT_ABI_MINOR 5
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -331,7 +333,23 @@ struct pt_api {
     /* 1 while the gateway only checks a configuration (portico -t, the
        policy reference): compile() must not reach the network then. */
     int (*checking_only)(void);
+
+    /* -- ABI 1.5 -- */
+    /* The matched operation's definition as compact JSON text:
+       {"api": ID, "apiType": T, "id", "method", "urlTemplate", "templateParameters", "request", "responses"}
+       (the stored fields; absent ones left out).  Generation lifetime, and the same pointer for
+       every request to that operation in one generation: a plugin may key a cache by .data.
+       Empty (len 0) when no operation matched. */
+    pt_bytes (*operation_definition)(pt_call *call);
+    /* A schema as JSON text {"id", "contentType", "document" | "value"}: scope PT_SCHEMA_API = the API
+       of the call's operation, `id` its schema id (empty id: the API's first schema);
+       PT_SCHEMA_SERVICE = a service-level schema (/management/schemas/{id}, YAML top-level `schemas`:
+       [{id, schemaType: json|xml, document | value}]).  Same lifetime and pointer stability as above.
+       Empty when absent. */
+    pt_bytes (*schema_definition)(pt_call *call, int scope, pt_bytes id);
 };
+
+enum { PT_SCHEMA_API = 0, PT_SCHEMA_SERVICE = 1 };
 
 /* api->http_get's options (ABI 1.3); zeros mean the defaults. */
 struct pt_http_get_opts {
