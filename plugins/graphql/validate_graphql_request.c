@@ -39,6 +39,12 @@
  * request, ignore goes on to the next rule; no rule is allow.  An action
  * may be an expression; "deny" (APIM's sample) is read as reject.
  *
+ * WebSocket.  An upgrade request (graphql-ws or graphql-transport-ws
+ * subscriptions) passes untouched: the tunnel carries its messages
+ * without looking into them, so the subscriptions, queries and mutations
+ * sent over it are not validated.  Keep the policy from being the only
+ * guard of a WebSocket operation.
+ *
  * Answers.  A request error (invalid body, syntax, validation, size, depth,
  * fields, reject) is answered at once with 200 and Content-Type
  * application/json: {"errors": [{"message", "locations"?, "extensions":
@@ -688,6 +694,13 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
     if (st)
         return (pt_status)st;
     char msg[400];
+
+    /* a WebSocket upgrade (graphql-ws, graphql-transport-ws) is not a GraphQL request: it passes, and the
+       messages inside the tunnel are not inspected */
+    pt_bytes upgrade;
+    if (api->header_get(call, PT_MSG_REQUEST, PTL_LIT("Sec-WebSocket-Key"), &upgrade, 1) > 0 &&
+        ptl_bytes_is(api->method(call), "GET"))
+        return PT_OK; /* (Upgrade and Connection are hop-by-hop: policies do not see them) */
 
     /* the request: size first, before anything is read */
     struct gqreq q = {.query_seg = -1};
