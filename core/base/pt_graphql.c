@@ -1088,7 +1088,10 @@ static struct pt_graphql_node *definition(struct parser *ps)
         if (desc)
             fail_at(ps, ps->tline, ps->tcol, "an extension cannot have a description");
         next(ps);
-        return type_system(ps, NULL, true);
+        struct pt_graphql_node *d = type_system(ps, NULL, true);
+        d->line = line; /* at `extend` */
+        d->column = col;
+        return d;
     }
     return type_system(ps, desc, false);
 }
@@ -1833,7 +1836,7 @@ static bool check_field(struct vctx *v, const struct pt_graphql_node *f, const c
         if (!f->sel)
             return set_err(v->err, f, "field %s of type %s must have a selection of subfields", f->name, ftype);
     } else if (f->sel)
-        return set_err(v->err, f->sel, "field %s must not have a selection: type %s has no subfields", f->name,
+        return set_err(v->err, f, "field %s must not have a selection: type %s has no subfields", f->name,
                        ftype);
     return check_sel(v, f->sel, ftype);
 }
