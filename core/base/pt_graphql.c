@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FRAG_CHAIN 16     /* fragments spread inside fragments, at most */
-#define SATURATE 1000000  /* depth and field counts stop growing here */
+#define FRAG_CHAIN 16    /* fragments spread inside fragments, at most */
+#define SATURATE 1000000 /* depth and field counts stop growing here */
 
 /* ================================================================ arena */
 
@@ -179,7 +179,8 @@ static size_t utf8_len(const unsigned char *s, size_t n)
             return 0;
         cp = (cp << 6) | (s[i] & 0x3F);
     }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
         return 0;
     return len;
 }
@@ -269,14 +270,30 @@ static void lex_string(struct parser *ps)
             char e = q[1];
             size_t adv = 2;
             switch (e) {
-            case '"': out[o++] = '"'; break;
-            case '\\': out[o++] = '\\'; break;
-            case '/': out[o++] = '/'; break;
-            case 'b': out[o++] = '\b'; break;
-            case 'f': out[o++] = '\f'; break;
-            case 'n': out[o++] = '\n'; break;
-            case 'r': out[o++] = '\r'; break;
-            case 't': out[o++] = '\t'; break;
+            case '"':
+                out[o++] = '"';
+                break;
+            case '\\':
+                out[o++] = '\\';
+                break;
+            case '/':
+                out[o++] = '/';
+                break;
+            case 'b':
+                out[o++] = '\b';
+                break;
+            case 'f':
+                out[o++] = '\f';
+                break;
+            case 'n':
+                out[o++] = '\n';
+                break;
+            case 'r':
+                out[o++] = '\r';
+                break;
+            case 't':
+                out[o++] = '\t';
+                break;
             case 'u': {
                 size_t a;
                 long cp = read_unicode_escape(q + 1, r, &a);
@@ -535,12 +552,22 @@ static void next(struct parser *ps)
 static const char *tok_desc(struct parser *ps, char *buf, size_t n)
 {
     switch (ps->t) {
-    case T_EOF: return "end of document";
-    case T_PUNCT: snprintf(buf, n, "'%c'", ps->punct); return buf;
-    case T_SPREAD: return "'...'";
-    case T_NAME: snprintf(buf, n, "name '%.40s'", ps->sval); return buf;
-    case T_INT: case T_FLOAT: snprintf(buf, n, "number %.40s", ps->sval); return buf;
-    default: return "a string";
+    case T_EOF:
+        return "end of document";
+    case T_PUNCT:
+        snprintf(buf, n, "'%c'", ps->punct);
+        return buf;
+    case T_SPREAD:
+        return "'...'";
+    case T_NAME:
+        snprintf(buf, n, "name '%.40s'", ps->sval);
+        return buf;
+    case T_INT:
+    case T_FLOAT:
+        snprintf(buf, n, "number %.40s", ps->sval);
+        return buf;
+    default:
+        return "a string";
     }
 }
 
@@ -612,13 +639,13 @@ static struct pt_graphql_node *node(struct parser *ps, int kind)
 }
 
 /* Appends to a list kept as (first, *tail). */
-#define APPEND(first, tail, n)                                                                              \
-    do {                                                                                                    \
-        if (tail)                                                                                           \
-            (tail)->next = (n);                                                                             \
-        else                                                                                                \
-            (first) = (n);                                                                                  \
-        (tail) = (n);                                                                                       \
+#define APPEND(first, tail, n)                                                                               \
+    do {                                                                                                     \
+        if (tail)                                                                                            \
+            (tail)->next = (n);                                                                              \
+        else                                                                                                 \
+            (first) = (n);                                                                                   \
+        (tail) = (n);                                                                                        \
     } while (0)
 
 static struct pt_graphql_node *value(struct parser *ps, bool is_const);
@@ -817,7 +844,9 @@ static struct pt_graphql_node *operation(struct parser *ps)
         op->sel = selection_set(ps);
         return op;
     }
-    op->op = is_kw(ps, "query") ? PT_GRAPHQL_QUERY : is_kw(ps, "mutation") ? PT_GRAPHQL_MUTATION : PT_GRAPHQL_SUBSCRIPTION;
+    op->op = is_kw(ps, "query")      ? PT_GRAPHQL_QUERY
+             : is_kw(ps, "mutation") ? PT_GRAPHQL_MUTATION
+                                     : PT_GRAPHQL_SUBSCRIPTION;
     next(ps);
     if (ps->t == T_NAME)
         op->name = name(ps);
@@ -948,9 +977,26 @@ static int op_kind(struct parser *ps)
 }
 
 static const char *const locations[] = {
-    "QUERY", "MUTATION", "SUBSCRIPTION", "FIELD", "FRAGMENT_DEFINITION", "FRAGMENT_SPREAD", "INLINE_FRAGMENT",
-    "VARIABLE_DEFINITION", "SCHEMA", "SCALAR", "OBJECT", "FIELD_DEFINITION", "ARGUMENT_DEFINITION", "INTERFACE",
-    "UNION", "ENUM", "ENUM_VALUE", "INPUT_OBJECT", "INPUT_FIELD_DEFINITION", NULL,
+    "QUERY",
+    "MUTATION",
+    "SUBSCRIPTION",
+    "FIELD",
+    "FRAGMENT_DEFINITION",
+    "FRAGMENT_SPREAD",
+    "INLINE_FRAGMENT",
+    "VARIABLE_DEFINITION",
+    "SCHEMA",
+    "SCALAR",
+    "OBJECT",
+    "FIELD_DEFINITION",
+    "ARGUMENT_DEFINITION",
+    "INTERFACE",
+    "UNION",
+    "ENUM",
+    "ENUM_VALUE",
+    "INPUT_OBJECT",
+    "INPUT_FIELD_DEFINITION",
+    NULL,
 };
 
 static struct pt_graphql_node *type_system(struct parser *ps, const char *desc, bool extend)
@@ -1067,8 +1113,8 @@ static struct pt_graphql_node *type_system(struct parser *ps, const char *desc, 
 static struct pt_graphql_node *definition(struct parser *ps)
 {
     int line = ps->tline, col = ps->tcol;
-    bool exe = is_punct(ps, '{') || is_kw(ps, "query") || is_kw(ps, "mutation") || is_kw(ps, "subscription") ||
-               is_kw(ps, "fragment");
+    bool exe = is_punct(ps, '{') || is_kw(ps, "query") || is_kw(ps, "mutation") ||
+               is_kw(ps, "subscription") || is_kw(ps, "fragment");
     if (exe) {
         if (!(ps->what & PT_GRAPHQL_EXECUTABLE))
             fail_at(ps, line, col, "an operation or fragment is not allowed in a schema");
@@ -1176,7 +1222,8 @@ static const char builtin_sdl[] =
     "scalar Int scalar Float scalar String scalar Boolean scalar ID\n"
     "directive @skip(if: Boolean!) on FIELD | FRAGMENT_SPREAD | INLINE_FRAGMENT\n"
     "directive @include(if: Boolean!) on FIELD | FRAGMENT_SPREAD | INLINE_FRAGMENT\n"
-    "directive @deprecated(reason: String = \"No longer supported\") on FIELD_DEFINITION | ARGUMENT_DEFINITION "
+    "directive @deprecated(reason: String = \"No longer supported\") on FIELD_DEFINITION | "
+    "ARGUMENT_DEFINITION "
     "| INPUT_FIELD_DEFINITION | ENUM_VALUE\n"
     "directive @specifiedBy(url: String!) on SCALAR\n"
     "directive @oneOf on INPUT_OBJECT\n"
@@ -1191,7 +1238,8 @@ static const char builtin_sdl[] =
     "[__InputValue!]! type: __Type! isDeprecated: Boolean! deprecationReason: String }\n"
     "type __InputValue { name: String! description: String type: __Type! defaultValue: String isDeprecated: "
     "Boolean! deprecationReason: String }\n"
-    "type __EnumValue { name: String! description: String isDeprecated: Boolean! deprecationReason: String }\n"
+    "type __EnumValue { name: String! description: String isDeprecated: Boolean! deprecationReason: String "
+    "}\n"
     "type __Directive { name: String! description: String isRepeatable: Boolean! locations: "
     "[__DirectiveLocation!]! args(includeDeprecated: Boolean = false): [__InputValue!]! }\n"
     "enum __DirectiveLocation { QUERY MUTATION SUBSCRIPTION FIELD FRAGMENT_DEFINITION FRAGMENT_SPREAD "
@@ -1284,7 +1332,9 @@ static bool add_defs(struct pt_graphql_schema *s, struct pt_graphql_doc *doc, bo
             for (struct pt_graphql_node *r = d->list; r; r = r->next) {
                 if (s->roots[r->op] && !extensions)
                     return set_err(err, r, "the schema names its %s type twice",
-                                   r->op == 0 ? "query" : r->op == 1 ? "mutation" : "subscription");
+                                   r->op == 0   ? "query"
+                                   : r->op == 1 ? "mutation"
+                                                : "subscription");
                 s->roots[r->op] = r->name;
             }
             continue;
@@ -1423,7 +1473,10 @@ struct pt_graphql_schema *pt_graphql_schema_parse(const char *sdl, size_t len,
             struct stype *t = find_type(s, s->roots[i]);
             if (!t || t->kind != PT_GQL_OBJECT_DEF) {
                 snprintf(err->message, sizeof(err->message), "the %s root type %s is not an object type",
-                         i == 0 ? "query" : i == 1 ? "mutation" : "subscription", s->roots[i]);
+                         i == 0   ? "query"
+                         : i == 1 ? "mutation"
+                                  : "subscription",
+                         s->roots[i]);
                 goto fail;
             }
         }
@@ -1507,8 +1560,8 @@ static struct pt_graphql_node *find_fragment(struct pt_graphql_doc *doc, const c
 static bool check_spreads(struct pt_graphql_doc *doc, struct pt_graphql_node *sel, int *chain,
                           struct pt_graphql_error *err);
 
-static bool check_fragment(struct pt_graphql_doc *doc, struct pt_graphql_node *f, const struct pt_graphql_node *at,
-                           int *chain, struct pt_graphql_error *err)
+static bool check_fragment(struct pt_graphql_doc *doc, struct pt_graphql_node *f,
+                           const struct pt_graphql_node *at, int *chain, struct pt_graphql_error *err)
 {
     if (f->mark == 1)
         return set_err(err, at, "fragment %s spreads itself", f->name);
@@ -1744,8 +1797,9 @@ static bool check_var_uses(struct vctx *v, const struct pt_graphql_node *val)
 }
 
 /* Arguments given against the definitions (INPUT_VALUE_DEFs); what = "field X" / "directive @X". */
-static bool check_arguments(struct vctx *v, const struct pt_graphql_node *at, const struct pt_graphql_node *given,
-                            const struct pt_graphql_node *defs, const char *what, const char *wname)
+static bool check_arguments(struct vctx *v, const struct pt_graphql_node *at,
+                            const struct pt_graphql_node *given, const struct pt_graphql_node *defs,
+                            const char *what, const char *wname)
 {
     for (const struct pt_graphql_node *a = given; a; a = a->next) {
         const struct pt_graphql_node *d = defs;
@@ -1834,7 +1888,8 @@ static bool check_field(struct vctx *v, const struct pt_graphql_node *f, const c
     struct stype *ft = find_type(v->s, ftype);
     if (ft && is_composite(ft->kind)) {
         if (!f->sel)
-            return set_err(v->err, f, "field %s of type %s must have a selection of subfields", f->name, ftype);
+            return set_err(v->err, f, "field %s of type %s must have a selection of subfields", f->name,
+                           ftype);
     } else if (f->sel)
         return set_err(v->err, f, "field %s must not have a selection: type %s has no subfields", f->name,
                        ftype);
@@ -1862,7 +1917,8 @@ static bool check_sel(struct vctx *v, const struct pt_graphql_node *sel, const c
         } else if (s->kind == PT_GQL_INLINE) {
             if (s->type_cond && !check_type_cond(v, s, s->type_cond))
                 return false;
-            if (!check_directives(v, s->directives) || !check_sel(v, s->sel, s->type_cond ? s->type_cond : type))
+            if (!check_directives(v, s->directives) ||
+                !check_sel(v, s->sel, s->type_cond ? s->type_cond : type))
                 return false;
         } else {
             if (!check_directives(v, s->directives))
@@ -1916,8 +1972,8 @@ bool pt_graphql_validate(const struct pt_graphql_schema *s, struct pt_graphql_do
         return false;
     for (struct pt_graphql_node *d = op->vars; d; d = d->next)
         if (!d->mark)
-            return set_err(err, d, "variable $%s is never used%s%s", d->name, op->name ? " in operation " : "",
-                           op->name ? op->name : "");
+            return set_err(err, d, "variable $%s is never used%s%s", d->name,
+                           op->name ? " in operation " : "", op->name ? op->name : "");
     /* a subscription selects one top-level field */
     if (op->op == PT_GRAPHQL_SUBSCRIPTION && op->sel && op->sel->next && op->sel->kind == PT_GQL_FIELD &&
         op->sel->next->kind == PT_GQL_FIELD)

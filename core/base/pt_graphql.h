@@ -66,21 +66,21 @@ enum pt_graphql_kind {
     PT_GQL_STRING,   /* text (decoded, block strings too), len */
     PT_GQL_BOOLEAN,  /* text "true"/"false" */
     PT_GQL_NULL,
-    PT_GQL_ENUM,   /* name */
-    PT_GQL_LIST,   /* list: values */
-    PT_GQL_OBJECT, /* list: OBJECT_FIELDs */
+    PT_GQL_ENUM,         /* name */
+    PT_GQL_LIST,         /* list: values */
+    PT_GQL_OBJECT,       /* list: OBJECT_FIELDs */
     PT_GQL_OBJECT_FIELD, /* name, value */
     /* type system (SDL) */
-    PT_GQL_SCHEMA_DEF,    /* directives, list: ROOT_TYPEs */
-    PT_GQL_ROOT_TYPE,     /* op, name (the type) */
-    PT_GQL_SCALAR_DEF,    /* name, directives */
-    PT_GQL_OBJECT_DEF,    /* name, interfaces, directives, list: FIELD_DEFs */
-    PT_GQL_INTERFACE_DEF, /* same */
-    PT_GQL_UNION_DEF,     /* name, directives, list: NAMED_TYPEs (members) */
-    PT_GQL_ENUM_DEF,      /* name, directives, list: ENUM_VALUE_DEFs */
-    PT_GQL_INPUT_DEF,     /* name, directives, list: INPUT_VALUE_DEFs */
-    PT_GQL_DIRECTIVE_DEF, /* name, args (INPUT_VALUE_DEFs), list: NAMED_TYPEs (locations), repeatable */
-    PT_GQL_FIELD_DEF,     /* name, args (INPUT_VALUE_DEFs), type, directives */
+    PT_GQL_SCHEMA_DEF,      /* directives, list: ROOT_TYPEs */
+    PT_GQL_ROOT_TYPE,       /* op, name (the type) */
+    PT_GQL_SCALAR_DEF,      /* name, directives */
+    PT_GQL_OBJECT_DEF,      /* name, interfaces, directives, list: FIELD_DEFs */
+    PT_GQL_INTERFACE_DEF,   /* same */
+    PT_GQL_UNION_DEF,       /* name, directives, list: NAMED_TYPEs (members) */
+    PT_GQL_ENUM_DEF,        /* name, directives, list: ENUM_VALUE_DEFs */
+    PT_GQL_INPUT_DEF,       /* name, directives, list: INPUT_VALUE_DEFs */
+    PT_GQL_DIRECTIVE_DEF,   /* name, args (INPUT_VALUE_DEFs), list: NAMED_TYPEs (locations), repeatable */
+    PT_GQL_FIELD_DEF,       /* name, args (INPUT_VALUE_DEFs), type, directives */
     PT_GQL_INPUT_VALUE_DEF, /* name, type, value? (default), directives */
     PT_GQL_ENUM_VALUE_DEF,  /* name, directives */
 };
@@ -105,8 +105,8 @@ struct pt_graphql_node {
 };
 
 struct pt_graphql_doc {
-    struct pt_graphql_node *defs; /* definitions, in order */
-    size_t tokens;                /* tokens read */
+    struct pt_graphql_node *defs;   /* definitions, in order */
+    size_t tokens;                  /* tokens read */
     struct pt_graphql_node **frags; /* fragments by name (pt_graphql_operation) */
     size_t nfrags;
     struct pt_graphql_arena *arena;
@@ -183,7 +183,8 @@ int pt_graphql_field_count(struct pt_graphql_doc *doc, const struct pt_graphql_n
    inline fragment's type condition, or NULL.  `top` is true for a field
    selected directly on the root type.  fn returns 0 to go on (into the
    field's selections), 1 to skip them, -1 to stop (walk returns -1). */
-typedef int (*pt_graphql_visit_fn)(void *arg, struct pt_graphql_node *field, const char *parent_type, bool top);
+typedef int (*pt_graphql_visit_fn)(void *arg, struct pt_graphql_node *field, const char *parent_type,
+                                   bool top);
 int pt_graphql_walk(const struct pt_graphql_schema *s, struct pt_graphql_doc *doc, struct pt_graphql_node *op,
                     pt_graphql_visit_fn fn, void *arg);
 

@@ -26,84 +26,83 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char pt_import_graphql_introspection_query[] =
-    "query IntrospectionQuery {\n"
-    "  __schema {\n"
-    "    queryType { name }\n"
-    "    mutationType { name }\n"
-    "    subscriptionType { name }\n"
-    "    types { ...FullType }\n"
-    "    directives {\n"
-    "      name\n"
-    "      description\n"
-    "      locations\n"
-    "      args { ...InputValue }\n"
-    "    }\n"
-    "  }\n"
-    "}\n"
-    "\n"
-    "fragment FullType on __Type {\n"
-    "  kind\n"
-    "  name\n"
-    "  description\n"
-    "  fields(includeDeprecated: true) {\n"
-    "    name\n"
-    "    description\n"
-    "    args { ...InputValue }\n"
-    "    type { ...TypeRef }\n"
-    "    isDeprecated\n"
-    "    deprecationReason\n"
-    "  }\n"
-    "  inputFields { ...InputValue }\n"
-    "  interfaces { ...TypeRef }\n"
-    "  enumValues(includeDeprecated: true) {\n"
-    "    name\n"
-    "    description\n"
-    "    isDeprecated\n"
-    "    deprecationReason\n"
-    "  }\n"
-    "  possibleTypes { ...TypeRef }\n"
-    "}\n"
-    "\n"
-    "fragment InputValue on __InputValue {\n"
-    "  name\n"
-    "  description\n"
-    "  type { ...TypeRef }\n"
-    "  defaultValue\n"
-    "}\n"
-    "\n"
-    "fragment TypeRef on __Type {\n"
-    "  kind\n"
-    "  name\n"
-    "  ofType {\n"
-    "    kind\n"
-    "    name\n"
-    "    ofType {\n"
-    "      kind\n"
-    "      name\n"
-    "      ofType {\n"
-    "        kind\n"
-    "        name\n"
-    "        ofType {\n"
-    "          kind\n"
-    "          name\n"
-    "          ofType {\n"
-    "            kind\n"
-    "            name\n"
-    "            ofType {\n"
-    "              kind\n"
-    "              name\n"
-    "              ofType {\n"
-    "                kind\n"
-    "                name\n"
-    "              }\n"
-    "            }\n"
-    "          }\n"
-    "        }\n"
-    "      }\n"
-    "    }\n"
-    "  }\n"
-    "}\n";
+const char pt_import_graphql_introspection_query[] = "query IntrospectionQuery {\n"
+                                                     "  __schema {\n"
+                                                     "    queryType { name }\n"
+                                                     "    mutationType { name }\n"
+                                                     "    subscriptionType { name }\n"
+                                                     "    types { ...FullType }\n"
+                                                     "    directives {\n"
+                                                     "      name\n"
+                                                     "      description\n"
+                                                     "      locations\n"
+                                                     "      args { ...InputValue }\n"
+                                                     "    }\n"
+                                                     "  }\n"
+                                                     "}\n"
+                                                     "\n"
+                                                     "fragment FullType on __Type {\n"
+                                                     "  kind\n"
+                                                     "  name\n"
+                                                     "  description\n"
+                                                     "  fields(includeDeprecated: true) {\n"
+                                                     "    name\n"
+                                                     "    description\n"
+                                                     "    args { ...InputValue }\n"
+                                                     "    type { ...TypeRef }\n"
+                                                     "    isDeprecated\n"
+                                                     "    deprecationReason\n"
+                                                     "  }\n"
+                                                     "  inputFields { ...InputValue }\n"
+                                                     "  interfaces { ...TypeRef }\n"
+                                                     "  enumValues(includeDeprecated: true) {\n"
+                                                     "    name\n"
+                                                     "    description\n"
+                                                     "    isDeprecated\n"
+                                                     "    deprecationReason\n"
+                                                     "  }\n"
+                                                     "  possibleTypes { ...TypeRef }\n"
+                                                     "}\n"
+                                                     "\n"
+                                                     "fragment InputValue on __InputValue {\n"
+                                                     "  name\n"
+                                                     "  description\n"
+                                                     "  type { ...TypeRef }\n"
+                                                     "  defaultValue\n"
+                                                     "}\n"
+                                                     "\n"
+                                                     "fragment TypeRef on __Type {\n"
+                                                     "  kind\n"
+                                                     "  name\n"
+                                                     "  ofType {\n"
+                                                     "    kind\n"
+                                                     "    name\n"
+                                                     "    ofType {\n"
+                                                     "      kind\n"
+                                                     "      name\n"
+                                                     "      ofType {\n"
+                                                     "        kind\n"
+                                                     "        name\n"
+                                                     "        ofType {\n"
+                                                     "          kind\n"
+                                                     "          name\n"
+                                                     "          ofType {\n"
+                                                     "            kind\n"
+                                                     "            name\n"
+                                                     "            ofType {\n"
+                                                     "              kind\n"
+                                                     "              name\n"
+                                                     "              ofType {\n"
+                                                     "                kind\n"
+                                                     "                name\n"
+                                                     "              }\n"
+                                                     "            }\n"
+                                                     "          }\n"
+                                                     "        }\n"
+                                                     "      }\n"
+                                                     "    }\n"
+                                                     "  }\n"
+                                                     "}\n";
 
 #define MAX_TYPE_REF_DEPTH 32
 
@@ -193,7 +192,8 @@ struct conv {
     bool failed;
 };
 
-static bool fail(struct conv *c, const char *where, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(struct conv *c, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool fail(struct conv *c, const char *where, const char *fmt, ...)
 {
     if (c->failed)
@@ -214,7 +214,8 @@ static bool is_name(const char *s)
         return false;
     for (const char *p = s; *p; p++) {
         char ch = *p;
-        bool ok = ch == '_' || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (p != s && ch >= '0' && ch <= '9');
+        bool ok = ch == '_' || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                  (p != s && ch >= '0' && ch <= '9');
         if (!ok)
             return false;
     }
@@ -274,8 +275,8 @@ static bool default_value(struct conv *c, const char *dv, const char *where)
     int m = snprintf(probe, n + 32, "input X{a:Int=%s\n}", dv);
     struct pt_graphql_error e;
     struct pt_graphql_doc *d = pt_graphql_parse(probe, (size_t)m, PT_GRAPHQL_SDL, NULL, &e);
-    bool ok = d && d->defs && !d->defs->next && d->defs->list && !d->defs->list->next && d->defs->list->value &&
-              !d->defs->list->directives;
+    bool ok = d && d->defs && !d->defs->next && d->defs->list && !d->defs->list->next &&
+              d->defs->list->value && !d->defs->list->directives;
     pt_graphql_doc_free(d);
     free(probe);
     if (!ok)
@@ -298,7 +299,8 @@ static void deprecated(struct conv *c, const json_t *o)
     }
 }
 
-static bool input_values(struct conv *c, const json_t *arr, const char *where, const char *indent, bool inline_)
+static bool input_values(struct conv *c, const json_t *arr, const char *where, const char *indent,
+                         bool inline_)
 {
     if (!arr || json_is_null(arr))
         return true;
@@ -642,11 +644,12 @@ char *pt_import_graphql_sdl(const json_t *schema, char *err, size_t errlen)
 
 static json_t *operation(const char *id, const char *method, const char *display, const char *desc)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "method", method, "urlTemplate", "/", "displayName",
-                     display, "description", desc);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "method", method, "urlTemplate", "/",
+                     "displayName", display, "description", desc);
 }
 
-bool pt_import_graphql_convert(const char *text, size_t len, struct pt_import_doc *out, char *err, size_t errlen)
+bool pt_import_graphql_convert(const char *text, size_t len, struct pt_import_doc *out, char *err,
+                               size_t errlen)
 {
     out->api = NULL;
     out->warnings = NULL;
@@ -708,7 +711,8 @@ bool pt_import_graphql_convert(const char *text, size_t len, struct pt_import_do
         else
             snprintf(err, errlen, "schema: %s", ge.message);
         if (root) /* our SDL was refused: still say so in terms of the document */
-            snprintf(err + strlen(err), errlen - strlen(err), " (in the SDL made from the introspection result)");
+            snprintf(err + strlen(err), errlen - strlen(err),
+                     " (in the SDL made from the introspection result)");
         free(sdl);
         json_decref(root);
         return false;

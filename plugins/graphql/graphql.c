@@ -17,7 +17,8 @@ static const struct pt_policy_def policies[] = {
      "Validates a GraphQL request (POST application/json {query, operationName, variables}, POST "
      "application/graphql, GET ?query=) against the API's GraphQL schema: syntax, size (max-size), depth "
      "(max-depth), at most 250 fields, fields, arguments, fragments, variables; then authorizes each field "
-     "by the most specific <rule path=\"/Type/field\"> (allow, remove, reject, ignore; /__* is introspection). "
+     "by the most specific <rule path=\"/Type/field\"> (allow, remove, reject, ignore; /__* is "
+     "introspection). "
      "A request error answers 200 with a GraphQL {\"errors\": [...]} body and no data, and the backend is "
      "not called; removed fields leave the query sent to the backend. Errors go to the GraphQLErrors "
      "variable and to error-variable-name."},

@@ -146,7 +146,8 @@ static bool valid_segment(const char *s, size_t n)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!(c == '_' || c == '*' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
+        if (!(c == '_' || c == '*' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+              (c >= '0' && c <= '9')))
             return false;
     }
     return true;
@@ -213,17 +214,20 @@ int validate_graphql_request_compile(const struct pt_api *api, pt_compile *c, vo
             struct rule *r = &x->rules[x->nrules];
             const char *path = api->elem_literal(rules[i], "path");
             if (!path || path[0] != '/') {
-                api->compile_error(c, "authorize", "rule %d: path must be /Type/field, /Type or /field", i + 1);
+                api->compile_error(c, "authorize", "rule %d: path must be /Type/field, /Type or /field",
+                                   i + 1);
                 return -1;
             }
             r->path = path;
             const char *p = path + 1;
             const char *slash = strchr(p, '/');
             size_t l1 = slash ? (size_t)(slash - p) : strlen(p);
-            if (!valid_segment(p, l1) || (slash && (!valid_segment(slash + 1, strlen(slash + 1)) ||
-                                                    strchr(slash + 1, '/')))) {
-                api->compile_error(c, "authorize", "rule %d: path %s must be /Type/field, /Type or /field (names, "
-                                   "'*' as a wildcard)", i + 1, path);
+            if (!valid_segment(p, l1) ||
+                (slash && (!valid_segment(slash + 1, strlen(slash + 1)) || strchr(slash + 1, '/')))) {
+                api->compile_error(c, "authorize",
+                                   "rule %d: path %s must be /Type/field, /Type or /field (names, "
+                                   "'*' as a wildcard)",
+                                   i + 1, path);
                 return -1;
             }
             char *s1 = api->compile_alloc(c, l1 + 1);
@@ -246,8 +250,8 @@ int validate_graphql_request_compile(const struct pt_api *api, pt_compile *c, vo
                     api->eval(NULL, r->value, &b);
                     r->action = parse_action(b.data, b.len);
                     if (r->action < 0) {
-                        api->compile_error(c, "authorize", "rule %d: action must be allow, remove, reject or ignore",
-                                           i + 1);
+                        api->compile_error(c, "authorize",
+                                           "rule %d: action must be allow, remove, reject or ignore", i + 1);
                         return -1;
                     }
                 } else
@@ -484,13 +488,15 @@ static const struct pt_graphql_schema *schema_for(struct req *r, struct pt_graph
         struct pt_graphql_error e;
         s = pt_graphql_schema_parse(value->s, value->n, NULL, &e);
         if (!s)
-            api->log(PT_LOG_LEVEL_WARN,
-                     "validate-graphql-request: the API's GraphQL schema does not parse (line %d, column %d: %s); "
-                     "requests are checked without it",
-                     e.line, e.column, e.message);
+            api->log(
+                PT_LOG_LEVEL_WARN,
+                "validate-graphql-request: the API's GraphQL schema does not parse (line %d, column %d: %s); "
+                "requests are checked without it",
+                e.line, e.column, e.message);
     } else if (!ctype || strstr(ctype->s, "graphql"))
-        api->log(PT_LOG_LEVEL_WARN, "validate-graphql-request: the API's schema has no SDL value; requests are "
-                                    "checked without a schema");
+        api->log(PT_LOG_LEVEL_WARN,
+                 "validate-graphql-request: the API's schema has no SDL value; requests are "
+                 "checked without a schema");
     else
         return NULL; /* not a GraphQL schema (the API's first schema is of another kind) */
     pthread_mutex_lock(&x->lock);
@@ -616,8 +622,8 @@ static int authorize_field(void *arg, struct pt_graphql_node *f, const char *typ
             f->removed = true;
             r->removed = true;
             add_error(r, f->line, f->column, "FIELD_REMOVED",
-                      "the field %s%s%s was removed from the request: access is not allowed", type ? type : "",
-                      type ? "." : "", f->name);
+                      "the field %s%s%s was removed from the request: access is not allowed",
+                      type ? type : "", type ? "." : "", f->name);
             return 1;
         }
         return 0; /* allow */
@@ -687,7 +693,8 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
     struct req r = {.api = api, .call = call, .x = x};
     r.tail = &r.errors;
     int st;
-    int64_t max_size = eval_limit(&r, x->max_size_v, x->max_size, APIM_MAX_SIZE, 1, APIM_MAX_SIZE, "max-size", &st);
+    int64_t max_size =
+        eval_limit(&r, x->max_size_v, x->max_size, APIM_MAX_SIZE, 1, APIM_MAX_SIZE, "max-size", &st);
     if (st)
         return (pt_status)st;
     int64_t max_depth = eval_limit(&r, x->max_depth_v, x->max_depth, 6, 1, 1000000, "max-depth", &st);
@@ -709,8 +716,8 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
         q.get = true;
         pt_bytes qs = api->query(call);
         if ((int64_t)qs.len > max_size) {
-            snprintf(msg, sizeof(msg), "the request is %zu bytes long, more than the limit of %lld bytes", qs.len,
-                     (long long)max_size);
+            snprintf(msg, sizeof(msg), "the request is %zu bytes long, more than the limit of %lld bytes",
+                     qs.len, (long long)max_size);
             return request_error(&r, 0, 0, "REQUEST_TOO_LARGE", msg);
         }
         q.nsegs = ptl_query_split(api, call, qs, &q.segs);
@@ -740,8 +747,9 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
                 tmp[cl.len] = '\0';
                 long long n = strtoll(tmp, NULL, 10);
                 if (n > max_size) {
-                    snprintf(msg, sizeof(msg), "the request is %lld bytes long, more than the limit of %lld bytes",
-                             n, (long long)max_size);
+                    snprintf(msg, sizeof(msg),
+                             "the request is %lld bytes long, more than the limit of %lld bytes", n,
+                             (long long)max_size);
                     return request_error(&r, 0, 0, "REQUEST_TOO_LARGE", msg);
                 }
             }
@@ -750,8 +758,8 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
         if ((st = ptl_body_get(api, call, PT_MSG_REQUEST, &body)))
             return (pt_status)st;
         if ((int64_t)body.len > max_size) {
-            snprintf(msg, sizeof(msg), "the request is %zu bytes long, more than the limit of %lld bytes", body.len,
-                     (long long)max_size);
+            snprintf(msg, sizeof(msg), "the request is %zu bytes long, more than the limit of %lld bytes",
+                     body.len, (long long)max_size);
             return request_error(&r, 0, 0, "REQUEST_TOO_LARGE", msg);
         }
         pt_bytes ct = {"", 0};
@@ -770,7 +778,8 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
                 return request_error(&r, 0, 0, "BAD_REQUEST", msg);
             }
             if (q.body->t == PTL_J_ARR)
-                return request_error(&r, 0, 0, "BAD_REQUEST", "batched requests (a JSON array) are not supported");
+                return request_error(&r, 0, 0, "BAD_REQUEST",
+                                     "batched requests (a JSON array) are not supported");
             if (q.body->t != PTL_J_OBJ)
                 return request_error(&r, 0, 0, "BAD_REQUEST", "the request body must be a JSON object");
             bool has_query = false;
@@ -785,7 +794,8 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
                         q.opname = (pt_bytes){m->s, m->n};
                         q.has_opname = true;
                     } else if (m->t != PTL_J_NULL)
-                        return request_error(&r, 0, 0, "BAD_REQUEST", "operationName must be a string or null");
+                        return request_error(&r, 0, 0, "BAD_REQUEST",
+                                             "operationName must be a string or null");
                 } else if (m->klen == 9 && !memcmp(m->key, "variables", 9)) {
                     if (m->t != PTL_J_OBJ && m->t != PTL_J_NULL)
                         return request_error(&r, 0, 0, "BAD_REQUEST", "variables must be an object or null");
@@ -794,7 +804,8 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
             if (!has_query)
                 return request_error(&r, 0, 0, "BAD_REQUEST", "the request has no query");
         } else {
-            snprintf(msg, sizeof(msg), "unsupported Content-Type %.60s: use application/json or application/graphql",
+            snprintf(msg, sizeof(msg),
+                     "unsupported Content-Type %.60s: use application/json or application/graphql",
                      ct.len ? ptl_dup_bytes(api, call, ct) : "(none)");
             return request_error(&r, 0, 0, "BAD_REQUEST", msg);
         }

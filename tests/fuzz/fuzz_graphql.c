@@ -20,12 +20,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char SCHEMA[] = "type Query { me: User users(first: Int = 1, f: F): [User!]! s(q: String!): [R] hello: String }\n"
-                             "type User implements N { id: ID! name: String secret: String posts: [Post] }\n"
-                             "interface N { id: ID! } type Post { title: String author: User }\n"
-                             "union R = User | Post input F { name: String tags: [String!] }\n"
-                             "type Mutation { add(name: String!): User } type Subscription { t: Int }\n"
-                             "directive @d(x: Int) on FIELD\n";
+static const char SCHEMA[] =
+    "type Query { me: User users(first: Int = 1, f: F): [User!]! s(q: String!): [R] hello: String }\n"
+    "type User implements N { id: ID! name: String secret: String posts: [Post] }\n"
+    "interface N { id: ID! } type Post { title: String author: User }\n"
+    "union R = User | Post input F { name: String tags: [String!] }\n"
+    "type Mutation { add(name: String!): User } type Subscription { t: Int }\n"
+    "directive @d(x: Int) on FIELD\n";
 
 static struct pt_graphql_schema *schema;
 
@@ -142,15 +143,18 @@ const char *const fuzz_seeds[] = {
     "{ s(q: \"\\u00e9\\uD83D\\uDE00\") { ... on User { name } ... on Post { title author { id } } } }",
     "mutation { add(name: \"\"\"\n  block\n    string \\\"\"\" \"\"\") { id } }",
     "subscription { t } # comment",
-    "{ __schema { types { name fields(includeDeprecated: true) { name } } } __type(name: \"User\") { kind } }",
+    "{ __schema { types { name fields(includeDeprecated: true) { name } } } __type(name: \"User\") { kind } "
+    "}",
     "{ a { ...A } } fragment A on T { ...B } fragment B on T { x ...C } fragment C on T { y }",
     "{ a(x: [1, -2.5e10, true, null, ENUM, {k: [[]]}]) }",
     "\"\"\"doc\"\"\" type Query implements & A & B @x { f(a: Int = 1, \"d\" b: [In!]! @deprecated): [T] } "
     "interface A { f: Int } interface B { f: Int } type T { x: Int } input In { z: Int = 3 }",
     "schema { query: Q mutation: M } type Q { a: Int } type M { b(x: E = A): U } enum E { A B @deprecated } "
     "union U = Q | M extend type Q { c: String } scalar D directive @r(x: Int) repeatable on FIELD | OBJECT",
-    "{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Query\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":\"Query\","
-    "\"fields\":[{\"name\":\"a\",\"args\":[{\"name\":\"x\",\"type\":{\"kind\":\"NON_NULL\",\"ofType\":{\"kind\":"
+    "{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Query\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":"
+    "\"Query\","
+    "\"fields\":[{\"name\":\"a\",\"args\":[{\"name\":\"x\",\"type\":{\"kind\":\"NON_NULL\",\"ofType\":{"
+    "\"kind\":"
     "\"SCALAR\",\"name\":\"Int\"}},\"defaultValue\":\"1\"}],\"type\":{\"kind\":\"LIST\",\"ofType\":{\"kind\":"
     "\"SCALAR\",\"name\":\"String\"}}}]}],\"directives\":[]}}}",
     "{ a { b { c { d { e { f { g { h { i { j { k { l { m { n } } } } } } } } } } } } } }",

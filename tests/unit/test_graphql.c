@@ -20,10 +20,12 @@
 
 static const char *SDL =
     "\"\"\"The root\"\"\" type Query { hero(episode: Episode): Character user(id: ID!): User\n"
-    "  users(first: Int = 10, filter: UserFilter): [User!]! search(q: String!): [SearchResult] hello: String }\n"
+    "  users(first: Int = 10, filter: UserFilter): [User!]! search(q: String!): [SearchResult] hello: String "
+    "}\n"
     "enum Episode { NEWHOPE EMPIRE JEDI }\n"
     "interface Character { id: ID! name: String friends: [Character] }\n"
-    "type Human implements Character { id: ID! name: String friends: [Character] height(unit: String): Float }\n"
+    "type Human implements Character { id: ID! name: String friends: [Character] height(unit: String): Float "
+    "}\n"
     "type User { id: ID! name: String secret: String posts: [Post] }\n"
     "type Post { title: String author: User }\n"
     "union SearchResult = User | Post\n"
@@ -84,8 +86,9 @@ static void test_executable(void **state)
 {
     (void)state;
     roundtrip("{ a }", "{a}");
-    roundtrip("query Q($id: ID! = \"x\" @d, $l: [[Int!]]!) @op { f: user(id: $id) @skip(if: false) { name } }",
-              "query Q($id:ID!=\"x\"@d,$l:[[Int!]]!)@op{f:user(id:$id)@skip(if:false){name}}");
+    roundtrip(
+        "query Q($id: ID! = \"x\" @d, $l: [[Int!]]!) @op { f: user(id: $id) @skip(if: false) { name } }",
+        "query Q($id:ID!=\"x\"@d,$l:[[Int!]]!)@op{f:user(id:$id)@skip(if:false){name}}");
     roundtrip("mutation { add(input: {a: 1, b: [1.5, -2e3, 0.0], c: ENUM, d: null, e: true, f: $v}) { id } }",
               "mutation{add(input:{a:1,b:[1.5,-2e3,0.0],c:ENUM,d:null,e:true,f:$v}){id}}");
     roundtrip("subscription S { ticks }", "subscription S{ticks}");
@@ -134,7 +137,8 @@ static void test_sdl(void **state)
 
     const char *more = "schema @a { query: Q mutation: M }\n"
                        "extend schema { subscription: S }\n"
-                       "type Q implements & A & B @x { f(a: Int = 1 @deprecated, \"doc\" b: [In!]!): [T] @deprecated(reason: \"r\") }\n"
+                       "type Q implements & A & B @x { f(a: Int = 1 @deprecated, \"doc\" b: [In!]!): [T] "
+                       "@deprecated(reason: \"r\") }\n"
                        "extend type Q @y\n"
                        "extend union U = | A | B\n"
                        "extend enum E { X @deprecated }\n"
@@ -340,13 +344,16 @@ static void test_validation(void **state)
     (void)state;
     struct pt_graphql_schema *s = schema();
     valid(s, "{ me { name posts { title author { id } } } }", NULL);
-    valid(s, "query Q($id: ID!, $f: UserFilter, $e: Episode = JEDI) { user(id: $id) { ...U } "
-             "users(filter: $f) { id } hero(episode: $e) { id ... on Human { height(unit: \"m\") } __typename } } "
-             "fragment U on User { name @include(if: true) secret @auth(role: \"x\") }",
-          NULL);
+    valid(
+        s,
+        "query Q($id: ID!, $f: UserFilter, $e: Episode = JEDI) { user(id: $id) { ...U } "
+        "users(filter: $f) { id } hero(episode: $e) { id ... on Human { height(unit: \"m\") } __typename } } "
+        "fragment U on User { name @include(if: true) secret @auth(role: \"x\") }",
+        NULL);
     valid(s, "{ search(q: \"x\") { __typename ... on User { name } ... on Post { title } } }", NULL);
-    valid(s, "{ __schema { queryType { name } types { name fields { name type { kind ofType { name } } } } } "
-             "__type(name: \"User\") { name kind } }",
+    valid(s,
+          "{ __schema { queryType { name } types { name fields { name type { kind ofType { name } } } } } "
+          "__type(name: \"User\") { name kind } }",
           NULL);
     valid(s, "query A { me { id } } query B { hello }", "B");
     valid(s, "mutation M($n: String!) { addUser(name: $n) { id } }", NULL);
@@ -375,12 +382,14 @@ static void test_validation(void **state)
     invalid(s, "query Q($u: Int, $u: Int) { me { name } }", NULL, 1, 18, "only one variable");
     invalid(s, "subscription { me { id } }", NULL, 1, 1, "does not support subscription");
     invalid(s, "{ __schema { nope } }", NULL, 1, 14, "on type __Schema");
-    invalid(s, "{ me { __schema { types { name } } } }", NULL, 1, 8, "cannot query field __schema on type User");
+    invalid(s, "{ me { __schema { types { name } } } }", NULL, 1, 8,
+            "cannot query field __schema on type User");
     invalid(s, "{ __type { name } }", NULL, 1, 3, "required argument name");
     invalid(s, "{ __typename(x: 1) }", NULL, 1, 14, "unknown argument x");
     /* variables used inside fragments count */
     valid(s, "query Q($id: ID!) { ...F } fragment F on Query { user(id: $id) { id } }", NULL);
-    invalid(s, "query Q { ...F } fragment F on Query { user(id: $id) { id } }", NULL, 1, 49, "$id is not defined");
+    invalid(s, "query Q { ...F } fragment F on Query { user(id: $id) { id } }", NULL, 1, 49,
+            "$id is not defined");
 
     /* document rules (pt_graphql_operation) */
     invalid(s, "query A { hello } query A { hello }", NULL, 1, 19, "only one operation named A");
@@ -388,10 +397,12 @@ static void test_validation(void **state)
     invalid(s, "query A { hello } query B { hello }", NULL, 0, 0, "operation name is required");
     invalid(s, "query A { hello }", "C", 0, 0, "unknown operation named C");
     invalid(s, "fragment F on Query { hello }", NULL, 0, 0, "no operation");
-    invalid(s, "{ ...F } fragment F on Query { hello } fragment F on Query { hello }", NULL, 1, 40, "only one fragment");
+    invalid(s, "{ ...F } fragment F on Query { hello } fragment F on Query { hello }", NULL, 1, 40,
+            "only one fragment");
     invalid(s, "{ ...G }", NULL, 1, 3, "unknown fragment G");
     invalid(s, "{ hello } fragment F on Query { hello }", NULL, 1, 11, "never used");
-    invalid(s, "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }", NULL, 1, 61, "spreads itself");
+    invalid(s, "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }", NULL, 1, 61,
+            "spreads itself");
     invalid(s, "{ ...A } fragment A on Query { me { ...A } }", NULL, 1, 37, "spreads itself");
     /* fragment chains are bounded */
     char chain[4096];
@@ -450,8 +461,9 @@ static void test_depth_and_counts(void **state)
     char bomb[8192];
     int o = snprintf(bomb, sizeof(bomb), "{ ...F0 }");
     for (int i = 0; i < 15; i++)
-        o += snprintf(bomb + o, sizeof(bomb) - (size_t)o, " fragment F%d on T { a%d: x ...F%d b%d: y { ...F%d } c%d: z { ...F%d } }",
-                      i, i, i + 1, i, i + 1, i, i + 1);
+        o += snprintf(bomb + o, sizeof(bomb) - (size_t)o,
+                      " fragment F%d on T { a%d: x ...F%d b%d: y { ...F%d } c%d: z { ...F%d } }", i, i, i + 1,
+                      i, i + 1, i, i + 1);
     snprintf(bomb + o, sizeof(bomb) - (size_t)o, " fragment F15 on T { z }");
     clock_t t0 = clock();
     assert_int_equal(fields_of(bomb), 1000000); /* saturated */
@@ -501,16 +513,20 @@ static void test_walk_prune_print(void **state)
     (void)state;
     struct pt_graphql_schema *s = schema();
     walk_prune_print(s, "{ me { name secret posts { title } } hello }",
-                     "^Query.me User.name User.secret User.posts Post.title ^Query.hello ", "{me{name posts{title}}hello}");
+                     "^Query.me User.name User.secret User.posts Post.title ^Query.hello ",
+                     "{me{name posts{title}}hello}");
     /* a selection left empty takes its field (and its fragment, and the spread) with it */
     walk_prune_print(s, "{ me { secret } hello ...F } fragment F on Query { user(id: 1) { gone } }",
                      "^Query.me User.secret ^Query.hello ^Query.user User.gone ", "{hello}");
     walk_prune_print(s, "{ me { ... on User { secret } } }", "^Query.me User.secret ", NULL);
     /* fragments are walked once, used fragments printed after the operation */
-    walk_prune_print(s, "query Q($id: ID!) { a: user(id: $id) { ...U } b: me { ...U } } fragment U on User { id secret }",
-                     "^Query.user User.id User.secret ^Query.me ", "query Q($id:ID!){a:user(id:$id){...U}b:me{...U}}fragment U on User{id}");
+    walk_prune_print(
+        s, "query Q($id: ID!) { a: user(id: $id) { ...U } b: me { ...U } } fragment U on User { id secret }",
+        "^Query.user User.id User.secret ^Query.me ",
+        "query Q($id:ID!){a:user(id:$id){...U}b:me{...U}}fragment U on User{id}");
     /* without a schema: root type, type conditions, unknown below */
-    walk_prune_print(NULL, "mutation { x { y ... on T { z } } }", "^Mutation.x ?.y T.z ", "mutation{x{y ...on T{z}}}");
+    walk_prune_print(NULL, "mutation { x { y ... on T { z } } }", "^Mutation.x ?.y T.z ",
+                     "mutation{x{y ...on T{z}}}");
     walk_prune_print(NULL, "{ __schema { types { name } } }", "^Query.__schema __Schema.types ?.name ",
                      "{__schema{types{name}}}");
     pt_graphql_schema_free(s);
@@ -553,48 +569,60 @@ static void test_import_sdl(void **state)
 
 /* An introspection result from a real-looking server for SDL round trips. */
 static const char *INTRO =
-    "{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Root\"},\"mutationType\":null,\"subscriptionType\":null,"
+    "{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Root\"},\"mutationType\":null,\"subscriptionType\":"
+    "null,"
     "\"types\":["
     "{\"kind\":\"OBJECT\",\"name\":\"Root\",\"description\":\"The \\\"\\\"\\\" root\\nsecond\",\"fields\":["
-    "{\"name\":\"user\",\"description\":null,\"args\":[{\"name\":\"id\",\"description\":null,\"type\":{\"kind\":\"NON_NULL\","
+    "{\"name\":\"user\",\"description\":null,\"args\":[{\"name\":\"id\",\"description\":null,\"type\":{"
+    "\"kind\":\"NON_NULL\","
     "\"name\":null,\"ofType\":{\"kind\":\"SCALAR\",\"name\":\"ID\",\"ofType\":null}},\"defaultValue\":null},"
     "{\"name\":\"kind\",\"type\":{\"kind\":\"ENUM\",\"name\":\"Kind\"},\"defaultValue\":\"A\"},"
-    "{\"name\":\"f\",\"type\":{\"kind\":\"INPUT_OBJECT\",\"name\":\"F\"},\"defaultValue\":\"{tags: [\\\"x\\\"]}\"}],"
-    "\"type\":{\"kind\":\"OBJECT\",\"name\":\"User\",\"ofType\":null},\"isDeprecated\":false,\"deprecationReason\":null},"
-    "{\"name\":\"list\",\"args\":[],\"type\":{\"kind\":\"NON_NULL\",\"ofType\":{\"kind\":\"LIST\",\"ofType\":{\"kind\":"
-    "\"NON_NULL\",\"ofType\":{\"kind\":\"UNION\",\"name\":\"U\"}}}},\"isDeprecated\":true,\"deprecationReason\":\"use user\"}],"
+    "{\"name\":\"f\",\"type\":{\"kind\":\"INPUT_OBJECT\",\"name\":\"F\"},\"defaultValue\":\"{tags: "
+    "[\\\"x\\\"]}\"}],"
+    "\"type\":{\"kind\":\"OBJECT\",\"name\":\"User\",\"ofType\":null},\"isDeprecated\":false,"
+    "\"deprecationReason\":null},"
+    "{\"name\":\"list\",\"args\":[],\"type\":{\"kind\":\"NON_NULL\",\"ofType\":{\"kind\":\"LIST\",\"ofType\":"
+    "{\"kind\":"
+    "\"NON_NULL\",\"ofType\":{\"kind\":\"UNION\",\"name\":\"U\"}}}},\"isDeprecated\":true,"
+    "\"deprecationReason\":\"use user\"}],"
     "\"inputFields\":null,\"interfaces\":[],\"enumValues\":null,\"possibleTypes\":null},"
-    "{\"kind\":\"OBJECT\",\"name\":\"User\",\"fields\":[{\"name\":\"id\",\"args\":[],\"type\":{\"kind\":\"SCALAR\",\"name\":\"ID\"}},"
-    "{\"name\":\"when\",\"args\":[],\"type\":{\"kind\":\"SCALAR\",\"name\":\"Date\"}}],\"interfaces\":[{\"kind\":\"INTERFACE\",\"name\":\"Node\"}]},"
-    "{\"kind\":\"INTERFACE\",\"name\":\"Node\",\"fields\":[{\"name\":\"id\",\"args\":[],\"type\":{\"kind\":\"SCALAR\",\"name\":\"ID\"}}],"
+    "{\"kind\":\"OBJECT\",\"name\":\"User\",\"fields\":[{\"name\":\"id\",\"args\":[],\"type\":{\"kind\":"
+    "\"SCALAR\",\"name\":\"ID\"}},"
+    "{\"name\":\"when\",\"args\":[],\"type\":{\"kind\":\"SCALAR\",\"name\":\"Date\"}}],\"interfaces\":[{"
+    "\"kind\":\"INTERFACE\",\"name\":\"Node\"}]},"
+    "{\"kind\":\"INTERFACE\",\"name\":\"Node\",\"fields\":[{\"name\":\"id\",\"args\":[],\"type\":{\"kind\":"
+    "\"SCALAR\",\"name\":\"ID\"}}],"
     "\"possibleTypes\":[{\"kind\":\"OBJECT\",\"name\":\"User\"}]},"
     "{\"kind\":\"UNION\",\"name\":\"U\",\"possibleTypes\":[{\"kind\":\"OBJECT\",\"name\":\"User\"}]},"
-    "{\"kind\":\"ENUM\",\"name\":\"Kind\",\"enumValues\":[{\"name\":\"A\",\"isDeprecated\":false},{\"name\":\"B\","
+    "{\"kind\":\"ENUM\",\"name\":\"Kind\",\"enumValues\":[{\"name\":\"A\",\"isDeprecated\":false},{\"name\":"
+    "\"B\","
     "\"isDeprecated\":true,\"deprecationReason\":\"No longer supported\"}]},"
-    "{\"kind\":\"INPUT_OBJECT\",\"name\":\"F\",\"inputFields\":[{\"name\":\"tags\",\"type\":{\"kind\":\"LIST\",\"ofType\":"
+    "{\"kind\":\"INPUT_OBJECT\",\"name\":\"F\",\"inputFields\":[{\"name\":\"tags\",\"type\":{\"kind\":"
+    "\"LIST\",\"ofType\":"
     "{\"kind\":\"SCALAR\",\"name\":\"String\"}},\"defaultValue\":null}]},"
     "{\"kind\":\"SCALAR\",\"name\":\"Date\",\"specifiedByURL\":\"https://example.com/date\"},"
     "{\"kind\":\"SCALAR\",\"name\":\"String\"},{\"kind\":\"SCALAR\",\"name\":\"ID\"},"
     "{\"kind\":\"OBJECT\",\"name\":\"__Schema\",\"fields\":[]}"
     "],\"directives\":[{\"name\":\"skip\",\"locations\":[\"FIELD\"],\"args\":[]},"
-    "{\"name\":\"cached\",\"description\":\"cache it\",\"isRepeatable\":true,\"locations\":[\"FIELD_DEFINITION\",\"OBJECT\"],"
-    "\"args\":[{\"name\":\"ttl\",\"type\":{\"kind\":\"SCALAR\",\"name\":\"Int\"},\"defaultValue\":\"60\"}]}]}}}";
+    "{\"name\":\"cached\",\"description\":\"cache "
+    "it\",\"isRepeatable\":true,\"locations\":[\"FIELD_DEFINITION\",\"OBJECT\"],"
+    "\"args\":[{\"name\":\"ttl\",\"type\":{\"kind\":\"SCALAR\",\"name\":\"Int\"},\"defaultValue\":\"60\"}]}]}"
+    "}}";
 
-static const char *INTRO_SDL =
-    "schema {\n  query: Root\n}\n"
-    "\n\"\"\"\nThe \\\"\"\" root\nsecond\n\"\"\"\n"
-    "type Root {\n"
-    "  user(id: ID!, kind: Kind = A, f: F = {tags: [\"x\"]}): User\n"
-    "  list: [U!]! @deprecated(reason: \"use user\")\n"
-    "}\n"
-    "\ntype User implements Node {\n  id: ID\n  when: Date\n}\n"
-    "\ninterface Node {\n  id: ID\n}\n"
-    "\nunion U = User\n"
-    "\nenum Kind {\n  A\n  B @deprecated\n}\n"
-    "\ninput F {\n  tags: [String]\n}\n"
-    "\nscalar Date @specifiedBy(url: \"https://example.com/date\")\n"
-    "\n\"\"\"\ncache it\n\"\"\"\n"
-    "directive @cached(ttl: Int = 60) repeatable on FIELD_DEFINITION | OBJECT\n";
+static const char *INTRO_SDL = "schema {\n  query: Root\n}\n"
+                               "\n\"\"\"\nThe \\\"\"\" root\nsecond\n\"\"\"\n"
+                               "type Root {\n"
+                               "  user(id: ID!, kind: Kind = A, f: F = {tags: [\"x\"]}): User\n"
+                               "  list: [U!]! @deprecated(reason: \"use user\")\n"
+                               "}\n"
+                               "\ntype User implements Node {\n  id: ID\n  when: Date\n}\n"
+                               "\ninterface Node {\n  id: ID\n}\n"
+                               "\nunion U = User\n"
+                               "\nenum Kind {\n  A\n  B @deprecated\n}\n"
+                               "\ninput F {\n  tags: [String]\n}\n"
+                               "\nscalar Date @specifiedBy(url: \"https://example.com/date\")\n"
+                               "\n\"\"\"\ncache it\n\"\"\"\n"
+                               "directive @cached(ttl: Int = 60) repeatable on FIELD_DEFINITION | OBJECT\n";
 
 static void test_import_introspection(void **state)
 {
@@ -616,8 +644,10 @@ static void test_import_introspection(void **state)
     json_decref(out.warnings);
 
     /* {"__schema": ...} without data, and leading whitespace */
-    const char *bare = "  {\"__schema\":{\"queryType\":{\"name\":\"Query\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":"
-                       "\"Query\",\"fields\":[{\"name\":\"a\",\"args\":[],\"type\":{\"kind\":\"SCALAR\",\"name\":\"Int\"}}]}]}}";
+    const char *bare =
+        "  {\"__schema\":{\"queryType\":{\"name\":\"Query\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":"
+        "\"Query\",\"fields\":[{\"name\":\"a\",\"args\":[],\"type\":{\"kind\":\"SCALAR\",\"name\":\"Int\"}}]}"
+        "]}}";
     assert_true(pt_import_graphql_convert(bare, strlen(bare), &out, err, sizeof(err)));
     sc = json_array_get(json_object_get(out.api, "schemas"), 0);
     assert_string_equal(json_string_value(json_object_get(sc, "value")), "\ntype Query {\n  a: Int\n}\n");
@@ -630,20 +660,28 @@ static void test_import_introspection(void **state)
         {"{\"errors\":[{\"message\":\"introspection is disabled\"}]}",
          "/errors/0/message: the introspection query failed: introspection is disabled"},
         {"{\"data\":{}}", "/data/__schema: an introspection result is required"},
-        {"{\"data\":{\"__schema\":{\"types\":[]}}}", "/data/__schema/queryType: the schema has no query type"},
-        {"{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":\"Q x\"}]}}}",
+        {"{\"data\":{\"__schema\":{\"types\":[]}}}",
+         "/data/__schema/queryType: the schema has no query type"},
+        {"{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":"
+         "\"Q x\"}]}}}",
          "/data/__schema/types/0/name: not a GraphQL name"},
         /* a default value that would smuggle definitions in */
-        {"{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":\"Q\",\"fields\":"
-         "[{\"name\":\"a\",\"args\":[{\"name\":\"x\",\"type\":{\"kind\":\"SCALAR\",\"name\":\"Int\"},\"defaultValue\":"
-         "\"1) : Int } type Evil { x: Int } type Z { a(b: Int = 1\"}],\"type\":{\"kind\":\"SCALAR\",\"name\":\"Int\"}}]}]}}}",
+        {"{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":"
+         "\"Q\",\"fields\":"
+         "[{\"name\":\"a\",\"args\":[{\"name\":\"x\",\"type\":{\"kind\":\"SCALAR\",\"name\":\"Int\"},"
+         "\"defaultValue\":"
+         "\"1) : Int } type Evil { x: Int } type Z { a(b: Int = "
+         "1\"}],\"type\":{\"kind\":\"SCALAR\",\"name\":\"Int\"}}]}]}}}",
          "/data/__schema/types/0/fields/0/args/0/defaultValue: not a GraphQL constant value"},
-        {"{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":\"Q\",\"fields\":"
+        {"{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":"
+         "\"Q\",\"fields\":"
          "[{\"name\":\"a\",\"type\":{\"kind\":\"NON_NULL\",\"ofType\":null}}]}]}}}",
          "/data/__schema/types/0/fields/0/type/ofType: a type reference {kind, name, ofType} is required"},
-        {"{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"WEIRD\",\"name\":\"Q\"}]}}}",
+        {"{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"WEIRD\",\"name\":"
+         "\"Q\"}]}}}",
          "/data/__schema/types/0/kind: unknown kind WEIRD"},
-        {"{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":\"Q\",\"fields\":"
+        {"{\"data\":{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"OBJECT\",\"name\":"
+         "\"Q\",\"fields\":"
          "[{\"name\":\"a\",\"type\":{\"kind\":\"OBJECT\",\"name\":\"Missing\"}}]}]}}}",
          "line 6, column 6: unknown type Missing (in the SDL made from the introspection result)"},
         {"{\"data\": [}", "line 1, column 11: unexpected token near '}'"},
@@ -656,8 +694,9 @@ static void test_import_introspection(void **state)
     }
     /* a type reference nested without end is bounded */
     char deep[40000];
-    int o = snprintf(deep, sizeof(deep), "{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"OBJECT\","
-                                         "\"name\":\"Q\",\"fields\":[{\"name\":\"a\",\"type\":");
+    int o = snprintf(deep, sizeof(deep),
+                     "{\"__schema\":{\"queryType\":{\"name\":\"Q\"},\"types\":[{\"kind\":\"OBJECT\","
+                     "\"name\":\"Q\",\"fields\":[{\"name\":\"a\",\"type\":");
     for (int i = 0; i < 100; i++)
         o += snprintf(deep + o, sizeof(deep) - (size_t)o, "{\"kind\":\"LIST\",\"ofType\":");
     o += snprintf(deep + o, sizeof(deep) - (size_t)o, "{\"kind\":\"SCALAR\",\"name\":\"Int\"}");
