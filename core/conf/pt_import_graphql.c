@@ -17,15 +17,20 @@
  * HTTP's two ways to send a request, as an APIM pass-through GraphQL API
  * accepts them.
  */
-#include "conf/pt_import_graphql.h"
+#include "conf/pt_import.h"
 
 #include "base/pt_graphql.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define CONTENT_TYPE "application/vnd.ms-azure-apim.graphql.schema"
+
+/* graphql-js's getIntrospectionQuery() with its defaults (descriptions; no schema description,
+   specifiedByURL or isRepeatable, which older servers refuse). */
 const char pt_import_graphql_introspection_query[] = "query IntrospectionQuery {\n"
                                                      "  __schema {\n"
                                                      "    queryType { name }\n"
@@ -558,7 +563,9 @@ static const char *root_name(const json_t *schema, const char *key)
     return json_is_object(r) ? json_string_value(json_object_get(r, "name")) : NULL;
 }
 
-char *pt_import_graphql_sdl(const json_t *schema, char *err, size_t errlen)
+/* SDL text (malloc'd) from an introspection result's __schema object; NULL with err
+   ("/types/3/kind: ...", relative to __schema). */
+static char *introspection_sdl(const json_t *schema, char *err, size_t errlen)
 {
     struct conv c = {.err = err, .errlen = errlen};
     if (!json_is_object(schema)) {
@@ -687,7 +694,7 @@ bool pt_import_graphql_convert(const char *text, size_t len, struct pt_import_do
             }
         }
         char e2[300];
-        sdl = pt_import_graphql_sdl(schema, e2, sizeof(e2));
+        sdl = introspection_sdl(schema, e2, sizeof(e2));
         if (!sdl) {
             snprintf(err, errlen, "%s%s", prefix, e2);
             json_decref(root);
@@ -722,8 +729,8 @@ bool pt_import_graphql_convert(const char *text, size_t len, struct pt_import_do
     if (description)
         json_object_set_new(api, "description", json_string(description));
     json_t *schemas = json_array();
-    json_array_append_new(schemas, json_pack("{s:s, s:s, s:s}", "id", "graphql", "contentType",
-                                             PT_IMPORT_GRAPHQL_CONTENT_TYPE, "value", sdl));
+    json_array_append_new(
+        schemas, json_pack("{s:s, s:s, s:s}", "id", "graphql", "contentType", CONTENT_TYPE, "value", sdl));
     json_object_set_new(api, "schemas", schemas);
     json_t *ops = json_array();
     json_array_append_new(ops, operation("graphql-post", "POST", "GraphQL (POST)",

@@ -5,6 +5,7 @@
 
 #include "base/pt_log.h"
 #include "base/pt_paths.h"
+#include "conf/pt_model.h"
 #include "conf/pt_router.h"
 #include "event/pt_tls.h"
 #include "lua/pt_expr.h"
@@ -144,6 +145,58 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_e
 
 static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs);
 
+/* ----------------------------------------------------------- definitions */
+
+static pt_str json_text(struct pt_pool *pool, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+    if (!s)
+        return (pt_str){"", 0};
+    size_t n = strlen(s);
+    char *p = pt_pool_strndup(pool, s, n);
+    free(s);
+    return (pt_str){p, n};
+}
+
+/* The texts of a list of schemas (an API's or the service's). */
+static struct pt_deftext *schema_texts(struct pt_pool *pool, const struct pt_node *list, int *n)
+{
+    *n = list ? list->n : 0;
+    struct pt_deftext *t = pt_pool_calloc(pool, sizeof(*t) * (size_t)(*n ? *n : 1));
+    for (int i = 0; i < *n; i++) {
+        json_t *j = pt_node_to_json(list->items[i]);
+        t[i].id = pt_pool_strdup(pool, json_string_value(json_object_get(j, "id")) ?: "");
+        json_object_del(j, "workspace");
+        t[i].json = json_text(pool, j);
+    }
+    return t;
+}
+
+/* What plugins read of the definitions: each operation's and each schema's JSON text. */
+static void definitions(struct pt_gen *g)
+{
+    struct pt_pool *pool = g->conf->pool;
+    for (int i = 0; i < g->napis; i++) {
+        struct pt_apidef *api = &g->apis[i];
+        api->schemas = schema_texts(pool, api->cf->schemas, &api->nschemas);
+        for (int k = 0; k < api->nops; k++) {
+            const struct pt_operation_cf *oc = api->ops[k].cf;
+            json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s}", "api", api->cf->id, "apiType",
+                                  pt_conf_entities_api_types[api->cf->api_type], "id", oc->id, "method",
+                                  oc->method, "urlTemplate", oc->url_template);
+            static const char *const keys[] = {"templateParameters", "request", "responses"};
+            for (size_t x = 0; x < PT_ARRAY_LEN(keys); x++) {
+                struct pt_node *n = pt_node_get(oc->node, keys[x]);
+                if (n)
+                    json_object_set_new(j, keys[x], pt_node_to_json(n));
+            }
+            api->ops[k].def = json_text(pool, j);
+        }
+    }
+    g->schemas = schema_texts(pool, g->conf->schemas, &g->nschemas);
+}
+
 /* The compiled document of the workspace an API belongs to (NULL: none). */
 static struct pt_doc *workspace_doc(const struct pt_conf *cf, struct pt_doc **wdocs, const char *ws)
 {
@@ -237,6 +290,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     }
     free(keys);
     pt_router_finish(g->router);
+    definitions(g);
     if (refs && !pt_conf_check_refs(cf, errs))
         goto out;
 

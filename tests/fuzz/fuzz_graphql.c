@@ -12,7 +12,7 @@
  * reachable), and every error has a message.
  */
 #include "base/pt_graphql.h"
-#include "conf/pt_import_graphql.h"
+#include "conf/pt_import.h"
 
 #include <stdint.h>
 #include <stdlib.h>

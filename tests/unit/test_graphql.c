@@ -5,7 +5,7 @@
  * GraphQL import: SDL and introspection results (core/conf/pt_import_graphql.c).
  */
 #include "base/pt_graphql.h"
-#include "conf/pt_import_graphql.h"
+#include "conf/pt_import.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -37,8 +37,9 @@
  *   1.4  2026-12-06  policy flags PT_POLICY_PREFLIGHT and
  *                    PT_POLICY_CLIENT_CERT: what the gateway needs to know
  *                    of a policy it does not implement.
- *   1.5              operation_definition, schema_definition (the API
- *                    definitions: operations and schemas as JSON text).
+ *   1.5  2026-12-06  operation_definition and schema_definition: the API
+ *                    definition (parameters, representations, responses,
+ *                    schemas) the validation policies check against.
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -335,20 +336,20 @@ struct pt_api {
     int (*checking_only)(void);
 
     /* -- ABI 1.5 -- */
-    /* The matched operation's definition as compact JSON text:
-       {"api": ID, "apiType": T, "id", "method", "urlTemplate", "templateParameters", "request", "responses"}
-       (the stored fields; absent ones left out).  Generation lifetime, and the same pointer for
-       every request to that operation in one generation: a plugin may key a cache by .data.
-       Empty (len 0) when no operation matched. */
+    /* The matched operation's definition as compact JSON text: {"api", "apiType", "id", "method",
+       "urlTemplate", "templateParameters", "request", "responses"} with the fields as stored
+       (docs/api-definitions.md; absent ones left out).  The text lives as long as the configuration
+       generation and sits at one address for every request to that operation in it, so a plugin
+       may key what it compiles from it by .data.  Empty when no operation matched. */
     pt_bytes (*operation_definition)(pt_call *call);
-    /* A schema as JSON text {"id", "contentType", "document" | "value"}: scope PT_SCHEMA_API = the API
-       of the call's operation, `id` its schema id (empty id: the API's first schema);
-       PT_SCHEMA_SERVICE = a service-level schema (/management/schemas/{id}, YAML top-level `schemas`:
-       [{id, schemaType: json|xml, document | value}]).  Same lifetime and pointer stability as above.
-       Empty when absent. */
+    /* A schema as JSON text: scope PT_SCHEMA_API, one of the call's API's schemas {"id",
+       "contentType", "document" | "value"} (an empty id: its first); PT_SCHEMA_SERVICE, a
+       service-level schema {"id", "schemaType", "document" | "value"}.  Same lifetime and address
+       rule as operation_definition; empty when there is none. */
     pt_bytes (*schema_definition)(pt_call *call, int scope, pt_bytes id);
 };
 
+/* schema_definition's scopes (ABI 1.5). */
 enum { PT_SCHEMA_API = 0, PT_SCHEMA_SERVICE = 1 };
 
 /* api->http_get's options (ABI 1.3); zeros mean the defaults. */
