@@ -435,3 +435,73 @@ def test_graphql_ws_subscription_is_tunnelled(gql_backend, portico):
     req = gql_backend.received()[0]
     assert req.target == "/graphql/ws" and req.header("Sec-WebSocket-Protocol") == "graphql-transport-ws"
     assert gql_backend.ws_messages[1]["payload"]["query"] == "subscription { ticks }"
+
+
+# ------------------------------------------------------------ import
+
+INTROSPECTION = {"data": {"__schema": {
+    "queryType": {"name": "Query"}, "mutationType": None, "subscriptionType": None,
+    "types": [
+        {"kind": "OBJECT", "name": "Query", "description": "the root", "fields": [
+            {"name": "me", "args": [], "type": {"kind": "OBJECT", "name": "User", "ofType": None},
+             "isDeprecated": False, "deprecationReason": None},
+            {"name": "hello", "args": [{"name": "to", "type": {"kind": "NON_NULL", "name": None,
+                                                               "ofType": {"kind": "SCALAR", "name": "String"}},
+                                        "defaultValue": None}],
+             "type": {"kind": "SCALAR", "name": "String"}, "isDeprecated": False}],
+         "interfaces": []},
+        {"kind": "OBJECT", "name": "User", "fields": [
+            {"name": "name", "args": [], "type": {"kind": "SCALAR", "name": "String"}},
+            {"name": "secret", "args": [], "type": {"kind": "SCALAR", "name": "String"}}], "interfaces": []},
+        {"kind": "SCALAR", "name": "String"},
+        {"kind": "OBJECT", "name": "__Schema", "fields": []},
+    ],
+    "directives": [{"name": "include", "locations": ["FIELD"], "args": []}]}}}
+
+
+def test_import_sdl_from_the_configuration_file(gql_backend, portico, workdir):
+    """apis[].import with format graphql builds the schema the policy validates against."""
+    with open(os.path.join(workdir, "schema.graphql"), "w") as f:
+        f.write(SDL)
+    cfg = gql_config(gql_backend, dict(POLICY))
+    api = cfg["apis"][0]
+    del api["operations"]
+    api["import"] = {"format": "graphql", "file": "schema.graphql"}
+    p = portico(cfg)
+    assert post(p, "{ me { name } }")[2] == {"data": {"ok": True}}
+    (code, msg), = errors_of(post(p, "{ me { nme } }")[2])
+    assert code == "GRAPHQL_VALIDATION_FAILED" and "nme" in msg
+    # the introspection result of a backend, saved to a file, imports the same way
+    with open(os.path.join(workdir, "schema.json"), "w") as f:
+        json.dump(INTROSPECTION, f)
+    api["import"] = {"format": "graphql", "file": "schema.json"}
+    assert p.reload(cfg)
+    (code, msg), = errors_of(post(p, "{ hello }")[2])
+    assert code == "GRAPHQL_VALIDATION_FAILED" and "required argument to" in msg
+    assert post(p, '{ hello(to: "x") me { secret } }')[2] == {"data": {"ok": True}}
+
+
+def test_graphql_link_import_through_the_management_api(gql_backend, portico):
+    """format graphql-link: the gateway POSTs the introspection query to the backend and stores the SDL."""
+    from mgmt_helpers import TOKEN, Mgmt
+    cfg = {"listen": ["127.0.0.1:%d" % free_port()], "workers": 1,
+           "management": {"listen": "127.0.0.1:%d" % free_port()}}
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    gql_backend.answer = json.dumps(INTROSPECTION).encode()
+    st, _, api = m.call("PUT", "apis/linked", {"format": "graphql-link", "value": gql_backend.url + "/graphql",
+                                               "path": "linked", "subscriptionRequired": False})
+    assert st in (200, 201), api
+    sent = json.loads(gql_backend.received()[0].body)
+    assert sent["query"].startswith("query IntrospectionQuery")
+    st, _, got = m.call("GET", "apis/linked")
+    assert got["apiType"] == "graphql" and got["serviceUrl"] == gql_backend.url + "/graphql"
+    (schema,) = got["schemas"]
+    assert schema["id"] == "graphql" and schema["contentType"] == "application/vnd.ms-azure-apim.graphql.schema"
+    assert "type Query {" in schema["value"] and "type User {" in schema["value"]
+    assert '"""\nthe root\n"""' in schema["value"]
+    # a backend that refuses introspection: the import fails with its message
+    gql_backend.answer = b'{"errors":[{"message":"introspection is disabled"}]}'
+    st, _, err = m.call("PUT", "apis/other", {"format": "graphql-link", "value": gql_backend.url + "/graphql",
+                                              "path": "other"})
+    assert st == 400 and "introspection is disabled" in json.dumps(err), err
