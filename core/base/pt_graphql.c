@@ -1556,32 +1556,42 @@ static struct pt_graphql_node *find_fragment(struct pt_graphql_doc *doc, const c
 }
 
 /* Checks spreads in a selection set: defined fragments, no cycles, chains bounded.
-   mark: 0 unvisited, 1 in progress, 2 done; memo_depth doubles as the chain length. */
-static bool check_spreads(struct pt_graphql_doc *doc, struct pt_graphql_node *sel, int *chain,
+   mark: 0 unvisited, 1 in progress, 2 done; memo_fields holds a done fragment's chain length,
+   memo_depth marks a fragment as used.  `level` counts the fragments on the current path, so the
+   recursion stops at FRAG_CHAIN before going deeper, whatever the document. */
+static bool check_spreads(struct pt_graphql_doc *doc, struct pt_graphql_node *sel, int level, int *chain,
                           struct pt_graphql_error *err);
 
+static bool chain_too_long(struct pt_graphql_error *err, const struct pt_graphql_node *at)
+{
+    return set_err(err, at, "fragments are spread inside fragments more than %d deep", FRAG_CHAIN);
+}
+
 static bool check_fragment(struct pt_graphql_doc *doc, struct pt_graphql_node *f,
-                           const struct pt_graphql_node *at, int *chain, struct pt_graphql_error *err)
+                           const struct pt_graphql_node *at, int level, int *chain,
+                           struct pt_graphql_error *err)
 {
     if (f->mark == 1)
         return set_err(err, at, "fragment %s spreads itself", f->name);
     if (f->mark == 2) {
+        if (level + f->memo_fields - 1 > FRAG_CHAIN)
+            return chain_too_long(err, at);
         *chain = f->memo_fields;
         return true;
     }
+    if (level > FRAG_CHAIN)
+        return chain_too_long(err, at);
     f->mark = 1;
     int c = 0;
-    if (!check_spreads(doc, f->sel, &c, err))
+    if (!check_spreads(doc, f->sel, level + 1, &c, err))
         return false;
     f->mark = 2;
     f->memo_fields = c + 1; /* reset before the counting walks */
-    if (c + 1 > FRAG_CHAIN)
-        return set_err(err, at, "fragments are spread inside fragments more than %d deep", FRAG_CHAIN);
     *chain = c + 1;
     return true;
 }
 
-static bool check_spreads(struct pt_graphql_doc *doc, struct pt_graphql_node *sel, int *chain,
+static bool check_spreads(struct pt_graphql_doc *doc, struct pt_graphql_node *sel, int level, int *chain,
                           struct pt_graphql_error *err)
 {
     for (struct pt_graphql_node *s = sel; s; s = s->next) {
@@ -1591,11 +1601,11 @@ static bool check_spreads(struct pt_graphql_doc *doc, struct pt_graphql_node *se
                 return set_err(err, s, "unknown fragment %s", s->name);
             f->memo_depth = 1; /* used */
             int c = 0;
-            if (!check_fragment(doc, f, s, &c, err))
+            if (!check_fragment(doc, f, s, level, &c, err))
                 return false;
             if (c > *chain)
                 *chain = c;
-        } else if (s->sel && !check_spreads(doc, s->sel, chain, err))
+        } else if (s->sel && !check_spreads(doc, s->sel, level, chain, err))
             return false;
     }
     return true;
@@ -1662,12 +1672,12 @@ struct pt_graphql_node *pt_graphql_operation(struct pt_graphql_doc *doc, const c
         doc->frags[i]->mark = 0, doc->frags[i]->memo_depth = 0;
     for (struct pt_graphql_node *d = doc->defs; d; d = d->next) {
         int chain = 0;
-        if (d->kind == PT_GQL_OPERATION && !check_spreads(doc, d->sel, &chain, err))
+        if (d->kind == PT_GQL_OPERATION && !check_spreads(doc, d->sel, 1, &chain, err))
             return NULL;
     }
     for (size_t i = 0; i < doc->nfrags; i++) {
         int chain = 0;
-        if (!check_fragment(doc, doc->frags[i], doc->frags[i], &chain, err))
+        if (!check_fragment(doc, doc->frags[i], doc->frags[i], 1, &chain, err))
             return NULL;
     }
     for (struct pt_graphql_node *d = doc->defs; d; d = d->next)

@@ -820,8 +820,8 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
                                     .max_tokens = (size_t)max_size,
                                     .max_depth = max_depth + 1 > PARSE_MAX_DEPTH ? (int)max_depth + 1
                                                                                  : PARSE_MAX_DEPTH};
-    if (lim.max_depth > 1000)
-        lim.max_depth = 1000;
+    if (lim.max_depth > 256)
+        lim.max_depth = 256;
     struct pt_graphql_error e;
     struct pt_graphql_doc *doc = pt_graphql_parse(q.query.data, q.query.len, PT_GRAPHQL_EXECUTABLE, &lim, &e);
     if (!doc) {

@@ -415,6 +415,18 @@ static void test_validation(void **state)
     assert_null(pt_graphql_operation(d, NULL, &e));
     assert_non_null(strstr(e.message, "more than 16 deep"));
     pt_graphql_doc_free(d);
+    /* a chain of 100,000 fragments is refused at the 17th, not followed to its end */
+    size_t cap = 100000 * 40 + 64, len = 0;
+    char *longchain = malloc(cap);
+    len += (size_t)snprintf(longchain, cap, "{ ...F0 }");
+    for (int i = 0; i < 100000; i++)
+        len += (size_t)snprintf(longchain + len, cap - len, " fragment F%d on Query { ...F%d }", i, i + 1);
+    snprintf(longchain + len, cap - len, " fragment F100000 on Query { hello }");
+    d = parse_ok(longchain);
+    assert_null(pt_graphql_operation(d, NULL, &e));
+    assert_non_null(strstr(e.message, "more than 16 deep"));
+    pt_graphql_doc_free(d);
+    free(longchain);
     pt_graphql_schema_free(s);
 
     /* without a schema: the document's own rules and variables only */
