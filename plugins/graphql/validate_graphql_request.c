@@ -6,6 +6,9 @@
  * {query, operationName?, variables?, extensions?}; POST application/graphql
  * carries the query alone; GET carries ?query=&operationName=&variables=.
  * A POST without a Content-Type is read as JSON when it starts with '{'.
+ * A request is refused when the backend could read another query than the
+ * one checked: query or operationName given twice (JSON members or query
+ * parameters), or a POST with a query parameter named query.
  *
  * The order of the checks: size (the body, or the GET query string, against
  * max-size; a Content-Length above it is refused before the body is read),
@@ -727,10 +730,16 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
             pt_bytes raw = q.segs[i].raw;
             const char *eq = memchr(raw.data, '=', raw.len);
             pt_bytes val = eq ? (pt_bytes){eq + 1, raw.len - (size_t)(eq + 1 - raw.data)} : (pt_bytes){"", 0};
-            if (ptl_qkey_is(api, call, q.segs[i].key, PTL_LIT("query")) && q.query_seg < 0) {
+            /* a parameter given twice is refused: the backend might read the other one */
+            if (ptl_qkey_is(api, call, q.segs[i].key, PTL_LIT("query"))) {
+                if (q.query_seg >= 0)
+                    return request_error(&r, 0, 0, "BAD_REQUEST", "the query parameter query is given twice");
                 q.query = form_decode(&r, val);
                 q.query_seg = i;
-            } else if (ptl_qkey_is(api, call, q.segs[i].key, PTL_LIT("operationName")) && !q.has_opname) {
+            } else if (ptl_qkey_is(api, call, q.segs[i].key, PTL_LIT("operationName"))) {
+                if (q.has_opname)
+                    return request_error(&r, 0, 0, "BAD_REQUEST",
+                                         "the query parameter operationName is given twice");
                 q.opname = form_decode(&r, val);
                 q.has_opname = true;
             }
@@ -738,6 +747,13 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
         if (q.query_seg < 0)
             return request_error(&r, 0, 0, "BAD_REQUEST", "the query string has no query parameter");
     } else if (ptl_bytes_is(method, "POST")) {
+        /* a query in the URL too: some servers read it before the body's */
+        struct ptl_qseg *segs;
+        int nsegs = ptl_query_split(api, call, api->query(call), &segs);
+        for (int i = 0; i < nsegs; i++)
+            if (ptl_qkey_is(api, call, segs[i].key, PTL_LIT("query")))
+                return request_error(&r, 0, 0, "BAD_REQUEST",
+                                     "a POST request carries its query in the body, not in the query string");
         pt_bytes cl;
         if (api->header_get(call, PT_MSG_REQUEST, PTL_LIT("Content-Length"), &cl, 1) > 0) {
             char tmp[24];
@@ -784,6 +800,16 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
                 return request_error(&r, 0, 0, "BAD_REQUEST", "the request body must be a JSON object");
             bool has_query = false;
             for (const struct ptl_jv *m = q.body->first; m; m = m->next) {
+                /* a member given twice is refused: the backend might read the other one */
+                for (const struct ptl_jv *o = q.body->first; o != m; o = o->next)
+                    if (o->klen == m->klen && !memcmp(o->key, m->key, m->klen) &&
+                        ((m->klen == 5 && !memcmp(m->key, "query", 5)) ||
+                         (m->klen == 13 && !memcmp(m->key, "operationName", 13)) ||
+                         (m->klen == 9 && !memcmp(m->key, "variables", 9)))) {
+                        snprintf(msg, sizeof(msg), "the member %s is given twice",
+                                 ptl_dup_bytes(api, call, (pt_bytes){m->key, m->klen}));
+                        return request_error(&r, 0, 0, "BAD_REQUEST", msg);
+                    }
                 if (m->klen == 5 && !memcmp(m->key, "query", 5)) {
                     if (m->t != PTL_J_STR)
                         return request_error(&r, 0, 0, "BAD_REQUEST", "query must be a string");

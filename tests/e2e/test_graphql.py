@@ -303,10 +303,19 @@ def test_bad_requests(gql_backend, portico):
         (b'{"query": "query A { a } query B { b }"}', "application/json", "GRAPHQL_VALIDATION_FAILED"),
         (b'{"query": "query($v: Int) { a }"}', "application/json", "GRAPHQL_VALIDATION_FAILED"),
         (b'{"query": "{ ...F }"}', "application/json", "GRAPHQL_VALIDATION_FAILED"),
+        # what the backend could read differently from what was checked
+        (b'{"query": "{ a }", "query": "{ b }"}', "application/json", "BAD_REQUEST"),
+        (b'{"query": "{ a }", "operationName": null, "operationName": "X"}', "application/json", "BAD_REQUEST"),
     ]:
         status, _, out = p.request("POST", "/gql/", body=body, headers={"Content-Type": ctype})
         (got, _), = errors_of(json.loads(out))
         assert status == 200 and got == code, body
+    for method, target, body in [("POST", "/gql/?query=%7Bb%7D", b'{"query": "{ a }"}'),
+                                 ("GET", "/gql/?query=%7Ba%7D&query=%7Bb%7D", None),
+                                 ("GET", "/gql/?query=%7Ba%7D&operationName=A&operationName=B", None)]:
+        status, _, out = p.request(method, target, body=body, headers={"Content-Type": "application/json"})
+        (got, _), = errors_of(json.loads(out))
+        assert status == 200 and got == "BAD_REQUEST", target
     assert gql_backend.received() == []
 
 
