@@ -398,6 +398,31 @@ def test_schema_types_in_rules(gql_backend, schema_gateway):
     assert body["query"] == "{me{name}users{id}secret}"
 
 
+def test_workers_share_the_schema_and_a_reload_brings_the_new_one(gql_backend, schema_gateway):
+    """Two workers, eight clients at once: the schema is parsed once per generation and read by all;
+    after a reload that adds a field, the field is valid."""
+    p = schema_gateway(dict(POLICY))
+    results = []
+
+    def client(k):
+        for i in range(25):
+            if (i + k) % 2:
+                results.append(post(p, "{ me { name } }")[2] == {"data": {"ok": True}})
+            else:
+                (code, _), = errors_of(post(p, "{ me { age } }")[2])
+                results.append(code == "GRAPHQL_VALIDATION_FAILED")
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 200 and all(results)
+    cfg = dict(p.config)
+    cfg["apis"][0]["schemas"][0]["value"] = SDL.replace("type User {", "type User { age: Int")
+    assert p.reload(cfg)
+    assert post(p, "{ me { age } }")[2] == {"data": {"ok": True}}
+
+
 # ------------------------------------------------------------ graphql-ws
 
 def test_graphql_ws_subscription_is_tunnelled(gql_backend, portico):
