@@ -46,8 +46,17 @@ struct pt_deftext {
     pt_str json;
 };
 
+/* A response body mock-response can answer with when the definition gives a schema but no example. */
+struct pt_sample {
+    int status; /* 0: the `default` response */
+    const char *content_type;
+    pt_str body;
+};
+
 struct pt_operation {
     const struct pt_operation_cf *cf;
+    struct pt_sample *samples; /* generated from the response schemas, per generation */
+    int nsamples;
     pt_str def; /* {"api", "apiType", "id", "method", "urlTemplate", "templateParameters", "request",
                    "responses"} */
     struct pt_apidef *api;

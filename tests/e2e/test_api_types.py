@@ -93,3 +93,36 @@ def test_graphql_api_without_operations_answers_post_and_get(backend, portico):
     assert st == 200 and backend.last().method == "GET"
     st, _, _ = p.request("PUT", "/graphql")
     assert st == 404  # only the two operations
+
+
+def test_mock_response_answers_a_sample_of_the_schema_without_an_example(backend, portico):
+    """mock-response with a response that has a schema and no example: the
+    body is a sample built from the schema ($ref followed, example and enum
+    values used, required properties present); an example still wins."""
+    components = {"components": {"schemas": {
+        "Pet": {"type": "object", "required": ["id", "name"],
+                "properties": {"id": {"type": "integer"}, "name": {"type": "string", "example": "Rex"},
+                               "tag": {"$ref": "#/components/schemas/Tag"}}},
+        "Tag": {"type": "string", "enum": ["dog", "cat"]}}}}
+    mock = {"inbound": [{"mock-response": {"status-code": 200}}]}
+    cfg = {"listen": ["127.0.0.1:%d" % free_port()], "workers": 1, "apis": [{
+        "id": "pets", "path": "pets", "subscriptionRequired": False,
+        "schemas": [{"id": "c", "contentType": "application/vnd.oai.openapi.components+json",
+                     "document": components}],
+        "operations": [
+            {"id": "get", "method": "GET", "urlTemplate": "/pets/{id}", "policies": mock,
+             "responses": [{"statusCode": 200, "representations": [
+                 {"contentType": "application/json", "schemaId": "c", "typeName": "Pet"}]}]},
+            {"id": "list", "method": "GET", "urlTemplate": "/pets", "policies": mock,
+             "responses": [{"statusCode": 200, "representations": [
+                 {"contentType": "application/json", "schema": {"type": "array", "items": {
+                     "$ref": "#/components/schemas/Pet"}},
+                  "examples": {"default": {"value": [{"id": 7, "name": "given"}]}}}]}]},
+        ]}]}
+    p = portico(cfg)
+    st, h, body = p.request("GET", "/pets/pets/1")
+    assert st == 200 and h.get("content-type") == "application/json", (st, h)
+    assert json.loads(body) == {"id": 0, "name": "Rex", "tag": "dog"}
+    st, _, body = p.request("GET", "/pets/pets")
+    assert st == 200 and json.loads(body) == [{"id": 7, "name": "given"}]
+    assert backend.requests == []
