@@ -26,6 +26,8 @@
 
 struct pt_graphql_arena {
     struct achunk *head;
+    void *(*alloc)(void *ctx, size_t n); /* NULL: malloc'd chunks, freed with the arena */
+    void *ctx;
 };
 
 struct achunk {
@@ -40,7 +42,7 @@ static void *ar_alloc(struct pt_graphql_arena *a, size_t n)
     struct achunk *c = a->head;
     if (!c || c->cap - c->used < n) {
         size_t cap = n > 16384 ? n : 16384;
-        c = malloc(sizeof(*c) + cap);
+        c = a->alloc ? a->alloc(a->ctx, sizeof(*c) + cap) : malloc(sizeof(*c) + cap);
         if (!c)
             return NULL;
         c->cap = cap;
@@ -56,7 +58,7 @@ static void *ar_alloc(struct pt_graphql_arena *a, size_t n)
 
 static void ar_free(struct pt_graphql_arena *a)
 {
-    if (!a)
+    if (!a || a->alloc) /* the caller's memory: released with whatever it belongs to */
         return;
     for (struct achunk *c = a->head, *n; c; c = n) {
         n = c->next;
@@ -1154,14 +1156,21 @@ struct pt_graphql_doc *pt_graphql_parse(const char *text, size_t len, unsigned w
         snprintf(err->message, sizeof(err->message), "the document is longer than %zu bytes", max_bytes);
         return NULL;
     }
-    struct parser *ps = calloc(1, sizeof(*ps)); /* calloc: the jmp_buf is large */
-    struct pt_graphql_arena *ar = calloc(1, sizeof(*ar));
+    /* the caller's allocator (zeroed memory that outlives the document), else the heap */
+    void *(*alloc)(void *, size_t) = lim ? lim->alloc : NULL;
+    void *ctx = lim ? lim->alloc_ctx : NULL;
+    struct parser *ps = alloc ? alloc(ctx, sizeof(*ps)) : calloc(1, sizeof(*ps)); /* the jmp_buf is large */
+    struct pt_graphql_arena *ar = alloc ? alloc(ctx, sizeof(*ar)) : calloc(1, sizeof(*ar));
     if (!ps || !ar) {
-        free(ps);
-        free(ar);
+        if (!alloc) {
+            free(ps);
+            free(ar);
+        }
         snprintf(err->message, sizeof(err->message), "out of memory");
         return NULL;
     }
+    ar->alloc = alloc;
+    ar->ctx = ctx;
     ps->ar = ar;
     ps->src = ps->p = text ? text : "";
     ps->end = ps->src + (text ? len : 0);
@@ -1175,7 +1184,8 @@ struct pt_graphql_doc *pt_graphql_parse(const char *text, size_t len, unsigned w
     struct pt_graphql_doc *volatile doc = NULL;
     if (setjmp(ps->jb)) {
         ar_free(ar);
-        free(ps);
+        if (!alloc)
+            free(ps);
         return NULL;
     }
     doc = palloc(ps, sizeof(*doc));
@@ -1189,7 +1199,8 @@ struct pt_graphql_doc *pt_graphql_parse(const char *text, size_t len, unsigned w
         APPEND(doc->defs, tail, d);
     }
     doc->tokens = ps->tokens;
-    free(ps);
+    if (!alloc)
+        free(ps);
     return doc;
 }
 
@@ -1446,7 +1457,10 @@ struct pt_graphql_schema *pt_graphql_schema_parse(const char *sdl, size_t len,
         return NULL;
     }
     s->builtins = pt_graphql_parse(builtin_sdl, sizeof(builtin_sdl) - 1, PT_GRAPHQL_SDL, NULL, err);
-    s->doc = pt_graphql_parse(sdl, len, PT_GRAPHQL_SDL, lim, err);
+    struct pt_graphql_limits heap = lim ? *lim : (struct pt_graphql_limits){0};
+    heap.alloc = NULL; /* a schema owns its memory */
+    heap.alloc_ctx = NULL;
+    s->doc = pt_graphql_parse(sdl, len, PT_GRAPHQL_SDL, &heap, err);
     if (!s->builtins || !s->doc)
         goto fail;
     size_t n = 32;

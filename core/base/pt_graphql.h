@@ -38,6 +38,11 @@ struct pt_graphql_limits {
     size_t max_bytes;  /* 0: PT_GRAPHQL_MAX_BYTES */
     size_t max_tokens; /* 0: PT_GRAPHQL_MAX_TOKENS */
     int max_depth;     /* 0: PT_GRAPHQL_MAX_DEPTH */
+    /* pt_graphql_parse only: where the document's memory comes from (zeroed memory, or NULL when
+       there is none, that lives at least as long as the document: a request's arena); NULL: the
+       heap, released by pt_graphql_doc_free (which then releases nothing). */
+    void *(*alloc)(void *ctx, size_t n);
+    void *alloc_ctx;
 };
 
 struct pt_graphql_error {

@@ -662,6 +662,12 @@ static pt_bytes form_decode(struct req *r, pt_bytes v)
     return ptl_pct_decode(r->api, r->call, (pt_bytes){d, v.len});
 }
 
+/* The parser's memory: the request's arena (no malloc per request; released with the request). */
+static void *request_alloc(void *ctx, size_t n)
+{
+    return graphql_api->alloc((pt_call *)ctx, n);
+}
+
 static int64_t eval_limit(struct req *r, pt_value *v, int64_t literal, int64_t def, int64_t lo, int64_t hi,
                           const char *what, int *st)
 {
@@ -842,7 +848,9 @@ pt_status validate_graphql_request_run(const struct pt_api *api, pt_call *call, 
     }
 
     /* syntax, the operation, the schema */
-    struct pt_graphql_limits lim = {.max_bytes = (size_t)max_size,
+    struct pt_graphql_limits lim = {.alloc = request_alloc,
+                                    .alloc_ctx = call,
+                                    .max_bytes = (size_t)max_size,
                                     .max_tokens = (size_t)max_size,
                                     .max_depth = max_depth + 1 > PARSE_MAX_DEPTH ? (int)max_depth + 1
                                                                                  : PARSE_MAX_DEPTH};

@@ -242,6 +242,58 @@ static void test_bounds(void **state)
     assert_null(pt_graphql_parse(NULL, 0, 0, NULL, &e));
 }
 
+/* A caller's allocator: zeroed memory from one block, never freed by the parser. */
+struct bump {
+    char *p;
+    size_t used, cap;
+    int calls;
+};
+
+static void *bump_alloc(void *ctx, size_t n)
+{
+    struct bump *b = ctx;
+    b->calls++;
+    n = (n + 15) & ~(size_t)15;
+    if (b->cap - b->used < n)
+        return NULL;
+    void *p = b->p + b->used;
+    b->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+static void test_caller_allocator(void **state)
+{
+    (void)state;
+    struct bump b = {malloc(1 << 20), 0, 1 << 20, 0};
+    struct pt_graphql_limits lim = {.alloc = bump_alloc, .alloc_ctx = &b};
+    struct pt_graphql_error e;
+    const char *q = "query Q($a: Int) { me(x: $a) { ...F } } fragment F on User { name }";
+    struct pt_graphql_doc *d = pt_graphql_parse(q, strlen(q), PT_GRAPHQL_EXECUTABLE, &lim, &e);
+    assert_non_null(d);
+    assert_true(b.calls >= 3 && (char *)d >= b.p && (char *)d < b.p + b.cap);
+    struct pt_graphql_node *op = pt_graphql_operation(d, NULL, &e);
+    assert_non_null(op);
+    assert_int_equal(pt_graphql_depth(d, op), 2);
+    pt_graphql_doc_free(d); /* releases nothing: the block does */
+    /* errors too leave the memory to the caller */
+    assert_null(pt_graphql_parse("{ a(", 4, PT_GRAPHQL_EXECUTABLE, &lim, &e));
+    /* an allocator that refuses: an error, not a crash */
+    struct bump tiny = {b.p, 0, 64, 0};
+    lim.alloc_ctx = &tiny;
+    assert_null(pt_graphql_parse(q, strlen(q), PT_GRAPHQL_EXECUTABLE, &lim, &e));
+    assert_non_null(strstr(e.message, "out of memory"));
+    /* a schema ignores it and owns its memory */
+    const char *sdl = "type Query { a: Int }";
+    lim.alloc_ctx = &b;
+    int before = b.calls;
+    struct pt_graphql_schema *s = pt_graphql_schema_parse(sdl, strlen(sdl), &lim, &e);
+    assert_non_null(s);
+    assert_int_equal(b.calls, before);
+    pt_graphql_schema_free(s);
+    free(b.p);
+}
+
 /* ------------------------------------------------------------- schemas */
 
 static struct pt_graphql_schema *schema(void)
@@ -726,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_sdl),
         cmocka_unit_test(test_errors_with_positions),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_caller_allocator),
         cmocka_unit_test(test_schema),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_depth_and_counts),
