@@ -575,18 +575,22 @@ static json_t *copy_value(struct ctx *c, const json_t *v)
 
 static void gen_name(struct ctx *c, const char *tfile, const char *tptr, char *name, size_t size)
 {
-    const char *last = strrchr(tptr, '/');
-    const char *src = last && last[1] ? last + 1 : NULL;
-    char base[80];
-    size_t bl = 0;
-    if (!src) {
+    const char *last = strrchr(tptr, '/'), *src;
+    size_t sl;
+    if (last && last[1]) {
+        src = last + 1;
+        sl = strlen(src);
+    } else {
+        /* a whole file: its name without the extension */
         src = strrchr(tfile, '/');
         src = src ? src + 1 : tfile;
+        const char *dot = strrchr(src, '.');
+        sl = dot && dot > src ? (size_t)(dot - src) : strlen(src);
     }
-    for (const char *s = src; *s && bl < 64; s++) {
-        if (!src[0] || (!last && *s == '.' && strchr(s + 1, '.') == NULL))
-            break; /* a file name's extension */
-        unsigned char ch = (unsigned char)*s;
+    char base[80];
+    size_t bl = 0;
+    for (size_t i = 0; i < sl && bl < 64; i++) {
+        unsigned char ch = (unsigned char)src[i];
         base[bl++] = (ch < 128 && (isalnum(ch) || ch == '.' || ch == '-' || ch == '_')) ? (char)ch : '_';
     }
     if (!bl)
@@ -923,13 +927,20 @@ static json_t *convert_param(struct ctx *c, json_t *p, const char *name, bool re
     json_t *tmp = json_object();
     bool ok = !schema || put_schema(c, tmp, schema);
     loc_pop(c, m);
-    json_decref(built);
     if (!ok) {
+        json_decref(built);
         json_decref(tmp);
         json_decref(o);
         return NULL;
     }
-    const json_t *rs = out_schema(c, tmp);
+    /* type, enum and default from the schema itself (a pulled-in one is not copied yet) */
+    const json_t *rs = NULL;
+    if (schema) {
+        struct loc l;
+        rs = deref(c, schema, &l);
+    }
+    if (!rs)
+        rs = out_schema(c, tmp);
     const char *type = rs ? schema_type(rs) : NULL;
     if (type)
         json_object_set_new(o, "type", json_string(type));
@@ -941,6 +952,7 @@ static json_t *convert_param(struct ctx *c, json_t *p, const char *name, bool re
         json_object_set_new(o, "defaultValue", dv);
     json_object_update(o, tmp);
     json_decref(tmp);
+    json_decref(built);
     if (c->ver != 20 && !put_examples(c, o, p)) {
         json_decref(o);
         return NULL;
@@ -1329,7 +1341,8 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
         json_t *p;
         if (found < 0) {
             warn(c, "template parameter '%s' is not declared; added as a required string", names[t].name);
-            p = json_pack("{s:s,s:s,s:b}", "name", names[t].name, "type", "string", "required", 1);
+            p = json_pack("{s:s,s:s,s:b,s:{s:s}}", "name", names[t].name, "type", "string", "required", 1,
+                          "schema", "type", "string");
         } else {
             struct loc *saved = c->loc;
             c->loc = &params[found].loc;
