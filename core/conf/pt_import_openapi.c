@@ -1305,8 +1305,17 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
     const char *q = strchr(path, '?');
     struct tparam *names = NULL;
     int nnames = 0;
-    if (!template_names(path, &names, &nnames))
+    if (!template_names(path, &names, &nnames)) {
+        free(names);
         return fail(c, "the path template's braces do not pair");
+    }
+    for (int i = 0; i < nnames; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(names[i].name, names[j].name)) {
+                fail(c, "the path template names '%s' twice", names[i].name);
+                free(names);
+                return false;
+            }
     struct pref *params = NULL;
     int np = 0;
     bool ok = true;

@@ -690,6 +690,8 @@ static void test_errors(void **state)
             "/paths/~1a/get/responses/abc: 'abc' is not a status code");
     refused("openapi: 3.0.0\npaths:\n  /a/{b:\n    get: {}\n",
             "/paths/~1a~1{b/get: the path template's braces");
+    refused("openapi: 3.0.0\npaths:\n  /a/{b}/{b}:\n    get: {}\n",
+            "/paths/~1a~1{b}~1{b}/get: the path template names 'b' twice");
     refused("openapi: 3.0.0\npaths: {/a: {get: {parameters: [{name: q, in: body}]}}}\n",
             "/paths/~1a/get/parameters/0: parameter 'q': unknown location 'in: body'");
     /* a loop of $refs */
