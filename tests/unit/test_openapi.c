@@ -544,14 +544,24 @@ static void test_v31(void **state)
                "          content:\n"
                "            application/json:\n"
                "              schema: {$ref: '#/components/schemas/Thing', description: a thing}\n"
+               "  /shared: {$ref: '#/components/pathItems/Shared'}\n"
                "components:\n"
                "  schemas:\n"
-               "    Thing: {type: object, properties: {n: {type: [integer, 'null']}}}\n");
+               "    Thing: {type: object, properties: {n: {type: [integer, 'null']}}}\n"
+               "  pathItems:\n"
+               "    Shared:\n"
+               "      parameters: [{name: v, in: header, required: true, schema: {type: string}}]\n"
+               "      delete: {operationId: dropShared, parameters: [{name: c, in: cookie}]}\n");
     json_t *g = op(api, "get-things-id");
     expect_str(g, "templateParameters.0.type", "string");
     expect_str(g, "request.queryParameters.0.type", "object");
     expect_str(g, "responses.0.representations.0.typeName", "Thing");
     expect_warning("/webhooks: webhooks are not supported");
+    /* a path item from components: named by its path, reported where it is */
+    json_t *del = op(api, "dropshared");
+    expect_str(del, "urlTemplate", "/shared");
+    expect_str(del, "request.headers.0.name", "v");
+    expect_warning("/components/pathItems/Shared/delete/parameters/0: cookie parameter 'c'");
     roundtrip(api, 3, true);
     json_decref(api);
 }
