@@ -207,33 +207,9 @@ static bool json_depth_ok(const char *s, size_t n, char *err, size_t errlen)
     return true;
 }
 
-/* JSON or YAML text into jansson; "line L, column C: what" on syntax errors.
-   `name` prefixes messages about another file. */
-static json_t *parse_text(const char *text, size_t len, const char *name, char *err, size_t errlen)
+/* YAML text into jansson; "line L, column C: what" on syntax errors. */
+static json_t *parse_yaml(const char *text, size_t len, const char *name, char *err, size_t errlen)
 {
-    char e[1024];
-    if (len > PT_IMPORT_OPENAPI_MAX_SIZE) {
-        snprintf(err, errlen, "%s%s/: the document is %zu bytes, more than the limit of %u (4 MB)", name,
-                 *name ? "#" : "", len, PT_IMPORT_OPENAPI_MAX_SIZE);
-        return NULL;
-    }
-    size_t i = 0;
-    if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3))
-        i = 3;
-    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
-        i++;
-    if (i < len && (text[i] == '{' || text[i] == '[')) {
-        if (!json_depth_ok(text, len, e, sizeof(e))) {
-            snprintf(err, errlen, "%s%s%s", name, *name ? ": " : "", e);
-            return NULL;
-        }
-        json_error_t je;
-        json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-        if (!j)
-            snprintf(err, errlen, "%s%sline %d, column %d: %s", name, *name ? ": " : "",
-                     je.line < 1 ? 1 : je.line, je.column < 1 ? 1 : je.column, je.text);
-        return j;
-    }
     struct pt_pool *pool = pt_pool_new(65536);
     if (!pool) {
         snprintf(err, errlen, "%s%sline 1, column 1: out of memory", name, *name ? ": " : "");
@@ -256,6 +232,41 @@ static json_t *parse_text(const char *text, size_t len, const char *name, char *
     pt_node_errors_clear(&errs);
     pt_pool_free(pool);
     return j;
+}
+
+/* JSON or YAML text into jansson; "line L, column C: what" on syntax errors.
+   `name` prefixes messages about another file. */
+static json_t *parse_text(const char *text, size_t len, const char *name, char *err, size_t errlen)
+{
+    char e[1024];
+    if (len > PT_IMPORT_OPENAPI_MAX_SIZE) {
+        snprintf(err, errlen, "%s%s/: the document is %zu bytes, more than the limit of %u (4 MB)", name,
+                 *name ? "#" : "", len, PT_IMPORT_OPENAPI_MAX_SIZE);
+        return NULL;
+    }
+    size_t i = 0;
+    if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3))
+        i = 3;
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
+        i++;
+    /* JSON when it starts like JSON: `[`, or `{` followed by a quoted key or `}`;
+       YAML's flow style ({openapi: 3.0.0, ...}) goes to the YAML reader */
+    size_t k = i + 1;
+    while (k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\r' || text[k] == '\n'))
+        k++;
+    if (i < len && (text[i] == '[' || (text[i] == '{' && (k >= len || text[k] == '"' || text[k] == '}')))) {
+        if (!json_depth_ok(text, len, e, sizeof(e))) {
+            snprintf(err, errlen, "%s%s%s", name, *name ? ": " : "", e);
+            return NULL;
+        }
+        json_error_t je;
+        json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        if (!j)
+            snprintf(err, errlen, "%s%sline %d, column %d: %s", name, *name ? ": " : "",
+                     je.line < 1 ? 1 : je.line, je.column < 1 ? 1 : je.column, je.text);
+        return j;
+    }
+    return parse_yaml(text, len, name, err, errlen);
 }
 
 /* -------------------------------------------------------------- $refs */

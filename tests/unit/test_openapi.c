@@ -619,6 +619,11 @@ static void test_naming(void **state)
 static void test_paths(void **state)
 {
     (void)state;
+    /* YAML in flow style starts like JSON */
+    json_t *flow = import("{openapi: 3.0.0, info: {title: Flow}, paths: {/f: {get: {operationId: f}}}}");
+    expect_str(flow, "displayName", "Flow");
+    expect_str(flow, "operations.0.id", "f");
+    json_decref(flow);
     json_t *api = import("openapi: 3.0.1\n"
                          "servers: [{url: /relative}]\n"
                          "x-custom: ignored\n"
