@@ -1452,8 +1452,8 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
             const char *ct = json_string_value(json_array_get(cons, i));
             if (ct &&
                 (starts(ct, "application/x-www-form-urlencoded") || starts(ct, "multipart/form-data"))) {
-                json_array_append_new(reps,
-                                      json_pack("{s:s,s:O}", "contentType", ct, "formParameters", forms));
+                json_array_append_new(
+                    reps, json_pack("{s:s,s:o}", "contentType", ct, "formParameters", json_deep_copy(forms)));
                 any = true;
             }
         }
