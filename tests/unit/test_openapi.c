@@ -521,6 +521,10 @@ static void test_v20(void **state)
     api = import("swagger: '2.0'\nhost: h.example\npaths: {}\n");
     expect_str(api, "serviceUrl", "https://h.example");
     json_decref(api);
+    /* x-servers instead of host */
+    api = import("swagger: '2.0'\nhost: h.example\nx-servers: [{url: 'http://x.example/api/'}]\npaths: {}\n");
+    expect_str(api, "serviceUrl", "http://x.example/api");
+    json_decref(api);
 }
 
 /* ------------------------------------------------------------- 3.1 */
@@ -563,6 +567,17 @@ static void test_v31(void **state)
     expect_str(del, "request.headers.0.name", "v");
     expect_warning("/components/pathItems/Shared/delete/parameters/0: cookie parameter 'c'");
     roundtrip(api, 3, true);
+    json_decref(api);
+
+    /* schema names that need escaping in a pointer, and percent-encoding */
+    api = import("openapi: 3.1.0\n"
+                 "paths:\n"
+                 "  /e:\n"
+                 "    post:\n"
+                 "      requestBody: {content: {a/b: {schema: {$ref: '#/components/schemas/a~1b%7E0c'}}}}\n"
+                 "components: {schemas: {'a/b~c': {type: string}}}\n");
+    expect_str(api, "operations.0.request.representations.0.typeName", "a/b~c");
+    expect_str(api, "operations.0.request.representations.0.contentType", "a/b");
     json_decref(api);
 }
 
