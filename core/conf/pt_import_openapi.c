@@ -34,6 +34,7 @@
 #define ID_MAX 76
 #define DISPLAY_MAX 300
 #define LOC_MAX 1024
+#define MAX_PARAMS 1000
 
 struct loc {
     const char *file; /* "" for the document itself */
@@ -72,8 +73,9 @@ struct ctx {
     char *err;
     size_t errlen;
     bool failed;
-    json_t *ids;    /* operation ids taken */
-    json_t *routes; /* "METHOD template" -> where */
+    json_t *ids;                 /* operation ids taken */
+    json_t *id_next, *name_next; /* base -> next suffix to try */
+    json_t *routes;              /* "METHOD template" -> where */
     json_t *ops;
     json_t *consumes, *produces; /* 2.0 global */
 };
@@ -584,6 +586,21 @@ static json_t *copy_value(struct ctx *c, const json_t *v)
     return json_copy((json_t *)v);
 }
 
+/* A name not in `taken` (base, base-2, base-3...); `next` remembers each
+   base's next suffix so that many equal bases cost no more than a few. */
+static void unique_name(json_t *taken, json_t *next, const char *base, char *out, size_t size)
+{
+    snprintf(out, size, "%s", base);
+    if (!json_object_get(taken, out))
+        return;
+    json_t *nx = json_object_get(next, base);
+    long long i = nx ? json_integer_value(nx) : 2;
+    do
+        snprintf(out, size, "%s-%lld", base, i++);
+    while (json_object_get(taken, out));
+    json_object_set_new(next, base, json_integer(i));
+}
+
 static void gen_name(struct ctx *c, const char *tfile, const char *tptr, char *name, size_t size)
 {
     const char *last = strrchr(tptr, '/'), *src;
@@ -607,9 +624,7 @@ static void gen_name(struct ctx *c, const char *tfile, const char *tptr, char *n
     if (!bl)
         bl = (size_t)snprintf(base, sizeof(base), "schema");
     base[bl] = '\0';
-    snprintf(name, size, "%s", base);
-    for (int i = 2; json_object_get(c->named, name); i++)
-        snprintf(name, size, "%s-%d", base, i);
+    unique_name(c->named, c->name_next, base, name, size);
 }
 
 static json_t *rewrite_ref(struct ctx *c, const char *ref)
@@ -995,9 +1010,7 @@ static void normalize_id(const char *s, char *out, size_t size)
 
 static void take_id(struct ctx *c, const char *base, char *out, size_t size)
 {
-    snprintf(out, size, "%s", base);
-    for (int i = 2; json_object_get(c->ids, out); i++)
-        snprintf(out, size, "%s-%d", base, i);
+    unique_name(c->ids, c->id_next, base, out, size);
     json_object_set_new(c->ids, out, json_true());
 }
 
@@ -1051,7 +1064,13 @@ struct pref {
     const char *name, *in;
 };
 
-static bool collect_params(struct ctx *c, json_t *arr, struct pref **list, int *n)
+struct plist {
+    struct pref *v;
+    int n, cap;
+    json_t *index; /* "in:name" -> position */
+};
+
+static bool collect_params(struct ctx *c, json_t *arr, struct plist *l)
 {
     if (!arr)
         return true;
@@ -1075,18 +1094,30 @@ static bool collect_params(struct ctx *c, json_t *arr, struct pref **list, int *
             c->loc = saved;
             return false;
         }
-        int at = *n;
-        for (int j = 0; j < *n; j++)
-            if (!strcmp((*list)[j].name, pr.name) && !strcmp((*list)[j].in, pr.in))
-                at = j;
-        if (at == *n) {
-            struct pref *nl = realloc(*list, (size_t)(*n + 1) * sizeof(**list));
-            if (!nl)
-                return fail(c, "out of memory");
-            *list = nl;
-            (*n)++;
+        json_t *key = json_sprintf("%s:%s", pr.in, pr.name);
+        json_t *known = key ? json_object_get(l->index, json_string_value(key)) : NULL;
+        int at = known ? (int)json_integer_value(known) : l->n;
+        if (!known) {
+            if (l->n >= MAX_PARAMS) {
+                json_decref(key);
+                return fail(c, "more than %d parameters for one operation", MAX_PARAMS);
+            }
+            if (l->n == l->cap) {
+                int nc = l->cap ? 2 * l->cap : 8;
+                struct pref *nl = realloc(l->v, (size_t)nc * sizeof(*nl));
+                if (!nl) {
+                    json_decref(key);
+                    return fail(c, "out of memory");
+                }
+                l->v = nl;
+                l->cap = nc;
+            }
+            if (key)
+                json_object_set_new(l->index, json_string_value(key), json_integer(l->n));
+            l->n++;
         }
-        (*list)[at] = pr;
+        json_decref(key);
+        l->v[at] = pr;
         loc_pop(c, m2);
     }
     loc_pop(c, m);
@@ -1320,15 +1351,20 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
         free(names);
         return fail(c, "the path template's braces do not pair");
     }
-    for (int i = 0; i < nnames; i++)
-        for (int j = 0; j < i; j++)
-            if (!strcmp(names[i].name, names[j].name)) {
+    {
+        json_t *seen = json_object();
+        for (int i = 0; i < nnames; i++) {
+            if (json_object_get(seen, names[i].name)) {
                 fail(c, "the path template names '%s' twice", names[i].name);
+                json_decref(seen);
                 free(names);
                 return false;
             }
-    struct pref *params = NULL;
-    int np = 0;
+            json_object_set_new(seen, names[i].name, json_true());
+        }
+        json_decref(seen);
+    }
+    struct plist pl = {.index = json_object()};
     bool ok = true;
     json_t *out = json_object(), *tps = json_array(), *qps = json_array(), *hds = json_array();
     json_t *reps = json_array(), *forms = json_array();
@@ -1341,10 +1377,10 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
         char *slash = strrchr(c->loc->p, '/');
         size_t cut = slash ? (size_t)(slash - c->loc->p) : 0;
         loc_pop(c, cut);
-        ok = collect_params(c, json_object_get(item, "parameters"), &params, &np);
+        ok = collect_params(c, json_object_get(item, "parameters"), &pl);
         /* restore ".../METHOD" */
         loc_push(c, method);
-        ok = ok && collect_params(c, json_object_get(op, "parameters"), &params, &np);
+        ok = ok && collect_params(c, json_object_get(op, "parameters"), &pl);
     }
     if (!ok)
         goto done;
@@ -1353,11 +1389,10 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
     /* path parameters in template order */
     for (int t = 0; t < nnames && ok; t++) {
         bool in_query = q && names[t].at > (size_t)(q - path);
-        int found = -1;
-        for (int j = 0; j < np; j++)
-            if (!strcmp(params[j].name, names[t].name) &&
-                (!strcmp(params[j].in, "path") || (in_query && !strcmp(params[j].in, "query"))))
-                found = j;
+        json_t *key = json_sprintf("%s:%s", in_query ? "query" : "path", names[t].name);
+        json_t *at = key ? json_object_get(pl.index, json_string_value(key)) : NULL;
+        int found = at ? (int)json_integer_value(at) : -1;
+        json_decref(key);
         json_t *p;
         if (found < 0) {
             warn(c, "template parameter '%s' is not declared; added as a required string", names[t].name);
@@ -1365,10 +1400,10 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
                           "schema", "type", "string");
         } else {
             struct loc *saved = c->loc;
-            c->loc = &params[found].loc;
-            p = convert_param(c, params[found].node, names[t].name, true);
+            c->loc = &pl.v[found].loc;
+            p = convert_param(c, pl.v[found].node, names[t].name, true);
             c->loc = saved;
-            params[found].in = "";
+            pl.v[found].in = "";
             if (!p) {
                 ok = false;
                 break;
@@ -1376,8 +1411,8 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
         }
         json_array_append_new(tps, p);
     }
-    for (int j = 0; j < np && ok; j++) {
-        struct pref *pr = &params[j];
+    for (int j = 0; j < pl.n && ok; j++) {
+        struct pref *pr = &pl.v[j];
         struct loc *saved = c->loc;
         c->loc = &pr->loc;
         bool req_flag = json_is_true(json_object_get(pr->node, "required"));
@@ -1584,7 +1619,8 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
     }
 done:
     free(names);
-    free(params);
+    free(pl.v);
+    json_decref(pl.index);
     free(tmpl);
     json_decref(out);
     json_decref(tps);
@@ -1900,6 +1936,8 @@ bool pt_import_openapi_convert(const char *text, size_t len, const char *base_di
                     .err = err,
                     .errlen = errlen,
                     .ids = json_object(),
+                    .id_next = json_object(),
+                    .name_next = json_object(),
                     .routes = json_object(),
                     .ops = json_array()};
     json_t *api = json_object();
@@ -1916,6 +1954,8 @@ bool pt_import_openapi_convert(const char *text, size_t len, const char *base_di
     json_decref(c.named);
     json_decref(c.memo);
     json_decref(c.ids);
+    json_decref(c.id_next);
+    json_decref(c.name_next);
     json_decref(c.routes);
     json_decref(c.ops);
     json_decref(root);
