@@ -168,8 +168,19 @@ static bool budget(struct ctx *c, long n)
 {
     c->work += n;
     if (c->work > PT_IMPORT_OPENAPI_MAX_WORK)
-        return fail(c, "expanding $refs copies more than %ld nodes", PT_IMPORT_OPENAPI_MAX_WORK);
+        return fail(c, "expanding $refs copies more than %ld nodes (text counts a node per 64 bytes)",
+                    PT_IMPORT_OPENAPI_MAX_WORK);
     return true;
+}
+
+/* Text from the document into the result.  Shared, not copied, but what is
+   shared is written out once per use, so it is charged by its length: a long
+   description behind a $ref used by every operation cannot blow up the
+   result.  A failure is sticky (c->failed). */
+static void put_text(struct ctx *c, json_t *o, const char *k, json_t *v)
+{
+    if (json_is_string(v) && budget(c, 1 + (long)(json_string_length(v) / 64)))
+        json_object_set(o, k, v);
 }
 
 /* ------------------------------------------------------------- parsing */
@@ -492,6 +503,8 @@ static json_t *ptr_get(json_t *doc, const char *ptr)
    pointer (malloc'd) and node.  Errors at c->loc. */
 static bool resolve_ref(struct ctx *c, const char *ref, const char **tfile, char **tptr, json_t **tnode)
 {
+    if (!budget(c, 1 + (long)(strlen(ref) / 64)))
+        return false;
     const char *hash = strchr(ref, '#');
     size_t fl = hash ? (size_t)(hash - ref) : strlen(ref);
     const char *file = c->loc->file;
@@ -583,6 +596,8 @@ static json_t *copy_value(struct ctx *c, const json_t *v)
         }
         return a;
     }
+    if (json_is_string(v) && !budget(c, (long)(json_string_length(v) / 64)))
+        return NULL;
     return json_copy((json_t *)v);
 }
 
@@ -728,6 +743,8 @@ static json_t *copy_schema(struct ctx *c, json_t *s, bool names)
         }
         return a;
     }
+    if (json_is_string(s) && !budget(c, (long)(json_string_length(s) / 64)))
+        return NULL;
     return json_copy(s);
 }
 
@@ -879,9 +896,9 @@ static bool put_examples(struct ctx *c, json_t *dst, json_t *src)
             }
             json_t *x;
             if ((x = json_object_get(r, "summary")) && json_is_string(x))
-                json_object_set(o, "summary", x);
+                put_text(c, o, "summary", x);
             if ((x = json_object_get(r, "description")) && json_is_string(x))
-                json_object_set(o, "description", x);
+                put_text(c, o, "description", x);
             if ((x = json_object_get(r, "value"))) {
                 json_t *v = copy_value(c, x);
                 if (!v) {
@@ -920,10 +937,11 @@ static const char *const v2_schema_keys[] = {"type",      "format",           "i
 static json_t *convert_param(struct ctx *c, json_t *p, const char *name, bool required)
 {
     json_t *o = json_object();
+    budget(c, 1 + (long)(strlen(name) / 64));
     json_object_set_new(o, "name", json_string(name));
     json_t *d = json_object_get(p, "description");
     if (json_is_string(d))
-        json_object_set(o, "description", d);
+        put_text(c, o, "description", d);
     json_t *schema = NULL, *built = NULL;
     size_t m = c->loc->len;
     if (c->ver == 20) {
@@ -972,10 +990,12 @@ static json_t *convert_param(struct ctx *c, json_t *p, const char *name, bool re
         json_object_set_new(o, "type", json_string(type));
     json_object_set_new(o, "required", json_boolean(required));
     if (json_is_array(json_object_get(rs, "enum")))
-        json_object_set_new(o, "values", json_deep_copy(json_object_get(rs, "enum")));
+        json_object_set_new(o, "values", copy_value(c, json_object_get(rs, "enum")));
     json_t *dv = scalar_text(json_object_get(rs, "default"));
-    if (dv)
+    if (dv && budget(c, 1 + (long)(json_string_length(dv) / 64)))
         json_object_set_new(o, "defaultValue", dv);
+    else
+        json_decref(dv);
     json_object_update(o, tmp);
     json_decref(tmp);
     json_decref(built);
@@ -1207,7 +1227,7 @@ static bool convert_response(struct ctx *c, json_t *r, json_t *op, json_t *out)
 {
     json_t *d = json_object_get(r, "description");
     if (json_is_string(d))
-        json_object_set(out, "description", d);
+        put_text(c, out, "description", d);
     json_t *hs = json_object_get(r, "headers");
     if (hs && !response_headers(c, hs, out))
         return false;
@@ -1452,7 +1472,7 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
             json_t *cons = media_list(op, c->consumes, "consumes", "application/json");
             json_t *d = json_object_get(pr->node, "description");
             if (json_is_string(d))
-                json_object_set(req, "description", d);
+                put_text(c, req, "description", d);
             for (size_t i = 0; i < json_array_size(cons) && ok; i++) {
                 const char *ct = json_string_value(json_array_get(cons, i));
                 if (!ct)
@@ -1514,7 +1534,7 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
         else {
             json_t *d = json_object_get(r, "description");
             if (json_is_string(d))
-                json_object_set(req, "description", d);
+                put_text(c, req, "description", d);
             json_t *content = json_object_get(r, "content");
             if (content) {
                 size_t m2 = loc_push(c, "content");
@@ -1603,7 +1623,7 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
             json_object_set_new(o2, "displayName", json_sprintf("%s %s", upper, path));
         json_t *d = json_object_get(op, "description");
         if (json_is_string(d))
-            json_object_set(o2, "description", d);
+            put_text(c, o2, "description", d);
         if (json_array_size(tps))
             json_object_set(o2, "templateParameters", tps);
         if (json_array_size(qps))
@@ -1846,7 +1866,7 @@ static bool convert(struct ctx *c, json_t *api)
         json_object_set_new(api, "displayName", truncated(json_string_value(t), DISPLAY_MAX));
     t = json_object_get(info, "description");
     if (json_is_string(t))
-        json_object_set(api, "description", t);
+        put_text(c, api, "description", t);
     json_object_set_new(api, "apiType", json_string("http"));
     json_t *su =
         c->ver == 20 ? v2_service_url(c) : server_url(c, json_object_get(root, "servers"), "servers");

@@ -792,11 +792,29 @@ static void test_bounds(void **state)
                             "application/json", "schema", "type", "object", "properties", props);
     text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
-    refused(text, "/components/responses/Big/content/application~1json/schema");
+    refused(text, "/components/responses/Big");
     struct pt_import_doc d;
     char err[512];
     assert_false(pt_import_openapi_convert(text, strlen(text), NULL, &d, err, sizeof(err)));
     assert_non_null(strstr(err, "expanding $refs copies more than 2000000 nodes"));
+    free(text);
+    /* a long description behind a $ref is charged each time it is used */
+    char *desc = malloc(600001);
+    memset(desc, 'd', 600000);
+    desc[600000] = '\0';
+    paths = json_object();
+    for (int i = 0; i < 300; i++) {
+        char p[32];
+        snprintf(p, sizeof(p), "/d%d", i);
+        json_object_set_new(
+            paths, p, json_pack("{s:{s:[{s:s}]}}", "get", "parameters", "$ref", "#/components/parameters/P"));
+    }
+    doc = json_pack("{s:s,s:o,s:{s:{s:{s:s,s:s,s:s}}}}", "openapi", "3.0.0", "paths", paths, "components",
+                    "parameters", "P", "name", "p", "in", "query", "description", desc);
+    free(desc);
+    text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    refused(text, "/components/parameters/P: expanding $refs copies more than 2000000 nodes");
     free(text);
     /* many warnings stay bounded; so do the parameters of one operation */
     json_t *params = json_array();
