@@ -154,7 +154,7 @@ static json_t *typed_default(const char *type, const char *v)
     if (type && (!strcmp(type, "integer") || !strcmp(type, "number"))) {
         char *end;
         double d = strtod(v, &end);
-        if (*v && !*end)
+        if (*v && !*end && d == d && d > -9e15 && d < 9e15) /* finite, and exact as an integer */
             return !strcmp(type, "integer") && d == (double)(long long)d ? json_integer((long long)d)
                                                                          : json_real(d);
     }

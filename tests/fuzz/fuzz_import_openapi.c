@@ -3,7 +3,8 @@
  * arbitrary bytes, as an API definition uploaded to the management API:
  * JSON or YAML, any version, broken $refs, loops, deep nesting.
  *
- * The first byte chooses which exports to try; the rest is the document.
+ * The first byte chooses which exports to try, and whether the bytes are
+ * also exported directly as a stored API (JSON); the rest is the document.
  * Whatever the bytes, a conversion either succeeds with both results set or
  * fails with a message and neither; what succeeds is exported (3.0.1 and
  * 2.0) and the export imported again, so the exporter sees every shape the
@@ -41,7 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    /* the first byte picks the exports to try: bit 0 OpenAPI 3.0.1, bit 1 Swagger 2.0 */
+    /* the first byte: bit 0 re-import an OpenAPI 3.0.1 export, bit 1 a Swagger 2.0 one,
+       bit 2 export the bytes themselves as a stored API, bit 3 without a server URL */
     unsigned pick = data[0];
     data++;
     size--;
@@ -49,6 +51,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!text)
         return 0;
     memcpy(text, data, size);
+    if (pick & 4) {
+        /* the bytes as a stored API (as written by hand through the management API), exported */
+        json_t *api = json_loadb(text, size, 0, NULL);
+        if (json_is_object(api))
+            for (int v = 2; v <= 3; v++) {
+                json_t *doc = pt_export_openapi_build(api, v, (pick & 8) ? NULL : "http://h:1/b/");
+                if (!json_is_object(doc))
+                    abort();
+                json_decref(doc);
+            }
+        json_decref(api);
+    }
     struct pt_import_doc d = {(json_t *)1, (json_t *)1};
     char err[512];
     memset(err, 'x', sizeof(err));
@@ -109,5 +123,12 @@ const char *const fuzz_seeds[] = {
     "a: &a [*a]\n",
     "{\"openapi\": \"3.0.0\", \"paths\": {\"/\\u0000\": {}}}",
     "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+    "{\"id\": \"h\", \"operations\": [{\"id\": \"a\", \"method\": \"GET\", \"urlTemplate\": "
+    "\"/a/{x}?q={q}&lit=1\", \"templateParameters\": [{\"name\": \"x\", \"type\": \"integer\", "
+    "\"defaultValue\": \"1e999\"}], \"request\": {\"representations\": [{\"contentType\": \"a/b\", "
+    "\"formParameters\": [{\"name\": \"f\"}]}]}, \"responses\": [{\"statusCode\": 200, "
+    "\"representations\": [{\"contentType\": \"x/y\", \"typeName\": \"T\", \"schemaId\": \"s\"}]}]}], "
+    "\"schemas\": [{\"id\": \"s\", \"contentType\": \"application/schema+json\", \"document\": "
+    "{\"definitions\": {\"T\": {\"$ref\": \"#/definitions/T\"}}}}]}",
     NULL,
 };
