@@ -1371,18 +1371,15 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
         free(names);
         return fail(c, "the path template's braces do not pair");
     }
-    {
-        json_t *seen = json_object();
-        for (int i = 0; i < nnames; i++) {
-            if (json_object_get(seen, names[i].name)) {
-                fail(c, "the path template names '%s' twice", names[i].name);
-                json_decref(seen);
-                free(names);
-                return false;
-            }
-            json_object_set_new(seen, names[i].name, json_true());
+    json_t *seen = json_object(); /* the template's names */
+    for (int i = 0; i < nnames; i++) {
+        if (json_object_get(seen, names[i].name)) {
+            fail(c, "the path template names '%s' twice", names[i].name);
+            json_decref(seen);
+            free(names);
+            return false;
         }
-        json_decref(seen);
+        json_object_set_new(seen, names[i].name, json_true());
     }
     struct plist pl = {.index = json_object()};
     bool ok = true;
@@ -1406,6 +1403,10 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
         goto done;
     tmpl = strdup(path);
     tl = strlen(path);
+    if (!tmpl) {
+        ok = fail(c, "out of memory");
+        goto done;
+    }
     /* path parameters in template order */
     for (int t = 0; t < nnames && ok; t++) {
         bool in_query = q && names[t].at > (size_t)(q - path);
@@ -1444,7 +1445,13 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
             json_t *p = convert_param(c, pr->node, pr->name, req_flag);
             if (!p)
                 ok = false;
-            else if (req_flag) {
+            else if (req_flag && (strpbrk(pr->name, "{}&=#?") || json_object_get(seen, pr->name))) {
+                json_decref(p);
+                ok =
+                    fail(c, "required query parameter '%s' cannot become a template parameter (%s)", pr->name,
+                         strpbrk(pr->name, "{}&=#?") ? "its name has one of {}&=#?"
+                                                     : "the template has that name");
+            } else if (req_flag) {
                 size_t need = tl + 2 * strlen(pr->name) + 5;
                 char *nt = realloc(tmpl, need);
                 if (!nt) {
@@ -1455,6 +1462,7 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
                     tl += (size_t)snprintf(tmpl + tl, need - tl, "%c%s={%s}", hasq ? '&' : '?', pr->name,
                                            pr->name);
                     hasq = true;
+                    json_object_set_new(seen, pr->name, json_true());
                     json_array_append_new(tps, p);
                 }
             } else
@@ -1639,6 +1647,7 @@ static bool do_operation(struct ctx *c, const char *path, const char *method, js
     }
 done:
     free(names);
+    json_decref(seen);
     free(pl.v);
     json_decref(pl.index);
     free(tmpl);

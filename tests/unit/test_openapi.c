@@ -720,6 +720,13 @@ static void test_errors(void **state)
             "/paths/~1a/get/responses/abc: 'abc' is not a status code");
     refused("openapi: 3.0.0\npaths:\n  /a/{b:\n    get: {}\n",
             "/paths/~1a~1{b/get: the path template's braces");
+    refused(
+        "openapi: 3.0.0\npaths:\n  /a/{b}:\n    get: {parameters: [{name: b, in: query, required: true}]}\n",
+        "/paths/~1a~1{b}/get/parameters/0: required query parameter 'b' cannot become a template parameter "
+        "(the template has that name)");
+    refused(
+        "openapi: 3.0.0\npaths:\n  /a:\n    get: {parameters: [{name: 'x=1', in: query, required: true}]}\n",
+        "/paths/~1a/get/parameters/0: required query parameter 'x=1' cannot become a template parameter");
     refused("openapi: 3.0.0\npaths:\n  /a/{b}/{b}:\n    get: {}\n",
             "/paths/~1a~1{b}~1{b}/get: the path template names 'b' twice");
     refused("openapi: 3.0.0\npaths: {/a: {get: {parameters: [{name: q, in: body}]}}}\n",
