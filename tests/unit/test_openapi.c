@@ -1081,6 +1081,24 @@ static void test_export(void **state)
     json_decref(doc);
     roundtrip(api, 3, false);
     json_decref(api);
+    /* a JSON Schema: the document itself by its id, its definitions by name */
+    api =
+        json_pack("{s:[{s:s,s:s,s:s,s:[{s:i,s:[{s:s,s:s},{s:s,s:s,s:s}]}]}],s:[{s:s,s:s,s:{s:s,s:{s:{s:s}},"
+                  "s:{s:s}}}]}",
+                  "operations", "id", "j", "method", "GET", "urlTemplate", "/j", "responses", "statusCode",
+                  200, "representations", "contentType", "application/json", "schemaId", "js", "contentType",
+                  "text/plain", "schemaId", "js", "typeName", "Name", "schemas", "id", "js", "contentType",
+                  "application/schema+json", "document", "$schema", "http://json-schema.org/draft-07/schema#",
+                  "definitions", "Name", "type", "string", "properties", "$ref", "#/definitions/Name");
+    doc = pt_export_openapi_build(api, 3, NULL);
+    expect_str(doc, "paths./j.get.responses.200.content.application/json.schema.$ref",
+               "#/components/schemas/js");
+    expect_str(doc, "paths./j.get.responses.200.content.text/plain.schema.$ref", "#/components/schemas/Name");
+    expect_str(doc, "components.schemas.js.properties.$ref", "#/components/schemas/Name");
+    expect_str(doc, "components.schemas.Name.type", "string");
+    assert_null(get(doc, "components.schemas.js.$schema"));
+    json_decref(doc);
+    json_decref(api);
     assert_null(pt_export_openapi_build(NULL, 3, NULL));
     json_t *empty = json_object();
     assert_null(pt_export_openapi_build(empty, 4, NULL));
