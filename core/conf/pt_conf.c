@@ -772,8 +772,10 @@ static const struct pt_cfkey mgmt_keys[] = {
      .doc = "The management API's listener; without it there is no management API."},
     {"adminToken", PT_CT_STR, offsetof(struct pt_conf, mgmt.admin_token), 0,
      .doc = "The administrator's bearer token; `$PORTICO_ADMIN_TOKEN` wins over it."},
-    {"maxBodySize", PT_CT_SIZE, offsetof(struct pt_conf, mgmt.max_body), 0, 1024, 1LL << 30, .def = "`4m`",
-     .doc = "The largest request body the management API reads."},
+    {"maxBodySize", PT_CT_SIZE, offsetof(struct pt_conf, mgmt.max_body), 0, 1024, 1LL << 30, .def = "`16m`",
+     .doc =
+         "The largest request body the management API reads (an API definition imported inline is at most 4 "
+         "MB of its own; JSON escaping makes the body larger)."},
     {"certificate", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.certificate), PT_CF_PATH,
      .doc = "PEM certificate chain: with `key`, the listener speaks HTTPS."},
     {"key", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.key), PT_CF_PATH,
@@ -836,6 +838,11 @@ static const struct pt_cfkey top_keys[] = {
     {"namedValues", PT_CT_CUSTOM, offsetof(struct pt_conf, named_values), PT_CF_LIST, .fn = read_named_values,
      .sub = named_value_keys, .form = "list of maps",
      .doc = "Values that `{{id}}` inserts in any attribute value of a policy document."},
+    {"schemas", PT_CT_CUSTOM, offsetof(struct pt_conf, schemas), PT_CF_LIST,
+     .fn = pt_conf_entities_read_schemas, .form = "list of maps",
+     .doc =
+         "Service-level schemas (`[{id, schemaType: json | xml, document | value}]`) that `validate-content` "
+         "names with `schema-id`; see [API definitions](api-definitions.md#schemas)."},
     {"policyFragments", PT_CT_CUSTOM, offsetof(struct pt_conf, fragments), PT_CF_LIST, .fn = read_fragments,
      .sub = fragment_keys, .form = "list of maps",
      .doc = "Statements shared by documents, included with `include-fragment {fragment-id: ID}`."},
@@ -910,7 +917,7 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
     if (!cf->data_dir)
         cf->data_dir = pt_schema_path(&cx, "var");
     if (!cf->mgmt.max_body)
-        cf->mgmt.max_body = 4 * 1024 * 1024;
+        cf->mgmt.max_body = 16 * 1024 * 1024;
     if (cf->mgmt.cert.certificate || cf->mgmt.cert.key) {
         struct pt_node *mn = pt_node_get(root, "management");
         if (!cf->mgmt.cert.certificate || !cf->mgmt.cert.key)

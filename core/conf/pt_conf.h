@@ -56,8 +56,10 @@ struct pt_listen_cf {
 };
 
 struct pt_operation_cf {
-    struct pt_node *policies;  /* the operation's policy document (validated with the generation) */
-    struct pt_node *responses; /* response descriptions and examples (mock-response) */
+    struct pt_node *policies;        /* the operation's policy document (validated with the generation) */
+    struct pt_node *responses;       /* response descriptions and examples (mock-response) */
+    struct pt_node *template_params; /* templateParameters: [{name, type, required, values, schema...}] */
+    struct pt_node *request;         /* {description, queryParameters, headers, representations} */
     char *id;
     char *display_name;
     char *description;
@@ -87,8 +89,13 @@ struct pt_api_cf {
     struct pt_strlist secret_query; /* secretQueryParameters: query values the access log writes REDACTED */
     struct pt_operation_cf *ops;
     int nops;
+    int api_type;            /* PT_APITYPE_* */
+    struct pt_node *schemas; /* the API's schemas: [{id, contentType, document | value}] */
     struct pt_node *node;
 };
+
+/* apiType: how requests to the API are understood (pt_conf_entities_api_types names them). */
+enum { PT_APITYPE_HTTP, PT_APITYPE_SOAP, PT_APITYPE_GRAPHQL, PT_APITYPE_WEBSOCKET };
 
 enum { PT_UNDERSCORES_REJECT, PT_UNDERSCORES_DROP, PT_UNDERSCORES_ALLOW };
 
@@ -256,6 +263,7 @@ struct pt_conf {
     struct pt_node *policies;     /* global policy document */
     struct pt_node *fragments;    /* policyFragments list */
     struct pt_node *named_values; /* namedValues list */
+    struct pt_node *schemas;      /* service-level schemas: [{id, schemaType, document | value}] */
     char *plugin_dir;
     struct pt_lua_limits lua;
     char *file;
@@ -309,6 +317,9 @@ extern const char *const pt_conf_entities_sub_states[];
 extern const char *const pt_conf_entities_user_states[];
 extern const char *const pt_conf_entities_group_types[];
 extern const char *const pt_conf_entities_versioning_schemes[];
+extern const char *const pt_conf_entities_api_types[];
+/* Schema content types whose schema is a JSON `document` (the others carry text in `value`). */
+bool pt_conf_entities_json_schema_type(const char *content_type);
 
 /*
  * Loads and validates a configuration file.  On failure returns NULL with

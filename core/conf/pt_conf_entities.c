@@ -12,6 +12,7 @@
 
 #include "base/pt_log.h"
 #include "base/pt_url.h"
+#include "conf/pt_import.h"
 #include "conf/pt_router.h"
 
 #include <arpa/inet.h>
@@ -22,6 +23,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <unistd.h>
 
 static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field);
@@ -31,16 +33,6 @@ static int digits(const char *s, int n);
 /* Keeps a node whose contents are validated later (policy documents). */
 bool pt_conf_entities_read_node(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
-    *(struct pt_node **)field = n;
-    return true;
-}
-
-static bool read_list_node(struct pt_cfctx *cx, struct pt_node *n, void *field)
-{
-    if (n->kind != PT_N_SEQ) {
-        pt_node_error(cx->errs, n, "expected a list, found %s", pt_node_kind_name(n));
-        return false;
-    }
     *(struct pt_node **)field = n;
     return true;
 }
@@ -69,17 +61,288 @@ bool pt_conf_entities_valid_id(const char *s)
     return true;
 }
 
+/* ------------------------------------------------------ API definitions */
+
+const char *const pt_conf_entities_api_types[] = {"http", "soap", "graphql", "websocket", NULL};
+
+/* A map whose keys are all in `allowed` (NULL-terminated); reports the first stranger. */
+static bool known_keys(struct pt_cfctx *cx, struct pt_node *n, const char *what, const char *const *allowed)
+{
+    if (n->kind != PT_N_MAP) {
+        pt_node_error(cx->errs, n, "%s is a map, found %s", what, pt_node_kind_name(n));
+        return false;
+    }
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        const char *k = pt_node_key(n, i)->str;
+        bool known = false;
+        for (int j = 0; allowed[j] && !known; j++)
+            known = !strcmp(k, allowed[j]);
+        if (!known && strncmp(k, "x-", 2)) {
+            char list[512] = "";
+            for (int j = 0; allowed[j]; j++)
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", j ? ", " : "", allowed[j]);
+            pt_node_error(cx->errs, pt_node_key(n, i), "unknown key '%s' in %s (expected one of: %s)", k,
+                          what, list);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+static bool want_kind(struct pt_cfctx *cx, struct pt_node *n, enum pt_node_kind kind, const char *what)
+{
+    if (n && n->kind != kind) {
+        pt_node_error(cx->errs, n, "%s must be a %s, found %s", what,
+                      kind == PT_N_MAP   ? "map"
+                      : kind == PT_N_SEQ ? "list"
+                                         : "string",
+                      pt_node_kind_name(n));
+        return false;
+    }
+    return true;
+}
+
+/* A schema reference: an inline `schema` (a map or true/false) or schemaId + typeName. */
+static bool check_schema_ref(struct pt_cfctx *cx, struct pt_node *n)
+{
+    struct pt_node *sc = pt_node_get(n, "schema");
+    bool ok = true;
+    if (sc && sc->kind == PT_N_SEQ) {
+        pt_node_error(cx->errs, sc, "schema must be a JSON Schema (a map), found a list");
+        ok = false;
+    }
+    static const char *const names[] = {"schemaId", "typeName", NULL};
+    for (int i = 0; names[i]; i++)
+        ok &= want_kind(cx, pt_node_get(n, names[i]), PT_N_SCALAR, names[i]);
+    return ok;
+}
+
+static bool check_param(struct pt_cfctx *cx, struct pt_node *p)
+{
+    static const char *const keys[] = {"name",   "description",  "type",     "required",
+                                       "values", "defaultValue", "schemaId", "typeName",
+                                       "schema", "examples",     NULL};
+    if (!known_keys(cx, p, "a parameter", keys))
+        return false;
+    struct pt_node *name = pt_node_get(p, "name");
+    if (!name || name->kind != PT_N_SCALAR || !*name->str) {
+        pt_node_error(cx->errs, name ? name : p, "a parameter needs a name");
+        return false;
+    }
+    bool ok = want_kind(cx, pt_node_get(p, "values"), PT_N_SEQ, "values");
+    struct pt_node *t = pt_node_get(p, "type");
+    if (t) {
+        static const char *const types[] = {"string", "integer", "number", "boolean",
+                                            "array",  "object",  NULL};
+        bool known = false;
+        for (int i = 0; t->kind == PT_N_SCALAR && types[i] && !known; i++)
+            known = !strcmp(t->str, types[i]);
+        if (!known) {
+            pt_node_error(cx->errs, t, "type must be one of string, integer, number, boolean, array, object");
+            ok = false;
+        }
+    }
+    return ok & check_schema_ref(cx, p);
+}
+
+static bool read_params(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    if (!want_kind(cx, n, PT_N_SEQ, "parameters"))
+        return false;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        ok &= check_param(cx, n->items[i]);
+        for (int j = 0; ok && j < i; j++) {
+            struct pt_node *a = pt_node_get(n->items[i], "name"), *b = pt_node_get(n->items[j], "name");
+            if (!strcasecmp(a->str, b->str)) {
+                pt_node_error(cx->errs, a, "parameter '%s' is listed twice", a->str);
+                ok = false;
+            }
+        }
+    }
+    *(struct pt_node **)field = n;
+    return ok;
+}
+
+static bool check_representations(struct pt_cfctx *cx, struct pt_node *n)
+{
+    if (!n)
+        return true;
+    if (!want_kind(cx, n, PT_N_SEQ, "representations"))
+        return false;
+    static const char *const keys[] = {"contentType",    "schemaId", "typeName",        "schema", "examples",
+                                       "formParameters", "sample",   "generatedSample", NULL};
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_node *r = n->items[i];
+        if (!known_keys(cx, r, "a representation", keys)) {
+            ok = false;
+            continue;
+        }
+        struct pt_node *ct = pt_node_get(r, "contentType");
+        if (!ct || ct->kind != PT_N_SCALAR || !*ct->str) {
+            pt_node_error(cx->errs, ct ? ct : r, "a representation needs a contentType");
+            ok = false;
+        }
+        ok &= check_schema_ref(cx, r) & want_kind(cx, pt_node_get(r, "examples"), PT_N_MAP, "examples");
+        struct pt_node *fp = pt_node_get(r, "formParameters");
+        if (fp && want_kind(cx, fp, PT_N_SEQ, "formParameters"))
+            for (int k = 0; k < fp->n; k++)
+                ok &= check_param(cx, fp->items[k]);
+    }
+    return ok;
+}
+
+static bool read_request(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    static const char *const keys[] = {"description", "queryParameters", "headers", "representations", NULL};
+    if (!known_keys(cx, n, "request", keys))
+        return false;
+    bool ok = true;
+    struct pt_node *dummy;
+    struct pt_node *q = pt_node_get(n, "queryParameters"), *h = pt_node_get(n, "headers");
+    if (q)
+        ok &= read_params(cx, q, &dummy);
+    if (h)
+        ok &= read_params(cx, h, &dummy);
+    ok &= check_representations(cx, pt_node_get(n, "representations"));
+    *(struct pt_node **)field = n;
+    return ok;
+}
+
+static bool read_responses(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    if (!want_kind(cx, n, PT_N_SEQ, "responses"))
+        return false;
+    static const char *const keys[] = {"statusCode", "description", "headers", "representations", NULL};
+    bool ok = true;
+    struct pt_node *dummy;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_node *r = n->items[i];
+        if (!known_keys(cx, r, "a response", keys)) {
+            ok = false;
+            continue;
+        }
+        struct pt_node *sc = pt_node_get(r, "statusCode");
+        int64_t code;
+        if (!sc || sc->kind != PT_N_SCALAR ||
+            (strcmp(sc->str, "default") && (!pt_schema_int(cx, sc, 100, 599, &code)))) {
+            if (!sc || sc->kind != PT_N_SCALAR)
+                pt_node_error(cx->errs, sc ? sc : r,
+                              "a response needs a statusCode (100-599 or \"default\")");
+            ok = false;
+        }
+        struct pt_node *h = pt_node_get(r, "headers");
+        if (h)
+            ok &= read_params(cx, h, &dummy);
+        ok &= check_representations(cx, pt_node_get(r, "representations"));
+    }
+    *(struct pt_node **)field = n;
+    return ok;
+}
+
+/* Content types whose schema is a JSON document (`document`); the others carry text (`value`). */
+bool pt_conf_entities_json_schema_type(const char *ct)
+{
+    return !strcmp(ct, "application/vnd.oai.openapi.components+json") ||
+           !strcmp(ct, "application/vnd.ms-azure-apim.swagger.definitions+json") ||
+           !strcmp(ct, "application/schema+json") || !strcmp(ct, "application/json");
+}
+
+/* A list of schemas, each {id, document | value, description, ...}: `type_key` names the key that
+   tells a JSON document from a text one (contentType for an API's, schemaType for the service's). */
+static bool read_schema_list(struct pt_cfctx *cx, struct pt_node *n, const char *type_key)
+{
+    if (!want_kind(cx, n, PT_N_SEQ, "schemas"))
+        return false;
+    static const char *const keys[] = {"id",    "contentType", "schemaType", "document",
+                                       "value", "description", "workspace",  NULL};
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_node *s = n->items[i];
+        if (!known_keys(cx, s, "a schema", keys)) {
+            ok = false;
+            continue;
+        }
+        struct pt_node *id = pt_node_get(s, "id"), *ty = pt_node_get(s, type_key);
+        struct pt_node *doc = pt_node_get(s, "document"), *val = pt_node_get(s, "value");
+        if (!id || id->kind != PT_N_SCALAR || !pt_conf_entities_valid_id(id->str)) {
+            pt_node_error(cx->errs, id ? id : s, "a schema needs an id of letters, digits and -_.~");
+            ok = false;
+            continue;
+        }
+        for (int j = 0; j < i; j++)
+            if (!strcmp(pt_node_get(n->items[j], "id")->str, id->str)) {
+                pt_node_error(cx->errs, id, "schema id '%s' is used twice", id->str);
+                ok = false;
+            }
+        if (!ty || ty->kind != PT_N_SCALAR || !*ty->str) {
+            pt_node_error(cx->errs, ty ? ty : s, "a schema needs a %s", type_key);
+            ok = false;
+            continue;
+        }
+        bool json = !strcmp(type_key, "schemaType") ? !strcmp(ty->str, "json")
+                                                    : pt_conf_entities_json_schema_type(ty->str);
+        if (!strcmp(type_key, "schemaType") && strcmp(ty->str, "json") && strcmp(ty->str, "xml")) {
+            pt_node_error(cx->errs, ty, "schemaType must be json or xml");
+            ok = false;
+        } else if (json && (!doc || doc->kind != PT_N_MAP)) {
+            pt_node_error(cx->errs, doc ? doc : s, "a JSON schema (%s) needs a `document` map", ty->str);
+            ok = false;
+        } else if (!json && (!val || val->kind != PT_N_SCALAR)) {
+            pt_node_error(cx->errs, val ? val : s, "a %s schema needs its text in `value`", ty->str);
+            ok = false;
+        } else if (val && val->kind == PT_N_SCALAR && val->len > 4 * 1024 * 1024) {
+            pt_node_error(cx->errs, val, "a schema holds at most 4 MB");
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+static bool read_api_schemas(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    *(struct pt_node **)field = n;
+    return read_schema_list(cx, n, "contentType");
+}
+
+bool pt_conf_entities_read_schemas(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    *(struct pt_node **)field = n;
+    return read_schema_list(cx, n, "schemaType");
+}
+
+/* `import` was expanded before the API's keys were read (pt_import_expand); nothing is left to do. */
+static bool read_import(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    (void)cx, (void)n, (void)field;
+    return true;
+}
+
 static const struct pt_cfkey op_keys[] = {
     {"id", PT_CT_STR, offsetof(struct pt_operation_cf, id), PT_CF_REQUIRED,
      .doc = "Unique within the API; letters, digits and `-_.~`."},
     {"policies", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, policies), 0,
      .fn = pt_conf_entities_read_node, .form = "policy document",
      .doc = "The operation's policy document ([policies.md](policies.md))."},
-    {"responses", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, responses), 0, .fn = read_list_node,
+    {"responses", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, responses), 0, .fn = read_responses,
      .form = "list of maps",
-     .doc = "APIM's response descriptions: `[{statusCode, description, representations: [{contentType, "
-            "examples: {name: {value}}}]}]`; `mock-response` answers with the example for its status and "
-            "content type."},
+     .doc =
+         "APIM's response descriptions: `[{statusCode, description, headers, representations: [{contentType, "
+         "schema | schemaId + typeName, examples: {name: {value}}}]}]`; `mock-response` answers with the "
+         "example (or a sample of the schema) for its status and content type; `validate-content`, "
+         "`validate-headers` and `validate-status-code` check responses against them."},
+    {"templateParameters", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, template_params), 0,
+     .fn = read_params, .form = "list of parameters",
+     .doc =
+         "The URL template's parameters: `[{name, description, type, required, values, defaultValue, schema "
+         "| schemaId + typeName}]` ([API definitions](api-definitions.md#parameters)); `validate-parameters` "
+         "checks requests against them."},
+    {"request", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, request), 0, .fn = read_request, .form = "map",
+     .doc = "What the operation accepts: `{description, queryParameters, headers, representations: "
+            "[{contentType, schema | schemaId + typeName, examples}]}` ([API "
+            "definitions](api-definitions.md#operations))."},
     {"displayName", PT_CT_STR, offsetof(struct pt_operation_cf, display_name), 0, .def = "the id",
      .doc = "The operation's name for people."},
     {"description", PT_CT_STR, offsetof(struct pt_operation_cf, description), PT_CF_EMPTY_OK,
@@ -140,6 +403,11 @@ static bool read_service_url(struct pt_cfctx *cx, struct pt_node *n, void *field
     char *s;
     if (!pt_schema_str(cx, n, &s, false))
         return false;
+    /* a WebSocket backend: the handshake is an HTTP request to the same place */
+    if (!strncasecmp(s, "ws://", 5))
+        s = pt_pool_printf(cx->pool, "http://%s", s + 5);
+    else if (!strncasecmp(s, "wss://", 6))
+        s = pt_pool_printf(cx->pool, "https://%s", s + 6);
     struct pt_url u;
     const char *why = pt_url_parse(cx->pool, s, &u);
     if (why) {
@@ -148,6 +416,83 @@ static bool read_service_url(struct pt_cfctx *cx, struct pt_node *n, void *field
     }
     *(char **)field = s;
     return true;
+}
+
+/*
+ * APIs whose requests are not told apart by operation get theirs when none
+ * is written: a WebSocket API its `onHandshake` (GET /, the upgrade), a
+ * GraphQL API `graphql-post` and `graphql-get` (POST / and GET /).
+ */
+static void implicit_ops(struct pt_cfctx *cx, struct pt_api_cf *api)
+{
+    json_t *ops;
+    if (api->nops || (api->api_type != PT_APITYPE_WEBSOCKET && api->api_type != PT_APITYPE_GRAPHQL))
+        return;
+    if (api->api_type == PT_APITYPE_WEBSOCKET)
+        ops = json_pack("[{s:s,s:s,s:s,s:s}]", "id", "onHandshake", "displayName", "onHandshake", "method",
+                        "GET", "urlTemplate", "/");
+    else
+        ops = json_pack("[{s:s,s:s,s:s,s:s},{s:s,s:s,s:s,s:s}]", "id", "graphql-post", "displayName",
+                        "GraphQL over POST", "method", "POST", "urlTemplate", "/", "id", "graphql-get",
+                        "displayName", "GraphQL over GET", "method", "GET", "urlTemplate", "/");
+    struct pt_node *list = pt_node_from_json(cx->pool, ops, api->node, 0);
+    json_decref(ops);
+    api->nops = list->n;
+    api->ops = pt_pool_calloc(cx->pool, sizeof(*api->ops) * (size_t)list->n);
+    for (int i = 0; i < list->n; i++) {
+        struct pt_operation_cf *op = &api->ops[i];
+        op->node = list->items[i];
+        op->id = pt_node_get(op->node, "id")->str;
+        op->display_name = pt_node_get(op->node, "displayName")->str;
+        op->method = pt_node_get(op->node, "method")->str;
+        op->url_template = pt_node_get(op->node, "urlTemplate")->str;
+    }
+}
+
+/* What APIM does not run on a WebSocket API's handshake. */
+static const char *const ws_refused[] = {"mock-response",
+                                         "cache-lookup",
+                                         "cache-store",
+                                         "cache-lookup-value",
+                                         "cache-store-value",
+                                         "cache-remove-value",
+                                         "cross-domain",
+                                         "cors",
+                                         "jsonp",
+                                         "set-method",
+                                         "set-body",
+                                         "xml-to-json",
+                                         "json-to-xml",
+                                         "xsl-transform",
+                                         "validate-content",
+                                         "validate-parameters",
+                                         "validate-headers",
+                                         "validate-status-code",
+                                         "validate-graphql-request",
+                                         "validate-odata-request",
+                                         NULL};
+
+static bool ws_check_doc(struct pt_cfctx *cx, const struct pt_node *n)
+{
+    bool ok = true;
+    if (!n)
+        return true;
+    if (n->kind == PT_N_MAP)
+        for (int i = 0; i < n->n; i++) {
+            const char *k = pt_node_key(n, i)->str;
+            for (int j = 0; ws_refused[j]; j++)
+                if (!strcmp(k, ws_refused[j])) {
+                    pt_node_error(cx->errs, pt_node_key(n, i),
+                                  "%s cannot run on a WebSocket API's handshake (APIM refuses it there too)",
+                                  k);
+                    ok = false;
+                }
+            ok &= ws_check_doc(cx, pt_node_val(n, i));
+        }
+    else if (n->kind == PT_N_SEQ)
+        for (int i = 0; i < n->n; i++)
+            ok &= ws_check_doc(cx, n->items[i]);
+    return ok;
 }
 
 static bool read_api_path(struct pt_cfctx *cx, struct pt_node *n, void *field)
@@ -240,6 +585,20 @@ const struct pt_cfkey pt_conf_entities_api_keys[] = {
      .form = "list of strings",
      .doc = "Query parameters whose values the access log writes as `REDACTED` (`[code, token]`); the "
             "subscription key's always is."},
+    {"apiType", PT_CT_ENUM, offsetof(struct pt_api_cf, api_type), 0, .enums = pt_conf_entities_api_types,
+     .def = "`http`",
+     .doc = "`http`, `soap` (SOAP pass-through: operations are told apart by their SOAP action), `graphql` "
+            "(GraphQL pass-through) or `websocket`; see [API definitions](api-definitions.md)."},
+    {"schemas", PT_CT_CUSTOM, offsetof(struct pt_api_cf, schemas), PT_CF_LIST, .fn = read_api_schemas,
+     .form = "list of maps",
+     .doc =
+         "The API's schemas, as APIM keeps them: `[{id, contentType, document | value}]` (OpenAPI "
+         "components, "
+         "Swagger definitions, JSON Schema, XSD, WSDL, GraphQL SDL); operations name their types in them."},
+    {"import", PT_CT_CUSTOM, 0, 0, .fn = read_import, .form = "map",
+     .doc =
+         "Builds the API from a definition: `{format, value | file, wsdlSelector}` (OpenAPI, Swagger, WSDL, "
+         "OData, GraphQL); the keys written beside it win. See [Importing](import.md)."},
     {"operations", PT_CT_CUSTOM, offsetof(struct pt_api_cf, ops), PT_CF_LIST, .fn = read_ops, .sub = op_keys,
      .form = "list of maps",
      .doc = "The API's operations; an API without operations answers 404 to everything."},
@@ -288,6 +647,11 @@ bool pt_conf_entities_read_apis(struct pt_cfctx *cx, struct pt_node *n, void *fi
     bool ok = true;
     for (int i = 0; i < n->n; i++) {
         struct pt_api_cf *api = &cf->apis[i];
+        if (n->items[i]->kind == PT_N_MAP && pt_node_get(n->items[i], "import") &&
+            !pt_import_expand(cx, n, i)) {
+            ok = false;
+            continue;
+        }
         api->node = n->items[i];
         api->subscription_required = true; /* APIM's default for a new API */
         api->is_current = true;
@@ -305,6 +669,12 @@ bool pt_conf_entities_read_apis(struct pt_cfctx *cx, struct pt_node *n, void *fi
         }
         if (!api->display_name)
             api->display_name = api->id;
+        implicit_ops(cx, api);
+        if (api->api_type == PT_APITYPE_WEBSOCKET) {
+            ok &= ws_check_doc(cx, api->policies);
+            for (int k = 0; k < api->nops; k++)
+                ok &= ws_check_doc(cx, api->ops[k].policies);
+        }
         if (!api->revision)
             api->revision = "1";
         if (!api->key_header)

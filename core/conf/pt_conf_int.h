@@ -11,6 +11,7 @@
 bool pt_conf_entities_read_node(struct pt_cfctx *cx, struct pt_node *n, void *field);
 bool pt_conf_entities_valid_id(const char *s);
 extern const struct pt_cfkey pt_conf_entities_api_keys[];
+bool pt_conf_entities_read_schemas(struct pt_cfctx *cx, struct pt_node *n, void *field);
 bool pt_conf_entities_read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field);
 extern const struct pt_cfkey pt_conf_entities_product_keys[];
 bool pt_conf_entities_read_products(struct pt_cfctx *cx, struct pt_node *n, void *field);

@@ -487,8 +487,15 @@ static json_t *operation_out(struct ex *x, const json_t *op, const char *path, c
 static void server_v2(json_t *doc, const char *url)
 {
     const char *p = strstr(url, "://");
-    if (!p)
+    if (!p) {
+        /* a path only: the base path on whatever host the document is read from */
+        size_t bl = strlen(url);
+        while (bl > 1 && url[bl - 1] == '/')
+            bl--;
+        if (url[0] == '/' && bl > 1)
+            json_object_set_new(doc, "basePath", json_stringn(url, bl));
         return;
+    }
     json_object_set_new(doc, "schemes", json_pack("[s#]", url, (int)(p - url)));
     const char *h = p + 3, *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);

@@ -39,8 +39,26 @@ struct pt_prodpipe {
     struct pt_pipeline *pipeline;
 };
 
+/* A definition handed to plugins as compact JSON text (SDK 1.5): the text lives, at one address, as
+   long as the generation. */
+struct pt_deftext {
+    const char *id;
+    pt_str json;
+};
+
+/* A response body mock-response can answer with when the definition gives a schema but no example. */
+struct pt_sample {
+    int status; /* 0: the `default` response */
+    const char *content_type;
+    pt_str body;
+};
+
 struct pt_operation {
     const struct pt_operation_cf *cf;
+    struct pt_sample *samples; /* generated from the response schemas, per generation */
+    int nsamples;
+    pt_str def; /* {"api", "apiType", "id", "method", "urlTemplate", "templateParameters", "request",
+                   "responses"} */
     struct pt_apidef *api;
     struct pt_pipeline *pipeline; /* the effective policies without a product */
     struct pt_prodpipe *prod;     /* ... and in each product that holds the API */
@@ -57,6 +75,8 @@ struct pt_apidef {
     int ridx;                  /* the router's index of this API */
     struct pt_apidef **vgroup; /* versions sharing one path (Query/Header scheme); NULL otherwise */
     int nvgroup;
+    struct pt_deftext *schemas; /* the API's schemas: {"id", "contentType", "document" | "value"} */
+    int nschemas;
 };
 
 struct pt_user;
@@ -104,6 +124,8 @@ struct pt_gen {
     int nsubs;
     struct pt_keyslot *keys; /* open addressing, nkeys a power of two */
     size_t nkeys;
+    struct pt_deftext *schemas; /* service-level schemas: {"id", "schemaType", "document" | "value"} */
+    int nschemas;
     struct pt_registry *reg;     /* policies known to this generation */
     struct pt_expr_table *exprs; /* its expressions */
     struct pt_polctx *pc;        /* compiled statements, freed with the generation */

@@ -1,20 +1,72 @@
 /*
- * pt_import -- what every API-definition converter produces.
+ * pt_import -- API definitions in, as APIM reads them: OpenAPI (2.0, 3.0,
+ * 3.1; JSON or YAML), WSDL, OData $metadata and GraphQL become the stored
+ * API shape (an API with `schemas` and `operations`, docs/api-definitions.md).
  *
- * Minimal placeholder holding only struct pt_import_doc exactly as the
- * shared contract gives it; the dispatcher's own header replaces this file.
+ * The converters (pt_import_openapi.c, pt_import_wsdl.c, pt_import_odata.c,
+ * pt_import_graphql.c) are pure: text in, JSON out, no network and no
+ * store.  This file names the formats, guesses one from the content,
+ * dispatches, lays the caller's fields over the result, and expands
+ * `import:` in the configuration file's APIs.
  */
 #ifndef PT_IMPORT_H
 #define PT_IMPORT_H
 
+#include "base/pt.h"
+#include "conf/pt_schema.h"
+
 #include <jansson.h>
 
+/* What a converter produces. */
 struct pt_import_doc {
     json_t *api;      /* new reference: {displayName, description, apiType, path?, serviceUrl?,
-                         schemas: [...], operations: [...]} -- no id; fields the document does not
-                         give are absent */
-    json_t *warnings; /* new reference: array of strings ("/paths/~1x/get/parameters/0: cookie parameter
-                         'sid' is not supported; kept out of the operation") */
+                         schemas: [...], operations: [...]}; no id; fields the document does not give
+                         are absent */
+    json_t *warnings; /* new reference: array of strings, each "WHERE: what" */
 };
+
+/* The largest definition read inline (APIM's limit) and through a link or a file. */
+#define PT_IMPORT_MAX_INLINE (4u * 1024 * 1024)
+#define PT_IMPORT_MAX_FETCH (32u * 1024 * 1024)
+
+struct pt_import_req {
+    const char *format; /* APIM's name ("openapi+json", "wsdl", ...); NULL or "" = guess from the text */
+    const char *text;
+    size_t len;
+    const char *base_dir;      /* OpenAPI from disk: `$ref`s to files under it; NULL = local refs only */
+    const char *wsdl_service;  /* wsdlSelector.wsdlServiceName (NULL = the only/first one) */
+    const char *wsdl_endpoint; /* wsdlSelector.wsdlEndpointName */
+};
+
+/* Is `format` one of APIM's names that we read? */
+bool pt_import_known(const char *format);
+/* Is it a "-link" format (value is a URL to fetch)? */
+bool pt_import_is_link(const char *format);
+/* The format a text looks like ("openapi", "openapi+json", "swagger-json", "wsdl", "odata",
+   "graphql"), or NULL. */
+const char *pt_import_guess(const char *text, size_t len);
+/* Converts; false with err = "WHERE: what" (a JSON pointer or "line L, column C"). */
+bool pt_import_convert(const struct pt_import_req *r, struct pt_import_doc *out, char *err, size_t errlen);
+void pt_import_doc_clear(struct pt_import_doc *d);
+/* Lays `fields` (the caller's API fields) over the converted API `api`: scalars and maps replace;
+   `operations` merge by id (the caller's keys win; operations only the caller names are added). */
+void pt_import_overlay(json_t *api, const json_t *fields);
+
+/* The configuration file: expands `import: {format, value | file, wsdlSelector}` of the API at
+   seq->items[i] into its schemas and operations, the keys written beside it winning.  Errors name
+   the import's position. */
+bool pt_import_expand(struct pt_cfctx *cx, struct pt_node *seq, int i);
+
+/* The converters (one file each). */
+bool pt_import_openapi_convert(const char *text, size_t len, const char *base_dir, struct pt_import_doc *out,
+                               char *err, size_t errlen);
+bool pt_import_wsdl_convert(const char *text, size_t len, const char *service, const char *endpoint,
+                            struct pt_import_doc *out, char *err, size_t errlen);
+bool pt_import_odata_convert(const char *text, size_t len, struct pt_import_doc *out, char *err,
+                             size_t errlen);
+bool pt_import_graphql_convert(const char *text, size_t len, struct pt_import_doc *out, char *err,
+                               size_t errlen);
+/* The introspection query graphql-link POSTs to the backend. */
+extern const char pt_import_graphql_introspection_query[];
 
 #endif

@@ -18,7 +18,6 @@
 #include "conf/pt_import_openapi.h"
 
 #include "base/pt_pool.h"
-#include "conf/pt_model.h"
 #include "conf/pt_node.h"
 
 #include <ctype.h>
@@ -232,7 +231,7 @@ static json_t *parse_yaml(const char *text, size_t len, const char *name, char *
     struct pt_node *root = pt_node_parse_yaml(pool, "-", text, len, &errs);
     json_t *j = NULL;
     if (root)
-        j = pt_model_node_to_json(root);
+        j = pt_node_to_json(root);
     else {
         /* "-:L:C: what" from the loader, or "-:L:C: duplicate key" */
         const char *m = errs.n ? errs.msgs[0] : "-:1:1: YAML syntax error";

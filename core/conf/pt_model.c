@@ -25,6 +25,7 @@ const struct pt_kind pt_model_kinds[] = {
     {"backend", "backends", "backends"},
     {"workspace", "workspaces", "workspaces"},
     {"apiVersionSet", "apiVersionSets", "apiVersionSets"},
+    {"schema", "schemas", "schemas"},
     {NULL, NULL, NULL},
 };
 
@@ -38,124 +39,6 @@ static bool is_entity_key(const char *k)
 }
 
 /* ------------------------------------------------------------ conversions */
-
-static bool looks_integer(const char *s)
-{
-    const char *p = s + (*s == '-');
-    if (!*p || strlen(p) > 18)
-        return false;
-    for (; *p; p++)
-        if (*p < '0' || *p > '9')
-            return false;
-    return !(s[0] == '0' && s[1]) && !(s[0] == '-' && s[1] == '0');
-}
-
-static bool looks_real(const char *s)
-{
-    char *end;
-    if (!*s || strchr(s, 'x') || strchr(s, 'X') || strpbrk(s, "nN"))
-        return false;
-    strtod(s, &end);
-    return *end == '\0' && strpbrk(s, ".eE");
-}
-
-json_t *pt_model_node_to_json(const struct pt_node *n)
-{
-    switch (n->kind) {
-    case PT_N_MAP: {
-        json_t *o = json_object();
-        for (int i = 0; i < n->n; i++)
-            json_object_set_new(o, pt_node_key(n, i)->str, pt_model_node_to_json(pt_node_val(n, i)));
-        return o;
-    }
-    case PT_N_SEQ: {
-        json_t *a = json_array();
-        for (int i = 0; i < n->n; i++)
-            json_array_append_new(a, pt_model_node_to_json(n->items[i]));
-        return a;
-    }
-    default:
-        if (n->null)
-            return json_null();
-        if (!n->quoted) {
-            if (!strcmp(n->str, "true") || !strcmp(n->str, "True") || !strcmp(n->str, "TRUE"))
-                return json_true();
-            if (!strcmp(n->str, "false") || !strcmp(n->str, "False") || !strcmp(n->str, "FALSE"))
-                return json_false();
-            if (looks_integer(n->str))
-                return json_integer(strtoll(n->str, NULL, 10));
-            if (looks_real(n->str))
-                return json_real(strtod(n->str, NULL));
-        }
-        return json_stringn(n->str, n->len);
-    }
-}
-
-struct pt_node *pt_model_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent,
-                                        int index)
-{
-    struct pt_node *n = pt_pool_calloc(pool, sizeof(*n));
-    n->parent = parent;
-    n->index = index;
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: {
-        n->kind = PT_N_MAP;
-        size_t cnt = json_object_size(j);
-        n->items = pt_pool_calloc(pool, sizeof(*n->items) * (cnt ? 2 * cnt : 1));
-        const char *k;
-        json_t *v;
-        json_object_foreach((json_t *)j, k, v)
-        {
-            struct pt_node *kn = pt_pool_calloc(pool, sizeof(*kn));
-            kn->kind = PT_N_SCALAR;
-            kn->quoted = true;
-            kn->str = pt_pool_strdup(pool, k);
-            kn->len = strlen(k);
-            kn->parent = n;
-            kn->index = n->n;
-            n->items[2 * n->n] = kn;
-            n->items[2 * n->n + 1] = pt_model_node_from_json(pool, v, n, n->n);
-            n->n++;
-        }
-        return n;
-    }
-    case JSON_ARRAY: {
-        n->kind = PT_N_SEQ;
-        size_t cnt = json_array_size(j);
-        n->items = pt_pool_calloc(pool, sizeof(*n->items) * (cnt ? cnt : 1));
-        for (size_t i = 0; i < cnt; i++)
-            n->items[n->n++] = pt_model_node_from_json(pool, json_array_get(j, i), n, (int)i);
-        return n;
-    }
-    case JSON_STRING:
-        n->kind = PT_N_SCALAR;
-        n->quoted = true;
-        n->len = json_string_length(j);
-        n->str = pt_pool_strndup(pool, json_string_value(j), n->len);
-        return n;
-    case JSON_INTEGER:
-        n->kind = PT_N_SCALAR;
-        n->str = pt_pool_printf(pool, "%lld", (long long)json_integer_value(j));
-        n->len = strlen(n->str);
-        return n;
-    case JSON_REAL:
-        n->kind = PT_N_SCALAR;
-        n->str = pt_pool_printf(pool, "%.17g", json_real_value(j));
-        n->len = strlen(n->str);
-        return n;
-    case JSON_TRUE:
-    case JSON_FALSE:
-        n->kind = PT_N_SCALAR;
-        n->str = json_is_true(j) ? "true" : "false";
-        n->len = strlen(n->str);
-        return n;
-    default:
-        n->kind = PT_N_SCALAR;
-        n->null = true;
-        n->str = "";
-        return n;
-    }
-}
 
 /* ----------------------------------------------------------------- secrets */
 
@@ -321,7 +204,7 @@ static bool put_policy(struct pt_store *st, const char *id, struct pt_node *poli
 {
     if (!policies)
         return true;
-    json_t *j = pt_model_node_to_json(policies);
+    json_t *j = pt_node_to_json(policies);
     bool ok = pt_store_put(st, "policy", "", id, "", j, source, NULL);
     json_decref(j);
     return ok;
@@ -369,13 +252,13 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
-        json_t *j = without(pt_model_node_to_json(a->node), api_x);
+        json_t *j = without(pt_node_to_json(a->node), api_x);
         ok &= pt_store_put(st, "api", "", a->id, a->workspace, j, source, NULL);
         json_decref(j);
         ok &= put_policy(st, pt_pool_printf(f->pool, "api:%s", a->id), a->policies, source);
         for (int k = 0; ok && k < a->nops; k++) {
             const struct pt_operation_cf *op = &a->ops[k];
-            json_t *oj = without(pt_model_node_to_json(op->node), op_x);
+            json_t *oj = without(pt_node_to_json(op->node), op_x);
             ok &= pt_store_put(st, "operation", a->id, op->id, a->workspace, oj, source, NULL);
             json_decref(oj);
             ok &= put_policy(st, pt_pool_printf(f->pool, "op:%s/%s", a->id, op->id), op->policies, source);
@@ -387,7 +270,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
-        json_t *j = without(pt_model_node_to_json(p->node), product_x);
+        json_t *j = without(pt_node_to_json(p->node), product_x);
         ok &= pt_store_put(st, "product", "", p->id, p->workspace, j, source, NULL);
         json_decref(j);
         for (int k = 0; ok && k < p->apis.n; k++)
@@ -397,7 +280,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         ok &= put_policy(st, pt_pool_printf(f->pool, "product:%s", p->id), p->policies, source);
     }
     for (int i = 0; ok && i < f->ngroups; i++) {
-        json_t *j = pt_model_node_to_json(f->groups[i].node);
+        json_t *j = pt_node_to_json(f->groups[i].node);
         ok &= pt_store_put(st, "group", "", f->groups[i].id, f->groups[i].workspace, j, source, NULL);
         json_decref(j);
     }
@@ -407,7 +290,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
-        json_t *j = without(pt_model_node_to_json(u->node), user_x);
+        json_t *j = without(pt_node_to_json(u->node), user_x);
         ok &= pt_store_put(st, "user", "", u->id, "", j, source, NULL);
         json_decref(j);
         for (int k = 0; ok && k < u->groups.n; k++)
@@ -419,7 +302,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
-        json_t *j = pt_model_node_to_json(s->node);
+        json_t *j = pt_node_to_json(s->node);
         /* keys the file does not give: kept from before, else made once */
         json_t *old = NULL;
         pt_store_get(st, "subscription", "", s->id, &old, NULL);
@@ -444,7 +327,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     }
     for (int i = 0; ok && f->named_values && i < f->named_values->n; i++) {
         struct pt_node *nv = f->named_values->items[i];
-        json_t *j = pt_model_node_to_json(nv);
+        json_t *j = pt_node_to_json(nv);
         if (json_is_true(json_object_get(j, "secret"))) {
             const char *plain = str_of(j, "value", "");
             char *sealed = pt_model_seal(secret_key, plain);
@@ -466,28 +349,28 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     struct {
         struct pt_node *list;
         const char *kind;
-    } plain[] = {{f->fragments, "policyFragment"}};
+    } plain[] = {{f->fragments, "policyFragment"}, {f->schemas, "schema"}};
     for (size_t t = 0; t < PT_ARRAY_LEN(plain); t++)
         for (int i = 0; ok && plain[t].list && i < plain[t].list->n; i++) {
-            json_t *j = pt_model_node_to_json(plain[t].list->items[i]);
+            json_t *j = pt_node_to_json(plain[t].list->items[i]);
             ok &= pt_store_put(st, plain[t].kind, "", str_of(j, "id", ""), str_of(j, "workspace", ""), j,
                                source, NULL);
             json_decref(j);
         }
     for (int i = 0; ok && i < f->nbackends; i++) {
-        json_t *j = pt_model_node_to_json(f->backends[i].node);
+        json_t *j = pt_node_to_json(f->backends[i].node);
         ok &= pt_store_put(st, "backend", "", f->backends[i].id, f->backends[i].workspace, j, source, NULL);
         json_decref(j);
     }
     for (int i = 0; ok && i < f->nworkspaces; i++) {
         const struct pt_workspace_cf *w = &f->workspaces[i];
-        json_t *j = without(pt_model_node_to_json(w->node), op_x);
+        json_t *j = without(pt_node_to_json(w->node), op_x);
         ok &= pt_store_put(st, "workspace", "", w->id, "", j, source, NULL);
         json_decref(j);
         ok &= put_policy(st, pt_pool_printf(f->pool, "workspace:%s", w->id), w->policies, source);
     }
     for (int i = 0; ok && i < f->nversion_sets; i++) {
-        json_t *j = pt_model_node_to_json(f->version_sets[i].node);
+        json_t *j = pt_node_to_json(f->version_sets[i].node);
         ok &= pt_store_put(st, "apiVersionSet", "", f->version_sets[i].id,
                            f->version_sets[i].workspace ? f->version_sets[i].workspace : "", j, source, NULL);
         json_decref(j);
@@ -706,7 +589,7 @@ json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const cha
 struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                                struct pt_errors *errs)
 {
-    json_t *root = pt_model_node_to_json(file->root);
+    json_t *root = pt_node_to_json(file->root);
     const char *k;
     json_t *v;
     void *tmp;
@@ -723,7 +606,7 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
     json_object_update(root, ents);
     json_decref(ents);
     struct pt_pool *pool = pt_pool_new(64 * 1024);
-    struct pt_node *tree = pt_model_node_from_json(pool, root, NULL, 0);
+    struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
     json_decref(root);
     overlay(tree, file->root, pt_pool_strdup(pool, file->root->file ? file->root->file : file->file));
     struct pt_conf *cf = pt_conf_from_tree(pool, file->file, tree, errs);
@@ -758,7 +641,7 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
     }
     if (errs->n > before)
         return NULL;
-    json_t *root = pt_model_node_to_json(file->root);
+    json_t *root = pt_node_to_json(file->root);
     void *tmp;
     json_object_foreach_safe(root, tmp, k, v)
     {
@@ -767,7 +650,7 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
     }
     json_object_update(root, (json_t *)doc);
     struct pt_pool *pool = pt_pool_new(16 * 1024);
-    struct pt_node *tree = pt_model_node_from_json(pool, root, NULL, 0);
+    struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
     json_decref(root);
     if (positions)
         overlay(tree, positions, pt_pool_strdup(pool, name));

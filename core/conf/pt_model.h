@@ -30,12 +30,6 @@ struct pt_kind {
 };
 extern const struct pt_kind pt_model_kinds[];
 
-/* Converts between trees and JSON (plain YAML scalars that read as numbers,
-   booleans or null become JSON ones; everything else a string). */
-json_t *pt_model_node_to_json(const struct pt_node *n);
-struct pt_node *pt_model_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent,
-                                        int index);
-
 /* Applies the file's entity lists to the store (one transaction). */
 bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                          struct pt_errors *errs);

@@ -537,3 +537,122 @@ pt_str pt_node_to_text(struct pt_pool *pool, const struct pt_node *n)
     free(buf);
     return (pt_str){out, len};
 }
+
+/* ------------------------------------------------------------------- JSON */
+
+static bool looks_integer(const char *s)
+{
+    const char *p = s + (*s == '-');
+    if (!*p || strlen(p) > 18)
+        return false;
+    for (; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return !(s[0] == '0' && s[1]) && !(s[0] == '-' && s[1] == '0');
+}
+
+static bool looks_real(const char *s)
+{
+    char *end;
+    if (!*s || strchr(s, 'x') || strchr(s, 'X') || strpbrk(s, "nN"))
+        return false;
+    strtod(s, &end);
+    return *end == '\0' && strpbrk(s, ".eE");
+}
+
+json_t *pt_node_to_json(const struct pt_node *n)
+{
+    switch (n->kind) {
+    case PT_N_MAP: {
+        json_t *o = json_object();
+        for (int i = 0; i < n->n; i++)
+            json_object_set_new(o, pt_node_key(n, i)->str, pt_node_to_json(pt_node_val(n, i)));
+        return o;
+    }
+    case PT_N_SEQ: {
+        json_t *a = json_array();
+        for (int i = 0; i < n->n; i++)
+            json_array_append_new(a, pt_node_to_json(n->items[i]));
+        return a;
+    }
+    default:
+        if (n->null)
+            return json_null();
+        if (!n->quoted) {
+            if (!strcmp(n->str, "true") || !strcmp(n->str, "True") || !strcmp(n->str, "TRUE"))
+                return json_true();
+            if (!strcmp(n->str, "false") || !strcmp(n->str, "False") || !strcmp(n->str, "FALSE"))
+                return json_false();
+            if (looks_integer(n->str))
+                return json_integer(strtoll(n->str, NULL, 10));
+            if (looks_real(n->str))
+                return json_real(strtod(n->str, NULL));
+        }
+        return json_stringn(n->str, n->len);
+    }
+}
+
+struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent, int index)
+{
+    struct pt_node *n = pt_pool_calloc(pool, sizeof(*n));
+    n->parent = parent;
+    n->index = index;
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        n->kind = PT_N_MAP;
+        size_t cnt = json_object_size(j);
+        n->items = pt_pool_calloc(pool, sizeof(*n->items) * (cnt ? 2 * cnt : 1));
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v)
+        {
+            struct pt_node *kn = pt_pool_calloc(pool, sizeof(*kn));
+            kn->kind = PT_N_SCALAR;
+            kn->quoted = true;
+            kn->str = pt_pool_strdup(pool, k);
+            kn->len = strlen(k);
+            kn->parent = n;
+            kn->index = n->n;
+            n->items[2 * n->n] = kn;
+            n->items[2 * n->n + 1] = pt_node_from_json(pool, v, n, n->n);
+            n->n++;
+        }
+        return n;
+    }
+    case JSON_ARRAY: {
+        n->kind = PT_N_SEQ;
+        size_t cnt = json_array_size(j);
+        n->items = pt_pool_calloc(pool, sizeof(*n->items) * (cnt ? cnt : 1));
+        for (size_t i = 0; i < cnt; i++)
+            n->items[n->n++] = pt_node_from_json(pool, json_array_get(j, i), n, (int)i);
+        return n;
+    }
+    case JSON_STRING:
+        n->kind = PT_N_SCALAR;
+        n->quoted = true;
+        n->len = json_string_length(j);
+        n->str = pt_pool_strndup(pool, json_string_value(j), n->len);
+        return n;
+    case JSON_INTEGER:
+        n->kind = PT_N_SCALAR;
+        n->str = pt_pool_printf(pool, "%lld", (long long)json_integer_value(j));
+        n->len = strlen(n->str);
+        return n;
+    case JSON_REAL:
+        n->kind = PT_N_SCALAR;
+        n->str = pt_pool_printf(pool, "%.17g", json_real_value(j));
+        n->len = strlen(n->str);
+        return n;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        n->kind = PT_N_SCALAR;
+        n->str = json_is_true(j) ? "true" : "false";
+        n->len = strlen(n->str);
+        return n;
+    default:
+        n->kind = PT_N_SCALAR;
+        n->null = true;
+        n->str = "";
+        return n;
+    }
+}

@@ -12,6 +12,8 @@
 #include "base/pt.h"
 #include "base/pt_pool.h"
 
+#include <jansson.h>
+
 enum pt_node_kind { PT_N_SCALAR, PT_N_SEQ, PT_N_MAP };
 
 struct pt_node {
@@ -66,5 +68,11 @@ const char *pt_node_kind_name(const struct pt_node *n);
 /* A scalar's text, or a map/list as JSON (plain scalars that read as
    numbers, booleans or null stay unquoted).  Allocated in pool. */
 pt_str pt_node_to_text(struct pt_pool *pool, const struct pt_node *n);
+
+/* Converts between trees and JSON (plain YAML scalars that read as numbers,
+   booleans or null become JSON ones; everything else a string).  The tree
+   from JSON hangs under parent at index (NULL, 0 for a root). */
+json_t *pt_node_to_json(const struct pt_node *n);
+struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent, int index);
 
 #endif

@@ -17,6 +17,7 @@
  */
 #include "mgmt/pt_cli.h"
 #include "base/pt.h"
+#include "conf/pt_import.h"
 #include "http/pt_fetch.h"
 
 #include <errno.h>
@@ -341,6 +342,154 @@ static char *read_file(const char *path, size_t *len)
     return b;
 }
 
+/* ------------------------------------------------------ api import/export */
+
+struct import_opts {
+    const char *src, *id, *path, *service_url, *format, *wsdl_service, *wsdl_endpoint;
+};
+
+/* The -link name of a format ("openapi" -> "openapi-link"). */
+static const char *link_format(const char *f)
+{
+    static const char *const pairs[][2] = {
+        {"openapi", "openapi-link"},
+        {"openapi+json", "openapi+json-link"},
+        {"swagger-json", "swagger-link-json"},
+        {"wsdl", "wsdl-link"},
+        {"odata", "odata-link"},
+        {"graphql", "graphql-link"},
+    };
+    for (size_t i = 0; i < PT_ARRAY_LEN(pairs); i++)
+        if (!strcmp(pairs[i][0], f))
+            return pairs[i][1];
+    return f;
+}
+
+/* portico api import FILE|URL --id ID [...]: the file's text (or the URL, for the server to fetch). */
+static int api_import(struct cli *c, const struct import_opts *o)
+{
+    bool url = !strncmp(o->src, "http://", 7) || !strncmp(o->src, "https://", 8);
+    const char *format = o->format;
+    char *text = NULL;
+    size_t len = 0;
+    if (url && !format) { /* the content tells the format; the server fetches it again */
+        struct pt_fetch_opts fo = {.timeout_ms = c->timeout_ms ? c->timeout_ms : CLI_TIMEOUT_MS,
+                                   .max_body = PT_IMPORT_MAX_FETCH,
+                                   .accept = "*/*",
+                                   .cancel_fd = -1,
+                                   .ca_file = c->ca_file};
+        struct pt_fetch_result fr;
+        char err[512];
+        if (pt_fetch_get(o->src, &fo, &fr, err, sizeof(err)) != PT_FETCH_OK) {
+            fprintf(stderr, "portico: cannot read %s: %s\n", o->src, err);
+            return 1;
+        }
+        const char *g = fr.status < 300 ? pt_import_guess(fr.body, fr.len) : NULL;
+        free(fr.body);
+        if (!g) {
+            fprintf(stderr,
+                    "portico: the format of %s cannot be told from its content; name it with --format "
+                    "(graphql-link for a GraphQL endpoint)\n",
+                    o->src);
+            return 1;
+        }
+        format = link_format(g);
+    } else if (url)
+        format = link_format(format);
+    else {
+        text = read_file(o->src, &len);
+        if (!text) {
+            fprintf(stderr, "portico: cannot read %s: %s\n", o->src, strerror(errno));
+            return 1;
+        }
+        if (!format)
+            format = pt_import_guess(text, len);
+        if (!format) {
+            fprintf(stderr,
+                    "portico: the format of %s cannot be told from its content; name it with --format "
+                    "(openapi, openapi+json, swagger-json, wsdl, odata, graphql)\n",
+                    o->src);
+            free(text);
+            return 1;
+        }
+    }
+    json_t *b =
+        json_pack("{s:s,s:s%}", "format", format, "value", url ? o->src : text, url ? strlen(o->src) : len);
+    free(text);
+    if (!b) {
+        fprintf(stderr, "portico: %s is not UTF-8 text\n", o->src);
+        return 1;
+    }
+    if (o->path)
+        json_object_set_new(b, "path", json_string(o->path));
+    if (o->service_url)
+        json_object_set_new(b, "serviceUrl", json_string(o->service_url));
+    if (o->wsdl_service || o->wsdl_endpoint) {
+        json_t *sel = json_object();
+        if (o->wsdl_service)
+            json_object_set_new(sel, "wsdlServiceName", json_string(o->wsdl_service));
+        if (o->wsdl_endpoint)
+            json_object_set_new(sel, "wsdlEndpointName", json_string(o->wsdl_endpoint));
+        json_object_set_new(b, "wsdlSelector", sel);
+    }
+    char *body = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    char *eid = enc(o->id);
+    char path[1024];
+    snprintf(path, sizeof(path), "/management/apis/%s", eid);
+    free(eid);
+    int rc = 0;
+    json_t *j = call_json(c, "PUT", path, body, &rc);
+    free(body);
+    if (!j)
+        return rc ? rc : 1;
+    if (c->json)
+        print_json(j);
+    else {
+        json_t *imp = json_object_get(j, "import");
+        printf("imported %s (%s) at /%s: %zu created, %zu updated, %zu deleted, %zu unchanged\n", o->id,
+               format, json_string_value(json_object_get(j, "path")) ?: "",
+               json_array_size(json_object_get(imp, "created")),
+               json_array_size(json_object_get(imp, "updated")),
+               json_array_size(json_object_get(imp, "deleted")),
+               json_array_size(json_object_get(imp, "unchanged")));
+        static const char *const lists[] = {"created", "updated", "deleted"};
+        for (size_t l = 0; l < PT_ARRAY_LEN(lists); l++) {
+            size_t i;
+            json_t *v;
+            json_array_foreach(json_object_get(imp, lists[l]), i, v)
+                printf("  %s %s\n", lists[l], json_string_value(v));
+        }
+        size_t i;
+        json_t *w;
+        json_array_foreach(json_object_get(imp, "warnings"), i, w)
+            fprintf(stderr, "portico: warning: %s\n", json_string_value(w));
+    }
+    json_decref(j);
+    return 0;
+}
+
+/* portico api export ID [--format F]: the document on stdout. */
+static int api_export(struct cli *c, const char *id, const char *format)
+{
+    char *eid = enc(id);
+    char *ef = enc(format ? format : "openapi");
+    char path[1200];
+    snprintf(path, sizeof(path), "/management/apis/%s?export=true&format=%s", eid, ef);
+    free(eid);
+    free(ef);
+    struct resp r = {0};
+    if (!http_call(c, "GET", path, NULL, NULL, 0, &r))
+        return 1;
+    int rc = 0;
+    if (r.status >= 300)
+        rc = report(&r);
+    else
+        fwrite(r.body, 1, r.len, stdout);
+    free(r.body);
+    return rc;
+}
+
 /* --timeout: whole seconds, 1 to 3600 */
 static uint32_t parse_timeout(const char *v)
 {
@@ -359,6 +508,11 @@ static void usage(FILE *f)
         "  apply -f FILE                    create or update the entities FILE declares (YAML or JSON)\n"
         "  export [--include-file]          print the entities as YAML that apply accepts (those the\n"
         "                                   configuration file declares only with --include-file)\n"
+        "  api import FILE|URL --id ID [--path P] [--service-url U] [--format F]\n"
+        "             [--wsdl-service S] [--wsdl-endpoint E]\n"
+        "                                   import (or re-import) a definition: OpenAPI, Swagger, WSDL,\n"
+        "                                   OData $metadata, GraphQL; the format is guessed when not given\n"
+        "  api export ID [--format openapi|openapi+json|swagger-json|wsdl|graphql]\n"
         "  api|product|user|group|named-value|workspace list\n"
         "  api|product|user|group|named-value|workspace show ID | delete ID\n"
         "  subscription create ID --scope /products/P|/apis/A|/apis [--owner USER] [--name NAME] "
@@ -393,6 +547,7 @@ int pt_cli_main(int argc, char **argv)
     const char *pos[8] = {0};
     int npos = 0;
     const char *file = NULL, *scope = NULL, *owner = NULL, *name = NULL, *state = NULL;
+    struct import_opts io = {0};
     bool secondary = false, include_file = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -420,6 +575,18 @@ int pt_cli_main(int argc, char **argv)
             name = NEXT();
         else if (!strcmp(a, "--state"))
             state = NEXT();
+        else if (!strcmp(a, "--id"))
+            io.id = NEXT();
+        else if (!strcmp(a, "--path"))
+            io.path = NEXT();
+        else if (!strcmp(a, "--service-url"))
+            io.service_url = NEXT();
+        else if (!strcmp(a, "--format"))
+            io.format = NEXT();
+        else if (!strcmp(a, "--wsdl-service"))
+            io.wsdl_service = NEXT();
+        else if (!strcmp(a, "--wsdl-endpoint"))
+            io.wsdl_endpoint = NEXT();
         else if (!strcmp(a, "--include-file"))
             include_file = true;
         else if (!strcmp(a, "--secondary"))
@@ -536,6 +703,17 @@ int pt_cli_main(int argc, char **argv)
         die_usage("unknown command '%s'", cmd);
     const char *verb = npos > 1 ? pos[1] : "list";
     const char *id = npos > 2 ? pos[2] : NULL;
+    if (!strcmp(cmd, "api") && !strcmp(verb, "import")) {
+        if (!id || !io.id)
+            die_usage("api import needs FILE or URL and --id ID");
+        io.src = id;
+        return api_import(&c, &io);
+    }
+    if (!strcmp(cmd, "api") && !strcmp(verb, "export")) {
+        if (!id)
+            die_usage("api export needs an id");
+        return api_export(&c, id, io.format);
+    }
     if (!strcmp(verb, "list"))
         return list_all(&c, nn);
     if (!id)

@@ -76,6 +76,7 @@ static const struct route routes[] = {
     ENTITY_ROUTES("policyFragments", "policyFragment", A_API, true, "policy fragment"),
     ENTITY_ROUTES("backends", "backend", A_API, true, "backend"),
     ENTITY_ROUTES("apiVersionSets", "apiVersionSet", A_API, true, "API version set"),
+    ENTITY_ROUTES("schemas", "schema", A_API, true, "schema"),
     {"policies", "GET", H_POLICIES, "global", A_SERVICE, false, "The global policy document as a list"},
     {"policies/policy", "GET PUT DELETE", H_POLICY, "global", A_SERVICE, false, "The global policy document"},
     ENTITY_ROUTES("workspaces", "workspace", A_SERVICE, false, "workspace"),
@@ -225,7 +226,13 @@ static void on_request(struct evhttp_request *r, void *arg)
         pt_mgmt_entities_list(&m, rt->kind, "");
         break;
     case H_ENTITY:
-        pt_mgmt_entities_entity(&m, rt->kind, "", m.id);
+        if (!strcmp(rt->kind, "api") && m.method == EVHTTP_REQ_GET && pt_mgmt_req_param(&m, "export") &&
+            !strcmp(pt_mgmt_req_param(&m, "export"), "true"))
+            pt_mgmt_import_export(&m, m.id);
+        else if (!strcmp(rt->kind, "api") && m.method == EVHTTP_REQ_PUT && pt_mgmt_import_wanted(&m))
+            pt_mgmt_import_put(&m, m.id);
+        else
+            pt_mgmt_entities_entity(&m, rt->kind, "", m.id);
         break;
     case H_OPS:
         if (!pt_mgmt_entities_get(&m, "api", "", m.id, NULL, NULL))

@@ -43,7 +43,7 @@ static bool is_builtin_group(const char *id)
 /* ---------------------------------------------------------------- helpers */
 
 /* The public view of a stored entity: id first, secrets out. */
-static json_t *view(const char *kind, const char *id, const json_t *body)
+json_t *pt_mgmt_entities_view(const char *kind, const char *id, const json_t *body)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(id));
@@ -144,9 +144,8 @@ static void tree_path(const char *kind, const char *parent, const char *id, char
  * built and published.  On failure nothing is kept and the error is sent
  * (status `fail_status`); true when the change is live.
  */
-typedef bool (*change_fn)(struct mreq *m, void *arg, struct pt_errors *errs);
-
-static bool run_change(struct mreq *m, change_fn fn, void *arg, int fail_status, const char *const *strip)
+bool pt_mgmt_entities_change(struct mreq *m, pt_mgmt_change_fn fn, void *arg, int fail_status,
+                             const char *const *strip)
 {
     struct pt_errors errs = {0};
     if (!pt_store_begin(pt_mgmt_req_store)) {
@@ -206,6 +205,12 @@ static bool apply_doc(struct mreq *m, void *arg, struct pt_errors *errs)
     return ok;
 }
 
+bool pt_mgmt_entities_apply_json(struct mreq *m, json_t *doc, struct pt_errors *errs)
+{
+    struct apply_arg a = {doc, NULL, "body"};
+    return apply_doc(m, &a, errs);
+}
+
 /* ------------------------------------------------------------------ lists */
 
 struct collect {
@@ -218,7 +223,7 @@ static bool collect_one(void *arg, const struct pt_entity *e)
 {
     struct collect *c = arg;
     if (in_scope(c->m, e->body))
-        json_array_append_new(c->items, view(c->kind, e->id, e->body));
+        json_array_append_new(c->items, pt_mgmt_entities_view(c->kind, e->id, e->body));
     return true;
 }
 
@@ -383,6 +388,41 @@ static bool valid_id(const char *id)
     return true;
 }
 
+/* The checks a PUT or PATCH of an entity passes before its body is read: the role, an id free
+   across the service and well formed, an owner that is not the configuration file, the ETag.
+   false when it has answered. */
+bool pt_mgmt_entities_may_write(struct mreq *m, const char *kind, const char *parent, const char *id,
+                                bool exists, const char *etag)
+{
+    if (!pt_mgmt_auth_authorize(m, true))
+        return false;
+    /* ids are unique per kind across the service: an id that exists outside
+       this workspace is not free, and no write moves an entity between
+       scopes (a PUT that did would hand it, its links and its keys over) */
+    if (!exists && m->method == EVHTTP_REQ_PUT && strcmp(kind, "token") &&
+        pt_store_get(pt_mgmt_req_store, kind, parent, id, NULL, NULL)) {
+        pt_mgmt_req_send_error(
+            m, 409, "IdInUse",
+            "%s id '%s' is taken outside this workspace; ids are unique across the service", kind, id);
+        return false;
+    }
+    if (!exists && m->method == EVHTTP_REQ_PATCH) {
+        pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "%s '%s' not found", kind, id);
+        return false;
+    }
+    if (!exists && !valid_id(id)) {
+        pt_mgmt_req_send_error(m, 400, "InvalidId",
+                               "'%s' is not a valid id (letters, digits, '-', '_', '.', '~'; at most 256)",
+                               id);
+        return false;
+    }
+    if (exists && from_file(kind, parent, id)) {
+        refuse_file_owned(m, kind, id);
+        return false;
+    }
+    return pt_mgmt_req_check_etag(m, exists ? etag : NULL);
+}
+
 void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *parent, const char *id)
 {
     json_t *cur = NULL;
@@ -400,25 +440,14 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
             pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "%s '%s' not found", kind, id);
             return;
         }
-        pt_mgmt_req_send_json(m, 200, view(kind, id, cur), etag);
+        pt_mgmt_req_send_json(m, 200, pt_mgmt_entities_view(kind, id, cur), etag);
         json_decref(cur);
         return;
     }
-    if (!pt_mgmt_auth_authorize(m, true)) {
+    if (m->method == EVHTTP_REQ_DELETE && !pt_mgmt_auth_authorize(m, true)) {
         json_decref(cur);
         return;
     }
-    /* ids are unique per kind across the service: an id that exists outside
-       this workspace is not free, and no write moves an entity between
-       scopes (a PUT that did would hand it, its links and its keys over) */
-    if (!exists && m->method == EVHTTP_REQ_PUT && strcmp(kind, "token") &&
-        pt_store_get(pt_mgmt_req_store, kind, parent, id, NULL, NULL)) {
-        pt_mgmt_req_send_error(
-            m, 409, "IdInUse",
-            "%s id '%s' is taken outside this workspace; ids are unique across the service", kind, id);
-        return;
-    }
-
     if (m->method == EVHTTP_REQ_DELETE) {
         if (!exists) {
             pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "%s '%s' not found", kind, id);
@@ -432,35 +461,20 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
         if (!pt_mgmt_req_check_etag(m, etag))
             return;
         struct del_arg d = {kind, parent, id};
-        change_fn fn = !strcmp(kind, "product") ? delete_product_links
-                       : !strcmp(kind, "group") ? delete_group_links
-                                                : delete_entity;
+        pt_mgmt_change_fn fn = !strcmp(kind, "product") ? delete_product_links
+                               : !strcmp(kind, "group") ? delete_group_links
+                                                        : delete_entity;
         if (!strcmp(kind, "token")) {
             pt_store_delete(pt_mgmt_req_store, "token", "", id);
             pt_mgmt_req_send_json(m, 204, NULL, NULL);
             return;
         }
-        if (run_change(m, fn, &d, 409, NULL))
+        if (pt_mgmt_entities_change(m, fn, &d, 409, NULL))
             pt_mgmt_req_send_json(m, 204, NULL, NULL);
         return;
     }
     /* PUT and PATCH */
-    if (!exists && m->method == EVHTTP_REQ_PATCH) {
-        pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "%s '%s' not found", kind, id);
-        return;
-    }
-    if (!exists && !valid_id(id)) {
-        pt_mgmt_req_send_error(m, 400, "InvalidId",
-                               "'%s' is not a valid id (letters, digits, '-', '_', '.', '~'; at most 256)",
-                               id);
-        return;
-    }
-    if (exists && from_file(kind, parent, id)) {
-        json_decref(cur);
-        refuse_file_owned(m, kind, id);
-        return;
-    }
-    if (!pt_mgmt_req_check_etag(m, exists ? etag : NULL)) {
+    if (!pt_mgmt_entities_may_write(m, kind, parent, id, exists, etag)) {
         json_decref(cur);
         return;
     }
@@ -582,22 +596,22 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
         pt_mgmt_auth_new_token(secret, hash);
         json_object_del(obj, "token");
         json_object_set_new(obj, "hash", json_string(hash));
-        ok = run_change(m, put_token, &p, 400, NULL);
+        ok = pt_mgmt_entities_change(m, put_token, &p, 400, NULL);
         if (ok) {
             pt_store_get(pt_mgmt_req_store, "token", "", id, NULL, etag);
-            json_t *v = view(kind, id, obj);
+            json_t *v = pt_mgmt_entities_view(kind, id, obj);
             json_object_set_new(v, "token", json_string(secret));
             pt_mgmt_req_send_json(m, exists ? 200 : 201, v, etag);
         }
         json_decref(obj);
         goto out;
     }
-    ok = run_change(m, put_entity, &p, 400, strip);
+    ok = pt_mgmt_entities_change(m, put_entity, &p, 400, strip);
     json_decref(obj);
     if (ok) {
         json_t *nb = NULL;
         pt_store_get(pt_mgmt_req_store, kind, parent, id, &nb, etag);
-        pt_mgmt_req_send_json(m, exists ? 200 : 201, view(kind, id, nb), etag);
+        pt_mgmt_req_send_json(m, exists ? 200 : 201, pt_mgmt_entities_view(kind, id, nb), etag);
         json_decref(nb);
     }
 out:
@@ -717,7 +731,7 @@ void pt_mgmt_entities_policy(struct mreq *m, const char *owner, bool as_list)
             return;
         }
         struct pol_arg p = {pid, NULL};
-        if (run_change(m, put_policy_doc, &p, 409, strip))
+        if (pt_mgmt_entities_change(m, put_policy_doc, &p, 409, strip))
             pt_mgmt_req_send_json(m, 204, NULL, NULL);
         return;
     }
@@ -735,7 +749,7 @@ void pt_mgmt_entities_policy(struct mreq *m, const char *owner, bool as_list)
             struct pt_node *n =
                 pt_node_parse_yaml(pool, "value", json_string_value(body), json_string_length(body), &errs);
             json_decref(body);
-            body = n ? pt_model_node_to_json(n) : NULL;
+            body = n ? pt_node_to_json(n) : NULL;
             pt_pool_free(pool);
             if (!body) {
                 pt_mgmt_req_send_errors(m, 400, "InvalidRequestBody", "the policy text cannot be read", &errs,
@@ -750,7 +764,7 @@ void pt_mgmt_entities_policy(struct mreq *m, const char *owner, bool as_list)
         return;
     }
     struct pol_arg p = {pid, body};
-    if (run_change(m, put_policy_doc, &p, 400, strip)) {
+    if (pt_mgmt_entities_change(m, put_policy_doc, &p, 400, strip)) {
         json_t *nb = NULL;
         pt_store_get(pt_mgmt_req_store, "policy", "", pid, &nb, etag);
         pt_mgmt_req_send_json(m, exists ? 200 : 201, nb, etag);
@@ -800,7 +814,7 @@ static bool link_item(void *arg, const char *a, const char *b)
     struct links_collect *c = arg;
     json_t *body = NULL;
     if (exists_or_builtin(c->m, c->lk->b_kind, b, &body)) {
-        json_array_append_new(c->items, view(c->lk->b_kind, b, body));
+        json_array_append_new(c->items, pt_mgmt_entities_view(c->lk->b_kind, b, body));
         json_decref(body);
     }
     return true;
@@ -848,7 +862,7 @@ void pt_mgmt_entities_links(struct mreq *m, const char *kind, bool one)
             pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "%s '%s' is not linked to %s '%s'", lk->b_kind,
                                    m->sub, lk->a_kind, m->id);
         else
-            pt_mgmt_req_send_json(m, 200, view(lk->b_kind, m->sub, body), etag);
+            pt_mgmt_req_send_json(m, 200, pt_mgmt_entities_view(lk->b_kind, m->sub, body), etag);
         json_decref(body);
         return;
     }
@@ -867,9 +881,10 @@ void pt_mgmt_entities_links(struct mreq *m, const char *kind, bool one)
         return;
     }
     struct link_arg l = {kind, m->id, m->sub, m->method == EVHTTP_REQ_PUT};
-    if ((l.on && linked) || run_change(m, set_link, &l, l.on ? 400 : 409, NULL)) {
+    if ((l.on && linked) || pt_mgmt_entities_change(m, set_link, &l, l.on ? 400 : 409, NULL)) {
         if (l.on)
-            pt_mgmt_req_send_json(m, linked ? 200 : 201, view(lk->b_kind, m->sub, body), etag);
+            pt_mgmt_req_send_json(m, linked ? 200 : 201, pt_mgmt_entities_view(lk->b_kind, m->sub, body),
+                                  etag);
         else
             pt_mgmt_req_send_json(m, 204, NULL, NULL);
     }
@@ -921,7 +936,7 @@ void pt_mgmt_entities_sub_action(struct mreq *m, enum handler h)
         return;
     }
     struct regen_arg r = {m->id, h == H_REGEN1 ? "primaryKey" : "secondaryKey"};
-    if (run_change(m, regen_key, &r, 400, NULL))
+    if (pt_mgmt_entities_change(m, regen_key, &r, 400, NULL))
         pt_mgmt_req_send_json(m, 204, NULL, NULL);
 }
 
@@ -972,9 +987,9 @@ void pt_mgmt_entities_apply(struct mreq *m)
         pt_mgmt_req_give_back_memory(len);
         return;
     }
-    json_t *doc = pt_model_node_to_json(n);
+    json_t *doc = pt_node_to_json(n);
     struct apply_arg a = {doc, n, "request"};
-    if (run_change(m, apply_doc, &a, 400, NULL)) {
+    if (pt_mgmt_entities_change(m, apply_doc, &a, 400, NULL)) {
         json_t *counts = json_object();
         const char *k;
         json_t *v;

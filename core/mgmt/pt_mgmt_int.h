@@ -179,6 +179,27 @@ bool pt_mgmt_entities_get(struct mreq *m, const char *kind, const char *parent, 
 /* The handlers: each answers the request. */
 void pt_mgmt_entities_list(struct mreq *m, const char *kind, const char *parent);
 void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *parent, const char *id);
+/* The checks a PUT or PATCH passes before its body is read; false when it has answered. */
+bool pt_mgmt_entities_may_write(struct mreq *m, const char *kind, const char *parent, const char *id,
+                                bool exists, const char *etag);
+/* An entity as the API shows it (a new reference). */
+json_t *pt_mgmt_entities_view(const char *kind, const char *id, const json_t *body);
+/* Runs a change: fn writes inside a transaction, then the generation is built and published; on
+   failure nothing is kept and the error is sent with fail_status.  true when the change is live. */
+typedef bool (*pt_mgmt_change_fn)(struct mreq *m, void *arg, struct pt_errors *errs);
+bool pt_mgmt_entities_change(struct mreq *m, pt_mgmt_change_fn fn, void *arg, int fail_status,
+                             const char *const *strip);
+/* Applies a document of entity lists ({"apis": [...]}) through the configuration file's code path. */
+bool pt_mgmt_entities_apply_json(struct mreq *m, json_t *doc, struct pt_errors *errs);
+
+/* --------------------------------------------------------- pt_mgmt_import */
+
+/* Does this PUT of an API carry a definition (`format` and `value`)? */
+bool pt_mgmt_import_wanted(struct mreq *m);
+/* PUT /apis/{id} with a definition: import or re-import. */
+void pt_mgmt_import_put(struct mreq *m, const char *id);
+/* GET /apis/{id}?export=true&format=F. */
+void pt_mgmt_import_export(struct mreq *m, const char *id);
 void pt_mgmt_entities_policy(struct mreq *m, const char *owner, bool as_list);
 void pt_mgmt_entities_links(struct mreq *m, const char *kind, bool one);
 void pt_mgmt_entities_sub_action(struct mreq *m, enum handler h);

@@ -181,7 +181,7 @@ json_t *pt_mgmt_req_body(struct mreq *m, bool empty_ok)
         struct pt_pool *pool = pt_pool_new(8192);
         struct pt_node *n = pt_node_parse_yaml(pool, "body", text, len, &errs);
         if (n)
-            j = pt_model_node_to_json(n);
+            j = pt_node_to_json(n);
         else
             pt_mgmt_req_send_errors(m, 400, "InvalidRequestBody", "the YAML body cannot be read", &errs,
                                     NULL);

@@ -347,6 +347,32 @@ static pt_bytes api_operation_template(pt_call *call)
     return (pt_bytes){t, strlen(t)};
 }
 
+static pt_bytes api_operation_definition(pt_call *call)
+{
+    const struct pt_operation *op = call->req->op;
+    return op ? (pt_bytes){op->def.data, op->def.len} : (pt_bytes){"", 0};
+}
+
+static pt_bytes api_schema_definition(pt_call *call, int scope, pt_bytes id)
+{
+    const struct pt_req *req = call->req;
+    const struct pt_deftext *t = NULL;
+    int n = 0;
+    if (scope == PT_SCHEMA_API && req->api) {
+        t = req->api->schemas;
+        n = req->api->nschemas;
+        if (id.len == 0 && n > 0)
+            return (pt_bytes){t[0].json.data, t[0].json.len};
+    } else if (scope == PT_SCHEMA_SERVICE) {
+        t = req_gen(req)->schemas;
+        n = req_gen(req)->nschemas;
+    }
+    for (int i = 0; i < n; i++)
+        if (strlen(t[i].id) == id.len && !memcmp(t[i].id, id.data, id.len))
+            return (pt_bytes){t[i].json.data, t[i].json.len};
+    return (pt_bytes){"", 0};
+}
+
 static pt_bytes api_url_base(pt_call *call, int which)
 {
     struct pt_req *req = call->req;
@@ -554,6 +580,8 @@ static struct pt_api build_api(void)
     a.original_query_param = api_original_query_param;
     a.http_get = api_http_get;
     a.checking_only = api_checking_only;
+    a.operation_definition = api_operation_definition;
+    a.schema_definition = api_schema_definition;
     return a;
 }
 

@@ -442,6 +442,16 @@ static bool operation_example(struct pt_req *req, int status, const char *ctype,
             return true;
         }
     }
+    /* no example: a sample of the response's schema (built with the generation) */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < req->op->nsamples; i++) {
+            const struct pt_sample *s = &req->op->samples[i];
+            if (s->status != (pass ? 0 : status) || (ctype && strcasecmp(s->content_type, ctype)))
+                continue;
+            *body = s->body;
+            *type = pt_str_c(s->content_type);
+            return true;
+        }
     return false;
 }
 

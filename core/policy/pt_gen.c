@@ -3,8 +3,10 @@
  */
 #include "policy/pt_gen.h"
 
+#include "base/pt_jschema.h"
 #include "base/pt_log.h"
 #include "base/pt_paths.h"
+#include "conf/pt_model.h"
 #include "conf/pt_router.h"
 #include "event/pt_tls.h"
 #include "lua/pt_expr.h"
@@ -144,7 +146,129 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_e
 
 static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs);
 
-/* The compiled document of the workspace an API belongs to (NULL: none). */
+/* ----------------------------------------------------------- definitions */
+
+static pt_str json_text(struct pt_pool *pool, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+    if (!s)
+        return (pt_str){"", 0};
+    size_t n = strlen(s);
+    char *p = pt_pool_strndup(pool, s, n);
+    free(s);
+    return (pt_str){p, n};
+}
+
+/* The texts of a list of schemas (an API's or the service's), from their JSON. */
+static struct pt_deftext *schema_texts(struct pt_pool *pool, const json_t *list, int *n)
+{
+    *n = (int)json_array_size(list);
+    struct pt_deftext *t = pt_pool_calloc(pool, sizeof(*t) * (size_t)(*n ? *n : 1));
+    for (int i = 0; i < *n; i++) {
+        json_t *j = json_deep_copy(json_array_get(list, (size_t)i));
+        t[i].id = pt_pool_strdup(pool, json_string_value(json_object_get(j, "id")) ?: "");
+        json_object_del(j, "workspace");
+        t[i].json = json_text(pool, j);
+    }
+    return t;
+}
+
+/* A representation's schema and the document its $refs resolve in (docs/api-definitions.md). */
+static const json_t *rep_schema(const json_t *schemas, const json_t *rep, const json_t **root)
+{
+    const char *sid = json_string_value(json_object_get(rep, "schemaId"));
+    const char *tn = json_string_value(json_object_get(rep, "typeName"));
+    const json_t *entry = NULL, *s;
+    size_t i;
+    json_array_foreach(schemas, i, s)
+    {
+        const char *id = json_string_value(json_object_get(s, "id"));
+        if (json_is_object(json_object_get(s, "document")) && (!sid || (id && !strcmp(id, sid)))) {
+            entry = s;
+            break;
+        }
+    }
+    const json_t *doc = json_object_get(entry, "document");
+    *root = doc;
+    if (json_object_get(rep, "schema"))
+        return json_object_get(rep, "schema");
+    if (!doc)
+        return NULL;
+    const char *ct = json_string_value(json_object_get(entry, "contentType")) ?: "";
+    if (!tn)
+        return strstr(ct, "components") || strstr(ct, "definitions") ? NULL : doc;
+    if (strstr(ct, "openapi.components"))
+        return json_object_get(json_object_get(json_object_get(doc, "components"), "schemas"), tn);
+    if (strstr(ct, "swagger.definitions"))
+        return json_object_get(json_object_get(doc, "definitions"), tn);
+    const json_t *t = json_object_get(json_object_get(doc, "$defs"), tn);
+    return t ? t : json_object_get(json_object_get(doc, "definitions"), tn);
+}
+
+/* Samples for mock-response: JSON representations of the responses that have a schema and no example. */
+static void op_samples(struct pt_pool *pool, struct pt_operation *op, const json_t *schemas,
+                       const json_t *resps)
+{
+    size_t i, k;
+    json_t *r, *rep;
+    size_t cap = 0;
+    json_array_foreach(resps, i, r) cap += json_array_size(json_object_get(r, "representations"));
+    if (!cap)
+        return;
+    op->samples = pt_pool_calloc(pool, sizeof(*op->samples) * cap);
+    json_array_foreach(resps, i, r)
+    {
+        json_t *sc = json_object_get(r, "statusCode");
+        int status = json_is_integer(sc) ? (int)json_integer_value(sc) : 0;
+        json_array_foreach(json_object_get(r, "representations"), k, rep)
+        {
+            const char *ct = json_string_value(json_object_get(rep, "contentType"));
+            if (!ct || !strstr(ct, "json") || json_object_size(json_object_get(rep, "examples")) ||
+                json_object_get(rep, "sample"))
+                continue;
+            const json_t *root, *schema = rep_schema(schemas, rep, &root);
+            json_t *sample = schema ? pt_jschema_sample(schema, root ? root : schema) : NULL;
+            if (!sample)
+                continue;
+            struct pt_sample *smp = &op->samples[op->nsamples++];
+            smp->status = status;
+            smp->content_type = pt_pool_strdup(pool, ct);
+            smp->body = json_text(pool, sample);
+        }
+    }
+}
+
+/* What plugins read of the definitions (each operation's and each schema's JSON text) and the
+   samples mock-response answers with. */
+static void definitions(struct pt_gen *g)
+{
+    struct pt_pool *pool = g->conf->pool;
+    for (int i = 0; i < g->napis; i++) {
+        struct pt_apidef *api = &g->apis[i];
+        json_t *schemas = api->cf->schemas ? pt_node_to_json(api->cf->schemas) : json_array();
+        api->schemas = schema_texts(pool, schemas, &api->nschemas);
+        for (int k = 0; k < api->nops; k++) {
+            const struct pt_operation_cf *oc = api->ops[k].cf;
+            json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s}", "api", api->cf->id, "apiType",
+                                  pt_conf_entities_api_types[api->cf->api_type], "id", oc->id, "method",
+                                  oc->method, "urlTemplate", oc->url_template);
+            static const char *const keys[] = {"templateParameters", "request", "responses"};
+            for (size_t x = 0; x < PT_ARRAY_LEN(keys); x++) {
+                struct pt_node *n = pt_node_get(oc->node, keys[x]);
+                if (n)
+                    json_object_set_new(j, keys[x], pt_node_to_json(n));
+            }
+            op_samples(pool, &api->ops[k], schemas, json_object_get(j, "responses"));
+            api->ops[k].def = json_text(pool, j);
+        }
+        json_decref(schemas);
+    }
+    json_t *service = g->conf->schemas ? pt_node_to_json(g->conf->schemas) : json_array();
+    g->schemas = schema_texts(pool, service, &g->nschemas);
+    json_decref(service);
+}
+
 static struct pt_doc *workspace_doc(const struct pt_conf *cf, struct pt_doc **wdocs, const char *ws)
 {
     for (int i = 0; ws && *ws && i < cf->nworkspaces; i++)
@@ -237,6 +361,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     }
     free(keys);
     pt_router_finish(g->router);
+    definitions(g);
     if (refs && !pt_conf_check_refs(cf, errs))
         goto out;
 

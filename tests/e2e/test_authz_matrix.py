@@ -32,6 +32,7 @@ AREAS = {
     "policyFragments": "api", "policyFragments/{id}": "api",
     "backends": "api", "backends/{id}": "api",
     "apiVersionSets": "api", "apiVersionSets/{id}": "api",
+    "schemas": "api", "schemas/{id}": "api",
     "policies": "service", "policies/policy": "service",
     "workspaces": "service", "workspaces/{id}": "service",
     "workspaces/{id}/policies": "wspolicy", "workspaces/{id}/policies/policy": "wspolicy",
@@ -93,6 +94,7 @@ def world(backend, portico):
         m.ok("PUT", base + "policyFragments/%sfrag" % pre, {"value": [{"set-header": {"name": "X", "value": "1"}}]})
         m.ok("PUT", base + "backends/%sbe" % pre, {"url": backend.url})
         m.ok("PUT", base + "apiVersionSets/%svs" % pre, {"displayName": "VS", "versioningScheme": "Segment"})
+        m.ok("PUT", base + "schemas/%ssch" % pre, {"schemaType": "json", "document": {"type": "object"}})
     tokens = {"administrator": TOKEN}
     for r in ROLES[1:]:
         body = {"role": r}
@@ -103,7 +105,7 @@ def world(backend, portico):
 
 
 KIND_OF = {"apis": "api", "products": "prod", "groups": "grp", "subscriptions": "sub", "namedValues": "nv",
-           "policyFragments": "frag", "backends": "be", "apiVersionSets": "vs", "users": None, "tokens": None,
+           "policyFragments": "frag", "backends": "be", "apiVersionSets": "vs", "schemas": "sch", "users": None, "tokens": None,
            "workspaces": None}
 SUB_OF = {"operations": "op", "apis": "api", "groups": "grp", "users": "u1"}
 

@@ -194,7 +194,7 @@ def test_request_errors(env):
     assert m.call("GET", "apis/x")[0] == 404
     # an oversized body is refused from its Content-Length, before it is sent
     head = ("PUT /management/apis/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
-            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (TOKEN, 5 * 1024 * 1024))
+            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (TOKEN, 17 * 1024 * 1024))
     out = raw_exchange(m.port, head.encode(), timeout=5)
     assert out.startswith(b"HTTP/1.1 413"), out[:200]
 

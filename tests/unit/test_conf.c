@@ -274,7 +274,8 @@ static void test_unknown_keys(void **state)
                  "connectionsPerWorker, counterKeys)");
     expect_error("listen: ':80'\napis:\n  - id: a\n    path: a\n    operations:\n"
                  "      - id: o\n        method: GET\n        urlTemplate: /\n        verb: GET\n",
-                 "t.yaml:9:9: unknown key 'verb' (expected one of: id, policies, responses, displayName, "
+                 "t.yaml:9:9: unknown key 'verb' (expected one of: id, policies, responses, "
+                 "templateParameters, request, displayName, "
                  "description, method, urlTemplate)");
     expect_error("listen:\n  - address: ':80'\n    ssl: yes\n",
                  "t.yaml:3:5: unknown key 'ssl' (expected one of: address, certificate, key, "
@@ -475,7 +476,8 @@ static void test_many_errors(void **state)
         "t.yaml:2:10: expected an integer, found 'many'",
         "t.yaml:3:1: unknown key 'bogus' (expected one of: listen, workers, limits, timeouts, "
         "upstream, log, lua, pluginDir, data, secretKey, management, trustedProxies, apis, products, "
-        "groups, users, subscriptions, namedValues, policyFragments, policies, backends, workspaces, "
+        "groups, users, subscriptions, namedValues, schemas, policyFragments, policies, backends, "
+        "workspaces, "
         "apiVersionSets)",
         "t.yaml:5:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most "
         "30d), found '5y'",

@@ -1048,6 +1048,10 @@ static void test_export(void **state)
     json_decref(back);
     json_decref(doc);
 
+    doc = pt_export_openapi_build(api, 2, "/hand/");
+    expect_str(doc, "basePath", "/hand");
+    assert_null(json_object_get(doc, "host"));
+    json_decref(doc);
     doc = pt_export_openapi_build(api, 2, "http://gw.example:8080/hand/");
     expect_str(doc, "swagger", "2.0");
     expect_str(doc, "host", "gw.example:8080");

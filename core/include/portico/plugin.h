@@ -37,6 +37,9 @@
  *   1.4  2026-12-06  policy flags PT_POLICY_PREFLIGHT and
  *                    PT_POLICY_CLIENT_CERT: what the gateway needs to know
  *                    of a policy it does not implement.
+ *   1.5  2026-12-06  operation_definition and schema_definition: the API
+ *                    definition (parameters, representations, responses,
+ *                    schemas) the validation policies check against.
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -49,7 +52,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 4
+#define PT_ABI_MINOR 5
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -331,7 +334,23 @@ struct pt_api {
     /* 1 while the gateway only checks a configuration (portico -t, the
        policy reference): compile() must not reach the network then. */
     int (*checking_only)(void);
+
+    /* -- ABI 1.5 -- */
+    /* The matched operation's definition as compact JSON text: {"api", "apiType", "id", "method",
+       "urlTemplate", "templateParameters", "request", "responses"} with the fields as stored
+       (docs/api-definitions.md; absent ones left out).  The text lives as long as the configuration
+       generation and sits at one address for every request to that operation in it, so a plugin
+       may key what it compiles from it by .data.  Empty when no operation matched. */
+    pt_bytes (*operation_definition)(pt_call *call);
+    /* A schema as JSON text: scope PT_SCHEMA_API, one of the call's API's schemas {"id",
+       "contentType", "document" | "value"} (an empty id: its first); PT_SCHEMA_SERVICE, a
+       service-level schema {"id", "schemaType", "document" | "value"}.  Same lifetime and address
+       rule as operation_definition; empty when there is none. */
+    pt_bytes (*schema_definition)(pt_call *call, int scope, pt_bytes id);
 };
+
+/* schema_definition's scopes (ABI 1.5). */
+enum { PT_SCHEMA_API = 0, PT_SCHEMA_SERVICE = 1 };
 
 /* api->http_get's options (ABI 1.3); zeros mean the defaults. */
 struct pt_http_get_opts {
