@@ -235,6 +235,10 @@ void pt_mgmt_import_put(struct mreq *m, const char *id)
     json_decref(mine);
     if (!strcmp(format, "graphql-link") && !json_object_get(api, "serviceUrl"))
         json_object_set_new(api, "serviceUrl", json_string(value));
+    size_t vl = strlen(value);
+    if (!strcmp(format, "odata-link") && !json_object_get(api, "serviceUrl") && vl > 10 &&
+        !strcmp(value + vl - 10, "/$metadata")) /* the service is where its metadata is */
+        json_object_set_new(api, "serviceUrl", json_stringn(value, vl - 10));
     if (!json_is_string(json_object_get(api, "path"))) {
         pt_mgmt_req_send_error(m, 400, "ValidationError", "path: the API URL suffix is required");
         goto out;
@@ -311,6 +315,8 @@ void pt_mgmt_import_export(struct mreq *m, const char *id)
     }
     const char *format = pt_mgmt_req_param(m, "format");
     if (!format)
+        format = "openapi+json";
+    else if (!strcmp(format, "openapi json")) /* an unencoded '+' in the query reads as a space */
         format = "openapi+json";
     json_object_set_new(api, "id", json_string(id));
     json_t *ops = json_array();

@@ -5,6 +5,7 @@
  */
 #include "base/pt_log.h"
 #include "base/pt_url.h"
+#include "conf/pt_import_wsdl.h"
 #include "conf/pt_router.h"
 #include "event/pt_io.h"
 #include "event/pt_tls.h"
@@ -26,6 +27,7 @@
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -124,6 +126,51 @@ enum pt_route_result pt_access_match_version(struct pt_req *req)
     }
     req->m.op = NULL;
     return PT_ROUTE_NO_API;
+}
+
+/*
+ * An API of apiType soap (SOAP pass-through, docs/import.md) tells its
+ * operations apart by the request's SOAP action, as APIM does: each
+ * operation's template is "/?soapAction=ACTION".  The router matches query
+ * constraints, so a POST is matched with the query "soapAction=ACTION"
+ * made from the SOAPAction header (SOAP 1.1, quotes removed) or the action
+ * parameter of Content-Type (SOAP 1.2), encoded as the WSDL import encodes
+ * the templates; without an action, the operation imported without one
+ * ("/") takes it.
+ */
+enum pt_route_result pt_access_match_soap(struct pt_req *req)
+{
+    const struct pt_apidef *a = req->m.api;
+    pt_str action = PT_NULL_STR;
+    struct pt_hdr *h = pt_http_head_get(&req->h, pt_str_c("SOAPAction"));
+    if (h)
+        action = h->value;
+    else if ((h = pt_http_head_get(&req->h, pt_str_c("Content-Type")))) {
+        /* application/soap+xml; charset=utf-8; action="urn:x" */
+        const char *p = h->value.data, *end = h->value.data + h->value.len;
+        while (p && p < end && (p = memchr(p, ';', (size_t)(end - p)))) {
+            p++;
+            while (p < end && (*p == ' ' || *p == '\t'))
+                p++;
+            if (end - p > 7 && !strncasecmp(p, "action=", 7)) {
+                const char *v = p + 7, *e = memchr(v, ';', (size_t)(end - v));
+                action = (pt_str){v, (size_t)((e ? e : end) - v)};
+                break;
+            }
+        }
+    }
+    while (action.len && (action.data[action.len - 1] == ' ' || action.data[action.len - 1] == '\t'))
+        action.len--;
+    if (action.len >= 2 && action.data[0] == '"' && action.data[action.len - 1] == '"')
+        action = (pt_str){action.data + 1, action.len - 2};
+    size_t n = pt_import_wsdl_action_query(action.data, action.len, NULL, 0);
+    char *q = pt_pool_alloc(req->pool, 11 + n + 1);
+    if (!q)
+        return PT_ROUTE_NO_OPERATION;
+    memcpy(q, "soapAction=", 11);
+    pt_import_wsdl_action_query(action.data, action.len, q + 11, n + 1);
+    return pt_router_match_in(req_gen(req)->router, a->ridx, req->h.method, req->m.rest, (pt_str){q, 11 + n},
+                              &req->m);
 }
 
 bool pt_access_protocol_allowed(const struct pt_api_cf *ac, bool tls)

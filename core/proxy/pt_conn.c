@@ -240,6 +240,9 @@ static void req_start(struct pt_conn *c, size_t head_len)
         pt_router_match(req_gen(req)->router, host, req->h.method, req->h.path, req->h.query, &req->m);
     if (rr != PT_ROUTE_NO_API && ((const struct pt_apidef *)req->m.api)->vgroup)
         rr = pt_access_match_version(req);
+    if (rr != PT_ROUTE_NO_API && ((const struct pt_apidef *)req->m.api)->cf->api_type == PT_APITYPE_SOAP &&
+        pt_str_eq(req->h.method, pt_str_c("POST")))
+        rr = pt_access_match_soap(req); /* SOAP pass-through: the operation is the SOAP action's */
     if (rr == PT_ROUTE_NO_OPERATION && pt_str_eq(req->h.method, pt_str_c("OPTIONS"))) {
         /* a CORS preflight runs the policies of the operation it asks about */
         struct pt_hdr *acrm = pt_http_head_get(&req->h, pt_str_c("Access-Control-Request-Method"));

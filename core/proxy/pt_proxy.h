@@ -34,6 +34,7 @@ struct pt_access_refusal {
 };
 const struct pt_access_refusal *pt_access_check_key(struct pt_req *req);
 enum pt_route_result pt_access_match_version(struct pt_req *req);
+enum pt_route_result pt_access_match_soap(struct pt_req *req);
 bool pt_access_protocol_allowed(const struct pt_api_cf *ac, bool tls);
 const struct pt_pipeline *pt_access_pipeline(const struct pt_req *req);
 uint64_t pt_access_body_limit(struct pt_req *req);
