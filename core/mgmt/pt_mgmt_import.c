@@ -156,6 +156,7 @@ static json_t *diff_ops(const char *api_id, const json_t *ops, json_t **deleted)
         json_object_del(cmp, "policies");
         json_t *wcmp = json_deep_copy(was);
         json_object_del(wcmp, "workspace");
+        json_object_del(wcmp, "id");
         json_object_del(cmp, "workspace");
         json_array_append_new(json_equal(cmp, wcmp) ? unchanged : updated, json_string(oid));
         json_decref(cmp);
