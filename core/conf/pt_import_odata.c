@@ -41,14 +41,9 @@ struct od {
 static bool fail(struct od *o, const xmlNode *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static bool fail(struct od *o, const xmlNode *at, const char *fmt, ...)
 {
-    int off = 0;
-    if (at)
-        off = snprintf(o->err, o->errlen, "line %ld: ", xmlGetLineNo(at));
-    if (off < 0 || (size_t)off >= o->errlen)
-        off = 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(o->err + off, o->errlen - (size_t)off, fmt, ap);
+    pt_import_xml_vmessage(o->err, o->errlen, at, fmt, ap);
     va_end(ap);
     return false;
 }
@@ -57,12 +52,9 @@ static void warn(struct od *o, const xmlNode *at, const char *fmt, ...) __attrib
 static void warn(struct od *o, const xmlNode *at, const char *fmt, ...)
 {
     char buf[600];
-    int off = at ? snprintf(buf, sizeof(buf), "line %ld: ", xmlGetLineNo(at)) : 0;
-    if (off < 0 || (size_t)off >= sizeof(buf))
-        off = 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf + off, sizeof(buf) - (size_t)off, fmt, ap);
+    pt_import_xml_vmessage(buf, sizeof(buf), at, fmt, ap);
     va_end(ap);
     json_array_append_new(o->warnings, json_string(buf));
 }

@@ -63,14 +63,9 @@ static bool fail(struct wsdl *w, const xmlNode *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static bool fail(struct wsdl *w, const xmlNode *at, const char *fmt, ...)
 {
-    int off = 0;
-    if (at)
-        off = snprintf(w->err, w->errlen, "line %ld: ", xmlGetLineNo(at));
-    if (off < 0 || (size_t)off >= w->errlen)
-        off = 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(w->err + off, w->errlen - (size_t)off, fmt, ap);
+    pt_import_xml_vmessage(w->err, w->errlen, at, fmt, ap);
     va_end(ap);
     return false;
 }
@@ -80,12 +75,9 @@ static void warn(struct wsdl *w, const xmlNode *at, const char *fmt, ...)
 static void warn(struct wsdl *w, const xmlNode *at, const char *fmt, ...)
 {
     char buf[600];
-    int off = at ? snprintf(buf, sizeof(buf), "line %ld: ", xmlGetLineNo(at)) : 0;
-    if (off < 0 || (size_t)off >= sizeof(buf))
-        off = 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf + off, sizeof(buf) - (size_t)off, fmt, ap);
+    pt_import_xml_vmessage(buf, sizeof(buf), at, fmt, ap);
     va_end(ap);
     json_array_append_new(w->warnings, json_string(buf));
 }

@@ -3,119 +3,36 @@
  */
 #include "conf/pt_import_xml.h"
 
-#include <libxml/parser.h>
-#include <libxml/xmlerror.h>
-#include <pthread.h>
+#include "base/pt_xml.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* No external entity, DTD or XInclude is ever loaded, whatever asks. */
-static xmlParserInputPtr no_external_entities(const char *url, const char *id, xmlParserCtxtPtr ctxt)
+xmlDocPtr pt_import_xml_read(const char *text, size_t len, char *err, size_t errlen)
 {
-    (void)url;
-    (void)id;
-    (void)ctxt;
+    struct pt_xml_error e;
+    xmlDocPtr doc = pt_xml_read(text, len, PT_IMPORT_XML_MAX_SIZE, &e);
+    if (doc)
+        return doc;
+    if (e.fail == PT_XML_TOO_LARGE)
+        snprintf(err, errlen, "the document is larger than %u bytes (4 MB)", PT_IMPORT_XML_MAX_SIZE);
+    else if (e.fail == PT_XML_NOMEM)
+        snprintf(err, errlen, "out of memory");
+    else if (e.fail == PT_XML_DOCTYPE)
+        snprintf(err, errlen, "line %d: documents with a DOCTYPE (DTD, entities) are refused", e.line);
+    else
+        snprintf(err, errlen, "line %d, column %d: %s", e.line, e.column,
+                 e.what[0] ? e.what : "not a well-formed XML document");
     return NULL;
 }
 
-static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
-
-static void xml_setup(void)
+void pt_import_xml_vmessage(char *out, size_t outlen, const xmlNode *at, const char *fmt, va_list ap)
 {
-    xmlInitParser();
-    xmlSetExternalEntityLoader(no_external_entities);
-}
-
-/* Set while the document being parsed turned out to have a DOCTYPE. */
-static _Thread_local bool doctype_seen;
-
-static void refuse_dtd(void *ctx, const xmlChar *name, const xmlChar *ext_id, const xmlChar *sys_id)
-{
-    (void)name;
-    (void)ext_id;
-    (void)sys_id;
-    doctype_seen = true;
-    xmlStopParser((xmlParserCtxtPtr)ctx);
-}
-
-static void refuse_entity(void *ctx, const xmlChar *name, int type, const xmlChar *public_id,
-                          const xmlChar *system_id, xmlChar *content)
-{
-    (void)name;
-    (void)type;
-    (void)public_id;
-    (void)system_id;
-    (void)content;
-    doctype_seen = true;
-    xmlStopParser((xmlParserCtxtPtr)ctx);
-}
-
-static void quiet_generic(void *ctx, const char *msg, ...)
-{
-    (void)ctx;
-    (void)msg;
-}
-
-#if LIBXML_VERSION >= 21200
-static void quiet_structured(void *ctx, const xmlError *e)
-#else
-static void quiet_structured(void *ctx, xmlErrorPtr e)
-#endif
-{
-    (void)ctx;
-    (void)e;
-}
-
-xmlDocPtr pt_import_xml_read(const char *text, size_t len, char *err, size_t errlen)
-{
-    pthread_once(&xml_once, xml_setup);
-    if (len > PT_IMPORT_XML_MAX_SIZE) {
-        snprintf(err, errlen, "the document is larger than %u bytes (4 MB)", PT_IMPORT_XML_MAX_SIZE);
-        return NULL;
-    }
-    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
-    if (!ctxt) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    ctxt->sax->internalSubset = refuse_dtd;
-    ctxt->sax->externalSubset = refuse_dtd;
-    ctxt->sax->entityDecl = refuse_entity;
-    ctxt->sax->serror = quiet_structured;
-    xmlGenericErrorFunc old_generic = xmlGenericError;
-    void *old_generic_ctx = xmlGenericErrorContext;
-    xmlStructuredErrorFunc old_structured = xmlStructuredError;
-    void *old_structured_ctx = xmlStructuredErrorContext;
-    xmlSetGenericErrorFunc(NULL, quiet_generic);
-    xmlSetStructuredErrorFunc(NULL, quiet_structured);
-    doctype_seen = false;
-    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, len ? text : "", (int)len, NULL, NULL,
-                                      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    xmlSetGenericErrorFunc(old_generic_ctx, old_generic);
-    xmlSetStructuredErrorFunc(old_structured_ctx, old_structured);
-    bool refused = doctype_seen || (doc && (doc->intSubset || doc->extSubset));
-    if (refused) {
-        snprintf(err, errlen, "line %d: documents with a DOCTYPE (DTD, entities) are refused",
-                 ctxt->input ? ctxt->input->line : 1);
-    } else if (!doc || !xmlDocGetRootElement(doc) || !ctxt->wellFormed) {
-        if (ctxt->lastError.message) {
-            snprintf(err, errlen, "line %d, column %d: %s", ctxt->lastError.line, ctxt->lastError.int2,
-                     ctxt->lastError.message);
-            size_t l = strlen(err);
-            while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
-                err[--l] = '\0';
-        } else
-            snprintf(err, errlen, "line 1, column 1: not a well-formed XML document");
-        refused = true;
-    }
-    xmlFreeParserCtxt(ctxt);
-    if (refused) {
-        if (doc)
-            xmlFreeDoc(doc);
-        return NULL;
-    }
-    return doc;
+    int off = at ? snprintf(out, outlen, "line %ld: ", xmlGetLineNo(at)) : 0;
+    if (off < 0 || (size_t)off >= outlen)
+        off = 0;
+    vsnprintf(out + off, outlen - (size_t)off, fmt, ap);
 }
 
 bool pt_import_xml_is(const xmlNode *n, const char *ns, const char *local)

@@ -3,16 +3,16 @@
  * reading an untrusted document safely with libxml2, and small helpers over
  * its tree.
  *
- * Safety: at most PT_IMPORT_XML_MAX_SIZE bytes; XML_PARSE_NONET, never
- * NOENT, DTDLOAD or HUGE (so libxml2's own depth limit of 256 holds); a
- * deny-all external entity loader; and a document with a DOCTYPE is refused
- * outright (the parser stops at the DOCTYPE, before any entity is declared),
- * so neither XXE nor entity expansion can happen.
+ * Safety: base/pt_xml's reader (XML_PARSE_NONET, never NOENT, DTDLOAD or
+ * HUGE; a deny-all external entity loader; a document with a DOCTYPE is
+ * refused outright, so neither XXE nor entity expansion can happen), capped
+ * at PT_IMPORT_XML_MAX_SIZE bytes.
  */
 #ifndef PT_IMPORT_XML_H
 #define PT_IMPORT_XML_H
 
 #include <libxml/tree.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -20,6 +20,9 @@
 
 /* Parses a document; NULL with err = "line L, column C: what" (or "what"). Free with xmlFreeDoc. */
 xmlDocPtr pt_import_xml_read(const char *text, size_t len, char *err, size_t errlen);
+
+/* "line L: " (the line of at, when at is not NULL) then fmt into out: the converters' errors and warnings. */
+void pt_import_xml_vmessage(char *out, size_t outlen, const xmlNode *at, const char *fmt, va_list ap);
 
 /* Is n an element named `local` in namespace `ns`? */
 bool pt_import_xml_is(const xmlNode *n, const char *ns, const char *local);

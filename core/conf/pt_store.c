@@ -24,6 +24,13 @@ struct pt_store {
     /* sealing of secrets at rest (pt_store_set_sealer) */
     pt_seal_fn seal, unseal;
     void *seal_arg;
+    /* prepared statements, kept by their SQL text's address (each is a literal):
+       preparing cost more than running for an import of a thousand rows */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+        bool busy; /* in use (a callback of pt_store_each may run the same query: it gets its own) */
+    } cache[32];
 };
 
 /* Fields held sealed at rest: a sealed value starts with "v1:" (a character
@@ -180,6 +187,8 @@ void pt_store_close(struct pt_store *s)
 {
     if (!s)
         return;
+    for (size_t i = 0; i < PT_ARRAY_LEN(s->cache); i++)
+        sqlite3_finalize(s->cache[i].st);
     if (s->db)
         sqlite3_close(s->db);
     free(s);
@@ -238,12 +247,39 @@ void pt_store_rollback(struct pt_store *s)
 
 static sqlite3_stmt *prep(struct pt_store *s, const char *sql)
 {
+    int free_slot = -1;
+    for (size_t i = 0; i < PT_ARRAY_LEN(s->cache); i++) {
+        if (s->cache[i].sql == sql && !s->cache[i].busy) {
+            s->cache[i].busy = true;
+            return s->cache[i].st;
+        }
+        if (!s->cache[i].sql && free_slot < 0)
+            free_slot = (int)i;
+    }
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
         return NULL;
     }
+    if (free_slot >= 0) {
+        s->cache[free_slot].sql = sql;
+        s->cache[free_slot].st = st;
+        s->cache[free_slot].busy = true;
+    }
     return st;
+}
+
+/* Gives a statement back: a cached one is reset for its next use, another finalized. */
+static void release(struct pt_store *s, sqlite3_stmt *st)
+{
+    for (size_t i = 0; i < PT_ARRAY_LEN(s->cache); i++)
+        if (s->cache[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            s->cache[i].busy = false;
+            return;
+        }
+    sqlite3_finalize(st);
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -256,10 +292,10 @@ static bool done(struct pt_store *s, sqlite3_stmt *st)
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
-        sqlite3_finalize(st);
+        release(s, st);
         return false;
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return true;
 }
 
@@ -296,7 +332,7 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
             snprintf(etag, 24, "%s", (const char *)sqlite3_column_text(st, 1));
         found = true;
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return found;
 }
 
@@ -382,7 +418,7 @@ bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_
             ok = fn(arg, &e);
         json_decref(e.body);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return ok;
 }
 
@@ -396,7 +432,7 @@ int pt_store_count(struct pt_store *s, const char *kind, const char *parent)
     if (parent)
         bind_text(st, 2, parent);
     int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-    sqlite3_finalize(st);
+    release(s, st);
     return n;
 }
 
@@ -438,7 +474,7 @@ bool pt_store_linked(struct pt_store *s, const char *kind, const char *a, const 
         bind_text(st, 2, a);
     bind_text(st, 3, b);
     bool found = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
+    release(s, st);
     return found;
 }
 
@@ -459,7 +495,7 @@ bool pt_store_info(struct pt_store *s, const char *kind, const char *parent, con
         if (workspace)
             snprintf(workspace, 128, "%s", (const char *)sqlite3_column_text(st, 1));
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return found;
 }
 
@@ -474,7 +510,7 @@ bool pt_store_link_source(struct pt_store *s, const char *kind, const char *a, c
     bool found = sqlite3_step(st) == SQLITE_ROW;
     if (found)
         snprintf(source, 16, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
+    release(s, st);
     return found;
 }
 
@@ -490,7 +526,7 @@ bool pt_store_links(struct pt_store *s, const char *kind, const char *a, pt_stor
     bool ok = true;
     while (ok && sqlite3_step(st) == SQLITE_ROW)
         ok = fn(arg, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1));
-    sqlite3_finalize(st);
+    release(s, st);
     return ok;
 }
 
@@ -556,7 +592,7 @@ bool pt_store_counter_add(struct pt_store *s, const char *key, int64_t period, i
     bool ok = sqlite3_step(st) == SQLITE_ROW;
     if (ok && total)
         *total = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    release(s, st);
     return ok;
 }
 
@@ -589,7 +625,7 @@ bool pt_store_counter_each(struct pt_store *s,
     while (sqlite3_step(st) == SQLITE_ROW)
         fn(arg, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
            sqlite3_column_int64(st, 2));
-    sqlite3_finalize(st);
+    release(s, st);
     return true;
 }
 
@@ -633,7 +669,7 @@ int pt_store_reseal(struct pt_store *s)
                                    strdup((const char *)sqlite3_column_text(st, 4)),
                                    b};
         }
-        sqlite3_finalize(st);
+        release(s, st);
     }
     bool ok = n == 0 || pt_store_begin(s);
     for (int i = 0; i < n; i++) {

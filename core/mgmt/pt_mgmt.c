@@ -276,6 +276,7 @@ static void on_request(struct evhttp_request *r, void *arg)
         break;
     }
 done:
+    json_decref(m.parsed);
     for (int i = 0; i < m.nseg; i++)
         free(m.segs[i]);
     free(copy);

@@ -43,13 +43,14 @@ bool pt_mgmt_import_wanted(struct mreq *m)
     /* a cheap look first: only bodies that name a format are parsed twice */
     bool maybe = strstr(text, "\"format\"") || strstr(text, "format:");
     bool wanted = false;
-    if (maybe) {
+    if (maybe) { /* parsed once: pt_mgmt_req_body hands this out again */
         json_error_t je;
-        json_t *j = json_loadb(text, len, 0, &je);
-        wanted = j && import_fields(j) != NULL;
-        if (!j && strstr(text, "format:")) /* a YAML body: the entity code reads it */
-            wanted = false;
-        json_decref(j);
+        json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        wanted = json_is_object(j) && import_fields(j) != NULL;
+        if (wanted)
+            m->parsed = j;
+        else
+            json_decref(j);
     }
     free(text);
     return wanted;
@@ -156,6 +157,7 @@ static json_t *diff_ops(const char *api_id, const json_t *ops, json_t **deleted)
         json_object_del(cmp, "policies");
         json_t *wcmp = json_deep_copy(was);
         json_object_del(wcmp, "workspace");
+        json_object_del(wcmp, "id");
         json_object_del(cmp, "workspace");
         json_array_append_new(json_equal(cmp, wcmp) ? unchanged : updated, json_string(oid));
         json_decref(cmp);

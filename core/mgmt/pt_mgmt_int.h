@@ -78,7 +78,8 @@ struct mreq {
     bool has_query;
     enum role role;
     char role_ws[128];
-    char base[64]; /* "/management" or "/management/workspaces/x" (for nextLink) */
+    char base[64];  /* "/management" or "/management/workspaces/x" (for nextLink) */
+    json_t *parsed; /* the JSON body once read (pt_mgmt_req_body hands it out again) */
 };
 
 /* ------------------------------------------------------------ pt_mgmt_req */

@@ -167,6 +167,8 @@ static bool is_yaml(struct mreq *m)
  */
 json_t *pt_mgmt_req_body(struct mreq *m, bool empty_ok)
 {
+    if (m->parsed)
+        return json_incref(m->parsed);
     size_t len;
     char *text = pt_mgmt_req_body_text(m, &len);
     if (!text) {

@@ -130,8 +130,8 @@ static const struct pt_policy_def core_defs[] = {
      run_set_variable, NULL, "Stores a value in context.variables."},
     {"mock-response", PT_SECTION_INBOUND | PT_SECTION_OUTBOUND | PT_SECTION_ON_ERROR, PT_SCOPE_ALL, 0,
      mock_attrs, compile_mock, run_mock, NULL,
-     "Stops the pipeline and answers with the operation's example response for the status, or an empty "
-     "body."},
+     "Stops the pipeline and answers with the operation's example response for the status (and "
+     "content type), else a sample built from the response's schema, else an empty body."},
     {"include-fragment", PT_SECTION_ALL, PT_SCOPE_ALL, 0, include_fragment_attrs, NULL, NULL, NULL,
      "Inserts the statements of a policy fragment."},
     {0},

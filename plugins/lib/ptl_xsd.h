@@ -3,9 +3,10 @@
  * libxml2 (plugins/lib/libptlxsd: a convenience library of its own, so that
  * families without XML do not pull libxml2 in).
  *
- * Safety: schema and instance documents are parsed with XML_PARSE_NONET,
- * never NOENT, DTDLOAD or HUGE; a document with a DOCTYPE is refused; the
- * process-wide external entity loader loads nothing (ptl_xsd_init), so an
+ * Safety: schema and instance documents are read with core/base/pt_xml's
+ * reader (XML_PARSE_NONET, never NOENT, DTDLOAD or HUGE; a document with a
+ * DOCTYPE is refused); the process-wide external entity loader loads nothing
+ * (ptl_xsd_init), so an
  * xsd:import/include with a schemaLocation fails to compile instead of
  * reaching the file system or the network.
  *

@@ -15,6 +15,8 @@
  *   utf8.c   decoding and encoding one UTF-8 code point
  *   url.c    percent-encoding and raw query strings
  *   json.c   the plugins' JSON reader (why not jansson: see there)
+ *   core/base/pt_graphql.c  GraphQL documents, schemas, validation (the core's own
+ *            source, libc only; its header is core/base/pt_graphql.h, names pt_graphql_)
  */
 #ifndef PORTICO_PLUGINS_PTLIB_H
 #define PORTICO_PLUGINS_PTLIB_H

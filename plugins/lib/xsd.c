@@ -3,12 +3,13 @@
  */
 #include "ptl_xsd.h"
 
+#include "pt_xml.h"
+
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 #include <libxml/xmlschemas.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,9 @@ static _Thread_local const struct mem_set *compiling;
 
 #define MEM_SCHEME "portico-xsd:"
 
-static xmlParserInputPtr no_external_entities(const char *url, const char *id, xmlParserCtxtPtr ctxt)
+/* The loader while ptl_xsd_compile_set compiles: the set's texts, and nothing else (pt_xml_init installs
+   the deny-all one for the rest of the time). */
+static xmlParserInputPtr set_loader(const char *url, const char *id, xmlParserCtxtPtr ctxt)
 {
     (void)id;
     if (compiling && url && ctxt && !strncmp(url, MEM_SCHEME, sizeof(MEM_SCHEME) - 1)) {
@@ -43,56 +46,9 @@ static xmlParserInputPtr no_external_entities(const char *url, const char *id, x
     return NULL; /* nothing else is ever loaded: no file, no network */
 }
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-static void setup(void)
-{
-    xmlInitParser();
-    xmlSetExternalEntityLoader(no_external_entities);
-}
-
 void ptl_xsd_init(void)
 {
-    pthread_once(&once, setup);
-}
-
-static _Thread_local bool doctype_seen;
-
-static void refuse_dtd(void *ctx, const xmlChar *name, const xmlChar *ext_id, const xmlChar *sys_id)
-{
-    (void)name;
-    (void)ext_id;
-    (void)sys_id;
-    doctype_seen = true;
-    xmlStopParser((xmlParserCtxtPtr)ctx);
-}
-
-static void refuse_entity(void *ctx, const xmlChar *name, int type, const xmlChar *public_id,
-                          const xmlChar *system_id, xmlChar *content)
-{
-    (void)name;
-    (void)type;
-    (void)public_id;
-    (void)system_id;
-    (void)content;
-    doctype_seen = true;
-    xmlStopParser((xmlParserCtxtPtr)ctx);
-}
-
-static void quiet_generic(void *ctx, const char *msg, ...)
-{
-    (void)ctx;
-    (void)msg;
-}
-
-#if LIBXML_VERSION >= 21200
-static void quiet_structured(void *ctx, const xmlError *e)
-#else
-static void quiet_structured(void *ctx, xmlErrorPtr e)
-#endif
-{
-    (void)ctx;
-    (void)e;
+    pt_xml_init();
 }
 
 static void put(char *msg, size_t msglen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -109,48 +65,22 @@ static void put(char *msg, size_t msglen, const char *fmt, ...)
         msg[--l] = '\0';
 }
 
-/* Parses safely (see ptl_xsd.h); NULL with msg. */
+/* Parses safely (base/pt_xml.h); NULL with msg. */
 static xmlDocPtr parse(const char *text, size_t len, char *msg, size_t msglen)
 {
-    if (len > PTL_XSD_MAX_SIZE) {
+    struct pt_xml_error e;
+    xmlDocPtr doc = pt_xml_read(text, len, PTL_XSD_MAX_SIZE, &e);
+    if (doc)
+        return doc;
+    if (e.fail == PT_XML_TOO_LARGE)
         put(msg, msglen, "the document is larger than %u bytes", PTL_XSD_MAX_SIZE);
-        return NULL;
-    }
-    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
-    if (!ctxt) {
+    else if (e.fail == PT_XML_NOMEM)
         put(msg, msglen, "out of memory");
-        return NULL;
-    }
-    ctxt->sax->internalSubset = refuse_dtd;
-    ctxt->sax->externalSubset = refuse_dtd;
-    ctxt->sax->entityDecl = refuse_entity;
-    ctxt->sax->serror = quiet_structured;
-    xmlGenericErrorFunc old_generic = xmlGenericError;
-    void *old_generic_ctx = xmlGenericErrorContext;
-    xmlSetGenericErrorFunc(NULL, quiet_generic);
-    doctype_seen = false;
-    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, len ? text : "", (int)len, NULL, NULL,
-                                      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    xmlSetGenericErrorFunc(old_generic_ctx, old_generic);
-    bool bad = false;
-    if (doctype_seen || (doc && (doc->intSubset || doc->extSubset))) {
-        put(msg, msglen, "line %d: documents with a DOCTYPE (DTD, entities) are refused",
-            ctxt->input ? ctxt->input->line : 1);
-        bad = true;
-    } else if (!doc || !ctxt->wellFormed || !xmlDocGetRootElement(doc)) {
-        if (ctxt->lastError.message)
-            put(msg, msglen, "line %d: %s", ctxt->lastError.line, ctxt->lastError.message);
-        else
-            put(msg, msglen, "line 1: not a well-formed XML document");
-        bad = true;
-    }
-    xmlFreeParserCtxt(ctxt);
-    if (bad) {
-        if (doc)
-            xmlFreeDoc(doc);
-        return NULL;
-    }
-    return doc;
+    else if (e.fail == PT_XML_DOCTYPE)
+        put(msg, msglen, "line %d: documents with a DOCTYPE (DTD, entities) are refused", e.line);
+    else
+        put(msg, msglen, "line %d: %s", e.line, e.what[0] ? e.what : "not a well-formed XML document");
+    return NULL;
 }
 
 static bool is(const xmlNode *n, const char *ns, const char *local)
@@ -196,7 +126,7 @@ struct ptl_xsd *ptl_xsd_compile(const char *text, size_t len, char *err, size_t 
     xmlSchemaSetParserStructuredErrors(pc, keep_first, &f);
     xmlGenericErrorFunc old_generic = xmlGenericError;
     void *old_generic_ctx = xmlGenericErrorContext;
-    xmlSetGenericErrorFunc(NULL, quiet_generic);
+    xmlSetGenericErrorFunc(NULL, pt_xml_quiet);
     xmlSchemaPtr schema = xmlSchemaParse(pc);
     xmlSetGenericErrorFunc(old_generic_ctx, old_generic);
     xmlSchemaFreeParserCtxt(pc);
@@ -324,7 +254,7 @@ struct ptl_xsd *ptl_xsd_compile_set(const char *const *texts, const size_t *lens
     if (ok) {
         compiling = &set;
         xmlExternalEntityLoader previous = xmlGetExternalEntityLoader();
-        xmlSetExternalEntityLoader(no_external_entities);
+        xmlSetExternalEntityLoader(set_loader);
         out = ptl_xsd_compile(wrapper, wn, err, errlen);
         xmlSetExternalEntityLoader(previous);
         compiling = NULL;

@@ -5,16 +5,19 @@
  * the JSON string writer and the arena string set.  JSON is read with the
  * plugins' reader (plugins/lib/json.c), XML with libxml2.
  *
- * XML safety.  xml-to-json parses with XML_PARSE_NONET and never with
- * NOENT, DTDLOAD or HUGE; json_xml_init() installs an external entity
- * loader that loads nothing; and any document with a DOCTYPE is refused
- * outright (the parser is stopped from the SAX internal-subset callback,
- * before a single entity is declared), so neither entity expansion
- * ("billion laughs") nor external entities (XXE) can happen.  libxml2
+ * XML safety.  xml-to-json reads with core/base/pt_xml's reader: it parses
+ * with XML_PARSE_NONET and never with NOENT, DTDLOAD or HUGE;
+ * json_xml_init() installs its external entity loader, which loads
+ * nothing; and any document with a DOCTYPE is refused outright (the parser
+ * is stopped from the SAX internal-subset callback, before a single entity
+ * is declared), so neither entity expansion ("billion laughs") nor external
+ * entities (XXE) can happen.  libxml2
  * allocates with malloc; its document is freed before run() returns.
  */
 #define _GNU_SOURCE /* memmem */
 #include "transform.h"
+
+#include "pt_xml.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -625,111 +628,30 @@ int xml_to_json_compile(const struct pt_api *api, pt_compile *c, void **instance
 
 /* ---- safe parsing ---- */
 
-static _Thread_local bool xml_refused; /* the document being parsed has a DOCTYPE */
-
-static void refuse_dtd(void *ctx, const xmlChar *name, const xmlChar *ext_id, const xmlChar *sys_id)
-{
-    (void)name;
-    (void)ext_id;
-    (void)sys_id;
-    xml_refused = true;
-    xmlStopParser((xmlParserCtxtPtr)ctx);
-}
-
-static void refuse_entity(void *ctx, const xmlChar *name, int type, const xmlChar *public_id,
-                          const xmlChar *system_id, xmlChar *content)
-{
-    (void)name;
-    (void)type;
-    (void)public_id;
-    (void)system_id;
-    (void)content;
-    xml_refused = true;
-    xmlStopParser((xmlParserCtxtPtr)ctx);
-}
-
-static void quiet_generic(void *ctx, const char *msg, ...)
-{
-    (void)ctx;
-    (void)msg;
-}
-
-#if LIBXML_VERSION >= 21200
-static void quiet_structured(void *ctx, const xmlError *e)
-#else
-static void quiet_structured(void *ctx, xmlErrorPtr e)
-#endif
-{
-    (void)ctx;
-    (void)e;
-}
-
-/* No external entity, DTD or XInclude is ever loaded, whatever asks. */
-static xmlParserInputPtr no_external_entities(const char *url, const char *id, xmlParserCtxtPtr ctxt)
-{
-    (void)url;
-    (void)id;
-    (void)ctxt;
-    return NULL;
-}
-
 static xmlExternalEntityLoader previous_loader;
 
-/*
- * Parses with a context whose SAX handler stops at a DOCTYPE (so no entity
- * is ever declared) and with NONET only: no NOENT, DTDLOAD or HUGE.
- * Returns the document (free with xmlFreeDoc) or NULL with *why.
- */
+/* Parses with base/pt_xml's reader (no DOCTYPE, NONET only).  The document (free with xmlFreeDoc) or
+   NULL with *why. */
 static xmlDocPtr xml_parse_safely(pt_bytes body, const char **why)
 {
-    if (body.len > (size_t)INT32_MAX) {
-        *why = "the document is too large";
-        return NULL;
-    }
-    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
-    if (!ctxt) {
-        *why = "out of memory";
-        return NULL;
-    }
-    ctxt->sax->internalSubset = refuse_dtd;
-    ctxt->sax->externalSubset = refuse_dtd;
-    ctxt->sax->entityDecl = refuse_entity;
-    ctxt->sax->serror = quiet_structured;
-    xmlGenericErrorFunc old_generic = xmlGenericError;
-    void *old_generic_ctx = xmlGenericErrorContext;
-    xmlStructuredErrorFunc old_structured = xmlStructuredError;
-    void *old_structured_ctx = xmlStructuredErrorContext;
-    xmlSetGenericErrorFunc(NULL, quiet_generic);
-    xmlSetStructuredErrorFunc(NULL, quiet_structured);
-    xml_refused = false;
-    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, body.data, (int)body.len, NULL, NULL,
-                                      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    xmlSetGenericErrorFunc(old_generic_ctx, old_generic);
-    xmlSetStructuredErrorFunc(old_structured_ctx, old_structured);
-    const char *detail = ctxt->lastError.message ? NULL : "not well-formed";
+    struct pt_xml_error e;
+    xmlDocPtr doc = pt_xml_read(body.data, body.len, (size_t)INT32_MAX, &e);
+    if (doc)
+        return doc;
     static _Thread_local char msg[160];
-    if (ctxt->lastError.message) {
-        snprintf(msg, sizeof(msg), "line %d: %s", ctxt->lastError.line, ctxt->lastError.message);
-        size_t l = strlen(msg);
-        while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
-            msg[--l] = '\0';
-        detail = msg;
-    }
-    bool refused = xml_refused || (doc && (doc->intSubset || doc->extSubset));
-    xmlFreeParserCtxt(ctxt);
-    if (refused) {
-        if (doc)
-            xmlFreeDoc(doc);
+    if (e.fail == PT_XML_TOO_LARGE)
+        *why = "the document is too large";
+    else if (e.fail == PT_XML_NOMEM)
+        *why = "out of memory";
+    else if (e.fail == PT_XML_DOCTYPE)
         *why = "documents with a DOCTYPE (DTD, entities) are refused";
-        return NULL;
+    else if (!e.what[0])
+        *why = "not well-formed";
+    else {
+        int n = snprintf(msg, sizeof(msg), "line %d: %s", e.line, e.what); /* cut when longer */
+        *why = n > 0 ? msg : "not well-formed";
     }
-    if (!doc || !xmlDocGetRootElement(doc)) {
-        if (doc)
-            xmlFreeDoc(doc);
-        *why = detail;
-        return NULL;
-    }
-    return doc;
+    return NULL;
 }
 
 /* ---- conversion ---- */
@@ -1015,13 +937,12 @@ pt_status xml_to_json_run(const struct pt_api *api, pt_call *call, void *inst)
 /* Makes libxml2 ready for the worker threads and disables external entities process-wide. */
 void json_xml_init(void)
 {
-    xmlInitParser();
     previous_loader = xmlGetExternalEntityLoader();
-    xmlSetExternalEntityLoader(no_external_entities);
+    pt_xml_init();
 }
 
 void json_xml_fini(void)
 {
-    if (xmlGetExternalEntityLoader() == no_external_entities && previous_loader)
+    if (xmlGetExternalEntityLoader() == pt_xml_deny && previous_loader)
         xmlSetExternalEntityLoader(previous_loader);
 }
