@@ -493,6 +493,42 @@ def test_content_soap_imported_from_wsdl(backend, portico):
     assert message(data).startswith("Body of the request does not conform to the definition Order")
 
 
+OPENAPI = {
+    "openapi": "3.0.3", "info": {"title": "shop", "version": "1"},
+    "paths": {"/items/{id}": {
+        "put": {"operationId": "putItem",
+                "parameters": [{"name": "id", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 1}},
+                               {"name": "mode", "in": "query", "schema": {"type": "string", "enum": ["fast", "safe"]}}],
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Item"}}}},
+                "responses": {"200": {"description": "ok"}}}}},
+    "components": {"schemas": {
+        "Item": {"type": "object", "required": ["sku"], "properties": {
+            "sku": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]+$"},
+            "price": {"type": "number", "minimum": 0, "nullable": True}}}}},
+}
+
+
+def test_definitions_imported_from_openapi(backend, portico):
+    """The converter's output (schemas, $refs into the components, parameters with their schemas) is what
+    the policies check against."""
+    cfg = basic_config(backend.url)
+    cfg["apis"] = [{"id": "shop", "path": "shop", "serviceUrl": backend.url, "subscriptionRequired": False,
+                    "import": {"format": "openapi+json", "value": json.dumps(OPENAPI)},
+                    "policies": {"inbound": [
+                        {"validate-parameters": {"specified-parameter-action": "prevent",
+                                                 "unspecified-parameter-action": "ignore"}},
+                        content(content=JSON_PREVENT)]}}]
+    p = portico(cfg)
+    assert call(p, "PUT", "/shop/items/3?mode=fast", {"sku": "AB-12", "price": None})[0] == 200
+    status, _, data = call(p, "PUT", "/shop/items/3", {"sku": "ab"})
+    assert status == 400 and "Path: '/sku'" in message(data), data
+    status, _, data = call(p, "PUT", "/shop/items/0", {"sku": "AB-1"})
+    assert status == 400 and "path parameter id" in message(data), data
+    status, _, data = call(p, "PUT", "/shop/items/3?mode=slow", {"sku": "AB-1"})
+    assert status == 400 and "query parameter mode" in message(data), data
+
+
 # ------------------------------------------------------------ validate-content, response side
 
 
