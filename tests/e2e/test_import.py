@@ -263,3 +263,33 @@ def test_configuration_file_import(backend, portico, workdir):
     # portico -t names the import's place
     r = subprocess.run([BIN, "-t", "-c", p.config_path], capture_output=True, text=True, timeout=10)
     assert r.returncode != 0 and "portico.yaml:" in r.stderr and "import" in r.stderr, r.stderr
+
+
+def test_wsdl_by_body_with_selector_and_odata_by_link(world, backend):
+    """The other formats through the management API: a WSDL in the body with
+    wsdlSelector (SOAP 1.2 port; the WSDL comes back on export), an OData
+    $metadata by link (the service URL is where the metadata is)."""
+    from test_import_xml import ENVELOPE, METADATA, WSDL
+    p, m = world
+    wsdl = WSDL % {"style": "document", "url": backend.url}
+    st, _, out = m.call("PUT", "apis/orders", {"format": "wsdl", "value": wsdl, "path": "orders",
+                                               "subscriptionRequired": False,
+                                               "wsdlSelector": {"wsdlServiceName": "OrderService",
+                                                                "wsdlEndpointName": "Soap12Port"}})
+    assert st == 201, out
+    assert out["apiType"] == "soap" and out["serviceUrl"] == backend.url + "/orders12.svc", out
+    assert sorted(out["import"]["created"]) == ["getorder", "placeorder"], out["import"]
+    st, _, _ = p.request("POST", "/orders", body=ENVELOPE.encode() if isinstance(ENVELOPE, str) else ENVELOPE,
+                         headers={"Content-Type": 'application/soap+xml; action="urn:example:orders/PlaceOrder"'})
+    assert st == 200 and backend.last().target == "/orders12.svc"
+    st, h, text = m.call("GET", "apis/orders?export=true&format=wsdl")
+    assert st == 200 and "xml" in h["content-type"] and "OrderService" in text
+    docs = DocServer({"/svc/$metadata": METADATA.encode()})
+    try:
+        st, _, out = m.call("PUT", "apis/people", {"format": "odata-link", "value": docs.url + "/svc/$metadata",
+                                                   "path": "people", "subscriptionRequired": False})
+        assert st == 201, out
+        assert out["serviceUrl"] == docs.url + "/svc", out
+        assert len(out["import"]["created"]) > 3, out["import"]
+    finally:
+        docs.close()
