@@ -776,6 +776,11 @@ static const struct pt_cfkey mgmt_keys[] = {
      .doc =
          "The largest request body the management API reads (an API definition imported inline is at most 4 "
          "MB of its own; JSON escaping makes the body larger)."},
+    {"importPrivateLinks", PT_CT_BOOL, offsetof(struct pt_conf, mgmt.import_private), 0, .def = "`false`",
+     .doc = "Lets `-link` imports ([import.md](import.md)) fetch from loopback, private and link-local "
+            "addresses; "
+            "refused by default, so that a definition URL given to the management API cannot reach the "
+            "gateway's own network (a cloud's metadata service, an internal admin page)."},
     {"certificate", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.certificate), PT_CF_PATH,
      .doc = "PEM certificate chain: with `key`, the listener speaks HTTPS."},
     {"key", PT_CT_STR, offsetof(struct pt_conf, mgmt.cert.key), PT_CF_PATH,

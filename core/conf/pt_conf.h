@@ -246,6 +246,7 @@ struct pt_mgmt_cf {
     socklen_t salen;
     char *admin_token; /* or PORTICO_ADMIN_TOKEN */
     uint64_t max_body;
+    bool import_private;     /* importPrivateLinks: -link imports may fetch from private addresses */
     struct pt_cert_cf cert;  /* certificate + key: the listener speaks HTTPS */
     struct pt_listen_cf tls; /* tls.ncerts == 1 when it does */
 };

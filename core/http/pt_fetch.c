@@ -14,10 +14,12 @@
 #include "base/pt_url.h"
 #include "event/pt_tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -180,6 +182,7 @@ struct fetch {
     size_t errlen;
     bool sent_reset; /* the peer closed while we were still sending */
     bool partial;    /* ... and we went on to read its answer */
+    bool public_only;
 };
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
@@ -219,6 +222,31 @@ static int wait_fd(struct fetch *f, short events, const char *doing)
     }
 }
 
+bool pt_fetch_address_private(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const unsigned char *b = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+        return b[0] == 0 || b[0] == 10 || b[0] == 127 || (b[0] == 100 && (b[1] & 0xc0) == 64) ||
+               (b[0] == 169 && b[1] == 254) || (b[0] == 172 && (b[1] & 0xf0) == 16) ||
+               (b[0] == 192 && b[1] == 168) || (b[0] == 192 && b[1] == 0 && b[2] == 0) || b[0] >= 224;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        const unsigned char *b = a->s6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a)) {
+            struct sockaddr_in v4 = {.sin_family = AF_INET};
+            memcpy(&v4.sin_addr, b + 12, 4);
+            return pt_fetch_address_private((const struct sockaddr *)&v4);
+        }
+        return IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) ||
+               (b[0] & 0xfe) == 0xfc /* fc00::/7 */ ||
+               (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) /* fe80::/10 */ || b[0] == 0xff ||
+               (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) /* 2001:db8::/32 */ ||
+               (b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b) /* 64:ff9b::/96 */;
+    }
+    return true;
+}
+
 static int do_connect(struct fetch *f, const char *host, int port)
 {
     char portstr[16];
@@ -231,6 +259,13 @@ static int do_connect(struct fetch *f, const char *host, int port)
     }
     int rc = PT_FETCH_ERROR;
     for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        if (f->public_only && pt_fetch_address_private(a->ai_addr)) {
+            char addr[INET6_ADDRSTRLEN] = "";
+            getnameinfo(a->ai_addr, a->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST);
+            seterr(f->err, f->errlen, "%s is %s, a loopback, private or link-local address: refused", host,
+                   addr);
+            continue;
+        }
         int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
             continue;
@@ -449,11 +484,15 @@ int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch
     struct pt_fetch_opts def = {0, 0, NULL, -1};
     if (!o)
         o = &def;
-    struct fetch f = {
-        -1,           NULL,
-        o->cancel_fd, pt_clock_now_us() / 1000 + (o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS),
-        err,          errlen,
-        false,        false};
+    struct fetch f = {-1,
+                      NULL,
+                      o->cancel_fd,
+                      pt_clock_now_us() / 1000 + (o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS),
+                      err,
+                      errlen,
+                      false,
+                      false,
+                      o->public_only};
     struct pt_pool *pool = pt_pool_new(4096);
     struct pt_url u;
     const char *target = NULL;

@@ -17,6 +17,8 @@
 #include "base/pt.h"
 #include "http/pt_http.h"
 
+#include <sys/socket.h>
+
 struct evbuffer;
 struct pt_pool;
 
@@ -33,7 +35,12 @@ struct pt_fetch_opts {
     const char *authorization; /* the Authorization header's value, or NULL */
     const char *ca_file;       /* trusted CAs for https (NULL: the system's) */
     bool expect_continue;      /* send the body only after 100 Continue (or 1 s of silence) */
+    bool public_only;          /* refuse hosts that resolve to loopback, private, link-local, multicast or
+                                  unspecified addresses (checked on the address connected to) */
 };
+
+/* Is the address one that public_only refuses? */
+bool pt_fetch_address_private(const struct sockaddr *sa);
 
 struct pt_fetch_result {
     int status; /* the final response's status */

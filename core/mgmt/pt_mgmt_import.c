@@ -60,8 +60,11 @@ bool pt_mgmt_import_wanted(struct mreq *m)
 
 static char *fetch(struct mreq *m, const char *format, const char *url, size_t *len)
 {
-    struct pt_fetch_opts o = {
-        .timeout_ms = 30000, .max_body = PT_IMPORT_MAX_FETCH, .accept = "*/*", .cancel_fd = -1};
+    struct pt_fetch_opts o = {.timeout_ms = 30000,
+                              .max_body = PT_IMPORT_MAX_FETCH,
+                              .accept = "*/*",
+                              .cancel_fd = -1,
+                              .public_only = !pt_mgmt_req_hooks->file()->mgmt.import_private};
     char *query = NULL;
     if (!strcmp(format, "graphql-link")) {
         json_t *q = json_pack("{s:s}", "query", pt_import_graphql_introspection_query);
@@ -83,8 +86,11 @@ static char *fetch(struct mreq *m, const char *format, const char *url, size_t *
         return NULL;
     }
     if (rc != PT_FETCH_OK) {
-        pt_mgmt_req_send_error(m, 400, "ImportFetchFailed", "%s: %s", url,
-                               rc == PT_FETCH_TIMEOUT ? "no answer within 30 s" : err);
+        pt_mgmt_req_send_error(m, 400, "ImportFetchFailed", "%s: %s%s", url,
+                               rc == PT_FETCH_TIMEOUT ? "no answer within 30 s" : err,
+                               strstr(err, "refused") && strstr(err, "private")
+                                   ? " (management.importPrivateLinks: true allows it)"
+                                   : "");
         return NULL;
     }
     if (r.status < 200 || r.status > 299) {

@@ -519,7 +519,7 @@ def test_graphql_link_import_through_the_management_api(gql_backend, portico):
     """format graphql-link: the gateway POSTs the introspection query to the backend and stores the SDL."""
     from mgmt_helpers import TOKEN, Mgmt
     cfg = {"listen": ["127.0.0.1:%d" % free_port()], "workers": 1,
-           "management": {"listen": "127.0.0.1:%d" % free_port()}}
+           "management": {"listen": "127.0.0.1:%d" % free_port(), "importPrivateLinks": True}}
     p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
     m = Mgmt(p)
     gql_backend.answer = json.dumps(INTROSPECTION).encode()

@@ -51,7 +51,9 @@ def ops_of(m, api):
 
 @pytest.fixture
 def world(backend, portico):
-    p = portico(mgmt_config(backend.url), env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    cfg = mgmt_config(backend.url)
+    cfg["management"]["importPrivateLinks"] = True  # the documents are served on 127.0.0.1
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
     return p, Mgmt(p)
 
 
@@ -139,6 +141,26 @@ def test_import_by_link_and_fetch_failures(world, backend):
                                                     % free_port(), "path": "missing"})
         assert st == 400 and out["error"]["code"] == "ImportFetchFailed", out
         assert m.call("GET", "apis/missing")[0] == 404
+    finally:
+        docs.close()
+
+
+def test_links_to_private_addresses_are_refused_by_default(backend, portico):
+    """As the attacker: an API developer's link may not make the gateway read
+    its own network (loopback, private, link-local: a cloud's metadata
+    service) unless management.importPrivateLinks allows it."""
+    p = portico(mgmt_config(backend.url), env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    docs = DocServer({"/openapi.json": json.dumps(PETSTORE).encode()})
+    try:
+        for url in (docs.url + "/openapi.json", "http://localhost:%d/openapi.json" % docs.srv.server_address[1],
+                    "http://[::ffff:127.0.0.1]:%d/openapi.json" % docs.srv.server_address[1],
+                    "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/x.json"):
+            st, _, out = m.call("PUT", "apis/ssrf", {"format": "openapi+json-link", "value": url, "path": "ssrf"})
+            assert st == 400 and out["error"]["code"] == "ImportFetchFailed", (url, out)
+            assert "private" in out["error"]["message"] and "importPrivateLinks" in out["error"]["message"], out
+        assert docs.hits == []
+        assert m.call("GET", "apis/ssrf")[0] == 404
     finally:
         docs.close()
 

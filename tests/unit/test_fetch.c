@@ -5,7 +5,9 @@
 #include "base/pt_log.h"
 #include "http/pt_fetch.h"
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -163,6 +165,54 @@ static void test_log_escapes_control_bytes(void **state)
         strstr(first, "[warn] peer said ok\\r\\n2026-01-01T00:00:00.000Z [error] forged\\x1b[31m\\x7f\n"));
 }
 
+/* The addresses a -link import may not reach without management.importPrivateLinks. */
+static bool private_addr(const char *text)
+{
+    struct sockaddr_storage ss = {0};
+    if (strchr(text, ':')) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        assert_int_equal(inet_pton(AF_INET6, text, &a->sin6_addr), 1);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        assert_int_equal(inet_pton(AF_INET, text, &a->sin_addr), 1);
+    }
+    return pt_fetch_address_private((struct sockaddr *)&ss);
+}
+
+static void test_private_addresses(void **state)
+{
+    (void)state;
+    static const char *const refused[] = {"127.0.0.1",
+                                          "127.255.0.9",
+                                          "10.0.0.1",
+                                          "172.16.0.1",
+                                          "172.31.255.255",
+                                          "192.168.1.1",
+                                          "169.254.169.254",
+                                          "100.64.0.1",
+                                          "0.0.0.0",
+                                          "224.0.0.1",
+                                          "255.255.255.255",
+                                          "::1",
+                                          "::",
+                                          "fe80::1",
+                                          "fd00::1",
+                                          "ff02::1",
+                                          "::ffff:127.0.0.1",
+                                          "::ffff:10.0.0.1",
+                                          "::ffff:169.254.169.254"};
+    static const char *const allowed[] = {"8.8.8.8", "172.32.0.1",      "100.128.0.1",   "192.169.0.1",
+                                          "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++)
+        if (!private_addr(refused[i]))
+            fail_msg("%s should be refused", refused[i]);
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(*allowed); i++)
+        if (private_addr(allowed[i]))
+            fail_msg("%s should be allowed", allowed[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -171,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_size_cap),
         cmocka_unit_test(test_interim_and_heads),
         cmocka_unit_test(test_log_escapes_control_bytes),
+        cmocka_unit_test(test_private_addresses),
     };
     return cmocka_run_group_tests_name("fetch", tests, NULL, NULL);
 }
