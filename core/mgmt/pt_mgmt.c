@@ -39,6 +39,9 @@ static const struct route routes[] = {
     ENTITY_ROUTES("apis", "api", A_API, true, "API"),
     {"apis/{id}/operations", "GET", H_OPS, "operation", A_API, true, "List the operations of an API"},
     {"apis/{id}/operations/{sub}", "GET PUT PATCH DELETE", H_OP, "operation", A_API, true, "An operation"},
+    {"apis/{id}/schemas", "GET", H_API_SCHEMAS, "api", A_API, true, "List the schemas of an API"},
+    {"apis/{id}/schemas/{sub}", "GET PUT DELETE", H_API_SCHEMA, "api", A_API, true,
+     "One of an API's schemas (OpenAPI components, JSON Schema, XSD, WSDL, GraphQL SDL)"},
     {"apis/{id}/policies", "GET", H_POLICIES, "api", A_API, true, "The API's policy document as a list"},
     {"apis/{id}/policies/policy", "GET PUT DELETE", H_POLICY, "api", A_API, true,
      "The API's policy document"},
@@ -249,6 +252,10 @@ static void on_request(struct evhttp_request *r, void *arg)
             const char *api = segs[1];
             pt_mgmt_entities_entity(&m, "operation", api, op);
         }
+        break;
+    case H_API_SCHEMAS:
+    case H_API_SCHEMA:
+        pt_mgmt_import_schema(&m, m.id, rt->h == H_API_SCHEMA ? m.sub : NULL);
         break;
     case H_POLICIES:
     case H_POLICY:

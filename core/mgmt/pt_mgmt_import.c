@@ -280,6 +280,99 @@ out:
     json_decref(cur);
 }
 
+/* --------------------------------------------------------------- schemas */
+
+struct schema_arg {
+    json_t *api; /* the API with its new schemas, without operations */
+};
+
+static bool schema_change(struct mreq *m, void *arg, struct pt_errors *errs)
+{
+    json_t *doc = json_pack("{s:[O]}", "apis", ((struct schema_arg *)arg)->api);
+    bool ok = pt_mgmt_entities_apply_json(m, doc, errs);
+    json_decref(doc);
+    return ok;
+}
+
+static int schema_index(const json_t *list, const char *id)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(list, i, s)
+    {
+        const char *sid = json_string_value(json_object_get(s, "id"));
+        if (sid && !strcmp(sid, id))
+            return (int)i;
+    }
+    return -1;
+}
+
+void pt_mgmt_import_schema(struct mreq *m, const char *api_id, const char *sub)
+{
+    json_t *api = NULL, *body = NULL;
+    char etag[24] = "";
+    if (!pt_mgmt_entities_get(m, "api", "", api_id, &api, etag)) {
+        pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "api '%s' not found", api_id);
+        return;
+    }
+    json_t *list = json_object_get(api, "schemas");
+    if (!json_is_array(list)) {
+        list = json_array();
+        json_object_set_new(api, "schemas", list);
+    }
+    int at = sub ? schema_index(list, sub) : -1;
+    if (m->method == EVHTTP_REQ_GET) {
+        if (!sub)
+            pt_mgmt_filter_send_page(m, json_incref(list));
+        else if (at < 0)
+            pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "schema '%s' of api '%s' not found", sub,
+                                   api_id);
+        else
+            pt_mgmt_req_send_json(m, 200, json_incref(json_array_get(list, (size_t)at)), NULL);
+        goto out;
+    }
+    /* a write of a schema is a write of its API (role, owner, ETag of the API) */
+    if (!pt_mgmt_entities_may_write(m, "api", "", api_id, true, etag))
+        goto out;
+    if (m->method == EVHTTP_REQ_DELETE) {
+        if (at < 0) {
+            pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "schema '%s' of api '%s' not found", sub,
+                                   api_id);
+            goto out;
+        }
+        json_array_remove(list, (size_t)at);
+    } else {
+        body = pt_mgmt_req_body(m, false);
+        if (!body)
+            goto out;
+        json_t *props = json_object_get(body, "properties");
+        json_t *s = json_deep_copy(json_is_object(props) ? props : body);
+        if (!json_is_object(s)) {
+            json_decref(s);
+            pt_mgmt_req_send_error(m, 400, "InvalidRequestBody", "the body must be a JSON object");
+            goto out;
+        }
+        json_object_set_new(s, "id", json_string(sub));
+        if (at < 0)
+            json_array_append_new(list, s);
+        else
+            json_array_set_new(list, (size_t)at, s);
+    }
+    json_object_set_new(api, "id", json_string(api_id));
+    struct schema_arg a = {api};
+    const char *strip[] = {"apis[0]", NULL};
+    if (!pt_mgmt_entities_change(m, schema_change, &a, 400, strip))
+        goto out;
+    if (m->method == EVHTTP_REQ_DELETE)
+        pt_mgmt_req_send_json(m, 204, NULL, NULL);
+    else
+        pt_mgmt_req_send_json(m, at < 0 ? 201 : 200,
+                              json_incref(json_array_get(list, (size_t)schema_index(list, sub))), NULL);
+out:
+    json_decref(body);
+    json_decref(api);
+}
+
 /* ---------------------------------------------------------------- export */
 
 static bool collect_full_op(void *arg, const struct pt_entity *e)

@@ -53,6 +53,8 @@ enum handler {
     H_APPLY,
     H_EXPORT,
     H_OPENAPI,
+    H_API_SCHEMAS,
+    H_API_SCHEMA,
 };
 
 struct route {
@@ -201,6 +203,8 @@ bool pt_mgmt_import_wanted(struct mreq *m);
 void pt_mgmt_import_put(struct mreq *m, const char *id);
 /* GET /apis/{id}?export=true&format=F. */
 void pt_mgmt_import_export(struct mreq *m, const char *id);
+/* /apis/{id}/schemas and /apis/{id}/schemas/{sub}: the API's schemas one by one (sub NULL: the list). */
+void pt_mgmt_import_schema(struct mreq *m, const char *api, const char *sub);
 void pt_mgmt_entities_policy(struct mreq *m, const char *owner, bool as_list);
 void pt_mgmt_entities_links(struct mreq *m, const char *kind, bool one);
 void pt_mgmt_entities_sub_action(struct mreq *m, enum handler h);

@@ -33,6 +33,7 @@ AREAS = {
     "backends": "api", "backends/{id}": "api",
     "apiVersionSets": "api", "apiVersionSets/{id}": "api",
     "schemas": "api", "schemas/{id}": "api",
+    "apis/{id}/schemas": "api", "apis/{id}/schemas/{sub}": "api",
     "policies": "service", "policies/policy": "service",
     "workspaces": "service", "workspaces/{id}": "service",
     "workspaces/{id}/policies": "wspolicy", "workspaces/{id}/policies/policy": "wspolicy",
@@ -107,7 +108,7 @@ def world(backend, portico):
 KIND_OF = {"apis": "api", "products": "prod", "groups": "grp", "subscriptions": "sub", "namedValues": "nv",
            "policyFragments": "frag", "backends": "be", "apiVersionSets": "vs", "schemas": "sch", "users": None, "tokens": None,
            "workspaces": None}
-SUB_OF = {"operations": "op", "apis": "api", "groups": "grp", "users": "u1"}
+SUB_OF = {"operations": "op", "apis": "api", "groups": "grp", "users": "u1", "schemas": "sch"}
 
 
 def fill(route, pre, ws_id, write):

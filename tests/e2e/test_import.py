@@ -315,3 +315,32 @@ def test_wsdl_by_body_with_selector_and_odata_by_link(world, backend):
         assert len(out["import"]["created"]) > 3, out["import"]
     finally:
         docs.close()
+
+
+def test_api_schemas_one_by_one(world, backend):
+    """/apis/{id}/schemas as APIM has it: the imported components are listed,
+    a schema is added, replaced and deleted on its own (the API's operations
+    stay), and a schema that is not valid is refused with its reason."""
+    p, m = world
+    m.ok("PUT", "apis/pets", {"format": "openapi+json", "value": json.dumps(PETSTORE), "path": "pets",
+                              "serviceUrl": backend.url, "subscriptionRequired": False})
+    listed = m.ok("GET", "apis/pets/schemas")["value"]
+    assert [s["id"] for s in listed] == ["openapi"]
+    assert "Pet" in m.ok("GET", "apis/pets/schemas/openapi")["document"]["components"]["schemas"]
+    xsd = '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:element name="a" type="xs:int"/></xs:schema>'
+    st, _, out = m.call("PUT", "apis/pets/schemas/order",
+                        {"properties": {"contentType": "application/vnd.ms-azure-apim.xsd+xml", "value": xsd}})
+    assert st == 201 and out["value"] == xsd, out
+    st, _, out = m.call("PUT", "apis/pets/schemas/order", {"contentType": "application/schema+json",
+                                                          "document": {"type": "object"}})
+    assert st == 200 and out["document"] == {"type": "object"}, out
+    assert sorted(s["id"] for s in m.ok("GET", "apis/pets/schemas")["value"]) == ["openapi", "order"]
+    st, _, out = m.call("PUT", "apis/pets/schemas/bad", {"contentType": "application/schema+json", "value": "x"})
+    assert st == 400 and "document" in json.dumps(out), out
+    assert m.call("GET", "apis/pets/schemas/bad")[0] == 404
+    assert m.call("DELETE", "apis/pets/schemas/order")[0] == 204
+    assert m.call("GET", "apis/pets/schemas/order")[0] == 404
+    assert m.call("DELETE", "apis/pets/schemas/order")[0] == 404
+    assert len(ops_of(m, "pets")) == 3
+    assert p.request("GET", "/pets/pets/1")[0] == 200
+    assert m.call("GET", "apis/nope/schemas")[0] == 404
