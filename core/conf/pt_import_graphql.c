@@ -19,6 +19,7 @@
  */
 #include "conf/pt_import.h"
 
+#include "base/pt_buf.h"
 #include "base/pt_graphql.h"
 
 #include <stdarg.h>
@@ -113,40 +114,13 @@ const char pt_import_graphql_introspection_query[] = "query IntrospectionQuery {
 
 /* ------------------------------------------------------------ output */
 
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
+static void sb_str(struct pt_buf *b, const char *s)
 {
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
+    pt_buf_add(b, s, strlen(s));
 }
 
 /* A description as a block string (\""" for """ inside). */
-static void sb_description(struct sbuf *b, const char *desc, const char *indent)
+static void sb_description(struct pt_buf *b, const char *desc, const char *indent)
 {
     if (!desc || !*desc)
         return;
@@ -163,7 +137,7 @@ static void sb_description(struct sbuf *b, const char *desc, const char *indent)
         } else if (*p == '\r')
             continue;
         else
-            sb_add(b, p, 1);
+            pt_buf_add(b, p, 1);
     }
     sb_str(b, "\n");
     sb_str(b, indent);
@@ -171,19 +145,19 @@ static void sb_description(struct sbuf *b, const char *desc, const char *indent)
 }
 
 /* A GraphQL string literal (for deprecation reasons). */
-static void sb_string(struct sbuf *b, const char *s)
+static void sb_string(struct pt_buf *b, const char *s)
 {
     sb_str(b, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\') {
             char e[2] = {'\\', (char)*p};
-            sb_add(b, e, 2);
+            pt_buf_add(b, e, 2);
         } else if (*p < 0x20) {
             char e[8];
             snprintf(e, sizeof(e), "\\u%04X", *p);
             sb_str(b, e);
         } else
-            sb_add(b, (const char *)p, 1);
+            pt_buf_add(b, (const char *)p, 1);
     }
     sb_str(b, "\"");
 }
@@ -191,7 +165,7 @@ static void sb_string(struct sbuf *b, const char *s)
 /* ------------------------------------------------------------ reading */
 
 struct conv {
-    struct sbuf out;
+    struct pt_buf out;
     char *err;
     size_t errlen;
     bool failed;
@@ -572,6 +546,12 @@ static char *introspection_sdl(const json_t *schema, char *err, size_t errlen)
         fail(&c, "", "the introspection result's __schema must be an object");
         return NULL;
     }
+    struct pt_pool *pool = pt_pool_new(64 * 1024);
+    if (!pool) {
+        fail(&c, "", "out of memory");
+        return NULL;
+    }
+    pt_buf_init(&c.out, pool, 4096);
     sb_description(&c.out, opt_string(schema, "description"), "");
     static const char *const keys[3] = {"queryType", "mutationType", "subscriptionType"};
     static const char *const defaults[3] = {"Query", "Mutation", "Subscription"};
@@ -584,7 +564,7 @@ static char *introspection_sdl(const json_t *schema, char *err, size_t errlen)
             char w[64];
             snprintf(w, sizeof(w), "/%s/name", keys[i]);
             fail(&c, w, "not a GraphQL name");
-            free(c.out.p);
+            pt_pool_free(pool);
             return NULL;
         }
         if (roots[i] && strcmp(roots[i], defaults[i]))
@@ -592,7 +572,7 @@ static char *introspection_sdl(const json_t *schema, char *err, size_t errlen)
     }
     if (!roots[0]) {
         fail(&c, "/queryType", "the schema has no query type");
-        free(c.out.p);
+        pt_pool_free(pool);
         return NULL;
     }
     if (custom || opt_string(schema, "description")) {
@@ -610,7 +590,7 @@ static char *introspection_sdl(const json_t *schema, char *err, size_t errlen)
     const json_t *types = json_object_get(schema, "types");
     if (!json_is_array(types)) {
         fail(&c, "/types", "an array of types is required");
-        free(c.out.p);
+        pt_pool_free(pool);
         return NULL;
     }
     size_t i;
@@ -638,13 +618,13 @@ static char *introspection_sdl(const json_t *schema, char *err, size_t errlen)
             if (!directive(&c, t, w))
                 break;
         }
-    if (!c.failed && c.out.oom)
+    if (!c.failed && pt_pool_failed(pool))
         fail(&c, "", "out of memory");
-    if (c.failed) {
-        free(c.out.p);
-        return NULL;
-    }
-    return c.out.p ? c.out.p : strdup("");
+    char *sdl = c.failed ? NULL : strndup(c.out.p ? c.out.p : "", c.out.n);
+    if (!c.failed && !sdl)
+        fail(&c, "", "out of memory");
+    pt_pool_free(pool);
+    return sdl;
 }
 
 /* ------------------------------------------------------------ the API */
