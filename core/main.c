@@ -22,6 +22,7 @@
 #include "conf/pt_model.h"
 #include "conf/pt_store.h"
 #include "event/pt_counters.h"
+#include "http/pt_otel_export.h"
 #include "mgmt/pt_cli.h"
 #include "mgmt/pt_mgmt.h"
 #include "policy/pt_api.h"
@@ -418,6 +419,7 @@ static bool commit_running(struct pt_gen *g, struct pt_errors *errs)
 static void publish(struct pt_gen *g)
 {
     apply_logs(g->conf);
+    pt_otel_export_configure(&g->conf->telemetry); /* OpenTelemetry (O) */
     pt_workers_publish(g);
     struct pt_gen *old = current;
     current = g;
@@ -774,6 +776,7 @@ int main(int argc, char **argv)
     current = g;
     pt_counters_init(g->conf->counter_keys);
     pt_store_counter_each(store, seed_counter, NULL);
+    pt_otel_export_start(nworkers, &g->conf->telemetry); /* OpenTelemetry (O): queues and exporter */
     ctl_base = event_base_new();
     if (!ctl_base || !pt_workers_start(nworkers, g)) {
         pt_err("cannot start workers");
@@ -808,6 +811,7 @@ int main(int argc, char **argv)
 
     if (!pt_workers_join(5000))
         pt_warn("workers did not stop in time");
+    pt_otel_export_stop(5000); /* OpenTelemetry (O): the last spans, within 5 s */
     for (int i = 0; i < 4; i++)
         event_free(sev[i]);
     if (drain_timer)

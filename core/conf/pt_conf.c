@@ -790,6 +790,147 @@ static const struct pt_cfkey mgmt_keys[] = {
     {0},
 };
 
+/* -------------------------------------------------------------- telemetry */
+
+/* An OTLP/HTTP URL: http or https, no query; an empty path gets `suffix`. */
+static bool read_otlp_url(struct pt_cfctx *cx, struct pt_node *n, char **field, const char *suffix)
+{
+    char *s;
+    if (!pt_schema_str(cx, n, &s, false))
+        return false;
+    struct pt_url u;
+    const char *bad = pt_url_parse(cx->pool, s, &u);
+    if (bad) {
+        pt_node_error(cx->errs, n, "'%s' is not an OTLP/HTTP URL: %s", s, bad);
+        return false;
+    }
+    if (!*u.path) {
+        size_t k = strlen(s);
+        while (k && s[k - 1] == '/')
+            k--;
+        char *t = pt_pool_alloc(cx->pool, k + strlen(suffix) + 1);
+        memcpy(t, s, k);
+        strcpy(t + k, suffix);
+        s = t;
+    }
+    *field = s;
+    return true;
+}
+
+static bool read_otlp_endpoint(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    return read_otlp_url(cx, n, field, "/v1/traces");
+}
+
+static bool read_otlp_metrics_endpoint(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    return read_otlp_url(cx, n, field, "/v1/metrics");
+}
+
+/* headers: {Name: value}: token names, values without control characters. */
+static bool read_otlp_headers(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_strlist *l = field;
+    if (n->kind != PT_N_MAP) {
+        pt_node_error(cx->errs, n, "expected a map of header names to values");
+        return false;
+    }
+    l->v = pt_pool_calloc(cx->pool, sizeof(char *) * (size_t)(2 * n->n + 1));
+    l->n = 0;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_node *k = pt_node_key(n, i);
+        char *v;
+        if (!pt_str_is_token(pt_str_c(k->str))) {
+            pt_node_error(cx->errs, k, "'%s' is not a valid header name", k->str);
+            ok = false;
+            continue;
+        }
+        static const char *const ours[] = {
+            "host", "content-length", "content-type", "transfer-encoding", "connection", "expect", NULL};
+        for (int j = 0; ours[j]; j++)
+            if (!strcasecmp(k->str, ours[j])) {
+                pt_node_error(cx->errs, k, "'%s' is set by the exporter itself", k->str);
+                ok = false;
+            }
+        if (!pt_schema_str(cx, pt_node_val(n, i), &v, true)) {
+            ok = false;
+            continue;
+        }
+        for (const char *c = v; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+                pt_node_error(cx->errs, pt_node_val(n, i), "a header value may not hold control characters");
+                ok = false;
+                break;
+            }
+        l->v[l->n++] = k->str;
+        l->v[l->n++] = v;
+    }
+    return ok;
+}
+
+static bool read_ratio(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *end = NULL;
+    double r = n->kind == PT_N_SCALAR && !n->null ? strtod(n->str, &end) : -1;
+    if (!end || end == n->str || *end || !(r >= 0 && r <= 1)) {
+        pt_node_error(cx->errs, n, "expected a number from 0 to 1");
+        return false;
+    }
+    *(double *)field = r;
+    return true;
+}
+
+static const char *const otlp_protocols[] = {"http/json", "http/protobuf", NULL};
+
+static const struct pt_cfkey sampler_keys[] = {
+    {"ratio", PT_CT_CUSTOM, offsetof(struct pt_conf, telemetry.ratio), 0, .fn = read_ratio,
+     .form = "number, 0–1", .def = "`1`",
+     .doc = "The share of new traces that are sampled, decided from the trace id so that every node "
+            "decides the same for one trace; `0` samples none (trace contexts still go to backends)."},
+    {"parentBased", PT_CT_BOOL, offsetof(struct pt_conf, telemetry.parent_based), 0, .def = "`true`",
+     .doc = "A request whose valid `traceparent` carries a sampling decision follows it (sampled flag "
+            "set: sampled; not set: not sampled); `ratio` decides only for traces that start here."},
+    {0},
+};
+
+static const struct pt_cfkey telemetry_keys[] = {
+    {"enabled", PT_CT_BOOL, offsetof(struct pt_conf, telemetry.enabled), 0, .def = "`true`",
+     .doc = "Tracing is on when the section is present, unless this is `false`."},
+    {"propagate", PT_CT_BOOL, offsetof(struct pt_conf, telemetry.propagate), 0, .def = "`true`",
+     .doc = "Send a `traceparent` naming the gateway's backend-call span (and the client's valid "
+            "`tracestate`) with every backend request, whether the request is sampled or not."},
+    {"endpoint", PT_CT_CUSTOM, offsetof(struct pt_conf, telemetry.endpoint), 0, .fn = read_otlp_endpoint,
+     .form = "http(s) URL", .def = "none",
+     .doc = "The collector's OTLP/HTTP traces URL (`http://127.0.0.1:4318/v1/traces`; a URL without a "
+            "path gets `/v1/traces`); without it no span is recorded or exported."},
+    {"protocol", PT_CT_ENUM, offsetof(struct pt_conf, telemetry.protocol), 0, .enums = otlp_protocols,
+     .def = "`http/protobuf`", .doc = "The body of export requests: OTLP protobuf or OTLP JSON."},
+    {"headers", PT_CT_CUSTOM, offsetof(struct pt_conf, telemetry.headers), 0, .fn = read_otlp_headers,
+     .form = "map of header names to values", .def = "none",
+     .doc = "Headers sent with every export request (an API key, `Authorization`)."},
+    {"serviceName", PT_CT_STR, offsetof(struct pt_conf, telemetry.service_name), 0, .def = "`portico`",
+     .doc = "The resource attribute `service.name` of the spans (`service.version` and `host.name` are "
+            "set too)."},
+    {"timeout", PT_CT_MS, offsetof(struct pt_conf, telemetry.timeout), 0, 1, 600000, .def = "`10s`",
+     .doc = "The longest one export request may take, connection included."},
+    {"batchSize", PT_CT_INT, offsetof(struct pt_conf, telemetry.batch_size), 0, 1, 65536, .def = "`512`",
+     .doc = "Spans per export request at most; a full batch is sent without waiting for `exportInterval`."},
+    {"exportInterval", PT_CT_MS, offsetof(struct pt_conf, telemetry.export_interval), 0, 10, 3600000,
+     .def = "`1s`", .doc = "The longest a finished span waits before it is sent."},
+    {"queueSize", PT_CT_INT, offsetof(struct pt_conf, telemetry.queue_size), 0, 16, 1 << 20, .def = "`2048`",
+     .doc = "Finished spans each worker holds for the exporter (rounded up to a power of two); when full, "
+            "new spans are dropped and counted, never waited for. Changing it needs a restart."},
+    {"sampler", PT_CT_MAP, 0, 0, .sub = sampler_keys, .doc = "Which requests are recorded."},
+    {"metricsEndpoint", PT_CT_CUSTOM, offsetof(struct pt_conf, telemetry.metrics_endpoint), 0,
+     .fn = read_otlp_metrics_endpoint, .form = "http(s) URL",
+     .def = "`endpoint` with `/v1/traces` replaced by `/v1/metrics`",
+     .doc = "Where OTLP metrics are posted, when the gateway has metrics to export that way."},
+    {"metricsInterval", PT_CT_MS, offsetof(struct pt_conf, telemetry.metrics_interval), 0, 1000, 86400000,
+     .def = "`60s`", .doc = "How often OTLP metrics are posted."},
+    {0},
+};
+
 static const struct pt_cfkey top_keys[] = {
     {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, listen), PT_CF_REQUIRED | PT_CF_LIST, .fn = read_listen,
      .sub = listen_keys, .form = "list of addresses or maps",
@@ -860,6 +1001,9 @@ static const struct pt_cfkey top_keys[] = {
      .fn = pt_conf_entities_read_workspaces, .sub = pt_conf_entities_workspace_keys, .form = "list of maps",
      .doc = "Workspaces: APIs, products, groups, subscriptions, backends, version sets, named values and "
             "fragments of one team, kept apart from the others'."},
+    {"telemetry", PT_CT_MAP, 0, 0, .sub = telemetry_keys,
+     .doc = "OpenTelemetry: W3C trace context towards backends, spans exported over OTLP/HTTP; see "
+            "[opentelemetry.md](opentelemetry.md)."},
     {"apiVersionSets", PT_CT_CUSTOM, offsetof(struct pt_conf, version_sets), PT_CF_LIST,
      .fn = pt_conf_entities_read_version_sets, .sub = pt_conf_entities_vs_keys, .form = "list of maps",
      .doc = "Version sets: APIs that are versions of one API; see [Versions](#versions)."},
@@ -899,6 +1043,17 @@ static void set_defaults(struct pt_conf *cf)
     cf->log.access = "stdout";
     cf->log.access_buffer = 32 * 1024;
     cf->log.access_flush = 1000;
+    cf->telemetry.enabled = true;
+    cf->telemetry.propagate = true;
+    cf->telemetry.protocol = PT_OTLP_PROTOBUF;
+    cf->telemetry.service_name = "portico";
+    cf->telemetry.timeout = 10000;
+    cf->telemetry.batch_size = 512;
+    cf->telemetry.export_interval = 1000;
+    cf->telemetry.queue_size = 2048;
+    cf->telemetry.ratio = 1.0;
+    cf->telemetry.parent_based = true;
+    cf->telemetry.metrics_interval = 60000;
 }
 
 struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,
@@ -932,6 +1087,17 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
         cf->mgmt.tls.ncerts = 1;
         cf->mgmt.tls.node = mn;
         cf->mgmt.tls.address = cf->mgmt.listen;
+    }
+    cf->telemetry.on = cf->telemetry.enabled && pt_node_get(root, "telemetry") != NULL;
+    if (cf->telemetry.endpoint && !cf->telemetry.metrics_endpoint) {
+        /* .../v1/traces -> .../v1/metrics */
+        const char *e = cf->telemetry.endpoint;
+        size_t n = strlen(e), k = sizeof("/v1/traces") - 1;
+        if (n >= k && !strcmp(e + n - k, "/v1/traces")) {
+            char *m = pt_pool_alloc(pool, n + 2);
+            snprintf(m, n + 2, "%.*s/v1/metrics", (int)(n - k), e);
+            cf->telemetry.metrics_endpoint = m;
+        }
     }
     if (errs->n > before)
         return NULL;

@@ -251,6 +251,27 @@ struct pt_mgmt_cf {
     struct pt_listen_cf tls; /* tls.ncerts == 1 when it does */
 };
 
+/* telemetry: OpenTelemetry tracing (http/pt_otel.c, http/pt_otel_export.c). */
+enum { PT_OTLP_JSON, PT_OTLP_PROTOBUF };
+
+struct pt_telemetry_cf {
+    bool on;                   /* the section is present and enabled: trace contexts are kept */
+    bool enabled;              /* telemetry.enabled */
+    bool propagate;            /* traceparent goes to backends */
+    char *endpoint;            /* OTLP/HTTP traces URL; NULL: nothing is exported */
+    int protocol;              /* PT_OTLP_* */
+    struct pt_strlist headers; /* name, value, name, value... */
+    char *service_name;
+    uint32_t timeout;         /* one export request */
+    int64_t batch_size;       /* spans per export request at most */
+    uint32_t export_interval; /* the longest a span waits */
+    int64_t queue_size;       /* spans per worker queue (restart) */
+    double ratio;             /* sampler.ratio */
+    bool parent_based;        /* sampler.parentBased */
+    char *metrics_endpoint;   /* NULL: endpoint with /v1/traces -> /v1/metrics */
+    uint32_t metrics_interval;
+};
+
 struct pt_lua_limits {
     uint32_t timeout;         /* per call, ms */
     uint64_t memory;          /* per worker state, bytes */
@@ -299,6 +320,7 @@ struct pt_conf {
     struct pt_cidr *trusted; /* trustedProxies: peers whose X-Forwarded-For is believed */
     int ntrusted;
     uint64_t counter_keys; /* limits.counterKeys: rate-limit and quota keys kept at most */
+    struct pt_telemetry_cf telemetry;
 };
 
 /* An address range: family AF_INET or AF_INET6, network bytes, prefix bits. */

@@ -143,6 +143,19 @@ struct pt_exec {
     struct pt_timer *timers; /* live timers of this request */
 };
 
+/* OpenTelemetry (part O, http/pt_otel.c): a request's trace context. */
+struct pt_otel_rec;
+struct pt_otel_ctx {
+    uint8_t trace[16];
+    uint8_t parent[8];       /* the caller's span (all zeros: the trace starts here) */
+    uint8_t span[8];         /* the request's SERVER span */
+    uint8_t backend[8];      /* the backend call's CLIENT span, named in the traceparent sent */
+    uint8_t flags;           /* the trace flags sent on (bit 0: sampled) */
+    bool on;                 /* a traceparent goes to the backend */
+    bool drop_state;         /* the client's tracestate is not passed on */
+    struct pt_otel_rec *rec; /* sampled and exported: the spans' times, in the arena */
+};
+
 /* Request body state */
 enum { RB_STREAM, RB_BUFFERED, RB_REPLACED };
 
@@ -212,6 +225,8 @@ struct pt_req {
     const char *reason;
     char id[129];
     size_t idn;
+    /* OpenTelemetry (part O) */
+    struct pt_otel_ctx otel;
 };
 
 static inline struct pt_gen *req_gen(const struct pt_req *req)

@@ -18,6 +18,7 @@
 #include "policy/pt_pipeline.h"
 
 #include "base/pt_log.h"
+#include "http/pt_otel.h"
 #include "lua/pt_lua.h"
 #include "policy/pt_corepol.h"
 
@@ -117,6 +118,7 @@ static void enter_section(struct pt_req *req, int sec)
     ex->moved = false;
     ex->call.section = sec;
     ex->call.current = sec == PT_SEC_INBOUND || sec == PT_SEC_BACKEND ? PT_MSG_REQUEST : PT_MSG_RESPONSE;
+    pt_otel_section(req, sec); /* OpenTelemetry (O): a section span starts */
     push(req, &ex->pl->sec[sec], NULL, 0);
 }
 
@@ -126,6 +128,7 @@ static void enter_section(struct pt_req *req, int sec)
 static void finish(struct pt_req *req)
 {
     struct pt_exec *ex = &req->ex;
+    pt_otel_section(req, -1); /* OpenTelemetry (O): the last section span ends */
     ex->done = true;
     ex->respond = true;
     ex->depth = 0;

@@ -30,6 +30,7 @@
 #include "event/pt_tls.h"
 #include "http/pt_http.h"
 #include "http/pt_msg.h"
+#include "http/pt_otel.h"
 #include "lua/pt_lua.h"
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
@@ -229,6 +230,7 @@ static void req_start(struct pt_conn *c, size_t head_len)
         return;
     }
     req_set_id(req);
+    pt_otel_req_start(req); /* OpenTelemetry (O): the trace context */
     req->keep = req->h.keepalive && c->nreqs < (unsigned)cf->limits.requests_per_connection && !w->draining;
     if (req->h.body != PT_BODY_NONE)
         req->req_left = req->h.content_length;
@@ -457,6 +459,7 @@ static void proxy_read_body(struct pt_req *req, pt_msg which)
    slots) first, then its access-log line into the worker's buffer. */
 static void log_request(struct pt_req *req)
 {
+    pt_otel_req_end(req); /* OpenTelemetry (O): the request's spans to the exporter */
     for (struct pt_hook *h = req->end_hooks; h; h = h->next)
         h->end(h->arg, req->status, req->bytes_in, req->bytes_out);
     req->end_hooks = NULL;

@@ -14,6 +14,7 @@
 #include "event/pt_tls.h"
 #include "http/pt_http.h"
 #include "http/pt_msg.h"
+#include "http/pt_otel.h"
 #include "lua/pt_lua.h"
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
@@ -285,6 +286,8 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         }
         if (rid.len && pt_str_ieq(x->name, rid))
             continue;
+        if (PT_UNLIKELY(req->otel.on) && pt_otel_header_skip(req, x))
+            continue; /* OpenTelemetry (O): ours replaces it */
         pt_buf_str(b, x->name);
         pt_buf_lit(b, ": ");
         pt_buf_str(b, x->value);
@@ -336,6 +339,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         pt_buf_add(b, req->id, req->idn);
         pt_buf_lit(b, "\r\n");
     }
+    pt_otel_backend_header(req, b); /* OpenTelemetry (O): traceparent */
     if (req->h.upgrade_ws)
         pt_buf_lit(b, "Connection: upgrade\r\nUpgrade: websocket\r\n");
     if (req->req_body_state != RB_STREAM) {
@@ -426,6 +430,7 @@ pt_status pt_upstream_forward(struct pt_req *req)
         return PT_ERROR;
     }
     struct pt_buf b;
+    pt_otel_backend_start(req); /* OpenTelemetry (O): the backend call's span */
     build_backend_head(req, &b);
     req->uphead = b.p;
     req->uphead_n = b.n;
@@ -498,6 +503,7 @@ void pt_upstream_read(struct pt_req *req)
         req->rh_done = true;
         req->rh_backend = true;
         req->backend_status = req->rh.status;
+        pt_otel_backend_head(req); /* OpenTelemetry (O) */
         req->resp_replaced = false;
         req->resp_in = req->rh.body;
         req->resp_left = req->rh.content_length;
