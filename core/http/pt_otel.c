@@ -213,7 +213,7 @@ bool pt_otel_ratio_sampled(const uint8_t trace[16], double ratio)
     uint64_t r = 0;
     for (int i = 9; i < 16; i++)
         r = r << 8 | trace[i];
-    return (double)r < ratio * 72057594037927936.0; /* 2^56 */
+    return r < (uint64_t)(ratio * 72057594037927936.0); /* 2^56: compared as integers, exactly */
 }
 
 void pt_otel_random(uint64_t *s, uint8_t *out, size_t n)
