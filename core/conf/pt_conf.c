@@ -1001,12 +1001,12 @@ static const struct pt_cfkey top_keys[] = {
      .fn = pt_conf_entities_read_workspaces, .sub = pt_conf_entities_workspace_keys, .form = "list of maps",
      .doc = "Workspaces: APIs, products, groups, subscriptions, backends, version sets, named values and "
             "fragments of one team, kept apart from the others'."},
-    {"telemetry", PT_CT_MAP, 0, 0, .sub = telemetry_keys,
-     .doc = "OpenTelemetry: W3C trace context towards backends, spans exported over OTLP/HTTP; see "
-            "[opentelemetry.md](opentelemetry.md)."},
     {"apiVersionSets", PT_CT_CUSTOM, offsetof(struct pt_conf, version_sets), PT_CF_LIST,
      .fn = pt_conf_entities_read_version_sets, .sub = pt_conf_entities_vs_keys, .form = "list of maps",
      .doc = "Version sets: APIs that are versions of one API; see [Versions](#versions)."},
+    {"telemetry", PT_CT_MAP, 0, 0, .sub = telemetry_keys,
+     .doc = "OpenTelemetry: W3C trace context towards backends, spans exported over OTLP/HTTP; see "
+            "[opentelemetry.md](opentelemetry.md)."},
     {0},
 };
 
