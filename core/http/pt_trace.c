@@ -396,7 +396,6 @@ static void snapshot(struct pt_req *req)
     s->req_nh = s->req_h ? req->h.nh : 0;
     s->had_resp = req->rh_done;
     s->resp_status = req->rh.status;
-    s->resp_h = NULL;
     s->resp_nh = 0;
     if (req->rh_done) {
         s->resp_h = grow_copy(t->pool, s->resp_h, &s->resp_cap, req->rh.h, req->rh.nh, sizeof(struct pt_hdr));
