@@ -467,3 +467,18 @@ def test_bounded_store_and_trace_size(flaky, portico):
     get_trace(m, ids[1])
     st, _, _ = m.call("POST", "gateways/managed/listTrace", {"traceId": ids[0]})  # pushed out
     assert st == 404
+
+
+def test_tracing_switched_off_drops_the_headers_and_a_reload_switches_it_on(flaky, portico):
+    cfg = world_config(flaky.url, tracing={"enabled": False})
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    token = credentials(m)
+    status, h, _ = p.request("GET", "/echo/off", headers={"Apim-Debug-Authorization": token})
+    assert status == 200 and not any(k.startswith("apim-") for k in h)
+    assert not any(k.lower().startswith("apim-debug") for k in flaky.hits("/off")[0]["headers"])
+    cfg["tracing"] = {"enabled": True}
+    assert p.reload(cfg)
+    status, h, _ = p.request("GET", "/echo/on", headers={"Apim-Debug-Authorization": token})
+    assert status == 200 and "apim-trace-id" in h
+    assert get_trace(m, h["apim-trace-id"])["traceEntries"]["backend"][0]["source"] == "retry"
