@@ -16,6 +16,7 @@
 #include "conf/pt_genmodel.h"
 #include "http/pt_tracetoken.h"
 
+#include <math.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -140,21 +141,32 @@ static void jint(struct pt_buf *b, int64_t v)
     pt_buf_u64(b, (uint64_t)v);
 }
 
-/* A value of type PT_VAR_* as JSON. */
+/* A value of type PT_VAR_* as JSON (a number that is not finite becomes its text). */
 static void jvalue(struct pt_buf *b, int type, pt_str v)
 {
-    if (type == PT_VAR_NIL)
+    if (type == PT_VAR_NIL) {
         pt_buf_lit(b, "null");
-    else if (type == PT_VAR_BOOL || type == PT_VAR_NUMBER) {
-        bool ok = v.len > 0;
-        for (size_t i = 0; ok && i < v.len; i++)
-            ok = strchr("0123456789.eE+-truefals", v.data[i]) != NULL;
-        if (ok && !(type == PT_VAR_NUMBER && (v.data[0] == '.' || v.data[v.len - 1] == '.')))
-            pt_buf_str(b, v);
+        return;
+    }
+    if (type == PT_VAR_BOOL) {
+        if (pt_str_eq(v, PT_STR("true")))
+            pt_buf_lit(b, "true");
         else
-            jstr(b, v);
-    } else
-        jstr(b, v);
+            pt_buf_lit(b, "false");
+        return;
+    }
+    if (type == PT_VAR_NUMBER && v.len && v.len < 64) {
+        char num[64], *end;
+        memcpy(num, v.data, v.len);
+        num[v.len] = '\0';
+        double d = strtod(num, &end);
+        if (*end == '\0' && isfinite(d)) {
+            int k = snprintf(num, sizeof(num), "%.15g", d);
+            pt_buf_add(b, num, (size_t)k);
+            return;
+        }
+    }
+    jstr(b, v);
 }
 
 /* "[{"name": N, "value": V}, ...]" of a head's live headers. */
