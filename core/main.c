@@ -23,6 +23,8 @@
 #include "conf/pt_store.h"
 #include "event/pt_counters.h"
 #include "http/pt_otel_export.h"
+#include "http/pt_trace.h"
+#include "http/pt_tracetoken.h"
 #include "mgmt/pt_cli.h"
 #include "mgmt/pt_mgmt.h"
 #include "policy/pt_api.h"
@@ -420,6 +422,7 @@ static void publish(struct pt_gen *g)
 {
     apply_logs(g->conf);
     pt_otel_export_configure(&g->conf->telemetry); /* OpenTelemetry (O) */
+    pt_trace_configure(g->conf);
     pt_workers_publish(g);
     struct pt_gen *old = current;
     current = g;
@@ -733,6 +736,7 @@ int main(int argc, char **argv)
             /* subscription keys are sealed at rest with the same key as secret named values */
             snprintf(seal_key, sizeof(seal_key), "%s", pt_model_secret_key(cf));
             pt_store_set_sealer(store, seal_cb, unseal_cb, seal_key);
+            pt_tracetoken_set_secret(seal_key); /* tracing: debug tokens and trace locations */
             int n = pt_store_reseal(store);
             if (n > 0)
                 pt_info("store: sealed the keys of %d subscription%s written before keys were sealed", n,
@@ -774,6 +778,7 @@ int main(int argc, char **argv)
         return 1;
     }
     current = g;
+    pt_trace_configure(g->conf);
     pt_counters_init(g->conf->counter_keys);
     pt_store_counter_each(store, seed_counter, NULL);
     pt_otel_export_start(nworkers, &g->conf->telemetry); /* OpenTelemetry (O): queues and exporter */
@@ -817,6 +822,7 @@ int main(int argc, char **argv)
     if (drain_timer)
         event_free(drain_timer);
     pt_mgmt_stop();
+    pt_trace_store_clear();
     if (quota_timer)
         event_free(quota_timer);
     flush_counters();

@@ -529,6 +529,31 @@ static const struct pt_cfkey log_keys[] = {
     {0},
 };
 
+/* The `trace` policy's severities (APIM's names), least severe first: PT_TRACE_SEV_*. */
+const char *const pt_conf_trace_severities[] = {"verbose", "information", "error", NULL};
+
+static const struct pt_cfkey tracing_keys[] = {
+    {"enabled", PT_CT_BOOL, offsetof(struct pt_conf, tracing.enabled), 0, .def = "`true`",
+     .doc = "Honours `Apim-Debug-Authorization` and `Ocp-Apim-Trace`; when false both are removed from "
+            "requests unread. See [tracing.md](tracing.md)."},
+    {"maxTraces", PT_CT_INT, offsetof(struct pt_conf, tracing.max_traces), 0, 1, 100000, .def = "`100`",
+     .doc = "Traces kept in memory for `listTrace`; a new one pushes out the oldest."},
+    {"maxTraceSize", PT_CT_SIZE, offsetof(struct pt_conf, tracing.max_trace_size), 0, 4096, 64LL << 20,
+     .def = "`1m`",
+     .doc = "The most one trace may take; past it, later steps are left out and the trace says "
+            "`\"truncated\": true`."},
+    {"ttl", PT_CT_MS, offsetof(struct pt_conf, tracing.ttl), 0, 1000, 86400000, .def = "`1h`",
+     .doc = "How long a trace is kept, and how long an `Ocp-Apim-Trace-Location` URL works."},
+    {"verbosity", PT_CT_ENUM, offsetof(struct pt_conf, tracing.verbosity), 0,
+     .enums = pt_conf_trace_severities, .def = "`information`",
+     .doc = "`trace` policy entries of this severity or above also go to the error log (at `info`)."},
+    {"locationUrl", PT_CT_STR, offsetof(struct pt_conf, tracing.location_url), 0,
+     .def = "`http(s)://` + `management.listen`",
+     .doc = "The management API's base URL as clients reach it (`https://apim.example.com:8443`): "
+            "`Ocp-Apim-Trace-Location` is this plus `/management/gateways/managed/traces/ID?...`."},
+    {0},
+};
+
 static bool read_policy_path(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_lua_limits *l =
@@ -967,6 +992,9 @@ static const struct pt_cfkey top_keys[] = {
      .doc = "Addresses and ranges (`10.0.0.0/8`, `2001:db8::/32`) of proxies in front of the gateway: "
             "when the peer is one of them, the client address that `ip-filter` checks is the right-most "
             "`X-Forwarded-For` entry that is not a trusted proxy."},
+    {"tracing", PT_CT_MAP, 0, 0, .sub = tracing_keys,
+     .doc = "Debug traces of single requests (`listDebugCredentials`, `Ocp-Apim-Trace`) and the `trace` "
+            "policy's log; see [tracing.md](tracing.md)."},
     {"apis", PT_CT_CUSTOM, offsetof(struct pt_conf, apis), PT_CF_LIST, .fn = pt_conf_entities_read_apis,
      .sub = pt_conf_entities_api_keys, .form = "list of maps", .doc = "The APIs; see [APIs](#apis)."},
     {"products", PT_CT_CUSTOM, offsetof(struct pt_conf, products), PT_CF_LIST,
@@ -1054,6 +1082,11 @@ static void set_defaults(struct pt_conf *cf)
     cf->telemetry.ratio = 1.0;
     cf->telemetry.parent_based = true;
     cf->telemetry.metrics_interval = 60000;
+    cf->tracing.enabled = true;
+    cf->tracing.max_traces = 100;
+    cf->tracing.max_trace_size = 1024 * 1024;
+    cf->tracing.ttl = 3600000;
+    cf->tracing.verbosity = PT_TRACE_SEV_INFORMATION;
 }
 
 struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,

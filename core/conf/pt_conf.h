@@ -146,6 +146,16 @@ struct pt_log_cf {
     uint32_t access_flush;  /* longest time a line waits in the buffer */
 };
 
+/* tracing: debug traces of single requests (http/pt_trace.c, docs/tracing.md) */
+struct pt_tracing_cf {
+    bool enabled;            /* the debug headers are honoured (else dropped, unread) */
+    int64_t max_traces;      /* traces kept (the oldest go first) */
+    uint64_t max_trace_size; /* bytes of one trace's recording; past it, entries are left out */
+    uint32_t ttl;            /* how long a trace is kept, and a trace location is valid */
+    int verbosity;           /* PT_TRACE_SEV_*: the least severe `trace` policy entry written to the log */
+    char *location_url;      /* the base of Ocp-Apim-Trace-Location (else from management.listen) */
+};
+
 struct pt_product_cf {
     char *id;
     char *workspace;
@@ -205,6 +215,8 @@ struct pt_subscription_cf {
     char *primary_key;
     char *secondary_key;
     bool allow_tracing;
+    char *allow_tracing_since; /* when allowTracing was turned on (ISO 8601; set by the gateway) */
+    int64_t trace_until_ms;    /* allowTracing holds until then (Unix ms): 1 h after it was turned on */
     char *state_comment, *start_date, *expiration_date, *end_date, *notification_date;
     int64_t
         ends_ms; /* the earlier of expirationDate and endDate (Unix ms); 0 = never: no key works after it */
@@ -321,6 +333,7 @@ struct pt_conf {
     int ntrusted;
     uint64_t counter_keys; /* limits.counterKeys: rate-limit and quota keys kept at most */
     struct pt_telemetry_cf telemetry;
+    struct pt_tracing_cf tracing;
 };
 
 /* An address range: family AF_INET or AF_INET6, network bytes, prefix bits. */
@@ -337,6 +350,11 @@ bool pt_conf_cidr_has(const struct pt_cidr *c, const char *ip);
 /* Names of the enums above, for JSON and YAML. */
 extern const char *const pt_conf_entities_product_states[];
 extern const char *const pt_conf_entities_sub_states[];
+/* The `trace` policy's severities: "verbose", "information", "error" (PT_TRACE_SEV_*). */
+extern const char *const pt_conf_trace_severities[];
+enum { PT_TRACE_SEV_VERBOSE, PT_TRACE_SEV_INFORMATION, PT_TRACE_SEV_ERROR };
+/* A subscription's allowTracing lapses this long after it was turned on (APIM: 1 hour). */
+#define PT_CONF_TRACING_WINDOW_MS 3600000LL
 extern const char *const pt_conf_entities_user_states[];
 extern const char *const pt_conf_entities_group_types[];
 extern const char *const pt_conf_entities_versioning_schemes[];

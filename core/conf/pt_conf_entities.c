@@ -993,7 +993,12 @@ const struct pt_cfkey pt_conf_entities_sub_keys[] = {
     {"secondaryKey", PT_CT_STR, offsetof(struct pt_subscription_cf, secondary_key), 0, .def = "generated",
      .doc = "The second key, as `primaryKey`; the two keys must differ."},
     {"allowTracing", PT_CT_BOOL, offsetof(struct pt_subscription_cf, allow_tracing), 0, .def = "`false`",
-     .doc = "APIM's tracing permission; kept with the subscription."},
+     .doc = "Lets a call with this subscription's key and `Ocp-Apim-Trace: true` be traced (see "
+            "[tracing.md](tracing.md)); as in APIM it lapses 1 hour after it was turned on."},
+    {"allowTracingSince", PT_CT_STR, offsetof(struct pt_subscription_cf, allow_tracing_since), 0,
+     .def = "set by the gateway",
+     .doc = "ISO 8601: when `allowTracing` was last turned on; written by the gateway (a value given is "
+            "replaced), removed when it is turned off."},
     {"createdDate", PT_CT_STR, offsetof(struct pt_subscription_cf, created_date), 0, .def = "set once",
      .doc = "ISO 8601; where `quota` periods start. Set once when absent."},
     {"stateComment", PT_CT_STR, offsetof(struct pt_subscription_cf, state_comment), PT_CF_EMPTY_OK,
@@ -1136,6 +1141,10 @@ bool pt_conf_entities_read_subs(struct pt_cfctx *cx, struct pt_node *n, void *fi
             } else if (!s->ends_ms || t < s->ends_ms)
                 s->ends_ms = t ? t : 1;
         }
+        int64_t since;
+        if (s->allow_tracing && s->allow_tracing_since &&
+            pt_conf_entities_parse_iso8601(s->allow_tracing_since, &since))
+            s->trace_until_ms = since + PT_CONF_TRACING_WINDOW_MS;
         if (s->owner_id) {
             const char *u = strstr(s->owner_id, "/users/");
             if (!u || !u[7] || strchr(u + 7, '/')) {

@@ -40,6 +40,23 @@ static bool is_entity_key(const char *k)
 
 /* ------------------------------------------------------------ conversions */
 
+void pt_model_trace_since(json_t *sub, const json_t *old)
+{
+    if (!json_is_true(json_object_get(sub, "allowTracing"))) {
+        json_object_del(sub, "allowTracingSince");
+        return;
+    }
+    const char *prev = old && json_is_true(json_object_get(old, "allowTracing"))
+                           ? json_string_value(json_object_get(old, "allowTracingSince"))
+                           : NULL;
+    char ts[48];
+    if (!prev) {
+        pt_log_format_time(ts, pt_clock_wall_ms());
+        prev = ts;
+    }
+    json_object_set_new(sub, "allowTracingSince", json_string(prev));
+}
+
 /* ----------------------------------------------------------------- secrets */
 
 static char keyfile_key[65]; /* from <data>/secret.key when nothing else gives one */
@@ -321,6 +338,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             pt_log_format_time(ts, pt_clock_wall_ms());
             json_object_set_new(j, "createdDate", json_string(prev ? prev : ts));
         }
+        pt_model_trace_since(j, old);
         json_decref(old);
         ok &= pt_store_put(st, "subscription", "", s->id, s->workspace, j, source, NULL);
         json_decref(j);

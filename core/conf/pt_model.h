@@ -60,6 +60,11 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
 
 /* A new random subscription key (32 hex characters). */
 void pt_model_new_key(char out[33]);
+/* A subscription's allowTracingSince as the gateway keeps it: when `sub`
+   (being written) has allowTracing on, the time it was turned on (kept from
+   `old`, the stored subscription or NULL, when it was on there too; else now);
+   removed when allowTracing is off. */
+void pt_model_trace_since(json_t *sub, const json_t *old);
 /* Encrypts / decrypts a secret named value with the secret key (AES-256-GCM). */
 char *pt_model_seal(const char *secret_key, const char *plain);
 char *pt_model_unseal(const char *secret_key, const char *sealed);

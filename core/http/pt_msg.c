@@ -6,6 +6,7 @@
  * layer itself.  See pt_msg.h for the hooks the layers above register.
  */
 #include "http/pt_msg.h"
+#include "http/pt_trace.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -304,4 +305,6 @@ void pt_msg_set_error(struct pt_req *req, int status, const char *source, const 
     if (pt_msg_hooks.error_where)
         pt_msg_hooks.error_where(req, e);
     req->reason = reason;
+    if (PT_UNLIKELY(req->trace != NULL))
+        pt_trace_error(req);
 }

@@ -227,6 +227,10 @@ struct pt_req {
     size_t idn;
     /* OpenTelemetry (part O) */
     struct pt_otel_ctx otel;
+    /* tracing (debug traces, http/pt_trace.c): NULL for a request that is not traced, the one
+       test the pipeline driver makes per statement */
+    struct pt_trace *trace;
+    uint8_t trace_flags; /* PT_TRACE_F_*: what the response says about tracing (0: nothing) */
 };
 
 static inline struct pt_gen *req_gen(const struct pt_req *req)

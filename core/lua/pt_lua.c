@@ -29,6 +29,7 @@
 #include "base/pt_log.h"
 #include "base/pt_paths.h"
 #include "http/pt_msg.h"
+#include "http/pt_trace.h"
 #include "lua/pt_expr.h"
 #include "lua/pt_lpat.h"
 #include "lua/pt_lua_int.h"
@@ -536,6 +537,10 @@ int pt_lua_eval(struct pt_req *req, int id, struct pt_luaval *out)
     }
     set_result(req, co, -1, out);
     lua_settop(co, 0);
+    if (PT_UNLIKELY(req->trace != NULL)) {
+        const struct pt_expr *e = &req_gen(req)->exprs->e[id - 1];
+        pt_trace_expr(req, (pt_str){e->src, e->len}, out->type, out->s);
+    }
     return 0;
 }
 

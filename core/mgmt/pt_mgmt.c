@@ -91,6 +91,11 @@ static const struct route routes[] = {
     {"apply", "POST", H_APPLY, NULL, A_SERVICE, false,
      "Create or update every entity of a document (the configuration file's lists) in one transaction"},
     {"export", "GET", H_EXPORT, NULL, A_SECRETS, false, "Every entity, as a document `apply` accepts"},
+    {"gateways/managed/listDebugCredentials", "POST", H_TRACE_CREDENTIALS, "api", A_API, true,
+     "A debug token for tracing calls to one API (Apim-Debug-Authorization)"},
+    {"gateways/managed/listTrace", "POST", H_TRACE_LIST, "api", A_API, true, "A request's trace by its id"},
+    {"gateways/managed/traces/{id}", "GET", H_TRACE_GET, "api", A_API, true,
+     "A request's trace: Ocp-Apim-Trace-Location's signed URL, or with a bearer token"},
     {"openapi.json", "GET", H_OPENAPI, NULL, A_OPEN, false, "This description"},
 };
 
@@ -211,6 +216,8 @@ static void on_request(struct evhttp_request *r, void *arg)
         pt_mgmt_req_send_json(&m, 200, pt_mgmt_openapi_doc(routes, PT_ARRAY_LEN(routes)), NULL);
         goto done;
     }
+    if (m.route->h == H_TRACE_GET && pt_mgmt_trace_signed(&m))
+        goto done; /* a trace location: its signature instead of a bearer token */
     if (!pt_mgmt_auth_authenticate(&m))
         goto done;
     bool write = m.method != EVHTTP_REQ_GET && m.route->h != H_SECRETS && m.route->h != H_NV_VALUE;
@@ -278,6 +285,15 @@ static void on_request(struct evhttp_request *r, void *arg)
         break;
     case H_EXPORT:
         pt_mgmt_export_serve(&m);
+        break;
+    case H_TRACE_CREDENTIALS:
+        pt_mgmt_trace_credentials(&m);
+        break;
+    case H_TRACE_LIST:
+        pt_mgmt_trace_list(&m);
+        break;
+    case H_TRACE_GET:
+        pt_mgmt_trace_get(&m);
         break;
     case H_OPENAPI:
         break;

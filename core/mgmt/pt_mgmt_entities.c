@@ -57,6 +57,13 @@ json_t *pt_mgmt_entities_view(const char *kind, const char *id, const json_t *bo
         const char *dates[2] = {json_string_value(json_object_get(o, "expirationDate")),
                                 json_string_value(json_object_get(o, "endDate"))};
         const char *state = json_string_value(json_object_get(o, "state"));
+        /* allowTracing lapses 1 h after it was turned on (APIM): shown as off from then on */
+        const char *since = json_string_value(json_object_get(o, "allowTracingSince"));
+        int64_t t0;
+        if (json_is_true(json_object_get(o, "allowTracing")) &&
+            (!since || !pt_conf_entities_parse_iso8601(since, &t0) ||
+             (int64_t)pt_clock_wall_ms() >= t0 + PT_CONF_TRACING_WINDOW_MS))
+            json_object_set_new(o, "allowTracing", json_false());
         for (int i = 0; i < 2 && state && !strcmp(state, "active"); i++) {
             int64_t t;
             if (dates[i] && pt_conf_entities_parse_iso8601(dates[i], &t) &&
@@ -530,6 +537,8 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
         if (exists && json_object_get(cur, "createdDate") && !json_object_get(obj, "createdDate"))
             json_object_set(obj, "createdDate", json_object_get(cur, "createdDate"));
     }
+    if (!strcmp(kind, "subscription"))
+        pt_model_trace_since(obj, exists ? cur : NULL); /* allowTracing lapses 1 h after it was turned on */
     if (!strcmp(kind, "namedValue") && json_is_string(json_object_get(obj, "sealed"))) {
         /* an update that does not give the secret keeps it */
         if (!json_is_string(json_object_get(obj, "value")) || json_object_get(body, "value") == NULL) {

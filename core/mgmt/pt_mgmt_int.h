@@ -3,6 +3,7 @@
  * rest of the core (which sees pt_mgmt.h only).
  *
  *   pt_mgmt.c           the server: route table, dispatch, start and stop
+ *   pt_mgmt_trace.c     request tracing: debug credentials, traces
  *   pt_mgmt_entities.c  entity reads and writes, links, policy documents,
  *                       subscription keys, named values' values, apply
  *   pt_mgmt_export.c    YAML output and the export
@@ -55,6 +56,9 @@ enum handler {
     H_OPENAPI,
     H_API_SCHEMAS,
     H_API_SCHEMA,
+    H_TRACE_CREDENTIALS,
+    H_TRACE_LIST,
+    H_TRACE_GET,
 };
 
 struct route {
@@ -210,5 +214,17 @@ void pt_mgmt_entities_links(struct mreq *m, const char *kind, bool one);
 void pt_mgmt_entities_sub_action(struct mreq *m, enum handler h);
 void pt_mgmt_entities_nv_value(struct mreq *m);
 void pt_mgmt_entities_apply(struct mreq *m);
+
+/* ---------------------------------------------------------- pt_mgmt_trace */
+
+/* POST gateways/managed/listDebugCredentials: a debug token for an API the caller may read. */
+void pt_mgmt_trace_credentials(struct mreq *m);
+/* POST gateways/managed/listTrace: a trace of an API the caller may read. */
+void pt_mgmt_trace_list(struct mreq *m);
+/* GET gateways/managed/traces/{id} with ?expires=&sig= (a trace location): answers
+   (the trace, or 403) and returns true; false without `sig` (a bearer token decides). */
+bool pt_mgmt_trace_signed(struct mreq *m);
+/* GET gateways/managed/traces/{id} with a bearer token: as listTrace. */
+void pt_mgmt_trace_get(struct mreq *m);
 
 #endif

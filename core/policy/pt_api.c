@@ -13,6 +13,7 @@
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
 #include "http/pt_fetch.h"
+#include "http/pt_trace.h"
 #include "lua/pt_lua.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
@@ -561,6 +562,13 @@ static int api_at_response(pt_call *call, void (*fn)(pt_call *, void *), void *a
     return 0;
 }
 
+static int api_trace_emit(pt_call *call, pt_bytes source, int severity, pt_bytes message,
+                          const pt_bytes *meta_names, const pt_bytes *meta_values, int nmeta)
+{
+    pt_trace_emit(call->req, source, severity, message, meta_names, meta_values, nmeta < 0 ? 0 : nmeta);
+    return 0;
+}
+
 void pt_policy_fill_api(struct pt_api *a);
 
 static struct pt_api build_api(void)
@@ -610,6 +618,7 @@ static struct pt_api build_api(void)
     a.checking_only = api_checking_only;
     a.operation_definition = api_operation_definition;
     a.schema_definition = api_schema_definition;
+    a.trace_emit = api_trace_emit;
     return a;
 }
 

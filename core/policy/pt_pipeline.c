@@ -19,6 +19,7 @@
 
 #include "base/pt_log.h"
 #include "http/pt_otel.h"
+#include "http/pt_trace.h"
 #include "lua/pt_lua.h"
 #include "policy/pt_corepol.h"
 
@@ -149,6 +150,8 @@ static void go_error(struct pt_req *req)
     }
     ex->in_error = true;
     enter_section(req, PT_SEC_ON_ERROR);
+    if (PT_UNLIKELY(req->trace != NULL))
+        pt_trace_on_error(req);
 }
 
 /* A section ended normally. */
@@ -235,6 +238,8 @@ void pt_pipeline_cleanup(struct pt_req *req)
     while (req->ex.timers)
         pt_pipeline_timer_cancel(req->ex.timers);
     pt_lua_release(req);
+    if (PT_UNLIKELY(req->trace != NULL))
+        pt_trace_discard(req); /* a request that ended without its end hook */
 }
 
 /* --------------------------------------------------------------- driver */
@@ -262,16 +267,27 @@ static pt_status retry_after(struct pt_req *req, struct pt_frame *f, int attempt
     const struct pt_stmt *s = f->b->s[f->i];
     const struct pt_retry *r = s->data;
     pt_status st;
+    bool traced = PT_UNLIKELY(req->trace != NULL);
+    if (traced) /* the decision is a step of its own: its condition, attempts, wait */
+        pt_trace_stmt_begin(req, r, s->name, current_path(req));
     bool again = pt_lua_value_true(req, r->cond, &st);
     if (st == PT_AGAIN)
         return PT_AGAIN;
-    if (st == PT_ERROR)
+    if (st == PT_ERROR) {
+        if (traced)
+            pt_trace_stmt_end(req, PT_ERROR);
         return PT_ERROR;
-    if (!again || attempts >= r->count)
+    }
+    if (!again || attempts >= r->count) {
+        if (traced)
+            pt_trace_retry(req, attempts, false, 0);
         return failed ? PT_ERROR : PT_OK;
+    }
     attempts++;
     req->ex.has_error = false;
     uint32_t wait = pt_corepol_retry_wait(r, attempts, req->peer->rng[0] ^ req->t0);
+    if (traced)
+        pt_trace_retry(req, attempts - 1, true, wait);
     if (wait == 0) {
         if (!push(req, &s->body, s, attempts))
             return PT_ERROR;
@@ -347,6 +363,28 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
     return PT_OK;
 }
 
+/* step() of a traced request: the statement's entry opens before and closes
+   after (a suspended statement's closes when it resumes). */
+static pt_status traced_step(struct pt_req *req, struct pt_frame *f, const struct pt_stmt *s)
+{
+    if (req->preflight && !(s->kind == PT_ST_POLICY && (s->def->flags & PT_POLICY_PREFLIGHT)))
+        return PT_OK;
+    if (s->kind == PT_ST_BASE)
+        return PT_OK;
+    pt_trace_stmt_begin(req, s, s->name, current_path(req));
+    pt_status st = step(req, f, s);
+    if (s->kind == PT_ST_CHOOSE && st == PT_OK) {
+        const struct pt_frame *top = &req->ex.st[req->ex.depth - 1];
+        char w[24] = "none";
+        if (req->ex.moved && top->owner == s)
+            snprintf(w, sizeof(w), s->whens[top->aux].cond ? "when[%d]" : "otherwise", top->aux + 1);
+        pt_trace_note(req, "branch", w);
+    }
+    if (st != PT_AGAIN && req->trace)
+        pt_trace_stmt_end(req, st);
+    return st;
+}
+
 /* Applies a statement's final status; false when the loop must stop. */
 static bool apply(struct pt_req *req, pt_status st)
 {
@@ -413,6 +451,8 @@ static void run(struct pt_req *req)
             /* resumed from inside the statement's own run() */
             ex->waiting = false;
             ex->resume_pending = false;
+            if (PT_UNLIKELY(req->trace != NULL) && ex->resume_status != PT_AGAIN)
+                pt_trace_stmt_end(req, ex->resume_status);
             if (!apply(req, ex->resume_status))
                 continue;
             continue;
@@ -434,7 +474,11 @@ static void run(struct pt_req *req)
                 ex->st[ex->depth - 1].i++; /* choose or a wrapping policy: done with its statements */
             continue;
         }
-        pt_status st = step(req, f, f->b->s[f->i]);
+        pt_status st;
+        if (PT_LIKELY(req->trace == NULL)) /* the one test an untraced request pays per statement */
+            st = step(req, f, f->b->s[f->i]);
+        else
+            st = traced_step(req, f, f->b->s[f->i]);
         if (PT_UNLIKELY(pt_msg_out_of_memory(req))) {
             finish(req); /* on-error would need memory too: the 500 goes out as it is */
             continue;
@@ -493,6 +537,8 @@ void pt_pipeline_resume(struct pt_req *req, pt_status st)
         return;
     }
     ex->waiting = false;
+    if (PT_UNLIKELY(req->trace != NULL) && st != PT_AGAIN)
+        pt_trace_stmt_end(req, st);
     apply(req, st);
     drive(req); /* runs on unless apply finished or suspended the pipeline */
 }

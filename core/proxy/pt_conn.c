@@ -31,6 +31,7 @@
 #include "http/pt_http.h"
 #include "http/pt_msg.h"
 #include "http/pt_otel.h"
+#include "http/pt_trace.h"
 #include "lua/pt_lua.h"
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
@@ -287,6 +288,7 @@ static void req_start(struct pt_conn *c, size_t head_len)
     req->bpath = req->m.rest;
     req->bquery = req->h.query;
     pt_io_read(c->io, false); /* the body (and pipelined requests) wait their turn */
+    pt_trace_request(req);    /* tracing: the debug headers (removed whatever they say) */
     pt_pipeline_start(req, pt_access_pipeline(req));
 }
 
@@ -463,6 +465,7 @@ static void log_request(struct pt_req *req)
     for (struct pt_hook *h = req->end_hooks; h; h = h->next)
         h->end(h->arg, req->status, req->bytes_in, req->bytes_out);
     req->end_hooks = NULL;
+    pt_trace_end(req); /* tracing: a traced request's trace goes to the store */
     if (pt_worker_access_fd < 0)
         return;
     struct pt_worker *w = req->c->w;

@@ -9,6 +9,7 @@
 #include "event/pt_tls.h"
 #include "http/pt_http.h"
 #include "http/pt_msg.h"
+#include "http/pt_trace.h"
 #include "lua/pt_lua.h"
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
@@ -89,6 +90,8 @@ size_t pt_respond_error(struct evbuffer *out, struct pt_pool *pool, int status, 
    quotes is what the access log and the backend saw. */
 void pt_respond_request_id(struct pt_buf *b, struct pt_req *req, struct pt_head *rh)
 {
+    if (PT_UNLIKELY(req->trace_flags != 0))
+        pt_trace_response_headers(b, req); /* Apim-Trace-Id and the like */
     pt_str name = pt_str_c(req_gen(req)->conf->upstream.request_id_header);
     if (!name.len || !req->idn)
         return;

@@ -15,6 +15,7 @@
 #include "http/pt_http.h"
 #include "http/pt_msg.h"
 #include "http/pt_otel.h"
+#include "http/pt_trace.h"
 #include "lua/pt_lua.h"
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
@@ -434,6 +435,8 @@ pt_status pt_upstream_forward(struct pt_req *req)
     build_backend_head(req, &b);
     req->uphead = b.p;
     req->uphead_n = b.n;
+    if (PT_UNLIKELY(req->trace != NULL))
+        pt_trace_backend_request(req, b.p, b.n);
     req->tb0 = pt_clock_now_us();
     req->tb1 = 0;
     req->retried = false;
@@ -504,6 +507,8 @@ void pt_upstream_read(struct pt_req *req)
         req->rh_backend = true;
         req->backend_status = req->rh.status;
         pt_otel_backend_head(req); /* OpenTelemetry (O) */
+        if (PT_UNLIKELY(req->trace != NULL))
+            pt_trace_backend_response(req);
         req->resp_replaced = false;
         req->resp_in = req->rh.body;
         req->resp_left = req->rh.content_length;

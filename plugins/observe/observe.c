@@ -5,6 +5,13 @@
 #include "observe.h"
 
 static const struct pt_policy_def policies[] = {
+    {"trace", PT_SECTION_INBOUND | PT_SECTION_BACKEND | PT_SECTION_OUTBOUND, PT_SCOPE_ALL, 0, trace_attrs,
+     trace_compile, trace_run, NULL,
+     "Adds an entry {source, severity, message, metadata} to the request's debug trace when the request is "
+     "traced (Apim-Debug-Authorization or Ocp-Apim-Trace: see tracing.md), and writes the message to the "
+     "gateway's log (at info) when its severity is at least tracing.verbosity (information by default). "
+     "Nothing is written to the response; the request goes on. As in APIM, the message may be an expression; "
+     "the source is a literal."},
     {0},
 };
 

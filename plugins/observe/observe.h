@@ -9,4 +9,10 @@
 
 #include "ptlib.h"
 
+/* ---- trace.c ---- */
+
+extern const struct pt_attr_def trace_attrs[];
+int trace_compile(const struct pt_api *api, pt_compile *c, void **instance);
+pt_status trace_run(const struct pt_api *api, pt_call *call, void *instance);
+
 #endif

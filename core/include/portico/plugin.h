@@ -40,6 +40,8 @@
  *   1.5  2026-12-06  operation_definition and schema_definition: the API
  *                    definition (parameters, representations, responses,
  *                    schemas) the validation policies check against.
+ *   1.6  2026-12-06  trace_emit: an entry in the request's debug trace and
+ *                    the gateway's log (the trace policy).
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -52,7 +54,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 5
+#define PT_ABI_MINOR 6
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -347,7 +349,18 @@ struct pt_api {
        service-level schema {"id", "schemaType", "document" | "value"}.  Same lifetime and address
        rule as operation_definition; empty when there is none. */
     pt_bytes (*schema_definition)(pt_call *call, int scope, pt_bytes id);
+
+    /* -- ABI 1.6 -- */
+    /* The trace policy's sink: when the request is traced (docs/tracing.md) its trace gets an entry
+       {source, severity, message, metadata}; when severity (PT_TRACE_SEVERITY_*) is at least the
+       configured tracing.verbosity, the message goes to the gateway's log.  nmeta name/value pairs
+       (0..n).  Returns 0. */
+    int (*trace_emit)(pt_call *call, pt_bytes source, int severity, pt_bytes message,
+                      const pt_bytes *meta_names, const pt_bytes *meta_values, int nmeta);
 };
+
+/* trace_emit's severities (ABI 1.6), APIM's. */
+enum { PT_TRACE_SEVERITY_VERBOSE = 0, PT_TRACE_SEVERITY_INFORMATION = 1, PT_TRACE_SEVERITY_ERROR = 2 };
 
 /* schema_definition's scopes (ABI 1.5). */
 enum { PT_SCHEMA_API = 0, PT_SCHEMA_SERVICE = 1 };
