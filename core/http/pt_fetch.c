@@ -546,6 +546,8 @@ int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch
                          method, target, u.authority, o->accept ? o->accept : "application/json");
         if (n > 0 && (size_t)n < sizeof(req) && o->authorization)
             n += snprintf(req + n, sizeof(req) - (size_t)n, "Authorization: %s\r\n", o->authorization);
+        if (n > 0 && (size_t)n < sizeof(req) && o->headers)
+            n += snprintf(req + n, sizeof(req) - (size_t)n, "%s", o->headers);
         if (n > 0 && (size_t)n < sizeof(req) && o->body)
             n += snprintf(req + n, sizeof(req) - (size_t)n, "Content-Type: %s\r\nContent-Length: %zu\r\n%s",
                           o->content_type ? o->content_type : "application/json", o->body_len,
