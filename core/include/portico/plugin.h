@@ -40,6 +40,8 @@
  *   1.5  2026-12-06  operation_definition and schema_definition: the API
  *                    definition (parameters, representations, responses,
  *                    schemas) the validation policies check against.
+ *   1.6  2026-12-06  logger_find and log_emit: messages to the configured
+ *                    loggers (log-to-eventhub).
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -52,7 +54,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 5
+#define PT_ABI_MINOR 6
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -347,7 +349,22 @@ struct pt_api {
        service-level schema {"id", "schemaType", "document" | "value"}.  Same lifetime and address
        rule as operation_definition; empty when there is none. */
     pt_bytes (*schema_definition)(pt_call *call, int scope, pt_bytes id);
+
+    /* -- ABI 1.6 -- */
+    /* Compile time: the configuration's logger `id` (`loggers:`) as a handle that lives as long as
+       the configuration generation; NULL after reporting a compile error at attribute `attr` when
+       there is no such logger. */
+    const void *(*logger_find)(pt_compile *c, const char *attr, const char *id);
+    /* Request time: queues a copy of message for the logger (its own thread delivers it; this never
+       waits).  A message longer than PT_LOG_MESSAGE_MAX bytes is cut to it, at a UTF-8 character
+       boundary.  partition_id and partition_key travel with it (empty: none).  0 when queued, -1
+       when dropped (the logger's queue is full; counted). */
+    int (*log_emit)(pt_call *call, const void *logger, pt_bytes message, pt_bytes partition_id,
+                    pt_bytes partition_key);
 };
+
+/* log_emit's longest message (ABI 1.6): APIM's 200 KB of log-to-eventhub. */
+#define PT_LOG_MESSAGE_MAX (200 * 1024)
 
 /* schema_definition's scopes (ABI 1.5). */
 enum { PT_SCHEMA_API = 0, PT_SCHEMA_SERVICE = 1 };
