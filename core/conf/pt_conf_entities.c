@@ -1351,7 +1351,7 @@ static const struct pt_cfkey logger_syslog_keys[] = {
     {"hostname", PT_CT_STR, offsetof(struct pt_logger_cf, syslog_hostname), 0, .def = "the machine's name",
      .doc = "HOSTNAME (at most 255 printable ASCII characters)."},
     {"maxLength", PT_CT_SIZE, offsetof(struct pt_logger_cf, syslog_max), 0, 480, 1 << 20,
-     .def = "8k over UDP, 256k over TCP and unix sockets",
+     .def = "8k over UDP and unix sockets, 256k over TCP",
      .doc = "The longest message frame; a longer message is cut (at a UTF-8 character boundary)."},
     {0},
 };
