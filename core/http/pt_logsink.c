@@ -909,13 +909,20 @@ struct pt_logsink *pt_logsink_get(const struct pt_logger_cf *l)
     if (!fp)
         return NULL;
     pthread_mutex_lock(&reg_mu);
-    for (struct pt_logsink *s = live; s; s = s->next)
-        if (!strcmp(s->fingerprint, fp)) {
-            atomic_fetch_add(&s->refs, 1);
+    for (struct pt_logsink *s = live; s; s = s->next) {
+        if (strcmp(s->fingerprint, fp))
+            continue;
+        /* a sink whose last reference is being dropped (pt_logsink_put, not yet unlinked) is not
+           taken back: only a count above zero goes up */
+        long r = atomic_load(&s->refs);
+        while (r > 0 && !atomic_compare_exchange_weak(&s->refs, &r, r + 1))
+            ;
+        if (r > 0) {
             pthread_mutex_unlock(&reg_mu);
             free(fp);
             return s;
         }
+    }
     struct pt_logsink *s = calloc(1, sizeof(*s));
     struct ctr *c = ctr_of(l->id);
     size_t cap = 2;
