@@ -224,12 +224,6 @@ def logged_api(cfg, statements, section="inbound"):
     return cfg
 
 
-def metrics_of(p):
-    """The loggers' counters as the process logs them at stop are not public; read them through
-    the error log's warnings instead where needed.  (The /metrics wiring is the coordinator's.)"""
-    return p.log_text()
-
-
 # ------------------------------------------------------------------ syslog
 
 def test_syslog_udp_tcp_and_unix_receive_rfc5424(backend, portico, receivers, workdir):
@@ -333,7 +327,7 @@ def test_http_logger_retries_a_failing_receiver(backend, portico, receivers):
     assert col.posts[0][0]["content-type"] == "application/json"
 
 
-def test_http_logger_down_does_not_slow_requests_and_drops_are_counted(backend, portico, mgmt_port=None):
+def test_http_logger_down_does_not_slow_requests_and_drops_are_counted(backend, portico):
     cfg = mgmt_config(backend.url)
     dead = free_port()  # nothing listens there
     cfg["loggers"] = [{"id": "down", "loggerType": "http", "maxQueue": 4,
