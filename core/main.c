@@ -25,6 +25,7 @@
 #include "http/pt_otel_export.h"
 #include "http/pt_trace.h"
 #include "http/pt_tracetoken.h"
+#include "http/pt_logsink.h"
 #include "mgmt/pt_cli.h"
 #include "mgmt/pt_mgmt.h"
 #include "policy/pt_api.h"
@@ -215,9 +216,20 @@ static int open_access(const char *path)
 }
 
 /* Points the access log at `path`; the descriptor number of a file stays
-   the same (dup2), so workers writing at that moment never see it closed. */
+   the same (dup2), so workers writing at that moment never see it closed
+   (nor, after a switch to a logger, reused: it is kept for the next file). */
+static int access_file_fd = -1;
+
 static bool apply_access_log(const char *path)
 {
+    if (!strncmp(path, "logger:", 7)) { /* the generation's sink (pt_gen_start_loggers) */
+        if (pt_worker_access_fd > 2)
+            access_file_fd = pt_worker_access_fd;
+        pt_worker_access_fd = PT_WORKER_ACCESS_LOGGER;
+        return true;
+    }
+    if (pt_worker_access_fd == PT_WORKER_ACCESS_LOGGER)
+        pt_worker_access_fd = access_file_fd;
     int fd = open_access(path);
     if (fd < 0 && strcmp(path, "off")) {
         pt_err("cannot open access log %s: %s", path, strerror(errno));
@@ -420,6 +432,7 @@ static bool commit_running(struct pt_gen *g, struct pt_errors *errs)
 /* Makes g the running generation (the workers switch at their next turn). */
 static void publish(struct pt_gen *g)
 {
+    pt_gen_start_loggers(g);
     apply_logs(g->conf);
     pt_otel_export_configure(&g->conf->telemetry); /* OpenTelemetry (O) */
     pt_trace_configure(g->conf);
@@ -579,6 +592,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     case SIGUSR1:
         pt_info("reopening log files");
         apply_logs(current->conf);
+        pt_logsink_reopen();
         break;
     case SIGTERM:
         if (drain_timer)
@@ -779,6 +793,7 @@ int main(int argc, char **argv)
     }
     current = g;
     pt_trace_configure(g->conf);
+    pt_gen_start_loggers(g);
     pt_counters_init(g->conf->counter_keys);
     pt_store_counter_each(store, seed_counter, NULL);
     pt_otel_export_start(nworkers, &g->conf->telemetry); /* OpenTelemetry (O): queues and exporter */
@@ -828,6 +843,7 @@ int main(int argc, char **argv)
     flush_counters();
     event_base_free(ctl_base);
     pt_gen_unref(current);
+    pt_logsink_shutdown(PT_LOGSINK_CLOSE_MS); /* the loggers deliver what they hold */
     while (lsocks) {
         struct lsock *x = lsocks;
         lsocks = x->next;

@@ -520,8 +520,9 @@ static const struct pt_cfkey log_keys[] = {
     {"error", PT_CT_STR, offsetof(struct pt_conf, log.error), 0, .def = "`stderr`",
      .doc = "The error log: `stderr`, `stdout` or a file (appended)."},
     {"access", PT_CT_STR, offsetof(struct pt_conf, log.access), 0, .def = "`stdout`",
-     .doc = "The access log, one JSON object per request (see [Logs](#logs)): `stdout`, `stderr`, `off` "
-            "or a file (appended)."},
+     .doc = "The access log, one JSON object per request (see [Logs](#logs)): `stdout`, `stderr`, `off`, "
+            "a file (appended), or `logger:ID` to send each line to one of the `loggers` "
+            "([logging.md](logging.md))."},
     {"accessBuffer", PT_CT_SIZE, offsetof(struct pt_conf, log.access_buffer), 0, 0, 16 << 20, .def = "`32k`",
      .doc = "Bytes of access lines a worker buffers before writing; `0` writes each line at once."},
     {"accessFlush", PT_CT_MS, offsetof(struct pt_conf, log.access_flush), 0, 1, .def = "`1s`",
@@ -1029,6 +1030,10 @@ static const struct pt_cfkey top_keys[] = {
      .fn = pt_conf_entities_read_workspaces, .sub = pt_conf_entities_workspace_keys, .form = "list of maps",
      .doc = "Workspaces: APIs, products, groups, subscriptions, backends, version sets, named values and "
             "fragments of one team, kept apart from the others'."},
+    {"loggers", PT_CT_CUSTOM, offsetof(struct pt_conf, loggers), PT_CF_LIST,
+     .fn = pt_conf_entities_read_loggers, .sub = pt_conf_entities_logger_keys, .form = "list of maps",
+     .doc = "Loggers, APIM's entities: files, syslog servers and HTTP collectors that `log-to-eventhub` "
+            "and the access log send messages to; see [logging.md](logging.md)."},
     {"apiVersionSets", PT_CT_CUSTOM, offsetof(struct pt_conf, version_sets), PT_CF_LIST,
      .fn = pt_conf_entities_read_version_sets, .sub = pt_conf_entities_vs_keys, .form = "list of maps",
      .doc = "Version sets: APIs that are versions of one API; see [Versions](#versions)."},
@@ -1087,6 +1092,7 @@ static void set_defaults(struct pt_conf *cf)
     cf->tracing.max_trace_size = 1024 * 1024;
     cf->tracing.ttl = 3600000;
     cf->tracing.verbosity = PT_TRACE_SEV_INFORMATION;
+    cf->log.access_logger = -1;
 }
 
 struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,
@@ -1104,8 +1110,13 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
     pt_schema_map(&cx, root, top_keys, cf);
     if (cf->log.error && strcmp(cf->log.error, "stderr") && strcmp(cf->log.error, "stdout"))
         cf->log.error = pt_schema_path(&cx, cf->log.error);
-    if (cf->log.access && strcmp(cf->log.access, "stderr") && strcmp(cf->log.access, "stdout") &&
-        strcmp(cf->log.access, "off"))
+    if (cf->log.access && !strncmp(cf->log.access, "logger:", 7)) {
+        if (!pt_conf_entities_valid_id(cf->log.access + 7))
+            pt_node_error(errs, pt_node_get(pt_node_get(root, "log"), "access"),
+                          "access '%s': logger:ID names one of the loggers (letters, digits and -_.~)",
+                          cf->log.access);
+    } else if (cf->log.access && strcmp(cf->log.access, "stderr") && strcmp(cf->log.access, "stdout") &&
+               strcmp(cf->log.access, "off"))
         cf->log.access = pt_schema_path(&cx, cf->log.access);
     if (!cf->data_dir)
         cf->data_dir = pt_schema_path(&cx, "var");

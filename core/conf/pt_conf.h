@@ -139,9 +139,10 @@ struct pt_upstream_cf {
 #define PT_FWD_FORWARDED 0x8
 
 struct pt_log_cf {
-    int level;              /* PT_LOG_* */
-    char *error;            /* "stderr" or a path */
-    char *access;           /* "stdout", "stderr", "off" or a path */
+    int level;         /* PT_LOG_* */
+    char *error;       /* "stderr" or a path */
+    char *access;      /* "stdout", "stderr", "off", "logger:ID" or a path */
+    int access_logger; /* "logger:ID": index of the logger in loggers (set by the reference check), else -1 */
     uint64_t access_buffer; /* bytes buffered per worker before a write */
     uint32_t access_flush;  /* longest time a line waits in the buffer */
 };
@@ -230,6 +231,40 @@ struct pt_backend_cf {
     char *url;
     char *protocol;
     char *description;
+    struct pt_node *node;
+};
+
+/* loggers: where log-to-eventhub (log-to) and the access log send messages; service level
+   (docs/logging.md).  The sinks that deliver them live in http/pt_logsink.c. */
+enum { PT_LOGGER_FILE, PT_LOGGER_SYSLOG, PT_LOGGER_HTTP };
+enum { PT_SYSLOG_UDP, PT_SYSLOG_TCP, PT_SYSLOG_UNIX };
+
+struct pt_logger_cf {
+    char *id; /* first: the entity readers take it from there */
+    char *description;
+    int type;                     /* PT_LOGGER_* (loggerType) */
+    bool is_buffered;             /* APIM's isBuffered: kept; delivery is always off the request path */
+    int64_t max_queue;            /* messages waiting for the sink at most; more are dropped */
+    uint64_t max_queue_bytes;     /* bytes waiting at most */
+    char *file_path;              /* file.path (resolved against the configuration's folder) */
+    char *syslog_address;         /* syslog.address: udp://host:port, tcp://host:port, unix:///path */
+    int syslog_transport;         /* PT_SYSLOG_* */
+    char *syslog_host;            /* udp and tcp */
+    int syslog_port;              /* udp and tcp */
+    char *syslog_path;            /* unix */
+    int syslog_facility;          /* 0..23 */
+    int syslog_severity;          /* 0..7 */
+    char *syslog_app;             /* APP-NAME */
+    char *syslog_hostname;        /* HOSTNAME; NULL: the machine's */
+    uint64_t syslog_max;          /* longest frame (without TCP's length prefix); 0: by transport */
+    char *http_url;               /* http.url */
+    struct pt_node *http_headers; /* http.headers: {name: value} (values may hold {{named values}}) */
+    char *http_header_text;       /* "Name: value\r\n"..., named values substituted (set by pt_gen) */
+    int64_t http_batch;           /* messages per POST at most */
+    uint32_t http_flush;          /* the longest a message waits for its batch */
+    int64_t http_retries;         /* further attempts of a failed POST */
+    uint32_t http_timeout;        /* one POST, whole */
+    int http_format;              /* 0 ndjson, 1 a JSON array */
     struct pt_node *node;
 };
 
@@ -326,6 +361,8 @@ struct pt_conf {
     int nworkspaces;
     struct pt_versionset_cf *version_sets;
     int nversion_sets;
+    struct pt_logger_cf *loggers; /* loggers (L) */
+    int nloggers;
     char *data_dir;   /* the store's folder */
     char *secret_key; /* encrypts secret named values at rest */
     struct pt_mgmt_cf mgmt;
@@ -359,6 +396,7 @@ extern const char *const pt_conf_entities_user_states[];
 extern const char *const pt_conf_entities_group_types[];
 extern const char *const pt_conf_entities_versioning_schemes[];
 extern const char *const pt_conf_entities_api_types[];
+extern const char *const pt_conf_entities_logger_types[];
 /* Schema content types whose schema is a JSON `document` (the others carry text in `value`). */
 bool pt_conf_entities_json_schema_type(const char *content_type);
 

@@ -1264,3 +1264,264 @@ bool pt_conf_entities_read_version_sets(struct pt_cfctx *cx, struct pt_node *n, 
                             offsetof(struct pt_versionset_cf, node),
                             offsetof(struct pt_versionset_cf, display_name));
 }
+
+/* ----------------------------------------------------------------- loggers */
+
+const char *const pt_conf_entities_logger_types[] = {"file", "syslog", "http", NULL};
+static const char *const syslog_facilities[] = {
+    "kern",   "user",     "mail",   "daemon", "auth",   "syslog", "lpr",   "news",   "uucp",
+    "cron",   "authpriv", "ftp",    "ntp",    "audit",  "alert",  "clock", "local0", "local1",
+    "local2", "local3",   "local4", "local5", "local6", "local7", NULL};
+static const char *const syslog_severities[] = {"emergency", "alert",         "critical", "error", "warning",
+                                                "notice",    "informational", "debug",    NULL};
+static const char *const http_formats[] = {"ndjson", "array", NULL};
+
+static void logger_init(void *p)
+{
+    struct pt_logger_cf *l = p;
+    l->is_buffered = true;
+    l->max_queue = 10000;
+    l->max_queue_bytes = 16 * 1024 * 1024;
+    l->syslog_facility = 16; /* local0 */
+    l->syslog_severity = 6;  /* informational */
+    l->syslog_app = "portico";
+    l->http_batch = 100;
+    l->http_flush = 1000;
+    l->http_retries = 3;
+    l->http_timeout = 5000;
+}
+
+/* http.headers: {Name: value}; names are tokens the client may send, values one line each. */
+static bool read_logger_headers(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    static const char *const reserved[] = {
+        "host",       "content-length",  "content-type", "transfer-encoding",
+        "connection", "accept-encoding", "expect",       NULL};
+    if (n->kind != PT_N_MAP) {
+        pt_node_error(cx->errs, n, "headers is a map of header names to values, found %s",
+                      pt_node_kind_name(n));
+        return false;
+    }
+    bool ok = true;
+    size_t total = 0;
+    for (int i = 0; i < n->n; i++) {
+        struct pt_node *k = pt_node_key(n, i), *v = pt_node_val(n, i);
+        const char *name = k->str;
+        bool token = *name != '\0' && strlen(name) <= 256;
+        for (const char *c = name; *c && token; c++)
+            token = pt_str_tchar[(unsigned char)*c];
+        if (!token) {
+            pt_node_error(cx->errs, k, "'%s' is not a header name", name);
+            ok = false;
+            continue;
+        }
+        for (int r = 0; reserved[r]; r++)
+            if (!strcasecmp(name, reserved[r])) {
+                pt_node_error(cx->errs, k, "%s is set by the gateway; it cannot be configured", name);
+                ok = false;
+            }
+        if (v->kind != PT_N_SCALAR) {
+            pt_node_error(cx->errs, v, "the value of header %s is a string, found %s", name,
+                          pt_node_kind_name(v));
+            ok = false;
+            continue;
+        }
+        if (strpbrk(v->str, "\r\n") || strlen(v->str) != v->len) {
+            pt_node_error(cx->errs, v, "the value of header %s may not hold CR, LF or NUL", name);
+            ok = false;
+        }
+        total += strlen(name) + v->len + 4;
+    }
+    if (total > 4096) {
+        pt_node_error(cx->errs, n, "the headers take %zu bytes; at most 4096", total);
+        ok = false;
+    }
+    *(struct pt_node **)field = n;
+    return ok;
+}
+
+static const struct pt_cfkey logger_file_keys[] = {
+    {"path", PT_CT_STR, offsetof(struct pt_logger_cf, file_path), PT_CF_REQUIRED | PT_CF_PATH,
+     .doc = "The file messages are appended to, one per line (relative paths: to the configuration's "
+            "folder); created when missing, reopened on `SIGUSR1`."},
+    {0},
+};
+
+static const struct pt_cfkey logger_syslog_keys[] = {
+    {"address", PT_CT_STR, offsetof(struct pt_logger_cf, syslog_address), PT_CF_REQUIRED,
+     .doc = "`udp://HOST:PORT`, `tcp://HOST:PORT` (octet counting, RFC 6587; reconnects) or "
+            "`unix:///dev/log` (a datagram or stream socket)."},
+    {"facility", PT_CT_ENUM, offsetof(struct pt_logger_cf, syslog_facility), 0, .enums = syslog_facilities,
+     .def = "`local0`", .doc = "The facility of the PRI (RFC 5424 names, `kern` to `local7`)."},
+    {"severity", PT_CT_ENUM, offsetof(struct pt_logger_cf, syslog_severity), 0, .enums = syslog_severities,
+     .def = "`informational`", .doc = "The severity of the PRI."},
+    {"appName", PT_CT_STR, offsetof(struct pt_logger_cf, syslog_app), 0, .def = "`portico`",
+     .doc = "APP-NAME (at most 48 printable ASCII characters)."},
+    {"hostname", PT_CT_STR, offsetof(struct pt_logger_cf, syslog_hostname), 0, .def = "the machine's name",
+     .doc = "HOSTNAME (at most 255 printable ASCII characters)."},
+    {"maxLength", PT_CT_SIZE, offsetof(struct pt_logger_cf, syslog_max), 0, 480, 1 << 20,
+     .def = "8k over UDP and unix sockets, 256k over TCP",
+     .doc = "The longest message frame; a longer message is cut (at a UTF-8 character boundary)."},
+    {0},
+};
+
+static const struct pt_cfkey logger_http_keys[] = {
+    {"url", PT_CT_STR, offsetof(struct pt_logger_cf, http_url), PT_CF_REQUIRED,
+     .doc = "Where batches are POSTed (`http://` or `https://`, the certificate checked against the system's "
+            "CAs)."},
+    {"headers", PT_CT_CUSTOM, offsetof(struct pt_logger_cf, http_headers), 0, .fn = read_logger_headers,
+     .form = "map of header names to values",
+     .doc = "Headers sent with each POST; values may use `{{named values}}` of the service level (keep "
+            "secrets there: the management API shows other values as `***`)."},
+    {"format", PT_CT_ENUM, offsetof(struct pt_logger_cf, http_format), 0, .enums = http_formats,
+     .def = "`ndjson`",
+     .doc = "`ndjson`: one JSON object per line (`application/x-ndjson`); `array`: one JSON array "
+            "(`application/json`)."},
+    {"batchSize", PT_CT_INT, offsetof(struct pt_logger_cf, http_batch), 0, 1, 10000, .def = "`100`",
+     .doc = "Messages per POST at most (a POST also stays under 1 MiB unless one message is larger)."},
+    {"flushInterval", PT_CT_MS, offsetof(struct pt_logger_cf, http_flush), 0, 1, 3600000, .def = "`1s`",
+     .doc = "The longest a message waits for its batch to fill."},
+    {"retries", PT_CT_INT, offsetof(struct pt_logger_cf, http_retries), 0, 0, 100, .def = "`3`",
+     .doc = "Further attempts of a POST that failed (no connection, a timeout, 429 or 5xx), after 0.2 s, "
+            "0.4 s, 0.8 s... (at most 10 s); then its messages count as failed."},
+    {"timeout", PT_CT_MS, offsetof(struct pt_logger_cf, http_timeout), 0, 1, 600000, .def = "`5s`",
+     .doc = "One POST, from connecting to the end of the answer."},
+    {0},
+};
+
+const struct pt_cfkey pt_conf_entities_logger_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_logger_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`. `log-to-eventhub {logger-id: ID}` and `log.access: "
+            "logger:ID` name it."},
+    {"loggerType", PT_CT_ENUM, offsetof(struct pt_logger_cf, type), PT_CF_REQUIRED,
+     .enums = pt_conf_entities_logger_types,
+     .doc = "`file`, `syslog` or `http`; the map of the same name gives its settings."},
+    {"description", PT_CT_STR, offsetof(struct pt_logger_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"isBuffered", PT_CT_BOOL, offsetof(struct pt_logger_cf, is_buffered), 0, .def = "`true`",
+     .doc = "APIM's flag, kept: messages are always queued and delivered off the request path."},
+    {"maxQueue", PT_CT_INT, offsetof(struct pt_logger_cf, max_queue), 0, 1, 1000000, .def = "`10000`",
+     .doc = "Messages waiting for delivery at most; past it (or `maxQueueSize`) new messages are dropped "
+            "and counted."},
+    {"maxQueueSize", PT_CT_SIZE, offsetof(struct pt_logger_cf, max_queue_bytes), 0, 65536, 1LL << 32,
+     .def = "`16m`", .doc = "Bytes of messages waiting for delivery at most."},
+    {"file", PT_CT_MAP, 0, 0, .sub = logger_file_keys, .doc = "A `file` logger's settings."},
+    {"syslog", PT_CT_MAP, 0, 0, .sub = logger_syslog_keys,
+     .doc = "A `syslog` logger's settings: RFC 5424 messages."},
+    {"http", PT_CT_MAP, 0, 0, .sub = logger_http_keys,
+     .doc = "An `http` logger's settings: batches of JSON lines POSTed with retries."},
+    {0},
+};
+
+/* udp://host:port, tcp://host:port, unix:///path */
+static bool parse_syslog_address(struct pt_cfctx *cx, struct pt_logger_cf *l)
+{
+    const char *a = l->syslog_address;
+    struct pt_node *where = pt_node_get(pt_node_get(l->node, "syslog"), "address");
+    if (!strncmp(a, "unix://", 7)) {
+        l->syslog_transport = PT_SYSLOG_UNIX;
+        l->syslog_path = (char *)a + 7;
+        if (l->syslog_path[0] != '/' || strlen(l->syslog_path) >= 108) {
+            pt_node_error(cx->errs, where,
+                          "address '%s': a unix socket is unix:///absolute/path (under 108 "
+                          "bytes)",
+                          a);
+            return false;
+        }
+        return true;
+    }
+    bool udp = !strncmp(a, "udp://", 6), tcp = !strncmp(a, "tcp://", 6);
+    if (!udp && !tcp) {
+        pt_node_error(cx->errs, where,
+                      "address '%s' must be udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH", a);
+        return false;
+    }
+    l->syslog_transport = udp ? PT_SYSLOG_UDP : PT_SYSLOG_TCP;
+    const char *hp = a + 6, *colon = strrchr(hp, ':');
+    const char *h0 = hp, *h1 = colon;
+    if (*hp == '[') { /* [v6]:port */
+        const char *rb = strchr(hp, ']');
+        if (!rb || rb[1] != ':') {
+            colon = NULL;
+        } else {
+            h0 = hp + 1;
+            h1 = rb;
+            colon = rb + 1;
+        }
+    }
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || h1 == h0 || !colon[1] || *end || port < 1 || port > 65535) {
+        pt_node_error(cx->errs, where, "address '%s' needs a host and a port (udp://127.0.0.1:514)", a);
+        return false;
+    }
+    l->syslog_host = pt_pool_strndup(cx->pool, h0, (size_t)(h1 - h0));
+    l->syslog_port = (int)port;
+    return true;
+}
+
+static bool printable_ascii(const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] < 33 || (unsigned char)s[n] > 126)
+            return false;
+    return n >= 1 && n <= max;
+}
+
+bool pt_conf_entities_read_loggers(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, loggers));
+    bool ok = read_entity_list(cx, n, (void **)&cf->loggers, &cf->nloggers, sizeof(struct pt_logger_cf),
+                               pt_conf_entities_logger_keys, logger_init, "logger",
+                               offsetof(struct pt_logger_cf, node), NO_FIELD);
+    for (int i = 0; i < cf->nloggers; i++) {
+        struct pt_logger_cf *l = &cf->loggers[i];
+        if (!pt_node_get(l->node, "loggerType"))
+            continue; /* reported */
+        for (int t = 0; pt_conf_entities_logger_types[t]; t++) {
+            const char *tn = pt_conf_entities_logger_types[t];
+            struct pt_node *sub = pt_node_get(l->node, tn);
+            if (t == l->type && !sub) {
+                pt_node_error(cx->errs, pt_node_get(l->node, "loggerType"),
+                              "a %s logger needs its settings in '%s: {...}'", tn, tn);
+                ok = false;
+            } else if (t != l->type && sub) {
+                for (int k = 0; k < l->node->n; k++)
+                    if (pt_node_val(l->node, k) == sub)
+                        pt_node_error(cx->errs, pt_node_key(l->node, k), "'%s' settings on a %s logger", tn,
+                                      pt_conf_entities_logger_types[l->type]);
+                ok = false;
+            }
+        }
+        if (l->type == PT_LOGGER_SYSLOG && l->syslog_address) {
+            ok &= parse_syslog_address(cx, l);
+            struct pt_node *sn = pt_node_get(l->node, "syslog");
+            if (l->syslog_app && !printable_ascii(l->syslog_app, 48)) {
+                pt_node_error(cx->errs, pt_node_get(sn, "appName"),
+                              "appName is 1 to 48 printable ASCII characters (no spaces)");
+                ok = false;
+            }
+            if (l->syslog_hostname && !printable_ascii(l->syslog_hostname, 255)) {
+                pt_node_error(cx->errs, pt_node_get(sn, "hostname"),
+                              "hostname is 1 to 255 printable ASCII characters (no spaces)");
+                ok = false;
+            }
+        }
+        if (l->type == PT_LOGGER_HTTP && l->http_url) {
+            struct pt_url u;
+            struct pt_node *un = pt_node_get(pt_node_get(l->node, "http"), "url");
+            if (strncmp(l->http_url, "http://", 7) && strncmp(l->http_url, "https://", 8)) {
+                pt_node_error(cx->errs, un, "url '%s' must start with http:// or https://", l->http_url);
+                ok = false;
+            } else {
+                const char *why = pt_url_parse(cx->pool, l->http_url, &u);
+                if (why) {
+                    pt_node_error(cx->errs, un, "url '%s': %s", l->http_url, why);
+                    ok = false;
+                }
+            }
+        }
+    }
+    return ok;
+}

@@ -12,6 +12,8 @@
 #include "base/pt_url.h"
 #include "conf/pt_conf.h"
 
+struct pt_logsink; /* http/pt_logsink.h */
+
 #include <stdatomic.h>
 #include <sys/socket.h>
 
@@ -129,6 +131,10 @@ struct pt_gen {
     struct pt_registry *reg;     /* policies known to this generation */
     struct pt_expr_table *exprs; /* its expressions */
     struct pt_polctx *pc;        /* compiled statements, freed with the generation */
+    /* loggers (L): one sink per conf->loggers[i], in that order; NULL until pt_gen_start_loggers
+       (a generation that only checks has none) */
+    struct pt_logsink **sinks;
+    int nsinks;
 };
 
 #endif

@@ -26,6 +26,7 @@ const struct pt_kind pt_model_kinds[] = {
     {"workspace", "workspaces", "workspaces"},
     {"apiVersionSet", "apiVersionSets", "apiVersionSets"},
     {"schema", "schemas", "schemas"},
+    {"logger", "loggers", "loggers"},
     {NULL, NULL, NULL},
 };
 
@@ -378,6 +379,15 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     for (int i = 0; ok && i < f->nbackends; i++) {
         json_t *j = pt_node_to_json(f->backends[i].node);
         ok &= pt_store_put(st, "backend", "", f->backends[i].id, f->backends[i].workspace, j, source, NULL);
+        json_decref(j);
+    }
+    for (int i = 0; ok && i < f->nloggers; i++) {
+        if (!writable(st, source, "logger", "", f->loggers[i].id, f->loggers[i].node, errs)) {
+            ok = false;
+            break;
+        }
+        json_t *j = pt_node_to_json(f->loggers[i].node);
+        ok &= pt_store_put(st, "logger", "", f->loggers[i].id, "", j, source, NULL);
         json_decref(j);
     }
     for (int i = 0; ok && i < f->nworkspaces; i++) {

@@ -37,7 +37,7 @@ struct pt_fetch_opts {
     bool expect_continue;      /* send the body only after 100 Continue (or 1 s of silence) */
     bool public_only;          /* refuse hosts that resolve to loopback, private, link-local, multicast or
                                   unspecified addresses (checked on the address connected to) */
-    const char *headers;       /* more header lines, each "Name: value\r\n" (NULL: none) */
+    const char *headers;       /* more header lines, each "Name: value\r\n" (at most 4 KiB), or NULL */
 };
 
 /* Is the address one that public_only refuses? */

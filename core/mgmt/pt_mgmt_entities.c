@@ -11,6 +11,7 @@
  */
 #include "base/pt_log.h"
 #include "conf/pt_model.h"
+#include "http/pt_logsink.h"
 #include "mgmt/pt_mgmt_int.h"
 
 #include <event2/http.h>
@@ -41,6 +42,72 @@ static bool is_builtin_group(const char *id)
 }
 
 /* ---------------------------------------------------------------- helpers */
+
+/* A logger's HTTP header value as reads show it: values that use a named value ({{name}}) as they
+   are, others (a literal token) as REDACTED_HEADER.  A write giving REDACTED_HEADER keeps the
+   stored value. */
+#define REDACTED_HEADER "***"
+
+static bool uses_named_value(const char *v)
+{
+    const char *o = strstr(v, "{{");
+    return o && strstr(o + 2, "}}");
+}
+
+/* Adds the logger's delivery counters (since the start) as `stats`: read-only, left out of writes. */
+static void logger_stats(json_t *o, const char *id)
+{
+    struct pt_logsink_stats st[256];
+    int n = pt_logsink_stats(st, (int)PT_ARRAY_LEN(st));
+    json_t *j = json_pack("{s:I,s:I,s:I,s:I}", "sent", (json_int_t)0, "dropped", (json_int_t)0, "failed",
+                          (json_int_t)0, "queued", (json_int_t)0);
+    for (int i = 0; i < n && i < (int)PT_ARRAY_LEN(st); i++)
+        if (!strcmp(st[i].id, id)) {
+            json_decref(j);
+            j = json_pack("{s:I,s:I,s:I,s:I}", "sent", (json_int_t)st[i].sent, "dropped",
+                          (json_int_t)st[i].dropped, "failed", (json_int_t)st[i].failed, "queued",
+                          (json_int_t)st[i].queued);
+        }
+    json_object_set_new(o, "stats", j);
+}
+
+static void redact_logger(json_t *o)
+{
+    json_t *h = json_object_get(json_object_get(o, "http"), "headers");
+    const char *k;
+    json_t *v;
+    json_object_foreach(h, k, v)
+    {
+        if (json_is_string(v) && !uses_named_value(json_string_value(v)))
+            json_object_set_new(h, k, json_string(REDACTED_HEADER));
+    }
+}
+
+/* A write of a logger: headers given as REDACTED_HEADER take the stored value; false (answered) when
+   there is none. */
+static bool unredact_logger(struct mreq *m, json_t *obj, const json_t *cur)
+{
+    json_object_del(obj, "stats"); /* what reads add */
+    json_t *h = json_object_get(json_object_get(obj, "http"), "headers");
+    json_t *old = json_object_get(json_object_get(cur, "http"), "headers");
+    const char *k;
+    json_t *v;
+    json_object_foreach(h, k, v)
+    {
+        if (!json_is_string(v) || strcmp(json_string_value(v), REDACTED_HEADER))
+            continue;
+        json_t *was = json_object_get(old, k);
+        if (!json_is_string(was)) {
+            pt_mgmt_req_send_error(m, 400, "ValidationError",
+                                   "http.headers.%s: '" REDACTED_HEADER
+                                   "' keeps the stored value, and the logger has none for this header",
+                                   k);
+            return false;
+        }
+        json_object_set(h, k, was);
+    }
+    return true;
+}
 
 /* The public view of a stored entity: id first, secrets out. */
 json_t *pt_mgmt_entities_view(const char *kind, const char *id, const json_t *body)
@@ -74,6 +141,10 @@ json_t *pt_mgmt_entities_view(const char *kind, const char *id, const json_t *bo
         }
     } else if (!strcmp(kind, "namedValue") && json_is_true(json_object_get(o, "secret")))
         json_object_del(o, "value");
+    else if (!strcmp(kind, "logger")) {
+        redact_logger(o);
+        logger_stats(o, id);
+    }
     return o;
 }
 
@@ -550,6 +621,10 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
             }
         }
         json_object_del(obj, "sealed");
+    }
+    if (!strcmp(kind, "logger") && !unredact_logger(m, obj, cur)) {
+        json_decref(obj);
+        goto out;
     }
     if (!exists && !strcmp(kind, "subscription") && !json_object_get(obj, "state"))
         json_object_set_new(obj, "state", json_string("submitted")); /* APIM's REST default */

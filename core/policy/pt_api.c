@@ -14,6 +14,7 @@
 #include "event/pt_io.h"
 #include "http/pt_fetch.h"
 #include "http/pt_trace.h"
+#include "http/pt_logsink.h"
 #include "lua/pt_lua.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
@@ -569,6 +570,37 @@ static int api_trace_emit(pt_call *call, pt_bytes source, int severity, pt_bytes
     return 0;
 }
 
+/* ---------------------------------------------------------------- loggers */
+
+static const void *api_logger_find(pt_compile *c, const char *attr, const char *id)
+{
+    struct pt_polctx *pc = c->pc;
+    for (int i = 0; id && i < pc->nloggers; i++)
+        if (!strcmp(pc->loggers[i].id, id))
+            return &pc->loggers[i];
+    if (pc->loggers_open)
+        return pc; /* checking the file alone: the logger may be in the store; never run */
+    struct pt_node *where = pt_policy_compile_attr(c, attr);
+    pt_node_error(pc->errs, where ? where : c->attrs, "there is no logger '%s' (%d logger%s declared)",
+                  id ? id : "", pc->nloggers, pc->nloggers == 1 ? "" : "s");
+    return NULL;
+}
+
+_Static_assert(PT_LOG_MESSAGE_MAX == PT_LOGSINK_MESSAGE_MAX, "the SDK's message limit is the sinks'");
+
+static int api_log_emit(pt_call *call, const void *logger, pt_bytes message, pt_bytes partition_id,
+                        pt_bytes partition_key)
+{
+    const struct pt_gen *g = req_gen(call->req);
+    const struct pt_conf *cf = g->conf;
+    const struct pt_logger_cf *l = logger;
+    if (!l || l < cf->loggers || l >= cf->loggers + cf->nloggers || !g->sinks)
+        return -1;
+    struct pt_logsink *s = g->sinks[l - cf->loggers];
+    size_t len = pt_logsink_cut(message.data, message.len, PT_LOGSINK_MESSAGE_MAX);
+    return pt_logsink_emit(s, PT_LOGSINK_MESSAGE, message.data, len, partition_id, partition_key) ? 0 : -1;
+}
+
 void pt_policy_fill_api(struct pt_api *a);
 
 static struct pt_api build_api(void)
@@ -619,6 +651,8 @@ static struct pt_api build_api(void)
     a.operation_definition = api_operation_definition;
     a.schema_definition = api_schema_definition;
     a.trace_emit = api_trace_emit;
+    a.logger_find = api_logger_find;
+    a.log_emit = api_log_emit;
     return a;
 }
 

@@ -3,12 +3,14 @@
  */
 #include "policy/pt_gen.h"
 
+#include "base/pt_buf.h"
 #include "base/pt_jschema.h"
 #include "base/pt_log.h"
 #include "base/pt_paths.h"
 #include "conf/pt_model.h"
 #include "conf/pt_router.h"
 #include "event/pt_tls.h"
+#include "http/pt_logsink.h"
 #include "lua/pt_expr.h"
 #include "policy/pt_corepol.h"
 #include "policy/pt_luapol.h"
@@ -269,6 +271,50 @@ static void definitions(struct pt_gen *g)
     json_decref(service);
 }
 
+/* The loggers' settings that need more than the file: the named values of HTTP headers and the
+   access log's logger (both once every entity is known). */
+static void loggers(struct pt_gen *g, bool refs, struct pt_errors *errs)
+{
+    struct pt_conf *cf = g->conf;
+    cf->log.access_logger = -1;
+    if (!refs)
+        return;
+    if (cf->log.access && !strncmp(cf->log.access, "logger:", 7)) {
+        for (int i = 0; i < cf->nloggers; i++)
+            if (!strcmp(cf->loggers[i].id, cf->log.access + 7))
+                cf->log.access_logger = i;
+        if (cf->log.access_logger < 0)
+            pt_node_error(errs, pt_node_get(pt_node_get(cf->root, "log"), "access"),
+                          "access: there is no logger '%s' (loggers: %d declared)", cf->log.access + 7,
+                          cf->nloggers);
+    }
+    g->pc->workspace = NULL; /* service-level named values */
+    for (int i = 0; i < cf->nloggers; i++) {
+        struct pt_logger_cf *l = &cf->loggers[i];
+        struct pt_node *h = l->http_headers;
+        if (l->type != PT_LOGGER_HTTP || !h)
+            continue;
+        struct pt_buf b;
+        pt_buf_init(&b, cf->pool, 256);
+        for (int k = 0; k < h->n; k++) {
+            const char *v = pt_policy_text(g->pc, pt_node_val(h, k));
+            if (!v)
+                continue;
+            if (strpbrk(v, "\r\n")) {
+                pt_node_error(errs, pt_node_val(h, k), "the value of header %s may not hold CR or LF",
+                              pt_node_key(h, k)->str);
+                continue;
+            }
+            const char *name = pt_node_key(h, k)->str;
+            pt_buf_add(&b, name, strlen(name));
+            pt_buf_lit(&b, ": ");
+            pt_buf_add(&b, v, strlen(v));
+            pt_buf_lit(&b, "\r\n");
+        }
+        l->http_header_text = pt_pool_strndup(cf->pool, b.p ? b.p : "", b.n);
+    }
+}
+
 static struct pt_doc *workspace_doc(const struct pt_conf *cf, struct pt_doc **wdocs, const char *ws)
 {
     for (int i = 0; ws && *ws && i < cf->nworkspaces; i++)
@@ -440,6 +486,10 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         g->pc->base_dir = slash ? pt_pool_strndup(pool, cf->file, (size_t)(slash - cf->file)) : ".";
     }
     g->pc->exprs = g->exprs;
+    g->pc->loggers = cf->loggers;
+    g->pc->nloggers = cf->nloggers;
+    g->pc->loggers_open = !refs;
+    loggers(g, refs, errs);
     if (cf->lua.npolicy_path)
         pt_luapol_load(g->pc, g->reg, cf->lua.policy_path, cf->lua.npolicy_path);
     else {
@@ -622,6 +672,18 @@ void pt_gen_check_policies(const char *path, struct pt_errors *errs)
     pt_pool_free(pool);
 }
 
+void pt_gen_start_loggers(struct pt_gen *g)
+{
+    if (g->sinks || !g->conf || !g->conf->nloggers)
+        return;
+    g->sinks = calloc((size_t)g->conf->nloggers, sizeof(*g->sinks));
+    if (!g->sinks)
+        return;
+    g->nsinks = g->conf->nloggers;
+    for (int i = 0; i < g->nsinks; i++)
+        g->sinks[i] = pt_logsink_get(&g->conf->loggers[i]);
+}
+
 void pt_gen_ref(struct pt_gen *g)
 {
     atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
@@ -637,6 +699,9 @@ void pt_gen_unref(struct pt_gen *g)
         return;
     if (g->pc)
         pt_policy_release(g->pc);
+    for (int i = 0; i < g->nsinks; i++)
+        pt_logsink_put(g->sinks[i]);
+    free(g->sinks);
     pt_expr_table_free(g->exprs);
     pt_registry_free(g->reg);
     pt_router_free(g->router);

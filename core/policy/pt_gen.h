@@ -33,6 +33,9 @@ bool pt_gen_validate(struct pt_conf *conf, bool refs, struct pt_errors *errs);
 const struct pt_subscription *pt_gen_find_key(const struct pt_gen *g, pt_str key);
 /* Does the product hold the API? */
 bool pt_gen_product_has_api(const struct pt_product *p, const struct pt_apidef *api);
+/* Gives g a sink for each of its loggers (running ones whose settings did not change are shared):
+   call once, before the workers see g.  The sinks are released with g. */
+void pt_gen_start_loggers(struct pt_gen *g);
 void pt_gen_ref(struct pt_gen *g);
 void pt_gen_unref(struct pt_gen *g);
 

@@ -135,7 +135,10 @@ struct pt_polctx {
     bool verify;                 /* upstream.verify */
     const struct pt_tls_cf *tls; /* upstream.tls */
     struct pt_clientcert *certs; /* client certificates for backends (authentication-certificate) */
-    struct pt_stmt *default_forward; /* the backend section's forward-request when no scope has one */
+    struct pt_stmt *default_forward;    /* the backend section's forward-request when no scope has one */
+    const struct pt_logger_cf *loggers; /* the loggers log-to-eventhub may name (L) */
+    int nloggers;
+    bool loggers_open; /* only the file is checked: a logger may be in the store, any id passes */
     /* instances to free with the generation */
     struct pt_stmt **all;
     int nall, capall;

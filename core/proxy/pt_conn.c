@@ -466,7 +466,7 @@ static void log_request(struct pt_req *req)
         h->end(h->arg, req->status, req->bytes_in, req->bytes_out);
     req->end_hooks = NULL;
     pt_trace_end(req); /* tracing: a traced request's trace goes to the store */
-    if (pt_worker_access_fd < 0)
+    if (pt_worker_access_fd == PT_WORKER_ACCESS_OFF)
         return;
     struct pt_worker *w = req->c->w;
     uint64_t wall = pt_clock_wall_ms();

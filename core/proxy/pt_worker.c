@@ -5,6 +5,7 @@
 #include "proxy/pt_worker.h"
 
 #include "base/pt_log.h"
+#include "http/pt_logsink.h"
 #include "lua/pt_lua.h"
 
 #include <errno.h>
@@ -189,6 +190,13 @@ void pt_worker_conn_closed(struct pt_worker *w)
 
 static void access_flush(struct pt_worker *w)
 {
+    const struct pt_gen *g = w->cur ? w->cur->gen : NULL;
+    int li = g ? g->conf->log.access_logger : -1;
+    if (li >= 0 && li < g->nsinks && w->abuf_n) { /* log.access: logger:ID (the sink's thread writes) */
+        pt_logsink_emit(g->sinks[li], PT_LOGSINK_LINES, w->abuf, w->abuf_n, (pt_str){0}, (pt_str){0});
+        w->abuf_n = 0;
+        return;
+    }
     size_t off = 0;
     int fd = pt_worker_access_fd;
     while (off < w->abuf_n && fd >= 0) {

@@ -201,7 +201,10 @@ void pt_conn_drain(struct pt_worker *w); /* close idle connections now */
 void pt_conn_stop(struct pt_worker *w);  /* close everything now */
 void pt_upstream_free_pools(struct pt_worker *w);
 
-/* The access-log file descriptor shared by all workers (-1 = off). */
+/* The access-log file descriptor shared by all workers: PT_WORKER_ACCESS_OFF, or
+   PT_WORKER_ACCESS_LOGGER when lines go to the generation's logger (log.access: logger:ID). */
 extern int pt_worker_access_fd;
+#define PT_WORKER_ACCESS_OFF (-1)
+#define PT_WORKER_ACCESS_LOGGER (-2)
 
 #endif

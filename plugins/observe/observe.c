@@ -12,6 +12,13 @@ static const struct pt_policy_def policies[] = {
      "gateway's log (at info) when its severity is at least tracing.verbosity (information by default). "
      "Nothing is written to the response; the request goes on. As in APIM, the message may be an expression; "
      "the source is a literal."},
+    {"log-to-eventhub", PT_SECTION_ALL, PT_SCOPE_ALL, 0, log_to_attrs, log_to_compile, log_to_run, NULL,
+     "Sends a message (a literal or an expression) to one of the configuration's loggers -- a file, a syslog "
+     "server or an HTTP collector (docs/logging.md) -- without waiting: the message is queued for the "
+     "logger's own thread, and dropped (counted) when its queue is full. Messages over 200 KB are cut to "
+     "200 KB. `logger-id` is checked when the configuration loads."},
+    {"log-to", PT_SECTION_ALL, PT_SCOPE_ALL, 0, log_to_attrs, log_to_compile, log_to_run, NULL,
+     "Portico's name for `log-to-eventhub`, with the same attributes."},
     {0},
 };
 

@@ -14,5 +14,9 @@
 extern const struct pt_attr_def trace_attrs[];
 int trace_compile(const struct pt_api *api, pt_compile *c, void **instance);
 pt_status trace_run(const struct pt_api *api, pt_call *call, void *instance);
+/* log_to.c: log-to-eventhub and its alias log-to (L) */
+extern const struct pt_attr_def log_to_attrs[];
+int log_to_compile(const struct pt_api *api, pt_compile *c, void **instance);
+pt_status log_to_run(const struct pt_api *api, pt_call *call, void *inst);
 
 #endif

@@ -38,6 +38,7 @@ AREAS = {
     "workspaces": "service", "workspaces/{id}": "service",
     "workspaces/{id}/policies": "wspolicy", "workspaces/{id}/policies/policy": "wspolicy",
     "tokens": "service", "tokens/{id}": "service",
+    "loggers": "service", "loggers/{id}": "service",
     "apply": "service", "export": "secrets", "openapi.json": "open",
     # request tracing: reads of an API (a token for it, its traces)
     "gateways/managed/listDebugCredentials": "api", "gateways/managed/listTrace": "api",
@@ -99,6 +100,8 @@ def world(backend, portico):
         m.ok("PUT", base + "backends/%sbe" % pre, {"url": backend.url})
         m.ok("PUT", base + "apiVersionSets/%svs" % pre, {"displayName": "VS", "versioningScheme": "Segment"})
         m.ok("PUT", base + "schemas/%ssch" % pre, {"schemaType": "json", "document": {"type": "object"}})
+    # loggers are service-level only (their files and receivers are the operator's)
+    m.ok("PUT", "loggers/svclog", {"loggerType": "file", "file": {"path": "svclog.log"}})
     tokens = {"administrator": TOKEN}
     for r in ROLES[1:]:
         body = {"role": r}
@@ -109,7 +112,7 @@ def world(backend, portico):
 
 
 KIND_OF = {"apis": "api", "products": "prod", "groups": "grp", "subscriptions": "sub", "namedValues": "nv",
-           "policyFragments": "frag", "backends": "be", "apiVersionSets": "vs", "schemas": "sch", "users": None, "tokens": None,
+           "policyFragments": "frag", "backends": "be", "apiVersionSets": "vs", "schemas": "sch", "loggers": "log", "users": None, "tokens": None,
            "workspaces": None}
 SUB_OF = {"operations": "op", "apis": "api", "groups": "grp", "users": "u1", "schemas": "sch"}
 

@@ -477,7 +477,7 @@ static void test_many_errors(void **state)
         "t.yaml:3:1: unknown key 'bogus' (expected one of: listen, workers, limits, timeouts, "
         "upstream, log, lua, pluginDir, data, secretKey, management, trustedProxies, tracing, apis, "
         "products, groups, users, subscriptions, namedValues, schemas, policyFragments, policies, backends, "
-        "workspaces, "
+        "workspaces, loggers, "
         "apiVersionSets, telemetry)",
         "t.yaml:5:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most "
         "30d), found '5y'",

@@ -41,7 +41,9 @@
  *                    definition (parameters, representations, responses,
  *                    schemas) the validation policies check against.
  *   1.6  2026-12-06  trace_emit: an entry in the request's debug trace and
- *                    the gateway's log (the trace policy).
+ *                    the gateway's log (the trace policy); logger_find
+ *                    and log_emit: messages to the configured
+ *                    loggers (log-to-eventhub).
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -357,10 +359,23 @@ struct pt_api {
        (0..n).  Returns 0. */
     int (*trace_emit)(pt_call *call, pt_bytes source, int severity, pt_bytes message,
                       const pt_bytes *meta_names, const pt_bytes *meta_values, int nmeta);
+    /* Compile time: the configuration's logger `id` (`loggers:`) as a handle that lives as long as
+       the configuration generation; NULL after reporting a compile error at attribute `attr` when
+       there is no such logger. */
+    const void *(*logger_find)(pt_compile *c, const char *attr, const char *id);
+    /* Request time: queues a copy of message for the logger (its own thread delivers it; this never
+       waits).  A message longer than PT_LOG_MESSAGE_MAX bytes is cut to it, at a UTF-8 character
+       boundary.  partition_id and partition_key travel with it (empty: none).  0 when queued, -1
+       when dropped (the logger's queue is full; counted). */
+    int (*log_emit)(pt_call *call, const void *logger, pt_bytes message, pt_bytes partition_id,
+                    pt_bytes partition_key);
 };
 
 /* trace_emit's severities (ABI 1.6), APIM's. */
 enum { PT_TRACE_SEVERITY_VERBOSE = 0, PT_TRACE_SEVERITY_INFORMATION = 1, PT_TRACE_SEVERITY_ERROR = 2 };
+
+/* log_emit's longest message (ABI 1.6): APIM's 200 KB of log-to-eventhub. */
+#define PT_LOG_MESSAGE_MAX (200 * 1024)
 
 /* schema_definition's scopes (ABI 1.5). */
 enum { PT_SCHEMA_API = 0, PT_SCHEMA_SERVICE = 1 };
