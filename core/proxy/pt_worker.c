@@ -6,6 +6,7 @@
 
 #include "base/pt_log.h"
 #include "lua/pt_lua.h"
+#include "proxy/pt_reqmetrics.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -249,6 +250,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct pt_worker *w = arg;
     sweep(w);
+    pt_reqmetrics_tick(w);
     if (w->abuf_n && pt_clock_now_ms() - w->abuf_first >= w->cur->gen->conf->log.access_flush)
         access_flush(w);
 }
@@ -345,6 +347,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
     evthread_use_pthreads();
     workers = calloc((size_t)n, sizeof(*workers));
     nworkers = n;
+    pt_reqmetrics_init(n);
     for (int i = 0; i < n; i++) {
         struct pt_worker *w = &workers[i];
         w->id = i;
