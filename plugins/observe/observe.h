@@ -9,4 +9,10 @@
 
 #include "ptlib.h"
 
+/* ---- emit_metric.c: emit-metric ---- */
+
+extern const struct pt_attr_def emit_metric_attrs[];
+int emit_metric_compile(const struct pt_api *api, pt_compile *c, void **instance);
+pt_status emit_metric_run(const struct pt_api *api, pt_call *call, void *inst);
+
 #endif
