@@ -989,11 +989,6 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
         cf->data_dir = pt_schema_path(&cx, "var");
     if (!cf->mgmt.max_body)
         cf->mgmt.max_body = 16 * 1024 * 1024;
-    if (!cf->metrics.gateway_id) {
-        char host[256] = "";
-        gethostname(host, sizeof(host) - 1);
-        cf->metrics.gateway_id = pt_pool_strdup(pool, host[0] ? host : "portico");
-    }
     if (cf->mgmt.cert.certificate || cf->mgmt.cert.key) {
         struct pt_node *mn = pt_node_get(root, "management");
         if (!cf->mgmt.cert.certificate || !cf->mgmt.cert.key)

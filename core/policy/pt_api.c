@@ -27,6 +27,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* --------------------------------------------------------------- the API */
 
@@ -565,6 +566,8 @@ static int api_at_response(pt_call *call, void (*fn)(pt_call *, void *), void *a
 
 /* ---------------------------------------------------------- emit-metric */
 
+static char host_name[256] = "portico"; /* "Gateway ID" unless metrics.gatewayId says otherwise */
+
 static const char *const builtin_dims[] = {"API ID",          "Operation ID", "Product ID", "User ID",
                                            "Subscription ID", "Location",     "Gateway ID", NULL};
 
@@ -582,7 +585,7 @@ static bool builtin_dim(pt_call *call, pt_bytes name, pt_str *out)
             *out = api_fact(call, facts[i]);
         else {
             const struct pt_metrics_cf *m = &req_gen(call->req)->conf->metrics;
-            *out = pt_str_c(i == 5 ? m->location : m->gateway_id);
+            *out = pt_str_c(i == 5 ? m->location : m->gateway_id ? m->gateway_id : host_name);
         }
         return true;
     }
@@ -691,4 +694,7 @@ void pt_api_init(void)
 {
     pt_pipeline_init();
     pt_policy_api_table = build_api();
+    char h[256] = "";
+    if (gethostname(h, sizeof(h) - 1) == 0 && h[0])
+        memcpy(host_name, h, sizeof(h));
 }
