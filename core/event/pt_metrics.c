@@ -339,7 +339,7 @@ struct pt_metrics_family *pt_metrics_custom(pt_str name)
             char nm[256];
             memcpy(nm, name.data, name.len);
             nm[name.len] = '\0';
-            if (strncmp(nm, "portico_", 8)) {
+            if (strncmp(nm, "portico_", 8) && strncmp(nm, "process_", 8)) { /* the gateway's own names */
                 int at = nfams;
                 f = family_add(nm, "emit-metric", PT_METRICS_COUNTER, NULL,
                                PT_METRICS_DOUBLE | PT_METRICS_CUSTOM);

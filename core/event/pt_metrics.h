@@ -118,7 +118,7 @@ struct pt_metrics_family *pt_metrics_family_new(const char *name, const char *he
 
 /* The emit-metric family `name` (already sanitized: pt_metrics_sanitize),
    created on first use; NULL when PT_METRICS_MAX_CUSTOM families exist or
-   the name is a core one.  Lock-free once it exists. */
+   the name starts with portico_ or process_ (the gateway's own).  Lock-free once it exists. */
 struct pt_metrics_family *pt_metrics_custom(pt_str name);
 
 /*

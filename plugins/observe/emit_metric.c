@@ -82,7 +82,7 @@ int emit_metric_compile(const struct pt_api *api, pt_compile *c, void **instance
     if (!m->name || api->metric_emit(NULL, m->ns, m->name, 1, NULL, NULL, 0) != 0) {
         api->compile_error(c, "name",
                            "'%s' (namespace '%s') makes no metric name: it needs a letter or digit, and "
-                           "portico_ names are the gateway's own",
+                           "portico_ and process_ names are the gateway's own",
                            m->name ? m->name : "", m->ns);
         return -1;
     }

@@ -518,6 +518,8 @@ def test_emit_metric_config_errors_point_at_the_file(backend, portico):
         ({"name": "--", "dimension": [{"name": "API ID"}]}, "makes no metric name"),
         ({"name": "requests_total", "namespace": "portico", "dimension": [{"name": "API ID"}]},
          "makes no metric name"),
+        ({"name": "start time seconds", "namespace": "Process", "dimension": [{"name": "API ID"}]},
+         "makes no metric name"),
         ({"name": "m", "dimension": [{"name": "Tier"}]}, "needs a value"),
         ({"name": "m", "dimension": [{"name": "!!", "value": "a"}]}, "makes no label name"),
         ({"name": "m", "value": "-2", "dimension": [{"name": "API ID"}]}, "not a number >= 0"),
