@@ -536,3 +536,16 @@ def test_emit_metric_config_errors_point_at_the_file(backend, portico):
         {"name": "d%d" % i, "value": "x"} for i in range(9)] + [{"name": "Gateway ID"}]}}])
     code, out = portico(ok, start=False).check()
     assert code == 0, out
+
+
+def test_metrics_settings_are_checked(backend, portico):
+    for metrics, message in [({"path": "metrics"}, "is not a path for /metrics"),
+                             ({"path": "/management/metrics"}, "is not a path for /metrics"),
+                             ({"path": "/m etrics"}, "is not a path for /metrics"),
+                             ({"auth": "maybe"}, "token"),
+                             ({"listen": "nowhere"}, "is not a listen address"),
+                             ({"maxSeries": 0}, "out of range"),
+                             ({"colour": "red"}, "colour")]:
+        code, out = portico(config(backend, metrics=metrics), start=False).check()
+        assert code != 0 and message in out, (metrics, out)
+        assert re.search(r"portico\.yaml:\d+:\d+: ", out), out
