@@ -457,34 +457,34 @@ static void test_yaml_errors(void **state)
 
 static void test_many_errors(void **state)
 {
-    expect_errors(
-        "listen: ':0'\n"
-        "workers: many\n"
-        "bogus: 1\n"
-        "timeouts:\n"
-        "  header: 5y\n"
-        "log:\n"
-        "  level: LOUD\n"
-        "apis:\n"
-        "  - id: a\n"
-        "    path: a\n"
-        "    serviceUrl: ftp://x\n"
-        "    operations:\n"
-        "      - {id: o, method: get, urlTemplate: /}\n"
-        "      - {id: o, method: GET, urlTemplate: /}\n",
-        "t.yaml:1:9: ':0' is not a listen address (expected HOST:PORT, [IPV6]:PORT or :PORT)",
-        "t.yaml:2:10: expected an integer, found 'many'",
-        "t.yaml:3:1: unknown key 'bogus' (expected one of: listen, workers, limits, timeouts, "
-        "upstream, log, lua, pluginDir, data, secretKey, management, metrics, trustedProxies, apis, products, "
-        "groups, users, subscriptions, namedValues, schemas, policyFragments, policies, backends, "
-        "workspaces, "
-        "apiVersionSets)",
-        "t.yaml:5:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most "
-        "30d), found '5y'",
-        "t.yaml:7:10: 'LOUD' is not one of: error, warn, info, debug",
-        "t.yaml:11:17: serviceUrl 'ftp://x' must start with http:// or https://",
-        "t.yaml:13:25: 'get' is not an HTTP method in upper case (GET, POST, ...) or *",
-        "t.yaml:14:14: operation id 'o' is used twice in this API", (const char *)NULL);
+    expect_errors("listen: ':0'\n"
+                  "workers: many\n"
+                  "bogus: 1\n"
+                  "timeouts:\n"
+                  "  header: 5y\n"
+                  "log:\n"
+                  "  level: LOUD\n"
+                  "apis:\n"
+                  "  - id: a\n"
+                  "    path: a\n"
+                  "    serviceUrl: ftp://x\n"
+                  "    operations:\n"
+                  "      - {id: o, method: get, urlTemplate: /}\n"
+                  "      - {id: o, method: GET, urlTemplate: /}\n",
+                  "t.yaml:1:9: ':0' is not a listen address (expected HOST:PORT, [IPV6]:PORT or :PORT)",
+                  "t.yaml:2:10: expected an integer, found 'many'",
+                  "t.yaml:3:1: unknown key 'bogus' (expected one of: listen, workers, limits, timeouts, "
+                  "upstream, log, lua, pluginDir, data, secretKey, management, metrics, trustedProxies, "
+                  "apis, products, "
+                  "groups, users, subscriptions, namedValues, schemas, policyFragments, policies, backends, "
+                  "workspaces, "
+                  "apiVersionSets)",
+                  "t.yaml:5:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most "
+                  "30d), found '5y'",
+                  "t.yaml:7:10: 'LOUD' is not one of: error, warn, info, debug",
+                  "t.yaml:11:17: serviceUrl 'ftp://x' must start with http:// or https://",
+                  "t.yaml:13:25: 'get' is not an HTTP method in upper case (GET, POST, ...) or *",
+                  "t.yaml:14:14: operation id 'o' is used twice in this API", (const char *)NULL);
 }
 
 /* ---------------------------------------------------------- value parsers */
