@@ -26,6 +26,7 @@
 #include "http/pt_trace.h"
 #include "http/pt_tracetoken.h"
 #include "http/pt_logsink.h"
+#include "event/pt_metrics.h"
 #include "mgmt/pt_cli.h"
 #include "mgmt/pt_mgmt.h"
 #include "policy/pt_api.h"
@@ -429,6 +430,63 @@ static bool commit_running(struct pt_gen *g, struct pt_errors *errs)
     return false;
 }
 
+/* ------------------------------------------------------------ metrics */
+
+static uint64_t start_wall_ms;
+
+struct plugin_seen {
+    struct pt_metrics_sink *s;
+    const char *names[64];
+    bool loaded[64];
+    int n;
+};
+
+static void metrics_plugin(void *arg, const char *name, bool loaded)
+{
+    struct plugin_seen *ps = arg;
+    for (int i = 0; i < ps->n; i++)
+        if (ps->loaded[i] == loaded && !strcmp(ps->names[i], name))
+            return; /* one sample per label set */
+    if (ps->n < (int)PT_ARRAY_LEN(ps->names)) {
+        ps->names[ps->n] = name;
+        ps->loaded[ps->n++] = loaded;
+    }
+    static const char *const labels[] = {"plugin", "status"};
+    pt_str v[2] = {pt_str_c(name), loaded ? PT_STR("loaded") : PT_STR("refused")};
+    pt_metrics_sink_sample(ps->s, "portico_plugin_loaded",
+                           "Policy plugins found at start: 1 per plugin and status.", PT_METRICS_GAUGE,
+                           labels, v, 2, 1);
+}
+
+/* What the control thread knows, read at each scrape.  (Other parts' stats
+   are wired here too: a collector per part, see docs/metrics.md.) */
+static void metrics_node(struct pt_metrics_sink *s, void *arg)
+{
+    (void)arg;
+    pt_metrics_sink_value(s, "portico_counters_used",
+                          "Keys in the rate-limit, quota and concurrency counter table.", PT_METRICS_GAUGE,
+                          (double)pt_counters_count());
+    pt_metrics_sink_value(s, "portico_counters_capacity",
+                          "Keys the counter table holds at most (limits.counterKeys).", PT_METRICS_GAUGE,
+                          (double)pt_counters_capacity());
+    struct plugin_seen ps = {.s = s};
+    pt_plugin_each(metrics_plugin, &ps);
+    static const char *const version[] = {"version"};
+    pt_str v = PT_STR(PACKAGE_VERSION);
+    pt_metrics_sink_sample(s, "portico_build_info", "The running build: always 1.", PT_METRICS_GAUGE, version,
+                           &v, 1, 1);
+    pt_metrics_sink_value(s, "process_start_time_seconds", "Start time of the process since the Unix epoch.",
+                          PT_METRICS_GAUGE, (double)(start_wall_ms / 1000));
+}
+
+static void metrics_reload(bool ok)
+{
+    static const pt_str results[2] = {PT_STR("failed"), PT_STR("ok")};
+    struct pt_metrics_family *f = pt_metrics_core[PT_MC_RELOADS];
+    if (f)
+        pt_metrics_add(f, PT_METRICS_CONTROL, pt_metrics_series(f, NULL, &results[ok], 1), 1);
+}
+
 /* Makes g the running generation (the workers switch at their next turn). */
 static void publish(struct pt_gen *g)
 {
@@ -436,6 +494,9 @@ static void publish(struct pt_gen *g)
     apply_logs(g->conf);
     pt_otel_export_configure(&g->conf->telemetry); /* OpenTelemetry (O) */
     pt_trace_configure(g->conf);
+    atomic_store(&pt_metrics_enabled, g->conf->metrics.enabled);
+    if (pt_metrics_core[PT_MC_CONFIG_GENERATION])
+        pt_metrics_set(pt_metrics_core[PT_MC_CONFIG_GENERATION], PT_METRICS_CONTROL, 0, (int64_t)g->serial);
     pt_workers_publish(g);
     struct pt_gen *old = current;
     current = g;
@@ -552,6 +613,7 @@ static void reload(void)
         }
     }
     if (!g) {
+        metrics_reload(false);
         for (int i = 0; i < errs.n; i++)
             pt_err("%s", errs.msgs[i]);
         pt_err("reload refused: the previous configuration keeps serving");
@@ -563,7 +625,13 @@ static void reload(void)
          strcmp(cf->mgmt.listen, current->conf->mgmt.listen)))
         pt_warn(
             "management.listen changed: the management listener is opened at start only; restart to move it");
+    const struct pt_metrics_cf *om = &current->conf->metrics, *nm = &cf->metrics;
+    if ((om->listen || nm->listen) && (!om->listen || !nm->listen || strcmp(om->listen, nm->listen)))
+        pt_warn("metrics.listen changed: the metrics listener is opened at start only; restart to move it");
+    if (om->max_series != nm->max_series)
+        pt_warn("metrics.maxSeries changed: it is read at start only; restart to apply it");
     publish(g);
+    metrics_reload(true);
     pt_counters_init(g->conf->counter_keys);
     pt_info("configuration reloaded (generation %llu)", (unsigned long long)g->serial);
 }
@@ -797,6 +865,11 @@ int main(int argc, char **argv)
     pt_counters_init(g->conf->counter_keys);
     pt_store_counter_each(store, seed_counter, NULL);
     pt_otel_export_start(nworkers, &g->conf->telemetry); /* OpenTelemetry (O): queues and exporter */
+    start_wall_ms = pt_clock_wall_ms();
+    pt_metrics_init(nworkers, (int)g->conf->metrics.max_series);
+    pt_metrics_collector(metrics_node, NULL);
+    atomic_store(&pt_metrics_enabled, g->conf->metrics.enabled);
+    pt_metrics_set(pt_metrics_core[PT_MC_CONFIG_GENERATION], PT_METRICS_CONTROL, 0, (int64_t)g->serial);
     ctl_base = event_base_new();
     if (!ctl_base || !pt_workers_start(nworkers, g)) {
         pt_err("cannot start workers");
@@ -805,7 +878,8 @@ int main(int argc, char **argv)
     quota_timer = event_new(ctl_base, -1, EV_PERSIST, on_quota_timer, NULL);
     struct timeval qtv = {QUOTA_FLUSH_MS / 1000, (QUOTA_FLUSH_MS % 1000) * 1000};
     event_add(quota_timer, &qtv);
-    if (!pt_mgmt_start(ctl_base, file_conf, store, &mgmt_hooks, &errs)) {
+    if (!pt_mgmt_start(ctl_base, file_conf, store, &mgmt_hooks, &errs) ||
+        !pt_mgmt_metrics_start(ctl_base, file_conf, store, &mgmt_hooks, &errs)) {
         print_errors(&errs, stderr);
         pt_node_errors_clear(&errs);
         pt_workers_stop();
@@ -838,6 +912,7 @@ int main(int argc, char **argv)
         event_free(drain_timer);
     pt_mgmt_stop();
     pt_trace_store_clear();
+    pt_mgmt_metrics_stop();
     if (quota_timer)
         event_free(quota_timer);
     flush_counters();
@@ -854,6 +929,7 @@ int main(int argc, char **argv)
     pt_conf_free(file_conf);
     pt_store_close(store);
     pt_counters_free();
+    pt_metrics_free();
     pt_info("stopped");
     return 0;
 }

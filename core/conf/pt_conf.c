@@ -957,6 +957,66 @@ static const struct pt_cfkey telemetry_keys[] = {
     {0},
 };
 
+static bool read_metrics_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_metrics_cf *m =
+        (struct pt_metrics_cf *)((char *)field - offsetof(struct pt_metrics_cf, listen));
+    char *s;
+    if (!pt_schema_str(cx, n, &s, false))
+        return false;
+    if (!pt_conf_parse_listen(s, &m->sa, &m->salen)) {
+        pt_node_error(cx->errs, n, "'%s' is not a listen address (expected HOST:PORT)", s);
+        return false;
+    }
+    m->listen = s;
+    return true;
+}
+
+static bool read_metrics_path(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s;
+    if (!pt_schema_str(cx, n, &s, false))
+        return false;
+    bool ok = s[0] == '/' && strncmp(s, "/management/", 12) && strcmp(s, "/management") && strlen(s) < 256;
+    for (const char *p = s; ok && *p; p++)
+        ok = (unsigned char)*p > 0x20 && *p != '?' && *p != '#' && *p != 0x7f;
+    if (!ok) {
+        pt_node_error(cx->errs, n,
+                      "'%s' is not a path for /metrics (it starts with '/', holds no '?', '#' or "
+                      "spaces and is not under /management/)",
+                      s);
+        return false;
+    }
+    *(char **)field = s;
+    return true;
+}
+
+static const char *const metrics_auth_modes[] = {"token", "none", NULL};
+
+static const struct pt_cfkey metrics_keys[] = {
+    {"enabled", PT_CT_BOOL, offsetof(struct pt_conf, metrics.enabled), 0, .def = "`true`",
+     .doc = "Count requests and serve the Prometheus endpoint; with `false` nothing is counted and the path "
+            "is not served."},
+    {"path", PT_CT_CUSTOM, offsetof(struct pt_conf, metrics.path), 0, .fn = read_metrics_path,
+     .form = "a path", .def = "`/metrics`", .doc = "Where the Prometheus text is served."},
+    {"auth", PT_CT_ENUM, offsetof(struct pt_conf, metrics.auth), 0, .enums = metrics_auth_modes,
+     .def = "`token`",
+     .doc = "`token`: a management bearer token of the administrator or a reader is required (**401** "
+            "without one, **403** for workspace roles); `none`: anyone who reaches the listener may read."},
+    {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, metrics.listen), 0, .fn = read_metrics_listen,
+     .form = "`HOST:PORT`", .def = "the management listener",
+     .doc = "A listener of its own for the metrics (plain HTTP, served by the control thread); opened at "
+            "start only."},
+    {"maxSeries", PT_CT_INT, offsetof(struct pt_conf, metrics.max_series), 0, 1, 100000, .def = "`500`",
+     .doc = "Label sets kept per metric family; past it new ones are counted in a series whose labels are "
+            "all `other`. Read at start only."},
+    {"gatewayId", PT_CT_STR, offsetof(struct pt_conf, metrics.gateway_id), 0, .def = "the host name",
+     .doc = "The value of emit-metric's built-in dimension `Gateway ID`."},
+    {"location", PT_CT_STR, offsetof(struct pt_conf, metrics.location), 0, .def = "`local`",
+     .doc = "The value of emit-metric's built-in dimension `Location`."},
+    {0},
+};
+
 static const struct pt_cfkey top_keys[] = {
     {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, listen), PT_CF_REQUIRED | PT_CF_LIST, .fn = read_listen,
      .sub = listen_keys, .form = "list of addresses or maps",
@@ -988,6 +1048,8 @@ static const struct pt_cfkey top_keys[] = {
     {"management", PT_CT_MAP, 0, 0, .sub = mgmt_keys,
      .doc = "The [management API](management-api.md): its listener (HTTPS with `certificate` + `key`), "
             "administrator token and largest request body."},
+    {"metrics", PT_CT_MAP, 0, 0, .sub = metrics_keys,
+     .doc = "Prometheus metrics and emit-metric's counters; see [metrics.md](metrics.md)."},
     {"trustedProxies", PT_CT_CUSTOM, offsetof(struct pt_conf, trusted), 0, .fn = read_trusted,
      .form = "list of addresses or ranges", .def = "`[]`",
      .doc = "Addresses and ranges (`10.0.0.0/8`, `2001:db8::/32`) of proxies in front of the gateway: "
@@ -1093,6 +1155,10 @@ static void set_defaults(struct pt_conf *cf)
     cf->tracing.ttl = 3600000;
     cf->tracing.verbosity = PT_TRACE_SEV_INFORMATION;
     cf->log.access_logger = -1;
+    cf->metrics.enabled = true;
+    cf->metrics.path = "/metrics";
+    cf->metrics.max_series = 500;
+    cf->metrics.location = "local";
 }
 
 struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,

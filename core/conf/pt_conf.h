@@ -319,6 +319,21 @@ struct pt_telemetry_cf {
     uint32_t metrics_interval;
 };
 
+/* metrics: (docs/metrics.md): /metrics and emit-metric. */
+enum { PT_METRICS_AUTH_TOKEN, PT_METRICS_AUTH_NONE };
+
+struct pt_metrics_cf {
+    bool enabled; /* requests are counted and /metrics is served */
+    char *path;   /* "/metrics" */
+    int auth;     /* PT_METRICS_AUTH_*: a management token, or nothing */
+    char *listen; /* a listener of its own; NULL: the management listener */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    int64_t max_series; /* series per family before "other" (read at start) */
+    char *gateway_id;   /* emit-metric's "Gateway ID" (default: the host name) */
+    char *location;     /* emit-metric's "Location" */
+};
+
 struct pt_lua_limits {
     uint32_t timeout;         /* per call, ms */
     uint64_t memory;          /* per worker state, bytes */
@@ -371,6 +386,7 @@ struct pt_conf {
     uint64_t counter_keys; /* limits.counterKeys: rate-limit and quota keys kept at most */
     struct pt_telemetry_cf telemetry;
     struct pt_tracing_cf tracing;
+    struct pt_metrics_cf metrics;
 };
 
 /* An address range: family AF_INET or AF_INET6, network bytes, prefix bits. */

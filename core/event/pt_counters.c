@@ -341,3 +341,14 @@ size_t pt_counters_count(void)
     }
     return n;
 }
+
+size_t pt_counters_capacity(void)
+{
+    size_t n = 0;
+    for (int i = 0; ready && i < NSHARDS; i++) {
+        pthread_mutex_lock(&shards[i].mu);
+        n += shards[i].max;
+        pthread_mutex_unlock(&shards[i].mu);
+    }
+    return n;
+}

@@ -49,5 +49,7 @@ void pt_counters_seed(const char *key, int64_t period, int64_t value);
 
 /* How many keys are in use (for tests and metrics). */
 size_t pt_counters_count(void);
+/* How many keys may be in use at most (limits.counterKeys, rounded to the shards). */
+size_t pt_counters_capacity(void);
 
 #endif

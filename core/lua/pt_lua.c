@@ -28,6 +28,7 @@
  */
 #include "base/pt_log.h"
 #include "base/pt_paths.h"
+#include "event/pt_metrics.h"
 #include "http/pt_msg.h"
 #include "http/pt_trace.h"
 #include "lua/pt_expr.h"
@@ -276,6 +277,11 @@ struct pt_lua *pt_lua_new(int worker, struct pt_wgen *const *cur)
     return x;
 }
 
+size_t pt_lua_memory(const struct pt_lua *x)
+{
+    return x && x->L ? x->mem.used : 0;
+}
+
 void pt_lua_free(struct pt_lua *x)
 {
     if (!x)
@@ -496,6 +502,8 @@ static int call_limited(struct pt_lua *x, struct pt_req *req, lua_State *co, int
     else if (x->breach) {
         snprintf(buf, sizeof(buf), "script exceeded its %s limit (%s)", x->breach,
                  !strcmp(x->breach, "time") ? "lua.timeout" : "lua.memory");
+        if (!strcmp(x->breach, "time") && pt_metrics_core[PT_MC_LUA_TIMEOUTS])
+            pt_metrics_add(pt_metrics_core[PT_MC_LUA_TIMEOUTS], pt_metrics_worker_shard(x->worker), 0, 1);
         x->damaged = true;
     } else
         snprintf(buf, sizeof(buf), "%s", msg ? msg : "error in a script");

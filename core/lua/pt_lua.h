@@ -48,6 +48,8 @@ void *pt_lua_mem_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
    cur is where the worker keeps its current generation (its Lua limits). */
 struct pt_lua *pt_lua_new(int worker, struct pt_wgen *const *cur);
 void pt_lua_free(struct pt_lua *L);
+/* The bytes its state holds now (0 before it is built); the worker's own thread only. */
+size_t pt_lua_memory(const struct pt_lua *L);
 /* Forgets what was compiled for a generation a worker no longer holds. */
 void pt_lua_drop_gen(struct pt_lua *L, struct pt_wgen *wg);
 /* Releases a finished request's coroutine. */

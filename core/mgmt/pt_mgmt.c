@@ -161,6 +161,8 @@ static void on_request(struct evhttp_request *r, void *arg)
     if (q && evhttp_parse_query_str(q, &m.query) == 0)
         m.has_query = true;
     char *copy = NULL;
+    if (pt_mgmt_metrics_serve(r))
+        goto done;
     if (!path || strncmp(path, "/management/", 12)) {
         pt_mgmt_req_send_error(&m, 404, "RouteNotFound", "no such route: everything is under /management/");
         goto done;

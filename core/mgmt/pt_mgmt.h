@@ -29,4 +29,10 @@ bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct p
                    const struct pt_mgmt_hooks *hooks, struct pt_errors *errs);
 void pt_mgmt_stop(void);
 
+/* Opens the metrics' own listener (metrics.listen; nothing when unset): the
+   Prometheus text at metrics.path (pt_mgmt_metrics.c). */
+bool pt_mgmt_metrics_start(struct event_base *base, const struct pt_conf *file, struct pt_store *st,
+                           const struct pt_mgmt_hooks *hooks, struct pt_errors *errs);
+void pt_mgmt_metrics_stop(void);
+
 #endif

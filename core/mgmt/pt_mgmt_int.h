@@ -9,6 +9,7 @@
  *   pt_mgmt_export.c    YAML output and the export
  *   pt_mgmt_openapi.c   the OpenAPI description of the routes
  *   pt_mgmt_filter.c    $filter, $top and $skip: parsing, matching, pages
+ *   pt_mgmt_metrics.c   the Prometheus endpoint, on this listener or its own
  *   pt_mgmt_auth.c      tokens, roles and workspaces: who may do what
  *   pt_mgmt_req.c       the store and hooks being served, a request's query
  *                       and body, replies, ETag preconditions
@@ -116,6 +117,12 @@ void pt_mgmt_req_give_back_memory(size_t body_len);
 /* If-Match and If-None-Match against the entity's ETag (NULL: there is
    none); false after answering 412. */
 bool pt_mgmt_req_check_etag(struct mreq *m, const char *etag);
+
+/* -------------------------------------------------------- pt_mgmt_metrics */
+
+/* Answers r when it asks for the metrics on the management listener
+   (metrics.path, metrics served there); false when it is not for them. */
+bool pt_mgmt_metrics_serve(struct evhttp_request *r);
 
 /* ----------------------------------------------------------- pt_mgmt_auth */
 

@@ -12,6 +12,7 @@
 #include "conf/pt_conf.h"
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
+#include "event/pt_metrics.h"
 #include "http/pt_fetch.h"
 #include "http/pt_trace.h"
 #include "http/pt_logsink.h"
@@ -21,12 +22,14 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <math.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* --------------------------------------------------------------- the API */
 
@@ -563,6 +566,78 @@ static int api_at_response(pt_call *call, void (*fn)(pt_call *, void *), void *a
     return 0;
 }
 
+/* ---------------------------------------------------------- emit-metric */
+
+static char host_name[256] = "portico"; /* "Gateway ID" unless metrics.gatewayId says otherwise */
+
+static const char *const builtin_dims[] = {"API ID",          "Operation ID", "Product ID", "User ID",
+                                           "Subscription ID", "Location",     "Gateway ID", NULL};
+
+/* The request's value of a built-in dimension; false when the name is not one. */
+static bool builtin_dim(pt_call *call, pt_bytes name, pt_str *out)
+{
+    static const int facts[] = {PT_FACT_API_ID, PT_FACT_OPERATION_ID, PT_FACT_PRODUCT_ID, PT_FACT_USER_ID,
+                                PT_FACT_SUBSCRIPTION_ID};
+    for (int i = 0; builtin_dims[i]; i++) {
+        if (!pt_str_ieq_c(name, builtin_dims[i]))
+            continue;
+        if (!call)
+            *out = PT_STR("");
+        else if (i < (int)PT_ARRAY_LEN(facts))
+            *out = api_fact(call, facts[i]);
+        else {
+            const struct pt_metrics_cf *m = &req_gen(call->req)->conf->metrics;
+            *out = pt_str_c(i == 5 ? m->location : m->gateway_id ? m->gateway_id : host_name);
+        }
+        return true;
+    }
+    return false;
+}
+
+static int api_metric_emit(pt_call *call, const char *ns, const char *name, double value, const pt_bytes *dn,
+                           const pt_bytes *dv, int n)
+{
+    if (!isfinite(value) || value < 0 || n < 0 || n > PT_METRICS_MAX_LABELS || !name)
+        return -1;
+    char full[256];
+    size_t k = pt_metrics_sanitize(pt_str_c(ns ? ns : ""), full, 128);
+    if (k)
+        full[k++] = '_';
+    size_t m = pt_metrics_sanitize(pt_str_c(name), full + k, sizeof(full) - k);
+    if (!m || !strncmp(full, "portico_", 8) || !strncmp(full, "process_", 8))
+        return -1;
+    struct pt_req *req = call ? call->req : NULL;
+    char lbuf[PT_METRICS_MAX_LABELS][65];
+    pt_str names[PT_METRICS_MAX_LABELS], values[PT_METRICS_MAX_LABELS];
+    for (int i = 0; i < n; i++) {
+        size_t l = pt_metrics_sanitize(dn[i], lbuf[i], sizeof(lbuf[i]));
+        if (!l)
+            return -1;
+        pt_str nm = {lbuf[i], l}, v = dv ? dv[i] : PT_NULL_STR;
+        if (!v.data && !builtin_dim(call, dn[i], &v))
+            return -1;
+        /* sorted by name, so that the order the dimensions are written in makes no other series */
+        int at = i;
+        while (at > 0 && strcmp(names[at - 1].data, nm.data) > 0) {
+            names[at] = names[at - 1];
+            values[at] = values[at - 1];
+            at--;
+        }
+        if (at > 0 && !strcmp(names[at - 1].data, nm.data))
+            return -1;
+        names[at] = nm;
+        values[at] = v;
+    }
+    if (!req || !atomic_load_explicit(&pt_metrics_enabled, memory_order_relaxed) || !pt_metrics_core[0])
+        return 0;
+    struct pt_metrics_family *f = pt_metrics_custom((pt_str){full, k + m});
+    if (!f)
+        return -1;
+    int id = pt_metrics_series(f, names, values, n);
+    pt_metrics_add_double(f, pt_metrics_worker_shard(req->peer->worker), id, value);
+    return 0;
+}
+
 static int api_trace_emit(pt_call *call, pt_bytes source, int severity, pt_bytes message,
                           const pt_bytes *meta_names, const pt_bytes *meta_values, int nmeta)
 {
@@ -650,6 +725,7 @@ static struct pt_api build_api(void)
     a.checking_only = api_checking_only;
     a.operation_definition = api_operation_definition;
     a.schema_definition = api_schema_definition;
+    a.metric_emit = api_metric_emit;
     a.trace_emit = api_trace_emit;
     a.logger_find = api_logger_find;
     a.log_emit = api_log_emit;
@@ -661,4 +737,7 @@ void pt_api_init(void)
 {
     pt_pipeline_init();
     pt_policy_api_table = build_api();
+    char h[256] = "";
+    if (gethostname(h, sizeof(h) - 1) == 0 && h[0])
+        memcpy(host_name, h, sizeof(h));
 }

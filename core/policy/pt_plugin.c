@@ -21,6 +21,37 @@ struct loaded {
 
 static struct loaded *plugins;
 static int nplugins;
+static char **refused; /* names of the plugins refused (metrics) */
+static int nrefused;
+
+/* Remembers a refusal: the descriptor's name when there is one, else the file's base name. */
+static void note_refused(const char *file, const struct pt_plugin *p)
+{
+    char name[256];
+    if (p && p->name && *p->name)
+        snprintf(name, sizeof(name), "%s", p->name);
+    else {
+        const char *b = strrchr(file, '/');
+        snprintf(name, sizeof(name), "%s", b ? b + 1 : file);
+        char *dot = strstr(name, ".so");
+        if (dot)
+            *dot = '\0';
+    }
+    char **nr = realloc(refused, sizeof(*refused) * (size_t)(nrefused + 1));
+    if (!nr)
+        return;
+    refused = nr;
+    refused[nrefused++] = strdup(name);
+}
+
+void pt_plugin_each(void (*fn)(void *arg, const char *name, bool loaded), void *arg)
+{
+    for (int i = 0; i < nplugins; i++)
+        fn(arg, plugins[i].desc->name, true);
+    for (int i = 0; i < nrefused; i++)
+        if (refused[i])
+            fn(arg, refused[i], false);
+}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -64,6 +95,7 @@ static bool load_one(const char *file, struct pt_registry *reg, struct pt_errors
     void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         pt_node_errors_add(errs, "%s: cannot load plugin: %s", file, dlerror());
+        note_refused(file, NULL);
         return false;
     }
     const struct pt_plugin *p = dlsym(h, PT_PLUGIN_SYMBOL_NAME);
@@ -85,6 +117,7 @@ static bool load_one(const char *file, struct pt_registry *reg, struct pt_errors
                                p->abi_major, p->abi_minor, PT_ABI_MAJOR, PT_ABI_MINOR);
         else
             pt_node_errors_add(errs, "%s: plugin refused: %s", file, why);
+        note_refused(file, NULL);
         dlclose(h);
         return false;
     }
@@ -109,6 +142,7 @@ static bool load_one(const char *file, struct pt_registry *reg, struct pt_errors
                                    dup_inside ? "this plugin"
                                    : owner    ? owner
                                               : "another plugin");
+            note_refused(file, p);
             dlclose(h);
             return false;
         }
@@ -118,6 +152,7 @@ static bool load_one(const char *file, struct pt_registry *reg, struct pt_errors
         if (p->init(&pt_policy_api_table, &err) != 0) {
             pt_node_errors_add(errs, "%s: plugin refused: init failed: %s", file,
                                err ? err : "(no reason given)");
+            note_refused(file, p);
             dlclose(h);
             return false;
         }
@@ -167,4 +202,9 @@ void pt_plugin_unload(void)
     free(plugins);
     plugins = NULL;
     nplugins = 0;
+    for (int i = 0; i < nrefused; i++)
+        free(refused[i]);
+    free(refused);
+    refused = NULL;
+    nrefused = 0;
 }

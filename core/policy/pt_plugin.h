@@ -21,6 +21,10 @@
 int pt_plugin_load(const char *dir, struct pt_registry *reg, struct pt_errors *errs);
 /* Registers every policy of the plugins loaded so far into reg. */
 void pt_plugin_register(struct pt_registry *reg);
+/* Calls fn for every plugin file found at start: its plugin's name (the
+   file's base name when refused before its descriptor could be read) and
+   whether it loaded. */
+void pt_plugin_each(void (*fn)(void *arg, const char *name, bool loaded), void *arg);
 /* Calls the plugins' fini() and closes them. */
 void pt_plugin_unload(void);
 

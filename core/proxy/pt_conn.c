@@ -37,6 +37,7 @@
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
 #include "proxy/pt_proxy.h"
+#include "proxy/pt_reqmetrics.h"
 #include "proxy/pt_worker.h"
 
 #include <arpa/inet.h>
@@ -465,6 +466,7 @@ static void log_request(struct pt_req *req)
     for (struct pt_hook *h = req->end_hooks; h; h = h->next)
         h->end(h->arg, req->status, req->bytes_in, req->bytes_out);
     req->end_hooks = NULL;
+    pt_reqmetrics_record(req); /* metrics (M) */
     pt_trace_end(req); /* tracing: a traced request's trace goes to the store */
     if (pt_worker_access_fd == PT_WORKER_ACCESS_OFF)
         return;

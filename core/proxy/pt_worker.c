@@ -7,6 +7,7 @@
 #include "base/pt_log.h"
 #include "http/pt_logsink.h"
 #include "lua/pt_lua.h"
+#include "proxy/pt_reqmetrics.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -257,6 +258,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct pt_worker *w = arg;
     sweep(w);
+    pt_reqmetrics_tick(w);
     if (w->abuf_n && pt_clock_now_ms() - w->abuf_first >= w->cur->gen->conf->log.access_flush)
         access_flush(w);
 }
@@ -353,6 +355,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
     evthread_use_pthreads();
     workers = calloc((size_t)n, sizeof(*workers));
     nworkers = n;
+    pt_reqmetrics_init(n);
     for (int i = 0; i < n; i++) {
         struct pt_worker *w = &workers[i];
         w->id = i;

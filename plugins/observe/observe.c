@@ -19,6 +19,14 @@ static const struct pt_policy_def policies[] = {
      "200 KB. `logger-id` is checked when the configuration loads."},
     {"log-to", PT_SECTION_ALL, PT_SCOPE_ALL, 0, log_to_attrs, log_to_compile, log_to_run, NULL,
      "Portico's name for `log-to-eventhub`, with the same attributes."},
+    {"emit-metric", PT_SECTION_ALL, PT_SCOPE_ALL, 0, emit_metric_attrs, emit_metric_compile, emit_metric_run,
+     NULL,
+     "Adds `value` (default 1) to the custom counter `namespace`_`name` in the series of its dimensions (one "
+     "to "
+     "ten); the built-in dimensions API ID, Operation ID, Product ID, User ID, Subscription ID, Location and "
+     "Gateway ID may leave out their value and take the request's. The counters are on the Prometheus "
+     "endpoint "
+     "(see metrics.md); a value that is not a number >= 0 fails with ExpressionValueEvaluationFailure."},
     {0},
 };
 

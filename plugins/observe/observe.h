@@ -18,5 +18,10 @@ pt_status trace_run(const struct pt_api *api, pt_call *call, void *instance);
 extern const struct pt_attr_def log_to_attrs[];
 int log_to_compile(const struct pt_api *api, pt_compile *c, void **instance);
 pt_status log_to_run(const struct pt_api *api, pt_call *call, void *inst);
+/* ---- emit_metric.c: emit-metric ---- */
+
+extern const struct pt_attr_def emit_metric_attrs[];
+int emit_metric_compile(const struct pt_api *api, pt_compile *c, void **instance);
+pt_status emit_metric_run(const struct pt_api *api, pt_call *call, void *inst);
 
 #endif

@@ -40,7 +40,8 @@
  *   1.5  2026-12-06  operation_definition and schema_definition: the API
  *                    definition (parameters, representations, responses,
  *                    schemas) the validation policies check against.
- *   1.6  2026-12-06  trace_emit: an entry in the request's debug trace and
+ *   1.6  2026-12-06  metric_emit: emit-metric's custom counters on /metrics;
+ *                    trace_emit: an entry in the request's debug trace and
  *                    the gateway's log (the trace policy); logger_find
  *                    and log_emit: messages to the configured
  *                    loggers (log-to-eventhub).
@@ -353,6 +354,17 @@ struct pt_api {
     pt_bytes (*schema_definition)(pt_call *call, int scope, pt_bytes id);
 
     /* -- ABI 1.6 -- */
+    /* Adds value to the custom counter `name` in namespace `ns` (emit-metric), in the series of the
+       ndims dimensions dim_names[i] = dim_values[i] (at most 10).  A dim_values[i] whose data is NULL
+       takes the request's value of the built-in dimension dim_names[i] ("API ID", "Operation ID",
+       "Product ID", "User ID", "Subscription ID", "Location", "Gateway ID"; names compared without
+       case).  Names become Prometheus names (ASCII letters lower-cased, other runs '_'; the metric is
+       namespace_name; docs/metrics.md).  Returns 0, or -1 when value is not a finite number >= 0, a
+       name is empty once made a Prometheus name (or the metric's starts with "portico_" or "process_"), two
+       dimensions get the same name, there are more than 10, or a NULL value names no built-in
+       dimension.  With a NULL call (compile time) it only checks the names and counts nothing. */
+    int (*metric_emit)(pt_call *call, const char *ns, const char *name, double value,
+                       const pt_bytes *dim_names, const pt_bytes *dim_values, int ndims);
     /* The trace policy's sink: when the request is traced (docs/tracing.md) its trace gets an entry
        {source, severity, message, metadata}; when severity (PT_TRACE_SEVERITY_*) is at least the
        configured tracing.verbosity, the message goes to the gateway's log.  nmeta name/value pairs
