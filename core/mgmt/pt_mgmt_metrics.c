@@ -11,6 +11,10 @@
  */
 #include "base/pt_log.h"
 #include "event/pt_metrics.h"
+#include "http/pt_logsink.h"
+#include "http/pt_otel.h"
+#include "http/pt_otel_export.h"
+#include "http/pt_trace.h"
 #include "mgmt/pt_mgmt_int.h"
 
 #include <errno.h>
@@ -20,6 +24,81 @@
 #include <unistd.h>
 
 static struct evhttp *own; /* metrics.listen */
+
+/* ------------------------------------------------- the other parts' counters */
+
+static void counter(struct pt_metrics_sink *s, const char *name, const char *help, const char *label,
+                    const char *value, uint64_t v)
+{
+    const char *const names[] = {label};
+    pt_str val = pt_str_c(value);
+    pt_metrics_sink_sample(s, name, help, PT_METRICS_COUNTER, names, &val, 1, (double)v);
+}
+
+/* OpenTelemetry's exporter, the loggers and request tracing, read at each
+   scrape from their own atomic counters (docs/metrics.md). */
+static void collect_parts(struct pt_metrics_sink *s, void *arg)
+{
+    (void)arg;
+    struct pt_otel_stats o;
+    pt_otel_stats(&o);
+    static const char *const span_help = "OpenTelemetry spans by outcome: recorded by workers, accepted by the "
+                                         "collector, dropped (a full queue) or lost in failed batches.";
+    counter(s, "portico_otel_spans_total", span_help, "outcome", "recorded", o.started);
+    counter(s, "portico_otel_spans_total", span_help, "outcome", "exported", o.exported);
+    counter(s, "portico_otel_spans_total", span_help, "outcome", "dropped", o.dropped);
+    counter(s, "portico_otel_spans_total", span_help, "outcome", "failed", o.failed_spans);
+    pt_metrics_sink_value(s, "portico_otel_failed_batches_total",
+                          "OTLP export batches given up after their retries.", PT_METRICS_COUNTER,
+                          (double)o.failed_batches);
+    pt_metrics_sink_value(s, "portico_otel_spans_queued", "Finished spans waiting for the exporter.",
+                          PT_METRICS_GAUGE, (double)o.queued);
+
+    struct pt_logsink_stats ls[64];
+    int n = pt_logsink_stats(ls, 64);
+    if (n > 64)
+        n = 64;
+    static const char *const lnames[] = {"logger", "outcome"};
+    static const char *const outcomes[] = {"sent", "dropped", "failed"};
+    for (int i = 0; i < n; i++) {
+        const uint64_t v[] = {ls[i].sent, ls[i].dropped, ls[i].failed};
+        for (int k = 0; k < 3; k++) {
+            pt_str vals[2] = {pt_str_c(ls[i].id), pt_str_c(outcomes[k])};
+            pt_metrics_sink_sample(s, "portico_logger_messages_total",
+                                   "Messages to each logger by outcome: delivered, dropped (a full queue) or "
+                                   "failed after the retries.",
+                                   PT_METRICS_COUNTER, lnames, vals, 2, (double)v[k]);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        pt_str id = pt_str_c(ls[i].id);
+        pt_metrics_sink_sample(s, "portico_logger_queued", "Messages waiting in each logger's queue.",
+                               PT_METRICS_GAUGE, lnames, &id, 1, (double)ls[i].queued);
+    }
+
+    struct pt_trace_stats t;
+    pt_trace_stats(&t);
+    pt_metrics_sink_value(s, "portico_traces_total", "Requests traced (debug tracing).", PT_METRICS_COUNTER,
+                          (double)t.traced);
+    pt_metrics_sink_value(s, "portico_traces_evicted_total", "Traces pushed out of the store by newer ones.",
+                          PT_METRICS_COUNTER, (double)t.evicted);
+    pt_metrics_sink_value(s, "portico_traces_truncated_total", "Traces cut at tracing.maxTraceSize.",
+                          PT_METRICS_COUNTER, (double)t.truncated);
+    static const char *const token_help = "Apim-Debug-Authorization tokens refused: bad (not ours) or denied "
+                                          "(expired, another API).";
+    counter(s, "portico_trace_tokens_refused_total", token_help, "reason", "bad", t.tokens_bad);
+    counter(s, "portico_trace_tokens_refused_total", token_help, "reason", "denied", t.tokens_denied);
+}
+
+/* emit-metric's counters as OTLP metrics, for the OpenTelemetry exporter's
+   thread (telemetry.metricsEndpoint). */
+static char otlp_service[128] = "portico";
+
+static char *otlp_metrics(void *arg, size_t *len)
+{
+    (void)arg;
+    return pt_metrics_otlp_json(otlp_service, NULL, 0, len);
+}
 
 /* Answers a metrics request on either listener. */
 static void serve(struct evhttp_request *r, const struct pt_conf *cf)
@@ -84,6 +163,10 @@ static void on_own(struct evhttp_request *r, void *arg)
 bool pt_mgmt_metrics_start(struct event_base *base, const struct pt_conf *file, struct pt_store *st,
                            const struct pt_mgmt_hooks *h, struct pt_errors *errs)
 {
+    pt_metrics_collector(collect_parts, NULL);
+    if (file->telemetry.service_name)
+        snprintf(otlp_service, sizeof(otlp_service), "%s", file->telemetry.service_name);
+    pt_otel_export_set_metrics(otlp_metrics, NULL);
     if (!file->metrics.listen) {
         if (file->metrics.enabled && !file->mgmt.listen)
             pt_info("metrics: no management listener and no metrics.listen: %s is not served",
