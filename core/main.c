@@ -29,6 +29,7 @@
 #include "policy/pt_gen.h"
 #include "policy/pt_plugin.h"
 #include "policy/pt_policy.h"
+#include "proxy/pt_analytics.h"
 #include "proxy/pt_worker.h"
 
 #include <errno.h>
@@ -418,6 +419,7 @@ static bool commit_running(struct pt_gen *g, struct pt_errors *errs)
 static void publish(struct pt_gen *g)
 {
     apply_logs(g->conf);
+    pt_analytics_configure(&g->conf->analytics);
     pt_workers_publish(g);
     struct pt_gen *old = current;
     current = g;
@@ -779,6 +781,7 @@ int main(int argc, char **argv)
         pt_err("cannot start workers");
         return 1;
     }
+    pt_analytics_start(ctl_base, store, &g->conf->analytics);
     quota_timer = event_new(ctl_base, -1, EV_PERSIST, on_quota_timer, NULL);
     struct timeval qtv = {QUOTA_FLUSH_MS / 1000, (QUOTA_FLUSH_MS % 1000) * 1000};
     event_add(quota_timer, &qtv);
@@ -816,6 +819,7 @@ int main(int argc, char **argv)
     if (quota_timer)
         event_free(quota_timer);
     flush_counters();
+    pt_analytics_stop(); /* what the workers counted, before the store closes */
     event_base_free(ctl_base);
     pt_gen_unref(current);
     while (lsocks) {

@@ -212,6 +212,8 @@ struct pt_req {
     const char *reason;
     char id[129];
     size_t idn;
+    /* analytics (helper A: proxy/pt_analytics.c) */
+    uint8_t cache_status; /* 0 none, 1 hit, 2 miss (set by the caching policies) */
 };
 
 static inline struct pt_gen *req_gen(const struct pt_req *req)

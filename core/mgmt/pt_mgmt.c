@@ -91,6 +91,8 @@ static const struct route routes[] = {
     {"apply", "POST", H_APPLY, NULL, A_SERVICE, false,
      "Create or update every entity of a document (the configuration file's lists) in one transaction"},
     {"export", "GET", H_EXPORT, NULL, A_SECRETS, false, "Every entity, as a document `apply` accepts"},
+    {"reports/{id}", "GET", H_REPORTS, NULL, A_API, true,
+     "Usage reports: byApi, byOperation, byProduct, bySubscription, byUser, byTime, byRequest"},
     {"openapi.json", "GET", H_OPENAPI, NULL, A_OPEN, false, "This description"},
 };
 
@@ -278,6 +280,9 @@ static void on_request(struct evhttp_request *r, void *arg)
         break;
     case H_EXPORT:
         pt_mgmt_export_serve(&m);
+        break;
+    case H_REPORTS:
+        pt_mgmt_reports_serve(&m, m.id);
         break;
     case H_OPENAPI:
         break;

@@ -34,6 +34,7 @@
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
+#include "proxy/pt_analytics.h"
 #include "proxy/pt_proxy.h"
 #include "proxy/pt_worker.h"
 
@@ -460,6 +461,7 @@ static void log_request(struct pt_req *req)
     for (struct pt_hook *h = req->end_hooks; h; h = h->next)
         h->end(h->arg, req->status, req->bytes_in, req->bytes_out);
     req->end_hooks = NULL;
+    pt_analytics_record(req->c->w->an, req); /* analytics (A) */
     if (pt_worker_access_fd < 0)
         return;
     struct pt_worker *w = req->c->w;
