@@ -182,7 +182,11 @@ void pt_mgmt_filter_send_page(struct mreq *m, json_t *items)
                *stxt = pt_mgmt_req_param(m, "$skip");
     struct pt_mgmt_filter_cond conds[PT_MGMT_FILTER_MAX];
     int nc = 0;
-    if (ftxt && (nc = pt_mgmt_filter_parse(ftxt, conds, PT_MGMT_FILTER_MAX)) < 0) {
+    bool order = false; /* ge, gt, le, lt: the reports' timestamps, not entity lists */
+    if (ftxt && (nc = pt_mgmt_filter_parse(ftxt, conds, PT_MGMT_FILTER_MAX)) >= 0)
+        for (int i = 0; i < nc; i++)
+            order |= strcmp(conds[i].op, "eq") && strcmp(conds[i].op, "ne") && strchr("gl", conds[i].op[0]);
+    if (ftxt && (nc < 0 || order)) {
         json_decref(items);
         pt_mgmt_req_send_error(m, 400, "InvalidFilter",
                                "$filter '%s' is not understood (use field eq 'value', ne, "

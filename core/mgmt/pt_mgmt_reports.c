@@ -140,7 +140,7 @@ bool pt_mgmt_reports_datetime(const char *text, int64_t *ms)
     if (t == (time_t)-1 || tm.tm_mday != mday) /* 2026-02-30 normalizes into March */
         return false;
     *ms = ((int64_t)t - off) * 1000 + frac;
-    return true;
+    return *ms >= 0;
 }
 
 /* ----------------------------------------------------------------- reports */

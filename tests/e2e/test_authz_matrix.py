@@ -39,6 +39,8 @@ AREAS = {
     "workspaces/{id}/policies": "wspolicy", "workspaces/{id}/policies/policy": "wspolicy",
     "tokens": "service", "tokens/{id}": "service",
     "apply": "service", "export": "secrets", "openapi.json": "open",
+    # usage reports (docs/analytics.md): read-only figures of APIs; under a workspace, only its APIs'
+    "reports/{id}": "api",
 }
 
 # reads of secrets are POSTs that change nothing
@@ -122,6 +124,8 @@ def fill(route, pre, ws_id, write):
         if s == "{id}":
             if top == "workspaces":
                 s = ws_id
+            elif top == "reports":
+                s = "byApi"
             elif write and target_is_id:
                 s = "mx"
             elif top == "users":
