@@ -873,8 +873,6 @@ static const struct pt_cfkey top_keys[] = {
     {"management", PT_CT_MAP, 0, 0, .sub = mgmt_keys,
      .doc = "The [management API](management-api.md): its listener (HTTPS with `certificate` + `key`), "
             "administrator token and largest request body."},
-    {"analytics", PT_CT_MAP, 0, 0, .sub = analytics_keys,
-     .doc = "Request records and usage reports; see [analytics.md](analytics.md)."},
     {"trustedProxies", PT_CT_CUSTOM, offsetof(struct pt_conf, trusted), 0, .fn = read_trusted,
      .form = "list of addresses or ranges", .def = "`[]`",
      .doc = "Addresses and ranges (`10.0.0.0/8`, `2001:db8::/32`) of proxies in front of the gateway: "
@@ -917,6 +915,8 @@ static const struct pt_cfkey top_keys[] = {
     {"apiVersionSets", PT_CT_CUSTOM, offsetof(struct pt_conf, version_sets), PT_CF_LIST,
      .fn = pt_conf_entities_read_version_sets, .sub = pt_conf_entities_vs_keys, .form = "list of maps",
      .doc = "Version sets: APIs that are versions of one API; see [Versions](#versions)."},
+    {"analytics", PT_CT_MAP, 0, 0, .sub = analytics_keys,
+     .doc = "Request records and usage reports; see [analytics.md](analytics.md)."},
     {0},
 };
 

@@ -515,3 +515,39 @@ def test_no_backend_status_for_a_refusal_after_a_retried_backend_call(backend, p
     wait_for(lambda: report(m, "byRequest", since)["count"] == 1, timeout=FLUSH_BOUND + 3, what="the record")
     rec = report(m, "byRequest", since)["value"][0]
     assert rec["responseCode"] == 429 and "backendResponseCode" not in rec, rec
+
+
+def test_rollup_and_retention_in_the_store(backend, portico, workdir):
+    """Old minute buckets become hour buckets, old hour buckets day buckets,
+    buckets past retention go, and the figures stay the same sums."""
+    import sqlite3
+    p = portico(config(backend), env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    now = int(time.time())
+    h3d = (now - 3 * 86400) // 3600 * 3600  # an hour three days ago: past hourAfter (48 h)
+    d40 = (now - 40 * 86400) // 86400 * 86400  # a day 40 days ago: past dayAfter (30 d)
+    cols = ("grain, ts, api, op, product, sub, user, success, blocked, failed, other, bandwidth, cache_hit, "
+            "cache_miss, api_sum, api_min, api_max, svc_n, svc_sum, svc_min, svc_max")
+    rows = [
+        (0, h3d + 60, "echo", "get-item", "silver", "s-bob", "bob", 2, 1, 0, 0, 100, 0, 0, 3000, 500, 2000, 2, 1000, 300, 700),
+        (0, h3d + 1200, "echo", "get-item", "silver", "s-bob", "bob", 1, 0, 1, 0, 50, 0, 0, 900, 100, 800, 1, 50, 50, 50),
+        (1, d40 + 3600, "echo", "get-item", "silver", "s-bob", "bob", 5, 0, 0, 0, 10, 0, 0, 500, 100, 100, 0, 0, None, None),
+        (1, d40 + 7200, "echo", "get-item", "silver", "s-bob", "bob", 1, 0, 0, 0, 10, 0, 0, 100, 100, 100, 1, 9, 9, 9),
+        (2, (now - 100 * 86400) // 86400 * 86400, "echo", "", "", "", "", 9, 0, 0, 0, 1, 0, 0, 1, 1, 1, 0, 0, None, None),
+    ]
+    db = sqlite3.connect(os.path.join(workdir, "var", "portico.db"), timeout=10)
+    with db:
+        db.executemany("INSERT INTO analytics_buckets (%s) VALUES (%s)" % (cols, ",".join("?" * 21)), rows)
+
+    def grains():
+        return db.execute("SELECT grain, ts, success, blocked, failed, api_sum, api_min, api_max, svc_n, svc_sum,"
+                          " svc_min, svc_max FROM analytics_buckets ORDER BY grain, ts").fetchall()
+    wait_for(lambda: len(grains()) == 2, timeout=FLUSH_BOUND + 3, what="the roll-ups and the expiry")
+    assert grains() == [
+        (1, h3d, 3, 1, 1, 3900, 100, 2000, 3, 1050, 50, 700),  # two minutes into their hour
+        (2, d40, 6, 0, 0, 600, 100, 100, 1, 9, 9, 9),  # two hours into their day
+    ]
+    db.close()
+    out = report(m, "byOperation", now - 45 * 86400)["value"]
+    assert [(r["operationId"], r["callCountTotal"]) for r in out] == [("/apis/echo/operations/get-item", 11)]
+    assert out[0]["apiTimeMin"] == 0.1 and out[0]["apiTimeMax"] == 2.0 and out[0]["serviceTimeMin"] == 0.009
