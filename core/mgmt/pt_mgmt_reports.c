@@ -443,7 +443,7 @@ static int cmp_rows(const void *a, const void *b)
 }
 
 /* Reads $orderby; false after answering 400.  *field is "" when absent. */
-static bool read_orderby(struct mreq *m, const json_t *sample, bool by_request)
+static bool read_orderby(struct mreq *m, bool by_request)
 {
     const char *o = pt_mgmt_req_param(m, "$orderby");
     order_field[0] = '\0';
@@ -490,7 +490,6 @@ static bool read_orderby(struct mreq *m, const json_t *sample, bool by_request)
     else
         for (int i = 0; known[i]; i++)
             ok |= !strcmp(known[i], order_field);
-    (void)sample;
     if (ok)
         return true;
 bad:
@@ -529,31 +528,25 @@ static bool read_paging(struct mreq *m, long *top, long *skip)
 }
 
 /* The ids of the workspace's APIs, as a JSON array text (to free). */
+struct ws_apis {
+    const char *ws;
+    json_t *ids;
+};
+
 static bool ws_api(void *arg, const struct pt_entity *e)
 {
-    json_array_append_new(arg, json_string(e->id));
+    struct ws_apis *w = arg;
+    if (!strcmp(e->workspace ? e->workspace : "", w->ws))
+        json_array_append_new(w->ids, json_string(e->id));
     return true;
 }
 
 static char *workspace_apis(const char *ws)
 {
-    json_t *all = json_array(), *mine = json_array();
-    struct collect {
-        json_t *a;
-    };
-    (void)sizeof(struct collect);
-    pt_store_each(pt_mgmt_req_store, "api", "", ws_api, all);
-    size_t i;
-    json_t *v;
-    json_array_foreach(all, i, v)
-    {
-        char src[16], wsp[128];
-        if (pt_store_info(pt_mgmt_req_store, "api", "", json_string_value(v), src, wsp) && !strcmp(wsp, ws))
-            json_array_append(mine, v);
-    }
-    json_decref(all);
-    char *txt = json_dumps(mine, JSON_COMPACT);
-    json_decref(mine);
+    struct ws_apis w = {ws, json_array()};
+    pt_store_each(pt_mgmt_req_store, "api", "", ws_api, &w);
+    char *txt = json_dumps(w.ids, JSON_COMPACT);
+    json_decref(w.ids);
     return txt;
 }
 
@@ -632,7 +625,7 @@ void pt_mgmt_reports_serve(struct mreq *m, const char *name)
         }
     }
     long top, skip;
-    if (!read_paging(m, &top, &skip) || !read_orderby(m, NULL, r.by_request))
+    if (!read_paging(m, &top, &skip) || !read_orderby(m, r.by_request))
         return;
     char *apis = NULL;
     if (m->ws) {
