@@ -34,6 +34,7 @@
 #include "policy/pt_gen.h"
 #include "policy/pt_plugin.h"
 #include "policy/pt_policy.h"
+#include "proxy/pt_analytics.h"
 #include "proxy/pt_worker.h"
 
 #include <errno.h>
@@ -497,6 +498,7 @@ static void publish(struct pt_gen *g)
     atomic_store(&pt_metrics_enabled, g->conf->metrics.enabled);
     if (pt_metrics_core[PT_MC_CONFIG_GENERATION])
         pt_metrics_set(pt_metrics_core[PT_MC_CONFIG_GENERATION], PT_METRICS_CONTROL, 0, (int64_t)g->serial);
+    pt_analytics_configure(&g->conf->analytics);
     pt_workers_publish(g);
     struct pt_gen *old = current;
     current = g;
@@ -875,6 +877,7 @@ int main(int argc, char **argv)
         pt_err("cannot start workers");
         return 1;
     }
+    pt_analytics_start(ctl_base, store, &g->conf->analytics);
     quota_timer = event_new(ctl_base, -1, EV_PERSIST, on_quota_timer, NULL);
     struct timeval qtv = {QUOTA_FLUSH_MS / 1000, (QUOTA_FLUSH_MS % 1000) * 1000};
     event_add(quota_timer, &qtv);
@@ -916,6 +919,7 @@ int main(int argc, char **argv)
     if (quota_timer)
         event_free(quota_timer);
     flush_counters();
+    pt_analytics_stop(); /* what the workers counted, before the store closes */
     event_base_free(ctl_base);
     pt_gen_unref(current);
     pt_logsink_shutdown(PT_LOGSINK_CLOSE_MS); /* the loggers deliver what they hold */

@@ -792,6 +792,58 @@ static bool read_trusted(struct pt_cfctx *cx, struct pt_node *n, void *field)
     return ok;
 }
 
+/* A duration that may be long (days): into uint64_t seconds, at least 1 minute. */
+static bool read_long_duration(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    uint64_t ms;
+    if (n->kind != PT_N_SCALAR || !pt_schema_parse_duration_ms(n->str, &ms) || ms < 60000 ||
+        ms > 3650ULL * 86400000) {
+        pt_node_error(cx->errs, n, "expected a duration from 1m to 3650d such as 90d, 48h or 30m, found '%s'",
+                      n->kind == PT_N_SCALAR ? n->str : "(not a scalar)");
+        return false;
+    }
+    *(uint64_t *)field = ms / 1000;
+    return true;
+}
+
+static const struct pt_cfkey analytics_rollup_keys[] = {
+    {"hourAfter", PT_CT_CUSTOM, offsetof(struct pt_conf, analytics.hour_after), 0, .fn = read_long_duration,
+     .form = "duration (`48h`, `2d`)", .def = "`48h`",
+     .doc = "Minute buckets older than this are rolled up into hour buckets."},
+    {"dayAfter", PT_CT_CUSTOM, offsetof(struct pt_conf, analytics.day_after), 0, .fn = read_long_duration,
+     .form = "duration (`30d`)", .def = "`30d`",
+     .doc = "Hour buckets older than this are rolled up into day buckets."},
+    {0},
+};
+
+static const struct pt_cfkey analytics_request_keys[] = {
+    {"maxCount", PT_CT_INT, offsetof(struct pt_conf, analytics.requests_max), 0, 0, 100000000,
+     .def = "`100000`",
+     .doc = "The most request records kept for the `byRequest` report (the oldest go first); `0` keeps "
+            "none."},
+    {"maxAge", PT_CT_CUSTOM, offsetof(struct pt_conf, analytics.requests_max_age), 0,
+     .fn = read_long_duration, .form = "duration (`7d`, `12h`)", .def = "`7d`",
+     .doc = "Request records older than this are deleted."},
+    {0},
+};
+
+static const struct pt_cfkey analytics_keys[] = {
+    {"enabled", PT_CT_BOOL, offsetof(struct pt_conf, analytics.enabled), 0, .def = "`true`",
+     .doc = "Records every request for the usage reports (`/management/reports/...`); `false` records "
+            "nothing."},
+    {"flushInterval", PT_CT_MS, offsetof(struct pt_conf, analytics.flush_interval), 0, 100, 60000,
+     .def = "`1s`",
+     .doc = "How often the control thread writes what the workers counted to the store; a report lags "
+            "by at most this plus 1 s, and a crash loses at most that much."},
+    {"retention", PT_CT_CUSTOM, offsetof(struct pt_conf, analytics.retention), 0, .fn = read_long_duration,
+     .form = "duration (`90d`)", .def = "`90d`", .doc = "Aggregates older than this are deleted."},
+    {"rollup", PT_CT_MAP, 0, 0, .sub = analytics_rollup_keys,
+     .doc = "When minute buckets become hour buckets and hour buckets day buckets."},
+    {"requests", PT_CT_MAP, 0, 0, .sub = analytics_request_keys,
+     .doc = "The request records behind the `byRequest` report: a ring bounded by count and age."},
+    {0},
+};
+
 static const struct pt_cfkey mgmt_keys[] = {
     {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, mgmt.listen), 0, .fn = read_mgmt_listen,
      .form = "`HOST:PORT`", .def = "none",
@@ -1102,6 +1154,8 @@ static const struct pt_cfkey top_keys[] = {
     {"telemetry", PT_CT_MAP, 0, 0, .sub = telemetry_keys,
      .doc = "OpenTelemetry: W3C trace context towards backends, spans exported over OTLP/HTTP; see "
             "[opentelemetry.md](opentelemetry.md)."},
+    {"analytics", PT_CT_MAP, 0, 0, .sub = analytics_keys,
+     .doc = "Request records and usage reports; see [analytics.md](analytics.md)."},
     {0},
 };
 
@@ -1159,6 +1213,13 @@ static void set_defaults(struct pt_conf *cf)
     cf->metrics.path = "/metrics";
     cf->metrics.max_series = 500;
     cf->metrics.location = "local";
+    cf->analytics.enabled = true;
+    cf->analytics.flush_interval = 1000;
+    cf->analytics.retention = 90 * 86400;
+    cf->analytics.hour_after = 48 * 3600;
+    cf->analytics.day_after = 30 * 86400;
+    cf->analytics.requests_max = 100000;
+    cf->analytics.requests_max_age = 7 * 86400;
 }
 
 struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,

@@ -334,6 +334,19 @@ struct pt_metrics_cf {
     char *location;     /* emit-metric's "Location" */
 };
 
+/* analytics: request records and usage reports (docs/analytics.md).  Read by
+   the workers (enabled) and the control thread (the rest) from the running
+   generation, so a reload applies every key. */
+struct pt_analytics_cf {
+    bool enabled;
+    uint32_t flush_interval;   /* ms between two writes to the store */
+    uint64_t retention;        /* s: aggregates older than this are deleted */
+    uint64_t hour_after;       /* s: minute buckets older than this become hour buckets */
+    uint64_t day_after;        /* s: hour buckets older than this become day buckets */
+    int64_t requests_max;      /* raw request records kept at most (0: none kept) */
+    uint64_t requests_max_age; /* s: raw request records older than this are deleted */
+};
+
 struct pt_lua_limits {
     uint32_t timeout;         /* per call, ms */
     uint64_t memory;          /* per worker state, bytes */
@@ -387,6 +400,7 @@ struct pt_conf {
     struct pt_telemetry_cf telemetry;
     struct pt_tracing_cf tracing;
     struct pt_metrics_cf metrics;
+    struct pt_analytics_cf analytics;
 };
 
 /* An address range: family AF_INET or AF_INET6, network bytes, prefix bits. */

@@ -94,6 +94,22 @@ static const char *const migrations[] = {
     "CREATE INDEX links_b ON links(kind, b);"
     "CREATE TABLE counters (key TEXT NOT NULL, period INTEGER NOT NULL, value INTEGER NOT NULL,"
     "  PRIMARY KEY (key, period));",
+    /* 2: analytics (pt_store_analytics.c): aggregate buckets by grain, raw request records */
+    "CREATE TABLE analytics_buckets ("
+    "  grain INTEGER NOT NULL, ts INTEGER NOT NULL,"
+    "  api TEXT NOT NULL, op TEXT NOT NULL, product TEXT NOT NULL, sub TEXT NOT NULL, user TEXT NOT NULL,"
+    "  success INTEGER NOT NULL, blocked INTEGER NOT NULL, failed INTEGER NOT NULL, other INTEGER NOT NULL,"
+    "  bandwidth INTEGER NOT NULL, cache_hit INTEGER NOT NULL, cache_miss INTEGER NOT NULL,"
+    "  api_sum INTEGER NOT NULL, api_min INTEGER, api_max INTEGER,"
+    "  svc_n INTEGER NOT NULL, svc_sum INTEGER NOT NULL, svc_min INTEGER, svc_max INTEGER,"
+    "  PRIMARY KEY (grain, ts, api, op, product, sub, user));"
+    "CREATE TABLE analytics_requests ("
+    "  seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, request_id TEXT NOT NULL,"
+    "  api TEXT NOT NULL, op TEXT NOT NULL, product TEXT NOT NULL, sub TEXT NOT NULL, user TEXT NOT NULL,"
+    "  method TEXT NOT NULL, url TEXT NOT NULL, ip TEXT NOT NULL, status INTEGER NOT NULL,"
+    "  backend_status INTEGER, request_size INTEGER NOT NULL, response_size INTEGER NOT NULL,"
+    "  cache INTEGER NOT NULL, api_time INTEGER NOT NULL, service_time INTEGER, reason TEXT NOT NULL);"
+    "CREATE INDEX analytics_requests_ts ON analytics_requests(ts);",
 };
 
 static bool exec(struct pt_store *s, const char *sql)
@@ -197,6 +213,16 @@ void pt_store_close(struct pt_store *s)
 const char *pt_store_error(struct pt_store *s)
 {
     return s->err;
+}
+
+struct sqlite3 *pt_store_sqlite(struct pt_store *s)
+{
+    return s->db;
+}
+
+bool pt_store_in_transaction(struct pt_store *s)
+{
+    return s->depth > 0;
 }
 
 uint64_t pt_store_version(struct pt_store *s)

@@ -82,6 +82,12 @@ void pt_store_touch_link(struct pt_store *s, const char *kind, const char *a, co
 /* Deletes what `source` wrote that was not touched since the mark. */
 int pt_store_sweep(struct pt_store *s, const char *source);
 
+/* For the store's other files (pt_store_analytics.c): the SQLite connection,
+   and whether an entity transaction is open (their own writes wait then). */
+struct sqlite3;
+struct sqlite3 *pt_store_sqlite(struct pt_store *s);
+bool pt_store_in_transaction(struct pt_store *s);
+
 /* The last SQLite error message. */
 const char *pt_store_error(struct pt_store *s);
 /* Bumped by every committed write (the management API's change counter). */

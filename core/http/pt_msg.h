@@ -231,6 +231,8 @@ struct pt_req {
        test the pipeline driver makes per statement */
     struct pt_trace *trace;
     uint8_t trace_flags; /* PT_TRACE_F_*: what the response says about tracing (0: nothing) */
+    /* analytics (helper A: proxy/pt_analytics.c) */
+    uint8_t cache_status; /* 0 none, 1 hit, 2 miss (set by the caching policies) */
 };
 
 static inline struct pt_gen *req_gen(const struct pt_req *req)

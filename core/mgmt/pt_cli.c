@@ -7,6 +7,9 @@
  *   portico subscription create ID --scope S [--owner U] [--name N] [--state S]
  *   portico subscription list|show ID|keys ID|regenerate ID [--secondary]
  *   portico subscription approve|suspend|cancel|delete ID
+ *   portico report by-api|by-operation|by-product|by-subscription|by-user|by-time|by-request
+ *           [--since 1h | --from T [--to T]] [--api A] [--operation O] [--product P]
+ *           [--subscription S] [--user U] [--interval 15m] [--top N] [--json]
  *
  * Options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001;
  * https:// checks the server's certificate against the system CAs or
@@ -31,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 struct cli {
@@ -490,6 +494,171 @@ static int api_export(struct cli *c, const char *id, const char *format)
     return rc;
 }
 
+/* ---------------------------------------------------------------- reports */
+
+struct report_opts {
+    const char *since, *from, *to, *interval, *top;
+    const char *ids[5]; /* api, operation, product, subscription, user */
+};
+
+static const struct {
+    const char *cmd, *name, *id; /* the CLI's name, the report's, its id field */
+} report_kinds[] = {
+    {"by-api", "byApi", "apiId"},
+    {"by-operation", "byOperation", "operationId"},
+    {"by-product", "byProduct", "productId"},
+    {"by-subscription", "bySubscription", "subscriptionId"},
+    {"by-user", "byUser", "userId"},
+    {"by-time", "byTime", NULL},
+    {"by-request", "byRequest", NULL},
+};
+
+/* "1h", "15m", "2d", "90s", "1w" into seconds; -1 when it is not one. */
+static long cli_duration(const char *v)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || n <= 0 || n > 100000000)
+        return -1;
+    long unit = !strcmp(end, "s")   ? 1
+                : !strcmp(end, "m") ? 60
+                : !strcmp(end, "h") ? 3600
+                : !strcmp(end, "d") ? 86400
+                : !strcmp(end, "w") ? 7 * 86400
+                                    : -1;
+    return unit < 0 ? -1 : n * unit;
+}
+
+static void add_num(json_t *row, const char *col, const json_t *v)
+{
+    char buf[64];
+    if (json_is_real(v))
+        snprintf(buf, sizeof(buf), "%.1f", json_real_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+    else
+        buf[0] = '\0';
+    json_object_set_new(row, col, json_string(buf));
+}
+
+static int cli_report(struct cli *c, const char *kind, const struct report_opts *o)
+{
+    int k = -1;
+    for (int i = 0; i < (int)PT_ARRAY_LEN(report_kinds); i++)
+        if (kind && !strcmp(kind, report_kinds[i].cmd))
+            k = i;
+    if (k < 0)
+        die_usage(
+            "report takes by-api, by-operation, by-product, by-subscription, by-user, by-time or by-request");
+    char from[64], flt[2048];
+    if (o->from)
+        snprintf(from, sizeof(from), "%s", o->from);
+    else {
+        long d = cli_duration(o->since ? o->since : "1h");
+        if (d < 0)
+            die_usage("--since takes a duration such as 30m, 1h, 7d (got '%s')", o->since);
+        time_t t = time(NULL) - d;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(from, sizeof(from), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    int n = snprintf(flt, sizeof(flt), "timestamp ge %s", from);
+    if (o->to)
+        n += snprintf(flt + n, sizeof(flt) - (size_t)n, " and timestamp le %s", o->to);
+    static const char *const fields[] = {"apiId", "operationId", "productId", "subscriptionId", "userId"};
+    for (int i = 0; i < 5; i++)
+        if (o->ids[i] && n < (int)sizeof(flt)) {
+            n += snprintf(flt + n, sizeof(flt) - (size_t)n, " and %s eq '", fields[i]);
+            for (const char *p = o->ids[i]; *p && n < (int)sizeof(flt) - 3; p++) {
+                if (*p == '\'')
+                    flt[n++] = '\'';
+                flt[n++] = *p;
+            }
+            n += snprintf(flt + n, sizeof(flt) - (size_t)PT_MIN(n, (int)sizeof(flt)), "'");
+        }
+    if (n >= (int)sizeof(flt))
+        die_usage("the filter is too long");
+    char interval[64] = "";
+    if (!strcmp(report_kinds[k].name, "byTime")) {
+        const char *iv = o->interval ? o->interval : "15m";
+        long d = iv[0] == 'P' ? 0 : cli_duration(iv);
+        if (iv[0] == 'P')
+            snprintf(interval, sizeof(interval), "%s", iv);
+        else if (d < 0)
+            die_usage("--interval takes a duration such as 15m, 1h, 1d (got '%s')", iv);
+        else if (d % 86400 == 0)
+            snprintf(interval, sizeof(interval), "P%ldD", d / 86400);
+        else if (d % 3600 == 0)
+            snprintf(interval, sizeof(interval), "PT%ldH", d / 3600);
+        else if (d % 60 == 0)
+            snprintf(interval, sizeof(interval), "PT%ldM", d / 60);
+        else
+            snprintf(interval, sizeof(interval), "PT%ldS", d);
+    }
+    char *ef = enc(flt), *ei = enc(interval), path[4096];
+    snprintf(path, sizeof(path), "/management/reports/%s?$filter=%s%s%s%s%s", report_kinds[k].name, ef,
+             interval[0] ? "&interval=" : "", ei, o->top ? "&$top=" : "", o->top ? o->top : "");
+    free(ef);
+    free(ei);
+    int rc = 0;
+    json_t *j = call_json(c, "GET", path, NULL, &rc);
+    if (!j)
+        return rc;
+    if (c->json) {
+        print_json(j);
+        json_decref(j);
+        return 0;
+    }
+    json_t *rows = json_array();
+    size_t i;
+    json_t *it;
+    bool by_request = !strcmp(report_kinds[k].name, "byRequest");
+    static const char *const agg_cols[] = {"NAME",  "ID",    "TOTAL",  "SUCCESS", "BLOCKED", "FAILED",
+                                           "OTHER", "BYTES", "API-MS", "SVC-MS",  NULL};
+    static const char *const time_cols[] = {"TIMESTAMP", "TOTAL", "SUCCESS", "BLOCKED", "FAILED",
+                                            "OTHER",     "BYTES", "API-MS",  "SVC-MS",  NULL};
+    static const char *const req_cols[] = {"TIMESTAMP",    "METHOD",     "URL",    "STATUS",
+                                           "BACKEND",      "API-MS",     "SVC-MS", "API",
+                                           "SUBSCRIPTION", "REQUEST-ID", NULL};
+    json_array_foreach(json_object_get(j, "value"), i, it)
+    {
+        json_t *r = json_object();
+        if (by_request) {
+            static const char *const src[] = {"timestamp", "method", "url", NULL};
+            for (int x = 0; src[x]; x++)
+                json_object_set(r, req_cols[x], json_object_get(it, src[x]) ?: json_string(""));
+            add_num(r, "STATUS", json_object_get(it, "responseCode"));
+            add_num(r, "BACKEND", json_object_get(it, "backendResponseCode"));
+            add_num(r, "API-MS", json_object_get(it, "apiTime"));
+            add_num(r, "SVC-MS", json_object_get(it, "serviceTime"));
+            json_object_set(r, "API", json_object_get(it, "apiId"));
+            json_object_set(r, "SUBSCRIPTION", json_object_get(it, "subscriptionId"));
+            json_object_set(r, "REQUEST-ID", json_object_get(it, "requestId"));
+        } else {
+            if (report_kinds[k].id) {
+                json_object_set(r, "NAME", json_object_get(it, "name"));
+                json_object_set(r, "ID", json_object_get(it, report_kinds[k].id));
+            } else
+                json_object_set(r, "TIMESTAMP", json_object_get(it, "timestamp"));
+            static const char *const src[] = {"callCountTotal",  "callCountSuccess", "callCountBlocked",
+                                              "callCountFailed", "callCountOther",   "bandwidth",
+                                              "apiTimeAvg",      "serviceTimeAvg",   NULL};
+            static const char *const dst[] = {"TOTAL", "SUCCESS", "BLOCKED", "FAILED", "OTHER",
+                                              "BYTES", "API-MS",  "SVC-MS",  NULL};
+            for (int x = 0; src[x]; x++)
+                add_num(r, dst[x], json_object_get(it, src[x]));
+        }
+        json_array_append_new(rows, r);
+    }
+    print_table(rows, by_request ? req_cols : report_kinds[k].id ? agg_cols : time_cols);
+    long long count = json_integer_value(json_object_get(j, "count"));
+    if ((long long)json_array_size(rows) < count)
+        fprintf(stderr, "(%zu of %lld; see --top)\n", json_array_size(rows), count);
+    json_decref(rows);
+    json_decref(j);
+    return 0;
+}
+
 /* --timeout: whole seconds, 1 to 3600 */
 static uint32_t parse_timeout(const char *v)
 {
@@ -519,6 +688,10 @@ static void usage(FILE *f)
         "[--state STATE]\n"
         "  subscription list | show ID | keys ID | regenerate ID [--secondary]\n"
         "  subscription approve ID | suspend ID | cancel ID | delete ID\n"
+        "  report by-api|by-operation|by-product|by-subscription|by-user|by-time|by-request\n"
+        "         [--since 1h | --from ISO-TIME [--to ISO-TIME]] [--api A] [--operation O] [--product P]\n"
+        "         [--subscription S] [--user U] [--interval 15m (by-time)] [--top N] [--json]\n"
+        "                                   usage figures as a table (docs/analytics.md)\n"
         "options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001; https:// for TLS)\n"
         "         --ca-file FILE (default $PORTICO_CA_FILE, else the system CAs: whom to trust over https)\n"
         "         --token TOKEN (default $PORTICO_ADMIN_TOKEN)   -o json (JSON instead of tables)\n"
@@ -528,8 +701,9 @@ static void usage(FILE *f)
 
 bool pt_cli_is_command(const char *arg)
 {
-    static const char *const cmds[] = {"apply",        "export",      "api",       "product", "user", "group",
-                                       "subscription", "named-value", "workspace", "help",    NULL};
+    static const char *const cmds[] = {"apply",     "export", "api",          "product",
+                                       "user",      "group",  "subscription", "named-value",
+                                       "workspace", "help",   "report",       NULL};
     for (int i = 0; cmds[i]; i++)
         if (!strcmp(cmds[i], arg))
             return true;
@@ -549,6 +723,7 @@ int pt_cli_main(int argc, char **argv)
     const char *file = NULL, *scope = NULL, *owner = NULL, *name = NULL, *state = NULL;
     struct import_opts io = {0};
     bool secondary = false, include_file = false;
+    struct report_opts ro = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (die_usage("%s needs a value", a), ""))
@@ -587,6 +762,28 @@ int pt_cli_main(int argc, char **argv)
             io.wsdl_service = NEXT();
         else if (!strcmp(a, "--wsdl-endpoint"))
             io.wsdl_endpoint = NEXT();
+        else if (!strcmp(a, "--since"))
+            ro.since = NEXT();
+        else if (!strcmp(a, "--from"))
+            ro.from = NEXT();
+        else if (!strcmp(a, "--to"))
+            ro.to = NEXT();
+        else if (!strcmp(a, "--interval"))
+            ro.interval = NEXT();
+        else if (!strcmp(a, "--top"))
+            ro.top = NEXT();
+        else if (!strcmp(a, "--api"))
+            ro.ids[0] = NEXT();
+        else if (!strcmp(a, "--operation"))
+            ro.ids[1] = NEXT();
+        else if (!strcmp(a, "--product"))
+            ro.ids[2] = NEXT();
+        else if (!strcmp(a, "--subscription"))
+            ro.ids[3] = NEXT();
+        else if (!strcmp(a, "--user"))
+            ro.ids[4] = NEXT();
+        else if (!strcmp(a, "--json"))
+            c.json = true;
         else if (!strcmp(a, "--include-file"))
             include_file = true;
         else if (!strcmp(a, "--secondary"))
@@ -695,6 +892,8 @@ int pt_cli_main(int argc, char **argv)
         free(r.body);
         return rc;
     }
+    if (!strcmp(cmd, "report"))
+        return cli_report(&c, npos > 1 ? pos[1] : NULL, &ro);
     const struct noun *nn = NULL;
     for (size_t i = 0; i < PT_ARRAY_LEN(nouns); i++)
         if (!strcmp(nouns[i].name, cmd))

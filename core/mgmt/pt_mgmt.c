@@ -97,6 +97,8 @@ static const struct route routes[] = {
     {"gateways/managed/listTrace", "POST", H_TRACE_LIST, "api", A_API, true, "A request's trace by its id"},
     {"gateways/managed/traces/{id}", "GET", H_TRACE_GET, "api", A_API, true,
      "A request's trace: Ocp-Apim-Trace-Location's signed URL, or with a bearer token"},
+    {"reports/{id}", "GET", H_REPORTS, NULL, A_API, true,
+     "Usage reports: byApi, byOperation, byProduct, bySubscription, byUser, byTime, byRequest"},
     {"openapi.json", "GET", H_OPENAPI, NULL, A_OPEN, false, "This description"},
 };
 
@@ -297,6 +299,9 @@ static void on_request(struct evhttp_request *r, void *arg)
         break;
     case H_TRACE_GET:
         pt_mgmt_trace_get(&m);
+        break;
+    case H_REPORTS:
+        pt_mgmt_reports_serve(&m, m.id);
         break;
     case H_OPENAPI:
         break;

@@ -5,9 +5,10 @@
  * objects only; pt_mgmt_filter_send_page puts them to a request.
  *
  *   filter    = condition *( "and " condition )     at most PT_MGMT_FILTER_MAX
- *   condition = field " eq " value | field " ne " value
+ *   condition = field " " op " " value     op: eq ne ge gt le lt
  *             | ( "contains(" | "startswith(" | "endswith(" ) field "," value ")"
  *   value     = "'" text "'"  ('' in text for a quote) | a bare word (true, 3)
+ *             | "datetime'" text "'"  (OData v3's literal, as APIM's reports take it)
  *
  * Spaces may come before and after a condition and after the comma and
  * before ")" of a function; elsewhere only the single spaces shown.  A field
@@ -61,13 +62,19 @@ int pt_mgmt_filter_parse(const char *text, struct pt_mgmt_filter_cond *c, int ma
             snprintf(x->field, sizeof(x->field), "%.*s", (int)k, p);
             p += k + 1;
             k = strcspn(p, " ");
-            if (!p[k] || k >= sizeof(x->op) || (strncmp(p, "eq", k) && strncmp(p, "ne", k)) || k != 2)
+            static const char *const ops[] = {"eq", "ne", "ge", "gt", "le", "lt", NULL};
+            bool known = false;
+            for (int i = 0; ops[i] && k == 2; i++)
+                known |= !strncmp(p, ops[i], 2);
+            if (!p[k] || !known)
                 return -1;
             snprintf(x->op, sizeof(x->op), "%.*s", (int)k, p);
             p += k + 1;
         }
         /* the value: 'text' ('' for a quote), or a bare word (true, 3) */
         size_t vn = 0;
+        if (!strncasecmp(p, "datetime'", 9))
+            p += 8;
         if (*p == '\'') {
             p++;
             for (;;) {
@@ -133,6 +140,10 @@ bool pt_mgmt_filter_holds(const struct pt_mgmt_filter_cond *c, const json_t *o)
         return !strcasecmp(s, c->value);
     if (!strcmp(c->op, "ne"))
         return strcasecmp(s, c->value) != 0;
+    if (c->op[0] == 'g' || c->op[0] == 'l') { /* ge gt le lt: text order, without case */
+        int d = strcasecmp(s, c->value);
+        return c->op[0] == 'g' ? (c->op[1] == 'e' ? d >= 0 : d > 0) : (c->op[1] == 'e' ? d <= 0 : d < 0);
+    }
     if (!strcmp(c->op, "contains"))
         return strcasestr(s, c->value) != NULL;
     size_t sl = strlen(s), vl = strlen(c->value);
@@ -171,7 +182,11 @@ void pt_mgmt_filter_send_page(struct mreq *m, json_t *items)
                *stxt = pt_mgmt_req_param(m, "$skip");
     struct pt_mgmt_filter_cond conds[PT_MGMT_FILTER_MAX];
     int nc = 0;
-    if (ftxt && (nc = pt_mgmt_filter_parse(ftxt, conds, PT_MGMT_FILTER_MAX)) < 0) {
+    bool order = false; /* ge, gt, le, lt: the reports' timestamps, not entity lists */
+    if (ftxt && (nc = pt_mgmt_filter_parse(ftxt, conds, PT_MGMT_FILTER_MAX)) >= 0)
+        for (int i = 0; i < nc; i++)
+            order |= strcmp(conds[i].op, "eq") && strcmp(conds[i].op, "ne") && strchr("gl", conds[i].op[0]);
+    if (ftxt && (nc < 0 || order)) {
         json_decref(items);
         pt_mgmt_req_send_error(m, 400, "InvalidFilter",
                                "$filter '%s' is not understood (use field eq 'value', ne, "

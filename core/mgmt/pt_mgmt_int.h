@@ -8,6 +8,7 @@
  *                       subscription keys, named values' values, apply
  *   pt_mgmt_export.c    YAML output and the export
  *   pt_mgmt_openapi.c   the OpenAPI description of the routes
+ *   pt_mgmt_reports.c   the usage reports (analytics)
  *   pt_mgmt_filter.c    $filter, $top and $skip: parsing, matching, pages
  *   pt_mgmt_metrics.c   the Prometheus endpoint, on this listener or its own
  *   pt_mgmt_auth.c      tokens, roles and workspaces: who may do what
@@ -60,6 +61,7 @@ enum handler {
     H_TRACE_CREDENTIALS,
     H_TRACE_LIST,
     H_TRACE_GET,
+    H_REPORTS,
 };
 
 struct route {
@@ -148,7 +150,7 @@ bool pt_mgmt_auth_files_allowed(struct mreq *m, json_t *doc);
 /* The most conditions a $filter may join with "and". */
 #define PT_MGMT_FILTER_MAX 8
 
-/* One condition: `field eq 'value'`, `field ne 'value'` or
+/* One condition: `field eq 'value'` (or ne, ge, gt, le, lt) or
    `contains|startswith|endswith(field,'value')` (op is the lower-case name). */
 struct pt_mgmt_filter_cond {
     char field[64];
@@ -159,7 +161,8 @@ struct pt_mgmt_filter_cond {
 /* Parses a $filter into at most max conditions; their number, or -1 when
    the text is not understood or has more than max. */
 int pt_mgmt_filter_parse(const char *text, struct pt_mgmt_filter_cond *c, int max);
-/* Does object o satisfy c?  Strings compare without case; booleans read as
+/* Does object o satisfy c?  Strings compare without case (ge, gt, le, lt in
+   that order); booleans read as
    true/false, integers in decimal, a missing or null field as ''; any other
    value satisfies no condition. */
 bool pt_mgmt_filter_holds(const struct pt_mgmt_filter_cond *c, const json_t *o);
@@ -170,6 +173,17 @@ json_t *pt_mgmt_filter_page(const json_t *items, const struct pt_mgmt_filter_con
 /* Replies {"value": [...page...], "count": N, "nextLink": ...} for the
    request's $filter, $top and $skip, or 400; items is taken. */
 void pt_mgmt_filter_send_page(struct mreq *m, json_t *items);
+
+/* -------------------------------------------------------- pt_mgmt_reports */
+
+/* GET /reports/{name}: the usage reports (docs/analytics.md). */
+void pt_mgmt_reports_serve(struct mreq *m, const char *name);
+/* An ISO 8601 duration (PT15M, PT1H, P1D, P1W, P1DT12H...) in seconds; -1 when
+   it is not one, has years or months, or is not a positive multiple of a minute. */
+int64_t pt_mgmt_reports_interval(const char *text);
+/* An ISO 8601 date-time (2026-01-02T03:04:05Z, fractions, an offset, or a date
+   alone) into Unix ms; false when it is not one. */
+bool pt_mgmt_reports_datetime(const char *text, int64_t *ms);
 
 /* --------------------------------------------------------- pt_mgmt_export */
 

@@ -16,6 +16,7 @@
 #include "http/pt_otel_export.h"
 #include "http/pt_trace.h"
 #include "mgmt/pt_mgmt_int.h"
+#include "proxy/pt_analytics.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -35,11 +36,21 @@ static void counter(struct pt_metrics_sink *s, const char *name, const char *hel
     pt_metrics_sink_sample(s, name, help, PT_METRICS_COUNTER, names, &val, 1, (double)v);
 }
 
-/* OpenTelemetry's exporter, the loggers and request tracing, read at each
+/* Analytics, OpenTelemetry's exporter, the loggers and request tracing, read at each
    scrape from their own atomic counters (docs/metrics.md). */
 static void collect_parts(struct pt_metrics_sink *s, void *arg)
 {
     (void)arg;
+    struct pt_analytics_stats a;
+    pt_analytics_stats(&a);
+    static const char *const an_help = "Requests by analytics outcome: recorded by workers, written to the "
+                                       "store, or dropped (no free buffer).";
+    counter(s, "portico_analytics_requests_total", an_help, "outcome", "recorded", a.records);
+    counter(s, "portico_analytics_requests_total", an_help, "outcome", "flushed", a.flushed);
+    counter(s, "portico_analytics_requests_total", an_help, "outcome", "dropped", a.dropped);
+    pt_metrics_sink_value(s, "portico_analytics_flush_errors_total",
+                          "Analytics flushes the store refused (retried at the next flush).", PT_METRICS_COUNTER,
+                          (double)a.flush_errors);
     struct pt_otel_stats o;
     pt_otel_stats(&o);
     static const char *const span_help = "OpenTelemetry spans by outcome: recorded by workers, accepted by the "

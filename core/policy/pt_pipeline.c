@@ -285,6 +285,8 @@ static pt_status retry_after(struct pt_req *req, struct pt_frame *f, int attempt
     }
     attempts++;
     req->ex.has_error = false;
+    req->backend_status =
+        0; /* a new attempt: the last one's backend answer is not this one's (analytics, A) */
     uint32_t wait = pt_corepol_retry_wait(r, attempts, req->peer->rng[0] ^ req->t0);
     if (traced)
         pt_trace_retry(req, attempts - 1, true, wait);

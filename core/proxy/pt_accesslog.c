@@ -79,9 +79,9 @@ static bool secret_param(const struct pt_req *req, pt_str k)
     return false;
 }
 
-/* The query for the access log, secret values written as REDACTED: logs
-   travel further than keys may. */
-static pt_str redact_query(struct pt_req *req)
+/* The query for the access log and the request records, secret values
+   written as REDACTED: logs travel further than keys may. */
+pt_str pt_accesslog_redact_query(struct pt_req *req)
 {
     pt_str q = req->h.query;
     struct pt_buf b;
@@ -118,7 +118,7 @@ void pt_accesslog_line(struct pt_req *req, const char *second, uint64_t wall, st
     log_str_field(&b, "method", req->h.method);
     log_str_field(&b, "path", req->h.path);
     if (req->h.query.len)
-        log_str_field(&b, "query", redact_query(req));
+        log_str_field(&b, "query", pt_accesslog_redact_query(req));
     if (req->api)
         log_str_field(&b, "api", pt_str_c(req->api->cf->id));
     if (req->op)
@@ -138,6 +138,8 @@ void pt_accesslog_line(struct pt_req *req, const char *second, uint64_t wall, st
         pt_buf_lit(&b, ",\"backendStatus\":");
         pt_buf_u64(&b, (uint64_t)req->backend_status);
     }
+    static const char *const cache[] = {"none", "hit", "miss"};
+    log_str_field(&b, "cache", pt_str_c(cache[req->cache_status < 3 ? req->cache_status : 0]));
     pt_buf_lit(&b, ",\"bytesIn\":");
     pt_buf_u64(&b, req->bytes_in);
     pt_buf_lit(&b, ",\"bytesOut\":");

@@ -36,6 +36,7 @@
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
+#include "proxy/pt_analytics.h"
 #include "proxy/pt_proxy.h"
 #include "proxy/pt_reqmetrics.h"
 #include "proxy/pt_worker.h"
@@ -468,6 +469,7 @@ static void log_request(struct pt_req *req)
     req->end_hooks = NULL;
     pt_reqmetrics_record(req); /* metrics (M) */
     pt_trace_end(req); /* tracing: a traced request's trace goes to the store */
+    pt_analytics_record(req->c->w->an, req); /* analytics (A) */
     if (pt_worker_access_fd == PT_WORKER_ACCESS_OFF)
         return;
     struct pt_worker *w = req->c->w;

@@ -73,5 +73,9 @@ void pt_tunnel_end(struct pt_req *req);
 /* The request's access-log line (JSON, secrets redacted) into out, from the
    request arena; `second` is "YYYY-MM-DDTHH:MM:SS." for the wall time. */
 void pt_accesslog_line(struct pt_req *req, const char *second, uint64_t wall, struct pt_buf *out);
+/* The request's query with the values of secret parameters (the subscription
+   key's, the API's secretQueryParameters) written as REDACTED; the query
+   itself when there is none, else a copy in the request arena. */
+pt_str pt_accesslog_redact_query(struct pt_req *req);
 
 #endif

@@ -439,6 +439,7 @@ pt_status pt_upstream_forward(struct pt_req *req)
         pt_trace_backend_request(req, b.p, b.n);
     req->tb0 = pt_clock_now_us();
     req->tb1 = 0;
+    req->backend_status = 0; /* this attempt's answer, if any (not an earlier one's) */
     req->retried = false;
     memset(&req->resp_ch, 0, sizeof(req->resp_ch));
     if (!req_send(req, false))

@@ -8,6 +8,7 @@
 #include "http/pt_logsink.h"
 #include "lua/pt_lua.h"
 #include "proxy/pt_reqmetrics.h"
+#include "proxy/pt_analytics.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -259,6 +260,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct pt_worker *w = arg;
     sweep(w);
     pt_reqmetrics_tick(w);
+    pt_analytics_tick(w->an);
     if (w->abuf_n && pt_clock_now_ms() - w->abuf_first >= w->cur->gen->conf->log.access_flush)
         access_flush(w);
 }
@@ -323,6 +325,7 @@ static void *worker_main(void *arg)
     if (w->wake)
         event_del(w->wake);
     pt_conn_stop(w);
+    pt_analytics_worker_end(w->an); /* after the last request was logged */
     /* TLS connections are released through libevent's deferred callbacks,
      * which hold a reference until they run: let them run before the base
      * goes (event_base_free drops pending callbacks without running them). */
@@ -385,6 +388,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
         w->abuf_cap = 64 * 1024;
         w->abuf = malloc(w->abuf_cap);
         w->lua = pt_lua_new(w->id, &w->cur);
+        w->an = pt_analytics_worker_new(i);
         pt_gen_ref(g);
         switch_gen(w, g);
     }

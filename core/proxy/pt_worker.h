@@ -105,6 +105,7 @@ struct pt_listener {
 };
 
 struct pt_upool;
+struct pt_analytics_w;
 struct pt_req;
 struct pt_conn;
 
@@ -149,6 +150,8 @@ struct pt_worker {
     char tstr[48];
 
     uint64_t rng[2];
+
+    struct pt_analytics_w *an; /* analytics: this worker's chunks (proxy/pt_analytics.c) */
 };
 
 enum { PT_CMD_NONE, PT_CMD_DRAIN, PT_CMD_STOP };

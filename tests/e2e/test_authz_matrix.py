@@ -43,6 +43,8 @@ AREAS = {
     # request tracing: reads of an API (a token for it, its traces)
     "gateways/managed/listDebugCredentials": "api", "gateways/managed/listTrace": "api",
     "gateways/managed/traces/{id}": "api",
+    # usage reports (docs/analytics.md): read-only figures of APIs; under a workspace, only its APIs'
+    "reports/{id}": "api",
 }
 
 # reads of secrets, debug credentials and traces are POSTs that change nothing
@@ -128,6 +130,8 @@ def fill(route, pre, ws_id, write):
         if s == "{id}":
             if top == "workspaces":
                 s = ws_id
+            elif top == "reports":
+                s = "byApi"
             elif write and target_is_id:
                 s = "mx"
             elif top == "users":

@@ -108,15 +108,16 @@ def test_logs_go_to_the_standard_stream_named(backend, portico, error_to, access
     assert len(access) == 2, access
     ok, nf = access
     assert set(ok) == {"time", "requestId", "clientIp", "method", "path", "query", "api", "operation",
-                       "status", "backendStatus", "bytesIn", "bytesOut", "backendTime", "totalTime"}, ok
+                       "status", "backendStatus", "cache", "bytesIn", "bytesOut", "backendTime", "totalTime"}, ok
+    assert ok["cache"] == "none", ok
     assert TIME.match(ok["time"]), ok
     assert (ok["requestId"], ok["clientIp"], ok["method"], ok["path"], ok["query"], ok["api"],
             ok["operation"], ok["status"], ok["backendStatus"]) == \
         ("log-stream-ok", "127.0.0.1", "GET", "/echo/items/42", "x=1", "echo", "get-item", 200, 200)
     assert (ok["bytesIn"], ok["bytesOut"]) == (len(ACCESS_OK_REQ), len(ok_raw))
     assert 0 <= ok["backendTime"] <= ok["totalTime"] < 5000, ok
-    assert set(nf) == {"time", "requestId", "clientIp", "method", "path", "status", "bytesIn", "bytesOut",
-                       "totalTime", "reason"}, nf
+    assert set(nf) == {"time", "requestId", "clientIp", "method", "path", "status", "cache", "bytesIn",
+                       "bytesOut", "totalTime", "reason"}, nf
     assert (nf["requestId"], nf["path"], nf["status"], nf["reason"], nf["bytesIn"], nf["bytesOut"]) == \
         ("log-stream-404", "/nowhere", 404, "OperationNotFound", len(ACCESS_404_REQ), len(nf_raw))
 

@@ -1,7 +1,9 @@
 /*
  * fuzz_mgmt_filter -- the management API's OData `$filter` reader
  * (pt_mgmt_filter_parse) on arbitrary text, as any management client may
- * send it, and each condition it accepts evaluated against a small object.
+ * send it, and each condition it accepts evaluated against a small object;
+ * the same text as the reports' ISO 8601 date-time and interval
+ * (pt_mgmt_reports_datetime, pt_mgmt_reports_interval).
  *
  * Whatever the bytes, the reader must accept at most the conditions asked
  * for, with NUL-terminated fields, and never read or write out of bounds
@@ -39,6 +41,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)pt_mgmt_filter_holds(&c[i], o);
     }
     json_decref(o);
+    int64_t ms = 0;
+    if (pt_mgmt_reports_datetime(text, &ms) && ms < 0)
+        abort(); /* a date-time before 1970 is refused */
+    int64_t iv = pt_mgmt_reports_interval(text);
+    if (iv != -1 && (iv <= 0 || iv % 60))
+        abort(); /* an interval is a positive number of whole minutes */
     free(text);
     return 0;
 }
@@ -54,5 +62,10 @@ const char *const fuzz_seeds[] = {
     "a eq 'b' and c eq 'd' and e eq 'f' and g eq 'h' and i eq 'j' and k eq 'l' and m eq 'n' and o eq 'p'",
     "tolower(name) eq 'x'",
     "name eq 'unterminated",
+    "timestamp ge datetime'2026-01-02T03:04:05Z' and timestamp le 2026-01-02T04:00:00.123+01:00",
+    "2026-02-30T00:00:00Z",
+    "1970-01-01T00:00:00-05:00",
+    "P1DT12H30M",
+    "PT99999999999999999999M",
     NULL,
 };
