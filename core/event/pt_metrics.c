@@ -664,6 +664,16 @@ static json_t *str_attr(const char *k, const char *v)
     return json_pack("{s:s, s:{s:s}}", "key", k, "value", "stringValue", v);
 }
 
+bool pt_metrics_has_custom(void)
+{
+    int n = atomic_load_explicit(&nfams, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if ((fams[i]->flags & PT_METRICS_CUSTOM) &&
+            atomic_load_explicit(&fams[i]->nseries, memory_order_acquire))
+            return true;
+    return false;
+}
+
 char *pt_metrics_otlp_json(const char *service, const char *instance, uint64_t now_ns, size_t *len)
 {
     if (!now_ns)

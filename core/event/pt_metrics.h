@@ -207,6 +207,8 @@ void pt_metrics_render(struct evbuffer *out);
  * Empty metrics list when nothing was emitted.
  */
 char *pt_metrics_otlp_json(const char *service, const char *instance, uint64_t now_ns, size_t *len);
+/* Has any custom metric a series yet (something to export)?  Any thread. */
+bool pt_metrics_has_custom(void);
 
 /* ---- names ---- */
 

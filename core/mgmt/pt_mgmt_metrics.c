@@ -49,12 +49,13 @@ static void collect_parts(struct pt_metrics_sink *s, void *arg)
     counter(s, "portico_analytics_requests_total", an_help, "outcome", "flushed", a.flushed);
     counter(s, "portico_analytics_requests_total", an_help, "outcome", "dropped", a.dropped);
     pt_metrics_sink_value(s, "portico_analytics_flush_errors_total",
-                          "Analytics flushes the store refused (retried at the next flush).", PT_METRICS_COUNTER,
-                          (double)a.flush_errors);
+                          "Analytics flushes the store refused (retried at the next flush).",
+                          PT_METRICS_COUNTER, (double)a.flush_errors);
     struct pt_otel_stats o;
     pt_otel_stats(&o);
-    static const char *const span_help = "OpenTelemetry spans by outcome: recorded by workers, accepted by the "
-                                         "collector, dropped (a full queue) or lost in failed batches.";
+    static const char *const span_help =
+        "OpenTelemetry spans by outcome: recorded by workers, accepted by the "
+        "collector, dropped (a full queue) or lost in failed batches.";
     counter(s, "portico_otel_spans_total", span_help, "outcome", "recorded", o.started);
     counter(s, "portico_otel_spans_total", span_help, "outcome", "exported", o.exported);
     counter(s, "portico_otel_spans_total", span_help, "outcome", "dropped", o.dropped);
@@ -108,7 +109,7 @@ static char otlp_service[128] = "portico";
 static char *otlp_metrics(void *arg, size_t *len)
 {
     (void)arg;
-    return pt_metrics_otlp_json(otlp_service, NULL, 0, len);
+    return pt_metrics_has_custom() ? pt_metrics_otlp_json(otlp_service, NULL, 0, len) : NULL;
 }
 
 /* Answers a metrics request on either listener. */

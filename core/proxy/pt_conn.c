@@ -467,8 +467,8 @@ static void log_request(struct pt_req *req)
     for (struct pt_hook *h = req->end_hooks; h; h = h->next)
         h->end(h->arg, req->status, req->bytes_in, req->bytes_out);
     req->end_hooks = NULL;
-    pt_reqmetrics_record(req); /* metrics (M) */
-    pt_trace_end(req); /* tracing: a traced request's trace goes to the store */
+    pt_reqmetrics_record(req);               /* metrics (M) */
+    pt_trace_end(req);                       /* tracing: a traced request's trace goes to the store */
     pt_analytics_record(req->c->w->an, req); /* analytics (A) */
     if (pt_worker_access_fd == PT_WORKER_ACCESS_OFF)
         return;

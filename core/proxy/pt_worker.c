@@ -7,8 +7,8 @@
 #include "base/pt_log.h"
 #include "http/pt_logsink.h"
 #include "lua/pt_lua.h"
-#include "proxy/pt_reqmetrics.h"
 #include "proxy/pt_analytics.h"
+#include "proxy/pt_reqmetrics.h"
 
 #include <errno.h>
 #include <event2/event.h>
