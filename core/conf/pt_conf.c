@@ -706,18 +706,25 @@ static const struct pt_cfkey named_value_keys[] = {
     {0},
 };
 
-static bool read_mgmt_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
+/* A listener of the control thread's own (management, metrics): its text and its address. */
+static bool read_own_listen(struct pt_cfctx *cx, struct pt_node *n, char **listen,
+                            struct sockaddr_storage *sa, socklen_t *salen)
 {
-    struct pt_mgmt_cf *m = (struct pt_mgmt_cf *)((char *)field - offsetof(struct pt_mgmt_cf, listen));
     char *s;
     if (!pt_schema_str(cx, n, &s, false))
         return false;
-    if (!pt_conf_parse_listen(s, &m->sa, &m->salen)) {
+    if (!pt_conf_parse_listen(s, sa, salen)) {
         pt_node_error(cx->errs, n, "'%s' is not a listen address (expected HOST:PORT)", s);
         return false;
     }
-    m->listen = s;
+    *listen = s;
     return true;
+}
+
+static bool read_mgmt_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_mgmt_cf *m = (struct pt_mgmt_cf *)((char *)field - offsetof(struct pt_mgmt_cf, listen));
+    return read_own_listen(cx, n, &m->listen, &m->sa, &m->salen);
 }
 
 bool pt_conf_parse_cidr(const char *s, struct pt_cidr *out)
@@ -1013,15 +1020,7 @@ static bool read_metrics_listen(struct pt_cfctx *cx, struct pt_node *n, void *fi
 {
     struct pt_metrics_cf *m =
         (struct pt_metrics_cf *)((char *)field - offsetof(struct pt_metrics_cf, listen));
-    char *s;
-    if (!pt_schema_str(cx, n, &s, false))
-        return false;
-    if (!pt_conf_parse_listen(s, &m->sa, &m->salen)) {
-        pt_node_error(cx->errs, n, "'%s' is not a listen address (expected HOST:PORT)", s);
-        return false;
-    }
-    m->listen = s;
-    return true;
+    return read_own_listen(cx, n, &m->listen, &m->sa, &m->salen);
 }
 
 static bool read_metrics_path(struct pt_cfctx *cx, struct pt_node *n, void *field)

@@ -222,12 +222,12 @@ static void print_table(const json_t *items, const char *const *cols)
         }
     }
     for (int k = 0; k < nc; k++)
-        printf("%-*s%s", (int)w[k], cols[k], k + 1 < nc ? "  " : "\n");
+        printf("%-*s%s", k + 1 < nc ? (int)w[k] : 0, cols[k], k + 1 < nc ? "  " : "\n");
     json_array_foreach(items, i, it)
     {
         for (int k = 0; k < nc; k++) {
             char *s = cell(json_object_get(it, cols[k]));
-            printf("%-*.*s%s", (int)w[k], 60, s, k + 1 < nc ? "  " : "\n");
+            printf("%-*.*s%s", k + 1 < nc ? (int)w[k] : 0, 60, s, k + 1 < nc ? "  " : "\n");
             free(s);
         }
     }
@@ -625,8 +625,10 @@ static int cli_report(struct cli *c, const char *kind, const struct report_opts 
         json_t *r = json_object();
         if (by_request) {
             static const char *const src[] = {"timestamp", "method", "url", NULL};
-            for (int x = 0; src[x]; x++)
-                json_object_set(r, req_cols[x], json_object_get(it, src[x]) ?: json_string(""));
+            for (int x = 0; src[x]; x++) {
+                json_t *v = json_object_get(it, src[x]);
+                json_object_set_new(r, req_cols[x], v ? json_incref(v) : json_string(""));
+            }
             add_num(r, "STATUS", json_object_get(it, "responseCode"));
             add_num(r, "BACKEND", json_object_get(it, "backendResponseCode"));
             add_num(r, "API-MS", json_object_get(it, "apiTime"));

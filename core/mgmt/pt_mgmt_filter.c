@@ -176,6 +176,34 @@ json_t *pt_mgmt_filter_page(const json_t *items, const struct pt_mgmt_filter_con
     return page;
 }
 
+json_t *pt_mgmt_filter_envelope(struct mreq *m, json_t *page, long count, long top, long skip,
+                                const char *const *keep)
+{
+    json_t *out = json_object();
+    json_object_set_new(out, "value", page);
+    json_object_set_new(out, "count", json_integer(count));
+    if (skip + top >= count) {
+        json_object_set_new(out, "nextLink", json_null());
+        return out;
+    }
+    const char *uri = evhttp_request_get_uri(m->r);
+    const char *q = strchr(uri, '?');
+    char link[4096];
+    int k = snprintf(link, sizeof(link), "%.*s?", (int)(q ? q - uri : (long)strlen(uri)), uri);
+    for (int i = 0; keep[i]; i++) {
+        const char *v = pt_mgmt_req_param(m, keep[i]);
+        if (!v)
+            continue;
+        char *enc = evhttp_encode_uri(v);
+        k += snprintf(link + k, sizeof(link) - (size_t)PT_MIN(k, (int)sizeof(link)), "%s=%s&", keep[i], enc);
+        free(enc);
+    }
+    if (k < (int)sizeof(link))
+        snprintf(link + k, sizeof(link) - (size_t)k, "$top=%ld&$skip=%ld", top, skip + top);
+    json_object_set_new(out, "nextLink", json_string(link));
+    return out;
+}
+
 void pt_mgmt_filter_send_page(struct mreq *m, json_t *items)
 {
     const char *ftxt = pt_mgmt_req_param(m, "$filter"), *ttxt = pt_mgmt_req_param(m, "$top"),
@@ -218,23 +246,8 @@ void pt_mgmt_filter_send_page(struct mreq *m, json_t *items)
     long count;
     json_t *page = pt_mgmt_filter_page(items, conds, nc, top, skip, &count);
     json_decref(items);
-    json_t *out = json_object();
-    json_object_set_new(out, "value", page);
-    json_object_set_new(out, "count", json_integer(count));
-    if (skip + top < count) {
-        const char *uri = evhttp_request_get_uri(m->r);
-        const char *q = strchr(uri, '?');
-        char link[2048];
-        int k = snprintf(link, sizeof(link), "%.*s?", (int)(q ? q - uri : (long)strlen(uri)), uri);
-        if (ftxt) {
-            char *enc = evhttp_encode_uri(ftxt);
-            k += snprintf(link + k, sizeof(link) - (size_t)k, "$filter=%s&", enc);
-            free(enc);
-        }
-        snprintf(link + k, sizeof(link) - (size_t)k, "$top=%ld&$skip=%ld", top, skip + top);
-        json_object_set_new(out, "nextLink", json_string(link));
-    } else
-        json_object_set_new(out, "nextLink", json_null());
+    static const char *const keep[] = {"$filter", NULL};
+    json_t *out = pt_mgmt_filter_envelope(m, page, count, top, skip, keep);
     char tag[32];
     snprintf(tag, sizeof(tag), "v%llu", (unsigned long long)pt_store_version(pt_mgmt_req_store));
     pt_mgmt_req_send_json(m, 200, out, tag);

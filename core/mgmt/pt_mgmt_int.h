@@ -172,6 +172,10 @@ json_t *pt_mgmt_filter_page(const json_t *items, const struct pt_mgmt_filter_con
                             long skip, long *count);
 /* Replies {"value": [...page...], "count": N, "nextLink": ...} for the
    request's $filter, $top and $skip, or 400; items is taken. */
+/* A list's answer: {"value": page, "count", "nextLink"}, the link repeating the request's `keep`
+   parameters (NULL-terminated) with the next $top/$skip; null when this page is the last. */
+json_t *pt_mgmt_filter_envelope(struct mreq *m, json_t *page, long count, long top, long skip,
+                                const char *const *keep);
 void pt_mgmt_filter_send_page(struct mreq *m, json_t *items);
 
 /* -------------------------------------------------------- pt_mgmt_reports */

@@ -559,29 +559,8 @@ static void send_page(struct report *r, long top, long skip, long count)
     else
         for (long k = skip; k < (long)json_array_size(r->rows) && k < skip + top; k++)
             json_array_append(page, json_array_get(r->rows, (size_t)k));
-    json_t *out = json_object();
-    json_object_set_new(out, "value", page);
-    json_object_set_new(out, "count", json_integer(count));
-    if (skip + top < count) {
-        const char *uri = evhttp_request_get_uri(m->r);
-        const char *q = strchr(uri, '?');
-        char link[4096];
-        int k = snprintf(link, sizeof(link), "%.*s?", (int)(q ? q - uri : (long)strlen(uri)), uri);
-        static const char *const keep[] = {"$filter", "interval", "$orderby", NULL};
-        for (int i = 0; keep[i]; i++) {
-            const char *v = pt_mgmt_req_param(m, keep[i]);
-            if (!v)
-                continue;
-            char *enc = evhttp_encode_uri(v);
-            k += snprintf(link + k, sizeof(link) - (size_t)PT_MIN(k, (int)sizeof(link)), "%s=%s&", keep[i],
-                          enc);
-            free(enc);
-        }
-        if (k < (int)sizeof(link))
-            snprintf(link + k, sizeof(link) - (size_t)k, "$top=%ld&$skip=%ld", top, skip + top);
-        json_object_set_new(out, "nextLink", json_string(link));
-    } else
-        json_object_set_new(out, "nextLink", json_null());
+    static const char *const keep[] = {"$filter", "interval", "$orderby", NULL};
+    json_t *out = pt_mgmt_filter_envelope(m, page, count, top, skip, keep);
     pt_mgmt_req_send_json(m, 200, out, NULL);
 }
 
