@@ -831,6 +831,11 @@ static const struct pt_cfkey analytics_request_keys[] = {
     {"maxAge", PT_CT_CUSTOM, offsetof(struct pt_conf, analytics.requests_max_age), 0,
      .fn = read_long_duration, .form = "duration (`7d`, `12h`)", .def = "`7d`",
      .doc = "Request records older than this are deleted."},
+    {"maxPerSecond", PT_CT_INT, offsetof(struct pt_conf, analytics.requests_rate), 0, 1, 1000000,
+     .def = "`1000`",
+     .doc = "The most request records kept per second for the node (shared among the workers); past it, "
+            "a second's further requests count in every report but `byRequest`, which then shows a "
+            "sample. Bounds what the store writes under load."},
     {0},
 };
 
@@ -1219,6 +1224,7 @@ static void set_defaults(struct pt_conf *cf)
     cf->analytics.day_after = 30 * 86400;
     cf->analytics.requests_max = 100000;
     cf->analytics.requests_max_age = 7 * 86400;
+    cf->analytics.requests_rate = 1000;
 }
 
 struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,

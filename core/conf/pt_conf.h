@@ -345,6 +345,7 @@ struct pt_analytics_cf {
     uint64_t day_after;        /* s: hour buckets older than this become day buckets */
     int64_t requests_max;      /* raw request records kept at most (0: none kept) */
     uint64_t requests_max_age; /* s: raw request records older than this are deleted */
+    int64_t requests_rate;     /* raw request records kept per second, node-wide, at most */
 };
 
 struct pt_lua_limits {

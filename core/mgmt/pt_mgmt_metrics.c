@@ -48,6 +48,10 @@ static void collect_parts(struct pt_metrics_sink *s, void *arg)
     counter(s, "portico_analytics_requests_total", an_help, "outcome", "recorded", a.records);
     counter(s, "portico_analytics_requests_total", an_help, "outcome", "flushed", a.flushed);
     counter(s, "portico_analytics_requests_total", an_help, "outcome", "dropped", a.dropped);
+    pt_metrics_sink_value(s, "portico_analytics_unsampled_total",
+                          "Requests counted in the reports without a request record (past "
+                          "analytics.requests.maxPerSecond).",
+                          PT_METRICS_COUNTER, (double)a.unsampled);
     pt_metrics_sink_value(s, "portico_analytics_flush_errors_total",
                           "Analytics flushes the store refused (retried at the next flush).",
                           PT_METRICS_COUNTER, (double)a.flush_errors);

@@ -133,6 +133,9 @@ struct pt_analytics_w {
     _Atomic(struct pt_an_chunk *) returned; /* given back by the control thread */
     int nchunks;                            /* chunks allocated for this worker */
     _Atomic uint64_t records, dropped;      /* written by the worker only: no locked instruction */
+    _Atomic uint64_t unsampled;             /* requests past this second's record budget (ditto) */
+    uint64_t raw_sec;                       /* the wall second raw_n counts in */
+    int64_t raw_n;                          /* request records kept in it */
 };
 
 static _Atomic(struct pt_an_chunk *) full; /* handed over, for the control thread */
@@ -251,6 +254,21 @@ void pt_analytics_record(struct pt_analytics_w *w, struct pt_req *req)
     uint64_t h = mix(mix(mix(mix(mix(minute, g->serial), (uintptr_t)api), (uintptr_t)op), (uintptr_t)product),
                      (uintptr_t)sub);
     bool raw = cf->requests_max > 0;
+    if (raw) { /* this worker's share of analytics.requests.maxPerSecond */
+        uint64_t sec = req->wall0 / 1000;
+        if (sec != w->raw_sec) {
+            w->raw_sec = sec;
+            w->raw_n = 0;
+        }
+        int nw = g->conf->workers > 0 ? g->conf->workers : 1;
+        if (w->raw_n >= (cf->requests_rate + nw - 1) / nw) {
+            raw = false;
+            atomic_store_explicit(&w->unsampled,
+                                  atomic_load_explicit(&w->unsampled, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+        } else
+            w->raw_n++;
+    }
     pt_str url = req->h.path, query = PT_NULL_STR;
     if (raw && req->h.query.len)
         query = pt_accesslog_redact_query(req);
@@ -625,6 +643,7 @@ void pt_analytics_stats(struct pt_analytics_stats *out)
     for (struct pt_analytics_w *w = atomic_load(&all_workers); w; w = w->all_next) {
         out->records += atomic_load_explicit(&w->records, memory_order_relaxed);
         out->dropped += atomic_load_explicit(&w->dropped, memory_order_relaxed);
+        out->unsampled += atomic_load_explicit(&w->unsampled, memory_order_relaxed);
     }
     out->dropped += atomic_load(&st_dropped);
     out->flushed = atomic_load(&st_flushed);

@@ -76,6 +76,7 @@ struct pt_analytics_stats {
     uint64_t buckets_written;  /* bucket upserts written */
     uint64_t requests_written; /* raw request records written */
     uint64_t flush_errors;     /* flushes the store refused (retried) */
+    uint64_t unsampled;        /* requests counted but without a request record (maxPerSecond) */
 };
 void pt_analytics_stats(struct pt_analytics_stats *out);
 

@@ -9,6 +9,7 @@ flush bound, and stay exact across a reload, management writes and a
 clean restart.  backendResponseCode is absent for refusals.  Bad input is
 a 400 with a message; a workspace member sees only its workspace's APIs."""
 
+import http.client
 import json
 import os
 import signal
@@ -383,6 +384,28 @@ def test_request_ring_is_bounded_by_count(backend, portico):
     wait_for(lambda: api_total(m, since, "echo") == 12, timeout=FLUSH_BOUND + 3, what="the aggregates")
     wait_for(lambda: report(m, "byRequest", since)["count"] == 5, timeout=FLUSH_BOUND + 3,
              what="the ring trimmed to maxCount")
+
+
+def test_request_records_per_second_are_bounded(backend, portico):
+    """Past maxPerSecond in a second, requests count in the aggregates but get no record; /metrics
+    counts them.  The calls may straddle a second boundary: at most two seconds' budgets are kept."""
+    cfg = config(backend)
+    cfg["analytics"] = {"requests": {"maxPerSecond": 4}, "flushInterval": "200ms"}
+    cfg["metrics"] = {"auth": "none"}
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    since = time.time() - 120
+    for _ in range(30):
+        assert call(p, "/echo/items/1", KEY_BOB) == 200
+    wait_for(lambda: api_total(m, since, "echo") == 30, timeout=FLUSH_BOUND + 3, what="the aggregates")
+    kept = report(m, "byRequest", since)["count"]
+    assert 4 <= kept <= 8, kept
+    c = http.client.HTTPConnection("127.0.0.1", m.port, timeout=10)
+    c.request("GET", "/metrics")
+    page = c.getresponse().read().decode()
+    c.close()
+    line = [x for x in page.splitlines() if x.startswith("portico_analytics_unsampled_total ")]
+    assert line and float(line[0].split()[1]) == 30 - kept, line
 
 
 def test_bad_analytics_configuration_points_at_the_line(backend, workdir):
