@@ -8,8 +8,11 @@
  *        token while the signature (Ocp-Apim-Trace-Location's) holds; with a
  *        bearer token, as listTrace.
  *
- * Who may: anyone who may read the API (the route's area is the API's; at a
- * workspace path only that workspace's APIs and their traces exist).
+ * Who may: whoever may change the API -- the administrator, and inside their
+ * workspace its contributors and API developers (at a workspace path only that
+ * workspace's APIs and their traces exist).  Readers may not: a trace holds
+ * what policies put in headers and variables, secret named values included,
+ * which readers may not see.
  */
 #include "base/pt_log.h"
 #include "http/pt_trace.h"
@@ -24,6 +27,8 @@
 
 void pt_mgmt_trace_credentials(struct mreq *m)
 {
+    if (!pt_mgmt_auth_authorize(m, true))
+        return;
     json_t *body = pt_mgmt_req_body(m, false);
     if (!body)
         return;
@@ -90,6 +95,8 @@ static void send_trace(struct mreq *m, const char *id, bool check_scope)
 
 void pt_mgmt_trace_list(struct mreq *m)
 {
+    if (!pt_mgmt_auth_authorize(m, true))
+        return;
     json_t *body = pt_mgmt_req_body(m, false);
     if (!body)
         return;
@@ -124,5 +131,7 @@ bool pt_mgmt_trace_signed(struct mreq *m)
 
 void pt_mgmt_trace_get(struct mreq *m)
 {
+    if (!pt_mgmt_auth_authorize(m, true))
+        return;
     send_trace(m, m->id, true);
 }

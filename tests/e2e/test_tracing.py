@@ -312,7 +312,14 @@ def test_workspace_member_reads_its_own_traces_only(workspaces):
         ids[ws] = h["apim-trace-id"]
         get_trace(m, ids[ws])  # the administrator sees both
     assert get_trace(m, ids["wsa"], "workspaces/wsa/gateways/managed/listTrace", token=dev)["apiId"] == "wsaapi"
-    assert get_trace(m, ids["wsb"], "workspaces/wsb/gateways/managed/listTrace", token=reader)["apiId"] == "wsbapi"
+    # readers may not: a trace shows what policies set from secret named values
+    st, _, _ = m.call("POST", "workspaces/wsb/gateways/managed/listTrace", {"traceId": ids["wsb"]}, token=reader)
+    assert st == 403
+    st, _, _ = m.call("GET", "workspaces/wsb/gateways/managed/traces/" + ids["wsb"], token=reader)
+    assert st == 403
+    st, _, _ = m.call("POST", "workspaces/wsb/gateways/managed/listDebugCredentials", {"apiId": "wsbapi"},
+                      token=reader)
+    assert st == 403
     # the attack: wsb's trace through wsa's path (404: it does not exist there), wsb's path (403), the
     # service path (403), the trace URL with a bearer token
     st, _, _ = m.call("POST", "workspaces/wsa/gateways/managed/listTrace", {"traceId": ids["wsb"]}, token=dev)
