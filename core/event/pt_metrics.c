@@ -239,7 +239,7 @@ static const struct {
     [PT_MC_REQUEST_DURATION] = {"portico_request_duration_seconds",
                                 "Time from the first byte of a request to the end of its response.",
                                 PT_METRICS_HISTOGRAM,
-                                {"api", "operation", "status_class"}},
+                                {"api", "operation", "product", "status_class"}},
     [PT_MC_BACKEND_REQUESTS] = {"portico_backend_requests_total",
                                 "Backend calls, by API and the backend's status class (none: no answer).",
                                 PT_METRICS_COUNTER,

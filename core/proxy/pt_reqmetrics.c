@@ -63,9 +63,8 @@ static const struct entry *series_of(struct pt_req *req, int worker, uint8_t cls
     pt_str op = id_or_empty(req->op ? req->op->cf->id : NULL);
     pt_str prod = id_or_empty(req->product ? req->product->cf->id : NULL);
     pt_str v4[4] = {api, op, prod, class_names[cls]};
-    pt_str v3[3] = {api, op, class_names[cls]};
     e->requests = pt_metrics_series(pt_metrics_core[PT_MC_REQUESTS], NULL, v4, 4);
-    e->duration = pt_metrics_series(pt_metrics_core[PT_MC_REQUEST_DURATION], NULL, v3, 3);
+    e->duration = pt_metrics_series(pt_metrics_core[PT_MC_REQUEST_DURATION], NULL, v4, 4);
     if (req->tb0) { /* a backend series exists only for requests that called one */
         pt_str v2[2] = {api, class_names[bcls]};
         e->backend = pt_metrics_series(pt_metrics_core[PT_MC_BACKEND_REQUESTS], NULL, v2, 2);

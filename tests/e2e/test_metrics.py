@@ -287,6 +287,8 @@ def test_counts_after_a_known_mix_are_exact(backend, portico):
     assert fams[D]["type"] == "histogram"
     assert value(fams, D, D + "_count", api="shop", operation="get-item", status_class="2xx") == 7
     assert value(fams, D, D + "_count", api="news", operation="get-item", status_class="2xx") == 7
+    assert value(fams, D, D + "_count", api="news", operation="get-item", product="silver", status_class="2xx") == 5
+    assert value(fams, D, D + "_count", api="news", operation="get-item", product="gold", status_class="2xx") == 2
     assert value(fams, D, D + "_count") == total
     assert value(fams, D, D + "_bucket", le="+Inf") == total
     assert 0 < value(fams, D, D + "_sum") < 60
