@@ -549,6 +549,44 @@ static void server_span(struct pt_otel_span *s, const struct pt_req *req, uint64
         s->status = 2;
 }
 
+void pt_otel_event(struct pt_req *req, pt_str source, int severity, pt_str message)
+{
+    struct pt_otel_rec *rec = req->otel.rec;
+    if (PT_LIKELY(!rec) || rec->nev == PT_OTEL_EVENTS)
+        return;
+    size_t sn = PT_MIN(source.len, (size_t)PT_OTEL_TEXT), mn = PT_MIN(message.len, (size_t)PT_OTEL_TEXT);
+    char *copy = pt_pool_alloc(req->pool, sn + mn + 1);
+    if (!copy)
+        return;
+    if (sn)
+        memcpy(copy, source.data, sn);
+    if (mn)
+        memcpy(copy + sn, message.data, mn);
+    rec->ev[rec->nev].t = pt_clock_now_us();
+    rec->ev[rec->nev].sec = (int8_t)rec->open;
+    rec->ev[rec->nev].severity = (uint8_t)severity;
+    rec->ev[rec->nev].source = (pt_str){copy, sn};
+    rec->ev[rec->nev].message = (pt_str){copy + sn, mn};
+    rec->nev++;
+}
+
+/* The events recorded in section `sec` (-1: outside any) onto span s. */
+static void span_events(struct pt_otel_span *s, const struct pt_req *req, const struct pt_otel_rec *rec,
+                        int sec)
+{
+    for (int i = 0; i < rec->nev && s->nevents < PT_OTEL_EVENTS; i++) {
+        if (rec->ev[i].sec != sec)
+            continue;
+        struct pt_otel_event *e = &s->events[s->nevents++];
+        e->t_ns = epoch_ns(req, rec->ev[i].t);
+        e->severity = rec->ev[i].severity;
+        e->msg_off = s->text_len;
+        e->msg_len = (uint16_t)span_put(s, rec->ev[i].message);
+        e->src_off = s->text_len;
+        e->src_len = (uint16_t)span_put(s, rec->ev[i].source);
+    }
+}
+
 void pt_otel_req_end(struct pt_req *req)
 {
     struct pt_otel_rec *rec = req->otel.rec;
@@ -575,7 +613,9 @@ void pt_otel_req_end(struct pt_req *req)
         bump(&q->dropped, (uint64_t)n); /* the whole request's spans, never part of a trace */
         return;
     }
-    server_span(&q->slots[h++ & q->mask], req, now);
+    struct pt_otel_span *srv = &q->slots[h++ & q->mask];
+    server_span(srv, req, now);
+    span_events(srv, req, rec, -1);
     for (int i = 0; i < PT_SEC_COUNT; i++) {
         if (!rec->sec[i].t0)
             continue;
@@ -585,6 +625,7 @@ void pt_otel_req_end(struct pt_req *req)
         pt_str name = pt_str_c(pt_msg_section_names[i]);
         pt_otel_span_name(s, name);
         pt_otel_span_str(s, PT_OTEL_A_SECTION, name);
+        span_events(s, req, rec, i);
         if (rec->sec[i].error)
             s->status = 2;
     }

@@ -83,12 +83,20 @@ extern const char *const pt_otel_attr_names[PT_OTEL_A_COUNT];
 
 #define PT_OTEL_MAX_ATTRS 14
 #define PT_OTEL_TEXT 400
+#define PT_OTEL_EVENTS 4 /* span events (the trace policy's) per span at most */
 
 struct pt_otel_attr {
     uint8_t key; /* enum pt_otel_akey */
     bool num;    /* an integer (value), else text[off, off + len) */
     uint16_t off, len;
     int64_t value;
+};
+
+/* A span event: the trace policy's message (the event's name), source and severity. */
+struct pt_otel_event {
+    uint64_t t_ns; /* Unix epoch */
+    uint16_t msg_off, msg_len, src_off, src_len;
+    uint8_t severity; /* PT_TRACE_SEV_* */
 };
 
 /* One finished span, as the queue carries it (fixed size: no allocation). */
@@ -103,6 +111,8 @@ struct pt_otel_span {
     uint8_t nattrs;
     uint16_t name_len; /* the name is text[0, name_len) */
     uint16_t text_len;
+    uint8_t nevents;
+    struct pt_otel_event events[PT_OTEL_EVENTS]; /* their texts after the attributes' */
     struct pt_otel_attr attrs[PT_OTEL_MAX_ATTRS];
     char text[PT_OTEL_TEXT];
 };
@@ -130,6 +140,13 @@ struct pt_otel_rec {
         int status; /* the backend's status (0: none) */
     } att[PT_OTEL_ATTEMPTS];
     int natt; /* attempts recorded */
+    struct {
+        uint64_t t; /* monotonic µs */
+        int8_t sec; /* the section it ran in (PT_SEC_*), -1: none */
+        uint8_t severity;
+        pt_str source, message; /* copies in the request's arena */
+    } ev[PT_OTEL_EVENTS];
+    int nev;
 };
 
 /* ---- hooks (the connection layer and the pipeline driver call these) ---- */
@@ -146,6 +163,9 @@ static inline void pt_otel_section(struct pt_req *req, int sec)
     if (PT_UNLIKELY(req->otel.rec != NULL))
         pt_otel_section_mark(req, sec);
 }
+/* The trace policy ran (severity PT_TRACE_SEV_*): an event on the span of the
+   section it ran in, when the request is recorded (at most PT_OTEL_EVENTS). */
+void pt_otel_event(struct pt_req *req, pt_str source, int severity, pt_str message);
 /* A backend call starts: a new span id for the traceparent it carries. */
 void pt_otel_backend_start(struct pt_req *req);
 /* The backend's response head is in. */

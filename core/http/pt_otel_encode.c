@@ -139,6 +139,20 @@ static void json_u64(struct pt_buf *b, uint64_t v)
     pt_buf_lit(b, "\"");
 }
 
+/* Text of a span record, clamped to its buffer. */
+static pt_str span_text(const struct pt_otel_span *s, uint16_t off, uint16_t len)
+{
+    size_t o = PT_MIN(off, PT_OTEL_TEXT);
+    return (pt_str){s->text + o, PT_MIN(len, PT_OTEL_TEXT - o)};
+}
+
+/* The trace policy's severities, as APIM names them. */
+static const char *severity_name(uint8_t sev)
+{
+    static const char *const names[] = {"verbose", "information", "error"};
+    return names[sev < 3 ? sev : 0];
+}
+
 static void json_span(struct pt_buf *b, const struct pt_otel_span *s)
 {
     pt_buf_lit(b, "{\"traceId\":\"");
@@ -183,6 +197,24 @@ static void json_span(struct pt_buf *b, const struct pt_otel_span *s)
         }
     }
     pt_buf_lit(b, "]");
+    if (s->nevents) {
+        pt_buf_lit(b, ",\"events\":[");
+        for (int i = 0; i < s->nevents && i < PT_OTEL_EVENTS; i++) {
+            const struct pt_otel_event *ev = &s->events[i];
+            if (i)
+                pt_buf_lit(b, ",");
+            pt_buf_lit(b, "{\"timeUnixNano\":");
+            json_u64(b, ev->t_ns);
+            pt_buf_lit(b, ",\"name\":");
+            json_str(b, span_text(s, ev->msg_off, ev->msg_len));
+            pt_buf_lit(b, ",\"attributes\":[");
+            json_kv_str(b, "portico.trace.source", span_text(s, ev->src_off, ev->src_len));
+            pt_buf_lit(b, ",");
+            json_kv_str(b, "portico.trace.severity", pt_str_c(severity_name(ev->severity)));
+            pt_buf_lit(b, "]}");
+        }
+        pt_buf_lit(b, "]");
+    }
     if (s->status) {
         pt_buf_lit(b, ",\"status\":{\"code\":");
         pt_buf_u64(b, s->status);
@@ -345,6 +377,15 @@ static void pb_span(struct pt_buf *b, const struct pt_otel_span *s)
             size_t off = PT_MIN(a->off, PT_OTEL_TEXT), len = PT_MIN(a->len, PT_OTEL_TEXT - off);
             pb_kv_str(b, 9, pt_otel_attr_names[a->key], (pt_str){s->text + off, len});
         }
+    }
+    for (int i = 0; i < s->nevents && i < PT_OTEL_EVENTS; i++) {
+        const struct pt_otel_event *ev = &s->events[i];
+        size_t eo = pb_open(b, 11); /* Span.events */
+        pb_fixed64(b, 1, ev->t_ns);
+        pb_str(b, 2, span_text(s, ev->msg_off, ev->msg_len));
+        pb_kv_str(b, 3, "portico.trace.source", span_text(s, ev->src_off, ev->src_len));
+        pb_kv_str(b, 3, "portico.trace.severity", pt_str_c(severity_name(ev->severity)));
+        pb_close(b, eo);
     }
     if (s->status) {
         size_t st = pb_open(b, 15);

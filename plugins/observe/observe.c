@@ -9,7 +9,8 @@ static const struct pt_policy_def policies[] = {
      trace_compile, trace_run, NULL,
      "Adds an entry {source, severity, message, metadata} to the request's debug trace when the request is "
      "traced (Apim-Debug-Authorization or Ocp-Apim-Trace: see tracing.md), and writes the message to the "
-     "gateway's log (at info) when its severity is at least tracing.verbosity (information by default). "
+     "gateway's log (at info) when its severity is at least tracing.verbosity (information by default), and "
+     "becomes an event on its section's OpenTelemetry span when the request is sampled. "
      "Nothing is written to the response; the request goes on. As in APIM, the message may be an expression; "
      "the source is a literal."},
     {"log-to-eventhub", PT_SECTION_ALL, PT_SCOPE_ALL, 0, log_to_attrs, log_to_compile, log_to_run, NULL,

@@ -94,7 +94,7 @@ def decode_proto(body):
                 for f3, _, v3 in pb_fields(v2):
                     if f3 != 2:
                         continue
-                    s = {"attributes": {}, "status": 0, "parentSpanId": "", "flags": 0}
+                    s = {"attributes": {}, "status": 0, "parentSpanId": "", "flags": 0, "events": []}
                     for f4, _, v4 in pb_fields(v3):
                         if f4 == 1:
                             s["traceId"] = v4.hex()
@@ -113,6 +113,17 @@ def decode_proto(body):
                         elif f4 == 9:
                             k, v = pb_kv(v4)
                             s["attributes"][k] = v
+                        elif f4 == 11:
+                            ev = {"attributes": {}}
+                            for f5, _, v5 in pb_fields(v4):
+                                if f5 == 1:
+                                    ev["time"] = v5
+                                elif f5 == 2:
+                                    ev["name"] = v5.decode()
+                                elif f5 == 3:
+                                    k, v = pb_kv(v5)
+                                    ev["attributes"][k] = v
+                            s["events"].append(ev)
                         elif f4 == 15:
                             s["status"] = dict((a, b) for a, _, b in pb_fields(v4)).get(3, 0)
                         elif f4 == 16:
@@ -138,7 +149,11 @@ def decode_json(body):
                               "parentSpanId": sp.get("parentSpanId", ""), "name": sp["name"],
                               "kind": sp["kind"], "start": int(sp["startTimeUnixNano"]),
                               "end": int(sp["endTimeUnixNano"]), "attributes": attrs,
-                              "status": sp.get("status", {}).get("code", 0), "flags": sp.get("flags", 0)})
+                              "status": sp.get("status", {}).get("code", 0), "flags": sp.get("flags", 0),
+                              "events": [{"time": int(e["timeUnixNano"]), "name": e["name"],
+                                          "attributes": {a["key"]: a["value"]["stringValue"]
+                                                         for a in e.get("attributes", [])}}
+                                         for e in sp.get("events", [])]})
         out.append((res, spans))
     return out
 
@@ -313,6 +328,35 @@ def test_spans_follow_the_callers_trace(backend, portico, collector, protocol):
     assert len(set(ids)) == len(ids) and all(HEX16.match(i) for i in ids)
     res = col.batches()[0][0]
     assert res["service.name"] == "edge-gw" and res["service.version"] and "host.name" in res
+
+
+@pytest.mark.parametrize("protocol", ["http/json", "http/protobuf"])
+def test_the_trace_policy_adds_events_to_its_sections_span(backend, portico, collector, protocol):
+    col = collector()
+    cfg = otel_config(backend.url, col.url, protocol=protocol)
+    cfg["apis"][0]["policies"] = {
+        "inbound": ["base", {"trace": {"source": "gate", "severity": "error",
+                                       "message": "@('in ' .. context.request.method)"}},
+                    {"trace": {"source": "gate", "message": "second"}}],
+        "outbound": ["base", {"trace": {"source": "out", "severity": "information", "message": "done"}}]}
+    p = portico(cfg)
+    t0 = time.time_ns()
+    status, _, _ = p.request("GET", "/echo/items/1", headers={"traceparent": "00-%s-%s-01" % (TRACE, PARENT)})
+    assert status == 200
+    spans = col.trace(TRACE, n=5)
+    _, internal, _ = by_kind(spans)
+    ev_in = internal["inbound"]["events"]
+    assert [e["name"] for e in ev_in] == ["in GET", "second"]
+    assert ev_in[0]["attributes"] == {"portico.trace.source": "gate", "portico.trace.severity": "error"}
+    assert ev_in[1]["attributes"]["portico.trace.severity"] == "verbose"
+    assert internal["inbound"]["start"] <= ev_in[0]["time"] <= ev_in[1]["time"] <= internal["inbound"]["end"]
+    assert t0 - 2_000_000 <= ev_in[0]["time"] <= time.time_ns()  # span times start from a wall clock in ms
+    (ev_out,) = internal["outbound"]["events"]
+    assert ev_out["name"] == "done" and ev_out["attributes"]["portico.trace.source"] == "out"
+    assert internal["backend"]["events"] == []
+    # the request's span has none: each event sits on the span of its section
+    (server,) = [s for s in spans if s["kind"] == 2]
+    assert server["events"] == []
 
 
 def test_a_request_without_traceparent_starts_a_trace(backend, portico, collector):
