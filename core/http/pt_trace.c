@@ -14,7 +14,6 @@
 #include "base/pt_log.h"
 #include "conf/pt_conf.h"
 #include "conf/pt_genmodel.h"
-#include "http/pt_otel.h"
 #include "http/pt_tracetoken.h"
 
 #include <math.h>
@@ -732,7 +731,6 @@ void pt_trace_emit(struct pt_req *req, pt_str source, int severity, pt_str messa
 {
     if (severity < PT_TRACE_SEV_VERBOSE || severity > PT_TRACE_SEV_ERROR)
         severity = PT_TRACE_SEV_VERBOSE;
-    pt_otel_event(req, source, severity, message); /* OpenTelemetry: an event on its section's span */
     if (req->trace) {
         struct entry *e = target(req, "trace");
         if (e) {

@@ -15,6 +15,7 @@
 #include "event/pt_metrics.h"
 #include "http/pt_fetch.h"
 #include "http/pt_logsink.h"
+#include "http/pt_otel.h"
 #include "http/pt_trace.h"
 #include "lua/pt_lua.h"
 #include "policy/pt_gen.h"
@@ -642,6 +643,7 @@ static int api_trace_emit(pt_call *call, pt_bytes source, int severity, pt_bytes
                           const pt_bytes *meta_names, const pt_bytes *meta_values, int nmeta)
 {
     pt_trace_emit(call->req, source, severity, message, meta_names, meta_values, nmeta < 0 ? 0 : nmeta);
+    pt_otel_event(call->req, source, severity, message); /* OpenTelemetry: an event on its section's span */
     return 0;
 }
 
