@@ -8,6 +8,7 @@
 #include "conf/pt_model.h"
 #include "mgmt/pt_mgmt_int.h"
 
+#include <errno.h>
 #include <event2/http.h>
 #include <jansson.h>
 #include <limits.h>
@@ -183,7 +184,9 @@ static const struct {
     const char *policy, *attr;
 } file_attrs[] = {{"authentication-certificate", "certificate"}, {"authentication-certificate", "key"}};
 
-static bool file_under_conf(const char *path)
+/* Is path (relative ones from the configuration's folder) under that folder, symbolic links
+   resolved?  With may_be_new, a file that does not exist yet qualifies by its folder. */
+static bool path_under_conf(const char *path, bool may_be_new)
 {
     const struct pt_conf *f = pt_mgmt_req_hooks->file();
     char dir[4096] = ".", full[8192], real[PATH_MAX], realdir[PATH_MAX];
@@ -194,10 +197,29 @@ static bool file_under_conf(const char *path)
         snprintf(full, sizeof(full), "%s", path);
     else
         snprintf(full, sizeof(full), "%s/%s", dir, path);
-    if (!realpath(full, real) || !realpath(dir, realdir))
+    if (!realpath(dir, realdir))
         return false;
+    if (!realpath(full, real)) {
+        char *last = strrchr(full, '/');
+        if (!may_be_new || errno != ENOENT || !last || !last[1] || !strcmp(last, "/..") ||
+            !strcmp(last, "/."))
+            return false;
+        *last = '\0'; /* the folder it would be created in */
+        if (!realpath(full[0] ? full : "/", real))
+            return false;
+        size_t k = strlen(real);
+        if (k + 1 + strlen(last + 1) >= sizeof(real))
+            return false;
+        real[k] = '/';
+        strcpy(real + k + 1, last + 1);
+    }
     size_t n = strlen(realdir);
     return !strncmp(real, realdir, n) && real[n] == '/';
+}
+
+static bool file_under_conf(const char *path)
+{
+    return path_under_conf(path, false);
 }
 
 /* Walks a policy document (or a fragment's statements); false after answering 403/400. */
@@ -248,4 +270,34 @@ static bool files_ok(struct mreq *m, json_t *j, int depth)
 bool pt_mgmt_auth_files_allowed(struct mreq *m, json_t *doc)
 {
     return files_ok(m, doc, 0);
+}
+
+/*
+ * A logger written through this API writes to the host: a file logger's
+ * path, and a syslog logger's unix socket (other than /dev/log), must lie
+ * under the configuration's folder, as for policies' files -- else an
+ * administrator's token would let it append to any file the gateway may
+ * write (~/.ssh/authorized_keys) or talk to any local socket.
+ */
+bool pt_mgmt_auth_logger_allowed(struct mreq *m, json_t *logger)
+{
+    const char *path = json_string_value(json_object_get(json_object_get(logger, "file"), "path"));
+    if (path && !path_under_conf(path, true)) {
+        pt_mgmt_req_send_error(
+            m, 400, "ValidationError",
+            "file.path '%s' is not under the configuration's folder (files written through "
+            "the management API must be)",
+            path);
+        return false;
+    }
+    const char *addr = json_string_value(json_object_get(json_object_get(logger, "syslog"), "address"));
+    if (addr && !strncmp(addr, "unix://", 7) && strcmp(addr + 7, "/dev/log") &&
+        !path_under_conf(addr + 7, false)) {
+        pt_mgmt_req_send_error(m, 400, "ValidationError",
+                               "syslog.address '%s': through the management API a unix socket is /dev/log or "
+                               "one under the configuration's folder",
+                               addr);
+        return false;
+    }
+    return true;
 }

@@ -622,6 +622,10 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
         }
         json_object_del(obj, "sealed");
     }
+    if (!strcmp(kind, "logger") && !pt_mgmt_auth_logger_allowed(m, obj)) {
+        json_decref(obj);
+        goto out;
+    }
     if (!strcmp(kind, "logger") && !unredact_logger(m, obj, cur)) {
         json_decref(obj);
         goto out;
@@ -1073,7 +1077,15 @@ void pt_mgmt_entities_apply(struct mreq *m)
     }
     json_t *doc = pt_node_to_json(n);
     struct apply_arg a = {doc, n, "request"};
-    if (pt_mgmt_entities_change(m, apply_doc, &a, 400, NULL)) {
+    bool hosts_ok = pt_mgmt_auth_files_allowed(m, doc);
+    json_t *lg;
+    size_t li;
+    json_array_foreach(json_object_get(doc, "loggers"), li, lg)
+    {
+        if (hosts_ok && !pt_mgmt_auth_logger_allowed(m, lg))
+            hosts_ok = false;
+    }
+    if (hosts_ok && pt_mgmt_entities_change(m, apply_doc, &a, 400, NULL)) {
         json_t *counts = json_object();
         const char *k;
         json_t *v;

@@ -144,6 +144,9 @@ void pt_mgmt_auth_new_token(char secret[80], char hash[65]);
    administrator may name files, and only under the configuration's folder;
    false after answering 403 or 400. */
 bool pt_mgmt_auth_files_allowed(struct mreq *m, json_t *doc);
+/* A logger's host paths (file.path, a unix syslog socket) under the configuration's folder; false
+   after answering 400. */
+bool pt_mgmt_auth_logger_allowed(struct mreq *m, json_t *logger);
 
 /* --------------------------------------------------------- pt_mgmt_filter */
 

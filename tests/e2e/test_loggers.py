@@ -506,6 +506,36 @@ def test_loggers_crud_and_changes_apply_without_restart(backend, portico, workdi
     assert m.call("GET", "loggers/ev")[0] == 404
 
 
+def test_loggers_written_through_the_api_stay_in_the_configurations_folder(backend, portico, workdir, tmp_path):
+    """The attack: an administrator token (leaked, or a CI job's) used to append to any file the
+    gateway may write, or to talk to any local socket, through a logger."""
+    cfg = mgmt_config(backend.url)
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "authorized_keys"
+    victim.write_text("ssh-ed25519 AAAA owner\n")
+    link = os.path.join(workdir, "innocent.log")
+    os.symlink(str(victim), link)
+    for path in (str(victim), str(outside / "new.log"), "../" + os.path.relpath(str(victim), os.path.dirname(workdir)),
+                 link):
+        st, _, body = m.call("PUT", "loggers/evil", file_logger(path))
+        assert st == 400 and "configuration's folder" in json.dumps(body), (path, st, body)
+    st, _, body = m.call("PUT", "loggers/evil", {"loggerType": "syslog", "syslog": {"address": "unix:///run/docker.sock"}})
+    assert st == 400, body
+    # PATCH onto a good logger and apply are held to the same rule
+    st, _, body = m.call("PUT", "loggers/ok", file_logger(os.path.join(workdir, "ok.log")))
+    assert st in (200, 201), body
+    st, _, body = m.call("PATCH", "loggers/ok", {"file": {"path": str(victim)}})
+    assert st == 400, body
+    st, _, body = m.call("POST", "apply", {"loggers": [dict(file_logger(str(victim)), id="viaapply")]})
+    assert st == 400, body
+    assert m.call("GET", "loggers/viaapply")[0] == 404
+    assert m.ok("GET", "loggers/ok")["file"]["path"].endswith("ok.log")
+    assert victim.read_text() == "ssh-ed25519 AAAA owner\n"
+
+
 def test_management_write_naming_an_unknown_logger_is_refused(backend, portico, workdir):
     cfg = mgmt_config(backend.url)
     cfg["loggers"] = [{"id": "f", "loggerType": "file", "file": {"path": "f.log"}}]
