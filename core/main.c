@@ -218,20 +218,19 @@ static int open_access(const char *path)
 }
 
 /* Points the access log at `path`; the descriptor number of a file stays
-   the same (dup2), so workers writing at that moment never see it closed
-   (nor, after a switch to a logger, reused: it is kept for the next file). */
-static int access_file_fd = -1;
-
+   the same (dup2), so workers writing at that moment never see it closed.
+   For a logger the descriptor is left as it is: a worker sends its lines to
+   its own generation's logger, and one still on the previous generation
+   goes on writing to the file until it switches. */
 static bool apply_access_log(const char *path)
 {
     if (!strncmp(path, "logger:", 7)) { /* the generation's sink (pt_gen_start_loggers) */
-        if (pt_worker_access_fd > 2)
-            access_file_fd = pt_worker_access_fd;
-        pt_worker_access_fd = PT_WORKER_ACCESS_LOGGER;
+        if (pt_worker_access_fd == PT_WORKER_ACCESS_OFF)
+            pt_worker_access_fd = PT_WORKER_ACCESS_LOGGER; /* lines are made, for the logger alone */
         return true;
     }
     if (pt_worker_access_fd == PT_WORKER_ACCESS_LOGGER)
-        pt_worker_access_fd = access_file_fd;
+        pt_worker_access_fd = PT_WORKER_ACCESS_OFF;
     int fd = open_access(path);
     if (fd < 0 && strcmp(path, "off")) {
         pt_err("cannot open access log %s: %s", path, strerror(errno));
@@ -906,8 +905,17 @@ int main(int argc, char **argv)
 
     event_base_dispatch(ctl_base);
 
-    if (!pt_workers_join(5000))
-        pt_warn("workers did not stop in time");
+    if (!pt_workers_join(5000)) {
+        /* a worker is still running (a Lua call that will not end, say): it may yet write into its
+           analytics chunk, span ring, metrics shard and generation, so none of them is freed.  What is
+           the control thread's alone is saved, and the process ends here. */
+        pt_warn("workers did not stop in time: saving the counters and the figures flushed so far, then "
+                "exiting");
+        flush_counters();
+        pt_analytics_flush();
+        pt_store_close(store);
+        _exit(1);
+    }
     pt_otel_export_stop(5000); /* OpenTelemetry (O): the last spans, within 5 s */
     for (int i = 0; i < 4; i++)
         event_free(sev[i]);

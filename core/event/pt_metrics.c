@@ -306,7 +306,7 @@ bool pt_metrics_init(int nworkers, int maxs)
 
 struct pt_metrics_family *pt_metrics_custom(pt_str name)
 {
-    if (!name.len || name.len > 200)
+    if (!name.len || name.len > PT_METRICS_NAME_MAX)
         return NULL;
     uint64_t h = pt_hash(name.data, name.len, false);
     uint32_t h32 = (uint32_t)(h >> 32);
@@ -428,6 +428,15 @@ int pt_metrics_series(struct pt_metrics_family *f, const pt_str *names, const pt
     int id = find(f, key, len, h);
     if (PT_LIKELY(id >= 0))
         return id;
+    if (atomic_load_explicit(&f->nseries, memory_order_acquire) >= f->cap) {
+        /* full: the "other" series, found without the lock once it exists (label values a client
+           chooses must not make every request take the registry's lock) */
+        char okey[KEY_MAX];
+        size_t olen = render_key(okey, (const char *const *)f->labels, names, values, n, true);
+        int oid = find(f, okey, olen, pt_hash(okey, olen, false));
+        if (oid >= 0)
+            return oid;
+    }
     pthread_mutex_lock(&mu);
     id = insert(f, key, len, h, f->cap);
     if (id < 0) {

@@ -212,6 +212,9 @@ bool pt_metrics_has_custom(void);
 
 /* ---- names ---- */
 
+/* The longest name of a custom metric (namespace_name). */
+#define PT_METRICS_NAME_MAX 200
+
 /*
  * A Prometheus name from free text: ASCII letters lower-cased, every run of
  * other characters one '_', no '_' at either end; a leading digit gets a

@@ -814,12 +814,12 @@ void pt_trace_response_headers(struct pt_buf *b, struct pt_req *req)
             uint64_t exp = pt_clock_wall_ms() / 1000 + cf->tracing.ttl / 1000;
             char sig[65];
             pt_tracetoken_location_sig(&pt_tracetoken_location_key, req->trace->id, exp, sig);
-            char tail[160];
+            char tail[256];
             int k = snprintf(tail, sizeof(tail), "/management/gateways/managed/traces/%s?expires=%llu&sig=%s",
                              req->trace->id, (unsigned long long)exp, sig);
             pt_buf_lit(b, "Ocp-Apim-Trace-Location: ");
             pt_buf_add(b, u.p, u.n);
-            pt_buf_add(b, tail, (size_t)k);
+            pt_buf_add(b, tail, k < 0 ? 0 : PT_MIN((size_t)k, sizeof(tail) - 1));
             pt_buf_lit(b, "\r\n");
         }
     }

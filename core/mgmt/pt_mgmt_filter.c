@@ -195,7 +195,8 @@ json_t *pt_mgmt_filter_envelope(struct mreq *m, json_t *page, long count, long t
         if (!v)
             continue;
         char *enc = evhttp_encode_uri(v);
-        k += snprintf(link + k, sizeof(link) - (size_t)PT_MIN(k, (int)sizeof(link)), "%s=%s&", keep[i], enc);
+        if (k < (int)sizeof(link))
+            k += snprintf(link + k, sizeof(link) - (size_t)k, "%s=%s&", keep[i], enc);
         free(enc);
     }
     if (k < (int)sizeof(link))

@@ -306,7 +306,12 @@ static const char *name_of(struct report *r, const char *kind, const char *paren
     json_t *body = NULL;
     char name[600];
     snprintf(name, sizeof(name), "%s", id);
-    if (pt_store_get(pt_mgmt_req_store, kind, parent, id, &body, NULL) && body) {
+    /* at a workspace path, names only of that workspace's own entities: a workspace role may not read
+       service-level users or another workspace's subscriptions (their ids are what the figures are) */
+    const char *ws = r->m->ws;
+    if (pt_store_get(pt_mgmt_req_store, kind, parent, id, &body, NULL) && body &&
+        (!ws || !strcmp(json_string_value(json_object_get(body, "workspace")) ?: "", ws) ||
+         !strcmp(kind, "operation"))) {
         const char *dn = json_string_value(json_object_get(body, "displayName"));
         const char *fn = json_string_value(json_object_get(body, "firstName"));
         const char *ln = json_string_value(json_object_get(body, "lastName"));
@@ -640,6 +645,10 @@ void pt_mgmt_reports_serve(struct mreq *m, const char *name)
         if (order_field[0]) {
             size_t k = json_array_size(r.rows);
             json_t **v = malloc(sizeof(*v) * (k ? k : 1));
+            if (!v) {
+                pt_mgmt_req_send_error(m, 503, "OutOfMemory", "the report cannot be sorted now");
+                goto out;
+            }
             for (size_t i = 0; i < k; i++)
                 v[i] = json_incref(json_array_get(r.rows, i));
             qsort(v, k, sizeof(*v), cmp_rows);

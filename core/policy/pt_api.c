@@ -605,7 +605,7 @@ static int api_metric_emit(pt_call *call, const char *ns, const char *name, doub
     if (k)
         full[k++] = '_';
     size_t m = pt_metrics_sanitize(pt_str_c(name), full + k, sizeof(full) - k);
-    if (!m || !strncmp(full, "portico_", 8) || !strncmp(full, "process_", 8))
+    if (!m || k + m > PT_METRICS_NAME_MAX || !strncmp(full, "portico_", 8) || !strncmp(full, "process_", 8))
         return -1;
     struct pt_req *req = call ? call->req : NULL;
     char lbuf[PT_METRICS_MAX_LABELS][65];

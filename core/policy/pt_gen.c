@@ -287,6 +287,14 @@ static void loggers(struct pt_gen *g, bool refs, struct pt_errors *errs)
             pt_node_error(errs, pt_node_get(pt_node_get(cf->root, "log"), "access"),
                           "access: there is no logger '%s' (loggers: %d declared)", cf->log.access + 7,
                           cf->nloggers);
+        else if (cf->loggers[cf->log.access_logger].max_queue_bytes < cf->log.access_buffer)
+            /* a worker hands its whole buffer over as one message: it must fit the queue */
+            pt_node_error(errs, pt_node_get(pt_node_get(cf->root, "log"), "access"),
+                          "access: logger '%s' holds %llu bytes at most (maxQueueSize), less than "
+                          "log.accessBuffer (%llu): every flush would be dropped",
+                          cf->log.access + 7,
+                          (unsigned long long)cf->loggers[cf->log.access_logger].max_queue_bytes,
+                          (unsigned long long)cf->log.access_buffer);
     }
     g->pc->workspace = NULL; /* service-level named values */
     for (int i = 0; i < cf->nloggers; i++) {

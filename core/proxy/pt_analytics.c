@@ -140,6 +140,7 @@ struct pt_analytics_w {
 
 static _Atomic(struct pt_an_chunk *) full; /* handed over, for the control thread */
 static _Atomic(struct pt_analytics_w *) all_workers;
+static _Atomic int nworkers; /* running: maxPerSecond is shared among them (workers: applies at restart) */
 static _Atomic uint64_t st_flushed, st_dropped, st_buckets, st_requests, st_errors;
 
 static void chunk_clear(struct pt_an_chunk *k)
@@ -211,6 +212,7 @@ struct pt_analytics_w *pt_analytics_worker_new(int id)
     do
         w->all_next = head;
     while (!atomic_compare_exchange_weak(&all_workers, &head, w));
+    atomic_fetch_add(&nworkers, 1);
     return w;
 }
 
@@ -260,7 +262,8 @@ void pt_analytics_record(struct pt_analytics_w *w, struct pt_req *req)
             w->raw_sec = sec;
             w->raw_n = 0;
         }
-        int nw = g->conf->workers > 0 ? g->conf->workers : 1;
+        int nw = atomic_load_explicit(&nworkers, memory_order_relaxed);
+        nw = nw > 0 ? nw : 1;
         if (w->raw_n >= (cf->requests_rate + nw - 1) / nw) {
             raw = false;
             atomic_store_explicit(&w->unsampled,
@@ -622,6 +625,7 @@ void pt_analytics_stop(void)
         left = n;
     }
     struct pt_analytics_w *w = atomic_exchange(&all_workers, NULL);
+    atomic_store(&nworkers, 0);
     while (w) {
         struct pt_analytics_w *n = w->all_next;
         struct pt_an_chunk *lists[] = {w->cur, w->spare, atomic_exchange(&w->returned, NULL)};

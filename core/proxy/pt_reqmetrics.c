@@ -87,7 +87,8 @@ void pt_reqmetrics_record(struct pt_req *req)
         !pt_metrics_core[0])
         return;
     int shard = pt_metrics_worker_shard(worker);
-    uint8_t cls = class_of(req->status), bcls = class_of(req->backend_status);
+    /* a client that left before the answer's head: "none", whatever status was noted for the logs */
+    uint8_t cls = req->resp_head_sent ? class_of(req->status) : 0, bcls = class_of(req->backend_status);
     const struct entry *e = series_of(req, worker, cls, bcls);
     uint64_t now = pt_clock_now_us();
     pt_metrics_add(pt_metrics_core[PT_MC_REQUESTS], shard, e->requests, 1);

@@ -59,6 +59,10 @@ int log_to_compile(const struct pt_api *api, pt_compile *c, void **instance)
         }
     }
     struct log_to *x = api->compile_alloc(c, sizeof(*x));
+    if (!x) {
+        api->compile_error(c, NULL, "out of memory");
+        return -1;
+    }
     x->logger = logger;
     x->message = api->attr_value(c, "value");
     x->partition_id = pid;

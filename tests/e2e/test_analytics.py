@@ -501,6 +501,24 @@ def test_a_workspace_member_sees_only_its_workspace(workspaces):
     assert st == 401
 
 
+def test_a_workspace_report_names_no_service_level_user(workspaces):
+    """The figures of a workspace's API may come from a service-level user's subscription: the
+    workspace's roles see that user's id (what the figures are about), never the user's name."""
+    p, m, tok, since = workspaces
+    m.ok("PUT", "users/victim", {"email": "victim@example.com", "firstName": "Secret", "lastName": "Person"})
+    key = "e" * 32
+    m.ok("PUT", "workspaces/wsa/subscriptions/vs", {"scope": "/apis/aapi", "ownerId": "/users/victim",
+                                                   "state": "active", "primaryKey": key, "secondaryKey": "f" * 32})
+    assert p.request("GET", "/aapi/x", headers={"Ocp-Apim-Subscription-Key": key})[0] == 200
+    wait_for(lambda: total_of(m, since) == 10, timeout=FLUSH_BOUND + 3, what="the call")
+    rows = report(m, "byUser", since, token=tok["workspaceReader"], base="workspaces/wsa/")["value"]
+    (row,) = [r for r in rows if r.get("userId") == "/users/victim"]
+    assert row["name"] == "victim" and "Secret" not in json.dumps(rows), rows
+    # the workspace's own subscription keeps its name; the service's reader sees the user's
+    rows = report(m, "byUser", since, token=tok["reader"])["value"]
+    assert [r["name"] for r in rows if r.get("userId") == "/users/victim"] == ["Secret Person"]
+
+
 # -------------------------------------------------------------------- CLI
 
 

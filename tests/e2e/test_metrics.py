@@ -319,6 +319,25 @@ def test_counts_after_a_known_mix_are_exact(backend, portico):
     assert value(scrape(p), "portico_upstream_connections_idle") >= 1
 
 
+def test_a_client_that_leaves_before_the_answer_counts_as_none(backend, portico):
+    cfg = config(backend, workers=1)
+    cfg["apis"][0]["operations"].append({"id": "any", "method": "GET", "urlTemplate": "/*"})
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    s.sendall(("GET /shop/slow/sleep/800 HTTP/1.1\r\nHost: x\r\nOcp-Apim-Subscription-Key: %s\r\n\r\n"
+               % KEY_GOLD).encode())
+    wait_for(lambda: backend.requests, what="the backend call")
+    s.close()  # before the backend answers
+
+    def counted():
+        f = scrape(p)
+        return f if value(f, "portico_requests_total", api="shop") == 1 else None
+    fams = wait_for(counted, timeout=5, what="the request counted", step=0.05)
+    assert value(fams, "portico_requests_total", api="shop", status_class="none") == 1
+    assert value(fams, "portico_request_duration_seconds", "portico_request_duration_seconds_count",
+                 api="shop", status_class="none") == 1
+
+
 def test_who_may_read_the_metrics(backend, portico):
     p = portico(config(backend, workers=1), env={"PORTICO_ADMIN_TOKEN": TOKEN})
     m = Mgmt(p)

@@ -360,9 +360,10 @@ struct pt_api {
        "Product ID", "User ID", "Subscription ID", "Location", "Gateway ID"; names compared without
        case).  Names become Prometheus names (ASCII letters lower-cased, other runs '_'; the metric is
        namespace_name; docs/metrics.md).  Returns 0, or -1 when value is not a finite number >= 0, a
-       name is empty once made a Prometheus name (or the metric's starts with "portico_" or "process_"), two
-       dimensions get the same name, there are more than 10, or a NULL value names no built-in
-       dimension.  With a NULL call (compile time) it only checks the names and counts nothing. */
+       name is empty once made a Prometheus name (or the metric's is over 200 characters or starts with
+       "portico_" or "process_"), two dimensions get the same name, there are more than 10, or a NULL value
+       names no built-in dimension.  With a NULL call (compile time) it only checks the names and counts
+       nothing. */
     int (*metric_emit)(pt_call *call, const char *ns, const char *name, double value,
                        const pt_bytes *dim_names, const pt_bytes *dim_values, int ndims);
     /* The trace policy's sink: when the request is traced (docs/tracing.md) its trace gets an entry
