@@ -461,6 +461,16 @@ def test_access_log_naming_an_unknown_logger(backend, portico):
     assert re.search(r"portico\.yaml:\d+:\d+: ", out), out
 
 
+def test_access_log_to_a_logger_too_small_for_one_buffer(backend, portico, workdir):
+    cfg = basic_config(backend.url)
+    cfg["loggers"] = [{"id": "tiny", "loggerType": "file", "file": {"path": "a.log"}, "maxQueueSize": "64k"}]
+    cfg["log"] = {"access": "logger:tiny", "accessBuffer": "1m"}
+    p = portico(cfg, start=False)
+    rc, out = p.check()
+    assert rc != 0 and "less than log.accessBuffer" in out, out
+    assert re.search(r"portico\.yaml:\d+:\d+: ", out), out
+
+
 # ---------------------------------------------------------- management
 
 def file_logger(path, **kw):
