@@ -136,11 +136,23 @@ class Portico:
                 raise RuntimeError("portico exited with %s:\n%s%s" % (self.proc.returncode, out.decode(),
                                                                        err.decode()))
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                for port in [self.port] + self.control_ports():
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        pass
+                return
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError("portico did not start listening")
+
+    def control_ports(self):
+        """The control thread's own listeners (management, metrics): they open after the gateway's."""
+        cfg = self.config if isinstance(getattr(self, "config", None), dict) else {}
+        out = []
+        for section in ("management", "metrics"):
+            addr = (cfg.get(section) or {}).get("listen") if isinstance(cfg.get(section), dict) else None
+            if isinstance(addr, str) and addr.startswith("127.0.0.1:"):
+                out.append(int(addr.rsplit(":", 1)[1]))
+        return out
 
     def send_signal(self, sig):
         if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL, signal.SIGQUIT):
