@@ -880,7 +880,8 @@ def test_a_client_that_leaves_is_noticed_while_the_backend_is_silent(portico):
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline and len(os.listdir("/proc/%d/fd" % p.proc.pid)) > base_fds:
             time.sleep(0.02)
-        assert len(os.listdir("/proc/%d/fd" % p.proc.pid)) <= base_fds
+        fds = os.listdir("/proc/%d/fd" % p.proc.pid)
+        assert len(fds) <= base_fds, [os.readlink("/proc/%d/fd/%s" % (p.proc.pid, f)) for f in fds]
     finally:
         b.close()
 
