@@ -1,0 +1,172 @@
+/*
+ * pt_portal_int -- what the portal's files share; the rest of the core sees
+ * pt_portal.h only.
+ *
+ *   pt_portal.c          the server: listener (HTTP or HTTPS), route table,
+ *                        dispatch (calls into every file below)
+ *   pt_portal_req.c      a request: form and query fields, CSRF check,
+ *                        redirects, JSON answers, security headers
+ *   pt_portal_browse.c   home, APIs, an API's reference, products, downloads,
+ *                        provider pages; visibility
+ *   pt_portal_account.c  sign-up, confirmation, sign-in and out, password
+ *                        reset and change, profile, closing the account,
+ *                        invitations; Argon2id; throttling
+ *   pt_portal_session.c  sessions and CSRF tokens
+ *   pt_portal_subs.c     subscribing, keys, renaming, cancelling; the
+ *                        console relay; usage charts
+ *   pt_portal_chart.c    server-rendered SVG charts
+ *   pt_portal_admin.c    the administrator's pages: site settings, pages,
+ *                        media, preview, publish and roll back, approvals,
+ *                        invitations
+ *   pt_portal_content.c  the portal's content: site, pages, media,
+ *                        revisions, mail templates (store access), the
+ *                        published revision
+ *   pt_portal_render.c   HTML: escaping, the layout (head, theme, menu,
+ *                        footer), forms, messages
+ *   pt_portal_assets.c   static assets: content hashes, gzip, caching
+ *                        headers, the provider's theme folder
+ */
+#ifndef PT_PORTAL_INT_H
+#define PT_PORTAL_INT_H
+
+#include "base/pt.h"
+#include "conf/pt_conf.h"
+#include "conf/pt_store.h"
+#include "mgmt/pt_mgmt.h"
+#include "portal/pt_portal.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* ------------------------------------------------------------- the server */
+
+/* What is being served (pt_portal.c). */
+struct pt_portal {
+    struct event_base *base;
+    const struct pt_conf *file;        /* the file's settings: file->portal */
+    struct pt_store *store;
+    const struct pt_mgmt_hooks *hooks; /* hooks->publish after a store write */
+};
+extern struct pt_portal pt_portal_req_srv;
+
+/* The signed-in user, as the session found it. */
+struct pt_portal_user {
+    char id[128];
+    char email[256];
+    char first_name[128];
+    char last_name[128];
+    bool admin;         /* in the group administrators */
+    json_t *groups;     /* array of group ids (always holds "developers") */
+};
+
+/* One request. */
+struct pt_portal_req {
+    struct evhttp_request *r;
+    enum evhttp_cmd_type method;
+    char *path;                 /* decoded path, no query ("/apis/echo") */
+    struct evkeyvalq query;     /* the query's fields */
+    json_t *form;               /* a POST's urlencoded fields (object of strings), else NULL */
+    struct pt_portal_user *user;/* NULL for a guest */
+    char session_id[80];        /* "" when there is no session */
+    char csrf[80];              /* the session's CSRF token ("" without a session) */
+    bool preview;               /* an administrator previewing the draft content */
+    char peer[64];              /* the client's address (text) */
+    struct evbuffer *out;       /* the body being written */
+    int status;                 /* 200 unless set */
+    const char *content_type;   /* "text/html; charset=utf-8" unless set */
+};
+
+/* A route: method(s) and path pattern ("/apis/{}" matches one segment,
+   a trailing "/..." matches the rest); handlers write r->out. */
+typedef void (*pt_portal_handler)(struct pt_portal_req *r, const char *arg1, const char *arg2);
+
+/* Form field (POST) or NULL. */
+const char *pt_portal_req_form(struct pt_portal_req *r, const char *name);
+/* Query field or NULL. */
+const char *pt_portal_req_query(struct pt_portal_req *r, const char *name);
+/* A POST's CSRF check: the form's "csrf" field (or the X-CSRF-Token header)
+   against the session's token.  false after answering 403. */
+bool pt_portal_req_check_csrf(struct pt_portal_req *r);
+/* Redirects (303) to a path on the portal, with an optional flash message
+   shown on the next page. */
+void pt_portal_req_redirect(struct pt_portal_req *r, const char *path, const char *flash);
+/* Answers a JSON body (taken) with a status. */
+void pt_portal_req_json(struct pt_portal_req *r, int status, json_t *body);
+/* Answers {"error": {"code", "message"}}. */
+void pt_portal_req_json_error(struct pt_portal_req *r, int status, const char *code, const char *fmt, ...)
+    PT_PRINTF(4, 5);
+/* The 404 page (also for what the visitor may not see). */
+void pt_portal_render_not_found(struct pt_portal_req *r);
+/* The portal's own absolute URL (portal.publicUrl, else from listen), no
+   trailing slash: for links in mails. */
+const char *pt_portal_req_base_url(void);
+
+/* --------------------------------------------------------------- render */
+
+/* Escapes s for HTML text and attribute values. */
+void pt_portal_render_esc(struct evbuffer *out, const char *s);
+/* The layout around a page: <head> with the theme, the header with the
+   site's title, logo and menu (pages the visitor may see), the user's links;
+   then the flash message.  `title` is the page's own title. */
+void pt_portal_render_begin(struct pt_portal_req *r, const char *title);
+void pt_portal_render_end(struct pt_portal_req *r);
+/* <input type="hidden" name="csrf" value="..."> for the session. */
+void pt_portal_render_csrf(struct pt_portal_req *r);
+
+/* ---------------------------------------------------------- content */
+
+/* The content being served: the published revision, or the draft when
+   r->preview.  {"site": {...}, "pages": [...]} with defaults filled in;
+   borrowed, valid for the request. */
+const json_t *pt_portal_content_get(const struct pt_portal_req *r);
+/* Sanitized HTML for a Markdown text (cmark, then the allow-list). */
+char *pt_portal_content_markdown(const char *md);
+
+/* ------------------------------------------------------------ sessions */
+
+/* Reads the session cookie: sets r->user, r->session_id, r->csrf (expired,
+   unknown or stale sessions are dropped). */
+void pt_portal_session_load(struct pt_portal_req *r);
+/* A new session for user_id (rotated: the old one, if any, ends); sets the
+   cookie. */
+bool pt_portal_session_start(struct pt_portal_req *r, const char *user_id);
+/* Ends r's session and clears the cookie. */
+void pt_portal_session_end(struct pt_portal_req *r);
+/* Ends every session of a user (password change or reset, closing). */
+void pt_portal_session_end_user(const char *user_id);
+/* A guest's session (for the CSRF token of the sign-in and sign-up forms). */
+bool pt_portal_session_guest(struct pt_portal_req *r);
+
+/* ------------------------------------------------------------ visibility */
+
+/* May the visitor (r->user or a guest) see product p / API a (from the
+   generation's configuration tree as pt_model_entities writes it)? */
+bool pt_portal_browse_product_visible(struct pt_portal_req *r, const json_t *product);
+bool pt_portal_browse_api_visible(struct pt_portal_req *r, const char *api_id);
+
+/* ------------------------------------------------------------ charts */
+
+struct pt_portal_series {
+    const char *name;
+    const char *color; /* CSS colour or var(...) */
+    const double *y;   /* n values */
+};
+/* An SVG chart (bars when stacked, else lines) with axes, labels, a <title>
+   and <desc> for screen readers, and the same data as a <table> after it. */
+void pt_portal_chart_svg(struct evbuffer *out, const char *title, const char *const *x_labels, int n,
+                     const struct pt_portal_series *series, int nseries, bool stacked, const char *unit);
+
+/* ----------------------------------------------- per-file entry points */
+
+bool pt_portal_assets_init(const char *theme_dir, char *err, size_t errlen);
+void pt_portal_assets_free(void);
+/* Serves /assets/... (true when it was one). */
+bool pt_portal_assets_serve(struct pt_portal_req *r);
+/* The URL of an asset with its content hash ("/assets/portal.3f2a1b.css"). */
+const char *pt_portal_assets_url(const char *name);
+
+#endif
