@@ -20,6 +20,7 @@
 #include "portal/pt_portal_int.h"
 
 #include <event2/buffer.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1386,6 +1387,62 @@ void pt_portal_browse_api(struct pt_portal_req *r, const char *api, const char *
     pt_portal_render_end(r);
 }
 
+/* Does an active subscription's scope ("/apis", "/apis/a", "/products/p") open the API? */
+static bool scope_opens(const char *scope, const char *api_id)
+{
+    if (!strcmp(scope, "/apis"))
+        return true;
+    if (!strncmp(scope, "/apis/", 6))
+        return !strcmp(scope + 6, api_id);
+    if (strncmp(scope, "/products/", 10))
+        return false;
+    const json_t *api = json_object_get(idx.apis, api_id);
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(api, "products"), i, p)
+    {
+        const json_t *prod = json_array_get(idx.products, (size_t)json_integer_value(p));
+        if (!strcmp(str_or(prod, "id", ""), scope + 10))
+            return true;
+    }
+    return false;
+}
+
+/* <option>s of the user's active subscriptions that open the API (one indexed query, not a scan in C). */
+static int subscription_options(struct pt_portal_req *r, const char *api_id)
+{
+    struct evbuffer *out = r->out;
+    sqlite3 *db = pt_store_sqlite(pt_portal_req_srv.store);
+    sqlite3_stmt *st = NULL;
+    int n = 0;
+    if (!db ||
+        sqlite3_prepare_v2(db,
+                           "SELECT id, json_extract(body, '$.displayName'), json_extract(body, '$.scope') "
+                           "FROM entities WHERE kind = 'subscription' AND "
+                           "json_extract(body, '$.ownerId') = ?1 AND json_extract(body, '$.state') = "
+                           "'active' ORDER BY id LIMIT 200",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    char owner[200];
+    snprintf(owner, sizeof(owner), "/users/%s", r->user->id);
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        const char *scope = (const char *)sqlite3_column_text(st, 2);
+        if (!id || !scope || !scope_opens(scope, api_id))
+            continue;
+        OUT("<option value=\"");
+        esc(out, id);
+        OUT("\">");
+        esc(out, name ? name : id);
+        OUT("</option>");
+        n++;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
 /* The console: a form console.js (H-D) drives; it calls the portal's relay, never the gateway directly. */
 static void render_console(struct pt_portal_req *r, const json_t *api, const json_t *op)
 {
@@ -1409,7 +1466,15 @@ static void render_console(struct pt_portal_req *r, const json_t *api, const jso
     OUT("\">");
     pt_portal_render_csrf(r);
     OUT("<label for=\"console-subscription\">Subscription</label><select id=\"console-subscription\" "
-        "name=\"subscription\"></select><label for=\"console-key\">Key</label><select id=\"console-key\" "
+        "name=\"subscription\">");
+    index_refresh();
+    int nsubs = subscription_options(r, str_or(api, "id", ""));
+    OUT("</select>");
+    if (!nsubs)
+        OUT("<p class=\"muted\">You have no active subscription to this API yet: <a "
+            "href=\"/products\">subscribe to a "
+            "product</a> that holds it.</p>");
+    OUT("<label for=\"console-key\">Key</label><select id=\"console-key\" "
         "name=\"key\"><option value=\"primary\">Primary</option><option "
         "value=\"secondary\">Secondary</option>"
         "</select><label for=\"console-method\">Method</label><input type=\"text\" id=\"console-method\" "
