@@ -73,18 +73,37 @@ static const char *str_or(const json_t *o, const char *key, const char *def)
     return s ? s : def;
 }
 
-static bool collect_api(void *arg, const struct pt_entity *e)
+/* The API list's fields straight from SQLite: parsing every API's whole body (operations' policies,
+   schemas of megabytes) would cost far more than the list needs. */
+static void collect_apis(json_t *apis)
 {
-    const json_t *b = e->body;
-    /* a non-current revision is reached through its current one, not listed */
-    if (json_is_false(json_object_get(b, "isCurrent")))
-        return true;
-    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:s, s:[]}", "id", e->id, "displayName",
-                          str_or(b, "displayName", e->id), "description", str_or(b, "description", ""),
-                          "path", str_or(b, "path", ""), "apiType", str_or(b, "apiType", "http"), "products");
-    if (a)
-        json_object_set_new(arg, e->id, a);
-    return true;
+    sqlite3 *db = pt_store_sqlite(pt_portal_req_srv.store);
+    sqlite3_stmt *st = NULL;
+    if (!db || sqlite3_prepare_v2(db,
+                                  "SELECT id, json_extract(body, '$.displayName'), "
+                                  "substr(json_extract(body, '$.description'), 1, 400), "
+                                  "json_extract(body, '$.path'), json_extract(body, '$.apiType'), "
+                                  "json_extract(body, '$.isCurrent') FROM entities WHERE kind = 'api' AND "
+                                  "parent = '' ORDER BY id",
+                                  -1, &st, NULL) != SQLITE_OK) {
+        pt_warn("portal: cannot list the APIs: %s", db ? sqlite3_errmsg(db) : "no store");
+        return;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        if (!id || (sqlite3_column_type(st, 5) != SQLITE_NULL && sqlite3_column_int(st, 5) == 0))
+            continue; /* a non-current revision is reached through its current one, not listed */
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        const char *desc = (const char *)sqlite3_column_text(st, 2);
+        const char *path = (const char *)sqlite3_column_text(st, 3);
+        const char *type = (const char *)sqlite3_column_text(st, 4);
+        json_t *a = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:[]}", "id", id, "displayName",
+                              name ? name : id, "description", desc ? desc : "", "path", path ? path : "",
+                              "apiType", type ? type : "http", "products");
+        if (a)
+            json_object_set_new(apis, id, a);
+    }
+    sqlite3_finalize(st);
 }
 
 static int by_display_name(const void *x, const void *y)
@@ -130,7 +149,7 @@ static void index_refresh(void)
     index_free();
     json_t *products = json_array(), *apis = json_object();
     pt_store_each(st, "product", "", collect_product, products);
-    pt_store_each(st, "api", "", collect_api, apis);
+    collect_apis(apis);
     idx.products = sorted(products);
     size_t i, j;
     json_t *p, *a;
