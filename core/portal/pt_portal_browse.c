@@ -1884,10 +1884,8 @@ void pt_portal_browse_terms(struct pt_portal_req *r, const char *a1, const char 
 
 void pt_portal_browse_media(struct pt_portal_req *r, const char *id, const char *a2)
 {
-    (void)id;
     (void)a2;
-    /* media live in the content (H-C's pt_portal_content.c serves them once it lands) */
-    pt_portal_req_text(r, 404, "Not Found: no such media.");
+    pt_portal_content_serve_media(r, id); /* the bytes live in the content (pt_portal_content.c) */
 }
 
 void pt_portal_browse_free(void)
