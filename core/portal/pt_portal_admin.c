@@ -66,9 +66,28 @@ static bool finish(bool ok)
     return false;
 }
 
-static const char *field(struct pt_portal_req *r, const char *name)
+/* A form field.  libevent decodes the values of a form but not the names, and
+   browsers send "colors[primary]" as "colors%5Bprimary%5D": both are asked. */
+static const char *field_or_null(struct pt_portal_req *r, const char *name)
 {
     const char *v = pt_portal_req_form(r, name);
+    if (v || !strpbrk(name, "[]"))
+        return v;
+    char enc[128];
+    size_t k = 0;
+    for (const char *p = name; *p && k + 4 < sizeof(enc); p++) {
+        if (*p == '[' || *p == ']')
+            k += (size_t)snprintf(enc + k, sizeof(enc) - k, "%%5%c", *p == '[' ? 'B' : 'D');
+        else
+            enc[k++] = *p;
+    }
+    enc[k] = 0;
+    return pt_portal_req_form(r, enc);
+}
+
+static const char *field(struct pt_portal_req *r, const char *name)
+{
+    const char *v = field_or_null(r, name);
     return v ? v : "";
 }
 
