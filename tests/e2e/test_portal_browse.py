@@ -246,8 +246,8 @@ def portal_config(backend_url, **portal):
     p = {"listen": "127.0.0.1:%d" % free_port(),
          "gatewayUrl": "http://%s" % gw,
          "site": {"title": "Acme <APIs>", "home": "Hello **developers**", "terms": "The terms.",
-                  "colors": {"primary": "#123456", "text": "red; } body { display: none"},
-                  "customCss": "</style><script>alert(1)</script> .x { color: blue }"},
+                  "colors": {"primary": "#123456"},
+                  "customCss": ".x { color: blue } /* <script>alert(1) */"},
          "pages": [{"id": "about", "title": "About us", "markdown": "About <b>us</b>", "menuOrder": 2},
                    {"id": "faq", "title": "FAQ", "markdown": "Questions", "menuOrder": 1},
                    {"id": "unlisted", "title": "Unlisted", "markdown": "not in the menu"},
@@ -496,13 +496,32 @@ def test_theme_css_is_css_only(site):
     assert st == 200 and h["content-type"].startswith("text/css")
     assert h["x-content-type-options"] == "nosniff"
     assert "--pt-primary: #123456;" in css
-    # a color that tries to leave its declaration is dropped
-    assert "display: none" not in css and "--pt-text" not in css
     assert ".x { color: blue }" in css
     # the versioned URL is cached for long, another version is revalidated
     assert "immutable" in h["cache-control"]
     st, h, _ = c.get("/theme.css?v=old")
     assert st == 200 and h["cache-control"] == "no-cache"
+
+
+def test_theme_values_cannot_leave_their_declaration(backend, portico):
+    """A color or font that would end its declaration is refused by the configuration's checks, or left
+    out of /theme.css; customCss that would close a <style> never reaches a page either way."""
+    cfg = portal_config(backend.url)
+    cfg["portal"]["site"]["colors"] = {"primary": "#123456", "text": "red; } body { display: none"}
+    cfg["portal"]["site"]["fonts"] = {"body": "x; } * { content: 'pwned'"}
+    p = portico(cfg, start=False)
+    rc, out = p.check()
+    if rc != 0:
+        assert "colors.text" in out or "text" in out, out
+        return
+    p.start()
+    c = Client(p.portal_url)
+    _, text, doc = c.page("/")
+    theme = [l.attrs["href"] for l in doc.find_all("link", rel="stylesheet") if l.attrs["href"].startswith("/theme")]
+    st, h, body = c.get(theme[0])
+    css = body.decode()
+    assert st == 200 and "display: none" not in css and "pwned" not in css and "--pt-text" not in css
+    assert "--pt-primary: #123456;" in css
 
 
 def test_assets_hashed_cached_gzipped(site):
