@@ -719,3 +719,19 @@ def test_bad_requests_get_clean_4xx(site):
     # still serving, and nothing crashed
     assert alive(c)
     assert p.proc.poll() is None
+
+
+def test_reload_applies_content_and_warns_for_start_only_keys(backend, portico):
+    cfg = portal_config(backend.url)
+    p = portico(cfg)
+    c = Client(p.portal_url)
+    cfg2 = json.loads(json.dumps(cfg))
+    cfg2["portal"]["site"]["title"] = "Renamed portal"
+    assert p.reload(cfg2)
+    wait_for(lambda: "Renamed portal" in c.page("/")[1], what="the new title after a reload")
+    # the listener is read at start only: the old one keeps serving, and the log says so
+    cfg3 = json.loads(json.dumps(cfg2))
+    cfg3["portal"]["listen"] = "127.0.0.1:%d" % free_port()
+    assert p.reload(cfg3)
+    assert "read at start only" in p.log_text()
+    assert c.get("/")[0] == 200
