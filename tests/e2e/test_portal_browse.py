@@ -247,7 +247,7 @@ def portal_config(backend_url, **portal):
          "gatewayUrl": "http://%s" % gw,
          "site": {"title": "Acme <APIs>", "home": "Hello **developers**", "terms": "The terms.",
                   "colors": {"primary": "#123456"},
-                  "customCss": "</style><script>alert(1)</script> .x { color: blue }"},
+                  "customCss": ".x { color: blue } /* <script>alert(1) */"},
          "pages": [{"id": "about", "title": "About us", "markdown": "About <b>us</b>", "menuOrder": 2},
                    {"id": "faq", "title": "FAQ", "markdown": "Questions", "menuOrder": 1},
                    {"id": "unlisted", "title": "Unlisted", "markdown": "not in the menu"},
@@ -496,14 +496,32 @@ def test_theme_css_is_css_only(site):
     assert st == 200 and h["content-type"].startswith("text/css")
     assert h["x-content-type-options"] == "nosniff"
     assert "--pt-primary: #123456;" in css
-    # a color that tries to leave its declaration cannot get in: the file and the API refuse it
-    # (test_portal_content.py); the theme holds none
-    assert "display: none" not in css
     assert ".x { color: blue }" in css
     # the versioned URL is cached for long, another version is revalidated
     assert "immutable" in h["cache-control"]
     st, h, _ = c.get("/theme.css?v=old")
     assert st == 200 and h["cache-control"] == "no-cache"
+
+
+def test_theme_values_cannot_leave_their_declaration(backend, portico):
+    """A color or font that would end its declaration is refused by the configuration's checks, or left
+    out of /theme.css; customCss that would close a <style> never reaches a page either way."""
+    cfg = portal_config(backend.url)
+    cfg["portal"]["site"]["colors"] = {"primary": "#123456", "text": "red; } body { display: none"}
+    cfg["portal"]["site"]["fonts"] = {"body": "x; } * { content: 'pwned'"}
+    p = portico(cfg, start=False)
+    rc, out = p.check()
+    if rc != 0:
+        assert "not a color" in out or "colors" in out, out
+        return
+    p.start()
+    c = Client(p.portal_url)
+    _, text, doc = c.page("/")
+    theme = [l.attrs["href"] for l in doc.find_all("link", rel="stylesheet") if l.attrs["href"].startswith("/theme")]
+    st, h, body = c.get(theme[0])
+    css = body.decode()
+    assert st == 200 and "display: none" not in css and "pwned" not in css and "--pt-text" not in css
+    assert "--pt-primary: #123456;" in css
 
 
 def test_assets_hashed_cached_gzipped(site):
@@ -521,6 +539,10 @@ def test_assets_hashed_cached_gzipped(site):
     st, hz, zipped = c.get(css[0], headers={"Accept-Encoding": "gzip, deflate"})
     assert st == 200 and hz["content-encoding"] == "gzip" and "accept-encoding" in hz["vary"].lower()
     assert gzip.decompress(zipped) == plain and len(zipped) < len(plain)
+    # each encoding is its own representation: its own ETag, each revalidates
+    assert hz["etag"] != h["etag"]
+    st, _, body = c.get(css[0], headers={"Accept-Encoding": "gzip", "If-None-Match": hz["etag"]})
+    assert st == 304 and body == b""
     st, hz, body = c.get(css[0], headers={"Accept-Encoding": "gzip;q=0"})
     assert st == 200 and "content-encoding" not in hz and body == plain
     # ETag revalidation
@@ -586,8 +608,23 @@ def test_theme_dir_overrides_shipped_assets_without_restart(backend, portico, wo
     # a file of the theme that is not an asset type is never served
     with open(os.path.join(theme, "notes.md"), "w") as f:
         f.write("private")
-    time.sleep(1.1)
-    assert c.get("/assets/notes.md")[0] == 404
+    # templates: the footer and a banner, with the site's title escaped; never served as files
+    with open(os.path.join(theme, "footer.html"), "w") as f:
+        f.write('<p class="provider-footer">(c) {{siteTitle}} {{year}}{{terms}} {{unknown}}</p>')
+    with open(os.path.join(theme, "banner.html"), "w") as f:
+        f.write('<div class="provider-banner">Maintenance tonight</div>')
+
+    def footer():
+        _, text, doc = c.page("/")
+        f = doc.find("p", class_="provider-footer")
+        return f and (text, doc, f)
+    text, doc, f = wait_for(footer, timeout=5, what="the provider's footer")
+    assert f.get_text().startswith("(c) Acme <APIs> 20") and "{{unknown}}" in f.get_text()
+    assert "Acme &lt;APIs&gt;" in text
+    assert f.find("a", href="/terms") is not None
+    assert doc.find("div", class_="provider-banner").get_text() == "Maintenance tonight"
+    for name in ("notes.md", "footer.html", "banner.html"):
+        assert c.get("/assets/" + name)[0] == 404, name
 
 
 def test_require_signin(backend, portico):
@@ -682,3 +719,19 @@ def test_bad_requests_get_clean_4xx(site):
     # still serving, and nothing crashed
     assert alive(c)
     assert p.proc.poll() is None
+
+
+def test_reload_applies_content_and_warns_for_start_only_keys(backend, portico):
+    cfg = portal_config(backend.url)
+    p = portico(cfg)
+    c = Client(p.portal_url)
+    cfg2 = json.loads(json.dumps(cfg))
+    cfg2["portal"]["site"]["title"] = "Renamed portal"
+    assert p.reload(cfg2)
+    wait_for(lambda: "Renamed portal" in c.page("/")[1], what="the new title after a reload")
+    # the listener is read at start only: the old one keeps serving, and the log says so
+    cfg3 = json.loads(json.dumps(cfg2))
+    cfg3["portal"]["listen"] = "127.0.0.1:%d" % free_port()
+    assert p.reload(cfg3)
+    assert "read at start only" in p.log_text()
+    assert c.get("/")[0] == 200
