@@ -735,3 +735,44 @@ def test_reload_applies_content_and_warns_for_start_only_keys(backend, portico):
     assert p.reload(cfg3)
     assert "read at start only" in p.log_text()
     assert c.get("/")[0] == 200
+
+
+def test_hostile_schemas_render_bounded(backend, portico):
+    """Schemas that hold themselves, fan out, nest deep or point nowhere: the reference still renders,
+    quickly and bounded."""
+    deep = {"type": "string"}
+    for i in range(14):  # deeper than the tree draws (the configuration allows about this much)
+        deep = {"type": "object", "properties": {"level%d" % i: deep}}
+    wide = {"type": "object", "properties": {"p%d" % i: {"$ref": "#/components/schemas/Wide"} for i in range(40)}}
+    schemas = {"components": {"schemas": {
+        "Loop": {"type": "array", "items": {"$ref": "#/components/schemas/Loop"}},
+        "Map": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Map"}},
+        "Wide": wide, "Deep": deep,
+        "Broken": {"type": "object", "properties": {"x": {"$ref": "#/components/schemas/Nowhere"},
+                                                    "y": {"$ref": "http://example.com/elsewhere"}}},
+    }}}
+    cfg = portal_config(backend.url)
+    cfg["apis"].append({
+        "id": "weird", "path": "weird", "displayName": "Weird", "serviceUrl": backend.url,
+        "schemas": [{"id": "s", "contentType": "application/vnd.oai.openapi.components+json", "document": schemas}],
+        "operations": [{"id": "w", "method": "POST", "urlTemplate": "/w",
+                        "request": {"representations": [{"contentType": "application/json", "schemaId": "s",
+                                                         "typeName": "Wide"}]},
+                        "responses": [{"statusCode": 200, "representations": [
+                            {"contentType": "application/json", "schemaId": "s", "typeName": name}
+                            for name in ("Loop", "Map", "Deep", "Broken")]}]}]})
+    cfg["products"][0]["apis"].append("weird")
+    p = portico(cfg)
+    c = Client(p.portal_url)
+    t = time.time()
+    st, h, body = c.get("/apis/weird")
+    assert st == 200, body[:300]
+    assert time.time() - t < 5
+    assert len(body) < 2 * 1024 * 1024
+    text = body.decode()
+    assert text.count('<span class="prop">p39</span>') == 1  # the wide recursive type is named, not unfolded
+    assert "array of" in text and "map of string to" in text
+    assert "level13" in text and "level0" not in text  # nesting stops at the tree's depth
+    for path in ("/apis/weird/operations/w", "/apis/weird/definition?format=openapi"):
+        assert c.get(path)[0] == 200, path
+    assert alive(c)
