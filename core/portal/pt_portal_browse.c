@@ -424,11 +424,13 @@ static const json_t *deref(struct schema_walk *w, const json_t *s, const char **
     return s;
 }
 
-static void type_text(struct schema_walk *w, const json_t *s, char *buf, size_t len);
-
 /* "string (date-time)", "array of Pet", "map of string to integer", "one of A | B". */
-static void type_text(struct schema_walk *w, const json_t *s, char *buf, size_t len)
+static void type_text_at(struct schema_walk *w, const json_t *s, char *buf, size_t len, int depth)
 {
+    if (depth > 4) { /* "array of array of ..." of a type that holds itself */
+        snprintf(buf, len, "…");
+        return;
+    }
     const char *name = NULL;
     s = deref(w, s, &name);
     const json_t *t = json_object_get(s, "type");
@@ -441,14 +443,14 @@ static void type_text(struct schema_walk *w, const json_t *s, char *buf, size_t 
         type = "array";
     if (type && !strcmp(type, "array")) {
         char inner[160];
-        type_text(w, json_object_get(s, "items"), inner, sizeof(inner));
+        type_text_at(w, json_object_get(s, "items"), inner, sizeof(inner), depth + 1);
         snprintf(buf, len, "array of %s", inner);
         return;
     }
     const json_t *addl = json_object_get(s, "additionalProperties");
     if ((!type || !strcmp(type, "object")) && json_is_object(addl) && !json_object_get(s, "properties")) {
         char inner[160];
-        type_text(w, addl, inner, sizeof(inner));
+        type_text_at(w, addl, inner, sizeof(inner), depth + 1);
         snprintf(buf, len, "map of string to %s", inner);
         return;
     }
@@ -463,6 +465,11 @@ static void type_text(struct schema_walk *w, const json_t *s, char *buf, size_t 
         snprintf(buf, len, "%s (%s)", type ? type : "any", fmt);
     else
         snprintf(buf, len, "%s", type ? type : (name ? name : "any"));
+}
+
+static void type_text(struct schema_walk *w, const json_t *s, char *buf, size_t len)
+{
+    type_text_at(w, s, buf, len, 0);
 }
 
 static void schema_children(struct schema_walk *w, const json_t *s);
@@ -648,7 +655,8 @@ static void render_schema(struct evbuffer *out, const json_t *doc, const json_t 
 static json_t *sample_of(struct schema_walk *w, const json_t *s, int depth)
 {
     s = deref(w, s, NULL);
-    if (!json_is_object(s) || depth > 6)
+    /* bounded in depth and in values: 30 properties a level to the 6th power would be millions */
+    if (!json_is_object(s) || depth > 6 || ++w->nodes > 300)
         return json_null();
     const json_t *ex = json_object_get(s, "example");
     if (ex)
@@ -722,7 +730,8 @@ static char *example_text(const json_t *value)
 static void pre_text(struct evbuffer *out, const char *text)
 {
     size_t n = strlen(text);
-    OUT("<pre><code>");
+    /* focusable: a keyboard can scroll a wide example (axe: scrollable-region-focusable) */
+    OUT("<pre tabindex=\"0\"><code>");
     if (n > EXAMPLE_MAX) {
         char *cut = strndup(text, EXAMPLE_MAX);
         esc(out, cut);
@@ -872,7 +881,7 @@ static void sample_path(const json_t *op, char *buf, size_t len)
 
 /* The request body of the samples: the first example of the first representation, else one built from its
    schema; NULL without a representation.  *ctype gets its content type.  malloc'd. */
-static char *sample_body(const json_t *api, const json_t *op, const char **ctype)
+static char *sample_body_full(const json_t *api, const json_t *op, const char **ctype)
 {
     const json_t *rep = json_array_get(json_object_get(json_object_get(op, "request"), "representations"), 0);
     if (!rep)
@@ -900,6 +909,17 @@ static char *sample_body(const json_t *api, const json_t *op, const char **ctype
     return t;
 }
 
+/* The samples carry the body up to 16 KiB; a bigger one is named, not copied three times into the page. */
+static char *sample_body(const json_t *api, const json_t *op, const char **ctype)
+{
+    char *b = sample_body_full(api, op, ctype);
+    if (b && strlen(b) > 16 * 1024) {
+        free(b);
+        b = strdup("(the request body: see the example above)");
+    }
+    return b;
+}
+
 /* s as a single-quoted shell word. */
 static void shell_quote(struct evbuffer *b, const char *s)
 {
@@ -925,7 +945,8 @@ static void code_string(struct evbuffer *b, const char *s)
 
 static void flush_sample(struct evbuffer *out, const char *lang, const char *label, struct evbuffer *code)
 {
-    OUT("<h5 class=\"sample-label\">%s</h5><pre class=\"sample\" data-lang=\"%s\" data-label=\"%s\"><code>",
+    OUT("<h5 class=\"sample-label\">%s</h5><pre class=\"sample\" tabindex=\"0\" data-lang=\"%s\" "
+        "data-label=\"%s\"><code>",
         label, lang, label);
     size_t n = evbuffer_get_length(code);
     char *t = malloc(n + 1);
