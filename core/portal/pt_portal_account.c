@@ -558,9 +558,13 @@ void pt_portal_account_confirm(struct pt_portal_req *r, const char *a1, const ch
         bad_link(r);
         return;
     }
-    bool pending = !strcmp(state, "pending");
+    bool pending = !strcmp(state, "pending"), active = !strcmp(state, "active");
     json_decref(body);
-    if (pending) { /* a blocked account stays blocked */
+    if (!pending && !active) { /* blocked or closed meanwhile: it stays so */
+        bad_link(r);
+        return;
+    }
+    if (pending) {
         bool ok = pt_store_begin(store()) && user_set_state(user, "active");
         if (!ok)
             pt_store_rollback(store());

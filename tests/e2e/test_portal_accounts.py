@@ -707,10 +707,23 @@ def test_blocked_and_pending_users_cannot_sign_in(backend, portico, workdir):
     status, _, page = Client(p).signin("blocked@example.com")
     assert status == 403 and "cannot sign in" in page
     # a pending user (never confirmed) cannot either
+    before = mail_paths(workdir)
     signup(Client(p), "pending@example.com")
     status, _, page = Client(p).signin("pending@example.com")
     assert status == 403 and 'id="signin-form"' in page
-    # and a blocked user's confirmation link does not unblock them
+    # blocked before confirming: the confirmation link does not unblock
+    _, _, link = last_mail(workdir, "pending@example.com", after=before)
+    pid = user_id(p, "pending@example.com")
+    pbody = get_user(p, pid)
+    pbody["state"] = "blocked"
+    pbody.pop("id", None)
+    m.ok("PUT", "users/" + pid, pbody)
+    c2 = Client(p)
+    c2.get(path_of(link))
+    assert c2.post("/confirm", {"token": token_of(link)}, page_path="/signin")[0] == 400
+    assert get_user(p, pid)["state"] == "blocked"
+    assert Client(p).signin("pending@example.com")[0] == 403
+    # unblocked by the administrator, the first user signs in again
     body["state"] = "active"
     m.ok("PUT", "users/" + uid, body)
     assert Client(p).signin("blocked@example.com")[0] == 303
