@@ -127,6 +127,17 @@ const json_t *pt_portal_content_get(const struct pt_portal_req *r);
 /* Sanitized HTML for a Markdown text (cmark, then the allow-list). */
 char *pt_portal_content_markdown(const char *md);
 
+/* H-C: the published revision's number being served (-1 for the draft). */
+int64_t pt_portal_content_revision(const struct pt_portal_req *r);
+/* A page's body as safe HTML: its html through the allow-list, or its
+   markdown rendered.  malloc'd (NULL when out of memory). */
+char *pt_portal_content_page_html(const json_t *page);
+/* Answers GET /media/{id}: the bytes with their type, ETag (304), caching;
+   404 when there is no such media. */
+void pt_portal_content_serve_media(struct pt_portal_req *r, const char *id);
+/* Drops the cached content (at stop). */
+void pt_portal_content_free(void);
+
 /* ------------------------------------------------------------ sessions */
 
 /* Reads the session cookie: sets r->user, r->session_id, r->csrf (expired,
@@ -220,6 +231,10 @@ const char *pt_portal_assets_url(const char *name);
 
 /* ------------------------------------------------ server pieces (H-A) */
 
+/* r->user belongs to the request: the dispatcher frees it (and its groups)
+   when the handler returns; a handler that answers later (r->deferred)
+   copies what it needs of r first. */
+
 /* Largest urlencoded form body read into r->form (bigger: 413). */
 #define PT_PORTAL_FORM_MAX (64 * 1024)
 
@@ -258,6 +273,10 @@ void pt_portal_render_theme_css(struct pt_portal_req *r);
 const char *pt_portal_render_theme_version(const struct pt_portal_req *r);
 /* Writes a Markdown text as sanitized HTML. */
 void pt_portal_render_markdown(struct evbuffer *out, const char *md);
+
+/* A template of the shipped or the provider's assets ("footer.html"): its
+   text (valid until the assets are next reloaded), or NULL. */
+const char *pt_portal_assets_template(const char *name);
 
 /* Browsing handlers (pt_portal_browse.c). */
 void pt_portal_browse_home(struct pt_portal_req *r, const char *a1, const char *a2);
