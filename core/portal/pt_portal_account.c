@@ -1073,7 +1073,29 @@ void pt_portal_account_invite(struct pt_portal_req *r, const char *a1, const cha
         return;
     }
     if (pt_store_accounts_user_by_email(store(), email, id)) {
-        invite_form(r, 409, "A user with this address exists already.");
+        /* invited before and never accepted (pending, no password): a new
+           link replaces the old ones; anyone else is refused */
+        const char *state = NULL;
+        json_t *body = user_get(id, &state);
+        bool again = body && !strcmp(state, "pending") &&
+                     !pt_store_accounts_cred_get(store(), id, email, NULL, 0, NULL) &&
+                     pt_store_accounts_token_drop_user(store(), id, "invite") &&
+                     token_new("invite", id, cf()->confirm_ttl_ms, token);
+        if (again) {
+            send_mail(r, "invite", json_string_value(json_object_get(body, "email")) ?: email,
+                      json_string_value(json_object_get(body, "firstName")),
+                      json_string_value(json_object_get(body, "lastName")), "/invitation", token);
+            pt_info("portal: administrator %s invited user %s again", r->user->id, id);
+        }
+        json_decref(body);
+        if (!again) {
+            invite_form(r, 409, "A user with this address exists already.");
+            return;
+        }
+        char flash[400];
+        snprintf(flash, sizeof(flash), "A new invitation was sent to %s; the earlier link no longer works.",
+                 email);
+        pt_portal_req_redirect(r, "/admin/invite", flash);
         return;
     }
     bool ok = pt_store_begin(store());

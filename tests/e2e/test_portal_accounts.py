@@ -808,8 +808,15 @@ def test_invitation(backend, portico, workdir):
     status, _, page = admin.post("/admin/invite", {"email": "plain@example.com", "firstName": "a",
                                                    "lastName": "b"}, page_path="/admin/invite")
     assert status == 409 and 'role="alert"' in page
+    _, _, first_link = last_mail(workdir, "guest@example.com", after=before)
+    # invited again before accepting: a new link, and the first one no longer works
+    before = mail_paths(workdir)
+    status, h, _ = admin.post("/admin/invite", {"email": "guest@example.com", "firstName": "Guest",
+                                                "lastName": "Star"}, page_path="/admin/invite")
+    assert status == 303
     subject, body, link = last_mail(workdir, "guest@example.com", after=before)
-    assert "/invitation?token=" in link
+    assert "/invitation?token=" in link and link != first_link
+    assert Client(p).get(path_of(first_link))[0] == 400
     # no password yet: signing in fails like any wrong password
     assert Client(p).signin("guest@example.com", "anything at all")[0] == 401
     g = Client(p)
