@@ -497,6 +497,22 @@ void pt_portal_account_signup(struct pt_portal_req *r, const char *a1, const cha
         signup_form(r, 400, why);
         return;
     }
+    /* sign-ups per client address: each makes a user and a generation, so
+       one address makes at most maxFailures x 4 within the lockout period
+       (counted whether the address had an account or not) */
+    char key[100];
+    snprintf(key, sizeof(key), "signup:%s", r->peer);
+    struct pt_store_accounts_throttle t;
+    pt_store_accounts_throttle_get(store(), key, &t);
+    int64_t now = now_ms();
+    if (pt_portal_account_throttle_locked(&t, now)) {
+        pt_info("portal: a sign-up from %s refused: too many", r->peer);
+        signup_form(r, 429, "Too many sign-ups from your address. Wait a while, then try again.");
+        return;
+    }
+    pt_portal_account_throttle_fail(&t, now, (int64_t)cf()->max_failures * ADDRESS_FACTOR,
+                                    (int64_t)cf()->lockout_ms);
+    pt_store_accounts_throttle_put(store(), key, &t);
     /* hashed whether or not the address has an account: the same time */
     char hash[HASH_MAX], id[128];
     if (!pt_portal_account_hash_password(pw, hash, sizeof(hash))) {

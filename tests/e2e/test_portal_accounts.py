@@ -569,6 +569,19 @@ def test_lockout_per_address(backend, portico, workdir):
     assert Client(p, source="127.0.0.3").signin("target@example.com")[0] == 303
 
 
+def test_signups_per_address_are_limited(backend, portico, workdir):
+    """Each sign-up makes a user and a generation: one address makes 4 x maxFailures per lockout period."""
+    p, m = start(portico, backend, workdir, signin={"maxFailures": 1, "lockout": "1m"})
+    for i in range(4):
+        assert signup(Client(p, source="127.0.0.4"), "bulk%d@example.com" % i)[0] == 200
+    status, _, page = signup(Client(p, source="127.0.0.4"), "bulk9@example.com")
+    assert status == 429 and 'role="alert"' in page
+    assert user_id(p, "bulk9@example.com") is None
+    # another address is not held back
+    assert signup(Client(p, source="127.0.0.5"), "other@example.com")[0] == 200
+    assert user_id(p, "other@example.com")
+
+
 # --------------------------------------------------------- no enumeration
 
 def strip_echo(page, *words):
