@@ -429,7 +429,7 @@ static bool check_password(const char *email, const char *pw, char id[128])
     }
     char hash[HASH_MAX] = "";
     bool known = pt_store_accounts_user_by_email(store(), email, id) &&
-                 pt_store_accounts_cred_get(store(), id, hash, sizeof(hash), NULL);
+                 pt_store_accounts_cred_get(store(), id, email, hash, sizeof(hash), NULL);
     bool ok = pt_portal_account_verify_password(known ? hash : dummy, pw);
     return known && ok;
 }
@@ -497,6 +497,22 @@ void pt_portal_account_signup(struct pt_portal_req *r, const char *a1, const cha
         signup_form(r, 400, why);
         return;
     }
+    /* sign-ups per client address: each makes a user and a generation, so
+       one address makes at most maxFailures x 4 within the lockout period
+       (counted whether the address had an account or not) */
+    char key[100];
+    snprintf(key, sizeof(key), "signup:%s", r->peer);
+    struct pt_store_accounts_throttle t;
+    pt_store_accounts_throttle_get(store(), key, &t);
+    int64_t now = now_ms();
+    if (pt_portal_account_throttle_locked(&t, now)) {
+        pt_info("portal: a sign-up from %s refused: too many", r->peer);
+        signup_form(r, 429, "Too many sign-ups from your address. Wait a while, then try again.");
+        return;
+    }
+    pt_portal_account_throttle_fail(&t, now, (int64_t)cf()->max_failures * ADDRESS_FACTOR,
+                                    (int64_t)cf()->lockout_ms);
+    pt_store_accounts_throttle_put(store(), key, &t);
     /* hashed whether or not the address has an account: the same time */
     char hash[HASH_MAX], id[128];
     if (!pt_portal_account_hash_password(pw, hash, sizeof(hash))) {
@@ -507,7 +523,7 @@ void pt_portal_account_signup(struct pt_portal_req *r, const char *a1, const cha
         char uid[40], token[PT_PORTAL_SESSION_CHARS + 1];
         bool ok = pt_store_begin(store());
         ok = ok && user_create(uid, email, first, last);
-        ok = ok && pt_store_accounts_cred_set(store(), uid, hash, NULL);
+        ok = ok && pt_store_accounts_cred_set(store(), uid, email, hash, NULL);
         ok = ok && token_new("confirm", uid, cf()->confirm_ttl_ms, token);
         if (!ok)
             pt_store_rollback(store());
@@ -558,9 +574,13 @@ void pt_portal_account_confirm(struct pt_portal_req *r, const char *a1, const ch
         bad_link(r);
         return;
     }
-    bool pending = !strcmp(state, "pending");
+    bool pending = !strcmp(state, "pending"), active = !strcmp(state, "active");
     json_decref(body);
-    if (pending) { /* a blocked account stays blocked */
+    if (!pending && !active) { /* blocked or closed meanwhile: it stays so */
+        bad_link(r);
+        return;
+    }
+    if (pending) {
         bool ok = pt_store_begin(store()) && user_set_state(user, "active");
         if (!ok)
             pt_store_rollback(store());
@@ -781,7 +801,8 @@ void pt_portal_account_reset_confirm(struct pt_portal_req *r, const char *a1, co
     /* following the link proves the address: a pending account is confirmed */
     bool was_pending = ok && !strcmp(state, "pending");
     ok = ok && (!was_pending || user_set_state(user, "active"));
-    ok = ok && pt_store_accounts_cred_set(store(), user, hash, NULL);
+    ok = ok && pt_store_accounts_cred_set(store(), user, json_string_value(json_object_get(body, "email")),
+                                          hash, NULL);
     ok = ok && pt_store_accounts_token_drop_user(store(), user, "reset");
     json_decref(body);
     OPENSSL_cleanse(hash, sizeof(hash));
@@ -926,7 +947,7 @@ void pt_portal_account_password(struct pt_portal_req *r, const char *a1, const c
     char hash[HASH_MAX], id[128];
     snprintf(id, sizeof(id), "%s", r->user->id);
     bool ok = pt_portal_account_hash_password(pw, hash, sizeof(hash)) &&
-              pt_store_accounts_cred_set(store(), id, hash, NULL);
+              pt_store_accounts_cred_set(store(), id, r->user->email, hash, NULL);
     OPENSSL_cleanse(hash, sizeof(hash));
     if (!ok) {
         profile_page(r, 500, "The password could not be changed; try again later.");
@@ -1068,7 +1089,29 @@ void pt_portal_account_invite(struct pt_portal_req *r, const char *a1, const cha
         return;
     }
     if (pt_store_accounts_user_by_email(store(), email, id)) {
-        invite_form(r, 409, "A user with this address exists already.");
+        /* invited before and never accepted (pending, no password): a new
+           link replaces the old ones; anyone else is refused */
+        const char *state = NULL;
+        json_t *body = user_get(id, &state);
+        bool again = body && !strcmp(state, "pending") &&
+                     !pt_store_accounts_cred_get(store(), id, email, NULL, 0, NULL) &&
+                     pt_store_accounts_token_drop_user(store(), id, "invite") &&
+                     token_new("invite", id, cf()->confirm_ttl_ms, token);
+        if (again) {
+            send_mail(r, "invite", json_string_value(json_object_get(body, "email")) ?: email,
+                      json_string_value(json_object_get(body, "firstName")),
+                      json_string_value(json_object_get(body, "lastName")), "/invitation", token);
+            pt_info("portal: administrator %s invited user %s again", r->user->id, id);
+        }
+        json_decref(body);
+        if (!again) {
+            invite_form(r, 409, "A user with this address exists already.");
+            return;
+        }
+        char flash[400];
+        snprintf(flash, sizeof(flash), "A new invitation was sent to %s; the earlier link no longer works.",
+                 email);
+        pt_portal_req_redirect(r, "/admin/invite", flash);
         return;
     }
     bool ok = pt_store_begin(store());
@@ -1118,7 +1161,9 @@ void pt_portal_account_invitation(struct pt_portal_req *r, const char *a1, const
     bool ok = pt_store_begin(store());
     ok = ok && pt_store_accounts_token_use(store(), h, "invite", now_ms(), user) &&
          (body = user_get(user, &state)) && !strcmp(state, "pending");
-    ok = ok && user_set_state(user, "active") && pt_store_accounts_cred_set(store(), user, hash, NULL);
+    ok = ok && user_set_state(user, "active") &&
+         pt_store_accounts_cred_set(store(), user, json_string_value(json_object_get(body, "email")), hash,
+                                    NULL);
     json_decref(body);
     OPENSSL_cleanse(hash, sizeof(hash));
     if (!ok)

@@ -569,6 +569,19 @@ def test_lockout_per_address(backend, portico, workdir):
     assert Client(p, source="127.0.0.3").signin("target@example.com")[0] == 303
 
 
+def test_signups_per_address_are_limited(backend, portico, workdir):
+    """Each sign-up makes a user and a generation: one address makes 4 x maxFailures per lockout period."""
+    p, m = start(portico, backend, workdir, signin={"maxFailures": 1, "lockout": "1m"})
+    for i in range(4):
+        assert signup(Client(p, source="127.0.0.4"), "bulk%d@example.com" % i)[0] == 200
+    status, _, page = signup(Client(p, source="127.0.0.4"), "bulk9@example.com")
+    assert status == 429 and 'role="alert"' in page
+    assert user_id(p, "bulk9@example.com") is None
+    # another address is not held back
+    assert signup(Client(p, source="127.0.0.5"), "other@example.com")[0] == 200
+    assert user_id(p, "other@example.com")
+
+
 # --------------------------------------------------------- no enumeration
 
 def strip_echo(page, *words):
@@ -707,13 +720,55 @@ def test_blocked_and_pending_users_cannot_sign_in(backend, portico, workdir):
     status, _, page = Client(p).signin("blocked@example.com")
     assert status == 403 and "cannot sign in" in page
     # a pending user (never confirmed) cannot either
+    before = mail_paths(workdir)
     signup(Client(p), "pending@example.com")
     status, _, page = Client(p).signin("pending@example.com")
     assert status == 403 and 'id="signin-form"' in page
-    # and a blocked user's confirmation link does not unblock them
+    # blocked before confirming: the confirmation link does not unblock
+    _, _, link = last_mail(workdir, "pending@example.com", after=before)
+    pid = user_id(p, "pending@example.com")
+    pbody = get_user(p, pid)
+    pbody["state"] = "blocked"
+    pbody.pop("id", None)
+    m.ok("PUT", "users/" + pid, pbody)
+    c2 = Client(p)
+    c2.get(path_of(link))
+    assert c2.post("/confirm", {"token": token_of(link)}, page_path="/signin")[0] == 400
+    assert get_user(p, pid)["state"] == "blocked"
+    assert Client(p).signin("pending@example.com")[0] == 403
+    # unblocked by the administrator, the first user signs in again
     body["state"] = "active"
     m.ok("PUT", "users/" + uid, body)
     assert Client(p).signin("blocked@example.com")[0] == 303
+
+
+def test_a_reused_id_or_a_changed_address_does_not_keep_the_password(backend, portico, workdir):
+    """An administrator deletes a user and makes another one with the same id for someone else: the old
+    owner's password and session open nothing.  An address changed by an administrator needs a new password."""
+    p, m = start(portico, backend, workdir)
+    uid = make_user(p, workdir, "first@example.com")
+    old_owner = signed_in_client(p, workdir, "first@example.com")
+    assert m.call("DELETE", "users/" + uid)[0] == 204
+    m.ok("PUT", "users/" + uid, {"email": "second@example.com", "firstName": "S", "lastName": "T",
+                                 "state": "active"})
+    assert not old_owner.signed_in()
+    assert Client(p).signin("second@example.com")[0] == 401
+    # the address moves: the password stays with the old address, so it is asked again by mail
+    uid2 = make_user(p, workdir, "moving@example.com")
+    mover = signed_in_client(p, workdir, "moving@example.com")
+    body = get_user(p, uid2)
+    body.pop("id", None)
+    body["email"] = "moved@example.com"
+    m.ok("PUT", "users/" + uid2, body)
+    assert not mover.signed_in()
+    assert Client(p).signin("moved@example.com")[0] == 401
+    before = mail_paths(workdir)
+    c = Client(p)
+    c.post("/reset-password", {"email": "moved@example.com"}, page_path="/reset-password")
+    _, _, link = last_mail(workdir, "moved@example.com", after=before)
+    c.get(path_of(link))
+    assert c.post("/reset-password/confirm", {"token": token_of(link), "password": "moved password"})[0] == 303
+    assert Client(p).signin("moved@example.com", "moved password")[0] == 303
 
 
 # ------------------------------------------------------------------ closing
@@ -766,8 +821,15 @@ def test_invitation(backend, portico, workdir):
     status, _, page = admin.post("/admin/invite", {"email": "plain@example.com", "firstName": "a",
                                                    "lastName": "b"}, page_path="/admin/invite")
     assert status == 409 and 'role="alert"' in page
+    _, _, first_link = last_mail(workdir, "guest@example.com", after=before)
+    # invited again before accepting: a new link, and the first one no longer works
+    before = mail_paths(workdir)
+    status, h, _ = admin.post("/admin/invite", {"email": "guest@example.com", "firstName": "Guest",
+                                                "lastName": "Star"}, page_path="/admin/invite")
+    assert status == 303
     subject, body, link = last_mail(workdir, "guest@example.com", after=before)
-    assert "/invitation?token=" in link
+    assert "/invitation?token=" in link and link != first_link
+    assert Client(p).get(path_of(first_link))[0] == 400
     # no password yet: signing in fails like any wrong password
     assert Client(p).signin("guest@example.com", "anything at all")[0] == 401
     g = Client(p)
