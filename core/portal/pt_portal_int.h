@@ -160,6 +160,38 @@ struct pt_portal_series {
 void pt_portal_chart_svg(struct evbuffer *out, const char *title, const char *const *x_labels, int n,
                      const struct pt_portal_series *series, int nseries, bool stacked, const char *unit);
 
+/* -------------------------------------- subscriptions (pt_portal_subs.c) */
+
+/* POST /products/{id}/subscribe (name, terms). */
+void pt_portal_subs_subscribe(struct pt_portal_req *r, const char *product_id, const char *unused);
+/* GET /subscriptions: the user's subscriptions, keys masked. */
+void pt_portal_subs_list(struct pt_portal_req *r, const char *a1, const char *a2);
+/* POST /subscriptions/{id}/show: the same page with that one's keys shown. */
+void pt_portal_subs_show(struct pt_portal_req *r, const char *id, const char *unused);
+/* GET /api/subscriptions/{id}/keys (X-CSRF-Token): {primaryKey, secondaryKey}. */
+void pt_portal_subs_keys(struct pt_portal_req *r, const char *id, const char *unused);
+/* POST /subscriptions/{id}/regenerate (key = primary|secondary), /rename
+   (name), /cancel. */
+void pt_portal_subs_regenerate(struct pt_portal_req *r, const char *id, const char *unused);
+void pt_portal_subs_rename(struct pt_portal_req *r, const char *id, const char *unused);
+void pt_portal_subs_cancel(struct pt_portal_req *r, const char *id, const char *unused);
+/* GET /admin/subscriptions; POST /admin/subscriptions/{id}/{approve|reject}
+   (comment).  Administrators only (others: 404). */
+void pt_portal_subs_admin_list(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_subs_admin_decide(struct pt_portal_req *r, const char *id, const char *action);
+/* POST /api/console: the relay to the gateway (answers later, from the
+   event loop: see pt_portal_req_defer). */
+void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char *a2);
+/* GET /usage?period=&subscription=&product=&api= */
+void pt_portal_subs_usage(struct pt_portal_req *r, const char *a1, const char *a2);
+/* Cancels every live subscription of a user (closing an account): how many,
+   -1 when the write failed. */
+int pt_portal_subs_cancel_user(const char *user_id);
+/* Is p a path the console may append to the gateway's URL? */
+bool pt_portal_subs_path_ok(const char *p);
+/* Drops the console calls in flight (pt_portal_stop). */
+void pt_portal_subs_stop(void);
+
 /* ----------------------------------------------- per-file entry points */
 
 bool pt_portal_assets_init(const char *theme_dir, char *err, size_t errlen);
