@@ -307,7 +307,9 @@ struct pt_mail_cf {
     char *smtp_url;      /* smtp:// or smtps://; NULL = the outbox */
     char *smtp_username; /* NULL = no AUTH */
     char *smtp_password;
-    bool starttls; /* smtp://: STARTTLS required (default true) */
+    bool starttls;      /* smtp://: STARTTLS required (default true) */
+    char *smtp_ca_file; /* smtp.caFile: CA bundle the server's certificate is checked against (NULL: the
+                           system's) */
 };
 
 /* portal: the developer portal (core/portal, docs/portal.md).  The content
@@ -384,18 +386,6 @@ struct pt_analytics_cf {
     int64_t requests_max;      /* raw request records kept at most (0: none kept) */
     uint64_t requests_max_age; /* s: raw request records older than this are deleted */
     int64_t requests_rate;     /* raw request records kept per second, node-wide, at most */
-};
-
-/* portal.mail: how the portal (and the management API) send mail (http/pt_mail.c). */
-struct pt_mail_cf {
-    char *from;          /* "Portico <portal@localhost>" */
-    char *outbox;        /* folder of .eml files (used when smtp_url is unset) */
-    char *smtp_url;      /* smtp://host:port or smtps://host:port; NULL = the outbox */
-    char *smtp_username; /* AUTH (PLAIN, LOGIN...) when set */
-    char *smtp_password;
-    bool starttls;      /* smtp://: STARTTLS required (default true) */
-    char *smtp_ca_file; /* smtp.caFile: CA bundle the server's certificate is checked against (NULL: the
-                           system's) */
 };
 
 struct pt_lua_limits {

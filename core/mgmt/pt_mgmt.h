@@ -41,7 +41,7 @@ void pt_mgmt_metrics_stop(void);
    subscription-rejected (templates of http/pt_mail; vars product,
    subscription, comment = stateComment, link = the portal's /subscriptions).
    `sub` is its stored body.  Failures are logged (pt_mgmt_notify.c). */
-void pt_mgmt_notify_sub_state(struct pt_store *st, const struct pt_conf *file, const char *id, const json_t *sub,
-                              const char *old_state);
+void pt_mgmt_notify_sub_state(struct pt_store *st, const struct pt_conf *file, const char *id,
+                              const json_t *sub, const char *old_state);
 
 #endif

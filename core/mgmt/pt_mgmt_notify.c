@@ -46,8 +46,8 @@ static void portal_url(const struct pt_conf *file, char *out, size_t size)
         out[--n] = '\0';
 }
 
-void pt_mgmt_notify_sub_state(struct pt_store *st, const struct pt_conf *file, const char *id, const json_t *sub,
-                              const char *old_state)
+void pt_mgmt_notify_sub_state(struct pt_store *st, const struct pt_conf *file, const char *id,
+                              const json_t *sub, const char *old_state)
 {
     const char *state = str(sub, "state", "");
     if (!old_state || strcmp(old_state, "submitted"))
@@ -75,11 +75,11 @@ void pt_mgmt_notify_sub_state(struct pt_store *st, const struct pt_conf *file, c
     portal_url(file, base, sizeof(base));
     snprintf(link, sizeof(link), "%s/subscriptions", base);
     const char *title = json_string_value(json_object_get(file->portal.site, "title"));
-    json_t *vars = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "firstName", str(user, "firstName", ""),
-                             "lastName", str(user, "lastName", ""), "email", str(user, "email", ""), "product",
-                             pname, "subscription", str(sub, "displayName", id), "comment",
-                             str(sub, "stateComment", ""), "link", link, "siteTitle",
-                             title ? title : "Portico developer portal");
+    json_t *vars =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "firstName", str(user, "firstName", ""), "lastName",
+                  str(user, "lastName", ""), "email", str(user, "email", ""), "product", pname,
+                  "subscription", str(sub, "displayName", id), "comment", str(sub, "stateComment", ""),
+                  "link", link, "siteTitle", title ? title : "Portico developer portal");
     char err[256];
     if (!pt_mail_send_template(st, &file->portal.mail, tpl, str(user, "email", ""), vars, err, sizeof(err)))
         pt_warn("subscription %s: the %s mail to %s was not sent: %s", id, tpl, str(user, "email", ""), err);

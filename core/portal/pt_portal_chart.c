@@ -117,7 +117,8 @@ static void draw_axes(struct evbuffer *out, double top, const char *const *x_lab
     for (int k = 0; k <= 4; k++) {
         double y = TOP + ph - ph * k / 4.0;
         fmt_num(num, sizeof(num), top * k / 4.0, true);
-        evbuffer_add_printf(out, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>", LEFT, y, W - RIGHT, y);
+        evbuffer_add_printf(out, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>", LEFT, y, W - RIGHT,
+                            y);
         evbuffer_add_printf(out, "<text class=\"tick\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\">", LEFT - 6,
                             y + 4);
         esc(out, num);

@@ -180,8 +180,8 @@ void pt_portal_subs_cancel(struct pt_portal_req *r, const char *id, const char *
    (comment).  Administrators only (others: 404). */
 void pt_portal_subs_admin_list(struct pt_portal_req *r, const char *a1, const char *a2);
 void pt_portal_subs_admin_decide(struct pt_portal_req *r, const char *id, const char *action);
-/* POST /api/console: the relay to the gateway (answers later, from the
-   event loop: see pt_portal_req_defer). */
+/* POST /api/console: the relay to the gateway (sets r->deferred and
+   answers later, from the event loop). */
 void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char *a2);
 /* GET /usage?period=&subscription=&product=&api= */
 void pt_portal_subs_usage(struct pt_portal_req *r, const char *a1, const char *a2);

@@ -307,7 +307,8 @@ static void mail_submitted(struct pt_portal_req *r, const char *product, const c
     pt_store_links(store(), "group-user", "administrators", add_admin, emails);
     char link[1024];
     snprintf(link, sizeof(link), "%s/admin/subscriptions", pt_portal_req_base_url());
-    json_t *vars = mail_vars(r, r->user->first_name, r->user->last_name, r->user->email, product, name, "", link);
+    json_t *vars =
+        mail_vars(r, r->user->first_name, r->user->last_name, r->user->email, product, name, "", link);
     size_t i;
     json_t *e;
     json_array_foreach(emails, i, e)
@@ -367,7 +368,8 @@ void pt_portal_subs_subscribe(struct pt_portal_req *r, const char *product_id, c
     if (!pt_portal_req_check_csrf(r))
         return;
     json_t *p = product_tree(product_id);
-    if (!p || strcmp(str(p, "state", "notPublished"), "published") || !pt_portal_browse_product_visible(r, p)) {
+    if (!p || strcmp(str(p, "state", "notPublished"), "published") ||
+        !pt_portal_browse_product_visible(r, p)) {
         json_decref(p);
         pt_portal_render_not_found(r);
         return;
@@ -512,17 +514,20 @@ static void key_cell(struct pt_portal_req *r, const json_t *sub, const char *whi
         pt_portal_render_esc(r->out, str(sub, field, ""));
     else
         evbuffer_add_printf(r->out, "••••••••••••");
-    evbuffer_add_printf(r->out, "</code> <button type=\"button\" class=\"show-key\" data-key=\"%s\" "
-                                "aria-label=\"Show the %s key\" hidden>Show</button>",
+    evbuffer_add_printf(r->out,
+                        "</code> <button type=\"button\" class=\"show-key\" data-key=\"%s\" "
+                        "aria-label=\"Show the %s key\" hidden>Show</button>",
                         which, which);
-    evbuffer_add_printf(r->out, " <button type=\"button\" class=\"copy-key\" data-key=\"%s\" aria-label=\"Copy the "
-                                "%s key\" hidden>Copy</button>",
+    evbuffer_add_printf(r->out,
+                        " <button type=\"button\" class=\"copy-key\" data-key=\"%s\" aria-label=\"Copy the "
+                        "%s key\" hidden>Copy</button>",
                         which, which);
     post_form_open(r, id, "regenerate", "regenerate-form");
-    evbuffer_add_printf(r->out,
-                        "<input type=\"hidden\" name=\"key\" value=\"%s\"><button type=\"submit\" "
-                        "class=\"regenerate\" aria-label=\"Regenerate the %s key\">Regenerate</button></form></td>",
-                        which, which);
+    evbuffer_add_printf(
+        r->out,
+        "<input type=\"hidden\" name=\"key\" value=\"%s\"><button type=\"submit\" "
+        "class=\"regenerate\" aria-label=\"Regenerate the %s key\">Regenerate</button></form></td>",
+        which, which);
 }
 
 /* The page; `reveal` is the id of the subscription whose keys are shown
@@ -540,15 +545,16 @@ static void subscriptions_page(struct pt_portal_req *r, const char *reveal)
     }
     evbuffer_add_printf(r->out, "<h1>Your subscriptions</h1>");
     if (!json_array_size(subs))
-        evbuffer_add_printf(r->out, "<p id=\"no-subscriptions\">You have no subscriptions yet: pick one of the "
-                                    "<a href=\"/products\">products</a>.</p>");
+        evbuffer_add_printf(r->out,
+                            "<p id=\"no-subscriptions\">You have no subscriptions yet: pick one of the "
+                            "<a href=\"/products\">products</a>.</p>");
     evbuffer_add_printf(r->out, "<div class=\"table-wrap\"><table id=\"subscriptions\" data-csrf=\"");
     pt_portal_render_esc(r->out, r->csrf);
-    evbuffer_add_printf(r->out,
-                        "\"><caption>Subscriptions and their keys</caption><thead><tr><th scope=\"col\">Name</th>"
-                        "<th scope=\"col\">Product</th><th scope=\"col\">State</th><th scope=\"col\">Created</th>"
-                        "<th scope=\"col\">Primary key</th><th scope=\"col\">Secondary key</th>"
-                        "<th scope=\"col\">Actions</th></tr></thead><tbody>");
+    evbuffer_add_printf(
+        r->out, "\"><caption>Subscriptions and their keys</caption><thead><tr><th scope=\"col\">Name</th>"
+                "<th scope=\"col\">Product</th><th scope=\"col\">State</th><th scope=\"col\">Created</th>"
+                "<th scope=\"col\">Primary key</th><th scope=\"col\">Secondary key</th>"
+                "<th scope=\"col\">Actions</th></tr></thead><tbody>");
     size_t i;
     json_t *s;
     json_array_foreach(subs, i, s)
@@ -596,8 +602,9 @@ static void subscriptions_page(struct pt_portal_req *r, const char *reveal)
         evbuffer_add_printf(r->out, "\"></label> <button type=\"submit\">Rename</button></form>");
         if (!strcmp(state, "active") || !strcmp(state, "submitted") || !strcmp(state, "suspended")) {
             post_form_open(r, id, "cancel", "cancel-form");
-            evbuffer_add_printf(r->out, "<button type=\"submit\" class=\"danger\">Cancel subscription</button>"
-                                        "</form>");
+            evbuffer_add_printf(r->out,
+                                "<button type=\"submit\" class=\"danger\">Cancel subscription</button>"
+                                "</form>");
         }
         evbuffer_add_printf(r->out, "</td></tr>");
     }
@@ -683,8 +690,9 @@ static bool refuse_file_owned(struct pt_portal_req *r, const char *id)
 {
     if (!from_file(id))
         return false;
-    pt_portal_req_redirect(r, "/subscriptions",
-                           "This subscription is kept in the provider's configuration; ask them to change it.");
+    pt_portal_req_redirect(
+        r, "/subscriptions",
+        "This subscription is kept in the provider's configuration; ask them to change it.");
     return true;
 }
 
@@ -752,7 +760,8 @@ void pt_portal_subs_cancel(struct pt_portal_req *r, const char *id, const char *
     bool live = !strcmp(state, "active") || !strcmp(state, "submitted") || !strcmp(state, "suspended");
     json_decref(s);
     if (!live) {
-        pt_portal_req_redirect(r, "/subscriptions", "The subscription is not live; there is nothing to cancel.");
+        pt_portal_req_redirect(r, "/subscriptions",
+                               "The subscription is not live; there is nothing to cancel.");
         return;
     }
     if (refuse_file_owned(r, id))
@@ -778,7 +787,8 @@ static bool collect_live(void *arg, const struct pt_entity *e)
 {
     struct live_ids *x = arg;
     const char *u = owner_user(e->body), *s = str(e->body, "state", "active");
-    if (u && !strcmp(u, x->user) && (!strcmp(s, "active") || !strcmp(s, "submitted") || !strcmp(s, "suspended")))
+    if (u && !strcmp(u, x->user) &&
+        (!strcmp(s, "active") || !strcmp(s, "submitted") || !strcmp(s, "suspended")))
         json_array_append_new(x->ids, json_string(e->id));
     return json_array_size(x->ids) < 10000;
 }
@@ -841,10 +851,11 @@ void pt_portal_subs_admin_list(struct pt_portal_req *r, const char *a1, const ch
     evbuffer_add_printf(r->out, "<h1>Subscriptions to approve</h1>");
     if (!json_array_size(pending))
         evbuffer_add_printf(r->out, "<p id=\"no-pending\">No subscription is waiting for approval.</p>");
-    evbuffer_add_printf(r->out, "<div class=\"table-wrap\"><table id=\"pending\"><caption>Waiting for "
-                                "approval</caption><thead><tr><th scope=\"col\">Subscription</th><th "
-                                "scope=\"col\">Product</th><th scope=\"col\">Developer</th><th "
-                                "scope=\"col\">Requested</th><th scope=\"col\">Decision</th></tr></thead><tbody>");
+    evbuffer_add_printf(r->out,
+                        "<div class=\"table-wrap\"><table id=\"pending\"><caption>Waiting for "
+                        "approval</caption><thead><tr><th scope=\"col\">Subscription</th><th "
+                        "scope=\"col\">Product</th><th scope=\"col\">Developer</th><th "
+                        "scope=\"col\">Requested</th><th scope=\"col\">Decision</th></tr></thead><tbody>");
     size_t i;
     json_t *s;
     json_array_foreach(pending, i, s)
@@ -911,7 +922,8 @@ void pt_portal_subs_admin_decide(struct pt_portal_req *r, const char *id, const 
     bool pending = !strcmp(str(s, "state", ""), "submitted");
     json_decref(s);
     if (!pending) {
-        pt_portal_req_redirect(r, "/admin/subscriptions", "That subscription is no longer waiting for approval.");
+        pt_portal_req_redirect(r, "/admin/subscriptions",
+                               "That subscription is no longer waiting for approval.");
         return;
     }
     char comment[COMMENT_MAX_LEN * 4 + 1], now[48], err[512], msg[700];
@@ -945,7 +957,7 @@ void pt_portal_subs_admin_decide(struct pt_portal_req *r, const char *id, const 
 
 /* ------------------------------------------------------- the console relay */
 
-#define RELAY_MAX_REQ_BODY (256 * 1024)  /* what the browser may send through */
+#define RELAY_MAX_REQ_BODY (256 * 1024)   /* what the browser may send through */
 #define RELAY_MAX_RESP_BODY (1024 * 1024) /* what the relay reads back */
 #define RELAY_MAX_HEADERS 50
 #define RELAY_MAX_HEADER_LEN 8192
@@ -1026,7 +1038,11 @@ static json_t *text_of(const unsigned char *p, size_t n)
         return j;
     struct evbuffer *b = evbuffer_new();
     for (size_t i = 0; i < n;) {
-        size_t len = p[i] < 0x80 ? 1 : (p[i] & 0xe0) == 0xc0 ? 2 : (p[i] & 0xf0) == 0xe0 ? 3 : (p[i] & 0xf8) == 0xf0 ? 4 : 0;
+        size_t len = p[i] < 0x80             ? 1
+                     : (p[i] & 0xe0) == 0xc0 ? 2
+                     : (p[i] & 0xf0) == 0xe0 ? 3
+                     : (p[i] & 0xf8) == 0xf0 ? 4
+                                             : 0;
         json_t *one = len && i + len <= n ? json_stringn((const char *)p + i, len) : NULL;
         if (one && p[i]) {
             evbuffer_add(b, p + i, len);
@@ -1062,16 +1078,17 @@ static void relay_done(struct evhttp_request *resp, void *arg)
         struct evkeyvalq *h = evhttp_request_get_input_headers(resp);
         int n = 0;
         for (struct evkeyval *kv = h ? h->tqh_first : NULL; kv && n < 200; kv = kv->next.tqe_next, n++)
-            json_array_append_new(headers, json_pack("[o,o]", text_of((const unsigned char *)kv->key, strlen(kv->key)),
-                                                     text_of((const unsigned char *)kv->value, strlen(kv->value))));
+            json_array_append_new(headers,
+                                  json_pack("[o,o]", text_of((const unsigned char *)kv->key, strlen(kv->key)),
+                                            text_of((const unsigned char *)kv->value, strlen(kv->value))));
         struct evbuffer *in = evhttp_request_get_input_buffer(resp);
         size_t len = in ? evbuffer_get_length(in) : 0;
         if (len > RELAY_MAX_RESP_BODY)
             len = RELAY_MAX_RESP_BODY;
         json_t *body = text_of(len ? evbuffer_pullup(in, (ssize_t)len) : (const unsigned char *)"", len);
-        relay_answer(rl->client, 200,
-                     json_pack("{s:i,s:o,s:o,s:f}", "status", status, "headers", headers, "body", body, "timeMs",
-                               ms));
+        relay_answer(
+            rl->client, 200,
+            json_pack("{s:i,s:o,s:o,s:f}", "status", status, "headers", headers, "body", body, "timeMs", ms));
     }
     /* the connection cannot be freed inside its own callback */
     event_base_once(pt_portal_req_srv.base, -1, EV_TIMEOUT, free_conn, rl->conn, NULL);
@@ -1108,11 +1125,25 @@ static bool header_value_ok(const char *s)
 /* Headers the relay sets itself or that only make sense hop by hop. */
 static bool reserved_header(const char *n, const char *key_header)
 {
-    static const char *const names[] = {"host",           "content-length", "transfer-encoding", "connection",
-                                        "keep-alive",     "upgrade",        "te",                "trailer",
-                                        "x-forwarded-for", "forwarded",     "x-forwarded-host",  "x-forwarded-proto",
-                                        "x-real-ip",      "cookie",         "expect",            "proxy-connection",
-                                        "proxy-authorization", "ocp-apim-subscription-key", NULL};
+    static const char *const names[] = {"host",
+                                        "content-length",
+                                        "transfer-encoding",
+                                        "connection",
+                                        "keep-alive",
+                                        "upgrade",
+                                        "te",
+                                        "trailer",
+                                        "x-forwarded-for",
+                                        "forwarded",
+                                        "x-forwarded-host",
+                                        "x-forwarded-proto",
+                                        "x-real-ip",
+                                        "cookie",
+                                        "expect",
+                                        "proxy-connection",
+                                        "proxy-authorization",
+                                        "ocp-apim-subscription-key",
+                                        NULL};
     for (int i = 0; names[i]; i++)
         if (!strcasecmp(n, names[i]))
             return true;
@@ -1140,8 +1171,8 @@ static const struct {
     const char *name;
     enum evhttp_cmd_type cmd;
 } methods[] = {
-    {"GET", EVHTTP_REQ_GET},   {"POST", EVHTTP_REQ_POST},     {"PUT", EVHTTP_REQ_PUT},
-    {"PATCH", EVHTTP_REQ_PATCH}, {"DELETE", EVHTTP_REQ_DELETE}, {"HEAD", EVHTTP_REQ_HEAD},
+    {"GET", EVHTTP_REQ_GET},         {"POST", EVHTTP_REQ_POST},     {"PUT", EVHTTP_REQ_PUT},
+    {"PATCH", EVHTTP_REQ_PATCH},     {"DELETE", EVHTTP_REQ_DELETE}, {"HEAD", EVHTTP_REQ_HEAD},
     {"OPTIONS", EVHTTP_REQ_OPTIONS},
 };
 
@@ -1207,12 +1238,9 @@ static bool relay_checks(struct pt_portal_req *r, json_t *in, json_t **sub_out, 
         pt_portal_req_json_error(r, 404, "NotFound", "you have no subscription '%s'", sid ? sid : "");
         return false;
     }
+    /* a subscription that is not active is relayed all the same: the gateway
+       refuses its key (401), as it would anyone's */
     *sub_out = sub;
-    if (strcmp(state_of(sub), "active")) {
-        /* the gateway would refuse it too; say why here */
-        pt_portal_req_json_error(r, 409, "SubscriptionNotActive", "the subscription is %s", state_of(sub));
-        return false;
-    }
     if (strcmp(which, "primary") && strcmp(which, "secondary")) {
         pt_portal_req_json_error(r, 400, "InvalidKey", "key must be primary or secondary");
         return false;
@@ -1239,8 +1267,7 @@ static bool relay_checks(struct pt_portal_req *r, json_t *in, json_t **sub_out, 
         json_t *only = json_array();
         size_t i;
         json_t *v;
-        json_array_foreach(ids, i, v) if (!strcmp(json_string_value(v), api_id))
-            json_array_append(only, v);
+        json_array_foreach(ids, i, v) if (!strcmp(json_string_value(v), api_id)) json_array_append(only, v);
         json_decref(ids);
         ids = only;
     }
@@ -1253,15 +1280,16 @@ static bool relay_checks(struct pt_portal_req *r, json_t *in, json_t **sub_out, 
     }
     json_t *h = json_object_get(in, "headers");
     if (h && (!json_is_array(h) || json_array_size(h) > RELAY_MAX_HEADERS)) {
-        pt_portal_req_json_error(r, 400, "InvalidHeaders", "headers must be a list of at most %d [name, value]",
-                                 RELAY_MAX_HEADERS);
+        pt_portal_req_json_error(r, 400, "InvalidHeaders",
+                                 "headers must be a list of at most %d [name, value]", RELAY_MAX_HEADERS);
         return false;
     }
     size_t i;
     json_t *pair;
     json_array_foreach(h, i, pair)
     {
-        const char *n = json_string_value(json_array_get(pair, 0)), *v = json_string_value(json_array_get(pair, 1));
+        const char *n = json_string_value(json_array_get(pair, 0)),
+                   *v = json_string_value(json_array_get(pair, 1));
         if (!json_is_array(pair) || json_array_size(pair) != 2 || !n || !v || !is_token(n, 256) ||
             !header_value_ok(v)) {
             pt_portal_req_json_error(r, 400, "InvalidHeader",
@@ -1306,7 +1334,8 @@ static bool gateway_of(struct gateway *g)
         while (n && g->base[n - 1] == '/')
             g->base[--n] = '\0';
         bool v6 = strchr(h, ':') != NULL;
-        snprintf(g->host_header, sizeof(g->host_header), "%s%s%s:%d", v6 ? "[" : "", h, v6 ? "]" : "", g->port);
+        snprintf(g->host_header, sizeof(g->host_header), "%s%s%s:%d", v6 ? "[" : "", h, v6 ? "]" : "",
+                 g->port);
     }
     if (u)
         evhttp_uri_free(u);
@@ -1333,8 +1362,9 @@ void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char 
     json_t *in = rawlen ? json_loadb((const char *)evbuffer_pullup(raw, -1), rawlen, 0, &jerr) : NULL;
     if (!json_is_object(in)) {
         json_decref(in);
-        pt_portal_req_json_error(r, 400, "InvalidRequestBody",
-                                 "the body must be a JSON object {subscription, key, method, path, headers, body}");
+        pt_portal_req_json_error(
+            r, 400, "InvalidRequestBody",
+            "the body must be a JSON object {subscription, key, method, path, headers, body}");
         return;
     }
     json_t *sub = NULL, *api = NULL;
@@ -1343,21 +1373,23 @@ void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char 
     if (!relay_checks(r, in, &sub, &api, &cmd))
         goto out;
     if (!gateway_of(&g)) {
-        pt_portal_req_json_error(r, 503, "NoGateway", "portal.gatewayUrl is not an http:// URL the relay can use");
+        pt_portal_req_json_error(r, 503, "NoGateway",
+                                 "portal.gatewayUrl is not an http:// URL the relay can use");
         goto out;
     }
     if (ninflight >= RELAY_MAX_INFLIGHT || user_inflight(r->user->id) >= RELAY_MAX_PER_USER) {
-        pt_portal_req_json_error(r, 429, "TooManyCalls", "too many console calls at once; wait for one to finish");
+        pt_portal_req_json_error(r, 429, "TooManyCalls",
+                                 "too many console calls at once; wait for one to finish");
         goto out;
     }
-    const char *key_header = str(json_object_get(api, "subscriptionKeyParameterNames"), "header",
-                                 "Ocp-Apim-Subscription-Key");
-    const char *key = str(sub, !strcmp(str(in, "key", "primary"), "primary") ? "primaryKey" : "secondaryKey", "");
+    const char *key_header =
+        str(json_object_get(api, "subscriptionKeyParameterNames"), "header", "Ocp-Apim-Subscription-Key");
+    const char *key =
+        str(sub, !strcmp(str(in, "key", "primary"), "primary") ? "primaryKey" : "secondaryKey", "");
 
     struct relay *rl = calloc(1, sizeof(*rl));
-    struct evhttp_connection *conn = rl ? evhttp_connection_base_new(pt_portal_req_srv.base, NULL, g.host,
-                                                                     (unsigned short)g.port)
-                                        : NULL;
+    struct evhttp_connection *conn =
+        rl ? evhttp_connection_base_new(pt_portal_req_srv.base, NULL, g.host, (unsigned short)g.port) : NULL;
     struct evhttp_request *req = conn ? evhttp_request_new(relay_done, rl) : NULL;
     if (!req) {
         if (conn)
@@ -1410,7 +1442,7 @@ void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char 
     rl->next = inflight;
     inflight = rl;
     ninflight++;
-    pt_portal_req_defer(r); /* relay_done answers */
+    r->deferred = true; /* relay_done answers */
 out:
     json_decref(api);
     json_decref(sub);
@@ -1484,15 +1516,18 @@ static void add_group_row(void *arg, const struct pt_store_an_row *row)
     struct group_acc *g = arg;
     if (json_array_size(g->rows) >= USAGE_MAX_GROUPS)
         return;
-    const char *key = g->by == PT_AN_BY_SUBSCRIPTION ? row->sub : g->by == PT_AN_BY_PRODUCT ? row->product : row->api;
+    const char *key = g->by == PT_AN_BY_SUBSCRIPTION ? row->sub
+                      : g->by == PT_AN_BY_PRODUCT    ? row->product
+                                                     : row->api;
     const struct pt_store_an_counts *c = &row->c;
     json_int_t calls = c->success + c->blocked + c->failed + c->other;
-    json_array_append_new(g->rows, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f}", "key", key ? key : "",
-                                             "calls", calls, "success", (json_int_t)c->success, "blocked",
-                                             (json_int_t)c->blocked, "failed", (json_int_t)c->failed, "other",
-                                             (json_int_t)c->other, "bandwidth", (json_int_t)c->bandwidth, "avgMs",
-                                             calls ? (double)c->api_sum / 1000.0 / (double)calls : 0.0, "maxMs",
-                                             calls ? (double)c->api_max / 1000.0 : 0.0));
+    json_array_append_new(g->rows,
+                          json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f}", "key", key ? key : "", "calls",
+                                    calls, "success", (json_int_t)c->success, "blocked",
+                                    (json_int_t)c->blocked, "failed", (json_int_t)c->failed, "other",
+                                    (json_int_t)c->other, "bandwidth", (json_int_t)c->bandwidth, "avgMs",
+                                    calls ? (double)c->api_sum / 1000.0 / (double)calls : 0.0, "maxMs",
+                                    calls ? (double)c->api_max / 1000.0 : 0.0));
 }
 
 static void option(struct evbuffer *out, const char *value, const char *label, const char *selected)
@@ -1504,8 +1539,8 @@ static void option(struct evbuffer *out, const char *value, const char *label, c
     evbuffer_add_printf(out, "</option>");
 }
 
-static void usage_filter_form(struct pt_portal_req *r, const struct period *p, const json_t *subs, const char *sub,
-                              const char *product, const char *api)
+static void usage_filter_form(struct pt_portal_req *r, const struct period *p, const json_t *subs,
+                              const char *sub, const char *product, const char *api)
 {
     evbuffer_add_printf(r->out, "<form method=\"get\" action=\"/usage\" id=\"usage-filter\"><label>Period "
                                 "<select name=\"period\">");
@@ -1570,13 +1605,17 @@ static void breakdown(struct pt_portal_req *r, const struct pt_store_an_query *b
     q.by = by;
     struct group_acc g = {json_array(), by};
     int n = pt_store_analytics_report(store(), &q, add_group_row, &g);
-    evbuffer_add_printf(r->out, "<div class=\"table-wrap\"><table id=\"%s\" class=\"usage-table\"><caption>%s"
-                                "</caption><thead><tr><th scope=\"col\">%s</th><th scope=\"col\">Calls</th>"
-                                "<th scope=\"col\">Successful</th><th scope=\"col\">Blocked</th><th "
-                                "scope=\"col\">Failed</th><th scope=\"col\">Other</th><th "
-                                "scope=\"col\">Bandwidth</th><th scope=\"col\">Average time (ms)</th><th "
-                                "scope=\"col\">Longest time (ms)</th></tr></thead><tbody>",
-                        table_id, caption, !strcmp(kind, "subscription") ? "Subscription" : !strcmp(kind, "product") ? "Product" : "API");
+    evbuffer_add_printf(r->out,
+                        "<div class=\"table-wrap\"><table id=\"%s\" class=\"usage-table\"><caption>%s"
+                        "</caption><thead><tr><th scope=\"col\">%s</th><th scope=\"col\">Calls</th>"
+                        "<th scope=\"col\">Successful</th><th scope=\"col\">Blocked</th><th "
+                        "scope=\"col\">Failed</th><th scope=\"col\">Other</th><th "
+                        "scope=\"col\">Bandwidth</th><th scope=\"col\">Average time (ms)</th><th "
+                        "scope=\"col\">Longest time (ms)</th></tr></thead><tbody>",
+                        table_id, caption,
+                        !strcmp(kind, "subscription") ? "Subscription"
+                        : !strcmp(kind, "product")    ? "Product"
+                                                      : "API");
     size_t i;
     json_t *row;
     json_array_foreach(g.rows, i, row)
@@ -1589,19 +1628,19 @@ static void breakdown(struct pt_portal_req *r, const struct pt_store_an_query *b
         pt_portal_render_esc(r->out, key);
         evbuffer_add_printf(r->out, "\"><th scope=\"row\">");
         pt_portal_render_esc(r->out, name);
-        evbuffer_add_printf(r->out,
-                            "</th><td class=\"calls\">%lld</td><td class=\"success\">%lld</td><td "
-                            "class=\"blocked\">%lld</td><td class=\"failed\">%lld</td><td class=\"other\">%lld</td>"
-                            "<td class=\"bandwidth\" data-bytes=\"%lld\">%s</td><td class=\"avg\">%.1f</td><td "
-                            "class=\"max\">%.1f</td></tr>",
-                            (long long)json_integer_value(json_object_get(row, "calls")),
-                            (long long)json_integer_value(json_object_get(row, "success")),
-                            (long long)json_integer_value(json_object_get(row, "blocked")),
-                            (long long)json_integer_value(json_object_get(row, "failed")),
-                            (long long)json_integer_value(json_object_get(row, "other")),
-                            (long long)json_integer_value(json_object_get(row, "bandwidth")), bw,
-                            json_real_value(json_object_get(row, "avgMs")),
-                            json_real_value(json_object_get(row, "maxMs")));
+        evbuffer_add_printf(
+            r->out,
+            "</th><td class=\"calls\">%lld</td><td class=\"success\">%lld</td><td "
+            "class=\"blocked\">%lld</td><td class=\"failed\">%lld</td><td class=\"other\">%lld</td>"
+            "<td class=\"bandwidth\" data-bytes=\"%lld\">%s</td><td class=\"avg\">%.1f</td><td "
+            "class=\"max\">%.1f</td></tr>",
+            (long long)json_integer_value(json_object_get(row, "calls")),
+            (long long)json_integer_value(json_object_get(row, "success")),
+            (long long)json_integer_value(json_object_get(row, "blocked")),
+            (long long)json_integer_value(json_object_get(row, "failed")),
+            (long long)json_integer_value(json_object_get(row, "other")),
+            (long long)json_integer_value(json_object_get(row, "bandwidth")), bw,
+            json_real_value(json_object_get(row, "avgMs")), json_real_value(json_object_get(row, "maxMs")));
         free(name);
     }
     if (n == 0)
@@ -1635,7 +1674,8 @@ void pt_portal_subs_usage(struct pt_portal_req *r, const char *a1, const char *a
     for (size_t i = 0; pname && i < PT_ARRAY_LEN(periods); i++)
         if (!strcmp(periods[i].name, pname))
             p = &periods[i];
-    const char *sub = id_param(r, "subscription"), *product = id_param(r, "product"), *api = id_param(r, "api");
+    const char *sub = id_param(r, "subscription"), *product = id_param(r, "product"),
+               *api = id_param(r, "api");
     json_t *mine = sub ? own_sub(r, sub) : NULL;
     if (sub && !mine)
         sub = NULL; /* someone else's (or unknown): the filter is ignored, never widened */
@@ -1667,8 +1707,8 @@ void pt_portal_subs_usage(struct pt_portal_req *r, const char *a1, const char *a
         pt_portal_render_not_found(r);
         return;
     }
-    struct series_acc a = {t0, p->step, n, buf, buf + n, buf + 2 * n, buf + 3 * n, buf + 4 * n, buf + 5 * n,
-                           buf + 6 * n, buf + 7 * n};
+    struct series_acc a = {t0,          p->step,     n,           buf,         buf + n,    buf + 2 * n,
+                           buf + 3 * n, buf + 4 * n, buf + 5 * n, buf + 6 * n, buf + 7 * n};
     int rc = pt_store_analytics_report(store(), &q, add_time_row, &a);
     double total[5] = {0};
     for (int i = 0; i < n; i++) {
@@ -1697,16 +1737,17 @@ void pt_portal_subs_usage(struct pt_portal_req *r, const char *a1, const char *a
                                     "now.</p>");
     char bw[32];
     fmt_bytes(bw, sizeof(bw), total[4]);
-    evbuffer_add_printf(r->out,
-                        "<p class=\"usage-period\">%s (UTC), for your own subscriptions.</p><dl id=\"usage-totals\">"
-                        "<div><dt>Calls</dt><dd data-total=\"calls\">%.0f</dd></div>"
-                        "<div><dt>Successful</dt><dd data-total=\"success\">%.0f</dd></div>"
-                        "<div><dt>Blocked</dt><dd data-total=\"blocked\">%.0f</dd></div>"
-                        "<div><dt>Failed</dt><dd data-total=\"failed\">%.0f</dd></div>"
-                        "<div><dt>Other</dt><dd data-total=\"other\">%.0f</dd></div>"
-                        "<div><dt>Bandwidth</dt><dd data-total=\"bandwidth\" data-bytes=\"%.0f\">%s</dd></div></dl>",
-                        p->label, total[0] + total[1] + total[2] + total[3], total[0], total[1], total[2], total[3],
-                        total[4], bw);
+    evbuffer_add_printf(
+        r->out,
+        "<p class=\"usage-period\">%s (UTC), for your own subscriptions.</p><dl id=\"usage-totals\">"
+        "<div><dt>Calls</dt><dd data-total=\"calls\">%.0f</dd></div>"
+        "<div><dt>Successful</dt><dd data-total=\"success\">%.0f</dd></div>"
+        "<div><dt>Blocked</dt><dd data-total=\"blocked\">%.0f</dd></div>"
+        "<div><dt>Failed</dt><dd data-total=\"failed\">%.0f</dd></div>"
+        "<div><dt>Other</dt><dd data-total=\"other\">%.0f</dd></div>"
+        "<div><dt>Bandwidth</dt><dd data-total=\"bandwidth\" data-bytes=\"%.0f\">%s</dd></div></dl>",
+        p->label, total[0] + total[1] + total[2] + total[3], total[0], total[1], total[2], total[3], total[4],
+        bw);
     struct pt_portal_series outcome[] = {
         {"Successful", "var(--chart-success)", a.success},
         {"Blocked", "var(--chart-blocked)", a.blocked},

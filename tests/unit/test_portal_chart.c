@@ -23,8 +23,8 @@
 #include <cmocka.h>
 
 /* Renders a chart; the text (free it). */
-static char *render(const char *title, const char *const *labels, int n, const struct pt_portal_series *s, int ns,
-                    bool stacked, const char *unit)
+static char *render(const char *title, const char *const *labels, int n, const struct pt_portal_series *s,
+                    int ns, bool stacked, const char *unit)
 {
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, "<root>"); /* a figure and a details element: one root for the parser */
@@ -140,7 +140,8 @@ static void test_labels_are_escaped(void **state)
     char *row = text_of(d, "//table[@class='chart-data']/tbody/tr[1]/th");
     assert_string_equal(row, "<script>alert(\"x\")</script> & 'q' ?"); /* control characters replaced */
     char *stroke = text_of(d, "//svg:polyline/@stroke");
-    assert_string_equal(stroke, "red\" onload=\"alert(1)"); /* a literal colour: an attribute value, escaped */
+    assert_string_equal(stroke,
+                        "red\" onload=\"alert(1)"); /* a literal colour: an attribute value, escaped */
     assert_int_equal(count(d, "//svg:polyline"), 1);
     assert_int_equal(count(d, "//*[@onload or @onerror]"), 0);
     free(stroke);
