@@ -203,9 +203,6 @@ void pt_portal_subs_admin_decide(struct pt_portal_req *r, const char *id, const 
 void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char *a2);
 /* GET /usage?period=&subscription=&product=&api= */
 void pt_portal_subs_usage(struct pt_portal_req *r, const char *a1, const char *a2);
-/* Cancels every live subscription of a user (closing an account): how many,
-   -1 when the write failed. */
-int pt_portal_subs_cancel_user(const char *user_id);
 /* Is p a path the console may append to the gateway's URL? */
 bool pt_portal_subs_path_ok(const char *p);
 /* Drops the console calls in flight (pt_portal_stop). */

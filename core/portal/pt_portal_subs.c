@@ -776,54 +776,6 @@ void pt_portal_subs_cancel(struct pt_portal_req *r, const char *id, const char *
     pt_portal_req_redirect(r, "/subscriptions", "Cancelled: its keys no longer work.");
 }
 
-/* Cancels every live subscription of a user (closing an account); the
-   number cancelled, -1 on a failed write. */
-struct live_ids {
-    const char *user;
-    json_t *ids;
-};
-
-static bool collect_live(void *arg, const struct pt_entity *e)
-{
-    struct live_ids *x = arg;
-    const char *u = owner_user(e->body), *s = str(e->body, "state", "active");
-    if (u && !strcmp(u, x->user) &&
-        (!strcmp(s, "active") || !strcmp(s, "submitted") || !strcmp(s, "suspended")))
-        json_array_append_new(x->ids, json_string(e->id));
-    return json_array_size(x->ids) < 10000;
-}
-
-static bool cancel_all(void *arg, struct pt_errors *errs)
-{
-    json_t *ids = arg;
-    size_t i;
-    json_t *id;
-    char now[48];
-    now_iso(now);
-    json_array_foreach(ids, i, id)
-    {
-        struct edit e = {json_string_value(id), json_pack("{s:s,s:s}", "state", "cancelled", "endDate", now)};
-        bool ok = edit_sub(&e, errs);
-        json_decref(e.set);
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-int pt_portal_subs_cancel_user(const char *user_id)
-{
-    struct live_ids x = {user_id, json_array()};
-    pt_store_each(store(), "subscription", "", collect_live, &x);
-    int n = (int)json_array_size(x.ids);
-    char err[512];
-    bool ok = n == 0 || change(cancel_all, x.ids, err, sizeof(err));
-    if (!ok)
-        pt_warn("portal: cancelling the subscriptions of user %s: %s", user_id, err);
-    json_decref(x.ids);
-    return ok ? n : -1;
-}
-
 /* ------------------------------------------------------------- approvals */
 
 static bool collect_pending(void *arg, const struct pt_entity *e)
