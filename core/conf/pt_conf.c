@@ -1042,6 +1042,8 @@ static const struct pt_cfkey portal_smtp_keys[] = {
      .doc = "The password for SMTP AUTH."},
     {"starttls", PT_CT_BOOL, offsetof(struct pt_conf, portal.mail.starttls), 0, .def = "`true`",
      .doc = "With `smtp://`: upgrade to TLS with STARTTLS before AUTH and the message, or fail."},
+    {"caFile", PT_CT_STR, offsetof(struct pt_conf, portal.mail.smtp_ca_file), PT_CF_PATH,
+     .def = "the system store", .doc = "PEM bundle of the CAs trusted for the SMTP server's certificate."},
     {0},
 };
 
