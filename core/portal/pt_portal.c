@@ -282,10 +282,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     json_decref(r.form);
     evhttp_clear_headers(&r.query);
     free(r.path);
-    if (r.user) {
-        json_decref(r.user->groups);
-        free(r.user);
-    }
+    /* r.user belongs to pt_portal_session.c (kept until the next request loads its own) */
 }
 
 /* ------------------------------------------------------------------ start */
