@@ -93,8 +93,8 @@ bool pt_portal_account_hash_password(const char *pw, char *out, size_t size)
     unsigned char salt[A2_SALT];
     if (size < HASH_MAX || !pt_portal_session_random_bytes(salt, sizeof(salt)))
         return false;
-    int rc = argon2id_hash_encoded(A2_T_COST, A2_M_COST, A2_LANES, pw, strlen(pw), salt, sizeof(salt), A2_HASH,
-                                   out, size);
+    int rc = argon2id_hash_encoded(A2_T_COST, A2_M_COST, A2_LANES, pw, strlen(pw), salt, sizeof(salt),
+                                   A2_HASH, out, size);
     if (rc != ARGON2_OK) {
         pt_warn("portal: argon2: %s", argon2_error_message(rc));
         return false;
@@ -178,8 +178,8 @@ static void esc(struct pt_portal_req *r, const char *s)
 }
 
 /* <p><label><input></p> */
-static void input(struct pt_portal_req *r, const char *id, const char *name, const char *label, const char *type,
-                  const char *value, const char *autocomplete, bool required)
+static void input(struct pt_portal_req *r, const char *id, const char *name, const char *label,
+                  const char *type, const char *value, const char *autocomplete, bool required)
 {
     evbuffer_add_printf(r->out, "<p><label for=\"%s\">", id);
     esc(r, label);
@@ -266,7 +266,8 @@ static bool token_hash(const char *token, char h[65])
 }
 
 /* A new token for user: `raw` gets what the link carries. */
-static bool token_new(const char *purpose, const char *user, uint64_t ttl_ms, char raw[PT_PORTAL_SESSION_CHARS + 1])
+static bool token_new(const char *purpose, const char *user, uint64_t ttl_ms,
+                      char raw[PT_PORTAL_SESSION_CHARS + 1])
 {
     char h[65];
     if (!pt_portal_session_random(raw, PT_PORTAL_SESSION_CHARS + 1))
@@ -335,8 +336,8 @@ static bool user_create(char id[40], const char *email, const char *first, const
         if (isalnum((unsigned char)*p))
             id[o++] = (char)tolower((unsigned char)*p);
     id[o] = '\0';
-    json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "email", email, "firstName", first, "lastName", last, "state",
-                             "pending");
+    json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "email", email, "firstName", first, "lastName", last,
+                             "state", "pending");
     bool ok = user_put(id, body) && pt_store_link(store(), "group-user", "developers", id, "api");
     json_decref(body);
     return ok;
@@ -443,16 +444,17 @@ static void signup_form(struct pt_portal_req *r, int status, const char *err)
     error(r, err);
     form_open(r, "signup-form", "/signup");
     input(r, "signup-email", "email", "Email", "email", pt_portal_req_form(r, "email"), "email", true);
-    input(r, "signup-password", "password", "Password (at least 10 characters)", "password", NULL, "new-password",
-          true);
+    input(r, "signup-password", "password", "Password (at least 10 characters)", "password", NULL,
+          "new-password", true);
     input(r, "signup-first-name", "firstName", "First name", "text", pt_portal_req_form(r, "firstName"),
           "given-name", true);
-    input(r, "signup-last-name", "lastName", "Last name", "text", pt_portal_req_form(r, "lastName"), "family-name",
-          true);
+    input(r, "signup-last-name", "lastName", "Last name", "text", pt_portal_req_form(r, "lastName"),
+          "family-name", true);
     if (*site_str(r, "terms"))
-        evbuffer_add_printf(r->out, "<p><input id=\"signup-terms\" name=\"terms\" type=\"checkbox\" required> "
-                                    "<label for=\"signup-terms\">I accept the <a href=\"/terms\">terms of "
-                                    "use</a></label></p>\n");
+        evbuffer_add_printf(r->out,
+                            "<p><input id=\"signup-terms\" name=\"terms\" type=\"checkbox\" required> "
+                            "<label for=\"signup-terms\">I accept the <a href=\"/terms\">terms of "
+                            "use</a></label></p>\n");
     form_close(r, "Sign up");
     evbuffer_add_printf(r->out, "<p>Have an account? <a href=\"/signin\">Sign in</a>.</p>\n");
     pt_portal_render_end(r);
@@ -550,7 +552,8 @@ void pt_portal_account_confirm(struct pt_portal_req *r, const char *a1, const ch
         return;
     const char *state;
     json_t *body = NULL;
-    if (!token_hash(field(r, "token"), h) || !pt_store_accounts_token_use(store(), h, "confirm", now_ms(), user) ||
+    if (!token_hash(field(r, "token"), h) ||
+        !pt_store_accounts_token_use(store(), h, "confirm", now_ms(), user) ||
         !(body = user_get(user, &state))) {
         bad_link(r);
         return;
@@ -700,7 +703,8 @@ void pt_portal_account_reset(struct pt_portal_req *r, const char *a1, const char
         char token[PT_PORTAL_SESSION_CHARS + 1];
         if (token_new("reset", id, cf()->reset_ttl_ms, token)) {
             const char *to = json_string_value(json_object_get(body, "email"));
-            send_mail(r, "reset-password", to ? to : email, json_string_value(json_object_get(body, "firstName")),
+            send_mail(r, "reset-password", to ? to : email,
+                      json_string_value(json_object_get(body, "firstName")),
                       json_string_value(json_object_get(body, "lastName")), "/reset-password/confirm", token);
             pt_info("portal: a password reset link for user %s was sent (asked from %s)", id, r->peer);
         }
@@ -714,8 +718,8 @@ void pt_portal_account_reset(struct pt_portal_req *r, const char *a1, const char
                  false);
 }
 
-static void password_form(struct pt_portal_req *r, int status, const char *err, const char *id, const char *action,
-                          const char *title, const char *token)
+static void password_form(struct pt_portal_req *r, int status, const char *err, const char *id,
+                          const char *action, const char *title, const char *token)
 {
     r->status = status;
     pt_portal_render_begin(r, title);
@@ -725,8 +729,8 @@ static void password_form(struct pt_portal_req *r, int status, const char *err, 
     error(r, err);
     form_open(r, id, action);
     hidden(r, "token", token);
-    input(r, "new-password", "password", "New password (at least 10 characters)", "password", NULL, "new-password",
-          true);
+    input(r, "new-password", "password", "New password (at least 10 characters)", "password", NULL,
+          "new-password", true);
     form_close(r, "Set the password");
     pt_portal_render_end(r);
 }
@@ -734,7 +738,8 @@ static void password_form(struct pt_portal_req *r, int status, const char *err, 
 /* The token of a link form's GET or POST, checked without using it. */
 static const char *link_token(struct pt_portal_req *r, const char *purpose, char h[65], char user[128])
 {
-    const char *token = r->method == EVHTTP_REQ_POST ? pt_portal_req_form(r, "token") : pt_portal_req_query(r, "token");
+    const char *token =
+        r->method == EVHTTP_REQ_POST ? pt_portal_req_form(r, "token") : pt_portal_req_query(r, "token");
     if (!token_hash(token, h) || !pt_store_accounts_token_peek(store(), h, purpose, now_ms(), user))
         return NULL;
     return token;
@@ -753,12 +758,14 @@ void pt_portal_account_reset_confirm(struct pt_portal_req *r, const char *a1, co
     }
     if (r->method != EVHTTP_REQ_POST) {
         pt_portal_session_guest(r);
-        password_form(r, 200, NULL, "reset-confirm-form", "/reset-password/confirm", "Set a new password", token);
+        password_form(r, 200, NULL, "reset-confirm-form", "/reset-password/confirm", "Set a new password",
+                      token);
         return;
     }
     const char *pw = field(r, "password"), *why = NULL;
     if (!pt_portal_account_password_ok(pw, &why)) {
-        password_form(r, 400, why, "reset-confirm-form", "/reset-password/confirm", "Set a new password", token);
+        password_form(r, 400, why, "reset-confirm-form", "/reset-password/confirm", "Set a new password",
+                      token);
         return;
     }
     char hash[HASH_MAX];
@@ -769,8 +776,8 @@ void pt_portal_account_reset_confirm(struct pt_portal_req *r, const char *a1, co
     const char *state = NULL;
     json_t *body = NULL;
     bool ok = pt_store_begin(store());
-    ok = ok && pt_store_accounts_token_use(store(), h, "reset", now_ms(), user) && (body = user_get(user, &state)) &&
-         (!strcmp(state, "active") || !strcmp(state, "pending"));
+    ok = ok && pt_store_accounts_token_use(store(), h, "reset", now_ms(), user) &&
+         (body = user_get(user, &state)) && (!strcmp(state, "active") || !strcmp(state, "pending"));
     /* following the link proves the address: a pending account is confirmed */
     bool was_pending = ok && !strcmp(state, "pending");
     ok = ok && (!was_pending || user_set_state(user, "active"));
@@ -804,12 +811,14 @@ static void profile_page(struct pt_portal_req *r, int status, const char *err)
     pt_portal_render_begin(r, "Profile");
     evbuffer_add_printf(r->out, "<h1>Profile</h1>\n");
     error(r, err);
-    evbuffer_add_printf(r->out, "<section aria-labelledby=\"profile-h\">\n<h2 id=\"profile-h\">Your details</h2>\n");
+    evbuffer_add_printf(r->out,
+                        "<section aria-labelledby=\"profile-h\">\n<h2 id=\"profile-h\">Your details</h2>\n");
     evbuffer_add_printf(r->out, "<p>Email: <span id=\"profile-email\">");
     esc(r, r->user->email);
     evbuffer_add_printf(r->out, "</span></p>\n");
     form_open(r, "profile-form", "/profile");
-    input(r, "profile-first-name", "firstName", "First name", "text", r->user->first_name, "given-name", true);
+    input(r, "profile-first-name", "firstName", "First name", "text", r->user->first_name, "given-name",
+          true);
     input(r, "profile-last-name", "lastName", "Last name", "text", r->user->last_name, "family-name", true);
     form_close(r, "Save");
     evbuffer_add_printf(r->out, "</section>\n<section aria-labelledby=\"password-h\">\n"
@@ -817,8 +826,8 @@ static void profile_page(struct pt_portal_req *r, int status, const char *err)
     para(r, "Your other sessions are signed out when the password changes.");
     form_open(r, "password-form", "/profile/password");
     input(r, "current-password", "current", "Current password", "password", NULL, "current-password", true);
-    input(r, "new-password", "password", "New password (at least 10 characters)", "password", NULL, "new-password",
-          true);
+    input(r, "new-password", "password", "New password (at least 10 characters)", "password", NULL,
+          "new-password", true);
     form_close(r, "Change the password");
     evbuffer_add_printf(r->out, "</section>\n<section aria-labelledby=\"close-h\">\n"
                                 "<h2 id=\"close-h\">Close your account</h2>\n");
@@ -909,13 +918,15 @@ void pt_portal_account_password(struct pt_portal_req *r, const char *a1, const c
     const char *why = NULL;
     int status = 400;
     const char *pw = field(r, "password");
-    if (!current_password_ok(r, field(r, "current"), &why, &status) || !pt_portal_account_password_ok(pw, &why)) {
+    if (!current_password_ok(r, field(r, "current"), &why, &status) ||
+        !pt_portal_account_password_ok(pw, &why)) {
         profile_page(r, status, why);
         return;
     }
     char hash[HASH_MAX], id[128];
     snprintf(id, sizeof(id), "%s", r->user->id);
-    bool ok = pt_portal_account_hash_password(pw, hash, sizeof(hash)) && pt_store_accounts_cred_set(store(), id, hash, NULL);
+    bool ok = pt_portal_account_hash_password(pw, hash, sizeof(hash)) &&
+              pt_store_accounts_cred_set(store(), id, hash, NULL);
     OPENSSL_cleanse(hash, sizeof(hash));
     if (!ok) {
         profile_page(r, 500, "The password could not be changed; try again later.");
@@ -992,8 +1003,8 @@ void pt_portal_account_close(struct pt_portal_req *r, const char *a1, const char
     char id[128];
     snprintf(id, sizeof(id), "%s", r->user->id);
     bool ok = pt_store_begin(store());
-    ok = ok && cancel_subscriptions(id) && user_set_state(id, "deleted") && pt_store_accounts_cred_delete(store(), id) &&
-         pt_store_accounts_token_drop_user(store(), id, NULL);
+    ok = ok && cancel_subscriptions(id) && user_set_state(id, "deleted") &&
+         pt_store_accounts_cred_delete(store(), id) && pt_store_accounts_token_drop_user(store(), id, NULL);
     if (!ok)
         pt_store_rollback(store());
     if (!ok || !publish("closing an account")) {
@@ -1017,9 +1028,10 @@ static void invite_form(struct pt_portal_req *r, int status, const char *err)
     para(r, "The user gets a mail with a link to set a password; their account is active from then on.");
     form_open(r, "invite-form", "/admin/invite");
     input(r, "invite-email", "email", "Email", "email", pt_portal_req_form(r, "email"), "off", true);
-    input(r, "invite-first-name", "firstName", "First name", "text", pt_portal_req_form(r, "firstName"), "off",
+    input(r, "invite-first-name", "firstName", "First name", "text", pt_portal_req_form(r, "firstName"),
+          "off", true);
+    input(r, "invite-last-name", "lastName", "Last name", "text", pt_portal_req_form(r, "lastName"), "off",
           true);
-    input(r, "invite-last-name", "lastName", "Last name", "text", pt_portal_req_form(r, "lastName"), "off", true);
     form_close(r, "Send the invitation");
     pt_portal_render_end(r);
 }
@@ -1097,14 +1109,15 @@ void pt_portal_account_invitation(struct pt_portal_req *r, const char *a1, const
     }
     char hash[HASH_MAX];
     if (!pt_portal_account_hash_password(pw, hash, sizeof(hash))) {
-        message_page(r, 500, "Accept the invitation", "The password could not be set; try again later.", true);
+        message_page(r, 500, "Accept the invitation", "The password could not be set; try again later.",
+                     true);
         return;
     }
     const char *state = NULL;
     json_t *body = NULL;
     bool ok = pt_store_begin(store());
-    ok = ok && pt_store_accounts_token_use(store(), h, "invite", now_ms(), user) && (body = user_get(user, &state)) &&
-         !strcmp(state, "pending");
+    ok = ok && pt_store_accounts_token_use(store(), h, "invite", now_ms(), user) &&
+         (body = user_get(user, &state)) && !strcmp(state, "pending");
     ok = ok && user_set_state(user, "active") && pt_store_accounts_cred_set(store(), user, hash, NULL);
     json_decref(body);
     OPENSSL_cleanse(hash, sizeof(hash));

@@ -76,8 +76,8 @@ bool pt_portal_session_well_formed(const char *s)
     size_t n = 0;
     for (; s[n]; n++) {
         char c = s[n];
-        if (n >= PT_PORTAL_SESSION_CHARS ||
-            !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        if (n >= PT_PORTAL_SESSION_CHARS || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                                              (c >= '0' && c <= '9') || c == '-' || c == '_'))
             return false;
     }
     return n == PT_PORTAL_SESSION_CHARS;
@@ -199,7 +199,8 @@ static struct pt_portal_user *user_load(const char *id, int64_t stamp)
     snprintf(u->email, sizeof(u->email), "%s", json_string_value(json_object_get(body, "email")) ?: "");
     snprintf(u->first_name, sizeof(u->first_name), "%s",
              json_string_value(json_object_get(body, "firstName")) ?: "");
-    snprintf(u->last_name, sizeof(u->last_name), "%s", json_string_value(json_object_get(body, "lastName")) ?: "");
+    snprintf(u->last_name, sizeof(u->last_name), "%s",
+             json_string_value(json_object_get(body, "lastName")) ?: "");
     json_decref(body);
     u->groups = json_array();
     pt_store_accounts_user_groups(st, id, u->groups);

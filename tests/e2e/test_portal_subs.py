@@ -24,7 +24,7 @@ import pytest
 
 from backends import EchoBackend
 from conftest import free_port, wait_for
-from mgmt_helpers import Mgmt, mgmt_config
+from mgmt_helpers import TOKEN, Mgmt, mgmt_config
 
 PASSWORD = "correct horse battery staple"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -223,7 +223,7 @@ def config(backend, workdir, **portal):
 
 @pytest.fixture
 def site(backend, portico, workdir):
-    p = portico(config(backend, workdir))
+    p = portico(config(backend, workdir), env={"PORTICO_ADMIN_TOKEN": TOKEN})
     return p, Mgmt(p)
 
 
@@ -583,7 +583,7 @@ def test_console_cannot_leave_the_gateway(site, backend):
 
 def test_console_gateway_down_is_a_clear_error(backend, portico, workdir):
     dead = free_port()
-    p = portico(config(backend, workdir, gatewayUrl="http://127.0.0.1:%d" % dead))
+    p = portico(config(backend, workdir, gatewayUrl="http://127.0.0.1:%d" % dead), env={"PORTICO_ADMIN_TOKEN": TOKEN})
     m = Mgmt(p)
     dev = signup(p, "dev@example.com")
     subscribe(dev, "starter", "x")
