@@ -1,7 +1,9 @@
 /* console.js -- the interactive console on an operation's page.
  *
- * Drives <form id="console">: its fields method, path, headers ("Name:
- * value" per line), body, subscription and key.  The call goes to the
+ * Drives <form id="console">: its fields method, path (after the API's URL
+ * suffix; the form's data-api names the API), headers ("Name: value" per
+ * line), body, subscription (filled from GET /api/subscriptions?api=) and
+ * key.  The call goes to the
  * portal's relay (POST /api/console, JSON, X-CSRF-Token), which fills in the
  * subscription's key and sends the call to the gateway, so the browser never
  * holds the key and no CORS is needed.  The gateway's real response (status,
@@ -101,6 +103,34 @@
     add(out, 'p', text, 'error').setAttribute('role', 'alert');
   }
 
+  /* the subscription select: the user's subscriptions that open this API */
+  function fillSubscriptions() {
+    var select = field('subscription');
+    if (!select || select.tagName !== 'SELECT' || select.options.length > 0) {
+      return;
+    }
+    var api = form.getAttribute('data-api') || '';
+    fetch('/api/subscriptions' + (api ? '?api=' + encodeURIComponent(api) : ''), {
+      credentials: 'same-origin',
+      headers: { 'Accept': 'application/json' }
+    }).then(function (res) { return res.json(); }).then(function (body) {
+      var list = (body && body.value) || [];
+      list.forEach(function (s) {
+        var o = document.createElement('option');
+        o.value = s.id;
+        o.textContent = s.name + (s.state !== 'active' ? ' (' + s.state + ')' : '');
+        select.appendChild(o);
+      });
+      if (!list.length) {
+        var out = output();
+        var p = add(out, 'p', 'You have no subscription to a product with this API yet: ');
+        var a = add(p, 'a', 'see the products');
+        a.href = '/products';
+      }
+    }).catch(function () { /* the select stays empty; sending says why */ });
+  }
+  fillSubscriptions();
+
   form.addEventListener('submit', function (ev) {
     ev.preventDefault();
     var headers;
@@ -118,6 +148,7 @@
       headers: headers,
       body: value('body', '')
     };
+    /* with the API named, the path is after its URL suffix (as the form shows it) */
     var api = value('api', '') || form.getAttribute('data-api');
     if (api) {
       req.api = api;

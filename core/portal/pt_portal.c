@@ -89,6 +89,7 @@ static const struct route routes[] = {
     {"POST", "/subscriptions/{}/regenerate", pt_portal_subs_regenerate, 0},
     {"POST", "/subscriptions/{}/rename", pt_portal_subs_rename, 0},
     {"POST", "/subscriptions/{}/cancel", pt_portal_subs_cancel, 0},
+    {"GET", "/api/subscriptions", pt_portal_subs_api_list, 0},
     {"GET", "/api/subscriptions/{}/keys", pt_portal_subs_keys, 0},
     {"POST", "/api/console", pt_portal_subs_console, R_BIG}, /* bodies up to 256 KiB */
     {"GET", "/usage", pt_portal_subs_usage, 0},

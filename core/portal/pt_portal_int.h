@@ -201,6 +201,9 @@ void pt_portal_subs_admin_decide(struct pt_portal_req *r, const char *id, const 
 /* POST /api/console: the relay to the gateway (sets r->deferred and
    answers later, from the event loop). */
 void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char *a2);
+/* GET /api/subscriptions?api=ID: the user's subscriptions that open the API
+   (the console's select). */
+void pt_portal_subs_api_list(struct pt_portal_req *r, const char *a1, const char *a2);
 /* GET /usage?period=&subscription=&product=&api= */
 void pt_portal_subs_usage(struct pt_portal_req *r, const char *a1, const char *a2);
 /* Is p a path the console may append to the gateway's URL? */

@@ -1181,7 +1181,7 @@ static json_t *sub_apis(const json_t *sub)
 }
 
 static bool relay_checks(struct pt_portal_req *r, json_t *in, json_t **sub_out, json_t **api_out,
-                         enum evhttp_cmd_type *cmd)
+                         enum evhttp_cmd_type *cmd, char *full, size_t fullsize)
 {
     const char *sid = str(in, "subscription", NULL), *which = str(in, "key", "primary");
     const char *method = str(in, "method", "GET"), *path = str(in, "path", NULL);
@@ -1215,15 +1215,25 @@ static bool relay_checks(struct pt_portal_req *r, json_t *in, json_t **sub_out, 
     }
     json_t *ids = sub_apis(sub);
     const char *api_id = str(in, "api", NULL);
-    if (api_id) { /* the operation page says which API: the path must be under it */
-        json_t *only = json_array();
+    if (api_id) {
+        /* the operation page's form: the path is after that API's URL suffix */
+        bool opens = false;
         size_t i;
         json_t *v;
-        json_array_foreach(ids, i, v) if (!strcmp(json_string_value(v), api_id)) json_array_append(only, v);
-        json_decref(ids);
-        ids = only;
+        json_array_foreach(ids, i, v) opens |= !strcmp(json_string_value(v), api_id);
+        if (opens && pt_store_get(store(), "api", "", api_id, api_out, NULL)) {
+            const char *ap = str(*api_out, "path", "");
+            while (*ap == '/')
+                ap++;
+            size_t n = strlen(ap);
+            while (n && ap[n - 1] == '/')
+                n--;
+            snprintf(full, fullsize, "%s%.*s%s", n ? "/" : "", (int)n, ap, path);
+        }
+    } else { /* a path on the gateway: the API whose suffix it starts with */
+        *api_out = api_for_path(ids, path);
+        snprintf(full, fullsize, "%s", path);
     }
-    *api_out = api_for_path(ids, path);
     json_decref(ids);
     if (!*api_out) {
         pt_portal_req_json_error(r, 400, "PathNotInSubscription",
@@ -1322,7 +1332,8 @@ void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char 
     json_t *sub = NULL, *api = NULL;
     enum evhttp_cmd_type cmd = EVHTTP_REQ_GET;
     struct gateway g;
-    if (!relay_checks(r, in, &sub, &api, &cmd))
+    char full[RELAY_MAX_PATH + 600];
+    if (!relay_checks(r, in, &sub, &api, &cmd, full, sizeof(full)))
         goto out;
     if (!gateway_of(&g)) {
         pt_portal_req_json_error(r, 503, "NoGateway",
@@ -1375,9 +1386,9 @@ void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char 
         evhttp_add_header(oh, "Content-Length", cl);
         evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
     }
-    char *target = malloc(strlen(g.base) + strlen(str(in, "path", "/")) + 1);
+    char *target = malloc(strlen(g.base) + strlen(full) + 1);
     if (target)
-        sprintf(target, "%s%s", g.base, str(in, "path", "/"));
+        sprintf(target, "%s%s", g.base, full);
     rl->client = r->r;
     rl->conn = conn;
     snprintf(rl->user, sizeof(rl->user), "%s", r->user->id);
@@ -1399,6 +1410,43 @@ out:
     json_decref(api);
     json_decref(sub);
     json_decref(in);
+}
+
+/* GET /api/subscriptions?api=ID: the user's subscriptions whose keys open
+   that API (all of theirs without api), for the console's select:
+   {"value": [{id, name, state, product}]}, active ones first. */
+void pt_portal_subs_api_list(struct pt_portal_req *r, const char *a1, const char *a2)
+{
+    (void)a1;
+    (void)a2;
+    if (!r->user) {
+        pt_portal_req_json_error(r, 401, "SignInRequired", "sign in to list your subscriptions");
+        return;
+    }
+    const char *api = pt_portal_req_query(r, "api");
+    json_t *subs = own_subs(r->user->id), *active = json_array(), *rest = json_array();
+    size_t i;
+    json_t *s;
+    json_array_foreach(subs, i, s)
+    {
+        bool opens = !api;
+        json_t *ids = api ? sub_apis(s) : NULL;
+        size_t k;
+        json_t *id;
+        json_array_foreach(ids, k, id) opens |= !strcmp(json_string_value(id), api);
+        json_decref(ids);
+        if (!opens)
+            continue;
+        const char *state = state_of(s);
+        json_array_append_new(!strcmp(state, "active") ? active : rest,
+                              json_pack("{s:s,s:s,s:s,s:s?}", "id", str(s, "id", ""), "name",
+                                        str(s, "displayName", str(s, "id", "")), "state", state, "product",
+                                        scope_product(s)));
+    }
+    json_array_extend(active, rest);
+    json_decref(rest);
+    json_decref(subs);
+    pt_portal_req_json(r, 200, json_pack("{s:o}", "value", active));
 }
 
 void pt_portal_subs_stop(void)

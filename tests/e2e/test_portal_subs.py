@@ -512,6 +512,19 @@ def test_console_reaches_the_backend_through_the_gateway(site, backend):
     assert "forged" not in json.dumps(q.headers) and "6.6.6.6" not in json.dumps(q.headers)
     assert "evil.example" not in json.dumps(q.headers)
     assert any(n.lower() == "content-type" and "json" in v for n, v in res["headers"])
+    # the operation page's form names the API: its path is after the API's URL suffix
+    st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/items/7?y=2", api="echo")
+    assert st == 200 and json.loads(body)["status"] == 200 and backend.last().target == "/items/7?y=2"
+    st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/x", api="limited")
+    assert st == 400  # an API the subscription does not open
+    # the form's subscription select: the user's subscriptions that open the API
+    st, _, body = dev.get("/api/subscriptions?api=echo")
+    assert st == 200 and [x["id"] for x in json.loads(body)["value"]] == [sid]
+    assert json.loads(dev.get("/api/subscriptions?api=limited")[2])["value"] == []
+    assert Browser(p.portal_url).get("/api/subscriptions?api=echo")[0] == 401
+    # the operation page carries the form and the script that drives it
+    st, _, page = dev.get("/apis/echo/operations/anything")
+    assert st == 200 and 'id="console"' in page and re.search(r'<script src="/assets/console\.[0-9a-f]+\.js"', page)
     # a backend's error status comes back as it is
     st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/echo/status/503")
     assert st == 200 and json.loads(body)["status"] == 503
