@@ -29,15 +29,19 @@
 #include "conf/pt_model.h"
 #include "conf/pt_node.h"
 #include "conf/pt_store_analytics.h"
+#include "event/pt_tls.h"
 #include "http/pt_mail.h"
 #include "portal/pt_portal_int.h"
 
 #include <ctype.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <math.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -924,6 +928,7 @@ struct relay {
     char user[128];
     uint64_t start_us;
     int error; /* enum evhttp_request_error + 1, 0: none */
+    bool tls;
     struct relay *next;
 };
 
@@ -1021,7 +1026,10 @@ static void relay_done(struct evhttp_request *resp, void *arg)
         const char *why = rl->error == EVREQ_HTTP_TIMEOUT + 1         ? "the gateway did not answer in time"
                           : rl->error == EVREQ_HTTP_DATA_TOO_LONG + 1 ? "the gateway's response is over the "
                                                                         "console's 1 MiB limit"
-                                                                      : "the gateway could not be reached";
+                          : rl->tls
+                              ? "the gateway could not be reached, or its TLS certificate is not trusted "
+                                "(see portal.gatewayUrl)"
+                              : "the gateway could not be reached";
         json_t *b = error_body("GatewayUnavailable", why);
         json_object_set_new(b, "timeMs", json_real(ms));
         relay_answer(rl->client, 502, b);
@@ -1272,8 +1280,9 @@ static bool relay_checks(struct pt_portal_req *r, json_t *in, json_t **sub_out, 
 }
 
 /* Where the gateway is: its scheme, host, port and base path from
-   portal.gatewayUrl.  false when it is not a usable http URL. */
+   portal.gatewayUrl.  false when it is not an http(s) URL. */
 struct gateway {
+    bool tls;
     char host[256];
     int port;
     char base[512]; /* path prefix without the trailing '/' ("" for none) */
@@ -1284,12 +1293,14 @@ static bool gateway_of(struct gateway *g)
 {
     const char *url = file()->portal.gateway_url;
     struct evhttp_uri *u = url ? evhttp_uri_parse(url) : NULL;
-    bool ok = u && evhttp_uri_get_scheme(u) && !strcasecmp(evhttp_uri_get_scheme(u), "http") &&
+    const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
+    bool ok = scheme && (!strcasecmp(scheme, "http") || !strcasecmp(scheme, "https")) &&
               evhttp_uri_get_host(u) && strlen(evhttp_uri_get_host(u)) < sizeof(g->host);
     if (ok) {
+        g->tls = !strcasecmp(scheme, "https");
         const char *h = evhttp_uri_get_host(u);
         snprintf(g->host, sizeof(g->host), "%s", h);
-        g->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 80;
+        g->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : g->tls ? 443 : 80;
         const char *p = evhttp_uri_get_path(u);
         snprintf(g->base, sizeof(g->base), "%s", p ? p : "");
         size_t n = strlen(g->base);
@@ -1302,6 +1313,65 @@ static bool gateway_of(struct gateway *g)
     if (u)
         evhttp_uri_free(u);
     return ok;
+}
+
+/*
+ * The TLS client context for an https gateway: the system's CAs (or
+ * upstream.caFile) plus the gateway's own listener certificates, so that a
+ * gateway with a private or self-signed certificate is trusted out of the
+ * box (and nothing else is).  The name in gatewayUrl is checked against the
+ * certificate.  Made once per configuration file (a reload makes a new one).
+ */
+static SSL_CTX *tls_ctx;
+static const struct pt_conf *tls_ctx_file;
+
+static SSL_CTX *gateway_tls(void)
+{
+    const struct pt_conf *f = file();
+    if (tls_ctx && tls_ctx_file == f)
+        return tls_ctx;
+    if (tls_ctx)
+        SSL_CTX_free(tls_ctx);
+    struct pt_errors errs = {0};
+    tls_ctx = pt_tls_client_ctx(f->upstream.ca_file, true, NULL, &errs);
+    tls_ctx_file = f;
+    if (!tls_ctx) {
+        pt_warn("portal: the console's TLS client: %s", errs.n ? errs.msgs[0] : "cannot be made");
+        pt_node_errors_clear(&errs);
+        return NULL;
+    }
+    for (int i = 0; i < f->nlisten; i++)
+        for (int k = 0; k < f->listen[i].ncerts; k++)
+            if (f->listen[i].certs[k].certificate &&
+                SSL_CTX_load_verify_locations(tls_ctx, f->listen[i].certs[k].certificate, NULL) != 1)
+                pt_warn("portal: the console cannot trust %s", f->listen[i].certs[k].certificate);
+    /* the gateway's own leaf certificate is a trust anchor of its own */
+    X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(tls_ctx), X509_V_FLAG_PARTIAL_CHAIN);
+    return tls_ctx;
+}
+
+/* A connection to the gateway (TLS when it is https); NULL on failure. */
+static struct evhttp_connection *gateway_conn(const struct gateway *g)
+{
+    struct event_base *base = pt_portal_req_srv.base;
+    if (!g->tls)
+        return evhttp_connection_base_new(base, NULL, g->host, (unsigned short)g->port);
+    SSL_CTX *ctx = gateway_tls();
+    SSL *ssl = ctx ? pt_tls_client_ssl(ctx, g->host, true) : NULL;
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    struct evhttp_connection *c =
+        evhttp_connection_base_bufferevent_new(base, NULL, bev, g->host, (unsigned short)g->port);
+    if (!c)
+        bufferevent_free(bev);
+    return c;
 }
 
 void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char *a2)
@@ -1351,8 +1421,7 @@ void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char 
         str(sub, !strcmp(str(in, "key", "primary"), "primary") ? "primaryKey" : "secondaryKey", "");
 
     struct relay *rl = calloc(1, sizeof(*rl));
-    struct evhttp_connection *conn =
-        rl ? evhttp_connection_base_new(pt_portal_req_srv.base, NULL, g.host, (unsigned short)g.port) : NULL;
+    struct evhttp_connection *conn = rl ? gateway_conn(&g) : NULL;
     struct evhttp_request *req = conn ? evhttp_request_new(relay_done, rl) : NULL;
     if (!req) {
         if (conn)
@@ -1391,6 +1460,7 @@ void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char 
         sprintf(target, "%s%s", g.base, full);
     rl->client = r->r;
     rl->conn = conn;
+    rl->tls = g.tls;
     snprintf(rl->user, sizeof(rl->user), "%s", r->user->id);
     rl->start_us = pt_clock_now_us();
     if (!target || evhttp_make_request(conn, req, cmd, target) != 0) {
@@ -1460,6 +1530,10 @@ void pt_portal_subs_stop(void)
         free(rl);
     }
     ninflight = 0;
+    if (tls_ctx)
+        SSL_CTX_free(tls_ctx);
+    tls_ctx = NULL;
+    tls_ctx_file = NULL;
 }
 
 /* ------------------------------------------------------------------ usage */

@@ -25,6 +25,7 @@ import pytest
 from backends import EchoBackend
 from conftest import free_port, wait_for
 from mgmt_helpers import TOKEN, Mgmt, mgmt_config
+from tls_helpers import Pki, TLSEchoBackend
 
 PASSWORD = "correct horse battery staple"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -605,6 +606,37 @@ def test_console_gateway_down_is_a_clear_error(backend, portico, workdir):
     assert st == 502 and json.loads(body)["error"]["code"] == "GatewayUnavailable"
     # the portal still serves while and after
     assert dev.get("/subscriptions")[0] == 200
+
+
+def test_console_to_an_https_gateway(backend, portico, workdir):
+    """The default gatewayUrl of a TLS gateway is https: the relay trusts the
+    gateway's own certificate (a private CA here) and checks its name; a
+    server with a certificate nobody trusts gets nothing."""
+    os.makedirs(os.path.join(workdir, "pki"))
+    pki = Pki(os.path.join(workdir, "pki"))
+    cert, key = pki.leaf("gw", "gateway", sans=["IP:127.0.0.1"])
+    cfg = config(backend, workdir)
+    cfg["listen"] = [{"address": "127.0.0.1:%d" % free_port(), "certificate": cert, "key": key}]
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    dev = signup(p, "dev@example.com")
+    subscribe(dev, "starter", "tls")
+    sid = subs_of(m, user_id(m, "dev@example.com"))[0]["id"]
+    backend.clear()
+    st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/echo/over-tls")
+    assert st == 200 and json.loads(body)["status"] == 200, body
+    assert backend.last().target == "/over-tls"
+    # a gateway URL whose server shows a certificate of a CA nobody trusts
+    bad_cert, bad_key = pki.leaf("bad", "bad", sans=["IP:127.0.0.1"], issuer="other")
+    impostor = TLSEchoBackend(bad_cert, bad_key)
+    try:
+        cfg["portal"]["gatewayUrl"] = "https://127.0.0.1:%d" % impostor.port
+        p.reload(cfg)
+        wait_for(lambda: console(dev, subscription=sid, key="primary", method="GET", path="/echo/x")[0] == 502,
+                 timeout=5, what="the relay to refuse the untrusted server")
+        assert not impostor.requests
+    finally:
+        impostor.close()
 
 
 # -------------------------------------------------------------------- usage
