@@ -283,7 +283,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     json_decref(r.form);
     evhttp_clear_headers(&r.query);
     free(r.path);
-    /* r.user belongs to pt_portal_session.c (kept until the next request loads its own) */
+    if (r.user) {
+        json_decref(r.user->groups);
+        free(r.user);
+    }
 }
 
 /* ------------------------------------------------------------------ start */
