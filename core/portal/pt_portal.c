@@ -78,10 +78,6 @@ static const struct route routes[] = {
     {"GET", "/terms", pt_portal_browse_terms, R_OPEN},
     {"GET", "/media/{}", pt_portal_browse_media, R_OPEN},
     /* accounts (pt_portal_account.c) */
-    {"GET POST", "/signup", pt_portal_account_signup, R_OPEN},
-    {"GET POST", "/confirm", pt_portal_account_confirm, R_OPEN},
-    {"GET POST", "/signin", pt_portal_account_signin, R_OPEN},
-    {"POST", "/signout", pt_portal_account_signout, 0},
     /* subscriptions, console, usage (pt_portal_subs.c) */
     {"POST", "/products/{}/subscribe", pt_portal_subs_subscribe, 0},
     {"GET", "/subscriptions", pt_portal_subs_list, 0},
