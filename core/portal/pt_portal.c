@@ -23,6 +23,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,8 +320,12 @@ bool pt_portal_start(struct event_base *base, const struct pt_conf *file, struct
     }
     int fd = socket(p->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
-    if (fd >= 0)
+    if (fd >= 0) {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        /* accepted sockets inherit it: a page written in two pieces must not wait for the client's
+           delayed ACK (40 ms a page) */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
     if (fd < 0 || bind(fd, (const struct sockaddr *)&p->sa, p->salen) < 0 ||
         listen(fd, pt_conf_listen_backlog(0)) < 0) {
         pt_node_errors_add(errs, "portal: cannot listen on %s: %s", p->listen, strerror(errno));

@@ -20,6 +20,7 @@
 #include "portal/pt_portal_int.h"
 
 #include <event2/buffer.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,18 +73,37 @@ static const char *str_or(const json_t *o, const char *key, const char *def)
     return s ? s : def;
 }
 
-static bool collect_api(void *arg, const struct pt_entity *e)
+/* The API list's fields straight from SQLite: parsing every API's whole body (operations' policies,
+   schemas of megabytes) would cost far more than the list needs. */
+static void collect_apis(json_t *apis)
 {
-    const json_t *b = e->body;
-    /* a non-current revision is reached through its current one, not listed */
-    if (json_is_false(json_object_get(b, "isCurrent")))
-        return true;
-    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:s, s:[]}", "id", e->id, "displayName",
-                          str_or(b, "displayName", e->id), "description", str_or(b, "description", ""),
-                          "path", str_or(b, "path", ""), "apiType", str_or(b, "apiType", "http"), "products");
-    if (a)
-        json_object_set_new(arg, e->id, a);
-    return true;
+    sqlite3 *db = pt_store_sqlite(pt_portal_req_srv.store);
+    sqlite3_stmt *st = NULL;
+    if (!db || sqlite3_prepare_v2(db,
+                                  "SELECT id, json_extract(body, '$.displayName'), "
+                                  "substr(json_extract(body, '$.description'), 1, 400), "
+                                  "json_extract(body, '$.path'), json_extract(body, '$.apiType'), "
+                                  "json_extract(body, '$.isCurrent') FROM entities WHERE kind = 'api' AND "
+                                  "parent = '' ORDER BY id",
+                                  -1, &st, NULL) != SQLITE_OK) {
+        pt_warn("portal: cannot list the APIs: %s", db ? sqlite3_errmsg(db) : "no store");
+        return;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        if (!id || (sqlite3_column_type(st, 5) != SQLITE_NULL && sqlite3_column_int(st, 5) == 0))
+            continue; /* a non-current revision is reached through its current one, not listed */
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        const char *desc = (const char *)sqlite3_column_text(st, 2);
+        const char *path = (const char *)sqlite3_column_text(st, 3);
+        const char *type = (const char *)sqlite3_column_text(st, 4);
+        json_t *a = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:[]}", "id", id, "displayName",
+                              name ? name : id, "description", desc ? desc : "", "path", path ? path : "",
+                              "apiType", type ? type : "http", "products");
+        if (a)
+            json_object_set_new(apis, id, a);
+    }
+    sqlite3_finalize(st);
 }
 
 static int by_display_name(const void *x, const void *y)
@@ -129,7 +149,7 @@ static void index_refresh(void)
     index_free();
     json_t *products = json_array(), *apis = json_object();
     pt_store_each(st, "product", "", collect_product, products);
-    pt_store_each(st, "api", "", collect_api, apis);
+    collect_apis(apis);
     idx.products = sorted(products);
     size_t i, j;
     json_t *p, *a;
@@ -1386,6 +1406,62 @@ void pt_portal_browse_api(struct pt_portal_req *r, const char *api, const char *
     pt_portal_render_end(r);
 }
 
+/* Does an active subscription's scope ("/apis", "/apis/a", "/products/p") open the API? */
+static bool scope_opens(const char *scope, const char *api_id)
+{
+    if (!strcmp(scope, "/apis"))
+        return true;
+    if (!strncmp(scope, "/apis/", 6))
+        return !strcmp(scope + 6, api_id);
+    if (strncmp(scope, "/products/", 10))
+        return false;
+    const json_t *api = json_object_get(idx.apis, api_id);
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(api, "products"), i, p)
+    {
+        const json_t *prod = json_array_get(idx.products, (size_t)json_integer_value(p));
+        if (!strcmp(str_or(prod, "id", ""), scope + 10))
+            return true;
+    }
+    return false;
+}
+
+/* <option>s of the user's active subscriptions that open the API (one indexed query, not a scan in C). */
+static int subscription_options(struct pt_portal_req *r, const char *api_id)
+{
+    struct evbuffer *out = r->out;
+    sqlite3 *db = pt_store_sqlite(pt_portal_req_srv.store);
+    sqlite3_stmt *st = NULL;
+    int n = 0;
+    if (!db ||
+        sqlite3_prepare_v2(db,
+                           "SELECT id, json_extract(body, '$.displayName'), json_extract(body, '$.scope') "
+                           "FROM entities WHERE kind = 'subscription' AND "
+                           "json_extract(body, '$.ownerId') = ?1 AND json_extract(body, '$.state') = "
+                           "'active' ORDER BY id LIMIT 200",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    char owner[200];
+    snprintf(owner, sizeof(owner), "/users/%s", r->user->id);
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        const char *scope = (const char *)sqlite3_column_text(st, 2);
+        if (!id || !scope || !scope_opens(scope, api_id))
+            continue;
+        OUT("<option value=\"");
+        esc(out, id);
+        OUT("\">");
+        esc(out, name ? name : id);
+        OUT("</option>");
+        n++;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
 /* The console: a form console.js (H-D) drives; it calls the portal's relay, never the gateway directly. */
 static void render_console(struct pt_portal_req *r, const json_t *api, const json_t *op)
 {
@@ -1409,7 +1485,15 @@ static void render_console(struct pt_portal_req *r, const json_t *api, const jso
     OUT("\">");
     pt_portal_render_csrf(r);
     OUT("<label for=\"console-subscription\">Subscription</label><select id=\"console-subscription\" "
-        "name=\"subscription\"></select><label for=\"console-key\">Key</label><select id=\"console-key\" "
+        "name=\"subscription\">");
+    index_refresh();
+    int nsubs = subscription_options(r, str_or(api, "id", ""));
+    OUT("</select>");
+    if (!nsubs)
+        OUT("<p class=\"muted\">You have no active subscription to this API yet: <a "
+            "href=\"/products\">subscribe to a "
+            "product</a> that holds it.</p>");
+    OUT("<label for=\"console-key\">Key</label><select id=\"console-key\" "
         "name=\"key\"><option value=\"primary\">Primary</option><option "
         "value=\"secondary\">Secondary</option>"
         "</select><label for=\"console-method\">Method</label><input type=\"text\" id=\"console-method\" "

@@ -292,6 +292,10 @@ const char *pt_portal_render_theme_version(const struct pt_portal_req *r);
 /* Writes a Markdown text as sanitized HTML. */
 void pt_portal_render_markdown(struct evbuffer *out, const char *md);
 
+/* A template of the shipped or the provider's assets ("footer.html"): its
+   text (valid until the assets are next reloaded), or NULL. */
+const char *pt_portal_assets_template(const char *name);
+
 /* Browsing handlers (pt_portal_browse.c). */
 void pt_portal_browse_home(struct pt_portal_req *r, const char *a1, const char *a2);
 void pt_portal_browse_apis(struct pt_portal_req *r, const char *a1, const char *a2);
