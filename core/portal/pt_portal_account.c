@@ -463,6 +463,8 @@ static void signup_form(struct pt_portal_req *r, int status, const char *err)
 void pt_portal_account_signup(struct pt_portal_req *r, const char *a1, const char *a2)
 {
     (void)a1, (void)a2;
+    if (r->method == EVHTTP_REQ_POST && !pt_portal_req_check_csrf(r))
+        return;
     if (!json_is_true(json_object_get(site(r), "signupEnabled")) &&
         json_object_get(site(r), "signupEnabled")) {
         message_page(r, r->method == EVHTTP_REQ_POST ? 403 : 200, "Sign up",
@@ -478,8 +480,6 @@ void pt_portal_account_signup(struct pt_portal_req *r, const char *a1, const cha
         signup_form(r, 200, NULL);
         return;
     }
-    if (!pt_portal_req_check_csrf(r))
-        return;
     const char *email = field(r, "email"), *pw = field(r, "password"), *why = NULL;
     char first[NAME_MAX_LEN + 1], last[NAME_MAX_LEN + 1];
     name_of(r, "firstName", first, sizeof(first));
@@ -558,9 +558,13 @@ void pt_portal_account_confirm(struct pt_portal_req *r, const char *a1, const ch
         bad_link(r);
         return;
     }
-    bool pending = !strcmp(state, "pending");
+    bool pending = !strcmp(state, "pending"), active = !strcmp(state, "active");
     json_decref(body);
-    if (pending) { /* a blocked account stays blocked */
+    if (!pending && !active) { /* blocked or closed meanwhile: it stays so */
+        bad_link(r);
+        return;
+    }
+    if (pending) {
         bool ok = pt_store_begin(store()) && user_set_state(user, "active");
         if (!ok)
             pt_store_rollback(store());

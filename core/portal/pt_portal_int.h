@@ -141,8 +141,6 @@ void pt_portal_session_end(struct pt_portal_req *r);
 void pt_portal_session_end_user(const char *user_id);
 /* A guest's session (for the CSRF token of the sign-in and sign-up forms). */
 bool pt_portal_session_guest(struct pt_portal_req *r);
-/* r->user stays valid until the next request's pt_portal_session_load (one
-   request at a time on the control thread): copy what outlives the request. */
 /* The session cookie's name: "__Host-portico_session" on HTTPS, else
    "portico_session". */
 const char *pt_portal_session_cookie_name(void);

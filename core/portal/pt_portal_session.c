@@ -135,14 +135,9 @@ bool pt_portal_session_cookie_value(const char *header, const char *name, char *
 
 /* -------------------------------------------------------------- cookie */
 
-static bool https(void)
-{
-    return pt_portal_req_srv.file && pt_portal_req_srv.file->portal.tls.ncerts > 0;
-}
-
 const char *pt_portal_session_cookie_name(void)
 {
-    return https() ? "__Host-portico_session" : "portico_session";
+    return pt_portal_req_https() ? "__Host-portico_session" : "portico_session";
 }
 
 /* Set-Cookie for an id, or one that clears the cookie (id NULL). */
@@ -150,7 +145,7 @@ static void set_cookie(struct pt_portal_req *r, const char *id)
 {
     char v[256];
     snprintf(v, sizeof(v), "%s=%s; Path=/;%s HttpOnly; SameSite=Lax%s", pt_portal_session_cookie_name(),
-             id ? id : "", id ? "" : " Max-Age=0;", https() ? "; Secure" : "");
+             id ? id : "", id ? "" : " Max-Age=0;", pt_portal_req_https() ? "; Secure" : "");
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->r);
     evhttp_add_header(h, "Set-Cookie", v);
     /* a page made for one session is never kept by a cache for another */
@@ -173,10 +168,6 @@ static struct pt_portal_user *user_free(struct pt_portal_user *u)
     }
     return NULL;
 }
-
-/* The signed-in user (the current request's, kept until the next one is
-   loaded: one request at a time on the control thread). */
-static struct pt_portal_user *current;
 
 /* Reads an active user with their groups; NULL when the user is gone or not
    active, or when `stamp` >= 0 and their stamp moved on. */
@@ -217,11 +208,11 @@ static struct pt_portal_user *user_load(const char *id, int64_t stamp)
     return u;
 }
 
+/* r->user belongs to the request (the dispatcher frees it at the end). */
 static void set_user(struct pt_portal_req *r, struct pt_portal_user *u)
 {
-    if (current && current != u)
-        user_free(current);
-    current = u;
+    if (r->user && r->user != u)
+        user_free(r->user);
     r->user = u;
 }
 
@@ -253,7 +244,7 @@ void pt_portal_session_load(struct pt_portal_req *r)
 {
     clear(r);
     const char *cookie = evhttp_find_header(evhttp_request_get_input_headers(r->r), "Cookie");
-    char id[128];
+    char id[64];
     if (!cookie || !pt_portal_session_cookie_value(cookie, pt_portal_session_cookie_name(), id, sizeof(id)) ||
         !pt_portal_session_well_formed(id))
         return;
