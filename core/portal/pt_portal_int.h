@@ -127,6 +127,17 @@ const json_t *pt_portal_content_get(const struct pt_portal_req *r);
 /* Sanitized HTML for a Markdown text (cmark, then the allow-list). */
 char *pt_portal_content_markdown(const char *md);
 
+/* H-C: the published revision's number being served (-1 for the draft). */
+int64_t pt_portal_content_revision(const struct pt_portal_req *r);
+/* A page's body as safe HTML: its html through the allow-list, or its
+   markdown rendered.  malloc'd (NULL when out of memory). */
+char *pt_portal_content_page_html(const json_t *page);
+/* Answers GET /media/{id}: the bytes with their type, ETag (304), caching;
+   404 when there is no such media. */
+void pt_portal_content_serve_media(struct pt_portal_req *r, const char *id);
+/* Drops the cached content (at stop). */
+void pt_portal_content_free(void);
+
 /* ------------------------------------------------------------ sessions */
 
 /* Reads the session cookie: sets r->user, r->session_id, r->csrf (expired,
