@@ -508,7 +508,8 @@ static void key_cell(struct pt_portal_req *r, const json_t *sub, const char *whi
 {
     const char *field = !strcmp(which, "primary") ? "primaryKey" : "secondaryKey";
     const char *id = str(sub, "id", "");
-    evbuffer_add_printf(r->out, "<td>");
+    evbuffer_add_printf(r->out, "<td data-label=\"%s key\">",
+                        !strcmp(which, "primary") ? "Primary" : "Secondary");
     if (!keys_allowed(sub)) {
         evbuffer_add_printf(r->out, "<span class=\"no-key\">none while %s</span></td>", state_of(sub));
         return;
@@ -570,7 +571,7 @@ static void subscriptions_page(struct pt_portal_req *r, const char *reveal)
         pt_portal_render_esc(r->out, id);
         evbuffer_add_printf(r->out, "\" data-state=\"%s\"><th scope=\"row\" class=\"name\">", state);
         pt_portal_render_esc(r->out, str(s, "displayName", id));
-        evbuffer_add_printf(r->out, "</th><td>");
+        evbuffer_add_printf(r->out, "</th><td data-label=\"Product\">");
         if (prod) {
             char *pn = display_name("product", prod);
             evbuffer_add_printf(r->out, "<a href=\"");
@@ -581,20 +582,23 @@ static void subscriptions_page(struct pt_portal_req *r, const char *reveal)
             free(pn);
         } else
             pt_portal_render_esc(r->out, str(s, "scope", ""));
-        evbuffer_add_printf(r->out, "</td><td><span class=\"state state-%s\">%s</span>", state, state);
+        evbuffer_add_printf(r->out, "</td><td data-label=\"State\"><span class=\"state state-%s\">%s</span>",
+                            state, state);
         const char *comment = str(s, "stateComment", "");
         if (*comment) {
             evbuffer_add_printf(r->out, "<br><small class=\"state-comment\">");
             pt_portal_render_esc(r->out, comment);
             evbuffer_add_printf(r->out, "</small>");
         }
-        evbuffer_add_printf(r->out, "</td><td>");
-        pt_portal_render_esc(r->out, str(s, "createdDate", ""));
-        evbuffer_add_printf(r->out, "</td>");
+        /* the date for people, the whole time for machines */
+        const char *created = str(s, "createdDate", "");
+        evbuffer_add_printf(r->out, "</td><td data-label=\"Created\"><time datetime=\"");
+        pt_portal_render_esc(r->out, created);
+        evbuffer_add_printf(r->out, "\">%.10s</time></td>", created);
         bool shown = reveal && !strcmp(reveal, id);
         key_cell(r, s, "primary", shown);
         key_cell(r, s, "secondary", shown);
-        evbuffer_add_printf(r->out, "<td class=\"actions\">");
+        evbuffer_add_printf(r->out, "<td class=\"actions\" data-label=\"Actions\">");
         if (keys_allowed(s) && !shown) {
             post_form_open(r, id, "show", "show-form");
             evbuffer_add_printf(r->out, "<button type=\"submit\">Show keys</button></form>");
