@@ -553,7 +553,9 @@ static void subscriptions_page(struct pt_portal_req *r, const char *reveal)
         evbuffer_add_printf(r->out,
                             "<p id=\"no-subscriptions\">You have no subscriptions yet: pick one of the "
                             "<a href=\"/products\">products</a>.</p>");
-    evbuffer_add_printf(r->out, "<div class=\"table-wrap\"><table id=\"subscriptions\" data-csrf=\"");
+    /* a region that may scroll sideways: focusable, so keyboards can scroll it */
+    evbuffer_add_printf(r->out, "<div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"Your "
+                                "subscriptions\"><table id=\"subscriptions\" data-csrf=\"");
     pt_portal_render_esc(r->out, r->csrf);
     evbuffer_add_printf(
         r->out, "\"><caption>Subscriptions and their keys</caption><thead><tr><th scope=\"col\">Name</th>"
@@ -812,7 +814,8 @@ void pt_portal_subs_admin_list(struct pt_portal_req *r, const char *a1, const ch
     if (!json_array_size(pending))
         evbuffer_add_printf(r->out, "<p id=\"no-pending\">No subscription is waiting for approval.</p>");
     evbuffer_add_printf(r->out,
-                        "<div class=\"table-wrap\"><table id=\"pending\"><caption>Waiting for "
+                        "<div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"Waiting for "
+                        "approval\"><table id=\"pending\"><caption>Waiting for "
                         "approval</caption><thead><tr><th scope=\"col\">Subscription</th><th "
                         "scope=\"col\">Product</th><th scope=\"col\">Developer</th><th "
                         "scope=\"col\">Requested</th><th scope=\"col\">Decision</th></tr></thead><tbody>");
@@ -1683,17 +1686,19 @@ static void breakdown(struct pt_portal_req *r, const struct pt_store_an_query *b
     q.by = by;
     struct group_acc g = {json_array(), by};
     int n = pt_store_analytics_report(store(), &q, add_group_row, &g);
-    evbuffer_add_printf(r->out,
-                        "<div class=\"table-wrap\"><table id=\"%s\" class=\"usage-table\"><caption>%s"
-                        "</caption><thead><tr><th scope=\"col\">%s</th><th scope=\"col\">Calls</th>"
-                        "<th scope=\"col\">Successful</th><th scope=\"col\">Blocked</th><th "
-                        "scope=\"col\">Failed</th><th scope=\"col\">Other</th><th "
-                        "scope=\"col\">Bandwidth</th><th scope=\"col\">Average time (ms)</th><th "
-                        "scope=\"col\">Longest time (ms)</th></tr></thead><tbody>",
-                        table_id, caption,
-                        !strcmp(kind, "subscription") ? "Subscription"
-                        : !strcmp(kind, "product")    ? "Product"
-                                                      : "API");
+    evbuffer_add_printf(
+        r->out,
+        "<div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"%s\"><table id=\"%s\" "
+        "class=\"usage-table\"><caption>%s"
+        "</caption><thead><tr><th scope=\"col\">%s</th><th scope=\"col\">Calls</th>"
+        "<th scope=\"col\">Successful</th><th scope=\"col\">Blocked</th><th "
+        "scope=\"col\">Failed</th><th scope=\"col\">Other</th><th "
+        "scope=\"col\">Bandwidth</th><th scope=\"col\">Average time (ms)</th><th "
+        "scope=\"col\">Longest time (ms)</th></tr></thead><tbody>",
+        caption, table_id, caption,
+        !strcmp(kind, "subscription") ? "Subscription"
+        : !strcmp(kind, "product")    ? "Product"
+                                      : "API");
     size_t i;
     json_t *row;
     json_array_foreach(g.rows, i, row)
