@@ -267,6 +267,13 @@ static void media_put(struct mreq *m)
         pt_mgmt_req_send_error(m, 400, "InvalidRequestBody", "the body is the media's bytes; it is empty");
         return;
     }
+    if (strncmp(type, "image/", 6)) {
+        pt_mgmt_req_send_error(
+            m, 400, "InvalidRequestBody",
+            "the body is the image's bytes, sent with its Content-Type (image/png, image/jpeg, "
+            "image/gif, image/webp, image/x-icon)");
+        return;
+    }
     if (!strcmp(type, "image/svg+xml")) {
         pt_mgmt_req_send_error(m, 415, "UnsupportedMediaType",
                                "SVG is refused: it can carry scripts (use PNG, JPEG, GIF, WebP or ICO)");
