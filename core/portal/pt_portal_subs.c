@@ -467,6 +467,11 @@ void pt_portal_subs_subscribe(struct pt_portal_req *r, const char *product_id, c
         pt_portal_render_not_found(r);
         return;
     }
+    if (json_is_false(json_object_get(p, "subscriptionRequired"))) {
+        json_decref(p);
+        pt_portal_req_redirect(r, back, "This product is open: its APIs answer without a key.");
+        return;
+    }
     const char *terms = str(p, "terms", "");
     const char *accepted = pt_portal_req_form(r, "terms");
     if (*terms && (!accepted || strcmp(accepted, "on"))) {

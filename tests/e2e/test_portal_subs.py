@@ -217,6 +217,8 @@ def config(backend, workdir, **portal):
          "groups": ["partners"]},
         {"id": "draft", "displayName": "Draft", "state": "notPublished", "apis": ["echo"],
          "groups": ["developers"]},
+        {"id": "open", "displayName": "Open", "state": "published", "apis": ["echo"], "groups": ["developers"],
+         "subscriptionRequired": False},
     ]
     cfg["portal"] = dict({"listen": "127.0.0.1:%d" % free_port(),
                           "mail": {"outbox": os.path.join(workdir, "outbox")}}, **portal)
@@ -277,6 +279,8 @@ def test_products_that_are_not_visible_cannot_be_subscribed(site):
     for product in ("partners-only", "draft", "nope"):
         st, _, _ = dev.post("/products/%s/subscribe" % product, {"name": "x"})
         assert st == 404, product
+    st, _, text = subscribe(dev, "open", "x")
+    assert "answer without a key" in flash(text)
     assert subs_of(m, user_id(m, "dev@example.com")) == []
     guest = Browser(p.portal_url)
     st, hdrs, _ = guest.request("POST", "/products/starter/subscribe", form={"name": "x"})
