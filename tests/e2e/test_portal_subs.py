@@ -220,7 +220,7 @@ def config(backend, workdir, **portal):
         {"id": "open", "displayName": "Open", "state": "published", "apis": ["echo"], "groups": ["developers"],
          "subscriptionRequired": False},
     ]
-    cfg["portal"] = dict({"listen": "127.0.0.1:%d" % free_port(),
+    cfg["portal"] = dict({"listen": "127.0.0.1:%d" % free_port(), "site": {"title": "Acme APIs"},
                           "mail": {"outbox": os.path.join(workdir, "outbox")}}, **portal)
     return cfg
 
@@ -381,7 +381,10 @@ def test_management_api_decisions_mail_the_owner(site):
     a, b_ = sorted(subs_of(m, uid), key=lambda s: s["displayName"])
     before = len(mails(p, "dev@example.com"))
     m.ok("PATCH", "subscriptions/" + a["id"], {"state": "active", "stateComment": "ok by API"})
-    wait_mail(p, "dev@example.com", lambda x: "ok by API" in x[2])
+    got = wait_mail(p, "dev@example.com", lambda x: "ok by API" in x[2])[-1]
+    # the template's variables: the product, the subscription, the site's title, the link to the keys
+    assert "Gold <b>" in got[1] and " A " in got[2] and "Acme APIs" in got[2]
+    assert p.portal_url + "/subscriptions" in got[2]
     m.ok("PATCH", "subscriptions/" + b_["id"], {"state": "rejected", "stateComment": "no by API"})
     wait_mail(p, "dev@example.com", lambda x: "no by API" in x[2])
     # other changes send nothing
