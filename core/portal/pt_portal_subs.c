@@ -1852,6 +1852,9 @@ void pt_portal_subs_usage(struct pt_portal_req *r, const char *a1, const char *a
     stylesheet(r);
     evbuffer_add_printf(r->out, "<h1>Your usage</h1>");
     usage_filter_form(r, p, subs, sub, product, api);
+    if (!file()->analytics.enabled)
+        evbuffer_add_printf(r->out, "<p class=\"error\" role=\"alert\">The provider keeps no usage records "
+                                    "(analytics is off): calls are not counted.</p>");
     if (rc == -2)
         evbuffer_add_printf(r->out, "<p class=\"error\" role=\"alert\">There are too many records to chart; "
                                     "pick a shorter period or a filter.</p>");

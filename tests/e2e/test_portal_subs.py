@@ -746,3 +746,12 @@ def test_usage_shows_the_users_own_calls(site, backend):
     ot = other.get("/usage")[2]
     assert totals(ot)["calls"] == 1 and "Usage app" not in ot
     assert totals(other.get("/usage?subscription=" + s1)[2])["calls"] == 1
+
+
+def test_usage_says_when_analytics_is_off(backend, portico, workdir):
+    cfg = config(backend, workdir)
+    cfg["analytics"] = {"enabled": False}
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    dev = signup(p, "dev@example.com")
+    st, _, text = dev.get("/usage")
+    assert st == 200 and "analytics is off" in text and totals(text)["calls"] == 0
