@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -572,6 +573,37 @@ def test_console_bounds(site, backend):
     assert results == [200] * 4
     st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/echo/x")
     assert st == 200
+    # a browser that leaves while its call waits: the answer has nowhere to go, and nothing breaks
+    body = json.dumps({"subscription": sid, "method": "GET", "path": "/echo/sleep/800"}).encode()
+    for _ in range(3):
+        c = socket.create_connection(("127.0.0.1", int(p.config["portal"]["listen"].rsplit(":", 1)[1])))
+        c.sendall(b"POST /api/console HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"X-CSRF-Token: " + tok.encode() + b"\r\nCookie: " +
+                  "; ".join("%s=%s" % kv for kv in dev.cookies.items()).encode() +
+                  b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(0.05)
+        c.close()
+    time.sleep(1.2)  # their answers arrive for closed connections
+    with backend.lock:
+        assert len([q for q in backend.requests if q.target == "/sleep/800"]) == 3  # the calls were made
+    st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/echo/after")
+    assert st == 200 and json.loads(body)["status"] == 200
+    assert p.proc.poll() is None
+    # stopping while a call waits: the call is dropped, the process ends cleanly
+    ended = []
+
+    def dropped():
+        try:
+            slow()
+        except (http.client.HTTPException, OSError):
+            ended.append("closed")
+    waiting = threading.Thread(target=dropped)
+    waiting.start()
+    wait_for(lambda: any(q.target == "/sleep/1500" for q in list(backend.requests)[-2:]), timeout=3,
+             what="the waiting call to reach the backend")
+    assert p.stop() == 0
+    waiting.join()
+    assert ended == ["closed"]  # the browser's connection ends with the process, unanswered
 
 
 def test_console_gateway_policies_stay_in_force(site, backend):
