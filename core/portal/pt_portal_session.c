@@ -40,6 +40,7 @@
 
 /* The secrets and their hashes are the store's (pt_store_accounts), shared
    with the management API's invitations; these keep the portal's names. */
+_Static_assert(PT_PORTAL_SESSION_CHARS == PT_STORE_ACCOUNTS_SECRET_CHARS, "a session id is a store secret");
 bool pt_portal_session_random_bytes(unsigned char *out, size_t n)
 {
     return pt_store_accounts_random_bytes(out, n);

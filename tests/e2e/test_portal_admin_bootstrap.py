@@ -239,6 +239,21 @@ def test_password_never_in_get_export_or_openapi(backend, portico, workdir):
         texts.append(out if isinstance(out, str) else json.dumps(out))
     for t in texts:
         assert secret not in t and "argon2" not in t.lower(), t[:2000]
+    # nor does a password come in with the entity (the API's body or the YAML file's): refused, not stored
+    st, _, out = m.call("PUT", "users/other", {"email": "o@example.com", "firstName": "O", "lastName": "P",
+                                               "password": "via-put-1234567"})
+    assert st == 400 and "password" in json.dumps(out), out
+    assert m.call("GET", "users/other")[0] == 404
+    m.ok("PUT", "users/other", {"email": "o@example.com", "firstName": "O", "lastName": "P"})
+    st, _, out = m.call("PATCH", "users/other", {"password": "via-patch-1234567"})
+    assert st == 400, out
+    assert "via-patch" not in json.dumps(m.ok("GET", "users/other")) and cred_rows(workdir, "other") == []
+    yaml_path = os.path.join(workdir, "with-password.yaml")
+    with open(yaml_path, "w") as f:
+        f.write('listen: "127.0.0.1:%d"\nusers:\n  - {id: a, email: a@example.com, firstName: A, lastName: B,'
+                ' password: "in the file 123"}\n' % free_port())
+    r = subprocess.run([BIN, "-t", "-c", yaml_path], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "unknown key 'password'" in r.stdout + r.stderr, r.stdout + r.stderr
     # the route is write-only: no GET
     st, _, _ = m.call("GET", "users/admin/password")
     assert st == 405
