@@ -1016,10 +1016,16 @@ static const struct pt_cfkey portal_session_keys[] = {
 static const struct pt_cfkey portal_signin_keys[] = {
     {"maxFailures", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.max_failures), 0, .fn = read_max_failures,
      .form = "integer, 1–1000", .def = "`5`",
-     .doc = "Failed sign-ins in a row, per account and per client address, before the lockout."},
+     .doc = "Failed sign-ins in a row for one account (its email, known or not) before it is locked for "
+            "`lockout`: a failure adds up when it comes within `lockout` of the one before, and a successful "
+            "sign-in (or a password reset by mail) starts the count again. Per client address the limit is "
+            "4 × `maxFailures`, counted the same way but not reset by a success (people behind one address "
+            "share it). A wrong current password on the profile counts as a failure; sign-ups are limited to "
+            "4 × `maxFailures` per client address within `lockout` too."},
     {"lockout", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.lockout_ms), 0, .fn = read_ms64,
      .form = "duration, 1s–365d", .def = "`15m`",
-     .doc = "How long sign-in is refused after `maxFailures` failures."},
+     .doc = "How long a locked account or client address is refused (the same answer whatever the "
+            "password), and how far apart failures may be and still add up."},
     {0},
 };
 

@@ -6,6 +6,10 @@
 
 #include "base/pt_log.h"
 
+#include <argon2.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,6 +246,134 @@ int pt_store_accounts_session_count(struct pt_store *s, const char *user)
 }
 
 /* ----------------------------------------------------------------- tokens */
+
+/* ------------------------------------------------- secrets and passwords */
+
+/* Argon2id parameters: the OWASP minimum for Argon2id (19 MiB, 2 passes,
+   one lane); the encoded hash keeps them, so raising them later still
+   verifies older hashes. */
+#define A2_T_COST 2
+#define A2_M_COST (19 * 1024)
+#define A2_LANES 1
+#define A2_SALT 16
+#define A2_HASH 32
+
+bool pt_store_accounts_random_bytes(unsigned char *out, size_t n)
+{
+    return RAND_bytes(out, (int)n) == 1;
+}
+
+bool pt_store_accounts_random(char *out, size_t size)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[32];
+    if (size < PT_STORE_ACCOUNTS_SECRET_CHARS + 1 || RAND_bytes(raw, sizeof(raw)) != 1) {
+        if (size)
+            out[0] = '\0';
+        return false;
+    }
+    /* base64url without padding: 6 bits per character, 43 for 32 bytes */
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        acc = (acc << 8) | raw[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[o++] = b64[(acc >> bits) & 63];
+        }
+    }
+    if (bits > 0)
+        out[o++] = b64[(acc << (6 - bits)) & 63];
+    out[o] = '\0';
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return true;
+}
+
+bool pt_store_accounts_well_formed(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= PT_STORE_ACCOUNTS_SECRET_CHARS || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                                                     (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return false;
+    }
+    return n == PT_STORE_ACCOUNTS_SECRET_CHARS;
+}
+
+void pt_store_accounts_secret_hash(const char *secret, char out[65])
+{
+    unsigned char md[32];
+    unsigned int n = 0;
+    static const char hx[] = "0123456789abcdef";
+    if (!EVP_Digest(secret, strlen(secret), md, &n, EVP_sha256(), NULL) || n != 32) {
+        out[0] = '\0';
+        return;
+    }
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hx[md[i] >> 4];
+        out[2 * i + 1] = hx[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+bool pt_store_accounts_password_ok(const char *pw, const char **why)
+{
+    size_t chars = 0, bytes = strlen(pw);
+    for (const unsigned char *p = (const unsigned char *)pw; *p; p++)
+        chars += (*p & 0xC0) != 0x80; /* code points, not bytes */
+    if (chars < PT_STORE_ACCOUNTS_PASSWORD_MIN) {
+        *why = "The password must have at least 10 characters.";
+        return false;
+    }
+    if (bytes > PT_STORE_ACCOUNTS_PASSWORD_MAX) {
+        *why = "The password must have at most 1024 bytes.";
+        return false;
+    }
+    return true;
+}
+
+bool pt_store_accounts_hash_password(const char *pw, char *out, size_t size)
+{
+    unsigned char salt[A2_SALT];
+    if (size < PT_STORE_ACCOUNTS_HASH_MAX || !pt_store_accounts_random_bytes(salt, sizeof(salt)))
+        return false;
+    int rc = argon2id_hash_encoded(A2_T_COST, A2_M_COST, A2_LANES, pw, strlen(pw), salt, sizeof(salt),
+                                   A2_HASH, out, size);
+    if (rc != ARGON2_OK) {
+        pt_warn("accounts: argon2: %s", argon2_error_message(rc));
+        return false;
+    }
+    return true;
+}
+
+bool pt_store_accounts_verify_password(const char *hash, const char *pw)
+{
+    return strncmp(hash, "$argon2id$", 10) == 0 && argon2id_verify(hash, pw, strlen(pw)) == ARGON2_OK;
+}
+
+bool pt_store_accounts_password_set(struct pt_store *s, const char *user, const char *email, const char *pw)
+{
+    char hash[PT_STORE_ACCOUNTS_HASH_MAX];
+    bool ok = pt_store_accounts_hash_password(pw, hash, sizeof(hash)) &&
+              pt_store_accounts_cred_set(s, user, email, hash, NULL);
+    OPENSSL_cleanse(hash, sizeof(hash));
+    return ok;
+}
+
+bool pt_store_accounts_token_new(struct pt_store *s, const char *purpose, const char *user, int64_t expires,
+                                 char raw[PT_STORE_ACCOUNTS_SECRET_CHARS + 1])
+{
+    char h[65];
+    if (!pt_store_accounts_random(raw, PT_STORE_ACCOUNTS_SECRET_CHARS + 1))
+        return false;
+    pt_store_accounts_secret_hash(raw, h);
+    return pt_store_accounts_token_put(s, h, purpose, user, expires);
+}
+
+/* ------------------------------------------------------------------ tokens */
 
 bool pt_store_accounts_token_put(struct pt_store *s, const char *hash, const char *purpose, const char *user,
                                  int64_t expires)

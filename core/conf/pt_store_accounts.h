@@ -68,6 +68,40 @@ int pt_store_accounts_session_delete_user(struct pt_store *s, const char *user);
 int pt_store_accounts_session_sweep(struct pt_store *s, int64_t idle_before, int64_t created_before, int cap);
 int pt_store_accounts_session_count(struct pt_store *s, const char *user);
 
+/* ---- secrets and passwords (shared by the portal and the management API) ---- */
+
+/* A secret's characters: 256 random bits in base64url without padding. */
+#define PT_STORE_ACCOUNTS_SECRET_CHARS 43
+/* Room for an encoded Argon2id hash. */
+#define PT_STORE_ACCOUNTS_HASH_MAX 160
+/* Passwords: at least this many characters (code points), at most 1024 bytes. */
+#define PT_STORE_ACCOUNTS_PASSWORD_MIN 10
+#define PT_STORE_ACCOUNTS_PASSWORD_MAX 1024
+
+/* n random bytes from OpenSSL's generator. */
+bool pt_store_accounts_random_bytes(unsigned char *out, size_t n);
+/* A new secret (session id, token): PT_STORE_ACCOUNTS_SECRET_CHARS
+   characters; size must leave room for them and the NUL. */
+bool pt_store_accounts_random(char *out, size_t size);
+/* Does s have a secret's form (length and alphabet)? */
+bool pt_store_accounts_well_formed(const char *s);
+/* The SHA-256 of a secret in hex: what the store keeps instead of it. */
+void pt_store_accounts_secret_hash(const char *secret, char out[65]);
+/* Is pw long enough and not too long?  Else why (a sentence for people). */
+bool pt_store_accounts_password_ok(const char *pw, const char **why);
+/* pw hashed with Argon2id, in the encoded form (salt and parameters
+   included); size at least PT_STORE_ACCOUNTS_HASH_MAX. */
+bool pt_store_accounts_hash_password(const char *pw, char *out, size_t size);
+/* Does pw match an encoded Argon2id hash? */
+bool pt_store_accounts_verify_password(const char *hash, const char *pw);
+/* Sets a user's password for their address: hashes pw (checked by the
+   caller) and stores it (pt_store_accounts_cred_set, the stamp moves on). */
+bool pt_store_accounts_password_set(struct pt_store *s, const char *user, const char *email, const char *pw);
+
+/* A new single-use token for user, valid until `expires`: its hash is
+   stored, `raw` gets what a mail link carries. */
+bool pt_store_accounts_token_new(struct pt_store *s, const char *purpose, const char *user, int64_t expires,
+                                 char raw[PT_STORE_ACCOUNTS_SECRET_CHARS + 1]);
 /* A single-use token: purpose "confirm", "reset" or "invite". */
 bool pt_store_accounts_token_put(struct pt_store *s, const char *hash, const char *purpose, const char *user,
                                  int64_t expires);

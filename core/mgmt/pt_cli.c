@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -661,6 +662,81 @@ static int cli_report(struct cli *c, const char *kind, const struct report_opts 
     return 0;
 }
 
+/* ------------------------------------------------------ portal passwords */
+
+#define PASSWORD_READ_MAX 1100 /* more than the server takes (1024 bytes), to refuse with its message */
+
+/* The password on stdin: its first line, without the line end.  On a
+   terminal it asks and does not echo. */
+static bool read_password(char *out, size_t size)
+{
+    struct termios old, quiet;
+    bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+    if (tty) {
+        fprintf(stderr, "New portal password: ");
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    bool ok = fgets(out, (int)size, stdin) != NULL;
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fprintf(stderr, "\n");
+    }
+    if (!ok)
+        return false;
+    size_t n = strlen(out);
+    if (n == size - 1 && out[n - 1] != '\n')
+        return false; /* longer than we read: not cut short silently */
+    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        out[--n] = '\0';
+    return true;
+}
+
+/* portico user-password USER / user-invite USER */
+static int user_portal(struct cli *c, const char *cmd, const char *user)
+{
+    char *eid = enc(user), path[1024];
+    bool invite = !strcmp(cmd, "user-invite");
+    snprintf(path, sizeof(path), "/management/users/%s/%s", eid, invite ? "invitation" : "password");
+    free(eid);
+    int rc = 0;
+    if (invite) {
+        json_t *j = call_json(c, "POST", path, NULL, &rc);
+        if (!j)
+            return rc ? rc : 1;
+        if (c->json)
+            print_json(j);
+        else
+            printf("sent the invitation mail to user %s\n", user);
+        json_decref(j);
+        return 0;
+    }
+    char pw[PASSWORD_READ_MAX];
+    if (!read_password(pw, sizeof(pw))) {
+        fprintf(stderr,
+                "portico: user-password reads the password from stdin (one line, at most 1024 bytes)\n");
+        return 1;
+    }
+    json_t *b = json_pack("{s:s}", "password", pw);
+    char *txt = b ? json_dumps(b, 0) : NULL;
+    json_decref(b);
+    memset(pw, 0, sizeof(pw));
+    if (!txt) {
+        fprintf(stderr, "portico: the password is not valid UTF-8\n");
+        return 1;
+    }
+    json_t *j = call_json(c, "PUT", path, txt, &rc);
+    memset(txt, 0, strlen(txt));
+    free(txt);
+    if (!j)
+        return rc ? rc : 1;
+    json_decref(j);
+    if (!c->json)
+        printf("set the portal password of user %s; their sessions ended\n", user);
+    return 0;
+}
+
 /* --timeout: whole seconds, 1 to 3600 */
 static uint32_t parse_timeout(const char *v)
 {
@@ -690,6 +766,10 @@ static void usage(FILE *f)
         "[--state STATE]\n"
         "  subscription list | show ID | keys ID | regenerate ID [--secondary]\n"
         "  subscription approve ID | suspend ID | cancel ID | delete ID\n"
+        "  user-password USER               set USER's developer portal password, read from stdin (one\n"
+        "                                   line, at least 10 characters); their portal sessions end\n"
+        "  user-invite USER                 send USER the portal's invitation mail (a link to set a\n"
+        "                                   password)\n"
         "  report by-api|by-operation|by-product|by-subscription|by-user|by-time|by-request\n"
         "         [--since 1h | --from ISO-TIME [--to ISO-TIME]] [--api A] [--operation O] [--product P]\n"
         "         [--subscription S] [--user U] [--interval 15m (by-time)] [--top N] [--json]\n"
@@ -703,9 +783,9 @@ static void usage(FILE *f)
 
 bool pt_cli_is_command(const char *arg)
 {
-    static const char *const cmds[] = {"apply",     "export", "api",          "product",
-                                       "user",      "group",  "subscription", "named-value",
-                                       "workspace", "help",   "report",       NULL};
+    static const char *const cmds[] = {"apply",  "export",        "api",         "product",   "user",
+                                       "group",  "subscription",  "named-value", "workspace", "help",
+                                       "report", "user-password", "user-invite", NULL};
     for (int i = 0; cmds[i]; i++)
         if (!strcmp(cmds[i], arg))
             return true;
@@ -896,6 +976,11 @@ int pt_cli_main(int argc, char **argv)
     }
     if (!strcmp(cmd, "report"))
         return cli_report(&c, npos > 1 ? pos[1] : NULL, &ro);
+    if (!strcmp(cmd, "user-password") || !strcmp(cmd, "user-invite")) {
+        if (npos != 2)
+            die_usage("%s needs one user id", cmd);
+        return user_portal(&c, cmd, pos[1]);
+    }
     const struct noun *nn = NULL;
     for (size_t i = 0; i < PT_ARRAY_LEN(nouns); i++)
         if (!strcmp(nouns[i].name, cmd))

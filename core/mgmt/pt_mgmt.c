@@ -66,6 +66,10 @@ static const struct route routes[] = {
     {"groups/{id}/users/{sub}", "GET PUT DELETE", H_LINK, "group-user", A_PRODUCT, true,
      "Add a user to a group or remove them"},
     ENTITY_ROUTES("users", "user", A_SERVICE, false, "user"),
+    {"users/{id}/invitation", "POST", H_USERS, "invitation", A_SERVICE, false,
+     "Send the user the portal's invitation mail (a link to set a password)"},
+    {"users/{id}/password", "PUT", H_USERS, "password", A_SERVICE, false,
+     "Set the user's portal password (write-only; ends their sessions)"},
     ENTITY_ROUTES("subscriptions", "subscription", A_PRODUCT, true, "subscription"),
     {"subscriptions/{id}/listSecrets", "POST", H_SECRETS, "subscription", A_SECRETS, true,
      "The subscription's primary and secondary keys"},
@@ -310,6 +314,9 @@ static void on_request(struct evhttp_request *r, void *arg)
         break;
     case H_PORTAL:
         pt_mgmt_portal_serve(&m);
+        break;
+    case H_USERS:
+        pt_mgmt_users_serve(&m);
         break;
     case H_TRACE_CREDENTIALS:
         pt_mgmt_trace_credentials(&m);

@@ -4,6 +4,7 @@
  *
  *   pt_mgmt.c           the server: route table, dispatch, start and stop
  *   pt_mgmt_portal.c    the developer portal's content (/management/portal/...)
+ *   pt_mgmt_users.c     a user's portal password: invitation mail, setting it
  *   pt_mgmt_trace.c     request tracing: debug credentials, traces
  *   pt_mgmt_entities.c  entity reads and writes, links, policy documents,
  *                       subscription keys, named values' values, apply
@@ -64,6 +65,7 @@ enum handler {
     H_TRACE_GET,
     H_REPORTS,
     H_PORTAL, /* /management/portal/...: route.kind says which collection */
+    H_USERS,  /* users/{id}/invitation and users/{id}/password: route.kind says which */
 };
 
 struct route {
@@ -250,6 +252,12 @@ void pt_mgmt_entities_apply(struct mreq *m);
 /* /management/portal/{site,pages,media,revisions,templates}[...]: answers the request (the route's kind
    names the collection: site, pages, media, revisions, restore, templates). */
 void pt_mgmt_portal_serve(struct mreq *m);
+
+/* ---------------------------------------------------------- pt_mgmt_users */
+
+/* POST users/{id}/invitation and PUT users/{id}/password (the route's kind:
+   invitation, password): answers the request. */
+void pt_mgmt_users_serve(struct mreq *m);
 
 /* ---------------------------------------------------------- pt_mgmt_trace */
 

@@ -9,6 +9,33 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A user's portal password routes: their own bodies and answers (the
+   password is write-only: no GET). */
+static void users_op(const struct route *r, json_t *op, json_t *resp)
+{
+    if (!strcmp(r->kind, "invitation")) {
+        json_object_set_new(resp, "202",
+                            json_pack("{s:s,s:{s:{s:{s:s,s:{s:{s:s}}}}}}", "description",
+                                      "the invite mail was sent", "content", "application/json", "schema",
+                                      "type", "object", "properties", "sent", "type", "boolean"));
+        json_object_set_new(
+            resp, "409",
+            json_pack("{s:s}", "description", "the user is blocked or deleted, or there is no portal"));
+        return;
+    }
+    json_object_set_new(op, "requestBody",
+                        json_pack("{s:b,s:{s:{s:{s:s,s:[s],s:{s:{s:s,s:i,s:b}}}}}}", "required", 1, "content",
+                                  "application/json", "schema", "type", "object", "required", "password",
+                                  "properties", "password", "type", "string", "minLength", 10, "writeOnly",
+                                  1));
+    json_object_set_new(resp, "204",
+                        json_pack("{s:s}", "description",
+                                  "the password is set; the user's "
+                                  "sessions ended"));
+    json_object_set_new(resp, "400", json_pack("{s:s}", "description", "shorter than 10 characters"));
+    json_object_set_new(resp, "409", json_pack("{s:s}", "description", "the user is blocked or deleted"));
+}
+
 json_t *pt_mgmt_openapi_doc(const struct route *routes, size_t n)
 {
     json_t *paths = json_object();
@@ -49,8 +76,11 @@ json_t *pt_mgmt_openapi_doc(const struct route *routes, size_t n)
                 json_object_set_new(op, "summary", json_string(r->summary));
                 json_t *resp = json_object();
                 const char *ok = !strcmp(mt, "DELETE") ? "204" : !strcmp(mt, "PUT") ? "200" : "200";
-                json_object_set_new(resp, ok, json_pack("{s:s}", "description", "success"));
-                if (!strcmp(mt, "PUT") || (!strcmp(mt, "POST") && r->h == H_PORTAL))
+                if (r->h == H_USERS)
+                    users_op(r, op, resp);
+                else
+                    json_object_set_new(resp, ok, json_pack("{s:s}", "description", "success"));
+                if ((!strcmp(mt, "PUT") && r->h != H_USERS) || (!strcmp(mt, "POST") && r->h == H_PORTAL))
                     json_object_set_new(resp, "201", json_pack("{s:s}", "description", "created"));
                 json_object_set_new(resp, "default",
                                     json_pack("{s:s,s:{s:{s:{s:s}}}}", "description", "an error", "content",

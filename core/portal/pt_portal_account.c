@@ -32,25 +32,15 @@
 #include "conf/pt_store_accounts.h"
 #include "http/pt_mail.h"
 
-#include <argon2.h>
 #include <ctype.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Argon2id parameters: the OWASP minimum for Argon2id (19 MiB, 2 passes,
-   one lane); the encoded hash keeps them, so raising them later still
-   verifies older hashes. */
-#define A2_T_COST 2
-#define A2_M_COST (19 * 1024)
-#define A2_LANES 1
-#define A2_SALT 16
-#define A2_HASH 32
-#define HASH_MAX 160
-
-#define PASSWORD_MIN 10   /* characters */
-#define PASSWORD_MAX 1024 /* bytes: longer is refused rather than hashed */
+#define HASH_MAX PT_STORE_ACCOUNTS_HASH_MAX
+#define PASSWORD_MIN PT_STORE_ACCOUNTS_PASSWORD_MIN
+#define PASSWORD_MAX PT_STORE_ACCOUNTS_PASSWORD_MAX
 #define NAME_MAX_LEN 100
 #define EMAIL_MAX 254
 
@@ -60,20 +50,11 @@
 
 /* ------------------------------------------------------------ pure pieces */
 
+/* Passwords and their hashes are the store's (pt_store_accounts): the
+   management API sets them too, exactly as the portal does. */
 bool pt_portal_account_password_ok(const char *pw, const char **why)
 {
-    size_t chars = 0, bytes = strlen(pw);
-    for (const unsigned char *p = (const unsigned char *)pw; *p; p++)
-        chars += (*p & 0xC0) != 0x80; /* code points, not bytes */
-    if (chars < PASSWORD_MIN) {
-        *why = "The password must have at least 10 characters.";
-        return false;
-    }
-    if (bytes > PASSWORD_MAX) {
-        *why = "The password must have at most 1024 bytes.";
-        return false;
-    }
-    return true;
+    return pt_store_accounts_password_ok(pw, why);
 }
 
 bool pt_portal_account_email_ok(const char *e)
@@ -90,21 +71,12 @@ bool pt_portal_account_email_ok(const char *e)
 
 bool pt_portal_account_hash_password(const char *pw, char *out, size_t size)
 {
-    unsigned char salt[A2_SALT];
-    if (size < HASH_MAX || !pt_portal_session_random_bytes(salt, sizeof(salt)))
-        return false;
-    int rc = argon2id_hash_encoded(A2_T_COST, A2_M_COST, A2_LANES, pw, strlen(pw), salt, sizeof(salt),
-                                   A2_HASH, out, size);
-    if (rc != ARGON2_OK) {
-        pt_warn("portal: argon2: %s", argon2_error_message(rc));
-        return false;
-    }
-    return true;
+    return pt_store_accounts_hash_password(pw, out, size);
 }
 
 bool pt_portal_account_verify_password(const char *hash, const char *pw)
 {
-    return strncmp(hash, "$argon2id$", 10) == 0 && argon2id_verify(hash, pw, strlen(pw)) == ARGON2_OK;
+    return pt_store_accounts_verify_password(hash, pw);
 }
 
 bool pt_portal_account_throttle_locked(const struct pt_store_accounts_throttle *t, int64_t now)
@@ -269,11 +241,7 @@ static bool token_hash(const char *token, char h[65])
 static bool token_new(const char *purpose, const char *user, uint64_t ttl_ms,
                       char raw[PT_PORTAL_SESSION_CHARS + 1])
 {
-    char h[65];
-    if (!pt_portal_session_random(raw, PT_PORTAL_SESSION_CHARS + 1))
-        return false;
-    pt_portal_session_hash(raw, h);
-    return pt_store_accounts_token_put(store(), h, purpose, user, now_ms() + (int64_t)ttl_ms);
+    return pt_store_accounts_token_new(store(), purpose, user, now_ms() + (int64_t)ttl_ms, raw);
 }
 
 /* Sends a template; a failure is logged (the visitor's answer does not
@@ -1159,9 +1127,12 @@ void pt_portal_account_invitation(struct pt_portal_req *r, const char *a1, const
     const char *state = NULL;
     json_t *body = NULL;
     bool ok = pt_store_begin(store());
+    /* pending: invited on the portal; active too: the management API invites
+       existing users (an administrator's first password); blocked and
+       deleted users cannot take an invitation */
     ok = ok && pt_store_accounts_token_use(store(), h, "invite", now_ms(), user) &&
-         (body = user_get(user, &state)) && !strcmp(state, "pending");
-    ok = ok && user_set_state(user, "active") &&
+         (body = user_get(user, &state)) && (!strcmp(state, "pending") || !strcmp(state, "active"));
+    ok = ok && (!strcmp(state, "active") || user_set_state(user, "active")) &&
          pt_store_accounts_cred_set(store(), user, json_string_value(json_object_get(body, "email")), hash,
                                     NULL);
     json_decref(body);

@@ -38,65 +38,27 @@
 
 /* ------------------------------------------------------- pure pieces */
 
+/* The secrets and their hashes are the store's (pt_store_accounts), shared
+   with the management API's invitations; these keep the portal's names. */
+_Static_assert(PT_PORTAL_SESSION_CHARS == PT_STORE_ACCOUNTS_SECRET_CHARS, "a session id is a store secret");
 bool pt_portal_session_random_bytes(unsigned char *out, size_t n)
 {
-    return RAND_bytes(out, (int)n) == 1;
+    return pt_store_accounts_random_bytes(out, n);
 }
 
 bool pt_portal_session_random(char *out, size_t size)
 {
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char raw[PT_PORTAL_SESSION_BYTES];
-    if (size < PT_PORTAL_SESSION_CHARS + 1 || RAND_bytes(raw, sizeof(raw)) != 1) {
-        if (size)
-            out[0] = '\0';
-        return false;
-    }
-    /* base64url without padding: 6 bits per character, 43 for 32 bytes */
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < sizeof(raw); i++) {
-        acc = (acc << 8) | raw[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = b64[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0)
-        out[o++] = b64[(acc << (6 - bits)) & 63];
-    out[o] = '\0';
-    OPENSSL_cleanse(raw, sizeof(raw));
-    return true;
+    return pt_store_accounts_random(out, size);
 }
 
 bool pt_portal_session_well_formed(const char *s)
 {
-    size_t n = 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        if (n >= PT_PORTAL_SESSION_CHARS || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                                              (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return false;
-    }
-    return n == PT_PORTAL_SESSION_CHARS;
+    return pt_store_accounts_well_formed(s);
 }
 
 void pt_portal_session_hash(const char *secret, char out[65])
 {
-    unsigned char md[32];
-    unsigned int n = 0;
-    static const char hx[] = "0123456789abcdef";
-    if (!EVP_Digest(secret, strlen(secret), md, &n, EVP_sha256(), NULL) || n != 32) {
-        out[0] = '\0';
-        return;
-    }
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hx[md[i] >> 4];
-        out[2 * i + 1] = hx[md[i] & 15];
-    }
-    out[64] = '\0';
+    pt_store_accounts_secret_hash(secret, out);
 }
 
 bool pt_portal_session_equal(const char *a, const char *b)

@@ -26,6 +26,8 @@ AREAS = {
     "products/{id}/policies": "product", "products/{id}/policies/policy": "product",
     "groups": "product", "groups/{id}": "product", "groups/{id}/users": "product", "groups/{id}/users/{sub}": "product",
     "users": "service", "users/{id}": "service",
+    # a user's portal password (docs/management-api.md#portal-passwords): changes of a service-level entity
+    "users/{id}/invitation": "service", "users/{id}/password": "service",
     "subscriptions": "product", "subscriptions/{id}": "product", "subscriptions/{id}/listSecrets": "secrets",
     "subscriptions/{id}/regeneratePrimaryKey": "product", "subscriptions/{id}/regenerateSecondaryKey": "product",
     "namedValues": "api", "namedValues/{id}": "api", "namedValues/{id}/listValue": "nvsecrets",
