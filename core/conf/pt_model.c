@@ -3,6 +3,7 @@
  */
 #include "conf/pt_model.h"
 #include "conf/pt_content.h"
+#include "conf/pt_idp.h"
 
 #include "base/pt_log.h"
 
@@ -426,6 +427,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     ok &= put_policy(st, "global", f->policies, source);
     /* the portal's content: before the sweep, which would take the file's away */
     ok = ok && pt_content_apply(st, f, source, errs);
+    ok = ok && pt_idp_apply(st, f, source, errs); /* its identity providers, likewise */
     (void)none;
     if (ok && file && pt_store_sweep(st, "config") < 0)
         ok = false;
