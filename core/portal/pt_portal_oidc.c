@@ -31,11 +31,12 @@
  * active and their password is dropped: whoever typed it did not prove the
  * address, the provider did.
  */
+#include "config.h" /* _GNU_SOURCE: pipe2 */
+
 #include "base/pt_jwt.h"
 #include "base/pt_log.h"
 #include "conf/pt_idp.h"
 #include "conf/pt_store_accounts.h"
-#include "config.h" /* _GNU_SOURCE: pipe2 */
 #include "http/pt_fetch.h"
 #include "portal/pt_portal_int.h"
 #include <sys/queue.h> /* before libevent's headers: TAILQ_* */
