@@ -71,11 +71,11 @@ bool pt_idp_url_ok(const char *url, bool allow_insecure, const char **why)
     }
     if (http) {
         /* plain http only to this machine, and only when the provider says so (tests, closed networks) */
-        bool loop = !strncmp(host, "127.0.0.1", 9) || !strncasecmp(host, "localhost", 9) ||
-                    !strncmp(host, "[::1]", 5);
         size_t n = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":/");
-        char next = host[n];
-        loop = loop && (next == '\0' || next == ':' || next == '/');
+        char name[64];
+        snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1), host);
+        bool loop = n < sizeof(name) &&
+                    (!strcmp(name, "127.0.0.1") || !strcasecmp(name, "localhost") || !strcmp(name, "[::1]"));
         if (!allow_insecure || !loop) {
             *why = allow_insecure ? "http:// is allowed for a loopback host only (127.0.0.1, ::1, localhost)"
                                   : "must be an https:// URL (allowInsecure permits http:// on loopback)";
