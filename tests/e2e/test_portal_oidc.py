@@ -16,8 +16,9 @@ import http.client
 import json
 import os
 import re
-import sqlite3
+import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -114,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class Provider:
-    def __init__(self, tmp):
+    def __init__(self, tmp, tls=None):
         self.key = os.path.join(tmp, "idp-key.pem")
         subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
                         "-out", self.key], check=True, capture_output=True)
@@ -141,6 +142,11 @@ class Provider:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.owner = self
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.url = "https://localhost:%d" % self.server.server_address[1]
         self.issuer = self.url
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -193,10 +199,15 @@ class Browser:
     def __init__(self):
         self.cookies = {}
         self.last = ""
+        self.ca = None
 
     def request(self, url, method="GET", form=None):
         u = urllib.parse.urlsplit(url)
-        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        if u.scheme == "https":
+            c = http.client.HTTPSConnection(u.hostname, u.port, timeout=30,
+                                            context=ssl.create_default_context(cafile=self.ca))
+        else:
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
         h = {}
         portal = u.port == self.portal_port
         if self.cookies and portal:
@@ -228,7 +239,7 @@ class Browser:
         return self.cookies.get("portico_session")
 
 
-def start_portal(portico, idp, workdir, backend, users=None, provider=None, site=None):
+def start_portal(portico, idp, workdir, backend, users=None, provider=None, site=None, env=None):
     cfg = basic_config(backend.url)
     cfg["management"] = {"listen": "127.0.0.1:%d" % free_port()}
     cfg["data"] = os.path.join(workdir, "data")
@@ -242,7 +253,7 @@ def start_portal(portico, idp, workdir, backend, users=None, provider=None, site
     cfg["portal"] = portal
     if users is not None:
         cfg["users"] = users
-    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    p = portico(cfg, env=dict(env or {}, PORTICO_ADMIN_TOKEN=TOKEN))
     b = Browser()
     b.base = p.portal_url
     b.portal_port = urllib.parse.urlsplit(p.portal_url).port
@@ -324,6 +335,39 @@ def test_signup_through_the_provider_then_sign_in_again(portico, idp, workdir, b
     assert sign_in(b3)[0] == 303 and signed_in(b3)
     assert "alice@example.com" in b3.request(b.base + "/profile")[2]
     assert users_by_email(m, "alice.new@example.com") == []
+
+
+def test_an_https_provider_checked_against_the_trusted_cas(portico, workdir, backend, tmp_path):
+    sys.path.insert(0, os.path.dirname(__file__))
+    from tls_helpers import Pki
+    pki = Pki(str(tmp_path))
+    idp = Provider(workdir, tls=pki.leaf("idp", "localhost", ["DNS:localhost"]))
+    try:
+        p, m, b = start_portal(portico, idp, workdir, backend, provider={"allowInsecure": False},
+                               env={"SSL_CERT_FILE": pki.ca})
+        b.ca = pki.ca
+        assert b.request(b.base + "/signin/oidc/test")[1]["location"].startswith("https://localhost:")
+        b2 = Browser()
+        b2.base, b2.portal_port, b2.ca = b.base, b.portal_port, pki.ca
+        assert sign_in(b2)[0] == 303 and signed_in(b2)
+    finally:
+        idp.close()
+
+
+def test_an_untrusted_https_provider_is_not_used(portico, workdir, backend, tmp_path):
+    sys.path.insert(0, os.path.dirname(__file__))
+    from tls_helpers import Pki
+    pki = Pki(str(tmp_path))
+    idp = Provider(workdir, tls=pki.leaf("idp", "localhost", ["DNS:localhost"]))
+    try:
+        # the portal trusts the system's CAs only: the test CA's certificate is refused
+        p, m, b = start_portal(portico, idp, workdir, backend, provider={"allowInsecure": False})
+        status, _, page = b.request(b.base + "/signin/oidc/test")
+        assert status == 502 and "Sign-in failed" in page
+        assert idp.hits.get("/.well-known/openid-configuration", 0) == 0
+        assert "discovery document" in p.log_text()
+    finally:
+        idp.close()
 
 
 def test_client_secret_post_when_the_provider_takes_only_that(portico, idp, workdir, backend):
@@ -539,6 +583,18 @@ def test_client_secret_never_leaves_in_clear(portico, idp, workdir, backend):
     text = json.dumps(exp) if not isinstance(exp, str) else exp
     assert st == 200 and "corp" in text and "login.example.com" in text
     assert "api-secret-value-42" not in text and SECRET not in text
+    # the export applied again (without the secret) keeps the stored secret
+    st, _, doc = m.call("GET", "export")
+    assert st == 200 and [x["id"] for x in doc["portal"]["identityProviders"]] == ["corp"]
+    st, _, out = m.call("POST", "apply", doc)
+    assert st in (200, 201), out
+    st, _, made = m.call("GET", "portal/identityProviders/corp")
+    assert made["hasClientSecret"] is True and made["displayName"] == "Corp 2"
+    # a document without providers leaves them (and the file's) as they are
+    st, _, out = m.call("POST", "apply", {"portal": {"site": {"title": "T"}}})
+    assert st in (200, 201), out
+    st, _, body = m.call("GET", "portal/identityProviders")
+    assert [x["id"] for x in body["value"]] == ["corp", "test"]
     # sealed at rest: the store file holds neither secret in clear
     db = [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(workdir, "data")) for f in fs]
     raw = b"".join(open(f, "rb").read() for f in db if os.path.isfile(f))
