@@ -93,6 +93,7 @@ static const struct route routes[] = {
     /* OpenID Connect sign-in (pt_portal_oidc.c) */
     {"GET", "/signin/oidc/{}", pt_portal_oidc_start, R_OPEN},
     {"GET", "/signin/oidc/{}/callback", pt_portal_oidc_callback, R_OPEN},
+    {"POST", "/signin/oidc/{}/signup", pt_portal_oidc_signup, R_OPEN},
     /* subscriptions, console, usage (pt_portal_subs.c) */
     /* administration (pt_portal_admin.c) */
     {"GET", "/admin", pt_portal_admin_home, 0},

@@ -254,6 +254,8 @@ void pt_portal_account_throttle_fail(struct pt_store_accounts_throttle *t, int64
    back from it (pt_portal_oidc.c). */
 void pt_portal_oidc_start(struct pt_portal_req *r, const char *id, const char *a2);
 void pt_portal_oidc_callback(struct pt_portal_req *r, const char *id, const char *a2);
+/* POST /signin/oidc/{id}/signup: a new user accepts the site's terms (csrf, terms=on). */
+void pt_portal_oidc_signup(struct pt_portal_req *r, const char *id, const char *a2);
 /* The sign-in page's buttons, one a.idp-signin per provider (nothing when none). */
 void pt_portal_oidc_buttons(struct pt_portal_req *r);
 /* Ends the fetches under way (their requests get 503) and drops the caches. */

@@ -14,6 +14,9 @@
  *                                   the id_token (signature by the
  *                                   provider's JWKS, iss, aud, exp, iat,
  *                                   nonce) and signs the user in
+ *   POST /signin/oidc/{id}/signup   a new user accepting the site's terms
+ *                                   (when it has some) before the account
+ *                                   is made
  *
  * The provider's discovery document, token endpoint and key set are
  * fetched by http/pt_fetch, which blocks: each fetch runs on a thread of
@@ -732,6 +735,83 @@ out:
     return ok;
 }
 
+/* ------------------------------------------------ sign-ups waiting for the terms */
+
+/* A new user whose id_token was verified while the site has terms: they accept them on a form
+   (POST /signin/oidc/{id}/signup) before the account is made.  Bound to the session, 10 minutes. */
+#define SIGNUPS_MAX 128
+struct signup {
+    char session[65];
+    char provider[96];
+    char sub[256], email[256], given[128], family[128];
+    int64_t created; /* 0: free */
+};
+static struct signup signups[SIGNUPS_MAX];
+
+static void signup_save(const struct pt_portal_req *r, const char *prov, const json_t *c)
+{
+    int64_t now = now_ms();
+    struct signup *slot = &signups[0];
+    for (int i = 0; i < SIGNUPS_MAX; i++) {
+        if (!signups[i].created || now - signups[i].created > PENDING_TTL_MS) {
+            slot = &signups[i];
+            break;
+        }
+        if (signups[i].created < slot->created)
+            slot = &signups[i]; /* full: the oldest gives way */
+    }
+    memset(slot, 0, sizeof(*slot));
+    pt_portal_session_hash(r->session_id, slot->session);
+    snprintf(slot->provider, sizeof(slot->provider), "%s", prov);
+    snprintf(slot->sub, sizeof(slot->sub), "%s", json_string_value(json_object_get(c, "sub")) ?: "");
+    snprintf(slot->email, sizeof(slot->email), "%s", json_string_value(json_object_get(c, "email")) ?: "");
+    const char *g = json_string_value(json_object_get(c, "given_name")),
+               *f = json_string_value(json_object_get(c, "family_name"));
+    snprintf(slot->given, sizeof(slot->given), "%s", g && strlen(g) < 128 ? g : "");
+    snprintf(slot->family, sizeof(slot->family), "%s", f && strlen(f) < 128 ? f : "");
+    slot->created = now;
+}
+
+/* The session's waiting sign-up with this provider (not taken), or NULL. */
+static struct signup *signup_find(const struct pt_portal_req *r, const char *prov)
+{
+    if (!r->session_id[0])
+        return NULL;
+    char h[65];
+    pt_portal_session_hash(r->session_id, h);
+    int64_t now = now_ms();
+    for (int i = 0; i < SIGNUPS_MAX; i++)
+        if (signups[i].created && now - signups[i].created <= PENDING_TTL_MS &&
+            pt_portal_session_equal(signups[i].session, h) && !strcmp(signups[i].provider, prov))
+            return &signups[i];
+    return NULL;
+}
+
+static void terms_page(struct pt_portal_req *r, int status, const char *prov, const char *err)
+{
+    r->status = status;
+    pt_portal_render_begin(r, "Accept the terms");
+    evbuffer_add_printf(r->out, "<h1>Accept the terms of use</h1>\n");
+    if (err) {
+        evbuffer_add_printf(r->out, "<p class=\"error\" role=\"alert\">");
+        pt_portal_render_esc(r->out, err);
+        evbuffer_add_printf(r->out, "</p>\n");
+    }
+    evbuffer_add_printf(r->out, "<section id=\"terms\">");
+    const json_t *site = json_object_get(pt_portal_content_get(r), "site");
+    pt_portal_render_markdown(r->out, json_string_value(json_object_get(site, "terms")) ?: "");
+    evbuffer_add_printf(r->out,
+                        "</section>\n<form id=\"oidc-terms-form\" method=\"post\" action=\"/signin/oidc/");
+    pt_portal_render_esc(r->out, prov);
+    evbuffer_add_printf(r->out, "/signup\">");
+    pt_portal_render_csrf(r);
+    evbuffer_add_printf(r->out,
+                        "<p><input id=\"oidc-terms\" name=\"terms\" type=\"checkbox\" required> <label "
+                        "for=\"oidc-terms\">I accept the <a href=\"/terms\">terms of use</a></label></p>\n"
+                        "<button type=\"submit\">Create my account</button></form>\n");
+    pt_portal_render_end(r);
+}
+
 /* Opens a transaction for a sign-in's writes; commits (with the gateway's publish when users changed). */
 static bool write_begin(void)
 {
@@ -791,7 +871,8 @@ static const char *claim(const json_t *c, const char *name, const char *def)
 
 /* The user the verified claims sign in (id into uid), making or activating one when allowed.  false
    after writing the page that says why not. */
-static bool user_for(struct pt_portal_req *r, const json_t *idp, const json_t *c, char uid[128])
+static bool user_for(struct pt_portal_req *r, const json_t *idp, const json_t *c, bool terms_ok,
+                     char uid[128])
 {
     struct pt_store *st = pt_portal_req_srv.store;
     const char *prov = json_string_value(json_object_get(idp, "id"));
@@ -830,6 +911,13 @@ static bool user_for(struct pt_portal_req *r, const json_t *idp, const json_t *c
             page(r, 403, "No account",
                  "There is no account for this address, and signing up is closed. Ask the portal's "
                  "administrators for an invitation.");
+            return false;
+        }
+        const char *terms = json_string_value(json_object_get(site, "terms"));
+        if (terms && *terms && !terms_ok) {
+            /* the site has terms: the new user accepts them before the account is made */
+            signup_save(r, prov, c);
+            terms_page(r, 200, prov, NULL);
             return false;
         }
         char id[40];
@@ -911,7 +999,7 @@ static void callback_done(struct pt_portal_req *r, struct job *j)
         return;
     }
     char uid[128] = "";
-    if (user_for(r, j->idp, claims, uid)) {
+    if (user_for(r, j->idp, claims, false, uid)) {
         if (pt_portal_session_start(r, uid))
             pt_portal_req_redirect(r, "/", "You are signed in.");
         else
@@ -977,6 +1065,43 @@ void pt_portal_oidc_callback(struct pt_portal_req *r, const char *id, const char
     OPENSSL_cleanse(&p, sizeof(p));
     if (!job_start(r, j))
         busy(r);
+}
+
+void pt_portal_oidc_signup(struct pt_portal_req *r, const char *id, const char *a2)
+{
+    (void)a2;
+    json_t *idp = provider(id);
+    struct signup *su = idp ? signup_find(r, id) : NULL;
+    if (!su) {
+        page(r, 400, "Sign-up expired",
+             "This sign-up is not valid any more (it took too long, or began in "
+             "another browser). Start again.");
+        json_decref(idp);
+        return;
+    }
+    if (!pt_portal_req_check_csrf(r)) {
+        json_decref(idp);
+        return;
+    }
+    const char *terms = pt_portal_req_form(r, "terms");
+    if (!terms || strcmp(terms, "on")) {
+        terms_page(r, 400, id, "Accept the terms of use to sign up.");
+        json_decref(idp);
+        return;
+    }
+    /* taken: whatever follows, this sign-up is used */
+    json_t *c = json_pack("{s:s, s:s, s:b, s:s, s:s}", "sub", su->sub, "email", su->email, "email_verified",
+                          1, "given_name", su->given, "family_name", su->family);
+    OPENSSL_cleanse(su, sizeof(*su));
+    char uid[128] = "";
+    if (c && user_for(r, idp, c, true, uid)) {
+        if (pt_portal_session_start(r, uid))
+            pt_portal_req_redirect(r, "/", "You are signed in.");
+        else
+            page(r, 500, "Sign-in failed", "You could not be signed in; try again later.");
+    }
+    json_decref(c);
+    json_decref(idp);
 }
 
 /* A job's request answered on the control thread, as the dispatcher would have. */
@@ -1058,4 +1183,5 @@ void pt_portal_oidc_stop(void)
     memset(discovery, 0, sizeof(discovery));
     memset(jwks, 0, sizeof(jwks));
     OPENSSL_cleanse(pending, sizeof(pending));
+    OPENSSL_cleanse(signups, sizeof(signups));
 }

@@ -408,6 +408,33 @@ def test_site_signup_disabled_is_followed_without_allow_signup(portico, idp, wor
     assert users_by_email(m, "alice@example.com") == []
 
 
+def test_signup_with_terms_asks_for_their_acceptance(portico, idp, workdir, backend):
+    p, m, b = start_portal(portico, idp, workdir, backend, site={"terms": "Be **kind** to the APIs."})
+    status, _, page = sign_in(b)
+    assert status == 200 and 'id="oidc-terms-form"' in page and "<strong>kind</strong>" in page, page
+    assert users_by_email(m, "alice@example.com") == [], "no account before the terms are accepted"
+    csrf = re.search(r'name="csrf" value="([^"]*)"', page).group(1)
+    # another browser cannot finish this sign-up (it is bound to the session)
+    other = Browser()
+    other.base, other.portal_port = b.base, b.portal_port
+    st, _, opage = other.request(b.base + "/signin")
+    ocsrf = re.search(r'name="csrf" value="([^"]*)"', opage).group(1)
+    assert other.request(b.base + "/signin/oidc/test/signup", "POST", {"csrf": ocsrf, "terms": "on"})[0] == 400
+    # no CSRF token: refused; terms not ticked: asked again
+    assert b.request(b.base + "/signin/oidc/test/signup", "POST", {"terms": "on"})[0] == 403
+    st, _, page = b.request(b.base + "/signin/oidc/test/signup", "POST", {"csrf": csrf})
+    assert st == 400 and "Accept the terms" in page
+    assert users_by_email(m, "alice@example.com") == []
+    st, h, _ = b.request(b.base + "/signin/oidc/test/signup", "POST", {"csrf": csrf, "terms": "on"})
+    assert st == 303 and h["location"] == "/" and signed_in(b)
+    [u] = users_by_email(m, "alice@example.com")
+    assert u["state"] == "active" and u["firstName"] == "Alice"
+    assert not signed_in(other)
+    # used: the form again makes nothing more
+    assert b.request(b.base + "/signin/oidc/test/signup", "POST", {"csrf": csrf, "terms": "on"})[0] == 400
+    assert len(users_by_email(m, "alice@example.com")) == 1
+
+
 def test_a_pending_signup_is_activated_and_its_password_dropped(portico, idp, workdir, backend):
     p, m, b = start_portal(portico, idp, workdir, backend)
     # someone signs up with alice's address and a password of theirs, never confirming it
