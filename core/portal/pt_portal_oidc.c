@@ -63,6 +63,7 @@
 
 #define PENDING_MAX 1024            /* sign-ins begun and not finished */
 #define PENDING_TTL_MS (10 * 60000) /* a sign-in must come back within this */
+#define PENDING_PER_PEER 32         /* begun and not finished, from one address */
 #define JOBS_MAX 16                 /* fetches running at once */
 #define FETCH_MS 5000
 #define FETCH_MAX (512 * 1024)
@@ -84,23 +85,34 @@ struct pending {
     char state[48], nonce[48], verifier[48];
     char session[65]; /* SHA-256 of the session id it is bound to */
     char provider[96];
+    char peer[64];
     int64_t created; /* 0: free */
 };
 static struct pending pending[PENDING_MAX];
 
-static struct pending *pending_new(void)
+/* A free slot for a sign-in from peer; NULL when that address has too many under way already. */
+static struct pending *pending_new(const char *peer)
 {
     int64_t now = now_ms();
-    struct pending *oldest = &pending[0];
+    struct pending *oldest = &pending[0], *free_slot = NULL;
+    int mine = 0;
     for (int i = 0; i < PENDING_MAX; i++) {
         struct pending *p = &pending[i];
         if (p->created && now - p->created > PENDING_TTL_MS)
             p->created = 0;
-        if (!p->created)
-            return p;
+        if (!p->created) {
+            if (!free_slot)
+                free_slot = p;
+            continue;
+        }
+        mine += !strcmp(p->peer, peer);
         if (p->created < oldest->created)
             oldest = p;
     }
+    if (mine >= PENDING_PER_PEER)
+        return NULL; /* one address cannot push everyone else's sign-ins out */
+    if (free_slot)
+        return free_slot;
     /* full: the oldest gives way (a flood delays others' sign-ins, it cannot grow memory) */
     pt_warn("portal: %d OpenID Connect sign-ins waiting; the oldest is dropped", PENDING_MAX);
     return oldest;
@@ -600,8 +612,16 @@ void pt_portal_oidc_start(struct pt_portal_req *r, const char *id, const char *a
         json_decref(idp);
         return;
     }
-    struct pending *p = pending_new();
+    struct pending *p = pending_new(r->peer);
+    if (!p) {
+        pt_info("portal: OpenID Connect sign-ins from %s refused: %d under way", r->peer, PENDING_PER_PEER);
+        pt_portal_req_header(r, "Retry-After", "60");
+        page(r, 429, "Too many sign-ins", "Too many sign-ins were begun from your address; try again later.");
+        json_decref(idp);
+        return;
+    }
     memset(p, 0, sizeof(*p));
+    snprintf(p->peer, sizeof(p->peer), "%s", r->peer);
     if (!pt_portal_session_random(p->state, sizeof(p->state)) ||
         !pt_portal_session_random(p->nonce, sizeof(p->nonce)) ||
         !pt_portal_session_random(p->verifier, sizeof(p->verifier))) {

@@ -461,6 +461,18 @@ def test_a_pending_signup_is_activated_and_its_password_dropped(portico, idp, wo
     assert st == 401 and not signed_in(atk)
 
 
+def test_one_address_cannot_begin_sign_ins_without_end(portico, idp, workdir, backend):
+    p, m, b = start_portal(portico, idp, workdir, backend)
+    answers = [b.request(b.base + "/signin/oidc/test") for _ in range(33)]
+    assert [a[0] for a in answers[:32]] == [303] * 32 and answers[32][0] == 429
+    assert "Too many sign-ins" in answers[32][2]
+    # finishing one frees its place
+    status, _, _ = b.request(at_provider(b, answers[5][1]["location"]))
+    assert status == 303 and signed_in(b)
+    assert b.request(b.base + "/signin/oidc/test")[0] == 303
+    assert b.request(b.base + "/signin/oidc/test")[0] == 429
+
+
 def test_fetches_do_not_block_the_portal(portico, idp, workdir, backend):
     idp.slow = 2.0
     p, m, b = start_portal(portico, idp, workdir, backend)
