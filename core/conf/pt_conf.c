@@ -11,6 +11,7 @@
  */
 #include "conf/pt_conf.h"
 #include "conf/pt_content.h"
+#include "conf/pt_idp.h"
 
 #include "conf/pt_conf_int.h"
 
@@ -1003,6 +1004,16 @@ static bool read_portal_templates(struct pt_cfctx *cx, struct pt_node *n, void *
     return true;
 }
 
+static bool read_portal_idps(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_portal_cf *p =
+        (struct pt_portal_cf *)((char *)field - offsetof(struct pt_portal_cf, identity_providers));
+    if (!read_portal_json(cx, n, field, true))
+        return false;
+    p->identity_providers_node = n; /* checked by conf/pt_idp.c */
+    return true;
+}
+
 static const struct pt_cfkey portal_session_keys[] = {
     {"idleTimeout", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.idle_timeout_ms), 0, .fn = read_ms64,
      .form = "duration, 1s–365d", .def = "`30m`",
@@ -1110,6 +1121,10 @@ static const struct pt_cfkey portal_keys[] = {
     {"templates", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.templates), PT_CF_LIST,
      .fn = read_portal_templates, .form = "list of maps", .def = "the built-in templates",
      .doc = "Mail templates (`{id, subject, body}`) replacing the built-in ones."},
+    {"identityProviders", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.identity_providers), PT_CF_LIST,
+     .fn = read_portal_idps, .form = "list of maps", .def = "`[]`",
+     .doc = "OpenID Connect providers to sign in with (`{id, displayName, issuer, clientId, clientSecret, "
+            "scopes, allowSignup, allowInsecure}`); see [portal.md](portal.md#identity-providers)."},
     {0},
 };
 
@@ -1511,6 +1526,7 @@ static void portal_finish(struct pt_conf *cf, struct pt_cfctx *cx)
     if (p->mail.smtp_url && !strncmp(p->mail.smtp_url, "smtps://", 8))
         p->mail.starttls = false;       /* TLS from the start */
     pt_content_check_file(p, cx->errs); /* site, pages, templates (conf/pt_content.c) */
+    pt_idp_check_file(p, cx->errs);     /* identityProviders (conf/pt_idp.c) */
 }
 
 static void portal_release(struct pt_conf *cf)
@@ -1518,7 +1534,8 @@ static void portal_release(struct pt_conf *cf)
     json_decref(cf->portal.site);
     json_decref(cf->portal.pages);
     json_decref(cf->portal.templates);
-    cf->portal.site = cf->portal.pages = cf->portal.templates = NULL;
+    json_decref(cf->portal.identity_providers);
+    cf->portal.site = cf->portal.pages = cf->portal.templates = cf->portal.identity_providers = NULL;
 }
 
 struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,

@@ -336,6 +336,8 @@ struct pt_portal_cf {
     json_t *pages;
     json_t *templates;
     struct pt_node *site_node, *pages_node, *templates_node;
+    json_t *identity_providers; /* list or NULL (OpenID Connect sign-in: conf/pt_idp.c) */
+    struct pt_node *identity_providers_node;
 };
 
 /* telemetry: OpenTelemetry tracing (http/pt_otel.c, http/pt_otel_export.c). */

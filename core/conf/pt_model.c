@@ -3,6 +3,7 @@
  */
 #include "conf/pt_model.h"
 #include "conf/pt_content.h"
+#include "conf/pt_idp.h"
 
 #include "base/pt_log.h"
 
@@ -41,7 +42,7 @@ static bool is_entity_key(const char *k)
 }
 
 /* The portal's content keys: entities too, in the file's portal: map. */
-static const char *const portal_content_keys[] = {"site", "pages", "templates"};
+static const char *const portal_content_keys[] = {"site", "pages", "templates", "identityProviders"};
 
 /* A document's "portal" holding nothing but content (what `export` writes). */
 static bool portal_content_only(const char *k, const json_t *v)
@@ -53,7 +54,10 @@ static bool portal_content_only(const char *k, const json_t *v)
     json_object_foreach((json_t *)v, pk, pv)
     {
         (void)pv;
-        if (strcmp(pk, "site") && strcmp(pk, "pages") && strcmp(pk, "templates"))
+        bool content = false;
+        for (size_t i = 0; i < PT_ARRAY_LEN(portal_content_keys); i++)
+            content |= !strcmp(pk, portal_content_keys[i]);
+        if (!content)
             return false;
     }
     return true;
@@ -426,6 +430,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     ok &= put_policy(st, "global", f->policies, source);
     /* the portal's content: before the sweep, which would take the file's away */
     ok = ok && pt_content_apply(st, f, source, errs);
+    ok = ok && pt_idp_apply(st, f, source, errs); /* its identity providers, likewise */
     (void)none;
     if (ok && file && pt_store_sweep(st, "config") < 0)
         ok = false;
@@ -700,7 +705,7 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
     }
     /* the portal's content is the document's (or none), its settings the file's */
     json_t *portal = json_object_get(root, "portal");
-    for (int i = 0; i < 3; i++)
+    for (size_t i = 0; i < PT_ARRAY_LEN(portal_content_keys); i++)
         json_object_del(portal, portal_content_keys[i]);
     json_t *dp = json_object_get(doc, "portal");
     if (dp && !portal)

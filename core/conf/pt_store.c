@@ -38,7 +38,9 @@ struct pt_store {
    still read, and sealed on their next write. */
 static const struct {
     const char *kind, *field;
-} sealed_fields[] = {{"subscription", "primaryKey"}, {"subscription", "secondaryKey"}};
+} sealed_fields[] = {{"subscription", "primaryKey"},
+                     {"subscription", "secondaryKey"},
+                     {"portal-idp", "clientSecret"}}; /* conf/pt_idp.h: PT_IDP_KIND */
 
 static bool has_sealed_fields(const char *kind)
 {

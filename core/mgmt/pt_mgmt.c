@@ -120,6 +120,10 @@ static const struct route routes[] = {
     {"portal/templates", "GET", H_PORTAL, "templates", A_SERVICE, false, "List the portal's mail templates"},
     {"portal/templates/{id}", "GET PUT PATCH DELETE", H_PORTAL, "templates", A_SERVICE, false,
      "A mail template (DELETE goes back to the built-in text)"},
+    {"portal/identityProviders", "GET", H_PORTAL, "identityProviders", A_SERVICE, false,
+     "List the portal's OpenID Connect identity providers (client secrets are never shown)"},
+    {"portal/identityProviders/{id}", "GET PUT DELETE", H_PORTAL, "identityProviders", A_SERVICE, false,
+     "An OpenID Connect identity provider to sign in to the portal with (clientSecret is write-only)"},
     {"openapi.json", "GET", H_OPENAPI, NULL, A_OPEN, false, "This description"},
 };
 

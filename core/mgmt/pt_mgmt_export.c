@@ -5,6 +5,7 @@
  * and the configuration file accept.
  */
 #include "conf/pt_content.h"
+#include "conf/pt_idp.h"
 #include "conf/pt_model.h"
 #include "mgmt/pt_mgmt_int.h"
 
@@ -150,6 +151,12 @@ void pt_mgmt_export_serve(struct mreq *m)
     }
     /* the portal's content (site, pages, templates) as the file's portal: map holds it */
     json_t *portal = pt_content_export(pt_mgmt_req_store, all && !strcmp(all, "true") ? NULL : "api");
+    /* identity providers, without their client secrets (conf/pt_idp.h) */
+    json_t *idps = pt_idp_export(pt_mgmt_req_store, all && !strcmp(all, "true") ? NULL : "api");
+    if (idps && !portal)
+        portal = json_object();
+    if (idps)
+        json_object_set_new(portal, "identityProviders", idps);
     if (portal)
         json_object_set_new(doc, "portal", portal);
     if (pt_mgmt_export_wants_yaml(m)) {

@@ -9,6 +9,8 @@
  *   portal/revisions/{n}             GET
  *   portal/revisions/{n}/restore     POST
  *   portal/templates[/{id}]          GET [PUT PATCH DELETE]  mail templates
+ *   portal/identityProviders[/{id}]  GET [PUT DELETE]   OpenID Connect sign-in (conf/pt_idp.h);
+ *                                    clientSecret is written, never read back
  *
  * Service-level entities: administrators write, readers read, workspace
  * roles see nothing.  Content is not part of the gateway's generation, so
@@ -16,6 +18,7 @@
  * through the store's version.
  */
 #include "conf/pt_content.h"
+#include "conf/pt_idp.h"
 #include "http/pt_mail.h"
 #include "mgmt/pt_mgmt_int.h"
 
@@ -476,6 +479,73 @@ out:
     json_decref(body);
 }
 
+/* ------------------------------------------------------------ identity providers */
+
+static bool check_idp_fn(const struct pt_node *n, const char *id, struct pt_errors *errs)
+{
+    return pt_idp_check(n, id, errs);
+}
+
+static void idps(struct mreq *m)
+{
+    struct pt_store *st = pt_mgmt_req_store;
+    if (!m->id) {
+        json_t *stored = pt_idp_list(st), *list = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(stored, i, v) json_array_append_new(list, pt_idp_public(v));
+        json_decref(stored);
+        pt_mgmt_filter_send_page(m, list);
+        return;
+    }
+    json_t *old = NULL, *body = NULL;
+    char etag[24];
+    bool exists = pt_store_get(st, PT_IDP_KIND, "", m->id, &old, etag);
+    if (m->method == EVHTTP_REQ_GET) {
+        if (!exists)
+            pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "identity provider '%s' not found", m->id);
+        else if (pt_mgmt_req_check_etag(m, etag))
+            pt_mgmt_req_send_json(m, 200, pt_idp_public(old), etag);
+        goto out;
+    }
+    if (!pt_mgmt_req_check_etag(m, exists ? etag : NULL))
+        goto out;
+    if (m->method == EVHTTP_REQ_DELETE && !exists) {
+        pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "identity provider '%s' not found", m->id);
+        goto out;
+    }
+    if (exists && pt_content_from_file(st, PT_IDP_KIND, m->id)) {
+        refuse_file(m, "identity provider", m->id);
+        goto out;
+    }
+    if (m->method == EVHTTP_REQ_DELETE) {
+        if (begin(m) && commit(m, pt_store_delete(st, PT_IDP_KIND, "", m->id)))
+            pt_mgmt_req_send_json(m, 204, NULL, NULL);
+        goto out;
+    }
+    if (!exists && pt_store_count(st, PT_IDP_KIND, NULL) >= PT_IDP_MAX) {
+        pt_mgmt_req_send_error(m, 409, "LimitReached",
+                               "the portal has %d identity providers, the most it keeps", PT_IDP_MAX);
+        goto out;
+    }
+    if (!(body = pt_mgmt_req_body(m, false)))
+        goto out;
+    if (checked(m, body, check_idp_fn, m->id, "identity provider") && begin(m)) {
+        struct pt_pool *pool = pt_pool_new(8192);
+        json_t *clean = pt_idp_json(pt_node_from_json(pool, body, NULL, 0), m->id);
+        pt_pool_free(pool);
+        bool ok = pt_idp_put(st, clean, "api");
+        json_t *now = ok ? pt_idp_get(st, m->id) : NULL;
+        if (commit(m, ok && now))
+            send_etagged(m, exists ? 200 : 201, pt_idp_public(now), PT_IDP_KIND, m->id);
+        json_decref(now);
+        json_decref(clean);
+    }
+out:
+    json_decref(old);
+    json_decref(body);
+}
+
 void pt_mgmt_portal_serve(struct mreq *m)
 {
     const char *what = m->route->kind;
@@ -492,6 +562,8 @@ void pt_mgmt_portal_serve(struct mreq *m)
         revisions(m, false);
     else if (!strcmp(what, "restore"))
         revisions(m, true);
+    else if (!strcmp(what, "identityProviders"))
+        idps(m);
     else
         templates(m);
 }

@@ -90,6 +90,10 @@ static const struct route routes[] = {
     {"POST", "/profile/close", pt_portal_account_close, 0},
     {"GET POST", "/admin/invite", pt_portal_account_invite, 0},
     {"GET POST", "/invitation", pt_portal_account_invitation, 0},
+    /* OpenID Connect sign-in (pt_portal_oidc.c) */
+    {"GET", "/signin/oidc/{}", pt_portal_oidc_start, R_OPEN},
+    {"GET", "/signin/oidc/{}/callback", pt_portal_oidc_callback, R_OPEN},
+    {"POST", "/signin/oidc/{}/signup", pt_portal_oidc_signup, R_OPEN},
     /* subscriptions, console, usage (pt_portal_subs.c) */
     {"POST", "/products/{}/subscribe", pt_portal_subs_subscribe, 0},
     {"GET", "/subscriptions", pt_portal_subs_list, 0},
@@ -382,6 +386,7 @@ bool pt_portal_start(struct event_base *base, const struct pt_conf *file, struct
 void pt_portal_stop(void)
 {
     pt_portal_subs_stop(); /* console calls in flight hold requests of this server */
+    pt_portal_oidc_stop(); /* before the server: its waiting requests are answered */
     if (http)
         evhttp_free(http);
     http = NULL;

@@ -574,6 +574,7 @@ static void signin_form(struct pt_portal_req *r, int status, const char *err)
     input(r, "signin-email", "email", "Email", "email", pt_portal_req_form(r, "email"), "username", true);
     input(r, "signin-password", "password", "Password", "password", NULL, "current-password", true);
     form_close(r, "Sign in");
+    pt_portal_oidc_buttons(r); /* identity providers, when there are any */
     evbuffer_add_printf(r->out, "<p><a href=\"/reset-password\">Forgot your password?</a></p>\n");
     if (!json_is_false(json_object_get(site(r), "signupEnabled")))
         evbuffer_add_printf(r->out, "<p>New here? <a href=\"/signup\">Sign up</a>.</p>\n");

@@ -12,6 +12,8 @@
  *                        reset and change, profile, closing the account,
  *                        invitations; Argon2id; throttling
  *   pt_portal_session.c  sessions and CSRF tokens
+ *   pt_portal_oidc.c     signing in with an OpenID Connect provider
+ *                        (code flow with PKCE; fetches on threads)
  *   pt_portal_subs.c     subscribing, keys, renaming, cancelling; the
  *                        console relay; usage charts
  *   pt_portal_chart.c    server-rendered SVG charts
@@ -276,6 +278,24 @@ bool pt_portal_account_verify_password(const char *hash, const char *pw);
 bool pt_portal_account_throttle_locked(const struct pt_store_accounts_throttle *t, int64_t now);
 void pt_portal_account_throttle_fail(struct pt_store_accounts_throttle *t, int64_t now, int64_t max,
                                      int64_t lockout_ms);
+
+/* ------------------------------------------------ OpenID Connect (H-F) */
+
+/* GET /signin/oidc/{id}: off to the provider; GET /signin/oidc/{id}/callback:
+   back from it (pt_portal_oidc.c). */
+void pt_portal_oidc_start(struct pt_portal_req *r, const char *id, const char *a2);
+void pt_portal_oidc_callback(struct pt_portal_req *r, const char *id, const char *a2);
+/* POST /signin/oidc/{id}/signup: a new user accepts the site's terms (csrf, terms=on). */
+void pt_portal_oidc_signup(struct pt_portal_req *r, const char *id, const char *a2);
+/* The sign-in page's buttons, one a.idp-signin per provider (nothing when none). */
+void pt_portal_oidc_buttons(struct pt_portal_req *r);
+/* Ends the fetches under way (their requests get 503) and drops the caches. */
+void pt_portal_oidc_stop(void);
+/* Pure (unit tests): checks an id_token against a key set ({"keys": [...]}),
+   the issuer, the client id and the nonce at `now` (Unix seconds); its
+   claims (a new reference) when valid, else *why. */
+bool pt_portal_oidc_verify(const char *tok, const json_t *keyset, const char *issuer, const char *client,
+                           const char *nonce, int64_t now, json_t **claims_out, const char **why);
 
 /* ----------------------------------------------- per-file entry points */
 

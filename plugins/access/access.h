@@ -10,6 +10,7 @@
 #ifndef PORTICO_PLUGINS_ACCESS_H
 #define PORTICO_PLUGINS_ACCESS_H
 
+#include "pt_jwt.h" /* core/base/pt_jwt.c, compiled into the family */
 #include "ptlib.h"
 
 #include <openssl/evp.h>
@@ -151,14 +152,6 @@ struct keyset {
 
 struct oidc; /* one identity provider (openid-config url) */
 
-/* base64 or base64url, padding optional; malloc'd, NULL when malformed. */
-unsigned char *oidc_b64_decode(const char *s, size_t n, bool url, size_t *outlen);
-/* An RSA public key from base64url n and e; NULL when unreadable. */
-EVP_PKEY *oidc_rsa_from_ne(const char *n64, const char *e64);
-/* A public key from a PEM public key or certificate; NULL when unreadable. */
-EVP_PKEY *oidc_key_from_pem(const char *pem);
-/* Why a key is not used (its type or size), or NULL when it is reasonable. */
-const char *oidc_key_unreasonable(EVP_PKEY *k);
 /* CLOCK_MONOTONIC in ms */
 int64_t oidc_now_ms(void);
 void oidc_keyset_unref(struct keyset *k);

@@ -1,109 +1,22 @@
 /*
- * oidc.c -- validate-jwt's signing keys: reading them (base64, RSA n/e, EC
- * x/y, PEM; the sizes accepted) and the OpenID Connect providers whose
- * published key sets (openid-config, jwks_uri) are fetched in the
- * background.  validate_jwt.c verifies tokens with what this file gives it.
+ * oidc.c -- validate-jwt's OpenID Connect providers, whose published key
+ * sets (openid-config, jwks_uri) are fetched in the background.  Reading
+ * keys (base64, RSA n/e, EC x/y, PEM, JWKs; the sizes accepted) is
+ * core/base/pt_jwt.c, which the portal's sign-in shares.  validate_jwt.c verifies tokens with what this file
+ * gives it.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "access.h"
 
 #include <fcntl.h>
 #include <jansson.h>
-#include <openssl/bn.h>
-#include <openssl/core_names.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/param_build.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ------------------------------------------------------------ reading keys */
-
-/* base64 or base64url, padding optional (OpenSSL's decoder after mapping
-   to the standard alphabet); NULL when malformed. */
-unsigned char *oidc_b64_decode(const char *s, size_t n, bool url, size_t *outlen)
-{
-    (void)url; /* both alphabets are accepted */
-    while (n && s[n - 1] == '=')
-        n--;
-    size_t padded = (n + 3) / 4 * 4;
-    char *std = malloc(padded + 1);
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        std[i] = c == '-' ? '+' : c == '_' ? '/' : c;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              strchr("+/-_", c))) {
-            free(std);
-            return NULL;
-        }
-    }
-    for (size_t i = n; i < padded; i++)
-        std[i] = '=';
-    std[padded] = '\0';
-    if (n % 4 == 1) {
-        free(std);
-        return NULL;
-    }
-    unsigned char *out = malloc(padded / 4 * 3 + 1);
-    int len = padded ? EVP_DecodeBlock(out, (const unsigned char *)std, (int)padded) : 0;
-    free(std);
-    if (len < 0) {
-        free(out);
-        return NULL;
-    }
-    *outlen = (size_t)len - (padded - n); /* EVP_DecodeBlock counts the padding as zero bytes */
-    return out;
-}
-
-EVP_PKEY *oidc_rsa_from_ne(const char *n64, const char *e64)
-{
-    size_t nl, el;
-    unsigned char *n = oidc_b64_decode(n64, strlen(n64), true, &nl),
-                  *e = oidc_b64_decode(e64, strlen(e64), true, &el);
-    EVP_PKEY *pkey = NULL;
-    if (n && e) {
-        OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-        BIGNUM *bn = BN_bin2bn(n, (int)nl, NULL), *be = BN_bin2bn(e, (int)el, NULL);
-        OSSL_PARAM_BLD_push_BN(bld, "n", bn);
-        OSSL_PARAM_BLD_push_BN(bld, "e", be);
-        OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
-        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-        if (ctx && params && EVP_PKEY_fromdata_init(ctx) == 1)
-            EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params);
-        EVP_PKEY_CTX_free(ctx);
-        OSSL_PARAM_free(params);
-        OSSL_PARAM_BLD_free(bld);
-        BN_free(bn);
-        BN_free(be);
-    }
-    free(n);
-    free(e);
-    return pkey;
-}
-
-EVP_PKEY *oidc_key_from_pem(const char *pem)
-{
-    BIO *b = BIO_new_mem_buf(pem, -1);
-    EVP_PKEY *k = PEM_read_bio_PUBKEY(b, NULL, NULL, NULL);
-    if (!k) {
-        BIO_free(b);
-        b = BIO_new_mem_buf(pem, -1);
-        X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-        if (x) {
-            k = X509_get_pubkey(x);
-            X509_free(x);
-        }
-    }
-    BIO_free(b);
-    ERR_clear_error();
-    return k;
-}
 
 /* ----------------------------------------------------------- openid-config */
 
@@ -201,62 +114,6 @@ static char *fetch_doc(const char *url, const char *what, char *err, size_t errl
     return body;
 }
 
-/* Keys nobody would sign with are refused when loaded, so that checking a
-   token stays cheap: RSA moduli of 2048 to 8192 bits with a public exponent
-   of at most 32 bits, EC on P-256 / P-384 / P-521. */
-const char *oidc_key_unreasonable(EVP_PKEY *k)
-{
-    if (EVP_PKEY_is_a(k, "RSA")) {
-        int bits = EVP_PKEY_get_bits(k);
-        if (bits < 2048 || bits > 8192)
-            return "an RSA key must have 2048 to 8192 bits";
-        BIGNUM *e = NULL;
-        if (!EVP_PKEY_get_bn_param(k, "e", &e))
-            return "an RSA key without a public exponent";
-        int ebits = BN_num_bits(e);
-        bool odd = BN_is_odd(e);
-        BN_free(e);
-        if (ebits > 32 || ebits < 2 || !odd)
-            return "an RSA public exponent must be odd and at most 32 bits";
-        return NULL;
-    }
-    if (EVP_PKEY_is_a(k, "EC")) {
-        int bits = EVP_PKEY_get_bits(k);
-        if (bits != 256 && bits != 384 && bits != 521)
-            return "an EC key must be on P-256, P-384 or P-521";
-        return NULL;
-    }
-    return "only RSA and EC keys are used";
-}
-
-static EVP_PKEY *ec_from_xy(const char *crv, const char *x64, const char *y64)
-{
-    size_t xl, yl;
-    unsigned char *x = oidc_b64_decode(x64, strlen(x64), true, &xl),
-                  *y = oidc_b64_decode(y64, strlen(y64), true, &yl);
-    const char *group = !strcmp(crv, "P-256") ? "prime256v1" : !strcmp(crv, "P-384") ? "secp384r1" : NULL;
-    EVP_PKEY *pkey = NULL;
-    if (x && y && group && xl == yl && xl <= 66) {
-        unsigned char pub[1 + 2 * 66];
-        pub[0] = 4;
-        memcpy(pub + 1, x, xl);
-        memcpy(pub + 1 + xl, y, yl);
-        OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-        OSSL_PARAM_BLD_push_utf8_string(bld, "group", group, 0);
-        OSSL_PARAM_BLD_push_octet_string(bld, "pub", pub, 1 + 2 * xl);
-        OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
-        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-        if (ctx && params && EVP_PKEY_fromdata_init(ctx) == 1)
-            EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params);
-        EVP_PKEY_CTX_free(ctx);
-        OSSL_PARAM_free(params);
-        OSSL_PARAM_BLD_free(bld);
-    }
-    free(x);
-    free(y);
-    return pkey;
-}
-
 /* metadata -> jwks_uri -> keys */
 static struct keyset *oidc_fetch(const char *url, char *err, size_t errlen)
 {
@@ -301,18 +158,10 @@ static struct keyset *oidc_fetch(const char *url, char *err, size_t errlen)
         struct jwt_key *key = &ks->keys[ks->n];
         memset(key, 0, sizeof(*key));
         const char *kid = json_string_value(json_object_get(k, "kid"));
-        if (!strcmp(kty, "RSA") && json_is_string(json_object_get(k, "n")) &&
-            json_is_string(json_object_get(k, "e")))
-            key->pkey = oidc_rsa_from_ne(json_string_value(json_object_get(k, "n")),
-                                         json_string_value(json_object_get(k, "e")));
-        else if (!strcmp(kty, "EC") && json_is_string(json_object_get(k, "x")) &&
-                 json_is_string(json_object_get(k, "y")))
-            key->pkey = ec_from_xy(json_string_value(json_object_get(k, "crv")) ?: "",
-                                   json_string_value(json_object_get(k, "x")),
-                                   json_string_value(json_object_get(k, "y")));
+        key->pkey = pt_jwt_key_from_jwk(k);
         if (!key->pkey)
             continue;
-        const char *bad = oidc_key_unreasonable(key->pkey);
+        const char *bad = pt_jwt_key_unreasonable(key->pkey);
         if (bad) {
             EVP_PKEY_free(key->pkey);
             key->pkey = NULL;

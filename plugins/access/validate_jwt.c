@@ -6,19 +6,14 @@
  * certificate or public key), ES256/384 with EC keys (PEM).  "alg: none"
  * is always refused, and a key is only ever used with its own family: an
  * HS token is never checked with the bytes of an RSA public key (key-type
- * confusion).  Keys are read, and identity providers' key sets fetched, by
- * oidc.c.  Tokens and claims are read with jansson.
+ * confusion).  Keys are read and signatures checked by core/base/pt_jwt.c
+ * (shared with the portal's sign-in); identity providers' key sets are
+ * fetched by oidc.c.  Tokens and claims are read with jansson.
  */
 #include "access.h"
 
 #include <jansson.h>
-#include <openssl/bn.h>
-#include <openssl/crypto.h>
-#include <openssl/ec.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rsa.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,19 +200,19 @@ int validate_jwt_compile(const struct pt_api *api, pt_compile *c, void **instanc
         const char *v = api->elem_literal(keys[i], "value"), *n = api->elem_literal(keys[i], "n"),
                    *ex = api->elem_literal(keys[i], "e"), *pem = api->elem_literal(keys[i], "certificate");
         if (v && *v) {
-            k->secret = oidc_b64_decode(v, strlen(v), false, &k->secret_len);
+            k->secret = pt_jwt_b64_decode(v, strlen(v), &k->secret_len);
             if (!k->secret || k->secret_len < 16) {
                 api->compile_error(c, "issuer-signing-keys",
                                    "a symmetric key must be base64 of at least 16 bytes");
                 return -1;
             }
         } else if (n && ex) {
-            if (!(k->pkey = oidc_rsa_from_ne(n, ex))) {
+            if (!(k->pkey = pt_jwt_rsa_from_ne(n, ex))) {
                 api->compile_error(c, "issuer-signing-keys", "the RSA key (n, e) cannot be read");
                 return -1;
             }
         } else if (pem) {
-            if (!(k->pkey = oidc_key_from_pem(pem))) {
+            if (!(k->pkey = pt_jwt_key_from_pem(pem))) {
                 api->compile_error(c, "issuer-signing-keys",
                                    "the certificate or public key cannot be read (PEM)");
                 return -1;
@@ -226,7 +221,7 @@ int validate_jwt_compile(const struct pt_api *api, pt_compile *c, void **instanc
             api->compile_error(c, "issuer-signing-keys", "a key needs value, n and e, or certificate");
             return -1;
         }
-        const char *bad = k->pkey ? oidc_key_unreasonable(k->pkey) : NULL;
+        const char *bad = k->pkey ? pt_jwt_key_unreasonable(k->pkey) : NULL;
         if (bad) {
             api->compile_error(c, "issuer-signing-keys", bad);
             return -1;
@@ -273,54 +268,7 @@ static pt_status jwt_refuse(const struct pt_api *api, pt_call *call, const struc
 static int jwt_verify(const char *alg, const struct jwt_key *k, const unsigned char *data, size_t dlen,
                       const unsigned char *sig, size_t slen)
 {
-    const EVP_MD *md = NULL;
-    int bits = atoi(alg + 2);
-    md = bits == 256 ? EVP_sha256() : bits == 384 ? EVP_sha384() : bits == 512 ? EVP_sha512() : NULL;
-    if (!md)
-        return -1;
-    if (!strncmp(alg, "HS", 2)) {
-        if (!k->secret)
-            return -1;
-        unsigned char mac[EVP_MAX_MD_SIZE];
-        unsigned int ml = 0;
-        if (!HMAC(md, k->secret, (int)k->secret_len, data, dlen, mac, &ml))
-            return 0;
-        return ml == slen && CRYPTO_memcmp(mac, sig, ml) == 0;
-    }
-    if (!k->pkey)
-        return -1;
-    int type = EVP_PKEY_get_base_id(k->pkey);
-    bool rsa = !strncmp(alg, "RS", 2) || !strncmp(alg, "PS", 2), ec = !strncmp(alg, "ES", 2);
-    if ((rsa && type != EVP_PKEY_RSA) || (ec && type != EVP_PKEY_EC) || (!rsa && !ec))
-        return -1;
-    unsigned char *der = NULL;
-    size_t derlen = 0;
-    if (ec) {
-        /* JWS carries r || s; EVP wants DER */
-        size_t half = bits == 256 ? 32 : bits == 384 ? 48 : 66;
-        if (slen != 2 * half)
-            return 0;
-        ECDSA_SIG *es = ECDSA_SIG_new();
-        ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)half, NULL), BN_bin2bn(sig + half, (int)half, NULL));
-        int l = i2d_ECDSA_SIG(es, &der);
-        ECDSA_SIG_free(es);
-        if (l <= 0)
-            return 0;
-        derlen = (size_t)l;
-        sig = der;
-        slen = derlen;
-    }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_PKEY_CTX *pctx = NULL;
-    int ok = EVP_DigestVerifyInit(ctx, &pctx, md, NULL, k->pkey) == 1;
-    if (ok && !strncmp(alg, "PS", 2))
-        ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
-    ok = ok && EVP_DigestVerify(ctx, sig, slen, data, dlen) == 1;
-    EVP_MD_CTX_free(ctx);
-    OPENSSL_free(der);
-    ERR_clear_error();
-    return ok;
+    return pt_jwt_verify(alg, k->secret, k->secret_len, k->pkey, data, dlen, sig, slen);
 }
 
 static bool json_has_value(json_t *v, const char *want, const char *sep)
@@ -407,9 +355,9 @@ pt_status validate_jwt_run(const struct pt_api *api, pt_call *call, void *inst)
     if (!d1 || !d2 || memchr(d2 + 1, '.', tok.len - (size_t)(d2 + 1 - tok.data)))
         return jwt_refuse(api, call, j, "JwtInvalid", "JWT is not a signed compact token.");
     size_t hl, pl, sl;
-    unsigned char *h = oidc_b64_decode(tok.data, (size_t)(d1 - tok.data), true, &hl);
-    unsigned char *pb = oidc_b64_decode(d1 + 1, (size_t)(d2 - d1 - 1), true, &pl);
-    unsigned char *sig = oidc_b64_decode(d2 + 1, tok.len - (size_t)(d2 + 1 - tok.data), true, &sl);
+    unsigned char *h = pt_jwt_b64_decode(tok.data, (size_t)(d1 - tok.data), &hl);
+    unsigned char *pb = pt_jwt_b64_decode(d1 + 1, (size_t)(d2 - d1 - 1), &pl);
+    unsigned char *sig = pt_jwt_b64_decode(d2 + 1, tok.len - (size_t)(d2 + 1 - tok.data), &sl);
     /* a member named twice is refused (RFC 7519 section 4: parsers must not pick one) */
     json_t *hdr = h ? json_loadb((const char *)h, hl, JSON_REJECT_DUPLICATES, NULL) : NULL;
     json_t *claims = pb ? json_loadb((const char *)pb, pl, JSON_REJECT_DUPLICATES, NULL) : NULL;

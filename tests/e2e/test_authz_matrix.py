@@ -52,6 +52,8 @@ AREAS = {
     "portal/media": "service", "portal/media/{id}": "service",
     "portal/revisions": "service", "portal/revisions/{id}": "service", "portal/revisions/{id}/restore": "service",
     "portal/templates": "service", "portal/templates/{id}": "service",
+    # OpenID Connect identity providers (clientSecret is write-only: never in a read)
+    "portal/identityProviders": "service", "portal/identityProviders/{id}": "service",
 }
 
 # reads of secrets are POSTs that change nothing

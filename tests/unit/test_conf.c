@@ -741,7 +741,12 @@ static void test_portal_errors(void **state)
     expect_error(
         "listen: [\":1\"]\nportal:\n  bogus: 1\n",
         "t.yaml:3:3: unknown key 'bogus' (expected one of: listen, certificate, key, tls, publicUrl, "
-        "gatewayUrl, themeDir, sessions, signin, tokens, media, mail, site, pages, templates)");
+        "gatewayUrl, themeDir, sessions, signin, tokens, media, mail, site, pages, templates, "
+        "identityProviders)");
+    expect_error(
+        "listen: [\":1\"]\nportal:\n  identityProviders:\n    - {id: x, issuer: \"http://idp.example\", "
+        "clientId: c}\n",
+        "t.yaml:4:23: issuer must be an https:// URL (allowInsecure permits http:// on loopback)");
 }
 
 int main(void)
