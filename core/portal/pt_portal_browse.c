@@ -557,11 +557,27 @@ static bool in_list(const json_t *list, const char *name)
     return false;
 }
 
-/* The properties of an object schema (allOf parts merged), as items of the current list. */
+static bool on_stack(const struct schema_walk *w, const json_t *d)
+{
+    for (int i = 0; i < w->depth; i++)
+        if (w->stack[i] == d)
+            return true;
+    return false;
+}
+
+/* The properties of an object schema (allOf parts merged), as items of the current list. Every call
+   counts against the walk's node cap (allOf fans out: 20 parts over 8 levels would be 20^8 calls), and
+   each dereferenced part goes on the $ref stack so a part that holds itself is cut like a recursive
+   property. */
 static void properties(struct schema_walk *w, const json_t *s, int guard)
 {
     if (guard > 8)
         return;
+    if (++w->nodes > SCHEMA_NODES) {
+        if (w->nodes == SCHEMA_NODES + 1)
+            evbuffer_add_printf(w->out, "<li class=\"muted\">… (more properties not shown)</li>");
+        return;
+    }
     s = deref(w, s, NULL);
     const json_t *req = json_object_get(s, "required");
     const char *k;
@@ -574,7 +590,14 @@ static void properties(struct schema_walk *w, const json_t *s, int guard)
     json_t *part;
     json_array_foreach(json_object_get(s, "allOf"), i, part)
     {
-        properties(w, part, guard + 1);
+        const json_t *d = deref(w, part, NULL);
+        if (on_stack(w, d) || w->depth >= (int)PT_ARRAY_LEN(w->stack))
+            continue; /* a part that holds itself (or too deep): already shown above */
+        if (w->nodes > SCHEMA_NODES)
+            break;
+        w->stack[w->depth++] = d;
+        properties(w, d, guard + 1);
+        w->depth--;
     }
 }
 
@@ -583,9 +606,8 @@ static void schema_children(struct schema_walk *w, const json_t *s)
 {
     struct evbuffer *out = w->out;
     const json_t *d = deref(w, s, NULL);
-    for (int i = 0; i < w->depth; i++)
-        if (w->stack[i] == d)
-            return; /* a recursive type: its name was shown, the tree stops */
+    if (on_stack(w, d))
+        return; /* a recursive type: its name was shown, the tree stops */
     if (w->depth >= SCHEMA_DEPTH || !json_is_object(d))
         return;
     w->stack[w->depth++] = d;

@@ -943,3 +943,45 @@ def test_administrators_see_everything(accounts):
     d = dom(body.decode())
     assert d.find("a", id="admin-link") is not None
     assert "/pages/staff" in [x.attrs["href"] for x in d.find("nav", id="menu").find_all("a")]
+
+
+def test_allof_fan_out_renders_bounded_and_control_thread_answers(backend, portico):
+    """The attack: allOf parts that point back at their own schema (x20), and an 8-level chain of schemas
+    each made of 20 allOf parts of the next. Unbounded, the first view of the API makes ~20^9 calls and
+    hangs the control thread (portal and management API)."""
+    comps = {"Self": {"allOf": [{"$ref": "#/components/schemas/Self"}] * 20 +
+                      [{"type": "object", "properties": {"own": {"type": "string"}}}]}}
+    for i in range(8):
+        comps["C%d" % i] = {"allOf": [{"$ref": "#/components/schemas/C%d" % (i + 1)}] * 20}
+    comps["C8"] = {"type": "object", "properties": {"leaf": {"type": "integer"}}}
+    cfg = portal_config(backend.url)
+    cfg["apis"].append({
+        "id": "fan", "path": "fan", "displayName": "Fan", "serviceUrl": backend.url,
+        "schemas": [{"id": "s", "contentType": "application/vnd.oai.openapi.components+json",
+                     "document": {"components": {"schemas": comps}}}],
+        "operations": [{"id": "f", "method": "POST", "urlTemplate": "/f",
+                        "request": {"representations": [{"contentType": "application/json", "schemaId": "s",
+                                                         "typeName": "Self"}]},
+                        "responses": [{"statusCode": 200, "representations": [
+                            {"contentType": "application/json", "schemaId": "s", "typeName": "C0"}]}]}]})
+    cfg["products"][0]["apis"].append("fan")
+    p = portico(cfg)
+    c = Client(p.portal_url)
+    t = time.time()
+    st, _, body = c.get("/apis/fan")
+    took = time.time() - t
+    assert st == 200, body[:300]
+    assert took < 3, took
+    text = body.decode()
+    assert '<span class="prop">own</span>' in text  # the self-made part's own property is shown, once
+    assert text.count('<span class="prop">own</span>') == 1
+    assert '<span class="prop">leaf</span>' in text
+    assert len(body) < 2 * 1024 * 1024
+    # the control thread is free: the management API answers at once
+    port = int(cfg["management"]["listen"].rsplit(":", 1)[1])
+    t = time.time()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+    conn.request("GET", "/management/apis")
+    assert conn.getresponse().status in (200, 401, 403)
+    assert time.time() - t < 2
+    assert alive(c)
