@@ -1157,11 +1157,32 @@ static bool reserved_header(const char *n, const char *key_header)
     return !strcasecmp(n, key_header);
 }
 
+/* Whether the segment [s, e) is "." or ".." in any spelling (".", "%2e", ".%2E", "%2e%2e"...). */
+static bool dot_segment(const char *s, const char *e)
+{
+    int dots = 0;
+    while (s < e) {
+        if (*s == '.') {
+            s++;
+        } else if (e - s >= 3 && s[0] == '%' && s[1] == '2' && (s[2] == 'e' || s[2] == 'E')) {
+            s += 3;
+        } else {
+            return false;
+        }
+        if (++dots > 2)
+            return false;
+    }
+    return dots == 1 || dots == 2;
+}
+
 /*
  * A path on the gateway: starts with one "/", then the URL's path and
  * query; no "//" at the start (a network-path reference), no scheme, no
  * backslash, no spaces or control characters, no fragment.  Appended to
- * gatewayUrl as text, so the host is always the gateway's.
+ * gatewayUrl as text, so the host is always the gateway's.  No "." or ".."
+ * segment in any encoding either: the gateway normalizes the path before
+ * routing, so "/echo/../internal/x" would leave the API the console was
+ * opened for.
  */
 bool pt_portal_subs_path_ok(const char *p)
 {
@@ -1171,6 +1192,17 @@ bool pt_portal_subs_path_ok(const char *p)
     for (const char *c = p; *c; c++)
         if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '\\' || *c == '#' || (unsigned char)*c >= 0x80)
             return false;
+    const char *end = strchr(p, '?');
+    if (!end)
+        end = p + n;
+    for (const char *seg = p + 1; seg <= end;) { /* each segment after a "/" */
+        const char *e = seg;
+        while (e < end && *e != '/')
+            e++;
+        if (dot_segment(seg, e))
+            return false;
+        seg = e + 1;
+    }
     return true;
 }
 

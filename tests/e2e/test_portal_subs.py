@@ -194,6 +194,27 @@ def row(text, sid):
     return m.group(0) if m else None
 
 
+def test_console_paths_with_dot_segments_cannot_leave_the_api(site, backend):
+    """The attack: the gateway normalizes "/echo/../limited/a" to "/limited/a" before routing, so a dot
+    segment (in any spelling) would take the relay, with the developer's key, out of the API it opens."""
+    p, m = site
+    dev = signup(p, "dots@example.com")
+    subscribe(dev, "starter", "Dots")
+    sid = subs_of(m, user_id(m, "dots@example.com"))[0]["id"]
+    backend.clear()
+    for call in ({"path": "/echo/../limited/a"}, {"path": "/echo/%2e%2e/limited/a"},
+                 {"path": "/echo/.%2E/limited/a"}, {"path": "/echo/./x"}, {"path": "/echo/%2e/x"},
+                 {"path": "/../limited/a", "api": "echo"}, {"path": "/%2E%2E/limited/a", "api": "echo"},
+                 {"path": "/a/..", "api": "echo"}):
+        st, _, body = console(dev, subscription=sid, key="primary", method="GET", **call)
+        assert st == 400, (call, st, body)
+    assert not backend.requests
+    # names that only look like dots still pass
+    st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/echo/..x/.y?z=/../")
+    assert st == 200 and json.loads(body)["status"] == 200
+    assert backend.last().target.startswith("/..x/.y")
+
+
 def config(backend, workdir, **portal):
     cfg = mgmt_config(backend.url)
     cfg["analytics"] = {"flushInterval": "200ms"}
