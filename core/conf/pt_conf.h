@@ -490,6 +490,9 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs);
    fractions, "+02:00" offsets; no zone = UTC) into Unix ms; false if invalid. */
 bool pt_conf_entities_parse_iso8601(const char *s, int64_t *ms);
 bool pt_conf_entities_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id);
+/* The user id of a subscription's ownerId ("/users/ID", perhaps after a service path; the id holds no
+   "/"), pointing into owner_id; NULL when it names no user. The one rule for "whose subscription". */
+const char *pt_conf_entities_owner_user(const char *owner_id);
 /* Same, from text already in memory (tests; `name` names it in messages). */
 struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len, struct pt_errors *errs);
 void pt_conf_free(struct pt_conf *conf);

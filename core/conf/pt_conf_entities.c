@@ -1015,6 +1015,14 @@ const struct pt_cfkey pt_conf_entities_sub_keys[] = {
     {0},
 };
 
+const char *pt_conf_entities_owner_user(const char *owner_id)
+{
+    const char *u = owner_id ? strstr(owner_id, "/users/") : NULL;
+    if (!u || !u[7] || strchr(u + 7, '/'))
+        return NULL;
+    return u + 7;
+}
+
 /* "/products/p" | "/apis/a" | "/apis" (a leading service path is tolerated). */
 bool pt_conf_entities_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id)
 {
@@ -1146,13 +1154,13 @@ bool pt_conf_entities_read_subs(struct pt_cfctx *cx, struct pt_node *n, void *fi
             pt_conf_entities_parse_iso8601(s->allow_tracing_since, &since))
             s->trace_until_ms = since + PT_CONF_TRACING_WINDOW_MS;
         if (s->owner_id) {
-            const char *u = strstr(s->owner_id, "/users/");
-            if (!u || !u[7] || strchr(u + 7, '/')) {
+            const char *u = pt_conf_entities_owner_user(s->owner_id);
+            if (!u) {
                 pt_node_error(cx->errs, pt_node_get(s->node, "ownerId"), "ownerId '%s' must be /users/ID",
                               s->owner_id);
                 ok = false;
             } else
-                s->owner_user = pt_pool_strdup(cx->pool, u + 7);
+                s->owner_user = pt_pool_strdup(cx->pool, u);
         }
         const char *keys[2] = {s->primary_key, s->secondary_key};
         const char *names[2] = {"primaryKey", "secondaryKey"};

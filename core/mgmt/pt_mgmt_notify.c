@@ -62,9 +62,9 @@ void pt_mgmt_notify_sub_state(struct pt_store *st, const struct pt_conf *file, c
     if (!file->portal.listen) /* no portal: nowhere to point the owner, no mail set up */
         return;
     const char *owner = str(sub, "ownerId", "");
-    const char *uid = strstr(owner, "/users/");
+    const char *uid = pt_conf_entities_owner_user(owner);
     json_t *user = NULL;
-    if (!uid || !pt_store_get(st, "user", "", uid + 7, &user, NULL) || !str(user, "email", NULL)) {
+    if (!uid || !pt_store_get(st, "user", "", uid, &user, NULL) || !str(user, "email", NULL)) {
         json_decref(user);
         pt_info("subscription %s is %s; its owner has no email address to tell", id, state);
         return;

@@ -935,27 +935,58 @@ void pt_portal_account_password(struct pt_portal_req *r, const char *a1, const c
 }
 
 struct subs_of {
-    char owner[160];
+    const char *user;
     json_t *ids;
 };
 
+/* The user's live subscriptions, by the same ownerId rule as the subscriptions pages (a service path
+   before "/users/ID" included). */
 static bool collect_subs(void *arg, const struct pt_entity *e)
 {
     struct subs_of *s = arg;
-    const char *owner = json_string_value(json_object_get(e->body, "ownerId"));
+    const char *u = pt_conf_entities_owner_user(json_string_value(json_object_get(e->body, "ownerId")));
     const char *state = json_string_value(json_object_get(e->body, "state"));
-    if (owner && !strcmp(owner, s->owner) && (!state || strcmp(state, "cancelled")))
+    if (u && !strcmp(u, s->user) && (!state || strcmp(state, "cancelled")))
         json_array_append_new(s->ids, json_string(e->id));
     return json_array_size(s->ids) < 100000;
+}
+
+static json_t *live_subscriptions(const char *user)
+{
+    struct subs_of s = {user, json_array()};
+    pt_store_each(store(), "subscription", NULL, collect_subs, &s);
+    return s.ids;
+}
+
+/* Whether closing the account would not last: the user or one of their live subscriptions is declared
+   in the configuration file, which the next reload applies again (the account or the subscription,
+   with its keys, would come back). Such an account is closed by the provider, in the file. */
+static bool kept_in_file(const char *user)
+{
+    char src[16] = "";
+    if (pt_store_info(store(), "user", "", user, src, NULL) && !strcmp(src, "config"))
+        return true;
+    json_t *ids = live_subscriptions(user);
+    bool kept = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        src[0] = '\0';
+        if (pt_store_info(store(), "subscription", "", json_string_value(v), src, NULL) &&
+            !strcmp(src, "config")) {
+            kept = true;
+            break;
+        }
+    }
+    json_decref(ids);
+    return kept;
 }
 
 /* Cancels every live subscription of a user (inside an open transaction). */
 static bool cancel_subscriptions(const char *user)
 {
-    struct subs_of s;
-    snprintf(s.owner, sizeof(s.owner), "/users/%s", user);
-    s.ids = json_array();
-    pt_store_each(store(), "subscription", NULL, collect_subs, &s);
+    struct subs_of s = {user, live_subscriptions(user)};
     bool ok = true;
     size_t i;
     json_t *v;
@@ -992,6 +1023,12 @@ void pt_portal_account_close(struct pt_portal_req *r, const char *a1, const char
     }
     char id[128];
     snprintf(id, sizeof(id), "%s", r->user->id);
+    if (kept_in_file(id)) {
+        profile_page(r, 409,
+                     "Your account or one of your subscriptions is kept in the provider's configuration, so "
+                     "it cannot be closed here; ask the provider to close it.");
+        return;
+    }
     bool ok = pt_store_begin(store());
     ok = ok && cancel_subscriptions(id) && user_set_state(id, "deleted") &&
          pt_store_accounts_cred_delete(store(), id) && pt_store_accounts_token_drop_user(store(), id, NULL);

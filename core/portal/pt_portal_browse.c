@@ -1479,20 +1479,30 @@ static int subscription_options(struct pt_portal_req *r, const char *api_id)
     int n = 0;
     if (!db ||
         sqlite3_prepare_v2(db,
-                           "SELECT id, json_extract(body, '$.displayName'), json_extract(body, '$.scope') "
+                           "SELECT id, json_extract(body, '$.displayName'), json_extract(body, '$.scope'), "
+                           "json_extract(body, '$.ownerId') "
                            "FROM entities WHERE kind = 'subscription' AND "
-                           "json_extract(body, '$.ownerId') = ?1 AND json_extract(body, '$.state') = "
-                           "'active' ORDER BY id LIMIT 200",
+                           "json_extract(body, '$.ownerId') LIKE ?1 ESCAPE '\\' AND "
+                           "json_extract(body, '$.state') = 'active' ORDER BY id LIMIT 200",
                            -1, &st, NULL) != SQLITE_OK)
         return 0;
-    char owner[200];
-    snprintf(owner, sizeof(owner), "/users/%s", r->user->id);
+    /* ownerId is "/users/ID", perhaps after a service path: LIKE '%/users/ID' (LIKE's wildcards in the
+       id escaped), then the model's rule decides exactly, as on the subscriptions pages */
+    char owner[300], *o = owner;
+    o += snprintf(owner, sizeof(owner), "%%/users/");
+    for (const char *c = r->user->id; *c && o < owner + sizeof(owner) - 3; c++) {
+        if (*c == '%' || *c == '_' || *c == '\\')
+            *o++ = '\\';
+        *o++ = *c;
+    }
+    *o = '\0';
     sqlite3_bind_text(st, 1, owner, -1, SQLITE_TRANSIENT);
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
         const char *name = (const char *)sqlite3_column_text(st, 1);
         const char *scope = (const char *)sqlite3_column_text(st, 2);
-        if (!id || !scope || !scope_opens(scope, api_id))
+        const char *u = pt_conf_entities_owner_user((const char *)sqlite3_column_text(st, 3));
+        if (!id || !scope || !u || strcmp(u, r->user->id) || !scope_opens(scope, api_id))
             continue;
         OUT("<option value=\"");
         esc(out, id);

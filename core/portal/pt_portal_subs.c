@@ -70,12 +70,10 @@ static const char *str(const json_t *o, const char *k, const char *def)
     return v ? v : def;
 }
 
-/* The part after "/users/" of an ownerId, or NULL. */
+/* The user an ownerId names, or NULL (the model's rule, shared by every caller). */
 static const char *owner_user(const json_t *sub)
 {
-    const char *o = str(sub, "ownerId", NULL);
-    const char *u = o ? strstr(o, "/users/") : NULL;
-    return u && u[7] ? u + 7 : NULL;
+    return pt_conf_entities_owner_user(str(sub, "ownerId", NULL));
 }
 
 /* The product id of a subscription's scope, or NULL (API scopes). */

@@ -796,6 +796,57 @@ def test_close_account(backend, portico, workdir):
         assert con.execute("SELECT count(*) FROM portal_credentials WHERE user = ?", (uid,)).fetchone()[0] == 0
 
 
+def test_close_account_cancels_subscriptions_owned_under_a_service_path(backend, portico, workdir):
+    """The model accepts a service path before /users/ID, and the subscriptions pages and the console treat
+    such a subscription as the user's: closing the account must cancel it too (the same rule)."""
+    p, m = start(portico, backend, workdir)
+    uid = make_user(p, workdir, "prefixed@example.com")
+    m.ok("PUT", "products/starter", {"displayName": "Starter", "state": "published",
+                                     "subscriptionRequired": True})
+    m.ok("PUT", "products/starter/apis/echo")
+    m.ok("PUT", "products/starter/groups/developers")
+    owner = "/subscriptions/0/resourceGroups/rg/providers/Microsoft.ApiManagement/service/s/users/" + uid
+    m.ok("PUT", "subscriptions/prefixed-sub", {"scope": "/products/starter", "ownerId": owner,
+                                               "displayName": "Prefixed", "state": "active"})
+    # another user whose id ends like this one's is not matched
+    m.ok("PUT", "users/x" + uid, {"email": "other@example.com", "firstName": "O", "lastName": "T"})
+    m.ok("PUT", "subscriptions/other-sub", {"scope": "/products/starter", "ownerId": "/users/x" + uid,
+                                            "state": "active"})
+    c = signed_in_client(p, workdir, "prefixed@example.com")
+    status, _, page = c.get("/subscriptions")
+    assert status == 200 and "prefixed-sub" in page and "other-sub" not in page
+    status, _, page = c.get("/apis/echo/operations/" + m.ok("GET", "apis/echo/operations")["value"][0]["id"])
+    assert status == 200 and '<option value="prefixed-sub">' in page and "other-sub" not in page
+    status, h, _ = c.post("/profile/close", {"password": PASSWORD}, page_path="/profile")
+    assert status == 303 and get_user(p, uid)["state"] == "deleted"
+    assert m.ok("GET", "subscriptions/prefixed-sub")["state"] == "cancelled"
+    assert m.ok("GET", "subscriptions/other-sub")["state"] == "active"
+
+
+def test_close_account_kept_in_the_configuration_is_refused(backend, portico, workdir):
+    """A user or subscription declared in the file would come back at the next reload (keys included):
+    closing such an account on the portal is refused with a message, and nothing changes."""
+    users = [{"id": "admin", "email": ADMIN_EMAIL, "firstName": "Ada", "lastName": "Admin",
+              "groups": ["administrators"]},
+             {"id": "fileuser", "email": "file@example.com", "firstName": "Fi", "lastName": "Le"}]
+    cfg = portal_config(backend, workdir, users=users)
+    cfg["products"] = [{"id": "fp", "displayName": "File product", "state": "published", "apis": ["echo"]}]
+    cfg["subscriptions"] = [{"id": "file-sub", "scope": "/products/fp", "ownerId": "/users/fileuser",
+                             "state": "active"}]
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    st, _, _ = m.call("PUT", "/management/users/fileuser/password", {"password": PASSWORD})
+    assert st == 204
+    c = signed_in_client(p, workdir, "file@example.com")
+    status, _, page = c.post("/profile/close", {"password": PASSWORD}, page_path="/profile")
+    assert status == 409 and "provider" in page
+    assert get_user(p, "fileuser").get("state", "active") == "active"
+    assert m.ok("GET", "subscriptions/file-sub").get("state", "active") == "active"
+    assert c.signed_in()
+    assert p.reload(cfg)
+    assert m.ok("GET", "subscriptions/file-sub").get("state", "active") == "active"
+
+
 # -------------------------------------------------------------- invitations
 
 def test_invitation(backend, portico, workdir):
