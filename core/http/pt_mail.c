@@ -56,6 +56,13 @@ static const struct builtin builtins[] = {
      "{{link}}\n\n"
      "The link works once and expires soon. If you did not ask for it, ignore\n"
      "this message: your password stays as it is.\n"},
+    {"account-exists", "Your account on {{siteTitle}}",
+     "Hello {{firstName}},\n\n"
+     "someone tried to sign up to {{siteTitle}} with this address, which has an\n"
+     "account already. To sign in, open this link:\n\n"
+     "{{link}}\n\n"
+     "If you forgot your password, choose \"Forgot your password?\" there. If you\n"
+     "did not try to sign up, you can ignore this message: nothing was changed.\n"},
     {"invite", "You are invited to {{siteTitle}}",
      "Hello {{firstName}},\n\n"
      "an administrator of {{siteTitle}} opened an account for you ({{email}}).\n"
@@ -80,8 +87,8 @@ static const struct builtin builtins[] = {
 };
 
 const char *const pt_mail_template_ids[] = {
-    "confirm-signup",        "reset-password",        "invite", "subscription-submitted",
-    "subscription-approved", "subscription-rejected", NULL};
+    "confirm-signup",         "reset-password",        "account-exists",        "invite",
+    "subscription-submitted", "subscription-approved", "subscription-rejected", NULL};
 
 bool pt_mail_template_default(const char *id, const char **subject, const char **body)
 {

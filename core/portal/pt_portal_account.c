@@ -33,6 +33,7 @@
 #include "http/pt_mail.h"
 
 #include <ctype.h>
+#include <event2/event.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,17 +247,25 @@ static bool token_new(const char *purpose, const char *user, uint64_t ttl_ms,
 
 /* Sends a template; a failure is logged (the visitor's answer does not
    change: it must not tell whether an address has an account). */
-static void send_mail(struct pt_portal_req *r, const char *tmpl, const char *to, const char *first,
-                      const char *last, const char *path, const char *token)
+/* Sends template `tmpl` to `to` with a link to path (and ?token= when token is set). */
+static void send_mail_titled(const char *title, const char *tmpl, const char *to, const char *first,
+                             const char *last, const char *path, const char *token)
 {
     char link[1024];
-    snprintf(link, sizeof(link), "%s%s?token=%s", pt_portal_req_base_url(), path, token);
+    snprintf(link, sizeof(link), "%s%s%s%s", pt_portal_req_base_url(), path, token ? "?token=" : "",
+             token ? token : "");
     json_t *vars = json_pack("{s:s,s:s,s:s,s:s,s:s}", "firstName", first ? first : "", "lastName",
-                             last ? last : "", "email", to, "link", link, "siteTitle", site_str(r, "title"));
+                             last ? last : "", "email", to, "link", link, "siteTitle", title ? title : "");
     char err[256] = "";
     if (!pt_mail_send_template(store(), &cf()->mail, tmpl, to, vars, err, sizeof(err)))
         pt_warn("portal: the %s mail to %s was not sent: %s", tmpl, to, err);
     json_decref(vars);
+}
+
+static void send_mail(struct pt_portal_req *r, const char *tmpl, const char *to, const char *first,
+                      const char *last, const char *path, const char *token)
+{
+    send_mail_titled(site_str(r, "title"), tmpl, to, first, last, path, token);
 }
 
 /* Publishes the open transaction's writes (commits, or rolls back). */
@@ -402,6 +411,124 @@ static bool check_password(const char *email, const char *pw, char id[128])
     return known && ok;
 }
 
+/* ------------------------------------------------------ after the answer */
+
+/*
+ * Sign-up and password reset must not tell, by their timing, whether an
+ * address has an account: the expensive part differs (a store transaction,
+ * a publish and a mail for a new address; a mail for an existing one; a
+ * token and a mail for a known reset address, nothing for an unknown one).
+ * So the answer goes first, the same on every path, and that work runs
+ * after it, from the portal's event loop. A failure there is logged: the
+ * visitor was told only to look at their mail.
+ */
+enum later_kind { LATER_SIGNUP, LATER_RESET };
+
+struct later {
+    enum later_kind kind;
+    char email[EMAIL_MAX + 1];
+    char first[NAME_MAX_LEN + 1];
+    char last[NAME_MAX_LEN + 1];
+    char hash[HASH_MAX];
+    char peer[100];
+    char *title; /* the site's title for the mail */
+};
+
+static void later_free(struct later *l)
+{
+    OPENSSL_cleanse(l->hash, sizeof(l->hash));
+    free(l->title);
+    free(l);
+}
+
+/* A new address: the pending user, the password, the confirmation mail. An
+   address with an account: a mail saying so (its owner learns someone tried;
+   the visitor learns nothing). */
+static void later_signup(struct later *l)
+{
+    char id[128];
+    if (pt_store_accounts_user_by_email(store(), l->email, id)) {
+        json_t *body = NULL;
+        const char *first = NULL, *last = NULL;
+        if (pt_store_get(store(), "user", "", id, &body, NULL)) {
+            first = json_string_value(json_object_get(body, "firstName"));
+            last = json_string_value(json_object_get(body, "lastName"));
+        }
+        pt_info("portal: a sign-up for the address of user %s from %s (nothing changed; told by mail)", id,
+                l->peer);
+        send_mail_titled(l->title, "account-exists", l->email, first, last, "/signin", NULL);
+        json_decref(body);
+        return;
+    }
+    char uid[40], token[PT_PORTAL_SESSION_CHARS + 1];
+    bool ok = pt_store_begin(store());
+    ok = ok && user_create(uid, l->email, l->first, l->last);
+    ok = ok && pt_store_accounts_cred_set(store(), uid, l->email, l->hash, NULL);
+    ok = ok && token_new("confirm", uid, cf()->confirm_ttl_ms, token);
+    if (!ok)
+        pt_store_rollback(store());
+    if (!ok || !publish("sign-up")) {
+        pt_warn("portal: a sign-up from %s could not be saved", l->peer);
+        return;
+    }
+    pt_info("portal: user %s signed up from %s (pending)", uid, l->peer);
+    send_mail_titled(l->title, "confirm-signup", l->email, l->first, l->last, "/confirm", token);
+}
+
+/* A reset for an active or pending account: a token and the mail; else nothing. */
+static void later_reset(struct later *l)
+{
+    char id[128];
+    const char *state = NULL;
+    json_t *body = NULL;
+    if (pt_store_accounts_user_by_email(store(), l->email, id) && (body = user_get(id, &state)) &&
+        (!strcmp(state, "active") || !strcmp(state, "pending"))) {
+        char token[PT_PORTAL_SESSION_CHARS + 1];
+        if (token_new("reset", id, cf()->reset_ttl_ms, token)) {
+            const char *to = json_string_value(json_object_get(body, "email"));
+            send_mail_titled(l->title, "reset-password", to ? to : l->email,
+                             json_string_value(json_object_get(body, "firstName")),
+                             json_string_value(json_object_get(body, "lastName")), "/reset-password/confirm",
+                             token);
+            pt_info("portal: a password reset link for user %s was sent (asked from %s)", id, l->peer);
+        }
+    }
+    json_decref(body);
+}
+
+static void later_run(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct later *l = arg;
+    if (l->kind == LATER_SIGNUP)
+        later_signup(l);
+    else
+        later_reset(l);
+    later_free(l);
+}
+
+/* A job for after the answer (r's strings copied); NULL when out of memory. */
+static struct later *later_new(struct pt_portal_req *r, enum later_kind kind, const char *email)
+{
+    struct later *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->kind = kind;
+    snprintf(l->email, sizeof(l->email), "%s", email);
+    snprintf(l->peer, sizeof(l->peer), "%s", r->peer);
+    l->title = strdup(site_str(r, "title"));
+    return l;
+}
+
+/* Runs l once the loop turns again: the answer, already queued, is written first. */
+static void later_queue(struct later *l)
+{
+    static const struct timeval now = {0, 0};
+    if (!pt_portal_req_srv.base ||
+        event_base_once(pt_portal_req_srv.base, -1, EV_TIMEOUT, later_run, l, &now))
+        later_run(-1, EV_TIMEOUT, l); /* no loop to wait for: do it now rather than never */
+}
+
 /* ---------------------------------------------------------------- sign-up */
 
 static void signup_form(struct pt_portal_req *r, int status, const char *err)
@@ -481,29 +608,18 @@ void pt_portal_account_signup(struct pt_portal_req *r, const char *a1, const cha
     pt_portal_account_throttle_fail(&t, now, (int64_t)cf()->max_failures * ADDRESS_FACTOR,
                                     (int64_t)cf()->lockout_ms);
     pt_store_accounts_throttle_put(store(), key, &t);
-    /* hashed whether or not the address has an account: the same time */
-    char hash[HASH_MAX], id[128];
-    if (!pt_portal_account_hash_password(pw, hash, sizeof(hash))) {
+    /* hashed whether or not the address has an account (the same time); the
+       rest, which differs, runs after the answer */
+    struct later *l = later_new(r, LATER_SIGNUP, email);
+    if (!l || !pt_portal_account_hash_password(pw, l->hash, sizeof(l->hash))) {
+        if (l)
+            later_free(l);
         message_page(r, 500, "Sign up", "The account could not be made; try again later.", true);
         return;
     }
-    if (!pt_store_accounts_user_by_email(store(), email, id)) {
-        char uid[40], token[PT_PORTAL_SESSION_CHARS + 1];
-        bool ok = pt_store_begin(store());
-        ok = ok && user_create(uid, email, first, last);
-        ok = ok && pt_store_accounts_cred_set(store(), uid, email, hash, NULL);
-        ok = ok && token_new("confirm", uid, cf()->confirm_ttl_ms, token);
-        if (!ok)
-            pt_store_rollback(store());
-        if (!ok || !publish("sign-up")) {
-            message_page(r, 500, "Sign up", "The account could not be made; try again later.", true);
-            return;
-        }
-        pt_info("portal: user %s signed up from %s (pending)", uid, r->peer);
-        send_mail(r, "confirm-signup", email, first, last, "/confirm", token);
-    } else
-        pt_info("portal: a sign-up for the address of user %s from %s (nothing changed)", id, r->peer);
-    OPENSSL_cleanse(hash, sizeof(hash));
+    snprintf(l->first, sizeof(l->first), "%s", first);
+    snprintf(l->last, sizeof(l->last), "%s", last);
+    later_queue(l);
     message_page(r, 200, "Check your mail",
                  "We sent a message to the address you gave, with a link to confirm it. "
                  "Follow the link, then sign in.",
@@ -671,7 +787,7 @@ void pt_portal_account_reset(struct pt_portal_req *r, const char *a1, const char
         reset_form(r, 400, "Enter a valid email address.");
         return;
     }
-    char id[128], key[300];
+    char key[300];
     char low[EMAIL_MAX + 1];
     lower_copy(email, low, sizeof(low));
     snprintf(key, sizeof(key), "reset:%s", low);
@@ -685,21 +801,13 @@ void pt_portal_account_reset(struct pt_portal_req *r, const char *a1, const char
         pt_portal_account_throttle_fail(&t, now, cf()->max_failures, (int64_t)cf()->lockout_ms);
         pt_store_accounts_throttle_put(store(), key, &t);
     }
-    const char *state = NULL;
-    json_t *body = NULL;
-    if (!flood && pt_store_accounts_user_by_email(store(), email, id) && (body = user_get(id, &state)) &&
-        (!strcmp(state, "active") || !strcmp(state, "pending"))) {
-        char token[PT_PORTAL_SESSION_CHARS + 1];
-        if (token_new("reset", id, cf()->reset_ttl_ms, token)) {
-            const char *to = json_string_value(json_object_get(body, "email"));
-            send_mail(r, "reset-password", to ? to : email,
-                      json_string_value(json_object_get(body, "firstName")),
-                      json_string_value(json_object_get(body, "lastName")), "/reset-password/confirm", token);
-            pt_info("portal: a password reset link for user %s was sent (asked from %s)", id, r->peer);
-        }
-    } else if (flood)
+    /* the lookup, the token and the mail (known address) or nothing (unknown)
+       run after the answer: its timing tells nothing */
+    struct later *l = flood ? NULL : later_new(r, LATER_RESET, email);
+    if (l)
+        later_queue(l);
+    else if (flood)
         pt_info("portal: a password reset for %s from %s was not sent: too many", low, r->peer);
-    json_decref(body);
     /* the same answer whether the address has an account or not */
     message_page(r, 200, "Check your mail",
                  "If an account has this address, we sent it a link to set a new password. The link works "

@@ -15,9 +15,11 @@ import hashlib
 import http.client
 import os
 import re
+import socket
 import sqlite3
 import ssl
 import statistics
+import threading
 import time
 import urllib.parse
 
@@ -625,6 +627,110 @@ def test_unknown_and_known_users_get_the_same_answer(backend, portico, workdir):
     mk, mu = statistics.median(k), statistics.median(u)
     print("sign-in timing: known %.1f ms, unknown %.1f ms (medians of 7)" % (mk * 1000, mu * 1000))
     assert 0.4 < mu / mk < 2.5, (mk, mu)
+
+
+class StallingSmtp:
+    """A mail server that accepts and says nothing for `stall` seconds, then hangs up: any mail sent before
+    the answer would make the answer that slow."""
+
+    def __init__(self, stall=1.5):
+        self.stall = stall
+        self.port = free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(16)
+        self.connections = 0
+        self.stop = False
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.hold, args=(conn,), daemon=True).start()
+
+    def hold(self, conn):
+        time.sleep(self.stall)
+        conn.close()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+def test_signup_and_reset_answer_before_the_work_that_differs(backend, portico, workdir):
+    """The attack: time the answers. A new address used to make a user, publish and send a mail before the
+    answer; a known reset address made a token and a mail. With a mail server that takes 1.5 s, every
+    answer must still come at once, and the work must still be done after it."""
+    smtp = StallingSmtp()
+    try:
+        cfg = portal_config(backend, workdir)
+        cfg["portal"]["mail"] = {"smtp": {"url": "smtp://127.0.0.1:%d" % smtp.port, "starttls": False}}
+        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+        m = Mgmt(p)
+        m.ok("PUT", "users/known", {"email": "known@example.com", "firstName": "K", "lastName": "N",
+                                    "state": "active"})
+
+        def timed(path, form):
+            c = Client(p)
+            c.get(path)
+            sent = smtp.connections
+            t = time.perf_counter()
+            status, _, page = c.post(path, form)
+            took = time.perf_counter() - t
+            # wait for the work after the answer (the mail server hangs up after its stall)
+            wait_for(lambda: m.call("GET", "users")[0] == 200, timeout=10, what="the control thread")
+            return status, took, smtp.connections - sent
+
+        new = timed("/signup", {"email": "new@example.com", "password": PASSWORD, "firstName": "N",
+                                "lastName": "W"})
+        taken = timed("/signup", {"email": "known@example.com", "password": PASSWORD, "firstName": "N",
+                                  "lastName": "W"})
+        known = timed("/reset-password", {"email": "known@example.com"})
+        unknown = timed("/reset-password", {"email": "nobody@example.com"})
+        for name, (status, took, _) in (("new", new), ("taken", taken), ("known", known), ("unknown", unknown)):
+            assert status == 200, name
+            assert took < 1.0, (name, took)
+        # the work was done after the answers: the new user exists, mails went out for the three addresses
+        # that get one (the confirmation, "you have an account", the reset link), none for nobody
+        assert user_id(p, "new@example.com") is not None
+        assert get_user(p, user_id(p, "new@example.com"))["state"] == "pending"
+        wait_for(lambda: smtp.connections >= 3, timeout=15, what="three mails")
+        time.sleep(smtp.stall + 0.5)
+        assert smtp.connections == 3
+    finally:
+        smtp.close()
+
+
+def test_signup_with_a_taken_address_mails_its_owner_in_the_same_time(backend, portico, workdir):
+    p, m = start(portico, backend, workdir, signin={"maxFailures": 1000, "lockout": "1s"})
+    make_user(p, workdir, "owner@example.com")
+    before = mail_paths(workdir)
+    status, _, _ = signup(Client(p), "owner@example.com", password="another password")
+    assert status == 200
+    subject, body, _ = last_mail(workdir, "owner@example.com", after=before)
+    assert "account" in subject.lower() and "/signin" in body and "already" in body
+    assert Client(p).signin("owner@example.com")[0] == 303
+
+    # timing: a new address (a user, a publish, a mail with its fsync) and a taken one (a mail) answer in
+    # about the same time: the work that differs is done after the answer
+    def timed(mail):
+        c = Client(p)
+        c.get("/signup")
+        t = time.perf_counter()
+        st, _, _ = c.post("/signup", {"email": mail, "password": PASSWORD, "firstName": "T", "lastName": "T"})
+        took = time.perf_counter() - t
+        assert st == 200
+        return took
+    taken = [timed("owner@example.com") for _ in range(7)]
+    fresh = [timed("fresh%d@example.com" % i) for i in range(7)]
+    mt, mf = statistics.median(taken), statistics.median(fresh)
+    print("sign-up timing: taken %.1f ms, new %.1f ms (medians of 7)" % (mt * 1000, mf * 1000))
+    assert 0.5 < mf / mt < 2.0, (mt, mf)
 
 
 # ---------------------------------------------------------------- tokens

@@ -399,7 +399,8 @@ def test_media_types_and_limits(backend, portico, workdir):
 def test_templates_through_the_api_reach_the_mails(backend, portico, workdir):
     p, m = start(portico, backend, workdir)
     lst = m.ok("GET", "portal/templates")["value"]
-    assert {t["id"] for t in lst} == {"confirm-signup", "reset-password", "invite", "subscription-submitted",
+    assert {t["id"] for t in lst} == {"confirm-signup", "reset-password", "account-exists", "invite",
+                                      "subscription-submitted",
                                       "subscription-approved", "subscription-rejected"}
     assert all(t["builtIn"] for t in lst)
     out = m.ok("PUT", "portal/templates/reset-password",

@@ -300,7 +300,7 @@ static void test_templates(void **state)
         assert_true(json_is_true(json_object_get(t, "builtIn")));
         json_decref(t);
     }
-    assert_int_equal(n, 6);
+    assert_int_equal(n, 7);
     const char *subject, *body;
     assert_false(pt_mail_template_default("nope", &subject, &body));
     assert_null(pt_mail_template_get(NULL, "nope"));
