@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,8 @@ json_t *pt_mgmt_req_body(struct mreq *m, bool empty_ok)
             pt_mgmt_req_send_error(m, 400, "InvalidRequestBody", "malformed JSON at line %d, column %d: %s",
                                    je.line, je.column, je.text);
     }
+    /* bodies carry passwords and secret named values: the copy leaves no plaintext in the heap */
+    OPENSSL_cleanse(text, len);
     free(text);
     return j;
 }

@@ -25,6 +25,8 @@
 #include "http/pt_mail.h"
 #include "mgmt/pt_mgmt_int.h"
 
+#include <event2/buffer.h>
+#include <event2/http.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +153,26 @@ static bool activate_fn(struct mreq *m, void *arg, struct pt_errors *errs)
     return true;
 }
 
+/* Wipes the plaintext a password request carried: the parsed string, and the
+   request's body buffer (evbuffer_copyout copies; the buffer itself is freed
+   by libevent without clearing). */
+static void forget_password_body(struct mreq *m, json_t *req)
+{
+    json_t *pwj = json_object_get(req, "password");
+    if (json_is_string(pwj))
+        OPENSSL_cleanse((char *)json_string_value(pwj), json_string_length(pwj));
+    struct evbuffer *in = evhttp_request_get_input_buffer(m->r);
+    size_t n = evbuffer_get_length(in);
+    for (size_t i = 0; i < 64 && n > 0; i++) { /* a body is a handful of chains */
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || !v.iov_len)
+            break;
+        OPENSSL_cleanse(v.iov_base, v.iov_len);
+        evbuffer_drain(in, v.iov_len);
+        n -= v.iov_len < n ? v.iov_len : n;
+    }
+}
+
 static void set_password(struct mreq *m)
 {
     const char *state, *email;
@@ -164,40 +186,31 @@ static void set_password(struct mreq *m)
     }
     json_t *pwj = json_object_get(req, "password");
     const char *why = NULL;
+    bool ok = false;
     if (!json_is_object(req) || !json_is_string(pwj) || json_object_size(req) != 1) {
         pt_mgmt_req_send_error(m, 400, "ValidationError",
                                "the body must be {\"password\": \"...\"} and nothing else");
-        json_decref(body);
-        return;
+        goto done;
     }
     const char *pw = json_string_value(pwj);
     if (strlen(pw) != json_string_length(pwj)) {
         pt_mgmt_req_send_error(m, 400, "ValidationError", "password: it must not contain NUL characters");
-        json_decref(body);
-        return;
+        goto done;
     }
     if (!pt_store_accounts_password_ok(pw, &why)) {
         pt_mgmt_req_send_error(m, 400, "ValidationError", "password: %s", why);
-        json_decref(body);
-        return;
+        goto done;
     }
-    bool ok;
     if (!strcmp(state, "pending")) {
         struct activate a = {body, email, pw};
-        ok = pt_mgmt_entities_change(m, activate_fn, &a, 500, NULL);
-        if (!ok) { /* answered */
-            json_decref(body);
-            return;
-        }
-    } else {
-        ok = pt_store_accounts_password_set(pt_mgmt_req_store, m->id, email, pw);
-        if (!ok) {
-            pt_mgmt_req_send_error(m, 500, "StoreError", "the password could not be set: %s",
-                                   pt_store_error(pt_mgmt_req_store));
-            json_decref(body);
-            return;
-        }
+        if (!pt_mgmt_entities_change(m, activate_fn, &a, 500, NULL))
+            goto done; /* answered */
+    } else if (!pt_store_accounts_password_set(pt_mgmt_req_store, m->id, email, pw)) {
+        pt_mgmt_req_send_error(m, 500, "StoreError", "the password could not be set: %s",
+                               pt_store_error(pt_mgmt_req_store));
+        goto done;
     }
+    ok = true;
     /* the stamp moved on, so no older session loads; drop their rows too,
        and the links of earlier reset or invitation mails */
     pt_store_accounts_session_delete_user(pt_mgmt_req_store, m->id);
@@ -205,8 +218,13 @@ static void set_password(struct mreq *m)
     pt_store_accounts_token_drop_user(pt_mgmt_req_store, m->id, "invite");
     pt_info("management: the portal password of user %s was set%s", m->id,
             strcmp(state, "pending") ? "" : " (now active)");
+done:
+    /* every path: the plaintext wiped, the parsed body (a new reference) released */
+    forget_password_body(m, req);
+    json_decref(req);
     json_decref(body);
-    pt_mgmt_req_send_json(m, 204, NULL, NULL);
+    if (ok)
+        pt_mgmt_req_send_json(m, 204, NULL, NULL);
 }
 
 void pt_mgmt_users_serve(struct mreq *m)
