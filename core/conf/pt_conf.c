@@ -1094,7 +1094,9 @@ static const struct pt_cfkey portal_keys[] = {
      .form = "map", .doc = "TLS parameters of the HTTPS listener, as on listeners."},
     {"publicUrl", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.public_url), 0, .fn = read_base_url,
      .form = "http(s) URL", .def = "`http(s)://` + `listen`",
-     .doc = "The portal's address as visitors reach it: the links in its mails start with it."},
+     .doc = "The portal's address as visitors reach it: the links in its mails start with it. When it "
+            "starts with `https://` (a proxy in front ends TLS), the portal treats visitors as on HTTPS "
+            "even without its own certificate: `Secure` cookies, the `__Host-` session cookie and HSTS."},
     {"gatewayUrl", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.gateway_url), 0, .fn = read_base_url,
      .form = "http(s) URL", .def = "the first gateway listener",
      .doc = "The gateway's address: shown in the code samples and where the console relays calls (a "

@@ -163,10 +163,17 @@ bool pt_portal_req_cookie(struct pt_portal_req *r, const char *name, char *buf, 
     return false;
 }
 
+/* Visitors reach the portal over HTTPS when it has its own certificate, or
+   when its public address is https:// (a proxy in front ends TLS and
+   forwards plain HTTP): then cookies are Secure, the session cookie takes
+   the __Host- prefix and HSTS is sent, as the browser sees HTTPS. */
 bool pt_portal_req_https(void)
 {
     const struct pt_conf *f = pt_portal_req_srv.file;
-    return f && f->portal.tls.ncerts > 0;
+    if (!f)
+        return false;
+    const char *pub = f->portal.public_url;
+    return f->portal.tls.ncerts > 0 || (pub && !strncasecmp(pub, "https://", 8));
 }
 
 void pt_portal_req_set_cookie(struct pt_portal_req *r, const char *name, const char *value, long max_age_s)

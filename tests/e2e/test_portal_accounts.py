@@ -336,7 +336,8 @@ def test_cookie_flags_over_http(backend, portico, workdir):
     p, m = start(portico, backend, workdir)
     make_user(p, workdir, "flags@example.com")
     c = Client(p)
-    c.get("/signin")
+    _, h, _ = c.request("GET", "/signin")
+    assert "strict-transport-security" not in h
     check_cookie(c.set_cookies, "portico_session", secure=False)
     c.signin("flags@example.com")
     check_cookie(c.set_cookies, "portico_session", secure=False)
@@ -370,6 +371,24 @@ def test_cookie_flags_over_https(backend, portico, workdir):
     c3 = Client(p, context=ctx)
     c3.cookies["portico_session"] = c2.session
     assert not c3.signed_in()
+
+
+def test_cookie_flags_behind_a_tls_terminating_proxy(backend, portico, workdir):
+    """The portal has no certificate of its own, but publicUrl is https://: a proxy in front ends TLS, so
+    the browser is on HTTPS and the cookies must be Secure (else any plain-HTTP request to the host, from a
+    network attacker's redirect, would carry the session in clear)."""
+    p, m = start(portico, backend, workdir, publicUrl="https://portal.example")
+    make_user(p, workdir, "proxied@example.com")
+    c = Client(p)
+    assert not c.https
+    _, h, _ = c.request("GET", "/signin")
+    check_cookie(c.set_cookies, "__Host-portico_session", secure=True)
+    assert all("secure" in [a.strip().lower() for a in sc.split(";")] for sc in c.set_cookies), c.set_cookies
+    assert h.get("strict-transport-security", "").startswith("max-age=")
+    status, _, _ = c.signin("proxied@example.com")
+    assert status == 303
+    check_cookie(c.set_cookies, "__Host-portico_session", secure=True)
+    assert c.signed_in()
 
 
 # ----------------------------------------------------------------- sessions
