@@ -145,6 +145,29 @@ static void name_of(struct pt_portal_req *r, const char *f, char *out, size_t si
         out[--n] = '\0';
 }
 
+bool pt_portal_account_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (!n || n > NAME_MAX_LEN)
+        return false;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c < 0x20 || *c == 0x7f)
+            return false;
+        if (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) /* U+0080..U+009F in UTF-8 */
+            return false;
+        if (c[0] == 0xe2 && c[1] == 0x80 && (c[2] == 0xa8 || c[2] == 0xa9)) /* line/paragraph separators */
+            return false;
+    }
+    return true;
+}
+
+/* Both names of a form (trimmed copies in first and last) are acceptable. */
+static bool names_ok(struct pt_portal_req *r, const char *first, const char *last)
+{
+    return pt_portal_account_name_ok(first) && pt_portal_account_name_ok(last) &&
+           strlen(field(r, "firstName")) <= NAME_MAX_LEN && strlen(field(r, "lastName")) <= NAME_MAX_LEN;
+}
+
 static void esc(struct pt_portal_req *r, const char *s)
 {
     pt_portal_render_esc(r->out, s);
@@ -583,9 +606,9 @@ void pt_portal_account_signup(struct pt_portal_req *r, const char *a1, const cha
         why = "Enter a valid email address.";
     else if (!pt_portal_account_password_ok(pw, &why))
         ;
-    else if (!*first || !*last || strlen(field(r, "firstName")) > NAME_MAX_LEN ||
-             strlen(field(r, "lastName")) > NAME_MAX_LEN)
-        why = "Enter your first and last names (at most 100 characters each).";
+    else if (!names_ok(r, first, last))
+        why = "Enter your first and last names (at most 100 characters each, no line breaks or control "
+              "characters).";
     else if (*site_str(r, "terms") && strcmp(field(r, "terms"), "on"))
         why = "Accept the terms of use to sign up.";
     if (why) {
@@ -960,9 +983,10 @@ void pt_portal_account_profile(struct pt_portal_req *r, const char *a1, const ch
     char first[NAME_MAX_LEN + 1], last[NAME_MAX_LEN + 1];
     name_of(r, "firstName", first, sizeof(first));
     name_of(r, "lastName", last, sizeof(last));
-    if (!*first || !*last || strlen(field(r, "firstName")) > NAME_MAX_LEN ||
-        strlen(field(r, "lastName")) > NAME_MAX_LEN) {
-        profile_page(r, 400, "Enter your first and last names (at most 100 characters each).");
+    if (!names_ok(r, first, last)) {
+        profile_page(r, 400,
+                     "Enter your first and last names (at most 100 characters each, no line breaks or "
+                     "control characters).");
         return;
     }
     const char *state;
@@ -1197,9 +1221,10 @@ void pt_portal_account_invite(struct pt_portal_req *r, const char *a1, const cha
         invite_form(r, 400, "Enter a valid email address.");
         return;
     }
-    if (!*first || !*last || strlen(field(r, "firstName")) > NAME_MAX_LEN ||
-        strlen(field(r, "lastName")) > NAME_MAX_LEN) {
-        invite_form(r, 400, "Enter the first and last names (at most 100 characters each).");
+    if (!names_ok(r, first, last)) {
+        invite_form(r, 400,
+                    "Enter the first and last names (at most 100 characters each, no line breaks or "
+                    "control characters).");
         return;
     }
     if (pt_store_accounts_user_by_email(store(), email, id)) {

@@ -273,6 +273,9 @@ void pt_portal_account_invitation(struct pt_portal_req *r, const char *a1, const
 struct pt_store_accounts_throttle;
 bool pt_portal_account_password_ok(const char *pw, const char **why);
 bool pt_portal_account_email_ok(const char *email);
+/* A first or last name as typed: 1..100 bytes, no control character (C0, DEL, C1: names go into mail
+   bodies sent to any address, where a line break would let a visitor write their own lines). */
+bool pt_portal_account_name_ok(const char *name);
 bool pt_portal_account_hash_password(const char *pw, char *out, size_t size);
 bool pt_portal_account_verify_password(const char *hash, const char *pw);
 bool pt_portal_account_throttle_locked(const struct pt_store_accounts_throttle *t, int64_t now);

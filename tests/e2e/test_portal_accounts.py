@@ -306,6 +306,30 @@ def test_signup_rules(backend, portico, workdir):
     assert user_id(p, "rules@example.com")
 
 
+def test_names_with_line_breaks_are_refused(backend, portico, workdir):
+    """The attack: a name with CR/LF signs up any address, and the confirmation mail to that address opens
+    with lines the attacker wrote ("Hello Eve\r\n\r\nYour account is locked, go to https://evil...")."""
+    p, m = start(portico, backend, workdir)
+    before = mail_paths(workdir)
+    for first, last in (("Eve\r\n\r\nYour account is locked: https://evil.example/", "X"),
+                        ("Eve", "X\nY"), ("Eve\x1b[2J", "X"), ("Eve\u0085", "X"), ("Eve\u2028", "X")):
+        status, _, page = signup(Client(p), "victim@example.com", first=first, last=last)
+        assert status == 400 and "control characters" in page, (first, last, status)
+    time.sleep(0.3)
+    assert user_id(p, "victim@example.com") is None
+    assert mail_paths(workdir) == before
+    # the profile form too
+    make_user(p, workdir, "named@example.com")
+    c = signed_in_client(p, workdir, "named@example.com")
+    status, _, page = c.post("/profile", {"firstName": "A\r\nB", "lastName": "C"}, page_path="/profile")
+    assert status == 400
+    assert get_user(p, user_id(p, "named@example.com"))["firstName"] == "Dev"
+    # names that are only unusual still pass
+    status, _, _ = c.post("/profile", {"firstName": "Zo\u00eb", "lastName": "O'Brien-Sm\u00edth"},
+                          page_path="/profile")
+    assert status == 303 and get_user(p, user_id(p, "named@example.com"))["firstName"] == "Zo\u00eb"
+
+
 def test_signup_can_be_closed(backend, portico, workdir):
     p, m = start(portico, backend, workdir, site={"signupEnabled": False})
     c = Client(p)

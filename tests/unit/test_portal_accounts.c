@@ -125,6 +125,28 @@ static void test_password_rule(void **state)
     assert_true(pt_portal_account_password_ok(big, &why));
 }
 
+static void test_name_rule(void **state)
+{
+    (void)state;
+    assert_true(pt_portal_account_name_ok("Ada"));
+    assert_true(pt_portal_account_name_ok("Zo\xc3\xab O'Brien-Sm\xc3\xadth"));
+    assert_false(pt_portal_account_name_ok(""));
+    assert_false(pt_portal_account_name_ok(NULL));
+    assert_false(pt_portal_account_name_ok("Eve\r\n\r\nClick https://evil.example/reset"));
+    assert_false(pt_portal_account_name_ok("Eve\nX"));
+    assert_false(pt_portal_account_name_ok("Eve\tX"));
+    assert_false(pt_portal_account_name_ok("Eve\x1b[31m"));
+    assert_false(pt_portal_account_name_ok("Eve\x7f"));
+    assert_false(pt_portal_account_name_ok("Eve\xc2\x85X"));     /* NEL */
+    assert_false(pt_portal_account_name_ok("Eve\xe2\x80\xa8X")); /* LINE SEPARATOR */
+    char big[102];
+    memset(big, 'a', 101);
+    big[101] = '\0';
+    assert_false(pt_portal_account_name_ok(big));
+    big[100] = '\0';
+    assert_true(pt_portal_account_name_ok(big));
+}
+
 static void test_email_rule(void **state)
 {
     (void)state;
@@ -317,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_cookie_value),
         cmocka_unit_test(test_password_rule),
         cmocka_unit_test(test_email_rule),
+        cmocka_unit_test(test_name_rule),
         cmocka_unit_test(test_argon2id),
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_store_tokens),
