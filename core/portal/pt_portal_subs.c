@@ -633,8 +633,13 @@ static void subscriptions_page(struct pt_portal_req *r, const char *reveal)
             free(pn);
         } else
             pt_portal_render_esc(r->out, str(s, "scope", ""));
-        evbuffer_add_printf(r->out, "</td><td data-label=\"State\"><span class=\"state state-%s\">%s</span>",
-                            state, state);
+        /* state and createdDate come from the store, which the management API writes: escaped like
+           every other value */
+        evbuffer_add_printf(r->out, "</td><td data-label=\"State\"><span class=\"state state-");
+        pt_portal_render_esc(r->out, state);
+        evbuffer_add_printf(r->out, "\">");
+        pt_portal_render_esc(r->out, state);
+        evbuffer_add_printf(r->out, "</span>");
         const char *comment = str(s, "stateComment", "");
         if (*comment) {
             evbuffer_add_printf(r->out, "<br><small class=\"state-comment\">");
@@ -645,7 +650,11 @@ static void subscriptions_page(struct pt_portal_req *r, const char *reveal)
         const char *created = str(s, "createdDate", "");
         evbuffer_add_printf(r->out, "</td><td data-label=\"Created\"><time datetime=\"");
         pt_portal_render_esc(r->out, created);
-        evbuffer_add_printf(r->out, "\">%.10s</time></td>", created);
+        char day[11];
+        snprintf(day, sizeof(day), "%s", created);
+        evbuffer_add_printf(r->out, "\">");
+        pt_portal_render_esc(r->out, day);
+        evbuffer_add_printf(r->out, "</time></td>");
         bool shown = reveal && !strcmp(reveal, id);
         key_cell(r, s, "primary", shown);
         key_cell(r, s, "secondary", shown);

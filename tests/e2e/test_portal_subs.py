@@ -518,6 +518,21 @@ def console(b, **call):
     return b.request("POST", "/api/console", headers={"X-CSRF-Token": b.token()}, body=call)
 
 
+def test_created_date_from_the_management_api_is_escaped(site):
+    """The attack: a createdDate holding markup, written through the management API (by anyone with a
+    subscription-writing role), reaches the owner's subscriptions page."""
+    p, m = site
+    dev = signup(p, "dated@example.com")
+    uid = user_id(m, "dated@example.com")
+    m.ok("PUT", "subscriptions/dated", {"scope": "/products/starter", "ownerId": "/users/" + uid,
+                                        "displayName": "Dated", "state": "active",
+                                        "createdDate": "<b>x</b><script>alert(1)</script>"})
+    st, _, page = dev.get("/subscriptions")
+    assert st == 200 and 'data-subscription="dated"' in page
+    assert "<b>x</b>" not in page and "<script>alert" not in page
+    assert "&lt;b&gt;x&lt;/b&gt;&lt;s</time>" in page  # the first ten characters, escaped
+
+
 def test_console_reaches_the_backend_through_the_gateway(site, backend):
     p, m = site
     dev = signup(p, "dev@example.com")
