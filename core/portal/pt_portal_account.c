@@ -782,6 +782,45 @@ void pt_portal_account_signout(struct pt_portal_req *r, const char *a1, const ch
 
 /* ------------------------------------------------------------------ reset */
 
+/*
+ * Whether a reset request is one too many (then no mail; the same answer).
+ * Three counts within the lockout period: per target address (maxFailures
+ * mails: the form cannot flood a mailbox), per client address (4 x
+ * maxFailures requests, to any addresses: one client cannot go through
+ * many mailboxes), and per target and client together. A target address
+ * over its count still gets the first request of a client that has not
+ * asked for it in the period: others' requests cannot silence the
+ * victim's own (flooding then takes one client address per mail).
+ */
+static bool reset_flood(struct pt_portal_req *r, const char *low)
+{
+    int64_t max = cf()->max_failures, lockout = (int64_t)cf()->lockout_ms, now = now_ms();
+    if (max <= 0)
+        return false;
+    char ekey[300], akey[120], pkey[420];
+    snprintf(ekey, sizeof(ekey), "reset:%s", low);
+    snprintf(akey, sizeof(akey), "reset-from:%s", r->peer);
+    snprintf(pkey, sizeof(pkey), "reset:%s|%s", low, r->peer);
+    struct pt_store_accounts_throttle e, a, p;
+    pt_store_accounts_throttle_get(store(), ekey, &e);
+    pt_store_accounts_throttle_get(store(), akey, &a);
+    pt_store_accounts_throttle_get(store(), pkey, &p);
+    bool client_locked = pt_portal_account_throttle_locked(&a, now);
+    /* the client's address counts every request, refused ones too */
+    pt_portal_account_throttle_fail(&a, now, max * ADDRESS_FACTOR, lockout);
+    pt_store_accounts_throttle_put(store(), akey, &a);
+    bool first_from_here =
+        !pt_portal_account_throttle_locked(&p, now) && (p.failures == 0 || now - p.updated > lockout);
+    if (client_locked || pt_portal_account_throttle_locked(&p, now) ||
+        (pt_portal_account_throttle_locked(&e, now) && !first_from_here))
+        return true;
+    pt_portal_account_throttle_fail(&e, now, max, lockout);
+    pt_store_accounts_throttle_put(store(), ekey, &e);
+    pt_portal_account_throttle_fail(&p, now, max, lockout);
+    pt_store_accounts_throttle_put(store(), pkey, &p);
+    return false;
+}
+
 static void reset_form(struct pt_portal_req *r, int status, const char *err)
 {
     r->status = status;
@@ -810,20 +849,9 @@ void pt_portal_account_reset(struct pt_portal_req *r, const char *a1, const char
         reset_form(r, 400, "Enter a valid email address.");
         return;
     }
-    char key[300];
     char low[EMAIL_MAX + 1];
     lower_copy(email, low, sizeof(low));
-    snprintf(key, sizeof(key), "reset:%s", low);
-    /* at most maxFailures mails per address within the lockout period: the
-       form cannot be used to flood someone's mailbox */
-    struct pt_store_accounts_throttle t;
-    pt_store_accounts_throttle_get(store(), key, &t);
-    int64_t now = now_ms();
-    bool flood = cf()->max_failures > 0 && pt_portal_account_throttle_locked(&t, now);
-    if (!flood && cf()->max_failures > 0) {
-        pt_portal_account_throttle_fail(&t, now, cf()->max_failures, (int64_t)cf()->lockout_ms);
-        pt_store_accounts_throttle_put(store(), key, &t);
-    }
+    bool flood = reset_flood(r, low);
     /* the lookup, the token and the mail (known address) or nothing (unknown)
        run after the answer: its timing tells nothing */
     struct later *l = flood ? NULL : later_new(r, LATER_RESET, email);

@@ -776,6 +776,48 @@ def test_signup_with_a_taken_address_mails_its_owner_in_the_same_time(backend, p
     assert 0.5 < mf / mt < 2.0, (mt, mf)
 
 
+def test_reset_mails_cannot_be_silenced_for_a_victim(backend, portico, workdir):
+    """The attack: use up the reset mails of someone's address (maxFailures per period) so their own
+    request sends nothing; and one client going through many mailboxes."""
+    p, m = start(portico, backend, workdir, signin={"maxFailures": 2, "lockout": "1m"})
+    for name in ["victim"] + ["t%d" % i for i in range(10)]:
+        m.ok("PUT", "users/" + name, {"email": "%s@example.com" % name, "firstName": "V", "lastName": "W",
+                                      "state": "active"})
+
+    def reset(source, mail):
+        c = Client(p, source=source)
+        status, _, page = c.post("/reset-password", {"email": mail}, page_path="/reset-password")
+        assert status == 200 and "Check your mail" in page
+        time.sleep(0.05)  # the mail goes after the answer
+
+    def mails_to(mail):
+        return [path for _, path, msg in outbox_mails(workdir) if mail in str(msg["To"])]
+
+    for _ in range(5):
+        reset("127.0.0.2", "victim@example.com")
+    time.sleep(0.3)
+    assert len(mails_to("victim@example.com")) == 2  # the target's count still limits the flood
+    # the victim's own first request in the period still sends
+    reset("127.0.0.3", "victim@example.com")
+    wait_for(lambda: len(mails_to("victim@example.com")) == 3, timeout=5, what="the victim's reset mail")
+    _, body, link = last_mail(workdir, "victim@example.com")
+    assert "/reset-password/confirm?token=" in link
+    # and not their second: that would be a flood again
+    reset("127.0.0.3", "victim@example.com")
+    reset("127.0.0.3", "victim@example.com")
+    time.sleep(0.3)
+    assert len(mails_to("victim@example.com")) == 3
+    # one client through many mailboxes: counted per client address (4 x maxFailures requests)
+    for i in range(10):
+        reset("127.0.0.2", "t%d@example.com" % i)
+    time.sleep(0.3)
+    sent = sum(len(mails_to("t%d@example.com" % i)) for i in range(10))
+    assert sent <= 3, sent
+    # another client is not affected
+    reset("127.0.0.4", "t9@example.com")
+    wait_for(lambda: len(mails_to("t9@example.com")) == 1, timeout=5, what="t9's reset mail")
+
+
 # ---------------------------------------------------------------- tokens
 
 def test_tokens_are_single_use(backend, portico, workdir):
