@@ -919,7 +919,7 @@ const struct pt_cfkey pt_conf_entities_user_keys[] = {
     {"id", PT_CT_STR, offsetof(struct pt_user_cf, id), PT_CF_REQUIRED,
      .doc = "Unique; letters, digits and `-_.~`."},
     {"email", PT_CT_STR, offsetof(struct pt_user_cf, email), PT_CF_REQUIRED,
-     .doc = "An email address, unique among users (compared without case)."},
+     .doc = "An email address, unique among users that are not `deleted` (compared without case)."},
     {"firstName", PT_CT_STR, offsetof(struct pt_user_cf, first_name), PT_CF_EMPTY_OK, .doc = "First name."},
     {"lastName", PT_CT_STR, offsetof(struct pt_user_cf, last_name), PT_CF_EMPTY_OK, .doc = "Last name."},
     {"state", PT_CT_ENUM, offsetof(struct pt_user_cf, state), 0, .enums = pt_conf_entities_user_states,
@@ -942,8 +942,9 @@ bool pt_conf_entities_read_users(struct pt_cfctx *cx, struct pt_node *n, void *f
             pt_node_error(cx->errs, pt_node_get(u->node, "email"), "'%s' is not an email address", u->email);
             ok = false;
         }
-        for (int k = 0; k < i; k++)
-            if (u->email && cf->users[k].email && !strcasecmp(u->email, cf->users[k].email)) {
+        for (int k = 0; k < i; k++) /* a closed account (deleted) gives its address back */
+            if (u->email && cf->users[k].email && u->state != 3 && cf->users[k].state != 3 &&
+                !strcasecmp(u->email, cf->users[k].email)) {
                 pt_node_error(cx->errs, pt_node_get(u->node, "email"), "email '%s' belongs to user '%s'",
                               u->email, cf->users[k].id);
                 ok = false;

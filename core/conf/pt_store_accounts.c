@@ -54,9 +54,13 @@ static void copy_col(sqlite3_stmt *st, int col, char *out, size_t size)
 
 bool pt_store_accounts_user_by_email(struct pt_store *s, const char *email, char id[128])
 {
-    /* the same expression as the index entities_user_email (migration 3) */
+    /* the same expression as the index entities_user_email (migration 3); a
+       closed account (state deleted) keeps its entity but not its address:
+       sign-up, invitation, reset and sign-in see the address as free */
     sqlite3_stmt *st = prep(s, "SELECT id FROM entities WHERE kind = 'user'"
-                               " AND lower(json_extract(body, '$.email')) = lower(?1) ORDER BY id LIMIT 1");
+                               " AND lower(json_extract(body, '$.email')) = lower(?1)"
+                               " AND coalesce(json_extract(body, '$.state'), 'active') != 'deleted'"
+                               " ORDER BY id LIMIT 1");
     if (!st)
         return false;
     bind_text(st, 1, email);

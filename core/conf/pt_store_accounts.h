@@ -29,7 +29,8 @@
 
 #include <jansson.h>
 
-/* The id of the user whose email is `email` (compared without case). */
+/* The id of the user whose email is `email` (compared without case), closed
+   accounts (state deleted) left out: their address may be used again. */
 bool pt_store_accounts_user_by_email(struct pt_store *s, const char *email, char id[128]);
 /* Appends to `groups` (an array) the ids of the groups user is in. */
 bool pt_store_accounts_user_groups(struct pt_store *s, const char *user, json_t *groups);

@@ -1038,6 +1038,40 @@ def test_close_account_kept_in_the_configuration_is_refused(backend, portico, wo
     assert m.ok("GET", "subscriptions/file-sub").get("state", "active") == "active"
 
 
+def test_a_closed_accounts_address_can_sign_up_and_be_invited_again(backend, portico, workdir):
+    """A closed account (state deleted) kept its address for ever: a sign-up was answered like a taken
+    address and nothing happened, an invitation was refused."""
+    p, m = start(portico, backend, workdir)
+    for mail in ("again@example.com", "invited@example.com"):
+        old = make_user(p, workdir, mail)
+        c = signed_in_client(p, workdir, mail)
+        status, _, _ = c.post("/profile/close", {"password": PASSWORD}, page_path="/profile")
+        assert status == 303 and get_user(p, old)["state"] == "deleted"
+    # sign-up: a new pending user, a confirmation mail, then signing in works
+    before = mail_paths(workdir)
+    c = Client(p)
+    status, _, _ = signup(c, "again@example.com", password="a new password 1")
+    assert status == 200
+    subject, _, link = last_mail(workdir, "again@example.com", after=before)
+    assert link and "/confirm?token=" in link, subject
+    assert confirm(c, link)[0] == 303
+    assert Client(p).signin("again@example.com", "a new password 1")[0] == 303
+    users = [u for u in m.ok("GET", "users")["value"] if u.get("email", "").lower() == "again@example.com"]
+    assert sorted(u.get("state", "active") for u in users) == ["active", "deleted"]
+    # invitation by an administrator
+    admin = set_admin_password(p, workdir)
+    before = mail_paths(workdir)
+    status, _, page = admin.post("/admin/invite", {"email": "invited@example.com", "firstName": "In",
+                                                   "lastName": "Vited"}, page_path="/admin/invite")
+    assert status == 303, page
+    _, _, link = last_mail(workdir, "invited@example.com", after=before)
+    assert "/invitation?token=" in link
+    # a live account's address is still taken
+    status, _, _ = admin.post("/admin/invite", {"email": "again@example.com", "firstName": "a",
+                                                "lastName": "b"}, page_path="/admin/invite")
+    assert status == 409
+
+
 # -------------------------------------------------------------- invitations
 
 def test_invitation(backend, portico, workdir):

@@ -319,6 +319,16 @@ static void test_store_email_lookup(void **state)
     assert_string_equal(id, "u1");
     assert_false(pt_store_accounts_user_by_email(st, "dev@example.co", id));
     assert_false(pt_store_accounts_user_by_email(st, "%@example.com", id));
+    /* a closed account gives its address back: the lookup finds the live user, or nobody */
+    u = json_pack("{s:s,s:s,s:s}", "id", "a0", "email", "gone@example.com", "state", "deleted");
+    assert_true(pt_store_put(st, "user", "", "a0", "", u, "api", NULL));
+    json_decref(u);
+    assert_false(pt_store_accounts_user_by_email(st, "gone@example.com", id));
+    u = json_pack("{s:s,s:s,s:s}", "id", "z9", "email", "GONE@example.com", "state", "pending");
+    assert_true(pt_store_put(st, "user", "", "z9", "", u, "api", NULL));
+    json_decref(u);
+    assert_true(pt_store_accounts_user_by_email(st, "gone@example.com", id));
+    assert_string_equal(id, "z9");
     assert_true(pt_store_link(st, "group-user", "developers", "u1", "api"));
     assert_true(pt_store_link(st, "group-user", "administrators", "u1", "api"));
     json_t *groups = json_array();
