@@ -32,8 +32,8 @@
 #define W 640
 #define H 260
 #define LEFT 64
-#define RIGHT 12
-#define TOP 12
+#define RIGHT 44
+#define TOP 28
 #define BOTTOM 64
 
 /* XML-escapes s (text and attribute values alike). */
@@ -132,7 +132,7 @@ static void draw_axes(struct evbuffer *out, double top, const char *const *x_lab
     }
     evbuffer_add_printf(out, "</g>");
     if (unit && *unit) {
-        evbuffer_add_printf(out, "<text class=\"unit\" x=\"4\" y=\"%d\">", TOP + 4);
+        evbuffer_add_printf(out, "<text class=\"unit\" x=\"4\" y=\"%d\">", TOP - 14);
         esc(out, unit);
         evbuffer_add_printf(out, "</text>");
     }
