@@ -173,7 +173,8 @@ def world():
     rc = p.stop()
     err = p.proc.stderr.read().decode(errors="replace") if p.proc.stderr else ""
     # portico's error log beside the screenshots, for a failure seen in CI
-    shutil.copyfile(p.error_log, os.path.join(artifacts_dir(), "portico-error.log"))
+    if os.path.exists(p.error_log):
+        shutil.copyfile(p.error_log, os.path.join(artifacts_dir(), "portico-error.log"))
     shutil.rmtree(workdir, ignore_errors=True)
     assert "ERROR: AddressSanitizer" not in err and "runtime error:" not in err, err
     assert running, "portico ended during the browser tests (%s):\n%s" % (rc, err[-3000:])
