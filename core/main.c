@@ -34,6 +34,7 @@
 #include "policy/pt_gen.h"
 #include "policy/pt_plugin.h"
 #include "policy/pt_policy.h"
+#include "portal/pt_portal.h"
 #include "proxy/pt_analytics.h"
 #include "proxy/pt_worker.h"
 
@@ -881,7 +882,8 @@ int main(int argc, char **argv)
     struct timeval qtv = {QUOTA_FLUSH_MS / 1000, (QUOTA_FLUSH_MS % 1000) * 1000};
     event_add(quota_timer, &qtv);
     if (!pt_mgmt_start(ctl_base, file_conf, store, &mgmt_hooks, &errs) ||
-        !pt_mgmt_metrics_start(ctl_base, file_conf, store, &mgmt_hooks, &errs)) {
+        !pt_mgmt_metrics_start(ctl_base, file_conf, store, &mgmt_hooks, &errs) ||
+        !pt_portal_start(ctl_base, file_conf, store, &mgmt_hooks, &errs)) {
         print_errors(&errs, stderr);
         pt_node_errors_clear(&errs);
         pt_workers_stop();
@@ -922,6 +924,7 @@ int main(int argc, char **argv)
     if (drain_timer)
         event_free(drain_timer);
     pt_mgmt_stop();
+    pt_portal_stop();
     pt_trace_store_clear();
     pt_mgmt_metrics_stop();
     if (quota_timer)

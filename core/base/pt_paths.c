@@ -63,3 +63,16 @@ const char *pt_paths_prelude(void)
 #endif
     return PT_LUADIR "/prelude.lua";
 }
+
+#ifndef PT_PORTALDIR
+#define PT_PORTALDIR "/usr/local/share/portico/portal"
+#endif
+
+const char *pt_paths_portal(void)
+{
+#ifdef PT_SRCDIR
+    if (uninstalled())
+        return PT_SRCDIR "/portal";
+#endif
+    return PT_PORTALDIR;
+}

@@ -13,4 +13,7 @@ const char *pt_paths_policies(void);
 /* Portico's own Lua prelude (lua/prelude.lua, installed to $datadir/portico/lua). */
 const char *pt_paths_prelude(void);
 
+/* The developer portal's shipped assets (the source tree's portal/ or $datadir/portico/portal). */
+const char *pt_paths_portal(void);
+
 #endif

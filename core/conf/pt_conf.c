@@ -880,6 +880,224 @@ static const struct pt_cfkey mgmt_keys[] = {
     {0},
 };
 
+/* ----------------------------------------------------------------- portal */
+
+static bool read_portal_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_portal_cf *p = (struct pt_portal_cf *)((char *)field - offsetof(struct pt_portal_cf, listen));
+    return read_own_listen(cx, n, &p->listen, &p->sa, &p->salen);
+}
+
+/* A duration into uint64_t milliseconds, from 1s to 365d (sessions, lockouts, token lifetimes). */
+static bool read_ms64(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    uint64_t ms;
+    if (n->kind != PT_N_SCALAR || !pt_schema_parse_duration_ms(n->str, &ms) || ms < 1000 ||
+        ms > 365ULL * 86400000) {
+        pt_node_error(cx->errs, n, "expected a duration from 1s to 365d such as 30m, 12h or 2d, found '%s'",
+                      n->kind == PT_N_SCALAR ? n->str : "(not a scalar)");
+        return false;
+    }
+    *(uint64_t *)field = ms;
+    return true;
+}
+
+static bool read_max_failures(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    int64_t v;
+    if (!pt_schema_int(cx, n, 1, 1000, &v))
+        return false;
+    *(int *)field = (int)v;
+    return true;
+}
+
+/* An absolute http(s) URL without query or fragment, kept without its trailing '/'. */
+static bool read_base_url(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s;
+    if (!pt_schema_str(cx, n, &s, false))
+        return false;
+    bool ok = (!strncmp(s, "http://", 7) || !strncmp(s, "https://", 8)) && strlen(s) < 1024 &&
+              !strpbrk(s, "?# \t\r\n\"'<>\\");
+    if (ok && strchr(s, '/')[2] == '\0')
+        ok = false; /* no host */
+    if (!ok) {
+        pt_node_error(cx->errs, n, "'%s' is not a base URL (http:// or https://, a host, no query)", s);
+        return false;
+    }
+    size_t len = strlen(s);
+    while (len > 8 && s[len - 1] == '/')
+        s[--len] = '\0';
+    *(char **)field = s;
+    return true;
+}
+
+/* A folder relative to the configuration file (custom: its default depends on `data`). */
+static bool read_outbox(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s;
+    if (!pt_schema_str(cx, n, &s, false))
+        return false;
+    *(char **)field = pt_schema_path(cx, s);
+    return true;
+}
+
+static bool read_mail_url(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s;
+    if (!pt_schema_str(cx, n, &s, false))
+        return false;
+    if ((strncmp(s, "smtp://", 7) && strncmp(s, "smtps://", 8)) || strpbrk(s, " \t\r\n")) {
+        pt_node_error(cx->errs, n, "'%s' is not an SMTP URL (smtp://HOST:PORT or smtps://HOST:PORT)", s);
+        return false;
+    }
+    *(char **)field = s;
+    return true;
+}
+
+/* site, pages, templates: kept as JSON with their node; their content is checked by the portal's content
+   code (pt_portal_content), which names the node's position. */
+static bool read_portal_json(struct pt_cfctx *cx, struct pt_node *n, void *field, bool list)
+{
+    if (n->kind != (list ? PT_N_SEQ : PT_N_MAP)) {
+        pt_node_error(cx->errs, n, "expected a %s, found %s", list ? "list" : "map", pt_node_kind_name(n));
+        return false;
+    }
+    json_t *j = pt_node_to_json(n);
+    if (!j) {
+        pt_node_error(cx->errs, n, "cannot read this %s", list ? "list" : "map");
+        return false;
+    }
+    json_t **jf = field;
+    json_decref(*jf);
+    *jf = j;
+    return true;
+}
+
+static bool read_portal_site(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_portal_cf *p = (struct pt_portal_cf *)((char *)field - offsetof(struct pt_portal_cf, site));
+    p->site_node = n;
+    return read_portal_json(cx, n, field, false);
+}
+
+static bool read_portal_pages(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_portal_cf *p = (struct pt_portal_cf *)((char *)field - offsetof(struct pt_portal_cf, pages));
+    p->pages_node = n;
+    return read_portal_json(cx, n, field, true);
+}
+
+static bool read_portal_templates(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_portal_cf *p =
+        (struct pt_portal_cf *)((char *)field - offsetof(struct pt_portal_cf, templates));
+    p->templates_node = n;
+    return read_portal_json(cx, n, field, true);
+}
+
+static const struct pt_cfkey portal_session_keys[] = {
+    {"idleTimeout", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.idle_timeout_ms), 0, .fn = read_ms64,
+     .form = "duration, 1s–365d", .def = "`30m`",
+     .doc = "A session unused this long ends; the visitor signs in again."},
+    {"absoluteTimeout", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.absolute_timeout_ms), 0,
+     .fn = read_ms64, .form = "duration, 1s–365d", .def = "`12h`",
+     .doc = "A session ends this long after its sign-in, used or not."},
+    {0},
+};
+
+static const struct pt_cfkey portal_signin_keys[] = {
+    {"maxFailures", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.max_failures), 0, .fn = read_max_failures,
+     .form = "integer, 1–1000", .def = "`5`",
+     .doc = "Failed sign-ins in a row, per account and per client address, before the lockout."},
+    {"lockout", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.lockout_ms), 0, .fn = read_ms64,
+     .form = "duration, 1s–365d", .def = "`15m`",
+     .doc = "How long sign-in is refused after `maxFailures` failures."},
+    {0},
+};
+
+static const struct pt_cfkey portal_token_keys[] = {
+    {"confirm", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.confirm_ttl_ms), 0, .fn = read_ms64,
+     .form = "duration, 1s–365d", .def = "`2d`",
+     .doc = "How long the link of a sign-up confirmation or an invitation mail is valid."},
+    {"reset", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.reset_ttl_ms), 0, .fn = read_ms64,
+     .form = "duration, 1s–365d", .def = "`1h`",
+     .doc = "How long the link of a password reset mail is valid."},
+    {0},
+};
+
+static const struct pt_cfkey portal_media_keys[] = {
+    {"maxSize", PT_CT_SIZE, offsetof(struct pt_conf, portal.max_media), 0, 1024, 64 << 20, .def = "`1m`",
+     .doc = "The largest media file (logo, favicon, images of pages) an administrator may upload."},
+    {0},
+};
+
+static const struct pt_cfkey portal_smtp_keys[] = {
+    {"url", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.mail.smtp_url), PT_CF_REQUIRED, .fn = read_mail_url,
+     .form = "`smtp://HOST:PORT` or `smtps://HOST:PORT`",
+     .doc = "The SMTP server; `smtps://` is TLS from the start."},
+    {"username", PT_CT_STR, offsetof(struct pt_conf, portal.mail.smtp_username), 0, .def = "none",
+     .doc = "The user name for SMTP AUTH; without it no AUTH is sent."},
+    {"password", PT_CT_STR, offsetof(struct pt_conf, portal.mail.smtp_password), PT_CF_EMPTY_OK,
+     .doc = "The password for SMTP AUTH."},
+    {"starttls", PT_CT_BOOL, offsetof(struct pt_conf, portal.mail.starttls), 0, .def = "`true`",
+     .doc = "With `smtp://`: upgrade to TLS with STARTTLS before AUTH and the message, or fail."},
+    {0},
+};
+
+static const struct pt_cfkey portal_mail_keys[] = {
+    {"from", PT_CT_STR, offsetof(struct pt_conf, portal.mail.from), 0, .def = "`Portico <portal@localhost>`",
+     .doc = "The sender of the portal's mails."},
+    {"outbox", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.mail.outbox), 0, .fn = read_outbox,
+     .form = "a folder", .def = "`outbox` in the `data` folder",
+     .doc = "Without `smtp`: the folder each message is written to as one `.eml` file."},
+    {"smtp", PT_CT_MAP, 0, 0, .sub = portal_smtp_keys,
+     .doc = "Send by SMTP instead of writing to the outbox folder."},
+    {0},
+};
+
+static const struct pt_cfkey portal_keys[] = {
+    {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.listen), 0, .fn = read_portal_listen,
+     .form = "`HOST:PORT`", .def = "none",
+     .doc = "The developer portal's listener; without it there is no portal."},
+    {"certificate", PT_CT_STR, offsetof(struct pt_conf, portal.cert.certificate), PT_CF_PATH,
+     .doc = "PEM certificate chain: with `key`, the portal speaks HTTPS (and its cookies are `Secure`)."},
+    {"key", PT_CT_STR, offsetof(struct pt_conf, portal.cert.key), PT_CF_PATH,
+     .doc = "PEM private key of `certificate`."},
+    {"tls", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.tls.tls), 0, .fn = read_tls_opts, .sub = tls_keys,
+     .form = "map", .doc = "TLS parameters of the HTTPS listener, as on listeners."},
+    {"publicUrl", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.public_url), 0, .fn = read_base_url,
+     .form = "http(s) URL", .def = "`http(s)://` + `listen`",
+     .doc = "The portal's address as visitors reach it: the links in its mails start with it."},
+    {"gatewayUrl", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.gateway_url), 0, .fn = read_base_url,
+     .form = "http(s) URL", .def = "the first gateway listener",
+     .doc = "The gateway's address: shown in the code samples and where the console relays calls (a "
+            "listener on `0.0.0.0` or `::` is reached on loopback)."},
+    {"themeDir", PT_CT_STR, offsetof(struct pt_conf, portal.theme_dir), PT_CF_PATH, .def = "none",
+     .doc = "A folder whose files (`portal.css`, `portal.js`, templates) replace the shipped ones of the "
+            "same name, without rebuilding; see [portal.md](portal.md#theming)."},
+    {"sessions", PT_CT_MAP, 0, 0, .sub = portal_session_keys, .doc = "How long sign-in sessions last."},
+    {"signin", PT_CT_MAP, 0, 0, .sub = portal_signin_keys,
+     .doc = "Sign-in throttling: failures per account and per address before a lockout."},
+    {"tokens", PT_CT_MAP, 0, 0, .sub = portal_token_keys,
+     .doc = "Lifetimes of the single-use links sent by mail."},
+    {"media", PT_CT_MAP, 0, 0, .sub = portal_media_keys, .doc = "Limits on uploaded media."},
+    {"mail", PT_CT_MAP, 0, 0, .sub = portal_mail_keys,
+     .doc = "How mail is sent (confirmation, password reset, invitations, subscription states): an outbox "
+            "folder or SMTP."},
+    {"site", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.site), 0, .fn = read_portal_site, .form = "map",
+     .def = "the built-in site",
+     .doc = "The site's settings (title, logo, colors, fonts, customCss, home, terms, signupEnabled, "
+            "requireSignin); see [portal.md](portal.md#customization)."},
+    {"pages", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.pages), PT_CF_LIST, .fn = read_portal_pages,
+     .form = "list of maps", .def = "`[]`",
+     .doc = "Markdown pages (`{id, title, markdown, groups, menuOrder}`) served at `/pages/ID`."},
+    {"templates", PT_CT_CUSTOM, offsetof(struct pt_conf, portal.templates), PT_CF_LIST,
+     .fn = read_portal_templates, .form = "list of maps", .def = "the built-in templates",
+     .doc = "Mail templates (`{id, subject, body}`) replacing the built-in ones."},
+    {0},
+};
+
 /* -------------------------------------------------------------- telemetry */
 
 /* An OTLP/HTTP URL: http or https, no query; an empty path gets `suffix`. */
@@ -1160,6 +1378,9 @@ static const struct pt_cfkey top_keys[] = {
             "[opentelemetry.md](opentelemetry.md)."},
     {"analytics", PT_CT_MAP, 0, 0, .sub = analytics_keys,
      .doc = "Request records and usage reports; see [analytics.md](analytics.md)."},
+    {"portal", PT_CT_MAP, 0, 0, .sub = portal_keys,
+     .doc = "The [developer portal](portal.md): its listener (HTTPS with `certificate` + `key`), sessions, "
+            "mail and content."},
     {0},
 };
 
@@ -1225,6 +1446,63 @@ static void set_defaults(struct pt_conf *cf)
     cf->analytics.requests_max = 100000;
     cf->analytics.requests_max_age = 7 * 86400;
     cf->analytics.requests_rate = 1000;
+    cf->portal.idle_timeout_ms = 30 * 60000;
+    cf->portal.absolute_timeout_ms = 12 * 3600000;
+    cf->portal.max_failures = 5;
+    cf->portal.lockout_ms = 15 * 60000;
+    cf->portal.confirm_ttl_ms = 2 * 86400000ULL;
+    cf->portal.reset_ttl_ms = 3600000;
+    cf->portal.max_media = 1024 * 1024;
+    cf->portal.mail.from = "Portico <portal@localhost>";
+    cf->portal.mail.starttls = true;
+}
+
+/* "0.0.0.0:8000" -> "127.0.0.1:8000", "[::]:8000" -> "[::1]:8000", ":8000" -> "127.0.0.1:8000": a
+   wildcard listener is reached on loopback. */
+static char *reachable_address(struct pt_pool *pool, const char *listen)
+{
+    const char *port = strrchr(listen, ':');
+    if (!port)
+        return pt_pool_strdup(pool, listen);
+    if (port == listen || !strncmp(listen, "0.0.0.0:", 8) || !strncmp(listen, "*:", 2))
+        return pt_pool_printf(pool, "127.0.0.1%s", port);
+    if (!strncmp(listen, "[::]:", 5))
+        return pt_pool_printf(pool, "[::1]%s", port);
+    return pt_pool_strdup(pool, listen);
+}
+
+/* The portal's derived settings: HTTPS, its default URLs and outbox. */
+static void portal_finish(struct pt_conf *cf, struct pt_cfctx *cx)
+{
+    struct pt_portal_cf *p = &cf->portal;
+    struct pt_node *pn = pt_node_get(cf->root, "portal");
+    if (p->cert.certificate || p->cert.key) {
+        if (!p->cert.certificate || !p->cert.key)
+            pt_node_error(cx->errs, pn, "an HTTPS portal listener needs both certificate and key");
+        p->cert.node = pt_node_get(pn, "certificate");
+        p->tls.certs = &p->cert;
+        p->tls.ncerts = 1;
+        p->tls.node = pn;
+        p->tls.address = p->listen;
+    }
+    if (!p->public_url && p->listen)
+        p->public_url = pt_pool_printf(cx->pool, "%s://%s", p->tls.ncerts ? "https" : "http",
+                                       reachable_address(cx->pool, p->listen));
+    if (!p->gateway_url && cf->nlisten > 0 && cf->listen[0].address)
+        p->gateway_url = pt_pool_printf(cx->pool, "%s://%s", cf->listen[0].ncerts ? "https" : "http",
+                                        reachable_address(cx->pool, cf->listen[0].address));
+    if (!p->mail.outbox)
+        p->mail.outbox = pt_pool_printf(cx->pool, "%s/outbox", cf->data_dir);
+    if (p->mail.smtp_url && !strncmp(p->mail.smtp_url, "smtps://", 8))
+        p->mail.starttls = false; /* TLS from the start */
+}
+
+static void portal_release(struct pt_conf *cf)
+{
+    json_decref(cf->portal.site);
+    json_decref(cf->portal.pages);
+    json_decref(cf->portal.templates);
+    cf->portal.site = cf->portal.pages = cf->portal.templates = NULL;
 }
 
 struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct pt_node *root,
@@ -1264,6 +1542,7 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
         cf->mgmt.tls.node = mn;
         cf->mgmt.tls.address = cf->mgmt.listen;
     }
+    portal_finish(cf, &cx);
     cf->telemetry.on = cf->telemetry.enabled && pt_node_get(root, "telemetry") != NULL;
     if (cf->telemetry.endpoint && !cf->telemetry.metrics_endpoint) {
         /* .../v1/traces -> .../v1/metrics */
@@ -1275,8 +1554,10 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
             cf->telemetry.metrics_endpoint = m;
         }
     }
-    if (errs->n > before)
+    if (errs->n > before) {
+        portal_release(cf); /* the caller frees the pool */
         return NULL;
+    }
     return cf;
 }
 
@@ -1324,6 +1605,8 @@ struct pt_conf *pt_conf_load(const char *path, struct pt_errors *errs)
 
 void pt_conf_free(struct pt_conf *cf)
 {
-    if (cf)
+    if (cf) {
+        portal_release(cf);
         pt_pool_free(cf->pool);
+    }
 }

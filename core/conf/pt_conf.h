@@ -18,6 +18,7 @@
 #include "conf/pt_node.h"
 #include "conf/pt_schema.h" /* the key tables and value readers, also for pt_conf's callers */
 
+#include <jansson.h>
 #include <sys/socket.h>
 
 /* ---- the configuration ---- */
@@ -298,6 +299,43 @@ struct pt_mgmt_cf {
     struct pt_listen_cf tls; /* tls.ncerts == 1 when it does */
 };
 
+/* portal.mail: how the portal (and the management API's notifications) send mail; read by
+   http/pt_mail.c.  An outbox folder (one .eml per message) unless smtp_url is set. */
+struct pt_mail_cf {
+    char *from;          /* "Portico <portal@localhost>" */
+    char *outbox;        /* folder; default <data>/outbox */
+    char *smtp_url;      /* smtp:// or smtps://; NULL = the outbox */
+    char *smtp_username; /* NULL = no AUTH */
+    char *smtp_password;
+    bool starttls; /* smtp://: STARTTLS required (default true) */
+};
+
+/* portal: the developer portal (core/portal, docs/portal.md).  The content
+   (site, pages, templates) is kept as JSON, with the nodes it came from so
+   that its checks can name file:line:column. */
+struct pt_portal_cf {
+    char *listen; /* "127.0.0.1:8002"; NULL = no portal */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    struct pt_cert_cf cert;  /* certificate + key: the listener speaks HTTPS */
+    struct pt_listen_cf tls; /* tls.ncerts == 1 when it does */
+    char *public_url;        /* no trailing '/'; default http(s)://<listen> */
+    char *gateway_url;       /* no trailing '/'; default the first gateway listener */
+    char *theme_dir;         /* the provider's CSS and templates; NULL = none */
+    uint64_t idle_timeout_ms;
+    uint64_t absolute_timeout_ms;
+    int max_failures; /* sign-in failures before the lockout */
+    uint64_t lockout_ms;
+    uint64_t confirm_ttl_ms; /* sign-up confirmation and invitation tokens */
+    uint64_t reset_ttl_ms;   /* password reset tokens */
+    uint64_t max_media;      /* bytes of one media upload */
+    struct pt_mail_cf mail;
+    json_t *site; /* object or NULL (owned: pt_conf_free releases it) */
+    json_t *pages;
+    json_t *templates;
+    struct pt_node *site_node, *pages_node, *templates_node;
+};
+
 /* telemetry: OpenTelemetry tracing (http/pt_otel.c, http/pt_otel_export.c). */
 enum { PT_OTLP_JSON, PT_OTLP_PROTOBUF };
 
@@ -402,6 +440,7 @@ struct pt_conf {
     struct pt_tracing_cf tracing;
     struct pt_metrics_cf metrics;
     struct pt_analytics_cf analytics;
+    struct pt_portal_cf portal;
 };
 
 /* An address range: family AF_INET or AF_INET6, network bytes, prefix bits. */

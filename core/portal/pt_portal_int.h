@@ -47,7 +47,7 @@
 /* What is being served (pt_portal.c). */
 struct pt_portal {
     struct event_base *base;
-    const struct pt_conf *file;        /* the file's settings: file->portal */
+    const struct pt_conf *file; /* the file's settings: file->portal */
     struct pt_store *store;
     const struct pt_mgmt_hooks *hooks; /* hooks->publish after a store write */
 };
@@ -59,25 +59,26 @@ struct pt_portal_user {
     char email[256];
     char first_name[128];
     char last_name[128];
-    bool admin;         /* in the group administrators */
-    json_t *groups;     /* array of group ids (always holds "developers") */
+    bool admin;     /* in the group administrators */
+    json_t *groups; /* array of group ids (always holds "developers") */
 };
 
 /* One request. */
 struct pt_portal_req {
     struct evhttp_request *r;
     enum evhttp_cmd_type method;
-    char *path;                 /* decoded path, no query ("/apis/echo") */
-    struct evkeyvalq query;     /* the query's fields */
-    json_t *form;               /* a POST's urlencoded fields (object of strings), else NULL */
-    struct pt_portal_user *user;/* NULL for a guest */
-    char session_id[80];        /* "" when there is no session */
-    char csrf[80];              /* the session's CSRF token ("" without a session) */
-    bool preview;               /* an administrator previewing the draft content */
-    char peer[64];              /* the client's address (text) */
-    struct evbuffer *out;       /* the body being written */
-    int status;                 /* 200 unless set */
-    const char *content_type;   /* "text/html; charset=utf-8" unless set */
+    char *path;                  /* decoded path, no query ("/apis/echo") */
+    struct evkeyvalq query;      /* the query's fields */
+    json_t *form;                /* a POST's urlencoded fields (object of strings), else NULL */
+    struct pt_portal_user *user; /* NULL for a guest */
+    char session_id[80];         /* "" when there is no session */
+    char csrf[80];               /* the session's CSRF token ("" without a session) */
+    bool preview;                /* an administrator previewing the draft content */
+    char peer[64];               /* the client's address (text) */
+    struct evbuffer *out;        /* the body being written */
+    int status;                  /* 200 unless set */
+    const char *content_type;    /* "text/html; charset=utf-8" unless set */
+    bool deferred;               /* the handler answers later itself: the dispatcher sends nothing */
 };
 
 /* A route: method(s) and path pattern ("/apis/{}" matches one segment,
@@ -158,7 +159,7 @@ struct pt_portal_series {
 /* An SVG chart (bars when stacked, else lines) with axes, labels, a <title>
    and <desc> for screen readers, and the same data as a <table> after it. */
 void pt_portal_chart_svg(struct evbuffer *out, const char *title, const char *const *x_labels, int n,
-                     const struct pt_portal_series *series, int nseries, bool stacked, const char *unit);
+                         const struct pt_portal_series *series, int nseries, bool stacked, const char *unit);
 
 /* ----------------------------------------------- per-file entry points */
 
@@ -168,5 +169,60 @@ void pt_portal_assets_free(void);
 bool pt_portal_assets_serve(struct pt_portal_req *r);
 /* The URL of an asset with its content hash ("/assets/portal.3f2a1b.css"). */
 const char *pt_portal_assets_url(const char *name);
+
+/* ------------------------------------------------ server pieces (H-A) */
+
+/* Largest urlencoded form body read into r->form (bigger: 413). */
+#define PT_PORTAL_FORM_MAX (64 * 1024)
+
+/* Parses the query and, for a POST with an urlencoded body of at most
+   max_body bytes, the form.  false after answering (400 or 413). */
+bool pt_portal_req_parse(struct pt_portal_req *r, size_t max_body);
+/* Sends r->out with r->status, r->content_type and the security headers
+   (CSP, nosniff, Referrer-Policy, frame options); once per request. */
+void pt_portal_req_send(struct pt_portal_req *r);
+/* Sets a response header (replacing one of the same name). */
+void pt_portal_req_header(struct pt_portal_req *r, const char *name, const char *value);
+/* A request header or NULL. */
+const char *pt_portal_req_in_header(struct pt_portal_req *r, const char *name);
+/* A cookie's value (copied into buf, at most len-1 bytes); false when absent. */
+bool pt_portal_req_cookie(struct pt_portal_req *r, const char *name, char *buf, size_t len);
+/* Sets a cookie for the whole portal: HttpOnly, SameSite=Lax, Secure on
+   HTTPS; max_age_s < 0 = a session cookie, 0 = delete it. */
+void pt_portal_req_set_cookie(struct pt_portal_req *r, const char *name, const char *value, long max_age_s);
+/* The flash message a redirect left (decoded, into buf; cleared); false when none. */
+bool pt_portal_req_take_flash(struct pt_portal_req *r, char *buf, size_t len);
+/* Is the portal served over HTTPS? */
+bool pt_portal_req_https(void);
+/* Answers a plain error page body with a status (text/plain). */
+void pt_portal_req_text(struct pt_portal_req *r, int status, const char *text);
+/* Does the client accept gzip (Accept-Encoding)? */
+bool pt_portal_req_accepts_gzip(struct pt_portal_req *r);
+
+/* May the visitor see something shown to `groups` (a JSON array of group
+   ids; NULL or empty = everyone)?  Guests are in "guests"; signed-in users in
+   "developers" and their own groups; administrators see everything. */
+bool pt_portal_render_sees(const struct pt_portal_req *r, const json_t *groups);
+/* GET /theme.css: the site's colors and fonts as CSS variables, then its
+   customCss (served as text/css only). */
+void pt_portal_render_theme_css(struct pt_portal_req *r);
+/* The theme's version for /theme.css?v=... (changes with its content). */
+const char *pt_portal_render_theme_version(const struct pt_portal_req *r);
+/* Writes a Markdown text as sanitized HTML. */
+void pt_portal_render_markdown(struct evbuffer *out, const char *md);
+
+/* Browsing handlers (pt_portal_browse.c). */
+void pt_portal_browse_home(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_browse_apis(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_browse_api(struct pt_portal_req *r, const char *api, const char *a2);
+void pt_portal_browse_operation(struct pt_portal_req *r, const char *api, const char *op);
+void pt_portal_browse_definition(struct pt_portal_req *r, const char *api, const char *a2);
+void pt_portal_browse_products(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_browse_product(struct pt_portal_req *r, const char *product, const char *a2);
+void pt_portal_browse_page(struct pt_portal_req *r, const char *page, const char *a2);
+void pt_portal_browse_terms(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_browse_media(struct pt_portal_req *r, const char *media, const char *a2);
+/* Drops what browsing derived from the store (at stop). */
+void pt_portal_browse_free(void);
 
 #endif

@@ -116,6 +116,13 @@ class Portico:
     def url(self):
         return "http://127.0.0.1:%d" % self.port
 
+    @property
+    def portal_url(self):
+        """The developer portal's base URL (portal.listen; https when it has a certificate)."""
+        p = (self.config or {}).get("portal") or {}
+        scheme = "https" if p.get("certificate") else "http"
+        return "%s://%s" % (scheme, p["listen"])
+
     def check(self):
         """`portico -t` on this configuration: (exit code, stdout + stderr)."""
         r = subprocess.run([BIN, "-t", "-c", self.config_path], capture_output=True, timeout=30, cwd=self.workdir)
@@ -145,10 +152,10 @@ class Portico:
         raise RuntimeError("portico did not start listening")
 
     def control_ports(self):
-        """The control thread's own listeners (management, metrics): they open after the gateway's."""
+        """The control thread's own listeners (management, metrics, portal): they open after the gateway's."""
         cfg = self.config if isinstance(getattr(self, "config", None), dict) else {}
         out = []
-        for section in ("management", "metrics"):
+        for section in ("management", "metrics", "portal"):
             addr = (cfg.get(section) or {}).get("listen") if isinstance(cfg.get(section), dict) else None
             if isinstance(addr, str) and addr.startswith("127.0.0.1:"):
                 out.append(int(addr.rsplit(":", 1)[1]))
