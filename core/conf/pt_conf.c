@@ -10,6 +10,7 @@
  * a map with its table.
  */
 #include "conf/pt_conf.h"
+#include "conf/pt_content.h"
 
 #include "conf/pt_conf_int.h"
 
@@ -1042,6 +1043,8 @@ static const struct pt_cfkey portal_smtp_keys[] = {
      .doc = "The password for SMTP AUTH."},
     {"starttls", PT_CT_BOOL, offsetof(struct pt_conf, portal.mail.starttls), 0, .def = "`true`",
      .doc = "With `smtp://`: upgrade to TLS with STARTTLS before AUTH and the message, or fail."},
+    {"caFile", PT_CT_STR, offsetof(struct pt_conf, portal.mail.smtp_ca_file), PT_CF_PATH,
+     .def = "the system store", .doc = "PEM bundle of the CAs trusted for the SMTP server's certificate."},
     {0},
 };
 
@@ -1494,7 +1497,8 @@ static void portal_finish(struct pt_conf *cf, struct pt_cfctx *cx)
     if (!p->mail.outbox)
         p->mail.outbox = pt_pool_printf(cx->pool, "%s/outbox", cf->data_dir);
     if (p->mail.smtp_url && !strncmp(p->mail.smtp_url, "smtps://", 8))
-        p->mail.starttls = false; /* TLS from the start */
+        p->mail.starttls = false;       /* TLS from the start */
+    pt_content_check_file(p, cx->errs); /* site, pages, templates (conf/pt_content.c) */
 }
 
 static void portal_release(struct pt_conf *cf)

@@ -307,7 +307,9 @@ struct pt_mail_cf {
     char *smtp_url;      /* smtp:// or smtps://; NULL = the outbox */
     char *smtp_username; /* NULL = no AUTH */
     char *smtp_password;
-    bool starttls; /* smtp://: STARTTLS required (default true) */
+    bool starttls;      /* smtp://: STARTTLS required (default true) */
+    char *smtp_ca_file; /* smtp.caFile: CA bundle the server's certificate is checked against (NULL: the
+                           system's) */
 };
 
 /* portal: the developer portal (core/portal, docs/portal.md).  The content

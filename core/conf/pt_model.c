@@ -2,6 +2,7 @@
  * pt_model -- file and store, joined into the configuration a generation runs.
  */
 #include "conf/pt_model.h"
+#include "conf/pt_content.h"
 
 #include "base/pt_log.h"
 
@@ -37,6 +38,25 @@ static bool is_entity_key(const char *k)
         if (!strcmp(k, pt_model_kinds[i].list))
             return true;
     return !strcmp(k, "policies");
+}
+
+/* The portal's content keys: entities too, in the file's portal: map. */
+static const char *const portal_content_keys[] = {"site", "pages", "templates"};
+
+/* A document's "portal" holding nothing but content (what `export` writes). */
+static bool portal_content_only(const char *k, const json_t *v)
+{
+    if (strcmp(k, "portal") || !json_is_object(v))
+        return false;
+    const char *pk;
+    json_t *pv;
+    json_object_foreach((json_t *)v, pk, pv)
+    {
+        (void)pv;
+        if (strcmp(pk, "site") && strcmp(pk, "pages") && strcmp(pk, "templates"))
+            return false;
+    }
+    return true;
 }
 
 /* ------------------------------------------------------------ conversions */
@@ -404,6 +424,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         json_decref(j);
     }
     ok &= put_policy(st, "global", f->policies, source);
+    /* the portal's content: before the sweep, which would take the file's away */
+    ok = ok && pt_content_apply(st, f, source, errs);
     (void)none;
     if (ok && file && pt_store_sweep(st, "config") < 0)
         ok = false;
@@ -655,7 +677,7 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
     json_t *v;
     json_object_foreach((json_t *)doc, k, v)
     {
-        if (!is_entity_key(k)) {
+        if (!is_entity_key(k) && !portal_content_only(k, v)) {
             const struct pt_node *where = NULL;
             for (int i = 0; positions && i < positions->n; i++)
                 if (!strcmp(pt_node_key(positions, i)->str, k))
@@ -676,7 +698,18 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
         if (is_entity_key(k))
             json_object_del(root, k);
     }
-    json_object_update(root, (json_t *)doc);
+    /* the portal's content is the document's (or none), its settings the file's */
+    json_t *portal = json_object_get(root, "portal");
+    for (int i = 0; i < 3; i++)
+        json_object_del(portal, portal_content_keys[i]);
+    json_t *dp = json_object_get(doc, "portal");
+    if (dp && !portal)
+        json_object_set_new(root, "portal", portal = json_object());
+    json_object_update(portal, dp);
+    json_t *rest = json_deep_copy(doc);
+    json_object_del(rest, "portal");
+    json_object_update(root, rest);
+    json_decref(rest);
     struct pt_pool *pool = pt_pool_new(16 * 1024);
     struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
     json_decref(root);

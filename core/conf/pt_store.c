@@ -110,6 +110,26 @@ static const char *const migrations[] = {
     "  backend_status INTEGER, request_size INTEGER NOT NULL, response_size INTEGER NOT NULL,"
     "  cache INTEGER NOT NULL, api_time INTEGER NOT NULL, service_time INTEGER, reason TEXT NOT NULL);"
     "CREATE INDEX analytics_requests_ts ON analytics_requests(ts);",
+    /* 3: the portal's accounts (pt_store_accounts.c): password hashes with a
+       security stamp, sessions (only a hash of each id), single-use tokens
+       (only a hash), the sign-in throttle; and users found by email */
+    "CREATE TABLE portal_credentials ("
+    "  user TEXT PRIMARY KEY, hash TEXT NOT NULL, stamp INTEGER NOT NULL, updated INTEGER NOT NULL);"
+    "CREATE TABLE portal_sessions ("
+    "  id_hash TEXT PRIMARY KEY, user TEXT NOT NULL, created INTEGER NOT NULL, seen INTEGER NOT NULL,"
+    "  csrf TEXT NOT NULL, stamp INTEGER NOT NULL);"
+    "CREATE INDEX portal_sessions_user ON portal_sessions(user);"
+    "CREATE INDEX portal_sessions_seen ON portal_sessions(seen);"
+    "CREATE TABLE portal_tokens ("
+    "  hash TEXT PRIMARY KEY, purpose TEXT NOT NULL, user TEXT NOT NULL, expires INTEGER NOT NULL,"
+    "  used INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX portal_tokens_user ON portal_tokens(user, purpose);"
+    "CREATE INDEX portal_tokens_expires ON portal_tokens(expires);"
+    "CREATE TABLE portal_throttle ("
+    "  key TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER NOT NULL,"
+    "  updated INTEGER NOT NULL);"
+    "CREATE INDEX portal_throttle_updated ON portal_throttle(updated);"
+    "CREATE INDEX entities_user_email ON entities(lower(json_extract(body, '$.email'))) WHERE kind = 'user';",
 };
 
 static bool exec(struct pt_store *s, const char *sql)

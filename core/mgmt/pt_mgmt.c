@@ -99,6 +99,23 @@ static const struct route routes[] = {
      "A request's trace: Ocp-Apim-Trace-Location's signed URL, or with a bearer token"},
     {"reports/{id}", "GET", H_REPORTS, NULL, A_API, true,
      "Usage reports: byApi, byOperation, byProduct, bySubscription, byUser, byTime, byRequest"},
+    {"portal/site", "GET PUT PATCH", H_PORTAL, "site", A_SERVICE, false,
+     "The developer portal's site settings (the draft: publish to show them)"},
+    {"portal/pages", "GET", H_PORTAL, "pages", A_SERVICE, false, "List the developer portal's pages (draft)"},
+    {"portal/pages/{id}", "GET PUT PATCH DELETE", H_PORTAL, "pages", A_SERVICE, false,
+     "Get, create or replace, update or delete a portal page (draft)"},
+    {"portal/media", "GET", H_PORTAL, "media", A_SERVICE, false,
+     "List the portal's media (logo, favicon, images)"},
+    {"portal/media/{id}", "GET PUT DELETE", H_PORTAL, "media", A_SERVICE, false,
+     "A portal media file: PUT the bytes with their Content-Type (PNG, JPEG, GIF, WebP, ICO)"},
+    {"portal/revisions", "GET POST", H_PORTAL, "revisions", A_SERVICE, false,
+     "List the published revisions of the portal's content, or publish the draft ({comment})"},
+    {"portal/revisions/{id}", "GET", H_PORTAL, "revisions", A_SERVICE, false, "A published revision"},
+    {"portal/revisions/{id}/restore", "POST", H_PORTAL, "restore", A_SERVICE, false,
+     "Publish a copy of an earlier revision and make it the draft"},
+    {"portal/templates", "GET", H_PORTAL, "templates", A_SERVICE, false, "List the portal's mail templates"},
+    {"portal/templates/{id}", "GET PUT PATCH DELETE", H_PORTAL, "templates", A_SERVICE, false,
+     "A mail template (DELETE goes back to the built-in text)"},
     {"openapi.json", "GET", H_OPENAPI, NULL, A_OPEN, false, "This description"},
 };
 
@@ -290,6 +307,9 @@ static void on_request(struct evhttp_request *r, void *arg)
         break;
     case H_EXPORT:
         pt_mgmt_export_serve(&m);
+        break;
+    case H_PORTAL:
+        pt_mgmt_portal_serve(&m);
         break;
     case H_TRACE_CREDENTIALS:
         pt_mgmt_trace_credentials(&m);

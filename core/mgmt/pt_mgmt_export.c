@@ -4,6 +4,7 @@
  * YAML on request, and GET /export, every entity as a document that apply
  * and the configuration file accept.
  */
+#include "conf/pt_content.h"
 #include "conf/pt_model.h"
 #include "mgmt/pt_mgmt_int.h"
 
@@ -147,6 +148,10 @@ void pt_mgmt_export_serve(struct mreq *m)
         pt_node_errors_clear(&errs);
         return;
     }
+    /* the portal's content (site, pages, templates) as the file's portal: map holds it */
+    json_t *portal = pt_content_export(pt_mgmt_req_store, all && !strcmp(all, "true") ? NULL : "api");
+    if (portal)
+        json_object_set_new(doc, "portal", portal);
     if (pt_mgmt_export_wants_yaml(m)) {
         pt_mgmt_export_send_yaml(m, doc, "# Portico entities, exported by the management API\n", NULL);
         json_decref(doc);

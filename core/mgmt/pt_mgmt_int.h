@@ -3,6 +3,7 @@
  * rest of the core (which sees pt_mgmt.h only).
  *
  *   pt_mgmt.c           the server: route table, dispatch, start and stop
+ *   pt_mgmt_portal.c    the developer portal's content (/management/portal/...)
  *   pt_mgmt_trace.c     request tracing: debug credentials, traces
  *   pt_mgmt_entities.c  entity reads and writes, links, policy documents,
  *                       subscription keys, named values' values, apply
@@ -62,6 +63,7 @@ enum handler {
     H_TRACE_LIST,
     H_TRACE_GET,
     H_REPORTS,
+    H_PORTAL, /* /management/portal/...: route.kind says which collection */
 };
 
 struct route {
@@ -242,6 +244,12 @@ void pt_mgmt_entities_links(struct mreq *m, const char *kind, bool one);
 void pt_mgmt_entities_sub_action(struct mreq *m, enum handler h);
 void pt_mgmt_entities_nv_value(struct mreq *m);
 void pt_mgmt_entities_apply(struct mreq *m);
+
+/* --------------------------------------------------------- pt_mgmt_portal */
+
+/* /management/portal/{site,pages,media,revisions,templates}[...]: answers the request (the route's kind
+   names the collection: site, pages, media, revisions, restore, templates). */
+void pt_mgmt_portal_serve(struct mreq *m);
 
 /* ---------------------------------------------------------- pt_mgmt_trace */
 

@@ -79,6 +79,17 @@ static const struct route routes[] = {
     {"GET", "/terms", pt_portal_browse_terms, R_OPEN},
     {"GET", "/media/{}", pt_portal_browse_media, R_OPEN},
     /* accounts (pt_portal_account.c) */
+    {"GET POST", "/signup", pt_portal_account_signup, 0},
+    {"GET POST", "/confirm", pt_portal_account_confirm, 0},
+    {"GET POST", "/signin", pt_portal_account_signin, 0},
+    {"POST", "/signout", pt_portal_account_signout, 0},
+    {"GET POST", "/reset-password", pt_portal_account_reset, 0},
+    {"GET POST", "/reset-password/confirm", pt_portal_account_reset_confirm, 0},
+    {"GET POST", "/profile", pt_portal_account_profile, 0},
+    {"POST", "/profile/password", pt_portal_account_password, 0},
+    {"POST", "/profile/close", pt_portal_account_close, 0},
+    {"GET POST", "/admin/invite", pt_portal_account_invite, 0},
+    {"GET POST", "/invitation", pt_portal_account_invitation, 0},
     /* subscriptions, console, usage (pt_portal_subs.c) */
     /* administration (pt_portal_admin.c) */
 };

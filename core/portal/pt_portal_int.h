@@ -127,6 +127,17 @@ const json_t *pt_portal_content_get(const struct pt_portal_req *r);
 /* Sanitized HTML for a Markdown text (cmark, then the allow-list). */
 char *pt_portal_content_markdown(const char *md);
 
+/* H-C: the published revision's number being served (-1 for the draft). */
+int64_t pt_portal_content_revision(const struct pt_portal_req *r);
+/* A page's body as safe HTML: its html through the allow-list, or its
+   markdown rendered.  malloc'd (NULL when out of memory). */
+char *pt_portal_content_page_html(const json_t *page);
+/* Answers GET /media/{id}: the bytes with their type, ETag (304), caching;
+   404 when there is no such media. */
+void pt_portal_content_serve_media(struct pt_portal_req *r, const char *id);
+/* Drops the cached content (at stop). */
+void pt_portal_content_free(void);
+
 /* ------------------------------------------------------------ sessions */
 
 /* Reads the session cookie: sets r->user, r->session_id, r->csrf (expired,
@@ -141,6 +152,22 @@ void pt_portal_session_end(struct pt_portal_req *r);
 void pt_portal_session_end_user(const char *user_id);
 /* A guest's session (for the CSRF token of the sign-in and sign-up forms). */
 bool pt_portal_session_guest(struct pt_portal_req *r);
+/* The session cookie's name: "__Host-portico_session" on HTTPS, else
+   "portico_session". */
+const char *pt_portal_session_cookie_name(void);
+/* Pure pieces (unit tests): 256 random bits as 43 base64url characters
+   (ids, CSRF tokens, mail tokens; size >= 44); whether s has that form; the
+   SHA-256 of a secret as 64 hex digits (what the store keeps); a comparison
+   whose time does not depend on where the strings differ (false for "");
+   a cookie's value in a Cookie header. */
+#define PT_PORTAL_SESSION_BYTES 32
+#define PT_PORTAL_SESSION_CHARS 43
+bool pt_portal_session_random(char *out, size_t size);
+bool pt_portal_session_random_bytes(unsigned char *out, size_t n);
+bool pt_portal_session_well_formed(const char *s);
+void pt_portal_session_hash(const char *secret, char out[65]);
+bool pt_portal_session_equal(const char *a, const char *b);
+bool pt_portal_session_cookie_value(const char *header, const char *name, char *out, size_t size);
 
 /* ------------------------------------------------------------ visibility */
 
@@ -160,6 +187,38 @@ struct pt_portal_series {
    and <desc> for screen readers, and the same data as a <table> after it. */
 void pt_portal_chart_svg(struct evbuffer *out, const char *title, const char *const *x_labels, int n,
                          const struct pt_portal_series *series, int nseries, bool stacked, const char *unit);
+
+/* ------------------------------------------------------------ accounts */
+
+/* Route handlers (pt_portal_account.c); each takes the GET and the POST of
+   its path: /signup, /confirm, /signin, /signout (POST), /reset-password,
+   /reset-password/confirm, /profile, /profile/password (POST),
+   /profile/close (POST), /admin/invite, /invitation. */
+void pt_portal_account_signup(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_account_confirm(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_account_signin(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_account_signout(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_account_reset(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_account_reset_confirm(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_account_profile(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_account_password(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_account_close(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_account_invite(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_account_invitation(struct pt_portal_req *r, const char *a1, const char *a2);
+/* Pure pieces (unit tests): the password rule (at least 10 characters,
+   at most 1024 bytes; *why says what is wrong); an email's rough shape;
+   Argon2id hashing (encoded form, size >= 160) and verifying; the sign-in
+   throttle: whether a row is locked at `now`, and a failure counted into
+   it (failures within `lockout_ms` of each other; at `max` the row locks
+   for lockout_ms and its count starts again). */
+struct pt_store_accounts_throttle;
+bool pt_portal_account_password_ok(const char *pw, const char **why);
+bool pt_portal_account_email_ok(const char *email);
+bool pt_portal_account_hash_password(const char *pw, char *out, size_t size);
+bool pt_portal_account_verify_password(const char *hash, const char *pw);
+bool pt_portal_account_throttle_locked(const struct pt_store_accounts_throttle *t, int64_t now);
+void pt_portal_account_throttle_fail(struct pt_store_accounts_throttle *t, int64_t now, int64_t max,
+                                     int64_t lockout_ms);
 
 /* ----------------------------------------------- per-file entry points */
 

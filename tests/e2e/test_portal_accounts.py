@@ -1,0 +1,781 @@
+"""The developer portal's accounts and their security, over real HTTP.
+
+A client here is a small browser: a cookie jar, forms posted with the CSRF
+token the page gave, redirects not followed (each test looks at the 303).
+Mail goes to the outbox folder; the links are read from the newest .eml
+addressed to the user.  Every security point of issue 12 is a test written
+as the attack: what the attacker sends, and what they must not get (checked
+on the answer, in the store and in the outbox).
+"""
+
+import email
+import email.policy
+import glob
+import hashlib
+import http.client
+import os
+import re
+import sqlite3
+import ssl
+import statistics
+import time
+import urllib.parse
+
+import pytest
+
+from conftest import basic_config, free_port, wait_for
+from mgmt_helpers import TOKEN, Mgmt
+
+PASSWORD = "correct horse battery"
+ADMIN_EMAIL = "admin@example.com"
+
+
+# ------------------------------------------------------------------ helpers
+
+def portal_config(backend, workdir, users=None, **portal):
+    cfg = basic_config(backend.url)
+    cfg["management"] = {"listen": "127.0.0.1:%d" % free_port()}
+    cfg["data"] = os.path.join(workdir, "data")
+    p = {"listen": "127.0.0.1:%d" % free_port(), "mail": {"outbox": os.path.join(workdir, "outbox")}}
+    p.update(portal)
+    cfg["portal"] = p
+    cfg["users"] = users if users is not None else [
+        {"id": "admin", "email": ADMIN_EMAIL, "firstName": "Ada", "lastName": "Admin",
+         "groups": ["administrators"]}]
+    return cfg
+
+
+def start(portico, backend, workdir, **kw):
+    p = portico(portal_config(backend, workdir, **kw), env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    return p, Mgmt(p)
+
+
+class Client:
+    """One browser: its own cookies, optionally its own source address."""
+
+    def __init__(self, p, source="127.0.0.1", context=None):
+        u = urllib.parse.urlsplit(p.portal_url)
+        self.host, self.port, self.https = u.hostname, u.port, u.scheme == "https"
+        self.source = source
+        self.context = context
+        self.cookies = {}
+        self.last = ""
+        self.set_cookies = []  # the raw Set-Cookie headers of the last answer
+
+    def request(self, method, path, form=None, headers=None):
+        if self.https:
+            c = http.client.HTTPSConnection(self.host, self.port, timeout=30, context=self.context,
+                                            source_address=(self.source, 0))
+        else:
+            c = http.client.HTTPConnection(self.host, self.port, timeout=30, source_address=(self.source, 0))
+        h = dict(headers or {})
+        if self.cookies:
+            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            h["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            text = r.read().decode(errors="replace")
+            self.set_cookies = r.headers.get_all("Set-Cookie") or []
+            for sc in self.set_cookies:
+                name, _, rest = sc.partition("=")
+                value = rest.split(";", 1)[0]
+                if "max-age=0" in sc.lower() or not value:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = value
+            self.last = text
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, text
+        finally:
+            c.close()
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def csrf(self, page=None):
+        m = re.search(r'name="csrf" value="([^"]*)"', page if page is not None else self.last)
+        return m.group(1) if m else None
+
+    def post(self, path, form, page_path=None, csrf=True):
+        """POSTs a form; with csrf=True the token comes from `page_path` (GET first) or the last page."""
+        form = dict(form)
+        if csrf is True:
+            if page_path:
+                self.get(page_path)
+            token = self.csrf()
+            assert token, "no CSRF token on the page before POST %s:\n%s" % (path, self.last[:2000])
+            form["csrf"] = token
+        elif isinstance(csrf, str):
+            form["csrf"] = csrf
+        return self.request("POST", path, form)
+
+    @property
+    def session(self):
+        return self.cookies.get("__Host-portico_session") or self.cookies.get("portico_session")
+
+    def signed_in(self):
+        status, h, _ = self.get("/profile")
+        return status == 200
+
+    def signin(self, mail, password=PASSWORD):
+        return self.post("/signin", {"email": mail, "password": password}, page_path="/signin")
+
+
+def outbox_mails(workdir):
+    out = []
+    for path in sorted(glob.glob(os.path.join(workdir, "outbox", "*.eml"))):
+        with open(path, "rb") as f:
+            msg = email.message_from_bytes(f.read(), policy=email.policy.default)
+        out.append((os.path.getmtime(path), path, msg))
+    return out
+
+
+def last_mail(workdir, to, subject_has=None, after=0):
+    """(subject, body, link) of the newest mail to `to` (waits a little for it)."""
+    def find():
+        for _, path, msg in reversed(outbox_mails(workdir)):
+            if to.lower() not in str(msg["To"]).lower() or path in after_paths:
+                continue
+            body = msg.get_body(preferencelist=("plain",)).get_content()
+            m = re.search(r"(https?://\S+[?&]token=[A-Za-z0-9_-]+)", body)
+            return str(msg["Subject"]), body, m.group(1) if m else None
+        return None
+    after_paths = set(after) if isinstance(after, (set, list)) else set()
+    return wait_for(find, timeout=5, what="a mail to %s" % to)
+
+
+def mail_paths(workdir):
+    return {path for _, path, _ in outbox_mails(workdir)}
+
+
+def path_of(link):
+    u = urllib.parse.urlsplit(link)
+    return u.path + ("?" + u.query if u.query else "")
+
+
+def token_of(link):
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["token"][0]
+
+
+def signup(c, mail, password=PASSWORD, first="Dev", last="Eloper", **extra):
+    form = {"email": mail, "password": password, "firstName": first, "lastName": last}
+    form.update(extra)
+    return c.post("/signup", form, page_path="/signup")
+
+
+def confirm(c, link):
+    status, _, page = c.get(path_of(link))
+    assert status == 200 and 'id="confirm-form"' in page, page
+    return c.post("/confirm", {"token": token_of(link)})
+
+
+def make_user(p, workdir, mail, password=PASSWORD):
+    """A confirmed, active user; returns their id."""
+    c = Client(p)
+    before = mail_paths(workdir)
+    status, _, page = signup(c, mail, password)
+    assert status == 200, page
+    _, _, link = last_mail(workdir, mail, after=before)
+    status, h, _ = confirm(c, link)
+    assert status == 303 and h["location"] == "/signin"
+    return user_id(p, mail)
+
+
+def user_id(p, mail):
+    m = Mgmt(p)
+    users = m.ok("GET", "users")
+    items = users["value"] if isinstance(users, dict) else users
+    for u in items:
+        if u.get("email", "").lower() == mail.lower():
+            return u["id"]
+    return None
+
+
+def get_user(p, uid):
+    return Mgmt(p).ok("GET", "users/" + uid)
+
+
+def signed_in_client(p, workdir, mail, password=PASSWORD, source="127.0.0.1"):
+    c = Client(p, source=source)
+    status, h, page = c.signin(mail, password)
+    assert status == 303, (status, page)
+    assert c.signed_in()
+    return c
+
+
+def set_admin_password(p, workdir, password=PASSWORD):
+    """The administrator declared in the file gets a password through the reset mail."""
+    c = Client(p)
+    before = mail_paths(workdir)
+    c.post("/reset-password", {"email": ADMIN_EMAIL}, page_path="/reset-password")
+    _, _, link = last_mail(workdir, ADMIN_EMAIL, after=before)
+    c.get(path_of(link))
+    status, h, _ = c.post("/reset-password/confirm", {"token": token_of(link), "password": password})
+    assert status == 303, c.last
+    return signed_in_client(p, workdir, ADMIN_EMAIL, password)
+
+
+def db(workdir):
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(workdir, "data", "portico.db"), uri=True)
+    return con
+
+
+# ----------------------------------------------------------- the happy path
+
+def test_signup_confirm_signin_signout(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    c = Client(p)
+    status, _, page = c.get("/signup")
+    assert status == 200 and 'id="signup-form"' in page and 'name="csrf"' in page
+    before = mail_paths(workdir)
+    status, _, page = signup(c, "dev@example.com", first="Grace", last="Hopper")
+    assert status == 200 and "Check your mail" in page
+    uid = user_id(p, "dev@example.com")
+    u = get_user(p, uid)
+    assert u["state"] == "pending" and u["firstName"] == "Grace"
+    assert uid in [x["id"] for x in m.ok("GET", "groups/developers/users")["value"]]
+    subject, body, link = last_mail(workdir, "dev@example.com", after=before)
+    assert link and link.startswith(p.portal_url + "/confirm?token="), body
+    # a pending user cannot sign in yet, even with the right password
+    status, _, page = Client(p).signin("dev@example.com")
+    assert status == 403 and "Confirm your address" in page
+    # the link's GET only shows a button (a mail scanner opening it uses nothing)
+    for _ in range(2):
+        status, _, page = c.get(path_of(link))
+        assert status == 200 and 'id="confirm-form"' in page
+    assert get_user(p, uid)["state"] == "pending"
+    status, h, _ = c.post("/confirm", {"token": token_of(link)})
+    assert status == 303 and h["location"] == "/signin"
+    assert get_user(p, uid)["state"] == "active"
+    # sign in, see the profile, sign out
+    status, h, _ = c.signin("DEV@example.com")  # addresses compare without case
+    assert status == 303 and h["location"] == "/"
+    status, _, page = c.get("/profile")
+    assert status == 200 and "dev@example.com" in page and 'id="profile-form"' in page
+    assert 'id="password-form"' in page and 'id="close-form"' in page
+    status, _, page = c.get("/")
+    assert 'id="signout-form"' in page
+    status, h, _ = c.post("/signout", {}, page_path="/")
+    assert status == 303
+    assert not c.signed_in()
+
+
+def test_profile_names_are_saved(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    uid = make_user(p, workdir, "names@example.com")
+    c = signed_in_client(p, workdir, "names@example.com")
+    status, h, _ = c.post("/profile", {"firstName": "Katherine", "lastName": "Johnson"}, page_path="/profile")
+    assert status == 303 and h["location"] == "/profile"
+    u = get_user(p, uid)
+    assert (u["firstName"], u["lastName"], u["state"]) == ("Katherine", "Johnson", "active")
+    status, _, page = c.get("/profile")
+    assert 'value="Katherine"' in page
+    # empty names are refused and nothing changes
+    status, _, page = c.post("/profile", {"firstName": " ", "lastName": "X"}, page_path="/profile")
+    assert status == 400 and 'class="error" role="alert"' in page
+    assert get_user(p, uid)["firstName"] == "Katherine"
+
+
+def test_signup_rules(backend, portico, workdir):
+    p, m = start(portico, backend, workdir, site={"terms": "Be nice to the API."})
+    c = Client(p)
+    status, _, page = c.get("/signup")
+    assert 'name="terms"' in page
+    cases = [
+        ({"password": "short9chr"}, "at least 10"),
+        ({"terms": ""}, "terms"),
+        ({"email": "not-an-address"}, "valid email"),
+        ({"firstName": ""}, "names"),
+    ]
+    for change, says in cases:
+        form = {"email": "rules@example.com", "password": PASSWORD, "firstName": "A", "lastName": "B",
+                "terms": "on"}
+        form.update(change)
+        status, _, page = c.post("/signup", form, page_path="/signup")
+        assert status == 400 and 'class="error" role="alert"' in page and says in page, (change, page)
+    assert user_id(p, "rules@example.com") is None
+    assert not outbox_mails(workdir)
+    # ten characters (not bytes) are enough, accepted terms too
+    status, _, _ = signup(c, "rules@example.com", password="ééééééééé1", terms="on")
+    assert status == 200
+    assert user_id(p, "rules@example.com")
+
+
+def test_signup_can_be_closed(backend, portico, workdir):
+    p, m = start(portico, backend, workdir, site={"signupEnabled": False})
+    c = Client(p)
+    status, _, page = c.get("/signup")
+    assert "closed" in page and 'id="signup-form"' not in page
+    c.get("/signin")
+    status, _, _ = c.post("/signup", {"email": "x@example.com", "password": PASSWORD, "firstName": "a",
+                                      "lastName": "b"})
+    assert status == 403
+    assert user_id(p, "x@example.com") is None
+
+
+# ------------------------------------------------------------------ cookies
+
+def check_cookie(headers, name, secure):
+    mine = [h for h in headers if h.startswith(name + "=")]
+    assert len(mine) == 1, headers
+    attrs = [a.strip().lower() for a in mine[0].split(";")[1:]]
+    assert "httponly" in attrs and "samesite=lax" in attrs and "path=/" in attrs, mine
+    assert ("secure" in attrs) == secure, mine
+    assert not any(a.startswith("domain") for a in attrs), mine
+    value = mine[0].split(";", 1)[0].split("=", 1)[1]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", value), value  # 256 bits
+    return value
+
+
+def test_cookie_flags_over_http(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    make_user(p, workdir, "flags@example.com")
+    c = Client(p)
+    c.get("/signin")
+    check_cookie(c.set_cookies, "portico_session", secure=False)
+    c.signin("flags@example.com")
+    check_cookie(c.set_cookies, "portico_session", secure=False)
+    assert not any(h.startswith("__Host-") for h in c.set_cookies)
+
+
+def test_cookie_flags_over_https(backend, portico, workdir):
+    from tls_helpers import Pki, client_context
+    pki = Pki(workdir)
+    cert, key = pki.leaf("portal", "localhost", sans=("DNS:localhost", "IP:127.0.0.1"))
+    p, m = start(portico, backend, workdir, certificate=cert, key=key)
+    ctx = client_context(pki.ca, check_hostname=False)
+    c = Client(p, context=ctx)
+    assert c.https
+    before = mail_paths(workdir)
+    c.get("/signup")
+    check_cookie(c.set_cookies, "__Host-portico_session", secure=True)
+    signup(c, "tls@example.com")
+    _, _, link = last_mail(workdir, "tls@example.com", after=before)
+    assert link.startswith("https://")
+    c.get(path_of(link))
+    c.post("/confirm", {"token": token_of(link)})
+    c2 = Client(p, context=ctx)
+    c2.get("/signin")
+    check_cookie(c2.set_cookies, "__Host-portico_session", secure=True)
+    status, _, _ = c2.signin("tls@example.com")
+    assert status == 303
+    check_cookie(c2.set_cookies, "__Host-portico_session", secure=True)
+    assert c2.signed_in()
+    # the plain name is not read over HTTPS
+    c3 = Client(p, context=ctx)
+    c3.cookies["portico_session"] = c2.session
+    assert not c3.signed_in()
+
+
+# ----------------------------------------------------------------- sessions
+
+def test_session_rotated_at_signin(backend, portico, workdir):
+    """Session fixation: an id the visitor had before signing in opens nothing afterwards."""
+    p, m = start(portico, backend, workdir)
+    make_user(p, workdir, "fix@example.com")
+    attacker = Client(p)
+    attacker.get("/signin")
+    planted = attacker.session
+    assert planted
+    victim = Client(p)
+    victim.cookies["portico_session"] = planted  # planted by the attacker
+    status, _, _ = victim.signin("fix@example.com")
+    assert status == 303
+    assert victim.session and victim.session != planted
+    assert victim.signed_in()
+    assert not attacker.signed_in()
+    # a made-up id opens nothing either, and is told to go away
+    forged = Client(p)
+    forged.cookies["portico_session"] = "A" * 43
+    status, h, _ = forged.get("/profile")
+    assert status == 303 and h["location"] == "/signin"
+
+
+def test_store_keeps_only_hashes(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    before = mail_paths(workdir)
+    uid = make_user(p, workdir, "hash@example.com")
+    c = signed_in_client(p, workdir, "hash@example.com")
+    c.post("/reset-password", {"email": "hash@example.com"}, page_path="/reset-password")
+    links = [link for _, body, link in [last_mail(workdir, "hash@example.com", after=before)]]
+    with db(workdir) as con:
+        dump = "\n".join(con.iterdump())
+        (h,) = con.execute("SELECT hash FROM portal_credentials WHERE user = ?", (uid,)).fetchone()
+        ids = [r[0] for r in con.execute("SELECT id_hash FROM portal_sessions WHERE user = ?", (uid,))]
+    assert h.startswith("$argon2id$") and PASSWORD not in dump
+    assert c.session not in dump
+    assert hashlib.sha256(c.session.encode()).hexdigest() in ids
+    for link in links:
+        assert token_of(link) not in dump
+        assert hashlib.sha256(token_of(link).encode()).hexdigest() in dump
+
+
+def test_idle_expiry(backend, portico, workdir):
+    p, m = start(portico, backend, workdir, sessions={"idleTimeout": "2s", "absoluteTimeout": "1h"})
+    make_user(p, workdir, "idle@example.com")
+    c = signed_in_client(p, workdir, "idle@example.com")
+    # used every half second, it lives past the idle limit
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3:
+        assert c.signed_in()
+        time.sleep(0.5)
+    time.sleep(2.6)  # then left alone longer than the limit
+    assert not c.signed_in()
+    with db(workdir) as con:
+        (n,) = con.execute("SELECT count(*) FROM portal_sessions WHERE user <> ''").fetchone()
+    assert n == 0
+
+
+def test_absolute_expiry(backend, portico, workdir):
+    p, m = start(portico, backend, workdir, sessions={"idleTimeout": "30m", "absoluteTimeout": "3s"})
+    make_user(p, workdir, "abs@example.com")
+    c = signed_in_client(p, workdir, "abs@example.com")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2:
+        assert c.signed_in()
+        time.sleep(0.4)
+    # however busy, the session ends at the absolute limit
+    wait_for(lambda: not c.signed_in(), timeout=4, what="the absolute limit", step=0.2)
+    assert time.monotonic() - t0 >= 2.5
+
+
+def test_password_change_ends_the_other_sessions(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    make_user(p, workdir, "change@example.com")
+    a = signed_in_client(p, workdir, "change@example.com")
+    b = signed_in_client(p, workdir, "change@example.com")  # e.g. a stolen session
+    old_a = a.session
+    # the current password is required
+    status, _, page = a.post("/profile/password", {"current": "wrong password!", "password": "new password 2"},
+                             page_path="/profile")
+    assert status == 403 and 'role="alert"' in page
+    assert b.signed_in()
+    status, h, _ = a.post("/profile/password", {"current": PASSWORD, "password": "new password 2"},
+                          page_path="/profile")
+    assert status == 303 and h["location"] == "/profile"
+    assert a.signed_in() and a.session != old_a
+    assert not b.signed_in()
+    stale = Client(p)
+    stale.cookies["portico_session"] = old_a
+    assert not stale.signed_in()
+    assert Client(p).signin("change@example.com")[0] == 401
+    assert Client(p).signin("change@example.com", "new password 2")[0] == 303
+
+
+def test_password_reset_ends_every_session(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    make_user(p, workdir, "reset@example.com")
+    thief = signed_in_client(p, workdir, "reset@example.com")
+    c = Client(p)
+    before = mail_paths(workdir)
+    status, _, page = c.post("/reset-password", {"email": "reset@example.com"}, page_path="/reset-password")
+    assert status == 200 and "If an account has this address" in page
+    subject, body, link = last_mail(workdir, "reset@example.com", after=before)
+    assert "/reset-password/confirm?token=" in link
+    status, _, page = c.get(path_of(link))
+    assert status == 200 and 'name="password"' in page
+    # a short password is refused and the token still works afterwards
+    status, _, page = c.post("/reset-password/confirm", {"token": token_of(link), "password": "short"})
+    assert status == 400 and 'role="alert"' in page
+    status, h, _ = c.post("/reset-password/confirm", {"token": token_of(link), "password": "brand new pass"})
+    assert status == 303 and h["location"] == "/signin"
+    assert not thief.signed_in()
+    assert Client(p).signin("reset@example.com")[0] == 401
+    assert Client(p).signin("reset@example.com", "brand new pass")[0] == 303
+
+
+# --------------------------------------------------------------------- CSRF
+
+POST_ROUTES = ["/signup", "/confirm", "/signin", "/signout", "/reset-password", "/reset-password/confirm",
+               "/profile", "/profile/password", "/profile/close", "/admin/invite", "/invitation"]
+
+
+def test_csrf_missing_or_wrong_is_refused_on_every_post_route(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    uid = make_user(p, workdir, "csrf@example.com")
+    admin = set_admin_password(p, workdir)
+    victim = signed_in_client(p, workdir, "csrf@example.com")
+    other = Client(p)
+    other.get("/signin")
+    foreign = other.csrf()  # a real token, of another session
+    before = mail_paths(workdir)
+    forms = {
+        "/signup": {"email": "new@example.com", "password": PASSWORD, "firstName": "a", "lastName": "b"},
+        "/confirm": {"token": "x" * 43},
+        "/signin": {"email": "csrf@example.com", "password": PASSWORD},
+        "/signout": {},
+        "/reset-password": {"email": "csrf@example.com"},
+        "/reset-password/confirm": {"token": "x" * 43, "password": "another password"},
+        "/profile": {"firstName": "Mallory", "lastName": "M"},
+        "/profile/password": {"current": PASSWORD, "password": "attacker password"},
+        "/profile/close": {"password": PASSWORD},
+        "/admin/invite": {"email": "evil@example.com", "firstName": "e", "lastName": "v"},
+        "/invitation": {"token": "x" * 43, "password": "attacker password"},
+    }
+    assert sorted(forms) == sorted(POST_ROUTES)
+    for route in POST_ROUTES:
+        who = admin if route == "/admin/invite" else victim
+        for csrf in (False, "", "A" * 43, foreign):
+            status, _, page = who.post(route, forms[route], csrf=csrf)
+            assert status == 403, (route, csrf, status, page[:300])
+    # nothing happened: no mail, no user, the victim's names, password and session unchanged
+    assert mail_paths(workdir) == before
+    assert user_id(p, "new@example.com") is None and user_id(p, "evil@example.com") is None
+    u = get_user(p, uid)
+    assert (u["firstName"], u["state"]) == ("Dev", "active")
+    assert victim.signed_in() and admin.signed_in()
+    assert Client(p).signin("csrf@example.com")[0] == 303
+    # the JSON form of the refusal for scripts
+    status, _, text = victim.request("POST", "/profile", form={"firstName": "x", "lastName": "y"},
+                                     headers={"Accept": "application/json"})
+    assert status == 403 and "InvalidCsrfToken" in text
+
+
+# ----------------------------------------------------------------- lockout
+
+def test_lockout_per_account(backend, portico, workdir):
+    p, m = start(portico, backend, workdir, signin={"maxFailures": 3, "lockout": "3s"})
+    make_user(p, workdir, "victim@example.com")
+    make_user(p, workdir, "bystander@example.com")
+    attacker = Client(p)
+    for _ in range(3):
+        assert attacker.signin("victim@example.com", "guess %d password" % _)[0] == 401
+    # locked: even the right password is refused, with the same answer whoever asks
+    status, _, page = Client(p).signin("victim@example.com")
+    assert status == 429 and "Too many" in page
+    # an unknown address is locked the same way (the lock says nothing about who has an account)
+    for _ in range(3):
+        attacker.signin("nobody@example.com", "guess password %d" % _)
+    assert Client(p).signin("nobody@example.com")[0] == 429
+    # other accounts from the same address are not locked
+    assert Client(p).signin("bystander@example.com")[0] == 303
+    time.sleep(3.2)
+    assert Client(p).signin("victim@example.com")[0] == 303
+
+
+def test_lockout_per_address(backend, portico, workdir):
+    """One address trying many accounts (password spraying) is locked: 4 x maxFailures."""
+    p, m = start(portico, backend, workdir, signin={"maxFailures": 2, "lockout": "1m"})
+    make_user(p, workdir, "target@example.com")
+    sprayer = "127.0.0.2"
+    for i in range(8):  # 8 accounts, one failure each: no account is locked
+        assert Client(p, source=sprayer).signin("user%d@example.com" % i, "Password123!")[0] == 401
+    status, _, _ = Client(p, source=sprayer).signin("target@example.com")
+    assert status == 429
+    # the account itself is not locked: from another address it signs in
+    assert Client(p, source="127.0.0.3").signin("target@example.com")[0] == 303
+
+
+# --------------------------------------------------------- no enumeration
+
+def strip_echo(page, *words):
+    page = re.sub(r'name="csrf" value="[^"]*"', "", page)
+    for w in words:
+        page = page.replace(w, "")
+    return page
+
+
+def test_unknown_and_known_users_get_the_same_answer(backend, portico, workdir):
+    p, m = start(portico, backend, workdir, signin={"maxFailures": 1000, "lockout": "1s"})
+    make_user(p, workdir, "known@example.com")
+    # sign-in: a wrong password and an unknown address read the same
+    s1, _, known = Client(p).signin("known@example.com", "wrong password")
+    s2, _, unknown = Client(p).signin("unknown@example.com", "wrong password")
+    assert s1 == s2 == 401
+    assert strip_echo(known, "known@example.com") == strip_echo(unknown, "unknown@example.com")
+    # reset: the same page, a mail only for the account
+    before = mail_paths(workdir)
+    s1, _, known = Client(p).post("/reset-password", {"email": "known@example.com"}, page_path="/reset-password")
+    s2, _, unknown = Client(p).post("/reset-password", {"email": "unknown@example.com"},
+                                    page_path="/reset-password")
+    assert s1 == s2 == 200 and strip_echo(known) == strip_echo(unknown)
+    new = mail_paths(workdir) - before
+    assert len(new) == 1
+    # sign-up with a taken address: the same page as a new one, and the account is untouched
+    s1, _, taken = signup(Client(p), "known@example.com", password="hijack password")
+    s2, _, fresh = signup(Client(p), "fresh@example.com")
+    assert s1 == s2 == 200 and strip_echo(taken) == strip_echo(fresh)
+    assert Client(p).signin("known@example.com")[0] == 303
+    assert Client(p).signin("known@example.com", "hijack password")[0] == 401
+    # timing: measured (not asserted tightly): both check one Argon2id hash
+    def timed(mail):
+        c = Client(p)
+        c.get("/signin")
+        t = time.perf_counter()
+        c.post("/signin", {"email": mail, "password": "wrong password"})
+        return time.perf_counter() - t
+    k = [timed("known@example.com") for _ in range(7)]
+    u = [timed("unknown@example.com") for _ in range(7)]
+    mk, mu = statistics.median(k), statistics.median(u)
+    print("sign-in timing: known %.1f ms, unknown %.1f ms (medians of 7)" % (mk * 1000, mu * 1000))
+    assert 0.4 < mu / mk < 2.5, (mk, mu)
+
+
+# ---------------------------------------------------------------- tokens
+
+def test_tokens_are_single_use(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    c = Client(p)
+    before = mail_paths(workdir)
+    signup(c, "once@example.com")
+    _, _, link = last_mail(workdir, "once@example.com", after=before)
+    assert confirm(c, link)[0] == 303
+    # the second use: refused, on GET and POST
+    status, _, page = c.get(path_of(link))
+    assert status == 400 and 'id="confirm-form"' not in page
+    assert c.post("/confirm", {"token": token_of(link)}, page_path="/signin")[0] == 400
+    # a reset link works once
+    before = mail_paths(workdir)
+    c.post("/reset-password", {"email": "once@example.com"}, page_path="/reset-password")
+    _, _, link = last_mail(workdir, "once@example.com", after=before)
+    c.get(path_of(link))
+    assert c.post("/reset-password/confirm", {"token": token_of(link), "password": "first new pass"})[0] == 303
+    c.get("/signin")
+    status, _, _ = c.post("/reset-password/confirm", {"token": token_of(link), "password": "second new pass"})
+    assert status == 400
+    assert Client(p).signin("once@example.com", "first new pass")[0] == 303
+    assert Client(p).signin("once@example.com", "second new pass")[0] == 401
+
+
+def test_tokens_expire(backend, portico, workdir):
+    p, m = start(portico, backend, workdir, tokens={"confirm": "1s", "reset": "1s"})
+    c = Client(p)
+    before = mail_paths(workdir)
+    signup(c, "late@example.com")
+    _, _, link = last_mail(workdir, "late@example.com", after=before)
+    time.sleep(1.3)
+    assert c.get(path_of(link))[0] == 400
+    assert c.post("/confirm", {"token": token_of(link)}, page_path="/signin")[0] == 400
+    uid = user_id(p, "late@example.com")
+    assert get_user(p, uid)["state"] == "pending"
+    # a reset link expires the same way (and would have confirmed the address)
+    before = mail_paths(workdir)
+    c.post("/reset-password", {"email": "late@example.com"}, page_path="/reset-password")
+    _, _, link = last_mail(workdir, "late@example.com", after=before)
+    time.sleep(1.3)
+    c.get("/signin")
+    assert c.post("/reset-password/confirm", {"token": token_of(link), "password": "too late pass"})[0] == 400
+    assert get_user(p, uid)["state"] == "pending"
+
+
+def test_tokens_only_for_their_purpose_and_their_user(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    a = Client(p)
+    before = mail_paths(workdir)
+    signup(a, "alice@example.com")
+    _, _, confirm_link = last_mail(workdir, "alice@example.com", after=before)
+    make_user(p, workdir, "bob@example.com")
+    # a confirmation token is no reset token, nor an invitation
+    assert a.post("/reset-password/confirm", {"token": token_of(confirm_link), "password": "takeover pass"},
+                  page_path="/signin")[0] == 400
+    assert a.post("/invitation", {"token": token_of(confirm_link), "password": "takeover pass"},
+                  page_path="/signin")[0] == 400
+    assert a.get("/invitation?token=" + token_of(confirm_link))[0] == 400
+    # malformed tokens
+    for bad in ("", "short", "x" * 44, "%00" * 43, "../" * 15):
+        assert a.get("/confirm?token=" + bad)[0] == 400
+    # Alice's reset link, sent by Bob's session with Bob's address in the form, sets Alice's password only
+    confirm(a, confirm_link)
+    before = mail_paths(workdir)
+    a.post("/reset-password", {"email": "alice@example.com"}, page_path="/reset-password")
+    _, _, reset_link = last_mail(workdir, "alice@example.com", after=before)
+    bob = signed_in_client(p, workdir, "bob@example.com")
+    bob.get(path_of(reset_link))
+    status, _, _ = bob.post("/reset-password/confirm", {"token": token_of(reset_link), "password": "chosen by bob",
+                                                        "email": "bob@example.com", "user": user_id(p, "bob@example.com")})
+    assert status == 303
+    assert Client(p).signin("bob@example.com")[0] == 303
+    assert Client(p).signin("bob@example.com", "chosen by bob")[0] == 401
+    assert Client(p).signin("alice@example.com", "chosen by bob")[0] == 303
+
+
+# ------------------------------------------------------ who may not sign in
+
+def test_blocked_and_pending_users_cannot_sign_in(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    uid = make_user(p, workdir, "blocked@example.com")
+    c = signed_in_client(p, workdir, "blocked@example.com")
+    body = get_user(p, uid)
+    body["state"] = "blocked"
+    body.pop("id", None)
+    m.ok("PUT", "users/" + uid, body)
+    # the open session ends at its next request, and sign-in is refused
+    assert not c.signed_in()
+    status, _, page = Client(p).signin("blocked@example.com")
+    assert status == 403 and "cannot sign in" in page
+    # a pending user (never confirmed) cannot either
+    signup(Client(p), "pending@example.com")
+    status, _, page = Client(p).signin("pending@example.com")
+    assert status == 403 and 'id="signin-form"' in page
+    # and a blocked user's confirmation link does not unblock them
+    body["state"] = "active"
+    m.ok("PUT", "users/" + uid, body)
+    assert Client(p).signin("blocked@example.com")[0] == 303
+
+
+# ------------------------------------------------------------------ closing
+
+def test_close_account(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    uid = make_user(p, workdir, "leaving@example.com")
+    m.ok("PUT", "products/starter", {"displayName": "Starter", "state": "published",
+                                     "subscriptionRequired": True})
+    m.ok("PUT", "products/starter/apis/echo")
+    m.ok("PUT", "subscriptions/leaving-sub", {"scope": "/products/starter", "ownerId": "/users/" + uid,
+                                               "state": "active"})
+    c = signed_in_client(p, workdir, "leaving@example.com")
+    other = signed_in_client(p, workdir, "leaving@example.com")
+    # the password is required
+    status, _, page = c.post("/profile/close", {"password": "not my password"}, page_path="/profile")
+    assert status == 403 and get_user(p, uid)["state"] == "active"
+    status, h, _ = c.post("/profile/close", {"password": PASSWORD}, page_path="/profile")
+    assert status == 303 and h["location"] == "/"
+    assert get_user(p, uid)["state"] == "deleted"
+    assert m.ok("GET", "subscriptions/leaving-sub")["state"] == "cancelled"
+    assert not c.signed_in() and not other.signed_in()
+    assert Client(p).signin("leaving@example.com")[0] == 401
+    with db(workdir) as con:
+        assert con.execute("SELECT count(*) FROM portal_credentials WHERE user = ?", (uid,)).fetchone()[0] == 0
+
+
+# -------------------------------------------------------------- invitations
+
+def test_invitation(backend, portico, workdir):
+    p, m = start(portico, backend, workdir)
+    make_user(p, workdir, "plain@example.com")
+    # the page is an administrator's: a developer gets a 404, a guest is sent to sign in
+    dev = signed_in_client(p, workdir, "plain@example.com")
+    assert dev.get("/admin/invite")[0] == 404
+    assert dev.post("/admin/invite", {"email": "x@example.com", "firstName": "x", "lastName": "y"},
+                    page_path="/profile")[0] == 404
+    assert user_id(p, "x@example.com") is None
+    assert Client(p).get("/admin/invite")[0] == 303
+    admin = set_admin_password(p, workdir)
+    status, _, page = admin.get("/admin/invite")
+    assert status == 200 and 'id="invite-form"' in page
+    before = mail_paths(workdir)
+    status, h, _ = admin.post("/admin/invite", {"email": "guest@example.com", "firstName": "Guest",
+                                                "lastName": "Star"})
+    assert status == 303
+    uid = user_id(p, "guest@example.com")
+    assert get_user(p, uid)["state"] == "pending"
+    # an address that has an account is refused
+    status, _, page = admin.post("/admin/invite", {"email": "plain@example.com", "firstName": "a",
+                                                   "lastName": "b"}, page_path="/admin/invite")
+    assert status == 409 and 'role="alert"' in page
+    subject, body, link = last_mail(workdir, "guest@example.com", after=before)
+    assert "/invitation?token=" in link
+    # no password yet: signing in fails like any wrong password
+    assert Client(p).signin("guest@example.com", "anything at all")[0] == 401
+    g = Client(p)
+    status, _, page = g.get(path_of(link))
+    assert status == 200 and 'id="invitation-form"' in page
+    status, h, _ = g.post("/invitation", {"token": token_of(link), "password": "guest password"})
+    assert status == 303 and g.signed_in()
+    assert get_user(p, uid)["state"] == "active"
+    assert g.post("/invitation", {"token": token_of(link), "password": "again password"},
+                  page_path="/profile")[0] == 400
+    assert Client(p).signin("guest@example.com", "guest password")[0] == 303
