@@ -14,6 +14,7 @@
 #include "conf/pt_store.h"
 
 #include <event2/event.h>
+#include <jansson.h>
 
 struct pt_mgmt_hooks {
     /* The configuration file's settings (for validation). */
@@ -34,5 +35,13 @@ void pt_mgmt_stop(void);
 bool pt_mgmt_metrics_start(struct event_base *base, const struct pt_conf *file, struct pt_store *st,
                            const struct pt_mgmt_hooks *hooks, struct pt_errors *errs);
 void pt_mgmt_metrics_stop(void);
+
+/* After a subscription's state changed from old_state: when a submitted one
+   became active or rejected, mails its owner subscription-approved or
+   subscription-rejected (templates of http/pt_mail; vars product,
+   subscription, comment = stateComment, link = the portal's /subscriptions).
+   `sub` is its stored body.  Failures are logged (pt_mgmt_notify.c). */
+void pt_mgmt_notify_sub_state(struct pt_store *st, const struct pt_conf *file, const char *id,
+                              const json_t *sub, const char *old_state);
 
 #endif

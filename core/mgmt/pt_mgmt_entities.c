@@ -699,6 +699,9 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
     if (ok) {
         json_t *nb = NULL;
         pt_store_get(pt_mgmt_req_store, kind, parent, id, &nb, etag);
+        if (exists && !strcmp(kind, "subscription")) /* approved or rejected: the owner is told */
+            pt_mgmt_notify_sub_state(pt_mgmt_req_store, pt_mgmt_req_hooks->file(), id, nb,
+                                     json_string_value(json_object_get(cur, "state")));
         pt_mgmt_req_send_json(m, exists ? 200 : 201, pt_mgmt_entities_view(kind, id, nb), etag);
         json_decref(nb);
     }

@@ -91,6 +91,18 @@ static const struct route routes[] = {
     {"GET POST", "/admin/invite", pt_portal_account_invite, 0},
     {"GET POST", "/invitation", pt_portal_account_invitation, 0},
     /* subscriptions, console, usage (pt_portal_subs.c) */
+    {"POST", "/products/{}/subscribe", pt_portal_subs_subscribe, 0},
+    {"GET", "/subscriptions", pt_portal_subs_list, 0},
+    {"POST", "/subscriptions/{}/show", pt_portal_subs_show, 0},
+    {"POST", "/subscriptions/{}/regenerate", pt_portal_subs_regenerate, 0},
+    {"POST", "/subscriptions/{}/rename", pt_portal_subs_rename, 0},
+    {"POST", "/subscriptions/{}/cancel", pt_portal_subs_cancel, 0},
+    {"GET", "/api/subscriptions", pt_portal_subs_api_list, 0},
+    {"GET", "/api/subscriptions/{}/keys", pt_portal_subs_keys, 0},
+    {"POST", "/api/console", pt_portal_subs_console, R_BIG}, /* bodies up to 256 KiB */
+    {"GET", "/usage", pt_portal_subs_usage, 0},
+    {"GET", "/admin/subscriptions", pt_portal_subs_admin_list, 0},
+    {"POST", "/admin/subscriptions/{}/{}", pt_portal_subs_admin_decide, 0},
     /* administration (pt_portal_admin.c) */
 };
 
@@ -279,7 +291,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     json_decref(r.form);
     evhttp_clear_headers(&r.query);
     free(r.path);
-    if (r.user) {
+    if (r.user) { /* the session's file sets it for this request (set_user) */
         json_decref(r.user->groups);
         free(r.user);
     }
@@ -360,6 +372,7 @@ bool pt_portal_start(struct event_base *base, const struct pt_conf *file, struct
 
 void pt_portal_stop(void)
 {
+    pt_portal_subs_stop(); /* console calls in flight hold requests of this server */
     if (http)
         evhttp_free(http);
     http = NULL;

@@ -1513,6 +1513,12 @@ static void render_console(struct pt_portal_req *r, const json_t *api, const jso
     free(body);
     OUT("</textarea><p><button type=\"submit\">Send</button></p></form><div id=\"console-response\" "
         "aria-live=\"polite\"></div></section>");
+    /* the console's script and styles (pt_portal_subs.c serves the relay) */
+    OUT("<script src=\"");
+    esc(out, pt_portal_assets_url("console.js"));
+    OUT("\" defer></script><link rel=\"stylesheet\" href=\"");
+    esc(out, pt_portal_assets_url("subs.css"));
+    OUT("\">");
 }
 
 void pt_portal_browse_operation(struct pt_portal_req *r, const char *api_id, const char *op_id)

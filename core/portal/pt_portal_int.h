@@ -188,6 +188,37 @@ struct pt_portal_series {
 void pt_portal_chart_svg(struct evbuffer *out, const char *title, const char *const *x_labels, int n,
                          const struct pt_portal_series *series, int nseries, bool stacked, const char *unit);
 
+/* -------------------------------------- subscriptions (pt_portal_subs.c) */
+
+/* POST /products/{id}/subscribe (name, terms). */
+void pt_portal_subs_subscribe(struct pt_portal_req *r, const char *product_id, const char *unused);
+/* GET /subscriptions: the user's subscriptions, keys masked. */
+void pt_portal_subs_list(struct pt_portal_req *r, const char *a1, const char *a2);
+/* POST /subscriptions/{id}/show: the same page with that one's keys shown. */
+void pt_portal_subs_show(struct pt_portal_req *r, const char *id, const char *unused);
+/* GET /api/subscriptions/{id}/keys (X-CSRF-Token): {primaryKey, secondaryKey}. */
+void pt_portal_subs_keys(struct pt_portal_req *r, const char *id, const char *unused);
+/* POST /subscriptions/{id}/regenerate (key = primary|secondary), /rename
+   (name), /cancel. */
+void pt_portal_subs_regenerate(struct pt_portal_req *r, const char *id, const char *unused);
+void pt_portal_subs_rename(struct pt_portal_req *r, const char *id, const char *unused);
+void pt_portal_subs_cancel(struct pt_portal_req *r, const char *id, const char *unused);
+/* GET /admin/subscriptions; POST /admin/subscriptions/{id}/{approve|reject}
+   (comment).  Administrators only (others: 404). */
+void pt_portal_subs_admin_list(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_subs_admin_decide(struct pt_portal_req *r, const char *id, const char *action);
+/* POST /api/console: the relay to the gateway (sets r->deferred and
+   answers later, from the event loop). */
+void pt_portal_subs_console(struct pt_portal_req *r, const char *a1, const char *a2);
+/* GET /api/subscriptions?api=ID: the user's subscriptions that open the API
+   (the console's select). */
+void pt_portal_subs_api_list(struct pt_portal_req *r, const char *a1, const char *a2);
+/* GET /usage?period=&subscription=&product=&api= */
+void pt_portal_subs_usage(struct pt_portal_req *r, const char *a1, const char *a2);
+/* Is p a path the console may append to the gateway's URL? */
+bool pt_portal_subs_path_ok(const char *p);
+/* Drops the console calls in flight (pt_portal_stop). */
+void pt_portal_subs_stop(void);
 /* ------------------------------------------------------------ accounts */
 
 /* Route handlers (pt_portal_account.c); each takes the GET and the POST of
