@@ -197,6 +197,7 @@ def b(world):
     """The browser, with no signed-in user; fails the test on the page
     checks' findings at its end."""
     world.b.reset()
+    world.b.console_errors()  # what an earlier test left in the console
     world.b.problems = []
     world.outbox.skip_all()
     yield world.b
@@ -241,8 +242,10 @@ def sign_in(w, addr, password, expect_ok=True):
     b.submit("#signin-form", {"email": addr, "password": password})
     if expect_ok and not signed_in(b):
         b.fail("sign-in of %s failed: %s %s" % (addr, b.errors(), b.flash()))
-    if not expect_ok and signed_in(b):
-        b.fail("sign-in of %s with a wrong password succeeded" % addr)
+    if not expect_ok:
+        if signed_in(b):
+            b.fail("sign-in of %s with a wrong password succeeded" % addr)
+        b.console_errors()  # the refusal (a 401 page) is logged there
 
 
 def sign_out(w):
@@ -437,6 +440,7 @@ def js_fetch(b, path, body):
         "fetch(arguments[0], {method: 'POST', headers: {'Content-Type': 'application/json'},"
         " body: JSON.stringify(arguments[1])}).then(function (r) { return r.text().then(function (t) {"
         " done([r.status, t]); }); }, function (e) { done([0, String(e)]); });", path, body)
+    b.console_errors()  # the refusal the test asked for is logged there
     return r[0], r[1]
 
 
@@ -500,20 +504,31 @@ def test_developer_signs_up_subscribes_calls_and_manages_the_account(world, b):
     console_call(w, sid, keys, "dev-06")
 
     b.step("usage charts after calls")
+    # so far through this subscription: the new key's check, the console's
+    # call; now three successes and one backend failure
     for i in range(3):
         assert gateway_get(w, "/echo/items/%d" % i, keys["secondaryKey"]) == 200
     assert gateway_get(w, "/echo/status/500", keys["primaryKey"]) == 500
-    for period in ("24h", "7d", "30d", "90d"):
-        shot = "dev-07-usage-%s" % period
 
-        def charts_with_calls():
+    def totals():
+        return {d.get_attribute("data-total"): float(d.get_attribute("textContent"))
+                for d in b.finds("#usage-totals dd[data-total]") if d.get_attribute("data-total") != "bandwidth"}
+    for period in ("24h", "7d", "30d", "90d"):
+        def counted():
             b.open("/usage?period=%s" % period)
-            return b.finds("figure.chart") and re.search(r"\b[1-9]\d*\b", b.text("#main table"))
-        b.wait(charts_with_calls, "usage charts with calls over %s" % period, timeout=15)
-        b.check_page(shot)
-        assert b.finds("figure.chart svg"), "the charts are not SVG"
+            t = totals()
+            return t.get("calls", 0) >= 6 and t.get("failed", 0) >= 1 and t
+        t = b.wait(counted, "usage over %s counting the 6 calls made (the page shows %s)"
+                   % (period, b.text("#usage-totals")), timeout=15)
+        assert t["success"] >= 5, t
+        assert len(b.finds("figure.chart svg")) >= 3, "fewer than 3 SVG charts (outcome, bandwidth, time)"
+        for table in ("usage-by-subscription", "usage-by-product", "usage-by-api"):
+            assert b.has("#%s tbody tr[data-key]" % table), "#%s has no rows" % table
+        assert b.has('#usage-by-subscription tr[data-key="%s"]' % sid)
+        assert b.has('#usage-by-product tr[data-key="starter"]') and b.has('#usage-by-api tr[data-key="echo"]')
+        b.check_page("dev-07-usage-%s" % period)
     b.open("/usage?period=24h&subscription=%s" % sid)
-    assert b.finds("figure.chart") and "Renamed app" in b.text("#main"), b.text("#main")[:500]
+    assert b.finds("figure.chart") and "Renamed app" in b.text("#usage-by-subscription"), b.text("#main")[:500]
 
     b.step("subscribe to a product that needs approval")
     pending = subscribe(w, "premium", "Premium app", "dev-08")
@@ -559,7 +574,8 @@ def test_developer_signs_up_subscribes_calls_and_manages_the_account(world, b):
         sign_out(w)
     sign_in(w, addr, pw, expect_ok=False)
     assert b.errors(), "a wrong password gave no error"
-    b.check_page("dev-12-wrong-password")
+    assert b.status() in (200, 400, 401, 403), b.status()
+    b.check_page("dev-12-wrong-password", expect_status=b.status())
     sign_in(w, addr, pw2)
 
     b.step("reset a forgotten password by mail")
@@ -588,208 +604,32 @@ def test_developer_signs_up_subscribes_calls_and_manages_the_account(world, b):
 
 
 def console_call(w, sid, keys, shot):
-    """The console on an operation's page: the key is filled in by the
-    portal, the call goes through the gateway to the backend, and the page
-    shows its status, headers, body and time."""
+    """The console on an operation's page (#console: subscription, key,
+    method, path, headers, body): the portal's relay fills in the key, the
+    call goes through the gateway to the backend, and the page shows its
+    status, headers, body and time (#console-response)."""
     b = w.b
     b.visit("/apis/echo/operations/get-item", shot + "-operation")
     form = b.find("form#console")
-    # the developer's subscription is offered (by name) with its key
-    assert "Renamed app" in form.text or sid in form.get_attribute("innerHTML"), form.text
-    from selenium.webdriver.common.by import By
-    for el in form.find_elements(By.CSS_SELECTOR, "select"):
-        opts = [o.get_attribute("value") for o in el.find_elements(By.TAG_NAME, "option")]
-        if sid in opts:
-            from selenium.webdriver.support.select import Select
-            Select(el).select_by_value(sid)
-    for el in form.find_elements(By.CSS_SELECTOR, 'input[name="id"], input[data-param="id"]'):
-        el.clear()
-        el.send_keys("77")
+    b.wait(lambda: sid in [o.get_attribute("value") for o in
+                           form.find_elements("css selector", "select[name=subscription] option")],
+           "the subscription %s offered in the console" % sid)
+    assert "Renamed app" in b.text("form#console select[name=subscription]")
     w.backend.clear()
     t0 = time.time()
-    b.submit(form, navigate=False)
-
-    def answered():
-        t = b.text("#main")
-        return "200" in t and "/base/items/77" in t and t
-    text = b.wait(answered, "the console's answer (status 200 and the backend's echo of /base/items/77)")
+    b.submit(form, {"subscription": sid, "key": "secondary", "path": "/items/77?verbose=true"}, navigate=False)
+    b.wait(lambda: b.has("#console-response .console-status") or b.errors(), "the console's answer")
+    if b.errors():
+        b.fail("the console call failed: %s" % b.errors())
     print("console answered in %.0f ms (browser)" % ((time.time() - t0) * 1000))
-    assert re.search(r"\d+(\.\d+)?\s*ms", text), "the console shows no time"
-    assert re.search(r"content-type", text, re.I), "the console shows no response headers"
+    status = b.text("#console-response .console-status")
+    assert re.match(r"200 in \d+ ms", status), status
+    headers = b.text("#console-response .console-headers")
+    assert re.search(r"^content-type: application/json", headers, re.I | re.M), headers
+    echoed = json.loads(b.find("#console-response .console-body").get_attribute("textContent"))
+    assert echoed["method"] == "GET" and echoed["target"] == "/base/items/77?verbose=true", echoed
     got = [r for r in w.backend.requests if r.target.startswith("/base/items/77")]
     assert len(got) == 1, "the backend got %d console calls" % len(got)
-    # the relay filled in the key; the gateway's check let it through (it strips the key)
+    # the relay filled in the key asked for (the gateway forwards the header)
+    assert got[0].header("Ocp-Apim-Subscription-Key") == keys["secondaryKey"], got[0].headers
     b.check_page(shot + "-console-answer")
-
-
-# ------------------------------------------------------------ the administrator
-
-def publish(w, comment, shot=None):
-    b = w.b
-    b.open("/admin/revisions")
-    f, _ = form_for(b, "/admin/publish")
-    b.submit(f, {"comment": comment} if f.find_elements("css selector", "[name=comment]") else {})
-    if b.errors():
-        b.fail("publishing refused: %s" % b.errors())
-    if shot:
-        b.check_page(shot)
-
-
-def guest_view(w, path):
-    """(status, text of #main, text of #menu, whether #signup-link shows) as
-    a guest sees path, in a fresh request without the admin's cookies."""
-    b = w.b
-    cookies = b.driver.get_cookies()
-    b.driver.delete_all_cookies()
-    try:
-        b.open(path)
-        return b.status(), b.text("#main"), b.text("#menu"), b.has("#signup-link"), b.text("#site-title")
-    finally:
-        for c in cookies:
-            b.driver.add_cookie(c)
-
-
-def test_administrator_customizes_publishes_rolls_back_approves_and_invites(world, b):
-    w = world
-    admin_sign_in(w)
-    b.visit("/admin", "admin-01-admin")
-    for href in ("/admin/site", "/admin/pages", "/admin/revisions", "/admin/subscriptions", "/admin/invite"):
-        assert b.has('#main a[href$="%s"]' % href), "/admin does not link %s" % href
-
-    b.step("site settings: title, colours, fonts, custom CSS, home, terms, logo")
-    b.visit("/admin/site", "admin-02-site")
-    logo = os.path.join(b.profile, "logo.png")
-    with open(logo, "wb") as f:
-        f.write(tiny_png())
-    media_forms = b.finds('form[action$="/admin/media"]')
-    assert media_forms, "/admin/site has no upload form (POST /admin/media)"
-    b.submit(media_forms[0], {"file": logo})
-    if b.errors():
-        b.fail("the logo upload was refused: %s" % b.errors())
-    media = w.mgmt.ok("GET", "portal/media")
-    media = media.get("value", media) if isinstance(media, dict) else media
-    assert media, "the upload stored no media"
-    logo_id = media[-1]["id"]
-    b.open("/admin/site")
-    fields = {"title": "Globex Portal", "colors[primary]": "#7b1fa2", "customCss": "#main h1 { letter-spacing: 1px; }",
-              "home": "# Globex developers\n\nAll our APIs, *one place*.\n", "terms": "Globex terms of use."}
-    form = b.find("#site-form")
-    for name in ("logo", "fonts[body]"):
-        if form.find_elements("css selector", '[name="%s"]' % name):
-            fields[name] = {"logo": logo_id, "fonts[body]": "DejaVu Sans, sans-serif"}[name]
-    b.submit("#site-form", fields)
-    if b.errors():
-        b.fail("site settings refused: %s" % b.errors())
-    site = w.mgmt.ok("GET", "portal/site")
-    assert site["title"] == "Globex Portal" and site["colors"]["primary"] == "#7b1fa2", site
-
-    b.step("preview the draft; the published site is unchanged")
-    b.visit("/?preview=1", "admin-03-preview")
-    assert "Globex developers" in b.text("#main"), b.text("#main")
-    st, main, _, _, title = guest_view(w, "/")
-    assert st == 200 and "Welcome to Acme" in main and title == SITE_TITLE, (st, main, title)
-
-    b.step("pages: a menu page for everyone, a page for administrators only")
-    b.visit("/admin/pages/faq", "admin-04-page-editor")
-    b.submit("#page-form", {"title": "FAQ", "markdown": "## Questions\n\nAsk **anything**.",
-                            "groups": "", "menuOrder": "2"})
-    if b.errors():
-        b.fail("page faq refused: %s" % b.errors())
-    b.open("/admin/pages/staff")
-    b.submit("#page-form", {"title": "Staff notes", "markdown": "Only for staff.", "groups": "administrators",
-                            "menuOrder": "3"})
-    b.visit("/admin/pages", "admin-05-pages")
-    assert "FAQ" in b.text("#main") and "Staff notes" in b.text("#main")
-    publish(w, "Globex branding", "admin-06-published")
-    revisions = w.mgmt.ok("GET", "portal/revisions")
-    revisions = revisions.get("value", revisions) if isinstance(revisions, dict) else revisions
-    assert revisions, "publishing made no revision"
-
-    b.step("the published site as a guest")
-    st, main, menu, signup, title = guest_view(w, "/")
-    assert st == 200 and title == "Globex Portal" and "Globex developers" in main, (st, title, main)
-    assert "FAQ" in menu and "Staff notes" not in menu, menu
-    b.driver.delete_all_cookies()
-    b.visit("/", "admin-07-branded-home-guest")
-    assert b.has('header img[src*="/media/%s"]' % logo_id), "the logo is not in the header"
-    css_href = b.attr('link[rel="stylesheet"][href*="/theme.css"]', "href")
-    assert "v=" in css_href, css_href
-    b.open(css_href)
-    css = b.text("body")
-    assert "#7b1fa2" in css.lower() and "letter-spacing: 1px" in css, css[:800]
-    b.open("/")
-    colour = b.driver.execute_script(
-        "return getComputedStyle(document.documentElement).getPropertyValue('--color-primary') ||"
-        " getComputedStyle(document.documentElement).getPropertyValue('--primary')")
-    print("--color-primary as computed:", colour)
-    assert b.driver.execute_script(
-        "return getComputedStyle(document.querySelector('#main h1')).letterSpacing") == "1px", \
-        "the custom CSS does not apply"
-    b.visit("/pages/faq", "admin-08-page-guest")
-    assert "Ask anything." in b.text("#main").replace("\n", " "), b.text("#main")
-    b.visit("/pages/staff", "admin-09-hidden-page-guest", expect_status=404)
-    b.visit("/terms", "admin-10-terms")
-    assert "Globex terms of use." in b.text("#main")
-    admin_sign_in(w)
-    b.open("/pages/staff")
-    assert b.status() == 200 and "Only for staff." in b.text("#main")
-
-    b.step("close sign-up and publish")
-    b.open("/admin/site")
-    b.submit("#site-form", {"signupEnabled": False})
-    publish(w, "Sign-up closed")
-    st, _, _, signup, _ = guest_view(w, "/")
-    assert not signup, "#signup-link still shows with sign-up closed"
-    st, main, _, _, _ = guest_view(w, "/signup")
-    assert st in (403, 404) or "closed" in main.lower(), (st, main)
-
-    b.step("roll back to the revision with sign-up open")
-    b.visit("/admin/revisions", "admin-11-revisions")
-    listed = b.find("#revisions").text
-    assert "Globex branding" in listed and "Sign-up closed" in listed, listed
-    restore = [f for f in b.finds('#revisions form[action*="/admin/revisions/"][action$="/restore"]')]
-    assert restore, "#revisions has no restore forms"
-    target = None
-    for f in restore:
-        r = f.find_element("xpath", "./ancestor::tr | ./ancestor::li")
-        if "Globex branding" in r.text:
-            target = f
-    assert target is not None, "no restore form in the row of 'Globex branding'"
-    b.submit(target)
-    st, _, _, signup, title = guest_view(w, "/")
-    assert signup and title == "Globex Portal", (signup, title)
-    assert w.mgmt.ok("GET", "portal/site")["signupEnabled"] is True
-
-    b.step("reject a pending subscription")
-    dev = "pending-%d@example.com" % int(time.time() * 1000)
-    sign_out(w)
-    sign_up(w, dev, "Pending-pass-1", "Pat", "Pending", "admin-12")
-    sign_in(w, dev, "Pending-pass-1")
-    sid = subscribe(w, "premium", "Hopeful app", "admin-13")
-    assert w.subscription(sid)["state"] == "submitted"
-    admin_sign_in(w)
-    b.visit("/admin/subscriptions", "admin-14-approvals")
-    assert "Hopeful app" in b.text("#pending") or sid in b.find("#pending").get_attribute("innerHTML")
-    f, _ = form_for(b, "/admin/subscriptions/%s/reject" % sid)
-    b.submit(f, {"comment": "Not this quarter"} if f.find_elements("css selector", "[name=comment]") else {})
-    assert w.subscription(sid)["state"] == "rejected"
-    msg, body = w.outbox.wait(dev, what="the subscription-rejected mail")
-    assert "Not this quarter" in body or "reject" in (str(msg["Subject"]) + body).lower(), body
-
-    b.step("invite a user, who sets a password")
-    guest = "invitee-%d@example.com" % int(time.time() * 1000)
-    b.visit("/admin/invite", "admin-15-invite")
-    b.submit("#invite-form", {"email": guest, "firstName": "Ivy", "lastName": "Invited"})
-    if b.errors():
-        b.fail("invitation refused: %s" % b.errors())
-    link = w.outbox.link(guest, "/invitation")
-    sign_out(w)
-    b.visit(link, "admin-16-invitation")
-    b.submit("main form[method=post]", {"password": "Invited-pass-1"})
-    if b.errors():
-        b.fail("accepting the invitation refused: %s" % b.errors())
-    if signed_in(b):
-        sign_out(w)
-    sign_in(w, guest, "Invited-pass-1")
-    assert w.user_by_email(guest)["state"] == "active"
-    b.check_page("admin-17-invitee-signed-in")
