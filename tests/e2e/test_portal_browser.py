@@ -633,3 +633,176 @@ def console_call(w, sid, keys, shot):
     # the relay filled in the key asked for (the gateway forwards the header)
     assert got[0].header("Ocp-Apim-Subscription-Key") == keys["secondaryKey"], got[0].headers
     b.check_page(shot + "-console-answer")
+
+
+# ------------------------------------------------------------ the administrator
+
+def publish(w, comment, shot=None):
+    b = w.b
+    b.open("/admin/revisions")
+    f, _ = form_for(b, "/admin/publish")
+    b.submit(f, {"comment": comment} if f.find_elements("css selector", "[name=comment]") else {})
+    if b.errors():
+        b.fail("publishing refused: %s" % b.errors())
+    if shot:
+        b.check_page(shot)
+
+
+def guest_view(w, path):
+    """(status, text of #main, text of #menu, whether #signup-link shows) as
+    a guest sees path, in a fresh request without the admin's cookies."""
+    b = w.b
+    cookies = b.driver.get_cookies()
+    b.driver.delete_all_cookies()
+    try:
+        b.open(path)
+        return b.status(), b.text("#main"), b.text("#menu"), b.has("#signup-link"), b.text("#site-title")
+    finally:
+        for c in cookies:
+            b.driver.add_cookie(c)
+
+
+def test_administrator_customizes_publishes_rolls_back_approves_and_invites(world, b):
+    w = world
+    admin_sign_in(w)
+    b.visit("/admin", "admin-01-admin")
+    for href in ("/admin/site", "/admin/pages", "/admin/revisions", "/admin/subscriptions", "/admin/invite"):
+        assert b.has('#main a[href$="%s"]' % href), "/admin does not link %s" % href
+
+    b.step("site settings: title, colours, fonts, custom CSS, home, terms, logo")
+    b.visit("/admin/site", "admin-02-site")
+    logo = os.path.join(b.profile, "logo.png")
+    with open(logo, "wb") as f:
+        f.write(tiny_png())
+    media_forms = b.finds('form[action$="/admin/media"]')
+    assert media_forms, "/admin/site has no upload form (POST /admin/media)"
+    b.submit(media_forms[0], {"file": logo})
+    if b.errors():
+        b.fail("the logo upload was refused: %s" % b.errors())
+    media = w.mgmt.ok("GET", "portal/media")
+    media = media.get("value", media) if isinstance(media, dict) else media
+    assert media, "the upload stored no media"
+    logo_id = media[-1]["id"]
+    b.open("/admin/site")
+    fields = {"title": "Globex Portal", "colors[primary]": "#7b1fa2", "customCss": "#main h1 { letter-spacing: 1px; }",
+              "home": "# Globex developers\n\nAll our APIs, *one place*.\n", "terms": "Globex terms of use."}
+    form = b.find("#site-form")
+    for name in ("logo", "fonts[body]"):
+        if form.find_elements("css selector", '[name="%s"]' % name):
+            fields[name] = {"logo": logo_id, "fonts[body]": "DejaVu Sans, sans-serif"}[name]
+    b.submit("#site-form", fields)
+    if b.errors():
+        b.fail("site settings refused: %s" % b.errors())
+    site = w.mgmt.ok("GET", "portal/site")
+    assert site["title"] == "Globex Portal" and site["colors"]["primary"] == "#7b1fa2", site
+
+    b.step("preview the draft; the published site is unchanged")
+    b.visit("/?preview=1", "admin-03-preview")
+    assert "Globex developers" in b.text("#main"), b.text("#main")
+    st, main, _, _, title = guest_view(w, "/")
+    assert st == 200 and "Welcome to Acme" in main and title == SITE_TITLE, (st, main, title)
+
+    b.step("pages: a menu page for everyone, a page for administrators only")
+    b.visit("/admin/pages/faq", "admin-04-page-editor")
+    b.submit("#page-form", {"title": "FAQ", "markdown": "## Questions\n\nAsk **anything**.",
+                            "groups": "", "menuOrder": "2"})
+    if b.errors():
+        b.fail("page faq refused: %s" % b.errors())
+    b.open("/admin/pages/staff")
+    b.submit("#page-form", {"title": "Staff notes", "markdown": "Only for staff.", "groups": "administrators",
+                            "menuOrder": "3"})
+    b.visit("/admin/pages", "admin-05-pages")
+    assert "FAQ" in b.text("#main") and "Staff notes" in b.text("#main")
+    publish(w, "Globex branding", "admin-06-published")
+    revisions = w.mgmt.ok("GET", "portal/revisions")
+    revisions = revisions.get("value", revisions) if isinstance(revisions, dict) else revisions
+    assert revisions, "publishing made no revision"
+
+    b.step("the published site as a guest")
+    st, main, menu, signup, title = guest_view(w, "/")
+    assert st == 200 and title == "Globex Portal" and "Globex developers" in main, (st, title, main)
+    assert "FAQ" in menu and "Staff notes" not in menu, menu
+    b.driver.delete_all_cookies()
+    b.visit("/", "admin-07-branded-home-guest")
+    assert b.has('header img[src*="/media/%s"]' % logo_id), "the logo is not in the header"
+    css_href = b.attr('link[rel="stylesheet"][href*="/theme.css"]', "href")
+    assert "v=" in css_href, css_href
+    b.open(css_href)
+    css = b.text("body")
+    assert "#7b1fa2" in css.lower() and "letter-spacing: 1px" in css, css[:800]
+    b.open("/")
+    colour = b.driver.execute_script(
+        "return getComputedStyle(document.documentElement).getPropertyValue('--color-primary') ||"
+        " getComputedStyle(document.documentElement).getPropertyValue('--primary')")
+    print("--color-primary as computed:", colour)
+    assert b.driver.execute_script(
+        "return getComputedStyle(document.querySelector('#main h1')).letterSpacing") == "1px", \
+        "the custom CSS does not apply"
+    b.visit("/pages/faq", "admin-08-page-guest")
+    assert "Ask anything." in b.text("#main").replace("\n", " "), b.text("#main")
+    b.visit("/pages/staff", "admin-09-hidden-page-guest", expect_status=404)
+    b.visit("/terms", "admin-10-terms")
+    assert "Globex terms of use." in b.text("#main")
+    admin_sign_in(w)
+    b.open("/pages/staff")
+    assert b.status() == 200 and "Only for staff." in b.text("#main")
+
+    b.step("close sign-up and publish")
+    b.open("/admin/site")
+    b.submit("#site-form", {"signupEnabled": False})
+    publish(w, "Sign-up closed")
+    st, _, _, signup, _ = guest_view(w, "/")
+    assert not signup, "#signup-link still shows with sign-up closed"
+    st, main, _, _, _ = guest_view(w, "/signup")
+    assert st in (403, 404) or "closed" in main.lower(), (st, main)
+
+    b.step("roll back to the revision with sign-up open")
+    b.visit("/admin/revisions", "admin-11-revisions")
+    listed = b.find("#revisions").text
+    assert "Globex branding" in listed and "Sign-up closed" in listed, listed
+    restore = [f for f in b.finds('#revisions form[action*="/admin/revisions/"][action$="/restore"]')]
+    assert restore, "#revisions has no restore forms"
+    target = None
+    for f in restore:
+        r = f.find_element("xpath", "./ancestor::tr | ./ancestor::li")
+        if "Globex branding" in r.text:
+            target = f
+    assert target is not None, "no restore form in the row of 'Globex branding'"
+    b.submit(target)
+    st, _, _, signup, title = guest_view(w, "/")
+    assert signup and title == "Globex Portal", (signup, title)
+    assert w.mgmt.ok("GET", "portal/site")["signupEnabled"] is True
+
+    b.step("reject a pending subscription")
+    dev = "pending-%d@example.com" % int(time.time() * 1000)
+    sign_out(w)
+    sign_up(w, dev, "Pending-pass-1", "Pat", "Pending", "admin-12")
+    sign_in(w, dev, "Pending-pass-1")
+    sid = subscribe(w, "premium", "Hopeful app", "admin-13")
+    assert w.subscription(sid)["state"] == "submitted"
+    admin_sign_in(w)
+    b.visit("/admin/subscriptions", "admin-14-approvals")
+    assert "Hopeful app" in b.text("#pending") or sid in b.find("#pending").get_attribute("innerHTML")
+    f, _ = form_for(b, "/admin/subscriptions/%s/reject" % sid)
+    b.submit(f, {"comment": "Not this quarter"} if f.find_elements("css selector", "[name=comment]") else {})
+    assert w.subscription(sid)["state"] == "rejected"
+    msg, body = w.outbox.wait(dev, what="the subscription-rejected mail")
+    assert "Not this quarter" in body or "reject" in (str(msg["Subject"]) + body).lower(), body
+
+    b.step("invite a user, who sets a password")
+    guest = "invitee-%d@example.com" % int(time.time() * 1000)
+    b.visit("/admin/invite", "admin-15-invite")
+    b.submit("#invite-form", {"email": guest, "firstName": "Ivy", "lastName": "Invited"})
+    if b.errors():
+        b.fail("invitation refused: %s" % b.errors())
+    link = w.outbox.link(guest, "/invitation")
+    sign_out(w)
+    b.visit(link, "admin-16-invitation")
+    b.submit("main form[method=post]", {"password": "Invited-pass-1"})
+    if b.errors():
+        b.fail("accepting the invitation refused: %s" % b.errors())
+    if signed_in(b):
+        sign_out(w)
+    sign_in(w, guest, "Invited-pass-1")
+    assert w.user_by_email(guest)["state"] == "active"
+    b.check_page("admin-17-invitee-signed-in")
