@@ -380,4 +380,5 @@ void pt_portal_stop(void)
     tls = NULL;
     pt_portal_assets_free();
     pt_portal_browse_free();
+    pt_portal_content_free();
 }

@@ -7,7 +7,8 @@
  * Files are read into memory once, with a content hash and a gzip copy:
  * links use hashed names (/assets/portal.3f2a1b9c04.css) that are cached for
  * a year as immutable; the plain name is served too, revalidated with its
- * ETag.  The folders are looked at again at most once a second, so a
+ * ETag.  .html files are templates the pages use (footer.html, banner.html),
+ * never served.  The folders are looked at again at most once a second, so a
  * provider's edit shows without a restart or a rebuild.
  */
 #include "base/pt_log.h"
@@ -29,6 +30,7 @@
 #define MAX_ASSET_SIZE (4 * 1024 * 1024)
 
 struct asset {
+    bool template;    /* an .html template: used by the pages, never served */
     char name[96];    /* "portal.css" */
     char url[160];    /* "/assets/portal.3f2a1b9c04.css" */
     char hash[16];    /* 10 hex digits of the SHA-256 */
@@ -126,9 +128,15 @@ static bool name_ok(const char *n)
     return true;
 }
 
+static bool is_template(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && !strcmp(dot, ".html");
+}
+
 static bool load_file(const char *dir, const char *name)
 {
-    const char *type = type_of(name);
+    const char *type = is_template(name) ? "text/html; charset=utf-8" : type_of(name);
     if (!type || !name_ok(name))
         return true;
     char path[4096];
@@ -158,6 +166,7 @@ static bool load_file(const char *dir, const char *name)
     memset(a, 0, sizeof(*a));
     snprintf(a->name, sizeof(a->name), "%s", name);
     a->type = type;
+    a->template = is_template(name);
     a->len = (size_t)st.st_size;
     a->data = malloc(a->len + 1);
     if (!a->data || fread(a->data, 1, a->len, f) != a->len) {
@@ -172,7 +181,8 @@ static bool load_file(const char *dir, const char *name)
         snprintf(a->hash + 2 * i, 3, "%02x", md[i]);
     const char *dot = strrchr(name, '.');
     snprintf(a->url, sizeof(a->url), "/assets/%.*s.%s%s", (int)(dot - name), name, a->hash, dot);
-    if (compressible(type))
+    a->data[a->len] = '\0'; /* templates are read as text */
+    if (!a->template && compressible(type))
         a->gz = gzip_of(a->data, a->len, &a->gzlen);
     return true;
 }
@@ -266,6 +276,13 @@ void pt_portal_assets_free(void)
     theme_dir = NULL;
 }
 
+const char *pt_portal_assets_template(const char *name)
+{
+    refresh();
+    struct asset *a = find(name);
+    return a && a->template ? a->data : NULL;
+}
+
 const char *pt_portal_assets_url(const char *name)
 {
     refresh();
@@ -307,12 +324,14 @@ bool pt_portal_assets_serve(struct pt_portal_req *r)
     struct asset *a = strchr(n, '/') || !name_ok(n) ? NULL : find(n);
     if (!a && name_ok(n))
         a = by_hashed_name(n, &current);
-    if (!a) {
+    if (!a || a->template) {
         pt_portal_req_text(r, 404, "Not Found: no such asset.");
         return true;
     }
-    char etag[24];
-    snprintf(etag, sizeof(etag), "\"%s\"", a->hash);
+    /* each encoding is its own representation, with its own ETag */
+    bool gz = a->gz && pt_portal_req_accepts_gzip(r);
+    char etag[32];
+    snprintf(etag, sizeof(etag), "\"%s%s\"", a->hash, gz ? "-gz" : "");
     pt_portal_req_header(r, "ETag", etag);
     pt_portal_req_header(r, "Vary", "Accept-Encoding");
     /* a hashed URL never changes content; a plain one (or an old hash) is revalidated */
@@ -323,7 +342,7 @@ bool pt_portal_assets_serve(struct pt_portal_req *r)
         r->status = 304;
         return true;
     }
-    if (a->gz && pt_portal_req_accepts_gzip(r)) {
+    if (gz) {
         pt_portal_req_header(r, "Content-Encoding", "gzip");
         evbuffer_add(r->out, a->gz, a->gzlen);
     } else

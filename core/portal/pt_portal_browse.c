@@ -1866,7 +1866,10 @@ void pt_portal_browse_page(struct pt_portal_req *r, const char *id, const char *
     esc(out, title);
     OUT("</h1><div class=\"markdown page\">");
     /* Markdown, or the provider's HTML: both go through the content's sanitizer */
-    markdown(out, str_or(page, "markdown", str_or(page, "html", "")));
+    char *body = pt_portal_content_page_html(page);
+    if (body)
+        evbuffer_add(out, body, strlen(body));
+    free(body);
     OUT("</div>");
     pt_portal_render_end(r);
 }
@@ -1890,10 +1893,8 @@ void pt_portal_browse_terms(struct pt_portal_req *r, const char *a1, const char 
 
 void pt_portal_browse_media(struct pt_portal_req *r, const char *id, const char *a2)
 {
-    (void)id;
     (void)a2;
-    /* media live in the content (H-C's pt_portal_content.c serves them once it lands) */
-    pt_portal_req_text(r, 404, "Not Found: no such media.");
+    pt_portal_content_serve_media(r, id);
 }
 
 void pt_portal_browse_free(void)

@@ -262,6 +262,10 @@ const char *pt_portal_assets_url(const char *name);
 
 /* ------------------------------------------------ server pieces (H-A) */
 
+/* r->user belongs to the request: the dispatcher frees it (and its groups)
+   when the handler returns; a handler that answers later (r->deferred)
+   copies what it needs of r first. */
+
 /* Largest urlencoded form body read into r->form (bigger: 413). */
 #define PT_PORTAL_FORM_MAX (64 * 1024)
 
@@ -300,6 +304,10 @@ void pt_portal_render_theme_css(struct pt_portal_req *r);
 const char *pt_portal_render_theme_version(const struct pt_portal_req *r);
 /* Writes a Markdown text as sanitized HTML. */
 void pt_portal_render_markdown(struct evbuffer *out, const char *md);
+
+/* A template of the shipped or the provider's assets ("footer.html"): its
+   text (valid until the assets are next reloaded), or NULL. */
+const char *pt_portal_assets_template(const char *name);
 
 /* Browsing handlers (pt_portal_browse.c). */
 void pt_portal_browse_home(struct pt_portal_req *r, const char *a1, const char *a2);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void pt_portal_render_esc(struct evbuffer *out, const char *s)
 {
@@ -170,6 +171,8 @@ void pt_portal_render_theme_css(struct pt_portal_req *r)
 
 /* ----------------------------------------------------------------- layout */
 
+static void render_template(struct pt_portal_req *r, const char *t, const json_t *site);
+
 void pt_portal_render_csrf(struct pt_portal_req *r)
 {
     evbuffer_add_printf(r->out, "<input type=\"hidden\" name=\"csrf\" value=\"");
@@ -275,7 +278,11 @@ void pt_portal_render_begin(struct pt_portal_req *r, const char *title)
     render_menu_pages(r, json_object_get(content, "pages"));
     evbuffer_add_printf(o, "</ul></nav>");
     render_user_links(r, site);
-    evbuffer_add_printf(o, "</header>\n<main id=\"main\">");
+    evbuffer_add_printf(o, "</header>\n");
+    const char *banner = pt_portal_assets_template("banner.html");
+    if (banner && *banner)
+        render_template(r, banner, site);
+    evbuffer_add_printf(o, "<main id=\"main\">");
     if (r->preview)
         evbuffer_add_printf(o,
                             "<p class=\"preview-note\" role=\"note\">Preview of the draft: visitors do not "
@@ -288,14 +295,43 @@ void pt_portal_render_begin(struct pt_portal_req *r, const char *title)
     }
 }
 
+/* Writes a provider's or the shipped template with its {{variables}}: siteTitle (escaped), terms (a link
+   to the terms when the site has some), year.  Templates come from the installation or themeDir, which
+   the provider controls like the binary itself: they are written as they are otherwise. */
+static void render_template(struct pt_portal_req *r, const char *t, const json_t *site)
+{
+    const char *run = t;
+    for (const char *p = t; (p = strstr(p, "{{"));) {
+        const char *e = strstr(p + 2, "}}");
+        if (!e || e - p > 40)
+            break;
+        evbuffer_add(r->out, run, (size_t)(p - run));
+        char var[48];
+        snprintf(var, sizeof(var), "%.*s", (int)(e - p - 2), p + 2);
+        if (!strcmp(var, "siteTitle"))
+            pt_portal_render_esc(r->out, site_str(site, "title"));
+        else if (!strcmp(var, "terms")) {
+            if (*site_str(site, "terms"))
+                evbuffer_add_printf(r->out, " · <a href=\"/terms\">Terms of use</a>");
+        } else if (!strcmp(var, "year")) {
+            time_t now = time(NULL);
+            struct tm tm;
+            gmtime_r(&now, &tm);
+            evbuffer_add_printf(r->out, "%d", tm.tm_year + 1900);
+        } else
+            evbuffer_add(r->out, p, (size_t)(e + 2 - p)); /* not ours: as written */
+        p = run = e + 2;
+    }
+    evbuffer_add(r->out, run, strlen(run));
+}
+
 void pt_portal_render_end(struct pt_portal_req *r)
 {
     const json_t *site = site_of(r);
-    evbuffer_add_printf(r->out, "</main>\n<footer class=\"site-footer\"><p>");
-    pt_portal_render_esc(r->out, site_str(site, "title"));
-    if (*site_str(site, "terms"))
-        evbuffer_add_printf(r->out, " · <a href=\"/terms\">Terms of use</a>");
-    evbuffer_add_printf(r->out, " · Powered by Portico</p></footer></body></html>\n");
+    evbuffer_add_printf(r->out, "</main>\n<footer class=\"site-footer\">");
+    const char *t = pt_portal_assets_template("footer.html");
+    render_template(r, t ? t : "<p>{{siteTitle}}{{terms}}</p>", site);
+    evbuffer_add_printf(r->out, "</footer></body></html>\n");
 }
 
 void pt_portal_render_not_found(struct pt_portal_req *r)

@@ -520,6 +520,10 @@ def test_assets_hashed_cached_gzipped(site):
     st, hz, zipped = c.get(css[0], headers={"Accept-Encoding": "gzip, deflate"})
     assert st == 200 and hz["content-encoding"] == "gzip" and "accept-encoding" in hz["vary"].lower()
     assert gzip.decompress(zipped) == plain and len(zipped) < len(plain)
+    # each encoding is its own representation: its own ETag, each revalidates
+    assert hz["etag"] != h["etag"]
+    st, _, body = c.get(css[0], headers={"Accept-Encoding": "gzip", "If-None-Match": hz["etag"]})
+    assert st == 304 and body == b""
     st, hz, body = c.get(css[0], headers={"Accept-Encoding": "gzip;q=0"})
     assert st == 200 and "content-encoding" not in hz and body == plain
     # ETag revalidation
@@ -585,8 +589,23 @@ def test_theme_dir_overrides_shipped_assets_without_restart(backend, portico, wo
     # a file of the theme that is not an asset type is never served
     with open(os.path.join(theme, "notes.md"), "w") as f:
         f.write("private")
-    time.sleep(1.1)
-    assert c.get("/assets/notes.md")[0] == 404
+    # templates: the footer and a banner, with the site's title escaped; never served as files
+    with open(os.path.join(theme, "footer.html"), "w") as f:
+        f.write('<p class="provider-footer">(c) {{siteTitle}} {{year}}{{terms}} {{unknown}}</p>')
+    with open(os.path.join(theme, "banner.html"), "w") as f:
+        f.write('<div class="provider-banner">Maintenance tonight</div>')
+
+    def footer():
+        _, text, doc = c.page("/")
+        f = doc.find("p", class_="provider-footer")
+        return f and (text, doc, f)
+    text, doc, f = wait_for(footer, timeout=5, what="the provider's footer")
+    assert f.get_text().startswith("(c) Acme <APIs> 20") and "{{unknown}}" in f.get_text()
+    assert "Acme &lt;APIs&gt;" in text
+    assert f.find("a", href="/terms") is not None
+    assert doc.find("div", class_="provider-banner").get_text() == "Maintenance tonight"
+    for name in ("notes.md", "footer.html", "banner.html"):
+        assert c.get("/assets/" + name)[0] == 404, name
 
 
 def test_require_signin(backend, portico):

@@ -642,6 +642,108 @@ static void test_parse_listen_strict(void **state)
     assert_int_equal(fails, 0);
 }
 
+/* ---------------------------------------------------------------- portal */
+
+static void test_portal_defaults(void **state)
+{
+    (void)state;
+    struct pt_conf *cf = parse_ok("listen: [\"0.0.0.0:8080\"]\nportal: {listen: \"127.0.0.1:8002\"}\n");
+    const struct pt_portal_cf *p = &cf->portal;
+    assert_string_equal(p->listen, "127.0.0.1:8002");
+    assert_string_equal(p->public_url, "http://127.0.0.1:8002");
+    assert_string_equal(p->gateway_url,
+                        "http://127.0.0.1:8080"); /* a wildcard listener is reached on loopback */
+    assert_int_equal(p->tls.ncerts, 0);
+    assert_int_equal(p->idle_timeout_ms, 30 * 60000);
+    assert_int_equal(p->absolute_timeout_ms, 12 * 3600000);
+    assert_int_equal(p->max_failures, 5);
+    assert_int_equal(p->lockout_ms, 15 * 60000);
+    assert_int_equal(p->confirm_ttl_ms, 2 * 86400000LL);
+    assert_int_equal(p->reset_ttl_ms, 3600000);
+    assert_int_equal(p->max_media, 1024 * 1024);
+    assert_string_equal(p->mail.from, "Portico <portal@localhost>");
+    assert_true(p->mail.starttls);
+    assert_null(p->mail.smtp_url);
+    size_t ol = strlen(p->mail.outbox);
+    assert_true(ol >= 10 && !strcmp(p->mail.outbox + ol - 10, "var/outbox")); /* in the data folder */
+    assert_null(p->site);
+    assert_null(p->pages);
+    pt_conf_free(cf);
+    /* no portal: nothing set up */
+    cf = parse_ok("listen: [\"127.0.0.1:8080\"]\n");
+    assert_null(cf->portal.listen);
+    assert_null(cf->portal.public_url);
+    pt_conf_free(cf);
+}
+
+static void test_portal_full(void **state)
+{
+    (void)state;
+    struct pt_conf *cf = parse_ok("listen: [\"127.0.0.1:8080\"]\n"
+                                  "portal:\n"
+                                  "  listen: \"[::]:8002\"\n"
+                                  "  publicUrl: \"https://dev.example.com/\"\n"
+                                  "  gatewayUrl: \"https://api.example.com\"\n"
+                                  "  themeDir: theme\n"
+                                  "  sessions: {idleTimeout: 10m, absoluteTimeout: 2d}\n"
+                                  "  signin: {maxFailures: 3, lockout: 1h}\n"
+                                  "  tokens: {confirm: 1d, reset: 30m}\n"
+                                  "  media: {maxSize: 2m}\n"
+                                  "  mail:\n"
+                                  "    from: \"Dev <dev@example.com>\"\n"
+                                  "    smtp: {url: \"smtps://127.0.0.1:465\", username: u, password: \"\"}\n"
+                                  "  site: {title: Acme}\n"
+                                  "  pages: [{id: about, title: About, markdown: Hi}]\n");
+    const struct pt_portal_cf *p = &cf->portal;
+    assert_string_equal(p->public_url, "https://dev.example.com"); /* no trailing '/' */
+    assert_string_equal(p->gateway_url, "https://api.example.com");
+    size_t tl = strlen(p->theme_dir);
+    assert_true(tl >= 5 && !strcmp(p->theme_dir + tl - 5, "theme"));
+    assert_int_equal(p->idle_timeout_ms, 600000);
+    assert_int_equal(p->absolute_timeout_ms, 2 * 86400000LL);
+    assert_int_equal(p->max_failures, 3);
+    assert_int_equal(p->lockout_ms, 3600000);
+    assert_int_equal(p->confirm_ttl_ms, 86400000);
+    assert_int_equal(p->reset_ttl_ms, 1800000);
+    assert_int_equal(p->max_media, 2 * 1024 * 1024);
+    assert_string_equal(p->mail.from, "Dev <dev@example.com>");
+    assert_string_equal(p->mail.smtp_url, "smtps://127.0.0.1:465");
+    assert_string_equal(p->mail.smtp_username, "u");
+    assert_string_equal(p->mail.smtp_password, "");
+    assert_false(p->mail.starttls); /* smtps:// is TLS from the start */
+    assert_string_equal(json_string_value(json_object_get(p->site, "title")), "Acme");
+    assert_int_equal(json_array_size(p->pages), 1);
+    assert_non_null(p->site_node);
+    assert_int_equal(p->site_node->line, 14);
+    pt_conf_free(cf);
+}
+
+static void test_portal_errors(void **state)
+{
+    (void)state;
+    expect_error("listen: [\":1\"]\nportal: {listen: nowhere}\n",
+                 "t.yaml:2:18: 'nowhere' is not a listen address (expected HOST:PORT)");
+    expect_error("listen: [\":1\"]\nportal: {publicUrl: \"ftp://x\"}\n",
+                 "t.yaml:2:21: 'ftp://x' is not a base URL (http:// or https://, a host, no query)");
+    expect_error("listen: [\":1\"]\nportal: {gatewayUrl: \"http://\"}\n",
+                 "t.yaml:2:22: 'http://' is not a base URL (http:// or https://, a host, no query)");
+    expect_error("listen: [\":1\"]\nportal:\n  sessions: {idleTimeout: 5y}\n",
+                 "t.yaml:3:27: expected a duration from 1s to 365d such as 30m, 12h or 2d, found '5y'");
+    expect_error("listen: [\":1\"]\nportal:\n  signin: {maxFailures: 0}\n",
+                 "t.yaml:3:25: 0 is out of range (1..1000)");
+    expect_error("listen: [\":1\"]\nportal:\n  mail: {smtp: {url: \"http://x\"}}\n",
+                 "t.yaml:3:22: 'http://x' is not an SMTP URL (smtp://HOST:PORT or smtps://HOST:PORT)");
+    expect_error("listen: [\":1\"]\nportal:\n  pages: {id: a}\n",
+                 "t.yaml:3:10: expected a list, found a map");
+    expect_error("listen: [\":1\"]\nportal:\n  site: [a]\n", "t.yaml:3:9: expected a map, found a list");
+    expect_error("listen: [\":1\"]\nportal:\n  listen: \"127.0.0.1:8002\"\n  certificate: c.pem\n",
+                 "t.yaml:3:3: an HTTPS portal listener needs both certificate and key");
+    expect_error(
+        "listen: [\":1\"]\nportal:\n  bogus: 1\n",
+        "t.yaml:3:3: unknown key 'bogus' (expected one of: listen, certificate, key, tls, publicUrl, "
+        "gatewayUrl, themeDir, sessions, signin, tokens, media, mail, site, pages, templates)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -664,6 +766,9 @@ int main(void)
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_listen),
         cmocka_unit_test(test_parse_listen_strict),
+        cmocka_unit_test(test_portal_defaults),
+        cmocka_unit_test(test_portal_full),
+        cmocka_unit_test(test_portal_errors),
     };
     return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
 }
