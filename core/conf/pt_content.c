@@ -77,14 +77,14 @@ static bool is_int(const struct pt_node *n, long long lo, long long hi, long lon
 
 /* A text field: any scalar (a YAML number is read as its text), at most max
    bytes, valid UTF-8 without NUL. */
-static bool text_ok(const struct pt_node *n, size_t max, struct pt_errors *errs, const char *what)
+static bool text_ok(const struct pt_node *n, size_t max, struct pt_errors *errs)
 {
     if (!scalar(n)) {
-        pt_node_error(errs, n, "%s: expected text, found %s", what, n ? pt_node_kind_name(n) : "nothing");
+        pt_node_error(errs, n, "expected text, found %s", n ? pt_node_kind_name(n) : "nothing");
         return false;
     }
     if (n->len > max || strlen(n->str) != n->len) {
-        pt_node_error(errs, n, "%s: at most %zu bytes of text (without NUL)", what, max);
+        pt_node_error(errs, n, "at most %zu bytes of text (without NUL)", max);
         return false;
     }
     return true;
@@ -173,12 +173,12 @@ static bool check_map(const struct pt_node *n, const char *what, struct pt_error
     return true;
 }
 
-static bool check_media_ref(const struct pt_node *v, const char *key, struct pt_errors *errs)
+static bool check_media_ref(const struct pt_node *v, struct pt_errors *errs)
 {
     if (v->kind == PT_N_SCALAR && v->null)
         return true;
     if (!scalar(v) || !pt_content_id_ok(v->str)) {
-        pt_node_error(errs, v, "%s: expected a media id (letters, digits, '.', '_', '-') or null", key);
+        pt_node_error(errs, v, "expected a media id (letters, digits, '.', '_', '-') or null");
         return false;
     }
     return true;
@@ -193,10 +193,10 @@ bool pt_content_check_site(const struct pt_node *n, struct pt_errors *errs)
         const char *k = pt_node_key(n, i)->str;
         const struct pt_node *v = pt_node_val(n, i);
         if (!strcmp(k, "title")) {
-            if (text_ok(v, 200, errs, k) && !*v->str)
-                pt_node_error(errs, v, "title: may not be empty");
+            if (text_ok(v, 200, errs) && !*v->str)
+                pt_node_error(errs, v, "may not be empty");
         } else if (!strcmp(k, "logo") || !strcmp(k, "favicon")) {
-            check_media_ref(v, k, errs);
+            check_media_ref(v, errs);
         } else if (!strcmp(k, "colors") || !strcmp(k, "fonts")) {
             bool colors = k[0] == 'c';
             if (!check_map(v, k, errs))
@@ -212,25 +212,24 @@ bool pt_content_check_site(const struct pt_node *n, struct pt_errors *errs)
                 if (!known) {
                     pt_node_error(errs, pt_node_key(v, j), "%s: unknown key '%s' (%s)", k, ck,
                                   colors ? "primary, background, text, link" : "body, heading");
-                } else if (!text_ok(cv, 200, errs, ck)) {
+                } else if (!text_ok(cv, 200, errs)) {
                 } else if (colors ? !color_ok(cv->str) : !font_ok(cv->str)) {
-                    pt_node_error(errs, cv,
-                                  colors
-                                      ? "%s.%s: not a color (#rgb, #rrggbb, a name, rgb(...) or hsl(...))"
-                                      : "%s.%s: not a font list (names of letters, digits, spaces and '-', "
-                                        "in single quotes or not, separated by commas)",
-                                  k, ck);
+                    pt_node_error(
+                        errs, cv, "%s",
+                        colors ? "not a color (#rgb, #rrggbb, a name, rgb(...) or hsl(...))"
+                               : "not a font list (names of letters, digits, spaces and '-', in single "
+                                 "quotes or not, separated by commas)");
                 }
             }
         } else if (!strcmp(k, "customCss")) {
-            if (text_ok(v, PT_CONTENT_CSS_MAX, errs, k) && strstr(v->str, "</"))
-                pt_node_error(errs, v, "customCss: may not hold \"</\"");
+            if (text_ok(v, PT_CONTENT_CSS_MAX, errs) && strstr(v->str, "</"))
+                pt_node_error(errs, v, "may not hold \"</\"");
         } else if (!strcmp(k, "home") || !strcmp(k, "terms")) {
             if (!(v->kind == PT_N_SCALAR && v->null && !strcmp(k, "terms")))
-                text_ok(v, PT_CONTENT_TEXT_MAX, errs, k);
+                text_ok(v, PT_CONTENT_TEXT_MAX, errs);
         } else if (!strcmp(k, "signupEnabled") || !strcmp(k, "requireSignin")) {
             if (!is_bool(v))
-                pt_node_error(errs, v, "%s: expected true or false", k);
+                pt_node_error(errs, v, "expected true or false");
         } else {
             pt_node_error(
                 errs, pt_node_key(n, i),
@@ -249,11 +248,11 @@ bool pt_content_check_page(const struct pt_node *n, const char *id, struct pt_er
     int before = errs->n;
     const struct pt_node *idn = pt_node_get(n, "id");
     if (idn && (!scalar(idn) || !pt_content_id_ok(idn->str)))
-        pt_node_error(errs, idn, "id: 1 to 80 letters, digits, '.', '_' or '-' (not starting with '.')");
+        pt_node_error(errs, idn, "1 to 80 letters, digits, '.', '_' or '-' (not starting with '.')");
     else if (!idn && !id)
         pt_node_error(errs, n, "page: id is required");
     else if (idn && id && strcmp(idn->str, id))
-        pt_node_error(errs, idn, "id: '%s' is not the page's id '%s'", idn->str, id);
+        pt_node_error(errs, idn, "'%s' is not the page's id '%s'", idn->str, id);
     const struct pt_node *title = pt_node_get(n, "title");
     if (!title)
         pt_node_error(errs, n, "page: title is required");
@@ -263,22 +262,22 @@ bool pt_content_check_page(const struct pt_node *n, const char *id, struct pt_er
         const struct pt_node *v = pt_node_val(n, i);
         if (!strcmp(k, "id")) {
         } else if (!strcmp(k, "title")) {
-            if (text_ok(v, 200, errs, k) && !*v->str)
-                pt_node_error(errs, v, "title: may not be empty");
+            if (text_ok(v, 200, errs) && !*v->str)
+                pt_node_error(errs, v, "may not be empty");
         } else if (!strcmp(k, "markdown") || !strcmp(k, "html")) {
             *(k[0] == 'm' ? &md : &html) = true;
-            text_ok(v, PT_CONTENT_TEXT_MAX, errs, k);
+            text_ok(v, PT_CONTENT_TEXT_MAX, errs);
         } else if (!strcmp(k, "groups")) {
             if (v->kind != PT_N_SEQ || v->n > 64) {
-                pt_node_error(errs, v, "groups: expected a list of at most 64 group ids");
+                pt_node_error(errs, v, "expected a list of at most 64 group ids");
                 continue;
             }
             for (int j = 0; j < v->n; j++)
                 if (!scalar(v->items[j]) || !group_id_ok(v->items[j]->str))
-                    pt_node_error(errs, v->items[j], "groups: not a group id");
+                    pt_node_error(errs, v->items[j], "not a group id");
         } else if (!strcmp(k, "menuOrder")) {
             if (!(v->kind == PT_N_SCALAR && v->null) && !is_int(v, -100000, 100000, NULL))
-                pt_node_error(errs, v, "menuOrder: expected a whole number (-100000 to 100000) or null");
+                pt_node_error(errs, v, "expected a whole number (-100000 to 100000) or null");
         } else {
             pt_node_error(errs, pt_node_key(n, i),
                           "page: unknown key '%s' (id, title, markdown, html, groups, menuOrder)", k);
@@ -304,14 +303,14 @@ bool pt_content_check_template(const struct pt_node *n, const char *id, struct p
                       "template: id must be one of confirm-signup, reset-password, invite, "
                       "subscription-submitted, subscription-approved, subscription-rejected");
     else if (idn && id && strcmp(idn->str, id))
-        pt_node_error(errs, idn, "id: '%s' is not the template's id '%s'", idn->str, id);
+        pt_node_error(errs, idn, "'%s' is not the template's id '%s'", idn->str, id);
     for (int i = 0; i < n->n; i++) {
         const char *k = pt_node_key(n, i)->str;
         const struct pt_node *v = pt_node_val(n, i);
         if (!strcmp(k, "subject"))
-            text_ok(v, 900, errs, k);
+            text_ok(v, 900, errs);
         else if (!strcmp(k, "body"))
-            text_ok(v, 64 * 1024, errs, k);
+            text_ok(v, 64 * 1024, errs);
         else if (strcmp(k, "id"))
             pt_node_error(errs, pt_node_key(n, i), "template: unknown key '%s' (id, subject, body)", k);
     }
@@ -334,7 +333,7 @@ bool pt_content_check_file(const struct pt_portal_cf *p, struct pt_errors *errs)
                 const struct pt_node *other = p->pages_node->items[j];
                 const struct pt_node *oid = other->kind == PT_N_MAP ? pt_node_get(other, "id") : NULL;
                 if (oid && scalar(oid) && !strcmp(oid->str, id->str))
-                    pt_node_error(errs, id, "pages: the id '%s' is used twice", id->str);
+                    pt_node_error(errs, id, "the page id '%s' is used twice", id->str);
             }
         }
     }

@@ -104,6 +104,16 @@ static const struct route routes[] = {
     {"GET", "/admin/subscriptions", pt_portal_subs_admin_list, 0},
     {"POST", "/admin/subscriptions/{}/{}", pt_portal_subs_admin_decide, 0},
     /* administration (pt_portal_admin.c) */
+    {"GET", "/admin", pt_portal_admin_home, 0},
+    {"GET POST", "/admin/site", pt_portal_admin_site, R_BIG},
+    {"POST", "/admin/media", pt_portal_admin_media, R_BIG},
+    {"GET", "/admin/pages", pt_portal_admin_pages, 0},
+    {"GET POST", "/admin/pages/{}", pt_portal_admin_page, R_BIG},
+    {"POST", "/admin/pages/{}/delete", pt_portal_admin_page_delete, 0},
+    {"POST", "/api/preview", pt_portal_admin_preview, R_BIG},
+    {"POST", "/admin/publish", pt_portal_admin_publish, 0},
+    {"GET", "/admin/revisions", pt_portal_admin_revisions, 0},
+    {"POST", "/admin/revisions/{}/restore", pt_portal_admin_restore, 0},
 };
 
 /* --------------------------------------------------------------- dispatch */

@@ -138,6 +138,20 @@ void pt_portal_content_serve_media(struct pt_portal_req *r, const char *id);
 /* Drops the cached content (at stop). */
 void pt_portal_content_free(void);
 
+/* H-C: the administrator's pages (pt_portal_admin.c): /admin, /admin/site,
+   /admin/media, /admin/pages[/{id}[/delete]], /api/preview, /admin/publish,
+   /admin/revisions[/{n}/restore]. */
+void pt_portal_admin_home(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_admin_site(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_admin_media(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_admin_pages(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_admin_page(struct pt_portal_req *r, const char *id, const char *a2);
+void pt_portal_admin_page_delete(struct pt_portal_req *r, const char *id, const char *a2);
+void pt_portal_admin_preview(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_admin_publish(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_admin_revisions(struct pt_portal_req *r, const char *a1, const char *a2);
+void pt_portal_admin_restore(struct pt_portal_req *r, const char *n, const char *a2);
+
 /* ------------------------------------------------------------ sessions */
 
 /* Reads the session cookie: sets r->user, r->session_id, r->csrf (expired,
