@@ -114,7 +114,8 @@ static const char *const migrations[] = {
        security stamp, sessions (only a hash of each id), single-use tokens
        (only a hash), the sign-in throttle; and users found by email */
     "CREATE TABLE portal_credentials ("
-    "  user TEXT PRIMARY KEY, hash TEXT NOT NULL, stamp INTEGER NOT NULL, updated INTEGER NOT NULL);"
+    "  user TEXT PRIMARY KEY, email TEXT NOT NULL, hash TEXT NOT NULL, stamp INTEGER NOT NULL,"
+    "  updated INTEGER NOT NULL);"
     "CREATE TABLE portal_sessions ("
     "  id_hash TEXT PRIMARY KEY, user TEXT NOT NULL, created INTEGER NOT NULL, seen INTEGER NOT NULL,"
     "  csrf TEXT NOT NULL, stamp INTEGER NOT NULL);"

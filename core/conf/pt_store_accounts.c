@@ -78,13 +78,15 @@ bool pt_store_accounts_user_groups(struct pt_store *s, const char *user, json_t 
 
 /* ------------------------------------------------------------ credentials */
 
-bool pt_store_accounts_cred_get(struct pt_store *s, const char *user, char *hash, size_t hashlen,
-                                int64_t *stamp)
+bool pt_store_accounts_cred_get(struct pt_store *s, const char *user, const char *email, char *hash,
+                                size_t hashlen, int64_t *stamp)
 {
-    sqlite3_stmt *st = prep(s, "SELECT hash, stamp FROM portal_credentials WHERE user = ?1");
+    sqlite3_stmt *st =
+        prep(s, "SELECT hash, stamp FROM portal_credentials WHERE user = ?1 AND email = lower(?2)");
     if (!st)
         return false;
     bind_text(st, 1, user);
+    bind_text(st, 2, email);
     bool found = sqlite3_step(st) == SQLITE_ROW;
     if (found) {
         if (hash)
@@ -96,26 +98,30 @@ bool pt_store_accounts_cred_get(struct pt_store *s, const char *user, char *hash
     return found;
 }
 
-bool pt_store_accounts_cred_set(struct pt_store *s, const char *user, const char *hash, int64_t *stamp)
+bool pt_store_accounts_cred_set(struct pt_store *s, const char *user, const char *email, const char *hash,
+                                int64_t *stamp)
 {
-    /* the stamp never goes back, even across a closing and a new password:
-       a row that was deleted starts again above any stamp a session holds,
-       since stamps come from the time (ms) when higher than the last + 1 */
+    /* stamps come from the clock, so one set after the row was deleted
+       (closing) still starts above the stamps sessions held before */
     sqlite3_stmt *st =
-        prep(s, "INSERT INTO portal_credentials (user, hash, stamp, updated) VALUES (?1, ?2, ?3, ?3)"
-                " ON CONFLICT (user) DO UPDATE SET hash = excluded.hash,"
+        prep(s, "INSERT INTO portal_credentials (user, email, hash, stamp, updated)"
+                " VALUES (?1, lower(?2), ?3, ?4, ?4)"
+                " ON CONFLICT (user) DO UPDATE SET email = excluded.email, hash = excluded.hash,"
                 " stamp = max(portal_credentials.stamp + 1, excluded.stamp), updated = excluded.updated"
                 " RETURNING stamp");
     if (!st)
         return false;
     bind_text(st, 1, user);
-    bind_text(st, 2, hash);
-    sqlite3_bind_int64(st, 3, (int64_t)pt_clock_wall_ms());
+    bind_text(st, 2, email);
+    bind_text(st, 3, hash);
+    sqlite3_bind_int64(st, 4, (int64_t)pt_clock_wall_ms());
     bool ok = sqlite3_step(st) == SQLITE_ROW;
     if (ok && stamp)
         *stamp = sqlite3_column_int64(st, 0);
     if (!ok)
         pt_warn("store: accounts: %s", sqlite3_errmsg(pt_store_sqlite(s)));
+    while (ok && sqlite3_step(st) == SQLITE_ROW)
+        ;
     sqlite3_finalize(st);
     return ok;
 }

@@ -2,8 +2,8 @@
  * pt_store_accounts -- the developer portal's account tables in the store
  * (schema version 3), beside the entities:
  *
- *   portal_credentials  a user's Argon2id hash (encoded form) and security
- *                       stamp; the stamp grows on every password change,
+ *   portal_credentials  a user's Argon2id hash (encoded form), the address
+ *                       it was set for, and security stamp; the stamp grows on every password change,
  *                       reset or closing, which ends the sessions made with
  *                       an older stamp
  *   portal_sessions     one row per session, keyed by the SHA-256 of its id
@@ -35,12 +35,17 @@ bool pt_store_accounts_user_by_email(struct pt_store *s, const char *email, char
 bool pt_store_accounts_user_groups(struct pt_store *s, const char *user, json_t *groups);
 
 /* A user's password hash (encoded Argon2id) and stamp; false when the user
-   has no password. */
-bool pt_store_accounts_cred_get(struct pt_store *s, const char *user, char *hash, size_t hashlen,
+   has no password, or when it was set for another address than `email`
+   (compared without case): a user deleted and made again with the same id
+   for someone else does not inherit the password, and an address changed
+   by an administrator needs a new password (by the reset mail). */
+bool pt_store_accounts_cred_get(struct pt_store *s, const char *user, const char *email, char *hash,
+                                size_t hashlen, int64_t *stamp);
+/* Sets a user's password hash for their address and moves the stamp on (the
+   time in ms, or the last stamp + 1 when that is higher); the new stamp in
+   *stamp when not NULL. */
+bool pt_store_accounts_cred_set(struct pt_store *s, const char *user, const char *email, const char *hash,
                                 int64_t *stamp);
-/* Sets a user's password hash and moves the stamp on (1 for a first
-   password); the new stamp in *stamp when not NULL. */
-bool pt_store_accounts_cred_set(struct pt_store *s, const char *user, const char *hash, int64_t *stamp);
 /* Removes a user's password (closing); their sessions no longer load. */
 bool pt_store_accounts_cred_delete(struct pt_store *s, const char *user);
 

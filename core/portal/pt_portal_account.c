@@ -429,7 +429,7 @@ static bool check_password(const char *email, const char *pw, char id[128])
     }
     char hash[HASH_MAX] = "";
     bool known = pt_store_accounts_user_by_email(store(), email, id) &&
-                 pt_store_accounts_cred_get(store(), id, hash, sizeof(hash), NULL);
+                 pt_store_accounts_cred_get(store(), id, email, hash, sizeof(hash), NULL);
     bool ok = pt_portal_account_verify_password(known ? hash : dummy, pw);
     return known && ok;
 }
@@ -507,7 +507,7 @@ void pt_portal_account_signup(struct pt_portal_req *r, const char *a1, const cha
         char uid[40], token[PT_PORTAL_SESSION_CHARS + 1];
         bool ok = pt_store_begin(store());
         ok = ok && user_create(uid, email, first, last);
-        ok = ok && pt_store_accounts_cred_set(store(), uid, hash, NULL);
+        ok = ok && pt_store_accounts_cred_set(store(), uid, email, hash, NULL);
         ok = ok && token_new("confirm", uid, cf()->confirm_ttl_ms, token);
         if (!ok)
             pt_store_rollback(store());
@@ -558,9 +558,13 @@ void pt_portal_account_confirm(struct pt_portal_req *r, const char *a1, const ch
         bad_link(r);
         return;
     }
-    bool pending = !strcmp(state, "pending");
+    bool pending = !strcmp(state, "pending"), active = !strcmp(state, "active");
     json_decref(body);
-    if (pending) { /* a blocked account stays blocked */
+    if (!pending && !active) { /* blocked or closed meanwhile: it stays so */
+        bad_link(r);
+        return;
+    }
+    if (pending) {
         bool ok = pt_store_begin(store()) && user_set_state(user, "active");
         if (!ok)
             pt_store_rollback(store());
@@ -781,7 +785,8 @@ void pt_portal_account_reset_confirm(struct pt_portal_req *r, const char *a1, co
     /* following the link proves the address: a pending account is confirmed */
     bool was_pending = ok && !strcmp(state, "pending");
     ok = ok && (!was_pending || user_set_state(user, "active"));
-    ok = ok && pt_store_accounts_cred_set(store(), user, hash, NULL);
+    ok = ok && pt_store_accounts_cred_set(store(), user, json_string_value(json_object_get(body, "email")),
+                                          hash, NULL);
     ok = ok && pt_store_accounts_token_drop_user(store(), user, "reset");
     json_decref(body);
     OPENSSL_cleanse(hash, sizeof(hash));
@@ -926,7 +931,7 @@ void pt_portal_account_password(struct pt_portal_req *r, const char *a1, const c
     char hash[HASH_MAX], id[128];
     snprintf(id, sizeof(id), "%s", r->user->id);
     bool ok = pt_portal_account_hash_password(pw, hash, sizeof(hash)) &&
-              pt_store_accounts_cred_set(store(), id, hash, NULL);
+              pt_store_accounts_cred_set(store(), id, r->user->email, hash, NULL);
     OPENSSL_cleanse(hash, sizeof(hash));
     if (!ok) {
         profile_page(r, 500, "The password could not be changed; try again later.");
@@ -1118,7 +1123,9 @@ void pt_portal_account_invitation(struct pt_portal_req *r, const char *a1, const
     bool ok = pt_store_begin(store());
     ok = ok && pt_store_accounts_token_use(store(), h, "invite", now_ms(), user) &&
          (body = user_get(user, &state)) && !strcmp(state, "pending");
-    ok = ok && user_set_state(user, "active") && pt_store_accounts_cred_set(store(), user, hash, NULL);
+    ok = ok && user_set_state(user, "active") &&
+         pt_store_accounts_cred_set(store(), user, json_string_value(json_object_get(body, "email")), hash,
+                                    NULL);
     json_decref(body);
     OPENSSL_cleanse(hash, sizeof(hash));
     if (!ok)

@@ -169,22 +169,25 @@ static struct pt_portal_user *user_free(struct pt_portal_user *u)
     return NULL;
 }
 
-/* Reads an active user with their groups; NULL when the user is gone or not
-   active, or when `stamp` >= 0 and their stamp moved on. */
-static struct pt_portal_user *user_load(const char *id, int64_t stamp)
+/* Reads an active user with a password for their present address, and their
+   groups; NULL when the user is gone, not active, has no such password, or
+   when `stamp` >= 0 and their stamp moved on.  *now_stamp gets the stamp. */
+static struct pt_portal_user *user_load(const char *id, int64_t stamp, int64_t *now_stamp)
 {
     struct pt_store *st = pt_portal_req_srv.store;
-    int64_t now_stamp = 0;
-    if (stamp >= 0 && (!pt_store_accounts_cred_get(st, id, NULL, 0, &now_stamp) || now_stamp != stamp))
-        return NULL;
     json_t *body = NULL;
     if (!pt_store_get(st, "user", "", id, &body, NULL))
         return NULL;
     const char *state = json_string_value(json_object_get(body, "state"));
-    if (state && strcmp(state, "active")) {
+    const char *email = json_string_value(json_object_get(body, "email"));
+    int64_t cur = 0;
+    if ((state && strcmp(state, "active")) || !email ||
+        !pt_store_accounts_cred_get(st, id, email, NULL, 0, &cur) || (stamp >= 0 && cur != stamp)) {
         json_decref(body);
         return NULL;
     }
+    if (now_stamp)
+        *now_stamp = cur;
     struct pt_portal_user *u = calloc(1, sizeof(*u));
     snprintf(u->id, sizeof(u->id), "%s", id);
     snprintf(u->email, sizeof(u->email), "%s", json_string_value(json_object_get(body, "email")) ?: "");
@@ -261,7 +264,7 @@ void pt_portal_session_load(struct pt_portal_req *r)
     bool idle = f->portal.idle_timeout_ms && now - se.seen > (int64_t)f->portal.idle_timeout_ms;
     bool old = f->portal.absolute_timeout_ms && now - se.created > (int64_t)f->portal.absolute_timeout_ms;
     struct pt_portal_user *u = NULL;
-    if (!idle && !old && se.user[0] && !(u = user_load(se.user, se.stamp))) {
+    if (!idle && !old && se.user[0] && !(u = user_load(se.user, se.stamp, NULL))) {
         /* the password changed, the account was closed or blocked */
         pt_info("portal: a session of user %s ended: the account changed", se.user);
     }
@@ -319,8 +322,7 @@ bool pt_portal_session_start(struct pt_portal_req *r, const char *user_id)
     struct pt_portal_user *u = NULL;
     /* only a user with a password and active now: the stamp the session
        holds is the one the password has */
-    if (!pt_store_accounts_cred_get(pt_portal_req_srv.store, user_id, NULL, 0, &stamp) ||
-        !(u = user_load(user_id, stamp)))
+    if (!(u = user_load(user_id, -1, &stamp)))
         return false;
     if (!begin(r, user_id, stamp)) {
         user_free(u);

@@ -707,13 +707,55 @@ def test_blocked_and_pending_users_cannot_sign_in(backend, portico, workdir):
     status, _, page = Client(p).signin("blocked@example.com")
     assert status == 403 and "cannot sign in" in page
     # a pending user (never confirmed) cannot either
+    before = mail_paths(workdir)
     signup(Client(p), "pending@example.com")
     status, _, page = Client(p).signin("pending@example.com")
     assert status == 403 and 'id="signin-form"' in page
-    # and a blocked user's confirmation link does not unblock them
+    # blocked before confirming: the confirmation link does not unblock
+    _, _, link = last_mail(workdir, "pending@example.com", after=before)
+    pid = user_id(p, "pending@example.com")
+    pbody = get_user(p, pid)
+    pbody["state"] = "blocked"
+    pbody.pop("id", None)
+    m.ok("PUT", "users/" + pid, pbody)
+    c2 = Client(p)
+    c2.get(path_of(link))
+    assert c2.post("/confirm", {"token": token_of(link)}, page_path="/signin")[0] == 400
+    assert get_user(p, pid)["state"] == "blocked"
+    assert Client(p).signin("pending@example.com")[0] == 403
+    # unblocked by the administrator, the first user signs in again
     body["state"] = "active"
     m.ok("PUT", "users/" + uid, body)
     assert Client(p).signin("blocked@example.com")[0] == 303
+
+
+def test_a_reused_id_or_a_changed_address_does_not_keep_the_password(backend, portico, workdir):
+    """An administrator deletes a user and makes another one with the same id for someone else: the old
+    owner's password and session open nothing.  An address changed by an administrator needs a new password."""
+    p, m = start(portico, backend, workdir)
+    uid = make_user(p, workdir, "first@example.com")
+    old_owner = signed_in_client(p, workdir, "first@example.com")
+    assert m.call("DELETE", "users/" + uid)[0] == 204
+    m.ok("PUT", "users/" + uid, {"email": "second@example.com", "firstName": "S", "lastName": "T",
+                                 "state": "active"})
+    assert not old_owner.signed_in()
+    assert Client(p).signin("second@example.com")[0] == 401
+    # the address moves: the password stays with the old address, so it is asked again by mail
+    uid2 = make_user(p, workdir, "moving@example.com")
+    mover = signed_in_client(p, workdir, "moving@example.com")
+    body = get_user(p, uid2)
+    body.pop("id", None)
+    body["email"] = "moved@example.com"
+    m.ok("PUT", "users/" + uid2, body)
+    assert not mover.signed_in()
+    assert Client(p).signin("moved@example.com")[0] == 401
+    before = mail_paths(workdir)
+    c = Client(p)
+    c.post("/reset-password", {"email": "moved@example.com"}, page_path="/reset-password")
+    _, _, link = last_mail(workdir, "moved@example.com", after=before)
+    c.get(path_of(link))
+    assert c.post("/reset-password/confirm", {"token": token_of(link), "password": "moved password"})[0] == 303
+    assert Client(p).signin("moved@example.com", "moved password")[0] == 303
 
 
 # ------------------------------------------------------------------ closing

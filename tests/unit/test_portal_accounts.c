@@ -238,17 +238,19 @@ static void test_store_stamps_and_sessions(void **state)
     char dir[64], hash[200];
     struct pt_store *st = open_store(dir);
     int64_t s1 = 0, s2 = 0, s3 = 0, got = 0;
-    assert_false(pt_store_accounts_cred_get(st, "u1", hash, sizeof(hash), &got));
-    assert_true(pt_store_accounts_cred_set(st, "u1", "$argon2id$one", &s1));
-    assert_true(pt_store_accounts_cred_set(st, "u1", "$argon2id$two", &s2));
+    assert_false(pt_store_accounts_cred_get(st, "u1", "Dev@Example.com", hash, sizeof(hash), &got));
+    assert_true(pt_store_accounts_cred_set(st, "u1", "dev@example.com", "$argon2id$one", &s1));
+    assert_true(pt_store_accounts_cred_set(st, "u1", "dev@example.com", "$argon2id$two", &s2));
     assert_true(s2 > s1); /* every new password moves the stamp on */
-    assert_true(pt_store_accounts_cred_get(st, "u1", hash, sizeof(hash), &got));
+    assert_true(pt_store_accounts_cred_get(st, "u1", "Dev@Example.com", hash, sizeof(hash), &got));
     assert_string_equal(hash, "$argon2id$two");
     assert_int_equal(got, s2);
+    /* set for another address: not this user's password (an id reused for someone else) */
+    assert_false(pt_store_accounts_cred_get(st, "u1", "other@example.com", hash, sizeof(hash), &got));
     assert_true(pt_store_accounts_cred_delete(st, "u1"));
-    assert_true(pt_store_accounts_cred_set(st, "u1", "$argon2id$three", &s3));
+    assert_true(pt_store_accounts_cred_set(st, "u1", "dev@example.com", "$argon2id$three", &s3));
     assert_true(s3 > 0);
-    assert_true(pt_store_accounts_cred_get(st, "u1", hash, sizeof(hash), &got));
+    assert_true(pt_store_accounts_cred_get(st, "u1", "Dev@Example.com", hash, sizeof(hash), &got));
     assert_string_equal(hash, "$argon2id$three");
 
     struct pt_store_accounts_session se = {.created = 100, .seen = 100, .stamp = s3};
