@@ -301,7 +301,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     json_decref(r.form);
     evhttp_clear_headers(&r.query);
     free(r.path);
-    if (r.user) { /* the session's file sets it for this request (set_user) */
+    if (r.user) {
         json_decref(r.user->groups);
         free(r.user);
     }

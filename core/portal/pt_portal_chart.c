@@ -97,8 +97,14 @@ static void fmt_num(char *buf, size_t size, double v, bool short_form)
         snprintf(buf, size, "%.3gk", v / 1e3);
     else if (v == floor(v) && fabs(v) < 1e15)
         snprintf(buf, size, "%.0f", v);
-    else
+    else {
         snprintf(buf, size, "%.2f", v);
+        char *e = buf + strlen(buf); /* 2.50 -> 2.5 */
+        while (e > buf && e[-1] == '0')
+            *--e = '\0';
+        if (e > buf && e[-1] == '.') /* 3.999 -> 4.00 -> 4 */
+            *--e = '\0';
+    }
 }
 
 /* A unique prefix for the ids of one chart on a page. */
@@ -288,7 +294,7 @@ void pt_portal_chart_svg(struct evbuffer *out, const char *title, const char *co
         }
         max = fmax(max, sum);
     }
-    double top = nice_ceiling(max);
+    double top = 4 * nice_ceiling(max / 4); /* four round steps: the grid's labels stay round */
     unsigned id = ++chart_seq;
 
     evbuffer_add_printf(out,

@@ -1813,7 +1813,8 @@ void pt_portal_subs_usage(struct pt_portal_req *r, const char *a1, const char *a
     fmt_bytes(bw, sizeof(bw), total[4]);
     evbuffer_add_printf(
         r->out,
-        "<p class=\"usage-period\">%s (UTC), for your own subscriptions.</p><dl id=\"usage-totals\">"
+        "<p class=\"usage-period\">Period: %s (times in UTC); your own subscriptions only.</p><dl "
+        "id=\"usage-totals\">"
         "<div><dt>Calls</dt><dd data-total=\"calls\">%.0f</dd></div>"
         "<div><dt>Successful</dt><dd data-total=\"success\">%.0f</dd></div>"
         "<div><dt>Blocked</dt><dd data-total=\"blocked\">%.0f</dd></div>"

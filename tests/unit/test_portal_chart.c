@@ -110,6 +110,14 @@ static void test_stacked_well_formed_and_accessible(void **state)
     assert_int_equal(count(d, "//table[@class='chart-data']/thead/tr/th"), 5);
     char *cell = text_of(d, "//table[@class='chart-data']/tbody/tr[4]/td[1]");
     assert_string_equal(cell, "7");
+    /* the y axis: four round steps from 0 to at least the highest stack (10) */
+    assert_int_equal(count(d, "//svg:g[@class='grid']/svg:text"), 5);
+    char *top = text_of(d, "//svg:g[@class='grid']/svg:text[5]");
+    char *step = text_of(d, "//svg:g[@class='grid']/svg:text[2]");
+    assert_string_equal(top, "10");
+    assert_string_equal(step, "2.5");
+    free(top);
+    free(step);
     /* colours from CSS variables come through classes, never style="" */
     assert_null(strstr(t, "style="));
     assert_null(strstr(t, "var("));
