@@ -142,30 +142,3 @@ void pt_portal_content_free(void)
     published.content = draft.content = NULL;
     published.revision = -1;
 }
-
-int64_t pt_portal_content_revision(const struct pt_portal_req *r)
-{
-    (void)r;
-    return 0;
-}
-
-char *pt_portal_content_page_html(const json_t *page)
-{
-    const char *md = json_string_value(json_object_get(page, "markdown"));
-    if (!md)
-        md = json_string_value(json_object_get(page, "html")); /* escaped like text here */
-    return pt_portal_content_markdown(md ? md : "");
-}
-
-void pt_portal_content_serve_media(struct pt_portal_req *r, const char *id)
-{
-    (void)id;
-    pt_portal_req_text(r, 404, "Not Found: no such media.");
-}
-
-void pt_portal_content_free(void)
-{
-    json_decref(cached);
-    cached = NULL;
-    cached_of = NULL;
-}
