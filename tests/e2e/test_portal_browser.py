@@ -684,32 +684,28 @@ def test_administrator_customizes_publishes_rolls_back_approves_and_invites(worl
 
     b.step("site settings: title, colours, fonts, custom CSS, home, terms, logo")
     b.visit("/admin/site", "admin-02-site")
-    logo = os.path.join(b.profile, "logo.png")
-    with open(logo, "wb") as f:
-        f.write(tiny_png())
-    media_forms = b.finds('form[action$="/admin/media"]')
-    assert media_forms, "/admin/site has no upload form (POST /admin/media)"
-    fields = {"file": logo}
-    if media_forms[0].find_elements("css selector", "[name=use]"):
-        fields["use"] = "logo"
-    b.submit(media_forms[0], fields)
-    if b.errors():
-        b.fail("the logo upload was refused: %s" % b.errors())
-    b.check_page("admin-02-site-uploaded")
-    media = w.mgmt.ok("GET", "portal/media")["value"]
-    assert media, "the upload stored no media"
-    logo_id = w.mgmt.ok("GET", "portal/site").get("logo") or media[-1]["id"]
-    fields = {"title": "Globex Portal", "colors[primary]": "#7b1fa2", "customCss": "#main h1 { letter-spacing: 1px; }",
-              "home": "# Globex developers\n\nAll our APIs, *one place*.\n", "terms": "Globex terms of use."}
-    form = b.find("#site-form")
-    for name in ("logo", "fonts[body]"):
-        if form.find_elements("css selector", '[name="%s"]' % name):
-            fields[name] = {"logo": logo_id, "fonts[body]": "DejaVu Sans, sans-serif"}[name]
-    b.submit("#site-form", fields)
+    for use, rgb in (("logo", (200, 30, 60)), ("favicon", (20, 90, 200))):
+        img = os.path.join(b.profile, "%s.png" % use)
+        with open(img, "wb") as f:
+            f.write(tiny_png(rgb))
+        b.open("/admin/site")
+        b.submit("#media-form", {"file": img, "use": use})
+        if b.errors():
+            b.fail("the %s upload was refused: %s" % (use, b.errors()))
+        b.check_page("admin-02-site-uploaded-%s" % use)
+    site = w.mgmt.ok("GET", "portal/site")
+    logo_id, favicon_id = site.get("logo"), site.get("favicon")
+    assert logo_id and favicon_id and logo_id != favicon_id, site
+    assert {logo_id, favicon_id} <= {m["id"] for m in w.mgmt.ok("GET", "portal/media")["value"]}
+    b.submit("#site-form", {"title": "Globex Portal", "colors[primary]": "#7b1fa2",
+                            "fonts[body]": "DejaVu Sans, sans-serif", "customCss": "#main h1 { letter-spacing: 1px; }",
+                            "home": "# Globex developers\n\nAll our APIs, *one place*.\n",
+                            "terms": "Globex terms of use.", "logo": logo_id})
     if b.errors():
         b.fail("site settings refused: %s" % b.errors())
     site = w.mgmt.ok("GET", "portal/site")
     assert site["title"] == "Globex Portal" and site["colors"]["primary"] == "#7b1fa2", site
+    assert site["fonts"]["body"] == "DejaVu Sans, sans-serif" and site["logo"] == logo_id, site
 
     b.step("preview the draft; the published site is unchanged")
     b.visit("/?preview=1", "admin-03-preview")
@@ -742,11 +738,13 @@ def test_administrator_customizes_publishes_rolls_back_approves_and_invites(worl
     b.driver.delete_all_cookies()
     b.visit("/", "admin-07-branded-home-guest")
     assert b.has('header img[src*="/media/%s"]' % logo_id), "the logo is not in the header"
+    assert b.has('link[rel~="icon"][href*="/media/%s"]' % favicon_id), "the favicon is not linked"
     css_href = b.attr('link[rel="stylesheet"][href*="/theme.css"]', "href")
     assert "v=" in css_href, css_href
     b.open(css_href)
     css = b.text("body")
     assert "#7b1fa2" in css.lower() and "letter-spacing: 1px" in css, css[:800]
+    assert "DejaVu Sans" in css, css[:800]
     b.open("/")
     colour = b.driver.execute_script(
         "return getComputedStyle(document.documentElement).getPropertyValue('--color-primary') ||"
@@ -764,11 +762,12 @@ def test_administrator_customizes_publishes_rolls_back_approves_and_invites(worl
     b.open("/pages/staff")
     assert b.status() == 200 and "Only for staff." in b.text("#main")
 
-    b.step("close sign-up and publish")
+    b.step("close sign-up, require sign-in, and publish")
     b.open("/admin/site")
-    b.submit("#site-form", {"signupEnabled": False})
+    b.submit("#site-form", {"signupEnabled": False, "requireSignin": True})
     publish(w, "Sign-up closed")
-    st, _, _, signup, _ = guest_view(w, "/")
+    st, main, _, signup, _ = guest_view(w, "/apis")
+    assert b.path.startswith("/signin"), "a guest reached %s with sign-in required" % b.path
     assert not signup, "#signup-link still shows with sign-up closed"
     st, main, _, _, _ = guest_view(w, "/signup")
     assert st in (403, 404) or "closed" in main.lower(), (st, main)
@@ -786,9 +785,11 @@ def test_administrator_customizes_publishes_rolls_back_approves_and_invites(worl
             target = f
     assert target is not None, "no restore form in the row of 'Globex branding'"
     b.submit(target)
-    st, _, _, signup, title = guest_view(w, "/")
+    st, _, _, signup, title = guest_view(w, "/apis")
+    assert st == 200 and b.path == "/apis", "a guest is still sent to %s" % b.path
     assert signup and title == "Globex Portal", (signup, title)
-    assert w.mgmt.ok("GET", "portal/site")["signupEnabled"] is True
+    site = w.mgmt.ok("GET", "portal/site")
+    assert site["signupEnabled"] is True and site["requireSignin"] is False, site
 
     b.step("reject a pending subscription")
     dev = "pending-%d@example.com" % int(time.time() * 1000)
