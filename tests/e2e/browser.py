@@ -78,6 +78,38 @@ def missing_tools():
     return out
 
 
+# Where content pushes the page wider than the screen: for the innermost
+# elements past the right edge (none of their children is), the first
+# ancestor that still fits -- the box whose layout lets its content out (a
+# grid or flex item without min-width: 0, a table, a <pre> without
+# overflow) -- with the widest child path seen in it.
+WIDE_JS = """
+var w = arguments[0], seen = {}, out = [];
+function name(e) {
+  var c = typeof e.className === 'string' && e.className ? '.' + e.className.trim().split(/\\s+/).join('.') : '';
+  return e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + c;
+}
+function px(e) { return Math.round(e.getBoundingClientRect().width) + 'px'; }
+function past(e) { return e.getBoundingClientRect().right > w + 1; }
+var all = document.querySelectorAll('body *');
+for (var i = 0; i < all.length && out.length < 3; i++) {
+  var e = all[i];
+  if (!past(e) || Array.prototype.some.call(e.children, past)) continue;
+  var chain = [], a = e;
+  while (a.parentElement && a.parentElement !== document.documentElement && past(a)) {
+    chain.push(name(a) + ' ' + px(a));
+    a = a.parentElement;
+  }
+  var key = name(a);
+  if (seen[key]) continue;
+  seen[key] = true;
+  var s = getComputedStyle(a);
+  out.push(key + ' (' + px(a) + ', display ' + s.display + ') holds ' + chain.reverse().join(' > '));
+}
+return out;
+"""
+
+
 class BrowserError(AssertionError):
     pass
 
@@ -382,16 +414,10 @@ class Browser:
             sizes = self.driver.execute_script(
                 "return [document.documentElement.scrollWidth, window.innerWidth]")
             if max(sizes) > PHONE[0] + 1:
-                wide = self.driver.execute_script(
-                    "var w = arguments[0], out = [];"
-                    "document.querySelectorAll('body *').forEach(function (e) {"
-                    "  var r = e.getBoundingClientRect();"
-                    "  if (r.right > w + 1 && out.length < 5) out.push(e.tagName.toLowerCase() +"
-                    "    (e.id ? '#' + e.id : '') + (e.className && e.className.baseVal === undefined ?"
-                    "    '.' + String(e.className).split(' ').join('.') : '') + ' (' + Math.round(r.right) + 'px)');"
-                    "}); return out;", PHONE[0])
-                self.problems.append("%s (%s): at phone width the page is %d px wide for a %d px screen: %s"
-                                     % (name, self.path, max(sizes), PHONE[0], ", ".join(wide)))
+                wide = self.driver.execute_script(WIDE_JS, PHONE[0])
+                self.problems.append("%s (%s): at phone width the page is %d px wide for a %d px screen; "
+                                     "the box that lets it out: %s"
+                                     % (name, self.path, max(sizes), PHONE[0], "; ".join(wide)))
             self.screenshot(name + "-phone")
         finally:
             self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
