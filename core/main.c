@@ -575,6 +575,12 @@ static const struct pt_mgmt_hooks mgmt_hooks = {mgmt_file, mgmt_publish};
 
 /* --------------------------------------------------------------- reload */
 
+/* Both NULL, or the same text. */
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
 static void reload(void)
 {
     if (drain_timer) {
@@ -597,6 +603,13 @@ static void reload(void)
             pt_warn("pluginDir changed: plugins are loaded at start only; restart to use the new folder");
         if (strcmp(cf->data_dir, file_conf->data_dir))
             pt_warn("data changed: the store is opened at start only; restart to use the new folder");
+        if (!same_text(cf->portal.listen, file_conf->portal.listen) ||
+            !same_text(cf->portal.cert.certificate, file_conf->portal.cert.certificate) ||
+            !same_text(cf->portal.cert.key, file_conf->portal.cert.key) ||
+            !same_text(cf->portal.theme_dir, file_conf->portal.theme_dir))
+            pt_warn(
+                "portal: listen, certificate, key and themeDir are read at start only; restart to use the "
+                "new ones (the rest of portal: applies now)");
         /* the file alone first (its errors carry file:line:column), then with the store */
         if (pt_gen_validate(cf, false, &errs))
             g = build_running(cf, &errs);

@@ -978,23 +978,29 @@ static bool read_portal_json(struct pt_cfctx *cx, struct pt_node *n, void *field
 static bool read_portal_site(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_portal_cf *p = (struct pt_portal_cf *)((char *)field - offsetof(struct pt_portal_cf, site));
-    p->site_node = n;
-    return read_portal_json(cx, n, field, false);
+    if (!read_portal_json(cx, n, field, false))
+        return false;
+    p->site_node = n; /* only a node of the right kind: the content's checks read it */
+    return true;
 }
 
 static bool read_portal_pages(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_portal_cf *p = (struct pt_portal_cf *)((char *)field - offsetof(struct pt_portal_cf, pages));
-    p->pages_node = n;
-    return read_portal_json(cx, n, field, true);
+    if (!read_portal_json(cx, n, field, true))
+        return false;
+    p->pages_node = n; /* only a node of the right kind: the content's checks read it */
+    return true;
 }
 
 static bool read_portal_templates(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_portal_cf *p =
         (struct pt_portal_cf *)((char *)field - offsetof(struct pt_portal_cf, templates));
-    p->templates_node = n;
-    return read_portal_json(cx, n, field, true);
+    if (!read_portal_json(cx, n, field, true))
+        return false;
+    p->templates_node = n; /* only a node of the right kind: the content's checks read it */
+    return true;
 }
 
 static const struct pt_cfkey portal_session_keys[] = {

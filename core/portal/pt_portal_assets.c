@@ -229,6 +229,9 @@ static bool load_all(char *err, size_t errlen)
 {
     clear();
     const char *shipped = pt_paths_portal();
+    /* taken before reading: a file that changes while it is read (a provider's editor writing it) differs
+       from this at the next look, and is read again */
+    fingerprint = fold_dir(fold_dir(1469598103934665603ULL, shipped), theme_dir);
     if (!load_dir(shipped)) {
         snprintf(err, errlen, "cannot read the portal's assets in %s: %s", shipped, strerror(errno));
         return false;
@@ -240,7 +243,6 @@ static bool load_all(char *err, size_t errlen)
     if (theme_dir && !load_dir(theme_dir))
         pt_warn("portal: themeDir %s cannot be read (%s): the shipped look is used", theme_dir,
                 strerror(errno));
-    fingerprint = fold_dir(fold_dir(1469598103934665603ULL, shipped), theme_dir);
     checked = time(NULL);
     return true;
 }

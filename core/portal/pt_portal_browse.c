@@ -424,11 +424,13 @@ static const json_t *deref(struct schema_walk *w, const json_t *s, const char **
     return s;
 }
 
-static void type_text(struct schema_walk *w, const json_t *s, char *buf, size_t len);
-
 /* "string (date-time)", "array of Pet", "map of string to integer", "one of A | B". */
-static void type_text(struct schema_walk *w, const json_t *s, char *buf, size_t len)
+static void type_text_at(struct schema_walk *w, const json_t *s, char *buf, size_t len, int depth)
 {
+    if (depth > 4) { /* "array of array of ..." of a type that holds itself */
+        snprintf(buf, len, "…");
+        return;
+    }
     const char *name = NULL;
     s = deref(w, s, &name);
     const json_t *t = json_object_get(s, "type");
@@ -441,14 +443,14 @@ static void type_text(struct schema_walk *w, const json_t *s, char *buf, size_t 
         type = "array";
     if (type && !strcmp(type, "array")) {
         char inner[160];
-        type_text(w, json_object_get(s, "items"), inner, sizeof(inner));
+        type_text_at(w, json_object_get(s, "items"), inner, sizeof(inner), depth + 1);
         snprintf(buf, len, "array of %s", inner);
         return;
     }
     const json_t *addl = json_object_get(s, "additionalProperties");
     if ((!type || !strcmp(type, "object")) && json_is_object(addl) && !json_object_get(s, "properties")) {
         char inner[160];
-        type_text(w, addl, inner, sizeof(inner));
+        type_text_at(w, addl, inner, sizeof(inner), depth + 1);
         snprintf(buf, len, "map of string to %s", inner);
         return;
     }
@@ -463,6 +465,11 @@ static void type_text(struct schema_walk *w, const json_t *s, char *buf, size_t 
         snprintf(buf, len, "%s (%s)", type ? type : "any", fmt);
     else
         snprintf(buf, len, "%s", type ? type : (name ? name : "any"));
+}
+
+static void type_text(struct schema_walk *w, const json_t *s, char *buf, size_t len)
+{
+    type_text_at(w, s, buf, len, 0);
 }
 
 static void schema_children(struct schema_walk *w, const json_t *s);
@@ -648,7 +655,8 @@ static void render_schema(struct evbuffer *out, const json_t *doc, const json_t 
 static json_t *sample_of(struct schema_walk *w, const json_t *s, int depth)
 {
     s = deref(w, s, NULL);
-    if (!json_is_object(s) || depth > 6)
+    /* bounded in depth and in values: 30 properties a level to the 6th power would be millions */
+    if (!json_is_object(s) || depth > 6 || ++w->nodes > 300)
         return json_null();
     const json_t *ex = json_object_get(s, "example");
     if (ex)
@@ -872,7 +880,7 @@ static void sample_path(const json_t *op, char *buf, size_t len)
 
 /* The request body of the samples: the first example of the first representation, else one built from its
    schema; NULL without a representation.  *ctype gets its content type.  malloc'd. */
-static char *sample_body(const json_t *api, const json_t *op, const char **ctype)
+static char *sample_body_full(const json_t *api, const json_t *op, const char **ctype)
 {
     const json_t *rep = json_array_get(json_object_get(json_object_get(op, "request"), "representations"), 0);
     if (!rep)
@@ -898,6 +906,17 @@ static char *sample_body(const json_t *api, const json_t *op, const char **ctype
     char *t = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
     json_decref(v);
     return t;
+}
+
+/* The samples carry the body up to 16 KiB; a bigger one is named, not copied three times into the page. */
+static char *sample_body(const json_t *api, const json_t *op, const char **ctype)
+{
+    char *b = sample_body_full(api, op, ctype);
+    if (b && strlen(b) > 16 * 1024) {
+        free(b);
+        b = strdup("(the request body: see the example above)");
+    }
+    return b;
 }
 
 /* s as a single-quoted shell word. */

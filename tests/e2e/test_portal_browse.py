@@ -246,8 +246,8 @@ def portal_config(backend_url, **portal):
     p = {"listen": "127.0.0.1:%d" % free_port(),
          "gatewayUrl": "http://%s" % gw,
          "site": {"title": "Acme <APIs>", "home": "Hello **developers**", "terms": "The terms.",
-                  "colors": {"primary": "#123456", "text": "red; } body { display: none"},
-                  "customCss": "</style><script>alert(1)</script> .x { color: blue }"},
+                  "colors": {"primary": "#123456"},
+                  "customCss": ".x { color: blue } /* <script>alert(1) */"},
          "pages": [{"id": "about", "title": "About us", "markdown": "About <b>us</b>", "menuOrder": 2},
                    {"id": "faq", "title": "FAQ", "markdown": "Questions", "menuOrder": 1},
                    {"id": "unlisted", "title": "Unlisted", "markdown": "not in the menu"},
@@ -496,13 +496,32 @@ def test_theme_css_is_css_only(site):
     assert st == 200 and h["content-type"].startswith("text/css")
     assert h["x-content-type-options"] == "nosniff"
     assert "--pt-primary: #123456;" in css
-    # a color that tries to leave its declaration is dropped
-    assert "display: none" not in css and "--pt-text" not in css
     assert ".x { color: blue }" in css
     # the versioned URL is cached for long, another version is revalidated
     assert "immutable" in h["cache-control"]
     st, h, _ = c.get("/theme.css?v=old")
     assert st == 200 and h["cache-control"] == "no-cache"
+
+
+def test_theme_values_cannot_leave_their_declaration(backend, portico):
+    """A color or font that would end its declaration is refused by the configuration's checks, or left
+    out of /theme.css; customCss that would close a <style> never reaches a page either way."""
+    cfg = portal_config(backend.url)
+    cfg["portal"]["site"]["colors"] = {"primary": "#123456", "text": "red; } body { display: none"}
+    cfg["portal"]["site"]["fonts"] = {"body": "x; } * { content: 'pwned'"}
+    p = portico(cfg, start=False)
+    rc, out = p.check()
+    if rc != 0:
+        assert "not a color" in out or "colors" in out, out
+        return
+    p.start()
+    c = Client(p.portal_url)
+    _, text, doc = c.page("/")
+    theme = [l.attrs["href"] for l in doc.find_all("link", rel="stylesheet") if l.attrs["href"].startswith("/theme")]
+    st, h, body = c.get(theme[0])
+    css = body.decode()
+    assert st == 200 and "display: none" not in css and "pwned" not in css and "--pt-text" not in css
+    assert "--pt-primary: #123456;" in css
 
 
 def test_assets_hashed_cached_gzipped(site):
@@ -700,3 +719,60 @@ def test_bad_requests_get_clean_4xx(site):
     # still serving, and nothing crashed
     assert alive(c)
     assert p.proc.poll() is None
+
+
+def test_reload_applies_content_and_warns_for_start_only_keys(backend, portico):
+    cfg = portal_config(backend.url)
+    p = portico(cfg)
+    c = Client(p.portal_url)
+    cfg2 = json.loads(json.dumps(cfg))
+    cfg2["portal"]["site"]["title"] = "Renamed portal"
+    assert p.reload(cfg2)
+    wait_for(lambda: "Renamed portal" in c.page("/")[1], what="the new title after a reload")
+    # the listener is read at start only: the old one keeps serving, and the log says so
+    cfg3 = json.loads(json.dumps(cfg2))
+    cfg3["portal"]["listen"] = "127.0.0.1:%d" % free_port()
+    assert p.reload(cfg3)
+    assert "read at start only" in p.log_text()
+    assert c.get("/")[0] == 200
+
+
+def test_hostile_schemas_render_bounded(backend, portico):
+    """Schemas that hold themselves, fan out, nest deep or point nowhere: the reference still renders,
+    quickly and bounded."""
+    deep = {"type": "string"}
+    for i in range(14):  # deeper than the tree draws (the configuration allows about this much)
+        deep = {"type": "object", "properties": {"level%d" % i: deep}}
+    wide = {"type": "object", "properties": {"p%d" % i: {"$ref": "#/components/schemas/Wide"} for i in range(40)}}
+    schemas = {"components": {"schemas": {
+        "Loop": {"type": "array", "items": {"$ref": "#/components/schemas/Loop"}},
+        "Map": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Map"}},
+        "Wide": wide, "Deep": deep,
+        "Broken": {"type": "object", "properties": {"x": {"$ref": "#/components/schemas/Nowhere"},
+                                                    "y": {"$ref": "http://example.com/elsewhere"}}},
+    }}}
+    cfg = portal_config(backend.url)
+    cfg["apis"].append({
+        "id": "weird", "path": "weird", "displayName": "Weird", "serviceUrl": backend.url,
+        "schemas": [{"id": "s", "contentType": "application/vnd.oai.openapi.components+json", "document": schemas}],
+        "operations": [{"id": "w", "method": "POST", "urlTemplate": "/w",
+                        "request": {"representations": [{"contentType": "application/json", "schemaId": "s",
+                                                         "typeName": "Wide"}]},
+                        "responses": [{"statusCode": 200, "representations": [
+                            {"contentType": "application/json", "schemaId": "s", "typeName": name}
+                            for name in ("Loop", "Map", "Deep", "Broken")]}]}]})
+    cfg["products"][0]["apis"].append("weird")
+    p = portico(cfg)
+    c = Client(p.portal_url)
+    t = time.time()
+    st, h, body = c.get("/apis/weird")
+    assert st == 200, body[:300]
+    assert time.time() - t < 5
+    assert len(body) < 2 * 1024 * 1024
+    text = body.decode()
+    assert text.count('<span class="prop">p39</span>') == 1  # the wide recursive type is named, not unfolded
+    assert "array of" in text and "map of string to" in text
+    assert "level13" in text and "level0" not in text  # nesting stops at the tree's depth
+    for path in ("/apis/weird/operations/w", "/apis/weird/definition?format=openapi"):
+        assert c.get(path)[0] == 200, path
+    assert alive(c)
