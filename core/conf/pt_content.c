@@ -222,8 +222,7 @@ bool pt_content_check_site(const struct pt_node *n, struct pt_errors *errs)
                 }
             }
         } else if (!strcmp(k, "customCss")) {
-            if (text_ok(v, PT_CONTENT_CSS_MAX, errs) && strstr(v->str, "</"))
-                pt_node_error(errs, v, "may not hold \"</\"");
+            text_ok(v, PT_CONTENT_CSS_MAX, errs); /* served alone as text/css, never inside HTML */
         } else if (!strcmp(k, "home") || !strcmp(k, "terms")) {
             if (!(v->kind == PT_N_SCALAR && v->null && !strcmp(k, "terms")))
                 text_ok(v, PT_CONTENT_TEXT_MAX, errs);

@@ -50,7 +50,7 @@ json_t *pt_mgmt_openapi_doc(const struct route *routes, size_t n)
                 json_t *resp = json_object();
                 const char *ok = !strcmp(mt, "DELETE") ? "204" : !strcmp(mt, "PUT") ? "200" : "200";
                 json_object_set_new(resp, ok, json_pack("{s:s}", "description", "success"));
-                if (!strcmp(mt, "PUT"))
+                if (!strcmp(mt, "PUT") || (!strcmp(mt, "POST") && r->h == H_PORTAL))
                     json_object_set_new(resp, "201", json_pack("{s:s}", "description", "created"));
                 json_object_set_new(resp, "default",
                                     json_pack("{s:s,s:{s:{s:{s:s}}}}", "description", "an error", "content",

@@ -130,7 +130,7 @@ static void site(struct mreq *m)
         return;
     }
     json_t *body = NULL;
-    if (!may_write(m) || !pt_mgmt_req_check_etag(m, exists ? etag : NULL))
+    if (!pt_mgmt_req_check_etag(m, exists ? etag : NULL))
         goto out;
     if (pt_content_from_file(st, PT_CONTENT_SITE_KIND, "site")) {
         refuse_file(m, "site", "site");
@@ -185,7 +185,7 @@ static void pages(struct mreq *m)
             pt_mgmt_req_send_json(m, 200, json_incref(old), etag);
         goto out;
     }
-    if (!may_write(m) || !pt_mgmt_req_check_etag(m, exists ? etag : NULL))
+    if (!pt_mgmt_req_check_etag(m, exists ? etag : NULL))
         goto out;
     if ((m->method == EVHTTP_REQ_PATCH || m->method == EVHTTP_REQ_DELETE) && !exists) {
         pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "portal page '%s' not found", m->id);
@@ -267,6 +267,13 @@ static void media_put(struct mreq *m)
         pt_mgmt_req_send_error(m, 400, "InvalidRequestBody", "the body is the media's bytes; it is empty");
         return;
     }
+    if (strncmp(type, "image/", 6)) {
+        pt_mgmt_req_send_error(
+            m, 400, "InvalidRequestBody",
+            "the body is the image's bytes, sent with its Content-Type (image/png, image/jpeg, "
+            "image/gif, image/webp, image/x-icon)");
+        return;
+    }
     if (!strcmp(type, "image/svg+xml")) {
         pt_mgmt_req_send_error(m, 415, "UnsupportedMediaType",
                                "SVG is refused: it can carry scripts (use PNG, JPEG, GIF, WebP or ICO)");
@@ -321,8 +328,7 @@ static void media(struct mreq *m)
         return;
     }
     if (m->method == EVHTTP_REQ_PUT) {
-        if (may_write(m))
-            media_put(m);
+        media_put(m);
         return;
     }
     char type[64], etag[24];
@@ -332,7 +338,7 @@ static void media(struct mreq *m)
     if (!exists) {
         pt_mgmt_req_send_error(m, 404, "ResourceNotFound", "portal media '%s' not found", m->id);
     } else if (m->method == EVHTTP_REQ_DELETE) {
-        if (may_write(m) && pt_mgmt_req_check_etag(m, etag) && begin(m) &&
+        if (pt_mgmt_req_check_etag(m, etag) && begin(m) &&
             commit(m, pt_store_delete(st, PT_CONTENT_MEDIA_KIND, "", m->id)))
             pt_mgmt_req_send_json(m, 204, NULL, NULL);
     } else if (pt_mgmt_req_check_etag(m, etag)) {
@@ -369,8 +375,6 @@ static void revisions(struct mreq *m, bool restore)
         return;
     }
     if (!m->id) { /* POST: publish the draft */
-        if (!may_write(m))
-            return;
         json_t *body = pt_mgmt_req_body(m, true);
         if (!body)
             return;
@@ -397,8 +401,6 @@ static void revisions(struct mreq *m, bool restore)
         pt_mgmt_req_send_json(m, 200, pt_content_revision(st, n), NULL);
         return;
     }
-    if (!may_write(m))
-        return;
     int64_t k = 0;
     if (begin(m) && commit(m, (k = pt_content_restore(st, n, "management")) > 0))
         pt_mgmt_req_send_json(m, 201, json_pack("{s:I, s:I}", "id", (json_int_t)k, "restored", (json_int_t)n),
@@ -438,7 +440,7 @@ static void templates(struct mreq *m)
             pt_mgmt_req_send_json(m, 200, json_incref(cur), exists ? etag : NULL);
         goto out;
     }
-    if (!may_write(m) || !pt_mgmt_req_check_etag(m, exists ? etag : NULL))
+    if (!pt_mgmt_req_check_etag(m, exists ? etag : NULL))
         goto out;
     if (exists && pt_content_from_file(st, PT_CONTENT_TEMPLATE_KIND, m->id)) {
         refuse_file(m, "template", m->id);
@@ -477,6 +479,9 @@ out:
 void pt_mgmt_portal_serve(struct mreq *m)
 {
     const char *what = m->route->kind;
+    /* every method but GET changes something: who may is decided before anything is looked up */
+    if (m->method != EVHTTP_REQ_GET && m->method != EVHTTP_REQ_HEAD && !may_write(m))
+        return;
     if (!strcmp(what, "site"))
         site(m);
     else if (!strcmp(what, "pages"))

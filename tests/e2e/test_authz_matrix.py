@@ -45,6 +45,11 @@ AREAS = {
     "gateways/managed/traces/{id}": "api",
     # usage reports (docs/analytics.md): read-only figures of APIs; under a workspace, only its APIs'
     "reports/{id}": "api",
+    # the developer portal's content (docs/portal.md#customization): service level, like users
+    "portal/site": "service", "portal/pages": "service", "portal/pages/{id}": "service",
+    "portal/media": "service", "portal/media/{id}": "service",
+    "portal/revisions": "service", "portal/revisions/{id}": "service", "portal/revisions/{id}/restore": "service",
+    "portal/templates": "service", "portal/templates/{id}": "service",
 }
 
 # reads of secrets are POSTs that change nothing
@@ -143,6 +148,8 @@ def fill(route, pre, ws_id, write):
                 s = "t-reader"
             elif top == "gateways":
                 s = "0" * 32  # a trace id nobody has
+            elif top == "portal":
+                s = "1"  # a page, media or revision id (mostly absent: 404 is the route's own answer)
             else:
                 s = pre + KIND_OF[top]
         elif s == "{sub}":
