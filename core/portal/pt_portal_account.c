@@ -497,6 +497,22 @@ void pt_portal_account_signup(struct pt_portal_req *r, const char *a1, const cha
         signup_form(r, 400, why);
         return;
     }
+    /* sign-ups per client address: each makes a user and a generation, so
+       one address makes at most maxFailures x 4 within the lockout period
+       (counted whether the address had an account or not) */
+    char key[100];
+    snprintf(key, sizeof(key), "signup:%s", r->peer);
+    struct pt_store_accounts_throttle t;
+    pt_store_accounts_throttle_get(store(), key, &t);
+    int64_t now = now_ms();
+    if (pt_portal_account_throttle_locked(&t, now)) {
+        pt_info("portal: a sign-up from %s refused: too many", r->peer);
+        signup_form(r, 429, "Too many sign-ups from your address. Wait a while, then try again.");
+        return;
+    }
+    pt_portal_account_throttle_fail(&t, now, (int64_t)cf()->max_failures * ADDRESS_FACTOR,
+                                    (int64_t)cf()->lockout_ms);
+    pt_store_accounts_throttle_put(store(), key, &t);
     /* hashed whether or not the address has an account: the same time */
     char hash[HASH_MAX], id[128];
     if (!pt_portal_account_hash_password(pw, hash, sizeof(hash))) {
@@ -1073,7 +1089,29 @@ void pt_portal_account_invite(struct pt_portal_req *r, const char *a1, const cha
         return;
     }
     if (pt_store_accounts_user_by_email(store(), email, id)) {
-        invite_form(r, 409, "A user with this address exists already.");
+        /* invited before and never accepted (pending, no password): a new
+           link replaces the old ones; anyone else is refused */
+        const char *state = NULL;
+        json_t *body = user_get(id, &state);
+        bool again = body && !strcmp(state, "pending") &&
+                     !pt_store_accounts_cred_get(store(), id, email, NULL, 0, NULL) &&
+                     pt_store_accounts_token_drop_user(store(), id, "invite") &&
+                     token_new("invite", id, cf()->confirm_ttl_ms, token);
+        if (again) {
+            send_mail(r, "invite", json_string_value(json_object_get(body, "email")) ?: email,
+                      json_string_value(json_object_get(body, "firstName")),
+                      json_string_value(json_object_get(body, "lastName")), "/invitation", token);
+            pt_info("portal: administrator %s invited user %s again", r->user->id, id);
+        }
+        json_decref(body);
+        if (!again) {
+            invite_form(r, 409, "A user with this address exists already.");
+            return;
+        }
+        char flash[400];
+        snprintf(flash, sizeof(flash), "A new invitation was sent to %s; the earlier link no longer works.",
+                 email);
+        pt_portal_req_redirect(r, "/admin/invite", flash);
         return;
     }
     bool ok = pt_store_begin(store());

@@ -1913,7 +1913,7 @@ void pt_portal_browse_terms(struct pt_portal_req *r, const char *a1, const char 
 void pt_portal_browse_media(struct pt_portal_req *r, const char *id, const char *a2)
 {
     (void)a2;
-    pt_portal_content_serve_media(r, id);
+    pt_portal_content_serve_media(r, id); /* the bytes live in the content (pt_portal_content.c) */
 }
 
 void pt_portal_browse_free(void)

@@ -230,8 +230,8 @@ static void sweep(void)
     last = now;
     const struct pt_conf *f = pt_portal_req_srv.file;
     int64_t idle = f->portal.idle_timeout_ms ? (int64_t)f->portal.idle_timeout_ms : now;
-    int64_t abs = f->portal.absolute_timeout_ms ? (int64_t)f->portal.absolute_timeout_ms : now;
-    int n = pt_store_accounts_session_sweep(pt_portal_req_srv.store, now - idle, now - abs, GUEST_CAP);
+    int64_t life = f->portal.absolute_timeout_ms ? (int64_t)f->portal.absolute_timeout_ms : now;
+    int n = pt_store_accounts_session_sweep(pt_portal_req_srv.store, now - idle, now - life, GUEST_CAP);
     if (n > 0)
         pt_debug("portal: %d expired sessions removed", n);
 }

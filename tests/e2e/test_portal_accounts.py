@@ -569,6 +569,19 @@ def test_lockout_per_address(backend, portico, workdir):
     assert Client(p, source="127.0.0.3").signin("target@example.com")[0] == 303
 
 
+def test_signups_per_address_are_limited(backend, portico, workdir):
+    """Each sign-up makes a user and a generation: one address makes 4 x maxFailures per lockout period."""
+    p, m = start(portico, backend, workdir, signin={"maxFailures": 1, "lockout": "1m"})
+    for i in range(4):
+        assert signup(Client(p, source="127.0.0.4"), "bulk%d@example.com" % i)[0] == 200
+    status, _, page = signup(Client(p, source="127.0.0.4"), "bulk9@example.com")
+    assert status == 429 and 'role="alert"' in page
+    assert user_id(p, "bulk9@example.com") is None
+    # another address is not held back
+    assert signup(Client(p, source="127.0.0.5"), "other@example.com")[0] == 200
+    assert user_id(p, "other@example.com")
+
+
 # --------------------------------------------------------- no enumeration
 
 def strip_echo(page, *words):
@@ -808,8 +821,15 @@ def test_invitation(backend, portico, workdir):
     status, _, page = admin.post("/admin/invite", {"email": "plain@example.com", "firstName": "a",
                                                    "lastName": "b"}, page_path="/admin/invite")
     assert status == 409 and 'role="alert"' in page
+    _, _, first_link = last_mail(workdir, "guest@example.com", after=before)
+    # invited again before accepting: a new link, and the first one no longer works
+    before = mail_paths(workdir)
+    status, h, _ = admin.post("/admin/invite", {"email": "guest@example.com", "firstName": "Guest",
+                                                "lastName": "Star"}, page_path="/admin/invite")
+    assert status == 303
     subject, body, link = last_mail(workdir, "guest@example.com", after=before)
-    assert "/invitation?token=" in link
+    assert "/invitation?token=" in link and link != first_link
+    assert Client(p).get(path_of(first_link))[0] == 400
     # no password yet: signing in fails like any wrong password
     assert Client(p).signin("guest@example.com", "anything at all")[0] == 401
     g = Client(p)
