@@ -6,7 +6,8 @@
  * Both ways of deciding end here: the management API (a PUT or PATCH that
  * moves a subscription from submitted to active or rejected) and the
  * portal's approvals page.  A mail that cannot be sent is logged; the
- * decision stands (it is already published).
+ * decision stands (it is already published).  Without a portal (no
+ * portal.listen) nothing is sent.
  */
 #include "base/pt_log.h"
 #include "http/pt_mail.h"
@@ -56,6 +57,8 @@ void pt_mgmt_notify_sub_state(struct pt_store *st, const struct pt_conf *file, c
                       : !strcmp(state, "rejected") ? "subscription-rejected"
                                                    : NULL;
     if (!tpl)
+        return;
+    if (!file->portal.listen) /* no portal: nowhere to point the owner, no mail set up */
         return;
     const char *owner = str(sub, "ownerId", "");
     const char *uid = strstr(owner, "/users/");

@@ -42,6 +42,7 @@
 #include <math.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +272,95 @@ static void stylesheet(struct pt_portal_req *r)
     }
 }
 
+/*
+ * Subscriptions whose stored field `field` (ownerId or state) matches
+ * `pattern` (SQL LIKE, a backslash escapes): SQLite reads the one field, so the
+ * others are never parsed; each match is then read whole (keys unsealed) by
+ * pt_store_get.  An array of bodies with "id" (at most `max`).
+ */
+static json_t *subs_where(const char *field, const char *pattern, size_t max)
+{
+    json_t *out = json_array();
+    sqlite3 *db = pt_store_sqlite(store());
+    sqlite3_stmt *st = NULL;
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT id FROM entities WHERE kind = 'subscription' AND parent = '' AND "
+             "json_extract(body, '$.%s') LIKE ?1 ESCAPE '\\' ORDER BY id",
+             field);
+    if (!db || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        pt_warn("portal: cannot list subscriptions: %s", db ? sqlite3_errmsg(db) : "no store");
+        return out;
+    }
+    sqlite3_bind_text(st, 1, pattern, -1, SQLITE_TRANSIENT);
+    json_t *ids = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW && json_array_size(ids) < max)
+        json_array_append_new(ids, json_string((const char *)sqlite3_column_text(st, 0)));
+    sqlite3_finalize(st);
+    size_t i;
+    json_t *id;
+    json_array_foreach(ids, i, id)
+    {
+        json_t *b = NULL;
+        if (pt_store_get(store(), "subscription", "", json_string_value(id), &b, NULL)) {
+            json_object_set_new(b, "id", json_incref(id));
+            json_array_append_new(out, b);
+        }
+    }
+    json_decref(ids);
+    return out;
+}
+
+/* The user's subscriptions (newest first by createdDate). */
+static int by_created_desc(const void *a, const void *b)
+{
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    return strcmp(str(y, "createdDate", ""), str(x, "createdDate", ""));
+}
+
+static json_t *own_subs(const char *user_id)
+{
+    /* ownerId is "/users/ID", perhaps after a service path: LIKE '%/users/ID'
+       with LIKE's wildcards in the id escaped, then checked exactly */
+    char pattern[300], *o = pattern;
+    o += snprintf(pattern, sizeof(pattern), "%%/users/");
+    for (const char *c = user_id; *c && o < pattern + sizeof(pattern) - 3; c++) {
+        if (*c == '%' || *c == '_' || *c == '\\')
+            *o++ = '\\';
+        *o++ = *c;
+    }
+    *o = '\0';
+    json_t *all = subs_where("ownerId", pattern, 10000);
+    struct {
+        json_t *subs;
+    } x = {json_array()};
+    size_t k;
+    json_t *b;
+    json_array_foreach(all, k, b)
+    {
+        const char *u = owner_user(b);
+        if (u && !strcmp(u, user_id))
+            json_array_append(x.subs, b);
+    }
+    json_decref(all);
+    size_t n = json_array_size(x.subs);
+    if (n > 1) {
+        json_t **v = calloc(n, sizeof(*v));
+        for (size_t i = 0; v && i < n; i++)
+            v[i] = json_incref(json_array_get(x.subs, i));
+        if (v) {
+            qsort(v, n, sizeof(*v), by_created_desc);
+            json_t *sorted = json_array();
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(sorted, v[i]);
+            free(v);
+            json_decref(x.subs);
+            x.subs = sorted;
+        }
+    }
+    return x.subs;
+}
+
 /* ------------------------------------------------------------------- mail */
 
 static const struct pt_mail_cf *mail_cf(void)
@@ -328,20 +418,19 @@ static void mail_submitted(struct pt_portal_req *r, const char *product, const c
 
 /* -------------------------------------------------------------- subscribe */
 
-struct count_arg {
-    const char *user, *product;
-    int n;
-};
-
-static bool count_live(void *arg, const struct pt_entity *e)
+/* The user's live subscriptions (submitted, active, suspended) to a product. */
+static int count_live(const json_t *subs, const char *product)
 {
-    struct count_arg *c = arg;
-    const char *u = owner_user(e->body), *p = scope_product(e->body);
-    const char *s = str(e->body, "state", "active");
-    if (u && p && !strcmp(u, c->user) && !strcmp(p, c->product) &&
-        (!strcmp(s, "submitted") || !strcmp(s, "active") || !strcmp(s, "suspended")))
-        c->n++;
-    return true;
+    int n = 0;
+    size_t i;
+    json_t *b;
+    json_array_foreach(subs, i, b)
+    {
+        const char *p = scope_product(b), *st = str(b, "state", "active");
+        n += p && !strcmp(p, product) &&
+             (!strcmp(st, "submitted") || !strcmp(st, "active") || !strcmp(st, "suspended"));
+    }
+    return n;
 }
 
 struct create_arg {
@@ -396,8 +485,11 @@ void pt_portal_subs_subscribe(struct pt_portal_req *r, const char *product_id, c
         return;
     }
     json_int_t limit = json_integer_value(json_object_get(p, "subscriptionsLimit"));
-    struct count_arg c = {r->user->id, product_id, 0};
-    pt_store_each(store(), "subscription", "", count_live, &c);
+    json_t *mine = own_subs(r->user->id);
+    struct {
+        int n;
+    } c = {count_live(mine, product_id)};
+    json_decref(mine);
     if (limit > 0 && c.n >= limit) {
         char msg[300];
         snprintf(msg, sizeof(msg), "You already have %d subscription%s to %.100s, the most it allows.", c.n,
@@ -450,52 +542,6 @@ static bool keys_allowed(const json_t *sub)
     return !strcmp(s, "active") || !strcmp(s, "suspended");
 }
 
-struct rows {
-    const char *user;
-    json_t *subs; /* array of bodies with "id" */
-};
-
-static bool collect_own(void *arg, const struct pt_entity *e)
-{
-    struct rows *x = arg;
-    const char *u = owner_user(e->body);
-    if (u && !strcmp(u, x->user)) {
-        json_t *b = json_deep_copy(e->body);
-        json_object_set_new(b, "id", json_string(e->id));
-        json_array_append_new(x->subs, b);
-    }
-    return json_array_size(x->subs) < 10000;
-}
-
-/* The user's subscriptions (newest first by createdDate). */
-static int by_created_desc(const void *a, const void *b)
-{
-    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    return strcmp(str(y, "createdDate", ""), str(x, "createdDate", ""));
-}
-
-static json_t *own_subs(const char *user_id)
-{
-    struct rows x = {user_id, json_array()};
-    pt_store_each(store(), "subscription", "", collect_own, &x);
-    size_t n = json_array_size(x.subs);
-    if (n > 1) {
-        json_t **v = calloc(n, sizeof(*v));
-        for (size_t i = 0; v && i < n; i++)
-            v[i] = json_incref(json_array_get(x.subs, i));
-        if (v) {
-            qsort(v, n, sizeof(*v), by_created_desc);
-            json_t *sorted = json_array();
-            for (size_t i = 0; i < n; i++)
-                json_array_append_new(sorted, v[i]);
-            free(v);
-            json_decref(x.subs);
-            x.subs = sorted;
-        }
-    }
-    return x.subs;
-}
-
 static void post_form_open(struct pt_portal_req *r, const char *id, const char *action, const char *cls)
 {
     evbuffer_add_printf(r->out, "<form method=\"post\" class=\"%s\" action=\"", cls);
@@ -508,7 +554,8 @@ static void key_cell(struct pt_portal_req *r, const json_t *sub, const char *whi
 {
     const char *field = !strcmp(which, "primary") ? "primaryKey" : "secondaryKey";
     const char *id = str(sub, "id", "");
-    evbuffer_add_printf(r->out, "<td>");
+    evbuffer_add_printf(r->out, "<td data-label=\"%s key\">",
+                        !strcmp(which, "primary") ? "Primary" : "Secondary");
     if (!keys_allowed(sub)) {
         evbuffer_add_printf(r->out, "<span class=\"no-key\">none while %s</span></td>", state_of(sub));
         return;
@@ -552,7 +599,9 @@ static void subscriptions_page(struct pt_portal_req *r, const char *reveal)
         evbuffer_add_printf(r->out,
                             "<p id=\"no-subscriptions\">You have no subscriptions yet: pick one of the "
                             "<a href=\"/products\">products</a>.</p>");
-    evbuffer_add_printf(r->out, "<div class=\"table-wrap\"><table id=\"subscriptions\" data-csrf=\"");
+    /* a region that may scroll sideways: focusable, so keyboards can scroll it */
+    evbuffer_add_printf(r->out, "<div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"Your "
+                                "subscriptions\"><table id=\"subscriptions\" data-csrf=\"");
     pt_portal_render_esc(r->out, r->csrf);
     evbuffer_add_printf(
         r->out, "\"><caption>Subscriptions and their keys</caption><thead><tr><th scope=\"col\">Name</th>"
@@ -570,7 +619,7 @@ static void subscriptions_page(struct pt_portal_req *r, const char *reveal)
         pt_portal_render_esc(r->out, id);
         evbuffer_add_printf(r->out, "\" data-state=\"%s\"><th scope=\"row\" class=\"name\">", state);
         pt_portal_render_esc(r->out, str(s, "displayName", id));
-        evbuffer_add_printf(r->out, "</th><td>");
+        evbuffer_add_printf(r->out, "</th><td data-label=\"Product\">");
         if (prod) {
             char *pn = display_name("product", prod);
             evbuffer_add_printf(r->out, "<a href=\"");
@@ -581,20 +630,23 @@ static void subscriptions_page(struct pt_portal_req *r, const char *reveal)
             free(pn);
         } else
             pt_portal_render_esc(r->out, str(s, "scope", ""));
-        evbuffer_add_printf(r->out, "</td><td><span class=\"state state-%s\">%s</span>", state, state);
+        evbuffer_add_printf(r->out, "</td><td data-label=\"State\"><span class=\"state state-%s\">%s</span>",
+                            state, state);
         const char *comment = str(s, "stateComment", "");
         if (*comment) {
             evbuffer_add_printf(r->out, "<br><small class=\"state-comment\">");
             pt_portal_render_esc(r->out, comment);
             evbuffer_add_printf(r->out, "</small>");
         }
-        evbuffer_add_printf(r->out, "</td><td>");
-        pt_portal_render_esc(r->out, str(s, "createdDate", ""));
-        evbuffer_add_printf(r->out, "</td>");
+        /* the date for people, the whole time for machines */
+        const char *created = str(s, "createdDate", "");
+        evbuffer_add_printf(r->out, "</td><td data-label=\"Created\"><time datetime=\"");
+        pt_portal_render_esc(r->out, created);
+        evbuffer_add_printf(r->out, "\">%.10s</time></td>", created);
         bool shown = reveal && !strcmp(reveal, id);
         key_cell(r, s, "primary", shown);
         key_cell(r, s, "secondary", shown);
-        evbuffer_add_printf(r->out, "<td class=\"actions\">");
+        evbuffer_add_printf(r->out, "<td class=\"actions\" data-label=\"Actions\">");
         if (keys_allowed(s) && !shown) {
             post_form_open(r, id, "show", "show-form");
             evbuffer_add_printf(r->out, "<button type=\"submit\">Show keys</button></form>");
@@ -782,16 +834,6 @@ void pt_portal_subs_cancel(struct pt_portal_req *r, const char *id, const char *
 
 /* ------------------------------------------------------------- approvals */
 
-static bool collect_pending(void *arg, const struct pt_entity *e)
-{
-    if (!strcmp(str(e->body, "state", ""), "submitted")) {
-        json_t *b = json_deep_copy(e->body);
-        json_object_set_new(b, "id", json_string(e->id));
-        json_array_append_new(arg, b);
-    }
-    return json_array_size(arg) < 1000;
-}
-
 void pt_portal_subs_admin_list(struct pt_portal_req *r, const char *a1, const char *a2)
 {
     (void)a1;
@@ -800,15 +842,15 @@ void pt_portal_subs_admin_list(struct pt_portal_req *r, const char *a1, const ch
         pt_portal_render_not_found(r);
         return;
     }
-    json_t *pending = json_array();
-    pt_store_each(store(), "subscription", "", collect_pending, pending);
+    json_t *pending = subs_where("state", "submitted", 1000);
     pt_portal_render_begin(r, "Subscriptions to approve");
     stylesheet(r);
     evbuffer_add_printf(r->out, "<h1>Subscriptions to approve</h1>");
     if (!json_array_size(pending))
         evbuffer_add_printf(r->out, "<p id=\"no-pending\">No subscription is waiting for approval.</p>");
     evbuffer_add_printf(r->out,
-                        "<div class=\"table-wrap\"><table id=\"pending\"><caption>Waiting for "
+                        "<div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"Waiting for "
+                        "approval\"><table id=\"pending\"><caption>Waiting for "
                         "approval</caption><thead><tr><th scope=\"col\">Subscription</th><th "
                         "scope=\"col\">Product</th><th scope=\"col\">Developer</th><th "
                         "scope=\"col\">Requested</th><th scope=\"col\">Decision</th></tr></thead><tbody>");
@@ -1679,17 +1721,19 @@ static void breakdown(struct pt_portal_req *r, const struct pt_store_an_query *b
     q.by = by;
     struct group_acc g = {json_array(), by};
     int n = pt_store_analytics_report(store(), &q, add_group_row, &g);
-    evbuffer_add_printf(r->out,
-                        "<div class=\"table-wrap\"><table id=\"%s\" class=\"usage-table\"><caption>%s"
-                        "</caption><thead><tr><th scope=\"col\">%s</th><th scope=\"col\">Calls</th>"
-                        "<th scope=\"col\">Successful</th><th scope=\"col\">Blocked</th><th "
-                        "scope=\"col\">Failed</th><th scope=\"col\">Other</th><th "
-                        "scope=\"col\">Bandwidth</th><th scope=\"col\">Average time (ms)</th><th "
-                        "scope=\"col\">Longest time (ms)</th></tr></thead><tbody>",
-                        table_id, caption,
-                        !strcmp(kind, "subscription") ? "Subscription"
-                        : !strcmp(kind, "product")    ? "Product"
-                                                      : "API");
+    evbuffer_add_printf(
+        r->out,
+        "<div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"%s\"><table id=\"%s\" "
+        "class=\"usage-table\"><caption>%s"
+        "</caption><thead><tr><th scope=\"col\">%s</th><th scope=\"col\">Calls</th>"
+        "<th scope=\"col\">Successful</th><th scope=\"col\">Blocked</th><th "
+        "scope=\"col\">Failed</th><th scope=\"col\">Other</th><th "
+        "scope=\"col\">Bandwidth</th><th scope=\"col\">Average time (ms)</th><th "
+        "scope=\"col\">Longest time (ms)</th></tr></thead><tbody>",
+        caption, table_id, caption,
+        !strcmp(kind, "subscription") ? "Subscription"
+        : !strcmp(kind, "product")    ? "Product"
+                                      : "API");
     size_t i;
     json_t *row;
     json_array_foreach(g.rows, i, row)

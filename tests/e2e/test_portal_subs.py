@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import re
+import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
@@ -529,6 +530,41 @@ def test_console_reaches_the_backend_through_the_gateway(site, backend):
     # a backend's error status comes back as it is
     st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/echo/status/503")
     assert st == 200 and json.loads(body)["status"] == 503
+
+
+def test_console_bounds(site, backend):
+    """A response over 1 MiB is a clear 502, not a truncated answer; at most
+    4 calls of one developer are in flight at once; the portal keeps serving
+    while calls wait on a slow backend (the relay does not block)."""
+    p, m = site
+    dev = signup(p, "dev@example.com")
+    subscribe(dev, "starter", "Bounds")
+    sid = subs_of(m, user_id(m, "dev@example.com"))[0]["id"]
+    st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/echo/big?bytes=1000000")
+    assert st == 200 and len(json.loads(body)["body"]) == 1000000
+    st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/echo/big?bytes=1100000")
+    assert st == 502 and "1 MiB" in json.loads(body)["error"]["message"]
+    tok = dev.token()
+    results = []
+
+    def slow():
+        results.append(dev.request("POST", "/api/console", headers={"X-CSRF-Token": tok},
+                                   body={"subscription": sid, "method": "GET", "path": "/echo/sleep/1500"})[0])
+    threads = [threading.Thread(target=slow) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    st, _, _ = dev.get("/subscriptions")  # served at once while four calls wait
+    assert st == 200 and time.time() - t0 < 1.0
+    st, _, body = dev.request("POST", "/api/console", headers={"X-CSRF-Token": tok},
+                              body={"subscription": sid, "method": "GET", "path": "/echo/x"})
+    assert st == 429 and json.loads(body)["error"]["code"] == "TooManyCalls"
+    for t in threads:
+        t.join()
+    assert results == [200] * 4
+    st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/echo/x")
+    assert st == 200
 
 
 def test_console_gateway_policies_stay_in_force(site, backend):
