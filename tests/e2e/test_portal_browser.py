@@ -204,8 +204,9 @@ def _listening(port):
 
 @pytest.fixture
 def b(world):
-    """The browser, with no signed-in user; fails the test on the page
-    checks' findings at its end."""
+    """The browser, with no signed-in user.  A test ends with
+    b.assert_clean(), failing on the page checks' findings; one that failed
+    earlier reports them here."""
     world.b.reset()
     world.b.console_errors()  # what an earlier test left in the console
     world.b.problems = []
@@ -443,6 +444,8 @@ def test_guest_reads_the_docs_and_downloads_a_definition_but_cannot_call(b):
     st, body = js_fetch(b, "/api/console", {"subscription": "x", "key": "primary", "method": "GET",
                                             "path": "/echo/items/1", "headers": [], "body": ""})
     assert st in (401, 403), (st, body)
+    b.step("the page checks (origin, console, axe-core, phone width)")
+    b.assert_clean()
 
 
 def js_fetch(b, path, body):
@@ -613,6 +616,8 @@ def test_developer_signs_up_subscribes_calls_and_manages_the_account(world, b):
     assert u is None or u.get("state") == "deleted", u
     assert gateway_get(w, "/echo/items/1", keys["primaryKey"]) == 401
     sign_in(w, addr, pw3, expect_ok=False)
+    b.step("the page checks (origin, console, axe-core, phone width)")
+    b.assert_clean()
 
 
 def console_call(w, sid, keys, shot):
@@ -824,3 +829,6 @@ def test_administrator_customizes_publishes_rolls_back_approves_and_invites(worl
     sign_in(w, guest, "Invited-pass-1")
     assert w.user_by_email(guest)["state"] == "active"
     b.check_page("admin-17-invitee-signed-in")
+    b.step("the page checks (origin, console, axe-core, phone width)")
+    b.assert_clean()
+
