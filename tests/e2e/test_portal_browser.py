@@ -49,6 +49,15 @@ TERMS_MD = "Be kind to the *echo* backend."
 LOAD_BOUND_MS = 5000  # the issue wants < 1 s on loopback; only a generous bound is asserted
 CATALOG_SDL = "type Query {\n  items(first: Int): [Item!]!\n}\n\ntype Item {\n  id: ID!\n  name: String\n}\n"
 
+ORDERS_WSDL = """<?xml version="1.0" encoding="UTF-8"?>
+<wsdl:definitions xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" xmlns:tns="urn:orders" targetNamespace="urn:orders"
+    name="Orders">
+  <wsdl:portType name="OrdersPort">
+    <wsdl:operation name="GetOrder"/>
+  </wsdl:portType>
+</wsdl:definitions>
+"""
+
 ITEM_SCHEMA = {"type": "object", "required": ["id", "name"],
                "properties": {"id": {"type": "integer", "description": "The item's number"},
                               "name": {"type": "string", "example": "Widget"},
@@ -108,6 +117,12 @@ def portal_config(backend, workdir):
              "description": "The catalog as a graph.",
              "schemas": [{"id": "sdl", "contentType": "application/vnd.ms-azure-apim.graphql.schema",
                           "value": CATALOG_SDL}]},
+            {"id": "orders", "displayName": "Orders SOAP", "path": "orders", "serviceUrl": backend.url + "/soap",
+             "subscriptionRequired": True, "description": "Orders, described by a WSDL.",
+             "schemas": [{"id": "wsdl", "contentType": "application/vnd.ms-azure-apim.wsdl+xml",
+                          "value": ORDERS_WSDL}],
+             "operations": [{"id": "get-order", "displayName": "GetOrder", "method": "POST", "urlTemplate": "/",
+                             "description": "SOAP action GetOrder."}]},
             {"id": "secret-api", "displayName": "Secret API", "path": "secret", "serviceUrl": backend.url,
              "subscriptionRequired": True,
              "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]},
@@ -115,7 +130,7 @@ def portal_config(backend, workdir):
         "products": [
             {"id": "starter", "displayName": "Starter", "description": "Free access to the Echo API.",
              "state": "published", "subscriptionRequired": True, "approvalRequired": False,
-             "terms": "Starter terms: 100 calls a day.", "apis": ["echo", "catalog"],
+             "terms": "Starter terms: 100 calls a day.", "apis": ["echo", "catalog", "orders"],
              "groups": ["guests", "developers"]},
             {"id": "premium", "displayName": "Premium", "description": "More calls, after approval.",
              "state": "published", "subscriptionRequired": True, "approvalRequired": True, "apis": ["echo"],
@@ -429,6 +444,11 @@ def test_guest_reads_the_docs_and_downloads_a_definition_but_cannot_call(b):
     path = b.download('a.download[href*="format=graphql"]')
     with open(path) as f:
         assert "type Item" in f.read()
+    b.visit("/apis/orders", "guest-08-wsdl-reference")
+    path = b.download('a.download[href*="format=wsdl"]')
+    with open(path) as f:
+        text = f.read()
+    assert "<wsdl:definitions" in text and "GetOrder" in text, text[:300]
 
     b.step("a guest cannot call or get keys")
     b.visit("/apis/echo/operations/get-item", "guest-09-operation")
