@@ -37,7 +37,7 @@ if os.environ.get("PORTICO_SKIP_BROWSER"):
     pytest.skip("PORTICO_SKIP_BROWSER is set (the sanitizer pass runs no browser)", allow_module_level=True)
 _missing = missing_tools()
 if _missing:
-    _why = "browser tests need: " + "; ".join(_missing) + " (scripts/deps installs them)"
+    _why = "browser tests need: " + "; ".join(_missing) + " (see docs/testing.md)"
     if os.environ.get("CI"):
         raise RuntimeError(_why)  # CI must run them: a missing tool fails the file
     pytest.skip(_why, allow_module_level=True)
