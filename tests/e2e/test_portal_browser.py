@@ -852,3 +852,56 @@ def test_administrator_customizes_publishes_rolls_back_approves_and_invites(worl
     b.step("the page checks (origin, console, axe-core, phone width)")
     b.assert_clean()
 
+
+
+# ------------------------------------------------------------ the checks themselves
+
+BAD_PAGE = b"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Bad page</title></head>
+<body><main id="main"><h1>Bad page</h1>
+<img src="http://offsite.invalid/tracker.png" alt="">
+<script>document.title = 'inline';</script>
+<form method="post" action="/x"><input name="email"><button>Go</button></form>
+<div class="wide">wider than a phone</div></main></body></html>"""
+BAD_CSS = b".wide { width: 600px; }"
+
+
+def test_the_page_checks_catch_what_they_look_for(world, b):
+    """The checks every portal page gets fail on a page that breaks them: a
+    request to another host, an inline script the CSP refuses, a field
+    without a label, a layout wider than a phone."""
+    import http.server
+    import threading
+
+    class Bad(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body, ctype = (BAD_CSS, "text/css") if self.path == "/bad.css" else (BAD_PAGE, "text/html")
+            if ctype == "text/html":
+                body = body.replace(b"</title>", b"</title><link rel=\"stylesheet\" href=\"/bad.css\">")
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Security-Policy", "default-src 'self'; script-src 'self'")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Bad)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    base, origin = b.base, b.origin
+    try:
+        b.base = "http://127.0.0.1:%d" % server.server_address[1]
+        b.origin = b.base
+        b.visit("/", "checks-bad-page")
+        found, b.problems = b.problems, []
+    finally:
+        b.base, b.origin = base, origin
+        server.shutdown()
+        server.server_close()
+    text = "\n".join(found)
+    assert "requested http://offsite.invalid/tracker.png (outside the portal's origin" in text, text
+    assert "console error" in text and "Content Security Policy" in text, text
+    assert "axe label [critical]" in text, text
+    assert "at phone width the page is" in text and "div.wide" in text, text
+    b.reset()
