@@ -267,10 +267,9 @@ static void route_request(struct pt_portal_req *r)
         max_body = (size_t)pt_portal_req_srv.file->portal.max_media + 64 * 1024;
     if (!pt_portal_req_parse(r, max_body))
         return;
-    if (!(rt->flags & R_OPEN))
-        pt_portal_session_load(r);
-    else if (strncmp(r->path, "/assets/", 8) && strcmp(r->path, "/theme.css"))
-        pt_portal_session_load(r); /* open pages still show who is signed in */
+    if (strncmp(r->path, "/assets/", 8))
+        pt_portal_session_load(
+            r); /* open pages still show who is signed in; a preview's theme is the draft's */
     const char *pv = pt_portal_req_query(r, "preview");
     r->preview = pv && !strcmp(pv, "1") && r->user && r->user->admin;
     if (!r->user && !(rt->flags & R_OPEN) && !open_path(r->path)) {

@@ -730,7 +730,8 @@ static char *example_text(const json_t *value)
 static void pre_text(struct evbuffer *out, const char *text)
 {
     size_t n = strlen(text);
-    OUT("<pre><code>");
+    /* focusable: a keyboard can scroll a wide example (axe: scrollable-region-focusable) */
+    OUT("<pre tabindex=\"0\"><code>");
     if (n > EXAMPLE_MAX) {
         char *cut = strndup(text, EXAMPLE_MAX);
         esc(out, cut);
@@ -944,7 +945,8 @@ static void code_string(struct evbuffer *b, const char *s)
 
 static void flush_sample(struct evbuffer *out, const char *lang, const char *label, struct evbuffer *code)
 {
-    OUT("<h5 class=\"sample-label\">%s</h5><pre class=\"sample\" data-lang=\"%s\" data-label=\"%s\"><code>",
+    OUT("<h5 class=\"sample-label\">%s</h5><pre class=\"sample\" tabindex=\"0\" data-lang=\"%s\" "
+        "data-label=\"%s\"><code>",
         label, lang, label);
     size_t n = evbuffer_get_length(code);
     char *t = malloc(n + 1);

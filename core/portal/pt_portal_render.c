@@ -163,7 +163,9 @@ void pt_portal_render_theme_css(struct pt_portal_req *r)
     }
     r->content_type = "text/css; charset=utf-8";
     const char *want = pt_portal_req_query(r, "v");
-    if (want && !strcmp(want, pt_portal_render_theme_version(r)))
+    if (r->preview) /* an administrator's draft: nobody else's, and it changes as they edit */
+        pt_portal_req_header(r, "Cache-Control", "private, no-store");
+    else if (want && !strcmp(want, pt_portal_render_theme_version(r)))
         pt_portal_req_header(r, "Cache-Control", "public, max-age=31536000, immutable");
     else
         pt_portal_req_header(r, "Cache-Control", "no-cache");
@@ -252,8 +254,8 @@ void pt_portal_render_begin(struct pt_portal_req *r, const char *title)
     pt_portal_render_esc(o, site_title);
     evbuffer_add_printf(o, "</title><link rel=\"stylesheet\" href=\"");
     pt_portal_render_esc(o, pt_portal_assets_url("portal.css"));
-    evbuffer_add_printf(o, "\"><link rel=\"stylesheet\" href=\"/theme.css?v=%s\">",
-                        pt_portal_render_theme_version(r));
+    evbuffer_add_printf(o, "\"><link rel=\"stylesheet\" href=\"/theme.css?v=%s%s\">",
+                        pt_portal_render_theme_version(r), r->preview ? "&amp;preview=1" : "");
     const char *favicon = json_string_value(json_object_get(site, "favicon"));
     if (favicon) {
         evbuffer_add_printf(o, "<link rel=\"icon\" href=\"/media/");

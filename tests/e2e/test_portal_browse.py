@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from conftest import basic_config, free_port, raw_exchange, wait_for
+from mgmt_helpers import Mgmt
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
@@ -776,3 +777,169 @@ def test_hostile_schemas_render_bounded(backend, portico):
     for path in ("/apis/weird/operations/w", "/apis/weird/definition?format=openapi"):
         assert c.get(path)[0] == 200, path
     assert alive(c)
+
+
+# ------------------------------------------- signed-in visitors (with accounts)
+
+PASSWORD = "correct horse battery"
+ADMIN_TOKEN = "portal-browse-admin-token"
+
+
+class Browser(Client):
+    """A client with cookies, for the signed-in tests."""
+
+    def __init__(self, base, context=None):
+        super().__init__(base, context)
+        self.cookies = {}
+        self.last = ""
+
+    def request(self, method, path, body=None, headers=None):
+        h = dict(headers or {})
+        if self.cookies:
+            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
+        c = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            for sc in r.headers.get_all("Set-Cookie") or []:
+                name, _, rest = sc.partition("=")
+                value = rest.split(";", 1)[0]
+                if "max-age=0" in sc.lower() or not value:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = value
+            self.last = data.decode(errors="replace")
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            c.close()
+
+    def post_form(self, path, form, page):
+        """POSTs a form with the CSRF token of `page` (fetched first)."""
+        self.get(page)
+        m = re.search(r'name="csrf" value="([^"]*)"', self.last)
+        assert m, "no CSRF token on %s" % page
+        form = dict(form, csrf=m.group(1))
+        import urllib.parse
+        return self.request("POST", path, urllib.parse.urlencode(form).encode(),
+                            {"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def newest_link(outbox, to, after):
+    import email
+    import email.policy
+    import glob
+
+    def find():
+        for path in sorted(glob.glob(os.path.join(outbox, "*.eml")), key=os.path.getmtime, reverse=True):
+            if path in after:
+                continue
+            with open(path, "rb") as f:
+                msg = email.message_from_bytes(f.read(), policy=email.policy.default)
+            if to.lower() not in str(msg["To"]).lower():
+                continue
+            m = re.search(r"https?://[^/\s]+(/\S+[?&]token=[A-Za-z0-9_-]+)", msg.get_body(("plain",)).get_content())
+            if m:
+                return m.group(1)
+        return None
+    return wait_for(find, timeout=5, what="a mail to %s" % to)
+
+
+def mails(outbox):
+    import glob
+    return set(glob.glob(os.path.join(outbox, "*.eml")))
+
+
+@pytest.fixture
+def accounts(backend, portico, workdir):
+    """The site with accounts: a developer, a partner developer and an administrator (skipped while the
+    portal has no sign-in)."""
+    cfg = portal_config(backend.url)
+    outbox = os.path.join(workdir, "outbox")
+    cfg["portal"]["mail"] = {"outbox": outbox}
+    cfg["users"] = [{"id": "admin", "email": "admin@example.com", "firstName": "Ada", "lastName": "Admin",
+                     "groups": ["administrators"]}]
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": ADMIN_TOKEN})
+    if Client(p.portal_url).get("/signin")[0] == 404:
+        pytest.skip("the portal has no sign-in yet (portal-accounts not merged)")
+
+    def developer(mail):
+        b = Browser(p.portal_url)
+        before = mails(outbox)
+        st, h, _ = b.post_form("/signup", {"email": mail, "password": PASSWORD, "firstName": "Dev",
+                                           "lastName": "Eloper", "terms": "on"}, "/signup")
+        assert st in (200, 303), b.last[:500]
+        link = newest_link(outbox, mail, before)
+        b.get(link)
+        m = re.search(r"token=([A-Za-z0-9_-]+)", link)
+        st, h, _ = b.post_form("/confirm", {"token": m.group(1)}, link)
+        assert st == 303, b.last[:500]
+        st, h, _ = b.post_form("/signin", {"email": mail, "password": PASSWORD}, "/signin")
+        assert st == 303, b.last[:500]
+        return b
+
+    def admin():
+        b = Browser(p.portal_url)
+        before = mails(outbox)
+        b.post_form("/reset-password", {"email": "admin@example.com"}, "/reset-password")
+        link = newest_link(outbox, "admin@example.com", before)
+        m = re.search(r"token=([A-Za-z0-9_-]+)", link)
+        st, _, _ = b.post_form("/reset-password/confirm", {"token": m.group(1), "password": PASSWORD}, link)
+        assert st == 303, b.last[:500]
+        st, _, _ = b.post_form("/signin", {"email": "admin@example.com", "password": PASSWORD}, "/signin")
+        assert st == 303, b.last[:500]
+        return b
+    return p, developer, admin
+
+
+def visible(b):
+    _, _, body = b.get("/products")
+    prods = sorted(a.attrs["href"] for a in dom(body.decode()).find("ul", id="product-list").find_all("a"))
+    _, _, body = b.get("/apis")
+    apis = sorted(a.attrs["href"] for a in dom(body.decode()).find("ul", id="api-list").find_all("a"))
+    return prods, apis
+
+
+def test_developers_see_their_groups_products(accounts, backend):
+    p, developer, admin = accounts
+    dev = developer("dev@example.com")
+    prods, apis = visible(dev)
+    assert prods == ["/products/devs", "/products/public"], prods
+    assert apis == ["/apis/devapi", "/apis/echo", "/apis/shop"], apis
+    for path in ("/products/draft", "/products/partners", "/products/nogroups", "/apis/partnerapi",
+                 "/apis/draftapi", "/apis/orphan", "/pages/staff"):
+        assert dev.get(path)[0] == 404, path
+    _, _, body = dev.get("/products/public")
+    d = dom(body.decode())
+    form = d.find("form", id="subscribe-form")
+    assert form is not None and form.find("input", name="csrf").attrs.get("value")
+    assert d.find("a", id="profile-link") is not None and d.find("form", id="signout-form") is not None
+    assert d.find("a", id="admin-link") is None and d.find("a", id="signin-link") is None
+    _, _, body = dev.get("/apis/shop/operations/get-order")
+    assert dom(body.decode()).find("form", id="console") is not None
+    # a developer added to the partners group (management API) sees the partners' product
+    m = Mgmt(p, token=ADMIN_TOKEN)
+    users = m.ok("GET", "users")
+    items = users["value"] if isinstance(users, dict) else users
+    uid = [u["id"] for u in items if u.get("email") == "dev@example.com"][0]
+    m.ok("PUT", "groups/partners/users/" + uid)
+    prods, apis = wait_for(lambda: "/products/partners" in visible(dev)[0] and visible(dev),
+                           what="the partners' product")
+    assert prods == ["/products/devs", "/products/partners", "/products/public"], prods
+    assert "/apis/partnerapi" in apis
+
+
+def test_administrators_see_everything(accounts):
+    p, developer, admin = accounts
+    a = admin()
+    prods, apis = visible(a)
+    assert prods == ["/products/devs", "/products/draft", "/products/nogroups", "/products/partners",
+                     "/products/public"], prods
+    assert apis == ["/apis/devapi", "/apis/draftapi", "/apis/echo", "/apis/orphan", "/apis/partnerapi",
+                    "/apis/shop"], apis
+    for path in ("/products/draft", "/apis/orphan", "/apis/draftapi/definition?format=openapi", "/pages/staff"):
+        assert a.get(path)[0] == 200, path
+    _, _, body = a.get("/")
+    d = dom(body.decode())
+    assert d.find("a", id="admin-link") is not None
+    assert "/pages/staff" in [x.attrs["href"] for x in d.find("nav", id="menu").find_all("a")]
