@@ -14,6 +14,7 @@
  * (EHLO, STARTTLS, AUTH, dot-stuffing).
  */
 #include "http/pt_mail.h"
+#include "conf/pt_content.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -711,8 +712,18 @@ bool pt_mail_send_template(struct pt_store *st, const struct pt_mail_cf *cf, con
         set_err(err, errlen, "no mail template \"%.64s\"", id ? id : "");
         return false;
     }
-    char *subject = pt_mail_fill(json_string_value(json_object_get(t, "subject")), vars);
-    char *body = pt_mail_fill(json_string_value(json_object_get(t, "body")), vars);
+    /* {{siteTitle}} the caller did not give: the published site's title */
+    json_t *all = json_is_object(vars) ? json_copy((json_t *)vars) : json_object();
+    if (all && !json_is_string(json_object_get(all, "siteTitle"))) {
+        json_t *rev = st ? pt_content_revision(st, pt_content_latest(st)) : NULL;
+        json_t *site = pt_content_site_full(json_object_get(rev, "site"));
+        json_object_set(all, "siteTitle", json_object_get(site, "title"));
+        json_decref(site);
+        json_decref(rev);
+    }
+    char *subject = pt_mail_fill(json_string_value(json_object_get(t, "subject")), all);
+    char *body = pt_mail_fill(json_string_value(json_object_get(t, "body")), all);
+    json_decref(all);
     json_decref(t);
     bool ok = subject && body;
     if (!ok)

@@ -39,7 +39,8 @@
 bool pt_mail_send(const struct pt_mail_cf *cf, const char *to, const char *subject, const char *body,
                   char *err, size_t errlen);
 /* A stored or built-in template by id, {{var}} filled from vars (object of
-   strings), then sent. */
+   strings; siteTitle, when vars has none, is the published site's title),
+   then sent. */
 bool pt_mail_send_template(struct pt_store *st, const struct pt_mail_cf *cf, const char *id, const char *to,
                            const json_t *vars, char *err, size_t errlen);
 

@@ -331,14 +331,6 @@ void pt_portal_admin_site(struct pt_portal_req *r, const char *a1, const char *a
 
 /* ------------------------------------------------------------ media */
 
-/* One part of a multipart/form-data body. */
-struct part {
-    char name[64];
-    char filename[128];
-    const unsigned char *data;
-    size_t len;
-};
-
 static const unsigned char *memfind(const unsigned char *h, size_t hn, const char *n, size_t nn)
 {
     if (nn == 0 || hn < nn)
@@ -370,8 +362,8 @@ static bool header_param(const char *h, size_t hl, const char *name, char *out, 
     return false;
 }
 
-/* Splits body into at most max parts; their number, or -1 when it is not well-formed multipart. */
-static int multipart(const unsigned char *body, size_t len, const char *boundary, struct part *parts, int max)
+int pt_portal_admin_multipart(const unsigned char *body, size_t len, const char *boundary,
+                              struct pt_portal_part *parts, int max)
 {
     char delim[90];
     int dl = snprintf(delim, sizeof(delim), "--%s", boundary);
@@ -389,7 +381,7 @@ static int multipart(const unsigned char *body, size_t len, const char *boundary
         const unsigned char *hend = memfind(p, (size_t)(end - p), "\r\n\r\n", 4);
         if (!hend || hend - p > 2048)
             return -1;
-        struct part *pt = &parts[n];
+        struct pt_portal_part *pt = &parts[n];
         memset(pt, 0, sizeof(*pt));
         /* the headers: only Content-Disposition matters */
         for (const unsigned char *line = p; line < hend;) {
@@ -471,12 +463,12 @@ void pt_portal_admin_media(struct pt_portal_req *r, const char *a1, const char *
     struct evbuffer *in = evhttp_request_get_input_buffer(r->r);
     size_t len = evbuffer_get_length(in);
     const unsigned char *body = evbuffer_pullup(in, -1);
-    struct part parts[8];
-    int n = body ? multipart(body, len, boundary, parts, (int)PT_ARRAY_LEN(parts)) : -1;
+    struct pt_portal_part parts[8];
+    int n = body ? pt_portal_admin_multipart(body, len, boundary, parts, (int)PT_ARRAY_LEN(parts)) : -1;
     /* the text fields become the form, so the CSRF check reads them as usual */
     json_decref(r->form);
     r->form = json_object();
-    const struct part *file = NULL;
+    const struct pt_portal_part *file = NULL;
     for (int i = 0; i < n; i++) {
         if (!strcmp(parts[i].name, "file"))
             file = &parts[i];

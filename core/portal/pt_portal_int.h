@@ -151,6 +151,18 @@ void pt_portal_admin_preview(struct pt_portal_req *r, const char *a1, const char
 void pt_portal_admin_publish(struct pt_portal_req *r, const char *a1, const char *a2);
 void pt_portal_admin_revisions(struct pt_portal_req *r, const char *a1, const char *a2);
 void pt_portal_admin_restore(struct pt_portal_req *r, const char *n, const char *a2);
+/* One part of a multipart/form-data body (its name and file name, cut to
+   fit; its bytes point into the body). */
+struct pt_portal_part {
+    char name[64];
+    char filename[128];
+    const unsigned char *data;
+    size_t len;
+};
+/* Splits a multipart/form-data body (RFC 7578) into at most max parts; their
+   number, or -1 when it is not well-formed (or has more parts). */
+int pt_portal_admin_multipart(const unsigned char *body, size_t len, const char *boundary,
+                              struct pt_portal_part *parts, int max);
 
 /* ------------------------------------------------------------ sessions */
 

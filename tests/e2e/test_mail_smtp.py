@@ -13,6 +13,7 @@ import email
 import email.policy
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -176,3 +177,51 @@ def test_template_values_cannot_add_headers(pki, servers):
     text = text_of(parsed)
     assert "http://127.0.0.1/confirm?token=T0K" in text
     assert "Hello Ada\nBcc: evil@attacker.test," in text  # in the body, where it is only text
+
+
+def test_portal_sends_through_smtp(pki, servers, backend, portico, workdir):
+    """The whole path: portal.mail.smtp in the file (STARTTLS, AUTH, caFile), a password reset on the
+    portal, the mail at the SMTP server with the portal's link; nothing in the outbox."""
+    from conftest import basic_config, free_port
+    import http.client
+    import re
+    import urllib.parse
+
+    s = servers(pki, mechanisms=("PLAIN", "LOGIN"))
+    cfg = basic_config(backend.url)
+    cfg["data"] = os.path.join(workdir, "data")
+    cfg["users"] = [{"id": "dev", "email": "dev@example.test", "firstName": "Dev", "lastName": "Eloper",
+                     "groups": ["developers"]}]
+    cfg["portal"] = {"listen": "127.0.0.1:%d" % free_port(),
+                     "mail": {"from": "Acme Portal <portal@example.test>",
+                              "outbox": os.path.join(workdir, "outbox"),
+                              "smtp": {"url": s.url, "username": "mailer", "password": "s3cret-pass",
+                                       "caFile": pki.ca}}}
+    p = portico(cfg)
+    u = urllib.parse.urlsplit(p.portal_url)
+
+    def req(method, path, body=None, headers=None):
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        out = (r.status, r.headers.get_all("Set-Cookie") or [], r.read().decode())
+        c.close()
+        return out
+
+    _, cookies, page = req("GET", "/reset-password")
+    token = re.search(r'name="csrf" value="([^"]*)"', page).group(1)
+    cookie = "; ".join(c.split(";", 1)[0] for c in cookies)
+    body = urllib.parse.urlencode({"email": "dev@example.test", "csrf": token})
+    status, _, _ = req("POST", "/reset-password", body,
+                       {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+    assert status in (200, 303)
+    deadline = time.time() + 10
+    while not s.messages and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(s.messages) == 1
+    m = s.messages[0]
+    assert m["tls"] and m["user"] == "mailer" and m["to"] == ["<dev@example.test>"]
+    parsed = parse(m)
+    assert parsed["From"].addresses[0].addr_spec == "portal@example.test"
+    assert p.portal_url + "/reset-password/confirm?token=" in text_of(parsed)
+    assert not os.path.exists(os.path.join(workdir, "outbox")) or not os.listdir(os.path.join(workdir, "outbox"))
