@@ -10,6 +10,7 @@
  * portal.listen) nothing is sent.
  */
 #include "base/pt_log.h"
+#include "conf/pt_content.h"
 #include "http/pt_mail.h"
 #include "mgmt/pt_mgmt_int.h"
 
@@ -77,7 +78,11 @@ void pt_mgmt_notify_sub_state(struct pt_store *st, const struct pt_conf *file, c
     char base[1024], link[1100];
     portal_url(file, base, sizeof(base));
     snprintf(link, sizeof(link), "%s/subscriptions", base);
-    const char *title = json_string_value(json_object_get(file->portal.site, "title"));
+    /* the site's title as guests see it: the published revision's, else the file's */
+    json_t *rev = pt_content_revision(st, pt_content_latest(st));
+    const char *title = json_string_value(json_object_get(json_object_get(rev, "site"), "title"));
+    if (!title || !*title)
+        title = json_string_value(json_object_get(file->portal.site, "title"));
     json_t *vars =
         json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "firstName", str(user, "firstName", ""), "lastName",
                   str(user, "lastName", ""), "email", str(user, "email", ""), "product", pname,
@@ -87,6 +92,7 @@ void pt_mgmt_notify_sub_state(struct pt_store *st, const struct pt_conf *file, c
     if (!pt_mail_send_template(st, &file->portal.mail, tpl, str(user, "email", ""), vars, err, sizeof(err)))
         pt_warn("subscription %s: the %s mail to %s was not sent: %s", id, tpl, str(user, "email", ""), err);
     json_decref(vars);
+    json_decref(rev);
     json_decref(product);
     json_decref(user);
 }

@@ -136,11 +136,11 @@ static void draw_axes(struct evbuffer *out, double top, const char *const *x_lab
         esc(out, unit);
         evbuffer_add_printf(out, "</text>");
     }
-    /* at most 8 labels under the x axis, evenly spread */
+    /* at most 8 labels under the x axis, evenly spread, the newest point's always */
     int every = n > 8 ? (n + 7) / 8 : 1;
     double slot = n > 0 ? (double)pw / n : pw;
     evbuffer_add_printf(out, "<g class=\"x-labels\">");
-    for (int i = 0; i < n; i += every) {
+    for (int i = (n - 1) % every; i < n; i += every) {
         evbuffer_add_printf(out, "<text class=\"tick\" x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">",
                             LEFT + slot * i + slot / 2, H - BOTTOM + 16);
         esc(out, x_labels && x_labels[i] ? x_labels[i] : "");

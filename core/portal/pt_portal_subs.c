@@ -467,6 +467,11 @@ void pt_portal_subs_subscribe(struct pt_portal_req *r, const char *product_id, c
         pt_portal_render_not_found(r);
         return;
     }
+    if (json_is_false(json_object_get(p, "subscriptionRequired"))) {
+        json_decref(p);
+        pt_portal_req_redirect(r, back, "This product is open: its APIs answer without a key.");
+        return;
+    }
     const char *terms = str(p, "terms", "");
     const char *accepted = pt_portal_req_form(r, "terms");
     if (*terms && (!accepted || strcmp(accepted, "on"))) {
@@ -1847,6 +1852,9 @@ void pt_portal_subs_usage(struct pt_portal_req *r, const char *a1, const char *a
     stylesheet(r);
     evbuffer_add_printf(r->out, "<h1>Your usage</h1>");
     usage_filter_form(r, p, subs, sub, product, api);
+    if (!file()->analytics.enabled)
+        evbuffer_add_printf(r->out, "<p class=\"error\" role=\"alert\">The provider keeps no usage records "
+                                    "(analytics is off): calls are not counted.</p>");
     if (rc == -2)
         evbuffer_add_printf(r->out, "<p class=\"error\" role=\"alert\">There are too many records to chart; "
                                     "pick a shorter period or a filter.</p>");

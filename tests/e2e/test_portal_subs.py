@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -217,8 +218,10 @@ def config(backend, workdir, **portal):
          "groups": ["partners"]},
         {"id": "draft", "displayName": "Draft", "state": "notPublished", "apis": ["echo"],
          "groups": ["developers"]},
+        {"id": "open", "displayName": "Open", "state": "published", "apis": ["echo"], "groups": ["developers"],
+         "subscriptionRequired": False},
     ]
-    cfg["portal"] = dict({"listen": "127.0.0.1:%d" % free_port(),
+    cfg["portal"] = dict({"listen": "127.0.0.1:%d" % free_port(), "site": {"title": "Acme APIs"},
                           "mail": {"outbox": os.path.join(workdir, "outbox")}}, **portal)
     return cfg
 
@@ -277,6 +280,8 @@ def test_products_that_are_not_visible_cannot_be_subscribed(site):
     for product in ("partners-only", "draft", "nope"):
         st, _, _ = dev.post("/products/%s/subscribe" % product, {"name": "x"})
         assert st == 404, product
+    st, _, text = subscribe(dev, "open", "x")
+    assert "answer without a key" in flash(text)
     assert subs_of(m, user_id(m, "dev@example.com")) == []
     guest = Browser(p.portal_url)
     st, hdrs, _ = guest.request("POST", "/products/starter/subscribe", form={"name": "x"})
@@ -377,7 +382,10 @@ def test_management_api_decisions_mail_the_owner(site):
     a, b_ = sorted(subs_of(m, uid), key=lambda s: s["displayName"])
     before = len(mails(p, "dev@example.com"))
     m.ok("PATCH", "subscriptions/" + a["id"], {"state": "active", "stateComment": "ok by API"})
-    wait_mail(p, "dev@example.com", lambda x: "ok by API" in x[2])
+    got = wait_mail(p, "dev@example.com", lambda x: "ok by API" in x[2])[-1]
+    # the template's variables: the product, the subscription, the site's title, the link to the keys
+    assert "Gold <b>" in got[1] and " A " in got[2] and "Acme APIs" in got[2]
+    assert p.portal_url + "/subscriptions" in got[2]
     m.ok("PATCH", "subscriptions/" + b_["id"], {"state": "rejected", "stateComment": "no by API"})
     wait_mail(p, "dev@example.com", lambda x: "no by API" in x[2])
     # other changes send nothing
@@ -565,6 +573,37 @@ def test_console_bounds(site, backend):
     assert results == [200] * 4
     st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/echo/x")
     assert st == 200
+    # a browser that leaves while its call waits: the answer has nowhere to go, and nothing breaks
+    body = json.dumps({"subscription": sid, "method": "GET", "path": "/echo/sleep/800"}).encode()
+    for _ in range(3):
+        c = socket.create_connection(("127.0.0.1", int(p.config["portal"]["listen"].rsplit(":", 1)[1])))
+        c.sendall(b"POST /api/console HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"X-CSRF-Token: " + tok.encode() + b"\r\nCookie: " +
+                  "; ".join("%s=%s" % kv for kv in dev.cookies.items()).encode() +
+                  b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(0.05)
+        c.close()
+    time.sleep(1.2)  # their answers arrive for closed connections
+    with backend.lock:
+        assert len([q for q in backend.requests if q.target == "/sleep/800"]) == 3  # the calls were made
+    st, _, body = console(dev, subscription=sid, key="primary", method="GET", path="/echo/after")
+    assert st == 200 and json.loads(body)["status"] == 200
+    assert p.proc.poll() is None
+    # stopping while a call waits: the call is dropped, the process ends cleanly
+    ended = []
+
+    def dropped():
+        try:
+            slow()
+        except (http.client.HTTPException, OSError):
+            ended.append("closed")
+    waiting = threading.Thread(target=dropped)
+    waiting.start()
+    wait_for(lambda: any(q.target == "/sleep/1500" for q in list(backend.requests)[-2:]), timeout=3,
+             what="the waiting call to reach the backend")
+    assert p.stop() == 0
+    waiting.join()
+    assert ended == ["closed"]  # the browser's connection ends with the process, unanswered
 
 
 def test_console_gateway_policies_stay_in_force(site, backend):
@@ -739,3 +778,12 @@ def test_usage_shows_the_users_own_calls(site, backend):
     ot = other.get("/usage")[2]
     assert totals(ot)["calls"] == 1 and "Usage app" not in ot
     assert totals(other.get("/usage?subscription=" + s1)[2])["calls"] == 1
+
+
+def test_usage_says_when_analytics_is_off(backend, portico, workdir):
+    cfg = config(backend, workdir)
+    cfg["analytics"] = {"enabled": False}
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    dev = signup(p, "dev@example.com")
+    st, _, text = dev.get("/usage")
+    assert st == 200 and "analytics is off" in text and totals(text)["calls"] == 0
