@@ -292,11 +292,11 @@ def admin_sign_in(w):
             sign_out(w)
         w.outbox.skip_all()
         b.open("/reset-password")
-        b.submit("main form[method=post]", {"email": ADMIN_EMAIL})
+        b.submit("#reset-form", {"email": ADMIN_EMAIL})
         link = w.outbox.link(ADMIN_EMAIL, "/reset-password/confirm")
         b.open(link)
         pw = "Admin-pass-%d" % int(time.time())
-        b.submit("main form[method=post]", {"password": pw})
+        b.submit("#reset-confirm-form", {"password": pw})
         if b.errors():
             b.fail("the administrator's password reset was refused: %s" % b.errors())
         w.admin_password = pw
@@ -616,11 +616,11 @@ def test_developer_signs_up_subscribes_calls_and_manages_the_account(world, b):
     b.step("reset a forgotten password by mail")
     sign_out(w)
     b.visit("/reset-password", "dev-13-reset")
-    b.submit("main form[method=post]", {"email": addr})
+    b.submit("#reset-form", {"email": addr})
     link = w.outbox.link(addr, "/reset-password/confirm")
     b.visit(link, "dev-14-reset-confirm")
     pw3 = "Tr0ub4dor-and-3"
-    b.submit("main form[method=post]", {"password": pw3})
+    b.submit("#reset-confirm-form", {"password": pw3})
     if b.errors():
         b.fail("password reset refused: %s" % b.errors())
     sign_in(w, addr, pw2, expect_ok=False)
@@ -841,7 +841,7 @@ def test_administrator_customizes_publishes_rolls_back_approves_and_invites(worl
     link = w.outbox.link(guest, "/invitation")
     sign_out(w)
     b.visit(link, "admin-16-invitation")
-    b.submit("main form[method=post]", {"password": "Invited-pass-1"})
+    b.submit("#invitation-form", {"password": "Invited-pass-1"})
     if b.errors():
         b.fail("accepting the invitation refused: %s" % b.errors())
     if signed_in(b):
