@@ -466,10 +466,20 @@ class Browser:
         before = set(os.listdir(self.downloads))
         self.click(css, navigate=False)
 
+        sizes = {}
+
         def done():
-            new = [n for n in set(os.listdir(self.downloads)) - before
-                   if not n.endswith(".crdownload") and not n.endswith(".tmp")]
-            return new and os.path.join(self.downloads, new[0])
+            # the final name may appear before its bytes: done once it holds
+            # bytes and its size held still between two looks
+            for n in set(os.listdir(self.downloads)) - before:
+                if n.endswith(".crdownload") or n.endswith(".tmp"):
+                    continue
+                path = os.path.join(self.downloads, n)
+                size = os.path.getsize(path)
+                if size > 0 and sizes.get(path) == size:
+                    return path
+                sizes[path] = size
+            return None
         return self.wait(done, "the download from %s" % css, timeout)
 
 
