@@ -14,6 +14,7 @@
  * (EHLO, STARTTLS, AUTH, dot-stuffing).
  */
 #include "http/pt_mail.h"
+#include "base/pt_log.h"
 #include "conf/pt_content.h"
 
 #include <ctype.h>
@@ -22,6 +23,7 @@
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -680,10 +682,170 @@ static bool to_smtp(const struct pt_mail_cf *cf, const char *from_addr, const ch
     return rc == CURLE_OK;
 }
 
+/* ------------------------------------------------------------ the queue */
+
+/* SMTP deliveries leave the calling thread (the control thread serves the
+   portal and the management API: a slow mail server must not stall them):
+   one thread of this file sends them in order from a bounded queue, each
+   with its own copy of the settings (a reload may free the caller's). */
+
+struct job {
+    struct job *next;
+    struct pt_mail_cf cf; /* strings owned by the job */
+    char *to, *msg;
+};
+
+static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER; /* a job was queued */
+static pthread_cond_t qdone = PTHREAD_COND_INITIALIZER; /* the queue ran empty */
+static struct job *qhead, *qtail;
+static int qlen;
+static bool qbusy, qstarted;
+
+static void job_free(struct job *j)
+{
+    if (!j)
+        return;
+    free(j->cf.from);
+    free(j->cf.smtp_url);
+    free(j->cf.smtp_username);
+    free(j->cf.smtp_password);
+    free(j->cf.smtp_ca_file);
+    free(j->to);
+    free(j->msg);
+    free(j);
+}
+
+static void *mail_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&qlock);
+        while (!qhead) {
+            qbusy = false;
+            pthread_cond_broadcast(&qdone);
+            pthread_cond_wait(&qcond, &qlock);
+        }
+        struct job *j = qhead;
+        qhead = j->next;
+        if (!qhead)
+            qtail = NULL;
+        qlen--;
+        qbusy = true;
+        pthread_mutex_unlock(&qlock);
+        char err[512] = "", from_addr[256];
+        bool ok = pt_mail_from_address(j->cf.from, from_addr, sizeof(from_addr)) &&
+                  to_smtp(&j->cf, from_addr, j->to, j->msg, err, sizeof(err));
+        if (ok)
+            pt_info("mail: sent to %s by SMTP", j->to);
+        else
+            pt_err("mail: not sent to %s: %s", j->to, *err ? err : "bad sender address");
+        job_free(j);
+    }
+    return NULL;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static bool enqueue(const struct pt_mail_cf *cf, const char *to, char *msg, char *err, size_t errlen)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        free(msg);
+        set_err(err, errlen, "out of memory");
+        return false;
+    }
+    j->cf.from = strdup(cf->from ? cf->from : PT_MAIL_DEFAULT_FROM);
+    j->cf.smtp_url = dup_or_null(cf->smtp_url);
+    j->cf.smtp_username = dup_or_null(cf->smtp_username);
+    j->cf.smtp_password = dup_or_null(cf->smtp_password);
+    j->cf.smtp_ca_file = dup_or_null(cf->smtp_ca_file);
+    j->cf.starttls = cf->starttls;
+    j->to = strdup(to);
+    j->msg = msg;
+    if (!j->cf.from || !j->cf.smtp_url || !j->to) {
+        job_free(j);
+        set_err(err, errlen, "out of memory");
+        return false;
+    }
+    pthread_mutex_lock(&qlock);
+    bool ok = qlen < PT_MAIL_QUEUE_MAX;
+    if (ok && !qstarted) {
+        /* the thread takes no signal: they are the control thread's */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        qstarted = pthread_create(&t, &attr, mail_main, NULL) == 0;
+        pthread_attr_destroy(&attr);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        ok = qstarted;
+    }
+    if (ok) {
+        if (qtail)
+            qtail->next = j;
+        else
+            qhead = j;
+        qtail = j;
+        qlen++;
+        qbusy = true;
+        pthread_cond_signal(&qcond);
+    }
+    pthread_mutex_unlock(&qlock);
+    if (!ok) {
+        set_err(err, errlen,
+                qstarted ? "the mail queue is full (%d messages wait for the SMTP server)"
+                         : "the mail thread could not start",
+                PT_MAIL_QUEUE_MAX);
+        job_free(j);
+    }
+    return ok;
+}
+
+bool pt_mail_flush(uint32_t ms)
+{
+    uint64_t deadline = pt_clock_wall_ms() + ms;
+    pthread_mutex_lock(&qlock);
+    while ((qhead || qbusy) && pt_clock_wall_ms() < deadline) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&qdone, &qlock, &ts);
+    }
+    bool empty = !qhead && !qbusy;
+    pthread_mutex_unlock(&qlock);
+    return empty;
+}
+
 /* ------------------------------------------------------------ sending */
 
-bool pt_mail_send(const struct pt_mail_cf *cf, const char *to, const char *subject, const char *body,
-                  char *err, size_t errlen)
+/* The SMTP settings' own mistakes, found before anything is queued. */
+static bool smtp_settings_ok(const struct pt_mail_cf *cf, char *err, size_t errlen)
+{
+    bool implicit = strncasecmp(cf->smtp_url, "smtps://", 8) == 0;
+    if (!implicit && strncasecmp(cf->smtp_url, "smtp://", 7) != 0) {
+        set_err(err, errlen, "portal.mail.smtp.url must be smtp:// or smtps://");
+        return false;
+    }
+    if (!implicit && !cf->starttls && cf->smtp_username && *cf->smtp_username) {
+        set_err(err, errlen, "smtp: not sending credentials without TLS (set starttls, or use smtps://)");
+        return false;
+    }
+    return true;
+}
+
+static bool send_message(const struct pt_mail_cf *cf, const char *to, const char *subject, const char *body,
+                         bool queue, char *err, size_t errlen)
 {
     if (!cf || ((!cf->smtp_url || !*cf->smtp_url) && (!cf->outbox || !*cf->outbox))) {
         set_err(err, errlen, "mail is not configured (portal.mail: outbox or smtp)");
@@ -692,16 +854,35 @@ bool pt_mail_send(const struct pt_mail_cf *cf, const char *to, const char *subje
     char *msg = pt_mail_format(cf, to, subject, body, err, errlen);
     if (!msg)
         return false;
-    bool ok;
-    if (cf->smtp_url && *cf->smtp_url) {
-        char from_addr[256];
-        ok = pt_mail_from_address(cf->from ? cf->from : PT_MAIL_DEFAULT_FROM, from_addr, sizeof(from_addr)) &&
-             to_smtp(cf, from_addr, to, msg, err, errlen);
-    } else {
-        ok = to_outbox(cf->outbox, msg, err, errlen);
+    if (!cf->smtp_url || !*cf->smtp_url) {
+        bool ok = to_outbox(cf->outbox, msg, err, errlen);
+        free(msg);
+        return ok;
     }
+    if (!smtp_settings_ok(cf, err, errlen)) {
+        free(msg);
+        return false;
+    }
+    if (queue)
+        return enqueue(cf, to, msg, err, errlen); /* takes msg */
+    char from_addr[256];
+    bool ok =
+        pt_mail_from_address(cf->from ? cf->from : PT_MAIL_DEFAULT_FROM, from_addr, sizeof(from_addr)) &&
+        to_smtp(cf, from_addr, to, msg, err, errlen);
     free(msg);
     return ok;
+}
+
+bool pt_mail_send(const struct pt_mail_cf *cf, const char *to, const char *subject, const char *body,
+                  char *err, size_t errlen)
+{
+    return send_message(cf, to, subject, body, true, err, errlen);
+}
+
+bool pt_mail_deliver(const struct pt_mail_cf *cf, const char *to, const char *subject, const char *body,
+                     char *err, size_t errlen)
+{
+    return send_message(cf, to, subject, body, false, err, errlen);
 }
 
 bool pt_mail_send_template(struct pt_store *st, const struct pt_mail_cf *cf, const char *id, const char *to,

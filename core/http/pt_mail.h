@@ -13,8 +13,12 @@
  * and is encoded (RFC 2047) when it is not ASCII, so no value a user chose
  * (a name, an address) can add a header or a recipient.
  *
- * Sending is synchronous: an SMTP delivery holds the calling thread for at
- * most PT_MAIL_TIMEOUT_MS.
+ * The outbox is written before pt_mail_send returns.  An SMTP delivery
+ * leaves the caller (the control thread serves the portal and the
+ * management API): pt_mail_send checks and builds the message, queues it
+ * (at most PT_MAIL_QUEUE_MAX wait) and returns; one thread of this file
+ * sends the queue in order, each delivery bounded by PT_MAIL_TIMEOUT_MS,
+ * and logs what it could not send.  pt_mail_deliver sends at once instead.
  */
 #ifndef PT_MAIL_H
 #define PT_MAIL_H
@@ -28,6 +32,8 @@
 /* Bounds of one SMTP delivery (connect, then the whole exchange). */
 #define PT_MAIL_CONNECT_TIMEOUT_MS 5000
 #define PT_MAIL_TIMEOUT_MS 20000
+/* SMTP messages waiting at most (more are refused: the server is not keeping up). */
+#define PT_MAIL_QUEUE_MAX 256
 /* The longest subject and body accepted (after template substitution). */
 #define PT_MAIL_SUBJECT_MAX 998
 #define PT_MAIL_BODY_MAX (256 * 1024)
@@ -35,9 +41,18 @@
 #define PT_MAIL_DEFAULT_FROM "Portico <portal@localhost>"
 
 /* Sends one message (text/plain UTF-8): to the outbox folder as
-   <time>-<random>.eml, or by SMTP.  false with err on failure. */
+   <time>-<random>.eml, or by SMTP (queued: see above).  false with err on
+   failure (a bad address, settings, a full queue; for the outbox, the
+   write). */
 bool pt_mail_send(const struct pt_mail_cf *cf, const char *to, const char *subject, const char *body,
                   char *err, size_t errlen);
+/* The same, SMTP at once in the calling thread: false with the server's or
+   libcurl's error. */
+bool pt_mail_deliver(const struct pt_mail_cf *cf, const char *to, const char *subject, const char *body,
+                     char *err, size_t errlen);
+/* Waits until the SMTP queue is empty and its thread idle, at most ms;
+   false when it was not in time. */
+bool pt_mail_flush(uint32_t ms);
 /* A stored or built-in template by id, {{var}} filled from vars (object of
    strings; siteTitle, when vars has none, is the published site's title),
    then sent. */

@@ -225,3 +225,58 @@ def test_portal_sends_through_smtp(pki, servers, backend, portico, workdir):
     assert parsed["From"].addresses[0].addr_spec == "portal@example.test"
     assert p.portal_url + "/reset-password/confirm?token=" in text_of(parsed)
     assert not os.path.exists(os.path.join(workdir, "outbox")) or not os.listdir(os.path.join(workdir, "outbox"))
+
+
+def test_a_silent_smtp_server_does_not_stall_the_portal(backend, portico, workdir):
+    """An SMTP server that accepts and never answers: the portal's answers do not wait for it (the
+    delivery runs on the mail thread), and the management API keeps answering meanwhile."""
+    import http.client
+    import re
+    import socket
+    import urllib.parse
+
+    from conftest import basic_config, free_port
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    held = []
+    try:
+        cfg = basic_config(backend.url)
+        cfg["data"] = os.path.join(workdir, "data")
+        cfg["management"] = {"listen": "127.0.0.1:%d" % free_port()}
+        cfg["users"] = [{"id": "dev", "email": "dev@example.test", "firstName": "Dev", "lastName": "Eloper",
+                         "groups": ["developers"]}]
+        cfg["portal"] = {"listen": "127.0.0.1:%d" % free_port(),
+                         "mail": {"smtp": {"url": "smtp://127.0.0.1:%d" % silent.getsockname()[1]}}}
+        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": "t0ken"})
+        u = urllib.parse.urlsplit(p.portal_url)
+
+        def req(method, path, body=None, headers=None, port=None):
+            c = http.client.HTTPConnection(u.hostname, port or u.port, timeout=30)
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            out = (r.status, r.headers.get_all("Set-Cookie") or [], r.read().decode())
+            c.close()
+            return out
+
+        _, cookies, page = req("GET", "/reset-password")
+        token = re.search(r'name="csrf" value="([^"]*)"', page).group(1)
+        cookie = "; ".join(c.split(";", 1)[0] for c in cookies)
+        for _ in range(3):
+            t0 = time.time()
+            body = urllib.parse.urlencode({"email": "dev@example.test", "csrf": token})
+            status, _, _ = req("POST", "/reset-password", body,
+                               {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+            assert status in (200, 303) and time.time() - t0 < 3, time.time() - t0
+        silent.settimeout(5)
+        held.append(silent.accept()[0])  # the mail thread did connect, and waits for a greeting
+        t0 = time.time()
+        mport = int(cfg["management"]["listen"].rsplit(":", 1)[1])
+        status, _, _ = req("GET", "/management/portal/site", headers={"Authorization": "Bearer t0ken"}, port=mport)
+        assert status == 200 and time.time() - t0 < 2
+        assert req("GET", "/")[0] == 200
+    finally:
+        for h in held:
+            h.close()
+        silent.close()

@@ -5,7 +5,9 @@
  * Usage: mail_send [-u USER] [-p PASSWORD] [-c CAFILE] [-n] [-f FROM] [-t TEMPLATE]
  *                  URL-OR-OUTBOX TO SUBJECT BODY
  *   -n  no STARTTLS for smtp://    -t  send the built-in template TEMPLATE
- *       (SUBJECT and BODY then fill {{firstName}} and {{link}})
+ *       (SUBJECT and BODY then fill {{firstName}} and {{link}}) through the
+ *       queue (pt_mail_send_template, then pt_mail_flush); without -t the
+ *       message is delivered at once (pt_mail_deliver), its error printed
  * Exits 0 when the message was handed over; else prints the error, exits 1.
  */
 #include "http/pt_mail.h"
@@ -58,10 +60,12 @@ int main(int argc, char **argv)
     if (tmpl) {
         json_t *vars = json_pack("{s:s, s:s, s:s}", "firstName", argv[optind + 2], "link", argv[optind + 3],
                                  "siteTitle", "Test portal");
-        ok = pt_mail_send_template(NULL, &cf, tmpl, argv[optind + 1], vars, err, sizeof(err));
+        /* the portal's way: queued, then the queue is waited for */
+        ok = pt_mail_send_template(NULL, &cf, tmpl, argv[optind + 1], vars, err, sizeof(err)) &&
+             pt_mail_flush(60000);
         json_decref(vars);
     } else {
-        ok = pt_mail_send(&cf, argv[optind + 1], argv[optind + 2], argv[optind + 3], err, sizeof(err));
+        ok = pt_mail_deliver(&cf, argv[optind + 1], argv[optind + 2], argv[optind + 3], err, sizeof(err));
     }
     if (!ok) {
         fprintf(stderr, "mail_send: %s\n", err);
