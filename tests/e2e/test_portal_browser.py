@@ -241,9 +241,9 @@ def sign_up(w, addr, password, first, last, shot):
     b = w.b
     b.step("sign up as %s" % addr)
     b.visit("/signup", shot + "-signup")
-    fields = {"email": addr, "password": password, "firstName": first, "lastName": last}
-    if b.has("#signup-form [name=terms]"):
-        fields["terms"] = True
+    # the site has terms of use: the form asks for their acceptance
+    assert b.has('#signup-form input[type=checkbox][name=terms]'), "sign-up asks no acceptance of the terms"
+    fields = {"email": addr, "password": password, "firstName": first, "lastName": last, "terms": True}
     b.submit("#signup-form", fields)
     if b.errors():
         b.fail("sign-up refused: %s" % b.errors())
@@ -309,10 +309,6 @@ def row(b, sid):
     return b.find('tr[data-subscription="%s"]' % sid)
 
 
-def rows(b):
-    return {r.get_attribute("data-subscription"): r.text for r in b.finds("#subscriptions tr[data-subscription]")}
-
-
 def subscribe(w, product, name, shot):
     """Subscribes the signed-in developer; returns the new subscription's id."""
     b = w.b
@@ -320,7 +316,9 @@ def subscribe(w, product, name, shot):
     before = {s["id"] for s in w.subscriptions()}
     b.visit("/products/%s" % product, shot + "-product")
     fields = {"name": name}
-    if b.has("#subscribe-form [name=terms]"):
+    if w.mgmt.ok("GET", "products/%s" % product).get("terms"):
+        assert b.has("#subscribe-form [name=terms]"), "the product's terms are not asked for"
+        assert w.mgmt.ok("GET", "products/%s" % product)["terms"] in b.text("#main"), "the terms are not shown"
         fields["terms"] = True
     b.submit("#subscribe-form", fields)
     if b.errors():
