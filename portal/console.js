@@ -93,9 +93,18 @@
     add(st, 'strong', String(res.status), 'status status-' + String(res.status).charAt(0));
     st.appendChild(document.createTextNode(' in ' + Math.round(res.timeMs) + ' ms'));
     add(out, 'h4', 'Headers');
-    add(out, 'pre', res.headers.map(function (h) { return h[0] + ': ' + h[1]; }).join('\n'), 'console-headers');
+    scrollable(add(out, 'pre', res.headers.map(function (h) { return h[0] + ': ' + h[1]; }).join('\n'),
+                   'console-headers'), 'Response headers');
     add(out, 'h4', 'Body');
-    add(out, 'pre', pretty(res.body, res.headers), 'console-body');
+    scrollable(add(out, 'pre', pretty(res.body, res.headers), 'console-body'), 'Response body');
+  }
+
+  /* A block that may scroll is reachable from the keyboard and named for screen readers. */
+  function scrollable(el, name) {
+    el.setAttribute('tabindex', '0');
+    el.setAttribute('role', 'region');
+    el.setAttribute('aria-label', name);
+    return el;
   }
 
   function fail(text) {
