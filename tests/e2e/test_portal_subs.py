@@ -27,6 +27,7 @@ import pytest
 from backends import EchoBackend
 from conftest import free_port, wait_for
 from mgmt_helpers import TOKEN, Mgmt, mgmt_config
+from portal_helpers import cookie_header, csrf_of, keep_cookies
 from tls_helpers import Pki, TLSEchoBackend
 
 PASSWORD = "correct horse battery staple"
@@ -47,7 +48,7 @@ class Browser:
     def request(self, method, path, form=None, headers=None, body=None):
         h = dict(headers or {})
         if self.cookies:
-            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
+            h["Cookie"] = cookie_header(self.cookies)
         if form is not None:
             body = urllib.parse.urlencode(form).encode()
             h["Content-Type"] = "application/x-www-form-urlencoded"
@@ -62,14 +63,7 @@ class Browser:
             raw_headers = r.getheaders()
         finally:
             c.close()
-        for k, v in raw_headers:
-            if k.lower() == "set-cookie":
-                name, _, rest = v.partition("=")
-                value = rest.split(";", 1)[0]
-                if not value or re.search(r"(?i)max-age=0\b", v):
-                    self.cookies.pop(name.strip(), None)
-                else:
-                    self.cookies[name.strip()] = value
+        keep_cookies(self.cookies, [v for k, v in raw_headers if k.lower() == "set-cookie"])
         hdrs = {k.lower(): v for k, v in raw_headers}
         text = data.decode("utf-8", "replace")
         if "html" in hdrs.get("content-type", ""):
@@ -87,9 +81,9 @@ class Browser:
         return status, hdrs, text
 
     def csrf(self, page=None):
-        m = re.search(r'name="csrf" value="([^"]*)"', page if page is not None else self.last)
-        assert m, "no CSRF field on the page"
-        return m.group(1)
+        token = csrf_of(page if page is not None else self.last)
+        assert token is not None, "no CSRF field on the page"
+        return token
 
     def post(self, path, fields=None, csrf=True, page="/subscriptions"):
         """POSTs a form with the session's CSRF token (taken from `page`)."""
