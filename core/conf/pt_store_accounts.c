@@ -46,6 +46,16 @@ static bool done(struct pt_store *s, sqlite3_stmt *st)
     return true;
 }
 
+/* Runs a write whose one parameter ?1 is a text key (a user, a session hash, a throttle key). */
+static bool done_for(struct pt_store *s, const char *sql, const char *key)
+{
+    sqlite3_stmt *st = prep(s, sql);
+    if (!st)
+        return false;
+    bind_text(st, 1, key);
+    return done(s, st);
+}
+
 static void copy_col(sqlite3_stmt *st, int col, char *out, size_t size)
 {
     const char *v = (const char *)sqlite3_column_text(st, col);
@@ -136,11 +146,7 @@ bool pt_store_accounts_cred_set(struct pt_store *s, const char *user, const char
 
 bool pt_store_accounts_cred_delete(struct pt_store *s, const char *user)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_credentials WHERE user = ?1");
-    if (!st)
-        return false;
-    bind_text(st, 1, user);
-    return done(s, st);
+    return done_for(s, "DELETE FROM portal_credentials WHERE user = ?1", user);
 }
 
 /* --------------------------------------------------------------- sessions */
@@ -194,11 +200,7 @@ bool pt_store_accounts_session_seen(struct pt_store *s, const char *id_hash, int
 
 bool pt_store_accounts_session_delete(struct pt_store *s, const char *id_hash)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_sessions WHERE id_hash = ?1");
-    if (!st)
-        return false;
-    bind_text(st, 1, id_hash);
-    return done(s, st);
+    return done_for(s, "DELETE FROM portal_sessions WHERE id_hash = ?1", id_hash);
 }
 
 int pt_store_accounts_session_delete_user(struct pt_store *s, const char *user)
@@ -490,11 +492,7 @@ bool pt_store_accounts_throttle_put(struct pt_store *s, const char *key,
 
 bool pt_store_accounts_throttle_clear(struct pt_store *s, const char *key)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_throttle WHERE key = ?1");
-    if (!st)
-        return false;
-    bind_text(st, 1, key);
-    return done(s, st);
+    return done_for(s, "DELETE FROM portal_throttle WHERE key = ?1", key);
 }
 
 int pt_store_accounts_throttle_sweep(struct pt_store *s, int64_t now, int64_t before, int cap)
