@@ -56,6 +56,21 @@ static bool done_for(struct pt_store *s, const char *sql, const char *key)
     return done(s, st);
 }
 
+/* Runs a DELETE whose parameters ?1 (and ?2 when it has one) are integers; the rows it removed, -1 on an
+   error. */
+static int deleted(struct pt_store *s, const char *sql, int64_t a, int64_t b)
+{
+    sqlite3_stmt *st = prep(s, sql);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, a);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_int64(st, 2, b);
+    if (!done(s, st))
+        return -1;
+    return sqlite3_changes(pt_store_sqlite(s));
+}
+
 static void copy_col(sqlite3_stmt *st, int col, char *out, size_t size)
 {
     const char *v = (const char *)sqlite3_column_text(st, col);
@@ -218,24 +233,18 @@ int pt_store_accounts_session_delete_user(struct pt_store *s, const char *user)
 
 int pt_store_accounts_session_sweep(struct pt_store *s, int64_t idle_before, int64_t created_before, int cap)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_sessions WHERE seen < ?1 OR created < ?2");
-    if (!st)
+    int n = deleted(s, "DELETE FROM portal_sessions WHERE seen < ?1 OR created < ?2", idle_before,
+                    created_before);
+    if (n < 0)
         return -1;
-    sqlite3_bind_int64(st, 1, idle_before);
-    sqlite3_bind_int64(st, 2, created_before);
-    if (!done(s, st))
-        return -1;
-    int n = sqlite3_changes(pt_store_sqlite(s));
     /* anyone can make guest sessions (opening the sign-in form): past the
        cap the stalest guests go, never a signed-in user */
-    st = prep(s, "DELETE FROM portal_sessions WHERE id_hash IN (SELECT id_hash FROM portal_sessions"
-                 " WHERE user = '' ORDER BY seen LIMIT max(0, (SELECT count(*) FROM portal_sessions) - ?1))");
-    if (!st)
-        return -1;
-    sqlite3_bind_int64(st, 1, cap);
-    if (!done(s, st))
-        return -1;
-    return n + sqlite3_changes(pt_store_sqlite(s));
+    int guests =
+        deleted(s,
+                "DELETE FROM portal_sessions WHERE id_hash IN (SELECT id_hash FROM portal_sessions"
+                " WHERE user = '' ORDER BY seen LIMIT max(0, (SELECT count(*) FROM portal_sessions) - ?1))",
+                cap, 0);
+    return guests < 0 ? -1 : n + guests;
 }
 
 int pt_store_accounts_session_count(struct pt_store *s, const char *user)
@@ -449,13 +458,7 @@ bool pt_store_accounts_token_drop_user(struct pt_store *s, const char *user, con
 
 int pt_store_accounts_token_sweep(struct pt_store *s, int64_t before)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_tokens WHERE expires < ?1");
-    if (!st)
-        return -1;
-    sqlite3_bind_int64(st, 1, before);
-    if (!done(s, st))
-        return -1;
-    return sqlite3_changes(pt_store_sqlite(s));
+    return deleted(s, "DELETE FROM portal_tokens WHERE expires < ?1", before, 0);
 }
 
 /* --------------------------------------------------------------- throttle */
@@ -497,24 +500,15 @@ bool pt_store_accounts_throttle_clear(struct pt_store *s, const char *key)
 
 int pt_store_accounts_throttle_sweep(struct pt_store *s, int64_t now, int64_t before, int cap)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_throttle WHERE locked_until <= ?1 AND updated < ?2");
-    if (!st)
+    int n = deleted(s, "DELETE FROM portal_throttle WHERE locked_until <= ?1 AND updated < ?2", now, before);
+    if (n < 0)
         return -1;
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int64(st, 2, before);
-    if (!done(s, st))
-        return -1;
-    int n = sqlite3_changes(pt_store_sqlite(s));
     /* rows for made-up emails cost an attacker nothing: keep the table
        bounded, dropping the unlocked ones that changed least recently */
-    st = prep(s, "DELETE FROM portal_throttle WHERE key IN (SELECT key FROM portal_throttle"
-                 " WHERE locked_until <= ?2 ORDER BY updated"
-                 " LIMIT max(0, (SELECT count(*) FROM portal_throttle) - ?1))");
-    if (!st)
-        return -1;
-    sqlite3_bind_int64(st, 1, cap);
-    sqlite3_bind_int64(st, 2, now);
-    if (!done(s, st))
-        return -1;
-    return n + sqlite3_changes(pt_store_sqlite(s));
+    int stale = deleted(s,
+                        "DELETE FROM portal_throttle WHERE key IN (SELECT key FROM portal_throttle"
+                        " WHERE locked_until <= ?2 ORDER BY updated"
+                        " LIMIT max(0, (SELECT count(*) FROM portal_throttle) - ?1))",
+                        cap, now);
+    return stale < 0 ? -1 : n + stale;
 }
