@@ -404,14 +404,12 @@ bool pt_store_accounts_token_put(struct pt_store *s, const char *hash, const cha
     return done(s, st);
 }
 
-bool pt_store_accounts_token_use(struct pt_store *s, const char *hash, const char *purpose, int64_t now,
-                                 char user[128])
+/* Runs `sql` on a token (?1 hash, ?2 purpose, ?3 now) that answers its user; true with `user` set when
+   there is one. */
+static bool token_user(struct pt_store *s, const char *sql, const char *hash, const char *purpose,
+                       int64_t now, char user[128])
 {
-    /* one statement: two requests racing with the same token cannot both
-       see it unused */
-    sqlite3_stmt *st =
-        prep(s, "UPDATE portal_tokens SET used = 1"
-                " WHERE hash = ?1 AND purpose = ?2 AND used = 0 AND expires > ?3 RETURNING user");
+    sqlite3_stmt *st = prep(s, sql);
     if (!st)
         return false;
     bind_text(st, 1, hash);
@@ -420,28 +418,31 @@ bool pt_store_accounts_token_use(struct pt_store *s, const char *hash, const cha
     bool found = sqlite3_step(st) == SQLITE_ROW;
     if (found)
         copy_col(st, 0, user, 128);
-    /* RETURNING: the update is complete only once the statement ran to its end */
+    /* RETURNING: an update is complete only once the statement ran to its end */
     while (found && sqlite3_step(st) == SQLITE_ROW)
         ;
     sqlite3_finalize(st);
     return found;
 }
 
+bool pt_store_accounts_token_use(struct pt_store *s, const char *hash, const char *purpose, int64_t now,
+                                 char user[128])
+{
+    /* one statement: two requests racing with the same token cannot both
+       see it unused */
+    return token_user(s,
+                      "UPDATE portal_tokens SET used = 1"
+                      " WHERE hash = ?1 AND purpose = ?2 AND used = 0 AND expires > ?3 RETURNING user",
+                      hash, purpose, now, user);
+}
+
 bool pt_store_accounts_token_peek(struct pt_store *s, const char *hash, const char *purpose, int64_t now,
                                   char user[128])
 {
-    sqlite3_stmt *st = prep(s, "SELECT user FROM portal_tokens"
-                               " WHERE hash = ?1 AND purpose = ?2 AND used = 0 AND expires > ?3");
-    if (!st)
-        return false;
-    bind_text(st, 1, hash);
-    bind_text(st, 2, purpose);
-    sqlite3_bind_int64(st, 3, now);
-    bool found = sqlite3_step(st) == SQLITE_ROW;
-    if (found)
-        copy_col(st, 0, user, 128);
-    sqlite3_finalize(st);
-    return found;
+    return token_user(s,
+                      "SELECT user FROM portal_tokens"
+                      " WHERE hash = ?1 AND purpose = ?2 AND used = 0 AND expires > ?3",
+                      hash, purpose, now, user);
 }
 
 bool pt_store_accounts_token_drop_user(struct pt_store *s, const char *user, const char *purpose)
