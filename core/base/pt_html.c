@@ -10,6 +10,7 @@
  * '&' or '"' of the input reaches the output unescaped.
  */
 #include "base/pt_html.h"
+#include "base/pt_sbuf.h"
 
 #include <cmark.h>
 #include <ctype.h>
@@ -24,40 +25,8 @@
 
 /* ------------------------------------------------------------ output */
 
-struct out {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-    if (o->failed)
-        return;
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap : 1024;
-        while (cap < o->len + n + 1)
-            cap *= 2;
-        char *p = realloc(o->p, cap);
-        if (!p) {
-            o->failed = true;
-            return;
-        }
-        o->p = p;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = 0;
-}
-
-static void puts_(struct out *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
 /* Text or an attribute value with &, <, > and " escaped. */
-static void put_esc(struct out *o, const char *s)
+static void put_esc(struct pt_sbuf *o, const char *s)
 {
     const char *run = s;
     for (; *s; s++) {
@@ -68,11 +37,11 @@ static void put_esc(struct out *o, const char *s)
                                       : NULL;
         if (!rep)
             continue;
-        put(o, run, (size_t)(s - run));
-        puts_(o, rep);
+        pt_sbuf_add(o, run, (size_t)(s - run));
+        pt_sbuf_str(o, rep);
         run = s + 1;
     }
-    put(o, run, (size_t)(s - run));
+    pt_sbuf_add(o, run, (size_t)(s - run));
 }
 
 /* ------------------------------------------------------------ URLs */
@@ -220,25 +189,25 @@ static bool class_ok(const char *s)
     return true;
 }
 
-static void put_attr(struct out *o, const char *name, const char *value)
+static void put_attr(struct pt_sbuf *o, const char *name, const char *value)
 {
-    puts_(o, " ");
-    puts_(o, name);
-    puts_(o, "=\"");
+    pt_sbuf_str(o, " ");
+    pt_sbuf_str(o, name);
+    pt_sbuf_str(o, "=\"");
     put_esc(o, value);
-    puts_(o, "\"");
+    pt_sbuf_str(o, "\"");
 }
 
 /* The opening tag with its allowed attributes; false when the element is
    not written at all (an img without an acceptable src). */
-static bool open_tag(struct out *o, const xmlNode *n)
+static bool open_tag(struct pt_sbuf *o, const xmlNode *n)
 {
     const char *name = (const char *)n->name;
     bool is_a = strcmp(name, "a") == 0, is_img = strcmp(name, "img") == 0;
     bool classy = strcmp(name, "span") == 0 || strcmp(name, "div") == 0 || strcmp(name, "pre") == 0 ||
                   strcmp(name, "code") == 0;
     bool cell = strcmp(name, "td") == 0 || strcmp(name, "th") == 0;
-    struct out attrs = {0};
+    struct pt_sbuf attrs = {.first = 1024};
     bool has_src = false, absolute = false;
     for (const xmlAttr *a = n->properties; a; a = a->next) {
         const char *an = (const char *)a->name;
@@ -281,22 +250,22 @@ static bool open_tag(struct out *o, const xmlNode *n)
     }
     if (is_a && absolute)
         put_attr(&attrs, "rel", "nofollow noopener noreferrer");
-    puts_(o, "<");
-    puts_(o, name);
+    pt_sbuf_str(o, "<");
+    pt_sbuf_str(o, name);
     if (attrs.p)
-        puts_(o, attrs.p);
+        pt_sbuf_str(o, attrs.p);
     if (attrs.failed)
         o->failed = true;
-    puts_(o, ">");
+    pt_sbuf_str(o, ">");
     free(attrs.p);
     return true;
 }
 
-static void close_tag(struct out *o, const xmlNode *n)
+static void close_tag(struct pt_sbuf *o, const xmlNode *n)
 {
-    puts_(o, "</");
-    puts_(o, (const char *)n->name);
-    puts_(o, ">");
+    pt_sbuf_str(o, "</");
+    pt_sbuf_str(o, (const char *)n->name);
+    pt_sbuf_str(o, ">");
 }
 
 /* Did open_tag write n?  (Asked again when leaving n, so nothing is kept
@@ -310,7 +279,7 @@ static bool written(const xmlNode *n, int depth)
     return true;
 }
 
-static void walk(struct out *o, xmlNode *top)
+static void walk(struct pt_sbuf *o, xmlNode *top)
 {
     xmlNode *cur = top->children;
     int depth = 0;
@@ -364,8 +333,8 @@ static void xml_init(void)
 /* The allow-list over any length that fits libxml2's int. */
 static char *sanitize(const char *html, size_t len)
 {
-    struct out o = {0};
-    put(&o, "", 0);
+    struct pt_sbuf o = {.first = 1024};
+    pt_sbuf_add(&o, "", 0);
     if (len == 0 || len > INT32_MAX)
         return o.p;
     pthread_once(&xml_once, xml_init);

@@ -46,6 +46,31 @@ static bool done(struct pt_store *s, sqlite3_stmt *st)
     return true;
 }
 
+/* Runs a write whose one parameter ?1 is a text key (a user, a session hash, a throttle key). */
+static bool done_for(struct pt_store *s, const char *sql, const char *key)
+{
+    sqlite3_stmt *st = prep(s, sql);
+    if (!st)
+        return false;
+    bind_text(st, 1, key);
+    return done(s, st);
+}
+
+/* Runs a DELETE whose parameters ?1 (and ?2 when it has one) are integers; the rows it removed, -1 on an
+   error. */
+static int deleted(struct pt_store *s, const char *sql, int64_t a, int64_t b)
+{
+    sqlite3_stmt *st = prep(s, sql);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, a);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_int64(st, 2, b);
+    if (!done(s, st))
+        return -1;
+    return sqlite3_changes(pt_store_sqlite(s));
+}
+
 static void copy_col(sqlite3_stmt *st, int col, char *out, size_t size)
 {
     const char *v = (const char *)sqlite3_column_text(st, col);
@@ -136,11 +161,7 @@ bool pt_store_accounts_cred_set(struct pt_store *s, const char *user, const char
 
 bool pt_store_accounts_cred_delete(struct pt_store *s, const char *user)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_credentials WHERE user = ?1");
-    if (!st)
-        return false;
-    bind_text(st, 1, user);
-    return done(s, st);
+    return done_for(s, "DELETE FROM portal_credentials WHERE user = ?1", user);
 }
 
 /* --------------------------------------------------------------- sessions */
@@ -194,11 +215,7 @@ bool pt_store_accounts_session_seen(struct pt_store *s, const char *id_hash, int
 
 bool pt_store_accounts_session_delete(struct pt_store *s, const char *id_hash)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_sessions WHERE id_hash = ?1");
-    if (!st)
-        return false;
-    bind_text(st, 1, id_hash);
-    return done(s, st);
+    return done_for(s, "DELETE FROM portal_sessions WHERE id_hash = ?1", id_hash);
 }
 
 int pt_store_accounts_session_delete_user(struct pt_store *s, const char *user)
@@ -216,24 +233,18 @@ int pt_store_accounts_session_delete_user(struct pt_store *s, const char *user)
 
 int pt_store_accounts_session_sweep(struct pt_store *s, int64_t idle_before, int64_t created_before, int cap)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_sessions WHERE seen < ?1 OR created < ?2");
-    if (!st)
+    int n = deleted(s, "DELETE FROM portal_sessions WHERE seen < ?1 OR created < ?2", idle_before,
+                    created_before);
+    if (n < 0)
         return -1;
-    sqlite3_bind_int64(st, 1, idle_before);
-    sqlite3_bind_int64(st, 2, created_before);
-    if (!done(s, st))
-        return -1;
-    int n = sqlite3_changes(pt_store_sqlite(s));
     /* anyone can make guest sessions (opening the sign-in form): past the
        cap the stalest guests go, never a signed-in user */
-    st = prep(s, "DELETE FROM portal_sessions WHERE id_hash IN (SELECT id_hash FROM portal_sessions"
-                 " WHERE user = '' ORDER BY seen LIMIT max(0, (SELECT count(*) FROM portal_sessions) - ?1))");
-    if (!st)
-        return -1;
-    sqlite3_bind_int64(st, 1, cap);
-    if (!done(s, st))
-        return -1;
-    return n + sqlite3_changes(pt_store_sqlite(s));
+    int guests =
+        deleted(s,
+                "DELETE FROM portal_sessions WHERE id_hash IN (SELECT id_hash FROM portal_sessions"
+                " WHERE user = '' ORDER BY seen LIMIT max(0, (SELECT count(*) FROM portal_sessions) - ?1))",
+                cap, 0);
+    return guests < 0 ? -1 : n + guests;
 }
 
 int pt_store_accounts_session_count(struct pt_store *s, const char *user)
@@ -393,14 +404,12 @@ bool pt_store_accounts_token_put(struct pt_store *s, const char *hash, const cha
     return done(s, st);
 }
 
-bool pt_store_accounts_token_use(struct pt_store *s, const char *hash, const char *purpose, int64_t now,
-                                 char user[128])
+/* Runs `sql` on a token (?1 hash, ?2 purpose, ?3 now) that answers its user; true with `user` set when
+   there is one. */
+static bool token_user(struct pt_store *s, const char *sql, const char *hash, const char *purpose,
+                       int64_t now, char user[128])
 {
-    /* one statement: two requests racing with the same token cannot both
-       see it unused */
-    sqlite3_stmt *st =
-        prep(s, "UPDATE portal_tokens SET used = 1"
-                " WHERE hash = ?1 AND purpose = ?2 AND used = 0 AND expires > ?3 RETURNING user");
+    sqlite3_stmt *st = prep(s, sql);
     if (!st)
         return false;
     bind_text(st, 1, hash);
@@ -409,28 +418,31 @@ bool pt_store_accounts_token_use(struct pt_store *s, const char *hash, const cha
     bool found = sqlite3_step(st) == SQLITE_ROW;
     if (found)
         copy_col(st, 0, user, 128);
-    /* RETURNING: the update is complete only once the statement ran to its end */
+    /* RETURNING: an update is complete only once the statement ran to its end */
     while (found && sqlite3_step(st) == SQLITE_ROW)
         ;
     sqlite3_finalize(st);
     return found;
 }
 
+bool pt_store_accounts_token_use(struct pt_store *s, const char *hash, const char *purpose, int64_t now,
+                                 char user[128])
+{
+    /* one statement: two requests racing with the same token cannot both
+       see it unused */
+    return token_user(s,
+                      "UPDATE portal_tokens SET used = 1"
+                      " WHERE hash = ?1 AND purpose = ?2 AND used = 0 AND expires > ?3 RETURNING user",
+                      hash, purpose, now, user);
+}
+
 bool pt_store_accounts_token_peek(struct pt_store *s, const char *hash, const char *purpose, int64_t now,
                                   char user[128])
 {
-    sqlite3_stmt *st = prep(s, "SELECT user FROM portal_tokens"
-                               " WHERE hash = ?1 AND purpose = ?2 AND used = 0 AND expires > ?3");
-    if (!st)
-        return false;
-    bind_text(st, 1, hash);
-    bind_text(st, 2, purpose);
-    sqlite3_bind_int64(st, 3, now);
-    bool found = sqlite3_step(st) == SQLITE_ROW;
-    if (found)
-        copy_col(st, 0, user, 128);
-    sqlite3_finalize(st);
-    return found;
+    return token_user(s,
+                      "SELECT user FROM portal_tokens"
+                      " WHERE hash = ?1 AND purpose = ?2 AND used = 0 AND expires > ?3",
+                      hash, purpose, now, user);
 }
 
 bool pt_store_accounts_token_drop_user(struct pt_store *s, const char *user, const char *purpose)
@@ -447,13 +459,7 @@ bool pt_store_accounts_token_drop_user(struct pt_store *s, const char *user, con
 
 int pt_store_accounts_token_sweep(struct pt_store *s, int64_t before)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_tokens WHERE expires < ?1");
-    if (!st)
-        return -1;
-    sqlite3_bind_int64(st, 1, before);
-    if (!done(s, st))
-        return -1;
-    return sqlite3_changes(pt_store_sqlite(s));
+    return deleted(s, "DELETE FROM portal_tokens WHERE expires < ?1", before, 0);
 }
 
 /* --------------------------------------------------------------- throttle */
@@ -490,33 +496,20 @@ bool pt_store_accounts_throttle_put(struct pt_store *s, const char *key,
 
 bool pt_store_accounts_throttle_clear(struct pt_store *s, const char *key)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_throttle WHERE key = ?1");
-    if (!st)
-        return false;
-    bind_text(st, 1, key);
-    return done(s, st);
+    return done_for(s, "DELETE FROM portal_throttle WHERE key = ?1", key);
 }
 
 int pt_store_accounts_throttle_sweep(struct pt_store *s, int64_t now, int64_t before, int cap)
 {
-    sqlite3_stmt *st = prep(s, "DELETE FROM portal_throttle WHERE locked_until <= ?1 AND updated < ?2");
-    if (!st)
+    int n = deleted(s, "DELETE FROM portal_throttle WHERE locked_until <= ?1 AND updated < ?2", now, before);
+    if (n < 0)
         return -1;
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int64(st, 2, before);
-    if (!done(s, st))
-        return -1;
-    int n = sqlite3_changes(pt_store_sqlite(s));
     /* rows for made-up emails cost an attacker nothing: keep the table
        bounded, dropping the unlocked ones that changed least recently */
-    st = prep(s, "DELETE FROM portal_throttle WHERE key IN (SELECT key FROM portal_throttle"
-                 " WHERE locked_until <= ?2 ORDER BY updated"
-                 " LIMIT max(0, (SELECT count(*) FROM portal_throttle) - ?1))");
-    if (!st)
-        return -1;
-    sqlite3_bind_int64(st, 1, cap);
-    sqlite3_bind_int64(st, 2, now);
-    if (!done(s, st))
-        return -1;
-    return n + sqlite3_changes(pt_store_sqlite(s));
+    int stale = deleted(s,
+                        "DELETE FROM portal_throttle WHERE key IN (SELECT key FROM portal_throttle"
+                        " WHERE locked_until <= ?2 ORDER BY updated"
+                        " LIMIT max(0, (SELECT count(*) FROM portal_throttle) - ?1))",
+                        cap, now);
+    return stale < 0 ? -1 : n + stale;
 }

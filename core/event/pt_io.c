@@ -2,6 +2,7 @@
  * pt_io -- plain edge-triggered socket driver and the TLS bufferevent bridge.
  */
 #include "event/pt_io.h"
+#include "event/pt_tls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -367,6 +368,22 @@ struct pt_io *pt_io_tls_accept(struct event_base *base, int fd, SSL *ssl, pt_io_
     }
     struct io *io = tls_wrap(bev, cb, arg);
     return io ? &io->pub : NULL;
+}
+
+struct bufferevent *pt_io_tls_evhttp_bev(struct event_base *base, void *tls_server)
+{
+    SSL *ssl = pt_tls_server_ssl(tls_server);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* clients that close without close_notify are common; their requests were complete */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
 }
 
 struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen, SSL *ssl,

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 
 struct event_base;
+struct bufferevent;
 struct evbuffer;
 typedef struct ssl_st SSL;
 
@@ -49,6 +50,9 @@ struct pt_io *pt_io_connect(struct event_base *base, const struct sockaddr *sa, 
                             void *arg);
 /* TLS server side over an accepted socket; takes ownership of ssl. */
 struct pt_io *pt_io_tls_accept(struct event_base *base, int fd, SSL *ssl, pt_io_cb cb, void *arg);
+/* evhttp's bufferevent callback (evhttp_set_bevcb) for a TLS listener: `tls_server` is its struct
+   pt_tls_server; each accepted connection gets a server-side SSL, NULL when none can be made. */
+struct bufferevent *pt_io_tls_evhttp_bev(struct event_base *base, void *tls_server);
 /* TLS client: connect and handshake; PT_IO_CONNECTED once both are done. */
 struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen, SSL *ssl,
                                 pt_io_cb cb, void *arg);

@@ -29,6 +29,7 @@
 #include "http/pt_logsink.h"
 
 #include "base/pt_log.h"
+#include "base/pt_sbuf.h"
 #include "http/pt_fetch.h"
 
 #include <errno.h>
@@ -347,39 +348,6 @@ size_t pt_logsink_syslog_format(char *out, size_t max, int pri, uint64_t wall_ms
     return n;
 }
 
-/* A growable malloc'd buffer (the sink's thread only). */
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-};
-
-static void sb_add(struct sbuf *b, const void *p, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, p, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
 static size_t utf8_len(const unsigned char *s, size_t left)
 {
     unsigned char c = s[0];
@@ -400,9 +368,9 @@ static size_t utf8_len(const unsigned char *s, size_t left)
     return need;
 }
 
-static void json_str(struct sbuf *b, const char *s, size_t len)
+static void json_str(struct pt_sbuf *b, const char *s, size_t len)
 {
-    sb_add(b, "\"", 1);
+    pt_sbuf_add(b, "\"", 1);
     size_t i = 0, run = 0;
     while (i < len) {
         unsigned char c = (unsigned char)s[i];
@@ -412,28 +380,28 @@ static void json_str(struct sbuf *b, const char *s, size_t len)
             run += k;
             continue;
         }
-        sb_add(b, s + i - run, run);
+        pt_sbuf_add(b, s + i - run, run);
         run = 0;
         char esc[8];
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            sb_add(b, esc, 2);
+            pt_sbuf_add(b, esc, 2);
         } else if (c == '\n')
-            sb_add(b, "\\n", 2);
+            pt_sbuf_add(b, "\\n", 2);
         else if (c == '\r')
-            sb_add(b, "\\r", 2);
+            pt_sbuf_add(b, "\\r", 2);
         else if (c == '\t')
-            sb_add(b, "\\t", 2);
+            pt_sbuf_add(b, "\\t", 2);
         else if (c < 0x20) {
             snprintf(esc, sizeof(esc), "\\u%04x", c);
-            sb_add(b, esc, 6);
+            pt_sbuf_add(b, esc, 6);
         } else
-            sb_add(b, "\\ufffd", 6);
+            pt_sbuf_add(b, "\\ufffd", 6);
         i++;
     }
-    sb_add(b, s + i - run, run);
-    sb_add(b, "\"", 1);
+    pt_sbuf_add(b, s + i - run, run);
+    pt_sbuf_add(b, "\"", 1);
 }
 
 static void warn_sink(struct pt_logsink *s, const char *fmt, ...) PT_PRINTF(2, 3);
@@ -654,26 +622,27 @@ static bool syslog_deliver(struct pt_logsink *s, struct msg *m)
 
 /* ------------------------------------------------------------------ http */
 
-static void http_record(struct pt_logsink *s, struct sbuf *b, const struct msg *m, const char *p, size_t len)
+static void http_record(struct pt_logsink *s, struct pt_sbuf *b, const struct msg *m, const char *p,
+                        size_t len)
 {
     char ts[48];
     pt_log_format_time(ts, m->wall_ms);
-    sb_str(b, "{\"time\":\"");
-    sb_str(b, ts);
-    sb_str(b, "\",\"logger\":");
+    pt_sbuf_str(b, "{\"time\":\"");
+    pt_sbuf_str(b, ts);
+    pt_sbuf_str(b, "\",\"logger\":");
     json_str(b, s->id, strlen(s->id));
-    sb_str(b, m->kind == PT_LOGSINK_LINES ? ",\"source\":\"access\"" : ",\"source\":\"log-to\"");
+    pt_sbuf_str(b, m->kind == PT_LOGSINK_LINES ? ",\"source\":\"access\"" : ",\"source\":\"log-to\"");
     if (m->pid_len) {
-        sb_str(b, ",\"partitionId\":");
+        pt_sbuf_str(b, ",\"partitionId\":");
         json_str(b, m->data + m->len, m->pid_len);
     }
     if (m->pkey_len) {
-        sb_str(b, ",\"partitionKey\":");
+        pt_sbuf_str(b, ",\"partitionKey\":");
         json_str(b, m->data + m->len + m->pid_len, m->pkey_len);
     }
-    sb_str(b, ",\"message\":");
+    pt_sbuf_str(b, ",\"message\":");
     json_str(b, p, len);
-    sb_str(b, "}");
+    pt_sbuf_str(b, "}");
 }
 
 static uint64_t deadline_of(struct pt_logsink *s)
@@ -701,36 +670,36 @@ static void http_flush(struct pt_logsink *s)
 {
     if (!s->npend)
         return;
-    struct sbuf b = {0};
+    struct pt_sbuf b = {.first = 4096}; /* a batch of records */
     size_t count = 0;
     if (s->format == 1)
-        sb_add(&b, "[", 1);
+        pt_sbuf_add(&b, "[", 1);
     for (size_t i = 0; i < s->npend; i++) {
         struct msg *m = s->pend[i];
         count += m->count;
         if (m->kind != PT_LOGSINK_LINES) {
-            if (s->format == 1 && b.n > 1)
-                sb_add(&b, ",", 1);
+            if (s->format == 1 && b.len > 1)
+                pt_sbuf_add(&b, ",", 1);
             http_record(s, &b, m, m->data, m->len);
             if (s->format == 0)
-                sb_add(&b, "\n", 1);
+                pt_sbuf_add(&b, "\n", 1);
             continue;
         }
         for (char *p = m->data, *e = m->data + m->len; p < e;) {
             char *nl = memchr(p, '\n', (size_t)(e - p));
             size_t l = nl ? (size_t)(nl - p) : (size_t)(e - p);
-            if (s->format == 1 && b.n > 1)
-                sb_add(&b, ",", 1);
+            if (s->format == 1 && b.len > 1)
+                pt_sbuf_add(&b, ",", 1);
             http_record(s, &b, m, p, l);
             if (s->format == 0)
-                sb_add(&b, "\n", 1);
+                pt_sbuf_add(&b, "\n", 1);
             p += l + 1;
         }
     }
     if (s->format == 1)
-        sb_add(&b, "]", 1);
+        pt_sbuf_add(&b, "]", 1);
     bool ok = false;
-    for (int attempt = 0; !b.oom; attempt++) {
+    for (int attempt = 0; !b.failed; attempt++) {
         uint64_t now = pt_clock_now_ms(), dl = deadline_of(s);
         uint32_t t = s->timeout_ms;
         if (dl && dl <= now)
@@ -743,7 +712,7 @@ static void http_flush(struct pt_logsink *s)
                                   .cancel_fd = -1,
                                   .method = "POST",
                                   .body = b.p,
-                                  .body_len = b.n,
+                                  .body_len = b.len,
                                   .content_type =
                                       s->format == 1 ? "application/json" : "application/x-ndjson",
                                   .headers = s->headers};

@@ -15,6 +15,7 @@
  */
 #include "http/pt_mail.h"
 #include "base/pt_log.h"
+#include "base/pt_sbuf.h"
 #include "conf/pt_content.h"
 
 #include <ctype.h>
@@ -121,40 +122,7 @@ json_t *pt_mail_template_get(struct pt_store *st, const char *id)
     return out;
 }
 
-/* A growing string; on allocation failure it keeps `failed` and stops. */
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void PT_PRINTF(2, 3) sb_printf(struct sbuf *b, const char *fmt, ...)
+static void PT_PRINTF(2, 3) sb_printf(struct pt_sbuf *b, const char *fmt, ...)
 {
     char tmp[512];
     va_list ap;
@@ -164,10 +132,10 @@ static void PT_PRINTF(2, 3) sb_printf(struct sbuf *b, const char *fmt, ...)
     if (n < 0 || (size_t)n >= sizeof(tmp))
         b->failed = true;
     else
-        sb_add(b, tmp, (size_t)n);
+        pt_sbuf_add(b, tmp, (size_t)n);
 }
 
-static char *sb_take(struct sbuf *b)
+static char *sb_take(struct pt_sbuf *b)
 {
     if (b->failed || !b->p) {
         free(b->p);
@@ -178,16 +146,16 @@ static char *sb_take(struct sbuf *b)
 
 char *pt_mail_fill(const char *text, const json_t *vars)
 {
-    struct sbuf b = {0};
+    struct pt_sbuf b = {0};
     const char *p = text ? text : "";
-    sb_add(&b, "", 0);
+    pt_sbuf_add(&b, "", 0);
     while (*p) {
         const char *open = strstr(p, "{{");
         if (!open) {
-            sb_str(&b, p);
+            pt_sbuf_str(&b, p);
             break;
         }
-        sb_add(&b, p, (size_t)(open - p));
+        pt_sbuf_add(&b, p, (size_t)(open - p));
         const char *close = strstr(open + 2, "}}");
         /* a name is letters, digits and '_' between optional spaces; anything
            else stays as written */
@@ -201,7 +169,7 @@ char *pt_mail_fill(const char *text, const json_t *vars)
         while (close && t < close && *t == ' ')
             t++;
         if (!close || t != close || e == n || e - n > 64) {
-            sb_add(&b, "{{", 2);
+            pt_sbuf_add(&b, "{{", 2);
             p = open + 2;
             continue;
         }
@@ -210,7 +178,7 @@ char *pt_mail_fill(const char *text, const json_t *vars)
         name[e - n] = 0;
         const char *v = json_string_value(json_object_get(vars, name));
         if (v)
-            sb_str(&b, v);
+            pt_sbuf_str(&b, v);
         p = close + 2;
     }
     return sb_take(&b);
@@ -276,7 +244,7 @@ bool pt_mail_from_address(const char *from, char *out, size_t outlen)
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static void sb_base64(struct sbuf *b, const unsigned char *s, size_t n)
+static void sb_base64(struct pt_sbuf *b, const unsigned char *s, size_t n)
 {
     for (size_t i = 0; i < n; i += 3) {
         unsigned v = (unsigned)s[i] << 16;
@@ -286,7 +254,7 @@ static void sb_base64(struct sbuf *b, const unsigned char *s, size_t n)
             v |= s[i + 2];
         char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63], i + 1 < n ? b64[(v >> 6) & 63] : '=',
                      i + 2 < n ? b64[v & 63] : '='};
-        sb_add(b, q, 4);
+        pt_sbuf_add(b, q, 4);
     }
 }
 
@@ -311,22 +279,22 @@ static size_t utf8_len(const unsigned char *s, bool *valid)
    malloc'd. */
 static char *clean_text(const char *s, size_t max)
 {
-    struct sbuf b = {0};
-    sb_add(&b, "", 0);
+    struct pt_sbuf b = {0};
+    pt_sbuf_add(&b, "", 0);
     bool space = true; /* drops leading spaces */
     const unsigned char *p = (const unsigned char *)s;
     while (*p && b.len < max) {
         bool valid;
         size_t n = utf8_len(p, &valid);
         if (!valid) {
-            sb_add(&b, "?", 1);
+            pt_sbuf_add(&b, "?", 1);
             space = false;
         } else if (n == 1 && (*p < 0x20 || *p == 0x7f || *p == ' ')) {
             if (!space)
-                sb_add(&b, " ", 1);
+                pt_sbuf_add(&b, " ", 1);
             space = true;
         } else {
-            sb_add(&b, (const char *)p, n);
+            pt_sbuf_add(&b, (const char *)p, n);
             space = false;
         }
         p += n;
@@ -346,7 +314,7 @@ static bool is_ascii(const char *s)
 
 /* RFC 2047 encoded words (UTF-8, base64) of at most 75 characters each,
    split between characters, folded onto continuation lines. */
-static void sb_encoded_words(struct sbuf *b, const char *s)
+static void sb_encoded_words(struct pt_sbuf *b, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     bool first = true;
@@ -360,10 +328,10 @@ static void sb_encoded_words(struct sbuf *b, const char *s)
             take += n;
         }
         if (!first)
-            sb_str(b, "\r\n ");
-        sb_str(b, "=?UTF-8?B?");
+            pt_sbuf_str(b, "\r\n ");
+        pt_sbuf_str(b, "=?UTF-8?B?");
         sb_base64(b, p, take);
-        sb_str(b, "?=");
+        pt_sbuf_str(b, "?=");
         p += take;
         first = false;
     }
@@ -371,7 +339,7 @@ static void sb_encoded_words(struct sbuf *b, const char *s)
 
 /* A display name: as it is when it is plain ASCII words, a quoted string
    when it has other ASCII, encoded words when it is not ASCII. */
-static void sb_display_name(struct sbuf *b, const char *name)
+static void sb_display_name(struct pt_sbuf *b, const char *name)
 {
     if (!is_ascii(name)) {
         sb_encoded_words(b, name);
@@ -382,19 +350,19 @@ static void sb_display_name(struct sbuf *b, const char *name)
         if (!isalnum((unsigned char)*p) && !strchr(" !#$%&'*+-/=?^_`{|}~", *p))
             plain = false;
     if (plain) {
-        sb_str(b, name);
+        pt_sbuf_str(b, name);
         return;
     }
-    sb_add(b, "\"", 1);
+    pt_sbuf_add(b, "\"", 1);
     for (const char *p = name; *p; p++) {
         if (*p == '"' || *p == '\\')
-            sb_add(b, "\\", 1);
-        sb_add(b, p, 1);
+            pt_sbuf_add(b, "\\", 1);
+        pt_sbuf_add(b, p, 1);
     }
-    sb_add(b, "\"", 1);
+    pt_sbuf_add(b, "\"", 1);
 }
 
-static void sb_date(struct sbuf *b)
+static void sb_date(struct pt_sbuf *b)
 {
     static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -425,7 +393,7 @@ static void random_hex(char *out, size_t bytes)
 
 /* Quoted-printable (RFC 2045) with CRLF line ends: any line end in text
    (CRLF, LF, CR) becomes CRLF; lines longer than 76 are broken softly. */
-static void sb_qp(struct sbuf *b, const char *text)
+static void sb_qp(struct pt_sbuf *b, const char *text)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t col = 0;
@@ -433,7 +401,7 @@ static void sb_qp(struct sbuf *b, const char *text)
         if (*p == '\r' || *p == '\n') {
             if (*p == '\r' && p[1] == '\n')
                 p++;
-            sb_str(b, "\r\n");
+            pt_sbuf_str(b, "\r\n");
             col = 0;
             continue;
         }
@@ -455,14 +423,14 @@ static void sb_qp(struct sbuf *b, const char *text)
             n = 3;
         }
         if (col + n > 75) {
-            sb_str(b, "=\r\n");
+            pt_sbuf_str(b, "=\r\n");
             col = 0;
         }
-        sb_add(b, enc, n);
+        pt_sbuf_add(b, enc, n);
         col += n;
     }
     if (col)
-        sb_str(b, "\r\n");
+        pt_sbuf_str(b, "\r\n");
 }
 
 static void PT_PRINTF(3, 4) set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -497,11 +465,11 @@ char *pt_mail_format(const struct pt_mail_cf *cf, const char *to, const char *su
                 PT_MAIL_SUBJECT_MAX, PT_MAIL_BODY_MAX);
         return NULL;
     }
-    struct sbuf b = {0};
+    struct pt_sbuf b = {0};
     sb_date(&b);
 
     /* From: the display name (before '<'), cleaned and re-quoted */
-    sb_str(&b, "From: ");
+    pt_sbuf_str(&b, "From: ");
     const char *lt = strrchr(from, '<');
     if (lt) {
         char *raw = strndup(from, (size_t)(lt - from));
@@ -512,7 +480,7 @@ char *pt_mail_format(const struct pt_mail_cf *cf, const char *to, const char *su
         }
         if (name && *name) {
             sb_display_name(&b, name);
-            sb_str(&b, " ");
+            pt_sbuf_str(&b, " ");
         }
         free(raw);
         free(name);
@@ -521,24 +489,24 @@ char *pt_mail_format(const struct pt_mail_cf *cf, const char *to, const char *su
     sb_printf(&b, "To: <%s>\r\n", to);
 
     char *subj = clean_text(subject, PT_MAIL_SUBJECT_MAX);
-    sb_str(&b, "Subject: ");
+    pt_sbuf_str(&b, "Subject: ");
     if (subj && !is_ascii(subj))
         sb_encoded_words(&b, subj);
     else if (subj)
-        sb_str(&b, subj);
+        pt_sbuf_str(&b, subj);
     else
         b.failed = true;
-    sb_str(&b, "\r\n");
+    pt_sbuf_str(&b, "\r\n");
     free(subj);
 
     char id[33];
     random_hex(id, 16);
     sb_printf(&b, "Message-ID: <%s.%llu@%s>\r\n", id, (unsigned long long)pt_clock_wall_ms(),
               strchr(from_addr, '@') + 1);
-    sb_str(&b, "MIME-Version: 1.0\r\n"
-               "Content-Type: text/plain; charset=utf-8\r\n"
-               "Content-Transfer-Encoding: quoted-printable\r\n"
-               "\r\n");
+    pt_sbuf_str(&b, "MIME-Version: 1.0\r\n"
+                    "Content-Type: text/plain; charset=utf-8\r\n"
+                    "Content-Transfer-Encoding: quoted-printable\r\n"
+                    "\r\n");
     sb_qp(&b, body);
     char *out = sb_take(&b);
     if (!out)

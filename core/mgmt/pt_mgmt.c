@@ -9,15 +9,14 @@
  */
 #include "mgmt/pt_mgmt.h"
 #include "base/pt_log.h"
+#include "event/pt_io.h"
 #include "event/pt_tls.h"
 #include "mgmt/pt_mgmt_int.h"
 
 #include <errno.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
-#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,23 +349,6 @@ done:
 
 static struct pt_tls_server *tls; /* HTTPS when the configuration gives a certificate */
 
-/* evhttp asks for each accepted connection's bufferevent: TLS over the socket. */
-static struct bufferevent *tls_bev(struct event_base *base, void *arg)
-{
-    SSL *ssl = pt_tls_server_ssl(arg);
-    if (!ssl)
-        return NULL;
-    struct bufferevent *bev =
-        bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    /* clients that close without close_notify are common; their requests were complete */
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
-
 bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct pt_store *st,
                    const struct pt_mgmt_hooks *h, struct pt_errors *errs)
 {
@@ -391,7 +373,7 @@ bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct p
     }
     http = evhttp_new(base);
     if (tls)
-        evhttp_set_bevcb(http, tls_bev, tls);
+        evhttp_set_bevcb(http, pt_io_tls_evhttp_bev, tls);
     evhttp_set_max_body_size(http, (ev_ssize_t)file->mgmt.max_body);
     evhttp_set_max_headers_size(http, 64 * 1024);
     evhttp_set_timeout(http, 30);

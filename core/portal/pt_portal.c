@@ -10,6 +10,7 @@
  */
 #include "portal/pt_portal.h"
 #include "base/pt_log.h"
+#include "event/pt_io.h"
 #include "event/pt_tls.h"
 #include <sys/queue.h> /* before libevent's headers: TAILQ_* */
 
@@ -18,13 +19,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,21 +314,6 @@ static void on_request(struct evhttp_request *req, void *arg)
 static struct evhttp *http;
 static struct pt_tls_server *tls;
 
-static struct bufferevent *tls_bev(struct event_base *base, void *arg)
-{
-    SSL *ssl = pt_tls_server_ssl(arg);
-    if (!ssl)
-        return NULL;
-    struct bufferevent *bev =
-        bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
-
 bool pt_portal_start(struct event_base *base, const struct pt_conf *file, struct pt_store *st,
                      const struct pt_mgmt_hooks *hooks, struct pt_errors *errs)
 {
@@ -365,7 +349,7 @@ bool pt_portal_start(struct event_base *base, const struct pt_conf *file, struct
     }
     http = evhttp_new(base);
     if (tls)
-        evhttp_set_bevcb(http, tls_bev, tls);
+        evhttp_set_bevcb(http, pt_io_tls_evhttp_bev, tls);
     evhttp_set_max_body_size(http, (ev_ssize_t)(p->max_media + 64 * 1024));
     evhttp_set_max_headers_size(http, HEADERS_MAX);
     evhttp_set_timeout(http, 30);

@@ -1056,14 +1056,21 @@ static bool current_password_ok(struct pt_portal_req *r, const char *pw, const c
     return true;
 }
 
+/* The start of a form the profile page posts: a GET goes back to the profile; a POST must carry the
+   session's CSRF token and come from a signed-in user (each check answers itself).  True: go on. */
+static bool profile_post(struct pt_portal_req *r)
+{
+    if (r->method != EVHTTP_REQ_POST) {
+        pt_portal_req_redirect(r, "/profile", NULL);
+        return false;
+    }
+    return pt_portal_req_check_csrf(r) && need_user(r);
+}
+
 void pt_portal_account_password(struct pt_portal_req *r, const char *a1, const char *a2)
 {
     (void)a1, (void)a2;
-    if (r->method != EVHTTP_REQ_POST) {
-        pt_portal_req_redirect(r, "/profile", NULL);
-        return;
-    }
-    if (!pt_portal_req_check_csrf(r) || !need_user(r))
+    if (!profile_post(r))
         return;
     const char *why = NULL;
     int status = 400;
@@ -1169,11 +1176,7 @@ static bool cancel_subscriptions(const char *user)
 void pt_portal_account_close(struct pt_portal_req *r, const char *a1, const char *a2)
 {
     (void)a1, (void)a2;
-    if (r->method != EVHTTP_REQ_POST) {
-        pt_portal_req_redirect(r, "/profile", NULL);
-        return;
-    }
-    if (!pt_portal_req_check_csrf(r) || !need_user(r))
+    if (!profile_post(r))
         return;
     const char *why = NULL;
     int status = 400;

@@ -11,12 +11,16 @@ beside the portico binary; each test checks what the server received.
 
 import email
 import email.policy
+import http.client
 import os
+import socket
 import subprocess
 import time
 
 import pytest
 
+from conftest import basic_config, free_port
+from portal_helpers import Client
 from smtp_helpers import SmtpServer
 from tls_helpers import Pki
 
@@ -182,11 +186,6 @@ def test_template_values_cannot_add_headers(pki, servers):
 def test_portal_sends_through_smtp(pki, servers, backend, portico, workdir):
     """The whole path: portal.mail.smtp in the file (STARTTLS, AUTH, caFile), a password reset on the
     portal, the mail at the SMTP server with the portal's link; nothing in the outbox."""
-    from conftest import basic_config, free_port
-    import http.client
-    import re
-    import urllib.parse
-
     s = servers(pki, mechanisms=("PLAIN", "LOGIN"))
     cfg = basic_config(backend.url)
     cfg["data"] = os.path.join(workdir, "data")
@@ -198,22 +197,7 @@ def test_portal_sends_through_smtp(pki, servers, backend, portico, workdir):
                               "smtp": {"url": s.url, "username": "mailer", "password": "s3cret-pass",
                                        "caFile": pki.ca}}}
     p = portico(cfg)
-    u = urllib.parse.urlsplit(p.portal_url)
-
-    def req(method, path, body=None, headers=None):
-        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        out = (r.status, r.headers.get_all("Set-Cookie") or [], r.read().decode())
-        c.close()
-        return out
-
-    _, cookies, page = req("GET", "/reset-password")
-    token = re.search(r'name="csrf" value="([^"]*)"', page).group(1)
-    cookie = "; ".join(c.split(";", 1)[0] for c in cookies)
-    body = urllib.parse.urlencode({"email": "dev@example.test", "csrf": token})
-    status, _, _ = req("POST", "/reset-password", body,
-                       {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+    status, _, _ = Client(p).post("/reset-password", {"email": "dev@example.test"}, page_path="/reset-password")
     assert status in (200, 303)
     deadline = time.time() + 10
     while not s.messages and time.time() < deadline:
@@ -230,13 +214,6 @@ def test_portal_sends_through_smtp(pki, servers, backend, portico, workdir):
 def test_a_silent_smtp_server_does_not_stall_the_portal(backend, portico, workdir):
     """An SMTP server that accepts and never answers: the portal's answers do not wait for it (the
     delivery runs on the mail thread), and the management API keeps answering meanwhile."""
-    import http.client
-    import re
-    import socket
-    import urllib.parse
-
-    from conftest import basic_config, free_port
-
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
@@ -250,32 +227,25 @@ def test_a_silent_smtp_server_does_not_stall_the_portal(backend, portico, workdi
         cfg["portal"] = {"listen": "127.0.0.1:%d" % free_port(),
                          "mail": {"smtp": {"url": "smtp://127.0.0.1:%d" % silent.getsockname()[1]}}}
         p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": "t0ken"})
-        u = urllib.parse.urlsplit(p.portal_url)
-
-        def req(method, path, body=None, headers=None, port=None):
-            c = http.client.HTTPConnection(u.hostname, port or u.port, timeout=30)
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            out = (r.status, r.headers.get_all("Set-Cookie") or [], r.read().decode())
-            c.close()
-            return out
-
-        _, cookies, page = req("GET", "/reset-password")
-        token = re.search(r'name="csrf" value="([^"]*)"', page).group(1)
-        cookie = "; ".join(c.split(";", 1)[0] for c in cookies)
+        c = Client(p)
+        c.get("/reset-password")
+        token = c.csrf()
         for _ in range(3):
             t0 = time.time()
-            body = urllib.parse.urlencode({"email": "dev@example.test", "csrf": token})
-            status, _, _ = req("POST", "/reset-password", body,
-                               {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+            status, _, _ = c.post("/reset-password", {"email": "dev@example.test"}, csrf=token)
             assert status in (200, 303) and time.time() - t0 < 3, time.time() - t0
         silent.settimeout(5)
         held.append(silent.accept()[0])  # the mail thread did connect, and waits for a greeting
         t0 = time.time()
         mport = int(cfg["management"]["listen"].rsplit(":", 1)[1])
-        status, _, _ = req("GET", "/management/portal/site", headers={"Authorization": "Bearer t0ken"}, port=mport)
+        mc = http.client.HTTPConnection("127.0.0.1", mport, timeout=30)
+        try:
+            mc.request("GET", "/management/portal/site", headers={"Authorization": "Bearer t0ken"})
+            status = mc.getresponse().status
+        finally:
+            mc.close()
         assert status == 200 and time.time() - t0 < 2
-        assert req("GET", "/")[0] == 200
+        assert c.get("/")[0] == 200
     finally:
         for h in held:
             h.close()

@@ -8,11 +8,7 @@ as the attack: what the attacker sends, and what they must not get (checked
 on the answer, in the store and in the outbox).
 """
 
-import email
-import email.policy
-import glob
 import hashlib
-import http.client
 import os
 import re
 import socket
@@ -21,14 +17,14 @@ import ssl
 import statistics
 import threading
 import time
-import urllib.parse
 
 import pytest
 
 from conftest import basic_config, free_port, wait_for
 from mgmt_helpers import TOKEN, Mgmt
+from portal_helpers import (PASSWORD, Client, last_mail, mail_paths, outbox_mails, path_of, set_password_by_mail,
+                            token_of)
 
-PASSWORD = "correct horse battery"
 ADMIN_EMAIL = "admin@example.com"
 
 
@@ -50,116 +46,6 @@ def portal_config(backend, workdir, users=None, **portal):
 def start(portico, backend, workdir, **kw):
     p = portico(portal_config(backend, workdir, **kw), env={"PORTICO_ADMIN_TOKEN": TOKEN})
     return p, Mgmt(p)
-
-
-class Client:
-    """One browser: its own cookies, optionally its own source address."""
-
-    def __init__(self, p, source="127.0.0.1", context=None):
-        u = urllib.parse.urlsplit(p.portal_url)
-        self.host, self.port, self.https = u.hostname, u.port, u.scheme == "https"
-        self.source = source
-        self.context = context
-        self.cookies = {}
-        self.last = ""
-        self.set_cookies = []  # the raw Set-Cookie headers of the last answer
-
-    def request(self, method, path, form=None, headers=None):
-        if self.https:
-            c = http.client.HTTPSConnection(self.host, self.port, timeout=30, context=self.context,
-                                            source_address=(self.source, 0))
-        else:
-            c = http.client.HTTPConnection(self.host, self.port, timeout=30, source_address=(self.source, 0))
-        h = dict(headers or {})
-        if self.cookies:
-            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form).encode()
-            h["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            c.request(method, path, body=body, headers=h)
-            r = c.getresponse()
-            text = r.read().decode(errors="replace")
-            self.set_cookies = r.headers.get_all("Set-Cookie") or []
-            for sc in self.set_cookies:
-                name, _, rest = sc.partition("=")
-                value = rest.split(";", 1)[0]
-                if "max-age=0" in sc.lower() or not value:
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = value
-            self.last = text
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, text
-        finally:
-            c.close()
-
-    def get(self, path):
-        return self.request("GET", path)
-
-    def csrf(self, page=None):
-        m = re.search(r'name="csrf" value="([^"]*)"', page if page is not None else self.last)
-        return m.group(1) if m else None
-
-    def post(self, path, form, page_path=None, csrf=True):
-        """POSTs a form; with csrf=True the token comes from `page_path` (GET first) or the last page."""
-        form = dict(form)
-        if csrf is True:
-            if page_path:
-                self.get(page_path)
-            token = self.csrf()
-            assert token, "no CSRF token on the page before POST %s:\n%s" % (path, self.last[:2000])
-            form["csrf"] = token
-        elif isinstance(csrf, str):
-            form["csrf"] = csrf
-        return self.request("POST", path, form)
-
-    @property
-    def session(self):
-        return self.cookies.get("__Host-portico_session") or self.cookies.get("portico_session")
-
-    def signed_in(self):
-        status, h, _ = self.get("/profile")
-        return status == 200
-
-    def signin(self, mail, password=PASSWORD):
-        return self.post("/signin", {"email": mail, "password": password}, page_path="/signin")
-
-
-def outbox_mails(workdir):
-    out = []
-    for path in sorted(glob.glob(os.path.join(workdir, "outbox", "*.eml"))):
-        with open(path, "rb") as f:
-            msg = email.message_from_bytes(f.read(), policy=email.policy.default)
-        out.append((os.path.getmtime(path), path, msg))
-    return out
-
-
-def last_mail(workdir, to, subject_has=None, after=0):
-    """(subject, body, link) of the newest mail to `to` (waits a little for it)."""
-    def find():
-        for _, path, msg in reversed(outbox_mails(workdir)):
-            if to.lower() not in str(msg["To"]).lower() or path in after_paths:
-                continue
-            body = msg.get_body(preferencelist=("plain",)).get_content()
-            m = re.search(r"(https?://\S+[?&]token=[A-Za-z0-9_-]+)", body)
-            return str(msg["Subject"]), body, m.group(1) if m else None
-        return None
-    after_paths = set(after) if isinstance(after, (set, list)) else set()
-    return wait_for(find, timeout=5, what="a mail to %s" % to)
-
-
-def mail_paths(workdir):
-    return {path for _, path, _ in outbox_mails(workdir)}
-
-
-def path_of(link):
-    u = urllib.parse.urlsplit(link)
-    return u.path + ("?" + u.query if u.query else "")
-
-
-def token_of(link):
-    return urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["token"][0]
 
 
 def signup(c, mail, password=PASSWORD, first="Dev", last="Eloper", **extra):
@@ -210,13 +96,7 @@ def signed_in_client(p, workdir, mail, password=PASSWORD, source="127.0.0.1"):
 
 def set_admin_password(p, workdir, password=PASSWORD):
     """The administrator declared in the file gets a password through the reset mail."""
-    c = Client(p)
-    before = mail_paths(workdir)
-    c.post("/reset-password", {"email": ADMIN_EMAIL}, page_path="/reset-password")
-    _, _, link = last_mail(workdir, ADMIN_EMAIL, after=before)
-    c.get(path_of(link))
-    status, h, _ = c.post("/reset-password/confirm", {"token": token_of(link), "password": password})
-    assert status == 303, c.last
+    set_password_by_mail(Client(p), workdir, ADMIN_EMAIL, password)
     return signed_in_client(p, workdir, ADMIN_EMAIL, password)
 
 

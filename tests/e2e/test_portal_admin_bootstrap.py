@@ -15,8 +15,8 @@ import subprocess
 
 from conftest import BIN, basic_config, free_port
 from mgmt_helpers import TOKEN, Mgmt
-from test_portal_accounts import (ADMIN_EMAIL, Client, db, last_mail, mail_paths, outbox_mails, path_of,
-                                  start, token_of)
+from portal_helpers import Client, last_mail, mail_paths, outbox_mails, path_of, token_of
+from test_portal_accounts import ADMIN_EMAIL, db, start
 
 ADMIN_PW = "first admin password 1"
 DEV_EMAIL = "dev@example.com"

@@ -17,12 +17,15 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import pytest
 import yaml
 
 from conftest import basic_config, free_port, raw_exchange, wait_for
 from mgmt_helpers import Mgmt
+from portal_helpers import (PASSWORD, cookie_header, csrf_of, keep_cookies, last_mail, mail_paths, path_of,
+                            token_of)
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
@@ -781,7 +784,6 @@ def test_hostile_schemas_render_bounded(backend, portico):
 
 # ------------------------------------------- signed-in visitors (with accounts)
 
-PASSWORD = "correct horse battery"
 ADMIN_TOKEN = "portal-browse-admin-token"
 
 
@@ -796,19 +798,13 @@ class Browser(Client):
     def request(self, method, path, body=None, headers=None):
         h = dict(headers or {})
         if self.cookies:
-            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
+            h["Cookie"] = cookie_header(self.cookies)
         c = http.client.HTTPConnection(self.host, self.port, timeout=30)
         try:
             c.request(method, path, body=body, headers=h)
             r = c.getresponse()
             data = r.read()
-            for sc in r.headers.get_all("Set-Cookie") or []:
-                name, _, rest = sc.partition("=")
-                value = rest.split(";", 1)[0]
-                if "max-age=0" in sc.lower() or not value:
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = value
+            keep_cookies(self.cookies, r.headers.get_all("Set-Cookie") or [])
             self.last = data.decode(errors="replace")
             return r.status, {k.lower(): v for k, v in r.getheaders()}, data
         finally:
@@ -817,37 +813,11 @@ class Browser(Client):
     def post_form(self, path, form, page):
         """POSTs a form with the CSRF token of `page` (fetched first)."""
         self.get(page)
-        m = re.search(r'name="csrf" value="([^"]*)"', self.last)
-        assert m, "no CSRF token on %s" % page
-        form = dict(form, csrf=m.group(1))
-        import urllib.parse
+        token = csrf_of(self.last)
+        assert token, "no CSRF token on %s" % page
+        form = dict(form, csrf=token)
         return self.request("POST", path, urllib.parse.urlencode(form).encode(),
                             {"Content-Type": "application/x-www-form-urlencoded"})
-
-
-def newest_link(outbox, to, after):
-    import email
-    import email.policy
-    import glob
-
-    def find():
-        for path in sorted(glob.glob(os.path.join(outbox, "*.eml")), key=os.path.getmtime, reverse=True):
-            if path in after:
-                continue
-            with open(path, "rb") as f:
-                msg = email.message_from_bytes(f.read(), policy=email.policy.default)
-            if to.lower() not in str(msg["To"]).lower():
-                continue
-            m = re.search(r"https?://[^/\s]+(/\S+[?&]token=[A-Za-z0-9_-]+)", msg.get_body(("plain",)).get_content())
-            if m:
-                return m.group(1)
-        return None
-    return wait_for(find, timeout=5, what="a mail to %s" % to)
-
-
-def mails(outbox):
-    import glob
-    return set(glob.glob(os.path.join(outbox, "*.eml")))
 
 
 @pytest.fixture
@@ -865,14 +835,13 @@ def accounts(backend, portico, workdir):
 
     def developer(mail):
         b = Browser(p.portal_url)
-        before = mails(outbox)
+        before = mail_paths(workdir)
         st, h, _ = b.post_form("/signup", {"email": mail, "password": PASSWORD, "firstName": "Dev",
                                            "lastName": "Eloper", "terms": "on"}, "/signup")
         assert st in (200, 303), b.last[:500]
-        link = newest_link(outbox, mail, before)
+        link = path_of(last_mail(workdir, mail, after=before)[2])
         b.get(link)
-        m = re.search(r"token=([A-Za-z0-9_-]+)", link)
-        st, h, _ = b.post_form("/confirm", {"token": m.group(1)}, link)
+        st, h, _ = b.post_form("/confirm", {"token": token_of(link)}, link)
         assert st == 303, b.last[:500]
         st, h, _ = b.post_form("/signin", {"email": mail, "password": PASSWORD}, "/signin")
         assert st == 303, b.last[:500]
@@ -880,11 +849,10 @@ def accounts(backend, portico, workdir):
 
     def admin():
         b = Browser(p.portal_url)
-        before = mails(outbox)
+        before = mail_paths(workdir)
         b.post_form("/reset-password", {"email": "admin@example.com"}, "/reset-password")
-        link = newest_link(outbox, "admin@example.com", before)
-        m = re.search(r"token=([A-Za-z0-9_-]+)", link)
-        st, _, _ = b.post_form("/reset-password/confirm", {"token": m.group(1), "password": PASSWORD}, link)
+        link = path_of(last_mail(workdir, "admin@example.com", after=before)[2])
+        st, _, _ = b.post_form("/reset-password/confirm", {"token": token_of(link), "password": PASSWORD}, link)
         assert st == 303, b.last[:500]
         st, _, _ = b.post_form("/signin", {"email": "admin@example.com", "password": PASSWORD}, "/signin")
         assert st == 303, b.last[:500]

@@ -10,10 +10,6 @@ links and attributes; media that is not what it says or too large; a
 non-administrator on /admin; forged POSTs without the CSRF token.
 """
 
-import email
-import email.policy
-import glob
-import http.client
 import json
 import os
 import re
@@ -21,10 +17,11 @@ import urllib.parse
 
 import pytest
 
-from conftest import basic_config, free_port, to_yaml, wait_for
+from conftest import basic_config, free_port, to_yaml
 from mgmt_helpers import TOKEN, Mgmt
+import portal_helpers
+from portal_helpers import last_mail, mail_paths, set_password_by_mail, token_of
 
-PASSWORD = "correct horse battery"
 ADMIN = "admin@example.com"
 DEV = "dev@example.com"
 
@@ -61,56 +58,8 @@ def start(portico, backend, workdir, **kw):
     return p, Mgmt(p)
 
 
-class Client:
-    """One browser: a cookie jar, no redirects followed."""
-
-    def __init__(self, p):
-        u = urllib.parse.urlsplit(p.portal_url)
-        self.host, self.port = u.hostname, u.port
-        self.cookies = {}
-        self.last = ""
-
-    def request(self, method, path, body=None, headers=None, form=None):
-        c = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        h = dict(headers or {})
-        if self.cookies:
-            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
-        if form is not None:
-            body = urllib.parse.urlencode(form).encode()
-            h["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            c.request(method, path, body=body, headers=h)
-            r = c.getresponse()
-            raw = r.read()
-            for sc in r.headers.get_all("Set-Cookie") or []:
-                name, _, rest = sc.partition("=")
-                value = rest.split(";", 1)[0]
-                if "max-age=0" in sc.lower() or not value:
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = value
-            self.raw = raw
-            self.last = raw.decode(errors="replace")
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, self.last
-        finally:
-            c.close()
-
-    def get(self, path):
-        return self.request("GET", path)
-
-    def csrf(self):
-        m = re.search(r'name="csrf" value="([^"]*)"', self.last)
-        return m.group(1) if m else None
-
-    def post(self, path, form, page_path=None, csrf=True):
-        form = dict(form)
-        if csrf:
-            if page_path:
-                self.get(page_path)
-            token = self.csrf()
-            assert token, "no CSRF token on the page before POST %s" % path
-            form["csrf"] = token
-        return self.request("POST", path, form=form)
+class Client(portal_helpers.Client):
+    """The shared browser, and multipart uploads for the media forms."""
 
     def upload(self, path, data, filename="logo.png", ctype="image/png", fields=None, csrf=True):
         boundary = "----portico-test-boundary-7d3"
@@ -129,35 +78,11 @@ class Client:
                             headers={"Content-Type": "multipart/form-data; boundary=" + boundary})
 
 
-def newest_link(workdir, to, before):
-    def find():
-        for path in sorted(glob.glob(os.path.join(workdir, "outbox", "*.eml")), reverse=True):
-            if path in before:
-                continue
-            with open(path, "rb") as f:
-                msg = email.message_from_bytes(f.read(), policy=email.policy.default)
-            if to in str(msg["To"]):
-                body = msg.get_body(preferencelist=("plain",)).get_content()
-                m = re.search(r"https?://\S+[?&]token=([A-Za-z0-9_-]+)", body)
-                return msg, body, m.group(1) if m else None
-        return None
-    return wait_for(find, timeout=5, what="a mail to " + to)
-
-
-def outbox(workdir):
-    return set(glob.glob(os.path.join(workdir, "outbox", "*.eml")))
-
-
 def signed_in(p, workdir, mail):
     """A browser signed in as `mail` (a user declared in the file), its password set through the reset mail."""
     c = Client(p)
-    before = outbox(workdir)
-    c.post("/reset-password", {"email": mail}, page_path="/reset-password")
-    _, _, token = newest_link(workdir, mail, before)
-    c.get("/reset-password/confirm?token=" + token)
-    status, _, _ = c.post("/reset-password/confirm", {"token": token, "password": PASSWORD})
-    assert status == 303, c.last[:1000]
-    status, _, _ = c.post("/signin", {"email": mail, "password": PASSWORD}, page_path="/signin")
+    set_password_by_mail(c, workdir, mail)
+    status, _, _ = c.signin(mail)
     assert status == 303, c.last[:1000]
     return c
 
@@ -408,19 +333,19 @@ def test_templates_through_the_api_reach_the_mails(backend, portico, workdir):
     assert out["builtIn"] is False
     assert m.call("PUT", "portal/templates/unknown", {"subject": "x"})[0] == 404
     assert m.call("PUT", "portal/templates/invite", {"subject": "x", "extra": 1})[0] == 400
-    before = outbox(workdir)
+    before = mail_paths(workdir)
     c = Client(p)
     c.post("/reset-password", {"email": DEV}, page_path="/reset-password")
-    msg, body, token = newest_link(workdir, DEV, before)
-    assert str(msg["Subject"]).startswith("Reset for Dev at ")
-    assert "-- Acme" in body and token
+    subject, body, link = last_mail(workdir, DEV, after=before)
+    assert subject.startswith("Reset for Dev at ")
+    assert "-- Acme" in body and token_of(link)
     # back to the built-in text
     assert m.call("DELETE", "portal/templates/reset-password")[0] == 204
     assert m.ok("GET", "portal/templates/reset-password")["builtIn"] is True
-    before = outbox(workdir)
+    before = mail_paths(workdir)
     c.post("/reset-password", {"email": DEV}, page_path="/reset-password")
-    msg, _, _ = newest_link(workdir, DEV, before)
-    assert not str(msg["Subject"]).startswith("Reset for")
+    subject, _, _ = last_mail(workdir, DEV, after=before)
+    assert not subject.startswith("Reset for")
 
 
 # ------------------------------------------------------------ the file

@@ -28,6 +28,7 @@ import pytest
 
 from conftest import basic_config, free_port
 from mgmt_helpers import TOKEN, Mgmt
+from portal_helpers import cookie_header, keep_cookies
 
 SECRET = "s3cret-of-the-portal-client-0123456789"
 CLIENT = "portal-client"
@@ -211,7 +212,7 @@ class Browser:
         h = {}
         portal = u.port == self.portal_port
         if self.cookies and portal:
-            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
+            h["Cookie"] = cookie_header(self.cookies)
         body = None
         if form is not None:
             body = urllib.parse.urlencode(form).encode()
@@ -222,13 +223,7 @@ class Browser:
             r = c.getresponse()
             text = r.read().decode(errors="replace")
             if portal:
-                for sc in r.headers.get_all("Set-Cookie") or []:
-                    name, _, rest = sc.partition("=")
-                    value = rest.split(";", 1)[0]
-                    if "max-age=0" in sc.lower() or not value:
-                        self.cookies.pop(name, None)
-                    else:
-                        self.cookies[name] = value
+                keep_cookies(self.cookies, r.headers.get_all("Set-Cookie") or [])
             self.last = text
             return r.status, {k.lower(): v for k, v in r.getheaders()}, text
         finally:

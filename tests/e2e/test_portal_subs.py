@@ -27,6 +27,8 @@ import pytest
 from backends import EchoBackend
 from conftest import free_port, wait_for
 from mgmt_helpers import TOKEN, Mgmt, mgmt_config
+import portal_helpers
+from portal_helpers import csrf_of
 from tls_helpers import Pki, TLSEchoBackend
 
 PASSWORD = "correct horse battery staple"
@@ -35,46 +37,14 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 # ------------------------------------------------------------------ helpers
 
-class Browser:
-    """A portal visitor without JavaScript: keeps cookies, reads forms."""
-
-    def __init__(self, base):
-        u = urllib.parse.urlsplit(base)
-        self.host, self.port = u.hostname, u.port
-        self.cookies = {}
-        self.last = ""
+class Browser(portal_helpers.Client):
+    """A portal visitor without JavaScript (the shared browser): JSON bodies for the console's API too."""
 
     def request(self, method, path, form=None, headers=None, body=None):
-        h = dict(headers or {})
-        if self.cookies:
-            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
-        if form is not None:
-            body = urllib.parse.urlencode(form).encode()
-            h["Content-Type"] = "application/x-www-form-urlencoded"
-        elif isinstance(body, (dict, list)):
+        if form is None and isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
-            h["Content-Type"] = "application/json"
-        c = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        try:
-            c.request(method, path, body=body, headers=h)
-            r = c.getresponse()
-            data = r.read()
-            raw_headers = r.getheaders()
-        finally:
-            c.close()
-        for k, v in raw_headers:
-            if k.lower() == "set-cookie":
-                name, _, rest = v.partition("=")
-                value = rest.split(";", 1)[0]
-                if not value or re.search(r"(?i)max-age=0\b", v):
-                    self.cookies.pop(name.strip(), None)
-                else:
-                    self.cookies[name.strip()] = value
-        hdrs = {k.lower(): v for k, v in raw_headers}
-        text = data.decode("utf-8", "replace")
-        if "html" in hdrs.get("content-type", ""):
-            self.last = text
-        return r.status, hdrs, text
+            headers = dict(headers or {}, **{"Content-Type": "application/json"})
+        return super().request(method, path, form=form, headers=headers, body=body)
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
@@ -87,9 +57,9 @@ class Browser:
         return status, hdrs, text
 
     def csrf(self, page=None):
-        m = re.search(r'name="csrf" value="([^"]*)"', page if page is not None else self.last)
-        assert m, "no CSRF field on the page"
-        return m.group(1)
+        token = csrf_of(page if page is not None else self.last)
+        assert token is not None, "no CSRF field on the page"
+        return token
 
     def post(self, path, fields=None, csrf=True, page="/subscriptions"):
         """POSTs a form with the session's CSRF token (taken from `page`)."""

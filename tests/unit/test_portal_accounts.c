@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "store_helpers.h"
+
 static void test_random_ids(void **state)
 {
     (void)state;
@@ -208,33 +210,11 @@ static void test_throttle(void **state)
 
 /* ---------------------------------------------------------- the store */
 
-static struct pt_store *open_store(char dir[64])
-{
-    snprintf(dir, 64, "/tmp/pt-accounts-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    char err[256];
-    struct pt_store *st = pt_store_open(dir, err, sizeof(err));
-    assert_non_null(st);
-    return st;
-}
-
-static void close_store(struct pt_store *st, const char *dir)
-{
-    pt_store_close(st);
-    char path[128];
-    const char *files[] = {"portico.db", "portico.db-wal", "portico.db-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
-}
-
 static void test_store_tokens(void **state)
 {
     (void)state;
     char dir[64], user[128];
-    struct pt_store *st = open_store(dir);
+    struct pt_store *st = open_store(dir, "accounts");
     assert_true(pt_store_accounts_token_put(st, "h1", "reset", "u1", 5000));
     /* the wrong purpose, or after the expiry: refused and not spent */
     assert_false(pt_store_accounts_token_use(st, "h1", "confirm", 1000, user));
@@ -258,7 +238,7 @@ static void test_store_stamps_and_sessions(void **state)
 {
     (void)state;
     char dir[64], hash[200];
-    struct pt_store *st = open_store(dir);
+    struct pt_store *st = open_store(dir, "accounts");
     int64_t s1 = 0, s2 = 0, s3 = 0, got = 0;
     assert_false(pt_store_accounts_cred_get(st, "u1", "Dev@Example.com", hash, sizeof(hash), &got));
     assert_true(pt_store_accounts_cred_set(st, "u1", "dev@example.com", "$argon2id$one", &s1));
@@ -311,7 +291,7 @@ static void test_store_email_lookup(void **state)
 {
     (void)state;
     char dir[64], id[128];
-    struct pt_store *st = open_store(dir);
+    struct pt_store *st = open_store(dir, "accounts");
     json_t *u = json_pack("{s:s,s:s}", "id", "u1", "email", "Dev@Example.com");
     assert_true(pt_store_put(st, "user", "", "u1", "", u, "api", NULL));
     json_decref(u);

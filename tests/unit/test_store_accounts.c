@@ -19,27 +19,7 @@
 
 #include <cmocka.h>
 
-static struct pt_store *open_store(char dir[64])
-{
-    snprintf(dir, 64, "/tmp/pt-staccounts-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    char err[256];
-    struct pt_store *st = pt_store_open(dir, err, sizeof(err));
-    assert_non_null(st);
-    return st;
-}
-
-static void close_store(struct pt_store *st, const char *dir)
-{
-    pt_store_close(st);
-    char path[128];
-    const char *files[] = {"portico.db", "portico.db-wal", "portico.db-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
-}
+#include "store_helpers.h"
 
 static void test_token_new(void **state)
 {
@@ -47,7 +27,7 @@ static void test_token_new(void **state)
     char dir[64], user[128], raw[PT_STORE_ACCOUNTS_SECRET_CHARS + 1],
         raw2[PT_STORE_ACCOUNTS_SECRET_CHARS + 1];
     char h[65];
-    struct pt_store *st = open_store(dir);
+    struct pt_store *st = open_store(dir, "staccounts");
     assert_true(pt_store_accounts_token_new(st, "invite", "admin", 5000, raw));
     assert_true(pt_store_accounts_token_new(st, "invite", "admin", 5000, raw2));
     assert_true(pt_store_accounts_well_formed(raw));
@@ -74,7 +54,7 @@ static void test_password_set(void **state)
     char dir[64], hash[PT_STORE_ACCOUNTS_HASH_MAX];
     int64_t s1 = 0, s2 = 0;
     const char *why = NULL;
-    struct pt_store *st = open_store(dir);
+    struct pt_store *st = open_store(dir, "staccounts");
     assert_false(pt_store_accounts_password_ok("123456789", &why));
     assert_non_null(strstr(why, "10 characters"));
     assert_true(pt_store_accounts_password_ok("0123456789", &why));
