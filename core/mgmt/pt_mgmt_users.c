@@ -201,7 +201,9 @@ static void set_password(struct mreq *m)
         pt_mgmt_req_send_error(m, 400, "ValidationError", "password: %s", why);
         goto done;
     }
-    if (!strcmp(state, "pending")) {
+    /* activate_fn rewrites body's state: its string is gone after the change */
+    bool was_pending = !strcmp(state, "pending");
+    if (was_pending) {
         struct activate a = {body, email, pw};
         if (!pt_mgmt_entities_change(m, activate_fn, &a, 500, NULL))
             goto done; /* answered */
@@ -217,7 +219,7 @@ static void set_password(struct mreq *m)
     pt_store_accounts_token_drop_user(pt_mgmt_req_store, m->id, "reset");
     pt_store_accounts_token_drop_user(pt_mgmt_req_store, m->id, "invite");
     pt_info("management: the portal password of user %s was set%s", m->id,
-            strcmp(state, "pending") ? "" : " (now active)");
+            was_pending ? " (now active)" : "");
 done:
     /* every path: the plaintext wiped, the parsed body (a new reference) released */
     forget_password_body(m, req);

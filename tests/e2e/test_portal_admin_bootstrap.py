@@ -18,6 +18,9 @@ from mgmt_helpers import TOKEN, Mgmt
 from portal_helpers import Client, last_mail, mail_paths, outbox_mails, path_of, token_of
 from test_portal_accounts import ADMIN_EMAIL, db, start
 
+# an ASan build (portico -v names it) keeps freed memory in quarantine, so RSS says nothing of leaks there
+SANITIZED = "AddressSanitizer" in subprocess.run([BIN, "-v"], capture_output=True, text=True, timeout=10).stdout
+
 ADMIN_PW = "first admin password 1"
 DEV_EMAIL = "dev@example.com"
 
@@ -200,7 +203,8 @@ def test_refused_passwords_do_not_leak_the_body(backend, portico, workdir):
         assert set_password(m, "admin", big)[0] == 400
         assert m.call("PUT", "users/admin/password", {"password": big, "extra": i})[0] == 400
     grown = rss_kib(p.proc.pid) - before
-    assert grown < 60 * 1024, "RSS grew by %d KiB over 120 refused 2 MiB bodies" % grown
+    if not SANITIZED:  # ASan holds freed blocks in its quarantine: there its leak check at exit judges
+        assert grown < 60 * 1024, "RSS grew by %d KiB over 120 refused 2 MiB bodies" % grown
     # and the accepted path still works (and releases too)
     for i in range(20):
         assert set_password(m, "admin", "accepted password %02d" % i)[0] == 204
