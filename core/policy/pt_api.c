@@ -680,6 +680,77 @@ static int api_log_emit(pt_call *call, const void *logger, pt_bytes message, pt_
 
 void pt_policy_fill_api(struct pt_api *a);
 
+/* -- ABI 1.7: stubs until each piece lands (backends, send-request, caches) -- */
+
+static int api_backend_set(pt_call *call, pt_bytes base_url, pt_bytes backend_id)
+{
+    (void)base_url, (void)backend_id;
+    pt_msg_set_error(call->req, 500, call->name, "NotImplemented", "set-backend-service is not built yet");
+    return -1;
+}
+
+static int api_forward_proxy_set(pt_call *call, pt_bytes url, pt_bytes username, pt_bytes password)
+{
+    (void)url, (void)username, (void)password;
+    pt_msg_set_error(call->req, 500, call->name, "NotImplemented", "proxy is not built yet");
+    return -1;
+}
+
+static void *api_http_send(pt_call *call, const struct pt_http_req *r,
+                           void (*done)(pt_call *, void *, int, const struct pt_http_resp *), void *arg)
+{
+    (void)r, (void)done, (void)arg;
+    pt_msg_set_error(call->req, 500, call->name, "NotImplemented", "send-request is not built yet");
+    return NULL;
+}
+
+static void api_http_cancel(void *handle)
+{
+    (void)handle;
+}
+
+static int api_http_send_detached(pt_call *call, const struct pt_http_req *r)
+{
+    (void)call, (void)r;
+    return -1;
+}
+
+static int api_var_set_response(pt_call *call, pt_bytes name, const struct pt_http_resp *resp)
+{
+    (void)call, (void)name, (void)resp;
+    return -1;
+}
+
+static int api_var_get_response(pt_call *call, pt_bytes name, struct pt_http_resp *out)
+{
+    (void)call, (void)name, (void)out;
+    return 0;
+}
+
+static int api_cache_get(pt_call *call, int type, pt_bytes key,
+                         void (*done)(pt_call *, void *, int, pt_bytes), void *arg)
+{
+    (void)call, (void)type, (void)key, (void)done, (void)arg;
+    return 0;
+}
+
+static int api_cache_put(pt_call *call, int type, pt_bytes key, pt_bytes value, uint32_t ttl_s)
+{
+    (void)call, (void)type, (void)key, (void)value, (void)ttl_s;
+    return -1;
+}
+
+static int api_cache_del(pt_call *call, int type, pt_bytes key)
+{
+    (void)call, (void)type, (void)key;
+    return -1;
+}
+
+static void api_cache_mark(pt_call *call, int status)
+{
+    call->req->cache_status = (uint8_t)(status == PT_CACHE_HIT ? 1 : status == PT_CACHE_MISS ? 2 : 0);
+}
+
 static struct pt_api build_api(void)
 {
     struct pt_api a = {0};
@@ -731,6 +802,17 @@ static struct pt_api build_api(void)
     a.trace_emit = api_trace_emit;
     a.logger_find = api_logger_find;
     a.log_emit = api_log_emit;
+    a.backend_set = api_backend_set;
+    a.forward_proxy_set = api_forward_proxy_set;
+    a.http_send = api_http_send;
+    a.http_cancel = api_http_cancel;
+    a.http_send_detached = api_http_send_detached;
+    a.var_set_response = api_var_set_response;
+    a.var_get_response = api_var_get_response;
+    a.cache_get = api_cache_get;
+    a.cache_put = api_cache_put;
+    a.cache_del = api_cache_del;
+    a.cache_mark = api_cache_mark;
     return a;
 }
 

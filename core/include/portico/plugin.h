@@ -45,6 +45,13 @@
  *                    the gateway's log (the trace policy); logger_find
  *                    and log_emit: messages to the configured
  *                    loggers (log-to-eventhub).
+ *   1.7  2026-12-06  backend_set and forward_proxy_set (set-backend-service,
+ *                    proxy); http_send, http_cancel and http_send_detached
+ *                    (send-request, send-one-way-request: the worker's own
+ *                    non-blocking client); var_set_response and
+ *                    var_get_response (a response held in a variable);
+ *                    cache_get, cache_put, cache_del and cache_mark (the
+ *                    node's caches, internal or Redis); PT_FACT_USER_GROUPS.
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -57,7 +64,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 6
+#define PT_ABI_MINOR 7
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -135,6 +142,8 @@ typedef struct pt_value pt_value;     /* a compiled attribute value (literal or 
 typedef struct pt_element pt_element; /* a nested element of a statement */
 typedef struct pt_timer pt_timer;
 struct pt_http_get_opts; /* api->http_get's options, below */
+struct pt_http_req;      /* api->http_send's request (ABI 1.7), below */
+struct pt_http_resp;     /* ... and its response */
 
 /* A byte string that is not NUL-terminated. */
 typedef struct pt_bytes {
@@ -382,6 +391,84 @@ struct pt_api {
        when dropped (the logger's queue is full; counted). */
     int (*log_emit)(pt_call *call, const void *logger, pt_bytes message, pt_bytes partition_id,
                     pt_bytes partition_key);
+
+    /* -- ABI 1.7 -- */
+    /* set-backend-service: where forward-request sends this request.  A non-empty backend_id names a
+       configured backend (a single one or a pool, docs/backends.md); otherwise base_url is an http(s)
+       base URL (the operation's path is appended to it).  0, or -1 with the request's error set. */
+    int (*backend_set)(pt_call *call, pt_bytes base_url, pt_bytes backend_id);
+    /* The proxy policy: forward-request goes through the HTTP proxy url (http://host[:port]), with
+       Basic credentials when username is not empty.  0, or -1 with the request's error set. */
+    int (*forward_proxy_set)(pt_call *call, pt_bytes url, pt_bytes username, pt_bytes password);
+    /* send-request: starts r on the request's worker without blocking it; done(call, arg, err, resp)
+       runs later on the same worker (never from inside http_send), with err 0 and the response, or
+       a PT_HTTP_ERR_* code and resp NULL.  Everything r points to is copied.  Returns a handle for
+       http_cancel (done is not called after a cancel), or NULL with the request's error set.  Calls
+       still running when the request ends are cancelled. */
+    void *(*http_send)(pt_call *call, const struct pt_http_req *r,
+                       void (*done)(pt_call *call, void *arg, int err, const struct pt_http_resp *resp),
+                       void *arg);
+    void (*http_cancel)(void *handle);
+    /* send-one-way-request: r is copied to a bounded queue of the worker and sent whatever becomes of
+       the request; 0 when queued, -1 when dropped (counted on /metrics). */
+    int (*http_send_detached)(pt_call *call, const struct pt_http_req *r);
+    /* A response kept in a variable (send-request's response-variable-name): copied into the request;
+       context.variables[name] is then a response object in expressions (docs/lua-api.md).  A NULL
+       resp sets the variable to nil (ignore-error).  0 or -1. */
+    int (*var_set_response)(pt_call *call, pt_bytes name, const struct pt_http_resp *resp);
+    /* The response held in variable name: 1 and *out filled (pointers valid until the request
+       ends), 0 when the variable is not a response. */
+    int (*var_get_response)(pt_call *call, pt_bytes name, struct pt_http_resp *out);
+    /* The node's caches (docs/caching.md).  caching_type is PT_CACHE_*.  cache_get: 1 with *value
+       (request memory) on a hit, 0 on a miss, PT_AGAIN when the answer comes later through
+       done(call, arg, found, value) on the request's worker (then return PT_AGAIN from run() and
+       resume from done).  A store that is down answers a miss.  cache_put and cache_del never
+       wait: 0 when handed to the store, -1 when skipped (too large, store down; counted). */
+    int (*cache_get)(pt_call *call, int caching_type, pt_bytes key,
+                     void (*done)(pt_call *call, void *arg, int found, pt_bytes value), void *arg);
+    int (*cache_put)(pt_call *call, int caching_type, pt_bytes key, pt_bytes value, uint32_t ttl_s);
+    int (*cache_del)(pt_call *call, int caching_type, pt_bytes key);
+    /* Records whether the response cache answered this request (PT_CACHE_HIT / PT_CACHE_MISS): the
+       analytics' and access log's cache field. */
+    void (*cache_mark)(pt_call *call, int status);
+};
+
+/* caching-type (ABI 1.7): prefer-external uses Redis when `cache.redis` is configured, else the
+   internal cache. */
+enum { PT_CACHE_PREFER_EXTERNAL = 0, PT_CACHE_EXTERNAL = 1, PT_CACHE_INTERNAL = 2 };
+/* cache_mark's statuses (ABI 1.7). */
+enum { PT_CACHE_HIT = 1, PT_CACHE_MISS = 2 };
+
+/* api->http_send's request (ABI 1.7).  Zeros are defaults. */
+struct pt_http_req {
+    pt_bytes method; /* GET */
+    pt_bytes url;    /* absolute http:// or https:// URL */
+    const pt_bytes *header_names, *header_values;
+    int nheaders;
+    pt_bytes body;
+    uint32_t timeout_ms; /* the whole exchange (60 s) */
+    size_t max_body;     /* the response body (limits.bufferSize) */
+    pt_bytes proxy_url;  /* empty: direct */
+    pt_bytes proxy_username, proxy_password;
+    void *client_cert; /* from tls_client_cert, or NULL */
+};
+
+/* api->http_send's response (ABI 1.7). */
+struct pt_http_resp {
+    int status;
+    pt_bytes reason;
+    const pt_bytes *header_names, *header_values;
+    int nheaders;
+    pt_bytes body;
+};
+
+/* http_send's errors (ABI 1.7): APIM's lastError reasons in brackets. */
+enum {
+    PT_HTTP_ERR_TIMEOUT = 1,   /* Timeout */
+    PT_HTTP_ERR_CONNECT = 2,   /* BackendConnectionFailure: could not connect (or proxy refused) */
+    PT_HTTP_ERR_PROTOCOL = 3,  /* BackendConnectionFailure: a broken response */
+    PT_HTTP_ERR_TOO_LARGE = 4, /* the response body passed max_body */
+    PT_HTTP_ERR_URL = 5,       /* not an http(s) URL, or a host that does not resolve */
 };
 
 /* trace_emit's severities (ABI 1.6), APIM's. */
@@ -423,6 +510,7 @@ enum {
     PT_FACT_REQUEST_ID,
     PT_FACT_CLIENT_CERT,        /* the TLS client certificate (PEM), empty without one */
     PT_FACT_CLIENT_CERT_VERIFY, /* "ok", or why it does not verify against the listener's clientCa */
+    PT_FACT_USER_GROUPS,        /* ABI 1.7: the subscription owner's group ids, comma-separated, sorted */
 };
 
 /* Log levels for api->log. */
