@@ -11,6 +11,7 @@
  * entry point, which frees the document's arena: the only resource held.
  */
 #include "pt_graphql.h"
+#include "pt_utf8.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -155,38 +156,6 @@ static bool is_digit(unsigned char c)
     return c >= '0' && c <= '9';
 }
 
-/* Length of a valid UTF-8 sequence at s (n bytes left), 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-    } else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return len;
-}
-
 static void put_utf8(char *out, size_t *o, uint32_t cp)
 {
     if (cp < 0x80)
@@ -323,7 +292,7 @@ static void lex_string(struct parser *ps)
             q += adv;
             continue;
         }
-        size_t n = utf8_len((const unsigned char *)q, (size_t)(r - q));
+        size_t n = pt_utf8_seq((const unsigned char *)q, (size_t)(r - q));
         if (!n)
             fail_here(ps, q, "invalid UTF-8 in a string%s", "");
         memcpy(out + o, q, n);
@@ -429,7 +398,7 @@ static void lex_block(struct parser *ps)
         }
         if (c < 0x20 && c != '\t')
             fail_here(ps, q, "invalid character in a block string%s", "");
-        size_t n = utf8_len((const unsigned char *)q, (size_t)(end - q));
+        size_t n = pt_utf8_seq((const unsigned char *)q, (size_t)(end - q));
         if (!n)
             fail_here(ps, q, "invalid UTF-8 in a block string%s", "");
         q += n;

@@ -3,6 +3,7 @@
  * rendering of emit-metric's counters (see pt_metrics.h).
  */
 #include "event/pt_metrics.h"
+#include "base/pt_utf8.h"
 
 #include <event2/buffer.h>
 #include <jansson.h>
@@ -71,38 +72,6 @@ size_t pt_metrics_sanitize(pt_str in, char *out, size_t cap)
     return n;
 }
 
-/* The length of a valid UTF-8 sequence at p (at most n bytes), 0 if none. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    size_t k;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        k = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        k = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        k = 4;
-        cp = c & 0x07;
-    } else
-        return 0;
-    if (k > n)
-        return 0;
-    for (size_t i = 1; i < k; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((k == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (k == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return k;
-}
-
 size_t pt_metrics_escape(pt_str v, char *out)
 {
     size_t len = PT_MIN(v.len, (size_t)PT_METRICS_VALUE_MAX), n = 0;
@@ -121,7 +90,7 @@ size_t pt_metrics_escape(pt_str v, char *out)
             out[n++] = '?';
             i++;
         } else {
-            size_t k = utf8_len(p + i, len - i);
+            size_t k = pt_utf8_seq(p + i, len - i);
             if (!k) {
                 out[n++] = '?';
                 i++;

@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include "http/pt_logsink.h"
+#include "base/pt_utf8.h"
 
 #include "base/pt_log.h"
 #include "base/pt_sbuf.h"
@@ -348,33 +349,14 @@ size_t pt_logsink_syslog_format(char *out, size_t max, int pri, uint64_t wall_ms
     return n;
 }
 
-static size_t utf8_len(const unsigned char *s, size_t left)
-{
-    unsigned char c = s[0];
-    size_t need = c < 0x80                   ? 1
-                  : (c >= 0xC2 && c <= 0xDF) ? 2
-                  : (c >= 0xE0 && c <= 0xEF) ? 3
-                  : (c >= 0xF0 && c <= 0xF4) ? 4
-                                             : 0;
-    if (!need || need > left)
-        return 0;
-    for (size_t i = 1; i < need; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if (need == 3 && ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F)))
-        return 0;
-    if (need == 4 && ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F)))
-        return 0;
-    return need;
-}
-
 static void json_str(struct pt_sbuf *b, const char *s, size_t len)
 {
     pt_sbuf_add(b, "\"", 1);
     size_t i = 0, run = 0;
     while (i < len) {
         unsigned char c = (unsigned char)s[i];
-        size_t k = c >= 0x20 && c != '"' && c != '\\' ? utf8_len((const unsigned char *)s + i, len - i) : 0;
+        size_t k =
+            c >= 0x20 && c != '"' && c != '\\' ? pt_utf8_seq((const unsigned char *)s + i, len - i) : 0;
         if (k) {
             i += k;
             run += k;

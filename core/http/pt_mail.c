@@ -16,6 +16,7 @@
 #include "http/pt_mail.h"
 #include "base/pt_log.h"
 #include "base/pt_sbuf.h"
+#include "base/pt_utf8.h"
 #include "conf/pt_content.h"
 
 #include <ctype.h>
@@ -262,16 +263,9 @@ static void sb_base64(struct pt_sbuf *b, const unsigned char *s, size_t n)
    valid one: it is then replaced). */
 static size_t utf8_len(const unsigned char *s, bool *valid)
 {
-    size_t n = s[0] < 0x80             ? 1
-               : (s[0] & 0xe0) == 0xc0 ? 2
-               : (s[0] & 0xf0) == 0xe0 ? 3
-               : (s[0] & 0xf8) == 0xf0 ? 4
-                                       : 0;
-    *valid = n > 0 && !(n == 2 && s[0] < 0xc2) && !(n == 4 && s[0] > 0xf4);
-    for (size_t i = 1; *valid && i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            *valid = false;
-    return *valid ? n : 1;
+    size_t n = pt_utf8_seq(s, strnlen((const char *)s, 4)); /* s is NUL-terminated */
+    *valid = n > 0;
+    return n ? n : 1;
 }
 
 /* A header value from user text: control characters (CR, LF, tab...)

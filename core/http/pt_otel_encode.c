@@ -19,6 +19,7 @@
  * then written in as few bytes as it needs and the body moved back.
  */
 #include "http/pt_otel_encode.h"
+#include "base/pt_utf8.h"
 
 #include <stdio.h>
 
@@ -26,40 +27,12 @@
 #define FLAG_HAS_IS_REMOTE 0x100u
 #define FLAG_IS_REMOTE 0x200u
 
-/* The length of a valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    uint32_t min, cp;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, min = 0x80, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, min = 0x800, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, min = 0x10000, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* s as valid UTF-8 into out (room for 3 * s.len bytes); returns the length. */
 static size_t utf8_clean(pt_str s, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < s.len;) {
-        size_t k = utf8_seq((const unsigned char *)s.data + i, s.len - i);
+        size_t k = pt_utf8_seq((const unsigned char *)s.data + i, s.len - i);
         if (k) {
             memcpy(out + o, s.data + i, k);
             o += k;

@@ -10,6 +10,7 @@
  *   pt_trace_finish: JSON ── store (mutex, ring of tracing.maxTraces, ttl)
  */
 #include "http/pt_trace.h"
+#include "base/pt_utf8.h"
 
 #include "base/pt_log.h"
 #include "conf/pt_conf.h"
@@ -80,19 +81,8 @@ static void jstr(struct pt_buf *b, pt_str s)
     size_t start = 0, i = 0;
     while (i < n) {
         unsigned char c = p[i];
-        size_t k = 0; /* length of a valid UTF-8 sequence starting here */
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-            k = 1;
-        else if (c >= 0xc2 && c <= 0xdf && i + 1 < n && (p[i + 1] & 0xc0) == 0x80)
-            k = 2;
-        else if (c >= 0xe0 && c <= 0xef && i + 2 < n && (p[i + 1] & 0xc0) == 0x80 &&
-                 (p[i + 2] & 0xc0) == 0x80 && !(c == 0xe0 && p[i + 1] < 0xa0) &&
-                 !(c == 0xed && p[i + 1] >= 0xa0))
-            k = 3;
-        else if (c >= 0xf0 && c <= 0xf4 && i + 3 < n && (p[i + 1] & 0xc0) == 0x80 &&
-                 (p[i + 2] & 0xc0) == 0x80 && (p[i + 3] & 0xc0) == 0x80 && !(c == 0xf0 && p[i + 1] < 0x90) &&
-                 !(c == 0xf4 && p[i + 1] >= 0x90))
-            k = 4;
+        /* printable ASCII other than the two JSON escapes, or a valid UTF-8 sequence */
+        size_t k = c < 0x80 ? (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') : pt_utf8_seq(p + i, n - i);
         if (k) {
             i += k;
             continue;
