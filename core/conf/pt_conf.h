@@ -493,6 +493,9 @@ bool pt_conf_entities_parse_sub_scope(const char *scope, enum pt_sub_scope *kind
 /* The user id of a subscription's ownerId ("/users/ID", perhaps after a service path; the id holds no
    "/"), pointing into owner_id; NULL when it names no user. The one rule for "whose subscription". */
 const char *pt_conf_entities_owner_user(const char *owner_id);
+/* Is s free of control characters (C0, DEL, C1, U+2028/U+2029)?  Names go into page titles and mail
+   bodies sent to any address, where a line break could forge text. */
+bool pt_conf_entities_text_ok(const char *s);
 /* Same, from text already in memory (tests; `name` names it in messages). */
 struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len, struct pt_errors *errs);
 void pt_conf_free(struct pt_conf *conf);

@@ -938,6 +938,13 @@ bool pt_conf_entities_read_users(struct pt_cfctx *cx, struct pt_node *n, void *f
                                NO_FIELD);
     for (int i = 0; i < cf->nusers; i++) {
         struct pt_user_cf *u = &cf->users[i];
+        const char *names[2] = {u->first_name, u->last_name}, *keys[2] = {"firstName", "lastName"};
+        for (int k = 0; k < 2; k++)
+            if (!pt_conf_entities_text_ok(names[k])) {
+                pt_node_error(cx->errs, pt_node_get(u->node, keys[k]), "%s holds a control character",
+                              keys[k]);
+                ok = false;
+            }
         if (u->email && (!strchr(u->email, '@') || strchr(u->email, ' '))) {
             pt_node_error(cx->errs, pt_node_get(u->node, "email"), "'%s' is not an email address", u->email);
             ok = false;
@@ -1015,6 +1022,19 @@ const struct pt_cfkey pt_conf_entities_sub_keys[] = {
      .doc = "ISO 8601, as in APIM; kept with the subscription."},
     {0},
 };
+
+bool pt_conf_entities_text_ok(const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; c && *c; c++) {
+        if (*c < 0x20 || *c == 0x7f)
+            return false;
+        if (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) /* U+0080..U+009F in UTF-8 */
+            return false;
+        if (c[0] == 0xe2 && c[1] == 0x80 && (c[2] == 0xa8 || c[2] == 0xa9)) /* line/paragraph separators */
+            return false;
+    }
+    return true;
+}
 
 const char *pt_conf_entities_owner_user(const char *owner_id)
 {

@@ -150,15 +150,7 @@ bool pt_portal_account_name_ok(const char *s)
     size_t n = s ? strlen(s) : 0;
     if (!n || n > NAME_MAX_LEN)
         return false;
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c < 0x20 || *c == 0x7f)
-            return false;
-        if (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) /* U+0080..U+009F in UTF-8 */
-            return false;
-        if (c[0] == 0xe2 && c[1] == 0x80 && (c[2] == 0xa8 || c[2] == 0xa9)) /* line/paragraph separators */
-            return false;
-    }
-    return true;
+    return pt_conf_entities_text_ok(s);
 }
 
 /* Both names of a form (trimmed copies in first and last) are acceptable. */

@@ -787,8 +787,10 @@ static void signup_save(const struct pt_portal_req *r, const char *prov, const j
     snprintf(slot->email, sizeof(slot->email), "%s", json_string_value(json_object_get(c, "email")) ?: "");
     const char *g = json_string_value(json_object_get(c, "given_name")),
                *f = json_string_value(json_object_get(c, "family_name"));
-    snprintf(slot->given, sizeof(slot->given), "%s", g && strlen(g) < 128 ? g : "");
-    snprintf(slot->family, sizeof(slot->family), "%s", f && strlen(f) < 128 ? f : "");
+    snprintf(slot->given, sizeof(slot->given), "%s",
+             g && strlen(g) < 128 && pt_conf_entities_text_ok(g) ? g : "");
+    snprintf(slot->family, sizeof(slot->family), "%s",
+             f && strlen(f) < 128 && pt_conf_entities_text_ok(f) ? f : "");
     slot->created = now;
 }
 
@@ -886,7 +888,9 @@ static bool email_ok(const char *e)
 static const char *claim(const json_t *c, const char *name, const char *def)
 {
     const char *s = json_string_value(json_object_get(c, name));
-    return s && strlen(s) < 128 ? s : def;
+    return s && strlen(s) < 128 && pt_conf_entities_text_ok(s)
+               ? s
+               : def; /* a name with a line break is dropped */
 }
 
 /* The user the verified claims sign in (id into uid), making or activating one when allowed.  false

@@ -210,6 +210,19 @@ def test_names_with_line_breaks_are_refused(backend, portico, workdir):
     assert status == 303 and get_user(p, user_id(p, "named@example.com"))["firstName"] == "Zo\u00eb"
 
 
+def test_names_with_line_breaks_are_refused_through_the_management_api(backend, portico, workdir):
+    """The same names written by an API client instead of the portal's form: refused with the key named,
+    and nothing stored."""
+    p, m = start(portico, backend, workdir)
+    for key in ("firstName", "lastName"):
+        body = {"email": "api-user@example.com", "firstName": "Eve", "lastName": "X"}
+        body[key] = "Eve\r\n\r\nYour account is locked: https://evil.example/"
+        status, _, out = m.call("PUT", "users/api-user", body)
+        assert status == 400, (key, status, out)
+        assert "%s holds a control character" % key in str(out), out
+    assert m.call("GET", "users/api-user")[0] == 404
+
+
 def test_signup_can_be_closed(backend, portico, workdir):
     p, m = start(portico, backend, workdir, site={"signupEnabled": False})
     c = Client(p)

@@ -332,6 +332,18 @@ def test_signup_through_the_provider_then_sign_in_again(portico, idp, workdir, b
     assert users_by_email(m, "alice.new@example.com") == []
 
 
+def test_a_name_claim_with_a_line_break_is_dropped(portico, idp, workdir, backend):
+    """The provider's given_name is text the user chose: one carrying a line break (which would forge
+    lines in the portal's mails) is left out; the sign-up still works and the other name is kept."""
+    p, m, b = start_portal(portico, idp, workdir, backend)
+    idp.user["given_name"] = "Alice\r\n\r\nYour account is locked: https://evil.example/"
+    status, _, _ = b.request(at_provider(b, begin(b)))
+    assert status == 303 and signed_in(b), b.last
+    users = users_by_email(m, "alice@example.com")
+    assert len(users) == 1 and users[0]["state"] == "active"
+    assert users[0].get("firstName", "") == "" and users[0]["lastName"] == "Liddell"
+
+
 def test_an_https_provider_checked_against_the_trusted_cas(portico, workdir, backend, tmp_path):
     sys.path.insert(0, os.path.dirname(__file__))
     from tls_helpers import Pki

@@ -749,6 +749,21 @@ static void test_portal_errors(void **state)
         "t.yaml:4:23: issuer must be an https:// URL (allowInsecure permits http:// on loopback)");
 }
 
+/* A user's names go into pages and mail bodies: a line break or another control character (C0, DEL,
+   C1, U+2028) is refused where the name is written, with its position; accents are names. */
+static void test_user_names(void **state)
+{
+    (void)state;
+    expect_error("listen: ':80'\nusers:\n  - id: u1\n    email: u1@example.com\n    firstName: \"Eve\\r\\nClick\"\n",
+                 "t.yaml:5:16: firstName holds a control character");
+    expect_error("listen: ':80'\nusers:\n  - id: u1\n    email: u1@example.com\n    lastName: \"A\\u2028B\"\n",
+                 "t.yaml:5:15: lastName holds a control character");
+    struct pt_conf *cf = parse_ok("listen: ':80'\nusers:\n  - id: u1\n    email: u1@example.com\n"
+                                  "    firstName: \"Zo\\u00eb\"\n    lastName: \"O'Brien\"\n");
+    assert_string_equal(cf->users[0].first_name, "Zo\xc3\xab");
+    pt_conf_free(cf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -774,6 +789,7 @@ int main(void)
         cmocka_unit_test(test_portal_defaults),
         cmocka_unit_test(test_portal_full),
         cmocka_unit_test(test_portal_errors),
+        cmocka_unit_test(test_user_names),
     };
     return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
 }
