@@ -754,10 +754,12 @@ static void test_portal_errors(void **state)
 static void test_user_names(void **state)
 {
     (void)state;
-    expect_error("listen: ':80'\nusers:\n  - id: u1\n    email: u1@example.com\n    firstName: \"Eve\\r\\nClick\"\n",
-                 "t.yaml:5:16: firstName holds a control character");
-    expect_error("listen: ':80'\nusers:\n  - id: u1\n    email: u1@example.com\n    lastName: \"A\\u2028B\"\n",
-                 "t.yaml:5:15: lastName holds a control character");
+    expect_error(
+        "listen: ':80'\nusers:\n  - id: u1\n    email: u1@example.com\n    firstName: \"Eve\\r\\nClick\"\n",
+        "t.yaml:5:16: firstName holds a control character");
+    expect_error(
+        "listen: ':80'\nusers:\n  - id: u1\n    email: u1@example.com\n    lastName: \"A\\u2028B\"\n",
+        "t.yaml:5:15: lastName holds a control character");
     struct pt_conf *cf = parse_ok("listen: ':80'\nusers:\n  - id: u1\n    email: u1@example.com\n"
                                   "    firstName: \"Zo\\u00eb\"\n    lastName: \"O'Brien\"\n");
     assert_string_equal(cf->users[0].first_name, "Zo\xc3\xab");
