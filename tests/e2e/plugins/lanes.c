@@ -34,7 +34,8 @@ static const struct pt_attr_def respvar_attrs[] = {
     {"reason", PT_ATTR_STRING, 0, "", NULL, NULL, 0, 0, "reason phrase"},
     {"body", PT_ATTR_STRING, PT_ATTR_EXPR, "", NULL, NULL, 0, 0, "body"},
     {"header-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "one header's name"},
-    {"header-value", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "its value (given twice: two fields)"},
+    {"header-value", PT_ATTR_STRING, PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+     "its value (given twice: two fields)"},
     {"nil", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0, "set nil instead"},
     {0},
 };
@@ -51,7 +52,8 @@ struct respvar_cf {
     int64_t status;
     const char *reason;
     pt_value *body;
-    const char *hname, *hvalue;
+    const char *hname;
+    pt_value *hvalue;
     int nil;
 };
 
@@ -120,7 +122,7 @@ static int respvar_compile(const struct pt_api *api, pt_compile *c, void **inst)
     r->reason = api->attr_literal(c, "reason");
     r->body = api->attr_value(c, "body");
     r->hname = api->attr_literal(c, "header-name");
-    r->hvalue = api->attr_literal(c, "header-value");
+    r->hvalue = api->attr_value(c, "header-value");
     r->nil = api->attr_bool(c, "nil", 0);
     *inst = r;
     return 0;
@@ -144,8 +146,11 @@ static pt_status respvar_run(const struct pt_api *api, pt_call *call, void *inst
     pt_bytes hv[3] = {{"application/json", 16}, {0, 0}, {0, 0}};
     int nh = 1;
     if (r->hname) {
+        pt_bytes v = {"", 0};
+        if (r->hvalue && api->eval(call, r->hvalue, &v) != 0)
+            return PT_ERROR;
         hn[1] = hn[2] = (pt_bytes){r->hname, strlen(r->hname)};
-        hv[1] = hv[2] = (pt_bytes){r->hvalue ? r->hvalue : "", r->hvalue ? strlen(r->hvalue) : 0};
+        hv[1] = hv[2] = v;
         nh = 3;
     }
     struct pt_http_resp resp = {
