@@ -717,14 +717,18 @@ static int api_http_send_detached(pt_call *call, const struct pt_http_req *r)
 
 static int api_var_set_response(pt_call *call, pt_bytes name, const struct pt_http_resp *resp)
 {
-    (void)call, (void)name, (void)resp;
-    return -1;
+    if (!name.len)
+        return -1;
+    return pt_msg_var_set_response(call->req, name, resp);
 }
 
 static int api_var_get_response(pt_call *call, pt_bytes name, struct pt_http_resp *out)
 {
-    (void)call, (void)name, (void)out;
-    return 0;
+    const struct pt_http_resp *r = pt_msg_var_response(call->req, name);
+    if (!r)
+        return 0;
+    *out = *r;
+    return 1;
 }
 
 static int api_cache_get(pt_call *call, int type, pt_bytes key,
