@@ -77,12 +77,17 @@ struct pt_frame {
     int aux;                     /* retry: attempts made */
 };
 
+struct pt_lane; /* one child of a running wait (policy/pt_pipeline.c) */
+struct pt_waitrun;
+struct pt_work;
+
 struct pt_call {
     struct pt_req *req;
     const struct pt_stmt *stmt;
-    const char *name; /* the running statement's policy name (errors are reported under it) */
-    int section;      /* PT_SEC_* */
-    pt_msg current;   /* what PT_MSG_CURRENT means now */
+    const char *name;     /* the running statement's policy name (errors are reported under it) */
+    int section;          /* PT_SEC_* */
+    pt_msg current;       /* what PT_MSG_CURRENT means now */
+    struct pt_lane *lane; /* a lane of wait: its own call (NULL: the pipeline's) */
 };
 
 /* A plugin's callback for the end of the request or its response. */
@@ -107,8 +112,8 @@ struct pt_lasterror {
 
 struct pt_var {
     pt_str name;
-    pt_str value; /* PT_VAR_RESPONSE: empty */
-    int type;     /* PT_VAR_* */
+    pt_str value;                    /* PT_VAR_RESPONSE: empty */
+    int type;                        /* PT_VAR_* */
     const struct pt_http_resp *resp; /* PT_VAR_RESPONSE: the response, in the request arena */
 };
 
@@ -143,7 +148,10 @@ struct pt_exec {
     struct pt_lasterror err;
     struct pt_call call;
     struct pt_statestash *stash;
-    struct pt_timer *timers; /* live timers of this request */
+    struct pt_timer *timers;  /* live timers of this request */
+    struct pt_waitrun *wait;  /* the wait statement running its lanes (NULL: none) */
+    struct pt_lane *lane_cur; /* the lane whose statement runs now (errors are located in it) */
+    struct pt_work *works;    /* asynchronous work of the request's calls, cancelled when abandoned */
 };
 
 /* OpenTelemetry (part O, http/pt_otel.c): a request's trace context. */

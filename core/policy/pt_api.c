@@ -344,7 +344,7 @@ static pt_status api_respond(pt_call *call)
 
 static void api_resume(pt_call *call, pt_status st)
 {
-    pt_pipeline_resume(call->req, st);
+    pt_pipeline_call_resume(call, st); /* the pipeline, or the lane of wait the call belongs to */
 }
 
 static void *api_alloc(pt_call *call, size_t n)
