@@ -728,28 +728,30 @@ static struct pt_hclient_tls send_tls_of(pt_call *call, const struct pt_http_req
     return t;
 }
 
-/* One send-request call of a request: what the request's end cancels. */
+/* One send-request call: registered with the pipeline driver as work, so that a lane of wait that
+   loses, or the request's end, cancels it (docs/routing.md). */
 struct send_call {
     struct pt_hclient *h; /* NULL once done or cancelled */
     pt_call *call;
     void (*done)(pt_call *, void *, int, const struct pt_http_resp *);
     void *arg;
+    struct pt_work work;
 };
 
 static void send_done(void *arg, int err, const char *msg, const struct pt_http_resp *resp)
 {
     struct send_call *sc = arg;
     sc->h = NULL;
+    pt_pipeline_work_end(sc->call, &sc->work);
     if (err)
         pt_debug("send-request: %s", msg ? msg : "failed");
     sc->done(sc->call, sc->arg, err, resp); /* may end the request: sc is not touched after */
 }
 
-/* The request is over (however it ended): a call still running is abandoned. */
-static void send_end(void *arg, int status, uint64_t in, uint64_t out)
+/* The driver abandons the call (its lane lost, the request ended). */
+static void send_abandon(void *handle)
 {
-    (void)status, (void)in, (void)out;
-    struct send_call *sc = arg;
+    struct send_call *sc = handle;
     if (sc->h) {
         pt_hclient_cancel(sc->h);
         sc->h = NULL;
@@ -761,8 +763,7 @@ static void *api_http_send(pt_call *call, const struct pt_http_req *r,
 {
     struct pt_req *req = call->req;
     struct send_call *sc = pt_pool_calloc(req->pool, sizeof(*sc));
-    struct pt_hook *hk = pt_pool_calloc(req->pool, sizeof(*hk));
-    if (!sc || !hk || !done) {
+    if (!sc || !done) {
         pt_msg_set_error(req, 500, call->name, "OutOfMemory", "no memory for the call");
         return NULL;
     }
@@ -778,11 +779,7 @@ static void *api_http_send(pt_call *call, const struct pt_http_req *r,
         pt_msg_set_error(req, 500, call->name, "OutOfMemory", "no memory for the call");
         return NULL;
     }
-    hk->end = send_end;
-    hk->arg = sc;
-    hk->stmt = call->stmt;
-    hk->next = req->end_hooks;
-    req->end_hooks = hk;
+    pt_pipeline_work_start(call, &sc->work, send_abandon, sc);
     return sc;
 }
 
@@ -790,6 +787,7 @@ static void api_http_cancel(void *handle)
 {
     struct send_call *sc = handle;
     if (sc && sc->h) {
+        pt_pipeline_work_end(sc->call, &sc->work);
         pt_hclient_cancel(sc->h);
         sc->h = NULL;
     }
