@@ -55,14 +55,15 @@ struct pt_hclient {
     struct pt_hclient *next, *prev; /* the worker's detached calls (running or queued) */
     int state;
     /* where to */
-    struct pt_url u;      /* the target */
-    const char *host;     /* what is resolved and connected to: the target's host or the proxy's */
+    struct pt_url u;  /* the target */
+    const char *host; /* what is resolved and connected to: the target's host or the proxy's */
     int port;
-    bool proxied;         /* through an HTTP proxy */
+    bool proxied;           /* through an HTTP proxy */
     const char *proxy_auth; /* "Basic ..." or NULL */
     bool head_method;
     /* bytes */
     struct evbuffer *out, *in;
+    struct evbuffer *parked; /* the request, while a CONNECT goes first */
     struct pt_fetch_parser p;
     bool parser_on;
     size_t max_body;
@@ -123,7 +124,8 @@ static void collect(struct pt_metrics_sink *s, void *arg)
     v[0] = pt_str_c("failed");
     pt_metrics_sink_sample(s, "portico_send_requests_total", h1, PT_METRICS_COUNTER, names, v, 1,
                            (double)atomic_load_explicit(&n_failed, memory_order_relaxed));
-    const char *h2 = "send-one-way-request calls: sent (answered), failed, dropped (the worker's queue was full)";
+    const char *h2 =
+        "send-one-way-request calls: sent (answered), failed, dropped (the worker's queue was full)";
     v[0] = pt_str_c("sent");
     pt_metrics_sink_sample(s, "portico_send_one_way_requests_total", h2, PT_METRICS_COUNTER, names, v, 1,
                            (double)atomic_load_explicit(&n_oneway_sent, memory_order_relaxed));
@@ -164,6 +166,8 @@ static void hc_free(struct pt_hclient *h)
         evbuffer_free(h->out);
     if (h->in)
         evbuffer_free(h->in);
+    if (h->parked)
+        evbuffer_free(h->parked);
     pt_pool_free(h->pool);
     ERR_clear_error(); /* this thread's OpenSSL error queue stays clean for the next user */
     free(h);
@@ -409,7 +413,8 @@ static int step_resolve(struct pt_hclient *h)
     /* a name: the worker's resolver, on this loop (/etc/hosts, then the name servers) */
     struct hc_worker *w = worker_of(h->base);
     if (w && !w->dns)
-        w->dns = evdns_base_new(h->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        w->dns =
+            evdns_base_new(h->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (!w || !w->dns)
         return fail(h, PT_HTTP_ERR_URL, "cannot resolve %s: no resolver", h->host);
     struct evutil_addrinfo hints = {0};
@@ -421,7 +426,7 @@ static int step_resolve(struct pt_hclient *h)
     struct evdns_getaddrinfo_request *rq = evdns_getaddrinfo(w->dns, h->host, NULL, &hints, dns_done, h);
     if (h->resolving)
         h->dns = rq; /* the answer comes later */
-    return STEP_END;   /* dns_done wakes the call (it may already have) */
+    return STEP_END; /* dns_done wakes the call (it may already have) */
 }
 
 static int step_connected(struct pt_hclient *h)
@@ -435,7 +440,7 @@ static int step_connected(struct pt_hclient *h)
     if (e)
         return fail(h, PT_HTTP_ERR_CONNECT, "cannot connect to %s:%d: %s", h->host, h->port, strerror(e));
     if (h->proxied && h->u.https) {
-        /* a tunnel through the proxy first */
+        /* a tunnel through the proxy first; the request waits aside until TLS is up */
         struct evbuffer *b = evbuffer_new();
         if (!b)
             return fail(h, PT_HTTP_ERR_CONNECT, "out of memory");
@@ -444,8 +449,8 @@ static int step_connected(struct pt_hclient *h)
         if (h->proxy_auth)
             evbuffer_add_printf(b, "Proxy-Authorization: %s\r\n", h->proxy_auth);
         evbuffer_add(b, "\r\n", 2);
-        evbuffer_prepend_buffer(h->out, b); /* the request itself stays behind it, sent after TLS */
-        evbuffer_free(b);
+        h->parked = h->out;
+        h->out = b;
         h->state = S_PROXY_WRITE;
         return STEP_AGAIN;
     }
@@ -455,73 +460,49 @@ static int step_connected(struct pt_hclient *h)
 
 static int step_proxy_write(struct pt_hclient *h)
 {
-    /* the CONNECT head is the prefix of h->out up to the first empty line */
-    struct evbuffer_ptr end = evbuffer_search(h->out, "\r\n\r\n", 4, NULL);
-    if (end.pos < 0)
-        return fail(h, PT_HTTP_ERR_PROTOCOL, "internal: the CONNECT head is gone");
-    struct evbuffer *rest = evbuffer_new();
-    if (!rest)
-        return fail(h, PT_HTTP_ERR_CONNECT, "out of memory");
-    /* keep the request aside while the head is written */
-    struct evbuffer *req = h->out;
-    h->out = evbuffer_new();
-    if (!h->out) {
-        h->out = req;
-        evbuffer_free(rest);
-        return fail(h, PT_HTTP_ERR_CONNECT, "out of memory");
-    }
-    evbuffer_remove_buffer(req, h->out, (size_t)end.pos + 4);
-    evbuffer_add_buffer(rest, req);
-    evbuffer_free(req);
-    /* h->in is unused until the answer: park the request there */
-    evbuffer_add_buffer(h->in, rest);
-    evbuffer_free(rest);
-    h->state = S_PROXY_READ;
-    return STEP_AGAIN;
-}
-
-static int step_proxy_read(struct pt_hclient *h)
-{
     int want = STEP_WRITE;
     int w = io_write(h, &want);
     if (w < 0)
         return fail(h, PT_HTTP_ERR_CONNECT, "proxy: %s", h->err);
     if (w == 0)
         return want;
-    if (!h->parser_on) {
-        /* the parked request goes back to h->out; h->in starts empty for the proxy's answer */
-        evbuffer_add_buffer(h->out, h->in);
-        pt_fetch_parser_init(&h->p, 1, true); /* a head only: a CONNECT answer has no body */
-        h->parser_on = true;
-    }
+    pt_fetch_parser_init(&h->p, 1, true); /* a head only: a CONNECT answer has no body */
+    h->parser_on = true;
+    h->state = S_PROXY_READ;
+    return STEP_AGAIN;
+}
+
+static int step_proxy_read(struct pt_hclient *h)
+{
+    int want = STEP_READ;
     for (int i = 0; i < READS_PER_WAKE; i++) {
         int n = io_read(h, &want);
-        if (n == -1) {
+        if (n == -1)
             return want;
-        }
-        if (n == -2) {
+        if (n == -2)
             return fail(h, PT_HTTP_ERR_CONNECT, "proxy: %s", h->err);
-        }
         char err[160];
         int r = pt_fetch_parse(&h->p, h->in, n == 0, err, sizeof(err));
-        if (r < 0) {
+        if (r < 0)
             return fail(h, PT_HTTP_ERR_CONNECT, "proxy: %s", err);
-        }
         if (r == 1) {
             int st = h->p.h.status;
             pt_fetch_parser_free(&h->p);
             h->parser_on = false;
             if (st < 200 || st > 299)
-                return fail(h, PT_HTTP_ERR_CONNECT, "the proxy refused the tunnel to %s:%d with %d", h->u.host,
-                            h->u.port, st);
+                return fail(h, PT_HTTP_ERR_CONNECT, "the proxy refused the tunnel to %s:%d with %d",
+                            h->u.host, h->u.port, st);
             if (evbuffer_get_length(h->in))
                 return fail(h, PT_HTTP_ERR_CONNECT, "the proxy sent bytes before the TLS handshake");
+            /* the tunnel is up: the request goes through it, inside TLS */
+            evbuffer_free(h->out);
+            h->out = h->parked;
+            h->parked = NULL;
             h->state = S_TLS;
             return STEP_AGAIN;
         }
-        if (n == 0) {
+        if (n == 0)
             return fail(h, PT_HTTP_ERR_CONNECT, "the proxy closed the connection");
-        }
     }
     return STEP_READ;
 }
@@ -910,8 +891,8 @@ void pt_hclient_cancel(struct pt_hclient *h)
 
 static void detached_start_next(struct hc_worker *w)
 {
-    for (int guard = 0; w && guard < PT_HCLIENT_DETACHED_QUEUE && w->nrunning < PT_HCLIENT_DETACHED_RUNNING &&
-                        w->qhead;
+    for (int guard = 0;
+         w && guard < PT_HCLIENT_DETACHED_QUEUE && w->nrunning < PT_HCLIENT_DETACHED_RUNNING && w->qhead;
          guard++) {
         struct pt_hclient *h = w->qhead;
         w->qhead = h->next;
@@ -937,8 +918,8 @@ int pt_hclient_send_detached(struct event_base *base, const struct pt_http_req *
         return -1;
     }
     if (r->body.len > PT_HCLIENT_DETACHED_BODY) {
-        pt_info("send-one-way-request: a body of %zu bytes is over the %u bytes a detached call keeps", r->body.len,
-                PT_HCLIENT_DETACHED_BODY);
+        pt_info("send-one-way-request: a body of %zu bytes is over the %u bytes a detached call keeps",
+                r->body.len, PT_HCLIENT_DETACHED_BODY);
         atomic_fetch_add_explicit(&n_oneway_failed, 1, memory_order_relaxed);
         return 0;
     }

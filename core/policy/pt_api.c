@@ -13,9 +13,9 @@
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
 #include "event/pt_metrics.h"
+#include "event/pt_tls.h"
 #include "http/pt_fetch.h"
 #include "http/pt_hclient.h"
-#include "event/pt_tls.h"
 #include "http/pt_logsink.h"
 #include "http/pt_otel.h"
 #include "http/pt_trace.h"
@@ -744,7 +744,7 @@ static void send_done(void *arg, int err, const char *msg, const struct pt_http_
     sc->h = NULL;
     pt_pipeline_work_end(sc->call, &sc->work);
     if (err)
-        pt_debug("send-request: %s", msg ? msg : "failed");
+        pt_info("send-request: %s", msg ? msg : "failed");
     sc->done(sc->call, sc->arg, err, resp); /* may end the request: sc is not touched after */
 }
 

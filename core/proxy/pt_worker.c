@@ -326,7 +326,7 @@ static void *worker_main(void *arg)
     if (w->wake)
         event_del(w->wake);
     pt_conn_stop(w);
-    pt_hclient_worker_end(); /* send-one-way-request's calls still running or queued on this worker */
+    pt_hclient_worker_end();        /* send-one-way-request's calls still running or queued on this worker */
     pt_analytics_worker_end(w->an); /* after the last request was logged */
     /* TLS connections are released through libevent's deferred callbacks,
      * which hold a reference until they run: let them run before the base

@@ -58,20 +58,42 @@ static const struct pt_attr_def proxy_child_attrs[] = {
 };
 
 #define COMMON_ATTRS                                                                                         \
-    {"mode", PT_ATTR_ENUM, 0, "new", modes, NULL, 0, 0,                                                      \
-     "new: an empty GET to set-url; copy: the current request (method, URL as sent to the backend, "        \
-     "headers, and in inbound and backend its body), then the children change it"},                         \
-        {"timeout", PT_ATTR_INT, 0, "60", NULL, NULL, 1, 3600,                                               \
-         "seconds for the whole call (connect, TLS, request, response)"},                                    \
-        {"set-url", PT_ATTR_ELEMENT, PT_ATTR_SCALAR, NULL, NULL, url_attrs, 0, 0,                            \
+    {"mode",                                                                                                 \
+     PT_ATTR_ENUM,                                                                                           \
+     0,                                                                                                      \
+     "new",                                                                                                  \
+     modes,                                                                                                  \
+     NULL,                                                                                                   \
+     0,                                                                                                      \
+     0,                                                                                                      \
+     "new: an empty GET to set-url; copy: the current request (method, URL as sent to the backend, "         \
+     "headers, and in inbound and backend its body), then the children change it"},                          \
+        {"timeout", PT_ATTR_INT, 0,                                                                          \
+         "60",      NULL,        NULL,                                                                       \
+         1,         3600,        "seconds for the whole call (connect, TLS, request, response)"},            \
+        {"set-url",                                                                                          \
+         PT_ATTR_ELEMENT,                                                                                    \
+         PT_ATTR_SCALAR,                                                                                     \
+         NULL,                                                                                               \
+         NULL,                                                                                               \
+         url_attrs,                                                                                          \
+         0,                                                                                                  \
+         0,                                                                                                  \
          "the URL (required with mode new)"},                                                                \
         {"set-method", PT_ATTR_ELEMENT, PT_ATTR_SCALAR, NULL, NULL, method_attrs, 0, 0, "the method (GET)"}, \
-        {"set-header", PT_ATTR_ELEMENT, PT_ATTR_MULTI, NULL, NULL, header_attrs, 0, 0,                       \
+        {"set-header",                                                                                       \
+         PT_ATTR_ELEMENT,                                                                                    \
+         PT_ATTR_MULTI,                                                                                      \
+         NULL,                                                                                               \
+         NULL,                                                                                               \
+         header_attrs,                                                                                       \
+         0,                                                                                                  \
+         0,                                                                                                  \
          "a header, as the set-header policy"},                                                              \
         {"set-body", PT_ATTR_ELEMENT, PT_ATTR_SCALAR, NULL, NULL, body_attrs, 0, 0, "the body"},             \
-        {"authentication-basic", PT_ATTR_ELEMENT, 0, NULL, NULL, basic_attrs, 0, 0,                          \
+        {"authentication-basic",          PT_ATTR_ELEMENT, 0, NULL, NULL, basic_attrs, 0, 0,                 \
          "an Authorization: Basic header"},                                                                  \
-        {"authentication-certificate", PT_ATTR_ELEMENT, 0, NULL, NULL, cert_attrs, 0, 0,                     \
+        {"authentication-certificate",    PT_ATTR_ELEMENT, 0, NULL, NULL, cert_attrs, 0, 0,                  \
          "a client certificate for https"},                                                                  \
     {                                                                                                        \
         "proxy", PT_ATTR_ELEMENT, 0, NULL, NULL, proxy_child_attrs, 0, 0,                                    \
@@ -341,17 +363,32 @@ static int build(const struct pt_api *api, pt_call *call, const struct send *s, 
         }
         if (h->action == PT_HEADER_SKIP && hfind(hl, name, 0) >= 0)
             continue;
-        if (h->action == PT_HEADER_OVERRIDE)
-            hdel(hl, name);
+        /* several values make one field, joined with ", " (as set-header does); append adds to it */
+        struct ptl_buf b;
+        ptl_buf_init(&b, api, call, 64);
+        int at = h->action == PT_HEADER_APPEND ? hfind(hl, name, 0) : -1;
+        if (at >= 0)
+            ptl_buf_add(&b, hl->values[at].data, hl->values[at].len);
         for (int k = 0; k < h->nvalues; k++) {
             pt_bytes v;
             if ((st = ptl_eval(api, call, h->values[k], &v)))
                 return st;
             if (bad_value(v))
                 return refuse(api, call, "set-header: a value holds CR, LF or NUL");
-            if (!hadd(hl, name, v))
-                return refuse(api, call, "set-header: more than 100 headers");
+            if (b.n)
+                ptl_buf_lit(&b, ", ");
+            ptl_buf_add(&b, v.data, v.len);
         }
+        if (b.oom)
+            return ptl_out_of_memory(api, call);
+        if (at >= 0) {
+            hl->values[at] = ptl_buf_bytes(&b);
+            continue;
+        }
+        if (h->action == PT_HEADER_OVERRIDE)
+            hdel(hl, name);
+        if (!hadd(hl, name, ptl_buf_bytes(&b)))
+            return refuse(api, call, "set-header: more than 100 headers");
     }
     if (s->basic_user) {
         pt_bytes u, p;
@@ -410,7 +447,7 @@ static void on_done(pt_call *call, void *arg, int err, const struct pt_http_resp
             api->resume(call, PT_OK);
             return;
         }
-        const char *msg = err == PT_HTTP_ERR_TIMEOUT    ? "send-request: the service did not answer in time"
+        const char *msg = err == PT_HTTP_ERR_TIMEOUT     ? "send-request: the service did not answer in time"
                           : err == PT_HTTP_ERR_TOO_LARGE ? "send-request: the response is larger than allowed"
                           : err == PT_HTTP_ERR_URL       ? "send-request: the URL cannot be used"
                           : err == PT_HTTP_ERR_PROTOCOL  ? "send-request: the service sent a broken response"
