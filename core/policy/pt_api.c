@@ -13,7 +13,9 @@
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
 #include "event/pt_metrics.h"
+#include "event/pt_tls.h"
 #include "http/pt_fetch.h"
+#include "http/pt_hclient.h"
 #include "http/pt_logsink.h"
 #include "http/pt_otel.h"
 #include "http/pt_trace.h"
@@ -27,6 +29,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -696,23 +699,108 @@ static int api_forward_proxy_set(pt_call *call, pt_bytes url, pt_bytes username,
     return -1;
 }
 
+/* The context https side calls use: the generation's backend context (caFile, upstream.tls), or
+   when the generation needed none (no https backend), one made on first use from the system's CAs. */
+static pthread_once_t send_tls_once = PTHREAD_ONCE_INIT;
+static SSL_CTX *send_tls[2]; /* [verify] */
+
+static void send_tls_init(void)
+{
+    for (int v = 0; v < 2; v++) {
+        struct pt_errors errs = {0};
+        send_tls[v] = pt_tls_client_ctx(NULL, v == 1, NULL, &errs);
+        pt_node_errors_clear(&errs);
+    }
+}
+
+static struct pt_hclient_tls send_tls_of(pt_call *call, const struct pt_http_req *r)
+{
+    const struct pt_gen *g = req_gen(call->req);
+    struct pt_hclient_tls t = {NULL, g->conf->upstream.verify};
+    if (r->client_cert)
+        t.ctx = ((const struct pt_clientcert *)r->client_cert)->ctx;
+    else if (g->client_tls)
+        t.ctx = g->client_tls;
+    else {
+        pthread_once(&send_tls_once, send_tls_init);
+        t.ctx = send_tls[t.verify ? 1 : 0];
+    }
+    return t;
+}
+
+/* One send-request call: registered with the pipeline driver as work, so that a lane of wait that
+   loses, or the request's end, cancels it (docs/routing.md). */
+struct send_call {
+    struct pt_hclient *h; /* NULL once done or cancelled */
+    pt_call *call;
+    void (*done)(pt_call *, void *, int, const struct pt_http_resp *);
+    void *arg;
+    struct pt_work work;
+};
+
+static void send_done(void *arg, int err, const char *msg, const struct pt_http_resp *resp)
+{
+    struct send_call *sc = arg;
+    sc->h = NULL;
+    pt_pipeline_work_end(sc->call, &sc->work);
+    if (err)
+        pt_info("send-request: %s", msg ? msg : "failed");
+    sc->done(sc->call, sc->arg, err, resp); /* may end the request: sc is not touched after */
+}
+
+/* The driver abandons the call (its lane lost, the request ended). */
+static void send_abandon(void *handle)
+{
+    struct send_call *sc = handle;
+    if (sc->h) {
+        pt_hclient_cancel(sc->h);
+        sc->h = NULL;
+    }
+}
+
 static void *api_http_send(pt_call *call, const struct pt_http_req *r,
                            void (*done)(pt_call *, void *, int, const struct pt_http_resp *), void *arg)
 {
-    (void)r, (void)done, (void)arg;
-    pt_msg_set_error(call->req, 500, call->name, "NotImplemented", "send-request is not built yet");
-    return NULL;
+    struct pt_req *req = call->req;
+    struct send_call *sc = pt_pool_calloc(req->pool, sizeof(*sc));
+    if (!sc || !done) {
+        pt_msg_set_error(req, 500, call->name, "OutOfMemory", "no memory for the call");
+        return NULL;
+    }
+    struct pt_http_req copy = *r;
+    if (!copy.max_body)
+        copy.max_body = (size_t)req_gen(req)->conf->limits.buffer_size;
+    struct pt_hclient_tls tls = send_tls_of(call, r);
+    sc->call = call;
+    sc->done = done;
+    sc->arg = arg;
+    sc->h = pt_hclient_send(req->peer->base, &copy, &tls, send_done, sc);
+    if (!sc->h) {
+        pt_msg_set_error(req, 500, call->name, "OutOfMemory", "no memory for the call");
+        return NULL;
+    }
+    pt_pipeline_work_start(call, &sc->work, send_abandon, sc);
+    return sc;
 }
 
 static void api_http_cancel(void *handle)
 {
-    (void)handle;
+    struct send_call *sc = handle;
+    if (sc && sc->h) {
+        pt_pipeline_work_end(sc->call, &sc->work);
+        pt_hclient_cancel(sc->h);
+        sc->h = NULL;
+    }
 }
 
 static int api_http_send_detached(pt_call *call, const struct pt_http_req *r)
 {
-    (void)call, (void)r;
-    return -1;
+    struct pt_req *req = call->req;
+    struct pt_http_req copy = *r;
+    if (!copy.max_body)
+        copy.max_body = (size_t)req_gen(req)->conf->limits.buffer_size;
+    struct pt_hclient_tls tls = send_tls_of(call, r);
+    return pt_hclient_send_detached(req->peer->base, &copy, &tls);
 }
 
 static int api_var_set_response(pt_call *call, pt_bytes name, const struct pt_http_resp *resp)
