@@ -424,7 +424,7 @@ struct pt_api {
        done(call, arg, found, value) on the request's worker (then return PT_AGAIN from run() and
        resume from done).  A store that is down answers a miss.  cache_put and cache_del never
        wait: 0 when handed to the store, -1 when skipped (too large, store down; counted). */
-    int (*cache_get)(pt_call *call, int caching_type, pt_bytes key,
+    int (*cache_get)(pt_call *call, int caching_type, pt_bytes key, pt_bytes *value,
                      void (*done)(pt_call *call, void *arg, int found, pt_bytes value), void *arg);
     int (*cache_put)(pt_call *call, int caching_type, pt_bytes key, pt_bytes value, uint32_t ttl_s);
     int (*cache_del)(pt_call *call, int caching_type, pt_bytes key);
