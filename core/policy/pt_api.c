@@ -10,6 +10,7 @@
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_conf.h"
+#include "event/pt_cache.h"
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
 #include "event/pt_metrics.h"
@@ -28,6 +29,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -764,23 +766,91 @@ static int api_var_get_response(pt_call *call, pt_bytes name, struct pt_http_res
     return 0;
 }
 
+/* ------------------------------------------------------------ the caches */
+
+/* Which store a caching-type means for this generation: prefer-external is Redis when cache.redis
+   is set, else the internal store; external without Redis is no store at all (a miss, a store
+   skipped: docs/caching.md). */
+enum { STORE_NONE, STORE_INTERNAL, STORE_REDIS };
+
+static int cache_store_for(struct pt_req *req, int type)
+{
+    const struct pt_cache_cf *cc = &req_gen(req)->conf->cache;
+    if (type == PT_CACHE_INTERNAL)
+        return STORE_INTERNAL;
+    if (cc->redis)
+        return STORE_REDIS;
+    return type == PT_CACHE_EXTERNAL ? STORE_NONE : STORE_INTERNAL;
+}
+
+/* caching-type external without cache.redis: nothing is stored, every lookup misses; said in the
+   log at most once a minute, so that a configuration mistake is seen without flooding the log. */
+static void cache_external_missing(struct pt_req *req)
+{
+    static _Atomic uint64_t last_ms;
+    uint64_t now = pt_clock_now_ms(), last = atomic_load_explicit(&last_ms, memory_order_relaxed);
+    if ((last && now - last < 60000) ||
+        !atomic_compare_exchange_strong_explicit(&last_ms, &last, now ? now : 1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    pt_warn("request %.*s: caching-type external, but cache.redis is not set: a miss, nothing stored "
+            "(said once a minute)",
+            (int)req->idn, req->id);
+}
+
+static void *cache_alloc(void *actx, size_t n)
+{
+    return pt_pool_alloc(actx, n);
+}
+
 static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
                          void (*done)(pt_call *, void *, int, pt_bytes), void *arg)
 {
-    (void)call, (void)type, (void)key, (void)value, (void)done, (void)arg;
-    return 0;
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        return c && pt_cache_get(c, key.data, key.len, cache_alloc, req->pool, value) == 1;
+    }
+    case STORE_REDIS:
+        (void)done, (void)arg;
+        return 0;
+    default:
+        cache_external_missing(req);
+        return 0;
+    }
 }
 
 static int api_cache_put(pt_call *call, int type, pt_bytes key, pt_bytes value, uint32_t ttl_s)
 {
-    (void)call, (void)type, (void)key, (void)value, (void)ttl_s;
-    return -1;
+    switch (cache_store_for(call->req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        return c ? pt_cache_put(c, key.data, key.len, value.data, value.len, (uint64_t)ttl_s * 1000) : -1;
+    }
+    case STORE_REDIS:
+        return -1;
+    default:
+        cache_external_missing(call->req);
+        return -1;
+    }
 }
 
 static int api_cache_del(pt_call *call, int type, pt_bytes key)
 {
-    (void)call, (void)type, (void)key;
-    return -1;
+    switch (cache_store_for(call->req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        if (c)
+            pt_cache_del(c, key.data, key.len);
+        return c ? 0 : -1;
+    }
+    case STORE_REDIS:
+        return -1;
+    default:
+        cache_external_missing(call->req);
+        return -1;
+    }
 }
 
 static void api_cache_mark(pt_call *call, int status)
