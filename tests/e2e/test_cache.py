@@ -171,6 +171,28 @@ def test_hit_answers_without_the_backend_and_is_logged(counting, portico):
     assert cache_fields(p, 3) == ["miss", "hit", "miss"]
 
 
+def test_hits_and_misses_in_the_analytics_reports(counting, portico):
+    from mgmt_helpers import TOKEN, Mgmt
+    cfg = config(counting, management={"listen": "127.0.0.1:%d" % free_port()})
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))
+    assert [get(p, "/c/items/1")[3] for _ in range(3)] == [1, 1, 1]
+    assert get(p, "/c/x", method="POST", body=b"x")[3] == 2
+    flt = urllib.parse.quote("timestamp ge %s" % since)
+
+    def api_row():
+        st, _, out = m.call("GET", "reports/byApi?$filter=" + flt)
+        assert st == 200, out
+        rows = [r for r in out["value"] if r["apiId"] == "/apis/c"]
+        return rows[0] if rows and rows[0]["callCountTotal"] == 4 else None
+    row = wait_for(api_row, timeout=6, what="the four calls in the report")
+    assert (row["cacheHitCount"], row["cacheMissCount"]) == (2, 1)
+    st, _, out = m.call("GET", "reports/byRequest?$filter=" + flt)
+    assert st == 200
+    assert sorted(r["cache"] for r in out["value"]) == ["hit", "hit", "miss", "none"]
+
+
 def test_no_lookup_no_store_and_store_alone_does_nothing(counting, portico):
     # cache-store without a lookup before it: nothing is stored
     p = portico(config(counting, inbound=[]))
