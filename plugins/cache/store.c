@@ -99,6 +99,21 @@ static int header_has(const struct pt_api *api, pt_call *call, const char *name,
     return 0;
 }
 
+/* A decimal number (digits only, at most 18); 0, or -1. */
+static int decimal(pt_bytes v, uint64_t *out)
+{
+    if (v.len == 0 || v.len > 18)
+        return -1;
+    uint64_t n = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.data[i] < '0' || v.data[i] > '9')
+            return -1;
+        n = n * 10 + (uint64_t)(v.data[i] - '0');
+    }
+    *out = n;
+    return 0;
+}
+
 /* Why this response is not stored (static text for the debug log), or NULL when it may be. */
 static const char *refusal(const struct pt_api *api, pt_call *call, const struct cache_ticket *t)
 {
@@ -116,16 +131,13 @@ static const char *refusal(const struct pt_api *api, pt_call *call, const struct
         return "its length is not announced";
     if (api->header_get(call, PT_MSG_RESPONSE, PTL_LIT("Content-Length"), &v, 1) != 1)
         return "its length is not announced";
-    v = ptl_trim(v);
-    uint64_t len = 0;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.data[i] < '0' || v.data[i] > '9')
-            return "its length is not announced";
-        len = len * 10 + (uint64_t)(v.data[i] - '0');
-        if (len > CACHE_ENTRY_MAX)
-            return "it is too large";
-    }
-    return v.len ? NULL : "its length is not announced";
+    uint64_t len, most = CACHE_ENTRY_MAX, buffer;
+    if (decimal(ptl_trim(v), &len))
+        return "its length is not announced";
+    /* a body past limits.bufferSize cannot be read for a policy without failing the response (502) */
+    if (!decimal(api->fact(call, PT_FACT_BUFFER_SIZE), &buffer) && buffer < most)
+        most = buffer;
+    return len > most ? "it is too large" : NULL;
 }
 
 /* The entry for the response as it stands: status, kept headers, body. */

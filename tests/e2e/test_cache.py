@@ -447,6 +447,50 @@ def test_entry_size_cap_and_unannounced_lengths(counting, portico):
     assert get(p, "/c/d?size=100&chunked=1")[3] == small[3] + 1
 
 
+def test_bodies_past_the_buffer_limit_are_not_read(counting, portico):
+    """limits.bufferSize under 2 MiB: a body past it is not stored (reading it would fail the
+    response with 502); one under it is."""
+    p = portico(config(counting, limits={"bufferSize": "64k"}))
+    for _ in range(2):
+        s, _, body, n = get(p, "/c/big?size=%d" % (100 * 1024))
+        assert s == 200 and len(body) == 100 * 1024
+    assert counting.count() == 2
+    assert [get(p, "/c/small?size=%d" % (60 * 1024))[3] for _ in range(2)] == [3, 3]
+
+
+def test_backend_that_breaks_its_body_is_not_stored(portico):
+    """A backend announcing 1000 bytes, sending 10 and closing: the reading fails the response
+    (as any broken response does), nothing is stored, the gateway goes on."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    calls = []
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.recv(65536)
+                calls.append(1)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+
+    class B:
+        url = "http://127.0.0.1:%d" % srv.getsockname()[1]
+    try:
+        p = portico(config(B))
+        for _ in range(2):
+            s, _, _ = p.request("GET", "/c/x")
+            assert s == 502
+        assert len(calls) == 2
+    finally:
+        srv.close()
+
+
 # ------------------------------------------------------------- durations
 
 def test_duration_expression_and_expiry(counting, portico):
