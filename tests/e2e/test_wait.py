@@ -298,3 +298,182 @@ def test_wait_in_the_policy_reference(backend, workdir):
     r = subprocess.run([BIN, "-P", "-c", os.path.join(os.path.dirname(__file__), "..", "..", "conf", "portico.yaml")],
                        capture_output=True, text=True)
     assert "wait" in r.stdout and "cache-lookup-value" in r.stdout, r.stdout[-500:]
+
+
+# ------------------------------------------------- over real send-requests
+
+needs_routing = pytest.mark.skipif(not os.path.isdir(os.path.join(BUILD_PLUGINS, "routing")),
+                                   reason="the routing family (send-request) is not in this build")
+
+
+class HoldService:
+    """A side service that reads requests and never answers; notes when each connection was closed."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.accepted = []  # monotonic times
+        self.closed = []
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted.append(time.monotonic())
+                self.conns.append(c)
+            threading.Thread(target=self._read, args=(c,), daemon=True).start()
+
+    def _read(self, c):
+        while True:
+            try:
+                d = c.recv(65536)
+            except OSError:
+                d = b""
+            if not d:
+                with self.lock:
+                    self.closed.append(time.monotonic())
+                return
+
+    def close(self):
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+
+@pytest.fixture
+def hold():
+    h = HoldService()
+    yield h
+    h.close()
+
+
+def send(var, url, **kw):
+    attrs = {"response-variable-name": var, "set-url": url, "timeout": 10}
+    attrs.update(kw)
+    return {"send-request": attrs}
+
+
+SEND_REPORT = {"return-response": {
+    "set-header": [{"name": "Content-Type", "value": "application/json"}],
+    "set-body": {"value": "@(json.encode({"
+                          "fast = context.variables.fast and context.variables.fast.body:asJson().target or 'nil', "
+                          "slow = context.variables.slow and context.variables.slow.body:asJson().target or 'nil', "
+                          "v = context.variables:get('v', 'nil')}))"}}}
+
+
+@needs_routing
+def test_all_over_two_send_requests(backend, workdir, portico):
+    side = backend  # the echo service answers /sleep/{ms} after waiting
+    p = portico(config(backend, workdir, [
+        {"wait": {"for": "all", "policies": [send("slow", side.url + "/sleep/700"),
+                                             send("fast", side.url + "/sleep/200")]}}, SEND_REPORT]))
+    status, _, body, took = timed(p)
+    assert status == 200, body
+    assert json.loads(body) == {"fast": "/sleep/200", "slow": "/sleep/700", "v": "nil"}
+    assert 0.65 <= took < 1.1, took  # the slower call's time, not the sum (0.9 s)
+    assert len(side.requests) == 2
+
+
+@needs_routing
+def test_any_over_two_send_requests_ends_at_the_fast_one(backend, workdir, portico, hold):
+    p = portico(config(backend, workdir, [
+        {"wait": {"for": "any", "policies": [send("slow", hold.url + "/never"),
+                                             send("fast", backend.url + "/sleep/200")]}}, SEND_REPORT]))
+    status, _, body, took = timed(p)
+    assert status == 200, body
+    assert json.loads(body) == {"fast": "/sleep/200", "slow": "nil", "v": "nil"}
+    assert 0.19 <= took < 0.7, took  # the fast call's time plus a margin, not the slow call's 10 s timeout
+    wait_for(lambda: len(hold.closed) == 1, timeout=2, what="the abandoned call's connection to close")
+    assert len(hold.accepted) == 1
+
+
+@needs_routing
+def test_any_cancels_the_slow_call_when_it_loses(backend, workdir, portico, hold):
+    """The request lives on after the wait (a 1 s sleep): the losing call is closed when the wait ends,
+    not when the request does."""
+    p = portico(config(backend, workdir, [
+        {"wait": {"for": "any", "policies": [send("slow", hold.url + "/never"),
+                                             send("fast", backend.url + "/sleep/150")]}},
+        {"test-sleep": {"ms": 1000, "name": "z"}}, SEND_REPORT]))
+    t0 = time.monotonic()
+    status, _, body = p.request("GET", "/echo/items/1")
+    t_end = time.monotonic()
+    assert status == 200 and json.loads(body)["fast"] == "/sleep/150"
+    assert len(hold.accepted) == 1 and len(hold.closed) == 1
+    assert hold.closed[0] - t0 < 0.6 and t_end - hold.closed[0] > 0.6, (hold.closed[0] - t0, t_end - t0)
+
+
+@needs_routing
+def test_an_error_in_a_send_request_lane_runs_on_error(backend, workdir, portico, hold):
+    from conftest import free_port
+    refused = "http://127.0.0.1:%d/x" % free_port()
+    p = portico(config(backend, workdir, [
+        {"wait": {"policies": [send("slow", hold.url + "/never"), send("fast", refused)]}}, SEND_REPORT],
+        on_error=ON_ERROR))
+    status, _, body, took = timed(p)
+    assert status == 599, body
+    e = json.loads(body)
+    assert e["reason"] == "BackendConnectionFailure" and e["source"] == "send-request"
+    assert e["path"] == "wait[1]/send-request[2]", e["path"]
+    assert took < 1.0
+    wait_for(lambda: len(hold.closed) == 1, timeout=2, what="the sibling's connection to close")
+
+
+@needs_routing
+def test_ignore_error_in_a_lane_leaves_nil(backend, workdir, portico):
+    from conftest import free_port
+    refused = "http://127.0.0.1:%d/x" % free_port()
+    p = portico(config(backend, workdir, [
+        {"wait": {"policies": [send("slow", refused, **{"ignore-error": True}),
+                               send("fast", backend.url + "/sleep/100")]}}, SEND_REPORT]))
+    status, _, body = p.request("GET", "/echo/items/1")
+    assert status == 200 and json.loads(body) == {"fast": "/sleep/100", "slow": "nil", "v": "nil"}
+
+
+@needs_routing
+def test_client_going_away_mid_wait_cancels_the_calls(backend, workdir, portico, hold):
+    p = portico(config(backend, workdir, [
+        {"wait": {"policies": [send("slow", hold.url + "/a"), send("fast", hold.url + "/b")]}}, SEND_REPORT]))
+    s = socket.create_connection(("127.0.0.1", p.port))
+    s.sendall(b"GET /echo/items/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: len(hold.accepted) == 2, timeout=3, what="both calls to arrive")
+    s.close()
+    wait_for(lambda: len(hold.closed) == 2, timeout=3, what="both calls to be cancelled")
+    # once more: nothing is left behind
+    s = socket.create_connection(("127.0.0.1", p.port))
+    s.sendall(b"GET /echo/items/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: len(hold.accepted) == 4, timeout=3, what="both calls to arrive")
+    s.close()
+    wait_for(lambda: len(hold.closed) == 4, timeout=3, what="both calls to be cancelled")
+    assert p.proc.poll() is None
+
+
+@needs_routing
+def test_cache_lookup_value_in_a_lane(backend, workdir, portico, hold):
+    """A cache hit answers at once: with for=any it wins over a slow send-request, which is cancelled."""
+    p = portico(config(backend, workdir, [
+        {"cache-store-value": {"key": "k1", "value": "cached", "duration": 60, "caching-type": "internal"}},
+        {"wait": {"for": "any", "policies": [
+            send("slow", hold.url + "/never"),
+            {"cache-lookup-value": {"key": "k1", "variable-name": "v", "caching-type": "internal"}}]}},
+        SEND_REPORT]))
+    status, _, body, took = timed(p)
+    assert status == 200 and json.loads(body) == {"fast": "nil", "slow": "nil", "v": "cached"}, body
+    assert took < 0.5
+    wait_for(lambda: len(hold.closed) == len(hold.accepted), timeout=2, what="the send-request to be cancelled")
