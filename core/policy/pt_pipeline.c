@@ -470,8 +470,10 @@ static void run_lane(struct pt_req *req, struct pt_lane *l)
             }
             l->state = L_RUNNING;
             ex->lane_cur = l;
+            ex->lane_call = &l->call;
             st = lane_step(req, l, f->b->s[f->i], &pushed);
             ex->lane_cur = NULL;
+            ex->lane_call = NULL;
             if (st != PT_AGAIN)
                 l->has_pending = false; /* a resume from inside a run() that did not suspend */
             if (PT_UNLIKELY(pt_msg_out_of_memory(req)))

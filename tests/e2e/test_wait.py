@@ -213,6 +213,18 @@ def test_expression_error_in_a_lane_condition(backend, workdir, portico):
     assert e["path"].startswith("wait[1]/choose[2]"), e["path"]
 
 
+def test_error_of_a_plain_policy_in_a_lane_names_it(backend, workdir, portico):
+    p = portico(config(backend, workdir, [
+        {"wait": {"policies": [lane(300, "a"), {"choose": [{"when": "@(true)", "then": [
+            {"set-header": {"name": "X-Bad", "value": "@('a' .. string.char(13, 10) .. 'b: c')"}}]}]}]}},
+        REPORT], on_error=ON_ERROR))
+    status, _, body = p.request("GET", "/echo/items/1")
+    assert status == 599
+    e = json.loads(body)
+    assert e["source"] == "set-header" and e["reason"] == "InvalidHeaderValue", e
+    assert e["path"] == "wait[1]/choose[2]/when[1]/set-header[1]", e
+
+
 def test_return_response_in_a_lane_answers(backend, workdir, portico):
     p = portico(config(backend, workdir, [
         {"wait": {"policies": [lane(900, "a"), {"choose": [{"when": "@(true)", "then": [
