@@ -62,12 +62,12 @@ def timed(p, method="GET", path="/echo/items/1", **kw):
 
 def test_all_runs_the_lanes_side_by_side(backend, workdir, portico):
     p = portico(config(backend, workdir, [
-        {"wait": {"for": "all", "policies": [lane(600, "a", value="A"), lane(500, "b", value="B")]}}, REPORT]))
+        {"wait": {"for": "all", "policies": [lane(900, "a", value="A"), lane(800, "b", value="B")]}}, REPORT]))
     status, _, body, took = timed(p)
     assert status == 200, body
     assert json.loads(body) == {"a": "A", "b": "B", "c": "nil"}
-    # side by side: the longer lane's time, not the sum (1.1 s)
-    assert 0.55 <= took < 0.95, took
+    # side by side: the longer lane's time, not the sum (1.7 s)
+    assert 0.85 <= took < 1.5, took
     assert backend.last() is None  # return-response answered: no backend call
 
 
@@ -87,7 +87,7 @@ def test_any_ends_at_the_first_and_abandons_the_rest(backend, workdir, portico):
     status, _, body, took = timed(p)
     assert status == 200, body
     assert json.loads(body) == {"a": "nil", "b": "done", "c": "nil"}
-    assert 1.1 <= took < 1.6, took
+    assert 1.1 <= took < 2.2, took
     log = p.log_text()
     assert "test-sleep b fired" in log and "test-sleep z fired" in log
     # the slow lanes' timers were released with them: they never fired, their variables stay unset
@@ -101,7 +101,7 @@ def test_any_timing(backend, workdir, portico):
         {"wait": {"for": "any", "policies": [lane(1500, "a"), lane(150, "b")]}}, REPORT]))
     status, _, body, took = timed(p)
     assert status == 200 and json.loads(body)["b"] == "done"
-    assert 0.14 <= took < 0.6, took
+    assert 0.14 <= took < 1.2, took
 
 
 def test_lanes_that_finish_at_once(backend, workdir, portico):
@@ -112,15 +112,15 @@ def test_lanes_that_finish_at_once(backend, workdir, portico):
         REPORT]))
     status, _, body, took = timed(p)
     assert status == 200 and json.loads(body) == {"a": "inline", "b": "done", "c": "nil"}, body
-    assert took < 0.5
+    assert took < 1.0
 
 
 def test_any_with_a_lane_done_at_once(backend, workdir, portico):
     p = portico(config(backend, workdir, [
-        {"wait": {"for": "any", "policies": [lane(800, "a"), lane(0, "b", inline=True)]}}, REPORT]))
+        {"wait": {"for": "any", "policies": [lane(2000, "a"), lane(0, "b", inline=True)]}}, REPORT]))
     status, _, body, took = timed(p)
     assert status == 200 and json.loads(body) == {"a": "nil", "b": "done", "c": "nil"}
-    assert took < 0.5
+    assert took < 1.2
     assert_stays(lambda: "test-sleep a fired" not in p.log_text(), 1.0, what="the abandoned timer")
 
 
@@ -143,11 +143,11 @@ def test_wait_then_the_backend(backend, workdir, portico):
 def test_wait_in_outbound(backend, workdir, portico):
     p = portico(config(backend, workdir, ["base"], outbound=[
         {"wait": {"for": "any", "policies": [lane(100, "a", value="@(tostring(context.response.statusCode))"),
-                                             lane(900, "b")]}},
+                                             lane(2000, "b")]}},
         {"set-header": {"name": "X-A", "value": "@(context.variables:get('a', 'none'))"}}]))
     status, headers, _, took = timed(p)
     assert status == 200 and headers["x-a"] == "200"
-    assert took < 0.7
+    assert took < 1.5
     assert backend.last() is not None
 
 
@@ -190,7 +190,7 @@ def test_error_in_a_lane_runs_on_error_located_in_the_lane(backend, workdir, por
     assert e["section"] == "inbound"
     assert e["path"] == "wait[1]/choose[2]/when[1]/test-sleep[1]", e["path"]
     assert e["a"] == "nil"  # the other lane was abandoned
-    assert 0.85 < took < 1.4, took
+    assert 0.85 < took < 2.0, took
     assert "test-sleep a fired" not in p.log_text() and "test-sleep z fired" in p.log_text()
 
 
@@ -227,13 +227,13 @@ def test_error_of_a_plain_policy_in_a_lane_names_it(backend, workdir, portico):
 
 def test_return_response_in_a_lane_answers(backend, workdir, portico):
     p = portico(config(backend, workdir, [
-        {"wait": {"policies": [lane(900, "a"), {"choose": [{"when": "@(true)", "then": [
+        {"wait": {"policies": [lane(2500, "a"), {"choose": [{"when": "@(true)", "then": [
             {"test-sleep": {"name": "b", "ms": 50}},
             {"return-response": {"set-status": {"code": 203},
                                  "set-body": "@('b=' .. context.variables.b)"}}]}]}]}}, REPORT]))
     status, _, body, took = timed(p)
     assert status == 203 and body == b"b=done"
-    assert took < 0.6
+    assert took < 1.5
     assert_stays(lambda: "test-sleep a fired" not in p.log_text(), 1.0, what="the abandoned lane's timer")
 
 
@@ -393,12 +393,12 @@ SEND_REPORT = {"return-response": {
 def test_all_over_two_send_requests(backend, workdir, portico):
     side = backend  # the echo service answers /sleep/{ms} after waiting
     p = portico(config(backend, workdir, [
-        {"wait": {"for": "all", "policies": [send("slow", side.url + "/sleep/700"),
-                                             send("fast", side.url + "/sleep/200")]}}, SEND_REPORT]))
+        {"wait": {"for": "all", "policies": [send("slow", side.url + "/sleep/1000"),
+                                             send("fast", side.url + "/sleep/900")]}}, SEND_REPORT]))
     status, _, body, took = timed(p)
     assert status == 200, body
-    assert json.loads(body) == {"fast": "/sleep/200", "slow": "/sleep/700", "v": "nil"}
-    assert 0.65 <= took < 1.1, took  # the slower call's time, not the sum (0.9 s)
+    assert json.loads(body) == {"fast": "/sleep/900", "slow": "/sleep/1000", "v": "nil"}
+    assert 0.95 <= took < 1.7, took  # the slower call's time, not the sum (1.9 s)
     assert len(side.requests) == 2
 
 
@@ -410,7 +410,7 @@ def test_any_over_two_send_requests_ends_at_the_fast_one(backend, workdir, porti
     status, _, body, took = timed(p)
     assert status == 200, body
     assert json.loads(body) == {"fast": "/sleep/200", "slow": "nil", "v": "nil"}
-    assert 0.19 <= took < 0.7, took  # the fast call's time plus a margin, not the slow call's 10 s timeout
+    assert 0.19 <= took < 2.0, took  # the fast call's time plus a margin, not the slow call's 10 s timeout
     wait_for(lambda: len(hold.closed) == 1, timeout=2, what="the abandoned call's connection to close")
     assert len(hold.accepted) == 1
 
@@ -428,7 +428,8 @@ def test_any_cancels_the_slow_call_when_it_loses(backend, workdir, portico, hold
     t_end = time.monotonic()
     assert status == 200 and json.loads(body)["fast"] == "/sleep/150"
     assert len(hold.accepted) == 1 and len(hold.closed) == 1
-    assert hold.closed[0] - t0 < 0.6 and t_end - hold.closed[0] > 0.6, (hold.closed[0] - t0, t_end - t0)
+    # closed when the wait ended, a second before the request did
+    assert t_end - hold.closed[0] > 0.6, (hold.closed[0] - t0, t_end - t0)
 
 
 @needs_routing
@@ -443,7 +444,7 @@ def test_an_error_in_a_send_request_lane_runs_on_error(backend, workdir, portico
     e = json.loads(body)
     assert e["reason"] == "BackendConnectionFailure" and e["source"] == "send-request"
     assert e["path"] == "wait[1]/send-request[2]", e["path"]
-    assert took < 1.0
+    assert took < 2.5
     wait_for(lambda: len(hold.closed) == 1, timeout=2, what="the sibling's connection to close")
 
 
@@ -487,5 +488,5 @@ def test_cache_lookup_value_in_a_lane(backend, workdir, portico, hold):
         SEND_REPORT]))
     status, _, body, took = timed(p)
     assert status == 200 and json.loads(body) == {"fast": "nil", "slow": "nil", "v": "cached"}, body
-    assert took < 0.5
+    assert took < 2.0
     wait_for(lambda: len(hold.closed) == len(hold.accepted), timeout=2, what="the send-request to be cancelled")
