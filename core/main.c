@@ -21,6 +21,7 @@
 #include "conf/pt_conf.h"
 #include "conf/pt_model.h"
 #include "conf/pt_store.h"
+#include "event/pt_cache.h"
 #include "event/pt_counters.h"
 #include "event/pt_metrics.h"
 #include "http/pt_logsink.h"
@@ -648,6 +649,7 @@ static void reload(void)
     publish(g);
     metrics_reload(true);
     pt_counters_init(g->conf->counter_keys);
+    pt_cache_node_configure(g->conf->cache.memory, g->conf->cache.max_entry); /* the entries stay */
     pt_info("configuration reloaded (generation %llu)", (unsigned long long)g->serial);
 }
 
@@ -879,10 +881,15 @@ int main(int argc, char **argv)
     pt_gen_start_loggers(g);
     pt_counters_init(g->conf->counter_keys);
     pt_store_counter_each(store, seed_counter, NULL);
+    if (!pt_cache_node_configure(g->conf->cache.memory, g->conf->cache.max_entry)) {
+        pt_err("cannot create the internal cache");
+        return 1;
+    }
     pt_otel_export_start(nworkers, &g->conf->telemetry); /* OpenTelemetry (O): queues and exporter */
     start_wall_ms = pt_clock_wall_ms();
     pt_metrics_init(nworkers, (int)g->conf->metrics.max_series);
     pt_metrics_collector(metrics_node, NULL);
+    pt_metrics_collector(pt_cache_metrics, NULL);
     atomic_store(&pt_metrics_enabled, g->conf->metrics.enabled);
     pt_metrics_set(pt_metrics_core[PT_MC_CONFIG_GENERATION], PT_METRICS_CONTROL, 0, (int64_t)g->serial);
     ctl_base = event_base_new();
@@ -957,6 +964,7 @@ int main(int argc, char **argv)
     pt_conf_free(file_conf);
     pt_store_close(store);
     pt_counters_free();
+    pt_cache_node_free();
     pt_metrics_free();
     pt_info("stopped");
     return 0;

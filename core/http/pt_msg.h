@@ -148,10 +148,11 @@ struct pt_exec {
     struct pt_lasterror err;
     struct pt_call call;
     struct pt_statestash *stash;
-    struct pt_timer *timers;  /* live timers of this request */
-    struct pt_waitrun *wait;  /* the wait statement running its lanes (NULL: none) */
-    struct pt_lane *lane_cur; /* the lane whose statement runs now (errors are located in it) */
-    struct pt_work *works;    /* asynchronous work of the request's calls, cancelled when abandoned */
+    struct pt_timer *timers;   /* live timers of this request */
+    struct pt_waitrun *wait;   /* the wait statement running its lanes (NULL: none) */
+    struct pt_lane *lane_cur;  /* the lane whose statement runs now (errors are located in it) ... */
+    struct pt_call *lane_call; /* ... and its call (errors are reported under its policy's name) */
+    struct pt_work *works;     /* asynchronous work of the request's calls, cancelled when abandoned */
 };
 
 /* OpenTelemetry (part O, http/pt_otel.c): a request's trace context. */

@@ -10,6 +10,7 @@
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_conf.h"
+#include "event/pt_cache.h"
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
 #include "event/pt_metrics.h"
@@ -31,6 +32,7 @@
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -485,6 +487,41 @@ static pt_bytes client_ip(struct pt_req *req)
     return (pt_bytes){best, strlen(best)};
 }
 
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* PT_FACT_USER_GROUPS: the subscription owner's groups, sorted and without
+   repeats, comma-separated -- a stable text (vary-by-developer-groups keys a
+   cache by it).  Every user is in the system group `developers`, as
+   context.user.groups says; an anonymous call has no groups. */
+static pt_bytes user_groups(struct pt_req *req)
+{
+    const struct pt_user *u = req->sub ? req->sub->owner : NULL;
+    if (!u)
+        return (pt_bytes){"", 0};
+    const struct pt_strlist *g = &u->cf->groups;
+    const char **v = pt_pool_alloc(req->pool, sizeof(*v) * ((size_t)g->n + 1));
+    if (!v)
+        return (pt_bytes){"", 0};
+    int n = 0;
+    v[n++] = "developers";
+    for (int i = 0; i < g->n; i++)
+        v[n++] = g->v[i];
+    qsort(v, (size_t)n, sizeof(*v), cmp_cstr);
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 64);
+    for (int i = 0; i < n; i++) {
+        if (i && !strcmp(v[i], v[i - 1]))
+            continue;
+        if (b.n)
+            pt_buf_lit(&b, ",");
+        pt_buf_str(&b, pt_str_c(v[i]));
+    }
+    return (pt_bytes){b.p ? b.p : "", b.n};
+}
+
 static pt_bytes api_fact(pt_call *call, int which)
 {
     struct pt_req *req = call->req;
@@ -514,6 +551,13 @@ static pt_bytes api_fact(pt_call *call, int which)
         break;
     case PT_FACT_REQUEST_ID:
         return (pt_bytes){req->id, req->idn};
+    case PT_FACT_USER_GROUPS:
+        return user_groups(req);
+    case PT_FACT_BUFFER_SIZE: {
+        char t[24];
+        int n = snprintf(t, sizeof(t), "%llu", (unsigned long long)req_gen(req)->conf->limits.buffer_size);
+        return (pt_bytes){pt_pool_strndup(req->pool, t, (size_t)n), (size_t)n};
+    }
     case PT_FACT_CLIENT_CERT:
     case PT_FACT_CLIENT_CERT_VERIFY: {
         SSL *ssl = req->peer->tls ? pt_io_ssl(req->peer->io) : NULL;
@@ -819,23 +863,91 @@ static int api_var_get_response(pt_call *call, pt_bytes name, struct pt_http_res
     return 1;
 }
 
-static int api_cache_get(pt_call *call, int type, pt_bytes key,
+/* ------------------------------------------------------------ the caches */
+
+/* Which store a caching-type means for this generation: prefer-external is Redis when cache.redis
+   is set, else the internal store; external without Redis is no store at all (a miss, a store
+   skipped: docs/caching.md). */
+enum { STORE_NONE, STORE_INTERNAL, STORE_REDIS };
+
+static int cache_store_for(struct pt_req *req, int type)
+{
+    const struct pt_cache_cf *cc = &req_gen(req)->conf->cache;
+    if (type == PT_CACHE_INTERNAL)
+        return STORE_INTERNAL;
+    if (cc->redis)
+        return STORE_REDIS;
+    return type == PT_CACHE_EXTERNAL ? STORE_NONE : STORE_INTERNAL;
+}
+
+/* caching-type external without cache.redis: nothing is stored, every lookup misses; said in the
+   log at most once a minute, so that a configuration mistake is seen without flooding the log. */
+static void cache_external_missing(struct pt_req *req)
+{
+    static _Atomic uint64_t last_ms;
+    uint64_t now = pt_clock_now_ms(), last = atomic_load_explicit(&last_ms, memory_order_relaxed);
+    if ((last && now - last < 60000) ||
+        !atomic_compare_exchange_strong_explicit(&last_ms, &last, now ? now : 1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    pt_warn("request %.*s: caching-type external, but cache.redis is not set: a miss, nothing stored "
+            "(said once a minute)",
+            (int)req->idn, req->id);
+}
+
+static void *cache_alloc(void *actx, size_t n)
+{
+    return pt_pool_alloc(actx, n);
+}
+
+static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
                          void (*done)(pt_call *, void *, int, pt_bytes), void *arg)
 {
-    (void)call, (void)type, (void)key, (void)done, (void)arg;
-    return 0;
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        return c && pt_cache_get(c, key.data, key.len, cache_alloc, req->pool, value) == 1;
+    }
+    case STORE_REDIS:
+        (void)done, (void)arg;
+        return 0;
+    default:
+        cache_external_missing(req);
+        return 0;
+    }
 }
 
 static int api_cache_put(pt_call *call, int type, pt_bytes key, pt_bytes value, uint32_t ttl_s)
 {
-    (void)call, (void)type, (void)key, (void)value, (void)ttl_s;
-    return -1;
+    switch (cache_store_for(call->req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        return c ? pt_cache_put(c, key.data, key.len, value.data, value.len, (uint64_t)ttl_s * 1000) : -1;
+    }
+    case STORE_REDIS:
+        return -1;
+    default:
+        cache_external_missing(call->req);
+        return -1;
+    }
 }
 
 static int api_cache_del(pt_call *call, int type, pt_bytes key)
 {
-    (void)call, (void)type, (void)key;
-    return -1;
+    switch (cache_store_for(call->req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        if (c)
+            pt_cache_del(c, key.data, key.len);
+        return c ? 0 : -1;
+    }
+    case STORE_REDIS:
+        return -1;
+    default:
+        cache_external_missing(call->req);
+        return -1;
+    }
 }
 
 static void api_cache_mark(pt_call *call, int status)

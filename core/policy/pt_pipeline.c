@@ -110,8 +110,10 @@ static void path_frames(struct pt_buf *bp, const struct pt_frame *st, int depth)
                 pt_buf_lit(&b, "otherwise/");
         }
         pt_buf_add(&b, s->name, strlen(s->name));
+        /* a lane's own frame holds its child alone: the child's place in the wait is in aux */
+        int at = f->owner && f->owner->kind == PT_ST_WAIT ? f->aux : f->i;
         char idx[16];
-        int k = snprintf(idx, sizeof(idx), "[%d]", f->i + 1);
+        int k = snprintf(idx, sizeof(idx), "[%d]", at + 1);
         pt_buf_add(&b, idx, (size_t)k);
     }
     *bp = b;
@@ -468,8 +470,10 @@ static void run_lane(struct pt_req *req, struct pt_lane *l)
             }
             l->state = L_RUNNING;
             ex->lane_cur = l;
+            ex->lane_call = &l->call;
             st = lane_step(req, l, f->b->s[f->i], &pushed);
             ex->lane_cur = NULL;
+            ex->lane_call = NULL;
             if (st != PT_AGAIN)
                 l->has_pending = false; /* a resume from inside a run() that did not suspend */
             if (PT_UNLIKELY(pt_msg_out_of_memory(req)))
@@ -539,7 +543,7 @@ static struct pt_waitrun *wait_new(struct pt_req *req, const struct pt_stmt *s)
         l->call.lane = l;
         l->w = w;
         l->top = (struct pt_block){&s->body.s[i], 1};
-        l->st[0] = (struct pt_frame){&l->top, 0, NULL, 0};
+        l->st[0] = (struct pt_frame){&l->top, 0, s, i};
         l->depth = 1;
         l->state = L_READY;
     }
