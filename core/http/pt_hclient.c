@@ -8,9 +8,10 @@
  *   START -> RESOLVE -> CONNECT -> [PROXY_WRITE -> PROXY_READ] -> [TLS] -> WRITE -> READ
  *
  * Every step is non-blocking; a step that would block arms the event and
- * returns to the loop.  Connections are not reused (Connection: close):
- * side calls are rare next to proxied traffic, and a fresh connection can
- * never read bytes meant for another exchange.
+ * returns to the loop.  A connection is kept for the next call to the same
+ * place only after an idempotent request without a body whose answer was
+ * framed exactly (see pool_eligible and pool_put); every other call asks
+ * for Connection: close.
  */
 #include "http/pt_hclient.h"
 
@@ -78,10 +79,15 @@ struct pt_hclient {
     struct event ev, timer;
     bool ev_on, timer_on;
     struct evdns_getaddrinfo_request *dns;
-    bool resolving; /* inside evdns_getaddrinfo or waiting for its answer */
-    bool cancelled; /* cancelled while the resolver still holds us */
-    bool timed_out; /* the deadline passed while resolving */
-    int dns_err;    /* the resolver failed: PT_HTTP_ERR_* */
+    bool resolving;         /* inside evdns_getaddrinfo or waiting for its answer */
+    bool pooled;            /* may take and leave a keep-alive connection (pool_eligible) */
+    bool reused;            /* the connection came from the pool */
+    bool got_bytes;         /* something of the answer arrived */
+    char key[320];          /* the pool's key: scheme, host, port, TLS context */
+    struct evbuffer *saved; /* the request, to resend on a fresh connection when a reused one was stale */
+    bool cancelled;         /* cancelled while the resolver still holds us */
+    bool timed_out;         /* the deadline passed while resolving */
+    int dns_err;            /* the resolver failed: PT_HTTP_ERR_* */
     char err[256];
 };
 
@@ -95,6 +101,14 @@ struct hc_worker {
     int nrunning;
     struct pt_hclient *qhead, *qtail; /* waiting, oldest first */
     int nqueued;
+    /* idle keep-alive connections of finished calls, newest last */
+    struct hc_idle {
+        char key[320];
+        int fd;
+        SSL *ssl;
+        uint64_t since_ms;
+    } idle[PT_HCLIENT_IDLE_MAX];
+    int nidle;
 };
 
 static __thread struct hc_worker *tw;
@@ -168,6 +182,8 @@ static void hc_free(struct pt_hclient *h)
         evbuffer_free(h->in);
     if (h->parked)
         evbuffer_free(h->parked);
+    if (h->saved)
+        evbuffer_free(h->saved);
     pt_pool_free(h->pool);
     ERR_clear_error(); /* this thread's OpenSSL error queue stays clean for the next user */
     free(h);
@@ -335,6 +351,144 @@ static int io_read(struct pt_hclient *h, int *want)
     return -2;
 }
 
+/* ---------------------------------------------------------- keep-alive */
+
+static bool ieq(pt_bytes b, const char *s)
+{
+    return b.len == strlen(s) && !strncasecmp(b.data, s, b.len);
+}
+
+/* Connections are kept only for requests that can be resent without harm:
+   an idempotent method without a body, not through a proxy.  A kept
+   connection is used again only when nothing is pending on it (a peek
+   finds neither bytes nor a close) and it has been idle less than
+   PT_HCLIENT_IDLE_MS; a reused one that fails before any byte of the answer
+   arrived is replaced once by a fresh connection. */
+static bool pool_eligible(const struct pt_http_req *r, pt_bytes method)
+{
+    return !r->proxy_url.len && !r->body.len &&
+           (ieq(method, "GET") || ieq(method, "HEAD") || ieq(method, "OPTIONS") || ieq(method, "DELETE"));
+}
+
+static void idle_close(struct hc_idle *e)
+{
+    if (e->ssl)
+        SSL_free(e->ssl);
+    if (e->fd >= 0)
+        close(e->fd);
+    e->ssl = NULL;
+    e->fd = -1;
+}
+
+static void idle_remove(struct hc_worker *w, int i)
+{
+    w->idle[i] = w->idle[w->nidle - 1];
+    w->nidle--;
+}
+
+/* Has the peer spoken or closed since the connection went idle? */
+static bool idle_stale(const struct hc_idle *e, uint64_t now)
+{
+    if (now - e->since_ms > PT_HCLIENT_IDLE_MS)
+        return true;
+    if (e->ssl && SSL_pending(e->ssl) > 0)
+        return true;
+    char b;
+    ssize_t r = recv(e->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+/* Takes a kept connection for h's key: true with h->fd (and h->ssl) set. */
+static bool pool_take(struct pt_hclient *h)
+{
+    struct hc_worker *w = worker_of(h->base);
+    if (!w)
+        return false;
+    uint64_t now = pt_clock_now_ms();
+    for (int i = w->nidle - 1, guard = 0; i >= 0 && guard < PT_HCLIENT_IDLE_MAX; i--, guard++) {
+        struct hc_idle *e = &w->idle[i];
+        if (strcmp(e->key, h->key))
+            continue;
+        struct hc_idle got = *e;
+        idle_remove(w, i);
+        if (idle_stale(&got, now)) {
+            idle_close(&got);
+            continue;
+        }
+        h->fd = got.fd;
+        h->ssl = got.ssl;
+        return true;
+    }
+    return false;
+}
+
+/* Keeps h's connection after a complete answer when nothing can be left over. */
+static void pool_put(struct pt_hclient *h)
+{
+    const struct pt_head *hd = &h->p.h;
+    if (!h->pooled || !hd->keepalive || hd->body_announced || hd->body == PT_BODY_EOF ||
+        evbuffer_get_length(h->in) || evbuffer_get_length(h->out) || h->fd < 0)
+        return;
+    struct hc_worker *w = worker_of(h->base);
+    if (!w)
+        return;
+    uint64_t now = pt_clock_now_ms();
+    for (int i = 0; i < w->nidle;) /* the expired ones go first */
+        if (now - w->idle[i].since_ms > PT_HCLIENT_IDLE_MS) {
+            idle_close(&w->idle[i]);
+            idle_remove(w, i);
+        } else
+            i++;
+    if (w->nidle == PT_HCLIENT_IDLE_MAX) { /* the oldest makes room */
+        int old = 0;
+        for (int i = 1; i < w->nidle; i++)
+            if (w->idle[i].since_ms < w->idle[old].since_ms)
+                old = i;
+        idle_close(&w->idle[old]);
+        idle_remove(w, old);
+    }
+    if (h->ev_on) { /* the socket's event goes with the call */
+        event_del(&h->ev);
+        h->ev_on = false;
+    }
+    struct hc_idle *e = &w->idle[w->nidle++];
+    snprintf(e->key, sizeof(e->key), "%s", h->key);
+    e->fd = h->fd;
+    e->ssl = h->ssl;
+    e->since_ms = now;
+    h->fd = -1;
+    h->ssl = NULL;
+}
+
+/* A reused connection failed before any answer: once more on a fresh one.
+   true when the call goes on that way. */
+static bool retry_fresh(struct pt_hclient *h)
+{
+    if (!h->reused || h->got_bytes || !h->saved)
+        return false;
+    h->reused = false;
+    h->pooled = false; /* no second reuse for this call */
+    if (h->ev_on) {
+        event_del(&h->ev);
+        h->ev_on = false;
+    }
+    if (h->ssl)
+        SSL_free(h->ssl);
+    h->ssl = NULL;
+    close(h->fd);
+    h->fd = -1;
+    if (h->parser_on)
+        pt_fetch_parser_free(&h->p);
+    h->parser_on = false;
+    evbuffer_drain(h->in, evbuffer_get_length(h->in));
+    evbuffer_free(h->out);
+    h->out = h->saved;
+    h->saved = NULL;
+    h->salen = 0;
+    h->state = S_RESOLVE;
+    return true;
+}
+
 /* ------------------------------------------------------------- steps */
 
 static void on_event(evutil_socket_t fd, short what, void *arg);
@@ -396,6 +550,15 @@ static int step_resolve(struct pt_hclient *h)
 {
     if (h->salen) /* resolved */
         return step_connect_start(h);
+    if (h->pooled && !h->reused && !h->saved && pool_take(h)) {
+        /* a kept connection: straight to writing, with a copy to resend on a fresh one if it fails */
+        h->reused = true;
+        h->saved = evbuffer_new();
+        if (h->saved)
+            evbuffer_add(h->saved, evbuffer_pullup(h->out, -1), evbuffer_get_length(h->out));
+        h->state = S_WRITE;
+        return STEP_AGAIN;
+    }
     struct sockaddr_in *s4 = (struct sockaddr_in *)&h->sa;
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&h->sa;
     if (inet_pton(AF_INET, h->host, &s4->sin_addr) == 1) {
@@ -542,6 +705,8 @@ static int step_write(struct pt_hclient *h)
 {
     int want = STEP_WRITE;
     int w = io_write(h, &want);
+    if (w < 0 && retry_fresh(h))
+        return STEP_AGAIN;
     if (w < 0)
         return fail(h, PT_HTTP_ERR_CONNECT, "%s", h->err);
     if (w == 0)
@@ -559,8 +724,12 @@ static int step_read(struct pt_hclient *h)
         int n = io_read(h, &want);
         if (n == -1)
             return want;
+        if ((n == -2 || n == 0) && retry_fresh(h)) /* a kept connection the server had closed */
+            return STEP_AGAIN;
         if (n == -2)
             return fail(h, PT_HTTP_ERR_PROTOCOL, "%s", h->err);
+        if (n > 0)
+            h->got_bytes = true;
         char err[160];
         int r = pt_fetch_parse(&h->p, h->in, n == 0, err, sizeof(err));
         if (r == PT_FETCH_TOO_LARGE)
@@ -568,6 +737,7 @@ static int step_read(struct pt_hclient *h)
         if (r < 0)
             return fail(h, PT_HTTP_ERR_PROTOCOL, "%s", err);
         if (r == 1) {
+            pool_put(h);
             finish(h, 0);
             return STEP_END;
         }
@@ -587,8 +757,8 @@ static void advance(struct pt_hclient *h)
             h->state = S_RESOLVE;
             r = step_resolve(h);
             break;
-        case S_RESOLVE: /* the resolver answered */
-            r = h->dns_err ? fail(h, h->dns_err, "%s", h->err) : step_connect_start(h);
+        case S_RESOLVE: /* the resolver answered, or a kept connection failed: a fresh one */
+            r = h->dns_err ? fail(h, h->dns_err, "%s", h->err) : step_resolve(h);
             break;
         case S_CONNECT:
             r = step_connected(h);
@@ -677,11 +847,6 @@ static bool is_token(pt_bytes b)
             return false;
     }
     return true;
-}
-
-static bool ieq(pt_bytes b, const char *s)
-{
-    return b.len == strlen(s) && !strncasecmp(b.data, s, b.len);
 }
 
 /* "Basic base64(user:password)" in the call's pool. */
@@ -833,7 +998,14 @@ static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
     if (r->body.len || !(ieq(method, "GET") || ieq(method, "HEAD") || ieq(method, "DELETE") ||
                          ieq(method, "OPTIONS") || ieq(method, "TRACE")))
         evbuffer_add_printf(o, "Content-Length: %zu\r\n", r->body.len);
-    evbuffer_add(o, "Connection: close\r\n\r\n", 21);
+    h->pooled = pool_eligible(r, method);
+    if (h->pooled)
+        snprintf(h->key, sizeof(h->key), "%s|%s|%d|%p|%d", h->u.https ? "https" : "http", h->u.host,
+                 h->u.port, h->u.https ? (void *)h->ctx : NULL, h->verify);
+    if (h->pooled)
+        evbuffer_add(o, "\r\n", 2);
+    else
+        evbuffer_add(o, "Connection: close\r\n\r\n", 21);
     if (evbuffer_get_length(o) > PT_HCLIENT_MAX_HEAD)
         return "the request head is larger than 64 KiB";
     if (r->body.len)
@@ -964,6 +1136,9 @@ void pt_hclient_worker_end(void)
         w->running = h->next;
         hc_release(h);
     }
+    for (int i = 0; i < w->nidle; i++)
+        idle_close(&w->idle[i]);
+    w->nidle = 0;
     /* calls cancelled while resolving are freed by the resolver's callbacks, which run from the loop */
     for (int i = 0; i < 4 && w->dns && event_base_get_num_events(w->base, EVENT_BASE_COUNT_ACTIVE); i++)
         event_base_loop(w->base, EVLOOP_NONBLOCK);

@@ -32,6 +32,8 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define PT_HCLIENT_DETACHED_RUNNING 16      /* detached calls running at once, per worker */
 #define PT_HCLIENT_DETACHED_QUEUE 64        /* detached calls waiting, per worker */
 #define PT_HCLIENT_DETACHED_BODY (1u << 20) /* the request body of a detached call */
+#define PT_HCLIENT_IDLE_MAX 32              /* kept keep-alive connections, per worker */
+#define PT_HCLIENT_IDLE_MS 15000            /* ... each for at most this long */
 
 /* Where https goes: the trust (and client certificate) of the context, and
    whether the certificate and name are checked.  The context is referenced

@@ -761,6 +761,8 @@ static struct pt_hclient_tls send_tls_of(pt_call *call, const struct pt_http_req
 {
     const struct pt_gen *g = req_gen(call->req);
     struct pt_hclient_tls t = {NULL, g->conf->upstream.verify};
+    if (r->url.len < 8 || strncasecmp(r->url.data, "https://", 8))
+        return t; /* plain http: no context (the system's CAs are not loaded for nothing) */
     if (r->client_cert)
         t.ctx = ((const struct pt_clientcert *)r->client_cert)->ctx;
     else if (g->client_tls)

@@ -578,3 +578,35 @@ def test_bad_configurations_are_refused_with_a_position(portico, backend, policy
     code, out = portico(cfg, start=False).check()
     assert code != 0 and message in out, out
     assert "portico.yaml:" in out, out
+
+
+def test_kept_connections_are_reused_only_when_clean(portico, backend, side):
+    p = gateway(portico, backend, {"inbound": [
+        {"send-request": {"mode": "copy", "response-variable-name": "r",
+                          "set-url": "@(context.request.headers:get('X-Url', ''))"}},
+        {"return-response": {"response-variable-name": "r"}}]})
+    # GET without a body: the connection is kept and used again
+    first = json.loads(p.request("GET", "/echo/side", headers={"X-Url": side.url + "/a"})[2])
+    second = json.loads(p.request("GET", "/echo/side", headers={"X-Url": side.url + "/b"})[2])
+    assert first["connection"] == second["connection"]
+    assert all(k.lower() != "connection" for k, _ in second["headers"])
+    # a POST always gets a connection of its own, and asks for Connection: close
+    third = json.loads(p.request("POST", "/echo/side", body=b"x", headers={"X-Url": side.url + "/c"})[2])
+    assert third["connection"] != second["connection"]
+    assert ["Connection", "close"] in third["headers"]
+    # a service that answers and then closes: the next call notices and connects afresh
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nraw1"
+    status, _, body = p.request("GET", "/echo/side", headers={"X-Url": side.url + "/raw",
+                                                              "X-Raw-Response": ok.hex()})
+    assert (status, body) == (200, b"raw1")
+    time.sleep(0.2)
+    status, _, body = p.request("GET", "/echo/side", headers={"X-Url": side.url + "/d"})
+    assert status == 200 and json.loads(body)["target"] == "/d"
+    # a service that sends a second, unasked answer on a kept connection: it is never read as the next one
+    smuggled = ok + b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
+    status, _, body = p.request("GET", "/echo/side", headers={"X-Url": side.url + "/raw", "X-Raw-Keep": "1",
+                                                              "X-Raw-Response": smuggled.hex()})
+    assert (status, body) == (200, b"raw1")
+    for path in ("/e", "/f"):
+        status, _, body = p.request("GET", "/echo/side", headers={"X-Url": side.url + path})
+        assert status == 200 and json.loads(body)["target"] == path, body
