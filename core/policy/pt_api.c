@@ -334,7 +334,17 @@ static int api_var_set(pt_call *call, pt_bytes name, pt_bytes value)
 
 static pt_status api_fail(pt_call *call, int status, const char *reason, const char *message)
 {
+    /* a lane of wait failing from a callback: the error is located in that lane (and traced there) */
+    struct pt_exec *ex = &call->req->ex;
+    struct pt_lane *was_lane = ex->lane_cur;
+    struct pt_call *was_call = ex->lane_call;
+    if (call->lane) {
+        ex->lane_cur = call->lane;
+        ex->lane_call = call;
+    }
     pt_msg_set_error(call->req, status, call->name ? call->name : "gateway", reason, message);
+    ex->lane_cur = was_lane;
+    ex->lane_call = was_call;
     return PT_ERROR;
 }
 

@@ -490,3 +490,36 @@ def test_cache_lookup_value_in_a_lane(backend, workdir, portico, hold):
     assert status == 200 and json.loads(body) == {"fast": "nil", "slow": "nil", "v": "cached"}, body
     assert took < 2.0
     wait_for(lambda: len(hold.closed) == len(hold.accepted), timeout=2, what="the send-request to be cancelled")
+
+
+# ------------------------------------------------------------------ traces
+
+def test_a_traced_wait(backend, workdir, portico):
+    """A traced request through a wait (lanes suspended, one failing later, response variables set):
+    the trace records the wait as one step, its variables, and the lane's error in on-error."""
+    from conftest import free_port
+    from mgmt_helpers import TOKEN, Mgmt
+    cfg = config(backend, workdir, [
+        {"wait": {"policies": [lane(100, "x", response=True, value="A"), lane(200, "b", value="B")]}},
+        {"wait": {"for": "any", "policies": [lane(50, "c", fail=True), lane(900, "d")]}}],
+        on_error=ON_ERROR, management={"listen": "127.0.0.1:%d" % free_port()})
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    token = m.ok("POST", "gateways/managed/listDebugCredentials",
+                 {"credentialsExpireAfter": "PT1H", "apiId": "echo", "purposes": ["tracing"]})["token"]
+    status, h, body = p.request("GET", "/echo/items/1", headers={"Apim-Debug-Authorization": token})
+    assert status == 599, body
+    assert json.loads(body)["path"] == "wait[2]/choose[1]/when[1]/test-sleep[1]"
+
+    def fetch():
+        st, _, out = m.call("POST", "gateways/managed/listTrace", {"traceId": h["apim-trace-id"]})
+        return out if st == 200 else None
+    trace = wait_for(fetch, what="the trace")
+    text = json.dumps(trace)
+    inbound = trace["traceEntries"]["inbound"]
+    assert [e.get("path") for e in inbound if e.get("path", "").startswith("wait")][:2] == ["wait[1]", "wait[2]"], \
+        text[:2000]
+    assert '"statusCode": 200' in text  # the response variable a, shown by its status
+    assert trace["traceEntries"]["on-error"], text[:2000]
+    failed = [e for e in inbound if e.get("path") == "wait[2]"][0]
+    assert failed["data"]["error"]["path"] == "wait[2]/choose[1]/when[1]/test-sleep[1]", failed
