@@ -523,3 +523,45 @@ def test_a_traced_wait(backend, workdir, portico):
     assert trace["traceEntries"]["on-error"], text[:2000]
     failed = [e for e in inbound if e.get("path") == "wait[2]"][0]
     assert failed["data"]["error"]["path"] == "wait[2]/choose[1]/when[1]/test-sleep[1]", failed
+
+
+@needs_routing
+def test_churn_of_waits_with_clients_leaving(backend, workdir, portico, hold):
+    """Many requests at once, each an any-wait over a call that never answers and one that answers after
+    a while, half of the clients leaving before the answer: every call ends up closed, the answers that
+    are awaited are right, and the gateway keeps serving."""
+    p = portico(config(backend, workdir, [
+        {"wait": {"for": "any", "policies": [send("slow", hold.url + "/never"),
+                                             send("fast", backend.url + "/sleep/300")]}}, SEND_REPORT]))
+    answers = {}
+
+    def one(i):
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+        try:
+            s.sendall(b"GET /echo/items/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+            if i % 2:
+                time.sleep(0.05 + (i % 5) * 0.02)
+                return  # the client leaves mid-wait
+            data = b""
+            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            answers[i] = data
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(answers) == 15
+    for data in answers.values():
+        assert data.startswith(b"HTTP/1.1 200"), data[:300]
+        assert json.loads(data.split(b"\r\n\r\n", 1)[1])["fast"] == "/sleep/300", data[:300]
+    wait_for(lambda: len(hold.accepted) == 30 and len(hold.closed) == 30, timeout=5,
+             what="every never-answered call to be closed")
+    status, _, body = p.request("GET", "/echo/items/99")
+    assert status == 200 and json.loads(body)["fast"] == "/sleep/300"
