@@ -249,13 +249,11 @@ static void timer_fire(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct pt_timer *t = arg;
-    struct pt_req *req = t->req;
     void (*fn)(pt_call *, void *) = t->fn;
     void *a = t->arg;
-    pt_call *call = t->call;
+    pt_call *call = t->call; /* the lane's call for a lane's timer */
     timer_drop(t);
     fn(call, a);
-    (void)req;
 }
 
 pt_timer *pt_pipeline_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *call, void *arg), void *arg)
