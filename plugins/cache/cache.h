@@ -90,6 +90,8 @@ const char *cache_control_value(const struct pt_api *api, pt_call *call, int dow
 extern const struct pt_attr_def cache_store_attrs[];
 int cache_store_compile(const struct pt_api *api, pt_compile *c, void **instance);
 pt_status cache_store_run(const struct pt_api *api, pt_call *call, void *instance);
+/* A response header that is not kept in an entry (connection, framing, cookies, Age, Cache-Control). */
+int cache_header_unkept(pt_bytes name);
 
 /* ---- value.c: cache-lookup-value, cache-store-value, cache-remove-value ---- */
 

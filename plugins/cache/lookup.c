@@ -328,7 +328,8 @@ static pt_status serve(const struct pt_api *api, pt_call *call, const struct pen
     if (api->set_status(call, e.status, e.reason) != 0)
         return PT_OK;
     for (int i = 0; i < e.nheaders; i++)
-        if (api->header_set(call, PT_MSG_RESPONSE, e.names[i], &e.values[i], 1, PT_HEADER_APPEND) != 0)
+        if (!cache_header_unkept(e.names[i]) &&
+            api->header_set(call, PT_MSG_RESPONSE, e.names[i], &e.values[i], 1, PT_HEADER_APPEND) != 0)
             return PT_ERROR; /* refused by the core (an entry someone else wrote): the error is set */
     char agebuf[24];
     int an = snprintf(agebuf, sizeof(agebuf), "%" PRId64, age);
