@@ -14,6 +14,7 @@
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
 #include "event/pt_metrics.h"
+#include "event/pt_redis.h"
 #include "http/pt_fetch.h"
 #include "http/pt_logsink.h"
 #include "http/pt_otel.h"
@@ -766,6 +767,40 @@ static void *cache_alloc(void *actx, size_t n)
     return pt_pool_alloc(actx, n);
 }
 
+/* A lookup Redis answers later: who to tell, and the handle that cancels it if the request ends
+   first (request memory). */
+struct cache_wait {
+    pt_call *call;
+    void (*done)(pt_call *, void *, int, pt_bytes);
+    void *arg;
+    void *handle; /* NULL once answered */
+};
+
+static void cache_wait_end(void *arg, int status, uint64_t bytes_in, uint64_t bytes_out)
+{
+    (void)status, (void)bytes_in, (void)bytes_out;
+    struct cache_wait *w = arg;
+    if (w->handle)
+        pt_redis_cancel(w->handle);
+    w->handle = NULL;
+}
+
+static void cache_answer(void *arg, int found, pt_bytes value)
+{
+    struct cache_wait *w = arg;
+    w->handle = NULL;
+    pt_bytes v = {"", 0};
+    if (found && value.len) {
+        char *m = pt_pool_alloc(w->call->req->pool, value.len);
+        if (m) {
+            memcpy(m, value.data, value.len);
+            v = (pt_bytes){m, value.len};
+        } else
+            found = 0;
+    }
+    w->done(w->call, w->arg, found, v);
+}
+
 static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
                          void (*done)(pt_call *, void *, int, pt_bytes), void *arg)
 {
@@ -775,9 +810,16 @@ static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
         struct pt_cache *c = pt_cache_node();
         return c && pt_cache_get(c, key.data, key.len, cache_alloc, req->pool, value) == 1;
     }
-    case STORE_REDIS:
-        (void)done, (void)arg;
-        return 0;
+    case STORE_REDIS: {
+        struct cache_wait *w = done ? pt_pool_calloc(req->pool, sizeof(*w)) : NULL;
+        if (!w)
+            return 0;
+        *w = (struct cache_wait){call, done, arg, NULL};
+        if (pt_redis_get(req->peer->base, req->peer->worker, key, cache_answer, w, &w->handle) != 1)
+            return 0; /* down, or not asked: a miss now */
+        api_at_end(call, cache_wait_end, w);
+        return PT_AGAIN;
+    }
     default:
         cache_external_missing(req);
         return 0;
@@ -786,22 +828,24 @@ static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
 
 static int api_cache_put(pt_call *call, int type, pt_bytes key, pt_bytes value, uint32_t ttl_s)
 {
-    switch (cache_store_for(call->req, type)) {
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
     case STORE_INTERNAL: {
         struct pt_cache *c = pt_cache_node();
         return c ? pt_cache_put(c, key.data, key.len, value.data, value.len, (uint64_t)ttl_s * 1000) : -1;
     }
     case STORE_REDIS:
-        return -1;
+        return pt_redis_set(req->peer->base, req->peer->worker, key, value, ttl_s);
     default:
-        cache_external_missing(call->req);
+        cache_external_missing(req);
         return -1;
     }
 }
 
 static int api_cache_del(pt_call *call, int type, pt_bytes key)
 {
-    switch (cache_store_for(call->req, type)) {
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
     case STORE_INTERNAL: {
         struct pt_cache *c = pt_cache_node();
         if (c)
@@ -809,9 +853,9 @@ static int api_cache_del(pt_call *call, int type, pt_bytes key)
         return c ? 0 : -1;
     }
     case STORE_REDIS:
-        return -1;
+        return pt_redis_del(req->peer->base, req->peer->worker, key);
     default:
-        cache_external_missing(call->req);
+        cache_external_missing(req);
         return -1;
     }
 }
