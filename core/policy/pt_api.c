@@ -485,6 +485,41 @@ static pt_bytes client_ip(struct pt_req *req)
     return (pt_bytes){best, strlen(best)};
 }
 
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* PT_FACT_USER_GROUPS: the subscription owner's groups, sorted and without
+   repeats, comma-separated -- a stable text (vary-by-developer-groups keys a
+   cache by it).  Every user is in the system group `developers`, as
+   context.user.groups says; an anonymous call has no groups. */
+static pt_bytes user_groups(struct pt_req *req)
+{
+    const struct pt_user *u = req->sub ? req->sub->owner : NULL;
+    if (!u)
+        return (pt_bytes){"", 0};
+    const struct pt_strlist *g = &u->cf->groups;
+    const char **v = pt_pool_alloc(req->pool, sizeof(*v) * ((size_t)g->n + 1));
+    if (!v)
+        return (pt_bytes){"", 0};
+    int n = 0;
+    v[n++] = "developers";
+    for (int i = 0; i < g->n; i++)
+        v[n++] = g->v[i];
+    qsort(v, (size_t)n, sizeof(*v), cmp_cstr);
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 64);
+    for (int i = 0; i < n; i++) {
+        if (i && !strcmp(v[i], v[i - 1]))
+            continue;
+        if (b.n)
+            pt_buf_lit(&b, ",");
+        pt_buf_str(&b, pt_str_c(v[i]));
+    }
+    return (pt_bytes){b.p ? b.p : "", b.n};
+}
+
 static pt_bytes api_fact(pt_call *call, int which)
 {
     struct pt_req *req = call->req;
@@ -514,6 +549,8 @@ static pt_bytes api_fact(pt_call *call, int which)
         break;
     case PT_FACT_REQUEST_ID:
         return (pt_bytes){req->id, req->idn};
+    case PT_FACT_USER_GROUPS:
+        return user_groups(req);
     case PT_FACT_CLIENT_CERT:
     case PT_FACT_CLIENT_CERT_VERIFY: {
         SSL *ssl = req->peer->tls ? pt_io_ssl(req->peer->io) : NULL;
