@@ -344,7 +344,7 @@ static pt_status api_respond(pt_call *call)
 
 static void api_resume(pt_call *call, pt_status st)
 {
-    pt_pipeline_resume(call->req, st);
+    pt_pipeline_call_resume(call, st); /* the pipeline, or the lane of wait the call belongs to */
 }
 
 static void *api_alloc(pt_call *call, size_t n)
@@ -757,14 +757,18 @@ static int api_http_send_detached(pt_call *call, const struct pt_http_req *r)
 
 static int api_var_set_response(pt_call *call, pt_bytes name, const struct pt_http_resp *resp)
 {
-    (void)call, (void)name, (void)resp;
-    return -1;
+    if (!name.len)
+        return -1;
+    return pt_msg_var_set_response(call->req, name, resp);
 }
 
 static int api_var_get_response(pt_call *call, pt_bytes name, struct pt_http_resp *out)
 {
-    (void)call, (void)name, (void)out;
-    return 0;
+    const struct pt_http_resp *r = pt_msg_var_response(call->req, name);
+    if (!r)
+        return 0;
+    *out = *r;
+    return 1;
 }
 
 /* ------------------------------------------------------------ the caches */
