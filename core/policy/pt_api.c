@@ -808,28 +808,20 @@ static void *cache_alloc(void *actx, size_t n)
     return pt_pool_alloc(actx, n);
 }
 
-/* A lookup Redis answers later: who to tell, and the handle that cancels it if the request ends
-   first (request memory). */
+/* A lookup Redis answers later: who to tell, and the driver's record of the work, through which
+   a lane of wait that lost or the request's end cancels it (request memory). */
 struct cache_wait {
     pt_call *call;
     void (*done)(pt_call *, void *, int, pt_bytes);
     void *arg;
-    void *handle; /* NULL once answered */
+    void *handle;
+    struct pt_work work;
 };
-
-static void cache_wait_end(void *arg, int status, uint64_t bytes_in, uint64_t bytes_out)
-{
-    (void)status, (void)bytes_in, (void)bytes_out;
-    struct cache_wait *w = arg;
-    if (w->handle)
-        pt_redis_cancel(w->handle);
-    w->handle = NULL;
-}
 
 static void cache_answer(void *arg, int found, pt_bytes value)
 {
     struct cache_wait *w = arg;
-    w->handle = NULL;
+    pt_pipeline_work_end(w->call, &w->work);
     pt_bytes v = {"", 0};
     if (found && value.len) {
         char *m = pt_pool_alloc(w->call->req->pool, value.len);
@@ -855,10 +847,10 @@ static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
         struct cache_wait *w = done ? pt_pool_calloc(req->pool, sizeof(*w)) : NULL;
         if (!w)
             return 0;
-        *w = (struct cache_wait){call, done, arg, NULL};
+        *w = (struct cache_wait){.call = call, .done = done, .arg = arg};
         if (pt_redis_get(req->peer->base, req->peer->worker, key, cache_answer, w, &w->handle) != 1)
             return 0; /* down, or not asked: a miss now */
-        api_at_end(call, cache_wait_end, w);
+        pt_pipeline_work_start(call, &w->work, pt_redis_cancel, w->handle);
         return PT_AGAIN;
     }
     default:
