@@ -14,6 +14,7 @@
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
 #include "event/pt_metrics.h"
+#include "event/pt_redis.h"
 #include "http/pt_fetch.h"
 #include "http/pt_logsink.h"
 #include "http/pt_otel.h"
@@ -343,7 +344,7 @@ static pt_status api_respond(pt_call *call)
 
 static void api_resume(pt_call *call, pt_status st)
 {
-    pt_pipeline_resume(call->req, st);
+    pt_pipeline_call_resume(call, st); /* the pipeline, or the lane of wait the call belongs to */
 }
 
 static void *api_alloc(pt_call *call, size_t n)
@@ -761,14 +762,18 @@ static int api_http_send_detached(pt_call *call, const struct pt_http_req *r)
 
 static int api_var_set_response(pt_call *call, pt_bytes name, const struct pt_http_resp *resp)
 {
-    (void)call, (void)name, (void)resp;
-    return -1;
+    if (!name.len)
+        return -1;
+    return pt_msg_var_set_response(call->req, name, resp);
 }
 
 static int api_var_get_response(pt_call *call, pt_bytes name, struct pt_http_resp *out)
 {
-    (void)call, (void)name, (void)out;
-    return 0;
+    const struct pt_http_resp *r = pt_msg_var_response(call->req, name);
+    if (!r)
+        return 0;
+    *out = *r;
+    return 1;
 }
 
 /* ------------------------------------------------------------ the caches */
@@ -808,6 +813,32 @@ static void *cache_alloc(void *actx, size_t n)
     return pt_pool_alloc(actx, n);
 }
 
+/* A lookup Redis answers later: who to tell, and the driver's record of the work, through which
+   a lane of wait that lost or the request's end cancels it (request memory). */
+struct cache_wait {
+    pt_call *call;
+    void (*done)(pt_call *, void *, int, pt_bytes);
+    void *arg;
+    void *handle;
+    struct pt_work work;
+};
+
+static void cache_answer(void *arg, int found, pt_bytes value)
+{
+    struct cache_wait *w = arg;
+    pt_pipeline_work_end(w->call, &w->work);
+    pt_bytes v = {"", 0};
+    if (found && value.len) {
+        char *m = pt_pool_alloc(w->call->req->pool, value.len);
+        if (m) {
+            memcpy(m, value.data, value.len);
+            v = (pt_bytes){m, value.len};
+        } else
+            found = 0;
+    }
+    w->done(w->call, w->arg, found, v);
+}
+
 static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
                          void (*done)(pt_call *, void *, int, pt_bytes), void *arg)
 {
@@ -817,9 +848,16 @@ static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
         struct pt_cache *c = pt_cache_node();
         return c && pt_cache_get(c, key.data, key.len, cache_alloc, req->pool, value) == 1;
     }
-    case STORE_REDIS:
-        (void)done, (void)arg;
-        return 0;
+    case STORE_REDIS: {
+        struct cache_wait *w = done ? pt_pool_calloc(req->pool, sizeof(*w)) : NULL;
+        if (!w)
+            return 0;
+        *w = (struct cache_wait){.call = call, .done = done, .arg = arg};
+        if (pt_redis_get(req->peer->base, req->peer->worker, key, cache_answer, w, &w->handle) != 1)
+            return 0; /* down, or not asked: a miss now */
+        pt_pipeline_work_start(call, &w->work, pt_redis_cancel, w->handle);
+        return PT_AGAIN;
+    }
     default:
         cache_external_missing(req);
         return 0;
@@ -828,22 +866,24 @@ static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
 
 static int api_cache_put(pt_call *call, int type, pt_bytes key, pt_bytes value, uint32_t ttl_s)
 {
-    switch (cache_store_for(call->req, type)) {
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
     case STORE_INTERNAL: {
         struct pt_cache *c = pt_cache_node();
         return c ? pt_cache_put(c, key.data, key.len, value.data, value.len, (uint64_t)ttl_s * 1000) : -1;
     }
     case STORE_REDIS:
-        return -1;
+        return pt_redis_set(req->peer->base, req->peer->worker, key, value, ttl_s);
     default:
-        cache_external_missing(call->req);
+        cache_external_missing(req);
         return -1;
     }
 }
 
 static int api_cache_del(pt_call *call, int type, pt_bytes key)
 {
-    switch (cache_store_for(call->req, type)) {
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
     case STORE_INTERNAL: {
         struct pt_cache *c = pt_cache_node();
         if (c)
@@ -851,9 +891,9 @@ static int api_cache_del(pt_call *call, int type, pt_bytes key)
         return c ? 0 : -1;
     }
     case STORE_REDIS:
-        return -1;
+        return pt_redis_del(req->peer->base, req->peer->worker, key);
     default:
-        cache_external_missing(call->req);
+        cache_external_missing(req);
         return -1;
     }
 }
