@@ -656,3 +656,83 @@ def test_value_key_errors_at_request_time(counting, portico):
     s, _, _ = p.request("GET", "/c/put?k=a&v=b&ttl=soon")
     assert s == 500
 
+
+
+# ------------------------------------------------------------------ Redis
+
+from redis_helpers import redis_server  # noqa: E402,F401  (the fixture)
+
+
+def redis_keys(r, pattern):
+    return sorted(k.decode() for k in (r.command("KEYS", pattern) or []))
+
+
+def test_value_cache_in_redis(counting, portico, redis_server):
+    r = redis_server()
+    p = portico(value_config(counting, "external", cache={"redis": r.url}))
+    exercise_value_cache(p)
+    value_put(p, "seen", "in redis")
+    wait_for(lambda: r.command("GET", "portico:v:seen") == b"in redis", what="the value in Redis")
+    ttl = r.command("TTL", "portico:v:seen")
+    assert 50 <= ttl <= 60
+    # a value Redis holds that the gateway did not write is read as it is
+    r.command("SET", "portico:v:outside", "from elsewhere")
+    assert value_get(p, "outside") == "from elsewhere"
+
+
+def test_response_cache_in_redis(counting, portico, redis_server):
+    r = redis_server()
+    p = portico(config(counting, inbound=[lookup(**{"downstream-caching-type": "public"})],
+                       outbound=[store(90)], cache={"redis": r.url}))
+    assert get(p, "/c/items/1")[3] == 1
+    keys = wait_for(lambda: redis_keys(r, "portico:r:*"), what="the entry in Redis")
+    assert len(keys) == 1 and len(keys[0]) == len("portico:r:") + 64
+    assert 80 <= r.command("TTL", keys[0]) <= 90
+    s, h, _, n = get(p, "/c/items/1")
+    assert (s, n) == (200, 1) and int(h["age"]) >= 0
+    assert h["cache-control"].startswith("public, max-age=")
+    assert counting.count() == 1
+    assert cache_fields(p, 2) == ["miss", "hit"]
+    # caching-type internal keeps to the node's cache even with Redis configured
+    cfg = config(counting, inbound=[lookup(**{"caching-type": "internal"})], cache={"redis": r.url})
+    p.reload(cfg)
+    r.command("FLUSHALL")
+    assert [get(p, "/c/items/9")[3] for _ in range(2)] == [2, 2]
+    assert redis_keys(r, "portico:*") == []
+
+
+def test_damaged_entries_in_redis_are_misses(counting, portico, redis_server):
+    """Whatever Redis holds under a response key -- cut, foreign, header injection -- is a miss:
+    the backend answers, nothing breaks, and the entry is written afresh."""
+    r = redis_server()
+    p = portico(config(counting, cache={"redis": r.url}))
+    assert get(p, "/c/x")[3] == 1
+    key = wait_for(lambda: redis_keys(r, "portico:r:*"), what="the entry in Redis")[0]
+    good = r.command("GET", key)
+    assert good.startswith(b"PTC1")
+    bad_values = [b"", b"garbage", good[:len(good) // 2], good + b"x",
+                  good.replace(b"Content-Type", b"Content\nType"),
+                  good.replace(b"application/json", b"app\r\nX-Evil: 1\r\n\r\n")]
+    n = 1
+    for bad in bad_values:
+        r.command("SET", key, bad)
+        s, h, body, got = get(p, "/c/x")
+        n += 1
+        assert (s, got) == (200, n), bad
+        assert "x-evil" not in h
+        wait_for(lambda: r.command("GET", key) != bad, what="the entry written afresh")
+        assert get(p, "/c/x")[3] == n, "the fresh entry is a hit"
+    assert counting.count() == n
+
+
+def test_redis_down_mid_run_fails_no_request(counting, portico, redis_server):
+    r = redis_server()
+    p = portico(config(counting, cache={"redis": r.url, "commandTimeout": "100ms"}))
+    assert [get(p, "/c/items/1")[3] for _ in range(2)] == [1, 1]
+    r.kill()
+    results = [get(p, "/c/items/1") for _ in range(5)]
+    assert all(x[0] == 200 for x in results), [x[0] for x in results]
+    assert [x[3] for x in results] == [2, 3, 4, 5, 6], "down: every lookup misses, the backend answers"
+    r.start()
+    wait_for(lambda: get(p, "/c/items/1")[3] == get(p, "/c/items/1")[3], timeout=15,
+             what="the cache working again after Redis came back")
