@@ -736,3 +736,29 @@ def test_redis_down_mid_run_fails_no_request(counting, portico, redis_server):
     r.start()
     wait_for(lambda: get(p, "/c/items/1")[3] == get(p, "/c/items/1")[3], timeout=15,
              what="the cache working again after Redis came back")
+
+
+def test_value_lookups_as_wait_lanes_in_redis(counting, portico, redis_server):
+    """cache-lookup-value children of wait (all): both lookups run through Redis, both variables arrive;
+    a paused Redis makes them miss after commandTimeout, never fails the request."""
+    r = redis_server()
+    r.command("SET", "portico:v:one", "1")
+    r.command("SET", "portico:v:two", "2")
+    t = {"caching-type": "external"}
+    inbound = [
+        {"wait": {"for": "all", "policies": [
+            {"cache-lookup-value": dict(t, key="one", **{"variable-name": "a"})},
+            {"cache-lookup-value": dict(t, key="two", **{"variable-name": "b", "default-value": "none"})}]}},
+        {"return-response": {"set-status": {"code": 200},
+                             "set-header": [{"name": "X-Got", "value": "@(tostring(context.variables.a) .. ',' .. "
+                                                                       "tostring(context.variables.b))"}]}},
+    ]
+    p = portico(config(counting, inbound=inbound, outbound=[],
+                       cache={"redis": r.url, "commandTimeout": "200ms"}))
+    s, h, _ = p.request("GET", "/c/x")
+    assert (s, h["x-got"]) == (200, "1,2")
+    r.pause(1.5)
+    t0 = time.monotonic()
+    s, h, _ = p.request("GET", "/c/x")
+    assert (s, h["x-got"]) == (200, "nil,none"), "a Redis that does not answer is a miss"
+    assert time.monotonic() - t0 < 1.2, "the lookups gave up at commandTimeout"
