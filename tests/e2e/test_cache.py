@@ -239,6 +239,42 @@ def test_vary_by_header(counting, portico):
     assert counting.count() == 5
 
 
+def test_many_values_vary_the_key_within_bounds(counting, portico):
+    """Hundreds of values of a named parameter (the key takes the first 64) and a long header: the
+    request is served and cached like any other."""
+    p = portico(config(counting, inbound=[lookup(**{"vary-by-query-parameter": "a",
+                                                    "vary-by-header": "X-V"})]))
+    q = "&".join("a=%d" % i for i in range(300))
+    hdr = {"X-V": ",".join(str(i) for i in range(300))}
+    assert get(p, "/c/x?" + q, hdr)[3] == 1
+    assert get(p, "/c/x?" + q, hdr)[3] == 1
+    assert get(p, "/c/x?" + q.replace("a=299", "a=x"), hdr)[3] == 1, "past the 64th value nothing counts"
+    assert get(p, "/c/x?" + q.replace("a=5&", "a=x&"), hdr)[3] == 2
+
+
+def test_concurrent_clients_get_their_own_resource(counting, portico):
+    """Two workers, many clients, a few keys: every answer is the resource asked for."""
+    p = portico(config(counting))
+    errors = []
+
+    def client(k):
+        try:
+            for i in range(25):
+                item = (k + i) % 5
+                s, _, body, _ = get(p, "/c/items/%d" % item)
+                if s != 200 or json.loads(body)["path"] != "/items/%d" % item:
+                    errors.append((item, s, body[:80]))
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(repr(e))
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors[:5]
+    assert counting.count() < 8 * 25 / 2, "most of the 200 calls were hits"
+
+
 def test_header_name_must_be_a_token(counting, portico):
     p = portico(config(counting, inbound=[lookup(**{"vary-by-header": "Bad Name"})]), start=False)
     rc, out = p.check()
