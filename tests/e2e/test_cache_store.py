@@ -484,3 +484,122 @@ def test_reload_to_redis_and_back(portico, redis_server):
     assert wait_for(lambda: r.command("GET", redis_key("k")) == b"redis")
     assert p.reload(dict(cfg, cache={"memory": "1m"}))
     assert vget(p, "k") == "internal", "the internal store kept its value across both reloads"
+
+
+# ------------------------------------------------- lookups that are abandoned
+
+def wait_config(redis_url):
+    """GET /w?k= runs wait for=any over a Redis lookup and a choose that sets the variable at once."""
+    inbound = [
+        {"wait": {"for": "any", "policies": [
+            {"cache-lookup-value": {"key": "@(%s.k)" % Q, "variable-name": "got"}},
+            {"choose": [{"when": "@(true)", "then": [{"set-variable": {"name": "fast", "value": "yes"}}]}]}]}},
+        {"return-response": {"set-status": {"code": 200},
+                             "set-header": [{"name": "X-Value",
+                                             "value": "@(tostring(context.variables.fast) .. '/' .. "
+                                                      "tostring(context.variables.got))"}]}},
+    ]
+    cfg = value_config(cache={"redis": redis_url, "commandTimeout": "1s"}, workers=1)
+    cfg["apis"][0]["policies"]["inbound"] = ["base"] + inbound
+    return cfg
+
+
+def test_wait_any_abandons_a_slow_redis_lookup(portico, redis_server):
+    r = redis_server()
+    r.command("SET", redis_key("k"), b"late")
+    p = portico(wait_config(r.url))
+    assert request(p, "/v/w?k=k")[0] == 200  # connected
+    r.pause(1.5)
+    t0 = time.time()
+    s, v = request(p, "/v/w?k=k")
+    assert s == 200 and v == "yes/nil", v
+    assert time.time() - t0 < 0.5, "the wait ended with its fast child"
+    # the abandoned lookup's answer (or its timeout) comes later to nobody: no crash, the next
+    # requests are served
+    time.sleep(1.8)
+    assert p.proc.poll() is None
+    assert request(p, "/v/get?k=k")[0] == 200
+
+
+def test_client_leaving_during_a_lookup(portico, redis_server):
+    r = redis_server()
+    p = portico(value_config(cache={"redis": r.url, "commandTimeout": "1s"}, workers=1))
+    vput(p, "k", "v")
+    assert wait_for(lambda: vget(p, "k") == "v")
+    r.pause(0.8)
+    socks = []
+    for i in range(20):
+        s = socket.create_connection(("127.0.0.1", p.port))
+        s.sendall(b"GET /v/get?k=k HTTP/1.1\r\nHost: x\r\n\r\n")
+        socks.append(s)
+    time.sleep(0.2)
+    for s in socks:
+        s.close()  # their lookups are cancelled with their requests
+    time.sleep(1.0)  # Redis answers now, to nobody
+    assert p.proc.poll() is None
+    assert vget(p, "k") == "v"
+    entries = p.access_entries(wait_for=22)
+    assert sum(1 for e in entries if e.get("status") == 499) == 20
+
+
+# ------------------------------------------------------------- hostile keys
+
+def test_keys_are_bytes_not_commands(portico, redis_server):
+    """A key with CR LF and a RESP command in it is one key: nothing is injected."""
+    r = redis_server()
+    p = portico(value_config(cache={"redis": r.url}))
+    evil = "x\r\n*1\r\n$8\r\nFLUSHALL\r\n"
+    r.command("SET", "portico:keep", b"me")
+    vput(p, evil, "stored")
+    assert wait_for(lambda: r.command("GET", redis_key(evil)) == b"stored", what="the key as bytes")
+    assert r.command("GET", "portico:keep") == b"me"
+    assert vget(p, evil) == "stored"
+    assert r.command("DBSIZE") == 2
+
+
+def body_config(cache, caching_type="prefer-external"):
+    """POST /v/putbody?k= stores the body; GET /v/getbody?k= answers it as the body."""
+    t = {"caching-type": caching_type}
+    inbound = [
+        {"choose": [
+            {"when": "@(context.request.url.path == '/v/putbody')",
+             "then": [{"cache-store-value": dict(t, key="@(%s.k)" % Q, value="@(context.request.body:asString())",
+                                                 duration="60")},
+                      {"return-response": {"set-status": {"code": 204}}}]},
+            {"otherwise": [{"cache-lookup-value": dict(t, key="@(%s.k)" % Q, **{"variable-name": "got"})},
+                           {"return-response": {"set-status": {"code": 200},
+                                                "set-body": {"value": "@(tostring(context.variables.got))"}}}]}]},
+    ]
+    cfg = value_config(cache=cache, workers=1)
+    cfg["apis"][0]["policies"]["inbound"] = ["base"] + inbound
+    return cfg
+
+
+def big_exchange(p, method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=20)
+    try:
+        c.request(method, path, body=body)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("store", ["redis", "internal"])
+def test_large_values_up_to_max_entry(portico, redis_server, store):
+    r = redis_server()
+    cache = {"redis": r.url, "maxEntry": "1m"} if store == "redis" else {"maxEntry": "1m"}
+    p = portico(body_config(cache))
+    big = os.urandom(600 * 1024).hex().encode()[: 1024 * 1024 - 10]  # just under 1 MiB, printable
+    assert big_exchange(p, "POST", "/v/putbody?k=big", big)[0] == 204
+    if store == "redis":
+        assert wait_for(lambda: r.command("STRLEN", redis_key("big")) == len(big), what="the large SET")
+    s, got = big_exchange(p, "GET", "/v/getbody?k=big")
+    assert s == 200 and got == big
+    # over maxEntry: not stored anywhere, counted
+    assert big_exchange(p, "POST", "/v/putbody?k=huge", big + b"x" * 100)[0] == 204
+    time.sleep(0.2)
+    assert big_exchange(p, "GET", "/v/getbody?k=huge")[1] == b"nil"
+    if store == "redis":
+        assert r.command("EXISTS", redis_key("huge")) == 0
+    assert metrics(p)['portico_cache_skipped_total{store="%s"}' % store] >= 1
