@@ -13,6 +13,10 @@
 
 /* The API table, kept by init() for the stores' callbacks (they get only the call). */
 extern const struct pt_api *cache_api;
+/* SHA-256, fetched once at init (OpenSSL 3 would otherwise look the algorithm up at every key);
+   NULL: EVP_sha256(). */
+struct evp_md_st;
+extern struct evp_md_st *cache_sha256;
 
 /* caching-type's names, in PT_CACHE_* order (prefer-external, external, internal). */
 extern const char *const cache_types[];

@@ -236,7 +236,7 @@ static int build_key(const struct pt_api *api, pt_call *call, const struct looku
         return -1;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (!EVP_Digest(b.p, b.n, md, &mdlen, EVP_sha256(), NULL))
+    if (!EVP_Digest(b.p, b.n, md, &mdlen, cache_sha256 ? cache_sha256 : EVP_sha256(), NULL))
         return -1;
     size_t plen = sizeof(CACHE_RESPONSE_PREFIX) - 1;
     char *k = api->alloc(call, plen + 2 * mdlen + 1);
