@@ -783,10 +783,9 @@ static struct cmd *push_cmd(struct client *c, int kind)
         c->head = cmd;
     c->tail = cmd;
     c->ncmds++;
-    if (c->state == ST_UP) {
+    if (c->state == ST_UP)
         pt_io_flush(c->io);
-        arm_at(c, now + c->conf->command_ms);
-    }
+    arm_at(c, cmd->deadline); /* also while connecting: a lookup never waits past commandTimeout */
     return cmd;
 }
 
