@@ -886,6 +886,13 @@ int pt_redis_del(struct event_base *base, int worker, pt_bytes key)
     return send_simple(c, CMD_DEL, 2, a, k.len + 32);
 }
 
+void pt_redis_worker_tick(int worker)
+{
+    /* only a client that exists: a worker that never used Redis never connects */
+    if (worker >= 0 && worker < PT_REDIS_MAX_WORKERS && clients[worker])
+        client_of(clients[worker]->base, worker);
+}
+
 void pt_redis_worker_end(int worker)
 {
     if (worker < 0 || worker >= PT_REDIS_MAX_WORKERS || !clients[worker])

@@ -623,3 +623,19 @@ def test_lookup_waiting_for_a_slow_handshake_is_bounded_by_commandtimeout(portic
         assert metrics(p)['portico_cache_redis_errors_total{reason="timeout"}'] >= 1
     finally:
         silent.close()
+
+
+def test_reload_without_redis_closes_the_connections(portico, redis_server):
+    r = redis_server()
+    cfg = value_config(cache={"redis": r.url}, workers=1)
+    p = portico(cfg)
+    vput(p, "k", "v")
+    assert wait_for(lambda: vget(p, "k") == "v")
+
+    def gateway_clients():
+        return [line for line in r.command("CLIENT", "LIST").decode().splitlines() if "cmd=client" not in line]
+    assert len(gateway_clients()) == 1
+    assert p.reload(dict(cfg, cache={"memory": "1m"}))
+    assert wait_for(lambda: not gateway_clients(), what="the worker's Redis connection closed")
+    assert "portico_cache_redis_connections" not in metrics(p), "no Redis series without Redis"
+    assert vget(p, "k") == "(nil)", "the internal store now"
