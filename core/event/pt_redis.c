@@ -783,10 +783,9 @@ static struct cmd *push_cmd(struct client *c, int kind)
         c->head = cmd;
     c->tail = cmd;
     c->ncmds++;
-    if (c->state == ST_UP) {
+    if (c->state == ST_UP)
         pt_io_flush(c->io);
-        arm_at(c, now + c->conf->command_ms);
-    }
+    arm_at(c, cmd->deadline); /* also while connecting: a lookup never waits past commandTimeout */
     return cmd;
 }
 
@@ -885,6 +884,13 @@ int pt_redis_del(struct event_base *base, int worker, pt_bytes key)
     }
     pt_bytes a[2] = {{"DEL", 3}, k};
     return send_simple(c, CMD_DEL, 2, a, k.len + 32);
+}
+
+void pt_redis_worker_tick(int worker)
+{
+    /* only a client that exists: a worker that never used Redis never connects */
+    if (worker >= 0 && worker < PT_REDIS_MAX_WORKERS && clients[worker])
+        client_of(clients[worker]->base, worker);
 }
 
 void pt_redis_worker_end(int worker)

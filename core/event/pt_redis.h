@@ -84,6 +84,9 @@ void pt_redis_cancel(void *handle);
    skipped (not configured, down, queue full, too large).  Never waits for the answer. */
 int pt_redis_set(struct event_base *base, int worker, pt_bytes key, pt_bytes value, uint32_t ttl_s);
 int pt_redis_del(struct event_base *base, int worker, pt_bytes key);
+/* The worker's periodic turn: new settings close a connection the old ones made, even when no
+   command comes any more (Redis taken out of the configuration). */
+void pt_redis_worker_tick(int worker);
 /* The worker is stopping: its connection closes, pending lookups are dropped without their cb. */
 void pt_redis_worker_end(int worker);
 

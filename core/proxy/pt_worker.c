@@ -262,6 +262,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     sweep(w);
     pt_reqmetrics_tick(w);
     pt_analytics_tick(w->an);
+    pt_redis_worker_tick(w->id); /* Redis settings changed: the old connection goes */
     if (w->abuf_n && pt_clock_now_ms() - w->abuf_first >= w->cur->gen->conf->log.access_flush)
         access_flush(w);
 }

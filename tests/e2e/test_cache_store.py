@@ -603,3 +603,39 @@ def test_large_values_up_to_max_entry(portico, redis_server, store):
     if store == "redis":
         assert r.command("EXISTS", redis_key("huge")) == 0
     assert metrics(p)['portico_cache_skipped_total{store="%s"}' % store] >= 1
+
+
+def test_lookup_waiting_for_a_slow_handshake_is_bounded_by_commandtimeout(portico, workdir):
+    """A server that takes the TCP connection and never answers the TLS handshake: the connection
+    stays pending until connectTimeout, but a lookup asked meanwhile misses at commandTimeout."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        pki = Pki(workdir)
+        p = portico(value_config(cache={"redis": "rediss://127.0.0.1:%d" % silent.getsockname()[1],
+                                        "tls": {"caFile": pki.ca}, "connectTimeout": "3s",
+                                        "commandTimeout": "200ms"}, workers=1))
+        t0 = time.time()
+        assert vget(p, "k") == "(nil)"
+        dt = time.time() - t0
+        assert 0.15 <= dt < 1.0, "the lookup waited %.3f s" % dt
+        assert metrics(p)['portico_cache_redis_errors_total{reason="timeout"}'] >= 1
+    finally:
+        silent.close()
+
+
+def test_reload_without_redis_closes_the_connections(portico, redis_server):
+    r = redis_server()
+    cfg = value_config(cache={"redis": r.url}, workers=1)
+    p = portico(cfg)
+    vput(p, "k", "v")
+    assert wait_for(lambda: vget(p, "k") == "v")
+
+    def gateway_clients():
+        return [line for line in r.command("CLIENT", "LIST").decode().splitlines() if "cmd=client" not in line]
+    assert len(gateway_clients()) == 1
+    assert p.reload(dict(cfg, cache={"memory": "1m"}))
+    assert wait_for(lambda: not gateway_clients(), what="the worker's Redis connection closed")
+    assert "portico_cache_redis_connections" not in metrics(p), "no Redis series without Redis"
+    assert vget(p, "k") == "(nil)", "the internal store now"
