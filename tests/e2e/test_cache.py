@@ -275,6 +275,15 @@ def test_concurrent_clients_get_their_own_resource(counting, portico):
     assert counting.count() < 8 * 25 / 2, "most of the 200 calls were hits"
 
 
+def test_key_is_the_backend_path_at_the_lookup(counting, portico):
+    """A rewrite-uri before the lookup counts: two client paths sent to one backend path share an entry."""
+    p = portico(config(counting, inbound=[
+        {"rewrite-uri": {"template": "/same", "copy-unmatched-params": False}}, lookup()]))
+    assert get(p, "/c/items/1")[3] == 1
+    assert get(p, "/c/items/2")[3] == 1
+    assert counting.calls[0][1] == "/same"
+
+
 def test_header_name_must_be_a_token(counting, portico):
     p = portico(config(counting, inbound=[lookup(**{"vary-by-header": "Bad Name"})]), start=False)
     rc, out = p.check()
