@@ -243,10 +243,19 @@ void pt_cache_set_limits(struct pt_cache *c, uint64_t max_bytes, uint64_t max_en
 {
     atomic_store(&c->limit, max_bytes);
     atomic_store(&c->max_entry, max_entry);
-    if (!max_bytes)
+    if (!max_bytes) {
         pt_cache_clear(c);
-    else
+        return;
+    }
+    /* a much smaller budget may need more than one store's share of evictions: go on while each
+       round makes progress (bounded by the entries there are) */
+    for (;;) {
+        uint64_t before = atomic_load(&c->bytes);
         fit(c);
+        uint64_t after = atomic_load(&c->bytes);
+        if (after <= atomic_load(&c->limit) || after >= before)
+            return;
+    }
 }
 
 int pt_cache_get(struct pt_cache *c, const void *key, size_t klen, void *(*alloc)(void *actx, size_t n),

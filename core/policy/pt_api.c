@@ -843,6 +843,9 @@ static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
                          void (*done)(pt_call *, void *, int, pt_bytes), void *arg)
 {
     struct pt_req *req = call->req;
+    pt_bytes ignored;
+    if (!value)
+        value = &ignored; /* a plugin that only asks whether the key is there */
     switch (cache_store_for(req, type)) {
     case STORE_INTERNAL: {
         struct pt_cache *c = pt_cache_node();

@@ -406,6 +406,25 @@ static void test_resp_replies(void **state)
     free(line);
 }
 
+/* A budget cut far below what is stored evicts all the way down, past one store's share. */
+static void test_big_shrink(void **state)
+{
+    (void)state;
+    struct pt_cache *c = pt_cache_new(1ULL << 30, 1 << 20, 64);
+    char key[16];
+    for (int i = 0; i < 100000; i++) {
+        snprintf(key, sizeof(key), "%d", i);
+        assert_int_equal(pt_cache_put(c, key, strlen(key), "v", 1, 0), 0);
+    }
+    pt_cache_set_limits(c, 10 * 1024, 1 << 20);
+    struct pt_cache_stats st;
+    pt_cache_stats(c, &st);
+    assert_true(st.bytes <= 10 * 1024);
+    assert_true(st.entries > 0);
+    assert_int_equal(st.evictions, 100000 - st.entries);
+    pt_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,7 +432,7 @@ int main(void)
         cmocka_unit_test(test_lru_order),    cmocka_unit_test(test_lru_across_shards),
         cmocka_unit_test(test_byte_budget),  cmocka_unit_test(test_hostile_keys),
         cmocka_unit_test(test_threads),      cmocka_unit_test(test_node_store),
-        cmocka_unit_test(test_resp_replies),
+        cmocka_unit_test(test_resp_replies), cmocka_unit_test(test_big_shrink),
     };
     return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
 }
