@@ -1461,7 +1461,7 @@ static const struct pt_cfkey cache_keys[] = {
     {"tls", PT_CT_MAP, 0, 0, .sub = cache_tls_keys, .doc = "TLS towards Redis (`rediss://`)."},
     {"connectTimeout", PT_CT_MS, offsetof(struct pt_conf, cache.connect_timeout), 0, 1, 60000, .def = "`1s`",
      .doc = "The longest a connection to Redis (TCP, TLS, `AUTH`, `SELECT`) may take; a failed one is "
-            "tried again later, backing off up to 30 s."},
+            "tried again later, backing off from 100 ms up to 5 s."},
     {"commandTimeout", PT_CT_MS, offsetof(struct pt_conf, cache.command_timeout), 0, 1, 60000,
      .def = "`250ms`",
      .doc = "The longest a request waits for a Redis answer: past it the lookup is a miss and the "

@@ -3,6 +3,7 @@
  */
 #include "event/pt_cache.h"
 #include "event/pt_metrics.h"
+#include "event/pt_redis.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -242,10 +243,19 @@ void pt_cache_set_limits(struct pt_cache *c, uint64_t max_bytes, uint64_t max_en
 {
     atomic_store(&c->limit, max_bytes);
     atomic_store(&c->max_entry, max_entry);
-    if (!max_bytes)
+    if (!max_bytes) {
         pt_cache_clear(c);
-    else
+        return;
+    }
+    /* a much smaller budget may need more than one store's share of evictions: go on while each
+       round makes progress (bounded by the entries there are) */
+    for (;;) {
+        uint64_t before = atomic_load(&c->bytes);
         fit(c);
+        uint64_t after = atomic_load(&c->bytes);
+        if (after <= atomic_load(&c->limit) || after >= before)
+            return;
+    }
 }
 
 int pt_cache_get(struct pt_cache *c, const void *key, size_t klen, void *(*alloc)(void *actx, size_t n),
@@ -440,11 +450,16 @@ void pt_cache_node_free(void)
 
 /* -------------------------------------------------------------- metrics */
 
-static void sample(struct pt_metrics_sink *s, const char *name, const char *help, int type, double v)
+/* A family with one sample per store: the internal cache's, then Redis's when it is configured. */
+static void per_store(struct pt_metrics_sink *s, const char *name, const char *help, double internal,
+                      bool redis, double external)
 {
     static const char *const labels[] = {"store"};
     pt_str store = PT_STR("internal");
-    pt_metrics_sink_sample(s, name, help, type, labels, &store, 1, v);
+    pt_metrics_sink_sample(s, name, help, PT_METRICS_COUNTER, labels, &store, 1, internal);
+    store = PT_STR("redis");
+    if (redis)
+        pt_metrics_sink_sample(s, name, help, PT_METRICS_COUNTER, labels, &store, 1, external);
 }
 
 void pt_cache_metrics(struct pt_metrics_sink *s, void *arg)
@@ -454,15 +469,19 @@ void pt_cache_metrics(struct pt_metrics_sink *s, void *arg)
         return;
     struct pt_cache_stats st;
     pt_cache_stats(node_cache, &st);
-    sample(s, "portico_cache_hits_total", "Cache lookups that found a value.", PT_METRICS_COUNTER,
-           (double)st.hits);
-    sample(s, "portico_cache_misses_total", "Cache lookups that found nothing (store down or off included).",
-           PT_METRICS_COUNTER, (double)st.misses);
-    sample(s, "portico_cache_stores_total", "Values handed to a cache store.", PT_METRICS_COUNTER,
-           (double)st.stores);
-    sample(s, "portico_cache_skipped_total",
-           "Stores and removals not made: value too large, store off or down, command refused.",
-           PT_METRICS_COUNTER, (double)st.skipped);
+    struct pt_redis_stats rs;
+    pt_redis_stats(&rs);
+    bool r = pt_redis_configured();
+    per_store(s, "portico_cache_hits_total", "Cache lookups that found a value.", (double)st.hits, r,
+              (double)rs.hits);
+    per_store(s, "portico_cache_misses_total",
+              "Cache lookups that found nothing (a store that is off, down or too slow answers a miss).",
+              (double)st.misses, r, (double)rs.misses);
+    per_store(s, "portico_cache_stores_total", "Values stored (Redis: SET commands sent).", (double)st.stores,
+              r, (double)rs.stores);
+    per_store(s, "portico_cache_skipped_total",
+              "Commands not made: a value too large, the store off, Redis down or its queue full.",
+              (double)st.skipped, r, (double)rs.skipped);
     pt_metrics_sink_value(s, "portico_cache_evictions_total",
                           "Entries the internal cache evicted for room (least recently used first).",
                           PT_METRICS_COUNTER, (double)st.evictions);
@@ -476,4 +495,27 @@ void pt_cache_metrics(struct pt_metrics_sink *s, void *arg)
                           (double)st.bytes);
     pt_metrics_sink_value(s, "portico_cache_limit_bytes", "The internal cache's budget (cache.memory).",
                           PT_METRICS_GAUGE, (double)st.limit);
+    if (!r)
+        return;
+    static const char *const reason[] = {"reason"};
+    static const char *const help = "Redis failures: no answer in time, the connection failed or closed, a "
+                                    "broken answer, an error answer, AUTH refused.";
+    const struct {
+        const char *name;
+        uint64_t v;
+    } errs[] = {{"timeout", rs.timeouts},
+                {"connection", rs.conn_errors},
+                {"protocol", rs.protocol_errors},
+                {"error_reply", rs.error_replies},
+                {"auth", rs.auth_errors}};
+    for (size_t i = 0; i < PT_ARRAY_LEN(errs); i++) {
+        pt_str v = pt_str_c(errs[i].name);
+        pt_metrics_sink_sample(s, "portico_cache_redis_errors_total", help, PT_METRICS_COUNTER, reason, &v, 1,
+                               (double)errs[i].v);
+    }
+    pt_metrics_sink_value(s, "portico_cache_redis_connects_total",
+                          "Connections to Redis made (ready: AUTH and SELECT done).", PT_METRICS_COUNTER,
+                          (double)rs.connects);
+    pt_metrics_sink_value(s, "portico_cache_redis_connections", "Workers connected to Redis now.",
+                          PT_METRICS_GAUGE, (double)rs.connections);
 }

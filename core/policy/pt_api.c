@@ -14,6 +14,7 @@
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
 #include "event/pt_metrics.h"
+#include "event/pt_redis.h"
 #include "event/pt_tls.h"
 #include "http/pt_fetch.h"
 #include "http/pt_hclient.h"
@@ -912,18 +913,54 @@ static void *cache_alloc(void *actx, size_t n)
     return pt_pool_alloc(actx, n);
 }
 
+/* A lookup Redis answers later: who to tell, and the driver's record of the work, through which
+   a lane of wait that lost or the request's end cancels it (request memory). */
+struct cache_wait {
+    pt_call *call;
+    void (*done)(pt_call *, void *, int, pt_bytes);
+    void *arg;
+    void *handle;
+    struct pt_work work;
+};
+
+static void cache_answer(void *arg, int found, pt_bytes value)
+{
+    struct cache_wait *w = arg;
+    pt_pipeline_work_end(w->call, &w->work);
+    pt_bytes v = {"", 0};
+    if (found && value.len) {
+        char *m = pt_pool_alloc(w->call->req->pool, value.len);
+        if (m) {
+            memcpy(m, value.data, value.len);
+            v = (pt_bytes){m, value.len};
+        } else
+            found = 0;
+    }
+    w->done(w->call, w->arg, found, v);
+}
+
 static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
                          void (*done)(pt_call *, void *, int, pt_bytes), void *arg)
 {
     struct pt_req *req = call->req;
+    pt_bytes ignored;
+    if (!value)
+        value = &ignored; /* a plugin that only asks whether the key is there */
     switch (cache_store_for(req, type)) {
     case STORE_INTERNAL: {
         struct pt_cache *c = pt_cache_node();
         return c && pt_cache_get(c, key.data, key.len, cache_alloc, req->pool, value) == 1;
     }
-    case STORE_REDIS:
-        (void)done, (void)arg;
-        return 0;
+    case STORE_REDIS: {
+        struct cache_wait *w = done ? pt_pool_calloc(req->pool, sizeof(*w)) : NULL;
+        if (!w)
+            return 0;
+        *w = (struct cache_wait){.call = call, .done = done, .arg = arg};
+        if (pt_redis_get(req->peer->base, req->peer->worker, key, cache_answer, w, &w->handle) != 1)
+            return 0; /* down, or not asked: a miss now */
+        pt_pipeline_work_start(call, &w->work, pt_redis_cancel, w->handle);
+        return PT_AGAIN;
+    }
     default:
         cache_external_missing(req);
         return 0;
@@ -932,22 +969,24 @@ static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
 
 static int api_cache_put(pt_call *call, int type, pt_bytes key, pt_bytes value, uint32_t ttl_s)
 {
-    switch (cache_store_for(call->req, type)) {
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
     case STORE_INTERNAL: {
         struct pt_cache *c = pt_cache_node();
         return c ? pt_cache_put(c, key.data, key.len, value.data, value.len, (uint64_t)ttl_s * 1000) : -1;
     }
     case STORE_REDIS:
-        return -1;
+        return pt_redis_set(req->peer->base, req->peer->worker, key, value, ttl_s);
     default:
-        cache_external_missing(call->req);
+        cache_external_missing(req);
         return -1;
     }
 }
 
 static int api_cache_del(pt_call *call, int type, pt_bytes key)
 {
-    switch (cache_store_for(call->req, type)) {
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
     case STORE_INTERNAL: {
         struct pt_cache *c = pt_cache_node();
         if (c)
@@ -955,9 +994,9 @@ static int api_cache_del(pt_call *call, int type, pt_bytes key)
         return c ? 0 : -1;
     }
     case STORE_REDIS:
-        return -1;
+        return pt_redis_del(req->peer->base, req->peer->worker, key);
     default:
-        cache_external_missing(call->req);
+        cache_external_missing(req);
         return -1;
     }
 }

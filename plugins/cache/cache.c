@@ -12,11 +12,13 @@
 #include "cache.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 const struct pt_api *cache_api;
+EVP_MD *cache_sha256;
 
 const char *const cache_types[] = {"prefer-external", "external", "internal", NULL};
 const char *const cache_downstream_types[] = {"none", "private", "public", NULL};
@@ -117,12 +119,19 @@ static int cache_init(const struct pt_api *api, const char **err)
         return -1;
     }
     cache_api = api;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    cache_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+#endif
     return 0;
 }
 
 static void cache_fini(void)
 {
     cache_api = NULL;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    EVP_MD_free(cache_sha256);
+#endif
+    cache_sha256 = NULL;
 }
 
 PT_PLUGIN("cache", "1.0.0", policies, cache_init, cache_fini);

@@ -13,6 +13,10 @@
 
 /* The API table, kept by init() for the stores' callbacks (they get only the call). */
 extern const struct pt_api *cache_api;
+/* SHA-256, fetched once at init (OpenSSL 3 would otherwise look the algorithm up at every key);
+   NULL: EVP_sha256(). */
+struct evp_md_st;
+extern struct evp_md_st *cache_sha256;
 
 /* caching-type's names, in PT_CACHE_* order (prefer-external, external, internal). */
 extern const char *const cache_types[];
@@ -90,6 +94,8 @@ const char *cache_control_value(const struct pt_api *api, pt_call *call, int dow
 extern const struct pt_attr_def cache_store_attrs[];
 int cache_store_compile(const struct pt_api *api, pt_compile *c, void **instance);
 pt_status cache_store_run(const struct pt_api *api, pt_call *call, void *instance);
+/* A response header that is not kept in an entry (connection, framing, cookies, Age, Cache-Control). */
+int cache_header_unkept(pt_bytes name);
 
 /* ---- value.c: cache-lookup-value, cache-store-value, cache-remove-value ---- */
 

@@ -236,7 +236,7 @@ static int build_key(const struct pt_api *api, pt_call *call, const struct looku
         return -1;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (!EVP_Digest(b.p, b.n, md, &mdlen, EVP_sha256(), NULL))
+    if (!EVP_Digest(b.p, b.n, md, &mdlen, cache_sha256 ? cache_sha256 : EVP_sha256(), NULL))
         return -1;
     size_t plen = sizeof(CACHE_RESPONSE_PREFIX) - 1;
     char *k = api->alloc(call, plen + 2 * mdlen + 1);
@@ -328,7 +328,8 @@ static pt_status serve(const struct pt_api *api, pt_call *call, const struct pen
     if (api->set_status(call, e.status, e.reason) != 0)
         return PT_OK;
     for (int i = 0; i < e.nheaders; i++)
-        if (api->header_set(call, PT_MSG_RESPONSE, e.names[i], &e.values[i], 1, PT_HEADER_APPEND) != 0)
+        if (!cache_header_unkept(e.names[i]) &&
+            api->header_set(call, PT_MSG_RESPONSE, e.names[i], &e.values[i], 1, PT_HEADER_APPEND) != 0)
             return PT_ERROR; /* refused by the core (an entry someone else wrote): the error is set */
     char agebuf[24];
     int an = snprintf(agebuf, sizeof(agebuf), "%" PRId64, age);

@@ -61,7 +61,7 @@ static const char *const unkept[] = {"connection", "keep-alive", "transfer-encod
                                      "te",         "trailer",    "upgrade",           "proxy-connection",
                                      "set-cookie", "age",        "cache-control",     NULL};
 
-static int unkept_header(pt_bytes name)
+int cache_header_unkept(pt_bytes name)
 {
     for (int i = 0; unkept[i]; i++)
         if (ptl_bytes_ieq(name, unkept[i]))
@@ -159,7 +159,7 @@ static int build_entry(const struct pt_api *api, pt_call *call, pt_bytes body, i
     for (int i = 0; i < n; i++) {
         if (api->header_at(call, PT_MSG_RESPONSE, i, &name, &value) != 0)
             break;
-        if (unkept_header(name))
+        if (cache_header_unkept(name))
             continue;
         e.names[e.nheaders] = name;
         e.values[e.nheaders++] = value;

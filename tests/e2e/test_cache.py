@@ -239,6 +239,51 @@ def test_vary_by_header(counting, portico):
     assert counting.count() == 5
 
 
+def test_many_values_vary_the_key_within_bounds(counting, portico):
+    """Hundreds of values of a named parameter (the key takes the first 64) and a long header: the
+    request is served and cached like any other."""
+    p = portico(config(counting, inbound=[lookup(**{"vary-by-query-parameter": "a",
+                                                    "vary-by-header": "X-V"})]))
+    q = "&".join("a=%d" % i for i in range(300))
+    hdr = {"X-V": ",".join(str(i) for i in range(300))}
+    assert get(p, "/c/x?" + q, hdr)[3] == 1
+    assert get(p, "/c/x?" + q, hdr)[3] == 1
+    assert get(p, "/c/x?" + q.replace("a=299", "a=x"), hdr)[3] == 1, "past the 64th value nothing counts"
+    assert get(p, "/c/x?" + q.replace("a=5&", "a=x&"), hdr)[3] == 2
+
+
+def test_concurrent_clients_get_their_own_resource(counting, portico):
+    """Two workers, many clients, a few keys: every answer is the resource asked for."""
+    p = portico(config(counting))
+    errors = []
+
+    def client(k):
+        try:
+            for i in range(25):
+                item = (k + i) % 5
+                s, _, body, _ = get(p, "/c/items/%d" % item)
+                if s != 200 or json.loads(body)["path"] != "/items/%d" % item:
+                    errors.append((item, s, body[:80]))
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(repr(e))
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors[:5]
+    assert counting.count() < 8 * 25 / 2, "most of the 200 calls were hits"
+
+
+def test_key_is_the_backend_path_at_the_lookup(counting, portico):
+    """A rewrite-uri before the lookup counts: two client paths sent to one backend path share an entry."""
+    p = portico(config(counting, inbound=[
+        {"rewrite-uri": {"template": "/same", "copy-unmatched-params": False}}, lookup()]))
+    assert get(p, "/c/items/1")[3] == 1
+    assert get(p, "/c/items/2")[3] == 1
+    assert counting.calls[0][1] == "/same"
+
+
 def test_header_name_must_be_a_token(counting, portico):
     p = portico(config(counting, inbound=[lookup(**{"vary-by-header": "Bad Name"})]), start=False)
     rc, out = p.check()
@@ -656,3 +701,109 @@ def test_value_key_errors_at_request_time(counting, portico):
     s, _, _ = p.request("GET", "/c/put?k=a&v=b&ttl=soon")
     assert s == 500
 
+
+
+# ------------------------------------------------------------------ Redis
+
+from redis_helpers import redis_server  # noqa: E402,F401  (the fixture)
+
+
+def redis_keys(r, pattern):
+    return sorted(k.decode() for k in (r.command("KEYS", pattern) or []))
+
+
+def test_value_cache_in_redis(counting, portico, redis_server):
+    r = redis_server()
+    p = portico(value_config(counting, "external", cache={"redis": r.url}))
+    exercise_value_cache(p)
+    value_put(p, "seen", "in redis")
+    wait_for(lambda: r.command("GET", "portico:v:seen") == b"in redis", what="the value in Redis")
+    ttl = r.command("TTL", "portico:v:seen")
+    assert 50 <= ttl <= 60
+    # a value Redis holds that the gateway did not write is read as it is
+    r.command("SET", "portico:v:outside", "from elsewhere")
+    assert value_get(p, "outside") == "from elsewhere"
+
+
+def test_response_cache_in_redis(counting, portico, redis_server):
+    r = redis_server()
+    p = portico(config(counting, inbound=[lookup(**{"downstream-caching-type": "public"})],
+                       outbound=[store(90)], cache={"redis": r.url}))
+    assert get(p, "/c/items/1")[3] == 1
+    keys = wait_for(lambda: redis_keys(r, "portico:r:*"), what="the entry in Redis")
+    assert len(keys) == 1 and len(keys[0]) == len("portico:r:") + 64
+    assert 80 <= r.command("TTL", keys[0]) <= 90
+    s, h, _, n = get(p, "/c/items/1")
+    assert (s, n) == (200, 1) and int(h["age"]) >= 0
+    assert h["cache-control"].startswith("public, max-age=")
+    assert counting.count() == 1
+    assert cache_fields(p, 2) == ["miss", "hit"]
+    # caching-type internal keeps to the node's cache even with Redis configured
+    cfg = config(counting, inbound=[lookup(**{"caching-type": "internal"})], cache={"redis": r.url})
+    p.reload(cfg)
+    r.command("FLUSHALL")
+    assert [get(p, "/c/items/9")[3] for _ in range(2)] == [2, 2]
+    assert redis_keys(r, "portico:*") == []
+
+
+def test_damaged_entries_in_redis_are_misses(counting, portico, redis_server):
+    """Whatever Redis holds under a response key -- cut, foreign, header injection -- is a miss:
+    the backend answers, nothing breaks, and the entry is written afresh."""
+    r = redis_server()
+    p = portico(config(counting, cache={"redis": r.url}))
+    assert get(p, "/c/x")[3] == 1
+    key = wait_for(lambda: redis_keys(r, "portico:r:*"), what="the entry in Redis")[0]
+    good = r.command("GET", key)
+    assert good.startswith(b"PTC1")
+    bad_values = [b"", b"garbage", good[:len(good) // 2], good + b"x",
+                  good.replace(b"Content-Type", b"Content\nType"),
+                  good.replace(b"application/json", b"app\r\nX-Evil: 1\r\n\r\n")]
+    n = 1
+    for bad in bad_values:
+        r.command("SET", key, bad)
+        s, h, body, got = get(p, "/c/x")
+        n += 1
+        assert (s, got) == (200, n), bad
+        assert "x-evil" not in h
+        wait_for(lambda: r.command("GET", key) != bad, what="the entry written afresh")
+        assert get(p, "/c/x")[3] == n, "the fresh entry is a hit"
+    assert counting.count() == n
+
+
+def test_redis_down_mid_run_fails_no_request(counting, portico, redis_server):
+    r = redis_server()
+    p = portico(config(counting, cache={"redis": r.url, "commandTimeout": "100ms"}))
+    assert [get(p, "/c/items/1")[3] for _ in range(2)] == [1, 1]
+    r.kill()
+    results = [get(p, "/c/items/1") for _ in range(5)]
+    assert all(x[0] == 200 for x in results), [x[0] for x in results]
+    assert [x[3] for x in results] == [2, 3, 4, 5, 6], "down: every lookup misses, the backend answers"
+    r.start()
+    wait_for(lambda: get(p, "/c/items/1")[3] == get(p, "/c/items/1")[3], timeout=15,
+             what="the cache working again after Redis came back")
+
+
+def test_value_lookups_as_wait_lanes_in_redis(counting, portico, redis_server):
+    """cache-lookup-value children of wait (all): both lookups run through Redis, both variables arrive;
+    a paused Redis makes them miss after commandTimeout, never fails the request."""
+    r = redis_server()
+    r.command("SET", "portico:v:one", "1")
+    r.command("SET", "portico:v:two", "2")
+    t = {"caching-type": "external"}
+    inbound = [
+        {"wait": {"for": "all", "policies": [
+            {"cache-lookup-value": dict(t, key="one", **{"variable-name": "a"})},
+            {"cache-lookup-value": dict(t, key="two", **{"variable-name": "b", "default-value": "none"})}]}},
+        {"return-response": {"set-status": {"code": 200},
+                             "set-header": [{"name": "X-Got", "value": "@(tostring(context.variables.a) .. ',' .. "
+                                                                       "tostring(context.variables.b))"}]}},
+    ]
+    p = portico(config(counting, inbound=inbound, outbound=[],
+                       cache={"redis": r.url, "commandTimeout": "200ms"}))
+    s, h, _ = p.request("GET", "/c/x")
+    assert (s, h["x-got"]) == (200, "1,2")
+    r.pause(1.5)
+    t0 = time.monotonic()
+    s, h, _ = p.request("GET", "/c/x")
+    assert (s, h["x-got"]) == (200, "nil,none"), "a Redis that does not answer is a miss"
+    assert time.monotonic() - t0 < 1.2, "the lookups gave up at commandTimeout"

@@ -7,6 +7,7 @@
  * forces evictions (run it under ASan/TSan for races).
  */
 #include "event/pt_cache.h"
+#include "event/pt_redis.h"
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -350,13 +351,88 @@ static void test_node_store(void **state)
     assert_null(pt_cache_node());
 }
 
+/* ---- the Redis replies (event/pt_redis) ---- */
+
+static ssize_t parse(const char *text, size_t max, struct pt_redis_reply *r)
+{
+    return pt_redis_parse(text, strlen(text), max, r);
+}
+
+static void test_resp_replies(void **state)
+{
+    (void)state;
+    struct pt_redis_reply r;
+    assert_int_equal(parse("+OK\r\n", 100, &r), 5);
+    assert_int_equal(r.type, '+');
+    assert_int_equal(r.len, 2);
+    assert_memory_equal(r.str, "OK", 2);
+    assert_int_equal(parse("-WRONGPASS invalid\r\n+OK\r\n", 100, &r), 20);
+    assert_int_equal(r.type, '-');
+    assert_int_equal(parse(":-12\r\n", 100, &r), 6);
+    assert_int_equal(r.integer, -12);
+    assert_int_equal(parse("$5\r\nhello\r\n", 100, &r), 11);
+    assert_int_equal(r.len, 5);
+    assert_memory_equal(r.str, "hello", 5);
+    assert_int_equal(parse("$0\r\n\r\n", 100, &r), 6);
+    assert_non_null(r.str);
+    assert_int_equal(parse("$-1\r\n", 100, &r), 5);
+    assert_null(r.str);
+    /* a value may hold CR LF and NUL: the length says where it ends */
+    assert_int_equal(pt_redis_parse("$4\r\n\r\n\0x\r\n", 10, 100, &r), 10);
+    assert_memory_equal(r.str, "\r\n\0x", 4);
+    /* not all here yet */
+    assert_int_equal(parse("+OK\r", 100, &r), 0);
+    assert_int_equal(parse("$5\r\nhel", 100, &r), 0);
+    assert_int_equal(r.need, 11);
+    assert_int_equal(parse("$5", 100, &r), 0);
+    /* refused */
+    assert_int_equal(parse("*1\r\n$1\r\na\r\n", 100, &r), -1);
+    assert_string_equal(r.str, "an array reply");
+    assert_int_equal(parse("%1\r\n", 100, &r), -1);
+    assert_int_equal(parse("$101\r\n", 100, &r), -1);
+    assert_string_equal(r.str, "a bulk reply larger than cache.maxEntry");
+    assert_int_equal(parse("$-2\r\n", 100, &r), -1);
+    assert_int_equal(parse("$5x\r\n", 100, &r), -1);
+    assert_int_equal(parse("$99999999999999999999\r\n", 100, &r), -1);
+    assert_int_equal(parse(":1\r\r\n", 100, &r), -1);
+    assert_int_equal(parse("+a\nb\r\n", 100, &r), -1);
+    assert_int_equal(parse("$3\r\nabcde", 100, &r), -1); /* no CRLF after the bulk */
+    char *line = malloc(PT_REDIS_LINE_MAX + 10);
+    line[0] = '+';
+    memset(line + 1, 'x', PT_REDIS_LINE_MAX + 5);
+    line[PT_REDIS_LINE_MAX + 6] = '\0';
+    assert_int_equal(parse(line, 100, &r), -1);
+    assert_string_equal(r.str, "a reply line too long");
+    free(line);
+}
+
+/* A budget cut far below what is stored evicts all the way down, past one store's share. */
+static void test_big_shrink(void **state)
+{
+    (void)state;
+    struct pt_cache *c = pt_cache_new(1ULL << 30, 1 << 20, 64);
+    char key[16];
+    for (int i = 0; i < 100000; i++) {
+        snprintf(key, sizeof(key), "%d", i);
+        assert_int_equal(pt_cache_put(c, key, strlen(key), "v", 1, 0), 0);
+    }
+    pt_cache_set_limits(c, 10 * 1024, 1 << 20);
+    struct pt_cache_stats st;
+    pt_cache_stats(c, &st);
+    assert_true(st.bytes <= 10 * 1024);
+    assert_true(st.entries > 0);
+    assert_int_equal(st.evictions, 100000 - st.entries);
+    pt_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_get_put_del), cmocka_unit_test(test_ttl),
-        cmocka_unit_test(test_lru_order),   cmocka_unit_test(test_lru_across_shards),
-        cmocka_unit_test(test_byte_budget), cmocka_unit_test(test_hostile_keys),
-        cmocka_unit_test(test_threads),     cmocka_unit_test(test_node_store),
+        cmocka_unit_test(test_get_put_del),  cmocka_unit_test(test_ttl),
+        cmocka_unit_test(test_lru_order),    cmocka_unit_test(test_lru_across_shards),
+        cmocka_unit_test(test_byte_budget),  cmocka_unit_test(test_hostile_keys),
+        cmocka_unit_test(test_threads),      cmocka_unit_test(test_node_store),
+        cmocka_unit_test(test_resp_replies), cmocka_unit_test(test_big_shrink),
     };
     return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
 }
