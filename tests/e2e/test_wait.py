@@ -565,3 +565,45 @@ def test_churn_of_waits_with_clients_leaving(backend, workdir, portico, hold):
              what="every never-answered call to be closed")
     status, _, body = p.request("GET", "/echo/items/99")
     assert status == 200 and json.loads(body)["fast"] == "/sleep/300"
+
+
+# ------------------------------------------------------- cache reads in Redis
+
+def _redis():
+    try:
+        import redis_helpers
+    except ImportError:
+        return None
+    return redis_helpers
+
+
+@pytest.mark.skipif(_redis() is None or not os.path.exists(getattr(_redis(), "REDIS_SERVER", "")),
+                    reason="redis-server or the Redis store is not in this build")
+def test_redis_lookups_in_lanes(backend, workdir, portico):
+    """cache-lookup-value through Redis answers later (a lane suspends on it): with for=all both lanes'
+    values arrive; with for=any a lane that is done at once wins and the Redis answer that comes after is
+    dropped (the variable stays unset while the request goes on)."""
+    r = _redis().RedisServer()
+    r.start()
+    try:
+        look = {"cache-lookup-value": {"key": "rk", "variable-name": "v", "caching-type": "external"}}
+        cfg = config(backend, workdir, [
+            {"cache-store-value": {"key": "rk", "value": "from-redis", "duration": 60, "caching-type": "external"}},
+            {"wait": {"for": "all", "policies": [look, lane(100, "a")]}},
+            {"set-variable": {"name": "first", "value": "@(context.variables:get('v', 'nil'))"}},
+            {"set-variable": {"name": "v", "value": "reset"}},
+            {"wait": {"for": "any", "policies": [look, lane(0, "b", inline=True)]}},
+            {"test-sleep": {"ms": 300, "name": "z"}},
+            {"return-response": {"set-body": "@(context.variables.first .. '|' .. context.variables.v .. '|' .. "
+                                             "context.variables.b)"}}], cache={"redis": r.url})
+        p = portico(cfg)
+        body = b""
+        for _ in range(20):  # the store's SET is not awaited: the first request may miss it
+            status, _, body = p.request("GET", "/echo/items/1")
+            assert status == 200, body
+            if body.startswith(b"from-redis"):
+                break
+            time.sleep(0.05)
+        assert body == b"from-redis|reset|done", body
+    finally:
+        r.stop()
