@@ -51,7 +51,7 @@ static pt_status wait_step(struct pt_req *req, const struct pt_stmt *s);
 /* A lane's state. */
 enum { L_READY, L_RUNNING, L_WAIT, L_BODY, L_DONE, L_GONE };
 
-#define PT_LANE_DEPTH 16
+#define PT_LANE_DEPTH PT_COREPOL_LANE_DEPTH /* compile_wait refuses deeper children */
 
 /* One child of a running wait: its own call (api->resume and timers with it
    come back here) and a small frame stack (a choose child's branches). */

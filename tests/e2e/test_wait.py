@@ -292,6 +292,16 @@ def test_children_are_checked_with_positions(backend, workdir, portico, child, w
     assert "portico.yaml:" in out, out  # file:line:column
 
 
+def test_deep_lane_runs(backend, workdir, portico):
+    """choose nested 12 deep in a lane (the YAML reader's depth bound comes before the lane's 16 frames)."""
+    body = [{"test-sleep": {"name": "a", "ms": 10, "value": "deep"}}]
+    for _ in range(12):
+        body = [{"choose": [{"when": "@(true)", "then": body}]}]
+    p = portico(config(backend, workdir, [{"wait": {"policies": body}}, REPORT]))
+    status, _, out = p.request("GET", "/echo/items/1")
+    assert status == 200 and json.loads(out)["a"] == "deep", out
+
+
 def test_wait_sections_and_for(backend, workdir, portico):
     cfg = config(backend, workdir, ["base"], on_error=[{"wait": {"policies": []}}])
     code, out = portico(cfg, start=False).check()
