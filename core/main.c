@@ -21,8 +21,10 @@
 #include "conf/pt_conf.h"
 #include "conf/pt_model.h"
 #include "conf/pt_store.h"
+#include "event/pt_cache.h"
 #include "event/pt_counters.h"
 #include "event/pt_metrics.h"
+#include "event/pt_redis.h"
 #include "http/pt_logsink.h"
 #include "http/pt_otel_export.h"
 #include "http/pt_trace.h"
@@ -480,6 +482,15 @@ static void metrics_node(struct pt_metrics_sink *s, void *arg)
                           PT_METRICS_GAUGE, (double)(start_wall_ms / 1000));
 }
 
+/* The external cache's settings to the workers (a name that does not resolve or TLS files that do
+   not load leave Redis down, counted and logged, never the gateway). */
+static void configure_redis(const struct pt_cache_cf *cc)
+{
+    char err[512];
+    if (!pt_redis_configure(cc, err, sizeof(err)))
+        pt_warn("cache: %s", err);
+}
+
 static void metrics_reload(bool ok)
 {
     static const pt_str results[2] = {PT_STR("failed"), PT_STR("ok")};
@@ -648,6 +659,8 @@ static void reload(void)
     publish(g);
     metrics_reload(true);
     pt_counters_init(g->conf->counter_keys);
+    pt_cache_node_configure(g->conf->cache.memory, g->conf->cache.max_entry); /* the entries stay */
+    configure_redis(&g->conf->cache);
     pt_info("configuration reloaded (generation %llu)", (unsigned long long)g->serial);
 }
 
@@ -879,10 +892,16 @@ int main(int argc, char **argv)
     pt_gen_start_loggers(g);
     pt_counters_init(g->conf->counter_keys);
     pt_store_counter_each(store, seed_counter, NULL);
+    if (!pt_cache_node_configure(g->conf->cache.memory, g->conf->cache.max_entry)) {
+        pt_err("cannot create the internal cache");
+        return 1;
+    }
+    configure_redis(&g->conf->cache);
     pt_otel_export_start(nworkers, &g->conf->telemetry); /* OpenTelemetry (O): queues and exporter */
     start_wall_ms = pt_clock_wall_ms();
     pt_metrics_init(nworkers, (int)g->conf->metrics.max_series);
     pt_metrics_collector(metrics_node, NULL);
+    pt_metrics_collector(pt_cache_metrics, NULL);
     atomic_store(&pt_metrics_enabled, g->conf->metrics.enabled);
     pt_metrics_set(pt_metrics_core[PT_MC_CONFIG_GENERATION], PT_METRICS_CONTROL, 0, (int64_t)g->serial);
     ctl_base = event_base_new();
@@ -957,6 +976,8 @@ int main(int argc, char **argv)
     pt_conf_free(file_conf);
     pt_store_close(store);
     pt_counters_free();
+    pt_cache_node_free();
+    pt_redis_shutdown();
     pt_metrics_free();
     pt_info("stopped");
     return 0;

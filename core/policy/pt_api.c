@@ -10,10 +10,14 @@
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_conf.h"
+#include "event/pt_cache.h"
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
 #include "event/pt_metrics.h"
+#include "event/pt_redis.h"
+#include "event/pt_tls.h"
 #include "http/pt_fetch.h"
+#include "http/pt_hclient.h"
 #include "http/pt_logsink.h"
 #include "http/pt_otel.h"
 #include "http/pt_trace.h"
@@ -27,7 +31,9 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -329,7 +335,17 @@ static int api_var_set(pt_call *call, pt_bytes name, pt_bytes value)
 
 static pt_status api_fail(pt_call *call, int status, const char *reason, const char *message)
 {
+    /* a lane of wait failing from a callback: the error is located in that lane (and traced there) */
+    struct pt_exec *ex = &call->req->ex;
+    struct pt_lane *was_lane = ex->lane_cur;
+    struct pt_call *was_call = ex->lane_call;
+    if (call->lane) {
+        ex->lane_cur = call->lane;
+        ex->lane_call = call;
+    }
     pt_msg_set_error(call->req, status, call->name ? call->name : "gateway", reason, message);
+    ex->lane_cur = was_lane;
+    ex->lane_call = was_call;
     return PT_ERROR;
 }
 
@@ -341,7 +357,7 @@ static pt_status api_respond(pt_call *call)
 
 static void api_resume(pt_call *call, pt_status st)
 {
-    pt_pipeline_resume(call->req, st);
+    pt_pipeline_call_resume(call, st); /* the pipeline, or the lane of wait the call belongs to */
 }
 
 static void *api_alloc(pt_call *call, size_t n)
@@ -482,6 +498,41 @@ static pt_bytes client_ip(struct pt_req *req)
     return (pt_bytes){best, strlen(best)};
 }
 
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* PT_FACT_USER_GROUPS: the subscription owner's groups, sorted and without
+   repeats, comma-separated -- a stable text (vary-by-developer-groups keys a
+   cache by it).  Every user is in the system group `developers`, as
+   context.user.groups says; an anonymous call has no groups. */
+static pt_bytes user_groups(struct pt_req *req)
+{
+    const struct pt_user *u = req->sub ? req->sub->owner : NULL;
+    if (!u)
+        return (pt_bytes){"", 0};
+    const struct pt_strlist *g = &u->cf->groups;
+    const char **v = pt_pool_alloc(req->pool, sizeof(*v) * ((size_t)g->n + 1));
+    if (!v)
+        return (pt_bytes){"", 0};
+    int n = 0;
+    v[n++] = "developers";
+    for (int i = 0; i < g->n; i++)
+        v[n++] = g->v[i];
+    qsort(v, (size_t)n, sizeof(*v), cmp_cstr);
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 64);
+    for (int i = 0; i < n; i++) {
+        if (i && !strcmp(v[i], v[i - 1]))
+            continue;
+        if (b.n)
+            pt_buf_lit(&b, ",");
+        pt_buf_str(&b, pt_str_c(v[i]));
+    }
+    return (pt_bytes){b.p ? b.p : "", b.n};
+}
+
 static pt_bytes api_fact(pt_call *call, int which)
 {
     struct pt_req *req = call->req;
@@ -511,6 +562,13 @@ static pt_bytes api_fact(pt_call *call, int which)
         break;
     case PT_FACT_REQUEST_ID:
         return (pt_bytes){req->id, req->idn};
+    case PT_FACT_USER_GROUPS:
+        return user_groups(req);
+    case PT_FACT_BUFFER_SIZE: {
+        char t[24];
+        int n = snprintf(t, sizeof(t), "%llu", (unsigned long long)req_gen(req)->conf->limits.buffer_size);
+        return (pt_bytes){pt_pool_strndup(req->pool, t, (size_t)n), (size_t)n};
+    }
     case PT_FACT_CLIENT_CERT:
     case PT_FACT_CLIENT_CERT_VERIFY: {
         SSL *ssl = req->peer->tls ? pt_io_ssl(req->peer->io) : NULL;
@@ -696,54 +754,251 @@ static int api_forward_proxy_set(pt_call *call, pt_bytes url, pt_bytes username,
     return -1;
 }
 
+/* The context https side calls use: the generation's backend context (caFile, upstream.tls), or
+   when the generation needed none (no https backend), one made on first use from the system's CAs. */
+static pthread_once_t send_tls_once = PTHREAD_ONCE_INIT;
+static SSL_CTX *send_tls[2]; /* [verify] */
+
+static void send_tls_init(void)
+{
+    for (int v = 0; v < 2; v++) {
+        struct pt_errors errs = {0};
+        send_tls[v] = pt_tls_client_ctx(NULL, v == 1, NULL, &errs);
+        pt_node_errors_clear(&errs);
+    }
+}
+
+static struct pt_hclient_tls send_tls_of(pt_call *call, const struct pt_http_req *r)
+{
+    const struct pt_gen *g = req_gen(call->req);
+    struct pt_hclient_tls t = {NULL, g->conf->upstream.verify};
+    if (r->url.len < 8 || strncasecmp(r->url.data, "https://", 8))
+        return t; /* plain http: no context (the system's CAs are not loaded for nothing) */
+    if (r->client_cert)
+        t.ctx = ((const struct pt_clientcert *)r->client_cert)->ctx;
+    else if (g->client_tls)
+        t.ctx = g->client_tls;
+    else {
+        pthread_once(&send_tls_once, send_tls_init);
+        t.ctx = send_tls[t.verify ? 1 : 0];
+    }
+    return t;
+}
+
+/* One send-request call: registered with the pipeline driver as work, so that a lane of wait that
+   loses, or the request's end, cancels it (docs/routing.md). */
+struct send_call {
+    struct pt_hclient *h; /* NULL once done or cancelled */
+    pt_call *call;
+    void (*done)(pt_call *, void *, int, const struct pt_http_resp *);
+    void *arg;
+    struct pt_work work;
+};
+
+static void send_done(void *arg, int err, const char *msg, const struct pt_http_resp *resp)
+{
+    struct send_call *sc = arg;
+    sc->h = NULL;
+    pt_pipeline_work_end(sc->call, &sc->work);
+    if (err)
+        pt_info("send-request: %s", msg ? msg : "failed");
+    sc->done(sc->call, sc->arg, err, resp); /* may end the request: sc is not touched after */
+}
+
+/* The driver abandons the call (its lane lost, the request ended). */
+static void send_abandon(void *handle)
+{
+    struct send_call *sc = handle;
+    if (sc->h) {
+        pt_hclient_cancel(sc->h);
+        sc->h = NULL;
+    }
+}
+
 static void *api_http_send(pt_call *call, const struct pt_http_req *r,
                            void (*done)(pt_call *, void *, int, const struct pt_http_resp *), void *arg)
 {
-    (void)r, (void)done, (void)arg;
-    pt_msg_set_error(call->req, 500, call->name, "NotImplemented", "send-request is not built yet");
-    return NULL;
+    struct pt_req *req = call->req;
+    struct send_call *sc = pt_pool_calloc(req->pool, sizeof(*sc));
+    if (!sc || !done) {
+        pt_msg_set_error(req, 500, call->name, "OutOfMemory", "no memory for the call");
+        return NULL;
+    }
+    struct pt_http_req copy = *r;
+    if (!copy.max_body)
+        copy.max_body = (size_t)req_gen(req)->conf->limits.buffer_size;
+    struct pt_hclient_tls tls = send_tls_of(call, r);
+    sc->call = call;
+    sc->done = done;
+    sc->arg = arg;
+    sc->h = pt_hclient_send(req->peer->base, &copy, &tls, send_done, sc);
+    if (!sc->h) {
+        pt_msg_set_error(req, 500, call->name, "OutOfMemory", "no memory for the call");
+        return NULL;
+    }
+    pt_pipeline_work_start(call, &sc->work, send_abandon, sc);
+    return sc;
 }
 
 static void api_http_cancel(void *handle)
 {
-    (void)handle;
+    struct send_call *sc = handle;
+    if (sc && sc->h) {
+        pt_pipeline_work_end(sc->call, &sc->work);
+        pt_hclient_cancel(sc->h);
+        sc->h = NULL;
+    }
 }
 
 static int api_http_send_detached(pt_call *call, const struct pt_http_req *r)
 {
-    (void)call, (void)r;
-    return -1;
+    struct pt_req *req = call->req;
+    struct pt_http_req copy = *r;
+    if (!copy.max_body)
+        copy.max_body = (size_t)req_gen(req)->conf->limits.buffer_size;
+    struct pt_hclient_tls tls = send_tls_of(call, r);
+    return pt_hclient_send_detached(req->peer->base, &copy, &tls);
 }
 
 static int api_var_set_response(pt_call *call, pt_bytes name, const struct pt_http_resp *resp)
 {
-    (void)call, (void)name, (void)resp;
-    return -1;
+    if (!name.len)
+        return -1;
+    return pt_msg_var_set_response(call->req, name, resp);
 }
 
 static int api_var_get_response(pt_call *call, pt_bytes name, struct pt_http_resp *out)
 {
-    (void)call, (void)name, (void)out;
-    return 0;
+    const struct pt_http_resp *r = pt_msg_var_response(call->req, name);
+    if (!r)
+        return 0;
+    *out = *r;
+    return 1;
 }
 
-static int api_cache_get(pt_call *call, int type, pt_bytes key,
+/* ------------------------------------------------------------ the caches */
+
+/* Which store a caching-type means for this generation: prefer-external is Redis when cache.redis
+   is set, else the internal store; external without Redis is no store at all (a miss, a store
+   skipped: docs/caching.md). */
+enum { STORE_NONE, STORE_INTERNAL, STORE_REDIS };
+
+static int cache_store_for(struct pt_req *req, int type)
+{
+    const struct pt_cache_cf *cc = &req_gen(req)->conf->cache;
+    if (type == PT_CACHE_INTERNAL)
+        return STORE_INTERNAL;
+    if (cc->redis)
+        return STORE_REDIS;
+    return type == PT_CACHE_EXTERNAL ? STORE_NONE : STORE_INTERNAL;
+}
+
+/* caching-type external without cache.redis: nothing is stored, every lookup misses; said in the
+   log at most once a minute, so that a configuration mistake is seen without flooding the log. */
+static void cache_external_missing(struct pt_req *req)
+{
+    static _Atomic uint64_t last_ms;
+    uint64_t now = pt_clock_now_ms(), last = atomic_load_explicit(&last_ms, memory_order_relaxed);
+    if ((last && now - last < 60000) ||
+        !atomic_compare_exchange_strong_explicit(&last_ms, &last, now ? now : 1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    pt_warn("request %.*s: caching-type external, but cache.redis is not set: a miss, nothing stored "
+            "(said once a minute)",
+            (int)req->idn, req->id);
+}
+
+static void *cache_alloc(void *actx, size_t n)
+{
+    return pt_pool_alloc(actx, n);
+}
+
+/* A lookup Redis answers later: who to tell, and the driver's record of the work, through which
+   a lane of wait that lost or the request's end cancels it (request memory). */
+struct cache_wait {
+    pt_call *call;
+    void (*done)(pt_call *, void *, int, pt_bytes);
+    void *arg;
+    void *handle;
+    struct pt_work work;
+};
+
+static void cache_answer(void *arg, int found, pt_bytes value)
+{
+    struct cache_wait *w = arg;
+    pt_pipeline_work_end(w->call, &w->work);
+    pt_bytes v = {"", 0};
+    if (found && value.len) {
+        char *m = pt_pool_alloc(w->call->req->pool, value.len);
+        if (m) {
+            memcpy(m, value.data, value.len);
+            v = (pt_bytes){m, value.len};
+        } else
+            found = 0;
+    }
+    w->done(w->call, w->arg, found, v);
+}
+
+static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
                          void (*done)(pt_call *, void *, int, pt_bytes), void *arg)
 {
-    (void)call, (void)type, (void)key, (void)done, (void)arg;
-    return 0;
+    struct pt_req *req = call->req;
+    pt_bytes ignored;
+    if (!value)
+        value = &ignored; /* a plugin that only asks whether the key is there */
+    switch (cache_store_for(req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        return c && pt_cache_get(c, key.data, key.len, cache_alloc, req->pool, value) == 1;
+    }
+    case STORE_REDIS: {
+        struct cache_wait *w = done ? pt_pool_calloc(req->pool, sizeof(*w)) : NULL;
+        if (!w)
+            return 0;
+        *w = (struct cache_wait){.call = call, .done = done, .arg = arg};
+        if (pt_redis_get(req->peer->base, req->peer->worker, key, cache_answer, w, &w->handle) != 1)
+            return 0; /* down, or not asked: a miss now */
+        pt_pipeline_work_start(call, &w->work, pt_redis_cancel, w->handle);
+        return PT_AGAIN;
+    }
+    default:
+        cache_external_missing(req);
+        return 0;
+    }
 }
 
 static int api_cache_put(pt_call *call, int type, pt_bytes key, pt_bytes value, uint32_t ttl_s)
 {
-    (void)call, (void)type, (void)key, (void)value, (void)ttl_s;
-    return -1;
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        return c ? pt_cache_put(c, key.data, key.len, value.data, value.len, (uint64_t)ttl_s * 1000) : -1;
+    }
+    case STORE_REDIS:
+        return pt_redis_set(req->peer->base, req->peer->worker, key, value, ttl_s);
+    default:
+        cache_external_missing(req);
+        return -1;
+    }
 }
 
 static int api_cache_del(pt_call *call, int type, pt_bytes key)
 {
-    (void)call, (void)type, (void)key;
-    return -1;
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        if (c)
+            pt_cache_del(c, key.data, key.len);
+        return c ? 0 : -1;
+    }
+    case STORE_REDIS:
+        return pt_redis_del(req->peer->base, req->peer->worker, key);
+    default:
+        cache_external_missing(req);
+        return -1;
+    }
 }
 
 static void api_cache_mark(pt_call *call, int status)

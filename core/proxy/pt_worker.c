@@ -5,6 +5,8 @@
 #include "proxy/pt_worker.h"
 
 #include "base/pt_log.h"
+#include "event/pt_redis.h"
+#include "http/pt_hclient.h"
 #include "http/pt_logsink.h"
 #include "lua/pt_lua.h"
 #include "proxy/pt_analytics.h"
@@ -261,6 +263,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     sweep(w);
     pt_reqmetrics_tick(w);
     pt_analytics_tick(w->an);
+    pt_redis_worker_tick(w->id); /* Redis settings changed: the old connection goes */
     if (w->abuf_n && pt_clock_now_ms() - w->abuf_first >= w->cur->gen->conf->log.access_flush)
         access_flush(w);
 }
@@ -325,7 +328,9 @@ static void *worker_main(void *arg)
     if (w->wake)
         event_del(w->wake);
     pt_conn_stop(w);
+    pt_hclient_worker_end();        /* send-one-way-request's calls still running or queued on this worker */
     pt_analytics_worker_end(w->an); /* after the last request was logged */
+    pt_redis_worker_end(w->id);     /* its lookups were cancelled with their requests */
     /* TLS connections are released through libevent's deferred callbacks,
      * which hold a reference until they run: let them run before the base
      * goes (event_base_free drops pending callbacks without running them). */
@@ -359,6 +364,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
     workers = calloc((size_t)n, sizeof(*workers));
     nworkers = n;
     pt_reqmetrics_init(n);
+    pt_hclient_init(); /* the outbound client's counters on /metrics */
     for (int i = 0; i < n; i++) {
         struct pt_worker *w = &workers[i];
         w->id = i;

@@ -421,10 +421,11 @@ struct pt_api {
     int (*var_get_response)(pt_call *call, pt_bytes name, struct pt_http_resp *out);
     /* The node's caches (docs/caching.md).  caching_type is PT_CACHE_*.  cache_get: 1 with *value
        (request memory) on a hit, 0 on a miss, PT_AGAIN when the answer comes later through
-       done(call, arg, found, value) on the request's worker (then return PT_AGAIN from run() and
-       resume from done).  A store that is down answers a miss.  cache_put and cache_del never
-       wait: 0 when handed to the store, -1 when skipped (too large, store down; counted). */
-    int (*cache_get)(pt_call *call, int caching_type, pt_bytes key,
+       done(call, arg, found, value) on the request's worker, never from inside cache_get (then
+       return PT_AGAIN from run() and resume from done); done is not called when the request ends
+       first.  A store that is down answers a miss.  cache_put and cache_del never wait: 0 when
+       handed to the store, -1 when skipped (too large, store down; counted). */
+    int (*cache_get)(pt_call *call, int caching_type, pt_bytes key, pt_bytes *value,
                      void (*done)(pt_call *call, void *arg, int found, pt_bytes value), void *arg);
     int (*cache_put)(pt_call *call, int caching_type, pt_bytes key, pt_bytes value, uint32_t ttl_s);
     int (*cache_del)(pt_call *call, int caching_type, pt_bytes key);
@@ -511,6 +512,7 @@ enum {
     PT_FACT_CLIENT_CERT,        /* the TLS client certificate (PEM), empty without one */
     PT_FACT_CLIENT_CERT_VERIFY, /* "ok", or why it does not verify against the listener's clientCa */
     PT_FACT_USER_GROUPS,        /* ABI 1.7: the subscription owner's group ids, comma-separated, sorted */
+    PT_FACT_BUFFER_SIZE, /* ABI 1.7: limits.bufferSize in bytes (decimal): the largest body body_get reads */
 };
 
 /* Log levels for api->log. */
