@@ -499,15 +499,14 @@ void pt_cache_metrics(struct pt_metrics_sink *s, void *arg)
         return;
     static const char *const reason[] = {"reason"};
     static const char *const help = "Redis failures: no answer in time, the connection failed or closed, a "
-                                    "broken answer, an error answer, AUTH refused.";
+                                    "broken answer, an error answer, AUTH refused, a value over "
+                                    "cache.maxEntry (read as a miss).";
     const struct {
         const char *name;
         uint64_t v;
-    } errs[] = {{"timeout", rs.timeouts},
-                {"connection", rs.conn_errors},
-                {"protocol", rs.protocol_errors},
-                {"error_reply", rs.error_replies},
-                {"auth", rs.auth_errors}};
+    } errs[] = {{"timeout", rs.timeouts},         {"connection", rs.conn_errors},
+                {"protocol", rs.protocol_errors}, {"error_reply", rs.error_replies},
+                {"auth", rs.auth_errors},         {"too_large", rs.too_large}};
     for (size_t i = 0; i < PT_ARRAY_LEN(errs); i++) {
         pt_str v = pt_str_c(errs[i].name);
         pt_metrics_sink_sample(s, "portico_cache_redis_errors_total", help, PT_METRICS_COUNTER, reason, &v, 1,

@@ -96,9 +96,15 @@ ssize_t pt_redis_parse(const char *p, size_t n, size_t max_bulk, struct pt_redis
         }
         if (v == -1)
             return (ssize_t)head; /* nil: str stays NULL */
-        if ((uint64_t)v > max_bulk) {
-            r->str = "a bulk reply larger than cache.maxEntry";
+        if ((uint64_t)v > PT_REDIS_BULK_ABSURD) {
+            r->str = "a bulk length past anything a cache could hold";
             return -1;
+        }
+        if ((uint64_t)v > max_bulk) {
+            /* larger than we keep, but well formed: the head is read, the bulk and its CRLF are
+               the caller's to discard as they come (never buffered) */
+            r->skip = (size_t)v + 2;
+            return (ssize_t)head;
         }
         size_t total = head + (size_t)v + 2;
         if (n < total) {
@@ -131,6 +137,7 @@ static void encode(struct evbuffer *out, int argc, const pt_bytes *argv)
 struct wstats {
     _Atomic uint64_t hits, misses, stores, removals, skipped;
     _Atomic uint64_t timeouts, conn_errors, protocol_errors, error_replies, auth_errors, connects;
+    _Atomic uint64_t too_large;
     _Atomic uint64_t up;
 } __attribute__((aligned(64)));
 
@@ -159,6 +166,7 @@ void pt_redis_stats(struct pt_redis_stats *st)
         st->error_replies += atomic_load_explicit(&w->error_replies, memory_order_relaxed);
         st->auth_errors += atomic_load_explicit(&w->auth_errors, memory_order_relaxed);
         st->connects += atomic_load_explicit(&w->connects, memory_order_relaxed);
+        st->too_large += atomic_load_explicit(&w->too_large, memory_order_relaxed);
         st->connections += atomic_load_explicit(&w->up, memory_order_relaxed);
     }
 }
@@ -338,6 +346,7 @@ struct client {
     struct cmd *head, *tail;  /* in the order their answers come */
     int ncmds;
     int handshake; /* AUTH / SELECT answers still due */
+    size_t skip;   /* bytes of a too large bulk (and its CRLF) still to be discarded */
     uint64_t connect_deadline, next_attempt;
     uint32_t backoff;
     bool was_down;
@@ -433,6 +442,7 @@ static void drop_conn(struct client *c, bool backoff)
     c->head = c->tail = NULL;
     c->ncmds = 0;
     c->handshake = 0;
+    c->skip = 0;
     while (cmd) {
         struct cmd *next = cmd->next;
         answer_later(c, cmd);
@@ -554,12 +564,44 @@ static bool on_reply(struct client *c, struct cmd *cmd, const struct pt_redis_re
     }
 }
 
+/* Throws away what arrived of a too large bulk, checking the CRLF that ends it.  false when that
+   CRLF is not there. */
+static bool discard(struct client *c, struct evbuffer *in)
+{
+    size_t avail = evbuffer_get_length(in);
+    if (c->skip > 2) {
+        size_t n = PT_MIN(avail, c->skip - 2);
+        evbuffer_drain(in, n);
+        c->skip -= n;
+        avail -= n;
+    }
+    while (c->skip && c->skip <= 2 && avail) { /* at most twice */
+        char ch;
+        evbuffer_remove(in, &ch, 1);
+        if (ch != (c->skip == 2 ? '\r' : '\n'))
+            return false;
+        c->skip--;
+        avail--;
+    }
+    return true;
+}
+
 static void on_readable(struct client *c)
 {
     struct pt_io *io = c->io;
     struct evbuffer *in = io->in;
     /* each turn takes a reply's bytes off the input: bounded by what arrived */
     for (;;) {
+        if (c->skip) {
+            if (!discard(c, in)) {
+                bump(&c->st->protocol_errors);
+                log_down(c, "a broken answer (a bulk reply without its CRLF)");
+                drop_conn(c, true);
+                return;
+            }
+            if (c->skip)
+                return; /* the rest of it has not come yet */
+        }
         size_t avail = evbuffer_get_length(in);
         if (!avail)
             return;
@@ -584,11 +626,14 @@ static void on_readable(struct client *c)
         if (!c->head)
             c->tail = NULL;
         c->ncmds--;
+        if (rp.skip)
+            bump(&c->st->too_large); /* answered as nil: a miss, the connection stays */
         bool alive = on_reply(c, cmd, &rp);
         free(cmd);
         if (!alive || c->io != io)
             return; /* dropped (in or under the callback): the input went with it */
         evbuffer_drain(in, (size_t)k);
+        c->skip = rp.skip;
     }
 }
 

@@ -4,10 +4,12 @@
  *
  * The protocol is RESP2, written and read here: commands are arrays of bulk
  * strings; the replies the cache needs are simple strings, errors, integers
- * and bulk strings, and anything else (arrays, RESP3 types, a bulk longer
- * than cache.maxEntry, a line longer than PT_REDIS_LINE_MAX) is a protocol
- * error that closes the connection.  The connection is a pt_io: plain TCP or
- * TLS (rediss://) through the same drivers as backend connections.
+ * and bulk strings, and anything else (arrays, RESP3 types, a line longer
+ * than PT_REDIS_LINE_MAX, a bulk length over PT_REDIS_BULK_ABSURD) is a
+ * protocol error that closes the connection.  A bulk longer than
+ * cache.maxEntry (written by another program, or before maxEntry was
+ * lowered) is a miss: its bytes are discarded as they arrive, never held.  The connection is a pt_io: plain
+ * TCP or TLS (rediss://) through the same drivers as backend connections.
  *
  * A worker's connection is made on first use and remade after a failure
  * with a backoff (100 ms doubling to 5 s).  Commands are pipelined; each
@@ -29,11 +31,12 @@
 
 struct event_base;
 
-#define PT_REDIS_QUEUE_MAX 1024        /* commands waiting or in flight per worker */
-#define PT_REDIS_LINE_MAX 4096         /* a simple string or error reply */
-#define PT_REDIS_LOG_MS 30000          /* the least time between two "Redis is down" lines */
-#define PT_REDIS_MAX_WORKERS 256       /* as many as `workers` allows */
-#define PT_REDIS_KEY_PREFIX "portico:" /* every key the gateway writes */
+#define PT_REDIS_QUEUE_MAX 1024         /* commands waiting or in flight per worker */
+#define PT_REDIS_LINE_MAX 4096          /* a simple string or error reply */
+#define PT_REDIS_BULK_ABSURD (1u << 30) /* a bulk length past this is a broken server (Redis: 512 MiB) */
+#define PT_REDIS_LOG_MS 30000           /* the least time between two "Redis is down" lines */
+#define PT_REDIS_MAX_WORKERS 256        /* as many as `workers` allows */
+#define PT_REDIS_KEY_PREFIX "portico:"  /* every key the gateway writes */
 
 /* ---- the protocol (pure: unit-tested and fuzzed) ---- */
 
@@ -43,13 +46,17 @@ struct pt_redis_reply {
     size_t len;
     int64_t integer; /* ':' */
     size_t need;     /* when 0 is returned for a bulk: the bytes the whole reply takes */
+    size_t skip;     /* a bulk over max_bulk: only its head was read (str NULL, as nil); this many
+                        bytes follow, the bulk and its CRLF, to be discarded */
 };
 
 /*
  * Reads one reply from the start of p[0..n).  Returns the bytes it takes
  * (> 0) with *r filled, 0 when more bytes are needed (r->need says how many
  * in all when known, else 0), -1 when the bytes are not a reply we accept
- * (r->str then names the reason).  A bulk is at most max_bulk bytes.
+ * (r->str then names the reason).  A bulk over max_bulk bytes is read as
+ * its head only, with r->skip set (a value too large for this gateway is a
+ * miss, not a broken connection); one over PT_REDIS_BULK_ABSURD is refused.
  */
 ssize_t pt_redis_parse(const char *p, size_t n, size_t max_bulk, struct pt_redis_reply *r);
 
@@ -96,6 +103,7 @@ struct pt_redis_stats {
     uint64_t hits, misses, stores, removals, skipped;
     uint64_t timeouts, conn_errors, protocol_errors, error_replies, auth_errors;
     uint64_t connects;    /* connections made (handshake done) */
+    uint64_t too_large;   /* lookups that found a value over cache.maxEntry (a miss) */
     uint64_t connections; /* workers connected now */
 };
 void pt_redis_stats(struct pt_redis_stats *st);

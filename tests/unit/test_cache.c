@@ -389,8 +389,16 @@ static void test_resp_replies(void **state)
     assert_int_equal(parse("*1\r\n$1\r\na\r\n", 100, &r), -1);
     assert_string_equal(r.str, "an array reply");
     assert_int_equal(parse("%1\r\n", 100, &r), -1);
-    assert_int_equal(parse("$101\r\n", 100, &r), -1);
-    assert_string_equal(r.str, "a bulk reply larger than cache.maxEntry");
+    /* a bulk over the cap is read as its head: nil, the bulk and its CRLF to be thrown away */
+    assert_int_equal(parse("$101\r\n", 100, &r), 6);
+    assert_int_equal(r.type, '$');
+    assert_null(r.str);
+    assert_int_equal(r.skip, 103);
+    assert_int_equal(parse("$5\r\nhello\r\n", 100, &r), 11);
+    assert_int_equal(r.skip, 0);
+    /* ... unless its length is absurd */
+    assert_int_equal(parse("$1073741825\r\n", 100, &r), -1);
+    assert_int_equal(parse("$1073741824\r\n", 100, &r), 13);
     assert_int_equal(parse("$-2\r\n", 100, &r), -1);
     assert_int_equal(parse("$5x\r\n", 100, &r), -1);
     assert_int_equal(parse("$99999999999999999999\r\n", 100, &r), -1);
