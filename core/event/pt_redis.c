@@ -176,7 +176,7 @@ void pt_redis_stats(struct pt_redis_stats *st)
 struct rconf {
     int refs;  /* under conf_mu: the current pointer's and each worker's */
     char *sig; /* every setting as text: a reload that changes none keeps the connections */
-    char *host, *user, *pass, *sni;
+    char *host, *user, *pass, *sni, *ca_file;
     int port, db;
     bool tls, verify, ok;
     uint32_t connect_ms, command_ms;
@@ -201,6 +201,7 @@ static void conf_free(struct rconf *r)
     free(r->user);
     free(r->pass);
     free(r->sni);
+    free(r->ca_file);
     free(r);
 }
 
@@ -231,13 +232,64 @@ static char *signature(const struct pt_cache_cf *cf)
     return s;
 }
 
+static int (*resolver)(const char *, const char *, const struct addrinfo *, struct addrinfo **) = getaddrinfo;
+
+void pt_redis_set_resolver(int (*fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **))
+{
+    resolver = fn ? fn : getaddrinfo;
+}
+
+/* Resolves r's host and builds its TLS context: r->ok, or false with a message.  Blocks for the
+   resolver: called on the control thread (configure) or the retry thread, never on a worker. */
+static bool resolve(struct rconf *r, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", r->port);
+    int rc = resolver(r->host, port, &hints, &ai);
+    if (rc || !ai || ai->ai_addrlen > sizeof(r->sa)) {
+        snprintf(err, errlen, "Redis host '%s' does not resolve (%s): the external cache is down", r->host,
+                 rc ? gai_strerror(rc) : "no address");
+        if (ai)
+            freeaddrinfo(ai);
+        return false;
+    }
+    memcpy(&r->sa, ai->ai_addr, ai->ai_addrlen);
+    r->salen = (socklen_t)ai->ai_addrlen;
+    freeaddrinfo(ai);
+    if (r->tls) {
+        struct pt_errors errs = {0};
+        r->ctx = pt_tls_client_ctx(r->ca_file, r->verify, NULL, &errs);
+        if (!r->ctx)
+            snprintf(err, errlen, "Redis TLS: %s: the external cache is down",
+                     errs.n ? errs.msgs[0] : "no context");
+        pt_node_errors_clear(&errs);
+        if (!r->ctx)
+            return false;
+    }
+    r->ok = true;
+    return true;
+}
+
+/* Makes r the node's settings (the workers take them at their next turn). */
+static void publish(struct rconf *r)
+{
+    pthread_mutex_lock(&conf_mu);
+    struct rconf *old = conf_cur;
+    conf_cur = r;
+    atomic_fetch_add(&conf_version, 1);
+    pthread_mutex_unlock(&conf_mu);
+    conf_unref(old);
+}
+
 bool pt_redis_configure(const struct pt_cache_cf *cf, char *err, size_t errlen)
 {
     if (errlen)
         err[0] = '\0';
     char *sig = cf->redis ? signature(cf) : NULL;
     pthread_mutex_lock(&conf_mu);
-    bool same = (!cf->redis && !conf_cur) || (sig && conf_cur && !strcmp(conf_cur->sig, sig));
+    /* settings that did not resolve are never "the same": each reload tries the name again */
+    bool same = (!cf->redis && !conf_cur) || (sig && conf_cur && conf_cur->ok && !strcmp(conf_cur->sig, sig));
     pthread_mutex_unlock(&conf_mu);
     if (same) {
         free(sig);
@@ -257,6 +309,7 @@ bool pt_redis_configure(const struct pt_cache_cf *cf, char *err, size_t errlen)
         r->user = dup_or_null(cf->username);
         r->pass = dup_or_null(cf->password);
         r->sni = strdup(cf->server_name ? cf->server_name : cf->host);
+        r->ca_file = dup_or_null(cf->ca_file);
         r->port = cf->port;
         r->db = cf->db;
         r->tls = cf->tls;
@@ -266,40 +319,123 @@ bool pt_redis_configure(const struct pt_cache_cf *cf, char *err, size_t errlen)
         r->max_entry = cf->max_entry;
         r->refs = 1;
         /* resolved here, on the control thread, so that no worker ever waits for a name */
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-        char port[8];
-        snprintf(port, sizeof(port), "%d", r->port);
-        int rc = getaddrinfo(r->host, port, &hints, &ai);
-        if (rc || !ai) {
-            snprintf(err, errlen, "Redis host '%s' does not resolve (%s): the external cache is down",
-                     r->host, gai_strerror(rc));
-            ok = false;
-        } else {
-            memcpy(&r->sa, ai->ai_addr, ai->ai_addrlen);
-            r->salen = (socklen_t)ai->ai_addrlen;
-            r->ok = true;
-        }
-        if (ai)
-            freeaddrinfo(ai);
-        if (r->ok && r->tls) {
-            struct pt_errors errs = {0};
-            r->ctx = pt_tls_client_ctx(cf->ca_file, r->verify, NULL, &errs);
-            if (!r->ctx) {
-                snprintf(err, errlen, "Redis TLS: %s: the external cache is down",
-                         errs.n ? errs.msgs[0] : "no context");
-                r->ok = false;
-                ok = false;
-            }
-            pt_node_errors_clear(&errs);
-        }
+        ok = r->host && r->sni && resolve(r, err, errlen);
     } else
         free(sig);
-    pthread_mutex_lock(&conf_mu);
-    struct rconf *old = conf_cur;
-    conf_cur = r;
-    atomic_fetch_add(&conf_version, 1);
-    pthread_mutex_unlock(&conf_mu);
+    publish(r);
+    return ok;
+}
+
+/* ---- retrying a name that did not resolve ---- */
+
+static _Atomic bool retry_running;
+static uint64_t retry_version, retry_next_ms; /* pt_redis_retry's (the control thread's) */
+static uint32_t retry_wait_ms;
+
+/* A copy of r's settings, not yet resolved (NULL when out of memory). */
+static struct rconf *conf_clone(const struct rconf *o)
+{
+    struct rconf *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    *r = (struct rconf){.refs = 1,
+                        .sig = strdup(o->sig),
+                        .host = strdup(o->host),
+                        .user = dup_or_null(o->user),
+                        .pass = dup_or_null(o->pass),
+                        .sni = strdup(o->sni),
+                        .ca_file = dup_or_null(o->ca_file),
+                        .port = o->port,
+                        .db = o->db,
+                        .tls = o->tls,
+                        .verify = o->verify,
+                        .connect_ms = o->connect_ms,
+                        .command_ms = o->command_ms,
+                        .max_entry = o->max_entry};
+    if (!r->sig || !r->host || !r->sni || (o->user && !r->user) || (o->pass && !r->pass) ||
+        (o->ca_file && !r->ca_file)) {
+        conf_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The retry thread: resolves a copy of the settings that failed, and publishes it when it
+   resolves and those settings are still the node's (a reload meanwhile wins). */
+static void *retry_main(void *arg)
+{
+    struct rconf *old = arg; /* a reference of ours */
+    struct rconf *r = conf_clone(old);
+    char err[512];
+    bool ok = r && resolve(r, err, sizeof(err));
+    bool taken = false;
+    char msg[300] = "";
+    if (ok) { /* said from a copy: once published, r may be replaced and freed by a reload */
+        snprintf(msg, sizeof(msg), "cache: Redis host '%s' resolves now: the external cache is used again",
+                 r->host);
+        pthread_mutex_lock(&conf_mu);
+        if (conf_cur == old) {
+            conf_cur = r;
+            atomic_fetch_add(&conf_version, 1);
+            old->refs--; /* conf_cur's; ours is dropped below, never the last one here */
+            taken = true;
+        }
+        pthread_mutex_unlock(&conf_mu);
+    }
+    if (taken)
+        pt_info("%s", msg);
+    else
+        conf_free(r);
     conf_unref(old);
+    atomic_store(&retry_running, false);
+    return NULL;
+}
+
+bool pt_redis_retry(uint64_t now_ms)
+{
+    pthread_mutex_lock(&conf_mu);
+    struct rconf *r = conf_cur;
+    bool down = r && !r->ok;
+    uint64_t v = atomic_load(&conf_version);
+    if (down && v != retry_version) {
+        /* settings that failed just now (at a reload or the last retry): try again after a while */
+        retry_version = v;
+        retry_wait_ms = PT_REDIS_RETRY_MIN_MS;
+        retry_next_ms = now_ms + retry_wait_ms;
+    }
+    bool go = down && now_ms >= retry_next_ms && !atomic_load(&retry_running);
+    if (go) {
+        r->refs++;
+        retry_wait_ms = PT_MIN(retry_wait_ms * 2, PT_REDIS_RETRY_MAX_MS);
+        retry_next_ms = now_ms + retry_wait_ms;
+    }
+    pthread_mutex_unlock(&conf_mu);
+    if (!go)
+        return false;
+    atomic_store(&retry_running, true);
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    bool started = pthread_create(&t, &at, retry_main, r) == 0;
+    pthread_attr_destroy(&at);
+    if (!started) {
+        atomic_store(&retry_running, false);
+        conf_unref(r);
+    }
+    return started;
+}
+
+bool pt_redis_retrying(void)
+{
+    return atomic_load(&retry_running);
+}
+
+bool pt_redis_resolved(void)
+{
+    pthread_mutex_lock(&conf_mu);
+    bool ok = conf_cur && conf_cur->ok;
+    pthread_mutex_unlock(&conf_mu);
     return ok;
 }
 

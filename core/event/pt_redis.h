@@ -37,6 +37,8 @@ struct event_base;
 #define PT_REDIS_LOG_MS 30000           /* the least time between two "Redis is down" lines */
 #define PT_REDIS_MAX_WORKERS 256        /* as many as `workers` allows */
 #define PT_REDIS_KEY_PREFIX "portico:"  /* every key the gateway writes */
+#define PT_REDIS_RETRY_MIN_MS 1000      /* a name that did not resolve: first try again after ... */
+#define PT_REDIS_RETRY_MAX_MS 30000     /* ... doubling up to this */
 
 /* ---- the protocol (pure: unit-tested and fuzzed) ---- */
 
@@ -62,11 +64,25 @@ ssize_t pt_redis_parse(const char *p, size_t n, size_t max_bulk, struct pt_redis
 
 /* ---- the node's settings (control thread) ---- */
 
-/* Takes the cache settings of a new generation: resolves the host (at start and at each reload
-   that changes a Redis setting), builds the TLS context; the workers remake their connection at
-   their next command.  NULL redis: no Redis.  false with a message in err when the host does not
-   resolve or the TLS settings cannot be loaded (Redis then counts as down). */
+/* Takes the cache settings of a new generation: resolves the host (at start, at each reload that
+   changes a Redis setting, and at every reload while the current settings did not resolve),
+   builds the TLS context; the workers remake their connection at their next command.  NULL redis: no Redis.
+   false with a message in err when the host does not resolve or the TLS settings cannot be loaded (Redis then
+   counts as down). */
 bool pt_redis_configure(const struct pt_cache_cf *cf, char *err, size_t errlen);
+/* While the settings did not resolve (or their TLS files did not load): tries again, on a thread
+   of its own so that a slow resolver holds nothing up, first PT_REDIS_RETRY_MIN_MS after the
+   failure then doubling to PT_REDIS_RETRY_MAX_MS; when the name resolves, the workers take the new
+   address at their next turn.  Called by the control loop's timer (every second).  true when a
+   try was started. */
+bool pt_redis_retry(uint64_t now_ms);
+/* Is a try of pt_redis_retry running?  Do the current settings resolve?  (Tests, logs.) */
+bool pt_redis_retrying(void);
+bool pt_redis_resolved(void);
+/* The resolver (getaddrinfo by default; NULL puts it back).  Tests only. */
+struct addrinfo;
+void pt_redis_set_resolver(int (*fn)(const char *, const char *, const struct addrinfo *,
+                                     struct addrinfo **));
 /* Is Redis configured (cache.redis)? */
 bool pt_redis_configured(void);
 /* Frees the settings at exit, once the workers are gone. */

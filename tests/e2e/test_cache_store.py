@@ -330,10 +330,16 @@ def test_redis_never_there(portico):
 
 
 def test_host_that_does_not_resolve(portico):
-    p = portico(value_config(cache={"redis": "redis://no-such-host.invalid:6379"}))
+    cfg = value_config(cache={"redis": "redis://no-such-host.invalid:6379"})
+    p = portico(cfg)
     assert vget(p, "k") == "(nil)"
     vput(p, "k", "v")
-    assert "does not resolve" in p.log_text()
+    assert p.log_text().count("does not resolve") == 1
+    # a reload that changes nothing in the cache settings still tries the name again
+    assert p.reload(cfg)
+    assert wait_for(lambda: p.log_text().count("does not resolve") == 2, what="the name tried at the reload")
+    assert vget(p, "k") == "(nil)"
+    assert p.proc.poll() is None
 
 
 def test_tls_with_the_test_ca(portico, redis_server, workdir):

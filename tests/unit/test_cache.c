@@ -9,14 +9,17 @@
 #include "event/pt_cache.h"
 #include "event/pt_redis.h"
 
+#include <netdb.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -433,14 +436,94 @@ static void test_big_shrink(void **state)
     pt_cache_free(c);
 }
 
+/* ---- a Redis host name that did not resolve is tried again (REVIEW-13a M5) ---- */
+
+static _Atomic bool dns_up;
+static _Atomic int dns_asked;
+
+static int fake_resolver(const char *host, const char *port, const struct addrinfo *hints,
+                         struct addrinfo **res)
+{
+    atomic_fetch_add(&dns_asked, 1);
+    if (!atomic_load(&dns_up) || strcmp(host, "redis.test"))
+        return EAI_NONAME;
+    return getaddrinfo("127.0.0.1", port, hints, res);
+}
+
+static void wait_retry_done(void)
+{
+    for (int i = 0; i < 500 && pt_redis_retrying(); i++)
+        usleep(10000);
+    assert_false(pt_redis_retrying());
+}
+
+static void test_redis_name_retried(void **state)
+{
+    (void)state;
+    pt_redis_set_resolver(fake_resolver);
+    struct pt_cache_cf cf = {.max_entry = 1 << 20,
+                             .redis = "redis://redis.test:6390",
+                             .host = "redis.test",
+                             .port = 6390,
+                             .connect_timeout = 1000,
+                             .command_timeout = 250,
+                             .verify = true};
+    char err[256];
+    atomic_store(&dns_up, false);
+    assert_false(pt_redis_configure(&cf, err, sizeof(err)));
+    assert_non_null(strstr(err, "does not resolve"));
+    assert_true(pt_redis_configured());
+    assert_false(pt_redis_resolved());
+    /* a reload that changes no setting tries the name again: the name is in DNS now */
+    atomic_store(&dns_up, true);
+    int asked = atomic_load(&dns_asked);
+    assert_true(pt_redis_configure(&cf, err, sizeof(err)));
+    assert_int_equal(atomic_load(&dns_asked), asked + 1);
+    assert_true(pt_redis_resolved());
+    /* ... and once it resolved, an unchanged reload keeps it (no lookup) */
+    assert_true(pt_redis_configure(&cf, err, sizeof(err)));
+    assert_int_equal(atomic_load(&dns_asked), asked + 1);
+    assert_false(pt_redis_retry(pt_clock_now_ms() + 1000000)); /* nothing to retry */
+
+    /* without a reload: the control loop's timer retries off the thread, with a backoff */
+    struct pt_cache_cf none = {.max_entry = 1 << 20};
+    assert_true(pt_redis_configure(&none, err, sizeof(err)));
+    atomic_store(&dns_up, false);
+    assert_false(pt_redis_configure(&cf, err, sizeof(err)));
+    uint64_t t0 = pt_clock_now_ms();
+    assert_false(pt_redis_retry(t0));                               /* not at once */
+    assert_false(pt_redis_retry(t0 + PT_REDIS_RETRY_MIN_MS - 100)); /* nor before the first wait */
+    asked = atomic_load(&dns_asked);
+    assert_true(pt_redis_retry(t0 + PT_REDIS_RETRY_MIN_MS));
+    wait_retry_done();
+    assert_int_equal(atomic_load(&dns_asked), asked + 1);
+    assert_false(pt_redis_resolved());
+    /* the wait doubles */
+    assert_false(pt_redis_retry(t0 + 2 * PT_REDIS_RETRY_MIN_MS));
+    atomic_store(&dns_up, true);
+    assert_true(pt_redis_retry(t0 + 3 * PT_REDIS_RETRY_MIN_MS));
+    wait_retry_done();
+    assert_true(pt_redis_resolved());
+    assert_false(pt_redis_retry(t0 + 1000000));
+    pt_redis_shutdown();
+    assert_false(pt_redis_configured());
+    pt_redis_set_resolver(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_get_put_del),  cmocka_unit_test(test_ttl),
-        cmocka_unit_test(test_lru_order),    cmocka_unit_test(test_lru_across_shards),
-        cmocka_unit_test(test_byte_budget),  cmocka_unit_test(test_hostile_keys),
-        cmocka_unit_test(test_threads),      cmocka_unit_test(test_node_store),
-        cmocka_unit_test(test_resp_replies), cmocka_unit_test(test_big_shrink),
+        cmocka_unit_test(test_get_put_del),
+        cmocka_unit_test(test_ttl),
+        cmocka_unit_test(test_lru_order),
+        cmocka_unit_test(test_lru_across_shards),
+        cmocka_unit_test(test_byte_budget),
+        cmocka_unit_test(test_hostile_keys),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_node_store),
+        cmocka_unit_test(test_resp_replies),
+        cmocka_unit_test(test_big_shrink),
+        cmocka_unit_test(test_redis_name_retried),
     };
     return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
 }
