@@ -356,6 +356,15 @@ int pt_cache_put(struct pt_cache *c, const void *key, size_t klen, const void *v
     uint64_t now = c->now_ms();
     n->expires_ms = ttl_ms ? now + ttl_ms : 0;
     pthread_mutex_lock(&s->mu);
+    /* the cache may have been turned off since the limit was read: set_limits(0) stores the limit
+       before it clears the shards, so under this lock either the clear has not reached this shard
+       (and takes the entry with it) or the limit read here is 0 */
+    if (!atomic_load(&c->limit)) {
+        s->skipped++;
+        pthread_mutex_unlock(&s->mu);
+        free(n);
+        return -1;
+    }
     struct entry *old = find(s, n->hash, key, klen);
     if (old)
         unlink_entry(c, s, old);

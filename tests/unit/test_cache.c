@@ -436,6 +436,40 @@ static void test_big_shrink(void **state)
     pt_cache_free(c);
 }
 
+/* The cache turned off while a store is under way (between its look at the limit and its shard
+   lock): the clock, read in that window, turns it off. */
+static struct pt_cache *racing;
+static uint64_t clock_turning_off(void)
+{
+    if (racing) {
+        struct pt_cache *c = racing;
+        racing = NULL;
+        pt_cache_set_limits(c, 0, 1 << 20);
+    }
+    return fake_now;
+}
+
+static void test_off_during_a_store(void **state)
+{
+    (void)state;
+    struct pt_cache *c = pt_cache_new(1 << 20, 1 << 20, 8);
+    pt_cache_set_clock(c, clock_turning_off);
+    assert_int_equal(put(c, "before", "v", 0), 0);
+    racing = c;
+    assert_int_equal(put(c, "during", "v", 0), -1);
+    assert_null(racing); /* the turn-off happened inside the store */
+    struct pt_cache_stats st;
+    pt_cache_stats(c, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.bytes, 0);
+    /* turned on again: nothing comes back */
+    pt_cache_set_limits(c, 1 << 20, 1 << 20);
+    char buf[8];
+    assert_int_equal(get(c, "during", buf, sizeof(buf)), 0);
+    assert_int_equal(get(c, "before", buf, sizeof(buf)), 0);
+    pt_cache_free(c);
+}
+
 /* ---- a Redis host name that did not resolve is tried again (REVIEW-13a M5) ---- */
 
 static _Atomic bool dns_up;
@@ -524,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_resp_replies),
         cmocka_unit_test(test_big_shrink),
         cmocka_unit_test(test_redis_name_retried),
+        cmocka_unit_test(test_off_during_a_store),
     };
     return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
 }
