@@ -991,7 +991,8 @@ int pt_redis_get(struct event_base *base, int worker, pt_bytes key, pt_redis_get
     char kb[KEY_CAP];
     pt_bytes k;
     struct evbuffer *out = NULL;
-    if (!usable(c) || !prefixed(key, kb, sizeof(kb), &k) || !(out = out_of(c, k.len + 32))) {
+    /* no cb: nobody could take the answer, so nothing is asked (a miss now, as when down) */
+    if (!cb || !usable(c) || !prefixed(key, kb, sizeof(kb), &k) || !(out = out_of(c, k.len + 32))) {
         if (c) {
             bump(&c->st->skipped);
             bump(&c->st->misses);

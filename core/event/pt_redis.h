@@ -97,7 +97,7 @@ typedef void (*pt_redis_get_cb)(void *arg, int found, pt_bytes value);
 /*
  * Asks for key (the PT_REDIS_KEY_PREFIX is added).  1: asked, cb runs later
  * from the event loop and *handle can cancel it until then; 0: a miss now
- * (not configured, down, queue full, key too long), cb never runs.
+ * (not configured, down, queue full, key too long, no cb), cb never runs.
  */
 int pt_redis_get(struct event_base *base, int worker, pt_bytes key, pt_redis_get_cb cb, void *arg,
                  void **handle);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
 static uint64_t fake_now;
 static uint64_t fake_clock(void)
@@ -544,6 +545,49 @@ static void test_redis_name_retried(void **state)
     pt_redis_set_resolver(NULL);
 }
 
+/* A lookup nobody could take the answer of (no callback) is a miss now, counted, and Redis is not
+   asked (REVIEW-13a L8): never "asked" with an answer that goes nowhere. */
+static void no_cb_answer(void *arg, int found, pt_bytes value)
+{
+    (void)found, (void)value;
+    ++*(int *)arg;
+}
+
+static void test_redis_lookup_without_callback(void **state)
+{
+    (void)state;
+    pt_redis_set_resolver(fake_resolver);
+    atomic_store(&dns_up, true);
+    struct pt_cache_cf cf = {.max_entry = 1 << 20,
+                             .redis = "redis://redis.test:6391",
+                             .host = "redis.test",
+                             .port = 6391,
+                             .connect_timeout = 1000,
+                             .command_timeout = 250};
+    char err[256];
+    assert_true(pt_redis_configure(&cf, err, sizeof(err)));
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    struct pt_redis_stats before, after;
+    pt_redis_stats(&before);
+    void *handle = NULL;
+    assert_int_equal(pt_redis_get(base, 0, (pt_bytes){"k", 1}, NULL, NULL, &handle), 0);
+    assert_null(handle);
+    pt_redis_stats(&after);
+    assert_int_equal(after.misses, before.misses + 1);
+    assert_int_equal(after.skipped, before.skipped + 1);
+    /* with a callback the same lookup is asked (the connection is being made) */
+    int answers = 0;
+    assert_int_equal(pt_redis_get(base, 0, (pt_bytes){"k", 1}, no_cb_answer, &answers, &handle), 1);
+    assert_non_null(handle);
+    pt_redis_cancel(handle);
+    pt_redis_worker_end(0);
+    event_base_free(base);
+    pt_redis_shutdown();
+    pt_redis_set_resolver(NULL);
+    assert_int_equal(answers, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_big_shrink),
         cmocka_unit_test(test_redis_name_retried),
         cmocka_unit_test(test_off_during_a_store),
+        cmocka_unit_test(test_redis_lookup_without_callback),
     };
     return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
 }
