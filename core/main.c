@@ -522,6 +522,7 @@ static void publish(struct pt_gen *g)
    stop, read back at start, so a restart loses at most that much counting. */
 #define QUOTA_FLUSH_MS 5000
 static struct event *quota_timer;
+static struct event *redis_timer; /* tries a Redis host name again while it does not resolve */
 
 static void save_counter(void *arg, const char *key, int64_t period, int64_t value)
 {
@@ -536,6 +537,12 @@ static void flush_counters(void)
     pt_counters_each_dirty(save_counter, NULL);
     if (!pt_store_commit(store))
         pt_warn("store: quota counters not saved: %s", pt_store_error(store));
+}
+
+static void on_redis_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    pt_redis_retry(pt_clock_now_ms()); /* the resolver runs on a thread of its own */
 }
 
 static void on_quota_timer(evutil_socket_t fd, short what, void *arg)
@@ -913,6 +920,10 @@ int main(int argc, char **argv)
     quota_timer = event_new(ctl_base, -1, EV_PERSIST, on_quota_timer, NULL);
     struct timeval qtv = {QUOTA_FLUSH_MS / 1000, (QUOTA_FLUSH_MS % 1000) * 1000};
     event_add(quota_timer, &qtv);
+    redis_timer = event_new(ctl_base, -1, EV_PERSIST, on_redis_timer, NULL);
+    struct timeval rtv = {1, 0};
+    if (redis_timer)
+        event_add(redis_timer, &rtv);
     if (!pt_mgmt_start(ctl_base, file_conf, store, &mgmt_hooks, &errs) ||
         !pt_mgmt_metrics_start(ctl_base, file_conf, store, &mgmt_hooks, &errs) ||
         !pt_portal_start(ctl_base, file_conf, store, &mgmt_hooks, &errs)) {
@@ -961,6 +972,8 @@ int main(int argc, char **argv)
     pt_mgmt_metrics_stop();
     if (quota_timer)
         event_free(quota_timer);
+    if (redis_timer)
+        event_free(redis_timer);
     flush_counters();
     pt_analytics_stop(); /* what the workers counted, before the store closes */
     event_base_free(ctl_base);

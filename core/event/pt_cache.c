@@ -356,6 +356,15 @@ int pt_cache_put(struct pt_cache *c, const void *key, size_t klen, const void *v
     uint64_t now = c->now_ms();
     n->expires_ms = ttl_ms ? now + ttl_ms : 0;
     pthread_mutex_lock(&s->mu);
+    /* the cache may have been turned off since the limit was read: set_limits(0) stores the limit
+       before it clears the shards, so under this lock either the clear has not reached this shard
+       (and takes the entry with it) or the limit read here is 0 */
+    if (!atomic_load(&c->limit)) {
+        s->skipped++;
+        pthread_mutex_unlock(&s->mu);
+        free(n);
+        return -1;
+    }
     struct entry *old = find(s, n->hash, key, klen);
     if (old)
         unlink_entry(c, s, old);
@@ -499,15 +508,14 @@ void pt_cache_metrics(struct pt_metrics_sink *s, void *arg)
         return;
     static const char *const reason[] = {"reason"};
     static const char *const help = "Redis failures: no answer in time, the connection failed or closed, a "
-                                    "broken answer, an error answer, AUTH refused.";
+                                    "broken answer, an error answer, AUTH refused, a value over "
+                                    "cache.maxEntry (read as a miss).";
     const struct {
         const char *name;
         uint64_t v;
-    } errs[] = {{"timeout", rs.timeouts},
-                {"connection", rs.conn_errors},
-                {"protocol", rs.protocol_errors},
-                {"error_reply", rs.error_replies},
-                {"auth", rs.auth_errors}};
+    } errs[] = {{"timeout", rs.timeouts},         {"connection", rs.conn_errors},
+                {"protocol", rs.protocol_errors}, {"error_reply", rs.error_replies},
+                {"auth", rs.auth_errors},         {"too_large", rs.too_large}};
     for (size_t i = 0; i < PT_ARRAY_LEN(errs); i++) {
         pt_str v = pt_str_c(errs[i].name);
         pt_metrics_sink_sample(s, "portico_cache_redis_errors_total", help, PT_METRICS_COUNTER, reason, &v, 1,

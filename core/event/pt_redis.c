@@ -96,9 +96,15 @@ ssize_t pt_redis_parse(const char *p, size_t n, size_t max_bulk, struct pt_redis
         }
         if (v == -1)
             return (ssize_t)head; /* nil: str stays NULL */
-        if ((uint64_t)v > max_bulk) {
-            r->str = "a bulk reply larger than cache.maxEntry";
+        if ((uint64_t)v > PT_REDIS_BULK_ABSURD) {
+            r->str = "a bulk length past anything a cache could hold";
             return -1;
+        }
+        if ((uint64_t)v > max_bulk) {
+            /* larger than we keep, but well formed: the head is read, the bulk and its CRLF are
+               the caller's to discard as they come (never buffered) */
+            r->skip = (size_t)v + 2;
+            return (ssize_t)head;
         }
         size_t total = head + (size_t)v + 2;
         if (n < total) {
@@ -131,6 +137,7 @@ static void encode(struct evbuffer *out, int argc, const pt_bytes *argv)
 struct wstats {
     _Atomic uint64_t hits, misses, stores, removals, skipped;
     _Atomic uint64_t timeouts, conn_errors, protocol_errors, error_replies, auth_errors, connects;
+    _Atomic uint64_t too_large;
     _Atomic uint64_t up;
 } __attribute__((aligned(64)));
 
@@ -159,6 +166,7 @@ void pt_redis_stats(struct pt_redis_stats *st)
         st->error_replies += atomic_load_explicit(&w->error_replies, memory_order_relaxed);
         st->auth_errors += atomic_load_explicit(&w->auth_errors, memory_order_relaxed);
         st->connects += atomic_load_explicit(&w->connects, memory_order_relaxed);
+        st->too_large += atomic_load_explicit(&w->too_large, memory_order_relaxed);
         st->connections += atomic_load_explicit(&w->up, memory_order_relaxed);
     }
 }
@@ -168,7 +176,7 @@ void pt_redis_stats(struct pt_redis_stats *st)
 struct rconf {
     int refs;  /* under conf_mu: the current pointer's and each worker's */
     char *sig; /* every setting as text: a reload that changes none keeps the connections */
-    char *host, *user, *pass, *sni;
+    char *host, *user, *pass, *sni, *ca_file;
     int port, db;
     bool tls, verify, ok;
     uint32_t connect_ms, command_ms;
@@ -193,6 +201,7 @@ static void conf_free(struct rconf *r)
     free(r->user);
     free(r->pass);
     free(r->sni);
+    free(r->ca_file);
     free(r);
 }
 
@@ -223,13 +232,64 @@ static char *signature(const struct pt_cache_cf *cf)
     return s;
 }
 
+static int (*resolver)(const char *, const char *, const struct addrinfo *, struct addrinfo **) = getaddrinfo;
+
+void pt_redis_set_resolver(int (*fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **))
+{
+    resolver = fn ? fn : getaddrinfo;
+}
+
+/* Resolves r's host and builds its TLS context: r->ok, or false with a message.  Blocks for the
+   resolver: called on the control thread (configure) or the retry thread, never on a worker. */
+static bool resolve(struct rconf *r, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", r->port);
+    int rc = resolver(r->host, port, &hints, &ai);
+    if (rc || !ai || ai->ai_addrlen > sizeof(r->sa)) {
+        snprintf(err, errlen, "Redis host '%s' does not resolve (%s): the external cache is down", r->host,
+                 rc ? gai_strerror(rc) : "no address");
+        if (ai)
+            freeaddrinfo(ai);
+        return false;
+    }
+    memcpy(&r->sa, ai->ai_addr, ai->ai_addrlen);
+    r->salen = (socklen_t)ai->ai_addrlen;
+    freeaddrinfo(ai);
+    if (r->tls) {
+        struct pt_errors errs = {0};
+        r->ctx = pt_tls_client_ctx(r->ca_file, r->verify, NULL, &errs);
+        if (!r->ctx)
+            snprintf(err, errlen, "Redis TLS: %s: the external cache is down",
+                     errs.n ? errs.msgs[0] : "no context");
+        pt_node_errors_clear(&errs);
+        if (!r->ctx)
+            return false;
+    }
+    r->ok = true;
+    return true;
+}
+
+/* Makes r the node's settings (the workers take them at their next turn). */
+static void publish(struct rconf *r)
+{
+    pthread_mutex_lock(&conf_mu);
+    struct rconf *old = conf_cur;
+    conf_cur = r;
+    atomic_fetch_add(&conf_version, 1);
+    pthread_mutex_unlock(&conf_mu);
+    conf_unref(old);
+}
+
 bool pt_redis_configure(const struct pt_cache_cf *cf, char *err, size_t errlen)
 {
     if (errlen)
         err[0] = '\0';
     char *sig = cf->redis ? signature(cf) : NULL;
     pthread_mutex_lock(&conf_mu);
-    bool same = (!cf->redis && !conf_cur) || (sig && conf_cur && !strcmp(conf_cur->sig, sig));
+    /* settings that did not resolve are never "the same": each reload tries the name again */
+    bool same = (!cf->redis && !conf_cur) || (sig && conf_cur && conf_cur->ok && !strcmp(conf_cur->sig, sig));
     pthread_mutex_unlock(&conf_mu);
     if (same) {
         free(sig);
@@ -249,6 +309,7 @@ bool pt_redis_configure(const struct pt_cache_cf *cf, char *err, size_t errlen)
         r->user = dup_or_null(cf->username);
         r->pass = dup_or_null(cf->password);
         r->sni = strdup(cf->server_name ? cf->server_name : cf->host);
+        r->ca_file = dup_or_null(cf->ca_file);
         r->port = cf->port;
         r->db = cf->db;
         r->tls = cf->tls;
@@ -258,40 +319,123 @@ bool pt_redis_configure(const struct pt_cache_cf *cf, char *err, size_t errlen)
         r->max_entry = cf->max_entry;
         r->refs = 1;
         /* resolved here, on the control thread, so that no worker ever waits for a name */
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-        char port[8];
-        snprintf(port, sizeof(port), "%d", r->port);
-        int rc = getaddrinfo(r->host, port, &hints, &ai);
-        if (rc || !ai) {
-            snprintf(err, errlen, "Redis host '%s' does not resolve (%s): the external cache is down",
-                     r->host, gai_strerror(rc));
-            ok = false;
-        } else {
-            memcpy(&r->sa, ai->ai_addr, ai->ai_addrlen);
-            r->salen = (socklen_t)ai->ai_addrlen;
-            r->ok = true;
-        }
-        if (ai)
-            freeaddrinfo(ai);
-        if (r->ok && r->tls) {
-            struct pt_errors errs = {0};
-            r->ctx = pt_tls_client_ctx(cf->ca_file, r->verify, NULL, &errs);
-            if (!r->ctx) {
-                snprintf(err, errlen, "Redis TLS: %s: the external cache is down",
-                         errs.n ? errs.msgs[0] : "no context");
-                r->ok = false;
-                ok = false;
-            }
-            pt_node_errors_clear(&errs);
-        }
+        ok = r->host && r->sni && resolve(r, err, errlen);
     } else
         free(sig);
-    pthread_mutex_lock(&conf_mu);
-    struct rconf *old = conf_cur;
-    conf_cur = r;
-    atomic_fetch_add(&conf_version, 1);
-    pthread_mutex_unlock(&conf_mu);
+    publish(r);
+    return ok;
+}
+
+/* ---- retrying a name that did not resolve ---- */
+
+static _Atomic bool retry_running;
+static uint64_t retry_version, retry_next_ms; /* pt_redis_retry's (the control thread's) */
+static uint32_t retry_wait_ms;
+
+/* A copy of r's settings, not yet resolved (NULL when out of memory). */
+static struct rconf *conf_clone(const struct rconf *o)
+{
+    struct rconf *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    *r = (struct rconf){.refs = 1,
+                        .sig = strdup(o->sig),
+                        .host = strdup(o->host),
+                        .user = dup_or_null(o->user),
+                        .pass = dup_or_null(o->pass),
+                        .sni = strdup(o->sni),
+                        .ca_file = dup_or_null(o->ca_file),
+                        .port = o->port,
+                        .db = o->db,
+                        .tls = o->tls,
+                        .verify = o->verify,
+                        .connect_ms = o->connect_ms,
+                        .command_ms = o->command_ms,
+                        .max_entry = o->max_entry};
+    if (!r->sig || !r->host || !r->sni || (o->user && !r->user) || (o->pass && !r->pass) ||
+        (o->ca_file && !r->ca_file)) {
+        conf_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The retry thread: resolves a copy of the settings that failed, and publishes it when it
+   resolves and those settings are still the node's (a reload meanwhile wins). */
+static void *retry_main(void *arg)
+{
+    struct rconf *old = arg; /* a reference of ours */
+    struct rconf *r = conf_clone(old);
+    char err[512];
+    bool ok = r && resolve(r, err, sizeof(err));
+    bool taken = false;
+    char msg[300] = "";
+    if (ok) { /* said from a copy: once published, r may be replaced and freed by a reload */
+        snprintf(msg, sizeof(msg), "cache: Redis host '%s' resolves now: the external cache is used again",
+                 r->host);
+        pthread_mutex_lock(&conf_mu);
+        if (conf_cur == old) {
+            conf_cur = r;
+            atomic_fetch_add(&conf_version, 1);
+            old->refs--; /* conf_cur's; ours is dropped below, never the last one here */
+            taken = true;
+        }
+        pthread_mutex_unlock(&conf_mu);
+    }
+    if (taken)
+        pt_info("%s", msg);
+    else
+        conf_free(r);
     conf_unref(old);
+    atomic_store(&retry_running, false);
+    return NULL;
+}
+
+bool pt_redis_retry(uint64_t now_ms)
+{
+    pthread_mutex_lock(&conf_mu);
+    struct rconf *r = conf_cur;
+    bool down = r && !r->ok;
+    uint64_t v = atomic_load(&conf_version);
+    if (down && v != retry_version) {
+        /* settings that failed just now (at a reload or the last retry): try again after a while */
+        retry_version = v;
+        retry_wait_ms = PT_REDIS_RETRY_MIN_MS;
+        retry_next_ms = now_ms + retry_wait_ms;
+    }
+    bool go = down && now_ms >= retry_next_ms && !atomic_load(&retry_running);
+    if (go) {
+        r->refs++;
+        retry_wait_ms = PT_MIN(retry_wait_ms * 2, PT_REDIS_RETRY_MAX_MS);
+        retry_next_ms = now_ms + retry_wait_ms;
+    }
+    pthread_mutex_unlock(&conf_mu);
+    if (!go)
+        return false;
+    atomic_store(&retry_running, true);
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    bool started = pthread_create(&t, &at, retry_main, r) == 0;
+    pthread_attr_destroy(&at);
+    if (!started) {
+        atomic_store(&retry_running, false);
+        conf_unref(r);
+    }
+    return started;
+}
+
+bool pt_redis_retrying(void)
+{
+    return atomic_load(&retry_running);
+}
+
+bool pt_redis_resolved(void)
+{
+    pthread_mutex_lock(&conf_mu);
+    bool ok = conf_cur && conf_cur->ok;
+    pthread_mutex_unlock(&conf_mu);
     return ok;
 }
 
@@ -338,6 +482,7 @@ struct client {
     struct cmd *head, *tail;  /* in the order their answers come */
     int ncmds;
     int handshake; /* AUTH / SELECT answers still due */
+    size_t skip;   /* bytes of a too large bulk (and its CRLF) still to be discarded */
     uint64_t connect_deadline, next_attempt;
     uint32_t backoff;
     bool was_down;
@@ -433,6 +578,7 @@ static void drop_conn(struct client *c, bool backoff)
     c->head = c->tail = NULL;
     c->ncmds = 0;
     c->handshake = 0;
+    c->skip = 0;
     while (cmd) {
         struct cmd *next = cmd->next;
         answer_later(c, cmd);
@@ -554,12 +700,44 @@ static bool on_reply(struct client *c, struct cmd *cmd, const struct pt_redis_re
     }
 }
 
+/* Throws away what arrived of a too large bulk, checking the CRLF that ends it.  false when that
+   CRLF is not there. */
+static bool discard(struct client *c, struct evbuffer *in)
+{
+    size_t avail = evbuffer_get_length(in);
+    if (c->skip > 2) {
+        size_t n = PT_MIN(avail, c->skip - 2);
+        evbuffer_drain(in, n);
+        c->skip -= n;
+        avail -= n;
+    }
+    while (c->skip && c->skip <= 2 && avail) { /* at most twice */
+        char ch;
+        evbuffer_remove(in, &ch, 1);
+        if (ch != (c->skip == 2 ? '\r' : '\n'))
+            return false;
+        c->skip--;
+        avail--;
+    }
+    return true;
+}
+
 static void on_readable(struct client *c)
 {
     struct pt_io *io = c->io;
     struct evbuffer *in = io->in;
     /* each turn takes a reply's bytes off the input: bounded by what arrived */
     for (;;) {
+        if (c->skip) {
+            if (!discard(c, in)) {
+                bump(&c->st->protocol_errors);
+                log_down(c, "a broken answer (a bulk reply without its CRLF)");
+                drop_conn(c, true);
+                return;
+            }
+            if (c->skip)
+                return; /* the rest of it has not come yet */
+        }
         size_t avail = evbuffer_get_length(in);
         if (!avail)
             return;
@@ -584,11 +762,14 @@ static void on_readable(struct client *c)
         if (!c->head)
             c->tail = NULL;
         c->ncmds--;
+        if (rp.skip)
+            bump(&c->st->too_large); /* answered as nil: a miss, the connection stays */
         bool alive = on_reply(c, cmd, &rp);
         free(cmd);
         if (!alive || c->io != io)
             return; /* dropped (in or under the callback): the input went with it */
         evbuffer_drain(in, (size_t)k);
+        c->skip = rp.skip;
     }
 }
 
@@ -810,7 +991,8 @@ int pt_redis_get(struct event_base *base, int worker, pt_bytes key, pt_redis_get
     char kb[KEY_CAP];
     pt_bytes k;
     struct evbuffer *out = NULL;
-    if (!usable(c) || !prefixed(key, kb, sizeof(kb), &k) || !(out = out_of(c, k.len + 32))) {
+    /* no cb: nobody could take the answer, so nothing is asked (a miss now, as when down) */
+    if (!cb || !usable(c) || !prefixed(key, kb, sizeof(kb), &k) || !(out = out_of(c, k.len + 32))) {
         if (c) {
             bump(&c->st->skipped);
             bump(&c->st->misses);

@@ -952,7 +952,13 @@ static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
         return c && pt_cache_get(c, key.data, key.len, cache_alloc, req->pool, value) == 1;
     }
     case STORE_REDIS: {
-        struct cache_wait *w = done ? pt_pool_calloc(req->pool, sizeof(*w)) : NULL;
+        if (!done) {
+            /* no way to take a later answer: Redis is not asked, a miss now, counted as its miss
+               (plugin.h) */
+            pt_redis_get(req->peer->base, req->peer->worker, key, NULL, NULL, NULL);
+            return 0;
+        }
+        struct cache_wait *w = pt_pool_calloc(req->pool, sizeof(*w));
         if (!w)
             return 0;
         *w = (struct cache_wait){.call = call, .done = done, .arg = arg};

@@ -140,6 +140,37 @@ def test_values_round_trip_through_redis(portico, redis_server):
     assert m['portico_cache_redis_errors_total{reason="protocol"}'] == 0
 
 
+def test_value_over_max_entry_in_redis_is_a_miss_and_keeps_the_connection(portico, redis_server):
+    """A value larger than cache.maxEntry in Redis (written by another program, or before maxEntry
+    was lowered) reads as a miss; its bytes are thrown away as they come and the connection stays,
+    so the lookups around it, pipelined on the same connection, are answered."""
+    r = redis_server()
+    p = portico(value_config(cache={"redis": r.url, "maxEntry": "64k"}, workers=1))
+    r.command("SET", redis_key("big"), b"b" * (3 << 20))  # arrives in many reads
+    r.command("SET", redis_key("small"), b"fits")
+    assert vget(p, "small") == "fits"
+    results = {}
+
+    def ask(key):
+        results[key] = vget(p, key)
+    for _ in range(3):
+        ts = [threading.Thread(target=ask, args=(k,)) for k in ("small", "big", "small2")]
+        r.command("SET", redis_key("small2"), b"also fits")
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10)
+        assert results == {"small": "fits", "big": "(nil)", "small2": "also fits"}, results
+    assert vget(p, "big") == "(nil)"
+    assert vget(p, "small") == "fits"
+    m = metrics(p)
+    assert m['portico_cache_redis_errors_total{reason="too_large"}'] == 4
+    assert m['portico_cache_redis_errors_total{reason="protocol"}'] == 0
+    assert m['portico_cache_redis_errors_total{reason="connection"}'] == 0
+    assert m["portico_cache_redis_connects_total"] == 1, "one connection all along"
+    assert "while it is down" not in p.log_text()
+
+
 def test_caching_types_choose_the_store(portico, redis_server):
     r = redis_server()
     cfg = value_config(cache={"redis": r.url})
@@ -299,10 +330,16 @@ def test_redis_never_there(portico):
 
 
 def test_host_that_does_not_resolve(portico):
-    p = portico(value_config(cache={"redis": "redis://no-such-host.invalid:6379"}))
+    cfg = value_config(cache={"redis": "redis://no-such-host.invalid:6379"})
+    p = portico(cfg)
     assert vget(p, "k") == "(nil)"
     vput(p, "k", "v")
-    assert "does not resolve" in p.log_text()
+    assert p.log_text().count("does not resolve") == 1
+    # a reload that changes nothing in the cache settings still tries the name again
+    assert p.reload(cfg)
+    assert wait_for(lambda: p.log_text().count("does not resolve") == 2, what="the name tried at the reload")
+    assert vget(p, "k") == "(nil)"
+    assert p.proc.poll() is None
 
 
 def test_tls_with_the_test_ca(portico, redis_server, workdir):
@@ -384,6 +421,7 @@ HOSTILE = {
     "array": lambda n: b"*2\r\n$1\r\na\r\n$1\r\nb\r\n",
     "huge bulk": lambda n: b"$999999999999\r\n",
     "bulk over maxEntry": lambda n: b"$2000000\r\n" + b"x" * 1000,
+    "bulk over maxEntry without its CRLF": lambda n: b"$2000000\r\n" + b"x" * 2000000 + b"XX",
     "garbage": lambda n: b"HTTP/1.1 200 OK\r\n\r\n",
     "endless line": lambda n: b"+" + b"y" * 100000,
     "negative length": lambda n: b"$-5\r\n",

@@ -44,6 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (r.type == '$' && r.str && (r.len > CAP || r.str < buf + at || r.str + r.len > buf + at + k))
             abort();
+        if (r.skip && (r.type != '$' || r.str || r.skip <= CAP + 2 || r.skip > PT_REDIS_BULK_ABSURD + 2))
+            abort(); /* only a bulk over the cap is skipped, read as nil */
         /* the same reply with a byte after it */
         char *more = malloc((size_t)k + 1);
         memcpy(more, buf + at, (size_t)k);
@@ -51,10 +53,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct pt_redis_reply r2;
         ssize_t k2 = pt_redis_parse(more, (size_t)k + 1, CAP, &r2);
         if (k2 != k || r2.type != r.type || r2.len != r.len || r2.integer != r.integer ||
-            (r.str == NULL) != (r2.str == NULL))
+            (r.str == NULL) != (r2.str == NULL) || r2.skip != r.skip)
             abort();
         free(more);
         at += (size_t)k;
+        if (r.skip > size - at)
+            break;
+        at += r.skip; /* the client throws these away (checking only the final CRLF) */
     }
     free(buf);
     return 0;
@@ -71,6 +76,8 @@ const char *const fuzz_seeds[] = {
     "+OK\r\n$3\r\nabc\r\n:1\r\n-NOAUTH Authentication required.\r\n",
     "*2\r\n$1\r\na\r\n$1\r\nb\r\n",
     "$4096\r\n",
+    "$4097\r\n",
+    "$5000\r\nxxxx\r\n+OK\r\n",
     "$99999999999999999999\r\n",
     NULL,
 };

@@ -9,16 +9,20 @@
 #include "event/pt_cache.h"
 #include "event/pt_redis.h"
 
+#include <netdb.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
 static uint64_t fake_now;
 static uint64_t fake_clock(void)
@@ -389,8 +393,16 @@ static void test_resp_replies(void **state)
     assert_int_equal(parse("*1\r\n$1\r\na\r\n", 100, &r), -1);
     assert_string_equal(r.str, "an array reply");
     assert_int_equal(parse("%1\r\n", 100, &r), -1);
-    assert_int_equal(parse("$101\r\n", 100, &r), -1);
-    assert_string_equal(r.str, "a bulk reply larger than cache.maxEntry");
+    /* a bulk over the cap is read as its head: nil, the bulk and its CRLF to be thrown away */
+    assert_int_equal(parse("$101\r\n", 100, &r), 6);
+    assert_int_equal(r.type, '$');
+    assert_null(r.str);
+    assert_int_equal(r.skip, 103);
+    assert_int_equal(parse("$5\r\nhello\r\n", 100, &r), 11);
+    assert_int_equal(r.skip, 0);
+    /* ... unless its length is absurd */
+    assert_int_equal(parse("$1073741825\r\n", 100, &r), -1);
+    assert_int_equal(parse("$1073741824\r\n", 100, &r), 13);
     assert_int_equal(parse("$-2\r\n", 100, &r), -1);
     assert_int_equal(parse("$5x\r\n", 100, &r), -1);
     assert_int_equal(parse("$99999999999999999999\r\n", 100, &r), -1);
@@ -425,14 +437,173 @@ static void test_big_shrink(void **state)
     pt_cache_free(c);
 }
 
+/* The cache turned off while a store is under way (between its look at the limit and its shard
+   lock): the clock, read in that window, turns it off. */
+static struct pt_cache *racing;
+static uint64_t clock_turning_off(void)
+{
+    if (racing) {
+        struct pt_cache *c = racing;
+        racing = NULL;
+        pt_cache_set_limits(c, 0, 1 << 20);
+    }
+    return fake_now;
+}
+
+static void test_off_during_a_store(void **state)
+{
+    (void)state;
+    struct pt_cache *c = pt_cache_new(1 << 20, 1 << 20, 8);
+    pt_cache_set_clock(c, clock_turning_off);
+    assert_int_equal(put(c, "before", "v", 0), 0);
+    racing = c;
+    assert_int_equal(put(c, "during", "v", 0), -1);
+    assert_null(racing); /* the turn-off happened inside the store */
+    struct pt_cache_stats st;
+    pt_cache_stats(c, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.bytes, 0);
+    /* turned on again: nothing comes back */
+    pt_cache_set_limits(c, 1 << 20, 1 << 20);
+    char buf[8];
+    assert_int_equal(get(c, "during", buf, sizeof(buf)), 0);
+    assert_int_equal(get(c, "before", buf, sizeof(buf)), 0);
+    pt_cache_free(c);
+}
+
+/* ---- a Redis host name that did not resolve is tried again (REVIEW-13a M5) ---- */
+
+static _Atomic bool dns_up;
+static _Atomic int dns_asked;
+
+static int fake_resolver(const char *host, const char *port, const struct addrinfo *hints,
+                         struct addrinfo **res)
+{
+    atomic_fetch_add(&dns_asked, 1);
+    if (!atomic_load(&dns_up) || strcmp(host, "redis.test"))
+        return EAI_NONAME;
+    return getaddrinfo("127.0.0.1", port, hints, res);
+}
+
+static void wait_retry_done(void)
+{
+    for (int i = 0; i < 500 && pt_redis_retrying(); i++)
+        usleep(10000);
+    assert_false(pt_redis_retrying());
+}
+
+static void test_redis_name_retried(void **state)
+{
+    (void)state;
+    pt_redis_set_resolver(fake_resolver);
+    struct pt_cache_cf cf = {.max_entry = 1 << 20,
+                             .redis = "redis://redis.test:6390",
+                             .host = "redis.test",
+                             .port = 6390,
+                             .connect_timeout = 1000,
+                             .command_timeout = 250,
+                             .verify = true};
+    char err[256];
+    atomic_store(&dns_up, false);
+    assert_false(pt_redis_configure(&cf, err, sizeof(err)));
+    assert_non_null(strstr(err, "does not resolve"));
+    assert_true(pt_redis_configured());
+    assert_false(pt_redis_resolved());
+    /* a reload that changes no setting tries the name again: the name is in DNS now */
+    atomic_store(&dns_up, true);
+    int asked = atomic_load(&dns_asked);
+    assert_true(pt_redis_configure(&cf, err, sizeof(err)));
+    assert_int_equal(atomic_load(&dns_asked), asked + 1);
+    assert_true(pt_redis_resolved());
+    /* ... and once it resolved, an unchanged reload keeps it (no lookup) */
+    assert_true(pt_redis_configure(&cf, err, sizeof(err)));
+    assert_int_equal(atomic_load(&dns_asked), asked + 1);
+    assert_false(pt_redis_retry(pt_clock_now_ms() + 1000000)); /* nothing to retry */
+
+    /* without a reload: the control loop's timer retries off the thread, with a backoff */
+    struct pt_cache_cf none = {.max_entry = 1 << 20};
+    assert_true(pt_redis_configure(&none, err, sizeof(err)));
+    atomic_store(&dns_up, false);
+    assert_false(pt_redis_configure(&cf, err, sizeof(err)));
+    uint64_t t0 = pt_clock_now_ms();
+    assert_false(pt_redis_retry(t0));                               /* not at once */
+    assert_false(pt_redis_retry(t0 + PT_REDIS_RETRY_MIN_MS - 100)); /* nor before the first wait */
+    asked = atomic_load(&dns_asked);
+    assert_true(pt_redis_retry(t0 + PT_REDIS_RETRY_MIN_MS));
+    wait_retry_done();
+    assert_int_equal(atomic_load(&dns_asked), asked + 1);
+    assert_false(pt_redis_resolved());
+    /* the wait doubles */
+    assert_false(pt_redis_retry(t0 + 2 * PT_REDIS_RETRY_MIN_MS));
+    atomic_store(&dns_up, true);
+    assert_true(pt_redis_retry(t0 + 3 * PT_REDIS_RETRY_MIN_MS));
+    wait_retry_done();
+    assert_true(pt_redis_resolved());
+    assert_false(pt_redis_retry(t0 + 1000000));
+    pt_redis_shutdown();
+    assert_false(pt_redis_configured());
+    pt_redis_set_resolver(NULL);
+}
+
+/* A lookup nobody could take the answer of (no callback) is a miss now, counted, and Redis is not
+   asked (REVIEW-13a L8): never "asked" with an answer that goes nowhere. */
+static void no_cb_answer(void *arg, int found, pt_bytes value)
+{
+    (void)found, (void)value;
+    ++*(int *)arg;
+}
+
+static void test_redis_lookup_without_callback(void **state)
+{
+    (void)state;
+    pt_redis_set_resolver(fake_resolver);
+    atomic_store(&dns_up, true);
+    struct pt_cache_cf cf = {.max_entry = 1 << 20,
+                             .redis = "redis://redis.test:6391",
+                             .host = "redis.test",
+                             .port = 6391,
+                             .connect_timeout = 1000,
+                             .command_timeout = 250};
+    char err[256];
+    assert_true(pt_redis_configure(&cf, err, sizeof(err)));
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    struct pt_redis_stats before, after;
+    pt_redis_stats(&before);
+    void *handle = NULL;
+    assert_int_equal(pt_redis_get(base, 0, (pt_bytes){"k", 1}, NULL, NULL, &handle), 0);
+    assert_null(handle);
+    pt_redis_stats(&after);
+    assert_int_equal(after.misses, before.misses + 1);
+    assert_int_equal(after.skipped, before.skipped + 1);
+    /* with a callback the same lookup is asked (the connection is being made) */
+    int answers = 0;
+    assert_int_equal(pt_redis_get(base, 0, (pt_bytes){"k", 1}, no_cb_answer, &answers, &handle), 1);
+    assert_non_null(handle);
+    pt_redis_cancel(handle);
+    pt_redis_worker_end(0);
+    event_base_free(base);
+    pt_redis_shutdown();
+    pt_redis_set_resolver(NULL);
+    assert_int_equal(answers, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_get_put_del),  cmocka_unit_test(test_ttl),
-        cmocka_unit_test(test_lru_order),    cmocka_unit_test(test_lru_across_shards),
-        cmocka_unit_test(test_byte_budget),  cmocka_unit_test(test_hostile_keys),
-        cmocka_unit_test(test_threads),      cmocka_unit_test(test_node_store),
-        cmocka_unit_test(test_resp_replies), cmocka_unit_test(test_big_shrink),
+        cmocka_unit_test(test_get_put_del),
+        cmocka_unit_test(test_ttl),
+        cmocka_unit_test(test_lru_order),
+        cmocka_unit_test(test_lru_across_shards),
+        cmocka_unit_test(test_byte_budget),
+        cmocka_unit_test(test_hostile_keys),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_node_store),
+        cmocka_unit_test(test_resp_replies),
+        cmocka_unit_test(test_big_shrink),
+        cmocka_unit_test(test_redis_name_retried),
+        cmocka_unit_test(test_off_during_a_store),
+        cmocka_unit_test(test_redis_lookup_without_callback),
     };
     return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
 }
