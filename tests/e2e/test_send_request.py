@@ -610,3 +610,50 @@ def test_kept_connections_are_reused_only_when_clean(portico, backend, side):
     for path in ("/e", "/f"):
         status, _, body = p.request("GET", "/echo/side", headers={"X-Url": side.url + path})
         assert status == 200 and json.loads(body)["target"] == path, body
+
+
+def test_a_trickling_service_is_cut_at_the_deadline(portico, backend, side):
+    p = gateway(portico, backend, {
+        "inbound": [{"send-request": {"response-variable-name": "r", "timeout": 1,
+                                      "set-url": side.url + "/stream?chunks=40&size=1&delay=100"}},
+                    answer_with()],
+        "on-error": [reason_reply()]})
+    t0 = time.monotonic()
+    status, _, body = p.request("GET", "/echo/side")
+    assert status == 599 and body.startswith(b"Timeout|"), body
+    assert time.monotonic() - t0 < 2.5
+
+
+def test_ipv6_literal_urls(portico, backend):
+    try:
+        srv = socket.socket(socket.AF_INET6)
+        srv.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    srv.listen(4)
+    port = srv.getsockname()[1]
+    seen = []
+
+    def serve():
+        c, _ = srv.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                break
+            data += d
+        seen.append(data)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nv6")
+        c.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        p = gateway(portico, backend, {"inbound": [
+            {"send-request": {"response-variable-name": "r", "set-url": "http://[::1]:%d/six" % port}},
+            answer_with()]})
+        status, _, body = p.request("GET", "/echo/side")
+        assert (status, body) == (200, b"v6")
+        t.join(5)
+        assert seen[0].startswith(b"GET /six HTTP/1.1\r\n") and (b"Host: [::1]:%d\r\n" % port) in seen[0]
+    finally:
+        srv.close()
