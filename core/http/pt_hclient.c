@@ -222,14 +222,29 @@ static void hc_release(struct pt_hclient *h)
     hc_free(h);
 }
 
+/* A failed call is logged (at info), at most once a second per worker, with how many were not. */
+static void log_failure(const struct pt_hclient *h)
+{
+    static __thread uint64_t last_ms, quiet;
+    uint64_t now = pt_clock_now_ms();
+    if (last_ms && now - last_ms < 1000) {
+        quiet++;
+        return;
+    }
+    pt_info("%s to %s:%d failed: %s%s", h->detached ? "send-one-way-request" : "send-request",
+            h->u.host ? h->u.host : "?", h->u.port, h->err, quiet ? " (and more failures, not logged)" : "");
+    last_ms = now ? now : 1;
+    quiet = 0;
+}
+
 /* The call is over: tell whoever waits, then release it. */
 static void finish(struct pt_hclient *h, int err)
 {
     h->state = S_DONE;
+    if (err)
+        log_failure(h);
     if (h->detached) {
         atomic_fetch_add_explicit(err ? &n_oneway_failed : &n_oneway_sent, 1, memory_order_relaxed);
-        if (err)
-            pt_info("send-one-way-request to %s:%d failed: %s", h->u.host, h->u.port, h->err);
         detached_unlink(h);
         hc_release(h);
         detached_start_next(tw);
@@ -1103,7 +1118,8 @@ int pt_hclient_send_detached(struct event_base *base, const struct pt_http_req *
     h->detached = true;
     const char *msg = hc_prepare(h, r);
     if (msg) {
-        pt_info("send-one-way-request: %s", msg);
+        snprintf(h->err, sizeof(h->err), "%s", msg);
+        log_failure(h);
         atomic_fetch_add_explicit(&n_oneway_failed, 1, memory_order_relaxed);
         hc_free(h);
         return 0;
