@@ -83,6 +83,7 @@ struct pt_hclient {
     bool pooled;            /* may take and leave a keep-alive connection (pool_eligible) */
     bool reused;            /* the connection came from the pool */
     bool got_bytes;         /* something of the answer arrived */
+    bool write_failed;      /* the server stopped reading the request: only its early answer counts */
     char key[320];          /* the pool's key: scheme, host, port, TLS context */
     struct evbuffer *saved; /* the request, to resend on a fresh connection when a reused one was stale */
     bool cancelled;         /* cancelled while the resolver still holds us */
@@ -722,10 +723,15 @@ static int step_write(struct pt_hclient *h)
     int w = io_write(h, &want);
     if (w < 0 && retry_fresh(h))
         return STEP_AGAIN;
-    if (w < 0)
+    if (w < 0 && h->ssl)
         return fail(h, PT_HTTP_ERR_CONNECT, "%s", h->err);
     if (w == 0)
         return want;
+    if (w < 0) {
+        /* the server stopped reading mid-request (a 413 and a close): its answer may be waiting */
+        h->write_failed = true;
+        evbuffer_drain(h->out, evbuffer_get_length(h->out));
+    }
     pt_fetch_parser_init(&h->p, h->max_body, h->head_method);
     h->parser_on = true;
     h->state = S_READ;
@@ -741,8 +747,10 @@ static int step_read(struct pt_hclient *h)
             return want;
         if ((n == -2 || n == 0) && retry_fresh(h)) /* a kept connection the server had closed */
             return STEP_AGAIN;
+        if (n == -2 && h->write_failed && h->got_bytes)
+            n = 0; /* reset after an early answer: what came is all there is */
         if (n == -2)
-            return fail(h, PT_HTTP_ERR_PROTOCOL, "%s", h->err);
+            return fail(h, h->write_failed ? PT_HTTP_ERR_CONNECT : PT_HTTP_ERR_PROTOCOL, "%s", h->err);
         if (n > 0)
             h->got_bytes = true;
         char err[160];
@@ -752,12 +760,14 @@ static int step_read(struct pt_hclient *h)
         if (r < 0)
             return fail(h, PT_HTTP_ERR_PROTOCOL, "%s", err);
         if (r == 1) {
-            pool_put(h);
+            if (!h->write_failed)
+                pool_put(h);
             finish(h, 0);
             return STEP_END;
         }
         if (n == 0)
-            return fail(h, PT_HTTP_ERR_PROTOCOL, "the server closed the connection early");
+            return fail(h, h->write_failed ? PT_HTTP_ERR_CONNECT : PT_HTTP_ERR_PROTOCOL,
+                        "the server closed the connection early");
     }
     return STEP_READ;
 }

@@ -657,3 +657,50 @@ def test_ipv6_literal_urls(portico, backend):
         assert seen[0].startswith(b"GET /six HTTP/1.1\r\n") and (b"Host: [::1]:%d\r\n" % port) in seen[0]
     finally:
         srv.close()
+
+
+def test_an_early_answer_to_a_large_body(portico, backend):
+    """A service that answers 413 after the head, without reading the body: the answer is taken when it
+    arrives (draining), and a service that also closes at once gives its 413 or a clean failure."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    modes = []
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = c.recv(4096)
+                if not d:
+                    break
+                data += d
+            c.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+            if modes.pop(0) == "drain":
+                c.shutdown(socket.SHUT_WR)
+                while c.recv(65536):
+                    pass
+            c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        p = gateway(portico, backend, {
+            "inbound": [{"send-request": {"mode": "copy", "response-variable-name": "r", "timeout": 10,
+                                          "set-url": "http://127.0.0.1:%d/up" % port}},
+                        {"return-response": {"response-variable-name": "r"}}],
+            "on-error": [reason_reply()]}, limits={"bufferSize": "8m"})
+        body = b"z" * (6 << 20)
+        modes.append("drain")
+        status, _, got = p.request("POST", "/echo/side", body=body)
+        assert (status, got) == (413, b"big")
+        modes.append("close")
+        status, _, got = p.request("POST", "/echo/side", body=body)
+        assert (status, got) in ((413, b"big"), (599, got)) and (status == 413 or got.startswith(
+            b"BackendConnectionFailure|")), (status, got)
+        assert p.request("GET", "/echo/items/1")[0] == 200
+    finally:
+        srv.close()
