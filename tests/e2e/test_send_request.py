@@ -550,10 +550,16 @@ def test_stopping_with_calls_in_flight(portico, backend):
     try:
         p = gateway(portico, backend, {"inbound": [
             {"send-one-way-request": {"set-url": hold.url + "/q", "timeout": 60}},
+            {"choose": [{"when": "@(context.request.headers:has('X-Wait'))", "then": [
+                {"send-request": {"response-variable-name": "r", "timeout": 60, "set-url": hold.url + "/w"}}]}]},
             {"return-response": {"set-body": "ok"}}]})
         for _ in range(30):
             assert p.request("GET", "/echo/side")[0] == 200
         wait_for(lambda: hold.accepted == 16, what="the running calls")
+        # and a request waiting for its own side call (its one-way call queued behind the others)
+        s = socket.create_connection(("127.0.0.1", p.port))
+        s.sendall(b"GET /echo/side HTTP/1.1\r\nHost: x\r\nX-Wait: 1\r\n\r\n")
+        wait_for(lambda: hold.accepted == 17, what="the waiting request's call")
         t0 = time.monotonic()
         assert p.stop() == 0
         assert time.monotonic() - t0 < 5
