@@ -1253,8 +1253,9 @@ bool pt_conf_entities_parse_duration(const char *s, uint64_t *ms)
         char *end;
         if (!(*p >= '0' && *p <= '9'))
             return false;
+        size_t span = strspn(p, "0123456789."); /* digits and one fraction: strtod would take more */
         double v = strtod(p, &end);
-        if (end == p || v < 0 || v > 1e7)
+        if (end != p + span || v > 1e7)
             return false;
         char u = (char)toupper((unsigned char)*end);
         int k = u == 'D' && !in_time  ? 0
