@@ -367,6 +367,14 @@ class MiniProxy:
                 c.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n"
                           b"Connection: close\r\n\r\n")
                 return
+            if method == "CONNECT":
+                host, port = target.rsplit(":", 1)
+                up = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+                c.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                if rest:
+                    up.sendall(rest)
+                self.relay(c, up)
+                return
             u = urllib.parse.urlsplit(target)
             up = socket.create_connection((u.hostname, u.port), timeout=5)
             keep = [(k, v) for k, v in headers if k.lower() not in ("proxy-authorization", "connection")]
@@ -385,6 +393,29 @@ class MiniProxy:
             pass
         finally:
             c.close()
+
+    @staticmethod
+    def relay(a, b):
+        """Bytes both ways until either side closes (bounded by the sockets' timeouts)."""
+        def pump(src, dst):
+            try:
+                while True:
+                    d = src.recv(65536)
+                    if not d:
+                        break
+                    dst.sendall(d)
+            except OSError:
+                pass
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        t = threading.Thread(target=pump, args=(b, a), daemon=True)
+        t.start()
+        pump(a, b)
+        t.join(10)
+        b.close()
 
     def close(self):
         self.stop = True
@@ -426,3 +457,36 @@ def test_proxy_url_expression_host_must_be_known(backend, portico):
     n = len(backend.requests)
     st, _, body = p.request("GET", "/svc/x")
     assert st == 500 and len(backend.requests) == n
+
+
+def test_proxy_connect_tunnel_to_https_backend(backend, portico, workdir):
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
+    tb = TLSEchoBackend(cert, key)
+    px = MiniProxy("u", "p")
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
+        cfg["apis"].append(api(serviceUrl=tb.url + "/tls", policies={"inbound": [
+            "base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port, "username": "u", "password": "p"}}],
+            "on-error": ["base", {"set-header": {"name": "X-Why", "value": "@(context.lastError.message)"}}]}))
+        cfg["apis"].append(api(id="np", path="np", serviceUrl=tb.url + "/tls", policies={"inbound": [
+            "base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port, "username": "u", "password": "bad"}}]}))
+        p = portico(cfg)
+        for i in range(3):  # the tunnel's connection is pooled and reused
+            st, _, body = p.request("GET", "/svc/t%d" % i)
+            assert st == 200, body
+            assert target_of(tb.requests[-1]).path == "/tls/t%d" % i
+        connects = [s for s in px.seen if s[0] == "CONNECT"]
+        assert connects and connects[0][1] == "localhost:%d" % tb.port
+        assert dict((k.lower(), v) for k, v in connects[0][2])["proxy-authorization"] == px.want
+        assert len(connects) < 3
+        # the proxy refuses the tunnel: 502, nothing reaches the backend
+        n = len(tb.requests)
+        st, _, _ = p.request("GET", "/np/x")
+        assert st == 502 and len(tb.requests) == n
+        # a streamed body cannot go through the tunnel: refused before anything is sent
+        st, h, _ = p.request("POST", "/svc/x", body=b"abc")
+        assert st == 500 and "buffer-request-body" in h.get("x-why", "") and len(tb.requests) == n
+    finally:
+        px.close()
+        tb.close()
