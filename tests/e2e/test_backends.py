@@ -166,6 +166,11 @@ BAD = [
      "give base-url or backend-id"),
     ("set-backend-service not http", {"apis+": [api(policies={"inbound": [
         {"set-backend-service": {"base-url": "gopher://127.0.0.1:9"}}]})]}, "is not an http:// or https:// URL"),
+    ("inherited backend-id", {
+        "backends": [{"id": "be", "url": "http://127.0.0.1:9"}],
+        "policies": {"inbound": [{"set-backend-service": {"backend-id": "be"}}]},
+        "apis+": [api(policies={"inbound": ["base", {"set-backend-service": {"base-url": "http://127.0.0.1:9/x"}}]})]},
+     "base-url cannot override the backend-id set in a wider scope"),
     ("proxy https", {"apis+": [api(policies={"inbound": [{"proxy": {"url": "https://127.0.0.1:9"}}]})]},
      "is not an http:// proxy URL"),
 ]
@@ -186,6 +191,21 @@ def test_refused_with_file_line_column(backend, portico, name, extra, message):
     assert lines, out
     m = POS.search(lines[0])
     assert m and int(m.group(1)) > 1 and int(m.group(2)) >= 1, lines[0]
+
+
+def test_inherited_backend_id_overridden_by_backend_id(backend, portico):
+    """The rule's allowed side: backend-id over an inherited backend-id, and base-url where no wider scope
+    set backend-id (or before the inherited one runs)."""
+    cfg = basic_config(backend.url)
+    cfg["backends"] = [{"id": "a", "url": backend.url + "/a"}, {"id": "b", "url": backend.url + "/b"}]
+    cfg["apis"].append(api(policies={"inbound": [{"set-backend-service": {"backend-id": "a"}}]},
+                           operations=[{"id": "o", "method": "GET", "urlTemplate": "/*", "policies": {
+                               "inbound": ["base", {"set-backend-service": {"backend-id": "b"}}]}}]))
+    cfg["apis"].append(api(id="u", path="u", policies={"inbound": [
+        {"set-backend-service": {"base-url": backend.url + "/u"}}, "base"]}))
+    p = portico(cfg)
+    assert p.request("GET", "/svc/x")[0] == 200 and target_of(backend.last()).path == "/b/x"
+    assert p.request("GET", "/u/x")[0] == 200 and target_of(backend.last()).path == "/u/x"
 
 
 def test_durations_iso_and_short_forms_are_accepted(backend, portico):
@@ -490,3 +510,78 @@ def test_proxy_connect_tunnel_to_https_backend(backend, portico, workdir):
     finally:
         px.close()
         tb.close()
+
+
+class HostileProxy:
+    """A proxy that answers CONNECT badly: garbage, a close, 200 with bytes after it, or silence."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            try:
+                c.settimeout(3)
+                c.recv(65536)
+                if self.mode == "garbage":
+                    c.sendall(b"\x00\x01 not http at all\r\n\r\n")
+                elif self.mode == "extra":
+                    c.sendall(b"HTTP/1.1 200 OK\r\n\r\nEXTRA-BYTES-BEFORE-TLS")
+                elif self.mode == "body":
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                elif self.mode == "close":
+                    c.close()
+                # "silent": keeps the connection open and says nothing
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.mark.parametrize("mode, status", [("garbage", 502), ("extra", 502), ("body", 502), ("close", 502),
+                                          ("silent", 504)])
+def test_hostile_proxy_answers_to_connect(backend, portico, workdir, mode, status):
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
+    tb = TLSEchoBackend(cert, key)
+    hp = HostileProxy(mode)
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca, "readTimeout": "1s"})
+        cfg["apis"].append(api(serviceUrl=tb.url, policies={"inbound": [
+            "base", {"proxy": {"url": "http://127.0.0.1:%d" % hp.port}}]}))
+        p = portico(cfg)
+        st, _, _ = p.request("GET", "/svc/x")
+        assert st == status
+        assert not tb.requests
+        # the gateway is fine afterwards
+        assert p.request("GET", "/echo/items/1")[0] == 200
+    finally:
+        hp.close()
+        tb.close()
+
+
+@pytest.mark.parametrize("url", ["@('http://127.0.0.1:9/a\\r\\nX-Evil: 1')", "@('ftp://127.0.0.1/')",
+                                 "@('http://' .. string.rep('a', 3000))", "@('')", "@('http://user:pw@127.0.0.1:9/')"])
+def test_set_backend_service_hostile_urls(backend, portico, url):
+    cfg = basic_config(backend.url)
+    cfg["apis"].append(api(serviceUrl=backend.url, policies={"inbound": [
+        "base", {"set-backend-service": {"base-url": url}}]}))
+    p = portico(cfg)
+    st, _, _ = p.request("GET", "/svc/x")
+    assert st == 500
+    assert not backend.requests
