@@ -585,3 +585,27 @@ def test_set_backend_service_hostile_urls(backend, portico, url):
     st, _, _ = p.request("GET", "/svc/x")
     assert st == 500
     assert not backend.requests
+
+
+def test_workspaces_scope_backends_and_named_values(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["workspaces"] = [{"id": "w1"}, {"id": "w2"}]
+    cfg["namedValues"] = [{"id": "wurl", "displayName": "wurl", "value": backend.url + "/ws", "workspace": "w1"}]
+    cfg["backends"] = [{"id": "shared", "url": backend.url + "/shared"},
+                       {"id": "own", "url": backend.url + "/own", "workspace": "w1"}]
+    cfg["apis"] += [
+        api(id="a1", path="w1a", workspace="w1", backendId="shared"),
+        api(id="a2", path="w1b", workspace="w1", backendId="own"),
+        api(id="a3", path="w1c", workspace="w1", serviceUrl=backend.url, policies={"inbound": [
+            "base", {"set-backend-service": {"base-url": "{{wurl}}"}}]}),
+    ]
+    p = portico(cfg)
+    for path, want in [("/w1a/x", "/shared/x"), ("/w1b/x", "/own/x"), ("/w1c/x", "/ws/x")]:
+        assert p.request("GET", path)[0] == 200
+        assert target_of(backend.last()).path == want
+    # another workspace's backend is out of reach
+    bad = dict(cfg)
+    bad["apis"] = cfg["apis"] + [api(id="a4", path="w2a", workspace="w2", backendId="own")]
+    q = portico(bad, start=False)
+    rc, out = q.check()
+    assert rc != 0 and "cannot use backend 'own'" in out and POS.search(out), out
