@@ -234,9 +234,9 @@ def env(backend, portico):
 
 REST_BAD = [
     ("backends/b", {"url": "ftp://127.0.0.1/x"}, "url"),
-    ("backends/b", {"type": "Pool", "pool": {"services": [{"id": "ghost"}]}}, "ghost"),
+    ("backends/b", {"type": "Pool", "pool": {"services": [{"id": "ghost"}]}}, "services[0].id"),
     ("backends/b", {"type": "Pool", "pool": {"services": []}}, "services"),
-    ("backends/b", {"type": "Single"}, "url"),
+    ("backends/b", {"type": "Single"}, "id"),
     ("backends/b", {"url": "http://127.0.0.1:9", "circuitBreaker": {"rules": [
         {"failureCondition": {"count": 1, "interval": "soon", "errorReasons": ["Timeout"]},
          "tripDuration": "PT1M"}]}}, "interval"),
@@ -249,10 +249,31 @@ def test_management_refuses_with_400(env, backend, path, body, key):
     p, m = env
     st, _, out = m.call("PUT", path, body)
     assert st == 400, out
-    assert key in str(out), out
+    assert any(key in d.get("target", "") for d in out["error"].get("details", [])), out
     assert m.call("GET", path)[0] == 404  # nothing stored
     # and the gateway still serves as before
     assert p.request("GET", "/echo/items/1")[0] == 200
+
+
+def test_apply_refuses_a_nested_pool_with_its_position(env, backend):
+    p, m = env
+    doc = """
+backends:
+  - {id: a, url: "%s"}
+  - id: inner
+    type: Pool
+    pool: {services: [{id: a}]}
+  - id: outer
+    type: Pool
+    pool:
+      services:
+        - id: inner
+""" % backend.url
+    st, _, out = m.call("POST", "apply", raw=doc.encode(), content_type="application/yaml")
+    assert st == 400, out
+    d = out["error"]["details"][0]
+    assert "is itself a pool" in d["message"] and d["target"] == "backends[2].pool.services[0].id", out
+    assert m.call("GET", "backends/a")[0] == 404  # nothing of the document was kept
 
 
 def test_management_entity_and_export_apply_round_trip(env, backend):
