@@ -139,6 +139,10 @@ BAD = [
     ("pool without services", {"backends": [{"id": "p", "type": "Pool", "pool": {"services": []}}]},
      "a pool needs services"),
     ("pool without pool", {"backends": [{"id": "p", "type": "Pool"}]}, "a Pool needs pool.services"),
+    ("pool with credentials", {"backends": [
+        {"id": "a", "url": "http://127.0.0.1:9"},
+        {"id": "p", "type": "Pool", "credentials": {"header": {"X-A": ["1"]}}, "pool": {"services": [{"id": "a"}]}}]},
+     "a Pool's calls carry its members' credentials"),
     ("single without url", {"backends": [{"id": "s"}]}, "a Single backend needs a url"),
     ("url not http", {"backends": [{"id": "s", "url": "ftp://127.0.0.1/x"}]}, "must start with http:// or https://"),
     ("bad duration", {"backends": [{"id": "s", "url": "http://127.0.0.1:9", "circuitBreaker": {"rules": [
