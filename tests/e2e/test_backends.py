@@ -634,3 +634,51 @@ def test_workspaces_scope_backends_and_named_values(backend, portico):
     q = portico(bad, start=False)
     rc, out = q.check()
     assert rc != 0 and "cannot use backend 'own'" in out and POS.search(out), out
+
+
+def test_client_certificate_credential(backend, portico, workdir):
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
+    ccert, ckey = pki.leaf("gw", "gateway-client", eku="clientAuth")
+    tb = TLSEchoBackend(cert, key, client_ca=pki.ca)
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
+        cfg["backends"] = [
+            {"id": "mtls", "url": tb.url, "credentials": {"certificate": {"certificate": ccert, "key": ckey}}},
+            {"id": "plain", "url": tb.url},
+        ]
+        cfg["apis"] += [api(id="m", path="m", backendId="mtls"), api(id="n", path="n", backendId="plain")]
+        p = portico(cfg)
+        assert p.request("GET", "/m/x")[0] == 200
+        assert tb.client_cns[-1] == "gateway-client"
+        n = len(tb.requests)
+        assert p.request("GET", "/n/x")[0] == 502  # the same host without the certificate: refused
+        assert p.request("GET", "/m/y")[0] == 200 and len(tb.requests) == n + 1
+    finally:
+        tb.close()
+    # a key that does not match is refused with the configuration
+    bad = basic_config(backend.url)
+    bad["backends"] = [{"id": "b", "url": "https://127.0.0.1:9",
+                        "credentials": {"certificate": {"certificate": ccert, "key": key}}}]
+    rc, out = portico(bad, start=False).check()
+    assert rc != 0 and "backend 'b': the key" in out and POS.search(out), out
+
+
+def test_buffered_body_through_a_connect_tunnel(backend, portico, workdir):
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
+    tb = TLSEchoBackend(cert, key)
+    px = MiniProxy()
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
+        cfg["apis"].append(api(serviceUrl=tb.url, policies={
+            "inbound": ["base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port}}],
+            "backend": [{"forward-request": {"buffer-request-body": True}}]}))
+        p = portico(cfg)
+        st, _, _ = p.request("POST", "/svc/up", body=b"x" * 100000)
+        assert st == 200
+        assert tb.requests[-1].body == b"x" * 100000
+        assert not any(k.lower() == "proxy-authorization" for k, _ in px.seen[-1][2])
+    finally:
+        px.close()
+        tb.close()
