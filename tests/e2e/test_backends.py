@@ -13,7 +13,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import basic_config, free_port
+from conftest import basic_config
 from mgmt_helpers import TOKEN, Mgmt, mgmt_config
 from tls_helpers import Pki, TLSEchoBackend
 
