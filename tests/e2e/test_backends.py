@@ -212,6 +212,18 @@ def test_inherited_backend_id_overridden_by_backend_id(backend, portico):
     assert p.request("GET", "/u/x")[0] == 200 and target_of(backend.last()).path == "/u/x"
 
 
+@pytest.mark.parametrize("where", ["header", "authorization"])
+def test_named_value_with_crlf_cannot_inject_headers(backend, portico, where):
+    cfg = basic_config(backend.url)
+    cfg["namedValues"] = [{"id": "evil", "displayName": "evil", "value": "x\r\nX-Injected: 1"}]
+    creds = ({"header": {"X-A": ["{{evil}}"]}} if where == "header"
+             else {"authorization": {"scheme": "Bearer", "parameter": "{{evil}}"}})
+    cfg["backends"] = [{"id": "b", "url": backend.url, "credentials": creds}]
+    cfg["apis"].append(api(backendId="b"))
+    rc, out = portico(cfg, start=False).check()
+    assert rc != 0 and "CR or LF once named values are substituted" in out and POS.search(out), out
+
+
 def test_durations_iso_and_short_forms_are_accepted(backend, portico):
     cfg = basic_config(backend.url)
     cfg["backends"] = [{"id": "s", "url": backend.url, "circuitBreaker": {"rules": [
