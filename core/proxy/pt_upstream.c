@@ -67,6 +67,40 @@ static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *b
     return p;
 }
 
+/* Connections through a proxy are pooled per proxy, target authority and credentials: the request
+   line names the target, and a proxy may tie a connection to whoever authenticated on it. */
+static struct pt_upool *proxy_pool_get(struct pt_req *req, struct pt_worker *w)
+{
+    const struct pt_fwdproxy *px = req->fproxy;
+    struct pt_backend tmp = *px->be;
+    tmp.pool_key =
+        pt_pool_printf(req->pool, "proxy %s > %s://%s | %016llx", px->be->pool_key,
+                       req->be->url.https ? "https" : "http", req->be->url.authority,
+                       (unsigned long long)pt_hash(px->auth.data ? px->auth.data : "", px->auth.len, false));
+    tmp.pool_hash = pt_hash(tmp.pool_key, strlen(tmp.pool_key), false);
+    return pool_get(w, &tmp, req->be->url.https ? req->client_cert : NULL);
+}
+
+/*
+ * The member of a pool this request goes to.  A placeholder choice (the
+ * first member of the best priority) that the breaker's piece replaces with
+ * the weighted, health- and trip-aware one; false with the request's error
+ * set when there is none.
+ */
+bool pt_upstream_pick(struct pt_req *req)
+{
+    const struct pt_backdef *d = req->bdef;
+    if (!d || d->type != PT_BE_POOL)
+        return req->be != NULL;
+    if (!d->nmembers || !d->members[0].be->target) {
+        pt_msg_set_error(req, 503, "forward-request", "BackendUnavailable",
+                         "no member of the pool is available");
+        return false;
+    }
+    req->be = d->members[0].be->target;
+    return true;
+}
+
 void pt_upstream_free_pools(struct pt_worker *w)
 {
     for (size_t i = 0; w->pools && i < w->npools; i++) {
@@ -124,12 +158,24 @@ static bool up_quiet(struct pt_upconn *u)
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
 }
 
+/* The TLS session towards an https target: a backend entity's own context (its certificate, or no
+   chain check) unless a policy's certificate is presented; the name is checked only on a checked chain. */
+static SSL *backend_ssl(struct pt_req *req, const struct pt_backend *be, const struct pt_clientcert *cc)
+{
+    struct pt_gen *g = req_gen(req);
+    const struct pt_backdef *d = be->def;
+    SSL_CTX *ctx = cc ? cc->ctx : d && d->tls ? d->tls : g->client_tls;
+    bool verify_name = g->conf->upstream.verify && (!d || d->verify_name);
+    return ctx ? pt_tls_client_ssl(ctx, be->url.host, verify_name) : NULL;
+}
+
 static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
 {
     struct pt_worker *w = req->c->w;
-    struct pt_backend *be = req->api->backend;
+    struct pt_backend *be = req->be;
+    const struct pt_fwdproxy *px = req->fproxy;
     const struct pt_clientcert *cc = be->url.https ? req->client_cert : NULL;
-    struct pt_upool *pool = pool_get(w, be, cc);
+    struct pt_upool *pool = px ? proxy_pool_get(req, w) : pool_get(w, be, cc);
     struct pt_upconn *u;
     while (!fresh && pool->nidle) {
         u = pt_container_of(pool->idle.prev, struct pt_upconn, link);
@@ -153,9 +199,11 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
     u->w = w;
     u->pool = pool;
     u->req = req;
-    if (be->url.https) {
-        struct pt_gen *g = req_gen(req);
-        SSL *ssl = pt_tls_client_ssl(cc ? cc->ctx : g->client_tls, be->url.host, g->conf->upstream.verify);
+    if (px) { /* through the proxy: http in absolute form, https through a CONNECT tunnel */
+        u->io = pt_io_connect(w->base, (struct sockaddr *)&px->be->sa, px->be->salen, up_cb, u);
+        u->tunnel = be->url.https;
+    } else if (be->url.https) {
+        SSL *ssl = backend_ssl(req, be, cc);
         u->io = ssl ? pt_io_tls_connect(w->base, (struct sockaddr *)&be->sa, be->salen, ssl, up_cb, u) : NULL;
     } else
         u->io = pt_io_connect(w->base, (struct sockaddr *)&be->sa, be->salen, up_cb, u);
@@ -227,22 +275,44 @@ static void append_values(struct pt_buf *b, const struct pt_head *h, int kind)
     }
 }
 
+/* true when a backend entity's credentials set header `name` (so the client's is not sent). */
+static bool cred_replaces(const struct pt_backdef *d, pt_str name)
+{
+    if (d->auth_scheme && pt_str_ieq(name, pt_str_c("Authorization")))
+        return true;
+    for (int i = 0; i < d->nheaders; i++)
+        if (pt_str_ieq(name, pt_str_c(d->headers[i].name)))
+            return true;
+    return false;
+}
+
 /* Serialises the request head for the backend. */
 static void build_backend_head(struct pt_req *req, struct pt_buf *b)
 {
     const struct pt_backend *be = req->be;
     struct pt_conn *c = req->c;
     pt_buf_init(b, req->pool, 512 + req->h.path.len + req->h.nh * 48);
+    const struct pt_backdef *cred = be->def; /* its credentials (a pool's member: the member's) */
     pt_buf_str(b, req->h.method);
     pt_buf_lit(b, " ");
+    if (req->fproxy) { /* absolute form towards a proxy */
+        pt_buf_lit(b, "http://");
+        pt_buf_add(b, be->url.authority, strlen(be->url.authority));
+    }
     size_t plen = strlen(be->url.path);
     pt_buf_add(b, be->url.path, plen);
     pt_buf_str(b, req->bpath);
     if (plen + req->bpath.len == 0)
         pt_buf_lit(b, "/");
-    if (req->bquery.len) {
+    bool cq = cred && cred->query_text;
+    if (req->bquery.len || cq) {
         pt_buf_lit(b, "?");
         pt_buf_str(b, req->bquery);
+        if (cq) {
+            if (req->bquery.len)
+                pt_buf_lit(b, "&");
+            pt_buf_add(b, cred->query_text, strlen(cred->query_text));
+        }
     }
     pt_buf_lit(b, " HTTP/1.1\r\nHost: ");
     /* the backend's authority, unless a policy set Host */
@@ -287,6 +357,8 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         }
         if (rid.len && pt_str_ieq(x->name, rid))
             continue;
+        if (cred && cred->head_text && cred_replaces(cred, x->name))
+            continue; /* the backend's credential replaces the client's header */
         if (PT_UNLIKELY(req->otel.on) && pt_otel_header_skip(req, x))
             continue; /* OpenTelemetry (O): ours replaces it */
         pt_buf_str(b, x->name);
@@ -340,6 +412,13 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         pt_buf_add(b, req->id, req->idn);
         pt_buf_lit(b, "\r\n");
     }
+    if (cred && cred->head_text)
+        pt_buf_add(b, cred->head_text, strlen(cred->head_text));
+    if (req->fproxy && req->fproxy->auth.len) {
+        pt_buf_lit(b, "Proxy-Authorization: ");
+        pt_buf_str(b, req->fproxy->auth);
+        pt_buf_lit(b, "\r\n");
+    }
     pt_otel_backend_header(req, b); /* OpenTelemetry (O): traceparent */
     if (req->h.upgrade_ws)
         pt_buf_lit(b, "Connection: upgrade\r\nUpgrade: websocket\r\n");
@@ -360,6 +439,76 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     pt_buf_lit(b, "\r\n");
 }
 
+/* The request head and a body in memory. */
+static void put_request(struct pt_req *req, struct evbuffer *out)
+{
+    evbuffer_add(out, req->uphead, req->uphead_n);
+    if (req->req_body_state != RB_STREAM && req->req_body && evbuffer_get_length(req->req_body)) {
+        /* a copy: the body stays for a retry */
+        size_t n = evbuffer_get_length(req->req_body);
+        evbuffer_add(out, evbuffer_pullup(req->req_body, -1), n);
+    }
+}
+
+/* CONNECT host:port to the proxy, with its credentials. */
+static void connect_head(struct pt_req *req, struct evbuffer *out)
+{
+    const struct pt_url *t = &req->be->url;
+    bool v6 = strchr(t->host, ':') != NULL;
+    char hp[300];
+    snprintf(hp, sizeof(hp), "%s%s%s:%d", v6 ? "[" : "", t->host, v6 ? "]" : "", t->port);
+    evbuffer_add_printf(out, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", hp, hp);
+    if (req->fproxy->auth.len)
+        evbuffer_add_printf(out, "Proxy-Authorization: %.*s\r\n", (int)req->fproxy->auth.len,
+                            req->fproxy->auth.data);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* The proxy's answer to CONNECT: 2xx starts TLS with the backend over the tunnel, then the request
+   goes; anything else fails the call (502).  A body or extra bytes before the handshake are refused. */
+static void tunnel_read(struct pt_req *req)
+{
+    struct pt_upconn *u = req->up;
+    size_t len;
+    struct pt_http_err err = {0};
+    int r = pt_http_scan(&u->scan, u->io->in, RESPONSE_HEAD_MAX, RESPONSE_HEAD_MAX, false, &len, &err);
+    if (r == 0)
+        return;
+    struct pt_head h = {0};
+    char *head = r > 0 ? pt_pool_alloc(req->pool, len) : NULL;
+    if (head) {
+        evbuffer_remove(u->io->in, head, len);
+        memset(&u->scan, 0, sizeof(u->scan));
+        if (!pt_http_parse_response(&h, head, len, req->pool, RESPONSE_HEADERS_MAX, true, &err))
+            h.status = 0;
+    }
+    if (h.status < 200 || h.status > 299 || evbuffer_get_length(u->io->in)) {
+        pt_warn("request %.*s: proxy %s refused the tunnel to %s (%d%s)", (int)req->idn, req->id,
+                u->pool->key, req->be->url.authority, h.status, h.status ? "" : ": a broken answer");
+        u->broken = true;
+        pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
+                                  "Bad gateway: the proxy did not open a tunnel to the backend");
+        return;
+    }
+    SSL *ssl = backend_ssl(req, req->be, req->client_cert);
+    struct pt_io *tls = ssl ? pt_io_tls_over(u->io, ssl, up_cb, u) : NULL;
+    if (!tls) {
+        if (!ssl)
+            pt_io_free(u->io);
+        u->io = NULL;
+        u->broken = true;
+        pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
+                                  "Bad gateway: cannot start TLS through the proxy");
+        return;
+    }
+    u->io = tls;
+    u->tunnel = false;
+    u->connected = false;
+    put_request(req, tls->out); /* sent once the handshake is done (PT_IO_CONNECTED) */
+    pt_io_read(tls, true);
+    pt_timer_set(req->c->w, &u->timer, PT_T_CONNECT);
+}
+
 /* Sends the request head (and from then on the body) to a backend connection. */
 static bool req_send(struct pt_req *req, bool fresh)
 {
@@ -370,12 +519,10 @@ static bool req_send(struct pt_req *req, bool fresh)
         return false;
     }
     req->up = u;
-    evbuffer_add(u->io->out, req->uphead, req->uphead_n);
-    if (req->req_body_state != RB_STREAM && req->req_body && evbuffer_get_length(req->req_body)) {
-        /* a copy: the body stays for a retry */
-        size_t n = evbuffer_get_length(req->req_body);
-        evbuffer_add(u->io->out, evbuffer_pullup(req->req_body, -1), n);
-    }
+    if (u->tunnel)
+        connect_head(req, u->io->out); /* the request waits for the tunnel (tunnel_read) */
+    else
+        put_request(req, u->io->out);
     if (u->reused || u->connected) {
         pt_io_flush(u->io);
         /* the read timeout runs from the end of the request; a slow upload
@@ -420,6 +567,16 @@ pt_status pt_upstream_forward(struct pt_req *req)
     struct pt_conn *c = req->c;
     if (req->rh_backend || req->up)
         pt_msg_drop_backend(req); /* a retry: this attempt replaces the last */
+    if (req->bdef && req->bdef->type == PT_BE_POOL && !pt_upstream_pick(req))
+        return PT_ERROR;
+    if (req->fproxy && req->be && req->be->url.https && req->req_body_state == RB_STREAM &&
+        req->h.body != PT_BODY_NONE) {
+        /* the body would reach the proxy before the tunnel and its TLS are up */
+        pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
+                         "a request body to an https backend through a proxy must be buffered "
+                         "(forward-request buffer-request-body)");
+        return PT_ERROR;
+    }
     if (!req->be) {
         pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
                          "No backend is configured for this API");
@@ -463,6 +620,10 @@ void pt_upstream_read(struct pt_req *req)
 {
     struct pt_upconn *u = req->up;
     struct pt_conn *c = req->c;
+    if (u->tunnel) {
+        tunnel_read(req);
+        return;
+    }
     if (c->state == C_TUNNEL) {
         pt_tunnel_pump(req, false);
         return;
