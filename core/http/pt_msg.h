@@ -210,6 +210,8 @@ struct pt_req {
     uint32_t fwd_timeout;       /* forward-request timeout, ms (0 = upstream.readTimeout) */
     struct pt_timer *fwd_timer; /* ... its deadline for the response head */
     bool fwd_fail_on_status;
+    bool fwd_follow;   /* forward-request follow-redirects */
+    uint8_t redirects; /* ... followed so far */
     /* policies */
     struct pt_exec ex;
     struct pt_var *vars;

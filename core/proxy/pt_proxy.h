@@ -49,6 +49,15 @@ void pt_upstream_close_for(struct pt_req *req);
 pt_status pt_upstream_forward(struct pt_req *req);
 void pt_upstream_read(struct pt_req *req);
 
+/* ---- pt_redirect.c: forward-request's follow-redirects ---- */
+
+#define PT_REDIRECT_MAX 10 /* redirects followed per forward-request */
+/* When the backend's response is a redirect to follow: req->be, bpath, bquery
+   (and the method, the body) are set for the next call and true is
+   returned; false when the client gets the response (*why says why, when
+   a redirect was not followed). */
+bool pt_redirect_follow(struct pt_req *req, const char **why);
+
 /* ---- pt_respond.c: the response to the client ---- */
 
 const char *pt_respond_reason_code(int status);

@@ -127,7 +127,7 @@ static bool up_quiet(struct pt_upconn *u)
 static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
 {
     struct pt_worker *w = req->c->w;
-    struct pt_backend *be = req->api->backend;
+    struct pt_backend *be = req->be; /* the API's, or one a policy or a redirect chose */
     const struct pt_clientcert *cc = be->url.https ? req->client_cert : NULL;
     struct pt_upool *pool = pool_get(w, be, cc);
     struct pt_upconn *u;
@@ -522,6 +522,21 @@ void pt_upstream_read(struct pt_req *req)
             req->ex.done = true; /* a tunnel: policies have nothing more to do */
             pt_tunnel_start(req);
             return;
+        }
+        if (PT_UNLIKELY(req->fwd_follow)) {
+            const char *why;
+            if (pt_redirect_follow(req, &why)) {
+                /* the redirect's body is not read: its connection goes */
+                pt_debug("request %.*s: backend %s: following a %d redirect", (int)req->idn, req->id,
+                         u->pool->key, req->rh.status);
+                pt_status st = pt_upstream_forward(req);
+                if (st != PT_AGAIN)
+                    pt_pipeline_resume(req, st);
+                return;
+            }
+            if (why)
+                pt_warn("request %.*s: backend %s: a %d redirect is not followed: %s", (int)req->idn, req->id,
+                        u->pool->key, req->rh.status, why);
         }
         /* the outbound policies run before anything reaches the client */
         pt_io_read(u->io, false);
