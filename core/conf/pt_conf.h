@@ -242,14 +242,14 @@ struct pt_backend_cf {
     char *url; /* NULL for a pool */
     char *protocol;
     char *description;
-    int type;                     /* PT_BE_SINGLE | PT_BE_POOL (conf/pt_genmodel.h) */
-    struct pt_node *credentials;  /* {header, query, certificate, authorization}: checked by the reader */
-    bool tls_chain, tls_name;     /* tls.validateCertificateChain / validateCertificateName */
-    struct pt_node *breaker;      /* circuitBreaker: {rules: [...]} */
-    struct pt_cbrule *rules;      /* ... compiled by the reader */
+    int type;                    /* PT_BE_SINGLE | PT_BE_POOL (conf/pt_genmodel.h) */
+    struct pt_node *credentials; /* {header, query, certificate, authorization}: checked by the reader */
+    bool tls_chain, tls_name;    /* tls.validateCertificateChain / validateCertificateName */
+    struct pt_node *breaker;     /* circuitBreaker: {rules: [...]} */
+    struct pt_cbrule *rules;     /* ... compiled by the reader */
     int nrules;
-    struct pt_node *pool;         /* pool: {services: [{id, weight, priority}]} */
-    struct pt_cfmember *members;  /* ... read */
+    struct pt_node *pool;        /* pool: {services: [{id, weight, priority}]} */
+    struct pt_cfmember *members; /* ... read */
     int nmembers;
     bool hc_on; /* healthCheck is present */
     char *hc_path;

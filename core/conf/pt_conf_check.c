@@ -219,8 +219,8 @@ static void check_backends(const struct pt_conf *cf, const struct idset *bes, st
                 pt_node_error(errs, at, "backend '%s': pool service '%s' is not a backend", b->id, m->id);
             else if (cf->backends[mi].type == PT_BE_POOL)
                 pt_node_error(errs, at,
-                              "backend '%s': pool service '%s' is itself a pool (pools cannot be nested)", b->id,
-                              m->id);
+                              "backend '%s': pool service '%s' is itself a pool (pools cannot be nested)",
+                              b->id, m->id);
             else if (!backend_visible(&cf->backends[mi], b->workspace))
                 pt_node_error(errs, at, "backend '%s' %s cannot use backend '%s' %s", b->id,
                               ws_phrase(b->workspace), m->id, ws_phrase(cf->backends[mi].workspace));

@@ -1257,7 +1257,11 @@ bool pt_conf_entities_parse_duration(const char *s, uint64_t *ms)
         if (end == p || v < 0 || v > 1e7)
             return false;
         char u = (char)toupper((unsigned char)*end);
-        int k = u == 'D' && !in_time ? 0 : u == 'H' && in_time ? 1 : u == 'M' && in_time ? 2 : u == 'S' && in_time ? 3 : -1;
+        int k = u == 'D' && !in_time  ? 0
+                : u == 'H' && in_time ? 1
+                : u == 'M' && in_time ? 2
+                : u == 'S' && in_time ? 3
+                                      : -1;
         if (k < 0 || k <= last || (k < 3 && v != (double)(int64_t)v))
             return false;
         static const double scale[] = {86400000.0, 3600000.0, 60000.0, 1000.0};
@@ -1373,7 +1377,8 @@ static bool read_credentials(struct pt_cfctx *cx, struct pt_node *n, void *field
             for (int i = 0; ckeys[i]; i++) {
                 struct pt_node *x = pt_node_get(c, ckeys[i]);
                 if (!x || x->kind != PT_N_SCALAR || x->null || !*x->str) {
-                    pt_node_error(cx->errs, x ? x : c, "credentials.certificate needs %s (a PEM file)", ckeys[i]);
+                    pt_node_error(cx->errs, x ? x : c, "credentials.certificate needs %s (a PEM file)",
+                                  ckeys[i]);
                     ok = false;
                 }
             }
@@ -1410,8 +1415,8 @@ static bool read_int_at(struct pt_cfctx *cx, struct pt_node *map, const char *ke
 static bool read_rule(struct pt_cfctx *cx, struct pt_node *n, struct pt_cbrule *r)
 {
     static const char *const keys[] = {"name", "failureCondition", "tripDuration", "acceptRetryAfter", NULL};
-    static const char *const fkeys[] = {"count", "percentage", "interval", "statusCodeRanges", "errorReasons",
-                                        NULL};
+    static const char *const fkeys[] = {"count",        "percentage", "interval", "statusCodeRanges",
+                                        "errorReasons", NULL};
     if (!known_keys(cx, n, "a circuit breaker rule", keys))
         return false;
     bool ok = true;
@@ -1489,7 +1494,8 @@ static bool read_rule(struct pt_cfctx *cx, struct pt_node *n, struct pt_cbrule *
         for (int i = 0; i < reasons->n && i < 32; i++) {
             struct pt_node *x = reasons->items[i];
             if (x->kind != PT_N_SCALAR || !header_token(x->str)) {
-                pt_node_error(cx->errs, x, "an error reason is a word (Timeout, BackendConnectionFailure, ...)");
+                pt_node_error(cx->errs, x,
+                              "an error reason is a word (Timeout, BackendConnectionFailure, ...)");
                 ok = false;
                 continue;
             }
@@ -1503,7 +1509,8 @@ static bool read_rule(struct pt_cfctx *cx, struct pt_node *n, struct pt_cbrule *
     } else if (reasons)
         ok = false;
     if (ok && !r->nranges && !r->nreasons) {
-        pt_node_error(cx->errs, fc, "failureCondition needs statusCodeRanges or errorReasons (what is a failure)");
+        pt_node_error(cx->errs, fc,
+                      "failureCondition needs statusCodeRanges or errorReasons (what is a failure)");
         ok = false;
     }
     return ok;
@@ -1511,7 +1518,8 @@ static bool read_rule(struct pt_cfctx *cx, struct pt_node *n, struct pt_cbrule *
 
 static bool read_breaker(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
-    struct pt_backend_cf *b = (struct pt_backend_cf *)((char *)field - offsetof(struct pt_backend_cf, breaker));
+    struct pt_backend_cf *b =
+        (struct pt_backend_cf *)((char *)field - offsetof(struct pt_backend_cf, breaker));
     static const char *const keys[] = {"rules", NULL};
     *(struct pt_node **)field = n;
     if (!known_keys(cx, n, "circuitBreaker", keys))
@@ -1631,8 +1639,9 @@ const struct pt_cfkey pt_conf_entities_backend_keys[] = {
      .doc = "`Single` (one url) or `Pool` (requests spread over `pool.services`; see "
             "[backends.md](backends.md))."},
     {"url", PT_CT_CUSTOM, offsetof(struct pt_backend_cf, url), 0, .fn = read_backend_url, .form = "URL",
-     .doc = "A `Single` backend's base URL (`http://` or `https://`), with the rules of an API's `serviceUrl`; "
-            "required for `Single`, refused on a `Pool`."},
+     .doc =
+         "A `Single` backend's base URL (`http://` or `https://`), with the rules of an API's `serviceUrl`; "
+         "required for `Single`, refused on a `Pool`."},
     {"protocol", PT_CT_STR, offsetof(struct pt_backend_cf, protocol), 0, .doc = "APIM's protocol (`http`)."},
     {"description", PT_CT_STR, offsetof(struct pt_backend_cf, description), PT_CF_EMPTY_OK,
      .doc = "Free text."},
@@ -1668,13 +1677,14 @@ bool pt_conf_entities_read_backends(struct pt_cfctx *cx, struct pt_node *n, void
         b->hc_on = pt_node_get(b->node, "healthCheck") != NULL;
         bool pool = b->type == PT_BE_POOL;
         if (!pool && !b->url && !pt_node_get(b->node, "url")) {
-            pt_node_error(cx->errs, pt_node_get(b->node, "id") ?: b->node, "backend '%s': a Single backend needs a url",
-                          b->id ? b->id : "");
+            pt_node_error(cx->errs, pt_node_get(b->node, "id") ?: b->node,
+                          "backend '%s': a Single backend needs a url", b->id ? b->id : "");
             ok = false;
         }
         if (pool && pt_node_get(b->node, "url")) {
             pt_node_error(cx->errs, pt_node_get(b->node, "url"),
-                          "backend '%s': a Pool has no url of its own (its services have)", b->id ? b->id : "");
+                          "backend '%s': a Pool has no url of its own (its services have)",
+                          b->id ? b->id : "");
             ok = false;
         }
         if (pool && !pt_node_get(b->node, "pool")) {
@@ -1683,13 +1693,14 @@ bool pt_conf_entities_read_backends(struct pt_cfctx *cx, struct pt_node *n, void
             ok = false;
         }
         if (!pool && pt_node_get(b->node, "pool")) {
-            pt_node_error(cx->errs, pt_node_get(b->node, "pool"),
-                          "backend '%s': pool is for type: Pool", b->id ? b->id : "");
+            pt_node_error(cx->errs, pt_node_get(b->node, "pool"), "backend '%s': pool is for type: Pool",
+                          b->id ? b->id : "");
             ok = false;
         }
         if (b->hc_on && b->hc_timeout > b->hc_interval) {
             pt_node_error(cx->errs, pt_node_get(pt_node_get(b->node, "healthCheck"), "timeout"),
-                          "backend '%s': healthCheck.timeout is longer than its interval", b->id ? b->id : "");
+                          "backend '%s': healthCheck.timeout is longer than its interval",
+                          b->id ? b->id : "");
             ok = false;
         }
     }

@@ -41,8 +41,8 @@ struct pt_backend {
 
 /* ------------------------------------------------- backend entities (13) */
 
-struct pt_bestate;    /* node-wide state of a backend (breaker windows, trip-until, health, a pool's
-                         round-robin position): filled by the breaker (BREAKER), kept across reloads */
+struct pt_bestate; /* node-wide state of a backend (breaker windows, trip-until, health, a pool's
+                      round-robin position): filled by the breaker (BREAKER), kept across reloads */
 
 enum { PT_BE_SINGLE = 0, PT_BE_POOL = 1 };
 
@@ -56,10 +56,10 @@ struct pt_cbrange {
    BackendConnectionFailure, ...) is one of reasons; exactly one of count and percentage is set. */
 struct pt_cbrule {
     const char *name;
-    int64_t count;        /* failures within interval that trip; 0: percentage is used */
-    int percentage;       /* 1..100: failures per call within interval that trip; 0: count is used */
-    uint32_t interval_ms; /* the window (ISO 8601 duration in the file) */
-    uint32_t trip_ms;     /* tripDuration */
+    int64_t count;           /* failures within interval that trip; 0: percentage is used */
+    int percentage;          /* 1..100: failures per call within interval that trip; 0: count is used */
+    uint32_t interval_ms;    /* the window (ISO 8601 duration in the file) */
+    uint32_t trip_ms;        /* tripDuration */
     bool accept_retry_after; /* a backend's Retry-After (seconds or HTTP date) is the trip's length */
     const struct pt_cbrange *ranges;
     int nranges;
@@ -95,9 +95,9 @@ struct pt_behealth {
 struct pt_backdef {
     const struct pt_backend_cf *cf;
     const char *id;
-    int index; /* in g->backends */
-    int type;  /* PT_BE_SINGLE | PT_BE_POOL */
-    struct pt_backend *target; /* Single: its resolved url (target->def == this); Pool: NULL */
+    int index;                   /* in g->backends */
+    int type;                    /* PT_BE_SINGLE | PT_BE_POOL */
+    struct pt_backend *target;   /* Single: its resolved url (target->def == this); Pool: NULL */
     struct pt_bemember *members; /* Pool: its members, sorted by priority (stable); Single: NULL */
     int nmembers;
     struct pt_cbrule *rules; /* circuitBreaker.rules */
@@ -106,11 +106,11 @@ struct pt_backdef {
     int nheaders;
     struct pt_becred *query; /* credentials.query: added to the backend's query string */
     int nquery;
-    const char *auth_scheme, *auth_param;     /* credentials.authorization; NULL scheme: none */
-    const char *head_text;  /* the credential headers and Authorization as head lines ("N: v\r\n") */
-    const char *query_text; /* credentials.query percent-encoded ("a=1&b=2"); NULL: none */
-    bool client_cert;       /* credentials.certificate: presented through tls */
-    bool verify_chain, verify_name;           /* tls (and upstream.verify): both true by default */
+    const char *auth_scheme, *auth_param; /* credentials.authorization; NULL scheme: none */
+    const char *head_text;          /* the credential headers and Authorization as head lines ("N: v\r\n") */
+    const char *query_text;         /* credentials.query percent-encoded ("a=1&b=2"); NULL: none */
+    bool client_cert;               /* credentials.certificate: presented through tls */
+    bool verify_chain, verify_name; /* tls (and upstream.verify): both true by default */
     SSL_CTX *tls; /* this backend's own client context (a certificate or no chain check); NULL: the
                      generation's client_tls */
     struct pt_behealth health;

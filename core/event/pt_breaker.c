@@ -98,7 +98,7 @@ void pt_breaker_state_put(struct pt_bestate *s)
     free(s);
 }
 
-uint64_t pt_breaker_rules_sig(const struct pt_brk_rule *rules, int n)
+uint64_t pt_breaker_rules_sig(const struct pt_cbrule *rules, int n)
 {
     /* FNV-1a over the fields that change what is counted */
     uint64_t h = 1469598103934665603ull;
@@ -109,7 +109,7 @@ uint64_t pt_breaker_rules_sig(const struct pt_brk_rule *rules, int n)
     } while (0)
     MIX(n);
     for (int i = 0; i < n; i++) {
-        const struct pt_brk_rule *r = &rules[i];
+        const struct pt_cbrule *r = &rules[i];
         MIX(r->count);
         MIX(r->percentage);
         MIX(r->interval_ms);
@@ -126,6 +126,43 @@ uint64_t pt_breaker_rules_sig(const struct pt_brk_rule *rules, int n)
     return h;
 }
 
+static uint64_t mix_str(uint64_t h, const char *s)
+{
+    return (h ^ pt_hash(s, strlen(s), false)) * 1099511628211ull;
+}
+
+void pt_breaker_attach(struct pt_backdef *defs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct pt_backdef *d = &defs[i];
+        if (d->state)
+            continue;
+        uint64_t sig = pt_breaker_rules_sig(d->rules, d->nrules);
+        if (d->type != PT_BE_POOL) {
+            d->state = pt_breaker_state(d->id, d->cf && d->cf->url ? d->cf->url : "", sig, 0);
+            continue;
+        }
+        /* a pool's key: its members, weights and priorities */
+        char key[64];
+        uint64_t h = 1469598103934665603ull;
+        for (int k = 0; k < d->nmembers; k++) {
+            h = mix_str(h, d->members[k].be->id);
+            h = (h ^ (uint64_t)d->members[k].weight) * 1099511628211ull;
+            h = (h ^ (uint64_t)d->members[k].priority) * 1099511628211ull;
+        }
+        snprintf(key, sizeof(key), "pool:%d:%016llx", d->nmembers, (unsigned long long)h);
+        d->state = pt_breaker_state(d->id, key, sig, d->nmembers);
+    }
+}
+
+void pt_breaker_detach(struct pt_backdef *defs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        pt_breaker_state_put(defs[i].state);
+        defs[i].state = NULL;
+    }
+}
+
 /* ---------------------------------------------------------------- breaker */
 
 int64_t pt_breaker_open_ms(struct pt_bestate *s, int64_t now)
@@ -139,7 +176,7 @@ bool pt_breaker_available(struct pt_bestate *s, int64_t now)
     return !atomic_load_explicit(&s->down, memory_order_relaxed) && pt_breaker_open_ms(s, now) == 0;
 }
 
-bool pt_breaker_is_failure(const struct pt_brk_rule *r, int status, const char *reason)
+bool pt_breaker_is_failure(const struct pt_cbrule *r, int status, const char *reason)
 {
     if (!r->nranges && !r->nreasons) /* neither given: server errors and every failed call */
         return reason ? true : status >= 500 && status <= 599;
@@ -173,7 +210,7 @@ static void advance(struct pt_brk_window *w, int64_t slot)
 }
 
 /* Counts one outcome in a rule's window; true when the rule trips. */
-static bool count(struct pt_brk_window *w, const struct pt_brk_rule *r, bool failed, int64_t now)
+static bool count(struct pt_brk_window *w, const struct pt_cbrule *r, bool failed, int64_t now)
 {
     int64_t slot_ms = r->interval_ms / PT_BREAKER_SLOTS;
     if (slot_ms < 1)
@@ -197,7 +234,7 @@ static bool count(struct pt_brk_window *w, const struct pt_brk_rule *r, bool fai
     return false;
 }
 
-bool pt_breaker_record(struct pt_bestate *s, const struct pt_brk_rule *rules, int nrules, int status,
+bool pt_breaker_record(struct pt_bestate *s, const struct pt_cbrule *rules, int nrules, int status,
                        const char *reason, int64_t retry_after_ms, int64_t now)
 {
     if (!s || nrules <= 0)
@@ -211,7 +248,7 @@ bool pt_breaker_record(struct pt_bestate *s, const struct pt_brk_rule *rules, in
         return false;
     }
     for (int i = 0; i < nrules && !tripped; i++) {
-        const struct pt_brk_rule *r = &rules[i];
+        const struct pt_cbrule *r = &rules[i];
         if (!count(&s->win[i], r, pt_breaker_is_failure(r, status, reason), now))
             continue;
         int64_t len = r->trip_ms;
@@ -232,7 +269,7 @@ bool pt_breaker_record(struct pt_bestate *s, const struct pt_brk_rule *rules, in
 
 /* ---------------------------------------------------------------- pools */
 
-int pt_breaker_pick(struct pt_bestate *pool, const struct pt_brk_member *m, int n, int64_t now,
+int pt_breaker_pick(struct pt_bestate *pool, const struct pt_bemember *m, int n, int64_t now,
                     int64_t *wait_ms)
 {
     *wait_ms = 0;
@@ -242,13 +279,13 @@ int pt_breaker_pick(struct pt_bestate *pool, const struct pt_brk_member *m, int 
     int best = 0, any = 0;
     int64_t wait = 0;
     for (int i = 0; i < n; i++) {
-        avail[i] = pt_breaker_available(m[i].state, now);
+        avail[i] = pt_breaker_available(m[i].be->state, now);
         if (avail[i] && (!any || m[i].priority < best)) {
             best = m[i].priority;
             any = 1;
         }
         if (!avail[i]) {
-            int64_t left = pt_breaker_open_ms(m[i].state, now);
+            int64_t left = pt_breaker_open_ms(m[i].be->state, now);
             if (left && (!wait || left < wait))
                 wait = left;
         }

@@ -20,6 +20,7 @@
 #define PT_BREAKER_H
 
 #include "base/pt.h"
+#include "conf/pt_genmodel.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,25 +31,10 @@
 #define PT_BREAKER_MAX_MEMBERS 64       /* a pool's members */
 #define PT_BREAKER_MAX_TRIP_MS 86400000 /* one day: a longer Retry-After is cut to it */
 
-struct pt_brk_range {
-    int min, max; /* status codes, inclusive */
-};
-
-/* One compiled rule: failures within `interval_ms` trip the breaker when
-   they reach `count`, or when they are at least `percentage` % of the calls
-   counted in the interval. */
-struct pt_brk_rule {
-    const char *name;
-    int64_t count;  /* 0: not a count rule */
-    int percentage; /* 0: not a percentage rule (1..100) */
-    uint32_t interval_ms;
-    uint32_t trip_ms;
-    bool accept_retry_after;
-    const struct pt_brk_range *ranges; /* a status in one of them is a failure */
-    int nranges;
-    const char *const *reasons; /* an error reason among them is a failure */
-    int nreasons;
-};
+/* Rules are the generation's compiled struct pt_cbrule (conf/pt_genmodel.h):
+   failures within `interval_ms` trip the breaker when they reach `count`,
+   or when they are at least `percentage` % of the calls counted in the
+   interval. */
 
 struct pt_brk_window {
     int64_t epoch; /* absolute slot number of the newest slot */
@@ -72,13 +58,6 @@ struct pt_bestate {
     int64_t cur[PT_BREAKER_MAX_MEMBERS]; /* smooth weighted round robin */
 };
 
-/* A pool member as the choice sees it. */
-struct pt_brk_member {
-    int weight;   /* >= 1 */
-    int priority; /* lower is better */
-    struct pt_bestate *state;
-};
-
 /* The registry (control thread at generation build and free; the metrics
    collector reads it). */
 void pt_breaker_init(void);
@@ -86,7 +65,7 @@ struct pt_bestate *pt_breaker_state(const char *id, const char *key, uint64_t ru
 void pt_breaker_state_ref(struct pt_bestate *s);
 void pt_breaker_state_put(struct pt_bestate *s);
 /* A signature of compiled rules (for pt_breaker_state). */
-uint64_t pt_breaker_rules_sig(const struct pt_brk_rule *rules, int n);
+uint64_t pt_breaker_rules_sig(const struct pt_cbrule *rules, int n);
 
 /* ms until the breaker closes (0: closed). */
 int64_t pt_breaker_open_ms(struct pt_bestate *s, int64_t now);
@@ -100,10 +79,10 @@ bool pt_breaker_available(struct pt_bestate *s, int64_t now);
  * when this outcome tripped the breaker.  Calls ending while it is open
  * are not counted.
  */
-bool pt_breaker_record(struct pt_bestate *s, const struct pt_brk_rule *rules, int nrules, int status,
+bool pt_breaker_record(struct pt_bestate *s, const struct pt_cbrule *rules, int nrules, int status,
                        const char *reason, int64_t retry_after_ms, int64_t now);
 /* Whether an outcome counts as a failure for a rule. */
-bool pt_breaker_is_failure(const struct pt_brk_rule *r, int status, const char *reason);
+bool pt_breaker_is_failure(const struct pt_cbrule *r, int status, const char *reason);
 
 /*
  * A pool's choice: among the members that are available, those of the best
@@ -112,8 +91,13 @@ bool pt_breaker_is_failure(const struct pt_brk_rule *r, int status, const char *
  * -1 when none is available, with *wait_ms the time until the first trip
  * ends (0 when members are only down by health checks).
  */
-int pt_breaker_pick(struct pt_bestate *pool, const struct pt_brk_member *m, int n, int64_t now,
+int pt_breaker_pick(struct pt_bestate *pool, const struct pt_bemember *m, int n, int64_t now,
                     int64_t *wait_ms);
+
+/* The generation's backends get their states (at build) and let them go
+   (at free).  Single: by id and url; Pool: by id and its member list. */
+void pt_breaker_attach(struct pt_backdef *defs, int n);
+void pt_breaker_detach(struct pt_backdef *defs, int n);
 
 /*
  * A health check's result for a backend: `ok` or not, against the

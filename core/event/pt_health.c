@@ -4,6 +4,7 @@
 #include "event/pt_health.h"
 
 #include "base/pt_log.h"
+#include "conf/pt_genmodel.h"
 #include "event/pt_breaker.h"
 #include "event/pt_io.h"
 #include "event/pt_tls.h"
@@ -280,4 +281,50 @@ void pt_health_stop(void)
     pending_set = false;
     stopping = false;
     pthread_mutex_unlock(&mu);
+}
+
+void pt_health_from_gen(const struct pt_gen *g)
+{
+    int n = 0;
+    for (int i = 0; i < g->nbackends; i++)
+        if (g->backends[i].health.on && g->backends[i].target && g->backends[i].state)
+            n++;
+    if (n > MAX_PROBES)
+        n = MAX_PROBES;
+    struct pt_health_probe *v = n ? calloc((size_t)n, sizeof(*v)) : NULL;
+    char **paths = n ? calloc((size_t)n, sizeof(*paths)) : NULL;
+    int k = 0;
+    for (int i = 0; i < g->nbackends && k < n && v && paths; i++) {
+        const struct pt_backdef *d = &g->backends[i];
+        if (!d->health.on || !d->target || !d->state)
+            continue;
+        const struct pt_backend *t = d->target;
+        const char *hp = d->health.path && *d->health.path ? d->health.path : "/";
+        size_t len = strlen(t->url.path) + strlen(hp) + 2;
+        paths[k] = malloc(len);
+        if (!paths[k])
+            break;
+        /* the backend's own path, then the check's */
+        snprintf(paths[k], len, "%s%s%s", t->url.path, *hp == '/' ? "" : "/", hp);
+        struct pt_health_probe *p = &v[k];
+        p->id = d->id;
+        p->host = t->url.host;
+        p->authority = t->url.authority;
+        p->path = paths[k];
+        p->sa = t->sa;
+        p->salen = t->salen;
+        p->tls = t->url.https ? (d->tls ? d->tls : g->client_tls) : NULL;
+        p->verify = g->conf->upstream.verify && d->verify_name;
+        p->interval_ms = d->health.interval_ms;
+        p->timeout_ms = d->health.timeout_ms;
+        p->healthy = d->health.healthy_threshold;
+        p->unhealthy = d->health.unhealthy_threshold;
+        p->state = d->state;
+        k++;
+    }
+    pt_health_set(v, k);
+    for (int i = 0; i < k; i++)
+        free(paths[i]);
+    free(paths);
+    free(v);
 }

@@ -38,6 +38,10 @@ struct pt_health_probe {
 /* Replaces the probes (control thread); the thread starts at the first call
    with probes.  Takes references to the states and TLS contexts. */
 void pt_health_set(const struct pt_health_probe *p, int n);
+/* The probes of a generation's backends (each Single with a healthCheck),
+   handed over with pt_health_set. */
+struct pt_gen;
+void pt_health_from_gen(const struct pt_gen *g);
 /* Stops the thread and drops every probe. */
 void pt_health_stop(void);
 

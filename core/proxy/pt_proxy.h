@@ -49,6 +49,15 @@ void pt_upstream_close_for(struct pt_req *req);
 pt_status pt_upstream_forward(struct pt_req *req);
 void pt_upstream_read(struct pt_req *req);
 
+/* ---- pt_balance.c: pools and circuit breakers on the request path ---- */
+
+/* Before a backend call to the entity d (NULL: none): a pool's member is
+   chosen (req->be set), or an unavailable backend is refused (PT_ERROR,
+   503 BackendUnavailable, Retry-After). */
+pt_status pt_balance_choose(struct pt_req *req, const struct pt_backdef *d);
+/* After it: the response's status, or the reason of a call without one. */
+void pt_balance_outcome(struct pt_req *req, int status, const char *reason);
+
 /* ---- pt_redirect.c: forward-request's follow-redirects ---- */
 
 #define PT_REDIRECT_MAX 10 /* redirects followed per forward-request */

@@ -420,6 +420,13 @@ pt_status pt_upstream_forward(struct pt_req *req)
     struct pt_conn *c = req->c;
     if (req->rh_backend || req->up)
         pt_msg_drop_backend(req); /* a retry: this attempt replaces the last */
+    if (req->redirects == 0) {
+        /* a pool's member, or no call to a backend whose circuit is open (a
+           redirect's call goes where the Location said) */
+        pt_status st = pt_balance_choose(req, req->api ? req->api->bdef : NULL);
+        if (st != PT_OK)
+            return st;
+    }
     if (!req->be) {
         pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
                          "No backend is configured for this API");
@@ -442,8 +449,10 @@ pt_status pt_upstream_forward(struct pt_req *req)
     req->backend_status = 0; /* this attempt's answer, if any (not an earlier one's) */
     req->retried = false;
     memset(&req->resp_ch, 0, sizeof(req->resp_ch));
-    if (!req_send(req, false))
+    if (!req_send(req, false)) {
+        pt_balance_outcome(req, 0, "BackendConnectionFailure");
         return PT_ERROR;
+    }
     pt_upstream_timer_stop(req);
     if (req->fwd_timeout)
         req->fwd_timer = pt_pipeline_timer_start(&req->ex.call, req->fwd_timeout, forward_timeout, NULL);
@@ -507,7 +516,8 @@ void pt_upstream_read(struct pt_req *req)
         req->rh_done = true;
         req->rh_backend = true;
         req->backend_status = req->rh.status;
-        pt_otel_backend_head(req); /* OpenTelemetry (O) */
+        pt_balance_outcome(req, req->rh.status, NULL); /* the circuit breaker counts it */
+        pt_otel_backend_head(req);                     /* OpenTelemetry (O) */
         if (PT_UNLIKELY(req->trace != NULL))
             pt_trace_backend_response(req);
         req->resp_replaced = false;

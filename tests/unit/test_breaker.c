@@ -17,12 +17,12 @@
 
 #include <cmocka.h>
 
-static const struct pt_brk_range r5xx[] = {{500, 599}};
+static const struct pt_cbrange r5xx[] = {{500, 599}};
 static const char *const conn_reasons[] = {"BackendConnectionFailure", "Timeout"};
 
-static struct pt_brk_rule count_rule(int64_t n, uint32_t interval, uint32_t trip)
+static struct pt_cbrule count_rule(int64_t n, uint32_t interval, uint32_t trip)
 {
-    struct pt_brk_rule r = {.name = "r", .count = n, .interval_ms = interval, .trip_ms = trip};
+    struct pt_cbrule r = {.name = "r", .count = n, .interval_ms = interval, .trip_ms = trip};
     r.ranges = r5xx;
     r.nranges = 1;
     r.reasons = conn_reasons;
@@ -33,7 +33,7 @@ static struct pt_brk_rule count_rule(int64_t n, uint32_t interval, uint32_t trip
 static void test_failure_matching(void **state)
 {
     (void)state;
-    struct pt_brk_rule r = count_rule(1, 1000, 1000);
+    struct pt_cbrule r = count_rule(1, 1000, 1000);
     assert_true(pt_breaker_is_failure(&r, 500, NULL));
     assert_true(pt_breaker_is_failure(&r, 599, NULL));
     assert_false(pt_breaker_is_failure(&r, 499, NULL));
@@ -56,7 +56,7 @@ static void test_count_trip_and_recovery(void **state)
     (void)state;
     struct pt_bestate *s = pt_breaker_state("count", "http://a", 1, 0);
     assert_non_null(s);
-    struct pt_brk_rule r = count_rule(3, 10000, 5000);
+    struct pt_cbrule r = count_rule(3, 10000, 5000);
     int64_t t = 1000000;
     assert_false(pt_breaker_record(s, &r, 1, 500, NULL, 0, t));
     assert_false(pt_breaker_record(s, &r, 1, 200, NULL, 0, t + 1)); /* success: not a failure */
@@ -81,7 +81,7 @@ static void test_interval_slides(void **state)
 {
     (void)state;
     struct pt_bestate *s = pt_breaker_state("slide", "http://a", 1, 0);
-    struct pt_brk_rule r = count_rule(3, 1000, 1000);
+    struct pt_cbrule r = count_rule(3, 1000, 1000);
     int64_t t = 5000000;
     assert_false(pt_breaker_record(s, &r, 1, 500, NULL, 0, t));
     assert_false(pt_breaker_record(s, &r, 1, 500, NULL, 0, t + 100));
@@ -97,7 +97,7 @@ static void test_percentage(void **state)
 {
     (void)state;
     struct pt_bestate *s = pt_breaker_state("pct", "http://a", 1, 0);
-    struct pt_brk_rule r = count_rule(0, 10000, 2000);
+    struct pt_cbrule r = count_rule(0, 10000, 2000);
     r.percentage = 50;
     int64_t t = 9000000;
     for (int i = 0; i < 6; i++)
@@ -115,7 +115,7 @@ static void test_retry_after(void **state)
 {
     (void)state;
     struct pt_bestate *s = pt_breaker_state("ra", "http://a", 1, 0);
-    struct pt_brk_rule r = count_rule(1, 10000, 2000);
+    struct pt_cbrule r = count_rule(1, 10000, 2000);
     int64_t t = 100000;
     /* not accepted: tripDuration */
     assert_true(pt_breaker_record(s, &r, 1, 503, NULL, 7000, t));
@@ -149,7 +149,7 @@ static void test_retry_after(void **state)
 static void test_registry_keeps_state(void **state)
 {
     (void)state;
-    struct pt_brk_rule r = count_rule(1, 1000, 60000);
+    struct pt_cbrule r = count_rule(1, 1000, 60000);
     uint64_t sig = pt_breaker_rules_sig(&r, 1);
     struct pt_bestate *a = pt_breaker_state("keep", "http://x", sig, 0);
     assert_true(pt_breaker_record(a, &r, 1, 500, NULL, 0, 1000));
@@ -182,7 +182,8 @@ static void test_pool_weights(void **state)
     struct pt_bestate *a = pt_breaker_state("wa", "u", 0, 0), *b = pt_breaker_state("wb", "u", 0, 0),
                       *c = pt_breaker_state("wc", "u", 0, 0);
     struct pt_bestate *pool = pt_breaker_state("wpool", "wa,wb,wc", 0, 3);
-    struct pt_brk_member m[3] = {{3, 0, a}, {1, 0, b}, {1, 1, c}};
+    struct pt_backdef d[3] = {{.id = "wa", .state = a}, {.id = "wb", .state = b}, {.id = "wc", .state = c}};
+    struct pt_bemember m[3] = {{&d[0], 3, 0}, {&d[1], 1, 0}, {&d[2], 1, 1}};
     int n[3] = {0};
     int64_t wait;
     for (int i = 0; i < 400; i++) {
@@ -204,7 +205,7 @@ static void test_pool_weights(void **state)
     assert_true(maxrun <= 3);
 
     /* a trips: b takes everything in the best group */
-    struct pt_brk_rule r = count_rule(1, 1000, 1000);
+    struct pt_cbrule r = count_rule(1, 1000, 1000);
     assert_true(pt_breaker_record(a, &r, 1, 500, NULL, 0, 100));
     for (int i = 0; i < 10; i++)
         assert_int_equal(pt_breaker_pick(pool, m, 3, 200, &wait), 1);
@@ -247,14 +248,14 @@ static void test_health_thresholds(void **state)
 
 struct thr {
     struct pt_bestate *s, *pool;
-    const struct pt_brk_member *m;
+    const struct pt_bemember *m;
     int picks[2];
 };
 
 static void *worker(void *arg)
 {
     struct thr *t = arg;
-    struct pt_brk_rule r = count_rule(1000000, 60000, 1000);
+    struct pt_cbrule r = count_rule(1000000, 60000, 1000);
     int64_t wait;
     for (int i = 0; i < 20000; i++) {
         pt_breaker_record(t->s, &r, 1, i % 2 ? 500 : 200, NULL, 0, 1000);
@@ -271,7 +272,8 @@ static void test_threads(void **state)
     struct pt_bestate *s = pt_breaker_state("thr", "http://t", 0, 0);
     struct pt_bestate *a = pt_breaker_state("ta", "u", 0, 0), *b = pt_breaker_state("tb", "u", 0, 0);
     struct pt_bestate *pool = pt_breaker_state("tpool", "ta,tb", 0, 2);
-    struct pt_brk_member m[2] = {{1, 0, a}, {1, 0, b}};
+    struct pt_backdef d[2] = {{.id = "ta", .state = a}, {.id = "tb", .state = b}};
+    struct pt_bemember m[2] = {{&d[0], 1, 0}, {&d[1], 1, 0}};
     struct thr t[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
