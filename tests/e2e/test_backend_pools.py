@@ -276,3 +276,286 @@ def test_buffer_response_false_streams_server_sent_events(portico):
     finally:
         release.set()
         srv.close()
+
+
+# ------------------------------------------------------- pools and breakers
+
+def single(b, rules=None, health=None, bid=None):
+    d = {"id": bid or b.name, "url": b.url}
+    if rules is not None:
+        d["circuitBreaker"] = {"rules": rules}
+    if health is not None:
+        d["healthCheck"] = health
+    return d
+
+
+def rule(count=None, percentage=None, interval="PT10S", ranges=((500, 599),), reasons=None, trip="PT1S",
+         accept_retry_after=None, name="r1"):
+    fc = {"interval": interval}
+    if count is not None:
+        fc["count"] = count
+    if percentage is not None:
+        fc["percentage"] = percentage
+    if ranges:
+        fc["statusCodeRanges"] = [{"min": lo, "max": hi} for lo, hi in ranges]
+    if reasons:
+        fc["errorReasons"] = list(reasons)
+    r = {"name": name, "failureCondition": fc, "tripDuration": trip}
+    if accept_retry_after is not None:
+        r["acceptRetryAfter"] = accept_retry_after
+    return r
+
+
+def pool(pid, members):
+    """members: (id, weight, priority)"""
+    return {"id": pid, "type": "Pool",
+            "pool": {"services": [{"id": i, "weight": w, "priority": pr} for i, w, pr in members]}}
+
+
+def config_for(backend_id, backends_list, workers=2, **extra):
+    cfg = basic_config("http://127.0.0.1:9", workers=workers, **extra)
+    del cfg["apis"][0]["serviceUrl"]
+    cfg["apis"][0]["backendId"] = backend_id
+    cfg["backends"] = backends_list
+    return cfg
+
+
+def who(p, path="/echo/x", n=1):
+    out = []
+    for _ in range(n):
+        status, _, data = get(p, path)
+        out.append(json.loads(data)["backend"] if status == 200 else status)
+    return out
+
+
+def test_pool_distributes_by_weight_within_the_best_priority(backends, portico):
+    """Weights 3 and 1 in priority 0 share the calls exactly 3:1, spread out
+    (never more than 3 in a row), across two workers; the priority-1 member
+    gets nothing while the better group has members."""
+    a, b, c = backends("a", "b", "c")
+    p = portico(config_for("p", [single(a), single(b), single(c),
+                                 pool("p", [("a", 3, 0), ("b", 1, 0), ("c", 5, 1)])]))
+    seen = who(p, n=40)
+    assert seen.count("a") == 30 and seen.count("b") == 10 and not c.calls()
+    run = longest = 0
+    for x in seen:
+        run = run + 1 if x == "a" else 0
+        longest = max(longest, run)
+    assert longest <= 3
+    assert len(a.calls()) == 30 and len(b.calls()) == 10
+
+
+def test_pool_falls_back_to_the_next_priority_then_503(backends, portico):
+    """a and b (priority 0) trip on their first 500; c (priority 1) takes
+    over; when c trips too, the gateway answers 503 BackendUnavailable
+    without calling anyone, with Retry-After."""
+    a, b, c = backends("a", "b", "c")
+    r = [rule(count=1, trip="PT30S")]
+    p = portico(config_for("p", [single(a, r), single(b, r), single(c, r),
+                                 pool("p", [("a", 1, 0), ("b", 1, 0), ("c", 1, 1)])]))
+    a.fail_status = b.fail_status = 500
+    assert sorted(x for x in who(p, n=2)) == [500, 500]
+    assert (len(a.calls()), len(b.calls())) == (1, 1)
+    assert who(p, n=4) == ["c"] * 4
+    c.fail_status = 502
+    assert who(p) == [502]
+    status, hdrs, data = get(p, "/echo/x")
+    assert status == 503
+    j = json.loads(data)
+    assert j["statusCode"] == 503 and "unavailable" in j["message"]
+    assert 28 <= int(hdrs["retry-after"]) <= 30
+    assert (len(a.calls()), len(b.calls()), len(c.calls())) == (1, 1, 5)
+    e = p.access_entries(wait_for=8)[-1]
+    assert (e["status"], e.get("reason")) == (503, "BackendUnavailable")
+
+
+def test_count_rule_trips_and_recovers_after_trip_duration(backends, portico):
+    a = backends("a")
+    p = portico(config_for("a", [single(a, [rule(count=3, trip="PT1S")])]))
+    a.fail_status = 500
+    assert who(p, n=3) == [500, 500, 500]
+    status, hdrs, data = get(p, "/echo/x")
+    assert status == 503 and hdrs["retry-after"] == "1"
+    assert json.loads(data) == {"statusCode": 503, "message": json.loads(data)["message"]}
+    assert len(a.calls()) == 3  # not called while open
+    assert "circuit breaker tripped" in p.log_text()
+    a.fail_status = None
+    time.sleep(1.1)
+    assert who(p, n=3) == ["a"] * 3
+
+
+def test_successes_do_not_trip_and_ranges_choose_what_fails(backends, portico):
+    """Only 429 is a failure here: 500s pass through untouched, 429s trip."""
+    a = backends("a")
+    p = portico(config_for("a", [single(a, [rule(count=2, ranges=[(429, 429)], trip="PT30S")])]))
+    for _ in range(5):
+        assert get(p, "/echo/status/500")[0] == 500
+    assert get(p, "/echo/status/429")[0] == 429
+    assert get(p, "/echo/x")[0] == 200
+    assert get(p, "/echo/status/429")[0] == 429
+    assert get(p, "/echo/x")[0] == 503
+    assert len(a.calls()) == 8
+
+
+def test_percentage_rule(backends, portico):
+    """50 %: three successes, then the third failure (3 of 6) trips."""
+    a = backends("a")
+    p = portico(config_for("a", [single(a, [rule(percentage=50, trip="PT30S")])]))
+    assert who(p, n=3) == ["a"] * 3
+    a.fail_status = 500
+    assert who(p, n=3) == [500] * 3
+    assert who(p) == [503]
+    assert len(a.calls()) == 6
+
+
+def test_error_reasons_trip_on_connection_failures_and_timeouts(backends, portico):
+    """errorReasons: a backend that refuses connections trips a
+    BackendConnectionFailure rule; a slow one trips a Timeout rule."""
+    dead_port = free_port()
+    dead = {"id": "dead", "url": "http://127.0.0.1:%d" % dead_port,
+            "circuitBreaker": {"rules": [rule(count=2, ranges=None, reasons=["BackendConnectionFailure"],
+                                              trip="PT30S")]}}
+    p = portico(config_for("dead", [dead]))
+    assert [get(p, "/echo/x")[0] for _ in range(3)] == [502, 502, 503]
+    e = p.access_entries(wait_for=3)
+    assert [x.get("reason") for x in e] == ["BackendConnectionFailure"] * 2 + ["BackendUnavailable"]
+
+    slow = backends("slow")
+    slow.delay = 0.5
+    cfg = config_for("slow", [single(slow, [rule(count=1, ranges=None, reasons=["Timeout"], trip="PT30S")])])
+    cfg["apis"][0]["policies"] = {"backend": [{"forward-request": {"timeout-ms": 100}}]}
+    p2 = portico(cfg)
+    assert get(p2, "/echo/x")[0] in (500, 504)
+    assert get(p2, "/echo/x")[0] == 503
+    time.sleep(0.6)
+    assert len(slow.calls()) == 1
+
+
+def test_accept_retry_after_sets_the_trip_length(backends, portico):
+    """tripDuration is a minute; with acceptRetryAfter the backend's
+    Retry-After (1 s) is the trip's length; without it, the minute holds."""
+    a, b = backends("a", "b")
+    p = portico(config_for("a", [single(a, [rule(count=1, trip="PT1M", accept_retry_after=True)])]))
+    a.fail_status, a.retry_after = 503, 1
+    assert who(p) == [503]
+    status, hdrs, _ = get(p, "/echo/x")
+    assert status == 503 and hdrs["retry-after"] == "1"
+    a.fail_status = None
+    time.sleep(1.1)
+    assert who(p) == ["a"]
+    # not accepted: a minute
+    p2 = portico(config_for("b", [single(b, [rule(count=1, trip="PT1M")])]))
+    b.fail_status, b.retry_after = 503, 1
+    assert who(p2) == [503]
+    b.fail_status = None
+    time.sleep(1.1)
+    status, hdrs, _ = get(p2, "/echo/x")
+    assert status == 503 and 55 <= int(hdrs["retry-after"]) <= 60
+    # an HTTP date works too
+    a.fail_status = 503
+    a.retry_after = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 2))
+    assert who(p) == [503]
+    status, hdrs, _ = get(p, "/echo/x")
+    assert status == 503 and 1 <= int(hdrs["retry-after"]) <= 3
+
+
+def test_a_trip_survives_a_reload_that_keeps_the_backend(backends, portico):
+    a, b = backends("a", "b")
+    cfg = config_for("a", [single(a, [rule(count=1, trip="PT30S")]), single(b)])
+    p = portico(cfg)
+    a.fail_status = 500
+    assert who(p) == [500]
+    assert who(p) == [503]
+    cfg["apis"][0]["description"] = "reloaded"
+    assert p.reload(cfg)
+    assert who(p) == [503]  # same id, same url: still open
+    # another url under the same id: a new backend, closed
+    cfg["backends"][0]["url"] = b.url
+    assert p.reload(cfg)
+    assert who(p) == ["b"]
+
+
+# ------------------------------------------------------------ health checks
+
+def test_health_checks_mark_a_member_down_and_up(backends, portico):
+    a, b = backends("a", "b")
+    hc = {"path": "/health", "interval": "100ms", "timeout": "100ms", "healthyThreshold": 2,
+          "unhealthyThreshold": 2}
+    p = portico(config_for("p", [single(a, health=hc), single(b), pool("p", [("a", 1, 0), ("b", 1, 1)])]))
+    wait_for(lambda: a.health_hits >= 1, what="a first health check")
+    assert who(p, n=4) == ["a"] * 4
+    a.healthy = False
+    wait_for(lambda: "backend a is down" in p.log_text(), what="a marked down")
+    assert who(p, n=4) == ["b"] * 4
+    a.healthy = True
+    wait_for(lambda: "backend a is up again" in p.log_text(), what="a marked up")
+    assert who(p, n=4) == ["a"] * 4
+    # the checks ask for the path, with the backend's Host
+    with a.lock:
+        h = [r for r in a.requests if r["path"] == "/health"][-1]
+    assert h["method"] == "GET" and h["headers"]["host"] == "127.0.0.1:%d" % a.port
+    assert not [r for r in b.requests if r["path"] == "/health"]  # b has no healthCheck
+
+
+def test_health_checks_against_hostile_backends(backends, portico):
+    """A backend that accepts and never answers, and one that answers
+    garbage, are both marked down; a single backend marked down answers 503."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    garbage = socket.socket()
+    garbage.bind(("127.0.0.1", 0))
+    garbage.listen(64)
+    stop = threading.Event()
+
+    def spew():
+        garbage.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                s, _ = garbage.accept()
+            except OSError:
+                continue
+            try:
+                s.sendall(b"\x00\xffnot http at all" * 200)
+            except OSError:
+                pass
+            s.close()
+    threading.Thread(target=spew, daemon=True).start()
+    hc = {"path": "/h", "interval": "100ms", "timeout": "100ms", "unhealthyThreshold": 1}
+    try:
+        p = portico(config_for("silent", [
+            {"id": "silent", "url": "http://127.0.0.1:%d" % silent.getsockname()[1], "healthCheck": hc},
+            {"id": "garbage", "url": "http://127.0.0.1:%d" % garbage.getsockname()[1], "healthCheck": hc}]))
+        wait_for(lambda: "backend silent is down" in p.log_text() and "backend garbage is down" in p.log_text(),
+                 what="both marked down")
+        status, _, data = get(p, "/echo/x")
+        assert status == 503 and "unavailable" in json.loads(data)["message"]
+        assert "timed out" in p.log_text()
+    finally:
+        stop.set()
+        silent.close()
+        garbage.close()
+
+
+def test_backend_metrics(backends, portico):
+    a, b = backends("a", "b")
+    mport = free_port()
+    hc = {"path": "/health", "interval": "100ms", "timeout": "100ms", "unhealthyThreshold": 1}
+    p = portico(config_for("a", [single(a, [rule(count=1, trip="PT30S")]), single(b, health=hc)],
+                           metrics={"listen": "127.0.0.1:%d" % mport, "auth": "none"}))
+    b.healthy = False
+    a.fail_status = 500
+    assert who(p) == [500]
+
+    def scrape():
+        c = http.client.HTTPConnection("127.0.0.1", mport, timeout=5)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+        return text
+    text = wait_for(lambda: (lambda t: t if 'portico_backend_up{backend="b"} 0' in t else None)(scrape()),
+                    what="b down in /metrics")
+    assert 'portico_backend_up{backend="a"} 0' in text
+    assert 'portico_backend_trips_total{backend="a"} 1' in text
+    assert 'portico_backend_trips_total{backend="b"} 0' in text
+    assert "portico_backend_health_check_failures_total{backend=\"b\"}" in text
