@@ -424,6 +424,8 @@ static void collect(struct pt_metrics_sink *sink, void *arg)
     for (int pass = 0; pass < 3; pass++)
         for (size_t b = 0; b < NBUCKETS; b++)
             for (struct pt_bestate *s = reg[b]; s; s = s->next) {
+                if (s->nmembers)
+                    continue; /* a pool: its members have their own series */
                 pt_str v = pt_str_c(s->id);
                 if (pass == 0)
                     pt_metrics_sink_sample(sink, "portico_backend_up",

@@ -301,6 +301,39 @@ static void test_threads(void **state)
     pt_breaker_state_put(b);
 }
 
+static void test_attach(void **state)
+{
+    (void)state;
+    struct pt_backend_cf cfa = {.id = "x1", .url = "http://127.0.0.1:1"};
+    struct pt_backdef d[3] = {
+        {.id = "x1", .cf = &cfa}, {.id = "x2", .cf = &cfa}, {.id = "xp", .type = PT_BE_POOL}};
+    struct pt_bemember m[2] = {{&d[0], 2, 0}, {&d[1], 1, 1}};
+    d[2].members = m;
+    d[2].nmembers = 2;
+    pt_breaker_attach(d, 3);
+    assert_non_null(d[0].state);
+    assert_ptr_not_equal(d[0].state, d[1].state); /* same url, other id */
+    assert_int_equal(d[2].state->nmembers, 2);
+    /* a second generation with the same backends shares the states */
+    struct pt_backdef e[3] = {
+        {.id = "x1", .cf = &cfa}, {.id = "x2", .cf = &cfa}, {.id = "xp", .type = PT_BE_POOL}};
+    struct pt_bemember n[2] = {{&e[0], 2, 0}, {&e[1], 1, 1}};
+    e[2].members = n;
+    e[2].nmembers = 2;
+    pt_breaker_attach(e, 3);
+    assert_ptr_equal(d[0].state, e[0].state);
+    assert_ptr_equal(d[2].state, e[2].state);
+    /* a changed weight: the pool is another */
+    n[0].weight = 3;
+    struct pt_backdef p2 = {.id = "xp", .type = PT_BE_POOL, .members = n, .nmembers = 2};
+    pt_breaker_attach(&p2, 1);
+    assert_ptr_not_equal(p2.state, d[2].state);
+    pt_breaker_detach(&p2, 1);
+    pt_breaker_detach(d, 3);
+    assert_null(d[0].state);
+    pt_breaker_detach(e, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,7 +341,7 @@ int main(void)
         cmocka_unit_test(test_interval_slides),  cmocka_unit_test(test_percentage),
         cmocka_unit_test(test_retry_after),      cmocka_unit_test(test_registry_keeps_state),
         cmocka_unit_test(test_pool_weights),     cmocka_unit_test(test_health_thresholds),
-        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_threads),          cmocka_unit_test(test_attach),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
