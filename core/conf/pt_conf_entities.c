@@ -1253,8 +1253,9 @@ bool pt_conf_entities_parse_duration(const char *s, uint64_t *ms)
         char *end;
         if (!(*p >= '0' && *p <= '9'))
             return false;
+        size_t span = strspn(p, "0123456789."); /* digits and one fraction: strtod would take more */
         double v = strtod(p, &end);
-        if (end == p || v < 0 || v > 1e7)
+        if (end != p + span || v > 1e7)
             return false;
         char u = (char)toupper((unsigned char)*end);
         int k = u == 'D' && !in_time  ? 0
@@ -1408,7 +1409,17 @@ static bool read_int_at(struct pt_cfctx *cx, struct pt_node *map, const char *ke
                         int64_t *out)
 {
     struct pt_node *v = pt_node_get(map, key);
-    return !v || pt_schema_int(cx, v, min, max, out);
+    if (!v)
+        return true;
+    char *end = NULL;
+    long long x = v->kind == PT_N_SCALAR && !v->null ? strtoll(v->str, &end, 10) : 0;
+    if (!end || end == v->str || *end || x < min || x > max) {
+        pt_node_error(cx->errs, v, "%s must be an integer from %lld to %lld", key, (long long)min,
+                      (long long)max);
+        return false;
+    }
+    *out = x;
+    return true;
 }
 
 /* One circuit-breaker rule into r. */

@@ -192,6 +192,13 @@ struct pt_keyslot {
     const struct pt_subscription *sub;
 };
 
+/* A base URL as written in a policy and its resolved target. */
+struct pt_urlslot {
+    const char *text;
+    uint64_t hash;
+    struct pt_backend *be;
+};
+
 struct pt_gen {
     atomic_long refs;
     uint64_t serial;
@@ -223,11 +230,10 @@ struct pt_gen {
     /* backend entities (13), sorted by id */
     struct pt_backdef *backends;
     int nbackends;
-    SSL_CTX *client_tls_noverify; /* for targets whose chain is not checked; NULL until needed */
     /* base URLs written literally in set-backend-service and proxy, resolved when the generation was
        built: request time finds them here (open addressing by hash, nurls a power of two or 0) */
-    struct pt_backend **urls;
-    size_t nurls;
+    struct pt_urlslot *urls;
+    size_t nurls, nurls_used;
 };
 
 #endif

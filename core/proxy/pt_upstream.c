@@ -67,6 +67,33 @@ static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *b
     return p;
 }
 
+/* Connections through a proxy are pooled per proxy, target authority and credentials: the request
+   line names the target, and a proxy may tie a connection to whoever authenticated on it. */
+static struct pt_upool *proxy_pool_get(struct pt_req *req, struct pt_worker *w)
+{
+    const struct pt_fwdproxy *px = req->fproxy;
+    struct pt_backend tmp = *px->be;
+    tmp.pool_key =
+        pt_pool_printf(req->pool, "proxy %s > %s://%s | %016llx", px->be->pool_key,
+                       req->be->url.https ? "https" : "http", req->be->url.authority,
+                       (unsigned long long)pt_hash(px->auth.data ? px->auth.data : "", px->auth.len, false));
+    tmp.pool_hash = pt_hash(tmp.pool_key, strlen(tmp.pool_key), false);
+    return pool_get(w, &tmp, NULL);
+}
+
+/*
+ * The backend entity's target for this call: a pool's member (the best
+ * priority group with a member neither tripped nor down, smooth weighted
+ * round robin within it), or the Single's own target; false with the
+ * request's error set (503 BackendUnavailable) when it may not be called.
+ */
+bool pt_upstream_pick(struct pt_req *req)
+{
+    /* pt_balance: a pool's member by priority and weight, or 503 BackendUnavailable for a
+       backend (or a pool without a member) that is tripped or down */
+    return pt_balance_choose(req, req->bdef) == PT_OK && req->be != NULL;
+}
+
 void pt_upstream_free_pools(struct pt_worker *w)
 {
     for (size_t i = 0; w->pools && i < w->npools; i++) {
@@ -128,8 +155,9 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
 {
     struct pt_worker *w = req->c->w;
     struct pt_backend *be = req->be; /* the API's, or one a policy or a redirect chose */
+    const struct pt_fwdproxy *px = req->fproxy;
     const struct pt_clientcert *cc = be->url.https ? req->client_cert : NULL;
-    struct pt_upool *pool = pool_get(w, be, cc);
+    struct pt_upool *pool = px ? proxy_pool_get(req, w) : pool_get(w, be, cc);
     struct pt_upconn *u;
     while (!fresh && pool->nidle) {
         u = pt_container_of(pool->idle.prev, struct pt_upconn, link);
@@ -153,9 +181,16 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
     u->w = w;
     u->pool = pool;
     u->req = req;
-    if (be->url.https) {
+    if (px) /* through the proxy: plain http to it, the target in the request line */
+        u->io = pt_io_connect(w->base, (struct sockaddr *)&px->be->sa, px->be->salen, up_cb, u);
+    else if (be->url.https) {
         struct pt_gen *g = req_gen(req);
-        SSL *ssl = pt_tls_client_ssl(cc ? cc->ctx : g->client_tls, be->url.host, g->conf->upstream.verify);
+        const struct pt_backdef *d = be->def;
+        /* a backend entity's own context (its certificate, or no chain check) unless a policy's
+           certificate is presented; the name is checked only on a checked chain */
+        SSL_CTX *ctx = cc ? cc->ctx : d && d->tls ? d->tls : g->client_tls;
+        bool verify_name = g->conf->upstream.verify && (!d || d->verify_name);
+        SSL *ssl = ctx ? pt_tls_client_ssl(ctx, be->url.host, verify_name) : NULL;
         u->io = ssl ? pt_io_tls_connect(w->base, (struct sockaddr *)&be->sa, be->salen, ssl, up_cb, u) : NULL;
     } else
         u->io = pt_io_connect(w->base, (struct sockaddr *)&be->sa, be->salen, up_cb, u);
@@ -227,22 +262,44 @@ static void append_values(struct pt_buf *b, const struct pt_head *h, int kind)
     }
 }
 
+/* true when a backend entity's credentials set header `name` (so the client's is not sent). */
+static bool cred_replaces(const struct pt_backdef *d, pt_str name)
+{
+    if (d->auth_scheme && pt_str_ieq(name, pt_str_c("Authorization")))
+        return true;
+    for (int i = 0; i < d->nheaders; i++)
+        if (pt_str_ieq(name, pt_str_c(d->headers[i].name)))
+            return true;
+    return false;
+}
+
 /* Serialises the request head for the backend. */
 static void build_backend_head(struct pt_req *req, struct pt_buf *b)
 {
     const struct pt_backend *be = req->be;
     struct pt_conn *c = req->c;
     pt_buf_init(b, req->pool, 512 + req->h.path.len + req->h.nh * 48);
+    const struct pt_backdef *cred = be->def; /* its credentials (a pool's member: the member's) */
     pt_buf_str(b, req->h.method);
     pt_buf_lit(b, " ");
+    if (req->fproxy) { /* absolute form towards a proxy */
+        pt_buf_lit(b, "http://");
+        pt_buf_add(b, be->url.authority, strlen(be->url.authority));
+    }
     size_t plen = strlen(be->url.path);
     pt_buf_add(b, be->url.path, plen);
     pt_buf_str(b, req->bpath);
     if (plen + req->bpath.len == 0)
         pt_buf_lit(b, "/");
-    if (req->bquery.len) {
+    bool cq = cred && cred->query_text;
+    if (req->bquery.len || cq) {
         pt_buf_lit(b, "?");
         pt_buf_str(b, req->bquery);
+        if (cq) {
+            if (req->bquery.len)
+                pt_buf_lit(b, "&");
+            pt_buf_add(b, cred->query_text, strlen(cred->query_text));
+        }
     }
     pt_buf_lit(b, " HTTP/1.1\r\nHost: ");
     /* the backend's authority, unless a policy set Host */
@@ -287,6 +344,8 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         }
         if (rid.len && pt_str_ieq(x->name, rid))
             continue;
+        if (cred && cred->head_text && cred_replaces(cred, x->name))
+            continue; /* the backend's credential replaces the client's header */
         if (PT_UNLIKELY(req->otel.on) && pt_otel_header_skip(req, x))
             continue; /* OpenTelemetry (O): ours replaces it */
         pt_buf_str(b, x->name);
@@ -338,6 +397,13 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         pt_buf_str(b, rid);
         pt_buf_lit(b, ": ");
         pt_buf_add(b, req->id, req->idn);
+        pt_buf_lit(b, "\r\n");
+    }
+    if (cred && cred->head_text)
+        pt_buf_add(b, cred->head_text, strlen(cred->head_text));
+    if (req->fproxy && req->fproxy->auth.len) {
+        pt_buf_lit(b, "Proxy-Authorization: ");
+        pt_buf_str(b, req->fproxy->auth);
         pt_buf_lit(b, "\r\n");
     }
     pt_otel_backend_header(req, b); /* OpenTelemetry (O): traceparent */
@@ -420,12 +486,15 @@ pt_status pt_upstream_forward(struct pt_req *req)
     struct pt_conn *c = req->c;
     if (req->rh_backend || req->up)
         pt_msg_drop_backend(req); /* a retry: this attempt replaces the last */
-    if (req->redirects == 0) {
-        /* a pool's member, or no call to a backend whose circuit is open (a
-           redirect's call goes where the Location said) */
-        pt_status st = pt_balance_choose(req, req->api ? req->api->bdef : NULL);
-        if (st != PT_OK)
-            return st;
+    /* a pool's member, or no call to a backend whose circuit is open (a
+       redirect's call goes where the Location said) */
+    if (req->bdef && req->redirects == 0 && !pt_upstream_pick(req))
+        return PT_ERROR;
+    if (req->fproxy && req->be && req->be->url.https) {
+        pt_msg_set_error(
+            req, 500, "forward-request", "BackendConnectionFailure",
+            "an https backend cannot be reached through the proxy policy (CONNECT is not built)");
+        return PT_ERROR;
     }
     if (!req->be) {
         pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",

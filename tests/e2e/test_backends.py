@@ -1,0 +1,428 @@
+"""Backends (issue 13): the Backend entity (file, management API, export and
+apply), an API's backendId, set-backend-service by URL and by id, the
+credentials and TLS settings a backend adds to forwarded calls, and the proxy
+policy against a small HTTP proxy the test starts.
+
+Everything runs the real binary against real backends on 127.0.0.1."""
+
+import base64
+import re
+import socket
+import threading
+import urllib.parse
+
+import pytest
+
+from conftest import basic_config, free_port
+from mgmt_helpers import TOKEN, Mgmt, mgmt_config
+from tls_helpers import Pki, TLSEchoBackend
+
+POS = re.compile(r"portico\.yaml:(\d+):(\d+): ")
+
+
+def api(**extra):
+    a = {"id": "svc", "path": "svc", "subscriptionRequired": False,
+         "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]}
+    a.update(extra)
+    return a
+
+
+def target_of(req):
+    return urllib.parse.urlsplit(req.target)
+
+
+# ------------------------------------------------------------------ entity, backendId, credentials
+
+
+def test_backend_id_sends_credentials_with_named_values(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["namedValues"] = [{"id": "secret", "displayName": "secret", "value": "s3cr3t", "secret": True}]
+    cfg["backends"] = [{
+        "id": "be1", "url": backend.url + "/v1", "description": "the first",
+        "credentials": {
+            "header": {"X-Api-Key": ["{{secret}}"], "X-Multi": ["a", "b"]},
+            "query": {"code": ["a b&c"]},
+            "authorization": {"scheme": "Bearer", "parameter": "tok-{{secret}}"},
+        },
+    }]
+    cfg["apis"].append(api(backendId="be1", serviceUrl=backend.url + "/ignored"))
+    p = portico(cfg)
+    st, _, _ = p.request("GET", "/svc/items/1?x=1",
+                         headers={"Authorization": "Basic client", "X-Api-Key": "from-client"})
+    assert st == 200
+    req = backend.last()
+    u = target_of(req)
+    # backendId wins over serviceUrl; the credential query is added after the client's
+    assert u.path == "/v1/items/1"
+    assert u.query == "x=1&code=a%20b%26c"
+    assert req.header_all("X-Api-Key") == ["s3cr3t"]  # replaced, never the client's
+    assert req.header("X-Multi") == "a, b"
+    assert req.header_all("Authorization") == ["Bearer tok-s3cr3t"]
+    # the API without backendId is untouched by them
+    st, _, _ = p.request("GET", "/echo/items/2", headers={"Authorization": "Basic client"})
+    assert st == 200
+    req = backend.last()
+    assert req.header("Authorization") == "Basic client" and req.header("X-Api-Key") is None
+    assert target_of(req).path == "/base/items/2"
+
+
+def test_pool_backend_id_reaches_a_member_with_its_credentials(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["backends"] = [
+        {"id": "m1", "url": backend.url + "/m1", "credentials": {"header": {"X-Member": ["m1"]}}},
+        {"id": "pool", "type": "Pool", "pool": {"services": [{"id": "m1", "weight": 3, "priority": 0}]}},
+    ]
+    cfg["apis"].append(api(backendId="pool"))
+    p = portico(cfg)
+    assert p.request("GET", "/svc/x")[0] == 200
+    req = backend.last()
+    assert target_of(req).path == "/m1/x" and req.header("X-Member") == "m1"
+
+
+def test_tls_toggles(portico, backend, workdir):
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",), issuer="other")  # nobody trusts it
+    tb = TLSEchoBackend(cert, key)
+    try:
+        cfg = basic_config(backend.url)
+        cfg["backends"] = [
+            {"id": "strict", "url": tb.url},
+            {"id": "lax", "url": tb.url, "tls": {"validateCertificateChain": False}},
+        ]
+        cfg["apis"] += [api(id="s", path="s", backendId="strict"), api(id="l", path="l", backendId="lax")]
+        p = portico(cfg)
+        st, _, body = p.request("GET", "/s/x")
+        assert st == 502, body  # the untrusted chain is refused by default
+        n = len(tb.requests)
+        assert p.request("GET", "/l/x")[0] == 200
+        assert len(tb.requests) == n + 1 and target_of(tb.requests[-1]).path == "/x"
+        # and the refusal still holds after the lax call (connections are not shared)
+        assert p.request("GET", "/s/x")[0] == 502
+    finally:
+        tb.close()
+
+
+def test_tls_name_toggle(portico, backend, workdir):
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "elsewhere", sans=("DNS:elsewhere.example",))
+    tb = TLSEchoBackend(cert, key)
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
+        cfg["backends"] = [
+            {"id": "strict", "url": tb.url},
+            {"id": "noname", "url": tb.url, "tls": {"validateCertificateName": False}},
+        ]
+        cfg["apis"] += [api(id="s", path="s", backendId="strict"), api(id="n", path="n", backendId="noname")]
+        p = portico(cfg)
+        assert p.request("GET", "/s/x")[0] == 502
+        assert p.request("GET", "/n/x")[0] == 200
+    finally:
+        tb.close()
+
+
+# ------------------------------------------------------------------ validation: file:line:column
+
+
+BAD = [
+    ("unknown backendId", {"apis+": [api(backendId="nope")]}, "backendId 'nope' is not a backend"),
+    ("unknown pool member", {"backends": [{"id": "p", "type": "Pool", "pool": {"services": [{"id": "ghost"}]}}]},
+     "pool service 'ghost' is not a backend"),
+    ("nested pool", {"backends": [
+        {"id": "a", "url": "http://127.0.0.1:9"},
+        {"id": "inner", "type": "Pool", "pool": {"services": [{"id": "a"}]}},
+        {"id": "outer", "type": "Pool", "pool": {"services": [{"id": "inner"}]}}]},
+     "is itself a pool (pools cannot be nested)"),
+    ("pool loop", {"backends": [
+        {"id": "p1", "type": "Pool", "pool": {"services": [{"id": "p2"}]}},
+        {"id": "p2", "type": "Pool", "pool": {"services": [{"id": "p1"}]}}]},
+     "is itself a pool"),
+    ("pool without services", {"backends": [{"id": "p", "type": "Pool", "pool": {"services": []}}]},
+     "a pool needs services"),
+    ("pool without pool", {"backends": [{"id": "p", "type": "Pool"}]}, "a Pool needs pool.services"),
+    ("single without url", {"backends": [{"id": "s"}]}, "a Single backend needs a url"),
+    ("url not http", {"backends": [{"id": "s", "url": "ftp://127.0.0.1/x"}]}, "must start with http:// or https://"),
+    ("bad duration", {"backends": [{"id": "s", "url": "http://127.0.0.1:9", "circuitBreaker": {"rules": [
+        {"name": "r", "failureCondition": {"count": 3, "interval": "PT1X",
+                                           "statusCodeRanges": [{"min": 500, "max": 599}]},
+         "tripDuration": "PT1M"}]}}]}, "interval 'PT1X' is not a duration"),
+    ("weight 0", {"backends": [{"id": "a", "url": "http://127.0.0.1:9"},
+                               {"id": "p", "type": "Pool", "pool": {"services": [{"id": "a", "weight": 0}]}}]},
+     "weight"),
+    ("status above 599", {"backends": [{"id": "s", "url": "http://127.0.0.1:9", "circuitBreaker": {"rules": [
+        {"failureCondition": {"count": 3, "interval": "PT1M", "statusCodeRanges": [{"min": 500, "max": 600}]},
+         "tripDuration": "PT1M"}]}}]}, "600"),
+    ("min above max", {"backends": [{"id": "s", "url": "http://127.0.0.1:9", "circuitBreaker": {"rules": [
+        {"failureCondition": {"count": 3, "interval": "PT1M", "statusCodeRanges": [{"min": 504, "max": 500}]},
+         "tripDuration": "PT1M"}]}}]}, "min 504 is above max 500"),
+    ("neither count nor percentage", {"backends": [{"id": "s", "url": "http://127.0.0.1:9", "circuitBreaker": {
+        "rules": [{"failureCondition": {"interval": "PT1M", "errorReasons": ["Timeout"]},
+                   "tripDuration": "PT1M"}]}}]}, "failureCondition needs count or percentage"),
+    ("unknown credential key", {"backends": [{"id": "s", "url": "http://127.0.0.1:9",
+                                              "credentials": {"headers": {"a": ["b"]}}}]}, "unknown key 'headers'"),
+    ("set-backend-service unknown id", {"apis+": [api(policies={"inbound": [
+        {"set-backend-service": {"backend-id": "ghost"}}]})]}, "backend-id 'ghost' is not a backend"),
+    ("set-backend-service both", {"apis+": [api(policies={"inbound": [
+        {"set-backend-service": {"backend-id": "x", "base-url": "http://127.0.0.1:9"}}]})]},
+     "give base-url or backend-id"),
+    ("set-backend-service not http", {"apis+": [api(policies={"inbound": [
+        {"set-backend-service": {"base-url": "gopher://127.0.0.1:9"}}]})]}, "is not an http:// or https:// URL"),
+    ("proxy https", {"apis+": [api(policies={"inbound": [{"proxy": {"url": "https://127.0.0.1:9"}}]})]},
+     "is not an http:// proxy URL"),
+]
+
+
+@pytest.mark.parametrize("name, extra, message", BAD, ids=[b[0] for b in BAD])
+def test_refused_with_file_line_column(backend, portico, name, extra, message):
+    cfg = basic_config(backend.url)
+    for k, v in extra.items():
+        if k.endswith("+"):
+            cfg[k[:-1]] = cfg[k[:-1]] + v
+        else:
+            cfg[k] = v
+    p = portico(cfg, start=False)
+    rc, out = p.check()
+    assert rc != 0, out
+    lines = [ln for ln in out.splitlines() if message in ln]
+    assert lines, out
+    m = POS.search(lines[0])
+    assert m and int(m.group(1)) > 1 and int(m.group(2)) >= 1, lines[0]
+
+
+def test_durations_iso_and_short_forms_are_accepted(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["backends"] = [{"id": "s", "url": backend.url, "circuitBreaker": {"rules": [
+        {"name": "a", "failureCondition": {"percentage": 50, "interval": "PT0.5S",
+                                           "statusCodeRanges": [{"min": 500, "max": 599}],
+                                           "errorReasons": ["Timeout", "BackendConnectionFailure"]},
+         "tripDuration": "P0DT1H", "acceptRetryAfter": True},
+        {"name": "b", "failureCondition": {"count": 5, "interval": "30s", "errorReasons": ["Timeout"]},
+         "tripDuration": "PT1M30S"}]},
+        "healthCheck": {"path": "/health", "interval": "5s", "timeout": "1s"}}]
+    p = portico(cfg, start=False)
+    rc, out = p.check()
+    assert rc == 0, out
+
+
+# ------------------------------------------------------------------ management API: 400s and round trip
+
+
+@pytest.fixture
+def env(backend, portico):
+    p = portico(mgmt_config(backend.url), env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    return p, Mgmt(p)
+
+
+REST_BAD = [
+    ("backends/b", {"url": "ftp://127.0.0.1/x"}, "url"),
+    ("backends/b", {"type": "Pool", "pool": {"services": [{"id": "ghost"}]}}, "ghost"),
+    ("backends/b", {"type": "Pool", "pool": {"services": []}}, "services"),
+    ("backends/b", {"type": "Single"}, "url"),
+    ("backends/b", {"url": "http://127.0.0.1:9", "circuitBreaker": {"rules": [
+        {"failureCondition": {"count": 1, "interval": "soon", "errorReasons": ["Timeout"]},
+         "tripDuration": "PT1M"}]}}, "interval"),
+    ("apis/a", {"path": "a", "backendId": "ghost"}, "backendId"),
+]
+
+
+@pytest.mark.parametrize("path, body, key", REST_BAD, ids=[str(i) for i in range(len(REST_BAD))])
+def test_management_refuses_with_400(env, backend, path, body, key):
+    p, m = env
+    st, _, out = m.call("PUT", path, body)
+    assert st == 400, out
+    assert key in str(out), out
+    assert m.call("GET", path)[0] == 404  # nothing stored
+    # and the gateway still serves as before
+    assert p.request("GET", "/echo/items/1")[0] == 200
+
+
+def test_management_entity_and_export_apply_round_trip(env, backend):
+    p, m = env
+    be = {"url": backend.url + "/rt", "description": "round trip",
+          "credentials": {"header": {"X-K": ["v"]}, "query": {"q": ["1"]},
+                          "authorization": {"scheme": "Basic", "parameter": "dXM6cHc="}},
+          "tls": {"validateCertificateChain": True, "validateCertificateName": False},
+          "circuitBreaker": {"rules": [{"name": "r", "failureCondition": {
+              "count": 3, "interval": "PT10S", "statusCodeRanges": [{"min": 500, "max": 599}]},
+              "tripDuration": "PT30S", "acceptRetryAfter": True}]},
+          "healthCheck": {"path": "/h", "interval": "10s"}}
+    st, _, out = m.call("PUT", "backends/rt", be)
+    assert st == 201, out
+    m.ok("PUT", "backends/pl", {"type": "Pool", "pool": {"services": [{"id": "rt", "weight": 2}]}})
+    m.ok("PUT", "apis/a", {"path": "a", "backendId": "pl", "subscriptionRequired": False})
+    m.ok("PUT", "apis/a/operations/all", {"method": "*", "urlTemplate": "/*"})
+    assert p.request("GET", "/a/z?c=3")[0] == 200
+    req = backend.last()
+    assert target_of(req).path == "/rt/z" and target_of(req).query == "c=3&q=1"
+    assert req.header("X-K") == "v" and req.header("Authorization") == "Basic dXM6cHc="
+    got = m.ok("GET", "backends/rt")
+    for k, v in be.items():
+        assert got[k] == v, k
+    # a backend in use cannot go away
+    st, _, out = m.call("DELETE", "backends/pl")
+    assert st == 409 and "backendId" in str(out), out
+    exported = m.ok("GET", "export")
+    ids = {b["id"]: b for b in exported["backends"]}
+    assert ids["rt"]["credentials"] == be["credentials"] and ids["pl"]["type"] == "Pool"
+    # the export applies back unchanged
+    st, _, out = m.call("POST", "apply", {"backends": exported["backends"], "apis": exported["apis"]})
+    assert st == 200, out
+    assert m.ok("GET", "export")["backends"] == exported["backends"]
+
+
+# ------------------------------------------------------------------ set-backend-service
+
+
+def test_set_backend_service_by_url_and_by_id(backend, portico):
+    other = type(backend)()
+    try:
+        cfg = basic_config(backend.url)
+        cfg["backends"] = [{"id": "ob", "url": other.url + "/byid", "credentials": {"header": {"X-Be": ["ob"]}}}]
+        cfg["apis"].append(api(serviceUrl=backend.url + "/default", policies={"inbound": [
+            "base",
+            {"choose": [
+                {"when": "@(context.request.headers:get('X-To', '') == 'lit')",
+                 "then": [{"set-backend-service": {"base-url": other.url + "/lit"}}]},
+                {"when": "@(context.request.headers:get('X-To', '') == 'expr')",
+                 "then": [{"set-backend-service": {
+                     "base-url": "@('http://127.0.0.1:" + str(other.port) + "/ex' .. 'pr')"}}]},
+                {"when": "@(context.request.headers:get('X-To', '') == 'id')",
+                 "then": [{"set-backend-service": {"backend-id": "ob"}}]},
+                {"when": "@(context.request.headers:get('X-To', '') == 'idx')",
+                 "then": [{"set-backend-service": {
+                     "backend-id": "@(context.request.headers:get('X-Id', ''))"}}]},
+                {"when": "@(context.request.headers:get('X-To', '') == 'host')",
+                 "then": [{"set-backend-service": {"base-url": "@('http://unknown.invalid:1')"}}]},
+            ]},
+        ]}))
+        p = portico(cfg)
+        assert p.request("GET", "/svc/a")[0] == 200
+        assert target_of(backend.last()).path == "/default/a"
+        for to, path, be_header in [("lit", "/lit/a", None), ("expr", "/expr/a", None), ("id", "/byid/a", "ob")]:
+            st, _, body = p.request("GET", "/svc/a", headers={"X-To": to})
+            assert st == 200, (to, body)
+            r = other.last()
+            assert target_of(r).path == path and r.header("X-Be") == be_header, to
+        n = len(other.requests)
+        st, _, body = p.request("GET", "/svc/a", headers={"X-To": "idx", "X-Id": "ob"})
+        assert st == 200 and len(other.requests) == n + 1
+        # an id that names nothing, and a host nobody resolved: 500, the backends untouched
+        nb, no = len(backend.requests), len(other.requests)
+        st, _, body = p.request("GET", "/svc/a", headers={"X-To": "idx", "X-Id": "ghost"})
+        assert st == 500 and b"BackendNotFound" not in body  # the reason is logged, not shown
+        st, _, body = p.request("GET", "/svc/a", headers={"X-To": "host"})
+        assert st == 500
+        assert len(backend.requests) == nb and len(other.requests) == no
+    finally:
+        other.close()
+
+
+# ------------------------------------------------------------------ proxy
+
+
+class MiniProxy:
+    """A forward HTTP proxy on 127.0.0.1: one exchange per connection, the
+    request line in absolute form; records what it received and relays it to
+    the target (or answers 407 without the expected credentials)."""
+
+    def __init__(self, user=None, password=None):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.seen = []
+        self.want = None
+        if user is not None:
+            self.want = "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+        self.stop = False
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        self.sock.settimeout(0.1)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        try:
+            c.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data and len(data) < 65536:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = [tuple(x.split(": ", 1)) for x in lines[1:]]
+            self.seen.append((method, target, headers))
+            auth = [v for k, v in headers if k.lower() == "proxy-authorization"]
+            if self.want and auth != [self.want]:
+                c.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n"
+                          b"Connection: close\r\n\r\n")
+                return
+            u = urllib.parse.urlsplit(target)
+            up = socket.create_connection((u.hostname, u.port), timeout=5)
+            keep = [(k, v) for k, v in headers if k.lower() not in ("proxy-authorization", "connection")]
+            out = "%s %s HTTP/1.1\r\n" % (method, u.path + ("?" + u.query if u.query else ""))
+            out += "".join("%s: %s\r\n" % kv for kv in keep) + "Connection: close\r\n\r\n"
+            up.sendall(out.encode("latin-1") + rest)
+            resp = b""
+            while True:
+                chunk = up.recv(65536)
+                if not chunk:
+                    break
+                resp += chunk
+            up.close()
+            c.sendall(resp)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+def test_proxy_with_basic_auth(backend, portico):
+    px = MiniProxy("pxuser", "px:pass")
+    try:
+        cfg = basic_config(backend.url)
+        cfg["namedValues"] = [{"id": "pxpw", "displayName": "pxpw", "value": "px:pass", "secret": True}]
+        cfg["apis"].append(api(serviceUrl=backend.url + "/via", policies={"inbound": [
+            "base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port, "username": "pxuser",
+                               "password": "{{pxpw}}"}}]}))
+        cfg["apis"].append(api(id="bad", path="bad", serviceUrl=backend.url + "/via", policies={"inbound": [
+            "base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port, "username": "pxuser",
+                               "password": "wrong"}}]}))
+        p = portico(cfg)
+        st, _, body = p.request("GET", "/svc/p?q=1")
+        assert st == 200, body
+        method, target, headers = px.seen[-1]
+        assert method == "GET" and target == "%s/via/p?q=1" % backend.url
+        assert dict((k.lower(), v) for k, v in headers)["proxy-authorization"] == px.want
+        req = backend.last()
+        assert target_of(req).path == "/via/p" and req.header("Proxy-Authorization") is None
+        # wrong credentials: the proxy's 407 is the backend's answer; nothing reached the backend
+        n = len(backend.requests)
+        st, _, _ = p.request("GET", "/bad/p")
+        assert st == 407 and len(backend.requests) == n
+    finally:
+        px.close()
+
+
+def test_proxy_url_expression_host_must_be_known(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["apis"].append(api(serviceUrl=backend.url, policies={"inbound": [
+        "base", {"proxy": {"url": "@(\"http://proxy.invalid:3128\")"}}]}))
+    p = portico(cfg)
+    n = len(backend.requests)
+    st, _, body = p.request("GET", "/svc/x")
+    assert st == 500 and len(backend.requests) == n
