@@ -197,14 +197,16 @@ static void wake_cb(evutil_socket_t fd, short ev, void *arg)
         q->deadline = event_new(base, -1, 0, deadline_cb, q);
         struct timeval tv = {q->p.interval_ms / 1000, (q->p.interval_ms % 1000) * 1000};
         event_add(q->tick, &tv);
-        event_active(q->tick, 0, 0); /* a first check at once */
+        event_active(q->tick, EV_TIMEOUT, 0); /* a first check at once */
     }
 }
 
 static void *run(void *arg)
 {
     (void)arg;
-    event_base_dispatch(base);
+    /* the loop waits for the first set even with nothing pending (the wake event
+       alone does not keep a libevent loop running) */
+    event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
     set_free(cur);
     cur = NULL;
     return NULL;
@@ -244,7 +246,6 @@ void pt_health_set(const struct pt_health_probe *p, int n)
             set_free(s);
             return;
         }
-        event_add(wake, NULL);
         if (pthread_create(&thread, NULL, run, NULL)) {
             pt_warn("health checks: cannot start their thread");
             set_free(s);
