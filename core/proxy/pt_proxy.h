@@ -68,6 +68,9 @@ void pt_balance_outcome(struct pt_req *req, int status, const char *reason);
    returned; false when the client gets the response (*why says why, when
    a redirect was not followed). */
 bool pt_redirect_follow(struct pt_req *req, const char **why);
+/* A new forward-request (or a retry of it) after redirects were followed:
+   the target, path and query go back to where the first call went. */
+void pt_redirect_restore(struct pt_req *req);
 
 /* ---- pt_respond.c: the response to the client ---- */
 

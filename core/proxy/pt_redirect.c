@@ -103,6 +103,21 @@ static void drop_header(struct pt_head *h, const char *name)
             h->h[i].deleted = true;
 }
 
+struct pt_redirect_from {
+    struct pt_backend *be;
+    pt_str bpath, bquery;
+};
+
+void pt_redirect_restore(struct pt_req *req)
+{
+    if (!req->redir)
+        return;
+    req->be = req->redir->be;
+    req->bpath = req->redir->bpath;
+    req->bquery = req->redir->bquery;
+    req->redir = NULL;
+}
+
 bool pt_redirect_follow(struct pt_req *req, const char **why)
 {
     *why = NULL;
@@ -189,6 +204,12 @@ bool pt_redirect_follow(struct pt_req *req, const char **why)
 have:
     if (!nb)
         return false;
+    if (!req->redir) {
+        req->redir = pt_pool_alloc(req->pool, sizeof(*req->redir));
+        if (!req->redir)
+            return false;
+        *req->redir = (struct pt_redirect_from){req->be, req->bpath, req->bquery};
+    }
     req->redirects++;
     req->be = nb;
     req->bpath = path;

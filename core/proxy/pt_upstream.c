@@ -486,6 +486,8 @@ pt_status pt_upstream_forward(struct pt_req *req)
     struct pt_conn *c = req->c;
     if (req->rh_backend || req->up)
         pt_msg_drop_backend(req); /* a retry: this attempt replaces the last */
+    if (req->redirects == 0)
+        pt_redirect_restore(req); /* a retry after followed redirects starts where the first call went */
     /* a pool's member, or no call to a backend whose circuit is open (a
        redirect's call goes where the Location said) */
     if (req->bdef && req->redirects == 0 && !pt_upstream_pick(req))

@@ -211,6 +211,20 @@ def test_redirect_loops_end_after_ten(backends, portico):
     assert (status, hdrs["location"]) == (302, "x")
 
 
+def test_a_retry_after_a_followed_redirect_starts_over(backends, portico):
+    """retry around forward-request: each attempt starts at the API's
+    backend again, not at the last redirect's target."""
+    a, b = backends("a", "b")
+    cfg = basic_config(a.url)
+    cfg["apis"][0]["policies"] = {"backend": [{"retry": {
+        "condition": "@(context.response.statusCode == 500)", "count": 1, "interval": 0,
+        "policies": [{"forward-request": {"follow-redirects": True}}]}}]}
+    p = portico(cfg)
+    status, _, _ = get(p, "/echo/redirect/302/" + q(b.url + "/status/500"))
+    assert status == 500
+    assert len(a.calls()) == 2 and [r["path"] for r in b.calls()] == ["/status/500"] * 2
+
+
 def test_redirect_to_a_name_or_a_downgrade_is_not_followed(backends, portico):
     a = backends("a")
     p = portico(with_forward(a.url, {"follow-redirects": True}))
