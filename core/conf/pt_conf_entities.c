@@ -1703,6 +1703,14 @@ bool pt_conf_entities_read_backends(struct pt_cfctx *cx, struct pt_node *n, void
                           b->id ? b->id : "");
             ok = false;
         }
+        static const char *const member_only[] = {"credentials", "tls"};
+        for (size_t k = 0; pool && k < PT_ARRAY_LEN(member_only); k++)
+            if (pt_node_get(b->node, member_only[k])) {
+                pt_node_error(cx->errs, pt_node_get(b->node, member_only[k]),
+                              "backend '%s': a Pool's calls carry its members' %s; set them there",
+                              b->id ? b->id : "", member_only[k]);
+                ok = false;
+            }
         if (!pool && pt_node_get(b->node, "pool")) {
             pt_node_error(cx->errs, pt_node_get(b->node, "pool"), "backend '%s': pool is for type: Pool",
                           b->id ? b->id : "");

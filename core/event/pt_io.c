@@ -410,6 +410,33 @@ struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *
     return &io->pub;
 }
 
+struct pt_io *pt_io_tls_over(struct pt_io *p, SSL *ssl, pt_io_cb cb, void *arg)
+{
+    struct io *old = (struct io *)p;
+    if (old->tls || old->dead || old->fd < 0 || evbuffer_get_length(p->in) || evbuffer_get_length(p->out)) {
+        SSL_free(ssl);
+        pt_io_free(p);
+        return NULL;
+    }
+    struct event_base *base = event_get_base(&old->ev);
+    int fd = old->fd;
+    event_del(&old->ev);
+    old->fd = -1; /* the socket goes on under TLS: freeing the plain stream must not close it */
+    pt_io_free(p);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!bev) {
+        SSL_free(ssl);
+        close(fd);
+        return NULL;
+    }
+    struct io *io = tls_wrap(bev, cb, arg);
+    if (!io)
+        return NULL;
+    io->connecting = 1;
+    return &io->pub;
+}
+
 /* ---------------------------------------------------------------- common */
 
 void pt_io_set_cb(struct pt_io *p, pt_io_cb cb, void *arg)

@@ -414,6 +414,8 @@ static pt_bytes api_url_base(pt_call *call, int which)
     struct pt_req *req = call->req;
     if (which == PT_URL_BACKEND) {
         const char *u = req->api && req->api->cf->service_url ? req->api->cf->service_url : "";
+        if (req->api && req->api->bdef && req->api->bdef->cf->url) /* backendId wins over serviceUrl */
+            u = req->api->bdef->cf->url;
         size_t n = strlen(u);
         while (n && u[n - 1] == '/')
             n--;

@@ -392,6 +392,73 @@ static void backends_credentials(struct pt_gen *g, struct pt_errors *errs)
     g->pc->workspace = NULL;
 }
 
+/* ------------------------------------------------- the inherited backend-id rule */
+
+/* A set-backend-service statement's attribute node (NULL: absent). */
+static struct pt_node *sbs_attr(const struct pt_stmt *st, const char *name)
+{
+    if (st->kind != PT_ST_POLICY || !st->name || strcmp(st->name, "set-backend-service") || !st->node ||
+        st->node->kind != PT_N_MAP || !st->node->n)
+        return NULL;
+    struct pt_node *a = pt_node_val(st->node, 0);
+    return a && a->kind == PT_N_MAP ? pt_node_get(a, name) : NULL;
+}
+
+struct sbs_walk {
+    const struct pt_stmt *by_id;        /* a set-backend-service backend-id met so far */
+    const struct pt_stmt *reported[64]; /* each offending statement is said once */
+    int nreported;
+    struct pt_errors *errs;
+};
+
+/*
+ * APIM: once a scope sets the backend with backend-id, a narrower scope that
+ * inherits it (through base) may override it only with backend-id, not with
+ * base-url.  Checked on the composed pipelines: a base-url statement that
+ * comes after a backend-id one of a wider scope is refused.  Statements
+ * inside choose, retry and wrapping policies count where they stand.
+ */
+static void sbs_check(struct sbs_walk *w, const struct pt_block *b, int depth)
+{
+    for (int i = 0; depth < 32 && i < b->n; i++) {
+        const struct pt_stmt *st = b->s[i];
+        for (int k = 0; st->kind == PT_ST_CHOOSE && k < st->nwhens; k++)
+            sbs_check(w, &st->whens[k].body, depth + 1);
+        if (st->kind == PT_ST_RETRY || st->kind == PT_ST_WRAP)
+            sbs_check(w, &st->body, depth + 1);
+        if (sbs_attr(st, "backend-id") && !w->by_id)
+            w->by_id = st;
+        struct pt_node *url = sbs_attr(st, "base-url");
+        if (!url || !w->by_id || st->scope <= w->by_id->scope)
+            continue;
+        bool said = false;
+        for (int r = 0; r < w->nreported && !said; r++)
+            said = w->reported[r] == st;
+        if (said)
+            continue;
+        if (w->nreported < (int)PT_ARRAY_LEN(w->reported))
+            w->reported[w->nreported++] = st;
+        struct pt_node *id = sbs_attr(w->by_id, "backend-id");
+        char where[300] = "";
+        if (id && id->file)
+            snprintf(where, sizeof(where), " (%s:%d)", id->file, id->line);
+        pt_node_error(
+            w->errs, url,
+            "set-backend-service: base-url cannot override the backend-id set in a wider scope%s; use "
+            "backend-id here too (APIM's rule)",
+            where);
+    }
+}
+
+static void sbs_pipeline(struct sbs_walk *w, const struct pt_pipeline *p)
+{
+    if (!p)
+        return;
+    w->by_id = NULL;
+    sbs_check(w, &p->sec[PT_SEC_INBOUND], 0);
+    sbs_check(w, &p->sec[PT_SEC_BACKEND], 0);
+}
+
 /* ------------------------------------------- literal URLs in the routing policies */
 
 static bool literal_url(const char *t)
@@ -438,6 +505,24 @@ struct pt_backend *pt_gen_find_url(const struct pt_gen *g, pt_str url)
     return NULL;
 }
 
+/* An attribute's text with the named values of the statement's scope substituted.  A statement does
+   not record its scope's workspace: the service level's values are tried, then each workspace's (the
+   policy's own compilation already reported a name that is nowhere); NULL when none fits. */
+static const char *scoped_text(struct pt_gen *g, struct pt_node *n)
+{
+    struct pt_errors scratch = {0}, *real = g->pc->errs;
+    const char *saved = g->pc->workspace, *t = NULL;
+    g->pc->errs = &scratch;
+    for (int w = -1; !t && w < g->conf->nworkspaces; w++) {
+        g->pc->workspace = w < 0 ? NULL : g->conf->workspaces[w].id;
+        t = pt_policy_text(g->pc, n);
+        pt_node_errors_clear(&scratch);
+    }
+    g->pc->errs = real;
+    g->pc->workspace = saved;
+    return t;
+}
+
 /* One statement of the routing family: literal base-url / proxy url resolved now, a literal backend-id
    checked now (file:line:column), so that request time never resolves a name. */
 static void routing_stmt(struct pt_gen *g, struct pt_stmt *st, bool refs, struct pt_errors *errs)
@@ -451,7 +536,7 @@ static void routing_stmt(struct pt_gen *g, struct pt_stmt *st, bool refs, struct
     if (!attrs || attrs->kind != PT_N_MAP)
         return;
     struct pt_node *un = pt_node_get(attrs, sbs ? "base-url" : "url");
-    const char *u = un ? pt_policy_text(g->pc, un) : NULL;
+    const char *u = un ? scoped_text(g, un) : NULL;
     if (literal_url(u) && !pt_gen_find_url(g, pt_str_c(u))) {
         if (strncasecmp(u, "http://", 7) && strncasecmp(u, "https://", 8))
             pt_node_error(errs, un, "%s: '%s' is not an http:// or https:// URL", st->name, u);
@@ -462,7 +547,7 @@ static void routing_stmt(struct pt_gen *g, struct pt_stmt *st, bool refs, struct
         }
     }
     struct pt_node *bn = sbs ? pt_node_get(attrs, "backend-id") : NULL;
-    const char *id = bn ? pt_policy_text(g->pc, bn) : NULL;
+    const char *id = bn ? scoped_text(g, bn) : NULL;
     if (refs && literal_url(id) && !pt_gen_find_backend(g, pt_str_c(id)))
         pt_node_error(errs, bn, "set-backend-service: backend-id '%s' is not a backend", id);
 }
@@ -879,9 +964,18 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         }
     }
 
-    /* the routing policies' literal URLs and backend ids */
+    /* the routing policies' literal URLs and backend ids, and the inherited backend-id rule */
     for (int i = 0; i < g->pc->nall; i++)
         routing_stmt(g, g->pc->all[i], refs, errs);
+    struct sbs_walk *sw = calloc(1, sizeof(*sw));
+    for (int i = 0; sw && i < g->napis; i++)
+        for (int k = 0; k < g->apis[i].nops; k++) {
+            sw->errs = errs;
+            sbs_pipeline(sw, g->apis[i].ops[k].pipeline);
+            for (int q = 0; q < g->apis[i].ops[k].nprod; q++)
+                sbs_pipeline(sw, g->apis[i].ops[k].prod[q].pipeline);
+        }
+    free(sw);
 
     /* clientCertificate: required lets any certificate through the handshake
        (a policy such as validate-client-certificate decides): without one, nothing does */

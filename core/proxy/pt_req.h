@@ -57,6 +57,7 @@ struct pt_upconn {
     struct pt_req *req;
     struct pt_scan scan;
     bool reused, connected;
+    bool tunnel; /* to a proxy, waiting for its answer to our CONNECT (then TLS to the backend) */
     bool broken; /* the exchange left its framing in doubt: never reuse */
     int interim; /* 1xx responses dropped for the current request */
 };

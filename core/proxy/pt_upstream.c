@@ -78,7 +78,7 @@ static struct pt_upool *proxy_pool_get(struct pt_req *req, struct pt_worker *w)
                        req->be->url.https ? "https" : "http", req->be->url.authority,
                        (unsigned long long)pt_hash(px->auth.data ? px->auth.data : "", px->auth.len, false));
     tmp.pool_hash = pt_hash(tmp.pool_key, strlen(tmp.pool_key), false);
-    return pool_get(w, &tmp, NULL);
+    return pool_get(w, &tmp, req->be->url.https ? req->client_cert : NULL);
 }
 
 /*
@@ -151,6 +151,17 @@ static bool up_quiet(struct pt_upconn *u)
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
 }
 
+/* The TLS session towards an https target: a backend entity's own context (its certificate, or no
+   chain check) unless a policy's certificate is presented; the name is checked only on a checked chain. */
+static SSL *backend_ssl(struct pt_req *req, const struct pt_backend *be, const struct pt_clientcert *cc)
+{
+    struct pt_gen *g = req_gen(req);
+    const struct pt_backdef *d = be->def;
+    SSL_CTX *ctx = cc ? cc->ctx : d && d->tls ? d->tls : g->client_tls;
+    bool verify_name = g->conf->upstream.verify && (!d || d->verify_name);
+    return ctx ? pt_tls_client_ssl(ctx, be->url.host, verify_name) : NULL;
+}
+
 static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
 {
     struct pt_worker *w = req->c->w;
@@ -181,16 +192,11 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
     u->w = w;
     u->pool = pool;
     u->req = req;
-    if (px) /* through the proxy: plain http to it, the target in the request line */
+    if (px) { /* through the proxy: http in absolute form, https through a CONNECT tunnel */
         u->io = pt_io_connect(w->base, (struct sockaddr *)&px->be->sa, px->be->salen, up_cb, u);
-    else if (be->url.https) {
-        struct pt_gen *g = req_gen(req);
-        const struct pt_backdef *d = be->def;
-        /* a backend entity's own context (its certificate, or no chain check) unless a policy's
-           certificate is presented; the name is checked only on a checked chain */
-        SSL_CTX *ctx = cc ? cc->ctx : d && d->tls ? d->tls : g->client_tls;
-        bool verify_name = g->conf->upstream.verify && (!d || d->verify_name);
-        SSL *ssl = ctx ? pt_tls_client_ssl(ctx, be->url.host, verify_name) : NULL;
+        u->tunnel = be->url.https;
+    } else if (be->url.https) {
+        SSL *ssl = backend_ssl(req, be, cc);
         u->io = ssl ? pt_io_tls_connect(w->base, (struct sockaddr *)&be->sa, be->salen, ssl, up_cb, u) : NULL;
     } else
         u->io = pt_io_connect(w->base, (struct sockaddr *)&be->sa, be->salen, up_cb, u);
@@ -426,6 +432,76 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     pt_buf_lit(b, "\r\n");
 }
 
+/* The request head and a body in memory. */
+static void put_request(struct pt_req *req, struct evbuffer *out)
+{
+    evbuffer_add(out, req->uphead, req->uphead_n);
+    if (req->req_body_state != RB_STREAM && req->req_body && evbuffer_get_length(req->req_body)) {
+        /* a copy: the body stays for a retry */
+        size_t n = evbuffer_get_length(req->req_body);
+        evbuffer_add(out, evbuffer_pullup(req->req_body, -1), n);
+    }
+}
+
+/* CONNECT host:port to the proxy, with its credentials. */
+static void connect_head(struct pt_req *req, struct evbuffer *out)
+{
+    const struct pt_url *t = &req->be->url;
+    bool v6 = strchr(t->host, ':') != NULL;
+    char hp[300];
+    snprintf(hp, sizeof(hp), "%s%s%s:%d", v6 ? "[" : "", t->host, v6 ? "]" : "", t->port);
+    evbuffer_add_printf(out, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", hp, hp);
+    if (req->fproxy->auth.len)
+        evbuffer_add_printf(out, "Proxy-Authorization: %.*s\r\n", (int)req->fproxy->auth.len,
+                            req->fproxy->auth.data);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* The proxy's answer to CONNECT: 2xx starts TLS with the backend over the tunnel, then the request
+   goes; anything else fails the call (502).  A body or extra bytes before the handshake are refused. */
+static void tunnel_read(struct pt_req *req)
+{
+    struct pt_upconn *u = req->up;
+    size_t len;
+    struct pt_http_err err = {0};
+    int r = pt_http_scan(&u->scan, u->io->in, RESPONSE_HEAD_MAX, RESPONSE_HEAD_MAX, false, &len, &err);
+    if (r == 0)
+        return;
+    struct pt_head h = {0};
+    char *head = r > 0 ? pt_pool_alloc(req->pool, len) : NULL;
+    if (head) {
+        evbuffer_remove(u->io->in, head, len);
+        memset(&u->scan, 0, sizeof(u->scan));
+        if (!pt_http_parse_response(&h, head, len, req->pool, RESPONSE_HEADERS_MAX, true, &err))
+            h.status = 0;
+    }
+    if (h.status < 200 || h.status > 299 || evbuffer_get_length(u->io->in)) {
+        pt_warn("request %.*s: proxy %s refused the tunnel to %s (%d%s)", (int)req->idn, req->id,
+                u->pool->key, req->be->url.authority, h.status, h.status ? "" : ": a broken answer");
+        u->broken = true;
+        pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
+                                  "Bad gateway: the proxy did not open a tunnel to the backend");
+        return;
+    }
+    SSL *ssl = backend_ssl(req, req->be, req->client_cert);
+    struct pt_io *tls = ssl ? pt_io_tls_over(u->io, ssl, up_cb, u) : NULL;
+    if (!tls) {
+        if (!ssl)
+            pt_io_free(u->io);
+        u->io = NULL;
+        u->broken = true;
+        pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
+                                  "Bad gateway: cannot start TLS through the proxy");
+        return;
+    }
+    u->io = tls;
+    u->tunnel = false;
+    u->connected = false;
+    put_request(req, tls->out); /* sent once the handshake is done (PT_IO_CONNECTED) */
+    pt_io_read(tls, true);
+    pt_timer_set(req->c->w, &u->timer, PT_T_CONNECT);
+}
+
 /* Sends the request head (and from then on the body) to a backend connection. */
 static bool req_send(struct pt_req *req, bool fresh)
 {
@@ -436,12 +512,10 @@ static bool req_send(struct pt_req *req, bool fresh)
         return false;
     }
     req->up = u;
-    evbuffer_add(u->io->out, req->uphead, req->uphead_n);
-    if (req->req_body_state != RB_STREAM && req->req_body && evbuffer_get_length(req->req_body)) {
-        /* a copy: the body stays for a retry */
-        size_t n = evbuffer_get_length(req->req_body);
-        evbuffer_add(u->io->out, evbuffer_pullup(req->req_body, -1), n);
-    }
+    if (u->tunnel)
+        connect_head(req, u->io->out); /* the request waits for the tunnel (tunnel_read) */
+    else
+        put_request(req, u->io->out);
     if (u->reused || u->connected) {
         pt_io_flush(u->io);
         /* the read timeout runs from the end of the request; a slow upload
@@ -492,10 +566,12 @@ pt_status pt_upstream_forward(struct pt_req *req)
        redirect's call goes where the Location said) */
     if (req->bdef && req->redirects == 0 && !pt_upstream_pick(req))
         return PT_ERROR;
-    if (req->fproxy && req->be && req->be->url.https) {
-        pt_msg_set_error(
-            req, 500, "forward-request", "BackendConnectionFailure",
-            "an https backend cannot be reached through the proxy policy (CONNECT is not built)");
+    if (req->fproxy && req->be && req->be->url.https && req->req_body_state == RB_STREAM &&
+        req->h.body != PT_BODY_NONE) {
+        /* the body would reach the proxy before the tunnel and its TLS are up */
+        pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
+                         "a request body to an https backend through a proxy must be buffered "
+                         "(forward-request buffer-request-body)");
         return PT_ERROR;
     }
     if (!req->be) {
@@ -543,6 +619,10 @@ void pt_upstream_read(struct pt_req *req)
 {
     struct pt_upconn *u = req->up;
     struct pt_conn *c = req->c;
+    if (u->tunnel) {
+        tunnel_read(req);
+        return;
+    }
     if (c->state == C_TUNNEL) {
         pt_tunnel_pump(req, false);
         return;

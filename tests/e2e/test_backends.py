@@ -139,6 +139,10 @@ BAD = [
     ("pool without services", {"backends": [{"id": "p", "type": "Pool", "pool": {"services": []}}]},
      "a pool needs services"),
     ("pool without pool", {"backends": [{"id": "p", "type": "Pool"}]}, "a Pool needs pool.services"),
+    ("pool with credentials", {"backends": [
+        {"id": "a", "url": "http://127.0.0.1:9"},
+        {"id": "p", "type": "Pool", "credentials": {"header": {"X-A": ["1"]}}, "pool": {"services": [{"id": "a"}]}}]},
+     "a Pool's calls carry its members' credentials"),
     ("single without url", {"backends": [{"id": "s"}]}, "a Single backend needs a url"),
     ("url not http", {"backends": [{"id": "s", "url": "ftp://127.0.0.1/x"}]}, "must start with http:// or https://"),
     ("bad duration", {"backends": [{"id": "s", "url": "http://127.0.0.1:9", "circuitBreaker": {"rules": [
@@ -166,6 +170,11 @@ BAD = [
      "give base-url or backend-id"),
     ("set-backend-service not http", {"apis+": [api(policies={"inbound": [
         {"set-backend-service": {"base-url": "gopher://127.0.0.1:9"}}]})]}, "is not an http:// or https:// URL"),
+    ("inherited backend-id", {
+        "backends": [{"id": "be", "url": "http://127.0.0.1:9"}],
+        "policies": {"inbound": [{"set-backend-service": {"backend-id": "be"}}]},
+        "apis+": [api(policies={"inbound": ["base", {"set-backend-service": {"base-url": "http://127.0.0.1:9/x"}}]})]},
+     "base-url cannot override the backend-id set in a wider scope"),
     ("proxy https", {"apis+": [api(policies={"inbound": [{"proxy": {"url": "https://127.0.0.1:9"}}]})]},
      "is not an http:// proxy URL"),
 ]
@@ -186,6 +195,21 @@ def test_refused_with_file_line_column(backend, portico, name, extra, message):
     assert lines, out
     m = POS.search(lines[0])
     assert m and int(m.group(1)) > 1 and int(m.group(2)) >= 1, lines[0]
+
+
+def test_inherited_backend_id_overridden_by_backend_id(backend, portico):
+    """The rule's allowed side: backend-id over an inherited backend-id, and base-url where no wider scope
+    set backend-id (or before the inherited one runs)."""
+    cfg = basic_config(backend.url)
+    cfg["backends"] = [{"id": "a", "url": backend.url + "/a"}, {"id": "b", "url": backend.url + "/b"}]
+    cfg["apis"].append(api(policies={"inbound": [{"set-backend-service": {"backend-id": "a"}}]},
+                           operations=[{"id": "o", "method": "GET", "urlTemplate": "/*", "policies": {
+                               "inbound": ["base", {"set-backend-service": {"backend-id": "b"}}]}}]))
+    cfg["apis"].append(api(id="u", path="u", policies={"inbound": [
+        {"set-backend-service": {"base-url": backend.url + "/u"}}, "base"]}))
+    p = portico(cfg)
+    assert p.request("GET", "/svc/x")[0] == 200 and target_of(backend.last()).path == "/b/x"
+    assert p.request("GET", "/u/x")[0] == 200 and target_of(backend.last()).path == "/u/x"
 
 
 def test_durations_iso_and_short_forms_are_accepted(backend, portico):
@@ -214,9 +238,9 @@ def env(backend, portico):
 
 REST_BAD = [
     ("backends/b", {"url": "ftp://127.0.0.1/x"}, "url"),
-    ("backends/b", {"type": "Pool", "pool": {"services": [{"id": "ghost"}]}}, "ghost"),
+    ("backends/b", {"type": "Pool", "pool": {"services": [{"id": "ghost"}]}}, "services[0].id"),
     ("backends/b", {"type": "Pool", "pool": {"services": []}}, "services"),
-    ("backends/b", {"type": "Single"}, "url"),
+    ("backends/b", {"type": "Single"}, "id"),
     ("backends/b", {"url": "http://127.0.0.1:9", "circuitBreaker": {"rules": [
         {"failureCondition": {"count": 1, "interval": "soon", "errorReasons": ["Timeout"]},
          "tripDuration": "PT1M"}]}}, "interval"),
@@ -229,10 +253,31 @@ def test_management_refuses_with_400(env, backend, path, body, key):
     p, m = env
     st, _, out = m.call("PUT", path, body)
     assert st == 400, out
-    assert key in str(out), out
+    assert any(key in d.get("target", "") for d in out["error"].get("details", [])), out
     assert m.call("GET", path)[0] == 404  # nothing stored
     # and the gateway still serves as before
     assert p.request("GET", "/echo/items/1")[0] == 200
+
+
+def test_apply_refuses_a_nested_pool_with_its_position(env, backend):
+    p, m = env
+    doc = """
+backends:
+  - {id: a, url: "%s"}
+  - id: inner
+    type: Pool
+    pool: {services: [{id: a}]}
+  - id: outer
+    type: Pool
+    pool:
+      services:
+        - id: inner
+""" % backend.url
+    st, _, out = m.call("POST", "apply", raw=doc.encode(), content_type="application/yaml")
+    assert st == 400, out
+    d = out["error"]["details"][0]
+    assert "is itself a pool" in d["message"] and d["target"] == "backends[2].pool.services[0].id", out
+    assert m.call("GET", "backends/a")[0] == 404  # nothing of the document was kept
 
 
 def test_management_entity_and_export_apply_round_trip(env, backend):
@@ -367,6 +412,14 @@ class MiniProxy:
                 c.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n"
                           b"Connection: close\r\n\r\n")
                 return
+            if method == "CONNECT":
+                host, port = target.rsplit(":", 1)
+                up = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+                c.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                if rest:
+                    up.sendall(rest)
+                self.relay(c, up)
+                return
             u = urllib.parse.urlsplit(target)
             up = socket.create_connection((u.hostname, u.port), timeout=5)
             keep = [(k, v) for k, v in headers if k.lower() not in ("proxy-authorization", "connection")]
@@ -385,6 +438,29 @@ class MiniProxy:
             pass
         finally:
             c.close()
+
+    @staticmethod
+    def relay(a, b):
+        """Bytes both ways until either side closes (bounded by the sockets' timeouts)."""
+        def pump(src, dst):
+            try:
+                while True:
+                    d = src.recv(65536)
+                    if not d:
+                        break
+                    dst.sendall(d)
+            except OSError:
+                pass
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        t = threading.Thread(target=pump, args=(b, a), daemon=True)
+        t.start()
+        pump(a, b)
+        t.join(10)
+        b.close()
 
     def close(self):
         self.stop = True
@@ -426,3 +502,135 @@ def test_proxy_url_expression_host_must_be_known(backend, portico):
     n = len(backend.requests)
     st, _, body = p.request("GET", "/svc/x")
     assert st == 500 and len(backend.requests) == n
+
+
+def test_proxy_connect_tunnel_to_https_backend(backend, portico, workdir):
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
+    tb = TLSEchoBackend(cert, key)
+    px = MiniProxy("u", "p")
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
+        cfg["apis"].append(api(serviceUrl=tb.url + "/tls", policies={"inbound": [
+            "base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port, "username": "u", "password": "p"}}],
+            "on-error": ["base", {"set-header": {"name": "X-Why", "value": "@(context.lastError.message)"}}]}))
+        cfg["apis"].append(api(id="np", path="np", serviceUrl=tb.url + "/tls", policies={"inbound": [
+            "base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port, "username": "u", "password": "bad"}}]}))
+        p = portico(cfg)
+        for i in range(3):  # the tunnel's connection is pooled and reused
+            st, _, body = p.request("GET", "/svc/t%d" % i)
+            assert st == 200, body
+            assert target_of(tb.requests[-1]).path == "/tls/t%d" % i
+        connects = [s for s in px.seen if s[0] == "CONNECT"]
+        assert connects and connects[0][1] == "localhost:%d" % tb.port
+        assert dict((k.lower(), v) for k, v in connects[0][2])["proxy-authorization"] == px.want
+        assert len(connects) < 3
+        # the proxy refuses the tunnel: 502, nothing reaches the backend
+        n = len(tb.requests)
+        st, _, _ = p.request("GET", "/np/x")
+        assert st == 502 and len(tb.requests) == n
+        # a streamed body cannot go through the tunnel: refused before anything is sent
+        st, h, _ = p.request("POST", "/svc/x", body=b"abc")
+        assert st == 500 and "buffer-request-body" in h.get("x-why", "") and len(tb.requests) == n
+    finally:
+        px.close()
+        tb.close()
+
+
+class HostileProxy:
+    """A proxy that answers CONNECT badly: garbage, a close, 200 with bytes after it, or silence."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            try:
+                c.settimeout(3)
+                c.recv(65536)
+                if self.mode == "garbage":
+                    c.sendall(b"\x00\x01 not http at all\r\n\r\n")
+                elif self.mode == "extra":
+                    c.sendall(b"HTTP/1.1 200 OK\r\n\r\nEXTRA-BYTES-BEFORE-TLS")
+                elif self.mode == "body":
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                elif self.mode == "close":
+                    c.close()
+                # "silent": keeps the connection open and says nothing
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.mark.parametrize("mode, status", [("garbage", 502), ("extra", 502), ("body", 502), ("close", 502),
+                                          ("silent", 504)])
+def test_hostile_proxy_answers_to_connect(backend, portico, workdir, mode, status):
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
+    tb = TLSEchoBackend(cert, key)
+    hp = HostileProxy(mode)
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca, "readTimeout": "1s"})
+        cfg["apis"].append(api(serviceUrl=tb.url, policies={"inbound": [
+            "base", {"proxy": {"url": "http://127.0.0.1:%d" % hp.port}}]}))
+        p = portico(cfg)
+        st, _, _ = p.request("GET", "/svc/x")
+        assert st == status
+        assert not tb.requests
+        # the gateway is fine afterwards
+        assert p.request("GET", "/echo/items/1")[0] == 200
+    finally:
+        hp.close()
+        tb.close()
+
+
+@pytest.mark.parametrize("url", ["@('http://127.0.0.1:9/a\\r\\nX-Evil: 1')", "@('ftp://127.0.0.1/')",
+                                 "@('http://' .. string.rep('a', 3000))", "@('')", "@('http://user:pw@127.0.0.1:9/')"])
+def test_set_backend_service_hostile_urls(backend, portico, url):
+    cfg = basic_config(backend.url)
+    cfg["apis"].append(api(serviceUrl=backend.url, policies={"inbound": [
+        "base", {"set-backend-service": {"base-url": url}}]}))
+    p = portico(cfg)
+    st, _, _ = p.request("GET", "/svc/x")
+    assert st == 500
+    assert not backend.requests
+
+
+def test_workspaces_scope_backends_and_named_values(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["workspaces"] = [{"id": "w1"}, {"id": "w2"}]
+    cfg["namedValues"] = [{"id": "wurl", "displayName": "wurl", "value": backend.url + "/ws", "workspace": "w1"}]
+    cfg["backends"] = [{"id": "shared", "url": backend.url + "/shared"},
+                       {"id": "own", "url": backend.url + "/own", "workspace": "w1"}]
+    cfg["apis"] += [
+        api(id="a1", path="w1a", workspace="w1", backendId="shared"),
+        api(id="a2", path="w1b", workspace="w1", backendId="own"),
+        api(id="a3", path="w1c", workspace="w1", serviceUrl=backend.url, policies={"inbound": [
+            "base", {"set-backend-service": {"base-url": "{{wurl}}"}}]}),
+    ]
+    p = portico(cfg)
+    for path, want in [("/w1a/x", "/shared/x"), ("/w1b/x", "/own/x"), ("/w1c/x", "/ws/x")]:
+        assert p.request("GET", path)[0] == 200
+        assert target_of(backend.last()).path == want
+    # another workspace's backend is out of reach
+    bad = dict(cfg)
+    bad["apis"] = cfg["apis"] + [api(id="a4", path="w2a", workspace="w2", backendId="own")]
+    q = portico(bad, start=False)
+    rc, out = q.check()
+    assert rc != 0 and "cannot use backend 'own'" in out and POS.search(out), out
