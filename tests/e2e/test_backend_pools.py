@@ -575,3 +575,35 @@ def test_backend_metrics(backends, portico):
     assert 'portico_backend_trips_total{backend="a"} 1' in text
     assert 'portico_backend_trips_total{backend="b"} 0' in text
     assert "portico_backend_health_check_failures_total{backend=\"b\"}" in text
+
+
+def test_health_checks_over_tls_verify_the_backend(workdir, portico):
+    """An https backend is checked over TLS with its own settings: a
+    certificate from the trusted CA passes; one from an untrusted CA fails
+    the check (down), unless the backend turns chain validation off."""
+    from tls_helpers import Pki, TLSEchoBackend
+    pki = Pki(workdir)
+    good = TLSEchoBackend(*pki.leaf("good", "localhost", ["DNS:localhost"]))
+    bad = TLSEchoBackend(*pki.leaf("bad", "localhost", ["DNS:localhost"], issuer="other"))
+    lax = TLSEchoBackend(*pki.leaf("lax", "localhost", ["DNS:localhost"], issuer="other"))
+    try:
+        hc = {"path": "/health", "interval": "200ms", "timeout": "200ms", "unhealthyThreshold": 1,
+              "healthyThreshold": 1}
+        cfg = config_for("good", [
+            {"id": "good", "url": good.url, "healthCheck": hc},
+            {"id": "bad", "url": bad.url, "healthCheck": hc},
+            {"id": "lax", "url": lax.url, "healthCheck": hc,
+             "tls": {"validateCertificateChain": False, "validateCertificateName": False}}],
+            upstream={"caFile": pki.ca})
+        p = portico(cfg)
+        wait_for(lambda: "backend bad is down" in p.log_text(), what="bad marked down")
+        wait_for(lambda: good.handshakes >= 2 and lax.handshakes >= 2, what="checks of good and lax")
+        assert "backend good is down" not in p.log_text() and "backend lax is down" not in p.log_text()
+        assert [r.target for r in good.requests][:1] == ["/health"]
+        assert "localhost" in good.sni
+        status, _, _ = get(p, "/echo/x")
+        assert status == 200
+    finally:
+        good.close()
+        bad.close()
+        lax.close()
