@@ -62,6 +62,14 @@ struct pt_bestate *pt_breaker_state(const char *id, const char *key, uint64_t ru
         s->refs = 1;
         s->rules_sig = rules_sig;
         s->nmembers = nmembers;
+        if (nmembers && !(s->cur = calloc((size_t)nmembers, sizeof(*s->cur)))) {
+            pthread_mutex_destroy(&s->mu);
+            free(s->id);
+            free(s->key);
+            free(s);
+            pthread_mutex_unlock(&reg_mu);
+            return NULL;
+        }
         s->next = reg[b];
         reg[b] = s;
     }
@@ -93,6 +101,7 @@ void pt_breaker_state_put(struct pt_bestate *s)
         }
     pthread_mutex_unlock(&reg_mu);
     pthread_mutex_destroy(&s->mu);
+    free(s->cur);
     free(s->id);
     free(s->key);
     free(s);
@@ -167,13 +176,15 @@ void pt_breaker_detach(struct pt_backdef *defs, int n)
 
 int64_t pt_breaker_open_ms(struct pt_bestate *s, int64_t now)
 {
+    if (!s)
+        return 0; /* no state (out of memory at build): never refused */
     int64_t until = atomic_load_explicit(&s->open_until, memory_order_relaxed);
     return until > now ? until - now : 0;
 }
 
 bool pt_breaker_available(struct pt_bestate *s, int64_t now)
 {
-    return !atomic_load_explicit(&s->down, memory_order_relaxed) && pt_breaker_open_ms(s, now) == 0;
+    return !s || (!atomic_load_explicit(&s->down, memory_order_relaxed) && pt_breaker_open_ms(s, now) == 0);
 }
 
 bool pt_breaker_is_failure(const struct pt_cbrule *r, int status, const char *reason)

@@ -28,7 +28,7 @@
 
 #define PT_BREAKER_MAX_RULES 8
 #define PT_BREAKER_SLOTS 10             /* an interval is counted in 10 slots */
-#define PT_BREAKER_MAX_MEMBERS 64       /* a pool's members */
+#define PT_BREAKER_MAX_MEMBERS 256      /* a pool's members (pool.services allows 256) */
 #define PT_BREAKER_MAX_TRIP_MS 86400000 /* one day: a longer Retry-After is cut to it */
 
 /* Rules are the generation's compiled struct pt_cbrule (conf/pt_genmodel.h):
@@ -55,7 +55,7 @@ struct pt_bestate {
     int hc_ok, hc_fail;   /* consecutive results (health thread only) */
     _Atomic uint64_t hc_failures;
     int nmembers;
-    int64_t cur[PT_BREAKER_MAX_MEMBERS]; /* smooth weighted round robin */
+    int64_t *cur; /* [nmembers]: smooth weighted round robin */
 };
 
 /* The registry (control thread at generation build and free; the metrics
