@@ -40,6 +40,12 @@ static pt_status unavailable(struct pt_req *req, const struct pt_backdef *d, int
         snprintf(msg, sizeof(msg), "Backend %s is unavailable (no healthy backend to call).", d->id);
     pt_msg_set_error(req, 503, "forward-request", "BackendUnavailable", msg);
     if (secs) {
+        /* one Retry-After however often a retry met the open circuit: the latest */
+        for (struct pt_hook *h = req->resp_hooks; h; h = h->next)
+            if (h->resp == add_retry_after) {
+                h->arg = (void *)(uintptr_t)secs;
+                return PT_ERROR;
+            }
         struct pt_hook *h = pt_pool_calloc(req->pool, sizeof(*h));
         if (h) {
             h->resp = add_retry_after;

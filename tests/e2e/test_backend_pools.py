@@ -607,3 +607,27 @@ def test_health_checks_over_tls_verify_the_backend(workdir, portico):
         good.close()
         bad.close()
         lax.close()
+
+
+def test_retry_goes_to_another_member_and_meets_the_open_circuit_once(backends, portico):
+    """retry around forward-request chooses a pool member per attempt: a's
+    500 is retried on b.  Once everything is tripped, retries get 503s
+    without calling anyone, and the client gets one Retry-After."""
+    a, b = backends("a", "b")
+    r = [rule(count=1, trip="PT20S")]
+    cfg = config_for("p", [single(a, r), single(b, r), pool("p", [("a", 1, 0), ("b", 1, 0)])], workers=1)
+    cfg["apis"][0]["policies"] = {"backend": [{"retry": {
+        "condition": "@(context.response.statusCode >= 500)", "count": 3, "interval": 0,
+        "policies": [{"forward-request": {}}]}}]}
+    p = portico(cfg)
+    a.fail_status = 500
+    status, _, data = get(p, "/echo/x")
+    assert (status, json.loads(data)["backend"]) == (200, "b")
+    assert (len(a.calls()), len(b.calls())) == (1, 1)
+    b.fail_status = 500
+    status, _, _ = get(p, "/echo/x")  # b fails and trips; the retries find nobody
+    assert status == 503
+    assert (len(a.calls()), len(b.calls())) == (1, 2)
+    status, hdrs, _ = get(p, "/echo/x")
+    assert status == 503 and 18 <= int(hdrs["retry-after"]) <= 20
+    assert (len(a.calls()), len(b.calls())) == (1, 2)
