@@ -13,7 +13,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import basic_config, free_port
+from conftest import basic_config
 from mgmt_helpers import TOKEN, Mgmt, mgmt_config
 from tls_helpers import Pki, TLSEchoBackend
 
@@ -210,6 +210,18 @@ def test_inherited_backend_id_overridden_by_backend_id(backend, portico):
     p = portico(cfg)
     assert p.request("GET", "/svc/x")[0] == 200 and target_of(backend.last()).path == "/b/x"
     assert p.request("GET", "/u/x")[0] == 200 and target_of(backend.last()).path == "/u/x"
+
+
+@pytest.mark.parametrize("where", ["header", "authorization"])
+def test_named_value_with_crlf_cannot_inject_headers(backend, portico, where):
+    cfg = basic_config(backend.url)
+    cfg["namedValues"] = [{"id": "evil", "displayName": "evil", "value": "x\r\nX-Injected: 1"}]
+    creds = ({"header": {"X-A": ["{{evil}}"]}} if where == "header"
+             else {"authorization": {"scheme": "Bearer", "parameter": "{{evil}}"}})
+    cfg["backends"] = [{"id": "b", "url": backend.url, "credentials": creds}]
+    cfg["apis"].append(api(backendId="b"))
+    rc, out = portico(cfg, start=False).check()
+    assert rc != 0 and "CR or LF once named values are substituted" in out and POS.search(out), out
 
 
 def test_durations_iso_and_short_forms_are_accepted(backend, portico):
@@ -634,3 +646,51 @@ def test_workspaces_scope_backends_and_named_values(backend, portico):
     q = portico(bad, start=False)
     rc, out = q.check()
     assert rc != 0 and "cannot use backend 'own'" in out and POS.search(out), out
+
+
+def test_client_certificate_credential(backend, portico, workdir):
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
+    ccert, ckey = pki.leaf("gw", "gateway-client", eku="clientAuth")
+    tb = TLSEchoBackend(cert, key, client_ca=pki.ca)
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
+        cfg["backends"] = [
+            {"id": "mtls", "url": tb.url, "credentials": {"certificate": {"certificate": ccert, "key": ckey}}},
+            {"id": "plain", "url": tb.url},
+        ]
+        cfg["apis"] += [api(id="m", path="m", backendId="mtls"), api(id="n", path="n", backendId="plain")]
+        p = portico(cfg)
+        assert p.request("GET", "/m/x")[0] == 200
+        assert tb.client_cns[-1] == "gateway-client"
+        n = len(tb.requests)
+        assert p.request("GET", "/n/x")[0] == 502  # the same host without the certificate: refused
+        assert p.request("GET", "/m/y")[0] == 200 and len(tb.requests) == n + 1
+    finally:
+        tb.close()
+    # a key that does not match is refused with the configuration
+    bad = basic_config(backend.url)
+    bad["backends"] = [{"id": "b", "url": "https://127.0.0.1:9",
+                        "credentials": {"certificate": {"certificate": ccert, "key": key}}}]
+    rc, out = portico(bad, start=False).check()
+    assert rc != 0 and "backend 'b': the key" in out and POS.search(out), out
+
+
+def test_buffered_body_through_a_connect_tunnel(backend, portico, workdir):
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
+    tb = TLSEchoBackend(cert, key)
+    px = MiniProxy()
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
+        cfg["apis"].append(api(serviceUrl=tb.url, policies={
+            "inbound": ["base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port}}],
+            "backend": [{"forward-request": {"buffer-request-body": True}}]}))
+        p = portico(cfg)
+        st, _, _ = p.request("POST", "/svc/up", body=b"x" * 100000)
+        assert st == 200
+        assert tb.requests[-1].body == b"x" * 100000
+        assert not any(k.lower() == "proxy-authorization" for k, _ in px.seen[-1][2])
+    finally:
+        px.close()
+        tb.close()
