@@ -149,6 +149,8 @@ void pt_breaker_attach(struct pt_backdef *defs, int n)
         uint64_t sig = pt_breaker_rules_sig(d->rules, d->nrules);
         if (d->type != PT_BE_POOL) {
             d->state = pt_breaker_state(d->id, d->cf && d->cf->url ? d->cf->url : "", sig, 0);
+            if (d->state && !d->health.on)
+                atomic_store(&d->state->down, false); /* no checks any more: nothing would bring it up */
             continue;
         }
         /* a pool's key: its members, weights and priorities */

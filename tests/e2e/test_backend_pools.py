@@ -631,3 +631,23 @@ def test_retry_goes_to_another_member_and_meets_the_open_circuit_once(backends, 
     status, hdrs, _ = get(p, "/echo/x")
     assert status == 503 and 18 <= int(hdrs["retry-after"]) <= 20
     assert (len(a.calls()), len(b.calls())) == (1, 2)
+
+
+def test_a_reload_keeps_the_health_verdict_and_removing_the_check_clears_it(backends, portico):
+    a = backends("a")
+    hc = {"path": "/health", "interval": "100ms", "timeout": "100ms", "unhealthyThreshold": 1,
+          "healthyThreshold": 50}
+    cfg = config_for("a", [single(a, health=hc)])
+    p = portico(cfg)
+    a.healthy = False
+    wait_for(lambda: "backend a is down" in p.log_text(), what="a marked down")
+    assert get(p, "/echo/x")[0] == 503
+    # healthy again, but 50 checks (5 s) must pass; a reload that keeps the id and url keeps the
+    # verdict (a fresh state would start up)
+    a.healthy = True
+    hc["interval"] = "110ms"
+    assert p.reload(cfg)
+    assert get(p, "/echo/x")[0] == 503
+    del cfg["backends"][0]["healthCheck"]
+    assert p.reload(cfg)
+    assert who(p) == ["a"]
