@@ -59,6 +59,8 @@ struct pt_bestate *pt_breaker_state(const char *id, const char *key, uint64_t ru
             return NULL;
         }
         pthread_mutex_init(&s->mu, NULL);
+        static uint64_t births;
+        s->born = ++births; /* under reg_mu */
         s->refs = 1;
         s->rules_sig = rules_sig;
         s->nmembers = nmembers;
@@ -428,33 +430,58 @@ int64_t pt_breaker_retry_after(pt_str v, time_t wall_s)
 
 /* ---------------------------------------------------------------- metrics */
 
+/* Newest first within an id: while an old generation ends, an id may have two states (its url
+   changed); the series shows the newest. */
+static int by_id_newest(const void *a, const void *b)
+{
+    const struct pt_bestate *x = *(const struct pt_bestate *const *)a,
+                            *y = *(const struct pt_bestate *const *)b;
+    int c = strcmp(x->id, y->id);
+    if (c)
+        return c;
+    return x->born < y->born ? 1 : x->born > y->born ? -1 : 0;
+}
+
 static void collect(struct pt_metrics_sink *sink, void *arg)
 {
     (void)arg;
     static const char *const names[] = {"backend"};
     int64_t now = (int64_t)pt_clock_now_ms();
     pthread_mutex_lock(&reg_mu);
+    size_t n = 0;
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (struct pt_bestate *s = reg[b]; s; s = s->next)
+            n += s->nmembers == 0; /* a pool: its members have their own series */
+    struct pt_bestate **v = n ? malloc(n * sizeof(*v)) : NULL;
+    size_t k = 0;
+    for (size_t b = 0; v && b < NBUCKETS; b++)
+        for (struct pt_bestate *s = reg[b]; s; s = s->next)
+            if (!s->nmembers)
+                v[k++] = s;
+    if (k)
+        qsort(v, k, sizeof(*v), by_id_newest);
     for (int pass = 0; pass < 3; pass++)
-        for (size_t b = 0; b < NBUCKETS; b++)
-            for (struct pt_bestate *s = reg[b]; s; s = s->next) {
-                if (s->nmembers)
-                    continue; /* a pool: its members have their own series */
-                pt_str v = pt_str_c(s->id);
-                if (pass == 0)
-                    pt_metrics_sink_sample(sink, "portico_backend_up",
-                                           "1 when the backend takes calls: circuit closed and not marked "
-                                           "down by health checks",
-                                           PT_METRICS_GAUGE, names, &v, 1, pt_breaker_available(s, now));
-                else if (pass == 1)
-                    pt_metrics_sink_sample(sink, "portico_backend_trips_total",
-                                           "times the backend's circuit breaker tripped", PT_METRICS_COUNTER,
-                                           names, &v, 1, (double)atomic_load(&s->trips));
-                else
-                    pt_metrics_sink_sample(sink, "portico_backend_health_check_failures_total",
-                                           "failed active health checks of the backend", PT_METRICS_COUNTER,
-                                           names, &v, 1, (double)atomic_load(&s->hc_failures));
-            }
+        for (size_t i = 0; i < k; i++) {
+            struct pt_bestate *s = v[i];
+            if (i && !strcmp(v[i - 1]->id, s->id))
+                continue;
+            pt_str id = pt_str_c(s->id);
+            if (pass == 0)
+                pt_metrics_sink_sample(sink, "portico_backend_up",
+                                       "1 when the backend takes calls: circuit closed and not marked "
+                                       "down by health checks",
+                                       PT_METRICS_GAUGE, names, &id, 1, pt_breaker_available(s, now));
+            else if (pass == 1)
+                pt_metrics_sink_sample(sink, "portico_backend_trips_total",
+                                       "times the backend's circuit breaker tripped", PT_METRICS_COUNTER,
+                                       names, &id, 1, (double)atomic_load(&s->trips));
+            else
+                pt_metrics_sink_sample(sink, "portico_backend_health_check_failures_total",
+                                       "failed active health checks of the backend", PT_METRICS_COUNTER,
+                                       names, &id, 1, (double)atomic_load(&s->hc_failures));
+        }
     pthread_mutex_unlock(&reg_mu);
+    free(v);
 }
 
 void pt_breaker_init(void)

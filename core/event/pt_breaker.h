@@ -44,7 +44,8 @@ struct pt_brk_window {
 struct pt_bestate {
     struct pt_bestate *next; /* the registry's chain */
     char *id, *key;
-    int refs; /* under the registry's lock */
+    int refs;      /* under the registry's lock */
+    uint64_t born; /* creation order (the newest of an id is its metrics series) */
     uint64_t rules_sig;
     pthread_mutex_t mu; /* the windows and the pool's weights */
     struct pt_brk_window win[PT_BREAKER_MAX_RULES];

@@ -651,3 +651,22 @@ def test_a_reload_keeps_the_health_verdict_and_removing_the_check_clears_it(back
     del cfg["backends"][0]["healthCheck"]
     assert p.reload(cfg)
     assert who(p) == ["a"]
+
+
+def test_backend_metrics_one_series_per_backend_across_reloads(backends, portico):
+    a, b = backends("a", "b")
+    mport = free_port()
+    cfg = config_for("a", [single(a, [rule(count=1, trip="PT30S")])],
+                     metrics={"listen": "127.0.0.1:%d" % mport, "auth": "none"})
+    p = portico(cfg)
+    a.fail_status = 500
+    assert who(p) == [500]
+    cfg["backends"][0]["url"] = b.url  # a new backend under the same id: closed, no trips
+    assert p.reload(cfg)
+    c = http.client.HTTPConnection("127.0.0.1", mport, timeout=5)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    assert text.count('portico_backend_up{backend="a"}') == 1
+    assert 'portico_backend_up{backend="a"} 1' in text
+    assert 'portico_backend_trips_total{backend="a"} 0' in text
