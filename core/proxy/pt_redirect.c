@@ -106,15 +106,22 @@ static void drop_header(struct pt_head *h, const char *name)
 struct pt_redirect_from {
     struct pt_backend *be;
     pt_str bpath, bquery;
+    struct pt_backend *last; /* the last redirect's target, path and query */
+    pt_str last_path, last_query;
 };
 
 void pt_redirect_restore(struct pt_req *req)
 {
     if (!req->redir)
         return;
-    req->be = req->redir->be;
-    req->bpath = req->redir->bpath;
-    req->bquery = req->redir->bquery;
+    /* what a policy changed since (set-backend-service, rewrite-uri) stands */
+    const struct pt_redirect_from *r = req->redir;
+    if (req->be == r->last)
+        req->be = r->be;
+    if (req->bpath.data == r->last_path.data && req->bpath.len == r->last_path.len)
+        req->bpath = r->bpath;
+    if (req->bquery.data == r->last_query.data && req->bquery.len == r->last_query.len)
+        req->bquery = r->bquery;
     req->redir = NULL;
 }
 
@@ -208,10 +215,14 @@ have:
         req->redir = pt_pool_alloc(req->pool, sizeof(*req->redir));
         if (!req->redir)
             return false;
-        *req->redir = (struct pt_redirect_from){req->be, req->bpath, req->bquery};
+        *req->redir =
+            (struct pt_redirect_from){req->be, req->bpath, req->bquery, NULL, PT_NULL_STR, PT_NULL_STR};
     }
     req->redirects++;
     req->be = nb;
+    req->redir->last = nb;
+    req->redir->last_path = path;
+    req->redir->last_query = query;
     req->bpath = path;
     req->bquery = query;
     if (to_get && req->h.method_id != HTTP_GET) {
