@@ -670,3 +670,24 @@ def test_backend_metrics_one_series_per_backend_across_reloads(backends, portico
     assert text.count('portico_backend_up{backend="a"}') == 1
     assert 'portico_backend_up{backend="a"} 1' in text
     assert 'portico_backend_trips_total{backend="a"} 0' in text
+
+
+def test_on_error_sees_backend_unavailable(backends, portico):
+    """The open circuit is an error like any forward-request error:
+    on-error runs with lastError.reason BackendUnavailable; its own
+    answer (not a 503) gets no Retry-After."""
+    a = backends("a")
+    cfg = config_for("a", [single(a, [rule(count=1, trip="PT30S")])])
+    cfg["apis"][0]["policies"] = {"on-error": [{"return-response": {
+        "set-status": {"code": 599},
+        "set-body": "@(context.lastError.reason .. '|' .. context.lastError.source .. '|' .. "
+                    "context.lastError.message)"}}]}
+    p = portico(cfg)
+    a.fail_status = 500
+    assert get(p, "/echo/x")[0] == 500  # a backend's 500 is not an error
+    status, hdrs, data = get(p, "/echo/x")
+    assert status == 599 and "retry-after" not in hdrs
+    reason, source, message = data.decode().split("|", 2)
+    assert (reason, source) == ("BackendUnavailable", "forward-request")
+    assert "circuit breaker open" in message and "Try again in 30 seconds" in message
+    assert len(a.calls()) == 1
