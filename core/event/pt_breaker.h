@@ -26,7 +26,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#define PT_BREAKER_MAX_RULES 8
+#define PT_BREAKER_MAX_RULES 16         /* circuitBreaker.rules allows 16 */
 #define PT_BREAKER_SLOTS 10             /* an interval is counted in 10 slots */
 #define PT_BREAKER_MAX_MEMBERS 256      /* a pool's members (pool.services allows 256) */
 #define PT_BREAKER_MAX_TRIP_MS 86400000 /* one day: a longer Retry-After is cut to it */
