@@ -301,6 +301,24 @@ static void test_threads(void **state)
     pt_breaker_state_put(b);
 }
 
+static void test_two_rules(void **state)
+{
+    (void)state;
+    /* rule 0: five 5xx; rule 1: two 429s, a longer trip */
+    static const struct pt_cbrange r429[] = {{429, 429}};
+    struct pt_cbrule rules[2] = {count_rule(5, 10000, 1000), count_rule(2, 10000, 9000)};
+    rules[1].ranges = r429;
+    rules[1].nreasons = 0;
+    struct pt_bestate *s = pt_breaker_state("two", "http://t", pt_breaker_rules_sig(rules, 2), 0);
+    int64_t t = 50000;
+    assert_false(pt_breaker_record(s, rules, 2, 500, NULL, 0, t));
+    assert_false(pt_breaker_record(s, rules, 2, 429, NULL, 0, t + 1));
+    assert_false(pt_breaker_record(s, rules, 2, 500, NULL, 0, t + 2));
+    assert_true(pt_breaker_record(s, rules, 2, 429, NULL, 0, t + 3)); /* the second rule */
+    assert_int_equal(pt_breaker_open_ms(s, t + 3), 9000);
+    pt_breaker_state_put(s);
+}
+
 static void test_attach(void **state)
 {
     (void)state;
@@ -342,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_retry_after),      cmocka_unit_test(test_registry_keeps_state),
         cmocka_unit_test(test_pool_weights),     cmocka_unit_test(test_health_thresholds),
         cmocka_unit_test(test_threads),          cmocka_unit_test(test_attach),
+        cmocka_unit_test(test_two_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
