@@ -691,3 +691,29 @@ def test_on_error_sees_backend_unavailable(backends, portico):
     assert (reason, source) == ("BackendUnavailable", "forward-request")
     assert "circuit breaker open" in message and "Try again in 30 seconds" in message
     assert len(a.calls()) == 1
+
+
+def test_backends_made_through_the_management_api(backends, portico):
+    """A pool and its members PUT through the management API: the pool
+    serves, a member trips, and a later write of another entity (a new
+    generation) keeps the trip; a write changing the member's rules ends it."""
+    from mgmt_helpers import TOKEN, Mgmt, mgmt_config
+    a, b = backends("a", "b")
+    p = portico(mgmt_config(a.url, workers=1), env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    r = {"rules": [rule(count=1, trip="PT30S")]}
+    m.ok("PUT", "backends/a", {"url": a.url, "circuitBreaker": r})
+    m.ok("PUT", "backends/b", {"url": b.url, "circuitBreaker": r})
+    m.ok("PUT", "backends/p", {"type": "Pool", "pool": {"services": [{"id": "a", "priority": 0},
+                                                                       {"id": "b", "priority": 1}]}})
+    m.ok("PUT", "apis/pooled", {"path": "pooled", "backendId": "p", "subscriptionRequired": False})
+    m.ok("PUT", "apis/pooled/operations/any", {"method": "*", "urlTemplate": "/*"})
+    assert who(p, "/pooled/x", n=2) == ["a", "a"]
+    a.fail_status = 500
+    assert who(p, "/pooled/x", n=3) == [500, "b", "b"]
+    m.ok("PUT", "backends/other", {"url": b.url})  # a new generation: a stays tripped
+    assert who(p, "/pooled/x", n=2) == ["b", "b"]
+    a.fail_status = None
+    r2 = {"rules": [rule(count=2, trip="PT30S")]}
+    m.ok("PUT", "backends/a", {"url": a.url, "circuitBreaker": r2})  # other rules: counts start over
+    assert who(p, "/pooled/x", n=2) == ["a", "a"]
