@@ -44,15 +44,15 @@ struct xslt_limits {
     size_t max_memory;       /* bytes allocated on the thread meanwhile (XSLT_MAX_MEMORY) */
     unsigned long max_instr; /* XSLT instructions run (XSLT_MAX_INSTR) */
     unsigned long max_xpath; /* XPath operations (XSLT_MAX_XPATH) */
-    int max_depth;           /* nested template calls (XSLT_MAX_DEPTH) */
-    uint32_t max_ms;         /* wall time (XSLT_MAX_MS) */
+    int max_depth;   /* nested sequence constructors: about three per recursive call (XSLT_MAX_DEPTH) */
+    uint32_t max_ms; /* wall time (XSLT_MAX_MS) */
 };
 
 #define XSLT_MAX_INPUT ((size_t)64 << 20)
 #define XSLT_MAX_MEMORY ((size_t)64 << 20)
 #define XSLT_MAX_INSTR 2000000UL
 #define XSLT_MAX_XPATH 20000000UL
-#define XSLT_MAX_DEPTH 500
+#define XSLT_MAX_DEPTH 1000
 #define XSLT_MAX_MS 2000u
 #define XSLT_MAX_STYLESHEET ((size_t)1 << 20)
 
