@@ -304,6 +304,9 @@ void xslt_fini(void)
     forbid_all = NULL;
     xsltSetLoaderFunc(NULL);
     xsltSetGenericErrorFunc(NULL, NULL);
+    /* libxslt's registrations (extension modules, functions, elements, its mutex): libxslt is
+       unloaded with this plugin */
+    xsltCleanupGlobals();
     /* our functions live in this plugin, which is about to be unloaded */
     if (old_malloc)
         xmlMemSetup(old_free, old_malloc, old_realloc, old_strdup);
