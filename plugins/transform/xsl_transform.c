@@ -136,9 +136,11 @@ int xsl_transform_compile(const struct pt_api *api, pt_compile *c, void **instan
     int line, column;
     x->sheet = xslt_compile(text, strlen(text), err, sizeof(err), &line, &column);
     if (!x->sheet) {
-        if (line > 0)
+        if (line > 0 && column > 0)
             api->compile_error(c, "stylesheet", "%s (stylesheet line %d, column %d)", err,
-                               line + skipped_lines, column > 0 ? column : 1);
+                               line + skipped_lines, column);
+        else if (line > 0)
+            api->compile_error(c, "stylesheet", "%s (stylesheet line %d)", err, line + skipped_lines);
         else
             api->compile_error(c, "stylesheet", "%s", err);
         return -1;
