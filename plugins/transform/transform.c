@@ -2,15 +2,18 @@
  * transform.c -- the transformation family's descriptor: the policy table,
  * PT_PLUGIN and init/fini.
  *
- * Eleven policies that change the message a request is working on, named
+ * Twelve policies that change the message a request is working on, named
  * and shaped after Azure API Management's: set-header, set-query-parameter,
  * rewrite-uri, set-method, set-status, set-body, find-and-replace,
- * json-to-xml, xml-to-json, jsonp and redirect-content-urls.  Each lives in
- * its own file (json-to-xml and xml-to-json share json_xml.c); transform.h
+ * json-to-xml, xml-to-json, jsonp, redirect-content-urls and xsl-transform.
+ * Each lives in its own file (json-to-xml and xml-to-json share json_xml.c;
+ * xsl-transform runs libxslt through xslt.c's limits); transform.h
  * says how they work and what they share, plugins/lib the helpers both
  * families use.
  */
 #include "transform.h"
+
+#include "xslt.h"
 
 /* ============================================================== descriptor */
 
@@ -54,6 +57,12 @@ static const struct pt_policy_def policies[] = {
      PT_POLICY_ONCE_PER_SECTION, NULL, redirect_content_urls_compile, redirect_content_urls_run, NULL,
      "Rewrites the backend's base URL in the response body into the gateway's (outbound), or the "
      "gateway's into the backend's in the request body (inbound); headers are left alone."},
+    {"xsl-transform", PT_SECTION_INBOUND | PT_SECTION_OUTBOUND, PT_SCOPE_ALL, 0, xsl_transform_attrs,
+     xsl_transform_compile, xsl_transform_run, xsl_transform_free,
+     "Transforms the XML body of the current message with an XSLT 1.0 stylesheet (libxslt), compiled once "
+     "per configuration; parameters are strings.  Documents with a DOCTYPE are refused; the stylesheet "
+     "may not import, include, load or write files; depth, instructions, XPath operations, memory (64 MiB) "
+     "and time (2 s) are capped (docs/xslt.md)."},
     {0},
 };
 
@@ -63,11 +72,13 @@ static int transform_init(const struct pt_api *api, const char **err)
     (void)api;
     (void)err;
     json_xml_init();
+    xslt_init();
     return 0;
 }
 
 static void transform_fini(void)
 {
+    xslt_fini();
     json_xml_fini();
 }
 

@@ -128,4 +128,11 @@ extern const struct pt_attr_def jsonp_attrs[];
 int jsonp_compile(const struct pt_api *api, pt_compile *c, void **instance);
 pt_status jsonp_run(const struct pt_api *api, pt_call *call, void *inst);
 
+/* ---- xsl_transform.c: xsl-transform (XSLT 1.0 through xslt.c) ---- */
+
+extern const struct pt_attr_def xsl_transform_attrs[];
+int xsl_transform_compile(const struct pt_api *api, pt_compile *c, void **instance);
+pt_status xsl_transform_run(const struct pt_api *api, pt_call *call, void *inst);
+void xsl_transform_free(void *instance);
+
 #endif
