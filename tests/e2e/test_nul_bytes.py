@@ -11,6 +11,7 @@ it: the file with file:line:column and the key, the management API with a
 import json
 import os
 import re
+import sqlite3
 import subprocess
 
 import pytest
@@ -267,3 +268,30 @@ def test_a_nul_never_reaches_the_store_from_the_file(backend, portico, workdir):
     assert p.reload(bad) is False
     assert m.ok("GET", "apis/echo/policies/policy") == before
     refused_by_policy(p, backend)
+
+
+def test_a_stored_policy_that_does_not_load_stops_the_start(backend, portico, workdir):
+    """A store written before NULs were refused may hold a policy document
+    with a \\u0000 that does not load: the gateway must not run without it."""
+    cfg = mgmt_config(backend.url, data=os.path.join(workdir, "var"))
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    m.ok("PUT", "apis/echo2", {"path": "echo2", "serviceUrl": backend.url, "subscriptionRequired": False})
+    m.ok("PUT", "apis/echo2/operations/any", {"method": "*", "urlTemplate": "/*"})
+    m.ok("PUT", "apis/echo2/policies/policy", guarded(backend.url)["apis"][0]["policies"])
+    assert p.request("GET", "/echo2/x", headers={"X-Tenant": "Alpha"})[0] == 403
+    assert p.stop() == 0
+    db = sqlite3.connect(os.path.join(workdir, "var", "portico.db"))
+    with db:
+        body, = db.execute("SELECT body FROM entities WHERE kind = 'policy' AND id = 'api:echo2'").fetchone()
+        assert "10.0.0.1" in body
+        db.execute("UPDATE entities SET body = ? WHERE kind = 'policy' AND id = 'api:echo2'",
+                   (body.replace("10.0.0.1", "10.0.0.1\\u0000"),))
+    db.close()
+    r = subprocess.run([BIN, "-c", p.config_path], capture_output=True, timeout=20, cwd=workdir,
+                       env=dict(os.environ, PORTICO_ADMIN_TOKEN=TOKEN))
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    log = p.log_text()
+    assert r.returncode != 0, (out, log)
+    assert "api:echo2" in out + log and "cannot be read" in out + log, (out, log)
+    assert backend.requests == []
