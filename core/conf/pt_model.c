@@ -458,11 +458,18 @@ struct mat {
     const char *only; /* a source ("api"): other entities are left out */
 };
 
-static json_t *policy_of(struct pt_store *st, const char *id)
+/* The stored policy document of a scope, or NULL when it has none.  One
+   that is stored but does not load (a store written before NULs were
+   refused) is an error, not an absence: running without it would open
+   the scope's APIs. */
+static json_t *policy_of(struct pt_store *st, const char *id, struct pt_errors *errs)
 {
     json_t *p = NULL;
     if (!pt_store_get(st, "policy", "", id, &p, NULL))
         return NULL;
+    if (!p)
+        pt_node_errors_add(
+            errs, "store: the policy document of '%s' cannot be read; refusing to run without it", id);
     return p;
 }
 
@@ -489,7 +496,7 @@ static bool mat_op(void *arg, const struct pt_entity *e)
     json_t *o = with_id(e);
     char pid[600];
     snprintf(pid, sizeof(pid), "op:%s/%s", e->parent, e->id);
-    json_t *p = policy_of(m->st, pid);
+    json_t *p = policy_of(m->st, pid, m->errs);
     if (p)
         json_object_set_new(o, "policies", p);
     json_array_append_new(m->list, o);
@@ -509,7 +516,7 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
         json_object_set_new(o, "operations", ops);
         char pid[300];
         snprintf(pid, sizeof(pid), "api:%s", e->id);
-        json_t *p = policy_of(m->st, pid);
+        json_t *p = policy_of(m->st, pid, m->errs);
         if (p)
             json_object_set_new(o, "policies", p);
     } else if (!strcmp(e->kind, "product")) {
@@ -520,13 +527,13 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
         json_object_set_new(o, "groups", groups);
         char pid[300];
         snprintf(pid, sizeof(pid), "product:%s", e->id);
-        json_t *p = policy_of(m->st, pid);
+        json_t *p = policy_of(m->st, pid, m->errs);
         if (p)
             json_object_set_new(o, "policies", p);
     } else if (!strcmp(e->kind, "workspace")) {
         char pid[300];
         snprintf(pid, sizeof(pid), "workspace:%s", e->id);
-        json_t *p = policy_of(m->st, pid);
+        json_t *p = policy_of(m->st, pid, m->errs);
         if (p)
             json_object_set_new(o, "policies", p);
     } else if (!strcmp(e->kind, "user")) {
@@ -630,7 +637,7 @@ json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const cha
     }
     char src[16];
     json_t *g = !only || (pt_store_info(st, "policy", "", "global", src, NULL) && !strcmp(src, only))
-                    ? policy_of(st, "global")
+                    ? policy_of(st, "global", errs)
                     : NULL;
     if (g)
         json_object_set_new(root, "policies", g);

@@ -220,6 +220,55 @@ static void attach(struct builder *b, struct pt_node *c, yaml_mark_t m, int heig
         f->height = height + 1;
 }
 
+/* Writes where the next child of the open frames will sit, as a path
+   ("apis[0].policies.inbound[1].ip-filter.address"), from the builder's
+   stack: the open maps and lists are not linked to their parents yet. */
+static void open_path(const struct builder *b, char *buf, size_t size)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < b->depth && k + 1 < size; i++) {
+        const struct frame *f = &b->st[i];
+        int w;
+        if (f->n->kind == PT_N_MAP) {
+            if (f->raw % 2 == 0) /* a key: its own text is the name */
+                break;
+            w = snprintf(buf + k, size - k, "%s%s", k ? "." : "", f->n->items[f->raw - 1]->str);
+        } else
+            w = snprintf(buf + k, size - k, "[%d]", f->raw);
+        if (w < 0)
+            break;
+        k += (size_t)w;
+        if (k >= size)
+            k = size - 1;
+    }
+}
+
+/*
+ * A scalar with an embedded NUL ("\0" or "\u0000" in a double-quoted
+ * scalar) is refused here, once for every YAML reader (configuration file,
+ * management bodies, imports): the rest of the program reads strings up
+ * to their first NUL, and the stored JSON copy of such a string does not
+ * load again, so what was validated is not what would run.
+ */
+static bool refuse_nul(struct builder *b, yaml_mark_t m, const struct pt_node *n)
+{
+    if (!memchr(n->str, '\0', n->len))
+        return false;
+    char path[256];
+    open_path(b, path, sizeof(path));
+    bool is_key = b->depth > 0 && b->st[b->depth - 1].n->kind == PT_N_MAP && b->st[b->depth - 1].raw % 2 == 0;
+    char what[400];
+    if (is_key)
+        snprintf(what, sizeof(what), "%s%sa map key must not contain a NUL character", path,
+                 *path ? ": " : "");
+    else
+        snprintf(what, sizeof(what), "%s%smust not contain a NUL character", *path ? path : "",
+                 *path ? ": " : "");
+    fail_at(b, m, what);
+    return true;
+}
+
 /* A copy of an anchored subtree for an alias (each alias counts in full). */
 static struct pt_node *copy_tree(struct builder *b, const struct pt_node *src, yaml_mark_t m)
 {
@@ -290,6 +339,8 @@ static void on_event(struct builder *b, yaml_event_t *ev)
         n->len = ev->data.scalar.length;
         n->str = pt_pool_strndup(b->pool, (const char *)ev->data.scalar.value, n->len);
         n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+        if (refuse_nul(b, m, n))
+            return;
         if (!n->quoted && (n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 ||
                            strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0))
             n->null = true;
@@ -655,4 +706,63 @@ struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct 
         n->str = "";
         return n;
     }
+}
+
+/* ---------------------------------------------------- NUL in JSON bodies */
+
+/* Appends ".key" or "[i]" to buf at *k (truncated paths stay terminated). */
+static void path_push(char *buf, size_t size, size_t *k, const char *key, size_t index)
+{
+    if (*k + 1 >= size)
+        return;
+    int w = key ? snprintf(buf + *k, size - *k, "%s%s", *k ? "." : "", key)
+                : snprintf(buf + *k, size - *k, "[%zu]", index);
+    if (w > 0)
+        *k = *k + (size_t)w < size ? *k + (size_t)w : size - 1;
+}
+
+/* Depth is bounded by jansson's own nesting limit on what it decodes. */
+static bool nul_walk(const json_t *j, char *buf, size_t size, size_t k)
+{
+    buf[k < size ? k : size - 1] = '\0';
+    if (json_is_string(j))
+        return memchr(json_string_value(j), '\0', json_string_length(j)) != NULL;
+    if (json_is_array(j)) {
+        for (size_t i = 0; i < json_array_size(j); i++) {
+            size_t k2 = k;
+            path_push(buf, size, &k2, NULL, i);
+            if (nul_walk(json_array_get(j, i), buf, size, k2))
+                return true;
+        }
+        return false;
+    }
+    if (json_is_object(j)) {
+        const char *key;
+        size_t klen;
+        json_t *v;
+        json_object_keylen_foreach((json_t *)j, key, klen, v)
+        {
+            size_t k2 = k;
+            path_push(buf, size, &k2, key, 0);
+            if (memchr(key, '\0', klen) || nul_walk(v, buf, size, k2))
+                return true;
+        }
+    }
+    return false;
+}
+
+bool pt_node_json_nul_path(const json_t *j, char *buf, size_t size)
+{
+    char one[1];
+    if (size == 0) {
+        buf = one;
+        size = 1;
+    }
+    if (!j || !nul_walk(j, buf, size, 0)) {
+        buf[0] = '\0'; /* the walk leaves the last path it tried */
+        return false;
+    }
+    if (!buf[0])
+        snprintf(buf, size, "(document)");
+    return true;
 }

@@ -75,4 +75,11 @@ pt_str pt_node_to_text(struct pt_pool *pool, const struct pt_node *n);
 json_t *pt_node_to_json(const struct pt_node *n);
 struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent, int index);
 
+/* Finds the first string (value or key) of j holding an embedded NUL
+   (JSON "\u0000", read with JSON_ALLOW_NUL) and writes its path, e.g.
+   "inbound[1].ip-filter.address[0]" ("(document)" for the root), to buf.
+   false when there is none.  Such strings are refused where the
+   management API reads bodies, as the YAML reader refuses them. */
+bool pt_node_json_nul_path(const json_t *j, char *buf, size_t size);
+
 #endif

@@ -4,6 +4,7 @@
 #include "conf/pt_store.h"
 
 #include "base/pt_log.h"
+#include "conf/pt_node.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -388,6 +389,13 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
 bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id,
                   const char *workspace, const json_t *body, const char *source, char etag[24])
 {
+    /* what cannot be written as JSON that loads again must not be stored:
+       entity lists skip bodies that do not load, so it would vanish */
+    char where[256];
+    if (pt_node_json_nul_path(body, where, sizeof(where))) {
+        snprintf(s->err, sizeof(s->err), "%s '%s': %s: must not contain a NUL character", kind, id, where);
+        return false;
+    }
     char *txt;
     if (s->seal && has_sealed_fields(kind)) {
         json_t *copy = json_deep_copy(body);
@@ -465,6 +473,8 @@ bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_
         e.source = (const char *)sqlite3_column_text(st, 5);
         if (e.body)
             ok = fn(arg, &e);
+        else /* never silently: a missing policy document is an open API */
+            pt_err("store: the %s '%s' does not load and is left out", kind, e.id ? e.id : "");
         json_decref(e.body);
     }
     release(s, st);

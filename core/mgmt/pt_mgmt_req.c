@@ -194,10 +194,18 @@ json_t *pt_mgmt_req_body(struct mreq *m, bool empty_ok)
         pt_node_errors_clear(&errs);
     } else {
         json_error_t je;
-        j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        /* NULs are let through the decoder only to be refused by name below:
+           jansson's own refusal would not say which field carried one */
+        j = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+        char where[256];
         if (!j)
             pt_mgmt_req_send_error(m, 400, "InvalidRequestBody", "malformed JSON at line %d, column %d: %s",
                                    je.line, je.column, je.text);
+        else if (pt_node_json_nul_path(j, where, sizeof(where))) {
+            pt_mgmt_req_send_error(m, 400, "ValidationError", "%s: must not contain a NUL character", where);
+            json_decref(j);
+            j = NULL;
+        }
     }
     /* bodies carry passwords and secret named values: the copy leaves no plaintext in the heap */
     OPENSSL_cleanse(text, len);

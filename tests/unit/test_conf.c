@@ -456,6 +456,64 @@ static void test_yaml_errors(void **state)
     expect_error("listen: ':80'\n? [a]\n: b\n", "t.yaml:2:3: map keys must be plain strings");
 }
 
+/* A NUL spelled in a double-quoted scalar ("\\0", "\\u0000") is refused
+   where it stands, naming its key: the rest of the program reads strings
+   up to the NUL, so what was checked would not be what runs. */
+static void test_nul_characters(void **state)
+{
+    (void)state;
+    expect_error("listen: ':80'\npolicies:\n  inbound:\n    - ip-filter: {action: allow, address: "
+                 "[\"10.0.0.1\\0\"]}\n",
+                 "t.yaml:4:44: policies.inbound[0].ip-filter.address[0]: must not contain a NUL character");
+    expect_error("listen: ':80'\napis:\n  - id: \"a\\u0000b\"\n",
+                 "t.yaml:3:9: apis[0].id: must not contain a NUL character");
+    expect_error("listen: ':80'\nlog:\n  \"level\\0\": info\n",
+                 "t.yaml:3:3: log: a map key must not contain a NUL character");
+    expect_error("\"\\0\"\n", "t.yaml:1:1: must not contain a NUL character");
+    expect_error("[\"a\", \"\\x00\"]\n", "t.yaml:1:7: [1]: must not contain a NUL character");
+    /* single quotes and plain scalars have no escapes: "\0" is two characters there */
+    struct pt_errors e = {0};
+    struct pt_conf *cf =
+        parse("listen: ':80'\nnamedValues:\n  - {id: a, displayName: a, value: '\\0'}\n", &e);
+    dump_errors(&e);
+    assert_non_null(cf);
+    pt_conf_free(cf);
+    pt_node_errors_clear(&e);
+}
+
+/* The management API's JSON bodies: the first string with a NUL, by path. */
+static void test_json_nul_path(void **state)
+{
+    (void)state;
+    char buf[64];
+    json_error_t je;
+    json_t *j = json_loads("{\"inbound\": [\"base\", {\"ip-filter\": {\"address\": [\"10.0.0.1\\u0000\"]}}]}",
+                           JSON_ALLOW_NUL, &je);
+    assert_non_null(j);
+    assert_true(pt_node_json_nul_path(j, buf, sizeof(buf)));
+    assert_string_equal(buf, "inbound[1].ip-filter.address[0]");
+    /* a short buffer truncates the path, never the answer */
+    char tiny[8];
+    assert_true(pt_node_json_nul_path(j, tiny, sizeof(tiny)));
+    assert_string_equal(tiny, "inbound");
+    assert_true(pt_node_json_nul_path(j, NULL, 0));
+    json_decref(j);
+    j = json_loads("{\"a\": [1, true, null, {\"b\": \"\\u0001\"}], \"c\": \"x\"}", JSON_ALLOW_NUL, &je);
+    assert_false(pt_node_json_nul_path(j, buf, sizeof(buf)));
+    assert_string_equal(buf, "");
+    json_decref(j);
+    j = json_stringn("\0", 1);
+    assert_true(pt_node_json_nul_path(j, buf, sizeof(buf)));
+    assert_string_equal(buf, "(document)");
+    json_decref(j);
+    j = json_object();
+    json_object_setn_new(j, "k\0x", 3, json_string("v"));
+    assert_true(pt_node_json_nul_path(j, buf, sizeof(buf)));
+    assert_string_equal(buf, "k");
+    json_decref(j);
+    assert_false(pt_node_json_nul_path(NULL, buf, sizeof(buf)));
+}
+
 static void test_many_errors(void **state)
 {
     expect_errors(
@@ -971,6 +1029,8 @@ int main(void)
         cmocka_unit_test(test_api_host_port),
         cmocka_unit_test(test_template_errors),
         cmocka_unit_test(test_yaml_errors),
+        cmocka_unit_test(test_nul_characters),
+        cmocka_unit_test(test_json_nul_path),
         cmocka_unit_test(test_many_errors),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
