@@ -694,3 +694,56 @@ def test_buffered_body_through_a_connect_tunnel(backend, portico, workdir):
     finally:
         px.close()
         tb.close()
+
+
+# ------------------------------------------------------------------ review 13a: attacks and bounds
+
+
+def test_workspace_policies_name_only_their_own_backends(backend, portico):
+    """APIM: a workspace's policies may name only that workspace's backends (and the service's
+    only the service's). A literal id is refused with the configuration; an id computed per request
+    is refused then (500, another workspace's backend and its credentials untouched)."""
+    other = type(backend)()
+    try:
+        cfg = basic_config(backend.url)
+        cfg["workspaces"] = [{"id": "w1"}, {"id": "w2"}]
+        cfg["backends"] = [{"id": "shared", "url": backend.url + "/shared"},
+                           {"id": "own1", "url": other.url + "/own1", "workspace": "w1",
+                            "credentials": {"header": {"X-W1-Secret": ["w1-only"]}}},
+                           {"id": "own2", "url": backend.url + "/own2", "workspace": "w2"}]
+        byx = {"inbound": ["base", {"set-backend-service": {
+            "backend-id": "@(context.request.headers:get('X-Id', ''))"}}]}
+        cfg["apis"] += [api(id="a1", path="w1", workspace="w1", serviceUrl=backend.url, policies=byx),
+                        api(id="a2", path="w2", workspace="w2", serviceUrl=backend.url, policies=byx),
+                        api(id="a3", path="svc0", serviceUrl=backend.url, policies=byx)]
+        p = portico(cfg)
+        assert p.request("GET", "/w1/x", headers={"X-Id": "own1"})[0] == 200
+        assert other.last().header("X-W1-Secret") == "w1-only"
+        assert p.request("GET", "/w2/x", headers={"X-Id": "own2"})[0] == 200
+        assert target_of(backend.last()).path == "/own2/x"
+        no, nb = len(other.requests), len(backend.requests)
+        for path, bid in [("/w2/x", "own1"), ("/svc0/x", "own1"), ("/w1/x", "shared"), ("/w1/x", "own2")]:
+            st, _, body = p.request("GET", path, headers={"X-Id": bid})
+            assert st == 500, (path, bid, body)
+        assert len(other.requests) == no and len(backend.requests) == nb
+        # literal ids: refused with file:line:column
+        for ws, bid in [("w2", "own1"), (None, "own1"), ("w1", "shared")]:
+            bad = dict(cfg)
+            extra = api(id="lit", path="lit", serviceUrl=backend.url, policies={"inbound": [
+                "base", {"set-backend-service": {"backend-id": bid}}]})
+            if ws:
+                extra["workspace"] = ws
+            bad["apis"] = cfg["apis"] + [extra]
+            rc, out = portico(bad, start=False).check()
+            lines = [ln for ln in out.splitlines() if "cannot use backend '%s'" % bid in ln]
+            assert rc != 0 and lines and POS.search(lines[0]), (ws, bid, out)
+        # a workspace's own literal id is fine, and so is a workspace policy naming its own
+        good = dict(cfg)
+        good["workspaces"] = [{"id": "w1", "policies": {"inbound": [
+            {"set-backend-service": {"backend-id": "own1"}}]}}, {"id": "w2"}]
+        good["apis"] = cfg["apis"] + [api(id="lit", path="lit", workspace="w2", serviceUrl=backend.url,
+                                          policies={"inbound": [{"set-backend-service": {"backend-id": "own2"}}]})]
+        rc, out = portico(good, start=False).check()
+        assert rc == 0, out
+    finally:
+        other.close()
