@@ -24,6 +24,7 @@
 #include "proxy/pt_worker.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <llhttp.h>
@@ -286,6 +287,61 @@ static bool cred_replaces(const struct pt_backdef *d, pt_str name)
     return false;
 }
 
+static int hex_val(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* true when a query parameter's name as sent (percent-encoded; '+' a space when plus_space) is
+   `name`, ignoring case (some backends read names so). */
+static bool query_name_is(pt_str enc, const char *name, bool plus_space)
+{
+    size_t i = 0, k = 0, n = strlen(name);
+    while (i < enc.len) {
+        char c = enc.data[i++];
+        if (c == '%' && i + 1 < enc.len && hex_val(enc.data[i]) >= 0 && hex_val(enc.data[i + 1]) >= 0) {
+            c = (char)(hex_val(enc.data[i]) * 16 + hex_val(enc.data[i + 1]));
+            i += 2;
+        } else if (c == '+' && plus_space)
+            c = ' ';
+        if (k >= n || tolower((unsigned char)c) != tolower((unsigned char)name[k]))
+            return false;
+        k++;
+    }
+    return k == n;
+}
+
+/* Copies the client's query without the parameters a backend's query credential sets (the
+   credential replaces them, as header credentials replace headers: a backend reading the first
+   value must not read the client's); true when something was copied. */
+static bool client_query_without(struct pt_buf *b, pt_str q, const struct pt_backdef *cred)
+{
+    bool any = false;
+    size_t start = 0;
+    while (start < q.len) { /* bounded: each turn moves past one '&' or the end */
+        const char *amp = memchr(q.data + start, '&', q.len - start);
+        size_t end = amp ? (size_t)(amp - q.data) : q.len;
+        pt_str param = {q.data + start, end - start};
+        const char *eq = memchr(param.data, '=', param.len);
+        pt_str name = {param.data, eq ? (size_t)(eq - param.data) : param.len};
+        bool drop = false;
+        for (int i = 0; !drop && i < cred->nquery; i++)
+            drop = query_name_is(name, cred->query[i].name, false) ||
+                   query_name_is(name, cred->query[i].name, true);
+        if (!drop && param.len) {
+            if (any)
+                pt_buf_lit(b, "&");
+            pt_buf_str(b, param);
+            any = true;
+        }
+        start = end + 1;
+    }
+    return any;
+}
+
 /* Serialises the request head for the backend. */
 static void build_backend_head(struct pt_req *req, struct pt_buf *b)
 {
@@ -293,9 +349,13 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     struct pt_conn *c = req->c;
     pt_buf_init(b, req->pool, 512 + req->h.path.len + req->h.nh * 48);
     const struct pt_backdef *cred = be->def; /* its credentials (a pool's member: the member's) */
+    /* plain http through a proxy: the head goes to the proxy (absolute form, its credentials); an
+       https backend gets it inside the CONNECT tunnel, as any origin server (the proxy's
+       credentials went with CONNECT only) */
+    bool via_proxy_plain = req->fproxy && !be->url.https;
     pt_buf_str(b, req->h.method);
     pt_buf_lit(b, " ");
-    if (req->fproxy) { /* absolute form towards a proxy */
+    if (via_proxy_plain) {
         pt_buf_lit(b, "http://");
         pt_buf_add(b, be->url.authority, strlen(be->url.authority));
     }
@@ -307,9 +367,9 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     bool cq = cred && cred->query_text;
     if (req->bquery.len || cq) {
         pt_buf_lit(b, "?");
-        pt_buf_str(b, req->bquery);
+        bool any = cq ? client_query_without(b, req->bquery, cred) : (pt_buf_str(b, req->bquery), true);
         if (cq) {
-            if (req->bquery.len)
+            if (any)
                 pt_buf_lit(b, "&");
             pt_buf_add(b, cred->query_text, strlen(cred->query_text));
         }
@@ -356,6 +416,10 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
             break;
         }
         if (rid.len && pt_str_ieq(x->name, rid))
+            continue;
+        /* the client's proxy credentials are for its own hop (the gateway): never passed on, so a
+           client cannot speak to the gateway's proxy, or a backend, under an identity it chose */
+        if (pt_str_ieq(x->name, pt_str_c("Proxy-Authorization")))
             continue;
         if (cred && cred->head_text && cred_replaces(cred, x->name))
             continue; /* the backend's credential replaces the client's header */
@@ -414,7 +478,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     }
     if (cred && cred->head_text)
         pt_buf_add(b, cred->head_text, strlen(cred->head_text));
-    if (req->fproxy && req->fproxy->auth.len) {
+    if (via_proxy_plain && req->fproxy->auth.len) {
         pt_buf_lit(b, "Proxy-Authorization: ");
         pt_buf_str(b, req->fproxy->auth);
         pt_buf_lit(b, "\r\n");

@@ -532,7 +532,12 @@ def test_proxy_connect_tunnel_to_https_backend(backend, portico, workdir):
         for i in range(3):  # the tunnel's connection is pooled and reused
             st, _, body = p.request("GET", "/svc/t%d" % i)
             assert st == 200, body
-            assert target_of(tb.requests[-1]).path == "/tls/t%d" % i
+            got = tb.requests[-1]
+            assert target_of(got).path == "/tls/t%d" % i
+            # inside the tunnel the backend is an origin server: origin form, and the proxy's
+            # credentials went with CONNECT only (never to the backend, on a reused tunnel either)
+            assert got.target.startswith("/"), got.target
+            assert got.header("Proxy-Authorization") is None
         connects = [s for s in px.seen if s[0] == "CONNECT"]
         assert connects and connects[0][1] == "localhost:%d" % tb.port
         assert dict((k.lower(), v) for k, v in connects[0][2])["proxy-authorization"] == px.want
@@ -680,23 +685,74 @@ def test_buffered_body_through_a_connect_tunnel(backend, portico, workdir):
     pki = Pki(workdir)
     cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
     tb = TLSEchoBackend(cert, key)
-    px = MiniProxy()
+    px = MiniProxy("u", "p")
     try:
         cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
         cfg["apis"].append(api(serviceUrl=tb.url, policies={
-            "inbound": ["base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port}}],
+            "inbound": ["base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port, "username": "u",
+                                           "password": "p"}}],
             "backend": [{"forward-request": {"buffer-request-body": True}}]}))
         p = portico(cfg)
         st, _, _ = p.request("POST", "/svc/up", body=b"x" * 100000)
         assert st == 200
-        assert tb.requests[-1].body == b"x" * 100000
-        assert not any(k.lower() == "proxy-authorization" for k, _ in px.seen[-1][2])
+        got = tb.requests[-1]
+        assert got.body == b"x" * 100000
+        # the credentials went to the proxy with CONNECT, not to the backend in the tunnel
+        assert px.seen[-1][0] == "CONNECT"
+        assert [v for k, v in px.seen[-1][2] if k.lower() == "proxy-authorization"] == [px.want]
+        assert got.header("Proxy-Authorization") is None and got.target.startswith("/"), got.target
     finally:
         px.close()
         tb.close()
 
 
 # ------------------------------------------------------------------ review 13a: attacks and bounds
+
+
+def test_client_proxy_authorization_is_never_passed_on(backend, portico, workdir):
+    """A client's own Proxy-Authorization is for its hop (the gateway): it must not reach the
+    gateway's proxy (ahead of the gateway's credentials, picking the identity), a backend in a
+    CONNECT tunnel, or a backend called directly."""
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
+    tb = TLSEchoBackend(cert, key)
+    px = MiniProxy("pxuser", "pxpass")
+    evil = "Basic " + base64.b64encode(b"someone-else:guess").decode()
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
+        via = {"proxy": {"url": "http://127.0.0.1:%d" % px.port, "username": "pxuser", "password": "pxpass"}}
+        cfg["apis"] += [api(serviceUrl=backend.url + "/plain", policies={"inbound": ["base", via]}),
+                        api(id="t", path="t", serviceUrl=tb.url + "/tls", policies={"inbound": ["base", via]}),
+                        api(id="d", path="d", serviceUrl=backend.url + "/direct")]
+        p = portico(cfg)
+        st, _, body = p.request("GET", "/svc/x", headers={"Proxy-Authorization": evil})
+        assert st == 200, body  # a duplicate would get the proxy's 407
+        method, _, headers = px.seen[-1]
+        assert method == "GET"
+        assert [v for k, v in headers if k.lower() == "proxy-authorization"] == [px.want]
+        st, _, body = p.request("GET", "/t/x", headers={"Proxy-Authorization": evil})
+        assert st == 200, body
+        assert tb.requests[-1].header("Proxy-Authorization") is None
+        st, _, _ = p.request("GET", "/d/x", headers={"Proxy-Authorization": evil})
+        assert st == 200
+        got = backend.last()
+        assert target_of(got).path == "/direct/x" and got.header("Proxy-Authorization") is None
+    finally:
+        px.close()
+        tb.close()
+
+
+def test_query_credential_replaces_the_clients_parameter(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["backends"] = [{"id": "q", "url": backend.url + "/q", "credentials": {"query": {"api_key": ["s3cr3t"]}}}]
+    cfg["apis"].append(api(backendId="q"))
+    p = portico(cfg)
+    # the client's own api_key, spelled plainly, in capitals and percent-encoded, is dropped
+    st, _, _ = p.request("GET", "/svc/x?api_key=mine&x=1&API_KEY=m2&api%5Fkey=m3&y=2")
+    assert st == 200
+    assert target_of(backend.last()).query == "x=1&y=2&api_key=s3cr3t"
+    assert p.request("GET", "/svc/x?api_key=mine")[0] == 200
+    assert target_of(backend.last()).query == "api_key=s3cr3t"
 
 
 def test_workspace_policies_name_only_their_own_backends(backend, portico):
