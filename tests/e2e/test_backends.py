@@ -9,6 +9,7 @@ import base64
 import re
 import socket
 import threading
+import time
 import urllib.parse
 
 import pytest
@@ -742,6 +743,33 @@ def test_client_proxy_authorization_is_never_passed_on(backend, portico, workdir
         tb.close()
 
 
+def test_proxy_tunnels_are_pooled_apart_by_tls_identity(backend, portico, workdir):
+    """Through one proxy, a lax backend's tunnel (chain not checked) is never reused for a strict
+    backend, or a plain serviceUrl, of the same host: each still refuses the untrusted chain."""
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",), issuer="other")  # nobody trusts it
+    tb = TLSEchoBackend(cert, key)
+    px = MiniProxy()
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
+        cfg["backends"] = [{"id": "strict", "url": tb.url},
+                           {"id": "lax", "url": tb.url, "tls": {"validateCertificateChain": False}}]
+        via = {"inbound": ["base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port}}]}
+        cfg["apis"] += [api(id="l", path="l", backendId="lax", policies=via),
+                        api(id="s", path="s", backendId="strict", policies=via),
+                        api(id="u", path="u", serviceUrl=tb.url, policies=via)]
+        p = portico(cfg)
+        assert p.request("GET", "/l/x")[0] == 200  # leaves a verified-by-nobody tunnel idle
+        n = len(tb.requests)
+        assert p.request("GET", "/s/x")[0] == 502
+        assert p.request("GET", "/u/x")[0] == 502
+        assert len(tb.requests) == n
+        assert p.request("GET", "/l/y")[0] == 200 and len(tb.requests) == n + 1
+    finally:
+        px.close()
+        tb.close()
+
+
 def test_query_credential_replaces_the_clients_parameter(backend, portico):
     cfg = basic_config(backend.url)
     cfg["backends"] = [{"id": "q", "url": backend.url + "/q", "credentials": {"query": {"api_key": ["s3cr3t"]}}}]
@@ -803,3 +831,32 @@ def test_workspace_policies_name_only_their_own_backends(backend, portico):
         assert rc == 0, out
     finally:
         other.close()
+
+
+def test_pools_per_worker_are_bounded(backend, portico):
+    """Every target computed per request adds a connection pool; upstream.maxPools bounds them:
+    past it, unused pools are dropped, and while every pool has a connection a new target is called
+    without keeping its connection (so a client cannot grow the gateway's memory by naming targets)."""
+    b2, b3 = type(backend)(), type(backend)()
+    try:
+        cfg = basic_config(backend.url, upstream={"maxPools": 2, "idleTimeout": "300ms"})
+        cfg["apis"].append(api(serviceUrl=backend.url, policies={"inbound": ["base", {"set-backend-service": {
+            "base-url": "@('http://127.0.0.1:' .. context.request.headers:get('X-Port', ''))"}}]}))
+        p = portico(cfg)
+
+        def call(b):
+            st, _, body = p.request("GET", "/svc/x", headers={"X-Port": str(b.port)})
+            assert st == 200, body
+            return b.requests[-1].conn_id
+
+        call(backend)
+        call(b2)  # two pools, each with an idle connection: the cap
+        first, second = call(b3), call(b3)
+        assert first != second  # not pooled: its connection was closed after each call
+        time.sleep(1.5)  # the idle connections end; their pools can go
+        first, second = call(b3), call(b3)
+        assert first == second  # pooled again
+        assert call(backend) is not None and call(b2) is not None
+    finally:
+        b2.close()
+        b3.close()
