@@ -128,6 +128,7 @@ struct pt_upstream_cf {
     uint32_t read_timeout; /* between two reads from the backend: 504 */
     uint32_t idle_timeout; /* pooled keep-alive connections */
     int64_t max_idle;      /* pooled connections per backend per worker */
+    int64_t max_pools;     /* connection pools (targets) per worker; past it, unused ones are dropped */
     char *ca_file;         /* for https backends; NULL = system store */
     bool verify;
     struct pt_tls_cf tls;    /* towards https backends */

@@ -833,9 +833,13 @@ static int api_backend_set(pt_call *call, pt_bytes base_url, pt_bytes backend_id
     if (backend_id.len) {
         const struct pt_backdef *d =
             pt_gen_find_backend(req_gen(req), (pt_str){backend_id.data, backend_id.len});
+        /* an id computed per request: another scope's backend (and its credentials) is as unknown as
+           a missing one (a literal one was refused with the configuration) */
+        if (d && !pt_gen_backend_usable(d, call->stmt ? call->stmt->workspace : NULL))
+            d = NULL;
         if (!d) {
             char msg[300];
-            snprintf(msg, sizeof(msg), "backend '%.*s' is not configured",
+            snprintf(msg, sizeof(msg), "backend '%.*s' is not configured in the policy's scope",
                      (int)(backend_id.len > 200 ? 200 : backend_id.len), backend_id.data);
             pt_msg_set_error(req, 500, call->name, "BackendNotFound", msg);
             return -1;

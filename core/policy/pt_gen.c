@@ -505,22 +505,25 @@ struct pt_backend *pt_gen_find_url(const struct pt_gen *g, pt_str url)
     return NULL;
 }
 
-/* An attribute's text with the named values of the statement's scope substituted.  A statement does
-   not record its scope's workspace: the service level's values are tried, then each workspace's (the
-   policy's own compilation already reported a name that is nowhere); NULL when none fits. */
-static const char *scoped_text(struct pt_gen *g, struct pt_node *n)
+/* An attribute's text with the named values of the statement's scope substituted (the policy's own
+   compilation already reported a name that is not there); NULL when one is missing. */
+static const char *scoped_text(struct pt_gen *g, const struct pt_stmt *st, struct pt_node *n)
 {
     struct pt_errors scratch = {0}, *real = g->pc->errs;
     const char *saved = g->pc->workspace, *t = NULL;
     g->pc->errs = &scratch;
-    for (int w = -1; !t && w < g->conf->nworkspaces; w++) {
-        g->pc->workspace = w < 0 ? NULL : g->conf->workspaces[w].id;
-        t = pt_policy_text(g->pc, n);
-        pt_node_errors_clear(&scratch);
-    }
+    g->pc->workspace = st->workspace;
+    t = pt_policy_text(g->pc, n);
+    pt_node_errors_clear(&scratch);
     g->pc->errs = real;
     g->pc->workspace = saved;
     return t;
+}
+
+bool pt_gen_backend_usable(const struct pt_backdef *d, const char *workspace)
+{
+    const char *bw = d->cf && d->cf->workspace ? d->cf->workspace : "";
+    return !strcmp(bw, workspace ? workspace : "");
 }
 
 /* One statement of the routing family: literal base-url / proxy url resolved now, a literal backend-id
@@ -536,7 +539,7 @@ static void routing_stmt(struct pt_gen *g, struct pt_stmt *st, bool refs, struct
     if (!attrs || attrs->kind != PT_N_MAP)
         return;
     struct pt_node *un = pt_node_get(attrs, sbs ? "base-url" : "url");
-    const char *u = un ? scoped_text(g, un) : NULL;
+    const char *u = un ? scoped_text(g, st, un) : NULL;
     if (literal_url(u) && !pt_gen_find_url(g, pt_str_c(u))) {
         if (strncasecmp(u, "http://", 7) && strncasecmp(u, "https://", 8))
             pt_node_error(errs, un, "%s: '%s' is not an http:// or https:// URL", st->name, u);
@@ -547,9 +550,18 @@ static void routing_stmt(struct pt_gen *g, struct pt_stmt *st, bool refs, struct
         }
     }
     struct pt_node *bn = sbs ? pt_node_get(attrs, "backend-id") : NULL;
-    const char *id = bn ? scoped_text(g, bn) : NULL;
-    if (refs && literal_url(id) && !pt_gen_find_backend(g, pt_str_c(id)))
+    const char *id = bn ? scoped_text(g, st, bn) : NULL;
+    const struct pt_backdef *d = refs && literal_url(id) ? pt_gen_find_backend(g, pt_str_c(id)) : NULL;
+    if (refs && literal_url(id) && !d)
         pt_node_error(errs, bn, "set-backend-service: backend-id '%s' is not a backend", id);
+    else if (d && !pt_gen_backend_usable(d, st->workspace)) {
+        /* APIM: a workspace's policies name only its own backends, the service's only the service's */
+        const char *bw = d->cf && d->cf->workspace && *d->cf->workspace ? d->cf->workspace : NULL;
+        pt_node_error(errs, bn, "set-backend-service %s%s%s cannot use backend '%s' %s%s%s",
+                      st->workspace ? "(workspace '" : "(service level", st->workspace ? st->workspace : "",
+                      st->workspace ? "')" : ")", id, bw ? "(workspace '" : "(service level", bw ? bw : "",
+                      bw ? "')" : ")");
+    }
 }
 
 /* ----------------------------------------------------------- definitions */

@@ -24,6 +24,7 @@
 #include "proxy/pt_worker.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <llhttp.h>
@@ -38,44 +39,135 @@
 static void up_cb(struct pt_io *io, int what, void *arg);
 static void up_timer(struct pt_tnode *t, int kind);
 
+#define POOL_BUCKETS_MAX 65536 /* the table grows up to this many chains */
+
+/* Drops the pools no connection uses (idle or busy) and no distrust holds: they come back when a
+   target is called again.  Bounded by the table (at most upstream.maxPools pools). */
+static size_t pools_reap(struct pt_worker *w)
+{
+    size_t freed = 0;
+    uint64_t now = pt_clock_now_us();
+    for (size_t i = 0; i < w->npools; i++) {
+        struct pt_upool **pp = &w->pools[i];
+        while (*pp) {
+            struct pt_upool *p = *pp;
+            if (p->nconns || now < p->distrust_until) {
+                pp = &p->next;
+                continue;
+            }
+            *pp = p->next;
+            free(p->key);
+            free(p);
+            freed++;
+        }
+    }
+    w->npools_used -= freed;
+    return freed;
+}
+
+/* Twice the chains once they average more than two pools (bounded by POOL_BUCKETS_MAX). */
+static void pools_grow(struct pt_worker *w)
+{
+    if (w->npools_used <= 2 * w->npools || w->npools >= POOL_BUCKETS_MAX)
+        return;
+    size_t n = w->npools * 2;
+    struct pt_upool **t = calloc(n, sizeof(*t));
+    if (!t)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < w->npools; i++)
+        while (w->pools[i]) {
+            struct pt_upool *p = w->pools[i];
+            w->pools[i] = p->next;
+            p->next = t[p->hash & (n - 1)];
+            t[p->hash & (n - 1)] = p;
+        }
+    free(w->pools);
+    w->pools = t;
+    w->npools = n;
+}
+
+/* A pool that is in the table only while it is used: past upstream.maxPools, once dropping unused
+   pools found no room (tried at most once a second), a new target's connections are not kept
+   (pt_upstream_release closes them; the last close frees the pool). */
+static struct pt_upool *pool_new(const char *key, uint64_t hash)
+{
+    struct pt_upool *p = calloc(1, sizeof(*p));
+    if (!p || !(p->key = strdup(key))) {
+        free(p);
+        return NULL;
+    }
+    p->hash = hash;
+    pt_list_init(&p->idle);
+    return p;
+}
+
+/* One connection of the pool ended; a pool outside the table goes with its last one. */
+static void pool_unref(struct pt_upool *p)
+{
+    if (--p->nconns == 0 && p->transient) {
+        free(p->key);
+        free(p);
+    }
+}
+
 static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *be,
                                  const struct pt_clientcert *cc)
 {
     if (!w->pools) {
+        w->pools = calloc(64, sizeof(*w->pools));
+        if (!w->pools)
+            return NULL;
         w->npools = 64;
-        w->pools = calloc(w->npools, sizeof(*w->pools));
     }
-    /* connections presenting a client certificate are pooled apart */
-    char key[600];
+    /* connections presenting a client certificate are pooled apart; the key is never cut short
+       (two targets sharing a pool would share connections) */
     const char *k = be->pool_key;
     uint64_t hash = be->pool_hash;
+    char *owned = NULL;
     if (cc) {
-        snprintf(key, sizeof(key), "%s|client-cert-%llu", be->pool_key, (unsigned long long)cc->serial);
-        k = key;
-        hash = pt_hash(key, strlen(key), false);
+        size_t n = strlen(be->pool_key) + 40;
+        if (!(owned = malloc(n)))
+            return NULL;
+        snprintf(owned, n, "%s|client-cert-%llu", be->pool_key, (unsigned long long)cc->serial);
+        k = owned;
+        hash = pt_hash(k, strlen(k), false);
     }
-    size_t slot = hash & (w->npools - 1);
-    for (struct pt_upool *p = w->pools[slot]; p; p = p->next)
+    struct pt_upool *p = NULL;
+    for (p = w->pools[hash & (w->npools - 1)]; p; p = p->next)
         if (p->hash == hash && !strcmp(p->key, k))
-            return p;
-    struct pt_upool *p = calloc(1, sizeof(*p));
-    p->key = strdup(k);
-    p->hash = hash;
-    pt_list_init(&p->idle);
-    p->next = w->pools[slot];
-    w->pools[slot] = p;
+            break;
+    if (!p) {
+        int64_t max = w->cur ? w->cur->gen->conf->upstream.max_pools : 4096;
+        if ((int64_t)w->npools_used >= max && pt_clock_now_ms() >= w->pools_reap_at) {
+            size_t freed = pools_reap(w);
+            if (!freed)
+                w->pools_reap_at = pt_clock_now_ms() + 1000;
+            pt_debug("worker %d: %zu unused backend connection pools dropped (upstream.maxPools %lld)", w->id,
+                     freed, (long long)max);
+        }
+        p = pool_new(k, hash);
+        if (p && (int64_t)w->npools_used < max) {
+            size_t slot = hash & (w->npools - 1);
+            p->next = w->pools[slot];
+            w->pools[slot] = p;
+            w->npools_used++;
+            pools_grow(w);
+        } else if (p)
+            p->transient = true;
+    }
+    free(owned);
     return p;
 }
 
-/* Connections through a proxy are pooled per proxy, target authority and credentials: the request
-   line names the target, and a proxy may tie a connection to whoever authenticated on it. */
+/* Connections through a proxy are pooled per proxy, target and credentials: the target's own key
+   (its address, and a backend entity's TLS identity: a lax or mutual-TLS tunnel is never reused for
+   another target's calls), and a proxy may tie a connection to whoever authenticated on it. */
 static struct pt_upool *proxy_pool_get(struct pt_req *req, struct pt_worker *w)
 {
     const struct pt_fwdproxy *px = req->fproxy;
     struct pt_backend tmp = *px->be;
     tmp.pool_key =
-        pt_pool_printf(req->pool, "proxy %s > %s://%s | %016llx", px->be->pool_key,
-                       req->be->url.https ? "https" : "http", req->be->url.authority,
+        pt_pool_printf(req->pool, "proxy %s > %s | %016llx", px->be->pool_key, req->be->pool_key,
                        (unsigned long long)pt_hash(px->auth.data ? px->auth.data : "", px->auth.len, false));
     tmp.pool_hash = pt_hash(tmp.pool_key, strlen(tmp.pool_key), false);
     return pool_get(w, &tmp, req->be->url.https ? req->client_cert : NULL);
@@ -109,6 +201,7 @@ void pt_upstream_free_pools(struct pt_worker *w)
     }
     free(w->pools);
     w->pools = NULL;
+    w->npools = w->npools_used = 0;
 }
 
 #define DISTRUST_US (60 * 1000000ull)
@@ -169,6 +262,8 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
     const struct pt_fwdproxy *px = req->fproxy;
     const struct pt_clientcert *cc = be->url.https ? req->client_cert : NULL;
     struct pt_upool *pool = px ? proxy_pool_get(req, w) : pool_get(w, be, cc);
+    if (!pool)
+        return NULL;
     struct pt_upconn *u;
     while (!fresh && pool->nidle) {
         u = pt_container_of(pool->idle.prev, struct pt_upconn, link);
@@ -185,13 +280,17 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
         return u;
     }
     u = calloc(1, sizeof(*u));
-    if (!u)
+    if (!u) {
+        pool->nconns++;
+        pool_unref(pool);
         return NULL;
+    }
     pt_list_init(&u->link);
     pt_timer_init(&u->timer, up_timer);
     u->w = w;
     u->pool = pool;
     u->req = req;
+    pool->nconns++;
     if (px) { /* through the proxy: http in absolute form, https through a CONNECT tunnel */
         u->io = pt_io_connect(w->base, (struct sockaddr *)&px->be->sa, px->be->salen, up_cb, u);
         u->tunnel = be->url.https;
@@ -201,6 +300,7 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
     } else
         u->io = pt_io_connect(w->base, (struct sockaddr *)&be->sa, be->salen, up_cb, u);
     if (!u->io) {
+        pool_unref(pool);
         free(u);
         return NULL;
     }
@@ -219,6 +319,7 @@ void pt_upstream_close(struct pt_upconn *u)
     pt_io_free(u->io);
     if (u->req && u->req->up == u)
         u->req->up = NULL;
+    pool_unref(u->pool);
     free(u);
 }
 
@@ -236,7 +337,7 @@ void pt_upstream_release(struct pt_upconn *u, bool reusable)
     int64_t max_idle = req ? req_gen(req)->conf->upstream.max_idle : 0;
     if (reusable && evbuffer_get_length(u->io->in))
         up_distrust(u, evbuffer_get_length(u->io->in), "after its response ended");
-    if (!reusable || u->broken || w->draining || u->pool->nidle >= max_idle ||
+    if (!reusable || u->broken || w->draining || u->pool->transient || u->pool->nidle >= max_idle ||
         pt_clock_now_us() < u->pool->distrust_until || evbuffer_get_length(u->io->in) ||
         evbuffer_get_length(u->io->out)) {
         pt_upstream_close(u);
@@ -279,6 +380,61 @@ static bool cred_replaces(const struct pt_backdef *d, pt_str name)
     return false;
 }
 
+static int hex_val(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* true when a query parameter's name as sent (percent-encoded; '+' a space when plus_space) is
+   `name`, ignoring case (some backends read names so). */
+static bool query_name_is(pt_str enc, const char *name, bool plus_space)
+{
+    size_t i = 0, k = 0, n = strlen(name);
+    while (i < enc.len) {
+        char c = enc.data[i++];
+        if (c == '%' && i + 1 < enc.len && hex_val(enc.data[i]) >= 0 && hex_val(enc.data[i + 1]) >= 0) {
+            c = (char)(hex_val(enc.data[i]) * 16 + hex_val(enc.data[i + 1]));
+            i += 2;
+        } else if (c == '+' && plus_space)
+            c = ' ';
+        if (k >= n || tolower((unsigned char)c) != tolower((unsigned char)name[k]))
+            return false;
+        k++;
+    }
+    return k == n;
+}
+
+/* Copies the client's query without the parameters a backend's query credential sets (the
+   credential replaces them, as header credentials replace headers: a backend reading the first
+   value must not read the client's); true when something was copied. */
+static bool client_query_without(struct pt_buf *b, pt_str q, const struct pt_backdef *cred)
+{
+    bool any = false;
+    size_t start = 0;
+    while (start < q.len) { /* bounded: each turn moves past one '&' or the end */
+        const char *amp = memchr(q.data + start, '&', q.len - start);
+        size_t end = amp ? (size_t)(amp - q.data) : q.len;
+        pt_str param = {q.data + start, end - start};
+        const char *eq = memchr(param.data, '=', param.len);
+        pt_str name = {param.data, eq ? (size_t)(eq - param.data) : param.len};
+        bool drop = false;
+        for (int i = 0; !drop && i < cred->nquery; i++)
+            drop = query_name_is(name, cred->query[i].name, false) ||
+                   query_name_is(name, cred->query[i].name, true);
+        if (!drop && param.len) {
+            if (any)
+                pt_buf_lit(b, "&");
+            pt_buf_str(b, param);
+            any = true;
+        }
+        start = end + 1;
+    }
+    return any;
+}
+
 /* Serialises the request head for the backend. */
 static void build_backend_head(struct pt_req *req, struct pt_buf *b)
 {
@@ -286,9 +442,13 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     struct pt_conn *c = req->c;
     pt_buf_init(b, req->pool, 512 + req->h.path.len + req->h.nh * 48);
     const struct pt_backdef *cred = be->def; /* its credentials (a pool's member: the member's) */
+    /* plain http through a proxy: the head goes to the proxy (absolute form, its credentials); an
+       https backend gets it inside the CONNECT tunnel, as any origin server (the proxy's
+       credentials went with CONNECT only) */
+    bool via_proxy_plain = req->fproxy && !be->url.https;
     pt_buf_str(b, req->h.method);
     pt_buf_lit(b, " ");
-    if (req->fproxy) { /* absolute form towards a proxy */
+    if (via_proxy_plain) {
         pt_buf_lit(b, "http://");
         pt_buf_add(b, be->url.authority, strlen(be->url.authority));
     }
@@ -300,9 +460,9 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     bool cq = cred && cred->query_text;
     if (req->bquery.len || cq) {
         pt_buf_lit(b, "?");
-        pt_buf_str(b, req->bquery);
+        bool any = cq ? client_query_without(b, req->bquery, cred) : (pt_buf_str(b, req->bquery), true);
         if (cq) {
-            if (req->bquery.len)
+            if (any)
                 pt_buf_lit(b, "&");
             pt_buf_add(b, cred->query_text, strlen(cred->query_text));
         }
@@ -349,6 +509,10 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
             break;
         }
         if (rid.len && pt_str_ieq(x->name, rid))
+            continue;
+        /* the client's proxy credentials are for its own hop (the gateway): never passed on, so a
+           client cannot speak to the gateway's proxy, or a backend, under an identity it chose */
+        if (pt_str_ieq(x->name, pt_str_c("Proxy-Authorization")))
             continue;
         if (cred && cred->head_text && cred_replaces(cred, x->name))
             continue; /* the backend's credential replaces the client's header */
@@ -407,7 +571,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     }
     if (cred && cred->head_text)
         pt_buf_add(b, cred->head_text, strlen(cred->head_text));
-    if (req->fproxy && req->fproxy->auth.len) {
+    if (via_proxy_plain && req->fproxy->auth.len) {
         pt_buf_lit(b, "Proxy-Authorization: ");
         pt_buf_str(b, req->fproxy->auth);
         pt_buf_lit(b, "\r\n");

@@ -9,6 +9,7 @@ import base64
 import re
 import socket
 import threading
+import time
 import urllib.parse
 
 import pytest
@@ -532,7 +533,12 @@ def test_proxy_connect_tunnel_to_https_backend(backend, portico, workdir):
         for i in range(3):  # the tunnel's connection is pooled and reused
             st, _, body = p.request("GET", "/svc/t%d" % i)
             assert st == 200, body
-            assert target_of(tb.requests[-1]).path == "/tls/t%d" % i
+            got = tb.requests[-1]
+            assert target_of(got).path == "/tls/t%d" % i
+            # inside the tunnel the backend is an origin server: origin form, and the proxy's
+            # credentials went with CONNECT only (never to the backend, on a reused tunnel either)
+            assert got.target.startswith("/"), got.target
+            assert got.header("Proxy-Authorization") is None
         connects = [s for s in px.seen if s[0] == "CONNECT"]
         assert connects and connects[0][1] == "localhost:%d" % tb.port
         assert dict((k.lower(), v) for k, v in connects[0][2])["proxy-authorization"] == px.want
@@ -680,17 +686,183 @@ def test_buffered_body_through_a_connect_tunnel(backend, portico, workdir):
     pki = Pki(workdir)
     cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
     tb = TLSEchoBackend(cert, key)
-    px = MiniProxy()
+    px = MiniProxy("u", "p")
     try:
         cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
         cfg["apis"].append(api(serviceUrl=tb.url, policies={
-            "inbound": ["base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port}}],
+            "inbound": ["base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port, "username": "u",
+                                           "password": "p"}}],
             "backend": [{"forward-request": {"buffer-request-body": True}}]}))
         p = portico(cfg)
         st, _, _ = p.request("POST", "/svc/up", body=b"x" * 100000)
         assert st == 200
-        assert tb.requests[-1].body == b"x" * 100000
-        assert not any(k.lower() == "proxy-authorization" for k, _ in px.seen[-1][2])
+        got = tb.requests[-1]
+        assert got.body == b"x" * 100000
+        # the credentials went to the proxy with CONNECT, not to the backend in the tunnel
+        assert px.seen[-1][0] == "CONNECT"
+        assert [v for k, v in px.seen[-1][2] if k.lower() == "proxy-authorization"] == [px.want]
+        assert got.header("Proxy-Authorization") is None and got.target.startswith("/"), got.target
     finally:
         px.close()
         tb.close()
+
+
+# ------------------------------------------------------------------ review 13a: attacks and bounds
+
+
+def test_client_proxy_authorization_is_never_passed_on(backend, portico, workdir):
+    """A client's own Proxy-Authorization is for its hop (the gateway): it must not reach the
+    gateway's proxy (ahead of the gateway's credentials, picking the identity), a backend in a
+    CONNECT tunnel, or a backend called directly."""
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",))
+    tb = TLSEchoBackend(cert, key)
+    px = MiniProxy("pxuser", "pxpass")
+    evil = "Basic " + base64.b64encode(b"someone-else:guess").decode()
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
+        via = {"proxy": {"url": "http://127.0.0.1:%d" % px.port, "username": "pxuser", "password": "pxpass"}}
+        cfg["apis"] += [api(serviceUrl=backend.url + "/plain", policies={"inbound": ["base", via]}),
+                        api(id="t", path="t", serviceUrl=tb.url + "/tls", policies={"inbound": ["base", via]}),
+                        api(id="d", path="d", serviceUrl=backend.url + "/direct")]
+        p = portico(cfg)
+        st, _, body = p.request("GET", "/svc/x", headers={"Proxy-Authorization": evil})
+        assert st == 200, body  # a duplicate would get the proxy's 407
+        method, _, headers = px.seen[-1]
+        assert method == "GET"
+        assert [v for k, v in headers if k.lower() == "proxy-authorization"] == [px.want]
+        st, _, body = p.request("GET", "/t/x", headers={"Proxy-Authorization": evil})
+        assert st == 200, body
+        assert tb.requests[-1].header("Proxy-Authorization") is None
+        st, _, _ = p.request("GET", "/d/x", headers={"Proxy-Authorization": evil})
+        assert st == 200
+        got = backend.last()
+        assert target_of(got).path == "/direct/x" and got.header("Proxy-Authorization") is None
+    finally:
+        px.close()
+        tb.close()
+
+
+def test_proxy_tunnels_are_pooled_apart_by_tls_identity(backend, portico, workdir):
+    """Through one proxy, a lax backend's tunnel (chain not checked) is never reused for a strict
+    backend, or a plain serviceUrl, of the same host: each still refuses the untrusted chain."""
+    pki = Pki(workdir)
+    cert, key = pki.leaf("srv", "localhost", sans=("DNS:localhost",), issuer="other")  # nobody trusts it
+    tb = TLSEchoBackend(cert, key)
+    px = MiniProxy()
+    try:
+        cfg = basic_config(backend.url, upstream={"caFile": pki.ca})
+        cfg["backends"] = [{"id": "strict", "url": tb.url},
+                           {"id": "lax", "url": tb.url, "tls": {"validateCertificateChain": False}}]
+        via = {"inbound": ["base", {"proxy": {"url": "http://127.0.0.1:%d" % px.port}}]}
+        cfg["apis"] += [api(id="l", path="l", backendId="lax", policies=via),
+                        api(id="s", path="s", backendId="strict", policies=via),
+                        api(id="u", path="u", serviceUrl=tb.url, policies=via)]
+        p = portico(cfg)
+        assert p.request("GET", "/l/x")[0] == 200  # leaves a verified-by-nobody tunnel idle
+        n = len(tb.requests)
+        assert p.request("GET", "/s/x")[0] == 502
+        assert p.request("GET", "/u/x")[0] == 502
+        assert len(tb.requests) == n
+        assert p.request("GET", "/l/y")[0] == 200 and len(tb.requests) == n + 1
+    finally:
+        px.close()
+        tb.close()
+
+
+def test_query_credential_replaces_the_clients_parameter(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["backends"] = [{"id": "q", "url": backend.url + "/q", "credentials": {"query": {"api_key": ["s3cr3t"]}}}]
+    cfg["apis"].append(api(backendId="q"))
+    p = portico(cfg)
+    # the client's own api_key, spelled plainly, in capitals and percent-encoded, is dropped
+    st, _, _ = p.request("GET", "/svc/x?api_key=mine&x=1&API_KEY=m2&api%5Fkey=m3&y=2")
+    assert st == 200
+    assert target_of(backend.last()).query == "x=1&y=2&api_key=s3cr3t"
+    assert p.request("GET", "/svc/x?api_key=mine")[0] == 200
+    assert target_of(backend.last()).query == "api_key=s3cr3t"
+
+
+def test_workspace_policies_name_only_their_own_backends(backend, portico):
+    """APIM: a workspace's policies may name only that workspace's backends (and the service's
+    only the service's). A literal id is refused with the configuration; an id computed per request
+    is refused then (500, another workspace's backend and its credentials untouched)."""
+    other = type(backend)()
+    try:
+        cfg = basic_config(backend.url)
+        cfg["workspaces"] = [{"id": "w1"}, {"id": "w2"}]
+        cfg["backends"] = [{"id": "shared", "url": backend.url + "/shared"},
+                           {"id": "own1", "url": other.url + "/own1", "workspace": "w1",
+                            "credentials": {"header": {"X-W1-Secret": ["w1-only"]}}},
+                           {"id": "own2", "url": backend.url + "/own2", "workspace": "w2"}]
+        byx = {"inbound": ["base", {"set-backend-service": {
+            "backend-id": "@(context.request.headers:get('X-Id', ''))"}}]}
+        cfg["apis"] += [api(id="a1", path="w1", workspace="w1", serviceUrl=backend.url, policies=byx),
+                        api(id="a2", path="w2", workspace="w2", serviceUrl=backend.url, policies=byx),
+                        api(id="a3", path="svc0", serviceUrl=backend.url, policies=byx)]
+        p = portico(cfg)
+        assert p.request("GET", "/w1/x", headers={"X-Id": "own1"})[0] == 200
+        assert other.last().header("X-W1-Secret") == "w1-only"
+        assert p.request("GET", "/w2/x", headers={"X-Id": "own2"})[0] == 200
+        assert target_of(backend.last()).path == "/own2/x"
+        no, nb = len(other.requests), len(backend.requests)
+        for path, bid in [("/w2/x", "own1"), ("/svc0/x", "own1"), ("/w1/x", "shared"), ("/w1/x", "own2")]:
+            st, _, body = p.request("GET", path, headers={"X-Id": bid})
+            assert st == 500, (path, bid, body)
+        assert len(other.requests) == no and len(backend.requests) == nb
+        # literal ids: refused with file:line:column
+        for ws, bid in [("w2", "own1"), (None, "own1"), ("w1", "shared")]:
+            bad = dict(cfg)
+            extra = api(id="lit", path="lit", serviceUrl=backend.url, policies={"inbound": [
+                "base", {"set-backend-service": {"backend-id": bid}}]})
+            if ws:
+                extra["workspace"] = ws
+            bad["apis"] = cfg["apis"] + [extra]
+            rc, out = portico(bad, start=False).check()
+            lines = [ln for ln in out.splitlines() if "cannot use backend '%s'" % bid in ln]
+            assert rc != 0 and lines and POS.search(lines[0]), (ws, bid, out)
+        # a workspace's own literal id is fine, and so is a workspace policy naming its own
+        good = dict(cfg)
+        good["workspaces"] = [{"id": "w1", "policies": {"inbound": [
+            {"set-backend-service": {"backend-id": "own1"}}]}}, {"id": "w2"}]
+        good["apis"] = cfg["apis"] + [api(id="lit", path="lit", workspace="w2", serviceUrl=backend.url,
+                                          policies={"inbound": [{"set-backend-service": {"backend-id": "own2"}}]})]
+        rc, out = portico(good, start=False).check()
+        assert rc == 0, out
+    finally:
+        other.close()
+
+
+def test_pools_per_worker_are_bounded(backend, portico):
+    """Every target computed per request adds a connection pool; upstream.maxPools bounds them:
+    past it, unused pools are dropped, and while every pool has a connection a new target is called
+    without keeping its connection (so a client cannot grow the gateway's memory by naming targets)."""
+    b2, b3 = type(backend)(), type(backend)()
+    try:
+        cfg = basic_config(backend.url, upstream={"maxPools": 2, "idleTimeout": "300ms"})
+        cfg["apis"].append(api(serviceUrl=backend.url, policies={"inbound": ["base", {"set-backend-service": {
+            "base-url": "@('http://127.0.0.1:' .. context.request.headers:get('X-Port', ''))"}}]}))
+        p = portico(cfg)
+
+        def call(b):
+            st, _, body = p.request("GET", "/svc/x", headers={"X-Port": str(b.port)})
+            assert st == 200, body
+            return b.requests[-1].conn_id
+
+        call(backend)
+        call(b2)  # two pools, each with an idle connection: the cap
+        first, second = call(b3), call(b3)
+        assert first != second  # not pooled: its connection was closed after each call
+        # the idle connections end (idleTimeout), their pools can go (tried at most once a second):
+        # then the third target is pooled again
+        deadline = time.time() + 8
+        while True:
+            time.sleep(0.3)
+            first, second = call(b3), call(b3)
+            if first == second or time.time() > deadline:
+                break
+        assert first == second
+        assert call(backend) is not None and call(b2) is not None
+    finally:
+        b2.close()
+        b3.close()

@@ -112,6 +112,7 @@ static void test_defaults(void **state)
     assert_int_equal(cf->upstream.read_timeout, 300000);
     assert_int_equal(cf->upstream.idle_timeout, 60000);
     assert_int_equal(cf->upstream.max_idle, 64);
+    assert_int_equal(cf->upstream.max_pools, 4096);
     assert_true(cf->upstream.verify);
     assert_null(cf->upstream.ca_file);
     assert_int_equal(cf->log.level, PT_LOG_INFO);
