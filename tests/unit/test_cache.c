@@ -588,6 +588,43 @@ static void test_redis_lookup_without_callback(void **state)
     assert_int_equal(answers, 0);
 }
 
+/* Every value cache.maxEntry admits can be sent to Redis, even past the 16 MiB that commands may
+   otherwise wait in (REVIEW-13a L6): a SET of 20 MiB with maxEntry 24m is queued while the
+   connection is being made, one over maxEntry is not. */
+static void test_redis_set_up_to_max_entry(void **state)
+{
+    (void)state;
+    assert_int_equal(pt_redis_out_max(2 << 20), 16 << 20);
+    assert_true(pt_redis_out_max(64ULL << 20) >= 2 * (64ULL << 20));
+    pt_redis_set_resolver(fake_resolver);
+    atomic_store(&dns_up, true);
+    struct pt_cache_cf cf = {.max_entry = 24 << 20,
+                             .redis = "redis://redis.test:6392",
+                             .host = "redis.test",
+                             .port = 6392,
+                             .connect_timeout = 1000,
+                             .command_timeout = 250};
+    char err[256];
+    assert_true(pt_redis_configure(&cf, err, sizeof(err)));
+    struct event_base *base = event_base_new();
+    size_t n = 24 << 20;
+    char *big = malloc(n + 1);
+    memset(big, 'x', n + 1);
+    struct pt_redis_stats before, after;
+    pt_redis_stats(&before);
+    assert_int_equal(pt_redis_set(base, 1, (pt_bytes){"k", 1}, (pt_bytes){big, 20 << 20}, 60), 0);
+    assert_int_equal(pt_redis_set(base, 1, (pt_bytes){"k2", 2}, (pt_bytes){big, n}, 60), 0);
+    assert_int_equal(pt_redis_set(base, 1, (pt_bytes){"k3", 2}, (pt_bytes){big, n + 1}, 60), -1);
+    pt_redis_stats(&after);
+    assert_int_equal(after.stores, before.stores + 2);
+    assert_int_equal(after.skipped, before.skipped + 1);
+    free(big);
+    pt_redis_worker_end(1);
+    event_base_free(base);
+    pt_redis_shutdown();
+    pt_redis_set_resolver(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -604,6 +641,7 @@ int main(void)
         cmocka_unit_test(test_redis_name_retried),
         cmocka_unit_test(test_off_during_a_store),
         cmocka_unit_test(test_redis_lookup_without_callback),
+        cmocka_unit_test(test_redis_set_up_to_max_entry),
     };
     return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
 }
