@@ -437,6 +437,55 @@ static void test_big_shrink(void **state)
     pt_cache_free(c);
 }
 
+/* Refusals made before any shard lock (cache off, key too long, value too large) are counted in
+   the shards (no node-wide counter on the lookup path) and summed by pt_cache_stats; hits between
+   two stores all protect their entries from the next eviction, whatever their shards. */
+static void test_counters_and_stamps_in_shards(void **state)
+{
+    (void)state;
+    uint64_t one = PT_CACHE_OVERHEAD + 4 + 1;
+    struct pt_cache *c = pt_cache_new(64 * one, 16, 64);
+    char key[8], buf[8];
+    for (int i = 0; i < 64; i++) {
+        snprintf(key, sizeof(key), "k%03d", i);
+        assert_int_equal(put(c, key, "v", 0), 0);
+    }
+    /* every other entry used after the last store, in many shards */
+    for (int i = 0; i < 64; i += 2) {
+        snprintf(key, sizeof(key), "k%03d", i);
+        assert_int_equal(get(c, key, buf, sizeof(buf)), 1);
+    }
+    for (int i = 64; i < 96; i++) {
+        snprintf(key, sizeof(key), "k%03d", i);
+        assert_int_equal(put(c, key, "v", 0), 0);
+    }
+    for (int i = 0; i < 64; i++) {
+        snprintf(key, sizeof(key), "k%03d", i);
+        if (get(c, key, buf, sizeof(buf)) != (i % 2 == 0))
+            fail_msg("%s: expected %s", key, i % 2 == 0 ? "a hit" : "evicted");
+    }
+    struct pt_cache_stats st;
+    pt_cache_stats(c, &st);
+    uint64_t misses = st.misses, skipped = st.skipped;
+    char big[32] = "0123456789abcdef0123456789";
+    assert_int_equal(put(c, "k", big, 0), -1); /* over maxEntry */
+    char *longkey = calloc(1, PT_CACHE_KEY_MAX + 2);
+    memset(longkey, 'x', PT_CACHE_KEY_MAX + 1);
+    assert_int_equal(get(c, longkey, buf, sizeof(buf)), 0);
+    assert_int_equal(put(c, longkey, "v", 0), -1);
+    free(longkey);
+    pt_cache_set_limits(c, 0, 16);
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "o%03d", i);
+        assert_int_equal(get(c, key, buf, sizeof(buf)), 0);
+        assert_int_equal(put(c, key, "v", 0), -1);
+    }
+    pt_cache_stats(c, &st);
+    assert_int_equal(st.misses, misses + 101);
+    assert_int_equal(st.skipped, skipped + 102);
+    pt_cache_free(c);
+}
+
 /* The cache turned off while a store is under way (between its look at the limit and its shard
    lock): the clock, read in that window, turns it off. */
 static struct pt_cache *racing;
@@ -640,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_big_shrink),
         cmocka_unit_test(test_redis_name_retried),
         cmocka_unit_test(test_off_during_a_store),
+        cmocka_unit_test(test_counters_and_stamps_in_shards),
         cmocka_unit_test(test_redis_lookup_without_callback),
         cmocka_unit_test(test_redis_set_up_to_max_entry),
     };
