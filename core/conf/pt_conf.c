@@ -1453,8 +1453,9 @@ static const struct pt_cfkey cache_keys[] = {
             "entries are evicted past it; `0` turns the internal cache off (lookups miss). Applied at "
             "reload; the entries survive reloads."},
     {"maxEntry", PT_CT_SIZE, offsetof(struct pt_conf, cache.max_entry), 0, 1, 64LL << 20, .def = "`2m`",
-     .doc = "The largest value either store accepts (APIM's 2 MiB); larger ones are not stored (counted "
-            "as skipped)."},
+     .doc = "The largest value either store accepts (APIM's 2 MiB), the same for both; larger ones are "
+            "not stored (counted as skipped), and a larger one found in Redis is a miss. Over `8m`, the "
+            "Redis commands waiting per worker may take twice this (caching.md, Bounds)."},
     {"redis", PT_CT_CUSTOM, offsetof(struct pt_conf, cache.redis), 0, .fn = read_redis_url,
      .form = "`redis://[user:password@]host:port/db` or `rediss://...`", .def = "none",
      .doc = "The external cache: a Redis server each worker keeps one connection to (`rediss://`: over "

@@ -18,7 +18,7 @@ struct entry {
     struct entry *hnext;       /* the hash chain */
     struct entry *prev, *next; /* the LRU list: head = most recently used */
     uint64_t hash;
-    uint64_t stamp;      /* last use (the store's tick) */
+    uint64_t stamp;      /* last use (stamp_store, stamp_hit) */
     uint64_t expires_ms; /* 0: never */
     uint64_t size;       /* counted bytes */
     _Atomic int refs;    /* 1 while in the table, + readers copying the value */
@@ -35,18 +35,23 @@ struct shard {
     _Atomic uint64_t tail_stamp; /* the LRU tail's stamp, EMPTY_STAMP when empty: read by evictors */
     uint64_t bytes;
     uint64_t hits, misses, stores, skipped, evictions, expired, removals;
+    /* refusals made without the lock (key too long, cache off, no memory): counted in the shard
+       of the key's hash, so that they too spread over the shards */
+    _Atomic uint64_t refused_misses, refused_skipped;
 } __attribute__((aligned(64)));
 
 struct pt_cache {
+    /* read by every lookup, written only when the limits change */
     struct shard *shards;
     int nshards;
-    _Atomic uint64_t bytes;     /* node-wide total of the entries' sizes */
     _Atomic uint64_t limit;     /* the byte budget */
     _Atomic uint64_t max_entry; /* the largest value */
-    _Atomic uint64_t tick;      /* use stamps */
-    _Atomic uint64_t skipped;   /* refusals before a shard is chosen */
-    _Atomic uint64_t misses;    /* lookups refused before a shard is chosen */
     uint64_t (*now_ms)(void);
+    char pad[64]; /* what follows is written by stores: kept off the line above */
+    /* node-wide total of the entries' sizes: written by stores and evictions only (a hit never
+       touches it), read by every store to keep the budget without summing the shards */
+    _Atomic uint64_t bytes;
+    _Atomic uint64_t epoch; /* stores so far: the use stamps (written by stores only) */
 };
 
 static uint64_t entry_size(size_t klen, size_t vlen)
@@ -192,6 +197,32 @@ static struct entry *find(struct shard *s, uint64_t h, const void *key, size_t k
     return NULL;
 }
 
+/* Use stamps for the LRU order.  A store takes a new one (the node's epoch goes up by one: a store
+   writes node-wide lines anyway, the byte total); a hit only reads the epoch, so it writes nothing
+   but its own shard, and the epoch's line stays shared in every core's cache between stores.  The
+   node-wide order is therefore exact between stores and hits, and entries hit between the same
+   two stores are equally recent: evictions happen only at stores, and a tie only chooses which of
+   two such entries goes first. */
+static uint64_t stamp_store(struct pt_cache *c)
+{
+    return 2 * (atomic_fetch_add_explicit(&c->epoch, 1, memory_order_relaxed) + 1);
+}
+
+/* odd: after the last store's stamp, before the next one's */
+static uint64_t stamp_hit(struct pt_cache *c)
+{
+    return 2 * atomic_load_explicit(&c->epoch, memory_order_relaxed) + 1;
+}
+
+/* Counts a refusal made before any lock, in the shard of the key's hash (shard 0 without a key). */
+static void refused(struct pt_cache *c, const void *key, size_t klen, bool lookup)
+{
+    struct shard *s = &c->shards[0];
+    if (klen && klen <= PT_CACHE_KEY_MAX)
+        s = shard_of(c, pt_hash(key, klen, false));
+    atomic_fetch_add_explicit(lookup ? &s->refused_misses : &s->refused_skipped, 1, memory_order_relaxed);
+}
+
 /* Evicts one least recently used entry of the node: the shard whose tail is oldest.  false when
    every shard is empty. */
 static bool evict_one(struct pt_cache *c)
@@ -262,7 +293,7 @@ int pt_cache_get(struct pt_cache *c, const void *key, size_t klen, void *(*alloc
                  void *actx, pt_bytes *out)
 {
     if (!klen || klen > PT_CACHE_KEY_MAX || !atomic_load_explicit(&c->limit, memory_order_relaxed)) {
-        atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+        refused(c, key, klen, true);
         return 0;
     }
     uint64_t h = pt_hash(key, klen, false);
@@ -277,7 +308,7 @@ int pt_cache_get(struct pt_cache *c, const void *key, size_t klen, void *(*alloc
         e = NULL;
     }
     if (e) {
-        e->stamp = atomic_fetch_add_explicit(&c->tick, 1, memory_order_relaxed);
+        e->stamp = stamp_hit(c);
         move_head(s, e);
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
         hit = e;
@@ -334,13 +365,13 @@ int pt_cache_put(struct pt_cache *c, const void *key, size_t klen, const void *v
     uint64_t size = entry_size(klen, vlen);
     if (!klen || klen > PT_CACHE_KEY_MAX || vlen > UINT32_MAX || size > limit ||
         vlen > atomic_load_explicit(&c->max_entry, memory_order_relaxed)) {
-        atomic_fetch_add_explicit(&c->skipped, 1, memory_order_relaxed);
+        refused(c, key, klen, false);
         return -1;
     }
     /* the entry is built outside the lock: a 2 MiB copy holds no one up */
     struct entry *n = malloc(sizeof(*n) + klen + vlen);
     if (!n) {
-        atomic_fetch_add_explicit(&c->skipped, 1, memory_order_relaxed);
+        refused(c, key, klen, false);
         return -1;
     }
     memset(n, 0, sizeof(*n));
@@ -376,7 +407,7 @@ int pt_cache_put(struct pt_cache *c, const void *key, size_t klen, const void *v
         free(n);
         return -1;
     }
-    n->stamp = atomic_fetch_add_explicit(&c->tick, 1, memory_order_relaxed);
+    n->stamp = stamp_store(c);
     size_t b = n->hash & (s->nbuckets - 1);
     n->hnext = s->buckets[b];
     s->buckets[b] = n;
@@ -426,9 +457,9 @@ void pt_cache_stats(struct pt_cache *c, struct pt_cache_stats *st)
         st->entries += s->count;
         st->bytes += s->bytes;
         pthread_mutex_unlock(&s->mu);
+        st->misses += atomic_load_explicit(&s->refused_misses, memory_order_relaxed);
+        st->skipped += atomic_load_explicit(&s->refused_skipped, memory_order_relaxed);
     }
-    st->skipped += atomic_load(&c->skipped);
-    st->misses += atomic_load(&c->misses);
     st->limit = atomic_load(&c->limit);
 }
 

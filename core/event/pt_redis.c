@@ -21,8 +21,17 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 /* Bytes that may wait for the connection (queued while connecting, or not yet taken by the
-   socket): past it stores are skipped, so a slow Redis cannot make the gateway hoard memory. */
+   socket): past it stores are skipped, so a slow Redis cannot make the gateway hoard memory.  At
+   least 16 MiB, and room for two of the largest values (out_max): every value cache.maxEntry
+   admits can be sent. */
 #define OUT_MAX (16u << 20)
+
+uint64_t pt_redis_out_max(uint64_t max_entry)
+{
+    /* a SET: the key (at most 8 KiB and the prefix), the value, its framing and EX */
+    uint64_t two = 2 * (max_entry + 8192 + 256);
+    return two > OUT_MAX ? two : OUT_MAX;
+}
 
 /* ------------------------------------------------------------- protocol */
 
@@ -946,7 +955,7 @@ static bool usable(struct client *c)
 static struct evbuffer *out_of(struct client *c, size_t more)
 {
     struct evbuffer *out = c->state == ST_UP ? c->io->out : c->pending;
-    return evbuffer_get_length(out) + more > OUT_MAX ? NULL : out;
+    return evbuffer_get_length(out) + more > pt_redis_out_max(c->conf->max_entry) ? NULL : out;
 }
 
 static struct cmd *push_cmd(struct client *c, int kind)

@@ -88,6 +88,11 @@ bool pt_redis_configured(void);
 /* Frees the settings at exit, once the workers are gone. */
 void pt_redis_shutdown(void);
 
+/* The bytes of commands that may wait to be written per worker: 16 MiB, or two of the largest
+   SET commands cache.maxEntry allows when that is more, so that any value the settings admit can
+   be stored (docs/caching.md, "Bounds"). */
+uint64_t pt_redis_out_max(uint64_t max_entry);
+
 /* ---- a worker's commands (on its own thread; base is its event loop) ---- */
 
 /* The answer to a lookup: found 1 with the value (valid during the call only), 0 on a miss

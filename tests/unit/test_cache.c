@@ -437,6 +437,55 @@ static void test_big_shrink(void **state)
     pt_cache_free(c);
 }
 
+/* Refusals made before any shard lock (cache off, key too long, value too large) are counted in
+   the shards (no node-wide counter on the lookup path) and summed by pt_cache_stats; hits between
+   two stores all protect their entries from the next eviction, whatever their shards. */
+static void test_counters_and_stamps_in_shards(void **state)
+{
+    (void)state;
+    uint64_t one = PT_CACHE_OVERHEAD + 4 + 1;
+    struct pt_cache *c = pt_cache_new(64 * one, 16, 64);
+    char key[8], buf[8];
+    for (int i = 0; i < 64; i++) {
+        snprintf(key, sizeof(key), "k%03d", i);
+        assert_int_equal(put(c, key, "v", 0), 0);
+    }
+    /* every other entry used after the last store, in many shards */
+    for (int i = 0; i < 64; i += 2) {
+        snprintf(key, sizeof(key), "k%03d", i);
+        assert_int_equal(get(c, key, buf, sizeof(buf)), 1);
+    }
+    for (int i = 64; i < 96; i++) {
+        snprintf(key, sizeof(key), "k%03d", i);
+        assert_int_equal(put(c, key, "v", 0), 0);
+    }
+    for (int i = 0; i < 64; i++) {
+        snprintf(key, sizeof(key), "k%03d", i);
+        if (get(c, key, buf, sizeof(buf)) != (i % 2 == 0))
+            fail_msg("%s: expected %s", key, i % 2 == 0 ? "a hit" : "evicted");
+    }
+    struct pt_cache_stats st;
+    pt_cache_stats(c, &st);
+    uint64_t misses = st.misses, skipped = st.skipped;
+    char big[32] = "0123456789abcdef0123456789";
+    assert_int_equal(put(c, "k", big, 0), -1); /* over maxEntry */
+    char *longkey = calloc(1, PT_CACHE_KEY_MAX + 2);
+    memset(longkey, 'x', PT_CACHE_KEY_MAX + 1);
+    assert_int_equal(get(c, longkey, buf, sizeof(buf)), 0);
+    assert_int_equal(put(c, longkey, "v", 0), -1);
+    free(longkey);
+    pt_cache_set_limits(c, 0, 16);
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "o%03d", i);
+        assert_int_equal(get(c, key, buf, sizeof(buf)), 0);
+        assert_int_equal(put(c, key, "v", 0), -1);
+    }
+    pt_cache_stats(c, &st);
+    assert_int_equal(st.misses, misses + 101);
+    assert_int_equal(st.skipped, skipped + 102);
+    pt_cache_free(c);
+}
+
 /* The cache turned off while a store is under way (between its look at the limit and its shard
    lock): the clock, read in that window, turns it off. */
 static struct pt_cache *racing;
@@ -588,6 +637,43 @@ static void test_redis_lookup_without_callback(void **state)
     assert_int_equal(answers, 0);
 }
 
+/* Every value cache.maxEntry admits can be sent to Redis, even past the 16 MiB that commands may
+   otherwise wait in (REVIEW-13a L6): a SET of 20 MiB with maxEntry 24m is queued while the
+   connection is being made, one over maxEntry is not. */
+static void test_redis_set_up_to_max_entry(void **state)
+{
+    (void)state;
+    assert_int_equal(pt_redis_out_max(2 << 20), 16 << 20);
+    assert_true(pt_redis_out_max(64ULL << 20) >= 2 * (64ULL << 20));
+    pt_redis_set_resolver(fake_resolver);
+    atomic_store(&dns_up, true);
+    struct pt_cache_cf cf = {.max_entry = 24 << 20,
+                             .redis = "redis://redis.test:6392",
+                             .host = "redis.test",
+                             .port = 6392,
+                             .connect_timeout = 1000,
+                             .command_timeout = 250};
+    char err[256];
+    assert_true(pt_redis_configure(&cf, err, sizeof(err)));
+    struct event_base *base = event_base_new();
+    size_t n = 24 << 20;
+    char *big = malloc(n + 1);
+    memset(big, 'x', n + 1);
+    struct pt_redis_stats before, after;
+    pt_redis_stats(&before);
+    assert_int_equal(pt_redis_set(base, 1, (pt_bytes){"k", 1}, (pt_bytes){big, 20 << 20}, 60), 0);
+    assert_int_equal(pt_redis_set(base, 1, (pt_bytes){"k2", 2}, (pt_bytes){big, n}, 60), 0);
+    assert_int_equal(pt_redis_set(base, 1, (pt_bytes){"k3", 2}, (pt_bytes){big, n + 1}, 60), -1);
+    pt_redis_stats(&after);
+    assert_int_equal(after.stores, before.stores + 2);
+    assert_int_equal(after.skipped, before.skipped + 1);
+    free(big);
+    pt_redis_worker_end(1);
+    event_base_free(base);
+    pt_redis_shutdown();
+    pt_redis_set_resolver(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,7 +689,9 @@ int main(void)
         cmocka_unit_test(test_big_shrink),
         cmocka_unit_test(test_redis_name_retried),
         cmocka_unit_test(test_off_during_a_store),
+        cmocka_unit_test(test_counters_and_stamps_in_shards),
         cmocka_unit_test(test_redis_lookup_without_callback),
+        cmocka_unit_test(test_redis_set_up_to_max_entry),
     };
     return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
 }
