@@ -97,7 +97,7 @@ struct pt_hook {
     void (*resp)(pt_call *call, void *arg);
     void *arg;
     const struct pt_stmt *stmt;
-    const pt_call *call; /* at_response: whose hook (a lane's call lives as long as the request) */
+    const pt_call *call; /* at_response: the lane's call that registered it (NULL: not a lane's) */
 };
 
 struct pt_lasterror {

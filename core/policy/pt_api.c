@@ -646,7 +646,9 @@ static int api_at_response(pt_call *call, void (*fn)(pt_call *, void *), void *a
     h->resp = fn;
     h->arg = arg;
     h->stmt = call->stmt;
-    h->call = call; /* a hook of a lane that is abandoned by the time of the response does not run */
+    /* a hook of a lane that is abandoned by the time of the response does not run; a lane's call
+       lives in the request's arena, other calls (a hook's own, on the stack) are never abandoned */
+    h->call = call->lane ? call : NULL;
     /* in registration order */
     struct pt_hook **pp = &call->req->resp_hooks;
     while (*pp)
