@@ -99,6 +99,7 @@ struct pt_hook {
     void (*resp)(pt_call *call, void *arg);
     void *arg;
     const struct pt_stmt *stmt;
+    const pt_call *call; /* at_response: the lane's call that registered it (NULL: not a lane's) */
 };
 
 struct pt_lasterror {
@@ -243,6 +244,7 @@ struct pt_req {
     int nvars, capvars;
     int lua_thread; /* registry reference of this request's coroutine (0 = none) */
     uint64_t lua_epoch;
+    uint64_t lua_serial; /* this request's serial for Lua objects that name it (0: none given yet) */
     /* accounting */
     uint64_t t0, tb0, tb1;
     uint64_t wall0;

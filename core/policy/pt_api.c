@@ -103,6 +103,14 @@ static int request_length(struct pt_req *req, pt_bytes *values, int max)
     return 1;
 }
 
+/* A call of a lane of wait that was abandoned (it lost, or the wait ended without it): the
+   plugin may still hold it (its own thread, a socket), but what it writes must not change the
+   request any more -- the wait promises the losers' variables and messages are left alone. */
+static bool gone(const pt_call *call)
+{
+    return call->lane && pt_pipeline_call_abandoned(call);
+}
+
 static int api_header_get(pt_call *call, pt_msg m, pt_bytes name, pt_bytes *values, int max)
 {
     struct pt_req *req = call->req;
@@ -128,6 +136,8 @@ static int api_header_get(pt_call *call, pt_msg m, pt_bytes name, pt_bytes *valu
 static int api_header_set(pt_call *call, pt_msg m, pt_bytes name, const pt_bytes *values, int n,
                           pt_header_mode mode)
 {
+    if (gone(call))
+        return -1;
     return pt_msg_header_set(call->req, m, name, values, n, mode);
 }
 
@@ -158,6 +168,8 @@ static pt_bytes api_method(pt_call *call)
 
 static int api_set_method(pt_call *call, pt_bytes m)
 {
+    if (gone(call))
+        return -1;
     if (!pt_str_is_token(m)) {
         pt_msg_set_error(call->req, 500, pt_msg_source(call->req, "set-method"), "InvalidMethod",
                          "invalid method");
@@ -184,6 +196,8 @@ static bool url_part_ok(pt_bytes b, bool query)
 
 static int api_set_path(pt_call *call, pt_bytes p)
 {
+    if (gone(call))
+        return -1;
     if ((p.len && p.data[0] != '/') || !url_part_ok(p, false)) {
         pt_msg_set_error(call->req, 500, pt_msg_source(call->req, "rewrite-uri"), "InvalidUrl",
                          "invalid path");
@@ -200,6 +214,8 @@ static pt_bytes api_query(pt_call *call)
 
 static int api_set_query(pt_call *call, pt_bytes q)
 {
+    if (gone(call))
+        return -1;
     if (!url_part_ok(q, true)) {
         pt_msg_set_error(call->req, 500, pt_msg_source(call->req, "set-query-parameter"), "InvalidUrl",
                          "invalid query");
@@ -276,6 +292,8 @@ static int api_status(pt_call *call)
 
 static int api_set_status(pt_call *call, int code, pt_bytes reason)
 {
+    if (gone(call))
+        return -1;
     return pt_msg_set_status(call->req, code, reason, "set-status");
 }
 
@@ -314,6 +332,8 @@ static int api_body_get(pt_call *call, pt_msg m, pt_bytes *out)
 static int api_body_set(pt_call *call, pt_msg m, pt_bytes data)
 {
     struct pt_req *req = call->req;
+    if (gone(call))
+        return -1;
     if (m == PT_MSG_CURRENT)
         m = call->current;
     pt_msg_set_body(req, m, data);
@@ -331,6 +351,8 @@ static int api_var_get(pt_call *call, pt_bytes name, pt_bytes *out)
 
 static int api_var_set(pt_call *call, pt_bytes name, pt_bytes value)
 {
+    if (gone(call))
+        return -1;
     pt_msg_var_set(call->req, name, PT_VAR_STRING, value);
     return 0;
 }
@@ -339,6 +361,9 @@ static pt_status api_fail(pt_call *call, int status, const char *reason, const c
 {
     /* a lane of wait failing from a callback: the error is located in that lane (and traced there) */
     struct pt_exec *ex = &call->req->ex;
+    if (gone(call))
+        return PT_ERROR; /* the request's error, lastError and the lane path are not an abandoned lane's to
+                            set */
     struct pt_lane *was_lane = ex->lane_cur;
     struct pt_call *was_call = ex->lane_call;
     if (call->lane) {
@@ -353,6 +378,8 @@ static pt_status api_fail(pt_call *call, int status, const char *reason, const c
 
 static pt_status api_respond(pt_call *call)
 {
+    if (gone(call))
+        return PT_ERROR; /* the response is not an abandoned lane's to build */
     pt_msg_response(call->req);
     return PT_DONE;
 }
@@ -617,10 +644,15 @@ static int api_at_end(pt_call *call, void (*fn)(void *, int, uint64_t, uint64_t)
 
 static int api_at_response(pt_call *call, void (*fn)(pt_call *, void *), void *arg)
 {
+    if (gone(call))
+        return -1;
     struct pt_hook *h = pt_pool_calloc(call->req->pool, sizeof(*h));
     h->resp = fn;
     h->arg = arg;
     h->stmt = call->stmt;
+    /* a hook of a lane that is abandoned by the time of the response does not run; a lane's call
+       lives in the request's arena, other calls (a hook's own, on the stack) are never abandoned */
+    h->call = call->lane ? call : NULL;
     /* in registration order */
     struct pt_hook **pp = &call->req->resp_hooks;
     while (*pp)
@@ -1001,7 +1033,7 @@ static int api_http_send_detached(pt_call *call, const struct pt_http_req *r)
 
 static int api_var_set_response(pt_call *call, pt_bytes name, const struct pt_http_resp *resp)
 {
-    if (!name.len)
+    if (!name.len || gone(call))
         return -1;
     return pt_msg_var_set_response(call->req, name, resp);
 }

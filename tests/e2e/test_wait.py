@@ -124,6 +124,34 @@ def test_any_with_a_lane_done_at_once(backend, workdir, portico):
     assert_stays(lambda: "test-sleep a fired" not in p.log_text(), 1.0, what="the abandoned timer")
 
 
+def test_a_lost_lanes_timer_cancelled_at_the_end(backend, workdir, portico):
+    """The plugin keeps the handle of a timer whose lane lost and cancels it from at_end: the handle is
+    still valid (the timer stopped at the wait's end, freed at the request's), and the gateway is fine."""
+    p = portico(config(backend, workdir, [
+        {"wait": {"for": "any", "policies": [lane(50, "a", **{"cancel-at-end": True}),
+                                             lane(3000, "b", **{"cancel-at-end": True})]}}, REPORT]))
+    for i in range(5):
+        status, _, body = p.request("GET", "/echo/items/%d" % i)
+        assert status == 200 and json.loads(body) == {"a": "done", "b": "nil", "c": "nil"}, body
+    wait_for(lambda: p.log_text().count("test-sleep b cancelled at end") == 5, what="the at_end cancels")
+    log = p.log_text()
+    assert "test-sleep a cancelled at end" not in log  # a fired: its handle was spent
+    assert "test-sleep b fired" not in log
+    assert p.proc.poll() is None
+    assert p.request("GET", "/echo/items/9")[0] == 200
+
+
+def test_hooks_of_a_lost_lane_do_not_run(backend, workdir, portico):
+    """Both lanes register an at_response hook before they wait: only the winner's runs."""
+    p = portico(config(backend, workdir, [
+        {"wait": {"for": "any", "policies": [lane(2000, "a", hook=True), lane(50, "b", hook=True)]}},
+        {"test-sleep": {"ms": 0, "name": "z", "hook": True}}, REPORT]))
+    status, headers, body = p.request("GET", "/echo/items/1")
+    assert status == 200 and json.loads(body)["b"] == "done", body
+    assert headers.get("x-hook-b") == "1" and headers.get("x-hook-z") == "1", headers
+    assert "x-hook-a" not in headers, headers
+
+
 def test_empty_wait_goes_on(backend, workdir, portico):
     p = portico(config(backend, workdir, [{"wait": {"policies": []}}, REPORT]))
     status, _, body = p.request("GET", "/echo/items/1")
@@ -259,6 +287,67 @@ def test_lanes_read_the_request_body(backend, workdir, portico):
     assert p.log_text().count("test-sleep b started") == 1
 
 
+def test_a_lane_resumed_while_the_request_body_is_read(backend, workdir, portico):
+    """Lane a asks for the body, which the client sends slowly; lane b wakes up during the read and its
+    next statement reads the body too: it runs once the body is in, and sees all of it."""
+    p = portico(config(backend, workdir, [
+        {"wait": {"policies": [
+            {"choose": [{"when": "@(context.request.body:asString(true) ~= '')", "then": [
+                {"test-sleep": {"name": "a", "ms": 0, "value": "@(context.request.body:asString(true))"}}]}]},
+            {"choose": [{"when": "@(true)", "then": [
+                {"test-sleep": {"name": "b", "ms": 100}},
+                {"choose": [{"when": "@(context.request.body:asString(true) ~= '')", "then": [
+                    {"test-sleep": {"name": "c", "ms": 0, "value": "@(context.request.body:asString(true))"}}]}]},
+            ]}]},
+        ]}},
+        {"set-header": {"name": "X-Lanes", "value": "@(context.variables.a .. '|' .. context.variables.c)"}}]))
+    body = b'{"part": 1, "rest": "' + b"r" * 20 + b'"}'
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    try:
+        s.sendall(b"POST /echo/items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+        wait_for(lambda: "test-sleep b fired" in p.log_text(), what="lane b to wake up during the read")
+        time.sleep(0.1)
+        s.sendall(body[10:])
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 200"), data[:300]
+    seen = backend.last()
+    assert seen.header("X-Lanes") == body.decode() + "|" + body.decode()
+    assert seen.body == body
+    log = p.log_text()
+    assert log.count("test-sleep a started") == 1 and log.count("test-sleep c started") == 1, log
+
+
+def test_a_lane_resumed_while_the_response_body_is_read(backend, workdir, portico):
+    """Outbound: lane a needs the backend's body, which streams in 5 chunks over 500 ms; lane b wakes up
+    after 150 ms and reads the body next.  b waits for the whole body (not the part that arrived), and
+    the client gets all of it too."""
+    size = lambda name: {"test-sleep": {"name": name, "ms": 0,
+                                        "value": "@(tostring(#context.response.body:asString(true)))"}}
+    p = portico(config(backend, workdir, ["base"], outbound=[
+        {"wait": {"policies": [
+            {"choose": [{"when": "@(context.response.body:asString(true) ~= '')", "then": [size("a")]}]},
+            {"choose": [{"when": "@(true)", "then": [
+                {"test-sleep": {"name": "b", "ms": 150}},
+                {"choose": [{"when": "@(context.response.body:asString(true) ~= '')", "then": [size("c")]}]},
+            ]}]},
+        ]}},
+        {"set-header": {"name": "X-Sizes", "value": "@(context.variables.a .. '|' .. context.variables.c)"}}]))
+    status, headers, out = p.request("GET", "/echo/stream?chunks=5&size=10&delay=100")
+    assert status == 200
+    assert headers["x-sizes"] == "50|50", headers
+    assert out == b"a" * 10 + b"b" * 10 + b"c" * 10 + b"d" * 10 + b"e" * 10, out
+    log = p.log_text()
+    assert log.count("test-sleep a started") == 1 and log.count("test-sleep c started") == 1, log
+
+
 # ------------------------------------------------------- the client goes away
 
 def test_client_going_away_mid_wait(backend, workdir, portico):
@@ -311,7 +400,7 @@ def test_wait_sections_and_for(backend, workdir, portico):
     assert code != 0 and "some" in out, out
     cfg = config(backend, workdir, [{"wait": {"for": "any"}}])
     code, out = portico(cfg, start=False).check()
-    assert code != 0 and "policies" in out, out
+    assert code != 0 and "'wait' needs the attribute 'policies'" in out, out
 
 
 def test_wait_in_the_policy_reference(backend, workdir):
@@ -319,7 +408,8 @@ def test_wait_in_the_policy_reference(backend, workdir):
     from conftest import BIN
     r = subprocess.run([BIN, "-P", "-c", os.path.join(os.path.dirname(__file__), "..", "..", "conf", "portico.yaml")],
                        capture_output=True, text=True)
-    assert "wait" in r.stdout and "cache-lookup-value" in r.stdout, r.stdout[-500:]
+    heads = [line for line in r.stdout.splitlines() if line.startswith("#")]
+    assert "## wait" in heads and "## cache-lookup-value" in heads, heads
 
 
 # ------------------------------------------------- over real send-requests

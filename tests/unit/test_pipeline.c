@@ -67,6 +67,7 @@ struct script {
     pt_call *call; /* the call of the last run (a lane's, inside wait) */
     struct pt_work work;
     const char *name;
+    pt_timer *timer; /* ACT_TIMER: the handle of the last run's timer */
 };
 
 static void work_cancel(void *handle)
@@ -127,7 +128,8 @@ static pt_status t_run(const struct pt_api *api, pt_call *call, void *inst)
     }
     case ACT_TIMER:
         tr("%s", name);
-        assert_non_null(api->timer_start(call, sc->ms, timer_resume, sc));
+        sc->timer = api->timer_start(call, sc->ms, timer_resume, sc);
+        assert_non_null(sc->timer);
         return PT_AGAIN;
     case ACT_WORK:
         tr("%s", name);
@@ -227,7 +229,13 @@ static int setup_bare(void **state)
     (void)state;
     memset(&T, 0, sizeof(T));
     trace[0] = '\0';
-    T.base = event_base_new();
+    /* precise timers, as the workers' bases have (pt_worker.c): the coarse clock can fire a few ms early */
+    struct event_config *ec = event_config_new();
+    assert_non_null(ec);
+    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+    T.base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    assert_non_null(T.base);
     T.rng[0] = 5000; /* retry waits: rnd = rng[0] ^ t0 = 5000, a random factor of exactly 1.0 */
     T.peer.base = T.base;
     T.peer.rng = T.rng;
@@ -1400,7 +1408,117 @@ static void test_wait_timers_of_losers_are_freed(void **state)
     assert_string_equal(trace, "a b");
     loop_until_responded();
     assert_string_equal(trace, "a b timer after forward respond");
-    assert_null(T.req.ex.timers); /* b's timer went with its lane */
+    /* b's timer stopped with its lane, but its handle stays valid until the request ends */
+    assert_non_null(T.req.ex.timers);
+    assert_ptr_equal(T.req.ex.timers, SC(b)->timer);
+}
+
+/* M1: the plugin cancels the timer of a lane that lost (from at_end, say): safe, and it never fires. */
+static void test_wait_timer_of_a_lost_lane_can_be_cancelled(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_TIMER), *b = P("b", ACT_TIMER);
+    SC(a)->ms = 5;
+    SC(b)->ms = 40;
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, WAIT(true, blk(2, a, b)), P("after", ACT_OK));
+    start();
+    loop_until_responded();
+    assert_string_equal(trace, "a b timer after forward respond");
+    /* past b's due time: its stopped timer does not fire */
+    struct timespec past_due = {0, 90 * 1000000};
+    nanosleep(&past_due, NULL);
+    for (int i = 0; i < 5; i++)
+        event_base_loop(T.base, EVLOOP_NONBLOCK);
+    assert_string_equal(trace, "a b timer after forward respond");
+    pt_policy_api_table.timer_cancel(SC(b)->timer); /* freed here, once */
+    assert_null(T.req.ex.timers);
+    /* an abandoned call starts no timer */
+    assert_null(pt_policy_api_table.timer_start(SC(b)->call, 1, timer_resume, NULL));
+}
+
+/* H1: a lane resumed while the driver reads a body for another lane runs only once the body is in. */
+static void test_wait_lane_resumed_during_a_body_read_waits_for_it(void **state)
+{
+    (void)state;
+    T.req.h.body = PT_BODY_LENGTH;
+    struct pt_stmt *b = P("b", ACT_AGAIN);
+    T.pl.sec[PT_SEC_INBOUND] =
+        blk(2, WAIT(false, blk(2, P("a", ACT_BODY), CHOOSE(1, "true", blk(2, b, P("c", ACT_BODY))))),
+            P("after", ACT_OK));
+    start();
+    assert_string_equal(trace, "a(wait) b read_body(1)");
+    resume_stmt(b, PT_OK); /* during the read: c (which reads the body) must not run yet */
+    assert_string_equal(trace, "a(wait) b read_body(1)");
+    assert_int_equal(T.req.ex.need_body, PT_MSG_REQUEST); /* the read in progress is still known */
+    body_is_in(&T.req, "xyz");
+    pt_pipeline_body_ready(&T.req, true);
+    /* one read; the lane resumed during it first, then the lane that asked */
+    assert_string_equal(trace, "a(wait) b read_body(1) c(xyz) a(xyz) after forward respond");
+    assert_int_equal(T.reads, 1);
+}
+
+/* M2: an abandoned lane's call changes nothing (a plugin's own thread answering late). */
+static void test_wait_abandoned_call_writes_nothing(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_AGAIN), *b = P("b", ACT_AGAIN);
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, WAIT(true, blk(2, a, b)), P("after", ACT_AGAIN));
+    start();
+    resume_stmt(a, PT_OK);
+    assert_string_equal(trace, "a b after");
+    pt_call *lost = SC(b)->call;
+    assert_true(pt_pipeline_call_abandoned(lost));
+    const struct pt_api *api = &pt_policy_api_table;
+    assert_int_equal((*api->fail)(lost, 502, "Late", "too late"), PT_ERROR);
+    assert_false(T.req.ex.has_error);
+    assert_null(T.req.ex.lane_cur);
+    assert_int_equal(api->var_set(lost, (pt_bytes){"v", 1}, (pt_bytes){"x", 1}), -1);
+    assert_null(pt_msg_var_get(&T.req, (pt_bytes){"v", 1}));
+    struct pt_http_resp r = {200, {"OK", 2}, NULL, NULL, 0, {"b", 1}};
+    assert_int_equal(api->var_set_response(lost, (pt_bytes){"r", 1}, &r), -1);
+    assert_null(pt_msg_var_get(&T.req, (pt_bytes){"r", 1}));
+    pt_bytes hv = {"1", 1};
+    assert_int_equal(
+        api->header_set(lost, PT_MSG_REQUEST, (pt_bytes){"X-Late", 6}, &hv, 1, PT_HEADER_OVERRIDE), -1);
+    assert_null(pt_http_head_get(&T.req.h, pt_str_c("X-Late")));
+    assert_int_equal(api->body_set(lost, PT_MSG_REQUEST, (pt_bytes){"late", 4}), -1);
+    assert_null(T.req.req_body);
+    assert_int_equal(api->respond(lost), PT_ERROR);
+    assert_int_equal(api->at_response(lost, NULL, NULL), -1);
+    assert_null(T.req.resp_hooks);
+    /* the pipeline's own call still writes */
+    assert_int_equal(api->var_set(&T.req.ex.call, (pt_bytes){"v", 1}, (pt_bytes){"y", 1}), 0);
+    assert_non_null(pt_msg_var_get(&T.req, (pt_bytes){"v", 1}));
+    resume_stmt(T.pl.sec[PT_SEC_INBOUND].s[1], PT_OK);
+    assert_string_equal(trace, "a b after forward respond");
+}
+
+/* L1: a stray resume of the pipeline's call while it waits on lanes moves nothing. */
+static void test_wait_ignores_a_stray_pipeline_resume(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_AGAIN);
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, WAIT(false, blk(1, a)), P("after", ACT_OK));
+    T.fwd_mode = FWD_AGAIN;
+    start();
+    pt_policy_api_table.resume(&T.req.ex.call, PT_OK); /* a plugin bug: the pipeline's own call */
+    assert_string_equal(trace, "a");
+    resume_stmt(a, PT_OK);
+    assert_string_equal(trace, "a after forward"); /* the forward waits for its backend */
+    assert_int_equal(T.responds, 0);
+}
+
+/* L2: a wait whose body read fails at once, inside a retry: the new attempt starts fresh lanes. */
+static void test_wait_retried_after_a_body_failure_starts_fresh_lanes(void **state)
+{
+    (void)state;
+    T.req.h.body = PT_BODY_LENGTH;
+    T.read_mode = READ_SYNC_FAIL;
+    T.pl.sec[PT_SEC_INBOUND] = blk(
+        1, RETRY(retry_cf("true", 1, 0), blk(1, WAIT(false, blk(2, P("a", ACT_BODY), P("b", ACT_WORK))))));
+    start();
+    assert_string_equal(trace, "a(wait) b read_body(1) cancel(b) a(wait) b read_body(1) cancel(b) respond");
+    assert_int_equal(T.respond_status, 413);
 }
 
 static void test_wait_all_with_timers(void **state)
@@ -1517,6 +1635,11 @@ int main(void)
         T_(test_wait_decided_while_a_body_is_read),
         T_(test_wait_body_failure_abandons_the_lanes),
         T_(test_wait_timers_of_losers_are_freed),
+        T_(test_wait_timer_of_a_lost_lane_can_be_cancelled),
+        T_(test_wait_lane_resumed_during_a_body_read_waits_for_it),
+        T_(test_wait_abandoned_call_writes_nothing),
+        T_(test_wait_ignores_a_stray_pipeline_resume),
+        T_(test_wait_retried_after_a_body_failure_starts_fresh_lanes),
         T_(test_wait_all_with_timers),
         T_(test_wait_empty_and_nested_choose),
         T_(test_wait_cleanup_cancels_lanes),
