@@ -12,13 +12,19 @@
 #include "cache.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 const struct pt_api *cache_api;
 EVP_MD *cache_sha256;
+
+/* The key of the tickets' HMAC: random, drawn at every start, never leaves the process. */
+static unsigned char ticket_secret[32];
 
 const char *const cache_types[] = {"prefer-external", "external", "internal", NULL};
 const char *const cache_downstream_types[] = {"none", "private", "public", NULL};
@@ -74,6 +80,35 @@ int64_t cache_now(void)
     return (int64_t)time(NULL);
 }
 
+void cache_field(struct ptl_buf *b, pt_bytes s)
+{
+    unsigned char n[4] = {(unsigned char)s.len, (unsigned char)(s.len >> 8), (unsigned char)(s.len >> 16),
+                          (unsigned char)(s.len >> 24)};
+    ptl_buf_add(b, n, 4);
+    ptl_buf_add(b, s.data, s.len);
+}
+
+int cache_type_for(const struct pt_api *api, pt_call *call, int caching_type)
+{
+    return api->fact(call, PT_FACT_WORKSPACE_ID).len ? PT_CACHE_INTERNAL : caching_type;
+}
+
+int cache_mac_hex(const struct ptl_buf *in, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (in->oom ||
+        !HMAC(EVP_sha256(), ticket_secret, sizeof(ticket_secret), (const unsigned char *)in->p, in->n, md,
+              &mdlen) ||
+        mdlen != 32)
+        return -1;
+    ptl_hex_encode(md, mdlen, out);
+    for (int i = 0; i < 64; i++)
+        out[i] = ptl_lower(out[i]);
+    out[64] = '\0';
+    return 0;
+}
+
 /* ============================================================ the family */
 
 static const struct pt_policy_def policies[] = {
@@ -118,6 +153,10 @@ static int cache_init(const struct pt_api *api, const char **err)
         *err = "the gateway's API table has no caches (it needs SDK 1.7)";
         return -1;
     }
+    if (RAND_bytes(ticket_secret, sizeof(ticket_secret)) != 1) {
+        *err = "no random bytes for the cache-lookup tickets' key";
+        return -1;
+    }
     cache_api = api;
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
     cache_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
@@ -128,6 +167,7 @@ static int cache_init(const struct pt_api *api, const char **err)
 static void cache_fini(void)
 {
     cache_api = NULL;
+    OPENSSL_cleanse(ticket_secret, sizeof(ticket_secret));
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
     EVP_MD_free(cache_sha256);
 #endif
