@@ -116,20 +116,24 @@ static const struct pt_policy_def policies[] = {
      cache_lookup_compile, cache_lookup_run, NULL,
      "Looks the request up in the response cache and, on a hit, answers with the cached response at once "
      "(the backend is not called and outbound does not run; the response gets Age and the Cache-Control "
-     "downstream-caching-type asks for). Only GET requests are looked up, and requests with an Authorization "
-     "header only when allow-private-response-caching is true. The key is the API, the operation, the "
-     "backend path at this point, and what the statement varies by: the named query parameters and headers, "
-     "the developer (the subscription's owner), the developer's groups. On a miss the key waits for "
-     "cache-store in outbound. Hits and misses are the access log's and analytics' `cache` field."},
+     "downstream-caching-type asks for). Only GET requests are looked up; not those with an Authorization "
+     "header unless allow-private-response-caching is true, nor range and conditional requests (Range, "
+     "If-Range, If-None-Match, If-Match, If-Modified-Since, If-Unmodified-Since), nor anonymous calls when "
+     "varying by developer, nor requests with more than 64 values of a varied parameter or header. The key "
+     "is the API, its workspace, the operation, the backend path at this point, and what the statement "
+     "varies by: the named query parameters (names matched in any case, kept as sent) and headers, the "
+     "developer (the subscription's owner, else the subscription), the developer's groups. On a miss the "
+     "key waits for cache-store in outbound (sealed, so that no policy can forge it). An API of a workspace "
+     "always uses the internal cache. Hits and misses are the access log's and analytics' `cache` field."},
     {"cache-store", PT_SECTION_OUTBOUND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, cache_store_attrs,
      cache_store_compile, cache_store_run, NULL,
      "Stores the response for `duration` seconds under the key cache-lookup computed for this request "
-     "(nothing "
-     "happens when no lookup missed before it). Only 200 responses are stored unless cache-response is "
-     "true, and never a response with Set-Cookie, with Cache-Control no-store or no-cache (private: only "
-     "when the lookup allowed private responses), with Vary: *, without a Content-Length, or over 2 MiB "
-     "(cache.maxEntry). A stored response gets the Cache-Control of the lookup's downstream-caching-type. "
-     "The request never fails because of the store."},
+     "(nothing happens when no lookup missed before it). Only 200 responses are stored unless cache-response "
+     "is true, and never a 1xx, 206 or 304, a response with Set-Cookie, with Cache-Control no-store or "
+     "no-cache (private: only when the lookup allowed private responses), with a Vary naming a request "
+     "header the lookup does not vary by (or Vary: *), without a Content-Length, or over 2 MiB "
+     "(cache.maxEntry). A stored response gets the Cache-Control of the lookup's downstream-caching-type "
+     "and loses the backend's Age. The request never fails because of the store."},
     {"cache-lookup-value", PT_SECTION_ALL, PT_SCOPE_ALL, 0, cache_lookup_value_attrs,
      cache_lookup_value_compile, cache_lookup_value_run, NULL,
      "Reads the value cached under `key` into the variable `variable-name`. On a miss the variable gets "

@@ -60,22 +60,25 @@
 
 const struct pt_attr_def cache_lookup_attrs[] = {
     {"vary-by-developer", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
-     "cache responses per developer (the owner of the request's subscription)"},
+     "cache responses per developer (the owner of the request's subscription; the subscription when it has "
+     "no owner; anonymous calls are then not cached)"},
     {"vary-by-developer-groups", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
      "cache responses per set of groups the developer is in"},
     {"caching-type", PT_ATTR_ENUM, 0, "prefer-external", cache_types, NULL, 0, 0,
      "internal (the node's cache), external (Redis: cache.redis) or prefer-external (Redis when configured, "
-     "else internal)"},
+     "else internal); an API of a workspace always uses internal"},
     {"downstream-caching-type", PT_ATTR_ENUM, 0, "none", cache_downstream_types, NULL, 0, 0,
      "what cached responses tell clients: none (Cache-Control: no-store), private or public (with "
-     "max-age = the entry's remaining lifetime)"},
+     "max-age = the entry's remaining lifetime; public is told as private when the lookup varies by "
+     "developer, groups or Authorization, or allow-private-response-caching is not false)"},
     {"must-revalidate", PT_ATTR_BOOL, 0, "true", NULL, NULL, 0, 0,
      "adds must-revalidate to Cache-Control when downstream caching is private or public"},
     {"allow-private-response-caching", PT_ATTR_BOOL, PT_ATTR_EXPR, "false", NULL, NULL, 0, 0,
      "look up (and store) requests that carry an Authorization header, and responses marked Cache-Control: "
      "private; an expression allowed"},
     {"vary-by-header", PT_ATTR_STRING, PT_ATTR_MULTI, NULL, NULL, NULL, 0, 0,
-     "a request header whose values vary the key (a list for several)"},
+     "a request header whose values vary the key (a list for several); also the headers a backend's Vary "
+     "may name for its response to be stored"},
     {"vary-by-query-parameter", PT_ATTR_STRING, PT_ATTR_MULTI, NULL, NULL, NULL, 0, 0,
      "a query parameter whose values vary the key; several names may be separated by ';' (a list for "
      "several)"},

@@ -37,13 +37,13 @@
     {                                                                                                        \
         "caching-type", PT_ATTR_ENUM, 0, "prefer-external", cache_types, NULL, 0, 0,                         \
             "internal (the node's cache), external (Redis: cache.redis) or prefer-external (Redis when "     \
-            "configured, else internal)"                                                                     \
+            "configured, else internal); an API of a workspace always uses internal"                         \
     }
 
 const struct pt_attr_def cache_lookup_value_attrs[] = {
     KEY_ATTR,
     {"variable-name", PT_ATTR_STRING, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0,
-     "the variable that receives the value"},
+     "the variable that receives the value (not one starting with 'portico.': those are the gateway's)"},
     {"default-value", PT_ATTR_STRING, PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
      "what the variable gets on a miss (without it the variable is left as it was); an expression allowed"},
     TYPE_ATTR,
