@@ -270,6 +270,26 @@ def test_many_values_vary_the_key_within_bounds(counting, portico):
     assert cache_fields(p, 5)[-2:] == ["none", "none"]
 
 
+def test_more_header_lines_than_the_bound_are_not_cached(counting, portico):
+    """64 lines of a varied header vary the key; 65 lines: neither looked up nor stored."""
+    p = portico(config(counting, inbound=[lookup(**{"vary-by-header": "X-V"})]))
+
+    def call(lines):
+        c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
+        try:
+            c.putrequest("GET", "/c/x")
+            for i in range(lines):
+                c.putheader("X-V", str(i))
+            c.endheaders()
+            r = c.getresponse()
+            return json.loads(r.read())["n"]
+        finally:
+            c.close()
+    assert [call(64) for _ in range(2)] == [1, 1]
+    assert [call(65) for _ in range(2)] == [2, 3]
+    assert cache_fields(p, 4)[-2:] == ["none", "none"]
+
+
 def test_query_values_are_not_merged_with_different_ones(counting, portico):
     """`+` and `%2B`, `%zz` and `%25zz`, `Page` and `page` mean different things to a backend: they
     are different keys; %-escapes of unreserved characters and the case of escape digits are not."""
