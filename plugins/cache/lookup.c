@@ -229,7 +229,9 @@ static int unreserved(int c)
    bytes mean the same to every backend; NULL data when the arena is full. */
 static pt_bytes key_norm(const struct pt_api *api, pt_call *call, pt_bytes s)
 {
-    if (!memchr(s.data ? s.data : "", '%', s.len))
+    if (s.len == 0)
+        return (pt_bytes){"", 0};
+    if (!memchr(s.data, '%', s.len))
         return s;
     char *d = api->alloc(call, s.len + 1);
     if (!d)

@@ -92,16 +92,6 @@ static int has_directive(pt_bytes v, const char *token)
     return 0;
 }
 
-/* Does any line of response header `name` hold `token`?  Every line is seen (header_at), however many. */
-static int header_has(const struct pt_api *api, pt_call *call, const char *name, const char *token)
-{
-    pt_bytes n, v;
-    for (int i = 0; i < 65536 && api->header_at(call, PT_MSG_RESPONSE, i, &n, &v) == 0; i++)
-        if (ptl_bytes_ieq(n, name) && has_directive(v, token))
-            return 1;
-    return 0;
-}
-
 /* Is `name` one of the comma-separated lower-case names of `list`? */
 static int in_list(pt_bytes list, pt_bytes name)
 {
@@ -122,27 +112,46 @@ static int in_list(pt_bytes list, pt_bytes name)
     return 0;
 }
 
-/* NULL when every name in the response's Vary lines is one the lookup varies by; else why not. */
-static const char *vary_refusal(const struct pt_api *api, pt_call *call, const struct cache_ticket *t)
+/* The most header lines a stored response may have (build_entry keeps as many); more: not stored. */
+#define MAX_LINES 4096
+
+/* NULL when every name in Vary value v is one the lookup varies by; else why not. */
+static const char *vary_refusal(pt_bytes v, const struct cache_ticket *t)
 {
-    pt_bytes n, v;
-    for (int i = 0; i < 65536 && api->header_at(call, PT_MSG_RESPONSE, i, &n, &v) == 0; i++) {
-        if (!ptl_bytes_ieq(n, "Vary"))
-            continue;
-        size_t a = 0;
-        while (a < v.len) {
-            size_t z = a;
-            while (z < v.len && v.data[z] != ',')
-                z++;
-            pt_bytes d = ptl_trim((pt_bytes){v.data + a, z - a});
-            if (ptl_bytes_is(d, "*"))
-                return "Vary: *";
-            if (d.len && !in_list(t->vary, d))
-                return "Vary names a request header the lookup does not vary by";
-            a = z + 1;
-        }
+    size_t a = 0;
+    while (a < v.len) {
+        size_t z = a;
+        while (z < v.len && v.data[z] != ',')
+            z++;
+        pt_bytes d = ptl_trim((pt_bytes){v.data + a, z - a});
+        if (ptl_bytes_is(d, "*"))
+            return "Vary: *";
+        if (d.len && !in_list(t->vary, d))
+            return "Vary names a request header the lookup does not vary by";
+        a = z + 1;
     }
     return NULL;
+}
+
+/* What every Cache-Control and Vary line of the response says (one pass over all the lines, so that
+   a directive in the 33rd line counts as much as one in the first); NULL when nothing forbids storing. */
+static const char *header_refusal(const struct pt_api *api, pt_call *call, const struct cache_ticket *t)
+{
+    pt_bytes n, v;
+    int i = 0;
+    for (; i < MAX_LINES && api->header_at(call, PT_MSG_RESPONSE, i, &n, &v) == 0; i++) {
+        if (ptl_bytes_ieq(n, "Cache-Control")) {
+            if (has_directive(v, "no-store") || has_directive(v, "no-cache"))
+                return "Cache-Control forbids it";
+            if (!t->allow_private && has_directive(v, "private"))
+                return "it is private (allow-private-response-caching is false)";
+        } else if (ptl_bytes_ieq(n, "Vary")) {
+            const char *why = vary_refusal(v, t);
+            if (why)
+                return why;
+        }
+    }
+    return i == MAX_LINES ? "it has too many header lines" : NULL;
 }
 
 /* A decimal number (digits only, at most 18); 0, or -1. */
@@ -166,12 +175,7 @@ static const char *refusal(const struct pt_api *api, pt_call *call, const struct
     pt_bytes v;
     if (api->header_get(call, PT_MSG_RESPONSE, PTL_LIT("Set-Cookie"), &v, 1) > 0)
         return "it sets a cookie";
-    if (header_has(api, call, "Cache-Control", "no-store") ||
-        header_has(api, call, "Cache-Control", "no-cache"))
-        return "Cache-Control forbids it";
-    if (!t->allow_private && header_has(api, call, "Cache-Control", "private"))
-        return "it is private (allow-private-response-caching is false)";
-    const char *why = vary_refusal(api, call, t);
+    const char *why = header_refusal(api, call, t);
     if (why)
         return why;
     if (api->header_get(call, PT_MSG_RESPONSE, PTL_LIT("Transfer-Encoding"), &v, 1) > 0)
@@ -197,7 +201,7 @@ static int build_entry(const struct pt_api *api, pt_call *call, pt_bytes body, i
     e.body = body;
     pt_bytes name, value;
     int n = 0;
-    while (n < 4096 && api->header_at(call, PT_MSG_RESPONSE, n, &name, &value) == 0)
+    while (n < MAX_LINES && api->header_at(call, PT_MSG_RESPONSE, n, &name, &value) == 0)
         n++;
     e.names = api->alloc(call, sizeof(*e.names) * (size_t)(n + 1));
     e.values = api->alloc(call, sizeof(*e.values) * (size_t)(n + 1));
