@@ -927,6 +927,23 @@ def test_workspaces_have_their_own_values(counting, portico, redis_server):
     assert redis_keys(r, "portico:*") == ["portico:v:backend-token"], "workspace values stay in the node"
 
 
+def test_workspace_responses_use_the_internal_cache(counting, portico, redis_server):
+    """A workspace's API caches responses with caching-type external: they are kept in the node, never
+    in Redis; a service API beside it uses Redis."""
+    r = redis_server()
+    ws = {"id": "wr", "path": "wr", "serviceUrl": counting.url, "subscriptionRequired": False,
+          "workspace": "wsa", "operations": [{"id": "any", "method": "*", "urlTemplate": "/*"}],
+          "policies": {"inbound": [lookup(**{"caching-type": "external"})], "outbound": [store()]}}
+    cfg = config(counting, inbound=[lookup(**{"caching-type": "external"})], apis=[ws], cache={"redis": r.url})
+    cfg["workspaces"] = [{"id": "wsa"}]
+    p = portico(cfg)
+    assert [get(p, "/wr/x")[3] for _ in range(2)] == [1, 1]
+    assert cache_fields(p, 2) == ["miss", "hit"]
+    assert redis_keys(r, "portico:*") == []
+    assert get(p, "/c/x")[3] == 2
+    wait_for(lambda: len(redis_keys(r, "portico:r:*")) == 1, what="the service API's entry in Redis")
+
+
 def test_value_cache_in_redis(counting, portico, redis_server):
     r = redis_server()
     p = portico(value_config(counting, "external", cache={"redis": r.url}))
