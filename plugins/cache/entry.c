@@ -125,7 +125,8 @@ int cache_entry_decode(const struct pt_api *api, pt_call *call, pt_bytes in, str
     uint64_t at = get_u64(&r), ttl = get_u64(&r);
     e->reason = get_bytes(&r);
     uint32_t nh = get_u32(&r);
-    if (r.bad || status < 100 || status > 999 || at > (uint64_t)INT64_MAX ||
+    /* 200..599 but 206 and 304: what cache-store can write (a 1xx would leave the client waiting) */
+    if (r.bad || status < 200 || status > 599 || status == 206 || status == 304 || at > (uint64_t)INT64_MAX ||
         ttl > (uint64_t)CACHE_DURATION_MAX || nh > MAX_HEADERS || (size_t)nh * 8 > r.n)
         return -1;
     e->status = (int)status;

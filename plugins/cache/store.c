@@ -14,7 +14,11 @@
  *   - Cache-Control no-store or no-cache (we cannot revalidate), and
  *     private unless the lookup allowed private responses
  *     (allow-private-response-caching);
- *   - Vary: * (the backend says no key can describe it);
+ *   - Vary: * (the backend says no key can describe it), and a Vary
+ *     naming a request header the lookup does not vary by (the key would
+ *     not tell the representations apart: one client's Accept-Encoding or
+ *     Accept would choose what everyone gets);
+ *   - statuses 1xx, 206 and 304 (one client's part or "not modified");
  *   - a body whose length the head does not announce (chunked or until
  *     close): reading such a body could pass limits.bufferSize, which fails
  *     the response with 502 -- the cache must never fail a request -- so
@@ -88,15 +92,66 @@ static int has_directive(pt_bytes v, const char *token)
     return 0;
 }
 
-/* Does any value of response header `name` hold `token`? */
-static int header_has(const struct pt_api *api, pt_call *call, const char *name, const char *token)
+/* Is `name` one of the comma-separated lower-case names of `list`? */
+static int in_list(pt_bytes list, pt_bytes name)
 {
-    pt_bytes vals[32];
-    int n = api->header_get(call, PT_MSG_RESPONSE, (pt_bytes){name, strlen(name)}, vals, 32);
-    for (int i = 0; i < n && i < 32; i++)
-        if (has_directive(vals[i], token))
-            return 1;
+    size_t a = 0;
+    while (a < list.len) {
+        size_t z = a;
+        while (z < list.len && list.data[z] != ',')
+            z++;
+        if (z - a == name.len) {
+            size_t k = 0;
+            while (k < name.len && ptl_lower(name.data[k]) == list.data[a + k])
+                k++;
+            if (k == name.len)
+                return 1;
+        }
+        a = z + 1;
+    }
     return 0;
+}
+
+/* The most header lines a stored response may have (build_entry keeps as many); more: not stored. */
+#define MAX_LINES 4096
+
+/* NULL when every name in Vary value v is one the lookup varies by; else why not. */
+static const char *vary_refusal(pt_bytes v, const struct cache_ticket *t)
+{
+    size_t a = 0;
+    while (a < v.len) {
+        size_t z = a;
+        while (z < v.len && v.data[z] != ',')
+            z++;
+        pt_bytes d = ptl_trim((pt_bytes){v.data + a, z - a});
+        if (ptl_bytes_is(d, "*"))
+            return "Vary: *";
+        if (d.len && !in_list(t->vary, d))
+            return "Vary names a request header the lookup does not vary by";
+        a = z + 1;
+    }
+    return NULL;
+}
+
+/* What every Cache-Control and Vary line of the response says (one pass over all the lines, so that
+   a directive in the 33rd line counts as much as one in the first); NULL when nothing forbids storing. */
+static const char *header_refusal(const struct pt_api *api, pt_call *call, const struct cache_ticket *t)
+{
+    pt_bytes n, v;
+    int i = 0;
+    for (; i < MAX_LINES && api->header_at(call, PT_MSG_RESPONSE, i, &n, &v) == 0; i++) {
+        if (ptl_bytes_ieq(n, "Cache-Control")) {
+            if (has_directive(v, "no-store") || has_directive(v, "no-cache"))
+                return "Cache-Control forbids it";
+            if (!t->allow_private && has_directive(v, "private"))
+                return "it is private (allow-private-response-caching is false)";
+        } else if (ptl_bytes_ieq(n, "Vary")) {
+            const char *why = vary_refusal(v, t);
+            if (why)
+                return why;
+        }
+    }
+    return i == MAX_LINES ? "it has too many header lines" : NULL;
 }
 
 /* A decimal number (digits only, at most 18); 0, or -1. */
@@ -120,13 +175,9 @@ static const char *refusal(const struct pt_api *api, pt_call *call, const struct
     pt_bytes v;
     if (api->header_get(call, PT_MSG_RESPONSE, PTL_LIT("Set-Cookie"), &v, 1) > 0)
         return "it sets a cookie";
-    if (header_has(api, call, "Cache-Control", "no-store") ||
-        header_has(api, call, "Cache-Control", "no-cache"))
-        return "Cache-Control forbids it";
-    if (!t->allow_private && header_has(api, call, "Cache-Control", "private"))
-        return "it is private (allow-private-response-caching is false)";
-    if (header_has(api, call, "Vary", "*"))
-        return "Vary: *";
+    const char *why = header_refusal(api, call, t);
+    if (why)
+        return why;
     if (api->header_get(call, PT_MSG_RESPONSE, PTL_LIT("Transfer-Encoding"), &v, 1) > 0)
         return "its length is not announced";
     if (api->header_get(call, PT_MSG_RESPONSE, PTL_LIT("Content-Length"), &v, 1) != 1)
@@ -150,7 +201,7 @@ static int build_entry(const struct pt_api *api, pt_call *call, pt_bytes body, i
     e.body = body;
     pt_bytes name, value;
     int n = 0;
-    while (n < 4096 && api->header_at(call, PT_MSG_RESPONSE, n, &name, &value) == 0)
+    while (n < MAX_LINES && api->header_at(call, PT_MSG_RESPONSE, n, &name, &value) == 0)
         n++;
     e.names = api->alloc(call, sizeof(*e.names) * (size_t)(n + 1));
     e.values = api->alloc(call, sizeof(*e.values) * (size_t)(n + 1));
@@ -187,8 +238,11 @@ pt_status cache_store_run(const struct pt_api *api, pt_call *call, void *instanc
         if (rc)
             return PT_ERROR;
     }
-    if (!any_status && api->status(call) != 200)
+    int status = api->status(call);
+    if (!any_status && status != 200)
         return PT_OK;
+    if (status < 200 || status == 206 || status == 304)
+        return PT_OK; /* a part, "not modified", an interim answer: never a response for everyone */
     const char *why = refusal(api, call, &t);
     if (why) {
         api->log(PT_LOG_LEVEL_DEBUG, "cache-store: response not stored: %s", why);
@@ -204,7 +258,9 @@ pt_status cache_store_run(const struct pt_api *api, pt_call *call, void *instanc
         return PT_OK; /* too large for the store, or the store is down: counted there */
     const char *cc = cache_control_value(api, call, t.downstream, t.must_revalidate, ttl);
     pt_bytes ccv = {cc, strlen(cc)};
-    if (api->header_set(call, PT_MSG_RESPONSE, PTL_LIT("Cache-Control"), &ccv, 1, PT_HEADER_OVERRIDE))
+    /* the backend's Age would make the new max-age look spent already: the response is fresh now */
+    if (api->header_set(call, PT_MSG_RESPONSE, PTL_LIT("Cache-Control"), &ccv, 1, PT_HEADER_OVERRIDE) ||
+        api->header_set(call, PT_MSG_RESPONSE, PTL_LIT("Age"), NULL, 0, PT_HEADER_DELETE))
         return PT_ERROR;
     return PT_OK;
 }

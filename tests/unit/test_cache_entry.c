@@ -140,7 +140,7 @@ static void every_byte_every_value(void **state)
             struct cache_entry e;
             if (cache_entry_decode(&api, NULL, (pt_bytes){copy, b.len}, &e) == 0) {
                 accepted++;
-                assert_true(e.status >= 100 && e.status <= 999);
+                assert_true(e.status >= 200 && e.status <= 599 && e.status != 206 && e.status != 304);
                 assert_true(e.body.data >= copy && e.body.data + e.body.len <= copy + b.len);
             }
             free_blocks();
@@ -177,6 +177,28 @@ static void refuses_what_the_core_would(void **state)
     assert_int_equal(cache_entry_decode(&api, NULL, out, &d), -1);
 }
 
+/* Statuses cache-store never writes are someone else's bytes: an interim 1xx would leave the client
+   waiting for a final answer, a 206 or a 304 is one client's; past 599 is no HTTP status. */
+static void refuses_statuses_never_stored(void **state)
+{
+    (void)state;
+    struct cache_entry e = {200, B("OK"), 1, 60, 0, NULL, NULL, B("x")}, d;
+    pt_bytes out;
+    const int bad[] = {0, 100, 101, 199, 206, 304, 600, 999};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        e.status = bad[i];
+        assert_int_equal(cache_entry_encode(&api, NULL, &e, &out), 0);
+        assert_int_equal(cache_entry_decode(&api, NULL, out, &d), -1);
+    }
+    const int good[] = {200, 203, 204, 301, 404, 500, 599};
+    for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
+        e.status = good[i];
+        assert_int_equal(cache_entry_encode(&api, NULL, &e, &out), 0);
+        assert_int_equal(cache_entry_decode(&api, NULL, out, &d), 0);
+        assert_int_equal(d.status, good[i]);
+    }
+}
+
 static void foreign_values(void **state)
 {
     (void)state;
@@ -198,6 +220,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cut_anywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(every_byte_every_value, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_what_the_core_would, setup, teardown),
+        cmocka_unit_test_setup_teardown(refuses_statuses_never_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(foreign_values, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
