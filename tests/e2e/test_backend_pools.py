@@ -287,6 +287,41 @@ def test_a_retry_after_a_followed_redirect_starts_over(backends, portico):
         assert "authorization" not in r["headers"] and "content-type" not in r["headers"]
 
 
+def test_a_redirect_hop_goes_through_its_backends_breaker_and_one_deadline(backends, portico):
+    """A hop to a backend entity whose circuit is open is not followed (the
+    client gets the redirect), and its outcomes count for its breaker; all
+    hops share forward-request's timeout."""
+    a, c = backends("a", "c")
+    cfg = with_forward(a.url, {"follow-redirects": True}, others=[c])
+    cfg["backends"][0]["circuitBreaker"] = {"rules": [rule(count=1, trip="PT30S")]}
+    p = portico(cfg)
+    loc = c.url + "/status/500"
+    assert get(p, "/echo/redirect/302/" + q(loc))[0] == 500  # followed; c's 500 trips c
+    status, hdrs, _ = get(p, "/echo/redirect/302/" + q(loc))
+    assert (status, hdrs["location"]) == (302, loc)
+    assert len(c.calls()) == 1
+    assert "circuit breaker tripped" in p.log_text()
+    # one deadline: each answer takes 0.4 s, the timeout is 0.6 s, so the hop has 0.2 s left
+    a.delay = 0.4
+    p2 = portico(with_forward(a.url, {"follow-redirects": True, "timeout-ms": 600}))
+    t0 = time.time()
+    status, _, _ = get(p2, "/echo/redirect/302/" + q("/base/x"))
+    assert status in (500, 504) and time.time() - t0 < 1.0
+    e = p2.access_entries(wait_for=1)
+    assert e[-1].get("reason") == "Timeout"
+
+
+def test_redirects_not_followed_warn_once_a_minute(backends, portico):
+    """The backend decides how many redirects are refused: the warnings are
+    limited (one a minute per worker)."""
+    a = backends("a")
+    p = portico(with_forward(a.url, {"follow-redirects": True}))
+    for _ in range(6):
+        assert get(p, "/echo/redirect/302/" + q("http://192.0.2.1/x"))[0] == 302
+    n = p.log_text().count("is not followed")
+    assert 1 <= n <= 2  # two workers at most
+
+
 def test_redirect_to_a_name_or_a_downgrade_is_not_followed(backends, portico):
     a = backends("a")
     p = portico(with_forward(a.url, {"follow-redirects": True}))
