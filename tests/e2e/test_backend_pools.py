@@ -524,6 +524,37 @@ def test_count_rule_trips_and_recovers_after_trip_duration(backends, portico):
     assert who(p, n=3) == ["a"] * 3
 
 
+def test_the_gateways_own_failures_do_not_trip_the_backend(backends, portico):
+    """Out of file descriptors (EMFILE) the gateway cannot open the backend
+    connection: the client gets 502, but the backend did not fail, so a
+    count=1 rule on connection failures does not trip."""
+    import os
+    import resource
+    a = backends("a")
+    cfg = config_for("a", [single(a, [rule(count=1, ranges=None, reasons=["BackendConnectionFailure"],
+                                           trip="PT30S")])])
+    p = portico(cfg)  # (no call yet: no pooled backend connection to reuse)
+    pid = p.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    c.connect()  # the client's connection is accepted with a descriptor to spare, no more
+    time.sleep(0.2)
+    try:
+        # the lowest free descriptor number is the limit: the next socket() gets EMFILE
+        used = set(int(x) for x in os.listdir("/proc/%d/fd" % pid))
+        low = next(i for i in range(len(used) + 1) if i not in used)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (low, hard))
+        c.request("GET", "/echo/fresh", headers={"Connection": "close"})
+        status = c.getresponse().status
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        c.close()
+    assert status == 502 and "Too many open files" in p.log_text()
+    assert a.calls() == []
+    assert who(p, n=2) == ["a", "a"]  # not tripped
+    assert "circuit breaker tripped" not in p.log_text()
+
+
 def test_successes_do_not_trip_and_ranges_choose_what_fails(backends, portico):
     """Only 429 is a failure here: 500s pass through untouched, 429s trip."""
     a = backends("a")
