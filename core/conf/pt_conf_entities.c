@@ -1703,7 +1703,9 @@ bool pt_conf_entities_read_backends(struct pt_cfctx *cx, struct pt_node *n, void
                           b->id ? b->id : "");
             ok = false;
         }
-        static const char *const member_only[] = {"credentials", "tls"};
+        /* a Pool's calls go to its members: their credentials, TLS, breaker and checks apply (a
+           Pool's own would do nothing, while looking like a protection) */
+        static const char *const member_only[] = {"credentials", "tls", "circuitBreaker", "healthCheck"};
         for (size_t k = 0; pool && k < PT_ARRAY_LEN(member_only); k++)
             if (pt_node_get(b->node, member_only[k])) {
                 pt_node_error(cx->errs, pt_node_get(b->node, member_only[k]),

@@ -33,17 +33,12 @@ struct pt_bestate *pt_breaker_state(const char *id, const char *key, uint64_t ru
     size_t b = bucket(id, key);
     pthread_mutex_lock(&reg_mu);
     for (struct pt_bestate *s = reg[b]; s; s = s->next) {
-        if (strcmp(s->id, id) || strcmp(s->key, key) || s->nmembers != nmembers)
+        /* the rules are part of the key: other rules get a state of their own, so that a candidate
+           generation changes nothing live (it may be refused), and the calls of an old generation
+           still in flight count into the old rules' windows, never into the new ones */
+        if (strcmp(s->id, id) || strcmp(s->key, key) || s->nmembers != nmembers || s->rules_sig != rules_sig)
             continue;
         s->refs++;
-        if (s->rules_sig != rules_sig) {
-            /* other rules: their counts start over (a trip in progress ends) */
-            pthread_mutex_lock(&s->mu);
-            clear_windows(s);
-            s->rules_sig = rules_sig;
-            atomic_store(&s->open_until, 0);
-            pthread_mutex_unlock(&s->mu);
-        }
         pthread_mutex_unlock(&reg_mu);
         return s;
     }
@@ -150,9 +145,14 @@ void pt_breaker_attach(struct pt_backdef *defs, int n)
             continue;
         uint64_t sig = pt_breaker_rules_sig(d->rules, d->nrules);
         if (d->type != PT_BE_POOL) {
-            d->state = pt_breaker_state(d->id, d->cf && d->cf->url ? d->cf->url : "", sig, 0);
-            if (d->state && !d->health.on)
-                atomic_store(&d->state->down, false); /* no checks any more: nothing would bring it up */
+            /* whether it is checked is part of the key: a backend whose checks were removed gets a
+               state of its own (no verdict, no counts of consecutive results) that no probe of an
+               older set can mark down; nothing here changes a live state (the generation may be
+               refused) */
+            char key[600];
+            snprintf(key, sizeof(key), "%s%s", d->cf && d->cf->url ? d->cf->url : "",
+                     d->health.on ? " |checked" : "");
+            d->state = pt_breaker_state(d->id, key, sig, 0);
             continue;
         }
         /* a pool's key: its members, weights and priorities */
@@ -244,7 +244,8 @@ static bool count(struct pt_brk_window *w, const struct pt_cbrule *r, bool faile
     }
     if (r->count > 0 && fail >= (uint64_t)r->count)
         return true;
-    if (r->percentage > 0 && fail * 100 >= (uint64_t)r->percentage * total)
+    /* a percentage is judged on enough calls only: one failed call of one is not a trend */
+    if (r->percentage > 0 && total >= PT_BREAKER_MIN_CALLS && fail * 100 >= (uint64_t)r->percentage * total)
         return true;
     return false;
 }
@@ -267,8 +268,14 @@ bool pt_breaker_record(struct pt_bestate *s, const struct pt_cbrule *rules, int 
         if (!count(&s->win[i], r, pt_breaker_is_failure(r, status, reason), now))
             continue;
         int64_t len = r->trip_ms;
-        if (r->accept_retry_after && retry_after_ms > 0)
-            len = retry_after_ms; /* the backend says how long it needs */
+        if (r->accept_retry_after && retry_after_ms > 0) {
+            /* the backend says how long it needs, within reason: one answer must not take it out
+               for a day when the operator chose seconds */
+            len = retry_after_ms;
+            int64_t cap = r->trip_ms * PT_BREAKER_RETRY_AFTER_CAP;
+            if (cap > 0 && len > cap)
+                len = cap;
+        }
         if (len > PT_BREAKER_MAX_TRIP_MS)
             len = PT_BREAKER_MAX_TRIP_MS;
         if (len < 1)
@@ -368,34 +375,74 @@ static int month_of(const char *m)
     return -1;
 }
 
-/* IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (the form RFC 9110 says to send). */
+/* n digits at p (no sign, no space); -1 when not. */
+static int digits(const char *p, int n)
+{
+    int v = 0;
+    for (int k = 0; k < n; k++) {
+        if (p[k] < '0' || p[k] > '9')
+            return -1;
+        v = v * 10 + (p[k] - '0');
+    }
+    return v;
+}
+
+/* "hh:mm:ss" at p */
+static bool clock_of(const char *p, struct tm *tm)
+{
+    if (p[2] != ':' || p[5] != ':')
+        return false;
+    tm->tm_hour = digits(p, 2);
+    tm->tm_min = digits(p + 3, 2);
+    tm->tm_sec = digits(p + 6, 2);
+    return tm->tm_hour >= 0 && tm->tm_hour <= 23 && tm->tm_min >= 0 && tm->tm_min <= 59 && tm->tm_sec >= 0 &&
+           tm->tm_sec <= 60;
+}
+
+/*
+ * The three HTTP date forms a recipient accepts (RFC 9110 5.6.7):
+ *   IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT"
+ *   rfc850      "Sunday, 06-Nov-94 08:49:37 GMT" (a two-digit year: 19yy from 70 on, 20yy below)
+ *   asctime     "Sun Nov  6 08:49:37 1994"
+ */
 static bool http_date(const char *p, size_t n, time_t *out)
 {
-    if (n != 29 || p[3] != ',' || p[4] != ' ' || p[7] != ' ' || p[11] != ' ' || p[16] != ' ' ||
-        p[19] != ':' || p[22] != ':' || p[25] != ' ' || memcmp(p + 26, "GMT", 3))
+    struct tm tm = {0};
+    char mon[4] = {0};
+    const char *comma = memchr(p, ',', n < 11 ? n : 11);
+    if (n == 29 && comma == p + 3) { /* IMF-fixdate */
+        if (p[4] != ' ' || p[7] != ' ' || p[11] != ' ' || p[16] != ' ' || p[25] != ' ' ||
+            memcmp(p + 26, "GMT", 3))
+            return false;
+        tm.tm_mday = digits(p + 5, 2);
+        memcpy(mon, p + 8, 3);
+        tm.tm_year = digits(p + 12, 4) - 1900;
+        if (!clock_of(p + 17, &tm))
+            return false;
+    } else if (comma && comma > p + 3) { /* rfc850: "Weekday, DD-Mon-YY hh:mm:ss GMT" */
+        const char *d = comma + 1;
+        if ((size_t)(p + n - d) != 23 || d[0] != ' ' || d[3] != '-' || d[7] != '-' || d[10] != ' ' ||
+            d[19] != ' ' || memcmp(d + 20, "GMT", 3))
+            return false;
+        tm.tm_mday = digits(d + 1, 2);
+        memcpy(mon, d + 4, 3);
+        int yy = digits(d + 8, 2);
+        if (yy < 0)
+            return false;
+        tm.tm_year = yy >= 70 ? yy : yy + 100;
+        if (!clock_of(d + 11, &tm))
+            return false;
+    } else if (n == 24 && p[3] == ' ' && p[7] == ' ' && p[10] == ' ' && p[19] == ' ') { /* asctime */
+        memcpy(mon, p + 4, 3);
+        tm.tm_mday = p[8] == ' ' ? digits(p + 9, 1) : digits(p + 8, 2);
+        tm.tm_year = digits(p + 20, 4) - 1900;
+        if (!clock_of(p + 11, &tm))
+            return false;
+    } else
         return false;
-    int v[7];
-    const int at[7] = {5, 12, 17, 20, 23, -1, -1};
-    for (int i = 0; i < 5; i++) {
-        int w = i == 1 ? 4 : 2;
-        v[i] = 0;
-        for (int k = 0; k < w; k++) {
-            char c = p[at[i] + k];
-            if (c < '0' || c > '9')
-                return false;
-            v[i] = v[i] * 10 + (c - '0');
-        }
-    }
-    char mon[4] = {p[8], p[9], p[10], 0};
-    int mo = month_of(mon);
-    if (mo < 0 || v[0] < 1 || v[0] > 31 || v[2] > 23 || v[3] > 59 || v[4] > 60)
+    tm.tm_mon = month_of(mon);
+    if (tm.tm_mon < 0 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_year < 0)
         return false;
-    struct tm tm = {.tm_year = v[1] - 1900,
-                    .tm_mon = mo,
-                    .tm_mday = v[0],
-                    .tm_hour = v[2],
-                    .tm_min = v[3],
-                    .tm_sec = v[4]};
     *out = timegm(&tm);
     return *out != (time_t)-1;
 }

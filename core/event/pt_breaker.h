@@ -8,8 +8,10 @@
  * caller builds (the url of a single backend, the member list of a pool):
  * a new generation that keeps a backend's id and key gets the very same
  * state, so a trip, the health verdict and a pool's round-robin position
- * survive reloads.  Changed circuit breaker rules clear the breaker's
- * counts (not its health).
+ * survive reloads.  The rules' signature (and, for a single backend,
+ * whether it is health-checked) is part of the key: changed rules get a
+ * new state, so a generation that is then refused changes nothing live,
+ * and an old generation's calls never count with the new rules.
  *
  * Hot path: whether a backend is open is one relaxed atomic load; counting
  * an outcome takes the backend's own mutex (only for backends with rules);
@@ -30,6 +32,8 @@
 #define PT_BREAKER_SLOTS 10             /* an interval is counted in 10 slots */
 #define PT_BREAKER_MAX_MEMBERS 256      /* a pool's members (pool.services allows 256) */
 #define PT_BREAKER_MAX_TRIP_MS 86400000 /* one day: a longer Retry-After is cut to it */
+#define PT_BREAKER_MIN_CALLS 10         /* a percentage rule judges an interval of 10 calls or more */
+#define PT_BREAKER_RETRY_AFTER_CAP 10   /* acceptRetryAfter: at most 10 x tripDuration */
 
 /* Rules are the generation's compiled struct pt_cbrule (conf/pt_genmodel.h):
    failures within `interval_ms` trip the breaker when they reach `count`,

@@ -241,13 +241,15 @@ void pt_health_set(const struct pt_health_probe *p, int n)
         evthread_use_pthreads(); /* the control thread wakes this base */
         base = event_base_new();
         wake = base ? event_new(base, -1, 0, wake_cb, NULL) : NULL;
-        if (!wake) {
-            pt_warn("health checks: cannot create their event loop");
-            set_free(s);
-            return;
-        }
-        if (pthread_create(&thread, NULL, run, NULL)) {
-            pt_warn("health checks: cannot start their thread");
+        if (!wake || pthread_create(&thread, NULL, run, NULL)) {
+            pt_warn("health checks: cannot %s", wake ? "start their thread" : "create their event loop");
+            /* nothing is kept half made: the next call starts from scratch */
+            if (wake)
+                event_free(wake);
+            if (base)
+                event_base_free(base);
+            wake = NULL;
+            base = NULL;
             set_free(s);
             return;
         }

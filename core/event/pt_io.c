@@ -527,6 +527,12 @@ const char *pt_io_errmsg(const struct pt_io *p)
     return io->err ? io->errbuf : "connection closed";
 }
 
+bool pt_io_local_error(const struct pt_io *p)
+{
+    int e = ((const struct io *)p)->err;
+    return e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOBUFS;
+}
+
 bool pt_io_connecting(const struct pt_io *p)
 {
     return ((const struct io *)p)->connecting;

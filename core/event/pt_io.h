@@ -76,6 +76,8 @@ SSL *pt_io_ssl(const struct pt_io *io);
 int pt_io_fd(const struct pt_io *io);
 /* A description of the last error ("connection refused", TLS reason...). */
 const char *pt_io_errmsg(const struct pt_io *io);
+/* true when the failure was this process's own (out of descriptors or memory), not the peer's. */
+bool pt_io_local_error(const struct pt_io *io);
 /* true while an outgoing connection is not established yet. */
 bool pt_io_connecting(const struct pt_io *io);
 

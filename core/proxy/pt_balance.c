@@ -32,12 +32,15 @@ static pt_status unavailable(struct pt_req *req, const struct pt_backdef *d, int
 {
     char msg[160];
     uint64_t secs = wait_ms > 0 ? (uint64_t)(wait_ms + 999) / 1000 : 0;
+    /* the client learns nothing of our entity ids (the log and the trace name it) */
     if (secs)
         snprintf(msg, sizeof(msg),
-                 "Backend %s is unavailable (circuit breaker open). Try again in %llu seconds.", d->id,
+                 "The backend is unavailable (circuit breaker open). Try again in %llu seconds.",
                  (unsigned long long)secs);
     else
-        snprintf(msg, sizeof(msg), "Backend %s is unavailable (no healthy backend to call).", d->id);
+        snprintf(msg, sizeof(msg), "The backend is unavailable (no healthy backend to call).");
+    pt_debug("request %.*s: backend %s is unavailable (%llu s)", (int)req->idn, req->id, d->id,
+             (unsigned long long)secs);
     pt_msg_set_error(req, 503, "forward-request", "BackendUnavailable", msg);
     if (secs) {
         /* one Retry-After however often a retry met the open circuit: the latest */
@@ -60,8 +63,15 @@ static pt_status unavailable(struct pt_req *req, const struct pt_backdef *d, int
 pt_status pt_balance_choose(struct pt_req *req, const struct pt_backdef *d)
 {
     req->brk_def = NULL;
-    if (!d || !d->state)
+    if (!d)
         return PT_OK;
+    if (!d->state) { /* out of memory when the generation was built */
+        if (d->type != PT_BE_POOL)
+            return PT_OK; /* a single backend: called, without a breaker */
+        pt_msg_set_error(req, 503, "forward-request", "BackendUnavailable",
+                         "The backend is unavailable (no state for its pool).");
+        return PT_ERROR;
+    }
     int64_t now = (int64_t)pt_clock_now_ms();
     if (d->type == PT_BE_POOL) {
         int64_t wait;

@@ -72,6 +72,14 @@ bool pt_redirect_follow(struct pt_req *req, const char **why);
 /* A new forward-request (or a retry of it) after redirects were followed:
    the target, path and query go back to where the first call went. */
 void pt_redirect_restore(struct pt_req *req);
+/* The hop's overlay on the client's request (which stays as it came): its method, whether it goes
+   without a body, whether header x is not sent on it, whether the origin changed (no client
+   certificate), and what is left of forward-request's timeout *ms (false: nothing). */
+pt_str pt_redirect_method(const struct pt_req *req);
+bool pt_redirect_no_body(const struct pt_req *req);
+bool pt_redirect_hides(const struct pt_req *req, const struct pt_hdr *x);
+bool pt_redirect_crossed(const struct pt_req *req);
+bool pt_redirect_time_left(const struct pt_req *req, unsigned *ms);
 
 /* ---- pt_respond.c: the response to the client ---- */
 

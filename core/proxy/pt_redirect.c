@@ -8,17 +8,33 @@
  *     do 301 and 302 after a POST (what browsers and curl do); 307 and 308
  *     repeat the method and the body, so they are followed only when the
  *     body is in memory (buffer-request-body, or none at all);
- *   - the Location may be a path (on the same backend), or an absolute
- *     http(s) URL on the same backend, or on a literal IP address (v4 or
- *     [v6]: no name lookup on a worker); any other host, an https -> http
- *     downgrade, or a Location that is not a valid request target is not
- *     followed (the client gets the redirect);
- *   - on a different host, Authorization and Cookie are not sent.
+ *   - the Location may be a path (on the same backend), an absolute http(s)
+ *     URL of the same origin (scheme, host and port of the backend called),
+ *     or of the origin of another backend entity of the configuration (its
+ *     name, or the literal address it resolved to: no name lookup on a
+ *     worker).  Anything else -- another host, a loopback, link-local,
+ *     private or unspecified address that no backend entity names, an
+ *     https -> http downgrade, a Location that is not a valid request
+ *     target -- is not followed (the client gets the redirect): a client
+ *     must not be able to make the gateway fetch an address of its choice;
+ *   - a hop to a backend entity goes through its circuit breaker and health
+ *     verdict (not followed while it is unavailable; its outcome counts),
+ *     with its credentials and TLS;
+ *   - once the origin changed, nothing credential-like of the first call is
+ *     sent: Authorization, Cookie, Proxy-Authorization, the subscription key
+ *     header, a Host a policy set, the header names of the first backend's
+ *     credentials, and no client certificate;
+ *   - the hop's method, body and dropped headers lie over the request: the
+ *     client's request (req->h, the buffered body) is never changed, so a
+ *     retry sends it again as it was, and policies see it as it came;
+ *   - the hops share forward-request's timeout (one deadline).
  */
 #include "base/pt_log.h"
 #include "base/pt_url.h"
+#include "event/pt_breaker.h"
 #include "http/pt_http.h"
 #include "http/pt_msg.h"
+#include "policy/pt_gen.h"
 #include "proxy/pt_proxy.h"
 
 #include <arpa/inet.h>
@@ -56,33 +72,37 @@ static bool target_ok(pt_str s)
     return true;
 }
 
-/* A backend for a literal address, in the request arena; NULL for a name. */
-static struct pt_backend *literal_backend(struct pt_req *req, const struct pt_url *u)
+/* Whether `host` is a literal address equal to the one `sa` holds. */
+static bool same_address(const char *host, const struct sockaddr_storage *sa)
 {
-    struct pt_backend *b = pt_pool_calloc(req->pool, sizeof(*b));
-    if (!b)
-        return NULL;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&b->sa;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&b->sa;
-    if (inet_pton(AF_INET, u->host, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)u->port);
-        b->salen = sizeof(*v4);
-    } else if (inet_pton(AF_INET6, u->host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)u->port);
-        b->salen = sizeof(*v6);
-    } else
-        return NULL;
-    b->url = *u;
-    b->url.path = "";
-    /* the same key as a configured backend on that address: pooled alike */
-    b->pool_key = pt_pool_printf(req->pool, "%s://%s:%d/%s", u->https ? "https" : "http", u->host, u->port,
-                                 u->https ? u->host : "");
-    if (!b->pool_key)
-        return NULL;
-    b->pool_hash = pt_hash(b->pool_key, strlen(b->pool_key), false);
-    return b;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (sa->ss_family == AF_INET && inet_pton(AF_INET, host, &a4) == 1)
+        return !memcmp(&a4, &((const struct sockaddr_in *)sa)->sin_addr, sizeof(a4));
+    if (sa->ss_family == AF_INET6 && inet_pton(AF_INET6, host, &a6) == 1)
+        return !memcmp(&a6, &((const struct sockaddr_in6 *)sa)->sin6_addr, sizeof(a6));
+    return false;
+}
+
+/* The backend entity of the generation whose origin the URL names (a copy of its target, path
+   dropped, in the request arena); NULL when none does: no other place is called. */
+static struct pt_backend *configured_backend(struct pt_req *req, const struct pt_url *u)
+{
+    const struct pt_gen *g = req_gen(req);
+    for (int i = 0; i < g->nbackends; i++) {
+        const struct pt_backend *t = g->backends[i].target;
+        if (!t || t->url.https != u->https || t->url.port != u->port)
+            continue;
+        if (strcasecmp(t->url.host, u->host) && !same_address(u->host, &t->sa))
+            continue;
+        struct pt_backend *b = pt_pool_alloc(req->pool, sizeof(*b));
+        if (!b)
+            return NULL;
+        *b = *t;
+        b->url.path = "";
+        return b;
+    }
+    return NULL;
 }
 
 /* The current backend, its path dropped (a Location's path is the whole path). */
@@ -96,18 +116,16 @@ static struct pt_backend *same_backend(struct pt_req *req)
     return b;
 }
 
-static void drop_header(struct pt_head *h, const char *name)
-{
-    for (int i = 0; i < h->nh; i++)
-        if (pt_str_ieq_c(h->h[i].name, name))
-            h->h[i].deleted = true;
-}
-
 struct pt_redirect_from {
     struct pt_backend *be;
     pt_str bpath, bquery;
     struct pt_backend *last; /* the last redirect's target, path and query */
     pt_str last_path, last_query;
+    /* the hop's request, laid over the client's */
+    bool to_get;                    /* GET (HEAD stays HEAD), without a body */
+    bool cross;                     /* the origin changed: no credential of the first call goes */
+    const struct pt_backdef *first; /* the first call's backend entity */
+    uint64_t t0_us;                 /* when the first call started (one deadline for all hops) */
 };
 
 void pt_redirect_restore(struct pt_req *req)
@@ -125,6 +143,63 @@ void pt_redirect_restore(struct pt_req *req)
     req->redir = NULL;
 }
 
+pt_str pt_redirect_method(const struct pt_req *req)
+{
+    return req->redir && req->redir->to_get ? PT_STR("GET") : req->h.method;
+}
+
+static int method_id(const struct pt_req *req)
+{
+    return req->redir && req->redir->to_get ? HTTP_GET : req->h.method_id;
+}
+
+bool pt_redirect_no_body(const struct pt_req *req)
+{
+    return req->redir && req->redir->to_get;
+}
+
+bool pt_redirect_crossed(const struct pt_req *req)
+{
+    return req->redir && req->redir->cross;
+}
+
+bool pt_redirect_hides(const struct pt_req *req, const struct pt_hdr *x)
+{
+    const struct pt_redirect_from *r = req->redir;
+    if (!r)
+        return false;
+    static const char *const content[] = {"content-type", "content-encoding", "content-language",
+                                          "content-location"};
+    for (size_t i = 0; r->to_get && i < sizeof(content) / sizeof(content[0]); i++)
+        if (pt_str_ieq_c(x->name, content[i]))
+            return true;
+    if (!r->cross)
+        return false;
+    static const char *const creds[] = {"authorization", "cookie", "proxy-authorization"};
+    for (size_t i = 0; i < sizeof(creds) / sizeof(creds[0]); i++)
+        if (pt_str_ieq_c(x->name, creds[i]))
+            return true;
+    if (x->kind == PT_H_HOST) /* a Host a policy set named the old host */
+        return true;
+    if (req->api && req->api->cf->key_header && pt_str_ieq_c(x->name, req->api->cf->key_header))
+        return true;
+    for (int i = 0; r->first && i < r->first->nheaders; i++)
+        if (pt_str_ieq_c(x->name, r->first->headers[i].name))
+            return true;
+    return false;
+}
+
+bool pt_redirect_time_left(const struct pt_req *req, unsigned *ms)
+{
+    if (!req->redir || !*ms)
+        return true;
+    uint64_t spent = (pt_clock_now_us() - req->redir->t0_us) / 1000;
+    if (spent >= *ms)
+        return false;
+    *ms -= (unsigned)spent;
+    return true;
+}
+
 bool pt_redirect_follow(struct pt_req *req, const char **why)
 {
     *why = NULL;
@@ -136,9 +211,11 @@ bool pt_redirect_follow(struct pt_req *req, const char **why)
         *why = "too many redirects";
         return false;
     }
-    bool to_get = status == 303 || ((status == 301 || status == 302) && req->h.method_id == HTTP_POST);
-    if (req->h.method_id == HTTP_HEAD)
+    int mid = method_id(req);
+    bool to_get = status == 303 || ((status == 301 || status == 302) && mid == HTTP_POST);
+    if (mid == HTTP_HEAD)
         to_get = false;
+    to_get = to_get || pt_redirect_no_body(req); /* once turned into a GET, it stays one */
     bool has_body = req->h.body != PT_BODY_NONE || req->req_body_state == RB_REPLACED;
     if (!req->req_done || (!to_get && has_body && req->req_body_state == RB_STREAM)) {
         *why = "the request body was streamed and cannot be sent again";
@@ -192,10 +269,11 @@ bool pt_redirect_follow(struct pt_req *req, const char **why)
             !strcasecmp(u.host, req->be->url.host))
             nb = same_backend(req);
         else {
-            nb = literal_backend(req, &u);
+            nb = configured_backend(req, &u);
             cross = true;
             if (!nb) {
-                *why = "the Location names another host (only literal addresses are followed)";
+                *why = "the Location names an origin that is neither the backend's nor a configured "
+                       "backend's";
                 return false;
             }
         }
@@ -211,12 +289,24 @@ bool pt_redirect_follow(struct pt_req *req, const char **why)
 have:
     if (!nb)
         return false;
+    {
+        /* the target's circuit breaker and health verdict (a backend entity's) */
+        const struct pt_backdef *td = nb->def;
+        if (td && td->state && !pt_breaker_available(td->state, (int64_t)pt_clock_now_ms())) {
+            *why = "the Location's backend is unavailable (circuit breaker open or marked down)";
+            return false;
+        }
+        req->brk_def = td && td->nrules ? td : NULL; /* its outcome counts */
+    }
     if (!req->redir) {
-        req->redir = pt_pool_alloc(req->pool, sizeof(*req->redir));
+        req->redir = pt_pool_calloc(req->pool, sizeof(*req->redir));
         if (!req->redir)
             return false;
-        *req->redir =
-            (struct pt_redirect_from){req->be, req->bpath, req->bquery, NULL, PT_NULL_STR, PT_NULL_STR};
+        *req->redir = (struct pt_redirect_from){.be = req->be,
+                                                .bpath = req->bpath,
+                                                .bquery = req->bquery,
+                                                .first = req->be->def,
+                                                .t0_us = req->tb0 ? req->tb0 : pt_clock_now_us()};
     }
     req->redirects++;
     req->be = nb;
@@ -225,30 +315,8 @@ have:
     req->redir->last_query = query;
     req->bpath = path;
     req->bquery = query;
-    if (to_get && req->h.method_id != HTTP_GET) {
-        req->h.method = PT_STR("GET");
-        req->h.method_id = HTTP_GET;
-    }
-    if (to_get) {
-        /* no body, and none of the headers that described it */
-        if (!req->req_body)
-            req->req_body = evbuffer_new();
-        else
-            evbuffer_drain(req->req_body, evbuffer_get_length(req->req_body));
-        req->req_body_state = RB_REPLACED;
-        req->h.body = PT_BODY_NONE;
-        req->h.content_length = -1;
-        drop_header(&req->h, "content-type");
-        drop_header(&req->h, "content-encoding");
-        drop_header(&req->h, "content-language");
-        drop_header(&req->h, "content-location");
-    }
-    if (cross) {
-        drop_header(&req->h, "authorization");
-        drop_header(&req->h, "cookie");
-        for (int i = 0; i < req->h.nh; i++) /* a Host a policy set named the old host */
-            if (req->h.h[i].kind == PT_H_HOST)
-                req->h.h[i].deleted = true;
-    }
+    /* the hop's method, body and headers lie over the client's request (see pt_redirect_hides) */
+    req->redir->to_get = to_get;
+    req->redir->cross = req->redir->cross || cross;
     return true;
 }

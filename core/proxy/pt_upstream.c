@@ -159,6 +159,13 @@ static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *b
     return p;
 }
 
+/* The client certificate the call presents: an https target's, and none once a followed redirect
+   changed the origin (it is the first backend's credential). */
+static const struct pt_clientcert *call_cert(const struct pt_req *req)
+{
+    return req->be->url.https && !pt_redirect_crossed(req) ? req->client_cert : NULL;
+}
+
 /* Connections through a proxy are pooled per proxy, target and credentials: the target's own key
    (its address, and a backend entity's TLS identity: a lax or mutual-TLS tunnel is never reused for
    another target's calls), and a proxy may tie a connection to whoever authenticated on it. */
@@ -170,7 +177,7 @@ static struct pt_upool *proxy_pool_get(struct pt_req *req, struct pt_worker *w)
         pt_pool_printf(req->pool, "proxy %s > %s | %016llx", px->be->pool_key, req->be->pool_key,
                        (unsigned long long)pt_hash(px->auth.data ? px->auth.data : "", px->auth.len, false));
     tmp.pool_hash = pt_hash(tmp.pool_key, strlen(tmp.pool_key), false);
-    return pool_get(w, &tmp, req->be->url.https ? req->client_cert : NULL);
+    return pool_get(w, &tmp, call_cert(req));
 }
 
 /*
@@ -260,7 +267,7 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
     struct pt_worker *w = req->c->w;
     struct pt_backend *be = req->be; /* the API's, or one a policy or a redirect chose */
     const struct pt_fwdproxy *px = req->fproxy;
-    const struct pt_clientcert *cc = be->url.https ? req->client_cert : NULL;
+    const struct pt_clientcert *cc = call_cert(req);
     struct pt_upool *pool = px ? proxy_pool_get(req, w) : pool_get(w, be, cc);
     if (!pool)
         return NULL;
@@ -446,7 +453,7 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
        https backend gets it inside the CONNECT tunnel, as any origin server (the proxy's
        credentials went with CONNECT only) */
     bool via_proxy_plain = req->fproxy && !be->url.https;
-    pt_buf_str(b, req->h.method);
+    pt_buf_str(b, pt_redirect_method(req)); /* a followed redirect's hop may be a GET */
     pt_buf_lit(b, " ");
     if (via_proxy_plain) {
         pt_buf_lit(b, "http://");
@@ -471,7 +478,8 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     /* the backend's authority, unless a policy set Host */
     pt_str host = pt_str_c(be->url.authority);
     for (int i = 0; i < req->h.nh; i++)
-        if (req->h.h[i].kind == PT_H_HOST && !req->h.h[i].hop && !req->h.h[i].deleted)
+        if (req->h.h[i].kind == PT_H_HOST && !req->h.h[i].hop && !req->h.h[i].deleted &&
+            !pt_redirect_hides(req, &req->h.h[i]))
             host = req->h.h[i].value;
     pt_buf_str(b, host);
     pt_buf_lit(b, "\r\n");
@@ -514,6 +522,8 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
            client cannot speak to the gateway's proxy, or a backend, under an identity it chose */
         if (pt_str_ieq(x->name, pt_str_c("Proxy-Authorization")))
             continue;
+        if (PT_UNLIKELY(req->redir != NULL) && pt_redirect_hides(req, x))
+            continue; /* a followed redirect's hop: content or credentials it does not carry */
         if (cred && cred->head_text && cred_replaces(cred, x->name))
             continue; /* the backend's credential replaces the client's header */
         if (PT_UNLIKELY(req->otel.on) && pt_otel_header_skip(req, x))
@@ -579,7 +589,9 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     pt_otel_backend_header(req, b); /* OpenTelemetry (O): traceparent */
     if (req->h.upgrade_ws)
         pt_buf_lit(b, "Connection: upgrade\r\nUpgrade: websocket\r\n");
-    if (req->req_body_state != RB_STREAM) {
+    if (pt_redirect_no_body(req)) {
+        /* a redirect's hop that became a GET: no body, the client's stays for a retry */
+    } else if (req->req_body_state != RB_STREAM) {
         /* a body in memory (read for a policy, or replaced by one) */
         size_t n = req->req_body ? evbuffer_get_length(req->req_body) : 0;
         if (n || req->h.body != PT_BODY_NONE || req->h.content_length == 0) {
@@ -600,7 +612,8 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
 static void put_request(struct pt_req *req, struct evbuffer *out)
 {
     evbuffer_add(out, req->uphead, req->uphead_n);
-    if (req->req_body_state != RB_STREAM && req->req_body && evbuffer_get_length(req->req_body)) {
+    if (req->req_body_state != RB_STREAM && req->req_body && evbuffer_get_length(req->req_body) &&
+        !pt_redirect_no_body(req)) {
         /* a copy: the body stays for a retry */
         size_t n = evbuffer_get_length(req->req_body);
         evbuffer_add(out, evbuffer_pullup(req->req_body, -1), n);
@@ -647,7 +660,7 @@ static void tunnel_read(struct pt_req *req)
                                   "Bad gateway: the proxy did not open a tunnel to the backend");
         return;
     }
-    SSL *ssl = backend_ssl(req, req->be, req->client_cert);
+    SSL *ssl = backend_ssl(req, req->be, call_cert(req));
     struct pt_io *tls = ssl ? pt_io_tls_over(u->io, ssl, up_cb, u) : NULL;
     if (!tls) {
         if (!ssl)
@@ -743,9 +756,16 @@ pt_status pt_upstream_forward(struct pt_req *req)
                          "No backend is configured for this API");
         return PT_ERROR;
     }
-    if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE && req->tb0) {
+    bool body = req->h.body != PT_BODY_NONE && !pt_redirect_no_body(req);
+    if (req->req_body_state == RB_STREAM && body && req->tb0) {
         pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
                          "the request body was streamed and cannot be sent again (use buffer-request-body)");
+        return PT_ERROR;
+    }
+    unsigned tmo = req->fwd_timeout; /* followed redirects: what is left of it */
+    if (req->redirects && !pt_redirect_time_left(req, &tmo)) {
+        pt_msg_set_error(req, 504, "forward-request", "Timeout",
+                         "Gateway timeout: the backend did not answer in time");
         return PT_ERROR;
     }
     struct pt_buf b;
@@ -761,13 +781,13 @@ pt_status pt_upstream_forward(struct pt_req *req)
     req->retried = false;
     memset(&req->resp_ch, 0, sizeof(req->resp_ch));
     if (!req_send(req, false)) {
-        pt_balance_outcome(req, 0, "BackendConnectionFailure");
+        req->brk_def = NULL; /* a local failure (memory, TLS setup): not the backend's, not counted */
         return PT_ERROR;
     }
     pt_upstream_timer_stop(req);
-    if (req->fwd_timeout)
-        req->fwd_timer = pt_pipeline_timer_start(&req->ex.call, req->fwd_timeout, forward_timeout, NULL);
-    if (req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE) {
+    if (tmo)
+        req->fwd_timer = pt_pipeline_timer_start(&req->ex.call, tmo, forward_timeout, NULL);
+    if (req->req_body_state == RB_STREAM && body) {
         c->state = C_BODY;
         pt_conn_send_continue(req);
         pt_conn_req_body(req);
@@ -802,7 +822,8 @@ void pt_upstream_read(struct pt_req *req)
                 return;
             if (r > 0) {
                 char *head = pt_pool_alloc(req->pool, len);
-                if (!head) { /* malloc refused the arena: the request ends here */
+                if (!head) {             /* malloc refused the arena: the request ends here */
+                    req->brk_def = NULL; /* ours, not the backend's: not counted */
                     pt_respond_backend_failed(req, 500, "OutOfMemory", "Internal server error");
                     return;
                 }
@@ -859,9 +880,19 @@ void pt_upstream_read(struct pt_req *req)
                     pt_pipeline_resume(req, st);
                 return;
             }
-            if (why)
-                pt_warn("request %.*s: backend %s: a %d redirect is not followed: %s", (int)req->idn, req->id,
-                        u->pool->key, req->rh.status, why);
+            if (why) {
+                /* the backend decides how often: a warning a minute per worker, the rest at debug */
+                static _Thread_local uint64_t warned_us;
+                uint64_t now = pt_clock_now_us();
+                if (!warned_us || now - warned_us >= 60 * 1000000ull) {
+                    warned_us = now;
+                    pt_warn("request %.*s: backend %s: a %d redirect is not followed: %s (more are logged at "
+                            "debug level for a minute)",
+                            (int)req->idn, req->id, u->pool->key, req->rh.status, why);
+                } else
+                    pt_debug("request %.*s: backend %s: a %d redirect is not followed: %s", (int)req->idn,
+                             req->id, u->pool->key, req->rh.status, why);
+            }
         }
         /* the outbound policies run before anything reaches the client */
         pt_io_read(u->io, false);
@@ -937,6 +968,8 @@ static void up_failed(struct pt_req *req, int what, const char *msg)
         return;
     }
     pt_warn("request %.*s: backend %s: %s", (int)req->idn, req->id, u->pool->key, msg);
+    if (u->io && pt_io_local_error(u->io))
+        req->brk_def = NULL; /* out of descriptors or memory here: not the backend's failure */
     pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
                               "Bad gateway: the backend connection failed");
 }

@@ -124,9 +124,13 @@ def get(p, path, method="GET", body=None, headers=None):
     return status, hdrs, data
 
 
-def with_forward(url, fwd):
+def with_forward(url, fwd, others=()):
+    """An API on `url` with forward-request `fwd`; `others` are backends configured as entities
+    (the origins a redirect may lead to)."""
     cfg = basic_config(url)
     cfg["apis"][0]["policies"] = {"backend": [{"forward-request": fwd}]}
+    if others:
+        cfg["backends"] = [{"id": o.name, "url": o.url} for o in others]
     return cfg
 
 
@@ -138,10 +142,10 @@ def q(s):
 
 def test_follow_redirects_true_fetches_the_location(backends, portico):
     """A 302 to a path on the same backend and a 301 to an absolute URL on
-    a second backend (a literal address) are followed; the client gets the
-    final 200 and never sees a redirect."""
+    a second, configured, backend are followed; the client gets the final
+    200 and never sees a redirect."""
     a, b = backends("a", "b")
-    p = portico(with_forward(a.url, {"follow-redirects": True}))
+    p = portico(with_forward(a.url, {"follow-redirects": True}, others=[b]))
     status, _, data = get(p, "/echo/redirect/302/" + q("/base/redirect/301/" + q(b.url + "/final?x=1")))
     assert status == 200
     j = json.loads(data)
@@ -188,13 +192,61 @@ def test_307_of_a_streamed_body_is_passed_to_the_client(backends, portico):
 
 
 def test_cross_host_redirect_drops_credentials(backends, portico):
+    """A redirect from backend entity a to backend entity b: nothing
+    credential-like of the call to a reaches b (the client's Authorization,
+    Cookie, Proxy-Authorization, subscription key, a's credential header
+    names, a Host a policy set); b's own credentials are sent."""
     a, b = backends("a", "b")
-    p = portico(with_forward(a.url, {"follow-redirects": True}))
+    cfg = basic_config("http://127.0.0.1:9")
+    del cfg["apis"][0]["serviceUrl"]
+    cfg["apis"][0]["backendId"] = "a"
+    cfg["backends"] = [{"id": "a", "url": a.url, "credentials": {"header": {"x-api-key": "for-a"}}},
+                       {"id": "b", "url": b.url, "credentials": {"header": {"x-b-key": "for-b"}}}]
+    cfg["apis"][0]["policies"] = {"backend": [
+        {"set-header": {"name": "x-api-key", "exists-action": "override", "value": "policy-secret"}},
+        # (a key the client sent would be checked: the API takes none, so a policy puts one there)
+        {"set-header": {"name": "Ocp-Apim-Subscription-Key", "exists-action": "override", "value": "k-secret"}},
+        {"forward-request": {"follow-redirects": True}}]}
+    p = portico(cfg)
     status, _, _ = get(p, "/echo/redirect/302/" + q(b.url + "/x"),
-                       headers={"Authorization": "Bearer secret", "Cookie": "s=1", "X-Keep": "1"})
+                       headers={"Authorization": "Bearer secret", "Cookie": "s=1", "X-Keep": "1",
+                                "Proxy-Authorization": "Basic cHJveHk6c2VjcmV0"})
     assert status == 200
+    ha = a.calls()[0]["headers"]
+    assert ha["authorization"] == "Bearer secret" and ha["x-api-key"] == "for-a"
+    assert ha["ocp-apim-subscription-key"] == "k-secret" and ha["proxy-authorization"].startswith("Basic")
     h = b.calls()[0]["headers"]
-    assert "authorization" not in h and "cookie" not in h and h["x-keep"] == "1"
+    for name in ("authorization", "cookie", "proxy-authorization", "ocp-apim-subscription-key", "x-api-key"):
+        assert name not in h, name
+    assert "secret" not in json.dumps(h)
+    assert h["x-keep"] == "1" and h["x-b-key"] == "for-b"
+    assert h["host"] == "127.0.0.1:%d" % b.port
+
+
+def test_redirect_to_an_origin_that_is_not_configured_is_not_followed(backends, portico):
+    """SSRF: a backend (or a client through a backend's open redirect) names
+    an address: the gateway's own listener, loopback in its other spellings,
+    an unconfigured backend.  None is fetched; the client gets the redirect."""
+    a, b, c = backends("a", "b", "c")
+    p = portico(with_forward(a.url, {"follow-redirects": True}, others=[c]))
+    locs = [b.url + "/x",                                   # not a configured backend
+            "http://127.0.0.1:%d/echo/x" % p.port,          # the gateway itself
+            "http://0.0.0.0:%d/x" % b.port,                 # unspecified: Linux connects it to localhost
+            "http://[::ffff:127.0.0.1]:%d/x" % b.port,      # v4-mapped loopback
+            "http://[::1]:%d/x" % b.port,
+            "http://127.0.0.2:%d/x" % c.port,               # loopback, another address than c's
+            "http://localhost:%d/x" % b.port,               # a name: never resolved on a worker
+            "https://127.0.0.1:%d/x" % c.port]              # c's address, another scheme
+    for loc in locs:
+        status, hdrs, data = get(p, "/echo/redirect/302/" + q(loc))
+        assert (status, hdrs["location"], data) == (302, loc, b"redirect body"), loc
+    assert b.calls() == [] and c.calls() == []
+    assert len(a.calls()) == len(locs)
+    assert len(p.access_entries(wait_for=len(locs))) == len(locs)  # no request came back in
+    assert "neither the backend's nor a configured backend's" in p.log_text()
+    # a configured backend's origin is followed
+    status, _, data = get(p, "/echo/redirect/302/" + q(c.url + "/y"))
+    assert status == 200 and json.loads(data)["backend"] == "c"
 
 
 def test_redirect_loops_end_after_ten(backends, portico):
@@ -213,16 +265,61 @@ def test_redirect_loops_end_after_ten(backends, portico):
 
 def test_a_retry_after_a_followed_redirect_starts_over(backends, portico):
     """retry around forward-request: each attempt starts at the API's
-    backend again, not at the last redirect's target."""
+    backend again, not at the last redirect's target, and resends the
+    client's request as it came: a POST with its body and Authorization,
+    although the 303 made the hop a GET without them."""
     a, b = backends("a", "b")
-    cfg = basic_config(a.url)
+    cfg = with_forward(a.url, {}, others=[b])
     cfg["apis"][0]["policies"] = {"backend": [{"retry": {
         "condition": "@(context.response.statusCode == 500)", "count": 1, "interval": 0,
-        "policies": [{"forward-request": {"follow-redirects": True}}]}}]}
+        "policies": [{"forward-request": {"follow-redirects": True, "buffer-request-body": True}}]}}]}
     p = portico(cfg)
-    status, _, _ = get(p, "/echo/redirect/302/" + q(b.url + "/status/500"))
+    status, _, _ = get(p, "/echo/redirect/303/" + q(b.url + "/status/500"), method="POST", body=b"payload",
+                       headers={"Authorization": "Bearer t", "Content-Type": "text/plain"})
     assert status == 500
     assert len(a.calls()) == 2 and [r["path"] for r in b.calls()] == ["/status/500"] * 2
+    for r in a.calls():
+        assert (r["method"], r["body"]) == ("POST", b"payload")
+        assert r["path"].startswith("/base/redirect/303/")
+        assert r["headers"]["authorization"] == "Bearer t" and r["headers"]["content-type"] == "text/plain"
+    for r in b.calls():
+        assert (r["method"], r["body"]) == ("GET", b"")
+        assert "authorization" not in r["headers"] and "content-type" not in r["headers"]
+
+
+def test_a_redirect_hop_goes_through_its_backends_breaker_and_one_deadline(backends, portico):
+    """A hop to a backend entity whose circuit is open is not followed (the
+    client gets the redirect), and its outcomes count for its breaker; all
+    hops share forward-request's timeout."""
+    a, c = backends("a", "c")
+    cfg = with_forward(a.url, {"follow-redirects": True}, others=[c])
+    cfg["backends"][0]["circuitBreaker"] = {"rules": [rule(count=1, trip="PT30S")]}
+    p = portico(cfg)
+    loc = c.url + "/status/500"
+    assert get(p, "/echo/redirect/302/" + q(loc))[0] == 500  # followed; c's 500 trips c
+    status, hdrs, _ = get(p, "/echo/redirect/302/" + q(loc))
+    assert (status, hdrs["location"]) == (302, loc)
+    assert len(c.calls()) == 1
+    assert "circuit breaker tripped" in p.log_text()
+    # one deadline: each answer takes 0.4 s, the timeout is 0.6 s, so the hop has 0.2 s left
+    a.delay = 0.4
+    p2 = portico(with_forward(a.url, {"follow-redirects": True, "timeout-ms": 600}))
+    t0 = time.time()
+    status, _, _ = get(p2, "/echo/redirect/302/" + q("/base/x"))
+    assert status in (500, 504) and time.time() - t0 < 1.0
+    e = p2.access_entries(wait_for=1)
+    assert e[-1].get("reason") == "Timeout"
+
+
+def test_redirects_not_followed_warn_once_a_minute(backends, portico):
+    """The backend decides how many redirects are refused: the warnings are
+    limited (one a minute per worker)."""
+    a = backends("a")
+    p = portico(with_forward(a.url, {"follow-redirects": True}))
+    for _ in range(6):
+        assert get(p, "/echo/redirect/302/" + q("http://192.0.2.1/x"))[0] == 302
+    n = p.log_text().count("is not followed")
+    assert 1 <= n <= 2  # two workers at most
 
 
 def test_redirect_to_a_name_or_a_downgrade_is_not_followed(backends, portico):
@@ -233,6 +330,31 @@ def test_redirect_to_a_name_or_a_downgrade_is_not_followed(backends, portico):
         assert status == 302, loc
     assert len(a.calls()) == 3
     assert "not followed" in p.log_text()
+
+
+def test_an_https_backend_redirecting_to_http_is_not_followed(workdir, backends, portico):
+    """The downgrade: an https backend's redirect to http is not followed,
+    even to a configured backend's origin."""
+    import ssl
+    from tls_helpers import Pki
+    pki = Pki(workdir)
+    cert, key = pki.leaf("sec", "localhost", ["DNS:localhost"])
+    sec, plain = backends("sec", "plain")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    sec.srv.socket = ctx.wrap_socket(sec.srv.socket, server_side=True)
+    sec.url = "https://localhost:%d" % sec.port
+    cfg = with_forward(sec.url, {"follow-redirects": True}, others=[plain])
+    cfg["upstream"] = {"caFile": pki.ca}
+    p = portico(cfg)
+    loc = plain.url + "/x"
+    status, hdrs, _ = get(p, "/echo/redirect/302/" + q(loc))
+    assert (status, hdrs["location"]) == (302, loc)
+    assert plain.calls() == [] and len(sec.calls()) == 1
+    assert "an https backend redirected to http" in p.log_text()
+    # an https path on the same backend is followed
+    status, _, data = get(p, "/echo/redirect/302/" + q("/base/final"))
+    assert status == 200 and json.loads(data)["target"] == "/base/final"
 
 
 # ------------------------------------------------ fail-on-error-status-code
@@ -392,12 +514,45 @@ def test_count_rule_trips_and_recovers_after_trip_duration(backends, portico):
     assert who(p, n=3) == [500, 500, 500]
     status, hdrs, data = get(p, "/echo/x")
     assert status == 503 and hdrs["retry-after"] == "1"
-    assert json.loads(data) == {"statusCode": 503, "message": json.loads(data)["message"]}
+    assert json.loads(data) == {"statusCode": 503, "message": "The backend is unavailable (circuit breaker "
+                                "open). Try again in 1 seconds."}
+    assert b'"a"' not in data and b"Backend a" not in data  # no internal entity id
     assert len(a.calls()) == 3  # not called while open
     assert "circuit breaker tripped" in p.log_text()
     a.fail_status = None
     time.sleep(1.1)
     assert who(p, n=3) == ["a"] * 3
+
+
+def test_the_gateways_own_failures_do_not_trip_the_backend(backends, portico):
+    """Out of file descriptors (EMFILE) the gateway cannot open the backend
+    connection: the client gets 502, but the backend did not fail, so a
+    count=1 rule on connection failures does not trip."""
+    import os
+    import resource
+    a = backends("a")
+    cfg = config_for("a", [single(a, [rule(count=1, ranges=None, reasons=["BackendConnectionFailure"],
+                                           trip="PT30S")])])
+    p = portico(cfg)  # (no call yet: no pooled backend connection to reuse)
+    pid = p.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
+    c.connect()  # the client's connection is accepted with a descriptor to spare, no more
+    time.sleep(0.2)
+    try:
+        # the lowest free descriptor number is the limit: the next socket() gets EMFILE
+        used = set(int(x) for x in os.listdir("/proc/%d/fd" % pid))
+        low = next(i for i in range(len(used) + 1) if i not in used)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (low, hard))
+        c.request("GET", "/echo/fresh", headers={"Connection": "close"})
+        status = c.getresponse().status
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        c.close()
+    assert status == 502 and "Too many open files" in p.log_text()
+    assert a.calls() == []
+    assert who(p, n=2) == ["a", "a"]  # not tripped
+    assert "circuit breaker tripped" not in p.log_text()
 
 
 def test_successes_do_not_trip_and_ranges_choose_what_fails(backends, portico):
@@ -414,14 +569,18 @@ def test_successes_do_not_trip_and_ranges_choose_what_fails(backends, portico):
 
 
 def test_percentage_rule(backends, portico):
-    """50 %: three successes, then the third failure (3 of 6) trips."""
+    """50 %: a first failure alone does not trip (10 calls at least are
+    judged); then 5 successes and the 5th failure (5 of 10) trip."""
     a = backends("a")
     p = portico(config_for("a", [single(a, [rule(percentage=50, trip="PT30S")])]))
-    assert who(p, n=3) == ["a"] * 3
     a.fail_status = 500
-    assert who(p, n=3) == [500] * 3
+    assert who(p) == [500]
+    a.fail_status = None
+    assert who(p, n=5) == ["a"] * 5
+    a.fail_status = 500
+    assert who(p, n=4) == [500] * 4  # 5 of 10: trips with this one
     assert who(p) == [503]
-    assert len(a.calls()) == 6
+    assert len(a.calls()) == 10
 
 
 def test_error_reasons_trip_on_connection_failures_and_timeouts(backends, portico):
@@ -574,7 +733,10 @@ def test_backend_metrics(backends, portico):
     assert 'portico_backend_up{backend="a"} 0' in text
     assert 'portico_backend_trips_total{backend="a"} 1' in text
     assert 'portico_backend_trips_total{backend="b"} 0' in text
-    assert "portico_backend_health_check_failures_total{backend=\"b\"}" in text
+    fails = [ln for ln in text.splitlines()
+             if ln.startswith('portico_backend_health_check_failures_total{backend="b"} ')]
+    assert len(fails) == 1 and float(fails[0].split()[-1]) >= 1
+    assert 'portico_backend_health_check_failures_total{backend="a"} 0' in text
 
 
 def test_health_checks_over_tls_verify_the_backend(workdir, portico):
@@ -651,6 +813,54 @@ def test_a_reload_keeps_the_health_verdict_and_removing_the_check_clears_it(back
     del cfg["backends"][0]["healthCheck"]
     assert p.reload(cfg)
     assert who(p) == ["a"]
+
+
+def test_a_refused_reload_changes_no_live_state(backends, portico):
+    """A trip in progress, then a reload with other rules (and without a
+    health check) that is refused for a bad policy: the previous
+    configuration keeps serving, with its trip: the backend is not called."""
+    a = backends("a")
+    cfg = config_for("a", [single(a, [rule(count=1, trip="PT30S")])])
+    p = portico(cfg)
+    a.fail_status = 500
+    assert who(p) == [500]
+    assert who(p) == [503]
+    bad = json.loads(json.dumps(cfg))
+    bad["backends"][0]["circuitBreaker"]["rules"][0]["tripDuration"] = "PT31S"
+    bad["apis"][0]["policies"] = {"inbound": [{"no-such-policy": {}}]}
+    assert not p.reload(bad)
+    assert "reload refused" in p.log_text()
+    status, hdrs, _ = get(p, "/echo/x")
+    assert status == 503 and 25 <= int(hdrs["retry-after"]) <= 30
+    assert len(a.calls()) == 1
+    # and reverting to the live rules keeps it too
+    assert p.reload(cfg)
+    assert who(p) == [503] and len(a.calls()) == 1
+
+
+def test_circuit_breaker_or_health_check_on_a_pool_is_refused(backends, portico, workdir):
+    """A Pool's calls are its members': its own circuitBreaker or
+    healthCheck would do nothing, so the configuration is refused with the
+    place of the key."""
+    import subprocess
+    from conftest import to_yaml
+    a = backends("a")
+    for key, val in (("circuitBreaker", {"rules": [rule(count=1)]}), ("healthCheck", {"path": "/health"})):
+        pl = pool("p", [("a", 1, 0)])
+        pl[key] = val
+        cfg = config_for("p", [single(a), pl])
+        path = "%s/pool-%s.yaml" % (workdir, key)
+        with open(path, "w") as f:
+            f.write(to_yaml(cfg))
+        r = subprocess.run([PORTICO_BIN(), "-t", "-c", path], capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0, key
+        out = r.stdout + r.stderr
+        assert ("pool-%s.yaml:" % key) in out and "a Pool's calls carry its members' " + key in out, out
+
+
+def PORTICO_BIN():
+    import os
+    return os.environ["PORTICO_BIN"]
 
 
 def test_backend_metrics_one_series_per_backend_across_reloads(backends, portico):

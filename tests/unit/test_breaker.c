@@ -146,6 +146,38 @@ static void test_retry_after(void **state)
                      PT_BREAKER_MAX_TRIP_MS);
 }
 
+/* A 90 % rule does not trip on the first failed call: it needs PT_BREAKER_MIN_CALLS calls. */
+static void test_percentage_needs_calls(void **state)
+{
+    (void)state;
+    struct pt_cbrule r = count_rule(0, 10000, 2000);
+    r.percentage = 90;
+    struct pt_bestate *s = pt_breaker_state("pctmin", "http://a", pt_breaker_rules_sig(&r, 1), 0);
+    int64_t t = 7000000;
+    for (int i = 0; i < PT_BREAKER_MIN_CALLS - 1; i++)
+        assert_false(pt_breaker_record(s, &r, 1, 500, NULL, 0, t + i));
+    assert_true(pt_breaker_record(s, &r, 1, 500, NULL, 0, t + 20));
+    pt_breaker_state_put(s);
+}
+
+static void test_retry_after_cap_and_dates(void **state)
+{
+    (void)state;
+    struct pt_cbrule r = count_rule(1, 10000, 2000);
+    r.accept_retry_after = true;
+    struct pt_bestate *s = pt_breaker_state("racap", "http://a", pt_breaker_rules_sig(&r, 1), 0);
+    /* a day asked for: 10 x tripDuration taken */
+    assert_true(pt_breaker_record(s, &r, 1, 503, NULL, PT_BREAKER_MAX_TRIP_MS, 5000));
+    assert_int_equal(pt_breaker_open_ms(s, 5000), 2000 * PT_BREAKER_RETRY_AFTER_CAP);
+    pt_breaker_state_put(s);
+    time_t wall = 1700000000; /* Tue, 14 Nov 2023 22:13:20 GMT */
+    assert_int_equal(pt_breaker_retry_after(PT_STR("Tuesday, 14-Nov-23 22:13:50 GMT"), wall), 30000);
+    assert_int_equal(pt_breaker_retry_after(PT_STR("Tue Nov 14 22:13:50 2023"), wall), 30000);
+    assert_int_equal(pt_breaker_retry_after(PT_STR("Tue Nov  4 22:13:50 2023"), wall - 864000), 30000);
+    assert_int_equal(pt_breaker_retry_after(PT_STR("Tuesday, 14-Nov-23 22:13:50 UTC"), wall), 0);
+    assert_int_equal(pt_breaker_retry_after(PT_STR("Tue Nov 14 22:13:50 23"), wall), 0);
+}
+
 static void test_registry_keeps_state(void **state)
 {
     (void)state;
@@ -162,11 +194,13 @@ static void test_registry_keeps_state(void **state)
     struct pt_bestate *c = pt_breaker_state("keep", "http://y", sig, 0);
     assert_ptr_not_equal(b, c);
     assert_true(pt_breaker_available(c, 2000));
-    /* changed rules: the counts and the trip start over */
+    /* changed rules: a state of their own, closed; the old rules' one is left as it was (a
+       candidate generation that is refused changes nothing live) */
     r.count = 2;
     struct pt_bestate *d = pt_breaker_state("keep", "http://x", pt_breaker_rules_sig(&r, 1), 0);
-    assert_ptr_equal(b, d);
+    assert_ptr_not_equal(b, d);
     assert_true(pt_breaker_available(d, 2000));
+    assert_false(pt_breaker_available(b, 2000));
     pt_breaker_state_put(b);
     pt_breaker_state_put(c);
     pt_breaker_state_put(d);
@@ -250,6 +284,7 @@ struct thr {
     struct pt_bestate *s, *pool;
     const struct pt_bemember *m;
     int picks[2];
+    int off;
 };
 
 static void *worker(void *arg)
@@ -258,7 +293,9 @@ static void *worker(void *arg)
     struct pt_cbrule r = count_rule(1000000, 60000, 1000);
     int64_t wait;
     for (int i = 0; i < 20000; i++) {
-        pt_breaker_record(t->s, &r, 1, i % 2 ? 500 : 200, NULL, 0, 1000);
+        /* the clock moves (within the minute's interval, so nothing expires): the ring is
+           advanced by every thread, in any order */
+        pt_breaker_record(t->s, &r, 1, i % 2 ? 500 : 200, NULL, 0, 1000 + i + t->off);
         int k = pt_breaker_pick(t->pool, t->m, 2, 1000, &wait);
         if (k >= 0)
             t->picks[k]++;
@@ -277,7 +314,7 @@ static void test_threads(void **state)
     struct thr t[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
-        t[i] = (struct thr){s, pool, m, {0, 0}};
+        t[i] = (struct thr){s, pool, m, {0, 0}, i * 7};
         pthread_create(&th[i], NULL, worker, &t[i]);
     }
     int picks[2] = {0};
@@ -319,6 +356,58 @@ static void test_two_rules(void **state)
     pt_breaker_state_put(s);
 }
 
+/* After a rules change (10 s -> 60 s interval), calls of the old generation still in flight
+   record with the old rules: they must not reach the new rules' windows (whose ring they would
+   push ahead, so that it never slides), and the new window still slides. */
+static void test_old_rules_do_not_count_into_new_windows(void **state)
+{
+    (void)state;
+    struct pt_cbrule old = count_rule(5, 10000, 1000), new = count_rule(5, 60000, 1000);
+    struct pt_bestate *so = pt_breaker_state("gen", "http://g", pt_breaker_rules_sig(&old, 1), 0);
+    struct pt_bestate *sn = pt_breaker_state("gen", "http://g", pt_breaker_rules_sig(&new, 1), 0);
+    assert_ptr_not_equal(so, sn);
+    int64_t t = 86400000; /* a day of uptime */
+    assert_false(pt_breaker_record(so, &old, 1, 500, NULL, 0, t));
+    /* 4 failures 10 min apart, then the 5th: never 5 within 60 s */
+    for (int i = 0; i < 5; i++)
+        assert_false(pt_breaker_record(sn, &new, 1, 500, NULL, 0, t + 1 + i * 600000));
+    assert_true(pt_breaker_available(sn, t + 3000000));
+    /* five within the interval do trip */
+    for (int i = 0; i < 4; i++)
+        assert_false(pt_breaker_record(sn, &new, 1, 500, NULL, 0, t + 4000000 + i));
+    assert_true(pt_breaker_record(sn, &new, 1, 500, NULL, 0, t + 4000010));
+    pt_breaker_state_put(so);
+    pt_breaker_state_put(sn);
+}
+
+/* A candidate generation with other rules and without health checks: attaching it (it may then
+   be refused) leaves the live state's trip and health verdict as they were. */
+static void test_attach_changes_nothing_live(void **state)
+{
+    (void)state;
+    struct pt_backend_cf cf = {.id = "live", .url = "http://127.0.0.1:2"};
+    struct pt_cbrule r1 = count_rule(1, 10000, 30000), r2 = count_rule(1, 10000, 31000);
+    struct pt_backdef live = {.id = "live", .cf = &cf, .rules = &r1, .nrules = 1};
+    live.health.on = true;
+    pt_breaker_attach(&live, 1);
+    assert_true(pt_breaker_record(live.state, &r1, 1, 500, NULL, 0, 1000));
+    assert_int_equal(pt_breaker_health(live.state, false, 1, 1), -1);
+    struct pt_backdef cand = {.id = "live", .cf = &cf, .rules = &r2, .nrules = 1};
+    pt_breaker_attach(&cand, 1);
+    assert_ptr_not_equal(cand.state, live.state);
+    pt_breaker_detach(&cand, 1); /* refused */
+    assert_int_equal(pt_breaker_open_ms(live.state, 2000), 29000);
+    assert_true(atomic_load(&live.state->down));
+    /* the same rules, checks removed: a state of its own, not down */
+    struct pt_backdef nohc = {.id = "live", .cf = &cf, .rules = &r1, .nrules = 1};
+    pt_breaker_attach(&nohc, 1);
+    assert_ptr_not_equal(nohc.state, live.state);
+    assert_false(atomic_load(&nohc.state->down));
+    assert_true(atomic_load(&live.state->down));
+    pt_breaker_detach(&nohc, 1);
+    pt_breaker_detach(&live, 1);
+}
+
 static void test_attach(void **state)
 {
     (void)state;
@@ -355,12 +444,21 @@ static void test_attach(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_failure_matching), cmocka_unit_test(test_count_trip_and_recovery),
-        cmocka_unit_test(test_interval_slides),  cmocka_unit_test(test_percentage),
-        cmocka_unit_test(test_retry_after),      cmocka_unit_test(test_registry_keeps_state),
-        cmocka_unit_test(test_pool_weights),     cmocka_unit_test(test_health_thresholds),
-        cmocka_unit_test(test_threads),          cmocka_unit_test(test_attach),
+        cmocka_unit_test(test_failure_matching),
+        cmocka_unit_test(test_count_trip_and_recovery),
+        cmocka_unit_test(test_interval_slides),
+        cmocka_unit_test(test_percentage),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_registry_keeps_state),
+        cmocka_unit_test(test_pool_weights),
+        cmocka_unit_test(test_health_thresholds),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_attach),
         cmocka_unit_test(test_two_rules),
+        cmocka_unit_test(test_old_rules_do_not_count_into_new_windows),
+        cmocka_unit_test(test_attach_changes_nothing_live),
+        cmocka_unit_test(test_percentage_needs_calls),
+        cmocka_unit_test(test_retry_after_cap_and_dates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
