@@ -755,6 +755,10 @@ static int step_read(struct pt_hclient *h)
             h->got_bytes = true;
         char err[160];
         int r = pt_fetch_parse(&h->p, h->in, n == 0, err, sizeof(err));
+        if (h->detached && h->p.head_done && (r >= 0 || r == PT_FETCH_TOO_LARGE)) {
+            finish(h, 0); /* one-way: delivered and answered; nobody reads the body (the close drops it) */
+            return STEP_END;
+        }
         if (r == PT_FETCH_TOO_LARGE)
             return fail(h, PT_HTTP_ERR_TOO_LARGE, "%s", err);
         if (r < 0)
@@ -1023,7 +1027,7 @@ static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
     if (r->body.len || !(ieq(method, "GET") || ieq(method, "HEAD") || ieq(method, "DELETE") ||
                          ieq(method, "OPTIONS") || ieq(method, "TRACE")))
         evbuffer_add_printf(o, "Content-Length: %zu\r\n", r->body.len);
-    h->pooled = pool_eligible(r, method);
+    h->pooled = !h->detached && pool_eligible(r, method); /* one-way calls close at the answer's head */
     if (h->pooled)
         snprintf(h->key, sizeof(h->key), "%s|%s|%d|%p|%d", h->u.https ? "https" : "http", h->u.host,
                  h->u.port, h->u.https ? (void *)h->ctx : NULL, h->verify);
@@ -1126,6 +1130,7 @@ int pt_hclient_send_detached(struct event_base *base, const struct pt_http_req *
         return -1;
     }
     h->detached = true;
+    h->max_body = 0; /* the call ends at the answer's head: no body is ever buffered */
     const char *msg = hc_prepare(h, r);
     if (msg) {
         snprintf(h->err, sizeof(h->err), "%s", msg);

@@ -710,3 +710,49 @@ def test_an_early_answer_to_a_large_body(portico, backend):
         assert p.request("GET", "/echo/items/1")[0] == 200
     finally:
         srv.close()
+
+
+def test_https_side_calls_use_upstream_tls_without_an_https_backend(portico, backend, pki):
+    """The side calls' TLS context is the generation's, built at load with upstream.tls (review M1): with no
+    https backend and no caFile, a TLS 1.2-only service is refused under minVersion 1.3."""
+    import ssl
+    from tls_helpers import TLSEchoBackend
+    cert = pki.leaf("side-tls", "localhost", ["DNS:localhost"])
+    modern = TLSEchoBackend(*cert)
+    old = TLSEchoBackend(*cert)
+    old.server.ssl_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        p = gateway(portico, backend, {
+            "inbound": [{"send-request": {"response-variable-name": "r", "timeout": 5,
+                                          "set-url": "@(context.request.headers:get('X-Url', ''))"}},
+                        answer_with()],
+            "on-error": [reason_reply()]}, upstream={"verify": False, "tls": {"minVersion": "1.3"}})
+        status, _, body = p.request("GET", "/echo/side", headers={"X-Url": modern.url + "/new"})
+        assert status == 200 and json.loads(body)["target"] == "/new", body
+        status, _, body = p.request("GET", "/echo/side", headers={"X-Url": old.url + "/old"})
+        assert status == 599 and body.startswith(b"BackendConnectionFailure|"), body
+        assert old.handshakes == 0 and not old.requests
+    finally:
+        modern.close()
+        old.close()
+
+
+def test_one_way_calls_end_at_the_answers_head(portico, backend, side):
+    """Review M3: a one-way call is sent once the answer's head arrives; a body over limits.bufferSize or one
+    that trickles past the timeout is never read, and the call counts as sent, not failed."""
+    mport = free_port()
+    p = gateway(portico, backend, {"inbound": [
+        {"send-one-way-request": {"set-url": side.url + "/big?bytes=3000000"}},
+        {"send-one-way-request": {"set-url": side.url + "/stream?chunks=40&size=1&delay=100", "timeout": 1}},
+        {"return-response": {"set-body": "ok"}}]},
+        limits={"bufferSize": "64k"}, metrics={"listen": "127.0.0.1:%d" % mport, "auth": "none"})
+    t0 = time.monotonic()
+    assert p.request("GET", "/echo/side")[0] == 200
+    wait_for(lambda: metric(metrics_text(mport), "portico_send_one_way_requests_total", "sent") == 2,
+             timeout=5, what="both one-way calls sent")
+    assert time.monotonic() - t0 < 0.9  # the trickling one did not run to its 1 s timeout
+    time.sleep(1.2)
+    text = metrics_text(mport)
+    assert metric(text, "portico_send_one_way_requests_total", "failed") == 0, text
+    assert metric(text, "portico_send_one_way_requests_total", "sent") == 2, text
+    assert len(side.requests) == 2
