@@ -21,6 +21,7 @@
 #include "event/pt_metrics.h"
 #include "event/pt_tls.h"
 #include "http/pt_fetch.h"
+#include "http/pt_http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -623,8 +624,10 @@ static int step_connected(struct pt_hclient *h)
         struct evbuffer *b = evbuffer_new();
         if (!b)
             return fail(h, PT_HTTP_ERR_CONNECT, "out of memory");
-        evbuffer_add_printf(b, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n", h->u.host, h->u.port, h->u.host,
-                            h->u.port);
+        /* an IPv6 literal keeps its brackets, or host and port would run together */
+        bool v6 = strchr(h->u.host, ':') != NULL;
+        evbuffer_add_printf(b, "CONNECT %s%s%s:%d HTTP/1.1\r\nHost: %s%s%s:%d\r\n", v6 ? "[" : "", h->u.host,
+                            v6 ? "]" : "", h->u.port, v6 ? "[" : "", h->u.host, v6 ? "]" : "", h->u.port);
         if (h->proxy_auth)
             evbuffer_add_printf(b, "Proxy-Authorization: %s\r\n", h->proxy_auth);
         evbuffer_add(b, "\r\n", 2);
@@ -858,12 +861,10 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 
 /* --------------------------------------------------------------- setup */
 
+/* A field value: no control character but HTAB, no DEL (RFC 9110 5.5), as the proxy checks them. */
 static bool bad_text(pt_bytes b)
 {
-    for (size_t i = 0; i < b.len; i++)
-        if (b.data[i] == '\r' || b.data[i] == '\n' || b.data[i] == '\0')
-            return true;
-    return false;
+    return !pt_http_value_ok((pt_str){b.data, b.len});
 }
 
 static bool is_token(pt_bytes b)
@@ -968,6 +969,8 @@ static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
     pt_bytes method = r->method.len ? r->method : (pt_bytes){"GET", 3};
     if (!is_token(method))
         return "the method is not a token";
+    if (ieq(method, "CONNECT"))
+        return "CONNECT cannot be sent (it asks a proxy for a tunnel)";
     h->head_method = ieq(method, "HEAD");
     h->host = h->u.host;
     h->port = h->u.port;
@@ -1003,7 +1006,7 @@ static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
     for (int i = 0; i < r->nheaders; i++) {
         pt_bytes n = r->header_names[i], v = r->header_values[i];
         if (!is_token(n) || bad_text(v))
-            return "a header name is not a token or a value holds CR, LF or NUL";
+            return "a header name is not a token or a value holds a control character";
         /* framing is ours */
         if (ieq(n, "Content-Length") || ieq(n, "Transfer-Encoding") || ieq(n, "Connection") ||
             ieq(n, "Keep-Alive") || ieq(n, "TE") || ieq(n, "Upgrade") || ieq(n, "Proxy-Connection") ||
@@ -1028,9 +1031,11 @@ static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
                          ieq(method, "OPTIONS") || ieq(method, "TRACE")))
         evbuffer_add_printf(o, "Content-Length: %zu\r\n", r->body.len);
     h->pooled = !h->detached && pool_eligible(r, method); /* one-way calls close at the answer's head */
-    if (h->pooled)
-        snprintf(h->key, sizeof(h->key), "%s|%s|%d|%p|%d", h->u.https ? "https" : "http", h->u.host,
-                 h->u.port, h->u.https ? (void *)h->ctx : NULL, h->verify);
+    if (h->pooled) { /* the host last, and a key that does not fit is not pooled (never truncated) */
+        int kn = snprintf(h->key, sizeof(h->key), "%s|%d|%p|%d|%s", h->u.https ? "https" : "http", h->u.port,
+                          h->u.https ? (void *)h->ctx : NULL, h->verify, h->u.host);
+        h->pooled = kn > 0 && (size_t)kn < sizeof(h->key);
+    }
     if (h->pooled)
         evbuffer_add(o, "\r\n", 2);
     else
