@@ -74,6 +74,7 @@ struct pt_hclient {
     int fd;
     SSL_CTX *ctx;
     bool verify;
+    bool public_only; /* upstream.sideCallsToPrivateAddresses: false */
     SSL *ssl;
     struct sockaddr_storage sa;
     socklen_t salen;
@@ -512,6 +513,12 @@ static void on_event(evutil_socket_t fd, short what, void *arg);
 
 static int step_connect_start(struct pt_hclient *h)
 {
+    /* after the resolver, so a name that resolves (or rebinds) to an internal address is caught too; a
+       proxy is the operator's own and resolves the target itself, so nothing is checked through one */
+    if (h->public_only && !h->proxied && pt_fetch_address_private((const struct sockaddr *)&h->sa))
+        return fail(h, PT_HTTP_ERR_CONNECT,
+                    "%s is a loopback, private or link-local address (upstream.sideCallsToPrivateAddresses)",
+                    h->host);
     h->fd = socket(h->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (h->fd < 0)
         return fail(h, PT_HTTP_ERR_CONNECT, "cannot open a socket: %s", strerror(errno));
@@ -952,6 +959,7 @@ static struct pt_hclient *hc_new(struct event_base *base, const struct pt_http_r
         h->ctx = tls->ctx;
         h->verify = tls->verify;
     }
+    h->public_only = tls && tls->public_only;
     h->timeout_ms = r->timeout_ms ? r->timeout_ms : PT_HCLIENT_DEFAULT_TIMEOUT_MS;
     h->max_body = r->max_body ? r->max_body : PT_HCLIENT_DEFAULT_MAX_BODY;
     event_assign(&h->timer, base, -1, 0, on_timeout, h);

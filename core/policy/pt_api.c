@@ -748,7 +748,7 @@ static int api_forward_proxy_set(pt_call *call, pt_bytes url, pt_bytes username,
 static struct pt_hclient_tls send_tls_of(pt_call *call, const struct pt_http_req *r)
 {
     const struct pt_gen *g = req_gen(call->req);
-    struct pt_hclient_tls t = {NULL, g->conf->upstream.verify};
+    struct pt_hclient_tls t = {NULL, g->conf->upstream.verify, !g->conf->upstream.side_private};
     if (r->url.len < 8 || strncasecmp(r->url.data, "https://", 8))
         return t; /* plain http: no context */
     if (r->client_cert)

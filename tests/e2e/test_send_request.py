@@ -1039,3 +1039,37 @@ def test_an_unasked_answer_after_a_delay_is_never_read_as_the_next_one(portico, 
         assert len(conns) == 2  # a new connection, the tainted one closed
     finally:
         srv.close()
+
+
+def test_private_addresses_can_be_refused(portico, backend, side):
+    """Review M2: upstream.sideCallsToPrivateAddresses: false refuses loopback targets (a literal and a name
+    resolving to one), for send-request and send-one-way-request; calls through a proxy are not checked."""
+    proxy = Proxy("user:secret")
+    mport = free_port()
+    try:
+        p = gateway(portico, backend, {
+            "inbound": [{"choose": [{"when": "@(context.request.headers:has('X-Proxy'))", "then": [
+                            {"send-request": {"response-variable-name": "r", "timeout": 5,
+                                              "set-url": "@(context.request.headers:get('X-Url', ''))",
+                                              "proxy": {"url": proxy.url, "username": "user",
+                                                        "password": "secret"}}}]},
+                                    {"otherwise": [
+                            {"send-one-way-request": {"set-url": side.url + "/oneway"}},
+                            {"send-request": {"response-variable-name": "r", "timeout": 5,
+                                              "set-url": "@(context.request.headers:get('X-Url', ''))"}}]}]},
+                        answer_with()],
+            "on-error": [reason_reply()]},
+            upstream={"sideCallsToPrivateAddresses": False},
+            metrics={"listen": "127.0.0.1:%d" % mport, "auth": "none"})
+        for url in (side.url + "/lit", "http://localhost:%d/name" % side.port,
+                    "http://[::ffff:127.0.0.1]:%d/mapped" % side.port):
+            status, _, body = p.request("GET", "/echo/side", headers={"X-Url": url})
+            assert status == 599 and body.startswith(b"BackendConnectionFailure|"), (url, body)
+        wait_for(lambda: metric(metrics_text(mport), "portico_send_one_way_requests_total", "failed") == 3,
+                 timeout=5, what="the one-way calls refused")
+        assert not side.requests
+        # through a proxy: the gateway connects to the proxy, the target is not checked
+        status, _, body = p.request("GET", "/echo/side", headers={"X-Url": side.url + "/via", "X-Proxy": "1"})
+        assert status == 200 and json.loads(body)["target"] == "/via", body
+    finally:
+        proxy.close()
