@@ -46,7 +46,8 @@ enum { S_START, S_RESOLVE, S_CONNECT, S_PROXY_WRITE, S_PROXY_READ, S_TLS, S_WRIT
 /* What a step asks for next. */
 enum { STEP_AGAIN, STEP_READ, STEP_WRITE, STEP_END };
 
-#define READS_PER_WAKE 16 /* a fast server cannot keep the loop in one call */
+#define READS_PER_WAKE 16  /* a fast server cannot keep the loop in one call */
+#define DNS_RETRY_MS 10000 /* a worker whose resolver could not be made tries again after this */
 
 struct pt_hclient {
     struct event_base *base;
@@ -100,6 +101,8 @@ struct pt_hclient {
 struct hc_worker {
     struct event_base *base;
     struct evdns_base *dns;
+    uint64_t dns_failed_ms;     /* the resolver could not be made: tried again only after a while */
+    int dns_cancelled;          /* calls released while resolving: the resolver's callback frees each */
     struct pt_hclient *running; /* doubly linked */
     int nrunning;
     struct pt_hclient *qhead, *qtail; /* waiting, oldest first */
@@ -214,6 +217,8 @@ static void detached_unlink(struct pt_hclient *h)
 static void hc_release(struct pt_hclient *h)
 {
     if (h->resolving) {
+        if (!h->cancelled && tw)
+            tw->dns_cancelled++;
         h->cancelled = true;
         if (h->dns) {
             struct evdns_getaddrinfo_request *d = h->dns;
@@ -541,6 +546,8 @@ static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
     h->dns = NULL;
     h->resolving = false;
     if (h->cancelled) { /* released meanwhile: the resolver held the last reference */
+        if (tw && tw->dns_cancelled > 0)
+            tw->dns_cancelled--;
         if (res)
             evutil_freeaddrinfo(res);
         hc_free(h);
@@ -568,6 +575,20 @@ static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
     event_assign(&h->ev, h->base, -1, 0, on_event, h);
     event_active(&h->ev, EV_TIMEOUT, 1);
     h->ev_on = true;
+}
+
+/* The worker's resolver: the system's files, or (PORTICO_RESOLV_CONF, for tests) another resolv.conf. */
+static struct evdns_base *resolver_new(struct event_base *base)
+{
+    const char *conf = getenv("PORTICO_RESOLV_CONF");
+    if (!conf || !*conf)
+        return evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    struct evdns_base *d = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (d && evdns_base_resolv_conf_parse(d, DNS_OPTIONS_ALL, conf) != 0) {
+        evdns_base_free(d, 0);
+        return NULL;
+    }
+    return d;
 }
 
 static int step_resolve(struct pt_hclient *h)
@@ -599,9 +620,12 @@ static int step_resolve(struct pt_hclient *h)
     }
     /* a name: the worker's resolver, on this loop (/etc/hosts, then the name servers) */
     struct hc_worker *w = worker_of(h->base);
-    if (w && !w->dns)
-        w->dns =
-            evdns_base_new(h->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    uint64_t now = pt_clock_now_ms();
+    if (w && !w->dns && (!w->dns_failed_ms || now - w->dns_failed_ms >= DNS_RETRY_MS)) {
+        /* reads /etc/resolv.conf and /etc/hosts once; a failure is not retried at every call */
+        w->dns = resolver_new(h->base);
+        w->dns_failed_ms = w->dns ? 0 : (now ? now : 1);
+    }
     if (!w || !w->dns)
         return fail(h, PT_HTTP_ERR_URL, "cannot resolve %s: no resolver", h->host);
     struct evutil_addrinfo hints = {0};
@@ -1183,9 +1207,13 @@ void pt_hclient_worker_end(void)
     for (int i = 0; i < w->nidle; i++)
         idle_close(&w->idle[i]);
     w->nidle = 0;
-    /* calls cancelled while resolving are freed by the resolver's callbacks, which run from the loop */
-    for (int i = 0; i < 4 && w->dns && event_base_get_num_events(w->base, EVENT_BASE_COUNT_ACTIVE); i++)
+    /* calls cancelled while resolving are freed by the resolver's callbacks, which run from the loop:
+       it runs only while such a call is left (a cancel is one deferred callback in libevent 2.1) */
+    for (int i = 0; i < 8 && w->dns && w->dns_cancelled > 0; i++)
         event_base_loop(w->base, EVLOOP_NONBLOCK);
+    if (w->dns_cancelled > 0)
+        pt_warn("send-request: %d call(s) cancelled while resolving were not released at worker end",
+                w->dns_cancelled);
     if (w->dns)
         evdns_base_free(w->dns, 0);
     free(w);

@@ -674,9 +674,12 @@ def test_ipv6_literal_urls(portico, backend):
 
 
 def test_an_early_answer_to_a_large_body(portico, backend):
-    """A service that answers 413 after the head, without reading the body: the answer is taken when it
-    arrives (draining), and a service that also closes at once gives its 413 or a clean failure."""
+    """A service that answers 413 after the head, without reading the body.  "drain": it reads (and drops)
+    the rest, so the write completes and the answer is read as usual.  "stall" (review T3): it stops
+    reading and closes a second later, so the gateway's write fails (window full, then a reset) with the
+    413 already received: that answer must be the response, not a connection failure."""
     srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # the 6 MiB cannot sit in the buffers
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
     port = srv.getsockname()[1]
@@ -695,10 +698,12 @@ def test_an_early_answer_to_a_large_body(portico, backend):
                     break
                 data += d
             c.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+            c.shutdown(socket.SHUT_WR)
             if modes.pop(0) == "drain":
-                c.shutdown(socket.SHUT_WR)
                 while c.recv(65536):
                     pass
+            else:
+                time.sleep(1)  # not reading: the client's write stalls, then the close resets it
             c.close()
     threading.Thread(target=serve, daemon=True).start()
     try:
@@ -708,13 +713,10 @@ def test_an_early_answer_to_a_large_body(portico, backend):
                         {"return-response": {"response-variable-name": "r"}}],
             "on-error": [reason_reply()]}, limits={"bufferSize": "8m"})
         body = b"z" * (6 << 20)
-        modes.append("drain")
-        status, _, got = p.request("POST", "/echo/side", body=body)
-        assert (status, got) == (413, b"big")
-        modes.append("close")
-        status, _, got = p.request("POST", "/echo/side", body=body)
-        assert (status, got) in ((413, b"big"), (599, got)) and (status == 413 or got.startswith(
-            b"BackendConnectionFailure|")), (status, got)
+        for mode in ("drain", "stall", "stall"):
+            modes.append(mode)
+            status, _, got = p.request("POST", "/echo/side", body=body)
+            assert (status, got) == (413, b"big"), (mode, status, got)
         assert p.request("GET", "/echo/items/1")[0] == 200
     finally:
         srv.close()
@@ -1073,3 +1075,75 @@ def test_private_addresses_can_be_refused(portico, backend, side):
         assert status == 200 and json.loads(body)["target"] == "/via", body
     finally:
         proxy.close()
+
+
+class SilentDns:
+    """A UDP "name server" on loopback that notes the queries and never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.queries = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                self.sock.recvfrom(4096)
+            except OSError:
+                return
+            self.queries += 1
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_lookup_never_answered_holds_the_call_not_the_worker(portico, backend, workdir):
+    """Review T4/L7: with a name server that never answers, the worker (only one) serves other requests
+    while a lookup is outstanding, the call ends as Timeout at its deadline, and the gateway stops cleanly
+    with lookups outstanding (a send-request and a one-way call)."""
+    import os
+    dns = SilentDns()
+    conf = os.path.join(str(workdir), "resolv.conf")
+    with open(conf, "w") as f:
+        f.write("nameserver 127.0.0.1:%d\noptions timeout:30 attempts:1\n" % dns.port)
+    try:
+        cfg = basic_config(backend.url, workers=1)
+        for name, timeout in (("side", 2), ("long", 60)):
+            cfg["apis"][0]["operations"].insert(0, {"id": name, "method": "*", "urlTemplate": "/" + name,
+                                                    "policies": {
+                "inbound": [{"send-one-way-request": {"set-url": "http://oneway.portico-test.example:1/x",
+                                                      "timeout": 60}},
+                            {"send-request": {"response-variable-name": "r", "timeout": timeout,
+                                              "set-url": "http://slow.portico-test.example:1/x"}},
+                            answer_with()],
+                "on-error": [reason_reply()]}})
+        p = portico(cfg, env={"PORTICO_RESOLV_CONF": conf})
+        got = {}
+
+        def slow():
+            t0 = time.monotonic()
+            got["answer"] = p.request("GET", "/echo/side")
+            got["took"] = time.monotonic() - t0
+        t = threading.Thread(target=slow)
+        t.start()
+        wait_for(lambda: dns.queries >= 1, what="the lookup")
+        t0 = time.monotonic()
+        assert p.request("GET", "/echo/items/1")[0] == 200
+        assert time.monotonic() - t0 < 0.5  # the worker was not held by the lookup
+        t.join(10)
+        status, _, body = got["answer"]
+        assert status == 599 and body.startswith(b"Timeout|"), body
+        assert 1.8 < got["took"] < 3.5, got["took"]
+        # stopping with lookups outstanding
+        s = socket.create_connection(("127.0.0.1", p.port))
+        s.sendall(b"GET /echo/long HTTP/1.1\r\nHost: x\r\n\r\n")
+        n = dns.queries
+        wait_for(lambda: dns.queries >= n + 2, what="the new lookups")
+        t0 = time.monotonic()
+        assert p.stop() == 0
+        assert time.monotonic() - t0 < 5
+        s.close()
+    finally:
+        dns.close()
