@@ -47,6 +47,7 @@ enum { S_START, S_RESOLVE, S_CONNECT, S_PROXY_WRITE, S_PROXY_READ, S_TLS, S_WRIT
 enum { STEP_AGAIN, STEP_READ, STEP_WRITE, STEP_END };
 
 #define READS_PER_WAKE 16  /* a fast server cannot keep the loop in one call */
+#define HC_ALT_MAX 3       /* addresses of a name tried after the first */
 #define DNS_RETRY_MS 10000 /* a worker whose resolver could not be made tries again after this */
 
 struct pt_hclient {
@@ -79,6 +80,10 @@ struct pt_hclient {
     SSL *ssl;
     struct sockaddr_storage sa;
     socklen_t salen;
+    /* the resolver's other addresses, tried in turn when one refuses (same deadline) */
+    struct sockaddr_storage alt[HC_ALT_MAX];
+    socklen_t altlen[HC_ALT_MAX];
+    int nalt, ialt;
     struct event ev, timer;
     bool ev_on, timer_on;
     struct evdns_getaddrinfo_request *dns;
@@ -516,6 +521,8 @@ static bool retry_fresh(struct pt_hclient *h)
 
 static void on_event(evutil_socket_t fd, short what, void *arg);
 
+static bool next_address(struct pt_hclient *h, int e);
+
 static int step_connect_start(struct pt_hclient *h)
 {
     /* after the resolver, so a name that resolves (or rebinds) to an internal address is caught too; a
@@ -525,6 +532,10 @@ static int step_connect_start(struct pt_hclient *h)
                     "%s is a loopback, private or link-local address (upstream.sideCallsToPrivateAddresses)",
                     h->host);
     h->fd = socket(h->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (h->fd < 0 && next_address(h, errno)) {
+        h->state = S_RESOLVE; /* step_resolve connects to the next one */
+        return STEP_AGAIN;
+    }
     if (h->fd < 0)
         return fail(h, PT_HTTP_ERR_CONNECT, "cannot open a socket: %s", strerror(errno));
     int one = 1;
@@ -532,9 +543,46 @@ static int step_connect_start(struct pt_hclient *h)
     h->state = S_CONNECT;
     if (connect(h->fd, (struct sockaddr *)&h->sa, h->salen) == 0)
         return STEP_AGAIN;
+    if (errno != EINPROGRESS && next_address(h, errno)) {
+        h->state = S_RESOLVE;
+        return STEP_AGAIN;
+    }
     if (errno != EINPROGRESS)
         return fail(h, PT_HTTP_ERR_CONNECT, "cannot connect to %s:%d: %s", h->host, h->port, strerror(errno));
     return STEP_WRITE;
+}
+
+/* Copies a resolved address with the call's port. */
+static void set_address(const struct pt_hclient *h, struct sockaddr_storage *sa, socklen_t *len,
+                        const struct evutil_addrinfo *a)
+{
+    memset(sa, 0, sizeof(*sa));
+    memcpy(sa, a->ai_addr, PT_MIN((size_t)a->ai_addrlen, sizeof(*sa)));
+    *len = (socklen_t)PT_MIN((size_t)a->ai_addrlen, sizeof(*sa));
+    if (sa->ss_family == AF_INET)
+        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)h->port);
+    else
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)h->port);
+}
+
+/* The address refused (or cannot be reached): the next one the resolver gave, on a new socket.  true
+   when there is one; the call goes on with step_connect_start. */
+static bool next_address(struct pt_hclient *h, int e)
+{
+    if (h->ialt >= h->nalt || !(e == ECONNREFUSED || e == ENETUNREACH || e == EHOSTUNREACH ||
+                                e == EADDRNOTAVAIL || e == EAFNOSUPPORT))
+        return false;
+    if (h->ev_on) {
+        event_del(&h->ev);
+        h->ev_on = false;
+    }
+    if (h->fd >= 0)
+        close(h->fd);
+    h->fd = -1;
+    h->sa = h->alt[h->ialt];
+    h->salen = h->altlen[h->ialt];
+    h->ialt++;
+    return true;
 }
 
 /* The resolver's answer.  It never ends the call here: evdns may answer
@@ -562,13 +610,14 @@ static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
             snprintf(h->err, sizeof(h->err), "cannot resolve %s: %s", h->host, evutil_gai_strerror(result));
         h->dns_err = h->timed_out ? PT_HTTP_ERR_TIMEOUT : PT_HTTP_ERR_URL;
     } else {
-        memcpy(&h->sa, res->ai_addr, PT_MIN((size_t)res->ai_addrlen, sizeof(h->sa)));
-        h->salen = (socklen_t)PT_MIN((size_t)res->ai_addrlen, sizeof(h->sa));
+        set_address(h, &h->sa, &h->salen, res);
+        const struct evutil_addrinfo *a = res->ai_next;
+        for (int i = 0; a && i < 16 && h->nalt < HC_ALT_MAX; a = a->ai_next, i++)
+            if (a->ai_family == AF_INET || a->ai_family == AF_INET6) {
+                set_address(h, &h->alt[h->nalt], &h->altlen[h->nalt], a);
+                h->nalt++;
+            }
         evutil_freeaddrinfo(res);
-        if (h->sa.ss_family == AF_INET)
-            ((struct sockaddr_in *)&h->sa)->sin_port = htons((uint16_t)h->port);
-        else
-            ((struct sockaddr_in6 *)&h->sa)->sin6_port = htons((uint16_t)h->port);
     }
     if (h->ev_on)
         event_del(&h->ev);
@@ -648,6 +697,10 @@ static int step_connected(struct pt_hclient *h)
         e = errno;
     if (e == EINPROGRESS || e == EALREADY)
         return STEP_WRITE;
+    if (e && next_address(h, e)) {
+        h->state = S_RESOLVE; /* step_resolve connects to the next address (salen is set) */
+        return STEP_AGAIN;
+    }
     if (e)
         return fail(h, PT_HTTP_ERR_CONNECT, "cannot connect to %s:%d: %s", h->host, h->port, strerror(e));
     if (h->proxied && h->u.https) {

@@ -1147,3 +1147,88 @@ def test_a_lookup_never_answered_holds_the_call_not_the_worker(portico, backend,
         s.close()
     finally:
         dns.close()
+
+
+class TwoFamilyDns:
+    """A UDP name server on loopback answering every name with 127.0.0.1 (A) and ::1 (AAAA)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.qtypes = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        import struct
+        while True:
+            try:
+                q, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            i = 12
+            while i < len(q) and q[i]:
+                i += q[i] + 1
+            qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+            question = q[12:i + 5]
+            self.qtypes.append(qtype)
+            rdata = {1: socket.inet_pton(socket.AF_INET, "127.0.0.1"),
+                     28: socket.inet_pton(socket.AF_INET6, "::1")}.get(qtype)
+            head = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1 if rdata else 0, 0, 0)
+            answer = struct.pack("!HHHIH", 0xc00c, qtype, 1, 60, len(rdata)) + rdata if rdata else b""
+            self.sock.sendto(head + question + answer, peer)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_the_next_resolved_address_is_tried(portico, backend, side, workdir):
+    """Review L2: a name resolving to 127.0.0.1 and ::1 reaches a service listening on only one of them,
+    whichever the resolver gives first."""
+    import os
+    dns = TwoFamilyDns()
+    conf = os.path.join(str(workdir), "resolv.conf")
+    with open(conf, "w") as f:
+        f.write("nameserver 127.0.0.1:%d\noptions timeout:2 attempts:1\n" % dns.port)
+    try:
+        v6 = socket.socket(socket.AF_INET6)
+        v6.bind(("::1", 0))
+    except OSError:
+        dns.close()
+        pytest.skip("no IPv6 loopback here")
+    v6.listen(4)
+
+    def serve():
+        while True:
+            try:
+                c, _ = v6.accept()
+            except OSError:
+                return
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = c.recv(4096)
+                if not d:
+                    break
+                data += d
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nv6")
+            c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        cfg = basic_config(backend.url, workers=1)
+        cfg["apis"][0]["operations"].insert(0, {"id": "side", "method": "*", "urlTemplate": "/side", "policies": {
+            "inbound": [{"send-request": {"response-variable-name": "r", "timeout": 5,
+                                          "set-url": "@(context.request.headers:get('X-Url', ''))"}},
+                        {"return-response": {"set-body": "@(context.variables['r'].body:asString())"}}],
+            "on-error": [reason_reply()]}})
+        p = portico(cfg, env={"PORTICO_RESOLV_CONF": conf})
+        status, _, body = p.request("GET", "/echo/side",
+                                    headers={"X-Url": "http://both.portico-test.example:%d/x" % v6.getsockname()[1]})
+        if 28 not in dns.qtypes:
+            pytest.skip("the resolver asked no AAAA here (no IPv6 route): %r" % dns.qtypes)
+        assert (status, body) == (200, b"v6"), body
+        status, _, body = p.request("GET", "/echo/side",
+                                    headers={"X-Url": "http://both.portico-test.example:%d/y" % side.port})
+        assert status == 200 and json.loads(body)["target"] == "/y", body
+    finally:
+        v6.close()
+        dns.close()
