@@ -48,6 +48,7 @@ enum { STEP_AGAIN, STEP_READ, STEP_WRITE, STEP_END };
 
 #define READS_PER_WAKE 16  /* a fast server cannot keep the loop in one call */
 #define HC_ALT_MAX 3       /* addresses of a name tried after the first */
+#define REAP_MS 2000       /* how often idle kept connections are checked */
 #define DNS_RETRY_MS 10000 /* a worker whose resolver could not be made tries again after this */
 
 struct pt_hclient {
@@ -120,6 +121,8 @@ struct hc_worker {
         uint64_t since_ms;
     } idle[PT_HCLIENT_IDLE_MAX];
     int nidle;
+    struct event reap; /* while connections are idle: closes those the peer closed, or too old */
+    bool reap_on;
 };
 
 static __thread struct hc_worker *tw;
@@ -426,6 +429,27 @@ static bool idle_stale(const struct hc_idle *e, uint64_t now)
     return !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
+/* Every REAP_MS while connections are idle: those the peer closed (or spoke on) or kept too long are
+   closed, so they do not sit in CLOSE_WAIT until the worker's next side call. */
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct hc_worker *w = arg;
+    w->reap_on = false;
+    uint64_t now = pt_clock_now_ms();
+    for (int i = 0, guard = 0; i < w->nidle && guard < PT_HCLIENT_IDLE_MAX; guard++)
+        if (idle_stale(&w->idle[i], now)) {
+            idle_close(&w->idle[i]);
+            idle_remove(w, i);
+        } else
+            i++;
+    if (w->nidle) {
+        struct timeval tv = {REAP_MS / 1000, (REAP_MS % 1000) * 1000};
+        event_add(&w->reap, &tv);
+        w->reap_on = true;
+    }
+}
+
 /* Takes a kept connection for h's key: true with h->fd (and h->ssl) set. */
 static bool pool_take(struct pt_hclient *h)
 {
@@ -478,6 +502,12 @@ static void pool_put(struct pt_hclient *h)
     if (h->ev_on) { /* the socket's event goes with the call */
         event_del(&h->ev);
         h->ev_on = false;
+    }
+    if (!w->reap_on) {
+        struct timeval tv = {REAP_MS / 1000, (REAP_MS % 1000) * 1000};
+        event_assign(&w->reap, w->base, -1, 0, on_reap, w);
+        event_add(&w->reap, &tv);
+        w->reap_on = true;
     }
     struct hc_idle *e = &w->idle[w->nidle++];
     snprintf(e->key, sizeof(e->key), "%s", h->key);
@@ -1260,6 +1290,9 @@ void pt_hclient_worker_end(void)
     for (int i = 0; i < w->nidle; i++)
         idle_close(&w->idle[i]);
     w->nidle = 0;
+    if (w->reap_on)
+        event_del(&w->reap);
+    w->reap_on = false;
     /* calls cancelled while resolving are freed by the resolver's callbacks, which run from the loop:
        it runs only while such a call is left (a cancel is one deferred callback in libevent 2.1) */
     for (int i = 0; i < 8 && w->dns && w->dns_cancelled > 0; i++)

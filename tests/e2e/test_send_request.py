@@ -1232,3 +1232,45 @@ def test_the_next_resolved_address_is_tried(portico, backend, side, workdir):
     finally:
         v6.close()
         dns.close()
+
+
+def _close_wait_to(port):
+    """Sockets in CLOSE_WAIT whose peer is 127.0.0.1:port (from /proc/net/tcp)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if int(parts[2].split(":")[1], 16) == port and parts[3] == "08":
+                n += 1
+    return n
+
+
+def test_idle_connections_the_service_closed_are_released(portico, backend):
+    """Review L10: a kept connection the service closes while idle is closed by the gateway within a few
+    seconds (no CLOSE_WAIT left), without another side call."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+
+    def serve():
+        c, _ = srv.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                break
+            data += d
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkept")
+        time.sleep(0.3)
+        c.close()  # the service closes the idle connection
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        p = gateway(portico, backend, {"inbound": [
+            {"send-request": {"response-variable-name": "r", "set-url": "http://127.0.0.1:%d/k" % port}},
+            {"return-response": {"response-variable-name": "r"}}]})
+        assert p.request("GET", "/echo/side")[2] == b"kept"
+        wait_for(lambda: _close_wait_to(port) == 1, timeout=3, what="the idle connection half-closed")
+        wait_for(lambda: _close_wait_to(port) == 0, timeout=5, what="the gateway closing it")
+    finally:
+        srv.close()
