@@ -507,6 +507,12 @@ static const struct pt_cfkey upstream_keys[] = {
             "(DNS name or IP address)."},
     {"tls", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.tls), 0, .fn = read_tls_opts, .sub = tls_keys,
      .form = "map", .doc = "TLS parameters towards https backends, as on listeners (same defaults)."},
+    {"sideCallsToPrivateAddresses", PT_CT_BOOL, offsetof(struct pt_conf, upstream.side_private), 0,
+     .def = "`true`",
+     .doc = "`false`: `send-request` and `send-one-way-request` refuse to connect to loopback, private "
+            "(RFC 1918, fc00::/7), link-local (169.254/16, fe80::/10, cloud metadata services) and other "
+            "non-public addresses, checked after DNS (BackendConnectionFailure). Calls through a `proxy` are "
+            "not checked (the proxy resolves the target). See [routing.md](routing.md#security)."},
     {"forwardedHeaders", PT_CT_CUSTOM, offsetof(struct pt_conf, upstream.forwarded), 0, .fn = read_forwarded,
      .form = "list of header names", .def = "all four",
      .doc = "Which of `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` the gateway "
@@ -1598,6 +1604,7 @@ static void set_defaults(struct pt_conf *cf)
     cf->upstream.max_idle = 64;
     cf->upstream.max_pools = 4096;
     cf->upstream.verify = true;
+    cf->upstream.side_private = true;
     cf->upstream.forwarded = PT_FWD_XFF | PT_FWD_XFP | PT_FWD_XFH | PT_FWD_FORWARDED;
     cf->upstream.request_id_header = "X-Request-Id";
     cf->log.level = PT_LOG_INFO;

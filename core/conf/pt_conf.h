@@ -134,6 +134,7 @@ struct pt_upstream_cf {
     struct pt_tls_cf tls;    /* towards https backends */
     unsigned forwarded;      /* PT_FWD_* bits: which forwarding headers are set */
     char *request_id_header; /* "" = the request id is not sent */
+    bool side_private;       /* sideCallsToPrivateAddresses: side calls may reach internal addresses */
 };
 
 #define PT_FWD_XFF 0x1 /* X-Forwarded-For */

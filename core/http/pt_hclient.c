@@ -21,6 +21,7 @@
 #include "event/pt_metrics.h"
 #include "event/pt_tls.h"
 #include "http/pt_fetch.h"
+#include "http/pt_http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,7 +46,10 @@ enum { S_START, S_RESOLVE, S_CONNECT, S_PROXY_WRITE, S_PROXY_READ, S_TLS, S_WRIT
 /* What a step asks for next. */
 enum { STEP_AGAIN, STEP_READ, STEP_WRITE, STEP_END };
 
-#define READS_PER_WAKE 16 /* a fast server cannot keep the loop in one call */
+#define READS_PER_WAKE 16  /* a fast server cannot keep the loop in one call */
+#define HC_ALT_MAX 3       /* addresses of a name tried after the first */
+#define REAP_MS 2000       /* how often idle kept connections are checked */
+#define DNS_RETRY_MS 10000 /* a worker whose resolver could not be made tries again after this */
 
 struct pt_hclient {
     struct event_base *base;
@@ -73,9 +77,14 @@ struct pt_hclient {
     int fd;
     SSL_CTX *ctx;
     bool verify;
+    bool public_only; /* upstream.sideCallsToPrivateAddresses: false */
     SSL *ssl;
     struct sockaddr_storage sa;
     socklen_t salen;
+    /* the resolver's other addresses, tried in turn when one refuses (same deadline) */
+    struct sockaddr_storage alt[HC_ALT_MAX];
+    socklen_t altlen[HC_ALT_MAX];
+    int nalt, ialt;
     struct event ev, timer;
     bool ev_on, timer_on;
     struct evdns_getaddrinfo_request *dns;
@@ -98,6 +107,8 @@ struct pt_hclient {
 struct hc_worker {
     struct event_base *base;
     struct evdns_base *dns;
+    uint64_t dns_failed_ms;     /* the resolver could not be made: tried again only after a while */
+    int dns_cancelled;          /* calls released while resolving: the resolver's callback frees each */
     struct pt_hclient *running; /* doubly linked */
     int nrunning;
     struct pt_hclient *qhead, *qtail; /* waiting, oldest first */
@@ -110,6 +121,8 @@ struct hc_worker {
         uint64_t since_ms;
     } idle[PT_HCLIENT_IDLE_MAX];
     int nidle;
+    struct event reap; /* while connections are idle: closes those the peer closed, or too old */
+    bool reap_on;
 };
 
 static __thread struct hc_worker *tw;
@@ -212,6 +225,8 @@ static void detached_unlink(struct pt_hclient *h)
 static void hc_release(struct pt_hclient *h)
 {
     if (h->resolving) {
+        if (!h->cancelled && tw)
+            tw->dns_cancelled++;
         h->cancelled = true;
         if (h->dns) {
             struct evdns_getaddrinfo_request *d = h->dns;
@@ -414,6 +429,27 @@ static bool idle_stale(const struct hc_idle *e, uint64_t now)
     return !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
+/* Every REAP_MS while connections are idle: those the peer closed (or spoke on) or kept too long are
+   closed, so they do not sit in CLOSE_WAIT until the worker's next side call. */
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct hc_worker *w = arg;
+    w->reap_on = false;
+    uint64_t now = pt_clock_now_ms();
+    for (int i = 0, guard = 0; i < w->nidle && guard < PT_HCLIENT_IDLE_MAX; guard++)
+        if (idle_stale(&w->idle[i], now)) {
+            idle_close(&w->idle[i]);
+            idle_remove(w, i);
+        } else
+            i++;
+    if (w->nidle) {
+        struct timeval tv = {REAP_MS / 1000, (REAP_MS % 1000) * 1000};
+        event_add(&w->reap, &tv);
+        w->reap_on = true;
+    }
+}
+
 /* Takes a kept connection for h's key: true with h->fd (and h->ssl) set. */
 static bool pool_take(struct pt_hclient *h)
 {
@@ -467,6 +503,12 @@ static void pool_put(struct pt_hclient *h)
         event_del(&h->ev);
         h->ev_on = false;
     }
+    if (!w->reap_on) {
+        struct timeval tv = {REAP_MS / 1000, (REAP_MS % 1000) * 1000};
+        event_assign(&w->reap, w->base, -1, 0, on_reap, w);
+        event_add(&w->reap, &tv);
+        w->reap_on = true;
+    }
     struct hc_idle *e = &w->idle[w->nidle++];
     snprintf(e->key, sizeof(e->key), "%s", h->key);
     e->fd = h->fd;
@@ -509,9 +551,21 @@ static bool retry_fresh(struct pt_hclient *h)
 
 static void on_event(evutil_socket_t fd, short what, void *arg);
 
+static bool next_address(struct pt_hclient *h, int e);
+
 static int step_connect_start(struct pt_hclient *h)
 {
+    /* after the resolver, so a name that resolves (or rebinds) to an internal address is caught too; a
+       proxy is the operator's own and resolves the target itself, so nothing is checked through one */
+    if (h->public_only && !h->proxied && pt_fetch_address_private((const struct sockaddr *)&h->sa))
+        return fail(h, PT_HTTP_ERR_CONNECT,
+                    "%s is a loopback, private or link-local address (upstream.sideCallsToPrivateAddresses)",
+                    h->host);
     h->fd = socket(h->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (h->fd < 0 && next_address(h, errno)) {
+        h->state = S_RESOLVE; /* step_resolve connects to the next one */
+        return STEP_AGAIN;
+    }
     if (h->fd < 0)
         return fail(h, PT_HTTP_ERR_CONNECT, "cannot open a socket: %s", strerror(errno));
     int one = 1;
@@ -519,9 +573,46 @@ static int step_connect_start(struct pt_hclient *h)
     h->state = S_CONNECT;
     if (connect(h->fd, (struct sockaddr *)&h->sa, h->salen) == 0)
         return STEP_AGAIN;
+    if (errno != EINPROGRESS && next_address(h, errno)) {
+        h->state = S_RESOLVE;
+        return STEP_AGAIN;
+    }
     if (errno != EINPROGRESS)
         return fail(h, PT_HTTP_ERR_CONNECT, "cannot connect to %s:%d: %s", h->host, h->port, strerror(errno));
     return STEP_WRITE;
+}
+
+/* Copies a resolved address with the call's port. */
+static void set_address(const struct pt_hclient *h, struct sockaddr_storage *sa, socklen_t *len,
+                        const struct evutil_addrinfo *a)
+{
+    memset(sa, 0, sizeof(*sa));
+    memcpy(sa, a->ai_addr, PT_MIN((size_t)a->ai_addrlen, sizeof(*sa)));
+    *len = (socklen_t)PT_MIN((size_t)a->ai_addrlen, sizeof(*sa));
+    if (sa->ss_family == AF_INET)
+        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)h->port);
+    else
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)h->port);
+}
+
+/* The address refused (or cannot be reached): the next one the resolver gave, on a new socket.  true
+   when there is one; the call goes on with step_connect_start. */
+static bool next_address(struct pt_hclient *h, int e)
+{
+    if (h->ialt >= h->nalt || !(e == ECONNREFUSED || e == ENETUNREACH || e == EHOSTUNREACH ||
+                                e == EADDRNOTAVAIL || e == EAFNOSUPPORT))
+        return false;
+    if (h->ev_on) {
+        event_del(&h->ev);
+        h->ev_on = false;
+    }
+    if (h->fd >= 0)
+        close(h->fd);
+    h->fd = -1;
+    h->sa = h->alt[h->ialt];
+    h->salen = h->altlen[h->ialt];
+    h->ialt++;
+    return true;
 }
 
 /* The resolver's answer.  It never ends the call here: evdns may answer
@@ -533,6 +624,8 @@ static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
     h->dns = NULL;
     h->resolving = false;
     if (h->cancelled) { /* released meanwhile: the resolver held the last reference */
+        if (tw && tw->dns_cancelled > 0)
+            tw->dns_cancelled--;
         if (res)
             evutil_freeaddrinfo(res);
         hc_free(h);
@@ -547,19 +640,34 @@ static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
             snprintf(h->err, sizeof(h->err), "cannot resolve %s: %s", h->host, evutil_gai_strerror(result));
         h->dns_err = h->timed_out ? PT_HTTP_ERR_TIMEOUT : PT_HTTP_ERR_URL;
     } else {
-        memcpy(&h->sa, res->ai_addr, PT_MIN((size_t)res->ai_addrlen, sizeof(h->sa)));
-        h->salen = (socklen_t)PT_MIN((size_t)res->ai_addrlen, sizeof(h->sa));
+        set_address(h, &h->sa, &h->salen, res);
+        const struct evutil_addrinfo *a = res->ai_next;
+        for (int i = 0; a && i < 16 && h->nalt < HC_ALT_MAX; a = a->ai_next, i++)
+            if (a->ai_family == AF_INET || a->ai_family == AF_INET6) {
+                set_address(h, &h->alt[h->nalt], &h->altlen[h->nalt], a);
+                h->nalt++;
+            }
         evutil_freeaddrinfo(res);
-        if (h->sa.ss_family == AF_INET)
-            ((struct sockaddr_in *)&h->sa)->sin_port = htons((uint16_t)h->port);
-        else
-            ((struct sockaddr_in6 *)&h->sa)->sin6_port = htons((uint16_t)h->port);
     }
     if (h->ev_on)
         event_del(&h->ev);
     event_assign(&h->ev, h->base, -1, 0, on_event, h);
     event_active(&h->ev, EV_TIMEOUT, 1);
     h->ev_on = true;
+}
+
+/* The worker's resolver: the system's files, or (PORTICO_RESOLV_CONF, for tests) another resolv.conf. */
+static struct evdns_base *resolver_new(struct event_base *base)
+{
+    const char *conf = getenv("PORTICO_RESOLV_CONF");
+    if (!conf || !*conf)
+        return evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    struct evdns_base *d = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (d && evdns_base_resolv_conf_parse(d, DNS_OPTIONS_ALL, conf) != 0) {
+        evdns_base_free(d, 0);
+        return NULL;
+    }
+    return d;
 }
 
 static int step_resolve(struct pt_hclient *h)
@@ -591,9 +699,12 @@ static int step_resolve(struct pt_hclient *h)
     }
     /* a name: the worker's resolver, on this loop (/etc/hosts, then the name servers) */
     struct hc_worker *w = worker_of(h->base);
-    if (w && !w->dns)
-        w->dns =
-            evdns_base_new(h->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    uint64_t now = pt_clock_now_ms();
+    if (w && !w->dns && (!w->dns_failed_ms || now - w->dns_failed_ms >= DNS_RETRY_MS)) {
+        /* reads /etc/resolv.conf and /etc/hosts once; a failure is not retried at every call */
+        w->dns = resolver_new(h->base);
+        w->dns_failed_ms = w->dns ? 0 : (now ? now : 1);
+    }
     if (!w || !w->dns)
         return fail(h, PT_HTTP_ERR_URL, "cannot resolve %s: no resolver", h->host);
     struct evutil_addrinfo hints = {0};
@@ -616,6 +727,10 @@ static int step_connected(struct pt_hclient *h)
         e = errno;
     if (e == EINPROGRESS || e == EALREADY)
         return STEP_WRITE;
+    if (e && next_address(h, e)) {
+        h->state = S_RESOLVE; /* step_resolve connects to the next address (salen is set) */
+        return STEP_AGAIN;
+    }
     if (e)
         return fail(h, PT_HTTP_ERR_CONNECT, "cannot connect to %s:%d: %s", h->host, h->port, strerror(e));
     if (h->proxied && h->u.https) {
@@ -623,8 +738,10 @@ static int step_connected(struct pt_hclient *h)
         struct evbuffer *b = evbuffer_new();
         if (!b)
             return fail(h, PT_HTTP_ERR_CONNECT, "out of memory");
-        evbuffer_add_printf(b, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n", h->u.host, h->u.port, h->u.host,
-                            h->u.port);
+        /* an IPv6 literal keeps its brackets, or host and port would run together */
+        bool v6 = strchr(h->u.host, ':') != NULL;
+        evbuffer_add_printf(b, "CONNECT %s%s%s:%d HTTP/1.1\r\nHost: %s%s%s:%d\r\n", v6 ? "[" : "", h->u.host,
+                            v6 ? "]" : "", h->u.port, v6 ? "[" : "", h->u.host, v6 ? "]" : "", h->u.port);
         if (h->proxy_auth)
             evbuffer_add_printf(b, "Proxy-Authorization: %s\r\n", h->proxy_auth);
         evbuffer_add(b, "\r\n", 2);
@@ -755,6 +872,10 @@ static int step_read(struct pt_hclient *h)
             h->got_bytes = true;
         char err[160];
         int r = pt_fetch_parse(&h->p, h->in, n == 0, err, sizeof(err));
+        if (h->detached && h->p.head_done && (r >= 0 || r == PT_FETCH_TOO_LARGE)) {
+            finish(h, 0); /* one-way: delivered and answered; nobody reads the body (the close drops it) */
+            return STEP_END;
+        }
         if (r == PT_FETCH_TOO_LARGE)
             return fail(h, PT_HTTP_ERR_TOO_LARGE, "%s", err);
         if (r < 0)
@@ -854,12 +975,10 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 
 /* --------------------------------------------------------------- setup */
 
+/* A field value: no control character but HTAB, no DEL (RFC 9110 5.5), as the proxy checks them. */
 static bool bad_text(pt_bytes b)
 {
-    for (size_t i = 0; i < b.len; i++)
-        if (b.data[i] == '\r' || b.data[i] == '\n' || b.data[i] == '\0')
-            return true;
-    return false;
+    return !pt_http_value_ok((pt_str){b.data, b.len});
 }
 
 static bool is_token(pt_bytes b)
@@ -947,6 +1066,7 @@ static struct pt_hclient *hc_new(struct event_base *base, const struct pt_http_r
         h->ctx = tls->ctx;
         h->verify = tls->verify;
     }
+    h->public_only = tls && tls->public_only;
     h->timeout_ms = r->timeout_ms ? r->timeout_ms : PT_HCLIENT_DEFAULT_TIMEOUT_MS;
     h->max_body = r->max_body ? r->max_body : PT_HCLIENT_DEFAULT_MAX_BODY;
     event_assign(&h->timer, base, -1, 0, on_timeout, h);
@@ -964,6 +1084,8 @@ static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
     pt_bytes method = r->method.len ? r->method : (pt_bytes){"GET", 3};
     if (!is_token(method))
         return "the method is not a token";
+    if (ieq(method, "CONNECT"))
+        return "CONNECT cannot be sent (it asks a proxy for a tunnel)";
     h->head_method = ieq(method, "HEAD");
     h->host = h->u.host;
     h->port = h->u.port;
@@ -999,7 +1121,7 @@ static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
     for (int i = 0; i < r->nheaders; i++) {
         pt_bytes n = r->header_names[i], v = r->header_values[i];
         if (!is_token(n) || bad_text(v))
-            return "a header name is not a token or a value holds CR, LF or NUL";
+            return "a header name is not a token or a value holds a control character";
         /* framing is ours */
         if (ieq(n, "Content-Length") || ieq(n, "Transfer-Encoding") || ieq(n, "Connection") ||
             ieq(n, "Keep-Alive") || ieq(n, "TE") || ieq(n, "Upgrade") || ieq(n, "Proxy-Connection") ||
@@ -1023,10 +1145,12 @@ static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
     if (r->body.len || !(ieq(method, "GET") || ieq(method, "HEAD") || ieq(method, "DELETE") ||
                          ieq(method, "OPTIONS") || ieq(method, "TRACE")))
         evbuffer_add_printf(o, "Content-Length: %zu\r\n", r->body.len);
-    h->pooled = pool_eligible(r, method);
-    if (h->pooled)
-        snprintf(h->key, sizeof(h->key), "%s|%s|%d|%p|%d", h->u.https ? "https" : "http", h->u.host,
-                 h->u.port, h->u.https ? (void *)h->ctx : NULL, h->verify);
+    h->pooled = !h->detached && pool_eligible(r, method); /* one-way calls close at the answer's head */
+    if (h->pooled) { /* the host last, and a key that does not fit is not pooled (never truncated) */
+        int kn = snprintf(h->key, sizeof(h->key), "%s|%d|%p|%d|%s", h->u.https ? "https" : "http", h->u.port,
+                          h->u.https ? (void *)h->ctx : NULL, h->verify, h->u.host);
+        h->pooled = kn > 0 && (size_t)kn < sizeof(h->key);
+    }
     if (h->pooled)
         evbuffer_add(o, "\r\n", 2);
     else
@@ -1126,6 +1250,7 @@ int pt_hclient_send_detached(struct event_base *base, const struct pt_http_req *
         return -1;
     }
     h->detached = true;
+    h->max_body = 0; /* the call ends at the answer's head: no body is ever buffered */
     const char *msg = hc_prepare(h, r);
     if (msg) {
         snprintf(h->err, sizeof(h->err), "%s", msg);
@@ -1165,9 +1290,16 @@ void pt_hclient_worker_end(void)
     for (int i = 0; i < w->nidle; i++)
         idle_close(&w->idle[i]);
     w->nidle = 0;
-    /* calls cancelled while resolving are freed by the resolver's callbacks, which run from the loop */
-    for (int i = 0; i < 4 && w->dns && event_base_get_num_events(w->base, EVENT_BASE_COUNT_ACTIVE); i++)
+    if (w->reap_on)
+        event_del(&w->reap);
+    w->reap_on = false;
+    /* calls cancelled while resolving are freed by the resolver's callbacks, which run from the loop:
+       it runs only while such a call is left (a cancel is one deferred callback in libevent 2.1) */
+    for (int i = 0; i < 8 && w->dns && w->dns_cancelled > 0; i++)
         event_base_loop(w->base, EVLOOP_NONBLOCK);
+    if (w->dns_cancelled > 0)
+        pt_warn("send-request: %d call(s) cancelled while resolving were not released at worker end",
+                w->dns_cancelled);
     if (w->dns)
         evdns_base_free(w->dns, 0);
     free(w);

@@ -42,6 +42,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 struct pt_hclient_tls {
     SSL_CTX *ctx;
     bool verify;
+    bool public_only; /* refuse loopback, private and link-local addresses (not through a proxy) */
 };
 
 /* err is 0 with resp, or a PT_HTTP_ERR_* code with msg (resp NULL).  resp

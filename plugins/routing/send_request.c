@@ -13,6 +13,7 @@
 
 #include <openssl/evp.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *const modes[] = {"new", "copy", NULL};
 static const char *const exists_actions[] = {"override", "skip", "append", "delete", NULL};
@@ -137,6 +138,12 @@ struct send {
     pt_value *proxy_url, *proxy_user, *proxy_pass;
 };
 
+/* CONNECT asks a proxy for a tunnel: never a side call's method */
+static bool is_connect(pt_bytes m)
+{
+    return ptl_bytes_ieq(m, "CONNECT");
+}
+
 /* ------------------------------------------------------------- compile */
 
 static int compile_common(const struct pt_api *api, pt_compile *c, struct send *s, const char *policy)
@@ -155,6 +162,13 @@ static int compile_common(const struct pt_api *api, pt_compile *c, struct send *
     }
     if (api->attr_elements(c, "set-method", &e) > 0)
         s->method = api->elem_value(e[0], "value");
+    if (s->method) {
+        pt_bytes m;
+        if (api->eval(NULL, s->method, &m) == 0 && is_connect(m)) {
+            api->compile_error(c, "set-method", "CONNECT cannot be sent (it asks a proxy for a tunnel)");
+            return -1;
+        }
+    }
     if (api->attr_elements(c, "set-body", &e) > 0)
         s->body = api->elem_value(e[0], "value");
     s->nhdrs = api->attr_elements(c, "set-header", &e);
@@ -295,10 +309,47 @@ static pt_status refuse(const struct pt_api *api, pt_call *call, const char *msg
     return api->fail(call, 500, "ExpressionValueEvaluationFailure", msg);
 }
 
+/* A field value may hold visible characters, spaces and tabs (RFC 9110 5.5): no CR, LF, NUL, other
+   control characters or DEL. */
 static bool bad_value(pt_bytes v)
 {
-    for (size_t i = 0; i < v.len; i++)
-        if (v.data[i] == '\r' || v.data[i] == '\n' || v.data[i] == '\0')
+    for (size_t i = 0; i < v.len; i++) {
+        unsigned char ch = (unsigned char)v.data[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+/* true when name is one of the comma-separated tokens of list (a Connection header's value) */
+static bool listed(pt_bytes list, pt_bytes name)
+{
+    size_t i = 0;
+    while (i < list.len) {
+        while (i < list.len && (list.data[i] == ' ' || list.data[i] == '\t' || list.data[i] == ','))
+            i++;
+        size_t b = i;
+        while (i < list.len && list.data[i] != ',' && list.data[i] != ' ' && list.data[i] != '\t')
+            i++;
+        if (i > b && i - b == name.len && !strncasecmp(list.data + b, name.data, name.len))
+            return true;
+        while (i < list.len && list.data[i] != ',')
+            i++;
+    }
+    return false;
+}
+
+/* A copied header that stays behind: the framing (ours), the client's credentials for its own proxy,
+   and the hop-by-hop headers the client's Connection header names (RFC 9110 7.6.1). */
+static bool not_copied(const struct pt_api *api, pt_call *call, pt_bytes n)
+{
+    if (ptl_bytes_ieq(n, "Host") || ptl_bytes_ieq(n, "Content-Length") ||
+        ptl_bytes_ieq(n, "Transfer-Encoding") || ptl_bytes_ieq(n, "Connection") ||
+        ptl_bytes_ieq(n, "Proxy-Authorization"))
+        return true;
+    pt_bytes cn, cv;
+    for (int i = 0; i < 10000 && api->header_at(call, PT_MSG_REQUEST, i, &cn, &cv) == 0; i++)
+        if (ptl_bytes_ieq(cn, "Connection") && listed(cv, n))
             return true;
     return false;
 }
@@ -330,8 +381,7 @@ static int build(const struct pt_api *api, pt_call *call, const struct send *s, 
         r->url = current_url(api, call);
         pt_bytes n, v;
         for (int i = 0; i < 10000 && api->header_at(call, PT_MSG_REQUEST, i, &n, &v) == 0; i++) {
-            if (ptl_bytes_ieq(n, "Host") || ptl_bytes_ieq(n, "Content-Length") ||
-                ptl_bytes_ieq(n, "Transfer-Encoding") || ptl_bytes_ieq(n, "Connection"))
+            if (not_copied(api, call, n))
                 continue;
             if (!hadd(hl, n, v))
                 return refuse(api, call, "the copied request has more than 100 headers");
@@ -347,6 +397,8 @@ static int build(const struct pt_api *api, pt_call *call, const struct send *s, 
             return st;
         if (!ptl_is_token(r->method.data, r->method.len))
             return refuse(api, call, "set-method: the method is not a token");
+        if (is_connect(r->method))
+            return refuse(api, call, "set-method: CONNECT cannot be sent (it asks for a tunnel)");
     }
     if (s->body && (st = ptl_eval(api, call, s->body, &r->body)))
         return st;
@@ -374,7 +426,7 @@ static int build(const struct pt_api *api, pt_call *call, const struct send *s, 
             if ((st = ptl_eval(api, call, h->values[k], &v)))
                 return st;
             if (bad_value(v))
-                return refuse(api, call, "set-header: a value holds CR, LF or NUL");
+                return refuse(api, call, "set-header: a value holds a control character (CR, LF, NUL, ...)");
             if (b.n)
                 ptl_buf_lit(&b, ", ");
             ptl_buf_add(&b, v.data, v.len);
@@ -457,6 +509,11 @@ static void on_done(pt_call *call, void *arg, int err, const struct pt_http_resp
         return;
     }
     if (api->var_set_response(call, s->var, resp) != 0) {
+        if (s->ignore_error) { /* the response cannot be kept (memory, a header it refuses): as a failure */
+            api->var_set_response(call, s->var, NULL);
+            api->resume(call, PT_OK);
+            return;
+        }
         api->fail(call, 500, "BackendConnectionFailure", "send-request: the response cannot be kept");
         api->resume(call, PT_ERROR);
         return;

@@ -125,6 +125,7 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
                 headers[k.strip().lower()] = v.strip()
         with owner.lock:
             owner.seen.append((method, target, headers.get("proxy-authorization")))
+            owner.heads.append(head)
         want = "Basic " + base64.b64encode(owner.creds.encode()).decode()
         if headers.get("proxy-authorization") != want:
             self.wfile.write(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
@@ -132,7 +133,7 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
             return
         if method == "CONNECT":
             host, port = target.rsplit(":", 1)
-            up = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+            up = socket.create_connection(("127.0.0.1", int(port)), timeout=10)  # [::1] too: a loopback
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             self.wfile.flush()
             self._relay(self.connection, up)
@@ -176,6 +177,7 @@ class Proxy:
         self.creds = creds
         self.lock = threading.Lock()
         self.seen = []
+        self.heads = []  # every head received, verbatim (what the gateway sent the proxy)
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _ProxyHandler)
         self.server.daemon_threads = True
         self.server.owner = self
@@ -449,12 +451,15 @@ def test_through_a_proxy_with_basic_credentials(portico, backend, side, pki):
         assert proxy.seen[-1] == ("GET", side.url + "/via?x=1",
                                   "Basic " + base64.b64encode(b"user:secret").decode())
         assert side.requests[-1].target == "/via?x=1"
-        assert side.requests[-1].header("Proxy-Authorization") is None
+        assert proxy.heads[-1].lower().count(b"proxy-authorization:") == 1  # the policy's, once
         # https: a CONNECT tunnel, TLS end to end with the side service
         status, _, body = p.request("GET", "/echo/good", headers={"X-Url": tls.url + "/tunnel"})
         assert status == 200, body
         assert proxy.seen[-1][0:2] == ("CONNECT", "localhost:%d" % tls.port)
         assert json.loads(body)["target"] == "/tunnel" and tls.sni[-1] == "localhost"
+        # the credentials go on the CONNECT only, never inside the tunnel
+        assert proxy.heads[-1].startswith(b"CONNECT localhost:%d HTTP/1.1\r\n" % tls.port)
+        assert tls.requests[-1].header("Proxy-Authorization") is None
         # wrong credentials: the proxy's 407 is the answer over http; a refused tunnel is a failure
         status, _, body = p.request("GET", "/echo/bad", headers={"X-Url": side.url + "/never"})
         assert status == 407, body
@@ -577,6 +582,9 @@ def test_stopping_with_calls_in_flight(portico, backend):
     ({"send-request": {"response-variable-name": "r", "set-url": "http://127.0.0.1/",
                        "set-header": {"name": "bad name", "value": "x"}}}, "is not a header name"),
     ({"send-one-way-request": {"mode": "new"}}, "needs set-url"),
+    ({"send-request": {"response-variable-name": "r", "set-url": "http://127.0.0.1/", "set-method": "CONNECT"}},
+     "CONNECT cannot be sent"),
+    ({"send-one-way-request": {"set-url": "http://127.0.0.1/", "set-method": "connect"}}, "CONNECT cannot be sent"),
 ])
 def test_bad_configurations_are_refused_with_a_position(portico, backend, policy, message):
     cfg = basic_config(backend.url)
@@ -666,9 +674,12 @@ def test_ipv6_literal_urls(portico, backend):
 
 
 def test_an_early_answer_to_a_large_body(portico, backend):
-    """A service that answers 413 after the head, without reading the body: the answer is taken when it
-    arrives (draining), and a service that also closes at once gives its 413 or a clean failure."""
+    """A service that answers 413 after the head, without reading the body.  "drain": it reads (and drops)
+    the rest, so the write completes and the answer is read as usual.  "stall" (review T3): it stops
+    reading and closes a second later, so the gateway's write fails (window full, then a reset) with the
+    413 already received: that answer must be the response, not a connection failure."""
     srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # the 6 MiB cannot sit in the buffers
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
     port = srv.getsockname()[1]
@@ -687,10 +698,12 @@ def test_an_early_answer_to_a_large_body(portico, backend):
                     break
                 data += d
             c.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+            c.shutdown(socket.SHUT_WR)
             if modes.pop(0) == "drain":
-                c.shutdown(socket.SHUT_WR)
                 while c.recv(65536):
                     pass
+            else:
+                time.sleep(1)  # not reading: the client's write stalls, then the close resets it
             c.close()
     threading.Thread(target=serve, daemon=True).start()
     try:
@@ -700,13 +713,564 @@ def test_an_early_answer_to_a_large_body(portico, backend):
                         {"return-response": {"response-variable-name": "r"}}],
             "on-error": [reason_reply()]}, limits={"bufferSize": "8m"})
         body = b"z" * (6 << 20)
-        modes.append("drain")
-        status, _, got = p.request("POST", "/echo/side", body=body)
-        assert (status, got) == (413, b"big")
-        modes.append("close")
-        status, _, got = p.request("POST", "/echo/side", body=body)
-        assert (status, got) in ((413, b"big"), (599, got)) and (status == 413 or got.startswith(
-            b"BackendConnectionFailure|")), (status, got)
+        for mode in ("drain", "stall", "stall"):
+            modes.append(mode)
+            status, _, got = p.request("POST", "/echo/side", body=body)
+            assert (status, got) == (413, b"big"), (mode, status, got)
         assert p.request("GET", "/echo/items/1")[0] == 200
+    finally:
+        srv.close()
+
+
+def test_https_side_calls_use_upstream_tls_without_an_https_backend(portico, backend, pki):
+    """The side calls' TLS context is the generation's, built at load with upstream.tls (review M1): with no
+    https backend and no caFile, a TLS 1.2-only service is refused under minVersion 1.3."""
+    import ssl
+    from tls_helpers import TLSEchoBackend
+    cert = pki.leaf("side-tls", "localhost", ["DNS:localhost"])
+    modern = TLSEchoBackend(*cert)
+    old = TLSEchoBackend(*cert)
+    old.server.ssl_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        p = gateway(portico, backend, {
+            "inbound": [{"send-request": {"response-variable-name": "r", "timeout": 5,
+                                          "set-url": "@(context.request.headers:get('X-Url', ''))"}},
+                        answer_with()],
+            "on-error": [reason_reply()]}, upstream={"verify": False, "tls": {"minVersion": "1.3"}})
+        status, _, body = p.request("GET", "/echo/side", headers={"X-Url": modern.url + "/new"})
+        assert status == 200 and json.loads(body)["target"] == "/new", body
+        status, _, body = p.request("GET", "/echo/side", headers={"X-Url": old.url + "/old"})
+        assert status == 599 and body.startswith(b"BackendConnectionFailure|"), body
+        assert old.handshakes == 0 and not old.requests
+    finally:
+        modern.close()
+        old.close()
+
+
+def test_one_way_calls_end_at_the_answers_head(portico, backend, side):
+    """Review M3: a one-way call is sent once the answer's head arrives; a body over limits.bufferSize or one
+    that trickles past the timeout is never read, and the call counts as sent, not failed."""
+    mport = free_port()
+    p = gateway(portico, backend, {"inbound": [
+        {"send-one-way-request": {"set-url": side.url + "/big?bytes=3000000"}},
+        {"send-one-way-request": {"set-url": side.url + "/stream?chunks=40&size=1&delay=100", "timeout": 1}},
+        {"return-response": {"set-body": "ok"}}]},
+        limits={"bufferSize": "64k"}, metrics={"listen": "127.0.0.1:%d" % mport, "auth": "none"})
+    t0 = time.monotonic()
+    assert p.request("GET", "/echo/side")[0] == 200
+    wait_for(lambda: metric(metrics_text(mport), "portico_send_one_way_requests_total", "sent") == 2,
+             timeout=5, what="both one-way calls sent")
+    assert time.monotonic() - t0 < 0.9  # the trickling one did not run to its 1 s timeout
+    time.sleep(1.2)
+    text = metrics_text(mport)
+    assert metric(text, "portico_send_one_way_requests_total", "failed") == 0, text
+    assert metric(text, "portico_send_one_way_requests_total", "sent") == 2, text
+    assert len(side.requests) == 2
+
+
+
+def test_copy_mode_leaves_the_clients_proxy_credentials_and_hop_by_hop_headers(portico, backend, side, pki):
+    """Review L3/T1: copy mode does not forward the client's Proxy-Authorization (directly or inside a tunnel)
+    nor the headers its Connection header names."""
+    from tls_helpers import TLSEchoBackend
+    proxy = Proxy("user:secret")
+    cert = pki.leaf("side-copy", "localhost", ["DNS:localhost"])
+    tls = TLSEchoBackend(*cert)
+    try:
+        def pol(url, via_proxy):
+            sr = {"mode": "copy", "response-variable-name": "r", "timeout": 5, "set-url": url}
+            if via_proxy:
+                sr["proxy"] = {"url": proxy.url, "username": "user", "password": "secret"}
+            return {"inbound": [{"send-request": sr}, answer_with()], "on-error": [reason_reply()]}
+        cfg = basic_config(backend.url, workers=1, upstream={"caFile": pki.ca})
+        cfg["apis"][0]["operations"].insert(0, {"id": "direct", "method": "GET", "urlTemplate": "/direct",
+                                                "policies": pol(side.url + "/d", False)})
+        cfg["apis"][0]["operations"].insert(0, {"id": "tunnel", "method": "GET", "urlTemplate": "/tunnel",
+                                                "policies": pol(tls.url + "/t", True)})
+        p = portico(cfg)
+        client = {"Proxy-Authorization": "Basic Y2xpZW50OnNlY3JldA==", "Connection": "keep-alive, X-Hop",
+                  "X-Hop": "hop", "X-Keep": "kept", "Authorization": "Bearer client"}
+        status, _, body = p.request("GET", "/echo/direct", headers=client)
+        assert status == 200, body
+        seen = side.requests[-1]
+        assert seen.header("Proxy-Authorization") is None and seen.header("X-Hop") is None
+        assert seen.header("X-Keep") == "kept" and seen.header("Authorization") == "Bearer client"
+        status, _, body = p.request("GET", "/echo/tunnel", headers=client)
+        assert status == 200, body
+        seen = tls.requests[-1]
+        assert seen.target == "/t" and seen.header("X-Keep") == "kept"
+        assert seen.header("Proxy-Authorization") is None and seen.header("X-Hop") is None
+        assert b"Y2xpZW50OnNlY3JldA" not in b"".join(proxy.heads)
+    finally:
+        proxy.close()
+        tls.close()
+
+
+def test_connect_through_a_proxy_to_an_ipv6_literal(portico, backend, pki):
+    """Review L1: the CONNECT line and its Host keep the brackets of an IPv6 literal."""
+    from tls_helpers import TLSEchoBackend
+    proxy = Proxy("user:secret")
+    cert = pki.leaf("side-v6", "side-v6", ["IP:::1"])
+    tls = TLSEchoBackend(*cert)  # on 127.0.0.1: the test proxy tunnels [::1] there; the name checked is ::1
+    try:
+        p = gateway(portico, backend, {
+            "inbound": [{"send-request": {"response-variable-name": "r", "timeout": 5,
+                                          "set-url": "https://[::1]:%d/six" % tls.port,
+                                          "proxy": {"url": proxy.url, "username": "user", "password": "secret"}}},
+                        answer_with()],
+            "on-error": [reason_reply()]}, upstream={"caFile": pki.ca})
+        status, _, body = p.request("GET", "/echo/side")
+        assert proxy.heads, "the proxy saw nothing"
+        assert proxy.heads[-1].startswith(b"CONNECT [::1]:%d HTTP/1.1\r\nHost: [::1]:%d\r\n" % (tls.port, tls.port)), \
+            proxy.heads[-1]
+        assert status == 200 and json.loads(body)["target"] == "/six", body
+    finally:
+        proxy.close()
+        tls.close()
+
+
+def test_set_method_connect_from_an_expression_is_refused(portico, backend, side):
+    """Review L4: CONNECT is refused at request time when the method is an expression."""
+    p = gateway(portico, backend, {
+        "inbound": [{"send-request": {"response-variable-name": "r",
+                                      "set-url": side.url + "/m",
+                                      "set-method": "@(context.request.headers:get('X-M', 'GET'))"}},
+                    answer_with()],
+        "on-error": [reason_reply()]})
+    status, _, body = p.request("GET", "/echo/side", headers={"X-M": "CONNECT"})
+    assert status == 599 and body.startswith(b"ExpressionValueEvaluationFailure|"), body
+    assert not side.requests
+    status, _, body = p.request("GET", "/echo/side", headers={"X-M": "PATCH"})
+    assert status == 200 and json.loads(body)["method"] == "PATCH", body
+
+
+def test_header_values_from_expressions_cannot_inject(portico, backend, side):
+    """Review T5/L6: a value with CR LF, or any other control character, from an expression is refused
+    (ExpressionValueEvaluationFailure) and nothing reaches the side service; an invalid name likewise."""
+    p = gateway(portico, backend, {
+        "inbound": [{"send-request": {"response-variable-name": "r", "set-url": side.url + "/inj",
+                                      "set-header": [{"name": "@(context.request.headers:get('X-Name', 'X-Ok'))",
+                                                      "value": "@(context.request.headers:get('X-V', 'ok'))"},
+                                                     {"name": "X-Lua",
+                                                      "value": "@(context.request.headers:has('X-Evil') and "
+                                                               "('a\\r\\nX-Injected: 1') or "
+                                                               "(context.request.headers:has('X-Ctl') and "
+                                                               "'a\\1b' or 'fine'))"}]}},
+                    answer_with()],
+        "on-error": [reason_reply()]})
+    for headers in ({"X-Evil": "1"}, {"X-Ctl": "1"}, {"X-Name": "bad name"}, {"X-Name": "X:y"}):
+        status, _, body = p.request("GET", "/echo/side", headers=headers)
+        assert status == 599 and body.startswith(b"ExpressionValueEvaluationFailure|"), (headers, body)
+    assert not side.requests
+    status, _, body = p.request("GET", "/echo/side", headers={"X-V": "tab\there"})
+    assert status == 200, body
+    seen = side.requests[-1]
+    assert seen.header("X-Ok") == "tab\there" and seen.header("X-Lua") == "fine"
+    assert seen.header("X-Injected") is None
+
+
+def test_policy_set_framing_headers_are_dropped_and_host_wins(portico, backend, side):
+    """Review T5: Content-Length, Transfer-Encoding, Connection and Expect set by the policy are not sent
+    (the real Content-Length is); a policy-set Host replaces the URL's."""
+    p = gateway(portico, backend, {"inbound": [
+        {"send-request": {"response-variable-name": "r", "set-url": side.url + "/framing", "set-method": "POST",
+                          "set-body": "abc",
+                          "set-header": [{"name": "Content-Length", "value": "999"},
+                                         {"name": "Transfer-Encoding", "value": "chunked"},
+                                         {"name": "Connection", "value": "upgrade"},
+                                         {"name": "Expect", "value": "100-continue"},
+                                         {"name": "Host", "value": "other.example:81"}]}},
+        answer_with()]})
+    status, _, body = p.request("GET", "/echo/side")
+    assert status == 200, body
+    seen = side.requests[-1]
+    assert seen.body == b"abc" and seen.header_all("Content-Length") == ["3"]
+    assert seen.header("Transfer-Encoding") is None and seen.header("Expect") is None
+    assert seen.header_all("Connection") == ["close"]
+    assert seen.header_all("Host") == ["other.example:81"]
+
+
+def test_hostile_heads_oversized_and_interim_floods(portico, backend, side):
+    """Review T5: a 70 KiB response head, 17 interim 103s and a 101 are broken answers."""
+    p = gateway(portico, backend, {
+        "inbound": [{"send-request": {"mode": "copy", "response-variable-name": "r", "timeout": 5,
+                                      "set-url": side.url + "/raw"}},
+                    {"return-response": {"response-variable-name": "r"}}],
+        "on-error": [reason_reply()]})
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    big = b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * (70 << 10) + b"\r\nContent-Length: 2\r\n\r\nok"
+    flood = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" * 17 + ok
+    some = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" * 3 + ok
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n" + ok
+    for raw in (flood, switch):
+        status, _, body = p.request("GET", "/echo/side", headers={"X-Raw-Response": raw.hex()})
+        assert status == 599 and body.startswith(b"BackendConnectionFailure|"), (raw[:40], body)
+    # too big to travel in X-Raw-Response: a server of its own
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(2)
+
+    def serve():
+        c, _ = srv.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                break
+            data += d
+        try:
+            c.sendall(big)
+        except OSError:
+            pass
+        time.sleep(0.5)
+        c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    p2 = gateway(portico, backend, {
+        "inbound": [{"send-request": {"response-variable-name": "r", "timeout": 5,
+                                      "set-url": "http://127.0.0.1:%d/big-head" % srv.getsockname()[1]}},
+                    {"return-response": {"response-variable-name": "r"}}],
+        "on-error": [reason_reply()]})
+    try:
+        status, _, body = p2.request("GET", "/echo/side")
+        assert status == 599 and body.startswith(b"BackendConnectionFailure|"), body
+    finally:
+        srv.close()
+    status, _, body = p.request("GET", "/echo/side", headers={"X-Raw-Response": some.hex()})
+    assert (status, body) == (200, b"ok")
+
+
+def test_ignore_error_covers_a_response_with_a_control_character(portico, backend, side):
+    """A control character in a response header is a broken answer, which ignore-error covers (the variable
+    is nil).  (Review L5's own path, a response the variable cannot keep, is reached only when the request's
+    arena is exhausted: not reachable from here.)"""
+    p = gateway(portico, backend, {"inbound": [
+        {"send-request": {"mode": "copy", "response-variable-name": "r", "ignore-error": True,
+                          "set-url": side.url + "/raw"}},
+        {"return-response": {"set-body": "@(tostring(context.variables['r'] == nil))"}}],
+        "on-error": [reason_reply()]})
+    raw = b"HTTP/1.1 200 OK\r\nX-Odd: a\x01b\r\nContent-Length: 2\r\n\r\nok"
+    status, _, body = p.request("GET", "/echo/side", headers={"X-Raw-Response": raw.hex()})
+    assert (status, body) == (200, b"true"), body
+
+
+def _hold_cancel(portico, backend, hold, policy_extra, url, first_bytes, **extra):
+    p = gateway(portico, backend, {"inbound": [
+        dict({"send-request": dict({"response-variable-name": "r", "timeout": 30, "set-url": url},
+                                   **policy_extra)}), answer_with()]}, **extra)
+    s = socket.create_connection(("127.0.0.1", p.port))
+    s.sendall(b"GET /echo/side HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: hold.accepted == 1, what="the side connection")
+    time.sleep(0.3)  # the gateway's first bytes (a ClientHello, a CONNECT) arrive and it waits
+    s.close()
+    wait_for(lambda: hold.closed == 1, timeout=3, what="the side connection closed by the gateway")
+    assert hold.data[0].startswith(first_bytes), hold.data[0][:40]
+    assert p.request("GET", "/echo/items/1")[0] == 200
+    assert p.access_entries(wait_for=2)[0]["status"] == 499
+
+
+def test_cancel_during_the_tls_handshake(portico, backend):
+    """Review T5: a service that accepts and never speaks TLS; the client leaves; the gateway closes it."""
+    hold = HoldServer()
+    try:
+        _hold_cancel(portico, backend, hold, {}, "https://127.0.0.1:%d/tls" % hold.port, b"\x16\x03",
+                     upstream={"verify": False})
+    finally:
+        hold.close()
+
+
+def test_cancel_while_the_proxy_holds_the_connect(portico, backend):
+    """Review T5: a proxy that never answers CONNECT; the client leaves; the gateway closes it."""
+    hold = HoldServer()
+    try:
+        _hold_cancel(portico, backend, hold, {"proxy": {"url": hold.url}}, "https://localhost:1/x",
+                     b"CONNECT localhost:1 HTTP/1.1\r\n", upstream={"verify": False})
+    finally:
+        hold.close()
+
+
+def test_an_unasked_answer_after_a_delay_is_never_read_as_the_next_one(portico, backend):
+    """Review T2: the extra answer arrives on the idle kept connection 100 ms after the first; the next
+    call must not take it (the peek finds it): it goes out on a new connection."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    conns = []
+
+    def handle(c, n):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                return
+            data += d
+        if n == 0:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+            time.sleep(0.1)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
+        else:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+        # keep the connection open (reading) until the peer closes it
+        while True:
+            try:
+                if not c.recv(4096):
+                    break
+            except OSError:
+                break
+        c.close()
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            conns.append(c)
+            threading.Thread(target=handle, args=(c, len(conns) - 1), daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        p = gateway(portico, backend, {"inbound": [
+            {"send-request": {"response-variable-name": "r", "timeout": 5,
+                              "set-url": "http://127.0.0.1:%d/k" % port}},
+            {"return-response": {"response-variable-name": "r"}}]})
+        status, _, body = p.request("GET", "/echo/side")
+        assert (status, body) == (200, b"first")
+        time.sleep(0.4)  # the extra answer is on the idle connection now
+        status, _, body = p.request("GET", "/echo/side")
+        assert (status, body) == (200, b"fresh")
+        assert len(conns) == 2  # a new connection, the tainted one closed
+    finally:
+        srv.close()
+
+
+def test_private_addresses_can_be_refused(portico, backend, side):
+    """Review M2: upstream.sideCallsToPrivateAddresses: false refuses loopback targets (a literal and a name
+    resolving to one), for send-request and send-one-way-request; calls through a proxy are not checked."""
+    proxy = Proxy("user:secret")
+    mport = free_port()
+    try:
+        p = gateway(portico, backend, {
+            "inbound": [{"choose": [{"when": "@(context.request.headers:has('X-Proxy'))", "then": [
+                            {"send-request": {"response-variable-name": "r", "timeout": 5,
+                                              "set-url": "@(context.request.headers:get('X-Url', ''))",
+                                              "proxy": {"url": proxy.url, "username": "user",
+                                                        "password": "secret"}}}]},
+                                    {"otherwise": [
+                            {"send-one-way-request": {"set-url": side.url + "/oneway"}},
+                            {"send-request": {"response-variable-name": "r", "timeout": 5,
+                                              "set-url": "@(context.request.headers:get('X-Url', ''))"}}]}]},
+                        answer_with()],
+            "on-error": [reason_reply()]},
+            upstream={"sideCallsToPrivateAddresses": False},
+            metrics={"listen": "127.0.0.1:%d" % mport, "auth": "none"})
+        for url in (side.url + "/lit", "http://localhost:%d/name" % side.port,
+                    "http://[::ffff:127.0.0.1]:%d/mapped" % side.port):
+            status, _, body = p.request("GET", "/echo/side", headers={"X-Url": url})
+            assert status == 599 and body.startswith(b"BackendConnectionFailure|"), (url, body)
+        wait_for(lambda: metric(metrics_text(mport), "portico_send_one_way_requests_total", "failed") == 3,
+                 timeout=5, what="the one-way calls refused")
+        assert not side.requests
+        # through a proxy: the gateway connects to the proxy, the target is not checked
+        status, _, body = p.request("GET", "/echo/side", headers={"X-Url": side.url + "/via", "X-Proxy": "1"})
+        assert status == 200 and json.loads(body)["target"] == "/via", body
+    finally:
+        proxy.close()
+
+
+class SilentDns:
+    """A UDP "name server" on loopback that notes the queries and never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.queries = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                self.sock.recvfrom(4096)
+            except OSError:
+                return
+            self.queries += 1
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_lookup_never_answered_holds_the_call_not_the_worker(portico, backend, workdir):
+    """Review T4/L7: with a name server that never answers, the worker (only one) serves other requests
+    while a lookup is outstanding, the call ends as Timeout at its deadline, and the gateway stops cleanly
+    with lookups outstanding (a send-request and a one-way call)."""
+    import os
+    dns = SilentDns()
+    conf = os.path.join(str(workdir), "resolv.conf")
+    with open(conf, "w") as f:
+        f.write("nameserver 127.0.0.1:%d\noptions timeout:30 attempts:1\n" % dns.port)
+    try:
+        cfg = basic_config(backend.url, workers=1)
+        for name, timeout in (("side", 2), ("long", 60)):
+            cfg["apis"][0]["operations"].insert(0, {"id": name, "method": "*", "urlTemplate": "/" + name,
+                                                    "policies": {
+                "inbound": [{"send-one-way-request": {"set-url": "http://oneway.portico-test.example:1/x",
+                                                      "timeout": 60}},
+                            {"send-request": {"response-variable-name": "r", "timeout": timeout,
+                                              "set-url": "http://slow.portico-test.example:1/x"}},
+                            answer_with()],
+                "on-error": [reason_reply()]}})
+        p = portico(cfg, env={"PORTICO_RESOLV_CONF": conf})
+        got = {}
+
+        def slow():
+            t0 = time.monotonic()
+            got["answer"] = p.request("GET", "/echo/side")
+            got["took"] = time.monotonic() - t0
+        t = threading.Thread(target=slow)
+        t.start()
+        wait_for(lambda: dns.queries >= 1, what="the lookup")
+        t0 = time.monotonic()
+        assert p.request("GET", "/echo/items/1")[0] == 200
+        assert time.monotonic() - t0 < 0.5  # the worker was not held by the lookup
+        t.join(10)
+        status, _, body = got["answer"]
+        assert status == 599 and body.startswith(b"Timeout|"), body
+        assert 1.8 < got["took"] < 3.5, got["took"]
+        # stopping with lookups outstanding
+        n = dns.queries  # before sending: the lookups may come at once
+        s = socket.create_connection(("127.0.0.1", p.port))
+        s.sendall(b"GET /echo/long HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(lambda: dns.queries >= n + 2, what="the new lookups")
+        t0 = time.monotonic()
+        assert p.stop() == 0
+        assert time.monotonic() - t0 < 5
+        s.close()
+    finally:
+        dns.close()
+
+
+class TwoFamilyDns:
+    """A UDP name server on loopback answering every name with 127.0.0.1 (A) and ::1 (AAAA)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.qtypes = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        import struct
+        while True:
+            try:
+                q, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            i = 12
+            while i < len(q) and q[i]:
+                i += q[i] + 1
+            qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+            question = q[12:i + 5]
+            self.qtypes.append(qtype)
+            rdata = {1: socket.inet_pton(socket.AF_INET, "127.0.0.1"),
+                     28: socket.inet_pton(socket.AF_INET6, "::1")}.get(qtype)
+            head = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1 if rdata else 0, 0, 0)
+            answer = struct.pack("!HHHIH", 0xc00c, qtype, 1, 60, len(rdata)) + rdata if rdata else b""
+            self.sock.sendto(head + question + answer, peer)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_the_next_resolved_address_is_tried(portico, backend, side, workdir):
+    """Review L2: a name resolving to 127.0.0.1 and ::1 reaches a service listening on only one of them,
+    whichever the resolver gives first."""
+    import os
+    dns = TwoFamilyDns()
+    conf = os.path.join(str(workdir), "resolv.conf")
+    with open(conf, "w") as f:
+        f.write("nameserver 127.0.0.1:%d\noptions timeout:2 attempts:1\n" % dns.port)
+    try:
+        v6 = socket.socket(socket.AF_INET6)
+        v6.bind(("::1", 0))
+    except OSError:
+        dns.close()
+        pytest.skip("no IPv6 loopback here")
+    v6.listen(4)
+
+    def serve():
+        while True:
+            try:
+                c, _ = v6.accept()
+            except OSError:
+                return
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = c.recv(4096)
+                if not d:
+                    break
+                data += d
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nv6")
+            c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        cfg = basic_config(backend.url, workers=1)
+        cfg["apis"][0]["operations"].insert(0, {"id": "side", "method": "*", "urlTemplate": "/side", "policies": {
+            "inbound": [{"send-request": {"response-variable-name": "r", "timeout": 5,
+                                          "set-url": "@(context.request.headers:get('X-Url', ''))"}},
+                        {"return-response": {"set-body": "@(context.variables['r'].body:asString())"}}],
+            "on-error": [reason_reply()]}})
+        p = portico(cfg, env={"PORTICO_RESOLV_CONF": conf})
+        status, _, body = p.request("GET", "/echo/side",
+                                    headers={"X-Url": "http://both.portico-test.example:%d/x" % v6.getsockname()[1]})
+        if 28 not in dns.qtypes:
+            pytest.skip("the resolver asked no AAAA here (no IPv6 route): %r" % dns.qtypes)
+        assert (status, body) == (200, b"v6"), body
+        status, _, body = p.request("GET", "/echo/side",
+                                    headers={"X-Url": "http://both.portico-test.example:%d/y" % side.port})
+        assert status == 200 and json.loads(body)["target"] == "/y", body
+    finally:
+        v6.close()
+        dns.close()
+
+
+def _close_wait_to(port):
+    """Sockets in CLOSE_WAIT whose peer is 127.0.0.1:port (from /proc/net/tcp)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if int(parts[2].split(":")[1], 16) == port and parts[3] == "08":
+                n += 1
+    return n
+
+
+def test_idle_connections_the_service_closed_are_released(portico, backend):
+    """Review L10: a kept connection the service closes while idle is closed by the gateway within a few
+    seconds (no CLOSE_WAIT left), without another side call."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+
+    def serve():
+        c, _ = srv.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                break
+            data += d
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkept")
+        time.sleep(0.3)
+        c.close()  # the service closes the idle connection
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        p = gateway(portico, backend, {"inbound": [
+            {"send-request": {"response-variable-name": "r", "set-url": "http://127.0.0.1:%d/k" % port}},
+            {"return-response": {"response-variable-name": "r"}}]})
+        assert p.request("GET", "/echo/side")[2] == b"kept"
+        wait_for(lambda: _close_wait_to(port) == 1, timeout=3, what="the idle connection half-closed")
+        wait_for(lambda: _close_wait_to(port) == 0, timeout=5, what="the gateway closing it")
     finally:
         srv.close()
