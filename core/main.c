@@ -21,8 +21,10 @@
 #include "conf/pt_conf.h"
 #include "conf/pt_model.h"
 #include "conf/pt_store.h"
+#include "event/pt_cache.h"
 #include "event/pt_counters.h"
 #include "event/pt_metrics.h"
+#include "event/pt_redis.h"
 #include "http/pt_logsink.h"
 #include "http/pt_otel_export.h"
 #include "http/pt_trace.h"
@@ -480,6 +482,15 @@ static void metrics_node(struct pt_metrics_sink *s, void *arg)
                           PT_METRICS_GAUGE, (double)(start_wall_ms / 1000));
 }
 
+/* The external cache's settings to the workers (a name that does not resolve or TLS files that do
+   not load leave Redis down, counted and logged, never the gateway). */
+static void configure_redis(const struct pt_cache_cf *cc)
+{
+    char err[512];
+    if (!pt_redis_configure(cc, err, sizeof(err)))
+        pt_warn("cache: %s", err);
+}
+
 static void metrics_reload(bool ok)
 {
     static const pt_str results[2] = {PT_STR("failed"), PT_STR("ok")};
@@ -511,6 +522,7 @@ static void publish(struct pt_gen *g)
    stop, read back at start, so a restart loses at most that much counting. */
 #define QUOTA_FLUSH_MS 5000
 static struct event *quota_timer;
+static struct event *redis_timer; /* tries a Redis host name again while it does not resolve */
 
 static void save_counter(void *arg, const char *key, int64_t period, int64_t value)
 {
@@ -525,6 +537,12 @@ static void flush_counters(void)
     pt_counters_each_dirty(save_counter, NULL);
     if (!pt_store_commit(store))
         pt_warn("store: quota counters not saved: %s", pt_store_error(store));
+}
+
+static void on_redis_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    pt_redis_retry(pt_clock_now_ms()); /* the resolver runs on a thread of its own */
 }
 
 static void on_quota_timer(evutil_socket_t fd, short what, void *arg)
@@ -648,6 +666,8 @@ static void reload(void)
     publish(g);
     metrics_reload(true);
     pt_counters_init(g->conf->counter_keys);
+    pt_cache_node_configure(g->conf->cache.memory, g->conf->cache.max_entry); /* the entries stay */
+    configure_redis(&g->conf->cache);
     pt_info("configuration reloaded (generation %llu)", (unsigned long long)g->serial);
 }
 
@@ -879,10 +899,16 @@ int main(int argc, char **argv)
     pt_gen_start_loggers(g);
     pt_counters_init(g->conf->counter_keys);
     pt_store_counter_each(store, seed_counter, NULL);
+    if (!pt_cache_node_configure(g->conf->cache.memory, g->conf->cache.max_entry)) {
+        pt_err("cannot create the internal cache");
+        return 1;
+    }
+    configure_redis(&g->conf->cache);
     pt_otel_export_start(nworkers, &g->conf->telemetry); /* OpenTelemetry (O): queues and exporter */
     start_wall_ms = pt_clock_wall_ms();
     pt_metrics_init(nworkers, (int)g->conf->metrics.max_series);
     pt_metrics_collector(metrics_node, NULL);
+    pt_metrics_collector(pt_cache_metrics, NULL);
     atomic_store(&pt_metrics_enabled, g->conf->metrics.enabled);
     pt_metrics_set(pt_metrics_core[PT_MC_CONFIG_GENERATION], PT_METRICS_CONTROL, 0, (int64_t)g->serial);
     ctl_base = event_base_new();
@@ -894,6 +920,10 @@ int main(int argc, char **argv)
     quota_timer = event_new(ctl_base, -1, EV_PERSIST, on_quota_timer, NULL);
     struct timeval qtv = {QUOTA_FLUSH_MS / 1000, (QUOTA_FLUSH_MS % 1000) * 1000};
     event_add(quota_timer, &qtv);
+    redis_timer = event_new(ctl_base, -1, EV_PERSIST, on_redis_timer, NULL);
+    struct timeval rtv = {1, 0};
+    if (redis_timer)
+        event_add(redis_timer, &rtv);
     if (!pt_mgmt_start(ctl_base, file_conf, store, &mgmt_hooks, &errs) ||
         !pt_mgmt_metrics_start(ctl_base, file_conf, store, &mgmt_hooks, &errs) ||
         !pt_portal_start(ctl_base, file_conf, store, &mgmt_hooks, &errs)) {
@@ -942,6 +972,8 @@ int main(int argc, char **argv)
     pt_mgmt_metrics_stop();
     if (quota_timer)
         event_free(quota_timer);
+    if (redis_timer)
+        event_free(redis_timer);
     flush_counters();
     pt_analytics_stop(); /* what the workers counted, before the store closes */
     event_base_free(ctl_base);
@@ -957,6 +989,8 @@ int main(int argc, char **argv)
     pt_conf_free(file_conf);
     pt_store_close(store);
     pt_counters_free();
+    pt_cache_node_free();
+    pt_redis_shutdown();
     pt_metrics_free();
     pt_info("stopped");
     return 0;

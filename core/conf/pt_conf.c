@@ -1323,6 +1323,153 @@ static const struct pt_cfkey metrics_keys[] = {
     {0},
 };
 
+/* ------------------------------------------------------------------ cache */
+
+/* "%41" -> "A" in the URL's user and password; false on a broken escape. */
+static char *redis_url_part(struct pt_cfctx *cx, const char *p, size_t n)
+{
+    char *out = pt_pool_alloc(cx->pool, n + 1);
+    ssize_t k = pt_url_pct_decode((pt_str){p, n}, out, false);
+    if (k < 0 || memchr(out, '\0', (size_t)k))
+        return NULL;
+    out[k] = '\0';
+    return out;
+}
+
+/* redis://[[user]:password@]host[:port][/db] or rediss://... */
+static bool read_redis_url(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_cache_cf *c = (struct pt_cache_cf *)((char *)field - offsetof(struct pt_cache_cf, redis));
+    char *url;
+    if (!pt_schema_str(cx, n, &url, false))
+        return false;
+    const char *why = NULL, *p;
+    if (!strncmp(url, "redis://", 8))
+        p = url + 8;
+    else if (!strncmp(url, "rediss://", 9)) {
+        p = url + 9;
+        c->tls = true;
+    } else {
+        pt_node_error(cx->errs, n,
+                      "'%s' is not a Redis URL (redis://[user:password@]host:port/db, or rediss:// "
+                      "for TLS)",
+                      url);
+        return false;
+    }
+    const char *end = p + strcspn(p, "/?#");
+    const char *at = memchr(p, '@', (size_t)(end - p));
+    char *user = NULL, *pass = NULL; /* `username` and `password` keys win, in whatever order */
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon) {
+            if (colon > p && !(user = redis_url_part(cx, p, (size_t)(colon - p))))
+                why = "a broken %-escape in the user name";
+            if (!(pass = redis_url_part(cx, colon + 1, (size_t)(at - colon - 1))))
+                why = "a broken %-escape in the password";
+        } else if (at > p && !(pass = redis_url_part(cx, p, (size_t)(at - p))))
+            why = "a broken %-escape in the password";
+        p = at + 1;
+    }
+    if (!c->username)
+        c->username = user;
+    if (!c->password)
+        c->password = pass;
+    const char *hs = p, *he, *port = NULL;
+    if (*p == '[') {
+        he = memchr(p, ']', (size_t)(end - p));
+        if (!he)
+            why = "an IPv6 address without its ']'";
+        else {
+            hs = p + 1;
+            if (he + 1 < end) {
+                if (he[1] != ':')
+                    why = "text after the IPv6 address";
+                port = he + 2;
+            }
+        }
+    } else {
+        he = memchr(p, ':', (size_t)(end - p));
+        if (he)
+            port = he + 1;
+        else
+            he = end;
+    }
+    if (!why && he == hs)
+        why = "no host";
+    c->port = 6379;
+    if (!why && port) {
+        long v = 0;
+        const char *q = port;
+        while (q < end && *q >= '0' && *q <= '9' && v <= 65535)
+            v = v * 10 + (*q++ - '0');
+        if (q != end || q == port || v < 1 || v > 65535)
+            why = "a port that is not 1-65535";
+        c->port = (int)v;
+    }
+    if (!why) {
+        c->host = pt_pool_alloc(cx->pool, (size_t)(he - hs) + 1);
+        memcpy(c->host, hs, (size_t)(he - hs));
+        c->host[he - hs] = '\0';
+        if (!pt_url_host_valid(pt_str_c(c->host)) && !strchr(c->host, ':'))
+            why = "a host name that is not valid";
+    }
+    c->db = 0;
+    if (!why && *end == '/' && end[1]) {
+        long v = 0;
+        const char *q = end + 1;
+        while (*q >= '0' && *q <= '9' && v <= 100000)
+            v = v * 10 + (*q++ - '0');
+        if (*q || v > 65535)
+            why = "a database that is not a number 0-65535";
+        c->db = (int)v;
+    } else if (!why && (*end == '?' || *end == '#'))
+        why = "a query or fragment (not supported: use the cache keys)";
+    if (why) {
+        pt_node_error(cx->errs, n, "Redis URL: %s (redis://[user:password@]host:port/db)", why);
+        return false;
+    }
+    c->redis = url;
+    return true;
+}
+
+static const struct pt_cfkey cache_tls_keys[] = {
+    {"caFile", PT_CT_STR, offsetof(struct pt_conf, cache.ca_file), PT_CF_PATH, .def = "the system store",
+     .doc = "CA bundle (PEM) that the Redis server's certificate is checked against."},
+    {"verify", PT_CT_BOOL, offsetof(struct pt_conf, cache.verify), 0, .def = "`true`",
+     .doc = "Check the server's certificate chain and that it names the host (or `serverName`)."},
+    {"serverName", PT_CT_STR, offsetof(struct pt_conf, cache.server_name), 0, .def = "the URL's host",
+     .doc = "The name sent as SNI and checked in the certificate."},
+    {0},
+};
+
+static const struct pt_cfkey cache_keys[] = {
+    {"memory", PT_CT_SIZE, offsetof(struct pt_conf, cache.memory), 0, 0, 1LL << 40, .def = "`64m`",
+     .doc = "The internal cache's budget in bytes, every entry's overhead counted; least recently used "
+            "entries are evicted past it; `0` turns the internal cache off (lookups miss). Applied at "
+            "reload; the entries survive reloads."},
+    {"maxEntry", PT_CT_SIZE, offsetof(struct pt_conf, cache.max_entry), 0, 1, 64LL << 20, .def = "`2m`",
+     .doc = "The largest value either store accepts (APIM's 2 MiB), the same for both; larger ones are "
+            "not stored (counted as skipped), and a larger one found in Redis is a miss. Over `8m`, the "
+            "Redis commands waiting per worker may take twice this (caching.md, Bounds)."},
+    {"redis", PT_CT_CUSTOM, offsetof(struct pt_conf, cache.redis), 0, .fn = read_redis_url,
+     .form = "`redis://[user:password@]host:port/db` or `rediss://...`", .def = "none",
+     .doc = "The external cache: a Redis server each worker keeps one connection to (`rediss://`: over "
+            "TLS). `caching-type` `prefer-external` uses it when set. See [caching.md](caching.md)."},
+    {"username", PT_CT_STR, offsetof(struct pt_conf, cache.username), 0, .def = "the URL's",
+     .doc = "The Redis ACL user (Redis 6 and later: `AUTH username password`)."},
+    {"password", PT_CT_STR, offsetof(struct pt_conf, cache.password), 0, .def = "the URL's",
+     .doc = "The Redis password (`AUTH`), rather than in the URL."},
+    {"tls", PT_CT_MAP, 0, 0, .sub = cache_tls_keys, .doc = "TLS towards Redis (`rediss://`)."},
+    {"connectTimeout", PT_CT_MS, offsetof(struct pt_conf, cache.connect_timeout), 0, 1, 60000, .def = "`1s`",
+     .doc = "The longest a connection to Redis (TCP, TLS, `AUTH`, `SELECT`) may take; a failed one is "
+            "tried again later, backing off from 100 ms up to 5 s."},
+    {"commandTimeout", PT_CT_MS, offsetof(struct pt_conf, cache.command_timeout), 0, 1, 60000,
+     .def = "`250ms`",
+     .doc = "The longest a request waits for a Redis answer: past it the lookup is a miss and the "
+            "connection is remade."},
+    {0},
+};
+
 static const struct pt_cfkey top_keys[] = {
     {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, listen), PT_CF_REQUIRED | PT_CF_LIST, .fn = read_listen,
      .sub = listen_keys, .form = "list of addresses or maps",
@@ -1413,6 +1560,9 @@ static const struct pt_cfkey top_keys[] = {
     {"portal", PT_CT_MAP, 0, 0, .sub = portal_keys,
      .doc = "The [developer portal](portal.md): its listener (HTTPS with `certificate` + `key`), sessions, "
             "mail and content."},
+    {"cache", PT_CT_MAP, 0, 0, .sub = cache_keys,
+     .doc = "The caches of `cache-lookup`, `cache-store` and the value policies: the internal store and "
+            "Redis; see [caching.md](caching.md)."},
     {0},
 };
 
@@ -1487,6 +1637,11 @@ static void set_defaults(struct pt_conf *cf)
     cf->portal.max_media = 1024 * 1024;
     cf->portal.mail.from = "Portico <portal@localhost>";
     cf->portal.mail.starttls = true;
+    cf->cache.memory = 64ULL * 1024 * 1024;
+    cf->cache.max_entry = 2ULL * 1024 * 1024;
+    cf->cache.connect_timeout = 1000;
+    cf->cache.command_timeout = 250;
+    cf->cache.verify = true;
 }
 
 /* "0.0.0.0:8000" -> "127.0.0.1:8000", "[::]:8000" -> "[::1]:8000", ":8000" -> "127.0.0.1:8000": a
@@ -1501,6 +1656,26 @@ static char *reachable_address(struct pt_pool *pool, const char *listen)
     if (!strncmp(listen, "[::]:", 5))
         return pt_pool_printf(pool, "[::1]%s", port);
     return pt_pool_strdup(pool, listen);
+}
+
+/* The cache's checks across keys. */
+static void cache_finish(struct pt_conf *cf, struct pt_cfctx *cx)
+{
+    struct pt_node *cn = pt_node_get(cf->root, "cache");
+    struct pt_cache_cf *c = &cf->cache;
+    if (!cn)
+        return;
+    if (pt_node_get(cn, "tls") && c->redis && !c->tls)
+        pt_node_error(cx->errs, pt_node_get(cn, "tls"), "tls applies to a rediss:// URL; '%s' is redis://",
+                      c->redis);
+    if (c->username && !c->password)
+        pt_node_error(cx->errs,
+                      pt_node_get(cn, "username") ? pt_node_get(cn, "username") : pt_node_get(cn, "redis"),
+                      "a Redis user name needs a password");
+    if (!c->redis && (pt_node_get(cn, "username") || pt_node_get(cn, "password")))
+        pt_node_error(cx->errs,
+                      pt_node_get(cn, "password") ? pt_node_get(cn, "password") : pt_node_get(cn, "username"),
+                      "a Redis password or user name without cache.redis");
 }
 
 /* The portal's derived settings: HTTPS, its default URLs and outbox. */
@@ -1578,6 +1753,7 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
         cf->mgmt.tls.address = cf->mgmt.listen;
     }
     portal_finish(cf, &cx);
+    cache_finish(cf, &cx);
     cf->telemetry.on = cf->telemetry.enabled && pt_node_get(root, "telemetry") != NULL;
     if (cf->telemetry.endpoint && !cf->telemetry.metrics_endpoint) {
         /* .../v1/traces -> .../v1/metrics */

@@ -390,6 +390,25 @@ struct pt_analytics_cf {
     int64_t requests_rate;     /* raw request records kept per second, node-wide, at most */
 };
 
+/* cache: the node's stores (docs/caching.md).  The internal store's limits apply at each reload;
+   the Redis connection is remade on the workers when any Redis setting changes. */
+struct pt_cache_cf {
+    uint64_t memory;          /* the internal store's byte budget; 0: off */
+    uint64_t max_entry;       /* the largest value stored (both stores) */
+    char *redis;              /* the URL as written; NULL: no Redis */
+    char *host;               /* from the URL: a name or an address (IPv6 without brackets) */
+    int port;                 /* 6379 */
+    int db;                   /* SELECTed after connecting when not 0 */
+    bool tls;                 /* rediss:// */
+    char *username;           /* ACL user (Redis 6): `username`, else the URL's */
+    char *password;           /* AUTH: `password`, else the URL's */
+    uint32_t connect_timeout; /* ms: TCP, TLS and AUTH */
+    uint32_t command_timeout; /* ms: one command's answer */
+    char *ca_file;            /* tls.caFile: the CA bundle (NULL: the system store) */
+    bool verify;              /* tls.verify: the certificate chain and the host name */
+    char *server_name;        /* tls.serverName: SNI and the name checked (default: host) */
+};
+
 struct pt_lua_limits {
     uint32_t timeout;         /* per call, ms */
     uint64_t memory;          /* per worker state, bytes */
@@ -445,6 +464,7 @@ struct pt_conf {
     struct pt_metrics_cf metrics;
     struct pt_analytics_cf analytics;
     struct pt_portal_cf portal;
+    struct pt_cache_cf cache;
 };
 
 /* An address range: family AF_INET or AF_INET6, network bytes, prefix bits. */

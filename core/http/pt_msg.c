@@ -268,6 +268,7 @@ void pt_msg_var_set(struct pt_req *req, pt_str name, int type, pt_str value)
         if (pt_str_eq(req->vars[i].name, name)) {
             req->vars[i].value = v;
             req->vars[i].type = type;
+            req->vars[i].resp = NULL;
             return;
         }
     struct pt_var *grown =
@@ -279,6 +280,62 @@ void pt_msg_var_set(struct pt_req *req, pt_str name, int type, pt_str value)
     x->name = pt_pool_str(req->pool, name.data, name.len);
     x->value = v;
     x->type = type;
+    x->resp = NULL;
+}
+
+/* A copy of a response in the request arena, checked as the gateway checks a
+   response it would send: token header names, values and reason without
+   control characters (a response variable can become the client's response). */
+static const struct pt_http_resp *copy_response(struct pt_req *req, const struct pt_http_resp *r)
+{
+    if (r->nheaders < 0 || (r->nheaders && (!r->header_names || !r->header_values)) ||
+        !pt_http_value_ok(r->reason))
+        return NULL;
+    for (int i = 0; i < r->nheaders; i++)
+        if (!pt_str_is_token(r->header_names[i]) || !pt_http_value_ok(r->header_values[i]))
+            return NULL;
+    struct pt_http_resp *c = pt_pool_calloc(req->pool, sizeof(*c));
+    pt_bytes *names = pt_pool_alloc(req->pool, sizeof(pt_bytes) * (size_t)(r->nheaders + 1));
+    pt_bytes *values = pt_pool_alloc(req->pool, sizeof(pt_bytes) * (size_t)(r->nheaders + 1));
+    if (!c || !names || !values)
+        return NULL;
+    c->status = r->status;
+    c->reason = pt_pool_str(req->pool, r->reason.data, r->reason.len);
+    for (int i = 0; i < r->nheaders; i++) {
+        names[i] = pt_pool_str(req->pool, r->header_names[i].data, r->header_names[i].len);
+        values[i] = pt_pool_str(req->pool, r->header_values[i].data, r->header_values[i].len);
+    }
+    c->header_names = names;
+    c->header_values = values;
+    c->nheaders = r->nheaders;
+    c->body = pt_pool_str(req->pool, r->body.data, r->body.len);
+    return pt_pool_failed(req->pool) ? NULL : c;
+}
+
+int pt_msg_var_set_response(struct pt_req *req, pt_str name, const struct pt_http_resp *resp)
+{
+    if (!resp) {
+        pt_msg_var_set(req, name, PT_VAR_NIL, PT_STR(""));
+        return 0;
+    }
+    if (resp->status < 100 || resp->status > 999)
+        return -1;
+    const struct pt_http_resp *c = copy_response(req, resp);
+    if (!c)
+        return -1;
+    pt_msg_var_set(req, name, PT_VAR_RESPONSE, PT_STR(""));
+    for (int i = 0; i < req->nvars; i++)
+        if (pt_str_eq(req->vars[i].name, name)) {
+            req->vars[i].resp = c;
+            return 0;
+        }
+    return -1; /* the arena failed to hold the variable */
+}
+
+const struct pt_http_resp *pt_msg_var_response(const struct pt_req *req, pt_str name)
+{
+    const struct pt_var *v = pt_msg_var_get(req, name);
+    return v && v->type == PT_VAR_RESPONSE ? v->resp : NULL;
 }
 
 const struct pt_var *pt_msg_var_get(const struct pt_req *req, pt_str name)

@@ -77,12 +77,17 @@ struct pt_frame {
     int aux;                     /* retry: attempts made */
 };
 
+struct pt_lane; /* one child of a running wait (policy/pt_pipeline.c) */
+struct pt_waitrun;
+struct pt_work;
+
 struct pt_call {
     struct pt_req *req;
     const struct pt_stmt *stmt;
-    const char *name; /* the running statement's policy name (errors are reported under it) */
-    int section;      /* PT_SEC_* */
-    pt_msg current;   /* what PT_MSG_CURRENT means now */
+    const char *name;     /* the running statement's policy name (errors are reported under it) */
+    int section;          /* PT_SEC_* */
+    pt_msg current;       /* what PT_MSG_CURRENT means now */
+    struct pt_lane *lane; /* a lane of wait: its own call (NULL: the pipeline's) */
 };
 
 /* A plugin's callback for the end of the request or its response. */
@@ -107,11 +112,14 @@ struct pt_lasterror {
 
 struct pt_var {
     pt_str name;
-    pt_str value;
-    int type; /* PT_VAR_* */
+    pt_str value;                    /* PT_VAR_RESPONSE: empty */
+    int type;                        /* PT_VAR_* */
+    const struct pt_http_resp *resp; /* PT_VAR_RESPONSE: the response, in the request arena */
 };
 
-enum { PT_VAR_STRING, PT_VAR_NUMBER, PT_VAR_BOOL, PT_VAR_NIL };
+/* PT_VAR_RESPONSE: a response object (send-request's response-variable-name), read in
+   expressions as context.variables[name] with the shape of context.response. */
+enum { PT_VAR_STRING, PT_VAR_NUMBER, PT_VAR_BOOL, PT_VAR_NIL, PT_VAR_RESPONSE };
 
 struct pt_statestash {
     const struct pt_stmt *stmt;
@@ -140,7 +148,10 @@ struct pt_exec {
     struct pt_lasterror err;
     struct pt_call call;
     struct pt_statestash *stash;
-    struct pt_timer *timers; /* live timers of this request */
+    struct pt_timer *timers;  /* live timers of this request */
+    struct pt_waitrun *wait;  /* the wait statement running its lanes (NULL: none) */
+    struct pt_lane *lane_cur; /* the lane whose statement runs now (errors are located in it) */
+    struct pt_work *works;    /* asynchronous work of the request's calls, cancelled when abandoned */
 };
 
 /* OpenTelemetry (part O, http/pt_otel.c): a request's trace context. */
@@ -311,6 +322,13 @@ bool pt_msg_out_of_memory(struct pt_req *req);
 /* Sets a variable (type PT_VAR_*); later sets win.  Copied into the request arena. */
 void pt_msg_var_set(struct pt_req *req, pt_str name, int type, pt_str value);
 const struct pt_var *pt_msg_var_get(const struct pt_req *req, pt_str name);
+/* Sets a variable to a response object (PT_VAR_RESPONSE): status, reason, headers and body are
+   copied into the request arena (bounded by limits.requestMemory like everything there).  A NULL
+   resp sets the variable to nil.  -1 when a header name is not a token or a value or the reason
+   holds control characters (nothing is set then), or when the arena failed. */
+int pt_msg_var_set_response(struct pt_req *req, pt_str name, const struct pt_http_resp *resp);
+/* The response held in variable name; NULL when it holds none (missing, nil, or not a response). */
+const struct pt_http_resp *pt_msg_var_response(const struct pt_req *req, pt_str name);
 
 /* ---- the error record (context.LastError) ---- */
 

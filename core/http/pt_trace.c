@@ -486,7 +486,8 @@ static void diff(struct pt_req *req, struct entry *e)
     bool vf = true;
     for (int i = 0; i < req->nvars; i++) {
         const struct pt_var *v = &req->vars[i];
-        if (i < s->nvars && v->value.data == s->vars[i].value.data && v->type == s->vars[i].type)
+        if (i < s->nvars && v->value.data == s->vars[i].value.data && v->type == s->vars[i].type &&
+            v->resp == s->vars[i].resp)
             continue;
         if (vf) {
             jkey(&e->data, "variablesSet");
@@ -499,7 +500,12 @@ static void diff(struct pt_req *req, struct entry *e)
         vf = false;
         jstr(&e->data, v->name);
         pt_buf_lit(&e->data, ",\"value\":");
-        jvalue(&e->data, v->type, v->value);
+        if (v->type == PT_VAR_RESPONSE && v->resp) { /* a response object: its status only */
+            pt_buf_lit(&e->data, "{\"statusCode\":");
+            jint(&e->data, v->resp->status);
+            pt_buf_lit(&e->data, "}");
+        } else
+            jvalue(&e->data, v->type, v->value);
         pt_buf_lit(&e->data, "}");
     }
     if (!vf)

@@ -223,6 +223,209 @@ static int body_set(lua_State *L)
     return 0;
 }
 
+/* ------------------------------------------------- response objects */
+
+/*
+ * A response held in a variable (PT_VAR_RESPONSE, send-request's
+ * response-variable-name) is read as an object shaped like context.response:
+ * statusCode, statusReason, headers (get, getAll, has, ["Name"]) and body
+ * (asString, asJson, asXml).  It is read-only, and reading its body does not
+ * consume it.  The userdata holds the request and the response it was made
+ * for; each access checks that the running request is that one and still
+ * holds that response in a variable, so an object a script kept somewhere
+ * never reads another request's memory.
+ */
+#define VARRESP_MT "portico.varresp"
+
+enum { VR_RESPONSE, VR_HEADERS, VR_BODY };
+
+struct varresp {
+    int kind; /* -1: not a context proxy (the proxies' methods read their kind from here) */
+    int part; /* VR_* */
+    const struct pt_req *req;
+    const struct pt_http_resp *r;
+};
+
+static const struct pt_http_resp *varresp_check(lua_State *L, int idx, int part)
+{
+    struct varresp *v = luaL_checkudata(L, idx, VARRESP_MT);
+    if (part >= 0 && v->part != part)
+        luaL_argerror(L, idx, "wrong response object part");
+    struct pt_req *req = cur(L);
+    if (v->req == req)
+        for (int i = 0; i < req->nvars; i++)
+            if (req->vars[i].type == PT_VAR_RESPONSE && req->vars[i].resp == v->r)
+                return v->r;
+    luaL_error(L, "the response object is no longer held in a variable of this request");
+    return NULL;
+}
+
+static void varresp_push(lua_State *L, const struct pt_http_resp *r, int part)
+{
+    struct varresp *v = lua_newuserdata(L, sizeof(*v));
+    v->kind = -1;
+    v->part = part;
+    v->req = cur(L);
+    v->r = r;
+    luaL_getmetatable(L, VARRESP_MT);
+    lua_setmetatable(L, -2);
+}
+
+/* Pushes the values of header name joined with ',' (as context.response's); false when absent. */
+static bool varresp_header(lua_State *L, const struct pt_http_resp *r, pt_str name)
+{
+    struct pt_buf b;
+    bool found = false;
+    pt_buf_init(&b, cur(L)->pool, 64);
+    for (int i = 0; i < r->nheaders; i++) {
+        if (!pt_str_ieq(r->header_names[i], name))
+            continue;
+        if (found)
+            pt_buf_lit(&b, ",");
+        pt_buf_str(&b, r->header_values[i]);
+        found = true;
+    }
+    if (found)
+        lua_pushlstring(L, b.p, b.n);
+    return found;
+}
+
+static int varresp_headers_get(lua_State *L)
+{
+    const struct pt_http_resp *r = varresp_check(L, 1, VR_HEADERS);
+    size_t nl;
+    const char *n = luaL_checklstring(L, 2, &nl);
+    if (varresp_header(L, r, (pt_str){n, nl}))
+        return 1;
+    lua_settop(L, 3);
+    return 1;
+}
+
+static int varresp_headers_has(lua_State *L)
+{
+    const struct pt_http_resp *r = varresp_check(L, 1, VR_HEADERS);
+    size_t nl;
+    const char *n = luaL_checklstring(L, 2, &nl);
+    lua_pushboolean(L, varresp_header(L, r, (pt_str){n, nl}));
+    return 1;
+}
+
+static int varresp_headers_all(lua_State *L)
+{
+    const struct pt_http_resp *r = varresp_check(L, 1, VR_HEADERS);
+    size_t nl;
+    const char *n = luaL_checklstring(L, 2, &nl);
+    lua_newtable(L);
+    int k = 0;
+    for (int i = 0; i < r->nheaders; i++)
+        if (pt_str_ieq(r->header_names[i], (pt_str){n, nl})) {
+            push_str(L, r->header_values[i]);
+            lua_rawseti(L, -2, ++k);
+        }
+    return 1;
+}
+
+static int varresp_body_string(lua_State *L)
+{
+    const struct pt_http_resp *r = varresp_check(L, 1, VR_BODY);
+    push_str(L, r->body);
+    return 1;
+}
+
+static int varresp_body_json(lua_State *L)
+{
+    const struct pt_http_resp *r = varresp_check(L, 1, VR_BODY);
+    lua_getglobal(L, "\x01pt_json_decode");
+    push_str(L, r->body);
+    lua_call(L, 1, 2);
+    if (lua_isnil(L, -2))
+        return luaL_error(L, "body is not JSON: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    lua_pop(L, 1);
+    return 1;
+}
+
+static int varresp_read_only(lua_State *L)
+{
+    return luaL_error(L, "a response held in a variable is read-only");
+}
+
+static int varresp_index(lua_State *L)
+{
+    struct varresp *v = luaL_checkudata(L, 1, VARRESP_MT);
+    const struct pt_http_resp *r = varresp_check(L, 1, -1);
+    size_t kl;
+    const char *k = lua_tolstring(L, 2, &kl);
+    if (!k) {
+        lua_pushnil(L);
+        return 1;
+    }
+    switch (v->part) {
+    case VR_RESPONSE:
+        if (key_is(k, kl, "statusCode"))
+            lua_pushinteger(L, r->status);
+        else if (key_is(k, kl, "statusReason")) {
+            if (r->reason.len)
+                push_str(L, r->reason);
+            else
+                lua_pushstring(L, pt_http_reason(r->status));
+        } else if (key_is(k, kl, "headers"))
+            varresp_push(L, r, VR_HEADERS);
+        else if (key_is(k, kl, "body"))
+            varresp_push(L, r, VR_BODY);
+        else if (key_is(k, kl, "setStatus"))
+            lua_pushcfunction(L, varresp_read_only);
+        else
+            lua_pushnil(L);
+        return 1;
+    case VR_HEADERS:
+        if (key_is(k, kl, "get"))
+            lua_pushcfunction(L, varresp_headers_get);
+        else if (key_is(k, kl, "getAll"))
+            lua_pushcfunction(L, varresp_headers_all);
+        else if (key_is(k, kl, "has"))
+            lua_pushcfunction(L, varresp_headers_has);
+        else if (key_is(k, kl, "set") || key_is(k, kl, "append") || key_is(k, kl, "remove"))
+            lua_pushcfunction(L, varresp_read_only);
+        else if (!varresp_header(L, r, (pt_str){k, kl}))
+            lua_pushnil(L);
+        return 1;
+    default:
+        if (key_is(k, kl, "asString") || key_is(k, kl, "asXml"))
+            lua_pushcfunction(L, varresp_body_string);
+        else if (key_is(k, kl, "asJson"))
+            lua_pushcfunction(L, varresp_body_json);
+        else if (key_is(k, kl, "set"))
+            lua_pushcfunction(L, varresp_read_only);
+        else
+            lua_pushnil(L);
+        return 1;
+    }
+}
+
+static int varresp_tostring(lua_State *L)
+{
+    struct varresp *v = luaL_checkudata(L, 1, VARRESP_MT);
+    lua_pushfstring(L, "response object (%s)",
+                    v->part == VR_RESPONSE  ? "response"
+                    : v->part == VR_HEADERS ? "headers"
+                                            : "body");
+    return 1;
+}
+
+static void varresp_install(lua_State *L)
+{
+    luaL_newmetatable(L, VARRESP_MT);
+    lua_pushcfunction(L, varresp_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, varresp_read_only);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, varresp_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+}
+
 static int vars_get(lua_State *L)
 {
     size_t nl;
@@ -241,6 +444,9 @@ static int vars_get(lua_State *L)
         break;
     case PT_VAR_NIL:
         lua_pushnil(L);
+        break;
+    case PT_VAR_RESPONSE:
+        varresp_push(L, v->resp, VR_RESPONSE);
         break;
     default:
         push_str(L, v->value);
@@ -276,8 +482,18 @@ static int vars_set(lua_State *L)
         v.type = PT_VAR_NIL;
         v.s = PT_STR("");
         break;
+    case LUA_TUSERDATA: {
+        /* a response object: the new variable holds the same response (read-only, in the arena) */
+        struct varresp *ro = luaL_testudata(L, 3, VARRESP_MT);
+        if (!ro || ro->part != VR_RESPONSE)
+            return luaL_error(L, "variables hold strings, numbers, booleans and response objects");
+        const struct pt_http_resp *r = varresp_check(L, 3, VR_RESPONSE);
+        if (pt_msg_var_set_response(req, (pt_str){n, nl}, r) < 0)
+            return luaL_error(L, "the response could not be stored");
+        return 0;
+    }
     default:
-        return luaL_error(L, "variables hold strings, numbers and booleans");
+        return luaL_error(L, "variables hold strings, numbers, booleans and response objects");
     }
     pt_msg_var_set(req, (pt_str){n, nl}, v.type, v.s);
     return 0;
@@ -760,6 +976,7 @@ static int proxy_tostring(lua_State *L)
 void pt_context_install(struct pt_lua *x)
 {
     lua_State *L = x->L;
+    varresp_install(L);
     lua_newtable(L);
     lua_pushcfunction(L, proxy_index);
     lua_setfield(L, -2, "__index");

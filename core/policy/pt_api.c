@@ -10,9 +10,11 @@
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_conf.h"
+#include "event/pt_cache.h"
 #include "event/pt_counters.h"
 #include "event/pt_io.h"
 #include "event/pt_metrics.h"
+#include "event/pt_redis.h"
 #include "http/pt_fetch.h"
 #include "http/pt_logsink.h"
 #include "http/pt_otel.h"
@@ -28,6 +30,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -341,7 +344,7 @@ static pt_status api_respond(pt_call *call)
 
 static void api_resume(pt_call *call, pt_status st)
 {
-    pt_pipeline_resume(call->req, st);
+    pt_pipeline_call_resume(call, st); /* the pipeline, or the lane of wait the call belongs to */
 }
 
 static void *api_alloc(pt_call *call, size_t n)
@@ -482,6 +485,41 @@ static pt_bytes client_ip(struct pt_req *req)
     return (pt_bytes){best, strlen(best)};
 }
 
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* PT_FACT_USER_GROUPS: the subscription owner's groups, sorted and without
+   repeats, comma-separated -- a stable text (vary-by-developer-groups keys a
+   cache by it).  Every user is in the system group `developers`, as
+   context.user.groups says; an anonymous call has no groups. */
+static pt_bytes user_groups(struct pt_req *req)
+{
+    const struct pt_user *u = req->sub ? req->sub->owner : NULL;
+    if (!u)
+        return (pt_bytes){"", 0};
+    const struct pt_strlist *g = &u->cf->groups;
+    const char **v = pt_pool_alloc(req->pool, sizeof(*v) * ((size_t)g->n + 1));
+    if (!v)
+        return (pt_bytes){"", 0};
+    int n = 0;
+    v[n++] = "developers";
+    for (int i = 0; i < g->n; i++)
+        v[n++] = g->v[i];
+    qsort(v, (size_t)n, sizeof(*v), cmp_cstr);
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 64);
+    for (int i = 0; i < n; i++) {
+        if (i && !strcmp(v[i], v[i - 1]))
+            continue;
+        if (b.n)
+            pt_buf_lit(&b, ",");
+        pt_buf_str(&b, pt_str_c(v[i]));
+    }
+    return (pt_bytes){b.p ? b.p : "", b.n};
+}
+
 static pt_bytes api_fact(pt_call *call, int which)
 {
     struct pt_req *req = call->req;
@@ -511,6 +549,8 @@ static pt_bytes api_fact(pt_call *call, int which)
         break;
     case PT_FACT_REQUEST_ID:
         return (pt_bytes){req->id, req->idn};
+    case PT_FACT_USER_GROUPS:
+        return user_groups(req);
     case PT_FACT_CLIENT_CERT:
     case PT_FACT_CLIENT_CERT_VERIFY: {
         SSL *ssl = req->peer->tls ? pt_io_ssl(req->peer->io) : NULL;
@@ -717,33 +757,149 @@ static int api_http_send_detached(pt_call *call, const struct pt_http_req *r)
 
 static int api_var_set_response(pt_call *call, pt_bytes name, const struct pt_http_resp *resp)
 {
-    (void)call, (void)name, (void)resp;
-    return -1;
+    if (!name.len)
+        return -1;
+    return pt_msg_var_set_response(call->req, name, resp);
 }
 
 static int api_var_get_response(pt_call *call, pt_bytes name, struct pt_http_resp *out)
 {
-    (void)call, (void)name, (void)out;
-    return 0;
+    const struct pt_http_resp *r = pt_msg_var_response(call->req, name);
+    if (!r)
+        return 0;
+    *out = *r;
+    return 1;
 }
 
-static int api_cache_get(pt_call *call, int type, pt_bytes key,
+/* ------------------------------------------------------------ the caches */
+
+/* Which store a caching-type means for this generation: prefer-external is Redis when cache.redis
+   is set, else the internal store; external without Redis is no store at all (a miss, a store
+   skipped: docs/caching.md). */
+enum { STORE_NONE, STORE_INTERNAL, STORE_REDIS };
+
+static int cache_store_for(struct pt_req *req, int type)
+{
+    const struct pt_cache_cf *cc = &req_gen(req)->conf->cache;
+    if (type == PT_CACHE_INTERNAL)
+        return STORE_INTERNAL;
+    if (cc->redis)
+        return STORE_REDIS;
+    return type == PT_CACHE_EXTERNAL ? STORE_NONE : STORE_INTERNAL;
+}
+
+/* caching-type external without cache.redis: nothing is stored, every lookup misses; said in the
+   log at most once a minute, so that a configuration mistake is seen without flooding the log. */
+static void cache_external_missing(struct pt_req *req)
+{
+    static _Atomic uint64_t last_ms;
+    uint64_t now = pt_clock_now_ms(), last = atomic_load_explicit(&last_ms, memory_order_relaxed);
+    if ((last && now - last < 60000) ||
+        !atomic_compare_exchange_strong_explicit(&last_ms, &last, now ? now : 1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    pt_warn("request %.*s: caching-type external, but cache.redis is not set: a miss, nothing stored "
+            "(said once a minute)",
+            (int)req->idn, req->id);
+}
+
+static void *cache_alloc(void *actx, size_t n)
+{
+    return pt_pool_alloc(actx, n);
+}
+
+/* A lookup Redis answers later: who to tell, and the driver's record of the work, through which
+   a lane of wait that lost or the request's end cancels it (request memory). */
+struct cache_wait {
+    pt_call *call;
+    void (*done)(pt_call *, void *, int, pt_bytes);
+    void *arg;
+    void *handle;
+    struct pt_work work;
+};
+
+static void cache_answer(void *arg, int found, pt_bytes value)
+{
+    struct cache_wait *w = arg;
+    pt_pipeline_work_end(w->call, &w->work);
+    pt_bytes v = {"", 0};
+    if (found && value.len) {
+        char *m = pt_pool_alloc(w->call->req->pool, value.len);
+        if (m) {
+            memcpy(m, value.data, value.len);
+            v = (pt_bytes){m, value.len};
+        } else
+            found = 0;
+    }
+    w->done(w->call, w->arg, found, v);
+}
+
+static int api_cache_get(pt_call *call, int type, pt_bytes key, pt_bytes *value,
                          void (*done)(pt_call *, void *, int, pt_bytes), void *arg)
 {
-    (void)call, (void)type, (void)key, (void)done, (void)arg;
-    return 0;
+    struct pt_req *req = call->req;
+    pt_bytes ignored;
+    if (!value)
+        value = &ignored; /* a plugin that only asks whether the key is there */
+    switch (cache_store_for(req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        return c && pt_cache_get(c, key.data, key.len, cache_alloc, req->pool, value) == 1;
+    }
+    case STORE_REDIS: {
+        if (!done) {
+            /* no way to take a later answer: Redis is not asked, a miss now, counted as its miss
+               (plugin.h) */
+            pt_redis_get(req->peer->base, req->peer->worker, key, NULL, NULL, NULL);
+            return 0;
+        }
+        struct cache_wait *w = pt_pool_calloc(req->pool, sizeof(*w));
+        if (!w)
+            return 0;
+        *w = (struct cache_wait){.call = call, .done = done, .arg = arg};
+        if (pt_redis_get(req->peer->base, req->peer->worker, key, cache_answer, w, &w->handle) != 1)
+            return 0; /* down, or not asked: a miss now */
+        pt_pipeline_work_start(call, &w->work, pt_redis_cancel, w->handle);
+        return PT_AGAIN;
+    }
+    default:
+        cache_external_missing(req);
+        return 0;
+    }
 }
 
 static int api_cache_put(pt_call *call, int type, pt_bytes key, pt_bytes value, uint32_t ttl_s)
 {
-    (void)call, (void)type, (void)key, (void)value, (void)ttl_s;
-    return -1;
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        return c ? pt_cache_put(c, key.data, key.len, value.data, value.len, (uint64_t)ttl_s * 1000) : -1;
+    }
+    case STORE_REDIS:
+        return pt_redis_set(req->peer->base, req->peer->worker, key, value, ttl_s);
+    default:
+        cache_external_missing(req);
+        return -1;
+    }
 }
 
 static int api_cache_del(pt_call *call, int type, pt_bytes key)
 {
-    (void)call, (void)type, (void)key;
-    return -1;
+    struct pt_req *req = call->req;
+    switch (cache_store_for(req, type)) {
+    case STORE_INTERNAL: {
+        struct pt_cache *c = pt_cache_node();
+        if (c)
+            pt_cache_del(c, key.data, key.len);
+        return c ? 0 : -1;
+    }
+    case STORE_REDIS:
+        return pt_redis_del(req->peer->base, req->peer->worker, key);
+    default:
+        cache_external_missing(req);
+        return -1;
+    }
 }
 
 static void api_cache_mark(pt_call *call, int status)

@@ -43,8 +43,9 @@ static const struct pt_attr_def body_attrs[] = {
 
 static const struct pt_attr_def return_response_attrs[] = {
     {"response-variable-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
-     "a response held in a variable to start from; refused for now: no policy stores responses in variables "
-     "yet (send-request comes with the routing family)"},
+     "a variable holding a response (send-request's response-variable-name) to start from: its status, "
+     "headers and body, which the other elements then change; a variable that holds no response fails "
+     "the request (500, ResponseVariableNotFound)"},
     {"set-status", PT_ATTR_ELEMENT, 0, NULL, NULL, status_attrs, 0, 0, "status of the response"},
     {"set-header", PT_ATTR_ELEMENT, PT_ATTR_MULTI, NULL, NULL, header_attrs, 0, 0, "headers of the response"},
     {"set-body", PT_ATTR_ELEMENT, PT_ATTR_SCALAR, NULL, NULL, body_attrs, 0, 0, "body of the response"},
@@ -76,6 +77,17 @@ static const struct pt_attr_def retry_attrs[] = {
     {0},
 };
 
+static const char *const wait_for[] = {"all", "any", NULL};
+
+static const struct pt_attr_def wait_attrs[] = {
+    {"for", PT_ATTR_ENUM, 0, "all", wait_for, NULL, 0, 0,
+     "all: the wait ends when every child has finished; any: when the first one has (the others are "
+     "abandoned)"},
+    {"policies", PT_ATTR_POLICIES, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0,
+     "the children, run side by side: send-request, cache-lookup-value or choose"},
+    {0},
+};
+
 static const char *const http_versions[] = {"1", "2or1", "2", NULL};
 
 static const struct pt_attr_def forward_attrs[] = {
@@ -103,9 +115,38 @@ static const struct pt_attr_def include_fragment_attrs[] = {
 static int compile_choose(const struct pt_api *api, pt_compile *c, void **inst);
 static int compile_retry(const struct pt_api *api, pt_compile *c, void **inst);
 static int compile_forward(const struct pt_api *api, pt_compile *c, void **inst);
+static int compile_wait(const struct pt_api *api, pt_compile *c, void **inst);
 static int compile_return_response(const struct pt_api *api, pt_compile *c, void **inst);
 static int compile_set_variable(const struct pt_api *api, pt_compile *c, void **inst);
 static int compile_mock(const struct pt_api *api, pt_compile *c, void **inst);
+/* Headers of a held response that the gateway frames itself (the body is re-framed) or that
+   belong to one connection: they are not copied into the client's response. */
+static bool framing_header(pt_str name)
+{
+    static const char *const names[] = {"connection",        "content-length",   "keep-alive",
+                                        "transfer-encoding", "proxy-connection", "te",
+                                        "trailer",           "upgrade",          NULL};
+    for (int i = 0; names[i]; i++)
+        if (pt_str_ieq(name, pt_str_c(names[i])))
+            return true;
+    return false;
+}
+
+/* The response becomes a copy of a response held in a variable. */
+static int start_from(struct pt_req *req, const struct pt_http_resp *r)
+{
+    pt_msg_new_response(req, r->status, pt_pool_str(req->pool, r->reason.data, r->reason.len));
+    for (int i = 0; i < r->nheaders; i++) {
+        if (framing_header(r->header_names[i]))
+            continue;
+        if (pt_msg_header_set(req, PT_MSG_RESPONSE, r->header_names[i], &r->header_values[i], 1,
+                              PT_HEADER_APPEND) < 0)
+            return -1;
+    }
+    pt_msg_set_body(req, PT_MSG_RESPONSE, r->body);
+    return 0;
+}
+
 static pt_status run_return_response(const struct pt_api *api, pt_call *call, void *inst);
 static pt_status run_set_variable(const struct pt_api *api, pt_call *call, void *inst);
 static pt_status run_mock(const struct pt_api *api, pt_call *call, void *inst);
@@ -121,6 +162,14 @@ static const struct pt_policy_def core_defs[] = {
      "random "
      "by up to 20 % either way so that clients do not retry in step, capped at `max-interval`); "
      "`first-fast-retry` makes the first retry at once."},
+    {"wait", PT_SECTION_INBOUND | PT_SECTION_BACKEND | PT_SECTION_OUTBOUND, PT_SCOPE_ALL, 0, wait_attrs,
+     compile_wait, NULL, NULL,
+     "Runs its children side by side (send-request, cache-lookup-value, choose): while one waits for a "
+     "backend or a cache, the others go on.  `for: all` ends when every child has finished, `for: any` when "
+     "the first has, and the others are abandoned (their calls cancelled, their timers released, their "
+     "variables left as they were).  An error in a child ends the wait with that error, the others "
+     "abandoned, and on-error runs as if the child had run alone.  Inside a choose child, any statement "
+     "but forward-request, retry, wait and policies with children may run."},
     {"forward-request", PT_SECTION_BACKEND, PT_SCOPE_ALL, PT_POLICY_ONCE_PER_SECTION, forward_attrs,
      compile_forward, NULL, NULL, "Sends the request to the backend and waits for its response head."},
     {"return-response", PT_SECTION_ALL, PT_SCOPE_ALL, 0, return_response_attrs, compile_return_response,
@@ -292,6 +341,55 @@ static int compile_forward(const struct pt_api *api, pt_compile *c, void **inst)
     return 0;
 }
 
+/* What may run in a lane of wait: its direct children are send-request,
+   cache-lookup-value or choose (APIM); inside a choose, statements that
+   do not take over the pipeline (no forward-request, retry, wait or
+   policy with children, which need the pipeline's own frames). */
+static bool lane_ok(struct pt_polctx *pc, const struct pt_block *b, bool top)
+{
+    bool ok = true;
+    for (int i = 0; i < b->n; i++) {
+        const struct pt_stmt *s = b->s[i];
+        if (top && strcmp(s->name, "send-request") && strcmp(s->name, "cache-lookup-value") &&
+            strcmp(s->name, "choose")) {
+            pt_node_error(pc->errs, s->node,
+                          "wait: '%s' cannot be a child of wait (only send-request, cache-lookup-value and "
+                          "choose)",
+                          s->name);
+            ok = false;
+            continue;
+        }
+        if (s->kind != PT_ST_POLICY && s->kind != PT_ST_CHOOSE) {
+            pt_node_error(pc->errs, s->node, "wait: '%s' cannot run inside wait (in a choose child)",
+                          s->name);
+            ok = false;
+            continue;
+        }
+        for (int w = 0; s->kind == PT_ST_CHOOSE && w < s->nwhens; w++)
+            ok = lane_ok(pc, &s->whens[w].body, false) && ok;
+    }
+    return ok;
+}
+
+/* wait: its `policies` were compiled as the statement's body; they become lanes */
+static int compile_wait(const struct pt_api *api, pt_compile *c, void **inst)
+{
+    (void)api;
+    (void)inst;
+    struct pt_polctx *pc = c->pc;
+    struct pt_wait *w = pt_pool_calloc(pc->pool, sizeof(*w));
+    struct pt_node *f = get(c->attrs, "for");
+    const char *t = f ? pt_policy_text(pc, f) : "all";
+    w->any = t && !strcmp(t, "any");
+    if (c->stmt->kind != PT_ST_WRAP)
+        return -1;
+    if (!lane_ok(pc, &c->stmt->body, true))
+        return -1;
+    c->stmt->kind = PT_ST_WAIT;
+    c->stmt->data = w;
+    return 0;
+}
+
 static int compile_return_response(const struct pt_api *api, pt_compile *c, void **inst)
 {
     (void)api;
@@ -300,11 +398,14 @@ static int compile_return_response(const struct pt_api *api, pt_compile *c, void
     struct pt_return_response *rr = pt_pool_calloc(pc->pool, sizeof(*rr));
     struct pt_node *n;
     if ((n = get(attrs, "response-variable-name"))) {
-        /* nothing can put a response in a variable yet: say so rather than ignore it */
-        pt_node_error(pc->errs, n,
-                      "response-variable-name: no policy stores a response in a variable yet (send-request "
-                      "is not available); build the response with set-status, set-header and set-body");
-        return -1;
+        const char *t = pt_policy_text(pc, n);
+        if (!t)
+            return -1;
+        if (!*t) {
+            pt_node_error(pc->errs, n, "response-variable-name must not be empty");
+            return -1;
+        }
+        rr->var = t;
     }
     if ((n = get(attrs, "set-status"))) {
         rr->code = pt_policy_value_compile(pc, pt_node_get(n, "code"));
@@ -517,8 +618,20 @@ static pt_status run_return_response(const struct pt_api *api, pt_call *call, vo
     struct pt_luaval body = {0};
     if (rr->body && (rc = pt_lua_value_eval(req, rr->body, &body)) != 0)
         return rc == PT_AGAIN ? PT_AGAIN : PT_ERROR;
-    /* now build it */
-    pt_msg_new_response(req, (int)code, reason);
+    /* now build it: from the variable's response (APIM), or from an empty 200 */
+    if (rr->var) {
+        const struct pt_http_resp *base = pt_msg_var_response(req, pt_str_c(rr->var));
+        if (!base) {
+            pt_msg_set_error(req, 500, "return-response", "ResponseVariableNotFound",
+                             pt_pool_printf(req->pool, "variable '%s' holds no response", rr->var));
+            return PT_ERROR;
+        }
+        if (start_from(req, base) < 0)
+            return PT_ERROR;
+        if (rr->code && pt_msg_set_status(req, (int)code, reason, "return-response") < 0)
+            return PT_ERROR;
+    } else
+        pt_msg_new_response(req, (int)code, reason);
     for (int i = 0; i < rr->nheaders; i++)
         if (pt_msg_header_set(req, PT_MSG_RESPONSE, names[i].s, vals[i], rr->headers[i].nvalues,
                               rr->headers[i].mode) < 0)

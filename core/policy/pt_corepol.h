@@ -27,6 +27,10 @@ struct pt_forward {
     bool follow_redirects;
 };
 
+struct pt_wait {
+    bool any; /* for="any": the first lane to finish ends the wait */
+};
+
 struct pt_rr_header {
     struct pt_value *name;
     struct pt_value **values;

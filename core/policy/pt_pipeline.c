@@ -32,6 +32,7 @@ struct pt_pipeline_ops pt_pipeline_ops;
 struct pt_timer {
     struct event *ev;
     struct pt_req *req;
+    pt_call *call; /* whose timer: the pipeline's call or a lane's */
     void (*fn)(pt_call *call, void *arg);
     void *arg;
     struct pt_timer *next;
@@ -41,6 +42,42 @@ struct pt_timer {
 static void run(struct pt_req *req);
 static void drive(struct pt_req *req);
 static bool apply(struct pt_req *req, pt_status st);
+static void wait_abandon(struct pt_req *req);
+static void cancel_works(struct pt_req *req, const pt_call *call);
+static pt_status wait_step(struct pt_req *req, const struct pt_stmt *s);
+
+/* ---------------------------------------------------------- wait's lanes */
+
+/* A lane's state. */
+enum { L_READY, L_RUNNING, L_WAIT, L_BODY, L_DONE, L_GONE };
+
+#define PT_LANE_DEPTH 16
+
+/* One child of a running wait: its own call (api->resume and timers with it
+   come back here) and a small frame stack (a choose child's branches). */
+struct pt_lane {
+    struct pt_call call;
+    struct pt_waitrun *w;
+    struct pt_block top; /* the child alone */
+    struct pt_frame st[PT_LANE_DEPTH];
+    int depth;
+    int state;        /* L_* */
+    bool has_pending; /* resumed: `pending` is the suspended statement's final status */
+    pt_status pending;
+    int need_body; /* L_BODY: the body its statement asked for */
+    pt_status result;
+};
+
+struct pt_waitrun {
+    const struct pt_stmt *s;
+    struct pt_lane *lanes;
+    int n;
+    int left; /* lanes still to finish (for="all") */
+    bool any;
+    bool pumping; /* lanes are being run: a resume only marks its lane */
+    bool decided;
+    pt_status result;
+};
 
 /* A control statement pushed a frame: the stack already says what is next,
    so the PT_OK it returns does not move past it. */
@@ -52,14 +89,12 @@ static pt_status moved(struct pt_req *req)
 
 /* --------------------------------------------------------------- errors */
 
-/* "choose[1]/when[2]/set-header[1]": the path of the running statement. */
-static const char *current_path(struct pt_req *req)
+/* Appends the statements of a frame stack to a path. */
+static void path_frames(struct pt_buf *bp, const struct pt_frame *st, int depth)
 {
-    struct pt_exec *ex = &req->ex;
-    struct pt_buf b;
-    pt_buf_init(&b, req->pool, 96);
-    for (int d = 0; d < ex->depth; d++) {
-        const struct pt_frame *f = &ex->st[d];
+    struct pt_buf b = *bp;
+    for (int d = 0; d < depth; d++) {
+        const struct pt_frame *f = &st[d];
         if (f->i >= f->b->n)
             continue;
         const struct pt_stmt *s = f->b->s[f->i];
@@ -75,10 +110,25 @@ static const char *current_path(struct pt_req *req)
                 pt_buf_lit(&b, "otherwise/");
         }
         pt_buf_add(&b, s->name, strlen(s->name));
+        /* a lane's own frame holds its child alone: the child's place in the wait is in aux */
+        int at = f->owner && f->owner->kind == PT_ST_WAIT ? f->aux : f->i;
         char idx[16];
-        int k = snprintf(idx, sizeof(idx), "[%d]", f->i + 1);
+        int k = snprintf(idx, sizeof(idx), "[%d]", at + 1);
         pt_buf_add(&b, idx, (size_t)k);
     }
+    *bp = b;
+}
+
+/* "choose[1]/when[2]/set-header[1]": the path of the running statement (in a
+   lane of wait: "wait[1]/send-request[1]"). */
+static const char *current_path(struct pt_req *req)
+{
+    struct pt_exec *ex = &req->ex;
+    struct pt_buf b;
+    pt_buf_init(&b, req->pool, 96);
+    path_frames(&b, ex->st, ex->depth);
+    if (ex->lane_cur)
+        path_frames(&b, ex->lane_cur->st, ex->lane_cur->depth);
     pt_buf_add(&b, "", 1);
     return b.p;
 }
@@ -91,7 +141,7 @@ static void error_where(struct pt_req *req, struct pt_lasterror *e)
         return;
     e->section = pt_msg_section_names[ex->section];
     e->path = current_path(req);
-    const struct pt_stmt *s = ex->call.stmt;
+    const struct pt_stmt *s = ex->lane_cur ? ex->lane_cur->call.stmt : ex->call.stmt;
     e->policy_id = s && s->id ? s->id : "";
     e->scope = s ? s->scope : 0;
 }
@@ -129,6 +179,7 @@ static void enter_section(struct pt_req *req, int sec)
 static void finish(struct pt_req *req)
 {
     struct pt_exec *ex = &req->ex;
+    wait_abandon(req);        /* a lane ended the pipeline (return-response), or the arena failed */
     pt_otel_section(req, -1); /* OpenTelemetry (O): the last section span ends */
     ex->done = true;
     ex->respond = true;
@@ -139,6 +190,7 @@ static void finish(struct pt_req *req)
 static void go_error(struct pt_req *req)
 {
     struct pt_exec *ex = &req->ex;
+    wait_abandon(req); /* a body a lane needed could not be read */
     if (!ex->has_error)
         pt_msg_set_error(req, 500, "gateway", "InternalError", "a policy failed");
     pt_msg_error_response(req, ex->err.status ? ex->err.status : 500,
@@ -200,8 +252,10 @@ static void timer_fire(evutil_socket_t fd, short what, void *arg)
     struct pt_req *req = t->req;
     void (*fn)(pt_call *, void *) = t->fn;
     void *a = t->arg;
+    pt_call *call = t->call;
     timer_drop(t);
-    fn(&req->ex.call, a);
+    fn(call, a);
+    (void)req;
 }
 
 pt_timer *pt_pipeline_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *call, void *arg), void *arg)
@@ -211,6 +265,7 @@ pt_timer *pt_pipeline_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call
     if (!t)
         return NULL;
     t->req = req;
+    t->call = call;
     t->fn = fn;
     t->arg = arg;
     t->ev = evtimer_new(req->peer->base, timer_fire, t);
@@ -235,11 +290,352 @@ void pt_pipeline_timer_cancel(pt_timer *t)
 
 void pt_pipeline_cleanup(struct pt_req *req)
 {
+    wait_abandon(req);
+    cancel_works(req, NULL);
     while (req->ex.timers)
         pt_pipeline_timer_cancel(req->ex.timers);
     pt_lua_release(req);
     if (PT_UNLIKELY(req->trace != NULL))
         pt_trace_discard(req); /* a request that ended without its end hook */
+}
+
+/* ------------------------------------------------------------ async work */
+
+void pt_pipeline_work_start(pt_call *call, struct pt_work *w, void (*cancel)(void *handle), void *handle)
+{
+    struct pt_req *req = call->req;
+    w->cancel = cancel;
+    w->handle = handle;
+    w->call = call;
+    w->next = req->ex.works;
+    req->ex.works = w;
+}
+
+void pt_pipeline_work_end(pt_call *call, struct pt_work *w)
+{
+    for (struct pt_work **pp = &call->req->ex.works; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            return;
+        }
+}
+
+/* Cancels the registered work of one call (NULL: of every call).  Each is
+   unlinked before its cancel runs, so nothing is cancelled twice. */
+static void cancel_works(struct pt_req *req, const pt_call *call)
+{
+    struct pt_work **pp = &req->ex.works;
+    for (int guard = 0; *pp && guard < 100000; guard++) {
+        struct pt_work *w = *pp;
+        if (call && w->call != call) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        if (w->cancel)
+            w->cancel(w->handle);
+    }
+}
+
+bool pt_pipeline_call_abandoned(const pt_call *call)
+{
+    return call->lane && call->lane->state == L_GONE;
+}
+
+/* ------------------------------------------------------------------ wait */
+
+/*
+ * wait runs each child in a lane: a call and a frame stack of its own.  The
+ * driver starts every lane in turn; a lane runs until its statement suspends
+ * (PT_AGAIN: a backend, a cache, a timer), needs a body, or its child is
+ * done.  A lane's resume runs that lane on from the worker's loop while the
+ * pipeline itself stays suspended on the wait statement.  The wait is
+ * decided when every lane finished (all), the first finished (any), or one
+ * failed or answered (return-response): the lanes still out are abandoned
+ * -- their timers freed, their registered work cancelled, their resumes
+ * ignored -- and the pipeline resumes with the outcome.  A body a lane needs
+ * is read by the driver, as for any statement: the wait statement runs again
+ * when it is in, and the lanes that asked run their statement again.
+ */
+
+static void lane_abandon(struct pt_req *req, struct pt_lane *l)
+{
+    if (l->state == L_DONE || l->state == L_GONE)
+        return;
+    l->state = L_GONE;
+    cancel_works(req, &l->call);
+    struct pt_timer **pp = &req->ex.timers;
+    for (int guard = 0; *pp && guard < 100000; guard++) {
+        struct pt_timer *t = *pp;
+        if (t->call != &l->call) {
+            pp = &t->next;
+            continue;
+        }
+        *pp = t->next;
+        event_free(t->ev);
+        free(t);
+    }
+}
+
+static void wait_decide(struct pt_req *req, struct pt_waitrun *w, pt_status st)
+{
+    w->decided = true;
+    w->result = st;
+    for (int i = 0; i < w->n; i++)
+        lane_abandon(req, &w->lanes[i]);
+}
+
+/* A lane's child is over with st (PT_OK, PT_ERROR or PT_DONE). */
+static void lane_finish(struct pt_req *req, struct pt_lane *l, pt_status st)
+{
+    struct pt_exec *ex = &req->ex;
+    struct pt_waitrun *w = l->w;
+    l->state = L_DONE;
+    l->result = st;
+    if (st == PT_ERROR) {
+        /* located in the lane, also when a callback recorded it outside the lane's run */
+        ex->lane_cur = l;
+        if (!ex->has_error)
+            pt_msg_set_error(req, 500, "gateway", "InternalError", "a policy failed");
+        else if (pt_msg_hooks.error_where)
+            pt_msg_hooks.error_where(req, &ex->err);
+        ex->lane_cur = NULL;
+    }
+    if (w->decided)
+        return;
+    if (st != PT_OK)
+        wait_decide(req, w, st);
+    else if (w->any || --w->left == 0)
+        wait_decide(req, w, PT_OK);
+}
+
+/* One statement of a lane; a choose pushes its branch onto the lane's stack (*pushed). */
+static pt_status lane_step(struct pt_req *req, struct pt_lane *l, const struct pt_stmt *s, bool *pushed)
+{
+    l->call.stmt = s;
+    l->call.name = s->name;
+    switch (s->kind) {
+    case PT_ST_POLICY: {
+        pt_status st = s->def->run ? s->def->run(&pt_policy_api_table, &l->call, s->instance) : PT_OK;
+        return st == PT_DECLINED ? PT_OK : st;
+    }
+    case PT_ST_CHOOSE:
+        for (int i = 0; i < s->nwhens; i++) {
+            const struct pt_when *wh = &s->whens[i];
+            pt_status st = PT_OK;
+            if (wh->cond && !pt_lua_value_true(req, wh->cond, &st)) {
+                if (st != PT_OK)
+                    return st;
+                continue;
+            }
+            if (!wh->body.n)
+                return PT_OK;
+            if (l->depth == PT_LANE_DEPTH) {
+                pt_msg_set_error(req, 500, "gateway", "PolicyNestingTooDeep", "policies nested too deeply");
+                return PT_ERROR;
+            }
+            l->st[l->depth++] = (struct pt_frame){&wh->body, 0, s, i};
+            *pushed = true;
+            return PT_OK;
+        }
+        return PT_OK;
+    default: /* compile_wait refuses the rest */
+        pt_msg_set_error(req, 500, "wait", "InternalError", "this statement cannot run inside wait");
+        return PT_ERROR;
+    }
+}
+
+/* Runs a lane until it suspends, needs a body or is over. */
+static void run_lane(struct pt_req *req, struct pt_lane *l)
+{
+    struct pt_exec *ex = &req->ex;
+    for (int guard = 0; guard < 100000; guard++) {
+        if (l->w->decided || l->state == L_GONE || l->state == L_DONE)
+            return;
+        pt_status st;
+        bool pushed = false;
+        if (l->has_pending) {
+            l->has_pending = false;
+            st = l->pending;
+        } else {
+            if (l->depth == 0) {
+                lane_finish(req, l, PT_OK);
+                return;
+            }
+            struct pt_frame *f = &l->st[l->depth - 1];
+            if (f->i >= f->b->n) {
+                if (--l->depth > 0)
+                    l->st[l->depth - 1].i++; /* a choose's branch is over: so is the choose */
+                continue;
+            }
+            l->state = L_RUNNING;
+            ex->lane_cur = l;
+            st = lane_step(req, l, f->b->s[f->i], &pushed);
+            ex->lane_cur = NULL;
+            if (st != PT_AGAIN)
+                l->has_pending = false; /* a resume from inside a run() that did not suspend */
+            if (PT_UNLIKELY(pt_msg_out_of_memory(req)))
+                st = PT_DONE; /* the 500 OutOfMemory is the response */
+        }
+        switch (st) {
+        case PT_OK:
+        case PT_DECLINED:
+            l->state = L_READY;
+            if (!pushed)
+                l->st[l->depth - 1].i++;
+            continue;
+        case PT_AGAIN:
+            if (ex->need_body) {
+                l->need_body = ex->need_body;
+                ex->need_body = 0;
+                l->state = L_BODY;
+                return;
+            }
+            l->state = l->has_pending ? L_READY : L_WAIT;
+            if (l->has_pending)
+                continue; /* resumed from inside its own run() */
+            return;
+        default:
+            lane_finish(req, l, st);
+            return;
+        }
+    }
+    pt_msg_set_error(req, 500, "gateway", "InternalError", "a lane of wait did not settle");
+    lane_finish(req, l, PT_ERROR);
+}
+
+/* Runs every lane that can run, until none can or the wait is decided. */
+static void wait_pump(struct pt_req *req, struct pt_waitrun *w)
+{
+    if (w->pumping)
+        return;
+    w->pumping = true;
+    for (int guard = 0; guard < 10000 && !w->decided; guard++) {
+        bool ran = false;
+        for (int i = 0; i < w->n && !w->decided; i++)
+            if (w->lanes[i].state == L_READY) {
+                run_lane(req, &w->lanes[i]);
+                ran = true;
+            }
+        if (!ran)
+            break;
+    }
+    w->pumping = false;
+}
+
+static struct pt_waitrun *wait_new(struct pt_req *req, const struct pt_stmt *s)
+{
+    const struct pt_wait *cf = s->data;
+    struct pt_waitrun *w = pt_pool_calloc(req->pool, sizeof(*w));
+    struct pt_lane *lanes = pt_pool_calloc(req->pool, sizeof(*lanes) * (size_t)(s->body.n ? s->body.n : 1));
+    if (!w || !lanes)
+        return NULL;
+    w->s = s;
+    w->lanes = lanes;
+    w->n = s->body.n;
+    w->left = s->body.n;
+    w->any = cf && cf->any;
+    for (int i = 0; i < w->n; i++) {
+        struct pt_lane *l = &lanes[i];
+        l->call = req->ex.call; /* same request, section and current message */
+        l->call.lane = l;
+        l->w = w;
+        l->top = (struct pt_block){&s->body.s[i], 1};
+        l->st[0] = (struct pt_frame){&l->top, 0, s, i};
+        l->depth = 1;
+        l->state = L_READY;
+    }
+    return w;
+}
+
+/* The wait statement's step: starts the lanes (or, after a body was read, runs
+   the lanes that asked for it again) and says how things stand. */
+static pt_status wait_step(struct pt_req *req, const struct pt_stmt *s)
+{
+    struct pt_exec *ex = &req->ex;
+    struct pt_waitrun *w = ex->wait;
+    if (!w || w->s != s) {
+        wait_abandon(req);
+        if (!(w = wait_new(req, s)))
+            return PT_ERROR; /* the arena failed: the driver answers 500 OutOfMemory */
+        ex->wait = w;
+        if (w->n == 0)
+            wait_decide(req, w, PT_OK);
+    } else
+        for (int i = 0; i < w->n; i++)
+            if (w->lanes[i].state == L_BODY)
+                w->lanes[i].state = L_READY;
+    wait_pump(req, w);
+    if (w->decided) {
+        ex->wait = NULL;
+        return w->result;
+    }
+    for (int i = 0; i < w->n; i++)
+        if (w->lanes[i].state == L_BODY) {
+            ex->need_body = w->lanes[i].need_body; /* the driver reads it, then runs this step again */
+            return PT_AGAIN;
+        }
+    return PT_AGAIN;
+}
+
+/* A lane moved from the worker's loop: settle the wait if it is decided. */
+static void wait_wake(struct pt_req *req, struct pt_waitrun *w)
+{
+    struct pt_exec *ex = &req->ex;
+    wait_pump(req, w);
+    if (ex->running || !ex->waiting)
+        return; /* the driver is inside the wait's step: it sees the outcome itself */
+    if (w->decided) {
+        if (ex->need_body)
+            return; /* a body is being read for another lane: the wait's step ends it when it is in */
+        ex->wait = NULL;
+        pt_pipeline_resume(req, w->result);
+        return;
+    }
+    if (ex->need_body)
+        return;
+    for (int i = 0; i < w->n; i++)
+        if (w->lanes[i].state == L_BODY) {
+            /* a lane needs a body: the wait's step runs again inside the driver, which reads it */
+            w->lanes[i].state = L_READY;
+            ex->waiting = false;
+            drive(req);
+            return;
+        }
+}
+
+/* The pipeline leaves a wait that is not decided (an error, the request's end): every lane is abandoned. */
+static void wait_abandon(struct pt_req *req)
+{
+    struct pt_waitrun *w = req->ex.wait;
+    if (!w)
+        return;
+    req->ex.wait = NULL;
+    if (!w->decided)
+        wait_decide(req, w, PT_ERROR);
+}
+
+void pt_pipeline_call_resume(pt_call *call, pt_status st)
+{
+    struct pt_lane *l = call->lane;
+    if (!l) {
+        pt_pipeline_resume(call->req, st);
+        return;
+    }
+    struct pt_req *req = call->req;
+    if (l->state == L_RUNNING) { /* from inside the lane's own run() */
+        l->has_pending = true;
+        l->pending = st;
+        return;
+    }
+    if (l->state != L_WAIT || l->w->decided || req->ex.wait != l->w)
+        return; /* abandoned, over, or not suspended: a resume moves nothing */
+    l->has_pending = true;
+    l->pending = st;
+    l->state = L_READY;
+    if (l->w->pumping)
+        return; /* the lanes are being run: this one's turn comes */
+    wait_wake(req, l->w);
 }
 
 /* --------------------------------------------------------------- driver */
@@ -359,6 +755,8 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
             return PT_ERROR;
         return moved(req);
     }
+    case PT_ST_WAIT:
+        return wait_step(req, s);
     case PT_ST_BASE:
         return PT_OK;
     }

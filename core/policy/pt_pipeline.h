@@ -37,6 +37,29 @@ void pt_pipeline_body_ready(struct pt_req *req, bool ok);
 pt_timer *pt_pipeline_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *call, void *arg),
                                   void *arg);
 void pt_pipeline_timer_cancel(pt_timer *t);
+/* A suspended statement of call (the pipeline's, or a lane of wait) finished with st: api->resume. */
+void pt_pipeline_call_resume(pt_call *call, pt_status st);
+
+/*
+ * Asynchronous work a statement started for a call (an outbound HTTP call, a
+ * cache read through Redis): the driver calls cancel(handle) once when the
+ * call is abandoned -- a lane of wait that lost (for="any") or whose sibling
+ * failed -- or when the request ends first.  The SDK's wrappers register
+ * their work here (plugins need not cooperate): start after the work began,
+ * end when it finished by itself, before the plugin's callback runs.  w lives
+ * in the request arena.  An abandoned call's resumes are ignored.
+ */
+struct pt_work {
+    void (*cancel)(void *handle);
+    void *handle;
+    pt_call *call;
+    struct pt_work *next;
+};
+void pt_pipeline_work_start(pt_call *call, struct pt_work *w, void (*cancel)(void *handle), void *handle);
+void pt_pipeline_work_end(pt_call *call, struct pt_work *w);
+/* true when call was abandoned (its lane lost, or the request is over): drop its callbacks. */
+bool pt_pipeline_call_abandoned(const pt_call *call);
+
 /* Does the inbound section hold a statement that answers CORS preflights
    (PT_POLICY_PREFLIGHT, at its top level)? */
 bool pt_pipeline_answers_preflight(const struct pt_pipeline *pl);

@@ -43,6 +43,7 @@ enum pt_stmt_kind {
     PT_ST_RETRY,   /* children re-run while a condition holds */
     PT_ST_FORWARD, /* forward-request: the backend call */
     PT_ST_WRAP,    /* a policy with child statements (limit-concurrency) */
+    PT_ST_WAIT,    /* wait: its children run side by side (lanes) */
 };
 
 struct pt_stmt;
@@ -69,9 +70,9 @@ struct pt_stmt {
     /* PT_ST_CHOOSE */
     struct pt_when *whens;
     int nwhens;
-    /* PT_ST_RETRY, PT_ST_WRAP children */
+    /* PT_ST_RETRY, PT_ST_WRAP, PT_ST_WAIT children */
     struct pt_block body;
-    /* kind-specific data (retry, forward-request) */
+    /* kind-specific data (retry, forward-request, wait) */
     void *data;
 };
 

@@ -5,6 +5,7 @@
 #include "proxy/pt_worker.h"
 
 #include "base/pt_log.h"
+#include "event/pt_redis.h"
 #include "http/pt_logsink.h"
 #include "lua/pt_lua.h"
 #include "proxy/pt_analytics.h"
@@ -261,6 +262,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     sweep(w);
     pt_reqmetrics_tick(w);
     pt_analytics_tick(w->an);
+    pt_redis_worker_tick(w->id); /* Redis settings changed: the old connection goes */
     if (w->abuf_n && pt_clock_now_ms() - w->abuf_first >= w->cur->gen->conf->log.access_flush)
         access_flush(w);
 }
@@ -326,6 +328,7 @@ static void *worker_main(void *arg)
         event_del(w->wake);
     pt_conn_stop(w);
     pt_analytics_worker_end(w->an); /* after the last request was logged */
+    pt_redis_worker_end(w->id);     /* its lookups were cancelled with their requests */
     /* TLS connections are released through libevent's deferred callbacks,
      * which hold a reference until they run: let them run before the base
      * goes (event_base_free drops pending callbacks without running them). */

@@ -478,7 +478,7 @@ static void test_many_errors(void **state)
         "upstream, log, lua, pluginDir, data, secretKey, management, metrics, trustedProxies, tracing, apis, "
         "products, groups, users, subscriptions, namedValues, schemas, policyFragments, policies, backends, "
         "workspaces, loggers, "
-        "apiVersionSets, telemetry, analytics, portal)",
+        "apiVersionSets, telemetry, analytics, portal, cache)",
         "t.yaml:5:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most "
         "30d), found '5y'",
         "t.yaml:7:10: 'LOUD' is not one of: error, warn, info, debug",
@@ -766,6 +766,73 @@ static void test_user_names(void **state)
     pt_conf_free(cf);
 }
 
+/* cache: the stores' settings, the Redis URL and its parts, the checks across keys. */
+static void test_cache_conf(void **state)
+{
+    (void)state;
+    struct pt_conf *cf = parse_ok("listen: ':80'\n");
+    assert_int_equal(cf->cache.memory, 64ULL << 20);
+    assert_int_equal(cf->cache.max_entry, 2ULL << 20);
+    assert_null(cf->cache.redis);
+    assert_int_equal(cf->cache.connect_timeout, 1000);
+    assert_int_equal(cf->cache.command_timeout, 250);
+    pt_conf_free(cf);
+    cf = parse_ok("listen: ':80'\ncache: {memory: 0, redis: \"redis://us%3Aer:p%40ss@127.0.0.1:6390/3\", "
+                  "commandTimeout: 50ms}\n");
+    assert_int_equal(cf->cache.memory, 0);
+    assert_string_equal(cf->cache.host, "127.0.0.1");
+    assert_int_equal(cf->cache.port, 6390);
+    assert_int_equal(cf->cache.db, 3);
+    assert_string_equal(cf->cache.username, "us:er");
+    assert_string_equal(cf->cache.password, "p@ss");
+    assert_false(cf->cache.tls);
+    assert_int_equal(cf->cache.command_timeout, 50);
+    pt_conf_free(cf);
+    /* the keys win over the URL, whatever their order */
+    cf = parse_ok("listen: ':80'\ncache:\n  password: key\n  redis: \"rediss://:url@[::1]\"\n"
+                  "  tls: {verify: false}\n");
+    assert_string_equal(cf->cache.password, "key");
+    assert_null(cf->cache.username);
+    assert_string_equal(cf->cache.host, "::1");
+    assert_int_equal(cf->cache.port, 6379);
+    assert_true(cf->cache.tls);
+    assert_false(cf->cache.verify);
+    pt_conf_free(cf);
+    cf = parse_ok("listen: ':80'\ncache: {redis: \"redis://secret@cache.internal\"}\n");
+    assert_string_equal(cf->cache.password, "secret");
+    assert_string_equal(cf->cache.host, "cache.internal");
+    pt_conf_free(cf);
+    expect_error("listen: ':80'\ncache: {redis: \"http://x\"}\n",
+                 "t.yaml:2:16: 'http://x' is not a Redis URL (redis://[user:password@]host:port/db, or "
+                 "rediss:// for TLS)");
+    expect_error("listen: ':80'\ncache: {redis: \"redis://h:0\"}\n",
+                 "t.yaml:2:16: Redis URL: a port that is not 1-65535 (redis://[user:password@]host:port/db)");
+    expect_error("listen: ':80'\ncache: {redis: \"redis://h:6379/x\"}\n",
+                 "t.yaml:2:16: Redis URL: a database that is not a number 0-65535 "
+                 "(redis://[user:password@]host:port/db)");
+    expect_error("listen: ':80'\ncache: {redis: \"redis://:pw@\"}\n",
+                 "t.yaml:2:16: Redis URL: no host (redis://[user:password@]host:port/db)");
+    expect_error(
+        "listen: ':80'\ncache: {redis: \"redis://:p%zz@h\"}\n",
+        "t.yaml:2:16: Redis URL: a broken %-escape in the password (redis://[user:password@]host:port/db)");
+    expect_error(
+        "listen: ':80'\ncache: {redis: \"redis://h\\r\\nx\"}\n",
+        "t.yaml:2:16: Redis URL: a host name that is not valid (redis://[user:password@]host:port/db)");
+    expect_error("listen: ':80'\ncache: {redis: \"redis://h?x=1\"}\n",
+                 "t.yaml:2:16: Redis URL: a query or fragment (not supported: use the cache keys) "
+                 "(redis://[user:password@]host:port/db)");
+    expect_error("listen: ':80'\ncache: {redis: \"redis://h\", tls: {verify: false}}\n",
+                 "t.yaml:2:34: tls applies to a rediss:// URL; 'redis://h' is redis://");
+    expect_error("listen: ':80'\ncache: {redis: \"redis://h\", username: u}\n",
+                 "t.yaml:2:39: a Redis user name needs a password");
+    expect_error("listen: ':80'\ncache: {password: p}\n",
+                 "t.yaml:2:19: a Redis password or user name without cache.redis");
+    expect_error("listen: ':80'\ncache: {maxEntry: 0}\n",
+                 "t.yaml:2:19: size out of range (1..67108864 bytes)");
+    expect_error("listen: ':80'\ncache: {commandTimeout: 0}\n",
+                 "t.yaml:2:25: duration out of range (1ms..60000ms)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -792,6 +859,7 @@ int main(void)
         cmocka_unit_test(test_portal_full),
         cmocka_unit_test(test_portal_errors),
         cmocka_unit_test(test_user_names),
+        cmocka_unit_test(test_cache_conf),
     };
     return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
 }

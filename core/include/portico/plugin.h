@@ -421,10 +421,14 @@ struct pt_api {
     int (*var_get_response)(pt_call *call, pt_bytes name, struct pt_http_resp *out);
     /* The node's caches (docs/caching.md).  caching_type is PT_CACHE_*.  cache_get: 1 with *value
        (request memory) on a hit, 0 on a miss, PT_AGAIN when the answer comes later through
-       done(call, arg, found, value) on the request's worker (then return PT_AGAIN from run() and
-       resume from done).  A store that is down answers a miss.  cache_put and cache_del never
-       wait: 0 when handed to the store, -1 when skipped (too large, store down; counted). */
-    int (*cache_get)(pt_call *call, int caching_type, pt_bytes key,
+       done(call, arg, found, value) on the request's worker, never from inside cache_get (then
+       return PT_AGAIN from run() and resume from done); done is not called when the request ends
+       first.  A store that is down answers a miss.  done may be NULL (a plugin that cannot wait):
+       then cache_get never returns PT_AGAIN; the internal store answers as always, and a lookup
+       that Redis would answer (external, or prefer-external with cache.redis) is a miss at once,
+       Redis not asked (counted as a Redis miss and a skipped command).  cache_put and cache_del
+       never wait: 0 when handed to the store, -1 when skipped (too large, store down; counted). */
+    int (*cache_get)(pt_call *call, int caching_type, pt_bytes key, pt_bytes *value,
                      void (*done)(pt_call *call, void *arg, int found, pt_bytes value), void *arg);
     int (*cache_put)(pt_call *call, int caching_type, pt_bytes key, pt_bytes value, uint32_t ttl_s);
     int (*cache_del)(pt_call *call, int caching_type, pt_bytes key);
