@@ -551,6 +551,14 @@ static pt_bytes api_fact(pt_call *call, int which)
         return (pt_bytes){req->id, req->idn};
     case PT_FACT_USER_GROUPS:
         return user_groups(req);
+    case PT_FACT_BUFFER_SIZE: {
+        char t[24];
+        int n = snprintf(t, sizeof(t), "%llu", (unsigned long long)req_gen(req)->conf->limits.buffer_size);
+        return (pt_bytes){pt_pool_strndup(req->pool, t, (size_t)n), (size_t)n};
+    }
+    case PT_FACT_WORKSPACE_ID:
+        s = req->api && req->api->cf->workspace ? req->api->cf->workspace : NULL;
+        break;
     case PT_FACT_CLIENT_CERT:
     case PT_FACT_CLIENT_CERT_VERIFY: {
         SSL *ssl = req->peer->tls ? pt_io_ssl(req->peer->io) : NULL;

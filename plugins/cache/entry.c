@@ -11,7 +11,8 @@
  *
  * Integers are little-endian whatever the machine, so a Redis shared by
  * several nodes reads the same.  The decoder trusts nothing: a value that
- * someone else wrote under our key, or that was cut, is a miss.
+ * someone else wrote under our key, or that was cut, or whose header names
+ * and values the core would refuse, is a miss.
  */
 #include "cache.h"
 
@@ -103,6 +104,17 @@ static pt_bytes get_bytes(struct rd *r)
     return s;
 }
 
+/* A field value the core would accept: no control bytes but horizontal tab. */
+static int value_ok(pt_bytes v)
+{
+    for (size_t i = 0; i < v.len; i++) {
+        unsigned char c = (unsigned char)v.data[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
 int cache_entry_decode(const struct pt_api *api, pt_call *call, pt_bytes in, struct cache_entry *e)
 {
     memset(e, 0, sizeof(*e));
@@ -113,7 +125,8 @@ int cache_entry_decode(const struct pt_api *api, pt_call *call, pt_bytes in, str
     uint64_t at = get_u64(&r), ttl = get_u64(&r);
     e->reason = get_bytes(&r);
     uint32_t nh = get_u32(&r);
-    if (r.bad || status < 100 || status > 999 || at > (uint64_t)INT64_MAX ||
+    /* 200..599 but 206 and 304: what cache-store can write (a 1xx would leave the client waiting) */
+    if (r.bad || status < 200 || status > 599 || status == 206 || status == 304 || at > (uint64_t)INT64_MAX ||
         ttl > (uint64_t)CACHE_DURATION_MAX || nh > MAX_HEADERS || (size_t)nh * 8 > r.n)
         return -1;
     e->status = (int)status;
@@ -128,7 +141,11 @@ int cache_entry_decode(const struct pt_api *api, pt_call *call, pt_bytes in, str
     for (uint32_t i = 0; i < nh && !r.bad; i++) {
         e->names[i] = get_bytes(&r);
         e->values[i] = get_bytes(&r);
+        if (!ptl_is_token(e->names[i].data, e->names[i].len) || !value_ok(e->values[i]))
+            r.bad = 1; /* not what cache-store writes: someone else's bytes */
     }
+    if (!value_ok(e->reason))
+        return -1;
     e->nheaders = (int)nh;
     e->body = get_bytes(&r);
     if (r.bad || r.n != 0)

@@ -14,7 +14,11 @@
  *   - Cache-Control no-store or no-cache (we cannot revalidate), and
  *     private unless the lookup allowed private responses
  *     (allow-private-response-caching);
- *   - Vary: * (the backend says no key can describe it);
+ *   - Vary: * (the backend says no key can describe it), and a Vary
+ *     naming a request header the lookup does not vary by (the key would
+ *     not tell the representations apart: one client's Accept-Encoding or
+ *     Accept would choose what everyone gets);
+ *   - statuses 1xx, 206 and 304 (one client's part or "not modified");
  *   - a body whose length the head does not announce (chunked or until
  *     close): reading such a body could pass limits.bufferSize, which fails
  *     the response with 502 -- the cache must never fail a request -- so
@@ -61,7 +65,7 @@ static const char *const unkept[] = {"connection", "keep-alive", "transfer-encod
                                      "te",         "trailer",    "upgrade",           "proxy-connection",
                                      "set-cookie", "age",        "cache-control",     NULL};
 
-static int unkept_header(pt_bytes name)
+int cache_header_unkept(pt_bytes name)
 {
     for (int i = 0; unkept[i]; i++)
         if (ptl_bytes_ieq(name, unkept[i]))
@@ -88,14 +92,71 @@ static int has_directive(pt_bytes v, const char *token)
     return 0;
 }
 
-/* Does any value of response header `name` hold `token`? */
+/* Does any line of response header `name` hold `token`?  Every line is seen (header_at), however many. */
 static int header_has(const struct pt_api *api, pt_call *call, const char *name, const char *token)
 {
-    pt_bytes vals[32];
-    int n = api->header_get(call, PT_MSG_RESPONSE, (pt_bytes){name, strlen(name)}, vals, 32);
-    for (int i = 0; i < n && i < 32; i++)
-        if (has_directive(vals[i], token))
+    pt_bytes n, v;
+    for (int i = 0; i < 65536 && api->header_at(call, PT_MSG_RESPONSE, i, &n, &v) == 0; i++)
+        if (ptl_bytes_ieq(n, name) && has_directive(v, token))
             return 1;
+    return 0;
+}
+
+/* Is `name` one of the comma-separated lower-case names of `list`? */
+static int in_list(pt_bytes list, pt_bytes name)
+{
+    size_t a = 0;
+    while (a < list.len) {
+        size_t z = a;
+        while (z < list.len && list.data[z] != ',')
+            z++;
+        if (z - a == name.len) {
+            size_t k = 0;
+            while (k < name.len && ptl_lower(name.data[k]) == list.data[a + k])
+                k++;
+            if (k == name.len)
+                return 1;
+        }
+        a = z + 1;
+    }
+    return 0;
+}
+
+/* NULL when every name in the response's Vary lines is one the lookup varies by; else why not. */
+static const char *vary_refusal(const struct pt_api *api, pt_call *call, const struct cache_ticket *t)
+{
+    pt_bytes n, v;
+    for (int i = 0; i < 65536 && api->header_at(call, PT_MSG_RESPONSE, i, &n, &v) == 0; i++) {
+        if (!ptl_bytes_ieq(n, "Vary"))
+            continue;
+        size_t a = 0;
+        while (a < v.len) {
+            size_t z = a;
+            while (z < v.len && v.data[z] != ',')
+                z++;
+            pt_bytes d = ptl_trim((pt_bytes){v.data + a, z - a});
+            if (ptl_bytes_is(d, "*"))
+                return "Vary: *";
+            if (d.len && !in_list(t->vary, d))
+                return "Vary names a request header the lookup does not vary by";
+            a = z + 1;
+        }
+    }
+    return NULL;
+}
+
+/* A decimal number (digits only, at most 18); 0, or -1. */
+static int decimal(pt_bytes v, uint64_t *out)
+{
+    if (v.len == 0 || v.len > 18)
+        return -1;
+    uint64_t n = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.data[i] < '0' || v.data[i] > '9')
+            return -1;
+        n = n * 10 + (uint64_t)(v.data[i] - '0');
+    }
+    *out = n;
     return 0;
 }
 
@@ -110,22 +171,20 @@ static const char *refusal(const struct pt_api *api, pt_call *call, const struct
         return "Cache-Control forbids it";
     if (!t->allow_private && header_has(api, call, "Cache-Control", "private"))
         return "it is private (allow-private-response-caching is false)";
-    if (header_has(api, call, "Vary", "*"))
-        return "Vary: *";
+    const char *why = vary_refusal(api, call, t);
+    if (why)
+        return why;
     if (api->header_get(call, PT_MSG_RESPONSE, PTL_LIT("Transfer-Encoding"), &v, 1) > 0)
         return "its length is not announced";
     if (api->header_get(call, PT_MSG_RESPONSE, PTL_LIT("Content-Length"), &v, 1) != 1)
         return "its length is not announced";
-    v = ptl_trim(v);
-    uint64_t len = 0;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.data[i] < '0' || v.data[i] > '9')
-            return "its length is not announced";
-        len = len * 10 + (uint64_t)(v.data[i] - '0');
-        if (len > CACHE_ENTRY_MAX)
-            return "it is too large";
-    }
-    return v.len ? NULL : "its length is not announced";
+    uint64_t len, most = CACHE_ENTRY_MAX, buffer;
+    if (decimal(ptl_trim(v), &len))
+        return "its length is not announced";
+    /* a body past limits.bufferSize cannot be read for a policy without failing the response (502) */
+    if (!decimal(api->fact(call, PT_FACT_BUFFER_SIZE), &buffer) && buffer < most)
+        most = buffer;
+    return len > most ? "it is too large" : NULL;
 }
 
 /* The entry for the response as it stands: status, kept headers, body. */
@@ -147,7 +206,7 @@ static int build_entry(const struct pt_api *api, pt_call *call, pt_bytes body, i
     for (int i = 0; i < n; i++) {
         if (api->header_at(call, PT_MSG_RESPONSE, i, &name, &value) != 0)
             break;
-        if (unkept_header(name))
+        if (cache_header_unkept(name))
             continue;
         e.names[e.nheaders] = name;
         e.values[e.nheaders++] = value;
@@ -175,8 +234,11 @@ pt_status cache_store_run(const struct pt_api *api, pt_call *call, void *instanc
         if (rc)
             return PT_ERROR;
     }
-    if (!any_status && api->status(call) != 200)
+    int status = api->status(call);
+    if (!any_status && status != 200)
         return PT_OK;
+    if (status < 200 || status == 206 || status == 304)
+        return PT_OK; /* a part, "not modified", an interim answer: never a response for everyone */
     const char *why = refusal(api, call, &t);
     if (why) {
         api->log(PT_LOG_LEVEL_DEBUG, "cache-store: response not stored: %s", why);
@@ -192,7 +254,9 @@ pt_status cache_store_run(const struct pt_api *api, pt_call *call, void *instanc
         return PT_OK; /* too large for the store, or the store is down: counted there */
     const char *cc = cache_control_value(api, call, t.downstream, t.must_revalidate, ttl);
     pt_bytes ccv = {cc, strlen(cc)};
-    if (api->header_set(call, PT_MSG_RESPONSE, PTL_LIT("Cache-Control"), &ccv, 1, PT_HEADER_OVERRIDE))
+    /* the backend's Age would make the new max-age look spent already: the response is fresh now */
+    if (api->header_set(call, PT_MSG_RESPONSE, PTL_LIT("Cache-Control"), &ccv, 1, PT_HEADER_OVERRIDE) ||
+        api->header_set(call, PT_MSG_RESPONSE, PTL_LIT("Age"), NULL, 0, PT_HEADER_DELETE))
         return PT_ERROR;
     return PT_OK;
 }

@@ -25,6 +25,7 @@
  */
 #include "cache.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define KEY_ATTR                                                                                             \
@@ -36,13 +37,13 @@
     {                                                                                                        \
         "caching-type", PT_ATTR_ENUM, 0, "prefer-external", cache_types, NULL, 0, 0,                         \
             "internal (the node's cache), external (Redis: cache.redis) or prefer-external (Redis when "     \
-            "configured, else internal)"                                                                     \
+            "configured, else internal); an API of a workspace always uses internal"                         \
     }
 
 const struct pt_attr_def cache_lookup_value_attrs[] = {
     KEY_ATTR,
     {"variable-name", PT_ATTR_STRING, PT_ATTR_REQUIRED, NULL, NULL, NULL, 0, 0,
-     "the variable that receives the value"},
+     "the variable that receives the value (not one starting with 'portico.': those are the gateway's)"},
     {"default-value", PT_ATTR_STRING, PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
      "what the variable gets on a miss (without it the variable is left as it was); an expression allowed"},
     TYPE_ATTR,
@@ -91,7 +92,9 @@ static struct value_pol *compile_common(const struct pt_api *api, pt_compile *c)
     return v;
 }
 
-/* The store key for this call: "v:" + the evaluated key; 0, or the status run() must return. */
+/* The store key for this call: "v:" + the evaluated key for a service-level API, "w:" + the workspace's
+   length + ':' + the workspace + ':' + the key for a workspace's API (so that no workspace reads or
+   writes another's values, nor the service's); 0, or the status run() must return. */
 static int eval_key(const struct pt_api *api, pt_call *call, const struct value_pol *v, pt_bytes *out)
 {
     pt_bytes k;
@@ -101,13 +104,22 @@ static int eval_key(const struct pt_api *api, pt_call *call, const struct value_
     if (k.len == 0 || k.len > CACHE_KEY_MAX)
         return api->fail(call, 500, "ExpressionValueEvaluationFailure",
                          k.len ? "the cache key is longer than 4096 bytes" : "the cache key is empty");
-    size_t plen = sizeof(CACHE_VALUE_PREFIX) - 1;
-    char *s = api->alloc(call, plen + k.len);
-    if (!s)
+    pt_bytes ws = api->fact(call, PT_FACT_WORKSPACE_ID);
+    struct ptl_buf b;
+    ptl_buf_init(&b, api, call, k.len + ws.len + 32);
+    if (ws.len) {
+        char n[24];
+        int nl = snprintf(n, sizeof(n), "%zu:", ws.len);
+        ptl_buf_lit(&b, CACHE_WORKSPACE_PREFIX);
+        ptl_buf_add(&b, n, (size_t)nl);
+        ptl_buf_add(&b, ws.data, ws.len);
+        ptl_buf_lit(&b, ":");
+    } else
+        ptl_buf_lit(&b, CACHE_VALUE_PREFIX);
+    ptl_buf_add(&b, k.data, k.len);
+    if (b.oom)
         return ptl_out_of_memory(api, call);
-    memcpy(s, CACHE_VALUE_PREFIX, plen);
-    memcpy(s + plen, k.data, k.len);
-    *out = (pt_bytes){s, plen + k.len};
+    *out = ptl_buf_bytes(&b);
     return 0;
 }
 
@@ -121,6 +133,11 @@ int cache_lookup_value_compile(const struct pt_api *api, pt_compile *c, void **i
     const char *name = api->attr_literal(c, "variable-name");
     if (!name || !*name) {
         api->compile_error(c, "variable-name", "the variable's name must not be empty");
+        return -1;
+    }
+    if (!strncmp(name, CACHE_RESERVED_VAR_PREFIX, strlen(CACHE_RESERVED_VAR_PREFIX))) {
+        api->compile_error(c, "variable-name", "'%s': names starting with '%s' are the gateway's own", name,
+                           CACHE_RESERVED_VAR_PREFIX);
         return -1;
     }
     v->variable = (pt_bytes){name, strlen(name)};
@@ -139,10 +156,9 @@ struct value_pending {
 static pt_status value_answered(const struct pt_api *api, pt_call *call, const struct value_pending *p,
                                 int found, pt_bytes value)
 {
-    if (found)
-        api->var_set(call, p->v->variable, value);
-    else if (p->has_default)
-        api->var_set(call, p->v->variable, p->def);
+    if ((found && api->var_set(call, p->v->variable, value)) ||
+        (!found && p->has_default && api->var_set(call, p->v->variable, p->def)))
+        return ptl_out_of_memory(api, call);
     return PT_OK;
 }
 
@@ -168,7 +184,7 @@ pt_status cache_lookup_value_run(const struct pt_api *api, pt_call *call, void *
     pt_bytes key, value = {"", 0};
     if ((st = eval_key(api, call, v, &key)))
         return (pt_status)st;
-    int rc = api->cache_get(call, v->caching_type, key, &value, value_done, p);
+    int rc = api->cache_get(call, cache_type_for(api, call, v->caching_type), key, &value, value_done, p);
     if (rc == PT_AGAIN)
         return PT_AGAIN; /* value_done resumes */
     return value_answered(api, call, p, rc == 1, value);
@@ -199,7 +215,8 @@ pt_status cache_store_value_run(const struct pt_api *api, pt_call *call, void *i
         (st = cache_eval_duration(api, call, v->duration, &ttl)) || (st = eval_key(api, call, v, &key)))
         return (pt_status)st;
     if (ttl > 0)
-        api->cache_put(call, v->caching_type, key, value, (uint32_t)ttl); /* skipped ones are counted there */
+        api->cache_put(call, cache_type_for(api, call, v->caching_type), key, value,
+                       (uint32_t)ttl); /* skipped ones are counted there */
     return PT_OK;
 }
 
@@ -221,6 +238,6 @@ pt_status cache_remove_value_run(const struct pt_api *api, pt_call *call, void *
     int st = eval_key(api, call, v, &key);
     if (st)
         return (pt_status)st;
-    api->cache_del(call, v->caching_type, key);
+    api->cache_del(call, cache_type_for(api, call, v->caching_type), key);
     return PT_OK;
 }

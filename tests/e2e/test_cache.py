@@ -36,7 +36,9 @@ class CountingBackend:
     """Answers GET and POST on any path with a numbered JSON body.  Query
     parameters shape the answer: status=N, cc=<Cache-Control>, cookie=1
     (Set-Cookie), vary=<Vary>, size=N (a body of N bytes), chunked=1 (no
-    Content-Length), private-key=1 (an X-Private header)."""
+    Content-Length), private-key=1 (an X-Private header), age=N (an Age header), cclines=N (N lines of
+    Cache-Control: max-age=60, then one of no-store).  A Range header gets a 206 of the first byte, an
+    If-None-Match header a 304."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -64,7 +66,15 @@ class CountingBackend:
                     body = (b"%d:" % n).ljust(size, b"x")
                 else:
                     body = json.dumps({"n": n, "path": u.path, "query": u.query}).encode()
+                if self.headers.get("Range"):
+                    status, body = 206, body[:1]
+                elif self.headers.get("If-None-Match"):
+                    status = 304
+                if status == 304:
+                    body = b""
                 self.send_response(status)
+                if status == 206:
+                    self.send_header("Content-Range", "bytes 0-0/*")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("X-Backend-N", str(n))
                 if "cc" in q:
@@ -73,6 +83,12 @@ class CountingBackend:
                     self.send_header("Set-Cookie", "session=%d; Path=/" % n)
                 if "vary" in q:
                     self.send_header("Vary", q["vary"])
+                if "age" in q:
+                    self.send_header("Age", q["age"])
+                for _ in range(int(q.get("cclines", "0"))):
+                    self.send_header("Cache-Control", "max-age=60")
+                if "cclines" in q:
+                    self.send_header("Cache-Control", "no-store")
                 if q.get("chunked"):
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
@@ -239,6 +255,90 @@ def test_vary_by_header(counting, portico):
     assert counting.count() == 5
 
 
+def test_many_values_vary_the_key_within_bounds(counting, portico):
+    """Up to 64 values of a named parameter vary the key (every one counts); a request with more is
+    neither looked up nor stored.  A long header line is one value."""
+    p = portico(config(counting, inbound=[lookup(**{"vary-by-query-parameter": "a",
+                                                    "vary-by-header": "X-V"})]))
+    q = "&".join("a=%d" % i for i in range(64))
+    hdr = {"X-V": ",".join(str(i) for i in range(300))}
+    assert get(p, "/c/x?" + q, hdr)[3] == 1
+    assert get(p, "/c/x?" + q, hdr)[3] == 1
+    assert get(p, "/c/x?" + q.replace("a=63", "a=x"), hdr)[3] == 2, "the 64th value counts"
+    more = q + "&a=64"
+    assert [get(p, "/c/x?" + more, hdr)[3] for _ in range(2)] == [3, 4], "65 values: not cached"
+    assert cache_fields(p, 5)[-2:] == ["none", "none"]
+
+
+def test_more_header_lines_than_the_bound_are_not_cached(counting, portico):
+    """64 lines of a varied header vary the key; 65 lines: neither looked up nor stored."""
+    p = portico(config(counting, inbound=[lookup(**{"vary-by-header": "X-V"})]))
+
+    def call(lines):
+        c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
+        try:
+            c.putrequest("GET", "/c/x")
+            for i in range(lines):
+                c.putheader("X-V", str(i))
+            c.endheaders()
+            r = c.getresponse()
+            return json.loads(r.read())["n"]
+        finally:
+            c.close()
+    assert [call(64) for _ in range(2)] == [1, 1]
+    assert [call(65) for _ in range(2)] == [2, 3]
+    assert cache_fields(p, 4)[-2:] == ["none", "none"]
+
+
+def test_query_values_are_not_merged_with_different_ones(counting, portico):
+    """`+` and `%2B`, `%zz` and `%25zz`, `Page` and `page` mean different things to a backend: they
+    are different keys; %-escapes of unreserved characters and the case of escape digits are not."""
+    p = portico(config(counting, inbound=[lookup(**{"vary-by-query-parameter": "a"})]))
+    assert get(p, "/c/x?a=a+b")[3] == 1
+    assert get(p, "/c/x?a=a%2Bb")[3] == 2, "+ is not %2B"
+    assert get(p, "/c/x?a=a%2bb")[3] == 2, "the case of an escape's digits does not matter"
+    assert get(p, "/c/x?a=%61+b")[3] == 1, "an escaped unreserved character is that character"
+    assert get(p, "/c/x?a=%zz")[3] == 3
+    assert get(p, "/c/x?a=%25zz")[3] == 4, "a broken escape is not the escaped '%'"
+    assert get(p, "/c/x")[3] == 5
+    assert get(p, "/c/x?A=1")[3] == 6, "a name in another case is not 'not given'"
+    assert get(p, "/c/x?a=1")[3] == 7, "... nor the name as written"
+    assert get(p, "/c/x?A=1")[3] == 6
+    assert counting.count() == 7
+
+
+def test_concurrent_clients_get_their_own_resource(counting, portico):
+    """Two workers, many clients, a few keys: every answer is the resource asked for."""
+    p = portico(config(counting))
+    errors = []
+
+    def client(k):
+        try:
+            for i in range(25):
+                item = (k + i) % 5
+                s, _, body, _ = get(p, "/c/items/%d" % item)
+                if s != 200 or json.loads(body)["path"] != "/items/%d" % item:
+                    errors.append((item, s, body[:80]))
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(repr(e))
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors[:5]
+    assert counting.count() < 8 * 25 / 2, "most of the 200 calls were hits"
+
+
+def test_key_is_the_backend_path_at_the_lookup(counting, portico):
+    """A rewrite-uri before the lookup counts: two client paths sent to one backend path share an entry."""
+    p = portico(config(counting, inbound=[
+        {"rewrite-uri": {"template": "/same", "copy-unmatched-params": False}}, lookup()]))
+    assert get(p, "/c/items/1")[3] == 1
+    assert get(p, "/c/items/2")[3] == 1
+    assert counting.calls[0][1] == "/same"
+
+
 def test_header_name_must_be_a_token(counting, portico):
     p = portico(config(counting, inbound=[lookup(**{"vary-by-header": "Bad Name"})]), start=False)
     rc, out = p.check()
@@ -303,6 +403,60 @@ def test_groups_fact_follows_a_reload(counting, portico):
     assert as_user(p, "/grp/x", KEY_BOB)[3] == 1, "bob now shares carol's groups; the entry survived the reload"
 
 
+def test_vary_by_developer_without_owners_and_anonymous(counting, portico):
+    """Subscriptions without an owner are callers of their own; anonymous callers cannot be told apart,
+    so with vary-by-developer they are not cached at all."""
+    dev = {"id": "dev", "path": "dev", "serviceUrl": counting.url, "subscriptionRequired": False,
+           "operations": [{"id": "any", "method": "*", "urlTemplate": "/*"}],
+           "policies": {"inbound": ["base", lookup(**{"vary-by-developer": True})],
+                        "outbound": ["base", store()]}}
+    cfg = config(counting, apis=[dev])
+    cfg["subscriptions"] = [
+        {"id": "s-" + n, "scope": "/apis/dev", "primaryKey": k, "secondaryKey": k.upper()[:31] + "0",
+         "state": "active"} for n, k in (("one", KEY_ALICE), ("two", KEY_BOB))]
+    p = portico(cfg)
+    got = [as_user(p, "/dev/x", k)[3] for k in (KEY_ALICE, KEY_BOB, KEY_ALICE, KEY_BOB)]
+    assert got == [1, 2, 1, 2], "two owner-less subscriptions do not share an entry"
+    assert [get(p, "/dev/x")[3] for _ in range(2)] == [3, 4], "anonymous callers are not cached"
+    assert cache_fields(p, 6)[-2:] == ["none", "none"]
+
+
+@pytest.mark.parametrize("ticket", [
+    "@(context.variables.t)",  # a real ticket, copied from another request
+    "@('1;2;0;0;0;' .. string.match(context.variables.t, 'r:%x+'))",  # the format before tickets were sealed
+    "@('2;2;0;0;0;' .. string.match(context.variables.t, 'r:%x+') .. ';;' .. string.rep('0', 64))",
+])
+def test_a_forged_ticket_cannot_write_another_apis_entry(counting, portico, ticket):
+    """The attack of REVIEW-13b H1: API c's ticket (key included) is stashed by c's own outbound; API
+    evil reads it and sets the variable cache-lookup hands over through, then cache-store in its
+    outbound.  c's entry must still be c's answer."""
+    t = {"caching-type": "internal"}
+    stash = {"cache-store-value": dict(t, key="stolen", duration=60,
+                                       value="@(context.variables['portico.cache-lookup'])")}
+    evil = {"id": "evil", "path": "evil", "serviceUrl": counting.url, "subscriptionRequired": False,
+            "operations": [{"id": "any", "method": "*", "urlTemplate": "/*"}],
+            "policies": {"inbound": ["base",
+                                     {"cache-lookup-value": dict(t, key="stolen", **{"variable-name": "t"})},
+                                     {"set-variable": {"name": "portico.cache-lookup", "value": ticket}}],
+                         "outbound": ["base", store(3600)]}}
+    p = portico(config(counting, inbound=[lookup(**t)], outbound=[store(), stash], apis=[evil]))
+    s, _, body, n = get(p, "/c/items/1")
+    assert (s, n) == (200, 1)
+    s, _, evil_body, n = get(p, "/evil/other")
+    assert (s, n) == (200, 2)
+    s, _, again, n = get(p, "/c/items/1")
+    assert (s, n) == (200, 1) and again == body, "c still serves its own cached answer"
+    assert get(p, "/evil/other")[3] == 3, "nothing was stored for the forged request either"
+
+
+def test_reserved_variable_names_are_refused(counting, portico):
+    p = portico(config(counting, inbound=[{"cache-lookup-value": {"key": "k",
+                                                                  "variable-name": "portico.cache-lookup"}}]),
+                start=False)
+    rc, out = p.check()
+    assert rc == 1 and "names starting with 'portico.' are the gateway's own" in out, out
+
+
 # ------------------------------------------------------ private requests
 
 def test_authorization_requests_skip_the_cache_unless_allowed(counting, portico):
@@ -339,7 +493,9 @@ def test_allow_private_response_caching_as_an_expression(counting, portico):
     ("cc=private", False),
     ("cookie=1", False),
     ("vary=*", False),
-    ("vary=Accept", True),
+    ("vary=Accept", False),
+    ("vary=Accept-Encoding%2C%20Accept", False),
+    ("cclines=40", False),
     ("cc=public%2C%20max-age%3D5", True),
     ("cc=no-storex", True),
 ])
@@ -355,6 +511,60 @@ def test_responses_a_shared_cache_must_not_keep(counting, portico, query, stored
             assert first[1]["cache-control"] == urllib.parse.unquote(query[3:])
         if "cookie" in query:
             assert second[1]["set-cookie"] == "session=2; Path=/"
+
+
+def test_vary_is_honoured_when_the_lookup_varies_by_it(counting, portico):
+    """A Vary naming only headers the lookup varies by is stored, one entry per value; one naming
+    another header is not."""
+    p = portico(config(counting, inbound=[lookup(**{"vary-by-header": ["Accept", "Accept-Encoding"]})],
+                       outbound=[store(**{"cache-response": True})]))
+    assert get(p, "/c/x?vary=accept", {"Accept": "a/b"})[3] == 1
+    assert get(p, "/c/x?vary=accept", {"Accept": "a/b"})[3] == 1
+    assert get(p, "/c/x?vary=accept", {"Accept": "c/d"})[3] == 2
+    assert get(p, "/c/y?vary=Accept-Encoding,%20ACCEPT")[3] == 3
+    assert get(p, "/c/y?vary=Accept-Encoding,%20ACCEPT")[3] == 3
+    assert [get(p, "/c/z?vary=Accept,%20Cookie")[3] for _ in range(2)] == [4, 5]
+
+
+def test_range_and_conditional_requests_do_not_poison(counting, portico):
+    """With cache-response true, a client's Range or If-None-Match request reaches the backend and
+    its 206 / 304 is kept for nobody: the next plain GET gets the full 200."""
+    p = portico(config(counting, outbound=[store(**{"cache-response": True})]))
+    s, _, body = p.request("GET", "/c/x", headers={"Range": "bytes=0-0"})
+    assert s == 206 and len(body) == 1
+    s, _, _ = p.request("GET", "/c/x", headers={"If-None-Match": '"abc"'})
+    assert s == 304
+    s, _, body, n = get(p, "/c/x")
+    assert (s, n) == (200, 3) and len(body) > 1
+    assert get(p, "/c/x")[3] == 3
+    s, _, body = p.request("GET", "/c/x", headers={"Range": "bytes=0-0"})
+    assert s == 206, "a range request is not answered from the cache"
+    assert cache_fields(p, 5) == ["none", "none", "miss", "hit", "none"]
+    # whatever cache-response says, a 206 or 304 the backend chose to send is not kept
+    for st in (206, 304):
+        first = get(p, "/c/s?status=%d" % st)
+        assert first[0] == st
+        assert p.request("GET", "/c/s?status=%d" % st)[1]["x-backend-n"] != first[1]["x-backend-n"]
+
+
+def test_public_becomes_private_for_per_caller_entries(counting, portico):
+    p = portico(config(counting, inbound=[lookup(**{"downstream-caching-type": "public",
+                                                    "vary-by-header": "Authorization",
+                                                    "allow-private-response-caching": True})]))
+    auth = {"Authorization": "Bearer one"}
+    _, h1, _, _ = get(p, "/c/x", auth)
+    _, h2, _, n = get(p, "/c/x", auth)
+    assert n == 1
+    assert h1["cache-control"].startswith("private, max-age=")
+    assert h2["cache-control"].startswith("private, max-age=")
+
+
+def test_backend_age_is_not_passed_on_a_stored_miss(counting, portico):
+    p = portico(config(counting, inbound=[lookup(**{"downstream-caching-type": "private"})]))
+    _, h1, _, _ = get(p, "/c/x?age=300")
+    assert "age" not in h1 and h1["cache-control"].startswith("private, max-age=60")
+    _, h2, _, n = get(p, "/c/x?age=300")
+    assert n == 1 and int(h2["age"]) < 5
 
 
 def test_private_responses_are_kept_when_allowed(counting, portico):
@@ -447,6 +657,50 @@ def test_entry_size_cap_and_unannounced_lengths(counting, portico):
     assert get(p, "/c/d?size=100&chunked=1")[3] == small[3] + 1
 
 
+def test_bodies_past_the_buffer_limit_are_not_read(counting, portico):
+    """limits.bufferSize under 2 MiB: a body past it is not stored (reading it would fail the
+    response with 502); one under it is."""
+    p = portico(config(counting, limits={"bufferSize": "64k"}))
+    for _ in range(2):
+        s, _, body, n = get(p, "/c/big?size=%d" % (100 * 1024))
+        assert s == 200 and len(body) == 100 * 1024
+    assert counting.count() == 2
+    assert [get(p, "/c/small?size=%d" % (60 * 1024))[3] for _ in range(2)] == [3, 3]
+
+
+def test_backend_that_breaks_its_body_is_not_stored(portico):
+    """A backend announcing 1000 bytes, sending 10 and closing: the reading fails the response
+    (as any broken response does), nothing is stored, the gateway goes on."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    calls = []
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.recv(65536)
+                calls.append(1)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+
+    class B:
+        url = "http://127.0.0.1:%d" % srv.getsockname()[1]
+    try:
+        p = portico(config(B))
+        for _ in range(2):
+            s, _, _ = p.request("GET", "/c/x")
+            assert s == 502
+        assert len(calls) == 2
+    finally:
+        srv.close()
+
+
 # ------------------------------------------------------------- durations
 
 def test_duration_expression_and_expiry(counting, portico):
@@ -522,17 +776,18 @@ def test_internal_cache_off(counting, portico):
 
 # -------------------------------------------------------------- the value cache
 
-def value_config(backend, caching_type="prefer-external", **extra):
-    """GET /c/put?k=&v=&ttl= stores; /c/get?k= reads into X-Value (X-Default when default=1); /c/del?k= removes."""
+def value_inbound(prefix="/c", caching_type="prefer-external"):
+    """GET <prefix>/put?k=&v=&ttl= stores; <prefix>/get?k= reads into X-Value (X-Default when default=1);
+    <prefix>/del?k= removes."""
     t = {"caching-type": caching_type}
     q = "context.request.url.query"
-    inbound = [
+    return [
         {"choose": [
-            {"when": "@(context.request.url.path == '/c/put')",
+            {"when": "@(context.request.url.path == '%s/put')" % prefix,
              "then": [{"cache-store-value": dict(t, key="@(%s.k)" % q, value="@(%s.v)" % q,
                                                  duration="@(%s.ttl or '60')" % q)},
                       {"return-response": {"set-status": {"code": 204}}}]},
-            {"when": "@(context.request.url.path == '/c/del')",
+            {"when": "@(context.request.url.path == '%s/del')" % prefix,
              "then": [{"cache-remove-value": dict(t, key="@(%s.k)" % q)},
                       {"return-response": {"set-status": {"code": 204}}}]},
             {"when": "@(%s.default == '1')" % q,
@@ -544,21 +799,25 @@ def value_config(backend, caching_type="prefer-external", **extra):
                                              "value": "@(context.variables.got == nil and '(nil)' or "
                                                       "tostring(context.variables.got))"}]}},
     ]
-    return config(backend, inbound=inbound, outbound=[], **extra)
 
 
-def value_get(p, key, **q):
+def value_config(backend, caching_type="prefer-external", **extra):
+    """API c at /c with value_inbound's policies."""
+    return config(backend, inbound=value_inbound("/c", caching_type), outbound=[], **extra)
+
+
+def value_get(p, key, prefix="/c", **q):
     q["k"] = key
-    s, h, _ = p.request("GET", "/c/get?" + urllib.parse.urlencode(q))
+    s, h, _ = p.request("GET", prefix + "/get?" + urllib.parse.urlencode(q))
     assert s == 200
     return h["x-value"]
 
 
-def value_put(p, key, value, ttl=None):
+def value_put(p, key, value, ttl=None, prefix="/c"):
     q = {"k": key, "v": value}
     if ttl is not None:
         q["ttl"] = ttl
-    assert p.request("GET", "/c/put?" + urllib.parse.urlencode(q))[0] == 204
+    assert p.request("GET", prefix + "/put?" + urllib.parse.urlencode(q))[0] == 204
 
 
 def value_del(p, key):
@@ -594,15 +853,6 @@ def test_value_cache_in_memory(counting, portico):
     assert counting.count() == 0
 
 
-def test_value_keys_cannot_reach_cached_responses(counting, portico):
-    """Values live under "v:", responses under "r:" + a hash: a value key that looks like a
-    response key stores beside it."""
-    cfg = value_config(counting, "internal")
-    p = portico(cfg)
-    value_put(p, "r:" + "0" * 64, "junk")
-    assert wait_for(lambda: value_get(p, "r:" + "0" * 64) == "junk", what="the value")
-
-
 def test_value_key_errors_at_request_time(counting, portico):
     p = portico(value_config(counting, "internal"))
     s, _, _ = p.request("GET", "/c/get?k=")
@@ -612,3 +862,164 @@ def test_value_key_errors_at_request_time(counting, portico):
     s, _, _ = p.request("GET", "/c/put?k=a&v=b&ttl=soon")
     assert s == 500
 
+
+
+# ------------------------------------------------------------------ Redis
+
+from redis_helpers import redis_server  # noqa: E402,F401  (the fixture)
+
+
+def redis_keys(r, pattern):
+    return sorted(k.decode() for k in (r.command("KEYS", pattern) or []))
+
+
+def test_value_keys_cannot_reach_cached_responses(counting, portico, redis_server):
+    """A value stored under the exact text of a cached response's key lands beside it (portico:v:r:...),
+    and the response is still served."""
+    r = redis_server()
+    resp = {"id": "resp", "path": "resp", "serviceUrl": counting.url, "subscriptionRequired": False,
+            "operations": [{"id": "any", "method": "*", "urlTemplate": "/*"}],
+            "policies": {"inbound": ["base", lookup(**{"caching-type": "external"})],
+                         "outbound": ["base", store()]}}
+    p = portico(value_config(counting, "external", apis=[resp], cache={"redis": r.url}))
+    assert get(p, "/resp/x")[3] == 1
+    key = wait_for(lambda: redis_keys(r, "portico:r:*"), what="the entry in Redis")[0]
+    inner = key[len("portico:"):]
+    value_put(p, inner, "junk")
+    wait_for(lambda: r.command("GET", "portico:v:" + inner) == b"junk", what="the value beside the entry")
+    assert r.command("GET", key).startswith(b"PTC1"), "the cached response is untouched"
+    assert get(p, "/resp/x")[3] == 1
+    assert value_get(p, inner) == "junk"
+
+
+def test_workspaces_have_their_own_values(counting, portico, redis_server):
+    """The service and two workspaces store and read the same literal key: each sees its own value.
+    A workspace's APIs use the internal cache only (APIM), even with caching-type external: nothing
+    of theirs reaches Redis."""
+    r = redis_server()
+
+    def api(aid, ws=None):
+        a = {"id": aid, "path": aid, "serviceUrl": counting.url, "subscriptionRequired": False,
+             "operations": [{"id": "any", "method": "*", "urlTemplate": "/*"}],
+             "policies": {"inbound": value_inbound("/" + aid, "external")}}
+        if ws:
+            a["workspace"] = ws
+        return a
+    cfg = value_config(counting, "external", apis=[api("wa", "wsa"), api("wb", "wsb")],
+                       cache={"redis": r.url})
+    cfg["workspaces"] = [{"id": "wsa"}, {"id": "wsb"}]
+    p = portico(cfg)
+    value_put(p, "backend-token", "service-secret")
+    wait_for(lambda: value_get(p, "backend-token") == "service-secret", what="the service's value")
+    assert value_get(p, "backend-token", prefix="/wa") == "(nil)", "a workspace cannot read the service's"
+    value_put(p, "backend-token", "from-a", prefix="/wa")
+    wait_for(lambda: value_get(p, "backend-token", prefix="/wa") == "from-a", what="wsa's value")
+    assert value_get(p, "backend-token", prefix="/wb") == "(nil)", "nor another workspace's"
+    value_put(p, "backend-token", "from-b", prefix="/wb")
+    wait_for(lambda: value_get(p, "backend-token", prefix="/wb") == "from-b", what="wsb's value")
+    assert value_get(p, "backend-token", prefix="/wa") == "from-a"
+    assert value_get(p, "backend-token") == "service-secret", "nothing a workspace wrote reached the service"
+    # a workspace's key spelled like another scope's store key does not reach it either
+    value_put(p, "4:wsb:backend-token", "forged", prefix="/wa")
+    assert value_get(p, "backend-token", prefix="/wb") == "from-b"
+    p.request("GET", "/wa/del?k=backend-token")
+    assert value_get(p, "backend-token") == "service-secret"
+    assert redis_keys(r, "portico:*") == ["portico:v:backend-token"], "workspace values stay in the node"
+
+
+def test_value_cache_in_redis(counting, portico, redis_server):
+    r = redis_server()
+    p = portico(value_config(counting, "external", cache={"redis": r.url}))
+    exercise_value_cache(p)
+    value_put(p, "seen", "in redis")
+    wait_for(lambda: r.command("GET", "portico:v:seen") == b"in redis", what="the value in Redis")
+    ttl = r.command("TTL", "portico:v:seen")
+    assert 50 <= ttl <= 60
+    # a value Redis holds that the gateway did not write is read as it is
+    r.command("SET", "portico:v:outside", "from elsewhere")
+    assert value_get(p, "outside") == "from elsewhere"
+
+
+def test_response_cache_in_redis(counting, portico, redis_server):
+    r = redis_server()
+    p = portico(config(counting, inbound=[lookup(**{"downstream-caching-type": "public"})],
+                       outbound=[store(90)], cache={"redis": r.url}))
+    assert get(p, "/c/items/1")[3] == 1
+    keys = wait_for(lambda: redis_keys(r, "portico:r:*"), what="the entry in Redis")
+    assert len(keys) == 1 and len(keys[0]) == len("portico:r:") + 64
+    assert 80 <= r.command("TTL", keys[0]) <= 90
+    s, h, _, n = get(p, "/c/items/1")
+    assert (s, n) == (200, 1) and int(h["age"]) >= 0
+    assert h["cache-control"].startswith("public, max-age=")
+    assert counting.count() == 1
+    assert cache_fields(p, 2) == ["miss", "hit"]
+    # caching-type internal keeps to the node's cache even with Redis configured
+    cfg = config(counting, inbound=[lookup(**{"caching-type": "internal"})], cache={"redis": r.url})
+    p.reload(cfg)
+    r.command("FLUSHALL")
+    assert [get(p, "/c/items/9")[3] for _ in range(2)] == [2, 2]
+    assert redis_keys(r, "portico:*") == []
+
+
+def test_damaged_entries_in_redis_are_misses(counting, portico, redis_server):
+    """Whatever Redis holds under a response key -- cut, foreign, header injection -- is a miss:
+    the backend answers, nothing breaks, and the entry is written afresh."""
+    r = redis_server()
+    p = portico(config(counting, cache={"redis": r.url}))
+    assert get(p, "/c/x")[3] == 1
+    key = wait_for(lambda: redis_keys(r, "portico:r:*"), what="the entry in Redis")[0]
+    good = r.command("GET", key)
+    assert good.startswith(b"PTC1")
+    bad_values = [b"", b"garbage", good[:len(good) // 2], good + b"x",
+                  good.replace(b"Content-Type", b"Content\nType"),
+                  good.replace(b"application/json", b"applic\r\nX-E: 1on")]  # same length: framing holds
+    assert all(len(b) == len(good) for b in bad_values[-2:])
+    n = 1
+    for bad in bad_values:
+        r.command("SET", key, bad)
+        s, h, body, got = get(p, "/c/x")
+        n += 1
+        assert (s, got) == (200, n), bad
+        assert "x-e" not in h
+        wait_for(lambda: r.command("GET", key) != bad, what="the entry written afresh")
+        assert get(p, "/c/x")[3] == n, "the fresh entry is a hit"
+    assert counting.count() == n
+
+
+def test_redis_down_mid_run_fails_no_request(counting, portico, redis_server):
+    r = redis_server()
+    p = portico(config(counting, cache={"redis": r.url, "commandTimeout": "100ms"}))
+    assert [get(p, "/c/items/1")[3] for _ in range(2)] == [1, 1]
+    r.kill()
+    results = [get(p, "/c/items/1") for _ in range(5)]
+    assert all(x[0] == 200 for x in results), [x[0] for x in results]
+    assert [x[3] for x in results] == [2, 3, 4, 5, 6], "down: every lookup misses, the backend answers"
+    r.start()
+    wait_for(lambda: get(p, "/c/items/1")[3] == get(p, "/c/items/1")[3], timeout=15,
+             what="the cache working again after Redis came back")
+
+
+def test_value_lookups_as_wait_lanes_in_redis(counting, portico, redis_server):
+    """cache-lookup-value children of wait (all): both lookups run through Redis, both variables arrive;
+    a paused Redis makes them miss after commandTimeout, never fails the request."""
+    r = redis_server()
+    r.command("SET", "portico:v:one", "1")
+    r.command("SET", "portico:v:two", "2")
+    t = {"caching-type": "external"}
+    inbound = [
+        {"wait": {"for": "all", "policies": [
+            {"cache-lookup-value": dict(t, key="one", **{"variable-name": "a"})},
+            {"cache-lookup-value": dict(t, key="two", **{"variable-name": "b", "default-value": "none"})}]}},
+        {"return-response": {"set-status": {"code": 200},
+                             "set-header": [{"name": "X-Got", "value": "@(tostring(context.variables.a) .. ',' .. "
+                                                                       "tostring(context.variables.b))"}]}},
+    ]
+    p = portico(config(counting, inbound=inbound, outbound=[],
+                       cache={"redis": r.url, "commandTimeout": "200ms"}))
+    s, h, _ = p.request("GET", "/c/x")
+    assert (s, h["x-got"]) == (200, "1,2")
+    r.pause(1.5)
+    t0 = time.monotonic()
+    s, h, _ = p.request("GET", "/c/x")
+    assert (s, h["x-got"]) == (200, "nil,none"), "a Redis that does not answer is a miss"
+    assert time.monotonic() - t0 < 1.2, "the lookups gave up at commandTimeout"

@@ -51,7 +51,9 @@
  *                    non-blocking client); var_set_response and
  *                    var_get_response (a response held in a variable);
  *                    cache_get, cache_put, cache_del and cache_mark (the
- *                    node's caches, internal or Redis); PT_FACT_USER_GROUPS.
+ *                    node's caches, internal or Redis); the facts
+ *                    PT_FACT_USER_GROUPS, PT_FACT_BUFFER_SIZE and
+ *                    PT_FACT_WORKSPACE_ID.
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -515,6 +517,8 @@ enum {
     PT_FACT_CLIENT_CERT,        /* the TLS client certificate (PEM), empty without one */
     PT_FACT_CLIENT_CERT_VERIFY, /* "ok", or why it does not verify against the listener's clientCa */
     PT_FACT_USER_GROUPS,        /* ABI 1.7: the subscription owner's group ids, comma-separated, sorted */
+    PT_FACT_BUFFER_SIZE,  /* ABI 1.7: limits.bufferSize in bytes (decimal): the largest body body_get reads */
+    PT_FACT_WORKSPACE_ID, /* ABI 1.7: the API's workspace, empty for a service-level API */
 };
 
 /* Log levels for api->log. */
