@@ -495,6 +495,11 @@ static const struct pt_cfkey upstream_keys[] = {
      .doc = "A pooled connection idle this long is closed."},
     {"maxIdleConnections", PT_CT_INT, offsetof(struct pt_conf, upstream.max_idle), 0, 0, 100000,
      .def = "`64`", .doc = "Pooled connections kept per backend address per worker; `0` disables pooling."},
+    {"maxPools", PT_CT_INT, offsetof(struct pt_conf, upstream.max_pools), 0, 1, 1000000, .def = "`4096`",
+     .doc = "Connection pools (one per backend address, TLS identity and proxy) a worker keeps. Targets "
+            "computed per request (`set-backend-service` or `proxy` with expressions) each add one; past "
+            "this many, the pools without a connection are dropped, and when none is, calls to a new "
+            "target are made without keeping their connection."},
     {"caFile", PT_CT_STR, offsetof(struct pt_conf, upstream.ca_file), PT_CF_PATH, .def = "the system store",
      .doc = "PEM bundle of the CAs trusted for https backends."},
     {"verify", PT_CT_BOOL, offsetof(struct pt_conf, upstream.verify), 0, .def = "`true`",
@@ -1591,6 +1596,7 @@ static void set_defaults(struct pt_conf *cf)
     cf->upstream.read_timeout = 300000;
     cf->upstream.idle_timeout = 60000;
     cf->upstream.max_idle = 64;
+    cf->upstream.max_pools = 4096;
     cf->upstream.verify = true;
     cf->upstream.forwarded = PT_FWD_XFF | PT_FWD_XFP | PT_FWD_XFH | PT_FWD_FORWARDED;
     cf->upstream.request_id_header = "X-Request-Id";

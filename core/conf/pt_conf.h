@@ -83,6 +83,7 @@ struct pt_api_cf {
     char *path;        /* URL suffix without leading/trailing '/'; "" = root */
     char *host;        /* optional: only requests for this host */
     char *service_url; /* backend base URL */
+    char *backend_id;  /* backendId: a backend entity, which wins over serviceUrl */
     bool subscription_required;
     char *key_header;   /* subscription key header name */
     char *key_query;    /* subscription key query parameter */
@@ -127,6 +128,7 @@ struct pt_upstream_cf {
     uint32_t read_timeout; /* between two reads from the backend: 504 */
     uint32_t idle_timeout; /* pooled keep-alive connections */
     int64_t max_idle;      /* pooled connections per backend per worker */
+    int64_t max_pools;     /* connection pools (targets) per worker; past it, unused ones are dropped */
     char *ca_file;         /* for https backends; NULL = system store */
     bool verify;
     struct pt_tls_cf tls;    /* towards https backends */
@@ -226,12 +228,34 @@ struct pt_subscription_cf {
     struct pt_node *node;
 };
 
+struct pt_cbrule; /* conf/pt_genmodel.h */
+
+/* A pool's member as written (its id is checked with the other references). */
+struct pt_cfmember {
+    char *id;
+    int weight, priority;
+    struct pt_node *node;
+};
+
 struct pt_backend_cf {
     char *id;
     char *workspace;
-    char *url;
+    char *url; /* NULL for a pool */
     char *protocol;
     char *description;
+    int type;                    /* PT_BE_SINGLE | PT_BE_POOL (conf/pt_genmodel.h) */
+    struct pt_node *credentials; /* {header, query, certificate, authorization}: checked by the reader */
+    bool tls_chain, tls_name;    /* tls.validateCertificateChain / validateCertificateName */
+    struct pt_node *breaker;     /* circuitBreaker: {rules: [...]} */
+    struct pt_cbrule *rules;     /* ... compiled by the reader */
+    int nrules;
+    struct pt_node *pool;        /* pool: {services: [{id, weight, priority}]} */
+    struct pt_cfmember *members; /* ... read */
+    int nmembers;
+    bool hc_on; /* healthCheck is present */
+    char *hc_path;
+    uint32_t hc_interval, hc_timeout;
+    int64_t hc_healthy, hc_unhealthy;
     struct pt_node *node;
 };
 
@@ -490,6 +514,7 @@ extern const char *const pt_conf_entities_user_states[];
 extern const char *const pt_conf_entities_group_types[];
 extern const char *const pt_conf_entities_versioning_schemes[];
 extern const char *const pt_conf_entities_api_types[];
+extern const char *const pt_conf_entities_backend_types[];
 extern const char *const pt_conf_entities_logger_types[];
 /* Schema content types whose schema is a JSON `document` (the others carry text in `value`). */
 bool pt_conf_entities_json_schema_type(const char *content_type);
@@ -509,6 +534,9 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs);
 /* Parses an ISO 8601 date ("2027-01-31") or time ("2027-01-31T12:00:00Z",
    fractions, "+02:00" offsets; no zone = UTC) into Unix ms; false if invalid. */
 bool pt_conf_entities_parse_iso8601(const char *s, int64_t *ms);
+/* An ISO 8601 duration (PT30S, PT1M, P1DT2H, PT0.5S) or the configuration's own forms (30s, 250ms),
+   in milliseconds; false when it is neither or passes a day. */
+bool pt_conf_entities_parse_duration(const char *s, uint64_t *ms);
 bool pt_conf_entities_parse_sub_scope(const char *scope, enum pt_sub_scope *kind, const char **id);
 /* The user id of a subscription's ownerId ("/users/ID", perhaps after a service path; the id holds no
    "/"), pointing into owner_id; NULL when it names no user. The one rule for "whose subscription". */

@@ -6,6 +6,7 @@
  * workspace takes requests that an API outside it would serve.
  */
 #include "conf/pt_conf.h"
+#include "conf/pt_genmodel.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +194,52 @@ static void check_workspace_claims(const struct pt_conf *cf, struct pt_errors *e
     }
 }
 
+/* A backend another entity of workspace `ws` may use: its own scope's or a service-level one. */
+static bool backend_visible(const struct pt_backend_cf *b, const char *ws)
+{
+    return !b->workspace || !*b->workspace || same_ws(b->workspace, ws);
+}
+
+/*
+ * Backends: a pool's services are known Single backends of a scope the pool
+ * sees (pools do not nest, which also rules out loops); an API's backendId is
+ * a known backend of its scope or the service level, and an API names a
+ * backend or a serviceUrl.
+ */
+static void check_backends(const struct pt_conf *cf, const struct idset *bes, struct pt_errors *errs)
+{
+    for (int i = 0; i < cf->nbackends; i++) {
+        const struct pt_backend_cf *b = &cf->backends[i];
+        struct pt_node *sv = pt_node_get(pt_node_get(b->node, "pool"), "services");
+        for (int k = 0; k < b->nmembers; k++) {
+            const struct pt_cfmember *m = &b->members[k];
+            struct pt_node *at = pt_node_get(m->node, "id") ?: (sv ? sv : b->node);
+            int mi = idset_find(bes, m->id);
+            if (mi < 0)
+                pt_node_error(errs, at, "backend '%s': pool service '%s' is not a backend", b->id, m->id);
+            else if (cf->backends[mi].type == PT_BE_POOL)
+                pt_node_error(errs, at,
+                              "backend '%s': pool service '%s' is itself a pool (pools cannot be nested)",
+                              b->id, m->id);
+            else if (!backend_visible(&cf->backends[mi], b->workspace))
+                pt_node_error(errs, at, "backend '%s' %s cannot use backend '%s' %s", b->id,
+                              ws_phrase(b->workspace), m->id, ws_phrase(cf->backends[mi].workspace));
+        }
+    }
+    for (int i = 0; i < cf->napis; i++) {
+        const struct pt_api_cf *a = &cf->apis[i];
+        if (!a->backend_id)
+            continue;
+        int bi = idset_find(bes, a->backend_id);
+        struct pt_node *at = pt_node_get(a->node, "backendId") ?: a->node;
+        if (bi < 0)
+            pt_node_error(errs, at, "API '%s': backendId '%s' is not a backend", a->id, a->backend_id);
+        else if (!backend_visible(&cf->backends[bi], a->workspace))
+            pt_node_error(errs, at, "API '%s' %s cannot use backend '%s' %s", a->id, ws_phrase(a->workspace),
+                          a->backend_id, ws_phrase(cf->backends[bi].workspace));
+    }
+}
+
 /* An entity's workspace must exist ("" is the service level). */
 static void check_workspace(const struct idset *ws, const char *kind, const char *id, const char *w,
                             const struct pt_node *node, struct pt_errors *errs)
@@ -211,6 +258,8 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
     IDSET(&users, cf->users, cf->nusers, struct pt_user_cf);
     IDSET(&vsets, cf->version_sets, cf->nversion_sets, struct pt_versionset_cf);
     IDSET(&wss, cf->workspaces, cf->nworkspaces, struct pt_workspace_cf);
+    struct idset bes;
+    IDSET(&bes, cf->backends, cf->nbackends, struct pt_backend_cf);
     for (int i = 0; i < cf->nproducts; i++) {
         const struct pt_product_cf *p = &cf->products[i];
         struct pt_node *an = pt_node_get(p->node, "apis"), *gn = pt_node_get(p->node, "groups");
@@ -247,6 +296,7 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
     for (int i = 0; i < cf->nbackends; i++)
         check_workspace(&wss, "backend", cf->backends[i].id, cf->backends[i].workspace, cf->backends[i].node,
                         errs);
+    check_backends(cf, &bes, errs);
     for (int i = 0; i < cf->nversion_sets; i++)
         check_workspace(&wss, "version set", cf->version_sets[i].id, cf->version_sets[i].workspace,
                         cf->version_sets[i].node, errs);
@@ -306,7 +356,7 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
         check_workspace(&wss, "API", a->id, a->workspace, a->node, errs);
     }
     check_workspace_claims(cf, errs);
-    struct idset *all[] = {&apis, &groups, &products, &users, &vsets, &wss};
+    struct idset *all[] = {&apis, &groups, &products, &users, &vsets, &wss, &bes};
     for (size_t i = 0; i < PT_ARRAY_LEN(all); i++)
         idset_free(all[i]);
     return errs->n == before;

@@ -9,6 +9,7 @@
 #include "conf/pt_conf.h"
 
 #include "conf/pt_conf_int.h"
+#include "conf/pt_genmodel.h"
 
 #include "base/pt_log.h"
 #include "base/pt_url.h"
@@ -570,6 +571,9 @@ const struct pt_cfkey pt_conf_entities_api_keys[] = {
      .form = "URL",
      .doc = "The backend base URL, `http://` or `https://`, with an optional path; no query, fragment or "
             "user info."},
+    {"backendId", PT_CT_STR, offsetof(struct pt_api_cf, backend_id), 0,
+     .doc = "A backend (see `backends`) of the API's own scope or the service level that forward-request "
+            "calls; it wins over `serviceUrl`, which may then be left out."},
     {"subscriptionRequired", PT_CT_BOOL, offsetof(struct pt_api_cf, subscription_required), 0,
      .def = "`true`",
      .doc = "Calls must carry a valid subscription key (see [the access "
@@ -1210,30 +1214,516 @@ bool pt_conf_entities_read_subs(struct pt_cfctx *cx, struct pt_node *n, void *fi
     return ok;
 }
 
+/* ---------------------------------------------------------------- backends */
+
+const char *const pt_conf_entities_backend_types[] = {"Single", "Pool", NULL};
+
 static void backend_init(void *p)
 {
-    ((struct pt_backend_cf *)p)->workspace = "";
+    struct pt_backend_cf *b = p;
+    b->workspace = "";
+    b->tls_chain = true;
+    b->tls_name = true;
+    b->hc_path = "/";
+    b->hc_interval = 10000;
+    b->hc_timeout = 2000;
+    b->hc_healthy = 2;
+    b->hc_unhealthy = 3;
 }
+
+bool pt_conf_entities_parse_duration(const char *s, uint64_t *ms)
+{
+    if (!s || !*s)
+        return false;
+    if (s[0] != 'P' && s[0] != 'p')
+        return pt_schema_parse_duration_ms(s, ms) && *ms <= 86400000ull;
+    /* P[nD][T[nH][nM][n[.f]S]]: weeks, months and years are not lengths of time we take */
+    const char *p = s + 1;
+    bool in_time = false, any = false;
+    double total = 0;
+    int last = -1;
+    for (int steps = 0; *p && steps < 8; steps++) {
+        if (*p == 'T' || *p == 't') {
+            if (in_time)
+                return false;
+            in_time = true;
+            p++;
+            continue;
+        }
+        char *end;
+        if (!(*p >= '0' && *p <= '9'))
+            return false;
+        size_t span = strspn(p, "0123456789."); /* digits and one fraction: strtod would take more */
+        double v = strtod(p, &end);
+        if (end != p + span || v > 1e7)
+            return false;
+        char u = (char)toupper((unsigned char)*end);
+        int k = u == 'D' && !in_time  ? 0
+                : u == 'H' && in_time ? 1
+                : u == 'M' && in_time ? 2
+                : u == 'S' && in_time ? 3
+                                      : -1;
+        if (k < 0 || k <= last || (k < 3 && v != (double)(int64_t)v))
+            return false;
+        static const double scale[] = {86400000.0, 3600000.0, 60000.0, 1000.0};
+        total += v * scale[k];
+        last = k;
+        any = true;
+        p = end + 1;
+    }
+    if (*p || !any || total > 86400000.0)
+        return false;
+    *ms = (uint64_t)(total + 0.5);
+    return true;
+}
+
+/* A duration written under `key` of map n into *out (ms); errors name the node. */
+static bool read_duration_at(struct pt_cfctx *cx, struct pt_node *map, const char *key, bool required,
+                             uint32_t *out)
+{
+    struct pt_node *v = pt_node_get(map, key);
+    if (!v) {
+        if (required)
+            pt_node_error(cx->errs, map, "%s is required (an ISO 8601 duration such as PT1M, or 60s)", key);
+        return !required;
+    }
+    uint64_t ms;
+    if (v->kind != PT_N_SCALAR || !pt_conf_entities_parse_duration(v->str, &ms) || ms == 0) {
+        pt_node_error(cx->errs, v,
+                      "%s '%s' is not a duration (ISO 8601 such as PT30S, PT1M, PT0.5S, or 30s, 250ms; above "
+                      "0, at most a day)",
+                      key, v->kind == PT_N_SCALAR ? v->str : pt_node_kind_name(v));
+        return false;
+    }
+    *out = (uint32_t)ms;
+    return true;
+}
+
+static bool header_token(const char *s)
+{
+    if (!*s || strlen(s) > 256)
+        return false;
+    for (const char *c = s; *c; c++)
+        if (!pt_str_tchar[(unsigned char)*c])
+            return false;
+    return true;
+}
+
+/* credentials.header / credentials.query: {name: [values]} (a single value may be a string). */
+static bool check_cred_map(struct pt_cfctx *cx, struct pt_node *n, bool headers)
+{
+    const char *what = headers ? "credentials.header" : "credentials.query";
+    static const char *const reserved[] = {"host",       "content-length", "transfer-encoding",
+                                           "connection", "upgrade",        "te",
+                                           "trailer",    "keep-alive",     NULL};
+    if (n->kind != PT_N_MAP) {
+        pt_node_error(cx->errs, n, "%s is a map of names to lists of values, found %s", what,
+                      pt_node_kind_name(n));
+        return false;
+    }
+    bool ok = true;
+    if (n->n > 64) {
+        pt_node_error(cx->errs, n, "%s holds at most 64 names", what);
+        return false;
+    }
+    for (int i = 0; i < n->n; i++) {
+        struct pt_node *k = pt_node_key(n, i), *v = pt_node_val(n, i);
+        if (headers && !header_token(k->str)) {
+            pt_node_error(cx->errs, k, "'%s' is not a header name", k->str);
+            ok = false;
+        } else if (!headers && (!*k->str || strlen(k->str) > 256 || strpbrk(k->str, "&=#\r\n"))) {
+            pt_node_error(cx->errs, k, "'%s' is not a query parameter name (1 to 256 bytes, no & = #)",
+                          k->str);
+            ok = false;
+        }
+        for (int r = 0; headers && reserved[r]; r++)
+            if (!strcasecmp(k->str, reserved[r])) {
+                pt_node_error(cx->errs, k, "%s is set by the gateway; a credential cannot set it", k->str);
+                ok = false;
+            }
+        int nv = v->kind == PT_N_SEQ ? v->n : 1;
+        if (v->kind == PT_N_MAP || nv == 0 || nv > 16) {
+            pt_node_error(cx->errs, v, "the values of %s are a list of 1 to 16 strings", k->str);
+            ok = false;
+            continue;
+        }
+        for (int j = 0; j < nv; j++) {
+            struct pt_node *x = v->kind == PT_N_SEQ ? v->items[j] : v;
+            if (x->kind != PT_N_SCALAR || x->null || strpbrk(x->str, "\r\n") || strlen(x->str) != x->len) {
+                pt_node_error(cx->errs, x, "a value of %s is a string without CR, LF or NUL", k->str);
+                ok = false;
+            }
+        }
+    }
+    return ok;
+}
+
+static bool read_credentials(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    static const char *const keys[] = {"header", "query", "certificate", "authorization", NULL};
+    if (!known_keys(cx, n, "credentials", keys))
+        return false;
+    bool ok = true;
+    struct pt_node *h = pt_node_get(n, "header"), *q = pt_node_get(n, "query");
+    struct pt_node *c = pt_node_get(n, "certificate"), *a = pt_node_get(n, "authorization");
+    if (h)
+        ok &= check_cred_map(cx, h, true);
+    if (q)
+        ok &= check_cred_map(cx, q, false);
+    if (c) {
+        static const char *const ckeys[] = {"certificate", "key", NULL};
+        if (!known_keys(cx, c, "credentials.certificate", ckeys))
+            ok = false;
+        else
+            for (int i = 0; ckeys[i]; i++) {
+                struct pt_node *x = pt_node_get(c, ckeys[i]);
+                if (!x || x->kind != PT_N_SCALAR || x->null || !*x->str) {
+                    pt_node_error(cx->errs, x ? x : c, "credentials.certificate needs %s (a PEM file)",
+                                  ckeys[i]);
+                    ok = false;
+                }
+            }
+    }
+    if (a) {
+        static const char *const akeys[] = {"scheme", "parameter", NULL};
+        if (!known_keys(cx, a, "credentials.authorization", akeys))
+            ok = false;
+        else {
+            struct pt_node *sc = pt_node_get(a, "scheme"), *pa = pt_node_get(a, "parameter");
+            if (!sc || sc->kind != PT_N_SCALAR || !header_token(sc->str)) {
+                pt_node_error(cx->errs, sc ? sc : a,
+                              "credentials.authorization needs a scheme (a token: Basic, Bearer, ...)");
+                ok = false;
+            }
+            if (pa && (pa->kind != PT_N_SCALAR || strpbrk(pa->str, "\r\n") || strlen(pa->str) != pa->len)) {
+                pt_node_error(cx->errs, pa, "parameter is a string without CR, LF or NUL");
+                ok = false;
+            }
+        }
+    }
+    *(struct pt_node **)field = n;
+    return ok;
+}
+
+static bool read_int_at(struct pt_cfctx *cx, struct pt_node *map, const char *key, int64_t min, int64_t max,
+                        int64_t *out)
+{
+    struct pt_node *v = pt_node_get(map, key);
+    if (!v)
+        return true;
+    char *end = NULL;
+    long long x = v->kind == PT_N_SCALAR && !v->null ? strtoll(v->str, &end, 10) : 0;
+    if (!end || end == v->str || *end || x < min || x > max) {
+        pt_node_error(cx->errs, v, "%s must be an integer from %lld to %lld", key, (long long)min,
+                      (long long)max);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+/* One circuit-breaker rule into r. */
+static bool read_rule(struct pt_cfctx *cx, struct pt_node *n, struct pt_cbrule *r)
+{
+    static const char *const keys[] = {"name", "failureCondition", "tripDuration", "acceptRetryAfter", NULL};
+    static const char *const fkeys[] = {"count",        "percentage", "interval", "statusCodeRanges",
+                                        "errorReasons", NULL};
+    if (!known_keys(cx, n, "a circuit breaker rule", keys))
+        return false;
+    bool ok = true;
+    struct pt_node *name = pt_node_get(n, "name"), *fc = pt_node_get(n, "failureCondition");
+    struct pt_node *ara = pt_node_get(n, "acceptRetryAfter");
+    if (name && (name->kind != PT_N_SCALAR || !pt_conf_entities_text_ok(name->str))) {
+        pt_node_error(cx->errs, name, "name is a string without control characters");
+        ok = false;
+    }
+    r->name = name && name->kind == PT_N_SCALAR ? name->str : "";
+    ok &= read_duration_at(cx, n, "tripDuration", true, &r->trip_ms);
+    if (ara)
+        ok &= pt_schema_bool(cx, ara, &r->accept_retry_after);
+    if (!fc) {
+        pt_node_error(cx->errs, n, "a circuit breaker rule needs a failureCondition");
+        return false;
+    }
+    if (!known_keys(cx, fc, "failureCondition", fkeys))
+        return false;
+    struct pt_node *cnt = pt_node_get(fc, "count"), *pct = pt_node_get(fc, "percentage");
+    if (!cnt && !pct) {
+        pt_node_error(cx->errs, fc, "failureCondition needs count or percentage");
+        ok = false;
+    } else if (cnt && pct) {
+        pt_node_error(cx->errs, pct, "failureCondition takes count or percentage, not both");
+        ok = false;
+    }
+    int64_t v = 0;
+    if (cnt && read_int_at(cx, fc, "count", 1, 1000000, &v))
+        r->count = v;
+    else if (cnt)
+        ok = false;
+    if (pct && read_int_at(cx, fc, "percentage", 1, 100, &v))
+        r->percentage = (int)v;
+    else if (pct)
+        ok = false;
+    ok &= read_duration_at(cx, fc, "interval", true, &r->interval_ms);
+    struct pt_node *ranges = pt_node_get(fc, "statusCodeRanges"), *reasons = pt_node_get(fc, "errorReasons");
+    if (ranges && want_kind(cx, ranges, PT_N_SEQ, "statusCodeRanges")) {
+        struct pt_cbrange *rv = pt_pool_calloc(cx->pool, sizeof(*rv) * (size_t)(ranges->n ? ranges->n : 1));
+        for (int i = 0; i < ranges->n && i < 32; i++) {
+            static const char *const rkeys[] = {"min", "max", NULL};
+            struct pt_node *x = ranges->items[i];
+            int64_t lo = 0, hi = 0;
+            if (!known_keys(cx, x, "a status code range", rkeys)) {
+                ok = false;
+                continue;
+            }
+            struct pt_node *mn = pt_node_get(x, "min"), *mx = pt_node_get(x, "max");
+            if (!mn || !mx) {
+                pt_node_error(cx->errs, x, "a status code range needs min and max (100 to 599)");
+                ok = false;
+                continue;
+            }
+            if (!pt_schema_int(cx, mn, 100, 599, &lo) || !pt_schema_int(cx, mx, 100, 599, &hi)) {
+                ok = false;
+                continue;
+            }
+            if (lo > hi) {
+                pt_node_error(cx->errs, mn, "min %lld is above max %lld", (long long)lo, (long long)hi);
+                ok = false;
+                continue;
+            }
+            rv[r->nranges++] = (struct pt_cbrange){(int)lo, (int)hi};
+        }
+        if (ranges->n > 32) {
+            pt_node_error(cx->errs, ranges, "statusCodeRanges holds at most 32 ranges");
+            ok = false;
+        }
+        r->ranges = rv;
+    } else if (ranges)
+        ok = false;
+    if (reasons && want_kind(cx, reasons, PT_N_SEQ, "errorReasons")) {
+        const char **rs = pt_pool_calloc(cx->pool, sizeof(*rs) * (size_t)(reasons->n ? reasons->n : 1));
+        for (int i = 0; i < reasons->n && i < 32; i++) {
+            struct pt_node *x = reasons->items[i];
+            if (x->kind != PT_N_SCALAR || !header_token(x->str)) {
+                pt_node_error(cx->errs, x,
+                              "an error reason is a word (Timeout, BackendConnectionFailure, ...)");
+                ok = false;
+                continue;
+            }
+            rs[r->nreasons++] = x->str;
+        }
+        if (reasons->n > 32) {
+            pt_node_error(cx->errs, reasons, "errorReasons holds at most 32 reasons");
+            ok = false;
+        }
+        r->reasons = rs;
+    } else if (reasons)
+        ok = false;
+    if (ok && !r->nranges && !r->nreasons) {
+        pt_node_error(cx->errs, fc,
+                      "failureCondition needs statusCodeRanges or errorReasons (what is a failure)");
+        ok = false;
+    }
+    return ok;
+}
+
+static bool read_breaker(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_backend_cf *b =
+        (struct pt_backend_cf *)((char *)field - offsetof(struct pt_backend_cf, breaker));
+    static const char *const keys[] = {"rules", NULL};
+    *(struct pt_node **)field = n;
+    if (!known_keys(cx, n, "circuitBreaker", keys))
+        return false;
+    struct pt_node *rules = pt_node_get(n, "rules");
+    if (!rules || rules->kind != PT_N_SEQ || rules->n == 0 || rules->n > 16) {
+        pt_node_error(cx->errs, rules ? rules : n, "circuitBreaker needs rules: a list of 1 to 16 rules");
+        return false;
+    }
+    b->rules = pt_pool_calloc(cx->pool, sizeof(*b->rules) * (size_t)rules->n);
+    bool ok = true;
+    for (int i = 0; i < rules->n; i++)
+        ok &= read_rule(cx, rules->items[i], &b->rules[b->nrules++]);
+    return ok;
+}
+
+static bool read_pool(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_backend_cf *b = (struct pt_backend_cf *)((char *)field - offsetof(struct pt_backend_cf, pool));
+    static const char *const keys[] = {"services", NULL};
+    static const char *const skeys[] = {"id", "weight", "priority", NULL};
+    *(struct pt_node **)field = n;
+    if (!known_keys(cx, n, "pool", keys))
+        return false;
+    struct pt_node *sv = pt_node_get(n, "services");
+    if (!sv || sv->kind != PT_N_SEQ || sv->n == 0 || sv->n > 256) {
+        pt_node_error(cx->errs, sv ? sv : n, "a pool needs services: a list of 1 to 256 backends");
+        return false;
+    }
+    b->members = pt_pool_calloc(cx->pool, sizeof(*b->members) * (size_t)sv->n);
+    bool ok = true;
+    for (int i = 0; i < sv->n; i++) {
+        struct pt_node *x = sv->items[i];
+        if (!known_keys(cx, x, "a pool service", skeys)) {
+            ok = false;
+            continue;
+        }
+        struct pt_node *id = pt_node_get(x, "id");
+        if (!id || id->kind != PT_N_SCALAR || !pt_conf_entities_valid_id(id->str)) {
+            pt_node_error(cx->errs, id ? id : x, "a pool service needs the id of a backend");
+            ok = false;
+            continue;
+        }
+        int64_t w = 1, p = 0;
+        if (!read_int_at(cx, x, "weight", 1, 1000, &w) || !read_int_at(cx, x, "priority", 0, 100, &p)) {
+            ok = false;
+            continue;
+        }
+        for (int k = 0; k < b->nmembers; k++)
+            if (!strcmp(b->members[k].id, id->str)) {
+                pt_node_error(cx->errs, id, "backend '%s' is listed twice in this pool", id->str);
+                ok = false;
+            }
+        b->members[b->nmembers++] = (struct pt_cfmember){id->str, (int)w, (int)p, x};
+    }
+    return ok;
+}
+
+static bool read_backend_url(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    if (n->kind == PT_N_SCALAR && strncasecmp(n->str, "http://", 7) && strncasecmp(n->str, "https://", 8)) {
+        pt_node_error(cx->errs, n, "url '%s' must start with http:// or https://", n->str);
+        return false;
+    }
+    return read_service_url(cx, n, field);
+}
+
+static bool read_hc_path(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s;
+    if (!pt_schema_str(cx, n, &s, false))
+        return false;
+    for (const char *c = s; *c; c++)
+        if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f || *c == '#') {
+            pt_node_error(cx->errs, n, "path '%s' holds a character a request target may not", s);
+            return false;
+        }
+    if (s[0] != '/' || strlen(s) > 2048) {
+        pt_node_error(cx->errs, n, "path '%s' must start with '/' (at most 2048 bytes)", s);
+        return false;
+    }
+    *(char **)field = s;
+    return true;
+}
+
+static const struct pt_cfkey backend_tls_keys[] = {
+    {"validateCertificateChain", PT_CT_BOOL, offsetof(struct pt_backend_cf, tls_chain), 0, .def = "`true`",
+     .doc = "Check the https backend's certificate chain against `upstream.caFile` (or the system's CAs); "
+            "`false` accepts any certificate (also without `upstream.verify: false`)."},
+    {"validateCertificateName", PT_CT_BOOL, offsetof(struct pt_backend_cf, tls_name), 0, .def = "`true`",
+     .doc = "Check that the certificate names the url's host."},
+    {0},
+};
+
+static const struct pt_cfkey backend_health_keys[] = {
+    {"path", PT_CT_CUSTOM, offsetof(struct pt_backend_cf, hc_path), 0, .fn = read_hc_path, .form = "string",
+     .def = "`/`", .doc = "The path probed with GET (after the url's path); 2xx and 3xx are healthy."},
+    {"interval", PT_CT_MS, offsetof(struct pt_backend_cf, hc_interval), 0, 100, 3600000, .def = "`10s`",
+     .doc = "Between two probes."},
+    {"timeout", PT_CT_MS, offsetof(struct pt_backend_cf, hc_timeout), 0, 10, 600000, .def = "`2s`",
+     .doc = "One probe, from connecting to the end of the answer."},
+    {"healthyThreshold", PT_CT_INT, offsetof(struct pt_backend_cf, hc_healthy), 0, 1, 100, .def = "`2`",
+     .doc = "Consecutive healthy probes that bring a backend marked down back."},
+    {"unhealthyThreshold", PT_CT_INT, offsetof(struct pt_backend_cf, hc_unhealthy), 0, 1, 100, .def = "`3`",
+     .doc = "Consecutive failed probes that mark a backend down."},
+    {0},
+};
 
 const struct pt_cfkey pt_conf_entities_backend_keys[] = {
     {"id", PT_CT_STR, offsetof(struct pt_backend_cf, id), PT_CF_REQUIRED,
-     .doc = "Unique; letters, digits and `-_.~`."},
+     .doc = "Unique; letters, digits and `-_.~`. An API's `backendId`, a pool's services and "
+            "`set-backend-service backend-id` name it."},
     {"workspace", PT_CT_STR, offsetof(struct pt_backend_cf, workspace), 0, .def = "service level",
      .doc = "The workspace the backend belongs to."},
-    {"url", PT_CT_CUSTOM, offsetof(struct pt_backend_cf, url), PT_CF_REQUIRED, .fn = read_service_url,
-     .form = "URL", .doc = "The backend's base URL, with the rules of an API's `serviceUrl`."},
+    {"type", PT_CT_ENUM, offsetof(struct pt_backend_cf, type), 0, .enums = pt_conf_entities_backend_types,
+     .def = "`Single`",
+     .doc = "`Single` (one url) or `Pool` (requests spread over `pool.services`; see "
+            "[backends.md](backends.md))."},
+    {"url", PT_CT_CUSTOM, offsetof(struct pt_backend_cf, url), 0, .fn = read_backend_url, .form = "URL",
+     .doc =
+         "A `Single` backend's base URL (`http://` or `https://`), with the rules of an API's `serviceUrl`; "
+         "required for `Single`, refused on a `Pool`."},
     {"protocol", PT_CT_STR, offsetof(struct pt_backend_cf, protocol), 0, .doc = "APIM's protocol (`http`)."},
     {"description", PT_CT_STR, offsetof(struct pt_backend_cf, description), PT_CF_EMPTY_OK,
      .doc = "Free text."},
+    {"credentials", PT_CT_CUSTOM, offsetof(struct pt_backend_cf, credentials), 0, .fn = read_credentials,
+     .form = "map",
+     .doc = "Sent with every forwarded request: `{header: {name: [values]}, query: {name: [values]}, "
+            "certificate: {certificate, key} (PEM files), authorization: {scheme, parameter}}`; values may "
+            "use `{{named values}}`."},
+    {"tls", PT_CT_MAP, 0, 0, .sub = backend_tls_keys, .doc = "Certificate checks towards an https url."},
+    {"circuitBreaker", PT_CT_CUSTOM, offsetof(struct pt_backend_cf, breaker), 0, .fn = read_breaker,
+     .form = "map",
+     .doc = "`{rules: [{name, failureCondition: {count | percentage, interval, statusCodeRanges: [{min, "
+            "max}], errorReasons: [...]}, tripDuration, acceptRetryAfter}]}`; durations in ISO 8601 "
+            "(`PT1M`) or as `60s`. See [backends.md](backends.md#circuit-breakers)."},
+    {"pool", PT_CT_CUSTOM, offsetof(struct pt_backend_cf, pool), 0, .fn = read_pool, .form = "map",
+     .doc = "A `Pool`'s members: `{services: [{id, weight (1), priority (0)}]}`, each a `Single` backend."},
+    {"healthCheck", PT_CT_MAP, 0, 0, .sub = backend_health_keys,
+     .doc = "Active health checks, off the request path (our addition); see "
+            "[backends.md](backends.md#health-checks)."},
     {0},
 };
 
 bool pt_conf_entities_read_backends(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, backends));
-    return read_entity_list(cx, n, (void **)&cf->backends, &cf->nbackends, sizeof(struct pt_backend_cf),
-                            pt_conf_entities_backend_keys, backend_init, "backend",
-                            offsetof(struct pt_backend_cf, node), NO_FIELD);
+    bool ok = read_entity_list(cx, n, (void **)&cf->backends, &cf->nbackends, sizeof(struct pt_backend_cf),
+                               pt_conf_entities_backend_keys, backend_init, "backend",
+                               offsetof(struct pt_backend_cf, node), NO_FIELD);
+    for (int i = 0; i < cf->nbackends; i++) {
+        struct pt_backend_cf *b = &cf->backends[i];
+        if (!b->node || b->node->kind != PT_N_MAP)
+            continue;
+        b->hc_on = pt_node_get(b->node, "healthCheck") != NULL;
+        bool pool = b->type == PT_BE_POOL;
+        if (!pool && !b->url && !pt_node_get(b->node, "url")) {
+            pt_node_error(cx->errs, pt_node_get(b->node, "id") ?: b->node,
+                          "backend '%s': a Single backend needs a url", b->id ? b->id : "");
+            ok = false;
+        }
+        if (pool && pt_node_get(b->node, "url")) {
+            pt_node_error(cx->errs, pt_node_get(b->node, "url"),
+                          "backend '%s': a Pool has no url of its own (its services have)",
+                          b->id ? b->id : "");
+            ok = false;
+        }
+        if (pool && !pt_node_get(b->node, "pool")) {
+            pt_node_error(cx->errs, pt_node_get(b->node, "type"), "backend '%s': a Pool needs pool.services",
+                          b->id ? b->id : "");
+            ok = false;
+        }
+        static const char *const member_only[] = {"credentials", "tls"};
+        for (size_t k = 0; pool && k < PT_ARRAY_LEN(member_only); k++)
+            if (pt_node_get(b->node, member_only[k])) {
+                pt_node_error(cx->errs, pt_node_get(b->node, member_only[k]),
+                              "backend '%s': a Pool's calls carry its members' %s; set them there",
+                              b->id ? b->id : "", member_only[k]);
+                ok = false;
+            }
+        if (!pool && pt_node_get(b->node, "pool")) {
+            pt_node_error(cx->errs, pt_node_get(b->node, "pool"), "backend '%s': pool is for type: Pool",
+                          b->id ? b->id : "");
+            ok = false;
+        }
+        if (b->hc_on && b->hc_timeout > b->hc_interval) {
+            pt_node_error(cx->errs, pt_node_get(pt_node_get(b->node, "healthCheck"), "timeout"),
+                          "backend '%s': healthCheck.timeout is longer than its interval",
+                          b->id ? b->id : "");
+            ok = false;
+        }
+    }
+    return ok;
 }
 
 const struct pt_cfkey pt_conf_entities_workspace_keys[] = {

@@ -337,6 +337,14 @@ static void tls_event(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/*
+ * bev_failed: when bufferevent_openssl_socket_new fails (out of memory) with
+ * BEV_OPT_CLOSE_ON_FREE, libevent has freed the SSL it was given already
+ * (2.1 and 2.2 alike); freeing it again here was a double free.  The socket
+ * is not closed by it: the SSL's socket BIO does not own the descriptor.
+ * (The one failure that keeps the SSL, an SSL whose BIO names another
+ * descriptor, cannot happen: ours are fresh, without a BIO.)
+ */
 static struct io *tls_wrap(struct bufferevent *bev, pt_io_cb cb, void *arg)
 {
     struct io *io = calloc(1, sizeof(*io));
@@ -362,8 +370,7 @@ struct pt_io *pt_io_tls_accept(struct event_base *base, int fd, SSL *ssl, pt_io_
     struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                              BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!bev) {
-        SSL_free(ssl);
-        close(fd);
+        close(fd); /* the SSL went with the failure (BEV_OPT_CLOSE_ON_FREE: see bev_failed) */
         return NULL;
     }
     struct io *io = tls_wrap(bev, cb, arg);
@@ -377,10 +384,8 @@ struct bufferevent *pt_io_tls_evhttp_bev(struct event_base *base, void *tls_serv
         return NULL;
     struct bufferevent *bev =
         bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        SSL_free(ssl);
+    if (!bev) /* the SSL went with the failure (see bev_failed) */
         return NULL;
-    }
     /* clients that close without close_notify are common; their requests were complete */
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     return bev;
@@ -391,10 +396,8 @@ struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *
 {
     struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                                              BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (!bev) {
-        SSL_free(ssl);
+    if (!bev) /* the SSL went with the failure (see bev_failed) */
         return NULL;
-    }
     struct io *io = tls_wrap(bev, cb, arg);
     if (!io)
         return NULL;
@@ -407,6 +410,32 @@ struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *
         if (fd >= 0)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    return &io->pub;
+}
+
+struct pt_io *pt_io_tls_over(struct pt_io *p, SSL *ssl, pt_io_cb cb, void *arg)
+{
+    struct io *old = (struct io *)p;
+    if (old->tls || old->dead || old->fd < 0 || evbuffer_get_length(p->in) || evbuffer_get_length(p->out)) {
+        SSL_free(ssl);
+        pt_io_free(p);
+        return NULL;
+    }
+    struct event_base *base = event_get_base(&old->ev);
+    int fd = old->fd;
+    event_del(&old->ev);
+    old->fd = -1; /* the socket goes on under TLS: freeing the plain stream must not close it */
+    pt_io_free(p);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!bev) {
+        close(fd); /* the SSL went with the failure (BEV_OPT_CLOSE_ON_FREE: see bev_failed) */
+        return NULL;
+    }
+    struct io *io = tls_wrap(bev, cb, arg);
+    if (!io)
+        return NULL;
+    io->connecting = 1;
     return &io->pub;
 }
 

@@ -57,6 +57,10 @@ struct bufferevent *pt_io_tls_evhttp_bev(struct event_base *base, void *tls_serv
 struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen, SSL *ssl,
                                 pt_io_cb cb, void *arg);
 
+/* TLS client over a connected plain stream (a proxy's CONNECT tunnel): the plain stream is freed in
+   every case (its buffers must be empty) and its socket handshakes; PT_IO_CONNECTED once done.  NULL on
+   failure (the socket is closed then).  ssl is taken over. */
+struct pt_io *pt_io_tls_over(struct pt_io *plain, SSL *ssl, pt_io_cb cb, void *arg);
 void pt_io_set_cb(struct pt_io *io, pt_io_cb cb, void *arg);
 /* Starts or stops delivering PT_IO_READ (backpressure). */
 void pt_io_read(struct pt_io *io, bool on);

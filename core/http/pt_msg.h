@@ -167,6 +167,12 @@ struct pt_otel_ctx {
     struct pt_otel_rec *rec; /* sampled and exported: the spans' times, in the arena */
 };
 
+/* The proxy policy's choice for forward-request (13): the proxy's address and its credentials. */
+struct pt_fwdproxy {
+    struct pt_backend *be; /* the proxy (http://host:port) */
+    pt_str auth;           /* "Basic ..." for Proxy-Authorization; empty: none */
+};
+
 /* Request body state */
 enum { RB_STREAM, RB_BUFFERED, RB_REPLACED };
 
@@ -196,6 +202,9 @@ struct pt_req {
     pt_str bpath; /* path after the service URL (starts with '/' or is empty) */
     pt_str bquery;
     struct pt_backend *be;
+    const struct pt_backdef *bdef;    /* the backend entity it goes to (backendId, set-backend-service);
+                                         a pool's member is picked at forward (pt_upstream_pick) */
+    const struct pt_fwdproxy *fproxy; /* the proxy policy's HTTP proxy; NULL: direct */
     /* request body */
     int64_t req_left;
     uint64_t req_payload;

@@ -23,9 +23,11 @@
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -415,6 +417,8 @@ static pt_bytes api_url_base(pt_call *call, int which)
     struct pt_req *req = call->req;
     if (which == PT_URL_BACKEND) {
         const char *u = req->api && req->api->cf->service_url ? req->api->cf->service_url : "";
+        if (req->api && req->api->bdef && req->api->bdef->cf->url) /* backendId wins over serviceUrl */
+            u = req->api->bdef->cf->url;
         size_t n = strlen(u);
         while (n && u[n - 1] == '/')
             n--;
@@ -730,18 +734,154 @@ void pt_policy_fill_api(struct pt_api *a);
 
 /* -- ABI 1.7: stubs until each piece lands (backends, send-request, caches) -- */
 
+/*
+ * A base URL given at request time becomes a target without resolving a
+ * name on the worker: a URL written literally in a policy was resolved with
+ * the generation; otherwise the host must be an IP address, or a host some
+ * target of the generation already resolved (an API's serviceUrl, a
+ * backend, a literal base-url).  Anything else is refused (500).
+ */
+static bool known_host(const struct pt_gen *g, const char *host, struct sockaddr_storage *sa, socklen_t *len)
+{
+    const struct pt_backend *found = NULL;
+    for (int i = 0; !found && i < g->nbackends; i++)
+        if (g->backends[i].target && !strcasecmp(g->backends[i].target->url.host, host))
+            found = g->backends[i].target;
+    for (int i = 0; !found && i < g->napis; i++)
+        if (g->apis[i].backend && !strcasecmp(g->apis[i].backend->url.host, host))
+            found = g->apis[i].backend;
+    for (size_t i = 0; !found && i < g->nurls; i++)
+        if (g->urls[i].be && !strcasecmp(g->urls[i].be->url.host, host))
+            found = g->urls[i].be;
+    if (!found)
+        return false;
+    memcpy(sa, &found->sa, sizeof(*sa));
+    *len = found->salen;
+    return true;
+}
+
+static struct pt_backend *runtime_target(pt_call *call, pt_bytes url, const char *what)
+{
+    struct pt_req *req = call->req;
+    const struct pt_gen *g = req_gen(req);
+    while (url.len && (url.data[url.len - 1] == ' ' || url.data[url.len - 1] == '\t'))
+        url.len--;
+    while (url.len && (url.data[0] == ' ' || url.data[0] == '\t'))
+        url.data++, url.len--;
+    struct pt_backend *known = pt_gen_find_url(g, (pt_str){url.data, url.len});
+    if (known)
+        return known;
+    char *text = pt_pool_strndup(req->pool, url.data, url.len);
+    struct pt_backend *b = pt_pool_calloc(req->pool, sizeof(*b));
+    if (!text || !b || url.len > 2048 || memchr(url.data, 0, url.len)) {
+        pt_msg_set_error(req, 500, call->name, "ExpressionValueEvaluationFailure", "the URL is not valid");
+        return NULL;
+    }
+    const char *why = pt_url_parse(req->pool, text, &b->url);
+    if (why) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%s is not an http(s) base URL: %s", what, why);
+        pt_msg_set_error(req, 500, call->name, "ExpressionValueEvaluationFailure", msg);
+        return NULL;
+    }
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&b->sa;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&b->sa;
+    if (inet_pton(AF_INET, b->url.host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)b->url.port);
+        b->salen = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, b->url.host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)b->url.port);
+        b->salen = sizeof(*s6);
+    } else if (known_host(g, b->url.host, &b->sa, &b->salen)) {
+        if (b->sa.ss_family == AF_INET)
+            s4->sin_port = htons((uint16_t)b->url.port);
+        else
+            s6->sin6_port = htons((uint16_t)b->url.port);
+    } else {
+        char msg[512];
+        snprintf(msg, sizeof(msg),
+                 "%s: host '%.200s' was not resolved with the configuration (use an IP address, a host of a "
+                 "backend or serviceUrl, or write the URL literally)",
+                 what, b->url.host);
+        pt_msg_set_error(req, 500, call->name, "BackendConnectionFailure", msg);
+        return NULL;
+    }
+    char addr[INET6_ADDRSTRLEN] = "";
+    inet_ntop(b->sa.ss_family, b->sa.ss_family == AF_INET ? (void *)&s4->sin_addr : (void *)&s6->sin6_addr,
+              addr, sizeof(addr));
+    b->pool_key = pt_pool_printf(req->pool, "%s://%s:%d/%s", b->url.https ? "https" : "http", addr,
+                                 b->url.port, b->url.https ? b->url.host : "");
+    b->pool_hash = pt_hash(b->pool_key, strlen(b->pool_key), false);
+    return b;
+}
+
 static int api_backend_set(pt_call *call, pt_bytes base_url, pt_bytes backend_id)
 {
-    (void)base_url, (void)backend_id;
-    pt_msg_set_error(call->req, 500, call->name, "NotImplemented", "set-backend-service is not built yet");
-    return -1;
+    struct pt_req *req = call->req;
+    if (backend_id.len) {
+        const struct pt_backdef *d =
+            pt_gen_find_backend(req_gen(req), (pt_str){backend_id.data, backend_id.len});
+        /* an id computed per request: another scope's backend (and its credentials) is as unknown as
+           a missing one (a literal one was refused with the configuration) */
+        if (d && !pt_gen_backend_usable(d, call->stmt ? call->stmt->workspace : NULL))
+            d = NULL;
+        if (!d) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "backend '%.*s' is not configured in the policy's scope",
+                     (int)(backend_id.len > 200 ? 200 : backend_id.len), backend_id.data);
+            pt_msg_set_error(req, 500, call->name, "BackendNotFound", msg);
+            return -1;
+        }
+        req->bdef = d;
+        req->be = d->target; /* NULL for a pool: pt_upstream_pick chooses at forward */
+        return 0;
+    }
+    struct pt_backend *b = runtime_target(call, base_url, "base-url");
+    if (!b)
+        return -1;
+    req->bdef = NULL;
+    req->be = b;
+    return 0;
 }
 
 static int api_forward_proxy_set(pt_call *call, pt_bytes url, pt_bytes username, pt_bytes password)
 {
-    (void)url, (void)username, (void)password;
-    pt_msg_set_error(call->req, 500, call->name, "NotImplemented", "proxy is not built yet");
-    return -1;
+    struct pt_req *req = call->req;
+    if (url.len < 7 || strncasecmp(url.data, "http://", 7)) {
+        pt_msg_set_error(req, 500, call->name, "ExpressionValueEvaluationFailure",
+                         "the proxy's url must be http://host[:port]");
+        return -1;
+    }
+    struct pt_backend *b = runtime_target(call, url, "proxy url");
+    if (!b)
+        return -1;
+    struct pt_fwdproxy *p = pt_pool_calloc(req->pool, sizeof(*p));
+    if (!p)
+        return -1;
+    p->be = b;
+    if (username.len) {
+        if (username.len + password.len > 4096 || memchr(username.data, ':', username.len)) {
+            pt_msg_set_error(
+                req, 500, call->name, "ExpressionValueEvaluationFailure",
+                "the proxy's username may not hold ':' (and the credentials are at most 4096 bytes)");
+            return -1;
+        }
+        size_t n = username.len + 1 + password.len;
+        char *plain = pt_pool_alloc(req->pool, n + 1);
+        char *enc = pt_pool_alloc(req->pool, 6 + 4 * ((n + 2) / 3) + 1);
+        if (!plain || !enc)
+            return -1;
+        memcpy(plain, username.data, username.len);
+        plain[username.len] = ':';
+        memcpy(plain + username.len + 1, password.data, password.len);
+        memcpy(enc, "Basic ", 6);
+        int len = EVP_EncodeBlock((unsigned char *)enc + 6, (const unsigned char *)plain, (int)n);
+        p->auth = (pt_str){enc, 6 + (size_t)len};
+    }
+    req->fproxy = p;
+    return 0;
 }
 
 static void *api_http_send(pt_call *call, const struct pt_http_req *r,

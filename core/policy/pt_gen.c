@@ -16,8 +16,10 @@
 #include "policy/pt_luapol.h"
 #include "policy/pt_plugin.h"
 
+#include <ctype.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +149,419 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_e
 }
 
 static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs);
+
+/* ---------------------------------------------------------------- backends */
+
+/* A target for url (already checked as an http(s) base URL): resolved now, pooled by key.  `own`
+   names a backend entity whose connections are pooled apart (its own TLS settings); NULL: none. */
+static struct pt_backend *target_new(struct pt_pool *pool, const char *url, const char *own,
+                                     struct pt_node *where, struct pt_errors *errs)
+{
+    struct pt_backend *b = pt_pool_calloc(pool, sizeof(*b));
+    const char *why = pt_url_parse(pool, url, &b->url);
+    if (why) {
+        pt_node_error(errs, where, "url '%s' %s", url, why);
+        return NULL;
+    }
+    if (!resolve(b, where, errs))
+        return NULL;
+    char addr[INET6_ADDRSTRLEN + 8] = "";
+    getnameinfo((struct sockaddr *)&b->sa, b->salen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST);
+    b->pool_key =
+        pt_pool_printf(pool, "%s://%s:%d/%s%s%s", b->url.https ? "https" : "http", addr, b->url.port,
+                       b->url.https ? b->url.host : "", own ? "|be=" : "", own ? own : "");
+    b->pool_hash = pt_hash(b->pool_key, strlen(b->pool_key), false);
+    return b;
+}
+
+static int backdef_cmp(const void *x, const void *y)
+{
+    return strcmp(((const struct pt_backdef *)x)->id, ((const struct pt_backdef *)y)->id);
+}
+
+struct pt_backdef *pt_gen_find_backend(const struct pt_gen *g, pt_str id)
+{
+    int lo = 0, hi = g->nbackends - 1;
+    while (lo <= hi) { /* bounded: log2(nbackends) steps */
+        int mid = (lo + hi) / 2;
+        const char *m = g->backends[mid].id;
+        size_t ml = strlen(m);
+        int c = memcmp(m, id.data, ml < id.len ? ml : id.len);
+        if (!c)
+            c = ml < id.len ? -1 : ml > id.len;
+        if (!c)
+            return &g->backends[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return NULL;
+}
+
+/* Backend entities: sorted by id, Single ones resolved, pools' members linked (ids were checked by
+   pt_conf_check_refs; with refs off an unknown member is left out). */
+static void backends_build(struct pt_gen *g, struct pt_errors *errs)
+{
+    struct pt_conf *cf = g->conf;
+    struct pt_pool *pool = cf->pool;
+    g->nbackends = cf->nbackends;
+    g->backends = pt_pool_calloc(pool, sizeof(*g->backends) * (size_t)(cf->nbackends ? cf->nbackends : 1));
+    for (int i = 0; i < cf->nbackends; i++) {
+        struct pt_backdef *d = &g->backends[i];
+        d->cf = &cf->backends[i];
+        d->id = d->cf->id ? d->cf->id : "";
+    }
+    qsort(g->backends, (size_t)g->nbackends, sizeof(*g->backends), backdef_cmp);
+    for (int i = 0; i < g->nbackends; i++) {
+        struct pt_backdef *d = &g->backends[i];
+        const struct pt_backend_cf *bc = d->cf;
+        d->index = i;
+        d->type = bc->type;
+        d->rules = bc->rules;
+        d->nrules = bc->nrules;
+        d->verify_chain = bc->tls_chain && cf->upstream.verify;
+        d->verify_name = bc->tls_name && d->verify_chain;
+        d->health = (struct pt_behealth){bc->hc_on,           bc->hc_path ? bc->hc_path : "/",
+                                         bc->hc_interval,     bc->hc_timeout,
+                                         (int)bc->hc_healthy, (int)bc->hc_unhealthy};
+        if (d->type == PT_BE_SINGLE && bc->url) {
+            /* its own connections when its TLS differs from the generation's */
+            struct pt_node *creds = bc->credentials;
+            bool own = !d->verify_chain || !d->verify_name || (creds && pt_node_get(creds, "certificate"));
+            d->target = target_new(pool, bc->url, own ? d->id : NULL, pt_node_get(bc->node, "url"), errs);
+            if (d->target)
+                d->target->def = d;
+        }
+    }
+    for (int i = 0; i < g->nbackends; i++) {
+        struct pt_backdef *d = &g->backends[i];
+        if (d->type != PT_BE_POOL)
+            continue;
+        d->members = pt_pool_calloc(pool, sizeof(*d->members) * (size_t)(d->cf->nmembers + 1));
+        for (int k = 0; k < d->cf->nmembers; k++) {
+            const struct pt_cfmember *m = &d->cf->members[k];
+            struct pt_backdef *mb = pt_gen_find_backend(g, pt_str_c(m->id));
+            if (mb && mb->type == PT_BE_SINGLE)
+                d->members[d->nmembers++] = (struct pt_bemember){mb, m->weight, m->priority};
+        }
+        /* stable by priority: the file's order within a priority (insertion sort, bounded by 256) */
+        for (int a = 1; a < d->nmembers; a++)
+            for (int b = a; b > 0 && d->members[b - 1].priority > d->members[b].priority; b--) {
+                struct pt_bemember t = d->members[b];
+                d->members[b] = d->members[b - 1];
+                d->members[b - 1] = t;
+            }
+    }
+}
+
+static void hex_pct(struct pt_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (isalnum(*c) || strchr("-._~", *c))
+            pt_buf_add(b, (const char *)c, 1);
+        else {
+            char e[3] = {'%', hex[*c >> 4], hex[*c & 15]};
+            pt_buf_add(b, e, 3);
+        }
+    }
+}
+
+/* A credential's values with named values substituted; NULL after an error (reported). */
+static const char *const *cred_values(struct pt_gen *g, struct pt_node *v, int *n, struct pt_errors *errs)
+{
+    *n = v->kind == PT_N_SEQ ? v->n : 1;
+    const char **out = pt_pool_calloc(g->conf->pool, sizeof(*out) * (size_t)(*n ? *n : 1));
+    for (int i = 0; i < *n; i++) {
+        struct pt_node *x = v->kind == PT_N_SEQ ? v->items[i] : v;
+        out[i] = pt_policy_text(g->pc, x);
+        if (!out[i])
+            return NULL;
+        if (strpbrk(out[i], "\r\n")) {
+            pt_node_error(errs, x, "this value holds CR or LF once named values are substituted");
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static SSL_CTX *backend_ctx(struct pt_gen *g, struct pt_backdef *d, struct pt_errors *errs)
+{
+    const struct pt_conf *cf = g->conf;
+    struct pt_node *cn = pt_node_get(d->cf->credentials, "certificate");
+    SSL_CTX *ctx = pt_tls_client_ctx(cf->upstream.ca_file, d->verify_chain, &cf->upstream.tls, errs);
+    if (!ctx || !cn)
+        return ctx;
+    const char *files[2] = {pt_node_get(cn, "certificate")->str, pt_node_get(cn, "key")->str};
+    char path[2][4096];
+    for (int k = 0; k < 2; k++)
+        snprintf(path[k], sizeof(path[k]), "%s%s%s",
+                 files[k][0] == '/' || !g->pc->base_dir ? "" : g->pc->base_dir,
+                 files[k][0] == '/' || !g->pc->base_dir ? "" : "/", files[k]);
+    const char *why = NULL;
+    if (SSL_CTX_use_certificate_chain_file(ctx, path[0]) != 1)
+        why = "the certificate cannot be loaded";
+    else if (SSL_CTX_use_PrivateKey_file(ctx, path[1], SSL_FILETYPE_PEM) != 1)
+        why = "the key cannot be loaded";
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        why = "the key does not match the certificate";
+    if (why) {
+        pt_node_error(errs, cn, "backend '%s': %s (%s, %s)", d->id, why, path[0], path[1]);
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    d->client_cert = true;
+    return ctx;
+}
+
+/* Credentials (named values of the backend's scope substituted) and TLS contexts. */
+static void backends_credentials(struct pt_gen *g, struct pt_errors *errs)
+{
+    struct pt_pool *pool = g->conf->pool;
+    for (int i = 0; i < g->nbackends; i++) {
+        struct pt_backdef *d = &g->backends[i];
+        struct pt_node *cr = d->cf->credentials;
+        g->pc->workspace = d->cf->workspace;
+        struct pt_node *h = pt_node_get(cr, "header"), *q = pt_node_get(cr, "query");
+        struct pt_node *a = pt_node_get(cr, "authorization");
+        struct pt_buf hb, qb;
+        pt_buf_init(&hb, pool, 64);
+        pt_buf_init(&qb, pool, 64);
+        if (h && h->kind == PT_N_MAP) {
+            d->headers = pt_pool_calloc(pool, sizeof(*d->headers) * (size_t)(h->n + 1));
+            for (int k = 0; k < h->n; k++) {
+                struct pt_becred *c = &d->headers[d->nheaders];
+                c->name = pt_node_key(h, k)->str;
+                if (!(c->values = cred_values(g, pt_node_val(h, k), &c->nvalues, errs)))
+                    continue;
+                d->nheaders++;
+                pt_buf_add(&hb, c->name, strlen(c->name));
+                pt_buf_lit(&hb, ": ");
+                for (int v = 0; v < c->nvalues; v++) {
+                    if (v)
+                        pt_buf_lit(&hb, ", ");
+                    pt_buf_add(&hb, c->values[v], strlen(c->values[v]));
+                }
+                pt_buf_lit(&hb, "\r\n");
+            }
+        }
+        if (a && a->kind == PT_N_MAP) {
+            struct pt_node *sc = pt_node_get(a, "scheme"), *pa = pt_node_get(a, "parameter");
+            d->auth_scheme = sc ? sc->str : NULL;
+            d->auth_param = pa ? pt_policy_text(g->pc, pa) : "";
+            if (d->auth_param && strpbrk(d->auth_param, "\r\n")) {
+                pt_node_error(errs, pa, "parameter holds CR or LF once named values are substituted");
+                d->auth_param = NULL;
+            }
+            if (d->auth_scheme && d->auth_param) {
+                pt_buf_lit(&hb, "Authorization: ");
+                pt_buf_add(&hb, d->auth_scheme, strlen(d->auth_scheme));
+                if (*d->auth_param) {
+                    pt_buf_lit(&hb, " ");
+                    pt_buf_add(&hb, d->auth_param, strlen(d->auth_param));
+                }
+                pt_buf_lit(&hb, "\r\n");
+            } else
+                d->auth_scheme = NULL;
+        }
+        if (q && q->kind == PT_N_MAP) {
+            d->query = pt_pool_calloc(pool, sizeof(*d->query) * (size_t)(q->n + 1));
+            for (int k = 0; k < q->n; k++) {
+                struct pt_becred *c = &d->query[d->nquery];
+                c->name = pt_node_key(q, k)->str;
+                if (!(c->values = cred_values(g, pt_node_val(q, k), &c->nvalues, errs)))
+                    continue;
+                d->nquery++;
+                for (int v = 0; v < c->nvalues; v++) {
+                    if (qb.n)
+                        pt_buf_lit(&qb, "&");
+                    hex_pct(&qb, c->name);
+                    pt_buf_lit(&qb, "=");
+                    hex_pct(&qb, c->values[v]);
+                }
+            }
+        }
+        d->head_text = hb.n ? pt_pool_strndup(pool, hb.p, hb.n) : NULL;
+        d->query_text = qb.n ? pt_pool_strndup(pool, qb.p, qb.n) : NULL;
+        if (d->target && d->target->url.https && (!d->verify_chain || pt_node_get(cr, "certificate")))
+            d->tls = backend_ctx(g, d, errs);
+    }
+    g->pc->workspace = NULL;
+}
+
+/* ------------------------------------------------- the inherited backend-id rule */
+
+/* A set-backend-service statement's attribute node (NULL: absent). */
+static struct pt_node *sbs_attr(const struct pt_stmt *st, const char *name)
+{
+    if (st->kind != PT_ST_POLICY || !st->name || strcmp(st->name, "set-backend-service") || !st->node ||
+        st->node->kind != PT_N_MAP || !st->node->n)
+        return NULL;
+    struct pt_node *a = pt_node_val(st->node, 0);
+    return a && a->kind == PT_N_MAP ? pt_node_get(a, name) : NULL;
+}
+
+struct sbs_walk {
+    const struct pt_stmt *by_id;        /* a set-backend-service backend-id met so far */
+    const struct pt_stmt *reported[64]; /* each offending statement is said once */
+    int nreported;
+    struct pt_errors *errs;
+};
+
+/*
+ * APIM: once a scope sets the backend with backend-id, a narrower scope that
+ * inherits it (through base) may override it only with backend-id, not with
+ * base-url.  Checked on the composed pipelines: a base-url statement that
+ * comes after a backend-id one of a wider scope is refused.  Statements
+ * inside choose, retry and wrapping policies count where they stand.
+ */
+static void sbs_check(struct sbs_walk *w, const struct pt_block *b, int depth)
+{
+    for (int i = 0; depth < 32 && i < b->n; i++) {
+        const struct pt_stmt *st = b->s[i];
+        for (int k = 0; st->kind == PT_ST_CHOOSE && k < st->nwhens; k++)
+            sbs_check(w, &st->whens[k].body, depth + 1);
+        if (st->kind == PT_ST_RETRY || st->kind == PT_ST_WRAP)
+            sbs_check(w, &st->body, depth + 1);
+        if (sbs_attr(st, "backend-id") && !w->by_id)
+            w->by_id = st;
+        struct pt_node *url = sbs_attr(st, "base-url");
+        if (!url || !w->by_id || st->scope <= w->by_id->scope)
+            continue;
+        bool said = false;
+        for (int r = 0; r < w->nreported && !said; r++)
+            said = w->reported[r] == st;
+        if (said)
+            continue;
+        if (w->nreported < (int)PT_ARRAY_LEN(w->reported))
+            w->reported[w->nreported++] = st;
+        struct pt_node *id = sbs_attr(w->by_id, "backend-id");
+        char where[300] = "";
+        if (id && id->file)
+            snprintf(where, sizeof(where), " (%s:%d)", id->file, id->line);
+        pt_node_error(
+            w->errs, url,
+            "set-backend-service: base-url cannot override the backend-id set in a wider scope%s; use "
+            "backend-id here too (APIM's rule)",
+            where);
+    }
+}
+
+static void sbs_pipeline(struct sbs_walk *w, const struct pt_pipeline *p)
+{
+    if (!p)
+        return;
+    w->by_id = NULL;
+    sbs_check(w, &p->sec[PT_SEC_INBOUND], 0);
+    sbs_check(w, &p->sec[PT_SEC_BACKEND], 0);
+}
+
+/* ------------------------------------------- literal URLs in the routing policies */
+
+static bool literal_url(const char *t)
+{
+    return t && *t && t[0] != '@';
+}
+
+static void urls_add(struct pt_gen *g, struct pt_backend *b, const char *text)
+{
+    struct pt_pool *pool = g->conf->pool;
+    if (pt_gen_find_url(g, pt_str_c(text)))
+        return;
+    if (!g->urls || g->nurls_used * 2 >= g->nurls) { /* grow: rehash into twice the room */
+        size_t n = g->nurls ? g->nurls * 2 : 16;
+        struct pt_urlslot *t = pt_pool_calloc(pool, sizeof(*t) * n);
+        for (size_t i = 0; i < g->nurls; i++)
+            if (g->urls[i].text) {
+                size_t s = g->urls[i].hash & (n - 1);
+                while (t[s].text)
+                    s = (s + 1) & (n - 1);
+                t[s] = g->urls[i];
+            }
+        g->urls = t;
+        g->nurls = n;
+    }
+    uint64_t h = pt_hash(text, strlen(text), false);
+    size_t s = h & (g->nurls - 1);
+    while (g->urls[s].text)
+        s = (s + 1) & (g->nurls - 1);
+    g->urls[s] = (struct pt_urlslot){text, h, b};
+    g->nurls_used++;
+}
+
+struct pt_backend *pt_gen_find_url(const struct pt_gen *g, pt_str url)
+{
+    if (!g->nurls)
+        return NULL;
+    uint64_t h = pt_hash(url.data, url.len, false);
+    size_t s = h & (g->nurls - 1);
+    for (size_t probe = 0; probe < g->nurls && g->urls[s].text; probe++, s = (s + 1) & (g->nurls - 1))
+        if (g->urls[s].hash == h && strlen(g->urls[s].text) == url.len &&
+            !memcmp(g->urls[s].text, url.data, url.len))
+            return g->urls[s].be;
+    return NULL;
+}
+
+/* An attribute's text with the named values of the statement's scope substituted (the policy's own
+   compilation already reported a name that is not there); NULL when one is missing. */
+static const char *scoped_text(struct pt_gen *g, const struct pt_stmt *st, struct pt_node *n)
+{
+    struct pt_errors scratch = {0}, *real = g->pc->errs;
+    const char *saved = g->pc->workspace, *t = NULL;
+    g->pc->errs = &scratch;
+    g->pc->workspace = st->workspace;
+    t = pt_policy_text(g->pc, n);
+    pt_node_errors_clear(&scratch);
+    g->pc->errs = real;
+    g->pc->workspace = saved;
+    return t;
+}
+
+bool pt_gen_backend_usable(const struct pt_backdef *d, const char *workspace)
+{
+    const char *bw = d->cf && d->cf->workspace ? d->cf->workspace : "";
+    return !strcmp(bw, workspace ? workspace : "");
+}
+
+/* One statement of the routing family: literal base-url / proxy url resolved now, a literal backend-id
+   checked now (file:line:column), so that request time never resolves a name. */
+static void routing_stmt(struct pt_gen *g, struct pt_stmt *st, bool refs, struct pt_errors *errs)
+{
+    if (!st || !st->name || !st->node || st->node->kind != PT_N_MAP || !st->node->n)
+        return;
+    bool sbs = !strcmp(st->name, "set-backend-service"), prx = !strcmp(st->name, "proxy");
+    if (!sbs && !prx)
+        return;
+    struct pt_node *attrs = pt_node_val(st->node, 0);
+    if (!attrs || attrs->kind != PT_N_MAP)
+        return;
+    struct pt_node *un = pt_node_get(attrs, sbs ? "base-url" : "url");
+    const char *u = un ? scoped_text(g, st, un) : NULL;
+    if (literal_url(u) && !pt_gen_find_url(g, pt_str_c(u))) {
+        if (strncasecmp(u, "http://", 7) && strncasecmp(u, "https://", 8))
+            pt_node_error(errs, un, "%s: '%s' is not an http:// or https:// URL", st->name, u);
+        else {
+            struct pt_backend *b = target_new(g->conf->pool, u, NULL, un, errs);
+            if (b)
+                urls_add(g, b, u);
+        }
+    }
+    struct pt_node *bn = sbs ? pt_node_get(attrs, "backend-id") : NULL;
+    const char *id = bn ? scoped_text(g, st, bn) : NULL;
+    const struct pt_backdef *d = refs && literal_url(id) ? pt_gen_find_backend(g, pt_str_c(id)) : NULL;
+    if (refs && literal_url(id) && !d)
+        pt_node_error(errs, bn, "set-backend-service: backend-id '%s' is not a backend", id);
+    else if (d && !pt_gen_backend_usable(d, st->workspace)) {
+        /* APIM: a workspace's policies name only its own backends, the service's only the service's */
+        const char *bw = d->cf && d->cf->workspace && *d->cf->workspace ? d->cf->workspace : NULL;
+        pt_node_error(errs, bn, "set-backend-service %s%s%s cannot use backend '%s' %s%s%s",
+                      st->workspace ? "(workspace '" : "(service level", st->workspace ? st->workspace : "",
+                      st->workspace ? "')" : ")", id, bw ? "(workspace '" : "(service level", bw ? bw : "",
+                      bw ? "')" : ")");
+    }
+}
 
 /* ----------------------------------------------------------- definitions */
 
@@ -371,10 +786,13 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         keys[i].api = &g->apis[i];
     }
     group_versions(g, keys, errs);
+    backends_build(g, errs);
     for (int i = 0; i < cf->napis; i++) {
         const struct pt_api_cf *ac = &cf->apis[i];
         struct pt_apidef *api = &g->apis[i];
-        if (ac->service_url) {
+        if (ac->backend_id && (api->bdef = pt_gen_find_backend(g, pt_str_c(ac->backend_id))))
+            api->backend = api->bdef->target; /* NULL for a pool: a member is picked per request */
+        else if (ac->service_url) {
             struct pt_backend *b = pt_pool_calloc(pool, sizeof(*b));
             pt_url_parse(pool, ac->service_url, &b->url); /* validated while loading */
             if (resolve(b, pt_node_get(ac->node, "serviceUrl"), errs)) {
@@ -498,6 +916,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     g->pc->nloggers = cf->nloggers;
     g->pc->loggers_open = !refs;
     loggers(g, refs, errs);
+    backends_credentials(g, errs);
     if (cf->lua.npolicy_path)
         pt_luapol_load(g->pc, g->reg, cf->lua.policy_path, cf->lua.npolicy_path);
     else {
@@ -556,6 +975,19 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         }
     }
 
+    /* the routing policies' literal URLs and backend ids, and the inherited backend-id rule */
+    for (int i = 0; i < g->pc->nall; i++)
+        routing_stmt(g, g->pc->all[i], refs, errs);
+    struct sbs_walk *sw = calloc(1, sizeof(*sw));
+    for (int i = 0; sw && i < g->napis; i++)
+        for (int k = 0; k < g->apis[i].nops; k++) {
+            sw->errs = errs;
+            sbs_pipeline(sw, g->apis[i].ops[k].pipeline);
+            for (int q = 0; q < g->apis[i].ops[k].nprod; q++)
+                sbs_pipeline(sw, g->apis[i].ops[k].prod[q].pipeline);
+        }
+    free(sw);
+
     /* clientCertificate: required lets any certificate through the handshake
        (a policy such as validate-client-certificate decides): without one, nothing does */
     bool validates = false;
@@ -582,6 +1014,12 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     for (int i = 0; i < g->napis; i++)
         if (g->apis[i].backend && g->apis[i].backend->url.https)
             need_client = true;
+    for (int i = 0; i < g->nbackends; i++)
+        need_client |= g->backends[i].target && g->backends[i].target->url.https;
+    for (size_t i = 0; i < g->nurls; i++)
+        need_client |= g->urls[i].be && g->urls[i].be->url.https;
+    for (int i = 0; i < g->pc->nall && !need_client; i++) /* set-backend-service may name https at run time */
+        need_client = g->pc->all[i]->name && !strcmp(g->pc->all[i]->name, "set-backend-service");
     if (need_client || cf->upstream.ca_file) {
         g->client_tls = pt_tls_client_ctx(cf->upstream.ca_file, cf->upstream.verify, &cf->upstream.tls, errs);
         if (!g->client_tls && cf->upstream.ca_file) {
@@ -718,6 +1156,9 @@ void pt_gen_unref(struct pt_gen *g)
     free(g->tls);
     if (g->client_tls)
         SSL_CTX_free(g->client_tls);
+    for (int i = 0; i < g->nbackends; i++)
+        if (g->backends[i].tls)
+            SSL_CTX_free(g->backends[i].tls);
     free(g->listen_fds);
     pt_conf_free(g->conf);
     free(g);

@@ -31,6 +31,13 @@ struct pt_gen *pt_gen_build(struct pt_conf *conf, struct pt_errors *errs);
 bool pt_gen_validate(struct pt_conf *conf, bool refs, struct pt_errors *errs);
 /* The subscription a key belongs to (constant-time comparison), or NULL. */
 const struct pt_subscription *pt_gen_find_key(const struct pt_gen *g, pt_str key);
+/* The backend entity with this id (NULL: none); g->backends is sorted by id. */
+struct pt_backdef *pt_gen_find_backend(const struct pt_gen *g, pt_str id);
+/* true when a policy of `workspace` (NULL or "": the service level) may name backend d: APIM keeps a
+   workspace's policies to its own backends and the service's to the service's. */
+bool pt_gen_backend_usable(const struct pt_backdef *d, const char *workspace);
+/* A base URL written literally in set-backend-service or proxy, resolved with the generation. */
+struct pt_backend *pt_gen_find_url(const struct pt_gen *g, pt_str url);
 /* Does the product hold the API? */
 bool pt_gen_product_has_api(const struct pt_product *p, const struct pt_apidef *api);
 /* Gives g a sink for each of its loggers (running ones whose settings did not change are shared):

@@ -741,6 +741,7 @@ static struct pt_stmt *parse_stmt(struct pt_polctx *pc, struct pt_node *n, int s
     s->def = def;
     s->name = def->name;
     s->scope = pc->scope;
+    s->workspace = pc->workspace && *pc->workspace ? pt_pool_strdup(pc->pool, pc->workspace) : NULL;
     s->node = n;
     struct pt_node *idn =
         attrs->kind == PT_N_MAP && !(def->flags & PT_POLICY_CORE_SYNTAX) ? pt_node_get(attrs, "id") : NULL;

@@ -61,10 +61,11 @@ struct pt_when {
 struct pt_stmt {
     enum pt_stmt_kind kind;
     const struct pt_policy_def *def;
-    const char *name; /* policy name, for paths and messages */
-    const char *id;   /* the optional `id` attribute (lastError.policyId) */
-    int scope;        /* PT_SCOPE_* of the document it came from */
-    void *instance;   /* from def->compile */
+    const char *name;      /* policy name, for paths and messages */
+    const char *id;        /* the optional `id` attribute (lastError.policyId) */
+    int scope;             /* PT_SCOPE_* of the document it came from */
+    const char *workspace; /* that document's workspace; NULL: the service level */
+    void *instance;        /* from def->compile */
     struct pt_node *node;
     bool dup_reported; /* a composed section held it twice: said once, not per operation */
     /* PT_ST_CHOOSE */

@@ -287,6 +287,8 @@ static void req_start(struct pt_conn *c, size_t head_len)
         return;
     }
     req->be = req->api->backend;
+    req->bdef = req->api->bdef;
+    req->fproxy = NULL;
     req->bpath = req->m.rest;
     req->bquery = req->h.query;
     pt_io_read(c->io, false); /* the body (and pipelined requests) wait their turn */

@@ -46,6 +46,8 @@ void pt_upstream_close(struct pt_upconn *u);
 void pt_upstream_release(struct pt_upconn *u, bool reusable);
 void pt_upstream_timer_stop(struct pt_req *req);
 void pt_upstream_close_for(struct pt_req *req);
+/* A pool's member for req (req->bdef) into req->be; false with the request's error set. */
+bool pt_upstream_pick(struct pt_req *req);
 pt_status pt_upstream_forward(struct pt_req *req);
 void pt_upstream_read(struct pt_req *req);
 

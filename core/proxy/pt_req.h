@@ -42,6 +42,8 @@ struct pt_upool {
     uint64_t hash;
     struct pt_list idle; /* most recently used at the tail */
     int nidle;
+    int nconns;     /* its connections, idle or in use: a pool with none may be dropped */
+    bool transient; /* not in the table (upstream.maxPools reached): freed with its last connection */
     /* the backend sent bytes nobody asked for (after a response ended, or
        to an idle connection): its connections are not reused before this
        (pt_clock_now_us) -- one connection per request until then */
@@ -57,6 +59,7 @@ struct pt_upconn {
     struct pt_req *req;
     struct pt_scan scan;
     bool reused, connected;
+    bool tunnel; /* to a proxy, waiting for its answer to our CONNECT (then TLS to the backend) */
     bool broken; /* the exchange left its framing in doubt: never reuse */
     int interim; /* 1xx responses dropped for the current request */
 };

@@ -24,6 +24,7 @@
 #include "proxy/pt_worker.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <llhttp.h>
@@ -38,33 +39,158 @@
 static void up_cb(struct pt_io *io, int what, void *arg);
 static void up_timer(struct pt_tnode *t, int kind);
 
+#define POOL_BUCKETS_MAX 65536 /* the table grows up to this many chains */
+
+/* Drops the pools no connection uses (idle or busy) and no distrust holds: they come back when a
+   target is called again.  Bounded by the table (at most upstream.maxPools pools). */
+static size_t pools_reap(struct pt_worker *w)
+{
+    size_t freed = 0;
+    uint64_t now = pt_clock_now_us();
+    for (size_t i = 0; i < w->npools; i++) {
+        struct pt_upool **pp = &w->pools[i];
+        while (*pp) {
+            struct pt_upool *p = *pp;
+            if (p->nconns || now < p->distrust_until) {
+                pp = &p->next;
+                continue;
+            }
+            *pp = p->next;
+            free(p->key);
+            free(p);
+            freed++;
+        }
+    }
+    w->npools_used -= freed;
+    return freed;
+}
+
+/* Twice the chains once they average more than two pools (bounded by POOL_BUCKETS_MAX). */
+static void pools_grow(struct pt_worker *w)
+{
+    if (w->npools_used <= 2 * w->npools || w->npools >= POOL_BUCKETS_MAX)
+        return;
+    size_t n = w->npools * 2;
+    struct pt_upool **t = calloc(n, sizeof(*t));
+    if (!t)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < w->npools; i++)
+        while (w->pools[i]) {
+            struct pt_upool *p = w->pools[i];
+            w->pools[i] = p->next;
+            p->next = t[p->hash & (n - 1)];
+            t[p->hash & (n - 1)] = p;
+        }
+    free(w->pools);
+    w->pools = t;
+    w->npools = n;
+}
+
+/* A pool that is in the table only while it is used: past upstream.maxPools, once dropping unused
+   pools found no room (tried at most once a second), a new target's connections are not kept
+   (pt_upstream_release closes them; the last close frees the pool). */
+static struct pt_upool *pool_new(const char *key, uint64_t hash)
+{
+    struct pt_upool *p = calloc(1, sizeof(*p));
+    if (!p || !(p->key = strdup(key))) {
+        free(p);
+        return NULL;
+    }
+    p->hash = hash;
+    pt_list_init(&p->idle);
+    return p;
+}
+
+/* One connection of the pool ended; a pool outside the table goes with its last one. */
+static void pool_unref(struct pt_upool *p)
+{
+    if (--p->nconns == 0 && p->transient) {
+        free(p->key);
+        free(p);
+    }
+}
+
 static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *be,
                                  const struct pt_clientcert *cc)
 {
     if (!w->pools) {
+        w->pools = calloc(64, sizeof(*w->pools));
+        if (!w->pools)
+            return NULL;
         w->npools = 64;
-        w->pools = calloc(w->npools, sizeof(*w->pools));
     }
-    /* connections presenting a client certificate are pooled apart */
-    char key[600];
+    /* connections presenting a client certificate are pooled apart; the key is never cut short
+       (two targets sharing a pool would share connections) */
     const char *k = be->pool_key;
     uint64_t hash = be->pool_hash;
+    char *owned = NULL;
     if (cc) {
-        snprintf(key, sizeof(key), "%s|client-cert-%llu", be->pool_key, (unsigned long long)cc->serial);
-        k = key;
-        hash = pt_hash(key, strlen(key), false);
+        size_t n = strlen(be->pool_key) + 40;
+        if (!(owned = malloc(n)))
+            return NULL;
+        snprintf(owned, n, "%s|client-cert-%llu", be->pool_key, (unsigned long long)cc->serial);
+        k = owned;
+        hash = pt_hash(k, strlen(k), false);
     }
-    size_t slot = hash & (w->npools - 1);
-    for (struct pt_upool *p = w->pools[slot]; p; p = p->next)
+    struct pt_upool *p = NULL;
+    for (p = w->pools[hash & (w->npools - 1)]; p; p = p->next)
         if (p->hash == hash && !strcmp(p->key, k))
-            return p;
-    struct pt_upool *p = calloc(1, sizeof(*p));
-    p->key = strdup(k);
-    p->hash = hash;
-    pt_list_init(&p->idle);
-    p->next = w->pools[slot];
-    w->pools[slot] = p;
+            break;
+    if (!p) {
+        int64_t max = w->cur ? w->cur->gen->conf->upstream.max_pools : 4096;
+        if ((int64_t)w->npools_used >= max && pt_clock_now_ms() >= w->pools_reap_at) {
+            size_t freed = pools_reap(w);
+            if (!freed)
+                w->pools_reap_at = pt_clock_now_ms() + 1000;
+            pt_debug("worker %d: %zu unused backend connection pools dropped (upstream.maxPools %lld)", w->id,
+                     freed, (long long)max);
+        }
+        p = pool_new(k, hash);
+        if (p && (int64_t)w->npools_used < max) {
+            size_t slot = hash & (w->npools - 1);
+            p->next = w->pools[slot];
+            w->pools[slot] = p;
+            w->npools_used++;
+            pools_grow(w);
+        } else if (p)
+            p->transient = true;
+    }
+    free(owned);
     return p;
+}
+
+/* Connections through a proxy are pooled per proxy, target and credentials: the target's own key
+   (its address, and a backend entity's TLS identity: a lax or mutual-TLS tunnel is never reused for
+   another target's calls), and a proxy may tie a connection to whoever authenticated on it. */
+static struct pt_upool *proxy_pool_get(struct pt_req *req, struct pt_worker *w)
+{
+    const struct pt_fwdproxy *px = req->fproxy;
+    struct pt_backend tmp = *px->be;
+    tmp.pool_key =
+        pt_pool_printf(req->pool, "proxy %s > %s | %016llx", px->be->pool_key, req->be->pool_key,
+                       (unsigned long long)pt_hash(px->auth.data ? px->auth.data : "", px->auth.len, false));
+    tmp.pool_hash = pt_hash(tmp.pool_key, strlen(tmp.pool_key), false);
+    return pool_get(w, &tmp, req->be->url.https ? req->client_cert : NULL);
+}
+
+/*
+ * The member of a pool this request goes to.  A placeholder choice (the
+ * first member of the best priority) that the breaker's piece replaces with
+ * the weighted, health- and trip-aware one; false with the request's error
+ * set when there is none.
+ */
+bool pt_upstream_pick(struct pt_req *req)
+{
+    const struct pt_backdef *d = req->bdef;
+    if (!d || d->type != PT_BE_POOL)
+        return req->be != NULL;
+    if (!d->nmembers || !d->members[0].be->target) {
+        pt_msg_set_error(req, 503, "forward-request", "BackendUnavailable",
+                         "no member of the pool is available");
+        return false;
+    }
+    req->be = d->members[0].be->target;
+    return true;
 }
 
 void pt_upstream_free_pools(struct pt_worker *w)
@@ -82,6 +208,7 @@ void pt_upstream_free_pools(struct pt_worker *w)
     }
     free(w->pools);
     w->pools = NULL;
+    w->npools = w->npools_used = 0;
 }
 
 #define DISTRUST_US (60 * 1000000ull)
@@ -124,12 +251,26 @@ static bool up_quiet(struct pt_upconn *u)
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
 }
 
+/* The TLS session towards an https target: a backend entity's own context (its certificate, or no
+   chain check) unless a policy's certificate is presented; the name is checked only on a checked chain. */
+static SSL *backend_ssl(struct pt_req *req, const struct pt_backend *be, const struct pt_clientcert *cc)
+{
+    struct pt_gen *g = req_gen(req);
+    const struct pt_backdef *d = be->def;
+    SSL_CTX *ctx = cc ? cc->ctx : d && d->tls ? d->tls : g->client_tls;
+    bool verify_name = g->conf->upstream.verify && (!d || d->verify_name);
+    return ctx ? pt_tls_client_ssl(ctx, be->url.host, verify_name) : NULL;
+}
+
 static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
 {
     struct pt_worker *w = req->c->w;
-    struct pt_backend *be = req->api->backend;
+    struct pt_backend *be = req->be;
+    const struct pt_fwdproxy *px = req->fproxy;
     const struct pt_clientcert *cc = be->url.https ? req->client_cert : NULL;
-    struct pt_upool *pool = pool_get(w, be, cc);
+    struct pt_upool *pool = px ? proxy_pool_get(req, w) : pool_get(w, be, cc);
+    if (!pool)
+        return NULL;
     struct pt_upconn *u;
     while (!fresh && pool->nidle) {
         u = pt_container_of(pool->idle.prev, struct pt_upconn, link);
@@ -146,20 +287,27 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
         return u;
     }
     u = calloc(1, sizeof(*u));
-    if (!u)
+    if (!u) {
+        pool->nconns++;
+        pool_unref(pool);
         return NULL;
+    }
     pt_list_init(&u->link);
     pt_timer_init(&u->timer, up_timer);
     u->w = w;
     u->pool = pool;
     u->req = req;
-    if (be->url.https) {
-        struct pt_gen *g = req_gen(req);
-        SSL *ssl = pt_tls_client_ssl(cc ? cc->ctx : g->client_tls, be->url.host, g->conf->upstream.verify);
+    pool->nconns++;
+    if (px) { /* through the proxy: http in absolute form, https through a CONNECT tunnel */
+        u->io = pt_io_connect(w->base, (struct sockaddr *)&px->be->sa, px->be->salen, up_cb, u);
+        u->tunnel = be->url.https;
+    } else if (be->url.https) {
+        SSL *ssl = backend_ssl(req, be, cc);
         u->io = ssl ? pt_io_tls_connect(w->base, (struct sockaddr *)&be->sa, be->salen, ssl, up_cb, u) : NULL;
     } else
         u->io = pt_io_connect(w->base, (struct sockaddr *)&be->sa, be->salen, up_cb, u);
     if (!u->io) {
+        pool_unref(pool);
         free(u);
         return NULL;
     }
@@ -178,6 +326,7 @@ void pt_upstream_close(struct pt_upconn *u)
     pt_io_free(u->io);
     if (u->req && u->req->up == u)
         u->req->up = NULL;
+    pool_unref(u->pool);
     free(u);
 }
 
@@ -195,7 +344,7 @@ void pt_upstream_release(struct pt_upconn *u, bool reusable)
     int64_t max_idle = req ? req_gen(req)->conf->upstream.max_idle : 0;
     if (reusable && evbuffer_get_length(u->io->in))
         up_distrust(u, evbuffer_get_length(u->io->in), "after its response ended");
-    if (!reusable || u->broken || w->draining || u->pool->nidle >= max_idle ||
+    if (!reusable || u->broken || w->draining || u->pool->transient || u->pool->nidle >= max_idle ||
         pt_clock_now_us() < u->pool->distrust_until || evbuffer_get_length(u->io->in) ||
         evbuffer_get_length(u->io->out)) {
         pt_upstream_close(u);
@@ -227,22 +376,103 @@ static void append_values(struct pt_buf *b, const struct pt_head *h, int kind)
     }
 }
 
+/* true when a backend entity's credentials set header `name` (so the client's is not sent). */
+static bool cred_replaces(const struct pt_backdef *d, pt_str name)
+{
+    if (d->auth_scheme && pt_str_ieq(name, pt_str_c("Authorization")))
+        return true;
+    for (int i = 0; i < d->nheaders; i++)
+        if (pt_str_ieq(name, pt_str_c(d->headers[i].name)))
+            return true;
+    return false;
+}
+
+static int hex_val(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* true when a query parameter's name as sent (percent-encoded; '+' a space when plus_space) is
+   `name`, ignoring case (some backends read names so). */
+static bool query_name_is(pt_str enc, const char *name, bool plus_space)
+{
+    size_t i = 0, k = 0, n = strlen(name);
+    while (i < enc.len) {
+        char c = enc.data[i++];
+        if (c == '%' && i + 1 < enc.len && hex_val(enc.data[i]) >= 0 && hex_val(enc.data[i + 1]) >= 0) {
+            c = (char)(hex_val(enc.data[i]) * 16 + hex_val(enc.data[i + 1]));
+            i += 2;
+        } else if (c == '+' && plus_space)
+            c = ' ';
+        if (k >= n || tolower((unsigned char)c) != tolower((unsigned char)name[k]))
+            return false;
+        k++;
+    }
+    return k == n;
+}
+
+/* Copies the client's query without the parameters a backend's query credential sets (the
+   credential replaces them, as header credentials replace headers: a backend reading the first
+   value must not read the client's); true when something was copied. */
+static bool client_query_without(struct pt_buf *b, pt_str q, const struct pt_backdef *cred)
+{
+    bool any = false;
+    size_t start = 0;
+    while (start < q.len) { /* bounded: each turn moves past one '&' or the end */
+        const char *amp = memchr(q.data + start, '&', q.len - start);
+        size_t end = amp ? (size_t)(amp - q.data) : q.len;
+        pt_str param = {q.data + start, end - start};
+        const char *eq = memchr(param.data, '=', param.len);
+        pt_str name = {param.data, eq ? (size_t)(eq - param.data) : param.len};
+        bool drop = false;
+        for (int i = 0; !drop && i < cred->nquery; i++)
+            drop = query_name_is(name, cred->query[i].name, false) ||
+                   query_name_is(name, cred->query[i].name, true);
+        if (!drop && param.len) {
+            if (any)
+                pt_buf_lit(b, "&");
+            pt_buf_str(b, param);
+            any = true;
+        }
+        start = end + 1;
+    }
+    return any;
+}
+
 /* Serialises the request head for the backend. */
 static void build_backend_head(struct pt_req *req, struct pt_buf *b)
 {
     const struct pt_backend *be = req->be;
     struct pt_conn *c = req->c;
     pt_buf_init(b, req->pool, 512 + req->h.path.len + req->h.nh * 48);
+    const struct pt_backdef *cred = be->def; /* its credentials (a pool's member: the member's) */
+    /* plain http through a proxy: the head goes to the proxy (absolute form, its credentials); an
+       https backend gets it inside the CONNECT tunnel, as any origin server (the proxy's
+       credentials went with CONNECT only) */
+    bool via_proxy_plain = req->fproxy && !be->url.https;
     pt_buf_str(b, req->h.method);
     pt_buf_lit(b, " ");
+    if (via_proxy_plain) {
+        pt_buf_lit(b, "http://");
+        pt_buf_add(b, be->url.authority, strlen(be->url.authority));
+    }
     size_t plen = strlen(be->url.path);
     pt_buf_add(b, be->url.path, plen);
     pt_buf_str(b, req->bpath);
     if (plen + req->bpath.len == 0)
         pt_buf_lit(b, "/");
-    if (req->bquery.len) {
+    bool cq = cred && cred->query_text;
+    if (req->bquery.len || cq) {
         pt_buf_lit(b, "?");
-        pt_buf_str(b, req->bquery);
+        bool any = cq ? client_query_without(b, req->bquery, cred) : (pt_buf_str(b, req->bquery), true);
+        if (cq) {
+            if (any)
+                pt_buf_lit(b, "&");
+            pt_buf_add(b, cred->query_text, strlen(cred->query_text));
+        }
     }
     pt_buf_lit(b, " HTTP/1.1\r\nHost: ");
     /* the backend's authority, unless a policy set Host */
@@ -287,6 +517,12 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         }
         if (rid.len && pt_str_ieq(x->name, rid))
             continue;
+        /* the client's proxy credentials are for its own hop (the gateway): never passed on, so a
+           client cannot speak to the gateway's proxy, or a backend, under an identity it chose */
+        if (pt_str_ieq(x->name, pt_str_c("Proxy-Authorization")))
+            continue;
+        if (cred && cred->head_text && cred_replaces(cred, x->name))
+            continue; /* the backend's credential replaces the client's header */
         if (PT_UNLIKELY(req->otel.on) && pt_otel_header_skip(req, x))
             continue; /* OpenTelemetry (O): ours replaces it */
         pt_buf_str(b, x->name);
@@ -340,6 +576,13 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         pt_buf_add(b, req->id, req->idn);
         pt_buf_lit(b, "\r\n");
     }
+    if (cred && cred->head_text)
+        pt_buf_add(b, cred->head_text, strlen(cred->head_text));
+    if (via_proxy_plain && req->fproxy->auth.len) {
+        pt_buf_lit(b, "Proxy-Authorization: ");
+        pt_buf_str(b, req->fproxy->auth);
+        pt_buf_lit(b, "\r\n");
+    }
     pt_otel_backend_header(req, b); /* OpenTelemetry (O): traceparent */
     if (req->h.upgrade_ws)
         pt_buf_lit(b, "Connection: upgrade\r\nUpgrade: websocket\r\n");
@@ -360,6 +603,76 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     pt_buf_lit(b, "\r\n");
 }
 
+/* The request head and a body in memory. */
+static void put_request(struct pt_req *req, struct evbuffer *out)
+{
+    evbuffer_add(out, req->uphead, req->uphead_n);
+    if (req->req_body_state != RB_STREAM && req->req_body && evbuffer_get_length(req->req_body)) {
+        /* a copy: the body stays for a retry */
+        size_t n = evbuffer_get_length(req->req_body);
+        evbuffer_add(out, evbuffer_pullup(req->req_body, -1), n);
+    }
+}
+
+/* CONNECT host:port to the proxy, with its credentials. */
+static void connect_head(struct pt_req *req, struct evbuffer *out)
+{
+    const struct pt_url *t = &req->be->url;
+    bool v6 = strchr(t->host, ':') != NULL;
+    char hp[300];
+    snprintf(hp, sizeof(hp), "%s%s%s:%d", v6 ? "[" : "", t->host, v6 ? "]" : "", t->port);
+    evbuffer_add_printf(out, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", hp, hp);
+    if (req->fproxy->auth.len)
+        evbuffer_add_printf(out, "Proxy-Authorization: %.*s\r\n", (int)req->fproxy->auth.len,
+                            req->fproxy->auth.data);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* The proxy's answer to CONNECT: 2xx starts TLS with the backend over the tunnel, then the request
+   goes; anything else fails the call (502).  A body or extra bytes before the handshake are refused. */
+static void tunnel_read(struct pt_req *req)
+{
+    struct pt_upconn *u = req->up;
+    size_t len;
+    struct pt_http_err err = {0};
+    int r = pt_http_scan(&u->scan, u->io->in, RESPONSE_HEAD_MAX, RESPONSE_HEAD_MAX, false, &len, &err);
+    if (r == 0)
+        return;
+    struct pt_head h = {0};
+    char *head = r > 0 ? pt_pool_alloc(req->pool, len) : NULL;
+    if (head) {
+        evbuffer_remove(u->io->in, head, len);
+        memset(&u->scan, 0, sizeof(u->scan));
+        if (!pt_http_parse_response(&h, head, len, req->pool, RESPONSE_HEADERS_MAX, true, &err))
+            h.status = 0;
+    }
+    if (h.status < 200 || h.status > 299 || evbuffer_get_length(u->io->in)) {
+        pt_warn("request %.*s: proxy %s refused the tunnel to %s (%d%s)", (int)req->idn, req->id,
+                u->pool->key, req->be->url.authority, h.status, h.status ? "" : ": a broken answer");
+        u->broken = true;
+        pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
+                                  "Bad gateway: the proxy did not open a tunnel to the backend");
+        return;
+    }
+    SSL *ssl = backend_ssl(req, req->be, req->client_cert);
+    struct pt_io *tls = ssl ? pt_io_tls_over(u->io, ssl, up_cb, u) : NULL;
+    if (!tls) {
+        if (!ssl)
+            pt_io_free(u->io);
+        u->io = NULL;
+        u->broken = true;
+        pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
+                                  "Bad gateway: cannot start TLS through the proxy");
+        return;
+    }
+    u->io = tls;
+    u->tunnel = false;
+    u->connected = false;
+    put_request(req, tls->out); /* sent once the handshake is done (PT_IO_CONNECTED) */
+    pt_io_read(tls, true);
+    pt_timer_set(req->c->w, &u->timer, PT_T_CONNECT);
+}
+
 /* Sends the request head (and from then on the body) to a backend connection. */
 static bool req_send(struct pt_req *req, bool fresh)
 {
@@ -370,12 +683,10 @@ static bool req_send(struct pt_req *req, bool fresh)
         return false;
     }
     req->up = u;
-    evbuffer_add(u->io->out, req->uphead, req->uphead_n);
-    if (req->req_body_state != RB_STREAM && req->req_body && evbuffer_get_length(req->req_body)) {
-        /* a copy: the body stays for a retry */
-        size_t n = evbuffer_get_length(req->req_body);
-        evbuffer_add(u->io->out, evbuffer_pullup(req->req_body, -1), n);
-    }
+    if (u->tunnel)
+        connect_head(req, u->io->out); /* the request waits for the tunnel (tunnel_read) */
+    else
+        put_request(req, u->io->out);
     if (u->reused || u->connected) {
         pt_io_flush(u->io);
         /* the read timeout runs from the end of the request; a slow upload
@@ -420,6 +731,16 @@ pt_status pt_upstream_forward(struct pt_req *req)
     struct pt_conn *c = req->c;
     if (req->rh_backend || req->up)
         pt_msg_drop_backend(req); /* a retry: this attempt replaces the last */
+    if (req->bdef && req->bdef->type == PT_BE_POOL && !pt_upstream_pick(req))
+        return PT_ERROR;
+    if (req->fproxy && req->be && req->be->url.https && req->req_body_state == RB_STREAM &&
+        req->h.body != PT_BODY_NONE) {
+        /* the body would reach the proxy before the tunnel and its TLS are up */
+        pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
+                         "a request body to an https backend through a proxy must be buffered "
+                         "(forward-request buffer-request-body)");
+        return PT_ERROR;
+    }
     if (!req->be) {
         pt_msg_set_error(req, 500, "forward-request", "BackendConnectionFailure",
                          "No backend is configured for this API");
@@ -463,6 +784,10 @@ void pt_upstream_read(struct pt_req *req)
 {
     struct pt_upconn *u = req->up;
     struct pt_conn *c = req->c;
+    if (u->tunnel) {
+        tunnel_read(req);
+        return;
+    }
     if (c->state == C_TUNNEL) {
         pt_tunnel_pump(req, false);
         return;

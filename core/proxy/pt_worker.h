@@ -136,7 +136,9 @@ struct pt_worker {
     int64_t max_conns;
 
     struct pt_upool **pools;
-    size_t npools;
+    size_t npools;          /* chains in pools[] (a power of two) */
+    size_t npools_used;     /* pools in the table: at most upstream.maxPools */
+    uint64_t pools_reap_at; /* no scan for unused pools before this (pt_clock_now_ms) */
 
     struct pt_req *free_reqs;
     int nfree_reqs;

@@ -3,6 +3,7 @@
  */
 #include "base/pt_log.h"
 #include "conf/pt_conf.h"
+#include "conf/pt_genmodel.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -111,6 +112,7 @@ static void test_defaults(void **state)
     assert_int_equal(cf->upstream.read_timeout, 300000);
     assert_int_equal(cf->upstream.idle_timeout, 60000);
     assert_int_equal(cf->upstream.max_idle, 64);
+    assert_int_equal(cf->upstream.max_pools, 4096);
     assert_true(cf->upstream.verify);
     assert_null(cf->upstream.ca_file);
     assert_int_equal(cf->log.level, PT_LOG_INFO);
@@ -831,6 +833,124 @@ static void test_cache_conf(void **state)
                  "t.yaml:2:19: size out of range (1..67108864 bytes)");
     expect_error("listen: ':80'\ncache: {commandTimeout: 0}\n",
                  "t.yaml:2:25: duration out of range (1ms..60000ms)");
+/* Backends (13): ISO 8601 durations and the entity's own checks (references are pt_conf_check's). */
+static void test_backend_durations(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        uint64_t ms;
+    } good[] = {{"PT30S", 30000},  {"PT1M", 60000},   {"PT1M30S", 90000},  {"PT0.5S", 500},
+                {"P1D", 86400000}, {"PT2H", 7200000}, {"P0DT1H", 3600000}, {"30s", 30000},
+                {"250ms", 250},    {"pt1s", 1000}};
+    int fails = 0;
+    for (size_t i = 0; i < PT_ARRAY_LEN(good); i++) {
+        uint64_t ms = 1;
+        if (!pt_conf_entities_parse_duration(good[i].s, &ms) || ms != good[i].ms) {
+            print_message("# FAIL: '%s' should be %llu ms\n", good[i].s, (unsigned long long)good[i].ms);
+            fails++;
+        }
+    }
+    static const char *const bad[] = {"",    "P",     "PT",    "PT1X",   "P1W",      "PT1M1M",  "PT1S1M",
+                                      "P1H", "PT1D",  "PT-1S", "PT1.5M", "P2D",      "PT0x10S", "PT1e2S",
+                                      "1w",  "PT1S ", " PT1S", "P1Y",    "PT99999H", "TP1S",    "PTT1S"};
+    for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++) {
+        uint64_t ms = 7;
+        if (pt_conf_entities_parse_duration(bad[i], &ms) || ms != 7) {
+            print_message("# FAIL: '%s' should be refused\n", bad[i]);
+            fails++;
+        }
+    }
+    assert_int_equal(fails, 0);
+}
+
+static void test_backend_checks(void **state)
+{
+    (void)state;
+    expect_error("listen: ':80'\nbackends:\n  - id: b\n",
+                 "t.yaml:3:9: backend 'b': a Single backend needs a url");
+    expect_error("listen: ':80'\nbackends:\n  - id: b\n    url: ftp://h/\n",
+                 "t.yaml:4:10: url 'ftp://h/' must start with http:// or https://");
+    expect_error("listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n",
+                 "t.yaml:4:11: backend 'b': a Pool needs pool.services");
+    expect_error("listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n    pool: {services: []}\n",
+                 "t.yaml:5:22: a pool needs services: a list of 1 to 256 backends");
+    expect_error("listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n    url: http://h\n"
+                 "    pool: {services: [{id: a}]}\n",
+                 "t.yaml:5:10: backend 'b': a Pool has no url of its own (its services have)");
+    expect_error("listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n"
+                 "    pool: {services: [{id: a, weight: 0}]}\n",
+                 "t.yaml:5:39: weight must be an integer from 1 to 1000");
+    expect_error("listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n"
+                 "    pool: {services: [{id: a}, {id: a}]}\n",
+                 "t.yaml:5:37: backend 'a' is listed twice in this pool");
+    const char *cb = "listen: ':80'\nbackends:\n  - id: b\n    url: http://h\n    circuitBreaker:\n"
+                     "      rules:\n        - tripDuration: PT1M\n          failureCondition:\n";
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s            interval: PT1M\n            errorReasons: [Timeout]\n", cb);
+    expect_error(buf, "t.yaml:9:13: failureCondition needs count or percentage");
+    snprintf(buf, sizeof(buf),
+             "%s            count: 1\n            percentage: 5\n            interval: PT1M\n"
+             "            errorReasons: [Timeout]\n",
+             cb);
+    expect_error(buf, "t.yaml:10:25: failureCondition takes count or percentage, not both");
+    snprintf(buf, sizeof(buf),
+             "%s            count: 1\n            interval: PT1M\n"
+             "            statusCodeRanges: [{min: 500, max: 600}]\n",
+             cb);
+    expect_error_like(buf, "t.yaml:11:", "count");
+    snprintf(buf, sizeof(buf),
+             "%s            count: 1\n            interval: PT1M\n"
+             "            statusCodeRanges: [{min: 504, max: 500}]\n",
+             cb);
+    expect_error(buf, "t.yaml:11:38: min 504 is above max 500");
+    snprintf(buf, sizeof(buf),
+             "%s            count: 1\n            interval: PT1Q\n"
+             "            errorReasons: [Timeout]\n",
+             cb);
+    expect_error(buf,
+                 "t.yaml:10:23: interval 'PT1Q' is not a duration (ISO 8601 such as PT30S, PT1M, PT0.5S, or "
+                 "30s, 250ms; above 0, at most a day)");
+    snprintf(buf, sizeof(buf), "%s            count: 1\n            interval: PT1M\n", cb);
+    expect_error(buf,
+                 "t.yaml:9:13: failureCondition needs statusCodeRanges or errorReasons (what is a failure)");
+    expect_error("listen: ':80'\nbackends:\n  - id: b\n    url: http://h\n"
+                 "    credentials: {header: {Host: [x]}}\n",
+                 "t.yaml:5:28: Host is set by the gateway; a credential cannot set it");
+    expect_error("listen: ':80'\nbackends:\n  - id: b\n    url: http://h\n"
+                 "    credentials: {header: {X-A: [\"a\\r\\nb\"]}}\n",
+                 "t.yaml:5:34: a value of X-A is a string without CR, LF or NUL");
+    expect_error("listen: ':80'\nbackends:\n  - id: b\n    url: http://h\n"
+                 "    healthCheck: {interval: 1s, timeout: 2s}\n",
+                 "t.yaml:5:42: backend 'b': healthCheck.timeout is longer than its interval");
+    /* a full one reads into the runtime fields */
+    struct pt_conf *cf =
+        parse_ok("listen: ':80'\nbackends:\n  - id: m\n    url: http://h/x\n"
+                 "    tls: {validateCertificateName: false}\n"
+                 "    healthCheck: {path: /h}\n"
+                 "    circuitBreaker:\n      rules:\n        - name: r\n"
+                 "          tripDuration: PT1M\n          acceptRetryAfter: true\n"
+                 "          failureCondition: {percentage: 40, interval: PT10S,\n"
+                 "            statusCodeRanges: [{min: 500, max: 599}], errorReasons: [Timeout]}\n"
+                 "  - id: p\n    type: Pool\n"
+                 "    pool: {services: [{id: m, weight: 3, priority: 1}]}\n");
+    assert_int_equal(cf->nbackends, 2);
+    const struct pt_backend_cf *m = &cf->backends[0], *p = &cf->backends[1];
+    assert_true(m->tls_chain && !m->tls_name && m->hc_on);
+    assert_string_equal(m->hc_path, "/h");
+    assert_int_equal(m->nrules, 1);
+    assert_int_equal(m->rules[0].percentage, 40);
+    assert_int_equal(m->rules[0].interval_ms, 10000);
+    assert_int_equal(m->rules[0].trip_ms, 60000);
+    assert_true(m->rules[0].accept_retry_after);
+    assert_int_equal(m->rules[0].nranges, 1);
+    assert_int_equal(m->rules[0].ranges[0].max, 599);
+    assert_string_equal(m->rules[0].reasons[0], "Timeout");
+    assert_int_equal(p->type, 1);
+    assert_int_equal(p->nmembers, 1);
+    assert_int_equal(p->members[0].weight, 3);
+    assert_int_equal(p->members[0].priority, 1);
+    pt_conf_free(cf);
 }
 
 int main(void)
@@ -860,6 +980,8 @@ int main(void)
         cmocka_unit_test(test_portal_errors),
         cmocka_unit_test(test_user_names),
         cmocka_unit_test(test_cache_conf),
+        cmocka_unit_test(test_backend_durations),
+        cmocka_unit_test(test_backend_checks),
     };
     return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
 }
