@@ -25,6 +25,8 @@
 
 struct pt_apidef;
 struct pt_backend;
+struct pt_backdef;
+struct pt_redirect_from;
 struct pt_block;
 struct pt_clientcert;
 struct pt_conn;
@@ -230,6 +232,10 @@ struct pt_req {
     uint32_t fwd_timeout;       /* forward-request timeout, ms (0 = upstream.readTimeout) */
     struct pt_timer *fwd_timer; /* ... its deadline for the response head */
     bool fwd_fail_on_status;
+    bool fwd_follow;                  /* forward-request follow-redirects */
+    uint8_t redirects;                /* ... followed so far */
+    const struct pt_backdef *brk_def; /* the backend whose circuit breaker counts this call's outcome */
+    struct pt_redirect_from *redir;   /* where the first followed redirect started (a retry goes back) */
     /* policies */
     struct pt_exec ex;
     struct pt_var *vars;

@@ -97,10 +97,15 @@ static const struct pt_attr_def forward_attrs[] = {
      "accepted; the gateway answers 100-continue"},
     {"http-version", PT_ATTR_ENUM, 0, "1", http_versions, NULL, 0, 0,
      "1 (HTTP/2 backends are not supported)"},
-    {"follow-redirects", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0, "must stay false"},
+    {"follow-redirects", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
+     "true: the gateway follows the backend's 301/302/303/307/308 (up to 10; 303, and 301/302 after a POST, "
+     "become a GET without body; 307/308 only with the body in memory; the same backend or a literal IP "
+     "address only, never https to http) and the client gets the final response"},
     {"buffer-request-body", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
      "read the whole request body first (so retry can resend it)"},
-    {"buffer-response", PT_ATTR_BOOL, 0, "true", NULL, NULL, 0, 0, "accepted; bodies always stream"},
+    {"buffer-response", PT_ATTR_BOOL, 0, "true", NULL, NULL, 0, 0,
+     "accepted; bodies always stream: each read from the backend is passed on at once, so true and false "
+     "(server-sent events) behave alike"},
     {"fail-on-error-status-code", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
      "a 400-599 backend status runs on-error"},
     {0},
@@ -326,11 +331,6 @@ static int compile_forward(const struct pt_api *api, pt_compile *c, void **inst)
     f->buffer_response = bool_attr(attrs, "buffer-response", true);
     f->fail_on_error_status = bool_attr(attrs, "fail-on-error-status-code", false);
     f->follow_redirects = bool_attr(attrs, "follow-redirects", false);
-    if (f->follow_redirects) {
-        pt_node_error(pc->errs, get(attrs, "follow-redirects"),
-                      "follow-redirects: true is not supported (redirects are passed to the client)");
-        return -1;
-    }
     struct pt_node *hv = get(attrs, "http-version");
     if (hv && !strcmp(hv->str, "2")) {
         pt_node_error(pc->errs, hv, "http-version 2 is not supported for backends (use 1 or 2or1)");

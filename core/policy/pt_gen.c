@@ -9,6 +9,7 @@
 #include "base/pt_paths.h"
 #include "conf/pt_model.h"
 #include "conf/pt_router.h"
+#include "event/pt_breaker.h"
 #include "event/pt_tls.h"
 #include "http/pt_logsink.h"
 #include "lua/pt_expr.h"
@@ -1030,6 +1031,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         }
     }
 out:
+    pt_breaker_attach(g->backends, g->nbackends); /* node-wide state, kept across reloads (BREAKER) */
     if (errs->n > before) {
         g->conf = NULL; /* the caller keeps its config on failure */
         pt_gen_unref(g);
@@ -1143,6 +1145,7 @@ void pt_gen_unref(struct pt_gen *g)
     PT_ASSERT(prev >= 1);
     if (prev != 1)
         return;
+    pt_breaker_detach(g->backends, g->nbackends); /* (BREAKER) */
     if (g->pc)
         pt_policy_release(g->pc);
     for (int i = 0; i < g->nsinks; i++)

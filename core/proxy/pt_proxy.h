@@ -46,10 +46,32 @@ void pt_upstream_close(struct pt_upconn *u);
 void pt_upstream_release(struct pt_upconn *u, bool reusable);
 void pt_upstream_timer_stop(struct pt_req *req);
 void pt_upstream_close_for(struct pt_req *req);
-/* A pool's member for req (req->bdef) into req->be; false with the request's error set. */
+/* The target of req->bdef into req->be (a pool's member: pt_balance); false with the request's error set
+   (503 BackendUnavailable when the backend is tripped or down). */
 bool pt_upstream_pick(struct pt_req *req);
 pt_status pt_upstream_forward(struct pt_req *req);
 void pt_upstream_read(struct pt_req *req);
+
+/* ---- pt_balance.c: pools and circuit breakers on the request path ---- */
+
+/* Before a backend call to the entity d (NULL: none): a pool's member is
+   chosen (req->be set), or an unavailable backend is refused (PT_ERROR,
+   503 BackendUnavailable, Retry-After). */
+pt_status pt_balance_choose(struct pt_req *req, const struct pt_backdef *d);
+/* After it: the response's status, or the reason of a call without one. */
+void pt_balance_outcome(struct pt_req *req, int status, const char *reason);
+
+/* ---- pt_redirect.c: forward-request's follow-redirects ---- */
+
+#define PT_REDIRECT_MAX 10 /* redirects followed per forward-request */
+/* When the backend's response is a redirect to follow: req->be, bpath, bquery
+   (and the method, the body) are set for the next call and true is
+   returned; false when the client gets the response (*why says why, when
+   a redirect was not followed). */
+bool pt_redirect_follow(struct pt_req *req, const char **why);
+/* A new forward-request (or a retry of it) after redirects were followed:
+   the target, path and query go back to where the first call went. */
+void pt_redirect_restore(struct pt_req *req);
 
 /* ---- pt_respond.c: the response to the client ---- */
 

@@ -212,6 +212,7 @@ void pt_respond_body_done(struct pt_req *req)
 void pt_respond_backend_failed(struct pt_req *req, int status, const char *reason, const char *msg)
 {
     struct pt_conn *c = req->c;
+    pt_balance_outcome(req, 0, reason); /* a call without a response: its reason counts */
     pt_upstream_timer_stop(req);
     if (req->up)
         pt_upstream_close(req->up);

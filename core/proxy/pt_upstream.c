@@ -174,23 +174,16 @@ static struct pt_upool *proxy_pool_get(struct pt_req *req, struct pt_worker *w)
 }
 
 /*
- * The member of a pool this request goes to.  A placeholder choice (the
- * first member of the best priority) that the breaker's piece replaces with
- * the weighted, health- and trip-aware one; false with the request's error
- * set when there is none.
+ * The backend entity's target for this call: a pool's member (the best
+ * priority group with a member neither tripped nor down, smooth weighted
+ * round robin within it), or the Single's own target; false with the
+ * request's error set (503 BackendUnavailable) when it may not be called.
  */
 bool pt_upstream_pick(struct pt_req *req)
 {
-    const struct pt_backdef *d = req->bdef;
-    if (!d || d->type != PT_BE_POOL)
-        return req->be != NULL;
-    if (!d->nmembers || !d->members[0].be->target) {
-        pt_msg_set_error(req, 503, "forward-request", "BackendUnavailable",
-                         "no member of the pool is available");
-        return false;
-    }
-    req->be = d->members[0].be->target;
-    return true;
+    /* pt_balance: a pool's member by priority and weight, or 503 BackendUnavailable for a
+       backend (or a pool without a member) that is tripped or down */
+    return pt_balance_choose(req, req->bdef) == PT_OK && req->be != NULL;
 }
 
 void pt_upstream_free_pools(struct pt_worker *w)
@@ -265,7 +258,7 @@ static SSL *backend_ssl(struct pt_req *req, const struct pt_backend *be, const s
 static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
 {
     struct pt_worker *w = req->c->w;
-    struct pt_backend *be = req->be;
+    struct pt_backend *be = req->be; /* the API's, or one a policy or a redirect chose */
     const struct pt_fwdproxy *px = req->fproxy;
     const struct pt_clientcert *cc = be->url.https ? req->client_cert : NULL;
     struct pt_upool *pool = px ? proxy_pool_get(req, w) : pool_get(w, be, cc);
@@ -731,7 +724,11 @@ pt_status pt_upstream_forward(struct pt_req *req)
     struct pt_conn *c = req->c;
     if (req->rh_backend || req->up)
         pt_msg_drop_backend(req); /* a retry: this attempt replaces the last */
-    if (req->bdef && req->bdef->type == PT_BE_POOL && !pt_upstream_pick(req))
+    if (req->redirects == 0)
+        pt_redirect_restore(req); /* a retry after followed redirects starts where the first call went */
+    /* a pool's member, or no call to a backend whose circuit is open (a
+       redirect's call goes where the Location said) */
+    if (req->bdef && req->redirects == 0 && !pt_upstream_pick(req))
         return PT_ERROR;
     if (req->fproxy && req->be && req->be->url.https && req->req_body_state == RB_STREAM &&
         req->h.body != PT_BODY_NONE) {
@@ -763,8 +760,10 @@ pt_status pt_upstream_forward(struct pt_req *req)
     req->backend_status = 0; /* this attempt's answer, if any (not an earlier one's) */
     req->retried = false;
     memset(&req->resp_ch, 0, sizeof(req->resp_ch));
-    if (!req_send(req, false))
+    if (!req_send(req, false)) {
+        pt_balance_outcome(req, 0, "BackendConnectionFailure");
         return PT_ERROR;
+    }
     pt_upstream_timer_stop(req);
     if (req->fwd_timeout)
         req->fwd_timer = pt_pipeline_timer_start(&req->ex.call, req->fwd_timeout, forward_timeout, NULL);
@@ -832,7 +831,8 @@ void pt_upstream_read(struct pt_req *req)
         req->rh_done = true;
         req->rh_backend = true;
         req->backend_status = req->rh.status;
-        pt_otel_backend_head(req); /* OpenTelemetry (O) */
+        pt_balance_outcome(req, req->rh.status, NULL); /* the circuit breaker counts it */
+        pt_otel_backend_head(req);                     /* OpenTelemetry (O) */
         if (PT_UNLIKELY(req->trace != NULL))
             pt_trace_backend_response(req);
         req->resp_replaced = false;
@@ -847,6 +847,21 @@ void pt_upstream_read(struct pt_req *req)
             req->ex.done = true; /* a tunnel: policies have nothing more to do */
             pt_tunnel_start(req);
             return;
+        }
+        if (PT_UNLIKELY(req->fwd_follow)) {
+            const char *why;
+            if (pt_redirect_follow(req, &why)) {
+                /* the redirect's body is not read: its connection goes */
+                pt_debug("request %.*s: backend %s: following a %d redirect", (int)req->idn, req->id,
+                         u->pool->key, req->rh.status);
+                pt_status st = pt_upstream_forward(req);
+                if (st != PT_AGAIN)
+                    pt_pipeline_resume(req, st);
+                return;
+            }
+            if (why)
+                pt_warn("request %.*s: backend %s: a %d redirect is not followed: %s", (int)req->idn, req->id,
+                        u->pool->key, req->rh.status, why);
         }
         /* the outbound policies run before anything reaches the client */
         pt_io_read(u->io, false);

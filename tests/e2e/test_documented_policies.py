@@ -162,8 +162,6 @@ def test_http_version_1_and_2or1_speak_http11_to_the_backend(backend, portico, v
 REFUSED_ATTRIBUTES = [
     ("http-version-2", {"http-version": "2"}, 'http-version: "2"', '"2"',
      "http-version 2 is not supported for backends (use 1 or 2or1)"),
-    ("follow-redirects-true", {"follow-redirects": True}, "follow-redirects: true", "true",
-     "follow-redirects: true is not supported (redirects are passed to the client)"),
 ]
 
 
@@ -171,7 +169,7 @@ REFUSED_ATTRIBUTES = [
                          ids=[c[0] for c in REFUSED_ATTRIBUTES])
 def test_unsupported_forward_attributes_are_refused_with_their_position(backend, portico, fwd, line_text,
                                                                         value_text, message):
-    """http-version: 2 and follow-redirects: true are configuration errors at
+    """http-version: 2 is a configuration error at
     the value's line and column, and the gateway does not start with them."""
     p = portico(with_forward(backend.url, fwd), start=False)
     (line, col, msg), (want_line, key_col) = config_error(p, line_text)
