@@ -113,7 +113,8 @@ void pt_msg_set_body(struct pt_req *req, pt_msg which, pt_str body)
 
 const char *pt_msg_source(const struct pt_req *req, const char *fallback)
 {
-    return req->ex.call.name ? req->ex.call.name : fallback;
+    const struct pt_call *c = req->ex.lane_call ? req->ex.lane_call : &req->ex.call;
+    return c->name ? c->name : fallback;
 }
 
 int pt_msg_set_status(struct pt_req *req, int code, pt_str reason, const char *source)

@@ -99,6 +99,7 @@ struct pt_hook {
     void (*resp)(pt_call *call, void *arg);
     void *arg;
     const struct pt_stmt *stmt;
+    const pt_call *call; /* at_response: the lane's call that registered it (NULL: not a lane's) */
 };
 
 struct pt_lasterror {
@@ -150,10 +151,11 @@ struct pt_exec {
     struct pt_lasterror err;
     struct pt_call call;
     struct pt_statestash *stash;
-    struct pt_timer *timers;  /* live timers of this request */
-    struct pt_waitrun *wait;  /* the wait statement running its lanes (NULL: none) */
-    struct pt_lane *lane_cur; /* the lane whose statement runs now (errors are located in it) */
-    struct pt_work *works;    /* asynchronous work of the request's calls, cancelled when abandoned */
+    struct pt_timer *timers;   /* live timers of this request */
+    struct pt_waitrun *wait;   /* the wait statement running its lanes (NULL: none) */
+    struct pt_lane *lane_cur;  /* the lane whose statement runs now (errors are located in it) ... */
+    struct pt_call *lane_call; /* ... and its call (errors are reported under its policy's name) */
+    struct pt_work *works;     /* asynchronous work of the request's calls, cancelled when abandoned */
 };
 
 /* OpenTelemetry (part O, http/pt_otel.c): a request's trace context. */
@@ -242,6 +244,7 @@ struct pt_req {
     int nvars, capvars;
     int lua_thread; /* registry reference of this request's coroutine (0 = none) */
     uint64_t lua_epoch;
+    uint64_t lua_serial; /* this request's serial for Lua objects that name it (0: none given yet) */
     /* accounting */
     uint64_t t0, tb0, tb1;
     uint64_t wall0;

@@ -231,7 +231,9 @@ static int body_set(lua_State *L)
  * statusCode, statusReason, headers (get, getAll, has, ["Name"]) and body
  * (asString, asJson, asXml).  It is read-only, and reading its body does not
  * consume it.  The userdata holds the request and the response it was made
- * for; each access checks that the running request is that one and still
+ * for, with the request's serial; each access checks that the running
+ * request is that one (the serial: a pt_req and its arena are reused for the
+ * connection's next request, so the same addresses can come back) and still
  * holds that response in a variable, so an object a script kept somewhere
  * never reads another request's memory.
  */
@@ -243,8 +245,19 @@ struct varresp {
     int kind; /* -1: not a context proxy (the proxies' methods read their kind from here) */
     int part; /* VR_* */
     const struct pt_req *req;
+    uint64_t serial; /* req->lua_serial when it was made */
     const struct pt_http_resp *r;
 };
+
+/* The running request's serial, given on first use: unique in the process (a reused pt_req is
+   zeroed for its next request, so it gets a new one). */
+static uint64_t req_serial(struct pt_req *req)
+{
+    static uint64_t next;
+    if (!req->lua_serial)
+        req->lua_serial = __atomic_add_fetch(&next, 1, __ATOMIC_RELAXED);
+    return req->lua_serial;
+}
 
 static const struct pt_http_resp *varresp_check(lua_State *L, int idx, int part)
 {
@@ -252,7 +265,7 @@ static const struct pt_http_resp *varresp_check(lua_State *L, int idx, int part)
     if (part >= 0 && v->part != part)
         luaL_argerror(L, idx, "wrong response object part");
     struct pt_req *req = cur(L);
-    if (v->req == req)
+    if (v->req == req && v->serial == req_serial(req))
         for (int i = 0; i < req->nvars; i++)
             if (req->vars[i].type == PT_VAR_RESPONSE && req->vars[i].resp == v->r)
                 return v->r;
@@ -266,6 +279,7 @@ static void varresp_push(lua_State *L, const struct pt_http_resp *r, int part)
     v->kind = -1;
     v->part = part;
     v->req = cur(L);
+    v->serial = req_serial(cur(L));
     v->r = r;
     luaL_getmetatable(L, VARRESP_MT);
     lua_setmetatable(L, -2);

@@ -15,7 +15,9 @@
 #include "event/pt_io.h"
 #include "event/pt_metrics.h"
 #include "event/pt_redis.h"
+#include "event/pt_tls.h"
 #include "http/pt_fetch.h"
+#include "http/pt_hclient.h"
 #include "http/pt_logsink.h"
 #include "http/pt_otel.h"
 #include "http/pt_trace.h"
@@ -31,6 +33,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -100,6 +103,14 @@ static int request_length(struct pt_req *req, pt_bytes *values, int max)
     return 1;
 }
 
+/* A call of a lane of wait that was abandoned (it lost, or the wait ended without it): the
+   plugin may still hold it (its own thread, a socket), but what it writes must not change the
+   request any more -- the wait promises the losers' variables and messages are left alone. */
+static bool gone(const pt_call *call)
+{
+    return call->lane && pt_pipeline_call_abandoned(call);
+}
+
 static int api_header_get(pt_call *call, pt_msg m, pt_bytes name, pt_bytes *values, int max)
 {
     struct pt_req *req = call->req;
@@ -125,6 +136,8 @@ static int api_header_get(pt_call *call, pt_msg m, pt_bytes name, pt_bytes *valu
 static int api_header_set(pt_call *call, pt_msg m, pt_bytes name, const pt_bytes *values, int n,
                           pt_header_mode mode)
 {
+    if (gone(call))
+        return -1;
     return pt_msg_header_set(call->req, m, name, values, n, mode);
 }
 
@@ -155,6 +168,8 @@ static pt_bytes api_method(pt_call *call)
 
 static int api_set_method(pt_call *call, pt_bytes m)
 {
+    if (gone(call))
+        return -1;
     if (!pt_str_is_token(m)) {
         pt_msg_set_error(call->req, 500, pt_msg_source(call->req, "set-method"), "InvalidMethod",
                          "invalid method");
@@ -181,6 +196,8 @@ static bool url_part_ok(pt_bytes b, bool query)
 
 static int api_set_path(pt_call *call, pt_bytes p)
 {
+    if (gone(call))
+        return -1;
     if ((p.len && p.data[0] != '/') || !url_part_ok(p, false)) {
         pt_msg_set_error(call->req, 500, pt_msg_source(call->req, "rewrite-uri"), "InvalidUrl",
                          "invalid path");
@@ -197,6 +214,8 @@ static pt_bytes api_query(pt_call *call)
 
 static int api_set_query(pt_call *call, pt_bytes q)
 {
+    if (gone(call))
+        return -1;
     if (!url_part_ok(q, true)) {
         pt_msg_set_error(call->req, 500, pt_msg_source(call->req, "set-query-parameter"), "InvalidUrl",
                          "invalid query");
@@ -273,6 +292,8 @@ static int api_status(pt_call *call)
 
 static int api_set_status(pt_call *call, int code, pt_bytes reason)
 {
+    if (gone(call))
+        return -1;
     return pt_msg_set_status(call->req, code, reason, "set-status");
 }
 
@@ -311,6 +332,8 @@ static int api_body_get(pt_call *call, pt_msg m, pt_bytes *out)
 static int api_body_set(pt_call *call, pt_msg m, pt_bytes data)
 {
     struct pt_req *req = call->req;
+    if (gone(call))
+        return -1;
     if (m == PT_MSG_CURRENT)
         m = call->current;
     pt_msg_set_body(req, m, data);
@@ -328,18 +351,35 @@ static int api_var_get(pt_call *call, pt_bytes name, pt_bytes *out)
 
 static int api_var_set(pt_call *call, pt_bytes name, pt_bytes value)
 {
+    if (gone(call))
+        return -1;
     pt_msg_var_set(call->req, name, PT_VAR_STRING, value);
     return 0;
 }
 
 static pt_status api_fail(pt_call *call, int status, const char *reason, const char *message)
 {
+    /* a lane of wait failing from a callback: the error is located in that lane (and traced there) */
+    struct pt_exec *ex = &call->req->ex;
+    if (gone(call))
+        return PT_ERROR; /* the request's error, lastError and the lane path are not an abandoned lane's to
+                            set */
+    struct pt_lane *was_lane = ex->lane_cur;
+    struct pt_call *was_call = ex->lane_call;
+    if (call->lane) {
+        ex->lane_cur = call->lane;
+        ex->lane_call = call;
+    }
     pt_msg_set_error(call->req, status, call->name ? call->name : "gateway", reason, message);
+    ex->lane_cur = was_lane;
+    ex->lane_call = was_call;
     return PT_ERROR;
 }
 
 static pt_status api_respond(pt_call *call)
 {
+    if (gone(call))
+        return PT_ERROR; /* the response is not an abandoned lane's to build */
     pt_msg_response(call->req);
     return PT_DONE;
 }
@@ -607,10 +647,15 @@ static int api_at_end(pt_call *call, void (*fn)(void *, int, uint64_t, uint64_t)
 
 static int api_at_response(pt_call *call, void (*fn)(pt_call *, void *), void *arg)
 {
+    if (gone(call))
+        return -1;
     struct pt_hook *h = pt_pool_calloc(call->req->pool, sizeof(*h));
     h->resp = fn;
     h->arg = arg;
     h->stmt = call->stmt;
+    /* a hook of a lane that is abandoned by the time of the response does not run; a lane's call
+       lives in the request's arena, other calls (a hook's own, on the stack) are never abandoned */
+    h->call = call->lane ? call : NULL;
     /* in registration order */
     struct pt_hook **pp = &call->req->resp_hooks;
     while (*pp)
@@ -884,28 +929,115 @@ static int api_forward_proxy_set(pt_call *call, pt_bytes url, pt_bytes username,
     return 0;
 }
 
+/* The context https side calls use: the generation's backend context (caFile, upstream.tls), or
+   when the generation needed none (no https backend), one made on first use from the system's CAs. */
+static pthread_once_t send_tls_once = PTHREAD_ONCE_INIT;
+static SSL_CTX *send_tls[2]; /* [verify] */
+
+static void send_tls_init(void)
+{
+    for (int v = 0; v < 2; v++) {
+        struct pt_errors errs = {0};
+        send_tls[v] = pt_tls_client_ctx(NULL, v == 1, NULL, &errs);
+        pt_node_errors_clear(&errs);
+    }
+}
+
+static struct pt_hclient_tls send_tls_of(pt_call *call, const struct pt_http_req *r)
+{
+    const struct pt_gen *g = req_gen(call->req);
+    struct pt_hclient_tls t = {NULL, g->conf->upstream.verify};
+    if (r->url.len < 8 || strncasecmp(r->url.data, "https://", 8))
+        return t; /* plain http: no context (the system's CAs are not loaded for nothing) */
+    if (r->client_cert)
+        t.ctx = ((const struct pt_clientcert *)r->client_cert)->ctx;
+    else if (g->client_tls)
+        t.ctx = g->client_tls;
+    else {
+        pthread_once(&send_tls_once, send_tls_init);
+        t.ctx = send_tls[t.verify ? 1 : 0];
+    }
+    return t;
+}
+
+/* One send-request call: registered with the pipeline driver as work, so that a lane of wait that
+   loses, or the request's end, cancels it (docs/routing.md). */
+struct send_call {
+    struct pt_hclient *h; /* NULL once done or cancelled */
+    pt_call *call;
+    void (*done)(pt_call *, void *, int, const struct pt_http_resp *);
+    void *arg;
+    struct pt_work work;
+};
+
+static void send_done(void *arg, int err, const char *msg, const struct pt_http_resp *resp)
+{
+    struct send_call *sc = arg;
+    sc->h = NULL;
+    pt_pipeline_work_end(sc->call, &sc->work);
+    if (err)
+        pt_info("send-request: %s", msg ? msg : "failed");
+    sc->done(sc->call, sc->arg, err, resp); /* may end the request: sc is not touched after */
+}
+
+/* The driver abandons the call (its lane lost, the request ended). */
+static void send_abandon(void *handle)
+{
+    struct send_call *sc = handle;
+    if (sc->h) {
+        pt_hclient_cancel(sc->h);
+        sc->h = NULL;
+    }
+}
+
 static void *api_http_send(pt_call *call, const struct pt_http_req *r,
                            void (*done)(pt_call *, void *, int, const struct pt_http_resp *), void *arg)
 {
-    (void)r, (void)done, (void)arg;
-    pt_msg_set_error(call->req, 500, call->name, "NotImplemented", "send-request is not built yet");
-    return NULL;
+    struct pt_req *req = call->req;
+    struct send_call *sc = pt_pool_calloc(req->pool, sizeof(*sc));
+    if (!sc || !done) {
+        pt_msg_set_error(req, 500, call->name, "OutOfMemory", "no memory for the call");
+        return NULL;
+    }
+    struct pt_http_req copy = *r;
+    if (!copy.max_body)
+        copy.max_body = (size_t)req_gen(req)->conf->limits.buffer_size;
+    struct pt_hclient_tls tls = send_tls_of(call, r);
+    sc->call = call;
+    sc->done = done;
+    sc->arg = arg;
+    sc->h = pt_hclient_send(req->peer->base, &copy, &tls, send_done, sc);
+    if (!sc->h) {
+        pt_msg_set_error(req, 500, call->name, "OutOfMemory", "no memory for the call");
+        return NULL;
+    }
+    pt_pipeline_work_start(call, &sc->work, send_abandon, sc);
+    return sc;
 }
 
 static void api_http_cancel(void *handle)
 {
-    (void)handle;
+    struct send_call *sc = handle;
+    if (sc && sc->h) {
+        pt_pipeline_work_end(sc->call, &sc->work);
+        pt_hclient_cancel(sc->h);
+        sc->h = NULL;
+    }
 }
 
 static int api_http_send_detached(pt_call *call, const struct pt_http_req *r)
 {
-    (void)call, (void)r;
-    return -1;
+    struct pt_req *req = call->req;
+    struct pt_http_req copy = *r;
+    if (!copy.max_body)
+        copy.max_body = (size_t)req_gen(req)->conf->limits.buffer_size;
+    struct pt_hclient_tls tls = send_tls_of(call, r);
+    return pt_hclient_send_detached(req->peer->base, &copy, &tls);
 }
 
 static int api_var_set_response(pt_call *call, pt_bytes name, const struct pt_http_resp *resp)
 {
-    if (!name.len)
+    if (!name.len || gone(call))
         return -1;
     return pt_msg_var_set_response(call->req, name, resp);
 }

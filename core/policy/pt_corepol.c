@@ -345,11 +345,17 @@ static int compile_forward(const struct pt_api *api, pt_compile *c, void **inst)
    cache-lookup-value or choose (APIM); inside a choose, statements that
    do not take over the pipeline (no forward-request, retry, wait or
    policy with children, which need the pipeline's own frames). */
-static bool lane_ok(struct pt_polctx *pc, const struct pt_block *b, bool top)
+static bool lane_ok(struct pt_polctx *pc, const struct pt_block *b, int depth)
 {
     bool ok = true;
+    bool top = depth == 0;
     for (int i = 0; i < b->n; i++) {
         const struct pt_stmt *s = b->s[i];
+        if (depth >= PT_COREPOL_LANE_DEPTH) {
+            pt_node_error(pc->errs, s->node, "wait: choose nested more than %d deep inside wait",
+                          PT_COREPOL_LANE_DEPTH - 1);
+            return false;
+        }
         if (top && strcmp(s->name, "send-request") && strcmp(s->name, "cache-lookup-value") &&
             strcmp(s->name, "choose")) {
             pt_node_error(pc->errs, s->node,
@@ -366,7 +372,7 @@ static bool lane_ok(struct pt_polctx *pc, const struct pt_block *b, bool top)
             continue;
         }
         for (int w = 0; s->kind == PT_ST_CHOOSE && w < s->nwhens; w++)
-            ok = lane_ok(pc, &s->whens[w].body, false) && ok;
+            ok = lane_ok(pc, &s->whens[w].body, depth + 1) && ok;
     }
     return ok;
 }
@@ -383,7 +389,7 @@ static int compile_wait(const struct pt_api *api, pt_compile *c, void **inst)
     w->any = t && !strcmp(t, "any");
     if (c->stmt->kind != PT_ST_WRAP)
         return -1;
-    if (!lane_ok(pc, &c->stmt->body, true))
+    if (!lane_ok(pc, &c->stmt->body, 0))
         return -1;
     c->stmt->kind = PT_ST_WAIT;
     c->stmt->data = w;

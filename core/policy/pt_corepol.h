@@ -27,6 +27,9 @@ struct pt_forward {
     bool follow_redirects;
 };
 
+/* The frames a lane of wait has: its child and the branches of choose statements nested in it. */
+#define PT_COREPOL_LANE_DEPTH 16
+
 struct pt_wait {
     bool any; /* for="any": the first lane to finish ends the wait */
 };

@@ -51,7 +51,7 @@ static pt_status wait_step(struct pt_req *req, const struct pt_stmt *s);
 /* A lane's state. */
 enum { L_READY, L_RUNNING, L_WAIT, L_BODY, L_DONE, L_GONE };
 
-#define PT_LANE_DEPTH 16
+#define PT_LANE_DEPTH PT_COREPOL_LANE_DEPTH /* compile_wait refuses deeper children */
 
 /* One child of a running wait: its own call (api->resume and timers with it
    come back here) and a small frame stack (a choose child's branches). */
@@ -249,18 +249,20 @@ static void timer_fire(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct pt_timer *t = arg;
-    struct pt_req *req = t->req;
     void (*fn)(pt_call *, void *) = t->fn;
+    if (!fn)
+        return; /* a dead timer of an abandoned lane (its event is deleted: never expected here) */
     void *a = t->arg;
-    pt_call *call = t->call;
+    pt_call *call = t->call; /* the lane's call for a lane's timer */
     timer_drop(t);
     fn(call, a);
-    (void)req;
 }
 
 pt_timer *pt_pipeline_timer_start(pt_call *call, uint32_t ms, void (*fn)(pt_call *call, void *arg), void *arg)
 {
     struct pt_req *req = call->req;
+    if (pt_pipeline_call_abandoned(call))
+        return NULL; /* its callback would be dropped anyway */
     struct pt_timer *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
@@ -352,7 +354,7 @@ bool pt_pipeline_call_abandoned(const pt_call *call)
  * pipeline itself stays suspended on the wait statement.  The wait is
  * decided when every lane finished (all), the first finished (any), or one
  * failed or answered (return-response): the lanes still out are abandoned
- * -- their timers freed, their registered work cancelled, their resumes
+ * -- their timers stopped, their registered work cancelled, their resumes
  * ignored -- and the pipeline resumes with the outcome.  A body a lane needs
  * is read by the driver, as for any statement: the wait statement runs again
  * when it is in, and the lanes that asked run their statement again.
@@ -364,17 +366,14 @@ static void lane_abandon(struct pt_req *req, struct pt_lane *l)
         return;
     l->state = L_GONE;
     cancel_works(req, &l->call);
-    struct pt_timer **pp = &req->ex.timers;
-    for (int guard = 0; *pp && guard < 100000; guard++) {
-        struct pt_timer *t = *pp;
-        if (t->call != &l->call) {
-            pp = &t->next;
-            continue;
+    /* Its timers stop but stay listed, dead, until the request ends: the plugin
+       still holds their handles and may api->timer_cancel them (from at_end, say). */
+    struct pt_timer *t = req->ex.timers;
+    for (int guard = 0; t && guard < 100000; guard++, t = t->next)
+        if (t->call == &l->call && t->fn) {
+            event_del(t->ev);
+            t->fn = NULL;
         }
-        *pp = t->next;
-        event_free(t->ev);
-        free(t);
-    }
 }
 
 static void wait_decide(struct pt_req *req, struct pt_waitrun *w, pt_status st)
@@ -454,6 +453,7 @@ static void run_lane(struct pt_req *req, struct pt_lane *l)
             return;
         pt_status st;
         bool pushed = false;
+        int mine = 0; /* the body this lane's statement asked for */
         if (l->has_pending) {
             l->has_pending = false;
             st = l->pending;
@@ -470,8 +470,14 @@ static void run_lane(struct pt_req *req, struct pt_lane *l)
             }
             l->state = L_RUNNING;
             ex->lane_cur = l;
+            ex->lane_call = &l->call;
+            int outer = ex->need_body; /* a read in progress for another lane: its flag stays */
+            ex->need_body = 0;
             st = lane_step(req, l, f->b->s[f->i], &pushed);
+            mine = ex->need_body;
+            ex->need_body = outer;
             ex->lane_cur = NULL;
+            ex->lane_call = NULL;
             if (st != PT_AGAIN)
                 l->has_pending = false; /* a resume from inside a run() that did not suspend */
             if (PT_UNLIKELY(pt_msg_out_of_memory(req)))
@@ -485,9 +491,8 @@ static void run_lane(struct pt_req *req, struct pt_lane *l)
                 l->st[l->depth - 1].i++;
             continue;
         case PT_AGAIN:
-            if (ex->need_body) {
-                l->need_body = ex->need_body;
-                ex->need_body = 0;
+            if (mine) {
+                l->need_body = mine;
                 l->state = L_BODY;
                 return;
             }
@@ -561,10 +566,13 @@ static pt_status wait_step(struct pt_req *req, const struct pt_stmt *s)
         ex->wait = w;
         if (w->n == 0)
             wait_decide(req, w, PT_OK);
-    } else
+    } else {
+        /* the body is in: first the lanes resumed while it was read (in turn), then those that asked */
+        wait_pump(req, w);
         for (int i = 0; i < w->n; i++)
             if (w->lanes[i].state == L_BODY)
                 w->lanes[i].state = L_READY;
+    }
     wait_pump(req, w);
     if (w->decided) {
         ex->wait = NULL;
@@ -596,8 +604,8 @@ static void wait_wake(struct pt_req *req, struct pt_waitrun *w)
         return;
     for (int i = 0; i < w->n; i++)
         if (w->lanes[i].state == L_BODY) {
-            /* a lane needs a body: the wait's step runs again inside the driver, which reads it */
-            w->lanes[i].state = L_READY;
+            /* a lane needs a body: the wait's step runs again inside the driver (it runs the lanes
+               that asked again), which reads it */
             ex->waiting = false;
             drive(req);
             return;
@@ -635,6 +643,8 @@ void pt_pipeline_call_resume(pt_call *call, pt_status st)
     l->state = L_READY;
     if (l->w->pumping)
         return; /* the lanes are being run: this one's turn comes */
+    if (req->ex.need_body && !req->ex.running)
+        return; /* a body is being read for another lane: the wait's step runs this one when it is in */
     wait_wake(req, l->w);
 }
 
@@ -822,6 +832,7 @@ static bool apply(struct pt_req *req, pt_status st)
         return false;
     case PT_ERROR:
     default:
+        wait_abandon(req); /* a wait that failed (its body unread): a retry starts fresh lanes */
         /* inside a retry, the attempt ends and the retry decides */
         for (int d = ex->depth - 1; d > 0; d--) {
             struct pt_frame *pf = &ex->st[d - 1];
@@ -933,6 +944,8 @@ void pt_pipeline_resume(struct pt_req *req, pt_status st)
     struct pt_exec *ex = &req->ex;
     if (ex->done || (!ex->running && !ex->waiting))
         return; /* over, or nothing waits: a resume twice moves nothing */
+    if (ex->wait)
+        return; /* suspended on wait's lanes: only wait_wake resumes it (it clears ex->wait first) */
     if (ex->running) {
         ex->resume_pending = true;
         ex->resume_status = st;

@@ -370,6 +370,8 @@ void pt_respond(struct pt_req *req)
     if (!req->rh_done)
         pt_msg_new_response(req, 200, PT_NULL_STR);
     for (struct pt_hook *h = req->resp_hooks; h; h = h->next) {
+        if (h->call && pt_pipeline_call_abandoned(h->call))
+            continue; /* registered in a lane of wait that lost: its hooks went with it */
         struct pt_call call = {.req = req,
                                .stmt = h->stmt,
                                .name = h->stmt ? h->stmt->name : NULL,

@@ -6,6 +6,7 @@
 
 #include "base/pt_log.h"
 #include "event/pt_redis.h"
+#include "http/pt_hclient.h"
 #include "http/pt_logsink.h"
 #include "lua/pt_lua.h"
 #include "proxy/pt_analytics.h"
@@ -327,6 +328,7 @@ static void *worker_main(void *arg)
     if (w->wake)
         event_del(w->wake);
     pt_conn_stop(w);
+    pt_hclient_worker_end();        /* send-one-way-request's calls still running or queued on this worker */
     pt_analytics_worker_end(w->an); /* after the last request was logged */
     pt_redis_worker_end(w->id);     /* its lookups were cancelled with their requests */
     /* TLS connections are released through libevent's deferred callbacks,
@@ -362,6 +364,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
     workers = calloc((size_t)n, sizeof(*workers));
     nworkers = n;
     pt_reqmetrics_init(n);
+    pt_hclient_init(); /* the outbound client's counters on /metrics */
     for (int i = 0; i < n; i++) {
         struct pt_worker *w = &workers[i];
         w->id = i;

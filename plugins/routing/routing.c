@@ -13,11 +13,22 @@ static const struct pt_policy_def policies[] = {
      NULL, "Sends forward-request's call through an HTTP proxy, with Basic credentials when given."},
     {"send-request", PT_SECTION_ALL, PT_SCOPE_ALL, 0, send_request_attrs, send_request_compile,
      send_request_run, NULL,
-     "Calls another HTTP service and keeps its response in a variable (docs/routing.md). The request is "
-     "suspended, not the worker: it serves other requests meanwhile."},
+     "Calls another HTTP service and keeps its response in the variable response-variable-name: in "
+     "expressions context.variables[name] is a response object (statusCode, headers, body), and "
+     "return-response can answer with it. The request is suspended, not the worker: the call runs on the "
+     "worker's own non-blocking client (http or https, through an HTTP proxy with CONNECT for https, with a "
+     "client certificate), one deadline (`timeout`) for the whole exchange, the response body capped at "
+     "limits.bufferSize, no redirects followed. A failure runs on-error with the reason Timeout or "
+     "BackendConnectionFailure, unless ignore-error makes the variable nil. The call is abandoned when the "
+     "request ends (the client went away). See routing.md."},
     {"send-one-way-request", PT_SECTION_ALL, PT_SCOPE_ALL, 0, send_one_way_request_attrs,
      send_one_way_request_compile, send_one_way_request_run, NULL,
-     "Calls another HTTP service without waiting for it (fire and forget; docs/routing.md)."},
+     "Calls another HTTP service without waiting for it (fire and forget): the request is copied to its "
+     "worker's queue and the pipeline goes on at once. Each worker runs at most 16 such calls at a time and "
+     "keeps 64 more waiting; past that a call is dropped and counted "
+     "(portico_send_one_way_requests_total{result=\"dropped\"} on /metrics). Calls outlive the request "
+     "that made them. Same attributes and children as send-request, without response-variable-name and "
+     "ignore-error. See routing.md."},
     {0},
 };
 

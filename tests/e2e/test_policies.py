@@ -695,8 +695,11 @@ BAD_CASES = [
     ("retry-without-policies",
      {"backend": [{"retry": {"condition": "@(true)", "count": 1, "interval": 0}}]}, "condition:", "policies"),
     ("statement-not-a-map", {"inbound": ["set-variable"]}, "- \"set-variable\"", "statement"),
-    ("return-response-variable",
-     {"inbound": [{"return-response": {"response-variable-name": "r"}}]}, "response-variable-name", "send-request"),
+    ("return-response-variable-empty",
+     {"inbound": [{"return-response": {"response-variable-name": ""}}]}, "response-variable-name", "empty"),
+    ("wait-child",
+     {"inbound": [{"wait": {"policies": [{"set-header": {"name": "X", "value": "v"}}]}}]}, "set-header",
+     "child of wait"),
 ]
 
 

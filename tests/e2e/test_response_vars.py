@@ -179,6 +179,69 @@ def test_lua_policy_copies_and_cannot_change_a_response(backend, workdir, portic
     assert "response objects" in headers["x-part-error"]
 
 
+def test_an_object_kept_after_its_variable_was_set_again_no_longer_reads(backend, workdir, portico):
+    """A Lua policy takes the object (and its headers part), copies it into another variable, then sets the
+    variable again: the kept object raises instead of reading, although the copy is still held."""
+    d = lua_policy_dir(workdir, """
+        return {
+          name = "resp-stale",
+          sections = {"inbound"},
+          attributes = {},
+          inbound = function(context, attrs)
+            local o = context.variables['r']
+            local h = o.headers
+            local before = o.statusCode
+            context.variables:set('copy', o)
+            context.variables:set('r', 'x')
+            local ok, err = pcall(function() return o.statusCode end)
+            local ok2, err2 = pcall(function() return h:get('x-multi') end)
+            context.variables:set('out', before .. '|' .. tostring(ok) .. '|' .. tostring(err) .. '|' ..
+                                  tostring(ok2) .. '|' .. tostring(err2))
+          end,
+        }
+    """)
+    p = portico(config(backend, workdir, [RESP, {"resp-stale": {}}, answer(
+        "@(context.variables.out .. '|' .. context.variables.copy.statusCode .. '|' .. context.variables.r)")],
+        lua={"policyPath": [d]}))
+    status, _, body = p.request("GET", "/echo/items/1")
+    assert status == 200, body
+    parts = body.decode().split("|")
+    assert parts[0] == "201" and parts[1] == "false" and parts[3] == "false", parts
+    assert "no longer held in a variable of this request" in parts[2], parts
+    assert "no longer held in a variable of this request" in parts[4], parts
+    assert parts[5:] == ["201", "x"], parts
+
+
+def test_an_object_kept_from_an_earlier_request_no_longer_reads(backend, workdir, portico):
+    """A Lua policy keeps the response object of one request in an upvalue and reads it in the next
+    request, whose pt_req and arena are the same memory (the worker reuses them) and whose variable holds
+    a response at the same address: the object still refuses."""
+    d = lua_policy_dir(workdir, """
+        local kept
+        return {
+          name = "resp-keep",
+          sections = {"inbound"},
+          attributes = {},
+          inbound = function(context, attrs)
+            if kept then
+              local ok, err = pcall(function() return kept.statusCode end)
+              context.variables:set('old', tostring(ok) .. ':' .. tostring(err))
+            else
+              context.variables:set('old', 'none')
+            end
+            kept = context.variables['r']
+          end,
+        }
+    """)
+    p = portico(config(backend, workdir, [RESP, {"resp-keep": {}}, answer("@(context.variables.old)")],
+                       lua={"policyPath": [d]}))
+    assert p.request("GET", "/echo/items/1")[2] == b"none"
+    for i in range(3):
+        status, _, body = p.request("GET", "/echo/items/1")
+        assert status == 200, body
+        assert body.startswith(b"false:") and b"no longer held in a variable of this request" in body, body
+
+
 # ------------------------------------------------------------- what is refused
 
 @pytest.mark.parametrize("attrs", [

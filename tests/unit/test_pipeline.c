@@ -53,6 +53,7 @@ enum act {
     ACT_BODY,        /* reads the request body through api->body_get */
     ACT_TIMER,       /* api->timer_start(ms); the timer resumes with PT_OK */
     ACT_WHERE,       /* traces name@section/message=status */
+    ACT_WORK,        /* registers work with the driver (its cancel traces cancel(name)), then PT_AGAIN */
 };
 
 struct script {
@@ -63,7 +64,17 @@ struct script {
     uint32_t ms;
     int fail_runs;
     int runs;
+    pt_call *call; /* the call of the last run (a lane's, inside wait) */
+    struct pt_work work;
+    const char *name;
+    pt_timer *timer; /* ACT_TIMER: the handle of the last run's timer */
 };
+
+static void work_cancel(void *handle)
+{
+    struct script *sc = handle;
+    tr("cancel(%s)", sc->name);
+}
 
 static void timer_resume(pt_call *call, void *arg)
 {
@@ -77,6 +88,7 @@ static pt_status t_run(const struct pt_api *api, pt_call *call, void *inst)
     struct script *sc = inst;
     const char *name = call->name;
     sc->runs++;
+    sc->call = call;
     switch (sc->act) {
     case ACT_OK:
         tr("%s", name);
@@ -116,7 +128,13 @@ static pt_status t_run(const struct pt_api *api, pt_call *call, void *inst)
     }
     case ACT_TIMER:
         tr("%s", name);
-        assert_non_null(api->timer_start(call, sc->ms, timer_resume, sc));
+        sc->timer = api->timer_start(call, sc->ms, timer_resume, sc);
+        assert_non_null(sc->timer);
+        return PT_AGAIN;
+    case ACT_WORK:
+        tr("%s", name);
+        sc->name = name;
+        pt_pipeline_work_start(call, &sc->work, work_cancel, sc);
         return PT_AGAIN;
     case ACT_WHERE: {
         const struct pt_req *req = call->req;
@@ -211,7 +229,13 @@ static int setup_bare(void **state)
     (void)state;
     memset(&T, 0, sizeof(T));
     trace[0] = '\0';
-    T.base = event_base_new();
+    /* precise timers, as the workers' bases have (pt_worker.c): the coarse clock can fire a few ms early */
+    struct event_config *ec = event_config_new();
+    assert_non_null(ec);
+    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+    T.base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    assert_non_null(T.base);
     T.rng[0] = 5000; /* retry waits: rnd = rng[0] ^ t0 = 5000, a random factor of exactly 1.0 */
     T.peer.base = T.base;
     T.peer.rng = T.rng;
@@ -363,6 +387,23 @@ static struct pt_stmt *CHOOSE(int n, ...)
     }
     va_end(ap);
     return s;
+}
+
+static struct pt_stmt *WAIT(bool any, struct pt_block body)
+{
+    struct pt_wait *w = pt_pool_calloc(T.spool, sizeof(*w));
+    w->any = any;
+    struct pt_stmt *s = stmt(PT_ST_WAIT, "wait", NULL, NULL);
+    s->data = w;
+    s->body = body;
+    return s;
+}
+
+/* api->resume on the call a statement last ran with (a lane's call inside wait). */
+static void resume_stmt(const struct pt_stmt *s, pt_status st)
+{
+    assert_non_null(SC(s)->call);
+    pt_policy_api_table.resume(SC(s)->call, st);
 }
 
 static void start(void)
@@ -1205,6 +1246,334 @@ static void test_a_suspended_wrap_does_not_leak_into_on_error(void **state)
     assert_string_equal(trace, "w e1 e2 respond");
 }
 
+/* ------------------------------------------------------------------ wait */
+
+static void test_wait_all_waits_for_every_lane(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_AGAIN), *b = P("b", ACT_AGAIN);
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, WAIT(false, blk(3, a, b, P("c", ACT_OK))), P("after", ACT_OK));
+    start();
+    assert_string_equal(trace, "a b c"); /* every lane started at once */
+    assert_ptr_not_equal(SC(a)->call, SC(b)->call);
+    assert_ptr_not_equal(SC(a)->call, &T.req.ex.call); /* each lane has its own call */
+    resume_stmt(b, PT_OK);
+    assert_string_equal(trace, "a b c"); /* a still runs */
+    resume_stmt(a, PT_OK);
+    assert_string_equal(trace, "a b c after forward respond");
+    resume_stmt(a, PT_OK); /* a second resume moves nothing */
+    assert_int_equal(T.responds, 1);
+}
+
+static void test_wait_any_takes_the_first_and_abandons_the_rest(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_WORK), *b = P("b", ACT_AGAIN), *c = P("c", ACT_WORK);
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, WAIT(true, blk(3, a, b, c)), P("after", ACT_OK));
+    start();
+    assert_string_equal(trace, "a b c");
+    resume_stmt(b, PT_OK);
+    /* the losers' work is cancelled before the pipeline goes on */
+    assert_string_equal(trace, "a b c cancel(a) cancel(c) after forward respond");
+    assert_null(T.req.ex.works);
+    resume_stmt(a, PT_OK); /* abandoned: ignored */
+    assert_int_equal(T.responds, 1);
+    assert_true(pt_pipeline_call_abandoned(SC(a)->call));
+    assert_false(pt_pipeline_call_abandoned(SC(b)->call));
+}
+
+static void test_wait_lane_error_runs_on_error(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_WORK);
+    T.pl.sec[PT_SEC_INBOUND] = blk(1, WAIT(false, blk(2, a, CHOOSE(1, "true", blk(1, P("b", ACT_AGAIN))))));
+    T.pl.sec[PT_SEC_ON_ERROR] = blk(1, P("e", ACT_OK));
+    start();
+    assert_string_equal(trace, "a b");
+    /* b's callback records the error outside the lane's run, then resumes it */
+    struct script *sb = SC(T.pl.sec[PT_SEC_INBOUND].s[0]->body.s[1]->whens[0].body.s[0]);
+    (*pt_policy_api_table.fail)(sb->call, 504, "Timeout", "too slow"); /* cmocka defines fail() */
+    pt_policy_api_table.resume(sb->call, PT_ERROR);
+    assert_string_equal(trace, "a b cancel(a) e respond");
+    assert_string_equal(T.req.ex.err.reason, "Timeout");
+    assert_string_equal(T.req.ex.err.path, "wait[1]/choose[2]/when[1]/b[1]");
+    assert_string_equal(T.req.ex.err.section, "inbound");
+    assert_int_equal(T.respond_status, 504);
+}
+
+static void test_wait_lane_fails_at_once(void **state)
+{
+    (void)state;
+    T.pl.sec[PT_SEC_INBOUND] =
+        blk(1, WAIT(false, blk(2, P("a", ACT_WORK), FAIL("b", 502, "BackendConnectionFailure", "refused"))));
+    start();
+    assert_string_equal(trace, "a b cancel(a) respond");
+    assert_string_equal(T.req.ex.err.path, "wait[1]/b[2]");
+    assert_int_equal(T.respond_status, 502);
+}
+
+static void test_wait_lane_resumes_from_inside_run(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_RESUME_SYNC);
+    SC(a)->resume_with = PT_OK;
+    T.pl.sec[PT_SEC_INBOUND] = blk(1, WAIT(false, blk(2, a, P("b", ACT_OK))));
+    start();
+    assert_string_equal(trace, "a b forward respond");
+}
+
+static void test_wait_done_in_a_lane_answers(void **state)
+{
+    (void)state;
+    struct pt_stmt *d = P("d", ACT_DONE);
+    SC(d)->status = 203;
+    T.pl.sec[PT_SEC_INBOUND] =
+        blk(2, WAIT(false, blk(2, P("a", ACT_WORK), CHOOSE(1, "true", blk(2, P("b", ACT_OK), d)))),
+            P("after", ACT_OK));
+    start();
+    assert_string_equal(trace, "a b d cancel(a) respond");
+    assert_int_equal(T.respond_status, 203);
+}
+
+static void test_wait_lane_reads_a_body(void **state)
+{
+    (void)state;
+    T.req.h.body = PT_BODY_LENGTH;
+    struct pt_stmt *b = P("b", ACT_AGAIN);
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, WAIT(false, blk(2, P("a", ACT_BODY), b)), P("after", ACT_OK));
+    start();
+    assert_string_equal(trace, "a(wait) b read_body(1)");
+    body_is_in(&T.req, "xyz");
+    pt_pipeline_body_ready(&T.req, true);
+    /* only the lane that asked runs again */
+    assert_string_equal(trace, "a(wait) b read_body(1) a(xyz)");
+    resume_stmt(b, PT_OK);
+    assert_string_equal(trace, "a(wait) b read_body(1) a(xyz) after forward respond");
+}
+
+static void test_wait_lane_needs_a_body_after_a_resume(void **state)
+{
+    (void)state;
+    T.req.h.body = PT_BODY_LENGTH;
+    struct pt_stmt *a = P("a", ACT_AGAIN);
+    T.pl.sec[PT_SEC_INBOUND] =
+        blk(2, WAIT(false, blk(2, CHOOSE(1, "true", blk(2, a, P("body", ACT_BODY))), P("b", ACT_WORK))),
+            P("after", ACT_OK));
+    start();
+    assert_string_equal(trace, "a b");
+    resume_stmt(a, PT_OK); /* from the loop: the next statement of a's lane needs the body */
+    assert_string_equal(trace, "a b body(wait) body(wait) read_body(1)");
+    body_is_in(&T.req, "q");
+    pt_pipeline_body_ready(&T.req, true);
+    assert_string_equal(trace, "a b body(wait) body(wait) read_body(1) body(q)");
+    resume_stmt(T.pl.sec[PT_SEC_INBOUND].s[0]->body.s[1], PT_OK);
+    assert_string_equal(trace, "a b body(wait) body(wait) read_body(1) body(q) after forward respond");
+}
+
+static void test_wait_decided_while_a_body_is_read(void **state)
+{
+    (void)state;
+    T.req.h.body = PT_BODY_LENGTH;
+    struct pt_stmt *b = P("b", ACT_AGAIN);
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, WAIT(true, blk(2, P("a", ACT_BODY), b)), P("after", ACT_OK));
+    start();
+    assert_string_equal(trace, "a(wait) b read_body(1)");
+    resume_stmt(b, PT_OK); /* any: b wins while the body is being read; the driver waits for it */
+    assert_string_equal(trace, "a(wait) b read_body(1)");
+    body_is_in(&T.req, "xyz");
+    pt_pipeline_body_ready(&T.req, true);
+    assert_string_equal(trace, "a(wait) b read_body(1) after forward respond"); /* a is not run again */
+}
+
+static void test_wait_body_failure_abandons_the_lanes(void **state)
+{
+    (void)state;
+    T.req.h.body = PT_BODY_LENGTH;
+    T.pl.sec[PT_SEC_INBOUND] = blk(1, WAIT(false, blk(2, P("a", ACT_BODY), P("b", ACT_WORK))));
+    T.pl.sec[PT_SEC_ON_ERROR] = blk(1, P("e", ACT_OK));
+    start();
+    pt_msg_set_error(&T.req, 413, "gateway", "BodyTooLarge", "request body too large");
+    pt_pipeline_body_ready(&T.req, false);
+    assert_string_equal(trace, "a(wait) b read_body(1) cancel(b) e respond");
+}
+
+static void test_wait_timers_of_losers_are_freed(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_TIMER), *b = P("b", ACT_TIMER);
+    SC(a)->ms = 5;
+    SC(b)->ms = 3000;
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, WAIT(true, blk(2, a, b)), P("after", ACT_OK));
+    start();
+    assert_string_equal(trace, "a b");
+    loop_until_responded();
+    assert_string_equal(trace, "a b timer after forward respond");
+    /* b's timer stopped with its lane, but its handle stays valid until the request ends */
+    assert_non_null(T.req.ex.timers);
+    assert_ptr_equal(T.req.ex.timers, SC(b)->timer);
+}
+
+/* M1: the plugin cancels the timer of a lane that lost (from at_end, say): safe, and it never fires. */
+static void test_wait_timer_of_a_lost_lane_can_be_cancelled(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_TIMER), *b = P("b", ACT_TIMER);
+    SC(a)->ms = 5;
+    SC(b)->ms = 40;
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, WAIT(true, blk(2, a, b)), P("after", ACT_OK));
+    start();
+    loop_until_responded();
+    assert_string_equal(trace, "a b timer after forward respond");
+    /* past b's due time: its stopped timer does not fire */
+    struct timespec past_due = {0, 90 * 1000000};
+    nanosleep(&past_due, NULL);
+    for (int i = 0; i < 5; i++)
+        event_base_loop(T.base, EVLOOP_NONBLOCK);
+    assert_string_equal(trace, "a b timer after forward respond");
+    pt_policy_api_table.timer_cancel(SC(b)->timer); /* freed here, once */
+    assert_null(T.req.ex.timers);
+    /* an abandoned call starts no timer */
+    assert_null(pt_policy_api_table.timer_start(SC(b)->call, 1, timer_resume, NULL));
+}
+
+/* H1: a lane resumed while the driver reads a body for another lane runs only once the body is in. */
+static void test_wait_lane_resumed_during_a_body_read_waits_for_it(void **state)
+{
+    (void)state;
+    T.req.h.body = PT_BODY_LENGTH;
+    struct pt_stmt *b = P("b", ACT_AGAIN);
+    T.pl.sec[PT_SEC_INBOUND] =
+        blk(2, WAIT(false, blk(2, P("a", ACT_BODY), CHOOSE(1, "true", blk(2, b, P("c", ACT_BODY))))),
+            P("after", ACT_OK));
+    start();
+    assert_string_equal(trace, "a(wait) b read_body(1)");
+    resume_stmt(b, PT_OK); /* during the read: c (which reads the body) must not run yet */
+    assert_string_equal(trace, "a(wait) b read_body(1)");
+    assert_int_equal(T.req.ex.need_body, PT_MSG_REQUEST); /* the read in progress is still known */
+    body_is_in(&T.req, "xyz");
+    pt_pipeline_body_ready(&T.req, true);
+    /* one read; the lane resumed during it first, then the lane that asked */
+    assert_string_equal(trace, "a(wait) b read_body(1) c(xyz) a(xyz) after forward respond");
+    assert_int_equal(T.reads, 1);
+}
+
+/* M2: an abandoned lane's call changes nothing (a plugin's own thread answering late). */
+static void test_wait_abandoned_call_writes_nothing(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_AGAIN), *b = P("b", ACT_AGAIN);
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, WAIT(true, blk(2, a, b)), P("after", ACT_AGAIN));
+    start();
+    resume_stmt(a, PT_OK);
+    assert_string_equal(trace, "a b after");
+    pt_call *lost = SC(b)->call;
+    assert_true(pt_pipeline_call_abandoned(lost));
+    const struct pt_api *api = &pt_policy_api_table;
+    assert_int_equal((*api->fail)(lost, 502, "Late", "too late"), PT_ERROR);
+    assert_false(T.req.ex.has_error);
+    assert_null(T.req.ex.lane_cur);
+    assert_int_equal(api->var_set(lost, (pt_bytes){"v", 1}, (pt_bytes){"x", 1}), -1);
+    assert_null(pt_msg_var_get(&T.req, (pt_bytes){"v", 1}));
+    struct pt_http_resp r = {200, {"OK", 2}, NULL, NULL, 0, {"b", 1}};
+    assert_int_equal(api->var_set_response(lost, (pt_bytes){"r", 1}, &r), -1);
+    assert_null(pt_msg_var_get(&T.req, (pt_bytes){"r", 1}));
+    pt_bytes hv = {"1", 1};
+    assert_int_equal(
+        api->header_set(lost, PT_MSG_REQUEST, (pt_bytes){"X-Late", 6}, &hv, 1, PT_HEADER_OVERRIDE), -1);
+    assert_null(pt_http_head_get(&T.req.h, pt_str_c("X-Late")));
+    assert_int_equal(api->body_set(lost, PT_MSG_REQUEST, (pt_bytes){"late", 4}), -1);
+    assert_null(T.req.req_body);
+    assert_int_equal(api->respond(lost), PT_ERROR);
+    assert_int_equal(api->at_response(lost, NULL, NULL), -1);
+    assert_null(T.req.resp_hooks);
+    /* the pipeline's own call still writes */
+    assert_int_equal(api->var_set(&T.req.ex.call, (pt_bytes){"v", 1}, (pt_bytes){"y", 1}), 0);
+    assert_non_null(pt_msg_var_get(&T.req, (pt_bytes){"v", 1}));
+    resume_stmt(T.pl.sec[PT_SEC_INBOUND].s[1], PT_OK);
+    assert_string_equal(trace, "a b after forward respond");
+}
+
+/* L1: a stray resume of the pipeline's call while it waits on lanes moves nothing. */
+static void test_wait_ignores_a_stray_pipeline_resume(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_AGAIN);
+    T.pl.sec[PT_SEC_INBOUND] = blk(2, WAIT(false, blk(1, a)), P("after", ACT_OK));
+    T.fwd_mode = FWD_AGAIN;
+    start();
+    pt_policy_api_table.resume(&T.req.ex.call, PT_OK); /* a plugin bug: the pipeline's own call */
+    assert_string_equal(trace, "a");
+    resume_stmt(a, PT_OK);
+    assert_string_equal(trace, "a after forward"); /* the forward waits for its backend */
+    assert_int_equal(T.responds, 0);
+}
+
+/* L2: a wait whose body read fails at once, inside a retry: the new attempt starts fresh lanes. */
+static void test_wait_retried_after_a_body_failure_starts_fresh_lanes(void **state)
+{
+    (void)state;
+    T.req.h.body = PT_BODY_LENGTH;
+    T.read_mode = READ_SYNC_FAIL;
+    T.pl.sec[PT_SEC_INBOUND] = blk(
+        1, RETRY(retry_cf("true", 1, 0), blk(1, WAIT(false, blk(2, P("a", ACT_BODY), P("b", ACT_WORK))))));
+    start();
+    assert_string_equal(trace, "a(wait) b read_body(1) cancel(b) a(wait) b read_body(1) cancel(b) respond");
+    assert_int_equal(T.respond_status, 413);
+}
+
+static void test_wait_all_with_timers(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_TIMER), *b = P("b", ACT_TIMER);
+    SC(a)->ms = 30;
+    SC(b)->ms = 10;
+    T.pl.sec[PT_SEC_INBOUND] = blk(1, WAIT(false, blk(2, a, b)));
+    uint64_t t0 = mono_ms();
+    start();
+    loop_until_responded();
+    uint64_t took = mono_ms() - t0;
+    assert_string_equal(trace, "a b timer timer forward respond");
+    assert_true(took >= 29 && took < 1000);
+}
+
+static void test_wait_empty_and_nested_choose(void **state)
+{
+    (void)state;
+    T.pl.sec[PT_SEC_INBOUND] = blk(
+        2, WAIT(false, blk(0)),
+        WAIT(false, blk(1, CHOOSE(2, "false", blk(1, P("no", ACT_OK)), NULL,
+                                  blk(2, CHOOSE(1, "true", blk(1, P("deep", ACT_OK))), P("x", ACT_OK))))));
+    start();
+    assert_string_equal(trace, "deep x forward respond");
+}
+
+static void test_wait_cleanup_cancels_lanes(void **state)
+{
+    (void)state;
+    struct pt_stmt *a = P("a", ACT_WORK), *b = P("b", ACT_TIMER);
+    SC(b)->ms = 3000;
+    T.pl.sec[PT_SEC_INBOUND] = blk(1, WAIT(false, blk(2, a, b)));
+    start();
+    pt_pipeline_cleanup(&T.req); /* the client went away */
+    assert_string_equal(trace, "a b cancel(a)");
+    assert_null(T.req.ex.timers);
+    assert_null(T.req.ex.works);
+    resume_stmt(a, PT_OK); /* a late resume of an abandoned lane moves nothing */
+    assert_int_equal(T.responds, 0);
+}
+
+static void test_wait_inside_retry(void **state)
+{
+    (void)state;
+    struct pt_stmt *f = FAIL("f", 500, "Boom", "boom");
+    SC(f)->fail_runs = 1;
+    T.pl.sec[PT_SEC_INBOUND] =
+        blk(1, RETRY(retry_cf("true", 2, 0), blk(1, WAIT(false, blk(2, P("a", ACT_OK), f)))));
+    start();
+    /* the first attempt fails in a lane; the second starts new lanes; the condition stays true: a third */
+    assert_string_equal(trace, "a f a f a f forward respond");
+}
+
 #define T_(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1255,6 +1624,26 @@ int main(void)
         T_(test_suspended_wrap_runs_its_children),
         T_(test_a_second_resume_moves_nothing),
         T_(test_a_suspended_wrap_does_not_leak_into_on_error),
+        T_(test_wait_all_waits_for_every_lane),
+        T_(test_wait_any_takes_the_first_and_abandons_the_rest),
+        T_(test_wait_lane_error_runs_on_error),
+        T_(test_wait_lane_fails_at_once),
+        T_(test_wait_lane_resumes_from_inside_run),
+        T_(test_wait_done_in_a_lane_answers),
+        T_(test_wait_lane_reads_a_body),
+        T_(test_wait_lane_needs_a_body_after_a_resume),
+        T_(test_wait_decided_while_a_body_is_read),
+        T_(test_wait_body_failure_abandons_the_lanes),
+        T_(test_wait_timers_of_losers_are_freed),
+        T_(test_wait_timer_of_a_lost_lane_can_be_cancelled),
+        T_(test_wait_lane_resumed_during_a_body_read_waits_for_it),
+        T_(test_wait_abandoned_call_writes_nothing),
+        T_(test_wait_ignores_a_stray_pipeline_resume),
+        T_(test_wait_retried_after_a_body_failure_starts_fresh_lanes),
+        T_(test_wait_all_with_timers),
+        T_(test_wait_empty_and_nested_choose),
+        T_(test_wait_cleanup_cancels_lanes),
+        T_(test_wait_inside_retry),
     };
     return cmocka_run_group_tests_name("pipeline", tests, NULL, NULL);
 }

@@ -4,12 +4,16 @@
  * before send-request exists) and that put a response in a variable.
  * Built by the test with the SDK header alone; never installed.
  *
- *   test-sleep:   {ms, name, value, fail, response, inline}
+ *   test-sleep:   {ms, name, value, fail, response, inline, cancel-at-end, hook}
  *       waits ms milliseconds (a timer of its call), then sets variable
  *       name to value (with response: true, to a response object whose
  *       status is 200 and whose body is value), writes "test-sleep NAME
  *       fired" to the log and resumes; fail: true resumes with an error
  *       (reason TestFailure).  inline: true resumes from inside run().
+ *       cancel-at-end: true cancels the timer from an at_end hook when it
+ *       has not fired (a lane that lost keeps its handle), logging "test-sleep
+ *       NAME cancelled at end".  hook: true registers an at_response hook
+ *       that sets the response header X-Hook-NAME: 1.
  *   test-respvar: {name, status, reason, body, header-name, header-value, nil}
  *       sets variable name to a response object at once (nil: to nil).
  */
@@ -25,6 +29,8 @@ static const struct pt_attr_def sleep_attrs[] = {
     {"fail", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0, "resume with an error"},
     {"response", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0, "set a response object"},
     {"inline", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0, "resume from inside run()"},
+    {"cancel-at-end", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0, "cancel the timer from at_end"},
+    {"hook", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0, "an at_response hook setting X-Hook-NAME"},
     {0},
 };
 
@@ -44,7 +50,13 @@ struct sleep_cf {
     int64_t ms;
     const char *name;
     pt_value *value;
-    int fail, response, inline_resume;
+    int fail, response, inline_resume, cancel_at_end, hook;
+};
+
+/* One run's timer, for cancel-at-end (request memory). */
+struct sleep_run {
+    const struct sleep_cf *s;
+    pt_timer *t; /* NULL once fired */
 };
 
 struct respvar_cf {
@@ -66,6 +78,8 @@ static int sleep_compile(const struct pt_api *api, pt_compile *c, void **inst)
     s->fail = api->attr_bool(c, "fail", 0);
     s->response = api->attr_bool(c, "response", 0);
     s->inline_resume = api->attr_bool(c, "inline", 0);
+    s->cancel_at_end = api->attr_bool(c, "cancel-at-end", 0);
+    s->hook = api->attr_bool(c, "hook", 0);
     *inst = s;
     return 0;
 }
@@ -89,7 +103,9 @@ static int finish(pt_call *call, const struct sleep_cf *s)
 
 static void fired(pt_call *call, void *arg)
 {
-    const struct sleep_cf *s = arg;
+    struct sleep_run *r = arg;
+    const struct sleep_cf *s = r->s;
+    r->t = NULL; /* the handle is spent */
     A->log(PT_LOG_LEVEL_INFO, "test-sleep %s fired", s->name);
     if (s->fail) {
         A->fail(call, 502, "TestFailure", "test-sleep was told to fail");
@@ -99,18 +115,49 @@ static void fired(pt_call *call, void *arg)
     A->resume(call, finish(call, s) == 0 ? PT_OK : PT_ERROR);
 }
 
+static void cancel_at_end(void *arg, int status, uint64_t in, uint64_t out)
+{
+    (void)status;
+    (void)in;
+    (void)out;
+    struct sleep_run *r = arg;
+    if (!r->t)
+        return;
+    A->timer_cancel(r->t);
+    r->t = NULL;
+    A->log(PT_LOG_LEVEL_INFO, "test-sleep %s cancelled at end", r->s->name);
+}
+
+static void hook(pt_call *call, void *arg)
+{
+    const struct sleep_cf *s = arg;
+    char name[80];
+    snprintf(name, sizeof(name), "X-Hook-%s", s->name);
+    pt_bytes v = {"1", 1};
+    A->header_set(call, PT_MSG_RESPONSE, (pt_bytes){name, strlen(name)}, &v, 1, PT_HEADER_OVERRIDE);
+}
+
 static pt_status sleep_run(const struct pt_api *api, pt_call *call, void *inst)
 {
     const struct sleep_cf *s = inst;
     api->log(PT_LOG_LEVEL_INFO, "test-sleep %s started", s->name);
+    if (s->hook)
+        api->at_response(call, hook, (void *)s);
     if (s->inline_resume) {
         if (finish(call, s) != 0)
             return PT_ERROR;
         api->resume(call, PT_OK);
         return PT_AGAIN;
     }
-    if (!api->timer_start(call, (uint32_t)s->ms, fired, (void *)s))
+    struct sleep_run *r = api->alloc(call, sizeof(*r));
+    if (!r)
+        return api->fail(call, 500, "TestFailure", "no memory");
+    r->s = s;
+    r->t = api->timer_start(call, (uint32_t)s->ms, fired, r);
+    if (!r->t)
         return api->fail(call, 500, "TestFailure", "no timer");
+    if (s->cancel_at_end)
+        api->at_end(call, cancel_at_end, r);
     return PT_AGAIN;
 }
 

@@ -1,0 +1,1149 @@
+/*
+ * pt_hclient -- see pt_hclient.h.
+ *
+ * A call is a small state machine driven by one libevent event on its
+ * socket (re-armed for reading or writing as the step needs) and one timer
+ * for the whole exchange:
+ *
+ *   START -> RESOLVE -> CONNECT -> [PROXY_WRITE -> PROXY_READ] -> [TLS] -> WRITE -> READ
+ *
+ * Every step is non-blocking; a step that would block arms the event and
+ * returns to the loop.  A connection is kept for the next call to the same
+ * place only after an idempotent request without a body whose answer was
+ * framed exactly (see pool_eligible and pool_put); every other call asks
+ * for Connection: close.
+ */
+#include "http/pt_hclient.h"
+
+#include "base/pt_log.h"
+#include "base/pt_pool.h"
+#include "base/pt_url.h"
+#include "event/pt_metrics.h"
+#include "event/pt_tls.h"
+#include "http/pt_fetch.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+enum { S_START, S_RESOLVE, S_CONNECT, S_PROXY_WRITE, S_PROXY_READ, S_TLS, S_WRITE, S_READ, S_DONE };
+
+/* What a step asks for next. */
+enum { STEP_AGAIN, STEP_READ, STEP_WRITE, STEP_END };
+
+#define READS_PER_WAKE 16 /* a fast server cannot keep the loop in one call */
+
+struct pt_hclient {
+    struct event_base *base;
+    struct pt_pool *pool; /* the request's copy, the response head */
+    pt_hclient_cb cb;
+    void *arg;
+    bool detached;
+    struct pt_hclient *next, *prev; /* the worker's detached calls (running or queued) */
+    int state;
+    /* where to */
+    struct pt_url u;  /* the target */
+    const char *host; /* what is resolved and connected to: the target's host or the proxy's */
+    int port;
+    bool proxied;           /* through an HTTP proxy */
+    const char *proxy_auth; /* "Basic ..." or NULL */
+    bool head_method;
+    /* bytes */
+    struct evbuffer *out, *in;
+    struct evbuffer *parked; /* the request, while a CONNECT goes first */
+    struct pt_fetch_parser p;
+    bool parser_on;
+    size_t max_body;
+    uint32_t timeout_ms;
+    /* the connection */
+    int fd;
+    SSL_CTX *ctx;
+    bool verify;
+    SSL *ssl;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    struct event ev, timer;
+    bool ev_on, timer_on;
+    struct evdns_getaddrinfo_request *dns;
+    bool resolving;         /* inside evdns_getaddrinfo or waiting for its answer */
+    bool pooled;            /* may take and leave a keep-alive connection (pool_eligible) */
+    bool reused;            /* the connection came from the pool */
+    bool got_bytes;         /* something of the answer arrived */
+    char key[320];          /* the pool's key: scheme, host, port, TLS context */
+    struct evbuffer *saved; /* the request, to resend on a fresh connection when a reused one was stale */
+    bool cancelled;         /* cancelled while the resolver still holds us */
+    bool timed_out;         /* the deadline passed while resolving */
+    int dns_err;            /* the resolver failed: PT_HTTP_ERR_* */
+    char err[256];
+};
+
+/* ------------------------------------------------------ per-worker state */
+
+/* A worker's detached calls and resolver; the worker's thread alone uses it. */
+struct hc_worker {
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct pt_hclient *running; /* doubly linked */
+    int nrunning;
+    struct pt_hclient *qhead, *qtail; /* waiting, oldest first */
+    int nqueued;
+    /* idle keep-alive connections of finished calls, newest last */
+    struct hc_idle {
+        char key[320];
+        int fd;
+        SSL *ssl;
+        uint64_t since_ms;
+    } idle[PT_HCLIENT_IDLE_MAX];
+    int nidle;
+};
+
+static __thread struct hc_worker *tw;
+
+/* node-wide counts for /metrics (side calls are rare: one relaxed add each) */
+static _Atomic uint64_t n_sent, n_failed, n_oneway_sent, n_oneway_failed, n_oneway_dropped;
+
+static struct hc_worker *worker_of(struct event_base *base)
+{
+    if (!tw) {
+        tw = calloc(1, sizeof(*tw));
+        if (tw)
+            tw->base = base;
+    }
+    return tw;
+}
+
+static void collect(struct pt_metrics_sink *s, void *arg)
+{
+    (void)arg;
+    static const char *const names[] = {"result"};
+    const char *h1 = "send-request calls made by the workers' outbound client, by outcome";
+    pt_str v[1];
+    v[0] = pt_str_c("ok");
+    pt_metrics_sink_sample(s, "portico_send_requests_total", h1, PT_METRICS_COUNTER, names, v, 1,
+                           (double)atomic_load_explicit(&n_sent, memory_order_relaxed));
+    v[0] = pt_str_c("failed");
+    pt_metrics_sink_sample(s, "portico_send_requests_total", h1, PT_METRICS_COUNTER, names, v, 1,
+                           (double)atomic_load_explicit(&n_failed, memory_order_relaxed));
+    const char *h2 =
+        "send-one-way-request calls: sent (answered), failed, dropped (the worker's queue was full)";
+    v[0] = pt_str_c("sent");
+    pt_metrics_sink_sample(s, "portico_send_one_way_requests_total", h2, PT_METRICS_COUNTER, names, v, 1,
+                           (double)atomic_load_explicit(&n_oneway_sent, memory_order_relaxed));
+    v[0] = pt_str_c("failed");
+    pt_metrics_sink_sample(s, "portico_send_one_way_requests_total", h2, PT_METRICS_COUNTER, names, v, 1,
+                           (double)atomic_load_explicit(&n_oneway_failed, memory_order_relaxed));
+    v[0] = pt_str_c("dropped");
+    pt_metrics_sink_sample(s, "portico_send_one_way_requests_total", h2, PT_METRICS_COUNTER, names, v, 1,
+                           (double)atomic_load_explicit(&n_oneway_dropped, memory_order_relaxed));
+}
+
+void pt_hclient_init(void)
+{
+    static bool done;
+    if (done)
+        return;
+    done = true;
+    pt_metrics_collector(collect, NULL);
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+static void hc_free(struct pt_hclient *h)
+{
+    if (h->ev_on)
+        event_del(&h->ev);
+    if (h->timer_on)
+        event_del(&h->timer);
+    if (h->ssl)
+        SSL_free(h->ssl);
+    if (h->fd >= 0)
+        close(h->fd);
+    if (h->ctx)
+        SSL_CTX_free(h->ctx);
+    if (h->parser_on)
+        pt_fetch_parser_free(&h->p);
+    if (h->out)
+        evbuffer_free(h->out);
+    if (h->in)
+        evbuffer_free(h->in);
+    if (h->parked)
+        evbuffer_free(h->parked);
+    if (h->saved)
+        evbuffer_free(h->saved);
+    pt_pool_free(h->pool);
+    ERR_clear_error(); /* this thread's OpenSSL error queue stays clean for the next user */
+    free(h);
+}
+
+static void detached_start_next(struct hc_worker *w);
+
+/* Takes a detached call off its worker's lists. */
+static void detached_unlink(struct pt_hclient *h)
+{
+    struct hc_worker *w = tw;
+    if (!w)
+        return;
+    if (h->prev)
+        h->prev->next = h->next;
+    else if (w->running == h)
+        w->running = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    h->next = h->prev = NULL;
+    w->nrunning--;
+}
+
+/* Frees the call (whose resolver is done with it) or leaves that to the resolver's callback. */
+static void hc_release(struct pt_hclient *h)
+{
+    if (h->resolving) {
+        h->cancelled = true;
+        if (h->dns) {
+            struct evdns_getaddrinfo_request *d = h->dns;
+            h->dns = NULL;
+            evdns_getaddrinfo_cancel(d); /* its callback (from the loop) frees h */
+        }
+        return;
+    }
+    hc_free(h);
+}
+
+/* The call is over: tell whoever waits, then release it. */
+static void finish(struct pt_hclient *h, int err)
+{
+    h->state = S_DONE;
+    if (h->detached) {
+        atomic_fetch_add_explicit(err ? &n_oneway_failed : &n_oneway_sent, 1, memory_order_relaxed);
+        if (err)
+            pt_info("send-one-way-request to %s:%d failed: %s", h->u.host, h->u.port, h->err);
+        detached_unlink(h);
+        hc_release(h);
+        detached_start_next(tw);
+        return;
+    }
+    atomic_fetch_add_explicit(err ? &n_failed : &n_sent, 1, memory_order_relaxed);
+    if (err) {
+        h->cb(h->arg, err, h->err, NULL);
+        hc_release(h);
+        return;
+    }
+    /* the response as the SDK sees it: slices of the head and the whole body */
+    struct pt_http_resp r = {0};
+    struct pt_head *hd = &h->p.h;
+    r.status = hd->status;
+    r.reason = (pt_bytes){hd->reason.data, hd->reason.len};
+    pt_bytes *names = pt_pool_calloc(h->pool, sizeof(pt_bytes) * (size_t)(hd->nh + 1));
+    pt_bytes *values = pt_pool_calloc(h->pool, sizeof(pt_bytes) * (size_t)(hd->nh + 1));
+    if (!names || !values) {
+        snprintf(h->err, sizeof(h->err), "out of memory");
+        h->cb(h->arg, PT_HTTP_ERR_PROTOCOL, h->err, NULL);
+        hc_release(h);
+        return;
+    }
+    for (int i = 0; i < hd->nh; i++) {
+        if (hd->h[i].deleted)
+            continue;
+        names[r.nheaders] = (pt_bytes){hd->h[i].name.data, hd->h[i].name.len};
+        values[r.nheaders] = (pt_bytes){hd->h[i].value.data, hd->h[i].value.len};
+        r.nheaders++;
+    }
+    r.header_names = names;
+    r.header_values = values;
+    size_t blen = evbuffer_get_length(h->p.body);
+    r.body = (pt_bytes){blen ? (const char *)evbuffer_pullup(h->p.body, -1) : "", blen};
+    h->cb(h->arg, 0, NULL, &r);
+    hc_release(h);
+}
+
+static int fail(struct pt_hclient *h, int err, const char *fmt, ...) PT_PRINTF(3, 4);
+static int fail(struct pt_hclient *h, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(h->err, sizeof(h->err), fmt, ap);
+    va_end(ap);
+    finish(h, err);
+    return STEP_END;
+}
+
+/* ------------------------------------------------------------- bytes */
+
+/* Writes what h->out holds: 1 when all is written, 0 when the socket is
+   full (*want says for what to wait), -1 on error (h->err set). */
+static int io_write(struct pt_hclient *h, int *want)
+{
+    while (evbuffer_get_length(h->out) > 0) {
+        if (!h->ssl) {
+            int n = evbuffer_write(h->out, h->fd);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                    *want = STEP_WRITE;
+                    return 0;
+                }
+                snprintf(h->err, sizeof(h->err), "cannot send: %s", strerror(errno));
+                return -1;
+            }
+            continue;
+        }
+        size_t len = PT_MIN(evbuffer_get_length(h->out), (size_t)16384);
+        unsigned char *p = evbuffer_pullup(h->out, (ssize_t)len);
+        int n = SSL_write(h->ssl, p, (int)len);
+        if (n > 0) {
+            evbuffer_drain(h->out, (size_t)n);
+            continue;
+        }
+        int e = SSL_get_error(h->ssl, n);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+            *want = e == SSL_ERROR_WANT_READ ? STEP_READ : STEP_WRITE;
+            return 0;
+        }
+        snprintf(h->err, sizeof(h->err), "cannot send over TLS");
+        return -1;
+    }
+    return 1;
+}
+
+/* Reads into h->in: the bytes read (> 0), 0 at the peer's close, -1 when
+   nothing is there now (*want set), -2 on error (h->err set). */
+static int io_read(struct pt_hclient *h, int *want)
+{
+    if (!h->ssl) {
+        int n = evbuffer_read(h->in, h->fd, 16384);
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return 0;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            *want = STEP_READ;
+            return -1;
+        }
+        snprintf(h->err, sizeof(h->err), "cannot read: %s", strerror(errno));
+        return -2;
+    }
+    char buf[16384];
+    int n = SSL_read(h->ssl, buf, sizeof(buf));
+    if (n > 0) {
+        evbuffer_add(h->in, buf, (size_t)n);
+        return n;
+    }
+    int e = SSL_get_error(h->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *want = e == SSL_ERROR_WANT_READ ? STEP_READ : STEP_WRITE;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && n == 0))
+        return 0; /* an unclean close still ends the bytes; the parser judges the framing */
+    snprintf(h->err, sizeof(h->err), "cannot read over TLS");
+    return -2;
+}
+
+/* ---------------------------------------------------------- keep-alive */
+
+static bool ieq(pt_bytes b, const char *s)
+{
+    return b.len == strlen(s) && !strncasecmp(b.data, s, b.len);
+}
+
+/* Connections are kept only for requests that can be resent without harm:
+   an idempotent method without a body, not through a proxy.  A kept
+   connection is used again only when nothing is pending on it (a peek
+   finds neither bytes nor a close) and it has been idle less than
+   PT_HCLIENT_IDLE_MS; a reused one that fails before any byte of the answer
+   arrived is replaced once by a fresh connection. */
+static bool pool_eligible(const struct pt_http_req *r, pt_bytes method)
+{
+    return !r->proxy_url.len && !r->body.len &&
+           (ieq(method, "GET") || ieq(method, "HEAD") || ieq(method, "OPTIONS") || ieq(method, "DELETE"));
+}
+
+static void idle_close(struct hc_idle *e)
+{
+    if (e->ssl)
+        SSL_free(e->ssl);
+    if (e->fd >= 0)
+        close(e->fd);
+    e->ssl = NULL;
+    e->fd = -1;
+}
+
+static void idle_remove(struct hc_worker *w, int i)
+{
+    w->idle[i] = w->idle[w->nidle - 1];
+    w->nidle--;
+}
+
+/* Has the peer spoken or closed since the connection went idle? */
+static bool idle_stale(const struct hc_idle *e, uint64_t now)
+{
+    if (now - e->since_ms > PT_HCLIENT_IDLE_MS)
+        return true;
+    if (e->ssl && SSL_pending(e->ssl) > 0)
+        return true;
+    char b;
+    ssize_t r = recv(e->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+/* Takes a kept connection for h's key: true with h->fd (and h->ssl) set. */
+static bool pool_take(struct pt_hclient *h)
+{
+    struct hc_worker *w = worker_of(h->base);
+    if (!w)
+        return false;
+    uint64_t now = pt_clock_now_ms();
+    for (int i = w->nidle - 1, guard = 0; i >= 0 && guard < PT_HCLIENT_IDLE_MAX; i--, guard++) {
+        struct hc_idle *e = &w->idle[i];
+        if (strcmp(e->key, h->key))
+            continue;
+        struct hc_idle got = *e;
+        idle_remove(w, i);
+        if (idle_stale(&got, now)) {
+            idle_close(&got);
+            continue;
+        }
+        h->fd = got.fd;
+        h->ssl = got.ssl;
+        return true;
+    }
+    return false;
+}
+
+/* Keeps h's connection after a complete answer when nothing can be left over. */
+static void pool_put(struct pt_hclient *h)
+{
+    const struct pt_head *hd = &h->p.h;
+    if (!h->pooled || !hd->keepalive || hd->body_announced || hd->body == PT_BODY_EOF ||
+        evbuffer_get_length(h->in) || evbuffer_get_length(h->out) || h->fd < 0)
+        return;
+    struct hc_worker *w = worker_of(h->base);
+    if (!w)
+        return;
+    uint64_t now = pt_clock_now_ms();
+    for (int i = 0; i < w->nidle;) /* the expired ones go first */
+        if (now - w->idle[i].since_ms > PT_HCLIENT_IDLE_MS) {
+            idle_close(&w->idle[i]);
+            idle_remove(w, i);
+        } else
+            i++;
+    if (w->nidle == PT_HCLIENT_IDLE_MAX) { /* the oldest makes room */
+        int old = 0;
+        for (int i = 1; i < w->nidle; i++)
+            if (w->idle[i].since_ms < w->idle[old].since_ms)
+                old = i;
+        idle_close(&w->idle[old]);
+        idle_remove(w, old);
+    }
+    if (h->ev_on) { /* the socket's event goes with the call */
+        event_del(&h->ev);
+        h->ev_on = false;
+    }
+    struct hc_idle *e = &w->idle[w->nidle++];
+    snprintf(e->key, sizeof(e->key), "%s", h->key);
+    e->fd = h->fd;
+    e->ssl = h->ssl;
+    e->since_ms = now;
+    h->fd = -1;
+    h->ssl = NULL;
+}
+
+/* A reused connection failed before any answer: once more on a fresh one.
+   true when the call goes on that way. */
+static bool retry_fresh(struct pt_hclient *h)
+{
+    if (!h->reused || h->got_bytes || !h->saved)
+        return false;
+    h->reused = false;
+    h->pooled = false; /* no second reuse for this call */
+    if (h->ev_on) {
+        event_del(&h->ev);
+        h->ev_on = false;
+    }
+    if (h->ssl)
+        SSL_free(h->ssl);
+    h->ssl = NULL;
+    close(h->fd);
+    h->fd = -1;
+    if (h->parser_on)
+        pt_fetch_parser_free(&h->p);
+    h->parser_on = false;
+    evbuffer_drain(h->in, evbuffer_get_length(h->in));
+    evbuffer_free(h->out);
+    h->out = h->saved;
+    h->saved = NULL;
+    h->salen = 0;
+    h->state = S_RESOLVE;
+    return true;
+}
+
+/* ------------------------------------------------------------- steps */
+
+static void on_event(evutil_socket_t fd, short what, void *arg);
+
+static int step_connect_start(struct pt_hclient *h)
+{
+    h->fd = socket(h->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (h->fd < 0)
+        return fail(h, PT_HTTP_ERR_CONNECT, "cannot open a socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(h->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    h->state = S_CONNECT;
+    if (connect(h->fd, (struct sockaddr *)&h->sa, h->salen) == 0)
+        return STEP_AGAIN;
+    if (errno != EINPROGRESS)
+        return fail(h, PT_HTTP_ERR_CONNECT, "cannot connect to %s:%d: %s", h->host, h->port, strerror(errno));
+    return STEP_WRITE;
+}
+
+/* The resolver's answer.  It never ends the call here: evdns may answer
+   from inside evdns_getaddrinfo (names in /etc/hosts), so the call goes on
+   from the loop. */
+static void dns_done(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct pt_hclient *h = arg;
+    h->dns = NULL;
+    h->resolving = false;
+    if (h->cancelled) { /* released meanwhile: the resolver held the last reference */
+        if (res)
+            evutil_freeaddrinfo(res);
+        hc_free(h);
+        return;
+    }
+    if (result != 0 || !res) {
+        if (res)
+            evutil_freeaddrinfo(res);
+        if (h->timed_out)
+            snprintf(h->err, sizeof(h->err), "no address for %s within %u ms", h->host, h->timeout_ms);
+        else
+            snprintf(h->err, sizeof(h->err), "cannot resolve %s: %s", h->host, evutil_gai_strerror(result));
+        h->dns_err = h->timed_out ? PT_HTTP_ERR_TIMEOUT : PT_HTTP_ERR_URL;
+    } else {
+        memcpy(&h->sa, res->ai_addr, PT_MIN((size_t)res->ai_addrlen, sizeof(h->sa)));
+        h->salen = (socklen_t)PT_MIN((size_t)res->ai_addrlen, sizeof(h->sa));
+        evutil_freeaddrinfo(res);
+        if (h->sa.ss_family == AF_INET)
+            ((struct sockaddr_in *)&h->sa)->sin_port = htons((uint16_t)h->port);
+        else
+            ((struct sockaddr_in6 *)&h->sa)->sin6_port = htons((uint16_t)h->port);
+    }
+    if (h->ev_on)
+        event_del(&h->ev);
+    event_assign(&h->ev, h->base, -1, 0, on_event, h);
+    event_active(&h->ev, EV_TIMEOUT, 1);
+    h->ev_on = true;
+}
+
+static int step_resolve(struct pt_hclient *h)
+{
+    if (h->salen) /* resolved */
+        return step_connect_start(h);
+    if (h->pooled && !h->reused && !h->saved && pool_take(h)) {
+        /* a kept connection: straight to writing, with a copy to resend on a fresh one if it fails */
+        h->reused = true;
+        h->saved = evbuffer_new();
+        if (h->saved)
+            evbuffer_add(h->saved, evbuffer_pullup(h->out, -1), evbuffer_get_length(h->out));
+        h->state = S_WRITE;
+        return STEP_AGAIN;
+    }
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&h->sa;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&h->sa;
+    if (inet_pton(AF_INET, h->host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)h->port);
+        h->salen = sizeof(*s4);
+        return step_connect_start(h);
+    }
+    if (inet_pton(AF_INET6, h->host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)h->port);
+        h->salen = sizeof(*s6);
+        return step_connect_start(h);
+    }
+    /* a name: the worker's resolver, on this loop (/etc/hosts, then the name servers) */
+    struct hc_worker *w = worker_of(h->base);
+    if (w && !w->dns)
+        w->dns =
+            evdns_base_new(h->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (!w || !w->dns)
+        return fail(h, PT_HTTP_ERR_URL, "cannot resolve %s: no resolver", h->host);
+    struct evutil_addrinfo hints = {0};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+    h->resolving = true;
+    struct evdns_getaddrinfo_request *rq = evdns_getaddrinfo(w->dns, h->host, NULL, &hints, dns_done, h);
+    if (h->resolving)
+        h->dns = rq; /* the answer comes later */
+    return STEP_END; /* dns_done wakes the call (it may already have) */
+}
+
+static int step_connected(struct pt_hclient *h)
+{
+    int e = 0;
+    socklen_t el = sizeof(e);
+    if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+        e = errno;
+    if (e == EINPROGRESS || e == EALREADY)
+        return STEP_WRITE;
+    if (e)
+        return fail(h, PT_HTTP_ERR_CONNECT, "cannot connect to %s:%d: %s", h->host, h->port, strerror(e));
+    if (h->proxied && h->u.https) {
+        /* a tunnel through the proxy first; the request waits aside until TLS is up */
+        struct evbuffer *b = evbuffer_new();
+        if (!b)
+            return fail(h, PT_HTTP_ERR_CONNECT, "out of memory");
+        evbuffer_add_printf(b, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n", h->u.host, h->u.port, h->u.host,
+                            h->u.port);
+        if (h->proxy_auth)
+            evbuffer_add_printf(b, "Proxy-Authorization: %s\r\n", h->proxy_auth);
+        evbuffer_add(b, "\r\n", 2);
+        h->parked = h->out;
+        h->out = b;
+        h->state = S_PROXY_WRITE;
+        return STEP_AGAIN;
+    }
+    h->state = h->u.https ? S_TLS : S_WRITE;
+    return STEP_AGAIN;
+}
+
+static int step_proxy_write(struct pt_hclient *h)
+{
+    int want = STEP_WRITE;
+    int w = io_write(h, &want);
+    if (w < 0)
+        return fail(h, PT_HTTP_ERR_CONNECT, "proxy: %s", h->err);
+    if (w == 0)
+        return want;
+    pt_fetch_parser_init(&h->p, 1, true); /* a head only: a CONNECT answer has no body */
+    h->parser_on = true;
+    h->state = S_PROXY_READ;
+    return STEP_AGAIN;
+}
+
+static int step_proxy_read(struct pt_hclient *h)
+{
+    int want = STEP_READ;
+    for (int i = 0; i < READS_PER_WAKE; i++) {
+        int n = io_read(h, &want);
+        if (n == -1)
+            return want;
+        if (n == -2)
+            return fail(h, PT_HTTP_ERR_CONNECT, "proxy: %s", h->err);
+        char err[160];
+        int r = pt_fetch_parse(&h->p, h->in, n == 0, err, sizeof(err));
+        if (r < 0)
+            return fail(h, PT_HTTP_ERR_CONNECT, "proxy: %s", err);
+        if (r == 1) {
+            int st = h->p.h.status;
+            pt_fetch_parser_free(&h->p);
+            h->parser_on = false;
+            if (st < 200 || st > 299)
+                return fail(h, PT_HTTP_ERR_CONNECT, "the proxy refused the tunnel to %s:%d with %d",
+                            h->u.host, h->u.port, st);
+            if (evbuffer_get_length(h->in))
+                return fail(h, PT_HTTP_ERR_CONNECT, "the proxy sent bytes before the TLS handshake");
+            /* the tunnel is up: the request goes through it, inside TLS */
+            evbuffer_free(h->out);
+            h->out = h->parked;
+            h->parked = NULL;
+            h->state = S_TLS;
+            return STEP_AGAIN;
+        }
+        if (n == 0)
+            return fail(h, PT_HTTP_ERR_CONNECT, "the proxy closed the connection");
+    }
+    return STEP_READ;
+}
+
+static int step_tls(struct pt_hclient *h)
+{
+    if (!h->ssl) {
+        if (!h->ctx)
+            return fail(h, PT_HTTP_ERR_CONNECT, "https is not available (no TLS context)");
+        h->ssl = pt_tls_client_ssl(h->ctx, h->u.host, h->verify);
+        if (!h->ssl || !SSL_set_fd(h->ssl, h->fd))
+            return fail(h, PT_HTTP_ERR_CONNECT, "cannot set up TLS");
+        SSL_set_mode(h->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+    int r = SSL_connect(h->ssl);
+    if (r == 1) {
+        h->state = S_WRITE;
+        return STEP_AGAIN;
+    }
+    int e = SSL_get_error(h->ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        return STEP_READ;
+    if (e == SSL_ERROR_WANT_WRITE)
+        return STEP_WRITE;
+    long v = SSL_get_verify_result(h->ssl);
+    if (v != X509_V_OK)
+        return fail(h, PT_HTTP_ERR_CONNECT, "TLS: the certificate of %s does not verify: %s", h->u.host,
+                    X509_verify_cert_error_string(v));
+    unsigned long le = ERR_peek_last_error();
+    char buf[160] = "the handshake failed";
+    if (le)
+        ERR_error_string_n(le, buf, sizeof(buf));
+    return fail(h, PT_HTTP_ERR_CONNECT, "TLS with %s: %s", h->u.host, buf);
+}
+
+static int step_write(struct pt_hclient *h)
+{
+    int want = STEP_WRITE;
+    int w = io_write(h, &want);
+    if (w < 0 && retry_fresh(h))
+        return STEP_AGAIN;
+    if (w < 0)
+        return fail(h, PT_HTTP_ERR_CONNECT, "%s", h->err);
+    if (w == 0)
+        return want;
+    pt_fetch_parser_init(&h->p, h->max_body, h->head_method);
+    h->parser_on = true;
+    h->state = S_READ;
+    return STEP_AGAIN;
+}
+
+static int step_read(struct pt_hclient *h)
+{
+    int want = STEP_READ;
+    for (int i = 0; i < READS_PER_WAKE; i++) {
+        int n = io_read(h, &want);
+        if (n == -1)
+            return want;
+        if ((n == -2 || n == 0) && retry_fresh(h)) /* a kept connection the server had closed */
+            return STEP_AGAIN;
+        if (n == -2)
+            return fail(h, PT_HTTP_ERR_PROTOCOL, "%s", h->err);
+        if (n > 0)
+            h->got_bytes = true;
+        char err[160];
+        int r = pt_fetch_parse(&h->p, h->in, n == 0, err, sizeof(err));
+        if (r == PT_FETCH_TOO_LARGE)
+            return fail(h, PT_HTTP_ERR_TOO_LARGE, "%s", err);
+        if (r < 0)
+            return fail(h, PT_HTTP_ERR_PROTOCOL, "%s", err);
+        if (r == 1) {
+            pool_put(h);
+            finish(h, 0);
+            return STEP_END;
+        }
+        if (n == 0)
+            return fail(h, PT_HTTP_ERR_PROTOCOL, "the server closed the connection early");
+    }
+    return STEP_READ;
+}
+
+/* Runs steps until one has to wait; arms the event for that. */
+static void advance(struct pt_hclient *h)
+{
+    for (int guard = 0; guard < 32; guard++) {
+        int r;
+        switch (h->state) {
+        case S_START:
+            h->state = S_RESOLVE;
+            r = step_resolve(h);
+            break;
+        case S_RESOLVE: /* the resolver answered, or a kept connection failed: a fresh one */
+            r = h->dns_err ? fail(h, h->dns_err, "%s", h->err) : step_resolve(h);
+            break;
+        case S_CONNECT:
+            r = step_connected(h);
+            break;
+        case S_PROXY_WRITE:
+            r = step_proxy_write(h);
+            break;
+        case S_PROXY_READ:
+            r = step_proxy_read(h);
+            break;
+        case S_TLS:
+            r = step_tls(h);
+            break;
+        case S_WRITE:
+            r = step_write(h);
+            break;
+        case S_READ:
+            r = step_read(h);
+            break;
+        default:
+            return;
+        }
+        if (r == STEP_END)
+            return; /* h may be gone */
+        if (r == STEP_AGAIN)
+            continue;
+        if (h->ev_on)
+            event_del(&h->ev);
+        event_assign(&h->ev, h->base, h->fd, r == STEP_READ ? EV_READ : EV_WRITE, on_event, h);
+        event_add(&h->ev, NULL);
+        h->ev_on = true;
+        return;
+    }
+    /* too many steps in one wake (never expected): continue from the loop */
+    if (h->ev_on)
+        event_del(&h->ev);
+    event_assign(&h->ev, h->base, -1, 0, on_event, h);
+    event_active(&h->ev, EV_TIMEOUT, 1);
+    h->ev_on = true;
+}
+
+static void on_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct pt_hclient *h = arg;
+    h->ev_on = false;
+    advance(h);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct pt_hclient *h = arg;
+    h->timer_on = false;
+    if (h->resolving) {
+        /* the resolver holds the call: its callback (EAI_CANCEL, from the loop) reports the timeout */
+        h->timed_out = true;
+        if (h->dns) {
+            struct evdns_getaddrinfo_request *d = h->dns;
+            h->dns = NULL;
+            evdns_getaddrinfo_cancel(d);
+        }
+        return;
+    }
+    fail(h, PT_HTTP_ERR_TIMEOUT, "no complete answer from %s:%d within %u ms", h->u.host, h->u.port,
+         h->timeout_ms);
+}
+
+/* --------------------------------------------------------------- setup */
+
+static bool bad_text(pt_bytes b)
+{
+    for (size_t i = 0; i < b.len; i++)
+        if (b.data[i] == '\r' || b.data[i] == '\n' || b.data[i] == '\0')
+            return true;
+    return false;
+}
+
+static bool is_token(pt_bytes b)
+{
+    if (!b.len)
+        return false;
+    for (size_t i = 0; i < b.len; i++) {
+        unsigned char c = (unsigned char)b.data[i];
+        if (c <= 0x20 || c >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", c))
+            return false;
+    }
+    return true;
+}
+
+/* "Basic base64(user:password)" in the call's pool. */
+static const char *basic(struct pt_pool *pool, pt_bytes user, pt_bytes pass)
+{
+    size_t n = user.len + 1 + pass.len;
+    unsigned char *raw = pt_pool_alloc(pool, n + 1);
+    char *out = pt_pool_alloc(pool, 6 + 4 * ((n + 2) / 3) + 1);
+    if (!raw || !out)
+        return NULL;
+    memcpy(raw, user.data, user.len);
+    raw[user.len] = ':';
+    memcpy(raw + user.len + 1, pass.data, pass.len);
+    memcpy(out, "Basic ", 6);
+    EVP_EncodeBlock((unsigned char *)out + 6, raw, (int)n);
+    return out;
+}
+
+/* Splits an absolute URL into the target (scheme, host, port) and the
+   request target (path and query); NULL or what is wrong. */
+static const char *parse_url(struct pt_pool *pool, pt_bytes url, struct pt_url *u, const char **target)
+{
+    if (url.len > 16384)
+        return "the URL is longer than 16 KiB";
+    for (size_t i = 0; i < url.len; i++)
+        if ((unsigned char)url.data[i] <= 0x20 || (unsigned char)url.data[i] >= 0x7f)
+            return "the URL holds a space, a control character or a non-ASCII byte";
+    char *s = pt_pool_strndup(pool, url.data, url.len);
+    if (!s)
+        return "out of memory";
+    char *sep = strstr(s, "://");
+    if (!sep)
+        return "not an absolute http:// or https:// URL";
+    size_t alen = strcspn(sep + 3, "/?#");
+    char *rest = sep + 3 + alen;
+    char *t = pt_pool_alloc(pool, strlen(rest) + 2);
+    if (!t)
+        return "out of memory";
+    size_t tl = strcspn(rest, "#");
+    if (rest[0] == '/')
+        memcpy(t, rest, tl), t[tl] = '\0';
+    else
+        t[0] = '/', memcpy(t + 1, rest, tl), t[tl + 1] = '\0';
+    *rest = '\0';
+    if (memchr(sep + 3, '@', alen))
+        return "user information in the URL is not supported (use authentication-basic)";
+    const char *msg = pt_url_parse(pool, s, u);
+    if (msg)
+        return msg;
+    *target = t;
+    return NULL;
+}
+
+/* Copies r into a new call; NULL when out of memory.  Refusals of r end
+   the call through cb later, like any failure. */
+static struct pt_hclient *hc_new(struct event_base *base, const struct pt_http_req *r,
+                                 const struct pt_hclient_tls *tls)
+{
+    struct pt_hclient *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->base = base;
+    h->fd = -1;
+    h->pool = pt_pool_new(4096);
+    h->out = evbuffer_new();
+    h->in = evbuffer_new();
+    if (!h->pool || !h->out || !h->in) {
+        hc_free(h);
+        return NULL;
+    }
+    if (tls && tls->ctx) {
+        SSL_CTX_up_ref(tls->ctx); /* a detached call may outlive the generation that owns it */
+        h->ctx = tls->ctx;
+        h->verify = tls->verify;
+    }
+    h->timeout_ms = r->timeout_ms ? r->timeout_ms : PT_HCLIENT_DEFAULT_TIMEOUT_MS;
+    h->max_body = r->max_body ? r->max_body : PT_HCLIENT_DEFAULT_MAX_BODY;
+    event_assign(&h->timer, base, -1, 0, on_timeout, h);
+    event_assign(&h->ev, base, -1, 0, on_event, h);
+    return h;
+}
+
+/* Builds the request bytes; NULL, or what is wrong. */
+static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
+{
+    const char *target = NULL;
+    const char *msg = parse_url(h->pool, r->url, &h->u, &target);
+    if (msg)
+        return msg;
+    pt_bytes method = r->method.len ? r->method : (pt_bytes){"GET", 3};
+    if (!is_token(method))
+        return "the method is not a token";
+    h->head_method = ieq(method, "HEAD");
+    h->host = h->u.host;
+    h->port = h->u.port;
+    if (r->proxy_url.len) {
+        struct pt_url pu;
+        const char *pt = NULL;
+        msg = parse_url(h->pool, r->proxy_url, &pu, &pt);
+        if (msg)
+            return "the proxy URL is not an http:// URL";
+        if (pu.https)
+            return "the proxy URL must be http:// (TLS to the proxy is not supported)";
+        h->proxied = true;
+        h->host = pu.host;
+        h->port = pu.port;
+        if (r->proxy_username.len) {
+            if (bad_text(r->proxy_username) || bad_text(r->proxy_password) ||
+                memchr(r->proxy_username.data, ':', r->proxy_username.len))
+                return "the proxy user name or password holds a forbidden character";
+            h->proxy_auth = basic(h->pool, r->proxy_username, r->proxy_password);
+            if (!h->proxy_auth)
+                return "out of memory";
+        }
+    }
+    if (r->nheaders < 0 || r->nheaders > PT_HCLIENT_MAX_HEADERS)
+        return "too many request headers";
+    struct evbuffer *o = h->out;
+    if (h->proxied && !h->u.https) /* absolute form to the proxy */
+        evbuffer_add_printf(o, "%.*s http://%s%s HTTP/1.1\r\n", (int)method.len, method.data, h->u.authority,
+                            target);
+    else
+        evbuffer_add_printf(o, "%.*s %s HTTP/1.1\r\n", (int)method.len, method.data, target);
+    bool host_set = false, ua_set = false;
+    for (int i = 0; i < r->nheaders; i++) {
+        pt_bytes n = r->header_names[i], v = r->header_values[i];
+        if (!is_token(n) || bad_text(v))
+            return "a header name is not a token or a value holds CR, LF or NUL";
+        /* framing is ours */
+        if (ieq(n, "Content-Length") || ieq(n, "Transfer-Encoding") || ieq(n, "Connection") ||
+            ieq(n, "Keep-Alive") || ieq(n, "TE") || ieq(n, "Upgrade") || ieq(n, "Proxy-Connection") ||
+            ieq(n, "Trailer") || ieq(n, "Expect"))
+            continue;
+        if (ieq(n, "Proxy-Authorization") && h->proxy_auth && !h->u.https)
+            continue; /* the proxy policy's credentials win */
+        host_set |= ieq(n, "Host");
+        ua_set |= ieq(n, "User-Agent");
+        evbuffer_add(o, n.data, n.len);
+        evbuffer_add(o, ": ", 2);
+        evbuffer_add(o, v.data, v.len);
+        evbuffer_add(o, "\r\n", 2);
+    }
+    if (!host_set)
+        evbuffer_add_printf(o, "Host: %s\r\n", h->u.authority);
+    if (!ua_set)
+        evbuffer_add_printf(o, "User-Agent: portico/" PACKAGE_VERSION "\r\n");
+    if (h->proxied && !h->u.https && h->proxy_auth)
+        evbuffer_add_printf(o, "Proxy-Authorization: %s\r\n", h->proxy_auth);
+    if (r->body.len || !(ieq(method, "GET") || ieq(method, "HEAD") || ieq(method, "DELETE") ||
+                         ieq(method, "OPTIONS") || ieq(method, "TRACE")))
+        evbuffer_add_printf(o, "Content-Length: %zu\r\n", r->body.len);
+    h->pooled = pool_eligible(r, method);
+    if (h->pooled)
+        snprintf(h->key, sizeof(h->key), "%s|%s|%d|%p|%d", h->u.https ? "https" : "http", h->u.host,
+                 h->u.port, h->u.https ? (void *)h->ctx : NULL, h->verify);
+    if (h->pooled)
+        evbuffer_add(o, "\r\n", 2);
+    else
+        evbuffer_add(o, "Connection: close\r\n\r\n", 21);
+    if (evbuffer_get_length(o) > PT_HCLIENT_MAX_HEAD)
+        return "the request head is larger than 64 KiB";
+    if (r->body.len)
+        evbuffer_add(o, r->body.data, r->body.len);
+    return NULL;
+}
+
+/* Starts a prepared call from the loop (never inside the caller). */
+static void hc_kick(struct pt_hclient *h)
+{
+    struct timeval tv = {h->timeout_ms / 1000, (h->timeout_ms % 1000) * 1000};
+    event_add(&h->timer, &tv);
+    h->timer_on = true;
+    event_active(&h->ev, EV_TIMEOUT, 1);
+    h->ev_on = true;
+}
+
+static void on_refused(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct pt_hclient *h = arg;
+    h->ev_on = false;
+    finish(h, PT_HTTP_ERR_URL);
+}
+
+struct pt_hclient *pt_hclient_send(struct event_base *base, const struct pt_http_req *r,
+                                   const struct pt_hclient_tls *tls, pt_hclient_cb cb, void *arg)
+{
+    struct pt_hclient *h = hc_new(base, r, tls);
+    if (!h)
+        return NULL;
+    h->cb = cb;
+    h->arg = arg;
+    const char *msg = hc_prepare(h, r);
+    if (msg) {
+        /* refused: reported from the loop like any failure */
+        snprintf(h->err, sizeof(h->err), "%s", msg);
+        h->state = S_DONE;
+        event_assign(&h->ev, base, -1, 0, on_refused, h);
+        event_active(&h->ev, EV_TIMEOUT, 1);
+        h->ev_on = true;
+        return h;
+    }
+    hc_kick(h);
+    return h;
+}
+
+void pt_hclient_cancel(struct pt_hclient *h)
+{
+    if (h)
+        hc_release(h);
+}
+
+/* ------------------------------------------------------------ detached */
+
+static void detached_start_next(struct hc_worker *w)
+{
+    for (int guard = 0;
+         w && guard < PT_HCLIENT_DETACHED_QUEUE && w->nrunning < PT_HCLIENT_DETACHED_RUNNING && w->qhead;
+         guard++) {
+        struct pt_hclient *h = w->qhead;
+        w->qhead = h->next;
+        if (!w->qhead)
+            w->qtail = NULL;
+        w->nqueued--;
+        h->prev = NULL;
+        h->next = w->running;
+        if (w->running)
+            w->running->prev = h;
+        w->running = h;
+        w->nrunning++;
+        hc_kick(h);
+    }
+}
+
+int pt_hclient_send_detached(struct event_base *base, const struct pt_http_req *r,
+                             const struct pt_hclient_tls *tls)
+{
+    struct hc_worker *w = worker_of(base);
+    if (!w || (w->nrunning >= PT_HCLIENT_DETACHED_RUNNING && w->nqueued >= PT_HCLIENT_DETACHED_QUEUE)) {
+        atomic_fetch_add_explicit(&n_oneway_dropped, 1, memory_order_relaxed);
+        return -1;
+    }
+    if (r->body.len > PT_HCLIENT_DETACHED_BODY) {
+        pt_info("send-one-way-request: a body of %zu bytes is over the %u bytes a detached call keeps",
+                r->body.len, PT_HCLIENT_DETACHED_BODY);
+        atomic_fetch_add_explicit(&n_oneway_failed, 1, memory_order_relaxed);
+        return 0;
+    }
+    struct pt_hclient *h = hc_new(base, r, tls);
+    if (!h) {
+        atomic_fetch_add_explicit(&n_oneway_dropped, 1, memory_order_relaxed);
+        return -1;
+    }
+    h->detached = true;
+    const char *msg = hc_prepare(h, r);
+    if (msg) {
+        pt_info("send-one-way-request: %s", msg);
+        atomic_fetch_add_explicit(&n_oneway_failed, 1, memory_order_relaxed);
+        hc_free(h);
+        return 0;
+    }
+    /* queued last, then started as room allows (at once when there is room) */
+    h->next = NULL;
+    h->prev = w->qtail;
+    if (w->qtail)
+        w->qtail->next = h;
+    else
+        w->qhead = h;
+    w->qtail = h;
+    w->nqueued++;
+    detached_start_next(w);
+    return 0;
+}
+
+void pt_hclient_worker_end(void)
+{
+    struct hc_worker *w = tw;
+    if (!w)
+        return;
+    for (int guard = 0; w->qhead && guard < PT_HCLIENT_DETACHED_QUEUE + 1; guard++) {
+        struct pt_hclient *h = w->qhead;
+        w->qhead = h->next;
+        hc_free(h);
+    }
+    for (int guard = 0; w->running && guard < PT_HCLIENT_DETACHED_RUNNING + 1; guard++) {
+        struct pt_hclient *h = w->running;
+        w->running = h->next;
+        hc_release(h);
+    }
+    for (int i = 0; i < w->nidle; i++)
+        idle_close(&w->idle[i]);
+    w->nidle = 0;
+    /* calls cancelled while resolving are freed by the resolver's callbacks, which run from the loop */
+    for (int i = 0; i < 4 && w->dns && event_base_get_num_events(w->base, EVENT_BASE_COUNT_ACTIVE); i++)
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
+    if (w->dns)
+        evdns_base_free(w->dns, 0);
+    free(w);
+    tw = NULL;
+}
