@@ -83,6 +83,7 @@ struct pt_hclient {
     bool pooled;            /* may take and leave a keep-alive connection (pool_eligible) */
     bool reused;            /* the connection came from the pool */
     bool got_bytes;         /* something of the answer arrived */
+    bool write_failed;      /* the server stopped reading the request: only its early answer counts */
     char key[320];          /* the pool's key: scheme, host, port, TLS context */
     struct evbuffer *saved; /* the request, to resend on a fresh connection when a reused one was stale */
     bool cancelled;         /* cancelled while the resolver still holds us */
@@ -222,14 +223,29 @@ static void hc_release(struct pt_hclient *h)
     hc_free(h);
 }
 
+/* A failed call is logged (at info), at most once a second per worker, with how many were not. */
+static void log_failure(const struct pt_hclient *h)
+{
+    static __thread uint64_t last_ms, quiet;
+    uint64_t now = pt_clock_now_ms();
+    if (last_ms && now - last_ms < 1000) {
+        quiet++;
+        return;
+    }
+    pt_info("%s to %s:%d failed: %s%s", h->detached ? "send-one-way-request" : "send-request",
+            h->u.host ? h->u.host : "?", h->u.port, h->err, quiet ? " (and more failures, not logged)" : "");
+    last_ms = now ? now : 1;
+    quiet = 0;
+}
+
 /* The call is over: tell whoever waits, then release it. */
 static void finish(struct pt_hclient *h, int err)
 {
     h->state = S_DONE;
+    if (err)
+        log_failure(h);
     if (h->detached) {
         atomic_fetch_add_explicit(err ? &n_oneway_failed : &n_oneway_sent, 1, memory_order_relaxed);
-        if (err)
-            pt_info("send-one-way-request to %s:%d failed: %s", h->u.host, h->u.port, h->err);
         detached_unlink(h);
         hc_release(h);
         detached_start_next(tw);
@@ -707,10 +723,15 @@ static int step_write(struct pt_hclient *h)
     int w = io_write(h, &want);
     if (w < 0 && retry_fresh(h))
         return STEP_AGAIN;
-    if (w < 0)
+    if (w < 0 && h->ssl)
         return fail(h, PT_HTTP_ERR_CONNECT, "%s", h->err);
     if (w == 0)
         return want;
+    if (w < 0) {
+        /* the server stopped reading mid-request (a 413 and a close): its answer may be waiting */
+        h->write_failed = true;
+        evbuffer_drain(h->out, evbuffer_get_length(h->out));
+    }
     pt_fetch_parser_init(&h->p, h->max_body, h->head_method);
     h->parser_on = true;
     h->state = S_READ;
@@ -726,23 +747,31 @@ static int step_read(struct pt_hclient *h)
             return want;
         if ((n == -2 || n == 0) && retry_fresh(h)) /* a kept connection the server had closed */
             return STEP_AGAIN;
+        if (n == -2 && h->write_failed && h->got_bytes)
+            n = 0; /* reset after an early answer: what came is all there is */
         if (n == -2)
-            return fail(h, PT_HTTP_ERR_PROTOCOL, "%s", h->err);
+            return fail(h, h->write_failed ? PT_HTTP_ERR_CONNECT : PT_HTTP_ERR_PROTOCOL, "%s", h->err);
         if (n > 0)
             h->got_bytes = true;
         char err[160];
         int r = pt_fetch_parse(&h->p, h->in, n == 0, err, sizeof(err));
+        if (h->detached && h->p.head_done && (r >= 0 || r == PT_FETCH_TOO_LARGE)) {
+            finish(h, 0); /* one-way: delivered and answered; nobody reads the body (the close drops it) */
+            return STEP_END;
+        }
         if (r == PT_FETCH_TOO_LARGE)
             return fail(h, PT_HTTP_ERR_TOO_LARGE, "%s", err);
         if (r < 0)
             return fail(h, PT_HTTP_ERR_PROTOCOL, "%s", err);
         if (r == 1) {
-            pool_put(h);
+            if (!h->write_failed)
+                pool_put(h);
             finish(h, 0);
             return STEP_END;
         }
         if (n == 0)
-            return fail(h, PT_HTTP_ERR_PROTOCOL, "the server closed the connection early");
+            return fail(h, h->write_failed ? PT_HTTP_ERR_CONNECT : PT_HTTP_ERR_PROTOCOL,
+                        "the server closed the connection early");
     }
     return STEP_READ;
 }
@@ -998,7 +1027,7 @@ static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
     if (r->body.len || !(ieq(method, "GET") || ieq(method, "HEAD") || ieq(method, "DELETE") ||
                          ieq(method, "OPTIONS") || ieq(method, "TRACE")))
         evbuffer_add_printf(o, "Content-Length: %zu\r\n", r->body.len);
-    h->pooled = pool_eligible(r, method);
+    h->pooled = !h->detached && pool_eligible(r, method); /* one-way calls close at the answer's head */
     if (h->pooled)
         snprintf(h->key, sizeof(h->key), "%s|%s|%d|%p|%d", h->u.https ? "https" : "http", h->u.host,
                  h->u.port, h->u.https ? (void *)h->ctx : NULL, h->verify);
@@ -1101,9 +1130,11 @@ int pt_hclient_send_detached(struct event_base *base, const struct pt_http_req *
         return -1;
     }
     h->detached = true;
+    h->max_body = 0; /* the call ends at the answer's head: no body is ever buffered */
     const char *msg = hc_prepare(h, r);
     if (msg) {
-        pt_info("send-one-way-request: %s", msg);
+        snprintf(h->err, sizeof(h->err), "%s", msg);
+        log_failure(h);
         atomic_fetch_add_explicit(&n_oneway_failed, 1, memory_order_relaxed);
         hc_free(h);
         return 0;

@@ -2,8 +2,9 @@
  * pt_hclient -- the workers' own non-blocking HTTP/1.1 client
  * (send-request, send-one-way-request; docs/routing.md).
  *
- * One call is one connection on the caller's event loop: resolve (a
- * literal address at once, a name through evdns on the same loop), connect,
+ * One call runs on the caller's event loop: resolve (a literal address at
+ * once, a name through evdns on the same loop), connect (or take a kept
+ * connection: idempotent calls without a body, see pt_hclient.c),
  * optionally CONNECT through an HTTP proxy, TLS, write the request, read
  * the response through pt_fetch's parser (the proxy's head scanner, llhttp
  * and chunked decoder).  Nothing in it blocks; one deadline covers the

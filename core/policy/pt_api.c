@@ -33,7 +33,6 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -929,34 +928,19 @@ static int api_forward_proxy_set(pt_call *call, pt_bytes url, pt_bytes username,
     return 0;
 }
 
-/* The context https side calls use: the generation's backend context (caFile, upstream.tls), or
-   when the generation needed none (no https backend), one made on first use from the system's CAs. */
-static pthread_once_t send_tls_once = PTHREAD_ONCE_INIT;
-static SSL_CTX *send_tls[2]; /* [verify] */
-
-static void send_tls_init(void)
-{
-    for (int v = 0; v < 2; v++) {
-        struct pt_errors errs = {0};
-        send_tls[v] = pt_tls_client_ctx(NULL, v == 1, NULL, &errs);
-        pt_node_errors_clear(&errs);
-    }
-}
-
+/* The context https side calls use: a client certificate's, else the generation's (caFile, verify,
+   upstream.tls), built on the control thread because a policy with PT_POLICY_HTTP_SEND is configured.
+   Nothing is built here: loading the CA store on a worker would stall all its connections. */
 static struct pt_hclient_tls send_tls_of(pt_call *call, const struct pt_http_req *r)
 {
     const struct pt_gen *g = req_gen(call->req);
     struct pt_hclient_tls t = {NULL, g->conf->upstream.verify};
     if (r->url.len < 8 || strncasecmp(r->url.data, "https://", 8))
-        return t; /* plain http: no context (the system's CAs are not loaded for nothing) */
+        return t; /* plain http: no context */
     if (r->client_cert)
         t.ctx = ((const struct pt_clientcert *)r->client_cert)->ctx;
-    else if (g->client_tls)
-        t.ctx = g->client_tls;
-    else {
-        pthread_once(&send_tls_once, send_tls_init);
-        t.ctx = send_tls[t.verify ? 1 : 0];
-    }
+    else
+        t.ctx = g->client_tls; /* NULL: the call fails as BackendConnectionFailure */
     return t;
 }
 
@@ -975,8 +959,7 @@ static void send_done(void *arg, int err, const char *msg, const struct pt_http_
     struct send_call *sc = arg;
     sc->h = NULL;
     pt_pipeline_work_end(sc->call, &sc->work);
-    if (err)
-        pt_info("send-request: %s", msg ? msg : "failed");
+    (void)msg;                              /* the client logs failures (rate-limited) */
     sc->done(sc->call, sc->arg, err, resp); /* may end the request: sc is not touched after */
 }
 

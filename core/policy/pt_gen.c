@@ -1021,6 +1021,10 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         need_client |= g->urls[i].be && g->urls[i].be->url.https;
     for (int i = 0; i < g->pc->nall && !need_client; i++) /* set-backend-service may name https at run time */
         need_client = g->pc->all[i]->name && !strcmp(g->pc->all[i]->name, "set-backend-service");
+    /* side calls may go to https anywhere (their URLs are expressions): their context is built here,
+       on the control thread, never by a worker at its first call (loading the CA store takes ~20 ms) */
+    for (int i = 0; i < g->pc->nall && !need_client; i++)
+        need_client = g->pc->all[i]->def && (g->pc->all[i]->def->flags & PT_POLICY_HTTP_SEND);
     if (need_client || cf->upstream.ca_file) {
         g->client_tls = pt_tls_client_ctx(cf->upstream.ca_file, cf->upstream.verify, &cf->upstream.tls, errs);
         if (!g->client_tls && cf->upstream.ca_file) {

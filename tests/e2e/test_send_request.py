@@ -550,10 +550,16 @@ def test_stopping_with_calls_in_flight(portico, backend):
     try:
         p = gateway(portico, backend, {"inbound": [
             {"send-one-way-request": {"set-url": hold.url + "/q", "timeout": 60}},
+            {"choose": [{"when": "@(context.request.headers:has('X-Wait'))", "then": [
+                {"send-request": {"response-variable-name": "r", "timeout": 60, "set-url": hold.url + "/w"}}]}]},
             {"return-response": {"set-body": "ok"}}]})
         for _ in range(30):
             assert p.request("GET", "/echo/side")[0] == 200
         wait_for(lambda: hold.accepted == 16, what="the running calls")
+        # and a request waiting for its own side call (its one-way call queued behind the others)
+        s = socket.create_connection(("127.0.0.1", p.port))
+        s.sendall(b"GET /echo/side HTTP/1.1\r\nHost: x\r\nX-Wait: 1\r\n\r\n")
+        wait_for(lambda: hold.accepted == 17, what="the waiting request's call")
         t0 = time.monotonic()
         assert p.stop() == 0
         assert time.monotonic() - t0 < 5
@@ -610,3 +616,143 @@ def test_kept_connections_are_reused_only_when_clean(portico, backend, side):
     for path in ("/e", "/f"):
         status, _, body = p.request("GET", "/echo/side", headers={"X-Url": side.url + path})
         assert status == 200 and json.loads(body)["target"] == path, body
+
+
+def test_a_trickling_service_is_cut_at_the_deadline(portico, backend, side):
+    p = gateway(portico, backend, {
+        "inbound": [{"send-request": {"response-variable-name": "r", "timeout": 1,
+                                      "set-url": side.url + "/stream?chunks=40&size=1&delay=100"}},
+                    answer_with()],
+        "on-error": [reason_reply()]})
+    t0 = time.monotonic()
+    status, _, body = p.request("GET", "/echo/side")
+    assert status == 599 and body.startswith(b"Timeout|"), body
+    assert time.monotonic() - t0 < 2.5
+
+
+def test_ipv6_literal_urls(portico, backend):
+    try:
+        srv = socket.socket(socket.AF_INET6)
+        srv.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    srv.listen(4)
+    port = srv.getsockname()[1]
+    seen = []
+
+    def serve():
+        c, _ = srv.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                break
+            data += d
+        seen.append(data)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nv6")
+        c.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        p = gateway(portico, backend, {"inbound": [
+            {"send-request": {"response-variable-name": "r", "set-url": "http://[::1]:%d/six" % port}},
+            answer_with()]})
+        status, _, body = p.request("GET", "/echo/side")
+        assert (status, body) == (200, b"v6")
+        t.join(5)
+        assert seen[0].startswith(b"GET /six HTTP/1.1\r\n") and (b"Host: [::1]:%d\r\n" % port) in seen[0]
+    finally:
+        srv.close()
+
+
+def test_an_early_answer_to_a_large_body(portico, backend):
+    """A service that answers 413 after the head, without reading the body: the answer is taken when it
+    arrives (draining), and a service that also closes at once gives its 413 or a clean failure."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    modes = []
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = c.recv(4096)
+                if not d:
+                    break
+                data += d
+            c.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+            if modes.pop(0) == "drain":
+                c.shutdown(socket.SHUT_WR)
+                while c.recv(65536):
+                    pass
+            c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        p = gateway(portico, backend, {
+            "inbound": [{"send-request": {"mode": "copy", "response-variable-name": "r", "timeout": 10,
+                                          "set-url": "http://127.0.0.1:%d/up" % port}},
+                        {"return-response": {"response-variable-name": "r"}}],
+            "on-error": [reason_reply()]}, limits={"bufferSize": "8m"})
+        body = b"z" * (6 << 20)
+        modes.append("drain")
+        status, _, got = p.request("POST", "/echo/side", body=body)
+        assert (status, got) == (413, b"big")
+        modes.append("close")
+        status, _, got = p.request("POST", "/echo/side", body=body)
+        assert (status, got) in ((413, b"big"), (599, got)) and (status == 413 or got.startswith(
+            b"BackendConnectionFailure|")), (status, got)
+        assert p.request("GET", "/echo/items/1")[0] == 200
+    finally:
+        srv.close()
+
+
+def test_https_side_calls_use_upstream_tls_without_an_https_backend(portico, backend, pki):
+    """The side calls' TLS context is the generation's, built at load with upstream.tls (review M1): with no
+    https backend and no caFile, a TLS 1.2-only service is refused under minVersion 1.3."""
+    import ssl
+    from tls_helpers import TLSEchoBackend
+    cert = pki.leaf("side-tls", "localhost", ["DNS:localhost"])
+    modern = TLSEchoBackend(*cert)
+    old = TLSEchoBackend(*cert)
+    old.server.ssl_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        p = gateway(portico, backend, {
+            "inbound": [{"send-request": {"response-variable-name": "r", "timeout": 5,
+                                          "set-url": "@(context.request.headers:get('X-Url', ''))"}},
+                        answer_with()],
+            "on-error": [reason_reply()]}, upstream={"verify": False, "tls": {"minVersion": "1.3"}})
+        status, _, body = p.request("GET", "/echo/side", headers={"X-Url": modern.url + "/new"})
+        assert status == 200 and json.loads(body)["target"] == "/new", body
+        status, _, body = p.request("GET", "/echo/side", headers={"X-Url": old.url + "/old"})
+        assert status == 599 and body.startswith(b"BackendConnectionFailure|"), body
+        assert old.handshakes == 0 and not old.requests
+    finally:
+        modern.close()
+        old.close()
+
+
+def test_one_way_calls_end_at_the_answers_head(portico, backend, side):
+    """Review M3: a one-way call is sent once the answer's head arrives; a body over limits.bufferSize or one
+    that trickles past the timeout is never read, and the call counts as sent, not failed."""
+    mport = free_port()
+    p = gateway(portico, backend, {"inbound": [
+        {"send-one-way-request": {"set-url": side.url + "/big?bytes=3000000"}},
+        {"send-one-way-request": {"set-url": side.url + "/stream?chunks=40&size=1&delay=100", "timeout": 1}},
+        {"return-response": {"set-body": "ok"}}]},
+        limits={"bufferSize": "64k"}, metrics={"listen": "127.0.0.1:%d" % mport, "auth": "none"})
+    t0 = time.monotonic()
+    assert p.request("GET", "/echo/side")[0] == 200
+    wait_for(lambda: metric(metrics_text(mport), "portico_send_one_way_requests_total", "sent") == 2,
+             timeout=5, what="both one-way calls sent")
+    assert time.monotonic() - t0 < 0.9  # the trickling one did not run to its 1 s timeout
+    time.sleep(1.2)
+    text = metrics_text(mport)
+    assert metric(text, "portico_send_one_way_requests_total", "failed") == 0, text
+    assert metric(text, "portico_send_one_way_requests_total", "sent") == 2, text
+    assert len(side.requests) == 2

@@ -53,7 +53,7 @@
  *                    cache_get, cache_put, cache_del and cache_mark (the
  *                    node's caches, internal or Redis); the facts
  *                    PT_FACT_USER_GROUPS, PT_FACT_BUFFER_SIZE and
- *                    PT_FACT_WORKSPACE_ID.
+ *                    PT_FACT_WORKSPACE_ID; policy flag PT_POLICY_HTTP_SEND.
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -538,6 +538,12 @@ enum { PT_LOG_LEVEL_ERROR = 0, PT_LOG_LEVEL_WARN, PT_LOG_LEVEL_INFO, PT_LOG_LEVE
    clientCertificate: required lets any certificate through the handshake;
    the gateway warns when no statement with this flag is configured. */
 #define PT_POLICY_CLIENT_CERT 0x04
+/* ABI 1.7: the policy makes side calls (http_send, http_send_detached).  The
+   generation then builds the https client context (upstream.caFile,
+   upstream.verify, upstream.tls) when it is loaded, on the control thread;
+   without the flag, an https side call fails (BackendConnectionFailure)
+   unless a backend already needed that context. */
+#define PT_POLICY_HTTP_SEND 0x08
 
 struct pt_policy_def {
     const char *name;                /* kebab-case, as in YAML */
