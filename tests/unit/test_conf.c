@@ -833,6 +833,8 @@ static void test_cache_conf(void **state)
                  "t.yaml:2:19: size out of range (1..67108864 bytes)");
     expect_error("listen: ':80'\ncache: {commandTimeout: 0}\n",
                  "t.yaml:2:25: duration out of range (1ms..60000ms)");
+}
+
 /* Backends (13): ISO 8601 durations and the entity's own checks (references are pt_conf_check's). */
 static void test_backend_durations(void **state)
 {
