@@ -513,7 +513,7 @@ static void publish(struct pt_gen *g)
         pt_metrics_set(pt_metrics_core[PT_MC_CONFIG_GENERATION], PT_METRICS_CONTROL, 0, (int64_t)g->serial);
     pt_analytics_configure(&g->conf->analytics);
     pt_workers_publish(g);
-    pt_health_from_gen(g); /* backends' health checks (BREAKER) */
+    pt_health_from_gen(g); /* backends' health checks */
     struct pt_gen *old = current;
     current = g;
     pt_gen_unref(old);
@@ -912,7 +912,7 @@ int main(int argc, char **argv)
     pt_metrics_init(nworkers, (int)g->conf->metrics.max_series);
     pt_metrics_collector(metrics_node, NULL);
     pt_metrics_collector(pt_cache_metrics, NULL);
-    pt_breaker_init(); /* backends' state on /metrics (BREAKER) */
+    pt_breaker_init(); /* backends' state on /metrics */
     atomic_store(&pt_metrics_enabled, g->conf->metrics.enabled);
     pt_metrics_set(pt_metrics_core[PT_MC_CONFIG_GENERATION], PT_METRICS_CONTROL, 0, (int64_t)g->serial);
     ctl_base = event_base_new();
@@ -921,7 +921,7 @@ int main(int argc, char **argv)
         return 1;
     }
     pt_analytics_start(ctl_base, store, &g->conf->analytics);
-    pt_health_from_gen(g); /* backends' health checks, on their own thread (BREAKER) */
+    pt_health_from_gen(g); /* backends' health checks, on their own thread */
     quota_timer = event_new(ctl_base, -1, EV_PERSIST, on_quota_timer, NULL);
     struct timeval qtv = {QUOTA_FLUSH_MS / 1000, (QUOTA_FLUSH_MS % 1000) * 1000};
     event_add(quota_timer, &qtv);
@@ -982,7 +982,7 @@ int main(int argc, char **argv)
     flush_counters();
     pt_analytics_stop(); /* what the workers counted, before the store closes */
     event_base_free(ctl_base);
-    pt_health_stop(); /* before the generation's backend states go (BREAKER) */
+    pt_health_stop(); /* before the generation's backend states go */
     pt_gen_unref(current);
     pt_logsink_shutdown(PT_LOGSINK_CLOSE_MS); /* the loggers deliver what they hold */
     while (lsocks) {

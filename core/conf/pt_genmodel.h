@@ -42,7 +42,7 @@ struct pt_backend {
 /* ------------------------------------------------- backend entities (13) */
 
 struct pt_bestate; /* node-wide state of a backend (breaker windows, trip-until, health, a pool's
-                      round-robin position): filled by the breaker (BREAKER), kept across reloads */
+                      round-robin position): filled by the breaker, kept across reloads */
 
 enum { PT_BE_SINGLE = 0, PT_BE_POOL = 1 };
 
@@ -114,7 +114,7 @@ struct pt_backdef {
     SSL_CTX *tls; /* this backend's own client context (a certificate or no chain check); NULL: the
                      generation's client_tls */
     struct pt_behealth health;
-    struct pt_bestate *state; /* BREAKER's; NULL until filled */
+    struct pt_bestate *state; /* event/pt_breaker's; NULL until filled */
 };
 
 struct pt_product;

@@ -158,7 +158,7 @@ struct pt_exec {
     struct pt_work *works;     /* asynchronous work of the request's calls, cancelled when abandoned */
 };
 
-/* OpenTelemetry (part O, http/pt_otel.c): a request's trace context. */
+/* OpenTelemetry (http/pt_otel.c): a request's trace context. */
 struct pt_otel_rec;
 struct pt_otel_ctx {
     uint8_t trace[16];
@@ -254,13 +254,13 @@ struct pt_req {
     const char *reason;
     char id[129];
     size_t idn;
-    /* OpenTelemetry (part O) */
+    /* OpenTelemetry (http/pt_otel.c) */
     struct pt_otel_ctx otel;
     /* tracing (debug traces, http/pt_trace.c): NULL for a request that is not traced, the one
        test the pipeline driver makes per statement */
     struct pt_trace *trace;
     uint8_t trace_flags; /* PT_TRACE_F_*: what the response says about tracing (0: nothing) */
-    /* analytics (helper A: proxy/pt_analytics.c) */
+    /* analytics (proxy/pt_analytics.c) */
     uint8_t cache_status; /* 0 none, 1 hit, 2 miss (set by the caching policies) */
 };
 

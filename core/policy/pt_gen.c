@@ -1035,7 +1035,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         }
     }
 out:
-    pt_breaker_attach(g->backends, g->nbackends); /* node-wide state, kept across reloads (BREAKER) */
+    pt_breaker_attach(g->backends, g->nbackends); /* node-wide state, kept across reloads */
     if (errs->n > before) {
         g->conf = NULL; /* the caller keeps its config on failure */
         pt_gen_unref(g);
@@ -1149,7 +1149,7 @@ void pt_gen_unref(struct pt_gen *g)
     PT_ASSERT(prev >= 1);
     if (prev != 1)
         return;
-    pt_breaker_detach(g->backends, g->nbackends); /* (BREAKER) */
+    pt_breaker_detach(g->backends, g->nbackends); /* */
     if (g->pc)
         pt_policy_release(g->pc);
     for (int i = 0; i < g->nsinks; i++)
