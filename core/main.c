@@ -758,11 +758,22 @@ static char *unseal_cb(void *arg, const char *sealed)
 
 /* ----------------------------------------------------------------- main */
 
+/* libevent's own warnings and errors go to the error log, not only to standard error: when libevent
+   ends the process on an internal error, the log says why. */
+static void libevent_log(int severity, const char *msg)
+{
+    if (severity >= EVENT_LOG_ERR)
+        pt_err("libevent: %s", msg);
+    else if (severity >= EVENT_LOG_WARN)
+        pt_warn("libevent: %s", msg);
+}
+
 int main(int argc, char **argv)
 {
     bool test_only = false, reference = false;
     conf_path = PT_SYSCONFDIR "/portico/portico.yaml";
     signal(SIGPIPE, SIG_IGN); /* before any I/O: a peer that leaves is an error, not a death */
+    event_set_log_callback(libevent_log);
     if (argc > 1 && pt_cli_is_command(argv[1]))
         return pt_cli_main(argc, argv);
     static const struct option longopts[] = {{"config-reference", no_argument, NULL, 'K'}, {0}};

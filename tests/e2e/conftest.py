@@ -283,6 +283,9 @@ def portico(workdir):
             assert "ERROR: AddressSanitizer" not in err and "runtime error:" not in err, err
             assert "ERROR: LeakSanitizer" not in err, err
             assert "ERROR: AddressSanitizer" not in p.log_text()
+            if problems:  # what the gateway said last, to tell why it ended
+                problems.append("stderr: " + err[-2000:])
+                problems.append("log: " + p.log_text()[-2000:])
     assert not problems, problems
 
 
