@@ -776,7 +776,7 @@ static int api_log_emit(pt_call *call, const void *logger, pt_bytes message, pt_
 
 void pt_policy_fill_api(struct pt_api *a);
 
-/* -- ABI 1.7: stubs until each piece lands (backends, send-request, caches) -- */
+/* -- ABI 1.7: backends, side calls, responses in variables, the caches -- */
 
 /*
  * A base URL given at request time becomes a target without resolving a
