@@ -11,12 +11,14 @@
 #include <stdint.h>
 
 /* The length (1 to 4) of the well-formed sequence at p, which has n > 0
-   bytes left, or 0 when there is none. */
-static inline size_t pt_utf8_seq(const unsigned char *p, size_t n)
+   bytes left, with its code point in *out; 0 when there is none. */
+static inline size_t pt_utf8_next(const unsigned char *p, size_t n, uint32_t *out)
 {
     unsigned char c = p[0];
-    if (c < 0x80)
+    if (c < 0x80) {
+        *out = c;
         return 1;
+    }
     size_t len;
     uint32_t cp, min;
     if (c >= 0xc2 && c <= 0xdf)
@@ -36,7 +38,16 @@ static inline size_t pt_utf8_seq(const unsigned char *p, size_t n)
     }
     if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
         return 0;
+    *out = cp;
     return len;
+}
+
+/* The length (1 to 4) of the well-formed sequence at p, which has n > 0
+   bytes left, or 0 when there is none. */
+static inline size_t pt_utf8_seq(const unsigned char *p, size_t n)
+{
+    uint32_t cp;
+    return pt_utf8_next(p, n, &cp);
 }
 
 #endif
