@@ -26,6 +26,8 @@
 #include "conf/pt_conf.h"
 #include "conf/pt_store_analytics.h"
 
+#include <jansson.h>
+
 struct pt_req;
 struct pt_store;
 struct event_base;
@@ -80,4 +82,14 @@ struct pt_analytics_stats {
 };
 void pt_analytics_stats(struct pt_analytics_stats *out);
 
+/* ---- gateway nodes: figures shipped to the control plane ---- */
+/* On a node: flushed buckets are also kept for shipping (bounded). */
+void pt_analytics_shipping(bool on);
+/* The buckets kept since the last take, as a JSON batch (NULL: nothing). */
+json_t *pt_analytics_shipment_take(void);
+/* A batch that could not be delivered goes back (bounded; the oldest dropped). */
+void pt_analytics_shipment_putback(json_t *batch);
+/* On the control plane: adds a node's batch to the store's buckets. */
+bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, const char *gateway, char *err,
+                                  size_t errlen);
 #endif

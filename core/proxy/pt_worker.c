@@ -416,6 +416,18 @@ void pt_workers_publish(struct pt_gen *g)
     }
 }
 
+static atomic_bool workers_ready = true;
+
+void pt_workers_set_ready(bool ready)
+{
+    atomic_store(&workers_ready, ready);
+}
+
+bool pt_workers_ready(void)
+{
+    return atomic_load(&workers_ready);
+}
+
 void pt_workers_drain(void)
 {
     for (int i = 0; i < nworkers; i++)

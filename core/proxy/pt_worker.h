@@ -34,6 +34,10 @@ bool pt_workers_start(int n, struct pt_gen *g);
 void pt_workers_publish(struct pt_gen *g);
 /* Graceful stop: no new connections, finish in-flight requests. */
 void pt_workers_drain(void);
+/* Whether the node has a configuration to serve (a gateway node waiting for
+   its first one is not ready: its status path answers 503).  Any thread. */
+void pt_workers_set_ready(bool ready);
+bool pt_workers_ready(void);
 /* Immediate stop. */
 void pt_workers_stop(void);
 /* Waits up to timeout_ms for every worker to end; true if they all did. */
