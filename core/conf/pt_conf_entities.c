@@ -1228,19 +1228,29 @@ static bool sub_key_duplicates(struct pt_cfctx *cx, struct pt_conf *cf)
             r[n++] = (struct keyref){cf->subs[i].secondary_key, i, 1};
     }
     qsort(r, (size_t)n, sizeof(*r), keyref_cmp);
-    bool ok = true;
-    for (int k = 1, first = 0; k < n; k++) {
-        if (strcmp(r[k].key, r[first].key)) {
-            first = k;
-            continue;
-        }
-        if (r[k].sub == r[first].sub)
-            continue;
-        const struct pt_subscription_cf *s = &cf->subs[r[k].sub];
-        pt_node_error(cx->errs, pt_node_get(s->node, r[k].which ? "secondaryKey" : "primaryKey"),
-                      "this key is already a key of subscription '%s'", cf->subs[r[first].sub].id);
-        ok = false;
+    /* first[2 * sub + which]: the subscription that holds that key first, or -1; reported in the file's order
+     */
+    int *first = malloc(sizeof(int) * (size_t)(2 * cf->nsubs + 1));
+    if (!first) {
+        free(r);
+        return false;
     }
+    for (int i = 0; i < 2 * cf->nsubs; i++)
+        first[i] = -1;
+    for (int k = 1, f = 0; k < n; k++) {
+        if (strcmp(r[k].key, r[f].key))
+            f = k;
+        else if (r[k].sub != r[f].sub)
+            first[2 * r[k].sub + r[k].which] = r[f].sub;
+    }
+    bool ok = true;
+    for (int i = 0; i < 2 * cf->nsubs; i++)
+        if (first[i] >= 0) {
+            pt_node_error(cx->errs, pt_node_get(cf->subs[i / 2].node, i % 2 ? "secondaryKey" : "primaryKey"),
+                          "this key is already a key of subscription '%s'", cf->subs[first[i]].id);
+            ok = false;
+        }
+    free(first);
     free(r);
     return ok;
 }
