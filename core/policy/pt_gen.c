@@ -17,6 +17,7 @@
 #include "policy/pt_luapol.h"
 #include "policy/pt_plugin.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
@@ -27,8 +28,52 @@
 
 static atomic_ulong serial_counter;
 
+/*
+ * Backend names are resolved once per build: every API of a generation
+ * often names the same few hosts, and a lookup costs a system call or more
+ * (AI_ADDRCONFIG asks the kernel for the configured families each time, and
+ * a name may go to DNS).  Addresses written as numbers need no lookup at all.
+ * Only the control thread builds generations; the memo lives for one build.
+ */
+#define RESOLVED_MAX 64
+static struct resolved {
+    char host[256];
+    int port;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+} resolved[RESOLVED_MAX];
+static int nresolved, resolved_next;
+
+static bool resolve_numeric(struct pt_backend *b)
+{
+    memset(&b->sa, 0, sizeof(b->sa));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&b->sa;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&b->sa;
+    if (inet_pton(AF_INET, b->url.host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)b->url.port);
+        b->salen = sizeof(*v4);
+        return true;
+    }
+    if (inet_pton(AF_INET6, b->url.host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)b->url.port);
+        b->salen = sizeof(*v6);
+        return true;
+    }
+    return false;
+}
+
 static bool resolve(struct pt_backend *b, struct pt_node *where, struct pt_errors *errs)
 {
+    if (resolve_numeric(b))
+        return true;
+    for (int i = 0; i < nresolved; i++)
+        if (resolved[i].port == b->url.port && !strcmp(resolved[i].host, b->url.host)) {
+            memcpy(&b->sa, &resolved[i].sa, resolved[i].salen);
+            b->salen = resolved[i].salen;
+            return true;
+        }
     struct addrinfo hints = {0}, *res = NULL;
     char port[8];
     snprintf(port, sizeof(port), "%d", b->url.port);
@@ -46,6 +91,16 @@ static bool resolve(struct pt_backend *b, struct pt_node *where, struct pt_error
     memcpy(&b->sa, res->ai_addr, res->ai_addrlen);
     b->salen = (socklen_t)res->ai_addrlen;
     freeaddrinfo(res);
+    if (strlen(b->url.host) < sizeof(resolved[0].host)) {
+        struct resolved *r = &resolved[resolved_next];
+        resolved_next = (resolved_next + 1) % RESOLVED_MAX;
+        if (nresolved < RESOLVED_MAX)
+            nresolved++;
+        snprintf(r->host, sizeof(r->host), "%s", b->url.host);
+        r->port = b->url.port;
+        memcpy(&r->sa, &b->sa, b->salen);
+        r->salen = b->salen;
+    }
     return true;
 }
 
@@ -749,11 +804,13 @@ static struct pt_doc *workspace_doc(const struct pt_conf *cf, struct pt_doc **wd
 
 struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
 {
+    nresolved = resolved_next = 0; /* a reload resolves names again */
     return build(cf, true, errs);
 }
 
 bool pt_gen_validate(struct pt_conf *cf, bool refs, struct pt_errors *errs)
 {
+    nresolved = resolved_next = 0;
     struct pt_gen *g = build(cf, refs, errs);
     if (!g)
         return false;
