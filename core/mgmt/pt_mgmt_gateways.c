@@ -542,7 +542,11 @@ static void on_peer_closed(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct waiter *w = arg;
-    evhttp_connection_free(w->c);
+    struct evhttp_connection *c = w->c;
+    pt_debug("gateway '%s': a node left during its long-poll", w->g->id);
+    waiter_unlink(w);
+    waiter_free(w);            /* its close callback first, so nothing calls back into it */
+    evhttp_connection_free(c); /* the unanswered request goes with its connection */
 }
 
 /* Answers the waiters of g: 200 to those whose generation differs, 401 to those whose token no
@@ -581,9 +585,21 @@ static void wake_gateway(struct gw *g)
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
-    for (struct gw *g = gws; g; g = g->next)
+    for (struct gw **p = &gws; *p;) {
+        struct gw *g = *p;
         if (g->waiters)
             wake_gateway(g);
+        if (g->waiters || pt_store_get(pt_mgmt_req_store, "gateway", "", g->id, NULL, NULL)) {
+            p = &g->next;
+            continue;
+        }
+        *p = g->next; /* a deleted gateway: its document and nodes go */
+        for (int i = 0; i < g->nnodes; i++)
+            free(g->nodes[i].config_error);
+        free(g->nodes);
+        gw_drop_doc(g);
+        free(g);
+    }
 }
 
 void pt_mgmt_gateways_published(void)
