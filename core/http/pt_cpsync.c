@@ -657,9 +657,9 @@ static uint64_t sync_once(uint64_t *known, int *failures)
     if (rc == PT_FETCH_OK && (r.status == 200 || r.status == 304)) {
         atomic_store(&last_sync_ms, (int64_t)pt_clock_wall_ms());
         *failures = 0;
+        set_state(ST_CONNECTED, s.cp.url, NULL); /* it answered: connected, whatever the document holds */
         if (r.status == 200)
             got_document(&s, token, id, &r, known);
-        set_state(ST_CONNECTED, s.cp.url, NULL);
     } else {
         atomic_fetch_add(&sync_failures, 1);
         int st = ST_DOWN;
