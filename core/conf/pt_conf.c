@@ -1591,7 +1591,7 @@ static const struct pt_cfkey cp_keys[] = {
      .doc = "A file holding the token, read again at every connection attempt (a rotated Kubernetes "
             "Secret takes effect without a restart)."},
     {"backup", PT_CT_STR, offsetof(struct pt_conf, cp.backup), PT_CF_PATH | PT_CF_EMPTY_OK,
-     .def = "`<data>/config-backup`",
+     .def = "`config-backup` in the `data` folder",
      .doc = "The last configuration applied, encrypted with a key derived from the token, written after "
             "each change and read at start when the control plane cannot be reached; `\"\"`: none. "
             "`$PORTICO_CONFIG_BACKUP` wins over it."},
@@ -1604,7 +1604,7 @@ static const struct pt_cfkey cp_keys[] = {
     {"pollWait", PT_CT_INT, offsetof(struct pt_conf, cp.poll_wait), 0, 0, 60, .def = "`25`",
      .doc = "Seconds the control plane holds a long-poll for a change before it answers 304."},
     {"nodeId", PT_CT_STR, offsetof(struct pt_conf, cp.node_id), 0,
-     .def = "`<hostname>:<port of the first listener>`",
+     .def = "the host name, a colon and the first listener's port",
      .doc = "The node's name in the control plane's list of nodes; `$PORTICO_NODE_ID` wins over it."},
     {0},
 };

@@ -448,8 +448,10 @@ static void set_state(int s, const char *url, const char *why)
         pt_err("control plane %s: %s; the node keeps serving generation %llu and tries again once a minute",
                url, why, (unsigned long long)atomic_load(&served_gen));
     else
-        pt_warn("control plane %s: %s%s; the node keeps serving generation %llu", url, why,
-                old == s ? " (still)" : "", (unsigned long long)atomic_load(&served_gen));
+        pt_warn("control plane %s: %s%s (%s); the node keeps serving generation %llu and tries again with "
+                "backoff",
+                url, s == ST_DOWN ? "unreachable or failing" : "refuses the node", old == s ? ", still" : "",
+                why, (unsigned long long)atomic_load(&served_gen));
 }
 
 static uint64_t jitter_seed;

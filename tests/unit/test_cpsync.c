@@ -126,8 +126,8 @@ static void test_write_read_file(void **state)
     /* the wrong token: the message names the file and says what to think */
     assert_null(pt_cpsync_backup_read(path, TOKEN_OTHER_SIG, &len, err, sizeof(err)));
     char want[512];
-    snprintf(want, sizeof(want), "configuration backup %s: corrupted, or written with another gateway token; not used",
-             path);
+    snprintf(want, sizeof(want),
+             "configuration backup %s: corrupted, or written with another gateway token; not used", path);
     assert_string_equal(err, want);
 
     /* pt_cpsync_backup_load: the document, checked to be this gateway's */
