@@ -733,6 +733,7 @@ static void heartbeat_once(void)
     json_object_set_new(b, "hostname", json_string(host));
     json_t *l = s.listen ? json_loads(s.listen, 0, NULL) : NULL;
     json_object_set_new(b, "listen", l ? l : json_array());
+    json_object_set_new(b, "heartbeat", json_integer((json_int_t)s.cp.heartbeat)); /* the CP's "disconnected" */
     pthread_mutex_lock(&mu);
     json_object_set_new(b, "configError", config_error[0] ? json_string(config_error) : json_null());
     pthread_mutex_unlock(&mu);
@@ -761,9 +762,13 @@ static void heartbeat_once(void)
         pt_debug("control plane %s: heartbeat not delivered: %s%d", s.cp.url,
                  rc == PT_FETCH_OK ? "status " : err, rc == PT_FETCH_OK ? r.status : 0);
     if (batch) {
-        if (delivered)
+        /* delivered, or refused as such (400: it would be refused again): dropped; else sent again */
+        if (delivered || (rc == PT_FETCH_OK && r.status == 400)) {
+            if (!delivered)
+                pt_warn("control plane %s: analytics batch refused (%.200s); dropped", s.cp.url,
+                        r.body ? r.body : "");
             json_decref(batch);
-        else if (hooks->analytics_putback)
+        } else if (hooks->analytics_putback)
             hooks->analytics_putback(batch);
         else
             json_decref(batch);
