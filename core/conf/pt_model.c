@@ -29,6 +29,7 @@ const struct pt_kind pt_model_kinds[] = {
     {"apiVersionSet", "apiVersionSets", "apiVersionSets"},
     {"schema", "schemas", "schemas"},
     {"logger", "loggers", "loggers"},
+    {"gateway", "gateways", "gateways"},
     {NULL, NULL, NULL},
 };
 
@@ -368,6 +369,36 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         ok &= pt_store_put(st, "subscription", "", s->id, s->workspace, j, source, NULL);
         json_decref(j);
     }
+    for (int i = 0; ok && i < f->ngateways; i++) {
+        const struct pt_gateway_cf *g = &f->gateways[i];
+        if (!writable(st, source, "gateway", "", g->id, g->node, errs)) {
+            ok = false;
+            break;
+        }
+        static const char *const gateway_x[] = {"apis", "primaryKey", "secondaryKey", NULL};
+        json_t *j = without(pt_node_to_json(g->node), gateway_x);
+        /* keys: made once, kept across writes (never in the file, never exported) */
+        json_t *old = NULL;
+        pt_store_get(st, "gateway", "", g->id, &old, NULL);
+        const char *names[2] = {"primaryKey", "secondaryKey"};
+        for (int k = 0; k < 2; k++) {
+            const char *prev = old ? str_of(old, names[k], NULL) : NULL;
+            char fresh[65], b[33];
+            if (!prev) {
+                pt_model_new_key(fresh);
+                pt_model_new_key(b);
+                strcat(fresh, b); /* 256 bits */
+            }
+            json_object_set_new(j, names[k], json_string(prev ? prev : fresh));
+        }
+        json_decref(old);
+        ok &= pt_store_put(st, "gateway", "", g->id, "", j, source, NULL);
+        json_decref(j);
+        /* like a product's APIs: the file's list is the list (the sweep takes the rest); a document sent
+           to the management API adds to it */
+        for (int k = 0; ok && k < g->apis.n; k++)
+            ok &= pt_store_link(st, "gateway-api", g->id, g->apis.v[k], source);
+    }
     for (int i = 0; ok && f->named_values && i < f->named_values->n; i++) {
         struct pt_node *nv = f->named_values->items[i];
         json_t *j = pt_node_to_json(nv);
@@ -538,6 +569,13 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
             json_object_set_new(o, "policies", p);
     } else if (!strcmp(e->kind, "user")) {
         json_object_set_new(o, "groups", json_array()); /* filled from group-user links below */
+    } else if (!strcmp(e->kind, "gateway")) {
+        /* the keys stay in the store: never in a generation, an export or a node's document */
+        json_object_del(o, "primaryKey");
+        json_object_del(o, "secondaryKey");
+        json_t *apis = json_array();
+        pt_store_links(m->st, "gateway-api", e->id, add_link_b, apis);
+        json_object_set_new(o, "apis", apis);
     } else if (!strcmp(e->kind, "namedValue") && json_is_string(json_object_get(o, "sealed"))) {
         char *plain = pt_model_unseal(m->secret_key, json_string_value(json_object_get(o, "sealed")));
         if (!plain) {
