@@ -590,3 +590,53 @@ def test_tls_control_plane_checked_against_ca_file(backend, nodes, tls_cp, workd
     opt = nodes("c", cfg("c"), extra_args=["--ca-file", tls_cp.ca])
     wait_for(synced(opt, gen), timeout=10, what="sync with --ca-file")
     assert get(opt) == 200
+
+
+# ---------------------------------------------------------------- against the real control plane
+
+
+def test_against_the_real_control_plane(backend, portico, nodes, workdir):
+    from mgmt_helpers import TOKEN as ADMIN, Mgmt, mgmt_config
+    cfg = mgmt_config(backend.url)
+    cpp = portico(cfg, env={"PORTICO_ADMIN_TOKEN": ADMIN})
+    mg = Mgmt(cpp)
+    mg.ok("PUT", "apis/a1", {"path": "a1", "serviceUrl": backend.url + "/one"})
+    mg.ok("PUT", "apis/a1/operations/op", {"method": "GET", "urlTemplate": "/x"})
+    mg.ok("PUT", "apis/a2", {"path": "a2", "serviceUrl": backend.url + "/two", "subscriptionRequired": False})
+    mg.ok("PUT", "apis/a2/operations/op", {"method": "GET", "urlTemplate": "/x"})
+    mg.ok("PUT", "subscriptions/s1", {"scope": "/apis/a1", "state": "active"})
+    key = mg.keys("s1")["primaryKey"]
+    mg.ok("PUT", "gateways/g1", {"locationData": {"name": "here"}})
+    mg.ok("PUT", "gateways/g1/apis/a1")
+    expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 7 * 86400))
+    tok = mg.ok("POST", "gateways/g1/generateToken", {"keyType": "primary", "expiry": expiry})["value"]
+    node = nodes("n1", node_config("http://" + cfg["management"]["listen"], tok, os.path.join(workdir, "n1")))
+    hk = "Ocp-Apim-Subscription-Key"
+    wait_for(lambda: get(node, "/a1/x", {hk: key}) == 200, timeout=10, what="the assigned API served")
+    assert backend.last().target == "/one/x"
+    assert get(node, "/a1/x") == 401  # its subscription is required on the node too
+    assert get(node, "/a2/x") == 404 and get(node, "/echo/x") == 404  # not assigned to g1
+
+    # a change on the control plane is served within a second
+    t0 = time.time()
+    mg.ok("PUT", "gateways/g1/apis/a2")
+    wait_for(lambda: get(node, "/a2/x") == 200, timeout=5, what="the newly assigned API")
+    assert time.time() - t0 < 1.0
+    # a regenerated key: the new one opens, the old one no longer
+    mg.ok("POST", "subscriptions/s1/regeneratePrimaryKey")
+    new = mg.keys("s1")["primaryKey"]
+    wait_for(lambda: get(node, "/a1/x", {hk: new}) == 200, timeout=5, what="the new key served")
+    assert get(node, "/a1/x", {hk: key}) == 401
+
+    # the control plane lists the node, connected, at the generation it serves
+    def listed():
+        items = mg.ok("GET", "gateways/g1/nodes")["value"]
+        return (len(items) == 1 and items[0]["status"] == "connected" and
+                items[0]["generation"] == m(node, "portico_control_plane_generation") and
+                items[0]["configError"] is None)
+    wait_for(listed, timeout=10, what="the node listed")
+
+    # a regenerated gateway key: the node's token stops working, it keeps serving
+    mg.ok("POST", "gateways/g1/regenerateKey", {"keyType": "primary"})
+    wait_for(lambda: "refuses the node" in node.log_text(), timeout=10, what="the refusal logged")
+    assert get(node, "/a2/x") == 200
