@@ -5,6 +5,11 @@
  *   portico -t [-c FILE]     check a configuration and exit
  *   portico -v               version and build features
  *
+ * With controlPlane: in its file (or $PORTICO_CONTROL_PLANE_URL), the process
+ * is a gateway node: an in-memory store, no management API or portal, and
+ * its entities from the control plane (http/pt_cpsync.c), each new document
+ * applied here like a reload.
+ *
  * The control thread (this one) loads and validates configurations, opens
  * listening sockets, starts the workers and reacts to signals:
  *   SIGHUP   reload: the new file is validated and built completely first;
@@ -27,6 +32,7 @@
 #include "event/pt_health.h"
 #include "event/pt_metrics.h"
 #include "event/pt_redis.h"
+#include "http/pt_cpsync.h"
 #include "http/pt_logsink.h"
 #include "http/pt_otel_export.h"
 #include "http/pt_trace.h"
@@ -82,19 +88,25 @@ static struct event_base *ctl_base;
 static struct event *drain_timer;
 static uint64_t drain_deadline;
 static int nworkers;
+static bool node_mode;    /* a gateway node of a control plane */
+static bool env_only;     /* a node started with no file: settings from built-in defaults */
+static char node_key[65]; /* a node's secret key: random per process (its store is in memory) */
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: portico [-c FILE]      run the gateway (default %s/portico/portico.yaml)\n"
-            "       portico -t [-c FILE]   check the configuration and exit\n"
-            "       portico -P [-c FILE]   print the reference of every policy available (Markdown)\n"
-            "       portico -K             print the reference of every configuration key (Markdown;\n"
-            "                              also --config-reference)\n"
-            "       portico -v             print the version and build features\n"
-            "       portico COMMAND ...    manage a running gateway (apply, export, api, product, user,\n"
-            "                              subscription...; `portico help` lists them)\n",
-            PT_SYSCONFDIR);
+    fprintf(
+        f,
+        "usage: portico [-c FILE]      run the gateway (default %s/portico/portico.yaml)\n"
+        "       portico -t [-c FILE]   check the configuration and exit\n"
+        "       portico --ca-file PATH  (with the above) the CA bundle a gateway node checks its control\n"
+        "                              plane's certificate against (controlPlane.caFile)\n"
+        "       portico -P [-c FILE]   print the reference of every policy available (Markdown)\n"
+        "       portico -K             print the reference of every configuration key (Markdown;\n"
+        "                              also --config-reference)\n"
+        "       portico -v             print the version and build features\n"
+        "       portico COMMAND ...    manage a running gateway (apply, export, api, product, user,\n"
+        "                              subscription...; `portico help` lists them)\n",
+        PT_SYSCONFDIR);
 }
 
 static const char *attr_type_name(const struct pt_attr_def *a)
@@ -402,8 +414,44 @@ static bool prepare_listeners(struct pt_gen *g, const struct pt_conf *file, stru
  * transaction that is left open: the caller commits it once everything
  * else (listening sockets) is ready too, or rolls it back.
  */
+/* The secret key sealing the store's secrets: a node's own, else the file's (or its fallbacks). */
+static const char *run_key(const struct pt_conf *file)
+{
+    return node_mode ? node_key : pt_model_secret_key(file);
+}
+
+/*
+ * A node's generation: `entities` (a control plane's document, or NULL to
+ * keep the store's) replace the store's, and the generation is built from
+ * the node's file settings plus them.  The transaction is left open as in
+ * build_running.
+ */
+static struct pt_gen *node_build(const struct pt_conf *file, const json_t *entities, struct pt_errors *errs)
+{
+    const char *key = run_key(file);
+    if (!pt_store_begin(store)) {
+        pt_node_errors_add(errs, "store: %s", pt_store_error(store));
+        return NULL;
+    }
+    bool ok = true;
+    if (entities) {
+        struct pt_conf *doc = pt_model_parse_doc(file, entities, NULL, "control plane", errs);
+        ok = doc && pt_model_apply_file(store, doc, key, errs); /* the document owns every entity */
+        pt_conf_free(doc);
+    }
+    struct pt_gen *g = NULL;
+    struct pt_conf *merged = ok ? pt_model_build(store, file, key, errs) : NULL;
+    if (merged && !(g = pt_gen_build(merged, errs)))
+        pt_conf_free(merged);
+    if (!g)
+        pt_store_rollback(store);
+    return g;
+}
+
 static struct pt_gen *build_running(struct pt_conf *file, struct pt_errors *errs)
 {
+    if (node_mode) /* the file has settings only: the entities stay the control plane's */
+        return node_build(file, NULL, errs);
     const char *key = pt_model_secret_key(file);
     if (!pt_store_begin(store)) {
         pt_node_errors_add(errs, "store: %s", pt_store_error(store));
@@ -573,7 +621,7 @@ static const struct pt_conf *mgmt_file(void)
 /* A management write is in the open transaction: build, commit, publish. */
 static bool mgmt_publish(struct pt_errors *errs)
 {
-    const char *key = pt_model_secret_key(file_conf);
+    const char *key = run_key(file_conf);
     struct pt_conf *merged = pt_model_build(store, file_conf, key, errs);
     struct pt_gen *g = merged ? pt_gen_build(merged, errs) : NULL;
     if (merged && !g)
@@ -595,6 +643,61 @@ static bool mgmt_publish(struct pt_errors *errs)
 
 static const struct pt_mgmt_hooks mgmt_hooks = {mgmt_file, mgmt_publish};
 
+/* ------------------------------------------------------------ gateway node */
+
+/* A control plane's document: applied like a reload (the workers switch at their next turn, no
+   request fails); on any error the running configuration stays. */
+static bool node_apply(const json_t *entities, char *err, size_t errlen)
+{
+    if (drain_timer) {
+        snprintf(err, errlen, "shutting down");
+        return false;
+    }
+    struct pt_errors errs = {0};
+    struct pt_gen *g = node_build(file_conf, entities, &errs);
+    if (g && !prepare_listeners(g, file_conf, &errs)) {
+        pt_store_rollback(store);
+        pt_gen_unref(g);
+        g = NULL;
+    }
+    if (g && !commit_running(g, &errs))
+        g = NULL;
+    if (!g) {
+        metrics_reload(false);
+        size_t k = 0;
+        err[0] = '\0';
+        for (int i = 0; i < errs.n && k + 3 < errlen; i++)
+            k += (size_t)snprintf(err + k, errlen - k, "%s%s", i ? "; " : "", errs.msgs[i]);
+        if (!errs.n)
+            snprintf(err, errlen, "the document could not be applied");
+        pt_node_errors_clear(&errs);
+        return false;
+    }
+    publish(g);
+    metrics_reload(true);
+    pt_workers_set_ready(true);
+    return true;
+}
+
+static json_t *node_take(void)
+{
+    return pt_analytics_shipment_take();
+}
+
+static const struct pt_cpsync_hooks node_hooks = {node_apply, node_take, pt_analytics_shipment_putback};
+
+/* The configuration: the file, or for a node started with no file (a container), built-in defaults
+   (listen 0.0.0.0:8080; data /var/lib/portico when it can be written, else var). */
+static struct pt_conf *load_conf(struct pt_errors *errs)
+{
+    if (!env_only)
+        return pt_conf_load(conf_path, errs);
+    const char *data = access("/var/lib/portico", W_OK) == 0 ? "/var/lib/portico" : "var";
+    char text[256];
+    int n = snprintf(text, sizeof(text), "listen: \"0.0.0.0:8080\"\ndata: \"%s\"\n", data);
+    return pt_conf_parse("(environment)", text, (size_t)n, errs);
+}
+
 /* --------------------------------------------------------------- reload */
 
 /* Both NULL, or the same text. */
@@ -610,11 +713,19 @@ static void reload(void)
         return;
     }
     struct pt_errors errs = {0};
-    pt_info("reloading %s", conf_path);
-    struct pt_conf *cf = pt_conf_load(conf_path, &errs);
+    pt_info("reloading %s", env_only ? "the settings (no file: built-in defaults)" : conf_path);
+    struct pt_conf *cf = load_conf(&errs);
     struct pt_gen *g = NULL;
-    if (!cf)
+    if (!cf && !env_only)
         pt_gen_check_policies(conf_path, &errs);
+    if (cf && cf->cp.on != node_mode) {
+        pt_node_errors_add(&errs, "controlPlane: %s",
+                           node_mode
+                               ? "removed: a gateway node becomes a gateway of its own only at a restart"
+                               : "added: a gateway becomes a gateway node only at a restart");
+        pt_conf_free(cf);
+        cf = NULL;
+    }
     if (cf) {
         if (cf->workers != nworkers) {
             pt_warn("workers: %d -> %d needs a restart; keeping %d", nworkers, cf->workers, nworkers);
@@ -672,6 +783,8 @@ static void reload(void)
     pt_counters_init(g->conf->counter_keys);
     pt_cache_node_configure(g->conf->cache.memory, g->conf->cache.max_entry); /* the entries stay */
     configure_redis(&g->conf->cache);
+    if (node_mode)
+        pt_cpsync_configure(file_conf); /* url, token, caFile...: from the next attempt */
     pt_info("configuration reloaded (generation %llu)", (unsigned long long)g->serial);
 }
 
@@ -777,12 +890,18 @@ int main(int argc, char **argv)
     event_set_log_callback(libevent_log);
     if (argc > 1 && pt_cli_is_command(argv[1]))
         return pt_cli_main(argc, argv);
-    static const struct option longopts[] = {{"config-reference", no_argument, NULL, 'K'}, {0}};
+    static const struct option longopts[] = {
+        {"config-reference", no_argument, NULL, 'K'}, {"ca-file", required_argument, NULL, 'A'}, {0}};
+    bool conf_given = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:tvhPK", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             conf_path = optarg;
+            conf_given = true;
+            break;
+        case 'A': /* wins over controlPlane.caFile and the variable, at reloads too */
+            setenv("PORTICO_CONTROL_PLANE_CA_FILE", optarg, 1);
             break;
         case 't':
             test_only = true;
@@ -832,18 +951,24 @@ int main(int argc, char **argv)
         pt_log_level = PT_LOG_WARN;  /* checking prints errors, not progress */
         pt_api_checking_only = true; /* and contacts nobody (identity providers...) */
     }
-    struct pt_conf *cf = pt_conf_load(conf_path, &errs);
+    const char *cp_url = getenv("PORTICO_CONTROL_PLANE_URL");
+    env_only = !conf_given && cp_url && *cp_url && access(conf_path, F_OK) < 0 && errno == ENOENT;
+    if (env_only)
+        conf_path = "(environment)";
+    struct pt_conf *cf = load_conf(&errs);
+    node_mode = cf && cf->cp.on;
     if (cf && !test_only && !reference && !apply_logs(cf)) {
         pt_conf_free(cf);
         return 1;
     }
     if (cf)
         load_plugins(cf);
-    else
+    else if (!env_only)
         pt_gen_check_policies(conf_path, &errs); /* report policy errors too */
     /* the file alone: everything it says must hold (refs too when only checking) */
     bool valid = cf && pt_gen_validate(cf, test_only || reference, &errs);
     struct pt_gen *g = NULL;
+    json_t *backup = NULL; /* a node's last document, when its backup is readable */
     if (valid && (reference || test_only)) {
         if (reference) {
             g = pt_gen_build(cf, &errs);
@@ -855,7 +980,43 @@ int main(int argc, char **argv)
         }
         return 0;
     }
-    if (valid) {
+    if (valid && node_mode) {
+        /* a node: its store in memory, its secrets sealed with a key of this process's; the backup,
+           when it can be read, is the first configuration (the control plane may be down) */
+        char serr[4400], a[33], b[33];
+        pt_model_new_key(a);
+        pt_model_new_key(b);
+        snprintf(node_key, sizeof(node_key), "%s%s", a, b);
+        store = pt_store_open(PT_STORE_MEMORY, serr, sizeof(serr));
+        if (!store)
+            pt_node_errors_add(&errs, "%s", serr);
+        else {
+            snprintf(seal_key, sizeof(seal_key), "%s", node_key);
+            pt_store_set_sealer(store, seal_cb, unseal_cb, seal_key);
+            pt_tracetoken_set_secret(seal_key);
+            backup = pt_cpsync_backup_load(&cf->cp, serr, sizeof(serr));
+            if (serr[0])
+                pt_err("%s", serr);
+            if (backup) {
+                struct pt_errors berrs = {0};
+                g = node_build(cf, json_object_get(backup, "entities"), &berrs);
+                for (int i = 0; i < berrs.n; i++)
+                    pt_err("configuration backup %s: %s", cf->cp.backup, berrs.msgs[i]);
+                if (!g) {
+                    pt_err("configuration backup %s: cannot be applied; starting with no APIs",
+                           cf->cp.backup);
+                    json_decref(backup);
+                    backup = NULL;
+                } else
+                    pt_info(
+                        "configuration backup %s: serving generation %lld until the control plane answers",
+                        cf->cp.backup, (long long)json_integer_value(json_object_get(backup, "generation")));
+                pt_node_errors_clear(&berrs);
+            }
+            if (!g)
+                g = node_build(cf, NULL, &errs);
+        }
+    } else if (valid) {
         char serr[4400];
         store = pt_store_open(cf->data_dir, serr, sizeof(serr));
         if (!store)
@@ -928,6 +1089,10 @@ int main(int argc, char **argv)
     atomic_store(&pt_metrics_enabled, g->conf->metrics.enabled);
     pt_metrics_set(pt_metrics_core[PT_MC_CONFIG_GENERATION], PT_METRICS_CONTROL, 0, (int64_t)g->serial);
     ctl_base = event_base_new();
+    if (node_mode) {
+        pt_workers_set_ready(backup != NULL); /* no APIs yet: not ready until the first document */
+        pt_analytics_shipping(true);          /* flushed figures are also kept for the heartbeats */
+    }
     if (!ctl_base || !pt_workers_start(nworkers, g)) {
         pt_err("cannot start workers");
         return 1;
@@ -950,6 +1115,13 @@ int main(int argc, char **argv)
         pt_workers_join(5000);
         return 1;
     }
+    uint64_t backup_gen = backup ? (uint64_t)json_integer_value(json_object_get(backup, "generation")) : 0;
+    json_decref(backup);
+    if (node_mode && !pt_cpsync_start(ctl_base, file_conf, &node_hooks, backup_gen)) {
+        pt_workers_stop();
+        pt_workers_join(5000);
+        return 1;
+    }
     int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
     struct event *sev[4];
     for (int i = 0; i < 4; i++) {
@@ -966,6 +1138,7 @@ int main(int argc, char **argv)
             nworkers == 1 ? "" : "s", addrs);
 
     event_base_dispatch(ctl_base);
+    pt_cpsync_stop(); /* its fetches are cancelled: nothing more to apply */
 
     if (!pt_workers_join(5000)) {
         /* a worker is still running (a Lua call that will not end, say): it may yet write into its

@@ -27,6 +27,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field);
 static bool read_tls_opts(struct pt_cfctx *cx, struct pt_node *n, void *field);
@@ -1481,6 +1482,228 @@ static const struct pt_cfkey cache_keys[] = {
     {0},
 };
 
+/* ---------------------------------------------------------- control plane */
+
+/* "http(s)://host:port" (an optional trailing '/' dropped), nothing after the authority: the control
+   plane's management listener, which the node adds /management/gateways/... to. */
+static const char *cp_url_problem(char *s)
+{
+    const char *p = !strncmp(s, "http://", 7) ? s + 7 : !strncmp(s, "https://", 8) ? s + 8 : NULL;
+    if (!p)
+        return "expected http:// or https://";
+    size_t len = strlen(s);
+    while (len > (size_t)(p - s) && s[len - 1] == '/')
+        s[--len] = '\0';
+    if (len > 1024 || strpbrk(p, "/?#@ \t\r\n\"'<>\\"))
+        return "expected http(s)://host:port with no path, query or user (the management listener's base, "
+               "without /management)";
+    if (!*p)
+        return "no host";
+    const char *port = strrchr(p, ':');
+    if (port && (!strchr(port, ']') && port[1] == '\0'))
+        return "an empty port";
+    return NULL;
+}
+
+static bool read_cp_url(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s;
+    if (!pt_schema_str(cx, n, &s, false))
+        return false;
+    const char *why = cp_url_problem(s);
+    if (why) {
+        pt_node_error(cx->errs, n, "url: %s", why);
+        return false;
+    }
+    *(char **)field = s;
+    return true;
+}
+
+bool pt_conf_cp_token_parse(const char *text, char *id, size_t idlen, int64_t *expiry_s, const char **sig)
+{
+    if (!text || strncmp(text, "GatewayKey ", 11))
+        return false;
+    const char *p = text + 11, *a = strchr(p, '&');
+    if (!a || a == p || (size_t)(a - p) >= idlen || a - p > 80)
+        return false;
+    for (const char *q = p; q < a; q++)
+        if (!isalnum((unsigned char)*q) && *q != '.' && *q != '_' && *q != '-')
+            return false;
+    const char *d = a + 1;
+    for (int i = 0; i < 12; i++)
+        if (d[i] < '0' || d[i] > '9')
+            return false;
+    if (d[12] != '&' || !d[13])
+        return false;
+    for (const char *q = d + 13; *q; q++)
+        if (!isalnum((unsigned char)*q) && *q != '+' && *q != '/' && *q != '=')
+            return false;
+    struct tm tm = {0};
+    int v[5], w[5] = {4, 2, 2, 2, 2};
+    const char *q = d;
+    for (int i = 0; i < 5; i++) {
+        v[i] = 0;
+        for (int k = 0; k < w[i]; k++)
+            v[i] = v[i] * 10 + (*q++ - '0');
+    }
+    if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59)
+        return false;
+    tm.tm_year = v[0] - 1900;
+    tm.tm_mon = v[1] - 1;
+    tm.tm_mday = v[2];
+    tm.tm_hour = v[3];
+    tm.tm_min = v[4];
+    memcpy(id, p, (size_t)(a - p));
+    id[a - p] = '\0';
+    *expiry_s = (int64_t)timegm(&tm);
+    *sig = d + 13;
+    return true;
+}
+
+static bool read_cp_token(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    char *s, id[96];
+    int64_t exp;
+    const char *sig;
+    if (!pt_schema_str(cx, n, &s, false))
+        return false;
+    if (!pt_conf_cp_token_parse(s, id, sizeof(id), &exp, &sig)) {
+        /* the value is a secret: the message does not repeat it */
+        pt_node_error(
+            cx->errs, n,
+            "token: expected the text generateToken gave (GatewayKey <gatewayId>&<yyyyMMddHHmm>&<sig>)");
+        return false;
+    }
+    *(char **)field = s;
+    return true;
+}
+
+static const struct pt_cfkey cp_keys[] = {
+    {"url", PT_CT_CUSTOM, offsetof(struct pt_conf, cp.url), PT_CF_REQUIRED, .fn = read_cp_url,
+     .form = "`http(s)://host:port`",
+     .doc = "The control plane's management listener (its base, without `/management`); "
+            "`$PORTICO_CONTROL_PLANE_URL` wins over it."},
+    {"token", PT_CT_CUSTOM, offsetof(struct pt_conf, cp.token), 0, .fn = read_cp_token,
+     .form = "`GatewayKey ...`", .def = "none",
+     .doc = "The gateway's token (`generateToken`); `$PORTICO_GATEWAY_TOKEN` wins over it. One of `token` "
+            "and `tokenFile` is needed."},
+    {"tokenFile", PT_CT_STR, offsetof(struct pt_conf, cp.token_file), PT_CF_PATH, .def = "none",
+     .doc = "A file holding the token, read again at every connection attempt (a rotated Kubernetes "
+            "Secret takes effect without a restart)."},
+    {"backup", PT_CT_STR, offsetof(struct pt_conf, cp.backup), PT_CF_PATH | PT_CF_EMPTY_OK,
+     .def = "`config-backup` in the `data` folder",
+     .doc = "The last configuration applied, encrypted with a key derived from the token, written after "
+            "each change and read at start when the control plane cannot be reached; `\"\"`: none. "
+            "`$PORTICO_CONFIG_BACKUP` wins over it."},
+    {"caFile", PT_CT_STR, offsetof(struct pt_conf, cp.ca_file), PT_CF_PATH, .def = "the system store",
+     .doc = "CA bundle (PEM) the control plane's certificate is checked against; "
+            "`$PORTICO_CONTROL_PLANE_CA_FILE` and `portico --ca-file` win over it."},
+    {"heartbeat", PT_CT_INT, offsetof(struct pt_conf, cp.heartbeat), 0, 1, 3600, .def = "`5`",
+     .doc = "Seconds between two heartbeats (the node's status and analytics); the control plane counts a "
+            "node disconnected after 3 missed."},
+    {"pollWait", PT_CT_INT, offsetof(struct pt_conf, cp.poll_wait), 0, 0, 60, .def = "`25`",
+     .doc = "Seconds the control plane holds a long-poll for a change before it answers 304."},
+    {"nodeId", PT_CT_STR, offsetof(struct pt_conf, cp.node_id), 0,
+     .def = "the host name, a colon and the first listener's port",
+     .doc = "The node's name in the control plane's list of nodes; `$PORTICO_NODE_ID` wins over it."},
+    {0},
+};
+
+/* A variable that is set and not empty. */
+static const char *env_set(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+/* The environment's values over the file's, then the checks across keys. */
+static void cp_finish(struct pt_conf *cf, struct pt_cfctx *cx)
+{
+    struct pt_cp_cf *c = &cf->cp;
+    struct pt_node *cn = pt_node_get(cf->root, "controlPlane");
+    const char *e;
+    c->node = cn;
+    if ((e = env_set("PORTICO_CONTROL_PLANE_URL"))) {
+        char *s = pt_pool_strdup(cx->pool, e);
+        const char *why = cp_url_problem(s);
+        if (why)
+            pt_node_errors_add(cx->errs, "$PORTICO_CONTROL_PLANE_URL: %s", why);
+        c->url = s;
+    }
+    c->on = cn != NULL || c->url != NULL;
+    if (!c->on)
+        return;
+    if ((e = env_set("PORTICO_GATEWAY_TOKEN"))) {
+        char id[96];
+        int64_t exp;
+        const char *sig;
+        if (!pt_conf_cp_token_parse(e, id, sizeof(id), &exp, &sig))
+            pt_node_errors_add(cx->errs, "$PORTICO_GATEWAY_TOKEN: expected the text generateToken gave "
+                                         "(GatewayKey <gatewayId>&<yyyyMMddHHmm>&<sig>)");
+        c->token = pt_pool_strdup(cx->pool, e);
+        c->token_file = NULL; /* the environment's token wins over both of the file's */
+    } else if (c->token && c->token_file)
+        pt_node_error(cx->errs, pt_node_get(cn, "tokenFile"), "tokenFile: give token or tokenFile, not both");
+    if ((e = env_set("PORTICO_CONTROL_PLANE_CA_FILE")))
+        c->ca_file = pt_pool_strdup(cx->pool, e);
+    if ((e = getenv("PORTICO_CONFIG_BACKUP")))
+        c->backup = pt_pool_strdup(cx->pool, e); /* "" too: no backup */
+    if ((e = env_set("PORTICO_NODE_ID")))
+        c->node_id = pt_pool_strdup(cx->pool, e);
+    if (!c->url)
+        pt_node_errors_add(cx->errs, "controlPlane: url is needed (or $PORTICO_CONTROL_PLANE_URL)");
+    if (!c->token && !c->token_file) {
+        if (cn)
+            pt_node_error(cx->errs, cn,
+                          "controlPlane: token or tokenFile is needed (or $PORTICO_GATEWAY_TOKEN)");
+        else
+            pt_node_errors_add(cx->errs, "$PORTICO_GATEWAY_TOKEN is needed with $PORTICO_CONTROL_PLANE_URL");
+    }
+    if (c->token_file && access(c->token_file, R_OK) < 0)
+        pt_node_error(cx->errs, pt_node_get(cn, "tokenFile"), "tokenFile: cannot read %s: %s", c->token_file,
+                      strerror(errno));
+    if (!c->backup)
+        c->backup = pt_pool_printf(cx->pool, "%s/config-backup", cf->data_dir);
+    if (!c->node_id) {
+        char host[256] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        const char *port =
+            cf->nlisten > 0 && cf->listen[0].address ? strrchr(cf->listen[0].address, ':') : NULL;
+        c->node_id = pt_pool_printf(cx->pool, "%s:%s", host, port ? port + 1 : "0");
+    }
+}
+
+/* What a node's own file may not hold: its entities come from the control plane, and it has no
+   management API or portal. */
+static const char *const node_refused_lists[] = {
+    "apis",        "products", "groups",          "users",    "subscriptions",
+    "namedValues", "schemas",  "policyFragments", "policies", "backends",
+    "workspaces",  "loggers",  "apiVersionSets",  "gateways",
+};
+
+static void node_file_check(struct pt_node *root, struct pt_errors *errs)
+{
+    if (!root || root->kind != PT_N_MAP ||
+        (!pt_node_get(root, "controlPlane") && !env_set("PORTICO_CONTROL_PLANE_URL")))
+        return;
+    for (int i = 0; i < root->n; i++) {
+        struct pt_node *k = pt_node_key(root, i);
+        for (size_t j = 0; j < PT_ARRAY_LEN(node_refused_lists); j++)
+            if (!strcmp(k->str, node_refused_lists[j]))
+                pt_node_error(errs, k, "%s: a gateway node takes its entities from the control plane",
+                              k->str);
+    }
+    static const char *const own[] = {"management", "portal"};
+    for (size_t j = 0; j < PT_ARRAY_LEN(own); j++) {
+        struct pt_node *m = pt_node_get(root, own[j]), *l = m ? pt_node_get(m, "listen") : NULL;
+        if (l)
+            pt_node_error(
+                errs, l, "%s.listen: a gateway node has no %s (it takes its entities from the control plane)",
+                own[j], j ? "portal" : "management API");
+    }
+}
+
 static const struct pt_cfkey top_keys[] = {
     {"listen", PT_CT_CUSTOM, offsetof(struct pt_conf, listen), PT_CF_REQUIRED | PT_CF_LIST, .fn = read_listen,
      .sub = listen_keys, .form = "list of addresses or maps",
@@ -1578,6 +1801,9 @@ static const struct pt_cfkey top_keys[] = {
     {"cache", PT_CT_MAP, 0, 0, .sub = cache_keys,
      .doc = "The caches of `cache-lookup`, `cache-store` and the value policies: the internal store and "
             "Redis; see [caching.md](caching.md)."},
+    {"controlPlane", PT_CT_MAP, 0, 0, .sub = cp_keys,
+     .doc = "Makes this process a gateway node of a control plane: its entities come from there, its file "
+            "holds settings only; see [Gateway nodes](#gateway-nodes) and [gateways.md](gateways.md)."},
     {0},
 };
 
@@ -1659,6 +1885,8 @@ static void set_defaults(struct pt_conf *cf)
     cf->cache.connect_timeout = 1000;
     cf->cache.command_timeout = 250;
     cf->cache.verify = true;
+    cf->cp.heartbeat = 5;
+    cf->cp.poll_wait = 25;
 }
 
 /* "0.0.0.0:8000" -> "127.0.0.1:8000", "[::]:8000" -> "[::1]:8000", ":8000" -> "127.0.0.1:8000": a
@@ -1771,6 +1999,7 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
     }
     portal_finish(cf, &cx);
     cache_finish(cf, &cx);
+    cp_finish(cf, &cx);
     cf->telemetry.on = cf->telemetry.enabled && pt_node_get(root, "telemetry") != NULL;
     if (cf->telemetry.endpoint && !cf->telemetry.metrics_endpoint) {
         /* .../v1/traces -> .../v1/metrics */
@@ -1813,7 +2042,13 @@ struct pt_conf *pt_conf_parse(const char *name, const char *text, size_t len, st
     if (!pool)
         return NULL;
     struct pt_node *root = pt_node_parse_yaml(pool, name, text, len, errs);
+    int before = errs->n;
+    node_file_check(root, errs);
     struct pt_conf *cf = root ? pt_conf_from_tree(pool, name, root, errs) : NULL;
+    if (cf && errs->n > before) {
+        pt_conf_free(cf);
+        return NULL;
+    }
     if (!cf)
         pt_pool_free(pool);
     return cf;
@@ -1825,7 +2060,13 @@ struct pt_conf *pt_conf_load(const char *path, struct pt_errors *errs)
     if (!pool)
         return NULL;
     struct pt_node *root = pt_node_load_file(pool, path, errs);
+    int before = errs->n;
+    node_file_check(root, errs);
     struct pt_conf *cf = root ? pt_conf_from_tree(pool, path, root, errs) : NULL;
+    if (cf && errs->n > before) {
+        pt_conf_free(cf);
+        return NULL;
+    }
     if (!cf)
         pt_pool_free(pool);
     return cf;

@@ -443,6 +443,21 @@ struct pt_cache_cf {
     char *server_name;        /* tls.serverName: SNI and the name checked (default: host) */
 };
 
+/* controlPlane: a gateway node of a control plane (http/pt_cpsync.c, docs/gateways.md).  `on` when
+   the file has the map or $PORTICO_CONTROL_PLANE_URL is set; the environment's values win. */
+struct pt_cp_cf {
+    bool on;
+    char *url;         /* http(s)://host:port, no trailing '/' */
+    char *token;       /* "GatewayKey ..." (never logged) */
+    char *token_file;  /* or a file holding it, re-read at each connection attempt */
+    char *backup;      /* the encrypted backup; "" = none */
+    char *ca_file;     /* trusted CAs for https (NULL: the system's) */
+    int64_t heartbeat; /* seconds */
+    int64_t poll_wait; /* seconds a long-poll waits */
+    char *node_id;     /* default <hostname>:<port of the first listener> */
+    struct pt_node *node;
+};
+
 struct pt_lua_limits {
     uint32_t timeout;         /* per call, ms */
     uint64_t memory;          /* per worker state, bytes */
@@ -501,6 +516,7 @@ struct pt_conf {
     struct pt_analytics_cf analytics;
     struct pt_portal_cf portal;
     struct pt_cache_cf cache;
+    struct pt_cp_cf cp;
 };
 
 /* An address range: family AF_INET or AF_INET6, network bytes, prefix bits. */
@@ -566,6 +582,9 @@ bool pt_conf_reference(FILE *out, FILE *err);
 /* The listen queue to ask for: backlog, else the system's maximum
    (/proc/sys/net/core/somaxconn; 4096 when it cannot be read). */
 int pt_conf_listen_backlog(int backlog);
+/* A gateway token "GatewayKey <id>&<yyyyMMddHHmm>&<sig>": its gateway id (into id), its expiry (Unix
+   seconds, UTC) and its signature part (pointing into text); false when it has not that shape. */
+bool pt_conf_cp_token_parse(const char *text, char *id, size_t idlen, int64_t *expiry_s, const char **sig);
 /* Parses "host:port" for listening; false on bad syntax. */
 bool pt_conf_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen);
 

@@ -187,8 +187,12 @@ static bool migrate(struct pt_store *s)
     return true;
 }
 
+static struct pt_store *open_db(const char *path, char *err, size_t errlen);
+
 struct pt_store *pt_store_open(const char *dir, char *err, size_t errlen)
 {
+    if (!strcmp(dir, PT_STORE_MEMORY))
+        return open_db(":memory:", err, errlen);
     if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create the data folder %s: %s", dir, strerror(errno));
         return NULL;
@@ -209,6 +213,12 @@ struct pt_store *pt_store_open(const char *dir, char *err, size_t errlen)
         if (chmod(side, 0600) < 0 && errno != ENOENT)
             pt_warn("store: cannot make %s private: %s", side, strerror(errno));
     }
+    return open_db(path, err, errlen);
+}
+
+/* Opens (creating) the database at path, or an in-memory one (":memory:"), at the current schema. */
+static struct pt_store *open_db(const char *path, char *err, size_t errlen)
+{
     struct pt_store *s = calloc(1, sizeof(*s));
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {

@@ -24,6 +24,9 @@
 struct pt_store;
 
 /* Opens (creating the folder and the database if needed) dir/portico.db. */
+/* dir PT_STORE_MEMORY: a store in memory only (a gateway node's: its entities come from the control
+   plane at each start, or from its backup). */
+#define PT_STORE_MEMORY ":memory:"
 struct pt_store *pt_store_open(const char *dir, char *err, size_t errlen);
 /* Seals secret fields at rest (subscription keys): put seals, get and each
    unseal, with these functions (malloc'd result, NULL on failure). */
