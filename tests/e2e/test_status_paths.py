@@ -6,6 +6,7 @@ refused with 503 GatewayNotReady)."""
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import time
@@ -193,3 +194,77 @@ def test_not_ready_gateway_answers_pipelined_requests_in_order(portico, workdir)
     got = parse_responses(out)
     assert [s for s, _, _ in got] == [503, 200, 503]
     wait_for(lambda: len(p.access_entries()) >= 3, what="three access-log lines")
+
+
+# ---- portico probe [URL]: the container's health check ----
+
+def probe(*args, timeout=15):
+    t0 = time.time()
+    r = subprocess.run([BIN, "probe"] + list(args), capture_output=True, timeout=timeout)
+    return r.returncode, r.stdout.decode() + r.stderr.decode(), time.time() - t0
+
+
+def test_probe_passes_on_200_and_names_the_path(backend, portico):
+    p = portico(basic_config(backend.url))
+    rc, out, _ = probe(p.url + LIVE)
+    assert (rc, out) == (0, "")
+    rc, out, _ = probe(p.url + READY + "?from=probe")
+    assert (rc, out) == (0, "")
+    # a URL without a path: the liveness path of that listener
+    for url in (p.url, p.url + "/"):
+        assert probe(url)[:2] == (0, "")
+    entries = p.access_entries(wait_for=4)
+    assert [e["path"] for e in entries] == [LIVE, READY, LIVE, LIVE]
+    assert all(e["method"] == "GET" for e in entries)
+
+
+def test_probe_fails_with_one_line_on_anything_but_200(backend, portico):
+    p = portico(basic_config(backend.url))
+    rc, out, _ = probe(p.url + "/echo/status/500")  # the backend's 500 through the API
+    assert rc == 1
+    assert out.count("\n") == 1 and "status 500" in out, out
+    rc, out, _ = probe(p.url + "/nothing")
+    assert rc == 1 and "status 404: Resource not found" in out, out
+    dead = free_port()
+    rc, out, _ = probe("http://127.0.0.1:%d" % dead)
+    assert rc == 1 and out.count("\n") == 1
+    assert "127.0.0.1:%d/status-0123456789abcdef" % dead in out and "connect" in out, out
+
+
+def test_probe_usage_errors_exit_1_not_2():
+    """Docker reserves exit status 2 of a health check."""
+    for args in (["ftp://127.0.0.1/x"], ["http://127.0.0.1:1/a", "extra"], ["--bogus"], ["not-a-url"],
+                 ["http://" + "a" * 5000]):
+        rc, out, _ = probe(*args)
+        assert rc == 1, args
+        assert out.startswith("portico probe: ") and out.count("\n") == 1, out
+
+
+def test_probe_default_url():
+    """No URL: port 8080 of the loopback (something else may listen there on
+    a shared machine: then anything but a 200 from it is still a failure)."""
+    rc, out, _ = probe()
+    if rc == 1:
+        assert "http://127.0.0.1:8080/status-0123456789abcdef: " in out, out
+
+
+def test_probe_gives_up_after_3_seconds():
+    """A listener that accepts and never answers: failure within the deadline."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    try:
+        rc, out, took = probe("http://127.0.0.1:%d" % srv.getsockname()[1])
+        assert rc == 1 and "no answer within 3 s" in out, out
+        assert 2.5 < took < 6, took
+    finally:
+        srv.close()
+
+
+def test_probe_of_a_not_ready_node(portico, workdir):
+    if not _node_mode_available(workdir):
+        pytest.skip("this build has no gateway-node mode (controlPlane) yet")
+    p = portico(_node_config(workdir, free_port()))
+    assert probe(p.url)[:2] == (0, "")  # alive
+    rc, out, _ = probe(p.url + READY)
+    assert rc == 1 and "status 503: The gateway has no configuration yet" in out, out
