@@ -211,7 +211,10 @@ uint64_t pt_access_body_limit(struct pt_req *req)
 enum pt_access_status pt_access_status_path(pt_str method, pt_str path)
 {
     static const char live[] = "/status-0123456789abcdef", ready[] = "/internal-status-0123456789abcdef";
-    if (PT_LIKELY(path.len != sizeof(live) - 1 && path.len != sizeof(ready) - 1))
+    _Static_assert(sizeof(live) - 1 == PT_ACCESS_STATUS_LIVE_LEN &&
+                       sizeof(ready) - 1 == PT_ACCESS_STATUS_READY_LEN,
+                   "the status paths' lengths");
+    if (PT_LIKELY(path.len != PT_ACCESS_STATUS_LIVE_LEN && path.len != PT_ACCESS_STATUS_READY_LEN))
         return PT_ACCESS_STATUS_NONE;
     if (!pt_str_eq(method, PT_STR("GET")) && !pt_str_eq(method, PT_STR("HEAD")))
         return PT_ACCESS_STATUS_NONE;

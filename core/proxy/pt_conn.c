@@ -269,10 +269,16 @@ static void req_start(struct pt_conn *c, size_t head_len)
         req->req_left = req->h.content_length;
     else
         req->req_done = true;
-    enum pt_access_status sp = pt_access_status_path(req->h.method, req->h.path);
-    if (PT_UNLIKELY(sp != PT_ACCESS_STATUS_NONE || !pt_workers_ready())) {
-        status_answer(req, sp);
-        return;
+    /* the status paths and the not-ready gate cost every other request two
+       length comparisons and a relaxed load */
+    if (PT_UNLIKELY(req->h.path.len == PT_ACCESS_STATUS_LIVE_LEN ||
+                    req->h.path.len == PT_ACCESS_STATUS_READY_LEN ||
+                    !atomic_load_explicit(&pt_worker_ready_flag, memory_order_relaxed))) {
+        enum pt_access_status sp = pt_access_status_path(req->h.method, req->h.path);
+        if (sp != PT_ACCESS_STATUS_NONE || !pt_workers_ready()) {
+            status_answer(req, sp);
+            return;
+        }
     }
 
     pt_str host = pt_url_host_strip_port(req->h.host);

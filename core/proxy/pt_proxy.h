@@ -8,6 +8,8 @@
 
 #include "proxy/pt_req.h"
 
+#include <stdatomic.h>
+
 #define HIGH_WATER (256 * 1024)
 #define RESPONSE_HEAD_MAX (64 * 1024)
 #define RESPONSE_HEADERS_MAX 256
@@ -43,6 +45,13 @@ uint64_t pt_access_body_limit(struct pt_req *req);
    else 503); only GET and HEAD are. */
 enum pt_access_status { PT_ACCESS_STATUS_NONE, PT_ACCESS_STATUS_LIVE, PT_ACCESS_STATUS_READY };
 enum pt_access_status pt_access_status_path(pt_str method, pt_str path);
+#define PT_ACCESS_STATUS_LIVE_LEN 24  /* strlen("/status-0123456789abcdef") */
+#define PT_ACCESS_STATUS_READY_LEN 33 /* strlen("/internal-status-0123456789abcdef") */
+
+/* ---- pt_worker.c ---- */
+
+/* pt_workers_ready()'s flag, for the request path's relaxed load. */
+extern atomic_bool pt_worker_ready_flag;
 
 /* ---- pt_upstream.c: the backend side ---- */
 
