@@ -9,6 +9,7 @@ at the prefix, loads its plugins, the Lua prelude and the Lua policies from
 the installed layout and serves through them.  The manifests must parse and
 agree with each other and with the image."""
 
+import datetime
 import fnmatch
 import glob
 import json
@@ -428,3 +429,104 @@ def test_manifest_checks_catch_a_mismatch(tmp_path, monkeypatch):
         "name: portico-other-token", "name: portico-gateway-token").replace(READY, LIVE + "x"))
     with pytest.raises(AssertionError):
         test_manifests_parse_and_agree()
+
+
+# ---------------------------------------------------------------- the container case
+
+DRIVER = r'''
+import http.server, json, os, subprocess, sys, threading, time, urllib.request, urllib.error
+exe, token = sys.argv[1], sys.argv[2]
+doc = json.dumps({"gateway": "gw1", "generation": 1, "entities": {"apis": [{
+    "id": "echo", "path": "echo", "serviceUrl": "http://127.0.0.1:9", "subscriptionRequired": False,
+    "operations": [{"id": "any", "method": "*", "urlTemplate": "/*"}]}]}}).encode()
+hold = threading.Event()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        if hold.is_set() or self.headers.get("If-None-Match", "").strip('"') == "1":
+            time.sleep(0.5)
+            self.send_response(304); self.send_header("ETag", '"1"'); self.end_headers(); return
+        self.send_response(200); self.send_header("ETag", '"1"')
+        self.send_header("Content-Type", "application/json"); self.send_header("Content-Length", str(len(doc)))
+        self.end_headers(); self.wfile.write(doc)
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        b = b'{"generation": 1}'
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+hold.set()  # no configuration at first: the node is live, not ready
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+env = dict(os.environ, PORTICO_CONTROL_PLANE_URL="http://127.0.0.1:%d" % srv.server_address[1],
+           PORTICO_GATEWAY_TOKEN=token)
+env.pop("PORTICO_CONTROL_PLANE_CA_FILE", None)
+p = subprocess.Popen([exe], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # the image's CMD
+out = {}
+def probe(*a):
+    return subprocess.run([exe, "probe"] + list(a), capture_output=True, timeout=10)
+def until(f, t=15):
+    end = time.time() + t
+    while time.time() < end:
+        if f():
+            return True
+        time.sleep(0.1)
+    return False
+out["live"] = until(lambda: probe().returncode == 0)  # the HEALTHCHECK, as the image runs it
+r = probe("http://127.0.0.1:8080/internal-status-0123456789abcdef")
+out["not_ready"] = [r.returncode, r.stderr.decode().strip()]
+hold.clear()
+out["ready"] = until(lambda: probe("http://127.0.0.1:8080/internal-status-0123456789abcdef").returncode == 0)
+try:
+    urllib.request.urlopen("http://127.0.0.1:8080/echo/x", timeout=5)
+except urllib.error.HTTPError as e:
+    out["api"] = [e.code, json.loads(e.read())]
+p.send_signal(15)  # SIGTERM: drain and stop
+try:
+    out["rc"] = p.wait(timeout=40)
+except subprocess.TimeoutExpired:
+    p.kill(); p.wait(); out["rc"] = "timeout"
+out["stderr"] = p.stderr.read().decode(errors="replace")[-3000:]
+out["stdout_lines"] = len(p.stdout.read().splitlines())
+print(json.dumps(out))
+'''
+
+
+def test_container_case_env_only_node_from_the_installed_layout(staging, tmp_path):
+    """What the image's CMD and HEALTHCHECK do, without Docker: in a private
+    mount and network namespace (its own loopback, so port 8080 is free), the
+    installed layout at the prefix with no file at the default path, only the
+    environment: the node listens on 8080, `portico probe` passes while it
+    waits for a configuration and its readiness fails with the 503; once the
+    control plane answers it is ready and serves the document's API; SIGTERM
+    ends it with 0."""
+    root, dirs = staging
+    prefix = dirs["prefix"]
+    if prefix in ("/", "/usr") or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs unshare, ip and a prefix other than / or /usr (this build: %s)" % prefix)
+    probe_cfg = tmp_path / "n.yaml"
+    probe_cfg.write_text("listen: [\"127.0.0.1:1\"]\ncontrolPlane: {url: \"http://127.0.0.1:1\", token: \"x\"}\n")
+    r = subprocess.run([BIN, "-t", "-c", str(probe_cfg)], capture_output=True, timeout=30)
+    if b"unknown key 'controlPlane'" in r.stdout + r.stderr:
+        pytest.skip("this build has no gateway-node mode (controlPlane) yet")
+    conf_dir = dirs["sysconfdir"] + "/portico"
+    assert conf_dir.startswith(prefix + "/"), "the example configuration is hidden below the prefix only"
+    (tmp_path / "driver.py").write_text(DRIVER)
+    exp = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=10)).strftime("%Y%m%d%H%M")
+    token = "GatewayKey gw1&%s&%s" % (exp, "A" * 88)
+    script = ("ip link set lo up && mount --bind \"$0\" \"$1\" && mount -t tmpfs none \"$2\" && "
+              "exec python3 \"$3\" \"$4\" \"$5\"")
+    r = subprocess.run(["unshare", "-rmn", "sh", "-c", script, os.path.join(root, prefix.lstrip("/")), prefix,
+                        conf_dir, str(tmp_path / "driver.py"), prefix + "/bin/portico", token],
+                       capture_output=True, timeout=120, cwd=str(tmp_path))
+    if r.returncode != 0 and b"Operation not permitted" in r.stderr and not r.stdout:
+        pytest.skip("no private namespaces here: %s" % r.stderr.decode().strip())
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    assert out["live"] is True, out
+    assert out["not_ready"][0] == 1 and "status 503: The gateway has no configuration yet" in out["not_ready"][1], out
+    assert out["ready"] is True, out
+    assert out["api"][0] in (500, 502, 503), out  # the document's API, its backend down
+    assert out["rc"] == 0, out
+    assert "0.0.0.0:8080" in out["stderr"], out["stderr"]  # the built-in listener
