@@ -672,8 +672,8 @@ void pt_analytics_stats(struct pt_analytics_stats *out)
  * their calls are counted as dropped).  The heartbeat thread takes up to
  * SHIP_BATCH of them at a time as a JSON batch (docs/analytics.md, "Gateway
  * nodes"); a batch it could not deliver comes back whole, with its id, and
- * is the next one taken (at most PUTBACK_MAX of them; beyond, the oldest is
- * dropped and counted).  The control plane ingests a batch into its own
+ * is the next one taken, alternating with fresh ones (at most PUTBACK_MAX
+ * of them; beyond, the oldest is dropped and counted).  The control plane ingests a batch into its own
  * minute buckets, once per id (a resent batch whose first delivery did get
  * through is recognised among the last SEEN_MAX ids).
  */
@@ -705,6 +705,7 @@ static struct ship *ship_table[SHIP_HASH];
 static size_t ship_n;
 static json_t *putbacks[PUTBACK_MAX]; /* oldest first */
 static int nputbacks;
+static bool last_was_putback;         /* the last batch taken was a put-back one */
 static uint64_t ship_seq, ship_node;  /* batch ids: a random node part and a sequence */
 static uint64_t ship_dropped_unsent;  /* calls dropped since the last batch said so */
 static _Atomic uint64_t ship_dropped; /* calls dropped, for the node's counters */
@@ -863,13 +864,18 @@ static json_t *bucket_json(const struct ship *e)
 json_t *pt_analytics_shipment_take(void)
 {
     pthread_mutex_lock(&ship_mu);
-    if (nputbacks) { /* a batch that failed goes again first, as it was (its id too) */
+    /* a batch that failed goes again first, as it was (its id too) -- but
+       not twice in a row while fresh buckets wait: one the control plane
+       refuses each time must not hold the others back for ever */
+    if (nputbacks && !(last_was_putback && ship_head)) {
         json_t *b = putbacks[0];
         memmove(putbacks, putbacks + 1, (size_t)(nputbacks - 1) * sizeof(putbacks[0]));
         nputbacks--;
+        last_was_putback = true;
         pthread_mutex_unlock(&ship_mu);
         return b;
     }
+    last_was_putback = false;
     if (!ship_on || (!ship_head && !ship_dropped_unsent)) {
         pthread_mutex_unlock(&ship_mu);
         return NULL;

@@ -101,8 +101,9 @@ void pt_analytics_shipping(bool on);
 /* Adds one minute bucket to what is kept (what the flush does for each bucket
    it committed; tests).  Nothing while shipping is off. */
 void pt_analytics_shipment_keep(const struct pt_store_an_bucket *b);
-/* The next batch (a put-back one first, as it was; else up to 2,000 buckets
-   kept since the last take), NULL when there is nothing.  Any thread. */
+/* The next batch (a put-back one first, as it was, though never twice in a
+   row while fresh buckets wait; else up to 2,000 buckets kept since the last
+   take), NULL when there is nothing.  Any thread. */
 json_t *pt_analytics_shipment_take(void);
 /* A batch that could not be delivered goes back whole, to be taken again
    first (bounded: 16 batches, the oldest dropped and counted).  Takes the

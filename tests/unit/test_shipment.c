@@ -159,6 +159,24 @@ static void test_putback(void **state)
     json_t *b = pt_analytics_shipment_take();
     assert_int_equal(json_integer_value(json_object_get(b, "dropped")), 1);
     json_decref(b);
+    /* a batch refused every time does not hold fresh ones back: they alternate */
+    keep(t, "echo", "p", 1, 0, 1);
+    json_t *poisoned = pt_analytics_shipment_take();
+    for (int round = 0; round < 3; round++) {
+        keep(t, "echo", "fresh", 1, 0, 1);
+        pt_analytics_shipment_putback(poisoned);
+        poisoned = pt_analytics_shipment_take();
+        assert_string_equal(json_string_value(json_object_get(
+                                json_array_get(json_object_get(poisoned, "buckets"), 0), "operation")),
+                            "p");
+        json_t *fresh = pt_analytics_shipment_take();
+        assert_non_null(fresh);
+        assert_string_equal(json_string_value(json_object_get(
+                                json_array_get(json_object_get(fresh, "buckets"), 0), "operation")),
+                            "fresh");
+        json_decref(fresh);
+    }
+    json_decref(poisoned);
     pt_analytics_shipping(false);
     assert_null(pt_analytics_shipment_take());
     keep(t, "echo", "a", 1, 0, 1); /* off: nothing kept */
