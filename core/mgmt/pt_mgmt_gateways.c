@@ -1058,13 +1058,14 @@ static void serve_regenerate_key(struct mreq *m)
     json_t *b = pt_mgmt_req_body(m, false);
     if (!b)
         return;
-    const char *kt = json_is_object(b) ? key_type(m, b) : NULL;
-    if (!json_is_object(b) && !kt)
+    const char *given = json_is_object(b) ? key_type(m, b) : NULL;
+    if (!json_is_object(b) && !given)
         pt_mgmt_req_send_error(m, 400, "InvalidRequestBody", "expected {\"keyType\"}");
-    if (!kt) {
+    if (!given) {
         json_decref(b);
         return;
     }
+    const char *kt = !strcmp(given, "primary") ? "primary" : "secondary"; /* outlives the body */
     json_t *cur = NULL;
     char src[16] = "api", ws[128] = "";
     pt_store_info(pt_mgmt_req_store, "gateway", "", m->id, src, ws);
