@@ -826,7 +826,12 @@ static void serve_heartbeat(struct mreq *m, struct gw *g)
         if (!pt_analytics_shipment_ingest(pt_mgmt_req_store, analytics, g->id, err, sizeof(err)) &&
             !strstr(err, "not taken yet")) { /* the no-op stub's message: not the node's fault */
             json_decref(b);
-            sync_error(m->r, 400, "InvalidAnalytics", err[0] ? err : "the analytics batch is not valid");
+            /* "store: ..." is ours (the node sends the batch again); anything else is the batch's fault */
+            bool ours = !strncmp(err, "store:", 6);
+            if (ours)
+                evhttp_add_header(evhttp_request_get_output_headers(m->r), "Retry-After", "5");
+            sync_error(m->r, ours ? 503 : 400, ours ? "StoreError" : "InvalidAnalytics",
+                       err[0] ? err : "the analytics batch is not valid");
             return;
         }
     }
