@@ -487,6 +487,9 @@ struct mat {
     struct pt_errors *errs;
     bool ok;
     const char *only; /* a source ("api"): other entities are left out */
+    /* read ahead in one query each (NULL: one query per entity): policy documents by id, and
+       operations (with their policies) by API */
+    json_t *policies, *ops;
 };
 
 /* The stored policy document of a scope, or NULL when it has none.  One
@@ -502,6 +505,15 @@ static json_t *policy_of(struct pt_store *st, const char *id, struct pt_errors *
         pt_node_errors_add(
             errs, "store: the policy document of '%s' cannot be read; refusing to run without it", id);
     return p;
+}
+
+/* A scope's policy document from what was read ahead, else from the store. */
+static json_t *policy_in(struct mat *m, const char *id)
+{
+    if (!m->policies)
+        return policy_of(m->st, id, m->errs);
+    json_t *p = json_object_get(m->policies, id);
+    return p ? json_incref(p) : NULL;
 }
 
 static bool add_link_b(void *arg, const char *a, const char *b)
@@ -527,7 +539,7 @@ static bool mat_op(void *arg, const struct pt_entity *e)
     json_t *o = with_id(e);
     char pid[600];
     snprintf(pid, sizeof(pid), "op:%s/%s", e->parent, e->id);
-    json_t *p = policy_of(m->st, pid, m->errs);
+    json_t *p = policy_in(m, pid);
     if (p)
         json_object_set_new(o, "policies", p);
     json_array_append_new(m->list, o);
@@ -541,13 +553,20 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
         return true;
     json_t *o = with_id(e);
     if (!strcmp(e->kind, "api")) {
-        json_t *ops = json_array();
-        struct mat sub = {m->st, ops, m->secret_key, m->errs, true, m->only};
-        pt_store_each(m->st, "operation", e->id, mat_op, &sub);
+        json_t *ops = m->ops ? json_object_get(m->ops, e->id) : NULL;
+        if (ops)
+            json_incref(ops);
+        else {
+            ops = json_array();
+            if (!m->ops) {
+                struct mat sub = {m->st, ops, m->secret_key, m->errs, true, m->only, m->policies, NULL};
+                pt_store_each(m->st, "operation", e->id, mat_op, &sub);
+            }
+        }
         json_object_set_new(o, "operations", ops);
         char pid[300];
         snprintf(pid, sizeof(pid), "api:%s", e->id);
-        json_t *p = policy_of(m->st, pid, m->errs);
+        json_t *p = policy_in(m, pid);
         if (p)
             json_object_set_new(o, "policies", p);
     } else if (!strcmp(e->kind, "product")) {
@@ -558,13 +577,13 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
         json_object_set_new(o, "groups", groups);
         char pid[300];
         snprintf(pid, sizeof(pid), "product:%s", e->id);
-        json_t *p = policy_of(m->st, pid, m->errs);
+        json_t *p = policy_in(m, pid);
         if (p)
             json_object_set_new(o, "policies", p);
     } else if (!strcmp(e->kind, "workspace")) {
         char pid[300];
         snprintf(pid, sizeof(pid), "workspace:%s", e->id);
-        json_t *p = policy_of(m->st, pid, m->errs);
+        json_t *p = policy_in(m, pid);
         if (p)
             json_object_set_new(o, "policies", p);
     } else if (!strcmp(e->kind, "user")) {
@@ -689,14 +708,53 @@ static void overlay(struct pt_node *dst, const struct pt_node *src, const char *
     }
 }
 
+static bool collect_policy(void *arg, const struct pt_entity *e)
+{
+    json_object_set(arg, e->id, e->body);
+    return true;
+}
+
+/* An operation read ahead: into its API's list (the store gives them by API, then id). */
+static bool group_op(void *arg, const struct pt_entity *e)
+{
+    struct mat *m = arg;
+    json_t *list = json_object_get(m->ops, e->parent);
+    if (!list)
+        json_object_set_new(m->ops, e->parent, list = json_array());
+    struct mat one = *m;
+    one.list = list;
+    return mat_op(&one, e);
+}
+
+/*
+ * Reads every policy document and every operation in one query each, not
+ * one query per API and per operation (tens of thousands with a large
+ * service).  When a policy document is stored but does not load, the
+ * reading ahead is given up: the per-entity path reports it as an error.
+ */
+static void read_ahead(struct mat *m)
+{
+    m->policies = json_object();
+    pt_store_each(m->st, "policy", "", collect_policy, m->policies);
+    if ((int)json_object_size(m->policies) != pt_store_count(m->st, "policy", "")) {
+        json_decref(m->policies);
+        m->policies = NULL;
+        return;
+    }
+    m->ops = json_object();
+    pt_store_each(m->st, "operation", NULL, group_op, m);
+}
+
 json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only,
                           struct pt_errors *errs)
 {
     json_t *root = json_object();
     int before = errs->n;
+    struct mat ahead = {st, NULL, secret_key, errs, true, only, NULL, NULL};
+    read_ahead(&ahead);
     for (int i = 0; pt_model_kinds[i].kind; i++) {
         json_t *list = json_array();
-        struct mat m = {st, list, secret_key, errs, true, only};
+        struct mat m = {st, list, secret_key, errs, true, only, ahead.policies, ahead.ops};
         pt_store_each(st, pt_model_kinds[i].kind, "", mat_entity, &m);
         if (!strcmp(pt_model_kinds[i].kind, "user"))
             pt_store_links(st, "group-user", NULL, user_groups, list);
@@ -705,6 +763,8 @@ json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const cha
         else
             json_decref(list);
     }
+    json_decref(ahead.policies);
+    json_decref(ahead.ops);
     char src[16];
     json_t *g = !only || (pt_store_info(st, "policy", "", "global", src, NULL) && !strcmp(src, only))
                     ? policy_of(st, "global", errs)

@@ -161,52 +161,79 @@ static bool add_assigned(void *arg, const char *a, const char *b)
 }
 
 /* The entity lists a gateway's nodes run: only its APIs, products' lists
-   cut to them, subscriptions to other APIs left out, no gateways. */
-static void filter_for(json_t *ents, const json_t *assigned)
+   cut to them, subscriptions to other APIs left out, no gateways.  A new
+   object: what it shares with ents (the unchanged entities) is not changed. */
+static json_t *filter_for(json_t *ents, const json_t *assigned)
 {
-    json_object_del(ents, "gateways");
-    /* new lists rather than removals in place: linear in the entities, tens of thousands of them */
-    json_t *apis = json_array(), *subs = json_array();
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(ents, "apis"), i, v)
+    json_t *out = json_object();
+    const char *key;
+    json_t *list;
+    json_object_foreach(ents, key, list)
     {
-        const char *id = json_string_value(json_object_get(v, "id"));
-        if (id && json_object_get(assigned, id))
-            json_array_append(apis, v);
-    }
-    json_array_foreach(json_object_get(ents, "products"), i, v)
-    {
-        json_t *kept = json_array(), *a;
-        size_t k;
-        json_array_foreach(json_object_get(v, "apis"), k, a)
+        if (!strcmp(key, "gateways"))
+            continue;
+        bool apis = !strcmp(key, "apis"), products = !strcmp(key, "products"),
+             subs = !strcmp(key, "subscriptions");
+        if (!apis && !products && !subs) {
+            json_object_set(out, key, list);
+            continue;
+        }
+        /* new lists rather than removals in place: linear in the entities, tens of thousands of them */
+        json_t *kept = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(list, i, v)
         {
-            if (json_is_string(a) && json_object_get(assigned, json_string_value(a)))
-                json_array_append(kept, a);
+            if (apis) {
+                const char *id = json_string_value(json_object_get(v, "id"));
+                if (id && json_object_get(assigned, id))
+                    json_array_append(kept, v);
+            } else if (products) {
+                json_t *p = json_copy(v), *pa = json_array(), *a; /* shallow: only its apis change */
+                size_t k;
+                json_array_foreach(json_object_get(v, "apis"), k, a)
+                {
+                    if (json_is_string(a) && json_object_get(assigned, json_string_value(a)))
+                        json_array_append(pa, a);
+                }
+                json_object_set_new(p, "apis", pa);
+                json_array_append_new(kept, p);
+            } else {
+                const char *scope = json_string_value(json_object_get(v, "scope"));
+                enum pt_sub_scope kind = PT_SUB_ALL_APIS;
+                const char *sid = NULL;
+                if (!scope || !pt_conf_entities_parse_sub_scope(scope, &kind, &sid) || kind != PT_SUB_API ||
+                    (sid && json_object_get(assigned, sid)))
+                    json_array_append(kept, v);
+            }
         }
-        json_object_set_new(v, "apis", kept);
+        if (json_array_size(kept))
+            json_object_set_new(out, key, kept);
+        else
+            json_decref(kept);
     }
-    json_array_foreach(json_object_get(ents, "subscriptions"), i, v)
-    {
-        const char *scope = json_string_value(json_object_get(v, "scope"));
-        enum pt_sub_scope kind = PT_SUB_ALL_APIS;
-        const char *sid = NULL;
-        if (!scope || !pt_conf_entities_parse_sub_scope(scope, &kind, &sid) || kind != PT_SUB_API ||
-            (sid && json_object_get(assigned, sid)))
-            json_array_append(subs, v);
+    return out;
+}
+
+/* The store's entity lists, read once per store version and shared by every gateway's document. */
+static json_t *ents_cache;
+static uint64_t ents_version;
+
+static json_t *entities_now(char *why, size_t whylen)
+{
+    uint64_t v = pt_store_version(pt_mgmt_req_store);
+    if (ents_cache && ents_version == v)
+        return ents_cache;
+    json_decref(ents_cache);
+    struct pt_errors errs = {0};
+    ents_cache =
+        pt_model_entities(pt_mgmt_req_store, pt_model_secret_key(pt_mgmt_req_hooks->file()), NULL, &errs);
+    ents_version = v;
+    if (!ents_cache) {
+        snprintf(why, whylen, "%s", errs.n ? errs.msgs[0] : "the store cannot be read");
+        pt_node_errors_clear(&errs);
     }
-    struct {
-        const char *key;
-        json_t *list;
-    } lists[] = {{"apis", apis}, {"subscriptions", subs}};
-    for (size_t k = 0; k < PT_ARRAY_LEN(lists); k++) {
-        if (json_array_size(lists[k].list))
-            json_object_set_new(ents, lists[k].key, lists[k].list);
-        else {
-            json_object_del(ents, lists[k].key);
-            json_decref(lists[k].list);
-        }
-    }
+    return ents_cache;
 }
 
 static bool gzip_of(const char *in, size_t n, unsigned char **out, size_t *outlen)
@@ -240,20 +267,16 @@ static bool gw_doc(struct gw *g, char *why, size_t whylen)
 {
     if (g->body && g->built_for == sync_gen)
         return true;
-    struct pt_errors errs = {0};
-    json_t *ents =
-        pt_model_entities(pt_mgmt_req_store, pt_model_secret_key(pt_mgmt_req_hooks->file()), NULL, &errs);
-    if (!ents) {
-        snprintf(why, whylen, "%s", errs.n ? errs.msgs[0] : "the store cannot be read");
-        pt_node_errors_clear(&errs);
+    json_t *ents = entities_now(why, whylen);
+    if (!ents)
         return false;
-    }
     json_t *assigned = json_object();
     pt_store_links(pt_mgmt_req_store, "gateway-api", g->id, add_assigned, assigned);
-    filter_for(ents, assigned);
+    json_t *mine = filter_for(ents, assigned);
     json_decref(assigned);
-    char *text = json_dumps(ents, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(ents);
+    /* insertion order (the store's): the same content gives the same text, hence the same hash */
+    char *text = json_dumps(mine, JSON_COMPACT);
+    json_decref(mine);
     if (!text || strlen(text) > DOC_MAX) {
         snprintf(why, whylen, "the gateway's document is larger than %zu MiB", DOC_MAX >> 20);
         free(text);
@@ -282,18 +305,14 @@ static bool gw_doc(struct gw *g, char *why, size_t whylen)
                      idtext ? idtext : "\"\"", (long long)sync_gen, text);
     free(idtext);
     free(text);
-    unsigned char *gz = NULL;
-    size_t gzlen = 0;
-    if (n < 0 || (size_t)n >= cap || !gzip_of(body, (size_t)n, &gz, &gzlen)) {
+    if (n < 0 || (size_t)n >= cap) {
         free(body);
         snprintf(why, whylen, "the document cannot be encoded");
         return false;
     }
     gw_drop_doc(g);
     g->body = body;
-    g->len = (size_t)n;
-    g->gz = gz;
-    g->gzlen = gzlen;
+    g->len = (size_t)n; /* its gzip is made when a node first asks for it (send_doc) */
     memcpy(g->hash, h, 32);
     g->generation = sync_gen;
     g->built_for = sync_gen;
@@ -361,6 +380,8 @@ static void send_doc(struct evhttp_request *r, struct gw *g, bool gzip)
     evhttp_add_header(oh, "ETag", etag);
     evhttp_add_header(oh, "Cache-Control", "no-store");
     evhttp_add_header(oh, "Vary", "Accept-Encoding");
+    if (gzip && !g->gz && !gzip_of(g->body, g->len, &g->gz, &g->gzlen))
+        gzip = false; /* out of memory: the plain document will do */
     struct evbuffer *b = evbuffer_new();
     if (gzip) {
         evhttp_add_header(oh, "Content-Encoding", "gzip");
@@ -646,6 +667,8 @@ void pt_mgmt_gateways_stop(void)
         event_free(wake_event);
     wake_event = NULL;
     base = NULL;
+    json_decref(ents_cache);
+    ents_cache = NULL;
 }
 
 /* ------------------------------------------------------- the sync routes */
@@ -826,7 +849,12 @@ static void serve_heartbeat(struct mreq *m, struct gw *g)
         if (!pt_analytics_shipment_ingest(pt_mgmt_req_store, analytics, g->id, err, sizeof(err)) &&
             !strstr(err, "not taken yet")) { /* the no-op stub's message: not the node's fault */
             json_decref(b);
-            sync_error(m->r, 400, "InvalidAnalytics", err[0] ? err : "the analytics batch is not valid");
+            /* "store: ..." is ours (the node sends the batch again); anything else is the batch's fault */
+            bool ours = !strncmp(err, "store:", 6);
+            if (ours)
+                evhttp_add_header(evhttp_request_get_output_headers(m->r), "Retry-After", "5");
+            sync_error(m->r, ours ? 503 : 400, ours ? "StoreError" : "InvalidAnalytics",
+                       err[0] ? err : "the analytics batch is not valid");
             return;
         }
     }
@@ -1058,13 +1086,14 @@ static void serve_regenerate_key(struct mreq *m)
     json_t *b = pt_mgmt_req_body(m, false);
     if (!b)
         return;
-    const char *kt = json_is_object(b) ? key_type(m, b) : NULL;
-    if (!json_is_object(b) && !kt)
+    const char *given = json_is_object(b) ? key_type(m, b) : NULL;
+    if (!json_is_object(b) && !given)
         pt_mgmt_req_send_error(m, 400, "InvalidRequestBody", "expected {\"keyType\"}");
-    if (!kt) {
+    if (!given) {
         json_decref(b);
         return;
     }
+    const char *kt = !strcmp(given, "primary") ? "primary" : "secondary"; /* outlives the body */
     json_t *cur = NULL;
     char src[16] = "api", ws[128] = "";
     pt_store_info(pt_mgmt_req_store, "gateway", "", m->id, src, ws);

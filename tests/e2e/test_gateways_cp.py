@@ -312,6 +312,13 @@ def test_the_document_is_filtered_for_the_gateway(cp):
     d0 = json.loads(Sync(m, "g0", t0).config()[2])["entities"]
     assert "apis" not in d0 and [pr["apis"] for pr in d0["products"]] == [[]]
     assert sorted(x["id"] for x in d0["subscriptions"]) == ["s3"]
+    # both built from the same read of the store: neither filter touched the other's
+    m.ok("PATCH", "apis/a1", {"description": "both"})
+    d0 = json.loads(Sync(m, "g0", t0).config()[2])["entities"]
+    d1 = s.doc()[1]["entities"]
+    assert "apis" not in d0 and [pr["apis"] for pr in d0["products"]] == [[]]
+    assert [a["id"] for a in d1["apis"]] == ["a1"] and [pr["apis"] for pr in d1["products"]] == [["a1"]]
+    assert sorted(x["id"] for x in d1["subscriptions"]) == ["s1", "s3"]
 
 
 def test_etag_304_and_gzip(cp):
