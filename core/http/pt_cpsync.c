@@ -733,7 +733,8 @@ static void heartbeat_once(void)
     json_object_set_new(b, "hostname", json_string(host));
     json_t *l = s.listen ? json_loads(s.listen, 0, NULL) : NULL;
     json_object_set_new(b, "listen", l ? l : json_array());
-    json_object_set_new(b, "heartbeat", json_integer((json_int_t)s.cp.heartbeat)); /* the CP's "disconnected" */
+    json_object_set_new(b, "heartbeat",
+                        json_integer((json_int_t)s.cp.heartbeat)); /* the CP's "disconnected" */
     pthread_mutex_lock(&mu);
     json_object_set_new(b, "configError", config_error[0] ? json_string(config_error) : json_null());
     pthread_mutex_unlock(&mu);
