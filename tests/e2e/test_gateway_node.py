@@ -101,7 +101,7 @@ def test_node_starts_not_ready_then_serves_the_document(backend, portico, cp, wo
     wait_for(lambda: cp.polls()[-1]["if_none_match"] == '"%d"' % gen, what="a long-poll with the generation")
     last = cp.polls()[-1]
     assert "wait=25" in last["query"] and "node=" in last["query"]
-    assert last["auth"] == cp.token()
+    assert last["auth"] == node.config["controlPlane"]["token"]
     # heartbeats: the node's status
     wait_for(lambda: any(h["generation"] == gen for h in cp.heartbeats), what="a heartbeat")
     hb = [h for h in cp.heartbeats if h["generation"] == gen][-1]
