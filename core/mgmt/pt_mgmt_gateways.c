@@ -79,7 +79,7 @@ struct waiter {
     struct gw *g;
     int64_t known; /* the generation the node holds */
     bool gzip;
-    char token[PT_GWTOKEN_MAX];
+    char token[256]; /* the Authorization value, checked again when the wait ends (a valid one is shorter) */
     struct event *timer;
     struct event *gone; /* the peer closed its side (EV_CLOSED): evhttp does not read while we answer */
     struct waiter *next;
@@ -153,10 +153,6 @@ static void gw_drop_doc(struct gw *g)
 
 /* ---------------------------------------------------------------- the doc */
 
-struct id_set {
-    json_t *set; /* object: id -> true */
-};
-
 static bool add_assigned(void *arg, const char *a, const char *b)
 {
     (void)a;
@@ -169,36 +165,48 @@ static bool add_assigned(void *arg, const char *a, const char *b)
 static void filter_for(json_t *ents, const json_t *assigned)
 {
     json_object_del(ents, "gateways");
-    json_t *apis = json_object_get(ents, "apis");
-    for (size_t i = json_array_size(apis); i-- > 0;) {
-        const char *id = json_string_value(json_object_get(json_array_get(apis, i), "id"));
-        if (!id || !json_object_get(assigned, id))
-            json_array_remove(apis, i);
-    }
-    if (apis && !json_array_size(apis))
-        json_object_del(ents, "apis");
+    /* new lists rather than removals in place: linear in the entities, tens of thousands of them */
+    json_t *apis = json_array(), *subs = json_array();
     size_t i;
-    json_t *p;
-    json_array_foreach(json_object_get(ents, "products"), i, p)
+    json_t *v;
+    json_array_foreach(json_object_get(ents, "apis"), i, v)
     {
-        json_t *pa = json_object_get(p, "apis");
-        for (size_t k = json_array_size(pa); k-- > 0;) {
-            const char *id = json_string_value(json_array_get(pa, k));
-            if (!id || !json_object_get(assigned, id))
-                json_array_remove(pa, k);
+        const char *id = json_string_value(json_object_get(v, "id"));
+        if (id && json_object_get(assigned, id))
+            json_array_append(apis, v);
+    }
+    json_array_foreach(json_object_get(ents, "products"), i, v)
+    {
+        json_t *kept = json_array(), *a;
+        size_t k;
+        json_array_foreach(json_object_get(v, "apis"), k, a)
+        {
+            if (json_is_string(a) && json_object_get(assigned, json_string_value(a)))
+                json_array_append(kept, a);
+        }
+        json_object_set_new(v, "apis", kept);
+    }
+    json_array_foreach(json_object_get(ents, "subscriptions"), i, v)
+    {
+        const char *scope = json_string_value(json_object_get(v, "scope"));
+        enum pt_sub_scope kind = PT_SUB_ALL_APIS;
+        const char *sid = NULL;
+        if (!scope || !pt_conf_entities_parse_sub_scope(scope, &kind, &sid) || kind != PT_SUB_API ||
+            (sid && json_object_get(assigned, sid)))
+            json_array_append(subs, v);
+    }
+    struct {
+        const char *key;
+        json_t *list;
+    } lists[] = {{"apis", apis}, {"subscriptions", subs}};
+    for (size_t k = 0; k < PT_ARRAY_LEN(lists); k++) {
+        if (json_array_size(lists[k].list))
+            json_object_set_new(ents, lists[k].key, lists[k].list);
+        else {
+            json_object_del(ents, lists[k].key);
+            json_decref(lists[k].list);
         }
     }
-    json_t *subs = json_object_get(ents, "subscriptions");
-    for (size_t k = json_array_size(subs); k-- > 0;) {
-        const char *scope = json_string_value(json_object_get(json_array_get(subs, k), "scope"));
-        enum pt_sub_scope kind;
-        const char *sid = NULL;
-        if (scope && pt_conf_entities_parse_sub_scope(scope, &kind, &sid) && kind == PT_SUB_API && sid &&
-            !json_object_get(assigned, sid))
-            json_array_remove(subs, k);
-    }
-    if (subs && !json_array_size(subs))
-        json_object_del(ents, "subscriptions");
 }
 
 static bool gzip_of(const char *in, size_t n, unsigned char **out, size_t *outlen)
@@ -818,7 +826,12 @@ static void serve_heartbeat(struct mreq *m, struct gw *g)
         if (!pt_analytics_shipment_ingest(pt_mgmt_req_store, analytics, g->id, err, sizeof(err)) &&
             !strstr(err, "not taken yet")) { /* the no-op stub's message: not the node's fault */
             json_decref(b);
-            sync_error(m->r, 400, "InvalidAnalytics", err[0] ? err : "the analytics batch is not valid");
+            /* "store: ..." is ours (the node sends the batch again); anything else is the batch's fault */
+            bool ours = !strncmp(err, "store:", 6);
+            if (ours)
+                evhttp_add_header(evhttp_request_get_output_headers(m->r), "Retry-After", "5");
+            sync_error(m->r, ours ? 503 : 400, ours ? "StoreError" : "InvalidAnalytics",
+                       err[0] ? err : "the analytics batch is not valid");
             return;
         }
     }
@@ -1050,13 +1063,14 @@ static void serve_regenerate_key(struct mreq *m)
     json_t *b = pt_mgmt_req_body(m, false);
     if (!b)
         return;
-    const char *kt = json_is_object(b) ? key_type(m, b) : NULL;
-    if (!json_is_object(b) && !kt)
+    const char *given = json_is_object(b) ? key_type(m, b) : NULL;
+    if (!json_is_object(b) && !given)
         pt_mgmt_req_send_error(m, 400, "InvalidRequestBody", "expected {\"keyType\"}");
-    if (!kt) {
+    if (!given) {
         json_decref(b);
         return;
     }
+    const char *kt = !strcmp(given, "primary") ? "primary" : "secondary"; /* outlives the body */
     json_t *cur = NULL;
     char src[16] = "api", ws[128] = "";
     pt_store_info(pt_mgmt_req_store, "gateway", "", m->id, src, ws);
