@@ -15,6 +15,7 @@
 
 #include "conf/pt_conf_int.h"
 
+#include "base/pt_gwtoken.h"
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_router.h"
@@ -1521,42 +1522,12 @@ static bool read_cp_url(struct pt_cfctx *cx, struct pt_node *n, void *field)
 
 bool pt_conf_cp_token_parse(const char *text, char *id, size_t idlen, int64_t *expiry_s, const char **sig)
 {
-    if (!text || strncmp(text, "GatewayKey ", 11))
+    struct pt_gwtoken t;
+    if (!text || !pt_gwtoken_parse(pt_str_c(text), &t) || strlen(t.id) >= idlen)
         return false;
-    const char *p = text + 11, *a = strchr(p, '&');
-    if (!a || a == p || (size_t)(a - p) >= idlen || a - p > 80)
-        return false;
-    for (const char *q = p; q < a; q++)
-        if (!isalnum((unsigned char)*q) && *q != '.' && *q != '_' && *q != '-')
-            return false;
-    const char *d = a + 1;
-    for (int i = 0; i < 12; i++)
-        if (d[i] < '0' || d[i] > '9')
-            return false;
-    if (d[12] != '&' || !d[13])
-        return false;
-    for (const char *q = d + 13; *q; q++)
-        if (!isalnum((unsigned char)*q) && *q != '+' && *q != '/' && *q != '=')
-            return false;
-    struct tm tm = {0};
-    int v[5], w[5] = {4, 2, 2, 2, 2};
-    const char *q = d;
-    for (int i = 0; i < 5; i++) {
-        v[i] = 0;
-        for (int k = 0; k < w[i]; k++)
-            v[i] = v[i] * 10 + (*q++ - '0');
-    }
-    if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59)
-        return false;
-    tm.tm_year = v[0] - 1900;
-    tm.tm_mon = v[1] - 1;
-    tm.tm_mday = v[2];
-    tm.tm_hour = v[3];
-    tm.tm_min = v[4];
-    memcpy(id, p, (size_t)(a - p));
-    id[a - p] = '\0';
-    *expiry_s = (int64_t)timegm(&tm);
-    *sig = d + 13;
+    memcpy(id, t.id, strlen(t.id) + 1);
+    *expiry_s = t.expiry;
+    *sig = text + strlen(text) - PT_GWTOKEN_SIG_B64; /* the signature ends the token */
     return true;
 }
 

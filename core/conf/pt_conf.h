@@ -582,8 +582,9 @@ bool pt_conf_reference(FILE *out, FILE *err);
 /* The listen queue to ask for: backlog, else the system's maximum
    (/proc/sys/net/core/somaxconn; 4096 when it cannot be read). */
 int pt_conf_listen_backlog(int backlog);
-/* A gateway token "GatewayKey <id>&<yyyyMMddHHmm>&<sig>": its gateway id (into id), its expiry (Unix
-   seconds, UTC) and its signature part (pointing into text); false when it has not that shape. */
+/* A gateway token "GatewayKey <id>&<yyyyMMddHHmm>&<sig>" (read by base/pt_gwtoken.c): its gateway id
+   (into id), its expiry (Unix seconds, UTC) and its signature part as written (pointing into text);
+   false when it has not that shape. */
 bool pt_conf_cp_token_parse(const char *text, char *id, size_t idlen, int64_t *expiry_s, const char **sig);
 /* Parses "host:port" for listening; false on bad syntax. */
 bool pt_conf_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen);

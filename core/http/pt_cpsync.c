@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 30000
@@ -610,6 +611,64 @@ static void got_document(const struct settings *s, const char *token, const char
                err, (unsigned long long)gen);
 }
 
+/* A gzip body (the node asks for one: a large document is much smaller so) inflated in place, at most
+   DOC_MAX bytes.  The fetch result carries no headers, but a JSON document never starts with gzip's
+   magic bytes, so those say it.  false with err when the body is gzip and broken or too large. */
+static bool gunzip_body(struct pt_fetch_result *r, char *err, size_t errlen)
+{
+    if (r->len < 2 || (unsigned char)r->body[0] != 0x1f || (unsigned char)r->body[1] != 0x8b)
+        return true;
+    z_stream z = {0};
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
+        snprintf(err, errlen, "cannot inflate the gzip body");
+        return false;
+    }
+    size_t cap = r->len * 4 + 4096, len = 0;
+    char *out = malloc(cap + 1);
+    z.next_in = (unsigned char *)r->body;
+    z.avail_in = (uInt)r->len;
+    int rc = Z_OK;
+    while (out && rc == Z_OK) {
+        if (len == cap) {
+            if (cap >= DOC_MAX)
+                break;
+            cap = cap * 2 > DOC_MAX ? DOC_MAX : cap * 2;
+            char *bigger = realloc(out, cap + 1);
+            if (!bigger)
+                break;
+            out = bigger;
+        }
+        z.next_out = (unsigned char *)out + len;
+        z.avail_out = (uInt)(cap - len);
+        rc = inflate(&z, Z_NO_FLUSH);
+        len = cap - z.avail_out;
+        if (rc == Z_BUF_ERROR && z.avail_out) /* no progress with room left: the input ended early */
+            break;
+        if (rc == Z_BUF_ERROR)
+            rc = Z_OK;
+    }
+    inflateEnd(&z);
+    if (rc != Z_STREAM_END || !out) {
+        free(out);
+        snprintf(err, errlen, "%s",
+                 len >= DOC_MAX ? "the gzip document inflates past 256 MiB" : "a broken gzip body");
+        return false;
+    }
+    out[len] = '\0';
+    free(r->body);
+    r->body = out;
+    r->len = len;
+    return true;
+}
+
+/* The wait after one more failure in a row: 1 s doubling to 30 s, with jitter. */
+static uint64_t backoff(int *failures)
+{
+    uint64_t d = (uint64_t)BACKOFF_MIN_MS << (*failures < 5 ? *failures : 5);
+    (*failures)++;
+    return with_jitter(d > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d);
+}
+
 /* One long-poll.  Returns how long to wait before the next one (0: at once). */
 static uint64_t sync_once(uint64_t *known, int *failures)
 {
@@ -634,7 +693,7 @@ static uint64_t sync_once(uint64_t *known, int *failures)
         settings_free(&s);
         return EXPIRED_RETRY_MS;
     }
-    char url[2400], node[600], hdr[64] = "";
+    char url[2400], node[600], hdr[128] = "";
     query_escape(s.cp.node_id ? s.cp.node_id : "", node, sizeof(node));
     snprintf(url, sizeof(url), "%s/management/gateways/%s/configuration?wait=%lld&node=%s", s.cp.url, id,
              (long long)s.cp.poll_wait, node);
@@ -647,6 +706,7 @@ static uint64_t sync_once(uint64_t *known, int *failures)
         .authorization = token,
         .ca_file = s.cp.ca_file,
         .headers = *hdr ? hdr : NULL,
+        .accept_encoding = "gzip", /* inflated by gunzip_body */
     };
     struct pt_fetch_result r = {0};
     int rc = pt_fetch_get(url, &o, &r, err, sizeof(err));
@@ -656,6 +716,14 @@ static uint64_t sync_once(uint64_t *known, int *failures)
         return 0;
     }
     char code[64], msg[512], why[1200];
+    if (rc == PT_FETCH_OK && r.status == 200 && !gunzip_body(&r, err, sizeof(err))) {
+        atomic_fetch_add(&sync_failures, 1);
+        pt_err("control plane %s: the configuration it sent is refused: %s", s.cp.url, err);
+        free(r.body);
+        free(token);
+        settings_free(&s);
+        return backoff(failures);
+    }
     if (rc == PT_FETCH_OK && (r.status == 200 || r.status == 304)) {
         atomic_store(&last_sync_ms, (int64_t)pt_clock_wall_ms());
         *failures = 0;
@@ -679,11 +747,8 @@ static uint64_t sync_once(uint64_t *known, int *failures)
         set_state(st, s.cp.url, why);
         if (st == ST_EXPIRED)
             wait = EXPIRED_RETRY_MS;
-        else {
-            uint64_t d = BACKOFF_MIN_MS << (*failures < 5 ? *failures : 5);
-            wait = with_jitter(d > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d);
-            (*failures)++;
-        }
+        else
+            wait = backoff(failures);
     }
     free(r.body);
     free(token);
@@ -733,7 +798,8 @@ static void heartbeat_once(void)
     json_object_set_new(b, "hostname", json_string(host));
     json_t *l = s.listen ? json_loads(s.listen, 0, NULL) : NULL;
     json_object_set_new(b, "listen", l ? l : json_array());
-    json_object_set_new(b, "heartbeat", json_integer((json_int_t)s.cp.heartbeat)); /* the CP's "disconnected" */
+    json_object_set_new(b, "heartbeat",
+                        json_integer((json_int_t)s.cp.heartbeat)); /* the CP's "disconnected" */
     pthread_mutex_lock(&mu);
     json_object_set_new(b, "configError", config_error[0] ? json_string(config_error) : json_null());
     pthread_mutex_unlock(&mu);

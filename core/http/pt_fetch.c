@@ -541,9 +541,10 @@ int pt_fetch_get(const char *url, const struct pt_fetch_opts *o, struct pt_fetch
     if (rc == 0) {
         char req[8192 + 512];
         int n = snprintf(req, sizeof(req),
-                         "%s %s HTTP/1.1\r\nHost: %s\r\nAccept: %s\r\nAccept-Encoding: identity\r\n"
+                         "%s %s HTTP/1.1\r\nHost: %s\r\nAccept: %s\r\nAccept-Encoding: %s\r\n"
                          "Connection: close\r\nUser-Agent: portico/" PACKAGE_VERSION "\r\n",
-                         method, target, u.authority, o->accept ? o->accept : "application/json");
+                         method, target, u.authority, o->accept ? o->accept : "application/json",
+                         o->accept_encoding ? o->accept_encoding : "identity");
         if (n > 0 && (size_t)n < sizeof(req) && o->authorization)
             n += snprintf(req + n, sizeof(req) - (size_t)n, "Authorization: %s\r\n", o->authorization);
         if (n > 0 && (size_t)n < sizeof(req) && o->headers)

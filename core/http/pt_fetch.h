@@ -31,13 +31,14 @@ struct pt_fetch_opts {
     const char *method; /* NULL: GET */
     const char *body;   /* sent with Content-Length (NULL: none) */
     size_t body_len;
-    const char *content_type;  /* with body */
-    const char *authorization; /* the Authorization header's value, or NULL */
-    const char *ca_file;       /* trusted CAs for https (NULL: the system's) */
-    bool expect_continue;      /* send the body only after 100 Continue (or 1 s of silence) */
-    bool public_only;          /* refuse hosts that resolve to loopback, private, link-local, multicast or
-                                  unspecified addresses (checked on the address connected to) */
-    const char *headers;       /* more header lines, each "Name: value\r\n" (at most 4 KiB), or NULL */
+    const char *content_type;    /* with body */
+    const char *authorization;   /* the Authorization header's value, or NULL */
+    const char *ca_file;         /* trusted CAs for https (NULL: the system's) */
+    bool expect_continue;        /* send the body only after 100 Continue (or 1 s of silence) */
+    bool public_only;            /* refuse hosts that resolve to loopback, private, link-local, multicast or
+                                    unspecified addresses (checked on the address connected to) */
+    const char *headers;         /* more header lines, each "Name: value\r\n" (at most 4 KiB), or NULL */
+    const char *accept_encoding; /* Accept-Encoding's value (the caller decodes the body); NULL: identity */
 };
 
 /* Is the address one that public_only refuses? */

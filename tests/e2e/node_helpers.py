@@ -10,6 +10,7 @@ kept for the tests to check.
 
 import base64
 import datetime
+import gzip
 import hashlib
 import hmac
 import http.server
@@ -80,7 +81,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         with cp.lock:
             cp.calls.append({"what": what, "time": time.time(), "query": query, "auth": self.headers.get(
-                "Authorization"), "if_none_match": self.headers.get("If-None-Match"), "body": body})
+                "Authorization"), "if_none_match": self.headers.get("If-None-Match"), "body": body,
+                             "accept_encoding": self.headers.get("Accept-Encoding")})
         if cp.fail_status:
             return self._send(cp.fail_status, {"error": {"code": "ServerError", "message": "failing on purpose"}})
         code, msg = self._auth(gateway)
@@ -104,7 +106,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(cp.delay)
         if str(gen) == inm:
             return self._send(304, headers={"ETag": '"%d"' % gen})
-        self._send(200, doc_bytes, {"ETag": '"%d"' % gen})
+        headers = {"ETag": '"%d"' % gen}
+        if cp.gzip and "gzip" in (self.headers.get("Accept-Encoding") or ""):
+            doc_bytes = gzip.compress(doc_bytes) if cp.raw is None else doc_bytes
+            headers["Content-Encoding"] = "gzip"
+        self._send(200, doc_bytes, headers)
 
     def do_GET(self):
         self._route("GET")
@@ -132,6 +138,7 @@ class FakeControlPlane:
         self.fail_status = 0
         self.force_expired = False
         self.delay = 0
+        self.gzip = False  # answer gzip when asked for it (raw bodies are sent as they are)
         self.closing = False
         self.tls = tls
         self.server = _Server(("127.0.0.1", port), _Handler)

@@ -101,7 +101,7 @@ def test_node_starts_not_ready_then_serves_the_document(backend, portico, cp, wo
     wait_for(lambda: cp.polls()[-1]["if_none_match"] == '"%d"' % gen, what="a long-poll with the generation")
     last = cp.polls()[-1]
     assert "wait=25" in last["query"] and "node=" in last["query"]
-    assert last["auth"] == cp.token()
+    assert last["auth"] == node.config["controlPlane"]["token"]
     # heartbeats: the node's status
     wait_for(lambda: any(h["generation"] == gen for h in cp.heartbeats), what="a heartbeat")
     hb = [h for h in cp.heartbeats if h["generation"] == gen][-1]
@@ -283,6 +283,24 @@ def test_hostile_documents_are_refused(backend, portico, cp, workdir, raw, messa
     wait_for(lambda: message in node.log_text(), timeout=10, what="the refusal logged")
     assert get(node) == 200
     assert m(node, "portico_control_plane_generation") == gen
+    assert node.proc.poll() is None
+
+
+def test_gzip_documents(backend, portico, cp, workdir):
+    cp.gzip = True
+    gen = cp.publish(echo_entities(backend.url))
+    node = start_node(portico, cp, workdir)
+    wait_for(synced(node, gen), what="the gzip document")
+    assert get(node) == 200
+    assert cp.polls()[0]["accept_encoding"] == "gzip"
+    # a broken gzip body, or one that would inflate past the cap: refused, the running one stays
+    import gzip as gz
+    cp.publish(raw=b"\x1f\x8b\x08\x00" + b"\x00" * 20)
+    wait_for(lambda: "a broken gzip body" in node.log_text(), timeout=10, what="the broken body refused")
+    bomb = gz.compress(b" " * (300 << 20), compresslevel=9)  # 300 MiB of spaces, about 300 KiB sent
+    cp.publish(raw=bomb)
+    wait_for(lambda: "inflates past 256 MiB" in node.log_text(), timeout=40, what="the bomb refused")
+    assert get(node) == 200 and m(node, "portico_control_plane_generation") == gen
     assert node.proc.poll() is None
 
 
