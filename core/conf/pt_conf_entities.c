@@ -789,6 +789,18 @@ const char *const pt_conf_entities_group_types[] = {"custom", "system", "externa
 
 const char *const pt_conf_entities_versioning_schemes[] = {"Segment", "Query", "Header", NULL};
 
+struct idref {
+    const char *id;
+    int index;
+};
+
+static int idref_cmp(const void *x, const void *y)
+{
+    const struct idref *a = x, *b = y;
+    int c = strcmp(a->id, b->id);
+    return c ? c : a->index - b->index;
+}
+
 static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_strlist *l = field;
@@ -799,19 +811,33 @@ static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field)
     l->v = pt_pool_calloc(cx->pool, sizeof(char *) * (size_t)(n->n ? n->n : 1));
     l->n = 0;
     bool ok = true;
+    struct idref *ids = malloc(sizeof(*ids) * (size_t)(n->n ? n->n : 1));
+    if (!ids)
+        return false;
     for (int i = 0; i < n->n; i++) {
         char *s;
         if (!pt_schema_str(cx, n->items[i], &s, false)) {
             ok = false;
             continue;
         }
-        for (int k = 0; k < l->n; k++)
-            if (!strcmp(l->v[k], s)) {
-                pt_node_error(cx->errs, n->items[i], "'%s' is listed twice", s);
-                ok = false;
-            }
+        ids[l->n] = (struct idref){s, i};
         l->v[l->n++] = s;
     }
+    /* repeats found by sorting (a product or a gateway may list tens of thousands of APIs), reported
+       on each later item in the file's order */
+    qsort(ids, (size_t)l->n, sizeof(*ids), idref_cmp);
+    bool *twice = calloc((size_t)(n->n ? n->n : 1), sizeof(bool));
+    for (int k = 1; twice && k < l->n; k++)
+        if (!strcmp(ids[k].id, ids[k - 1].id))
+            twice[ids[k].index] = true;
+    for (int i = 0; twice && i < n->n; i++)
+        if (twice[i]) {
+            pt_node_error(cx->errs, n->items[i], "'%s' is listed twice", n->items[i]->str);
+            ok = false;
+        }
+    ok = ok && twice;
+    free(twice);
+    free(ids);
     return ok;
 }
 
@@ -829,18 +855,6 @@ static bool read_protocols(struct pt_cfctx *cx, struct pt_node *n, void *field)
 }
 
 /* Reads a list of entities of `size` bytes each with `keys`; init sets defaults. */
-struct idref {
-    const char *id;
-    int index;
-};
-
-static int idref_cmp(const void *x, const void *y)
-{
-    const struct idref *a = x, *b = y;
-    int c = strcmp(a->id, b->id);
-    return c ? c : a->index - b->index;
-}
-
 #define NO_FIELD ((size_t)-1)
 
 /*
