@@ -399,7 +399,7 @@ static void test_api_checks(void **state)
     /* found by sorting: each later duplicate names the first, whatever lies between */
     expect_errors("listen: ':80'\napis:\n  - {id: a, path: x}\n  - {id: b, path: y}\nproducts:\n"
                   "  - {id: p, apis: [a, b, a, a]}\n",
-                  "t.yaml:7:22: 'a' is listed twice", "t.yaml:7:25: 'a' is listed twice", (const char *)NULL);
+                  "t.yaml:6:26: 'a' is listed twice", "t.yaml:6:29: 'a' is listed twice", (const char *)NULL);
     expect_errors("listen: ':80'\napis:\n  - {id: d, path: x}\n  - {id: a, path: y}\n  - {id: b, path: x}\n"
                   "  - {id: c, path: x}\n  - {id: a, path: z}\n",
                   "t.yaml:7:10: API id 'a' is used twice", "t.yaml:5:19: path 'x' is already used by API 'd'",
