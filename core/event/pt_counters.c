@@ -10,22 +10,10 @@
 #define NSHARDS 64
 #define NSLOTS 20
 
-struct entry {
-    char *key;
-    size_t klen;
-    uint64_t hash;
-    int kind;
-    bool persist, dirty;
-    int64_t window;  /* ms */
-    int64_t last_ms; /* last time anything was counted */
-    /* sliding: slot counts, the slot index (time / slot length) of slots[0..] ring */
-    int64_t slots[NSLOTS];
-    int64_t slot_epoch; /* absolute slot number of the newest slot */
-    /* fixed: period index and value; gauge: value */
-    int64_t period;
-    int64_t value;
-    int64_t origin; /* fixed: the first period's start (wall ms) */
-    /* across nodes (counters.redis): see pt_counters.h */
+/* What an entry keeps when counting across nodes (see pt_counters.h); apart, so that a node without
+   counters.redis pays one pointer per key. */
+struct share {
+    int64_t origin;        /* fixed: the first period's start (wall ms) */
     int64_t limit;         /* the limit of the last counted call that had one */
     int64_t lease;         /* tokens reserved in Redis, not yet used ... */
     int64_t lease_slot;    /* ... of this Redis slot or period ... */
@@ -41,6 +29,23 @@ struct entry {
     uint64_t remote_ms, remote_until;
     int64_t grace; /* admitted before the first answer */
     bool synced, asked, queued, exhausted;
+};
+
+struct entry {
+    char *key;
+    size_t klen;
+    uint64_t hash;
+    int kind;
+    bool persist, dirty;
+    int64_t window;  /* ms */
+    int64_t last_ms; /* last time anything was counted */
+    /* sliding: slot counts, the slot index (time / slot length) of slots[0..] ring */
+    int64_t slots[NSLOTS];
+    int64_t slot_epoch; /* absolute slot number of the newest slot */
+    /* fixed: period index and value; gauge: value */
+    int64_t period;
+    int64_t value;
+    struct share *sh; /* across nodes (counters.redis): made at the first shared operation */
 };
 
 /* A key on a shard's sync queue (a copy: entries move when the table grows). */
@@ -88,8 +93,10 @@ void pt_counters_free(void)
         return;
     for (int i = 0; i < NSHARDS; i++) {
         struct shard *s = &shards[i];
-        for (size_t k = 0; k < s->cap; k++)
+        for (size_t k = 0; k < s->cap; k++) {
             free(s->e[k].key);
+            free(s->e[k].sh);
+        }
         free(s->e);
         s->e = NULL;
         s->cap = s->used = 0;
@@ -136,7 +143,7 @@ static bool idle(const struct entry *e, int64_t now)
         return e->value == 0;
     if (e->persist && e->dirty)
         return false; /* not yet in the store */
-    if (e->queued || e->lease || e->pend || e->inflight || e->asked)
+    if (e->sh && (e->sh->queued || e->sh->lease || e->sh->pend || e->sh->inflight || e->sh->asked))
         return false; /* the sync thread has business with it */
     return now - e->last_ms > e->window;
 }
@@ -178,6 +185,7 @@ static struct entry *slot_for(struct shard *s, const char *key, size_t klen, uin
                 continue;
             if (idle(&old[i], now)) {
                 free(old[i].key);
+                free(old[i].sh);
                 continue;
             }
             size_t k = old[i].hash & (s->cap - 1);
@@ -278,7 +286,7 @@ int64_t pt_counters_overshoot(int64_t nodes)
 /* The sync thread is to look at e soon (and, with now_too, at once). */
 static void queue_key(struct shard *s, struct entry *e, bool now_too)
 {
-    if (!e->queued) {
+    if (!e->sh->queued) {
         if (s->nq == s->qcap) {
             size_t nc = s->qcap ? s->qcap * 2 : 16;
             struct qkey *nq = realloc(s->q, nc * sizeof(*nq));
@@ -292,7 +300,7 @@ static void queue_key(struct shard *s, struct entry *e, bool now_too)
             return;
         memcpy(k, e->key, e->klen + 1);
         s->q[s->nq++] = (struct qkey){k, e->klen};
-        e->queued = true;
+        e->sh->queued = true;
     }
     if (now_too && waker && !atomic_exchange(&wake_pending, true))
         waker();
@@ -301,21 +309,22 @@ static void queue_key(struct shard *s, struct entry *e, bool now_too)
 /* Tokens past their slot (or period) are no longer usable: they are given back to it. */
 static void expire(struct entry *e, uint64_t now)
 {
-    if (e->lease && now >= e->lease_until) {
-        if (!e->ret || e->ret_slot == e->lease_slot) { /* else an older give-back is dropped: stricter */
-            e->ret += e->lease;
-            e->ret_slot = e->lease_slot;
+    if (e->sh->lease && now >= e->sh->lease_until) {
+        if (!e->sh->ret ||
+            e->sh->ret_slot == e->sh->lease_slot) { /* else an older give-back is dropped: stricter */
+            e->sh->ret += e->sh->lease;
+            e->sh->ret_slot = e->sh->lease_slot;
         } else {
-            e->ret = e->lease;
-            e->ret_slot = e->lease_slot;
+            e->sh->ret = e->sh->lease;
+            e->sh->ret_slot = e->sh->lease_slot;
         }
-        e->lease = 0;
+        e->sh->lease = 0;
     }
-    if (e->remote_until && now >= e->remote_until) {
-        e->exhausted = false; /* room may have come back: the next refusal asks again */
+    if (e->sh->remote_until && now >= e->sh->remote_until) {
+        e->sh->exhausted = false; /* room may have come back: the next refusal asks again */
         if (e->kind == PT_COUNTER_FIXED)
-            e->remote = 0; /* a new period */
-        e->remote_until = 0;
+            e->sh->remote = 0; /* a new period */
+        e->sh->remote_until = 0;
     }
 }
 
@@ -323,7 +332,7 @@ static void expire(struct entry *e, uint64_t now)
    what it has not pushed yet. */
 static int64_t estimate(const struct entry *e)
 {
-    int64_t v = e->remote - e->lease + e->pend + e->inflight;
+    int64_t v = e->sh->remote - e->sh->lease + e->sh->pend + e->sh->inflight;
     return v > 0 ? v : 0;
 }
 
@@ -335,7 +344,7 @@ static int shared_apply(struct shard *s, struct entry *e, struct pt_counter_op *
     if (!atomic_load_explicit(&redis_up, memory_order_relaxed)) {
         /* Redis down: the local count decides; what is added is merged back when it returns */
         if (op->add > 0) {
-            e->pend += op->add;
+            e->sh->pend += op->add;
             queue_key(s, e, false);
         }
         if (op->add || decide)
@@ -343,23 +352,25 @@ static int shared_apply(struct shard *s, struct entry *e, struct pt_counter_op *
         return local_ok;
     }
     int ok = 1;
-    bool urgent = !e->synced; /* a key never synced: its first answer is wanted at once */
+    bool urgent = !e->sh->synced; /* a key never synced: its first answer is wanted at once */
     if (decide) {
-        e->limit = op->limit;
-        e->demand += op->add;
-        if (e->lease >= op->add)
-            e->lease -= op->add;
-        else if (!e->synced && e->grace + op->add <= PT_COUNTERS_GRACE) {
-            e->grace += op->add; /* before the first lease: the bounded overshoot */
-            e->pend += op->add;
+        e->sh->limit = op->limit;
+        e->sh->demand += op->add;
+        if (e->sh->lease >= op->add)
+            e->sh->lease -= op->add;
+        else if (!e->sh->synced && e->sh->grace + op->add <= PT_COUNTERS_GRACE) {
+            e->sh->grace += op->add; /* before the first lease: the bounded overshoot */
+            e->sh->pend += op->add;
         } else {
             ok = 0;
-            if (e->exhausted)
-                e->pend += op->add; /* refused by the limit across nodes: it counts, as in APIM */
-            urgent = urgent || !e->asked;
+            if (e->sh->exhausted)
+                e->sh->pend += op->add; /* refused by the limit across nodes: it counts, as in APIM (pushed
+                                           at the next turn: no hurry) */
+            else
+                urgent = urgent || !e->sh->asked; /* this node ran out, the window has room: ask now */
         }
     } else if (op->add > 0)
-        e->pend += op->add;
+        e->sh->pend += op->add;
     queue_key(s, e, urgent);
     int64_t est = estimate(e);
     if (decide)
@@ -371,7 +382,7 @@ static int shared_apply(struct shard *s, struct entry *e, struct pt_counter_op *
         if (e->kind == PT_COUNTER_FIXED)
             op->retry_ms = op->period_end_ms - (int64_t)pt_clock_wall_ms();
         else {
-            int64_t r = e->remote_retry > 0 ? e->remote_retry - (now - (int64_t)e->remote_ms) : 0;
+            int64_t r = e->sh->remote_retry > 0 ? e->sh->remote_retry - (now - (int64_t)e->sh->remote_ms) : 0;
             int64_t slot_len = e->window / NSLOTS > 0 ? e->window / NSLOTS : 1;
             op->retry_ms = r > 0 ? r : op->retry_ms > 0 ? PT_MIN(op->retry_ms, slot_len) : slot_len;
         }
@@ -422,9 +433,11 @@ int pt_counters_apply(struct pt_counter_op *op)
         e->kind = kind;
         e->window = op->window_ms > 0 ? op->window_ms : 1;
         e->slot_epoch = 0;
-        e->lease = e->remote = 0;
-        e->remote_until = 0;
-        e->exhausted = false;
+        if (e->sh) {
+            e->sh->lease = e->sh->remote = 0;
+            e->sh->remote_until = 0;
+            e->sh->exhausted = false;
+        }
     }
     e->persist = op->persist;
     op->retry_ms = 0;
@@ -496,8 +509,10 @@ int pt_counters_apply(struct pt_counter_op *op)
         op->count = e->value;
         break;
     }
-    if (shared) {
-        e->origin = op->origin_ms;
+    if (shared && !e->sh)
+        e->sh = calloc(1, sizeof(*e->sh)); /* out of memory: this key counts per node */
+    if (shared && e->sh) {
+        e->sh->origin = op->origin_ms;
         ok = shared_apply(s, e, op, now, decide, ok);
     }
     pthread_mutex_unlock(&s->mu);
@@ -522,33 +537,33 @@ size_t pt_counters_take(struct pt_counters_job *jobs, size_t max, uint64_t now, 
         for (size_t k = 0; k < s->nq; k++) {
             struct qkey q = s->q[k];
             struct entry *e = find(s, q.key, q.klen);
-            if (!e) {
+            if (!e || !e->sh) {
                 free(q.key);
                 continue;
             }
-            if (n == max || e->asked) {
+            if (n == max || e->sh->asked) {
                 s->q[keep++] = q;
                 continue;
             }
             expire(e, now);
             /* demand per interval since the last look (floored at 5 ms, so that a look right after a
                wake-up does not read a handful of calls as a flood) */
-            uint64_t span = e->rate_ms ? now - e->rate_ms : interval;
-            int64_t per = e->demand * (int64_t)interval / (int64_t)(span > 5 ? span : 5);
-            e->rate = per > e->rate ? per : (e->rate + per) / 2;
-            e->demand = 0;
-            e->rate_ms = now;
-            if (!e->rate && e->lease && (!e->ret || e->ret_slot == e->lease_slot)) {
-                e->ret += e->lease; /* no demand any more: the tokens go back for other nodes */
-                e->ret_slot = e->lease_slot;
-                e->lease = 0;
+            uint64_t span = e->sh->rate_ms ? now - e->sh->rate_ms : interval;
+            int64_t per = e->sh->demand * (int64_t)interval / (int64_t)(span > 5 ? span : 5);
+            e->sh->rate = per > e->sh->rate ? per : (e->sh->rate + per) / 2;
+            e->sh->demand = 0;
+            e->sh->rate_ms = now;
+            if (!e->sh->rate && e->sh->lease && (!e->sh->ret || e->sh->ret_slot == e->sh->lease_slot)) {
+                e->sh->ret += e->sh->lease; /* no demand any more: the tokens go back for other nodes */
+                e->sh->ret_slot = e->sh->lease_slot;
+                e->sh->lease = 0;
             }
             int64_t want = 0;
-            if (e->limit > 0 && e->rate > 0 && e->lease < e->rate)
-                want = pt_counters_want(e->rate, e->lease, e->limit);
-            if (!want && !e->pend && !e->ret && e->synced) {
-                if (!e->lease && !e->rate) {
-                    e->queued = false; /* nothing to do: off the queue until used again */
+            if (e->sh->limit > 0 && e->sh->rate > 0 && e->sh->lease < e->sh->rate)
+                want = pt_counters_want(e->sh->rate, e->sh->lease, e->sh->limit);
+            if (!want && !e->sh->pend && !e->sh->ret && e->sh->synced) {
+                if (!e->sh->lease && !e->sh->rate) {
+                    e->sh->queued = false; /* nothing to do: off the queue until used again */
                     free(q.key);
                 } else
                     s->q[keep++] = q;
@@ -559,12 +574,12 @@ size_t pt_counters_take(struct pt_counters_job *jobs, size_t max, uint64_t now, 
                                           .klen = q.klen,
                                           .kind = e->kind,
                                           .window_ms = e->window,
-                                          .origin_ms = e->origin,
-                                          .limit = e->limit,
+                                          .origin_ms = e->sh->origin,
+                                          .limit = e->sh->limit,
                                           .want = want,
-                                          .ret = e->ret,
-                                          .ret_slot = e->ret_slot,
-                                          .push = e->pend,
+                                          .ret = e->sh->ret,
+                                          .ret_slot = e->sh->ret_slot,
+                                          .push = e->sh->pend,
                                           .sent_ms = now};
             j->key = malloc(q.klen + 1);
             if (!j->key) {
@@ -573,10 +588,10 @@ size_t pt_counters_take(struct pt_counters_job *jobs, size_t max, uint64_t now, 
                 continue;
             }
             memcpy(j->key, q.key, q.klen + 1);
-            e->inflight += e->pend;
-            e->pend = 0;
-            e->ret = 0;
-            e->asked = true;
+            e->sh->inflight += e->sh->pend;
+            e->sh->pend = 0;
+            e->sh->ret = 0;
+            e->sh->asked = true;
             s->q[keep++] = q;
         }
         s->nq = keep;
@@ -591,38 +606,38 @@ void pt_counters_done(const struct pt_counters_job *job, const struct pt_counter
     struct shard *s = shard_of(h);
     pthread_mutex_lock(&s->mu);
     struct entry *e = slot_for(s, job->key, job->klen, h, false, 0);
-    if (!e || e->kind != job->kind || e->window != job->window_ms) {
+    if (!e || !e->sh || e->kind != job->kind || e->window != job->window_ms) {
         pthread_mutex_unlock(&s->mu); /* gone, or counted another way: its tokens stay counted */
         return;
     }
-    e->asked = false;
-    e->inflight -= job->push;
+    e->sh->asked = false;
+    e->sh->inflight -= job->push;
     if (!a) {
-        e->pend += job->push; /* pushed again with the next job (perhaps twice, if Redis did take it) */
+        e->sh->pend += job->push; /* pushed again with the next job (perhaps twice, if Redis did take it) */
         pthread_mutex_unlock(&s->mu);
         return;
     }
-    e->synced = true;
-    e->remote = a->total;
-    e->remote_ms = now;
+    e->sh->synced = true;
+    e->sh->remote = a->total;
+    e->sh->remote_ms = now;
     /* left < 0: a period that never ends (renewal-period 0) */
-    e->remote_until = a->left_ms < 0 ? UINT64_MAX : job->sent_ms + (uint64_t)a->left_ms;
-    e->remote_retry = a->retry_ms;
+    e->sh->remote_until = a->left_ms < 0 ? UINT64_MAX : job->sent_ms + (uint64_t)a->left_ms;
+    e->sh->remote_retry = a->retry_ms;
     if (a->granted > 0) {
-        if (e->lease && e->lease_slot != a->slot) {
-            e->ret = e->lease; /* tokens of a slot gone by: given back */
-            e->ret_slot = e->lease_slot;
-            e->lease = 0;
+        if (e->sh->lease && e->sh->lease_slot != a->slot) {
+            e->sh->ret = e->sh->lease; /* tokens of a slot gone by: given back */
+            e->sh->ret_slot = e->sh->lease_slot;
+            e->sh->lease = 0;
         }
-        e->lease += a->granted;
-        e->lease_slot = a->slot;
+        e->sh->lease += a->granted;
+        e->sh->lease_slot = a->slot;
         /* counted from when the job was sent: never past the slot's end on Redis's clock */
-        e->lease_until = e->remote_until;
+        e->sh->lease_until = e->sh->remote_until;
     }
-    e->exhausted = e->limit > 0 && a->total >= e->limit;
+    e->sh->exhausted = e->sh->limit > 0 && a->total >= e->sh->limit;
     /* the local count follows the count across nodes, so that counting per node (Redis down)
        starts from it */
-    int64_t others = a->total - e->lease;
+    int64_t others = a->total - e->sh->lease;
     if (e->kind == PT_COUNTER_SLIDING) {
         int64_t slot_len = e->window / NSLOTS > 0 ? e->window / NSLOTS : 1;
         int64_t slot = (int64_t)now / slot_len;

@@ -331,6 +331,38 @@ def test_redis_killed_mid_run_fails_nothing_and_merges_back(backend, cluster, re
         assert t.count("rate limits and quotas count across nodes") == 2  # at start, and back
 
 
+def test_redis_that_stops_answering_is_down_after_the_timeout(backend, cluster, redis_server):
+    """CLIENT PAUSE: the connection stays open, no answer comes; past counters.timeout the node counts
+    per node, and no request ever waits for Redis."""
+    r = redis_server()
+    c = cluster(backend, [{"rate-limit": {"calls": 1000, "renewal-period": 60}}], r.url, n=1,
+                timeout="200ms").start()
+    p = c.nodes[0]
+    hdr = {"Ocp-Apim-Subscription-Key": KEY}
+    assert p.request("GET", "/echo/items/1", headers=hdr)[0] == 200
+    r.pause(2.5)
+    t_pause = time.time()
+    slowest = 0.0
+    late = []
+    for _ in range(1000):
+        if time.time() > t_pause + 1.5:
+            break
+        t0 = time.monotonic()
+        st = p.request("GET", "/echo/items/1", headers=hdr)[0]
+        slowest = max(slowest, time.monotonic() - t0)
+        # within the timeout, a node whose tokens ran out refuses (stricter); past it, it counts per node
+        assert st == 200 or (st == 429 and time.time() - t_pause < 0.2 + 0.15), (st, time.time() - t_pause)
+        if time.time() - t_pause > 0.5:
+            late.append(st)
+        time.sleep(0.01)
+    assert late and set(late) == {200}
+    assert slowest < 0.15, slowest  # the request path never waits for Redis
+    m = metrics(p)
+    assert m["portico_counters_redis_up"] == 0 and m["portico_counters_redis_fallback_total"] >= 1, m
+    assert "no answer within counters.timeout" in p.log_text()
+    assert wait_for(lambda: metrics(p)["portico_counters_redis_up"] == 1, timeout=10, what="up after the pause")
+
+
 def test_redis_never_there_counts_per_node(backend, cluster, workdir):
     port = free_port()
     c = cluster(backend, [{"rate-limit": {"calls": 5, "renewal-period": 60}}], "redis://127.0.0.1:%d/0" % port,
