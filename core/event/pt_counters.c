@@ -27,7 +27,8 @@ struct share {
     int64_t remote;        /* Redis's count at the last answer */
     int64_t remote_retry;  /* sliding: Redis's time until room, at the last answer */
     uint64_t remote_ms, remote_until;
-    int64_t grace; /* admitted before the first answer */
+    int64_t credit;     /* calls admitted without a token that Redis does not know yet (unpushed + pushing) */
+    int64_t credit_new; /* ... the part not pushed yet */
     bool synced, asked, queued, exhausted;
 };
 
@@ -278,9 +279,15 @@ int64_t pt_counters_grant(int64_t want, int64_t total, int64_t limit)
     return want < most ? want : most;
 }
 
-int64_t pt_counters_overshoot(int64_t nodes)
+int64_t pt_counters_credit(int64_t limit)
 {
-    return nodes > 0 ? nodes * PT_COUNTERS_GRACE : 0;
+    int64_t c = limit / PT_COUNTERS_CREDIT_DIV;
+    return c > PT_COUNTERS_GRACE ? c : PT_COUNTERS_GRACE;
+}
+
+int64_t pt_counters_overshoot(int64_t nodes, int64_t limit)
+{
+    return nodes > 0 ? nodes * pt_counters_credit(limit) : 0;
 }
 
 /* The sync thread is to look at e soon (and, with now_too, at once). */
@@ -356,11 +363,18 @@ static int shared_apply(struct shard *s, struct entry *e, struct pt_counter_op *
     if (decide) {
         e->sh->limit = op->limit;
         e->sh->demand += op->add;
-        if (e->sh->lease >= op->add)
+        if (e->sh->lease >= op->add) {
             e->sh->lease -= op->add;
-        else if (!e->sh->synced && e->sh->grace + op->add <= PT_COUNTERS_GRACE) {
-            e->sh->grace += op->add; /* before the first lease: the bounded overshoot */
+            if (e->sh->lease < e->sh->rate / 2 && !e->sh->asked)
+                urgent = true; /* half an interval's worth left: refill before it runs out */
+        } else if (e->sh->credit + op->add <= pt_counters_credit(op->limit) &&
+                   (!e->sh->synced || estimate(e) + op->add <= op->limit / 2)) {
+            /* no token at hand (the first calls of a key, or tokens late under a burst) while the window
+               has room: a few calls on credit, pushed at the next turn -- the bounded overshoot */
+            e->sh->credit += op->add;
+            e->sh->credit_new += op->add;
             e->sh->pend += op->add;
+            urgent = urgent || !e->sh->asked;
         } else {
             ok = 0;
             if (e->sh->exhausted)
@@ -546,10 +560,10 @@ size_t pt_counters_take(struct pt_counters_job *jobs, size_t max, uint64_t now, 
                 continue;
             }
             expire(e, now);
-            /* demand per interval since the last look (floored at 5 ms, so that a look right after a
-               wake-up does not read a handful of calls as a flood) */
+            /* demand per interval since the last look (a look right after a wake-up reads a burst as
+               the rate it is; the grant rule and the give-back bound what a guess too high holds) */
             uint64_t span = e->sh->rate_ms ? now - e->sh->rate_ms : interval;
-            int64_t per = e->sh->demand * (int64_t)interval / (int64_t)(span > 5 ? span : 5);
+            int64_t per = e->sh->demand * (int64_t)interval / (int64_t)(span > 1 ? span : 1);
             e->sh->rate = per > e->sh->rate ? per : (e->sh->rate + per) / 2;
             e->sh->demand = 0;
             e->sh->rate_ms = now;
@@ -580,6 +594,7 @@ size_t pt_counters_take(struct pt_counters_job *jobs, size_t max, uint64_t now, 
                                           .ret = e->sh->ret,
                                           .ret_slot = e->sh->ret_slot,
                                           .push = e->sh->pend,
+                                          .credit = e->sh->credit_new,
                                           .sent_ms = now};
             j->key = malloc(q.klen + 1);
             if (!j->key) {
@@ -590,6 +605,7 @@ size_t pt_counters_take(struct pt_counters_job *jobs, size_t max, uint64_t now, 
             memcpy(j->key, q.key, q.klen + 1);
             e->sh->inflight += e->sh->pend;
             e->sh->pend = 0;
+            e->sh->credit_new = 0;
             e->sh->ret = 0;
             e->sh->asked = true;
             s->q[keep++] = q;
@@ -614,10 +630,12 @@ void pt_counters_done(const struct pt_counters_job *job, const struct pt_counter
     e->sh->inflight -= job->push;
     if (!a) {
         e->sh->pend += job->push; /* pushed again with the next job (perhaps twice, if Redis did take it) */
+        e->sh->credit_new += job->credit;
         pthread_mutex_unlock(&s->mu);
         return;
     }
     e->sh->synced = true;
+    e->sh->credit -= job->credit; /* in Redis's count now */
     e->sh->remote = a->total;
     e->sh->remote_ms = now;
     /* left < 0: a period that never ends (renewal-period 0) */

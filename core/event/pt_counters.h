@@ -56,8 +56,12 @@ void pt_counters_seed(const char *key, int64_t period, int64_t value);
 
 /* ---- counting across nodes (the sync thread's side) ---- */
 
-/* Calls admitted per node and key before the key's first lease (the overshoot bound's g). */
+/* Calls a node may admit under a key beyond its tokens, not yet known to Redis: at least
+   PT_COUNTERS_GRACE (the first calls of a key before its first answer), limit / PT_COUNTERS_CREDIT_DIV for
+   large limits (tokens late under a burst), and only while the count it knows is at most half the
+   limit (docs/access-policies.md: the overshoot bound). */
 #define PT_COUNTERS_GRACE 1
+#define PT_COUNTERS_CREDIT_DIV 64
 
 /* Shared counting on (Redis configured) or off; wake is called (from any thread, at most once until
    the next pt_counters_take) when a key needs its first lease, or ran out of tokens. */
@@ -77,7 +81,8 @@ struct pt_counters_job {
     int64_t want;      /* tokens to reserve */
     int64_t ret;       /* unused tokens given back ... */
     int64_t ret_slot;  /* ... to this slot or period */
-    int64_t push;      /* increments to add (refused calls, bytes, counted while down) */
+    int64_t push;      /* increments to add (refused calls, bytes, counted while down, calls on credit) */
+    int64_t credit;    /* ... of which calls admitted on credit */
     uint64_t sent_ms;  /* monotonic, when asked */
 };
 /* Redis's answer to a job. */
@@ -105,8 +110,11 @@ int64_t pt_counters_want(int64_t demand, int64_t held, int64_t limit);
    be tested): at most a quarter of the room left (at least 1), so the last tokens go out one at a
    time to whichever node needs them. */
 int64_t pt_counters_grant(int64_t want, int64_t total, int64_t limit);
-/* The most calls admitted in one window past `limit`, cluster-wide, for counted calls: nodes × g. */
-int64_t pt_counters_overshoot(int64_t nodes);
+/* The calls a node may admit on credit under a limit: max(PT_COUNTERS_GRACE, limit / 64). */
+int64_t pt_counters_credit(int64_t limit);
+/* The most calls admitted in one window past `limit`, cluster-wide, for counted calls:
+   nodes × pt_counters_credit(limit). */
+int64_t pt_counters_overshoot(int64_t nodes, int64_t limit);
 
 /* How many keys are in use (for tests and metrics). */
 size_t pt_counters_count(void);

@@ -63,9 +63,14 @@ static void test_overshoot(void **state)
 {
     (void)state;
     assert_int_equal(PT_COUNTERS_GRACE, 1);
-    assert_int_equal(pt_counters_overshoot(3), 3); /* the 3 nodes at calls 100: at most 103 */
-    assert_true(pt_counters_overshoot(5) <= 5);
-    assert_int_equal(pt_counters_overshoot(0), 0);
+    assert_int_equal(pt_counters_overshoot(3, 100), 3); /* the 3 nodes at calls 100: at most 103 */
+    assert_true(pt_counters_overshoot(5, 100) <= 5);
+    assert_int_equal(pt_counters_overshoot(0, 100), 0);
+    assert_int_equal(pt_counters_credit(1), 1);
+    assert_int_equal(pt_counters_credit(127), 1);
+    assert_int_equal(pt_counters_credit(128), 2);
+    assert_int_equal(pt_counters_credit(6400), 100);                  /* 1/64 of large limits */
+    assert_int_equal(pt_counters_overshoot(3, 1000000000), 46875000); /* 4.7 %, only in a burst (docs) */
 }
 
 static void test_answer(void **state)
@@ -270,7 +275,7 @@ static atomic_bool stop_mt;
 static void *worker(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 20000 && !atomic_load(&stop_mt); i++)
+    for (int i = 0; i < 50000000 && !atomic_load(&stop_mt); i++)
         admitted_mt += decide("mt", 500);
     return NULL;
 }
@@ -289,7 +294,8 @@ static void test_threads(void **state)
     for (int i = 0; i < 4; i++)
         pthread_create(&t[i], NULL, worker, NULL);
     uint64_t now = pt_clock_now_ms();
-    for (int i = 0; i < 2000 && fake_tokens < 499; i++) {
+    for (int i = 0, after = 0; i < 4000 && after < 50; i++) {
+        after += fake_total >= 500; /* a few turns more: the tokens held are used */
         now += 1;
         serve(jobs, pt_counters_take(jobs, 64, now, 50), now, true);
         struct timespec ts = {0, 100000};
@@ -298,9 +304,11 @@ static void test_threads(void **state)
     atomic_store(&stop_mt, true);
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
-    assert_true(admitted_mt <= 500);
-    assert_true(admitted_mt <= fake_tokens + PT_COUNTERS_GRACE);
-    assert_true(admitted_mt >= 400); /* and the window was used */
+    now += 1;
+    serve(jobs, pt_counters_take(jobs, 64, now, 50), now, true); /* the last calls on credit pushed */
+    assert_true(admitted_mt <= 500 + pt_counters_overshoot(1, 500));
+    assert_true(admitted_mt <= fake_total); /* every admission is a token or a push */
+    assert_true(admitted_mt >= 450);        /* and the window was used */
     pt_counters_share(false, NULL);
     pt_counters_free();
 }
