@@ -27,6 +27,7 @@ struct share {
     int64_t remote;        /* Redis's count at the last answer */
     int64_t remote_retry;  /* sliding: Redis's time until room, at the last answer */
     uint64_t remote_ms, remote_until;
+    uint64_t alone_until; /* Redis refused this key's script (a key of another type ...): per node until */
     int64_t credit;     /* calls admitted without a token that Redis does not know yet (unpushed + pushing) */
     int64_t credit_new; /* ... the part not pushed yet */
     bool synced, asked, queued, exhausted;
@@ -348,7 +349,7 @@ static int shared_apply(struct shard *s, struct entry *e, struct pt_counter_op *
                         int local_ok)
 {
     expire(e, (uint64_t)now);
-    if (!atomic_load_explicit(&redis_up, memory_order_relaxed)) {
+    if (!atomic_load_explicit(&redis_up, memory_order_relaxed) || (uint64_t)now < e->sh->alone_until) {
         /* Redis down: the local count decides; what is added is merged back when it returns */
         if (op->add > 0) {
             e->sh->pend += op->add;
@@ -367,10 +368,14 @@ static int shared_apply(struct shard *s, struct entry *e, struct pt_counter_op *
             e->sh->lease -= op->add;
             if (e->sh->lease < e->sh->rate / 2 && !e->sh->asked)
                 urgent = true; /* half an interval's worth left: refill before it runs out */
-        } else if (e->sh->credit + op->add <= pt_counters_credit(op->limit) &&
-                   (!e->sh->synced || estimate(e) + op->add <= op->limit / 2)) {
-            /* no token at hand (the first calls of a key, or tokens late under a burst) while the window
-               has room: a few calls on credit, pushed at the next turn -- the bounded overshoot */
+        } else if (e->sh->credit + op->add <= PT_COUNTERS_GRACE
+                       ? estimate(e) + op->add <= op->limit
+                       : e->sh->credit + op->add <= pt_counters_credit(op->limit) &&
+                             estimate(e) + op->add <= op->limit / 2) {
+            /* no token at hand (the first calls of a key, tokens late under a burst, the last ones
+               trickling one by one) while the count known has room: a call on credit -- one at a
+               time, more only while the count known is at most half the limit -- pushed at the next
+               turn: the bounded overshoot */
             e->sh->credit += op->add;
             e->sh->credit_new += op->add;
             e->sh->pend += op->add;
@@ -665,6 +670,18 @@ void pt_counters_done(const struct pt_counters_job *job, const struct pt_counter
             e->slots[slot % NSLOTS] += others - sum;
     } else if (e->period == a->slot && others > e->value)
         e->value = others;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void pt_counters_refused(const struct pt_counters_job *job, uint64_t now)
+{
+    pt_counters_done(job, NULL, now);
+    uint64_t h = pt_hash(job->key, job->klen, false);
+    struct shard *s = shard_of(h);
+    pthread_mutex_lock(&s->mu);
+    struct entry *e = slot_for(s, job->key, job->klen, h, false, 0);
+    if (e && e->sh)
+        e->sh->alone_until = now + PT_COUNTERS_ALONE_MS;
     pthread_mutex_unlock(&s->mu);
 }
 

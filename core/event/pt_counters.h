@@ -56,10 +56,10 @@ void pt_counters_seed(const char *key, int64_t period, int64_t value);
 
 /* ---- counting across nodes (the sync thread's side) ---- */
 
-/* Calls a node may admit under a key beyond its tokens, not yet known to Redis: at least
-   PT_COUNTERS_GRACE (the first calls of a key before its first answer), limit / PT_COUNTERS_CREDIT_DIV for
-   large limits (tokens late under a burst), and only while the count it knows is at most half the
-   limit (docs/access-policies.md: the overshoot bound). */
+/* Calls a node may admit under a key beyond its tokens, not yet known to Redis: PT_COUNTERS_GRACE
+   while the count it knows has room (the first calls of a key, the last tokens trickling), up to
+   limit / PT_COUNTERS_CREDIT_DIV while that count is at most half the limit (tokens late under a
+   burst) (docs/access-policies.md: the overshoot bound). */
 #define PT_COUNTERS_GRACE 1
 #define PT_COUNTERS_CREDIT_DIV 64
 
@@ -98,6 +98,10 @@ struct pt_counters_answer {
 size_t pt_counters_take(struct pt_counters_job *jobs, size_t max, uint64_t now, uint32_t interval);
 /* Redis answered a job (a NULL answer: it failed; what it pushed is pushed again later). */
 void pt_counters_done(const struct pt_counters_job *job, const struct pt_counters_answer *a, uint64_t now);
+/* Redis refused a job with an error (a key of another type under the name, a script error): the key
+   counts per node for PT_COUNTERS_ALONE_MS, then tries Redis again. */
+#define PT_COUNTERS_ALONE_MS 30000
+void pt_counters_refused(const struct pt_counters_job *job, uint64_t now);
 void pt_counters_job_free(struct pt_counters_job *job);
 /* Adds for the metrics: operations decided per node while Redis was down. */
 uint64_t pt_counters_fallbacks(void);

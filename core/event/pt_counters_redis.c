@@ -318,6 +318,8 @@ static void sync_turn(void)
         pt_io_flush(R.io);
 }
 
+static uint64_t last_odd_log; /* the last "Redis answered a sync with ..." line */
+
 /* One answer for the oldest command.  false when the connection was dropped. */
 static bool on_answer(struct cmd *c, const struct pt_redis_reply *rp)
 {
@@ -354,12 +356,19 @@ static bool on_answer(struct cmd *c, const struct pt_redis_reply *rp)
         } else {
             /* an error answer (NOSCRIPT after a SCRIPT FLUSH, a key of another type, ...) */
             atomic_fetch_add(&n_failures, 1);
-            if (rp->type == '-' && rp->len >= 8 && !memcmp(rp->str, "NOSCRIPT", 8))
+            bool noscript = rp->type == '-' && rp->len >= 8 && !memcmp(rp->str, "NOSCRIPT", 8);
+            if (noscript)
                 R.need_load = true;
-            else
-                pt_warn("counters: Redis answered a sync with %.*s", (int)PT_MIN(rp->len, 120),
+            else if (!last_odd_log || now - last_odd_log >= 30000) { /* at most one line every 30 s */
+                last_odd_log = now;
+                pt_warn("counters: Redis answered a sync with %.*s (said at most every 30 s)",
+                        (int)PT_MIN(rp->len, 120),
                         rp->str ? rp->str : "something else than the script's answer");
-            pt_counters_done(&c->job, NULL, now);
+            }
+            if (noscript)
+                pt_counters_done(&c->job, NULL, now); /* loaded again: the next turn is answered */
+            else
+                pt_counters_refused(&c->job, now); /* this key counts per node for a while */
         }
         pt_counters_job_free(&c->job);
         return true;

@@ -387,6 +387,29 @@ def test_wrong_password_is_down_and_serves(backend, cluster, redis_server):
     assert "wrong" not in p.log_text()  # the password is never logged
 
 
+def test_a_key_of_another_type_counts_per_node(backend, cluster, redis_server):
+    """Someone wrote a string under a counter's key: Redis refuses the script for it (WRONGTYPE), and
+    that key counts per node (its limit held by each node) while the others count across nodes."""
+    r = redis_server()
+    inbound = [{"rate-limit-by-key": {"calls": 3, "renewal-period": 60,
+                                      "counter-key": "@(context.request.headers['X-Client'])"}}]
+    c = cluster(backend, inbound, r.url, n=1).start()
+    p = c.nodes[0]
+    r.command("SET", redis_key("rlk|0|60|0|||odd"), "not a hash")
+
+    def get(client):
+        return p.request("GET", "/echo/items/1", headers={"Ocp-Apim-Subscription-Key": KEY,
+                                                          "X-Client": client})[0]
+    assert get("odd") == 200  # the first call, before Redis's answer
+    assert wait_for(lambda: "WRONGTYPE" in p.log_text(), timeout=5, what="the refusal logged")
+    got = [get("odd") for _ in range(4)]
+    assert got == [200, 200, 429, 429], got  # counted per node: the limit still holds
+    assert [get("fine") for _ in range(4)] == [200, 200, 200, 429]
+    assert r.command("GET", redis_key("rlk|0|60|0|||odd")) == b"not a hash"  # never overwritten
+    assert redis_sum(r, redis_key("rlk|0|60|0|||fine")) >= 3
+    assert p.log_text().count("WRONGTYPE") == 1  # said once (at most every 30 s)
+
+
 # ------------------------------------------------------ password, ACL, TLS
 
 
