@@ -68,7 +68,7 @@ struct shard {
 static struct shard shards[NSHARDS];
 static bool ready;
 
-static _Atomic bool shared_on, redis_up = true, wake_pending;
+static _Atomic bool shared_on, redis_up = true, wake_pending, releasing;
 static void (*waker)(void);
 static _Atomic uint64_t fallbacks;
 static _Atomic unsigned take_from; /* the shard pt_counters_take starts at: fair when jobs run out */
@@ -244,6 +244,13 @@ void pt_counters_share(bool on, void (*wake)(void))
 {
     waker = wake;
     atomic_store(&shared_on, on);
+    if (on)
+        atomic_store(&releasing, false);
+}
+
+void pt_counters_release(void)
+{
+    atomic_store(&releasing, true);
 }
 
 void pt_counters_set_up(bool up)
@@ -572,6 +579,8 @@ size_t pt_counters_take(struct pt_counters_job *jobs, size_t max, uint64_t now, 
             e->sh->rate = per > e->sh->rate ? per : (e->sh->rate + per) / 2;
             e->sh->demand = 0;
             e->sh->rate_ms = now;
+            if (atomic_load_explicit(&releasing, memory_order_relaxed))
+                e->sh->rate = 0; /* stopping: every token held goes back, none is asked for */
             if (!e->sh->rate && e->sh->lease && (!e->sh->ret || e->sh->ret_slot == e->sh->lease_slot)) {
                 e->sh->ret += e->sh->lease; /* no demand any more: the tokens go back for other nodes */
                 e->sh->ret_slot = e->sh->lease_slot;

@@ -69,6 +69,9 @@ void pt_counters_share(bool on, void (*wake)(void));
 /* Redis answers (true) or is down (false: every key counts per node until it answers again). */
 void pt_counters_set_up(bool up);
 bool pt_counters_is_up(void);
+/* Stopping (the workers are gone): the next pt_counters_take gives back every token held and pushes
+   what is pending, asking for nothing. */
+void pt_counters_release(void);
 
 /* What the sync thread asks Redis for one key. */
 struct pt_counters_job {

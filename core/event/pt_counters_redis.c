@@ -413,6 +413,17 @@ static void on_readable(void)
     }
 }
 
+/* Stopping: one last turn gives back the tokens held and pushes what is pending (a quota's tokens
+   would otherwise be lost until its period ends), waiting for the answers at most counters.timeout. */
+static uint64_t stop_deadline;
+
+/* After an answer while stopping: done when nothing waits any more. */
+static void stop_when_done(void)
+{
+    if (stop_deadline && (!R.count || R.state != ST_UP))
+        event_base_loopexit(R.base, NULL);
+}
+
 static void on_io(struct pt_io *io, int what, void *arg)
 {
     (void)arg;
@@ -425,6 +436,7 @@ static void on_io(struct pt_io *io, int what, void *arg)
     }
     if (what & PT_IO_READ) {
         on_readable();
+        stop_when_done();
         if (R.io != io)
             return;
     }
@@ -484,6 +496,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
     uint64_t now = pt_clock_now_ms();
+    if (stop_deadline) {
+        if (now >= stop_deadline || R.state != ST_UP)
+            event_base_loopexit(R.base, NULL);
+        return;
+    }
     if (R.state == ST_DOWN && now >= R.next_attempt)
         try_connect(now);
     else if (R.state == ST_CONNECTING && now >= R.connect_deadline)
@@ -505,7 +522,15 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
-    event_base_loopexit(R.base, NULL);
+    if (R.state != ST_UP || R.handshake) {
+        event_base_loopexit(R.base, NULL);
+        return;
+    }
+    pt_counters_release();
+    stop_deadline = pt_clock_now_ms() + R.timeout_ms;
+    sync_turn();
+    if (!R.count)
+        event_base_loopexit(R.base, NULL);
 }
 
 /* Called by the table from any thread: run a turn now. */
@@ -638,4 +663,5 @@ void pt_counters_redis_stop(void)
     free(R.sni);
     free(R.ca_file);
     memset(&R, 0, sizeof(R));
+    stop_deadline = 0;
 }

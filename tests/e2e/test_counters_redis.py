@@ -31,6 +31,7 @@ pytestmark = needs_redis
 
 KEY = "a" * 32
 NODES = 3
+FIRST_PERIOD_START_MS = -62135596800000  # quota-by-key's default first-period-start, 0001-01-01T00:00:00Z
 
 
 # ------------------------------------------------------------------ helpers
@@ -270,6 +271,23 @@ def test_quota_by_key_holds_and_survives_restarting_every_node(backend, cluster,
     # at most the bound's grace per node before its first lease
     assert again.count(200) <= NODES, again.statuses
     assert again.count(403) >= 60 - NODES
+
+
+def test_stopping_nodes_give_their_tokens_back(backend, cluster, redis_server):
+    """A quota's tokens a node holds would be out of reach until the period ends: a node that stops
+    gives them back, so that Redis then holds exactly the calls admitted."""
+    r = redis_server()
+    inbound = [{"quota-by-key": {"calls": 100000, "renewal-period": 86400,
+                                 "counter-key": "@(context.request.headers['X-Client'])"}}]
+    c = cluster(backend, inbound, r.url).start()
+    load = Load(c.nodes, per_node=3, headers={"X-Client": "back"}, total=300).start().join()
+    assert_no_failure(load)
+    assert load.count(200) == 300
+    key = redis_key("qkc|0|86400|%d|||back" % FIRST_PERIOD_START_MS)
+    held = redis_sum(r, key)
+    assert held >= 300  # the calls, and the tokens the nodes hold ahead
+    assert c.stop() == [0] * NODES
+    assert redis_sum(r, key) == 300, (held, redis_sum(r, key))
 
 
 def test_quota_per_subscription_survives_restarts(backend, cluster, redis_server):
