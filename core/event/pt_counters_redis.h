@@ -34,8 +34,8 @@
 /* Starts the thread when cf->redis.redis is set (at start; no-op otherwise).  false with a message
    when it cannot start (the counters then stay per node). */
 bool pt_counters_redis_start(const struct pt_counters_cf *cf, char *err, size_t errlen);
-/* Stops the thread (at exit).  Tokens reserved are counted in Redis already; increments not yet
-   pushed (refused calls, bytes of the last interval) are not. */
+/* Stops the thread (at exit, the workers gone): a last turn gives back the tokens held and pushes
+   what is pending, waiting for Redis at most counters.timeout. */
 void pt_counters_redis_stop(void);
 
 /* The script's answer, a bulk "granted total slot left_ms retry_ms" (pure; fuzzed): false when it
