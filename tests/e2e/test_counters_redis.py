@@ -428,6 +428,80 @@ def test_a_key_of_another_type_counts_per_node(backend, cluster, redis_server):
     assert p.log_text().count("WRONGTYPE") == 1  # said once (at most every 30 s)
 
 
+class HostileRedis:
+    """A server that speaks just enough RESP to be taken for Redis, then answers the script with
+    `answer` (bytes): lies, broken framing, huge lengths."""
+
+    def __init__(self, answer):
+        import socket as _s
+        self.answer = answer
+        self.sock = _s.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        for _ in range(100000):
+            if self.stop.is_set():
+                break
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
+
+    def _conn(self, conn):
+        conn.settimeout(5)
+        buf = b""
+        try:
+            for _ in range(10000):
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                # one answer per command (each starts with '*'): SCRIPT LOAD gets a sha, the rest the lie
+                while b"*" in buf and buf.count(b"\r\n") >= 1:
+                    n = buf.count(b"*")
+                    for _ in range(n):
+                        conn.sendall(b"$40\r\n" + b"0" * 40 + b"\r\n" if b"LOAD" in buf else self.answer)
+                    buf = b""
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("answer,said", [
+    (b"$9\r\n1 2 3 4 x\r\n", "Redis answered a sync with"),      # not the script's five integers
+    (b"$23\r\n999999 0 0 1000 0 0 0 0\r\n", "Redis answered a sync with"),  # too many
+    (b"*2\r\n:1\r\n:2\r\n", "a broken answer"),                   # an array
+    (b"$99999999999\r\n", "a broken answer"),                        # a length past anything
+    (b":5\r\n", "Redis answered a sync with"),                      # an integer
+])
+def test_a_hostile_redis_never_fails_a_request(backend, cluster, answer, said):
+    h = HostileRedis(answer)
+    try:
+        c = cluster(backend, [{"rate-limit": {"calls": 3, "renewal-period": 60}}],
+                    "redis://127.0.0.1:%d/0" % h.port, n=1).start(wait_up=False)
+        p = c.nodes[0]
+        hdr = {"Ocp-Apim-Subscription-Key": KEY}
+        assert p.request("GET", "/echo/items/1", headers=hdr)[0] == 200
+        assert wait_for(lambda: said in p.log_text(), timeout=5, what=said), p.log_text()[-1500:]
+        got = [p.request("GET", "/echo/items/1", headers=hdr)[0] for _ in range(4)]
+        assert got == [200, 200, 429, 429], got  # counted per node: never more than the limit
+        assert p.proc.poll() is None
+    finally:
+        h.close()
+
+
 # ------------------------------------------------------ password, ACL, TLS
 
 
