@@ -667,6 +667,10 @@ void pt_counters_done(const struct pt_counters_job *job, const struct pt_counter
         e->sh->lease_until = e->sh->remote_until;
     }
     e->sh->exhausted = e->sh->limit > 0 && a->total >= e->sh->limit;
+    /* calls came while this job was out and the grant did not cover them: the next at once */
+    if (a->granted > 0 && !e->sh->exhausted && e->sh->demand > 0 && e->sh->lease < e->sh->rate / 2 + 1 &&
+        waker && !atomic_exchange(&wake_pending, true))
+        waker();
     /* the local count follows the count across nodes, so that counting per node (Redis down)
        starts from it */
     int64_t others = a->total - e->sh->lease;
