@@ -17,7 +17,6 @@ import hashlib
 import http.client
 import os
 import re
-import signal
 import threading
 import time
 
