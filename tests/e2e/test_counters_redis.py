@@ -98,6 +98,10 @@ def cluster(workdir):
         for p in c.nodes:
             if p.proc is not None and p.proc.poll() is None:
                 assert p.stop() == 0, p.log_text()[-2000:]
+            if p.proc is not None and p.proc.stderr:
+                err = p.proc.stderr.read().decode(errors="replace")
+                assert "AddressSanitizer" not in err and "runtime error:" not in err, err
+                assert "LeakSanitizer" not in err, err
         c.check_logs()
 
 
