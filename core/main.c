@@ -29,6 +29,7 @@
 #include "event/pt_breaker.h"
 #include "event/pt_cache.h"
 #include "event/pt_counters.h"
+#include "event/pt_counters_redis.h"
 #include "event/pt_health.h"
 #include "event/pt_metrics.h"
 #include "event/pt_redis.h"
@@ -1085,6 +1086,9 @@ int main(int argc, char **argv)
     pt_metrics_init(nworkers, (int)g->conf->metrics.max_series);
     pt_metrics_collector(metrics_node, NULL);
     pt_metrics_collector(pt_cache_metrics, NULL);
+    char cerr[256];
+    if (!pt_counters_redis_start(&g->conf->counters, cerr, sizeof(cerr))) /* counters across nodes (C) */
+        pt_warn("%s: rate limits and quotas count per node", cerr);
     pt_breaker_init(); /* backends' state on /metrics */
     atomic_store(&pt_metrics_enabled, g->conf->metrics.enabled);
     pt_metrics_set(pt_metrics_core[PT_MC_CONFIG_GENERATION], PT_METRICS_CONTROL, 0, (int64_t)g->serial);
@@ -1164,6 +1168,7 @@ int main(int argc, char **argv)
         event_free(quota_timer);
     if (redis_timer)
         event_free(redis_timer);
+    pt_counters_redis_stop(); /* the workers are gone: nothing counts any more */
     flush_counters();
     pt_analytics_stop(); /* what the workers counted, before the store closes */
     event_base_free(ctl_base);

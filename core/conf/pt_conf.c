@@ -1483,6 +1483,49 @@ static const struct pt_cfkey cache_keys[] = {
     {0},
 };
 
+/* --------------------------------------------------------------- counters */
+
+static const struct pt_cfkey counters_tls_keys[] = {
+    {"caFile", PT_CT_STR, offsetof(struct pt_conf, counters.redis.ca_file), PT_CF_PATH,
+     .def = "the system store",
+     .doc = "CA bundle (PEM) that the Redis server's certificate is checked against."},
+    {"verify", PT_CT_BOOL, offsetof(struct pt_conf, counters.redis.verify), 0, .def = "`true`",
+     .doc = "Check the server's certificate chain and that it names the host (or `serverName`)."},
+    {"serverName", PT_CT_STR, offsetof(struct pt_conf, counters.redis.server_name), 0,
+     .def = "the URL's host", .doc = "The name sent as SNI and checked in the certificate."},
+    {0},
+};
+
+static const struct pt_cfkey counters_keys[] = {
+    {"redis", PT_CT_CUSTOM, offsetof(struct pt_conf, counters.redis.redis), 0, .fn = read_redis_url,
+     .form = "`redis://[user:password@]host:port/db` or `rediss://...`", .def = "none (counters per node)",
+     .doc =
+         "Counts `rate-limit`, `rate-limit-by-key`, `quota` and `quota-by-key` across every node that names "
+         "the same Redis server: a thread of each node reserves tokens there in batches and the requests "
+         "are admitted against them, never waiting for Redis. See [access-policies.md](access-policies.md#"
+         "counting-across-nodes). Read at start."},
+    {"username", PT_CT_STR, offsetof(struct pt_conf, counters.redis.username), 0, .def = "the URL's",
+     .doc = "The Redis ACL user (Redis 6 and later: `AUTH username password`)."},
+    {"password", PT_CT_STR, offsetof(struct pt_conf, counters.redis.password), 0, .def = "the URL's",
+     .doc = "The Redis password (`AUTH`), rather than in the URL."},
+    {"tls", PT_CT_MAP, 0, 0, .sub = counters_tls_keys, .doc = "TLS towards Redis (`rediss://`)."},
+    {"syncInterval", PT_CT_MS, offsetof(struct pt_conf, counters.sync_interval), 0, 5, 1000, .def = "`50ms`",
+     .doc =
+         "The time between two rounds of the sync thread (leases renewed, unused tokens given back, counts "
+         "pushed); a key that needs its first lease, or ran out, is served at once. It enters the "
+         "overshoot bound (access-policies.md)."},
+    {"connectTimeout", PT_CT_MS, offsetof(struct pt_conf, counters.redis.connect_timeout), 0, 1, 60000,
+     .def = "`1s`",
+     .doc = "The longest a connection to Redis (TCP, TLS, `AUTH`, `SELECT`) may take; failed ones are tried "
+            "again, backing off from 100 ms up to 2 s, while the counters count per node."},
+    {"timeout", PT_CT_MS, offsetof(struct pt_conf, counters.redis.command_timeout), 0, 1, 60000,
+     .def = "`250ms`",
+     .doc =
+         "The longest the sync thread waits for Redis's answer; past it Redis counts as down (counting per "
+         "node, merged back when it answers again). Requests never wait for it."},
+    {0},
+};
+
 /* ---------------------------------------------------------- control plane */
 
 /* "http(s)://host:port" (an optional trailing '/' dropped), nothing after the authority: the control
@@ -1772,6 +1815,9 @@ static const struct pt_cfkey top_keys[] = {
     {"cache", PT_CT_MAP, 0, 0, .sub = cache_keys,
      .doc = "The caches of `cache-lookup`, `cache-store` and the value policies: the internal store and "
             "Redis; see [caching.md](caching.md)."},
+    {"counters", PT_CT_MAP, 0, 0, .sub = counters_keys,
+     .doc = "Rate limits and quotas counted across nodes through Redis; see "
+            "[access-policies.md](access-policies.md#counting-across-nodes)."},
     {"controlPlane", PT_CT_MAP, 0, 0, .sub = cp_keys,
      .doc = "Makes this process a gateway node of a control plane: its entities come from there, its file "
             "holds settings only; see [Gateway nodes](#gateway-nodes) and [gateways.md](gateways.md)."},
@@ -1858,6 +1904,10 @@ static void set_defaults(struct pt_conf *cf)
     cf->cache.verify = true;
     cf->cp.heartbeat = 5;
     cf->cp.poll_wait = 25;
+    cf->counters.sync_interval = 50;
+    cf->counters.redis.connect_timeout = 1000;
+    cf->counters.redis.command_timeout = 250;
+    cf->counters.redis.verify = true;
 }
 
 /* "0.0.0.0:8000" -> "127.0.0.1:8000", "[::]:8000" -> "[::1]:8000", ":8000" -> "127.0.0.1:8000": a
@@ -1874,11 +1924,10 @@ static char *reachable_address(struct pt_pool *pool, const char *listen)
     return pt_pool_strdup(pool, listen);
 }
 
-/* The cache's checks across keys. */
-static void cache_finish(struct pt_conf *cf, struct pt_cfctx *cx)
+/* The Redis settings' checks across keys (cache, counters). */
+static void redis_finish(struct pt_conf *cf, struct pt_cfctx *cx, const char *section, struct pt_cache_cf *c)
 {
-    struct pt_node *cn = pt_node_get(cf->root, "cache");
-    struct pt_cache_cf *c = &cf->cache;
+    struct pt_node *cn = pt_node_get(cf->root, section);
     if (!cn)
         return;
     if (pt_node_get(cn, "tls") && c->redis && !c->tls)
@@ -1891,7 +1940,7 @@ static void cache_finish(struct pt_conf *cf, struct pt_cfctx *cx)
     if (!c->redis && (pt_node_get(cn, "username") || pt_node_get(cn, "password")))
         pt_node_error(cx->errs,
                       pt_node_get(cn, "password") ? pt_node_get(cn, "password") : pt_node_get(cn, "username"),
-                      "a Redis password or user name without cache.redis");
+                      "a Redis password or user name without %s.redis", section);
 }
 
 /* The portal's derived settings: HTTPS, its default URLs and outbox. */
@@ -1969,7 +2018,8 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
         cf->mgmt.tls.address = cf->mgmt.listen;
     }
     portal_finish(cf, &cx);
-    cache_finish(cf, &cx);
+    redis_finish(cf, &cx, "cache", &cf->cache);
+    redis_finish(cf, &cx, "counters", &cf->counters.redis);
     cp_finish(cf, &cx);
     cf->telemetry.on = cf->telemetry.enabled && pt_node_get(root, "telemetry") != NULL;
     if (cf->telemetry.endpoint && !cf->telemetry.metrics_endpoint) {

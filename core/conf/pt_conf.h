@@ -458,6 +458,14 @@ struct pt_cp_cf {
     struct pt_node *node;
 };
 
+/* counters: rate limits and quotas counted across nodes through Redis (docs/access-policies.md,
+   "Counting across nodes").  The Redis part is the cache's (same URL reader and TLS keys):
+   commandTimeout is `timeout`, memory and maxEntry are unused.  Read at start only. */
+struct pt_counters_cf {
+    struct pt_cache_cf redis; /* redis.redis NULL: counters are per node */
+    uint32_t sync_interval;   /* ms between two rounds of leases and pushes */
+};
+
 struct pt_lua_limits {
     uint32_t timeout;         /* per call, ms */
     uint64_t memory;          /* per worker state, bytes */
@@ -517,6 +525,7 @@ struct pt_conf {
     struct pt_portal_cf portal;
     struct pt_cache_cf cache;
     struct pt_cp_cf cp;
+    struct pt_counters_cf counters;
 };
 
 /* An address range: family AF_INET or AF_INET6, network bytes, prefix bits. */

@@ -130,8 +130,7 @@ ssize_t pt_redis_parse(const char *p, size_t n, size_t max_bulk, struct pt_redis
     }
 }
 
-/* Appends a command: an array of bulk strings. */
-static void encode(struct evbuffer *out, int argc, const pt_bytes *argv)
+void pt_redis_encode(struct evbuffer *out, int argc, const pt_bytes *argv)
 {
     evbuffer_add_printf(out, "*%d\r\n", argc);
     for (int i = 0; i < argc; i++) {
@@ -619,7 +618,7 @@ static void on_connected(struct client *c)
         if (r->user)
             a[n++] = (pt_bytes){r->user, strlen(r->user)};
         a[n++] = (pt_bytes){r->pass, strlen(r->pass)};
-        encode(out, n, a);
+        pt_redis_encode(out, n, a);
         hs[nhs++] = calloc(1, sizeof(struct cmd));
         if (hs[nhs - 1])
             hs[nhs - 1]->kind = CMD_AUTH;
@@ -628,7 +627,7 @@ static void on_connected(struct client *c)
         char db[16];
         int n = snprintf(db, sizeof(db), "%d", r->db);
         pt_bytes a[2] = {{"SELECT", 6}, {db, (size_t)n}};
-        encode(out, 2, a);
+        pt_redis_encode(out, 2, a);
         hs[nhs++] = calloc(1, sizeof(struct cmd));
         if (hs[nhs - 1])
             hs[nhs - 1]->kind = CMD_SELECT;
@@ -1009,7 +1008,7 @@ int pt_redis_get(struct event_base *base, int worker, pt_bytes key, pt_redis_get
         return 0;
     }
     pt_bytes a[2] = {{"GET", 3}, k};
-    encode(out, 2, a);
+    pt_redis_encode(out, 2, a);
     struct cmd *cmd = push_cmd(c, CMD_GET);
     if (!cmd) {
         /* the bytes are queued: the answer will find no command, so the connection must go */
@@ -1038,7 +1037,7 @@ static int send_simple(struct client *c, int kind, int argc, pt_bytes *a, size_t
             bump(&c->st->skipped);
         return -1;
     }
-    encode(out, argc, a);
+    pt_redis_encode(out, argc, a);
     if (!push_cmd(c, kind)) {
         /* the bytes are queued: the answer would find no command, so the connection must go */
         drop_conn(c, true);

@@ -61,6 +61,10 @@ struct pt_redis_reply {
  * miss, not a broken connection); one over PT_REDIS_BULK_ABSURD is refused.
  */
 ssize_t pt_redis_parse(const char *p, size_t n, size_t max_bulk, struct pt_redis_reply *r);
+/* Appends a command: an array of bulk strings (the writer of this client and of the counters' sync
+   thread, event/pt_counters_redis.c). */
+struct evbuffer;
+void pt_redis_encode(struct evbuffer *out, int argc, const pt_bytes *argv);
 
 /* ---- the node's settings (control thread) ---- */
 

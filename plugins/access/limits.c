@@ -149,17 +149,25 @@ int64_t limits_wait_for_room(const struct pt_api *api, struct pt_counter_op *op,
 }
 
 /* Adds `n` to a counter whatever its limit (a refused call counts too, as in
-   APIM) and returns the count; with `limit`, *retry_ms says when the next
-   call would fit again. */
+   APIM) and returns the count, past `limit` when the call is refused; with
+   `limit`, *retry_ms says when the next call would fit again.  One operation
+   decides and counts (PT_COUNTER_COUNT_REFUSED): with counters.redis the
+   decision is this node's tokens, not a count another node may be adding to. */
 int64_t limits_count_call(const struct pt_api *api, struct pt_counter_op *op, int64_t n, int64_t limit,
                           int64_t *retry_ms)
 {
+    int kind = op->kind & PT_COUNTER_KIND_MASK;
+    bool decide = n > 0 && limit > 0;
     op->add = n;
-    op->limit = 0;
-    api->counter(op);
+    op->limit = decide ? limit : 0;
+    op->kind = kind | (decide ? PT_COUNTER_COUNT_REFUSED : 0);
+    int admitted = api->counter(op);
+    op->kind = kind;
     int64_t count = op->count;
+    if (decide && !admitted && count <= limit)
+        count = limit + 1; /* refused by the node's tokens while the count it knows has room */
     if (retry_ms && count > limit)
-        *retry_ms = limits_wait_for_room(api, op, limit);
+        *retry_ms = decide && op->retry_ms > 0 ? op->retry_ms : limits_wait_for_room(api, op, limit);
     return count;
 }
 

@@ -55,6 +55,10 @@
  *                    PT_FACT_USER_GROUPS, PT_FACT_BUFFER_SIZE and
  *                    PT_FACT_WORKSPACE_ID; the policy flag
  *                    PT_POLICY_HTTP_SEND.
+ *   1.8  2026-12-06  the counter flag PT_COUNTER_COUNT_REFUSED (a call
+ *                    counted whether its limit admits it or not, decided
+ *                    in the same operation: what counters.redis's leases
+ *                    need to know).
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -67,7 +71,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 7
+#define PT_ABI_MINOR 8
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -173,6 +177,13 @@ typedef enum pt_header_mode {
 
 /* Node-wide counters (ABI 1.1), shared by every worker; see api->counter. */
 enum { PT_COUNTER_SLIDING = 0, PT_COUNTER_FIXED = 1, PT_COUNTER_GAUGE = 2 };
+/* A flag on kind (ABI 1.8), with limit > 0 and add > 0: the addition is made even when it passes
+   the limit (APIM counts refused calls too), and the result says whether the call is admitted.
+   With counters.redis a node admits such a call only against tokens it reserved in Redis, so the
+   limit holds across nodes (docs/access-policies.md); without the flag, an addition past the
+   limit is not made, and an addition without a limit is counted as it comes. */
+#define PT_COUNTER_COUNT_REFUSED 0x100
+#define PT_COUNTER_KIND_MASK 0xff
 
 struct pt_counter_op {
     pt_bytes key;
