@@ -315,7 +315,7 @@ def test_bad_expired_and_regenerated_tokens_are_refused_clearly(gw):
     cp.assign("edge", "echo")
     keys = cp.keys("edge")
     forged = make_token("edge", "not-the-key", now_utc() + datetime.timedelta(days=1))
-    expired = make_token("edge", keys["primary"], now_utc() - datetime.timedelta(hours=1))
+    expired = make_token("edge", keys["secondary"], now_utc() - datetime.timedelta(hours=1))  # a key that stays
     old = cp.token("edge", "primary")
     cp.regenerate("edge", "primary")
     fresh = cp.token("edge", "primary")
@@ -911,6 +911,7 @@ def test_environment_overrides_the_file(gw, workdir):
 
 def test_https_control_plane_checks_the_certificate(gw, workdir):
     from tls_helpers import Pki
+    os.makedirs(os.path.join(workdir, "pki"))
     pki = Pki(os.path.join(workdir, "pki"))
     cert, key = pki.leaf("mgmt", "localhost", sans=("DNS:localhost", "IP:127.0.0.1"))
     cp = gw.control_plane(tls=(cert, key, pki.ca))
@@ -928,8 +929,8 @@ def test_https_control_plane_checks_the_certificate(gw, workdir):
     # --ca-file on the command line wins over the file's caFile
     fixed = gw.node(token, node_id="flag", ca_file=pki.other_ca, extra_args=["--ca-file", pki.ca], wait=False)
     fixed.wait_ready()
-    names = {x["id"] for x in cp.nodes("edge")}
-    assert "trusting" in names and "flag" in names and "system" not in names and "other-ca" not in names
+    wait_for(lambda: {x["id"] for x in cp.nodes("edge")} == {"trusting", "flag"}, timeout=5,
+             what="the two trusting nodes listed, and only them")
 
 
 # --------------------------------------------------- management API and roles
