@@ -347,6 +347,40 @@ def test_bad_expired_and_regenerated_tokens_are_refused_clearly(gw):
     wait_for(lambda: [x["id"] for x in cp.nodes("edge")] == ["good"], timeout=5, what="only the good node listed")
 
 
+def test_a_token_near_its_expiry_is_warned_about(gw):
+    cp = gw.control_plane()
+    token = gw.gateway("edge", apis=["echo"], days=1)
+    n = gw.node(token, metrics_port=free_port())
+    left = n.metric("portico_gateway_token_expiry_seconds")
+    assert left is not None and 23 * 3600 < left <= 24 * 3600 + 60, left
+    wait_for(lambda: "expires in" in n.log_text(), timeout=5, what="the warning in the log")
+    far = gw.node(cp.token("edge", days=20), metrics_port=free_port())
+    assert far.metric("portico_gateway_token_expiry_seconds") > 19 * 86400
+    assert "expires in" not in far.log_text()
+
+
+def test_a_token_that_expires_while_the_node_runs_stops_syncing_not_serving(gw):
+    """Slow (up to 80 s): tokens expire on whole minutes."""
+    cp = gw.control_plane(apis=("echo", "other"))
+    cp.create_gateway("edge")
+    cp.assign("edge", "echo")
+    now = now_utc()
+    at = now.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
+    if (at - now).total_seconds() < 20:
+        at += datetime.timedelta(minutes=1)
+    out = cp.ok("POST", "gateways/edge/generateToken", {"keyType": "primary",
+                                                          "expiry": at.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    n = gw.node(out["value"], metrics_port=free_port())
+    assert n.status("/echo/x") == 200
+    time.sleep(max(0.0, (at - now_utc()).total_seconds()) + 2)
+    wait_for(lambda: "expired" in n.log_text(), timeout=10, what="the node to say its token expired")
+    cp.assign("edge", "other")
+    time.sleep(3)  # absence: the node no longer syncs (it tries once a minute)
+    assert n.status("/other/x") == 404
+    assert n.status("/echo/x") == 200 and n.ready()
+    assert n.metric("portico_gateway_token_expiry_seconds") <= 0
+
+
 def test_a_running_node_whose_key_is_regenerated_keeps_serving_but_stops_syncing(gw):
     cp, token, (n,) = one_gateway(gw, apis=("echo", "other"), count=1)
     cp.regenerate("edge", "primary")
