@@ -415,6 +415,9 @@ def test_a_rotated_token_file_is_read_again(gw, workdir):
     figure("resync after the token file was rotated", time.monotonic() - t0)
 
 
+@pytest.mark.xfail(reason="open (B, NOTES-14 19:12): the backup is re-sealed only with the next generation, so after a "
+                          "token rotation a restart during an outage cannot read it; docs/gateways.md says so",
+                   strict=False)
 def test_a_backup_written_before_a_token_rotation_still_starts_the_node(gw, workdir):
     """The backup's key comes from the token: after the token file is rotated
     (no change of configuration meanwhile), a restart during an outage must
