@@ -529,6 +529,38 @@ def test_heartbeats_are_checked_and_the_node_table_is_bounded(gw):
     assert cp.call("GET", "gateways")[0] == 200  # the control plane is fine
 
 
+def test_sync_endpoints_refuse_bad_parameters_and_keep_the_log_clean(gw):
+    cp = gw.control_plane()
+    token = gw.gateway("edge", apis=["echo"])
+    conf = "/management/gateways/edge/configuration?"
+    for q in ("wait=61", "wait=-1", "wait=abc", "wait=1.5", "wait=0&node=" + "n" * 300):
+        st, _, body = cp.sync("GET", conf + q, token, timeout=10)
+        assert st == 400, (q[:40], st, body[:200])
+    assert cp.sync("POST", conf + "wait=0", token)[0] == 405
+    assert cp.sync("GET", "/management/gateways/edge/heartbeat", token)[0] == 405
+    # heartbeats: bounded, shaped, no NUL
+    st, _, _ = cp.raw("POST", "/management/gateways/edge/heartbeat", b"{" + b" " * (9 << 20) + b"}",
+                      {"Authorization": token, "Content-Type": "application/json"})
+    assert st == 413
+    hb = {"nodeId": "n1", "version": "v", "generation": 0, "hostname": "h", "listen": [], "configError": None}
+    for bad in (dict(hb, nodeId=""), dict(hb, nodeId="x" * 300), dict(hb, generation=-1), dict(hb, generation="1"),
+                dict(hb, listen="0.0.0.0:8080"), dict(hb, nodeId="a\u0000b"), [hb]):
+        st, _, body = cp.sync("POST", "/management/gateways/edge/heartbeat", token, bad)
+        assert st == 400, (str(bad)[:80], st, body[:200])
+    assert cp.nodes("edge") == []
+    # a refused request's node name cannot write lines of its own into the control plane's log
+    forged = make_token("edge", "wrong", now_utc() + datetime.timedelta(days=1))
+    st, _, _ = cp.sync("GET", conf + "wait=0&node=evil%0a2026-01-01T00:00:00.000Z%20[error]%20FORGED%1b[31m", forged)
+    assert st == 401
+    st, _, _ = cp.sync("POST", "/management/gateways/edge/heartbeat", forged, dict(hb, nodeId="x\n2026 [error] FORGED2"))
+    assert st == 401
+    wait_for(lambda: "evil" in cp.log_text(), timeout=5, what="the refusal logged")
+    for line in cp.log_text().splitlines():
+        assert not line.startswith("2026-01-01T00:00:00.000Z"), line
+        assert "FORGED" not in line or line.startswith(time.strftime("%Y-")), line
+        assert "\x1b" not in line, repr(line)
+
+
 def test_the_configuration_document_is_filtered_for_the_gateway(gw):
     cp = gw.control_plane(apis=("echo", "other"))
     token = gw.gateway("edge", apis=["echo"])
