@@ -427,25 +427,34 @@ static const char *run_key(const struct pt_conf *file)
  * the node's file settings plus them.  The transaction is left open as in
  * build_running.
  */
+static json_t *node_entities; /* the entity lists of the document the node serves (control thread) */
+
 static struct pt_gen *node_build(const struct pt_conf *file, const json_t *entities, struct pt_errors *errs)
 {
-    const char *key = run_key(file);
+    /* the generation comes straight from the document: writing tens of thousands of entities into the
+       in-memory store (each key sealed) only to read them back cost as much as the build itself; the
+       store stays open for what it also keeps (counters, analytics) and for the transaction callers
+       expect */
     if (!pt_store_begin(store)) {
         pt_node_errors_add(errs, "store: %s", pt_store_error(store));
         return NULL;
     }
-    bool ok = true;
-    if (entities) {
-        struct pt_conf *doc = pt_model_parse_doc(file, entities, NULL, "control plane", errs);
-        ok = doc && pt_model_apply_file(store, doc, key, errs); /* the document owns every entity */
+    json_t *none = NULL;
+    const json_t *use = entities ? entities : node_entities ? node_entities : (none = json_object());
+    struct pt_conf *doc = pt_model_parse_doc(file, use, NULL, "control plane", errs);
+    json_decref(none);
+    struct pt_gen *g = doc ? pt_gen_build(doc, errs) : NULL;
+    if (doc && !g)
         pt_conf_free(doc);
-    }
-    struct pt_gen *g = NULL;
-    struct pt_conf *merged = ok ? pt_model_build(store, file, key, errs) : NULL;
-    if (merged && !(g = pt_gen_build(merged, errs)))
-        pt_conf_free(merged);
-    if (!g)
+    if (!g) {
         pt_store_rollback(store);
+        return NULL;
+    }
+    if (entities && entities != node_entities) {
+        json_t *old = node_entities;
+        node_entities = json_incref((json_t *)entities);
+        json_decref(old);
+    }
     return g;
 }
 
@@ -1183,6 +1192,7 @@ int main(int argc, char **argv)
     }
     pt_plugin_unload();
     pt_conf_free(file_conf);
+    json_decref(node_entities);
     pt_store_close(store);
     pt_counters_free();
     pt_cache_node_free();
