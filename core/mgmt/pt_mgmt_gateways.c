@@ -52,8 +52,10 @@
 #define TOKEN_AHEAD_MAX (30 * 86400)
 /* Heartbeat interval assumed until two heartbeats have been seen (s). */
 #define HEARTBEAT_DEFAULT 5
-/* Refusals logged once per (gateway, node, reason) and minute; this many remembered. */
+/* Refusals logged once per (peer address, gateway, reason) and minute, this many keys remembered, and
+   at most this many refusal lines a minute in all (one more then tells how many were not logged). */
 #define REFUSALS_MAX 256
+#define REFUSAL_LINES_MAX 20
 /* The largest heartbeat (an analytics batch included) taken. */
 #define HEARTBEAT_BODY_MAX ((size_t)8 << 20)
 
@@ -403,26 +405,62 @@ static void send_not_modified(struct evhttp_request *r, struct gw *g)
 /* ------------------------------------------------------------- refusals */
 
 static struct {
-    char key[PT_GWTOKEN_ID_MAX + 1 + 257 + 64 + 16];
+    char key[PT_GWTOKEN_ID_MAX + 1 + 64 + 16];
     int64_t at_ms;
 } refusals[REFUSALS_MAX];
 
-/* Logs a refusal once per (gateway, node, reason) and minute. */
+/* The global budget: at most REFUSAL_LINES_MAX refusal lines per minute, whatever the keys; the rest
+   are counted and their number logged in one line when the minute ends (a timer). */
+static int64_t refusal_window_ms; /* the start of the current minute of lines */
+static int refusal_lines;         /* logged in it */
+static long long refusals_unlogged;
+static struct event *refusal_summary;
+
+static void on_refusal_summary(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    if (refusals_unlogged)
+        pt_warn(
+            "gateways: %lld refused sync requests not logged in the last minute (at most %d lines a minute)",
+            refusals_unlogged, REFUSAL_LINES_MAX);
+    refusals_unlogged = 0;
+}
+
+/* May one more refusal line be written this minute?  Counts it when not. */
+static bool refusal_budget(int64_t now)
+{
+    if (now - refusal_window_ms >= 60000) {
+        refusal_window_ms = now;
+        refusal_lines = 0;
+    }
+    if (refusal_lines < REFUSAL_LINES_MAX) {
+        refusal_lines++;
+        return true;
+    }
+    if (refusals_unlogged++ == 0 &&
+        base) { /* the first one held back: its count is told at the minute's end */
+        if (!refusal_summary)
+            refusal_summary = evtimer_new(base, on_refusal_summary, NULL);
+        struct timeval tv = {(time_t)((refusal_window_ms + 60000 - now) / 1000) + 1, 0};
+        if (refusal_summary)
+            evtimer_add(refusal_summary, &tv);
+    }
+    return false;
+}
+
+/* Logs a refusal once per (peer address, gateway, reason) and minute, within the global budget.  The
+   node (?node=) and the path's gateway are the client's choice: the node is only told, never part of
+   the key, and a gateway id that is not a valid one is logged as such, not echoed. */
 static void log_refusal(struct evhttp_request *r, const char *gateway, const char *why)
 {
-    const char *node = NULL;
-    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r);
-    struct evkeyvalq q;
-    bool hq = evhttp_uri_get_query(u) && evhttp_parse_query_str(evhttp_uri_get_query(u), &q) == 0;
-    if (hq)
-        node = evhttp_find_header(&q, "node");
     char *peer = NULL;
     ev_uint16_t port = 0;
     struct evhttp_connection *c = evhttp_request_get_connection(r);
     if (c)
         evhttp_connection_get_peer(c, &peer, &port);
+    const char *gw = pt_gwtoken_id_ok(pt_str_c(gateway)) ? gateway : "(not a gateway id)";
     char key[sizeof(refusals[0].key)];
-    snprintf(key, sizeof(key), "%.80s|%.256s|%.63s|%.15s", gateway, node ? node : "", peer ? peer : "", why);
+    snprintf(key, sizeof(key), "%.63s|%.80s|%.15s", peer ? peer : "", gw, why);
     int64_t now = (int64_t)pt_clock_now_ms();
     int slot = -1, oldest = 0;
     for (int i = 0; i < REFUSALS_MAX; i++) {
@@ -433,16 +471,23 @@ static void log_refusal(struct evhttp_request *r, const char *gateway, const cha
         if (refusals[i].at_ms < refusals[oldest].at_ms)
             oldest = i;
     }
-    bool log = slot < 0 || now - refusals[slot].at_ms >= 60000;
+    if (slot >= 0 && now - refusals[slot].at_ms < 60000)
+        return; /* told less than a minute ago */
+    if (!refusal_budget(now))
+        return;
     if (slot < 0) {
         slot = oldest;
         snprintf(refusals[slot].key, sizeof(refusals[slot].key), "%s", key);
     }
-    if (log) {
-        refusals[slot].at_ms = now;
-        pt_warn("gateway '%.80s': refused a sync request from %s (node %.256s): %s (logged once a minute)",
-                gateway, peer ? peer : "?", node ? node : "?", why);
-    }
+    refusals[slot].at_ms = now;
+    const char *node = NULL;
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r);
+    struct evkeyvalq q;
+    bool hq = evhttp_uri_get_query(u) && evhttp_parse_query_str(evhttp_uri_get_query(u), &q) == 0;
+    if (hq)
+        node = evhttp_find_header(&q, "node");
+    pt_warn("gateway '%s': refused a sync request from %s (node %.256s): %s (logged once a minute)", gw,
+            peer ? peer : "?", node ? node : "?", why);
     if (hq)
         evhttp_clear_headers(&q);
 }
@@ -666,6 +711,9 @@ void pt_mgmt_gateways_stop(void)
     if (wake_event)
         event_free(wake_event);
     wake_event = NULL;
+    if (refusal_summary)
+        event_free(refusal_summary);
+    refusal_summary = NULL;
     base = NULL;
     json_decref(ents_cache);
     ents_cache = NULL;

@@ -257,9 +257,32 @@ def test_sync_refuses_what_is_not_its_token(cp):
                          ("GET", "apis")):
         st, _, _ = m.call(method, path, token="", headers={"Authorization": s.token})
         assert st == 401, (method, path, st)
-    # refusals are logged, once per node and minute
-    assert p.log_text().count("refused a sync request") < 40
-    assert "another gateway" in p.log_text()
+    # refusals are logged once per (peer, gateway, reason) and minute: 22 refusals above, 8 such keys
+    # (another gateway, signature, malformed, expired, bearer, no token on g1; unknown on ghost; g2)
+    log = p.log_text()
+    assert log.count("refused a sync request") == 8, log
+    assert "another gateway" in log
+
+
+def test_refusal_log_cannot_be_flooded(cp):
+    p, m, s = cp
+    forged = s.token[:-10] + ("A" if s.token[-10] != "A" else "B") + s.token[-9:]
+    before = p.log_text().count("refused a sync request")
+    # the same bad token from the same peer, whatever node it says it is: one line
+    for i in range(50):
+        st, _, _ = s.call("GET", "configuration?wait=0&node=n%d%%0Aforged" % i, token=forged)
+        assert st == 401
+    log = p.log_text()
+    assert log.count("refused a sync request") - before == 1, log
+    # gateways of the client's choosing (unknown ones, and ids that are not ids): 20 lines a minute at most
+    for i in range(60):
+        ghost = make_token("ghost%d" % i, "k", datetime.now(timezone.utc) + timedelta(days=1))
+        assert s.call("GET", "configuration?wait=0", token=ghost, gid="ghost%d" % i)[0] == 404
+    for i in range(10):
+        assert s.call("GET", "configuration?wait=0", gid="bad~%d" % i)[0] == 401
+    log = p.log_text()
+    assert log.count("refused a sync request") - before == 20, log
+    assert "bad~" not in log and "(not a gateway id)" not in log  # past the budget: not logged at all
 
 
 def test_authorization_of_the_rest_routes(cp):
