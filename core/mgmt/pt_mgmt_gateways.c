@@ -27,11 +27,13 @@
 #include "mgmt/pt_mgmt_int.h"
 #include "proxy/pt_analytics.h"
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,12 +164,46 @@ static bool add_assigned(void *arg, const char *a, const char *b)
     return true;
 }
 
+/* The products that keep at least one API on this gateway (their ids as keys): a subscription to any
+   other product opens nothing there, so it is not shipped (nor are its keys). */
+static json_t *products_served(json_t *ents, const json_t *assigned)
+{
+    json_t *open = json_object();
+    size_t i, k;
+    json_t *p, *a;
+    json_array_foreach(json_object_get(ents, "products"), i, p)
+    {
+        const char *id = json_string_value(json_object_get(p, "id"));
+        json_array_foreach(json_object_get(p, "apis"), k, a)
+        {
+            if (id && json_is_string(a) && json_object_get(assigned, json_string_value(a))) {
+                json_object_set_new(open, id, json_true());
+                break;
+            }
+        }
+    }
+    return open;
+}
+
+/* Is a subscription (its scope) of use on a gateway serving `assigned`?  All-APIs ones are. */
+static bool sub_served(json_t *sub, const json_t *assigned, const json_t *products)
+{
+    const char *scope = json_string_value(json_object_get(sub, "scope"));
+    enum pt_sub_scope kind = PT_SUB_ALL_APIS;
+    const char *sid = NULL;
+    if (!scope || !pt_conf_entities_parse_sub_scope(scope, &kind, &sid) || kind == PT_SUB_ALL_APIS)
+        return true;
+    return sid && json_object_get(kind == PT_SUB_API ? assigned : products, sid);
+}
+
 /* The entity lists a gateway's nodes run: only its APIs, products' lists
-   cut to them, subscriptions to other APIs left out, no gateways.  A new
-   object: what it shares with ents (the unchanged entities) is not changed. */
+   cut to them, subscriptions to other APIs and to products left with no
+   API here left out, no gateways.  A new object: what it shares with ents
+   (the unchanged entities) is not changed. */
 static json_t *filter_for(json_t *ents, const json_t *assigned)
 {
     json_t *out = json_object();
+    json_t *open_products = products_served(ents, assigned);
     const char *key;
     json_t *list;
     json_object_foreach(ents, key, list)
@@ -200,20 +236,15 @@ static json_t *filter_for(json_t *ents, const json_t *assigned)
                 }
                 json_object_set_new(p, "apis", pa);
                 json_array_append_new(kept, p);
-            } else {
-                const char *scope = json_string_value(json_object_get(v, "scope"));
-                enum pt_sub_scope kind = PT_SUB_ALL_APIS;
-                const char *sid = NULL;
-                if (!scope || !pt_conf_entities_parse_sub_scope(scope, &kind, &sid) || kind != PT_SUB_API ||
-                    (sid && json_object_get(assigned, sid)))
-                    json_array_append(kept, v);
-            }
+            } else if (sub_served(v, assigned, open_products))
+                json_array_append(kept, v);
         }
         if (json_array_size(kept))
             json_object_set_new(out, key, kept);
         else
             json_decref(kept);
     }
+    json_decref(open_products);
     return out;
 }
 
@@ -936,6 +967,34 @@ static void serve_heartbeat(struct mreq *m, struct gw *g)
     sync_send(m->r, 200, json_pack("{s:I}", "generation", (json_int_t)g->generation));
 }
 
+/* Is the management listener bound to a loopback address only (127/8, ::1, ::ffff:127/104)? */
+static bool listen_loopback(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->ss_family != AF_INET6)
+        return false;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/* A node's document carries every secret of the service: over plain HTTP off loopback it travels in
+   clear.  Told once per process, at the first sync request a valid token makes. */
+static void warn_plain_http(void)
+{
+    static bool told;
+    const struct pt_conf *f = pt_mgmt_req_hooks->file();
+    if (told || !f)
+        return;
+    told = true;
+    if (!f->mgmt.tls.ncerts && !listen_loopback(&f->mgmt.sa))
+        pt_warn(
+            "gateways: nodes sync over plain HTTP on %s, not loopback: every node's document (secret named "
+            "values, backends' credentials, subscription keys) travels in clear; give management.listen a "
+            "certificate (HTTPS) or put a TLS proxy in front",
+            f->mgmt.listen ? f->mgmt.listen : "?");
+}
+
 void pt_mgmt_gateways_sync(struct mreq *m)
 {
     const char *auth = evhttp_find_header(evhttp_request_get_input_headers(m->r), "Authorization");
@@ -945,6 +1004,7 @@ void pt_mgmt_gateways_sync(struct mreq *m)
         refuse(m->r, m->id, v, why);
         return;
     }
+    warn_plain_http();
     struct gw *g = gw_find(m->id, true);
     if (!g) {
         sync_error(m->r, 503, "OutOfMemory", "try again");

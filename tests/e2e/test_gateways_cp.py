@@ -329,19 +329,46 @@ def test_the_document_is_filtered_for_the_gateway(cp):
     assert nv["value"] == "very-secret" and "sealed" not in nv
     assert "gateways" not in ents and "portal" not in ents
     assert "echo" not in json.dumps(ents["apis"])
-    # a gateway with no APIs gets the rest all the same
+    # a gateway with no APIs gets the rest all the same, but not the keys of subscriptions that open
+    # nothing there: s3's product has no API on g0 (all-APIs subscriptions go everywhere)
+    m.ok("PUT", "subscriptions/s4", {"scope": "/apis", "state": "active"})
     m.ok("PUT", "gateways/g0", {"locationData": {"name": "empty"}})
     t0 = m.ok("POST", "gateways/g0/generateToken", {"keyType": "primary", "expiry": in_days(1)})["value"]
     d0 = json.loads(Sync(m, "g0", t0).config()[2])["entities"]
     assert "apis" not in d0 and [pr["apis"] for pr in d0["products"]] == [[]]
-    assert sorted(x["id"] for x in d0["subscriptions"]) == ["s3"]
+    assert sorted(x["id"] for x in d0["subscriptions"]) == ["s4"]
+    s3 = m.ok("POST", "subscriptions/s3/listSecrets")
+    assert s3["primaryKey"] not in json.dumps(d0) and s3["secondaryKey"] not in json.dumps(d0)
     # both built from the same read of the store: neither filter touched the other's
     m.ok("PATCH", "apis/a1", {"description": "both"})
     d0 = json.loads(Sync(m, "g0", t0).config()[2])["entities"]
     d1 = s.doc()[1]["entities"]
     assert "apis" not in d0 and [pr["apis"] for pr in d0["products"]] == [[]]
     assert [a["id"] for a in d1["apis"]] == ["a1"] and [pr["apis"] for pr in d1["products"]] == [["a1"]]
-    assert sorted(x["id"] for x in d1["subscriptions"]) == ["s1", "s3"]
+    assert sorted(x["id"] for x in d1["subscriptions"]) == ["s1", "s3", "s4"]
+    # assigning an API of the product to g0 brings the product's subscriptions in
+    m.ok("PUT", "gateways/g0/apis/a2")
+    d0 = json.loads(Sync(m, "g0", t0).config()[2])["entities"]
+    assert sorted(x["id"] for x in d0["subscriptions"]) == ["s2", "s3", "s4"]
+    # the control plane listens on loopback here: no warning about plain HTTP
+    assert "plain HTTP" not in p.log_text()
+
+
+def test_plain_http_off_loopback_is_warned_about(backend, portico):
+    cfg = mgmt_config(backend.url)
+    cfg["management"]["listen"] = cfg["management"]["listen"].replace("127.0.0.1", "0.0.0.0")
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    m.ok("PUT", "gateways/g1", {"locationData": {"name": "x"}})
+    tok = m.ok("POST", "gateways/g1/generateToken", {"keyType": "primary", "expiry": in_days(1)})["value"]
+    s = Sync(m, "g1", tok)
+    assert s.call("GET", "configuration?wait=0", token="GatewayKey junk")[0] == 401
+    assert "plain HTTP" not in p.log_text()  # told when a node really syncs
+    for _ in range(3):
+        assert s.config()[0] == 200
+    wait_for(lambda: "plain HTTP" in p.log_text(), timeout=5, what="the warning")
+    log = p.log_text()
+    assert log.count("plain HTTP") == 1 and "0.0.0.0" in log.split("plain HTTP")[1].splitlines()[0], log
 
 
 def test_etag_304_and_gzip(cp):
