@@ -1158,10 +1158,14 @@ static void serve_generate_token(struct mreq *m)
         json_decref(b);
         return;
     }
+    /* the token names a minute: rounded down first, so what is checked is what the token will say
+       (an expiry within the current minute would give a token expired when made) */
     int64_t at = ms / 1000;
+    at -= ((at % 60) + 60) % 60;
     if (at <= now || at - now > TOKEN_AHEAD_MAX) {
         pt_mgmt_req_send_error(m, 400, "ValidationError",
-                               "expiry: must be in the future and at most 30 days ahead");
+                               "expiry: must be a later minute than the current one (seconds are dropped: a "
+                               "token expires on the minute) and at most 30 days ahead");
         json_decref(b);
         return;
     }

@@ -199,6 +199,20 @@ def test_tokens_and_keys(cp):
     st, _, _ = m.call("POST", "gateways/g1/generateToken", raw=b"{not json", content_type="application/json")
     assert st == 400
     assert m.call("POST", "gateways/g1/generateToken", {"keyType": "primary", "expiry": in_days(29.9)})[0] == 200
+    # the token names a minute: an expiry within the current minute (seconds ahead) is refused, never
+    # made into a token that is expired already; one in the next minute works until that minute
+    now = datetime.now(timezone.utc)
+    if now.second >= 50:
+        time.sleep(61 - now.second)
+        now = datetime.now(timezone.utc)
+    this_minute = now.replace(second=0, microsecond=0)
+    st, _, out = m.call("POST", "gateways/g1/generateToken",
+                        {"keyType": "secondary", "expiry": iso(this_minute + timedelta(seconds=59))})
+    assert st == 400 and "minute" in out["error"]["message"], (st, out)
+    soon = this_minute + timedelta(minutes=1, seconds=30)
+    tok_soon = m.ok("POST", "gateways/g1/generateToken", {"keyType": "secondary", "expiry": iso(soon)})["value"]
+    assert tok_soon == make_token("g1", keys["secondary"], soon.replace(second=0))
+    assert s.config(token=tok_soon)[0] == 200
     # regenerating the primary key stops tokens made with it at once; the secondary's go on
     st, _, _ = m.call("POST", "gateways/g1/regenerateKey", {"keyType": "primary"})
     assert st == 204
