@@ -541,10 +541,10 @@ static bool gw_keys(const char *id, char **primary, char **secondary)
 
 enum verdict { V_OK, V_UNAUTHORIZED, V_EXPIRED, V_UNKNOWN };
 
-/* Checks an Authorization value for the gateway of the path; why says what is wrong (never a key). */
-static enum verdict check_token(const char *auth, const char *gateway, char *why, size_t whylen)
+/* Checks an Authorization value's form and gateway (no store read); why says what is wrong. */
+static enum verdict check_form(const char *auth, const char *gateway, struct pt_gwtoken *t, char *why,
+                               size_t whylen)
 {
-    struct pt_gwtoken t;
     if (!auth) {
         snprintf(why, whylen, "an Authorization: GatewayKey token is required");
         return V_UNAUTHORIZED;
@@ -553,33 +553,51 @@ static enum verdict check_token(const char *auth, const char *gateway, char *why
         snprintf(why, whylen, "the sync endpoints take a GatewayKey token, not a user's bearer token");
         return V_UNAUTHORIZED;
     }
-    if (strncasecmp(auth, "GatewayKey ", 11) || !pt_gwtoken_parse(pt_str_c(auth), &t)) {
+    if (strncasecmp(auth, "GatewayKey ", 11) || !pt_gwtoken_parse(pt_str_c(auth), t)) {
         snprintf(why, whylen,
                  "the token is malformed (expected GatewayKey <gatewayId>&<yyyyMMddHHmm>&<signature>)");
         return V_UNAUTHORIZED;
     }
-    if (strcmp(t.id, gateway)) {
+    if (strcmp(t->id, gateway)) {
         snprintf(why, whylen, "the token is for another gateway");
         return V_UNAUTHORIZED;
     }
+    return V_OK;
+}
+
+/* Checks a well-formed token against the gateway's keys (either), then its expiry. */
+static enum verdict check_signed(const struct pt_gwtoken *t, const char *p, const char *s, char *why,
+                                 size_t whylen)
+{
+    bool signed_ok = (p && pt_gwtoken_signed_by(t, p)) | (s && pt_gwtoken_signed_by(t, s));
+    if (!signed_ok) {
+        snprintf(why, whylen, "the token's signature does not match the gateway's keys (a regenerated key?)");
+        return V_UNAUTHORIZED;
+    }
+    if (pt_gwtoken_expired(t, (int64_t)time(NULL))) {
+        snprintf(why, whylen, "the token expired at %.4s-%.2s-%.2sT%.2s:%.2sZ", t->stamp, t->stamp + 4,
+                 t->stamp + 6, t->stamp + 8, t->stamp + 10);
+        return V_EXPIRED;
+    }
+    return V_OK;
+}
+
+/* Checks an Authorization value for the gateway of the path; why says what is wrong (never a key). */
+static enum verdict check_token(const char *auth, const char *gateway, char *why, size_t whylen)
+{
+    struct pt_gwtoken t;
+    enum verdict v = check_form(auth, gateway, &t, why, whylen);
+    if (v != V_OK)
+        return v;
     char *p = NULL, *s = NULL;
     if (!gw_keys(gateway, &p, &s)) {
         snprintf(why, whylen, "gateway '%s' not found", gateway);
         return V_UNKNOWN;
     }
-    bool signed_ok = (p && pt_gwtoken_signed_by(&t, p)) | (s && pt_gwtoken_signed_by(&t, s));
+    v = check_signed(&t, p, s, why, whylen);
     free(p);
     free(s);
-    if (!signed_ok) {
-        snprintf(why, whylen, "the token's signature does not match the gateway's keys (a regenerated key?)");
-        return V_UNAUTHORIZED;
-    }
-    if (pt_gwtoken_expired(&t, (int64_t)time(NULL))) {
-        snprintf(why, whylen, "the token expired at %.4s-%.2s-%.2sT%.2s:%.2sZ", t.stamp, t.stamp + 4,
-                 t.stamp + 6, t.stamp + 8, t.stamp + 10);
-        return V_EXPIRED;
-    }
-    return V_OK;
+    return v;
 }
 
 /* Answers a refused sync request (401, 401 TokenExpired, 404) and logs it. */
@@ -659,7 +677,8 @@ static void on_peer_closed(evutil_socket_t fd, short what, void *arg)
 static void wake_gateway(struct gw *g)
 {
     char why[256];
-    bool gone = !pt_store_get(pt_mgmt_req_store, "gateway", "", g->id, NULL, NULL);
+    char *kp = NULL, *ks = NULL; /* the keys, read once for every waiter */
+    bool gone = !gw_keys(g->id, &kp, &ks);
     bool have = !gone && gw_doc(g, why, sizeof(why));
     if (!gone && !have)
         pt_err("gateway '%s': its document cannot be built: %s", g->id, why);
@@ -667,7 +686,10 @@ static void wake_gateway(struct gw *g)
     for (int guard = 0; *p && guard < WAITERS_MAX + 1; guard++) {
         struct waiter *w = *p;
         char tw[256];
-        enum verdict v = gone ? V_UNKNOWN : check_token(w->token, g->id, tw, sizeof(tw));
+        struct pt_gwtoken t;
+        enum verdict v = gone ? V_UNKNOWN : check_form(w->token, g->id, &t, tw, sizeof(tw));
+        if (v == V_OK)
+            v = check_signed(&t, kp, ks, tw, sizeof(tw));
         bool answer = v != V_OK || (have && w->known != g->generation);
         if (!answer) {
             p = &w->next;
@@ -683,6 +705,8 @@ static void wake_gateway(struct gw *g)
         else
             send_doc(r, g, gzip);
     }
+    free(kp);
+    free(ks);
     if (gone && !g->waiters)
         gw_drop_doc(g);
 }

@@ -464,6 +464,38 @@ def test_long_poll_is_woken_by_a_change(cp):
     assert res["answer"][0] == 401 and res["t1"] - res["t0"] < 5
 
 
+def test_a_wake_checks_each_waiters_token_and_a_deleted_gateway_answers_404(cp):
+    p, m, s = cp
+    etag = s.doc()[0]["etag"]
+    tok2 = m.ok("POST", "gateways/g1/generateToken", {"keyType": "secondary", "expiry": in_days(1)})["value"]
+    # waiters holding tokens of either key: regenerating the primary answers its waiters 401 at once,
+    # the secondary's keep waiting (checked against the keys read once for the whole wake)
+    prim = [poll_in_thread(s, etag, 30) for _ in range(3)]
+    sec = [poll_in_thread(s, etag, 30, token=tok2) for _ in range(3)]
+    time.sleep(0.5)
+    m.ok("POST", "gateways/g1/regenerateKey", {"keyType": "primary"})
+    for th, res in prim:
+        th.join(5)
+        assert res["answer"][0] == 401 and b"signature" in res["answer"][2], res["answer"]
+    time.sleep(0.3)
+    assert all(th.is_alive() for th, _ in sec)
+    m.ok("PATCH", "apis/a1", {"description": "seen by the secondary's"})
+    for th, res in sec:
+        th.join(5)
+        assert res["answer"][0] == 200, res["answer"]
+    # waiters of a gateway that is deleted: 404 at once
+    etag = sec[0][1]["answer"][1]["etag"]
+    waiting = [poll_in_thread(s, etag, 30, token=tok2) for _ in range(4)]
+    time.sleep(0.5)
+    t_del = time.time()
+    m.ok("DELETE", "gateways/g1")
+    for th, res in waiting:
+        th.join(5)
+        st, _, out = res["answer"]
+        assert st == 404 and json.loads(out)["error"]["code"] == "ResourceNotFound", res["answer"]
+        assert res["t1"] - t_del < 2
+
+
 def test_a_node_leaving_mid_wait_and_waits_longer_than_the_idle_timeout(cp):
     p, m, s = cp
     etag = s.doc()[0]["etag"]
