@@ -1306,9 +1306,10 @@ void pt_mgmt_gateways_serve(struct mreq *m)
             return;
         }
         if (m->method != EVHTTP_REQ_GET && !pt_gwtoken_id_ok(pt_str_c(m->id))) {
-            pt_mgmt_req_send_error(m, 400, "InvalidId",
-                                   "'%s' is not a valid gateway id (1 to 80 letters, digits, '-', '_', '.')",
-                                   m->id);
+            pt_mgmt_req_send_error(
+                m, 400, "InvalidId",
+                "'%s' is not a valid gateway id (1 to 80 letters, digits, '-', '_', '.'; not only dots)",
+                m->id);
             return;
         }
         pt_mgmt_entities_entity(m, "gateway", "", m->id);

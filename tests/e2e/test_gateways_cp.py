@@ -111,7 +111,7 @@ def test_gateway_entities_and_the_managed_one(cp):
     assert st == 400 and "locationData" in json.dumps(out), out
     st, _, out = m.call("PUT", "gateways/g2", {"locationData": {"city": "x"}})
     assert st == 400 and "name" in json.dumps(out), out
-    for bad in ("a" * 81, "a~b"):
+    for bad in ("a" * 81, "a~b", "%2E", "%2E%2E", "..."):
         st, _, out = m.call("PUT", "gateways/" + bad, {"locationData": {"name": "x"}})
         assert st == 400 and out["error"]["code"] == "InvalidId", (bad, st, out)
     st, _, _ = m.call("PUT", "gateways/" + "b" * 80, {"locationData": {"name": "x"}})
@@ -632,6 +632,7 @@ def test_file_errors_name_the_place(backend, portico):
                       ({"id": "g", "description": "no location"}, "locationData"),
                       ({"id": "g", "locationData": {"city": "x"}}, "name"),
                       ({"id": "a" * 81, "locationData": {"name": "x"}}, "1 to 80"),
+                      ({"id": "..", "locationData": {"name": "x"}}, "not only dots"),
                       ({"id": "g", "locationData": {"name": "x"}, "primaryKey": "k"}, "primaryKey")):
         cfg["gateways"] = [gw]
         p.write_config(cfg)
