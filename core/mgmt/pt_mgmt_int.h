@@ -95,6 +95,7 @@ struct mreq {
     bool has_query;
     enum role role;
     char role_ws[128];
+    char who[160];  /* the caller for log lines: "the administrator token" or "access token 'id' (role)" */
     char base[64];  /* "/management" or "/management/workspaces/x" (for nextLink) */
     json_t *parsed; /* the JSON body once read (pt_mgmt_req_body hands it out again) */
 };
