@@ -1287,8 +1287,7 @@ static void serve_nodes(struct mreq *m)
         json_object_set_new(o, "configError", n->config_error ? json_string(n->config_error) : json_null());
         json_array_append_new(items, o);
     }
-    json_t *out = json_pack("{s:o,s:I}", "value", items, "count", (json_int_t)json_array_size(items));
-    pt_mgmt_req_send_json(m, 200, out, NULL);
+    pt_mgmt_filter_send_page(m, items); /* $top (default 100), $skip, $filter like the other lists */
 }
 
 void pt_mgmt_gateways_serve(struct mreq *m)

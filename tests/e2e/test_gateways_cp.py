@@ -586,7 +586,13 @@ def test_heartbeats_and_nodes(cp):
         r.read()
         assert r.status == 200
     c.close()
-    assert m.ok("GET", "gateways/g1/nodes?$top=5")["count"] == 1000
+    page = m.ok("GET", "gateways/g1/nodes?$top=5&$skip=990")
+    assert page["count"] == 1000 and len(page["value"]) == 5 and page["nextLink"], page
+    assert len(m.ok("GET", "gateways/g1/nodes")["value"]) == 100  # pages like the other lists
+    last = m.ok("GET", "gateways/g1/nodes?$skip=995")
+    assert len(last["value"]) == 5 and last["nextLink"] is None
+    assert m.ok("GET", "gateways/g1/nodes?$filter=id%20eq%20'bulk-700'")["count"] == 1
+    assert m.call("GET", "gateways/g1/nodes?$top=0")[0] == 400
 
 
 def test_generation_only_grows_across_restarts(cp):
