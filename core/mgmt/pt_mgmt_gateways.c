@@ -618,8 +618,11 @@ static void waiter_free(struct waiter *w)
         event_free(w->timer);
     if (w->gone)
         event_free(w->gone);
-    if (w->c)
+    if (w->c) {
         evhttp_connection_set_closecb(w->c, NULL, NULL);
+        /* the wait is over: a kept-alive connection idles no longer than any other of the listener's */
+        evhttp_connection_set_timeout(w->c, PT_MGMT_IDLE_TIMEOUT);
+    }
     free(w);
 }
 

@@ -82,6 +82,9 @@ struct route {
     const char *summary;
 };
 
+/* Seconds a management connection may sit idle (a node's long-poll raises its own for the wait). */
+#define PT_MGMT_IDLE_TIMEOUT 30
+
 struct mreq {
     struct evhttp_request *r;
     enum evhttp_cmd_type method;
