@@ -52,8 +52,11 @@
 #define WAIT_DEFAULT 25
 /* A token may be made for at most this far ahead (APIM: 30 days). */
 #define TOKEN_AHEAD_MAX (30 * 86400)
-/* Heartbeat interval assumed until two heartbeats have been seen (s). */
+/* Heartbeat interval assumed until two heartbeats have been seen (s), and the most a measured one
+   (a node that does not declare its own) counts for: one long gap (a node away for an hour, then back)
+   must not keep it "connected" for hours after it dies -- within 3 x 20 s it shows disconnected. */
 #define HEARTBEAT_DEFAULT 5
+#define HEARTBEAT_MEASURED_MAX 20
 /* Refusals logged once per (peer address, gateway, reason) and minute, this many keys remembered, and
    at most this many refusal lines a minute in all (one more then tells how many were not logged). */
 #define REFUSALS_MAX 256
@@ -895,6 +898,13 @@ static const char *str_field(json_t *o, const char *k, size_t max, bool *bad)
     return json_string_value(v);
 }
 
+/* Three intervals without a heartbeat: disconnected. */
+static bool node_disconnected(const struct node_rec *n, int64_t now)
+{
+    int64_t interval = n->interval_ms > 0 ? n->interval_ms : HEARTBEAT_DEFAULT * 1000;
+    return now - n->last_ms > 3 * interval;
+}
+
 static struct node_rec *node_slot(struct gw *g, const char *id)
 {
     for (int i = 0; i < g->nnodes; i++)
@@ -908,11 +918,19 @@ static struct node_rec *node_slot(struct gw *g, const char *id)
         snprintf(n->id, sizeof(n->id), "%s", id);
         return n;
     }
-    /* full: the node silent for the longest goes (a disconnected one before any connected one) */
-    int oldest = 0;
-    for (int i = 1; i < g->nnodes; i++)
-        if (g->nodes[i].last_ms < g->nodes[oldest].last_ms)
+    /* full: the disconnected node silent for the longest goes; only when every node is connected, the
+       one silent for the longest (a node with a long declared interval is not dropped for a dead one) */
+    int64_t now = (int64_t)pt_clock_wall_ms();
+    int oldest = -1, oldest_any = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        if (g->nodes[i].last_ms < g->nodes[oldest_any].last_ms)
+            oldest_any = i;
+        if (node_disconnected(&g->nodes[i], now) &&
+            (oldest < 0 || g->nodes[i].last_ms < g->nodes[oldest].last_ms))
             oldest = i;
+    }
+    if (oldest < 0)
+        oldest = oldest_any;
     struct node_rec *n = &g->nodes[oldest];
     free(n->config_error);
     memset(n, 0, sizeof(*n));
@@ -970,7 +988,7 @@ static void serve_heartbeat(struct mreq *m, struct gw *g)
         if (hb)
             n->interval_ms = json_integer_value(hb) * 1000;
         else if (n->last_ms && now > n->last_ms)
-            n->interval_ms = PT_MIN(now - n->last_ms, (int64_t)3600000);
+            n->interval_ms = PT_MIN(now - n->last_ms, (int64_t)HEARTBEAT_MEASURED_MAX * 1000);
         n->last_ms = now;
         n->generation = gen ? json_integer_value(gen) : 0;
         snprintf(n->version, sizeof(n->version), "%s", version ? version : "");
@@ -1280,12 +1298,11 @@ static void serve_nodes(struct mreq *m)
     int64_t now = (int64_t)pt_clock_wall_ms();
     for (int i = 0; g && i < g->nnodes; i++) {
         const struct node_rec *n = &g->nodes[i];
-        int64_t interval = n->interval_ms > 0 ? n->interval_ms : HEARTBEAT_DEFAULT * 1000;
         char ts[48];
         pt_log_format_time(ts, (uint64_t)n->last_ms);
         json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s}", "id", n->id, "address", n->address,
                               "version", n->version, "generation", (json_int_t)n->generation, "lastHeartbeat",
-                              ts, "status", now - n->last_ms > 3 * interval ? "disconnected" : "connected",
+                              ts, "status", node_disconnected(n, now) ? "disconnected" : "connected",
                               "hostname", n->hostname, "configError", "");
         json_object_set_new(o, "configError", n->config_error ? json_string(n->config_error) : json_null());
         json_array_append_new(items, o);

@@ -595,6 +595,71 @@ def test_heartbeats_and_nodes(cp):
     assert m.call("GET", "gateways/g1/nodes?$top=0")[0] == 400
 
 
+def test_the_node_cap_drops_the_oldest_disconnected_node_first(cp):
+    p, m, s = cp
+
+    def beat(c, body):
+        c.request("POST", "/management/gateways/g1/heartbeat", body=json.dumps(body),
+                  headers={"Authorization": s.token, "Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200
+
+    c = http.client.HTTPConnection("127.0.0.1", m.port, timeout=10)
+    beat(c, {"nodeId": "keep", "heartbeat": 3600})  # the longest silent, but connected (a long interval)
+    beat(c, {"nodeId": "dead", "heartbeat": 1})
+    wait_for(lambda: {n["id"]: n["status"] for n in m.ok("GET", "gateways/g1/nodes")["value"]}["dead"]
+             == "disconnected", timeout=6, what="dead disconnected")
+    for i in range(998):
+        beat(c, {"nodeId": "bulk-%d" % i})
+    ids = lambda: {n["id"] for n in m.ok("GET", "gateways/g1/nodes?$top=1000")["value"]}
+    assert len(ids()) == 1000
+    beat(c, {"nodeId": "late-1"})  # full: the disconnected one goes, not the longest silent
+    now = ids()
+    assert len(now) == 1000 and "late-1" in now and "dead" not in now and "keep" in now
+    beat(c, {"nodeId": "late-2"})  # none disconnected: the longest silent goes
+    now = ids()
+    assert len(now) == 1000 and "late-2" in now and "keep" not in now and "bulk-0" in now
+    c.close()
+
+
+def test_what_is_bounded_by_the_minute(cp):
+    """Slow (about 95 s): the refusal summary line at the minute's end, the idle timeout of a connection
+    after its long-poll, and a node that measured one long gap shows disconnected within 60 s."""
+    p, m, s = cp
+    t0 = time.time()
+    assert s.call("POST", "heartbeat", {"nodeId": "slow"})[0] == 200  # declares no interval
+    for i in range(25):  # 20 lines, then 5 not logged: told at the minute's end
+        ghost = make_token("ghost%d" % i, "k", datetime.now(timezone.utc) + timedelta(days=1))
+        assert s.call("GET", "configuration?wait=0", token=ghost, gid="ghost%d" % i)[0] == 404
+    assert p.log_text().count("refused a sync request") == 20
+    # a long-poll raises its connection's timeout for the wait; answered, the connection is back to 30 s
+    etag = s.doc()[0]["etag"]
+    c = http.client.HTTPConnection("127.0.0.1", m.port, timeout=70)
+    th = threading.Timer(0.5, lambda: m.ok("PATCH", "apis/a1", {"description": "wake"}))
+    th.start()
+    c.request("GET", "/management/gateways/g1/configuration?wait=60&node=n1",
+              headers={"Authorization": s.token, "If-None-Match": etag})
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200
+    t_ans = time.time()
+    c.sock.settimeout(45)
+    assert c.sock.recv(1) == b""  # closed by the control plane, idle
+    assert time.time() - t_ans < 34, time.time() - t_ans
+    c.close()
+    # the node's second heartbeat after a gap of 30 s and more: counted as 20 s at most
+    assert time.time() - t0 > 30
+    assert s.call("POST", "heartbeat", {"nodeId": "slow"})[0] == 200
+    t2 = time.time()
+    status = lambda: {n["id"]: n["status"] for n in m.ok("GET", "gateways/g1/nodes")["value"]}["slow"]
+    assert status() == "connected"
+    wait_for(lambda: "5 refused sync requests not logged in the last minute" in p.log_text(),
+             timeout=max(1, 70 - (time.time() - t0)), what="the summary of refusals not logged")
+    wait_for(lambda: status() == "disconnected", timeout=max(1, t2 + 65 - time.time()), what="slow disconnected")
+    assert time.time() - t2 > 59
+
+
 def test_generation_only_grows_across_restarts(cp):
     p, m, s = cp
     g1 = s.doc()[1]["generation"]
