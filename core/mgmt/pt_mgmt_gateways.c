@@ -1269,11 +1269,11 @@ static void serve_regenerate_key(struct mreq *m)
     snprintf(fresh, sizeof(fresh), "%s%s", k1, k2);
     if (ok) {
         json_object_set_new(cur, !strcmp(kt, "primary") ? "primaryKey" : "secondaryKey", json_string(fresh));
-        ok = pt_store_begin(pt_mgmt_req_store);
+        bool began = ok = pt_store_begin(pt_mgmt_req_store);
         ok = ok && pt_store_put(pt_mgmt_req_store, "gateway", "", m->id, ws, cur, src, NULL);
         if (ok)
             ok = pt_store_commit(pt_mgmt_req_store);
-        else
+        else if (began) /* a begin that failed opened nothing to roll back (and must not end an outer one) */
             pt_store_rollback(pt_mgmt_req_store);
     }
     json_decref(cur);
