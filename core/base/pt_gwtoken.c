@@ -15,14 +15,16 @@ bool pt_gwtoken_id_ok(pt_str s)
 {
     if (!s.data || s.len == 0 || s.len > PT_GWTOKEN_ID_MAX)
         return false;
+    bool dots_only = true; /* ".", "..": path segments any proxy or client folds away */
     for (size_t i = 0; i < s.len; i++) {
         char c = s.data[i];
         bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
                   c == '_' || c == '-';
         if (!ok)
             return false;
+        dots_only = dots_only && c == '.';
     }
-    return true;
+    return !dots_only;
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (no timegm: pure and portable). */

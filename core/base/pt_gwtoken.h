@@ -33,7 +33,7 @@ struct pt_gwtoken {
     unsigned char sig[64];                /* decoded */
 };
 
-/* Is s a valid gateway id (1-80 of [A-Za-z0-9._-])? */
+/* Is s a valid gateway id (1-80 of [A-Za-z0-9._-], not only dots: "." and ".." are path steps)? */
 bool pt_gwtoken_id_ok(pt_str s);
 
 /* A token for gateway id, signed with key, expiring at expiry (Unix

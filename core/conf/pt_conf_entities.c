@@ -11,6 +11,7 @@
 #include "conf/pt_conf_int.h"
 #include "conf/pt_genmodel.h"
 
+#include "base/pt_gwtoken.h"
 #include "base/pt_log.h"
 #include "base/pt_url.h"
 #include "conf/pt_import.h"
@@ -1914,7 +1915,8 @@ static const struct pt_cfkey gateway_location_keys[] = {
 
 const struct pt_cfkey pt_conf_entities_gateway_keys[] = {
     {"id", PT_CT_STR, offsetof(struct pt_gateway_cf, id), PT_CF_REQUIRED,
-     .doc = "Unique; 1 to 80 letters, digits and `-_.`; not `managed` (the control plane's own listener, "
+     .doc = "Unique; 1 to 80 letters, digits and `-_.`, not only dots; not `managed` (the control plane's "
+            "own listener, "
             "built in)."},
     {"description", PT_CT_STR, offsetof(struct pt_gateway_cf, description), PT_CF_EMPTY_OK,
      .doc = "Free text."},
@@ -1935,11 +1937,10 @@ bool pt_conf_entities_read_gateways(struct pt_cfctx *cx, struct pt_node *n, void
         const struct pt_gateway_cf *g = &cf->gateways[i];
         if (!g->id)
             continue;
-        /* a gateway id travels in tokens and URLs: the tokens' alphabet, no '~' */
-        bool good = strlen(g->id) <= 80 && !strchr(g->id, '~');
-        if (!good) {
+        /* a gateway id travels in tokens and URLs: the tokens' alphabet, no '~', not only dots */
+        if (!pt_gwtoken_id_ok(pt_str_c(g->id))) {
             pt_node_error(cx->errs, pt_node_get(g->node, "id"),
-                          "gateway id '%s': 1 to 80 letters, digits and -_.", g->id);
+                          "gateway id '%s': 1 to 80 letters, digits and -_. (not only dots)", g->id);
             ok = false;
         } else if (!strcmp(g->id, "managed")) {
             pt_node_error(cx->errs, pt_node_get(g->node, "id"),

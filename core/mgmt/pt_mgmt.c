@@ -403,7 +403,7 @@ bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct p
         evhttp_set_bevcb(http, pt_io_tls_evhttp_bev, tls);
     evhttp_set_max_body_size(http, (ev_ssize_t)file->mgmt.max_body);
     evhttp_set_max_headers_size(http, 64 * 1024);
-    evhttp_set_timeout(http, 30);
+    evhttp_set_timeout(http, PT_MGMT_IDLE_TIMEOUT);
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(http, on_request, NULL);

@@ -45,6 +45,7 @@ struct token_find {
     const char hash[65];
     enum role role;
     char ws[128];
+    char id[128]; /* the access token's id (never its value): who, in log lines */
 };
 
 static bool token_match(void *arg, const struct pt_entity *e)
@@ -58,6 +59,7 @@ static bool token_match(void *arg, const struct pt_entity *e)
         if (!strcmp(role_names[i], r))
             f->role = (enum role)i;
     snprintf(f->ws, sizeof(f->ws), "%s", json_string_value(json_object_get(e->body, "workspace")) ?: "");
+    snprintf(f->id, sizeof(f->id), "%s", e->id);
     return false;
 }
 
@@ -86,6 +88,7 @@ bool pt_mgmt_auth_authenticate(struct mreq *m)
         sha256_hex(admin, ah);
         if (CRYPTO_memcmp(ah, hash, 64) == 0) {
             m->role = R_ADMIN;
+            snprintf(m->who, sizeof(m->who), "the administrator token");
             return true;
         }
     }
@@ -98,6 +101,7 @@ bool pt_mgmt_auth_authenticate(struct mreq *m)
     }
     m->role = f.role;
     snprintf(m->role_ws, sizeof(m->role_ws), "%s", f.ws);
+    snprintf(m->who, sizeof(m->who), "access token '%.100s' (%s)", f.id, role_names[f.role]);
     return true;
 }
 

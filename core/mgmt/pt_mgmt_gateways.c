@@ -27,11 +27,13 @@
 #include "mgmt/pt_mgmt_int.h"
 #include "proxy/pt_analytics.h"
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +52,15 @@
 #define WAIT_DEFAULT 25
 /* A token may be made for at most this far ahead (APIM: 30 days). */
 #define TOKEN_AHEAD_MAX (30 * 86400)
-/* Heartbeat interval assumed until two heartbeats have been seen (s). */
+/* Heartbeat interval assumed until two heartbeats have been seen (s), and the most a measured one
+   (a node that does not declare its own) counts for: one long gap (a node away for an hour, then back)
+   must not keep it "connected" for hours after it dies -- within 3 x 20 s it shows disconnected. */
 #define HEARTBEAT_DEFAULT 5
-/* Refusals logged once per (gateway, node, reason) and minute; this many remembered. */
+#define HEARTBEAT_MEASURED_MAX 20
+/* Refusals logged once per (peer address, gateway, reason) and minute, this many keys remembered, and
+   at most this many refusal lines a minute in all (one more then tells how many were not logged). */
 #define REFUSALS_MAX 256
+#define REFUSAL_LINES_MAX 20
 /* The largest heartbeat (an analytics batch included) taken. */
 #define HEARTBEAT_BODY_MAX ((size_t)8 << 20)
 
@@ -160,12 +167,46 @@ static bool add_assigned(void *arg, const char *a, const char *b)
     return true;
 }
 
+/* The products that keep at least one API on this gateway (their ids as keys): a subscription to any
+   other product opens nothing there, so it is not shipped (nor are its keys). */
+static json_t *products_served(json_t *ents, const json_t *assigned)
+{
+    json_t *open = json_object();
+    size_t i, k;
+    json_t *p, *a;
+    json_array_foreach(json_object_get(ents, "products"), i, p)
+    {
+        const char *id = json_string_value(json_object_get(p, "id"));
+        json_array_foreach(json_object_get(p, "apis"), k, a)
+        {
+            if (id && json_is_string(a) && json_object_get(assigned, json_string_value(a))) {
+                json_object_set_new(open, id, json_true());
+                break;
+            }
+        }
+    }
+    return open;
+}
+
+/* Is a subscription (its scope) of use on a gateway serving `assigned`?  All-APIs ones are. */
+static bool sub_served(json_t *sub, const json_t *assigned, const json_t *products)
+{
+    const char *scope = json_string_value(json_object_get(sub, "scope"));
+    enum pt_sub_scope kind = PT_SUB_ALL_APIS;
+    const char *sid = NULL;
+    if (!scope || !pt_conf_entities_parse_sub_scope(scope, &kind, &sid) || kind == PT_SUB_ALL_APIS)
+        return true;
+    return sid && json_object_get(kind == PT_SUB_API ? assigned : products, sid);
+}
+
 /* The entity lists a gateway's nodes run: only its APIs, products' lists
-   cut to them, subscriptions to other APIs left out, no gateways.  A new
-   object: what it shares with ents (the unchanged entities) is not changed. */
+   cut to them, subscriptions to other APIs and to products left with no
+   API here left out, no gateways.  A new object: what it shares with ents
+   (the unchanged entities) is not changed. */
 static json_t *filter_for(json_t *ents, const json_t *assigned)
 {
     json_t *out = json_object();
+    json_t *open_products = products_served(ents, assigned);
     const char *key;
     json_t *list;
     json_object_foreach(ents, key, list)
@@ -198,20 +239,15 @@ static json_t *filter_for(json_t *ents, const json_t *assigned)
                 }
                 json_object_set_new(p, "apis", pa);
                 json_array_append_new(kept, p);
-            } else {
-                const char *scope = json_string_value(json_object_get(v, "scope"));
-                enum pt_sub_scope kind = PT_SUB_ALL_APIS;
-                const char *sid = NULL;
-                if (!scope || !pt_conf_entities_parse_sub_scope(scope, &kind, &sid) || kind != PT_SUB_API ||
-                    (sid && json_object_get(assigned, sid)))
-                    json_array_append(kept, v);
-            }
+            } else if (sub_served(v, assigned, open_products))
+                json_array_append(kept, v);
         }
         if (json_array_size(kept))
             json_object_set_new(out, key, kept);
         else
             json_decref(kept);
     }
+    json_decref(open_products);
     return out;
 }
 
@@ -403,26 +439,62 @@ static void send_not_modified(struct evhttp_request *r, struct gw *g)
 /* ------------------------------------------------------------- refusals */
 
 static struct {
-    char key[PT_GWTOKEN_ID_MAX + 1 + 257 + 64 + 16];
+    char key[PT_GWTOKEN_ID_MAX + 1 + 64 + 16];
     int64_t at_ms;
 } refusals[REFUSALS_MAX];
 
-/* Logs a refusal once per (gateway, node, reason) and minute. */
+/* The global budget: at most REFUSAL_LINES_MAX refusal lines per minute, whatever the keys; the rest
+   are counted and their number logged in one line when the minute ends (a timer). */
+static int64_t refusal_window_ms; /* the start of the current minute of lines */
+static int refusal_lines;         /* logged in it */
+static long long refusals_unlogged;
+static struct event *refusal_summary;
+
+static void on_refusal_summary(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    if (refusals_unlogged)
+        pt_warn(
+            "gateways: %lld refused sync requests not logged in the last minute (at most %d lines a minute)",
+            refusals_unlogged, REFUSAL_LINES_MAX);
+    refusals_unlogged = 0;
+}
+
+/* May one more refusal line be written this minute?  Counts it when not. */
+static bool refusal_budget(int64_t now)
+{
+    if (now - refusal_window_ms >= 60000) {
+        refusal_window_ms = now;
+        refusal_lines = 0;
+    }
+    if (refusal_lines < REFUSAL_LINES_MAX) {
+        refusal_lines++;
+        return true;
+    }
+    if (refusals_unlogged++ == 0 &&
+        base) { /* the first one held back: its count is told at the minute's end */
+        if (!refusal_summary)
+            refusal_summary = evtimer_new(base, on_refusal_summary, NULL);
+        struct timeval tv = {(time_t)((refusal_window_ms + 60000 - now) / 1000) + 1, 0};
+        if (refusal_summary)
+            evtimer_add(refusal_summary, &tv);
+    }
+    return false;
+}
+
+/* Logs a refusal once per (peer address, gateway, reason) and minute, within the global budget.  The
+   node (?node=) and the path's gateway are the client's choice: the node is only told, never part of
+   the key, and a gateway id that is not a valid one is logged as such, not echoed. */
 static void log_refusal(struct evhttp_request *r, const char *gateway, const char *why)
 {
-    const char *node = NULL;
-    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r);
-    struct evkeyvalq q;
-    bool hq = evhttp_uri_get_query(u) && evhttp_parse_query_str(evhttp_uri_get_query(u), &q) == 0;
-    if (hq)
-        node = evhttp_find_header(&q, "node");
     char *peer = NULL;
     ev_uint16_t port = 0;
     struct evhttp_connection *c = evhttp_request_get_connection(r);
     if (c)
         evhttp_connection_get_peer(c, &peer, &port);
+    const char *gw = pt_gwtoken_id_ok(pt_str_c(gateway)) ? gateway : "(not a gateway id)";
     char key[sizeof(refusals[0].key)];
-    snprintf(key, sizeof(key), "%.80s|%.256s|%.63s|%.15s", gateway, node ? node : "", peer ? peer : "", why);
+    snprintf(key, sizeof(key), "%.63s|%.80s|%.15s", peer ? peer : "", gw, why);
     int64_t now = (int64_t)pt_clock_now_ms();
     int slot = -1, oldest = 0;
     for (int i = 0; i < REFUSALS_MAX; i++) {
@@ -433,16 +505,23 @@ static void log_refusal(struct evhttp_request *r, const char *gateway, const cha
         if (refusals[i].at_ms < refusals[oldest].at_ms)
             oldest = i;
     }
-    bool log = slot < 0 || now - refusals[slot].at_ms >= 60000;
+    if (slot >= 0 && now - refusals[slot].at_ms < 60000)
+        return; /* told less than a minute ago */
+    if (!refusal_budget(now))
+        return;
     if (slot < 0) {
         slot = oldest;
         snprintf(refusals[slot].key, sizeof(refusals[slot].key), "%s", key);
     }
-    if (log) {
-        refusals[slot].at_ms = now;
-        pt_warn("gateway '%.80s': refused a sync request from %s (node %.256s): %s (logged once a minute)",
-                gateway, peer ? peer : "?", node ? node : "?", why);
-    }
+    refusals[slot].at_ms = now;
+    const char *node = NULL;
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r);
+    struct evkeyvalq q;
+    bool hq = evhttp_uri_get_query(u) && evhttp_parse_query_str(evhttp_uri_get_query(u), &q) == 0;
+    if (hq)
+        node = evhttp_find_header(&q, "node");
+    pt_warn("gateway '%s': refused a sync request from %s (node %.256s): %s (logged once a minute)", gw,
+            peer ? peer : "?", node ? node : "?", why);
     if (hq)
         evhttp_clear_headers(&q);
 }
@@ -465,10 +544,10 @@ static bool gw_keys(const char *id, char **primary, char **secondary)
 
 enum verdict { V_OK, V_UNAUTHORIZED, V_EXPIRED, V_UNKNOWN };
 
-/* Checks an Authorization value for the gateway of the path; why says what is wrong (never a key). */
-static enum verdict check_token(const char *auth, const char *gateway, char *why, size_t whylen)
+/* Checks an Authorization value's form and gateway (no store read); why says what is wrong. */
+static enum verdict check_form(const char *auth, const char *gateway, struct pt_gwtoken *t, char *why,
+                               size_t whylen)
 {
-    struct pt_gwtoken t;
     if (!auth) {
         snprintf(why, whylen, "an Authorization: GatewayKey token is required");
         return V_UNAUTHORIZED;
@@ -477,33 +556,51 @@ static enum verdict check_token(const char *auth, const char *gateway, char *why
         snprintf(why, whylen, "the sync endpoints take a GatewayKey token, not a user's bearer token");
         return V_UNAUTHORIZED;
     }
-    if (strncasecmp(auth, "GatewayKey ", 11) || !pt_gwtoken_parse(pt_str_c(auth), &t)) {
+    if (strncasecmp(auth, "GatewayKey ", 11) || !pt_gwtoken_parse(pt_str_c(auth), t)) {
         snprintf(why, whylen,
                  "the token is malformed (expected GatewayKey <gatewayId>&<yyyyMMddHHmm>&<signature>)");
         return V_UNAUTHORIZED;
     }
-    if (strcmp(t.id, gateway)) {
+    if (strcmp(t->id, gateway)) {
         snprintf(why, whylen, "the token is for another gateway");
         return V_UNAUTHORIZED;
     }
+    return V_OK;
+}
+
+/* Checks a well-formed token against the gateway's keys (either), then its expiry. */
+static enum verdict check_signed(const struct pt_gwtoken *t, const char *p, const char *s, char *why,
+                                 size_t whylen)
+{
+    bool signed_ok = (p && pt_gwtoken_signed_by(t, p)) | (s && pt_gwtoken_signed_by(t, s));
+    if (!signed_ok) {
+        snprintf(why, whylen, "the token's signature does not match the gateway's keys (a regenerated key?)");
+        return V_UNAUTHORIZED;
+    }
+    if (pt_gwtoken_expired(t, (int64_t)time(NULL))) {
+        snprintf(why, whylen, "the token expired at %.4s-%.2s-%.2sT%.2s:%.2sZ", t->stamp, t->stamp + 4,
+                 t->stamp + 6, t->stamp + 8, t->stamp + 10);
+        return V_EXPIRED;
+    }
+    return V_OK;
+}
+
+/* Checks an Authorization value for the gateway of the path; why says what is wrong (never a key). */
+static enum verdict check_token(const char *auth, const char *gateway, char *why, size_t whylen)
+{
+    struct pt_gwtoken t;
+    enum verdict v = check_form(auth, gateway, &t, why, whylen);
+    if (v != V_OK)
+        return v;
     char *p = NULL, *s = NULL;
     if (!gw_keys(gateway, &p, &s)) {
         snprintf(why, whylen, "gateway '%s' not found", gateway);
         return V_UNKNOWN;
     }
-    bool signed_ok = (p && pt_gwtoken_signed_by(&t, p)) | (s && pt_gwtoken_signed_by(&t, s));
+    v = check_signed(&t, p, s, why, whylen);
     free(p);
     free(s);
-    if (!signed_ok) {
-        snprintf(why, whylen, "the token's signature does not match the gateway's keys (a regenerated key?)");
-        return V_UNAUTHORIZED;
-    }
-    if (pt_gwtoken_expired(&t, (int64_t)time(NULL))) {
-        snprintf(why, whylen, "the token expired at %.4s-%.2s-%.2sT%.2s:%.2sZ", t.stamp, t.stamp + 4,
-                 t.stamp + 6, t.stamp + 8, t.stamp + 10);
-        return V_EXPIRED;
-    }
-    return V_OK;
+    return v;
 }
 
 /* Answers a refused sync request (401, 401 TokenExpired, 404) and logs it. */
@@ -524,8 +621,11 @@ static void waiter_free(struct waiter *w)
         event_free(w->timer);
     if (w->gone)
         event_free(w->gone);
-    if (w->c)
+    if (w->c) {
         evhttp_connection_set_closecb(w->c, NULL, NULL);
+        /* the wait is over: a kept-alive connection idles no longer than any other of the listener's */
+        evhttp_connection_set_timeout(w->c, PT_MGMT_IDLE_TIMEOUT);
+    }
     free(w);
 }
 
@@ -583,7 +683,8 @@ static void on_peer_closed(evutil_socket_t fd, short what, void *arg)
 static void wake_gateway(struct gw *g)
 {
     char why[256];
-    bool gone = !pt_store_get(pt_mgmt_req_store, "gateway", "", g->id, NULL, NULL);
+    char *kp = NULL, *ks = NULL; /* the keys, read once for every waiter */
+    bool gone = !gw_keys(g->id, &kp, &ks);
     bool have = !gone && gw_doc(g, why, sizeof(why));
     if (!gone && !have)
         pt_err("gateway '%s': its document cannot be built: %s", g->id, why);
@@ -591,7 +692,10 @@ static void wake_gateway(struct gw *g)
     for (int guard = 0; *p && guard < WAITERS_MAX + 1; guard++) {
         struct waiter *w = *p;
         char tw[256];
-        enum verdict v = gone ? V_UNKNOWN : check_token(w->token, g->id, tw, sizeof(tw));
+        struct pt_gwtoken t;
+        enum verdict v = gone ? V_UNKNOWN : check_form(w->token, g->id, &t, tw, sizeof(tw));
+        if (v == V_OK)
+            v = check_signed(&t, kp, ks, tw, sizeof(tw));
         bool answer = v != V_OK || (have && w->known != g->generation);
         if (!answer) {
             p = &w->next;
@@ -607,6 +711,8 @@ static void wake_gateway(struct gw *g)
         else
             send_doc(r, g, gzip);
     }
+    free(kp);
+    free(ks);
     if (gone && !g->waiters)
         gw_drop_doc(g);
 }
@@ -666,6 +772,9 @@ void pt_mgmt_gateways_stop(void)
     if (wake_event)
         event_free(wake_event);
     wake_event = NULL;
+    if (refusal_summary)
+        event_free(refusal_summary);
+    refusal_summary = NULL;
     base = NULL;
     json_decref(ents_cache);
     ents_cache = NULL;
@@ -789,6 +898,13 @@ static const char *str_field(json_t *o, const char *k, size_t max, bool *bad)
     return json_string_value(v);
 }
 
+/* Three intervals without a heartbeat: disconnected. */
+static bool node_disconnected(const struct node_rec *n, int64_t now)
+{
+    int64_t interval = n->interval_ms > 0 ? n->interval_ms : HEARTBEAT_DEFAULT * 1000;
+    return now - n->last_ms > 3 * interval;
+}
+
 static struct node_rec *node_slot(struct gw *g, const char *id)
 {
     for (int i = 0; i < g->nnodes; i++)
@@ -802,11 +918,19 @@ static struct node_rec *node_slot(struct gw *g, const char *id)
         snprintf(n->id, sizeof(n->id), "%s", id);
         return n;
     }
-    /* full: the node silent for the longest goes (a disconnected one before any connected one) */
-    int oldest = 0;
-    for (int i = 1; i < g->nnodes; i++)
-        if (g->nodes[i].last_ms < g->nodes[oldest].last_ms)
+    /* full: the disconnected node silent for the longest goes; only when every node is connected, the
+       one silent for the longest (a node with a long declared interval is not dropped for a dead one) */
+    int64_t now = (int64_t)pt_clock_wall_ms();
+    int oldest = -1, oldest_any = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        if (g->nodes[i].last_ms < g->nodes[oldest_any].last_ms)
+            oldest_any = i;
+        if (node_disconnected(&g->nodes[i], now) &&
+            (oldest < 0 || g->nodes[i].last_ms < g->nodes[oldest].last_ms))
             oldest = i;
+    }
+    if (oldest < 0)
+        oldest = oldest_any;
     struct node_rec *n = &g->nodes[oldest];
     free(n->config_error);
     memset(n, 0, sizeof(*n));
@@ -864,7 +988,7 @@ static void serve_heartbeat(struct mreq *m, struct gw *g)
         if (hb)
             n->interval_ms = json_integer_value(hb) * 1000;
         else if (n->last_ms && now > n->last_ms)
-            n->interval_ms = PT_MIN(now - n->last_ms, (int64_t)3600000);
+            n->interval_ms = PT_MIN(now - n->last_ms, (int64_t)HEARTBEAT_MEASURED_MAX * 1000);
         n->last_ms = now;
         n->generation = gen ? json_integer_value(gen) : 0;
         snprintf(n->version, sizeof(n->version), "%s", version ? version : "");
@@ -888,6 +1012,34 @@ static void serve_heartbeat(struct mreq *m, struct gw *g)
     sync_send(m->r, 200, json_pack("{s:I}", "generation", (json_int_t)g->generation));
 }
 
+/* Is the management listener bound to a loopback address only (127/8, ::1, ::ffff:127/104)? */
+static bool listen_loopback(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->ss_family != AF_INET6)
+        return false;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/* A node's document carries every secret of the service: over plain HTTP off loopback it travels in
+   clear.  Told once per process, at the first sync request a valid token makes. */
+static void warn_plain_http(void)
+{
+    static bool told;
+    const struct pt_conf *f = pt_mgmt_req_hooks->file();
+    if (told || !f)
+        return;
+    told = true;
+    if (!f->mgmt.tls.ncerts && !listen_loopback(&f->mgmt.sa))
+        pt_warn(
+            "gateways: nodes sync over plain HTTP on %s, not loopback: every node's document (secret named "
+            "values, backends' credentials, subscription keys) travels in clear; give management.listen a "
+            "certificate (HTTPS) or put a TLS proxy in front",
+            f->mgmt.listen ? f->mgmt.listen : "?");
+}
+
 void pt_mgmt_gateways_sync(struct mreq *m)
 {
     const char *auth = evhttp_find_header(evhttp_request_get_input_headers(m->r), "Authorization");
@@ -897,6 +1049,7 @@ void pt_mgmt_gateways_sync(struct mreq *m)
         refuse(m->r, m->id, v, why);
         return;
     }
+    warn_plain_http();
     struct gw *g = gw_find(m->id, true);
     if (!g) {
         sync_error(m->r, 503, "OutOfMemory", "try again");
@@ -1050,16 +1203,21 @@ static void serve_generate_token(struct mreq *m)
         json_decref(b);
         return;
     }
+    /* the token names a minute: rounded down first, so what is checked is what the token will say
+       (an expiry within the current minute would give a token expired when made) */
     int64_t at = ms / 1000;
+    at -= ((at % 60) + 60) % 60;
     if (at <= now || at - now > TOKEN_AHEAD_MAX) {
         pt_mgmt_req_send_error(m, 400, "ValidationError",
-                               "expiry: must be in the future and at most 30 days ahead");
+                               "expiry: must be a later minute than the current one (seconds are dropped: a "
+                               "token expires on the minute) and at most 30 days ahead");
         json_decref(b);
         return;
     }
     char *p = NULL, *s = NULL;
     char tok[PT_GWTOKEN_MAX];
-    bool ok = gw_keys(m->id, &p, &s) && pt_gwtoken_make(m->id, !strcmp(kt, "primary") ? p : s, at, tok);
+    bool primary = !strcmp(kt, "primary"); /* kt lives in the body, freed below */
+    bool ok = gw_keys(m->id, &p, &s) && pt_gwtoken_make(m->id, primary ? p : s, at, tok);
     free(p);
     free(s);
     json_decref(b);
@@ -1067,6 +1225,11 @@ static void serve_generate_token(struct mreq *m)
         pt_mgmt_req_send_error(m, 500, "StoreError", "the gateway's keys cannot be read");
         return;
     }
+    char stamp[13] = "";
+    pt_gwtoken_stamp(at, stamp);
+    pt_info("gateway '%s': a %s-key token expiring %.4s-%.2s-%.2sT%.2s:%.2sZ made by %s", m->id,
+            primary ? "primary" : "secondary", stamp, stamp + 4, stamp + 6, stamp + 8, stamp + 10,
+            m->who[0] ? m->who : "?");
     pt_mgmt_req_send_json(m, 200, json_pack("{s:s}", "value", tok), NULL);
 }
 
@@ -1075,8 +1238,10 @@ static void serve_list_keys(struct mreq *m)
     char *p = NULL, *s = NULL;
     if (!gw_keys(m->id, &p, &s) || !p || !s) {
         pt_mgmt_req_send_error(m, 500, "StoreError", "the gateway's keys cannot be read");
-    } else
+    } else {
+        pt_info("gateway '%s': keys listed by %s", m->id, m->who[0] ? m->who : "?");
         pt_mgmt_req_send_json(m, 200, json_pack("{s:s,s:s}", "primary", p, "secondary", s), NULL);
+    }
     free(p);
     free(s);
 }
@@ -1104,11 +1269,11 @@ static void serve_regenerate_key(struct mreq *m)
     snprintf(fresh, sizeof(fresh), "%s%s", k1, k2);
     if (ok) {
         json_object_set_new(cur, !strcmp(kt, "primary") ? "primaryKey" : "secondaryKey", json_string(fresh));
-        ok = pt_store_begin(pt_mgmt_req_store);
+        bool began = ok = pt_store_begin(pt_mgmt_req_store);
         ok = ok && pt_store_put(pt_mgmt_req_store, "gateway", "", m->id, ws, cur, src, NULL);
         if (ok)
             ok = pt_store_commit(pt_mgmt_req_store);
-        else
+        else if (began) /* a begin that failed opened nothing to roll back (and must not end an outer one) */
             pt_store_rollback(pt_mgmt_req_store);
     }
     json_decref(cur);
@@ -1122,7 +1287,7 @@ static void serve_regenerate_key(struct mreq *m)
     struct gw *g = gw_find(m->id, false);
     if (g && g->waiters)
         wake_gateway(g);
-    pt_info("gateway '%s': %s key regenerated", m->id, kt);
+    pt_info("gateway '%s': %s key regenerated by %s", m->id, kt, m->who[0] ? m->who : "?");
     pt_mgmt_req_send_json(m, 204, NULL, NULL);
 }
 
@@ -1133,18 +1298,16 @@ static void serve_nodes(struct mreq *m)
     int64_t now = (int64_t)pt_clock_wall_ms();
     for (int i = 0; g && i < g->nnodes; i++) {
         const struct node_rec *n = &g->nodes[i];
-        int64_t interval = n->interval_ms > 0 ? n->interval_ms : HEARTBEAT_DEFAULT * 1000;
         char ts[48];
         pt_log_format_time(ts, (uint64_t)n->last_ms);
         json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s}", "id", n->id, "address", n->address,
                               "version", n->version, "generation", (json_int_t)n->generation, "lastHeartbeat",
-                              ts, "status", now - n->last_ms > 3 * interval ? "disconnected" : "connected",
+                              ts, "status", node_disconnected(n, now) ? "disconnected" : "connected",
                               "hostname", n->hostname, "configError", "");
         json_object_set_new(o, "configError", n->config_error ? json_string(n->config_error) : json_null());
         json_array_append_new(items, o);
     }
-    json_t *out = json_pack("{s:o,s:I}", "value", items, "count", (json_int_t)json_array_size(items));
-    pt_mgmt_req_send_json(m, 200, out, NULL);
+    pt_mgmt_filter_send_page(m, items); /* $top (default 100), $skip, $filter like the other lists */
 }
 
 void pt_mgmt_gateways_serve(struct mreq *m)
@@ -1170,9 +1333,10 @@ void pt_mgmt_gateways_serve(struct mreq *m)
             return;
         }
         if (m->method != EVHTTP_REQ_GET && !pt_gwtoken_id_ok(pt_str_c(m->id))) {
-            pt_mgmt_req_send_error(m, 400, "InvalidId",
-                                   "'%s' is not a valid gateway id (1 to 80 letters, digits, '-', '_', '.')",
-                                   m->id);
+            pt_mgmt_req_send_error(
+                m, 400, "InvalidId",
+                "'%s' is not a valid gateway id (1 to 80 letters, digits, '-', '_', '.'; not only dots)",
+                m->id);
             return;
         }
         pt_mgmt_entities_entity(m, "gateway", "", m->id);

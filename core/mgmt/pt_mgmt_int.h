@@ -82,6 +82,9 @@ struct route {
     const char *summary;
 };
 
+/* Seconds a management connection may sit idle (a node's long-poll raises its own for the wait). */
+#define PT_MGMT_IDLE_TIMEOUT 30
+
 struct mreq {
     struct evhttp_request *r;
     enum evhttp_cmd_type method;
@@ -95,6 +98,7 @@ struct mreq {
     bool has_query;
     enum role role;
     char role_ws[128];
+    char who[160];  /* the caller for log lines: "the administrator token" or "access token 'id' (role)" */
     char base[64];  /* "/management" or "/management/workspaces/x" (for nextLink) */
     json_t *parsed; /* the JSON body once read (pt_mgmt_req_body hands it out again) */
 };

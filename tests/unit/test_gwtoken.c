@@ -203,13 +203,25 @@ static void test_malformed(void **state)
     free(h);
 }
 
+/* Ids are path segments: "." and ".." (and any id of dots only) would be folded away by proxies. */
+static void test_ids(void **state)
+{
+    (void)state;
+    const char *good[] = {"g", "a.b", ".a", "a..", "-", "_", "G-1_x.y"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(pt_gwtoken_id_ok(pt_str_c(good[i])));
+    const char *bad[] = {"", ".", "..", "...", "a~b", "a/b", "a b", "a%2e"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(pt_gwtoken_id_ok(pt_str_c(bad[i])));
+    char out[PT_GWTOKEN_MAX];
+    assert_false(pt_gwtoken_make("..", "k", 1835481540, out));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_known_answer),
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_forged),
-        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_known_answer), cmocka_unit_test(test_round_trip), cmocka_unit_test(test_forged),
+        cmocka_unit_test(test_malformed),    cmocka_unit_test(test_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
