@@ -1192,6 +1192,7 @@ int main(int argc, char **argv)
     }
     pt_plugin_unload();
     pt_conf_free(file_conf);
+    pt_model_entities_forget();
     json_decref(node_entities);
     pt_store_close(store);
     pt_counters_free();

@@ -778,6 +778,46 @@ json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const cha
     return root;
 }
 
+/* The last materialized entity lists, while the store's entities have not been written since: a
+   management write builds the generation from them and the self-hosted gateways' documents are cut
+   from the same ones (tens of thousands of entities read, unsealed and parsed once, not twice).
+   The control thread's alone; shared read-only. */
+static struct {
+    const struct pt_store *st;
+    uint64_t writes;
+    char *key;
+    json_t *ents;
+} shared;
+
+json_t *pt_model_entities_shared(struct pt_store *st, const char *secret_key, struct pt_errors *errs)
+{
+    uint64_t w = pt_store_entity_writes(st);
+    if (shared.ents && shared.st == st && shared.writes == w &&
+        !strcmp(shared.key ? shared.key : "", secret_key ? secret_key : ""))
+        return json_incref(shared.ents);
+    json_t *ents = pt_model_entities(st, secret_key, NULL, errs);
+    if (!ents)
+        return NULL;
+    pt_model_entities_forget();
+    char *k = strdup(secret_key ? secret_key : "");
+    if (k) {
+        shared.st = st;
+        shared.writes = w;
+        shared.key = k;
+        shared.ents = json_incref(ents);
+    }
+    return ents;
+}
+
+void pt_model_entities_forget(void)
+{
+    json_decref(shared.ents);
+    if (shared.key)
+        OPENSSL_cleanse(shared.key, strlen(shared.key));
+    free(shared.key);
+    memset(&shared, 0, sizeof(shared));
+}
+
 struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                                struct pt_errors *errs)
 {
@@ -790,12 +830,12 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
         if (is_entity_key(k))
             json_object_del(root, k);
     }
-    json_t *ents = pt_model_entities(st, secret_key, NULL, errs);
+    json_t *ents = pt_model_entities_shared(st, secret_key, errs);
     if (!ents) {
         json_decref(root);
         return NULL;
     }
-    json_object_update(root, ents);
+    json_object_update(root, ents); /* the lists are shared, never changed: root only holds them */
     json_decref(ents);
     struct pt_pool *pool = pt_pool_new(64 * 1024);
     struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);

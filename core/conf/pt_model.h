@@ -51,6 +51,12 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
 json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only,
                           struct pt_errors *errs);
 
+/* The same (only NULL), shared and read-only: built again only when the store's entities were
+   written since the last call (pt_store_entity_writes).  Never change what it returns; release it
+   with json_decref.  pt_model_entities_forget drops the copy kept (at exit). */
+json_t *pt_model_entities_shared(struct pt_store *st, const char *secret_key, struct pt_errors *errs);
+void pt_model_entities_forget(void);
+
 /* A document of entity lists (a management request) read with the file's
    settings, validated as the file is.  `positions` (the parsed YAML, when
    the body was text) gives errors NAME:line:column; without it errors

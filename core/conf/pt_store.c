@@ -32,6 +32,7 @@ struct pt_store {
         sqlite3_stmt *st;
         bool busy; /* in use (a callback of pt_store_each may run the same query: it gets its own) */
     } cache[32];
+    uint64_t entity_writes; /* entity and link writes, and rollbacks: what materialized views depend on */
 };
 
 /* Fields held sealed at rest: a sealed value starts with "v1:" (a character
@@ -268,6 +269,11 @@ uint64_t pt_store_version(struct pt_store *s)
     return s->version;
 }
 
+uint64_t pt_store_entity_writes(struct pt_store *s)
+{
+    return s->entity_writes;
+}
+
 bool pt_store_begin(struct pt_store *s)
 {
     if (s->depth++ > 0)
@@ -300,6 +306,7 @@ bool pt_store_commit(struct pt_store *s)
 
 void pt_store_rollback(struct pt_store *s)
 {
+    s->entity_writes++;
     if (s->depth == 0)
         return;
     if (--s->depth > 0) {
@@ -403,6 +410,7 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
 bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id,
                   const char *workspace, const json_t *body, const char *source, char etag[24])
 {
+    s->entity_writes++;
     /* what cannot be written as JSON that loads again must not be stored:
        entity lists skip bodies that do not load, so it would vanish */
     char where[256];
@@ -454,6 +462,7 @@ bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, cons
 
 bool pt_store_delete(struct pt_store *s, const char *kind, const char *parent, const char *id)
 {
+    s->entity_writes++;
     sqlite3_stmt *st = prep(s, "DELETE FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
     if (!st)
         return false;
@@ -511,6 +520,7 @@ int pt_store_count(struct pt_store *s, const char *kind, const char *parent)
 
 bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source)
 {
+    s->entity_writes++;
     sqlite3_stmt *st = prep(s, "INSERT INTO links (kind, a, b, source, touched) VALUES (?1, ?2, ?3, ?4, ?5)"
                                " ON CONFLICT (kind, a, b) DO UPDATE SET touched = excluded.touched");
     if (!st)
@@ -525,6 +535,7 @@ bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const ch
 
 bool pt_store_unlink(struct pt_store *s, const char *kind, const char *a, const char *b)
 {
+    s->entity_writes++;
     sqlite3_stmt *st = prep(s, b ? "DELETE FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3"
                                  : "DELETE FROM links WHERE kind = ?1 AND a = ?2");
     if (!st)
@@ -636,6 +647,7 @@ void pt_store_touch_link(struct pt_store *s, const char *kind, const char *a, co
 
 int pt_store_sweep(struct pt_store *s, const char *source)
 {
+    s->entity_writes++;
     int n = 0;
     static const char *const sql[] = {"DELETE FROM entities WHERE source = ?1 AND touched <> ?2",
                                       "DELETE FROM links WHERE source = ?1 AND touched <> ?2"};
@@ -728,6 +740,7 @@ bool pt_store_state_raise(struct pt_store *s, const char *name, int64_t value)
 
 int pt_store_reseal(struct pt_store *s)
 {
+    s->entity_writes++;
     if (!s->seal)
         return 0;
     struct item {

@@ -94,6 +94,9 @@ bool pt_store_in_transaction(struct pt_store *s);
 /* The last SQLite error message. */
 const char *pt_store_error(struct pt_store *s);
 /* Bumped by every committed write (the management API's change counter). */
+/* Counts writes of entities and links (and rollbacks, which may undo some): a view built from them
+   stays true while this number does not move (also inside a transaction). */
+uint64_t pt_store_entity_writes(struct pt_store *s);
 uint64_t pt_store_version(struct pt_store *s);
 
 /* Counters that must survive restarts (quota): add and read. */

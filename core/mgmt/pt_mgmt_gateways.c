@@ -253,18 +253,15 @@ static json_t *filter_for(json_t *ents, const json_t *assigned)
 
 /* The store's entity lists, read once per store version and shared by every gateway's document. */
 static json_t *ents_cache;
-static uint64_t ents_version;
 
 static json_t *entities_now(char *why, size_t whylen)
 {
-    uint64_t v = pt_store_version(pt_mgmt_req_store);
-    if (ents_cache && ents_version == v)
-        return ents_cache;
-    json_decref(ents_cache);
+    json_decref(ents_cache); /* the last one, released once the next is asked for */
     struct pt_errors errs = {0};
+    /* the lists the management write that woke us built its generation from, when nothing was
+       written since (pt_model_entities_shared) */
     ents_cache =
-        pt_model_entities(pt_mgmt_req_store, pt_model_secret_key(pt_mgmt_req_hooks->file()), NULL, &errs);
-    ents_version = v;
+        pt_model_entities_shared(pt_mgmt_req_store, pt_model_secret_key(pt_mgmt_req_hooks->file()), &errs);
     if (!ents_cache) {
         snprintf(why, whylen, "%s", errs.n ? errs.msgs[0] : "the store cannot be read");
         pt_node_errors_clear(&errs);

@@ -132,11 +132,10 @@ static const char *route_path(struct pt_pool *pool, const struct pt_apidef *a)
     return p;
 }
 
-static const char *keys_path(const struct route_key *keys, const struct pt_apidef *a)
+/* keys[i] is the key of the generation's i-th API (filled in that order) */
+static const char *keys_path(const struct route_key *keys, const struct pt_gen *g, const struct pt_apidef *a)
 {
-    for (int i = 0;; i++)
-        if (keys[i].api == a)
-            return keys[i].path;
+    return keys[a - g->apis].path;
 }
 
 static int key_cmp(const void *x, const void *y)
@@ -914,15 +913,16 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         }
         /* a version that shares its path with others is reached through the group */
         bool hidden = api->vgroup && api->vgroup[0] != api;
-        int idx = pt_router_add_api(
-            g->router, hidden ? pt_pool_printf(pool, "\x01%s", ac->id) : keys_path(keys, api), ac->host, api);
+        int idx = pt_router_add_api(g->router,
+                                    hidden ? pt_pool_printf(pool, "\x01%s", ac->id) : keys_path(keys, g, api),
+                                    ac->host, api);
         api->ridx = idx;
         /* the current revision also answers with its number: /echo;rev=3/... */
         int alias = -1;
         if (ac->is_current && ac->revision && !hidden && pt_node_get(ac->node, "apiRevision"))
-            alias = pt_router_add_api(g->router,
-                                      pt_pool_printf(pool, "%s;rev=%s", keys_path(keys, api), ac->revision),
-                                      ac->host, api);
+            alias = pt_router_add_api(
+                g->router, pt_pool_printf(pool, "%s;rev=%s", keys_path(keys, g, api), ac->revision), ac->host,
+                api);
         api->nops = ac->nops;
         api->ops = pt_pool_calloc(pool, sizeof(*api->ops) * (size_t)(ac->nops ? ac->nops : 1));
         for (int k = 0; k < ac->nops; k++) {
