@@ -10,6 +10,9 @@
  *   portico report by-api|by-operation|by-product|by-subscription|by-user|by-time|by-request
  *           [--since 1h | --from T [--to T]] [--api A] [--operation O] [--product P]
  *           [--subscription S] [--user U] [--interval 15m] [--top N] [--json]
+ *   portico probe [URL] [--ca-file FILE]
+ *                                    GET a gateway's status path (a container's
+ *                                    health check); exit 0 on 200, else 1
  *
  * Options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001;
  * https:// checks the server's certificate against the system CAs or
@@ -774,6 +777,10 @@ static void usage(FILE *f)
         "         [--since 1h | --from ISO-TIME [--to ISO-TIME]] [--api A] [--operation O] [--product P]\n"
         "         [--subscription S] [--user U] [--interval 15m (by-time)] [--top N] [--json]\n"
         "                                   usage figures as a table (docs/analytics.md)\n"
+        "  probe [URL] [--ca-file FILE]     GET a gateway's status path (default\n"
+        "                                   http://127.0.0.1:8080/status-0123456789abcdef; a URL without a\n"
+        "                                   path gets /status-0123456789abcdef): exit 0 on 200, else 1\n"
+        "                                   (3 s at most)\n"
         "options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001; https:// for TLS)\n"
         "         --ca-file FILE (default $PORTICO_CA_FILE, else the system CAs: whom to trust over https)\n"
         "         --token TOKEN (default $PORTICO_ADMIN_TOKEN)   -o json (JSON instead of tables)\n"
@@ -781,11 +788,88 @@ static void usage(FILE *f)
         "answers over 64 MiB and documents to apply over 64 MiB are refused\n");
 }
 
+/*
+ * `portico probe [URL]`: the health check of a container (Dockerfile's
+ * HEALTHCHECK, or an exec probe).  GETs the gateway's status path -- the
+ * URL given (one without a path gets /status-0123456789abcdef), else
+ * http://127.0.0.1:8080/status-0123456789abcdef -- with one 3 s deadline
+ * for all of it, and exits 0 on a 200, else 1 with one line saying why.
+ * Never 2 (Docker reserves it), not even for a usage error.
+ */
+#define PROBE_URL "http://127.0.0.1:8080/status-0123456789abcdef"
+#define PROBE_PATH "/status-0123456789abcdef"
+#define PROBE_TIMEOUT_MS 3000
+
+static int probe_fail(const char *fmt, ...) PT_PRINTF(1, 2);
+static int probe_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "portico probe: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static int cli_probe(int argc, char **argv)
+{
+    const char *url = NULL, *ca_file = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--ca-file") && i + 1 < argc)
+            ca_file = argv[++i];
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: portico probe [URL] [--ca-file FILE]   (default URL %s)\n", PROBE_URL);
+            return 0;
+        } else if (argv[i][0] == '-' || url)
+            return probe_fail("usage: portico probe [URL] [--ca-file FILE] (unexpected '%s')", argv[i]);
+        else
+            url = argv[i];
+    }
+    struct cli c = {0};
+    if (!url)
+        url = PROBE_URL;
+    if (strlen(url) > 4096 || !parse_url(&c, url))
+        return probe_fail("the URL must look like http://HOST:PORT/PATH or https://... (got '%.200s')", url);
+    /* a URL without a path: the liveness path of that listener */
+    char full[4200];
+    const char *rest = url + (c.tls ? 8 : 7);
+    rest += strcspn(rest, "/?#");
+    if (!*rest || !strcmp(rest, "/"))
+        snprintf(full, sizeof(full), "%.*s%s", (int)(rest - url), url, PROBE_PATH);
+    else
+        snprintf(full, sizeof(full), "%s", url);
+    struct pt_fetch_opts o = {.timeout_ms = PROBE_TIMEOUT_MS,
+                              .max_body = 64 * 1024,
+                              .accept = "*/*",
+                              .cancel_fd = -1,
+                              .ca_file = ca_file && *ca_file ? ca_file : getenv("PORTICO_CA_FILE")};
+    struct pt_fetch_result fr;
+    char err[512];
+    int rc = pt_fetch_get(full, &o, &fr, err, sizeof(err));
+    if (rc == PT_FETCH_TIMEOUT)
+        return probe_fail("%s: no answer within %d s (%s)", full, PROBE_TIMEOUT_MS / 1000, err);
+    if (rc == PT_FETCH_TOO_LARGE)
+        return probe_fail("%s: the answer is larger than 64 KiB", full);
+    if (rc != PT_FETCH_OK)
+        return probe_fail("%s: %s", full, err);
+    int status = fr.status;
+    /* the first line of a refusal's message, if it says one */
+    json_t *j = status != 200 && fr.len ? json_loadb(fr.body, fr.len, 0, NULL) : NULL;
+    const char *msg = json_string_value(json_object_get(j, "message"));
+    int r = status == 200
+                ? 0
+                : probe_fail("%s: status %d%s%.200s", full, status, msg ? ": " : "", msg ? msg : "");
+    json_decref(j);
+    free(fr.body);
+    return r;
+}
+
 bool pt_cli_is_command(const char *arg)
 {
     static const char *const cmds[] = {"apply",  "export",        "api",         "product",   "user",
                                        "group",  "subscription",  "named-value", "workspace", "help",
-                                       "report", "user-password", "user-invite", NULL};
+                                       "report", "user-password", "user-invite", "probe",     NULL};
     for (int i = 0; cmds[i]; i++)
         if (!strcmp(cmds[i], arg))
             return true;
@@ -794,6 +878,8 @@ bool pt_cli_is_command(const char *arg)
 
 int pt_cli_main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "probe"))
+        return cli_probe(argc, argv); /* a gateway's status path, not the management API */
     struct cli c = {0};
     c.url = getenv("PORTICO_URL") && *getenv("PORTICO_URL") ? getenv("PORTICO_URL") : "http://127.0.0.1:8001";
     c.token = getenv("PORTICO_ADMIN_TOKEN");

@@ -200,3 +200,27 @@ uint64_t pt_access_body_limit(struct pt_req *req)
     uint64_t own = req->api ? req->api->cf->body_size : 0;
     return own && own < global ? own : global;
 }
+
+/*
+ * The status paths of APIM's self-hosted gateway, answered on every gateway
+ * listener before routing: GET or HEAD of exactly one of the two paths,
+ * whatever the query (the path here has none).  Any other method goes on to
+ * routing, so an API may still take POST there.  Most requests leave at the
+ * length comparison.
+ */
+enum pt_access_status pt_access_status_path(pt_str method, pt_str path)
+{
+    static const char live[] = "/status-0123456789abcdef", ready[] = "/internal-status-0123456789abcdef";
+    _Static_assert(sizeof(live) - 1 == PT_ACCESS_STATUS_LIVE_LEN &&
+                       sizeof(ready) - 1 == PT_ACCESS_STATUS_READY_LEN,
+                   "the status paths' lengths");
+    if (PT_LIKELY(path.len != PT_ACCESS_STATUS_LIVE_LEN && path.len != PT_ACCESS_STATUS_READY_LEN))
+        return PT_ACCESS_STATUS_NONE;
+    if (!pt_str_eq(method, PT_STR("GET")) && !pt_str_eq(method, PT_STR("HEAD")))
+        return PT_ACCESS_STATUS_NONE;
+    if (pt_str_eq(path, PT_STR(live)))
+        return PT_ACCESS_STATUS_LIVE;
+    if (pt_str_eq(path, PT_STR(ready)))
+        return PT_ACCESS_STATUS_READY;
+    return PT_ACCESS_STATUS_NONE;
+}

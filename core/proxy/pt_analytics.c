@@ -12,6 +12,9 @@
 #include "proxy/pt_proxy.h"
 
 #include <event2/event.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,6 +476,8 @@ static int write_chunk(const struct pt_an_chunk *k)
     return rows;
 }
 
+static void ship_chunk(const struct pt_an_chunk *k);
+
 /* Writes pending chunks in transactions of about TX_ROWS rows; a chunk is
    given back once its transaction committed.  false when the store refused
    (what was not committed stays pending). */
@@ -520,6 +525,7 @@ static bool write_pending(bool all, int64_t *requests_written)
             pending_tail = &pending;
         while (done) {
             struct pt_an_chunk *n = done->next;
+            ship_chunk(done); /* a gateway node's: kept for the control plane too */
             give_back(done);
             done = n;
         }
@@ -657,26 +663,476 @@ void pt_analytics_stats(struct pt_analytics_stats *out)
     out->flush_errors = atomic_load(&st_errors);
 }
 
-/* Gateway nodes' shipping: filled in by the self-hosted gateways work. */
+/* ------------------------------------------------- gateway nodes' shipping
+ *
+ * On a gateway node (pt_analytics_shipping(true)), the minute buckets of
+ * every chunk the flush committed are also added to a shipping queue:
+ * merged by key (minute, API, operation, product, subscription, user), in
+ * the order they came, at most SHIP_MAX of them (beyond, the oldest go and
+ * their calls are counted as dropped).  The heartbeat thread takes up to
+ * SHIP_BATCH of them at a time as a JSON batch (docs/analytics.md, "Gateway
+ * nodes"); a batch it could not deliver comes back whole, with its id, and
+ * is the next one taken, alternating with fresh ones (at most PUTBACK_MAX
+ * of them; beyond, the oldest is dropped and counted).  The control plane ingests a batch into its own
+ * minute buckets, once per id (a resent batch whose first delivery did get
+ * through is recognised among the last SEEN_MAX ids).
+ */
+#define SHIP_MAX 20000     /* buckets waiting on a node */
+#define SHIP_HASH 8192     /* their hash table's chains (a power of two) */
+#define SHIP_BATCH 2000    /* buckets in one batch */
+#define PUTBACK_MAX 16     /* batches waiting for a second try */
+#define INGEST_MAX 5000    /* buckets a batch may hold */
+#define INGEST_STR_MAX 256 /* bytes of an id in a bucket */
+#define INGEST_ID_MAX 64   /* bytes of a batch's id */
+#define INGEST_NUM_MAX (1LL << 53)
+#define INGEST_FUTURE 86400 /* a bucket may start at most a day ahead of this clock */
+#define SEEN_MAX 1024       /* batch ids remembered by the control plane */
+
+struct ship {
+    struct ship *next;  /* queue order, oldest first */
+    struct ship *hnext; /* hash chain */
+    uint64_t hash;
+    int64_t ts;
+    const char *key[5]; /* api, operation, product, subscription, user: in text[] */
+    struct pt_store_an_counts c;
+    char text[];
+};
+
+static pthread_mutex_t ship_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool ship_on;
+static struct ship *ship_head, **ship_tail = &ship_head;
+static struct ship *ship_table[SHIP_HASH];
+static size_t ship_n;
+static json_t *putbacks[PUTBACK_MAX]; /* oldest first */
+static int nputbacks;
+static bool last_was_putback;         /* the last batch taken was a put-back one */
+static uint64_t ship_seq, ship_node;  /* batch ids: a random node part and a sequence */
+static uint64_t ship_dropped_unsent;  /* calls dropped since the last batch said so */
+static _Atomic uint64_t ship_dropped; /* calls dropped, for the node's counters */
+static const char *const ship_names[5] = {"api", "operation", "product", "subscription", "user"};
+
+/* The key's hash: each string with its length, so ("a", "") and ("", "a") differ. */
+static uint64_t ship_hash_of(int64_t ts, const char *const key[5])
+{
+    uint64_t h = mix(0, (uint64_t)ts);
+    for (int i = 0; i < 5; i++) {
+        size_t n = 0;
+        for (const unsigned char *p = (const unsigned char *)key[i]; *p; p++, n++)
+            h = mix(h, *p);
+        h = mix(h, n);
+    }
+    return h;
+}
+
+static int64_t calls_of(const struct pt_store_an_counts *c)
+{
+    return c->success + c->blocked + c->failed + c->other;
+}
+
+static void ship_unhash(struct ship *e)
+{
+    struct ship **pp = &ship_table[e->hash & (SHIP_HASH - 1)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = e->hnext;
+}
+
+/* Adds a bucket to the queue (merged with its key's); under ship_mu. */
+static void ship_add(int64_t ts, const char *const key[5], const struct pt_store_an_counts *c)
+{
+    uint64_t h = ship_hash_of(ts, key);
+    for (struct ship *e = ship_table[h & (SHIP_HASH - 1)]; e; e = e->hnext)
+        if (e->hash == h && e->ts == ts && !strcmp(e->key[0], key[0]) && !strcmp(e->key[1], key[1]) &&
+            !strcmp(e->key[2], key[2]) && !strcmp(e->key[3], key[3]) && !strcmp(e->key[4], key[4])) {
+            pt_analytics_counts_merge(&e->c, c);
+            return;
+        }
+    size_t len[5], total = 0;
+    for (int i = 0; i < 5; i++)
+        total += (len[i] = strlen(key[i])) + 1;
+    struct ship *e = malloc(sizeof(*e) + total);
+    if (!e) {
+        ship_dropped_unsent += (uint64_t)calls_of(c);
+        atomic_fetch_add(&ship_dropped, (uint64_t)calls_of(c));
+        return;
+    }
+    char *t = e->text;
+    for (int i = 0; i < 5; i++) {
+        memcpy(t, key[i], len[i] + 1);
+        e->key[i] = t;
+        t += len[i] + 1;
+    }
+    e->ts = ts;
+    e->hash = h;
+    e->c = *c;
+    e->next = NULL;
+    e->hnext = ship_table[h & (SHIP_HASH - 1)];
+    ship_table[h & (SHIP_HASH - 1)] = e;
+    *ship_tail = e;
+    ship_tail = &e->next;
+    ship_n++;
+    while (ship_n > SHIP_MAX) { /* the oldest go: the control plane is long unreachable */
+        struct ship *old = ship_head;
+        ship_head = old->next;
+        if (!ship_head)
+            ship_tail = &ship_head;
+        ship_unhash(old);
+        ship_n--;
+        ship_dropped_unsent += (uint64_t)calls_of(&old->c);
+        atomic_fetch_add(&ship_dropped, (uint64_t)calls_of(&old->c));
+        free(old);
+    }
+}
+
+static void ship_chunk(const struct pt_an_chunk *k)
+{
+    pthread_mutex_lock(&ship_mu);
+    if (ship_on)
+        for (uint32_t i = 0; i < SLOTS; i++) {
+            const struct slot *s = &k->slots[i];
+            if (!s->minute)
+                continue;
+            const char *key[5] = {str_at(k, s->s_api), str_at(k, s->s_op), str_at(k, s->s_product),
+                                  str_at(k, s->s_sub), str_at(k, s->s_user)};
+            ship_add((int64_t)(s->minute - 1) * 60, key, &s->c);
+        }
+    pthread_mutex_unlock(&ship_mu);
+}
+
+static void ship_clear(void)
+{
+    while (ship_head) {
+        struct ship *n = ship_head->next;
+        free(ship_head);
+        ship_head = n;
+    }
+    ship_tail = &ship_head;
+    ship_n = 0;
+    memset(ship_table, 0, sizeof(ship_table));
+    for (int i = 0; i < nputbacks; i++)
+        json_decref(putbacks[i]);
+    nputbacks = 0;
+}
+
+void pt_analytics_shipment_keep(const struct pt_store_an_bucket *b)
+{
+    const char *key[5] = {b->api ? b->api : "", b->op ? b->op : "", b->product ? b->product : "",
+                          b->sub ? b->sub : "", b->user ? b->user : ""};
+    pthread_mutex_lock(&ship_mu);
+    if (ship_on && b->grain == PT_AN_MINUTE)
+        ship_add(b->ts, key, &b->c);
+    pthread_mutex_unlock(&ship_mu);
+}
+
 void pt_analytics_shipping(bool on)
 {
-    (void)on;
+    pthread_mutex_lock(&ship_mu);
+    if (on && !ship_node && RAND_bytes((unsigned char *)&ship_node, sizeof(ship_node)) != 1)
+        ship_node = pt_clock_wall_ms() ^ ((uint64_t)(uintptr_t)&ship_node << 16);
+    if (!on)
+        ship_clear();
+    ship_on = on;
+    pthread_mutex_unlock(&ship_mu);
+}
+
+uint64_t pt_analytics_shipment_dropped(void)
+{
+    return atomic_load(&ship_dropped);
+}
+
+static json_t *bucket_json(const struct ship *e)
+{
+    json_t *b = json_object();
+    json_object_set_new(b, "start", json_integer(e->ts));
+    for (int i = 0; i < 5; i++)
+        if (*e->key[i])
+            json_object_set_new(b, ship_names[i], json_string(e->key[i]));
+    const struct pt_store_an_counts *c = &e->c;
+    const int64_t v[] = {c->success,   c->blocked,    c->failed,  c->other,   c->bandwidth,
+                         c->cache_hit, c->cache_miss, c->api_sum, c->api_min, c->api_max,
+                         c->svc_n,     c->svc_sum,    c->svc_min, c->svc_max};
+    static const char *const names[] = {"success",      "blocked",    "failed",     "other",     "bandwidth",
+                                        "cacheHit",     "cacheMiss",  "timeSum",    "timeMin",   "timeMax",
+                                        "backendCount", "backendSum", "backendMin", "backendMax"};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        if (v[i] || i < 4) /* the backend's figures only when it was called; the outcomes always */
+            json_object_set_new(b, names[i], json_integer(v[i]));
+    return b;
 }
 
 json_t *pt_analytics_shipment_take(void)
 {
-    return NULL;
+    pthread_mutex_lock(&ship_mu);
+    /* a batch that failed goes again first, as it was (its id too) -- but
+       not twice in a row while fresh buckets wait: one the control plane
+       refuses each time must not hold the others back for ever */
+    if (nputbacks && !(last_was_putback && ship_head)) {
+        json_t *b = putbacks[0];
+        memmove(putbacks, putbacks + 1, (size_t)(nputbacks - 1) * sizeof(putbacks[0]));
+        nputbacks--;
+        last_was_putback = true;
+        pthread_mutex_unlock(&ship_mu);
+        return b;
+    }
+    last_was_putback = false;
+    if (!ship_on || (!ship_head && !ship_dropped_unsent)) {
+        pthread_mutex_unlock(&ship_mu);
+        return NULL;
+    }
+    struct ship *list = ship_head, *last = NULL;
+    int n = 0;
+    for (struct ship *e = ship_head; e && n < SHIP_BATCH; e = e->next, n++) {
+        ship_unhash(e);
+        last = e;
+    }
+    if (last) {
+        ship_head = last->next;
+        last->next = NULL;
+        if (!ship_head)
+            ship_tail = &ship_head;
+        ship_n -= (size_t)n;
+    } else
+        list = NULL;
+    uint64_t dropped = ship_dropped_unsent;
+    ship_dropped_unsent = 0;
+    char id[40];
+    snprintf(id, sizeof(id), "%016llx-%llu", (unsigned long long)ship_node, (unsigned long long)++ship_seq);
+    pthread_mutex_unlock(&ship_mu);
+
+    json_t *buckets = json_array();
+    while (list) {
+        struct ship *nx = list->next;
+        json_array_append_new(buckets, bucket_json(list));
+        free(list);
+        list = nx;
+    }
+    return json_pack("{s:i, s:s, s:I, s:o}", "version", PT_ANALYTICS_SHIPMENT_VERSION, "id", id, "dropped",
+                     (json_int_t)dropped, "buckets", buckets);
+}
+
+/* The calls a batch counts (for what a dropped one loses). */
+static uint64_t batch_calls(const json_t *batch)
+{
+    uint64_t n = 0;
+    size_t i;
+    const json_t *b;
+    json_array_foreach(json_object_get(batch, "buckets"), i, b)
+    {
+        static const char *const outcomes[] = {"success", "blocked", "failed", "other"};
+        for (int k = 0; k < 4; k++) {
+            json_int_t v = json_integer_value(json_object_get(b, outcomes[k]));
+            n += v > 0 ? (uint64_t)v : 0;
+        }
+    }
+    return n;
 }
 
 void pt_analytics_shipment_putback(json_t *batch)
 {
-    json_decref(batch);
+    if (!batch)
+        return;
+    pthread_mutex_lock(&ship_mu);
+    if (!ship_on) {
+        pthread_mutex_unlock(&ship_mu);
+        json_decref(batch);
+        return;
+    }
+    if (nputbacks == PUTBACK_MAX) { /* the oldest goes */
+        uint64_t lost = batch_calls(putbacks[0]);
+        ship_dropped_unsent += lost;
+        atomic_fetch_add(&ship_dropped, lost);
+        json_decref(putbacks[0]);
+        memmove(putbacks, putbacks + 1, (size_t)(PUTBACK_MAX - 1) * sizeof(putbacks[0]));
+        nputbacks--;
+    }
+    putbacks[nputbacks++] = batch;
+    pthread_mutex_unlock(&ship_mu);
+}
+
+/* ---- the control plane's side ---- */
+
+static bool bad(char *err, size_t errlen, const char *fmt, ...) PT_PRINTF(3, 4);
+static bool bad(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* A count of a bucket: a JSON integer from 0 to 2^53 (absent: 0). */
+static bool count_of(const json_t *b, const char *name, size_t at, int64_t *out, char *err, size_t errlen)
+{
+    const json_t *v = json_object_get(b, name);
+    *out = 0;
+    if (!v)
+        return true;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INGEST_NUM_MAX)
+        return bad(err, errlen, "analytics: buckets[%zu].%s: must be an integer from 0 to 2^53", at, name);
+    *out = (int64_t)json_integer_value(v);
+    return true;
+}
+
+static bool bucket_of(const json_t *b, size_t at, int64_t now, struct pt_store_an_bucket *out, char *err,
+                      size_t errlen)
+{
+    static const char *const known[] = {
+        "start",   "api",     "operation",    "product",    "subscription", "user",      "success",
+        "blocked", "failed",  "other",        "bandwidth",  "cacheHit",     "cacheMiss", "timeSum",
+        "timeMin", "timeMax", "backendCount", "backendSum", "backendMin",   "backendMax"};
+    if (!json_is_object(b))
+        return bad(err, errlen, "analytics: buckets[%zu]: must be an object", at);
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)b, k, v)
+    {
+        size_t i = 0;
+        while (i < sizeof(known) / sizeof(known[0]) && strcmp(k, known[i]))
+            i++;
+        if (i == sizeof(known) / sizeof(known[0]))
+            return bad(err, errlen, "analytics: buckets[%zu]: unknown key '%.64s'", at, k);
+    }
+    memset(out, 0, sizeof(*out));
+    out->grain = PT_AN_MINUTE;
+    const json_t *start = json_object_get(b, "start");
+    if (!json_is_integer(start))
+        return bad(err, errlen, "analytics: buckets[%zu].start: required, an integer (Unix seconds)", at);
+    json_int_t ts = json_integer_value(start);
+    if (ts < 0 || ts % 60 || ts > now + INGEST_FUTURE)
+        return bad(err, errlen,
+                   "analytics: buckets[%zu].start: must be the start of a minute (a multiple of 60), not "
+                   "more than a day ahead",
+                   at);
+    out->ts = (int64_t)ts;
+    const char **keys[5] = {&out->api, &out->op, &out->product, &out->sub, &out->user};
+    for (int i = 0; i < 5; i++) {
+        const json_t *s = json_object_get(b, ship_names[i]);
+        *keys[i] = "";
+        if (!s)
+            continue;
+        if (!json_is_string(s) || json_string_length(s) > INGEST_STR_MAX ||
+            strlen(json_string_value(s)) != json_string_length(s))
+            return bad(err, errlen, "analytics: buckets[%zu].%s: must be a string of at most %d bytes", at,
+                       ship_names[i], INGEST_STR_MAX);
+        *keys[i] = json_string_value(s);
+    }
+    struct pt_store_an_counts *c = &out->c;
+    int64_t *const f[] = {&c->success,   &c->blocked,    &c->failed,  &c->other,   &c->bandwidth,
+                          &c->cache_hit, &c->cache_miss, &c->api_sum, &c->api_min, &c->api_max,
+                          &c->svc_n,     &c->svc_sum,    &c->svc_min, &c->svc_max};
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+        if (!count_of(b, known[6 + i], at, f[i], err, errlen))
+            return false;
+    /* figures that cannot come from real calls are refused, not stored */
+    int64_t calls = calls_of(c);
+    if (calls < 1 || calls > INGEST_NUM_MAX)
+        return bad(err, errlen,
+                   "analytics: buckets[%zu]: success + blocked + failed + other must be 1 to 2^53", at);
+    if (c->cache_hit + c->cache_miss > calls || c->svc_n > calls)
+        return bad(err, errlen, "analytics: buckets[%zu]: more cache lookups or backend calls than calls",
+                   at);
+    if (c->api_min > c->api_max || c->api_max > c->api_sum)
+        return bad(err, errlen, "analytics: buckets[%zu]: timeMin <= timeMax <= timeSum is not true", at);
+    if (c->svc_n ? c->svc_min > c->svc_max || c->svc_max > c->svc_sum
+                 : c->svc_sum || c->svc_min || c->svc_max)
+        return bad(err, errlen,
+                   "analytics: buckets[%zu]: backendMin <= backendMax <= backendSum is not true (or backend "
+                   "times without backendCount)",
+                   at);
+    return true;
+}
+
+static uint64_t seen[SEEN_MAX]; /* hashes of (gateway, batch id) ingested lately; the control thread's */
+static unsigned seen_next;
+
+static uint64_t id_hash(const char *gateway, const char *id)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a over "gateway\nid" */
+    for (const unsigned char *p = (const unsigned char *)gateway; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    h = (h ^ '\n') * 1099511628211ULL;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h ? h : 1;
 }
 
 bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, const char *gateway, char *err,
                                   size_t errlen)
 {
-    (void)st, (void)batch, (void)gateway;
-    snprintf(err, errlen, "analytics from gateway nodes are not taken yet");
-    return false;
+    if (!json_is_object(batch))
+        return bad(err, errlen, "analytics: the batch must be an object");
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)batch, k, v)
+    {
+        if (strcmp(k, "version") && strcmp(k, "id") && strcmp(k, "dropped") && strcmp(k, "buckets"))
+            return bad(err, errlen, "analytics: unknown key '%.64s' in the batch", k);
+    }
+    const json_t *ver = json_object_get(batch, "version");
+    if (!json_is_integer(ver) || json_integer_value(ver) != PT_ANALYTICS_SHIPMENT_VERSION)
+        return bad(err, errlen, "analytics: version must be %d (this control plane reads version %d batches)",
+                   PT_ANALYTICS_SHIPMENT_VERSION, PT_ANALYTICS_SHIPMENT_VERSION);
+    const json_t *idv = json_object_get(batch, "id");
+    const char *id = json_string_value(idv);
+    bool id_ok = id && json_string_length(idv) >= 1 && json_string_length(idv) <= INGEST_ID_MAX;
+    for (size_t i = 0; id_ok && i < json_string_length(idv); i++)
+        id_ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z') ||
+                (id[i] >= 'A' && id[i] <= 'Z') || id[i] == '-' || id[i] == '_' || id[i] == '.';
+    if (!id_ok)
+        return bad(err, errlen, "analytics: id must be 1 to %d letters, digits, '-', '_' or '.'",
+                   INGEST_ID_MAX);
+    int64_t dropped = 0;
+    const json_t *dv = json_object_get(batch, "dropped");
+    if (dv && (!json_is_integer(dv) || json_integer_value(dv) < 0 || json_integer_value(dv) > INGEST_NUM_MAX))
+        return bad(err, errlen, "analytics: dropped must be an integer from 0 to 2^53");
+    if (dv)
+        dropped = (int64_t)json_integer_value(dv);
+    const json_t *buckets = json_object_get(batch, "buckets");
+    if (!json_is_array(buckets))
+        return bad(err, errlen, "analytics: buckets must be an array");
+    size_t n = json_array_size(buckets);
+    if (n > INGEST_MAX)
+        return bad(err, errlen, "analytics: %zu buckets in one batch; at most %d", n, INGEST_MAX);
+    /* the whole batch is checked before anything is written: all of it or nothing */
+    struct pt_store_an_bucket *bs = n ? calloc(n, sizeof(*bs)) : NULL;
+    if (n && !bs)
+        return bad(err, errlen, "analytics: out of memory");
+    int64_t now = (int64_t)(pt_clock_wall_ms() / 1000);
+    for (size_t i = 0; i < n; i++)
+        if (!bucket_of(json_array_get(buckets, i), i, now, &bs[i], err, errlen)) {
+            free(bs);
+            return false;
+        }
+    if (!st) { /* a dry run: checked only */
+        free(bs);
+        return true;
+    }
+    uint64_t h = id_hash(gateway ? gateway : "", id);
+    for (int i = 0; i < SEEN_MAX; i++)
+        if (seen[i] == h) { /* a resent batch whose first delivery got through */
+            free(bs);
+            return true;
+        }
+    bool ok = true;
+    if (n) {
+        ok = pt_store_analytics_begin(st); /* false while an entity transaction is open: not ours to end */
+        bool began = ok;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = pt_store_analytics_add_bucket(st, &bs[i]);
+        if (ok)
+            ok = pt_store_analytics_commit(st);
+        else if (began)
+            pt_store_analytics_rollback(st);
+        pt_store_analytics_release(st);
+    }
+    free(bs);
+    if (!ok)
+        return bad(err, errlen, "store: the analytics of this batch could not be written (send it again)");
+    seen[seen_next++ % SEEN_MAX] = h;
+    if (dropped)
+        pt_warn("analytics: a node of gateway %s dropped the figures of %lld calls before it could ship them",
+                gateway ? gateway : "-", (long long)dropped);
+    return true;
 }

@@ -82,14 +82,43 @@ struct pt_analytics_stats {
 };
 void pt_analytics_stats(struct pt_analytics_stats *out);
 
-/* ---- gateway nodes: figures shipped to the control plane ---- */
-/* On a node: flushed buckets are also kept for shipping (bounded). */
+/* ---- gateway nodes: figures shipped to the control plane ----
+ *
+ * A node's flushed minute buckets go to the control plane in its heartbeats
+ * as a JSON batch (docs/analytics.md, "Gateway nodes"):
+ *   {"version": 1, "id": "<node part>-<sequence>", "dropped": <calls>,
+ *    "buckets": [{"start": <Unix s, a minute>, "api", "operation", "product",
+ *                 "subscription", "user" (strings; absent: none),
+ *                 "success", "blocked", "failed", "other", "bandwidth",
+ *                 "cacheHit", "cacheMiss", "timeSum", "timeMin", "timeMax",
+ *                 "backendCount", "backendSum", "backendMin", "backendMax"
+ *                 (integers, µs for times; absent: 0)}, ...]}
+ */
+#define PT_ANALYTICS_SHIPMENT_VERSION 1
+/* On a node: flushed buckets are also kept for shipping (bounded: 20,000
+   buckets, the oldest dropped and counted).  Off: what is kept is freed. */
 void pt_analytics_shipping(bool on);
-/* The buckets kept since the last take, as a JSON batch (NULL: nothing). */
+/* Adds one minute bucket to what is kept (what the flush does for each bucket
+   it committed; tests).  Nothing while shipping is off. */
+void pt_analytics_shipment_keep(const struct pt_store_an_bucket *b);
+/* The next batch (a put-back one first, as it was, though never twice in a
+   row while fresh buckets wait; else up to 2,000 buckets kept since the last
+   take), NULL when there is nothing.  Any thread. */
 json_t *pt_analytics_shipment_take(void);
-/* A batch that could not be delivered goes back (bounded; the oldest dropped). */
+/* A batch that could not be delivered goes back whole, to be taken again
+   first (bounded: 16 batches, the oldest dropped and counted).  Takes the
+   reference.  Not for a batch the control plane refused (400): that one
+   would be refused again. */
 void pt_analytics_shipment_putback(json_t *batch);
-/* On the control plane: adds a node's batch to the store's buckets. */
+/* Calls whose figures a node dropped before shipping them (queue full). */
+uint64_t pt_analytics_shipment_dropped(void);
+/* On the control plane: checks a node's batch strictly (all of it before
+   writing any: sizes, types, consistent figures) and adds its buckets to
+   the store's minute buckets -- the same buckets as the control plane's own
+   traffic, so every report covers every node.  A batch id seen lately for
+   the gateway is taken as delivered already (true, nothing added).  false
+   with err set: "analytics: ..." for a bad batch, "store: ..." when the
+   store refused (send again).  st NULL: checks only.  Control thread. */
 bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, const char *gateway, char *err,
                                   size_t errlen);
 #endif

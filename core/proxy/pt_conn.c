@@ -179,6 +179,36 @@ static void conn_fail(struct pt_conn *c, int status, const char *msg)
     pt_conn_req_error(req, status, pt_respond_reason_code(status), msg);
 }
 
+/*
+ * The status paths (pt_access_status_path) and the not-ready gate: a node
+ * waiting for its first configuration answers 503 GatewayNotReady to every
+ * request but the liveness path.  Probes stay out of analytics (a
+ * Kubernetes probe every few seconds is not API traffic); the access log
+ * and the metrics see them like any request.
+ */
+static void status_answer(struct pt_req *req, enum pt_access_status sp)
+{
+    static const char not_ready[] = "The gateway has no configuration yet";
+    if (sp == PT_ACCESS_STATUS_NONE || (sp == PT_ACCESS_STATUS_READY && !pt_workers_ready())) {
+        req->c->probe = sp != PT_ACCESS_STATUS_NONE;
+        pt_conn_req_error(req, 503, "GatewayNotReady", not_ready);
+        return;
+    }
+    struct pt_conn *c = req->c;
+    pt_str body = sp == PT_ACCESS_STATUS_READY ? PT_STR("{\"status\":\"ready\"}") : PT_NULL_STR;
+    if (!req->req_done)
+        req->keep = false; /* a body sent with the probe is not read */
+    req->status = 200;
+    c->probe = true;
+    req->bytes_out += pt_respond_plain(c->io->out, req->pool, 200, "application/json", body,
+                                       pt_str_eq(req->h.method, PT_STR("HEAD")), !req->keep || c->w->draining,
+                                       pt_str_c(req_gen(req)->conf->upstream.request_id_header),
+                                       (pt_str){req->id, req->idn});
+    req->resp_head_sent = true;
+    pt_io_flush(c->io);
+    pt_conn_req_finish(req);
+}
+
 static void req_start(struct pt_conn *c, size_t head_len)
 {
     struct pt_worker *w = c->w;
@@ -239,6 +269,17 @@ static void req_start(struct pt_conn *c, size_t head_len)
         req->req_left = req->h.content_length;
     else
         req->req_done = true;
+    /* the status paths and the not-ready gate cost every other request two
+       length comparisons and a relaxed load */
+    if (PT_UNLIKELY(req->h.path.len == PT_ACCESS_STATUS_LIVE_LEN ||
+                    req->h.path.len == PT_ACCESS_STATUS_READY_LEN ||
+                    !atomic_load_explicit(&pt_worker_ready_flag, memory_order_relaxed))) {
+        enum pt_access_status sp = pt_access_status_path(req->h.method, req->h.path);
+        if (sp != PT_ACCESS_STATUS_NONE || !pt_workers_ready()) {
+            status_answer(req, sp);
+            return;
+        }
+    }
 
     pt_str host = pt_url_host_strip_port(req->h.host);
     enum pt_route_result rr =
@@ -469,9 +510,11 @@ static void log_request(struct pt_req *req)
     for (struct pt_hook *h = req->end_hooks; h; h = h->next)
         h->end(h->arg, req->status, req->bytes_in, req->bytes_out);
     req->end_hooks = NULL;
-    pt_reqmetrics_record(req);               /* metrics (M) */
-    pt_trace_end(req);                       /* tracing: a traced request's trace goes to the store */
-    pt_analytics_record(req->c->w->an, req); /* analytics (A) */
+    pt_reqmetrics_record(req); /* metrics (M) */
+    pt_trace_end(req);         /* tracing: a traced request's trace goes to the store */
+    if (PT_LIKELY(!req->c->probe))
+        pt_analytics_record(req->c->w->an, req); /* analytics (A) */
+    req->c->probe = false;
     if (pt_worker_access_fd == PT_WORKER_ACCESS_OFF)
         return;
     struct pt_worker *w = req->c->w;

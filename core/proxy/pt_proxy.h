@@ -8,6 +8,8 @@
 
 #include "proxy/pt_req.h"
 
+#include <stdatomic.h>
+
 #define HIGH_WATER (256 * 1024)
 #define RESPONSE_HEAD_MAX (64 * 1024)
 #define RESPONSE_HEADERS_MAX 256
@@ -38,6 +40,18 @@ enum pt_route_result pt_access_match_soap(struct pt_req *req);
 bool pt_access_protocol_allowed(const struct pt_api_cf *ac, bool tls);
 const struct pt_pipeline *pt_access_pipeline(const struct pt_req *req);
 uint64_t pt_access_body_limit(struct pt_req *req);
+/* Whether a request is for a status path: /status-0123456789abcdef (the
+   process serves: 200) or /internal-status-0123456789abcdef (ready: 200,
+   else 503); only GET and HEAD are. */
+enum pt_access_status { PT_ACCESS_STATUS_NONE, PT_ACCESS_STATUS_LIVE, PT_ACCESS_STATUS_READY };
+enum pt_access_status pt_access_status_path(pt_str method, pt_str path);
+#define PT_ACCESS_STATUS_LIVE_LEN 24  /* strlen("/status-0123456789abcdef") */
+#define PT_ACCESS_STATUS_READY_LEN 33 /* strlen("/internal-status-0123456789abcdef") */
+
+/* ---- pt_worker.c ---- */
+
+/* pt_workers_ready()'s flag, for the request path's relaxed load. */
+extern atomic_bool pt_worker_ready_flag;
 
 /* ---- pt_upstream.c: the backend side ---- */
 
@@ -86,6 +100,10 @@ bool pt_redirect_time_left(const struct pt_req *req, unsigned *ms);
 const char *pt_respond_reason_code(int status);
 size_t pt_respond_error(struct evbuffer *out, struct pt_pool *pool, int status, const char *message,
                         bool head_only, bool close, pt_str idname, pt_str reqid);
+/* A complete response of the gateway's own: the status, a body (none when
+   body.len is 0) of type ctype, the request id; returns the bytes written. */
+size_t pt_respond_plain(struct evbuffer *out, struct pt_pool *pool, int status, const char *ctype,
+                        pt_str body, bool head_only, bool close, pt_str idname, pt_str reqid);
 void pt_respond_request_id(struct pt_buf *b, struct pt_req *req, struct pt_head *rh);
 void pt_respond_body_done(struct pt_req *req);
 void pt_respond_backend_failed(struct pt_req *req, int status, const char *reason, const char *msg);

@@ -34,6 +34,7 @@ struct pt_conn {
     bool in_heads;  /* inside conn_heads() */
     bool again;     /* a request finished inside conn_heads(): look for the next */
     bool peer_done; /* the client ended its side (a half-closed tunnel): no lingering read */
+    bool probe;     /* its current request is a status probe: kept out of analytics */
 };
 
 struct pt_upool {

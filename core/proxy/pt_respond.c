@@ -62,14 +62,25 @@ size_t pt_respond_error(struct evbuffer *out, struct pt_pool *pool, int status, 
     struct pt_buf body;
     pt_buf_init(&body, pool, 128);
     pt_msg_error_body(&body, status, message);
+    return pt_respond_plain(out, pool, status, "application/json", (pt_str){body.p, body.n}, head_only, close,
+                            idname, reqid);
+}
+
+size_t pt_respond_plain(struct evbuffer *out, struct pt_pool *pool, int status, const char *ctype,
+                        pt_str body, bool head_only, bool close, pt_str idname, pt_str reqid)
+{
     struct pt_buf b;
-    pt_buf_init(&b, pool, 256 + body.n);
+    pt_buf_init(&b, pool, 256 + body.len);
     pt_buf_lit(&b, "HTTP/1.1 ");
     pt_buf_u64(&b, (uint64_t)status);
     pt_buf_lit(&b, " ");
     pt_buf_add(&b, pt_http_reason(status), strlen(pt_http_reason(status)));
-    pt_buf_lit(&b, "\r\nContent-Type: application/json\r\nContent-Length: ");
-    pt_buf_u64(&b, body.n);
+    if (body.len) {
+        pt_buf_lit(&b, "\r\nContent-Type: ");
+        pt_buf_add(&b, ctype, strlen(ctype));
+    }
+    pt_buf_lit(&b, "\r\nContent-Length: ");
+    pt_buf_u64(&b, body.len);
     if (reqid.len && idname.len) {
         pt_buf_lit(&b, "\r\n");
         pt_buf_str(&b, idname);
@@ -80,7 +91,7 @@ size_t pt_respond_error(struct evbuffer *out, struct pt_pool *pool, int status, 
         pt_buf_lit(&b, "\r\nConnection: close");
     pt_buf_lit(&b, "\r\n\r\n");
     if (!head_only)
-        pt_buf_add(&b, body.p, body.n);
+        pt_buf_add(&b, body.data, body.len);
     evbuffer_add(out, b.p, b.n);
     return b.n;
 }

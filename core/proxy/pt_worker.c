@@ -416,16 +416,17 @@ void pt_workers_publish(struct pt_gen *g)
     }
 }
 
-static atomic_bool workers_ready = true;
+/* read by every request (pt_conn.c, relaxed): a plain load */
+atomic_bool pt_worker_ready_flag = true;
 
 void pt_workers_set_ready(bool ready)
 {
-    atomic_store(&workers_ready, ready);
+    atomic_store(&pt_worker_ready_flag, ready);
 }
 
 bool pt_workers_ready(void)
 {
-    return atomic_load(&workers_ready);
+    return atomic_load(&pt_worker_ready_flag);
 }
 
 void pt_workers_drain(void)

@@ -1,0 +1,335 @@
+/*
+ * test_shipment -- gateway nodes' analytics on their way to the control
+ * plane: buckets kept and merged on the node, taken as a versioned JSON
+ * batch, put back whole after a failed delivery (same id, taken first),
+ * the bounds (queue, batch, put-backs: the oldest dropped and counted), and
+ * the control plane's ingest into a real store -- once per batch id, all of
+ * a batch or nothing, hostile batches refused with a message naming what.
+ */
+#include "conf/pt_store.h"
+#include "conf/pt_store_analytics.h"
+#include "proxy/pt_analytics.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "store_helpers.h"
+
+static int64_t minute_now(void)
+{
+    return (int64_t)time(NULL) / 60 * 60;
+}
+
+static void keep(int64_t ts, const char *api, const char *op, int64_t success, int64_t failed, int64_t api_us)
+{
+    struct pt_store_an_bucket b = {PT_AN_MINUTE, ts, api, op, "", "", ""};
+    b.c.success = success;
+    b.c.failed = failed;
+    b.c.bandwidth = 100 * (success + failed);
+    b.c.api_sum = api_us * (success + failed);
+    b.c.api_min = b.c.api_max = api_us;
+    pt_analytics_shipment_keep(&b);
+}
+
+struct calls {
+    int64_t by_api[4]; /* echo, other, "", anything else */
+    int rows;
+};
+
+static void count_row(void *arg, const struct pt_store_an_row *r)
+{
+    struct calls *c = arg;
+    int64_t n = r->c.success + r->c.blocked + r->c.failed + r->c.other;
+    int i = !strcmp(r->api, "echo") ? 0 : !strcmp(r->api, "other") ? 1 : !*r->api ? 2 : 3;
+    c->by_api[i] += n;
+    c->rows++;
+}
+
+static struct calls report(struct pt_store *st)
+{
+    struct calls c = {{0}, 0};
+    struct pt_store_an_query q = {.by = PT_AN_BY_API, .from = 0, .to = INT64_MAX / 2, .max_rows = 1000000};
+    assert_true(pt_store_analytics_report(st, &q, count_row, &c) >= 0);
+    return c;
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "shipment");
+    pt_analytics_shipping(true);
+    assert_null(pt_analytics_shipment_take()); /* nothing kept yet */
+    int64_t t = minute_now();
+    keep(t, "echo", "get", 3, 1, 500);
+    keep(t, "echo", "get", 2, 0, 900);     /* same key: merged */
+    keep(t - 60, "echo", "get", 1, 0, 50); /* another minute */
+    keep(t, "other", "", 5, 0, 10);
+    json_t *b = pt_analytics_shipment_take();
+    assert_non_null(b);
+    assert_int_equal(json_integer_value(json_object_get(b, "version")), PT_ANALYTICS_SHIPMENT_VERSION);
+    assert_non_null(json_string_value(json_object_get(b, "id")));
+    assert_int_equal(json_integer_value(json_object_get(b, "dropped")), 0);
+    json_t *bs = json_object_get(b, "buckets");
+    assert_int_equal(json_array_size(bs), 3);
+    json_t *first = json_array_get(bs, 0); /* in the order they came */
+    assert_int_equal(json_integer_value(json_object_get(first, "start")), t);
+    assert_string_equal(json_string_value(json_object_get(first, "api")), "echo");
+    assert_int_equal(json_integer_value(json_object_get(first, "success")), 5);
+    assert_int_equal(json_integer_value(json_object_get(first, "failed")), 1);
+    assert_int_equal(json_integer_value(json_object_get(first, "timeMin")), 500);
+    assert_int_equal(json_integer_value(json_object_get(first, "timeMax")), 900);
+    assert_int_equal(json_integer_value(json_object_get(first, "timeSum")), 4 * 500 + 2 * 900);
+    assert_null(json_object_get(first, "product")); /* "" is left out */
+    assert_null(json_object_get(json_array_get(bs, 2), "operation"));
+    assert_null(pt_analytics_shipment_take()); /* taken: gone */
+
+    /* through text, as it travels */
+    char *text = json_dumps(b, JSON_COMPACT);
+    json_t *again = json_loads(text, 0, NULL);
+    free(text);
+    char err[256] = "";
+    assert_true(pt_analytics_shipment_ingest(st, again, "gw1", err, sizeof(err)));
+    struct calls c = report(st);
+    assert_int_equal(c.by_api[0], 7);
+    assert_int_equal(c.by_api[1], 5);
+    /* the same batch again (a lost answer, resent): counted once */
+    assert_true(pt_analytics_shipment_ingest(st, again, "gw1", err, sizeof(err)));
+    c = report(st);
+    assert_int_equal(c.by_api[0], 7);
+    /* the same id from another gateway is another batch */
+    assert_true(pt_analytics_shipment_ingest(st, again, "gw2", err, sizeof(err)));
+    assert_int_equal(report(st).by_api[0], 14);
+    json_decref(again);
+    json_decref(b);
+    pt_analytics_shipping(false);
+    close_store(st, dir);
+}
+
+static void test_putback(void **state)
+{
+    (void)state;
+    pt_analytics_shipping(true);
+    int64_t t = minute_now();
+    keep(t, "echo", "a", 1, 0, 1);
+    json_t *b1 = pt_analytics_shipment_take();
+    const char *id1 = json_string_value(json_object_get(b1, "id"));
+    keep(t, "echo", "a", 1, 0, 1); /* kept after the take: the next batch */
+    json_t *b2 = pt_analytics_shipment_take();
+    assert_string_not_equal(id1, json_string_value(json_object_get(b2, "id")));
+    json_incref(b1);
+    pt_analytics_shipment_putback(b1);
+    json_t *again = pt_analytics_shipment_take();
+    assert_ptr_equal(again, b1); /* whole, same id */
+    json_decref(again);
+    json_decref(b1);
+    json_decref(b2);
+    /* at most 16 put back: the 17th pushes the oldest out, its calls counted */
+    uint64_t before = pt_analytics_shipment_dropped();
+    json_t *kept[17];
+    for (int i = 0; i < 17; i++) {
+        keep(t, "echo", "a", i + 1, 0, 1);
+        kept[i] = pt_analytics_shipment_take();
+        assert_non_null(kept[i]);
+    }
+    for (int i = 0; i < 17; i++)
+        pt_analytics_shipment_putback(kept[i]);
+    assert_int_equal(pt_analytics_shipment_dropped() - before, 1); /* the first: 1 call */
+    json_t *next = pt_analytics_shipment_take();
+    assert_int_equal(
+        json_integer_value(json_object_get(json_array_get(json_object_get(next, "buckets"), 0), "success")),
+        2);
+    json_decref(next);
+    for (int i = 0; i < 15; i++) { /* the other put-back batches, in order */
+        next = pt_analytics_shipment_take();
+        json_t *nb = json_array_get(json_object_get(next, "buckets"), 0);
+        assert_int_equal(json_integer_value(json_object_get(nb, "success")), i + 3);
+        json_decref(next);
+    }
+    /* the next fresh batch says what was dropped */
+    keep(t, "echo", "a", 1, 0, 1);
+    json_t *b = pt_analytics_shipment_take();
+    assert_int_equal(json_integer_value(json_object_get(b, "dropped")), 1);
+    json_decref(b);
+    /* a batch refused every time does not hold fresh ones back: they alternate */
+    keep(t, "echo", "p", 1, 0, 1);
+    json_t *poisoned = pt_analytics_shipment_take();
+    for (int round = 0; round < 3; round++) {
+        keep(t, "echo", "fresh", 1, 0, 1);
+        pt_analytics_shipment_putback(poisoned);
+        poisoned = pt_analytics_shipment_take();
+        assert_string_equal(json_string_value(json_object_get(
+                                json_array_get(json_object_get(poisoned, "buckets"), 0), "operation")),
+                            "p");
+        json_t *fresh = pt_analytics_shipment_take();
+        assert_non_null(fresh);
+        assert_string_equal(json_string_value(json_object_get(
+                                json_array_get(json_object_get(fresh, "buckets"), 0), "operation")),
+                            "fresh");
+        json_decref(fresh);
+    }
+    json_decref(poisoned);
+    pt_analytics_shipping(false);
+    assert_null(pt_analytics_shipment_take());
+    keep(t, "echo", "a", 1, 0, 1); /* off: nothing kept */
+    assert_null(pt_analytics_shipment_take());
+}
+
+static void test_bounds(void **state)
+{
+    (void)state;
+    pt_analytics_shipping(true);
+    uint64_t before = pt_analytics_shipment_dropped();
+    int64_t t = minute_now() - 3600;
+    char op[32];
+    for (int i = 0; i < 20010; i++) { /* 10 more than the queue holds */
+        snprintf(op, sizeof(op), "op%d", i);
+        keep(t, "echo", op, 2, 0, 1);
+    }
+    assert_int_equal(pt_analytics_shipment_dropped() - before, 20); /* the 10 oldest, 2 calls each */
+    int batches = 0;
+    size_t total = 0;
+    json_t *b;
+    while ((b = pt_analytics_shipment_take()) && batches < 20) {
+        json_t *bs = json_object_get(b, "buckets");
+        assert_true(json_array_size(bs) <= 2000);
+        if (!batches) {
+            assert_int_equal(json_integer_value(json_object_get(b, "dropped")), 20);
+            /* the oldest left is the 11th kept */
+            assert_string_equal(json_string_value(json_object_get(json_array_get(bs, 0), "operation")),
+                                "op10");
+            char err[256];
+            assert_true(
+                pt_analytics_shipment_ingest(NULL, b, "gw", err, sizeof(err))); /* a full batch is valid */
+        }
+        total += json_array_size(bs);
+        batches++;
+        json_decref(b);
+    }
+    assert_null(b);
+    assert_int_equal(total, 20000);
+    assert_int_equal(batches, 10);
+    pt_analytics_shipping(false);
+}
+
+static void test_hostile_batches(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "shipment-bad");
+    char now_s[32], future[32];
+    snprintf(now_s, sizeof(now_s), "%lld", (long long)minute_now());
+    snprintf(future, sizeof(future), "%lld", (long long)minute_now() + 2 * 86400);
+    static const char *const cases[][2] = {
+        {"[]", "must be an object"},
+        {"{\"version\":2,\"id\":\"a\",\"buckets\":[]}", "version must be 1"},
+        {"{\"version\":\"1\",\"id\":\"a\",\"buckets\":[]}", "version must be 1"},
+        {"{\"id\":\"a\",\"buckets\":[]}", "version must be 1"},
+        {"{\"version\":1,\"buckets\":[]}", "id must be"},
+        {"{\"version\":1,\"id\":\"\",\"buckets\":[]}", "id must be"},
+        {"{\"version\":1,\"id\":\"a b\",\"buckets\":[]}", "id must be"},
+        {"{\"version\":1,\"id\":\"a\\u0000b\",\"buckets\":[]}", "id must be"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":{}}", "buckets must be an array"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[],\"extra\":1}", "unknown key 'extra'"},
+        {"{\"version\":1,\"id\":\"a\",\"dropped\":-1,\"buckets\":[]}", "dropped must be"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[1]}", "buckets[0]: must be an object"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"success\":1}]}", "buckets[0].start: required"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":61,\"success\":1}]}", "start of a minute"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":-60,\"success\":1}]}", "start of a minute"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60.0,\"success\":1}]}", "start: required"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"api\":7}]}",
+         "buckets[0].api"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"user\":\"a\\u0000b\"}]}",
+         "buckets[0].user"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":-1}]}", "buckets[0].success"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":9007199254740993}]}",
+         "buckets[0].success"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1.5}]}", "buckets[0].success"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60}]}", "must be 1 to 2^53"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"cacheHit\":2}]}",
+         "more cache lookups"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"timeMin\":5,\"timeMax\":3,"
+         "\"timeSum\":9}]}",
+         "timeMin <= timeMax"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"backendSum\":5}]}",
+         "backendCount"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"colour\":\"red\"}]}",
+         "unknown key 'colour'"},
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_error_t je;
+        json_t *j = json_loads(cases[i][0], JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+        assert_non_null(j);
+        err[0] = '\0';
+        bool ok = pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err));
+        if (ok || !strstr(err, cases[i][1]))
+            fail_msg("case %zu (%s): %s", i, cases[i][0], ok ? "accepted" : err);
+        json_decref(j);
+    }
+    /* a day ahead is the limit; a string over 256 bytes; more than 5000 buckets */
+    char text[1024];
+    snprintf(text, sizeof(text), "{\"version\":1,\"id\":\"f\",\"buckets\":[{\"start\":%s,\"success\":1}]}",
+             future);
+    json_t *j = json_loads(text, 0, NULL);
+    assert_false(pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err)));
+    assert_non_null(strstr(err, "a day ahead"));
+    json_decref(j);
+    char longname[300];
+    memset(longname, 'x', 257);
+    longname[257] = '\0';
+    j = json_pack("{s:i, s:s, s:[{s:I, s:i, s:s}]}", "version", 1, "id", "l", "buckets", "start",
+                  (json_int_t)minute_now(), "success", 1, "api", longname);
+    assert_false(pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err)));
+    assert_non_null(strstr(err, "at most 256 bytes"));
+    json_decref(j);
+    j = json_pack("{s:i, s:s, s:[]}", "version", 1, "id", "big", "buckets");
+    for (int i = 0; i < 5001; i++)
+        json_array_append_new(json_object_get(j, "buckets"),
+                              json_pack("{s:I, s:i}", "start", (json_int_t)minute_now(), "success", 1));
+    assert_false(pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err)));
+    assert_non_null(strstr(err, "at most 5000"));
+    json_decref(j);
+    /* all or nothing: a good bucket before a bad one is not written */
+    snprintf(text, sizeof(text),
+             "{\"version\":1,\"id\":\"half\",\"buckets\":[{\"start\":%s,\"api\":\"echo\",\"success\":4},"
+             "{\"start\":%s,\"api\":\"echo\",\"success\":-4}]}",
+             now_s, now_s);
+    j = json_loads(text, 0, NULL);
+    assert_false(pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err)));
+    assert_non_null(strstr(err, "buckets[1].success"));
+    json_decref(j);
+    assert_int_equal(report(st).rows, 0); /* nothing of any refused batch reached the store */
+    /* and a good one does (the keys left out are "") */
+    snprintf(text, sizeof(text),
+             "{\"version\":1,\"id\":\"ok\",\"buckets\":[{\"start\":%s,\"api\":\"echo\",\"success\":4,"
+             "\"timeSum\":8,"
+             "\"timeMin\":1,\"timeMax\":3}]}",
+             now_s);
+    j = json_loads(text, 0, NULL);
+    assert_true(pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err)));
+    json_decref(j);
+    struct calls c = report(st);
+    assert_int_equal(c.by_api[0], 4);
+    assert_int_equal(c.rows, 1);
+    close_store(st, dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_putback),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_hostile_batches),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
