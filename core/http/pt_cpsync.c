@@ -285,6 +285,11 @@ static json_t *parse_doc(const char *text, size_t len, const char *gateway, uint
         json_decref(doc);
         return NULL;
     }
+    if (json_integer_value(gen) == 0) {
+        snprintf(err, errlen, "generation 0 (a document's generation is above 0)");
+        json_decref(doc);
+        return NULL;
+    }
     if (strcmp(json_string_value(g), gateway)) {
         snprintf(err, errlen, "a document of gateway '%s', not of this node's '%s'", json_string_value(g),
                  gateway);
@@ -391,7 +396,9 @@ static void settings_get(struct settings *out)
 
 /* ---------------------------------------------------------------- state */
 
-enum cp_state { ST_START, ST_CONNECTED, ST_DOWN, ST_REFUSED, ST_EXPIRED };
+/* ST_BADDOC: it answers 200 with a document the node cannot use (not JSON, another gateway's,
+   generation 0, the generation it already named): backed off like ST_DOWN. */
+enum cp_state { ST_START, ST_CONNECTED, ST_DOWN, ST_REFUSED, ST_EXPIRED, ST_BADDOC };
 
 static _Atomic int state = ST_START;
 static _Atomic uint64_t served_gen;    /* the generation serving (0: none) */
@@ -399,6 +406,7 @@ static _Atomic uint64_t sync_failures; /* attempts that failed */
 static _Atomic int64_t last_sync_ms;   /* wall clock of the last answer (200 or 304) */
 static _Atomic int64_t token_expiry_s; /* the token's own expiry (0: unknown) */
 static uint64_t last_down_log;         /* sync thread's */
+static char last_bad_why[256];         /* sync thread's: the unusable document last logged */
 static char config_error[1200];        /* under mu: why the last document was not applied, or "" */
 static const struct pt_cpsync_hooks *hooks;
 static int cancel_pipe[2] = {-1, -1}; /* readable: stop */
@@ -442,10 +450,17 @@ static void set_state(int s, const char *url, const char *why)
                     (unsigned long long)atomic_load(&served_gen));
         return;
     }
-    if (old == s && now - last_down_log < DOWN_LOG_MS)
+    /* an unusable document: each new reason once (they say different things), else as the others */
+    bool new_why = s == ST_BADDOC && strncmp(last_bad_why, why, sizeof(last_bad_why) - 1);
+    if (old == s && !new_why && now - last_down_log < DOWN_LOG_MS)
         return;
     last_down_log = now;
-    if (s == ST_EXPIRED)
+    if (s == ST_BADDOC) {
+        snprintf(last_bad_why, sizeof(last_bad_why), "%s", why);
+        pt_err("control plane %s: the configuration it sent is refused: %s; the node keeps serving "
+               "generation %llu and tries again with backoff",
+               url, why, (unsigned long long)atomic_load(&served_gen));
+    } else if (s == ST_EXPIRED)
         pt_err("control plane %s: %s; the node keeps serving generation %llu and tries again once a minute",
                url, why, (unsigned long long)atomic_load(&served_gen));
     else
@@ -567,18 +582,27 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&mu);
 }
 
-/* A 200: the document applied, then saved. */
-static void got_document(const struct settings *s, const char *token, const char *gateway,
-                         const struct pt_fetch_result *r, uint64_t *known)
+/* A 200's document, checked: NULL with why when the node cannot use it (a failure, backed off).  The
+   generation it named in If-None-Match answered with 200 is one too: the control plane would answer
+   so again at once, and the node would ask again at once. */
+static json_t *usable_document(const struct pt_fetch_result *r, const char *gateway, uint64_t known,
+                               uint64_t *gen, char *why, size_t whylen)
+{
+    json_t *doc = parse_doc(r->body, r->len, gateway, gen, why, whylen);
+    if (doc && known && *gen == known) {
+        snprintf(why, whylen, "answered 200 with generation %llu, the one the node already has",
+                 (unsigned long long)known);
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+/* A usable 200: the document applied, then saved.  Takes doc. */
+static void got_document(const struct settings *s, const char *token, const struct pt_fetch_result *r,
+                         json_t *doc, uint64_t gen, uint64_t *known)
 {
     char err[1024];
-    uint64_t gen;
-    json_t *doc = parse_doc(r->body, r->len, gateway, &gen, err, sizeof(err));
-    if (!doc) {
-        atomic_fetch_add(&sync_failures, 1);
-        pt_err("control plane %s: the configuration it sent is refused: %s", s->cp.url, err);
-        return;
-    }
     *known = gen;
     if (gen == atomic_load(&served_gen)) {
         json_decref(doc);
@@ -604,8 +628,9 @@ static void got_document(const struct settings *s, const char *token, const char
     config_error[0] = '\0';
     pthread_mutex_unlock(&mu);
     pt_info("control plane %s: generation %llu applied", s->cp.url, (unsigned long long)gen);
-    if (s->cp.backup && *s->cp.backup &&
-        !pt_cpsync_backup_write(s->cp.backup, token, r->body, r->len, err, sizeof(err)))
+    if (!s->cp.backup || !*s->cp.backup)
+        return;
+    if (!pt_cpsync_backup_write(s->cp.backup, token, r->body, r->len, err, sizeof(err)))
         pt_err("configuration backup: %s (the node serves generation %llu; a restart while the control "
                "plane is down would start from an older backup, or none)",
                err, (unsigned long long)gen);
@@ -716,20 +741,22 @@ static uint64_t sync_once(uint64_t *known, int *failures)
         return 0;
     }
     char code[64], msg[512], why[1200];
-    if (rc == PT_FETCH_OK && r.status == 200 && !gunzip_body(&r, err, sizeof(err))) {
+    json_t *doc = NULL;
+    uint64_t gen = 0;
+    if (rc == PT_FETCH_OK && r.status == 200 &&
+        (!gunzip_body(&r, err, sizeof(err)) ||
+         !(doc = usable_document(&r, id, *known, &gen, err, sizeof(err))))) {
+        /* an answer the node cannot use: a failure like an unreachable control plane's, backed off (at
+           once again, it would get the same answer at once) */
         atomic_fetch_add(&sync_failures, 1);
-        pt_err("control plane %s: the configuration it sent is refused: %s", s.cp.url, err);
-        free(r.body);
-        free(token);
-        settings_free(&s);
-        return backoff(failures);
-    }
-    if (rc == PT_FETCH_OK && (r.status == 200 || r.status == 304)) {
+        set_state(ST_BADDOC, s.cp.url, err);
+        wait = backoff(failures);
+    } else if (rc == PT_FETCH_OK && (r.status == 200 || r.status == 304)) {
         atomic_store(&last_sync_ms, (int64_t)pt_clock_wall_ms());
         *failures = 0;
-        set_state(ST_CONNECTED, s.cp.url, NULL); /* it answered: connected, whatever the document holds */
-        if (r.status == 200)
-            got_document(&s, token, id, &r, known);
+        set_state(ST_CONNECTED, s.cp.url, NULL); /* it answered: connected, whatever applying gives */
+        if (doc)
+            got_document(&s, token, &r, doc, gen, known);
     } else {
         atomic_fetch_add(&sync_failures, 1);
         int st = ST_DOWN;

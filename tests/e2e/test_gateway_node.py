@@ -658,3 +658,45 @@ def test_against_the_real_control_plane(backend, portico, nodes, workdir):
     mg.ok("POST", "gateways/g1/regenerateKey", {"keyType": "primary"})
     wait_for(lambda: "refuses the node" in node.log_text(), timeout=10, what="the refusal logged")
     assert get(node, "/a2/x") == 200
+
+
+# ---------------------------------------------------------------- review 14b
+
+
+def _polls_in(cp, seconds):
+    n0 = len(cp.polls())
+    time.sleep(seconds)
+    return len(cp.polls()) - n0
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"{not json", "not JSON"),
+    (json.dumps({"gateway": "other-gw", "generation": 99, "entities": {}}).encode(), "not of this node's 'gw1'"),
+    (json.dumps({"gateway": "gw1", "generation": 0, "entities": {}}).encode(), "generation 0"),
+])
+def test_an_unusable_200_is_backed_off_like_an_unreachable_control_plane(backend, portico, cp, workdir, raw,
+                                                                          message):
+    cp.publish(raw=raw)  # from the first poll on: a fresh node that never gets a document it can use
+    node = start_node(portico, cp, workdir)
+    wait_for(lambda: message in node.log_text(), timeout=10, what="the refusal logged")
+    # backing off (1 s, 2 s, 4 s... with jitter): a handful of polls in 4 s, not thousands
+    assert _polls_in(cp, 4) <= 4
+    assert node.log_text().count("the configuration it sent is refused") == 1, "one line per change (a minute)"
+    assert m(node, "portico_control_plane_sync_failures_total") >= 2
+    assert m(node, "portico_control_plane_connected") == 0
+    assert get(node) in NOT_READY
+    # a usable document ends it at once (at the next attempt)
+    gen = cp.publish(echo_entities(backend.url))
+    wait_for(synced(node, gen), timeout=40, what="the good document")
+    assert get(node) == 200 and m(node, "portico_control_plane_connected") == 1
+
+
+def test_a_200_with_the_generation_the_node_named_is_backed_off(backend, portico, cp, workdir):
+    gen = cp.publish(echo_entities(backend.url))
+    node = start_node(portico, cp, workdir)
+    wait_for(synced(node, gen), what="the document")
+    # a control plane that answers 200 with the generation named in If-None-Match (a bug there)
+    cp.publish(raw=json.dumps({"gateway": "gw1", "generation": gen, "entities": {}}).encode())
+    wait_for(lambda: "the one the node already has" in node.log_text(), timeout=10, what="the refusal")
+    assert _polls_in(cp, 4) <= 4
+    assert get(node) == 200 and m(node, "portico_control_plane_generation") == gen
