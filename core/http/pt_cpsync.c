@@ -407,6 +407,7 @@ static _Atomic int64_t last_sync_ms;   /* wall clock of the last answer (200 or 
 static _Atomic int64_t token_expiry_s; /* the token's own expiry (0: unknown) */
 static uint64_t last_down_log;         /* sync thread's */
 static char last_bad_why[256];         /* sync thread's: the unusable document last logged */
+static char *sealed_token;             /* sync thread's: the token the backup was last sealed with */
 static char config_error[1200];        /* under mu: why the last document was not applied, or "" */
 static const struct pt_cpsync_hooks *hooks;
 static int cancel_pipe[2] = {-1, -1}; /* readable: stop */
@@ -598,6 +599,13 @@ static json_t *usable_document(const struct pt_fetch_result *r, const char *gate
     return doc;
 }
 
+/* Remembers the token the backup is sealed with now (NULL: none, or unknown). */
+static void set_sealed(const char *token)
+{
+    free(sealed_token);
+    sealed_token = token ? strdup(token) : NULL;
+}
+
 /* A usable 200: the document applied, then saved.  Takes doc. */
 static void got_document(const struct settings *s, const char *token, const struct pt_fetch_result *r,
                          json_t *doc, uint64_t gen, uint64_t *known)
@@ -630,10 +638,38 @@ static void got_document(const struct settings *s, const char *token, const stru
     pt_info("control plane %s: generation %llu applied", s->cp.url, (unsigned long long)gen);
     if (!s->cp.backup || !*s->cp.backup)
         return;
-    if (!pt_cpsync_backup_write(s->cp.backup, token, r->body, r->len, err, sizeof(err)))
+    if (pt_cpsync_backup_write(s->cp.backup, token, r->body, r->len, err, sizeof(err)))
+        set_sealed(token);
+    else
         pt_err("configuration backup: %s (the node serves generation %llu; a restart while the control "
                "plane is down would start from an older backup, or none)",
                err, (unsigned long long)gen);
+}
+
+/* The control plane answered (200 or 304) to a token other than the one the backup is sealed with (a
+   rotated tokenFile): the backup is sealed again with the new one, so that a restart with the new
+   token while the control plane is down can read it.  It is read with the old token's key and
+   written with the new one's; when that fails, the next applied document writes it afresh. */
+static void reseal_backup(const struct settings *s, const char *token)
+{
+    if (!sealed_token || !strcmp(sealed_token, token) || !s->cp.backup || !*s->cp.backup)
+        return;
+    char err[1024];
+    size_t len;
+    char *plain = pt_cpsync_backup_read(s->cp.backup, sealed_token, &len, err, sizeof(err));
+    bool ok = plain && pt_cpsync_backup_write(s->cp.backup, token, plain, len, err, sizeof(err));
+    if (plain)
+        OPENSSL_cleanse(plain, len);
+    free(plain);
+    if (ok) {
+        pt_info("configuration backup %s: sealed again with the new gateway token", s->cp.backup);
+        set_sealed(token);
+        return;
+    }
+    pt_err("configuration backup %s: cannot seal it again with the new gateway token (%s); the next "
+           "configuration change writes it afresh",
+           s->cp.backup, *err ? err : "it is gone");
+    set_sealed(NULL); /* not tried at every poll */
 }
 
 /* A gzip body (the node asks for one: a large document is much smaller so) inflated in place, at most
@@ -757,6 +793,7 @@ static uint64_t sync_once(uint64_t *known, int *failures)
         set_state(ST_CONNECTED, s.cp.url, NULL); /* it answered: connected, whatever applying gives */
         if (doc)
             got_document(&s, token, &r, doc, gen, known);
+        reseal_backup(&s, token); /* it took this token: the backup must open with it */
     } else {
         atomic_fetch_add(&sync_failures, 1);
         int st = ST_DOWN;
@@ -933,6 +970,7 @@ bool pt_cpsync_start(struct event_base *ctl, const struct pt_conf *cf, const str
     char *token = pt_cpsync_token(&cf->cp, err, sizeof(err));
     if (token && pt_conf_cp_token_parse(token, id, sizeof(id), &exp, &sig))
         atomic_store(&token_expiry_s, exp);
+    set_sealed(generation ? token : NULL); /* the backup served was read with it */
     free(token);
     if (pipe2(cancel_pipe, O_CLOEXEC) < 0 || pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         pt_err("control plane: cannot make a pipe: %s", strerror(errno));
@@ -1001,6 +1039,7 @@ void pt_cpsync_stop(void)
     }
     json_decref(handed);
     handed = NULL;
+    set_sealed(NULL);
     pthread_mutex_lock(&mu);
     settings_free(&cur);
     pthread_mutex_unlock(&mu);

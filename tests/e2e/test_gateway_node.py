@@ -700,3 +700,54 @@ def test_a_200_with_the_generation_the_node_named_is_backed_off(backend, portico
     wait_for(lambda: "the one the node already has" in node.log_text(), timeout=10, what="the refusal")
     assert _polls_in(cp, 4) <= 4
     assert get(node) == 200 and m(node, "portico_control_plane_generation") == gen
+
+
+def _backup_opens_with(path, token, gateway="gw1"):
+    """Decrypts the backup with the key of token (the documented format); None when it does not open."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    data = open(path, "rb").read()
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"portico config backup",
+               info=gateway.encode()).derive(token.split("&")[2].encode())
+    try:
+        return json.loads(AESGCM(key).decrypt(data[6:18], data[18:], b"PTCB1\n"))
+    except Exception:
+        return None
+
+
+def test_a_rotated_token_reseals_the_backup_so_a_restart_during_an_outage_serves(backend, portico, workdir):
+    cp = FakeControlPlane()
+    try:
+        gen = cp.publish(echo_entities(backend.url))
+        tf, path = os.path.join(workdir, "token"), os.path.join(workdir, "backup")
+        old, new = cp.token(days=10), cp.token(days=20)  # same key, another expiry: another signature
+        assert old != new
+        with open(tf, "w") as f:
+            f.write(old + "\n")
+        cfg = node_config(cp.url, None, workdir, tokenFile=tf, pollWait=1)
+        node = portico(cfg)
+        wait_for(synced(node, gen), what="the document")
+        wait_for(lambda: os.path.exists(path), what="the backup")
+        # the Secret rotates; no configuration change follows (only 304s)
+        with open(tf + ".new", "w") as f:
+            f.write(new + "\n")
+        os.replace(tf + ".new", tf)
+        wait_for(lambda: sum(1 for c in cp.polls() if c["auth"] == new) >= 3, timeout=15,
+                 what="polls answered to the new token")
+        wait_for(lambda: "sealed again with the new gateway token" in node.log_text(), timeout=5,
+                 what="the backup sealed again")
+        try:
+            doc = _backup_opens_with(path, new)
+            assert doc and doc["generation"] == gen
+            assert _backup_opens_with(path, old) is None
+        except ImportError:
+            pass
+    finally:
+        cp.close()  # the outage
+    assert node.stop() == 0
+    node2 = portico(cfg)  # restarted with the new token only
+    assert get(node2) == 200
+    assert m(node2, "portico_control_plane_generation") == gen
+    assert "corrupted, or written with another gateway token" not in node2.log_text()
+
