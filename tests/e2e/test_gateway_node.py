@@ -751,3 +751,48 @@ def test_a_rotated_token_reseals_the_backup_so_a_restart_during_an_outage_serves
     assert m(node2, "portico_control_plane_generation") == gen
     assert "corrupted, or written with another gateway token" not in node2.log_text()
 
+
+def test_a_node_keeps_no_analytics_it_cannot_serve(backend, portico, cp, workdir):
+    ents = echo_entities(backend.url)
+    for i in range(1, 8):  # more APIs: more bucket keys
+        ents["apis"].append(dict(ents["apis"][0], id="e%d" % i, path="e%d" % i))
+    gen = cp.publish(ents)
+    node = start_node(portico, cp, workdir)
+    wait_for(synced(node, gen), what="the document")
+    time.sleep(1.5)  # the first flushes, and the store's pages for the document, settle
+    base = m(node, "portico_store_memory_bytes")
+    assert base and base > 0
+    sent, lock = [0], threading.Lock()
+
+    def load(t):
+        c = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+        for i in range(500):
+            # varied: 8 APIs, long distinct URLs and queries (what request records would keep)
+            c.request("GET", "/%s/%d/%d/%s?q=%d" % ("echo" if i % 8 == 0 else "e%d" % (i % 8), t, i,
+                                                      "x" * 1500, i))
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+            with lock:
+                sent[0] += 1
+        c.close()
+    threads = [threading.Thread(target=load, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sent[0] == 2000
+    # every call reaches the control plane in the heartbeats...
+    def shipped():
+        n = 0
+        for h in list(cp.heartbeats):
+            for b in (h.get("analytics") or {}).get("buckets", []):
+                n += sum(b.get(k, 0) for k in ("success", "blocked", "failed", "other"))
+        return n
+    wait_for(lambda: shipped() >= 2000, timeout=20, what="the calls shipped")
+    assert shipped() == 2000
+    # ...and nothing grows in the node's store: 2,000 request records of 1.5 KB would be 3 MB and more
+    time.sleep(1.5)  # a flush or two more
+    grown = m(node, "portico_store_memory_bytes") - base
+    assert grown < 512 * 1024, "the node's store grew by %d bytes" % grown
+
