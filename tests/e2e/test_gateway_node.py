@@ -796,3 +796,36 @@ def test_a_node_keeps_no_analytics_it_cannot_serve(backend, portico, cp, workdir
     grown = m(node, "portico_store_memory_bytes") - base
     assert grown < 512 * 1024, "the node's store grew by %d bytes" % grown
 
+
+def test_token_file_from_the_environment_is_read_at_every_attempt(backend, portico, cp, workdir):
+    tf = os.path.join(workdir, "secret-token")
+    with open(tf, "w") as f:
+        f.write(make_token("gw1", "wrong-key", in_days(5)) + "\n")
+    gen = cp.publish(echo_entities(backend.url))
+    cfg = node_config(cp.url, cp.token(), workdir)  # the file's token loses to the environment's file
+    node = portico(cfg, env={"PORTICO_GATEWAY_TOKEN_FILE": tf})
+    wait_for(lambda: "signature does not match" in node.log_text(), timeout=10, what="the file's token used")
+    assert get(node) in NOT_READY
+    with open(tf + ".new", "w") as f:  # the mounted Secret is updated: no restart
+        f.write(cp.token(days=7) + "\n")
+    os.replace(tf + ".new", tf)
+    wait_for(synced(node, gen), timeout=40, what="the rotated token used")
+    assert get(node) == 200
+    assert cp.polls()[-1]["auth"] == cp.token(days=7)
+
+
+def test_token_file_environment_is_checked(workdir):
+    cfg = "listen: [\"127.0.0.1:1\"]\n"
+    code, out = _check(workdir, cfg, {"PORTICO_CONTROL_PLANE_URL": "http://127.0.0.1:9",
+                                      "PORTICO_GATEWAY_TOKEN_FILE": "/nonexistent/token"})
+    assert code == 1 and "$PORTICO_GATEWAY_TOKEN_FILE: cannot read /nonexistent/token" in out, out
+    tf = os.path.join(workdir, "t")
+    with open(tf, "w") as f:
+        f.write(TOKEN + "\n")
+    code, out = _check(workdir, cfg, {"PORTICO_CONTROL_PLANE_URL": "http://127.0.0.1:9",
+                                      "PORTICO_GATEWAY_TOKEN_FILE": tf})
+    assert code == 0, out
+    code, out = _check(workdir, cfg, {"PORTICO_CONTROL_PLANE_URL": "http://127.0.0.1:9",
+                                      "PORTICO_GATEWAY_TOKEN_FILE": tf, "PORTICO_GATEWAY_TOKEN": TOKEN})
+    assert code == 1 and "give one, not both" in out, out
+
