@@ -1610,13 +1610,18 @@ static void cp_finish(struct pt_conf *cf, struct pt_cfctx *cx)
         char id[96];
         int64_t exp;
         const char *sig;
-        if (!pt_conf_cp_token_parse(e, id, sizeof(id), &exp, &sig))
+        /* a Secret made from a file usually ends with a newline: trimmed, like tokenFile's text */
+        char *t = pt_pool_strdup(cx->pool, e);
+        size_t n = strlen(t);
+        while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t'))
+            t[--n] = '\0';
+        if (!pt_conf_cp_token_parse(t, id, sizeof(id), &exp, &sig))
             pt_node_errors_add(cx->errs, "$PORTICO_GATEWAY_TOKEN: expected the text generateToken gave "
                                          "(GatewayKey <gatewayId>&<yyyyMMddHHmm>&<sig>)");
         if (tf)
             pt_node_errors_add(cx->errs, "$PORTICO_GATEWAY_TOKEN and $PORTICO_GATEWAY_TOKEN_FILE: give one, "
                                          "not both");
-        c->token = pt_pool_strdup(cx->pool, e);
+        c->token = t;
         c->token_file = NULL; /* the environment's token wins over both of the file's */
     } else if (tf) {
         /* the environment's token file (a mounted Kubernetes Secret), read at every attempt */

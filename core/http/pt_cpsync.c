@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,11 +113,16 @@ bool pt_cpsync_backup_seal(const char *token, const char *plain, size_t len, uns
     }
     size_t total = MAGIC_LEN + NONCE_LEN + len + TAG_LEN;
     unsigned char *b = malloc(total);
+    if (!b) {
+        OPENSSL_cleanse(key, sizeof(key));
+        snprintf(err, errlen, "out of memory for the backup");
+        return false;
+    }
     memcpy(b, PT_CPSYNC_BACKUP_MAGIC, MAGIC_LEN);
     unsigned char *nonce = b + MAGIC_LEN, *ct = nonce + NONCE_LEN, *tag = ct + len;
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     int n = 0, fin = 0;
-    bool ok = b && c && RAND_bytes(nonce, NONCE_LEN) == 1 &&
+    bool ok = c && RAND_bytes(nonce, NONCE_LEN) == 1 &&
               EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
               EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) == 1 &&
               EVP_EncryptInit_ex(c, NULL, NULL, key, nonce) == 1 &&
@@ -178,12 +184,35 @@ char *pt_cpsync_backup_open(const char *token, const unsigned char *in, size_t l
 static void sync_dir(const char *path)
 {
     char *tmp = strdup(path);
+    if (!tmp)
+        return;
     int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
         fsync(fd);
         close(fd);
     }
     free(tmp);
+}
+
+/* A new temporary file beside path, of this process's own: "<path>.<pid>.<random>.tmp", created
+   exclusively and never through a symbolic link, so two nodes sharing a folder (or a link planted
+   there) cannot mix or redirect what is written.  The descriptor, -1 (errno set) when none. */
+static int open_temp(const char *path, char *tmp, size_t cap)
+{
+    for (int i = 0; i < 8; i++) { /* bounded: a name taken eight times in a row is not chance */
+        uint32_t r = 0;
+        if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+            r = (uint32_t)pt_clock_now_ms() ^ ((uint32_t)i << 24);
+        if ((size_t)snprintf(tmp, cap, "%s.%ld.%08x.tmp", path, (long)getpid(), r) >= cap) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    errno = EEXIST;
+    return -1;
 }
 
 bool pt_cpsync_backup_write(const char *path, const char *token, const char *plain, size_t len, char *err,
@@ -194,6 +223,11 @@ bool pt_cpsync_backup_write(const char *path, const char *token, const char *pla
     if (!pt_cpsync_backup_seal(token, plain, len, &b, &blen, err, errlen))
         return false;
     char *dtmp = strdup(path);
+    if (!dtmp) {
+        free(b);
+        snprintf(err, errlen, "cannot write %s: out of memory", path);
+        return false;
+    }
     const char *dir = dirname(dtmp);
     if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
@@ -203,8 +237,7 @@ bool pt_cpsync_backup_write(const char *path, const char *token, const char *pla
     }
     free(dtmp);
     char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open_temp(path, tmp, sizeof(tmp));
     bool ok = fd >= 0 && fchmod(fd, 0600) == 0;
     for (size_t off = 0; ok && off < blen;) {
         ssize_t w = write(fd, b + off, blen - off);
@@ -224,7 +257,8 @@ bool pt_cpsync_backup_write(const char *path, const char *token, const char *pla
     }
     if (!ok) {
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
-        unlink(tmp);
+        if (fd >= 0)
+            unlink(tmp); /* ours: the file was created exclusively */
         return false;
     }
     sync_dir(path);
@@ -249,6 +283,11 @@ char *pt_cpsync_backup_read(const char *path, const char *token, size_t *len, ch
     }
     size_t n = (size_t)st.st_size, got = 0;
     unsigned char *b = malloc(n ? n : 1);
+    if (!b) {
+        snprintf(err, errlen, "configuration backup %s: out of memory", path);
+        close(fd);
+        return NULL;
+    }
     while (got < n) {
         ssize_t r = read(fd, b + got, n - got);
         if (r < 0 && errno == EINTR)
@@ -684,7 +723,7 @@ static bool gunzip_body(struct pt_fetch_result *r, char *err, size_t errlen)
         snprintf(err, errlen, "cannot inflate the gzip body");
         return false;
     }
-    size_t cap = r->len * 4 + 4096, len = 0;
+    size_t cap = r->len > (DOC_MAX - 4096) / 4 ? DOC_MAX : r->len * 4 + 4096, len = 0;
     char *out = malloc(cap + 1);
     z.next_in = (unsigned char *)r->body;
     z.avail_in = (uInt)r->len;
@@ -953,6 +992,27 @@ static void collect(struct pt_metrics_sink *s, void *arg)
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* Is url plain http to a host other than this machine's loopback?  Then the token (a bearer secret
+   for up to 30 days) crosses the network in clear. */
+static bool clear_text_remote(const char *url)
+{
+    if (strncasecmp(url, "http://", 7))
+        return false;
+    const char *h = url + 7, *end;
+    char host[256];
+    if (*h == '[') { /* [v6]:port */
+        end = strchr(h, ']');
+        h++;
+    } else {
+        end = h + strcspn(h, ":/?#");
+    }
+    if (!end || (size_t)(end - h) >= sizeof(host))
+        return true;
+    memcpy(host, h, (size_t)(end - h));
+    host[end - h] = '\0';
+    return strcasecmp(host, "localhost") && strncmp(host, "127.", 4) && strcmp(host, "::1");
+}
+
 bool pt_cpsync_start(struct event_base *ctl, const struct pt_conf *cf, const struct pt_cpsync_hooks *h,
                      uint64_t generation)
 {
@@ -964,6 +1024,10 @@ bool pt_cpsync_start(struct event_base *ctl, const struct pt_conf *cf, const str
     stopping = false;
     pthread_mutex_unlock(&mu);
     atomic_store(&served_gen, generation);
+    if (clear_text_remote(cf->cp.url))
+        pt_warn("control plane %s: plain http to another machine: the gateway token is sent in clear text "
+                "(use https)",
+                cf->cp.url);
     char err[512], id[96];
     int64_t exp;
     const char *sig;

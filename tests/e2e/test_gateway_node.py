@@ -829,3 +829,37 @@ def test_token_file_environment_is_checked(workdir):
                                       "PORTICO_GATEWAY_TOKEN_FILE": tf, "PORTICO_GATEWAY_TOKEN": TOKEN})
     assert code == 1 and "give one, not both" in out, out
 
+
+def test_the_environment_token_is_trimmed(backend, portico, cp, workdir):
+    # a Secret made with --from-file usually ends with a newline
+    gen = cp.publish(echo_entities(backend.url))
+    node = start_node(portico, cp, workdir, env={"PORTICO_GATEWAY_TOKEN": cp.token() + "\r\n"})
+    wait_for(synced(node, gen), what="the document")
+    assert cp.polls()[-1]["auth"] == cp.token()
+
+
+def test_the_backup_temp_file_is_unique_and_follows_no_link(backend, portico, cp, workdir):
+    victim = os.path.join(workdir, "victim")
+    with open(victim, "w") as f:
+        f.write("untouched")
+    os.symlink(victim, os.path.join(workdir, "backup.tmp"))  # planted where a fixed name would go
+    gen = cp.publish(echo_entities(backend.url))
+    node = start_node(portico, cp, workdir)
+    wait_for(synced(node, gen), what="the document")
+    path = os.path.join(workdir, "backup")
+    wait_for(lambda: os.path.exists(path), what="the backup")
+    assert open(victim).read() == "untouched"
+    assert open(path, "rb").read().startswith(b"PTCB1\n")
+    assert [f for f in os.listdir(workdir) if f.startswith("backup.") and f != "backup.tmp"] == []
+
+
+def test_plain_http_to_another_machine_is_warned_about(portico, workdir):
+    # an expired token: the node contacts nobody (no name is looked up), it only warns at start
+    cfg = node_config("http://cp.example.com:8081", make_token("gw1", "k" * 64, in_days(-1)), workdir)
+    node = portico(cfg)
+    assert "plain http to another machine: the gateway token is sent in clear text" in node.log_text()
+    assert node.log_text().count("sent in clear text") == 1
+    node.stop()
+    cfg = node_config("http://localhost:1", make_token("gw1", "k" * 64, in_days(-1)), workdir)
+    node = portico(cfg)  # the same log file: no second warning
+    assert node.log_text().count("sent in clear text") == 1
