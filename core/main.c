@@ -540,6 +540,9 @@ static void metrics_node(struct pt_metrics_sink *s, void *arg)
                            &v, 1, 1);
     pt_metrics_sink_value(s, "process_start_time_seconds", "Start time of the process since the Unix epoch.",
                           PT_METRICS_GAUGE, (double)(start_wall_ms / 1000));
+    pt_metrics_sink_value(s, "portico_store_memory_bytes",
+                          "Memory SQLite holds for the store (a gateway node's store is all in memory).",
+                          PT_METRICS_GAUGE, (double)pt_store_memory_used());
 }
 
 /* The external cache's settings to the workers (a name that does not resolve or TLS files that do

@@ -1603,7 +1603,8 @@ static const struct pt_cfkey cp_keys[] = {
             "and `tokenFile` is needed."},
     {"tokenFile", PT_CT_STR, offsetof(struct pt_conf, cp.token_file), PT_CF_PATH, .def = "none",
      .doc = "A file holding the token, read again at every connection attempt (a rotated Kubernetes "
-            "Secret takes effect without a restart)."},
+            "Secret takes effect without a restart); `$PORTICO_GATEWAY_TOKEN_FILE` wins over it (and "
+            "`$PORTICO_GATEWAY_TOKEN` over both)."},
     {"backup", PT_CT_STR, offsetof(struct pt_conf, cp.backup), PT_CF_PATH | PT_CF_EMPTY_OK,
      .def = "`config-backup` in the `data` folder",
      .doc = "The last configuration applied, encrypted with a key derived from the token, written after "
@@ -1647,15 +1648,28 @@ static void cp_finish(struct pt_conf *cf, struct pt_cfctx *cx)
     c->on = cn != NULL || c->url != NULL;
     if (!c->on)
         return;
+    const char *tf = env_set("PORTICO_GATEWAY_TOKEN_FILE");
     if ((e = env_set("PORTICO_GATEWAY_TOKEN"))) {
         char id[96];
         int64_t exp;
         const char *sig;
-        if (!pt_conf_cp_token_parse(e, id, sizeof(id), &exp, &sig))
+        /* a Secret made from a file usually ends with a newline: trimmed, like tokenFile's text */
+        char *t = pt_pool_strdup(cx->pool, e);
+        size_t n = strlen(t);
+        while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t'))
+            t[--n] = '\0';
+        if (!pt_conf_cp_token_parse(t, id, sizeof(id), &exp, &sig))
             pt_node_errors_add(cx->errs, "$PORTICO_GATEWAY_TOKEN: expected the text generateToken gave "
                                          "(GatewayKey <gatewayId>&<yyyyMMddHHmm>&<sig>)");
-        c->token = pt_pool_strdup(cx->pool, e);
+        if (tf)
+            pt_node_errors_add(cx->errs, "$PORTICO_GATEWAY_TOKEN and $PORTICO_GATEWAY_TOKEN_FILE: give one, "
+                                         "not both");
+        c->token = t;
         c->token_file = NULL; /* the environment's token wins over both of the file's */
+    } else if (tf) {
+        /* the environment's token file (a mounted Kubernetes Secret), read at every attempt */
+        c->token_file = pt_pool_strdup(cx->pool, tf);
+        c->token = NULL;
     } else if (c->token && c->token_file)
         pt_node_error(cx->errs, pt_node_get(cn, "tokenFile"), "tokenFile: give token or tokenFile, not both");
     if ((e = env_set("PORTICO_CONTROL_PLANE_CA_FILE")))
@@ -1671,11 +1685,18 @@ static void cp_finish(struct pt_conf *cf, struct pt_cfctx *cx)
             pt_node_error(cx->errs, cn,
                           "controlPlane: token or tokenFile is needed (or $PORTICO_GATEWAY_TOKEN)");
         else
-            pt_node_errors_add(cx->errs, "$PORTICO_GATEWAY_TOKEN is needed with $PORTICO_CONTROL_PLANE_URL");
+            pt_node_errors_add(cx->errs,
+                               "$PORTICO_GATEWAY_TOKEN or $PORTICO_GATEWAY_TOKEN_FILE is needed with "
+                               "$PORTICO_CONTROL_PLANE_URL");
     }
-    if (c->token_file && access(c->token_file, R_OK) < 0)
-        pt_node_error(cx->errs, pt_node_get(cn, "tokenFile"), "tokenFile: cannot read %s: %s", c->token_file,
-                      strerror(errno));
+    if (c->token_file && access(c->token_file, R_OK) < 0) {
+        if (tf)
+            pt_node_errors_add(cx->errs, "$PORTICO_GATEWAY_TOKEN_FILE: cannot read %s: %s", c->token_file,
+                               strerror(errno));
+        else
+            pt_node_error(cx->errs, pt_node_get(cn, "tokenFile"), "tokenFile: cannot read %s: %s",
+                          c->token_file, strerror(errno));
+    }
     if (!c->backup)
         c->backup = pt_pool_printf(cx->pool, "%s/config-backup", cf->data_dir);
     if (!c->node_id) {

@@ -259,6 +259,11 @@ struct sqlite3 *pt_store_sqlite(struct pt_store *s)
     return s->db;
 }
 
+int64_t pt_store_memory_used(void)
+{
+    return (int64_t)sqlite3_memory_used();
+}
+
 bool pt_store_in_transaction(struct pt_store *s)
 {
     return s->depth > 0;

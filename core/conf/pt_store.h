@@ -90,6 +90,9 @@ int pt_store_sweep(struct pt_store *s, const char *source);
 struct sqlite3;
 struct sqlite3 *pt_store_sqlite(struct pt_store *s);
 bool pt_store_in_transaction(struct pt_store *s);
+/* Bytes of memory SQLite holds in this process (every store's pages and caches: on a gateway node,
+   the whole in-memory store).  Any thread. */
+int64_t pt_store_memory_used(void);
 
 /* The last SQLite error message. */
 const char *pt_store_error(struct pt_store *s);

@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,11 +113,16 @@ bool pt_cpsync_backup_seal(const char *token, const char *plain, size_t len, uns
     }
     size_t total = MAGIC_LEN + NONCE_LEN + len + TAG_LEN;
     unsigned char *b = malloc(total);
+    if (!b) {
+        OPENSSL_cleanse(key, sizeof(key));
+        snprintf(err, errlen, "out of memory for the backup");
+        return false;
+    }
     memcpy(b, PT_CPSYNC_BACKUP_MAGIC, MAGIC_LEN);
     unsigned char *nonce = b + MAGIC_LEN, *ct = nonce + NONCE_LEN, *tag = ct + len;
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     int n = 0, fin = 0;
-    bool ok = b && c && RAND_bytes(nonce, NONCE_LEN) == 1 &&
+    bool ok = c && RAND_bytes(nonce, NONCE_LEN) == 1 &&
               EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
               EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) == 1 &&
               EVP_EncryptInit_ex(c, NULL, NULL, key, nonce) == 1 &&
@@ -178,12 +184,35 @@ char *pt_cpsync_backup_open(const char *token, const unsigned char *in, size_t l
 static void sync_dir(const char *path)
 {
     char *tmp = strdup(path);
+    if (!tmp)
+        return;
     int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
         fsync(fd);
         close(fd);
     }
     free(tmp);
+}
+
+/* A new temporary file beside path, of this process's own: "<path>.<pid>.<random>.tmp", created
+   exclusively and never through a symbolic link, so two nodes sharing a folder (or a link planted
+   there) cannot mix or redirect what is written.  The descriptor, -1 (errno set) when none. */
+static int open_temp(const char *path, char *tmp, size_t cap)
+{
+    for (int i = 0; i < 8; i++) { /* bounded: a name taken eight times in a row is not chance */
+        uint32_t r = 0;
+        if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+            r = (uint32_t)pt_clock_now_ms() ^ ((uint32_t)i << 24);
+        if ((size_t)snprintf(tmp, cap, "%s.%ld.%08x.tmp", path, (long)getpid(), r) >= cap) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    errno = EEXIST;
+    return -1;
 }
 
 bool pt_cpsync_backup_write(const char *path, const char *token, const char *plain, size_t len, char *err,
@@ -194,6 +223,11 @@ bool pt_cpsync_backup_write(const char *path, const char *token, const char *pla
     if (!pt_cpsync_backup_seal(token, plain, len, &b, &blen, err, errlen))
         return false;
     char *dtmp = strdup(path);
+    if (!dtmp) {
+        free(b);
+        snprintf(err, errlen, "cannot write %s: out of memory", path);
+        return false;
+    }
     const char *dir = dirname(dtmp);
     if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
@@ -203,8 +237,7 @@ bool pt_cpsync_backup_write(const char *path, const char *token, const char *pla
     }
     free(dtmp);
     char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open_temp(path, tmp, sizeof(tmp));
     bool ok = fd >= 0 && fchmod(fd, 0600) == 0;
     for (size_t off = 0; ok && off < blen;) {
         ssize_t w = write(fd, b + off, blen - off);
@@ -224,7 +257,8 @@ bool pt_cpsync_backup_write(const char *path, const char *token, const char *pla
     }
     if (!ok) {
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
-        unlink(tmp);
+        if (fd >= 0)
+            unlink(tmp); /* ours: the file was created exclusively */
         return false;
     }
     sync_dir(path);
@@ -249,6 +283,11 @@ char *pt_cpsync_backup_read(const char *path, const char *token, size_t *len, ch
     }
     size_t n = (size_t)st.st_size, got = 0;
     unsigned char *b = malloc(n ? n : 1);
+    if (!b) {
+        snprintf(err, errlen, "configuration backup %s: out of memory", path);
+        close(fd);
+        return NULL;
+    }
     while (got < n) {
         ssize_t r = read(fd, b + got, n - got);
         if (r < 0 && errno == EINTR)
@@ -282,6 +321,11 @@ static json_t *parse_doc(const char *text, size_t len, const char *gateway, uint
     if (!json_is_string(g) || !json_is_integer(gen) || json_integer_value(gen) < 0 ||
         !json_is_object(json_object_get(doc, "entities"))) {
         snprintf(err, errlen, "not a configuration document ({gateway, generation, entities})");
+        json_decref(doc);
+        return NULL;
+    }
+    if (json_integer_value(gen) == 0) {
+        snprintf(err, errlen, "generation 0 (a document's generation is above 0)");
         json_decref(doc);
         return NULL;
     }
@@ -391,7 +435,9 @@ static void settings_get(struct settings *out)
 
 /* ---------------------------------------------------------------- state */
 
-enum cp_state { ST_START, ST_CONNECTED, ST_DOWN, ST_REFUSED, ST_EXPIRED };
+/* ST_BADDOC: it answers 200 with a document the node cannot use (not JSON, another gateway's,
+   generation 0, the generation it already named): backed off like ST_DOWN. */
+enum cp_state { ST_START, ST_CONNECTED, ST_DOWN, ST_REFUSED, ST_EXPIRED, ST_BADDOC };
 
 static _Atomic int state = ST_START;
 static _Atomic uint64_t served_gen;    /* the generation serving (0: none) */
@@ -399,6 +445,8 @@ static _Atomic uint64_t sync_failures; /* attempts that failed */
 static _Atomic int64_t last_sync_ms;   /* wall clock of the last answer (200 or 304) */
 static _Atomic int64_t token_expiry_s; /* the token's own expiry (0: unknown) */
 static uint64_t last_down_log;         /* sync thread's */
+static char last_bad_why[256];         /* sync thread's: the unusable document last logged */
+static char *sealed_token;             /* sync thread's: the token the backup was last sealed with */
 static char config_error[1200];        /* under mu: why the last document was not applied, or "" */
 static const struct pt_cpsync_hooks *hooks;
 static int cancel_pipe[2] = {-1, -1}; /* readable: stop */
@@ -442,10 +490,17 @@ static void set_state(int s, const char *url, const char *why)
                     (unsigned long long)atomic_load(&served_gen));
         return;
     }
-    if (old == s && now - last_down_log < DOWN_LOG_MS)
+    /* an unusable document: each new reason once (they say different things), else as the others */
+    bool new_why = s == ST_BADDOC && strncmp(last_bad_why, why, sizeof(last_bad_why) - 1);
+    if (old == s && !new_why && now - last_down_log < DOWN_LOG_MS)
         return;
     last_down_log = now;
-    if (s == ST_EXPIRED)
+    if (s == ST_BADDOC) {
+        snprintf(last_bad_why, sizeof(last_bad_why), "%s", why);
+        pt_err("control plane %s: the configuration it sent is refused: %s; the node keeps serving "
+               "generation %llu and tries again with backoff",
+               url, why, (unsigned long long)atomic_load(&served_gen));
+    } else if (s == ST_EXPIRED)
         pt_err("control plane %s: %s; the node keeps serving generation %llu and tries again once a minute",
                url, why, (unsigned long long)atomic_load(&served_gen));
     else
@@ -567,18 +622,34 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&mu);
 }
 
-/* A 200: the document applied, then saved. */
-static void got_document(const struct settings *s, const char *token, const char *gateway,
-                         const struct pt_fetch_result *r, uint64_t *known)
+/* A 200's document, checked: NULL with why when the node cannot use it (a failure, backed off).  The
+   generation it named in If-None-Match answered with 200 is one too: the control plane would answer
+   so again at once, and the node would ask again at once. */
+static json_t *usable_document(const struct pt_fetch_result *r, const char *gateway, uint64_t known,
+                               uint64_t *gen, char *why, size_t whylen)
+{
+    json_t *doc = parse_doc(r->body, r->len, gateway, gen, why, whylen);
+    if (doc && known && *gen == known) {
+        snprintf(why, whylen, "answered 200 with generation %llu, the one the node already has",
+                 (unsigned long long)known);
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+/* Remembers the token the backup is sealed with now (NULL: none, or unknown). */
+static void set_sealed(const char *token)
+{
+    free(sealed_token);
+    sealed_token = token ? strdup(token) : NULL;
+}
+
+/* A usable 200: the document applied, then saved.  Takes doc. */
+static void got_document(const struct settings *s, const char *token, const struct pt_fetch_result *r,
+                         json_t *doc, uint64_t gen, uint64_t *known)
 {
     char err[1024];
-    uint64_t gen;
-    json_t *doc = parse_doc(r->body, r->len, gateway, &gen, err, sizeof(err));
-    if (!doc) {
-        atomic_fetch_add(&sync_failures, 1);
-        pt_err("control plane %s: the configuration it sent is refused: %s", s->cp.url, err);
-        return;
-    }
     *known = gen;
     if (gen == atomic_load(&served_gen)) {
         json_decref(doc);
@@ -604,11 +675,40 @@ static void got_document(const struct settings *s, const char *token, const char
     config_error[0] = '\0';
     pthread_mutex_unlock(&mu);
     pt_info("control plane %s: generation %llu applied", s->cp.url, (unsigned long long)gen);
-    if (s->cp.backup && *s->cp.backup &&
-        !pt_cpsync_backup_write(s->cp.backup, token, r->body, r->len, err, sizeof(err)))
+    if (!s->cp.backup || !*s->cp.backup)
+        return;
+    if (pt_cpsync_backup_write(s->cp.backup, token, r->body, r->len, err, sizeof(err)))
+        set_sealed(token);
+    else
         pt_err("configuration backup: %s (the node serves generation %llu; a restart while the control "
                "plane is down would start from an older backup, or none)",
                err, (unsigned long long)gen);
+}
+
+/* The control plane answered (200 or 304) to a token other than the one the backup is sealed with (a
+   rotated tokenFile): the backup is sealed again with the new one, so that a restart with the new
+   token while the control plane is down can read it.  It is read with the old token's key and
+   written with the new one's; when that fails, the next applied document writes it afresh. */
+static void reseal_backup(const struct settings *s, const char *token)
+{
+    if (!sealed_token || !strcmp(sealed_token, token) || !s->cp.backup || !*s->cp.backup)
+        return;
+    char err[1024];
+    size_t len;
+    char *plain = pt_cpsync_backup_read(s->cp.backup, sealed_token, &len, err, sizeof(err));
+    bool ok = plain && pt_cpsync_backup_write(s->cp.backup, token, plain, len, err, sizeof(err));
+    if (plain)
+        OPENSSL_cleanse(plain, len);
+    free(plain);
+    if (ok) {
+        pt_info("configuration backup %s: sealed again with the new gateway token", s->cp.backup);
+        set_sealed(token);
+        return;
+    }
+    pt_err("configuration backup %s: cannot seal it again with the new gateway token (%s); the next "
+           "configuration change writes it afresh",
+           s->cp.backup, *err ? err : "it is gone");
+    set_sealed(NULL); /* not tried at every poll */
 }
 
 /* A gzip body (the node asks for one: a large document is much smaller so) inflated in place, at most
@@ -623,7 +723,7 @@ static bool gunzip_body(struct pt_fetch_result *r, char *err, size_t errlen)
         snprintf(err, errlen, "cannot inflate the gzip body");
         return false;
     }
-    size_t cap = r->len * 4 + 4096, len = 0;
+    size_t cap = r->len > (DOC_MAX - 4096) / 4 ? DOC_MAX : r->len * 4 + 4096, len = 0;
     char *out = malloc(cap + 1);
     z.next_in = (unsigned char *)r->body;
     z.avail_in = (uInt)r->len;
@@ -716,20 +816,23 @@ static uint64_t sync_once(uint64_t *known, int *failures)
         return 0;
     }
     char code[64], msg[512], why[1200];
-    if (rc == PT_FETCH_OK && r.status == 200 && !gunzip_body(&r, err, sizeof(err))) {
+    json_t *doc = NULL;
+    uint64_t gen = 0;
+    if (rc == PT_FETCH_OK && r.status == 200 &&
+        (!gunzip_body(&r, err, sizeof(err)) ||
+         !(doc = usable_document(&r, id, *known, &gen, err, sizeof(err))))) {
+        /* an answer the node cannot use: a failure like an unreachable control plane's, backed off (at
+           once again, it would get the same answer at once) */
         atomic_fetch_add(&sync_failures, 1);
-        pt_err("control plane %s: the configuration it sent is refused: %s", s.cp.url, err);
-        free(r.body);
-        free(token);
-        settings_free(&s);
-        return backoff(failures);
-    }
-    if (rc == PT_FETCH_OK && (r.status == 200 || r.status == 304)) {
+        set_state(ST_BADDOC, s.cp.url, err);
+        wait = backoff(failures);
+    } else if (rc == PT_FETCH_OK && (r.status == 200 || r.status == 304)) {
         atomic_store(&last_sync_ms, (int64_t)pt_clock_wall_ms());
         *failures = 0;
-        set_state(ST_CONNECTED, s.cp.url, NULL); /* it answered: connected, whatever the document holds */
-        if (r.status == 200)
-            got_document(&s, token, id, &r, known);
+        set_state(ST_CONNECTED, s.cp.url, NULL); /* it answered: connected, whatever applying gives */
+        if (doc)
+            got_document(&s, token, &r, doc, gen, known);
+        reseal_backup(&s, token); /* it took this token: the backup must open with it */
     } else {
         atomic_fetch_add(&sync_failures, 1);
         int st = ST_DOWN;
@@ -889,6 +992,27 @@ static void collect(struct pt_metrics_sink *s, void *arg)
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* Is url plain http to a host other than this machine's loopback?  Then the token (a bearer secret
+   for up to 30 days) crosses the network in clear. */
+static bool clear_text_remote(const char *url)
+{
+    if (strncasecmp(url, "http://", 7))
+        return false;
+    const char *h = url + 7, *end;
+    char host[256];
+    if (*h == '[') { /* [v6]:port */
+        end = strchr(h, ']');
+        h++;
+    } else {
+        end = h + strcspn(h, ":/?#");
+    }
+    if (!end || (size_t)(end - h) >= sizeof(host))
+        return true;
+    memcpy(host, h, (size_t)(end - h));
+    host[end - h] = '\0';
+    return strcasecmp(host, "localhost") && strncmp(host, "127.", 4) && strcmp(host, "::1");
+}
+
 bool pt_cpsync_start(struct event_base *ctl, const struct pt_conf *cf, const struct pt_cpsync_hooks *h,
                      uint64_t generation)
 {
@@ -900,12 +1024,17 @@ bool pt_cpsync_start(struct event_base *ctl, const struct pt_conf *cf, const str
     stopping = false;
     pthread_mutex_unlock(&mu);
     atomic_store(&served_gen, generation);
+    if (clear_text_remote(cf->cp.url))
+        pt_warn("control plane %s: plain http to another machine: the gateway token is sent in clear text "
+                "(use https)",
+                cf->cp.url);
     char err[512], id[96];
     int64_t exp;
     const char *sig;
     char *token = pt_cpsync_token(&cf->cp, err, sizeof(err));
     if (token && pt_conf_cp_token_parse(token, id, sizeof(id), &exp, &sig))
         atomic_store(&token_expiry_s, exp);
+    set_sealed(generation ? token : NULL); /* the backup served was read with it */
     free(token);
     if (pipe2(cancel_pipe, O_CLOEXEC) < 0 || pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         pt_err("control plane: cannot make a pipe: %s", strerror(errno));
@@ -974,6 +1103,7 @@ void pt_cpsync_stop(void)
     }
     json_decref(handed);
     handed = NULL;
+    set_sealed(NULL);
     pthread_mutex_lock(&mu);
     settings_free(&cur);
     pthread_mutex_unlock(&mu);

@@ -145,6 +145,8 @@ struct pt_analytics_w {
 static _Atomic(struct pt_an_chunk *) full; /* handed over, for the control thread */
 static _Atomic(struct pt_analytics_w *) all_workers;
 static _Atomic int nworkers; /* running: maxPerSecond is shared among them (workers: applies at restart) */
+/* A gateway node's: figures go to the control plane only (no request records, nothing in the store). */
+static _Atomic bool ship_only;
 static _Atomic uint64_t st_flushed, st_dropped, st_buckets, st_requests, st_errors;
 
 static void chunk_clear(struct pt_an_chunk *k)
@@ -259,7 +261,8 @@ void pt_analytics_record(struct pt_analytics_w *w, struct pt_req *req)
     uint64_t minute = req->wall0 / 60000 + 1;
     uint64_t h = mix(mix(mix(mix(mix(minute, g->serial), (uintptr_t)api), (uintptr_t)op), (uintptr_t)product),
                      (uintptr_t)sub);
-    bool raw = cf->requests_max > 0;
+    /* a node keeps no request records: no one could read them (it has no management API) */
+    bool raw = cf->requests_max > 0 && !atomic_load_explicit(&ship_only, memory_order_relaxed);
     if (raw) { /* this worker's share of analytics.requests.maxPerSecond */
         uint64_t sec = req->wall0 / 1000;
         if (sec != w->raw_sec) {
@@ -557,11 +560,32 @@ static void housekeeping(int64_t written)
         pt_store_analytics_rollback(store);
 }
 
+/* A gateway node's flush: its buckets go to the shipping queue (bounded) and nowhere else -- a node
+   has no management API, so what its store would keep (buckets for the retention, request records)
+   could never be read and would only grow. */
+static void ship_pending(void)
+{
+    while (pending) {
+        struct pt_an_chunk *k = pending;
+        pending = k->next;
+        k->next = NULL;
+        npending--;
+        ship_chunk(k);
+        atomic_fetch_add(&st_flushed, k->requests);
+        give_back(k);
+    }
+    pending_tail = &pending;
+}
+
 static void flush(bool all)
 {
     if (!store)
         return;
     collect();
+    if (atomic_load(&ship_only)) {
+        ship_pending();
+        return;
+    }
     int64_t written = 0;
     if (pending && !write_pending(all, &written)) {
         atomic_fetch_add(&st_errors, 1);
@@ -833,6 +857,7 @@ void pt_analytics_shipping(bool on)
     if (!on)
         ship_clear();
     ship_on = on;
+    atomic_store(&ship_only, on);
     pthread_mutex_unlock(&ship_mu);
 }
 

@@ -95,8 +95,10 @@ void pt_analytics_stats(struct pt_analytics_stats *out);
  *                 (integers, µs for times; absent: 0)}, ...]}
  */
 #define PT_ANALYTICS_SHIPMENT_VERSION 1
-/* On a node: flushed buckets are also kept for shipping (bounded: 20,000
-   buckets, the oldest dropped and counted).  Off: what is kept is freed. */
+/* On a node: flushed buckets are kept for shipping (bounded: 20,000
+   buckets, the oldest dropped and counted) and not written to the store, and
+   no request records are made: a node has no management API to read them,
+   so they would only grow its memory.  Off: what is kept is freed. */
 void pt_analytics_shipping(bool on);
 /* Adds one minute bucket to what is kept (what the flush does for each bucket
    it committed; tests).  Nothing while shipping is off. */

@@ -658,3 +658,208 @@ def test_against_the_real_control_plane(backend, portico, nodes, workdir):
     mg.ok("POST", "gateways/g1/regenerateKey", {"keyType": "primary"})
     wait_for(lambda: "refuses the node" in node.log_text(), timeout=10, what="the refusal logged")
     assert get(node, "/a2/x") == 200
+
+
+# ---------------------------------------------------------------- review 14b
+
+
+def _polls_in(cp, seconds):
+    n0 = len(cp.polls())
+    time.sleep(seconds)
+    return len(cp.polls()) - n0
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"{not json", "not JSON"),
+    (json.dumps({"gateway": "other-gw", "generation": 99, "entities": {}}).encode(), "not of this node's 'gw1'"),
+    (json.dumps({"gateway": "gw1", "generation": 0, "entities": {}}).encode(), "generation 0"),
+])
+def test_an_unusable_200_is_backed_off_like_an_unreachable_control_plane(backend, portico, cp, workdir, raw,
+                                                                          message):
+    cp.publish(raw=raw)  # from the first poll on: a fresh node that never gets a document it can use
+    node = start_node(portico, cp, workdir)
+    wait_for(lambda: message in node.log_text(), timeout=10, what="the refusal logged")
+    # backing off (1 s, 2 s, 4 s... with jitter): a handful of polls in 4 s, not thousands
+    assert _polls_in(cp, 4) <= 4
+    assert node.log_text().count("the configuration it sent is refused") == 1, "one line per change (a minute)"
+    assert m(node, "portico_control_plane_sync_failures_total") >= 2
+    assert m(node, "portico_control_plane_connected") == 0
+    assert get(node) in NOT_READY
+    # a usable document ends it at once (at the next attempt)
+    gen = cp.publish(echo_entities(backend.url))
+    wait_for(synced(node, gen), timeout=40, what="the good document")
+    assert get(node) == 200 and m(node, "portico_control_plane_connected") == 1
+
+
+def test_a_200_with_the_generation_the_node_named_is_backed_off(backend, portico, cp, workdir):
+    gen = cp.publish(echo_entities(backend.url))
+    node = start_node(portico, cp, workdir)
+    wait_for(synced(node, gen), what="the document")
+    # a control plane that answers 200 with the generation named in If-None-Match (a bug there)
+    cp.publish(raw=json.dumps({"gateway": "gw1", "generation": gen, "entities": {}}).encode())
+    wait_for(lambda: "the one the node already has" in node.log_text(), timeout=10, what="the refusal")
+    assert _polls_in(cp, 4) <= 4
+    assert get(node) == 200 and m(node, "portico_control_plane_generation") == gen
+
+
+def _backup_opens_with(path, token, gateway="gw1"):
+    """Decrypts the backup with the key of token (the documented format); None when it does not open."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    data = open(path, "rb").read()
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"portico config backup",
+               info=gateway.encode()).derive(token.split("&")[2].encode())
+    try:
+        return json.loads(AESGCM(key).decrypt(data[6:18], data[18:], b"PTCB1\n"))
+    except Exception:
+        return None
+
+
+def test_a_rotated_token_reseals_the_backup_so_a_restart_during_an_outage_serves(backend, portico, workdir):
+    cp = FakeControlPlane()
+    try:
+        gen = cp.publish(echo_entities(backend.url))
+        tf, path = os.path.join(workdir, "token"), os.path.join(workdir, "backup")
+        old, new = cp.token(days=10), cp.token(days=20)  # same key, another expiry: another signature
+        assert old != new
+        with open(tf, "w") as f:
+            f.write(old + "\n")
+        cfg = node_config(cp.url, None, workdir, tokenFile=tf, pollWait=1)
+        node = portico(cfg)
+        wait_for(synced(node, gen), what="the document")
+        wait_for(lambda: os.path.exists(path), what="the backup")
+        # the Secret rotates; no configuration change follows (only 304s)
+        with open(tf + ".new", "w") as f:
+            f.write(new + "\n")
+        os.replace(tf + ".new", tf)
+        wait_for(lambda: sum(1 for c in cp.polls() if c["auth"] == new) >= 3, timeout=15,
+                 what="polls answered to the new token")
+        wait_for(lambda: "sealed again with the new gateway token" in node.log_text(), timeout=5,
+                 what="the backup sealed again")
+        try:
+            doc = _backup_opens_with(path, new)
+            assert doc and doc["generation"] == gen
+            assert _backup_opens_with(path, old) is None
+        except ImportError:
+            pass
+    finally:
+        cp.close()  # the outage
+    assert node.stop() == 0
+    node2 = portico(cfg)  # restarted with the new token only
+    assert get(node2) == 200
+    assert m(node2, "portico_control_plane_generation") == gen
+    assert "corrupted, or written with another gateway token" not in node2.log_text()
+
+
+def test_a_node_keeps_no_analytics_it_cannot_serve(backend, portico, cp, workdir):
+    ents = echo_entities(backend.url)
+    for i in range(1, 8):  # more APIs: more bucket keys
+        ents["apis"].append(dict(ents["apis"][0], id="e%d" % i, path="e%d" % i))
+    gen = cp.publish(ents)
+    node = start_node(portico, cp, workdir)
+    wait_for(synced(node, gen), what="the document")
+    time.sleep(1.5)  # the first flushes, and the store's pages for the document, settle
+    base = m(node, "portico_store_memory_bytes")
+    assert base and base > 0
+    sent, lock = [0], threading.Lock()
+
+    def load(t):
+        c = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+        for i in range(500):
+            # varied: 8 APIs, long distinct URLs and queries (what request records would keep)
+            c.request("GET", "/%s/%d/%d/%s?q=%d" % ("echo" if i % 8 == 0 else "e%d" % (i % 8), t, i,
+                                                      "x" * 1500, i))
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+            with lock:
+                sent[0] += 1
+        c.close()
+    threads = [threading.Thread(target=load, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sent[0] == 2000
+    # every call reaches the control plane in the heartbeats...
+    def shipped():
+        n = 0
+        for h in list(cp.heartbeats):
+            for b in (h.get("analytics") or {}).get("buckets", []):
+                n += sum(b.get(k, 0) for k in ("success", "blocked", "failed", "other"))
+        return n
+    wait_for(lambda: shipped() >= 2000, timeout=20, what="the calls shipped")
+    assert shipped() == 2000
+    # ...and nothing grows in the node's store: 2,000 request records of 1.5 KB would be 3 MB and more
+    time.sleep(1.5)  # a flush or two more
+    grown = m(node, "portico_store_memory_bytes") - base
+    assert grown < 512 * 1024, "the node's store grew by %d bytes" % grown
+
+
+def test_token_file_from_the_environment_is_read_at_every_attempt(backend, portico, cp, workdir):
+    tf = os.path.join(workdir, "secret-token")
+    with open(tf, "w") as f:
+        f.write(make_token("gw1", "wrong-key", in_days(5)) + "\n")
+    gen = cp.publish(echo_entities(backend.url))
+    cfg = node_config(cp.url, cp.token(), workdir)  # the file's token loses to the environment's file
+    node = portico(cfg, env={"PORTICO_GATEWAY_TOKEN_FILE": tf})
+    wait_for(lambda: "signature does not match" in node.log_text(), timeout=10, what="the file's token used")
+    assert get(node) in NOT_READY
+    with open(tf + ".new", "w") as f:  # the mounted Secret is updated: no restart
+        f.write(cp.token(days=7) + "\n")
+    os.replace(tf + ".new", tf)
+    wait_for(synced(node, gen), timeout=40, what="the rotated token used")
+    assert get(node) == 200
+    assert cp.polls()[-1]["auth"] == cp.token(days=7)
+
+
+def test_token_file_environment_is_checked(workdir):
+    cfg = "listen: [\"127.0.0.1:1\"]\n"
+    code, out = _check(workdir, cfg, {"PORTICO_CONTROL_PLANE_URL": "http://127.0.0.1:9",
+                                      "PORTICO_GATEWAY_TOKEN_FILE": "/nonexistent/token"})
+    assert code == 1 and "$PORTICO_GATEWAY_TOKEN_FILE: cannot read /nonexistent/token" in out, out
+    tf = os.path.join(workdir, "t")
+    with open(tf, "w") as f:
+        f.write(TOKEN + "\n")
+    code, out = _check(workdir, cfg, {"PORTICO_CONTROL_PLANE_URL": "http://127.0.0.1:9",
+                                      "PORTICO_GATEWAY_TOKEN_FILE": tf})
+    assert code == 0, out
+    code, out = _check(workdir, cfg, {"PORTICO_CONTROL_PLANE_URL": "http://127.0.0.1:9",
+                                      "PORTICO_GATEWAY_TOKEN_FILE": tf, "PORTICO_GATEWAY_TOKEN": TOKEN})
+    assert code == 1 and "give one, not both" in out, out
+
+
+def test_the_environment_token_is_trimmed(backend, portico, cp, workdir):
+    # a Secret made with --from-file usually ends with a newline
+    gen = cp.publish(echo_entities(backend.url))
+    node = start_node(portico, cp, workdir, env={"PORTICO_GATEWAY_TOKEN": cp.token() + "\r\n"})
+    wait_for(synced(node, gen), what="the document")
+    assert cp.polls()[-1]["auth"] == cp.token()
+
+
+def test_the_backup_temp_file_is_unique_and_follows_no_link(backend, portico, cp, workdir):
+    victim = os.path.join(workdir, "victim")
+    with open(victim, "w") as f:
+        f.write("untouched")
+    os.symlink(victim, os.path.join(workdir, "backup.tmp"))  # planted where a fixed name would go
+    gen = cp.publish(echo_entities(backend.url))
+    node = start_node(portico, cp, workdir)
+    wait_for(synced(node, gen), what="the document")
+    path = os.path.join(workdir, "backup")
+    wait_for(lambda: os.path.exists(path), what="the backup")
+    assert open(victim).read() == "untouched"
+    assert open(path, "rb").read().startswith(b"PTCB1\n")
+    assert [f for f in os.listdir(workdir) if f.startswith("backup.") and f != "backup.tmp"] == []
+
+
+def test_plain_http_to_another_machine_is_warned_about(portico, workdir):
+    # an expired token: the node contacts nobody (no name is looked up), it only warns at start
+    cfg = node_config("http://cp.example.com:8081", make_token("gw1", "k" * 64, in_days(-1)), workdir)
+    node = portico(cfg)
+    assert "plain http to another machine: the gateway token is sent in clear text" in node.log_text()
+    assert node.log_text().count("sent in clear text") == 1
+    node.stop()
+    cfg = node_config("http://localhost:1", make_token("gw1", "k" * 64, in_days(-1)), workdir)
+    node = portico(cfg)  # the same log file: no second warning
+    assert node.log_text().count("sent in clear text") == 1

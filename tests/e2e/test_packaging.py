@@ -382,11 +382,23 @@ def test_manifests_parse_and_agree():
 
     env = {e["name"]: e for e in c["env"]}
     assert "value" in env["PORTICO_CONTROL_PLANE_URL"]
-    ref = env["PORTICO_GATEWAY_TOKEN"]["valueFrom"]["secretKeyRef"]
-    assert ref["name"] == sec["metadata"]["name"]
+    # the token: the Secret mounted as a file the node re-reads (rotation without a restart), never an
+    # environment value (fixed for the pod's life)
+    assert "PORTICO_GATEWAY_TOKEN" not in env
+    token_file = env["PORTICO_GATEWAY_TOKEN_FILE"]["value"]
+    vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+    tmounts = [m for m in c["volumeMounts"] if token_file.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert len(tmounts) == 1, tmounts
+    tm = tmounts[0]
+    assert tm.get("readOnly") is True and "subPath" not in tm  # a subPath mount is never updated
+    sv = vols[tm["name"]]["secret"]
+    assert sv["secretName"] == sec["metadata"]["name"]
+    rel = token_file[len(tm["mountPath"].rstrip("/")) + 1:]
+    items = {i["path"]: i["key"] for i in sv.get("items") or []}
+    key = items.get(rel, rel if not sv.get("items") else None)
     keys = set((sec.get("stringData") or {}).keys()) | set((sec.get("data") or {}).keys())
-    assert ref["key"] in keys
-    token = (sec.get("stringData") or {}).get(ref["key"], "")
+    assert key in keys, (key, keys)
+    token = (sec.get("stringData") or {}).get(key, "")
     assert token.startswith("GatewayKey ") and token.count("&") == 2
 
     # the data volume is the image's VOLUME, writable by the image's user
@@ -420,15 +432,25 @@ def test_manifest_checks_catch_a_mismatch(tmp_path, monkeypatch):
     """The agreement check is not vacuous: a Deployment naming another Secret fails it."""
     bad = tmp_path / "k8s"
     shutil.copytree(K8S, bad)
+    K8S_REAL = K8S
     p = bad / "deployment.yaml"
-    p.write_text(p.read_text().replace("name: portico-gateway-token", "name: portico-other-token"))
+    p.write_text(p.read_text().replace("secretName: portico-gateway-token", "secretName: portico-other-token"))
     monkeypatch.setattr(sys.modules[__name__], "K8S", str(bad))
     with pytest.raises(AssertionError):
         test_manifests_parse_and_agree()
     p.write_text((tmp_path / "k8s" / "deployment.yaml").read_text().replace(
-        "name: portico-other-token", "name: portico-gateway-token").replace(READY, LIVE + "x"))
+        "secretName: portico-other-token", "secretName: portico-gateway-token").replace(READY, LIVE + "x"))
     with pytest.raises(AssertionError):
         test_manifests_parse_and_agree()
+    # the token's file named by the environment must be the mounted Secret's
+    with open(os.path.join(K8S_REAL, "deployment.yaml")) as f:
+        p.write_text(f.read().replace("value: /var/run/secrets/portico/token",
+                                      "value: /var/run/secrets/portico/other"))
+    with pytest.raises(AssertionError):
+        test_manifests_parse_and_agree()
+    with open(os.path.join(K8S_REAL, "deployment.yaml")) as f:  # the copy as it is: it passes
+        p.write_text(f.read())
+    test_manifests_parse_and_agree()
 
 
 # ---------------------------------------------------------------- the container case
@@ -459,9 +481,13 @@ class H(http.server.BaseHTTPRequestHandler):
 hold.set()  # no configuration at first: the node is live, not ready
 srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 threading.Thread(target=srv.serve_forever, daemon=True).start()
+tf = os.path.abspath("token")  # as the manifests give it: the Secret mounted as a file (a newline ending it)
+with open(tf, "w") as f:
+    f.write(token + "\n")
 env = dict(os.environ, PORTICO_CONTROL_PLANE_URL="http://127.0.0.1:%d" % srv.server_address[1],
-           PORTICO_GATEWAY_TOKEN=token)
+           PORTICO_GATEWAY_TOKEN_FILE=tf)
 env.pop("PORTICO_CONTROL_PLANE_CA_FILE", None)
+env.pop("PORTICO_GATEWAY_TOKEN", None)
 p = subprocess.Popen([exe], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # the image's CMD
 out = {}
 def probe(*a):
@@ -514,7 +540,7 @@ def test_container_case_env_only_node_from_the_installed_layout(staging, tmp_pat
     assert conf_dir.startswith(prefix + "/"), "the example configuration is hidden below the prefix only"
     (tmp_path / "driver.py").write_text(DRIVER)
     exp = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=10)).strftime("%Y%m%d%H%M")
-    token = "GatewayKey gw1&%s&%s" % (exp, "A" * 88)
+    token = "GatewayKey gw1&%s&%s" % (exp, "A" * 86 + "==")  # the form of a real one (64 bytes in base64)
     script = ("ip link set lo up && mount --bind \"$0\" \"$1\" && mount -t tmpfs none \"$2\" && "
               "exec python3 \"$3\" \"$4\" \"$5\"")
     r = subprocess.run(["unshare", "-rmn", "sh", "-c", script, os.path.join(root, prefix.lstrip("/")), prefix,
@@ -526,7 +552,7 @@ def test_container_case_env_only_node_from_the_installed_layout(staging, tmp_pat
     out = json.loads(r.stdout.decode().strip().splitlines()[-1])
     assert out["live"] is True, out
     assert out["not_ready"][0] == 1 and "status 503: The gateway has no configuration yet" in out["not_ready"][1], out
-    assert out["ready"] is True, out
+    assert out["ready"] is True, out["stderr"]
     assert out["api"][0] in (500, 502, 503), out  # the document's API, its backend down
     assert out["rc"] == 0, out
     assert "0.0.0.0:8080" in out["stderr"], out["stderr"]  # the built-in listener
