@@ -513,7 +513,8 @@ static void publish(struct pt_gen *g)
         pt_metrics_set(pt_metrics_core[PT_MC_CONFIG_GENERATION], PT_METRICS_CONTROL, 0, (int64_t)g->serial);
     pt_analytics_configure(&g->conf->analytics);
     pt_workers_publish(g);
-    pt_health_from_gen(g); /* backends' health checks */
+    pt_health_from_gen(g);        /* backends' health checks */
+    pt_mgmt_gateways_published(); /* self-hosted gateways' nodes: their long-polls */
     struct pt_gen *old = current;
     current = g;
     pt_gen_unref(old);

@@ -1563,6 +1563,10 @@ static const struct pt_cfkey top_keys[] = {
     {"apiVersionSets", PT_CT_CUSTOM, offsetof(struct pt_conf, version_sets), PT_CF_LIST,
      .fn = pt_conf_entities_read_version_sets, .sub = pt_conf_entities_vs_keys, .form = "list of maps",
      .doc = "Version sets: APIs that are versions of one API; see [Versions](#versions)."},
+    {"gateways", PT_CT_CUSTOM, offsetof(struct pt_conf, gateways), PT_CF_LIST,
+     .fn = pt_conf_entities_read_gateways, .sub = pt_conf_entities_gateway_keys, .form = "list of maps",
+     .doc = "Self-hosted gateways (on the control plane): where their nodes run and the APIs they serve; "
+            "their keys are made once and kept in the store; see [gateways.md](gateways.md)."},
     {"telemetry", PT_CT_MAP, 0, 0, .sub = telemetry_keys,
      .doc = "OpenTelemetry: W3C trace context towards backends, spans exported over OTLP/HTTP; see "
             "[opentelemetry.md](opentelemetry.md)."},

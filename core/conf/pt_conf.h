@@ -302,6 +302,15 @@ struct pt_workspace_cf {
     struct pt_node *node;
 };
 
+/* gateways: self-hosted gateways (control plane side); their keys live in the store only */
+struct pt_gateway_cf {
+    char *id; /* 1-80 of [A-Za-z0-9._-], not "managed" */
+    char *description;
+    char *loc_name, *loc_city, *loc_district, *loc_country; /* locationData */
+    struct pt_strlist apis;                                 /* the API ids its nodes serve */
+    struct pt_node *node;
+};
+
 struct pt_versionset_cf {
     char *id;
     char *display_name;
@@ -478,6 +487,8 @@ struct pt_conf {
     int nversion_sets;
     struct pt_logger_cf *loggers; /* loggers (L) */
     int nloggers;
+    struct pt_gateway_cf *gateways; /* self-hosted gateways (issue 14) */
+    int ngateways;
     char *data_dir;   /* the store's folder */
     char *secret_key; /* encrypts secret named values at rest */
     struct pt_mgmt_cf mgmt;

@@ -356,6 +356,15 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
         check_workspace(&wss, "API", a->id, a->workspace, a->node, errs);
     }
     check_workspace_claims(cf, errs);
+    /* a gateway serves APIs that exist (any workspace's: a gateway is service level) */
+    for (int i = 0; i < cf->ngateways; i++) {
+        const struct pt_gateway_cf *g = &cf->gateways[i];
+        struct pt_node *an = pt_node_get(g->node, "apis");
+        for (int k = 0; k < g->apis.n; k++)
+            if (!idset_has(&apis, g->apis.v[k]))
+                pt_node_error(errs, an && an->kind == PT_N_SEQ ? an->items[k] : g->node,
+                              "gateway '%s' lists unknown API '%s'", g->id, g->apis.v[k]);
+    }
     struct idset *all[] = {&apis, &groups, &products, &users, &vsets, &wss, &bes};
     for (size_t i = 0; i < PT_ARRAY_LEN(all); i++)
         idset_free(all[i]);

@@ -1786,6 +1786,58 @@ bool pt_conf_entities_read_version_sets(struct pt_cfctx *cx, struct pt_node *n, 
                             offsetof(struct pt_versionset_cf, display_name));
 }
 
+/* ---------------------------------------------------------------- gateways */
+
+static const struct pt_cfkey gateway_location_keys[] = {
+    {"name", PT_CT_STR, offsetof(struct pt_gateway_cf, loc_name), PT_CF_REQUIRED,
+     .doc = "Where the gateway's nodes run, for people (`Amsterdam DC 2`)."},
+    {"city", PT_CT_STR, offsetof(struct pt_gateway_cf, loc_city), PT_CF_EMPTY_OK, .doc = "Free text."},
+    {"district", PT_CT_STR, offsetof(struct pt_gateway_cf, loc_district), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"countryOrRegion", PT_CT_STR, offsetof(struct pt_gateway_cf, loc_country), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {0},
+};
+
+const struct pt_cfkey pt_conf_entities_gateway_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_gateway_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; 1 to 80 letters, digits and `-_.`; not `managed` (the control plane's own listener, "
+            "built in)."},
+    {"description", PT_CT_STR, offsetof(struct pt_gateway_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"locationData", PT_CT_MAP, 0, PT_CF_REQUIRED, .sub = gateway_location_keys,
+     .doc = "Where its nodes run (APIM's `locationData`); `name` is required."},
+    {"apis", PT_CT_CUSTOM, offsetof(struct pt_gateway_cf, apis), 0, .fn = read_strlist, .form = "list of ids",
+     .doc = "The APIs (ids) the gateway's nodes serve; an API not listed answers 404 there."},
+    {0},
+};
+
+bool pt_conf_entities_read_gateways(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, gateways));
+    bool ok = read_entity_list(cx, n, (void **)&cf->gateways, &cf->ngateways, sizeof(struct pt_gateway_cf),
+                               pt_conf_entities_gateway_keys, NULL, "gateway",
+                               offsetof(struct pt_gateway_cf, node), NO_FIELD);
+    for (int i = 0; i < cf->ngateways; i++) {
+        const struct pt_gateway_cf *g = &cf->gateways[i];
+        if (!g->id)
+            continue;
+        /* a gateway id travels in tokens and URLs: the tokens' alphabet, no '~' */
+        bool good = strlen(g->id) <= 80 && !strchr(g->id, '~');
+        if (!good) {
+            pt_node_error(cx->errs, pt_node_get(g->node, "id"),
+                          "gateway id '%s': 1 to 80 letters, digits and -_.", g->id);
+            ok = false;
+        } else if (!strcmp(g->id, "managed")) {
+            pt_node_error(cx->errs, pt_node_get(g->node, "id"),
+                          "gateway id 'managed' is the built-in gateway (the control plane's own listener); "
+                          "choose another");
+            ok = false;
+        }
+    }
+    return ok;
+}
+
 /* ----------------------------------------------------------------- loggers */
 
 const char *const pt_conf_entities_logger_types[] = {"file", "syslog", "http", NULL};

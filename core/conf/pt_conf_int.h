@@ -26,6 +26,8 @@ bool pt_conf_entities_read_backends(struct pt_cfctx *cx, struct pt_node *n, void
 extern const struct pt_cfkey pt_conf_entities_workspace_keys[];
 bool pt_conf_entities_read_workspaces(struct pt_cfctx *cx, struct pt_node *n, void *field);
 extern const struct pt_cfkey pt_conf_entities_vs_keys[];
+extern const struct pt_cfkey pt_conf_entities_gateway_keys[];
+bool pt_conf_entities_read_gateways(struct pt_cfctx *cx, struct pt_node *n, void *field);
 bool pt_conf_entities_read_version_sets(struct pt_cfctx *cx, struct pt_node *n, void *field);
 extern const struct pt_cfkey pt_conf_entities_logger_keys[];
 bool pt_conf_entities_read_loggers(struct pt_cfctx *cx, struct pt_node *n, void *field);

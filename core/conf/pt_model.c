@@ -29,6 +29,7 @@ const struct pt_kind pt_model_kinds[] = {
     {"apiVersionSet", "apiVersionSets", "apiVersionSets"},
     {"schema", "schemas", "schemas"},
     {"logger", "loggers", "loggers"},
+    {"gateway", "gateways", "gateways"},
     {NULL, NULL, NULL},
 };
 
@@ -368,6 +369,36 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         ok &= pt_store_put(st, "subscription", "", s->id, s->workspace, j, source, NULL);
         json_decref(j);
     }
+    for (int i = 0; ok && i < f->ngateways; i++) {
+        const struct pt_gateway_cf *g = &f->gateways[i];
+        if (!writable(st, source, "gateway", "", g->id, g->node, errs)) {
+            ok = false;
+            break;
+        }
+        static const char *const gateway_x[] = {"apis", "primaryKey", "secondaryKey", NULL};
+        json_t *j = without(pt_node_to_json(g->node), gateway_x);
+        /* keys: made once, kept across writes (never in the file, never exported) */
+        json_t *old = NULL;
+        pt_store_get(st, "gateway", "", g->id, &old, NULL);
+        const char *names[2] = {"primaryKey", "secondaryKey"};
+        for (int k = 0; k < 2; k++) {
+            const char *prev = old ? str_of(old, names[k], NULL) : NULL;
+            char fresh[65], b[33];
+            if (!prev) {
+                pt_model_new_key(fresh);
+                pt_model_new_key(b);
+                strcat(fresh, b); /* 256 bits */
+            }
+            json_object_set_new(j, names[k], json_string(prev ? prev : fresh));
+        }
+        json_decref(old);
+        ok &= pt_store_put(st, "gateway", "", g->id, "", j, source, NULL);
+        json_decref(j);
+        /* like a product's APIs: the file's list is the list (the sweep takes the rest); a document sent
+           to the management API adds to it */
+        for (int k = 0; ok && k < g->apis.n; k++)
+            ok &= pt_store_link(st, "gateway-api", g->id, g->apis.v[k], source);
+    }
     for (int i = 0; ok && f->named_values && i < f->named_values->n; i++) {
         struct pt_node *nv = f->named_values->items[i];
         json_t *j = pt_node_to_json(nv);
@@ -456,6 +487,9 @@ struct mat {
     struct pt_errors *errs;
     bool ok;
     const char *only; /* a source ("api"): other entities are left out */
+    /* read ahead in one query each (NULL: one query per entity): policy documents by id, and
+       operations (with their policies) by API */
+    json_t *policies, *ops;
 };
 
 /* The stored policy document of a scope, or NULL when it has none.  One
@@ -471,6 +505,15 @@ static json_t *policy_of(struct pt_store *st, const char *id, struct pt_errors *
         pt_node_errors_add(
             errs, "store: the policy document of '%s' cannot be read; refusing to run without it", id);
     return p;
+}
+
+/* A scope's policy document from what was read ahead, else from the store. */
+static json_t *policy_in(struct mat *m, const char *id)
+{
+    if (!m->policies)
+        return policy_of(m->st, id, m->errs);
+    json_t *p = json_object_get(m->policies, id);
+    return p ? json_incref(p) : NULL;
 }
 
 static bool add_link_b(void *arg, const char *a, const char *b)
@@ -496,7 +539,7 @@ static bool mat_op(void *arg, const struct pt_entity *e)
     json_t *o = with_id(e);
     char pid[600];
     snprintf(pid, sizeof(pid), "op:%s/%s", e->parent, e->id);
-    json_t *p = policy_of(m->st, pid, m->errs);
+    json_t *p = policy_in(m, pid);
     if (p)
         json_object_set_new(o, "policies", p);
     json_array_append_new(m->list, o);
@@ -510,13 +553,20 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
         return true;
     json_t *o = with_id(e);
     if (!strcmp(e->kind, "api")) {
-        json_t *ops = json_array();
-        struct mat sub = {m->st, ops, m->secret_key, m->errs, true, m->only};
-        pt_store_each(m->st, "operation", e->id, mat_op, &sub);
+        json_t *ops = m->ops ? json_object_get(m->ops, e->id) : NULL;
+        if (ops)
+            json_incref(ops);
+        else {
+            ops = json_array();
+            if (!m->ops) {
+                struct mat sub = {m->st, ops, m->secret_key, m->errs, true, m->only, m->policies, NULL};
+                pt_store_each(m->st, "operation", e->id, mat_op, &sub);
+            }
+        }
         json_object_set_new(o, "operations", ops);
         char pid[300];
         snprintf(pid, sizeof(pid), "api:%s", e->id);
-        json_t *p = policy_of(m->st, pid, m->errs);
+        json_t *p = policy_in(m, pid);
         if (p)
             json_object_set_new(o, "policies", p);
     } else if (!strcmp(e->kind, "product")) {
@@ -527,17 +577,24 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
         json_object_set_new(o, "groups", groups);
         char pid[300];
         snprintf(pid, sizeof(pid), "product:%s", e->id);
-        json_t *p = policy_of(m->st, pid, m->errs);
+        json_t *p = policy_in(m, pid);
         if (p)
             json_object_set_new(o, "policies", p);
     } else if (!strcmp(e->kind, "workspace")) {
         char pid[300];
         snprintf(pid, sizeof(pid), "workspace:%s", e->id);
-        json_t *p = policy_of(m->st, pid, m->errs);
+        json_t *p = policy_in(m, pid);
         if (p)
             json_object_set_new(o, "policies", p);
     } else if (!strcmp(e->kind, "user")) {
         json_object_set_new(o, "groups", json_array()); /* filled from group-user links below */
+    } else if (!strcmp(e->kind, "gateway")) {
+        /* the keys stay in the store: never in a generation, an export or a node's document */
+        json_object_del(o, "primaryKey");
+        json_object_del(o, "secondaryKey");
+        json_t *apis = json_array();
+        pt_store_links(m->st, "gateway-api", e->id, add_link_b, apis);
+        json_object_set_new(o, "apis", apis);
     } else if (!strcmp(e->kind, "namedValue") && json_is_string(json_object_get(o, "sealed"))) {
         char *plain = pt_model_unseal(m->secret_key, json_string_value(json_object_get(o, "sealed")));
         if (!plain) {
@@ -619,14 +676,53 @@ static void overlay(struct pt_node *dst, const struct pt_node *src, const char *
     }
 }
 
+static bool collect_policy(void *arg, const struct pt_entity *e)
+{
+    json_object_set(arg, e->id, e->body);
+    return true;
+}
+
+/* An operation read ahead: into its API's list (the store gives them by API, then id). */
+static bool group_op(void *arg, const struct pt_entity *e)
+{
+    struct mat *m = arg;
+    json_t *list = json_object_get(m->ops, e->parent);
+    if (!list)
+        json_object_set_new(m->ops, e->parent, list = json_array());
+    struct mat one = *m;
+    one.list = list;
+    return mat_op(&one, e);
+}
+
+/*
+ * Reads every policy document and every operation in one query each, not
+ * one query per API and per operation (tens of thousands with a large
+ * service).  When a policy document is stored but does not load, the
+ * reading ahead is given up: the per-entity path reports it as an error.
+ */
+static void read_ahead(struct mat *m)
+{
+    m->policies = json_object();
+    pt_store_each(m->st, "policy", "", collect_policy, m->policies);
+    if ((int)json_object_size(m->policies) != pt_store_count(m->st, "policy", "")) {
+        json_decref(m->policies);
+        m->policies = NULL;
+        return;
+    }
+    m->ops = json_object();
+    pt_store_each(m->st, "operation", NULL, group_op, m);
+}
+
 json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only,
                           struct pt_errors *errs)
 {
     json_t *root = json_object();
     int before = errs->n;
+    struct mat ahead = {st, NULL, secret_key, errs, true, only, NULL, NULL};
+    read_ahead(&ahead);
     for (int i = 0; pt_model_kinds[i].kind; i++) {
         json_t *list = json_array();
-        struct mat m = {st, list, secret_key, errs, true, only};
+        struct mat m = {st, list, secret_key, errs, true, only, ahead.policies, ahead.ops};
         pt_store_each(st, pt_model_kinds[i].kind, "", mat_entity, &m);
         if (!strcmp(pt_model_kinds[i].kind, "user"))
             pt_store_links(st, "group-user", NULL, user_groups, list);
@@ -635,6 +731,8 @@ json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const cha
         else
             json_decref(list);
     }
+    json_decref(ahead.policies);
+    json_decref(ahead.ops);
     char src[16];
     json_t *g = !only || (pt_store_info(st, "policy", "", "global", src, NULL) && !strcmp(src, only))
                     ? policy_of(st, "global", errs)

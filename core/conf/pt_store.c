@@ -41,7 +41,9 @@ static const struct {
     const char *kind, *field;
 } sealed_fields[] = {{"subscription", "primaryKey"},
                      {"subscription", "secondaryKey"},
-                     {"portal-idp", "clientSecret"}}; /* conf/pt_idp.h: PT_IDP_KIND */
+                     {"portal-idp", "clientSecret"}, /* conf/pt_idp.h: PT_IDP_KIND */
+                     {"gateway", "primaryKey"},
+                     {"gateway", "secondaryKey"}};
 
 static bool has_sealed_fields(const char *kind)
 {
@@ -134,6 +136,8 @@ static const char *const migrations[] = {
     "  updated INTEGER NOT NULL);"
     "CREATE INDEX portal_throttle_updated ON portal_throttle(updated);"
     "CREATE INDEX entities_user_email ON entities(lower(json_extract(body, '$.email'))) WHERE kind = 'user';",
+    /* 4: numbers that must only grow across restarts (the self-hosted gateways' sync generation) */
+    "CREATE TABLE sync_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
 };
 
 static bool exec(struct pt_store *s, const char *sql)
@@ -686,6 +690,30 @@ bool pt_store_counter_each(struct pt_store *s,
            sqlite3_column_int64(st, 2));
     release(s, st);
     return true;
+}
+
+bool pt_store_state_get(struct pt_store *s, const char *name, int64_t *value)
+{
+    sqlite3_stmt *st = prep(s, "SELECT value FROM sync_state WHERE name = ?1");
+    if (!st)
+        return false;
+    bind_text(st, 1, name);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    if (found)
+        *value = sqlite3_column_int64(st, 0);
+    release(s, st);
+    return found;
+}
+
+bool pt_store_state_raise(struct pt_store *s, const char *name, int64_t value)
+{
+    sqlite3_stmt *st = prep(s, "INSERT INTO sync_state (name, value) VALUES (?1, ?2)"
+                               " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)");
+    if (!st)
+        return false;
+    bind_text(st, 1, name);
+    sqlite3_bind_int64(st, 2, value);
+    return done(s, st);
 }
 
 int pt_store_reseal(struct pt_store *s)

@@ -66,7 +66,7 @@ typedef bool (*pt_store_fn)(void *arg, const struct pt_entity *e);
 bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_store_fn fn, void *arg);
 int pt_store_count(struct pt_store *s, const char *kind, const char *parent);
 
-/* Relations: kind is "product-api", "product-group" or "group-user". */
+/* Relations: kind is "product-api", "product-group", "group-user" or "gateway-api". */
 bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source);
 bool pt_store_unlink(struct pt_store *s, const char *kind, const char *a, const char *b);
 bool pt_store_linked(struct pt_store *s, const char *kind, const char *a, const char *b);
@@ -97,6 +97,10 @@ uint64_t pt_store_version(struct pt_store *s);
 bool pt_store_counter_add(struct pt_store *s, const char *key, int64_t period, int64_t delta, int64_t *total);
 /* Sets a counter's value for a period (earlier periods of the key are dropped). */
 bool pt_store_counter_set(struct pt_store *s, const char *key, int64_t period, int64_t value);
+/* Named numbers that only grow (the gateways' sync generation): read one (false when never set), and
+   raise one to value (kept when it is already higher). */
+bool pt_store_state_get(struct pt_store *s, const char *name, int64_t *value);
+bool pt_store_state_raise(struct pt_store *s, const char *name, int64_t value);
 bool pt_store_counter_each(struct pt_store *s,
                            void (*fn)(void *arg, const char *key, int64_t period, int64_t value), void *arg);
 

@@ -123,6 +123,25 @@ static const struct route routes[] = {
      "List the portal's OpenID Connect identity providers (client secrets are never shown)"},
     {"portal/identityProviders/{id}", "GET PUT DELETE", H_PORTAL, "identityProviders", A_SERVICE, false,
      "An OpenID Connect identity provider to sign in to the portal with (clientSecret is write-only)"},
+    {"gateways", "GET", H_GATEWAYS, "list", A_SERVICE, false,
+     "List the gateways: the built-in `managed` first, then the self-hosted ones"},
+    {"gateways/{id}", "GET PUT PATCH DELETE", H_GATEWAYS, "entity", A_SERVICE, false,
+     "Get, create or replace, update or delete a self-hosted gateway ({description, locationData})"},
+    {"gateways/{id}/apis", "GET", H_GATEWAYS, "apis", A_SERVICE, false, "The APIs a gateway's nodes serve"},
+    {"gateways/{id}/apis/{sub}", "GET PUT DELETE", H_GATEWAYS, "api", A_SERVICE, false,
+     "Assign an API to a gateway or take it away"},
+    {"gateways/{id}/generateToken", "POST", H_GATEWAYS, "generateToken", A_SERVICE, false,
+     "A GatewayKey token for the gateway's nodes ({keyType, expiry}: at most 30 days ahead)"},
+    {"gateways/{id}/listKeys", "POST", H_GATEWAYS, "listKeys", A_SERVICE, false,
+     "The gateway's primary and secondary keys"},
+    {"gateways/{id}/regenerateKey", "POST", H_GATEWAYS, "regenerateKey", A_SERVICE, false,
+     "A new primary or secondary key ({keyType}); tokens made with the old one stop working at once"},
+    {"gateways/{id}/nodes", "GET", H_GATEWAYS, "nodes", A_SERVICE, false,
+     "The gateway's nodes seen by their heartbeats: address, version, generation, status"},
+    {"gateways/{id}/configuration", "GET", H_GW_SYNC, "configuration", A_OPEN, false,
+     "For nodes (GatewayKey token): the gateway's configuration, long-polled (?wait=S, If-None-Match)"},
+    {"gateways/{id}/heartbeat", "POST", H_GW_SYNC, "heartbeat", A_OPEN, false,
+     "For nodes (GatewayKey token): a node's heartbeat (its generation, errors, analytics)"},
     {"openapi.json", "GET", H_OPENAPI, NULL, A_OPEN, false, "This description"},
 };
 
@@ -245,6 +264,10 @@ static void on_request(struct evhttp_request *r, void *arg)
         pt_mgmt_req_send_json(&m, 200, pt_mgmt_openapi_doc(routes, PT_ARRAY_LEN(routes)), NULL);
         goto done;
     }
+    if (m.route->h == H_GW_SYNC) {
+        pt_mgmt_gateways_sync(&m); /* a node's GatewayKey token instead of a bearer token */
+        goto done;
+    }
     if (m.route->h == H_TRACE_GET && pt_mgmt_trace_signed(&m))
         goto done; /* a trace location: its signature instead of a bearer token */
     if (!pt_mgmt_auth_authenticate(&m))
@@ -333,6 +356,10 @@ static void on_request(struct evhttp_request *r, void *arg)
     case H_REPORTS:
         pt_mgmt_reports_serve(&m, m.id);
         break;
+    case H_GATEWAYS:
+        pt_mgmt_gateways_serve(&m);
+        break;
+    case H_GW_SYNC:
     case H_OPENAPI:
         break;
     }
@@ -389,6 +416,7 @@ bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct p
         close(fd);
         return false;
     }
+    pt_mgmt_gateways_start(base);
     if (!pt_mgmt_auth_admin_token())
         pt_warn("management API on %s: no administrator token (set PORTICO_ADMIN_TOKEN or "
                 "management.adminToken); only access tokens in the store are accepted",
@@ -400,8 +428,9 @@ bool pt_mgmt_start(struct event_base *base, const struct pt_conf *file, struct p
 void pt_mgmt_stop(void)
 {
     if (http)
-        evhttp_free(http);
+        evhttp_free(http); /* waiting long-polls' close callbacks drop their waiters */
     http = NULL;
+    pt_mgmt_gateways_stop();
     pt_tls_server_free(tls);
     tls = NULL;
 }

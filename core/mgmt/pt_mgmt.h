@@ -36,6 +36,10 @@ bool pt_mgmt_metrics_start(struct event_base *base, const struct pt_conf *file, 
                            const struct pt_mgmt_hooks *hooks, struct pt_errors *errs);
 void pt_mgmt_metrics_stop(void);
 
+/* After every publish (a management write, a reload): raises the gateways' sync generation (kept in
+   the store) and wakes the nodes' long-polls whose document changed (pt_mgmt_gateways.c). */
+void pt_mgmt_gateways_published(void);
+
 /* After a subscription's state changed from old_state: when a submitted one
    became active or rejected, mails its owner subscription-approved or
    subscription-rejected (templates of http/pt_mail; vars product,

@@ -141,7 +141,10 @@ json_t *pt_mgmt_entities_view(const char *kind, const char *id, const json_t *bo
         }
     } else if (!strcmp(kind, "namedValue") && json_is_true(json_object_get(o, "secret")))
         json_object_del(o, "value");
-    else if (!strcmp(kind, "logger")) {
+    else if (!strcmp(kind, "gateway")) { /* listKeys shows them, to administrators */
+        json_object_del(o, "primaryKey");
+        json_object_del(o, "secondaryKey");
+    } else if (!strcmp(kind, "logger")) {
         redact_logger(o);
         logger_stats(o, id);
     }
@@ -330,7 +333,7 @@ static const char *nested_field(const char *kind, const json_t *body)
         {"api", "operations", "operations"},   {"api", "policies", "policies"},
         {"operation", "policies", "policies"}, {"product", "apis", "apis"},
         {"product", "groups", "groups"},       {"product", "policies", "policies"},
-        {"user", "groups", "groups"},
+        {"user", "groups", "groups"},          {"gateway", "apis", "apis"},
     };
     for (size_t i = 0; i < PT_ARRAY_LEN(nested); i++)
         if (!strcmp(nested[i].kind, kind) && json_object_get(body, nested[i].field))
@@ -390,6 +393,8 @@ static bool collect_ids(void *arg, const struct pt_entity *e)
     return true;
 }
 
+static bool unlink_a(void *arg, const char *a, const char *b);
+
 static bool delete_entity(struct mreq *m, void *arg, struct pt_errors *errs)
 {
     struct del_arg *d = arg;
@@ -412,6 +417,8 @@ static bool delete_entity(struct mreq *m, void *arg, struct pt_errors *errs)
         pt_store_delete(pt_mgmt_req_store, "policy", "", pid);
         const char *x[2] = {"product-api", d->id};
         pt_store_links(pt_mgmt_req_store, "product-api", NULL, unlink_b, x);
+        const char *y[2] = {"gateway-api", d->id}; /* and its assignments to gateways */
+        pt_store_links(pt_mgmt_req_store, "gateway-api", NULL, unlink_b, y);
     } else if (!strcmp(d->kind, "operation")) {
         snprintf(pid, sizeof(pid), "op:%s/%s", d->parent, d->id);
         pt_store_delete(pt_mgmt_req_store, "policy", "", pid);
@@ -424,7 +431,8 @@ static bool delete_entity(struct mreq *m, void *arg, struct pt_errors *errs)
     } else if (!strcmp(d->kind, "group")) {
         const char *x[2] = {"product-group", d->id};
         pt_store_links(pt_mgmt_req_store, "product-group", NULL, unlink_b, x);
-    }
+    } else if (!strcmp(d->kind, "gateway"))
+        pt_store_links(pt_mgmt_req_store, "gateway-api", d->id, unlink_a, "gateway-api");
     (void)m;
     (void)errs;
     return ok;
@@ -607,6 +615,10 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
             }
         if (exists && json_object_get(cur, "createdDate") && !json_object_get(obj, "createdDate"))
             json_object_set(obj, "createdDate", json_object_get(cur, "createdDate"));
+    }
+    if (!strcmp(kind, "gateway")) { /* its keys are the store's (regenerateKey changes them) */
+        json_object_del(obj, "primaryKey");
+        json_object_del(obj, "secondaryKey");
     }
     if (!strcmp(kind, "subscription"))
         pt_model_trace_since(obj, exists ? cur : NULL); /* allowTracing lapses 1 h after it was turned on */

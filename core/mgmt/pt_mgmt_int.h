@@ -3,6 +3,8 @@
  * rest of the core (which sees pt_mgmt.h only).
  *
  *   pt_mgmt.c           the server: route table, dispatch, start and stop
+ *   pt_mgmt_gateways.c  self-hosted gateways: entities, keys, tokens, nodes, and
+ *                       the nodes' sync endpoints (configuration, heartbeat)
  *   pt_mgmt_portal.c    the developer portal's content (/management/portal/...)
  *   pt_mgmt_users.c     a user's portal password: invitation mail, setting it
  *   pt_mgmt_trace.c     request tracing: debug credentials, traces
@@ -64,8 +66,10 @@ enum handler {
     H_TRACE_LIST,
     H_TRACE_GET,
     H_REPORTS,
-    H_PORTAL, /* /management/portal/...: route.kind says which collection */
-    H_USERS,  /* users/{id}/invitation and users/{id}/password: route.kind says which */
+    H_PORTAL,   /* /management/portal/...: route.kind says which collection */
+    H_USERS,    /* users/{id}/invitation and users/{id}/password: route.kind says which */
+    H_GATEWAYS, /* /gateways[...]: route.kind says which (list, entity, apis, api, nodes, generateToken...) */
+    H_GW_SYNC,  /* gateways/{id}/configuration and /heartbeat: GatewayKey tokens, not bearer tokens */
 };
 
 struct route {
@@ -252,6 +256,17 @@ void pt_mgmt_entities_apply(struct mreq *m);
 /* /management/portal/{site,pages,media,revisions,templates}[...]: answers the request (the route's kind
    names the collection: site, pages, media, revisions, restore, templates). */
 void pt_mgmt_portal_serve(struct mreq *m);
+
+/* ------------------------------------------------------- pt_mgmt_gateways */
+
+/* The REST routes of self-hosted gateways (H_GATEWAYS): answers the request. */
+void pt_mgmt_gateways_serve(struct mreq *m);
+/* The nodes' sync routes (H_GW_SYNC), authenticated by their GatewayKey token: answers now or, for a
+   configuration long-poll, later. */
+void pt_mgmt_gateways_sync(struct mreq *m);
+/* With the listener's event base (the long-polls' timers); stop drops every waiter and node. */
+void pt_mgmt_gateways_start(struct event_base *base);
+void pt_mgmt_gateways_stop(void);
 
 /* ---------------------------------------------------------- pt_mgmt_users */
 

@@ -87,27 +87,33 @@ json_t *pt_mgmt_openapi_doc(const struct route *routes, size_t n)
                                               "application/json", "schema", "$ref",
                                               "#/components/schemas/Error"));
                 json_object_set_new(op, "responses", resp);
-                if (!strcmp(mt, "GET") && r->h == H_LIST)
+                if (!strcmp(mt, "GET") &&
+                    (r->h == H_LIST || (r->h == H_GATEWAYS && !strcmp(r->kind, "list"))))
                     json_object_set_new(op, "parameters",
                                         json_pack("[{s:s,s:s,s:{s:s}},{s:s,s:s,s:{s:s}},{s:s,s:s,s:{s:s}}]",
                                                   "name", "$top", "in", "query", "schema", "type", "integer",
                                                   "name", "$skip", "in", "query", "schema", "type", "integer",
                                                   "name", "$filter", "in", "query", "schema", "type",
                                                   "string"));
-                if (r->area == A_OPEN)
+                if (r->h == H_GW_SYNC) /* a gateway node's token, not a user's */
+                    json_object_set_new(op, "security", json_pack("[{s:[]}]", "gatewayKey"));
+                else if (r->area == A_OPEN)
                     json_object_set_new(op, "security", json_array());
                 json_object_set_new(item, lower, op);
             }
             json_object_set_new(paths, path, item);
         }
     return json_pack(
-        "{s:s,s:{s:s,s:s,s:s},s:o,s:{s:{s:{s:s,s:s}},s:{s:{s:s,s:{s:{s:s,s:{s:{s:s},s:{s:s},s:{s:s}}}}}}},"
-        "s:[{s:[]}]}",
+        "{s:s,s:{s:s,s:s,s:s},s:o,s:{s:{s:{s:s,s:s},s:{s:s,s:s,s:s,s:s}},s:{s:{s:s,s:{s:{s:s,s:{s:{s:s},s:{s:"
+        "s},"
+        "s:{s:s}}}}}}},s:[{s:[]}]}",
         "openapi", "3.0.3", "info", "title", "Portico management API", "version", PACKAGE_VERSION,
         "description",
         "Entities of the Portico gateway: APIs, operations, products, groups, users, subscriptions, "
         "named values, policy fragments, backends, workspaces, policies.",
         "paths", paths, "components", "securitySchemes", "bearer", "type", "http", "scheme", "bearer",
+        "gatewayKey", "type", "apiKey", "in", "header", "name", "Authorization", "description",
+        "GatewayKey <gatewayId>&<yyyyMMddHHmm>&<signature> (generateToken): the sync endpoints only",
         "schemas", "Error", "type", "object", "properties", "error", "type", "object", "properties", "code",
         "type", "string", "message", "type", "string", "details", "type", "array", "security", "bearer");
 }

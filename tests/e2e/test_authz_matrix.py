@@ -45,6 +45,13 @@ AREAS = {
     # request tracing: reads of an API (a token for it, its traces)
     "gateways/managed/listDebugCredentials": "api", "gateways/managed/listTrace": "api",
     "gateways/managed/traces/{id}": "api",
+    # self-hosted gateways (docs/management-api.md#self-hosted-gateways): service level, like users; keys and
+    # tokens are writes (administrators only)
+    "gateways": "service", "gateways/{id}": "service", "gateways/{id}/apis": "service",
+    "gateways/{id}/apis/{sub}": "service", "gateways/{id}/generateToken": "service",
+    "gateways/{id}/listKeys": "service", "gateways/{id}/regenerateKey": "service", "gateways/{id}/nodes": "service",
+    # the nodes' sync endpoints take only GatewayKey tokens: every user's bearer token is refused (401)
+    "gateways/{id}/configuration": "gatewaykey", "gateways/{id}/heartbeat": "gatewaykey",
     # usage reports (docs/analytics.md): read-only figures of APIs; under a workspace, only its APIs'
     "reports/{id}": "api",
     # the developer portal's content (docs/portal.md#customization): service level, like users
@@ -65,6 +72,8 @@ WRITE_READS = ("gateways/managed/traces/{id}",)
 
 def allowed(role, area, write, scope, route):
     """scope: 'service' (a service-level route), 'own' / 'other' (the role's workspace or another)."""
+    if area == "gatewaykey":
+        return False
     if area == "open" or role == "administrator":
         return True
     secret = area in ("secrets", "nvsecrets")
@@ -198,7 +207,8 @@ def test_every_route_every_role_every_scope(world):
             st, _, out = m.call(method, path, body, token=tokens[role])
             want = allowed(role, AREAS[route], write, scope, route)
             got = st not in (401, 403)
-            if want != got or (not got and st != 403):
+            refusal = 401 if AREAS[route] == "gatewaykey" else 403
+            if want != got or (not got and st != refusal):
                 failures.append((role, method, path, st, out))
             if got and method == "PUT" and st in (200, 201) and path.rsplit("/", 1)[-1] == "mx":
                 m.call("DELETE", path, token=TOKEN)  # undo, so every role meets the same state

@@ -538,7 +538,7 @@ static void test_many_errors(void **state)
         "upstream, log, lua, pluginDir, data, secretKey, management, metrics, trustedProxies, tracing, apis, "
         "products, groups, users, subscriptions, namedValues, schemas, policyFragments, policies, backends, "
         "workspaces, loggers, "
-        "apiVersionSets, telemetry, analytics, portal, cache)",
+        "apiVersionSets, gateways, telemetry, analytics, portal, cache)",
         "t.yaml:5:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most "
         "30d), found '5y'",
         "t.yaml:7:10: 'LOUD' is not one of: error, warn, info, debug",
