@@ -639,6 +639,79 @@ static bool check_templates(struct pt_cfctx *cx, struct pt_api_cf *api)
     return ok;
 }
 
+/* Two APIs with one id, or two current APIs answering the same path, host
+   and version: found by sorting (lists may hold tens of thousands), each
+   reported on the later API of the file against the first one.  Ties keep
+   the file's order: the APIs are one array, so their addresses are it. */
+static int cmp_text(const char *a, const char *b)
+{
+    return !a ? (b ? -1 : 0) : !b ? 1 : strcmp(a, b);
+}
+
+static int cmp_order(const struct pt_api_cf *p, const struct pt_api_cf *q)
+{
+    return (p > q) - (p < q);
+}
+
+static int api_id_cmp(const void *x, const void *y)
+{
+    const struct pt_api_cf *p = *(const struct pt_api_cf *const *)x, *q = *(const struct pt_api_cf *const *)y;
+    int c = cmp_text(p->id, q->id);
+    return c ? c : cmp_order(p, q);
+}
+
+static int api_route_cmp(const void *x, const void *y)
+{
+    const struct pt_api_cf *p = *(const struct pt_api_cf *const *)x, *q = *(const struct pt_api_cf *const *)y;
+    int c = cmp_text(p->path, q->path);
+    if (!c)
+        c = cmp_text(p->host, q->host);
+    if (!c)
+        c = cmp_text(p->api_version, q->api_version);
+    return c ? c : cmp_order(p, q);
+}
+
+static bool api_duplicates(struct pt_cfctx *cx, struct pt_conf *cf)
+{
+    const struct pt_api_cf **ix = malloc(sizeof(*ix) * (size_t)(cf->napis ? cf->napis : 1));
+    if (!ix)
+        return false;
+    bool ok = true;
+    int n = 0;
+    for (int i = 0; i < cf->napis; i++)
+        if (cf->apis[i].id)
+            ix[n++] = &cf->apis[i];
+    qsort(ix, (size_t)n, sizeof(*ix), api_id_cmp);
+    for (int k = 1; k < n; k++)
+        if (!strcmp(ix[k]->id, ix[k - 1]->id)) {
+            pt_node_error(cx->errs, pt_node_get(ix[k]->node, "id"), "API id '%s' is used twice", ix[k]->id);
+            ok = false;
+        }
+    n = 0;
+    for (int i = 0; i < cf->napis; i++)
+        if (cf->apis[i].path && cf->apis[i].is_current)
+            ix[n++] = &cf->apis[i];
+    qsort(ix, (size_t)n, sizeof(*ix), api_route_cmp);
+    for (int k = 1, first = 0; k < n; k++) {
+        const struct pt_api_cf *o = ix[first], *api = ix[k];
+        if (cmp_text(o->path, api->path) || cmp_text(o->host, api->host) ||
+            cmp_text(o->api_version, api->api_version)) {
+            first = k;
+            continue;
+        }
+        if (api->api_version)
+            pt_node_error(cx->errs, pt_node_get(api->node, "path"),
+                          "path '%s' with version '%s' is already used by API '%s'", api->path,
+                          api->api_version, o->id);
+        else
+            pt_node_error(cx->errs, pt_node_get(api->node, "path"), "path '%s' is already used by API '%s'",
+                          api->path, o->id);
+        ok = false;
+    }
+    free(ix);
+    return ok;
+}
+
 bool pt_conf_entities_read_apis(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, apis));
@@ -699,29 +772,8 @@ bool pt_conf_entities_read_apis(struct pt_cfctx *cx, struct pt_node *n, void *fi
                 ok = false;
             }
         }
-        for (int j = 0; j < i; j++) {
-            struct pt_api_cf *o = &cf->apis[j];
-            if (o->id && !strcmp(o->id, api->id)) {
-                pt_node_error(cx->errs, pt_node_get(api->node, "id"), "API id '%s' is used twice", api->id);
-                ok = false;
-            }
-            bool same_version = !o->api_version == !api->api_version &&
-                                (!o->api_version || !strcmp(o->api_version, api->api_version));
-            bool both_current = o->is_current && api->is_current;
-            if (o->path && api->path && !strcmp(o->path, api->path) && same_version && both_current &&
-                ((!o->host && !api->host) || (o->host && api->host && !strcmp(o->host, api->host)))) {
-                if (api->api_version)
-                    pt_node_error(cx->errs, pt_node_get(api->node, "path"),
-                                  "path '%s' with version '%s' is already used by API '%s'", api->path,
-                                  api->api_version, o->id);
-                else
-                    pt_node_error(cx->errs, pt_node_get(api->node, "path"),
-                                  "path '%s' is already used by API '%s'", api->path, o->id);
-                ok = false;
-            }
-        }
     }
-    return ok;
+    return api_duplicates(cx, cf) && ok;
 }
 
 /* ---------------------------------------------------------- entity lists */
@@ -737,6 +789,18 @@ const char *const pt_conf_entities_group_types[] = {"custom", "system", "externa
 
 const char *const pt_conf_entities_versioning_schemes[] = {"Segment", "Query", "Header", NULL};
 
+struct idref {
+    const char *id;
+    int index;
+};
+
+static int idref_cmp(const void *x, const void *y)
+{
+    const struct idref *a = x, *b = y;
+    int c = strcmp(a->id, b->id);
+    return c ? c : a->index - b->index;
+}
+
 static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_strlist *l = field;
@@ -747,19 +811,33 @@ static bool read_strlist(struct pt_cfctx *cx, struct pt_node *n, void *field)
     l->v = pt_pool_calloc(cx->pool, sizeof(char *) * (size_t)(n->n ? n->n : 1));
     l->n = 0;
     bool ok = true;
+    struct idref *ids = malloc(sizeof(*ids) * (size_t)(n->n ? n->n : 1));
+    if (!ids)
+        return false;
     for (int i = 0; i < n->n; i++) {
         char *s;
         if (!pt_schema_str(cx, n->items[i], &s, false)) {
             ok = false;
             continue;
         }
-        for (int k = 0; k < l->n; k++)
-            if (!strcmp(l->v[k], s)) {
-                pt_node_error(cx->errs, n->items[i], "'%s' is listed twice", s);
-                ok = false;
-            }
+        ids[l->n] = (struct idref){s, i};
         l->v[l->n++] = s;
     }
+    /* repeats found by sorting (a product or a gateway may list tens of thousands of APIs), reported
+       on each later item in the file's order */
+    qsort(ids, (size_t)l->n, sizeof(*ids), idref_cmp);
+    bool *twice = calloc((size_t)(n->n ? n->n : 1), sizeof(bool));
+    for (int k = 1; twice && k < l->n; k++)
+        if (!strcmp(ids[k].id, ids[k - 1].id))
+            twice[ids[k].index] = true;
+    for (int i = 0; twice && i < n->n; i++)
+        if (twice[i]) {
+            pt_node_error(cx->errs, n->items[i], "'%s' is listed twice", n->items[i]->str);
+            ok = false;
+        }
+    ok = ok && twice;
+    free(twice);
+    free(ids);
     return ok;
 }
 
@@ -777,18 +855,6 @@ static bool read_protocols(struct pt_cfctx *cx, struct pt_node *n, void *field)
 }
 
 /* Reads a list of entities of `size` bytes each with `keys`; init sets defaults. */
-struct idref {
-    const char *id;
-    int index;
-};
-
-static int idref_cmp(const void *x, const void *y)
-{
-    const struct idref *a = x, *b = y;
-    int c = strcmp(a->id, b->id);
-    return c ? c : a->index - b->index;
-}
-
 #define NO_FIELD ((size_t)-1)
 
 /*
@@ -1145,6 +1211,64 @@ bool pt_conf_entities_parse_iso8601(const char *s, int64_t *ms)
     return true;
 }
 
+/* A key that is already a key of another subscription: every key sorted
+   once (tens of thousands of subscriptions), each reported on the later
+   subscription against the first one holding it.  Both keys of one
+   subscription being equal is reported apart ("the two keys must differ"). */
+struct keyref {
+    const char *key;
+    int sub, which; /* which: 0 primary, 1 secondary */
+};
+
+static int keyref_cmp(const void *x, const void *y)
+{
+    const struct keyref *a = x, *b = y;
+    int c = strcmp(a->key, b->key);
+    if (!c)
+        c = (a->sub > b->sub) - (a->sub < b->sub);
+    return c ? c : a->which - b->which;
+}
+
+static bool sub_key_duplicates(struct pt_cfctx *cx, struct pt_conf *cf)
+{
+    struct keyref *r = malloc(sizeof(*r) * (size_t)(2 * cf->nsubs + 1));
+    if (!r)
+        return false;
+    int n = 0;
+    for (int i = 0; i < cf->nsubs; i++) {
+        if (cf->subs[i].primary_key)
+            r[n++] = (struct keyref){cf->subs[i].primary_key, i, 0};
+        if (cf->subs[i].secondary_key)
+            r[n++] = (struct keyref){cf->subs[i].secondary_key, i, 1};
+    }
+    qsort(r, (size_t)n, sizeof(*r), keyref_cmp);
+    /* first[2 * sub + which]: the subscription that holds that key first, or -1; reported in the file's order
+     */
+    int *first = malloc(sizeof(int) * (size_t)(2 * cf->nsubs + 1));
+    if (!first) {
+        free(r);
+        return false;
+    }
+    for (int i = 0; i < 2 * cf->nsubs; i++)
+        first[i] = -1;
+    for (int k = 1, f = 0; k < n; k++) {
+        if (strcmp(r[k].key, r[f].key))
+            f = k;
+        else if (r[k].sub != r[f].sub)
+            first[2 * r[k].sub + r[k].which] = r[f].sub;
+    }
+    bool ok = true;
+    for (int i = 0; i < 2 * cf->nsubs; i++)
+        if (first[i] >= 0) {
+            pt_node_error(cx->errs, pt_node_get(cf->subs[i / 2].node, i % 2 ? "secondaryKey" : "primaryKey"),
+                          "this key is already a key of subscription '%s'", cf->subs[first[i]].id);
+            ok = false;
+        }
+    free(first);
+    free(r);
+    return ok;
+}
+
 bool pt_conf_entities_read_subs(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, subs));
@@ -1199,19 +1323,8 @@ bool pt_conf_entities_read_subs(struct pt_cfctx *cx, struct pt_node *n, void *fi
             pt_node_error(cx->errs, pt_node_get(s->node, "secondaryKey"), "the two keys must differ");
             ok = false;
         }
-        for (int j = 0; j < i; j++)
-            for (int a = 0; a < 2; a++)
-                for (int b = 0; b < 2; b++) {
-                    const char *x = a ? s->secondary_key : s->primary_key;
-                    const char *y = b ? cf->subs[j].secondary_key : cf->subs[j].primary_key;
-                    if (x && y && !strcmp(x, y)) {
-                        pt_node_error(cx->errs, pt_node_get(s->node, a ? "secondaryKey" : "primaryKey"),
-                                      "this key is already a key of subscription '%s'", cf->subs[j].id);
-                        ok = false;
-                    }
-                }
     }
-    return ok;
+    return sub_key_duplicates(cx, cf) && ok;
 }
 
 /* ---------------------------------------------------------------- backends */

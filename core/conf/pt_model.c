@@ -635,6 +635,30 @@ static const char *id_of(const struct pt_node *n)
     return id && id->kind == PT_N_SCALAR ? id->str : NULL;
 }
 
+/* A list's entities by id, for overlay's lookups (lists of tens of thousands). */
+struct idnode {
+    const char *id;
+    const struct pt_node *node;
+};
+
+static int idnode_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct idnode *)a)->id, ((const struct idnode *)b)->id);
+}
+
+static struct idnode *ids_sorted(const struct pt_node *seq, int *n)
+{
+    struct idnode *v = malloc(sizeof(*v) * (size_t)(seq->n ? seq->n : 1));
+    if (!v)
+        return NULL;
+    *n = 0;
+    for (int k = 0; k < seq->n; k++)
+        if (id_of(seq->items[k]))
+            v[(*n)++] = (struct idnode){id_of(seq->items[k]), seq->items[k]};
+    qsort(v, (size_t)*n, sizeof(*v), idnode_cmp); /* equal ids: the file has refused them already */
+    return v;
+}
+
 /*
  * Gives the nodes of `dst` (built from the store) the file positions of the
  * matching nodes of `src` (the file), so errors about what the file
@@ -661,18 +685,26 @@ static void overlay(struct pt_node *dst, const struct pt_node *src, const char *
             overlay(pt_node_val(dst, i), sv, file);
         }
     } else if (dst->kind == PT_N_SEQ) {
+        struct idnode *byid = NULL; /* src's entities by id, sorted when first needed */
+        int nbyid = 0;
         for (int i = 0; i < dst->n; i++) {
             const char *id = id_of(dst->items[i]);
             const struct pt_node *match = NULL;
-            if (id) {
-                for (int k = 0; k < src->n && !match; k++)
-                    if (id_of(src->items[k]) && !strcmp(id_of(src->items[k]), id))
-                        match = src->items[k];
-            } else if (i < src->n)
-                match = src->items[i];
+            if (!id)
+                match = i < src->n ? src->items[i] : NULL;
+            else if (i < src->n && id_of(src->items[i]) && !strcmp(id_of(src->items[i]), id))
+                match = src->items[i]; /* the usual case: the same place in both lists */
+            else {
+                if (!byid && !(byid = ids_sorted(src, &nbyid)))
+                    return;
+                struct idnode key = {id, NULL};
+                const struct idnode *f = bsearch(&key, byid, (size_t)nbyid, sizeof(*byid), idnode_cmp);
+                match = f ? f->node : NULL;
+            }
             if (match)
                 overlay(dst->items[i], match, file);
         }
+        free(byid);
     }
 }
 

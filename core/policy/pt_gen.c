@@ -17,6 +17,7 @@
 #include "policy/pt_luapol.h"
 #include "policy/pt_plugin.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
@@ -27,8 +28,52 @@
 
 static atomic_ulong serial_counter;
 
+/*
+ * Backend names are resolved once per build: every API of a generation
+ * often names the same few hosts, and a lookup costs a system call or more
+ * (AI_ADDRCONFIG asks the kernel for the configured families each time, and
+ * a name may go to DNS).  Addresses written as numbers need no lookup at all.
+ * Only the control thread builds generations; the memo lives for one build.
+ */
+#define RESOLVED_MAX 64
+static struct resolved {
+    char host[256];
+    int port;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+} resolved[RESOLVED_MAX];
+static int nresolved, resolved_next;
+
+static bool resolve_numeric(struct pt_backend *b)
+{
+    memset(&b->sa, 0, sizeof(b->sa));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&b->sa;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&b->sa;
+    if (inet_pton(AF_INET, b->url.host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)b->url.port);
+        b->salen = sizeof(*v4);
+        return true;
+    }
+    if (inet_pton(AF_INET6, b->url.host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)b->url.port);
+        b->salen = sizeof(*v6);
+        return true;
+    }
+    return false;
+}
+
 static bool resolve(struct pt_backend *b, struct pt_node *where, struct pt_errors *errs)
 {
+    if (resolve_numeric(b))
+        return true;
+    for (int i = 0; i < nresolved; i++)
+        if (resolved[i].port == b->url.port && !strcmp(resolved[i].host, b->url.host)) {
+            memcpy(&b->sa, &resolved[i].sa, resolved[i].salen);
+            b->salen = resolved[i].salen;
+            return true;
+        }
     struct addrinfo hints = {0}, *res = NULL;
     char port[8];
     snprintf(port, sizeof(port), "%d", b->url.port);
@@ -46,6 +91,16 @@ static bool resolve(struct pt_backend *b, struct pt_node *where, struct pt_error
     memcpy(&b->sa, res->ai_addr, res->ai_addrlen);
     b->salen = (socklen_t)res->ai_addrlen;
     freeaddrinfo(res);
+    if (strlen(b->url.host) < sizeof(resolved[0].host)) {
+        struct resolved *r = &resolved[resolved_next];
+        resolved_next = (resolved_next + 1) % RESOLVED_MAX;
+        if (nresolved < RESOLVED_MAX)
+            nresolved++;
+        snprintf(r->host, sizeof(r->host), "%s", b->url.host);
+        r->port = b->url.port;
+        memcpy(&r->sa, &b->sa, b->salen);
+        r->salen = b->salen;
+    }
     return true;
 }
 
@@ -739,6 +794,56 @@ static void loggers(struct pt_gen *g, bool refs, struct pt_errors *errs)
     }
 }
 
+/* Entities by id for the build's lookups (lists of tens of thousands): the
+   ids sorted once, then a binary search, instead of a scan per reference. */
+struct idpos {
+    const char *id;
+    int pos;
+};
+
+static int idpos_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct idpos *)a)->id, ((const struct idpos *)b)->id);
+}
+
+static const char *api_id_at(const void *base, int i)
+{
+    return ((const struct pt_apidef *)base)[i].cf->id;
+}
+
+static const char *product_id_at(const void *base, int i)
+{
+    return ((const struct pt_product *)base)[i].cf->id;
+}
+
+static const char *user_id_at(const void *base, int i)
+{
+    return ((const struct pt_user *)base)[i].cf->id;
+}
+
+/* The ids of n entities (id_at reads one), sorted, *m of them (those with an id); NULL when out of
+   memory (the build then fails). */
+static struct idpos *ids_of(const void *base, int n, const char *(*id_at)(const void *, int), int *count)
+{
+    struct idpos *v = malloc(sizeof(*v) * (size_t)(n ? n : 1));
+    if (!v)
+        return NULL;
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (id_at(base, i))
+            v[m++] = (struct idpos){id_at(base, i), i};
+    qsort(v, (size_t)m, sizeof(*v), idpos_cmp);
+    *count = m;
+    return v;
+}
+
+static int id_find(const struct idpos *v, int n, const char *id)
+{
+    struct idpos key = {id, 0};
+    const struct idpos *f = id ? bsearch(&key, v, (size_t)n, sizeof(*v), idpos_cmp) : NULL;
+    return f ? f->pos : -1;
+}
+
 static struct pt_doc *workspace_doc(const struct pt_conf *cf, struct pt_doc **wdocs, const char *ws)
 {
     for (int i = 0; ws && *ws && i < cf->nworkspaces; i++)
@@ -749,11 +854,13 @@ static struct pt_doc *workspace_doc(const struct pt_conf *cf, struct pt_doc **wd
 
 struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
 {
+    nresolved = resolved_next = 0; /* a reload resolves names again */
     return build(cf, true, errs);
 }
 
 bool pt_gen_validate(struct pt_conf *cf, bool refs, struct pt_errors *errs)
 {
+    nresolved = resolved_next = 0;
     struct pt_gen *g = build(cf, refs, errs);
     if (!g)
         return false;
@@ -841,22 +948,30 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     /* products, users, subscriptions and the key table */
     g->nproducts = cf->nproducts;
     g->products = pt_pool_calloc(pool, sizeof(*g->products) * (size_t)(cf->nproducts + 1));
+    int napi_ids = 0, nproduct_ids = 0, nuser_ids = 0;
+    struct idpos *api_ids = ids_of(g->apis, g->napis, api_id_at, &napi_ids);
+    if (!api_ids) {
+        pt_node_errors_add(errs, "out of memory building the configuration");
+        goto out;
+    }
     for (int i = 0; i < cf->nproducts; i++) {
         g->products[i].cf = &cf->products[i];
         g->products[i].index = i;
         const struct pt_product_cf *p = &cf->products[i];
         if (p->subscription_required || p->state != 1)
             continue;
-        for (int k = 0; k < p->apis.n; k++)
-            for (int a = 0; a < g->napis; a++)
-                if (!strcmp(g->apis[a].cf->id, p->apis.v[k])) {
-                    if (g->apis[a].open_product)
-                        pt_node_error(errs, p->node,
-                                      "API '%s' is already in the open product '%s': an API may be in "
-                                      "one open product only",
-                                      p->apis.v[k], g->apis[a].open_product->cf->id);
-                    g->apis[a].open_product = &g->products[i];
-                }
+        for (int k = 0; k < p->apis.n; k++) {
+            int a = id_find(api_ids, napi_ids, p->apis.v[k]);
+            if (a < 0)
+                continue;
+            if (g->apis[a].open_product)
+                pt_node_error(
+                    errs, p->node,
+                    "API '%s' is already in the open product '%s': an API may be in one open product "
+                    "only",
+                    p->apis.v[k], g->apis[a].open_product->cf->id);
+            g->apis[a].open_product = &g->products[i];
+        }
     }
     g->nusers = cf->nusers;
     g->users = pt_pool_calloc(pool, sizeof(*g->users) * (size_t)(cf->nusers + 1));
@@ -868,18 +983,28 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     while (g->nkeys < (size_t)cf->nsubs * 4)
         g->nkeys *= 2;
     g->keys = pt_pool_calloc(pool, sizeof(*g->keys) * g->nkeys);
+    struct idpos *product_ids = ids_of(g->products, g->nproducts, product_id_at, &nproduct_ids);
+    struct idpos *user_ids = ids_of(g->users, g->nusers, user_id_at, &nuser_ids);
+    if (!product_ids || !user_ids) {
+        free(api_ids);
+        free(product_ids);
+        free(user_ids);
+        pt_node_errors_add(errs, "out of memory building the configuration");
+        goto out;
+    }
     for (int i = 0; i < cf->nsubs; i++) {
         struct pt_subscription *s = &g->subs[i];
         s->cf = &cf->subs[i];
-        for (int k = 0; s->cf->scope_kind == PT_SUB_PRODUCT && k < g->nproducts; k++)
-            if (!strcmp(g->products[k].cf->id, s->cf->scope_id))
-                s->product = &g->products[k];
-        for (int k = 0; s->cf->scope_kind == PT_SUB_API && k < g->napis; k++)
-            if (!strcmp(g->apis[k].cf->id, s->cf->scope_id))
-                s->api = &g->apis[k];
-        for (int k = 0; s->cf->owner_user && k < g->nusers; k++)
-            if (!strcmp(g->users[k].cf->id, s->cf->owner_user))
-                s->owner = &g->users[k];
+        int at =
+            s->cf->scope_kind == PT_SUB_PRODUCT ? id_find(product_ids, nproduct_ids, s->cf->scope_id) : -1;
+        if (at >= 0)
+            s->product = &g->products[at];
+        at = s->cf->scope_kind == PT_SUB_API ? id_find(api_ids, napi_ids, s->cf->scope_id) : -1;
+        if (at >= 0)
+            s->api = &g->apis[at];
+        at = s->cf->owner_user ? id_find(user_ids, nuser_ids, s->cf->owner_user) : -1;
+        if (at >= 0)
+            s->owner = &g->users[at];
         const char *skeys[2] = {s->cf->primary_key, s->cf->secondary_key};
         for (int k = 0; k < 2; k++) {
             if (!skeys[k])
@@ -892,6 +1017,9 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
             g->keys[slot] = (struct pt_keyslot){skeys[k], len, h, s};
         }
     }
+    free(api_ids);
+    free(product_ids);
+    free(user_ids);
 
     /* policies: each scope's document is compiled once; every operation
        gets its flattened pipeline */

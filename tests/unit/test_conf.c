@@ -396,6 +396,21 @@ static void test_api_checks(void **state)
                  "t.yaml:5:9: API id 'a' is used twice");
     expect_error("listen: ':80'\napis:\n  - id: a\n    path: /x/\n  - id: b\n    path: x\n",
                  "t.yaml:6:11: path 'x' is already used by API 'a'");
+    /* found by sorting: each later duplicate names the first, whatever lies between */
+    expect_errors("listen: ':80'\napis:\n  - {id: a, path: x}\n  - {id: b, path: y}\nproducts:\n"
+                  "  - {id: p, apis: [a, b, a, a]}\n",
+                  "t.yaml:6:26: 'a' is listed twice", "t.yaml:6:29: 'a' is listed twice", (const char *)NULL);
+    expect_errors("listen: ':80'\napis:\n  - {id: d, path: x}\n  - {id: a, path: y}\n  - {id: b, path: x}\n"
+                  "  - {id: c, path: x}\n  - {id: a, path: z}\n",
+                  "t.yaml:7:10: API id 'a' is used twice", "t.yaml:5:19: path 'x' is already used by API 'd'",
+                  "t.yaml:6:19: path 'x' is already used by API 'd'", (const char *)NULL);
+    expect_errors("listen: ':80'\napis:\n  - {id: a, path: x}\nsubscriptions:\n"
+                  "  - {id: s1, scope: /apis, primaryKey: key-one-1, secondaryKey: key-two-2}\n"
+                  "  - {id: s2, scope: /apis, primaryKey: key-three, secondaryKey: key-three}\n"
+                  "  - {id: s3, scope: /apis, primaryKey: key-two-2, secondaryKey: key-one-1}\n",
+                  "t.yaml:6:65: the two keys must differ",
+                  "t.yaml:7:40: this key is already a key of subscription 's1'",
+                  "t.yaml:7:65: this key is already a key of subscription 's1'", (const char *)NULL);
     /* the same path on another host is fine */
     struct pt_conf *cf = parse_ok("listen: ':80'\napis:\n  - id: a\n    path: x\n"
                                   "  - id: b\n    path: x\n    host: h.example\n");
