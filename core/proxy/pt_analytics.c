@@ -685,8 +685,17 @@ void pt_analytics_stats(struct pt_analytics_stats *out)
 #define INGEST_STR_MAX 256 /* bytes of an id in a bucket */
 #define INGEST_ID_MAX 64   /* bytes of a batch's id */
 #define INGEST_NUM_MAX (1LL << 53)
-#define INGEST_FUTURE 86400 /* a bucket may start at most a day ahead of this clock */
-#define SEEN_MAX 1024       /* batch ids remembered by the control plane */
+/* What one node can count in one minute bucket, and in one batch.  Bounds
+   what a single heartbeat can add to the control plane's sums (a gateway
+   token may sit on a less trusted machine); the store saturates anyway
+   (pt_store_analytics), these keep the figures believable. */
+#define INGEST_CALLS_MAX 1000000000LL          /* calls in a bucket: 16 M a second for a minute */
+#define INGEST_BYTES_MAX (1LL << 40)           /* bytes in a bucket (1 TiB) */
+#define INGEST_CALL_US (7LL * 86400 * 1000000) /* µs one call may last (a WebSocket tunnel: a week) */
+#define INGEST_BATCH_CALLS (1LL << 40)         /* calls in a batch */
+#define INGEST_BATCH_BYTES (1LL << 50)         /* bytes in a batch (1 PiB) */
+#define INGEST_FUTURE 86400                    /* a bucket may start at most a day ahead of this clock */
+#define SEEN_MAX 1024                          /* batch ids remembered by the control plane */
 
 struct ship {
     struct ship *next;  /* queue order, oldest first */
@@ -975,6 +984,12 @@ static bool count_of(const json_t *b, const char *name, size_t at, int64_t *out,
     return true;
 }
 
+/* sum <= n * each, without the product (n and each are positive; sum <= 2^53). */
+static bool at_most_each(int64_t sum, int64_t n, int64_t each)
+{
+    return n ? (sum + n - 1) / n <= each : sum == 0;
+}
+
 static bool bucket_of(const json_t *b, size_t at, int64_t now, struct pt_store_an_bucket *out, char *err,
                       size_t errlen)
 {
@@ -1027,9 +1042,13 @@ static bool bucket_of(const json_t *b, size_t at, int64_t now, struct pt_store_a
             return false;
     /* figures that cannot come from real calls are refused, not stored */
     int64_t calls = calls_of(c);
-    if (calls < 1 || calls > INGEST_NUM_MAX)
+    if (calls < 1 || calls > INGEST_CALLS_MAX)
         return bad(err, errlen,
-                   "analytics: buckets[%zu]: success + blocked + failed + other must be 1 to 2^53", at);
+                   "analytics: buckets[%zu]: success + blocked + failed + other must be 1 to %lld (what a "
+                   "node can serve in a minute)",
+                   at, INGEST_CALLS_MAX);
+    if (c->bandwidth > INGEST_BYTES_MAX)
+        return bad(err, errlen, "analytics: buckets[%zu].bandwidth: at most 2^40 bytes in a minute", at);
     if (c->cache_hit + c->cache_miss > calls || c->svc_n > calls)
         return bad(err, errlen, "analytics: buckets[%zu]: more cache lookups or backend calls than calls",
                    at);
@@ -1041,7 +1060,63 @@ static bool bucket_of(const json_t *b, size_t at, int64_t now, struct pt_store_a
                    "analytics: buckets[%zu]: backendMin <= backendMax <= backendSum is not true (or backend "
                    "times without backendCount)",
                    at);
+    if (c->api_max > INGEST_CALL_US || !at_most_each(c->api_sum, calls, INGEST_CALL_US) ||
+        c->svc_max > INGEST_CALL_US || !at_most_each(c->svc_sum, c->svc_n, INGEST_CALL_US))
+        return bad(err, errlen,
+                   "analytics: buckets[%zu]: a call lasts at most 7 days (timeMax, backendMax, and the sums "
+                   "per call)",
+                   at);
     return true;
+}
+
+/* Orders buckets by their key: minute, API, operation, product, subscription, user. */
+static int key_cmp(const void *a, const void *b)
+{
+    const struct pt_store_an_bucket *x = *(const struct pt_store_an_bucket *const *)a;
+    const struct pt_store_an_bucket *y = *(const struct pt_store_an_bucket *const *)b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    const char *const kx[5] = {x->api, x->op, x->product, x->sub, x->user};
+    const char *const ky[5] = {y->api, y->op, y->product, y->sub, y->user};
+    for (int i = 0; i < 5; i++) {
+        int c = strcmp(kx[i], ky[i]);
+        if (c)
+            return c;
+    }
+    return 0;
+}
+
+/* What holds for a batch as a whole: each key at most once (a node merges a
+   key's figures before it ships them, so a repeated key can only add up
+   what one bucket may not hold), and totals a node can reach. */
+static bool batch_whole(const struct pt_store_an_bucket *bs, size_t n, char *err, size_t errlen)
+{
+    uint64_t calls = 0, bytes = 0;
+    for (size_t i = 0; i < n; i++) { /* each <= 10^9 and 2^40, n <= 5000: no overflow */
+        calls += (uint64_t)calls_of(&bs[i].c);
+        bytes += (uint64_t)bs[i].c.bandwidth;
+    }
+    if (calls > (uint64_t)INGEST_BATCH_CALLS || bytes > (uint64_t)INGEST_BATCH_BYTES)
+        return bad(err, errlen, "analytics: the batch counts more than 2^40 calls or 2^50 bytes in all");
+    if (n < 2)
+        return true;
+    const struct pt_store_an_bucket **order = malloc(n * sizeof(*order));
+    if (!order)
+        return bad(err, errlen, "analytics: out of memory");
+    for (size_t i = 0; i < n; i++)
+        order[i] = &bs[i];
+    qsort(order, n, sizeof(*order), key_cmp);
+    bool ok = true;
+    for (size_t i = 1; ok && i < n; i++)
+        if (!key_cmp(&order[i - 1], &order[i])) {
+            size_t a = (size_t)(order[i - 1] - bs), b = (size_t)(order[i] - bs);
+            ok = bad(err, errlen,
+                     "analytics: buckets[%zu] and buckets[%zu] have the same minute, API, operation, "
+                     "product, subscription and user (a batch holds each key once)",
+                     PT_MIN(a, b), PT_MAX(a, b));
+        }
+    free(order);
+    return ok;
 }
 
 static uint64_t seen[SEEN_MAX]; /* hashes of (gateway, batch id) ingested lately; the control thread's */
@@ -1105,6 +1180,10 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
             free(bs);
             return false;
         }
+    if (!batch_whole(bs, n, err, errlen)) {
+        free(bs);
+        return false;
+    }
     if (!st) { /* a dry run: checked only */
         free(bs);
         return true;

@@ -253,7 +253,7 @@ static void test_hostile_batches(void **state)
         {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":9007199254740993}]}",
          "buckets[0].success"},
         {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1.5}]}", "buckets[0].success"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60}]}", "must be 1 to 2^53"},
+        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60}]}", "must be 1 to 1000000000"},
         {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"cacheHit\":2}]}",
          "more cache lookups"},
         {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"timeMin\":5,\"timeMax\":3,"
@@ -323,6 +323,174 @@ static void test_hostile_batches(void **state)
     close_store(st, dir);
 }
 
+/* A batch of `n` buckets made by fn(i) (a new reference each). */
+static json_t *batch_of(const char *id, int n, json_t *(*fn)(int i))
+{
+    json_t *j = json_pack("{s:i, s:s, s:[]}", "version", 1, "id", id, "buckets");
+    for (int i = 0; i < n; i++)
+        json_array_append_new(json_object_get(j, "buckets"), fn(i));
+    return j;
+}
+
+static json_t *overflow_bucket(int i) /* the review's attack: 2^53 calls each, a user each */
+{
+    char user[16];
+    snprintf(user, sizeof(user), "u%d", i);
+    return json_pack("{s:I, s:s, s:s, s:I}", "start", (json_int_t)minute_now() - 60, "api", "echo", "user",
+                     user, "success", (json_int_t)1 << 53);
+}
+
+static json_t *full_bucket(int i) /* the most one bucket may count, an operation each */
+{
+    char op[16];
+    snprintf(op, sizeof(op), "op%d", i);
+    return json_pack("{s:I, s:s, s:s, s:I}", "start", (json_int_t)minute_now() - 60, "api", "echo",
+                     "operation", op, "success", (json_int_t)1000000000);
+}
+
+static void refused(struct pt_store *st, json_t *j, const char *why)
+{
+    char err[512] = "";
+    bool ok = pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err));
+    if (ok || !strstr(err, why))
+        fail_msg("expected '%s', got %s", why, ok ? "accepted" : err);
+    json_decref(j);
+}
+
+static void test_figures_are_bounded(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "shipment-bounds");
+    /* one heartbeat of huge counts: refused, nothing written */
+    refused(st, batch_of("atk", 1100, overflow_bucket), "must be 1 to 1000000000");
+    assert_int_equal(report(st).rows, 0);
+    int64_t t = minute_now() - 60;
+    char text[1024];
+    static const struct {
+        const char *fields, *why;
+    } cases[] = {
+        {"\"success\":1000000001", "must be 1 to 1000000000"},
+        {"\"success\":600000000,\"failed\":400000001", "must be 1 to 1000000000"},
+        {"\"success\":1,\"bandwidth\":1099511627777", "bandwidth: at most 2^40"},
+        {"\"success\":1,\"timeMin\":1,\"timeMax\":604800000001,\"timeSum\":604800000001", "at most 7 days"},
+        {"\"success\":2,\"timeMin\":1,\"timeMax\":604800000000,\"timeSum\":1209600000001", "at most 7 days"},
+        {"\"success\":2,\"backendCount\":1,\"backendMin\":1,\"backendMax\":2,\"backendSum\":604800000001",
+         "at most 7 days"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text), "{\"version\":1,\"id\":\"b%zu\",\"buckets\":[{\"start\":%lld,%s}]}", i,
+                 (long long)t, cases[i].fields);
+        json_t *j = json_loads(text, 0, NULL);
+        assert_non_null(j);
+        refused(st, j, cases[i].why);
+    }
+    /* the limits themselves are figures a node may send */
+    snprintf(text, sizeof(text),
+             "{\"version\":1,\"id\":\"edge\",\"buckets\":[{\"start\":%lld,\"api\":\"echo\",\"success\":"
+             "1000000000,\"bandwidth\":1099511627776,\"timeMin\":1,\"timeMax\":604800000000,\"timeSum\":"
+             "604800000000}]}",
+             (long long)t);
+    json_t *j = json_loads(text, 0, NULL);
+    char err[512] = "";
+    if (!pt_analytics_shipment_ingest(NULL, j, "gw", err, sizeof(err)))
+        fail_msg("%s", err);
+    json_decref(j);
+    /* a key twice in one batch: refused, naming both */
+    snprintf(text, sizeof(text),
+             "{\"version\":1,\"id\":\"dup\",\"buckets\":[{\"start\":%lld,\"api\":\"echo\",\"success\":1},"
+             "{\"start\":%lld,\"api\":\"echo\",\"success\":1},{\"start\":%lld,\"api\":\"echo\",\"success\":"
+             "1}]}",
+             (long long)t, (long long)t - 60, (long long)t);
+    refused(st, json_loads(text, 0, NULL), "buckets[0] and buckets[2] have the same minute");
+    /* a batch's totals: 1,100 full buckets are more than 2^40 calls */
+    refused(st, batch_of("tot", 1100, full_bucket), "more than 2^40 calls");
+    j = batch_of("tot2", 1000, full_bucket); /* 10^12: fine */
+    if (!pt_analytics_shipment_ingest(NULL, j, "gw", err, sizeof(err)))
+        fail_msg("%s", err);
+    json_decref(j);
+    assert_int_equal(report(st).rows, 0);
+    close_store(st, dir);
+}
+
+/* Reports that saw the groups (and what they summed). */
+struct sums {
+    int rows;
+    int64_t max_success, max_bandwidth;
+};
+
+static void sum_row(void *arg, const struct pt_store_an_row *r)
+{
+    struct sums *s = arg;
+    s->rows++;
+    s->max_success = PT_MAX(s->max_success, r->c.success);
+    s->max_bandwidth = PT_MAX(s->max_bandwidth, r->c.bandwidth);
+}
+
+static void test_store_sums_saturate(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "shipment-sat");
+    /* rows as large as SQLite holds, written straight to the store (say, by an older control plane): the
+       same key twice (its upsert overflows) and several keys of one API (their sum overflows) */
+    int64_t t = minute_now() - 3 * 86400;
+    assert_true(pt_store_analytics_begin(st));
+    for (int i = 0; i < 6; i++) {
+        char user[8];
+        snprintf(user, sizeof(user), "u%d", i % 4);
+        struct pt_store_an_bucket b = {PT_AN_MINUTE, t, "echo", "", "", "", user};
+        b.c.success = INT64_MAX / 2;
+        b.c.bandwidth = INT64_MAX / 2;
+        b.c.api_sum = INT64_MAX / 2;
+        b.c.api_min = 1;
+        b.c.api_max = 2;
+        assert_true(pt_store_analytics_add_bucket(st, &b));
+    }
+    assert_true(pt_store_analytics_commit(st));
+    pt_store_analytics_release(st);
+    const int64_t sat = (int64_t)1 << 60;
+    enum pt_store_an_by by[] = {PT_AN_BY_API, PT_AN_BY_USER, PT_AN_BY_TIME};
+    for (size_t i = 0; i < sizeof(by) / sizeof(by[0]); i++) {
+        struct sums s = {0};
+        struct pt_store_an_query q = {
+            .by = by[i], .from = 0, .to = INT64_MAX / 2, .interval = 3600, .max_rows = 1000000};
+        assert_true(pt_store_analytics_report(st, &q, sum_row, &s) > 0);
+        assert_int_equal(s.max_success, sat); /* saturated, not failed */
+        assert_int_equal(s.max_bandwidth, sat);
+    }
+    /* the roll-up into hours, then days: also fine, and the reports after it */
+    assert_true(pt_store_analytics_begin(st));
+    assert_true(pt_store_analytics_rollup(st, PT_AN_MINUTE, t + 60, 100) > 0);
+    assert_true(pt_store_analytics_rollup(st, PT_AN_HOUR, t + 86400, 100) > 0);
+    assert_true(pt_store_analytics_commit(st));
+    pt_store_analytics_release(st);
+    struct sums s = {0};
+    struct pt_store_an_query q = {.by = PT_AN_BY_API, .from = 0, .to = INT64_MAX / 2, .max_rows = 1000000};
+    assert_int_equal(pt_store_analytics_report(st, &q, sum_row, &s), 1);
+    assert_int_equal(s.max_success, sat);
+    /* ordinary figures stay exact */
+    assert_true(pt_store_analytics_begin(st));
+    struct pt_store_an_bucket b = {PT_AN_MINUTE, t, "other", "", "", "", ""};
+    b.c.success = 4000000000000LL;
+    b.c.api_min = b.c.api_max = 1;
+    b.c.api_sum = 1;
+    assert_true(pt_store_analytics_add_bucket(st, &b));
+    b.c.success = 1;
+    assert_true(pt_store_analytics_add_bucket(st, &b));
+    b.user = "u1"; /* another row: summed by the report */
+    b.c.success = 234;
+    assert_true(pt_store_analytics_add_bucket(st, &b));
+    assert_true(pt_store_analytics_commit(st));
+    pt_store_analytics_release(st);
+    struct pt_store_an_query q2 = {
+        .by = PT_AN_BY_API, .api = "other", .from = 0, .to = INT64_MAX / 2, .max_rows = 1000000};
+    s = (struct sums){0};
+    assert_int_equal(pt_store_analytics_report(st, &q2, sum_row, &s), 1);
+    assert_int_equal(s.max_success, 4000000000235LL);
+    close_store(st, dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +498,8 @@ int main(void)
         cmocka_unit_test(test_putback),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_hostile_batches),
+        cmocka_unit_test(test_figures_are_bounded),
+        cmocka_unit_test(test_store_sums_saturate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
