@@ -694,8 +694,9 @@ void pt_analytics_stats(struct pt_analytics_stats *out)
 #define INGEST_CALL_US (7LL * 86400 * 1000000) /* µs one call may last (a WebSocket tunnel: a week) */
 #define INGEST_BATCH_CALLS (1LL << 40)         /* calls in a batch */
 #define INGEST_BATCH_BYTES (1LL << 50)         /* bytes in a batch (1 PiB) */
-#define INGEST_FUTURE 86400                    /* a bucket may start at most a day ahead of this clock */
-#define SEEN_MAX 1024                          /* batch ids remembered by the control plane */
+#define INGEST_FUTURE 300 /* a bucket may start at most 5 minutes ahead of this clock (clock skew) */
+#define INGEST_RETENTION (90LL * 86400) /* analytics.retention's default: before pt_analytics_start */
+#define SEEN_MAX 1024                   /* batch ids remembered by the control plane */
 
 struct ship {
     struct ship *next;  /* queue order, oldest first */
@@ -1015,10 +1016,13 @@ static bool bucket_of(const json_t *b, size_t at, int64_t now, struct pt_store_a
     if (!json_is_integer(start))
         return bad(err, errlen, "analytics: buckets[%zu].start: required, an integer (Unix seconds)", at);
     json_int_t ts = json_integer_value(start);
-    if (ts < 0 || ts % 60 || ts > now + INGEST_FUTURE)
+    /* within what the store keeps (older would be deleted at once, or be
+       1970), and not ahead of this clock by more than a skew */
+    int64_t oldest = now - (conf.retention ? (int64_t)conf.retention : INGEST_RETENTION);
+    if (ts < 0 || ts % 60 || ts < oldest || ts > now + INGEST_FUTURE)
         return bad(err, errlen,
-                   "analytics: buckets[%zu].start: must be the start of a minute (a multiple of 60), not "
-                   "more than a day ahead",
+                   "analytics: buckets[%zu].start: must be the start of a minute (a multiple of 60) within "
+                   "analytics.retention and at most 5 minutes ahead of the control plane's clock",
                    at);
     out->ts = (int64_t)ts;
     const char **keys[5] = {&out->api, &out->op, &out->product, &out->sub, &out->user};
@@ -1119,6 +1123,66 @@ static bool batch_whole(const struct pt_store_an_bucket *bs, size_t n, char *err
     return ok;
 }
 
+/* One value of a bucket key to look up once per batch: a (parent, id) pair
+   and the first bucket that has it. */
+struct ref {
+    const char *parent, *id;
+    size_t at;
+};
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const struct ref *x = a, *y = b;
+    int c = strcmp(x->parent, y->parent);
+    if (!c)
+        c = strcmp(x->id, y->id);
+    return c ? c : x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* Does each bucket name only what the gateway serves?  Its API assigned to
+   the gateway (any API for the built-in one), its operation one of that
+   API's, its product, subscription and user existing (or "").  Each
+   distinct value is looked up once (sorted), so a batch costs at most a
+   few thousand indexed reads. */
+static bool batch_owned(struct pt_store *st, const struct pt_store_an_bucket *bs, size_t n,
+                        const char *gateway, char *err, size_t errlen)
+{
+    static const char *const kinds[5] = {"api", "operation", "product", "subscription", "user"};
+    bool builtin = !gateway || !strcmp(gateway, "managed");
+    struct ref *r = malloc((n ? n : 1) * sizeof(*r));
+    if (!r)
+        return bad(err, errlen, "analytics: out of memory");
+    bool ok = true;
+    for (int f = 0; ok && f < 5; f++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            const struct pt_store_an_bucket *b = &bs[i];
+            const char *v[5] = {b->api, b->op, b->product, b->sub, b->user};
+            if (*v[f])
+                r[m++] = (struct ref){f == 1 ? b->api : "", v[f], i};
+        }
+        qsort(r, m, sizeof(*r), ref_cmp);
+        for (size_t i = 0; ok && i < m; i++) {
+            if (i && !strcmp(r[i].parent, r[i - 1].parent) && !strcmp(r[i].id, r[i - 1].id))
+                continue; /* looked up already */
+            if (f == 0 && !builtin)
+                ok = pt_store_linked(st, "gateway-api", gateway, r[i].id);
+            else if (f == 1 && !*r[i].parent)
+                ok = false; /* an operation of no API */
+            else
+                ok = pt_store_get(st, kinds[f], r[i].parent, r[i].id, NULL, NULL);
+            if (!ok && f == 0)
+                bad(err, errlen, "analytics: buckets[%zu].api: API '%.256s' is not served by gateway '%s'",
+                    r[i].at, r[i].id, gateway ? gateway : "managed");
+            else if (!ok)
+                bad(err, errlen, "analytics: buckets[%zu].%s: no %s '%.256s'%s%.256s", r[i].at, ship_names[f],
+                    kinds[f], r[i].id, f == 1 ? " in API " : "", r[i].parent);
+        }
+    }
+    free(r);
+    return ok;
+}
+
 static uint64_t seen[SEEN_MAX]; /* hashes of (gateway, batch id) ingested lately; the control thread's */
 static unsigned seen_next;
 
@@ -1187,6 +1251,10 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
     if (!st) { /* a dry run: checked only */
         free(bs);
         return true;
+    }
+    if (!batch_owned(st, bs, n, gateway, err, errlen)) {
+        free(bs);
+        return false;
     }
     uint64_t h = id_hash(gateway ? gateway : "", id);
     for (int i = 0; i < SEEN_MAX; i++)

@@ -67,3 +67,45 @@ def test_huge_counts_are_refused_and_reports_keep_answering(cp):
     assert calls_by_api(m)["/apis/a1"] == 3000000000
     st, out = report(m, "byTime", "&interval=PT1H")
     assert st == 200 and sum(r["callCountTotal"] for r in out["value"]) == 3000000000, out
+
+
+def test_a_node_reports_only_its_gateways_traffic(cp):
+    p, m, s = cp
+    now = minute()
+    before = calls_by_api(m)
+    # g1's token reporting calls for a2, which only `managed` serves: refused, naming the API, nothing written
+    # (the good a1 bucket before it neither)
+    forged = {"version": 1, "id": "f-1", "buckets": [
+        {"start": now - 60, "api": "a1", "success": 5},
+        {"start": now - 120, "api": "a2", "success": 1000000}]}
+    st, out = heartbeat(s, forged)
+    assert st == 400, (st, out)
+    assert out["error"]["code"] == "InvalidAnalytics"
+    assert "buckets[1].api: API 'a2' is not served by gateway 'g1'" in out["error"]["message"], out
+    # ids that do not exist, an operation of another API, 1970, the future: refused too
+    for bucket, why in (({"api": "a1", "subscription": "s9"}, "no subscription 's9'"),
+                        ({"api": "a1", "product": "p9"}, "no product 'p9'"),
+                        ({"api": "a1", "user": "nobody"}, "no user 'nobody'"),
+                        ({"api": "a1", "operation": "nop"}, "no operation 'nop' in API a1"),
+                        ({"api": "a1", "start": 0}, "buckets[0].start"),
+                        ({"api": "a1", "start": now - 91 * 86400}, "buckets[0].start"),
+                        ({"api": "a1", "start": now + 600}, "buckets[0].start")):
+        b = dict({"start": now - 60, "success": 7}, **bucket)
+        st, out = heartbeat(s, {"version": 1, "id": "f-2", "buckets": [b]})
+        assert st == 400 and why in out["error"]["message"], (bucket, st, out)
+    assert calls_by_api(m) == before
+    # an API unassigned from g1 is no longer g1's to report
+    m.ok("PUT", "gateways/g1/apis/a2")
+    ok = {"version": 1, "id": "f-3", "buckets": [
+        {"start": now - 60, "api": "a1", "operation": "op", "product": "p1", "subscription": "s3", "success": 5},
+        {"start": now - 120, "api": "a2", "subscription": "s2", "success": 2}]}
+    st, out = heartbeat(s, ok)
+    assert st == 200, (st, out)
+    got = calls_by_api(m)
+    assert got.get("/apis/a1", 0) == before.get("/apis/a1", 0) + 5
+    assert got.get("/apis/a2", 0) == before.get("/apis/a2", 0) + 2
+    st, _, _ = m.call("DELETE", "gateways/g1/apis/a2")
+    assert st == 204
+    st, out = heartbeat(s, {"version": 1, "id": "f-4", "buckets": [{"start": now - 60, "api": "a2", "success": 1}]})
+    assert st == 400 and "'a2' is not served by gateway 'g1'" in out["error"]["message"], (st, out)
+    assert calls_by_api(m) == got

@@ -39,6 +39,23 @@ static void keep(int64_t ts, const char *api, const char *op, int64_t success, i
     pt_analytics_shipment_keep(&b);
 }
 
+/* An entity in the store (what the control plane's management API writes). */
+static void entity(struct pt_store *st, const char *kind, const char *parent, const char *id)
+{
+    json_t *b = json_object();
+    assert_true(pt_store_put(st, kind, parent, id, "", b, "api", NULL));
+    json_decref(b);
+}
+
+/* API `api` with operation `op` (none: NULL) assigned to gateway `gw`. */
+static void serve(struct pt_store *st, const char *gw, const char *api, const char *op)
+{
+    entity(st, "api", "", api);
+    if (op)
+        entity(st, "operation", api, op);
+    assert_true(pt_store_link(st, "gateway-api", gw, api, "api"));
+}
+
 struct calls {
     int64_t by_api[4]; /* echo, other, "", anything else */
     int rows;
@@ -66,6 +83,10 @@ static void test_round_trip(void **state)
     (void)state;
     char dir[64];
     struct pt_store *st = open_store(dir, "shipment");
+    serve(st, "gw1", "echo", "get");
+    serve(st, "gw1", "other", NULL);
+    assert_true(pt_store_link(st, "gateway-api", "gw2", "echo", "api"));
+    assert_true(pt_store_link(st, "gateway-api", "gw2", "other", "api"));
     pt_analytics_shipping(true);
     assert_null(pt_analytics_shipment_take()); /* nothing kept yet */
     int64_t t = minute_now();
@@ -225,9 +246,10 @@ static void test_hostile_batches(void **state)
     (void)state;
     char dir[64];
     struct pt_store *st = open_store(dir, "shipment-bad");
+    serve(st, "gw", "echo", NULL);
     char now_s[32], future[32];
     snprintf(now_s, sizeof(now_s), "%lld", (long long)minute_now());
-    snprintf(future, sizeof(future), "%lld", (long long)minute_now() + 2 * 86400);
+    snprintf(future, sizeof(future), "%lld", (long long)minute_now() + 420);
     static const char *const cases[][2] = {
         {"[]", "must be an object"},
         {"{\"version\":2,\"id\":\"a\",\"buckets\":[]}", "version must be 1"},
@@ -266,22 +288,45 @@ static void test_hostile_batches(void **state)
     };
     char err[256];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        /* "start":60, stands for the current minute (a minute of 1970 is refused by itself) */
+        char textc[1024];
+        const char *at = strstr(cases[i][0], "\"start\":60");
+        if (at && (at[10] == ',' || at[10] == '}'))
+            snprintf(textc, sizeof(textc), "%.*s\"start\":%s%s", (int)(at - cases[i][0]), cases[i][0], now_s,
+                     at + 10);
+        else
+            snprintf(textc, sizeof(textc), "%s", cases[i][0]);
         json_error_t je;
-        json_t *j = json_loads(cases[i][0], JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+        json_t *j = json_loads(textc, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
         assert_non_null(j);
         err[0] = '\0';
         bool ok = pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err));
         if (ok || !strstr(err, cases[i][1]))
-            fail_msg("case %zu (%s): %s", i, cases[i][0], ok ? "accepted" : err);
+            fail_msg("case %zu (%s): %s", i, textc, ok ? "accepted" : err);
         json_decref(j);
     }
-    /* a day ahead is the limit; a string over 256 bytes; more than 5000 buckets */
+    /* 5 minutes ahead is the limit, and analytics.retention back (90 days: not 1970); a string over 256
+       bytes; more than 5000 buckets */
     char text[1024];
     snprintf(text, sizeof(text), "{\"version\":1,\"id\":\"f\",\"buckets\":[{\"start\":%s,\"success\":1}]}",
              future);
     json_t *j = json_loads(text, 0, NULL);
     assert_false(pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err)));
-    assert_non_null(strstr(err, "a day ahead"));
+    assert_non_null(strstr(err, "5 minutes ahead"));
+    json_decref(j);
+    static const int64_t starts[] = {0, 60, -91 * 86400};
+    for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+        int64_t t0 = starts[i] < 0 ? minute_now() + starts[i] : starts[i];
+        j = json_pack("{s:i, s:s, s:[{s:I, s:i}]}", "version", 1, "id", "old", "buckets", "start",
+                      (json_int_t)t0, "success", 1);
+        assert_false(pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err)));
+        assert_non_null(strstr(err, "buckets[0].start: must be the start of a minute"));
+        json_decref(j);
+    }
+    j = json_pack("{s:i, s:s, s:[{s:I, s:i}, {s:I, s:i}]}", "version", 1, "id", "edges", "buckets", "start",
+                  (json_int_t)(minute_now() - 89 * 86400), "success", 1, "start",
+                  (json_int_t)(minute_now() + 240), "success", 1);
+    assert_true(pt_analytics_shipment_ingest(NULL, j, "gw", err, sizeof(err)));
     json_decref(j);
     char longname[300];
     memset(longname, 'x', 257);
@@ -348,13 +393,18 @@ static json_t *full_bucket(int i) /* the most one bucket may count, an operation
                      "operation", op, "success", (json_int_t)1000000000);
 }
 
-static void refused(struct pt_store *st, json_t *j, const char *why)
+static void refused_for(struct pt_store *st, const char *gw, json_t *j, const char *why)
 {
     char err[512] = "";
-    bool ok = pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err));
+    bool ok = pt_analytics_shipment_ingest(st, j, gw, err, sizeof(err));
     if (ok || !strstr(err, why))
         fail_msg("expected '%s', got %s", why, ok ? "accepted" : err);
     json_decref(j);
+}
+
+static void refused(struct pt_store *st, json_t *j, const char *why)
+{
+    refused_for(st, "gw", j, why);
 }
 
 static void test_figures_are_bounded(void **state)
@@ -491,6 +541,67 @@ static void test_store_sums_saturate(void **state)
     close_store(st, dir);
 }
 
+static void test_only_its_own_traffic(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "shipment-own");
+    serve(st, "g1", "a1", "op");
+    entity(st, "api", "", "a2"); /* served by the built-in gateway only */
+    entity(st, "operation", "a2", "op2");
+    entity(st, "product", "", "p1");
+    entity(st, "subscription", "", "s1");
+    entity(st, "user", "", "u1");
+    int64_t t = minute_now() - 60;
+    char text[1024];
+    static const struct {
+        const char *keys, *why;
+    } cases[] = {
+        {"\"api\":\"a2\"", "buckets[1].api: API 'a2' is not served by gateway 'g1'"},
+        {"\"api\":\"nope\"", "buckets[1].api: API 'nope' is not served by gateway 'g1'"},
+        {"\"api\":\"a1\",\"operation\":\"op2\"", "buckets[1].operation: no operation 'op2' in API a1"},
+        {"\"operation\":\"op\"", "buckets[1].operation: no operation 'op'"},
+        {"\"api\":\"a1\",\"product\":\"p2\"", "buckets[1].product: no product 'p2'"},
+        {"\"api\":\"a1\",\"subscription\":\"s2\"", "buckets[1].subscription: no subscription 's2'"},
+        {"\"api\":\"a1\",\"user\":\"u2\"", "buckets[1].user: no user 'u2'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        /* a good bucket first: all of the batch is refused */
+        snprintf(text, sizeof(text),
+                 "{\"version\":1,\"id\":\"c%zu\",\"buckets\":[{\"start\":%lld,\"api\":\"a1\",\"success\":1},"
+                 "{\"start\":%lld,%s,\"success\":1000}]}",
+                 i, (long long)t, (long long)t - 60, cases[i].keys);
+        json_t *j = json_loads(text, 0, NULL);
+        assert_non_null(j);
+        refused_for(st, "g1", j, cases[i].why);
+    }
+    assert_int_equal(report(st).rows, 0); /* nothing written */
+    /* what g1 serves, with existing ids (or none), is taken */
+    snprintf(
+        text, sizeof(text),
+        "{\"version\":1,\"id\":\"good\",\"buckets\":[{\"start\":%lld,\"api\":\"a1\",\"operation\":\"op\","
+        "\"product\":\"p1\",\"subscription\":\"s1\",\"user\":\"u1\",\"success\":3},{\"start\":%lld,"
+        "\"success\":"
+        "2},{\"start\":%lld,\"api\":\"a1\",\"success\":1}]}",
+        (long long)t, (long long)t, (long long)t - 60);
+    json_t *j = json_loads(text, 0, NULL);
+    char err[512] = "";
+    if (!pt_analytics_shipment_ingest(st, j, "g1", err, sizeof(err)))
+        fail_msg("%s", err);
+    json_decref(j);
+    struct calls c = report(st);
+    assert_int_equal(c.by_api[3], 4); /* a1 (byApi leaves the bucket of no API out) */
+    /* the built-in gateway's traffic may be of any API that exists */
+    snprintf(text, sizeof(text),
+             "{\"version\":1,\"id\":\"m\",\"buckets\":[{\"start\":%lld,\"api\":\"a2\",\"operation\":\"op2\","
+             "\"success\":1}]}",
+             (long long)t);
+    j = json_loads(text, 0, NULL);
+    assert_true(pt_analytics_shipment_ingest(st, j, "managed", err, sizeof(err)));
+    json_decref(j);
+    close_store(st, dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -500,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_hostile_batches),
         cmocka_unit_test(test_figures_are_bounded),
         cmocka_unit_test(test_store_sums_saturate),
+        cmocka_unit_test(test_only_its_own_traffic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
