@@ -675,7 +675,8 @@ void pt_analytics_stats(struct pt_analytics_stats *out)
  * is the next one taken, alternating with fresh ones (at most PUTBACK_MAX
  * of them; beyond, the oldest is dropped and counted).  The control plane ingests a batch into its own
  * minute buckets, once per id (a resent batch whose first delivery did get
- * through is recognised among the last SEEN_MAX ids).
+ * through is recognised by its node's part and sequence: "batches taken
+ * already" below).
  */
 #define SHIP_MAX 20000     /* buckets waiting on a node */
 #define SHIP_HASH 8192     /* their hash table's chains (a power of two) */
@@ -696,7 +697,6 @@ void pt_analytics_stats(struct pt_analytics_stats *out)
 #define INGEST_BATCH_BYTES (1LL << 50)         /* bytes in a batch (1 PiB) */
 #define INGEST_FUTURE 300 /* a bucket may start at most 5 minutes ahead of this clock (clock skew) */
 #define INGEST_RETENTION (90LL * 86400) /* analytics.retention's default: before pt_analytics_start */
-#define SEEN_MAX 1024                   /* batch ids remembered by the control plane */
 
 struct ship {
     struct ship *next;  /* queue order, oldest first */
@@ -1183,18 +1183,154 @@ static bool batch_owned(struct pt_store *st, const struct pt_store_an_bucket *bs
     return ok;
 }
 
-static uint64_t seen[SEEN_MAX]; /* hashes of (gateway, batch id) ingested lately; the control thread's */
-static unsigned seen_next;
+/* ---- batches taken already: (gateway, node, sequence), for a time ----
+ *
+ * A batch id is "<node>-<sequence>": the node part is random for each node
+ * process, the sequence grows by one for each batch it makes.  A batch goes
+ * again only when its answer did not come (put back), and a node re-sends
+ * its put-back batches alternately with fresh ones, at most 16 of them, so
+ * a re-sent id is never far below the highest one of its node.  For each
+ * (gateway, node) the control plane keeps the highest sequence taken and a
+ * bitmap of the DEDUP_WINDOW sequences below it: a batch whose bit is set
+ * -- or that is older than the window, which a node cannot send -- was
+ * taken already and is answered as delivered without adding anything.  A
+ * (gateway, node) is remembered DEDUP_TTL_MS after its last batch (a node
+ * heartbeats every few seconds; the batch of a node silent for a day is
+ * new again), at most DEDUP_MAX of them (beyond, the one silent for the
+ * longest goes): memory stays bounded whatever the number of batches,
+ * nodes and restarts.  The control thread's only. */
+#define DEDUP_MAX 16384   /* (gateway, node) pairs remembered */
+#define DEDUP_HASH 4096   /* their hash chains (a power of two) */
+#define DEDUP_WINDOW 1024 /* sequences below the highest whose batch is told apart */
+#define DEDUP_TTL_MS (24LL * 3600 * 1000)
+#define DEDUP_KEY 160 /* "gateway\nnode": an 80-character id, a 64-byte batch id */
 
-static uint64_t id_hash(const char *gateway, const char *id)
+struct dedup {
+    struct dedup *next; /* hash chain */
+    uint64_t hash;
+    int64_t last_ms;                  /* when its last batch was taken */
+    uint64_t high;                    /* the highest sequence taken */
+    uint64_t bits[DEDUP_WINDOW / 64]; /* bit i: sequence high - i taken */
+    char key[DEDUP_KEY];
+};
+
+static struct dedup *dedup_table[DEDUP_HASH];
+static size_t dedup_n;
+
+static uint64_t key_hash(const char *key)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a over "gateway\nid" */
-    for (const unsigned char *p = (const unsigned char *)gateway; *p; p++)
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
         h = (h ^ *p) * 1099511628211ULL;
-    h = (h ^ '\n') * 1099511628211ULL;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        h = (h ^ *p) * 1099511628211ULL;
-    return h ? h : 1;
+    return h;
+}
+
+/* The record of a key; NULL when none (or only an expired one, which goes). */
+static struct dedup *dedup_find(const char *key, uint64_t h, int64_t now_ms)
+{
+    for (struct dedup **pp = &dedup_table[h & (DEDUP_HASH - 1)]; *pp; pp = &(*pp)->next) {
+        struct dedup *d = *pp;
+        if (d->hash != h || strcmp(d->key, key))
+            continue;
+        if (now_ms - d->last_ms > DEDUP_TTL_MS) {
+            *pp = d->next;
+            free(d);
+            dedup_n--;
+            return NULL;
+        }
+        return d;
+    }
+    return NULL;
+}
+
+/* Drops the record silent for the longest (the table is full). */
+static void dedup_evict(void)
+{
+    struct dedup **victim = NULL;
+    for (int i = 0; i < DEDUP_HASH; i++)
+        for (struct dedup **pp = &dedup_table[i]; *pp; pp = &(*pp)->next)
+            if (!victim || (*pp)->last_ms < (*victim)->last_ms)
+                victim = pp;
+    if (victim) {
+        struct dedup *d = *victim;
+        *victim = d->next;
+        free(d);
+        dedup_n--;
+    }
+}
+
+/* Was sequence `seq` of the record taken already? */
+static bool dedup_taken(const struct dedup *d, uint64_t seq)
+{
+    if (seq > d->high)
+        return false;
+    uint64_t back = d->high - seq;
+    if (back >= DEDUP_WINDOW)
+        return true; /* older than any batch a node can still send again: not counted twice */
+    return d->bits[back / 64] >> (back % 64) & 1;
+}
+
+/* Remembers that sequence `seq` of the key was taken; false when out of memory. */
+static bool dedup_mark(const char *key, uint64_t h, uint64_t seq, int64_t now_ms)
+{
+    struct dedup *d = dedup_find(key, h, now_ms);
+    if (!d) {
+        if (dedup_n >= DEDUP_MAX)
+            dedup_evict();
+        d = calloc(1, sizeof(*d));
+        if (!d)
+            return false;
+        d->hash = h;
+        snprintf(d->key, sizeof(d->key), "%s", key);
+        d->next = dedup_table[h & (DEDUP_HASH - 1)];
+        dedup_table[h & (DEDUP_HASH - 1)] = d;
+        dedup_n++;
+    }
+    d->last_ms = now_ms;
+    if (seq > d->high) { /* the window moves up by the difference */
+        uint64_t up = seq - d->high;
+        if (up >= DEDUP_WINDOW)
+            memset(d->bits, 0, sizeof(d->bits));
+        else
+            for (uint64_t i = 0; i < up; i++) { /* bounded: < DEDUP_WINDOW single-bit shifts of 16 words */
+                for (int w = DEDUP_WINDOW / 64 - 1; w > 0; w--)
+                    d->bits[w] = d->bits[w] << 1 | d->bits[w - 1] >> 63;
+                d->bits[0] <<= 1;
+            }
+        d->high = seq;
+    }
+    uint64_t back = d->high - seq;
+    if (back < DEDUP_WINDOW)
+        d->bits[back / 64] |= 1ULL << (back % 64);
+    return true;
+}
+
+/* Splits a batch id "<node>-<sequence>" (node: 1-47 letters, digits, '_',
+   '.' or '-'; sequence: 1 to 16 digits, not 0); false when it is not one. */
+static bool id_parts(const char *id, size_t len, size_t *node_len, uint64_t *seq)
+{
+    const char *dash = NULL;
+    for (size_t i = len; i > 0 && !dash; i--)
+        if (id[i - 1] == '-')
+            dash = id + i - 1;
+    if (!dash || dash == id || (size_t)(dash - id) > 47)
+        return false;
+    size_t digits = len - (size_t)(dash - id) - 1;
+    if (digits < 1 || digits > 16)
+        return false;
+    uint64_t v = 0;
+    for (const char *p = dash + 1; p < id + len; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    for (const char *p = id; p < dash; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '-' ||
+              *p == '_' || *p == '.'))
+            return false;
+    *node_len = (size_t)(dash - id);
+    *seq = v;
+    return v > 0;
 }
 
 bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, const char *gateway, char *err,
@@ -1215,13 +1351,13 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
                    PT_ANALYTICS_SHIPMENT_VERSION, PT_ANALYTICS_SHIPMENT_VERSION);
     const json_t *idv = json_object_get(batch, "id");
     const char *id = json_string_value(idv);
-    bool id_ok = id && json_string_length(idv) >= 1 && json_string_length(idv) <= INGEST_ID_MAX;
-    for (size_t i = 0; id_ok && i < json_string_length(idv); i++)
-        id_ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z') ||
-                (id[i] >= 'A' && id[i] <= 'Z') || id[i] == '-' || id[i] == '_' || id[i] == '.';
-    if (!id_ok)
-        return bad(err, errlen, "analytics: id must be 1 to %d letters, digits, '-', '_' or '.'",
-                   INGEST_ID_MAX);
+    size_t node_len = 0;
+    uint64_t seq = 0;
+    if (!id || json_string_length(idv) > INGEST_ID_MAX ||
+        !id_parts(id, json_string_length(idv), &node_len, &seq))
+        return bad(err, errlen,
+                   "analytics: id must be \"<node>-<sequence>\": the node's part 1 to 47 letters, digits, "
+                   "'-', '_' or '.', the sequence 1 to 16 digits, not 0");
     int64_t dropped = 0;
     const json_t *dv = json_object_get(batch, "dropped");
     if (dv && (!json_is_integer(dv) || json_integer_value(dv) < 0 || json_integer_value(dv) > INGEST_NUM_MAX))
@@ -1256,12 +1392,15 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
         free(bs);
         return false;
     }
-    uint64_t h = id_hash(gateway ? gateway : "", id);
-    for (int i = 0; i < SEEN_MAX; i++)
-        if (seen[i] == h) { /* a resent batch whose first delivery got through */
-            free(bs);
-            return true;
-        }
+    char key[DEDUP_KEY];
+    snprintf(key, sizeof(key), "%.80s\n%.*s", gateway ? gateway : "", (int)node_len, id);
+    uint64_t h = key_hash(key);
+    int64_t now_ms = (int64_t)pt_clock_wall_ms();
+    const struct dedup *d = dedup_find(key, h, now_ms);
+    if (d && dedup_taken(d, seq)) { /* a resent batch whose first delivery got through */
+        free(bs);
+        return true;
+    }
     bool ok = true;
     if (n) {
         ok = pt_store_analytics_begin(st); /* false while an entity transaction is open: not ours to end */
@@ -1277,7 +1416,9 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
     free(bs);
     if (!ok)
         return bad(err, errlen, "store: the analytics of this batch could not be written (send it again)");
-    seen[seen_next++ % SEEN_MAX] = h;
+    if (!dedup_mark(key, h, seq, now_ms))
+        pt_warn("analytics: out of memory: batch %s of gateway %s may be counted again if it is resent", id,
+                gateway ? gateway : "-");
     if (dropped)
         pt_warn("analytics: a node of gateway %s dropped the figures of %lld calls before it could ship them",
                 gateway ? gateway : "-", (long long)dropped);

@@ -109,3 +109,27 @@ def test_a_node_reports_only_its_gateways_traffic(cp):
     st, out = heartbeat(s, {"version": 1, "id": "f-4", "buckets": [{"start": now - 60, "api": "a2", "success": 1}]})
     assert st == 400 and "'a2' is not served by gateway 'g1'" in out["error"]["message"], (st, out)
     assert calls_by_api(m) == got
+
+
+def test_a_resent_batch_counts_once_whatever_came_between(cp):
+    import http.client
+    p, m, s = cp
+    now = minute()
+    before = calls_by_api(m).get("/apis/a1", 0)
+    b = {"version": 1, "id": "9f3c0a1be2d47760-7", "buckets": [{"start": now - 60, "api": "a1", "success": 4}]}
+    assert heartbeat(s, b)[0] == 200
+    # 1,100 other nodes' batches meanwhile (the control plane once remembered the last 1,024 ids only)
+    c = http.client.HTTPConnection("127.0.0.1", m.port, timeout=10)
+    for i in range(1100):
+        body = {"nodeId": "other-%d" % i, "analytics": {"version": 1, "id": "n%d-1" % i, "buckets": []}}
+        c.request("POST", "/management/gateways/g1/heartbeat", body=json.dumps(body),
+                  headers={"Authorization": s.token, "Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200
+    c.close()
+    assert heartbeat(s, b)[0] == 200  # its answer was lost: sent again, taken as delivered
+    assert calls_by_api(m)["/apis/a1"] == before + 4
+    # an id that is not "<node>-<sequence>" cannot be told apart later: refused
+    st, out = heartbeat(s, dict(b, id="whatever"))
+    assert st == 400 and "id must be" in out["error"]["message"], (st, out)

@@ -252,38 +252,38 @@ static void test_hostile_batches(void **state)
     snprintf(future, sizeof(future), "%lld", (long long)minute_now() + 420);
     static const char *const cases[][2] = {
         {"[]", "must be an object"},
-        {"{\"version\":2,\"id\":\"a\",\"buckets\":[]}", "version must be 1"},
-        {"{\"version\":\"1\",\"id\":\"a\",\"buckets\":[]}", "version must be 1"},
-        {"{\"id\":\"a\",\"buckets\":[]}", "version must be 1"},
+        {"{\"version\":2,\"id\":\"a-1\",\"buckets\":[]}", "version must be 1"},
+        {"{\"version\":\"1\",\"id\":\"a-1\",\"buckets\":[]}", "version must be 1"},
+        {"{\"id\":\"a-1\",\"buckets\":[]}", "version must be 1"},
         {"{\"version\":1,\"buckets\":[]}", "id must be"},
         {"{\"version\":1,\"id\":\"\",\"buckets\":[]}", "id must be"},
         {"{\"version\":1,\"id\":\"a b\",\"buckets\":[]}", "id must be"},
         {"{\"version\":1,\"id\":\"a\\u0000b\",\"buckets\":[]}", "id must be"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":{}}", "buckets must be an array"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[],\"extra\":1}", "unknown key 'extra'"},
-        {"{\"version\":1,\"id\":\"a\",\"dropped\":-1,\"buckets\":[]}", "dropped must be"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[1]}", "buckets[0]: must be an object"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"success\":1}]}", "buckets[0].start: required"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":61,\"success\":1}]}", "start of a minute"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":-60,\"success\":1}]}", "start of a minute"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60.0,\"success\":1}]}", "start: required"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"api\":7}]}",
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":{}}", "buckets must be an array"},
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[],\"extra\":1}", "unknown key 'extra'"},
+        {"{\"version\":1,\"id\":\"a-1\",\"dropped\":-1,\"buckets\":[]}", "dropped must be"},
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[1]}", "buckets[0]: must be an object"},
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"success\":1}]}", "buckets[0].start: required"},
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":61,\"success\":1}]}", "start of a minute"},
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":-60,\"success\":1}]}", "start of a minute"},
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":60.0,\"success\":1}]}", "start: required"},
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":60,\"success\":1,\"api\":7}]}",
          "buckets[0].api"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"user\":\"a\\u0000b\"}]}",
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":60,\"success\":1,\"user\":\"a\\u0000b\"}]}",
          "buckets[0].user"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":-1}]}", "buckets[0].success"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":9007199254740993}]}",
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":60,\"success\":-1}]}", "buckets[0].success"},
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":60,\"success\":9007199254740993}]}",
          "buckets[0].success"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1.5}]}", "buckets[0].success"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60}]}", "must be 1 to 1000000000"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"cacheHit\":2}]}",
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":60,\"success\":1.5}]}", "buckets[0].success"},
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":60}]}", "must be 1 to 1000000000"},
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":60,\"success\":1,\"cacheHit\":2}]}",
          "more cache lookups"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"timeMin\":5,\"timeMax\":3,"
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":60,\"success\":1,\"timeMin\":5,\"timeMax\":3,"
          "\"timeSum\":9}]}",
          "timeMin <= timeMax"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"backendSum\":5}]}",
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":60,\"success\":1,\"backendSum\":5}]}",
          "backendCount"},
-        {"{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"colour\":\"red\"}]}",
+        {"{\"version\":1,\"id\":\"a-1\",\"buckets\":[{\"start\":60,\"success\":1,\"colour\":\"red\"}]}",
          "unknown key 'colour'"},
     };
     char err[256];
@@ -308,7 +308,7 @@ static void test_hostile_batches(void **state)
     /* 5 minutes ahead is the limit, and analytics.retention back (90 days: not 1970); a string over 256
        bytes; more than 5000 buckets */
     char text[1024];
-    snprintf(text, sizeof(text), "{\"version\":1,\"id\":\"f\",\"buckets\":[{\"start\":%s,\"success\":1}]}",
+    snprintf(text, sizeof(text), "{\"version\":1,\"id\":\"f-1\",\"buckets\":[{\"start\":%s,\"success\":1}]}",
              future);
     json_t *j = json_loads(text, 0, NULL);
     assert_false(pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err)));
@@ -317,13 +317,13 @@ static void test_hostile_batches(void **state)
     static const int64_t starts[] = {0, 60, -91 * 86400};
     for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
         int64_t t0 = starts[i] < 0 ? minute_now() + starts[i] : starts[i];
-        j = json_pack("{s:i, s:s, s:[{s:I, s:i}]}", "version", 1, "id", "old", "buckets", "start",
+        j = json_pack("{s:i, s:s, s:[{s:I, s:i}]}", "version", 1, "id", "old-1", "buckets", "start",
                       (json_int_t)t0, "success", 1);
         assert_false(pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err)));
         assert_non_null(strstr(err, "buckets[0].start: must be the start of a minute"));
         json_decref(j);
     }
-    j = json_pack("{s:i, s:s, s:[{s:I, s:i}, {s:I, s:i}]}", "version", 1, "id", "edges", "buckets", "start",
+    j = json_pack("{s:i, s:s, s:[{s:I, s:i}, {s:I, s:i}]}", "version", 1, "id", "edges-1", "buckets", "start",
                   (json_int_t)(minute_now() - 89 * 86400), "success", 1, "start",
                   (json_int_t)(minute_now() + 240), "success", 1);
     assert_true(pt_analytics_shipment_ingest(NULL, j, "gw", err, sizeof(err)));
@@ -331,12 +331,12 @@ static void test_hostile_batches(void **state)
     char longname[300];
     memset(longname, 'x', 257);
     longname[257] = '\0';
-    j = json_pack("{s:i, s:s, s:[{s:I, s:i, s:s}]}", "version", 1, "id", "l", "buckets", "start",
+    j = json_pack("{s:i, s:s, s:[{s:I, s:i, s:s}]}", "version", 1, "id", "l-1", "buckets", "start",
                   (json_int_t)minute_now(), "success", 1, "api", longname);
     assert_false(pt_analytics_shipment_ingest(st, j, "gw", err, sizeof(err)));
     assert_non_null(strstr(err, "at most 256 bytes"));
     json_decref(j);
-    j = json_pack("{s:i, s:s, s:[]}", "version", 1, "id", "big", "buckets");
+    j = json_pack("{s:i, s:s, s:[]}", "version", 1, "id", "big-1", "buckets");
     for (int i = 0; i < 5001; i++)
         json_array_append_new(json_object_get(j, "buckets"),
                               json_pack("{s:I, s:i}", "start", (json_int_t)minute_now(), "success", 1));
@@ -345,7 +345,7 @@ static void test_hostile_batches(void **state)
     json_decref(j);
     /* all or nothing: a good bucket before a bad one is not written */
     snprintf(text, sizeof(text),
-             "{\"version\":1,\"id\":\"half\",\"buckets\":[{\"start\":%s,\"api\":\"echo\",\"success\":4},"
+             "{\"version\":1,\"id\":\"half-1\",\"buckets\":[{\"start\":%s,\"api\":\"echo\",\"success\":4},"
              "{\"start\":%s,\"api\":\"echo\",\"success\":-4}]}",
              now_s, now_s);
     j = json_loads(text, 0, NULL);
@@ -355,7 +355,7 @@ static void test_hostile_batches(void **state)
     assert_int_equal(report(st).rows, 0); /* nothing of any refused batch reached the store */
     /* and a good one does (the keys left out are "") */
     snprintf(text, sizeof(text),
-             "{\"version\":1,\"id\":\"ok\",\"buckets\":[{\"start\":%s,\"api\":\"echo\",\"success\":4,"
+             "{\"version\":1,\"id\":\"ok-1\",\"buckets\":[{\"start\":%s,\"api\":\"echo\",\"success\":4,"
              "\"timeSum\":8,"
              "\"timeMin\":1,\"timeMax\":3}]}",
              now_s);
@@ -413,7 +413,7 @@ static void test_figures_are_bounded(void **state)
     char dir[64];
     struct pt_store *st = open_store(dir, "shipment-bounds");
     /* one heartbeat of huge counts: refused, nothing written */
-    refused(st, batch_of("atk", 1100, overflow_bucket), "must be 1 to 1000000000");
+    refused(st, batch_of("atk-1", 1100, overflow_bucket), "must be 1 to 1000000000");
     assert_int_equal(report(st).rows, 0);
     int64_t t = minute_now() - 60;
     char text[1024];
@@ -429,7 +429,7 @@ static void test_figures_are_bounded(void **state)
          "at most 7 days"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        snprintf(text, sizeof(text), "{\"version\":1,\"id\":\"b%zu\",\"buckets\":[{\"start\":%lld,%s}]}", i,
+        snprintf(text, sizeof(text), "{\"version\":1,\"id\":\"b-1%zu\",\"buckets\":[{\"start\":%lld,%s}]}", i,
                  (long long)t, cases[i].fields);
         json_t *j = json_loads(text, 0, NULL);
         assert_non_null(j);
@@ -437,7 +437,7 @@ static void test_figures_are_bounded(void **state)
     }
     /* the limits themselves are figures a node may send */
     snprintf(text, sizeof(text),
-             "{\"version\":1,\"id\":\"edge\",\"buckets\":[{\"start\":%lld,\"api\":\"echo\",\"success\":"
+             "{\"version\":1,\"id\":\"edge-1\",\"buckets\":[{\"start\":%lld,\"api\":\"echo\",\"success\":"
              "1000000000,\"bandwidth\":1099511627776,\"timeMin\":1,\"timeMax\":604800000000,\"timeSum\":"
              "604800000000}]}",
              (long long)t);
@@ -448,14 +448,14 @@ static void test_figures_are_bounded(void **state)
     json_decref(j);
     /* a key twice in one batch: refused, naming both */
     snprintf(text, sizeof(text),
-             "{\"version\":1,\"id\":\"dup\",\"buckets\":[{\"start\":%lld,\"api\":\"echo\",\"success\":1},"
+             "{\"version\":1,\"id\":\"dup-1\",\"buckets\":[{\"start\":%lld,\"api\":\"echo\",\"success\":1},"
              "{\"start\":%lld,\"api\":\"echo\",\"success\":1},{\"start\":%lld,\"api\":\"echo\",\"success\":"
              "1}]}",
              (long long)t, (long long)t - 60, (long long)t);
     refused(st, json_loads(text, 0, NULL), "buckets[0] and buckets[2] have the same minute");
     /* a batch's totals: 1,100 full buckets are more than 2^40 calls */
-    refused(st, batch_of("tot", 1100, full_bucket), "more than 2^40 calls");
-    j = batch_of("tot2", 1000, full_bucket); /* 10^12: fine */
+    refused(st, batch_of("tot-1", 1100, full_bucket), "more than 2^40 calls");
+    j = batch_of("tot-2", 1000, full_bucket); /* 10^12: fine */
     if (!pt_analytics_shipment_ingest(NULL, j, "gw", err, sizeof(err)))
         fail_msg("%s", err);
     json_decref(j);
@@ -567,10 +567,11 @@ static void test_only_its_own_traffic(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         /* a good bucket first: all of the batch is refused */
-        snprintf(text, sizeof(text),
-                 "{\"version\":1,\"id\":\"c%zu\",\"buckets\":[{\"start\":%lld,\"api\":\"a1\",\"success\":1},"
-                 "{\"start\":%lld,%s,\"success\":1000}]}",
-                 i, (long long)t, (long long)t - 60, cases[i].keys);
+        snprintf(
+            text, sizeof(text),
+            "{\"version\":1,\"id\":\"c-1%zu\",\"buckets\":[{\"start\":%lld,\"api\":\"a1\",\"success\":1},"
+            "{\"start\":%lld,%s,\"success\":1000}]}",
+            i, (long long)t, (long long)t - 60, cases[i].keys);
         json_t *j = json_loads(text, 0, NULL);
         assert_non_null(j);
         refused_for(st, "g1", j, cases[i].why);
@@ -579,7 +580,7 @@ static void test_only_its_own_traffic(void **state)
     /* what g1 serves, with existing ids (or none), is taken */
     snprintf(
         text, sizeof(text),
-        "{\"version\":1,\"id\":\"good\",\"buckets\":[{\"start\":%lld,\"api\":\"a1\",\"operation\":\"op\","
+        "{\"version\":1,\"id\":\"good-1\",\"buckets\":[{\"start\":%lld,\"api\":\"a1\",\"operation\":\"op\","
         "\"product\":\"p1\",\"subscription\":\"s1\",\"user\":\"u1\",\"success\":3},{\"start\":%lld,"
         "\"success\":"
         "2},{\"start\":%lld,\"api\":\"a1\",\"success\":1}]}",
@@ -592,13 +593,78 @@ static void test_only_its_own_traffic(void **state)
     struct calls c = report(st);
     assert_int_equal(c.by_api[3], 4); /* a1 (byApi leaves the bucket of no API out) */
     /* the built-in gateway's traffic may be of any API that exists */
-    snprintf(text, sizeof(text),
-             "{\"version\":1,\"id\":\"m\",\"buckets\":[{\"start\":%lld,\"api\":\"a2\",\"operation\":\"op2\","
-             "\"success\":1}]}",
-             (long long)t);
+    snprintf(
+        text, sizeof(text),
+        "{\"version\":1,\"id\":\"m-1\",\"buckets\":[{\"start\":%lld,\"api\":\"a2\",\"operation\":\"op2\","
+        "\"success\":1}]}",
+        (long long)t);
     j = json_loads(text, 0, NULL);
     assert_true(pt_analytics_shipment_ingest(st, j, "managed", err, sizeof(err)));
     json_decref(j);
+    close_store(st, dir);
+}
+
+/* Ingests batch `id` of gateway `gw`: one bucket of `calls` calls of API "echo" (0: no bucket). */
+static void send_batch(struct pt_store *st, const char *gw, const char *id, int calls)
+{
+    json_t *j = json_pack("{s:i, s:s, s:[]}", "version", 1, "id", id, "buckets");
+    if (calls)
+        json_array_append_new(json_object_get(j, "buckets"),
+                              json_pack("{s:I, s:s, s:i}", "start", (json_int_t)minute_now() - 60, "api",
+                                        "echo", "success", calls));
+    char err[512] = "";
+    if (!pt_analytics_shipment_ingest(st, j, gw, err, sizeof(err)))
+        fail_msg("%s: %s", id, err);
+    json_decref(j);
+}
+
+static void test_resent_batches_count_once(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "shipment-dedup");
+    serve(st, "g1", "echo", NULL);
+    assert_true(pt_store_link(st, "gateway-api", "g2", "echo", "api"));
+    char id[64];
+    send_batch(st, "g1", "9f3c0a1be2d47760-1", 1);
+    /* many other nodes' batches meanwhile (2,000, more than the 1,024 ids once remembered) */
+    for (int i = 0; i < 2000; i++) {
+        snprintf(id, sizeof(id), "node%d-1", i);
+        send_batch(st, "g1", id, 0);
+    }
+    send_batch(st, "g1", "9f3c0a1be2d47760-1", 1); /* the first one again: its answer was lost */
+    assert_int_equal(report(st).by_api[0], 1);
+    /* its node's own later batches, some out of order (put back, then sent again between fresh ones) */
+    for (int i = 2; i <= 1000; i++) {
+        if (i == 500)
+            continue; /* held back */
+        snprintf(id, sizeof(id), "9f3c0a1be2d47760-%d", i);
+        send_batch(st, "g1", id, i == 999 ? 5 : 0);
+    }
+    send_batch(st, "g1", "9f3c0a1be2d47760-500", 7); /* late, not taken before: counted */
+    send_batch(st, "g1", "9f3c0a1be2d47760-500", 7); /* again: not */
+    send_batch(st, "g1", "9f3c0a1be2d47760-999", 5); /* an earlier one again: not */
+    send_batch(st, "g1", "9f3c0a1be2d47760-1", 1);   /* the first again: not */
+    assert_int_equal(report(st).by_api[0], 1 + 5 + 7);
+    /* below the window of 1,024 under its node's highest (no node sends that late): taken as delivered */
+    send_batch(st, "g1", "9f3c0a1be2d47760-3000", 0);
+    send_batch(st, "g1", "9f3c0a1be2d47760-1", 1);
+    send_batch(st, "g1", "9f3c0a1be2d47760-1976", 1);
+    send_batch(st, "g1", "9f3c0a1be2d47760-1977", 1); /* the oldest in the window: counted */
+    assert_int_equal(report(st).by_api[0], 1 + 5 + 7 + 1);
+    send_batch(st, "g1", "9f3c0a1be2d47760-1977", 1);
+    assert_int_equal(report(st).by_api[0], 1 + 5 + 7 + 1);
+    /* a restarted node (another node part, its sequence from 1 again) is another node; the same id from
+       another gateway is another batch */
+    send_batch(st, "g1", "0000000000000abc-1", 2);
+    send_batch(st, "g2", "9f3c0a1be2d47760-1", 3);
+    assert_int_equal(report(st).by_api[0], 1 + 5 + 7 + 1 + 2 + 3);
+    /* ids that are not "<node>-<sequence>" are refused (400): nothing to remember them by */
+    static const char *const bad_ids[] = {"a", "-1", "a-", "a-0", "a-1x", "a-12345678901234567", "a b-1"};
+    for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+        json_t *j = json_pack("{s:i, s:s, s:[]}", "version", 1, "id", bad_ids[i], "buckets");
+        refused_for(st, "g1", j, "id must be");
+    }
     close_store(st, dir);
 }
 
@@ -612,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_figures_are_bounded),
         cmocka_unit_test(test_store_sums_saturate),
         cmocka_unit_test(test_only_its_own_traffic),
+        cmocka_unit_test(test_resent_batches_count_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
