@@ -1388,10 +1388,6 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
         free(bs);
         return true;
     }
-    if (!batch_owned(st, bs, n, gateway, err, errlen)) {
-        free(bs);
-        return false;
-    }
     char key[DEDUP_KEY];
     snprintf(key, sizeof(key), "%.80s\n%.*s", gateway ? gateway : "", (int)node_len, id);
     uint64_t h = key_hash(key);
@@ -1400,6 +1396,10 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
     if (d && dedup_taken(d, seq)) { /* a resent batch whose first delivery got through */
         free(bs);
         return true;
+    }
+    if (!batch_owned(st, bs, n, gateway, err, errlen)) {
+        free(bs);
+        return false;
     }
     bool ok = true;
     if (n) {
