@@ -121,19 +121,43 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
     "success, blocked, failed, other, bandwidth, cache_hit, cache_miss, api_sum, api_min, api_max, svc_n, "  \
     "svc_sum, svc_min, svc_max"
 
-/* How two buckets' counts merge: sums add, minimums and maximums keep the
-   extreme (a backend minimum or maximum of a bucket without backend calls is
-   NULL and loses). */
-#define MERGE_COUNTS                                                                                         \
-    " success = success + excluded.success, blocked = blocked + excluded.blocked,"                           \
-    " failed = failed + excluded.failed, other = other + excluded.other,"                                    \
-    " bandwidth = bandwidth + excluded.bandwidth, cache_hit = cache_hit + excluded.cache_hit,"               \
-    " cache_miss = cache_miss + excluded.cache_miss, api_sum = api_sum + excluded.api_sum,"                  \
-    " api_min = min(coalesce(api_min, excluded.api_min), coalesce(excluded.api_min, api_min)),"              \
-    " api_max = max(coalesce(api_max, excluded.api_max), coalesce(excluded.api_max, api_max)),"              \
-    " svc_n = svc_n + excluded.svc_n, svc_sum = svc_sum + excluded.svc_sum,"                                 \
-    " svc_min = min(coalesce(svc_min, excluded.svc_min), coalesce(excluded.svc_min, svc_min)),"              \
+/* Every stored sum saturates at 2^60 (1152921504606846976): a bucket's
+   upsert adds with min(a + b, 2^60) (SQLite makes an overflowing integer sum
+   a REAL, which min() brings back), and the roll-ups and reports add with
+   total() (a float: never the "integer overflow" error sum() raises past
+   2^63; exact below 2^53) clamped to 2^60.  So no data, even data a node
+   made up, can stop a report or a roll-up, and four clamped outcomes still
+   add up in an int64. */
+
+/* How two buckets' counts merge: sums add (saturating), minimums and
+   maximums keep the extreme (a backend minimum or maximum of a bucket
+   without backend calls is NULL and loses). */
+/* clang-format off */
+#define MERGE_COUNTS \
+    " success = min(success + excluded.success, 1152921504606846976)," \
+    " blocked = min(blocked + excluded.blocked, 1152921504606846976)," \
+    " failed = min(failed + excluded.failed, 1152921504606846976)," \
+    " other = min(other + excluded.other, 1152921504606846976)," \
+    " bandwidth = min(bandwidth + excluded.bandwidth, 1152921504606846976)," \
+    " cache_hit = min(cache_hit + excluded.cache_hit, 1152921504606846976)," \
+    " cache_miss = min(cache_miss + excluded.cache_miss, 1152921504606846976)," \
+    " api_sum = min(api_sum + excluded.api_sum, 1152921504606846976)," \
+    " api_min = min(coalesce(api_min, excluded.api_min), coalesce(excluded.api_min, api_min))," \
+    " api_max = max(coalesce(api_max, excluded.api_max), coalesce(excluded.api_max, api_max))," \
+    " svc_n = min(svc_n + excluded.svc_n, 1152921504606846976)," \
+    " svc_sum = min(svc_sum + excluded.svc_sum, 1152921504606846976)," \
+    " svc_min = min(coalesce(svc_min, excluded.svc_min), coalesce(excluded.svc_min, svc_min))," \
     " svc_max = max(coalesce(svc_max, excluded.svc_max), coalesce(excluded.svc_max, svc_max))"
+
+/* A group's counts, in COUNT_COLS' order. */
+#define SUM_COUNTS \
+    "min(total(success), 1152921504606846976), min(total(blocked), 1152921504606846976)," \
+    " min(total(failed), 1152921504606846976), min(total(other), 1152921504606846976)," \
+    " min(total(bandwidth), 1152921504606846976), min(total(cache_hit), 1152921504606846976)," \
+    " min(total(cache_miss), 1152921504606846976), min(total(api_sum), 1152921504606846976)," \
+    " min(api_min), max(api_max), min(total(svc_n), 1152921504606846976)," \
+    " min(total(svc_sum), 1152921504606846976), min(svc_min), max(svc_max)"
+/* clang-format on */
 
 #define KEY_COLS "grain, ts, api, op, product, sub, user"
 
@@ -209,14 +233,10 @@ int pt_store_analytics_rollup(struct pt_store *s, int from, int64_t before, int 
 #define PICK                                                                                                 \
     " rowid IN (SELECT rowid FROM analytics_buckets WHERE grain = ?1 AND ts < ?2 ORDER BY grain, ts LIMIT "  \
     "?3)"
-    static const char ins[] =
-        "INSERT INTO analytics_buckets (" KEY_COLS ", " COUNT_COLS ")"
-        " SELECT ?4, ts - ts % ?5 AS t, api, op, product, sub, user, sum(success), sum(blocked), sum(failed),"
-        " sum(other), sum(bandwidth), sum(cache_hit), sum(cache_miss), sum(api_sum), min(api_min), "
-        "max(api_max),"
-        " sum(svc_n), sum(svc_sum), min(svc_min), max(svc_max) FROM analytics_buckets WHERE" PICK
-        " GROUP BY t, api, op, product, sub, user"
-        " ON CONFLICT (" KEY_COLS ") DO UPDATE SET" MERGE_COUNTS;
+    static const char ins[] = "INSERT INTO analytics_buckets (" KEY_COLS ", " COUNT_COLS ")"
+                              " SELECT ?4, ts - ts % ?5 AS t, api, op, product, sub, user, " SUM_COUNTS
+                              " FROM analytics_buckets WHERE" PICK " GROUP BY t, api, op, product, sub, user"
+                              " ON CONFLICT (" KEY_COLS ") DO UPDATE SET" MERGE_COUNTS;
     static const char del[] = "DELETE FROM analytics_buckets WHERE" PICK;
 #undef PICK
     sqlite3_stmt *a = prep_once(s, ins), *d = prep_once(s, del);
@@ -338,11 +358,9 @@ int pt_store_analytics_report(struct pt_store *s, const struct pt_store_an_query
     char w[512], sql[2048];
     where(w, sizeof(w), q);
     snprintf(sql, sizeof(sql),
-             "SELECT max(api), max(op), max(product), max(sub), max(user), ts - ts %% ?10 AS k,"
-             " sum(success), sum(blocked), sum(failed), sum(other), sum(bandwidth), sum(cache_hit),"
-             " sum(cache_miss), sum(api_sum), min(api_min), max(api_max), sum(svc_n), sum(svc_sum),"
-             " min(svc_min), max(svc_max) FROM analytics_buckets WHERE %s%s GROUP BY %s ORDER BY %s",
-             w, nonempty[q->by], group[q->by], group[q->by]);
+             "SELECT max(api), max(op), max(product), max(sub), max(user), ts - ts %% ?10 AS k, %s"
+             " FROM analytics_buckets WHERE %s%s GROUP BY %s ORDER BY %s",
+             SUM_COUNTS, w, nonempty[q->by], group[q->by], group[q->by]);
     sqlite3_stmt *st = prep_once(s, sql);
     if (!st)
         return -1;

@@ -699,7 +699,8 @@ void pt_analytics_stats(struct pt_analytics_stats *out)
  * is the next one taken, alternating with fresh ones (at most PUTBACK_MAX
  * of them; beyond, the oldest is dropped and counted).  The control plane ingests a batch into its own
  * minute buckets, once per id (a resent batch whose first delivery did get
- * through is recognised among the last SEEN_MAX ids).
+ * through is recognised by its node's part and sequence: "batches taken
+ * already" below).
  */
 #define SHIP_MAX 20000     /* buckets waiting on a node */
 #define SHIP_HASH 8192     /* their hash table's chains (a power of two) */
@@ -709,8 +710,17 @@ void pt_analytics_stats(struct pt_analytics_stats *out)
 #define INGEST_STR_MAX 256 /* bytes of an id in a bucket */
 #define INGEST_ID_MAX 64   /* bytes of a batch's id */
 #define INGEST_NUM_MAX (1LL << 53)
-#define INGEST_FUTURE 86400 /* a bucket may start at most a day ahead of this clock */
-#define SEEN_MAX 1024       /* batch ids remembered by the control plane */
+/* What one node can count in one minute bucket, and in one batch.  Bounds
+   what a single heartbeat can add to the control plane's sums (a gateway
+   token may sit on a less trusted machine); the store saturates anyway
+   (pt_store_analytics), these keep the figures believable. */
+#define INGEST_CALLS_MAX 1000000000LL          /* calls in a bucket: 16 M a second for a minute */
+#define INGEST_BYTES_MAX (1LL << 40)           /* bytes in a bucket (1 TiB) */
+#define INGEST_CALL_US (7LL * 86400 * 1000000) /* µs one call may last (a WebSocket tunnel: a week) */
+#define INGEST_BATCH_CALLS (1LL << 40)         /* calls in a batch */
+#define INGEST_BATCH_BYTES (1LL << 50)         /* bytes in a batch (1 PiB) */
+#define INGEST_FUTURE 300 /* a bucket may start at most 5 minutes ahead of this clock (clock skew) */
+#define INGEST_RETENTION (90LL * 86400) /* analytics.retention's default: before pt_analytics_start */
 
 struct ship {
     struct ship *next;  /* queue order, oldest first */
@@ -1000,6 +1010,12 @@ static bool count_of(const json_t *b, const char *name, size_t at, int64_t *out,
     return true;
 }
 
+/* sum <= n * each, without the product (n and each are positive; sum <= 2^53). */
+static bool at_most_each(int64_t sum, int64_t n, int64_t each)
+{
+    return n ? (sum + n - 1) / n <= each : sum == 0;
+}
+
 static bool bucket_of(const json_t *b, size_t at, int64_t now, struct pt_store_an_bucket *out, char *err,
                       size_t errlen)
 {
@@ -1025,10 +1041,13 @@ static bool bucket_of(const json_t *b, size_t at, int64_t now, struct pt_store_a
     if (!json_is_integer(start))
         return bad(err, errlen, "analytics: buckets[%zu].start: required, an integer (Unix seconds)", at);
     json_int_t ts = json_integer_value(start);
-    if (ts < 0 || ts % 60 || ts > now + INGEST_FUTURE)
+    /* within what the store keeps (older would be deleted at once, or be
+       1970), and not ahead of this clock by more than a skew */
+    int64_t oldest = now - (conf.retention ? (int64_t)conf.retention : INGEST_RETENTION);
+    if (ts < 0 || ts % 60 || ts < oldest || ts > now + INGEST_FUTURE)
         return bad(err, errlen,
-                   "analytics: buckets[%zu].start: must be the start of a minute (a multiple of 60), not "
-                   "more than a day ahead",
+                   "analytics: buckets[%zu].start: must be the start of a minute (a multiple of 60) within "
+                   "analytics.retention and at most 5 minutes ahead of the control plane's clock",
                    at);
     out->ts = (int64_t)ts;
     const char **keys[5] = {&out->api, &out->op, &out->product, &out->sub, &out->user};
@@ -1052,9 +1071,13 @@ static bool bucket_of(const json_t *b, size_t at, int64_t now, struct pt_store_a
             return false;
     /* figures that cannot come from real calls are refused, not stored */
     int64_t calls = calls_of(c);
-    if (calls < 1 || calls > INGEST_NUM_MAX)
+    if (calls < 1 || calls > INGEST_CALLS_MAX)
         return bad(err, errlen,
-                   "analytics: buckets[%zu]: success + blocked + failed + other must be 1 to 2^53", at);
+                   "analytics: buckets[%zu]: success + blocked + failed + other must be 1 to %lld (what a "
+                   "node can serve in a minute)",
+                   at, INGEST_CALLS_MAX);
+    if (c->bandwidth > INGEST_BYTES_MAX)
+        return bad(err, errlen, "analytics: buckets[%zu].bandwidth: at most 2^40 bytes in a minute", at);
     if (c->cache_hit + c->cache_miss > calls || c->svc_n > calls)
         return bad(err, errlen, "analytics: buckets[%zu]: more cache lookups or backend calls than calls",
                    at);
@@ -1066,21 +1089,273 @@ static bool bucket_of(const json_t *b, size_t at, int64_t now, struct pt_store_a
                    "analytics: buckets[%zu]: backendMin <= backendMax <= backendSum is not true (or backend "
                    "times without backendCount)",
                    at);
+    if (c->api_max > INGEST_CALL_US || !at_most_each(c->api_sum, calls, INGEST_CALL_US) ||
+        c->svc_max > INGEST_CALL_US || !at_most_each(c->svc_sum, c->svc_n, INGEST_CALL_US))
+        return bad(err, errlen,
+                   "analytics: buckets[%zu]: a call lasts at most 7 days (timeMax, backendMax, and the sums "
+                   "per call)",
+                   at);
     return true;
 }
 
-static uint64_t seen[SEEN_MAX]; /* hashes of (gateway, batch id) ingested lately; the control thread's */
-static unsigned seen_next;
-
-static uint64_t id_hash(const char *gateway, const char *id)
+/* Orders buckets by their key: minute, API, operation, product, subscription, user. */
+static int key_cmp(const void *a, const void *b)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a over "gateway\nid" */
-    for (const unsigned char *p = (const unsigned char *)gateway; *p; p++)
+    const struct pt_store_an_bucket *x = *(const struct pt_store_an_bucket *const *)a;
+    const struct pt_store_an_bucket *y = *(const struct pt_store_an_bucket *const *)b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    const char *const kx[5] = {x->api, x->op, x->product, x->sub, x->user};
+    const char *const ky[5] = {y->api, y->op, y->product, y->sub, y->user};
+    for (int i = 0; i < 5; i++) {
+        int c = strcmp(kx[i], ky[i]);
+        if (c)
+            return c;
+    }
+    return 0;
+}
+
+/* What holds for a batch as a whole: each key at most once (a node merges a
+   key's figures before it ships them, so a repeated key can only add up
+   what one bucket may not hold), and totals a node can reach. */
+static bool batch_whole(const struct pt_store_an_bucket *bs, size_t n, char *err, size_t errlen)
+{
+    uint64_t calls = 0, bytes = 0;
+    for (size_t i = 0; i < n; i++) { /* each <= 10^9 and 2^40, n <= 5000: no overflow */
+        calls += (uint64_t)calls_of(&bs[i].c);
+        bytes += (uint64_t)bs[i].c.bandwidth;
+    }
+    if (calls > (uint64_t)INGEST_BATCH_CALLS || bytes > (uint64_t)INGEST_BATCH_BYTES)
+        return bad(err, errlen, "analytics: the batch counts more than 2^40 calls or 2^50 bytes in all");
+    if (n < 2)
+        return true;
+    const struct pt_store_an_bucket **order = malloc(n * sizeof(*order));
+    if (!order)
+        return bad(err, errlen, "analytics: out of memory");
+    for (size_t i = 0; i < n; i++)
+        order[i] = &bs[i];
+    qsort(order, n, sizeof(*order), key_cmp);
+    bool ok = true;
+    for (size_t i = 1; ok && i < n; i++)
+        if (!key_cmp(&order[i - 1], &order[i])) {
+            size_t a = (size_t)(order[i - 1] - bs), b = (size_t)(order[i] - bs);
+            ok = bad(err, errlen,
+                     "analytics: buckets[%zu] and buckets[%zu] have the same minute, API, operation, "
+                     "product, subscription and user (a batch holds each key once)",
+                     PT_MIN(a, b), PT_MAX(a, b));
+        }
+    free(order);
+    return ok;
+}
+
+/* One value of a bucket key to look up once per batch: a (parent, id) pair
+   and the first bucket that has it. */
+struct ref {
+    const char *parent, *id;
+    size_t at;
+};
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const struct ref *x = a, *y = b;
+    int c = strcmp(x->parent, y->parent);
+    if (!c)
+        c = strcmp(x->id, y->id);
+    return c ? c : x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* Does each bucket name only what the gateway serves?  Its API assigned to
+   the gateway (any API for the built-in one), its operation one of that
+   API's, its product, subscription and user existing (or "").  Each
+   distinct value is looked up once (sorted), so a batch costs at most a
+   few thousand indexed reads. */
+static bool batch_owned(struct pt_store *st, const struct pt_store_an_bucket *bs, size_t n,
+                        const char *gateway, char *err, size_t errlen)
+{
+    static const char *const kinds[5] = {"api", "operation", "product", "subscription", "user"};
+    bool builtin = !gateway || !strcmp(gateway, "managed");
+    struct ref *r = malloc((n ? n : 1) * sizeof(*r));
+    if (!r)
+        return bad(err, errlen, "analytics: out of memory");
+    bool ok = true;
+    for (int f = 0; ok && f < 5; f++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            const struct pt_store_an_bucket *b = &bs[i];
+            const char *v[5] = {b->api, b->op, b->product, b->sub, b->user};
+            if (*v[f])
+                r[m++] = (struct ref){f == 1 ? b->api : "", v[f], i};
+        }
+        qsort(r, m, sizeof(*r), ref_cmp);
+        for (size_t i = 0; ok && i < m; i++) {
+            if (i && !strcmp(r[i].parent, r[i - 1].parent) && !strcmp(r[i].id, r[i - 1].id))
+                continue; /* looked up already */
+            if (f == 0 && !builtin)
+                ok = pt_store_linked(st, "gateway-api", gateway, r[i].id);
+            else if (f == 1 && !*r[i].parent)
+                ok = false; /* an operation of no API */
+            else
+                ok = pt_store_get(st, kinds[f], r[i].parent, r[i].id, NULL, NULL);
+            if (!ok && f == 0)
+                bad(err, errlen, "analytics: buckets[%zu].api: API '%.256s' is not served by gateway '%s'",
+                    r[i].at, r[i].id, gateway ? gateway : "managed");
+            else if (!ok)
+                bad(err, errlen, "analytics: buckets[%zu].%s: no %s '%.256s'%s%.256s", r[i].at, ship_names[f],
+                    kinds[f], r[i].id, f == 1 ? " in API " : "", r[i].parent);
+        }
+    }
+    free(r);
+    return ok;
+}
+
+/* ---- batches taken already: (gateway, node, sequence), for a time ----
+ *
+ * A batch id is "<node>-<sequence>": the node part is random for each node
+ * process, the sequence grows by one for each batch it makes.  A batch goes
+ * again only when its answer did not come (put back), and a node re-sends
+ * its put-back batches alternately with fresh ones, at most 16 of them, so
+ * a re-sent id is never far below the highest one of its node.  For each
+ * (gateway, node) the control plane keeps the highest sequence taken and a
+ * bitmap of the DEDUP_WINDOW sequences below it: a batch whose bit is set
+ * -- or that is older than the window, which a node cannot send -- was
+ * taken already and is answered as delivered without adding anything.  A
+ * (gateway, node) is remembered DEDUP_TTL_MS after its last batch (a node
+ * heartbeats every few seconds; the batch of a node silent for a day is
+ * new again), at most DEDUP_MAX of them (beyond, the one silent for the
+ * longest goes): memory stays bounded whatever the number of batches,
+ * nodes and restarts.  The control thread's only. */
+#define DEDUP_MAX 16384   /* (gateway, node) pairs remembered */
+#define DEDUP_HASH 4096   /* their hash chains (a power of two) */
+#define DEDUP_WINDOW 1024 /* sequences below the highest whose batch is told apart */
+#define DEDUP_TTL_MS (24LL * 3600 * 1000)
+#define DEDUP_KEY 160 /* "gateway\nnode": an 80-character id, a 64-byte batch id */
+
+struct dedup {
+    struct dedup *next; /* hash chain */
+    uint64_t hash;
+    int64_t last_ms;                  /* when its last batch was taken */
+    uint64_t high;                    /* the highest sequence taken */
+    uint64_t bits[DEDUP_WINDOW / 64]; /* bit i: sequence high - i taken */
+    char key[DEDUP_KEY];
+};
+
+static struct dedup *dedup_table[DEDUP_HASH];
+static size_t dedup_n;
+
+static uint64_t key_hash(const char *key)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
         h = (h ^ *p) * 1099511628211ULL;
-    h = (h ^ '\n') * 1099511628211ULL;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        h = (h ^ *p) * 1099511628211ULL;
-    return h ? h : 1;
+    return h;
+}
+
+/* The record of a key; NULL when none (or only an expired one, which goes). */
+static struct dedup *dedup_find(const char *key, uint64_t h, int64_t now_ms)
+{
+    for (struct dedup **pp = &dedup_table[h & (DEDUP_HASH - 1)]; *pp; pp = &(*pp)->next) {
+        struct dedup *d = *pp;
+        if (d->hash != h || strcmp(d->key, key))
+            continue;
+        if (now_ms - d->last_ms > DEDUP_TTL_MS) {
+            *pp = d->next;
+            free(d);
+            dedup_n--;
+            return NULL;
+        }
+        return d;
+    }
+    return NULL;
+}
+
+/* Drops the record silent for the longest (the table is full). */
+static void dedup_evict(void)
+{
+    struct dedup **victim = NULL;
+    for (int i = 0; i < DEDUP_HASH; i++)
+        for (struct dedup **pp = &dedup_table[i]; *pp; pp = &(*pp)->next)
+            if (!victim || (*pp)->last_ms < (*victim)->last_ms)
+                victim = pp;
+    if (victim) {
+        struct dedup *d = *victim;
+        *victim = d->next;
+        free(d);
+        dedup_n--;
+    }
+}
+
+/* Was sequence `seq` of the record taken already? */
+static bool dedup_taken(const struct dedup *d, uint64_t seq)
+{
+    if (seq > d->high)
+        return false;
+    uint64_t back = d->high - seq;
+    if (back >= DEDUP_WINDOW)
+        return true; /* older than any batch a node can still send again: not counted twice */
+    return d->bits[back / 64] >> (back % 64) & 1;
+}
+
+/* Remembers that sequence `seq` of the key was taken; false when out of memory. */
+static bool dedup_mark(const char *key, uint64_t h, uint64_t seq, int64_t now_ms)
+{
+    struct dedup *d = dedup_find(key, h, now_ms);
+    if (!d) {
+        if (dedup_n >= DEDUP_MAX)
+            dedup_evict();
+        d = calloc(1, sizeof(*d));
+        if (!d)
+            return false;
+        d->hash = h;
+        snprintf(d->key, sizeof(d->key), "%s", key);
+        d->next = dedup_table[h & (DEDUP_HASH - 1)];
+        dedup_table[h & (DEDUP_HASH - 1)] = d;
+        dedup_n++;
+    }
+    d->last_ms = now_ms;
+    if (seq > d->high) { /* the window moves up by the difference */
+        uint64_t up = seq - d->high;
+        if (up >= DEDUP_WINDOW)
+            memset(d->bits, 0, sizeof(d->bits));
+        else
+            for (uint64_t i = 0; i < up; i++) { /* bounded: < DEDUP_WINDOW single-bit shifts of 16 words */
+                for (int w = DEDUP_WINDOW / 64 - 1; w > 0; w--)
+                    d->bits[w] = d->bits[w] << 1 | d->bits[w - 1] >> 63;
+                d->bits[0] <<= 1;
+            }
+        d->high = seq;
+    }
+    uint64_t back = d->high - seq;
+    if (back < DEDUP_WINDOW)
+        d->bits[back / 64] |= 1ULL << (back % 64);
+    return true;
+}
+
+/* Splits a batch id "<node>-<sequence>" (node: 1-47 letters, digits, '_',
+   '.' or '-'; sequence: 1 to 16 digits, not 0); false when it is not one. */
+static bool id_parts(const char *id, size_t len, size_t *node_len, uint64_t *seq)
+{
+    const char *dash = NULL;
+    for (size_t i = len; i > 0 && !dash; i--)
+        if (id[i - 1] == '-')
+            dash = id + i - 1;
+    if (!dash || dash == id || (size_t)(dash - id) > 47)
+        return false;
+    size_t digits = len - (size_t)(dash - id) - 1;
+    if (digits < 1 || digits > 16)
+        return false;
+    uint64_t v = 0;
+    for (const char *p = dash + 1; p < id + len; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    for (const char *p = id; p < dash; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '-' ||
+              *p == '_' || *p == '.'))
+            return false;
+    *node_len = (size_t)(dash - id);
+    *seq = v;
+    return v > 0;
 }
 
 bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, const char *gateway, char *err,
@@ -1101,13 +1376,13 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
                    PT_ANALYTICS_SHIPMENT_VERSION, PT_ANALYTICS_SHIPMENT_VERSION);
     const json_t *idv = json_object_get(batch, "id");
     const char *id = json_string_value(idv);
-    bool id_ok = id && json_string_length(idv) >= 1 && json_string_length(idv) <= INGEST_ID_MAX;
-    for (size_t i = 0; id_ok && i < json_string_length(idv); i++)
-        id_ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z') ||
-                (id[i] >= 'A' && id[i] <= 'Z') || id[i] == '-' || id[i] == '_' || id[i] == '.';
-    if (!id_ok)
-        return bad(err, errlen, "analytics: id must be 1 to %d letters, digits, '-', '_' or '.'",
-                   INGEST_ID_MAX);
+    size_t node_len = 0;
+    uint64_t seq = 0;
+    if (!id || json_string_length(idv) > INGEST_ID_MAX ||
+        !id_parts(id, json_string_length(idv), &node_len, &seq))
+        return bad(err, errlen,
+                   "analytics: id must be \"<node>-<sequence>\": the node's part 1 to 47 letters, digits, "
+                   "'-', '_' or '.', the sequence 1 to 16 digits, not 0");
     int64_t dropped = 0;
     const json_t *dv = json_object_get(batch, "dropped");
     if (dv && (!json_is_integer(dv) || json_integer_value(dv) < 0 || json_integer_value(dv) > INGEST_NUM_MAX))
@@ -1130,16 +1405,27 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
             free(bs);
             return false;
         }
+    if (!batch_whole(bs, n, err, errlen)) {
+        free(bs);
+        return false;
+    }
     if (!st) { /* a dry run: checked only */
         free(bs);
         return true;
     }
-    uint64_t h = id_hash(gateway ? gateway : "", id);
-    for (int i = 0; i < SEEN_MAX; i++)
-        if (seen[i] == h) { /* a resent batch whose first delivery got through */
-            free(bs);
-            return true;
-        }
+    char key[DEDUP_KEY];
+    snprintf(key, sizeof(key), "%.80s\n%.*s", gateway ? gateway : "", (int)node_len, id);
+    uint64_t h = key_hash(key);
+    int64_t now_ms = (int64_t)pt_clock_wall_ms();
+    const struct dedup *d = dedup_find(key, h, now_ms);
+    if (d && dedup_taken(d, seq)) { /* a resent batch whose first delivery got through */
+        free(bs);
+        return true;
+    }
+    if (!batch_owned(st, bs, n, gateway, err, errlen)) {
+        free(bs);
+        return false;
+    }
     bool ok = true;
     if (n) {
         ok = pt_store_analytics_begin(st); /* false while an entity transaction is open: not ours to end */
@@ -1155,7 +1441,9 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
     free(bs);
     if (!ok)
         return bad(err, errlen, "store: the analytics of this batch could not be written (send it again)");
-    seen[seen_next++ % SEEN_MAX] = h;
+    if (!dedup_mark(key, h, seq, now_ms))
+        pt_warn("analytics: out of memory: batch %s of gateway %s may be counted again if it is resent", id,
+                gateway ? gateway : "-");
     if (dropped)
         pt_warn("analytics: a node of gateway %s dropped the figures of %lld calls before it could ship them",
                 gateway ? gateway : "-", (long long)dropped);

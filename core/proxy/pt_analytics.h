@@ -115,10 +115,12 @@ void pt_analytics_shipment_putback(json_t *batch);
 /* Calls whose figures a node dropped before shipping them (queue full). */
 uint64_t pt_analytics_shipment_dropped(void);
 /* On the control plane: checks a node's batch strictly (all of it before
-   writing any: sizes, types, consistent figures) and adds its buckets to
-   the store's minute buckets -- the same buckets as the control plane's own
-   traffic, so every report covers every node.  A batch id seen lately for
-   the gateway is taken as delivered already (true, nothing added).  false
+   writing any: sizes, types, figures a node can count, keys once, the
+   gateway's own APIs and existing ids, minutes within retention) and adds
+   its buckets to the store's minute buckets -- the same buckets as the
+   control plane's own traffic, so every report covers every node.  A batch
+   whose (gateway, node part, sequence) was taken already is answered as
+   delivered (true, nothing added).  false
    with err set: "analytics: ..." for a bad batch, "store: ..." when the
    store refused (send again).  st NULL: checks only.  Control thread. */
 bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, const char *gateway, char *err,

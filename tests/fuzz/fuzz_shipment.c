@@ -70,9 +70,9 @@ const char *const fuzz_seeds[] = {
     "{\"version\":1,\"id\":\"0123abcd-1\",\"dropped\":0,\"buckets\":[{\"start\":1796558340,\"api\":\"echo\","
     "\"operation\":\"get\",\"success\":5,\"failed\":1,\"bandwidth\":600,\"timeSum\":2800,\"timeMin\":400,"
     "\"timeMax\":900,\"backendCount\":6,\"backendSum\":1200,\"backendMin\":100,\"backendMax\":300}]}",
-    "{\"version\":1,\"id\":\"x\",\"buckets\":[{\"start\":60,\"product\":\"gold\",\"subscription\":\"s1\","
+    "{\"version\":1,\"id\":\"x-1\",\"buckets\":[{\"start\":60,\"product\":\"gold\",\"subscription\":\"s1\","
     "\"user\":\"ann\",\"blocked\":3,\"cacheHit\":1,\"cacheMiss\":2,\"other\":1}]}",
-    "{\"version\":1,\"id\":\"e\",\"dropped\":12,\"buckets\":[]}",
+    "{\"version\":1,\"id\":\"e-2\",\"dropped\":12,\"buckets\":[]}",
     "{\"version\":1,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":1,\"timeMin\":5,\"timeMax\":3}]}",
     "{\"version\":2,\"id\":\"a\",\"buckets\":[{\"start\":60,\"success\":9007199254740993}]}",
     "{\"version\":1,\"id\":\"a\\u0000\",\"buckets\":[{\"start\":-60,\"user\":\"\\u0000\",\"success\":1}]}",
