@@ -965,20 +965,6 @@ static void serve_heartbeat(struct mreq *m, struct gw *g)
             "\"analytics\"}");
         return;
     }
-    if (analytics && !json_is_null(analytics)) {
-        char err[512] = "";
-        if (!pt_analytics_shipment_ingest(pt_mgmt_req_store, analytics, g->id, err, sizeof(err)) &&
-            !strstr(err, "not taken yet")) { /* the no-op stub's message: not the node's fault */
-            json_decref(b);
-            /* "store: ..." is ours (the node sends the batch again); anything else is the batch's fault */
-            bool ours = !strncmp(err, "store:", 6);
-            if (ours)
-                evhttp_add_header(evhttp_request_get_output_headers(m->r), "Retry-After", "5");
-            sync_error(m->r, ours ? 503 : 400, ours ? "StoreError" : "InvalidAnalytics",
-                       err[0] ? err : "the analytics batch is not valid");
-            return;
-        }
-    }
     struct node_rec *n = node_slot(g, node);
     if (n) {
         int64_t now = (int64_t)pt_clock_wall_ms();
@@ -998,6 +984,20 @@ static void serve_heartbeat(struct mreq *m, struct gw *g)
         if (c)
             evhttp_connection_get_peer(c, &peer, &port);
         snprintf(n->address, sizeof(n->address), "%s", peer ? peer : "");
+    }
+    /* the node is alive whatever becomes of its figures: recorded above, before they are judged */
+    if (analytics && !json_is_null(analytics)) {
+        char err[512] = "";
+        if (!pt_analytics_shipment_ingest(pt_mgmt_req_store, analytics, g->id, err, sizeof(err))) {
+            json_decref(b);
+            /* "store: ..." is ours (the node sends the batch again); anything else is the batch's fault */
+            bool ours = !strncmp(err, "store:", 6);
+            if (ours)
+                evhttp_add_header(evhttp_request_get_output_headers(m->r), "Retry-After", "5");
+            sync_error(m->r, ours ? 503 : 400, ours ? "StoreError" : "InvalidAnalytics",
+                       err[0] ? err : "the analytics batch is not valid");
+            return;
+        }
     }
     json_decref(b);
     char why[256];

@@ -580,14 +580,13 @@ def test_heartbeats_and_nodes(cp):
                       headers={"Content-Type": "application/json"})
     assert st == 413
     assert sorted(n["id"] for n in m.ok("GET", "gateways/g1/nodes")["value"]) == ["host-a:8080", "host-b:8080"]
-    # an analytics batch goes to pt_analytics_shipment_ingest.  On this branch (r14-cp) that is still the
-    # no-op stub, whose "not taken yet" is not the node's fault: 200, the heartbeat counted.  With D's
-    # ingest merged (r14-pack) this very batch (no "version") is 400 InvalidAnalytics and must be
-    # asserted so there (NOTES-14.md, 2026-12-06 A).
+    # an analytics batch goes to pt_analytics_shipment_ingest, which checks it whole: this one (no
+    # "version") is refused 400 InvalidAnalytics naming the reason, and the heartbeat is still counted
     before = {n["id"]: n["lastHeartbeat"] for n in m.ok("GET", "gateways/g1/nodes")["value"]}["host-a:8080"]
     time.sleep(1.1)
     st, _, out = s.call("POST", "heartbeat", dict(hb, analytics={"buckets": []}))
-    assert st == 200 and json.loads(out) == {"generation": gen}, (st, out)
+    assert st == 400 and json.loads(out)["error"]["code"] == "InvalidAnalytics", (st, out)
+    assert "version" in json.loads(out)["error"]["message"], out
     after = {n["id"]: n["lastHeartbeat"] for n in m.ok("GET", "gateways/g1/nodes")["value"]}["host-a:8080"]
     assert after != before
     # at most 1,000 nodes per gateway are remembered
