@@ -24,7 +24,7 @@ import re
 from conftest import BIN, Portico, wait_for, assert_stays
 from node_helpers import FakeControlPlane, echo_entities, free_port, make_ca, metric, make_token, in_days
 
-NOT_READY = (404, 503)  # no API yet: 404 until the readiness answer (helper D) makes it 503
+NOT_READY = (503,)  # no configuration yet: every request gets the readiness 503 (GatewayNotReady)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ clear errors; the backup (encrypted, refused when corrupted); the nodes'
 list; analytics from nodes in the control plane's reports; the status and
 readiness paths; zero failed requests while changes apply under load; the
 node's file refusing entity lists.  The Redis counters are in
-test_counters_redis.py (helper C).
+test_counters_redis.py.
 
 Propagation figures are printed (`pytest -s`) and asserted with room to
 spare (5 s, where the target is 1 s): a loaded CI machine must not fail them.
@@ -415,9 +415,6 @@ def test_a_rotated_token_file_is_read_again(gw, workdir):
     figure("resync after the token file was rotated", time.monotonic() - t0)
 
 
-@pytest.mark.xfail(reason="open (B, NOTES-14 19:12): the backup is re-sealed only with the next generation, so after a "
-                          "token rotation a restart during an outage cannot read it; docs/gateways.md says so",
-                   strict=False)
 def test_a_backup_written_before_a_token_rotation_still_starts_the_node(gw, workdir):
     """The backup's key comes from the token: after the token file is rotated
     (no change of configuration meanwhile), a restart during an outage must
