@@ -2,6 +2,7 @@
  * pt_gwtoken -- gateway node tokens (see pt_gwtoken.h).
  */
 #include "base/pt_gwtoken.h"
+#include "base/pt_civil.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -27,30 +28,6 @@ bool pt_gwtoken_id_ok(pt_str s)
     return !dots_only;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (no timegm: pure and portable). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
 static int month_days(int64_t y, int m)
 {
     static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -67,7 +44,7 @@ bool pt_gwtoken_stamp(int64_t t, char out[13])
         return false;
     int64_t days = t / 86400, secs = t % 86400, y;
     int m, d;
-    civil_from_days(days, &y, &m, &d);
+    pt_civil_from_days(days, &y, &m, &d);
     const int64_t parts[5] = {y, m, d, secs / 3600, secs % 3600 / 60};
     char *o = out;
     for (int i = 0; i < 5; i++)
@@ -90,7 +67,7 @@ static bool stamp_read(const char *s, int64_t *t)
     int mo = v[4] * 10 + v[5], d = v[6] * 10 + v[7], h = v[8] * 10 + v[9], mi = v[10] * 10 + v[11];
     if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > month_days(y, mo) || h > 23 || mi > 59)
         return false;
-    *t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60;
+    *t = pt_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60;
     return true;
 }
 

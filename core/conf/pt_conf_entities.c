@@ -11,6 +11,7 @@
 #include "conf/pt_conf_int.h"
 #include "conf/pt_genmodel.h"
 
+#include "base/pt_civil.h"
 #include "base/pt_gwtoken.h"
 #include "base/pt_log.h"
 #include "base/pt_url.h"
@@ -1201,13 +1202,7 @@ bool pt_conf_entities_parse_iso8601(const char *s, int64_t *ms)
     }
     if (*p)
         return false;
-    /* days from the civil date (proleptic Gregorian) */
-    int yy = mo <= 2 ? y - 1 : y;
-    int era = yy / 400;
-    int yoe = yy - era * 400;
-    int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    int64_t days = (int64_t)era * 146097 + doe - 719468;
+    int64_t days = pt_days_from_civil(y, mo, d);
     *ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + frac;
     return true;
 }

@@ -4,20 +4,10 @@
  * restarts) and refused.  The nested levels and counters are in limits.c.
  */
 #include "access.h"
+#include "pt_civil.h"
 
 #include <stdio.h>
 #include <string.h>
-
-/* Days since 1970-01-01 of a civil date (any year, proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
 
 /* "2024-05-01T10:00:00Z" (fraction and offset allowed) -> ms since 1970; false when malformed. */
 static bool iso_ms(const char *s, int64_t *out)
@@ -44,7 +34,7 @@ static bool iso_ms(const char *s, int64_t *out)
             off = (*p == '+' ? 1 : -1) * (oh * 3600 + om * 60);
         }
     }
-    *out = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off) * 1000 + frac_ms;
+    *out = (pt_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off) * 1000 + frac_ms;
     return true;
 }
 
