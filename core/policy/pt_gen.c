@@ -154,7 +154,10 @@ static int key_cmp(const void *x, const void *y)
 /*
  * APIs that answer at the same suffix: versions of one set with the Query
  * or Header scheme form a group (the version is chosen per request); any
- * other sharing is an error, since one API would hide the other.
+ * other sharing is an error, since one API would hide the other.  A lone
+ * Query or Header version is a group of one, so that the request's version
+ * is checked the same way with one version as with several (APIM answers
+ * 404 to a missing or unknown version either way).
  */
 static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_errors *errs)
 {
@@ -168,7 +171,7 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_e
         while (j < n && !strcmp(sorted[j].path, sorted[i].path) &&
                !strcasecmp(sorted[j].host, sorted[i].host))
             j++;
-        if (j - i > 1) {
+        if (j - i > 1 || header_or_query_scheme(sorted[i].api)) {
             bool group = true;
             for (int k = i; k < j; k++)
                 group &= header_or_query_scheme(sorted[k].api) &&
