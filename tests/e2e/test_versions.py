@@ -187,3 +187,30 @@ def test_versions_without_original_one_or_several(backend, portico, scheme, nver
         assert where(backend, p, "/things/x?api-version=") == 404
     e = p.access_entries(wait_for=nversions + 1)
     assert {x.get("api") for x in e} >= {"v1", "v1r0"}
+
+
+@pytest.mark.parametrize("scheme", ["Query", "Header"])
+def test_current_revisions_of_several_versions_answer_by_number(backend, portico, scheme):
+    """Each current revision answers at ;rev=N with its own number and
+    version (the alias once belonged to the first version of the path and
+    served whichever version was asked for), beside another version's
+    non-current revision of the same number."""
+    cfg = basic_config(backend.url)
+    cfg["apiVersionSets"] = [{"id": "vs", "versioningScheme": scheme}]
+    cfg["apis"] += [version_api(backend, "a1", "v1", "vs", rev="1", current=True),
+                    version_api(backend, "b3", "v2", "vs", rev="3", current=True),
+                    version_api(backend, "b1", "v2", "vs", rev="1", current=False)]
+    p = portico(cfg)
+
+    def at(rev, version):
+        if scheme == "Query":
+            return where(backend, p, "/things%s/x" % rev + ("?api-version=" + version if version else ""))
+        return where(backend, p, "/things%s/x" % rev, {"Api-Version": version} if version else {})
+
+    assert at("", "v1") == "a1" and at("", "v2") == "b3"
+    assert at(";rev=1", "v1") == "a1"
+    assert at(";rev=3", "v2") == "b3"
+    assert at(";rev=1", "v2") == "b1"  # v2's older revision, at the same number as v1's current one
+    assert at(";rev=3", "v1") == 404
+    assert at(";rev=2", "v1") == at(";rev=2", "v2") == 404
+    assert at(";rev=1", None) == at(";rev=3", None) == at(";rev=1", "v9") == 404
