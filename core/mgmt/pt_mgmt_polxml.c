@@ -4,6 +4,7 @@
  */
 #include "mgmt/pt_mgmt_polxml.h"
 
+#include "base/pt_utf8.h"
 #include "conf/pt_import_xml.h"
 
 #include <stdarg.h>
@@ -11,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define POLXML_MAX_DEPTH 32 /* as deep as the policy compiler accepts */
+#define POLXML_MAX_DEPTH PT_MGMT_POLXML_MAX_DEPTH
 
 /* ------------------------------------------------------------- rawxml */
 
@@ -264,7 +265,35 @@ static json_t *document(struct polxml *px, xmlNodePtr root)
     return doc;
 }
 
-json_t *pt_mgmt_polxml_read(const char *text, size_t len, bool raw, char *err, size_t errlen)
+/*
+ * The message ends at its last whole UTF-8 sequence: it names elements of
+ * the document (UTF-8, any length), and snprintf cuts at a byte count, so a
+ * long name could end in half a character, which jansson refuses as the
+ * "message" of the 400 (the answer would have no body).  Anything else that
+ * is not UTF-8 (none expected) becomes '?'.
+ */
+static void whole_utf8(char *err)
+{
+    size_t n = strlen(err);
+    for (size_t i = 0; i < n;) {
+        size_t l = pt_utf8_seq((const unsigned char *)err + i, n - i);
+        if (l) {
+            i += l;
+            continue;
+        }
+        /* a cut sequence: its lead byte with only continuation bytes after it */
+        size_t k = i + 1;
+        while (k < n && ((unsigned char)err[k] & 0xc0) == 0x80)
+            k++;
+        if (k == n && ((unsigned char)err[i] & 0xc0) == 0xc0) {
+            err[i] = 0;
+            return;
+        }
+        err[i++] = '?';
+    }
+}
+
+static json_t *read_document(const char *text, size_t len, bool raw, char *err, size_t errlen)
 {
     snprintf(err, errlen, "cannot read the document");
     if (len > PT_IMPORT_XML_MAX_SIZE / 6) {
@@ -289,5 +318,13 @@ json_t *pt_mgmt_polxml_read(const char *text, size_t len, bool raw, char *err, s
     struct polxml px = {err, errlen};
     json_t *doc = document(&px, xmlDocGetRootElement(d));
     xmlFreeDoc(d);
+    return doc;
+}
+
+json_t *pt_mgmt_polxml_read(const char *text, size_t len, bool raw, char *err, size_t errlen)
+{
+    json_t *doc = read_document(text, len, raw, err, errlen);
+    if (!doc && errlen)
+        whole_utf8(err);
     return doc;
 }

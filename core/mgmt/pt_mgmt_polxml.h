@@ -22,7 +22,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* The document, or NULL with err set ("line L, column C: what" or "what"). */
+/*
+ * How deep policies may nest in policies (choose/when, retry, wait,
+ * limit-concurrency), and elements in a statement's elements: deeper
+ * documents are refused ("nested too deeply"), as the policy compiler
+ * would refuse them.
+ */
+#define PT_MGMT_POLXML_MAX_DEPTH 32
+
+/*
+ * The document, or NULL with err set ("line L, column C: what" or "what";
+ * valid UTF-8, since it names elements of the document and goes into a
+ * JSON answer).
+ */
 json_t *pt_mgmt_polxml_read(const char *text, size_t len, bool raw, char *err, size_t errlen);
 
 #endif
