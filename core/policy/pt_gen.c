@@ -169,11 +169,14 @@ static int key_cmp(const void *x, const void *y)
  * other sharing is an error, since one API would hide the other.  A lone
  * Query or Header version is a group of one, so that the request's version
  * is checked the same way with one version as with several (APIM answers
- * 404 to a missing or unknown version either way).
+ * 404 to a missing or unknown version either way).  False when out of
+ * memory.
  */
-static void group_versions(struct pt_gen *g, struct route_key *keys, int n, struct pt_errors *errs)
+static bool group_versions(struct pt_gen *g, struct route_key *keys, int n, struct pt_errors *errs)
 {
     struct route_key *sorted = malloc(sizeof(*sorted) * (size_t)(n ? n : 1));
+    if (!sorted)
+        return false;
     memcpy(sorted, keys, sizeof(*sorted) * (size_t)n);
     qsort(sorted, (size_t)n, sizeof(*sorted), key_cmp);
     struct pt_pool *pool = g->conf->pool;
@@ -189,6 +192,10 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, int n, stru
                          !strcmp(sorted[k].api->cf->version_set, sorted[i].api->cf->version_set);
             if (group) {
                 struct pt_apidef **members = pt_pool_calloc(pool, sizeof(*members) * (size_t)(j - i));
+                if (!members) {
+                    free(sorted);
+                    return false;
+                }
                 for (int k = i; k < j; k++) {
                     members[k - i] = sorted[k].api;
                     for (int q = i; q < k; q++) {
@@ -215,6 +222,7 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, int n, stru
         i = j;
     }
     free(sorted);
+    return true;
 }
 
 static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs);
@@ -891,6 +899,9 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     g->conf = cf;
     g->serial = atomic_fetch_add(&serial_counter, 1) + 1;
     int before = errs->n;
+    /* Out of memory: the generation is given up even when the message could not be kept either
+       (pt_node_errors_add drops it silently then, so errs->n alone would pass it as built) */
+    bool oom = false;
     struct pt_pool *pool = cf->pool;
 
     g->router = pt_router_new();
@@ -911,15 +922,28 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         keys[i].api = keys[i].handle = &g->apis[i];
     }
     for (int i = 0; keys && i < cf->napis; i++)
-        if (revision_alias(&g->apis[i]) && header_or_query_scheme(&g->apis[i]))
-            keys[nkeys++] =
-                (struct route_key){pt_pool_printf(pool, "%s;rev=%s", keys[i].path, cf->apis[i].revision),
-                                   keys[i].host, &g->apis[i], pt_pool_calloc(pool, sizeof(struct pt_apidef))};
-    if (!keys) {
+        if (revision_alias(&g->apis[i]) && header_or_query_scheme(&g->apis[i])) {
+            struct route_key k = {pt_pool_printf(pool, "%s;rev=%s", keys[i].path, cf->apis[i].revision),
+                                  keys[i].host, &g->apis[i], pt_pool_calloc(pool, sizeof(struct pt_apidef))};
+            if (!k.path || !k.handle) { /* group_versions writes through the handle */
+                free(keys);
+                keys = NULL;
+                break;
+            }
+            keys[nkeys++] = k;
+        }
+    /*
+     * Nothing of the generation but its router (empty) and pool memory is
+     * made yet: pt_gen_unref at `out` frees the router and finds every other
+     * member NULL or 0 (calloc), and `out` clears g->conf first so that the
+     * caller's configuration is not freed with it.
+     */
+    if (!keys || !group_versions(g, keys, nkeys, errs)) {
+        free(keys);
+        oom = true;
         pt_node_errors_add(errs, "out of memory building the configuration");
         goto out;
     }
-    group_versions(g, keys, nkeys, errs);
     backends_build(g, errs);
     for (int i = 0; i < cf->napis; i++) {
         const struct pt_api_cf *ac = &cf->apis[i];
@@ -992,6 +1016,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     int napi_ids = 0, nproduct_ids = 0, nuser_ids = 0;
     struct idpos *api_ids = ids_of(g->apis, g->napis, api_id_at, &napi_ids);
     if (!api_ids) {
+        oom = true;
         pt_node_errors_add(errs, "out of memory building the configuration");
         goto out;
     }
@@ -1030,6 +1055,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         free(api_ids);
         free(product_ids);
         free(user_ids);
+        oom = true;
         pt_node_errors_add(errs, "out of memory building the configuration");
         goto out;
     }
@@ -1205,7 +1231,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     }
 out:
     pt_breaker_attach(g->backends, g->nbackends); /* node-wide state, kept across reloads */
-    if (errs->n > before) {
+    if (oom || errs->n > before) {
         g->conf = NULL; /* the caller keeps its config on failure */
         pt_gen_unref(g);
         return NULL;
