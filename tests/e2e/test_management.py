@@ -464,7 +464,13 @@ def test_policy_documents_in_apims_envelope(env, backend):
                        ("<policies><inbound>", "line"),
                        ("<policies>" + "<inbound><retry>" * 40, "line"),
                        ("<policies><inbound>" + "<retry>" * 40 + "</retry>" * 40 + "</inbound></policies>",
-                        "nested too deeply")):
+                        "nested too deeply"),
+                       # messages quoting a long non-ASCII name are cut on a whole character (the 400 keeps
+                       # its JSON body): the converter's own and libxml's
+                       ("<policies><" + "\u00e9" * 200 + "/></policies>", "<policies> holds <inbound>"),
+                       ("<policies><a" + "\u00e9" * 200 + "/></policies>", "<policies> holds <inbound>"),
+                       ("<policies><" + "\u00e9" * 200 + " x", "line 1"),
+                       ("<policies><a" + "\u00e9" * 200 + " x", "line 1")):
         st, _, err = m.call("PUT", "apis/echo2/policies/policy", {"properties": {"format": "rawxml", "value": bad}})
         assert st == 400 and words in json.dumps(err), (bad, err)
     # a converted document is validated as any other: an unknown policy or attribute is named
