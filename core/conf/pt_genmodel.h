@@ -160,7 +160,7 @@ struct pt_apidef {
     const struct pt_product *open_product; /* a published product without subscriptions holding it */
     const struct pt_versionset_cf *vset;
     int ridx;                  /* the router's index of this API */
-    struct pt_apidef **vgroup; /* versions sharing one path (Query/Header scheme); NULL otherwise */
+    struct pt_apidef **vgroup; /* the Query/Header versions at this path (even one); NULL: none */
     int nvgroup;
     struct pt_deftext *schemas; /* the API's schemas: {"id", "contentType", "document" | "value"} */
     int nschemas;

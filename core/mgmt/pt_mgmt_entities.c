@@ -13,6 +13,7 @@
 #include "conf/pt_model.h"
 #include "http/pt_logsink.h"
 #include "mgmt/pt_mgmt_int.h"
+#include "mgmt/pt_mgmt_polxml.h"
 
 #include <event2/http.h>
 #include <jansson.h>
@@ -778,6 +779,70 @@ static bool put_policy_doc(struct mreq *m, void *arg, struct pt_errors *errs)
     return pt_store_put(pt_mgmt_req_store, "policy", "", p->pid, m->ws ? m->ws : "", p->doc, "api", NULL);
 }
 
+/* The formats of a policy document in APIM's envelope that Portico reads. */
+#define POLICY_FORMATS "rawxml, xml (APIM's XML), yaml or json (Portico's document)"
+
+/*
+ * {"properties": {"format": F, "value": V}}: V is APIM's XML (format
+ * rawxml or xml), or Portico's document, as JSON or as a YAML text (format
+ * yaml, json or none).  The document, or NULL with a 400 sent.
+ */
+static json_t *policy_from_envelope(struct mreq *m, json_t *props)
+{
+    json_t *value = json_object_get(props, "value"), *format = json_object_get(props, "format");
+    const char *f = json_string_value(format);
+    if (format && !json_is_null(format) && !f) {
+        pt_mgmt_req_send_error(m, 400, "ValidationError", "properties.format: expected a string: %s",
+                               POLICY_FORMATS);
+        return NULL;
+    }
+    if (f && (!strcmp(f, "xml-link") || !strcmp(f, "rawxml-link"))) {
+        pt_mgmt_req_send_error(
+            m, 400, "ValidationError",
+            "properties.format '%s': the gateway does not fetch policy documents; send the "
+            "document itself as properties.value with format %s",
+            f, POLICY_FORMATS);
+        return NULL;
+    }
+    bool xml = f && (!strcmp(f, "rawxml") || !strcmp(f, "xml"));
+    if (f && !xml && strcmp(f, "yaml") && strcmp(f, "json")) {
+        pt_mgmt_req_send_error(m, 400, "ValidationError", "properties.format '%s' is not supported: %s", f,
+                               POLICY_FORMATS);
+        return NULL;
+    }
+    if (!value || json_is_null(value) || (json_is_string(value) && !json_string_length(value)) ||
+        (json_is_object(value) && !json_object_size(value) && xml)) {
+        pt_mgmt_req_send_error(m, 400, "ValidationError", "properties.value: the policy document is empty");
+        return NULL;
+    }
+    if (xml) {
+        if (!json_is_string(value)) {
+            pt_mgmt_req_send_error(m, 400, "ValidationError",
+                                   "properties.value: format %s takes the XML document as a string", f);
+            return NULL;
+        }
+        char err[300];
+        json_t *doc = pt_mgmt_polxml_read(json_string_value(value), json_string_length(value),
+                                          !strcmp(f, "rawxml"), err, sizeof(err));
+        if (!doc)
+            pt_mgmt_req_send_error(m, 400, "ValidationError", "properties.value (%s): %s", f, err);
+        return doc;
+    }
+    if (!json_is_string(value)) /* the document itself, as JSON */
+        return json_incref(value);
+    /* a YAML text inside JSON (JSON is YAML too) */
+    struct pt_errors errs = {0};
+    struct pt_pool *pool = pt_pool_new(8192);
+    struct pt_node *n =
+        pt_node_parse_yaml(pool, "value", json_string_value(value), json_string_length(value), &errs);
+    json_t *doc = n ? pt_node_to_json(n) : NULL;
+    pt_pool_free(pool);
+    if (!doc)
+        pt_mgmt_req_send_errors(m, 400, "InvalidRequestBody", "the policy text cannot be read", &errs, NULL);
+    pt_node_errors_clear(&errs);
+    return doc;
+}
+
 void pt_mgmt_entities_policy(struct mreq *m, const char *owner, bool as_list)
 {
     if (!policy_owner_exists(m, owner))
@@ -793,6 +858,14 @@ void pt_mgmt_entities_policy(struct mreq *m, const char *owner, bool as_list)
             if (exists)
                 json_array_append_new(items, json_pack("{s:s,s:o}", "id", "policy", "value", doc));
             pt_mgmt_filter_send_page(m, items);
+            return;
+        }
+        const char *f = pt_mgmt_req_param(m, "format");
+        if (f && strcmp(f, "json") && strcmp(f, "yaml")) {
+            /* kept in Portico's form: APIM's XML is read, not written back */
+            pt_mgmt_req_send_error(m, 400, "ValidationError",
+                                   "format '%s': a policy document is read as json (the default) or yaml", f);
+            json_decref(doc);
             return;
         }
         if (!exists) {
@@ -842,25 +915,19 @@ void pt_mgmt_entities_policy(struct mreq *m, const char *owner, bool as_list)
     if (!body)
         return;
     json_t *props = json_object_get(body, "properties");
-    if (json_is_object(props) && json_object_get(props, "value")) { /* {"properties": {"value": ...}} */
-        json_t *v = json_incref(json_object_get(props, "value"));
+    if (json_is_object(props) && (json_object_get(props, "value") || json_object_get(props, "format"))) {
+        json_t *v = policy_from_envelope(m, props);
         json_decref(body);
+        if (!v)
+            return;
         body = v;
-        if (json_is_string(body)) { /* a YAML text inside JSON */
-            struct pt_errors errs = {0};
-            struct pt_pool *pool = pt_pool_new(8192);
-            struct pt_node *n =
-                pt_node_parse_yaml(pool, "value", json_string_value(body), json_string_length(body), &errs);
-            json_decref(body);
-            body = n ? pt_node_to_json(n) : NULL;
-            pt_pool_free(pool);
-            if (!body) {
-                pt_mgmt_req_send_errors(m, 400, "InvalidRequestBody", "the policy text cannot be read", &errs,
-                                        NULL);
-                pt_node_errors_clear(&errs);
-                return;
-            }
-        }
+    }
+    if (!json_is_object(body)) {
+        pt_mgmt_req_send_error(
+            m, 400, "ValidationError",
+            "a policy document is a map of sections (inbound, backend, outbound, on-error)");
+        json_decref(body);
+        return;
     }
     if (!pt_mgmt_auth_files_allowed(m, body)) {
         json_decref(body);

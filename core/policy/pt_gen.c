@@ -110,11 +110,21 @@ struct route_key {
     const char *path; /* the suffix the router knows the API by */
     const char *host;
     struct pt_apidef *api;
+    /* where the group at this path is kept and what the router holds: the API
+       itself, or for the ;rev=N alias of a current Query/Header version a
+       stand-in (the API's own group is that of its path without ;rev) */
+    struct pt_apidef *handle;
 };
 
 static bool header_or_query_scheme(const struct pt_apidef *a)
 {
     return a->vset && a->vset->scheme != 0;
+}
+
+/* Does the API also answer at its path with ";rev=N" (the current revision, numbered in its definition)? */
+static bool revision_alias(const struct pt_apidef *a)
+{
+    return a->cf->is_current && a->cf->revision && pt_node_get(a->cf->node, "apiRevision");
 }
 
 /*
@@ -146,6 +156,8 @@ static int key_cmp(const void *x, const void *y)
         c = strcasecmp(a->host, b->host);
     if (!c) /* Query/Header versions after the others, then declaration order */
         c = (int)header_or_query_scheme(a->api) - (int)header_or_query_scheme(b->api);
+    if (!c) /* an API's own path before another's alias */
+        c = (int)(a->handle != a->api) - (int)(b->handle != b->api);
     if (!c)
         c = a->api < b->api ? -1 : a->api > b->api;
     return c;
@@ -154,12 +166,17 @@ static int key_cmp(const void *x, const void *y)
 /*
  * APIs that answer at the same suffix: versions of one set with the Query
  * or Header scheme form a group (the version is chosen per request); any
- * other sharing is an error, since one API would hide the other.
+ * other sharing is an error, since one API would hide the other.  A lone
+ * Query or Header version is a group of one, so that the request's version
+ * is checked the same way with one version as with several (APIM answers
+ * 404 to a missing or unknown version either way).  False when out of
+ * memory.
  */
-static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_errors *errs)
+static bool group_versions(struct pt_gen *g, struct route_key *keys, int n, struct pt_errors *errs)
 {
-    int n = g->napis;
     struct route_key *sorted = malloc(sizeof(*sorted) * (size_t)(n ? n : 1));
+    if (!sorted)
+        return false;
     memcpy(sorted, keys, sizeof(*sorted) * (size_t)n);
     qsort(sorted, (size_t)n, sizeof(*sorted), key_cmp);
     struct pt_pool *pool = g->conf->pool;
@@ -168,13 +185,17 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_e
         while (j < n && !strcmp(sorted[j].path, sorted[i].path) &&
                !strcasecmp(sorted[j].host, sorted[i].host))
             j++;
-        if (j - i > 1) {
+        if (j - i > 1 || header_or_query_scheme(sorted[i].api)) {
             bool group = true;
             for (int k = i; k < j; k++)
                 group &= header_or_query_scheme(sorted[k].api) &&
                          !strcmp(sorted[k].api->cf->version_set, sorted[i].api->cf->version_set);
             if (group) {
                 struct pt_apidef **members = pt_pool_calloc(pool, sizeof(*members) * (size_t)(j - i));
+                if (!members) {
+                    free(sorted);
+                    return false;
+                }
                 for (int k = i; k < j; k++) {
                     members[k - i] = sorted[k].api;
                     for (int q = i; q < k; q++) {
@@ -187,8 +208,8 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_e
                     }
                 }
                 for (int k = i; k < j; k++) {
-                    sorted[k].api->vgroup = members;
-                    sorted[k].api->nvgroup = j - i;
+                    sorted[k].handle->vgroup = members;
+                    sorted[k].handle->nvgroup = j - i;
                 }
             } else
                 for (int k = i + 1; k < j; k++)
@@ -201,6 +222,7 @@ static void group_versions(struct pt_gen *g, struct route_key *keys, struct pt_e
         i = j;
     }
     free(sorted);
+    return true;
 }
 
 static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs);
@@ -877,22 +899,51 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     g->conf = cf;
     g->serial = atomic_fetch_add(&serial_counter, 1) + 1;
     int before = errs->n;
+    /* Out of memory: the generation is given up even when the message could not be kept either
+       (pt_node_errors_add drops it silently then, so errs->n alone would pass it as built) */
+    bool oom = false;
     struct pt_pool *pool = cf->pool;
 
     g->router = pt_router_new();
     g->napis = cf->napis;
     g->apis = pt_pool_calloc(pool, sizeof(*g->apis) * (size_t)(cf->napis ? cf->napis : 1));
-    struct route_key *keys = calloc((size_t)(cf->napis ? cf->napis : 1), sizeof(*keys));
+    /* each API's path, then the ;rev=N aliases of current Query/Header versions */
+    struct route_key *keys = calloc((size_t)(cf->napis ? cf->napis * 2 : 1), sizeof(*keys));
+    int nkeys = cf->napis;
     for (int i = 0; i < cf->napis; i++) {
         g->apis[i].cf = &cf->apis[i];
         for (int k = 0; cf->apis[i].version_set && k < cf->nversion_sets; k++)
             if (!strcmp(cf->version_sets[k].id, cf->apis[i].version_set))
                 g->apis[i].vset = &cf->version_sets[k];
+        if (!keys)
+            continue;
         keys[i].path = route_path(pool, &g->apis[i]);
         keys[i].host = cf->apis[i].host ? cf->apis[i].host : "";
-        keys[i].api = &g->apis[i];
+        keys[i].api = keys[i].handle = &g->apis[i];
     }
-    group_versions(g, keys, errs);
+    for (int i = 0; keys && i < cf->napis; i++)
+        if (revision_alias(&g->apis[i]) && header_or_query_scheme(&g->apis[i])) {
+            struct route_key k = {pt_pool_printf(pool, "%s;rev=%s", keys[i].path, cf->apis[i].revision),
+                                  keys[i].host, &g->apis[i], pt_pool_calloc(pool, sizeof(struct pt_apidef))};
+            if (!k.path || !k.handle) { /* group_versions writes through the handle */
+                free(keys);
+                keys = NULL;
+                break;
+            }
+            keys[nkeys++] = k;
+        }
+    /*
+     * Nothing of the generation but its router (empty) and pool memory is
+     * made yet: pt_gen_unref at `out` frees the router and finds every other
+     * member NULL or 0 (calloc), and `out` clears g->conf first so that the
+     * caller's configuration is not freed with it.
+     */
+    if (!keys || !group_versions(g, keys, nkeys, errs)) {
+        free(keys);
+        oom = true;
+        pt_node_errors_add(errs, "out of memory building the configuration");
+        goto out;
+    }
     backends_build(g, errs);
     for (int i = 0; i < cf->napis; i++) {
         const struct pt_api_cf *ac = &cf->apis[i];
@@ -917,9 +968,10 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
                                     hidden ? pt_pool_printf(pool, "\x01%s", ac->id) : keys_path(keys, g, api),
                                     ac->host, api);
         api->ridx = idx;
-        /* the current revision also answers with its number: /echo;rev=3/... */
+        /* the current revision also answers with its number: /echo;rev=3/...
+           (a Query/Header version's alias is a group of its own, below) */
         int alias = -1;
-        if (ac->is_current && ac->revision && !hidden && pt_node_get(ac->node, "apiRevision"))
+        if (revision_alias(api) && !header_or_query_scheme(api) && !hidden)
             alias = pt_router_add_api(
                 g->router, pt_pool_printf(pool, "%s;rev=%s", keys_path(keys, g, api), ac->revision), ac->host,
                 api);
@@ -939,6 +991,19 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
                               op->cf->url_template, why);
         }
     }
+    /* a group of versions at a ;rev=N alias that no API's own path leads:
+       routed through a stand-in, the versions matched as at their own path */
+    for (int k = cf->napis; k < nkeys; k++) {
+        struct pt_apidef *h = keys[k].handle, *api = keys[k].api;
+        if (!h->vgroup || h->vgroup[0] != api)
+            continue; /* reached through the group's first, or through the path of another API */
+        struct pt_apidef **vg = h->vgroup;
+        int nvg = h->nvgroup;
+        *h = *api;
+        h->vgroup = vg;
+        h->nvgroup = nvg;
+        h->ridx = pt_router_add_api(g->router, keys[k].path, api->cf->host, h);
+    }
     free(keys);
     pt_router_finish(g->router);
     definitions(g);
@@ -951,6 +1016,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     int napi_ids = 0, nproduct_ids = 0, nuser_ids = 0;
     struct idpos *api_ids = ids_of(g->apis, g->napis, api_id_at, &napi_ids);
     if (!api_ids) {
+        oom = true;
         pt_node_errors_add(errs, "out of memory building the configuration");
         goto out;
     }
@@ -989,6 +1055,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         free(api_ids);
         free(product_ids);
         free(user_ids);
+        oom = true;
         pt_node_errors_add(errs, "out of memory building the configuration");
         goto out;
     }
@@ -1164,7 +1231,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     }
 out:
     pt_breaker_attach(g->backends, g->nbackends); /* node-wide state, kept across reloads */
-    if (errs->n > before) {
+    if (oom || errs->n > before) {
         g->conf = NULL; /* the caller keeps its config on failure */
         pt_gen_unref(g);
         return NULL;

@@ -98,10 +98,11 @@ const struct pt_access_refusal *pt_access_check_key(struct pt_req *req)
 }
 
 /*
- * The API answering at this suffix is one of several versions told apart
- * by a query parameter or a header (the version set's names): picks the
- * one asked for (no version: the one without a version, the "original")
- * and matches the operation within it.
+ * The API answering at this suffix is one of the versions (one or more)
+ * told apart by a query parameter or a header (the version set's names):
+ * picks the one asked for (no version: the one without a version, the
+ * "original"; none such, or another version: no API, 404) and matches the
+ * operation within it.
  */
 enum pt_route_result pt_access_match_version(struct pt_req *req)
 {

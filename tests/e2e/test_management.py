@@ -374,6 +374,130 @@ def test_policy_documents_json_and_yaml(env, backend):
     assert m.call("PUT", "apis/ghost/policies/policy", {"inbound": ["base"]})[0] == 404
 
 
+# APIM's XML document (issue 16): rawxml may hold expressions with unescaped < and quotes; xml must be
+# well-formed (the same expression escaped); both become Portico's document.
+RAWXML = """<policies>
+    <inbound>
+        <base />
+        <set-header name="X-From" exists-action="override">
+            <value>rawxml</value>
+        </set-header>
+        <set-query-parameter name="q" exists-action="append">
+            <value>1</value>
+            <value>2</value>
+        </set-query-parameter>
+        <choose>
+            <when condition="@(tonumber(context.request.headers:get("X-N", "0")) < 5)">
+                <set-header name="X-Size"><value>@("small" .. ('<>&'):sub(1, 1))</value></set-header>
+            </when>
+            <otherwise>
+                <set-header name="X-Size"><value>big</value></set-header>
+            </otherwise>
+        </choose>
+        <limit-concurrency key="k" max-count="3">
+            <set-header name="X-Limited"><value>yes</value></set-header>
+        </limit-concurrency>
+    </inbound>
+    <backend>
+        <base />
+    </backend>
+    <outbound>
+        <base />
+    </outbound>
+    <on-error>
+        <base />
+    </on-error>
+</policies>"""
+
+
+def test_policy_documents_in_apims_envelope(env, backend):
+    p, m = env
+    echo_api(m, backend, required=False)
+    # the exact envelope APIM's REST API and its clients send
+    st, h, doc = m.call("PUT", "apis/echo2/policies/policy",
+                        {"properties": {"format": "rawxml", "value": RAWXML}})
+    assert st == 201 and h["etag"], doc
+    inbound = doc["inbound"]
+    assert inbound[0] == "base" and inbound[1] == {"set-header": {"name": "X-From", "exists-action": "override",
+                                                                  "value": "rawxml"}}
+    assert inbound[2]["set-query-parameter"]["value"] == ["1", "2"]
+    assert inbound[3]["choose"][0]["when"] == \
+        '@(tonumber(context.request.headers:get("X-N", "0")) < 5)'
+    assert inbound[3]["choose"][1] == {"otherwise": [{"set-header": {"name": "X-Size", "value": "big"}}]}
+    assert inbound[4]["limit-concurrency"]["policies"] == [{"set-header": {"name": "X-Limited", "value": "yes"}}]
+    assert doc["backend"] == doc["outbound"] == doc["on-error"] == ["base"]
+    assert gateway_call(p, "/echo2/x?a=b")[0] == 200
+    r = backend.last()
+    assert (r.header("X-From"), r.header("X-Size"), r.header("X-Limited")) == ("rawxml", "small<", "yes")
+    assert r.target == "/x?a=b&q=1&q=2", r.target
+    p.request("GET", "/echo2/x", headers={"X-N": "9"})
+    assert backend.last().header("X-Size") == "big"
+    # "xml": well-formed XML, the expression escaped as XML requires; without escaping it is refused
+    escaped = RAWXML.replace('"@(tonumber(context.request.headers:get("X-N", "0")) < 5)"',
+                             '"@(tonumber(context.request.headers:get(&quot;X-N&quot;, &quot;0&quot;)) &lt; 9)"')
+    escaped = escaped.replace("@(\"small\" .. ('<>&'):sub(1, 1))", "@(\"small\" .. ('&lt;&gt;&amp;'):sub(2, 2))")
+    assert escaped != RAWXML
+    st, _, doc = m.call("PUT", "apis/echo2/policies/policy", {"properties": {"format": "xml", "value": escaped}})
+    assert st == 200, doc
+    p.request("GET", "/echo2/x", headers={"X-N": "7"})
+    assert backend.last().header("X-Size") == "small>"
+    st, _, err = m.call("PUT", "apis/echo2/policies/policy", {"properties": {"format": "xml", "value": RAWXML}})
+    assert st == 400 and "properties.value (xml): line" in err["error"]["message"], err
+    # refusals name what is supported, and leave the running document alone
+    for fmt in ("xml-link", "rawxml-link", "html", "XML", 5):
+        st, _, err = m.call("PUT", "apis/echo2/policies/policy", {"properties": {"format": fmt, "value": RAWXML}})
+        msg = err["error"]["message"]
+        assert st == 400 and "rawxml, xml" in msg and "yaml or json" in msg, (fmt, err)
+    for value in ("", None, "   "):
+        st, _, err = m.call("PUT", "apis/echo2/policies/policy", {"properties": {"format": "rawxml", "value": value}})
+        assert st == 400 and err["error"]["message"], (value, err)
+    st, _, err = m.call("PUT", "apis/echo2/policies/policy", {"properties": {"format": "rawxml"}})
+    assert st == 400 and "properties.value: the policy document is empty" in err["error"]["message"], err
+    st, _, err = m.call("PUT", "apis/echo2/policies/policy", {"properties": {"value": ""}})
+    assert st == 400 and "empty" in err["error"]["message"], err
+    for bad, words in (("<policy><inbound/></policy>", "root element is <policies>"),
+                       ("<policies><inbound/><inbound/></policies>", "<inbound> appears twice"),
+                       ("<policies><sideways/></policies>", "not <sideways>"),
+                       ("<policies><inbound><choose><maybe/></choose></inbound></policies>", "not <maybe>"),
+                       ("<policies><inbound><choose><when/></choose></inbound></policies>", "'condition'"),
+                       ('<!DOCTYPE p [<!ENTITY x "y">]><policies/>', "DOCTYPE"),
+                       ("<policies><inbound>", "line"),
+                       ("<policies>" + "<inbound><retry>" * 40, "line"),
+                       ("<policies><inbound>" + "<retry>" * 40 + "</retry>" * 40 + "</inbound></policies>",
+                        "nested too deeply"),
+                       # messages quoting a long non-ASCII name are cut on a whole character (the 400 keeps
+                       # its JSON body): the converter's own and libxml's
+                       ("<policies><" + "\u00e9" * 200 + "/></policies>", "<policies> holds <inbound>"),
+                       ("<policies><a" + "\u00e9" * 200 + "/></policies>", "<policies> holds <inbound>"),
+                       ("<policies><" + "\u00e9" * 200 + " x", "line 1"),
+                       ("<policies><a" + "\u00e9" * 200 + " x", "line 1")):
+        st, _, err = m.call("PUT", "apis/echo2/policies/policy", {"properties": {"format": "rawxml", "value": bad}})
+        assert st == 400 and words in json.dumps(err), (bad, err)
+    # a converted document is validated as any other: an unknown policy or attribute is named
+    st, _, err = m.call("PUT", "apis/echo2/policies/policy", {"properties": {"format": "rawxml", "value":
+                        '<policies><inbound><set-header name="X" valu="1"/><no-such-policy/></inbound></policies>'}})
+    assert st == 400 and "inbound[0].set-header.valu" in json.dumps(err), err
+    # a plain string that is no document is refused with a message
+    st, _, err = m.call("PUT", "apis/echo2/policies/policy", {"properties": {"value": "<policies/>"}})
+    assert st == 400 and "a policy document is a map of sections" in err["error"]["message"], err
+    p.request("GET", "/echo2/x", headers={"X-N": "7"})
+    assert backend.last().header("X-Size") == "small>"
+    # the envelope's other formats: Portico's own document, as JSON or YAML text
+    m.ok("PUT", "apis/echo2/policies/policy", {"properties": {"format": "json", "value": {"inbound": [
+        "base", {"set-header": {"name": "X-From", "value": "json"}}]}}})
+    gateway_call(p, "/echo2/x")
+    assert backend.last().header("X-From") == "json"
+    m.ok("PUT", "apis/echo2/policies/policy", {"properties": {"format": "yaml", "value":
+                                                              "inbound: [base, {set-header: {name: X-From, value: y}}]"}})
+    gateway_call(p, "/echo2/x")
+    assert backend.last().header("X-From") == "y"
+    # read back in Portico's form only: the XML formats are refused with what is offered
+    for fmt in ("rawxml", "xml", "bogus"):
+        st, _, err = m.call("GET", "apis/echo2/policies/policy?format=" + fmt)
+        assert st == 400 and "json (the default) or yaml" in err["error"]["message"], err
+    assert m.ok("GET", "apis/echo2/policies/policy?format=json")["inbound"][1]["set-header"]["value"] == "y"
+
+
 def test_product_policies_only_in_product_context(env, backend):
     p, m = env
     echo_api(m, backend)

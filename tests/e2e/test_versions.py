@@ -150,3 +150,67 @@ def test_context_api_knows_its_version_and_revision(backend, portico):
     assert backend.last().header("X-Api") == "r1|v1|1|false|vs"
     assert p.request("GET", "/echo/x")[0] == 200
     assert backend.last().header("X-Api") == "echo|nil|1|true|nil"
+
+
+@pytest.mark.parametrize("scheme", ["Segment", "Query", "Header"])
+@pytest.mark.parametrize("nversions", [1, 2])
+def test_versions_without_original_one_or_several(backend, portico, scheme, nversions):
+    """Issue 16: with no original, a request without a version or with
+    another version is 404 whether the set has one version or several (a
+    lone Query/Header version once answered everything)."""
+    cfg = basic_config(backend.url)
+    cfg["apiVersionSets"] = [{"id": "vs", "versioningScheme": scheme,
+                              "versionQueryName": "api-version", "versionHeaderName": "Api-Version"}]
+    cfg["apis"] += [version_api(backend, "v%d" % n, "v%d" % n, "vs") for n in range(1, nversions + 1)]
+    # an older revision of v1, reached by its number together with its version
+    cfg["apis"] += [version_api(backend, "v1r0", "v1", "vs", rev="0", current=False)]
+    p = portico(cfg)
+
+    def at(version=None, rev=""):
+        if scheme == "Segment":
+            return where(backend, p, "/things/%s%s/x" % (version, rev) if version else "/things%s/x" % rev)
+        if scheme == "Query":
+            return where(backend, p, "/things%s/x" % rev + ("?api-version=" + version if version else ""))
+        return where(backend, p, "/things%s/x" % rev, {"Api-Version": version} if version else {})
+
+    for n in range(1, nversions + 1):
+        assert at("v%d" % n) == "v%d" % n
+    assert at() == 404
+    assert at("v7") == 404
+    assert at("v9") == 404
+    assert at("V1") == 404  # versions are matched exactly
+    assert at("v1", ";rev=0") == "v1r0"
+    assert at("v9", ";rev=0") == 404
+    if scheme != "Segment":
+        assert at(None, ";rev=0") == 404  # the revision belongs to version v1
+    if scheme == "Query":  # an empty parameter is not the original either
+        assert where(backend, p, "/things/x?api-version=") == 404
+    e = p.access_entries(wait_for=nversions + 1)
+    assert {x.get("api") for x in e} >= {"v1", "v1r0"}
+
+
+@pytest.mark.parametrize("scheme", ["Query", "Header"])
+def test_current_revisions_of_several_versions_answer_by_number(backend, portico, scheme):
+    """Each current revision answers at ;rev=N with its own number and
+    version (the alias once belonged to the first version of the path and
+    served whichever version was asked for), beside another version's
+    non-current revision of the same number."""
+    cfg = basic_config(backend.url)
+    cfg["apiVersionSets"] = [{"id": "vs", "versioningScheme": scheme}]
+    cfg["apis"] += [version_api(backend, "a1", "v1", "vs", rev="1", current=True),
+                    version_api(backend, "b3", "v2", "vs", rev="3", current=True),
+                    version_api(backend, "b1", "v2", "vs", rev="1", current=False)]
+    p = portico(cfg)
+
+    def at(rev, version):
+        if scheme == "Query":
+            return where(backend, p, "/things%s/x" % rev + ("?api-version=" + version if version else ""))
+        return where(backend, p, "/things%s/x" % rev, {"Api-Version": version} if version else {})
+
+    assert at("", "v1") == "a1" and at("", "v2") == "b3"
+    assert at(";rev=1", "v1") == "a1"
+    assert at(";rev=3", "v2") == "b3"
+    assert at(";rev=1", "v2") == "b1"  # v2's older revision, at the same number as v1's current one
+    assert at(";rev=3", "v1") == 404
+    assert at(";rev=2", "v1") == at(";rev=2", "v2") == 404
+    assert at(";rev=1", None) == at(";rev=3", None) == at(";rev=1", "v9") == 404
