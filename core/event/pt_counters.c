@@ -656,12 +656,21 @@ void pt_counters_done(const struct pt_counters_job *job, const struct pt_counter
     e->sh->remote_until = a->left_ms < 0 ? UINT64_MAX : job->sent_ms + (uint64_t)a->left_ms;
     e->sh->remote_retry = a->retry_ms;
     if (a->granted > 0) {
+        /* calls admitted on credit since the job left are not in Redis's count yet: the tokens pay
+           for them first (they are then no longer pushed), so that they are never admitted twice */
+        int64_t g = a->granted, paid = PT_MIN(g, e->sh->credit_new);
+        if (paid > 0) {
+            e->sh->credit_new -= paid;
+            e->sh->credit -= paid;
+            e->sh->pend -= paid;
+            g -= paid;
+        }
         if (e->sh->lease && e->sh->lease_slot != a->slot) {
             e->sh->ret = e->sh->lease; /* tokens of a slot gone by: given back */
             e->sh->ret_slot = e->sh->lease_slot;
             e->sh->lease = 0;
         }
-        e->sh->lease += a->granted;
+        e->sh->lease += g;
         e->sh->lease_slot = a->slot;
         /* counted from when the job was sent: never past the slot's end on Redis's clock */
         e->sh->lease_until = e->sh->remote_until;

@@ -347,28 +347,28 @@ static bool on_answer(struct cmd *c, const struct pt_redis_reply *rp)
     default: {
         struct pt_counters_answer a;
         if (rp->type == '$' && rp->str && pt_counters_redis_answer(rp->str, rp->len, &a)) {
-            atomic_fetch_add(&n_syncs, 1);
+            pt_counters_done(&c->job, &a, now);
             if (a.granted) {
                 atomic_fetch_add(&n_leases, 1);
                 atomic_fetch_add(&n_tokens, (uint64_t)a.granted);
             }
-            pt_counters_done(&c->job, &a, now);
+            atomic_fetch_add(&n_syncs, 1); /* after the table took the answer: a sync counted is seen */
         } else {
             /* an error answer (NOSCRIPT after a SCRIPT FLUSH, a key of another type, ...) */
             atomic_fetch_add(&n_failures, 1);
             bool noscript = rp->type == '-' && rp->len >= 8 && !memcmp(rp->str, "NOSCRIPT", 8);
-            if (noscript)
+            if (noscript) {
                 R.need_load = true;
-            else if (!last_odd_log || now - last_odd_log >= 30000) { /* at most one line every 30 s */
-                last_odd_log = now;
-                pt_warn("counters: Redis answered a sync with %.*s (said at most every 30 s)",
-                        (int)PT_MIN(rp->len, 120),
-                        rp->str ? rp->str : "something else than the script's answer");
-            }
-            if (noscript)
                 pt_counters_done(&c->job, NULL, now); /* loaded again: the next turn is answered */
-            else
+            } else {
                 pt_counters_refused(&c->job, now); /* this key counts per node for a while */
+                if (!last_odd_log || now - last_odd_log >= 30000) { /* at most one line every 30 s */
+                    last_odd_log = now;
+                    pt_warn("counters: Redis answered a sync with %.*s (said at most every 30 s)",
+                            (int)PT_MIN(rp->len, 120),
+                            rp->str ? rp->str : "something else than the script's answer");
+                }
+            }
         }
         pt_counters_job_free(&c->job);
         return true;

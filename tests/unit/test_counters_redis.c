@@ -208,6 +208,37 @@ static void test_leases(void **state)
     pt_counters_free();
 }
 
+/* A call on credit made while a sync is out is paid by the tokens that sync brings: they are not
+   handed out a second time (limit 3: three admitted, not four). */
+static void test_tokens_pay_for_credit_calls(void **state)
+{
+    (void)state;
+    static struct pt_counters_job jobs[64];
+    pt_counters_free();
+    pt_counters_init(100000);
+    pt_counters_share(true, on_wake);
+    pt_counters_set_up(true);
+    fake_total = fake_tokens = 0;
+    uint64_t now = pt_clock_now_ms();
+    int admitted = decide("p", 3); /* the grace call */
+    serve(jobs, pt_counters_take(jobs, 64, now, 50), now, true);
+    admitted += decide("p", 3); /* a token */
+    now += 10;
+    size_t n = pt_counters_take(jobs, 64, now, 50); /* a refill on its way ... */
+    assert_int_equal(n, 1);
+    admitted += decide("p", 3); /* ... meanwhile a call on credit */
+    assert_int_equal(admitted, 3);
+    serve(jobs, n, now, true); /* the refill's token pays for it */
+    assert_int_equal(fake_total, 3);
+    assert_int_equal(decide("p", 3), 0);
+    assert_int_equal(decide("p", 3), 0);
+    now += 10;
+    serve(jobs, pt_counters_take(jobs, 64, now, 50), now, true);
+    assert_int_equal(fake_total, 5); /* the refused calls count once the window is full, as in APIM */
+    pt_counters_share(false, NULL);
+    pt_counters_free();
+}
+
 static void test_unused_tokens_go_back(void **state)
 {
     (void)state;
@@ -322,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_answer),
         cmocka_unit_test(test_key),
         cmocka_unit_test(test_leases),
+        cmocka_unit_test(test_tokens_pay_for_credit_calls),
         cmocka_unit_test(test_unused_tokens_go_back),
         cmocka_unit_test(test_down_counts_per_node_and_merges),
         cmocka_unit_test(test_threads),
