@@ -461,6 +461,20 @@ static bool handed_done; /* the control thread applied it (or failed) */
 static bool handed_ok;
 static char handed_err[1024];
 
+/* Asks both threads to stop: the flag under the lock, the condition for those waiting on it, a byte
+   on the cancel pipe for those in poll(). */
+static void signal_stop(void)
+{
+    pthread_mutex_lock(&mu);
+    stopping = true;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    char one = 1;
+    if (write(cancel_pipe[1], &one, 1) < 0) {
+        /* the pipe is empty: a failure would be a closed descriptor, and then nothing waits */
+    }
+}
+
 /* Sleeps ms, or less when stop is asked; false when it is. */
 static bool nap(uint64_t ms)
 {
@@ -1052,13 +1066,7 @@ bool pt_cpsync_start(struct event_base *ctl, const struct pt_conf *cf, const str
     }
     if (pthread_create(&hb_thread, NULL, hb_main, NULL) != 0) {
         pt_err("control plane: cannot start the heartbeat thread");
-        pthread_mutex_lock(&mu);
-        stopping = true;
-        pthread_cond_broadcast(&cv);
-        pthread_mutex_unlock(&mu);
-        char one = 1;
-        if (write(cancel_pipe[1], &one, 1) < 0) {
-        }
+        signal_stop();
         pthread_join(sync_thread, NULL);
         return false;
     }
@@ -1079,14 +1087,7 @@ void pt_cpsync_configure(const struct pt_conf *cf)
 void pt_cpsync_stop(void)
 {
     if (threads_started) {
-        pthread_mutex_lock(&mu);
-        stopping = true;
-        pthread_cond_broadcast(&cv);
-        pthread_mutex_unlock(&mu);
-        char one = 1;
-        if (write(cancel_pipe[1], &one, 1) < 0) {
-            /* the pipe is empty: a failure would be a closed descriptor, and then nothing waits */
-        }
+        signal_stop();
         pthread_join(sync_thread, NULL);
         pthread_join(hb_thread, NULL);
         threads_started = false;

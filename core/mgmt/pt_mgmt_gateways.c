@@ -24,6 +24,7 @@
 #include "base/pt_gwtoken.h"
 #include "base/pt_log.h"
 #include "conf/pt_model.h"
+#include "http/pt_http.h"
 #include "mgmt/pt_mgmt_int.h"
 #include "proxy/pt_analytics.h"
 
@@ -354,28 +355,6 @@ static bool gw_doc(struct gw *g, char *why, size_t whylen)
 
 /* ----------------------------------------------------------------- replies */
 
-static const char *reason_of(int code)
-{
-    switch (code) {
-    case 200:
-        return "OK";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 404:
-        return "Not Found";
-    case 413:
-        return "Payload Too Large";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Internal Server Error";
-    }
-}
-
 /* A JSON answer (j taken; NULL: no body) on a sync endpoint. */
 static void sync_send(struct evhttp_request *r, int code, json_t *j)
 {
@@ -393,7 +372,7 @@ static void sync_send(struct evhttp_request *r, int code, json_t *j)
     if (code == 401)
         evhttp_add_header(oh, "WWW-Authenticate", "GatewayKey realm=\"portico\"");
     evhttp_add_header(oh, "Cache-Control", "no-store");
-    evhttp_send_reply(r, code, reason_of(code), b);
+    evhttp_send_reply(r, code, pt_http_reason(code), b);
     evbuffer_free(b);
     json_decref(j);
 }

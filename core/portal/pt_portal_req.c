@@ -5,6 +5,7 @@
  * The portal's other files build on it (see pt_portal_int.h).
  */
 #include "base/pt_log.h"
+#include "http/pt_http.h"
 #include <sys/queue.h> /* before libevent's headers: TAILQ_* */
 
 #include "portal/pt_portal_int.h"
@@ -204,48 +205,6 @@ bool pt_portal_req_take_flash(struct pt_portal_req *r, char *buf, size_t len)
 
 /* --------------------------------------------------------------- answers */
 
-static const char *reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 204:
-        return "No Content";
-    case 303:
-        return "See Other";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 414:
-        return "URI Too Long";
-    case 415:
-        return "Unsupported Media Type";
-    case 429:
-        return "Too Many Requests";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return status >= 500 ? "Internal Server Error" : status >= 400 ? "Bad Request" : "OK";
-    }
-}
-
 void pt_portal_req_send(struct pt_portal_req *r)
 {
     if (r->deferred)
@@ -262,7 +221,7 @@ void pt_portal_req_send(struct pt_portal_req *r)
         evhttp_add_header(oh, "Cache-Control", "no-store");
     if (pt_portal_req_https())
         pt_portal_req_header(r, "Strict-Transport-Security", "max-age=31536000");
-    evhttp_send_reply(r->r, r->status ? r->status : 200, reason(r->status ? r->status : 200), r->out);
+    evhttp_send_reply(r->r, r->status ? r->status : 200, pt_http_reason(r->status ? r->status : 200), r->out);
     r->deferred = true; /* sent: nothing more */
 }
 
