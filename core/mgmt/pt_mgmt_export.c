@@ -103,16 +103,12 @@ bool pt_mgmt_export_wants_yaml(struct mreq *m)
     return fmt ? !strcmp(fmt, "yaml") : accept && strstr(accept, "yaml");
 }
 
-/* A 200 with doc as a YAML document, after an optional comment line. */
-void pt_mgmt_export_send_yaml(struct mreq *m, const json_t *doc, const char *comment, const char *etag)
+bool pt_mgmt_export_yaml(struct evbuffer *out, const json_t *doc)
 {
-    struct evbuffer *b = evbuffer_new();
-    if (comment)
-        evbuffer_add(b, comment, strlen(comment));
     yaml_emitter_t e;
     yaml_event_t ev;
     yaml_emitter_initialize(&e);
-    yaml_emitter_set_output(&e, yaml_out, b);
+    yaml_emitter_set_output(&e, yaml_out, out);
     yaml_emitter_set_unicode(&e, 1);
     yaml_emitter_set_width(&e, -1);
     bool ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) && yaml_emitter_emit(&e, &ev) &&
@@ -120,7 +116,16 @@ void pt_mgmt_export_send_yaml(struct mreq *m, const json_t *doc, const char *com
               emit(&e, doc) && yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&e, &ev) &&
               yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&e, &ev);
     yaml_emitter_delete(&e);
-    if (!ok) {
+    return ok;
+}
+
+/* A 200 with doc as a YAML document, after an optional comment line. */
+void pt_mgmt_export_send_yaml(struct mreq *m, const json_t *doc, const char *comment, const char *etag)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (comment)
+        evbuffer_add(b, comment, strlen(comment));
+    if (!pt_mgmt_export_yaml(b, doc)) {
         evbuffer_free(b);
         pt_mgmt_req_send_error(m, 500, "YamlFailed", "YAML output failed");
         return;
