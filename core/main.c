@@ -903,8 +903,10 @@ int main(int argc, char **argv)
     event_set_log_callback(libevent_log);
     if (pt_cli_is_command(argc, argv))
         return pt_cli_main(argc, argv);
-    static const struct option longopts[] = {
-        {"config-reference", no_argument, NULL, 'K'}, {"ca-file", required_argument, NULL, 'A'}, {0}};
+    static const struct option longopts[] = {{"config-reference", no_argument, NULL, 'K'},
+                                             {"ca-file", required_argument, NULL, 'A'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {0}};
     bool conf_given = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:tvhPK", longopts, NULL)) != -1) {

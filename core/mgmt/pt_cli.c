@@ -19,8 +19,8 @@
 #include "base/pt.h"
 #include "conf/pt_import.h"
 #include "conf/pt_node.h"
-#include "mgmt/pt_mgmt.h"
 #include "http/pt_fetch.h"
+#include "mgmt/pt_mgmt.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -808,9 +808,10 @@ struct opts {
     int n;
 };
 
-static const char *const switches[] = {"--secondary", "--primary", "--include-file", "--json",
-                                       "-h",          "--help",    NULL};
-static const char *const global_flags[] = {"--url", "--token", "--ca-file", "--timeout", "-o", "--output", NULL};
+static const char *const switches[] = {"--secondary", "--primary", "--include-file", "--json", "-h",
+                                       "--help",      NULL};
+static const char *const global_flags[] = {"--url", "--token",  "--ca-file",   "--timeout",
+                                           "-o",    "--output", "--workspace", NULL};
 
 static bool in_list(const char *const *list, const char *s)
 {
@@ -852,8 +853,14 @@ struct entity {
     struct field fields[12];
 };
 
-#define DISPLAY_NAME {"--display-name", "displayName", T_STR, NULL}
-#define DESCRIPTION {"--description", "description", T_STR, NULL}
+#define DISPLAY_NAME                                                                                         \
+    {                                                                                                        \
+        "--display-name", "displayName", T_STR, NULL                                                         \
+    }
+#define DESCRIPTION                                                                                          \
+    {                                                                                                        \
+        "--description", "description", T_STR, NULL                                                          \
+    }
 
 static const struct entity entities[] = {
     {"api",
@@ -974,7 +981,14 @@ static const struct entity entities[] = {
       {"--versioning-scheme", "versioningScheme", T_STR, NULL},
       {"--version-query-name", "versionQueryName", T_STR, NULL},
       {"--version-header-name", "versionHeaderName", T_STR, NULL}}},
-    {"workspace", "workspaces", NULL, false, false, NULL, {"id", "displayName", "description", NULL}, {DISPLAY_NAME, DESCRIPTION}},
+    {"workspace",
+     "workspaces",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "displayName", "description", NULL},
+     {DISPLAY_NAME, DESCRIPTION}},
     {"logger",
      "loggers",
      NULL,
@@ -1006,12 +1020,13 @@ static const struct link {
 
 static const char *const entity_verbs[] = {"list", "show", "create", "update", "delete", NULL};
 static const char *const common_flags[] = {"-f", "--file", "--set", "--workspace", NULL};
-static const char *const policy_flags[] = {"--api", "--operation", "--product", "--workspace", "-f", "--file", NULL};
+static const char *const policy_flags[] = {"--api", "--operation", "--product", "--workspace",
+                                           "-f",    "--file",      NULL};
 static const char *const import_flags[] = {"--id",           "--path",          "--service-url", "--format",
                                            "--wsdl-service", "--wsdl-endpoint", "--workspace",   NULL};
-static const char *const report_flags[] = {"--since",   "--from",         "--to",   "--interval", "--top",
-                                           "--api",     "--operation",    "--product",
-                                           "--subscription", "--user",    "--workspace", NULL};
+static const char *const report_flags[] = {"--since",        "--from", "--to",        "--interval",
+                                           "--top",          "--api",  "--operation", "--product",
+                                           "--subscription", "--user", "--workspace", NULL};
 
 static const struct entity *find_entity(const char *noun, const char *parent)
 {
@@ -1147,7 +1162,8 @@ static json_t *field_value(const struct field *f, const char *v)
     return j;
 }
 
-/* The body of create/update: -f FILE's document, then the flags, then --set KEY=VALUE (JSON, else a string). */
+/* The body of create/update: -f FILE's document, then the flags, then --set KEY=VALUE (JSON, else a string).
+ */
 static json_t *entity_body(const struct entity *e, const struct opts *o)
 {
     const char *file = opt_get(o, "-f") ? opt_get(o, "-f") : opt_get(o, "--file");
@@ -1271,7 +1287,8 @@ static int entity_verb(struct cli *c, const struct entity *e, const char *verb, 
     char what[64];
     snprintf(what, sizeof(what), "%s%s%s", e->parent ? e->parent : "", e->parent ? " " : "", e->noun);
     check_opts(o, e->parent ? e->parent : e->noun, e, NULL);
-    if (!in_list(entity_verbs, verb) || (e->singleton && (!strcmp(verb, "create") || !strcmp(verb, "delete"))))
+    if (!in_list(entity_verbs, verb) ||
+        (e->singleton && (!strcmp(verb, "create") || !strcmp(verb, "delete"))))
         die_usage("unknown %s command '%s'", what, verb);
     int need = (e->parent ? 1 : 0) + (e->singleton ? 0 : 1);
     bool list = !strcmp(verb, "list");
@@ -1346,7 +1363,8 @@ static int link_verb(struct cli *c, const struct entity *e, const struct link *l
 static int policy_cmd(struct cli *c, const char *verb, int npos, const struct opts *o)
 {
     check_opts(o, "policy", NULL, policy_flags);
-    const char *api = opt_get(o, "--api"), *op = opt_get(o, "--operation"), *product = opt_get(o, "--product");
+    const char *api = opt_get(o, "--api"), *op = opt_get(o, "--operation"),
+               *product = opt_get(o, "--product");
     if (!verb || npos != 2)
         die_usage("policy takes get, set or delete, and no id (the scope is --api, --product, --workspace)");
     if ((api && product) || (op && !api))
@@ -1424,19 +1442,22 @@ static const char *const other_cmds[][2] = {
     {"apply", "apply -f FILE                 create or update the entities FILE declares (YAML or JSON)"},
     {"export", "export [--include-file]        every entity as YAML that apply accepts (-o json for JSON;\n"
                "                                --include-file adds those the configuration file declares)"},
-    {"policy", "policy get|set|delete [--api A [--operation O] | --product P | --workspace W] [-f FILE]\n"
-               "                                the policy document of a scope (none given: the global one);\n"
-               "                                set reads a YAML or JSON document, or APIM's envelope"},
-    {"report", "report by-api|by-operation|by-product|by-subscription|by-user|by-time|by-request\n"
-               "       [--since 1h | --from ISO-TIME [--to ISO-TIME]] [--api A] [--operation O] [--product P]\n"
-               "       [--subscription S] [--user U] [--interval 15m (by-time)] [--top N]\n"
-               "                                usage figures (docs/analytics.md)"},
+    {"policy",
+     "policy get|set|delete [--api A [--operation O] | --product P | --workspace W] [-f FILE]\n"
+     "                                the policy document of a scope (none given: the global one);\n"
+     "                                set reads a YAML or JSON document, or APIM's envelope"},
+    {"report",
+     "report by-api|by-operation|by-product|by-subscription|by-user|by-time|by-request\n"
+     "       [--since 1h | --from ISO-TIME [--to ISO-TIME]] [--api A] [--operation O] [--product P]\n"
+     "       [--subscription S] [--user U] [--interval 15m (by-time)] [--top N]\n"
+     "                                usage figures (docs/analytics.md)"},
     {"user-password", "user-password USER            set USER's portal password, read from stdin (one line,\n"
                       "                                at least 10 characters); their portal sessions end"},
     {"user-invite", "user-invite USER              send USER the portal's invitation mail"},
-    {"probe", "probe [URL] [--ca-file FILE]  GET a gateway's status path (default\n"
-              "                                http://127.0.0.1:8080/status-0123456789abcdef): exit 0 on 200,\n"
-              "                                else 1 (3 s at most)"},
+    {"probe",
+     "probe [URL] [--ca-file FILE]  GET a gateway's status path (default\n"
+     "                                http://127.0.0.1:8080/status-0123456789abcdef): exit 0 on 200,\n"
+     "                                else 1 (3 s at most)"},
     {"help", "help [COMMAND]                this text, or one command's verbs and options"},
 };
 
@@ -1449,8 +1470,8 @@ static void entity_help(FILE *f, const struct entity *e, bool details)
     if (e->singleton)
         fprintf(f, "  %s show | update [flags]\n", e->noun);
     else
-        fprintf(f, "  %s%s%s list%s | show%s | create%s [flags] | update%s [flags] | delete%s\n", p, sp, e->noun,
-                e->parent ? " API" : "", id, id, id, id);
+        fprintf(f, "  %s%s%s list%s | show%s | create%s [flags] | update%s [flags] | delete%s\n", p, sp,
+                e->noun, e->parent ? " API" : "", id, id, id, id);
     for (size_t i = 0; i < PT_ARRAY_LEN(links); i++)
         if (!strcmp(links[i].noun, e->noun))
             fprintf(f, "  %s %s %s %s | %s %s %s | %s %s\n", e->noun, links[i].add, "ID", links[i].other,
@@ -1480,20 +1501,22 @@ static void entity_help(FILE *f, const struct entity *e, bool details)
         const struct entity *op = find_entity("operation", "api");
         entity_help(f, op, false);
         for (int i = 0; i < (int)PT_ARRAY_LEN(op->fields) && op->fields[i].flag; i++)
-            fprintf(f, "  %-26s %s (%s)\n", op->fields[i].flag, op->fields[i].key, type_names[op->fields[i].type]);
+            fprintf(f, "  %-26s %s (%s)\n", op->fields[i].flag, op->fields[i].key,
+                    type_names[op->fields[i].type]);
     }
 }
 
 static void global_help(FILE *f)
 {
-    fprintf(f, "options (before or after the command):\n"
-               "  --url URL          the management API (default $PORTICO_URL, else http://127.0.0.1:8001;\n"
-               "                     https:// for TLS)\n"
-               "  --token TOKEN      default $PORTICO_ADMIN_TOKEN\n"
-               "  --ca-file FILE     whom to trust over https (default $PORTICO_CA_FILE, else the system CAs)\n"
-               "  --timeout SECONDS  the longest one exchange may take (default $PORTICO_TIMEOUT, else 60)\n"
-               "  -o table|json|yaml the output (default: a table on a terminal, else JSON)\n"
-               "exit status: 0 done, 1 refused by the server (its message on stderr) or no answer, 2 usage\n");
+    fprintf(f,
+            "options (before or after the command):\n"
+            "  --url URL          the management API (default $PORTICO_URL, else http://127.0.0.1:8001;\n"
+            "                     https:// for TLS)\n"
+            "  --token TOKEN      default $PORTICO_ADMIN_TOKEN\n"
+            "  --ca-file FILE     whom to trust over https (default $PORTICO_CA_FILE, else the system CAs)\n"
+            "  --timeout SECONDS  the longest one exchange may take (default $PORTICO_TIMEOUT, else 60)\n"
+            "  -o table|json|yaml the output (default: a table on a terminal, else JSON)\n"
+            "exit status: 0 done, 1 refused by the server (its message on stderr) or no answer, 2 usage\n");
 }
 
 static void usage(FILE *f)
@@ -1593,7 +1616,8 @@ static int complete(int argc, char **argv)
     /* the options of the command */
     print_list(global_flags);
     if (e) {
-        const struct entity *f = npos > 1 && !strcmp(pos[1], "operation") ? find_entity("operation", "api") : e;
+        const struct entity *f =
+            npos > 1 && !strcmp(pos[1], "operation") ? find_entity("operation", "api") : e;
         for (int i = 0; i < (int)PT_ARRAY_LEN(f->fields) && f->fields[i].flag; i++)
             printf("%s\n", f->fields[i].flag);
         print_list(common_flags);
@@ -1612,8 +1636,8 @@ static int complete(int argc, char **argv)
 
 /* ------------------------------------------------------------------ main */
 
-static const char *const cli_commands[] = {"apply",  "export", "report",   "user-password", "user-invite",
-                                           "probe",  "help",   "policy",   "__complete",    NULL};
+static const char *const cli_commands[] = {"apply", "export", "report", "user-password", "user-invite",
+                                           "probe", "help",   "policy", "__complete",    NULL};
 
 static bool is_command(const char *a)
 {
@@ -1676,8 +1700,10 @@ static int parse_args(int argc, char **argv, struct cli *c, struct opts *o, cons
 /* portico subscription keys|regenerate|approve|reject|suspend|activate|cancel ID */
 static int subscription_verb(struct cli *c, const char *verb, const char *id, const struct opts *o)
 {
-    static const char *const states[][2] = {{"approve", "active"},     {"activate", "active"},
-                                            {"reject", "rejected"},    {"suspend", "suspended"},
+    static const char *const states[][2] = {{"approve", "active"},
+                                            {"activate", "active"},
+                                            {"reject", "rejected"},
+                                            {"suspend", "suspended"},
                                             {"cancel", "cancelled"}};
     check_opts(o, "subscription", NULL, (const char *const[]){"--workspace", "--state-comment", NULL});
     char path[4096];
@@ -1694,7 +1720,8 @@ static int subscription_verb(struct cli *c, const char *verb, const char *id, co
         }
     bool secondary = opt_get(o, "--secondary") != NULL;
     if (!strcmp(verb, "regenerate")) {
-        snprintf(path + n, sizeof(path) - n, "/%s", secondary ? "regenerateSecondaryKey" : "regeneratePrimaryKey");
+        snprintf(path + n, sizeof(path) - n, "/%s",
+                 secondary ? "regenerateSecondaryKey" : "regeneratePrimaryKey");
         json_t *j = call_json(c, "POST", path, NULL, &rc);
         if (!j)
             return rc ? rc : 1;
@@ -1708,7 +1735,8 @@ static int subscription_verb(struct cli *c, const char *verb, const char *id, co
     if (c->json)
         print_doc(c, j);
     else if (!strcmp(verb, "keys"))
-        printf("primaryKey    %s\nsecondaryKey  %s\n", json_string_value(json_object_get(j, "primaryKey")) ?: "",
+        printf("primaryKey    %s\nsecondaryKey  %s\n",
+               json_string_value(json_object_get(j, "primaryKey")) ?: "",
                json_string_value(json_object_get(j, "secondaryKey")) ?: "");
     else
         printf("%s  %s\n", secondary ? "secondaryKey" : "primaryKey",
@@ -1726,7 +1754,8 @@ static int apply(struct cli *c, const char *file)
     char *text = read_file(file, &len);
     if (!text) {
         if (errno == EFBIG)
-            fprintf(stderr, "portico: %s is larger than %u MiB, more than apply sends\n", file, APPLY_MAX >> 20);
+            fprintf(stderr, "portico: %s is larger than %u MiB, more than apply sends\n", file,
+                    APPLY_MAX >> 20);
         else
             fprintf(stderr, "portico: cannot read %s: %s\n", file, strerror(errno));
         return 1;
@@ -1886,8 +1915,8 @@ int pt_cli_main(int argc, char **argv)
         die_usage("unknown command '%s'", cmd);
     const char *verb = npos > 1 ? pos[1] : "list";
     if (!strcmp(verb, "operation") && find_entity(verb, cmd))
-        return entity_verb(&c, find_entity(verb, cmd), npos > 2 ? pos[2] : "list", pos + 3, npos > 3 ? npos - 3 : 0,
-                           &o);
+        return entity_verb(&c, find_entity(verb, cmd), npos > 2 ? pos[2] : "list", pos + 3,
+                           npos > 3 ? npos - 3 : 0, &o);
     const char *const *ids = pos + 2;
     int nids = npos > 2 ? npos - 2 : 0;
     for (size_t i = 0; i < PT_ARRAY_LEN(links); i++)
