@@ -141,26 +141,54 @@ static bool http_call(struct cli *c, const char *method, const char *path, const
     return true;
 }
 
+/* Text from the server, for a terminal: control characters (escape
+   sequences that could rewrite the screen) as '?', at most max bytes. */
+#define MESSAGE_MAX 2000
+#define DETAILS_MAX 100
+
+static void put_clean(FILE *f, const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s && *s && n < max; s++, n++)
+        fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+    if (s && *s)
+        fputs("...", f);
+}
+
 /* Prints the server's error and returns 1. */
 static int report(const struct resp *r)
 {
     json_t *j = json_loads(r->body, 0, NULL);
     json_t *e = json_object_get(j, "error");
+    fprintf(stderr, "portico: %d", r->status);
     if (e) {
-        fprintf(stderr, "portico: %d %s: %s\n", r->status,
-                json_string_value(json_object_get(e, "code")) ?: "",
-                json_string_value(json_object_get(e, "message")) ?: "");
+        fputc(' ', stderr);
+        put_clean(stderr, json_string_value(json_object_get(e, "code")), 100);
+        fputs(": ", stderr);
+        put_clean(stderr, json_string_value(json_object_get(e, "message")), MESSAGE_MAX);
+        fputc('\n', stderr);
         size_t i;
         json_t *d;
         json_array_foreach(json_object_get(e, "details"), i, d)
         {
+            if (i == DETAILS_MAX) {
+                fprintf(stderr, "  (%zu more)\n", json_array_size(json_object_get(e, "details")) - i);
+                break;
+            }
             const char *t = json_string_value(json_object_get(d, "target"));
-            fprintf(stderr, "  %s%s%s\n", t ? t : "", t ? ": " : "",
-                    json_string_value(json_object_get(d, "message")) ?: "");
+            fputs("  ", stderr);
+            put_clean(stderr, t, 200);
+            fputs(t ? ": " : "", stderr);
+            put_clean(stderr, json_string_value(json_object_get(d, "message")), MESSAGE_MAX);
+            fputc('\n', stderr);
         }
-    } else
-        fprintf(stderr, "portico: the server answered %d: %.*s\n", r->status,
-                (int)(r->len > 300 ? 300 : r->len), r->body);
+    } else {
+        fprintf(stderr, " (the server's answer): ");
+        char head[301];
+        snprintf(head, sizeof(head), "%.*s", (int)(r->len > 300 ? 300 : r->len), r->body ? r->body : "");
+        put_clean(stderr, head, 300);
+        fputc('\n', stderr);
+    }
     json_decref(j);
     return 1;
 }
@@ -208,9 +236,12 @@ static char *cell(const json_t *v)
 {
     if (!v || json_is_null(v))
         return strdup("");
-    if (json_is_string(v))
-        return strdup(json_string_value(v));
-    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    char *s =
+        json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    for (char *p = s; p && *p; p++) /* no escape sequences from the server on the terminal */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return s ? s : strdup("");
 }
 
 /* A table: one row per item, the given columns, widths from the data. */
@@ -1249,28 +1280,41 @@ static int call_show(struct cli *c, const char *method, const char *path, json_t
     return show_result(c, j);
 }
 
-/* Every page of a list, as one array. */
+/* Every page of a list, as one array: at most LIST_PAGES_MAX pages of 1,000. */
+#define LIST_PAGES_MAX 1000
+
 static int list_path(struct cli *c, const char *base, const char *const *cols)
 {
     json_t *all = json_array();
     char path[4096];
     snprintf(path, sizeof(path), "%s?$top=1000", base);
     int rc = 0;
-    for (int pages = 0; pages < 10000; pages++) {
+    for (int pages = 0; pages < LIST_PAGES_MAX; pages++) {
         json_t *j = call_json(c, "GET", path, NULL, &rc);
         if (!j) {
             json_decref(all);
             return rc;
         }
+        if (!json_is_array(json_object_get(j, "value"))) {
+            fprintf(stderr, "portico: the server's answer is not a list\n");
+            json_decref(j);
+            json_decref(all);
+            return 1;
+        }
         json_array_extend(all, json_object_get(j, "value"));
         const char *next = json_string_value(json_object_get(j, "nextLink"));
         /* the next page is on the same server: only its path and query are used */
         const char *np = next ? strstr(next, "/management/") : NULL;
-        if (np)
+        bool same = np && !strcmp(np, path); /* a page pointing at itself ends the list */
+        if (np && !same)
             snprintf(path, sizeof(path), "%s", np);
         json_decref(j);
-        if (!np)
+        if (!np || same)
             break;
+        if (pages + 1 == LIST_PAGES_MAX) {
+            fprintf(stderr, "portico: the list goes on past %d pages; shown up to there\n", LIST_PAGES_MAX);
+            break;
+        }
     }
     if (c->json)
         print_doc(c, all);
