@@ -48,6 +48,7 @@ struct cli {
     bool tls;
     bool json; /* not a table: JSON, or YAML when yaml is set too */
     bool yaml;
+    bool asked;            /* -o (or --json) was given: export follows it, else it is YAML */
     const char *workspace; /* --workspace: entities under /workspaces/{ws}/ */
 };
 
@@ -1730,12 +1731,13 @@ static int parse_args(int argc, char **argv, struct cli *c, struct opts *o, cons
         else if (!strcmp(a, "--workspace"))
             c->workspace = v;
         else if (!strcmp(a, "--json"))
-            c->json = true;
+            c->json = c->asked = true;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (strcmp(v, "json") && strcmp(v, "table") && strcmp(v, "yaml"))
                 die_usage("-o takes table, json or yaml (got '%s')", v);
             c->json = strcmp(v, "table");
             c->yaml = !strcmp(v, "yaml");
+            c->asked = true;
         }
     }
     return npos;
@@ -1870,8 +1872,8 @@ static int export_all(struct cli *c, bool include_file)
 {
     struct resp r = {0};
     char ep[128];
-    snprintf(ep, sizeof(ep), "/management/export?format=%s%s", c->json && !c->yaml ? "json" : "yaml",
-             include_file ? "&includeFile=true" : "");
+    snprintf(ep, sizeof(ep), "/management/export?format=%s%s",
+             c->asked && c->json && !c->yaml ? "json" : "yaml", include_file ? "&includeFile=true" : "");
     if (!http_call(c, "GET", ep, NULL, NULL, 0, &r))
         return 1;
     int rc = 0;

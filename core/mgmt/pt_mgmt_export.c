@@ -142,6 +142,19 @@ void pt_mgmt_export_send_yaml(struct mreq *m, const json_t *doc, const char *com
     evbuffer_free(b);
 }
 
+/* Every subscription with its state: those declared without one (the file,
+   apply) are active, as the gateway reads them. */
+static void with_states(json_t *doc)
+{
+    size_t i;
+    json_t *sub;
+    json_array_foreach(json_object_get(doc, "subscriptions"), i, sub)
+    {
+        if (json_is_object(sub) && !json_object_get(sub, "state"))
+            json_object_set_new(sub, "state", json_string("active"));
+    }
+}
+
 void pt_mgmt_export_serve(struct mreq *m)
 {
     struct pt_errors errs = {0};
@@ -154,6 +167,7 @@ void pt_mgmt_export_serve(struct mreq *m)
         pt_node_errors_clear(&errs);
         return;
     }
+    with_states(doc);
     /* the portal's content (site, pages, templates) as the file's portal: map holds it */
     json_t *portal = pt_content_export(pt_mgmt_req_store, all && !strcmp(all, "true") ? NULL : "api");
     /* identity providers, without their client secrets (conf/pt_idp.h) */

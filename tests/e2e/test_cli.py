@@ -315,7 +315,7 @@ def test_policies_at_each_scope(env, backend, tmp_path):
     assert not [k for k, v in backend.last().headers if k.lower().startswith("x-scope")]
 
 
-def test_subscription_default_state_follows_the_product(env, backend):
+def test_subscription_default_state_follows_the_product(env, backend, tmp_path):
     p, m = env
     m.ok("PUT", "apis/keyed", {"path": "keyed", "serviceUrl": backend.url + "/base", "subscriptionRequired": True})
     m.ok("PUT", "apis/keyed/operations/all", {"method": "*", "urlTemplate": "/*"})
@@ -349,6 +349,18 @@ def test_subscription_default_state_follows_the_product(env, backend):
         rc, out, err = cli(m, "subscription", verb, "sg")
         assert rc == 0 and m.ok("GET", "subscriptions/sg")["state"] == state
         assert gateway_call(p, "/keyed/x", key)[0] == code
+    # the rest of the one rule: apply (the file's shape) -> active, REST PUT -> submitted
+    doc = tmp_path / "subs.yaml"
+    doc.write_text("subscriptions:\n  - id: from-apply\n    scope: /products/gated\n")
+    assert cli(m, "apply", "-f", str(doc))[0] == 0
+    assert ok_json(m, "subscription", "show", "from-apply")["state"] == "active"
+    m.ok("PUT", "subscriptions/from-rest", {"scope": "/products/open"})
+    assert ok_json(m, "subscription", "show", "from-rest")["state"] == "submitted"
+    rc, out, err = cli(m, "export")
+    assert rc == 0 and "id: from-rest" in out and "state: submitted" in out  # YAML, even in a pipe
+    exported = {s["id"]: s.get("state") for s in ok_json(m, "export", "-o", "json")["subscriptions"]}
+    assert exported["from-rest"] == "submitted" and exported["from-apply"] == "active"
+    assert exported["sg"] == "cancelled"
     # an unknown product: the server's 404, nothing created
     rc, out, err = cli(m, "subscription", "create", "sz", "--scope", "/products/ghost")
     assert rc == 1 and "ghost" in err and m.call("GET", "subscriptions/sz")[0] == 404
