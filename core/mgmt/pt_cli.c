@@ -239,8 +239,11 @@ static char *cell(const json_t *v)
         return strdup("");
     char *s =
         json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    for (char *p = s; p && *p; p++) /* no escape sequences from the server on the terminal */
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+    for (char *p = s; p && *p;
+         p++) /* one line per cell, no escape sequences from the server on the terminal */
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+        else if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';
     return s ? s : strdup("");
 }
@@ -1038,6 +1041,57 @@ static const struct entity entities[] = {
      {"id", "description", NULL},
      {DESCRIPTION, {"--location", "locationData.name", T_STR, NULL}}},
     {"portal", "portal/site", NULL, false, true, "publish", {NULL}, {{"--title", "title", T_STR, NULL}}},
+    {"token",
+     "tokens",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "role", "workspace", NULL},
+     {{"--role", "role", T_STR, NULL}, {"--workspace", "workspace", T_STR, NULL}}},
+    {"schema",
+     "schemas",
+     NULL,
+     true,
+     false,
+     NULL,
+     {"id", "schemaType", NULL},
+     {{"--schema-type", "schemaType", T_STR, NULL},
+      {"--value", "value", T_STR, NULL},
+      {"--document", "document", T_JSON, NULL}}},
+    {"portal-page",
+     "portal/pages",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "title", "menuOrder", NULL},
+     {{"--title", "title", T_STR, NULL},
+      {"--markdown", "markdown", T_STR, NULL},
+      {"--html", "html", T_STR, NULL},
+      {"--menu-order", "menuOrder", T_INT, NULL},
+      {"--groups", "groups", T_JSON, NULL}}},
+    {"portal-template",
+     "portal/templates",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "subject", "builtIn", NULL},
+     {{"--subject", "subject", T_STR, NULL}, {"--body", "body", T_STR, NULL}}},
+    {"identity-provider",
+     "portal/identityProviders",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "displayName", "issuer", "clientId", NULL},
+     {DISPLAY_NAME,
+      {"--issuer", "issuer", T_STR, NULL},
+      {"--client-id", "clientId", T_STR, NULL},
+      {"--client-secret", "clientSecret", T_STR, NULL},
+      {"--scopes", "scopes", T_JSON, NULL},
+      {"--allow-signup", "allowSignup", T_BOOL, NULL}}},
 };
 
 /* The links between entities: PUT/DELETE {coll}/{id}/{sub}/{other}, GET the list. */

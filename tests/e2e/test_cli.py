@@ -67,12 +67,21 @@ ENTITIES = [
      {"description": "team"}, "workspaces"),
     ("gateway", "gw1", ["--location", "Here"], {"locationData": {"name": "Here"}},
      ["--description", "edge"], {"description": "edge"}, "gateways"),
+    ("logger", "l1", ["--logger-type", "file", "--set", "file.path=LOGDIR/l1.log"], {"loggerType": "file"},
+     ["--description", "to a file"], {"description": "to a file"}, "loggers"),
+    ("token", "t1", ["--role", "reader"], {"role": "reader"}, ["--role", "administrator"],
+     {"role": "administrator"}, "tokens"),
+    ("schema", "sc1", ["--schema-type", "json", "--document", "{\"type\": \"object\"}"],
+     {"document": {"type": "object"}}, ["--set", "description=objects"], {"description": "objects"}, "schemas"),
+    ("portal-page", "pg1", ["--title", "Hello", "--markdown", "# hi", "--menu-order", "2"],
+     {"title": "Hello", "menuOrder": 2}, ["--title", "Bye"], {"title": "Bye"}, "portal/pages"),
 ]
 
 
 @pytest.mark.parametrize("noun,eid,create,created,update,updated,coll", ENTITIES, ids=[e[0] for e in ENTITIES])
 def test_every_entity_round_trip(env, noun, eid, create, created, update, updated, coll):
     p, m = env
+    create = [a.replace("LOGDIR", p.workdir) for a in create]  # files written through the API: under its folder
     got = ok_json(m, noun, "create", eid, *create)
     for k, v in created.items():
         assert got[k] == v, (k, got)
@@ -82,7 +91,7 @@ def test_every_entity_round_trip(env, noun, eid, create, created, update, update
     assert eid in [x["id"] for x in ok_json(m, noun, "list")]
     ok_json(m, noun, "update", eid, *update)
     stored = m.ok("GET", "%s/%s" % (coll, eid))
-    for k, v in list(updated.items()) + list(created.items()):
+    for k, v in dict(created, **updated).items():
         assert stored[k] == v, (k, stored)
     assert ok_json(m, noun, "show", eid)["id"] == eid
     rc, out, err = cli(m, noun, "delete", eid)
@@ -226,7 +235,8 @@ def test_help_lists_every_command_verb_and_option(env):
     rc, out, err = cli(m, "help")
     assert rc == 0
     for noun in ("api", "api operation", "product", "subscription", "user", "group", "named-value", "backend",
-                 "policy-fragment", "version-set", "workspace", "logger", "gateway", "portal", "policy",
+                 "policy-fragment", "version-set", "workspace", "logger", "gateway", "portal", "policy", "token",
+                 "schema", "portal-page", "portal-template", "identity-provider",
                  "apply", "export", "report", "user-password", "user-invite", "probe"):
         assert "\n  %s " % noun in out, noun
     for word in ("add-api", "remove-api", "add-group", "remove-group", "add-member", "remove-member",
@@ -399,3 +409,13 @@ def test_portal_site(env):
     assert ok_json(m, "portal", "show")["title"] == "Dev Hub"
     rc, out, err = cli(m, "portal", "delete")
     assert rc == 2
+    # a mail template: changed, shown, and back to the built-in text by delete
+    ok_json(m, "portal-template", "update", "invite", "--subject", "Join us")
+    assert m.ok("GET", "portal/templates/invite")["subject"] == "Join us"
+    rc, out, err = cli(m, "portal-template", "show", "invite", "-o", "table")
+    assert rc == 0 and "\nsubject                Join us\n" in out
+    assert cli(m, "portal-template", "delete", "invite")[0] == 0
+    assert m.ok("GET", "portal/templates/invite")["builtIn"] is True
+    assert "invite" in [t["id"] for t in ok_json(m, "portal-template", "list")]
+    assert ok_json(m, "portal", "publish", "--comment", "first")["id"] >= 1
+    assert m.ok("GET", "portal/revisions")["value"][0]["comment"] == "first"
