@@ -1252,10 +1252,20 @@ static json_t *field_value(const struct field *f, const char *v)
  */
 static json_t *entity_body(const struct entity *e, const struct opts *o)
 {
+    /* the flags are checked first: a usage error leaves nothing behind */
+    for (int i = 0; i < o->n; i++) {
+        const struct field *f = find_field(e, o->v[i].name);
+        const char *eq = o->v[i].value ? strchr(o->v[i].value, '=') : NULL;
+        if (f)
+            json_decref(field_value(f, o->v[i].value));
+        else if (!strcmp(o->v[i].name, "--set") && (!eq || eq == o->v[i].value))
+            die_usage("--set takes KEY=VALUE (got '%s')", o->v[i].value);
+    }
     const char *file = opt_get(o, "-f") ? opt_get(o, "-f") : opt_get(o, "--file");
     json_t *body = file ? read_doc(file) : json_object();
     if (!json_is_object(body)) {
         fprintf(stderr, "portico: %s is not a map of properties\n", file);
+        json_decref(body);
         exit(1);
     }
     for (int i = 0; i < o->n; i++) {
@@ -1264,8 +1274,6 @@ static json_t *entity_body(const struct entity *e, const struct opts *o)
             set_key(body, f->key, field_value(f, o->v[i].value));
         else if (!strcmp(o->v[i].name, "--set")) {
             const char *eq = strchr(o->v[i].value, '=');
-            if (!eq || eq == o->v[i].value)
-                die_usage("--set takes KEY=VALUE (got '%s')", o->v[i].value);
             char key[256];
             snprintf(key, sizeof(key), "%.*s", (int)PT_MIN((size_t)(eq - o->v[i].value), sizeof(key) - 1),
                      o->v[i].value);
@@ -1277,26 +1285,28 @@ static json_t *entity_body(const struct entity *e, const struct opts *o)
 }
 
 /* A subscription created without a state: `submitted` when its scope is a
-   product that requires approval, else `active` (docs/cli.md). */
-static void subscription_default_state(struct cli *c, json_t *body)
+   product that requires approval, else `active` (docs/cli.md).  0, or the
+   exit status after the product could not be read. */
+static int subscription_default_state(struct cli *c, json_t *body)
 {
     if (json_object_get(body, "state"))
-        return;
+        return 0;
     const char *scope = json_string_value(json_object_get(body, "scope"));
     bool approval = false;
-    if (scope && !strncmp(scope, "/products/", 10) && !strchr(scope + 10, '/')) {
-        const struct entity *pe = find_entity("product", NULL);
+    /* a scope too long for an id is left for the server to refuse */
+    if (scope && !strncmp(scope, "/products/", 10) && !strchr(scope + 10, '/') && strlen(scope) < 512) {
         const char *ids[2] = {scope + 10, NULL};
-        char path[2048];
-        entity_path(c, pe, ids, path, sizeof(path));
+        char path[4096];
+        entity_path(c, find_entity("product", NULL), ids, path, sizeof(path));
         int rc = 0;
         json_t *p = call_json(c, "GET", path, NULL, &rc);
         if (!p)
-            exit(rc ? rc : 1);
+            return rc ? rc : 1;
         approval = json_is_true(json_object_get(p, "approvalRequired"));
         json_decref(p);
     }
     json_object_set_new(body, "state", json_string(approval ? "submitted" : "active"));
+    return 0;
 }
 
 /* One entity: every field, one per line. */
@@ -1409,7 +1419,11 @@ static int entity_verb(struct cli *c, const struct entity *e, const char *verb, 
         if (create && !strcmp(e->noun, "subscription")) {
             if (!json_object_get(body, "displayName"))
                 json_object_set_new(body, "displayName", json_string(ids[0]));
-            subscription_default_state(c, body);
+            int rc = subscription_default_state(c, body);
+            if (rc) {
+                json_decref(body);
+                return rc;
+            }
         }
         return call_show(c, create ? "PUT" : "PATCH", path, body);
     }
