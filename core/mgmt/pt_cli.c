@@ -600,11 +600,14 @@ static int cli_report(struct cli *c, const char *kind, const struct report_opts 
         else
             snprintf(interval, sizeof(interval), "PT%ldS", d);
     }
-    char *ef = enc(flt), *ei = enc(interval), path[4096];
-    snprintf(path, sizeof(path), "/management/reports/%s?$filter=%s%s%s%s%s", report_kinds[k].name, ef,
+    /* --workspace: the report of that workspace's APIs */
+    char *ef = enc(flt), *ei = enc(interval), *ew = enc(c->workspace ? c->workspace : ""), path[4096];
+    snprintf(path, sizeof(path), "/management%s%s/reports/%s?$filter=%s%s%s%s%s",
+             c->workspace ? "/workspaces/" : "", ew, report_kinds[k].name, ef,
              interval[0] ? "&interval=" : "", ei, o->top ? "&$top=" : "", o->top ? o->top : "");
     free(ef);
     free(ei);
+    free(ew);
     int rc = 0;
     json_t *j = call_json(c, "GET", path, NULL, &rc);
     if (!j)

@@ -419,3 +419,23 @@ def test_portal_site(env):
     assert "invite" in [t["id"] for t in ok_json(m, "portal-template", "list")]
     assert ok_json(m, "portal", "publish", "--comment", "first")["id"] >= 1
     assert m.ok("GET", "portal/revisions")["value"][0]["comment"] == "first"
+
+
+def test_workspace_token_and_report(env):
+    """A token made with the CLI for one workspace reads that workspace's
+    report through --workspace, and is refused the service-level one."""
+    p, m = env
+    m.ok("PUT", "workspaces/w", {"displayName": "W"})
+    secret = ok_json(m, "token", "create", "wr", "--role", "workspaceReader", "--workspace", "w")["token"]
+    assert m.ok("GET", "tokens/wr")["workspace"] == "w"
+    rc, out, err = cli(m, "report", "by-api", "--workspace", "w", "--token", secret)
+    assert rc == 0, err
+    assert json.loads(out)["value"] == []
+    rc, out, err = cli(m, "report", "by-api", "--token", secret)
+    assert rc == 1 and "403" in err
+    # the token's own workspace view through the entity commands
+    rc, out, err = cli(m, "api", "list", "--workspace", "w", "--token", secret)
+    assert rc == 0 and json.loads(out) == []
+    rc, out, err = cli(m, "api", "create", "nope", "--workspace", "w", "--token", secret, "--path", "nope",
+                       "--service-url", "http://127.0.0.1:9")
+    assert rc == 1 and "403" in err and m.call("GET", "workspaces/w/apis/nope")[0] == 404
