@@ -1579,6 +1579,12 @@ static const char *const other_cmds[][2] = {
 
 static const char *const type_names[] = {"TEXT", "true|false", "N", "JSON"};
 
+static void fields_help(FILE *f, const struct entity *e)
+{
+    for (int i = 0; i < (int)PT_ARRAY_LEN(e->fields) && e->fields[i].flag; i++)
+        fprintf(f, "  %-26s %s (%s)\n", e->fields[i].flag, e->fields[i].key, type_names[e->fields[i].type]);
+}
+
 static void entity_help(FILE *f, const struct entity *e, bool details)
 {
     const char *p = e->parent ? e->parent : "", *sp = e->parent ? " " : "";
@@ -1606,8 +1612,7 @@ static void entity_help(FILE *f, const struct entity *e, bool details)
         return;
     fprintf(f, "flags of create and update (-f FILE, YAML or JSON, gives the whole body; flags and\n"
                "--set KEY=VALUE, a JSON value or else a string, change it):\n");
-    for (int i = 0; i < (int)PT_ARRAY_LEN(e->fields) && e->fields[i].flag; i++)
-        fprintf(f, "  %-26s %s (%s)\n", e->fields[i].flag, e->fields[i].key, type_names[e->fields[i].type]);
+    fields_help(f, e);
     if (e->ws)
         fprintf(f, "  %-26s %s\n", "--workspace W", "the entity of workspace W");
     if (!strcmp(e->noun, "subscription"))
@@ -1616,9 +1621,8 @@ static void entity_help(FILE *f, const struct entity *e, bool details)
     if (!strcmp(e->noun, "api") && !e->parent) {
         const struct entity *op = find_entity("operation", "api");
         entity_help(f, op, false);
-        for (int i = 0; i < (int)PT_ARRAY_LEN(op->fields) && op->fields[i].flag; i++)
-            fprintf(f, "  %-26s %s (%s)\n", op->fields[i].flag, op->fields[i].key,
-                    type_names[op->fields[i].type]);
+        fprintf(f, "flags of api operation create and update:\n");
+        fields_help(f, op);
     }
 }
 
@@ -1653,14 +1657,15 @@ static int help(const char *cmd)
         return 0;
     }
     const struct entity *e = find_entity(cmd, NULL);
+    bool found = e != NULL;
     if (e)
         entity_help(stdout, e, true);
-    for (size_t i = 0; !e && i < PT_ARRAY_LEN(other_cmds); i++)
+    for (size_t i = 0; !found && i < PT_ARRAY_LEN(other_cmds); i++)
         if (!strcmp(other_cmds[i][0], cmd)) {
             printf("  %s\n", other_cmds[i][1]);
-            e = &entities[0]; /* found */
+            found = true;
         }
-    if (!e)
+    if (!found)
         die_usage("no command '%s'", cmd);
     global_help(stdout);
     return 0;
