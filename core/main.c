@@ -901,10 +901,12 @@ int main(int argc, char **argv)
     conf_path = PT_SYSCONFDIR "/portico/portico.yaml";
     signal(SIGPIPE, SIG_IGN); /* before any I/O: a peer that leaves is an error, not a death */
     event_set_log_callback(libevent_log);
-    if (argc > 1 && pt_cli_is_command(argv[1]))
+    if (pt_cli_is_command(argc, argv))
         return pt_cli_main(argc, argv);
-    static const struct option longopts[] = {
-        {"config-reference", no_argument, NULL, 'K'}, {"ca-file", required_argument, NULL, 'A'}, {0}};
+    static const struct option longopts[] = {{"config-reference", no_argument, NULL, 'K'},
+                                             {"ca-file", required_argument, NULL, 'A'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {0}};
     bool conf_given = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:tvhPK", longopts, NULL)) != -1) {

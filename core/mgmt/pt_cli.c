@@ -1,32 +1,29 @@
 /*
  * pt_cli -- `portico <command>`: the management API from a shell.
  *
- *   portico apply -f FILE            create or update the entities of FILE
- *   portico export                   every entity as YAML (what apply reads)
- *   portico api|product|user|group list|show ID|delete ID
- *   portico subscription create ID --scope S [--owner U] [--name N] [--state S]
- *   portico subscription list|show ID|keys ID|regenerate ID [--secondary]
- *   portico subscription approve|suspend|cancel|delete ID
- *   portico report by-api|by-operation|by-product|by-subscription|by-user|by-time|by-request
- *           [--since 1h | --from T [--to T]] [--api A] [--operation O] [--product P]
- *           [--subscription S] [--user U] [--interval 15m] [--top N] [--json]
- *   portico probe [URL] [--ca-file FILE]
- *                                    GET a gateway's status path (a container's
- *                                    health check); exit 0 on 200, else 1
+ * One table of entities (noun, REST collection, columns, flags) drives the
+ * create/update/show/list/delete commands of every entity, their help, and
+ * the candidates the bash completion asks for (`portico __complete`); the
+ * links between entities (a product's APIs, a group's members) and the
+ * policy documents at each scope are two more small tables.  The commands
+ * that are not plain entity calls (apply, export, api import|export,
+ * subscription keys|approve|..., report, user-password, probe) have their
+ * own functions below.
  *
- * Options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001;
- * https:// checks the server's certificate against the system CAs or
- * --ca-file / $PORTICO_CA_FILE), --token TOKEN (default
- * $PORTICO_ADMIN_TOKEN), --timeout SECONDS (default $PORTICO_TIMEOUT, else 60),
- * -o json (raw JSON instead of tables).  Exit status 0 on success, 1 on an error (printed with the
- * server's message), 2 on a usage error.
+ * Options may come before or after the command.  Output: a table on a
+ * terminal, JSON when stdout is not one; -o table|json|yaml decides.  Exit
+ * status 0 on success, 1 when the server refuses (its message on stderr) or
+ * cannot be reached, 2 on a usage error.  docs/cli.md describes it all.
  */
 #include "mgmt/pt_cli.h"
 #include "base/pt.h"
 #include "conf/pt_import.h"
+#include "conf/pt_node.h"
 #include "http/pt_fetch.h"
+#include "mgmt/pt_mgmt.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
 #include <jansson.h>
 #include <netdb.h>
 #include <openssl/err.h>
@@ -49,7 +46,10 @@ struct cli {
     const char *ca_file; /* trusted CAs for an https:// URL (else the system's) */
     uint32_t timeout_ms; /* one exchange, all of it (--timeout, $PORTICO_TIMEOUT; 60 s) */
     bool tls;
-    bool json;
+    bool json; /* not a table: JSON, or YAML when yaml is set too */
+    bool yaml;
+    bool asked;            /* -o (or --json) was given: export follows it, else it is YAML */
+    const char *workspace; /* --workspace: entities under /workspaces/{ws}/ */
 };
 
 struct resp {
@@ -58,7 +58,7 @@ struct resp {
     size_t len;
 };
 
-static void die_usage(const char *fmt, ...) PT_PRINTF(1, 2);
+static void die_usage(const char *fmt, ...) PT_PRINTF(1, 2) __attribute__((noreturn));
 static void die_usage(const char *fmt, ...)
 {
     va_list ap;
@@ -142,26 +142,54 @@ static bool http_call(struct cli *c, const char *method, const char *path, const
     return true;
 }
 
+/* Text from the server, for a terminal: control characters (escape
+   sequences that could rewrite the screen) as '?', at most max bytes. */
+#define MESSAGE_MAX 2000
+#define DETAILS_MAX 100
+
+static void put_clean(FILE *f, const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s && *s && n < max; s++, n++)
+        fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+    if (s && *s)
+        fputs("...", f);
+}
+
 /* Prints the server's error and returns 1. */
 static int report(const struct resp *r)
 {
     json_t *j = json_loads(r->body, 0, NULL);
     json_t *e = json_object_get(j, "error");
+    fprintf(stderr, "portico: %d", r->status);
     if (e) {
-        fprintf(stderr, "portico: %d %s: %s\n", r->status,
-                json_string_value(json_object_get(e, "code")) ?: "",
-                json_string_value(json_object_get(e, "message")) ?: "");
+        fputc(' ', stderr);
+        put_clean(stderr, json_string_value(json_object_get(e, "code")), 100);
+        fputs(": ", stderr);
+        put_clean(stderr, json_string_value(json_object_get(e, "message")), MESSAGE_MAX);
+        fputc('\n', stderr);
         size_t i;
         json_t *d;
         json_array_foreach(json_object_get(e, "details"), i, d)
         {
+            if (i == DETAILS_MAX) {
+                fprintf(stderr, "  (%zu more)\n", json_array_size(json_object_get(e, "details")) - i);
+                break;
+            }
             const char *t = json_string_value(json_object_get(d, "target"));
-            fprintf(stderr, "  %s%s%s\n", t ? t : "", t ? ": " : "",
-                    json_string_value(json_object_get(d, "message")) ?: "");
+            fputs("  ", stderr);
+            put_clean(stderr, t, 200);
+            fputs(t ? ": " : "", stderr);
+            put_clean(stderr, json_string_value(json_object_get(d, "message")), MESSAGE_MAX);
+            fputc('\n', stderr);
         }
-    } else
-        fprintf(stderr, "portico: the server answered %d: %.*s\n", r->status,
-                (int)(r->len > 300 ? 300 : r->len), r->body);
+    } else {
+        fprintf(stderr, " (the server's answer): ");
+        char head[301];
+        snprintf(head, sizeof(head), "%.*s", (int)(r->len > 300 ? 300 : r->len), r->body ? r->body : "");
+        put_clean(stderr, head, 300);
+        fputc('\n', stderr);
+    }
     json_decref(j);
     return 1;
 }
@@ -189,9 +217,18 @@ static json_t *call_json(struct cli *c, const char *method, const char *path, co
     return j;
 }
 
-static void print_json(const json_t *j)
+/* j as JSON, or as YAML with -o yaml. */
+static void print_doc(const struct cli *c, const json_t *j)
 {
-    char *t = json_dumps(j, JSON_INDENT(2));
+    if (c->yaml) {
+        struct evbuffer *b = evbuffer_new();
+        if (b && pt_mgmt_export_yaml(b, j))
+            fwrite(evbuffer_pullup(b, -1), 1, evbuffer_get_length(b), stdout);
+        if (b)
+            evbuffer_free(b);
+        return;
+    }
+    char *t = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
     printf("%s\n", t);
     free(t);
 }
@@ -200,9 +237,15 @@ static char *cell(const json_t *v)
 {
     if (!v || json_is_null(v))
         return strdup("");
-    if (json_is_string(v))
-        return strdup(json_string_value(v));
-    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    char *s =
+        json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    for (char *p = s; p && *p;
+         p++) /* one line per cell, no escape sequences from the server on the terminal */
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+        else if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return s ? s : strdup("");
 }
 
 /* A table: one row per item, the given columns, widths from the data. */
@@ -237,20 +280,6 @@ static void print_table(const json_t *items, const char *const *cols)
     }
 }
 
-struct noun {
-    const char *name, *coll;
-    const char *cols[8];
-};
-static const struct noun nouns[] = {
-    {"api", "apis", {"id", "displayName", "path", "serviceUrl", "subscriptionRequired", NULL}},
-    {"product", "products", {"id", "displayName", "state", "subscriptionRequired", "approvalRequired", NULL}},
-    {"user", "users", {"id", "email", "firstName", "lastName", "state", NULL}},
-    {"group", "groups", {"id", "displayName", "type", NULL}},
-    {"subscription", "subscriptions", {"id", "displayName", "scope", "ownerId", "state", NULL}},
-    {"named-value", "namedValues", {"id", "displayName", "secret", NULL}},
-    {"workspace", "workspaces", {"id", "displayName", NULL}},
-};
-
 static char *enc(const char *s)
 {
     size_t n = strlen(s);
@@ -266,34 +295,6 @@ static char *enc(const char *s)
     }
     *p = '\0';
     return o;
-}
-
-static int list_all(struct cli *c, const struct noun *nn)
-{
-    json_t *all = json_array();
-    char path[2048];
-    snprintf(path, sizeof(path), "/management/%s?$top=1000", nn->coll);
-    int rc = 0;
-    for (int pages = 0; pages < 10000; pages++) {
-        json_t *j = call_json(c, "GET", path, NULL, &rc);
-        if (!j) {
-            json_decref(all);
-            return rc;
-        }
-        json_array_extend(all, json_object_get(j, "value"));
-        const char *next = json_string_value(json_object_get(j, "nextLink"));
-        if (next)
-            snprintf(path, sizeof(path), "%s", next);
-        json_decref(j);
-        if (!next)
-            break;
-    }
-    if (c->json)
-        print_json(all);
-    else
-        print_table(all, nn->cols);
-    json_decref(all);
-    return 0;
 }
 
 /* A document to apply: at most APPLY_MAX bytes, a regular file or a stream
@@ -452,7 +453,7 @@ static int api_import(struct cli *c, const struct import_opts *o)
     if (!j)
         return rc ? rc : 1;
     if (c->json)
-        print_json(j);
+        print_doc(c, j);
     else {
         json_t *imp = json_object_get(j, "import");
         printf("imported %s (%s) at /%s: %zu created, %zu updated, %zu deleted, %zu unchanged\n", o->id,
@@ -599,17 +600,20 @@ static int cli_report(struct cli *c, const char *kind, const struct report_opts 
         else
             snprintf(interval, sizeof(interval), "PT%ldS", d);
     }
-    char *ef = enc(flt), *ei = enc(interval), path[4096];
-    snprintf(path, sizeof(path), "/management/reports/%s?$filter=%s%s%s%s%s", report_kinds[k].name, ef,
+    /* --workspace: the report of that workspace's APIs */
+    char *ef = enc(flt), *ei = enc(interval), *ew = enc(c->workspace ? c->workspace : ""), path[4096];
+    snprintf(path, sizeof(path), "/management%s%s/reports/%s?$filter=%s%s%s%s%s",
+             c->workspace ? "/workspaces/" : "", ew, report_kinds[k].name, ef,
              interval[0] ? "&interval=" : "", ei, o->top ? "&$top=" : "", o->top ? o->top : "");
     free(ef);
     free(ei);
+    free(ew);
     int rc = 0;
     json_t *j = call_json(c, "GET", path, NULL, &rc);
     if (!j)
         return rc;
     if (c->json) {
-        print_json(j);
+        print_doc(c, j);
         json_decref(j);
         return 0;
     }
@@ -709,7 +713,7 @@ static int user_portal(struct cli *c, const char *cmd, const char *user)
         if (!j)
             return rc ? rc : 1;
         if (c->json)
-            print_json(j);
+            print_doc(c, j);
         else
             printf("sent the invitation mail to user %s\n", user);
         json_decref(j);
@@ -748,44 +752,6 @@ static uint32_t parse_timeout(const char *v)
     if (*end || t < 1 || t > 3600)
         die_usage("--timeout takes seconds, from 1 to 3600 (got '%s')", v);
     return (uint32_t)t * 1000;
-}
-
-static void usage(FILE *f)
-{
-    fprintf(
-        f,
-        "usage: portico COMMAND [options]   (talks to the management API)\n"
-        "  apply -f FILE                    create or update the entities FILE declares (YAML or JSON)\n"
-        "  export [--include-file]          print the entities as YAML that apply accepts (those the\n"
-        "                                   configuration file declares only with --include-file)\n"
-        "  api import FILE|URL --id ID [--path P] [--service-url U] [--format F]\n"
-        "             [--wsdl-service S] [--wsdl-endpoint E]\n"
-        "                                   import (or re-import) a definition: OpenAPI, Swagger, WSDL,\n"
-        "                                   OData $metadata, GraphQL; the format is guessed when not given\n"
-        "  api export ID [--format openapi|openapi+json|swagger-json|wsdl|graphql]\n"
-        "  api|product|user|group|named-value|workspace list\n"
-        "  api|product|user|group|named-value|workspace show ID | delete ID\n"
-        "  subscription create ID --scope /products/P|/apis/A|/apis [--owner USER] [--name NAME] "
-        "[--state STATE]\n"
-        "  subscription list | show ID | keys ID | regenerate ID [--secondary]\n"
-        "  subscription approve ID | suspend ID | cancel ID | delete ID\n"
-        "  user-password USER               set USER's developer portal password, read from stdin (one\n"
-        "                                   line, at least 10 characters); their portal sessions end\n"
-        "  user-invite USER                 send USER the portal's invitation mail (a link to set a\n"
-        "                                   password)\n"
-        "  report by-api|by-operation|by-product|by-subscription|by-user|by-time|by-request\n"
-        "         [--since 1h | --from ISO-TIME [--to ISO-TIME]] [--api A] [--operation O] [--product P]\n"
-        "         [--subscription S] [--user U] [--interval 15m (by-time)] [--top N] [--json]\n"
-        "                                   usage figures as a table (docs/analytics.md)\n"
-        "  probe [URL] [--ca-file FILE]     GET a gateway's status path (default\n"
-        "                                   http://127.0.0.1:8080/status-0123456789abcdef; a URL without a\n"
-        "                                   path gets /status-0123456789abcdef): exit 0 on 200, else 1\n"
-        "                                   (3 s at most)\n"
-        "options: --url URL (default $PORTICO_URL, else http://127.0.0.1:8001; https:// for TLS)\n"
-        "         --ca-file FILE (default $PORTICO_CA_FILE, else the system CAs: whom to trust over https)\n"
-        "         --token TOKEN (default $PORTICO_ADMIN_TOKEN)   -o json (JSON instead of tables)\n"
-        "         --timeout SECONDS (default $PORTICO_TIMEOUT, else 60: the longest one exchange may take)\n"
-        "answers over 64 MiB and documents to apply over 64 MiB are refused\n");
 }
 
 /*
@@ -865,322 +831,1228 @@ static int cli_probe(int argc, char **argv)
     return r;
 }
 
-bool pt_cli_is_command(const char *arg)
+/* ----------------------------------------------------------- the options */
+
+/* Every `--flag value` of the command line, in order (the last one of a
+   name wins); the switches (no value) are in the same list with value NULL. */
+#define MAX_OPTS 64
+
+struct opt {
+    const char *name, *value;
+};
+
+struct opts {
+    struct opt v[MAX_OPTS];
+    int n;
+};
+
+static const char *const switches[] = {"--secondary", "--primary", "--include-file", "--json", "-h",
+                                       "--help",      NULL};
+static const char *const global_flags[] = {"--url", "--token",  "--ca-file",   "--timeout",
+                                           "-o",    "--output", "--workspace", NULL};
+
+static bool in_list(const char *const *list, const char *s)
 {
-    static const char *const cmds[] = {"apply",  "export",        "api",         "product",   "user",
-                                       "group",  "subscription",  "named-value", "workspace", "help",
-                                       "report", "user-password", "user-invite", "probe",     NULL};
-    for (int i = 0; cmds[i]; i++)
-        if (!strcmp(cmds[i], arg))
+    for (int i = 0; list[i]; i++)
+        if (!strcmp(list[i], s))
             return true;
     return false;
+}
+
+static const char *opt_get(const struct opts *o, const char *name)
+{
+    const char *v = NULL;
+    for (int i = 0; i < o->n; i++)
+        if (!strcmp(o->v[i].name, name))
+            v = o->v[i].value ? o->v[i].value : "";
+    return v;
+}
+
+/* --------------------------------------------------------- the entities */
+
+enum ftype { T_STR, T_BOOL, T_INT, T_JSON };
+
+/* A flag of create/update: --flag VALUE sets key (prefix added to a value
+   that does not start with it: --owner u1 is "/users/u1"). */
+struct field {
+    const char *flag, *key;
+    enum ftype type;
+    const char *prefix;
+};
+
+struct entity {
+    const char *noun;   /* the command (`api`), or the child's name (`operation`) */
+    const char *coll;   /* the REST collection */
+    const char *parent; /* a child's parent noun: `portico api operation VERB API OP` */
+    bool ws;            /* also under /workspaces/{ws}/ (--workspace) */
+    bool singleton;     /* one document, no id (the portal's site) */
+    const char *extra;  /* more verbs, for help and completion */
+    const char *cols[7];
+    struct field fields[12];
+};
+
+#define DISPLAY_NAME                                                                                         \
+    {                                                                                                        \
+        "--display-name", "displayName", T_STR, NULL                                                         \
+    }
+#define DESCRIPTION                                                                                          \
+    {                                                                                                        \
+        "--description", "description", T_STR, NULL                                                          \
+    }
+
+static const struct entity entities[] = {
+    {"api",
+     "apis",
+     NULL,
+     true,
+     false,
+     "operation import export",
+     {"id", "displayName", "path", "serviceUrl", "subscriptionRequired", NULL},
+     {DISPLAY_NAME,
+      DESCRIPTION,
+      {"--path", "path", T_STR, NULL},
+      {"--service-url", "serviceUrl", T_STR, NULL},
+      {"--subscription-required", "subscriptionRequired", T_BOOL, NULL},
+      {"--protocols", "protocols", T_JSON, NULL},
+      {"--version-set", "apiVersionSetId", T_STR, NULL},
+      {"--api-version", "apiVersion", T_STR, NULL}}},
+    {"operation",
+     "operations",
+     "api",
+     true,
+     false,
+     NULL,
+     {"id", "displayName", "method", "urlTemplate", NULL},
+     {DISPLAY_NAME,
+      DESCRIPTION,
+      {"--method", "method", T_STR, NULL},
+      {"--url-template", "urlTemplate", T_STR, NULL}}},
+    {"product",
+     "products",
+     NULL,
+     true,
+     false,
+     "add-api remove-api apis add-group remove-group groups",
+     {"id", "displayName", "state", "subscriptionRequired", "approvalRequired", NULL},
+     {DISPLAY_NAME,
+      DESCRIPTION,
+      {"--state", "state", T_STR, NULL},
+      {"--subscription-required", "subscriptionRequired", T_BOOL, NULL},
+      {"--approval-required", "approvalRequired", T_BOOL, NULL},
+      {"--subscriptions-limit", "subscriptionsLimit", T_INT, NULL},
+      {"--terms", "terms", T_STR, NULL}}},
+    {"subscription",
+     "subscriptions",
+     NULL,
+     true,
+     false,
+     "keys regenerate approve reject suspend activate cancel",
+     {"id", "displayName", "scope", "ownerId", "state", NULL},
+     {DISPLAY_NAME,
+      {"--name", "displayName", T_STR, NULL},
+      {"--scope", "scope", T_STR, NULL},
+      {"--owner", "ownerId", T_STR, "/users/"},
+      {"--state", "state", T_STR, NULL},
+      {"--state-comment", "stateComment", T_STR, NULL},
+      {"--allow-tracing", "allowTracing", T_BOOL, NULL},
+      {"--primary-key", "primaryKey", T_STR, NULL},
+      {"--secondary-key", "secondaryKey", T_STR, NULL}}},
+    {"user",
+     "users",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "email", "firstName", "lastName", "state", NULL},
+     {{"--email", "email", T_STR, NULL},
+      {"--first-name", "firstName", T_STR, NULL},
+      {"--last-name", "lastName", T_STR, NULL},
+      {"--state", "state", T_STR, NULL},
+      {"--note", "note", T_STR, NULL}}},
+    {"group",
+     "groups",
+     NULL,
+     true,
+     false,
+     "add-member remove-member members",
+     {"id", "displayName", "type", NULL},
+     {DISPLAY_NAME, DESCRIPTION, {"--type", "type", T_STR, NULL}}},
+    {"named-value",
+     "namedValues",
+     NULL,
+     true,
+     false,
+     NULL,
+     {"id", "displayName", "secret", NULL},
+     {DISPLAY_NAME,
+      {"--value", "value", T_STR, NULL},
+      {"--secret", "secret", T_BOOL, NULL},
+      {"--tags", "tags", T_JSON, NULL}}},
+    {"backend",
+     "backends",
+     NULL,
+     true,
+     false,
+     NULL,
+     {"id", "url", "protocol", "description", NULL},
+     {DESCRIPTION,
+      {"--backend-url", "url", T_STR, NULL},
+      {"--protocol", "protocol", T_STR, NULL},
+      {"--title", "title", T_STR, NULL}}},
+    {"policy-fragment",
+     "policyFragments",
+     NULL,
+     true,
+     false,
+     NULL,
+     {"id", "description", NULL},
+     {DESCRIPTION, {"--value", "value", T_JSON, NULL}}},
+    {"version-set",
+     "apiVersionSets",
+     NULL,
+     true,
+     false,
+     NULL,
+     {"id", "displayName", "versioningScheme", NULL},
+     {DISPLAY_NAME,
+      DESCRIPTION,
+      {"--versioning-scheme", "versioningScheme", T_STR, NULL},
+      {"--version-query-name", "versionQueryName", T_STR, NULL},
+      {"--version-header-name", "versionHeaderName", T_STR, NULL}}},
+    {"workspace",
+     "workspaces",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "displayName", "description", NULL},
+     {DISPLAY_NAME, DESCRIPTION}},
+    {"logger",
+     "loggers",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "loggerType", "description", NULL},
+     {DESCRIPTION, {"--logger-type", "loggerType", T_STR, NULL}}},
+    {"gateway",
+     "gateways",
+     NULL,
+     false,
+     false,
+     "add-api remove-api apis",
+     {"id", "description", NULL},
+     {DESCRIPTION, {"--location", "locationData.name", T_STR, NULL}}},
+    {"portal", "portal/site", NULL, false, true, "publish", {NULL}, {{"--title", "title", T_STR, NULL}}},
+    {"token",
+     "tokens",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "role", "workspace", NULL},
+     {{"--role", "role", T_STR, NULL}, {"--workspace", "workspace", T_STR, NULL}}},
+    {"schema",
+     "schemas",
+     NULL,
+     true,
+     false,
+     NULL,
+     {"id", "schemaType", NULL},
+     {{"--schema-type", "schemaType", T_STR, NULL},
+      {"--value", "value", T_STR, NULL},
+      {"--document", "document", T_JSON, NULL}}},
+    {"portal-page",
+     "portal/pages",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "title", "menuOrder", NULL},
+     {{"--title", "title", T_STR, NULL},
+      {"--markdown", "markdown", T_STR, NULL},
+      {"--html", "html", T_STR, NULL},
+      {"--menu-order", "menuOrder", T_INT, NULL},
+      {"--groups", "groups", T_JSON, NULL}}},
+    {"portal-template",
+     "portal/templates",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "subject", "builtIn", NULL},
+     {{"--subject", "subject", T_STR, NULL}, {"--body", "body", T_STR, NULL}}},
+    {"identity-provider",
+     "portal/identityProviders",
+     NULL,
+     false,
+     false,
+     NULL,
+     {"id", "displayName", "issuer", "clientId", NULL},
+     {DISPLAY_NAME,
+      {"--issuer", "issuer", T_STR, NULL},
+      {"--client-id", "clientId", T_STR, NULL},
+      {"--client-secret", "clientSecret", T_STR, NULL},
+      {"--scopes", "scopes", T_JSON, NULL},
+      {"--allow-signup", "allowSignup", T_BOOL, NULL}}},
+};
+
+/* The links between entities: PUT/DELETE {coll}/{id}/{sub}/{other}, GET the list. */
+static const struct link {
+    const char *noun, *add, *remove, *list, *sub, *other;
+} links[] = {
+    {"product", "add-api", "remove-api", "apis", "apis", "API"},
+    {"product", "add-group", "remove-group", "groups", "groups", "GROUP"},
+    {"group", "add-member", "remove-member", "members", "users", "USER"},
+    {"gateway", "add-api", "remove-api", "apis", "apis", "API"},
+};
+
+static const char *const entity_verbs[] = {"list", "show", "create", "update", "delete", NULL};
+static const char *const common_flags[] = {"-f", "--file", "--set", "--workspace", NULL};
+static const char *const policy_flags[] = {"--api", "--operation", "--product", "--workspace",
+                                           "-f",    "--file",      NULL};
+static const char *const import_flags[] = {"--id",           "--path",          "--service-url", "--format",
+                                           "--wsdl-service", "--wsdl-endpoint", "--workspace",   NULL};
+static const char *const report_flags[] = {"--since",        "--from", "--to",        "--interval",
+                                           "--top",          "--api",  "--operation", "--product",
+                                           "--subscription", "--user", "--workspace", NULL};
+
+static const struct entity *find_entity(const char *noun, const char *parent)
+{
+    for (size_t i = 0; i < PT_ARRAY_LEN(entities); i++)
+        if (!strcmp(entities[i].noun, noun) &&
+            (parent ? entities[i].parent && !strcmp(entities[i].parent, parent) : !entities[i].parent))
+            return &entities[i];
+    return NULL;
+}
+
+static const struct field *find_field(const struct entity *e, const char *flag)
+{
+    for (int i = 0; i < (int)PT_ARRAY_LEN(e->fields) && e->fields[i].flag; i++)
+        if (!strcmp(e->fields[i].flag, flag))
+            return &e->fields[i];
+    return NULL;
+}
+
+/* Every option given must be one this command takes (usage error 2 otherwise). */
+static void check_opts(const struct opts *o, const char *what, const struct entity *e,
+                       const char *const *more)
+{
+    for (int i = 0; i < o->n; i++) {
+        const char *n = o->v[i].name;
+        if (in_list(global_flags, n) || in_list(switches, n) || (more && in_list(more, n)) ||
+            (e && (find_field(e, n) || in_list(common_flags, n))))
+            continue;
+        die_usage("%s does not take %s (see `portico help %s`)", what, n, what);
+    }
+}
+
+/* /management[/workspaces/W]/COLL[/ID][/CHILD/SUB] into buf; ids encoded. */
+static void entity_path(const struct cli *c, const struct entity *e, const char *const *ids, char *buf,
+                        size_t size)
+{
+    int n = snprintf(buf, size, "/management");
+    if (c->workspace && e->ws) {
+        char *w = enc(c->workspace);
+        n += snprintf(buf + n, size - (size_t)PT_MIN((size_t)n, size), "/workspaces/%s", w);
+        free(w);
+    }
+    const struct entity *parent = e->parent ? find_entity(e->parent, NULL) : NULL;
+    const struct entity *chain[2] = {parent ? parent : e, parent ? e : NULL};
+    for (int k = 0, id = 0; k < 2 && chain[k]; k++) {
+        n += snprintf(buf + n, size - (size_t)PT_MIN((size_t)n, size), "/%s", chain[k]->coll);
+        if (ids[id]) {
+            char *x = enc(ids[id++]);
+            n += snprintf(buf + n, size - (size_t)PT_MIN((size_t)n, size), "/%s", x);
+            free(x);
+        }
+    }
+    if ((size_t)n >= size)
+        die_usage("the ids are too long");
+}
+
+/* A YAML or JSON document (-f FILE, - for stdin) as JSON; exits 1 when it cannot be read. */
+static json_t *read_doc(const char *file)
+{
+    size_t len = 0;
+    char *text = read_file(file, &len);
+    if (!text) {
+        fprintf(stderr, "portico: cannot read %s: %s\n", file, strerror(errno));
+        exit(1);
+    }
+    struct pt_pool *pool = pt_pool_new(65536);
+    struct pt_errors errs = {0};
+    struct pt_node *root = pt_node_parse_yaml(pool, file, text, len, &errs);
+    json_t *j = root ? pt_node_to_json(root) : NULL;
+    if (!j)
+        fprintf(stderr, "portico: %s\n", errs.n ? errs.msgs[0] : "cannot read the document");
+    pt_node_errors_clear(&errs);
+    pt_pool_free(pool);
+    free(text);
+    if (!j)
+        exit(1);
+    return j;
+}
+
+/* Sets a dotted key ("locationData.name") in body. */
+static void set_key(json_t *body, const char *key, json_t *v)
+{
+    const char *dot = strchr(key, '.');
+    if (!dot) {
+        json_object_set_new(body, key, v);
+        return;
+    }
+    char head[256];
+    snprintf(head, sizeof(head), "%.*s", (int)PT_MIN((size_t)(dot - key), sizeof(head) - 1), key);
+    json_t *inner = json_object_get(body, head);
+    if (!json_is_object(inner)) {
+        inner = json_object();
+        json_object_set_new(body, head, inner);
+    }
+    set_key(inner, dot + 1, v);
+}
+
+static json_t *field_value(const struct field *f, const char *v)
+{
+    switch (f->type) {
+    case T_BOOL:
+        if (!strcmp(v, "true") || !strcmp(v, "yes"))
+            return json_true();
+        if (!strcmp(v, "false") || !strcmp(v, "no"))
+            return json_false();
+        die_usage("%s takes true or false (got '%s')", f->flag, v);
+    case T_INT: {
+        char *end;
+        long long n = strtoll(v, &end, 10);
+        if (!*v || *end)
+            die_usage("%s takes a whole number (got '%s')", f->flag, v);
+        return json_integer(n);
+    }
+    case T_JSON: {
+        json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
+        if (!j)
+            die_usage("%s takes JSON (got '%s')", f->flag, v);
+        return j;
+    }
+    case T_STR:
+        break;
+    }
+    if (f->prefix && strncmp(v, f->prefix, strlen(f->prefix))) {
+        char *t = NULL;
+        if (asprintf(&t, "%s%s", f->prefix, v) < 0)
+            exit(1);
+        json_t *j = json_string(t);
+        free(t);
+        return j;
+    }
+    json_t *j = json_string(v);
+    if (!j)
+        die_usage("%s is not UTF-8 text", f->flag);
+    return j;
+}
+
+/* The body of create/update: -f FILE's document, then the flags, then --set KEY=VALUE (JSON, else a string).
+ */
+static json_t *entity_body(const struct entity *e, const struct opts *o)
+{
+    /* the flags are checked first: a usage error leaves nothing behind */
+    for (int i = 0; i < o->n; i++) {
+        const struct field *f = find_field(e, o->v[i].name);
+        const char *eq = o->v[i].value ? strchr(o->v[i].value, '=') : NULL;
+        if (f)
+            json_decref(field_value(f, o->v[i].value));
+        else if (!strcmp(o->v[i].name, "--set") && (!eq || eq == o->v[i].value))
+            die_usage("--set takes KEY=VALUE (got '%s')", o->v[i].value);
+    }
+    const char *file = opt_get(o, "-f") ? opt_get(o, "-f") : opt_get(o, "--file");
+    json_t *body = file ? read_doc(file) : json_object();
+    if (!json_is_object(body)) {
+        fprintf(stderr, "portico: %s is not a map of properties\n", file);
+        json_decref(body);
+        exit(1);
+    }
+    for (int i = 0; i < o->n; i++) {
+        const struct field *f = find_field(e, o->v[i].name);
+        if (f)
+            set_key(body, f->key, field_value(f, o->v[i].value));
+        else if (!strcmp(o->v[i].name, "--set")) {
+            const char *eq = strchr(o->v[i].value, '=');
+            char key[256];
+            snprintf(key, sizeof(key), "%.*s", (int)PT_MIN((size_t)(eq - o->v[i].value), sizeof(key) - 1),
+                     o->v[i].value);
+            json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+            set_key(body, key, v ? v : json_string(eq + 1));
+        }
+    }
+    return body;
+}
+
+/* A subscription created without a state: `submitted` when its scope is a
+   product that requires approval, else `active` (docs/cli.md).  0, or the
+   exit status after the product could not be read. */
+static int subscription_default_state(struct cli *c, json_t *body)
+{
+    if (json_object_get(body, "state"))
+        return 0;
+    const char *scope = json_string_value(json_object_get(body, "scope"));
+    bool approval = false;
+    /* a scope too long for an id is left for the server to refuse */
+    if (scope && !strncmp(scope, "/products/", 10) && !strchr(scope + 10, '/') && strlen(scope) < 512) {
+        const char *ids[2] = {scope + 10, NULL};
+        char path[4096];
+        entity_path(c, find_entity("product", NULL), ids, path, sizeof(path));
+        int rc = 0;
+        json_t *p = call_json(c, "GET", path, NULL, &rc);
+        if (!p)
+            return rc ? rc : 1;
+        approval = json_is_true(json_object_get(p, "approvalRequired"));
+        json_decref(p);
+    }
+    json_object_set_new(body, "state", json_string(approval ? "submitted" : "active"));
+    return 0;
+}
+
+/* One entity: every field, one per line. */
+static void print_fields(const json_t *j)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)j, k, v)
+    {
+        char *s = cell(v);
+        printf("%-22s %s\n", k, s);
+        free(s);
+    }
+}
+
+static int show_result(const struct cli *c, json_t *j)
+{
+    if (c->json)
+        print_doc(c, j);
+    else
+        print_fields(j);
+    json_decref(j);
+    return 0;
+}
+
+/* The JSON body of a call, NULL for none. */
+static int call_show(struct cli *c, const char *method, const char *path, json_t *body)
+{
+    char *txt = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    int rc = 0;
+    json_t *j = call_json(c, method, path, txt, &rc);
+    free(txt);
+    if (!j)
+        return rc ? rc : 1;
+    return show_result(c, j);
+}
+
+/* Every page of a list, as one array: at most LIST_PAGES_MAX pages of 1,000. */
+#define LIST_PAGES_MAX 1000
+
+static int list_path(struct cli *c, const char *base, const char *const *cols)
+{
+    json_t *all = json_array();
+    char path[4096];
+    snprintf(path, sizeof(path), "%s?$top=1000", base);
+    int rc = 0;
+    for (int pages = 0; pages < LIST_PAGES_MAX; pages++) {
+        json_t *j = call_json(c, "GET", path, NULL, &rc);
+        if (!j) {
+            json_decref(all);
+            return rc;
+        }
+        if (!json_is_array(json_object_get(j, "value"))) {
+            fprintf(stderr, "portico: the server's answer is not a list\n");
+            json_decref(j);
+            json_decref(all);
+            return 1;
+        }
+        json_array_extend(all, json_object_get(j, "value"));
+        const char *next = json_string_value(json_object_get(j, "nextLink"));
+        /* the next page is on the same server: only its path and query are used */
+        const char *np = next ? strstr(next, "/management/") : NULL;
+        bool same = np && !strcmp(np, path); /* a page pointing at itself ends the list */
+        if (np && !same)
+            snprintf(path, sizeof(path), "%s", np);
+        json_decref(j);
+        if (!np || same)
+            break;
+        if (pages + 1 == LIST_PAGES_MAX) {
+            fprintf(stderr, "portico: the list goes on past %d pages; shown up to there\n", LIST_PAGES_MAX);
+            break;
+        }
+    }
+    if (c->json)
+        print_doc(c, all);
+    else
+        print_table(all, cols);
+    json_decref(all);
+    return 0;
+}
+
+/* portico NOUN [CHILD] VERB [ID [SUBID]]: the five verbs of every entity. */
+static int entity_verb(struct cli *c, const struct entity *e, const char *verb, const char *const *ids,
+                       int nids, const struct opts *o)
+{
+    char what[64];
+    snprintf(what, sizeof(what), "%s%s%s", e->parent ? e->parent : "", e->parent ? " " : "", e->noun);
+    check_opts(o, e->parent ? e->parent : e->noun, e, NULL);
+    if (!in_list(entity_verbs, verb) ||
+        (e->singleton && (!strcmp(verb, "create") || !strcmp(verb, "delete"))))
+        die_usage("unknown %s command '%s'", what, verb);
+    int need = (e->parent ? 1 : 0) + (e->singleton ? 0 : 1);
+    bool list = !strcmp(verb, "list");
+    if (list ? nids != need - 1 : nids != need)
+        die_usage("%s %s takes %s", what, verb,
+                  e->singleton ? "no id"
+                  : e->parent  ? (list ? "the API's id" : "the API's id and the operation's")
+                               : (list ? "no id" : "one id"));
+    char path[4096];
+    const char *pid[3] = {ids[0], nids > 1 ? ids[1] : NULL, NULL};
+    entity_path(c, e, pid, path, sizeof(path));
+    if (list && !e->singleton)
+        return list_path(c, path, e->cols);
+    if (!strcmp(verb, "show") || (list && e->singleton))
+        return call_show(c, "GET", path, NULL);
+    if (!strcmp(verb, "create") || !strcmp(verb, "update")) {
+        bool create = !strcmp(verb, "create") && !e->singleton;
+        json_t *body = entity_body(e, o);
+        if (create && !strcmp(e->noun, "subscription")) {
+            if (!json_object_get(body, "displayName"))
+                json_object_set_new(body, "displayName", json_string(ids[0]));
+            int rc = subscription_default_state(c, body);
+            if (rc) {
+                json_decref(body);
+                return rc;
+            }
+        }
+        return call_show(c, create ? "PUT" : "PATCH", path, body);
+    }
+    if (!strcmp(verb, "delete")) {
+        int rc = 0;
+        json_t *j = call_json(c, "DELETE", path, NULL, &rc);
+        if (!j)
+            return rc ? rc : 1;
+        json_decref(j);
+        if (!c->json)
+            printf("deleted %s %s\n", what, ids[nids - 1]);
+        return 0;
+    }
+    return 2;
+}
+
+/* portico product add-api P A | remove-api P A | apis P, and the other links. */
+static int link_verb(struct cli *c, const struct entity *e, const struct link *l, const char *verb,
+                     const char *const *ids, int nids, const struct opts *o)
+{
+    check_opts(o, e->noun, NULL, (const char *const[]){"--workspace", NULL});
+    bool list = !strcmp(verb, l->list);
+    if (nids != (list ? 1 : 2))
+        die_usage("%s %s takes %s", e->noun, verb, list ? "one id" : "two ids");
+    char path[4096];
+    const char *pid[2] = {ids[0], NULL};
+    entity_path(c, e, pid, path, sizeof(path));
+    char *sub = list ? NULL : enc(ids[1]);
+    size_t n = strlen(path);
+    snprintf(path + n, sizeof(path) - n, "/%s%s%s", l->sub, sub ? "/" : "", sub ? sub : "");
+    free(sub);
+    static const char *const cols[] = {"id", "displayName", NULL};
+    static const char *const user_cols[] = {"id", "email", "firstName", "lastName", NULL};
+    if (list)
+        return list_path(c, path, strcmp(l->sub, "users") ? cols : user_cols);
+    bool add = !strcmp(verb, l->add);
+    int rc = 0;
+    json_t *j = call_json(c, add ? "PUT" : "DELETE", path, NULL, &rc);
+    if (!j)
+        return rc ? rc : 1;
+    if (c->json)
+        print_doc(c, j);
+    else
+        printf("%s %s %s %s %s\n", add ? "added" : "removed", l->sub, ids[1], add ? "to" : "from", ids[0]);
+    json_decref(j);
+    return 0;
+}
+
+/* portico policy get|set|delete [--api A [--operation O] | --product P | --workspace W] [-f FILE] */
+static int policy_cmd(struct cli *c, const char *verb, int npos, const struct opts *o)
+{
+    check_opts(o, "policy", NULL, policy_flags);
+    const char *api = opt_get(o, "--api"), *op = opt_get(o, "--operation"),
+               *product = opt_get(o, "--product");
+    if (!verb || npos != 2)
+        die_usage("policy takes get, set or delete, and no id (the scope is --api, --product, --workspace)");
+    if ((api && product) || (op && !api))
+        die_usage("policy: one scope, --api A [--operation O], --product P or --workspace W");
+    char path[4096];
+    if (api || product) {
+        const char *ids[3] = {api ? api : product, op, NULL};
+        entity_path(c, op ? find_entity("operation", "api") : find_entity(api ? "api" : "product", NULL), ids,
+                    path, sizeof(path));
+    } else if (c->workspace) {
+        char *w = enc(c->workspace);
+        snprintf(path, sizeof(path), "/management/workspaces/%s", w);
+        free(w);
+    } else
+        snprintf(path, sizeof(path), "/management");
+    strncat(path, "/policies/policy", sizeof(path) - strlen(path) - 1);
+    const char *file = opt_get(o, "-f") ? opt_get(o, "-f") : opt_get(o, "--file");
+    if (!strcmp(verb, "set")) {
+        if (!file)
+            die_usage("policy set needs -f FILE (a policy document, YAML or JSON)");
+        json_t *doc = read_doc(file);
+        char *txt = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(doc);
+        int rc = 0;
+        json_t *j = call_json(c, "PUT", path, txt, &rc);
+        free(txt);
+        if (!j)
+            return rc ? rc : 1;
+        if (c->json)
+            print_doc(c, j);
+        else
+            printf("set the policy document\n");
+        json_decref(j);
+        return 0;
+    }
+    if (file)
+        die_usage("policy %s takes no -f", verb);
+    if (!strcmp(verb, "delete")) {
+        int rc = 0;
+        json_t *j = call_json(c, "DELETE", path, NULL, &rc);
+        if (!j)
+            return rc ? rc : 1;
+        json_decref(j);
+        if (!c->json)
+            printf("deleted the policy document\n");
+        return 0;
+    }
+    if (strcmp(verb, "get"))
+        die_usage("unknown policy command '%s'", verb);
+    /* a document, not a table: YAML for a reader on a terminal */
+    struct cli view = *c;
+    if (!view.json)
+        view.json = view.yaml = true;
+    int rc = 0;
+    json_t *j = call_json(c, "GET", path, NULL, &rc);
+    if (!j)
+        return rc ? rc : 1;
+    print_doc(&view, j);
+    json_decref(j);
+    return 0;
+}
+
+/* portico portal publish [--comment TEXT]: the draft becomes the portal's pages. */
+static int portal_publish(struct cli *c, const struct opts *o)
+{
+    check_opts(o, "portal", NULL, (const char *const[]){"--comment", NULL});
+    json_t *b = json_object();
+    if (opt_get(o, "--comment"))
+        json_object_set_new(b, "comment", json_string(opt_get(o, "--comment")));
+    return call_show(c, "POST", "/management/portal/revisions", b);
+}
+/* ------------------------------------------------------------------ help */
+
+static const char *const other_cmds[][2] = {
+    {"apply", "apply -f FILE                 create or update the entities FILE declares (YAML or JSON)"},
+    {"export", "export [--include-file]        every entity as YAML that apply accepts (-o json for JSON;\n"
+               "                                --include-file adds those the configuration file declares)"},
+    {"policy",
+     "policy get|set|delete [--api A [--operation O] | --product P | --workspace W] [-f FILE]\n"
+     "                                the policy document of a scope (none given: the global one);\n"
+     "                                set reads a YAML or JSON document, or APIM's envelope"},
+    {"report",
+     "report by-api|by-operation|by-product|by-subscription|by-user|by-time|by-request\n"
+     "       [--since 1h | --from ISO-TIME [--to ISO-TIME]] [--api A] [--operation O] [--product P]\n"
+     "       [--subscription S] [--user U] [--interval 15m (by-time)] [--top N]\n"
+     "                                usage figures (docs/analytics.md)"},
+    {"user-password", "user-password USER            set USER's portal password, read from stdin (one line,\n"
+                      "                                at least 10 characters); their portal sessions end"},
+    {"user-invite", "user-invite USER              send USER the portal's invitation mail"},
+    {"probe",
+     "probe [URL] [--ca-file FILE]  GET a gateway's status path (default\n"
+     "                                http://127.0.0.1:8080/status-0123456789abcdef): exit 0 on 200,\n"
+     "                                else 1 (3 s at most)"},
+    {"help", "help [COMMAND]                this text, or one command's verbs and options"},
+};
+
+static const char *const type_names[] = {"TEXT", "true|false", "N", "JSON"};
+
+static void fields_help(FILE *f, const struct entity *e)
+{
+    for (int i = 0; i < (int)PT_ARRAY_LEN(e->fields) && e->fields[i].flag; i++)
+        fprintf(f, "  %-26s %s (%s)\n", e->fields[i].flag, e->fields[i].key, type_names[e->fields[i].type]);
+}
+
+static void entity_help(FILE *f, const struct entity *e, bool details)
+{
+    const char *p = e->parent ? e->parent : "", *sp = e->parent ? " " : "";
+    const char *id = e->singleton ? "" : e->parent ? " API OP" : " ID";
+    if (e->singleton)
+        fprintf(f, "  %s show | update [flags]\n", e->noun);
+    else
+        fprintf(f, "  %s%s%s list%s | show%s | create%s [flags] | update%s [flags] | delete%s\n", p, sp,
+                e->noun, e->parent ? " API" : "", id, id, id, id);
+    for (size_t i = 0; i < PT_ARRAY_LEN(links); i++)
+        if (!strcmp(links[i].noun, e->noun))
+            fprintf(f, "  %s %s %s %s | %s %s %s | %s %s\n", e->noun, links[i].add, "ID", links[i].other,
+                    links[i].remove, "ID", links[i].other, links[i].list, "ID");
+    if (!strcmp(e->noun, "api") && !e->parent) {
+        fprintf(f, "  api import FILE|URL --id ID [--path P] [--service-url U] [--format F]\n"
+                   "             [--wsdl-service S] [--wsdl-endpoint E]   import or re-import a definition\n"
+                   "  api export ID [--format openapi|openapi+json|swagger-json|wsdl|graphql]\n");
+    }
+    if (!strcmp(e->noun, "subscription"))
+        fprintf(f, "  subscription keys ID | regenerate ID [--secondary]\n"
+                   "  subscription approve|reject|suspend|activate|cancel ID\n");
+    if (!strcmp(e->noun, "portal"))
+        fprintf(f, "  portal publish [--comment TEXT]   publish the draft\n");
+    if (!details)
+        return;
+    fprintf(f, "flags of create and update (-f FILE, YAML or JSON, gives the whole body; flags and\n"
+               "--set KEY=VALUE, a JSON value or else a string, change it):\n");
+    fields_help(f, e);
+    if (e->ws)
+        fprintf(f, "  %-26s %s\n", "--workspace W", "the entity of workspace W");
+    if (!strcmp(e->noun, "subscription"))
+        fprintf(f, "a new subscription without --state is `submitted` when its scope is a product with\n"
+                   "approvalRequired: true, else `active`\n");
+    if (!strcmp(e->noun, "api") && !e->parent) {
+        const struct entity *op = find_entity("operation", "api");
+        entity_help(f, op, false);
+        fprintf(f, "flags of api operation create and update:\n");
+        fields_help(f, op);
+    }
+}
+
+static void global_help(FILE *f)
+{
+    fprintf(f,
+            "options (before or after the command):\n"
+            "  --url URL          the management API (default $PORTICO_URL, else http://127.0.0.1:8001;\n"
+            "                     https:// for TLS)\n"
+            "  --token TOKEN      default $PORTICO_ADMIN_TOKEN\n"
+            "  --ca-file FILE     whom to trust over https (default $PORTICO_CA_FILE, else the system CAs)\n"
+            "  --timeout SECONDS  the longest one exchange may take (default $PORTICO_TIMEOUT, else 60)\n"
+            "  -o table|json|yaml the output (default: a table on a terminal, else JSON)\n"
+            "exit status: 0 done, 1 refused by the server (its message on stderr) or no answer, 2 usage\n");
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: portico COMMAND [VERB] [ARGS] [options]   (talks to the management API)\n");
+    for (size_t i = 0; i < PT_ARRAY_LEN(entities); i++)
+        entity_help(f, &entities[i], false);
+    for (size_t i = 0; i < PT_ARRAY_LEN(other_cmds); i++)
+        fprintf(f, "  %s\n", other_cmds[i][1]);
+    global_help(f);
+    fprintf(f, "`portico help COMMAND` lists a command's flags; docs/cli.md describes them all\n");
+}
+
+static int help(const char *cmd)
+{
+    if (!cmd) {
+        usage(stdout);
+        return 0;
+    }
+    const struct entity *e = find_entity(cmd, NULL);
+    bool found = e != NULL;
+    if (e)
+        entity_help(stdout, e, true);
+    for (size_t i = 0; !found && i < PT_ARRAY_LEN(other_cmds); i++)
+        if (!strcmp(other_cmds[i][0], cmd)) {
+            printf("  %s\n", other_cmds[i][1]);
+            found = true;
+        }
+    if (!found)
+        die_usage("no command '%s'", cmd);
+    global_help(stdout);
+    return 0;
+}
+
+/* ------------------------------------------------------------ completion */
+
+/* `portico __complete WORD...`: the candidates for the word after WORDs,
+   one per line (the bash completion script asks; nothing: complete file names). */
+static void print_words(const char *s)
+{
+    for (; *s; s++)
+        putchar(*s == ' ' ? '\n' : *s);
+    putchar('\n');
+}
+
+static void print_list(const char *const *l)
+{
+    for (int i = 0; l[i]; i++)
+        printf("%s\n", l[i]);
+}
+
+static int complete(int argc, char **argv)
+{
+    const char *pos[4] = {0};
+    int npos = 0;
+    for (int i = 0; i < argc; i++) {
+        bool opt = argv[i][0] == '-' && argv[i][1];
+        if (opt && !in_list(switches, argv[i])) {
+            if (i + 1 == argc) { /* the word wanted is this option's value */
+                if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output"))
+                    print_words("table json yaml");
+                return 0;
+            }
+            i++;
+        } else if (!opt && npos < 4)
+            pos[npos++] = argv[i];
+    }
+    const struct entity *e = npos ? find_entity(pos[0], NULL) : NULL;
+    if (!npos || (npos == 1 && !strcmp(pos[0], "help"))) {
+        for (size_t i = 0; i < PT_ARRAY_LEN(entities); i++)
+            if (!entities[i].parent)
+                printf("%s\n", entities[i].noun);
+        for (size_t i = 0; i < PT_ARRAY_LEN(other_cmds); i++)
+            printf("%s\n", other_cmds[i][0]);
+        if (!npos)
+            print_list(global_flags);
+        return 0;
+    }
+    if (npos == 1 && e) {
+        print_list(entity_verbs);
+        if (e->extra)
+            print_words(e->extra);
+        return 0;
+    }
+    if (npos == 1 && !strcmp(pos[0], "policy")) {
+        print_words("get set delete");
+        return 0;
+    }
+    if (npos == 1 && !strcmp(pos[0], "report")) {
+        for (size_t i = 0; i < PT_ARRAY_LEN(report_kinds); i++)
+            printf("%s\n", report_kinds[i].cmd);
+        return 0;
+    }
+    if (e && npos == 2 && !strcmp(pos[1], "operation")) {
+        print_list(entity_verbs);
+        return 0;
+    }
+    /* the options of the command */
+    print_list(global_flags);
+    if (e) {
+        const struct entity *f =
+            npos > 1 && !strcmp(pos[1], "operation") ? find_entity("operation", "api") : e;
+        for (int i = 0; i < (int)PT_ARRAY_LEN(f->fields) && f->fields[i].flag; i++)
+            printf("%s\n", f->fields[i].flag);
+        print_list(common_flags);
+        if (!strcmp(e->noun, "api") && npos > 1 && !strcmp(pos[1], "import"))
+            print_list(import_flags);
+    } else if (!strcmp(pos[0], "policy"))
+        print_list(policy_flags);
+    else if (!strcmp(pos[0], "report"))
+        print_list(report_flags);
+    else if (!strcmp(pos[0], "apply"))
+        print_words("-f");
+    else if (!strcmp(pos[0], "export"))
+        print_words("--include-file");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ main */
+
+static const char *const cli_commands[] = {"apply", "export", "report", "user-password", "user-invite",
+                                           "probe", "help",   "policy", "__complete",    NULL};
+
+static bool is_command(const char *a)
+{
+    return find_entity(a, NULL) || in_list(cli_commands, a);
+}
+
+bool pt_cli_is_command(int argc, char **argv)
+{
+    /* the CLI's options may come first: `portico --url U api list` */
+    for (int i = 1; i < argc; i++) {
+        if (in_list(global_flags, argv[i]) && i + 1 < argc)
+            i++;
+        else
+            return is_command(argv[i]);
+    }
+    return false;
+}
+
+/* The options and positional words of argv into o and pos; the global options into c. */
+static int parse_args(int argc, char **argv, struct cli *c, struct opts *o, const char **pos, int maxpos)
+{
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || !a[1]) {
+            if (npos == maxpos)
+                die_usage("too many arguments ('%s')", a);
+            pos[npos++] = a;
+            continue;
+        }
+        if (o->n == MAX_OPTS)
+            die_usage("too many options");
+        bool sw = in_list(switches, a);
+        if (!sw && i + 1 >= argc)
+            die_usage("%s needs a value", a);
+        const char *v = sw ? NULL : argv[++i];
+        o->v[o->n++] = (struct opt){a, v};
+        if (!strcmp(a, "--url"))
+            c->url = v;
+        else if (!strcmp(a, "--token"))
+            c->token = v;
+        else if (!strcmp(a, "--ca-file"))
+            c->ca_file = v;
+        else if (!strcmp(a, "--timeout"))
+            c->timeout_ms = parse_timeout(v);
+        else if (!strcmp(a, "--workspace"))
+            c->workspace = v;
+        else if (!strcmp(a, "--json"))
+            c->json = c->asked = true;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (strcmp(v, "json") && strcmp(v, "table") && strcmp(v, "yaml"))
+                die_usage("-o takes table, json or yaml (got '%s')", v);
+            c->json = strcmp(v, "table");
+            c->yaml = !strcmp(v, "yaml");
+            c->asked = true;
+        }
+    }
+    return npos;
+}
+
+/* portico subscription keys|regenerate|approve|reject|suspend|activate|cancel ID */
+static int subscription_verb(struct cli *c, const char *verb, const char *id, const struct opts *o)
+{
+    static const char *const states[][2] = {{"approve", "active"},
+                                            {"activate", "active"},
+                                            {"reject", "rejected"},
+                                            {"suspend", "suspended"},
+                                            {"cancel", "cancelled"}};
+    check_opts(o, "subscription", NULL, (const char *const[]){"--workspace", "--state-comment", NULL});
+    char path[4096];
+    const char *ids[2] = {id, NULL};
+    entity_path(c, find_entity("subscription", NULL), ids, path, sizeof(path));
+    size_t n = strlen(path);
+    int rc = 0;
+    for (size_t i = 0; i < PT_ARRAY_LEN(states); i++)
+        if (!strcmp(verb, states[i][0])) {
+            json_t *b = json_pack("{s:s}", "state", states[i][1]);
+            if (opt_get(o, "--state-comment"))
+                json_object_set_new(b, "stateComment", json_string(opt_get(o, "--state-comment")));
+            return call_show(c, "PATCH", path, b);
+        }
+    bool secondary = opt_get(o, "--secondary") != NULL;
+    if (!strcmp(verb, "regenerate")) {
+        snprintf(path + n, sizeof(path) - n, "/%s",
+                 secondary ? "regenerateSecondaryKey" : "regeneratePrimaryKey");
+        json_t *j = call_json(c, "POST", path, NULL, &rc);
+        if (!j)
+            return rc ? rc : 1;
+        json_decref(j);
+    } else if (strcmp(verb, "keys"))
+        die_usage("unknown subscription command '%s'", verb);
+    snprintf(path + n, sizeof(path) - n, "/listSecrets");
+    json_t *j = call_json(c, "POST", path, NULL, &rc);
+    if (!j)
+        return rc ? rc : 1;
+    if (c->json)
+        print_doc(c, j);
+    else if (!strcmp(verb, "keys"))
+        printf("primaryKey    %s\nsecondaryKey  %s\n",
+               json_string_value(json_object_get(j, "primaryKey")) ?: "",
+               json_string_value(json_object_get(j, "secondaryKey")) ?: "");
+    else
+        printf("%s  %s\n", secondary ? "secondaryKey" : "primaryKey",
+               json_string_value(json_object_get(j, secondary ? "secondaryKey" : "primaryKey")) ?: "");
+    json_decref(j);
+    return 0;
+}
+
+/* portico apply -f FILE */
+static int apply(struct cli *c, const char *file)
+{
+    if (!file)
+        die_usage("apply needs -f FILE");
+    size_t len;
+    char *text = read_file(file, &len);
+    if (!text) {
+        if (errno == EFBIG)
+            fprintf(stderr, "portico: %s is larger than %u MiB, more than apply sends\n", file,
+                    APPLY_MAX >> 20);
+        else
+            fprintf(stderr, "portico: cannot read %s: %s\n", file, strerror(errno));
+        return 1;
+    }
+    struct resp r = {0};
+    bool ok = http_call(c, "POST", "/management/apply", "application/yaml", text, len, &r);
+    free(text);
+    if (!ok)
+        return 1;
+    if (r.status == 413) {
+        fprintf(stderr,
+                "portico: %s (%zu bytes) is larger than the management API accepts "
+                "(management.maxBodySize)\n",
+                file, len);
+        free(r.body);
+        return 1;
+    }
+    if (r.status >= 300) {
+        /* positions in the answer are "request:L:C": they are FILE's */
+        json_t *j = json_loads(r.body, 0, NULL);
+        json_t *d;
+        size_t i;
+        json_array_foreach(json_object_get(json_object_get(j, "error"), "details"), i, d)
+        {
+            const char *t = json_string_value(json_object_get(d, "target"));
+            if (t && !strncmp(t, "request:", 8)) {
+                char *nt = NULL;
+                if (asprintf(&nt, "%s:%s", file, t + 8) > 0) {
+                    json_object_set_new(d, "target", json_string(nt));
+                    free(nt);
+                }
+            }
+        }
+        if (j) {
+            free(r.body);
+            r.body = json_dumps(j, 0);
+            r.len = strlen(r.body);
+        }
+        json_decref(j);
+        int rc = report(&r);
+        free(r.body);
+        return rc;
+    }
+    json_t *j = json_loads(r.body, 0, NULL);
+    free(r.body);
+    if (!j) {
+        fprintf(stderr, "portico: the server's answer is not JSON\n");
+        return 1;
+    }
+    if (c->json)
+        print_doc(c, j);
+    else {
+        printf("applied %s:", file);
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(j, "applied"), k, v)
+        {
+            printf(" %s %lld", k, (long long)json_integer_value(v));
+        }
+        printf("\n");
+    }
+    json_decref(j);
+    return 0;
+}
+
+/* portico export [--include-file]: YAML unless -o json asks for JSON. */
+static int export_all(struct cli *c, bool include_file)
+{
+    struct resp r = {0};
+    char ep[128];
+    snprintf(ep, sizeof(ep), "/management/export?format=%s%s",
+             c->asked && c->json && !c->yaml ? "json" : "yaml", include_file ? "&includeFile=true" : "");
+    if (!http_call(c, "GET", ep, NULL, NULL, 0, &r))
+        return 1;
+    int rc = 0;
+    if (r.status >= 300)
+        rc = report(&r);
+    else
+        fwrite(r.body, 1, r.len, stdout);
+    free(r.body);
+    return rc;
+}
+
+static int api_verb(struct cli *c, const char *verb, const char *const *ids, int nids, const struct opts *o)
+{
+    check_opts(o, "api", NULL, import_flags);
+    if (nids != 1)
+        die_usage("api %s takes %s", verb, !strcmp(verb, "import") ? "FILE or URL" : "one id");
+    if (!strcmp(verb, "export"))
+        return api_export(c, ids[0], opt_get(o, "--format"));
+    struct import_opts io = {ids[0],
+                             opt_get(o, "--id"),
+                             opt_get(o, "--path"),
+                             opt_get(o, "--service-url"),
+                             opt_get(o, "--format"),
+                             opt_get(o, "--wsdl-service"),
+                             opt_get(o, "--wsdl-endpoint")};
+    if (!io.id)
+        die_usage("api import needs FILE or URL and --id ID");
+    return api_import(c, &io);
 }
 
 int pt_cli_main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "probe"))
         return cli_probe(argc, argv); /* a gateway's status path, not the management API */
+    if (argc > 1 && !strcmp(argv[1], "__complete"))
+        return complete(argc - 2, argv + 2);
     struct cli c = {0};
     c.url = getenv("PORTICO_URL") && *getenv("PORTICO_URL") ? getenv("PORTICO_URL") : "http://127.0.0.1:8001";
     c.token = getenv("PORTICO_ADMIN_TOKEN");
     c.ca_file = getenv("PORTICO_CA_FILE") && *getenv("PORTICO_CA_FILE") ? getenv("PORTICO_CA_FILE") : NULL;
     if (getenv("PORTICO_TIMEOUT") && *getenv("PORTICO_TIMEOUT"))
         c.timeout_ms = parse_timeout(getenv("PORTICO_TIMEOUT"));
+    c.json = !isatty(STDOUT_FILENO); /* tables for a reader, JSON for a program; -o decides */
+    static struct opts o;
     const char *pos[8] = {0};
-    int npos = 0;
-    const char *file = NULL, *scope = NULL, *owner = NULL, *name = NULL, *state = NULL;
-    struct import_opts io = {0};
-    bool secondary = false, include_file = false;
-    struct report_opts ro = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-#define NEXT() (i + 1 < argc ? argv[++i] : (die_usage("%s needs a value", a), ""))
-        if (!strcmp(a, "--url"))
-            c.url = NEXT();
-        else if (!strcmp(a, "--token"))
-            c.token = NEXT();
-        else if (!strcmp(a, "--ca-file"))
-            c.ca_file = NEXT();
-        else if (!strcmp(a, "--timeout"))
-            c.timeout_ms = parse_timeout(NEXT());
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            const char *o = NEXT();
-            if (strcmp(o, "json") && strcmp(o, "table"))
-                die_usage("-o takes json or table");
-            c.json = !strcmp(o, "json");
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--file"))
-            file = NEXT();
-        else if (!strcmp(a, "--scope"))
-            scope = NEXT();
-        else if (!strcmp(a, "--owner"))
-            owner = NEXT();
-        else if (!strcmp(a, "--name"))
-            name = NEXT();
-        else if (!strcmp(a, "--state"))
-            state = NEXT();
-        else if (!strcmp(a, "--id"))
-            io.id = NEXT();
-        else if (!strcmp(a, "--path"))
-            io.path = NEXT();
-        else if (!strcmp(a, "--service-url"))
-            io.service_url = NEXT();
-        else if (!strcmp(a, "--format"))
-            io.format = NEXT();
-        else if (!strcmp(a, "--wsdl-service"))
-            io.wsdl_service = NEXT();
-        else if (!strcmp(a, "--wsdl-endpoint"))
-            io.wsdl_endpoint = NEXT();
-        else if (!strcmp(a, "--since"))
-            ro.since = NEXT();
-        else if (!strcmp(a, "--from"))
-            ro.from = NEXT();
-        else if (!strcmp(a, "--to"))
-            ro.to = NEXT();
-        else if (!strcmp(a, "--interval"))
-            ro.interval = NEXT();
-        else if (!strcmp(a, "--top"))
-            ro.top = NEXT();
-        else if (!strcmp(a, "--api"))
-            ro.ids[0] = NEXT();
-        else if (!strcmp(a, "--operation"))
-            ro.ids[1] = NEXT();
-        else if (!strcmp(a, "--product"))
-            ro.ids[2] = NEXT();
-        else if (!strcmp(a, "--subscription"))
-            ro.ids[3] = NEXT();
-        else if (!strcmp(a, "--user"))
-            ro.ids[4] = NEXT();
-        else if (!strcmp(a, "--json"))
-            c.json = true;
-        else if (!strcmp(a, "--include-file"))
-            include_file = true;
-        else if (!strcmp(a, "--secondary"))
-            secondary = true;
-        else if (!strcmp(a, "--primary"))
-            secondary = false;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (a[0] == '-' && a[1])
-            die_usage("unknown option %s", a);
-        else if (npos < 8)
-            pos[npos++] = a;
-        else
-            die_usage("too many arguments");
-#undef NEXT
-    }
-    if (!npos || !strcmp(pos[0], "help")) {
-        usage(stdout);
-        return 0;
-    }
+    int npos = parse_args(argc, argv, &c, &o, pos, 8);
+    if (!npos || !strcmp(pos[0], "help"))
+        return help(npos > 1 ? pos[1] : NULL);
+    if (opt_get(&o, "-h") || opt_get(&o, "--help"))
+        return help(pos[0]);
     if (!parse_url(&c, c.url))
         die_usage("--url must look like http://HOST:PORT or https://HOST:PORT (got '%s')", c.url);
     const char *cmd = pos[0];
-    int rc = 0;
     if (!strcmp(cmd, "apply")) {
-        if (!file)
-            die_usage("apply needs -f FILE");
-        size_t len;
-        char *text = read_file(file, &len);
-        if (!text) {
-            if (errno == EFBIG)
-                fprintf(stderr, "portico: %s is larger than %u MiB, more than apply sends\n", file,
-                        APPLY_MAX >> 20);
-            else
-                fprintf(stderr, "portico: cannot read %s: %s\n", file, strerror(errno));
-            return 1;
-        }
-        struct resp r = {0};
-        bool ok = http_call(&c, "POST", "/management/apply", "application/yaml", text, len, &r);
-        free(text);
-        if (!ok)
-            return 1;
-        if (r.status == 413) {
-            fprintf(stderr,
-                    "portico: %s (%zu bytes) is larger than the management API accepts "
-                    "(management.maxBodySize)\n",
-                    file, len);
-            free(r.body);
-            return 1;
-        }
-        if (r.status >= 300) {
-            /* positions in the answer are "request:L:C": they are FILE's */
-            json_t *j = json_loads(r.body, 0, NULL);
-            json_t *d;
-            size_t i;
-            json_array_foreach(json_object_get(json_object_get(j, "error"), "details"), i, d)
-            {
-                const char *t = json_string_value(json_object_get(d, "target"));
-                if (t && !strncmp(t, "request:", 8)) {
-                    char *nt = NULL;
-                    if (asprintf(&nt, "%s:%s", file, t + 8) > 0) {
-                        json_object_set_new(d, "target", json_string(nt));
-                        free(nt);
-                    }
-                }
-            }
-            if (j) {
-                free(r.body);
-                r.body = json_dumps(j, 0);
-                r.len = strlen(r.body);
-            }
-            json_decref(j);
-            rc = report(&r);
-            free(r.body);
-            return rc;
-        }
-        json_t *j = json_loads(r.body, 0, NULL);
-        free(r.body);
-        if (c.json)
-            print_json(j);
-        else {
-            printf("applied %s:", file);
-            const char *k;
-            json_t *v;
-            json_object_foreach(json_object_get(j, "applied"), k, v)
-            {
-                printf(" %s %lld", k, (long long)json_integer_value(v));
-            }
-            printf("\n");
-        }
-        json_decref(j);
-        return 0;
+        check_opts(&o, cmd, NULL, (const char *const[]){"-f", "--file", NULL});
+        if (npos != 1)
+            die_usage("apply takes no argument but -f FILE");
+        return apply(&c, opt_get(&o, "-f") ? opt_get(&o, "-f") : opt_get(&o, "--file"));
     }
     if (!strcmp(cmd, "export")) {
-        struct resp r = {0};
-        char ep[128];
-        snprintf(ep, sizeof(ep), "/management/export?format=%s%s", c.json ? "json" : "yaml",
-                 include_file ? "&includeFile=true" : "");
-        if (!http_call(&c, "GET", ep, NULL, NULL, 0, &r))
-            return 1;
-        if (r.status >= 300)
-            rc = report(&r);
-        else
-            fwrite(r.body, 1, r.len, stdout);
-        free(r.body);
-        return rc;
+        check_opts(&o, cmd, NULL, NULL);
+        return export_all(&c, opt_get(&o, "--include-file") != NULL);
     }
-    if (!strcmp(cmd, "report"))
+    if (!strcmp(cmd, "policy"))
+        return policy_cmd(&c, npos > 1 ? pos[1] : NULL, npos, &o);
+    if (!strcmp(cmd, "report")) {
+        check_opts(&o, cmd, NULL, report_flags);
+        struct report_opts ro = {opt_get(&o, "--since"),
+                                 opt_get(&o, "--from"),
+                                 opt_get(&o, "--to"),
+                                 opt_get(&o, "--interval"),
+                                 opt_get(&o, "--top"),
+                                 {opt_get(&o, "--api"), opt_get(&o, "--operation"), opt_get(&o, "--product"),
+                                  opt_get(&o, "--subscription"), opt_get(&o, "--user")}};
         return cli_report(&c, npos > 1 ? pos[1] : NULL, &ro);
+    }
     if (!strcmp(cmd, "user-password") || !strcmp(cmd, "user-invite")) {
+        check_opts(&o, cmd, NULL, NULL);
         if (npos != 2)
             die_usage("%s needs one user id", cmd);
         return user_portal(&c, cmd, pos[1]);
     }
-    const struct noun *nn = NULL;
-    for (size_t i = 0; i < PT_ARRAY_LEN(nouns); i++)
-        if (!strcmp(nouns[i].name, cmd))
-            nn = &nouns[i];
-    if (!nn)
+    const struct entity *e = find_entity(cmd, NULL);
+    if (!e)
         die_usage("unknown command '%s'", cmd);
     const char *verb = npos > 1 ? pos[1] : "list";
-    const char *id = npos > 2 ? pos[2] : NULL;
-    if (!strcmp(cmd, "api") && !strcmp(verb, "import")) {
-        if (!id || !io.id)
-            die_usage("api import needs FILE or URL and --id ID");
-        io.src = id;
-        return api_import(&c, &io);
+    if (!strcmp(verb, "operation") && find_entity(verb, cmd))
+        return entity_verb(&c, find_entity(verb, cmd), npos > 2 ? pos[2] : "list", pos + 3,
+                           npos > 3 ? npos - 3 : 0, &o);
+    const char *const *ids = pos + 2;
+    int nids = npos > 2 ? npos - 2 : 0;
+    for (size_t i = 0; i < PT_ARRAY_LEN(links); i++)
+        if (!strcmp(links[i].noun, cmd) &&
+            (!strcmp(verb, links[i].add) || !strcmp(verb, links[i].remove) || !strcmp(verb, links[i].list)))
+            return link_verb(&c, e, &links[i], verb, ids, nids, &o);
+    if (!strcmp(cmd, "api") && (!strcmp(verb, "import") || !strcmp(verb, "export")))
+        return api_verb(&c, verb, ids, nids, &o);
+    if (!strcmp(cmd, "portal") && !strcmp(verb, "publish"))
+        return portal_publish(&c, &o);
+    if (!strcmp(cmd, "subscription") && !in_list(entity_verbs, verb)) {
+        if (nids != 1)
+            die_usage("subscription %s takes one id", verb);
+        return subscription_verb(&c, verb, ids[0], &o);
     }
-    if (!strcmp(cmd, "api") && !strcmp(verb, "export")) {
-        if (!id)
-            die_usage("api export needs an id");
-        return api_export(&c, id, io.format);
-    }
-    if (!strcmp(verb, "list"))
-        return list_all(&c, nn);
-    if (!id)
-        die_usage("%s %s needs an id", cmd, verb);
-    char *eid = enc(id);
-    char path[1024];
-    snprintf(path, sizeof(path), "/management/%s/%s", nn->coll, eid);
-    free(eid);
-    json_t *j = NULL;
-    bool is_sub = !strcmp(cmd, "subscription");
-    if (!strcmp(verb, "show")) {
-        j = call_json(&c, "GET", path, NULL, &rc);
-    } else if (!strcmp(verb, "delete")) {
-        j = call_json(&c, "DELETE", path, NULL, &rc);
-        if (j && !c.json) {
-            printf("deleted %s %s\n", cmd, id);
-            json_decref(j);
-            return 0;
-        }
-    } else if (is_sub && !strcmp(verb, "create")) {
-        if (!scope)
-            die_usage("subscription create needs --scope");
-        json_t *b = json_pack("{s:s}", "scope", scope);
-        json_object_set_new(b, "displayName", json_string(name ? name : id));
-        if (owner)
-            json_object_set_new(b, "ownerId", json_string(strncmp(owner, "/users/", 7) ? "" : owner));
-        if (owner && strncmp(owner, "/users/", 7)) {
-            char o[512];
-            snprintf(o, sizeof(o), "/users/%s", owner);
-            json_object_set_new(b, "ownerId", json_string(o));
-        }
-        json_object_set_new(b, "state", json_string(state ? state : "active"));
-        char *txt = json_dumps(b, 0);
-        json_decref(b);
-        j = call_json(&c, "PUT", path, txt, &rc);
-        free(txt);
-    } else if (is_sub && !strcmp(verb, "keys")) {
-        strncat(path, "/listSecrets", sizeof(path) - strlen(path) - 1);
-        j = call_json(&c, "POST", path, NULL, &rc);
-        if (j && !c.json) {
-            printf("primaryKey    %s\nsecondaryKey  %s\n",
-                   json_string_value(json_object_get(j, "primaryKey")) ?: "",
-                   json_string_value(json_object_get(j, "secondaryKey")) ?: "");
-            json_decref(j);
-            return 0;
-        }
-    } else if (is_sub && !strcmp(verb, "regenerate")) {
-        char p2[1100];
-        snprintf(p2, sizeof(p2), "%s/%s", path,
-                 secondary ? "regenerateSecondaryKey" : "regeneratePrimaryKey");
-        j = call_json(&c, "POST", p2, NULL, &rc);
-        if (j) {
-            json_decref(j);
-            snprintf(p2, sizeof(p2), "%s/listSecrets", path);
-            j = call_json(&c, "POST", p2, NULL, &rc);
-            if (j && !c.json) {
-                printf("%s  %s\n", secondary ? "secondaryKey" : "primaryKey",
-                       json_string_value(json_object_get(j, secondary ? "secondaryKey" : "primaryKey"))
-                           ?: "");
-                json_decref(j);
-                return 0;
-            }
-        }
-    } else if (is_sub && (!strcmp(verb, "approve") || !strcmp(verb, "suspend") || !strcmp(verb, "cancel") ||
-                          !strcmp(verb, "activate") || !strcmp(verb, "reject"))) {
-        const char *ns = !strcmp(verb, "approve") || !strcmp(verb, "activate") ? "active"
-                         : !strcmp(verb, "suspend")                            ? "suspended"
-                         : !strcmp(verb, "cancel")                             ? "cancelled"
-                                                                               : "rejected";
-        char body[64];
-        snprintf(body, sizeof(body), "{\"state\": \"%s\"}", ns);
-        j = call_json(&c, "PATCH", path, body, &rc);
-    } else
-        die_usage("unknown %s command '%s'", cmd, verb);
-    if (!j)
-        return rc ? rc : 1;
-    if (c.json)
-        print_json(j);
-    else {
-        json_t *one = json_array();
-        json_array_append(one, j);
-        if (!strcmp(verb, "show")) {
-            /* every field, one per line */
-            const char *k;
-            json_t *v;
-            json_object_foreach(j, k, v)
-            {
-                char *s = cell(v);
-                printf("%-22s %s\n", k, s);
-                free(s);
-            }
-        } else
-            print_table(one, nn->cols);
-        json_decref(one);
-    }
-    json_decref(j);
-    return 0;
+    return entity_verb(&c, e, verb, ids, nids, &o);
 }

@@ -6,8 +6,8 @@
 
 #include <stdbool.h>
 
-/* Is argv[1] one of the management commands? */
-bool pt_cli_is_command(const char *arg);
+/* Is the command line one of the management commands (after the CLI's options, if any)? */
+bool pt_cli_is_command(int argc, char **argv);
 /* Runs one; returns the exit status. */
 int pt_cli_main(int argc, char **argv);
 

@@ -16,6 +16,11 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+struct evbuffer;
+/* doc as a YAML document (block style; strings quoted only where a reader
+   could take them for something else) appended to out; false on failure. */
+bool pt_mgmt_export_yaml(struct evbuffer *out, const json_t *doc);
+
 struct pt_mgmt_hooks {
     /* The configuration file's settings (for validation). */
     const struct pt_conf *(*file)(void);

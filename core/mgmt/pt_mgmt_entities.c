@@ -124,6 +124,9 @@ json_t *pt_mgmt_entities_view(const char *kind, const char *id, const json_t *bo
         /* past its expirationDate or endDate an active subscription is expired (APIM) */
         const char *dates[2] = {json_string_value(json_object_get(o, "expirationDate")),
                                 json_string_value(json_object_get(o, "endDate"))};
+        /* declared without a state (the file, apply): active, as the gateway reads it */
+        if (!json_object_get(o, "state"))
+            json_object_set_new(o, "state", json_string("active"));
         const char *state = json_string_value(json_object_get(o, "state"));
         /* allowTracing lapses 1 h after it was turned on (APIM): shown as off from then on */
         const char *since = json_string_value(json_object_get(o, "allowTracingSince"));

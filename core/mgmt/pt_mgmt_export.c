@@ -103,16 +103,12 @@ bool pt_mgmt_export_wants_yaml(struct mreq *m)
     return fmt ? !strcmp(fmt, "yaml") : accept && strstr(accept, "yaml");
 }
 
-/* A 200 with doc as a YAML document, after an optional comment line. */
-void pt_mgmt_export_send_yaml(struct mreq *m, const json_t *doc, const char *comment, const char *etag)
+bool pt_mgmt_export_yaml(struct evbuffer *out, const json_t *doc)
 {
-    struct evbuffer *b = evbuffer_new();
-    if (comment)
-        evbuffer_add(b, comment, strlen(comment));
     yaml_emitter_t e;
     yaml_event_t ev;
     yaml_emitter_initialize(&e);
-    yaml_emitter_set_output(&e, yaml_out, b);
+    yaml_emitter_set_output(&e, yaml_out, out);
     yaml_emitter_set_unicode(&e, 1);
     yaml_emitter_set_width(&e, -1);
     bool ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) && yaml_emitter_emit(&e, &ev) &&
@@ -120,7 +116,16 @@ void pt_mgmt_export_send_yaml(struct mreq *m, const json_t *doc, const char *com
               emit(&e, doc) && yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&e, &ev) &&
               yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&e, &ev);
     yaml_emitter_delete(&e);
-    if (!ok) {
+    return ok;
+}
+
+/* A 200 with doc as a YAML document, after an optional comment line. */
+void pt_mgmt_export_send_yaml(struct mreq *m, const json_t *doc, const char *comment, const char *etag)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (comment)
+        evbuffer_add(b, comment, strlen(comment));
+    if (!pt_mgmt_export_yaml(b, doc)) {
         evbuffer_free(b);
         pt_mgmt_req_send_error(m, 500, "YamlFailed", "YAML output failed");
         return;
@@ -137,6 +142,19 @@ void pt_mgmt_export_send_yaml(struct mreq *m, const json_t *doc, const char *com
     evbuffer_free(b);
 }
 
+/* Every subscription with its state: those declared without one (the file,
+   apply) are active, as the gateway reads them. */
+static void with_states(json_t *doc)
+{
+    size_t i;
+    json_t *sub;
+    json_array_foreach(json_object_get(doc, "subscriptions"), i, sub)
+    {
+        if (json_is_object(sub) && !json_object_get(sub, "state"))
+            json_object_set_new(sub, "state", json_string("active"));
+    }
+}
+
 void pt_mgmt_export_serve(struct mreq *m)
 {
     struct pt_errors errs = {0};
@@ -149,6 +167,7 @@ void pt_mgmt_export_serve(struct mreq *m)
         pt_node_errors_clear(&errs);
         return;
     }
+    with_states(doc);
     /* the portal's content (site, pages, templates) as the file's portal: map holds it */
     json_t *portal = pt_content_export(pt_mgmt_req_store, all && !strcmp(all, "true") ? NULL : "api");
     /* identity providers, without their client secrets (conf/pt_idp.h) */

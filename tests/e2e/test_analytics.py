@@ -525,7 +525,7 @@ def test_a_workspace_report_names_no_service_level_user(workspaces):
 def test_cli_report_prints_a_table(mixed):
     p, m, since, _ = mixed
     env = dict(os.environ, PORTICO_URL=m.url, PORTICO_ADMIN_TOKEN=TOKEN)
-    r = subprocess.run([BIN, "report", "by-api", "--since", "1h"], capture_output=True, timeout=30, env=env)
+    r = subprocess.run([BIN, "report", "by-api", "--since", "1h", "-o", "table"], capture_output=True, timeout=30, env=env)
     out = r.stdout.decode()
     assert r.returncode == 0, r.stderr.decode()
     lines = out.splitlines()
@@ -537,16 +537,16 @@ def test_cli_report_prints_a_table(mixed):
                        env=env)
     doc = json.loads(r.stdout)
     assert {u["userId"]: u["callCountTotal"] for u in doc["value"]} == {"/users/alice": 6, "/users/bob": 7}
-    r = subprocess.run([BIN, "report", "by-time", "--since", "1h", "--interval", "15m"], capture_output=True,
+    r = subprocess.run([BIN, "report", "by-time", "--since", "1h", "--interval", "15m", "-o", "table"], capture_output=True,
                        timeout=30, env=env)
     assert r.returncode == 0 and "TIMESTAMP" in r.stdout.decode()
     total = sum(int(line.split()[1]) for line in r.stdout.decode().splitlines()[1:] if line.strip())
     assert total == 16
-    r = subprocess.run([BIN, "report", "by-request", "--since", "1h", "--api", "other", "--top", "2"],
+    r = subprocess.run([BIN, "report", "by-request", "--since", "1h", "--api", "other", "--top", "2", "-o", "table"],
                        capture_output=True, timeout=30, env=env)
     rows = [line for line in r.stdout.decode().splitlines()[1:] if line.strip()]
     assert r.returncode == 0 and len(rows) == 2 and all("/other/x" in line for line in rows), r.stdout
-    r = subprocess.run([BIN, "report", "by-product", "--since", "1h", "--product", "gold"], capture_output=True,
+    r = subprocess.run([BIN, "report", "by-product", "--since", "1h", "--product", "gold", "-o", "table"], capture_output=True,
                        timeout=30, env=env)
     assert r.returncode == 0 and "Gold" in r.stdout.decode() and "Silver" not in r.stdout.decode()
     r = subprocess.run([BIN, "report", "by-nothing", "--since", "1h"], capture_output=True, timeout=30, env=env)

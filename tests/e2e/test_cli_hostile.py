@@ -2,6 +2,7 @@
 send: every read is bounded in size and time, every case ends with a clear
 message and exit 1, never a crash, a hang or a silent death."""
 
+import json
 import os
 import resource
 import socket
@@ -21,6 +22,7 @@ class HostileManager(_Base):
 
     def __init__(self, mode):
         self.mode = mode
+        self.requests = 0
         super().__init__()
 
     def serve(self, s, cid):
@@ -46,6 +48,28 @@ class HostileManager(_Base):
             time.sleep(10)
         elif self.mode == "garbage":
             s.sendall(b"\x00\x01 not http at all\r\n\r\n")
+        elif self.mode in JSON_ANSWERS:
+            self.requests += 1
+            status, doc = JSON_ANSWERS[self.mode]
+            body = (doc if isinstance(doc, str) else json.dumps(doc)).encode()
+            s.sendall(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                      b"Connection: close\r\n\r\n" % (status, len(body)) + body)
+
+
+ESC = "\x1b]0;owned\x07\x1b[2J"
+# answers that are JSON but not what the CLI expects
+JSON_ANSWERS = {
+    # an error whose text would drive the terminal, and is long
+    "escape-error": (400, {"error": {"code": "Bad" + ESC, "message": ESC + "m" * 100000,
+                                     "details": [{"target": ESC, "message": ESC}] * 5000}}),
+    # a list that never ends: its next page is itself, or another host's
+    "self-next": (200, {"value": [{"id": "x" + ESC}], "nextLink": "http://127.0.0.1:1/management/apis?$top=1000"}),
+    "far-next": (200, {"value": [{"id": "y"}], "nextLink": "http://evil.example/elsewhere"}),
+    # shapes that are not a list or an entity
+    "value-not-list": (200, {"value": {"id": "z"}}),
+    "show-array": (200, [1, 2, {"id": ESC}]),
+    "deep": (200, '{"value": [{"id": ' + "[" * 5000 + "]" * 5000 + "}]}"),  # as text: deeper than Python nests
+}
 
 
 def _sanitized():
@@ -118,3 +142,34 @@ def test_cli_apply_refuses_what_it_cannot_send(backend, portico, workdir):
     # a bad --timeout is a usage error
     rc, _, err, _ = cli("api", "list", "--timeout", "0", url=url)
     assert rc == 2 and "--timeout" in err
+
+
+def _hostile_cli(mode, *args):
+    srv = HostileManager(mode)
+    try:
+        rc, out, err, took = cli(*args, url=srv.url, limit_mb=400)
+    finally:
+        srv.close()
+    return rc, out, err, srv.requests
+
+
+@pytest.mark.parametrize("output", ["table", "json", "yaml"])
+def test_cli_answers_it_does_not_expect(output):
+    """Well-formed JSON of the wrong shape, text with escape sequences, lists
+    that never end: a clear result, nothing of the server's control bytes on
+    the terminal, a bounded number of requests."""
+    rc, out, err, n = _hostile_cli("escape-error", "api", "show", "a", "-o", output)
+    assert rc == 1 and "\x1b" not in err and "400 Bad" in err, err[:300]
+    assert len(err) < 2000 * 110 and "more)" in err  # each message and the number of details capped
+    rc, out, err, n = _hostile_cli("self-next", "api", "list", "-o", output)
+    assert rc == 0 and n == 1, (rc, n, err)
+    if output == "table":
+        assert "\x1b" not in out and "x?]0;owned" in out
+    rc, out, err, n = _hostile_cli("far-next", "api", "list", "-o", output)
+    assert rc == 0 and n == 1 and "y" in out  # the CLI never follows a link off its server
+    rc, out, err, n = _hostile_cli("value-not-list", "api", "list", "-o", output)
+    assert rc == 1 and "not a list" in err
+    rc, out, err, n = _hostile_cli("show-array", "api", "show", "a", "-o", output)
+    assert rc == 0 and "\x1b" not in out or output != "table"
+    rc, out, err, n = _hostile_cli("deep", "api", "list", "-o", output)
+    assert rc in (0, 1) and "Sanitizer" not in err

@@ -419,7 +419,7 @@ def test_cli_export_include_file(backend, portico, tmp_path):
     m2 = Mgmt(p2)
     f = tmp_path / "full.yaml"
     f.write_text(full_text)
-    rc, out, err = cli(m2, "apply", "-f", str(f))
+    rc, out, err = cli(m2, "apply", "-f", str(f), "-o", "table")
     assert rc == 0 and out == "applied %s: apis 2 products 2 users 2 namedValues 2 policies 1\n" % f, (out, err)
     rc, again, err = cli(m2, "export")
     assert rc == 0 and again == full_text, again

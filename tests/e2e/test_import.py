@@ -248,7 +248,7 @@ def test_cli_import_and_export(world, backend, workdir):
         json.dump(PETSTORE, f)
     env = dict(os.environ, PORTICO_URL=m.url, PORTICO_ADMIN_TOKEN=TOKEN)
     r = subprocess.run([BIN, "api", "import", path, "--id", "pets", "--path", "pets", "--service-url",
-                        backend.url], capture_output=True, text=True, env=env, timeout=30)
+                        backend.url, "-o", "table"], capture_output=True, text=True, env=env, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "imported pets (openapi+json) at /pets: 3 created, 0 updated, 0 deleted" in r.stdout, r.stdout
     assert "warning:" in r.stderr and "sid" in r.stderr

@@ -351,20 +351,20 @@ def test_apply_export_apply_round_trip_with_the_cli(backend, portico, workdir, t
 
 def test_cli_tables_json_and_errors(env, backend, tmp_path):
     p, m = env
-    rc, out, err = cli(m, "api", "list")
+    rc, out, err = cli(m, "api", "list", "-o", "table")
     assert rc == 0 and out.split("\n")[0].split() == ["id", "displayName", "path", "serviceUrl",
                                                       "subscriptionRequired"]
     assert out.split("\n")[1].split()[0] == "echo"
-    rc, out, err = cli(m, "api", "list", "-o", "json")
+    rc, out, err = cli(m, "api", "list")  # a pipe: JSON
     assert rc == 0 and [a["id"] for a in json.loads(out)] == ["echo"]
     m.ok("PUT", "products/p", {"displayName": "P", "state": "published"})
     m.ok("PUT", "products/p/apis/echo")
     rc, out, err = cli(m, "subscription", "create", "s1", "--scope", "/products/p", "--name", "First")
     assert rc == 0, err
-    rc, out, err = cli(m, "subscription", "keys", "s1")
+    rc, out, err = cli(m, "subscription", "keys", "s1", "-o", "table")
     keys = dict(line.split() for line in out.strip().split("\n"))
     assert keys["primaryKey"] == m.keys("s1")["primaryKey"]
-    rc, out, err = cli(m, "subscription", "regenerate", "s1")
+    rc, out, err = cli(m, "subscription", "regenerate", "s1", "-o", "table")
     assert rc == 0 and out.split()[1] != keys["primaryKey"] and out.split()[1] == m.keys("s1")["primaryKey"]
     for verb, state in (("suspend", "suspended"), ("approve", "active"), ("cancel", "cancelled")):
         rc, out, err = cli(m, "subscription", verb, "s1")

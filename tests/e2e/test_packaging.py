@@ -82,7 +82,7 @@ def json_or_shell(arg):
 
 def make_dirs():
     """The build tree's installation folders (what the binary was compiled to look in)."""
-    names = ["prefix", "bindir", "pkglibdir", "pkgdatadir", "sysconfdir", "localstatedir"]
+    names = ["prefix", "bindir", "pkglibdir", "pkgdatadir", "sysconfdir", "localstatedir", "datadir"]
     rule = "pt-dirs:\n\t@echo \"%s\"\n" % "|".join("$(%s)" % n for n in names)
     r = subprocess.run(["make", "-s", "--no-print-directory", "-C", BUILD, "-f", "Makefile", "-f", "-", "pt-dirs"],
                        input=rule.encode(), capture_output=True, timeout=60)
@@ -147,6 +147,22 @@ def one(docs, kind):
 
 
 # ---------------------------------------------------------------- the image
+
+def test_bash_completion_is_installed_where_bash_completion_looks(staging):
+    """make install puts the CLI's completion under the command's name in
+    bash-completion's folder; sourced from there it completes with the
+    installed binary."""
+    root, dirs = staging
+    installed = os.path.join(root, dirs["datadir"].lstrip("/"), "bash-completion", "completions", "portico")
+    with open(installed) as f, open(os.path.join(TOP, "contrib", "portico.bash")) as g:
+        assert f.read() == g.read()
+    bindir = os.path.join(root, dirs["bindir"].lstrip("/"))
+    script = ("source %s; COMP_WORDS=(portico product add-); COMP_CWORD=2; _portico; "
+              "printf '%%s\\n' \"${COMPREPLY[@]}\"") % shlex.quote(installed)
+    r = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, timeout=30,
+                       env=dict(os.environ, PATH=bindir + ":" + os.environ.get("PATH", "")))
+    assert r.returncode == 0 and r.stdout.decode().split() == ["add-api", "add-group"], r
+
 
 def test_every_copied_path_is_installed_where_the_binary_looks(staging):
     root, dirs = staging
