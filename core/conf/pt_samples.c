@@ -76,10 +76,25 @@ struct path_seen {
     bool taken;
 };
 
+/* Whether two API paths are one (leading and trailing slashes do not count, as for routing). */
+static bool same_path(const char *a, const char *b)
+{
+    size_t na, nb;
+    while (*a == '/')
+        a++;
+    while (*b == '/')
+        b++;
+    for (na = strlen(a); na && a[na - 1] == '/'; na--)
+        ;
+    for (nb = strlen(b); nb && b[nb - 1] == '/'; nb--)
+        ;
+    return na == nb && !memcmp(a, b, na);
+}
+
 static bool path_taken(void *arg, const struct pt_entity *e)
 {
     struct path_seen *p = arg;
-    if (!strcmp(str_of(e->body, "path"), p->path))
+    if (same_path(str_of(e->body, "path"), p->path))
         p->taken = true;
     return !p->taken;
 }

@@ -121,7 +121,7 @@ def test_a_store_of_an_earlier_version_gets_no_samples(portico, backend, workdir
 
 def test_the_file_wins_over_samples(portico, backend):
     cfg = sample_config(backend)
-    cfg["apis"] = [{"id": "mine", "path": "echo", "serviceUrl": backend.url, "subscriptionRequired": False,
+    cfg["apis"] = [{"id": "mine", "path": "/echo/", "serviceUrl": backend.url, "subscriptionRequired": False,
                     "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]}]
     cfg["products"] = [{"id": "starter", "displayName": "My starter", "subscriptionRequired": False,
                         "apis": ["mine"]}]
@@ -149,3 +149,11 @@ def test_a_gateway_node_never_seeds(gw):  # noqa: F811
     wait_for(lambda: "generation" in node.log_text(), what="the node's first configuration")
     assert node.status("/echo/resource") == 404
     assert "store: new" not in node.log_text() and "store: new" not in gw.cp.log_text()
+
+
+def test_samples_must_be_a_boolean(portico, backend):
+    p = portico(sample_config(backend, samples="maybe"), start=False)
+    rc, out = p.check()
+    with open(p.config_path) as f:
+        line = [n for n, text in enumerate(f, 1) if text.startswith("samples:")][0]
+    assert rc != 0 and "portico.yaml:%d:" % line in out and "expected true or false, found 'maybe'" in out, out
