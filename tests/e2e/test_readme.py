@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from conftest import BIN, free_port, wait_for
+from conftest import BIN, SANITIZER_MARKS, free_port, wait_for
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEMO_PORTS = {"gateway": 8080, "management": 8001, "portal": 8002, "backend": 9001}
@@ -55,6 +55,7 @@ class Demo:
             f.write(config)
         os.symlink(BIN, os.path.join(folder, "portico"))  # as scripts/demo links ./portico
         self.procs = []
+        self.log = None
 
     def rewrite(self, text):
         for name, port in DEMO_PORTS.items():
@@ -91,6 +92,7 @@ class Demo:
             return f.read()
 
     def stop(self):
+        """Stops what start() started, by PID (twice is harmless)."""
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.terminate()
@@ -99,7 +101,8 @@ class Demo:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-        self.log.close()
+        if self.log and not self.log.closed:
+            self.log.close()
 
     def sh(self, script, env_extra=None):
         """Runs `script` with sh in the demo's folder, as a user at the checkout's top would."""
@@ -107,7 +110,9 @@ class Demo:
         env["PORTICO_URL"] = "http://127.0.0.1:%d" % self.ports["management"]  # the CLI's default, moved
         env.update(env_extra or {})
         r = subprocess.run(["sh", "-c", script], cwd=self.folder, env=env, capture_output=True, timeout=60)
-        return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+        out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+        assert not any(mark in out + err for mark in SANITIZER_MARKS), err[-4000:]
+        return r.returncode, out, err
 
     def mgmt(self, method, path):
         req = urllib.request.Request("http://127.0.0.1:%d/management/%s" % (self.ports["management"], path),
@@ -279,4 +284,7 @@ def test_the_readme_walkthrough(demo):
             raise AssertionError("README command %r (%s): %s" % (line, name, e)) from None
     assert used == {r[0] for r in RULES}, "rules no README command uses: %s" % ({r[0] for r in RULES} - used)
     assert "store: new, so it starts with the samples" in demo.log_text()
+    demo.stop()
+    assert demo.portico.returncode == 0, demo.log_text()[-3000:]  # SIGTERM: a clean stop
+    assert not any(mark in demo.log_text() for mark in SANITIZER_MARKS), demo.log_text()[-4000:]
 
