@@ -25,6 +25,7 @@
 #include "base/pt_paths.h"
 #include "conf/pt_conf.h"
 #include "conf/pt_model.h"
+#include "conf/pt_samples.h"
 #include "conf/pt_store.h"
 #include "event/pt_breaker.h"
 #include "event/pt_cache.h"
@@ -468,7 +469,8 @@ static struct pt_gen *build_running(struct pt_conf *file, struct pt_errors *errs
         return NULL;
     }
     struct pt_gen *g = NULL;
-    if (pt_model_apply_file(store, file, key, errs)) {
+    enum pt_samples_before before = pt_samples_probe(store); /* before the file writes into it */
+    if (pt_model_apply_file(store, file, key, errs) && pt_samples_settle(store, file, key, before, errs)) {
         struct pt_conf *merged = pt_model_build(store, file, key, errs);
         if (merged) {
             g = pt_gen_build(merged, errs);

@@ -1767,6 +1767,10 @@ static const struct pt_cfkey top_keys[] = {
      .def = "`$PORTICO_SECRET_KEY`, else generated",
      .doc = "Encrypts secret named values and subscription keys at rest; else `$PORTICO_SECRET_KEY`, else "
             "a random key kept in `<data>/secret.key`."},
+    {"samples", PT_CT_BOOL, offsetof(struct pt_conf, samples), 0, .def = "`true`",
+     .doc = "A new store starts as a new APIM instance does: the Starter and Unlimited products, an Echo "
+            "API on the demo backend and the administrator's subscriptions; `false`: an empty store. "
+            "See [Samples](#samples)."},
     {"management", PT_CT_MAP, 0, 0, .sub = mgmt_keys,
      .doc = "The [management API](management-api.md): its listener (HTTPS with `certificate` + `key`), "
             "administrator token and largest request body."},
@@ -1872,6 +1876,7 @@ static void set_defaults(struct pt_conf *cf)
     cf->upstream.max_idle = 64;
     cf->upstream.max_pools = 4096;
     cf->upstream.verify = true;
+    cf->samples = true;
     cf->upstream.side_private = true;
     cf->upstream.forwarded = PT_FWD_XFF | PT_FWD_XFP | PT_FWD_XFH | PT_FWD_FORWARDED;
     cf->upstream.request_id_header = "X-Request-Id";

@@ -514,6 +514,7 @@ struct pt_conf {
     int ngateways;
     char *data_dir;   /* the store's folder */
     char *secret_key; /* encrypts secret named values at rest */
+    bool samples;     /* a new store gets APIM's sample products and Echo API (pt_samples.c) */
     struct pt_mgmt_cf mgmt;
     struct pt_cidr *trusted; /* trustedProxies: peers whose X-Forwarded-For is believed */
     int ntrusted;

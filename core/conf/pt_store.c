@@ -509,6 +509,16 @@ bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_
     return ok;
 }
 
+bool pt_store_has_entities(struct pt_store *s)
+{
+    sqlite3_stmt *st = prep(s, "SELECT 1 FROM entities LIMIT 1");
+    if (!st)
+        return true; /* unknown: taken as not new, which adds nothing */
+    bool any = sqlite3_step(st) == SQLITE_ROW;
+    release(s, st);
+    return any;
+}
+
 int pt_store_count(struct pt_store *s, const char *kind, const char *parent)
 {
     sqlite3_stmt *st = prep(s, parent ? "SELECT count(*) FROM entities WHERE kind = ?1 AND parent = ?2"

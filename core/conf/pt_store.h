@@ -68,6 +68,8 @@ bool pt_store_delete(struct pt_store *s, const char *kind, const char *parent, c
 typedef bool (*pt_store_fn)(void *arg, const struct pt_entity *e);
 bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_store_fn fn, void *arg);
 int pt_store_count(struct pt_store *s, const char *kind, const char *parent);
+/* Whether any entity of any kind is stored (true as well when the store cannot tell). */
+bool pt_store_has_entities(struct pt_store *s);
 
 /* Relations: kind is "product-api", "product-group", "group-user" or "gateway-api". */
 bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source);

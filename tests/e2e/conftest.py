@@ -10,6 +10,7 @@ the build tree's ./portico.
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -37,8 +38,27 @@ def yaml_quote(s):
     return json.dumps(s)
 
 
+def is_config(value):
+    """A whole configuration (not an entity document or a part of one)."""
+    return isinstance(value, dict) and ("listen" in value or "controlPlane" in value)
+
+
+def without_samples_text(text):
+    """The same for a configuration written as YAML text (a block mapping):
+    `samples: false` appended, unless the text sets it."""
+    if text.lstrip().startswith("{") or re.search(r"^samples\s*:", text, re.M) or \
+            not re.search(r"^(listen|controlPlane)\s*:", text, re.M):
+        return text
+    return text + ("" if text.endswith("\n") else "\n") + "samples: false\n"
+
+
 def to_yaml(value, indent=0):
-    """Minimal YAML writer (JSON is valid YAML; this keeps files readable)."""
+    """Minimal YAML writer (JSON is valid YAML; this keeps files readable).
+    A whole configuration gets `samples: false` (last, so no line moves)
+    unless it sets samples: tests start from an empty store, as they count
+    and name entities; the tests about samples say `samples: true`."""
+    if indent == 0 and is_config(value) and "samples" not in value:
+        value = dict(value, samples=False)
     pad = "  " * indent
     if isinstance(value, dict):
         if not value:
@@ -99,7 +119,7 @@ class Portico:
             text = to_yaml(config) + "\n"
         else:
             self.config = None
-            text = config
+            text = without_samples_text(config)
         tmp = self.config_path + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)

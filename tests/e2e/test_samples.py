@@ -1,0 +1,159 @@
+"""A new store starts like a new APIM instance (`samples`, on by default):
+the Starter and Unlimited products, the Echo API on the demo backend and the
+administrator's subscriptions -- seeded once, never brought back, left out
+with `samples: false`, never added to a store made by an earlier version,
+never on a gateway node, and always beaten by what the file declares."""
+
+import os
+import sqlite3
+
+from conftest import wait_for
+from gateway_helpers import gw  # noqa: F401 (fixture)
+from mgmt_helpers import TOKEN, Mgmt, gateway_call, mgmt_config
+
+ADMIN = {"id": "admin", "email": "admin@example.com", "firstName": "Ann", "lastName": "Admin",
+         "groups": ["administrators"]}
+
+
+def sample_config(backend, samples=True, users=(ADMIN,), **extra):
+    """A gateway with a management API and no entities of its own but the users."""
+    cfg = mgmt_config(backend.url, **extra)
+    del cfg["apis"]
+    cfg["samples"] = samples
+    if users:
+        cfg["users"] = list(users)
+    return cfg
+
+
+def start(portico, cfg):
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    return p, Mgmt(p)
+
+
+def ids(m, collection):
+    return sorted(e["id"] for e in m.ok("GET", collection)["value"])
+
+
+def test_a_new_store_gets_apims_samples(portico, backend):
+    p, m = start(portico, sample_config(backend))
+    assert "store: new, so it starts with the samples" in p.log_text()
+    assert ids(m, "products") == ["starter", "unlimited"]
+    starter, unlimited = m.ok("GET", "products/starter"), m.ok("GET", "products/unlimited")
+    for prod, approval in ((starter, False), (unlimited, True)):
+        assert prod["state"] == "published" and prod["subscriptionRequired"] is True, prod
+        assert prod["approvalRequired"] is approval and prod["subscriptionsLimit"] == 1, prod
+        assert sorted(g["id"] if isinstance(g, dict) else g for g in
+                      m.ok("GET", "products/%s/groups" % prod["id"])["value"]) == [
+            "administrators", "developers", "guests"]
+        assert [a["id"] for a in m.ok("GET", "products/%s/apis" % prod["id"])["value"]] == ["echo-api"]
+    # APIM's Starter: 5 calls per 60 s, 100 calls per week
+    doc = m.ok("GET", "products/starter/policies/policy")
+    text = str(doc)
+    assert "rate-limit" in text and "quota" in text and "604800" in text, doc
+    api = m.ok("GET", "apis/echo-api")
+    assert api["path"] == "echo" and api["serviceUrl"] == "http://127.0.0.1:9001", api
+    subs = {s["id"]: s for s in m.ok("GET", "subscriptions")["value"]}
+    assert sorted(subs) == ["admin-starter", "admin-unlimited"]
+    for sid, product in (("admin-starter", "starter"), ("admin-unlimited", "unlimited")):
+        assert subs[sid]["scope"].endswith("/products/" + product), subs[sid]
+        assert subs[sid]["ownerId"].endswith("/users/admin") and subs[sid]["state"] == "active", subs[sid]
+    # the Echo API wants a key
+    st, _, body = gateway_call(p, "/echo/resource")
+    assert st == 401 and b"subscription key" in body, (st, body)
+    assert backend.requests == []
+
+
+def test_starter_limits_and_unlimited_do_not(portico, backend):
+    # the file's own echo-api (to reach the test's backend) wins over the sample one; the sample
+    # products hold it
+    cfg = sample_config(backend)
+    cfg["apis"] = [{"id": "echo-api", "path": "echo", "serviceUrl": backend.url,
+                    "operations": [{"id": "anything", "method": "*", "urlTemplate": "/*"}]}]
+    p, m = start(portico, cfg)
+    assert m.ok("GET", "apis/echo-api")["serviceUrl"] == backend.url
+    starter = m.keys("admin-starter")["primaryKey"]
+    got = [gateway_call(p, "/echo/items/%d" % i, key=starter)[0] for i in range(6)]
+    assert got == [200] * 5 + [429], got
+    assert [r.target for r in backend.requests] == ["/items/%d" % i for i in range(5)]
+    unlimited = m.keys("admin-unlimited")["primaryKey"]
+    got = [gateway_call(p, "/echo/u/%d" % i, key=unlimited)[0] for i in range(8)]
+    assert got == [200] * 8, got
+    assert len(backend.requests) == 13
+
+
+def test_seeded_once_deleted_samples_stay_deleted(portico, backend):
+    cfg = sample_config(backend)
+    p, m = start(portico, cfg)
+    m.ok("DELETE", "subscriptions/admin-unlimited")
+    m.ok("DELETE", "products/unlimited")
+    assert p.reload()
+    assert ids(m, "products") == ["starter"]
+    p.stop()
+    p2, m2 = start(portico, cfg)
+    assert ids(m2, "products") == ["starter"] and ids(m2, "subscriptions") == ["admin-starter"]
+    assert p2.log_text().count("store: new, so it starts with the samples") == 1
+
+
+def test_samples_false_and_settled_for_good(portico, backend):
+    cfg = sample_config(backend, samples=False)
+    p, m = start(portico, cfg)
+    assert ids(m, "products") == [] and ids(m, "apis") == [] and ids(m, "subscriptions") == []
+    assert gateway_call(p, "/echo/resource")[0] == 404
+    p.stop()
+    # turning samples on later does not add them: the store was settled at its first start
+    p2, m2 = start(portico, dict(cfg, samples=True))
+    assert ids(m2, "products") == [] and ids(m2, "apis") == []
+
+
+def test_a_store_of_an_earlier_version_gets_no_samples(portico, backend, workdir):
+    cfg = sample_config(backend, samples=False)
+    p, m = start(portico, cfg)
+    p.stop()
+    # what an earlier version left: entities (the admin user) and no record of samples
+    db = sqlite3.connect(os.path.join(workdir, "var", "portico.db"))
+    with db:
+        assert db.execute("DELETE FROM sync_state WHERE name = 'samples'").rowcount == 1
+    db.close()
+    p2, m2 = start(portico, dict(cfg, samples=True))
+    assert "made by an earlier version, so no samples" in p2.log_text()
+    assert ids(m2, "products") == [] and ids(m2, "subscriptions") == []
+
+
+def test_the_file_wins_over_samples(portico, backend):
+    cfg = sample_config(backend)
+    cfg["apis"] = [{"id": "mine", "path": "/echo/", "serviceUrl": backend.url, "subscriptionRequired": False,
+                    "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]}]
+    cfg["products"] = [{"id": "starter", "displayName": "My starter", "subscriptionRequired": False,
+                        "apis": ["mine"]}]
+    p, m = start(portico, cfg)
+    # the file's API has the sample's path: no sample API (and no duplicate-path error)
+    assert ids(m, "apis") == ["mine"]
+    assert m.ok("GET", "products/starter")["displayName"] == "My starter"
+    assert m.ok("GET", "products/unlimited")["displayName"] == "Unlimited"
+    assert m.ok("GET", "products/unlimited/apis")["value"] == []
+    # the file's Starter is no sample: the administrator gets the Unlimited subscription only
+    assert ids(m, "subscriptions") == ["admin-unlimited"]
+    st, _, _ = gateway_call(p, "/echo/x")
+    assert st == 200 and backend.last().target == "/x"
+
+
+def test_no_administrator_no_subscriptions(portico, backend):
+    p, m = start(portico, sample_config(backend, users=()))
+    assert ids(m, "products") == ["starter", "unlimited"] and ids(m, "subscriptions") == []
+
+
+def test_a_gateway_node_never_seeds(gw):  # noqa: F811
+    gw.control_plane(apis=())
+    token = gw.gateway("g1")
+    node = gw.node(token, extra={"samples": True})
+    wait_for(lambda: "generation" in node.log_text(), what="the node's first configuration")
+    assert node.status("/echo/resource") == 404
+    assert "store: new" not in node.log_text() and "store: new" not in gw.cp.log_text()
+
+
+def test_samples_must_be_a_boolean(portico, backend):
+    p = portico(sample_config(backend, samples="maybe"), start=False)
+    rc, out = p.check()
+    with open(p.config_path) as f:
+        line = [n for n, text in enumerate(f, 1) if text.startswith("samples:")][0]
+    assert rc != 0 and "portico.yaml:%d:" % line in out and "expected true or false, found 'maybe'" in out, out
