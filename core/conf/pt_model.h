@@ -74,6 +74,9 @@ void pt_model_trace_since(json_t *sub, const json_t *old);
 /* Encrypts / decrypts a secret named value with the secret key (AES-256-GCM). */
 char *pt_model_seal(const char *secret_key, const char *plain);
 char *pt_model_unseal(const char *secret_key, const char *sealed);
+/* A stored certificate (its body o) back to what the configuration reads: data with the private key
+   unsealed; false with a reason when the key cannot be unsealed. */
+bool pt_model_cert_unseal(const char *secret_key, json_t *o, char *err, size_t errlen);
 /* The effective secret key: the configuration's, else $PORTICO_SECRET_KEY,
    else the key file's (see below), else NULL. */
 const char *pt_model_secret_key(const struct pt_conf *cf);
