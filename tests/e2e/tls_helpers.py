@@ -73,6 +73,34 @@ class Pki:
                  "-extfile", ext, "-out", pem, cwd=self.dir)
         return pem, key
 
+    def pkcs12(self, name, cert, key, password):
+        """`name`.p12 holding cert, its key and the CA, sealed with password; returns its bytes."""
+        out = self.path(name + ".p12")
+        _openssl("pkcs12", "-export", "-in", cert, "-inkey", key, "-certfile", self.ca, "-passout",
+                 "pass:" + password, "-out", out, cwd=self.dir)
+        with open(out, "rb") as f:
+            return f.read()
+
+    def crl(self, revoked=(), issuer="ca"):
+        """A PEM revocation list of the CA (`ca` or `other`) listing the certificates at the paths
+        `revoked`; returns its text."""
+        ca, ca_key = (self.ca, self.ca_key) if issuer == "ca" else (self.other_ca, self.other_ca_key)
+        d = self.path("crl-" + issuer)
+        os.makedirs(d, exist_ok=True)
+        conf, index = os.path.join(d, "ca.cnf"), os.path.join(d, "index.txt")
+        open(index, "w").close()
+        with open(os.path.join(d, "crlnumber"), "w") as f:
+            f.write("01\n")
+        with open(conf, "w") as f:
+            f.write("[ca]\ndefault_ca = d\n[d]\ndatabase = %s\ncrlnumber = %s\ndefault_md = sha256\n"
+                    "default_crl_days = 30\n" % (index, os.path.join(d, "crlnumber")))
+        for r in revoked:
+            _openssl("ca", "-config", conf, "-keyfile", ca_key, "-cert", ca, "-revoke", r, cwd=d)
+        out = os.path.join(d, "crl.pem")
+        _openssl("ca", "-config", conf, "-keyfile", ca_key, "-cert", ca, "-gencrl", "-out", out, cwd=d)
+        with open(out) as f:
+            return f.read()
+
 
 def client_context(ca=None, check_hostname=True):
     """A TLS client context trusting only `ca` (verification on)."""
