@@ -47,7 +47,8 @@ static bool cert_expiry(void *arg, const struct pt_entity *e)
     pt_str id = {e->id, strlen(e->id)};
     pt_metrics_sink_sample(arg, "portico_certificate_expiry_seconds",
                            "Seconds until each stored certificate expires (negative: expired).",
-                           PT_METRICS_GAUGE, names, &id, 1, (double)(t - (int64_t)pt_clock_wall_ms()) / 1000.0);
+                           PT_METRICS_GAUGE, names, &id, 1,
+                           (double)(t - (int64_t)pt_clock_wall_ms()) / 1000.0);
     return true;
 }
 

@@ -551,7 +551,8 @@ static void test_many_errors(void **state)
         "t.yaml:2:10: expected an integer, found 'many'",
         "t.yaml:3:1: unknown key 'bogus' (expected one of: listen, workers, limits, timeouts, "
         "upstream, log, lua, pluginDir, data, secretKey, management, metrics, trustedProxies, tracing, apis, "
-        "products, groups, users, subscriptions, namedValues, schemas, policyFragments, policies, certificates, "
+        "products, groups, users, subscriptions, namedValues, schemas, policyFragments, policies, "
+        "certificates, "
         "backends, "
         "workspaces, loggers, "
         "apiVersionSets, gateways, telemetry, analytics, portal, cache, counters, controlPlane)",
