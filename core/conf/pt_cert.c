@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/pkcs7.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -130,6 +131,102 @@ static bool describe(X509 *leaf, STACK_OF(X509) * chain, EVP_PKEY *key, struct p
     return true;
 }
 
+/* Bound on the key derivation a password costs (PBKDF2 or PKCS#12 iterations): data made to
+   keep the gateway busy for minutes is refused rather than worked on (exports use 2000-10000). */
+#define MAX_ITERATIONS 600000
+
+static bool iterations_ok(const ASN1_INTEGER *it)
+{
+    long v = it ? ASN1_INTEGER_get(it) : 1;
+    return v > 0 && v <= MAX_ITERATIONS;
+}
+
+/* Whether opening what alg encrypts costs a bounded derivation (PBES2 with PBKDF2, or PKCS#12's PBE). */
+static bool pbe_ok(const X509_ALGOR *alg)
+{
+    const ASN1_OBJECT *obj;
+    int ptype;
+    const void *pval;
+    X509_ALGOR_get0(&obj, &ptype, &pval, alg);
+    if (ptype != V_ASN1_SEQUENCE)
+        return false;
+    const ASN1_STRING *seq = pval;
+    const unsigned char *p = ASN1_STRING_get0_data(seq);
+    bool ok = false;
+    if (OBJ_obj2nid(obj) == NID_pbes2) {
+        PBE2PARAM *pbe2 = d2i_PBE2PARAM(NULL, &p, ASN1_STRING_length(seq));
+        const ASN1_TYPE *kp = pbe2 ? pbe2->keyfunc->parameter : NULL;
+        if (kp && OBJ_obj2nid(pbe2->keyfunc->algorithm) == NID_id_pbkdf2 && kp->type == V_ASN1_SEQUENCE) {
+            const unsigned char *q = kp->value.sequence->data;
+            PBKDF2PARAM *kdf = d2i_PBKDF2PARAM(NULL, &q, kp->value.sequence->length);
+            ok = kdf && iterations_ok(kdf->iter);
+            PBKDF2PARAM_free(kdf);
+        }
+        PBE2PARAM_free(pbe2);
+    } else {
+        PBEPARAM *pbe = d2i_PBEPARAM(NULL, &p, ASN1_STRING_length(seq));
+        ok = pbe && iterations_ok(pbe->iter);
+        PBEPARAM_free(pbe);
+    }
+    return ok;
+}
+
+/* The shrouded keys of bags cost a bounded derivation; nested bags are not read (their depth is
+   the file's to choose). */
+static bool bags_ok(const STACK_OF(PKCS12_SAFEBAG) * bags)
+{
+    for (int i = 0; i < sk_PKCS12_SAFEBAG_num(bags); i++) {
+        const PKCS12_SAFEBAG *bag = sk_PKCS12_SAFEBAG_value(bags, i);
+        int nid = PKCS12_SAFEBAG_get_nid(bag);
+        const X509_ALGOR *alg;
+        if (nid == NID_safeContentsBag)
+            return false;
+        if (nid == NID_pkcs8ShroudedKeyBag) {
+            X509_SIG_get0(PKCS12_SAFEBAG_get0_pkcs8(bag), &alg, NULL);
+            if (!pbe_ok(alg))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* Whether opening p12 with pw costs a bounded work (what PKCS12_parse would do unchecked). */
+static bool p12_cost_ok(const PKCS12 *p12, const char *pw)
+{
+    STACK_OF(PKCS7) *safes = PKCS12_unpack_authsafes(p12);
+    bool ok = safes != NULL && sk_PKCS7_num(safes) <= 16;
+    for (int i = 0; ok && i < sk_PKCS7_num(safes); i++) {
+        PKCS7 *p7 = sk_PKCS7_value(safes, i);
+        STACK_OF(PKCS12_SAFEBAG) *bags = NULL;
+        int nid = OBJ_obj2nid(p7->type);
+        if (nid == NID_pkcs7_data)
+            bags = PKCS12_unpack_p7data(p7);
+        else if (nid == NID_pkcs7_encrypted && p7->d.encrypted && p7->d.encrypted->enc_data &&
+                 pbe_ok(p7->d.encrypted->enc_data->algorithm))
+            bags = PKCS12_unpack_p7encdata(p7, pw, -1);
+        ok = bags && sk_PKCS12_SAFEBAG_num(bags) <= 64 && bags_ok(bags);
+        sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+    }
+    sk_PKCS7_pop_free(safes, PKCS7_free);
+    return ok;
+}
+
+/* An encrypted PKCS#8 key ("ENCRYPTED PRIVATE KEY") costs a bounded derivation to open. */
+static bool pkcs8_cost_ok(const char *data, size_t len)
+{
+    if (!strstr(data, "-----BEGIN ENCRYPTED PRIVATE KEY-----"))
+        return true;
+    BIO *b = BIO_new_mem_buf(data, (int)len);
+    X509_SIG *p8 = PEM_read_bio_PKCS8(b, NULL, NULL, NULL);
+    BIO_free(b);
+    const X509_ALGOR *alg = NULL;
+    if (p8)
+        X509_SIG_get0(p8, &alg, NULL);
+    bool ok = alg && pbe_ok(alg);
+    X509_SIG_free(p8);
+    return ok;
+}
+
 static bool read_pem(const char *data, size_t len, const char *password, struct pt_cert_info *ci, char *err,
                      size_t errlen)
 {
@@ -148,6 +245,8 @@ static bool read_pem(const char *data, size_t len, const char *password, struct 
     }
     BIO_free(b);
     EVP_PKEY *key = NULL;
+    if (ok && strstr(data, "PRIVATE KEY-----") && !pkcs8_cost_ok(data, len))
+        ok = fail(err, errlen, "the encrypted private key asks for too many key derivation iterations");
     if (ok && strstr(data, "PRIVATE KEY-----")) {
         b = BIO_new_mem_buf(data, (int)len);
         key = PEM_read_bio_PrivateKey(b, NULL, pem_password, (void *)password);
@@ -179,8 +278,18 @@ static bool read_pkcs12(const unsigned char *der, size_t len, const char *passwo
     EVP_PKEY *key = NULL;
     X509 *leaf = NULL;
     STACK_OF(X509) *chain = NULL;
-    if (PKCS12_mac_present(p12) && PKCS12_verify_mac(p12, pw, -1) != 1)
+    const ASN1_INTEGER *mac_iter = NULL;
+    if (PKCS12_mac_present(p12))
+        PKCS12_get0_mac(NULL, NULL, NULL, &mac_iter, p12);
+    if (!iterations_ok(mac_iter))
+        ok = fail(err, errlen, "the PKCS#12 data asks for too many key derivation iterations");
+    else if (PKCS12_mac_present(p12) && PKCS12_verify_mac(p12, pw, -1) != 1)
         ok = fail(err, errlen, "the password does not open the PKCS#12 data");
+    else if (!p12_cost_ok(p12, pw))
+        ok =
+            fail(err, errlen,
+                 "the PKCS#12 data cannot be opened (wrong password, nested bags, or too many key derivation "
+                 "iterations)");
     else if (PKCS12_parse(p12, pw, &key, &leaf, &chain) != 1)
         ok = fail(err, errlen, "the PKCS#12 data cannot be read (wrong password or unsupported encryption)");
     else if (!leaf)

@@ -96,6 +96,16 @@ def test_pkcs12_wrong_or_missing_password_is_a_400(backend, portico, pki):
     assert m.call("GET", "certificates/gw")[0] == 404
 
 
+def test_pkcs12_asking_for_endless_key_derivation_is_refused(backend, portico, pki):
+    """A file made to keep the gateway deriving keys is refused before any work (the bound is
+    600000 iterations; exports use 2000 to 10000)."""
+    p, m = admin(backend, portico)
+    p12 = base64.b64encode(pki.pkcs12("slow", pki.gateway[0], pki.gateway[1], "pw", iterations=700000)).decode()
+    status, _, out = m.call("PUT", "certificates/slow", {"data": p12, "password": "pw"})
+    assert status == 400 and "too many key derivation iterations" in json.dumps(out), out
+    assert m.call("GET", "certificates/slow")[0] == 404
+
+
 def test_pem_without_key_and_patch_keeps_the_key(backend, portico, pki):
     p, m = admin(backend, portico)
     out = m.ok("PUT", "certificates/ca", {"data": read(pki.ca)})

@@ -73,11 +73,13 @@ class Pki:
                  "-extfile", ext, "-out", pem, cwd=self.dir)
         return pem, key
 
-    def pkcs12(self, name, cert, key, password):
-        """`name`.p12 holding cert, its key and the CA, sealed with password; returns its bytes."""
+    def pkcs12(self, name, cert, key, password, iterations=None):
+        """`name`.p12 holding cert, its key and the CA, sealed with password (with `iterations` of key
+        derivation when given); returns its bytes."""
         out = self.path(name + ".p12")
+        extra = ["-iter", str(iterations)] if iterations else []
         _openssl("pkcs12", "-export", "-in", cert, "-inkey", key, "-certfile", self.ca, "-passout",
-                 "pass:" + password, "-out", out, cwd=self.dir)
+                 "pass:" + password, "-out", out, *extra, cwd=self.dir)
         with open(out, "rb") as f:
             return f.read()
 
