@@ -94,6 +94,9 @@ def test_pkcs12_wrong_or_missing_password_is_a_400(backend, portico, pki):
     status, _, out = m.call("PUT", "certificates/gw", {"data": p12})
     assert status == 400 and "password" in json.dumps(out), out
     assert m.call("GET", "certificates/gw")[0] == 404
+    m.ok("PUT", "certificates/gw", {"properties": {"data": p12, "password": "right"}})
+    log = p.log_text()
+    assert "right" not in log and "wrong" not in log and p12[:40] not in log, log
 
 
 def test_pkcs12_asking_for_endless_key_derivation_is_refused(backend, portico, pki):
@@ -303,3 +306,9 @@ def test_near_expiry_is_logged_once_and_reported(backend, portico, pki):
     assert status == 200, metrics
     line = [l for l in metrics.splitlines() if l.startswith('portico_certificate_expiry_seconds{id="soon"}')]
     assert line and 8 * 86400 < float(line[0].split()[-1]) <= 10 * 86400, line
+    # a management change does not repeat it (it logs what it brings in); a reload does, once
+    m.ok("PUT", "certificates/other", {"data": read(pki.leaf("other-soon", "other", [], days=20)[0])})
+    log = p.log_text()
+    assert log.count("certificate 'soon' expires") == 1 and log.count("certificate 'other' expires") == 1, log
+    assert p.reload()
+    assert p.log_text().count("certificate 'soon' expires") == 2
