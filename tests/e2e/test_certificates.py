@@ -244,6 +244,16 @@ def test_store_ca_certificates_are_trusted(backend, portico, pki):
     assert p.access_entries(wait_for=2)[-1]["reason"] == "ClientCertificateNotTrusted"
 
 
+def test_store_trust_leaves_dates_to_the_policy(backend, portico, pki):
+    old = pki.expired_leaf("old-client", "old-client")
+    certs = [{"id": "ca", "data": read(pki.ca), "ca": True}]
+    p, port = client_gateway(backend, portico, pki, {}, certs)
+    assert tls_get(port, pki, old)[0] == 401
+    assert p.access_entries(wait_for=1)[-1]["reason"] == "ClientCertificateExpired"
+    p2, port2 = client_gateway(backend, portico, pki, {"validate-not-after": False}, certs)
+    assert tls_get(port2, pki, old)[0] == 200
+
+
 def test_store_certificate_not_marked_ca_is_not_trusted(backend, portico, pki):
     p, port = client_gateway(backend, portico, pki, {}, [{"id": "ca", "data": read(pki.ca)}])
     assert tls_get(port, pki, pki.alice)[0] == 401
@@ -312,3 +322,16 @@ def test_near_expiry_is_logged_once_and_reported(backend, portico, pki):
     assert log.count("certificate 'soon' expires") == 1 and log.count("certificate 'other' expires") == 1, log
     assert p.reload()
     assert p.log_text().count("certificate 'soon' expires") == 2
+
+
+def test_expired_certificate_is_logged_and_reported(backend, portico, pki):
+    cfg = mgmt_config(backend.url)
+    cfg["certificates"] = [{"id": "old", "data": read(pki.expired_leaf("old", "old")[0])}]
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    out = m.ok("GET", "certificates/old")
+    assert out["expired"] is True and out["nearExpiry"] is True and out["expirationDate"] == "2020-02-01T00:00:00Z"
+    assert "certificate 'old' expired on 2020-02-01T00:00:00Z" in p.log_text()
+    metrics = m.call("GET", "/metrics")[2]
+    line = [l for l in metrics.splitlines() if l.startswith('portico_certificate_expiry_seconds{id="old"}')]
+    assert line and float(line[0].split()[-1]) < -86400 * 300, line
