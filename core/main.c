@@ -474,6 +474,8 @@ static struct pt_gen *build_running(struct pt_conf *file, struct pt_errors *errs
         struct pt_conf *merged = pt_model_build(store, file, key, errs);
         if (merged) {
             g = pt_gen_build(merged, errs);
+            if (g)
+                pt_model_log_expiry(merged, true);
             if (!g)
                 pt_conf_free(merged);
         }
@@ -641,6 +643,8 @@ static bool mgmt_publish(struct pt_errors *errs)
     struct pt_gen *g = merged ? pt_gen_build(merged, errs) : NULL;
     if (merged && !g)
         pt_conf_free(merged);
+    if (g)
+        pt_model_log_expiry(merged, false);
     if (g && !prepare_listeners(g, file_conf, errs)) {
         pt_gen_unref(g);
         g = NULL;

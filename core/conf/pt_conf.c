@@ -1714,7 +1714,7 @@ static void cp_finish(struct pt_conf *cf, struct pt_cfctx *cx)
 static const char *const node_refused_lists[] = {
     "apis",        "products", "groups",          "users",    "subscriptions",
     "namedValues", "schemas",  "policyFragments", "policies", "backends",
-    "workspaces",  "loggers",  "apiVersionSets",  "gateways",
+    "workspaces",  "loggers",  "apiVersionSets",  "gateways", "certificates",
 };
 
 static void node_file_check(struct pt_node *root, struct pt_errors *errs)
@@ -1811,6 +1811,11 @@ static const struct pt_cfkey top_keys[] = {
      .doc = "Statements shared by documents, included with `include-fragment {fragment-id: ID}`."},
     {"policies", PT_CT_CUSTOM, offsetof(struct pt_conf, policies), 0, .fn = pt_conf_entities_read_node,
      .form = "policy document", .doc = "The global policy document; see [Policies](#policies)."},
+    {"certificates", PT_CT_CUSTOM, offsetof(struct pt_conf, certs), PT_CF_LIST,
+     .fn = pt_conf_entities_read_certs, .sub = pt_conf_entities_cert_keys, .form = "list of maps",
+     .doc = "The certificate store: certificates (with or without a private key) that policies name by id "
+            "or thumbprint, and CA certificates for client certificates; see "
+            "[certificates.md](certificates.md)."},
     {"backends", PT_CT_CUSTOM, offsetof(struct pt_conf, backends), PT_CF_LIST,
      .fn = pt_conf_entities_read_backends, .sub = pt_conf_entities_backend_keys, .form = "list of maps",
      .doc = "Backends, APIM's entities: kept in the store and served by the management API."},

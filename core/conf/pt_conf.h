@@ -238,6 +238,20 @@ struct pt_cfmember {
     struct pt_node *node;
 };
 
+/* certificates: [{id, data, password, ca, crl, description}] read into PEM
+   (conf/pt_cert.h); the key stays in pool memory only while the generation lives. */
+struct pt_storecert_cf {
+    char *id;
+    struct pt_node *node;
+    char *data, *password, *crl, *description;
+    bool ca;
+    char *chain_pem; /* the certificate, then its chain */
+    char *key_pem;   /* NULL when none */
+    char thumbprint[41];
+    char *subject, *issuer, *expiration;
+    int64_t not_after;
+};
+
 struct pt_backend_cf {
     char *id;
     char *workspace;
@@ -504,6 +518,8 @@ struct pt_conf {
     int nsubs;
     struct pt_backend_cf *backends;
     int nbackends;
+    struct pt_storecert_cf *certs; /* certificates: the certificate store */
+    int ncerts;
     struct pt_workspace_cf *workspaces;
     int nworkspaces;
     struct pt_versionset_cf *version_sets;

@@ -6,6 +6,7 @@
  * URL templates that cannot both match).  The same readers serve the file
  * and the store (pt_model.c materializes the store into the file's shape).
  */
+#include "conf/pt_cert.h"
 #include "conf/pt_conf.h"
 
 #include "conf/pt_conf_int.h"
@@ -1321,6 +1322,96 @@ bool pt_conf_entities_read_subs(struct pt_cfctx *cx, struct pt_node *n, void *fi
         }
     }
     return sub_key_duplicates(cx, cf) && ok;
+}
+
+/* ------------------------------------------------------------ certificates */
+
+/* What the store adds to a certificate for reads (thumbprint, subject...): accepted back, never
+   trusted (the reader derives them again from data). */
+static bool read_derived(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    (void)cx;
+    (void)n;
+    (void)field;
+    return true;
+}
+
+static bool read_cert_keyvault(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    (void)field;
+    pt_node_error(cx->errs, n, "Key Vault certificates are not supported: give the certificate as data");
+    return false;
+}
+
+const struct pt_cfkey pt_conf_entities_cert_keys[] = {
+    {"id", PT_CT_STR, offsetof(struct pt_storecert_cf, id), PT_CF_REQUIRED,
+     .doc = "Unique; letters, digits and `-_.~`. `authentication-certificate certificate-id` and "
+            "`validate-client-certificate`'s `issuer-certificate-id` name it."},
+    {"data", PT_CT_STR, offsetof(struct pt_storecert_cf, data), PT_CF_REQUIRED,
+     .doc = "PEM text (the certificate, then its chain, and optionally its private key), or base64 of a "
+            "PKCS#12 (`.pfx`) file or of a DER certificate; at most 256 KB. See "
+            "[certificates.md](certificates.md)."},
+    {"password", PT_CT_STR, offsetof(struct pt_storecert_cf, password), PT_CF_EMPTY_OK,
+     .doc = "Opens a PKCS#12 file or an encrypted PEM key; never stored, shown or exported."},
+    {"ca", PT_CT_BOOL, offsetof(struct pt_storecert_cf, ca), 0, .def = "`false`",
+     .doc = "A CA certificate that client certificates may chain to (`validate-client-certificate`), "
+            "besides the listener's `clientCa`."},
+    {"crl", PT_CT_STR, offsetof(struct pt_storecert_cf, crl), 0,
+     .doc = "PEM certificate revocation list(s) of this CA: `validate-revocation` refuses a client "
+            "certificate it lists."},
+    {"description", PT_CT_STR, offsetof(struct pt_storecert_cf, description), PT_CF_EMPTY_OK,
+     .doc = "Free text."},
+    {"keyVault", PT_CT_CUSTOM, 0, 0, .fn = read_cert_keyvault, .form = "map",
+     .doc = "APIM's Key Vault reference: refused (give `data`)."},
+    {"thumbprint", PT_CT_CUSTOM, 0, 0, .fn = read_derived, .form = "string",
+     .doc = "Read-only: SHA-1 of the certificate, upper-case hexadecimal (what reads show)."},
+    {"subject", PT_CT_CUSTOM, 0, 0, .fn = read_derived, .form = "string", .doc = "Read-only."},
+    {"issuer", PT_CT_CUSTOM, 0, 0, .fn = read_derived, .form = "string", .doc = "Read-only."},
+    {"expirationDate", PT_CT_CUSTOM, 0, 0, .fn = read_derived, .form = "string",
+     .doc = "Read-only: the certificate's notAfter (ISO 8601)."},
+    {"hasPrivateKey", PT_CT_CUSTOM, 0, 0, .fn = read_derived, .form = "boolean", .doc = "Read-only."},
+    {"expiresInDays", PT_CT_CUSTOM, 0, 0, .fn = read_derived, .form = "number", .doc = "Read-only."},
+    {"nearExpiry", PT_CT_CUSTOM, 0, 0, .fn = read_derived, .form = "boolean", .doc = "Read-only."},
+    {0},
+};
+
+/* Reads one entry's data into PEM; errors point at data (or password). */
+static bool read_cert_data(struct pt_cfctx *cx, struct pt_storecert_cf *c)
+{
+    struct pt_cert_info ci;
+    char err[256];
+    if (!pt_cert_read(c->data, strlen(c->data), c->password, &ci, err, sizeof(err))) {
+        struct pt_node *at = strstr(err, "password") && pt_node_get(c->node, "password")
+                                 ? pt_node_get(c->node, "password")
+                                 : pt_node_get(c->node, "data");
+        pt_node_error(cx->errs, at ? at : c->node, "certificate '%s': %s", c->id, err);
+        return false;
+    }
+    c->chain_pem = pt_pool_strdup(cx->pool, ci.chain_pem);
+    c->key_pem = ci.key_pem ? pt_pool_strdup(cx->pool, ci.key_pem) : NULL;
+    memcpy(c->thumbprint, ci.thumbprint, sizeof(c->thumbprint));
+    c->subject = pt_pool_strdup(cx->pool, ci.subject);
+    c->issuer = pt_pool_strdup(cx->pool, ci.issuer);
+    c->expiration = pt_pool_strdup(cx->pool, ci.expiration);
+    c->not_after = ci.not_after;
+    pt_cert_info_free(&ci);
+    if (c->crl && *c->crl && !pt_cert_check_crl(c->crl, err, sizeof(err))) {
+        pt_node_error(cx->errs, pt_node_get(c->node, "crl"), "certificate '%s': %s", c->id, err);
+        return false;
+    }
+    return true;
+}
+
+bool pt_conf_entities_read_certs(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, certs));
+    bool ok = read_entity_list(cx, n, (void **)&cf->certs, &cf->ncerts, sizeof(struct pt_storecert_cf),
+                               pt_conf_entities_cert_keys, NULL, "certificate",
+                               offsetof(struct pt_storecert_cf, node), NO_FIELD);
+    for (int i = 0; i < cf->ncerts; i++)
+        if (cf->certs[i].data && cf->certs[i].id)
+            ok &= read_cert_data(cx, &cf->certs[i]);
+    return ok;
 }
 
 /* ---------------------------------------------------------------- backends */

@@ -21,6 +21,8 @@ extern const struct pt_cfkey pt_conf_entities_user_keys[];
 bool pt_conf_entities_read_users(struct pt_cfctx *cx, struct pt_node *n, void *field);
 extern const struct pt_cfkey pt_conf_entities_sub_keys[];
 bool pt_conf_entities_read_subs(struct pt_cfctx *cx, struct pt_node *n, void *field);
+extern const struct pt_cfkey pt_conf_entities_cert_keys[];
+bool pt_conf_entities_read_certs(struct pt_cfctx *cx, struct pt_node *n, void *field);
 extern const struct pt_cfkey pt_conf_entities_backend_keys[];
 bool pt_conf_entities_read_backends(struct pt_cfctx *cx, struct pt_node *n, void *field);
 extern const struct pt_cfkey pt_conf_entities_workspace_keys[];

@@ -2,6 +2,7 @@
  * pt_model -- file and store, joined into the configuration a generation runs.
  */
 #include "conf/pt_model.h"
+#include "conf/pt_cert.h"
 #include "conf/pt_content.h"
 #include "conf/pt_idp.h"
 
@@ -30,6 +31,7 @@ const struct pt_kind pt_model_kinds[] = {
     {"schema", "schemas", "schemas"},
     {"logger", "loggers", "loggers"},
     {"gateway", "gateways", "gateways"},
+    {"certificate", "certificates", "certificates"},
     {NULL, NULL, NULL},
 };
 
@@ -273,6 +275,37 @@ bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *f, const cha
     return pt_model_apply(st, f, secret_key, "config", errs);
 }
 
+/* A certificate as the store keeps it: the PEM chain, the private key sealed
+   (like a secret named value), what reads show; never the password. */
+static bool put_certificate(struct pt_store *st, const struct pt_storecert_cf *c, const char *secret_key,
+                            const char *source, struct pt_errors *errs)
+{
+    json_t *j = json_pack("{s:s,s:b,s:s,s:s,s:s,s:s,s:b}", "data", c->chain_pem, "ca", c->ca, "thumbprint",
+                          c->thumbprint, "subject", c->subject, "issuer", c->issuer, "expirationDate",
+                          c->expiration, "hasPrivateKey", c->key_pem != NULL);
+    if (c->crl && *c->crl)
+        json_object_set_new(j, "crl", json_string(c->crl));
+    if (c->description)
+        json_object_set_new(j, "description", json_string(c->description));
+    bool ok = true;
+    if (c->key_pem) {
+        char *sealed = pt_model_seal(secret_key, c->key_pem);
+        if (!sealed) {
+            pt_node_error(
+                errs, c->node,
+                "a certificate's private key needs secretKey (or $PORTICO_SECRET_KEY) to be stored");
+            ok = false;
+        } else {
+            json_object_set_new(j, "sealedKey", json_string(sealed));
+            free(sealed);
+        }
+    }
+    if (ok)
+        ok = pt_store_put(st, "certificate", "", c->id, "", j, source, NULL);
+    json_decref(j);
+    return ok;
+}
+
 bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *secret_key, const char *source,
                     struct pt_errors *errs)
 {
@@ -431,6 +464,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
                                source, NULL);
             json_decref(j);
         }
+    for (int i = 0; ok && i < f->ncerts; i++)
+        ok &= put_certificate(st, &f->certs[i], secret_key, source, errs);
     for (int i = 0; ok && i < f->nbackends; i++) {
         json_t *j = pt_node_to_json(f->backends[i].node);
         ok &= pt_store_put(st, "backend", "", f->backends[i].id, f->backends[i].workspace, j, source, NULL);
@@ -546,6 +581,39 @@ static bool mat_op(void *arg, const struct pt_entity *e)
     return true;
 }
 
+/* A stored certificate back to what the configuration reads: its data with the key unsealed. */
+bool pt_model_cert_unseal(const char *secret_key, json_t *o, char *err, size_t errlen)
+{
+    const char *sealed = json_string_value(json_object_get(o, "sealedKey"));
+    if (!sealed)
+        return true;
+    char *key = pt_model_unseal(secret_key, sealed);
+    if (!key) {
+        snprintf(err, errlen, "the private key cannot be decrypted (wrong or missing secretKey)");
+        return false;
+    }
+    const char *pem = json_string_value(json_object_get(o, "data"));
+    size_t n = (pem ? strlen(pem) : 0) + strlen(key) + 1;
+    char *both = malloc(n);
+    snprintf(both, n, "%s%s", pem ? pem : "", key);
+    json_object_set_new(o, "data", json_string(both));
+    OPENSSL_cleanse(both, n);
+    OPENSSL_cleanse(key, strlen(key));
+    free(both);
+    free(key);
+    json_object_del(o, "sealedKey");
+    return true;
+}
+
+static bool unseal_cert_key(struct mat *m, const char *id, json_t *o)
+{
+    char err[160];
+    if (pt_model_cert_unseal(m->secret_key, o, err, sizeof(err)))
+        return true;
+    pt_node_errors_add(m->errs, "certificates.%s: %s", id, err);
+    return false;
+}
+
 static bool mat_entity(void *arg, const struct pt_entity *e)
 {
     struct mat *m = arg;
@@ -595,6 +663,8 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
         json_t *apis = json_array();
         pt_store_links(m->st, "gateway-api", e->id, add_link_b, apis);
         json_object_set_new(o, "apis", apis);
+    } else if (!strcmp(e->kind, "certificate")) {
+        m->ok &= unseal_cert_key(m, e->id, o);
     } else if (!strcmp(e->kind, "namedValue") && json_is_string(json_object_get(o, "sealed"))) {
         char *plain = pt_model_unseal(m->secret_key, json_string_value(json_object_get(o, "sealed")));
         if (!plain) {
@@ -816,6 +886,33 @@ void pt_model_entities_forget(void)
         OPENSSL_cleanse(shared.key, strlen(shared.key));
     free(shared.key);
     memset(&shared, 0, sizeof(shared));
+}
+
+/* Certificates that expire within PT_CERT_NEAR_EXPIRY_S (or have), logged once each (by id and
+   thumbprint) from a start or reload on: management changes log only what is new. */
+void pt_model_log_expiry(const struct pt_conf *cf, bool fresh)
+{
+    static json_t *seen;
+    if (!seen)
+        seen = json_object();
+    if (fresh)
+        json_object_clear(seen);
+    int64_t now = (int64_t)(pt_clock_wall_ms() / 1000);
+    for (int i = 0; cf && i < cf->ncerts; i++) {
+        const struct pt_storecert_cf *c = &cf->certs[i];
+        if (!c->chain_pem || c->not_after - now >= PT_CERT_NEAR_EXPIRY_S)
+            continue;
+        char key[400];
+        snprintf(key, sizeof(key), "%s/%s", c->id, c->thumbprint);
+        if (json_object_get(seen, key))
+            continue;
+        json_object_set_new(seen, key, json_true());
+        if (c->not_after <= now)
+            pt_warn("certificate '%s' expired on %s (thumbprint %s)", c->id, c->expiration, c->thumbprint);
+        else
+            pt_warn("certificate '%s' expires on %s, in %lld days (thumbprint %s)", c->id, c->expiration,
+                    (long long)((c->not_after - now) / 86400), c->thumbprint);
+    }
 }
 
 struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,

@@ -74,6 +74,12 @@ void pt_model_trace_since(json_t *sub, const json_t *old);
 /* Encrypts / decrypts a secret named value with the secret key (AES-256-GCM). */
 char *pt_model_seal(const char *secret_key, const char *plain);
 char *pt_model_unseal(const char *secret_key, const char *sealed);
+/* A stored certificate (its body o) back to what the configuration reads: data with the private key
+   unsealed; false with a reason when the key cannot be unsealed. */
+/* Logs the certificates of cf near or past expiry, each once: fresh (a start or a reload) logs
+   them all again. */
+void pt_model_log_expiry(const struct pt_conf *cf, bool fresh);
+bool pt_model_cert_unseal(const char *secret_key, json_t *o, char *err, size_t errlen);
 /* The effective secret key: the configuration's, else $PORTICO_SECRET_KEY,
    else the key file's (see below), else NULL. */
 const char *pt_model_secret_key(const struct pt_conf *cf);

@@ -84,6 +84,7 @@ static const struct route routes[] = {
     ENTITY_ROUTES("apiVersionSets", "apiVersionSet", A_API, true, "API version set"),
     ENTITY_ROUTES("schemas", "schema", A_API, true, "schema"),
     ENTITY_ROUTES("loggers", "logger", A_SERVICE, false, "logger"),
+    ENTITY_ROUTES("certificates", "certificate", A_SERVICE, false, "certificate"),
     {"policies", "GET", H_POLICIES, "global", A_SERVICE, false, "The global policy document as a list"},
     {"policies/policy", "GET PUT DELETE", H_POLICY, "global", A_SERVICE, false, "The global policy document"},
     ENTITY_ROUTES("workspaces", "workspace", A_SERVICE, false, "workspace"),

@@ -10,6 +10,7 @@
  * next generation is built from the store before it commits.
  */
 #include "base/pt_log.h"
+#include "conf/pt_cert.h"
 #include "conf/pt_model.h"
 #include "http/pt_logsink.h"
 #include "mgmt/pt_mgmt_int.h"
@@ -72,6 +73,21 @@ static void logger_stats(json_t *o, const char *id)
     json_object_set_new(o, "stats", j);
 }
 
+/* An update of a certificate that gives no new data keeps the stored key (PATCH of ca, crl or
+   description); new data replaces it.  false (answered) when the key cannot be unsealed. */
+static bool keep_cert_key(struct mreq *m, const json_t *body, json_t *obj)
+{
+    char err[160];
+    if (json_object_get(body, "data"))
+        json_object_del(obj, "sealedKey");
+    else if (!pt_model_cert_unseal(pt_model_secret_key(pt_mgmt_req_hooks->file()), obj, err, sizeof(err))) {
+        pt_mgmt_req_send_error(m, 500, "SecretKeyMismatch", "%s", err);
+        json_decref(obj);
+        return false;
+    }
+    return true;
+}
+
 static void redact_logger(json_t *o)
 {
     json_t *h = json_object_get(json_object_get(o, "http"), "headers");
@@ -108,6 +124,23 @@ static bool unredact_logger(struct mreq *m, json_t *obj, const json_t *cur)
         json_object_set(h, k, was);
     }
     return true;
+}
+
+/* A certificate as reads show it: what it is and when it expires, never its key (nor its PEM:
+   APIM's reads leave the data out too). */
+static void cert_view(json_t *o)
+{
+    json_object_del(o, "data");
+    json_object_del(o, "sealedKey");
+    json_object_del(o, "password");
+    int64_t t;
+    const char *exp = json_string_value(json_object_get(o, "expirationDate"));
+    if (exp && pt_conf_entities_parse_iso8601(exp, &t)) {
+        int64_t left = t - (int64_t)pt_clock_wall_ms();
+        json_object_set_new(o, "expiresInDays", json_integer(left / 86400000));
+        json_object_set_new(o, "nearExpiry", json_boolean(left < (int64_t)PT_CERT_NEAR_EXPIRY_S * 1000));
+        json_object_set_new(o, "expired", json_boolean(left <= 0));
+    }
 }
 
 /* The public view of a stored entity: id first, secrets out. */
@@ -151,7 +184,8 @@ json_t *pt_mgmt_entities_view(const char *kind, const char *id, const json_t *bo
     } else if (!strcmp(kind, "logger")) {
         redact_logger(o);
         logger_stats(o, id);
-    }
+    } else if (!strcmp(kind, "certificate"))
+        cert_view(o);
     return o;
 }
 
@@ -638,6 +672,8 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
         }
         json_object_del(obj, "sealed");
     }
+    if (!strcmp(kind, "certificate") && !keep_cert_key(m, body, obj))
+        goto out;
     if (!strcmp(kind, "logger") && !pt_mgmt_auth_logger_allowed(m, obj)) {
         json_decref(obj);
         goto out;

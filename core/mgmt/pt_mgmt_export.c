@@ -155,6 +155,22 @@ static void with_states(json_t *doc)
     }
 }
 
+/* Private keys never leave the store: an export holds each certificate's chain only (the key was
+   appended last to the data the store's reader gives). */
+static void strip_cert_keys(json_t *doc)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(doc, "certificates"), i, c)
+    {
+        const char *data = json_string_value(json_object_get(c, "data"));
+        const char *key = data ? strstr(data, "-----BEGIN PRIVATE KEY-----") : NULL;
+        if (key)
+            json_object_set_new(c, "data", json_stringn(data, (size_t)(key - data)));
+        json_object_del(c, "sealedKey");
+    }
+}
+
 void pt_mgmt_export_serve(struct mreq *m)
 {
     struct pt_errors errs = {0};
@@ -168,6 +184,7 @@ void pt_mgmt_export_serve(struct mreq *m)
         return;
     }
     with_states(doc);
+    strip_cert_keys(doc);
     /* the portal's content (site, pages, templates) as the file's portal: map holds it */
     json_t *portal = pt_content_export(pt_mgmt_req_store, all && !strcmp(all, "true") ? NULL : "api");
     /* identity providers, without their client secrets (conf/pt_idp.h) */

@@ -1111,6 +1111,9 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     g->pc->loggers = cf->loggers;
     g->pc->nloggers = cf->nloggers;
     g->pc->loggers_open = !refs;
+    g->pc->store_certs = cf->certs;
+    g->pc->nstore_certs = cf->ncerts;
+    g->pc->certs_open = !refs;
     loggers(g, refs, errs);
     backends_credentials(g, errs);
     if (cf->lua.npolicy_path)
@@ -1289,6 +1292,7 @@ void pt_gen_check_policies(const char *path, struct pt_errors *errs)
     struct pt_node *f = pt_node_get(root, "policyFragments"), *nv = pt_node_get(root, "namedValues");
     pc.fragments = f && f->kind == PT_N_SEQ ? f : NULL;
     pc.named_values = nv && nv->kind == PT_N_SEQ ? nv : NULL;
+    pc.certs_open = true; /* the statements' shapes only */
     char *dir = (char *)pt_paths_policies();
     pt_luapol_load(&pc, reg, &dir, 1);
     for (int i = 0; pc.fragments && i < pc.fragments->n; i++)

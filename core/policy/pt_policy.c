@@ -15,6 +15,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -523,32 +524,20 @@ static int e_elements(pt_element *e, const char *name, pt_element ***out)
 
 static void c_error(pt_compile *c, const char *attr, const char *fmt, ...) PT_PRINTF(3, 4);
 
-static void *c_tls_client_cert(pt_compile *c, const char *cert, const char *key)
+/* The client certificate of ctx once its certificate and key are in (why NULL), or NULL after
+   the compile error "why (where)". */
+static void *client_cert_of(pt_compile *c, SSL_CTX *ctx, const char *why, const char *where)
 {
     struct pt_polctx *pc = c->pc;
-    char cp[4096], kp[4096];
-    snprintf(cp, sizeof(cp), "%s%s%s", cert[0] == '/' || !pc->base_dir ? "" : pc->base_dir,
-             cert[0] == '/' || !pc->base_dir ? "" : "/", cert);
-    snprintf(kp, sizeof(kp), "%s%s%s", key[0] == '/' || !pc->base_dir ? "" : pc->base_dir,
-             key[0] == '/' || !pc->base_dir ? "" : "/", key);
-    struct pt_errors errs = {0};
-    SSL_CTX *ctx = pt_tls_client_ctx(pc->ca_file, pc->verify, pc->tls, &errs);
-    const char *why = errs.n ? errs.msgs[0] : NULL;
-    if (ctx && SSL_CTX_use_certificate_chain_file(ctx, cp) != 1)
-        why = "the certificate cannot be loaded";
-    else if (ctx && SSL_CTX_use_PrivateKey_file(ctx, kp, SSL_FILETYPE_PEM) != 1)
-        why = "the key cannot be loaded";
-    else if (ctx && SSL_CTX_check_private_key(ctx) != 1)
+    if (ctx && !why && SSL_CTX_check_private_key(ctx) != 1)
         why = "the key does not match the certificate";
     if (!ctx || why) {
-        c_error(c, NULL, "%s (%s, %s)", why ? why : "no TLS context", cp, kp);
+        c_error(c, NULL, "%s (%s)", why ? why : "no TLS context", where);
         if (ctx)
             SSL_CTX_free(ctx);
-        pt_node_errors_clear(&errs);
         ERR_clear_error();
         return NULL;
     }
-    pt_node_errors_clear(&errs);
     static _Atomic uint64_t serials;
     struct pt_clientcert *cc = pt_pool_calloc(pc->pool, sizeof(*cc));
     cc->ctx = ctx;
@@ -556,6 +545,118 @@ static void *c_tls_client_cert(pt_compile *c, const char *cert, const char *key)
     cc->next = pc->certs;
     pc->certs = cc;
     return cc;
+}
+
+/* A TLS client context for backends, or NULL with *why set. */
+static SSL_CTX *backend_ctx(struct pt_polctx *pc, const char **why, char *buf, size_t size)
+{
+    struct pt_errors errs = {0};
+    SSL_CTX *ctx = pt_tls_client_ctx(pc->ca_file, pc->verify, pc->tls, &errs);
+    if (!ctx) {
+        snprintf(buf, size, "%s", errs.n ? errs.msgs[0] : "no TLS context");
+        *why = buf;
+    }
+    pt_node_errors_clear(&errs);
+    return ctx;
+}
+
+static void *c_tls_client_cert(pt_compile *c, const char *cert, const char *key)
+{
+    struct pt_polctx *pc = c->pc;
+    char cp[4096], kp[4096], where[8300], buf[512];
+    snprintf(cp, sizeof(cp), "%s%s%s", cert[0] == '/' || !pc->base_dir ? "" : pc->base_dir,
+             cert[0] == '/' || !pc->base_dir ? "" : "/", cert);
+    snprintf(kp, sizeof(kp), "%s%s%s", key[0] == '/' || !pc->base_dir ? "" : pc->base_dir,
+             key[0] == '/' || !pc->base_dir ? "" : "/", key);
+    snprintf(where, sizeof(where), "%s, %s", cp, kp);
+    const char *why = NULL;
+    SSL_CTX *ctx = backend_ctx(pc, &why, buf, sizeof(buf));
+    if (ctx && SSL_CTX_use_certificate_chain_file(ctx, cp) != 1)
+        why = "the certificate cannot be loaded";
+    else if (ctx && SSL_CTX_use_PrivateKey_file(ctx, kp, SSL_FILETYPE_PEM) != 1)
+        why = "the key cannot be loaded";
+    return client_cert_of(c, ctx, why, where);
+}
+
+/* Puts the PEM chain (leaf first) and key into ctx; NULL or why not. */
+static const char *use_pem(SSL_CTX *ctx, const char *chain_pem, const char *key_pem)
+{
+    BIO *b = BIO_new_mem_buf(chain_pem, -1);
+    X509 *leaf = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    const char *why =
+        leaf && SSL_CTX_use_certificate(ctx, leaf) == 1 ? NULL : "the certificate cannot be loaded";
+    X509_free(leaf);
+    X509 *x;
+    while (!why && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+        if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
+            X509_free(x);
+            why = "the certificate's chain cannot be loaded";
+        }
+    BIO_free(b);
+    if (why)
+        return why;
+    b = BIO_new_mem_buf(key_pem, -1);
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+    BIO_free(b);
+    why = k && SSL_CTX_use_PrivateKey(ctx, k) == 1 ? NULL : "the key cannot be loaded";
+    EVP_PKEY_free(k);
+    return why;
+}
+
+static void *c_tls_client_cert_pem(pt_compile *c, const char *chain_pem, const char *key_pem)
+{
+    char buf[512];
+    const char *why = NULL;
+    SSL_CTX *ctx = backend_ctx(c->pc, &why, buf, sizeof(buf));
+    if (ctx && (!chain_pem || !key_pem))
+        why = "a certificate with its private key is needed";
+    else if (ctx)
+        why = use_pem(ctx, chain_pem, key_pem);
+    return client_cert_of(c, ctx, why, "stored certificate");
+}
+
+/* Hex strings equal whatever their case, colons and spaces. */
+static bool thumbprint_eq(const char *a, const char *b)
+{
+    for (;;) {
+        while (*a == ':' || *a == ' ')
+            a++;
+        while (*b == ':' || *b == ' ')
+            b++;
+        if (!*a || !*b)
+            return !*a && !*b;
+        if (toupper((unsigned char)*a++) != toupper((unsigned char)*b++))
+            return false;
+    }
+}
+
+static const struct pt_stored_cert *c_cert_find(pt_compile *c, const char *attr, const char *id,
+                                                const char *thumbprint, int index)
+{
+    struct pt_polctx *pc = c->pc;
+    if (!pc->stored && pc->nstore_certs) {
+        pc->stored = pt_pool_calloc(pc->pool, sizeof(*pc->stored) * (size_t)pc->nstore_certs);
+        for (int i = 0; i < pc->nstore_certs; i++) {
+            const struct pt_storecert_cf *s = &pc->store_certs[i];
+            pc->stored[i] = (struct pt_stored_cert){
+                s->id, s->thumbprint, s->chain_pem, s->key_pem, s->crl && *s->crl ? s->crl : NULL, s->ca};
+        }
+    }
+    if (!id && !thumbprint)
+        return index >= 0 && index < pc->nstore_certs ? &pc->stored[index] : NULL;
+    for (int i = 0; i < pc->nstore_certs; i++)
+        if (id ? !strcmp(pc->stored[i].id, id) : thumbprint_eq(pc->stored[i].thumbprint, thumbprint))
+            return &pc->stored[i];
+    if (pc->certs_open) { /* checking the file alone: the certificate may be in the store; never run */
+        struct pt_stored_cert *stub = pt_pool_calloc(pc->pool, sizeof(*stub));
+        stub->id = id ? id : "";
+        stub->thumbprint = thumbprint ? thumbprint : "";
+        return stub;
+    }
+    c_error(c, attr, "there is no certificate %s '%s' in the store (%d certificate%s)",
+            id ? "with id" : "with thumbprint", id ? id : thumbprint, pc->nstore_certs,
+            pc->nstore_certs == 1 ? "" : "s");
+    return NULL;
 }
 
 static void c_error(pt_compile *c, const char *attr, const char *fmt, ...)
@@ -598,6 +699,8 @@ void pt_policy_fill_api(struct pt_api *a)
     a->elem_values = e_values;
     a->elem_elements = e_elements;
     a->tls_client_cert = c_tls_client_cert;
+    a->tls_client_cert_pem = c_tls_client_cert_pem;
+    a->cert_find = c_cert_find;
     a->compile_error = c_error;
     a->compile_alloc = c_alloc;
     a->compile_section = c_section;

@@ -141,6 +141,10 @@ struct pt_polctx {
     const struct pt_logger_cf *loggers; /* the loggers log-to-eventhub may name (L) */
     int nloggers;
     bool loggers_open; /* only the file is checked: a logger may be in the store, any id passes */
+    const struct pt_storecert_cf *store_certs; /* the certificate store (cert_find) */
+    int nstore_certs;
+    bool certs_open;               /* as loggers_open, for certificates */
+    struct pt_stored_cert *stored; /* store_certs as plugins see them, made at the first cert_find */
     /* instances to free with the generation */
     struct pt_stmt **all;
     int nall, capall;

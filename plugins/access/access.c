@@ -59,15 +59,17 @@ static const struct pt_policy_def policies[] = {
      "TokenIssuerNotAllowed, TokenClaimNotFound, TokenClaimValueNotAllowed."},
     {"validate-client-certificate", PT_SECTION_INBOUND, PT_SCOPE_ALL, PT_POLICY_CLIENT_CERT,
      validate_client_certificate_attrs, validate_client_certificate_compile, validate_client_certificate_run,
-     NULL,
+     validate_client_certificate_free,
      "Checks the TLS client certificate (listeners with clientCertificate: optional or required): trust "
-     "against the listener's clientCa, dates, and identities (thumbprint, serial-number, common-name, "
-     "subject, dns-name, issuer-subject). Refusals are 401: ClientCertificateMissing, "
-     "ClientCertificateNotTrusted, ClientCertificateExpired, ClientCertificateNotYetValid, "
-     "ClientCertificateIdentityNotAllowed."},
+     "against the listener's clientCa or the certificate store's CA certificates, dates, revocation "
+     "(the store's CRLs), and identities (thumbprint, serial-number, common-name, subject, dns-name, "
+     "issuer-subject, issuer-thumbprint, issuer-certificate-id). Refusals are 401: "
+     "ClientCertificateMissing, ClientCertificateNotTrusted, ClientCertificateExpired, "
+     "ClientCertificateNotYetValid, ClientCertificateRevoked, ClientCertificateIdentityNotAllowed."},
     {"authentication-certificate", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, authentication_certificate_attrs,
      authentication_certificate_compile, authentication_certificate_run, NULL,
-     "Presents a client certificate (PEM files) to an https backend; connections made with it are pooled "
+     "Presents a client certificate (of the certificate store, or PEM files) to an https backend; "
+     "connections made with it are pooled "
      "apart."},
     {"authentication-basic", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, authentication_basic_attrs,
      authentication_basic_compile, authentication_basic_run, NULL,

@@ -114,6 +114,7 @@ pt_status cors_run(const struct pt_api *api, pt_call *call, void *inst);
 extern const struct pt_attr_def validate_client_certificate_attrs[];
 int validate_client_certificate_compile(const struct pt_api *api, pt_compile *c, void **instance);
 pt_status validate_client_certificate_run(const struct pt_api *api, pt_call *call, void *inst);
+void validate_client_certificate_free(void *inst);
 
 /* ---- authentication_certificate.c ---- */
 

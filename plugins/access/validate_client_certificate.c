@@ -1,6 +1,8 @@
 /*
  * validate_client_certificate.c -- validate-client-certificate: checks the
- * TLS client certificate's trust, dates and identity.
+ * TLS client certificate's trust, dates, revocation and identity.  Trust is
+ * the listener's clientCa or the store's CA certificates (`ca: true`);
+ * revocation is what the store's certificates' CRLs list.
  */
 #include "access.h"
 
@@ -21,6 +23,10 @@ static const struct pt_attr_def identity_attrs[] = {
     {"subject", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "the whole subject (CN=x, O=y)"},
     {"dns-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "a DNS subjectAltName"},
     {"issuer-subject", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "the issuer's subject"},
+    {"issuer-thumbprint", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
+     "the thumbprint of a stored certificate that issued (signed) the client certificate"},
+    {"issuer-certificate-id", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
+     "the id of a stored certificate that issued (signed) the client certificate"},
     {0},
 };
 static const struct pt_attr_def identities_attrs[] = {
@@ -29,10 +35,10 @@ static const struct pt_attr_def identities_attrs[] = {
     {0},
 };
 const struct pt_attr_def validate_client_certificate_attrs[] = {
-    {"validate-revocation", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
-     "revocation lists are not consulted: true is refused"},
+    {"validate-revocation", PT_ATTR_BOOL, 0, "true", NULL, NULL, 0, 0,
+     "refuse a certificate that a CRL of the certificate store (`crl` of a certificate) revokes"},
     {"validate-trust", PT_ATTR_BOOL, 0, "true", NULL, NULL, 0, 0,
-     "the certificate chains to the listener's clientCa"},
+     "the certificate chains to the listener's clientCa or to a CA certificate of the store (`ca: true`)"},
     {"validate-not-before", PT_ATTR_BOOL, 0, "true", NULL, NULL, 0, 0, "refuse a certificate not valid yet"},
     {"validate-not-after", PT_ATTR_BOOL, 0, "true", NULL, NULL, 0, 0, "refuse an expired certificate"},
     {"ignore-error", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
@@ -44,25 +50,84 @@ const struct pt_attr_def validate_client_certificate_attrs[] = {
 
 struct identity {
     const char *v[6];
+    X509 *issuer; /* issuer-thumbprint / issuer-certificate-id: the stored certificate */
 };
 
 struct client_cert {
-    bool trust, not_before, not_after, ignore;
+    bool trust, not_before, not_after, ignore, revocation;
     struct identity *ids;
     int nids;
+    X509_STORE *cas;           /* the store's CA certificates (NULL: none) */
+    STACK_OF(X509_CRL) * crls; /* the store's revocation lists (NULL: none) */
 };
 
 static const char *const identity_names[6] = {"thumbprint", "serial-number", "common-name",
                                               "subject",    "dns-name",      "issuer-subject"};
 
+/* The first certificate of a stored certificate's PEM. */
+static X509 *first_cert(const char *pem)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    return x;
+}
+
+/* The stored certificate an identity's issuer-thumbprint or issuer-certificate-id names; -1 after an
+   error, 0 when the identity names none (or the configuration is only checked). */
+static int identity_issuer(const struct pt_api *api, pt_compile *c, pt_element *e, struct identity *id)
+{
+    const char *by_id = api->elem_literal(e, "issuer-certificate-id"),
+               *by_tp = api->elem_literal(e, "issuer-thumbprint");
+    if (!by_id && !by_tp)
+        return 0;
+    if (by_id && by_tp) {
+        api->compile_error(c, "identities", "give issuer-certificate-id or issuer-thumbprint, not both");
+        return -1;
+    }
+    const struct pt_stored_cert *s = api->cert_find(c, "identities", by_id, by_id ? NULL : by_tp, 0);
+    if (!s)
+        return -1;
+    if (s->pem && !(id->issuer = first_cert(s->pem))) {
+        api->compile_error(c, "identities", "certificate '%s' cannot be read", s->id);
+        return -1;
+    }
+    return 1;
+}
+
+/* The store's CA certificates and revocation lists, for trust and revocation. */
+static void load_store(const struct pt_api *api, pt_compile *c, struct client_cert *x)
+{
+    const struct pt_stored_cert *s;
+    for (int i = 0; (s = api->cert_find(c, NULL, NULL, NULL, i)) != NULL; i++) {
+        if (s->ca && s->pem) {
+            X509 *ca = first_cert(s->pem);
+            if (ca) {
+                if (!x->cas)
+                    x->cas = X509_STORE_new();
+                X509_STORE_add_cert(x->cas, ca);
+                X509_free(ca);
+            }
+        }
+        if (!s->crl)
+            continue;
+        BIO *b = BIO_new_mem_buf(s->crl, -1);
+        X509_CRL *crl;
+        while ((crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+            if (!x->crls)
+                x->crls = sk_X509_CRL_new_null();
+            sk_X509_CRL_push(x->crls, crl);
+        }
+        BIO_free(b);
+    }
+    ERR_clear_error();
+}
+
 int validate_client_certificate_compile(const struct pt_api *api, pt_compile *c, void **instance)
 {
     struct client_cert *x = api->compile_alloc(c, sizeof(*x));
-    if (api->attr_bool(c, "validate-revocation", 0)) {
-        api->compile_error(c, "validate-revocation",
-                           "revocation is not checked by this gateway: set it to false");
-        return -1;
-    }
+    *instance = x; /* validate_client_certificate_free releases what is loaded, even on failure */
+    x->revocation = api->attr_bool(c, "validate-revocation", 1);
     x->trust = api->attr_bool(c, "validate-trust", 1);
     x->not_before = api->attr_bool(c, "validate-not-before", 1);
     x->not_after = api->attr_bool(c, "validate-not-after", 1);
@@ -77,15 +142,29 @@ int validate_client_certificate_compile(const struct pt_api *api, pt_compile *c,
                 x->ids[x->nids].v[k] = api->elem_literal(ids[i], identity_names[k]);
                 any |= x->ids[x->nids].v[k] != NULL;
             }
-            if (!any) {
+            int is = identity_issuer(api, c, ids[i], &x->ids[x->nids]);
+            if (is < 0)
+                return -1;
+            x->nids++; /* counted now: its issuer is freed with the instance */
+            if (!any && !is) {
                 api->compile_error(c, "identities", "an identity needs at least one attribute");
                 return -1;
             }
-            x->nids++;
         }
     }
-    *instance = x;
+    load_store(api, c, x);
     return 0;
+}
+
+void validate_client_certificate_free(void *inst)
+{
+    struct client_cert *x = inst;
+    if (!x)
+        return;
+    for (int i = 0; i < x->nids; i++)
+        X509_free(x->ids[i].issuer);
+    X509_STORE_free(x->cas);
+    sk_X509_CRL_pop_free(x->crls, X509_CRL_free);
 }
 
 static bool hex_eq(const char *a, const char *b)
@@ -110,6 +189,10 @@ static bool hex_eq(const char *a, const char *b)
 static bool identity_matches(const struct identity *id, X509 *x)
 {
     char buf[1024];
+    /* issued by the stored certificate: its name and its signature */
+    if (id->issuer &&
+        (X509_check_issued(id->issuer, x) != X509_V_OK || X509_verify(x, X509_get0_pubkey(id->issuer)) != 1))
+        return false;
     if (id->v[0]) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int n = 0;
@@ -182,6 +265,59 @@ static pt_status cert_fail(const struct pt_api *api, pt_call *call, const struct
     return api->fail(call, 401, reason, msg);
 }
 
+/* Whether the store's CA certificates vouch for cert (dates are checked apart). */
+static bool trusted_by_store(const struct client_cert *x, X509 *cert)
+{
+    if (!x->cas)
+        return false;
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    bool ok = ctx && X509_STORE_CTX_init(ctx, x->cas, cert, NULL) == 1;
+    if (ok) {
+        X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME | X509_V_FLAG_PARTIAL_CHAIN);
+        ok = X509_verify_cert(ctx) == 1;
+    }
+    X509_STORE_CTX_free(ctx);
+    return ok;
+}
+
+/* Whether a CRL of its issuer lists cert.  A CRL counts when its issuer is cert's issuer and,
+   when that CA is in the store, it carries the CA's signature. */
+static bool revoked(const struct client_cert *x, X509 *cert)
+{
+    for (int i = 0; x->crls && i < sk_X509_CRL_num(x->crls); i++) {
+        X509_CRL *crl = sk_X509_CRL_value(x->crls, i);
+        if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)))
+            continue;
+        X509_REVOKED *r = NULL;
+        if (X509_CRL_get0_by_cert(crl, &r, cert) == 1)
+            return true;
+    }
+    return false;
+}
+
+/* Why cert is refused (its reason, and *msg the message), or NULL when it passes. */
+static const char *refusal(const struct client_cert *x, X509 *cert, const char *verify, const char **msg)
+{
+    bool date_only = verify && (strstr(verify, "not yet valid") || strstr(verify, "has expired"));
+    if (x->not_before && X509_cmp_current_time(X509_get0_notBefore(cert)) > 0)
+        return *msg = "The client certificate is not valid yet.", "ClientCertificateNotYetValid";
+    if (x->not_after && X509_cmp_current_time(X509_get0_notAfter(cert)) < 0)
+        return *msg = "The client certificate has expired.", "ClientCertificateExpired";
+    /* the listener's verdict (a date the policy does not check aside), else the store's CAs */
+    if (x->trust && !(verify && !strcmp(verify, "ok")) && !(date_only && (!x->not_before || !x->not_after)) &&
+        !trusted_by_store(x, cert))
+        return *msg = "The client certificate is not trusted.", "ClientCertificateNotTrusted";
+    if (x->revocation && revoked(x, cert))
+        return *msg = "The client certificate has been revoked.", "ClientCertificateRevoked";
+    bool any = x->nids == 0;
+    for (int i = 0; i < x->nids && !any; i++)
+        any = identity_matches(&x->ids[i], cert);
+    if (!any)
+        return *msg = "The client certificate matches no allowed identity.",
+               "ClientCertificateIdentityNotAllowed";
+    return NULL;
+}
+
 pt_status validate_client_certificate_run(const struct pt_api *api, pt_call *call, void *inst)
 {
     const struct client_cert *x = inst;
@@ -193,28 +329,10 @@ pt_status validate_client_certificate_run(const struct pt_api *api, pt_call *cal
     BIO_free(b);
     if (!cert)
         return cert_fail(api, call, x, "ClientCertificateInvalid", "The client certificate cannot be read.");
-    pt_status r = PT_OK;
     pt_bytes verify = api->fact(call, PT_FACT_CLIENT_CERT_VERIFY);
-    if (x->not_before && X509_cmp_current_time(X509_get0_notBefore(cert)) > 0)
-        r = cert_fail(api, call, x, "ClientCertificateNotYetValid",
-                      "The client certificate is not valid yet.");
-    else if (x->not_after && X509_cmp_current_time(X509_get0_notAfter(cert)) < 0)
-        r = cert_fail(api, call, x, "ClientCertificateExpired", "The client certificate has expired.");
-    else if (x->trust && !ptl_bytes_is(verify, "ok") &&
-             !(verify.len &&
-               (strstr(ptl_dup_bytes(api, call, verify), "not yet valid") ||
-                strstr(ptl_dup_bytes(api, call, verify), "has expired")) &&
-               (!x->not_before || !x->not_after)))
-        r = cert_fail(api, call, x, "ClientCertificateNotTrusted", "The client certificate is not trusted.");
-    else if (x->nids) {
-        bool any = false;
-        for (int i = 0; i < x->nids && !any; i++)
-            any = identity_matches(&x->ids[i], cert);
-        if (!any)
-            r = cert_fail(api, call, x, "ClientCertificateIdentityNotAllowed",
-                          "The client certificate matches no allowed identity.");
-    }
+    const char *msg = NULL;
+    const char *reason = refusal(x, cert, verify.len ? ptl_dup_bytes(api, call, verify) : NULL, &msg);
     X509_free(cert);
     ERR_clear_error();
-    return r;
+    return reason ? cert_fail(api, call, x, reason, msg) : PT_OK;
 }

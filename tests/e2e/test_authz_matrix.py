@@ -41,6 +41,8 @@ AREAS = {
     "workspaces/{id}/policies": "wspolicy", "workspaces/{id}/policies/policy": "wspolicy",
     "tokens": "service", "tokens/{id}": "service",
     "loggers": "service", "loggers/{id}": "service",
+    # the certificate store (docs/certificates.md): service level, like loggers; keys never shown
+    "certificates": "service", "certificates/{id}": "service",
     "apply": "service", "export": "secrets", "openapi.json": "open",
     # request tracing: reads of an API (a token for it, its traces)
     "gateways/managed/listDebugCredentials": "api", "gateways/managed/listTrace": "api",
@@ -135,7 +137,7 @@ def world(backend, portico):
 
 
 KIND_OF = {"apis": "api", "products": "prod", "groups": "grp", "subscriptions": "sub", "namedValues": "nv",
-           "policyFragments": "frag", "backends": "be", "apiVersionSets": "vs", "schemas": "sch", "loggers": "log", "users": None, "tokens": None,
+           "policyFragments": "frag", "backends": "be", "apiVersionSets": "vs", "schemas": "sch", "loggers": "log", "certificates": "cert", "users": None, "tokens": None,
            "workspaces": None}
 SUB_OF = {"operations": "op", "apis": "api", "groups": "grp", "users": "u1", "schemas": "sch"}
 

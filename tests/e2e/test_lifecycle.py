@@ -214,7 +214,7 @@ API_HEAD = 'listen: ["127.0.0.1:18080"]\napis:\n  - id: a\n    path: a\n'
 BROKEN = {
     "unknown_key": (
         'listen: ["127.0.0.1:18080"]\nworkers: 1\nbogus: 1\n',
-        ("bogus", 0), ["unknown key 'bogus'", "listen, workers, limits, timeouts, upstream, log, lua, pluginDir, data, secretKey, samples, management, metrics, trustedProxies, tracing, apis, products", "telemetry, analytics, portal, cache, counters, controlPlane)"]),
+        ("bogus", 0), ["unknown key 'bogus'", "listen, workers, limits, timeouts, upstream, log, lua, pluginDir, data, secretKey, samples, management, metrics, trustedProxies, tracing, apis, products", "policies, certificates, backends", "telemetry, analytics, portal, cache, counters, controlPlane)"]),
     "unknown_nested_key": (
         'listen: ["127.0.0.1:18080"]\ntimeouts:\n  header: 5s\n  hedaer: 5s\n',
         ("hedaer", 0), ["unknown key 'hedaer'", "header, bodyIdle, body, keepalive, send, shutdown"]),

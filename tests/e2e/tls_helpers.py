@@ -73,6 +73,55 @@ class Pki:
                  "-extfile", ext, "-out", pem, cwd=self.dir)
         return pem, key
 
+    def pkcs12(self, name, cert, key, password, iterations=None):
+        """`name`.p12 holding cert, its key and the CA, sealed with password (with `iterations` of key
+        derivation when given); returns its bytes."""
+        out = self.path(name + ".p12")
+        extra = ["-iter", str(iterations)] if iterations else []
+        _openssl("pkcs12", "-export", "-in", cert, "-inkey", key, "-certfile", self.ca, "-passout",
+                 "pass:" + password, "-out", out, *extra, cwd=self.dir)
+        with open(out, "rb") as f:
+            return f.read()
+
+    def _ca_db(self, name, issuer):
+        """A directory with the database `openssl ca` keeps for the CA (`ca` or `other`): (its
+        configuration file, CA certificate, CA key)."""
+        ca, ca_key = (self.ca, self.ca_key) if issuer == "ca" else (self.other_ca, self.other_ca_key)
+        d = self.path("db-%s-%s" % (issuer, name))
+        os.makedirs(d, exist_ok=True)
+        conf, index = os.path.join(d, "ca.cnf"), os.path.join(d, "index.txt")
+        open(index, "w").close()
+        for f, v in (("crlnumber", "01"), ("serial", "1000")):
+            with open(os.path.join(d, f), "w") as fh:
+                fh.write(v + "\n")
+        with open(conf, "w") as f:
+            f.write("[ca]\ndefault_ca = d\n[d]\ndatabase = %s\ncrlnumber = %s/crlnumber\nserial = %s/serial\n"
+                    "new_certs_dir = %s\ndefault_md = sha256\ndefault_crl_days = 30\npolicy = p\n"
+                    "[p]\ncommonName = supplied\n" % (index, d, d, d))
+        return conf, ca, ca_key
+
+    def crl(self, revoked=(), issuer="ca"):
+        """A PEM revocation list of the CA (`ca` or `other`) listing the certificates at the paths
+        `revoked`; returns its text."""
+        conf, ca, ca_key = self._ca_db("crl", issuer)
+        d = os.path.dirname(conf)
+        for r in revoked:
+            _openssl("ca", "-config", conf, "-keyfile", ca_key, "-cert", ca, "-revoke", r, cwd=d)
+        out = os.path.join(d, "crl.pem")
+        _openssl("ca", "-config", conf, "-keyfile", ca_key, "-cert", ca, "-gencrl", "-out", out, cwd=d)
+        with open(out) as f:
+            return f.read()
+
+    def expired_leaf(self, name, cn):
+        """A certificate of the test CA valid only in January 2020 (`openssl ca` takes dates);
+        returns (certificate path, key path)."""
+        conf, ca, ca_key = self._ca_db(name, "ca")
+        key, csr, pem = (self.path(name + s) for s in (".key", ".csr", ".pem"))
+        _openssl("req", "-new", *_newkey_args("ec"), "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + cn,
+                 cwd=self.dir)
+        _openssl("ca", "-batch", "-notext", "-config", conf, "-keyfile", ca_key, "-cert", ca, "-in", csr, "-out", pem,
+                 "-startdate", "20200101000000Z", "-enddate", "20200201000000Z", cwd=os.path.dirname(conf))
+        return pem, key
 
 def client_context(ca=None, check_hostname=True):
     """A TLS client context trusting only `ca` (verification on)."""

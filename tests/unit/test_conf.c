@@ -552,7 +552,9 @@ static void test_many_errors(void **state)
         "t.yaml:3:1: unknown key 'bogus' (expected one of: listen, workers, limits, timeouts, "
         "upstream, log, lua, pluginDir, data, secretKey, samples, management, metrics, trustedProxies, "
         "tracing, apis, "
-        "products, groups, users, subscriptions, namedValues, schemas, policyFragments, policies, backends, "
+        "products, groups, users, subscriptions, namedValues, schemas, policyFragments, policies, "
+        "certificates, "
+        "backends, "
         "workspaces, loggers, "
         "apiVersionSets, gateways, telemetry, analytics, portal, cache, counters, controlPlane)",
         "t.yaml:5:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most "

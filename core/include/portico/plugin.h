@@ -59,6 +59,10 @@
  *                    counted whether its limit admits it or not, decided
  *                    in the same operation: what counters.redis's leases
  *                    need to know).
+ *   1.9  2026-12-06  cert_find and tls_client_cert_pem: the certificate
+ *                    store (authentication-certificate certificate-id,
+ *                    validate-client-certificate's issuer and CA
+ *                    certificates, revocation lists).
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -71,7 +75,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 8
+#define PT_ABI_MINOR 9
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -449,6 +453,28 @@ struct pt_api {
     /* Records whether the response cache answered this request (PT_CACHE_HIT / PT_CACHE_MISS): the
        analytics' and access log's cache field. */
     void (*cache_mark)(pt_call *call, int status);
+
+    /* -- ABI 1.9 -- */
+    /* Compile time: a certificate of the store (`certificates:`) by id, or when id is NULL by
+       thumbprint (hexadecimal, any case, colons and spaces ignored); NULL after a compile error on
+       attr when there is none.  With id and thumbprint both NULL: the index-th certificate (no
+       error past the end), to walk the store.  A found certificate with a NULL pem: the
+       configuration is only being checked and the certificate may be in the store (the statement
+       never runs).  It lives as long as the generation. */
+    const struct pt_stored_cert *(*cert_find)(pt_compile *c, const char *attr, const char *id,
+                                              const char *thumbprint, int index);
+    /* Compile time: like tls_client_cert, from PEM text (the certificate, then its chain; its key). */
+    void *(*tls_client_cert_pem)(pt_compile *c, const char *chain_pem, const char *key_pem);
+};
+
+/* A certificate of the store (ABI 1.9). */
+struct pt_stored_cert {
+    const char *id;
+    const char *thumbprint; /* SHA-1, upper-case hexadecimal */
+    const char *pem;        /* the certificate, then its chain */
+    const char *key_pem;    /* its private key, or NULL */
+    const char *crl;        /* PEM revocation lists it publishes, or NULL */
+    int ca;                 /* 1: client certificates may chain to it */
 };
 
 /* caching-type (ABI 1.7): prefer-external uses Redis when `cache.redis` is configured, else the
