@@ -398,8 +398,33 @@ def test_workspace_entities(env):
     assert ok_json(m, "api", "list", "--workspace", "w2") == []
     rc, out, err = cli(m, "api", "delete", "wa", "--workspace", "w2")
     assert rc == 1 and "404" in err and m.call("GET", "workspaces/w/apis/wa")[0] == 200
-    rc, out, err = cli(m, "user", "list", "--workspace", "w")
-    assert rc == 0  # users are service-wide: the option does not move them
+    # a command with no workspace form refuses the option: nothing is sent
+    m.ok("PUT", "users/bob", {"email": "bob@example.com", "firstName": "B", "lastName": "O"})
+    for args in (["user", "list"], ["user", "delete", "bob"], ["token", "list"], ["gateway", "list"],
+                 ["logger", "list"], ["workspace", "list"], ["export"], ["apply", "-f", "-"],
+                 ["user-invite", "bob"], ["portal", "publish"], ["gateway", "apis", "g"]):
+        rc, out, err = cli(m, *(args + ["--workspace", "w"]))
+        assert rc == 2 and "no workspace form" in err, (args, rc, err)
+    assert m.call("GET", "users/bob")[0] == 200
+    # api import and export go to the workspace's API
+    spec = json.dumps({"openapi": "3.0.0", "info": {"title": "I", "version": "1"},
+                       "paths": {"/x": {"get": {"operationId": "getx",
+                                                "responses": {"200": {"description": "ok"}}}}}})
+    m.ok("PUT", "apis/imp", {"path": "imp-svc", "serviceUrl": "http://127.0.0.1:9"})
+
+    def imp(eid):
+        return subprocess.run([BIN, "api", "import", "-", "--id", eid, "--path", "impw", "--workspace", "w"],
+                              input=spec.encode(), capture_output=True, timeout=60,
+                              env=dict(os.environ, PORTICO_URL=m.url, PORTICO_ADMIN_TOKEN=TOKEN))
+    r = imp("imp")  # the workspace cannot take the service's id: the service-level API is untouched
+    assert r.returncode == 1 and b"outside this workspace" in r.stderr, r.stderr
+    assert m.ok("GET", "apis/imp")["path"] == "imp-svc"
+    assert m.ok("GET", "apis/imp/operations")["value"] == []
+    r = imp("impw")
+    assert r.returncode == 0, r.stderr
+    assert m.ok("GET", "workspaces/w/apis/impw")["path"] == "impw"
+    rc, out, err = cli(m, "api", "export", "impw", "--workspace", "w")
+    assert rc == 0 and "/x" in out, err
 
 
 def test_portal_site(env):
