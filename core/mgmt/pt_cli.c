@@ -306,7 +306,8 @@ static void print_doc(const struct cli *c, const json_t *j)
         return;
     }
     /* on a terminal the C1 controls too are written as \\u escapes */
-    char *t = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY | (isatty(STDOUT_FILENO) ? JSON_ENSURE_ASCII : 0));
+    char *t =
+        json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY | (isatty(STDOUT_FILENO) ? JSON_ENSURE_ASCII : 0));
     printf("%s\n", t);
     free(t);
 }
@@ -678,6 +679,8 @@ static int cli_report(struct cli *c, const char *kind, const struct report_opts 
         die_usage(
             "report takes by-api, by-operation, by-product, by-subscription, by-user, by-time or by-request");
     char from[64], flt[2048];
+    if (o->from && strlen(o->from) >= sizeof(from))
+        die_usage("--from takes a time such as 2026-01-02T03:04:05Z (got %zu bytes)", strlen(o->from));
     if (o->from)
         snprintf(from, sizeof(from), "%s", o->from);
     else {
@@ -696,15 +699,25 @@ static int cli_report(struct cli *c, const char *kind, const struct report_opts 
     for (int i = 0; i < 5; i++)
         if (o->ids[i] && n < (int)sizeof(flt)) {
             n += snprintf(flt + n, sizeof(flt) - (size_t)n, " and %s eq '", fields[i]);
-            for (const char *p = o->ids[i]; *p && n < (int)sizeof(flt) - 3; p++) {
-                if (*p == '\'')
-                    flt[n++] = '\'';
-                flt[n++] = *p;
-            }
-            n += snprintf(flt + n, sizeof(flt) - (size_t)PT_MIN(n, (int)sizeof(flt)), "'");
+            /* each ' doubled; past the buffer n only counts, so "too long" below sees it */
+            for (const char *p = o->ids[i]; *p; p++)
+                for (int twice = *p == '\'' ? 2 : 1; twice--; n++)
+                    if (n < (int)sizeof(flt) - 1)
+                        flt[n] = *p;
+            if (n < (int)sizeof(flt) - 1)
+                flt[n] = '\0';
+            n += snprintf(flt + PT_MIN(n, (int)sizeof(flt) - 1),
+                          sizeof(flt) - (size_t)PT_MIN(n, (int)sizeof(flt) - 1), "'");
         }
-    if (n >= (int)sizeof(flt))
+    if (n >= (int)sizeof(flt) - 1)
         die_usage("the filter is too long");
+    if (o->top) {
+        char *end;
+        errno = 0;
+        long top = strtol(o->top, &end, 10);
+        if (!*o->top || *end || errno || top < 1 || top > 1000000)
+            die_usage("--top takes a whole number from 1 (got '%s')", o->top);
+    }
     char interval[64] = "";
     if (!strcmp(report_kinds[k].name, "byTime")) {
         const char *iv = o->interval ? o->interval : "15m";
@@ -723,15 +736,17 @@ static int cli_report(struct cli *c, const char *kind, const struct report_opts 
             snprintf(interval, sizeof(interval), "PT%ldS", d);
     }
     /* --workspace: the report of that workspace's APIs */
-    char *ef = enc(flt), *ei = enc(interval), *ew = enc(c->workspace ? c->workspace : ""), path[4096];
-    snprintf(path, sizeof(path), "/management%s%s/reports/%s?$filter=%s%s%s%s%s",
-             c->workspace ? "/workspaces/" : "", ew, report_kinds[k].name, ef,
-             interval[0] ? "&interval=" : "", ei, o->top ? "&$top=" : "", o->top ? o->top : "");
+    char *ef = enc(flt), *ei = enc(interval), *ew = enc(c->workspace ? c->workspace : ""), *path = NULL;
+    if (asprintf(&path, "/management%s%s/reports/%s?$filter=%s%s%s%s%s", c->workspace ? "/workspaces/" : "",
+                 ew, report_kinds[k].name, ef, interval[0] ? "&interval=" : "", ei, o->top ? "&$top=" : "",
+                 o->top ? o->top : "") < 0)
+        exit(1);
     free(ef);
     free(ei);
     free(ew);
     int rc = 0;
     json_t *j = call_json(c, "GET", path, NULL, &rc);
+    free(path);
     if (!j)
         return rc;
     if (c->json) {
@@ -1637,8 +1652,8 @@ static int list_path(struct cli *c, const char *base, const char *const *cols)
         bool again = false;
         for (int i = 0; np && i < pages; i++)
             again |= !strcmp(np, seen[i]);
-        if (np && !again && (pages == LIST_PAGES_MAX || json_array_size(all) > LIST_ITEMS_MAX ||
-                             bytes > LIST_BYTES_MAX)) {
+        if (np && !again &&
+            (pages == LIST_PAGES_MAX || json_array_size(all) > LIST_ITEMS_MAX || bytes > LIST_BYTES_MAX)) {
             fprintf(stderr,
                     "portico: the list goes on past %d pages, %d items or %u MiB; refused (list fewer)\n",
                     LIST_PAGES_MAX, LIST_ITEMS_MAX, LIST_BYTES_MAX >> 20);
@@ -1690,7 +1705,8 @@ static int entity_verb(struct cli *c, const struct entity *e, const char *verb, 
     snprintf(what, sizeof(what), "%s%s%s", e->parent ? e->parent : "", e->parent ? " " : "", e->noun);
     bool writes = !strcmp(verb, "create") || !strcmp(verb, "update");
     /* the flags of a body only where there is one */
-    check_opts(o, e->parent ? e->parent : e->noun, writes ? e : NULL, (const char *const[]){"--workspace", NULL});
+    check_opts(o, e->parent ? e->parent : e->noun, writes ? e : NULL,
+               (const char *const[]){"--workspace", NULL});
     if (!in_list(entity_verbs, verb) ||
         (e->singleton && (!strcmp(verb, "create") || !strcmp(verb, "delete"))))
         die_usage("unknown %s command '%s'", what, verb);
@@ -1771,8 +1787,8 @@ static int policy_cmd(struct cli *c, const char *verb, int npos, const struct op
     char *path;
     if (api || product) {
         const char *ids[3] = {api ? api : product, op, NULL};
-        path = entity_path(c, op ? find_entity("operation", "api") : find_entity(api ? "api" : "product", NULL),
-                           ids);
+        path = entity_path(
+            c, op ? find_entity("operation", "api") : find_entity(api ? "api" : "product", NULL), ids);
     } else if (!(path = strdup("/management")))
         exit(1);
     else if (c->workspace) {
@@ -1829,7 +1845,7 @@ static const char *const other_cmds[][2] = {
     {"report",
      "report by-api|by-operation|by-product|by-subscription|by-user|by-time|by-request\n"
      "       [--since 1h | --from ISO-TIME [--to ISO-TIME]] [--api A] [--operation O] [--product P]\n"
-     "       [--subscription S] [--user U] [--interval 15m (by-time)] [--top N]\n"
+     "       [--subscription S] [--user U] [--interval 15m (by-time)] [--top N] [--workspace W]\n"
      "                                usage figures (docs/analytics.md)"},
     {"user-password", "user-password USER            set USER's portal password, read from stdin (one line,\n"
                       "                                at least 10 characters); their portal sessions end"},
@@ -1869,7 +1885,7 @@ static void entity_help(FILE *f, const struct entity *e, bool details)
     }
     if (!strcmp(e->noun, "subscription"))
         fprintf(f, "  subscription keys ID | regenerate ID [--secondary]\n"
-                   "  subscription approve|reject|suspend|activate|cancel ID\n");
+                   "  subscription approve|reject|suspend|activate|cancel ID [--state-comment TEXT]\n");
     if (!strcmp(e->noun, "portal"))
         fprintf(f, "  portal publish [--comment TEXT]   publish the draft\n");
     if (!details)
@@ -1901,7 +1917,8 @@ static void global_help(FILE *f)
         snprintf(left, sizeof(left), "%s%s%s", g->flag, g->arg ? " " : "", g->arg ? g->arg : "");
         fprintf(f, "  %-18s %s\n", left, g->help);
     }
-    fprintf(f, "exit status: 0 done, 1 refused by the server (its message on stderr) or no answer, 2 usage\n");
+    fprintf(f,
+            "exit status: 0 done, 1 refused by the server (its message on stderr) or no answer, 2 usage\n");
 }
 
 static void usage(FILE *f)
@@ -2111,9 +2128,9 @@ static int subscription_verb(struct cli *c, const char *verb, const char *id, co
     if (!state && strcmp(verb, "keys") && strcmp(verb, "regenerate"))
         die_usage("unknown subscription command '%s'", verb);
     check_opts(o, "subscription", NULL,
-               state                           ? (const char *const[]){"--workspace", "--state-comment", NULL}
+               state                         ? (const char *const[]){"--workspace", "--state-comment", NULL}
                : !strcmp(verb, "regenerate") ? (const char *const[]){"--workspace", "--secondary", NULL}
-                                               : (const char *const[]){"--workspace", NULL});
+                                             : (const char *const[]){"--workspace", NULL});
     const char *ids[2] = {id, NULL};
     char *base = entity_path(c, find_entity("subscription", NULL), ids);
     for (size_t i = 0; i < PT_ARRAY_LEN(states); i++)

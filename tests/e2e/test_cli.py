@@ -258,10 +258,11 @@ def test_help_lists_every_command_verb_and_option(env):
 
 def bash_complete(line):
     """What the completion script offers for the last word of line."""
-    words = line.split(" ")
-    script = ("source %s; complete -p portico; COMP_WORDS=(%s); COMP_CWORD=%d; _portico; "
-              "printf '%%s\\n' \"${COMPREPLY[@]}\"") % (
-        COMPLETION, " ".join("'%s'" % w for w in words), len(words) - 1)
+    # as bash calls it: the line and the cursor at its end (COMP_WORDS as bash would split it)
+    words = line.replace(":", " : ").replace("=", " = ").split(" ")
+    script = ("source %s; complete -p portico; COMP_WORDS=(%s); COMP_CWORD=%d; COMP_LINE='%s'; "
+              "COMP_POINT=%d; _portico; printf '%%s\\n' \"${COMPREPLY[@]}\"") % (
+        COMPLETION, " ".join("'%s'" % w for w in words), len(words) - 1, line, len(line))
     e = dict(os.environ, PATH=os.path.dirname(BIN) + ":" + os.environ.get("PATH", ""))
     r = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, timeout=30, env=e)
     assert r.returncode == 0, r.stderr
@@ -282,6 +283,9 @@ def test_bash_completion():
     assert bash_complete("portico -o ") == {"table", "json", "yaml"}
     assert bash_complete("portico product add-") == {"add-api", "add-group"}
     assert {"--api", "--operation", "--product", "--workspace"} <= bash_complete("portico policy get --")
+    # a URL's ':' and an option's '=' do not split the line into other words
+    assert {"list", "show", "create"} <= bash_complete("portico --url http://127.0.0.1:8001 api ")
+    assert bash_complete("portico --url=http://127.0.0.1:8001 subscription app") == {"approve"}
 
 
 def test_policies_at_each_scope(env, backend, tmp_path):
