@@ -17,6 +17,7 @@
  */
 #include "mgmt/pt_cli.h"
 #include "base/pt.h"
+#include "conf/pt_conf.h"
 #include "conf/pt_import.h"
 #include "conf/pt_node.h"
 #include "http/pt_fetch.h"
@@ -1546,17 +1547,13 @@ static int subscription_default_state(struct cli *c, json_t *body)
         return 0;
     const char *scope = json_string_value(json_object_get(body, "scope"));
     bool approval = false;
-    /* the product of "/products/P", "/products/P/" or APIM's long form
-       ".../service/S/products/P", as the server reads a scope */
-    const char *pp = NULL;
-    for (const char *f = scope; f && (f = strstr(f, "/products/")); f++)
-        pp = f + 10;
-    size_t plen = pp ? strcspn(pp, "/") : 0;
-    bool product = pp && plen && (!pp[plen] || !strcmp(pp + plen, "/"));
+    /* the scope read as the server reads it (APIM's long form names a
+       product too); one it refuses is left to it */
+    enum pt_sub_scope kind;
+    const char *pid = NULL;
+    bool product = scope && pt_conf_entities_parse_sub_scope(scope, &kind, &pid) && kind == PT_SUB_PRODUCT;
     /* a scope too long for an id is left for the server to refuse */
-    if (product && plen < 512) {
-        char pid[512];
-        snprintf(pid, sizeof(pid), "%.*s", (int)plen, pp);
+    if (product && strlen(pid) < 512) {
         char *path = entity_path(c, find_entity("product", NULL), (const char *const[]){pid, NULL});
         int rc = 0;
         json_t *p = call_json(c, "GET", path, NULL, &rc);
@@ -2302,7 +2299,9 @@ int pt_cli_main(int argc, char **argv)
     if (opt_get(&o, "-h") || opt_get(&o, "--help"))
         return help(pos[0]);
     if (!parse_url(&c, c.url))
-        die_usage("--url must look like http://HOST:PORT or https://HOST:PORT (got '%s')", c.url);
+        die_usage("--url must look like http://HOST:PORT or https://HOST:PORT, without user:password@ "
+                  "(got %zu bytes; not shown, as it may hold a password)",
+                  strlen(c.url));
     const char *cmd = pos[0];
     if (!strcmp(cmd, "apply")) {
         check_opts(&o, cmd, NULL, (const char *const[]){"-f", "--file", NULL});

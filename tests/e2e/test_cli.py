@@ -468,3 +468,139 @@ def test_workspace_token_and_report(env):
     rc, out, err = cli(m, "api", "create", "nope", "--workspace", "w", "--token", secret, "--path", "nope",
                        "--service-url", "http://127.0.0.1:9")
     assert rc == 1 and "403" in err and m.call("GET", "workspaces/w/apis/nope")[0] == 404
+
+
+def test_create_never_replaces(env, backend, tmp_path):
+    """create sends If-None-Match: *: an existing id is refused with the
+    server's message, and an active subscription on an approval product
+    stays active (update is the verb that changes)."""
+    p, m = env
+    m.ok("PUT", "apis/keyed", {"path": "keyed", "serviceUrl": backend.url + "/base", "subscriptionRequired": True})
+    m.ok("PUT", "apis/keyed/operations/all", {"method": "*", "urlTemplate": "/*"})
+    m.ok("PUT", "products/gated", {"displayName": "Gated", "state": "published", "approvalRequired": True})
+    m.ok("PUT", "products/gated/apis/keyed")
+    m.ok("PUT", "subscriptions/s1", {"scope": "/products/gated", "state": "active", "displayName": "Old"})
+    key = m.keys("s1")["primaryKey"]
+    rc, out, err = cli(m, "subscription", "create", "s1", "--scope", "/products/gated", "--display-name", "New")
+    assert rc == 1 and "412" in err and "already exists" in err and "update" in err, err
+    got = m.ok("GET", "subscriptions/s1")
+    assert got["state"] == "active" and got["displayName"] == "Old"
+    assert gateway_call(p, "/keyed/x", key)[0] == 200
+    rc, out, err = cli(m, "api", "create", "keyed", "--path", "other")
+    assert rc == 1 and "412" in err and m.ok("GET", "apis/keyed")["path"] == "keyed"
+    assert ok_json(m, "subscription", "update", "s1", "--display-name", "New")["displayName"] == "New"
+    # APIM's long scope names the product as the server reads it; a scope it refuses is its to refuse
+    long = "/subscriptions/x/resourceGroups/r/providers/Microsoft.ApiManagement/service/s/products/gated"
+    assert ok_json(m, "subscription", "create", "s3", "--scope", long)["state"] == "submitted"
+    rc, out, err = cli(m, "subscription", "create", "s2", "--scope", "/products/gated/")
+    assert rc == 1 and "400" in err and m.call("GET", "subscriptions/s2")[0] == 404, err
+
+
+def test_envelope_file_keeps_flags_and_defaults(env, tmp_path):
+    p, m = env
+    m.ok("PUT", "products/gated", {"displayName": "Gated", "state": "published", "approvalRequired": True})
+    f = tmp_path / "env.json"
+    f.write_text(json.dumps({"properties": {"scope": "/products/gated"}}))
+    got = ok_json(m, "subscription", "create", "s8", "-f", str(f), "--display-name", "D")
+    assert got["displayName"] == "D" and got["state"] == "submitted"
+    f.write_text(json.dumps({"properties": {"serviceUrl": "http://127.0.0.1:9", "path": "from-file"}}))
+    assert ok_json(m, "api", "create", "x", "-f", str(f), "--path", "from-flag")["path"] == "from-flag"
+    assert m.ok("GET", "apis/x")["path"] == "from-flag"
+
+
+def test_option_forms(env, tmp_path):
+    p, m = env
+    # --json and --output=json before the command are the CLI's, not the gateway's
+    for args in (["--json", "api", "list"], ["--output=json", "api", "list"], ["--url=" + m.url, "api", "list"]):
+        rc, out, err = cli(m, *args)
+        assert rc == 0 and [a["id"] for a in json.loads(out)] == ["echo"], (args, err)
+    rc, out, err = cli(m, "api", "list", "--json=yes")
+    assert rc == 2 and "takes no value" in err
+    # probe after an option is still probe: never exit 2
+    rc, out, err = cli(m, "--ca-file", "/nonexistent", "probe", "http://127.0.0.1:%d/" % free_port())
+    assert rc == 1 and "portico probe:" in err, (rc, err)
+    rc, out, err = cli(m, "--url", m.url, "probe", "http://127.0.0.1:%d/" % free_port())
+    assert rc == 1 and "portico probe:" in err, (rc, err)
+    # `--` ends the options: an id that starts with '-'
+    assert ok_json(m, "group", "create", "--display-name", "Dash", "--", "-g1")["id"] == "-g1"
+    assert m.ok("GET", "groups/-g1")["displayName"] == "Dash"
+    # ids that need encoding reach the server whole
+    for gid in ("a~b.c", "x y", "q'r"):
+        rc, out, err = cli(m, "group", "create", gid, "--display-name", "E")
+        if rc == 0:
+            assert ok_json(m, "group", "show", gid)["id"] == gid
+        else:
+            assert rc == 1 and "400" in err, err  # refused by the server's id rule, not mangled
+    assert ok_json(m, "group", "show", "a~b.c")["id"] == "a~b.c"
+    # the token from a file (or stdin), not the command line
+    tf = tmp_path / "tok"
+    tf.write_text(TOKEN + "\n")
+    rc, out, err = cli(m, "api", "list", "--token-file", str(tf), token="wrong")
+    assert rc == 0, err
+    e = dict(os.environ, PORTICO_URL=m.url)
+    e.pop("PORTICO_ADMIN_TOKEN", None)
+    r = subprocess.run([BIN, "api", "list", "--token-file", "-"], input=TOKEN.encode(), capture_output=True,
+                       timeout=60, env=e)
+    assert r.returncode == 0, r.stderr
+    tf.write_text("wrong\n")
+    rc, out, err = cli(m, "api", "list", "--token-file", str(tf))
+    assert rc == 1 and "401" in err
+    # a password in the URL would show in every message: refused
+    rc, out, err = cli(m, "api", "list", "--url", "http://admin:s3cret@127.0.0.1:1")
+    assert rc == 2 and "s3cret" not in err
+    # options a command does not use are refused, not ignored
+    for args in (["api", "delete", "x", "--path", "y"], ["api", "list", "-f", "x"], ["export", "--secondary"],
+                 ["api", "show", "echo", "--include-file"], ["subscription", "keys", "s", "--secondary"],
+                 ["report", "by-api", "--top", "ten"], ["report", "by-api", "--api", "a" * 3000],
+                 ["report", "by-api", "--api", "'" * 1100], ["api", "create", "z", "--set", b"k=\xff".decode(
+                     "utf-8", "surrogateescape")], ["product", "create", "z", "--subscriptions-limit",
+                                                    "99999999999999999999"]):
+        rc, out, err = cli(m, *args)
+        assert rc == 2, (args, rc, err)
+    assert m.call("GET", "apis/z")[0] == 404 and m.call("GET", "products/z")[0] == 404
+
+
+def test_help_lists_every_flag_the_completion_knows(env):
+    p, m = env
+    rc, top, err = cli(m, "help")
+    for flag in subprocess.run([BIN, "__complete", ""], capture_output=True, text=True).stdout.split():
+        if flag.startswith("-"):
+            assert flag in top, flag
+    assert "--workspace" in top and "--json" in top and "--token-file" in top
+    nouns = [w for w in subprocess.run([BIN, "__complete"], capture_output=True, text=True).stdout.split()
+             if not w.startswith("-")]
+    for noun in nouns:
+        if noun in ("help", "probe"):
+            continue
+        rc, text, err = cli(m, "help", noun)
+        assert rc == 0, noun
+        verb = {"policy": "get", "report": "by-api"}.get(noun, "create")
+        flags = subprocess.run([BIN, "__complete", noun, verb, "X", "--"], capture_output=True,
+                               text=True).stdout.split()
+        for flag in flags:
+            assert flag in text, (noun, flag)
+    rc, sub, err = cli(m, "help", "subscription")
+    assert "--state-comment" in sub
+    rc, rep, err = cli(m, "help", "report")
+    assert "--workspace" in rep
+
+
+def test_yaml_typing_and_other_entities(env, tmp_path):
+    p, m = env
+    f = tmp_path / "g.yaml"
+    f.write_text('displayName: yes\ndescription: "123"\ntype: custom\n')
+    got = ok_json(m, "group", "create", "gy", "-f", str(f))
+    assert got["displayName"] == "yes" and got["description"] == "123"
+    f.write_text("displayName: G\ndescription: null\n")
+    assert ok_json(m, "group", "update", "gy", "-f", str(f))["displayName"] == "G"
+    # subscription update and delete; a portal template; an identity provider's refusal is the server's
+    m.ok("PUT", "products/p", {"displayName": "P", "state": "published"})
+    ok_json(m, "subscription", "create", "su", "--scope", "/products/p")
+    assert ok_json(m, "subscription", "update", "su", "--state-comment", "ok")["stateComment"] == "ok"
+    assert cli(m, "subscription", "delete", "su")[0] == 0 and m.call("GET", "subscriptions/su")[0] == 404
+    assert cli(m, "portal-template", "create", "invite", "--subject", "S")[0] == 0
+    assert m.ok("GET", "portal/templates/invite")["subject"] == "S"
+    rc, out, err = cli(m, "portal-template", "create", "invite", "--subject", "T")
+    assert rc == 1 and "412" in err and m.ok("GET", "portal/templates/invite")["subject"] == "S"
+    rc, out, err = cli(m, "identity-provider", "create", "idp", "--issuer", "gopher://x", "--client-id", "c")
+    assert rc == 1 and "400" in err and m.call("GET", "portal/identityProviders/idp")[0] == 404
