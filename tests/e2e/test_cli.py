@@ -6,6 +6,7 @@ the default state of the subscriptions it creates."""
 
 import json
 import os
+import pty
 import shutil
 import subprocess
 
@@ -198,12 +199,25 @@ def test_output_json_when_piped_table_or_yaml_when_asked(env):
     assert rc == 0 and "id: echo\n" in out and "path: echo\n" in out
     rc, out, err = cli(m, "api", "show", "echo", "-o", "table")
     assert out.split("\n")[0].split() == ["id", "echo"]
-    # on a terminal: a table (script(1) gives the command one)
-    if shutil.which("script"):
+    # on a terminal: a table (a pseudo-terminal as stdout)
+    master, slave = pty.openpty()
+    try:
         e = dict(os.environ, PORTICO_URL=m.url, PORTICO_ADMIN_TOKEN=TOKEN)
-        r = subprocess.run(["script", "-qec", "%s api list" % BIN, "/dev/null"], capture_output=True,
-                           timeout=60, env=e)
-        assert r.stdout.decode().split("\n")[0].split()[0] == "id", r.stdout
+        proc = subprocess.Popen([BIN, "api", "list"], stdout=slave, stderr=subprocess.DEVNULL, env=e)
+        os.close(slave)
+        got = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO once the command has closed the terminal
+                break
+            if not chunk:
+                break
+            got += chunk
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(master)
+    assert got.decode().split("\n")[0].split()[0] == "id", got
     rc, out, err = cli(m, "api", "list", "-o", "xml")
     assert rc == 2 and "-o" in err
 
