@@ -12,12 +12,16 @@ _portico()
     local cur words cword
     if declare -F _get_comp_words_by_ref >/dev/null; then
         _get_comp_words_by_ref -n =: cur words cword
-    else
+    elif [[ -n ${COMP_LINE-} ]]; then
         # without bash-completion: the line up to the cursor, split at blanks
         local line=${COMP_LINE:0:COMP_POINT}
         read -r -a words <<<"$line"
         [[ $line == *[[:space:]] ]] && words+=("")
         cword=$((${#words[@]} - 1))
+        cur=${words[cword]}
+    else
+        words=("${COMP_WORDS[@]}")
+        cword=$COMP_CWORD
         cur=${words[cword]}
     fi
     local IFS=$'\n'
