@@ -1330,7 +1330,7 @@ static const struct link {
 };
 
 static const char *const entity_verbs[] = {"list", "show", "create", "update", "delete", NULL};
-static const char *const common_flags[] = {"-f", "--file", "--set", "--workspace", NULL};
+static const char *const common_flags[] = {"-f", "--file", "--set", "--set-string", "--workspace", NULL};
 static const char *const policy_flags[] = {"--api", "--operation", "--product", "--workspace",
                                            "-f",    "--file",      NULL};
 static const char *const import_flags[] = {"--id",           "--path",          "--service-url", "--format",
@@ -1486,27 +1486,32 @@ static json_t *field_value(const struct field *f, const char *v)
     return text_value(f->flag, v);
 }
 
-/* The value of --set KEY=VALUE: JSON when it parses as JSON, else the text. */
-static json_t *set_value(const char *v)
+/* The value of --set KEY=VALUE (JSON when it parses as JSON, else the
+   text) or of --set-string KEY=TEXT (always the text: `=123` stays "123").
+   NULL when the option is neither. */
+#define SET_KEY_MAX 255
+
+static json_t *set_value(const struct opt *o)
 {
-    json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
-    return j ? j : text_value("--set", v);
+    bool text = !strcmp(o->name, "--set-string");
+    if (!text && strcmp(o->name, "--set"))
+        return NULL;
+    const char *eq = strchr(o->value, '=');
+    if (!eq || eq == o->value || (size_t)(eq - o->value) > SET_KEY_MAX)
+        die_usage("%s takes KEY=VALUE, a KEY of at most %d bytes (got '%.300s')", o->name, SET_KEY_MAX,
+                  o->value);
+    json_t *j = text ? NULL : json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+    return j ? j : text_value(o->name, eq + 1);
 }
 
-/* The body of create/update: -f FILE's document, then the flags, then --set KEY=VALUE (JSON, else a string).
- */
+/* The body of create/update: -f FILE's document, then the flags, then
+   --set and --set-string, in the order given. */
 static json_t *entity_body(const struct entity *e, const struct opts *o)
 {
     /* the flags are checked first: a usage error leaves nothing behind */
     for (int i = 0; i < o->n; i++) {
         const struct field *f = find_field(e, o->v[i].name);
-        const char *eq = o->v[i].value ? strchr(o->v[i].value, '=') : NULL;
-        if (f)
-            json_decref(field_value(f, o->v[i].value));
-        else if (!strcmp(o->v[i].name, "--set") && (!eq || eq == o->v[i].value))
-            die_usage("--set takes KEY=VALUE (got '%s')", o->v[i].value);
-        else if (!strcmp(o->v[i].name, "--set"))
-            json_decref(set_value(eq + 1));
+        json_decref(f ? field_value(f, o->v[i].value) : set_value(&o->v[i]));
     }
     const char *file = opt_file(o);
     json_t *body = file ? read_doc(file) : json_object();
@@ -1525,14 +1530,13 @@ static json_t *entity_body(const struct entity *e, const struct opts *o)
     }
     for (int i = 0; i < o->n; i++) {
         const struct field *f = find_field(e, o->v[i].name);
+        json_t *v;
         if (f)
             set_key(body, f->key, field_value(f, o->v[i].value));
-        else if (!strcmp(o->v[i].name, "--set")) {
-            const char *eq = strchr(o->v[i].value, '=');
-            char key[256];
-            snprintf(key, sizeof(key), "%.*s", (int)PT_MIN((size_t)(eq - o->v[i].value), sizeof(key) - 1),
-                     o->v[i].value);
-            set_key(body, key, set_value(eq + 1));
+        else if ((v = set_value(&o->v[i]))) {
+            char key[SET_KEY_MAX + 1]; /* set_value checked its length */
+            snprintf(key, sizeof(key), "%.*s", (int)strcspn(o->v[i].value, "="), o->v[i].value);
+            set_key(body, key, v);
         }
     }
     return body;
@@ -1888,7 +1892,8 @@ static void entity_help(FILE *f, const struct entity *e, bool details)
     if (!details)
         return;
     fprintf(f, "flags of create and update (-f FILE, YAML or JSON, gives the whole body; flags and\n"
-               "--set KEY=VALUE, a JSON value or else a string, change it):\n");
+               "--set KEY=VALUE, a JSON value or else a string, and --set-string KEY=TEXT, always\n"
+               "a string, change it):\n");
     fields_help(f, e);
     if (e->ws)
         fprintf(f, "  %-26s %s\n", "--workspace W", "the entity of workspace W");

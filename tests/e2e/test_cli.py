@@ -605,6 +605,11 @@ def test_yaml_typing_and_other_entities(env, tmp_path):
     f.write_text('displayName: yes\ndescription: "123"\ntype: custom\n')
     got = ok_json(m, "group", "create", "gy", "-f", str(f))
     assert got["displayName"] == "yes" and got["description"] == "123"
+    # --set reads JSON, --set-string always text
+    got = ok_json(m, "group", "update", "gy", "--set-string", "description=123", "--set", "displayName=\"7\"")
+    assert got["description"] == "123" and got["displayName"] == "7"
+    rc, out, err = cli(m, "group", "update", "gy", "--set-string", "k" * 300 + "=v")
+    assert rc == 2 and "KEY" in err
     f.write_text("displayName: G\ndescription: null\n")
     assert ok_json(m, "group", "update", "gy", "-f", str(f))["displayName"] == "G"
     # subscription update and delete; a portal template; an identity provider's refusal is the server's
