@@ -880,7 +880,18 @@ static int user_portal(struct cli *c, const char *cmd, const char *user)
     return 0;
 }
 
-/* --token-file FILE|-: its first line (so the token is not on the command line) */
+/* --token-file FILE|-: its first line (so the token is not on the command
+   line); held until exit, then wiped. */
+static char *token_held;
+
+static void token_forget(void)
+{
+    if (token_held)
+        memset(token_held, 0, strlen(token_held));
+    free(token_held);
+    token_held = NULL;
+}
+
 static const char *read_token(const char *file)
 {
     size_t len = 0;
@@ -890,9 +901,14 @@ static const char *read_token(const char *file)
         exit(1);
     }
     t[strcspn(t, "\r\n")] = '\0';
-    if (!*t)
+    token_forget(); /* the last --token-file wins */
+    token_held = t;
+    static bool registered;
+    if (!registered)
+        registered = atexit(token_forget) == 0;
+    if (!token_held[0])
         die_usage("%s holds no token", file);
-    return t; /* for the life of the command */
+    return t;
 }
 
 /* --timeout: whole seconds, 1 to 3600 */
