@@ -1626,6 +1626,10 @@ static int call_show(struct cli *c, const char *method, const char *path, json_t
     free(txt);
     if (!j)
         return rc;
+    if (!c->len) { /* call_json reads an empty answer as {}: no entity to show */
+        json_decref(j);
+        j = json_array();
+    }
     return show_result(c, j);
 }
 

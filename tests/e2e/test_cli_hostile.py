@@ -89,6 +89,7 @@ JSON_ANSWERS = {
     # shapes that are not a list or an entity
     "value-not-list": (200, {"value": {"id": "z"}}),
     "show-array": (200, [1, 2, {"id": ESC}]),
+    "show-empty": (200, ""),
     "deep": (200, '{"value": [{"id": ' + "[" * 5000 + "]" * 5000 + "}]}"),  # as text: deeper than Python nests
 }
 
@@ -197,6 +198,8 @@ def test_cli_answers_it_does_not_expect(output):
     rc, out, err, n = _hostile_cli("value-not-list", "api", "list", "-o", output)
     assert rc == 1 and "not a list" in err
     rc, out, err, n = _hostile_cli("show-array", "api", "show", "a", "-o", output)
+    assert rc == 1 and "not an entity" in err and out == "", (rc, out, err)
+    rc, out, err, n = _hostile_cli("show-empty", "api", "show", "a", "-o", output)
     assert rc == 1 and "not an entity" in err and out == "", (rc, out, err)
     rc, out, err, n = _hostile_cli("deep", "api", "list", "-o", output)
     assert rc == 1 and "not JSON" in err and "Sanitizer" not in err, err
