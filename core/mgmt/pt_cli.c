@@ -1911,6 +1911,8 @@ static void entity_help(FILE *f, const struct entity *e, bool details)
         fprintf(f, "  portal publish [--comment TEXT]   publish the draft\n");
     if (!details)
         return;
+    if (!e->singleton)
+        fprintf(f, "create never replaces: an id that exists is refused (exit 1); update changes it\n");
     fprintf(f, "flags of create and update (-f FILE, YAML or JSON, gives the whole body; flags and\n"
                "--set KEY=VALUE, a JSON value or else a string, and --set-string KEY=TEXT, always\n"
                "a string, change it):\n");

@@ -594,7 +594,7 @@ def test_help_lists_every_flag_the_completion_knows(env):
         for flag in flags:
             assert flag in text, (noun, flag)
     rc, sub, err = cli(m, "help", "subscription")
-    assert "--state-comment" in sub
+    assert "--state-comment" in sub and "create never replaces" in sub and "--set-string" in sub
     rc, rep, err = cli(m, "help", "report")
     assert "--workspace" in rep
 
