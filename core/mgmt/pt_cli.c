@@ -17,6 +17,7 @@
  */
 #include "mgmt/pt_cli.h"
 #include "base/pt.h"
+#include "conf/pt_conf.h"
 #include "conf/pt_import.h"
 #include "conf/pt_node.h"
 #include "http/pt_fetch.h"
@@ -50,6 +51,9 @@ struct cli {
     bool yaml;
     bool asked;            /* -o (or --json) was given: export follows it, else it is YAML */
     const char *workspace; /* --workspace: entities under /workspaces/{ws}/ */
+    const char *headers;   /* more request header lines for the next call ("Name: v\r\n") */
+    int status;            /* the last answer's status and size */
+    size_t len;
 };
 
 struct resp {
@@ -77,6 +81,8 @@ static bool parse_url(struct cli *c, const char *url)
         return false;
     const char *h = url + (c->tls ? 8 : 7), *end = h + strcspn(h, "/");
     const char *colon = NULL;
+    if (memchr(h, '@', (size_t)(end - h)))
+        return false; /* no user:password@ -- it would show in every message that names the URL */
     if (*h == '[') {
         const char *rb = memchr(h, ']', (size_t)(end - h));
         if (!rb)
@@ -103,27 +109,35 @@ static bool parse_url(struct cli *c, const char *url)
 static bool http_call(struct cli *c, const char *method, const char *path, const char *ctype,
                       const char *body, size_t blen, struct resp *r)
 {
-    char url[8192], auth[1024];
+    char *url = NULL, *auth = NULL;
     size_t ul = strlen(c->url);
     while (ul && c->url[ul - 1] == '/')
         ul--;
-    snprintf(url, sizeof(url), "%.*s%s", (int)ul, c->url, path);
-    if (c->token)
-        snprintf(auth, sizeof(auth), "Bearer %s", c->token);
-    struct pt_fetch_opts o = {c->timeout_ms ? c->timeout_ms : CLI_TIMEOUT_MS,
-                              CLI_MAX_ANSWER,
-                              "application/json",
-                              -1,
-                              method,
-                              body,
-                              blen,
-                              ctype ? ctype : "application/json",
-                              c->token ? auth : NULL,
-                              c->ca_file,
-                              body && blen > 65536};
+    if (asprintf(&url, "%.*s%s", (int)ul, c->url, path) < 0 ||
+        (c->token && asprintf(&auth, "Bearer %s", c->token) < 0)) {
+        fprintf(stderr, "portico: out of memory\n");
+        exit(1);
+    }
+    struct pt_fetch_opts o = {.timeout_ms = c->timeout_ms ? c->timeout_ms : CLI_TIMEOUT_MS,
+                              .max_body = CLI_MAX_ANSWER,
+                              .accept = "application/json",
+                              .cancel_fd = -1,
+                              .method = method,
+                              .body = body,
+                              .body_len = blen,
+                              .content_type = ctype ? ctype : "application/json",
+                              .authorization = auth,
+                              .ca_file = c->ca_file,
+                              .expect_continue = body && blen > 65536,
+                              .headers = c->headers};
     struct pt_fetch_result fr;
     char err[1024];
     int rc = pt_fetch_get(url, &o, &fr, err, sizeof(err));
+    free(url);
+    if (auth) {
+        memset(auth, 0, strlen(auth));
+        free(auth);
+    }
     if (rc == PT_FETCH_TOO_LARGE)
         fprintf(stderr, "portico: the answer of the management API at %s is larger than %u MiB; refused\n",
                 c->url, CLI_MAX_ANSWER >> 20);
@@ -136,23 +150,75 @@ static bool http_call(struct cli *c, const char *method, const char *path, const
         fprintf(stderr, "portico: cannot reach the management API at %s: %s\n", c->url, err);
     if (rc != PT_FETCH_OK)
         return false;
-    r->status = fr.status;
+    r->status = c->status = fr.status;
     r->body = fr.body;
-    r->len = fr.len;
+    r->len = c->len = fr.len;
     return true;
 }
 
-/* Text from the server, for a terminal: control characters (escape
-   sequences that could rewrite the screen) as '?', at most max bytes. */
+/* Text from the server, for a terminal: the C0 controls, DEL, the C1
+   controls (U+0080-U+009F: a terminal acts on U+009B as on ESC [) and bytes
+   that are not UTF-8 become '?', so nothing the server sends can drive the
+   screen.  The length of the valid UTF-8 sequence at s (1 to 4), 0 if none. */
 #define MESSAGE_MAX 2000
 #define DETAILS_MAX 100
 
-static void put_clean(FILE *f, const char *s, size_t max)
+static size_t utf8_len(const unsigned char *s, size_t left)
 {
+    size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+    if (s[0] > 0xf4 || !n || n > left)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) || (s[0] == 0xf0 && s[1] < 0x90) ||
+        (s[0] == 0xf4 && s[1] >= 0x90))
+        return 0; /* overlong, a surrogate, past U+10FFFF */
+    return n;
+}
+
+/* s[0..len) cleaned into a new string; keep_lines leaves line ends (a
+   document), else tabs and line ends become spaces (a cell, a message). */
+static char *clean_text(const char *s, size_t len, bool keep_lines)
+{
+    char *o = malloc(len + 1);
+    if (!o) {
+        fprintf(stderr, "portico: out of memory\n");
+        exit(1);
+    }
     size_t n = 0;
-    for (; s && *s && n < max; s++, n++)
-        fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
-    if (s && *s)
+    for (size_t i = 0; i < len;) {
+        const unsigned char *u = (const unsigned char *)s + i;
+        if (*u < 0x80) {
+            bool line = *u == '\n' || *u == '\t';
+            o[n++] = line ? (keep_lines ? (char)*u : ' ') : *u < 0x20 || *u == 0x7f ? '?' : (char)*u;
+            i++;
+            continue;
+        }
+        size_t k = utf8_len(u, len - i);
+        if (!k || (u[0] == 0xc2 && u[1] < 0xa0)) { /* not UTF-8, or a C1 control */
+            o[n++] = '?';
+            i += k ? k : 1;
+            continue;
+        }
+        memcpy(o + n, u, k);
+        n += k;
+        i += k;
+    }
+    o[n] = '\0';
+    return o;
+}
+
+/* Server text on f, cleaned, at most max bytes of it ("..." when cut). */
+static void term_text(FILE *f, const char *s, size_t max)
+{
+    if (!s)
+        return;
+    size_t len = strlen(s);
+    char *t = clean_text(s, PT_MIN(len, max), false);
+    fputs(t, f);
+    free(t);
+    if (len > max)
         fputs("...", f);
 }
 
@@ -164,9 +230,9 @@ static int report(const struct resp *r)
     fprintf(stderr, "portico: %d", r->status);
     if (e) {
         fputc(' ', stderr);
-        put_clean(stderr, json_string_value(json_object_get(e, "code")), 100);
+        term_text(stderr, json_string_value(json_object_get(e, "code")), 100);
         fputs(": ", stderr);
-        put_clean(stderr, json_string_value(json_object_get(e, "message")), MESSAGE_MAX);
+        term_text(stderr, json_string_value(json_object_get(e, "message")), MESSAGE_MAX);
         fputc('\n', stderr);
         size_t i;
         json_t *d;
@@ -178,16 +244,16 @@ static int report(const struct resp *r)
             }
             const char *t = json_string_value(json_object_get(d, "target"));
             fputs("  ", stderr);
-            put_clean(stderr, t, 200);
+            term_text(stderr, t, 200);
             fputs(t ? ": " : "", stderr);
-            put_clean(stderr, json_string_value(json_object_get(d, "message")), MESSAGE_MAX);
+            term_text(stderr, json_string_value(json_object_get(d, "message")), MESSAGE_MAX);
             fputc('\n', stderr);
         }
     } else {
         fprintf(stderr, " (the server's answer): ");
         char head[301];
         snprintf(head, sizeof(head), "%.*s", (int)(r->len > 300 ? 300 : r->len), r->body ? r->body : "");
-        put_clean(stderr, head, 300);
+        term_text(stderr, head, 300);
         fputc('\n', stderr);
     }
     json_decref(j);
@@ -218,17 +284,31 @@ static json_t *call_json(struct cli *c, const char *method, const char *path, co
 }
 
 /* j as JSON, or as YAML with -o yaml. */
+/* A document on stdout: as it is in a pipe, cleaned on a terminal. */
+static void put_document(const char *text, size_t len)
+{
+    if (!isatty(STDOUT_FILENO)) {
+        fwrite(text, 1, len, stdout);
+        return;
+    }
+    char *t = clean_text(text, len, true);
+    fputs(t, stdout);
+    free(t);
+}
+
 static void print_doc(const struct cli *c, const json_t *j)
 {
     if (c->yaml) {
         struct evbuffer *b = evbuffer_new();
         if (b && pt_mgmt_export_yaml(b, j))
-            fwrite(evbuffer_pullup(b, -1), 1, evbuffer_get_length(b), stdout);
+            put_document((const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
         if (b)
             evbuffer_free(b);
         return;
     }
-    char *t = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    /* on a terminal the C1 controls too are written as \\u escapes */
+    char *t =
+        json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY | (isatty(STDOUT_FILENO) ? JSON_ENSURE_ASCII : 0));
     printf("%s\n", t);
     free(t);
 }
@@ -239,13 +319,10 @@ static char *cell(const json_t *v)
         return strdup("");
     char *s =
         json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    for (char *p = s; p && *p;
-         p++) /* one line per cell, no escape sequences from the server on the terminal */
-        if (*p == '\n' || *p == '\t')
-            *p = ' ';
-        else if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    return s ? s : strdup("");
+    /* one line per cell, no escape sequences from the server on the terminal */
+    char *t = s ? clean_text(s, strlen(s), false) : strdup("");
+    free(s);
+    return t;
 }
 
 /* A table: one row per item, the given columns, widths from the data. */
@@ -295,6 +372,35 @@ static char *enc(const char *s)
     }
     *p = '\0';
     return o;
+}
+
+/* *p + "/" + the encoded word (raw: as it is), in a new string. */
+static void path_add(char **p, const char *word, bool raw)
+{
+    char *x = raw ? NULL : enc(word), *n = NULL;
+    if (asprintf(&n, "%s/%s", *p, raw ? word : x) < 0) {
+        fprintf(stderr, "portico: out of memory\n");
+        exit(1);
+    }
+    free(x);
+    free(*p);
+    *p = n;
+}
+
+/* A call whose answer is printed as JSON (-o json|yaml) or as the words
+   done on a terminal: the pattern of the verbs that change one thing. */
+static int call_done(struct cli *c, const char *method, const char *path, const char *body, const char *done)
+{
+    int rc = 0;
+    json_t *j = call_json(c, method, path, body, &rc);
+    if (!j)
+        return rc;
+    if (c->json)
+        print_doc(c, j);
+    else
+        fputs(done, stdout);
+    json_decref(j);
+    return 0;
 }
 
 /* A document to apply: at most APPLY_MAX bytes, a regular file or a stream
@@ -352,6 +458,39 @@ static char *read_file(const char *path, size_t *len)
 }
 
 /* ------------------------------------------------------ api import/export */
+
+struct entity;
+static const struct entity *find_entity(const char *noun, const char *parent);
+static char *entity_path(const struct cli *c, const struct entity *e, const char *const *ids);
+
+/* A GET whose answer is a document for stdout (export): 0, or 1 after
+   saying why. */
+static int get_document(struct cli *c, const char *path)
+{
+    struct resp r = {0};
+    if (!http_call(c, "GET", path, NULL, NULL, 0, &r))
+        return 1;
+    int rc = 0;
+    if (r.status >= 300)
+        rc = report(&r);
+    else
+        put_document(r.body, r.len);
+    free(r.body);
+    return rc;
+}
+
+/* "  created ID" lines (or the warnings) of an import's answer, cleaned. */
+static void print_names(FILE *f, const char *head, const json_t *list)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+    {
+        fputs(head, f);
+        term_text(f, json_string_value(v), MESSAGE_MAX);
+        fputc('\n', f);
+    }
+}
 
 struct import_opts {
     const char *src, *id, *path, *service_url, *format, *wsdl_service, *wsdl_endpoint;
@@ -443,36 +582,28 @@ static int api_import(struct cli *c, const struct import_opts *o)
     }
     char *body = json_dumps(b, JSON_COMPACT);
     json_decref(b);
-    char *eid = enc(o->id);
-    char path[1024];
-    snprintf(path, sizeof(path), "/management/apis/%s", eid);
-    free(eid);
+    char *path = entity_path(c, find_entity("api", NULL), (const char *const[]){o->id, NULL});
     int rc = 0;
     json_t *j = call_json(c, "PUT", path, body, &rc);
     free(body);
+    free(path);
     if (!j)
-        return rc ? rc : 1;
+        return rc;
     if (c->json)
         print_doc(c, j);
     else {
         json_t *imp = json_object_get(j, "import");
-        printf("imported %s (%s) at /%s: %zu created, %zu updated, %zu deleted, %zu unchanged\n", o->id,
-               format, json_string_value(json_object_get(j, "path")) ?: "",
+        printf("imported %s (%s) at /", o->id, format);
+        term_text(stdout, json_string_value(json_object_get(j, "path")), MESSAGE_MAX);
+        printf(": %zu created, %zu updated, %zu deleted, %zu unchanged\n",
                json_array_size(json_object_get(imp, "created")),
                json_array_size(json_object_get(imp, "updated")),
                json_array_size(json_object_get(imp, "deleted")),
                json_array_size(json_object_get(imp, "unchanged")));
-        static const char *const lists[] = {"created", "updated", "deleted"};
-        for (size_t l = 0; l < PT_ARRAY_LEN(lists); l++) {
-            size_t i;
-            json_t *v;
-            json_array_foreach(json_object_get(imp, lists[l]), i, v)
-                printf("  %s %s\n", lists[l], json_string_value(v));
-        }
-        size_t i;
-        json_t *w;
-        json_array_foreach(json_object_get(imp, "warnings"), i, w)
-            fprintf(stderr, "portico: warning: %s\n", json_string_value(w));
+        print_names(stdout, "  created ", json_object_get(imp, "created"));
+        print_names(stdout, "  updated ", json_object_get(imp, "updated"));
+        print_names(stdout, "  deleted ", json_object_get(imp, "deleted"));
+        print_names(stderr, "portico: warning: ", json_object_get(imp, "warnings"));
     }
     json_decref(j);
     return 0;
@@ -481,21 +612,14 @@ static int api_import(struct cli *c, const struct import_opts *o)
 /* portico api export ID [--format F]: the document on stdout. */
 static int api_export(struct cli *c, const char *id, const char *format)
 {
-    char *eid = enc(id);
-    char *ef = enc(format ? format : "openapi");
-    char path[1200];
-    snprintf(path, sizeof(path), "/management/apis/%s?export=true&format=%s", eid, ef);
-    free(eid);
+    char *base = entity_path(c, find_entity("api", NULL), (const char *const[]){id, NULL});
+    char *ef = enc(format ? format : "openapi"), *path = NULL;
+    if (asprintf(&path, "%s?export=true&format=%s", base, ef) < 0)
+        exit(1);
+    free(base);
     free(ef);
-    struct resp r = {0};
-    if (!http_call(c, "GET", path, NULL, NULL, 0, &r))
-        return 1;
-    int rc = 0;
-    if (r.status >= 300)
-        rc = report(&r);
-    else
-        fwrite(r.body, 1, r.len, stdout);
-    free(r.body);
+    int rc = get_document(c, path);
+    free(path);
     return rc;
 }
 
@@ -556,6 +680,8 @@ static int cli_report(struct cli *c, const char *kind, const struct report_opts 
         die_usage(
             "report takes by-api, by-operation, by-product, by-subscription, by-user, by-time or by-request");
     char from[64], flt[2048];
+    if (o->from && strlen(o->from) >= sizeof(from))
+        die_usage("--from takes a time such as 2026-01-02T03:04:05Z (got %zu bytes)", strlen(o->from));
     if (o->from)
         snprintf(from, sizeof(from), "%s", o->from);
     else {
@@ -574,15 +700,25 @@ static int cli_report(struct cli *c, const char *kind, const struct report_opts 
     for (int i = 0; i < 5; i++)
         if (o->ids[i] && n < (int)sizeof(flt)) {
             n += snprintf(flt + n, sizeof(flt) - (size_t)n, " and %s eq '", fields[i]);
-            for (const char *p = o->ids[i]; *p && n < (int)sizeof(flt) - 3; p++) {
-                if (*p == '\'')
-                    flt[n++] = '\'';
-                flt[n++] = *p;
-            }
-            n += snprintf(flt + n, sizeof(flt) - (size_t)PT_MIN(n, (int)sizeof(flt)), "'");
+            /* each ' doubled; past the buffer n only counts, so "too long" below sees it */
+            for (const char *p = o->ids[i]; *p; p++)
+                for (int twice = *p == '\'' ? 2 : 1; twice--; n++)
+                    if (n < (int)sizeof(flt) - 1)
+                        flt[n] = *p;
+            if (n < (int)sizeof(flt) - 1)
+                flt[n] = '\0';
+            n += snprintf(flt + PT_MIN(n, (int)sizeof(flt) - 1),
+                          sizeof(flt) - (size_t)PT_MIN(n, (int)sizeof(flt) - 1), "'");
         }
-    if (n >= (int)sizeof(flt))
+    if (n >= (int)sizeof(flt) - 1)
         die_usage("the filter is too long");
+    if (o->top) {
+        char *end;
+        errno = 0;
+        long top = strtol(o->top, &end, 10);
+        if (!*o->top || *end || errno || top < 1 || top > 1000000)
+            die_usage("--top takes a whole number from 1 (got '%s')", o->top);
+    }
     char interval[64] = "";
     if (!strcmp(report_kinds[k].name, "byTime")) {
         const char *iv = o->interval ? o->interval : "15m";
@@ -601,15 +737,17 @@ static int cli_report(struct cli *c, const char *kind, const struct report_opts 
             snprintf(interval, sizeof(interval), "PT%ldS", d);
     }
     /* --workspace: the report of that workspace's APIs */
-    char *ef = enc(flt), *ei = enc(interval), *ew = enc(c->workspace ? c->workspace : ""), path[4096];
-    snprintf(path, sizeof(path), "/management%s%s/reports/%s?$filter=%s%s%s%s%s",
-             c->workspace ? "/workspaces/" : "", ew, report_kinds[k].name, ef,
-             interval[0] ? "&interval=" : "", ei, o->top ? "&$top=" : "", o->top ? o->top : "");
+    char *ef = enc(flt), *ei = enc(interval), *ew = enc(c->workspace ? c->workspace : ""), *path = NULL;
+    if (asprintf(&path, "/management%s%s/reports/%s?$filter=%s%s%s%s%s", c->workspace ? "/workspaces/" : "",
+                 ew, report_kinds[k].name, ef, interval[0] ? "&interval=" : "", ei, o->top ? "&$top=" : "",
+                 o->top ? o->top : "") < 0)
+        exit(1);
     free(ef);
     free(ei);
     free(ew);
     int rc = 0;
     json_t *j = call_json(c, "GET", path, NULL, &rc);
+    free(path);
     if (!j)
         return rc;
     if (c->json) {
@@ -703,26 +841,22 @@ static bool read_password(char *out, size_t size)
 /* portico user-password USER / user-invite USER */
 static int user_portal(struct cli *c, const char *cmd, const char *user)
 {
-    char *eid = enc(user), path[1024];
     bool invite = !strcmp(cmd, "user-invite");
-    snprintf(path, sizeof(path), "/management/users/%s/%s", eid, invite ? "invitation" : "password");
-    free(eid);
+    char *path = entity_path(c, find_entity("user", NULL), (const char *const[]){user, NULL});
+    path_add(&path, invite ? "invitation" : "password", true);
     int rc = 0;
     if (invite) {
-        json_t *j = call_json(c, "POST", path, NULL, &rc);
-        if (!j)
-            return rc ? rc : 1;
-        if (c->json)
-            print_doc(c, j);
-        else
-            printf("sent the invitation mail to user %s\n", user);
-        json_decref(j);
-        return 0;
+        rc = call_done(c, "POST", path, NULL, "sent the invitation mail to user ");
+        if (!rc && !c->json)
+            printf("%s\n", user);
+        free(path);
+        return rc;
     }
     char pw[PASSWORD_READ_MAX];
     if (!read_password(pw, sizeof(pw))) {
         fprintf(stderr,
                 "portico: user-password reads the password from stdin (one line, at most 1024 bytes)\n");
+        free(path);
         return 1;
     }
     json_t *b = json_pack("{s:s}", "password", pw);
@@ -731,17 +865,50 @@ static int user_portal(struct cli *c, const char *cmd, const char *user)
     memset(pw, 0, sizeof(pw));
     if (!txt) {
         fprintf(stderr, "portico: the password is not valid UTF-8\n");
+        free(path);
         return 1;
     }
     json_t *j = call_json(c, "PUT", path, txt, &rc);
     memset(txt, 0, strlen(txt));
     free(txt);
+    free(path);
     if (!j)
-        return rc ? rc : 1;
+        return rc;
     json_decref(j);
     if (!c->json)
         printf("set the portal password of user %s; their sessions ended\n", user);
     return 0;
+}
+
+/* --token-file FILE|-: its first line (so the token is not on the command
+   line); held until exit, then wiped. */
+static char *token_held;
+
+static void token_forget(void)
+{
+    if (token_held)
+        memset(token_held, 0, strlen(token_held));
+    free(token_held);
+    token_held = NULL;
+}
+
+static const char *read_token(const char *file)
+{
+    size_t len = 0;
+    char *t = read_file(file, &len);
+    if (!t) {
+        fprintf(stderr, "portico: cannot read the token from %s: %s\n", file, strerror(errno));
+        exit(1);
+    }
+    t[strcspn(t, "\r\n")] = '\0';
+    token_forget(); /* the last --token-file wins */
+    token_held = t;
+    static bool registered;
+    if (!registered)
+        registered = atexit(token_forget) == 0;
+    if (!token_held[0])
+        die_usage("%s holds no token", file);
+    return t;
 }
 
 /* --timeout: whole seconds, 1 to 3600 */
@@ -778,10 +945,12 @@ static int probe_fail(const char *fmt, ...)
     return 1;
 }
 
-static int cli_probe(int argc, char **argv)
+static int cli_probe(int argc, char **argv, int at)
 {
     const char *url = NULL, *ca_file = NULL;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 1; i < argc; i++) {
+        if (i == at || (!strcmp(argv[i], "--") && i + 1 == at))
+            continue;
         if (!strcmp(argv[i], "--ca-file") && i + 1 < argc)
             ca_file = argv[++i];
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -846,10 +1015,32 @@ struct opts {
     int n;
 };
 
-static const char *const switches[] = {"--secondary", "--primary", "--include-file", "--json", "-h",
-                                       "--help",      NULL};
-static const char *const global_flags[] = {"--url", "--token",  "--ca-file",   "--timeout",
-                                           "-o",    "--output", "--workspace", NULL};
+/* The options of every command, before or after it; `portico help` lists
+   them from here.  arg NULL: a switch. */
+static const struct global_opt {
+    const char *flag, *arg, *help;
+} global_opts[] = {
+    {"--url", "URL",
+     "the management API (default $PORTICO_URL, else http://127.0.0.1:8001;\n"
+     "                     https:// for TLS; no user:password@)"},
+    {"--token", "TOKEN",
+     "the admin token; better $PORTICO_ADMIN_TOKEN or --token-file, as a command\n"
+     "                     line is visible to every user of the machine (ps)"},
+    {"--token-file", "FILE", "the admin token: the first line of FILE (- for stdin)"},
+    {"--ca-file", "FILE", "whom to trust over https (default $PORTICO_CA_FILE, else the system CAs)"},
+    {"--timeout", "SECONDS", "the longest one exchange may take (default $PORTICO_TIMEOUT, else 60)"},
+    {"-o", "table|json|yaml", "the output (default: a table on a terminal, else JSON)"},
+    {"--output", "FORMAT", "the same as -o"},
+    {"--json", NULL, "the same as -o json"},
+    {"--workspace", "W",
+     "the entities of workspace W; a command with no workspace form refuses it\n"
+     "                     (exit 2)"},
+    {"-h", NULL, "a command's verbs and options (also --help)"},
+    {"--help", NULL, NULL},
+};
+
+/* The switches (no value) of some commands; they take only their own. */
+static const char *const cmd_switches[] = {"--secondary", "--include-file", NULL};
 
 static bool in_list(const char *const *list, const char *s)
 {
@@ -859,12 +1050,59 @@ static bool in_list(const char *const *list, const char *s)
     return false;
 }
 
+static const struct global_opt *global_opt(const char *a)
+{
+    for (size_t i = 0; i < PT_ARRAY_LEN(global_opts); i++)
+        if (!strcmp(global_opts[i].flag, a))
+            return &global_opts[i];
+    return NULL;
+}
+
+/* Does option a take a value (`--path P`), or is it a switch? */
+static bool option_takes_value(const char *a)
+{
+    const struct global_opt *g = global_opt(a);
+    return g ? g->arg != NULL : !in_list(cmd_switches, a);
+}
+
+/* The index of the first word of argv that is not an option (nor an
+   option's value), argc if none; with known_only, -1 at the first option
+   that is not one of the CLI's own (the gateway's options: `portico -c F`). */
+static int first_word(int argc, char **argv, bool known_only)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--"))
+            return i + 1;
+        if (a[0] != '-' || !a[1])
+            return i;
+        size_t n = strncmp(a, "--", 2) ? strlen(a) : strcspn(a, "=");
+        char name[64];
+        snprintf(name, sizeof(name), "%.*s", (int)PT_MIN(n, sizeof(name) - 1), a);
+        if (known_only && !global_opt(name) && !in_list(cmd_switches, name))
+            return -1;
+        if (!a[n] && option_takes_value(name))
+            i++;
+    }
+    return argc;
+}
+
 static const char *opt_get(const struct opts *o, const char *name)
 {
     const char *v = NULL;
     for (int i = 0; i < o->n; i++)
         if (!strcmp(o->v[i].name, name))
             v = o->v[i].value ? o->v[i].value : "";
+    return v;
+}
+
+/* -f FILE or --file FILE (the later one wins, as for every option) */
+static const char *opt_file(const struct opts *o)
+{
+    const char *v = NULL;
+    for (int i = 0; i < o->n; i++)
+        if (!strcmp(o->v[i].name, "-f") || !strcmp(o->v[i].name, "--file"))
+            v = o->v[i].value;
     return v;
 }
 
@@ -1108,7 +1346,7 @@ static const struct link {
 };
 
 static const char *const entity_verbs[] = {"list", "show", "create", "update", "delete", NULL};
-static const char *const common_flags[] = {"-f", "--file", "--set", "--workspace", NULL};
+static const char *const common_flags[] = {"-f", "--file", "--set", "--set-string", "--workspace", NULL};
 static const char *const policy_flags[] = {"--api", "--operation", "--product", "--workspace",
                                            "-f",    "--file",      NULL};
 static const char *const import_flags[] = {"--id",           "--path",          "--service-url", "--format",
@@ -1140,35 +1378,41 @@ static void check_opts(const struct opts *o, const char *what, const struct enti
 {
     for (int i = 0; i < o->n; i++) {
         const char *n = o->v[i].name;
-        if (in_list(global_flags, n) || in_list(switches, n) || (more && in_list(more, n)) ||
+        if (global_opt(n) || (more && in_list(more, n)) ||
             (e && (find_field(e, n) || in_list(common_flags, n))))
             continue;
         die_usage("%s does not take %s (see `portico help %s`)", what, n, what);
     }
 }
 
-/* /management[/workspaces/W]/COLL[/ID][/CHILD/SUB] into buf; ids encoded. */
-static void entity_path(const struct cli *c, const struct entity *e, const char *const *ids, char *buf,
-                        size_t size)
+/* --workspace given to a command that has no workspace form: a usage error,
+   never a call to the service-wide entity. */
+static void refuse_workspace(const struct cli *c, const char *what)
 {
-    int n = snprintf(buf, size, "/management");
-    if (c->workspace && e->ws) {
-        char *w = enc(c->workspace);
-        n += snprintf(buf + n, size - (size_t)PT_MIN((size_t)n, size), "/workspaces/%s", w);
-        free(w);
+    if (c->workspace)
+        die_usage("%s has no workspace form; --workspace does not apply", what);
+}
+
+/* /management[/workspaces/W]/COLL[/ID][/CHILD/SUB], ids encoded (malloc'd). */
+static char *entity_path(const struct cli *c, const struct entity *e, const char *const *ids)
+{
+    char *p = strdup("/management");
+    if (!p)
+        exit(1);
+    if (!e->ws)
+        refuse_workspace(c, e->parent ? e->parent : e->noun);
+    if (c->workspace) {
+        path_add(&p, "workspaces", true);
+        path_add(&p, c->workspace, false);
     }
     const struct entity *parent = e->parent ? find_entity(e->parent, NULL) : NULL;
     const struct entity *chain[2] = {parent ? parent : e, parent ? e : NULL};
     for (int k = 0, id = 0; k < 2 && chain[k]; k++) {
-        n += snprintf(buf + n, size - (size_t)PT_MIN((size_t)n, size), "/%s", chain[k]->coll);
-        if (ids[id]) {
-            char *x = enc(ids[id++]);
-            n += snprintf(buf + n, size - (size_t)PT_MIN((size_t)n, size), "/%s", x);
-            free(x);
-        }
+        path_add(&p, chain[k]->coll, true);
+        if (ids[id])
+            path_add(&p, ids[id++], false);
     }
-    if ((size_t)n >= size)
-        die_usage("the ids are too long");
+    return p;
 }
 
 /* A YAML or JSON document (-f FILE, - for stdin) as JSON; exits 1 when it cannot be read. */
@@ -1212,6 +1456,15 @@ static void set_key(json_t *body, const char *key, json_t *v)
     set_key(inner, dot + 1, v);
 }
 
+/* v as a JSON string; a usage error when it is not UTF-8 (never a field dropped). */
+static json_t *text_value(const char *flag, const char *v)
+{
+    json_t *j = json_string(v);
+    if (!j)
+        die_usage("%s is not UTF-8 text", flag);
+    return j;
+}
+
 static json_t *field_value(const struct field *f, const char *v)
 {
     switch (f->type) {
@@ -1223,8 +1476,9 @@ static json_t *field_value(const struct field *f, const char *v)
         die_usage("%s takes true or false (got '%s')", f->flag, v);
     case T_INT: {
         char *end;
+        errno = 0;
         long long n = strtoll(v, &end, 10);
-        if (!*v || *end)
+        if (!*v || *end || errno == ERANGE)
             die_usage("%s takes a whole number (got '%s')", f->flag, v);
         return json_integer(n);
     }
@@ -1241,47 +1495,64 @@ static json_t *field_value(const struct field *f, const char *v)
         char *t = NULL;
         if (asprintf(&t, "%s%s", f->prefix, v) < 0)
             exit(1);
-        json_t *j = json_string(t);
+        json_t *j = text_value(f->flag, t);
         free(t);
         return j;
     }
-    json_t *j = json_string(v);
-    if (!j)
-        die_usage("%s is not UTF-8 text", f->flag);
-    return j;
+    return text_value(f->flag, v);
 }
 
-/* The body of create/update: -f FILE's document, then the flags, then --set KEY=VALUE (JSON, else a string).
- */
+/* The value of --set KEY=VALUE (JSON when it parses as JSON, else the
+   text) or of --set-string KEY=TEXT (always the text: `=123` stays "123").
+   NULL when the option is neither. */
+#define SET_KEY_MAX 255
+
+static json_t *set_value(const struct opt *o)
+{
+    bool text = !strcmp(o->name, "--set-string");
+    if (!text && strcmp(o->name, "--set"))
+        return NULL;
+    const char *eq = strchr(o->value, '=');
+    if (!eq || eq == o->value || (size_t)(eq - o->value) > SET_KEY_MAX)
+        die_usage("%s takes KEY=VALUE, a KEY of at most %d bytes (got '%.300s')", o->name, SET_KEY_MAX,
+                  o->value);
+    json_t *j = text ? NULL : json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+    return j ? j : text_value(o->name, eq + 1);
+}
+
+/* The body of create/update: -f FILE's document, then the flags, then
+   --set and --set-string, in the order given. */
 static json_t *entity_body(const struct entity *e, const struct opts *o)
 {
     /* the flags are checked first: a usage error leaves nothing behind */
     for (int i = 0; i < o->n; i++) {
         const struct field *f = find_field(e, o->v[i].name);
-        const char *eq = o->v[i].value ? strchr(o->v[i].value, '=') : NULL;
-        if (f)
-            json_decref(field_value(f, o->v[i].value));
-        else if (!strcmp(o->v[i].name, "--set") && (!eq || eq == o->v[i].value))
-            die_usage("--set takes KEY=VALUE (got '%s')", o->v[i].value);
+        json_decref(f ? field_value(f, o->v[i].value) : set_value(&o->v[i]));
     }
-    const char *file = opt_get(o, "-f") ? opt_get(o, "-f") : opt_get(o, "--file");
+    const char *file = opt_file(o);
     json_t *body = file ? read_doc(file) : json_object();
     if (!json_is_object(body)) {
         fprintf(stderr, "portico: %s is not a map of properties\n", file);
         json_decref(body);
         exit(1);
     }
+    /* APIM's envelope {"properties": {...}}: the server reads only what is
+       inside, so the flags and defaults go there too */
+    json_t *inner = json_object_get(body, "properties");
+    if (json_is_object(inner)) {
+        json_incref(inner);
+        json_decref(body);
+        body = inner;
+    }
     for (int i = 0; i < o->n; i++) {
         const struct field *f = find_field(e, o->v[i].name);
+        json_t *v;
         if (f)
             set_key(body, f->key, field_value(f, o->v[i].value));
-        else if (!strcmp(o->v[i].name, "--set")) {
-            const char *eq = strchr(o->v[i].value, '=');
-            char key[256];
-            snprintf(key, sizeof(key), "%.*s", (int)PT_MIN((size_t)(eq - o->v[i].value), sizeof(key) - 1),
-                     o->v[i].value);
-            json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
-            set_key(body, key, v ? v : json_string(eq + 1));
+        else if ((v = set_value(&o->v[i]))) {
+            char key[SET_KEY_MAX + 1]; /* set_value checked its length */
+            snprintf(key, sizeof(key), "%.*s", (int)strcspn(o->v[i].value, "="), o->v[i].value);
+            set_key(body, key, v);
         }
     }
     return body;
@@ -1296,15 +1567,19 @@ static int subscription_default_state(struct cli *c, json_t *body)
         return 0;
     const char *scope = json_string_value(json_object_get(body, "scope"));
     bool approval = false;
+    /* the scope read as the server reads it (APIM's long form names a
+       product too); one it refuses is left to it */
+    enum pt_sub_scope kind;
+    const char *pid = NULL;
+    bool product = scope && pt_conf_entities_parse_sub_scope(scope, &kind, &pid) && kind == PT_SUB_PRODUCT;
     /* a scope too long for an id is left for the server to refuse */
-    if (scope && !strncmp(scope, "/products/", 10) && !strchr(scope + 10, '/') && strlen(scope) < 512) {
-        const char *ids[2] = {scope + 10, NULL};
-        char path[4096];
-        entity_path(c, find_entity("product", NULL), ids, path, sizeof(path));
+    if (product && strlen(pid) < 512) {
+        char *path = entity_path(c, find_entity("product", NULL), (const char *const[]){pid, NULL});
         int rc = 0;
         json_t *p = call_json(c, "GET", path, NULL, &rc);
+        free(path);
         if (!p)
-            return rc ? rc : 1;
+            return rc;
         approval = json_is_true(json_object_get(p, "approvalRequired"));
         json_decref(p);
     }
@@ -1319,14 +1594,20 @@ static void print_fields(const json_t *j)
     json_t *v;
     json_object_foreach((json_t *)j, k, v)
     {
-        char *s = cell(v);
-        printf("%-22s %s\n", k, s);
+        char *s = cell(v), *key = clean_text(k, strlen(k), false);
+        printf("%-22s %s\n", key, s);
+        free(key);
         free(s);
     }
 }
 
 static int show_result(const struct cli *c, json_t *j)
 {
+    if (!json_is_object(j)) {
+        fprintf(stderr, "portico: the server's answer is not an entity\n");
+        json_decref(j);
+        return 1;
+    }
     if (c->json)
         print_doc(c, j);
     else
@@ -1344,52 +1625,97 @@ static int call_show(struct cli *c, const char *method, const char *path, json_t
     json_t *j = call_json(c, method, path, txt, &rc);
     free(txt);
     if (!j)
-        return rc ? rc : 1;
+        return rc;
+    if (!c->len) { /* call_json reads an empty answer as {}: no entity to show */
+        json_decref(j);
+        j = json_array();
+    }
     return show_result(c, j);
 }
 
-/* Every page of a list, as one array: at most LIST_PAGES_MAX pages of 1,000. */
+/* Every page of a list, as one array, within bounds a hostile server cannot
+   stretch: LIST_PAGES_MAX pages, LIST_ITEMS_MAX items, LIST_BYTES_MAX bytes
+   of answers; past one, exit 1.  A nextLink is followed only within the
+   listed collection, and never to a page already read (any cycle ends). */
 #define LIST_PAGES_MAX 1000
+#define LIST_ITEMS_MAX 100000
+#define LIST_BYTES_MAX (256u << 20)
+
+/* The path and query of nextLink when it is a page of base, else NULL. */
+static const char *next_page(const char *next, const char *base)
+{
+    const char *np = next ? strstr(next, "/management/") : NULL;
+    size_t bl = strlen(base);
+    return np && !strncmp(np, base, bl) && (!np[bl] || np[bl] == '?') ? np : NULL;
+}
 
 static int list_path(struct cli *c, const char *base, const char *const *cols)
 {
     json_t *all = json_array();
-    char path[4096];
-    snprintf(path, sizeof(path), "%s?$top=1000", base);
-    int rc = 0;
-    for (int pages = 0; pages < LIST_PAGES_MAX; pages++) {
-        json_t *j = call_json(c, "GET", path, NULL, &rc);
-        if (!j) {
-            json_decref(all);
-            return rc;
-        }
-        if (!json_is_array(json_object_get(j, "value"))) {
+    char *seen[LIST_PAGES_MAX];
+    int pages = 0, rc = 0;
+    size_t bytes = 0;
+    if (asprintf(&seen[0], "%s?$top=1000", base) < 0)
+        exit(1);
+    for (;;) {
+        json_t *j = call_json(c, "GET", seen[pages++], NULL, &rc);
+        bytes += c->len;
+        if (j && !json_is_array(json_object_get(j, "value"))) {
             fprintf(stderr, "portico: the server's answer is not a list\n");
+            rc = 1;
+        }
+        if (rc) {
             json_decref(j);
-            json_decref(all);
-            return 1;
+            break;
         }
         json_array_extend(all, json_object_get(j, "value"));
-        const char *next = json_string_value(json_object_get(j, "nextLink"));
-        /* the next page is on the same server: only its path and query are used */
-        const char *np = next ? strstr(next, "/management/") : NULL;
-        bool same = np && !strcmp(np, path); /* a page pointing at itself ends the list */
-        if (np && !same)
-            snprintf(path, sizeof(path), "%s", np);
+        const char *np = next_page(json_string_value(json_object_get(j, "nextLink")), base);
+        bool again = false;
+        for (int i = 0; np && i < pages; i++)
+            again |= !strcmp(np, seen[i]);
+        if (np && !again &&
+            (pages == LIST_PAGES_MAX || json_array_size(all) > LIST_ITEMS_MAX || bytes > LIST_BYTES_MAX)) {
+            fprintf(stderr,
+                    "portico: the list goes on past %d pages, %d items or %u MiB; refused (list fewer)\n",
+                    LIST_PAGES_MAX, LIST_ITEMS_MAX, LIST_BYTES_MAX >> 20);
+            rc = 1;
+        } else if (np && !again && !(seen[pages] = strdup(np)))
+            rc = 1;
         json_decref(j);
-        if (!np || same)
+        if (rc || !np || again)
             break;
-        if (pages + 1 == LIST_PAGES_MAX) {
-            fprintf(stderr, "portico: the list goes on past %d pages; shown up to there\n", LIST_PAGES_MAX);
-            break;
-        }
     }
-    if (c->json)
+    for (int i = 0; i < pages; i++)
+        free(seen[i]);
+    if (!rc && c->json)
         print_doc(c, all);
-    else
+    else if (!rc)
         print_table(all, cols);
     json_decref(all);
-    return 0;
+    return rc;
+}
+
+/* create (a PUT that never replaces: If-None-Match: *) or update (a PATCH). */
+static int entity_write(struct cli *c, const struct entity *e, bool create, const char *id, const char *path,
+                        const struct opts *o)
+{
+    json_t *body = entity_body(e, o);
+    if (create && !strcmp(e->noun, "subscription")) {
+        if (!json_object_get(body, "displayName"))
+            json_object_set_new(body, "displayName", json_string(id));
+        int rc = subscription_default_state(c, body);
+        if (rc) {
+            json_decref(body);
+            return rc;
+        }
+    }
+    c->headers = create ? "If-None-Match: *\r\n" : NULL;
+    int rc = call_show(c, create ? "PUT" : "PATCH", path, body);
+    c->headers = NULL;
+    if (rc && create && c->status == 412)
+        fprintf(stderr, "portico: %s %s already exists; `portico %s%s%s update` changes it\n", e->noun, id,
+                e->parent ? e->parent : "", e->parent ? " " : "", e->noun);
+    return rc;
 }
 
 /* portico NOUN [CHILD] VERB [ID [SUBID]]: the five verbs of every entity. */
@@ -1398,7 +1724,10 @@ static int entity_verb(struct cli *c, const struct entity *e, const char *verb, 
 {
     char what[64];
     snprintf(what, sizeof(what), "%s%s%s", e->parent ? e->parent : "", e->parent ? " " : "", e->noun);
-    check_opts(o, e->parent ? e->parent : e->noun, e, NULL);
+    bool writes = !strcmp(verb, "create") || !strcmp(verb, "update");
+    /* the flags of a body only where there is one */
+    check_opts(o, e->parent ? e->parent : e->noun, writes ? e : NULL,
+               (const char *const[]){"--workspace", NULL});
     if (!in_list(entity_verbs, verb) ||
         (e->singleton && (!strcmp(verb, "create") || !strcmp(verb, "delete"))))
         die_usage("unknown %s command '%s'", what, verb);
@@ -1409,38 +1738,25 @@ static int entity_verb(struct cli *c, const struct entity *e, const char *verb, 
                   e->singleton ? "no id"
                   : e->parent  ? (list ? "the API's id" : "the API's id and the operation's")
                                : (list ? "no id" : "one id"));
-    char path[4096];
+    if (writes && find_field(e, "--workspace"))
+        c->workspace = NULL; /* a token's --workspace is the token's field, not where it lives */
     const char *pid[3] = {ids[0], nids > 1 ? ids[1] : NULL, NULL};
-    entity_path(c, e, pid, path, sizeof(path));
+    char *path = entity_path(c, e, pid);
+    int rc = 0;
     if (list && !e->singleton)
-        return list_path(c, path, e->cols);
-    if (!strcmp(verb, "show") || (list && e->singleton))
-        return call_show(c, "GET", path, NULL);
-    if (!strcmp(verb, "create") || !strcmp(verb, "update")) {
-        bool create = !strcmp(verb, "create") && !e->singleton;
-        json_t *body = entity_body(e, o);
-        if (create && !strcmp(e->noun, "subscription")) {
-            if (!json_object_get(body, "displayName"))
-                json_object_set_new(body, "displayName", json_string(ids[0]));
-            int rc = subscription_default_state(c, body);
-            if (rc) {
-                json_decref(body);
-                return rc;
-            }
-        }
-        return call_show(c, create ? "PUT" : "PATCH", path, body);
-    }
-    if (!strcmp(verb, "delete")) {
-        int rc = 0;
+        rc = list_path(c, path, e->cols);
+    else if (!strcmp(verb, "show") || (list && e->singleton))
+        rc = call_show(c, "GET", path, NULL);
+    else if (writes)
+        rc = entity_write(c, e, !strcmp(verb, "create") && !e->singleton, ids[nids - 1], path, o);
+    else { /* delete */
         json_t *j = call_json(c, "DELETE", path, NULL, &rc);
-        if (!j)
-            return rc ? rc : 1;
         json_decref(j);
-        if (!c->json)
+        if (j && !c->json)
             printf("deleted %s %s\n", what, ids[nids - 1]);
-        return 0;
     }
-    return 2;
+    free(path);
+    return rc;
 }
 
 /* portico product add-api P A | remove-api P A | apis P, and the other links. */
@@ -1451,28 +1767,25 @@ static int link_verb(struct cli *c, const struct entity *e, const struct link *l
     bool list = !strcmp(verb, l->list);
     if (nids != (list ? 1 : 2))
         die_usage("%s %s takes %s", e->noun, verb, list ? "one id" : "two ids");
-    char path[4096];
-    const char *pid[2] = {ids[0], NULL};
-    entity_path(c, e, pid, path, sizeof(path));
-    char *sub = list ? NULL : enc(ids[1]);
-    size_t n = strlen(path);
-    snprintf(path + n, sizeof(path) - n, "/%s%s%s", l->sub, sub ? "/" : "", sub ? sub : "");
-    free(sub);
+    char *path = entity_path(c, e, (const char *const[]){ids[0], NULL});
+    path_add(&path, l->sub, true);
+    if (!list)
+        path_add(&path, ids[1], false);
     static const char *const cols[] = {"id", "displayName", NULL};
     static const char *const user_cols[] = {"id", "email", "firstName", "lastName", NULL};
-    if (list)
-        return list_path(c, path, strcmp(l->sub, "users") ? cols : user_cols);
-    bool add = !strcmp(verb, l->add);
     int rc = 0;
-    json_t *j = call_json(c, add ? "PUT" : "DELETE", path, NULL, &rc);
-    if (!j)
-        return rc ? rc : 1;
-    if (c->json)
-        print_doc(c, j);
-    else
-        printf("%s %s %s %s %s\n", add ? "added" : "removed", l->sub, ids[1], add ? "to" : "from", ids[0]);
-    json_decref(j);
-    return 0;
+    if (list)
+        rc = list_path(c, path, strcmp(l->sub, "users") ? cols : user_cols);
+    else {
+        bool add = !strcmp(verb, l->add);
+        char done[160];
+        snprintf(done, sizeof(done), "%s %s", add ? "added" : "removed", l->sub);
+        rc = call_done(c, add ? "PUT" : "DELETE", path, NULL, done);
+        if (!rc && !c->json)
+            printf(" %s %s %s\n", ids[1], add ? "to" : "from", ids[0]);
+    }
+    free(path);
+    return rc;
 }
 
 /* portico policy get|set|delete [--api A [--operation O] | --product P | --workspace W] [-f FILE] */
@@ -1485,71 +1798,59 @@ static int policy_cmd(struct cli *c, const char *verb, int npos, const struct op
         die_usage("policy takes get, set or delete, and no id (the scope is --api, --product, --workspace)");
     if ((api && product) || (op && !api))
         die_usage("policy: one scope, --api A [--operation O], --product P or --workspace W");
-    char path[4096];
+    const char *file = opt_file(o);
+    if (strcmp(verb, "set") && strcmp(verb, "get") && strcmp(verb, "delete"))
+        die_usage("unknown policy command '%s'", verb);
+    if (!strcmp(verb, "set") && !file)
+        die_usage("policy set needs -f FILE (a policy document, YAML or JSON)");
+    if (strcmp(verb, "set") && file)
+        die_usage("policy %s takes no -f", verb);
+    char *path;
     if (api || product) {
         const char *ids[3] = {api ? api : product, op, NULL};
-        entity_path(c, op ? find_entity("operation", "api") : find_entity(api ? "api" : "product", NULL), ids,
-                    path, sizeof(path));
-    } else if (c->workspace) {
-        char *w = enc(c->workspace);
-        snprintf(path, sizeof(path), "/management/workspaces/%s", w);
-        free(w);
-    } else
-        snprintf(path, sizeof(path), "/management");
-    strncat(path, "/policies/policy", sizeof(path) - strlen(path) - 1);
-    const char *file = opt_get(o, "-f") ? opt_get(o, "-f") : opt_get(o, "--file");
+        path = entity_path(
+            c, op ? find_entity("operation", "api") : find_entity(api ? "api" : "product", NULL), ids);
+    } else if (!(path = strdup("/management")))
+        exit(1);
+    else if (c->workspace) {
+        path_add(&path, "workspaces", true);
+        path_add(&path, c->workspace, false);
+    }
+    path_add(&path, "policies/policy", true);
+    int rc = 0;
     if (!strcmp(verb, "set")) {
-        if (!file)
-            die_usage("policy set needs -f FILE (a policy document, YAML or JSON)");
         json_t *doc = read_doc(file);
         char *txt = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
         json_decref(doc);
-        int rc = 0;
-        json_t *j = call_json(c, "PUT", path, txt, &rc);
+        rc = call_done(c, "PUT", path, txt, "set the policy document\n");
         free(txt);
-        if (!j)
-            return rc ? rc : 1;
-        if (c->json)
-            print_doc(c, j);
-        else
-            printf("set the policy document\n");
-        json_decref(j);
-        return 0;
-    }
-    if (file)
-        die_usage("policy %s takes no -f", verb);
-    if (!strcmp(verb, "delete")) {
-        int rc = 0;
+    } else if (!strcmp(verb, "delete")) {
         json_t *j = call_json(c, "DELETE", path, NULL, &rc);
-        if (!j)
-            return rc ? rc : 1;
         json_decref(j);
-        if (!c->json)
+        if (j && !c->json)
             printf("deleted the policy document\n");
-        return 0;
+    } else {
+        /* a document, not a table: YAML for a reader on a terminal */
+        struct cli view = *c;
+        if (!view.json)
+            view.json = view.yaml = true;
+        json_t *j = call_json(c, "GET", path, NULL, &rc);
+        if (j)
+            print_doc(&view, j);
+        json_decref(j);
     }
-    if (strcmp(verb, "get"))
-        die_usage("unknown policy command '%s'", verb);
-    /* a document, not a table: YAML for a reader on a terminal */
-    struct cli view = *c;
-    if (!view.json)
-        view.json = view.yaml = true;
-    int rc = 0;
-    json_t *j = call_json(c, "GET", path, NULL, &rc);
-    if (!j)
-        return rc ? rc : 1;
-    print_doc(&view, j);
-    json_decref(j);
-    return 0;
+    free(path);
+    return rc;
 }
 
 /* portico portal publish [--comment TEXT]: the draft becomes the portal's pages. */
 static int portal_publish(struct cli *c, const struct opts *o)
 {
     check_opts(o, "portal", NULL, (const char *const[]){"--comment", NULL});
+    refuse_workspace(c, "portal");
     json_t *b = json_object();
     if (opt_get(o, "--comment"))
-        json_object_set_new(b, "comment", json_string(opt_get(o, "--comment")));
+        set_key(b, "comment", text_value("--comment", opt_get(o, "--comment")));
     return call_show(c, "POST", "/management/portal/revisions", b);
 }
 /* ------------------------------------------------------------------ help */
@@ -1565,7 +1866,7 @@ static const char *const other_cmds[][2] = {
     {"report",
      "report by-api|by-operation|by-product|by-subscription|by-user|by-time|by-request\n"
      "       [--since 1h | --from ISO-TIME [--to ISO-TIME]] [--api A] [--operation O] [--product P]\n"
-     "       [--subscription S] [--user U] [--interval 15m (by-time)] [--top N]\n"
+     "       [--subscription S] [--user U] [--interval 15m (by-time)] [--top N] [--workspace W]\n"
      "                                usage figures (docs/analytics.md)"},
     {"user-password", "user-password USER            set USER's portal password, read from stdin (one line,\n"
                       "                                at least 10 characters); their portal sessions end"},
@@ -1605,13 +1906,16 @@ static void entity_help(FILE *f, const struct entity *e, bool details)
     }
     if (!strcmp(e->noun, "subscription"))
         fprintf(f, "  subscription keys ID | regenerate ID [--secondary]\n"
-                   "  subscription approve|reject|suspend|activate|cancel ID\n");
+                   "  subscription approve|reject|suspend|activate|cancel ID [--state-comment TEXT]\n");
     if (!strcmp(e->noun, "portal"))
         fprintf(f, "  portal publish [--comment TEXT]   publish the draft\n");
     if (!details)
         return;
+    if (!e->singleton)
+        fprintf(f, "create never replaces: an id that exists is refused (exit 1); update changes it\n");
     fprintf(f, "flags of create and update (-f FILE, YAML or JSON, gives the whole body; flags and\n"
-               "--set KEY=VALUE, a JSON value or else a string, change it):\n");
+               "--set KEY=VALUE, a JSON value or else a string, and --set-string KEY=TEXT, always\n"
+               "a string, change it):\n");
     fields_help(f, e);
     if (e->ws)
         fprintf(f, "  %-26s %s\n", "--workspace W", "the entity of workspace W");
@@ -1628,14 +1932,16 @@ static void entity_help(FILE *f, const struct entity *e, bool details)
 
 static void global_help(FILE *f)
 {
+    fprintf(f, "options (before or after the command; --name=value too; `--` ends them):\n");
+    for (size_t i = 0; i < PT_ARRAY_LEN(global_opts); i++) {
+        char left[64];
+        const struct global_opt *g = &global_opts[i];
+        if (!g->help)
+            continue;
+        snprintf(left, sizeof(left), "%s%s%s", g->flag, g->arg ? " " : "", g->arg ? g->arg : "");
+        fprintf(f, "  %-18s %s\n", left, g->help);
+    }
     fprintf(f,
-            "options (before or after the command):\n"
-            "  --url URL          the management API (default $PORTICO_URL, else http://127.0.0.1:8001;\n"
-            "                     https:// for TLS)\n"
-            "  --token TOKEN      default $PORTICO_ADMIN_TOKEN\n"
-            "  --ca-file FILE     whom to trust over https (default $PORTICO_CA_FILE, else the system CAs)\n"
-            "  --timeout SECONDS  the longest one exchange may take (default $PORTICO_TIMEOUT, else 60)\n"
-            "  -o table|json|yaml the output (default: a table on a terminal, else JSON)\n"
             "exit status: 0 done, 1 refused by the server (its message on stderr) or no answer, 2 usage\n");
 }
 
@@ -1688,13 +1994,19 @@ static void print_list(const char *const *l)
         printf("%s\n", l[i]);
 }
 
+static void print_global_flags(void)
+{
+    for (size_t i = 0; i < PT_ARRAY_LEN(global_opts); i++)
+        printf("%s\n", global_opts[i].flag);
+}
+
 static int complete(int argc, char **argv)
 {
     const char *pos[4] = {0};
     int npos = 0;
     for (int i = 0; i < argc; i++) {
         bool opt = argv[i][0] == '-' && argv[i][1];
-        if (opt && !in_list(switches, argv[i])) {
+        if (opt && option_takes_value(argv[i]) && !strchr(argv[i], '=')) {
             if (i + 1 == argc) { /* the word wanted is this option's value */
                 if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output"))
                     print_words("table json yaml");
@@ -1712,7 +2024,7 @@ static int complete(int argc, char **argv)
         for (size_t i = 0; i < PT_ARRAY_LEN(other_cmds); i++)
             printf("%s\n", other_cmds[i][0]);
         if (!npos)
-            print_list(global_flags);
+            print_global_flags();
         return 0;
     }
     if (npos == 1 && e) {
@@ -1735,7 +2047,7 @@ static int complete(int argc, char **argv)
         return 0;
     }
     /* the options of the command */
-    print_list(global_flags);
+    print_global_flags();
     if (e) {
         const struct entity *f =
             npos > 1 && !strcmp(pos[1], "operation") ? find_entity("operation", "api") : e;
@@ -1768,22 +2080,22 @@ static bool is_command(const char *a)
 bool pt_cli_is_command(int argc, char **argv)
 {
     /* the CLI's options may come first: `portico --url U api list` */
-    for (int i = 1; i < argc; i++) {
-        if (in_list(global_flags, argv[i]) && i + 1 < argc)
-            i++;
-        else
-            return is_command(argv[i]);
-    }
-    return false;
+    int w = first_word(argc, argv, true);
+    return w > 0 && w < argc && is_command(argv[w]);
 }
 
 /* The options and positional words of argv into o and pos; the global options into c. */
 static int parse_args(int argc, char **argv, struct cli *c, struct opts *o, const char **pos, int maxpos)
 {
     int npos = 0;
+    bool words_only = false; /* after `--`: ids that start with '-' */
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] != '-' || !a[1]) {
+        char *a = argv[i];
+        if (!words_only && !strcmp(a, "--")) {
+            words_only = true;
+            continue;
+        }
+        if (words_only || a[0] != '-' || !a[1]) {
             if (npos == maxpos)
                 die_usage("too many arguments ('%s')", a);
             pos[npos++] = a;
@@ -1791,15 +2103,22 @@ static int parse_args(int argc, char **argv, struct cli *c, struct opts *o, cons
         }
         if (o->n == MAX_OPTS)
             die_usage("too many options");
-        bool sw = in_list(switches, a);
-        if (!sw && i + 1 >= argc)
+        char *eq = strncmp(a, "--", 2) ? NULL : strchr(a, '='); /* --name=value */
+        if (eq)
+            *eq = '\0';
+        bool sw = !option_takes_value(a);
+        if (sw && eq)
+            die_usage("%s takes no value", a);
+        if (!sw && !eq && i + 1 >= argc)
             die_usage("%s needs a value", a);
-        const char *v = sw ? NULL : argv[++i];
+        const char *v = sw ? NULL : eq ? eq + 1 : argv[++i];
         o->v[o->n++] = (struct opt){a, v};
         if (!strcmp(a, "--url"))
             c->url = v;
         else if (!strcmp(a, "--token"))
             c->token = v;
+        else if (!strcmp(a, "--token-file"))
+            c->token = read_token(v);
         else if (!strcmp(a, "--ca-file"))
             c->ca_file = v;
         else if (!strcmp(a, "--timeout"))
@@ -1827,42 +2146,54 @@ static int subscription_verb(struct cli *c, const char *verb, const char *id, co
                                             {"reject", "rejected"},
                                             {"suspend", "suspended"},
                                             {"cancel", "cancelled"}};
-    check_opts(o, "subscription", NULL, (const char *const[]){"--workspace", "--state-comment", NULL});
-    char path[4096];
+    bool state = false;
+    for (size_t i = 0; i < PT_ARRAY_LEN(states); i++)
+        state |= !strcmp(verb, states[i][0]);
+    if (!state && strcmp(verb, "keys") && strcmp(verb, "regenerate"))
+        die_usage("unknown subscription command '%s'", verb);
+    check_opts(o, "subscription", NULL,
+               state                         ? (const char *const[]){"--workspace", "--state-comment", NULL}
+               : !strcmp(verb, "regenerate") ? (const char *const[]){"--workspace", "--secondary", NULL}
+                                             : (const char *const[]){"--workspace", NULL});
     const char *ids[2] = {id, NULL};
-    entity_path(c, find_entity("subscription", NULL), ids, path, sizeof(path));
-    size_t n = strlen(path);
-    int rc = 0;
+    char *base = entity_path(c, find_entity("subscription", NULL), ids);
     for (size_t i = 0; i < PT_ARRAY_LEN(states); i++)
         if (!strcmp(verb, states[i][0])) {
             json_t *b = json_pack("{s:s}", "state", states[i][1]);
             if (opt_get(o, "--state-comment"))
-                json_object_set_new(b, "stateComment", json_string(opt_get(o, "--state-comment")));
-            return call_show(c, "PATCH", path, b);
+                set_key(b, "stateComment", text_value("--state-comment", opt_get(o, "--state-comment")));
+            int rc = call_show(c, "PATCH", base, b);
+            free(base);
+            return rc;
         }
     bool secondary = opt_get(o, "--secondary") != NULL;
-    if (!strcmp(verb, "regenerate")) {
-        snprintf(path + n, sizeof(path) - n, "/%s",
-                 secondary ? "regenerateSecondaryKey" : "regeneratePrimaryKey");
+    int rc = 0;
+    char *path = strdup(base);
+    if (path && !strcmp(verb, "regenerate")) {
+        path_add(&path, secondary ? "regenerateSecondaryKey" : "regeneratePrimaryKey", true);
         json_t *j = call_json(c, "POST", path, NULL, &rc);
-        if (!j)
-            return rc ? rc : 1;
         json_decref(j);
-    } else if (strcmp(verb, "keys"))
-        die_usage("unknown subscription command '%s'", verb);
-    snprintf(path + n, sizeof(path) - n, "/listSecrets");
-    json_t *j = call_json(c, "POST", path, NULL, &rc);
+        free(path);
+        path = rc ? NULL : strdup(base);
+    }
+    if (path)
+        path_add(&path, "listSecrets", true);
+    json_t *j = path ? call_json(c, "POST", path, NULL, &rc) : NULL;
+    free(path);
+    free(base);
     if (!j)
         return rc ? rc : 1;
     if (c->json)
         print_doc(c, j);
-    else if (!strcmp(verb, "keys"))
-        printf("primaryKey    %s\nsecondaryKey  %s\n",
-               json_string_value(json_object_get(j, "primaryKey")) ?: "",
-               json_string_value(json_object_get(j, "secondaryKey")) ?: "");
     else
-        printf("%s  %s\n", secondary ? "secondaryKey" : "primaryKey",
-               json_string_value(json_object_get(j, secondary ? "secondaryKey" : "primaryKey")) ?: "");
+        for (int k = 0; k < 2; k++) {
+            const char *name = k ? "secondaryKey" : "primaryKey";
+            if (strcmp(verb, "keys") && k != secondary)
+                continue;
+            printf("%-12s  ", name);
+            term_text(stdout, json_string_value(json_object_get(j, name)), MESSAGE_MAX);
+            putchar('\n');
+        }
     json_decref(j);
     return 0;
 }
@@ -1935,7 +2266,9 @@ static int apply(struct cli *c, const char *file)
         json_t *v;
         json_object_foreach(json_object_get(j, "applied"), k, v)
         {
-            printf(" %s %lld", k, (long long)json_integer_value(v));
+            putchar(' ');
+            term_text(stdout, k, 200);
+            printf(" %lld", (long long)json_integer_value(v));
         }
         printf("\n");
     }
@@ -1946,19 +2279,10 @@ static int apply(struct cli *c, const char *file)
 /* portico export [--include-file]: YAML unless -o json asks for JSON. */
 static int export_all(struct cli *c, bool include_file)
 {
-    struct resp r = {0};
     char ep[128];
     snprintf(ep, sizeof(ep), "/management/export?format=%s%s",
              c->asked && c->json && !c->yaml ? "json" : "yaml", include_file ? "&includeFile=true" : "");
-    if (!http_call(c, "GET", ep, NULL, NULL, 0, &r))
-        return 1;
-    int rc = 0;
-    if (r.status >= 300)
-        rc = report(&r);
-    else
-        fwrite(r.body, 1, r.len, stdout);
-    free(r.body);
-    return rc;
+    return get_document(c, ep);
 }
 
 static int api_verb(struct cli *c, const char *verb, const char *const *ids, int nids, const struct opts *o)
@@ -1982,10 +2306,11 @@ static int api_verb(struct cli *c, const char *verb, const char *const *ids, int
 
 int pt_cli_main(int argc, char **argv)
 {
-    if (argc > 1 && !strcmp(argv[1], "probe"))
-        return cli_probe(argc, argv); /* a gateway's status path, not the management API */
-    if (argc > 1 && !strcmp(argv[1], "__complete"))
-        return complete(argc - 2, argv + 2);
+    int w = first_word(argc, argv, false);
+    if (w < argc && !strcmp(argv[w], "probe"))
+        return cli_probe(argc, argv, w); /* a gateway's status path, not the management API */
+    if (w < argc && !strcmp(argv[w], "__complete"))
+        return complete(argc - w - 1, argv + w + 1);
     struct cli c = {0};
     c.url = getenv("PORTICO_URL") && *getenv("PORTICO_URL") ? getenv("PORTICO_URL") : "http://127.0.0.1:8001";
     c.token = getenv("PORTICO_ADMIN_TOKEN");
@@ -2001,16 +2326,20 @@ int pt_cli_main(int argc, char **argv)
     if (opt_get(&o, "-h") || opt_get(&o, "--help"))
         return help(pos[0]);
     if (!parse_url(&c, c.url))
-        die_usage("--url must look like http://HOST:PORT or https://HOST:PORT (got '%s')", c.url);
+        die_usage("--url must look like http://HOST:PORT or https://HOST:PORT, without user:password@ "
+                  "(got %zu bytes; not shown, as it may hold a password)",
+                  strlen(c.url));
     const char *cmd = pos[0];
     if (!strcmp(cmd, "apply")) {
         check_opts(&o, cmd, NULL, (const char *const[]){"-f", "--file", NULL});
+        refuse_workspace(&c, cmd);
         if (npos != 1)
             die_usage("apply takes no argument but -f FILE");
-        return apply(&c, opt_get(&o, "-f") ? opt_get(&o, "-f") : opt_get(&o, "--file"));
+        return apply(&c, opt_file(&o));
     }
     if (!strcmp(cmd, "export")) {
-        check_opts(&o, cmd, NULL, NULL);
+        check_opts(&o, cmd, NULL, (const char *const[]){"--include-file", NULL});
+        refuse_workspace(&c, cmd);
         return export_all(&c, opt_get(&o, "--include-file") != NULL);
     }
     if (!strcmp(cmd, "policy"))

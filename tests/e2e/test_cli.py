@@ -6,6 +6,7 @@ the default state of the subscriptions it creates."""
 
 import json
 import os
+import pty
 import shutil
 import subprocess
 
@@ -198,12 +199,25 @@ def test_output_json_when_piped_table_or_yaml_when_asked(env):
     assert rc == 0 and "id: echo\n" in out and "path: echo\n" in out
     rc, out, err = cli(m, "api", "show", "echo", "-o", "table")
     assert out.split("\n")[0].split() == ["id", "echo"]
-    # on a terminal: a table (script(1) gives the command one)
-    if shutil.which("script"):
+    # on a terminal: a table (a pseudo-terminal as stdout)
+    master, slave = pty.openpty()
+    try:
         e = dict(os.environ, PORTICO_URL=m.url, PORTICO_ADMIN_TOKEN=TOKEN)
-        r = subprocess.run(["script", "-qec", "%s api list" % BIN, "/dev/null"], capture_output=True,
-                           timeout=60, env=e)
-        assert r.stdout.decode().split("\n")[0].split()[0] == "id", r.stdout
+        proc = subprocess.Popen([BIN, "api", "list"], stdout=slave, stderr=subprocess.DEVNULL, env=e)
+        os.close(slave)
+        got = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO once the command has closed the terminal
+                break
+            if not chunk:
+                break
+            got += chunk
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(master)
+    assert got.decode().split("\n")[0].split()[0] == "id", got
     rc, out, err = cli(m, "api", "list", "-o", "xml")
     assert rc == 2 and "-o" in err
 
@@ -258,10 +272,11 @@ def test_help_lists_every_command_verb_and_option(env):
 
 def bash_complete(line):
     """What the completion script offers for the last word of line."""
-    words = line.split(" ")
-    script = ("source %s; complete -p portico; COMP_WORDS=(%s); COMP_CWORD=%d; _portico; "
-              "printf '%%s\\n' \"${COMPREPLY[@]}\"") % (
-        COMPLETION, " ".join("'%s'" % w for w in words), len(words) - 1)
+    # as bash calls it: the line and the cursor at its end (COMP_WORDS as bash would split it)
+    words = line.replace(":", " : ").replace("=", " = ").split(" ")
+    script = ("source %s; complete -p portico; COMP_WORDS=(%s); COMP_CWORD=%d; COMP_LINE='%s'; "
+              "COMP_POINT=%d; _portico; printf '%%s\\n' \"${COMPREPLY[@]}\"") % (
+        COMPLETION, " ".join("'%s'" % w for w in words), len(words) - 1, line, len(line))
     e = dict(os.environ, PATH=os.path.dirname(BIN) + ":" + os.environ.get("PATH", ""))
     r = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, timeout=30, env=e)
     assert r.returncode == 0, r.stderr
@@ -282,6 +297,9 @@ def test_bash_completion():
     assert bash_complete("portico -o ") == {"table", "json", "yaml"}
     assert bash_complete("portico product add-") == {"add-api", "add-group"}
     assert {"--api", "--operation", "--product", "--workspace"} <= bash_complete("portico policy get --")
+    # a URL's ':' and an option's '=' do not split the line into other words
+    assert {"list", "show", "create"} <= bash_complete("portico --url http://127.0.0.1:8001 api ")
+    assert bash_complete("portico --url=http://127.0.0.1:8001 subscription app") == {"approve"}
 
 
 def test_policies_at_each_scope(env, backend, tmp_path):
@@ -398,8 +416,33 @@ def test_workspace_entities(env):
     assert ok_json(m, "api", "list", "--workspace", "w2") == []
     rc, out, err = cli(m, "api", "delete", "wa", "--workspace", "w2")
     assert rc == 1 and "404" in err and m.call("GET", "workspaces/w/apis/wa")[0] == 200
-    rc, out, err = cli(m, "user", "list", "--workspace", "w")
-    assert rc == 0  # users are service-wide: the option does not move them
+    # a command with no workspace form refuses the option: nothing is sent
+    m.ok("PUT", "users/bob", {"email": "bob@example.com", "firstName": "B", "lastName": "O"})
+    for args in (["user", "list"], ["user", "delete", "bob"], ["token", "list"], ["gateway", "list"],
+                 ["logger", "list"], ["workspace", "list"], ["export"], ["apply", "-f", "-"],
+                 ["user-invite", "bob"], ["portal", "publish"], ["gateway", "apis", "g"]):
+        rc, out, err = cli(m, *(args + ["--workspace", "w"]))
+        assert rc == 2 and "no workspace form" in err, (args, rc, err)
+    assert m.call("GET", "users/bob")[0] == 200
+    # api import and export go to the workspace's API
+    spec = json.dumps({"openapi": "3.0.0", "info": {"title": "I", "version": "1"},
+                       "paths": {"/x": {"get": {"operationId": "getx",
+                                                "responses": {"200": {"description": "ok"}}}}}})
+    m.ok("PUT", "apis/imp", {"path": "imp-svc", "serviceUrl": "http://127.0.0.1:9"})
+
+    def imp(eid):
+        return subprocess.run([BIN, "api", "import", "-", "--id", eid, "--path", "impw", "--workspace", "w"],
+                              input=spec.encode(), capture_output=True, timeout=60,
+                              env=dict(os.environ, PORTICO_URL=m.url, PORTICO_ADMIN_TOKEN=TOKEN))
+    r = imp("imp")  # the workspace cannot take the service's id: the service-level API is untouched
+    assert r.returncode == 1 and b"outside this workspace" in r.stderr, r.stderr
+    assert m.ok("GET", "apis/imp")["path"] == "imp-svc"
+    assert m.ok("GET", "apis/imp/operations")["value"] == []
+    r = imp("impw")
+    assert r.returncode == 0, r.stderr
+    assert m.ok("GET", "workspaces/w/apis/impw")["path"] == "impw"
+    rc, out, err = cli(m, "api", "export", "impw", "--workspace", "w")
+    assert rc == 0 and "/x" in out, err
 
 
 def test_portal_site(env):
@@ -439,3 +482,144 @@ def test_workspace_token_and_report(env):
     rc, out, err = cli(m, "api", "create", "nope", "--workspace", "w", "--token", secret, "--path", "nope",
                        "--service-url", "http://127.0.0.1:9")
     assert rc == 1 and "403" in err and m.call("GET", "workspaces/w/apis/nope")[0] == 404
+
+
+def test_create_never_replaces(env, backend, tmp_path):
+    """create sends If-None-Match: *: an existing id is refused with the
+    server's message, and an active subscription on an approval product
+    stays active (update is the verb that changes)."""
+    p, m = env
+    m.ok("PUT", "apis/keyed", {"path": "keyed", "serviceUrl": backend.url + "/base", "subscriptionRequired": True})
+    m.ok("PUT", "apis/keyed/operations/all", {"method": "*", "urlTemplate": "/*"})
+    m.ok("PUT", "products/gated", {"displayName": "Gated", "state": "published", "approvalRequired": True})
+    m.ok("PUT", "products/gated/apis/keyed")
+    m.ok("PUT", "subscriptions/s1", {"scope": "/products/gated", "state": "active", "displayName": "Old"})
+    key = m.keys("s1")["primaryKey"]
+    rc, out, err = cli(m, "subscription", "create", "s1", "--scope", "/products/gated", "--display-name", "New")
+    assert rc == 1 and "412" in err and "already exists" in err and "update" in err, err
+    got = m.ok("GET", "subscriptions/s1")
+    assert got["state"] == "active" and got["displayName"] == "Old"
+    assert gateway_call(p, "/keyed/x", key)[0] == 200
+    rc, out, err = cli(m, "api", "create", "keyed", "--path", "other")
+    assert rc == 1 and "412" in err and m.ok("GET", "apis/keyed")["path"] == "keyed"
+    assert ok_json(m, "subscription", "update", "s1", "--display-name", "New")["displayName"] == "New"
+    # APIM's long scope names the product as the server reads it; a scope it refuses is its to refuse
+    long = "/subscriptions/x/resourceGroups/r/providers/Microsoft.ApiManagement/service/s/products/gated"
+    assert ok_json(m, "subscription", "create", "s3", "--scope", long)["state"] == "submitted"
+    rc, out, err = cli(m, "subscription", "create", "s2", "--scope", "/products/gated/")
+    assert rc == 1 and "400" in err and m.call("GET", "subscriptions/s2")[0] == 404, err
+
+
+def test_envelope_file_keeps_flags_and_defaults(env, tmp_path):
+    p, m = env
+    m.ok("PUT", "products/gated", {"displayName": "Gated", "state": "published", "approvalRequired": True})
+    f = tmp_path / "env.json"
+    f.write_text(json.dumps({"properties": {"scope": "/products/gated"}}))
+    got = ok_json(m, "subscription", "create", "s8", "-f", str(f), "--display-name", "D")
+    assert got["displayName"] == "D" and got["state"] == "submitted"
+    f.write_text(json.dumps({"properties": {"serviceUrl": "http://127.0.0.1:9", "path": "from-file"}}))
+    assert ok_json(m, "api", "create", "x", "-f", str(f), "--path", "from-flag")["path"] == "from-flag"
+    assert m.ok("GET", "apis/x")["path"] == "from-flag"
+
+
+def test_option_forms(env, tmp_path):
+    p, m = env
+    # --json and --output=json before the command are the CLI's, not the gateway's
+    for args in (["--json", "api", "list"], ["--output=json", "api", "list"], ["--url=" + m.url, "api", "list"]):
+        rc, out, err = cli(m, *args)
+        assert rc == 0 and [a["id"] for a in json.loads(out)] == ["echo"], (args, err)
+    rc, out, err = cli(m, "api", "list", "--json=yes")
+    assert rc == 2 and "takes no value" in err
+    # probe after an option is still probe: never exit 2
+    rc, out, err = cli(m, "--ca-file", "/nonexistent", "probe", "http://127.0.0.1:%d/" % free_port())
+    assert rc == 1 and "portico probe:" in err, (rc, err)
+    rc, out, err = cli(m, "--url", m.url, "probe", "http://127.0.0.1:%d/" % free_port())
+    assert rc == 1 and "portico probe:" in err, (rc, err)
+    # `--` ends the options: an id that starts with '-'
+    assert ok_json(m, "group", "create", "--display-name", "Dash", "--", "-g1")["id"] == "-g1"
+    assert m.ok("GET", "groups/-g1")["displayName"] == "Dash"
+    # ids that need encoding reach the server whole
+    for gid in ("a~b.c", "x y", "q'r"):
+        rc, out, err = cli(m, "group", "create", gid, "--display-name", "E")
+        if rc == 0:
+            assert ok_json(m, "group", "show", gid)["id"] == gid
+        else:
+            assert rc == 1 and "400" in err, err  # refused by the server's id rule, not mangled
+    assert ok_json(m, "group", "show", "a~b.c")["id"] == "a~b.c"
+    # the token from a file (or stdin), not the command line
+    tf = tmp_path / "tok"
+    tf.write_text(TOKEN + "\n")
+    rc, out, err = cli(m, "api", "list", "--token-file", str(tf), token="wrong")
+    assert rc == 0, err
+    e = dict(os.environ, PORTICO_URL=m.url)
+    e.pop("PORTICO_ADMIN_TOKEN", None)
+    r = subprocess.run([BIN, "api", "list", "--token-file", "-"], input=TOKEN.encode(), capture_output=True,
+                       timeout=60, env=e)
+    assert r.returncode == 0, r.stderr
+    tf.write_text("wrong\n")
+    rc, out, err = cli(m, "api", "list", "--token-file", str(tf))
+    assert rc == 1 and "401" in err
+    # a password in the URL would show in every message: refused
+    rc, out, err = cli(m, "api", "list", "--url", "http://admin:s3cret@127.0.0.1:1")
+    assert rc == 2 and "s3cret" not in err
+    # options a command does not use are refused, not ignored
+    for args in (["api", "delete", "x", "--path", "y"], ["api", "list", "-f", "x"], ["export", "--secondary"],
+                 ["api", "show", "echo", "--include-file"], ["subscription", "keys", "s", "--secondary"],
+                 ["report", "by-api", "--top", "ten"], ["report", "by-api", "--api", "a" * 3000],
+                 ["report", "by-api", "--api", "'" * 1100], ["api", "create", "z", "--set", b"k=\xff".decode(
+                     "utf-8", "surrogateescape")], ["product", "create", "z", "--subscriptions-limit",
+                                                    "99999999999999999999"]):
+        rc, out, err = cli(m, *args)
+        assert rc == 2, (args, rc, err)
+    assert m.call("GET", "apis/z")[0] == 404 and m.call("GET", "products/z")[0] == 404
+
+
+def test_help_lists_every_flag_the_completion_knows(env):
+    p, m = env
+    rc, top, err = cli(m, "help")
+    for flag in subprocess.run([BIN, "__complete", ""], capture_output=True, text=True).stdout.split():
+        if flag.startswith("-"):
+            assert flag in top, flag
+    assert "--workspace" in top and "--json" in top and "--token-file" in top
+    nouns = [w for w in subprocess.run([BIN, "__complete"], capture_output=True, text=True).stdout.split()
+             if not w.startswith("-")]
+    for noun in nouns:
+        if noun in ("help", "probe"):
+            continue
+        rc, text, err = cli(m, "help", noun)
+        assert rc == 0, noun
+        verb = {"policy": "get", "report": "by-api"}.get(noun, "create")
+        flags = subprocess.run([BIN, "__complete", noun, verb, "X", "--"], capture_output=True,
+                               text=True).stdout.split()
+        for flag in flags:
+            assert flag in text, (noun, flag)
+    rc, sub, err = cli(m, "help", "subscription")
+    assert "--state-comment" in sub and "create never replaces" in sub and "--set-string" in sub
+    rc, rep, err = cli(m, "help", "report")
+    assert "--workspace" in rep
+
+
+def test_yaml_typing_and_other_entities(env, tmp_path):
+    p, m = env
+    f = tmp_path / "g.yaml"
+    f.write_text('displayName: yes\ndescription: "123"\ntype: custom\n')
+    got = ok_json(m, "group", "create", "gy", "-f", str(f))
+    assert got["displayName"] == "yes" and got["description"] == "123"
+    # --set reads JSON, --set-string always text
+    got = ok_json(m, "group", "update", "gy", "--set-string", "description=123", "--set", "displayName=\"7\"")
+    assert got["description"] == "123" and got["displayName"] == "7"
+    rc, out, err = cli(m, "group", "update", "gy", "--set-string", "k" * 300 + "=v")
+    assert rc == 2 and "KEY" in err
+    f.write_text("displayName: G\ndescription: null\n")
+    assert ok_json(m, "group", "update", "gy", "-f", str(f))["displayName"] == "G"
+    # subscription update and delete; a portal template; an identity provider's refusal is the server's
+    m.ok("PUT", "products/p", {"displayName": "P", "state": "published"})
+    ok_json(m, "subscription", "create", "su", "--scope", "/products/p")
+    assert ok_json(m, "subscription", "update", "su", "--state-comment", "ok")["stateComment"] == "ok"
+    assert cli(m, "subscription", "delete", "su")[0] == 0 and m.call("GET", "subscriptions/su")[0] == 404
+    assert cli(m, "portal-template", "create", "invite", "--subject", "S")[0] == 0
+    assert m.ok("GET", "portal/templates/invite")["subject"] == "S"
+    rc, out, err = cli(m, "portal-template", "create", "invite", "--subject", "T")
+    assert rc == 1 and "412" in err and m.ok("GET", "portal/templates/invite")["subject"] == "S"
+    rc, out, err = cli(m, "identity-provider", "create", "idp", "--issuer", "gopher://x", "--client-id", "c")
+    assert rc == 1 and "400" in err and m.call("GET", "portal/identityProviders/idp")[0] == 404

@@ -23,11 +23,13 @@ class HostileManager(_Base):
     def __init__(self, mode):
         self.mode = mode
         self.requests = 0
+        self.paths = []
         super().__init__()
 
     def serve(self, s, cid):
         s.settimeout(30)
-        if recv_head(s) is None:
+        head = recv_head(s)
+        if head is None:
             return
         if self.mode == "huge-length":
             s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n" + b"x" * 65536)
@@ -48,15 +50,25 @@ class HostileManager(_Base):
             time.sleep(10)
         elif self.mode == "garbage":
             s.sendall(b"\x00\x01 not http at all\r\n\r\n")
-        elif self.mode in JSON_ANSWERS:
+        elif self.mode in JSON_ANSWERS or self.mode == "cycle":
             self.requests += 1
-            status, doc = JSON_ANSWERS[self.mode]
+            target = head[0].split(b" ")[1].decode() if head else ""
+            self.paths.append(target)
+            status, doc = JSON_ANSWERS[self.mode] if self.mode != "cycle" else cycle_page(target)
             body = (doc if isinstance(doc, str) else json.dumps(doc)).encode()
             s.sendall(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                       b"Connection: close\r\n\r\n" % (status, len(body)) + body)
 
 
 ESC = "\x1b]0;owned\x07\x1b[2J"
+C1 = "\u009b2J\u0085"
+
+
+def cycle_page(target):
+    """Page A links to page B, which links back to A."""
+    b = "page=b" in target
+    return 200, {"value": [{"id": "b" if b else "a"}],
+                 "nextLink": "http://127.0.0.1:1/management/apis?$top=1000" + ("" if b else "&page=b")}
 # answers that are JSON but not what the CLI expects
 JSON_ANSWERS = {
     # an error whose text would drive the terminal, and is long
@@ -65,9 +77,19 @@ JSON_ANSWERS = {
     # a list that never ends: its next page is itself, or another host's
     "self-next": (200, {"value": [{"id": "x" + ESC}], "nextLink": "http://127.0.0.1:1/management/apis?$top=1000"}),
     "far-next": (200, {"value": [{"id": "y"}], "nextLink": "http://evil.example/elsewhere"}),
+    # a next page in another collection: its items are not the list's
+    "foreign-next": (200, {"value": [{"id": "y"}], "nextLink": "http://evil.example/management/users?$top=1"}),
+    # server text with escapes and C1 controls (U+009B is CSI) in keys, values and summaries
+    "esc-key": (200, {ESC + "key" + C1: "v" + C1, "id": "a"}),
+    "esc-secrets": (200, {"primaryKey": "\x1b[31mred" + C1, "secondaryKey": C1 + "2J"}),
+    "esc-import": (200, {"path": "p" + ESC, "import": {"created": ["c" + ESC], "updated": [C1 + "u"],
+                                                     "deleted": [], "unchanged": [], "warnings": ["w" + ESC]}}),
+    "esc-apply": (200, {"applied": {"apis" + ESC + C1: 1}}),
+    "esc-export": (200, "openapi: 3.0.0\ninfo: {title: '" + ESC + C1 + "'}\n"),
     # shapes that are not a list or an entity
     "value-not-list": (200, {"value": {"id": "z"}}),
     "show-array": (200, [1, 2, {"id": ESC}]),
+    "show-empty": (200, ""),
     "deep": (200, '{"value": [{"id": ' + "[" * 5000 + "]" * 5000 + "}]}"),  # as text: deeper than Python nests
 }
 
@@ -167,9 +189,74 @@ def test_cli_answers_it_does_not_expect(output):
         assert "\x1b" not in out and "x?]0;owned" in out
     rc, out, err, n = _hostile_cli("far-next", "api", "list", "-o", output)
     assert rc == 0 and n == 1 and "y" in out  # the CLI never follows a link off its server
+    srv = HostileManager("foreign-next")
+    try:
+        rc, out, err, _ = cli("api", "list", "-o", output, url=srv.url)
+    finally:
+        srv.close()
+    assert rc == 0 and srv.paths == ["/management/apis?$top=1000"], (rc, srv.paths, err)
     rc, out, err, n = _hostile_cli("value-not-list", "api", "list", "-o", output)
     assert rc == 1 and "not a list" in err
     rc, out, err, n = _hostile_cli("show-array", "api", "show", "a", "-o", output)
-    assert rc == 0 and "\x1b" not in out or output != "table"
+    assert rc == 1 and "not an entity" in err and out == "", (rc, out, err)
+    rc, out, err, n = _hostile_cli("show-empty", "api", "show", "a", "-o", output)
+    assert rc == 1 and "not an entity" in err and out == "", (rc, out, err)
     rc, out, err, n = _hostile_cli("deep", "api", "list", "-o", output)
-    assert rc in (0, 1) and "Sanitizer" not in err
+    assert rc == 1 and "not JSON" in err and "Sanitizer" not in err, err
+
+
+def test_cli_list_ends_any_cycle_of_next_links():
+    srv = HostileManager("cycle")
+    try:
+        rc, out, err, _ = cli("api", "list", url=srv.url)
+    finally:
+        srv.close()
+    assert rc == 0, err
+    assert srv.paths == ["/management/apis?$top=1000", "/management/apis?$top=1000&page=b"], srv.paths
+    assert [a["id"] for a in json.loads(out)] == ["a", "b"]
+
+
+def run_tty(*args, url):
+    """(exit status, what a terminal would show) of the CLI with its stdout on a pseudo-terminal."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([BIN] + list(args), stdout=slave, stderr=slave, stdin=subprocess.DEVNULL,
+                             env=dict(os.environ, PORTICO_ADMIN_TOKEN=TOKEN, PORTICO_URL=url))
+        os.close(slave)
+        got = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed
+                break
+            if not chunk:
+                break
+            got += chunk
+        return p.wait(timeout=60), got
+    finally:
+        os.close(master)
+
+
+@pytest.mark.parametrize("mode, args", [
+    ("esc-key", ["api", "show", "a"]),
+    ("esc-key", ["api", "show", "a", "-o", "json"]),
+    ("esc-key", ["api", "show", "a", "-o", "yaml"]),
+    ("esc-secrets", ["subscription", "keys", "s"]),
+    ("esc-secrets", ["subscription", "regenerate", "s", "--secondary"]),
+    ("esc-import", ["api", "import", "/dev/null", "--id", "i", "--format", "openapi"]),
+    ("esc-apply", ["apply", "-f", "/dev/null"]),
+    ("esc-export", ["export"]),
+    ("esc-export", ["api", "export", "a"]),
+])
+def test_cli_puts_no_control_bytes_on_a_terminal(mode, args):
+    """Keys, key values, import and apply summaries, exports: on a terminal,
+    neither ESC nor a C1 control (U+0080-U+009F) of the server's arrives."""
+    srv = HostileManager(mode)
+    try:
+        rc, got = run_tty(*args, url=srv.url)
+    finally:
+        srv.close()
+    assert rc == 0, got
+    assert b"\x1b" not in got and b"\xc2\x9b" not in got and b"\xc2\x85" not in got, got
+    assert srv.requests >= 1 and (b"?" in got or b"\\u009B" in got), got  # replaced, or escaped in JSON
