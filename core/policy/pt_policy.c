@@ -11,6 +11,7 @@
 #include "base/pt_log.h"
 #include "event/pt_tls.h"
 #include "lua/pt_expr.h"
+#include "lua/pt_exprlint.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -143,7 +144,11 @@ struct pt_value *pt_policy_value_compile(struct pt_polctx *pc, struct pt_node *n
         v->is_block = text[1] == '{';
         v->text = pt_pool_strndup(pc->pool, text + 2, len - 3);
         v->len = len - 3;
-        char err[512];
+        char err[1024];
+        if (!pt_exprlint_check(v->text, v->len, v->is_block, err, sizeof(err))) {
+            pt_node_error(pc->errs, n, "expression: %s", err);
+            return NULL;
+        }
         char chunk[256];
         pt_node_where(n, chunk, sizeof(chunk));
         int id = pt_expr_add(pc->exprs, v->text, v->len, v->is_block, chunk, err, sizeof(err));
