@@ -39,6 +39,7 @@ struct pt_lua {
     struct pt_lpat_env lpat; /* pattern functions: subject cap, deadline */
     const char *breach;      /* "time" / "memory" while a limit is broken */
     int need_body;           /* PT_MSG_* asked for while evaluating */
+    const char *where;       /* the expression being evaluated, as pt_node_where wrote it */
     bool damaged;
     struct pt_req *cur;
     bool in_policy;  /* running a Lua policy: context may be changed */

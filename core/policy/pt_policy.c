@@ -239,7 +239,7 @@ static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct
         bool ok = validate_value(pc, &copy, a);
         pc->errs = outer;
         for (int i = 0; i < local.n; i++)
-            pt_node_errors_add(outer, "%s (after named values: '%s')", local.msgs[i], t);
+            pt_node_errors_copy(outer, &local, i, "%s (after named values: '%s')", local.msgs[i], t);
         pt_node_errors_clear(&local);
         return ok;
     }

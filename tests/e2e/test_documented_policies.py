@@ -62,11 +62,14 @@ def config_error(p, needle):
     assert rc == 1, out
     m = re.search(r"portico\.yaml:(\d+):(\d+): (.*)", out)
     assert m, out
+    # the place in words comes first: the API and the statement by section and position
+    words = re.match(r"api '[^']*' › (inbound|backend|outbound|on-error)\[\d+\] [^:]*: ", m.group(3))
+    assert words, out
     with open(p.config_path) as f:
         lines = f.read().split("\n")
     where = [(i + 1, line.index(needle) + 1) for i, line in enumerate(lines) if needle in line]
     assert len(where) == 1, (needle, where)
-    return (int(m.group(1)), int(m.group(2)), m.group(3)), where[0]
+    return (int(m.group(1)), int(m.group(2)), m.group(3)[words.end():]), where[0]
 
 
 # ------------------------------------------------ forward-request: timeout-ms
