@@ -178,7 +178,9 @@ def test_unsupported_forward_attributes_are_refused_with_their_position(backend,
     (line, col, msg), (want_line, key_col) = config_error(p, line_text)
     assert (line, col, msg) == (want_line, key_col + line_text.index(value_text), message)  # at the value
     r = subprocess.run([BIN, "-c", p.config_path], cwd=p.workdir, capture_output=True, timeout=30)
-    assert r.returncode != 0 and ("%d:%d: %s" % (line, col, message)).encode() in r.stdout + r.stderr
+    said = (r.stdout + r.stderr).decode()
+    assert r.returncode != 0 and "%d:%d: api 'echo' › backend[0] forward-request" % (line, col) in said, said
+    assert (": %s\n" % message) in said, said
 
 
 # ------------------------------------------- forward-request: follow-redirects
