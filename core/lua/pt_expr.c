@@ -81,5 +81,6 @@ int pt_expr_add(struct pt_expr_table *t, const char *src, size_t len, bool block
     e->chunk = pt_pool_strdup(t->pool, chunk);
     e->code = code;
     e->code_len = clen;
+    e->policy = false; /* the table's memory is not zeroed: pt_luapol sets it for a policy file */
     return t->n;
 }

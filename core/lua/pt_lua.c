@@ -410,8 +410,9 @@ static bool push_expr(struct pt_lua *x, struct pt_req *req, int id, const char *
 
 /* "expression:LINE: text" from Lua becomes "WHERE: text", with the line
    when a block has several. */
-static void expression_message(const char *where, const char *msg, char *buf, size_t size)
+static void expression_message(const struct pt_expr *e, const char *msg, char *buf, size_t size)
 {
+    const char *where = e->chunk;
     size_t cl = strlen(PT_EXPR_CHUNK);
     const char *p = msg + cl + 1;
     char *end = NULL;
@@ -420,7 +421,7 @@ static void expression_message(const char *where, const char *msg, char *buf, si
         snprintf(buf, size, "%s: %s", where, msg);
         return;
     }
-    if (line > 1)
+    if (line > 1 && e->block)
         snprintf(buf, size, "%s (line %ld of the expression): %s", where, line, end + 2);
     else
         snprintf(buf, size, "%s: %s", where, end + 2);
@@ -526,8 +527,8 @@ static int call_limited(struct pt_lua *x, struct pt_req *req, lua_State *co, int
         if (!strcmp(x->breach, "time") && pt_metrics_core[PT_MC_LUA_TIMEOUTS])
             pt_metrics_add(pt_metrics_core[PT_MC_LUA_TIMEOUTS], pt_metrics_worker_shard(x->worker), 0, 1);
         x->damaged = true;
-    } else if (x->where && msg)
-        expression_message(x->where, msg, buf, sizeof(buf));
+    } else if (x->expr && msg)
+        expression_message(x->expr, msg, buf, sizeof(buf));
     else
         snprintf(buf, sizeof(buf), "%s", msg ? msg : "error in a script");
     x->breach = NULL;
@@ -552,9 +553,9 @@ int pt_lua_eval(struct pt_req *req, int id, struct pt_luaval *out)
         return -1;
     }
     lua_xmove(x->L, co, 1);
-    x->where = req_gen(req)->exprs->e[id - 1].chunk;
+    x->expr = &req_gen(req)->exprs->e[id - 1];
     int rc = call_limited(x, req, co, 0, 1);
-    x->where = NULL;
+    x->expr = NULL;
     if (rc != 0)
         return rc;
     if (lua_type(co, -1) == LUA_TTABLE) {
