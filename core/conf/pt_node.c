@@ -280,7 +280,12 @@ void pt_node_error(struct pt_errors *e, const struct pt_node *node, const char *
 {
     char where[512], path[512];
     pt_node_where(node, where, sizeof(where));
-    pt_node_path(node, path, sizeof(path));
+    /* the target: the position in a document that has a name (a file, an
+       applied request), else the machine path */
+    if (node && node->file && node->line > 0)
+        snprintf(path, sizeof(path), "%s:%d:%d", node->file, node->line, node->col);
+    else
+        pt_node_path(node, path, sizeof(path));
     va_list ap;
     va_start(ap, fmt);
     char *m = NULL;

@@ -118,7 +118,12 @@ void pt_mgmt_req_send_errors(struct mreq *m, int status, const char *code, const
                 }
             }
             json_object_set_new(d, "target", json_string(*t ? t : "(body)"));
-            json_object_set_new(d, "message", json_string(target ? e : sep + 2));
+            /* a position target is not said twice: the message goes on with the words */
+            size_t tl = target ? strlen(target) : 0;
+            const char *said = !target                                                ? sep + 2
+                               : !strncmp(e, target, tl) && !strncmp(e + tl, ": ", 2) ? e + tl + 2
+                                                                                      : e;
+            json_object_set_new(d, "message", json_string(said));
         } else
             json_object_set_new(d, "message", json_string(e));
         json_array_append_new(details, d);
