@@ -219,8 +219,9 @@ static bool describe(const struct step *s, int k, struct words *w)
             say(w, "%s", key);
             continue;
         }
-        if (!statements && i + 1 < k && (!strcmp(key, "policies") ||
-                            (entity && !strcmp(entity, "policy fragment") && !strcmp(key, "value")))) {
+        if (!statements && i + 1 < k &&
+            (!strcmp(key, "policies") ||
+             (entity && !strcmp(entity, "policy fragment") && !strcmp(key, "value")))) {
             statements = true;
             if (!entity)
                 say(w, "global policy");
