@@ -97,6 +97,9 @@ static inline pt_str pt_str_trim(pt_str s)
 /* An RFC 9110 token: not empty, tchar only (pt_str.c). */
 extern const uint8_t pt_str_tchar[256];
 bool pt_str_is_token(pt_str s);
+/* The edit distance (Levenshtein) between a and b ignoring ASCII case, for
+   "did you mean" suggestions; names are short, longer inputs are cut at 64. */
+int pt_str_distance(pt_str a, pt_str b);
 
 /* The value of a hex digit, or -1. */
 static inline int pt_hexval(unsigned char c)

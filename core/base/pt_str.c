@@ -28,3 +28,28 @@ bool pt_str_is_token(pt_str s)
             return false;
     return true;
 }
+
+int pt_str_distance(pt_str a, pt_str b)
+{
+    enum { MAXN = 64 };
+    size_t an = a.len < MAXN ? a.len : MAXN, bn = b.len < MAXN ? b.len : MAXN;
+    int row[MAXN + 1];
+    for (size_t j = 0; j <= bn; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= an; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= bn; j++) {
+            int up = row[j];
+            int cost = !pt_str_ieq((pt_str){a.data + i - 1, 1}, (pt_str){b.data + j - 1, 1});
+            int best = diag + cost;
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[bn];
+}

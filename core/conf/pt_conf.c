@@ -707,7 +707,8 @@ static const struct pt_cfkey fragment_keys[] = {
 static const struct pt_cfkey named_value_keys[] = {
     {"id", PT_CT_STR, 0, PT_CF_REQUIRED,
      .doc = "Unique; letters, digits and `-_.~`. `{{id}}` in any attribute value is replaced by the "
-            "value."},
+            "value; braces around text that cannot be an id (`{{ a b }}`, `{{\"a\":1}}`) stay as written, "
+            "and an unknown id is an error that lists the named values of the scope, the closest first."},
     {"displayName", PT_CT_STR, 0, 0, .def = "the id",
      .doc = "`{{displayName}}` is replaced by the value too."},
     {"value", PT_CT_STR, 0, PT_CF_REQUIRED | PT_CF_EMPTY_OK, .doc = "The value, at most 4096 characters."},

@@ -13,6 +13,29 @@
 #define MAX_DEPTH 64
 #define MAX_FILE (64u << 20)
 
+/* Appends m (taken) with a copy of target (may be NULL). */
+static void errors_push(struct pt_errors *e, char *m, const char *target)
+{
+    if (!m)
+        return;
+    if (e->n == e->cap) {
+        int ncap = e->cap ? e->cap * 2 : 8;
+        char **nm = realloc(e->msgs, sizeof(char *) * (size_t)ncap);
+        if (nm)
+            e->msgs = nm;
+        char **nt = nm ? realloc(e->targets, sizeof(char *) * (size_t)ncap) : NULL;
+        if (nt)
+            e->targets = nt;
+        if (!nm || !nt) {
+            free(m);
+            return;
+        }
+        e->cap = ncap;
+    }
+    e->targets[e->n] = target && *target ? strdup(target) : NULL;
+    e->msgs[e->n++] = m;
+}
+
 void pt_node_errors_add(struct pt_errors *e, const char *fmt, ...)
 {
     va_list ap;
@@ -21,27 +44,29 @@ void pt_node_errors_add(struct pt_errors *e, const char *fmt, ...)
     if (vasprintf(&m, fmt, ap) < 0)
         m = NULL;
     va_end(ap);
-    if (!m)
-        return;
-    if (e->n == e->cap) {
-        int ncap = e->cap ? e->cap * 2 : 8;
-        char **nm = realloc(e->msgs, sizeof(char *) * (size_t)ncap);
-        if (!nm) {
-            free(m);
-            return;
-        }
-        e->msgs = nm;
-        e->cap = ncap;
-    }
-    e->msgs[e->n++] = m;
+    errors_push(e, m, NULL);
+}
+
+void pt_node_errors_copy(struct pt_errors *e, const struct pt_errors *from, int i, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *m = NULL;
+    if (vasprintf(&m, fmt, ap) < 0)
+        m = NULL;
+    va_end(ap);
+    errors_push(e, m, from->targets ? from->targets[i] : NULL);
 }
 
 void pt_node_errors_clear(struct pt_errors *e)
 {
-    for (int i = 0; i < e->n; i++)
+    for (int i = 0; i < e->n; i++) {
         free(e->msgs[i]);
+        free(e->targets[i]);
+    }
     free(e->msgs);
-    e->msgs = NULL;
+    free(e->targets);
+    e->msgs = e->targets = NULL;
     e->n = e->cap = 0;
 }
 
@@ -64,6 +89,169 @@ static size_t node_path(const struct pt_node *n, char *buf, size_t size)
     return k < size ? k : size - 1;
 }
 
+void pt_node_path(const struct pt_node *n, char *buf, size_t size)
+{
+    if (size == 0)
+        return;
+    buf[0] = '\0';
+    node_path(n, buf, size);
+}
+
+/*
+ * The words of a location. A location is a list of steps from the root:
+ * the container, the position in it (a pair's index in a map) and, for a
+ * list item, the item (to read an entity's id from; NULL while the parser
+ * has not finished it). Entities in the lists below are named by their id
+ * ("api 'orders'"); a policy document's statements by section, position
+ * and name ("inbound[1] set-header value"); anything else keeps its key
+ * path ("management.listen").
+ */
+struct step {
+    const struct pt_node *in;
+    int index;
+    const struct pt_node *item;
+};
+
+static const char *const entity_lists[][2] = {
+    {"apis", "api"},
+    {"operations", "operation"},
+    {"products", "product"},
+    {"groups", "group"},
+    {"users", "user"},
+    {"subscriptions", "subscription"},
+    {"namedValues", "named value"},
+    {"schemas", "schema"},
+    {"policyFragments", "policy fragment"},
+    {"backends", "backend"},
+    {"workspaces", "workspace"},
+    {"loggers", "logger"},
+    {"apiVersionSets", "version set"},
+    {"gateways", "gateway"},
+    {"certificates", "certificate"},
+};
+
+struct words {
+    char *buf;
+    size_t size, k;
+    bool part; /* the current part has text */
+    bool sep;  /* a " › " is owed before the next text */
+};
+
+static void say(struct words *w, const char *fmt, ...) PT_PRINTF(2, 3);
+
+static void say(struct words *w, const char *fmt, ...)
+{
+    if (w->k + 1 >= w->size)
+        return;
+    if (w->sep) {
+        w->sep = false;
+        say(w, " \u203a ");
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(w->buf + w->k, w->size - w->k, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        w->k = PT_MIN(w->k + (size_t)n, w->size - 1);
+    w->part = true;
+}
+
+/* " › " before the next part, if one comes. */
+static void next_part(struct words *w)
+{
+    if (w->part)
+        w->sep = true;
+    w->part = false;
+}
+
+static const char *entity_name(const char *list)
+{
+    for (size_t i = 0; i < PT_ARRAY_LEN(entity_lists); i++)
+        if (!strcmp(list, entity_lists[i][0]))
+            return entity_lists[i][1];
+    return NULL;
+}
+
+/* The id an entity item declares (printable, short), or NULL. */
+static const char *entity_id(const struct pt_node *item)
+{
+    const struct pt_node *id = item && item->kind == PT_N_MAP ? pt_node_get(item, "id") : NULL;
+    if (!id)
+        id = item && item->kind == PT_N_MAP ? pt_node_get(item, "name") : NULL;
+    if (!id || id->kind != PT_N_SCALAR || id->null || id->len == 0 || id->len > 80)
+        return NULL;
+    for (size_t i = 0; i < id->len; i++)
+        if ((unsigned char)id->str[i] < 0x20 || id->str[i] == '\'')
+            return NULL;
+    return id->str;
+}
+
+static bool is_section(const char *key)
+{
+    return !strcmp(key, "inbound") || !strcmp(key, "backend") || !strcmp(key, "outbound") ||
+           !strcmp(key, "on-error");
+}
+
+/* Returns true when an entity or a statement was named. */
+static bool describe(const struct step *s, int k, struct words *w)
+{
+    bool statements = false; /* inside a policy document (or a fragment's statements) */
+    const char *entity = NULL;
+    for (int i = 0; i < k; i++) {
+        const struct pt_node *c = s[i].in;
+        if (c->kind == PT_N_SEQ) {
+            say(w, "[%d]", s[i].index);
+            continue;
+        }
+        const char *key = c->items[2 * s[i].index]->str;
+        const char *what = statements ? NULL : entity_name(key);
+        const char *id = what && i + 1 < k && s[i + 1].in->kind == PT_N_SEQ ? entity_id(s[i + 1].item) : NULL;
+        if (id) {
+            next_part(w);
+            say(w, "%s '%s'", what, id);
+            next_part(w);
+            entity = what;
+            i++;
+            continue;
+        }
+        if (!statements && i == 0 && is_section(key)) { /* a policy document by itself */
+            statements = true;
+            say(w, "%s", key);
+            continue;
+        }
+        if (!statements && i + 1 < k &&
+            (!strcmp(key, "policies") ||
+             (entity && !strcmp(entity, "policy fragment") && !strcmp(key, "value")))) {
+            statements = true;
+            if (!entity)
+                say(w, "global policy");
+            next_part(w);
+            if (strcmp(key, "policies")) /* a fragment's list of statements */
+                say(w, "%s", key);
+            continue;
+        }
+        say(w, "%s%s", !w->part ? "" : statements ? " " : ".", key);
+    }
+    return statements || entity;
+}
+
+/* The steps from the root to n (at most max; the deepest ones kept). */
+static int tree_steps(const struct pt_node *n, struct step *s, int max)
+{
+    int k = 0;
+    for (const struct pt_node *c = n; c && c->parent; c = c->parent)
+        k++;
+    int skip = k > max ? k - max : 0, i = PT_MIN(k, max);
+    for (const struct pt_node *c = n; c && c->parent; c = c->parent) {
+        if (skip) {
+            skip--;
+            continue;
+        }
+        s[--i] = (struct step){c->parent, c->index, c};
+    }
+    return PT_MIN(k, max);
+}
+
 void pt_node_where(const struct pt_node *n, char *buf, size_t size)
 {
     if (size == 0)
@@ -71,26 +259,45 @@ void pt_node_where(const struct pt_node *n, char *buf, size_t size)
     buf[0] = '\0';
     if (!n)
         return;
+    struct step s[MAX_DEPTH + 2];
+    int k = tree_steps(n, s, (int)PT_ARRAY_LEN(s));
+    struct words w = {buf, size, 0, false, false};
     if (n->file && n->line > 0) {
-        snprintf(buf, size, "%s:%d:%d", n->file, n->line, n->col);
+        /* the position says where; the words are added when they name
+           an entity or a statement (a setting's key is on that line) */
+        char words[400];
+        struct words d = {words, sizeof(words), 0, false, false};
+        words[0] = '\0';
+        bool named = describe(s, k, &d);
+        say(&w, "%s:%d:%d%s%s", n->file, n->line, n->col, named ? ": " : "", named ? words : "");
         return;
     }
-    if (node_path(n, buf, size) == 0)
-        snprintf(buf, size, "(document)");
+    describe(s, k, &w);
+    if (w.k == 0)
+        say(&w, "(document)");
 }
 
 void pt_node_error(struct pt_errors *e, const struct pt_node *node, const char *fmt, ...)
 {
-    char where[512];
+    char where[512], path[512];
     pt_node_where(node, where, sizeof(where));
+    /* the target: the position in a document that has a name (a file, an
+       applied request), else the machine path */
+    if (node && node->file && node->line > 0)
+        snprintf(path, sizeof(path), "%s:%d:%d", node->file, node->line, node->col);
+    else
+        pt_node_path(node, path, sizeof(path));
     va_list ap;
     va_start(ap, fmt);
     char *m = NULL;
     if (vasprintf(&m, fmt, ap) < 0)
         m = NULL;
     va_end(ap);
-    pt_node_errors_add(e, "%s: %s", where, m ? m : "(out of memory)");
+    char *full = NULL;
+    if (asprintf(&full, "%s: %s", where, m ? m : "(out of memory)") < 0)
+        full = NULL;
     free(m);
+    errors_push(e, full, path);
 }
 
 struct pt_node *pt_node_get(const struct pt_node *map, const char *key)
@@ -220,28 +427,26 @@ static void attach(struct builder *b, struct pt_node *c, yaml_mark_t m, int heig
         f->height = height + 1;
 }
 
-/* Writes where the next child of the open frames will sit, as a path
-   ("apis[0].policies.inbound[1].ip-filter.address"), from the builder's
-   stack: the open maps and lists are not linked to their parents yet. */
+/* Writes where the next child of the open frames will sit, in the words of
+   pt_node_where ("api 'orders' › inbound[1] ip-filter address"), from the
+   builder's stack: the open maps and lists are not linked to their parents
+   yet. */
 static void open_path(const struct builder *b, char *buf, size_t size)
 {
-    size_t k = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < b->depth && k + 1 < size; i++) {
+    struct step s[MAX_DEPTH + 2];
+    int k = 0;
+    for (int i = 0; i < b->depth && k < (int)PT_ARRAY_LEN(s); i++) {
         const struct frame *f = &b->st[i];
-        int w;
         if (f->n->kind == PT_N_MAP) {
             if (f->raw % 2 == 0) /* a key: its own text is the name */
                 break;
-            w = snprintf(buf + k, size - k, "%s%s", k ? "." : "", f->n->items[f->raw - 1]->str);
+            s[k++] = (struct step){f->n, (f->raw - 1) / 2, NULL};
         } else
-            w = snprintf(buf + k, size - k, "[%d]", f->raw);
-        if (w < 0)
-            break;
-        k += (size_t)w;
-        if (k >= size)
-            k = size - 1;
+            s[k++] = (struct step){f->n, f->raw, i + 1 < b->depth ? b->st[i + 1].n : NULL};
     }
+    struct words w = {buf, size, 0, false, false};
+    buf[0] = '\0';
+    describe(s, k, &w);
 }
 
 /*

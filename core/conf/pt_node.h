@@ -3,8 +3,12 @@
  *
  * Configuration arrives as YAML (files) and later as JSON (management API
  * bodies).  Both become this tree, so one set of validators serves both and
- * every error can name where it happened: "file:line:column" for files, a
- * path such as "apis[2].operations[0].method" for bodies.
+ * every error can name where it happened, in the words of what was written:
+ * "api 'orders' › operation 'get-item' › inbound[1] set-header value"
+ * (entities by id, statements by section and position, 0-based as in the
+ * list), after "file:line:column: " for what a file declared. Management
+ * responses also get the machine path ("apis[2].operations[0].method") as
+ * the error's target.
  */
 #ifndef PT_NODE_H
 #define PT_NODE_H
@@ -30,18 +34,28 @@ struct pt_node {
     int index; /* position in the parent (pair index for maps) */
 };
 
-/* Error collection: every message already carries its location. */
+/* Error collection: every message already carries its location; targets[i]
+   is the machine path of the node msgs[i] is about, or NULL. */
 struct pt_errors {
     char **msgs;
+    char **targets;
     int n, cap;
 };
 
 void pt_node_errors_add(struct pt_errors *e, const char *fmt, ...) PT_PRINTF(2, 3);
 void pt_node_errors_clear(struct pt_errors *e);
-/* Adds "LOCATION: message" for node (file:line:col, or the node's path). */
+/* Adds "LOCATION: message" for node (see pt_node_where), with the node's
+   path as its target. */
 void pt_node_error(struct pt_errors *e, const struct pt_node *node, const char *fmt, ...) PT_PRINTF(3, 4);
-/* Writes the location of node into buf ("file:3:7" or "apis[0].path"). */
+/* Adds an already located message with the target of message i of `from`. */
+void pt_node_errors_copy(struct pt_errors *e, const struct pt_errors *from, int i, const char *fmt, ...)
+    PT_PRINTF(4, 5);
+/* Writes the location of node into buf, the one format of every message:
+   "file:3:7: api 'orders' › path" for a file, "api 'orders' › path" for a
+   tree without one. */
 void pt_node_where(const struct pt_node *node, char *buf, size_t size);
+/* Writes the machine path of node ("apis[0].policies.inbound[1]"). */
+void pt_node_path(const struct pt_node *node, char *buf, size_t size);
 
 /*
  * Parses YAML text into a tree allocated from pool.  `file` names the

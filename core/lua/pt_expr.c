@@ -44,20 +44,24 @@ int pt_expr_add(struct pt_expr_table *t, const char *src, size_t len, bool block
         code = pt_pool_printf(t->pool, "return (%.*s\n)", (int)len, src);
         clen = strlen(code);
     }
-    char name[300];
-    snprintf(name, sizeof(name), "=%s", chunk);
     /* text only: binary chunks are never loaded */
-    int rc = luaL_loadbufferx(L, code, clen, name, "t");
+    int rc = luaL_loadbufferx(L, code, clen, "=" PT_EXPR_CHUNK, "t");
     if (rc != 0) {
         const char *m = lua_tostring(L, -1);
-        /* Lua says "<chunk>:<line>: message"; the caller names the place already */
-        size_t cl = strlen(chunk);
-        if (m && !strncmp(m, chunk, cl) && m[cl] == ':') {
-            const char *rest = strstr(m + cl + 1, ": ");
-            if (rest)
-                m = rest + 2;
+        /* Lua says "expression:<line>: message"; the caller names the place
+           already, the line matters when a block has several */
+        size_t cl = strlen(PT_EXPR_CHUNK);
+        long line = 0;
+        if (m && !strncmp(m, PT_EXPR_CHUNK ":", cl + 1)) {
+            char *end = NULL;
+            line = strtol(m + cl + 1, &end, 10);
+            if (end && !strncmp(end, ": ", 2))
+                m = end + 2;
         }
-        snprintf(err, errlen, "%s", m ? m : "syntax error");
+        if (line > 1 && block)
+            snprintf(err, errlen, "line %ld of the expression: %s", line, m ? m : "syntax error");
+        else
+            snprintf(err, errlen, "%s", m ? m : "syntax error");
         lua_pop(L, 1);
         return -1;
     }
@@ -77,5 +81,6 @@ int pt_expr_add(struct pt_expr_table *t, const char *src, size_t len, bool block
     e->chunk = pt_pool_strdup(t->pool, chunk);
     e->code = code;
     e->code_len = clen;
+    e->policy = false; /* the table's memory is not zeroed: pt_luapol sets it for a policy file */
     return t->n;
 }

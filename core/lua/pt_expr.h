@@ -41,6 +41,10 @@ struct pt_value {
     struct pt_node *node;
 };
 
+/* The chunk name expressions are compiled under (Lua cuts chunk names at 60
+   bytes: messages name the place themselves). */
+#define PT_EXPR_CHUNK "expression"
+
 struct pt_expr_table *pt_expr_table_new(struct pt_pool *pool);
 void pt_expr_table_free(struct pt_expr_table *t);
 /* Checks and adds an expression; returns its number (>= 1), or -1 with a

@@ -380,8 +380,11 @@ static bool push_expr(struct pt_lua *x, struct pt_req *req, int id, const char *
         return true;
     }
     const struct pt_expr *e = &t->e[id - 1];
+    /* a policy file is named by its path; Lua cuts chunk names at 60 bytes,
+       so an expression's messages name its place by x->where instead
+       (expression_message) */
     char name[300];
-    snprintf(name, sizeof(name), "=%s", e->chunk);
+    snprintf(name, sizeof(name), "=%s", e->policy ? e->chunk : PT_EXPR_CHUNK);
     if (luaL_loadbufferx(L, e->code, e->code_len, name, "t") != 0) {
         *err = lua_tostring(L, -1);
         lua_pop(L, 1);
@@ -403,6 +406,25 @@ static bool push_expr(struct pt_lua *x, struct pt_req *req, int id, const char *
     lua_pushvalue(L, -1);
     wg->lua_refs[id - 1] = luaL_ref(L, LUA_REGISTRYINDEX);
     return true;
+}
+
+/* "expression:LINE: text" from Lua becomes "WHERE: text", with the line
+   when a block has several. */
+static void expression_message(const struct pt_expr *e, const char *msg, char *buf, size_t size)
+{
+    const char *where = e->chunk;
+    size_t cl = strlen(PT_EXPR_CHUNK);
+    const char *p = msg + cl + 1;
+    char *end = NULL;
+    long line = strncmp(msg, PT_EXPR_CHUNK ":", cl + 1) ? -1 : strtol(p, &end, 10);
+    if (line < 0 || !end || end == p || strncmp(end, ": ", 2)) {
+        snprintf(buf, size, "%s: %s", where, msg);
+        return;
+    }
+    if (line > 1 && e->block)
+        snprintf(buf, size, "%s (line %ld of the expression): %s", where, line, end + 2);
+    else
+        snprintf(buf, size, "%s: %s", where, end + 2);
 }
 
 /* The request's coroutine, pushed on L. */
@@ -505,7 +527,9 @@ static int call_limited(struct pt_lua *x, struct pt_req *req, lua_State *co, int
         if (!strcmp(x->breach, "time") && pt_metrics_core[PT_MC_LUA_TIMEOUTS])
             pt_metrics_add(pt_metrics_core[PT_MC_LUA_TIMEOUTS], pt_metrics_worker_shard(x->worker), 0, 1);
         x->damaged = true;
-    } else
+    } else if (x->expr && msg)
+        expression_message(x->expr, msg, buf, sizeof(buf));
+    else
         snprintf(buf, sizeof(buf), "%s", msg ? msg : "error in a script");
     x->breach = NULL;
     pt_warn("request %.*s: %s", (int)req->idn, req->id, buf);
@@ -529,7 +553,9 @@ int pt_lua_eval(struct pt_req *req, int id, struct pt_luaval *out)
         return -1;
     }
     lua_xmove(x->L, co, 1);
+    x->expr = &req_gen(req)->exprs->e[id - 1];
     int rc = call_limited(x, req, co, 0, 1);
+    x->expr = NULL;
     if (rc != 0)
         return rc;
     if (lua_type(co, -1) == LUA_TTABLE) {

@@ -33,12 +33,13 @@ struct pt_lua {
     int worker;                  /* the worker's number, for messages */
     struct pt_wgen *const *wcur; /* the worker's current generation: its limits */
     lua_State *L;
-    uint64_t epoch;          /* bumped when the state is rebuilt */
-    struct pt_lua_mem mem;   /* its allocator: lua.memory, enforced once the state is built */
-    uint64_t deadline;       /* ms, 0 = none */
-    struct pt_lpat_env lpat; /* pattern functions: subject cap, deadline */
-    const char *breach;      /* "time" / "memory" while a limit is broken */
-    int need_body;           /* PT_MSG_* asked for while evaluating */
+    uint64_t epoch;             /* bumped when the state is rebuilt */
+    struct pt_lua_mem mem;      /* its allocator: lua.memory, enforced once the state is built */
+    uint64_t deadline;          /* ms, 0 = none */
+    struct pt_lpat_env lpat;    /* pattern functions: subject cap, deadline */
+    const char *breach;         /* "time" / "memory" while a limit is broken */
+    int need_body;              /* PT_MSG_* asked for while evaluating */
+    const struct pt_expr *expr; /* the expression being evaluated (its chunk: where it was written) */
     bool damaged;
     struct pt_req *cur;
     bool in_policy;  /* running a Lua policy: context may be changed */

@@ -97,12 +97,18 @@ void pt_mgmt_req_send_errors(struct mreq *m, int status, const char *code, const
     json_t *details = json_array();
     for (int i = 0; i < errs->n; i++) {
         const char *e = errs->msgs[i];
-        const char *sep = strstr(e, ": ");
+        /* a message about a node has the node's path as its target and names
+           the place in words itself; others are "path: message" */
+        const char *target = errs->targets ? errs->targets[i] : NULL;
+        const char *sep = target ? e : strstr(e, ": ");
         json_t *d = json_object();
         json_object_set_new(d, "code", json_string(code));
         if (sep) {
             char where[512];
-            snprintf(where, sizeof(where), "%.*s", (int)(sep - e), e);
+            if (target)
+                snprintf(where, sizeof(where), "%s", target);
+            else
+                snprintf(where, sizeof(where), "%.*s", (int)(sep - e), e);
             const char *t = where;
             for (int k = 0; strip && strip[k]; k++) {
                 size_t n = strlen(strip[k]);
@@ -112,7 +118,12 @@ void pt_mgmt_req_send_errors(struct mreq *m, int status, const char *code, const
                 }
             }
             json_object_set_new(d, "target", json_string(*t ? t : "(body)"));
-            json_object_set_new(d, "message", json_string(sep + 2));
+            /* a position target is not said twice: the message goes on with the words */
+            size_t tl = target ? strlen(target) : 0;
+            const char *said = !target                                                ? sep + 2
+                               : !strncmp(e, target, tl) && !strncmp(e + tl, ": ", 2) ? e + tl + 2
+                                                                                      : e;
+            json_object_set_new(d, "message", json_string(said));
         } else
             json_object_set_new(d, "message", json_string(e));
         json_array_append_new(details, d);

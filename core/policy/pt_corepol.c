@@ -646,3 +646,18 @@ static pt_status run_return_response(const struct pt_api *api, pt_call *call, vo
         pt_msg_set_body(req, PT_MSG_RESPONSE, body.s);
     return PT_DONE;
 }
+
+const char *pt_corepol_example(const char *name)
+{
+    if (!strcmp(name, "choose"))
+        return "- choose:\n"
+               "    - when: \"@(context.request.method == 'POST')\"\n"
+               "      then:\n"
+               "        - set-header: {name: X-Kind, value: write}\n"
+               "    - when: \"@(context.request.headers:has('X-Preview'))\"\n"
+               "      then:\n"
+               "        - set-header: {name: X-Kind, value: preview}\n"
+               "    - otherwise:\n"
+               "        - set-header: {name: X-Kind, value: read}\n";
+    return NULL;
+}

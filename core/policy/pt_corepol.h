@@ -51,6 +51,9 @@ struct pt_return_response {
 
 /* Adds the core policies to a registry. */
 void pt_corepol_register(struct pt_registry *r);
+/* The YAML of a statement whose shape is not a map of attributes (choose),
+   for the policy reference; NULL for the others. */
+const char *pt_corepol_example(const char *name);
 /* Milliseconds to wait before retry attempt `n` (1 = the first retry). */
 uint32_t pt_corepol_retry_wait(const struct pt_retry *r, int n, uint64_t rnd);
 

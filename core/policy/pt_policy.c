@@ -8,9 +8,11 @@
  */
 #include "policy/pt_policy.h"
 
+#include "base/pt_buf.h"
 #include "base/pt_log.h"
 #include "event/pt_tls.h"
 #include "lua/pt_expr.h"
+#include "lua/pt_exprlint.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -35,83 +37,134 @@ bool pt_policy_same_scope(const struct pt_polctx *pc, const struct pt_node *entr
     return !strcmp(ew, pc->workspace ? pc->workspace : "");
 }
 
+/* The value of the named value called `name` (id, else displayName) in
+   the document's own scope, or NULL. */
+static const char *named_value(struct pt_polctx *pc, const char *name, size_t nl)
+{
+    const char *val = NULL;
+    for (int i = 0; pc->named_values && i < pc->named_values->n && !val; i++) {
+        struct pt_node *nv = pc->named_values->items[i];
+        if (!pt_policy_same_scope(pc, nv))
+            continue;
+        struct pt_node *k = pt_node_get(nv, "id"), *v = pt_node_get(nv, "value");
+        struct pt_node *dn = pt_node_get(nv, "displayName");
+        if (!v || v->kind != PT_N_SCALAR)
+            continue;
+        if (k && k->kind == PT_N_SCALAR && k->len == nl && !memcmp(k->str, name, nl))
+            val = v->str;
+        else if (dn && dn->kind == PT_N_SCALAR && dn->len == nl && !memcmp(dn->str, name, nl))
+            val = v->str;
+    }
+    return val;
+}
+
+/* True when the text between {{ and }} could be a named value's id: what
+   cannot (spaces, quotes, Mustache's #/>, JSON) is text, left as written. */
+static bool could_be_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 256)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("-_.~", s[i]))
+            return false;
+    return true;
+}
+
+/* A Liquid template (set-body template="liquid") writes {{ value }} itself. */
+static bool in_liquid_template(const struct pt_node *n)
+{
+    const struct pt_node *t = n->parent ? pt_node_get(n->parent, "template") : NULL;
+    return t && t->kind == PT_N_SCALAR && !strcasecmp(t->str, "liquid");
+}
+
+struct near_name {
+    const char *id;
+    int d;
+};
+
+static int by_distance(const void *a, const void *b)
+{
+    const struct near_name *x = a, *y = b;
+    return x->d != y->d ? x->d - y->d : strcmp(x->id, y->id);
+}
+
+/* "unknown named value 'x'", with the named values of the scope that exist,
+   the closest first (only the document's own scope: a workspace learns no
+   other scope's names). */
+static void unknown_named_value(struct pt_polctx *pc, struct pt_node *n, const char *name, size_t nl)
+{
+    int count = pc->named_values ? pc->named_values->n : 0, k = 0;
+    struct near_name *all = calloc((size_t)(count ? count : 1), sizeof(*all));
+    for (int i = 0; all && i < count; i++) {
+        struct pt_node *nv = pc->named_values->items[i];
+        struct pt_node *id = pt_node_get(nv, "id");
+        if (!pt_policy_same_scope(pc, nv) || !id || id->kind != PT_N_SCALAR)
+            continue;
+        all[k].id = id->str;
+        all[k++].d = pt_str_distance((pt_str){name, nl}, (pt_str){id->str, id->len});
+    }
+    if (all)
+        qsort(all, (size_t)k, sizeof(*all), by_distance);
+    char list[600];
+    size_t ll = 0;
+    list[0] = '\0';
+    enum { SHOWN = 8 };
+    for (int i = 0; i < k && i < SHOWN && ll + 1 < sizeof(list); i++) {
+        int w = snprintf(list + ll, sizeof(list) - ll, "%s'%s'", i ? ", " : "", all[i].id);
+        if (w > 0)
+            ll = PT_MIN(ll + (size_t)w, sizeof(list) - 1);
+    }
+    if (k > SHOWN && ll + 1 < sizeof(list))
+        snprintf(list + ll, sizeof(list) - ll, " and %d more", k - SHOWN);
+    if (k)
+        pt_node_error(pc->errs, n, "unknown named value '%.*s' (named values: %s)", (int)nl, name, list);
+    else
+        pt_node_error(pc->errs, n, "unknown named value '%.*s' (no named values are defined%s)", (int)nl,
+                      name, pc->workspace && *pc->workspace ? " in this workspace" : "");
+    free(all);
+}
+
 /* Replaces {{name}} with named values of the document's own scope (a
    workspace's documents never see the service's named values, secret or
-   not, nor another workspace's); NULL (error reported) when one is unknown. */
+   not, nor another workspace's); NULL (error reported) when one is unknown.
+   Text that only looks like a reference is kept: braces around what cannot
+   be an id, an unclosed {{, and unknown names in a Liquid template. */
 static char *substitute_named(struct pt_polctx *pc, struct pt_node *n, const char *text)
 {
     if (!strstr(text, "{{"))
         return (char *)text;
-    struct pt_errors *errs = pc->errs;
-    size_t cap = strlen(text) + 64, len = 0;
-    char *out = malloc(cap);
+    struct pt_buf out; /* in the document's pool, as the result */
+    pt_buf_init(&out, pc->pool, strlen(text) + 64);
     const char *p = text;
-    int depth = 0;
+    int count = 0;
+    bool liquid = in_liquid_template(n);
     while (*p) {
         const char *open = strstr(p, "{{");
         if (!open) {
-            size_t k = strlen(p);
-            if (len + k + 1 > cap) {
-                cap = len + k + 1;
-                out = realloc(out, cap);
-            }
-            memcpy(out + len, p, k);
-            len += k;
+            pt_buf_add(&out, p, strlen(p));
             break;
         }
         const char *close = strstr(open + 2, "}}");
-        if (!close) {
-            pt_node_error(errs, n, "unterminated named value reference '{{'");
-            free(out);
-            return NULL;
-        }
-        size_t before = (size_t)(open - p);
-        char name[257];
-        size_t nl = (size_t)(close - open - 2);
-        if (nl == 0 || nl >= sizeof(name)) {
-            pt_node_error(errs, n, "invalid named value reference");
-            free(out);
-            return NULL;
-        }
-        memcpy(name, open + 2, nl);
-        name[nl] = '\0';
-        const char *val = NULL;
-        for (int i = 0; pc->named_values && i < pc->named_values->n; i++) {
-            struct pt_node *nv = pc->named_values->items[i];
-            if (!pt_policy_same_scope(pc, nv))
-                continue;
-            struct pt_node *k = pt_node_get(nv, "id"), *v = pt_node_get(nv, "value");
-            if (k && v && k->kind == PT_N_SCALAR && !strcmp(k->str, name) && v->kind == PT_N_SCALAR)
-                val = v->str;
-            struct pt_node *dn = pt_node_get(nv, "displayName");
-            if (!val && dn && v && dn->kind == PT_N_SCALAR && !strcmp(dn->str, name) &&
-                v->kind == PT_N_SCALAR)
-                val = v->str;
+        size_t nl = close ? (size_t)(close - open - 2) : 0;
+        const char *val = close ? named_value(pc, open + 2, nl) : NULL;
+        if (!val && (!close || liquid || !could_be_name(open + 2, nl))) {
+            pt_buf_add(&out, p, (size_t)(open + 2 - p)); /* text: keep the braces, look on */
+            p = open + 2;
+            continue;
         }
         if (!val) {
-            pt_node_error(errs, n, "unknown named value '%s'", name);
-            free(out);
+            unknown_named_value(pc, n, open + 2, nl);
             return NULL;
         }
-        if (++depth > 1000) {
-            free(out);
+        if (++count > 1000) {
+            pt_node_error(pc->errs, n, "more than 1000 named value references in one value");
             return NULL;
         }
-        size_t vl = strlen(val);
-        if (len + before + vl + 1 > cap) {
-            cap = (len + before + vl + 1) * 2;
-            out = realloc(out, cap);
-        }
-        memcpy(out + len, p, before);
-        len += before;
-        memcpy(out + len, val, vl);
-        len += vl;
+        pt_buf_add(&out, p, (size_t)(open - p));
+        pt_buf_add(&out, val, strlen(val));
         p = close + 2;
     }
-    out[len] = '\0';
-    char *r = pt_pool_strndup(pc->pool, out, len);
-    free(out);
-    return r;
+    return pt_pool_strndup(pc->pool, out.p ? out.p : "", out.n);
 }
 
 const char *pt_policy_text(struct pt_polctx *pc, struct pt_node *n)
@@ -144,7 +197,11 @@ struct pt_value *pt_policy_value_compile(struct pt_polctx *pc, struct pt_node *n
         v->is_block = text[1] == '{';
         v->text = pt_pool_strndup(pc->pool, text + 2, len - 3);
         v->len = len - 3;
-        char err[512];
+        char err[1024];
+        if (!pt_exprlint_check(v->text, v->len, v->is_block, err, sizeof(err))) {
+            pt_node_error(pc->errs, n, "expression: %s", err);
+            return NULL;
+        }
         char chunk[256];
         pt_node_where(n, chunk, sizeof(chunk));
         int id = pt_expr_add(pc->exprs, v->text, v->len, v->is_block, chunk, err, sizeof(err));
@@ -219,11 +276,14 @@ static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct
         pt_node_error(pc->errs, v, "'%s' expects a value, found %s", a->name, pt_node_kind_name(v));
         return false;
     }
-    if (!v->null && strstr(v->str, "{{")) {
-        /* named values first: what they expand to is what must be valid */
-        const char *t = substitute_named(pc, v, v->str);
-        if (!t)
-            return false;
+    /* the copy below holds the value as it will be used: not substituted again */
+    static _Thread_local bool expanded;
+    const char *t = !expanded && !v->null && strstr(v->str, "{{") ? substitute_named(pc, v, v->str) : v->str;
+    if (!t)
+        return false;
+    if (strcmp(t, v->str)) {
+        /* named values first: what they expand to is what must be valid
+           (text that only looks like a reference stays as it is) */
         struct pt_node copy = *v;
         copy.str = (char *)t;
         copy.len = strlen(t);
@@ -232,10 +292,12 @@ static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct
             copy.quoted = false;
         struct pt_errors *outer = pc->errs, local = {0};
         pc->errs = &local;
+        expanded = true;
         bool ok = validate_value(pc, &copy, a);
+        expanded = false;
         pc->errs = outer;
         for (int i = 0; i < local.n; i++)
-            pt_node_errors_add(outer, "%s (after named values: '%s')", local.msgs[i], t);
+            pt_node_errors_copy(outer, &local, i, "%s (after named values: '%s')", local.msgs[i], t);
         pt_node_errors_clear(&local);
         return ok;
     }

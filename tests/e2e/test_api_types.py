@@ -75,8 +75,8 @@ def test_websocket_handshake_refuses_what_apim_refuses(backend, workdir):
                 "    - set-body: {value: x}\n" % (free_port(), backend.url.replace("http://", "wss://")))
     r = subprocess.run([BIN, "-t", "-c", cfg_path], capture_output=True, text=True, timeout=10)
     assert r.returncode != 0
-    assert "ws.yaml:10:7: cors cannot run on a WebSocket API's handshake" in r.stderr, r.stderr
-    assert "ws.yaml:11:7: set-body cannot run on a WebSocket API's handshake" in r.stderr, r.stderr
+    assert "ws.yaml:10:7: api 'chat' › inbound[1] cors: cors cannot run on a WebSocket API's handshake" in r.stderr, r.stderr
+    assert "ws.yaml:11:7: api 'chat' › inbound[2] set-body: set-body cannot run on a WebSocket API's handshake" in r.stderr, r.stderr
 
 
 def test_graphql_api_without_operations_answers_post_and_get(backend, portico):

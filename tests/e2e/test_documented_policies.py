@@ -62,11 +62,14 @@ def config_error(p, needle):
     assert rc == 1, out
     m = re.search(r"portico\.yaml:(\d+):(\d+): (.*)", out)
     assert m, out
+    # the place in words comes first: the API and the statement by section and position
+    words = re.match(r"api '[^']*' › (inbound|backend|outbound|on-error)\[\d+\] [^:]*: ", m.group(3))
+    assert words, out
     with open(p.config_path) as f:
         lines = f.read().split("\n")
     where = [(i + 1, line.index(needle) + 1) for i, line in enumerate(lines) if needle in line]
     assert len(where) == 1, (needle, where)
-    return (int(m.group(1)), int(m.group(2)), m.group(3)), where[0]
+    return (int(m.group(1)), int(m.group(2)), m.group(3)[words.end():]), where[0]
 
 
 # ------------------------------------------------ forward-request: timeout-ms
@@ -175,7 +178,9 @@ def test_unsupported_forward_attributes_are_refused_with_their_position(backend,
     (line, col, msg), (want_line, key_col) = config_error(p, line_text)
     assert (line, col, msg) == (want_line, key_col + line_text.index(value_text), message)  # at the value
     r = subprocess.run([BIN, "-c", p.config_path], cwd=p.workdir, capture_output=True, timeout=30)
-    assert r.returncode != 0 and ("%d:%d: %s" % (line, col, message)).encode() in r.stdout + r.stderr
+    said = (r.stdout + r.stderr).decode()
+    assert r.returncode != 0 and "%d:%d: api 'echo' › backend[0] forward-request" % (line, col) in said, said
+    assert (": %s\n" % message) in said, said
 
 
 # ------------------------------------------- forward-request: follow-redirects

@@ -223,6 +223,7 @@ def test_workspace_policies_see_only_their_workspace_named_values(svc, backend):
     pol = {"inbound": ["base", {"set-header": {"name": "X-Exfil", "value": "{{filesecret}}"}}]}
     st, _, err = m.call("PUT", "workspaces/wsa/apis/aapi/policies/policy", pol, token=dev)
     assert st == 400 and "unknown named value 'filesecret'" in str(err), (st, err)
+    assert "no named values are defined in this workspace" in str(err), err  # the service's are not listed
     backend.clear()
     assert p.request("GET", "/aapi/x")[0] == 200
     assert backend.last().header("X-Exfil") is None
@@ -233,6 +234,10 @@ def test_workspace_policies_see_only_their_workspace_named_values(svc, backend):
     assert p.request("GET", "/aapi/x")[0] == 200
     assert backend.last().header("X-Val") == "ours"
     assert [v["id"] for v in m.ok("GET", "workspaces/wsa/namedValues", token=dev)["value"]] == ["wsval"]
+    # a misspelt name lists the workspace's own named values, never the service's
+    pol = {"inbound": ["base", {"set-header": {"name": "X-Val", "value": "{{filesecrt}}"}}]}
+    st, _, err = m.call("PUT", "workspaces/wsa/apis/aapi/policies/policy", pol, token=dev)
+    assert st == 400 and "(named values: 'wsval')" in str(err) and "'filesecret'" not in str(err), err
     # and another workspace cannot use it
     pol = {"inbound": ["base", {"set-header": {"name": "X-Val", "value": "{{wsval}}"}}]}
     st, _, err = m.call("PUT", "workspaces/wsb/apis/bapi/policies/policy", pol, token=tokens["wsb"])

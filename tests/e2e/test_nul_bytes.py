@@ -66,14 +66,14 @@ def test_the_guarded_file_without_a_nul_is_valid(backend, workdir):
 
 
 @pytest.mark.parametrize("where, key", [
-    ("ip-filter address", "apis[0].policies.inbound[1].ip-filter.address[0]"),
-    ("ip-filter action", "apis[0].policies.inbound[1].ip-filter.action"),
-    ("check-header value", "apis[0].policies.inbound[2].check-header.value[0]"),
-    ("check-header name", "apis[0].policies.inbound[2].check-header.name"),
-    ("fragment", "policyFragments[0].value[0].ip-filter.address[0]"),
-    ("named value", "namedValues[0].value"),
-    ("map key", "apis[0].policies.inbound[1].ip-filter"),
-    ("description", "apis[0].description"),
+    ("ip-filter address", "api 'echo' › inbound[1] ip-filter address[0]"),
+    ("ip-filter action", "api 'echo' › inbound[1] ip-filter action"),
+    ("check-header value", "api 'echo' › inbound[2] check-header value[0]"),
+    ("check-header name", "api 'echo' › inbound[2] check-header name"),
+    ("fragment", "policy fragment 'only-10' › value[0] ip-filter address[0]"),
+    ("named value", "named value 'allowed' › value"),
+    ("map key", "api 'echo' › inbound[1] ip-filter"),
+    ("description", "api 'echo' › description"),
 ])
 def test_file_with_a_nul_is_refused_with_its_place(backend, workdir, where, key):
     cfg = guarded(backend.url)
@@ -172,10 +172,10 @@ def test_rest_policy_with_a_nul_is_refused_and_unchanged(backend, managed):
     assert_400_naming(st, out, "ip-filter.address[0]")
     yaml_doc = 'inbound:\n  - base\n  - ip-filter: {action: allow, address: ["10.0.0.1\\0"]}\n'
     st, _, out = m.call("PUT", "apis/echo/policies/policy", {"properties": {"value": yaml_doc}})
-    assert_400_naming(st, out, "ip-filter.address[0]")
+    assert_400_naming(st, out, "inbound[1] ip-filter address[0]")
     assert "value:3:" in json.dumps(out), out
     st, _, out = m.call("PUT", "apis/echo/policies/policy", raw=yaml_doc.encode(), content_type="application/yaml")
-    assert_400_naming(st, out, "inbound[1].ip-filter.address[0]")
+    assert_400_naming(st, out, "inbound[1] ip-filter address[0]")
     assert "body:3:" in json.dumps(out), out
     # a raw JSON \u0000 that a client library would not produce by itself
     raw = b'{"inbound": ["base", {"check-header": {"name": "X-Tenant", "failed-check-httpcode": 401,' \
@@ -223,7 +223,7 @@ def test_apply_and_import_refuse_a_nul(backend, managed, workdir):
     doc = ('apis:\n  - id: echo\n    path: echo\n    serviceUrl: "%s/base"\n    policies:\n'
            '      inbound: [base, {ip-filter: {action: allow, address: ["10.0.0.1\\u0000"]}}]\n' % backend.url)
     st, _, out = m.call("POST", "apply", raw=doc.encode(), content_type="application/yaml")
-    assert_400_naming(st, out, "ip-filter.address[0]")
+    assert_400_naming(st, out, "inbound[1] ip-filter address[0]")
     assert "request:6:" in json.dumps(out), out
     # the CLI says the same and fails
     path = os.path.join(workdir, "apply.yaml")
@@ -232,7 +232,7 @@ def test_apply_and_import_refuse_a_nul(backend, managed, workdir):
     r = subprocess.run([BIN, "apply", "-f", path], capture_output=True, timeout=60,
                        env=dict(os.environ, PORTICO_ADMIN_TOKEN=TOKEN, PORTICO_URL=m.url))
     err = (r.stdout + r.stderr).decode(errors="replace")
-    assert r.returncode != 0 and "NUL" in err and "ip-filter.address[0]" in err, err
+    assert r.returncode != 0 and "NUL" in err and "inbound[1] ip-filter address[0]" in err, err
     # an OpenAPI import whose document carries one (YAML text, JSON text)
     yaml_api = ('openapi: 3.0.0\ninfo: {title: "Tiny\\0", version: "1"}\npaths:\n  /ping:\n    get:\n'
                 '      operationId: ping\n      responses: {"200": {description: pong}}\n')

@@ -274,11 +274,13 @@ static void test_unknown_keys(void **state)
                  "t.yaml:3:3: unknown key 'headerSiz' (expected one of: bufferSize, headerSize, headerLine, "
                  "headerUnderscores, headerCount, uriLength, requestMemory, bodySize, requestsPerConnection, "
                  "connectionsPerWorker, counterKeys)");
-    expect_error("listen: ':80'\napis:\n  - id: a\n    path: a\n    operations:\n"
-                 "      - id: o\n        method: GET\n        urlTemplate: /\n        verb: GET\n",
-                 "t.yaml:9:9: unknown key 'verb' (expected one of: id, policies, responses, "
-                 "templateParameters, request, displayName, "
-                 "description, method, urlTemplate)");
+    expect_error(
+        "listen: ':80'\napis:\n  - id: a\n    path: a\n    operations:\n"
+        "      - id: o\n        method: GET\n        urlTemplate: /\n        verb: GET\n",
+        "t.yaml:9:9: api 'a' › operation 'o' › verb: unknown key 'verb' (expected one of: id, policies, "
+        "responses, "
+        "templateParameters, request, displayName, "
+        "description, method, urlTemplate)");
     expect_error("listen:\n  - address: ':80'\n    ssl: yes\n",
                  "t.yaml:3:5: unknown key 'ssl' (expected one of: address, certificate, key, "
                  "certificates, clientCertificate, clientCa, tls, backlog)");
@@ -290,7 +292,7 @@ static void test_missing_required(void **state)
 {
     expect_error("workers: 2\n", "t.yaml:1:1: missing required key 'listen'");
     expect_error("", "t.yaml:1:1: missing required key 'listen'");
-    expect_error("listen: ':80'\napis:\n  - id: a\n", "t.yaml:3:5: missing required key 'path'");
+    expect_error("listen: ':80'\napis:\n  - id: a\n", "t.yaml:3:5: api 'a': missing required key 'path'");
     expect_error("listen:\n  - certificate: c\n    key: k\n", "t.yaml:2:5: missing required key 'address'");
     expect_error("listen:\n  - address: ':443'\n    certificate: c\n",
                  "t.yaml:2:5: a TLS listener needs both certificate and key");
@@ -310,7 +312,7 @@ static void test_wrong_types(void **state)
     expect_error("listen: ':80'\napis: {}\n", "t.yaml:2:7: expected a list of APIs");
     expect_error("listen: {}\n", "t.yaml:1:9: expected a list of listen addresses");
     expect_error("listen: ':80'\napis:\n  - id: a\n    path: [x]\n",
-                 "t.yaml:4:11: expected a string, found a list");
+                 "t.yaml:4:11: api 'a' › path: expected a string, found a list");
     expect_error("listen: ':80'\napis:\n  - id: ''\n    path: a\n", "t.yaml:3:9: must not be empty");
 }
 
@@ -364,62 +366,75 @@ static const char *api_with(const char *extra)
 
 static void test_service_url(void **state)
 {
-    expect_error(api_with("    serviceUrl: ftp://h/\n"),
-                 "t.yaml:5:17: serviceUrl 'ftp://h/' must start with http:// or https://");
-    expect_error(api_with("    serviceUrl: http://h/p?q=1\n"),
-                 "t.yaml:5:17: serviceUrl 'http://h/p?q=1' must not have a query or fragment");
-    expect_error(api_with("    serviceUrl: http://h/p#f\n"),
-                 "t.yaml:5:17: serviceUrl 'http://h/p#f' must not have a query or fragment");
-    expect_error(api_with("    serviceUrl: http://user:pw@h/\n"),
-                 "t.yaml:5:17: serviceUrl 'http://user:pw@h/' must not carry user information");
+    expect_error(
+        api_with("    serviceUrl: ftp://h/\n"),
+        "t.yaml:5:17: api 'a' › serviceUrl: serviceUrl 'ftp://h/' must start with http:// or https://");
+    expect_error(
+        api_with("    serviceUrl: http://h/p?q=1\n"),
+        "t.yaml:5:17: api 'a' › serviceUrl: serviceUrl 'http://h/p?q=1' must not have a query or fragment");
+    expect_error(
+        api_with("    serviceUrl: http://h/p#f\n"),
+        "t.yaml:5:17: api 'a' › serviceUrl: serviceUrl 'http://h/p#f' must not have a query or fragment");
+    expect_error(
+        api_with("    serviceUrl: http://user:pw@h/\n"),
+        "t.yaml:5:17: api 'a' › serviceUrl: serviceUrl 'http://user:pw@h/' must not carry user information");
     expect_error(api_with("    serviceUrl: http://h:99999/\n"),
-                 "t.yaml:5:17: serviceUrl 'http://h:99999/' has a port above 65535");
+                 "t.yaml:5:17: api 'a' › serviceUrl: serviceUrl 'http://h:99999/' has a port above 65535");
     expect_error(api_with("    serviceUrl: http://h:8o/\n"),
-                 "t.yaml:5:17: serviceUrl 'http://h:8o/' has an invalid port");
-    expect_error(api_with("    serviceUrl: http://h:0\n"), "t.yaml:5:17: serviceUrl 'http://h:0' has port 0");
-    expect_error(api_with("    serviceUrl: http://\n"), "t.yaml:5:17: serviceUrl 'http://' has no host");
+                 "t.yaml:5:17: api 'a' › serviceUrl: serviceUrl 'http://h:8o/' has an invalid port");
+    expect_error(api_with("    serviceUrl: http://h:0\n"),
+                 "t.yaml:5:17: api 'a' › serviceUrl: serviceUrl 'http://h:0' has port 0");
+    expect_error(api_with("    serviceUrl: http://\n"),
+                 "t.yaml:5:17: api 'a' › serviceUrl: serviceUrl 'http://' has no host");
 }
 
 static void test_api_checks(void **state)
 {
     expect_error(api_with("    operations:\n      - id: o\n        method: get\n        urlTemplate: /\n"),
-                 "t.yaml:7:17: 'get' is not an HTTP method in upper case (GET, POST, ...) or *");
+                 "t.yaml:7:17: api 'a' › operation 'o' › method: 'get' is not an HTTP method in upper case "
+                 "(GET, POST, ...) or *");
     expect_error(api_with("    operations:\n      - id: o\n        method: GET\n        urlTemplate: x\n"),
-                 "t.yaml:8:22: urlTemplate must start with '/'");
-    expect_error(api_with("    operations:\n      - id: o p\n        method: GET\n        urlTemplate: /\n"),
-                 "t.yaml:6:13: id 'o p' may hold only letters, digits and -_.~");
+                 "t.yaml:8:22: api 'a' › operation 'o' › urlTemplate: urlTemplate must start with '/'");
+    expect_error(
+        api_with("    operations:\n      - id: o p\n        method: GET\n        urlTemplate: /\n"),
+        "t.yaml:6:13: api 'a' › operation 'o p' › id: id 'o p' may hold only letters, digits and -_.~");
     expect_error(api_with("    operations:\n"
                           "      - {id: o, method: GET, urlTemplate: /a}\n"
                           "      - {id: o, method: PUT, urlTemplate: /a}\n"),
-                 "t.yaml:7:14: operation id 'o' is used twice in this API");
+                 "t.yaml:7:14: api 'a' › operation 'o' › id: operation id 'o' is used twice in this API");
     expect_error("listen: ':80'\napis:\n  - id: a\n    path: a\n  - id: a\n    path: b\n",
-                 "t.yaml:5:9: API id 'a' is used twice");
+                 "t.yaml:5:9: api 'a' › id: API id 'a' is used twice");
     expect_error("listen: ':80'\napis:\n  - id: a\n    path: /x/\n  - id: b\n    path: x\n",
-                 "t.yaml:6:11: path 'x' is already used by API 'a'");
+                 "t.yaml:6:11: api 'b' › path: path 'x' is already used by API 'a'");
     /* found by sorting: each later duplicate names the first, whatever lies between */
     expect_errors("listen: ':80'\napis:\n  - {id: a, path: x}\n  - {id: b, path: y}\nproducts:\n"
                   "  - {id: p, apis: [a, b, a, a]}\n",
-                  "t.yaml:6:26: 'a' is listed twice", "t.yaml:6:29: 'a' is listed twice", (const char *)NULL);
+                  "t.yaml:6:26: product 'p' › apis[2]: 'a' is listed twice",
+                  "t.yaml:6:29: product 'p' › apis[3]: 'a' is listed twice", (const char *)NULL);
     expect_errors("listen: ':80'\napis:\n  - {id: d, path: x}\n  - {id: a, path: y}\n  - {id: b, path: x}\n"
                   "  - {id: c, path: x}\n  - {id: a, path: z}\n",
-                  "t.yaml:7:10: API id 'a' is used twice", "t.yaml:5:19: path 'x' is already used by API 'd'",
-                  "t.yaml:6:19: path 'x' is already used by API 'd'", (const char *)NULL);
-    expect_errors("listen: ':80'\napis:\n  - {id: a, path: x}\nsubscriptions:\n"
-                  "  - {id: s1, scope: /apis, primaryKey: key-one-1, secondaryKey: key-two-2}\n"
-                  "  - {id: s2, scope: /apis, primaryKey: key-three, secondaryKey: key-three}\n"
-                  "  - {id: s3, scope: /apis, primaryKey: key-two-2, secondaryKey: key-one-1}\n",
-                  "t.yaml:6:65: the two keys must differ",
-                  "t.yaml:7:40: this key is already a key of subscription 's1'",
-                  "t.yaml:7:65: this key is already a key of subscription 's1'", (const char *)NULL);
+                  "t.yaml:7:10: api 'a' › id: API id 'a' is used twice",
+                  "t.yaml:5:19: api 'b' › path: path 'x' is already used by API 'd'",
+                  "t.yaml:6:19: api 'c' › path: path 'x' is already used by API 'd'", (const char *)NULL);
+    expect_errors(
+        "listen: ':80'\napis:\n  - {id: a, path: x}\nsubscriptions:\n"
+        "  - {id: s1, scope: /apis, primaryKey: key-one-1, secondaryKey: key-two-2}\n"
+        "  - {id: s2, scope: /apis, primaryKey: key-three, secondaryKey: key-three}\n"
+        "  - {id: s3, scope: /apis, primaryKey: key-two-2, secondaryKey: key-one-1}\n",
+        "t.yaml:6:65: subscription 's2' › secondaryKey: the two keys must differ",
+        "t.yaml:7:40: subscription 's3' › primaryKey: this key is already a key of subscription 's1'",
+        "t.yaml:7:65: subscription 's3' › secondaryKey: this key is already a key of subscription 's1'",
+        (const char *)NULL);
     /* the same path on another host is fine */
     struct pt_conf *cf = parse_ok("listen: ':80'\napis:\n  - id: a\n    path: x\n"
                                   "  - id: b\n    path: x\n    host: h.example\n");
     pt_conf_free(cf);
-    expect_error(api_with("    host: 'bad host'\n"), "t.yaml:5:11: 'bad host' is not a valid host name");
+    expect_error(api_with("    host: 'bad host'\n"),
+                 "t.yaml:5:11: api 'a' › host: 'bad host' is not a valid host name");
     expect_error("listen: ':80'\napis:\n  - id: a\n    path: a/../b\n",
-                 "t.yaml:4:11: path 'a/../b' has an empty, '.' or '..' segment");
+                 "t.yaml:4:11: api 'a' › path: path 'a/../b' has an empty, '.' or '..' segment");
     expect_error("listen: ':80'\napis:\n  - id: a\n    path: a?b\n",
-                 "t.yaml:4:11: path 'a?b' has a character not allowed in an API URL suffix");
+                 "t.yaml:4:11: api 'a' › path: path 'a?b' has a character not allowed in an API URL suffix");
 }
 
 /* The router compares an API's host with the request's Host without its
@@ -443,12 +458,14 @@ static void test_api_host_port(void **state)
 /* URL templates are compiled while loading: errors point at urlTemplate. */
 static void test_template_errors(void **state)
 {
-    expect_error(api_with("    operations:\n      - {id: o, method: GET, urlTemplate: '/a/{id'}\n"),
-                 "t.yaml:6:43: urlTemplate '/a/{id' has an unclosed '{'");
+    expect_error(
+        api_with("    operations:\n      - {id: o, method: GET, urlTemplate: '/a/{id'}\n"),
+        "t.yaml:6:43: api 'a' › operation 'o' › urlTemplate: urlTemplate '/a/{id' has an unclosed '{'");
     expect_error(api_with("    operations:\n"
                           "      - {id: o1, method: GET, urlTemplate: '/x/{id}'}\n"
                           "      - {id: o2, method: GET, urlTemplate: '/x/{other}'}\n"),
-                 "t.yaml:7:44: urlTemplate '/x/{other}' has the same method and URL template as another "
+                 "t.yaml:7:44: api 'a' › operation 'o2' › urlTemplate: urlTemplate '/x/{other}' has the same "
+                 "method and URL template as another "
                  "operation ('o1')");
     /* another method, or the same template in another API, is fine */
     struct pt_conf *cf = parse_ok("listen: ':80'\napis:\n"
@@ -478,9 +495,10 @@ static void test_yaml_errors(void **state)
 static void test_nul_characters(void **state)
 {
     (void)state;
-    expect_error("listen: ':80'\npolicies:\n  inbound:\n    - ip-filter: {action: allow, address: "
-                 "[\"10.0.0.1\\0\"]}\n",
-                 "t.yaml:4:44: policies.inbound[0].ip-filter.address[0]: must not contain a NUL character");
+    expect_error(
+        "listen: ':80'\npolicies:\n  inbound:\n    - ip-filter: {action: allow, address: "
+        "[\"10.0.0.1\\0\"]}\n",
+        "t.yaml:4:44: global policy › inbound[0] ip-filter address[0]: must not contain a NUL character");
     expect_error("listen: ':80'\napis:\n  - id: \"a\\u0000b\"\n",
                  "t.yaml:3:9: apis[0].id: must not contain a NUL character");
     expect_error("listen: ':80'\nlog:\n  \"level\\0\": info\n",
@@ -560,9 +578,11 @@ static void test_many_errors(void **state)
         "t.yaml:5:11: expected a duration such as 30 (seconds), 250ms, 10s, 5m or 1h (at most "
         "30d), found '5y'",
         "t.yaml:7:10: 'LOUD' is not one of: error, warn, info, debug",
-        "t.yaml:11:17: serviceUrl 'ftp://x' must start with http:// or https://",
-        "t.yaml:13:25: 'get' is not an HTTP method in upper case (GET, POST, ...) or *",
-        "t.yaml:14:14: operation id 'o' is used twice in this API", (const char *)NULL);
+        "t.yaml:11:17: api 'a' › serviceUrl: serviceUrl 'ftp://x' must start with http:// or https://",
+        "t.yaml:13:25: api 'a' › operation 'o' › method: 'get' is not an HTTP method in upper case (GET, "
+        "POST, ...) or *",
+        "t.yaml:14:14: api 'a' › operation 'o' › id: operation id 'o' is used twice in this API",
+        (const char *)NULL);
 }
 
 /* ---------------------------------------------------------- value parsers */
@@ -834,10 +854,10 @@ static void test_user_names(void **state)
     (void)state;
     expect_error(
         "listen: ':80'\nusers:\n  - id: u1\n    email: u1@example.com\n    firstName: \"Eve\\r\\nClick\"\n",
-        "t.yaml:5:16: firstName holds a control character");
+        "t.yaml:5:16: user 'u1' › firstName: firstName holds a control character");
     expect_error(
         "listen: ':80'\nusers:\n  - id: u1\n    email: u1@example.com\n    lastName: \"A\\u2028B\"\n",
-        "t.yaml:5:15: lastName holds a control character");
+        "t.yaml:5:15: user 'u1' › lastName: lastName holds a control character");
     struct pt_conf *cf = parse_ok("listen: ':80'\nusers:\n  - id: u1\n    email: u1@example.com\n"
                                   "    firstName: \"Zo\\u00eb\"\n    lastName: \"O'Brien\"\n");
     assert_string_equal(cf->users[0].first_name, "Zo\xc3\xab");
@@ -946,32 +966,37 @@ static void test_backend_checks(void **state)
 {
     (void)state;
     expect_error("listen: ':80'\nbackends:\n  - id: b\n",
-                 "t.yaml:3:9: backend 'b': a Single backend needs a url");
+                 "t.yaml:3:9: backend 'b' › id: backend 'b': a Single backend needs a url");
     expect_error("listen: ':80'\nbackends:\n  - id: b\n    url: ftp://h/\n",
-                 "t.yaml:4:10: url 'ftp://h/' must start with http:// or https://");
+                 "t.yaml:4:10: backend 'b' › url: url 'ftp://h/' must start with http:// or https://");
     expect_error("listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n",
-                 "t.yaml:4:11: backend 'b': a Pool needs pool.services");
-    expect_error("listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n    pool: {services: []}\n",
-                 "t.yaml:5:22: a pool needs services: a list of 1 to 256 backends");
-    expect_error("listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n    url: http://h\n"
-                 "    pool: {services: [{id: a}]}\n",
-                 "t.yaml:5:10: backend 'b': a Pool has no url of its own (its services have)");
-    expect_error("listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n"
-                 "    pool: {services: [{id: a, weight: 0}]}\n",
-                 "t.yaml:5:39: weight must be an integer from 1 to 1000");
+                 "t.yaml:4:11: backend 'b' › type: backend 'b': a Pool needs pool.services");
+    expect_error(
+        "listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n    pool: {services: []}\n",
+        "t.yaml:5:22: backend 'b' › pool.services: a pool needs services: a list of 1 to 256 backends");
+    expect_error(
+        "listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n    url: http://h\n"
+        "    pool: {services: [{id: a}]}\n",
+        "t.yaml:5:10: backend 'b' › url: backend 'b': a Pool has no url of its own (its services have)");
+    expect_error(
+        "listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n"
+        "    pool: {services: [{id: a, weight: 0}]}\n",
+        "t.yaml:5:39: backend 'b' › pool.services[0].weight: weight must be an integer from 1 to 1000");
     expect_error("listen: ':80'\nbackends:\n  - id: b\n    type: Pool\n"
                  "    pool: {services: [{id: a}, {id: a}]}\n",
-                 "t.yaml:5:37: backend 'a' is listed twice in this pool");
+                 "t.yaml:5:37: backend 'b' › pool.services[1].id: backend 'a' is listed twice in this pool");
     const char *cb = "listen: ':80'\nbackends:\n  - id: b\n    url: http://h\n    circuitBreaker:\n"
                      "      rules:\n        - tripDuration: PT1M\n          failureCondition:\n";
     char buf[1024];
     snprintf(buf, sizeof(buf), "%s            interval: PT1M\n            errorReasons: [Timeout]\n", cb);
-    expect_error(buf, "t.yaml:9:13: failureCondition needs count or percentage");
+    expect_error(buf, "t.yaml:9:13: backend 'b' › circuitBreaker.rules[0].failureCondition: failureCondition "
+                      "needs count or percentage");
     snprintf(buf, sizeof(buf),
              "%s            count: 1\n            percentage: 5\n            interval: PT1M\n"
              "            errorReasons: [Timeout]\n",
              cb);
-    expect_error(buf, "t.yaml:10:25: failureCondition takes count or percentage, not both");
+    expect_error(buf, "t.yaml:10:25: backend 'b' › circuitBreaker.rules[0].failureCondition.percentage: "
+                      "failureCondition takes count or percentage, not both");
     snprintf(buf, sizeof(buf),
              "%s            count: 1\n            interval: PT1M\n"
              "            statusCodeRanges: [{min: 500, max: 600}]\n",
@@ -981,26 +1006,31 @@ static void test_backend_checks(void **state)
              "%s            count: 1\n            interval: PT1M\n"
              "            statusCodeRanges: [{min: 504, max: 500}]\n",
              cb);
-    expect_error(buf, "t.yaml:11:38: min 504 is above max 500");
+    expect_error(
+        buf, "t.yaml:11:38: backend 'b' › circuitBreaker.rules[0].failureCondition.statusCodeRanges[0].min: "
+             "min 504 is above max 500");
     snprintf(buf, sizeof(buf),
              "%s            count: 1\n            interval: PT1Q\n"
              "            errorReasons: [Timeout]\n",
              cb);
-    expect_error(buf,
-                 "t.yaml:10:23: interval 'PT1Q' is not a duration (ISO 8601 such as PT30S, PT1M, PT0.5S, or "
-                 "30s, 250ms; above 0, at most a day)");
+    expect_error(buf, "t.yaml:10:23: backend 'b' › circuitBreaker.rules[0].failureCondition.interval: "
+                      "interval 'PT1Q' is not a duration (ISO 8601 such as PT30S, PT1M, PT0.5S, or "
+                      "30s, 250ms; above 0, at most a day)");
     snprintf(buf, sizeof(buf), "%s            count: 1\n            interval: PT1M\n", cb);
-    expect_error(buf,
-                 "t.yaml:9:13: failureCondition needs statusCodeRanges or errorReasons (what is a failure)");
+    expect_error(buf, "t.yaml:9:13: backend 'b' › circuitBreaker.rules[0].failureCondition: failureCondition "
+                      "needs statusCodeRanges or errorReasons (what is a failure)");
     expect_error("listen: ':80'\nbackends:\n  - id: b\n    url: http://h\n"
                  "    credentials: {header: {Host: [x]}}\n",
-                 "t.yaml:5:28: Host is set by the gateway; a credential cannot set it");
+                 "t.yaml:5:28: backend 'b' › credentials.header.Host: Host is set by the gateway; a "
+                 "credential cannot set it");
     expect_error("listen: ':80'\nbackends:\n  - id: b\n    url: http://h\n"
                  "    credentials: {header: {X-A: [\"a\\r\\nb\"]}}\n",
-                 "t.yaml:5:34: a value of X-A is a string without CR, LF or NUL");
+                 "t.yaml:5:34: backend 'b' › credentials.header.X-A[0]: a value of X-A is a string without "
+                 "CR, LF or NUL");
     expect_error("listen: ':80'\nbackends:\n  - id: b\n    url: http://h\n"
                  "    healthCheck: {interval: 1s, timeout: 2s}\n",
-                 "t.yaml:5:42: backend 'b': healthCheck.timeout is longer than its interval");
+                 "t.yaml:5:42: backend 'b' › healthCheck.timeout: backend 'b': healthCheck.timeout is longer "
+                 "than its interval");
     /* a full one reads into the runtime fields */
     struct pt_conf *cf =
         parse_ok("listen: ':80'\nbackends:\n  - id: m\n    url: http://h/x\n"

@@ -283,9 +283,11 @@ static void test_once_per_section_against_the_default(void **state)
              "  - forward-request: {timeout-ms: 250}\n");
     assert_false(flatten());
     assert_int_equal(F.errs.n, 1);
-    expect_error(0, "api.yaml:3:5: 'forward-request' may appear once per section, but base makes the backend "
-                    "section hold two (the other is the default of the global scope, whose document has no "
-                    "backend section)");
+    expect_error(0,
+                 "api.yaml:3:5: backend[1] forward-request: 'forward-request' may appear once per section, "
+                 "but base makes the backend "
+                 "section hold two (the other is the default of the global scope, whose document has no "
+                 "backend section)");
     /* the pipeline is still composed as written */
     expect_sections("", "forward-request@global, forward-request@api", "", "");
     /* said once per statement, however many operations compose it */
@@ -305,8 +307,10 @@ static void test_once_per_section_across_scopes(void **state)
     assert_false(flatten());
     assert_int_equal(F.errs.n, 1);
     /* reported at the later statement, naming the scope of the earlier one */
-    expect_error(0, "api.yaml:3:5: 'forward-request' may appear once per section, but base makes the backend "
-                    "section hold two (the other comes from the operation scope)");
+    expect_error(0,
+                 "api.yaml:3:5: backend[1] forward-request: 'forward-request' may appear once per section, "
+                 "but base makes the backend "
+                 "section hold two (the other comes from the operation scope)");
     expect_sections("", "forward-request@operation, alpha#a@api, forward-request@api", "", "");
     teardown(NULL);
     setup(NULL);
@@ -319,9 +323,9 @@ static void test_once_per_section_across_scopes(void **state)
                 "  - only-once: {id: g}\n");
     assert_false(flatten());
     assert_int_equal(F.errs.n, 1);
-    expect_error(0,
-                 "op.yaml:3:5: 'only-once' may appear once per section, but base makes the inbound section "
-                 "hold two (the other comes from the global scope)");
+    expect_error(0, "op.yaml:3:5: inbound[1] only-once: 'only-once' may appear once per section, but base "
+                    "makes the inbound section "
+                    "hold two (the other comes from the global scope)");
     teardown(NULL);
     setup(NULL);
 
@@ -340,7 +344,7 @@ static void test_once_per_section_in_one_document(void **state)
                                     "  - forward-request: {timeout: 2}\n");
     assert_null(d);
     assert_int_equal(F.errs.n, 1);
-    expect_error(0, "api.yaml:3:5: policy 'forward-request' may appear only once per section");
+    expect_error(0, "api.yaml:3:5: backend[1]: policy 'forward-request' may appear only once per section");
 }
 
 static void test_document_errors(void **state)
@@ -351,17 +355,17 @@ static void test_document_errors(void **state)
     } cases[] = {
         {"inbond: []\n",
          "api.yaml:1:1: unknown section 'inbond' (expected inbound, backend, outbound, on-error)"},
-        {"inbound: [{forward-request: }]\n",
-         "api.yaml:1:12: policy 'forward-request' is not allowed in the inbound section"},
+        {"inbound: [{forward-request: }]\n", "api.yaml:1:12: inbound[0] forward-request: policy "
+                                             "'forward-request' is not allowed in the inbound section"},
         {"inbound:\n  - retry:\n      condition: 'true'\n      count: 1\n      interval: 0\n      policies: "
          "[base]\n",
-         "api.yaml:6:18: 'base' may only appear directly in a section"},
+         "api.yaml:6:18: inbound[0] retry policies[0]: 'base' may only appear directly in a section"},
         {"inbound:\n  - choose:\n      - when: 'true'\n        then:\n          - base\n",
-         "api.yaml:5:13: 'base' may only appear directly in a section"},
-        {"inbound: [{gamma: {}}]\n", "api.yaml:1:12: unknown policy 'gamma'"},
+         "api.yaml:5:13: inbound[0] choose[0] then[0]: 'base' may only appear directly in a section"},
+        {"inbound: [{gamma: {}}]\n", "api.yaml:1:12: inbound[0] gamma: unknown policy 'gamma'"},
         {"inbound: [{alpha: {colour: red}}]\n",
-         "api.yaml:1:20: 'alpha' takes no attributes (found 'colour')"},
-        {"inbound: base\n", "api.yaml:1:10: expected a list of statements, found a scalar"},
+         "api.yaml:1:20: inbound[0] alpha colour: 'alpha' takes no attributes (found 'colour')"},
+        {"inbound: base\n", "api.yaml:1:10: inbound: expected a list of statements, found a scalar"},
         {"[]\n", "api.yaml:1:1: policies: expected a map with inbound, backend, outbound, on-error"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -375,7 +379,8 @@ static void test_document_errors(void **state)
     assert_non_null(doc_try(API, "inbound: [{api-only: }]\n"));
     assert_int_equal(F.errs.n, 0);
     assert_null(doc_try(GLOBAL, "inbound: [{api-only: }]\n"));
-    expect_error(0, "global.yaml:1:12: policy 'api-only' is not allowed at global scope (only: API)");
+    expect_error(0, "global.yaml:1:12: inbound[0] api-only: policy 'api-only' is not allowed at global scope "
+                    "(only: API)");
 }
 
 static void test_statements_are_shared_and_scoped(void **state)
@@ -438,8 +443,10 @@ static void test_fragment_joins_the_section(void **state)
     assert_null(doc_try(API, "backend:\n"
                              "  - forward-request:\n"
                              "  - include-fragment: {fragment-id: fwd}\n"));
-    expect_error(0, "api.yaml:3:5: policy 'forward-request' may appear only once per section (one comes from "
-                    "the fragment included here)");
+    expect_error(
+        0,
+        "api.yaml:3:5: backend[1]: policy 'forward-request' may appear only once per section (one comes from "
+        "the fragment included here)");
     teardown(NULL);
     setup(NULL);
 
@@ -450,7 +457,7 @@ static void test_fragment_joins_the_section(void **state)
     assert_null(doc_try(API, "backend:\n"
                              "  - include-fragment: {fragment-id: fwd}\n"
                              "  - forward-request:\n"));
-    expect_error(0, "api.yaml:3:5: policy 'forward-request' may appear only once per section");
+    expect_error(0, "api.yaml:3:5: backend[1]: policy 'forward-request' may appear only once per section");
 }
 
 int main(void)
