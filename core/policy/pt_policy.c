@@ -644,6 +644,13 @@ static const struct pt_stored_cert *c_cert_find(pt_compile *c, const char *attr,
     }
     if (!id && !thumbprint)
         return index >= 0 && index < pc->nstore_certs ? &pc->stored[index] : NULL;
+    /* Certificates are service-level, like the service's backends and named
+       values: a workspace must not act under the service's TLS identity. */
+    if (pc->workspace && *pc->workspace) {
+        c_error(c, attr, "certificates are service-level: a workspace's policies cannot name certificate '%s'",
+                id ? id : thumbprint);
+        return NULL;
+    }
     for (int i = 0; i < pc->nstore_certs; i++)
         if (id ? !strcmp(pc->stored[i].id, id) : thumbprint_eq(pc->stored[i].thumbprint, thumbprint))
             return &pc->stored[i];

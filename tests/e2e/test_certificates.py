@@ -201,6 +201,50 @@ def test_authentication_certificate_set_over_rest_reaches_the_backend(portico, p
         be.close()
 
 
+@pytest.mark.parametrize("role", ["workspaceContributor", "apiDeveloper"])
+def test_a_workspace_cannot_use_the_services_certificates(portico, pki, role):
+    """The attack: a workspace's policy naming the service's certificate, to act under
+    its TLS identity towards a backend of the workspace's choosing."""
+    be = mtls_backend(pki)
+    try:
+        cfg = mgmt_config(be.url, upstream={"caFile": pki.ca})
+        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+        m = Mgmt(p)
+        m.ok("PUT", "workspaces/wsa", {"displayName": "A"})
+        m.ok("PUT", "certificates/svc", {"data": pem_with_key(pki.gateway)})
+        m.ok("PUT", "certificates/ca", {"data": read(pki.ca), "ca": True})
+        tok = m.ok("PUT", "tokens/t", {"role": role, "workspace": "wsa"})["token"]
+        m.ok("PUT", "workspaces/wsa/apis/aapi", {"path": "aapi", "serviceUrl": be.url,
+                                                 "subscriptionRequired": False}, token=tok)
+        m.ok("PUT", "workspaces/wsa/apis/aapi/operations/all", {"method": "*", "urlTemplate": "/*"}, token=tok)
+        attacks = [
+            ("certificate-id", "svc", {"authentication-certificate": {"certificate-id": "svc"}}),
+            ("thumbprint", "svc", {"authentication-certificate": {"thumbprint": thumbprint(pki.gateway[0])}}),
+            ("issuer", "ca", {"validate-client-certificate": {
+                "identities": {"identity": [{"issuer-certificate-id": "ca"}]}}}),
+        ]
+        for what, named, stmt in attacks:
+            pol = {"inbound": ["base", stmt]}
+            st, _, out = m.call("PUT", "workspaces/wsa/apis/aapi/policies/policy", pol, token=tok)
+            text = json.dumps(out)
+            assert st == 400 and "certificates are service-level" in text, (what, st, out)
+            if what != "thumbprint":
+                assert "'%s'" % named in text, out
+        if role == "workspaceContributor":  # the workspace's own policy document is scoped too
+            pol = {"inbound": [{"authentication-certificate": {"certificate-id": "svc"}}]}
+            st, _, out = m.call("PUT", "workspaces/wsa/policies/policy", pol, token=tok)
+            assert st == 400 and "certificates are service-level" in json.dumps(out), (st, out)
+        # the backend never saw the service's identity: it refuses a client without one
+        p.request("GET", "/aapi/x")
+        assert "gateway" not in be.client_cns
+        # the service level still may
+        m.ok("PUT", "apis/echo/policies/policy",
+             {"inbound": ["base", {"authentication-certificate": {"certificate-id": "svc"}}]})
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway"
+    finally:
+        be.close()
+
+
 def test_unknown_certificate_in_the_file_names_the_place(backend, portico, pki):
     cfg = basic_config(backend.url)
     cfg["certificates"] = [{"id": "ca", "data": read(pki.ca)}]
