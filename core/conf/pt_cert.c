@@ -2,6 +2,7 @@
  * pt_cert -- the certificate store's reader (see pt_cert.h).
  */
 #include "conf/pt_cert.h"
+#include <ctype.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -368,15 +369,62 @@ void pt_cert_info_free(struct pt_cert_info *ci)
     ci->chain_pem = ci->key_pem = NULL;
 }
 
-bool pt_cert_check_crl(const char *crl_pem, char *err, size_t errlen)
+/* A CRL block is acceptable when it is a CRL, names ca as its issuer and
+   carries ca's signature: a CRL of another CA with the same name must not
+   revoke ca's clients. */
+static const char *crl_block_why(X509_CRL *crl, X509 *ca)
+{
+    if (!crl)
+        return "the CRL is not a PEM X509 CRL";
+    if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)))
+        return "the CRL's issuer is not this certificate's subject";
+    if (X509_CRL_verify(crl, X509_get0_pubkey(ca)) != 1)
+        return "the CRL is not signed by this certificate's key";
+    return NULL;
+}
+
+/* Text that is PEM blocks only: nothing but white space before the first and after the last. */
+static bool only_pem(const char *pem)
+{
+    while (isspace((unsigned char)*pem))
+        pem++;
+    size_t n = strlen(pem);
+    while (n && isspace((unsigned char)pem[n - 1]))
+        n--;
+    return !strncmp(pem, "-----BEGIN ", 11) && n >= 5 && !strncmp(pem + n - 5, "-----", 5);
+}
+
+static size_t count_pem_blocks(const char *pem)
+{
+    size_t n = 0;
+    for (const char *p = pem; (p = strstr(p, "-----BEGIN ")) != NULL; p++)
+        n++;
+    return n;
+}
+
+bool pt_cert_check_crl(const char *crl_pem, const char *ca_pem, char *err, size_t errlen)
 {
     size_t len = strlen(crl_pem);
     if (len > PT_CERT_MAX_DATA)
         return fail(err, errlen, "the CRL is larger than 256 KB");
+    BIO *cb = BIO_new_mem_buf(ca_pem, -1);
+    X509 *ca = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    BIO_free(cb);
+    const char *why = !only_pem(crl_pem) ? "the CRL is not a PEM X509 CRL (text around its blocks)"
+                      : ca               ? NULL
+                                         : "the certificate a CRL is stored with cannot be read";
+    size_t blocks = count_pem_blocks(crl_pem), good = 0;
     BIO *b = BIO_new_mem_buf(crl_pem, (int)len);
-    X509_CRL *c = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
+    while (!why && good < blocks) {
+        X509_CRL *c = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
+        why = crl_block_why(c, ca);
+        X509_CRL_free(c);
+        good += why == NULL;
+    }
     BIO_free(b);
-    bool ok = c != NULL;
-    X509_CRL_free(c);
-    return ok ? true : fail(err, errlen, "the CRL is not a PEM X509 CRL");
+    X509_free(ca);
+    ERR_clear_error();
+    if (!why && !good)
+        why = "the CRL is not a PEM X509 CRL";
+    return why ? fail(err, errlen, why) : true;
 }

@@ -35,7 +35,9 @@ bool pt_cert_read(const char *data, size_t len, const char *password, struct pt_
                   size_t errlen);
 void pt_cert_info_free(struct pt_cert_info *ci);
 
-/* Checks crl_pem (one or more X509 CRLs in PEM); false with a reason. */
-bool pt_cert_check_crl(const char *crl_pem, char *err, size_t errlen);
+/* Checks crl_pem (one or more X509 CRLs in PEM, nothing else): every one
+   must be issued and signed by ca_pem's first certificate, the certificate
+   it is stored with; false with a reason. */
+bool pt_cert_check_crl(const char *crl_pem, const char *ca_pem, char *err, size_t errlen);
 
 #endif

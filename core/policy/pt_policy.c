@@ -647,7 +647,8 @@ static const struct pt_stored_cert *c_cert_find(pt_compile *c, const char *attr,
     /* Certificates are service-level, like the service's backends and named
        values: a workspace must not act under the service's TLS identity. */
     if (pc->workspace && *pc->workspace) {
-        c_error(c, attr, "certificates are service-level: a workspace's policies cannot name certificate '%s'",
+        c_error(c, attr,
+                "certificates are service-level: a workspace's policies cannot name certificate '%s'",
                 id ? id : thumbprint);
         return NULL;
     }

@@ -17,7 +17,7 @@ import pytest
 from conftest import basic_config, free_port
 from mgmt_helpers import TOKEN, Mgmt, mgmt_config
 from test_client_cert import get as tls_get
-from tls_helpers import Pki, TLSEchoBackend
+from tls_helpers import Pki, TLSEchoBackend, _openssl
 
 
 @pytest.fixture(scope="module")
@@ -341,6 +341,83 @@ def test_bad_crl_is_refused(backend, portico, pki):
     p, m = admin(backend, portico)
     status, _, out = m.call("PUT", "certificates/ca", {"data": read(pki.ca), "ca": True, "crl": "nope"})
     assert status == 400 and "not a PEM X509 CRL" in json.dumps(out), out
+
+
+def test_crl_of_another_ca_with_the_same_name_is_refused(backend, portico, pki):
+    os.makedirs(pki.path("impostor"), exist_ok=True)
+    imp = Pki(pki.path("impostor"))  # its own "Portico Test CA", another key
+    forged = imp.crl([pki.alice[0]])
+    p, m = admin(backend, portico)
+    for crl, why in ((forged, "not signed by this certificate's key"),
+                     (pki.crl([]) + "garbage-after", "not a PEM X509 CRL"),
+                     (pki.crl([]) + pki.crl([], issuer="other"), "issuer is not this certificate's subject")):
+        status, _, out = m.call("PUT", "certificates/ca", {"data": read(pki.ca), "ca": True, "crl": crl})
+        assert status == 400 and why in json.dumps(out), out
+    # the same in the file: file:line:column
+    cfg = basic_config(backend.url)
+    cfg["certificates"] = [{"id": "ca", "data": read(pki.ca), "ca": True, "crl": forged}]
+    code, out = portico(cfg, start=False).check()
+    assert code != 0 and "not signed by this certificate's key" in out and "portico.yaml:" in out, out
+    # the genuine list of that CA is accepted, and alice is not revoked by the forgery
+    m.ok("PUT", "certificates/ca", {"data": read(pki.ca), "ca": True, "crl": pki.crl([pki.eve[0]])})
+
+
+def test_an_expired_crl_refuses_and_is_logged(backend, portico, pki):
+    conf, ca, ca_key = pki._ca_db("stale", "ca")
+    out = os.path.join(os.path.dirname(conf), "stale.pem")
+    _openssl("ca", "-config", conf, "-keyfile", ca_key, "-cert", ca, "-gencrl", "-out", out,
+             "-crl_lastupdate", "20200101000000Z", "-crl_nextupdate", "20200201000000Z", cwd=os.path.dirname(conf))
+    certs = [{"id": "ca", "data": read(pki.ca), "ca": True, "crl": read(out)}]
+    p, port = client_gateway(backend, portico, pki, {}, certs)
+    assert tls_get(port, pki, pki.alice)[0] == 401
+    assert p.access_entries(wait_for=1)[-1]["reason"] == "ClientCertificateRevocationUnknown"
+    assert tls_get(port, pki, pki.alice)[0] == 401
+    assert p.log_text().count("certificate 'ca': its CRL expired") == 1, p.log_text()
+    p2, port2 = client_gateway(backend, portico, pki, {"validate-revocation": False}, certs)
+    assert tls_get(port2, pki, pki.alice)[0] == 200
+
+
+def intermediate(pki, name, dates=None):
+    """A CA under the test CA (valid now, or between dates=(start, end)) and a client leaf it
+    issued; returns (leaf path, key path) with the leaf's file holding the intermediate after it."""
+    conf, ca, ca_key = pki._ca_db(name, "ca")
+    d = os.path.dirname(conf)
+    ext = os.path.join(d, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("[v]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    ikey, icsr, ipem = (os.path.join(d, "int" + s) for s in (".key", ".csr", ".pem"))
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", ikey,
+             "-out", icsr, "-subj", "/CN=" + name, cwd=d)
+    when = ["-startdate", dates[0], "-enddate", dates[1]] if dates else ["-days", "30"]
+    _openssl("ca", "-batch", "-notext", "-config", conf, "-keyfile", ca_key, "-cert", ca, "-in", icsr, "-out", ipem,
+             "-extfile", ext, "-extensions", "v", *when, cwd=d)
+    saved = pki.other_ca, pki.other_ca_key
+    pki.other_ca, pki.other_ca_key = ipem, ikey  # leaf() issues from "other"
+    try:
+        leaf = pki.leaf(name + "-leaf", name + "-client", [], issuer="other", eku="clientAuth", days=20)
+    finally:
+        pki.other_ca, pki.other_ca_key = saved
+    chained = leaf[0] + ".chain"
+    with open(chained, "w") as f:
+        f.write(read(leaf[0]) + read(ipem))
+    return chained, leaf[1]
+
+
+def test_store_trust_is_for_tls_clients_through_sent_intermediates(backend, portico, pki):
+    certs = [{"id": "ca", "data": read(pki.ca), "ca": True}]
+    p, port = client_gateway(backend, portico, pki, {}, certs)
+    # a certificate for servers only is no client certificate, as at the listener
+    server_only = pki.leaf("server-only", "server-only", [], eku="serverAuth")
+    assert tls_get(port, pki, server_only)[0] == 401
+    assert p.access_entries(wait_for=1)[-1]["reason"] == "ClientCertificateNotTrusted"
+    # root in the store, the intermediate sent by the client
+    assert tls_get(port, pki, intermediate(pki, "int-now"))[0] == 200
+    # an expired intermediate does not vouch, whatever the policy says of the leaf's dates
+    old = intermediate(pki, "int-old", ("20200101000000Z", "20200201000000Z"))
+    assert tls_get(port, pki, old)[0] == 401
+    p2, port2 = client_gateway(backend, portico, pki, {"validate-not-after": False, "validate-not-before": False},
+                               certs)
+    assert tls_get(port2, pki, old)[0] == 401
 
 
 # ------------------------------------------------------------------- expiry
