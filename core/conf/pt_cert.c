@@ -78,8 +78,14 @@ static void name_text(const X509_NAME *name, char *buf, size_t size)
     X509_NAME_print_ex(b, name, 0,
                        (XN_FLAG_RFC2253 & ~XN_FLAG_SEP_MASK & ~ASN1_STRFLGS_ESC_MSB) | XN_FLAG_SEP_CPLUS_SPC);
     char *t;
-    long n = BIO_get_mem_data(b, &t);
-    snprintf(buf, size, "%.*s", (int)n, t);
+    size_t n = (size_t)BIO_get_mem_data(b, &t);
+    if (n >= size) { /* a long name is cut, never inside a UTF-8 sequence: reads show it as JSON */
+        n = size - 1;
+        while (n > 0 && ((unsigned char)t[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(buf, t, n);
+    buf[n] = '\0';
     BIO_free(b);
 }
 

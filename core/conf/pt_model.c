@@ -283,6 +283,10 @@ static bool put_certificate(struct pt_store *st, const struct pt_storecert_cf *c
     json_t *j = json_pack("{s:s,s:b,s:s,s:s,s:s,s:s,s:b}", "data", c->chain_pem, "ca", c->ca, "thumbprint",
                           c->thumbprint, "subject", c->subject, "issuer", c->issuer, "expirationDate",
                           c->expiration, "hasPrivateKey", c->key_pem != NULL);
+    if (!j) { /* a field that is not UTF-8 */
+        pt_node_error(errs, c->node, "certificate '%s' cannot be stored: a field is not valid UTF-8", c->id);
+        return false;
+    }
     if (c->crl && *c->crl)
         json_object_set_new(j, "crl", json_string(c->crl));
     if (c->description)

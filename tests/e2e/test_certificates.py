@@ -118,6 +118,24 @@ def test_pem_without_key_and_patch_keeps_the_key(backend, portico, pki):
     assert out["description"] == "second" and out["hasPrivateKey"] is True
 
 
+def test_a_long_non_ascii_subject_is_stored_and_shown(backend, portico, pki):
+    """A name longer than what reads show is cut between characters, never inside one."""
+    p, m = admin(backend, portico)
+    for pad in range(3):  # each padding puts the cut at another byte of a two-byte character
+        key, pem = pki.path("utf8-%d.key" % pad), pki.path("utf8-%d.pem" % pad)
+        subj = "/CN=x" + "".join("/OU=" + "\u00e9" * 30 for _ in range(12)) + "/OU=" + "a" * pad
+        subprocess.run(["openssl", "req", "-x509", "-utf8", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", pem, "-days", "30", "-subj", subj], check=True,
+                       capture_output=True)
+        out = m.ok("PUT", "certificates/u%d" % pad, {"data": read(pem)})
+        assert out["subject"].startswith("OU=a" if pad else "OU=\u00e9") or "\u00e9\u00e9" in out["subject"], out
+        assert "\u00e9" * 30 in m.ok("GET", "certificates/u%d" % pad)["subject"]
+    cfg = basic_config(backend.url)
+    cfg["certificates"] = [{"id": "u", "data": read(pki.path("utf8-1.pem"))}]
+    code, out = portico(cfg, start=False).check()
+    assert code == 0, out
+
+
 @pytest.mark.parametrize("data, reason", ids=["text", "der-garbage", "empty-pem", "huge"], argvalues=[
     ("not a certificate at all!", "neither PEM nor base64"),
     (base64.b64encode(b"\x30\x82garbage" * 50).decode(), "neither a PKCS#12 file nor a DER certificate"),
