@@ -109,6 +109,18 @@ def test_pkcs12_asking_for_endless_key_derivation_is_refused(backend, portico, p
     assert m.call("GET", "certificates/slow")[0] == 404
 
 
+def test_pkcs12_key_derivation_is_bounded_per_upload(backend, portico, pki):
+    """Each derivation below the bound, but the MAC, the certificates' part and the key together
+    (the MAC and the encrypted part derived twice) pass the upload's 2000000."""
+    p, m = admin(backend, portico)
+    p12 = base64.b64encode(pki.pkcs12("sum", pki.gateway[0], pki.gateway[1], "pw", iterations=500000)).decode()
+    status, _, out = m.call("PUT", "certificates/sum", {"data": p12, "password": "pw"})
+    assert status == 400 and "2000000 in all" in json.dumps(out), out
+    assert m.call("GET", "certificates/sum")[0] == 404
+    p12 = base64.b64encode(pki.pkcs12("fair", pki.gateway[0], pki.gateway[1], "pw", iterations=200000)).decode()
+    assert m.ok("PUT", "certificates/fair", {"data": p12, "password": "pw"})["hasPrivateKey"] is True
+
+
 def test_pem_without_key_and_patch_keeps_the_key(backend, portico, pki):
     p, m = admin(backend, portico)
     out = m.ok("PUT", "certificates/ca", {"data": read(pki.ca)})
