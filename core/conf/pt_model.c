@@ -896,27 +896,31 @@ void pt_model_entities_forget(void)
    thumbprint) from a start or reload on: management changes log only what is new. */
 void pt_model_log_expiry(const struct pt_conf *cf, bool fresh)
 {
+    /* logged: "id/thumbprint/state" of the certificates already reported in their state (near
+       expiry, expired), rebuilt at each call from the certificates there are: a deleted one is
+       forgotten, one that crosses into the next state is reported again */
     static json_t *seen;
-    if (!seen)
-        seen = json_object();
-    if (fresh)
-        json_object_clear(seen);
+    json_t *now_seen = json_object();
     int64_t now = (int64_t)(pt_clock_wall_ms() / 1000);
     for (int i = 0; cf && i < cf->ncerts; i++) {
         const struct pt_storecert_cf *c = &cf->certs[i];
         if (!c->chain_pem || c->not_after - now >= PT_CERT_NEAR_EXPIRY_S)
             continue;
+        bool expired = c->not_after <= now;
         char key[400];
-        snprintf(key, sizeof(key), "%s/%s", c->id, c->thumbprint);
-        if (json_object_get(seen, key))
+        snprintf(key, sizeof(key), "%s/%s/%s", c->id, c->thumbprint, expired ? "expired" : "near");
+        bool known = !fresh && seen && json_object_get(seen, key);
+        json_object_set_new(now_seen, key, json_true());
+        if (known)
             continue;
-        json_object_set_new(seen, key, json_true());
-        if (c->not_after <= now)
+        if (expired)
             pt_warn("certificate '%s' expired on %s (thumbprint %s)", c->id, c->expiration, c->thumbprint);
         else
             pt_warn("certificate '%s' expires on %s, in %lld days (thumbprint %s)", c->id, c->expiration,
                     (long long)((c->not_after - now) / 86400), c->thumbprint);
     }
+    json_decref(seen);
+    seen = now_seen;
 }
 
 struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
