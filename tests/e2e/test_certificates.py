@@ -28,6 +28,9 @@ def pki():
         p.alice = p.leaf("alice", "alice", [], eku="clientAuth")
         p.eve = p.leaf("eve", "eve", [], eku="clientAuth")  # revoked below
         p.mallory = p.leaf("mallory", "alice", [], issuer="other", eku="clientAuth")
+        os.makedirs(p.path("impostor-ca"), exist_ok=True)
+        imp = Pki(p.path("impostor-ca"))  # a CA named "Portico Test CA" too, with another key
+        p.impostor = imp.leaf("alice-forged", "alice", [], eku="clientAuth")
         p.gateway = p.leaf("gateway-client", "gateway", [], eku="clientAuth", days=90)
         p.soon = p.leaf("soon", "soon", [], eku="clientAuth", days=10)
         p.backend_cert = p.leaf("backend-mtls", "localhost", ["DNS:localhost"])
@@ -181,7 +184,11 @@ def test_non_administrators_cannot_write_or_see_keys(backend, portico, pki):
         assert status == 403, role
         assert m.call("DELETE", "certificates/gw", token=tok)[0] == 403, role
         status, _, out = m.call("GET", "certificates/gw", token=tok)
-        assert status in (200, 403) and (status == 403 or "data" not in out), (role, out)
+        if role == "reader":  # reads the service's certificates, never a key
+            assert status == 200 and out["hasPrivateKey"] is True, out
+            no_secret_in(json.dumps(out), pki, pki.gateway)
+        else:  # service-level entities are not a workspace role's
+            assert status == 403, (role, status, out)
     assert m.call("GET", "certificates/mine")[0] == 404
     assert m.ok("GET", "certificates/gw")["hasPrivateKey"] is True
 
@@ -275,6 +282,27 @@ def test_a_workspace_cannot_use_the_services_certificates(portico, pki, role):
         be.close()
 
 
+def test_a_certificate_replaced_while_in_use_is_presented_at_once(portico, pki):
+    be = mtls_backend(pki)
+    try:
+        cfg = mgmt_config(be.url, upstream={"caFile": pki.ca})
+        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+        m = Mgmt(p)
+        m.ok("PUT", "certificates/gw", {"data": pem_with_key(pki.gateway)})
+        m.ok("PUT", "apis/echo/policies/policy",
+             {"inbound": ["base", {"authentication-certificate": {"certificate-id": "gw"}}]})
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway"
+        renewed = pki.leaf("gateway-renewed", "gateway-2", [], eku="clientAuth")
+        m.ok("PUT", "certificates/gw", {"data": pem_with_key(renewed)})
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway-2"
+        # a certificate without a key cannot replace one a policy presents
+        status, _, out = m.call("PUT", "certificates/gw", {"data": read(pki.alice[0])})
+        assert status == 400 and "private key" in json.dumps(out), out
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway-2"
+    finally:
+        be.close()
+
+
 def test_unknown_certificate_in_the_file_names_the_place(backend, portico, pki):
     cfg = basic_config(backend.url)
     cfg["certificates"] = [{"id": "ca", "data": read(pki.ca)}]
@@ -316,6 +344,9 @@ def test_store_ca_certificates_are_trusted(backend, portico, pki):
     assert tls_get(port, pki, pki.alice)[0] == 200
     assert tls_get(port, pki, pki.mallory)[0] == 401
     assert p.access_entries(wait_for=2)[-1]["reason"] == "ClientCertificateNotTrusted"
+    # the same issuer name from another key is no better
+    assert tls_get(port, pki, pki.impostor)[0] == 401
+    assert p.access_entries(wait_for=3)[-1]["reason"] == "ClientCertificateNotTrusted"
 
 
 def test_store_trust_leaves_dates_to_the_policy(backend, portico, pki):
@@ -340,8 +371,8 @@ def test_identity_by_issuer_certificate(backend, portico, pki, attr):
     policy = {"validate-trust": False, "identities": {"identity": [{attr: ref}]}}
     p, port = client_gateway(backend, portico, pki, policy, certs)
     assert tls_get(port, pki, pki.alice)[0] == 200
-    # same issuer name would not do: mallory's CA is another key
-    assert tls_get(port, pki, pki.mallory)[0] == 401
+    # the same issuer name would not do: the impostor's CA is another key
+    assert tls_get(port, pki, pki.impostor)[0] == 401
     assert p.access_entries(wait_for=2)[-1]["reason"] == "ClientCertificateIdentityNotAllowed"
 
 
