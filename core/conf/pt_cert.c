@@ -458,3 +458,15 @@ bool pt_cert_check_crl(const char *crl_pem, const char *ca_pem, char *err, size_
         why = "the CRL is not a PEM X509 CRL";
     return why ? fail(err, errlen, why) : true;
 }
+
+char *pt_cert_chain_only(const char *data)
+{
+    struct pt_cert_info ci;
+    char err[160];
+    if (!data || !pt_cert_read(data, strlen(data), NULL, &ci, err, sizeof(err)))
+        return NULL;
+    char *chain = ci.chain_pem;
+    ci.chain_pem = NULL;
+    pt_cert_info_free(&ci);
+    return chain;
+}

@@ -36,6 +36,10 @@ bool pt_cert_read(const char *data, size_t len, const char *password, struct pt_
                   size_t errlen);
 void pt_cert_info_free(struct pt_cert_info *ci);
 
+/* The certificates of data (a stored certificate's PEM, its key included), written back by the PEM
+   reader without any key, whatever form the key takes; malloc'd, NULL when data cannot be read. */
+char *pt_cert_chain_only(const char *data);
+
 /* Checks crl_pem (one or more X509 CRLs in PEM, nothing else): every one
    must be issued and signed by ca_pem's first certificate, the certificate
    it is stored with; false with a reason. */

@@ -233,18 +233,16 @@ static void strings_of(const json_t *v, json_t *set, int depth)
         json_array_foreach(v, i, e) strings_of(e, set, depth + 1);
 }
 
-/* A certificate without its private key: its chain only, read back with the PEM reader. */
+/* A certificate without its private key: its chain only. */
 static json_t *without_key(const json_t *cert)
 {
-    const char *data = json_string_value(json_object_get(cert, "data"));
-    struct pt_cert_info ci;
-    char err[160];
-    if (!data || !pt_cert_read(data, strlen(data), NULL, &ci, err, sizeof(err)))
+    char *chain = pt_cert_chain_only(json_string_value(json_object_get(cert, "data")));
+    if (!chain)
         return NULL;
     json_t *c = json_copy((json_t *)cert);
-    json_object_set_new(c, "data", json_string(ci.chain_pem));
+    json_object_set_new(c, "data", json_string(chain));
     json_object_set_new(c, "hasPrivateKey", json_false());
-    pt_cert_info_free(&ci);
+    free(chain);
     return c;
 }
 

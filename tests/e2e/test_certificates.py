@@ -303,6 +303,21 @@ def test_a_certificate_replaced_while_in_use_is_presented_at_once(portico, pki):
         be.close()
 
 
+def test_by_thumbprint_the_copy_with_the_key_is_used(portico, pki):
+    be = mtls_backend(pki)
+    try:
+        cfg = basic_config(be.url, upstream={"caFile": pki.ca})
+        cfg["certificates"] = [{"id": "public-copy", "data": read(pki.gateway[0])},
+                               {"id": "gw", "data": pem_with_key(pki.gateway)}]
+        cfg["apis"][0]["policies"] = {"inbound": ["base", {"authentication-certificate": {
+            "thumbprint": thumbprint(pki.gateway[0])}}]}
+        p = portico(cfg)
+        assert p.request("GET", "/echo/items/1")[0] == 200
+        assert be.client_cns == ["gateway"]
+    finally:
+        be.close()
+
+
 def test_unknown_certificate_in_the_file_names_the_place(backend, portico, pki):
     cfg = basic_config(backend.url)
     cfg["certificates"] = [{"id": "ca", "data": read(pki.ca)}]
