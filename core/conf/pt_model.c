@@ -275,6 +275,22 @@ bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *f, const cha
     return pt_model_apply(st, f, secret_key, "config", errs);
 }
 
+/* The same certificate given again without its key (an export applied back) keeps the stored
+   key: an export never holds keys, and losing one without a word would break what presents it. */
+static void keep_stored_key(struct pt_store *st, const struct pt_storecert_cf *c, json_t *j)
+{
+    json_t *old = NULL;
+    if (!pt_store_get(st, "certificate", "", c->id, &old, NULL) || !old)
+        return;
+    const char *tp = json_string_value(json_object_get(old, "thumbprint"));
+    json_t *sealed = json_object_get(old, "sealedKey");
+    if (tp && json_is_string(sealed) && !strcmp(tp, c->thumbprint)) {
+        json_object_set(j, "sealedKey", sealed);
+        json_object_set_new(j, "hasPrivateKey", json_true());
+    }
+    json_decref(old);
+}
+
 /* A certificate as the store keeps it: the PEM chain, the private key sealed
    (like a secret named value), what reads show; never the password. */
 static bool put_certificate(struct pt_store *st, const struct pt_storecert_cf *c, const char *secret_key,
@@ -304,6 +320,8 @@ static bool put_certificate(struct pt_store *st, const struct pt_storecert_cf *c
             free(sealed);
         }
     }
+    if (ok && !c->key_pem)
+        keep_stored_key(st, c, j);
     if (ok)
         ok = pt_store_put(st, "certificate", "", c->id, "", j, source, NULL);
     json_decref(j);

@@ -318,6 +318,34 @@ def test_by_thumbprint_the_copy_with_the_key_is_used(portico, pki):
         be.close()
 
 
+def test_an_exported_certificate_put_back_keeps_its_key(portico, pki):
+    be = mtls_backend(pki)
+    try:
+        cfg = mgmt_config(be.url, upstream={"caFile": pki.ca})
+        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+        m = Mgmt(p)
+        m.ok("PUT", "certificates/gw", {"data": pem_with_key(pki.gateway)})
+        m.ok("PUT", "certificates/spare", {"data": pem_with_key(pki.alice)})
+        m.ok("PUT", "apis/echo/policies/policy",
+             {"inbound": ["base", {"authentication-certificate": {"certificate-id": "gw"}}]})
+        exported = {c["id"]: c for c in m.ok("GET", "export")["certificates"]}
+        assert "PRIVATE KEY" not in json.dumps(exported)
+        for cid in ("gw", "spare"):  # in use or not, the key is not lost without a word
+            m.ok("PUT", "certificates/" + cid, {"data": exported[cid]["data"]})
+            assert m.ok("GET", "certificates/" + cid)["hasPrivateKey"] is True, cid
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway"
+        # the whole export applied back: the same
+        m.ok("POST", "apply", {"certificates": list(exported.values())})
+        for cid in ("gw", "spare"):
+            assert m.ok("GET", "certificates/" + cid)["hasPrivateKey"] is True, cid
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway"
+        # another certificate without a key still replaces it (and is refused while in use)
+        m.ok("PUT", "certificates/spare", {"data": read(pki.eve[0])})
+        assert m.ok("GET", "certificates/spare")["hasPrivateKey"] is False
+    finally:
+        be.close()
+
+
 def test_unknown_certificate_in_the_file_names_the_place(backend, portico, pki):
     cfg = basic_config(backend.url)
     cfg["certificates"] = [{"id": "ca", "data": read(pki.ca)}]
