@@ -361,7 +361,7 @@ static bool on_answer(struct cmd *c, const struct pt_redis_reply *rp)
                 R.need_load = true;
                 pt_counters_done(&c->job, NULL, now); /* loaded again: the next turn is answered */
             } else {
-                pt_counters_refused(&c->job, now); /* this key counts per node for a while */
+                pt_counters_refused(&c->job, now);                  /* this key counts per node for a while */
                 if (!last_odd_log || now - last_odd_log >= 30000) { /* at most one line every 30 s */
                     last_odd_log = now;
                     pt_warn("counters: Redis answered a sync with %.*s (said at most every 30 s)",
