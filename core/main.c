@@ -555,8 +555,6 @@ static struct pt_gen *build_running(struct pt_conf *file, struct pt_errors *errs
         struct pt_conf *merged = pt_model_build(store, file, key, errs);
         if (merged) {
             g = pt_gen_build(merged, errs);
-            if (g)
-                pt_model_log_expiry(merged, true);
             if (!g)
                 pt_conf_free(merged);
         }
@@ -606,6 +604,24 @@ static void metrics_plugin(void *arg, const char *name, bool loaded)
                            labels, v, 2, 1);
 }
 
+/* portico_certificate_expiry_seconds from the running generation: a node's certificates come in
+   its document, never through its store. */
+static void metrics_cert_expiry(struct pt_metrics_sink *s)
+{
+    static const char *const names[] = {"id"};
+    int64_t now_ms = (int64_t)pt_clock_wall_ms();
+    for (int i = 0; current && i < current->conf->ncerts; i++) {
+        const struct pt_storecert_cf *c = &current->conf->certs[i];
+        if (!c->chain_pem)
+            continue;
+        pt_str id = pt_str_c(c->id);
+        pt_metrics_sink_sample(s, "portico_certificate_expiry_seconds",
+                               "Seconds until each stored certificate expires (negative: expired).",
+                               PT_METRICS_GAUGE, names, &id, 1,
+                               (double)(c->not_after * 1000 - now_ms) / 1000.0);
+    }
+}
+
 /* What the control thread knows, read at each scrape.  (Other parts' stats
    are wired here too: a collector per part, see docs/metrics.md.) */
 static void metrics_node(struct pt_metrics_sink *s, void *arg)
@@ -628,6 +644,7 @@ static void metrics_node(struct pt_metrics_sink *s, void *arg)
     pt_metrics_sink_value(s, "portico_store_memory_bytes",
                           "Memory SQLite holds for the store (a gateway node's store is all in memory).",
                           PT_METRICS_GAUGE, (double)pt_store_memory_used());
+    metrics_cert_expiry(s);
 }
 
 /* The external cache's settings to the workers (a name that does not resolve or TLS files that do
@@ -664,6 +681,20 @@ static void publish(struct pt_gen *g)
     struct pt_gen *old = current;
     current = g;
     pt_gen_unref(old);
+    pt_model_log_expiry(g->conf, false); /* what this change brings near expiry (committed: it stays) */
+}
+
+/* ----------------------------------------------------- certificate expiry */
+
+/* Certificates cross the 30-day mark, and expire, between changes: checked hourly too. */
+#define EXPIRY_CHECK_S 3600
+static struct event *expiry_timer;
+
+static void on_expiry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    if (current)
+        pt_model_log_expiry(current->conf, false);
 }
 
 /* ------------------------------------------------------ quota counters */
@@ -724,8 +755,6 @@ static bool mgmt_publish(struct pt_errors *errs)
     struct pt_gen *g = merged ? pt_gen_build(merged, errs) : NULL;
     if (merged && !g)
         pt_conf_free(merged);
-    if (g)
-        pt_model_log_expiry(merged, false);
     if (g && !prepare_listeners(g, file_conf, errs)) {
         pt_gen_unref(g);
         g = NULL;
@@ -878,6 +907,7 @@ static void reload(void)
         pt_warn("metrics.listen changed: the metrics listener is opened at start only; restart to move it");
     if (om->max_series != nm->max_series)
         pt_warn("metrics.maxSeries changed: it is read at start only; restart to apply it");
+    pt_model_log_expiry(NULL, true); /* a reload reports near expiry again */
     publish(g);
     metrics_reload(true);
     pt_counters_init(g->conf->counter_keys);
@@ -1173,6 +1203,7 @@ int main(int argc, char **argv)
         return 1;
     }
     current = g;
+    pt_model_log_expiry(g->conf, true);
     pt_trace_configure(g->conf);
     pt_gen_start_loggers(g);
     pt_counters_init(g->conf->counter_keys);
@@ -1207,6 +1238,10 @@ int main(int argc, char **argv)
     quota_timer = event_new(ctl_base, -1, EV_PERSIST, on_quota_timer, NULL);
     struct timeval qtv = {QUOTA_FLUSH_MS / 1000, (QUOTA_FLUSH_MS % 1000) * 1000};
     event_add(quota_timer, &qtv);
+    expiry_timer = event_new(ctl_base, -1, EV_PERSIST, on_expiry_timer, NULL);
+    struct timeval etv = {EXPIRY_CHECK_S, 0};
+    if (expiry_timer)
+        event_add(expiry_timer, &etv);
     redis_timer = event_new(ctl_base, -1, EV_PERSIST, on_redis_timer, NULL);
     struct timeval rtv = {1, 0};
     if (redis_timer)
@@ -1269,6 +1304,8 @@ int main(int argc, char **argv)
         event_free(quota_timer);
     if (redis_timer)
         event_free(redis_timer);
+    if (expiry_timer)
+        event_free(expiry_timer);
     pt_counters_redis_stop(); /* the workers are gone: nothing counts any more */
     flush_counters();
     pt_analytics_stop(); /* what the workers counted, before the store closes */

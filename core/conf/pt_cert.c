@@ -2,6 +2,7 @@
  * pt_cert -- the certificate store's reader (see pt_cert.h).
  */
 #include "conf/pt_cert.h"
+#include <ctype.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -77,8 +78,14 @@ static void name_text(const X509_NAME *name, char *buf, size_t size)
     X509_NAME_print_ex(b, name, 0,
                        (XN_FLAG_RFC2253 & ~XN_FLAG_SEP_MASK & ~ASN1_STRFLGS_ESC_MSB) | XN_FLAG_SEP_CPLUS_SPC);
     char *t;
-    long n = BIO_get_mem_data(b, &t);
-    snprintf(buf, size, "%.*s", (int)n, t);
+    size_t n = (size_t)BIO_get_mem_data(b, &t);
+    if (n >= size) { /* a long name is cut, never inside a UTF-8 sequence: reads show it as JSON */
+        n = size - 1;
+        while (n > 0 && ((unsigned char)t[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(buf, t, n);
+    buf[n] = '\0';
     BIO_free(b);
 }
 
@@ -131,18 +138,32 @@ static bool describe(X509 *leaf, STACK_OF(X509) * chain, EVP_PKEY *key, struct p
     return true;
 }
 
-/* Bound on the key derivation a password costs (PBKDF2 or PKCS#12 iterations): data made to
-   keep the gateway busy for minutes is refused rather than worked on (exports use 2000-10000). */
+/* Bounds on the key derivation a password costs (PBKDF2 or PKCS#12 iterations): data made to
+   keep the gateway busy for minutes is refused rather than worked on (exports use 2000-10000).
+   One derivation is bounded, and so is the sum over one upload: the MAC, every encrypted
+   authsafe and every shrouded key, counted as often as they are derived. */
 #define MAX_ITERATIONS 600000
+#define MAX_UPLOAD_ITERATIONS 2000000
+#define MAX_ENCRYPTED_AUTHSAFES 4
 
-static bool iterations_ok(const ASN1_INTEGER *it)
+/* What an upload may still spend on key derivation. */
+struct budget {
+    long left;
+};
+
+/* Charges times derivations of it iterations to b; false when one is too
+   long or the upload's total would pass its bound. */
+static bool charge(struct budget *b, const ASN1_INTEGER *it, int times)
 {
     long v = it ? ASN1_INTEGER_get(it) : 1;
-    return v > 0 && v <= MAX_ITERATIONS;
+    if (v <= 0 || v > MAX_ITERATIONS || v * times > b->left)
+        return false;
+    b->left -= v * times;
+    return true;
 }
 
 /* Whether opening what alg encrypts costs a bounded derivation (PBES2 with PBKDF2, or PKCS#12's PBE). */
-static bool pbe_ok(const X509_ALGOR *alg)
+static bool pbe_ok(const X509_ALGOR *alg, struct budget *b, int times)
 {
     const ASN1_OBJECT *obj;
     int ptype;
@@ -159,13 +180,13 @@ static bool pbe_ok(const X509_ALGOR *alg)
         if (kp && OBJ_obj2nid(pbe2->keyfunc->algorithm) == NID_id_pbkdf2 && kp->type == V_ASN1_SEQUENCE) {
             const unsigned char *q = kp->value.sequence->data;
             PBKDF2PARAM *kdf = d2i_PBKDF2PARAM(NULL, &q, kp->value.sequence->length);
-            ok = kdf && iterations_ok(kdf->iter);
+            ok = kdf && charge(b, kdf->iter, times);
             PBKDF2PARAM_free(kdf);
         }
         PBE2PARAM_free(pbe2);
     } else {
         PBEPARAM *pbe = d2i_PBEPARAM(NULL, &p, ASN1_STRING_length(seq));
-        ok = pbe && iterations_ok(pbe->iter);
+        ok = pbe && charge(b, pbe->iter, times);
         PBEPARAM_free(pbe);
     }
     return ok;
@@ -173,7 +194,7 @@ static bool pbe_ok(const X509_ALGOR *alg)
 
 /* The shrouded keys of bags cost a bounded derivation; nested bags are not read (their depth is
    the file's to choose). */
-static bool bags_ok(const STACK_OF(PKCS12_SAFEBAG) * bags)
+static bool bags_ok(const STACK_OF(PKCS12_SAFEBAG) * bags, struct budget *b)
 {
     for (int i = 0; i < sk_PKCS12_SAFEBAG_num(bags); i++) {
         const PKCS12_SAFEBAG *bag = sk_PKCS12_SAFEBAG_value(bags, i);
@@ -183,28 +204,30 @@ static bool bags_ok(const STACK_OF(PKCS12_SAFEBAG) * bags)
             return false;
         if (nid == NID_pkcs8ShroudedKeyBag) {
             X509_SIG_get0(PKCS12_SAFEBAG_get0_pkcs8(bag), &alg, NULL);
-            if (!pbe_ok(alg))
+            if (!pbe_ok(alg, b, 1)) /* opened once, by PKCS12_parse */
                 return false;
         }
     }
     return true;
 }
 
-/* Whether opening p12 with pw costs a bounded work (what PKCS12_parse would do unchecked). */
-static bool p12_cost_ok(const PKCS12 *p12, const char *pw)
+/* Whether opening p12 with pw costs a bounded work (what PKCS12_parse would do unchecked).  An
+   encrypted authsafe is opened here and again by PKCS12_parse: it is charged twice. */
+static bool p12_cost_ok(const PKCS12 *p12, const char *pw, struct budget *b)
 {
     STACK_OF(PKCS7) *safes = PKCS12_unpack_authsafes(p12);
     bool ok = safes != NULL && sk_PKCS7_num(safes) <= 16;
+    int encrypted = 0;
     for (int i = 0; ok && i < sk_PKCS7_num(safes); i++) {
         PKCS7 *p7 = sk_PKCS7_value(safes, i);
         STACK_OF(PKCS12_SAFEBAG) *bags = NULL;
         int nid = OBJ_obj2nid(p7->type);
         if (nid == NID_pkcs7_data)
             bags = PKCS12_unpack_p7data(p7);
-        else if (nid == NID_pkcs7_encrypted && p7->d.encrypted && p7->d.encrypted->enc_data &&
-                 pbe_ok(p7->d.encrypted->enc_data->algorithm))
+        else if (nid == NID_pkcs7_encrypted && ++encrypted <= MAX_ENCRYPTED_AUTHSAFES && p7->d.encrypted &&
+                 p7->d.encrypted->enc_data && pbe_ok(p7->d.encrypted->enc_data->algorithm, b, 2))
             bags = PKCS12_unpack_p7encdata(p7, pw, -1);
-        ok = bags && sk_PKCS12_SAFEBAG_num(bags) <= 64 && bags_ok(bags);
+        ok = bags && sk_PKCS12_SAFEBAG_num(bags) <= 64 && bags_ok(bags, b);
         sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
     }
     sk_PKCS7_pop_free(safes, PKCS7_free);
@@ -222,7 +245,8 @@ static bool pkcs8_cost_ok(const char *data, size_t len)
     const X509_ALGOR *alg = NULL;
     if (p8)
         X509_SIG_get0(p8, &alg, NULL);
-    bool ok = alg && pbe_ok(alg);
+    struct budget budget = {MAX_UPLOAD_ITERATIONS};
+    bool ok = alg && pbe_ok(alg, &budget, 1);
     X509_SIG_free(p8);
     return ok;
 }
@@ -279,17 +303,24 @@ static bool read_pkcs12(const unsigned char *der, size_t len, const char *passwo
     X509 *leaf = NULL;
     STACK_OF(X509) *chain = NULL;
     const ASN1_INTEGER *mac_iter = NULL;
+    const X509_ALGOR *mac_alg = NULL;
     if (PKCS12_mac_present(p12))
-        PKCS12_get0_mac(NULL, NULL, NULL, &mac_iter, p12);
-    if (!iterations_ok(mac_iter))
+        PKCS12_get0_mac(NULL, &mac_alg, NULL, &mac_iter, p12);
+    const ASN1_OBJECT *mac_oid = NULL;
+    if (mac_alg)
+        X509_ALGOR_get0(&mac_oid, NULL, NULL, mac_alg);
+    struct budget budget = {MAX_UPLOAD_ITERATIONS};
+    if (mac_oid && OBJ_obj2nid(mac_oid) == NID_pbmac1) /* its derivation's cost sits where we do not look */
+        ok = fail(err, errlen, "the PKCS#12 data's MAC (PBMAC1) is not supported");
+    else if (!charge(&budget, mac_iter, 2)) /* verified here and by PKCS12_parse */
         ok = fail(err, errlen, "the PKCS#12 data asks for too many key derivation iterations");
     else if (PKCS12_mac_present(p12) && PKCS12_verify_mac(p12, pw, -1) != 1)
         ok = fail(err, errlen, "the password does not open the PKCS#12 data");
-    else if (!p12_cost_ok(p12, pw))
-        ok =
-            fail(err, errlen,
-                 "the PKCS#12 data cannot be opened (wrong password, nested bags, or too many key derivation "
-                 "iterations)");
+    else if (!p12_cost_ok(p12, pw, &budget))
+        ok = fail(
+            err, errlen,
+            "the PKCS#12 data cannot be opened (wrong password, nested bags, more than 4 encrypted parts, "
+            "or too many key derivation iterations: at most 600000 for one, 2000000 in all)");
     else if (PKCS12_parse(p12, pw, &key, &leaf, &chain) != 1)
         ok = fail(err, errlen, "the PKCS#12 data cannot be read (wrong password or unsupported encryption)");
     else if (!leaf)
@@ -368,15 +399,74 @@ void pt_cert_info_free(struct pt_cert_info *ci)
     ci->chain_pem = ci->key_pem = NULL;
 }
 
-bool pt_cert_check_crl(const char *crl_pem, char *err, size_t errlen)
+/* A CRL block is acceptable when it is a CRL, names ca as its issuer and
+   carries ca's signature: a CRL of another CA with the same name must not
+   revoke ca's clients. */
+static const char *crl_block_why(X509_CRL *crl, X509 *ca)
+{
+    if (!crl)
+        return "the CRL is not a PEM X509 CRL";
+    if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)))
+        return "the CRL's issuer is not this certificate's subject";
+    if (X509_CRL_verify(crl, X509_get0_pubkey(ca)) != 1)
+        return "the CRL is not signed by this certificate's key";
+    return NULL;
+}
+
+/* Text that is PEM blocks only: nothing but white space before the first and after the last. */
+static bool only_pem(const char *pem)
+{
+    while (isspace((unsigned char)*pem))
+        pem++;
+    size_t n = strlen(pem);
+    while (n && isspace((unsigned char)pem[n - 1]))
+        n--;
+    return !strncmp(pem, "-----BEGIN ", 11) && n >= 5 && !strncmp(pem + n - 5, "-----", 5);
+}
+
+static size_t count_pem_blocks(const char *pem)
+{
+    size_t n = 0;
+    for (const char *p = pem; (p = strstr(p, "-----BEGIN ")) != NULL; p++)
+        n++;
+    return n;
+}
+
+bool pt_cert_check_crl(const char *crl_pem, const char *ca_pem, char *err, size_t errlen)
 {
     size_t len = strlen(crl_pem);
     if (len > PT_CERT_MAX_DATA)
         return fail(err, errlen, "the CRL is larger than 256 KB");
+    BIO *cb = BIO_new_mem_buf(ca_pem, -1);
+    X509 *ca = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    BIO_free(cb);
+    const char *why = !only_pem(crl_pem) ? "the CRL is not a PEM X509 CRL (text around its blocks)"
+                      : ca               ? NULL
+                                         : "the certificate a CRL is stored with cannot be read";
+    size_t blocks = count_pem_blocks(crl_pem), good = 0;
     BIO *b = BIO_new_mem_buf(crl_pem, (int)len);
-    X509_CRL *c = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
+    while (!why && good < blocks) {
+        X509_CRL *c = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
+        why = crl_block_why(c, ca);
+        X509_CRL_free(c);
+        good += why == NULL;
+    }
     BIO_free(b);
-    bool ok = c != NULL;
-    X509_CRL_free(c);
-    return ok ? true : fail(err, errlen, "the CRL is not a PEM X509 CRL");
+    X509_free(ca);
+    ERR_clear_error();
+    if (!why && !good)
+        why = "the CRL is not a PEM X509 CRL";
+    return why ? fail(err, errlen, why) : true;
+}
+
+char *pt_cert_chain_only(const char *data)
+{
+    struct pt_cert_info ci;
+    char err[160];
+    if (!data || !pt_cert_read(data, strlen(data), NULL, &ci, err, sizeof(err)))
+        return NULL;
+    char *chain = ci.chain_pem;
+    ci.chain_pem = NULL;
+    pt_cert_info_free(&ci);
+    return chain;
 }

@@ -1395,7 +1395,7 @@ static bool read_cert_data(struct pt_cfctx *cx, struct pt_storecert_cf *c)
     c->expiration = pt_pool_strdup(cx->pool, ci.expiration);
     c->not_after = ci.not_after;
     pt_cert_info_free(&ci);
-    if (c->crl && *c->crl && !pt_cert_check_crl(c->crl, err, sizeof(err))) {
+    if (c->crl && *c->crl && !pt_cert_check_crl(c->crl, c->chain_pem, err, sizeof(err))) {
         pt_node_error(cx->errs, pt_node_get(c->node, "crl"), "certificate '%s': %s", c->id, err);
         return false;
     }

@@ -275,6 +275,22 @@ bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *f, const cha
     return pt_model_apply(st, f, secret_key, "config", errs);
 }
 
+/* The same certificate given again without its key (an export applied back) keeps the stored
+   key: an export never holds keys, and losing one without a word would break what presents it. */
+static void keep_stored_key(struct pt_store *st, const struct pt_storecert_cf *c, json_t *j)
+{
+    json_t *old = NULL;
+    if (!pt_store_get(st, "certificate", "", c->id, &old, NULL) || !old)
+        return;
+    const char *tp = json_string_value(json_object_get(old, "thumbprint"));
+    json_t *sealed = json_object_get(old, "sealedKey");
+    if (tp && json_is_string(sealed) && !strcmp(tp, c->thumbprint)) {
+        json_object_set(j, "sealedKey", sealed);
+        json_object_set_new(j, "hasPrivateKey", json_true());
+    }
+    json_decref(old);
+}
+
 /* A certificate as the store keeps it: the PEM chain, the private key sealed
    (like a secret named value), what reads show; never the password. */
 static bool put_certificate(struct pt_store *st, const struct pt_storecert_cf *c, const char *secret_key,
@@ -283,6 +299,10 @@ static bool put_certificate(struct pt_store *st, const struct pt_storecert_cf *c
     json_t *j = json_pack("{s:s,s:b,s:s,s:s,s:s,s:s,s:b}", "data", c->chain_pem, "ca", c->ca, "thumbprint",
                           c->thumbprint, "subject", c->subject, "issuer", c->issuer, "expirationDate",
                           c->expiration, "hasPrivateKey", c->key_pem != NULL);
+    if (!j) { /* a field that is not UTF-8 */
+        pt_node_error(errs, c->node, "certificate '%s' cannot be stored: a field is not valid UTF-8", c->id);
+        return false;
+    }
     if (c->crl && *c->crl)
         json_object_set_new(j, "crl", json_string(c->crl));
     if (c->description)
@@ -300,6 +320,8 @@ static bool put_certificate(struct pt_store *st, const struct pt_storecert_cf *c
             free(sealed);
         }
     }
+    if (ok && !c->key_pem)
+        keep_stored_key(st, c, j);
     if (ok)
         ok = pt_store_put(st, "certificate", "", c->id, "", j, source, NULL);
     json_decref(j);
@@ -892,27 +914,31 @@ void pt_model_entities_forget(void)
    thumbprint) from a start or reload on: management changes log only what is new. */
 void pt_model_log_expiry(const struct pt_conf *cf, bool fresh)
 {
+    /* logged: "id/thumbprint/state" of the certificates already reported in their state (near
+       expiry, expired), rebuilt at each call from the certificates there are: a deleted one is
+       forgotten, one that crosses into the next state is reported again */
     static json_t *seen;
-    if (!seen)
-        seen = json_object();
-    if (fresh)
-        json_object_clear(seen);
+    json_t *now_seen = json_object();
     int64_t now = (int64_t)(pt_clock_wall_ms() / 1000);
     for (int i = 0; cf && i < cf->ncerts; i++) {
         const struct pt_storecert_cf *c = &cf->certs[i];
         if (!c->chain_pem || c->not_after - now >= PT_CERT_NEAR_EXPIRY_S)
             continue;
+        bool expired = c->not_after <= now;
         char key[400];
-        snprintf(key, sizeof(key), "%s/%s", c->id, c->thumbprint);
-        if (json_object_get(seen, key))
+        snprintf(key, sizeof(key), "%s/%s/%s", c->id, c->thumbprint, expired ? "expired" : "near");
+        bool known = !fresh && seen && json_object_get(seen, key);
+        json_object_set_new(now_seen, key, json_true());
+        if (known)
             continue;
-        json_object_set_new(seen, key, json_true());
-        if (c->not_after <= now)
+        if (expired)
             pt_warn("certificate '%s' expired on %s (thumbprint %s)", c->id, c->expiration, c->thumbprint);
         else
             pt_warn("certificate '%s' expires on %s, in %lld days (thumbprint %s)", c->id, c->expiration,
                     (long long)((c->not_after - now) / 86400), c->thumbprint);
     }
+    json_decref(seen);
+    seen = now_seen;
 }
 
 struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,

@@ -73,14 +73,36 @@ static void logger_stats(json_t *o, const char *id)
     json_object_set_new(o, "stats", j);
 }
 
+/* Whether data, read with password, is the certificate cur holds (same thumbprint) without a key:
+   what an export gives back. */
+static bool same_cert_without_key(const char *data, const char *password, const json_t *cur)
+{
+    const char *tp = json_string_value(json_object_get(cur, "thumbprint"));
+    struct pt_cert_info ci;
+    char err[160];
+    if (!data || !tp || !json_object_get(cur, "sealedKey") ||
+        !pt_cert_read(data, strlen(data), password, &ci, err, sizeof(err)))
+        return false;
+    bool same = !ci.key_pem && !strcmp(ci.thumbprint, tp);
+    pt_cert_info_free(&ci);
+    return same;
+}
+
 /* An update of a certificate that gives no new data keeps the stored key (PATCH of ca, crl or
-   description); new data replaces it.  false (answered) when the key cannot be unsealed. */
-static bool keep_cert_key(struct mreq *m, const json_t *body, json_t *obj)
+   description), and so does one whose data is the stored certificate without a key (an export
+   applied back); other new data replaces it.  false (answered) when the key cannot be unsealed. */
+static bool keep_cert_key(struct mreq *m, const json_t *body, json_t *obj, const json_t *cur)
 {
     char err[160];
-    if (json_object_get(body, "data"))
+    const char *data = json_string_value(json_object_get(body, "data"));
+    if (json_object_get(body, "data") &&
+        !same_cert_without_key(data, json_string_value(json_object_get(body, "password")), cur)) {
         json_object_del(obj, "sealedKey");
-    else if (!pt_model_cert_unseal(pt_model_secret_key(pt_mgmt_req_hooks->file()), obj, err, sizeof(err))) {
+        return true;
+    }
+    if (data) /* the stored key goes with the data given */
+        json_object_set(obj, "sealedKey", json_object_get(cur, "sealedKey"));
+    if (!pt_model_cert_unseal(pt_model_secret_key(pt_mgmt_req_hooks->file()), obj, err, sizeof(err))) {
         pt_mgmt_req_send_error(m, 500, "SecretKeyMismatch", "%s", err);
         json_decref(obj);
         return false;
@@ -672,7 +694,7 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
         }
         json_object_del(obj, "sealed");
     }
-    if (!strcmp(kind, "certificate") && !keep_cert_key(m, body, obj))
+    if (!strcmp(kind, "certificate") && !keep_cert_key(m, body, obj, cur))
         goto out;
     if (!strcmp(kind, "logger") && !pt_mgmt_auth_logger_allowed(m, obj)) {
         json_decref(obj);

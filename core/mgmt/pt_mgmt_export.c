@@ -4,6 +4,7 @@
  * YAML on request, and GET /export, every entity as a document that apply
  * and the configuration file accept.
  */
+#include "conf/pt_cert.h"
 #include "conf/pt_content.h"
 #include "conf/pt_idp.h"
 #include "conf/pt_model.h"
@@ -155,19 +156,23 @@ static void with_states(json_t *doc)
     }
 }
 
-/* Private keys never leave the store: an export holds each certificate's chain only (the key was
-   appended last to the data the store's reader gives). */
+/* Private keys never leave the store: an export holds each certificate's chain only, written
+   back by the PEM reader (so no key form can slip through); one that cannot be read is left out
+   rather than exported with its key. */
 static void strip_cert_keys(json_t *doc)
 {
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(doc, "certificates"), i, c)
-    {
-        const char *data = json_string_value(json_object_get(c, "data"));
-        const char *key = data ? strstr(data, "-----BEGIN PRIVATE KEY-----") : NULL;
-        if (key)
-            json_object_set_new(c, "data", json_stringn(data, (size_t)(key - data)));
+    json_t *certs = json_object_get(doc, "certificates");
+    for (size_t i = 0; i < json_array_size(certs);) {
+        json_t *c = json_array_get(certs, i);
+        char *chain = pt_cert_chain_only(json_string_value(json_object_get(c, "data")));
+        if (!chain) {
+            json_array_remove(certs, i);
+            continue;
+        }
+        json_object_set_new(c, "data", json_string(chain));
+        free(chain);
         json_object_del(c, "sealedKey");
+        i++;
     }
 }
 

@@ -23,12 +23,14 @@
  */
 #include "base/pt_gwtoken.h"
 #include "base/pt_log.h"
+#include "conf/pt_cert.h"
 #include "conf/pt_model.h"
 #include "http/pt_http.h"
 #include "mgmt/pt_mgmt_int.h"
 #include "proxy/pt_analytics.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -200,9 +202,81 @@ static bool sub_served(json_t *sub, const json_t *assigned, const json_t *produc
     return sid && json_object_get(kind == PT_SUB_API ? assigned : products, sid);
 }
 
+/* Adds to set every string of v ("s:" and the text), and those that read as a SHA-1 thumbprint
+   once colons and spaces are dropped ("t:" and upper-case hex). */
+static void strings_of(const json_t *v, json_t *set, int depth)
+{
+    if (json_is_string(v)) {
+        const char *t = json_string_value(v);
+        char key[128];
+        if (strlen(t) + 3 > sizeof(key))
+            return; /* longer than any id or thumbprint */
+        snprintf(key, sizeof(key), "s:%s", t);
+        json_object_set_new(set, key, json_true());
+        size_t n = 2;
+        key[0] = 't';
+        for (; *t && n + 1 < sizeof(key); t++)
+            if (*t != ':' && *t != ' ')
+                key[n++] = (char)toupper((unsigned char)*t);
+        key[n] = '\0';
+        if (n == 42)
+            json_object_set_new(set, key, json_true());
+        return;
+    }
+    if (depth > 64) /* deeper than any policy document the store accepts */
+        return;
+    const char *k;
+    json_t *e;
+    size_t i;
+    if (json_is_object(v))
+        json_object_foreach((json_t *)v, k, e) strings_of(e, set, depth + 1);
+    else if (json_is_array(v))
+        json_array_foreach(v, i, e) strings_of(e, set, depth + 1);
+}
+
+/* A certificate without its private key: its chain only. */
+static json_t *without_key(const json_t *cert)
+{
+    char *chain = pt_cert_chain_only(json_string_value(json_object_get(cert, "data")));
+    if (!chain)
+        return NULL;
+    json_t *c = json_copy((json_t *)cert);
+    json_object_set_new(c, "data", json_string(chain));
+    json_object_set_new(c, "hasPrivateKey", json_false());
+    free(chain);
+    return c;
+}
+
+/* The certificates a gateway's nodes get: with its private key, one that the gateway's documents
+   name (by id or thumbprint: authentication-certificate, an identity's issuer); without it, a CA
+   certificate (`ca: true`), for validate-client-certificate's trust and revocation; no other.
+   A node thus never holds the key of a certificate it does not present. */
+static json_t *certificates_for(const json_t *certs, const json_t *doc)
+{
+    json_t *named = json_object(), *kept = json_array(), *c;
+    strings_of(doc, named, 0);
+    size_t i;
+    json_array_foreach(certs, i, c)
+    {
+        char id[128], tp[128];
+        snprintf(id, sizeof(id), "s:%s", json_string_value(json_object_get(c, "id")) ?: "");
+        snprintf(tp, sizeof(tp), "t:%s", json_string_value(json_object_get(c, "thumbprint")) ?: "");
+        if (json_object_get(named, id) || json_object_get(named, tp))
+            json_array_append(kept, c);
+        else if (json_is_true(json_object_get(c, "ca"))) {
+            json_t *public = without_key(c);
+            if (public)
+                json_array_append_new(kept, public);
+        }
+    }
+    json_decref(named);
+    return kept;
+}
+
 /* The entity lists a gateway's nodes run: only its APIs, products' lists
    cut to them, subscriptions to other APIs and to products left with no
-   API here left out, no gateways.  A new object: what it shares with ents
+   API here left out, no gateways, and only the certificates they use
+   (certificates_for).  A new object: what it shares with ents
    (the unchanged entities) is not changed. */
 static json_t *filter_for(json_t *ents, const json_t *assigned)
 {
@@ -212,7 +286,7 @@ static json_t *filter_for(json_t *ents, const json_t *assigned)
     json_t *list;
     json_object_foreach(ents, key, list)
     {
-        if (!strcmp(key, "gateways"))
+        if (!strcmp(key, "gateways") || !strcmp(key, "certificates"))
             continue;
         bool apis = !strcmp(key, "apis"), products = !strcmp(key, "products"),
              subs = !strcmp(key, "subscriptions");
@@ -249,6 +323,14 @@ static json_t *filter_for(json_t *ents, const json_t *assigned)
             json_decref(kept);
     }
     json_decref(open_products);
+    json_t *certs = json_object_get(ents, "certificates");
+    if (json_array_size(certs)) {
+        json_t *kept = certificates_for(certs, out);
+        if (json_array_size(kept))
+            json_object_set_new(out, "certificates", kept);
+        else
+            json_decref(kept);
+    }
     return out;
 }
 
@@ -999,8 +1081,8 @@ static bool listen_loopback(const struct sockaddr_storage *sa)
     return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 }
 
-/* A node's document carries every secret of the service: over plain HTTP off loopback it travels in
-   clear.  Told once per process, at the first sync request a valid token makes. */
+/* A node's document carries the service's secrets and the keys of the certificates it uses: over plain HTTP
+   off loopback it travels in clear.  Told once per process, at the first sync request a valid token makes. */
 static void warn_plain_http(void)
 {
     static bool told;
@@ -1011,7 +1093,8 @@ static void warn_plain_http(void)
     if (!f->mgmt.tls.ncerts && !listen_loopback(&f->mgmt.sa))
         pt_warn(
             "gateways: nodes sync over plain HTTP on %s, not loopback: every node's document (secret named "
-            "values, backends' credentials, subscription keys) travels in clear; give management.listen a "
+            "values, backends' credentials, subscription keys, certificates' private keys) travels in clear; "
+            "give management.listen a "
             "certificate (HTTPS) or put a TLS proxy in front",
             f->mgmt.listen ? f->mgmt.listen : "?");
 }

@@ -36,22 +36,6 @@ static void counter(struct pt_metrics_sink *s, const char *name, const char *hel
     pt_metrics_sink_sample(s, name, help, PT_METRICS_COUNTER, names, &val, 1, (double)v);
 }
 
-/* The certificate store's expiry dates, read from the store at each scrape. */
-static bool cert_expiry(void *arg, const struct pt_entity *e)
-{
-    int64_t t;
-    const char *exp = json_string_value(json_object_get(e->body, "expirationDate"));
-    if (!exp || !pt_conf_entities_parse_iso8601(exp, &t))
-        return true;
-    static const char *const names[] = {"id"};
-    pt_str id = {e->id, strlen(e->id)};
-    pt_metrics_sink_sample(arg, "portico_certificate_expiry_seconds",
-                           "Seconds until each stored certificate expires (negative: expired).",
-                           PT_METRICS_GAUGE, names, &id, 1,
-                           (double)(t - (int64_t)pt_clock_wall_ms()) / 1000.0);
-    return true;
-}
-
 /* Analytics, OpenTelemetry's exporter, the loggers and request tracing, read at each
    scrape from their own atomic counters (docs/metrics.md). */
 static void collect_parts(struct pt_metrics_sink *s, void *arg)
@@ -120,8 +104,6 @@ static void collect_parts(struct pt_metrics_sink *s, void *arg)
                                           "(expired, another API).";
     counter(s, "portico_trace_tokens_refused_total", token_help, "reason", "bad", t.tokens_bad);
     counter(s, "portico_trace_tokens_refused_total", token_help, "reason", "denied", t.tokens_denied);
-    if (pt_mgmt_req_store)
-        pt_store_each(pt_mgmt_req_store, "certificate", "", cert_expiry, s);
 }
 
 /* emit-metric's counters as OTLP metrics, for the OpenTelemetry exporter's

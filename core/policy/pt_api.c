@@ -616,6 +616,11 @@ static pt_bytes api_fact(pt_call *call, int which)
         }
         BIO *b = BIO_new(BIO_s_mem());
         PEM_write_bio_X509(b, x);
+        /* then the intermediates the client sent, for a chain to a stored CA */
+        STACK_OF(X509) *sent = SSL_get_peer_cert_chain(ssl);
+        for (int i = 0; sent && i < sk_X509_num(sent); i++)
+            if (X509_cmp(sk_X509_value(sent, i), x))
+                PEM_write_bio_X509(b, sk_X509_value(sent, i));
         X509_free(x);
         char *data;
         long n = BIO_get_mem_data(b, &data);

@@ -674,7 +674,12 @@ static void *c_tls_client_cert_pem(pt_compile *c, const char *chain_pem, const c
         why = "a certificate with its private key is needed";
     else if (ctx)
         why = use_pem(ctx, chain_pem, key_pem);
-    return client_cert_of(c, ctx, why, "stored certificate");
+    /* chain_pem is a stored certificate's own text (cert_find's answer): name it in errors */
+    char where[300] = "stored certificate";
+    for (int i = 0; c->pc->stored && i < c->pc->nstore_certs; i++)
+        if (c->pc->stored[i].pem == chain_pem)
+            snprintf(where, sizeof(where), "certificate '%s'", c->pc->stored[i].id);
+    return client_cert_of(c, ctx, why, where);
 }
 
 /* Hex strings equal whatever their case, colons and spaces. */
@@ -706,9 +711,21 @@ static const struct pt_stored_cert *c_cert_find(pt_compile *c, const char *attr,
     }
     if (!id && !thumbprint)
         return index >= 0 && index < pc->nstore_certs ? &pc->stored[index] : NULL;
-    for (int i = 0; i < pc->nstore_certs; i++)
+    /* Certificates are service-level, like the service's backends and named
+       values: a workspace must not act under the service's TLS identity. */
+    if (pc->workspace && *pc->workspace) {
+        c_error(c, attr,
+                "certificates are service-level: a workspace's policies cannot name certificate '%s'",
+                id ? id : thumbprint);
+        return NULL;
+    }
+    /* by thumbprint, a copy that has the key wins over one stored without it */
+    const struct pt_stored_cert *found = NULL;
+    for (int i = 0; i < pc->nstore_certs && !(found && found->key_pem); i++)
         if (id ? !strcmp(pc->stored[i].id, id) : thumbprint_eq(pc->stored[i].thumbprint, thumbprint))
-            return &pc->stored[i];
+            found = !found || pc->stored[i].key_pem ? &pc->stored[i] : found;
+    if (found)
+        return found;
     if (pc->certs_open) { /* checking the file alone: the certificate may be in the store; never run */
         struct pt_stored_cert *stub = pt_pool_calloc(pc->pool, sizeof(*stub));
         stub->id = id ? id : "";

@@ -65,7 +65,9 @@ static const struct pt_policy_def policies[] = {
      "(the store's CRLs), and identities (thumbprint, serial-number, common-name, subject, dns-name, "
      "issuer-subject, issuer-thumbprint, issuer-certificate-id). Refusals are 401: "
      "ClientCertificateMissing, ClientCertificateNotTrusted, ClientCertificateExpired, "
-     "ClientCertificateNotYetValid, ClientCertificateRevoked, ClientCertificateIdentityNotAllowed."},
+     "ClientCertificateNotYetValid, ClientCertificateRevoked, ClientCertificateRevocationUnknown (the "
+     "issuer's CRL "
+     "has expired), ClientCertificateIdentityNotAllowed."},
     {"authentication-certificate", PT_SECTION_INBOUND, PT_SCOPE_ALL, 0, authentication_certificate_attrs,
      authentication_certificate_compile, authentication_certificate_run, NULL,
      "Presents a client certificate (of the certificate store, or PEM files) to an https backend; "

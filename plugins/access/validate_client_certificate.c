@@ -57,8 +57,18 @@ struct client_cert {
     bool trust, not_before, not_after, ignore, revocation;
     struct identity *ids;
     int nids;
-    X509_STORE *cas;           /* the store's CA certificates (NULL: none) */
-    STACK_OF(X509_CRL) * crls; /* the store's revocation lists (NULL: none) */
+    X509_STORE *cas;  /* the store's CA certificates (NULL: none) */
+    struct crl *crls; /* the store's revocation lists, each with the CA that signed it */
+    int ncrls;
+};
+
+/* A stored revocation list and the certificate it is stored with, which
+   signed it (checked when it is saved, and again when it is loaded). */
+struct crl {
+    X509_CRL *crl;
+    X509 *ca;
+    const char *id;    /* the stored certificate's id, for the log */
+    int expiry_logged; /* an expired list is logged once per generation */
 };
 
 static const char *const identity_names[6] = {"thumbprint", "serial-number", "common-name",
@@ -95,6 +105,45 @@ static int identity_issuer(const struct pt_api *api, pt_compile *c, pt_element *
     return 1;
 }
 
+static int count_blocks(const char *pem)
+{
+    int n = 0;
+    for (const char *p = pem; (p = strstr(p, "-----BEGIN ")) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* s's revocation lists, kept only when s's key signed them: a list of
+   another CA with the same name must not revoke s's clients. */
+static void load_crls(const struct pt_api *api, pt_compile *c, struct client_cert *x,
+                      const struct pt_stored_cert *s)
+{
+    X509 *ca = first_cert(s->pem);
+    int room = count_blocks(s->crl);
+    if (!ca || !room) {
+        X509_free(ca);
+        return;
+    }
+    struct crl *grown = api->compile_alloc(c, sizeof(*grown) * (size_t)(x->ncrls + room));
+    if (x->ncrls)
+        memcpy(grown, x->crls, sizeof(*grown) * (size_t)x->ncrls);
+    x->crls = grown;
+    BIO *b = BIO_new_mem_buf(s->crl, -1);
+    X509_CRL *crl;
+    while (room-- > 0 && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+        if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) ||
+            X509_CRL_verify(crl, X509_get0_pubkey(ca)) != 1) {
+            api->log(PT_LOG_LEVEL_WARN, "certificate '%s': a CRL not signed by it is ignored", s->id);
+            X509_CRL_free(crl);
+            continue;
+        }
+        X509_up_ref(ca);
+        x->crls[x->ncrls++] = (struct crl){crl, ca, s->id, 0};
+    }
+    BIO_free(b);
+    X509_free(ca);
+}
+
 /* The store's CA certificates and revocation lists, for trust and revocation. */
 static void load_store(const struct pt_api *api, pt_compile *c, struct client_cert *x)
 {
@@ -109,16 +158,8 @@ static void load_store(const struct pt_api *api, pt_compile *c, struct client_ce
                 X509_free(ca);
             }
         }
-        if (!s->crl)
-            continue;
-        BIO *b = BIO_new_mem_buf(s->crl, -1);
-        X509_CRL *crl;
-        while ((crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
-            if (!x->crls)
-                x->crls = sk_X509_CRL_new_null();
-            sk_X509_CRL_push(x->crls, crl);
-        }
-        BIO_free(b);
+        if (s->crl && s->pem)
+            load_crls(api, c, x, s);
     }
     ERR_clear_error();
 }
@@ -164,7 +205,10 @@ void validate_client_certificate_free(void *inst)
     for (int i = 0; i < x->nids; i++)
         X509_free(x->ids[i].issuer);
     X509_STORE_free(x->cas);
-    sk_X509_CRL_pop_free(x->crls, X509_CRL_free);
+    for (int i = 0; i < x->ncrls; i++) {
+        X509_CRL_free(x->crls[i].crl);
+        X509_free(x->crls[i].ca);
+    }
 }
 
 static bool hex_eq(const char *a, const char *b)
@@ -265,38 +309,67 @@ static pt_status cert_fail(const struct pt_api *api, pt_call *call, const struct
     return api->fail(call, 401, reason, msg);
 }
 
-/* Whether the store's CA certificates vouch for cert (dates are checked apart). */
-static bool trusted_by_store(const struct client_cert *x, X509 *cert)
+/* The leaf's own dates are the policy's (validate-not-before/-after); the
+   CAs' dates are not, as for the listener's clientCa. */
+static int leaf_dates_apart(int ok, X509_STORE_CTX *ctx)
+{
+    int e = X509_STORE_CTX_get_error(ctx);
+    if (!ok && X509_STORE_CTX_get_error_depth(ctx) == 0 &&
+        (e == X509_V_ERR_CERT_HAS_EXPIRED || e == X509_V_ERR_CERT_NOT_YET_VALID))
+        return 1;
+    return ok;
+}
+
+/* Whether the store's CA certificates vouch for cert, through the
+   intermediates the client sent, as the listener's own verification would:
+   for a TLS client, with the CAs' dates checked. */
+static bool trusted_by_store(const struct client_cert *x, X509 *cert, STACK_OF(X509) * sent)
 {
     if (!x->cas)
         return false;
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    bool ok = ctx && X509_STORE_CTX_init(ctx, x->cas, cert, NULL) == 1;
+    bool ok = ctx && X509_STORE_CTX_init(ctx, x->cas, cert, sent) == 1;
     if (ok) {
-        X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME | X509_V_FLAG_PARTIAL_CHAIN);
+        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+        X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_PARTIAL_CHAIN);
+        X509_STORE_CTX_set_verify_cb(ctx, leaf_dates_apart);
         ok = X509_verify_cert(ctx) == 1;
     }
     X509_STORE_CTX_free(ctx);
     return ok;
 }
 
-/* Whether a CRL of its issuer lists cert.  A CRL counts when its issuer is cert's issuer and,
-   when that CA is in the store, it carries the CA's signature. */
-static bool revoked(const struct client_cert *x, X509 *cert)
+enum revocation { NOT_REVOKED, REVOKED, CRL_EXPIRED };
+
+/* Whether a CRL of the CA that signed cert lists it.  A list counts only
+   for the certificates its CA issued (name and signature).  An expired list
+   (nextUpdate past) proves nothing either way: the certificate is refused
+   until the list is renewed, and that is logged. */
+static enum revocation revoked(const struct pt_api *api, struct client_cert *x, X509 *cert)
 {
-    for (int i = 0; x->crls && i < sk_X509_CRL_num(x->crls); i++) {
-        X509_CRL *crl = sk_X509_CRL_value(x->crls, i);
-        if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)))
+    for (int i = 0; i < x->ncrls; i++) {
+        struct crl *r = &x->crls[i];
+        if (X509_check_issued(r->ca, cert) != X509_V_OK || X509_verify(cert, X509_get0_pubkey(r->ca)) != 1)
             continue;
-        X509_REVOKED *r = NULL;
-        if (X509_CRL_get0_by_cert(crl, &r, cert) == 1)
-            return true;
+        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(r->crl);
+        if (next && X509_cmp_current_time(next) < 0) {
+            if (!__atomic_exchange_n(&r->expiry_logged, 1, __ATOMIC_RELAXED))
+                api->log(PT_LOG_LEVEL_WARN,
+                         "certificate '%s': its CRL expired (nextUpdate passed): client certificates it "
+                         "issued are refused until the CRL is renewed",
+                         r->id);
+            return CRL_EXPIRED;
+        }
+        X509_REVOKED *entry = NULL;
+        if (X509_CRL_get0_by_cert(r->crl, &entry, cert) == 1)
+            return REVOKED;
     }
-    return false;
+    return NOT_REVOKED;
 }
 
 /* Why cert is refused (its reason, and *msg the message), or NULL when it passes. */
-static const char *refusal(const struct client_cert *x, X509 *cert, const char *verify, const char **msg)
+static const char *refusal(const struct pt_api *api, struct client_cert *x, X509 *cert, STACK_OF(X509) * sent,
+                           const char *verify, const char **msg)
 {
     bool date_only = verify && (strstr(verify, "not yet valid") || strstr(verify, "has expired"));
     if (x->not_before && X509_cmp_current_time(X509_get0_notBefore(cert)) > 0)
@@ -305,10 +378,14 @@ static const char *refusal(const struct client_cert *x, X509 *cert, const char *
         return *msg = "The client certificate has expired.", "ClientCertificateExpired";
     /* the listener's verdict (a date the policy does not check aside), else the store's CAs */
     if (x->trust && !(verify && !strcmp(verify, "ok")) && !(date_only && (!x->not_before || !x->not_after)) &&
-        !trusted_by_store(x, cert))
+        !trusted_by_store(x, cert, sent))
         return *msg = "The client certificate is not trusted.", "ClientCertificateNotTrusted";
-    if (x->revocation && revoked(x, cert))
+    enum revocation rv = x->revocation ? revoked(api, x, cert) : NOT_REVOKED;
+    if (rv == REVOKED)
         return *msg = "The client certificate has been revoked.", "ClientCertificateRevoked";
+    if (rv == CRL_EXPIRED)
+        return *msg = "The revocation list of the client certificate's issuer has expired.",
+               "ClientCertificateRevocationUnknown";
     bool any = x->nids == 0;
     for (int i = 0; i < x->nids && !any; i++)
         any = identity_matches(&x->ids[i], cert);
@@ -325,14 +402,23 @@ pt_status validate_client_certificate_run(const struct pt_api *api, pt_call *cal
     if (!pem.len)
         return cert_fail(api, call, x, "ClientCertificateMissing", "A client certificate is required.");
     BIO *b = BIO_new_mem_buf(pem.data, (int)pem.len);
-    X509 *cert = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    X509 *cert = PEM_read_bio_X509(b, NULL, NULL, NULL), *more;
+    STACK_OF(X509) *sent = sk_X509_new_null(); /* the intermediates the client sent after it */
+    while (cert && sent && (more = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+        if (!sk_X509_push(sent, more))
+            X509_free(more);
     BIO_free(b);
-    if (!cert)
+    if (!cert || !sent) {
+        X509_free(cert);
+        sk_X509_free(sent);
         return cert_fail(api, call, x, "ClientCertificateInvalid", "The client certificate cannot be read.");
+    }
     pt_bytes verify = api->fact(call, PT_FACT_CLIENT_CERT_VERIFY);
     const char *msg = NULL;
-    const char *reason = refusal(x, cert, verify.len ? ptl_dup_bytes(api, call, verify) : NULL, &msg);
+    const char *reason = refusal(api, (struct client_cert *)x, cert, sent,
+                                 verify.len ? ptl_dup_bytes(api, call, verify) : NULL, &msg);
     X509_free(cert);
+    sk_X509_pop_free(sent, X509_free);
     ERR_clear_error();
     return reason ? cert_fail(api, call, x, reason, msg) : PT_OK;
 }

@@ -17,7 +17,7 @@ import pytest
 from conftest import basic_config, free_port
 from mgmt_helpers import TOKEN, Mgmt, mgmt_config
 from test_client_cert import get as tls_get
-from tls_helpers import Pki, TLSEchoBackend
+from tls_helpers import Pki, TLSEchoBackend, _openssl
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,9 @@ def pki():
         p.alice = p.leaf("alice", "alice", [], eku="clientAuth")
         p.eve = p.leaf("eve", "eve", [], eku="clientAuth")  # revoked below
         p.mallory = p.leaf("mallory", "alice", [], issuer="other", eku="clientAuth")
+        os.makedirs(p.path("impostor-ca"), exist_ok=True)
+        imp = Pki(p.path("impostor-ca"))  # a CA named "Portico Test CA" too, with another key
+        p.impostor = imp.leaf("alice-forged", "alice", [], eku="clientAuth")
         p.gateway = p.leaf("gateway-client", "gateway", [], eku="clientAuth", days=90)
         p.soon = p.leaf("soon", "soon", [], eku="clientAuth", days=10)
         p.backend_cert = p.leaf("backend-mtls", "localhost", ["DNS:localhost"])
@@ -109,6 +112,18 @@ def test_pkcs12_asking_for_endless_key_derivation_is_refused(backend, portico, p
     assert m.call("GET", "certificates/slow")[0] == 404
 
 
+def test_pkcs12_key_derivation_is_bounded_per_upload(backend, portico, pki):
+    """Each derivation below the bound, but the MAC, the certificates' part and the key together
+    (the MAC and the encrypted part derived twice) pass the upload's 2000000."""
+    p, m = admin(backend, portico)
+    p12 = base64.b64encode(pki.pkcs12("sum", pki.gateway[0], pki.gateway[1], "pw", iterations=500000)).decode()
+    status, _, out = m.call("PUT", "certificates/sum", {"data": p12, "password": "pw"})
+    assert status == 400 and "2000000 in all" in json.dumps(out), out
+    assert m.call("GET", "certificates/sum")[0] == 404
+    p12 = base64.b64encode(pki.pkcs12("fair", pki.gateway[0], pki.gateway[1], "pw", iterations=200000)).decode()
+    assert m.ok("PUT", "certificates/fair", {"data": p12, "password": "pw"})["hasPrivateKey"] is True
+
+
 def test_pem_without_key_and_patch_keeps_the_key(backend, portico, pki):
     p, m = admin(backend, portico)
     out = m.ok("PUT", "certificates/ca", {"data": read(pki.ca)})
@@ -116,6 +131,24 @@ def test_pem_without_key_and_patch_keeps_the_key(backend, portico, pki):
     m.ok("PUT", "certificates/gw", {"data": pem_with_key(pki.gateway), "description": "first"})
     out = m.ok("PATCH", "certificates/gw", {"description": "second"})
     assert out["description"] == "second" and out["hasPrivateKey"] is True
+
+
+def test_a_long_non_ascii_subject_is_stored_and_shown(backend, portico, pki):
+    """A name longer than what reads show is cut between characters, never inside one."""
+    p, m = admin(backend, portico)
+    for pad in range(3):  # each padding puts the cut at another byte of a two-byte character
+        key, pem = pki.path("utf8-%d.key" % pad), pki.path("utf8-%d.pem" % pad)
+        subj = "/CN=x" + "".join("/OU=" + "\u00e9" * 30 for _ in range(12)) + "/OU=" + "a" * pad
+        subprocess.run(["openssl", "req", "-x509", "-utf8", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", pem, "-days", "30", "-subj", subj], check=True,
+                       capture_output=True)
+        out = m.ok("PUT", "certificates/u%d" % pad, {"data": read(pem)})
+        assert out["subject"].startswith("OU=a" if pad else "OU=\u00e9") or "\u00e9\u00e9" in out["subject"], out
+        assert "\u00e9" * 30 in m.ok("GET", "certificates/u%d" % pad)["subject"]
+    cfg = basic_config(backend.url)
+    cfg["certificates"] = [{"id": "u", "data": read(pki.path("utf8-1.pem"))}]
+    code, out = portico(cfg, start=False).check()
+    assert code == 0, out
 
 
 @pytest.mark.parametrize("data, reason", ids=["text", "der-garbage", "empty-pem", "huge"], argvalues=[
@@ -151,7 +184,11 @@ def test_non_administrators_cannot_write_or_see_keys(backend, portico, pki):
         assert status == 403, role
         assert m.call("DELETE", "certificates/gw", token=tok)[0] == 403, role
         status, _, out = m.call("GET", "certificates/gw", token=tok)
-        assert status in (200, 403) and (status == 403 or "data" not in out), (role, out)
+        if role == "reader":  # reads the service's certificates, never a key
+            assert status == 200 and out["hasPrivateKey"] is True, out
+            no_secret_in(json.dumps(out), pki, pki.gateway)
+        else:  # service-level entities are not a workspace role's
+            assert status == 403, (role, status, out)
     assert m.call("GET", "certificates/mine")[0] == 404
     assert m.ok("GET", "certificates/gw")["hasPrivateKey"] is True
 
@@ -201,6 +238,114 @@ def test_authentication_certificate_set_over_rest_reaches_the_backend(portico, p
         be.close()
 
 
+@pytest.mark.parametrize("role", ["workspaceContributor", "apiDeveloper"])
+def test_a_workspace_cannot_use_the_services_certificates(portico, pki, role):
+    """The attack: a workspace's policy naming the service's certificate, to act under
+    its TLS identity towards a backend of the workspace's choosing."""
+    be = mtls_backend(pki)
+    try:
+        cfg = mgmt_config(be.url, upstream={"caFile": pki.ca})
+        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+        m = Mgmt(p)
+        m.ok("PUT", "workspaces/wsa", {"displayName": "A"})
+        m.ok("PUT", "certificates/svc", {"data": pem_with_key(pki.gateway)})
+        m.ok("PUT", "certificates/ca", {"data": read(pki.ca), "ca": True})
+        tok = m.ok("PUT", "tokens/t", {"role": role, "workspace": "wsa"})["token"]
+        m.ok("PUT", "workspaces/wsa/apis/aapi", {"path": "aapi", "serviceUrl": be.url,
+                                                 "subscriptionRequired": False}, token=tok)
+        m.ok("PUT", "workspaces/wsa/apis/aapi/operations/all", {"method": "*", "urlTemplate": "/*"}, token=tok)
+        attacks = [
+            ("certificate-id", "svc", {"authentication-certificate": {"certificate-id": "svc"}}),
+            ("thumbprint", "svc", {"authentication-certificate": {"thumbprint": thumbprint(pki.gateway[0])}}),
+            ("issuer", "ca", {"validate-client-certificate": {
+                "identities": {"identity": [{"issuer-certificate-id": "ca"}]}}}),
+        ]
+        for what, named, stmt in attacks:
+            pol = {"inbound": ["base", stmt]}
+            st, _, out = m.call("PUT", "workspaces/wsa/apis/aapi/policies/policy", pol, token=tok)
+            text = json.dumps(out)
+            assert st == 400 and "certificates are service-level" in text, (what, st, out)
+            if what != "thumbprint":
+                assert "'%s'" % named in text, out
+        if role == "workspaceContributor":  # the workspace's own policy document is scoped too
+            pol = {"inbound": [{"authentication-certificate": {"certificate-id": "svc"}}]}
+            st, _, out = m.call("PUT", "workspaces/wsa/policies/policy", pol, token=tok)
+            assert st == 400 and "certificates are service-level" in json.dumps(out), (st, out)
+        # the backend never saw the service's identity: it refuses a client without one
+        p.request("GET", "/aapi/x")
+        assert "gateway" not in be.client_cns
+        # the service level still may
+        m.ok("PUT", "apis/echo/policies/policy",
+             {"inbound": ["base", {"authentication-certificate": {"certificate-id": "svc"}}]})
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway"
+    finally:
+        be.close()
+
+
+def test_a_certificate_replaced_while_in_use_is_presented_at_once(portico, pki):
+    be = mtls_backend(pki)
+    try:
+        cfg = mgmt_config(be.url, upstream={"caFile": pki.ca})
+        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+        m = Mgmt(p)
+        m.ok("PUT", "certificates/gw", {"data": pem_with_key(pki.gateway)})
+        m.ok("PUT", "apis/echo/policies/policy",
+             {"inbound": ["base", {"authentication-certificate": {"certificate-id": "gw"}}]})
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway"
+        renewed = pki.leaf("gateway-renewed", "gateway-2", [], eku="clientAuth")
+        m.ok("PUT", "certificates/gw", {"data": pem_with_key(renewed)})
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway-2"
+        # a certificate without a key cannot replace one a policy presents
+        status, _, out = m.call("PUT", "certificates/gw", {"data": read(pki.alice[0])})
+        assert status == 400 and "private key" in json.dumps(out), out
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway-2"
+    finally:
+        be.close()
+
+
+def test_by_thumbprint_the_copy_with_the_key_is_used(portico, pki):
+    be = mtls_backend(pki)
+    try:
+        cfg = basic_config(be.url, upstream={"caFile": pki.ca})
+        cfg["certificates"] = [{"id": "public-copy", "data": read(pki.gateway[0])},
+                               {"id": "gw", "data": pem_with_key(pki.gateway)}]
+        cfg["apis"][0]["policies"] = {"inbound": ["base", {"authentication-certificate": {
+            "thumbprint": thumbprint(pki.gateway[0])}}]}
+        p = portico(cfg)
+        assert p.request("GET", "/echo/items/1")[0] == 200
+        assert be.client_cns == ["gateway"]
+    finally:
+        be.close()
+
+
+def test_an_exported_certificate_put_back_keeps_its_key(portico, pki):
+    be = mtls_backend(pki)
+    try:
+        cfg = mgmt_config(be.url, upstream={"caFile": pki.ca})
+        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+        m = Mgmt(p)
+        m.ok("PUT", "certificates/gw", {"data": pem_with_key(pki.gateway)})
+        m.ok("PUT", "certificates/spare", {"data": pem_with_key(pki.alice)})
+        m.ok("PUT", "apis/echo/policies/policy",
+             {"inbound": ["base", {"authentication-certificate": {"certificate-id": "gw"}}]})
+        exported = {c["id"]: c for c in m.ok("GET", "export")["certificates"]}
+        assert "PRIVATE KEY" not in json.dumps(exported)
+        for cid in ("gw", "spare"):  # in use or not, the key is not lost without a word
+            m.ok("PUT", "certificates/" + cid, {"data": exported[cid]["data"]})
+            assert m.ok("GET", "certificates/" + cid)["hasPrivateKey"] is True, cid
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway"
+        # the whole export applied back: the same
+        m.ok("POST", "apply", {"certificates": list(exported.values())})
+        for cid in ("gw", "spare"):
+            assert m.ok("GET", "certificates/" + cid)["hasPrivateKey"] is True, cid
+        assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway"
+        # another certificate without a key still replaces it (and is refused while in use)
+        m.ok("PUT", "certificates/spare", {"data": read(pki.eve[0])})
+        assert m.ok("GET", "certificates/spare")["hasPrivateKey"] is False
+    finally:
+        be.close()
+
+
 def test_unknown_certificate_in_the_file_names_the_place(backend, portico, pki):
     cfg = basic_config(backend.url)
     cfg["certificates"] = [{"id": "ca", "data": read(pki.ca)}]
@@ -242,6 +387,9 @@ def test_store_ca_certificates_are_trusted(backend, portico, pki):
     assert tls_get(port, pki, pki.alice)[0] == 200
     assert tls_get(port, pki, pki.mallory)[0] == 401
     assert p.access_entries(wait_for=2)[-1]["reason"] == "ClientCertificateNotTrusted"
+    # the same issuer name from another key is no better
+    assert tls_get(port, pki, pki.impostor)[0] == 401
+    assert p.access_entries(wait_for=3)[-1]["reason"] == "ClientCertificateNotTrusted"
 
 
 def test_store_trust_leaves_dates_to_the_policy(backend, portico, pki):
@@ -266,8 +414,8 @@ def test_identity_by_issuer_certificate(backend, portico, pki, attr):
     policy = {"validate-trust": False, "identities": {"identity": [{attr: ref}]}}
     p, port = client_gateway(backend, portico, pki, policy, certs)
     assert tls_get(port, pki, pki.alice)[0] == 200
-    # same issuer name would not do: mallory's CA is another key
-    assert tls_get(port, pki, pki.mallory)[0] == 401
+    # the same issuer name would not do: the impostor's CA is another key
+    assert tls_get(port, pki, pki.impostor)[0] == 401
     assert p.access_entries(wait_for=2)[-1]["reason"] == "ClientCertificateIdentityNotAllowed"
 
 
@@ -297,6 +445,83 @@ def test_bad_crl_is_refused(backend, portico, pki):
     p, m = admin(backend, portico)
     status, _, out = m.call("PUT", "certificates/ca", {"data": read(pki.ca), "ca": True, "crl": "nope"})
     assert status == 400 and "not a PEM X509 CRL" in json.dumps(out), out
+
+
+def test_crl_of_another_ca_with_the_same_name_is_refused(backend, portico, pki):
+    os.makedirs(pki.path("impostor"), exist_ok=True)
+    imp = Pki(pki.path("impostor"))  # its own "Portico Test CA", another key
+    forged = imp.crl([pki.alice[0]])
+    p, m = admin(backend, portico)
+    for crl, why in ((forged, "not signed by this certificate's key"),
+                     (pki.crl([]) + "garbage-after", "not a PEM X509 CRL"),
+                     (pki.crl([]) + pki.crl([], issuer="other"), "issuer is not this certificate's subject")):
+        status, _, out = m.call("PUT", "certificates/ca", {"data": read(pki.ca), "ca": True, "crl": crl})
+        assert status == 400 and why in json.dumps(out), out
+    # the same in the file: file:line:column
+    cfg = basic_config(backend.url)
+    cfg["certificates"] = [{"id": "ca", "data": read(pki.ca), "ca": True, "crl": forged}]
+    code, out = portico(cfg, start=False).check()
+    assert code != 0 and "not signed by this certificate's key" in out and "portico.yaml:" in out, out
+    # the genuine list of that CA is accepted, and alice is not revoked by the forgery
+    m.ok("PUT", "certificates/ca", {"data": read(pki.ca), "ca": True, "crl": pki.crl([pki.eve[0]])})
+
+
+def test_an_expired_crl_refuses_and_is_logged(backend, portico, pki):
+    conf, ca, ca_key = pki._ca_db("stale", "ca")
+    out = os.path.join(os.path.dirname(conf), "stale.pem")
+    _openssl("ca", "-config", conf, "-keyfile", ca_key, "-cert", ca, "-gencrl", "-out", out,
+             "-crl_lastupdate", "20200101000000Z", "-crl_nextupdate", "20200201000000Z", cwd=os.path.dirname(conf))
+    certs = [{"id": "ca", "data": read(pki.ca), "ca": True, "crl": read(out)}]
+    p, port = client_gateway(backend, portico, pki, {}, certs)
+    assert tls_get(port, pki, pki.alice)[0] == 401
+    assert p.access_entries(wait_for=1)[-1]["reason"] == "ClientCertificateRevocationUnknown"
+    assert tls_get(port, pki, pki.alice)[0] == 401
+    assert p.log_text().count("certificate 'ca': its CRL expired") == 1, p.log_text()
+    p2, port2 = client_gateway(backend, portico, pki, {"validate-revocation": False}, certs)
+    assert tls_get(port2, pki, pki.alice)[0] == 200
+
+
+def intermediate(pki, name, dates=None):
+    """A CA under the test CA (valid now, or between dates=(start, end)) and a client leaf it
+    issued; returns (leaf path, key path) with the leaf's file holding the intermediate after it."""
+    conf, ca, ca_key = pki._ca_db(name, "ca")
+    d = os.path.dirname(conf)
+    ext = os.path.join(d, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("[v]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    ikey, icsr, ipem = (os.path.join(d, "int" + s) for s in (".key", ".csr", ".pem"))
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", ikey,
+             "-out", icsr, "-subj", "/CN=" + name, cwd=d)
+    when = ["-startdate", dates[0], "-enddate", dates[1]] if dates else ["-days", "30"]
+    _openssl("ca", "-batch", "-notext", "-config", conf, "-keyfile", ca_key, "-cert", ca, "-in", icsr, "-out", ipem,
+             "-extfile", ext, "-extensions", "v", *when, cwd=d)
+    saved = pki.other_ca, pki.other_ca_key
+    pki.other_ca, pki.other_ca_key = ipem, ikey  # leaf() issues from "other"
+    try:
+        leaf = pki.leaf(name + "-leaf", name + "-client", [], issuer="other", eku="clientAuth", days=20)
+    finally:
+        pki.other_ca, pki.other_ca_key = saved
+    chained = leaf[0] + ".chain"
+    with open(chained, "w") as f:
+        f.write(read(leaf[0]) + read(ipem))
+    return chained, leaf[1]
+
+
+def test_store_trust_is_for_tls_clients_through_sent_intermediates(backend, portico, pki):
+    certs = [{"id": "ca", "data": read(pki.ca), "ca": True}]
+    p, port = client_gateway(backend, portico, pki, {}, certs)
+    # a certificate for servers only is no client certificate, as at the listener
+    server_only = pki.leaf("server-only", "server-only", [], eku="serverAuth")
+    assert tls_get(port, pki, server_only)[0] == 401
+    assert p.access_entries(wait_for=1)[-1]["reason"] == "ClientCertificateNotTrusted"
+    # root in the store, the intermediate sent by the client
+    assert tls_get(port, pki, intermediate(pki, "int-now"))[0] == 200
+    # an expired intermediate does not vouch, whatever the policy says of the leaf's dates
+    old = intermediate(pki, "int-old", ("20200101000000Z", "20200201000000Z"))
+    assert tls_get(port, pki, old)[0] == 401
+    p2, port2 = client_gateway(backend, portico, pki, {"validate-not-after": False, "validate-not-before": False},
+                               certs)
+    assert tls_get(port2, pki, old)[0] == 401
 
 
 # ------------------------------------------------------------------- expiry

@@ -1117,3 +1117,56 @@ def test_a_file_declared_gateway_keeps_its_keys_across_restarts(gw):
     assert cp.reload()
     assert cp.call("GET", "gateways/filed")[0] == 404
     assert cp.configuration("filed", token)[0] in (401, 404)
+
+
+# ------------------------------------------------------------- certificates
+
+
+def test_a_node_gets_the_certificates_it_uses_and_no_other_key(gw, workdir):
+    """A stored certificate named by an assigned API's authentication-certificate reaches an mTLS
+    backend through the node; an unused certificate's key never reaches the node; a CA certificate
+    goes without a key (trust); the node logs and reports the used one's near expiry."""
+    import tempfile
+    from tls_helpers import Pki, TLSEchoBackend
+    with tempfile.TemporaryDirectory(prefix="portico-pki-") as d:
+        pki = Pki(d)
+        client = pki.leaf("client", "gateway", [], eku="clientAuth", days=10)
+        spare = pki.leaf("spare", "spare", [], eku="clientAuth")
+        be = TLSEchoBackend(*pki.leaf("be", "localhost", ["DNS:localhost"]), client_ca=pki.ca)
+        try:
+            cp = gw.control_plane(apis=())
+
+            def pem(pair):
+                with open(pair[0]) as c, open(pair[1]) as k:
+                    return c.read() + k.read()
+
+            cp.ok("PUT", "certificates/used", {"data": pem(client)})
+            cp.ok("PUT", "certificates/unused", {"data": pem(spare)})
+            with open(pki.ca) as f:
+                cp.ok("PUT", "certificates/ca", {"data": f.read(), "ca": True})
+            cp.ok("PUT", "apis/mt", {"path": "mt", "serviceUrl": be.url, "subscriptionRequired": False})
+            cp.ok("PUT", "apis/mt/operations/all", {"method": "*", "urlTemplate": "/*"})
+            cp.ok("PUT", "apis/mt/policies/policy",
+                  {"inbound": ["base", {"authentication-certificate": {"certificate-id": "used"}}]})
+            token = gw.gateway("edge", apis=("mt",))
+            st, _, doc = cp.configuration("edge", token)
+            assert st == 200, st
+            certs = {c["id"]: c for c in doc["entities"].get("certificates", [])}
+            assert sorted(certs) == ["ca", "used"], sorted(certs)
+            assert "PRIVATE KEY" in certs["used"]["data"]
+            assert "PRIVATE KEY" not in certs["ca"]["data"] and "BEGIN CERTIFICATE" in certs["ca"]["data"]
+            with open(spare[1]) as f:  # the unused key is nowhere in the document
+                key_body = "".join(l for l in f.read().splitlines() if not l.startswith("-----"))
+            # its end: every P-256 key starts with the same ASN.1 header
+            assert key_body[-40:] not in json.dumps(doc).replace("\\n", "")
+            node = gw.node(token, extra={"upstream": {"caFile": pki.ca}}, metrics_port=free_port())
+            st, _, body = node.get("/mt/items/1")
+            assert st == 200, (st, body)
+            assert be.client_cns == ["gateway"]  # the node presented the stored certificate
+            wait_for(lambda: "certificate 'used' expires" in node.log_text(), timeout=10, what="the expiry log")
+            assert "certificate 'unused'" not in node.log_text()
+            left = node.metric('portico_certificate_expiry_seconds{id="used"}')
+            assert left is not None and 8 * 86400 < left <= 10 * 86400, left
+            assert node.metric('portico_certificate_expiry_seconds{id="unused"}') is None
+        finally:
+            be.close()

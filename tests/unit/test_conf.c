@@ -1,9 +1,11 @@
 /*
  * test_conf -- configuration parsing, validation, defaults and messages.
  */
+#include "base/pt.h"
 #include "base/pt_log.h"
 #include "conf/pt_conf.h"
 #include "conf/pt_genmodel.h"
+#include "conf/pt_model.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,6 +14,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -1061,10 +1064,57 @@ static void test_backend_checks(void **state)
     pt_conf_free(cf);
 }
 
+/* Lines of the log file at path that contain what. */
+static int log_lines_with(const char *path, const char *what)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int n = 0;
+    while (f && fgets(line, sizeof(line), f))
+        n += strstr(line, what) != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* The expiry check runs hourly and at each publish: once per certificate and state (near expiry,
+   expired), again after it crosses into the next state or after it was deleted and came back. */
+static void test_expiry_logged_once_per_crossing(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/portico-expiry-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(pt_log_open(path), 0);
+    int64_t now = (int64_t)(pt_clock_wall_ms() / 1000);
+    struct pt_storecert_cf cert = {.id = "soon",
+                                   .chain_pem = "pem",
+                                   .thumbprint = "AB",
+                                   .expiration = "then",
+                                   .not_after = now + 10 * 86400};
+    struct pt_conf cf = {.certs = &cert, .ncerts = 1}, none = {0};
+    pt_model_log_expiry(&cf, true);
+    pt_model_log_expiry(&cf, false); /* the hourly check: nothing new */
+    assert_int_equal(log_lines_with(path, "certificate 'soon' expires on"), 1);
+    cert.not_after = now - 60; /* it crossed into expired between two checks */
+    pt_model_log_expiry(&cf, false);
+    pt_model_log_expiry(&cf, false);
+    assert_int_equal(log_lines_with(path, "certificate 'soon' expired on"), 1);
+    pt_model_log_expiry(&none, false); /* deleted: forgotten */
+    pt_model_log_expiry(&cf, false);
+    assert_int_equal(log_lines_with(path, "certificate 'soon' expired on"), 2);
+    pt_model_log_expiry(&cf, true); /* a reload tells again */
+    assert_int_equal(log_lines_with(path, "certificate 'soon' expired on"), 3);
+    pt_log_open("stderr");
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_expiry_logged_once_per_crossing),
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_workers_and_misc),
         cmocka_unit_test(test_unknown_keys),

@@ -552,7 +552,8 @@ enum {
     PT_FACT_OPERATION_ID,
     PT_FACT_USER_ID, /* the subscription's owner */
     PT_FACT_REQUEST_ID,
-    PT_FACT_CLIENT_CERT,        /* the TLS client certificate (PEM), empty without one */
+    PT_FACT_CLIENT_CERT, /* the TLS client certificate (PEM), then the intermediates it sent; empty without
+                            one */
     PT_FACT_CLIENT_CERT_VERIFY, /* "ok", or why it does not verify against the listener's clientCa */
     PT_FACT_USER_GROUPS,        /* ABI 1.7: the subscription owner's group ids, comma-separated, sorted */
     PT_FACT_BUFFER_SIZE,  /* ABI 1.7: limits.bufferSize in bytes (decimal): the largest body body_get reads */
