@@ -15,13 +15,14 @@
 
 #define STATE_NAME "samples"
 #define ECHO_API "echo-api"
+#define ECHO_PATH "echo"
 #define ADMIN_GROUP "administrators"
 
 /* APIM's new-instance entities, on Portico's demo backend.  Starter's limits are APIM's: 5 calls in
    60 s, 100 calls in a week (604800 s). */
 static const char samples_json[] =
     "{\"apis\": [{"
-    "  \"id\": \"" ECHO_API "\", \"displayName\": \"Echo API\", \"path\": \"echo\","
+    "  \"id\": \"" ECHO_API "\", \"displayName\": \"Echo API\", \"path\": \"" ECHO_PATH "\","
     "  \"serviceUrl\": \"http://127.0.0.1:9001\","
     "  \"description\": \"A sample: the demo backend (conf/demo-backend.py) answers every call with what it "
     "received.\","
@@ -76,25 +77,10 @@ struct path_seen {
     bool taken;
 };
 
-/* Whether two API paths are one (leading and trailing slashes do not count, as for routing). */
-static bool same_path(const char *a, const char *b)
-{
-    size_t na, nb;
-    while (*a == '/')
-        a++;
-    while (*b == '/')
-        b++;
-    for (na = strlen(a); na && a[na - 1] == '/'; na--)
-        ;
-    for (nb = strlen(b); nb && b[nb - 1] == '/'; nb--)
-        ;
-    return na == nb && !memcmp(a, b, na);
-}
-
 static bool path_taken(void *arg, const struct pt_entity *e)
 {
     struct path_seen *p = arg;
-    if (same_path(str_of(e->body, "path"), p->path))
+    if (pt_model_same_path(str_of(e->body, "path"), p->path))
         p->taken = true;
     return !p->taken;
 }
@@ -151,16 +137,29 @@ static void keep_known_apis(struct pt_store *st, json_t *doc)
 
 /* ------------------------------------------------------ the administrator */
 
+/* pt_store_links lists by (a, b): the first row is the first administrator by id. */
 static bool first_admin(void *arg, const char *group, const char *user)
 {
-    char *best = arg;
     (void)group;
-    if (!best[0] || strcmp(user, best) < 0)
-        snprintf(best, 256, "%s", user);
+    snprintf(arg, 256, "%s", user);
+    return false;
+}
+
+struct owned {
+    const char *scope, *owner;
+    int n;
+};
+
+static bool count_owned(void *arg, const struct pt_entity *e)
+{
+    struct owned *o = arg;
+    if (!strcmp(str_of(e->body, "scope"), o->scope) && !strcmp(str_of(e->body, "ownerId"), o->owner))
+        o->n++;
     return true;
 }
 
-/* A subscription to each sample product that is seeded, for the first administrator by id. */
+/* A subscription to each sample product that is seeded, for the first administrator by id, unless
+   the file already gives them one to it (a second would also break the limit of 1). */
 static void add_admin_subs(struct pt_store *st, json_t *doc)
 {
     char admin[256] = "";
@@ -175,10 +174,36 @@ static void add_admin_subs(struct pt_store *st, json_t *doc)
         char scope[300], owner[300];
         snprintf(scope, sizeof(scope), "/products/%s", product);
         snprintf(owner, sizeof(owner), "/users/%s", admin);
+        struct owned o = {scope, owner, 0};
+        pt_store_each(st, "subscription", NULL, count_owned, &o);
+        if (o.n > 0) {
+            pt_info("samples: no subscription '%s': the file already gives user '%s' one to product '%s'", id,
+                    admin, product);
+            continue;
+        }
         json_array_append_new(subs, json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "displayName", name,
                                               "scope", scope, "ownerId", owner, "state", "active"));
     }
     json_object_set_new(doc, "subscriptions", subs);
+}
+
+/* ------------------------------------------------------- the file alone */
+
+bool pt_samples_known(const struct pt_conf *cf, const char *kind, const char *id)
+{
+    if (!cf->samples_assumed || !cf->samples || !id)
+        return false;
+    if (!strcmp(kind, "api")) {
+        /* left out when the file has an API at its path */
+        for (int i = 0; i < cf->napis; i++)
+            if (cf->apis[i].path && pt_model_same_path(cf->apis[i].path, ECHO_PATH))
+                return false;
+        return !strcmp(id, ECHO_API);
+    }
+    for (size_t i = 0; i < PT_ARRAY_LEN(admin_subs); i++)
+        if (!strcmp(kind, "product") && !strcmp(id, admin_subs[i][1]))
+            return true;
+    return false;
 }
 
 /* ------------------------------------------------------------------ seed */
