@@ -5,6 +5,7 @@ with `samples: false`, never added to a store made by an earlier version,
 never on a gateway node, and always beaten by what the file declares."""
 
 import os
+import socket
 import sqlite3
 import subprocess
 
@@ -144,12 +145,17 @@ def test_no_administrator_no_subscriptions(portico, backend):
 
 
 def test_a_gateway_node_never_seeds(gw):  # noqa: F811
-    gw.control_plane(apis=())
+    # the control plane seeds its own store; a node of it serves the sample only once it is assigned
+    gw.control_plane(apis=(), extra={"samples": True})
+    assert "store: new, so it starts with the samples" in gw.cp.log_text()
     token = gw.gateway("g1")
     node = gw.node(token, extra={"samples": True})
     wait_for(lambda: "generation" in node.log_text(), what="the node's first configuration")
     assert node.status("/echo/resource") == 404
-    assert "store: new" not in node.log_text() and "store: new" not in gw.cp.log_text()
+    assert "store: new" not in node.log_text()
+    gw.cp.assign("g1", "echo-api")
+    wait_for(lambda: node.status("/echo/resource") == 401, what="the node to serve the assigned Echo API")
+    assert "store: new" not in node.log_text()
 
 
 def test_samples_must_be_a_boolean(portico, backend):
@@ -273,3 +279,35 @@ def test_checking_the_file_alone_counts_the_samples_a_new_store_has(portico, bac
     p3 = portico(cfg, start=False)
     rc, out = p3.check()
     assert rc != 0 and "there is no API 'echo-api'" in out, out
+
+
+def test_a_failed_first_start_seeds_nothing_and_the_next_start_does(portico, backend, workdir):
+    cfg = sample_config(backend)
+    p = portico(cfg, start=False, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    with socket.socket() as taken:  # the gateway's port is in use: the start fails after seeding
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", p.port))
+        taken.listen(1)
+        rc, out = start_fails(p)
+    assert rc != 0, out
+    db_path = os.path.join(workdir, "var", "portico.db")
+    if os.path.exists(db_path):
+        db = sqlite3.connect(db_path)
+        try:
+            assert db.execute("SELECT count(*) FROM sync_state WHERE name = 'samples'").fetchone() == (0,)
+            assert db.execute("SELECT count(*) FROM entities WHERE kind IN ('api', 'product', "
+                              "'subscription')").fetchone() == (0,)
+        finally:
+            db.close()
+    p.start()
+    m = Mgmt(p)
+    assert ids(m, "products") == ["starter", "unlimited"]
+    assert ids(m, "subscriptions") == ["admin-starter", "admin-unlimited"]
+
+
+def test_a_reload_of_a_store_settled_without_samples_adds_none(portico, backend):
+    cfg = sample_config(backend, samples=False)
+    p, m = start(portico, cfg)
+    assert p.reload(dict(cfg, samples=True))
+    assert ids(m, "products") == [] and ids(m, "apis") == [] and ids(m, "subscriptions") == []
+    assert "store: new" not in p.log_text()
