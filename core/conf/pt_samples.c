@@ -45,8 +45,8 @@ static const char samples_json[] =
     "   \"description\": \"A sample: up to 5 calls a minute and 100 calls a week per subscription.\","
     "   \"subscriptionRequired\": true, \"approvalRequired\": false, \"subscriptionsLimit\": 1,"
     "   \"apis\": [\"" ECHO_API "\"], \"groups\": [\"administrators\", \"developers\", \"guests\"],"
-    "   \"policies\": {\"inbound\": [\"base\", {\"rate-limit\": {\"calls\": 5, \"renewal-period\": 60}},"
-    "                               {\"quota\": {\"calls\": 100, \"renewal-period\": 604800}}]}},"
+    "   \"policies\": {\"inbound\": [{\"rate-limit\": {\"calls\": 5, \"renewal-period\": 60}},"
+    "                               {\"quota\": {\"calls\": 100, \"renewal-period\": 604800}}, \"base\"]}},"
     "  {\"id\": \"unlimited\", \"displayName\": \"Unlimited\", \"state\": \"published\","
     "   \"description\": \"A sample: no limits; an administrator approves each subscription.\","
     "   \"subscriptionRequired\": true, \"approvalRequired\": true, \"subscriptionsLimit\": 1,"
@@ -137,12 +137,25 @@ static void keep_known_apis(struct pt_store *st, json_t *doc)
 
 /* ------------------------------------------------------ the administrator */
 
-/* pt_store_links lists by (a, b): the first row is the first administrator by id. */
+struct first_admin {
+    struct pt_store *st;
+    char id[256];
+};
+
+/* pt_store_links lists by (a, b): the first active user is the first administrator by id (a blocked
+   or pending one gets no subscription). */
 static bool first_admin(void *arg, const char *group, const char *user)
 {
+    struct first_admin *f = arg;
+    json_t *body = NULL;
     (void)group;
-    snprintf(arg, 256, "%s", user);
-    return false;
+    if (pt_store_get(f->st, "user", "", user, &body, NULL)) {
+        const char *state = str_of(body, "state");
+        if (!*state || !strcmp(state, "active"))
+            snprintf(f->id, sizeof(f->id), "%s", user);
+    }
+    json_decref(body);
+    return !f->id[0];
 }
 
 struct owned {
@@ -162,8 +175,9 @@ static bool count_owned(void *arg, const struct pt_entity *e)
    the file already gives them one to it (a second would also break the limit of 1). */
 static void add_admin_subs(struct pt_store *st, json_t *doc)
 {
-    char admin[256] = "";
-    pt_store_links(st, "group-user", ADMIN_GROUP, first_admin, admin);
+    struct first_admin f = {st, ""};
+    pt_store_links(st, "group-user", ADMIN_GROUP, first_admin, &f);
+    const char *admin = f.id;
     if (!admin[0])
         return;
     json_t *subs = json_array();
@@ -208,6 +222,11 @@ bool pt_samples_known(const struct pt_conf *cf, const char *kind, const char *id
 
 /* ------------------------------------------------------------------ seed */
 
+static const char *plural(size_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
 static bool seed(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                  struct pt_errors *errs)
 {
@@ -225,15 +244,14 @@ static bool seed(struct pt_store *st, const struct pt_conf *file, const char *se
     bool ok = cf && pt_model_apply(st, cf, secret_key, "api", errs);
     if (cf)
         pt_conf_free(cf);
-    if (ok)
+    if (ok) {
+        size_t apis = json_array_size(json_object_get(doc, "apis")),
+               products = json_array_size(json_object_get(doc, "products")),
+               subs = json_array_size(json_object_get(doc, "subscriptions"));
         pt_info("store: new, so it starts with the samples: %zu API%s, %zu product%s, %zu subscription%s "
                 "(samples: false leaves them out)",
-                json_array_size(json_object_get(doc, "apis")),
-                json_array_size(json_object_get(doc, "apis")) == 1 ? "" : "s",
-                json_array_size(json_object_get(doc, "products")),
-                json_array_size(json_object_get(doc, "products")) == 1 ? "" : "s",
-                json_array_size(json_object_get(doc, "subscriptions")),
-                json_array_size(json_object_get(doc, "subscriptions")) == 1 ? "" : "s");
+                apis, plural(apis), products, plural(products), subs, plural(subs));
+    }
     json_decref(doc);
     return ok;
 }

@@ -52,6 +52,8 @@ def test_a_new_store_gets_apims_samples(portico, backend):
     doc = m.ok("GET", "products/starter/policies/policy")
     text = str(doc)
     assert "rate-limit" in text and "quota" in text and "604800" in text, doc
+    # as APIM's: the limits come before base
+    assert text.index("rate-limit") < text.index("quota") < text.index("base"), doc
     api = m.ok("GET", "apis/echo-api")
     assert api["path"] == "echo" and api["serviceUrl"] == "http://127.0.0.1:9001", api
     subs = {s["id"]: s for s in m.ok("GET", "subscriptions")["value"]}
@@ -311,3 +313,12 @@ def test_a_reload_of_a_store_settled_without_samples_adds_none(portico, backend)
     assert p.reload(dict(cfg, samples=True))
     assert ids(m, "products") == [] and ids(m, "apis") == [] and ids(m, "subscriptions") == []
     assert "store: new" not in p.log_text()
+
+
+def test_an_administrator_who_is_not_active_gets_no_sample_subscription(portico, backend):
+    blocked = dict(ADMIN, state="blocked")
+    later = dict(ADMIN, id="zed", email="zed@example.com")
+    p, m = start(portico, sample_config(backend, users=(blocked, later)))
+    subs = m.ok("GET", "subscriptions")["value"]
+    assert sorted(s["id"] for s in subs) == ["admin-starter", "admin-unlimited"]
+    assert all(s["ownerId"].endswith("/users/zed") for s in subs), subs
