@@ -322,3 +322,23 @@ def test_an_administrator_who_is_not_active_gets_no_sample_subscription(portico,
     subs = m.ok("GET", "subscriptions")["value"]
     assert sorted(s["id"] for s in subs) == ["admin-starter", "admin-unlimited"]
     assert all(s["ownerId"].endswith("/users/zed") for s in subs), subs
+
+
+def test_the_sample_echo_api_routes_with_a_key(portico, backend):
+    # the sample itself (not a file API of the same id), pointed at the test's backend
+    p, m = start(portico, sample_config(backend))
+    m.ok("PATCH", "apis/echo-api", {"serviceUrl": backend.url + "/base"})
+    starter = m.keys("admin-starter")["primaryKey"]
+    calls = [("GET", "/echo/resource"), ("POST", "/echo/resource"), ("HEAD", "/echo/resource"),
+             ("DELETE", "/echo/a/b?x=1"), ("PATCH", "/echo/other")]
+    got = [gateway_call(p, path, key=starter, method=method)[0] for method, path in calls]
+    assert got == [200] * 5, got
+    assert [(r.method, r.target) for r in backend.requests] == [
+        ("GET", "/base/resource"), ("POST", "/base/resource"), ("HEAD", "/base/resource"),
+        ("DELETE", "/base/a/b?x=1"), ("PATCH", "/base/other")]
+    # Starter's sixth call within the minute: 429, and it never reaches the backend
+    assert gateway_call(p, "/echo/resource", key=starter)[0] == 429
+    assert len(backend.requests) == 5
+    unlimited = m.keys("admin-unlimited")["primaryKey"]
+    assert [gateway_call(p, "/echo/resource", key=unlimited)[0] for _ in range(7)] == [200] * 7
+    assert len(backend.requests) == 12
