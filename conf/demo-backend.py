@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
 """A tiny demo backend for conf/portico.yaml: answers every request with a JSON
-description of what it received (method, path, headers, body)."""
+description of what it received (method, path, headers, body).
+
+Usage: demo-backend.py [HOST [PORT [RECORD]]]; with RECORD, each request's
+method and path are also appended to that file, one JSON line each."""
 import http.server
 import json
 import sys
+import threading
+
+RECORD = sys.argv[3] if len(sys.argv) > 3 else None
+record_lock = threading.Lock()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -12,6 +19,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def answer(self):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
+        if RECORD:
+            with record_lock, open(RECORD, "a") as f:
+                f.write(json.dumps({"method": self.command, "path": self.path}) + "\n")
         out = json.dumps({"method": self.command, "path": self.path, "headers": dict(self.headers),
                           "body": body.decode("utf-8", "replace")}, indent=2).encode() + b"\n"
         self.send_response(200)

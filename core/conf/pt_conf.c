@@ -1858,6 +1858,7 @@ static const struct pt_cfkey top_keys[] = {
 static void set_defaults(struct pt_conf *cf)
 {
     cf->workers = 1;
+    cf->samples = true;
     cf->limits.buffer_size = 2 * 1024 * 1024;
     cf->lua.timeout = 100;
     cf->lua.memory = 64ULL * 1024 * 1024;
@@ -1882,7 +1883,6 @@ static void set_defaults(struct pt_conf *cf)
     cf->upstream.max_idle = 64;
     cf->upstream.max_pools = 4096;
     cf->upstream.verify = true;
-    cf->samples = true;
     cf->upstream.side_private = true;
     cf->upstream.forwarded = PT_FWD_XFF | PT_FWD_XFP | PT_FWD_XFH | PT_FWD_FORWARDED;
     cf->upstream.request_id_header = "X-Request-Id";

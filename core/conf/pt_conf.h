@@ -528,9 +528,11 @@ struct pt_conf {
     int nloggers;
     struct pt_gateway_cf *gateways; /* self-hosted gateways (issue 14) */
     int ngateways;
-    char *data_dir;   /* the store's folder */
-    char *secret_key; /* encrypts secret named values at rest */
-    bool samples;     /* a new store gets APIM's sample products and Echo API (pt_samples.c) */
+    char *data_dir;       /* the store's folder */
+    char *secret_key;     /* encrypts secret named values at rest */
+    bool samples;         /* a new store gets APIM's sample products and Echo API (pt_samples.c) */
+    bool samples_assumed; /* checking the file alone (-t): references to the samples hold, as on a new
+                             store (set by main, never read from the file) */
     struct pt_mgmt_cf mgmt;
     struct pt_cidr *trusted; /* trustedProxies: peers whose X-Forwarded-For is believed */
     int ntrusted;

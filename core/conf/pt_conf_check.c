@@ -7,6 +7,7 @@
  */
 #include "conf/pt_conf.h"
 #include "conf/pt_genmodel.h"
+#include "conf/pt_samples.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,7 +266,7 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
         struct pt_node *an = pt_node_get(p->node, "apis"), *gn = pt_node_get(p->node, "groups");
         for (int k = 0; k < p->apis.n; k++) {
             int ai = idset_find(&apis, p->apis.v[k]);
-            if (!idset_has(&apis, p->apis.v[k]))
+            if (!idset_has(&apis, p->apis.v[k]) && !pt_samples_known(cf, "api", p->apis.v[k]))
                 pt_node_error(errs, an && an->kind == PT_N_SEQ ? an->items[k] : p->node,
                               "product '%s' lists unknown API '%s'", p->id, p->apis.v[k]);
             else if (ai >= 0 && !same_ws(p->workspace, cf->apis[ai].workspace))
@@ -312,7 +313,8 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
         const struct pt_subscription_cf *s = &cf->subs[i];
         bool found = s->scope_kind == PT_SUB_ALL_APIS ||
                      (s->scope_kind == PT_SUB_API && idset_has(&apis, s->scope_id)) ||
-                     (s->scope_kind == PT_SUB_PRODUCT && idset_has(&products, s->scope_id));
+                     (s->scope_kind == PT_SUB_PRODUCT && idset_has(&products, s->scope_id)) ||
+                     pt_samples_known(cf, s->scope_kind == PT_SUB_API ? "api" : "product", s->scope_id);
         if (!found)
             pt_node_error(errs, pt_node_get(s->node, "scope"),
                           "subscription '%s': scope '%s': there is no %s '%s'", s->id, s->scope,

@@ -15,6 +15,8 @@
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 const struct pt_kind pt_model_kinds[] = {
@@ -230,6 +232,76 @@ void pt_model_new_key(char out[33])
     out[32] = '\0';
 }
 
+/* ------------------------------------------------- remove, with what goes */
+
+struct unlink_arg {
+    struct pt_store *st;
+    const char *kind, *id; /* id NULL: every link listed */
+};
+
+static bool unlink_listed(void *arg, const char *a, const char *b)
+{
+    struct unlink_arg *u = arg;
+    if (!u->id || !strcmp(b, u->id))
+        pt_store_unlink(u->st, u->kind, a, b);
+    return true;
+}
+
+/* Drops the links of `kind` to `b` (from any a), or, with a set, every link from a. */
+static void unlink_all(struct pt_store *st, const char *kind, const char *a, const char *b)
+{
+    struct unlink_arg u = {st, kind, b};
+    pt_store_links(st, kind, a, unlink_listed, &u);
+}
+
+static bool collect_ids(void *arg, const struct pt_entity *e)
+{
+    json_array_append_new(arg, json_string(e->id));
+    return true;
+}
+
+static void delete_policy(struct pt_store *st, const char *fmt, const char *a, const char *b)
+{
+    char pid[600];
+    snprintf(pid, sizeof(pid), fmt, a, b);
+    pt_store_delete(st, "policy", "", pid);
+}
+
+bool pt_model_remove(struct pt_store *st, const char *kind, const char *parent, const char *id)
+{
+    bool ok = pt_store_delete(st, kind, parent, id);
+    if (!strcmp(kind, "api")) {
+        json_t *ops = json_array();
+        pt_store_each(st, "operation", id, collect_ids, ops);
+        size_t i;
+        json_t *o;
+        json_array_foreach(ops, i, o)
+        {
+            ok &= pt_store_delete(st, "operation", id, json_string_value(o));
+            delete_policy(st, "op:%s/%s", id, json_string_value(o));
+        }
+        json_decref(ops);
+        delete_policy(st, "api:%s%s", id, "");
+        unlink_all(st, "product-api", NULL, id);
+        unlink_all(st, "gateway-api", NULL, id);
+    } else if (!strcmp(kind, "operation"))
+        delete_policy(st, "op:%s/%s", parent, id);
+    else if (!strcmp(kind, "product") || !strcmp(kind, "workspace")) {
+        delete_policy(st, "%s:%s", kind, id);
+        if (!strcmp(kind, "product")) {
+            unlink_all(st, "product-api", id, NULL);
+            unlink_all(st, "product-group", id, NULL);
+        }
+    } else if (!strcmp(kind, "user"))
+        unlink_all(st, "group-user", NULL, id);
+    else if (!strcmp(kind, "group")) {
+        unlink_all(st, "product-group", NULL, id);
+        unlink_all(st, "group-user", id, NULL);
+    } else if (!strcmp(kind, "gateway"))
+        unlink_all(st, "gateway-api", id, NULL);
+    return ok;
+}
+
 /* ------------------------------------------------------------ apply a file */
 
 static json_t *without(json_t *o, const char *const *keys)
@@ -267,6 +339,118 @@ static bool writable(struct pt_store *st, const char *source, const char *kind, 
         return false;
     }
     return true;
+}
+
+bool pt_model_same_path(const char *a, const char *b)
+{
+    size_t na, nb;
+    while (*a == '/')
+        a++;
+    while (*b == '/')
+        b++;
+    for (na = strlen(a); na && a[na - 1] == '/'; na--)
+        ;
+    for (nb = strlen(b); nb && b[nb - 1] == '/'; nb--)
+        ;
+    return na == nb && !memcmp(a, b, na);
+}
+
+struct route_clash {
+    const struct pt_api_cf *api; /* the file's */
+    char other[257];             /* the stored API it clashes with, "" when none */
+};
+
+static bool same_text(const char *a, const char *b, bool nocase)
+{
+    a = a ? a : "";
+    b = b ? b : "";
+    return nocase ? !strcasecmp(a, b) : !strcmp(a, b);
+}
+
+static bool find_route_clash(void *arg, const struct pt_entity *e)
+{
+    struct route_clash *c = arg;
+    const struct pt_api_cf *a = c->api;
+    if (!strcmp(e->source, "config") || !strcmp(e->id, a->id) ||
+        json_is_false(json_object_get(e->body, "isCurrent")))
+        return true;
+    if (pt_model_same_path(str_of(e->body, "path", ""), a->path) &&
+        same_text(str_of(e->body, "host", NULL), a->host, true) &&
+        same_text(str_of(e->body, "apiVersion", NULL), a->api_version, false)) {
+        snprintf(c->other, sizeof(c->other), "%s", e->id);
+        return false;
+    }
+    return true;
+}
+
+/* A file API whose route an API of the store's own (made through the management API, or a sample)
+   already has: refused at the file's line, naming the other and how to remove it. */
+static bool route_free(struct pt_store *st, const struct pt_api_cf *a, struct pt_errors *errs)
+{
+    struct route_clash c = {a, ""};
+    if (!a->path || !a->is_current)
+        return true;
+    pt_store_each(st, "api", "", find_route_clash, &c);
+    if (!c.other[0])
+        return true;
+    pt_node_error(errs, pt_node_get(a->node, "path"),
+                  "path '%s' is already used by API '%s', which was made through the management API or "
+                  "came with the samples; remove it (portico api delete %s) or give this API another path",
+                  a->path, c.other, c.other);
+    return false;
+}
+
+static bool has_links(const char *kind)
+{
+    static const char *const linked[] = {"api", "product", "group", "user", "gateway"};
+    for (size_t i = 0; i < PT_ARRAY_LEN(linked); i++)
+        if (!strcmp(kind, linked[i]))
+            return true;
+    return false;
+}
+
+/* An id the file declares that was written otherwise (through the management API, or a sample) is
+   replaced wholly, not merged: what went with it (operations, policies, links) goes first, so the
+   stored entity is exactly the file's.  A gateway keeps its keys (its nodes hold them) and loses
+   only its API assignments. */
+static void replace_foreign(struct pt_store *st, const char *kind, const char *id)
+{
+    char src[16];
+    if (!pt_store_info(st, kind, "", id, src, NULL) || !strcmp(src, "config"))
+        return;
+    pt_info("store: the file's %s '%s' replaces the one made through the management API or as a sample", kind,
+            id);
+    if (!strcmp(kind, "gateway"))
+        unlink_all(st, "gateway-api", id, NULL);
+    else
+        pt_model_remove(st, kind, "", id);
+}
+
+/* What the file declared before and no longer does goes as a management DELETE takes it, links of
+   any source to it included (a link left pointing at nothing would stop every later start); then
+   the sweep takes the file's own rows left over (links it no longer lists). */
+static bool remove_undeclared(struct pt_store *st)
+{
+    json_t *stale = pt_store_stale(st, "config");
+    if (!stale)
+        return false;
+    size_t i;
+    json_t *e;
+    json_array_foreach(stale, i, e)
+    {
+        const char *kind = json_string_value(json_array_get(e, 0));
+        const char *parent = json_string_value(json_array_get(e, 1));
+        const char *id = json_string_value(json_array_get(e, 2));
+        if (!strcmp(kind, "operation") || !strcmp(kind, "policy"))
+            pt_store_delete(st, kind, parent, id); /* their parents' removal takes what goes with them */
+        else {
+            if (has_links(kind))
+                pt_info("store: the file no longer declares %s '%s': removed with its links", kind, id);
+            pt_model_remove(st, kind, parent, id);
+        }
+    }
+    json_decref(stale);
+    return pt_store_sweep(st, "config") >= 0;
 }
 
 bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *f, const char *secret_key,
@@ -350,6 +534,12 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
+        if (file)
+            replace_foreign(st, "api", a->id);
+        if (file && !route_free(st, a, errs)) {
+            ok = false;
+            break;
+        }
         json_t *j = without(pt_node_to_json(a->node), api_x);
         ok &= pt_store_put(st, "api", "", a->id, a->workspace, j, source, NULL);
         json_decref(j);
@@ -368,6 +558,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
+        if (file)
+            replace_foreign(st, "product", p->id);
         json_t *j = without(pt_node_to_json(p->node), product_x);
         ok &= pt_store_put(st, "product", "", p->id, p->workspace, j, source, NULL);
         json_decref(j);
@@ -378,6 +570,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         ok &= put_policy(st, pt_pool_printf(f->pool, "product:%s", p->id), p->policies, source);
     }
     for (int i = 0; ok && i < f->ngroups; i++) {
+        if (file)
+            replace_foreign(st, "group", f->groups[i].id);
         json_t *j = pt_node_to_json(f->groups[i].node);
         ok &= pt_store_put(st, "group", "", f->groups[i].id, f->groups[i].workspace, j, source, NULL);
         json_decref(j);
@@ -388,6 +582,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
+        if (file)
+            replace_foreign(st, "user", u->id);
         json_t *j = without(pt_node_to_json(u->node), user_x);
         ok &= pt_store_put(st, "user", "", u->id, "", j, source, NULL);
         json_decref(j);
@@ -431,6 +627,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             break;
         }
         static const char *const gateway_x[] = {"apis", "primaryKey", "secondaryKey", NULL};
+        if (file)
+            replace_foreign(st, "gateway", g->id);
         json_t *j = without(pt_node_to_json(g->node), gateway_x);
         /* keys: made once, kept across writes (never in the file, never exported) */
         json_t *old = NULL;
@@ -520,7 +718,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     ok = ok && pt_content_apply(st, f, source, errs);
     ok = ok && pt_idp_apply(st, f, source, errs); /* its identity providers, likewise */
     (void)none;
-    if (ok && file && pt_store_sweep(st, "config") < 0)
+    if (ok && file && !remove_undeclared(st))
         ok = false;
     if (!ok) {
         if (errs->n == 0 || strlen(pt_store_error(st)))

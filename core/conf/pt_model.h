@@ -37,6 +37,12 @@ bool pt_model_apply_file(struct pt_store *st, const struct pt_conf *file, const 
    upserts only; entities the file declares are refused. */
 bool pt_model_apply(struct pt_store *st, const struct pt_conf *doc, const char *secret_key,
                     const char *source, struct pt_errors *errs);
+/* Whether two API paths are one: leading and trailing slashes do not count, as for routing. */
+bool pt_model_same_path(const char *a, const char *b);
+/* Deletes an entity and what goes with it, as a management DELETE does: an API's operations and
+   policy documents, a product's or workspace's policy, and every link (of any source) from or to
+   it.  Subscriptions are not links: they stay, and the next check names them. */
+bool pt_model_remove(struct pt_store *st, const char *kind, const char *parent, const char *id);
 /*
  * The configuration to run: the file's settings and the store's entities,
  * validated (errors name JSON paths).  NULL with errs on failure.

@@ -15,13 +15,14 @@
 
 #define STATE_NAME "samples"
 #define ECHO_API "echo-api"
+#define ECHO_PATH "echo"
 #define ADMIN_GROUP "administrators"
 
 /* APIM's new-instance entities, on Portico's demo backend.  Starter's limits are APIM's: 5 calls in
    60 s, 100 calls in a week (604800 s). */
 static const char samples_json[] =
     "{\"apis\": [{"
-    "  \"id\": \"" ECHO_API "\", \"displayName\": \"Echo API\", \"path\": \"echo\","
+    "  \"id\": \"" ECHO_API "\", \"displayName\": \"Echo API\", \"path\": \"" ECHO_PATH "\","
     "  \"serviceUrl\": \"http://127.0.0.1:9001\","
     "  \"description\": \"A sample: the demo backend (conf/demo-backend.py) answers every call with what it "
     "received.\","
@@ -44,8 +45,8 @@ static const char samples_json[] =
     "   \"description\": \"A sample: up to 5 calls a minute and 100 calls a week per subscription.\","
     "   \"subscriptionRequired\": true, \"approvalRequired\": false, \"subscriptionsLimit\": 1,"
     "   \"apis\": [\"" ECHO_API "\"], \"groups\": [\"administrators\", \"developers\", \"guests\"],"
-    "   \"policies\": {\"inbound\": [\"base\", {\"rate-limit\": {\"calls\": 5, \"renewal-period\": 60}},"
-    "                               {\"quota\": {\"calls\": 100, \"renewal-period\": 604800}}]}},"
+    "   \"policies\": {\"inbound\": [{\"rate-limit\": {\"calls\": 5, \"renewal-period\": 60}},"
+    "                               {\"quota\": {\"calls\": 100, \"renewal-period\": 604800}}, \"base\"]}},"
     "  {\"id\": \"unlimited\", \"displayName\": \"Unlimited\", \"state\": \"published\","
     "   \"description\": \"A sample: no limits; an administrator approves each subscription.\","
     "   \"subscriptionRequired\": true, \"approvalRequired\": true, \"subscriptionsLimit\": 1,"
@@ -76,25 +77,10 @@ struct path_seen {
     bool taken;
 };
 
-/* Whether two API paths are one (leading and trailing slashes do not count, as for routing). */
-static bool same_path(const char *a, const char *b)
-{
-    size_t na, nb;
-    while (*a == '/')
-        a++;
-    while (*b == '/')
-        b++;
-    for (na = strlen(a); na && a[na - 1] == '/'; na--)
-        ;
-    for (nb = strlen(b); nb && b[nb - 1] == '/'; nb--)
-        ;
-    return na == nb && !memcmp(a, b, na);
-}
-
 static bool path_taken(void *arg, const struct pt_entity *e)
 {
     struct path_seen *p = arg;
-    if (same_path(str_of(e->body, "path"), p->path))
+    if (pt_model_same_path(str_of(e->body, "path"), p->path))
         p->taken = true;
     return !p->taken;
 }
@@ -151,20 +137,47 @@ static void keep_known_apis(struct pt_store *st, json_t *doc)
 
 /* ------------------------------------------------------ the administrator */
 
+struct first_admin {
+    struct pt_store *st;
+    char id[256];
+};
+
+/* pt_store_links lists by (a, b): the first active user is the first administrator by id (a blocked
+   or pending one gets no subscription). */
 static bool first_admin(void *arg, const char *group, const char *user)
 {
-    char *best = arg;
+    struct first_admin *f = arg;
+    json_t *body = NULL;
     (void)group;
-    if (!best[0] || strcmp(user, best) < 0)
-        snprintf(best, 256, "%s", user);
+    if (pt_store_get(f->st, "user", "", user, &body, NULL)) {
+        const char *state = str_of(body, "state");
+        if (!*state || !strcmp(state, "active"))
+            snprintf(f->id, sizeof(f->id), "%s", user);
+    }
+    json_decref(body);
+    return !f->id[0];
+}
+
+struct owned {
+    const char *scope, *owner;
+    int n;
+};
+
+static bool count_owned(void *arg, const struct pt_entity *e)
+{
+    struct owned *o = arg;
+    if (!strcmp(str_of(e->body, "scope"), o->scope) && !strcmp(str_of(e->body, "ownerId"), o->owner))
+        o->n++;
     return true;
 }
 
-/* A subscription to each sample product that is seeded, for the first administrator by id. */
+/* A subscription to each sample product that is seeded, for the first administrator by id, unless
+   the file already gives them one to it (a second would also break the limit of 1). */
 static void add_admin_subs(struct pt_store *st, json_t *doc)
 {
-    char admin[256] = "";
-    pt_store_links(st, "group-user", ADMIN_GROUP, first_admin, admin);
+    struct first_admin f = {st, ""};
+    pt_store_links(st, "group-user", ADMIN_GROUP, first_admin, &f);
+    const char *admin = f.id;
     if (!admin[0])
         return;
     json_t *subs = json_array();
@@ -175,13 +188,44 @@ static void add_admin_subs(struct pt_store *st, json_t *doc)
         char scope[300], owner[300];
         snprintf(scope, sizeof(scope), "/products/%s", product);
         snprintf(owner, sizeof(owner), "/users/%s", admin);
+        struct owned o = {scope, owner, 0};
+        pt_store_each(st, "subscription", NULL, count_owned, &o);
+        if (o.n > 0) {
+            pt_info("samples: no subscription '%s': the file already gives user '%s' one to product '%s'", id,
+                    admin, product);
+            continue;
+        }
         json_array_append_new(subs, json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "displayName", name,
                                               "scope", scope, "ownerId", owner, "state", "active"));
     }
     json_object_set_new(doc, "subscriptions", subs);
 }
 
+/* ------------------------------------------------------- the file alone */
+
+bool pt_samples_known(const struct pt_conf *cf, const char *kind, const char *id)
+{
+    if (!cf->samples_assumed || !cf->samples || !id)
+        return false;
+    if (!strcmp(kind, "api")) {
+        /* left out when the file has an API at its path */
+        for (int i = 0; i < cf->napis; i++)
+            if (cf->apis[i].path && pt_model_same_path(cf->apis[i].path, ECHO_PATH))
+                return false;
+        return !strcmp(id, ECHO_API);
+    }
+    for (size_t i = 0; i < PT_ARRAY_LEN(admin_subs); i++)
+        if (!strcmp(kind, "product") && !strcmp(id, admin_subs[i][1]))
+            return true;
+    return false;
+}
+
 /* ------------------------------------------------------------------ seed */
+
+static const char *plural(size_t n)
+{
+    return n == 1 ? "" : "s";
+}
 
 static bool seed(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                  struct pt_errors *errs)
@@ -200,15 +244,14 @@ static bool seed(struct pt_store *st, const struct pt_conf *file, const char *se
     bool ok = cf && pt_model_apply(st, cf, secret_key, "api", errs);
     if (cf)
         pt_conf_free(cf);
-    if (ok)
+    if (ok) {
+        size_t apis = json_array_size(json_object_get(doc, "apis")),
+               products = json_array_size(json_object_get(doc, "products")),
+               subs = json_array_size(json_object_get(doc, "subscriptions"));
         pt_info("store: new, so it starts with the samples: %zu API%s, %zu product%s, %zu subscription%s "
                 "(samples: false leaves them out)",
-                json_array_size(json_object_get(doc, "apis")),
-                json_array_size(json_object_get(doc, "apis")) == 1 ? "" : "s",
-                json_array_size(json_object_get(doc, "products")),
-                json_array_size(json_object_get(doc, "products")) == 1 ? "" : "s",
-                json_array_size(json_object_get(doc, "subscriptions")),
-                json_array_size(json_object_get(doc, "subscriptions")) == 1 ? "" : "s");
+                apis, plural(apis), products, plural(products), subs, plural(subs));
+    }
     json_decref(doc);
     return ok;
 }

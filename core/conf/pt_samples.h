@@ -38,4 +38,8 @@ enum pt_samples_before pt_samples_probe(struct pt_store *st);
 bool pt_samples_settle(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                        enum pt_samples_before before, struct pt_errors *errs);
 
+/* Whether `id` names a sample ("api" or "product") that a new store would have beside this file:
+   only when cf->samples_assumed (the file checked alone) and cf->samples. */
+bool pt_samples_known(const struct pt_conf *cf, const char *kind, const char *id);
+
 #endif

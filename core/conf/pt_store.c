@@ -679,6 +679,23 @@ int pt_store_sweep(struct pt_store *s, const char *source)
     return n;
 }
 
+json_t *pt_store_stale(struct pt_store *s, const char *source)
+{
+    sqlite3_stmt *st = prep(s, "SELECT kind, parent, id FROM entities WHERE source = ?1 AND touched <> ?2"
+                               " ORDER BY kind, parent, id");
+    if (!st)
+        return NULL;
+    bind_text(st, 1, source);
+    sqlite3_bind_int64(st, 2, s->mark);
+    json_t *all = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(all, json_pack("[sss]", (const char *)sqlite3_column_text(st, 0),
+                                             (const char *)sqlite3_column_text(st, 1),
+                                             (const char *)sqlite3_column_text(st, 2)));
+    release(s, st);
+    return all;
+}
+
 bool pt_store_counter_add(struct pt_store *s, const char *key, int64_t period, int64_t delta, int64_t *total)
 {
     sqlite3_stmt *st = prep(s, "INSERT INTO counters (key, period, value) VALUES (?1, ?2, ?3)"

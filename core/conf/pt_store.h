@@ -86,6 +86,9 @@ void pt_store_touch(struct pt_store *s, const char *kind, const char *parent, co
 void pt_store_touch_link(struct pt_store *s, const char *kind, const char *a, const char *b);
 /* Deletes what `source` wrote that was not touched since the mark. */
 int pt_store_sweep(struct pt_store *s, const char *source);
+/* The entities (kind, parent, id) that pt_store_sweep(s, source) would delete, as a JSON array of
+   [kind, parent, id] triples (caller frees); NULL when the store cannot tell. */
+json_t *pt_store_stale(struct pt_store *s, const char *source);
 
 /* For the store's other files (pt_store_analytics.c): the SQLite connection,
    and whether an entity transaction is open (their own writes wait then). */

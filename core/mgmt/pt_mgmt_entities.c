@@ -439,88 +439,13 @@ struct del_arg {
     const char *kind, *parent, *id;
 };
 
-static bool unlink_b(void *arg, const char *a, const char *b)
-{
-    const char **x = arg; /* {kind, id} */
-    if (!strcmp(b, x[1]))
-        pt_store_unlink(pt_mgmt_req_store, x[0], a, b);
-    return true;
-}
-
-static bool collect_ids(void *arg, const struct pt_entity *e)
-{
-    json_array_append_new(arg, json_string(e->id));
-    return true;
-}
-
-static bool unlink_a(void *arg, const char *a, const char *b);
-
+/* The entity and what goes with it: the same removal as the file's when it stops declaring one. */
 static bool delete_entity(struct mreq *m, void *arg, struct pt_errors *errs)
 {
     struct del_arg *d = arg;
-    char pid[600];
-    bool ok = pt_store_delete(pt_mgmt_req_store, d->kind, d->parent, d->id);
-    if (!strcmp(d->kind, "api")) {
-        /* its operations, policies and product memberships go with it */
-        json_t *ops = json_array();
-        pt_store_each(pt_mgmt_req_store, "operation", d->id, collect_ids, ops);
-        size_t i;
-        json_t *o;
-        json_array_foreach(ops, i, o)
-        {
-            ok &= pt_store_delete(pt_mgmt_req_store, "operation", d->id, json_string_value(o));
-            snprintf(pid, sizeof(pid), "op:%s/%s", d->id, json_string_value(o));
-            pt_store_delete(pt_mgmt_req_store, "policy", "", pid);
-        }
-        json_decref(ops);
-        snprintf(pid, sizeof(pid), "api:%s", d->id);
-        pt_store_delete(pt_mgmt_req_store, "policy", "", pid);
-        const char *x[2] = {"product-api", d->id};
-        pt_store_links(pt_mgmt_req_store, "product-api", NULL, unlink_b, x);
-        const char *y[2] = {"gateway-api", d->id}; /* and its assignments to gateways */
-        pt_store_links(pt_mgmt_req_store, "gateway-api", NULL, unlink_b, y);
-    } else if (!strcmp(d->kind, "operation")) {
-        snprintf(pid, sizeof(pid), "op:%s/%s", d->parent, d->id);
-        pt_store_delete(pt_mgmt_req_store, "policy", "", pid);
-    } else if (!strcmp(d->kind, "product") || !strcmp(d->kind, "workspace")) {
-        snprintf(pid, sizeof(pid), "%s:%s", d->kind, d->id);
-        pt_store_delete(pt_mgmt_req_store, "policy", "", pid);
-    } else if (!strcmp(d->kind, "user")) {
-        const char *x[2] = {"group-user", d->id};
-        pt_store_links(pt_mgmt_req_store, "group-user", NULL, unlink_b, x);
-    } else if (!strcmp(d->kind, "group")) {
-        const char *x[2] = {"product-group", d->id};
-        pt_store_links(pt_mgmt_req_store, "product-group", NULL, unlink_b, x);
-    } else if (!strcmp(d->kind, "gateway"))
-        pt_store_links(pt_mgmt_req_store, "gateway-api", d->id, unlink_a, "gateway-api");
     (void)m;
     (void)errs;
-    return ok;
-}
-
-static bool unlink_a(void *arg, const char *a, const char *b)
-{
-    pt_store_unlink(pt_mgmt_req_store, arg, a, b);
-    return true;
-}
-
-static bool delete_product_links(struct mreq *m, void *arg, struct pt_errors *errs)
-{
-    struct del_arg *d = arg;
-    if (!delete_entity(m, arg, errs))
-        return false;
-    pt_store_links(pt_mgmt_req_store, "product-api", d->id, unlink_a, "product-api");
-    pt_store_links(pt_mgmt_req_store, "product-group", d->id, unlink_a, "product-group");
-    return true;
-}
-
-static bool delete_group_links(struct mreq *m, void *arg, struct pt_errors *errs)
-{
-    struct del_arg *d = arg;
-    if (!delete_entity(m, arg, errs))
-        return false;
-    pt_store_links(pt_mgmt_req_store, "group-user", d->id, unlink_a, "group-user");
-    return true;
+    return pt_model_remove(pt_mgmt_req_store, d->kind, d->parent, d->id);
 }
 
 static bool valid_id(const char *id)
@@ -607,9 +532,7 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
         if (!pt_mgmt_req_check_etag(m, etag))
             return;
         struct del_arg d = {kind, parent, id};
-        pt_mgmt_change_fn fn = !strcmp(kind, "product") ? delete_product_links
-                               : !strcmp(kind, "group") ? delete_group_links
-                                                        : delete_entity;
+        pt_mgmt_change_fn fn = delete_entity;
         if (!strcmp(kind, "token")) {
             pt_store_delete(pt_mgmt_req_store, "token", "", id);
             pt_mgmt_req_send_json(m, 204, NULL, NULL);

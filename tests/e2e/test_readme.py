@@ -56,17 +56,35 @@ class Demo:
         os.symlink(BIN, os.path.join(folder, "portico"))  # as scripts/demo links ./portico
         self.procs = []
         self.log = None
+        self.record = os.path.join(folder, "backend-received.jsonl")
 
     def rewrite(self, text):
         for name, port in DEMO_PORTS.items():
-            text = text.replace("127.0.0.1:%d" % port, "127.0.0.1:%d" % self.ports[name])
+            for host in ("127.0.0.1", "localhost"):
+                text = text.replace("%s:%d" % (host, port), "127.0.0.1:%d" % self.ports[name])
         return text
+
+    def rewrite_command(self, line):
+        """A README command on this demo's ports; one that would still reach a demo on the machine
+        (a demo port, or localhost) fails the test."""
+        line = self.rewrite(line)
+        assert "localhost" not in line, line
+        for port in DEMO_PORTS.values():
+            assert not re.search(r":%d\b" % port, line), "a demo port is left in %r" % line
+        return line
+
+    def received(self):
+        """What the demo backend received so far: (method, path) pairs in order."""
+        if not os.path.exists(self.record):
+            return []
+        with open(self.record) as f:
+            return [(r["method"], r["path"]) for r in map(json.loads, f.read().splitlines())]
 
     def start(self):
         self.log = open(os.path.join(self.folder, "portico.log"), "wb")
         self.procs.append(subprocess.Popen(
             [sys.executable, os.path.join(TOP, "conf", "demo-backend.py"), "127.0.0.1",
-             str(self.ports["backend"])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+             str(self.ports["backend"]), self.record], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         env = dict(os.environ, PORTICO_ADMIN_TOKEN=demo_token())
         self.portico = subprocess.Popen([BIN, "-c", "portico.yaml"], cwd=self.folder, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
@@ -107,7 +125,8 @@ class Demo:
     def sh(self, script, env_extra=None):
         """Runs `script` with sh in the demo's folder, as a user at the checkout's top would."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PORTICO_")}
-        env["PORTICO_URL"] = "http://127.0.0.1:%d" % self.ports["management"]  # the CLI's default, moved
+        env["PORTICO_URL"] = "http://127.0.0.1:%d" % self.ports["management"]  # the CLI's default, moved:
+        # test_the_cli_default_is_the_demos_management_port checks that the default is the demo's
         env.update(env_extra or {})
         r = subprocess.run(["sh", "-c", script], cwd=self.folder, env=env, capture_output=True, timeout=60)
         out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
@@ -143,6 +162,7 @@ def call_codes(out):
 def check_no_key(ctx, rc, out, err):
     assert rc == 0 and http_status(out) == 401, out
     assert "missing subscription key" in http_body(out), out
+    assert ctx["arrived"] == [], ctx["arrived"]
 
 
 def check_export(ctx, rc, out, err):
@@ -157,7 +177,13 @@ def check_products(ctx, rc, out, err):
 
 def check_subscriptions(ctx, rc, out, err):
     assert rc == 0, err
-    assert "admin-starter" in out and "admin-unlimited" in out and "active" in out, out
+    assert "admin-starter" in out and "admin-unlimited" in out, out
+    code, text, problem = ctx["demo"].sh(ctx["state"] + ctx["line"].split("#")[0].strip() + " -o json\n")
+    assert code == 0, problem
+    listed = json.loads(text)
+    listed = listed["value"] if isinstance(listed, dict) else listed
+    states = {s["id"]: s["state"] for s in listed}
+    assert states == {"admin-starter": "active", "admin-unlimited": "active"}, states
 
 
 def check_keys_shown(ctx, rc, out, err):
@@ -178,6 +204,7 @@ def check_keyed_call(ctx, rc, out, err):
     assert rc == 0 and http_status(out) == 200, out
     seen = json.loads(http_body(out))  # the demo backend answers with what it received
     assert seen["method"] == "GET" and seen["path"] == "/items/42", seen
+    assert ctx["arrived"] == [("GET", "/items/42")], ctx["arrived"]
     assert ctx["key_of"] == "admin-starter"
     ctx["starter_calls"] = 1
 
@@ -194,10 +221,14 @@ def check_loop(ctx, rc, out, err):
     else:
         want = {n: 200 for n in listed}
     assert codes == want, (ctx["key_of"], codes)
+    # the refused calls (429) never reached the backend: only the accepted ones did
+    accepted = sum(1 for c in codes.values() if c == 200)
+    assert ctx["arrived"] == [("GET", "/items/42")] * accepted, ctx["arrived"]
 
 
 def check_not_found(ctx, rc, out, err):
     assert rc == 0 and http_status(out) == 404, out
+    assert ctx["arrived"] == [], ctx["arrived"]
     body = json.loads(http_body(out))
     assert body == {"statusCode": 404, "message": "Resource not found"}, body
 
@@ -247,7 +278,8 @@ RULES = [
     ("the portal in a browser", r"^xdg-open ", skip_browser, False),
 ]
 
-STATE = re.compile(r"^(export\s+)?[A-Za-z_][A-Za-z0-9_]*=")
+# a pure assignment (what later commands use: $KEY, the token), with nothing run after it
+STATE = re.compile(r"^(export\s+)?[A-Za-z_][A-Za-z0-9_]*=(\$\(.*\)|\"[^\"]*\"|[^\s\"'`;|&$()]*)\s*(#.*)?$")
 
 
 @pytest.fixture
@@ -266,16 +298,40 @@ def test_every_command_has_a_rule():
         assert len(hits) == 1, "README command %r matches %s" % (line, hits or "no rule")
 
 
+def test_state_is_only_pure_assignments():
+    assert STATE.match("export PORTICO_ADMIN_TOKEN=demo-admin-token       # the token")
+    assert STATE.match("KEY=$(./portico subscription keys x -o json | sed -n 's/a/b/p')")
+    assert not STATE.match("FOO=x curl -i http://127.0.0.1:8080/echo")
+    assert not STATE.match("KEY=1; curl -i http://127.0.0.1:8080/echo")
+
+
+def test_the_cli_default_is_the_demos_management_port():
+    r = subprocess.run([BIN, "help"], capture_output=True, timeout=30)
+    m = re.search(r"else http://127\.0\.0\.1:(\d+)", (r.stdout + r.stderr).decode(errors="replace"))
+    assert m and int(m.group(1)) == DEMO_PORTS["management"], (r.stdout + r.stderr)[-2000:]
+
+
+def test_commands_are_moved_off_the_demos_ports(tmp_path):
+    d = Demo(str(tmp_path))
+    assert d.rewrite_command("curl http://localhost:8080/echo") == \
+        "curl http://127.0.0.1:%d/echo" % d.ports["gateway"]
+    for left in ("curl http://localhost/echo", "curl http://10.0.0.1:8080/echo"):
+        with pytest.raises(AssertionError):
+            d.rewrite_command(left)
+
+
 def test_the_readme_walkthrough(demo):
     assert os.path.exists(os.path.join(demo.folder, "var", "portico.db"))
     ctx = {"demo": demo, "state": "", "key_of": None}
     used = set()
     for line in walkthrough():
-        line = demo.rewrite(line)
+        line = demo.rewrite_command(line)
         (name, _, check, run), = [r for r in RULES if re.search(r[1], line)]
         used.add(name)
         ctx["line"] = line
+        before = len(demo.received())
         rc, out, err = demo.sh(ctx["state"] + line + "\n") if run else (None, "", "")
+        ctx["arrived"] = demo.received()[before:]  # what this command made reach the backend
         if STATE.match(line):  # what later commands use ($KEY, the token)
             ctx["state"] += line + "\n"
         try:
