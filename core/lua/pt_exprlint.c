@@ -235,10 +235,8 @@ static void note(struct lint *x, const char *fmt, ...)
     }
     va_list ap;
     va_start(ap, fmt);
-    int w = vsnprintf(x->found + x->flen, sizeof(x->found) - x->flen, fmt, ap);
+    x->flen += pt_str_vfmt(x->found + x->flen, sizeof(x->found) - x->flen, fmt, ap);
     va_end(ap);
-    if (w > 0)
-        x->flen = PT_MIN(x->flen + (size_t)w, sizeof(x->found) - 1);
 }
 
 /* ------------------------------------------------ the model of `context` */
@@ -436,7 +434,11 @@ static int csharp_call(struct lint *x, int i)
         x->t[i + 1].repl = as_method(&x->t[i + 3]);
         for (int j = i + 2; j < after; j++)
             x->t[j].repl = "";
-        CSHARP(x, "'.As<%.*s>(' is C#; in Lua: '%s('", (int)x->t[i + 3].n, x->t[i + 3].s, x->t[i + 1].repl);
+        /* the type is echoed only when it is a name, not any text between <> */
+        const struct tok *type = &x->t[i + 3];
+        bool named = type->kind == T_NAME && type->n <= 64;
+        CSHARP(x, "'.As<%.*s>(' is C#; in Lua: '%s('", named ? (int)type->n : 1, named ? type->s : "T",
+               x->t[i + 1].repl);
         return after;
     }
     for (size_t k = 0; k < PT_ARRAY_LEN(methods); k++) {
@@ -687,7 +689,10 @@ static void rewrite(const struct lint *x, bool block, char *out, size_t size)
         prev = t->s + t->n;
     }
     if (k + 1 < size)
-        snprintf(out + k, size - k, "%.*s%s", (int)(x->src + x->len - prev), prev, block ? "}" : ")");
+        k += (size_t)PT_MAX(
+            0, snprintf(out + k, size - k, "%.*s%s", (int)(x->src + x->len - prev), prev, block ? "}" : ")"));
+    if (k + 1 >= size)
+        pt_str_utf8_cut(out, size); /* the text did not fit: whole characters, then "…" */
 }
 
 bool pt_exprlint_check(const char *src, size_t len, bool block, char *err, size_t errlen)
@@ -711,13 +716,13 @@ bool pt_exprlint_check(const char *src, size_t len, bool block, char *err, size_
     }
     bool ok = x.flen == 0;
     if (!ok && !x.csharp)
-        snprintf(err, errlen, "%s", x.found);
+        pt_str_fmt(err, errlen, "%s", x.found);
     else if (!ok && x.unknown)
-        snprintf(err, errlen, "written for APIM (C#), not Lua: %s", x.found);
+        pt_str_fmt(err, errlen, "written for APIM (C#), not Lua: %s", x.found);
     else if (!ok) {
         char lua[512];
         rewrite(&x, block, lua, sizeof(lua));
-        snprintf(err, errlen, "written for APIM (C#), not Lua: %s. In Lua: %s", x.found, lua);
+        pt_str_fmt(err, errlen, "written for APIM (C#), not Lua: %s. In Lua: %s", x.found, lua);
     }
     free(x.t);
     return ok;

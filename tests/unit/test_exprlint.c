@@ -2,6 +2,10 @@
  * test_exprlint -- expressions written for APIM (C#) and unknown members of
  * `context` are refused with the Lua equivalent; valid Lua never is.
  */
+#include "base/pt.h"
+#include "base/pt_pool.h"
+#include "base/pt_utf8.h"
+#include "conf/pt_node.h"
 #include "lua/pt_exprlint.h"
 
 #include <setjmp.h>
@@ -123,6 +127,86 @@ static void test_valid_lua_is_never_refused(void **state)
     accepted("", false);
 }
 
+static bool valid_utf8(const char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0, l; i < n; i += l)
+        if (!(l = pt_utf8_seq((const unsigned char *)s + i, n - i)))
+            return false;
+    return true;
+}
+
+/* Long non-ASCII text in a refused expression: whatever length the message
+   is cut at, it is valid UTF-8 (a JSON body cannot carry it otherwise). */
+static void test_cut_messages_stay_utf8(void **state)
+{
+    (void)state;
+    static const char *const forms[] = {"context.Request.Method == '%s'", "x.As<'%s'>()",
+                                        "context.Request.Nope == '%s'", "(string)'%s'"};
+    static const char *const chars[] = {"\u00e9", "\u20ac", "\U0001F600"};
+    for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++)
+        for (size_t c = 0; c < 3; c++)
+            for (int pad = 0; pad < 3; pad++)
+                for (int count = 100; count < 500; count += 37) {
+                    char text[4096], src[5000];
+                    size_t k = 0;
+                    for (int i = 0; i < pad; i++)
+                        text[k++] = 'a';
+                    for (int i = 0; i < count && k + 5 < sizeof(text); i++) {
+                        memcpy(text + k, chars[c], strlen(chars[c]));
+                        k += strlen(chars[c]);
+                    }
+                    text[k] = '\0';
+                    snprintf(src, sizeof(src), forms[f], text);
+                    assert_false(check(src, false));
+                    if (!valid_utf8(err))
+                        fail_msg("not UTF-8 for %s (pad %d, %d chars): %s", forms[f], pad, count, err);
+                }
+}
+
+static void test_utf8_cut(void **state)
+{
+    (void)state;
+    char buf[8];
+    /* "ab" then a 3-byte character that does not fit with the "…" */
+    assert_int_equal(pt_str_fmt(buf, sizeof(buf), "ab\u20ac\u20ac"), 5);
+    assert_string_equal(buf, "ab\u2026");
+    assert_int_equal(pt_str_fmt(buf, sizeof(buf), "abc"), 3);
+    assert_string_equal(buf, "abc");
+    assert_int_equal(pt_str_fmt(buf, 3, "\u00e9\u00e9"), 2);
+    assert_string_equal(buf, "\u00e9");
+}
+
+/* The place of a value under a long non-ASCII key, and under keys with
+   control and direction characters: cut at a character, escaped. */
+static void test_places_stay_utf8_and_escape_keys(void **state)
+{
+    (void)state;
+    for (int pad = 0; pad < 3; pad++) {
+        char yaml[4096];
+        size_t k = 0;
+        k += (size_t)snprintf(yaml + k, sizeof(yaml) - k, "apis:\n  - id: a\n    x%.*s", pad, "yy");
+        for (int i = 0; i < 300; i++)
+            k += (size_t)snprintf(yaml + k, sizeof(yaml) - k, "\u203a");
+        k += (size_t)snprintf(yaml + k, sizeof(yaml) - k, ":\n      \"k\\u202e\\u0007\": 1\n");
+        struct pt_pool *pool = pt_pool_new(4096);
+        struct pt_errors errs = {0};
+        struct pt_node *root = pt_node_parse_yaml(pool, NULL, yaml, k, &errs);
+        assert_non_null(root);
+        struct pt_node *apis = pt_node_get(root, "apis");
+        struct pt_node *deep = pt_node_val(pt_node_val(apis->items[0], 1), 0);
+        char where[200];
+        pt_node_where(deep, where, sizeof(where));
+        if (!valid_utf8(where))
+            fail_msg("not UTF-8 (pad %d): %s", pad, where);
+        assert_non_null(strstr(where, "\u2026"));
+        assert_non_null(strstr(where, "k\\u{202e}\\x07"));
+        assert_true(strlen(where) < 200);
+        pt_node_errors_clear(&errs);
+        pt_pool_free(pool);
+    }
+}
+
 static void test_hostile_input_is_bounded(void **state)
 {
     (void)state;
@@ -130,8 +214,9 @@ static void test_hostile_input_is_bounded(void **state)
     for (size_t i = 0; i + 1 < sizeof(big); i++)
         big[i] = "context.Request["[i % 16];
     big[sizeof(big) - 1] = '\0';
-    check(big, false); /* any answer, without overflowing the message */
-    assert_true(strlen(err) < sizeof(err));
+    assert_false(check(big, false));
+    assert_non_null(strstr(err, "context.request"));
+    assert_true(valid_utf8(err));
     accepted("'unterminated", false);
     accepted("[==[ unterminated", false);
     accepted("--[[ unterminated", false);
@@ -145,6 +230,9 @@ int main(void)
         cmocka_unit_test(test_unknown_members_suggest_the_closest),
         cmocka_unit_test(test_valid_lua_is_never_refused),
         cmocka_unit_test(test_hostile_input_is_bounded),
+        cmocka_unit_test(test_cut_messages_stay_utf8),
+        cmocka_unit_test(test_utf8_cut),
+        cmocka_unit_test(test_places_stay_utf8_and_escape_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
