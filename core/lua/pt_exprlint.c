@@ -326,6 +326,19 @@ static const struct member context_members[] = {{"request", request, 0},
                                                 {"tracing", NULL, 0},
                                                 {NULL, NULL, 0}};
 
+static bool known_under(const struct member *kids, const char *name, int depth)
+{
+    for (const struct member *m = kids; depth < 8 && m && m->name; m++)
+        if (!strcmp(m->name, name) || known_under(m->kids, name, depth + 1))
+            return true;
+    return false;
+}
+
+bool pt_exprlint_knows_member(const char *name)
+{
+    return known_under(context_members, name, 0);
+}
+
 static const struct member *find_member(const struct member *kids, const struct tok *t, bool any_case)
 {
     for (const struct member *m = kids; m && m->name; m++) {

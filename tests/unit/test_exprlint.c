@@ -207,6 +207,36 @@ static void test_places_stay_utf8_and_escape_keys(void **state)
     }
 }
 
+#ifndef PT_TOP_SRCDIR
+#define PT_TOP_SRCDIR "."
+#endif
+
+/* Every member name pt_context.c answers (each `key_is(k, kl, "name")`) is
+   known to the check: a member added there and not to the check's model
+   would make the check refuse expressions that work. */
+static void test_the_model_knows_every_context_member(void **state)
+{
+    (void)state;
+    FILE *f = fopen(PT_TOP_SRCDIR "/core/lua/pt_context.c", "r");
+    assert_non_null(f);
+    char line[1024];
+    int seen = 0;
+    while (fgets(line, sizeof(line), f))
+        for (char *p = strstr(line, "key_is("); p; p = strstr(p + 1, "key_is(")) {
+            char *q = strchr(p, '"');
+            char *e = q ? strchr(q + 1, '"') : NULL;
+            if (!e)
+                continue; /* the definition of key_is itself */
+            *e = '\0';
+            if (!pt_exprlint_knows_member(q + 1))
+                fail_msg("pt_context.c answers '%s', which the expression check does not know", q + 1);
+            *e = '"';
+            seen++;
+        }
+    fclose(f);
+    assert_true(seen > 50); /* the file was read, its members found */
+}
+
 static void test_hostile_input_is_bounded(void **state)
 {
     (void)state;
@@ -233,6 +263,7 @@ int main(void)
         cmocka_unit_test(test_cut_messages_stay_utf8),
         cmocka_unit_test(test_utf8_cut),
         cmocka_unit_test(test_places_stay_utf8_and_escape_keys),
+        cmocka_unit_test(test_the_model_knows_every_context_member),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
