@@ -401,6 +401,10 @@ static const struct csharp_method methods[] = {
     {"TryGetValue", NULL, "context.variables:get(name)"},
     {"Parse", NULL, "tonumber(s), or json.decode(text)"},
     {"TryParse", NULL, "tonumber(s)"},
+    {"AsJwt", NULL, "asJwt(token), a function, not a method"},
+    {"AsBasic", NULL, "asBasic(value), a function, not a method"},
+    {"Value", NULL, "index the decoded table: t.name or t['name']"},
+    {"AsFormUrlEncodedContent", NULL, "url.decodeForm(body:asString())"},
 };
 
 /* `As<JObject>` and friends: the body method for the type. */
@@ -537,6 +541,8 @@ static void walk_context(struct lint *x, int i)
                 CSHARP(x, "'.Length' is C#; in Lua: #value");
                 return;
             }
+            if (!kids && tok_is(x, j, "."))
+                x->unknown = true; /* a field of a plain value (a C# property): no rewrite holds */
             if (flags & M_OPEN || !kids)
                 return; /* any key: a header, a variable, a query parameter; or a plain value */
             report_unknown(x, i, j + 1, closest_member(kids, name), kids);
@@ -606,6 +612,18 @@ static const struct idiom idioms[] = {
     {"Guid", "NewGuid", NULL, "crypto.hex(crypto.random(16)), or context.requestId"},
     {"int", "Parse", "tonumber", NULL},
     {"Int32", "Parse", "tonumber", NULL},
+    {"Convert", "ToInt32", NULL, "tonumber(x) (math.floor to drop a fraction)"},
+    {"Convert", "ToString", NULL, "tostring(x)"},
+    {"Regex", "IsMatch", NULL, "s:find(pattern): Lua patterns, not regular expressions"},
+    {"Regex", "Match", NULL, "s:match(pattern): Lua patterns, not regular expressions"},
+    {"Regex", "Replace", NULL, "s:gsub(pattern, replacement): Lua patterns, not regular expressions"},
+    {"Math", "Max", "math.max", NULL},
+    {"Math", "Min", "math.min", NULL},
+    {"Math", "Abs", "math.abs", NULL},
+    {"Math", "Floor", "math.floor", NULL},
+    {"Math", "Ceiling", "math.ceil", NULL},
+    {"Math", "Round", NULL, "math.floor(x + 0.5)"},
+    {"Encoding", "UTF8", NULL, "a Lua string is its bytes already: use the string"},
     {"null", NULL, "nil", NULL},
     {"new", NULL, NULL, "build a Lua table ({key = value}) and json.encode(t)"},
     {"var", NULL, "local", NULL},
@@ -661,13 +679,34 @@ static void rule_operator(struct lint *x, int i)
     if (tok_is(x, i, "=>")) {
         x->unknown = true;
         CSHARP(x, "'=>' is C#; in Lua: function(x) return ... end");
+    } else if (tok_is(x, i, "?") && tok_is(x, i + 1, ".")) {
+        x->unknown = true;
+        CSHARP(x, "'?.' is C#; in Lua: x and x.name");
     } else if (tok_is(x, i, "?")) {
         x->unknown = true;
         CSHARP(x, "'a ? b : c' is C#; in Lua: a and b or c");
     } else if (tok_is(x, i, "$") && i + 1 < x->n && x->t[i + 1].kind == T_STRING) {
         x->unknown = true;
         CSHARP(x, "$\"...\" is C#; in Lua: '...' .. value .. '...'");
+    } else if (tok_is(x, i, "+") &&
+               ((i > 0 && x->t[i - 1].kind == T_STRING) || (i + 1 < x->n && x->t[i + 1].kind == T_STRING))) {
+        /* Lua's + adds numbers (a string becomes a number or an error) */
+        x->t[i].repl = "..";
+        CSHARP(x, "'+' joins strings in C#; in Lua: '..'");
     }
+}
+
+/* `f(x).Length`, `s[1].Length`: C#'s length of a value a call or an index
+   returned (a Lua string has none). */
+static void rule_length(struct lint *x, int i)
+{
+    if (!tok_is(x, i, ".") || !tok_is(x, i + 1, "Length") || tok_is(x, i + 2, "(") || declared(x, "Length"))
+        return;
+    if (!tok_is(x, i - 1, ")") && !tok_is(x, i - 1, "]"))
+        return;
+    x->unknown = true;
+    x->t[i + 1].seen = true;
+    CSHARP(x, "'.Length' is C#; in Lua: #value");
 }
 
 /* `name: value` inside a call: a C# named argument (a Lua method call is
@@ -720,8 +759,9 @@ bool pt_exprlint_check(const char *src, size_t len, bool block, char *err, size_
     for (int i = 0; i < x.n; i++) {
         if (!context_ours && tok_is(&x, i, "context") && !tok_is(&x, i - 1, ".") && !tok_is(&x, i - 1, ":"))
             walk_context(&x, i);
-        else if (tok_is(&x, i, ".") && !tok_is(&x, i - 1, "context"))
+        else if ((tok_is(&x, i, ".") || tok_is(&x, i, ":")) && !tok_is(&x, i - 1, "context"))
             csharp_call(&x, i);
+        rule_length(&x, i);
         rule_cast(&x, i);
         rule_idiom(&x, i);
         rule_operator(&x, i);

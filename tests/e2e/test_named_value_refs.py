@@ -74,7 +74,7 @@ SECRET = "s3cr3t-db-password-0042"
 
 @pytest.mark.parametrize("statement", [
     {"set-header": {"name": "x", "value": "@(context.Request .. '{{dbpassword}}')"}},  # C# caught by the check
-    {"set-header": {"name": "x", "value": "@(('{{dbpassword}}' ++ 1)"}},                # Lua syntax error
+    {"set-header": {"name": "x", "value": "@(('{{dbpassword}}' .. ))"}},                # Lua syntax error
     {"rate-limit": {"calls": "{{dbpassword}}", "renewal-period": 60}},                   # not an integer
 ], ids=["csharp", "syntax", "integer"])
 def test_a_refusal_never_shows_a_secret_named_value(backend, portico, statement):

@@ -84,6 +84,36 @@ static void test_csharp_methods_casts_and_idioms(void **state)
     refused("context.request.method.Length", false, "#value", NULL);
 }
 
+/* The common APIM forms that used to become a vague Lua error, each with a
+   Lua hint that is right, or with no rewrite where none is safe. */
+static void test_common_apim_forms(void **state)
+{
+    (void)state;
+    refused("\"Bearer \" + context.variables.token", false, "'..'",
+            "@(\"Bearer \" .. context.variables.token)");
+    refused("Regex.IsMatch(context.request.url.path, \"^/a\")", false, "s:find(pattern)", NULL);
+    refused("Regex.Replace(context.request.url.path, \"a\", \"b\")", false, "s:gsub(", NULL);
+    refused("Convert.ToInt32(context.variables.n)", false, "tonumber(x)", NULL);
+    refused("Math.Max(1, context.response.statusCode)", false, "@(math.max(1, context.response.statusCode))",
+            NULL);
+    refused("Encoding.UTF8.GetBytes(context.variables.s)", false, "use the string", NULL);
+    refused("context.request.headers:get('a'):AsJwt()", false, "asJwt(token)", NULL);
+    refused("context.request.headers:get('a'):AsBasic()", false, "asBasic(value)", NULL);
+    refused("context.request.body:asJson().Value<string>(\"id\")", false, "t.name", NULL);
+    refused("context.request.body.AsFormUrlEncodedContent()", false, "url.decodeForm", NULL);
+    refused("context.request.headers:get('a'):Trim()", false, "trim(s)", NULL);
+    refused("x:ToString()", false, "tostring(x)", NULL);
+    refused("context.request.headers:get('a').Length", false, "#value", NULL);
+    refused("context.variables.user?.name", false, "x and x.name", NULL);
+    /* no rewrite that indexes a number */
+    check("context.Elapsed.TotalMilliseconds", false);
+    assert_non_null(strstr(err, "'elapsed'"));
+    assert_null(strstr(err, "In Lua: @(context.elapsed.TotalMilliseconds)"));
+    accepted("1 + 2", false);
+    accepted("context.request.headers:get('a'):lower()", false);
+    accepted("t.Length", false);
+}
+
 static void test_unknown_members_suggest_the_closest(void **state)
 {
     (void)state;
@@ -257,6 +287,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csharp_members_get_their_lua_names),
         cmocka_unit_test(test_csharp_methods_casts_and_idioms),
+        cmocka_unit_test(test_common_apim_forms),
         cmocka_unit_test(test_unknown_members_suggest_the_closest),
         cmocka_unit_test(test_valid_lua_is_never_refused),
         cmocka_unit_test(test_hostile_input_is_bounded),
