@@ -190,6 +190,17 @@ static void print_shape(const struct pt_attr_def *attrs, int indent, const char 
             printf("%*s%s", indent - (int)strlen(lead), "", lead);
         else
             printf("%*s", indent, "");
+        if (a->flags & PT_ATTR_OR && a != attrs) {
+            /* one of the two is written: the other is shown as a comment,
+               so that the block can be copied as it is */
+            printf("# or: %s:", a->name);
+            if (a->type != PT_ATTR_POLICIES && a->type != PT_ATTR_ELEMENT) {
+                printf(" ");
+                print_placeholder(a);
+            }
+            print_shape_notes(a);
+            continue;
+        }
         printf("%s:", a->name);
         if (a->type == PT_ATTR_POLICIES) {
             print_shape_notes(a);
