@@ -10,6 +10,7 @@
 
 #include "base/pt.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -571,7 +572,10 @@ static void rule_cast(struct lint *x, int i)
     if (tok_name(x, i - 1) || tok_is(x, i - 1, ")") || tok_is(x, i - 1, "]"))
         return; /* a call: f(string) */
     const struct tok *next = &x->t[i + 3];
-    static const char *const words[] = {"and", "or", "then", "do", "end", "else", "elseif", "until", "in"};
+    /* a keyword after `(name)` ends or starts a statement: not a cast */
+    static const char *const words[] = {
+        "and", "or",  "then",  "do",       "end",    "else",  "elseif", "until", "in",  "return", "local",
+        "if",  "for", "while", "function", "repeat", "break", "goto",   "not",   "nil", "true",   "false"};
     if (next->kind == T_OP && !tok_is(x, i + 3, "("))
         return;
     for (size_t k = 0; k < PT_ARRAY_LEN(words); k++)
@@ -639,8 +643,10 @@ static void rule_idiom(struct lint *x, int i)
             continue;
         if (d->second && !(tok_is(x, i + 1, ".") && tok_is(x, i + 2, d->second)))
             continue;
-        if (!d->second && !strcmp(d->first, "new") && !tok_name(x, i + 1))
-            continue; /* `new` alone may be a variable */
+        if (!d->second && !strcmp(d->first, "new") &&
+            !(tok_name(x, i + 1) && i + 1 < x->n && isupper((unsigned char)x->t[i + 1].s[0])) &&
+            !tok_is(x, i + 1, "{"))
+            continue; /* `new` may be a variable: C# is `new JObject(`, `new {` */
         if (!d->second && !strcmp(d->first, "var") && !(tok_name(x, i + 1) && tok_is(x, i + 2, "=")))
             continue;
         char what[96];

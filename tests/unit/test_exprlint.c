@@ -114,6 +114,16 @@ static void test_common_apim_forms(void **state)
     accepted("t.Length", false);
 }
 
+static void test_odd_valid_lua(void **state)
+{
+    (void)state;
+    accepted("local s = (string) return s", true);
+    accepted("t[1] = (bool) if t then end", true);
+    accepted("if x then return new end", true);
+    accepted("local new = 1 return new + 1", true);
+    refused("new { a = 1 }", false, "Lua table", NULL);
+}
+
 static void test_unknown_members_suggest_the_closest(void **state)
 {
     (void)state;
@@ -288,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_csharp_members_get_their_lua_names),
         cmocka_unit_test(test_csharp_methods_casts_and_idioms),
         cmocka_unit_test(test_common_apim_forms),
+        cmocka_unit_test(test_odd_valid_lua),
         cmocka_unit_test(test_unknown_members_suggest_the_closest),
         cmocka_unit_test(test_valid_lua_is_never_refused),
         cmocka_unit_test(test_hostile_input_is_bounded),
