@@ -270,8 +270,18 @@ static bool is_expr_text(const char *s)
 static bool validate_attrs(struct pt_polctx *pc, struct pt_node *map, const struct pt_attr_def *attrs,
                            const char *what);
 
+static bool validate_value_at(struct pt_polctx *pc, struct pt_node *v, const struct pt_attr_def *a,
+                              bool substituted);
+
 /* Checks one attribute value against its definition. */
 static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct pt_attr_def *a)
+{
+    return validate_value_at(pc, v, a, false);
+}
+
+/* ... substituted: v holds the text after named values (not replaced again). */
+static bool validate_value_at(struct pt_polctx *pc, struct pt_node *v, const struct pt_attr_def *a,
+                              bool substituted)
 {
     if (a->type == PT_ATTR_POLICIES)
         return true; /* statement lists are checked when they are parsed */
@@ -314,10 +324,9 @@ static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct
         return false;
     }
     /* the copy below holds the value as it will be used: not substituted again */
-    static _Thread_local bool expanded;
     bool secret = false;
     const char *t =
-        !expanded && !v->null && strstr(v->str, "{{") ? substitute(pc, v, v->str, &secret) : v->str;
+        !substituted && !v->null && strstr(v->str, "{{") ? substitute(pc, v, v->str, &secret) : v->str;
     if (!t)
         return false;
     if (strcmp(t, v->str)) {
@@ -331,9 +340,7 @@ static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct
             copy.quoted = false;
         struct pt_errors *outer = pc->errs, local = {0};
         pc->errs = &local;
-        expanded = true;
-        bool ok = validate_value(pc, &copy, a);
-        expanded = false;
+        bool ok = validate_value_at(pc, &copy, a, true);
         pc->errs = outer;
         /* the messages quote the inserted text: not when a secret is in it */
         for (int i = 0; i < local.n; i++)
