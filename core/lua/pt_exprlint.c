@@ -27,6 +27,9 @@ struct tok {
     bool seen;        /* already part of a finding */
 };
 
+/* Room for every name declared() is asked about (checked below the tables). */
+enum { DECL_MAX = 128 };
+
 struct lint {
     const char *src;
     size_t len;
@@ -35,7 +38,7 @@ struct lint {
     struct {
         const char *name;
         bool yes;
-    } decl[80]; /* answers of declared(): the names asked about come from fixed tables */
+    } decl[DECL_MAX]; /* answers of declared(): the names asked about come from fixed tables */
     int ndecl;
     char found[768]; /* the findings, "; "-separated */
     size_t flen;
@@ -562,11 +565,13 @@ static void walk_context(struct lint *x, int i)
 /* ------------------------------------------------------ other C# idioms */
 
 /* `(string)x`: a C# cast before a value. */
+static const char *const cast_types[] = {"string",  "int",    "long",    "bool",   "double", "float",
+                                         "decimal", "object", "JObject", "JArray", "JToken", "DateTime",
+                                         "Guid",    "short",  "byte",    "char",   "uint",   "ulong"};
+
 static void rule_cast(struct lint *x, int i)
 {
-    static const char *const types[] = {"string",  "int",    "long",    "bool",   "double", "float",
-                                        "decimal", "object", "JObject", "JArray", "JToken", "DateTime",
-                                        "Guid",    "short",  "byte",    "char",   "uint",   "ulong"};
+    const char *const *types = cast_types;
     if (!tok_is(x, i, "(") || !tok_name(x, i + 1) || !tok_is(x, i + 2, ")") || i + 3 >= x->n)
         return;
     if (tok_name(x, i - 1) || tok_is(x, i - 1, ")") || tok_is(x, i - 1, "]"))
@@ -581,7 +586,7 @@ static void rule_cast(struct lint *x, int i)
     for (size_t k = 0; k < PT_ARRAY_LEN(words); k++)
         if (tok_is(x, i + 3, words[k]))
             return;
-    for (size_t k = 0; k < PT_ARRAY_LEN(types); k++) {
+    for (size_t k = 0; k < PT_ARRAY_LEN(cast_types); k++) {
         if (!tok_is(x, i + 1, types[k]) || (strcmp(types[k], "string") && declared(x, types[k])))
             continue;
         x->t[i].repl = x->t[i + 1].repl = x->t[i + 2].repl = "";
@@ -632,6 +637,11 @@ static const struct idiom idioms[] = {
     {"new", NULL, NULL, "build a Lua table ({key = value}) and json.encode(t)"},
     {"var", NULL, "local", NULL},
 };
+
+/* declared() caches one answer per name: the tables' names, "context",
+   "As" and "Length" must fit, or every further ask rescans the tokens. */
+_Static_assert(PT_ARRAY_LEN(methods) + PT_ARRAY_LEN(idioms) + PT_ARRAY_LEN(cast_types) + 3 <= DECL_MAX,
+               "declared() cache too small for the tables");
 
 static void rule_idiom(struct lint *x, int i)
 {
