@@ -43,6 +43,12 @@ def test_unknown_name_lists_the_named_values_closest_first(backend, portico):
     assert "unknown named value 'greting' (named values: 'greeting', 'other', 'zzz-last')" in out, out
 
 
+def test_closest_first_is_not_alphabetical(backend, portico):
+    code, out = portico(config_with(backend, "{{zzz-lst}}"), start=False).check()
+    assert code != 0, out
+    assert "unknown named value 'zzz-lst' (named values: 'zzz-last', 'other', 'greeting')" in out, out
+
+
 def test_unknown_name_without_any_named_value(backend, portico):
     cfg = config_with(backend, "{{nothing}}")
     del cfg["namedValues"]
