@@ -11,6 +11,7 @@
 
 #include "config.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -100,6 +101,14 @@ bool pt_str_is_token(pt_str s);
 /* The edit distance (Levenshtein) between a and b ignoring ASCII case, for
    "did you mean" suggestions; names are short, longer inputs are cut at 64. */
 int pt_str_distance(pt_str a, pt_str b);
+/* vsnprintf for text shown to people: output that does not fit is cut at a
+   UTF-8 character boundary and ends in "…" (when size allows), so a message
+   stays valid UTF-8.  Returns the length written, always < size. */
+size_t pt_str_vfmt(char *buf, size_t size, const char *fmt, va_list ap) PT_PRINTF(3, 0);
+size_t pt_str_fmt(char *buf, size_t size, const char *fmt, ...) PT_PRINTF(3, 4);
+/* Ends buf (size bytes, full: its text was cut at size - 1) at a character
+   boundary followed by "…"; returns the new length. */
+size_t pt_str_utf8_cut(char *buf, size_t size);
 
 /* The value of a hex digit, or -1. */
 static inline int pt_hexval(unsigned char c)

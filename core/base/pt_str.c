@@ -6,6 +6,8 @@
  */
 #include "base/pt.h"
 
+#include <stdio.h>
+
 /* RFC 9110 tchar: the bytes of a token (method, header name, parameter). */
 const uint8_t pt_str_tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1,
@@ -52,4 +54,43 @@ int pt_str_distance(pt_str a, pt_str b)
         }
     }
     return row[bn];
+}
+
+size_t pt_str_utf8_cut(char *buf, size_t size)
+{
+    static const char more[] = "\u2026";
+    size_t ml = sizeof(more) - 1;
+    if (size == 0)
+        return 0;
+    size_t k = size - 1 >= ml ? size - 1 - ml : size - 1;
+    /* buf[k] is the first byte left out: not the inside of a character */
+    while (k > 0 && ((unsigned char)buf[k] & 0xc0) == 0x80)
+        k--;
+    if (k + ml < size) {
+        memcpy(buf + k, more, ml);
+        k += ml;
+    }
+    buf[k] = '\0';
+    return k;
+}
+
+size_t pt_str_vfmt(char *buf, size_t size, const char *fmt, va_list ap)
+{
+    if (size == 0)
+        return 0;
+    int w = vsnprintf(buf, size, fmt, ap);
+    if (w < 0) {
+        buf[0] = '\0';
+        return 0;
+    }
+    return (size_t)w < size ? (size_t)w : pt_str_utf8_cut(buf, size);
+}
+
+size_t pt_str_fmt(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = pt_str_vfmt(buf, size, fmt, ap);
+    va_end(ap);
+    return n;
 }

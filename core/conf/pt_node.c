@@ -149,10 +149,8 @@ static void say(struct words *w, const char *fmt, ...)
     }
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(w->buf + w->k, w->size - w->k, fmt, ap);
+    w->k += pt_str_vfmt(w->buf + w->k, w->size - w->k, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        w->k = PT_MIN(w->k + (size_t)n, w->size - 1);
     w->part = true;
 }
 
@@ -172,6 +170,41 @@ static const char *entity_name(const char *list)
     return NULL;
 }
 
+/* U+202A-202E and U+2066-2069 turn the direction of the text that follows:
+   an echoed name could make a message read otherwise than it is. */
+static bool is_bidi_control(const unsigned char *p, size_t n)
+{
+    return n >= 3 && p[0] == 0xe2 &&
+           ((p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae) || (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9));
+}
+
+/* A map key as shown in a place: control and direction characters written
+   as \xNN and \u{NNNN}, and cut at a character after 64 bytes. */
+static const char *shown_key(const char *key, char *out, size_t size)
+{
+    enum { LONGEST = 64 };
+    size_t k = 0;
+    const unsigned char *p = (const unsigned char *)key;
+    size_t n = strlen(key);
+    for (size_t i = 0; i < n && k + 16 < size;) {
+        if (i >= LONGEST && (p[i] & 0xc0) != 0x80) {
+            memcpy(out + k, "\u2026", 3); /* "…" */
+            k += 3;
+            break;
+        }
+        if (p[i] < 0x20 || p[i] == 0x7f)
+            k += (size_t)snprintf(out + k, size - k, "\\x%02x", p[i++]);
+        else if (is_bidi_control(p + i, n - i)) {
+            unsigned cp = ((p[i] & 0x0fu) << 12) | ((p[i + 1] & 0x3fu) << 6) | (p[i + 2] & 0x3fu);
+            k += (size_t)snprintf(out + k, size - k, "\\u{%04x}", cp);
+            i += 3;
+        } else
+            out[k++] = (char)p[i++];
+    }
+    out[k] = '\0';
+    return out;
+}
+
 /* The id an entity item declares (printable, short), or NULL. */
 static const char *entity_id(const struct pt_node *item)
 {
@@ -181,7 +214,8 @@ static const char *entity_id(const struct pt_node *item)
     if (!id || id->kind != PT_N_SCALAR || id->null || id->len == 0 || id->len > 80)
         return NULL;
     for (size_t i = 0; i < id->len; i++)
-        if ((unsigned char)id->str[i] < 0x20 || id->str[i] == '\'')
+        if ((unsigned char)id->str[i] < 0x20 || id->str[i] == '\'' ||
+            is_bidi_control((const unsigned char *)id->str + i, id->len - i))
             return NULL;
     return id->str;
 }
@@ -230,7 +264,8 @@ static bool describe(const struct step *s, int k, struct words *w)
                 say(w, "%s", key);
             continue;
         }
-        say(w, "%s%s", !w->part ? "" : statements ? " " : ".", key);
+        char shown[256];
+        say(w, "%s%s", !w->part ? "" : statements ? " " : ".", shown_key(key, shown, sizeof(shown)));
     }
     return statements || entity;
 }

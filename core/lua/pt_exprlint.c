@@ -10,6 +10,7 @@
 
 #include "base/pt.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,9 @@ struct tok {
     bool seen;        /* already part of a finding */
 };
 
+/* Room for every name declared() is asked about (checked below the tables). */
+enum { DECL_MAX = 128 };
+
 struct lint {
     const char *src;
     size_t len;
@@ -34,7 +38,7 @@ struct lint {
     struct {
         const char *name;
         bool yes;
-    } decl[80]; /* answers of declared(): the names asked about come from fixed tables */
+    } decl[DECL_MAX]; /* answers of declared(): the names asked about come from fixed tables */
     int ndecl;
     char found[768]; /* the findings, "; "-separated */
     size_t flen;
@@ -235,10 +239,8 @@ static void note(struct lint *x, const char *fmt, ...)
     }
     va_list ap;
     va_start(ap, fmt);
-    int w = vsnprintf(x->found + x->flen, sizeof(x->found) - x->flen, fmt, ap);
+    x->flen += pt_str_vfmt(x->found + x->flen, sizeof(x->found) - x->flen, fmt, ap);
     va_end(ap);
-    if (w > 0)
-        x->flen = PT_MIN(x->flen + (size_t)w, sizeof(x->found) - 1);
 }
 
 /* ------------------------------------------------ the model of `context` */
@@ -328,6 +330,19 @@ static const struct member context_members[] = {{"request", request, 0},
                                                 {"tracing", NULL, 0},
                                                 {NULL, NULL, 0}};
 
+static bool known_under(const struct member *kids, const char *name, int depth)
+{
+    for (const struct member *m = kids; depth < 8 && m && m->name; m++)
+        if (!strcmp(m->name, name) || known_under(m->kids, name, depth + 1))
+            return true;
+    return false;
+}
+
+bool pt_exprlint_knows_member(const char *name)
+{
+    return known_under(context_members, name, 0);
+}
+
 static const struct member *find_member(const struct member *kids, const struct tok *t, bool any_case)
 {
     for (const struct member *m = kids; m && m->name; m++) {
@@ -390,6 +405,10 @@ static const struct csharp_method methods[] = {
     {"TryGetValue", NULL, "context.variables:get(name)"},
     {"Parse", NULL, "tonumber(s), or json.decode(text)"},
     {"TryParse", NULL, "tonumber(s)"},
+    {"AsJwt", NULL, "asJwt(token), a function, not a method"},
+    {"AsBasic", NULL, "asBasic(value), a function, not a method"},
+    {"Value", NULL, "index the decoded table: t.name or t['name']"},
+    {"AsFormUrlEncodedContent", NULL, "url.decodeForm(body:asString())"},
 };
 
 /* `As<JObject>` and friends: the body method for the type. */
@@ -436,7 +455,11 @@ static int csharp_call(struct lint *x, int i)
         x->t[i + 1].repl = as_method(&x->t[i + 3]);
         for (int j = i + 2; j < after; j++)
             x->t[j].repl = "";
-        CSHARP(x, "'.As<%.*s>(' is C#; in Lua: '%s('", (int)x->t[i + 3].n, x->t[i + 3].s, x->t[i + 1].repl);
+        /* the type is echoed only when it is a name, not any text between <> */
+        const struct tok *type = &x->t[i + 3];
+        bool named = type->kind == T_NAME && type->n <= 64;
+        CSHARP(x, "'.As<%.*s>(' is C#; in Lua: '%s('", named ? (int)type->n : 1, named ? type->s : "T",
+               x->t[i + 1].repl);
         return after;
     }
     for (size_t k = 0; k < PT_ARRAY_LEN(methods); k++) {
@@ -522,6 +545,8 @@ static void walk_context(struct lint *x, int i)
                 CSHARP(x, "'.Length' is C#; in Lua: #value");
                 return;
             }
+            if (!kids && tok_is(x, j, "."))
+                x->unknown = true; /* a field of a plain value (a C# property): no rewrite holds */
             if (flags & M_OPEN || !kids)
                 return; /* any key: a header, a variable, a query parameter; or a plain value */
             report_unknown(x, i, j + 1, closest_member(kids, name), kids);
@@ -540,23 +565,28 @@ static void walk_context(struct lint *x, int i)
 /* ------------------------------------------------------ other C# idioms */
 
 /* `(string)x`: a C# cast before a value. */
+static const char *const cast_types[] = {"string",  "int",    "long",    "bool",   "double", "float",
+                                         "decimal", "object", "JObject", "JArray", "JToken", "DateTime",
+                                         "Guid",    "short",  "byte",    "char",   "uint",   "ulong"};
+
 static void rule_cast(struct lint *x, int i)
 {
-    static const char *const types[] = {"string",  "int",    "long",    "bool",   "double", "float",
-                                        "decimal", "object", "JObject", "JArray", "JToken", "DateTime",
-                                        "Guid",    "short",  "byte",    "char",   "uint",   "ulong"};
+    const char *const *types = cast_types;
     if (!tok_is(x, i, "(") || !tok_name(x, i + 1) || !tok_is(x, i + 2, ")") || i + 3 >= x->n)
         return;
     if (tok_name(x, i - 1) || tok_is(x, i - 1, ")") || tok_is(x, i - 1, "]"))
         return; /* a call: f(string) */
     const struct tok *next = &x->t[i + 3];
-    static const char *const words[] = {"and", "or", "then", "do", "end", "else", "elseif", "until", "in"};
+    /* a keyword after `(name)` ends or starts a statement: not a cast */
+    static const char *const words[] = {
+        "and", "or",  "then",  "do",       "end",    "else",  "elseif", "until", "in",  "return", "local",
+        "if",  "for", "while", "function", "repeat", "break", "goto",   "not",   "nil", "true",   "false"};
     if (next->kind == T_OP && !tok_is(x, i + 3, "("))
         return;
     for (size_t k = 0; k < PT_ARRAY_LEN(words); k++)
         if (tok_is(x, i + 3, words[k]))
             return;
-    for (size_t k = 0; k < PT_ARRAY_LEN(types); k++) {
+    for (size_t k = 0; k < PT_ARRAY_LEN(cast_types); k++) {
         if (!tok_is(x, i + 1, types[k]) || (strcmp(types[k], "string") && declared(x, types[k])))
             continue;
         x->t[i].repl = x->t[i + 1].repl = x->t[i + 2].repl = "";
@@ -591,10 +621,27 @@ static const struct idiom idioms[] = {
     {"Guid", "NewGuid", NULL, "crypto.hex(crypto.random(16)), or context.requestId"},
     {"int", "Parse", "tonumber", NULL},
     {"Int32", "Parse", "tonumber", NULL},
+    {"Convert", "ToInt32", NULL, "tonumber(x) (math.floor to drop a fraction)"},
+    {"Convert", "ToString", NULL, "tostring(x)"},
+    {"Regex", "IsMatch", NULL, "s:find(pattern): Lua patterns, not regular expressions"},
+    {"Regex", "Match", NULL, "s:match(pattern): Lua patterns, not regular expressions"},
+    {"Regex", "Replace", NULL, "s:gsub(pattern, replacement): Lua patterns, not regular expressions"},
+    {"Math", "Max", "math.max", NULL},
+    {"Math", "Min", "math.min", NULL},
+    {"Math", "Abs", "math.abs", NULL},
+    {"Math", "Floor", "math.floor", NULL},
+    {"Math", "Ceiling", "math.ceil", NULL},
+    {"Math", "Round", NULL, "math.floor(x + 0.5)"},
+    {"Encoding", "UTF8", NULL, "a Lua string is its bytes already: use the string"},
     {"null", NULL, "nil", NULL},
     {"new", NULL, NULL, "build a Lua table ({key = value}) and json.encode(t)"},
     {"var", NULL, "local", NULL},
 };
+
+/* declared() caches one answer per name: the tables' names, "context",
+   "As" and "Length" must fit, or every further ask rescans the tokens. */
+_Static_assert(PT_ARRAY_LEN(methods) + PT_ARRAY_LEN(idioms) + PT_ARRAY_LEN(cast_types) + 3 <= DECL_MAX,
+               "declared() cache too small for the tables");
 
 static void rule_idiom(struct lint *x, int i)
 {
@@ -606,8 +653,10 @@ static void rule_idiom(struct lint *x, int i)
             continue;
         if (d->second && !(tok_is(x, i + 1, ".") && tok_is(x, i + 2, d->second)))
             continue;
-        if (!d->second && !strcmp(d->first, "new") && !tok_name(x, i + 1))
-            continue; /* `new` alone may be a variable */
+        if (!d->second && !strcmp(d->first, "new") &&
+            !(tok_name(x, i + 1) && i + 1 < x->n && isupper((unsigned char)x->t[i + 1].s[0])) &&
+            !tok_is(x, i + 1, "{"))
+            continue; /* `new` may be a variable: C# is `new JObject(`, `new {` */
         if (!d->second && !strcmp(d->first, "var") && !(tok_name(x, i + 1) && tok_is(x, i + 2, "=")))
             continue;
         char what[96];
@@ -646,13 +695,34 @@ static void rule_operator(struct lint *x, int i)
     if (tok_is(x, i, "=>")) {
         x->unknown = true;
         CSHARP(x, "'=>' is C#; in Lua: function(x) return ... end");
+    } else if (tok_is(x, i, "?") && tok_is(x, i + 1, ".")) {
+        x->unknown = true;
+        CSHARP(x, "'?.' is C#; in Lua: x and x.name");
     } else if (tok_is(x, i, "?")) {
         x->unknown = true;
         CSHARP(x, "'a ? b : c' is C#; in Lua: a and b or c");
     } else if (tok_is(x, i, "$") && i + 1 < x->n && x->t[i + 1].kind == T_STRING) {
         x->unknown = true;
         CSHARP(x, "$\"...\" is C#; in Lua: '...' .. value .. '...'");
+    } else if (tok_is(x, i, "+") &&
+               ((i > 0 && x->t[i - 1].kind == T_STRING) || (i + 1 < x->n && x->t[i + 1].kind == T_STRING))) {
+        /* Lua's + adds numbers (a string becomes a number or an error) */
+        x->t[i].repl = "..";
+        CSHARP(x, "'+' joins strings in C#; in Lua: '..'");
     }
+}
+
+/* `f(x).Length`, `s[1].Length`: C#'s length of a value a call or an index
+   returned (a Lua string has none). */
+static void rule_length(struct lint *x, int i)
+{
+    if (!tok_is(x, i, ".") || !tok_is(x, i + 1, "Length") || tok_is(x, i + 2, "(") || declared(x, "Length"))
+        return;
+    if (!tok_is(x, i - 1, ")") && !tok_is(x, i - 1, "]"))
+        return;
+    x->unknown = true;
+    x->t[i + 1].seen = true;
+    CSHARP(x, "'.Length' is C#; in Lua: #value");
 }
 
 /* `name: value` inside a call: a C# named argument (a Lua method call is
@@ -687,7 +757,10 @@ static void rewrite(const struct lint *x, bool block, char *out, size_t size)
         prev = t->s + t->n;
     }
     if (k + 1 < size)
-        snprintf(out + k, size - k, "%.*s%s", (int)(x->src + x->len - prev), prev, block ? "}" : ")");
+        k += (size_t)PT_MAX(
+            0, snprintf(out + k, size - k, "%.*s%s", (int)(x->src + x->len - prev), prev, block ? "}" : ")"));
+    if (k + 1 >= size)
+        pt_str_utf8_cut(out, size); /* the text did not fit: whole characters, then "…" */
 }
 
 bool pt_exprlint_check(const char *src, size_t len, bool block, char *err, size_t errlen)
@@ -702,8 +775,9 @@ bool pt_exprlint_check(const char *src, size_t len, bool block, char *err, size_
     for (int i = 0; i < x.n; i++) {
         if (!context_ours && tok_is(&x, i, "context") && !tok_is(&x, i - 1, ".") && !tok_is(&x, i - 1, ":"))
             walk_context(&x, i);
-        else if (tok_is(&x, i, ".") && !tok_is(&x, i - 1, "context"))
+        else if ((tok_is(&x, i, ".") || tok_is(&x, i, ":")) && !tok_is(&x, i - 1, "context"))
             csharp_call(&x, i);
+        rule_length(&x, i);
         rule_cast(&x, i);
         rule_idiom(&x, i);
         rule_operator(&x, i);
@@ -711,13 +785,13 @@ bool pt_exprlint_check(const char *src, size_t len, bool block, char *err, size_
     }
     bool ok = x.flen == 0;
     if (!ok && !x.csharp)
-        snprintf(err, errlen, "%s", x.found);
+        pt_str_fmt(err, errlen, "%s", x.found);
     else if (!ok && x.unknown)
-        snprintf(err, errlen, "written for APIM (C#), not Lua: %s", x.found);
+        pt_str_fmt(err, errlen, "written for APIM (C#), not Lua: %s", x.found);
     else if (!ok) {
         char lua[512];
         rewrite(&x, block, lua, sizeof(lua));
-        snprintf(err, errlen, "written for APIM (C#), not Lua: %s. In Lua: %s", x.found, lua);
+        pt_str_fmt(err, errlen, "written for APIM (C#), not Lua: %s. In Lua: %s", x.found, lua);
     }
     free(x.t);
     return ok;

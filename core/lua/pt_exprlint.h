@@ -23,5 +23,9 @@
 /* Checks the text between `@(` `)` (block false) or `@{` `}` (block true).
    Returns true when nothing was found; false with a message in err. */
 bool pt_exprlint_check(const char *src, size_t len, bool block, char *err, size_t errlen);
+/* True when some member of the model of `context` the check knows is called
+   name: the model must know every member pt_context answers, or the check
+   refuses a valid expression (a test compares the two). */
+bool pt_exprlint_knows_member(const char *name);
 
 #endif

@@ -36,6 +36,7 @@
 #include "lua/pt_lua_int.h"
 #include "lua/pt_luahelp.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <luajit.h>
@@ -408,23 +409,36 @@ static bool push_expr(struct pt_lua *x, struct pt_req *req, int id, const char *
     return true;
 }
 
-/* "expression:LINE: text" from Lua becomes "WHERE: text", with the line
-   when a block has several. */
-static void expression_message(const struct pt_expr *e, const char *msg, char *buf, size_t size)
+/* The place without the configuration file's directory: what a client may
+   learn through context.lastError.message ("portico.yaml:12:9: api …"). */
+static const char *place_for_clients(const char *where)
 {
-    const char *where = e->chunk;
+    const char *colon = strchr(where, ':');
+    if (!colon || !isdigit((unsigned char)colon[1]) || memchr(where, ' ', (size_t)(colon - where)))
+        return where; /* no file: the words only */
+    const char *base = where;
+    for (const char *p = where; p < colon; p++)
+        if (*p == '/')
+            base = p + 1;
+    return base;
+}
+
+/* "expression:LINE: text" from Lua becomes "WHERE: text", with the line
+   when a block has several; for a client, WHERE leaves out the directory. */
+static void expression_message(const struct pt_expr *e, const char *msg, bool for_client, char *buf,
+                               size_t size)
+{
+    const char *where = for_client ? place_for_clients(e->chunk) : e->chunk;
     size_t cl = strlen(PT_EXPR_CHUNK);
     const char *p = msg + cl + 1;
     char *end = NULL;
     long line = strncmp(msg, PT_EXPR_CHUNK ":", cl + 1) ? -1 : strtol(p, &end, 10);
-    if (line < 0 || !end || end == p || strncmp(end, ": ", 2)) {
-        snprintf(buf, size, "%s: %s", where, msg);
-        return;
-    }
-    if (line > 1 && e->block)
-        snprintf(buf, size, "%s (line %ld of the expression): %s", where, line, end + 2);
+    if (line < 0 || !end || end == p || strncmp(end, ": ", 2))
+        pt_str_fmt(buf, size, "%s: %s", where, msg);
+    else if (line > 1 && e->block)
+        pt_str_fmt(buf, size, "%s (line %ld of the expression): %s", where, line, end + 2);
     else
-        snprintf(buf, size, "%s: %s", where, end + 2);
+        pt_str_fmt(buf, size, "%s: %s", where, end + 2);
 }
 
 /* The request's coroutine, pushed on L. */
@@ -518,7 +532,8 @@ static int call_limited(struct pt_lua *x, struct pt_req *req, lua_State *co, int
         req->ex.need_body = need;
         return PT_AGAIN;
     }
-    char buf[512];
+    char buf[1024], shown[1024];
+    shown[0] = '\0';
     if (st == LUA_YIELD)
         snprintf(buf, sizeof(buf), "a script may not yield");
     else if (x->breach) {
@@ -527,13 +542,14 @@ static int call_limited(struct pt_lua *x, struct pt_req *req, lua_State *co, int
         if (!strcmp(x->breach, "time") && pt_metrics_core[PT_MC_LUA_TIMEOUTS])
             pt_metrics_add(pt_metrics_core[PT_MC_LUA_TIMEOUTS], pt_metrics_worker_shard(x->worker), 0, 1);
         x->damaged = true;
-    } else if (x->expr && msg)
-        expression_message(x->expr, msg, buf, sizeof(buf));
-    else
+    } else if (x->expr && msg) {
+        expression_message(x->expr, msg, false, buf, sizeof(buf));
+        expression_message(x->expr, msg, true, shown, sizeof(shown));
+    } else
         snprintf(buf, sizeof(buf), "%s", msg ? msg : "error in a script");
     x->breach = NULL;
     pt_warn("request %.*s: %s", (int)req->idn, req->id, buf);
-    pt_msg_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure", buf);
+    pt_msg_set_error(req, 500, "expression", "ExpressionValueEvaluationFailure", shown[0] ? shown : buf);
     return -1;
 }
 

@@ -5,6 +5,7 @@
  * If-None-Match preconditions.  The other files of core/mgmt build on it.
  */
 #include "base/pt_log.h"
+#include "base/pt_utf8.h"
 #include "conf/pt_model.h"
 #include "mgmt/pt_mgmt_int.h"
 
@@ -68,9 +69,35 @@ void pt_mgmt_req_send_json(struct mreq *m, int code, json_t *j, const char *etag
     json_decref(j);
 }
 
+/* A JSON string of text for the client, never NULL: jansson refuses text
+   that is not UTF-8, and an error must not lose its message, so such text is
+   sent with each byte outside a well-formed sequence written as \xNN. */
+static json_t *text_json(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    size_t n = strlen(s), k = 0;
+    char *out = malloc(4 * n + 1);
+    if (!out)
+        return json_string("(message not shown: out of memory)");
+    for (size_t i = 0; i < n;) {
+        size_t l = pt_utf8_seq((const unsigned char *)s + i, n - i);
+        if (l) {
+            memcpy(out + k, s + i, l);
+            k += l, i += l;
+        } else
+            k += (size_t)snprintf(out + k, 5, "\\x%02x", (unsigned char)s[i++]);
+    }
+    out[k] = '\0';
+    j = json_stringn(out, k);
+    free(out);
+    return j ? j : json_string("(message not shown)");
+}
+
 static json_t *error_body(const char *code, const char *msg)
 {
-    return json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+    return json_pack("{s:{s:s,s:o}}", "error", "code", code, "message", text_json(msg));
 }
 
 void pt_mgmt_req_send_error(struct mreq *m, int status, const char *code, const char *fmt, ...)
@@ -117,15 +144,15 @@ void pt_mgmt_req_send_errors(struct mreq *m, int status, const char *code, const
                     break;
                 }
             }
-            json_object_set_new(d, "target", json_string(*t ? t : "(body)"));
+            json_object_set_new(d, "target", text_json(*t ? t : "(body)"));
             /* a position target is not said twice: the message goes on with the words */
             size_t tl = target ? strlen(target) : 0;
             const char *said = !target                                                ? sep + 2
                                : !strncmp(e, target, tl) && !strncmp(e + tl, ": ", 2) ? e + tl + 2
                                                                                       : e;
-            json_object_set_new(d, "message", json_string(said));
+            json_object_set_new(d, "message", text_json(said));
         } else
-            json_object_set_new(d, "message", json_string(e));
+            json_object_set_new(d, "message", text_json(e));
         json_array_append_new(details, d);
     }
     json_t *j = error_body(code, summary);

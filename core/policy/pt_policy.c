@@ -37,25 +37,25 @@ bool pt_policy_same_scope(const struct pt_polctx *pc, const struct pt_node *entr
     return !strcmp(ew, pc->workspace ? pc->workspace : "");
 }
 
-/* The value of the named value called `name` (id, else displayName) in
-   the document's own scope, or NULL. */
-static const char *named_value(struct pt_polctx *pc, const char *name, size_t nl)
+/* The named value called `name` in the document's own scope, or NULL: an
+   id wins over a displayName wherever the two are listed. */
+static const struct pt_node *named_value(struct pt_polctx *pc, const char *name, size_t nl)
 {
-    const char *val = NULL;
-    for (int i = 0; pc->named_values && i < pc->named_values->n && !val; i++) {
-        struct pt_node *nv = pc->named_values->items[i];
-        if (!pt_policy_same_scope(pc, nv))
-            continue;
-        struct pt_node *k = pt_node_get(nv, "id"), *v = pt_node_get(nv, "value");
-        struct pt_node *dn = pt_node_get(nv, "displayName");
-        if (!v || v->kind != PT_N_SCALAR)
-            continue;
-        if (k && k->kind == PT_N_SCALAR && k->len == nl && !memcmp(k->str, name, nl))
-            val = v->str;
-        else if (dn && dn->kind == PT_N_SCALAR && dn->len == nl && !memcmp(dn->str, name, nl))
-            val = v->str;
-    }
-    return val;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; pc->named_values && i < pc->named_values->n; i++) {
+            struct pt_node *nv = pc->named_values->items[i];
+            struct pt_node *k = pt_node_get(nv, pass ? "displayName" : "id"), *v = pt_node_get(nv, "value");
+            if (pt_policy_same_scope(pc, nv) && v && v->kind == PT_N_SCALAR && k && k->kind == PT_N_SCALAR &&
+                k->len == nl && !memcmp(k->str, name, nl))
+                return nv;
+        }
+    return NULL;
+}
+
+static bool is_secret(const struct pt_node *nv)
+{
+    const struct pt_node *s = pt_node_get(nv, "secret");
+    return s && s->kind == PT_N_SCALAR && !s->null && !strcasecmp(s->str, "true");
 }
 
 /* True when the text between {{ and }} could be a named value's id: what
@@ -129,7 +129,7 @@ static void unknown_named_value(struct pt_polctx *pc, struct pt_node *n, const c
    not, nor another workspace's); NULL (error reported) when one is unknown.
    Text that only looks like a reference is kept: braces around what cannot
    be an id, an unclosed {{, and unknown names in a Liquid template. */
-static char *substitute_named(struct pt_polctx *pc, struct pt_node *n, const char *text)
+static char *substitute(struct pt_polctx *pc, struct pt_node *n, const char *text, bool *secret)
 {
     if (!strstr(text, "{{"))
         return (char *)text;
@@ -146,7 +146,8 @@ static char *substitute_named(struct pt_polctx *pc, struct pt_node *n, const cha
         }
         const char *close = strstr(open + 2, "}}");
         size_t nl = close ? (size_t)(close - open - 2) : 0;
-        const char *val = close ? named_value(pc, open + 2, nl) : NULL;
+        const struct pt_node *nv = close ? named_value(pc, open + 2, nl) : NULL;
+        const char *val = nv ? pt_node_get(nv, "value")->str : NULL;
         if (!val && (!close || liquid || !could_be_name(open + 2, nl))) {
             pt_buf_add(&out, p, (size_t)(open + 2 - p)); /* text: keep the braces, look on */
             p = open + 2;
@@ -160,11 +161,18 @@ static char *substitute_named(struct pt_polctx *pc, struct pt_node *n, const cha
             pt_node_error(pc->errs, n, "more than 1000 named value references in one value");
             return NULL;
         }
+        if (secret && is_secret(nv))
+            *secret = true;
         pt_buf_add(&out, p, (size_t)(open - p));
         pt_buf_add(&out, val, strlen(val));
         p = close + 2;
     }
     return pt_pool_strndup(pc->pool, out.p ? out.p : "", out.n);
+}
+
+static char *substitute_named(struct pt_polctx *pc, struct pt_node *n, const char *text)
+{
+    return substitute(pc, n, text, NULL);
 }
 
 const char *pt_policy_text(struct pt_polctx *pc, struct pt_node *n)
@@ -174,39 +182,69 @@ const char *pt_policy_text(struct pt_polctx *pc, struct pt_node *n)
     return substitute_named(pc, n, n->null ? "" : n->str);
 }
 
+/* The text between "@(" and ")" (or "@{" and "}"), NULL with an error
+   when the closing bracket is missing. */
+static const char *expr_body(struct pt_polctx *pc, struct pt_node *n, const char *text, size_t *len)
+{
+    size_t l = strlen(text);
+    char close = text[1] == '(' ? ')' : '}';
+    if (text[l - 1] != close) {
+        pt_node_error(pc->errs, n, "expression starting with '@%c' must end with '%c'", text[1], close);
+        return NULL;
+    }
+    *len = l - 3;
+    return text + 2;
+}
+
 struct pt_value *pt_policy_value_compile(struct pt_polctx *pc, struct pt_node *n)
 {
     if (n->kind != PT_N_SCALAR) {
         pt_node_error(pc->errs, n, "expected a value, found %s", pt_node_kind_name(n));
         return NULL;
     }
-    const char *text = substitute_named(pc, n, n->null ? "" : n->str);
+    const char *raw = n->null ? "" : n->str;
+    bool expr = strlen(raw) >= 3 && raw[0] == '@' && (raw[1] == '(' || raw[1] == '{');
+    char err[1024];
+    size_t rl = 0;
+    /* the expression as written is checked: its messages echo {{name}}, never
+       what a named value (a secret among them) inserts */
+    if (expr) {
+        const char *body = expr_body(pc, n, raw, &rl);
+        if (!body)
+            return NULL;
+        if (!pt_exprlint_check(body, rl, raw[1] == '{', err, sizeof(err))) {
+            pt_node_error(pc->errs, n, "expression: %s", err);
+            return NULL;
+        }
+    }
+    bool secret = false;
+    const char *text = substitute(pc, n, raw, &secret);
     if (!text)
         return NULL;
     struct pt_value *v = pt_pool_calloc(pc->pool, sizeof(*v));
     v->node = n;
-    size_t len = strlen(text);
     v->text = text;
-    v->len = len;
-    if (len >= 3 && text[0] == '@' && (text[1] == '(' || text[1] == '{')) {
-        char close = text[1] == '(' ? ')' : '}';
-        if (text[len - 1] != close) {
-            pt_node_error(pc->errs, n, "expression starting with '@%c' must end with '%c'", text[1], close);
+    v->len = strlen(text);
+    if (expr) {
+        size_t len = 0;
+        const char *body = expr_body(pc, n, text, &len);
+        if (!body)
             return NULL;
-        }
         v->is_block = text[1] == '{';
-        v->text = pt_pool_strndup(pc->pool, text + 2, len - 3);
-        v->len = len - 3;
-        char err[1024];
-        if (!pt_exprlint_check(v->text, v->len, v->is_block, err, sizeof(err))) {
-            pt_node_error(pc->errs, n, "expression: %s", err);
-            return NULL;
-        }
-        char chunk[256];
+        v->text = pt_pool_strndup(pc->pool, body, len);
+        v->len = len;
+        char chunk[512];
         pt_node_where(n, chunk, sizeof(chunk));
         int id = pt_expr_add(pc->exprs, v->text, v->len, v->is_block, chunk, err, sizeof(err));
         if (id < 0) {
-            pt_node_error(pc->errs, n, "expression: %s", err);
+            /* Lua quotes the text near a syntax error: not a secret's */
+            if (secret)
+                pt_node_error(pc->errs, n,
+                              "expression: '%s' does not compile once its named values are inserted "
+                              "(a secret named value's text is not shown)",
+                              raw);
+            else
+                pt_node_error(pc->errs, n, "expression: %s", err);
             return NULL;
         }
         v->expr = id;
@@ -233,8 +271,18 @@ static bool is_expr_text(const char *s)
 static bool validate_attrs(struct pt_polctx *pc, struct pt_node *map, const struct pt_attr_def *attrs,
                            const char *what);
 
+static bool validate_value_at(struct pt_polctx *pc, struct pt_node *v, const struct pt_attr_def *a,
+                              bool substituted);
+
 /* Checks one attribute value against its definition. */
 static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct pt_attr_def *a)
+{
+    return validate_value_at(pc, v, a, false);
+}
+
+/* ... substituted: v holds the text after named values (not replaced again). */
+static bool validate_value_at(struct pt_polctx *pc, struct pt_node *v, const struct pt_attr_def *a,
+                              bool substituted)
 {
     if (a->type == PT_ATTR_POLICIES)
         return true; /* statement lists are checked when they are parsed */
@@ -277,8 +325,9 @@ static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct
         return false;
     }
     /* the copy below holds the value as it will be used: not substituted again */
-    static _Thread_local bool expanded;
-    const char *t = !expanded && !v->null && strstr(v->str, "{{") ? substitute_named(pc, v, v->str) : v->str;
+    bool secret = false;
+    const char *t =
+        !substituted && !v->null && strstr(v->str, "{{") ? substitute(pc, v, v->str, &secret) : v->str;
     if (!t)
         return false;
     if (strcmp(t, v->str)) {
@@ -292,12 +341,17 @@ static bool validate_value(struct pt_polctx *pc, struct pt_node *v, const struct
             copy.quoted = false;
         struct pt_errors *outer = pc->errs, local = {0};
         pc->errs = &local;
-        expanded = true;
-        bool ok = validate_value(pc, &copy, a);
-        expanded = false;
+        bool ok = validate_value_at(pc, &copy, a, true);
         pc->errs = outer;
+        /* the messages quote the inserted text: not when a secret is in it */
         for (int i = 0; i < local.n; i++)
-            pt_node_errors_copy(outer, &local, i, "%s (after named values: '%s')", local.msgs[i], t);
+            if (secret)
+                pt_node_errors_copy(outer, &local, i,
+                                    "'%s' is not valid once the named values of '%s' are inserted (a secret "
+                                    "named value's text is not shown)",
+                                    a->name, v->str);
+            else
+                pt_node_errors_copy(outer, &local, i, "%s (after named values: '%s')", local.msgs[i], t);
         pt_node_errors_clear(&local);
         return ok;
     }

@@ -66,9 +66,10 @@ static const struct pt_attr_def jwt_claims_attrs[] = {
 const struct pt_attr_def validate_jwt_attrs[] = {
     {"header-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
      "the header carrying the token (default Authorization)"},
-    {"query-parameter-name", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
+    {"query-parameter-name", PT_ATTR_STRING, PT_ATTR_OR, NULL, NULL, NULL, 0, 0,
      "the query parameter carrying the token"},
-    {"token-value", PT_ATTR_STRING, PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0, "the token itself (an expression)"},
+    {"token-value", PT_ATTR_STRING, PT_ATTR_EXPR | PT_ATTR_OR, NULL, NULL, NULL, 0, 0,
+     "the token itself (an expression)"},
     {"require-scheme", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "the scheme before the token (Bearer)"},
     {"failed-validation-httpcode", PT_ATTR_INT, 0, "401", NULL, NULL, 200, 599, "status of a refusal"},
     {"failed-validation-error-message", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,

@@ -17,7 +17,7 @@ const struct pt_attr_def log_to_attrs[] = {
     {"partition-id", PT_ATTR_STRING, PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
      "a partition index, passed to the logger with the message (syslog structured data, the HTTP record's "
      "partitionId); not with partition-key"},
-    {"partition-key", PT_ATTR_STRING, PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+    {"partition-key", PT_ATTR_STRING, PT_ATTR_EXPR | PT_ATTR_OR, NULL, NULL, NULL, 0, 0,
      "a partition key, passed to the logger with the message; not with partition-id"},
     {"value", PT_ATTR_STRING, PT_ATTR_REQUIRED | PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
      "the message: APIM's element text, a literal or an expression; cut to 200 KB"},

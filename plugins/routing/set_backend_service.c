@@ -14,7 +14,7 @@
 const struct pt_attr_def set_backend_service_attrs[] = {
     {"base-url", PT_ATTR_STRING, PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
      "the backend's base URL (http:// or https://); the operation's path is appended to it"},
-    {"backend-id", PT_ATTR_STRING, PT_ATTR_EXPR, NULL, NULL, NULL, 0, 0,
+    {"backend-id", PT_ATTR_STRING, PT_ATTR_EXPR | PT_ATTR_OR, NULL, NULL, NULL, 0, 0,
      "a configured backend (`backends[]`), a single one or a pool; its credentials and TLS settings apply"},
     {0},
 };

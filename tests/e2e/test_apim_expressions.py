@@ -53,6 +53,9 @@ def test_rest_put_refuses_csharp_with_the_lua_form(env, backend, value, words):
     assert err["error"]["code"] == "ValidationError", err
     message = refusal_text(err)
     assert "inbound[1].set-header.value" in message, message  # names the statement
+    details = err["error"]["details"]
+    assert any(d["message"].startswith("api 'echo2' \u203a inbound[1] set-header value: expression: ")
+               for d in details), details  # ... and in words
     for w in words:
         assert w in message, (w, message)
     # the stored policy is still the one before, and it still runs

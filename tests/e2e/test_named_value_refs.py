@@ -43,6 +43,12 @@ def test_unknown_name_lists_the_named_values_closest_first(backend, portico):
     assert "unknown named value 'greting' (named values: 'greeting', 'other', 'zzz-last')" in out, out
 
 
+def test_closest_first_is_not_alphabetical(backend, portico):
+    code, out = portico(config_with(backend, "{{zzz-lst}}"), start=False).check()
+    assert code != 0, out
+    assert "unknown named value 'zzz-lst' (named values: 'zzz-last', 'other', 'greeting')" in out, out
+
+
 def test_unknown_name_without_any_named_value(backend, portico):
     cfg = config_with(backend, "{{nothing}}")
     del cfg["namedValues"]
@@ -67,3 +73,40 @@ def test_rest_refusal_lists_the_named_values_and_keeps_the_policy(backend, porti
     assert "unknown named value 'otehr' (named values: 'other', " in text, text
     assert gateway_call(p, "/echo2/x")[0] == 200
     assert backend.last().header("X-Out") == "hello {{ as text }}"
+
+
+SECRET = "s3cr3t-db-password-0042"
+
+
+@pytest.mark.parametrize("statement", [
+    {"set-header": {"name": "x", "value": "@(context.Request .. '{{dbpassword}}')"}},  # C# caught by the check
+    {"set-header": {"name": "x", "value": "@(('{{dbpassword}}' .. ))"}},                # Lua syntax error
+    {"rate-limit": {"calls": "{{dbpassword}}", "renewal-period": 60}},                   # not an integer
+], ids=["csharp", "syntax", "integer"])
+def test_a_refusal_never_shows_a_secret_named_value(backend, portico, statement):
+    p = portico(mgmt_config(backend.url), env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    m.ok("PUT", "workspaces/ws", {"displayName": "WS"})
+    ws = "workspaces/ws/"
+    m.ok("PUT", ws + "namedValues/dbpassword", {"displayName": "dbpassword", "value": SECRET, "secret": True})
+    m.ok("PUT", ws + "products/gold", {"displayName": "Gold", "state": "published"})
+    pm = m.ok("PUT", "tokens/pm", {"role": "apiProductManager", "workspace": "ws"})["token"]
+    # the role may write product policies but may not read the secret
+    assert m.call("POST", ws + "namedValues/dbpassword/listValue", token=pm)[0] == 403
+    st, _, err = m.call("PUT", ws + "products/gold/policies/policy", {"inbound": ["base", statement]}, token=pm)
+    assert st == 400, (st, err)
+    text = str(err)
+    assert SECRET not in text and "{{dbpassword}}" in text, text
+    assert all(d.get("message") for d in err["error"]["details"]), err
+    assert SECRET not in p.log_text()
+    assert m.call("GET", ws + "products/gold/policies/policy", token=pm)[0] == 404
+
+
+def test_an_id_wins_over_an_earlier_display_name(backend, portico):
+    cfg = basic_config(backend.url)
+    cfg["namedValues"] = [{"id": "a", "displayName": "b", "value": "from-a"},
+                          {"id": "b", "displayName": "other", "value": "from-b"}]
+    cfg["apis"][0]["policies"] = {"inbound": ["base", {"set-header": {"name": "X-Out", "value": "{{b}}"}}]}
+    p = portico(cfg)
+    assert p.request("GET", "/echo/x")[0] == 200
+    assert backend.last().header("X-Out") == "from-b"

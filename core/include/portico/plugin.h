@@ -133,6 +133,7 @@ typedef enum pt_attr_type {
 #define PT_ATTR_EXPR 0x02     /* may be an expression @(...) / @{...} */
 #define PT_ATTR_MULTI 0x04    /* a list of values is accepted (several <value> elements) */
 #define PT_ATTR_SCALAR 0x08   /* PT_ATTR_ELEMENT: may also be written as a bare value */
+#define PT_ATTR_OR 0x10       /* written instead of the attribute before it (the reference shows it so) */
 
 struct pt_attr_def {
     const char *name;
