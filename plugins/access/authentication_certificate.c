@@ -8,11 +8,11 @@
 const struct pt_attr_def authentication_certificate_attrs[] = {
     {"certificate-id", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
      "the id of a certificate of the store (`certificates:`) that has its private key"},
-    {"thumbprint", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
+    {"thumbprint", PT_ATTR_STRING, PT_ATTR_OR, NULL, NULL, NULL, 0, 0,
      "or the thumbprint (SHA-1, hex) of such a certificate"},
-    {"certificate", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
+    {"certificate", PT_ATTR_STRING, PT_ATTR_OR, NULL, NULL, NULL, 0, 0,
      "or a PEM file with the client certificate (and its chain), relative to the configuration's folder"},
-    {"key", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "with `certificate`: the PEM file of its private key"},
+    {"key", PT_ATTR_STRING, PT_ATTR_OR, NULL, NULL, NULL, 0, 0, "with `certificate`: the PEM file of its private key"},
     {0},
 };
 

@@ -25,7 +25,7 @@ static const struct pt_attr_def identity_attrs[] = {
     {"issuer-subject", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0, "the issuer's subject"},
     {"issuer-thumbprint", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
      "the thumbprint of a stored certificate that issued (signed) the client certificate"},
-    {"issuer-certificate-id", PT_ATTR_STRING, 0, NULL, NULL, NULL, 0, 0,
+    {"issuer-certificate-id", PT_ATTR_STRING, PT_ATTR_OR, NULL, NULL, NULL, 0, 0,
      "the id of a stored certificate that issued (signed) the client certificate"},
     {0},
 };
