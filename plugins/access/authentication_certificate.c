@@ -12,7 +12,8 @@ const struct pt_attr_def authentication_certificate_attrs[] = {
      "or the thumbprint (SHA-1, hex) of such a certificate"},
     {"certificate", PT_ATTR_STRING, PT_ATTR_OR, NULL, NULL, NULL, 0, 0,
      "or a PEM file with the client certificate (and its chain), relative to the configuration's folder"},
-    {"key", PT_ATTR_STRING, PT_ATTR_OR, NULL, NULL, NULL, 0, 0, "with `certificate`: the PEM file of its private key"},
+    {"key", PT_ATTR_STRING, PT_ATTR_OR, NULL, NULL, NULL, 0, 0,
+     "with `certificate`: the PEM file of its private key"},
     {0},
 };
 
