@@ -419,6 +419,22 @@ static const struct pt_cfkey limits_keys[] = {
      1000000, .def = "`10000`",
      .doc = "Open client connections per worker; at the limit the worker stops accepting until one of its "
             "connections closes (new connections wait in the listen queue)."},
+    {"connections", PT_CT_INT, offsetof(struct pt_conf, limits.connections), 0, 0, 100000000, .def = "`0`",
+     .doc = "Open client connections on the node, all workers together; `0` is no cap. At the cap every "
+            "worker stops accepting (new connections wait in the listen queue, as with "
+            "`connectionsPerWorker`) until the count is below it again; two workers taking a connection in "
+            "the same instant may pass it by one each. Pauses are counted "
+            "(`portico_connections_limit_waits_total`); reaching the cap is logged once, and so is being a "
+            "tenth below it again."},
+    {"memory", PT_CT_SIZE, offsetof(struct pt_conf, limits.memory), 0, 0, 1LL << 50, .def = "`1g`",
+     .doc = "The node's memory high-water mark: the bytes held for client connections and their requests "
+            "(what was read from or is not yet written to their sockets and their backend connections, "
+            "bodies read for a policy, request arenas; not the kernel's socket buffers, TLS state or Lua "
+            "states), summed over the workers every 50 ms (`portico_memory_buffered_bytes`). Past it, new "
+            "requests are answered **503** `Overloaded` with `Retry-After: 1` and the connection is closed, "
+            "while requests already admitted finish and the status paths still answer; requests are "
+            "admitted again once the figure is below 90 % of the mark. Entering and leaving are logged once "
+            "each; `0` is off."},
     {"counterKeys", PT_CT_INT, offsetof(struct pt_conf, counter_keys), 0, 64, 100000000, .def = "`1000000`",
      .doc = "The most rate-limit, quota and concurrency keys kept at once on a node; see [Access "
             "restrictions](#access-restrictions-the-client-address-and-counters)."},
@@ -1861,6 +1877,7 @@ static void set_defaults(struct pt_conf *cf)
     cf->limits.requests_per_connection = 1000;
     cf->counter_keys = 1000000;
     cf->limits.connections_per_worker = 10000;
+    cf->limits.memory = 1024ULL * 1024 * 1024;
     cf->timeouts.header = 10000;
     cf->timeouts.body_idle = 30000;
     cf->timeouts.keepalive = 75000;

@@ -112,6 +112,8 @@ struct pt_limits_cf {
     uint64_t request_memory; /* a request's arena: past it, 500 OutOfMemory */
     int64_t requests_per_connection;
     int64_t connections_per_worker;
+    int64_t connections; /* open client connections on the node; 0 = no cap */
+    uint64_t memory;     /* bytes the node may hold for connections and requests: past it, 503 */
 };
 
 struct pt_timeouts_cf {

@@ -129,8 +129,9 @@ struct pt_worker {
     struct pt_listener *lst;
     int nlst;
     bool draining;
-    bool stopped; /* past the event loop: the mailbox is no longer read */
-    bool paused;  /* listeners disabled: connection limit reached */
+    bool stopped;     /* past the event loop: the mailbox is no longer read */
+    bool paused;      /* listeners disabled: connection limit reached */
+    bool paused_node; /* ... because the node was at limits.connections: the tick looks again */
 
     struct pt_list timers[PT_T_COUNT]; /* one FIFO per kind */
     uint32_t tdur[PT_T_COUNT];
@@ -138,6 +139,7 @@ struct pt_worker {
     struct pt_list conns; /* all client connections */
     int nconns;
     int64_t max_conns;
+    int64_t node_max_conns; /* limits.connections (0: none) */
 
     struct pt_upool **pools;
     size_t npools;          /* chains in pools[] (a power of two) */

@@ -1,0 +1,580 @@
+"""Overload protection: the node-wide connection cap (limits.connections), the
+memory high-water mark (limits.memory), and slow clients and backends that
+cannot make the gateway hold more than its buffer limits per connection.
+
+Memory is checked with the gateway's own figure (portico_memory_buffered_bytes)
+and, except on a sanitizer build (whose allocator keeps freed memory in
+quarantine), with the process's resident size."""
+import json
+import select
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BIN, basic_config, free_port, parse_responses, wait_for
+from mgmt_helpers import TOKEN
+from test_metrics import scrape, value
+
+MiB = 1024 * 1024
+
+
+def _sanitized():
+    out = subprocess.run([BIN, "-v"], capture_output=True, text=True, timeout=10).stdout
+    return "AddressSanitizer" in out
+
+
+SANITIZED = _sanitized()
+
+
+def overload_config(backend_url, workers=1, **limits):
+    cfg = basic_config(backend_url, workers=workers)
+    cfg["management"] = {"listen": "127.0.0.1:%d" % free_port()}
+    if limits:
+        cfg["limits"] = limits
+    return cfg
+
+
+def start(portico, cfg):
+    return portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+
+
+def metric(p, name):
+    return value(scrape(p), name)
+
+
+def connect(port, rcvbuf=None):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def read_one(s, timeout=10.0):
+    """One whole response from s: (status, headers, body)."""
+    s.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = parse_responses(data)
+        if got:
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = got[0][1].get("content-length")
+            if length is None or len(rest) >= int(length):
+                return got[0]
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    got = parse_responses(data)
+    assert got, data[:300]
+    return got[0]
+
+
+def get(s, path):
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+    return read_one(s)
+
+
+def log_count(p, text):
+    return p.log_text().count(text)
+
+
+def rss_mb(p):
+    return p.rss_kb("VmRSS") / 1024.0
+
+
+# ------------------------------------------------------------------ the connection cap
+
+def test_the_node_cap_holds_across_workers_and_idle_connections_keep_working(backend, portico):
+    p = start(portico, overload_config(backend.url, workers=2, connections=4))
+    socks = [connect(p.port) for _ in range(4)]  # idle: nothing sent yet
+    extra = []
+    try:
+        wait_for(lambda: metric(p, "portico_connections_node") == 4, what="4 connections counted")
+        # both workers stop accepting (the one that took the 4th at once, the other at its tick)
+        wait_for(lambda: metric(p, "portico_connections_limit_waits_total") >= 2, what="both workers paused")
+        fams = scrape(p)
+        assert value(fams, "portico_connections_limit") == 4
+        assert value(fams, "portico_connections_active") == 4
+        # new connections complete in the kernel, but nobody serves them
+        for i in range(3):
+            s = connect(p.port)
+            extra.append(s)
+            s.sendall(b"GET /echo/items/w%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+        r, _, _ = select.select(extra, [], [], 1.0)
+        assert not r, "a connection past the node's cap was served"
+        assert metric(p, "portico_connections_node") == 4
+        assert not [q for q in backend.requests if "/w" in q.target]
+        # the idle connections inside the cap are served
+        for i, s in enumerate(socks):
+            status, _, body = get(s, "/echo/items/in%d" % i)
+            assert status == 200 and json.loads(body)["target"] == "/base/items/in%d" % i
+        # one closes: a waiting connection is taken and served, the node stays at its cap
+        socks.pop().close()
+        ready, _, _ = select.select(extra, [], [], 5.0)
+        assert ready, "no waiting connection was served after one closed"
+        assert read_one(ready[0])[0] == 200
+        # two workers may both take one in the same instant: the cap plus one at most
+        assert 4 <= metric(p, "portico_connections_node") <= 5
+        # an episode at the cap is logged once, however many pauses it had
+        assert log_count(p, "its cap (limits.connections)") == 1
+    finally:
+        for s in socks + extra:
+            s.close()
+    # all closed: the waiting ones are all served and the count goes back to 0
+    wait_for(lambda: metric(p, "portico_connections_node") == 0, what="the connections to close")
+    assert len([q for q in backend.requests if "/w" in q.target]) >= 1
+
+
+def test_a_reload_lifting_the_node_cap_serves_the_waiting_connections(backend, portico):
+    cfg = overload_config(backend.url, workers=1, connections=2)
+    p = start(portico, cfg)
+    socks = [connect(p.port) for _ in range(2)]
+    try:
+        wait_for(lambda: metric(p, "portico_connections_limit_waits_total") >= 1, what="the pause")
+        third = connect(p.port)
+        socks.append(third)
+        third.sendall(b"GET /echo/items/3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert not select.select([third], [], [], 0.5)[0]
+        assert p.reload(dict(cfg, limits={"connections": 0}))
+        assert read_one(third)[0] == 200
+        assert metric(p, "portico_connections_limit") == 0
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_a_connection_cap_out_of_range_is_refused_with_its_position(backend, portico):
+    cfg = overload_config(backend.url, connections=-1)
+    p = portico(cfg, start=False)
+    code, out = p.check()
+    assert code != 0
+    assert "portico.yaml:" in out and "out of range" in out, out
+
+
+# --------------------------------------------------------------- the memory mark
+
+class StallingBackend:
+    """Answers GET /big?bytes=N with N bytes as fast as the gateway takes them,
+    other requests with a small JSON body.  Counts what it sent."""
+
+    def __init__(self):
+        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.srv.settimeout(0.05)
+        self.port = self.srv.getsockname()[1]
+        self.sent = 0
+        self.requests = []
+        self.lock = threading.Lock()
+        self.stop = False
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def _accept(self):
+        while not self.stop:
+            try:
+                s, _ = self.srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(s)
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s):
+        s.settimeout(60)
+        buf = b""
+        try:
+            while not self.stop:
+                while b"\r\n\r\n" not in buf:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                target = head.split(b" ")[1].decode()
+                with self.lock:
+                    self.requests.append(target)
+                if "/big" in target:
+                    n = int(target.split("bytes=")[1])
+                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
+                    block = b"b" * 65536
+                    while n and not self.stop:
+                        k = min(n, len(block))
+                        s.sendall(block[:k])
+                        n -= k
+                        with self.lock:
+                            self.sent += k
+                else:
+                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except OSError:
+            return
+
+    def close(self):
+        self.stop = True
+        self.srv.close()
+        for s in self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def stalling():
+    b = StallingBackend()
+    yield b
+    b.close()
+
+
+def read_body_len(s, timeout=30.0):
+    """Reads one Content-Length response to its end; returns (status, body length)."""
+    s.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1])
+    length = int([line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")][0])
+    got = len(rest)
+    while got < length:
+        chunk = s.recv(1 << 20)
+        assert chunk, "closed after %d of %d bytes" % (got, length)
+        got += len(chunk)
+    return status, got
+
+
+def stall_download(p, stalling, size):
+    """A client that asks for `size` bytes and does not read them; returns its socket once the
+    gateway holds what it may (the backend stops making progress)."""
+    s = connect(p.port, rcvbuf=4096)
+    s.sendall(b"GET /echo/big?bytes=%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
+    last = [-1]
+
+    def stalled():
+        with stalling.lock:
+            now = stalling.sent
+        same = now == last[0] and now > 0
+        last[0] = now
+        return same
+    wait_for(stalled, timeout=20, step=0.3, what="the backend to be held back")
+    return s
+
+
+def test_past_the_memory_mark_new_requests_get_503_and_in_flight_ones_finish(stalling, portico):
+    size = 64 * MiB
+    p = start(portico, overload_config(stalling.url, workers=2, memory="128k"))
+    other = connect(p.port)
+    assert get(other, "/echo/items/1")[0] == 200  # admitted while below the mark
+    slow = stall_download(p, stalling, size)
+    try:
+        wait_for(lambda: metric(p, "portico_overload") == 1, what="the node to be overloaded")
+        assert metric(p, "portico_memory_buffered_bytes") >= 128 * 1024
+        assert metric(p, "portico_memory_limit_bytes") == 128 * 1024
+        # a new request on a kept connection and one on a new connection: 503, Retry-After, APIM's body
+        n_backend = len(stalling.requests)
+        for s in (other, connect(p.port)):
+            status, headers, body = get(s, "/echo/items/2")
+            assert status == 503, body
+            assert headers.get("retry-after") == "1"
+            assert headers.get("connection") == "close"
+            assert json.loads(body) == {"statusCode": 503,
+                                        "message": "The gateway is overloaded. Try again later."}
+            s.close()
+        assert len(stalling.requests) == n_backend  # refused before any backend call
+        fams = scrape(p)
+        assert value(fams, "portico_overload_refusals_total") == 2
+        assert value(fams, "portico_overload_episodes_total") == 1
+        entries = p.access_entries(wait_for=3)
+        assert [(e["status"], e["reason"]) for e in entries if e["status"] == 503] == [(503, "Overloaded")] * 2
+        # the admitted download finishes whole
+        assert read_body_len(slow) == (200, size)
+    finally:
+        slow.close()
+    # below the mark again: requests are admitted, and each change was logged once
+    wait_for(lambda: metric(p, "portico_overload") == 0, what="the node to leave overload")
+    s = connect(p.port)
+    assert get(s, "/echo/items/3")[0] == 200
+    s.close()
+    # (the download's buffers may dip below 90 % of the mark and rise again while it drains: an
+    # episode each time, each logged once on entering and once on leaving, never per request)
+    episodes = metric(p, "portico_overload_episodes_total")
+    assert episodes >= 1
+    assert log_count(p, "overloaded:") == episodes
+    assert log_count(p, "overload over") == episodes
+
+
+def test_status_probes_answer_during_overload(stalling, portico):
+    p = start(portico, overload_config(stalling.url, memory="128k"))
+    slow = stall_download(p, stalling, 64 * MiB)
+    try:
+        wait_for(lambda: metric(p, "portico_overload") == 1, what="the node to be overloaded")
+        s = connect(p.port)
+        assert get(s, "/status-0123456789abcdef")[0] == 200
+        s.close()
+    finally:
+        slow.close()
+
+
+def test_memory_mark_off_admits_everything(stalling, portico):
+    p = start(portico, overload_config(stalling.url, memory=0))
+    slow = stall_download(p, stalling, 64 * MiB)
+    try:
+        assert metric(p, "portico_memory_buffered_bytes") > 0
+        s = connect(p.port)
+        assert get(s, "/echo/items/1")[0] == 200
+        s.close()
+        assert metric(p, "portico_overload") == 0
+    finally:
+        slow.close()
+
+
+# ---------------------------------------------- slow clients and slow backends
+
+# What one connection may hold: the client's output buffer past the high-water
+# mark (256 KiB) plus one read from the backend (256 KiB), its input, the arena.
+PER_CONNECTION_BOUND = 2 * MiB
+
+
+def test_a_client_that_never_reads_a_large_response_holds_bounded_memory(stalling, portico):
+    size = 256 * MiB
+    p = start(portico, overload_config(stalling.url))
+    rss0 = rss_mb(p)
+    socks = [stall_download(p, stalling, size) for _ in range(3)]
+    try:
+        held = metric(p, "portico_memory_buffered_bytes")
+        assert 0 < held <= 3 * PER_CONNECTION_BOUND, held
+        with stalling.lock:
+            sent = stalling.sent
+        assert sent < 3 * 64 * MiB  # the backend was held back, not drained into memory
+        if not SANITIZED:
+            assert rss_mb(p) - rss0 < 40, (rss0, rss_mb(p))
+    finally:
+        for s in socks:
+            s.close()
+    wait_for(lambda: metric(p, "portico_memory_buffered_bytes") == 0, what="the memory to be released")
+
+
+class TrickleBackend:
+    """Answers every request with a chunked body of `chunks` chunks, one per `delay` seconds;
+    tells when the last chunk was sent."""
+
+    def __init__(self, chunks=30, delay=0.05):
+        self.chunks, self.delay = chunks, delay
+        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.srv.settimeout(0.05)
+        self.port = self.srv.getsockname()[1]
+        self.stop = False
+        self.done = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def _accept(self):
+        while not self.stop:
+            try:
+                s, _ = self.srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s):
+        s.settimeout(30)
+        try:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for i in range(self.chunks):
+                if self.stop:
+                    return
+                time.sleep(self.delay)
+                s.sendall(b"400\r\n" + bytes([0x61 + i % 26]) * 1024 + b"\r\n")
+            s.sendall(b"0\r\n\r\n")
+            with self.lock:
+                self.done += 1
+        except OSError:
+            return
+        finally:
+            s.close()
+
+    def close(self):
+        self.stop = True
+        self.srv.close()
+
+
+def test_a_trickling_backend_streams_through_without_piling_up(portico):
+    be = TrickleBackend(chunks=40, delay=0.05)
+    try:
+        p = start(portico, overload_config(be.url))
+        clients = [connect(p.port) for _ in range(10)]
+        for s in clients:
+            s.sendall(b"GET /echo/t HTTP/1.1\r\nHost: x\r\n\r\n")
+        # the first bytes reach every client while the backend is still trickling
+        for s in clients:
+            s.settimeout(10)
+            assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+        with be.lock:
+            assert be.done < len(clients)
+        peak = 0
+        while True:  # bounded by the backends' 40 chunks
+            with be.lock:
+                if be.done == len(clients):
+                    break
+            peak = max(peak, metric(p, "portico_memory_buffered_bytes"))
+            time.sleep(0.05)
+        assert peak <= len(clients) * PER_CONNECTION_BOUND, peak
+        for s in clients:
+            s.close()
+    finally:
+        be.close()
+
+
+class NotReadingBackend:
+    """Reads a request head and then nothing: the body waits in the socket."""
+
+    def __init__(self):
+        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        self.conns = []
+        self.heads = 0
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def _accept(self):
+        self.srv.settimeout(0.05)
+        while not self.stop.is_set():
+            try:
+                s, _ = self.srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(s)
+            s.settimeout(10)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                try:
+                    chunk = s.recv(1)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+            self.heads += 1
+
+    def close(self):
+        self.stop.set()
+        self.srv.close()
+        for s in self.conns:
+            s.close()
+
+
+def test_a_client_uploading_to_a_backend_that_does_not_read_holds_bounded_memory(portico):
+    be = NotReadingBackend()
+    size = 256 * MiB
+    try:
+        cfg = overload_config(be.url)
+        cfg["timeouts"] = {"bodyIdle": "60s"}
+        p = start(portico, cfg)
+        rss0 = rss_mb(p)
+        s = connect(p.port)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        s.sendall(b"POST /echo/items HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        s.setblocking(False)
+        pushed = 0
+        block = b"u" * 65536
+        idle_since = time.monotonic()
+        deadline = time.monotonic() + 30
+        # push until the gateway stops taking the body for a while (bounded by the deadline)
+        while time.monotonic() < deadline and time.monotonic() - idle_since < 1.0 and pushed < size:
+            try:
+                n = s.send(block)
+                pushed += n
+                idle_since = time.monotonic()
+            except BlockingIOError:
+                select.select([], [s], [], 0.1)
+        assert be.heads == 1
+        assert pushed < 64 * MiB, pushed  # the gateway stopped reading the client
+        held = metric(p, "portico_memory_buffered_bytes")
+        assert 0 < held <= PER_CONNECTION_BOUND, held
+        if not SANITIZED:
+            assert rss_mb(p) - rss0 < 40, (rss0, rss_mb(p))
+        s.close()
+    finally:
+        be.close()
+
+
+def test_a_slow_upload_to_a_slow_backend_is_passed_on_as_it_comes(portico):
+    """A client trickling its body: each piece is passed to the backend as it comes, nothing
+    accumulates; the backend got the whole body."""
+    got = []
+    done = threading.Event()
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve():
+        c, _ = srv.accept()
+        c.settimeout(20)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += c.recv(65536)
+        head, _, body = buf.partition(b"\r\n\r\n")
+        total = len(body)
+        while total < 40 * 1024:
+            time.sleep(0.02)  # a slow reader
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            total += len(chunk)
+        got.append(total)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        c.close()
+        done.set()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        p = start(portico, overload_config("http://127.0.0.1:%d" % srv.getsockname()[1]))
+        s = connect(p.port)
+        s.sendall(b"POST /echo/items HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (40 * 1024))
+        for _ in range(40):
+            s.sendall(b"s" * 1024)
+            time.sleep(0.02)
+            assert metric(p, "portico_memory_buffered_bytes") <= PER_CONNECTION_BOUND
+        assert read_one(s)[0] == 200
+        assert done.wait(10)
+        assert got == [40 * 1024]
+        s.close()
+    finally:
+        srv.close()
