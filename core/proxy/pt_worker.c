@@ -53,12 +53,6 @@ static void apply_limits(struct pt_worker *w, const struct pt_conf *cf)
     w->node_max_conns = cf->limits.connections;
 }
 
-/* Whether this worker may take one more connection: its own limit and the node's. */
-static bool may_accept(struct pt_worker *w)
-{
-    return !w->draining && w->nconns < w->max_conns && !pt_overload_conns_capped(w->node_max_conns, false);
-}
-
 struct pt_wgen *pt_worker_gen_acquire(struct pt_worker *w)
 {
     w->cur->users++;
@@ -98,14 +92,19 @@ static void set_listeners_enabled(struct pt_worker *w, bool on)
         }
 }
 
-/* Accepts again after a pause, once the limits allow it. */
+/* Accepts again after a pause, once the worker's limit and the node's allow
+   it.  Held back by the node's only, the worker looks again at its ticks. */
 static void resume_accepting(struct pt_worker *w)
 {
-    if (w->paused && may_accept(w)) {
-        w->paused = false;
-        w->paused_node = false;
-        set_listeners_enabled(w, true);
+    if (!w->paused || w->draining || w->nconns >= w->max_conns)
+        return;
+    if (pt_overload_conns_capped(w->node_max_conns, false)) {
+        w->paused_node = true;
+        return;
     }
+    w->paused = false;
+    w->paused_node = false;
+    set_listeners_enabled(w, true);
 }
 
 /* Stops accepting when the node is at limits.connections.  Another worker's
