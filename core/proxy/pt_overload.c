@@ -16,7 +16,8 @@ atomic_bool pt_overload_active;
 static _Atomic int64_t node_conns;
 static _Atomic uint64_t *held; /* [nworkers]: the bytes each worker held at its last tick */
 static int nheld;
-static _Atomic uint64_t mark; /* the latest limits.memory a worker applied, for /metrics */
+/* the limits of the configuration the workers serve, for /metrics */
+static _Atomic uint64_t mark;
 static _Atomic int64_t conn_cap;
 static atomic_bool conns_capped; /* an episode at the connection cap is going on (logged) */
 static _Atomic uint64_t conn_waits, refusals, episodes;
@@ -105,7 +106,6 @@ static uint64_t conn_held(const struct pt_conn *c)
    tenth of it, at least one: a node hovering at the cap logs its episode once). */
 static void conns_tick(int64_t cap)
 {
-    atomic_store_explicit(&conn_cap, cap, memory_order_relaxed);
     if (!atomic_load_explicit(&conns_capped, memory_order_relaxed))
         return;
     int64_t n = atomic_load_explicit(&node_conns, memory_order_relaxed);
@@ -130,7 +130,6 @@ void pt_overload_tick(struct pt_worker *w)
     for (int i = 0; i < nheld; i++)
         total += atomic_load_explicit(&held[i], memory_order_relaxed);
     uint64_t m = lim->memory;
-    atomic_store_explicit(&mark, m, memory_order_relaxed);
     bool on = atomic_load_explicit(&pt_overload_active, memory_order_relaxed);
     if (!on && m && total >= m) {
         bool was = false;
@@ -147,6 +146,12 @@ void pt_overload_tick(struct pt_worker *w)
             pt_info("overload over: %llu bytes held for connections and requests (limits.memory %llu)",
                     (unsigned long long)total, (unsigned long long)m);
     }
+}
+
+void pt_overload_limits(const struct pt_limits_cf *lim)
+{
+    atomic_store_explicit(&conn_cap, lim->connections, memory_order_relaxed);
+    atomic_store_explicit(&mark, lim->memory, memory_order_relaxed);
 }
 
 void pt_overload_refused(void)

@@ -25,6 +25,7 @@
 #include <stdatomic.h>
 
 struct pt_worker;
+struct pt_limits_cf;
 
 /* Past the memory mark: new requests get 503.  Read per request (relaxed). */
 extern atomic_bool pt_overload_active;
@@ -35,6 +36,10 @@ extern atomic_bool pt_overload_active;
 /* Sets the shared state up for n workers and adds its figures to /metrics
    (control thread, before the workers start; once). */
 void pt_overload_init(int nworkers);
+
+/* The limits of a configuration the workers take (for /metrics; every
+   worker applies the same ones). */
+void pt_overload_limits(const struct pt_limits_cf *lim);
 
 /* A worker's connections changed by delta (+1 accepted, -1 closed); returns
    the node's count after it. */

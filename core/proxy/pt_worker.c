@@ -51,6 +51,7 @@ static void apply_limits(struct pt_worker *w, const struct pt_conf *cf)
     w->tdur[PT_T_LINGER] = 2000;
     w->max_conns = cf->limits.connections_per_worker;
     w->node_max_conns = cf->limits.connections;
+    pt_overload_limits(&cf->limits);
 }
 
 struct pt_wgen *pt_worker_gen_acquire(struct pt_worker *w)
