@@ -6,6 +6,7 @@ Memory is checked with the gateway's own figure (portico_memory_buffered_bytes)
 and, except on a sanitizer build (whose allocator keeps freed memory in
 quarantine), with the process's resident size."""
 import json
+import re
 import select
 import socket
 import subprocess
@@ -149,12 +150,19 @@ def test_a_reload_lifting_the_node_cap_serves_the_waiting_connections(backend, p
             s.close()
 
 
-def test_a_connection_cap_out_of_range_is_refused_with_its_position(backend, portico):
-    cfg = overload_config(backend.url, connections=-1)
-    p = portico(cfg, start=False)
+@pytest.mark.parametrize("key,bad,why", [
+    ("connections", -1, "out of range"),
+    ("connections", "many", "integer"),
+    ("connections", 100000001, "out of range"),
+    ("memory", "-1k", "size"),
+    ("memory", "lots", "size"),
+    ("memory", "2000000g", "out of range"),
+])
+def test_a_bad_overload_limit_is_refused_with_its_position(backend, portico, key, bad, why):
+    p = portico(overload_config(backend.url, **{key: bad}), start=False)
     code, out = p.check()
     assert code != 0
-    assert "portico.yaml:" in out and "out of range" in out, out
+    assert re.search(r"portico\.yaml:\d+:\d+: .*%s" % why, out), out
 
 
 # --------------------------------------------------------------- the memory mark

@@ -198,12 +198,17 @@ def rss_kb(pid):
     return 0
 
 
-def idle_backend_connections(p):
-    """Pooled keep-alive connections to the backend (/metrics): descriptors the gateway keeps on
-    purpose (until upstream.idleTimeout)."""
+def gauge(p, name):
+    """A gauge without labels from the gateway's /metrics (0 when missing)."""
     st, _, text = Mgmt(p).call("GET", "/metrics")
-    m = re.search(r"^portico_upstream_connections_idle (\d+)", text if isinstance(text, str) else "", re.M)
+    m = re.search(r"^%s (\d+)" % name, text if isinstance(text, str) else "", re.M)
     return int(m.group(1)) if st == 200 and m else 0
+
+
+def idle_backend_connections(p):
+    """Pooled keep-alive connections to the backend: descriptors the gateway keeps on purpose
+    (until upstream.idleTimeout)."""
+    return gauge(p, "portico_upstream_connections_idle")
 
 
 def config(backend, workers):
@@ -246,13 +251,17 @@ def main():
         samples = []
         for t in threads:
             t.start()
-        print("%8s %10s %6s %10s %8s" % ("seconds", "RSS KiB", "fds", "requests", "failed"), flush=True)
+        print("%8s %10s %6s %10s %8s %10s %10s" % ("seconds", "RSS KiB", "fds", "requests", "failed", "store KiB",
+                                                  "held KiB"), flush=True)
         try:
             while True:
                 now = time.monotonic() - t0
                 ok, bad = tally.totals()
-                samples.append((now, rss_kb(pid), fds(pid), ok + bad, bad))
-                print("%8.0f %10d %6d %10d %8d" % samples[-1], flush=True)
+                # the store's memory (SQLite) and what connections hold (limits.memory's figure)
+                # tell a growing RSS from a leak
+                samples.append((now, rss_kb(pid), fds(pid), ok + bad, bad, gauge(p, "portico_store_memory_bytes") // 1024,
+                                gauge(p, "portico_memory_buffered_bytes") // 1024))
+                print("%8.0f %10d %6d %10d %8d %10d %10d" % samples[-1], flush=True)
                 if now >= a.duration:
                     break
                 time.sleep(min(a.sample, max(0.0, a.duration - now)))
@@ -269,6 +278,10 @@ def main():
         log = p.log_text()
         refused = log.count("reload refused")
         p.stop()
+        err = p.proc.stderr.read().decode(errors="replace") if p.proc.stderr else ""
+        sanitizer = "Sanitizer" in err or "runtime error:" in err  # a --enable-asan build's reports
+        if sanitizer:
+            print(err[-4000:])
     backend.close()
 
     ok, bad = tally.totals()
@@ -286,7 +299,7 @@ def main():
           (a.warmup, rss_first, rss_last, rss_max, 100.0 * (rss_last - rss_first) / max(1, rss_first)))
     print("descriptors: %d at start, %d at the end under load, %d at rest of which %d pooled backend "
           "connections" % (fd0, samples[-1][2], fd_end, pooled))
-    return 1 if bad or refused or fd_end - pooled > fd0 else 0
+    return 1 if bad or refused or sanitizer or fd_end - pooled > fd0 else 0
 
 
 if __name__ == "__main__":
