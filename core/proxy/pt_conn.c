@@ -197,6 +197,13 @@ static void status_answer(struct pt_req *req, enum pt_access_status sp)
         pt_conn_req_error(req, 503, "GatewayNotReady", not_ready);
         return;
     }
+    if (sp == PT_ACCESS_STATUS_READY && atomic_load_explicit(&pt_overload_active, memory_order_relaxed)) {
+        /* load balancers steer away from an overloaded node; liveness holds */
+        req->c->probe = true;
+        req_error_with(req, 503, "Overloaded", "The gateway is overloaded. Try again later.",
+                       PT_STR("Retry-After: " PT_OVERLOAD_RETRY_AFTER));
+        return;
+    }
     struct pt_conn *c = req->c;
     pt_str body = sp == PT_ACCESS_STATUS_READY ? PT_STR("{\"status\":\"ready\"}") : PT_NULL_STR;
     if (!req->req_done)

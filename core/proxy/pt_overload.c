@@ -9,12 +9,16 @@
 #include "proxy/pt_proxy.h"
 
 #include <event2/buffer.h>
+#include <stdalign.h>
 #include <stdlib.h>
 
-atomic_bool pt_overload_active;
+/* the flag read by every request and the count written at every accept
+   and close each have a cache line of their own */
+alignas(64) atomic_bool pt_overload_active;
 
-static _Atomic int64_t node_conns;
-static _Atomic uint64_t *held; /* [nworkers]: the bytes each worker held at its last tick */
+alignas(64) static _Atomic int64_t node_conns;
+alignas(64) static _Atomic uint64_t entered_ms; /* when the node last went past the mark */
+static _Atomic uint64_t *held;                  /* [nworkers]: the bytes each worker held at its last tick */
 static int nheld;
 /* the limits of the configuration the workers serve, for /metrics */
 static _Atomic uint64_t mark;
@@ -37,7 +41,8 @@ static void collect(struct pt_metrics_sink *s, void *arg)
                           "Times a worker stopped accepting because the node was at its connection cap.",
                           PT_METRICS_COUNTER, (double)atomic_load(&conn_waits));
     pt_metrics_sink_value(s, "portico_memory_buffered_bytes",
-                          "Bytes held for client connections and their requests (buffers, bodies, arenas).",
+                          "Bytes held for client connections and their requests (buffers, bodies, arenas; 0 "
+                          "with limits.memory off).",
                           PT_METRICS_GAUGE, (double)total);
     pt_metrics_sink_value(s, "portico_memory_limit_bytes",
                           "The memory high-water mark (limits.memory; 0: off).", PT_METRICS_GAUGE,
@@ -70,8 +75,10 @@ int64_t pt_overload_conns_add(int delta)
 
 bool pt_overload_conns_capped(int64_t cap, bool pausing)
 {
+    if (!cap)
+        return false;
     int64_t n = atomic_load_explicit(&node_conns, memory_order_relaxed);
-    if (!cap || n < cap)
+    if (n < cap)
         return false;
     if (pausing) {
         atomic_fetch_add_explicit(&conn_waits, 1, memory_order_relaxed);
@@ -109,7 +116,7 @@ static void conns_tick(int64_t cap)
     if (!atomic_load_explicit(&conns_capped, memory_order_relaxed))
         return;
     int64_t n = atomic_load_explicit(&node_conns, memory_order_relaxed);
-    if (cap && n >= cap - PT_MAX(cap / 10, 1))
+    if (cap && n > cap - PT_MAX(cap / 10, 1))
         return;
     bool was = true;
     if (atomic_compare_exchange_strong(&conns_capped, &was, false))
@@ -117,22 +124,44 @@ static void conns_tick(int64_t cap)
                 (long long)n);
 }
 
+/* The bytes this worker holds now.  With the mark off nothing reads them
+   and the walk (one visit per open connection) is skipped. */
+static uint64_t worker_held(const struct pt_worker *w, uint64_t m)
+{
+    uint64_t mine = 0;
+    if (!m)
+        return 0;
+    for (const struct pt_list *it = w->conns.next; it != &w->conns; it = it->next)
+        mine += conn_held(pt_container_of(it, struct pt_conn, link));
+    return mine;
+}
+
+/* Leaving overload takes the total below 90 % of the mark and at least
+   PT_OVERLOAD_HOLD_MS in the state (the Retry-After given to the refused):
+   a total swinging around the mark does not flip the node, nor its log
+   lines, at every tick. */
+static bool may_leave(uint64_t total, uint64_t m, uint64_t now)
+{
+    if (!m)
+        return true;
+    return total < m - m / 10 &&
+           now - atomic_load_explicit(&entered_ms, memory_order_relaxed) >= PT_OVERLOAD_HOLD_MS;
+}
+
 void pt_overload_tick(struct pt_worker *w)
 {
-    const struct pt_limits_cf *lim = &w->cur->gen->conf->limits;
-    conns_tick(lim->connections);
-    uint64_t mine = 0;
-    for (struct pt_list *it = w->conns.next; it != &w->conns; it = it->next)
-        mine += conn_held(pt_container_of(it, struct pt_conn, link));
+    conns_tick(w->node_max_conns);
+    uint64_t m = atomic_load_explicit(&mark, memory_order_relaxed);
     if (w->id < nheld)
-        atomic_store_explicit(&held[w->id], mine, memory_order_relaxed);
+        atomic_store_explicit(&held[w->id], worker_held(w, m), memory_order_relaxed);
     uint64_t total = 0;
     for (int i = 0; i < nheld; i++)
         total += atomic_load_explicit(&held[i], memory_order_relaxed);
-    uint64_t m = lim->memory;
     bool on = atomic_load_explicit(&pt_overload_active, memory_order_relaxed);
+    uint64_t now = pt_clock_now_ms();
     if (!on && m && total >= m) {
         bool was = false;
+        atomic_store_explicit(&entered_ms, now, memory_order_relaxed);
         if (atomic_compare_exchange_strong(&pt_overload_active, &was, true)) {
             atomic_fetch_add_explicit(&episodes, 1, memory_order_relaxed);
             pt_warn(
@@ -140,7 +169,7 @@ void pt_overload_tick(struct pt_worker *w)
                 "requests get 503 until it falls below 90 %%",
                 (unsigned long long)total, (unsigned long long)m);
         }
-    } else if (on && (!m || total < m - m / 10)) {
+    } else if (on && may_leave(total, m, now)) {
         bool was = true;
         if (atomic_compare_exchange_strong(&pt_overload_active, &was, false))
             pt_info("overload over: %llu bytes held for connections and requests (limits.memory %llu)",
@@ -152,6 +181,18 @@ void pt_overload_limits(const struct pt_limits_cf *lim)
 {
     atomic_store_explicit(&conn_cap, lim->connections, memory_order_relaxed);
     atomic_store_explicit(&mark, lim->memory, memory_order_relaxed);
+    uint64_t one = pt_overload_one_request(lim);
+    if (lim->memory && lim->memory < one)
+        pt_warn("limits.memory (%llu) is below what one request may hold (about %llu: 3 x bufferSize plus "
+                "requestMemory): a single large request can put the node in overload",
+                (unsigned long long)lim->memory, (unsigned long long)one);
+}
+
+uint64_t pt_overload_one_request(const struct pt_limits_cf *lim)
+{
+    /* its request body, the copy sent to the backend and the response
+       body, plus its arena */
+    return 3 * (uint64_t)lim->buffer_size + (uint64_t)lim->request_memory;
 }
 
 void pt_overload_refused(void)

@@ -11,7 +11,8 @@
  *     requests (what the connection layer keeps in its buffers and request
  *     arenas, see pt_overload_tick).  Each worker adds up its own at every
  *     tick and publishes it; past the mark the node is overloaded and new
- *     requests are refused with 503 until the total falls below 90 % of it.
+ *     requests are refused with 503 until the total falls below 90 % of it
+ *     and a second has passed.  With the mark off (0) there is no walk.
  *
  * The request path pays one relaxed load of pt_overload_active; accepting
  * a connection pays one atomic add.  Entering and leaving either state is
@@ -32,14 +33,21 @@ extern atomic_bool pt_overload_active;
 
 /* The seconds a refused client is asked to wait (Retry-After). */
 #define PT_OVERLOAD_RETRY_AFTER "1"
+/* The least time the node stays overloaded once past the mark (ms). */
+#define PT_OVERLOAD_HOLD_MS 1000
 
 /* Sets the shared state up for n workers and adds its figures to /metrics
    (control thread, before the workers start; once). */
 void pt_overload_init(int nworkers);
 
-/* The limits of a configuration the workers take (for /metrics; every
-   worker applies the same ones). */
+/* The limits of a configuration published to the workers (control thread,
+   at start and at each reload): the mark every tick compares against, the
+   figures on /metrics; a non-zero mark below what one request may hold is
+   warned about. */
 void pt_overload_limits(const struct pt_limits_cf *lim);
+
+/* About the most one request may hold (3 x bufferSize + requestMemory). */
+uint64_t pt_overload_one_request(const struct pt_limits_cf *lim);
 
 /* A worker's connections changed by delta (+1 accepted, -1 closed); returns
    the node's count after it. */

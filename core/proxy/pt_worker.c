@@ -51,7 +51,6 @@ static void apply_limits(struct pt_worker *w, const struct pt_conf *cf)
     w->tdur[PT_T_LINGER] = 2000;
     w->max_conns = cf->limits.connections_per_worker;
     w->node_max_conns = cf->limits.connections;
-    pt_overload_limits(&cf->limits);
 }
 
 struct pt_wgen *pt_worker_gen_acquire(struct pt_worker *w)
@@ -97,7 +96,7 @@ static void set_listeners_enabled(struct pt_worker *w, bool on)
    it.  Held back by the node's only, the worker looks again at its ticks. */
 static void resume_accepting(struct pt_worker *w)
 {
-    if (!w->paused || w->draining || w->nconns >= w->max_conns)
+    if (!w->paused || w->draining || w->stopped || w->nconns >= w->max_conns)
         return;
     if (pt_overload_conns_capped(w->node_max_conns, false)) {
         w->paused_node = true;
@@ -179,7 +178,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
     struct pt_listener *pl = arg;
     struct pt_worker *w = pl->w;
-    if (w->draining) {
+    if (w->draining || w->stopped) {
         close(fd);
         return;
     }
@@ -401,6 +400,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
     nworkers = n;
     pt_reqmetrics_init(n);
     pt_overload_init(n);
+    pt_overload_limits(&g->conf->limits);
     pt_hclient_init(); /* the outbound client's counters on /metrics */
     for (int i = 0; i < n; i++) {
         struct pt_worker *w = &workers[i];
@@ -447,6 +447,8 @@ bool pt_workers_start(int n, struct pt_gen *g)
 
 void pt_workers_publish(struct pt_gen *g)
 {
+    /* one mark for all workers at once: none compares against an older one */
+    pt_overload_limits(&g->conf->limits);
     for (int i = 0; i < nworkers; i++) {
         pt_gen_ref(g);
         post(&workers[i], g, PT_CMD_NONE);
