@@ -85,8 +85,7 @@ static struct pt_req *req_new(struct pt_conn *c)
     req->peer = &c->peer;
     req->wg = pt_worker_gen_acquire(w);
     const struct pt_limits_cf *lim = &req->wg->gen->conf->limits;
-    uint64_t cap = lim->request_memory ? lim->request_memory : PT_MAX(64ull << 20, 16 * lim->buffer_size);
-    pt_pool_set_limit(req->pool, (size_t)cap);
+    pt_pool_set_limit(req->pool, (size_t)pt_conf_request_memory(lim));
     req->t0 = pt_clock_now_us();
     req->wall0 = pt_clock_wall_ms();
     req->status = 0;

@@ -192,7 +192,7 @@ uint64_t pt_overload_one_request(const struct pt_limits_cf *lim)
 {
     /* its request body, the copy sent to the backend and the response
        body, plus its arena */
-    return 3 * (uint64_t)lim->buffer_size + (uint64_t)lim->request_memory;
+    return 3 * (uint64_t)lim->buffer_size + pt_conf_request_memory(lim);
 }
 
 void pt_overload_refused(void)

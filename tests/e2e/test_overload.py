@@ -652,3 +652,130 @@ def test_a_slow_upload_to_a_slow_backend_is_passed_on_as_it_comes(portico):
         s.close()
     finally:
         srv.close()
+
+
+# ------------------------------------------------- sizing, small caps, no drift
+
+def test_the_mark_is_off_by_default_and_a_mark_below_one_request_is_warned_about(backend, portico):
+    cfg = overload_config(backend.url)
+    p = start(portico, cfg)
+    assert metric(p, "portico_memory_limit_bytes") == 0
+    assert log_count(p, "below what one request may hold") == 0
+    # 1m is below 3 x bufferSize (2m) + requestMemory (64m): warned about at reload, and at start
+    assert p.reload(dict(cfg, limits={"memory": "1m"}))
+    wait_for(lambda: log_count(p, "below what one request may hold") == 1, what="the warning at reload")
+    assert metric(p, "portico_memory_limit_bytes") == MiB
+    # a mark that fits one request is not
+    assert p.reload(dict(cfg, limits={"memory": "100m"}))
+    assert metric(p, "portico_memory_limit_bytes") == 100 * MiB
+    assert log_count(p, "below what one request may hold") == 1
+    p.stop()
+    earlier = log_count(p, "below what one request may hold")
+    p2 = start(portico, overload_config(backend.url, memory="1m"))
+    before = earlier if p2.error_log == p.error_log else 0
+    wait_for(lambda: log_count(p2, "below what one request may hold") == before + 1, what="the warning at start")
+
+
+def test_a_node_cap_of_one_ends_its_episode(backend, portico):
+    cfg = overload_config(backend.url, connections=1)
+    cfg["timeouts"] = {"header": "120s"}
+    p = start(portico, cfg)
+    first = connect(p.port)
+    wait_for(lambda: metric(p, "portico_connections_node") == 1, what="the first connection")
+    second = connect(p.port)
+    second.sendall(b"GET /echo/items/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: log_count(p, "its cap (limits.connections)") == 1, what="the episode's start")
+    first.close()
+    assert read_one(second, timeout=20)[0] == 200
+    second.close()
+    wait_for(lambda: log_count(p, "below its cap (limits.connections) again") == 1, what="the episode's end")
+    # a later episode is logged again
+    third, fourth = connect(p.port), connect(p.port)
+    wait_for(lambda: log_count(p, "its cap (limits.connections):") == 2, what="the second episode")
+    third.close()
+    fourth.close()
+
+
+def test_the_node_count_returns_to_zero_after_every_kind_of_close(backend, portico, tmp_path):
+    """TLS handshakes failing, WebSocket tunnels closed from either side, 408 header timeouts,
+    413 with an unread body, overload 503s with their lingering close and a reload: after all of
+    them the node's count and the workers' agree on 0, and new connections are served."""
+    from tls_helpers import Pki, tls_connect
+    from backends import ws_frame
+    pki = Pki(str(tmp_path))
+    cert = pki.leaf("server", "localhost", ["DNS:localhost"])
+    cfg = overload_config(backend.url, workers=2, connections=50)
+    tls_port = free_port()
+    cfg["listen"] = cfg["listen"] + [{"address": "127.0.0.1:%d" % tls_port, "certificate": cert[0],
+                                      "key": cert[1]}]
+    cfg["timeouts"] = {"header": "300ms"}
+    cfg["limits"]["bodySize"] = "1k"
+    p = start(portico, cfg)
+
+    def settled():
+        fams = scrape(p)
+        return value(fams, "portico_connections_node") == 0 and value(fams, "portico_connections_active") == 0
+
+    # TLS: garbage instead of a ClientHello, a close in the middle of the handshake, one that works
+    for _ in range(3):
+        s = connect(tls_port)
+        s.sendall(b"\x16\x03\x01\x00\x05hello-not-tls" * 4)
+        s.settimeout(10)
+        try:
+            s.recv(100)
+        except OSError:
+            pass
+        s.close()
+        s = connect(tls_port)
+        s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello cut short
+        s.close()
+    t = tls_connect(tls_port, pki.ca)
+    t.sendall(b"GET /echo/items/tls HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_one(t)[0] == 200
+    t.close()
+    # WebSocket tunnels: closed by the client's socket, and by the backend answering a close frame
+    for close_frame in (False, True):
+        s = connect(p.port)
+        s.sendall(b"GET /echo/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            assert chunk, head
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        if close_frame:
+            s.sendall(ws_frame(8, b"\x03\xe8", mask=True))
+            s.settimeout(10)
+            while s.recv(4096):
+                pass
+        s.close()
+    # 408: a head that never ends
+    s = connect(p.port)
+    s.sendall(b"GET /echo/items/slow HTTP/1.1\r\n")
+    assert read_one(s, timeout=20)[0] == 408
+    s.close()
+    # 413 with the body not read
+    s = connect(p.port)
+    s.sendall(b"POST /echo/items HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 4096)
+    assert read_one(s)[0] == 413
+    s.close()
+    wait_for(settled, timeout=20, what="the count to return to 0 before the reload")
+    # reload: a mark of one byte, so a connection holding a partial head overloads the node
+    cfg2 = dict(cfg, timeouts={"header": "60s"}, limits={"connections": 50, "memory": "1"})
+    assert p.reload(cfg2)
+    holder = connect(p.port)
+    holder.sendall(b"GET /echo/items/held HTTP/1.1\r\n")
+    wait_for(lambda: metric(p, "portico_overload") == 1, timeout=20, what="the node to be overloaded")
+    for i in range(3):
+        s = connect(p.port)
+        status, headers, _ = get(s, "/echo/items/o%d" % i)
+        assert status == 503 and headers.get("connection") == "close"
+        s.close()
+    holder.close()
+    wait_for(lambda: metric(p, "portico_overload") == 0, timeout=20, what="the node to leave overload")
+    wait_for(settled, timeout=20, what="the count to return to 0 after the reload")
+    s = connect(p.port)
+    assert get(s, "/echo/items/after")[0] == 200
+    s.close()
+    wait_for(settled, timeout=20, what="the count to return to 0 at the end")
