@@ -2,7 +2,8 @@
 """Mixed load with reloads and management writes: a long run, not a CI test.
 
     tests/soak/mixed.py [--bin build/portico] [--duration 30m] [--workers 2]
-                        [--sample 10s] [--warmup 60s]
+                        [--sample 10s] [--warmup 60s] [--connections N]
+                        [--memory BYTES] [--rss-slope KiB/min] [--rss-growth %]
 
 Starts the real gateway (a generated configuration in a temporary folder,
 its own echo backend) and, for the given duration (default 30 minutes):
@@ -13,16 +14,28 @@ its own echo backend) and, for the given duration (default 30 minutes):
                    256 KiB upload whose length and SHA-256 the backend
                    reports back
   WebSocket        connect, 20 echoed messages, close
-  reload           SIGHUP every 10 s (the configuration file unchanged)
+  reload           SIGHUP every 10 s; every other one with a real change
+                   (limits.connections and limits.memory moved by one
+                   step), each confirmed by portico_config_generation
   management       a write every second (PUT of one of 20 groups)
 
 Every answer is checked (status, body); anything else -- an error, a
 reset, a wrong body -- is a failed request.  Every `--sample` it records
 the process's resident size (VmRSS) and its open descriptors, and at the
 end prints the samples, the failures, and whether RSS stayed flat after
-the warm-up and the descriptors came back to where they were.  Exit
-status 1 when a request failed, a reload was refused, or descriptors
-grew.  Traffic goes to 127.0.0.1 only; it stops only the processes it
+the warm-up and the descriptors came back to where they were.
+
+limits.connections is set a little above the number of client connections
+(--connections, default 6 for the 5 clients), so workers pause at the
+node's cap and resume; limits.memory (--memory, default 256m) is set so the
+held bytes are added up.  Requests held at the cap wait: none may fail.
+
+Exit status 1 when a request failed, a reload was refused or not applied,
+descriptors grew, or RSS was not flat after the warm-up: the least-squares
+slope over the second half of the samples above --rss-slope (KiB per
+minute, default 64) or the last sample more than --rss-growth (default 5 %)
+above the first.  One client per kind on Python threads is light load: it
+hunts leaks and drift, it does not push the gateway into overload.  Traffic goes to 127.0.0.1 only; it stops only the processes it
 started; every loop ends with the duration.
 """
 
@@ -57,6 +70,7 @@ class Tally:
     """Requests and failures per kind, shared by the load threads."""
 
     def __init__(self):
+        self.t0 = time.monotonic()
         self.lock = threading.Lock()
         self.ok = {}
         self.failed = {}
@@ -69,7 +83,7 @@ class Tally:
             else:
                 self.failed[kind] = self.failed.get(kind, 0) + 1
                 if len(self.examples) < 20:
-                    self.examples.append("%.1f %s: %s" % (time.monotonic(), kind, why))
+                    self.examples.append("%.1f s %s: %s" % (time.monotonic() - self.t0, kind, why))
 
     def totals(self):
         with self.lock:
@@ -166,10 +180,28 @@ def websocket_client(port, stop, tally):
                 s.close()
 
 
-def reloader(p, stop, every, counts):
+def reloader(p, cfg, stop, every, counts):
+    """SIGHUP every `every` s; every other one after writing a changed configuration (the node
+    cap and the memory mark one step up or back).  A reload counts as applied once the
+    configuration generation moved past the one before it."""
+    n = 0
     while not stop.wait(every):
+        n += 1
+        if n % 2 == 0:
+            limits = dict(cfg["limits"])
+            step = (n // 2) % 2
+            limits["connections"] = cfg["limits"]["connections"] + step
+            limits["memory"] = cfg["limits"]["memory"] + step * 1024 * 1024
+            p.write_config(dict(cfg, limits=limits))
+        before = gauge(p, "portico_config_generation")
         p.proc.send_signal(signal.SIGHUP)
         counts["reloads"] += 1
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and gauge(p, "portico_config_generation") <= before:
+            time.sleep(0.05)
+        if gauge(p, "portico_config_generation") > before:
+            counts["applied"] += 1
+            counts["changed"] += n % 2 == 0
 
 
 def writer(p, stop, tally, counts):
@@ -201,8 +233,8 @@ def rss_kb(pid):
 def gauge(p, name):
     """A gauge without labels from the gateway's /metrics (0 when missing)."""
     st, _, text = Mgmt(p).call("GET", "/metrics")
-    m = re.search(r"^%s (\d+)" % name, text if isinstance(text, str) else "", re.M)
-    return int(m.group(1)) if st == 200 and m else 0
+    m = re.search(r"^%s ([-+0-9.eE]+)$" % name, text if isinstance(text, str) else "", re.M)
+    return int(float(m.group(1))) if st == 200 and m else 0
 
 
 def idle_backend_connections(p):
@@ -211,8 +243,9 @@ def idle_backend_connections(p):
     return gauge(p, "portico_upstream_connections_idle")
 
 
-def config(backend, workers):
+def config(backend, workers, connections, memory):
     cfg = basic_config(backend.url, workers=workers)
+    cfg["limits"] = {"connections": connections, "memory": memory}
     cfg["management"] = {"listen": "127.0.0.1:%d" % free_port()}
     cfg["apis"].append({"id": "chat", "path": "chat", "apiType": "websocket",
                         "serviceUrl": backend.url.replace("http://", "ws://") + "/ws",
@@ -229,22 +262,30 @@ def main():
     ap.add_argument("--sample", type=seconds, default=10.0, help="RSS and descriptors every (default 10s)")
     ap.add_argument("--warmup", type=seconds, default=60.0, help="RSS compared from then on (default 60s)")
     ap.add_argument("--reload-every", type=seconds, default=10.0)
+    ap.add_argument("--connections", type=int, default=6,
+                    help="limits.connections (default 6: a little above the 5 clients, so workers pause)")
+    ap.add_argument("--memory", type=int, default=256 * 1024 * 1024, help="limits.memory in bytes (default 256m)")
+    ap.add_argument("--rss-slope", type=float, default=64.0,
+                    help="largest RSS slope over the second half, KiB per minute (default 64)")
+    ap.add_argument("--rss-growth", type=float, default=5.0,
+                    help="largest RSS growth after the warm-up, per cent (default 5)")
     a = ap.parse_args()
     import conftest
     conftest.BIN = os.path.abspath(a.bin)
 
     backend = EchoBackend()
     tally = Tally()
-    counts = {"reloads": 0, "writes": 0}
+    counts = {"reloads": 0, "applied": 0, "changed": 0, "writes": 0}
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix="portico-soak-") as workdir:
-        p = Portico(workdir, config(backend, a.workers), env={"PORTICO_ADMIN_TOKEN": TOKEN}).start()
+        cfg = config(backend, a.workers, a.connections, a.memory)
+        p = Portico(workdir, cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN}).start()
         pid = p.proc.pid
         threads = [threading.Thread(target=keepalive_client, args=(p.port, stop, tally, n)) for n in range(2)]
         threads += [threading.Thread(target=new_connection_client, args=(p.port, stop, tally)),
                     threading.Thread(target=streaming_client, args=(p.port, stop, tally)),
                     threading.Thread(target=websocket_client, args=(p.port, stop, tally)),
-                    threading.Thread(target=reloader, args=(p, stop, a.reload_every, counts)),
+                    threading.Thread(target=reloader, args=(p, cfg, stop, a.reload_every, counts)),
                     threading.Thread(target=writer, args=(p, stop, tally, counts))]
         fd0 = fds(pid)
         t0 = time.monotonic()
@@ -275,6 +316,8 @@ def main():
             time.sleep(0.1)
         fd_end = fds(pid)
         pooled = idle_backend_connections(p)
+        waits = gauge(p, "portico_connections_limit_waits_total")
+        refusals = gauge(p, "portico_overload_refusals_total")
         log = p.log_text()
         refused = log.count("reload refused")
         p.stop()
@@ -288,18 +331,39 @@ def main():
     after = [s for s in samples if s[0] >= a.warmup] or samples[-1:]
     rss_first, rss_last = after[0][1], after[-1][1]
     rss_max = max(s[1] for s in after)
+    slope = rss_slope(after[len(after) // 2:])
+    growth = 100.0 * (rss_last - rss_first) / max(1, rss_first)
+    rss_flat = slope <= a.rss_slope and growth <= a.rss_growth
     print("\nduration %.0f s, %d workers" % (samples[-1][0], a.workers))
     print("requests %d, failed %d" % (ok + bad, bad))
     for kind in sorted(set(tally.ok) | set(tally.failed)):
         print("  %-15s %8d ok %6d failed" % (kind, tally.ok.get(kind, 0), tally.failed.get(kind, 0)))
     for e in tally.examples:
         print("  failure: " + e)
-    print("reloads %d (refused %d), management writes %d" % (counts["reloads"], refused, counts["writes"]))
-    print("RSS after warm-up (%.0f s): first %d KiB, last %d KiB, max %d KiB (%+.1f %%)" %
-          (a.warmup, rss_first, rss_last, rss_max, 100.0 * (rss_last - rss_first) / max(1, rss_first)))
+    print("reloads %d (applied %d, %d of them with a changed configuration; refused %d), management writes %d"
+          % (counts["reloads"], counts["applied"], counts["changed"], refused, counts["writes"]))
+    print("node cap %d: workers paused at it %d times; overload refusals %d" % (a.connections, waits, refusals))
+    print("RSS after warm-up (%.0f s): first %d KiB, last %d KiB, max %d KiB (%+.1f %%, limit %+.1f %%); "
+          "slope over the second half %.0f KiB/min (limit %.0f): %s" %
+          (a.warmup, rss_first, rss_last, rss_max, growth, a.rss_growth, slope, a.rss_slope,
+           "flat" if rss_flat else "NOT FLAT"))
     print("descriptors: %d at start, %d at the end under load, %d at rest of which %d pooled backend "
           "connections" % (fd0, samples[-1][2], fd_end, pooled))
-    return 1 if bad or refused or sanitizer or fd_end - pooled > fd0 else 0
+    reloads_bad = refused or counts["applied"] < counts["reloads"]
+    return 1 if bad or reloads_bad or sanitizer or fd_end - pooled > fd0 or not rss_flat else 0
+
+
+def rss_slope(samples):
+    """Least-squares slope of RSS (KiB) over time, in KiB per minute; 0 with fewer than 2 samples."""
+    if len(samples) < 2:
+        return 0.0
+    ts = [s[0] for s in samples]
+    ys = [s[1] for s in samples]
+    mt, my = sum(ts) / len(ts), sum(ys) / len(ys)
+    var = sum((t - mt) ** 2 for t in ts)
+    if not var:
+        return 0.0
+    return 60.0 * sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / var
 
 
 if __name__ == "__main__":
