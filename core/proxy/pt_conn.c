@@ -662,7 +662,7 @@ void pt_conn_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int 
     }
     c->peer.io = c->io;
     pt_list_add_tail(&w->conns, &c->link);
-    w->nconns++;
+    pt_worker_conn_opened(w);
     c->state = C_HEAD;
     pt_io_read(c->io, true);
     pt_timer_set(w, &c->timer, PT_T_HEADER);

@@ -182,10 +182,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         close(fd);
         return;
     }
-    int before = w->nconns;
     pt_conn_accept(w, fd, sa, socklen, pl->index);
-    if (w->nconns > before)
-        pt_overload_conns_add(1);
     if (w->paused)
         return;
     if (w->nconns >= w->max_conns) {
@@ -207,6 +204,12 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
         pl->w->paused = true;
         set_listeners_enabled(pl->w, false);
     }
+}
+
+void pt_worker_conn_opened(struct pt_worker *w)
+{
+    w->nconns++;
+    pt_overload_conns_add(1);
 }
 
 void pt_worker_conn_closed(struct pt_worker *w)

@@ -199,7 +199,9 @@ static inline void pt_timer_set(struct pt_worker *w, struct pt_tnode *t, enum pt
 /* The generation new requests use; the caller counts itself as a user. */
 struct pt_wgen *pt_worker_gen_acquire(struct pt_worker *w);
 void pt_worker_gen_release(struct pt_worker *w, struct pt_wgen *wg);
-/* Called when a client connection ends (accounting, drain completion). */
+/* A client connection was taken on / has ended (accounting, drain
+   completion): the worker's count and the node's move together. */
+void pt_worker_conn_opened(struct pt_worker *w);
 void pt_worker_conn_closed(struct pt_worker *w);
 /* Appends a finished access-log line (without newline). */
 void pt_worker_access(struct pt_worker *w, const char *line, size_t n);
