@@ -779,3 +779,21 @@ def test_the_node_count_returns_to_zero_after_every_kind_of_close(backend, porti
     assert get(s, "/echo/items/after")[0] == 200
     s.close()
     wait_for(settled, timeout=20, what="the count to return to 0 at the end")
+
+
+def test_the_node_stays_overloaded_for_a_second_before_leaving(stalling, portico):
+    """The bytes fall away at once when the holder closes, but the node leaves overload only a
+    second after it entered (the Retry-After given to the refused): a total swinging around the
+    mark cannot flip the node, nor its log lines, at every tick."""
+    p = start(portico, overload_config(stalling.url, memory="128k"))
+    s = connect(p.port, rcvbuf=4096)
+    sent = time.monotonic()  # the node cannot enter overload before this
+    s.sendall(b"GET /echo/big?bytes=%d&id=hold HTTP/1.1\r\nHost: x\r\n\r\n" % (64 * MiB))
+    wait_for(lambda: metric(p, "portico_overload") == 1, timeout=20, what="the node to be overloaded")
+    s.close()
+    wait_for(lambda: metric(p, "portico_memory_buffered_bytes") < 100 * 1024, timeout=20, what="the bytes to go")
+    wait_for(lambda: metric(p, "portico_overload") == 0, timeout=20, what="the node to leave overload")
+    assert time.monotonic() - sent >= 1.0
+    assert metric(p, "portico_overload_episodes_total") == 1
+    wait_for(lambda: log_count(p, "overload over") == 1, what="the leaving line")
+    assert log_count(p, "overloaded:") == 1
