@@ -425,7 +425,7 @@ static const struct pt_cfkey limits_keys[] = {
             "`connectionsPerWorker`) until the count is below it again; two workers taking a connection in "
             "the same instant may pass it by one each. Pauses are counted "
             "(`portico_connections_limit_waits_total`); reaching the cap is logged once, and so is being a "
-            "tenth below it again."},
+            "tenth (at least two connections; with a cap of 1 or 2, all) below it again."},
     {"memory", PT_CT_SIZE, offsetof(struct pt_conf, limits.memory), 0, 0, 1LL << 50, .def = "`0` (off)",
      .doc = "The node's memory high-water mark: the bytes held for client connections and their requests "
             "(what was read from or is not yet written to their sockets and their backend connections, "

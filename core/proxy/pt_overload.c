@@ -109,14 +109,16 @@ static uint64_t conn_held(const struct pt_conn *c)
     return n;
 }
 
-/* Ends the connection-cap episode once the node is well below the cap (by a
-   tenth of it, at least one: a node hovering at the cap logs its episode once). */
+/* Ends the connection-cap episode once the node is well below the cap: by a
+   tenth of it and at least two, so that a node hovering at the cap (one
+   closes, a waiting one is taken) logs its episode once; with a cap of 1 or
+   2 once no connection is left. */
 static void conns_tick(int64_t cap)
 {
     if (!atomic_load_explicit(&conns_capped, memory_order_relaxed))
         return;
     int64_t n = atomic_load_explicit(&node_conns, memory_order_relaxed);
-    if (cap && n > cap - PT_MAX(cap / 10, 1))
+    if (cap && n > PT_MAX(cap - PT_MAX(cap / 10, 2), 0))
         return;
     bool was = true;
     if (atomic_compare_exchange_strong(&conns_capped, &was, false))
