@@ -419,6 +419,31 @@ static const struct pt_cfkey limits_keys[] = {
      1000000, .def = "`10000`",
      .doc = "Open client connections per worker; at the limit the worker stops accepting until one of its "
             "connections closes (new connections wait in the listen queue)."},
+    {"connections", PT_CT_INT, offsetof(struct pt_conf, limits.connections), 0, 0, 100000000, .def = "`0`",
+     .doc = "Open client connections on the node, all workers together; `0` is no cap. At the cap every "
+            "worker stops accepting (new connections wait in the listen queue, as with "
+            "`connectionsPerWorker`) until the count is below it again; two workers taking a connection in "
+            "the same instant may pass it by one each. Pauses are counted "
+            "(`portico_connections_limit_waits_total`); reaching the cap is logged once, and so is being a "
+            "tenth (at least two connections; with a cap of 1 or 2, all) below it again."},
+    {"memory", PT_CT_SIZE, offsetof(struct pt_conf, limits.memory), 0, 0, 1LL << 50, .def = "`0` (off)",
+     .doc = "The node's memory high-water mark: the bytes held for client connections and their requests "
+            "(what was read from or is not yet written to their sockets and their backend connections, "
+            "bodies read for a policy, request arenas), summed over the workers every 50 ms "
+            "(`portico_memory_buffered_bytes`, 0 while the mark is off). Past it, new requests are "
+            "answered **503** `Overloaded` with `Retry-After: 1` and the connection is closed, while "
+            "requests already admitted finish; the liveness path still answers 200 and the readiness path "
+            "answers 503 so that load balancers send traffic elsewhere. Requests are admitted again once "
+            "the figure is below 90 % of the mark and the node has been overloaded for at least a second. "
+            "Entering and leaving are logged once each; `0` is off. Sizing: a streamed exchange holds "
+            "about 0.5 MiB at most (256 KiB towards the client plus one read from the backend); one whose "
+            "bodies a policy reads holds up to 3 × `bufferSize` plus its arena (`requestMemory`). Set the "
+            "mark to that per-connection figure times the connections you expect at once, not below it: "
+            "a mark below 3 × `bufferSize` + `requestMemory` is warned about at start and reload. Not "
+            "counted, each with its own bound: the kernel's socket buffers, OpenSSL's buffers (about 34 "
+            "KiB per direction per TLS connection), the allocator's slack around buffered bytes, bodies of "
+            "`send-request` and mirror calls, log and analytics queues, the response cache "
+            "(`cache.memory`) and Lua states (`lua.memory` per worker)."},
     {"counterKeys", PT_CT_INT, offsetof(struct pt_conf, counter_keys), 0, 64, 100000000, .def = "`1000000`",
      .doc = "The most rate-limit, quota and concurrency keys kept at once on a node; see [Access "
             "restrictions](#access-restrictions-the-client-address-and-counters)."},
@@ -1872,6 +1897,7 @@ static void set_defaults(struct pt_conf *cf)
     cf->limits.requests_per_connection = 1000;
     cf->counter_keys = 1000000;
     cf->limits.connections_per_worker = 10000;
+    cf->limits.memory = 0; /* off: connections' buffers are bounded one by one */
     cf->timeouts.header = 10000;
     cf->timeouts.body_idle = 30000;
     cf->timeouts.keepalive = 75000;

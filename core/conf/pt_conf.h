@@ -112,7 +112,16 @@ struct pt_limits_cf {
     uint64_t request_memory; /* a request's arena: past it, 500 OutOfMemory */
     int64_t requests_per_connection;
     int64_t connections_per_worker;
+    int64_t connections; /* open client connections on the node; 0 = no cap */
+    uint64_t memory;     /* bytes the node may hold for connections and requests: past it, 503 */
 };
+
+/* The arena one request may hold: requestMemory, or by default 16 x
+   bufferSize and at least 64 MiB. */
+static inline uint64_t pt_conf_request_memory(const struct pt_limits_cf *lim)
+{
+    return lim->request_memory ? lim->request_memory : PT_MAX(64ull << 20, 16 * lim->buffer_size);
+}
 
 struct pt_timeouts_cf {
     uint32_t header;    /* whole request head, from its first byte: 408 */

@@ -37,6 +37,7 @@
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
 #include "proxy/pt_analytics.h"
+#include "proxy/pt_overload.h"
 #include "proxy/pt_proxy.h"
 #include "proxy/pt_reqmetrics.h"
 #include "proxy/pt_worker.h"
@@ -57,6 +58,8 @@ static void conn_heads(struct pt_conn *c);
 static void conn_close_soon(struct pt_conn *c);
 static void conn_cb(struct pt_io *io, int what, void *arg);
 static void conn_timer(struct pt_tnode *t, int kind);
+static void req_error_with(struct pt_req *req, int status, const char *reason, const char *message,
+                           pt_str extra);
 
 static struct pt_req *req_new(struct pt_conn *c)
 {
@@ -82,8 +85,7 @@ static struct pt_req *req_new(struct pt_conn *c)
     req->peer = &c->peer;
     req->wg = pt_worker_gen_acquire(w);
     const struct pt_limits_cf *lim = &req->wg->gen->conf->limits;
-    uint64_t cap = lim->request_memory ? lim->request_memory : PT_MAX(64ull << 20, 16 * lim->buffer_size);
-    pt_pool_set_limit(req->pool, (size_t)cap);
+    pt_pool_set_limit(req->pool, (size_t)pt_conf_request_memory(lim));
     req->t0 = pt_clock_now_us();
     req->wall0 = pt_clock_wall_ms();
     req->status = 0;
@@ -194,6 +196,13 @@ static void status_answer(struct pt_req *req, enum pt_access_status sp)
         pt_conn_req_error(req, 503, "GatewayNotReady", not_ready);
         return;
     }
+    if (sp == PT_ACCESS_STATUS_READY && atomic_load_explicit(&pt_overload_active, memory_order_relaxed)) {
+        /* load balancers steer away from an overloaded node; liveness holds */
+        req->c->probe = true;
+        req_error_with(req, 503, "Overloaded", "The gateway is overloaded. Try again later.",
+                       PT_STR("Retry-After: " PT_OVERLOAD_RETRY_AFTER));
+        return;
+    }
     struct pt_conn *c = req->c;
     pt_str body = sp == PT_ACCESS_STATUS_READY ? PT_STR("{\"status\":\"ready\"}") : PT_NULL_STR;
     if (!req->req_done)
@@ -203,10 +212,20 @@ static void status_answer(struct pt_req *req, enum pt_access_status sp)
     req->bytes_out += pt_respond_plain(c->io->out, req->pool, 200, "application/json", body,
                                        pt_str_eq(req->h.method, PT_STR("HEAD")), !req->keep || c->w->draining,
                                        pt_str_c(req_gen(req)->conf->upstream.request_id_header),
-                                       (pt_str){req->id, req->idn});
+                                       (pt_str){req->id, req->idn}, PT_NULL_STR);
     req->resp_head_sent = true;
     pt_io_flush(c->io);
     pt_conn_req_finish(req);
+}
+
+/* Past the memory mark (limits.memory): the request is refused before it
+   takes more, and the connection closed; requests already admitted go on. */
+static void overload_answer(struct pt_req *req)
+{
+    pt_overload_refused();
+    req->keep = false;
+    req_error_with(req, 503, "Overloaded", "The gateway is overloaded. Try again later.",
+                   PT_STR("Retry-After: " PT_OVERLOAD_RETRY_AFTER));
 }
 
 static void req_start(struct pt_conn *c, size_t head_len)
@@ -279,6 +298,11 @@ static void req_start(struct pt_conn *c, size_t head_len)
             status_answer(req, sp);
             return;
         }
+    }
+
+    if (PT_UNLIKELY(atomic_load_explicit(&pt_overload_active, memory_order_relaxed))) {
+        overload_answer(req);
+        return;
     }
 
     pt_str host = pt_url_host_strip_port(req->h.host);
@@ -555,9 +579,11 @@ void pt_conn_req_finish(struct pt_req *req)
         conn_heads(c);
 }
 
-/* Answers with an error.  After the response head went out nothing can be
-   said any more: the client connection is cut instead. */
-void pt_conn_req_error(struct pt_req *req, int status, const char *reason, const char *message)
+/* Answers with an error (and `extra` header lines).  After the response
+   head went out nothing can be said any more: the client connection is cut
+   instead. */
+static void req_error_with(struct pt_req *req, int status, const char *reason, const char *message,
+                           pt_str extra)
 {
     struct pt_conn *c = req->c;
     if (req->up) {
@@ -578,10 +604,15 @@ void pt_conn_req_error(struct pt_req *req, int status, const char *reason, const
     bool head_only = pt_str_eq(req->h.method, PT_STR("HEAD"));
     req->bytes_out += pt_respond_error(
         c->io->out, req->pool, status, message, head_only, !req->keep || c->w->draining,
-        pt_str_c(req_gen(req)->conf->upstream.request_id_header), (pt_str){req->id, req->idn});
+        pt_str_c(req_gen(req)->conf->upstream.request_id_header), (pt_str){req->id, req->idn}, extra);
     req->resp_head_sent = true;
     pt_io_flush(c->io);
     pt_conn_req_finish(req);
+}
+
+void pt_conn_req_error(struct pt_req *req, int status, const char *reason, const char *message)
+{
+    req_error_with(req, status, reason, message, PT_NULL_STR);
 }
 
 void pt_conn_init(void)
@@ -631,7 +662,7 @@ void pt_conn_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int 
     }
     c->peer.io = c->io;
     pt_list_add_tail(&w->conns, &c->link);
-    w->nconns++;
+    pt_worker_conn_opened(w);
     c->state = C_HEAD;
     pt_io_read(c->io, true);
     pt_timer_set(w, &c->timer, PT_T_HEADER);

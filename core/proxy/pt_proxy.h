@@ -99,11 +99,13 @@ bool pt_redirect_time_left(const struct pt_req *req, unsigned *ms);
 
 const char *pt_respond_reason_code(int status);
 size_t pt_respond_error(struct evbuffer *out, struct pt_pool *pool, int status, const char *message,
-                        bool head_only, bool close, pt_str idname, pt_str reqid);
+                        bool head_only, bool close, pt_str idname, pt_str reqid, pt_str extra);
 /* A complete response of the gateway's own: the status, a body (none when
-   body.len is 0) of type ctype, the request id; returns the bytes written. */
+   body.len is 0) of type ctype, the request id, `extra` header lines (CRLF
+   between them, none after; validated by the caller: constants only);
+   returns the bytes written. */
 size_t pt_respond_plain(struct evbuffer *out, struct pt_pool *pool, int status, const char *ctype,
-                        pt_str body, bool head_only, bool close, pt_str idname, pt_str reqid);
+                        pt_str body, bool head_only, bool close, pt_str idname, pt_str reqid, pt_str extra);
 void pt_respond_request_id(struct pt_buf *b, struct pt_req *req, struct pt_head *rh);
 void pt_respond_body_done(struct pt_req *req);
 void pt_respond_backend_failed(struct pt_req *req, int status, const char *reason, const char *msg);

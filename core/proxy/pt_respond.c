@@ -57,20 +57,20 @@ const char *pt_respond_reason_code(int status)
 
 /* Writes a complete JSON error response {"statusCode": N, "message": "..."}. */
 size_t pt_respond_error(struct evbuffer *out, struct pt_pool *pool, int status, const char *message,
-                        bool head_only, bool close, pt_str idname, pt_str reqid)
+                        bool head_only, bool close, pt_str idname, pt_str reqid, pt_str extra)
 {
     struct pt_buf body;
     pt_buf_init(&body, pool, 128);
     pt_msg_error_body(&body, status, message);
     return pt_respond_plain(out, pool, status, "application/json", (pt_str){body.p, body.n}, head_only, close,
-                            idname, reqid);
+                            idname, reqid, extra);
 }
 
 size_t pt_respond_plain(struct evbuffer *out, struct pt_pool *pool, int status, const char *ctype,
-                        pt_str body, bool head_only, bool close, pt_str idname, pt_str reqid)
+                        pt_str body, bool head_only, bool close, pt_str idname, pt_str reqid, pt_str extra)
 {
     struct pt_buf b;
-    pt_buf_init(&b, pool, 256 + body.len);
+    pt_buf_init(&b, pool, 256 + body.len + extra.len);
     pt_buf_lit(&b, "HTTP/1.1 ");
     pt_buf_u64(&b, (uint64_t)status);
     pt_buf_lit(&b, " ");
@@ -86,6 +86,10 @@ size_t pt_respond_plain(struct evbuffer *out, struct pt_pool *pool, int status, 
         pt_buf_str(&b, idname);
         pt_buf_lit(&b, ": ");
         pt_buf_str(&b, reqid);
+    }
+    if (extra.len) {
+        pt_buf_lit(&b, "\r\n");
+        pt_buf_str(&b, extra);
     }
     if (close)
         pt_buf_lit(&b, "\r\nConnection: close");

@@ -10,6 +10,7 @@
 #include "http/pt_logsink.h"
 #include "lua/pt_lua.h"
 #include "proxy/pt_analytics.h"
+#include "proxy/pt_overload.h"
 #include "proxy/pt_reqmetrics.h"
 
 #include <errno.h>
@@ -49,6 +50,7 @@ static void apply_limits(struct pt_worker *w, const struct pt_conf *cf)
     w->tdur[PT_T_TUNNEL] = cf->upstream.read_timeout;
     w->tdur[PT_T_LINGER] = 2000;
     w->max_conns = cf->limits.connections_per_worker;
+    w->node_max_conns = cf->limits.connections;
 }
 
 struct pt_wgen *pt_worker_gen_acquire(struct pt_worker *w)
@@ -88,6 +90,32 @@ static void set_listeners_enabled(struct pt_worker *w, bool on)
             else
                 evconnlistener_disable(w->lst[i].l);
         }
+}
+
+/* Accepts again after a pause, once the worker's limit and the node's allow
+   it.  Held back by the node's only, the worker looks again at its ticks. */
+static void resume_accepting(struct pt_worker *w)
+{
+    if (!w->paused || w->draining || w->stopped || w->nconns >= w->max_conns)
+        return;
+    if (pt_overload_conns_capped(w->node_max_conns, false)) {
+        w->paused_node = true;
+        return;
+    }
+    w->paused = false;
+    w->paused_node = false;
+    set_listeners_enabled(w, true);
+}
+
+/* Stops accepting when the node is at limits.connections.  Another worker's
+   closing connection does not wake this one: its tick looks again. */
+static void pause_at_node_cap(struct pt_worker *w)
+{
+    if (w->paused || w->draining || !pt_overload_conns_capped(w->node_max_conns, true))
+        return;
+    w->paused = true;
+    w->paused_node = true;
+    set_listeners_enabled(w, false);
 }
 
 /* Makes g this worker's generation: listeners follow its listen list. */
@@ -140,10 +168,7 @@ static void switch_gen(struct pt_worker *w, struct pt_gen *g)
         }
     }
     apply_limits(w, g->conf);
-    if (w->paused && w->nconns < w->max_conns && !w->draining) {
-        w->paused = false;
-        set_listeners_enabled(w, true);
-    }
+    resume_accepting(w);
 }
 
 /* ---------------------------------------------------------------- accept */
@@ -153,17 +178,20 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
     struct pt_listener *pl = arg;
     struct pt_worker *w = pl->w;
-    if (w->draining) {
+    if (w->draining || w->stopped) {
         close(fd);
         return;
     }
     pt_conn_accept(w, fd, sa, socklen, pl->index);
-    if (w->nconns >= w->max_conns && !w->paused) {
+    if (w->paused)
+        return;
+    if (w->nconns >= w->max_conns) {
         w->paused = true;
         set_listeners_enabled(w, false);
         pt_warn("worker %d: %d connections, the configured maximum: not accepting more for now", w->id,
                 w->nconns);
-    }
+    } else
+        pause_at_node_cap(w);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
@@ -178,14 +206,18 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     }
 }
 
+void pt_worker_conn_opened(struct pt_worker *w)
+{
+    w->nconns++;
+    pt_overload_conns_add(1);
+}
+
 void pt_worker_conn_closed(struct pt_worker *w)
 {
     PT_ASSERT(w->nconns > 0);
     w->nconns--;
-    if (w->paused && w->nconns < w->max_conns && !w->draining) {
-        w->paused = false;
-        set_listeners_enabled(w, true);
-    }
+    pt_overload_conns_add(-1);
+    resume_accepting(w);
     if (w->draining && w->nconns == 0)
         event_base_loopbreak(w->base);
 }
@@ -262,6 +294,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct pt_worker *w = arg;
     sweep(w);
     pt_reqmetrics_tick(w);
+    pt_overload_tick(w);
+    /* the node's connection count moves with every worker's connections */
+    if (w->paused_node)
+        resume_accepting(w);
+    else
+        pause_at_node_cap(w);
     pt_analytics_tick(w->an);
     pt_redis_worker_tick(w->id); /* Redis settings changed: the old connection goes */
     if (w->abuf_n && pt_clock_now_ms() - w->abuf_first >= w->cur->gen->conf->log.access_flush)
@@ -364,6 +402,8 @@ bool pt_workers_start(int n, struct pt_gen *g)
     workers = calloc((size_t)n, sizeof(*workers));
     nworkers = n;
     pt_reqmetrics_init(n);
+    pt_overload_init(n);
+    pt_overload_limits(&g->conf->limits);
     pt_hclient_init(); /* the outbound client's counters on /metrics */
     for (int i = 0; i < n; i++) {
         struct pt_worker *w = &workers[i];
@@ -410,6 +450,8 @@ bool pt_workers_start(int n, struct pt_gen *g)
 
 void pt_workers_publish(struct pt_gen *g)
 {
+    /* one mark for all workers at once: none compares against an older one */
+    pt_overload_limits(&g->conf->limits);
     for (int i = 0; i < nworkers; i++) {
         pt_gen_ref(g);
         post(&workers[i], g, PT_CMD_NONE);

@@ -129,8 +129,9 @@ struct pt_worker {
     struct pt_listener *lst;
     int nlst;
     bool draining;
-    bool stopped; /* past the event loop: the mailbox is no longer read */
-    bool paused;  /* listeners disabled: connection limit reached */
+    bool stopped;     /* past the event loop: the mailbox is no longer read */
+    bool paused;      /* listeners disabled: connection limit reached */
+    bool paused_node; /* ... because the node was at limits.connections: the tick looks again */
 
     struct pt_list timers[PT_T_COUNT]; /* one FIFO per kind */
     uint32_t tdur[PT_T_COUNT];
@@ -138,6 +139,7 @@ struct pt_worker {
     struct pt_list conns; /* all client connections */
     int nconns;
     int64_t max_conns;
+    int64_t node_max_conns; /* limits.connections (0: none) */
 
     struct pt_upool **pools;
     size_t npools;          /* chains in pools[] (a power of two) */
@@ -197,7 +199,9 @@ static inline void pt_timer_set(struct pt_worker *w, struct pt_tnode *t, enum pt
 /* The generation new requests use; the caller counts itself as a user. */
 struct pt_wgen *pt_worker_gen_acquire(struct pt_worker *w);
 void pt_worker_gen_release(struct pt_worker *w, struct pt_wgen *wg);
-/* Called when a client connection ends (accounting, drain completion). */
+/* A client connection was taken on / has ended (accounting, drain
+   completion): the worker's count and the node's move together. */
+void pt_worker_conn_opened(struct pt_worker *w);
 void pt_worker_conn_closed(struct pt_worker *w);
 /* Appends a finished access-log line (without newline). */
 void pt_worker_access(struct pt_worker *w, const char *line, size_t n);
