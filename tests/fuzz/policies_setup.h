@@ -1,12 +1,14 @@
 /*
  * policies_setup.h -- for the drivers that compile policies: checking-only
- * mode (nothing is contacted) and the policy plugins loaded from where the
- * gateway finds them (the build's plugins/ when run from the build tree),
- * so that the plugins' own attribute checks are reached too.
+ * mode (nothing is contacted), errors only in the log, and the policy
+ * plugins loaded from where the gateway finds them (the build's plugins/
+ * when run from the build tree), so that the plugins' own attribute checks
+ * are reached too.
  */
 #ifndef FUZZ_POLICIES_SETUP_H
 #define FUZZ_POLICIES_SETUP_H
 
+#include "base/pt_log.h"
 #include "base/pt_paths.h"
 #include "conf/pt_node.h"
 #include "policy/pt_api.h"
@@ -20,6 +22,7 @@
 static void fuzz_policies_setup(void)
 {
     pt_api_checking_only = true;
+    pt_log_level = PT_LOG_ERROR; /* the inputs' warnings would bury the fuzzer's own output */
     pt_api_init();
     struct pt_errors errs = {0};
     struct pt_registry *tmp = pt_registry_new();
