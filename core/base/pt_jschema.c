@@ -54,7 +54,13 @@ static uint32_t u8dec(const unsigned char *s, size_t len, size_t pos, size_t *np
         return 0xfffd;
     }
     if (pos + n >= len) {
-        *np = len;
+        /* cut short by the end: the character ends at the first byte that is not a continuation
+           byte, as in the loop below, so an ASCII byte after the lead byte stays its own character
+           (rx_back relies on this) */
+        size_t i = pos + 1;
+        while (i < len && (s[i] & 0xc0) == 0x80)
+            i++;
+        *np = i;
         return 0xfffd;
     }
     for (size_t i = 1; i <= n; i++) {
