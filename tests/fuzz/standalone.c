@@ -179,6 +179,11 @@ int main(int argc, char **argv)
         char dir[4096];
         snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus/%s", PT_SRCDIR, fuzz_name);
         corpus += run_path(dir);
+        /* a missing or misnamed folder would silently skip the regression inputs */
+        if (corpus == 0) {
+            printf("1..1\nnot ok 1 - %s: no corpus files in %s\n", fuzz_name, dir);
+            return 1;
+        }
     }
 #endif
     const char *runs_env = getenv("PT_FUZZ_RUNS"), *seed_env = getenv("PT_FUZZ_SEED");
