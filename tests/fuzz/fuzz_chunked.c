@@ -4,7 +4,7 @@
  * client or a backend may frame a body.
  *
  * The first input byte gives the size of the pieces the rest arrives in (1
- * to 255 bytes, or whole) and how much of each payload run the caller takes
+ * to 127 bytes, or whole for 0) and how much of each payload run the caller takes
  * at a time.  The decoder's verdict (done, error or more) and the payload
  * it yields must not depend on either: they are compared with a decode of
  * the whole input taken in one go.  A body it accepts is re-framed as the
