@@ -54,7 +54,13 @@ static uint32_t u8dec(const unsigned char *s, size_t len, size_t pos, size_t *np
         return 0xfffd;
     }
     if (pos + n >= len) {
-        *np = len;
+        /* cut short by the end: the character ends at the first byte that is not a continuation
+           byte, as in the loop below, so an ASCII byte after the lead byte stays its own character
+           (rx_back relies on this) */
+        size_t i = pos + 1;
+        while (i < len && (s[i] & 0xc0) == 0x80)
+            i++;
+        *np = i;
         return 0xfffd;
     }
     for (size_t i = 1; i <= n; i++) {
@@ -969,12 +975,28 @@ static bool rx_one(struct rxm *m, const struct rx_node *n, size_t pos, size_t *n
     return false;
 }
 
-static size_t rx_back(struct rxm *m, size_t pos)
+/*
+ * The start of the character that ends at pos, as rx_one() read it going
+ * forward from `from` (pos > from).  Every byte that is not a continuation
+ * byte starts a character (u8dec() never takes one into another's), so the
+ * nearest such byte q starts the last character when decoding from q ends
+ * at pos; otherwise the last character is a stray continuation byte alone.
+ * Invalid UTF-8 is read forward one piece at a time, so stepping back over
+ * every continuation byte could pass `from` and even the subject's start.
+ */
+static size_t rx_back(struct rxm *m, size_t from, size_t pos)
 {
-    do
-        pos--;
-    while (pos > 0 && (m->s[pos] & 0xc0) == 0x80);
-    return pos;
+    size_t q = pos - 1;
+    while (q > from && pos - q < 4 && (m->s[q] & 0xc0) == 0x80)
+        q--;
+    if ((m->s[q] & 0xc0) != 0x80) {
+        size_t np = q + 1;
+        if (m->s[q] >= 0x80)
+            (void)u8dec(m->s, m->len, q, &np);
+        if (np == pos)
+            return q;
+    }
+    return pos - 1;
 }
 
 static int rx_rep(struct rxm *m, const struct rx_node *r, int count, size_t pos, const struct rk *k)
@@ -1000,7 +1022,7 @@ static int rx_rep(struct rxm *m, const struct rx_node *r, int count, size_t pos,
                     return 1;
                 if (m->err || n == r->min)
                     return 0;
-                p = rx_back(m, p);
+                p = rx_back(m, pos, p);
                 n--;
             }
         }

@@ -289,7 +289,10 @@ const char *pt_router_add_op(struct pt_router *r, int api, const char *method, c
         if (j >= path.len)
             break;
         i = j + 1;
-        if (i == path.len) { /* template ends with '/' */
+        if (i == path.len) {
+            /* the template ends with '/': one more segment, empty, counted (a path with it must fit) */
+            if (++depth > PT_MAX_SEGMENTS)
+                return "has too many segments";
             node = lit_child(r, node, (pt_str){path.data + i, 0});
             break;
         }

@@ -106,6 +106,9 @@ static bool class_match(int c, int cl)
     case 'd':
         r = isdigit(c);
         break;
+    case 'g': /* LuaJIT 2.1 has it (printable but space), as Lua 5.2 does */
+        r = isgraph(c);
+        break;
     case 'l':
         r = islower(c);
         break;

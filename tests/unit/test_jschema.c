@@ -489,6 +489,23 @@ static void test_regex(void **state)
         {"(?<!\\$)\\b\\d+", "$42", 0},
         {"^(?<y>\\d{4})-\\k<y>$", "2024-2024", 1},
         {"^(a+)+$", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!", -1}, /* catastrophic: runs out of steps */
+        /* a repeat giving back characters of invalid UTF-8 (stray continuation bytes, a cut sequence)
+           one at a time, as it read them, never past where it started */
+        {"^.+.$", "\x8c\x8c", 1},
+        {"^a.+.$", "a\x8c\x8c\x8c", 1},
+        {"^.+.$", "\xe2\x82\x8c\xe2\x82", 1}, /* U+208C, then a cut sequence: two characters */
+        {"^.+..$", "\xe2\x82\x8c\xe2\x82", 0},
+        {"^.+\\u20ac.$", "\x8c\xe2\x82\xac\x8c", 1},
+        /* a sequence cut short by ASCII at the end of the subject: the lead byte alone is one
+           character and each ASCII byte (\x61 a, \x62 b) another, read forward or given back */
+        {"^...$", "\xf0\x61\x62", 1},
+        {"^.$", "\xf0\x61\x62", 0},
+        {"^.*b$", "\xf0\x61\x62", 1},
+        {"^.b$", "\xf0\x61\x62", 0},
+        {"^..$", "\xe2\x61", 1},
+        {"^.*a$", "\xe2\x61", 1},
+        {"^.a$", "\xe2\x61", 1},
+        {"^.+.$", "\xe2\x61", 1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int r = pt_jschema_regex_test(cases[i].p, cases[i].s, strlen(cases[i].s), err, sizeof(err));

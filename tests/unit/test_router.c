@@ -647,6 +647,30 @@ static void test_long_paths(void **state)
     pt_router_free(r);
 }
 
+/* A template the router takes matches its own path, up to the segment limit: a trailing '/' is a
+   segment too (fuzz_router found one of PT_MAX_SEGMENTS segments and a '/' taken but never matched). */
+static void test_segment_limit(void **state)
+{
+    static char within[1024], past[1024];
+    strcpy(within, "");
+    for (int i = 0; i < PT_MAX_SEGMENTS - 1; i++)
+        strcat(within, "/s");
+    strcat(within, "/");
+    snprintf(past, sizeof(past), "/s%s", within);
+    struct pt_router *r = pt_router_new();
+    int a = pt_router_add_api(r, "", NULL, "root");
+    add_op(r, a, "GET", within, "within");
+    void *clash = NULL;
+    const char *why = pt_router_add_op(r, a, "GET", past, "past", &clash);
+    assert_non_null(why);
+    assert_string_equal(why, "has too many segments");
+    pt_router_finish(r);
+    struct pt_match m;
+    assert_int_equal(match4(r, "", "GET", within, "", &m), PT_ROUTE_OK);
+    assert_string_equal(NAME(m.op), "within");
+    pt_router_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -664,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_template_errors),
         cmocka_unit_test(test_big_router),
         cmocka_unit_test(test_long_paths),
+        cmocka_unit_test(test_segment_limit),
     };
     return cmocka_run_group_tests_name("router", tests, NULL, NULL);
 }
