@@ -221,6 +221,25 @@ struct pt_value *pt_policy_value_compile(struct pt_polctx *pc, struct pt_node *n
     const char *text = substitute(pc, n, raw, &secret);
     if (!text)
         return NULL;
+    if (!expr && strlen(text) >= 3 && text[0] == '@' && (text[1] == '(' || text[1] == '{')) {
+        /* a named value holds the whole expression (as in APIM, named values come first): checked as
+           inserted, its text not echoed when it is a secret's */
+        expr = true;
+        const char *body = expr_body(pc, n, text, &rl);
+        if (!body)
+            return NULL;
+        if (!pt_exprlint_check(body, rl, text[1] == '{', err, sizeof(err))) {
+            if (secret)
+                pt_node_error(pc->errs, n,
+                              "expression: the expression the named values of '%s' insert is not Lua (a "
+                              "secret named value's text is not shown)",
+                              raw);
+            else
+                pt_node_error(pc->errs, n, "expression (as the named values of '%s' insert it): %s", raw,
+                              err);
+            return NULL;
+        }
+    }
     struct pt_value *v = pt_pool_calloc(pc->pool, sizeof(*v));
     v->node = n;
     v->text = text;

@@ -110,3 +110,25 @@ def test_an_id_wins_over_an_earlier_display_name(backend, portico):
     p = portico(cfg)
     assert p.request("GET", "/echo/x")[0] == 200
     assert backend.last().header("X-Out") == "from-b"
+
+
+@pytest.mark.parametrize("secret", [False, True], ids=["plain", "secret"])
+def test_a_named_value_holding_a_whole_csharp_expression_is_caught(backend, portico, secret):
+    """A named value may hold a whole expression (named values come first, as in APIM): one written for
+    APIM is refused at save time like one written in the policy, and a secret's text is never shown."""
+    p = portico(mgmt_config(backend.url), env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    tail = "hidden-tail-7731"
+    m.ok("PUT", "namedValues/expr", {"displayName": "expr", "secret": secret,
+                                     "value": "@(context.Request.Method + '%s')" % tail})
+    m.ok("PUT", "products/gold", {"displayName": "Gold", "state": "published"})
+    st, _, err = m.call("PUT", "products/gold/policies/policy",
+                        {"inbound": ["base", {"set-header": {"name": "x", "value": "{{expr}}"}}]})
+    assert st == 400, (st, err)
+    text = str(err)
+    assert "{{expr}}" in text, text
+    if secret:
+        assert tail not in text and tail not in p.log_text(), text
+    else:
+        assert "context.request" in text, text  # the Lua form is suggested
+    assert m.call("GET", "products/gold/policies/policy")[0] == 404
