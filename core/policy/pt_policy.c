@@ -800,10 +800,10 @@ static const struct pt_stored_cert *c_cert_find(pt_compile *c, const char *attr,
     if (found)
         return found;
     if (pc->certs_open) { /* checking the file alone: the certificate may be in the store; never run */
-        struct pt_stored_cert *stub = pt_pool_calloc(pc->pool, sizeof(*stub));
-        stub->id = id ? id : "";
-        stub->thumbprint = thumbprint ? thumbprint : "";
-        return stub;
+        struct pt_stored_cert *unseen = pt_pool_calloc(pc->pool, sizeof(*unseen));
+        unseen->id = id ? id : "";
+        unseen->thumbprint = thumbprint ? thumbprint : "";
+        return unseen;
     }
     c_error(c, attr, "there is no certificate %s '%s' in the store (%d certificate%s)",
             id ? "with id" : "with thumbprint", id ? id : thumbprint, pc->nstore_certs,

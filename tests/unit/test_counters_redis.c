@@ -148,6 +148,16 @@ static void serve(struct pt_counters_job *jobs, size_t n, uint64_t now, bool ans
     }
 }
 
+/* A new table shared with the fake Redis, which starts empty. */
+static void fresh_table(void)
+{
+    pt_counters_free();
+    pt_counters_init(100000);
+    pt_counters_share(true, on_wake);
+    pt_counters_set_up(true);
+    fake_total = fake_tokens = 0;
+}
+
 static int decide(const char *key, int64_t limit)
 {
     struct pt_counter_op op = {0};
@@ -168,11 +178,7 @@ static void test_leases(void **state)
 {
     (void)state;
     static struct pt_counters_job jobs[64];
-    pt_counters_free();
-    pt_counters_init(100000);
-    pt_counters_share(true, on_wake);
-    pt_counters_set_up(true);
-    fake_total = fake_tokens = 0;
+    fresh_table();
     wakes = 0;
     uint64_t now = pt_clock_now_ms();
     /* first sight: the grace, then refusals (not counted: the window has room) until the lease */
@@ -214,11 +220,7 @@ static void test_tokens_pay_for_credit_calls(void **state)
 {
     (void)state;
     static struct pt_counters_job jobs[64];
-    pt_counters_free();
-    pt_counters_init(100000);
-    pt_counters_share(true, on_wake);
-    pt_counters_set_up(true);
-    fake_total = fake_tokens = 0;
+    fresh_table();
     uint64_t now = pt_clock_now_ms();
     int admitted = decide("p", 3); /* the grace call */
     serve(jobs, pt_counters_take(jobs, 64, now, 50), now, true);
@@ -243,11 +245,7 @@ static void test_unused_tokens_go_back(void **state)
 {
     (void)state;
     static struct pt_counters_job jobs[64];
-    pt_counters_free();
-    pt_counters_init(100000);
-    pt_counters_share(true, on_wake);
-    pt_counters_set_up(true);
-    fake_total = fake_tokens = 0;
+    fresh_table();
     uint64_t now = pt_clock_now_ms();
     int admitted = decide("idle", 1000);
     serve(jobs, pt_counters_take(jobs, 64, now, 50), now, true);
@@ -275,11 +273,7 @@ static void test_down_counts_per_node_and_merges(void **state)
 {
     (void)state;
     static struct pt_counters_job jobs[64];
-    pt_counters_free();
-    pt_counters_init(100000);
-    pt_counters_share(true, on_wake);
-    pt_counters_set_up(true);
-    fake_total = fake_tokens = 0;
+    fresh_table();
     uint64_t now = pt_clock_now_ms();
     decide("d", 10);
     size_t n = pt_counters_take(jobs, 64, now, 50);
@@ -315,11 +309,7 @@ static void test_threads(void **state)
 {
     (void)state;
     static struct pt_counters_job jobs[64];
-    pt_counters_free();
-    pt_counters_init(100000);
-    pt_counters_share(true, on_wake);
-    pt_counters_set_up(true);
-    fake_total = fake_tokens = 0;
+    fresh_table();
     admitted_mt = 0;
     pthread_t t[4];
     for (int i = 0; i < 4; i++)
