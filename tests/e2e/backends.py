@@ -26,6 +26,7 @@ import json
 import socket
 import socketserver
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -303,6 +304,29 @@ class _Handler(socketserver.StreamRequestHandler):
         return keep
 
 
+def stop_server(server, timeout=5.0):
+    """Stops a socketserver whose serve_forever runs in a thread, and closes it.
+
+    socketserver's shutdown() waits for the loop without a limit; a loop stuck
+    in accept() would hang the test until the run's timeout.  Here the wait is
+    bounded: after `timeout` s the listening socket is shut down, which wakes a
+    blocked accept, and the loop gets another `timeout` s.  Handler threads are
+    daemons and are not waited for; neither is a loop that still does not stop.
+    """
+    stopper = threading.Thread(target=server.shutdown, daemon=True)
+    stopper.start()
+    stopper.join(timeout)
+    if stopper.is_alive():
+        try:
+            server.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        stopper.join(timeout)
+    server.server_close()
+    if stopper.is_alive():  # what the test checked stands; the loop is a daemon thread
+        print("note: a test server's loop did not stop in %.0f s" % (2 * timeout), file=sys.stderr)
+
+
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -341,5 +365,4 @@ class EchoBackend:
             self.errors.clear()
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)

@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import threading
 import time
+from backends import stop_server
 
 
 def make_token(gateway, key, expiry):
@@ -183,8 +184,7 @@ class FakeControlPlane:
         with self.cond:
             self.closing = True
             self.cond.notify_all()
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 def make_ca(folder, name="127.0.0.1"):

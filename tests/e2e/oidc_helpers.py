@@ -6,6 +6,7 @@ import json
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from backends import stop_server
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -66,5 +67,4 @@ class OidcProvider:
             return self.hits.get(path, 0)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)

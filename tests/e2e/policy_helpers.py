@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from backends import stop_server
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -93,5 +94,4 @@ class FlakyBackend:
             return [r for r in self.requests if fragment in r["path"]]
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)

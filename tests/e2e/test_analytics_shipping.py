@@ -22,6 +22,7 @@ import time
 import pytest
 
 from conftest import basic_config, free_port, wait_for
+from backends import stop_server
 
 LIVE = "/status-0123456789abcdef"
 READY = "/internal-status-0123456789abcdef"
@@ -91,8 +92,7 @@ class ControlPlane:
                     if "analytics" in b and (s == 200) == delivered]
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 def calls_by_api(batches):

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import basic_config, free_port, wait_for
+from backends import stop_server
 
 
 # ------------------------------------------------------------------ backends
@@ -102,8 +103,7 @@ class Backend:
             return [r for r in self.requests if r["path"] != "/health"]
 
     def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        stop_server(self.srv)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import free_port, wait_for
+from backends import stop_server
 
 KEY_ALICE = "a" * 32
 KEY_BOB = "b" * 32
@@ -119,8 +120,7 @@ class CountingBackend:
             return len(self.calls)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 @pytest.fixture

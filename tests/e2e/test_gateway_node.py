@@ -806,12 +806,13 @@ def test_token_file_from_the_environment_is_read_at_every_attempt(backend, porti
     node = portico(cfg, env={"PORTICO_GATEWAY_TOKEN_FILE": tf})
     wait_for(lambda: "signature does not match" in node.log_text(), timeout=10, what="the file's token used")
     assert get(node) in NOT_READY
+    rotated = cp.token(days=7)  # made once: its expiry is rounded to a minute that may turn meanwhile
     with open(tf + ".new", "w") as f:  # the mounted Secret is updated: no restart
-        f.write(cp.token(days=7) + "\n")
+        f.write(rotated + "\n")
     os.replace(tf + ".new", tf)
     wait_for(synced(node, gen), timeout=40, what="the rotated token used")
     assert get(node) == 200
-    assert cp.polls()[-1]["auth"] == cp.token(days=7)
+    assert cp.polls()[-1]["auth"] == rotated
 
 
 def test_token_file_environment_is_checked(workdir):
@@ -833,9 +834,10 @@ def test_token_file_environment_is_checked(workdir):
 def test_the_environment_token_is_trimmed(backend, portico, cp, workdir):
     # a Secret made with --from-file usually ends with a newline
     gen = cp.publish(echo_entities(backend.url))
-    node = start_node(portico, cp, workdir, env={"PORTICO_GATEWAY_TOKEN": cp.token() + "\r\n"})
+    token = cp.token()  # made once: its expiry is rounded to a minute that may turn meanwhile
+    node = start_node(portico, cp, workdir, env={"PORTICO_GATEWAY_TOKEN": token + "\r\n"})
     wait_for(synced(node, gen), what="the document")
-    assert cp.polls()[-1]["auth"] == cp.token()
+    assert cp.polls()[-1]["auth"] == token
 
 
 def test_the_backup_temp_file_is_unique_and_follows_no_link(backend, portico, cp, workdir):

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import BIN, free_port
 from mgmt_helpers import TOKEN, Mgmt, mgmt_config
+from backends import stop_server
 
 PETSTORE = {
     "openapi": "3.0.3",
@@ -82,8 +83,7 @@ class DocServer:
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
     def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        stop_server(self.srv)
 
 
 def test_import_openapi_body_builds_operations_that_route(world, backend):

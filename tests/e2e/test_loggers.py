@@ -18,6 +18,7 @@ import pytest
 
 from conftest import basic_config, free_port, wait_for
 from mgmt_helpers import TOKEN, Mgmt, mgmt_config
+from backends import stop_server
 
 MAX = 200 * 1024
 
@@ -202,8 +203,7 @@ class Collector:
         return out
 
     def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        stop_server(self.srv)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from conftest import basic_config, free_port, wait_for
+from backends import stop_server
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -225,8 +226,7 @@ class Collector:
             what="%d span(s) of trace %s" % (n, trace_id))
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ import zlib
 
 import pytest
 
-from backends import EchoBackend
+from backends import EchoBackend, stop_server
 from browser import Browser, Outbox, artifacts_dir, missing_tools
 from conftest import Portico, free_port, wait_for
 from mgmt_helpers import TOKEN, Mgmt
@@ -899,8 +899,7 @@ def test_the_page_checks_catch_what_they_look_for(world, b):
         found, b.problems = b.problems, []
     finally:
         b.base, b.origin = base, origin
-        server.shutdown()
-        server.server_close()
+        stop_server(server)
     text = "\n".join(found)
     assert "requested http://offsite.invalid/tracker.png (outside the portal's origin" in text, text
     assert "console error" in text and "Content Security Policy" in text, text

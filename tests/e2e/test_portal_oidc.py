@@ -29,6 +29,7 @@ import pytest
 from conftest import basic_config, free_port
 from mgmt_helpers import TOKEN, Mgmt
 from portal_helpers import cookie_header, keep_cookies
+from backends import stop_server
 
 SECRET = "s3cret-of-the-portal-client-0123456789"
 CLIENT = "portal-client"
@@ -181,8 +182,7 @@ class Provider:
         return signing.decode() + "." + b64u(sig)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 @pytest.fixture

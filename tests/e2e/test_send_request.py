@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from conftest import basic_config, free_port, wait_for
-from backends import EchoBackend
+from backends import EchoBackend, stop_server
 
 
 # ------------------------------------------------------------------ helpers
@@ -189,8 +189,7 @@ class Proxy:
         return "http://127.0.0.1:%d" % self.port
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 @pytest.fixture
