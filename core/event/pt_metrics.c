@@ -145,7 +145,7 @@ static struct pt_metrics_family *family_make(const char *name, const char *help,
     f->flags = flags;
     for (int i = 0; labels && labels[i] && i < PT_METRICS_MAX_LABELS; i++)
         f->labels[f->nlabels++] = strdup(labels[i]);
-    f->stride = type == PT_METRICS_HISTOGRAM ? PT_METRICS_NBUCKETS + 3 : 1;
+    f->stride = type == PT_METRICS_HISTOGRAM ? PT_METRICS_NBUCKETS + 2 : 1; /* buckets, +Inf, sum */
     /* a family without labels has exactly one series */
     f->cap = (f->nlabels || (flags & PT_METRICS_CUSTOM)) ? max_series : 1;
     f->max = f->cap + PT_METRICS_OTHER_SLOTS;
@@ -550,10 +550,10 @@ static void render_family(struct evbuffer *out, const struct pt_metrics_family *
                 evbuffer_add_printf(out, "%llu\n", (unsigned long long)cum);
             }
             put_sample(out, f->name, "_sum", s->key, s->keylen, NULL);
-            put_seconds(out, sum_slot(f, i, PT_METRICS_NBUCKETS + 2));
+            put_seconds(out, sum_slot(f, i, PT_METRICS_NBUCKETS + 1));
             evbuffer_add(out, "\n", 1);
             put_sample(out, f->name, "_count", s->key, s->keylen, NULL);
-            evbuffer_add_printf(out, "%llu\n", (unsigned long long)sum_slot(f, i, PT_METRICS_NBUCKETS + 1));
+            evbuffer_add_printf(out, "%llu\n", (unsigned long long)cum); /* the +Inf bucket, as read */
             continue;
         }
         put_sample(out, f->name, "", s->key, s->keylen, NULL);

@@ -168,9 +168,10 @@ static inline void pt_metrics_observe(struct pt_metrics_family *f, int shard, in
     int b = 0;
     while (b < PT_METRICS_NBUCKETS && us > pt_metrics_buckets_us[b])
         b++;
-    pt_metrics_bump(&s[b], 1);                       /* b == NBUCKETS: +Inf */
-    pt_metrics_bump(&s[PT_METRICS_NBUCKETS + 1], 1); /* count */
-    pt_metrics_bump(&s[PT_METRICS_NBUCKETS + 2], us);
+    pt_metrics_bump(&s[b], 1); /* b == NBUCKETS: +Inf */
+    /* no count slot: the count is the +Inf bucket's cumulative value, so a
+       scrape never shows the two apart */
+    pt_metrics_bump(&s[PT_METRICS_NBUCKETS + 1], us);
 }
 
 /* ---- scrape ---- */

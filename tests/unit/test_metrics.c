@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -218,6 +220,54 @@ static void test_histogram_buckets(void **state)
     free(t);
 }
 
+static atomic_bool observing;
+static uint64_t observed[NTHREADS + 1];
+
+/* Observes until told to stop (or a bound), counting what it did. */
+static void *observer(void *arg)
+{
+    int shard = (int)(intptr_t)arg;
+    struct pt_metrics_family *f = pt_metrics_core[PT_MC_BACKEND_DURATION];
+    pt_str api = PT_STR("w");
+    uint64_t i = 0;
+    for (; i < 200000000 && atomic_load(&observing); i++)
+        pt_metrics_observe(f, shard, pt_metrics_series(f, NULL, &api, 1), (i % 5000) * 100);
+    observed[shard] = i;
+    return NULL;
+}
+
+/* Prometheus reads _count as the +Inf bucket: scrapes while workers observe
+   show the two equal every time, and the total at the end. */
+static void test_histogram_count_is_the_inf_bucket(void **state)
+{
+    (void)state;
+    assert_true(pt_metrics_init(NTHREADS, 10));
+    atomic_store(&observing, true);
+    pthread_t th[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_create(&th[i], NULL, observer, (void *)(intptr_t)(i + 1));
+    const char *inf = "portico_backend_duration_seconds_bucket{api=\"w\",le=\"+Inf\"}";
+    const char *count = "portico_backend_duration_seconds_count{api=\"w\"}";
+    int seen = 0; /* scrapes that found observations */
+    for (int k = 0; k < 1000000 && seen < 300; k++) {
+        char *t = render();
+        assert_true(sample(t, inf) == sample(t, count));
+        seen += sample(t, count) > 0;
+        free(t);
+    }
+    assert_int_equal(seen, 300);
+    atomic_store(&observing, false);
+    uint64_t total = 0;
+    for (int i = 0; i < NTHREADS; i++) {
+        pthread_join(th[i], NULL);
+        total += observed[i + 1];
+    }
+    char *t = render();
+    assert_true(sample(t, count) == (double)total);
+    assert_true(sample(t, inf) == (double)total);
+    free(t);
+}
+
 static void collect(struct pt_metrics_sink *s, void *arg)
 {
     static const char *const names[] = {"kind"};
@@ -325,7 +375,7 @@ int main(void)
         cmocka_unit_test(test_shards_are_summed), cmocka_unit_test(test_threads_each_on_their_shard),
         cmocka_unit_test(test_cap_and_other),     cmocka_unit_test(test_escaping_and_names),
         cmocka_unit_test(test_histogram_buckets), cmocka_unit_test(test_collectors),
-        cmocka_unit_test(test_custom_and_otlp),
+        cmocka_unit_test(test_custom_and_otlp),   cmocka_unit_test(test_histogram_count_is_the_inf_bucket),
     };
     int rc = cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
     pt_metrics_free();
