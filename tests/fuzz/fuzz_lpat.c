@@ -12,10 +12,7 @@
  * runs out of budget must fail with "time limit exceeded", never hang.
  * Never a read or write out of bounds (ASan).
  */
-#include "lua/pt_lpat.h"
-
-#include <lauxlib.h>
-#include <lualib.h>
+#include "../unit/lpat_twins.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -37,24 +34,8 @@ static bool expired(void)
 static struct pt_lpat_env env = {MAX_SUBJECT, expired};
 
 /* compare(mode, s, p): the call picked by mode through N (pt_lpat), then through O (LuaJIT) */
-static const char COMPARE[] =
-    "local function pack(...) return {n = select('#', ...), ...} end\n"
-    "local function show(t)\n"
-    "  local o = {}\n"
-    "  for i = 1, t.n do o[#o + 1] = string.format('%q', tostring(t[i])) end\n"
-    "  return '{' .. table.concat(o, ', ') .. '}'\n"
-    "end\n"
-    "local function all(gm, s, p)\n"
-    "  local out = {}\n"
-    "  for a, b, c in gm(s, p) do out[#out + 1] = tostring(a) .. '|' .. tostring(b) .. '|' .. tostring(c)\n"
-    "    if #out > 200 then break end end\n"
-    "  return table.concat(out, ';')\n"
-    "end\n"
+static const char COMPARE[] = LPAT_TWINS_LUA
     "local inits = {false, 1, 2, -1, -3, 0, 5, 100}\n"
-    "local repl_t = {a = 'A', ab = 1, [''] = 'E', x = false}\n"
-    "local function repl_f(a, b) if a == 'b' then return nil end return '<' .. tostring(a) .. tostring(b) .. "
-    "'>' "
-    "end\n"
     "local repls = {'[%0]', '%1-%2', '%%', 'x%', 7, repl_t, repl_f, ''}\n"
     "local function call(S, mode, s, p)\n"
     "  local init = inits[mode % 8 + 1] or nil\n"
@@ -82,25 +63,10 @@ static const char COMPARE[] =
 
 static lua_State *new_state(void)
 {
-    lua_State *L = luaL_newstate();
-    if (!L)
-        abort();
-    luaL_openlibs(L);
-    lua_getglobal(L, "string");
-    lua_setglobal(L, "O");
-    lua_newtable(L);
-    lua_getglobal(L, "string");
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_settable(L, -5);
-    }
-    lua_pop(L, 1);
-    pt_lpat_install(L, -1, &env);
-    lua_setglobal(L, "N");
-    if (luaL_dostring(L, COMPARE)) {
-        fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    char err[512];
+    lua_State *L = lpat_twins(&env, COMPARE, err, sizeof(err));
+    if (!L) {
+        fprintf(stderr, "%s\n", err);
         abort();
     }
     return L;

@@ -2,17 +2,14 @@
  * test_lpat -- the budgeted pattern functions against LuaJIT's own.
  *
  * A fresh state holds the original string library as O and a copy whose
- * find/match/gmatch/gsub are pt_lpat's as N.  Lua snippets run the same
+ * find/match/gmatch/gsub are pt_lpat's as N (lpat_twins.h).  Lua snippets run the same
  * calls through both and compare everything they return (or that both
  * fail): a fixed table of cases covering every pattern item, then a few
  * thousand random patterns and subjects from a seeded generator.  Then the
  * budget: a pathological pattern stops with "time limit exceeded" once the
  * callback says so, and the subject cap refuses long subjects.
  */
-#include "lua/pt_lpat.h"
-
-#include <lauxlib.h>
-#include <lualib.h>
+#include "lpat_twins.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,69 +32,41 @@ static bool expired(void)
 static struct pt_lpat_env env = {0, expired};
 
 static const char COMPARE[] =
-    "local function pack(...) return {n = select('#', ...), ...} end\n"
-    "local function same(a, b)\n"
-    "  if a.n ~= b.n then return false end\n"
-    "  for i = 1, a.n do if a[i] ~= b[i] then return false end end\n"
-    "  return true\n"
-    "end\n"
-    "local function show(t)\n"
-    "  local o = {}\n"
-    "  for i = 1, t.n do o[#o + 1] = string.format('%q', tostring(t[i])) end\n"
-    "  return '{' .. table.concat(o, ', ') .. '}'\n"
-    "end\n"
-    /* both succeed with the same values, or both fail */
-    "function check(what, f, g, ...)\n"
-    "  local a, b = pack(pcall(f, ...)), pack(pcall(g, ...))\n"
-    "  if a[1] == false and b[1] == false then return end\n"
-    "  if not same(a, b) then\n"
-    "    local args = pack(...)\n"
-    "    error(what .. show(args) .. ': LuaJIT ' .. show(a) .. ', pt_lpat ' .. show(b), 0)\n"
-    "  end\n"
-    "end\n"
-    "local function all(gm, s, p)\n"
-    "  local out = {}\n"
-    "  for a, b, c in gm(s, p) do out[#out + 1] = tostring(a) .. '|' .. tostring(b) .. '|' .. tostring(c)\n"
-    "    if #out > 200 then break end end\n"
-    "  return table.concat(out, ';')\n"
-    "end\n"
-    "local repl_t = {a = 'A', ab = 1, [''] = 'E', x = false}\n"
-    "local function repl_f(a, b) if a == 'b' then return nil end return '<' .. tostring(a) .. tostring(b) .. "
-    "'>' end\n"
-    "function compare(s, p)\n"
-    "  for _, init in ipairs({false, 1, 2, 3, -1, -2, 0, 50}) do\n"
-    "    local i = init or nil\n"
-    "    check('find', O.find, N.find, s, p, i)\n"
-    "    check('find plain', O.find, N.find, s, p, i, true)\n"
-    "    check('match', O.match, N.match, s, p, i)\n"
-    "  end\n"
-    "  check('gmatch', function(s, p) return all(O.gmatch, s, p) end,\n"
-    "        function(s, p) return all(N.gmatch, s, p) end, s, p)\n"
-    "  for _, r in ipairs({'[%0]', '%1-%1', '%%', 'x%', 7, repl_t, repl_f}) do\n"
-    "    check('gsub', O.gsub, N.gsub, s, p, r)\n"
-    "    check('gsub 1', O.gsub, N.gsub, s, p, r, 1)\n"
-    "  end\n"
-    "end\n";
+    LPAT_TWINS_LUA "local function same(a, b)\n"
+                   "  if a.n ~= b.n then return false end\n"
+                   "  for i = 1, a.n do if a[i] ~= b[i] then return false end end\n"
+                   "  return true\n"
+                   "end\n"
+                   /* both succeed with the same values, or both fail */
+                   "function check(what, f, g, ...)\n"
+                   "  local a, b = pack(pcall(f, ...)), pack(pcall(g, ...))\n"
+                   "  if a[1] == false and b[1] == false then return end\n"
+                   "  if not same(a, b) then\n"
+                   "    local args = pack(...)\n"
+                   "    error(what .. show(args) .. ': LuaJIT ' .. show(a) .. ', pt_lpat ' .. show(b), 0)\n"
+                   "  end\n"
+                   "end\n"
+                   "function compare(s, p)\n"
+                   "  for _, init in ipairs({false, 1, 2, 3, -1, -2, 0, 50}) do\n"
+                   "    local i = init or nil\n"
+                   "    check('find', O.find, N.find, s, p, i)\n"
+                   "    check('find plain', O.find, N.find, s, p, i, true)\n"
+                   "    check('match', O.match, N.match, s, p, i)\n"
+                   "  end\n"
+                   "  check('gmatch', function(s, p) return all(O.gmatch, s, p) end,\n"
+                   "        function(s, p) return all(N.gmatch, s, p) end, s, p)\n"
+                   "  for _, r in ipairs({'[%0]', '%1-%1', '%%', 'x%', 7, repl_t, repl_f}) do\n"
+                   "    check('gsub', O.gsub, N.gsub, s, p, r)\n"
+                   "    check('gsub 1', O.gsub, N.gsub, s, p, r, 1)\n"
+                   "  end\n"
+                   "end\n";
 
 static lua_State *new_state(void)
 {
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
-    lua_getglobal(L, "string");
-    lua_setglobal(L, "O");
-    lua_newtable(L);
-    lua_getglobal(L, "string");
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_settable(L, -5);
-    }
-    lua_pop(L, 1);
-    pt_lpat_install(L, -1, &env);
-    lua_setglobal(L, "N");
-    if (luaL_dostring(L, COMPARE))
-        fail_msg("%s", lua_tostring(L, -1));
+    char err[512];
+    lua_State *L = lpat_twins(&env, COMPARE, err, sizeof(err));
+    if (!L)
+        fail_msg("%s", err);
     return L;
 }
 
