@@ -64,6 +64,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
+/* the first seed's certificate and key (below) as PKCS#12, base64, password "pw" */
+#define P12                                                                                                  \
+    "MIID/AIBAzCCA7IGCSqGSIb3DQEHAaCCA6MEggOfMIIDmzCCAlIGCSqGSIb3DQEHBqCCAkMwggI/AgEAMIICOAYJKoZIhvcNAQc"    \
+    "BMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAicCSqLRIuCpQICCAAwDAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEH9"   \
+    "RUKDUJZ8YidinUM1NHI2AggHQSlxqYJHeoctgaTfUmQtVvRaIwBBXL9LadmyeSjdx7khAK0u0buOBsr3TOejQIDmnXWtIxP3mbIs"   \
+    "hM+osfRE/OvnGQjG949WhWM3lwEen4OX5Naq3YP7tp5GRDoFuqt/y0UHWg6RW+XB6lW2AMo0d4rANdJG7FvMKN9E/VElMI8OoUX+"   \
+    "fKVDdkvPmqzuxhaqdQ/JIwtqYhhteMLbVqzwSCYF0V0rUiC6cyFRstcnHFLsCQxwBYBBLRke5heuZjRct2UcQyuMJeSFE871FtSt"   \
+    "YWcbwseRrw/X4FITNXw3J1kdj+9ykrZ1G/TFqPSIiz55eJCc3U9rNtCBczO2PckYLtJRKoaz6Lbpq+7cOtb5iu/bdiGZgvRmSRIZ"   \
+    "UMapbYTNkOgbyjh6oGBRwvcr4398M5suYfZKSEPmNCKAEeAzVmw0Lica0GzYZOojlBoY7MyJGhFaMf+NOlq5JVpm4g9hZQ9yg5qb"   \
+    "nugUrucY6pA0YFTz3zsyzj3zVspDrNvu74nKNYh2cuqVef9DgaJNDW8lgm5s9tQ5zmNTj7xCcr07YTfocvuUU464QY3sLtcYuats"   \
+    "SEoo78xxSLY2z0SdeAmkxNii6LWvgpfyCR7bTBc/3uJQwggFBBgkqhkiG9w0BBwGgggEyBIIBLjCCASowggEmBgsqhkiG9w0BDAo"   \
+    "BAqCB7zCB7DBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQIr5Qth9fWlyMCAggAMAwGCCqGSIb3DQIJBQAwHQYJYIZIAWU"   \
+    "DBAEqBBAXnYaGiIOkbWWIa5eomezCBIGQ82JaiOQXo2EN7+4McfeekRwvV3aU8ZyX3Icxwmy2N0ddcnVEAplNOqHGFAbly2uTwJ1"   \
+    "I7XBZcBiCnbvmh7rE/+z4p6in1qU9qMnaKz0i7SXRsBZwmGV5nTaCnlTllmMU/o6qPrEDvEPQ+2fw1Igf8fGjelU5CYv22ZI3kWz"   \
+    "vTmLGbZO4fOoK7a38A2bsNRstMSUwIwYJKoZIhvcNAQkVMRYEFC83Cv3w7xJZz4tdB7a7gyM2/JM9MEEwMTANBglghkgBZQMEAgE"   \
+    "FAAQgo5+REQwn4PTPqKkBRff1smgVDOaJMNjbZIrueKL6gZYECIEctpFq3sk/AgIIAA=="
+
 /* Seeds for the standalone runner (standalone.c). */
 const char *fuzz_name = "fuzz_cert";
 const char *const fuzz_seeds[] = {
@@ -77,36 +94,10 @@ const char *const fuzz_seeds[] = {
     "\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgR5+g8/FurtLsi9+b\nF33KgZcoiUNk3AKGou4eu5mvCVWhRANC"
     "AARq4LAeB1KtgxfxjZjF/Rvb9lDsC5Xt\nd0U88+2bmiwsFPUajCCM7bmQFhA9VdWmRvXMhoZljVkhgY/qxzniIuB8\n-----END"
     " PRIVATE KEY-----\n",
-    /* the same as PKCS#12 (base64), password "pw" */
-    "bMIID/AIBAzCCA7IGCSqGSIb3DQEHAaCCA6MEggOfMIIDmzCCAlIGCSqGSIb3DQEHBqCCAkMwggI/AgEAMIICOAYJKoZIhvcNAQc"
-    "BMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAicCSqLRIuCpQICCAAwDAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEH9"
-    "RUKDUJZ8YidinUM1NHI2AggHQSlxqYJHeoctgaTfUmQtVvRaIwBBXL9LadmyeSjdx7khAK0u0buOBsr3TOejQIDmnXWtIxP3mbIs"
-    "hM+osfRE/OvnGQjG949WhWM3lwEen4OX5Naq3YP7tp5GRDoFuqt/y0UHWg6RW+XB6lW2AMo0d4rANdJG7FvMKN9E/VElMI8OoUX+"
-    "fKVDdkvPmqzuxhaqdQ/JIwtqYhhteMLbVqzwSCYF0V0rUiC6cyFRstcnHFLsCQxwBYBBLRke5heuZjRct2UcQyuMJeSFE871FtSt"
-    "YWcbwseRrw/X4FITNXw3J1kdj+9ykrZ1G/TFqPSIiz55eJCc3U9rNtCBczO2PckYLtJRKoaz6Lbpq+7cOtb5iu/bdiGZgvRmSRIZ"
-    "UMapbYTNkOgbyjh6oGBRwvcr4398M5suYfZKSEPmNCKAEeAzVmw0Lica0GzYZOojlBoY7MyJGhFaMf+NOlq5JVpm4g9hZQ9yg5qb"
-    "nugUrucY6pA0YFTz3zsyzj3zVspDrNvu74nKNYh2cuqVef9DgaJNDW8lgm5s9tQ5zmNTj7xCcr07YTfocvuUU464QY3sLtcYuats"
-    "SEoo78xxSLY2z0SdeAmkxNii6LWvgpfyCR7bTBc/3uJQwggFBBgkqhkiG9w0BBwGgggEyBIIBLjCCASowggEmBgsqhkiG9w0BDAo"
-    "BAqCB7zCB7DBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQIr5Qth9fWlyMCAggAMAwGCCqGSIb3DQIJBQAwHQYJYIZIAWU"
-    "DBAEqBBAXnYaGiIOkbWWIa5eomezCBIGQ82JaiOQXo2EN7+4McfeekRwvV3aU8ZyX3Icxwmy2N0ddcnVEAplNOqHGFAbly2uTwJ1"
-    "I7XBZcBiCnbvmh7rE/+z4p6in1qU9qMnaKz0i7SXRsBZwmGV5nTaCnlTllmMU/o6qPrEDvEPQ+2fw1Igf8fGjelU5CYv22ZI3kWz"
-    "vTmLGbZO4fOoK7a38A2bsNRstMSUwIwYJKoZIhvcNAQkVMRYEFC83Cv3w7xJZz4tdB7a7gyM2/JM9MEEwMTANBglghkgBZQMEAgE"
-    "FAAQgo5+REQwn4PTPqKkBRff1smgVDOaJMNjbZIrueKL6gZYECIEctpFq3sk/AgIIAA==",
-    /* PKCS#12 with the wrong (empty) password */
-    "aMIID/AIBAzCCA7IGCSqGSIb3DQEHAaCCA6MEggOfMIIDmzCCAlIGCSqGSIb3DQEHBqCCAkMwggI/AgEAMIICOAYJKoZIhvcNAQc"
-    "BMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAicCSqLRIuCpQICCAAwDAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEH9"
-    "RUKDUJZ8YidinUM1NHI2AggHQSlxqYJHeoctgaTfUmQtVvRaIwBBXL9LadmyeSjdx7khAK0u0buOBsr3TOejQIDmnXWtIxP3mbIs"
-    "hM+osfRE/OvnGQjG949WhWM3lwEen4OX5Naq3YP7tp5GRDoFuqt/y0UHWg6RW+XB6lW2AMo0d4rANdJG7FvMKN9E/VElMI8OoUX+"
-    "fKVDdkvPmqzuxhaqdQ/JIwtqYhhteMLbVqzwSCYF0V0rUiC6cyFRstcnHFLsCQxwBYBBLRke5heuZjRct2UcQyuMJeSFE871FtSt"
-    "YWcbwseRrw/X4FITNXw3J1kdj+9ykrZ1G/TFqPSIiz55eJCc3U9rNtCBczO2PckYLtJRKoaz6Lbpq+7cOtb5iu/bdiGZgvRmSRIZ"
-    "UMapbYTNkOgbyjh6oGBRwvcr4398M5suYfZKSEPmNCKAEeAzVmw0Lica0GzYZOojlBoY7MyJGhFaMf+NOlq5JVpm4g9hZQ9yg5qb"
-    "nugUrucY6pA0YFTz3zsyzj3zVspDrNvu74nKNYh2cuqVef9DgaJNDW8lgm5s9tQ5zmNTj7xCcr07YTfocvuUU464QY3sLtcYuats"
-    "SEoo78xxSLY2z0SdeAmkxNii6LWvgpfyCR7bTBc/3uJQwggFBBgkqhkiG9w0BBwGgggEyBIIBLjCCASowggEmBgsqhkiG9w0BDAo"
-    "BAqCB7zCB7DBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQIr5Qth9fWlyMCAggAMAwGCCqGSIb3DQIJBQAwHQYJYIZIAWU"
-    "DBAEqBBAXnYaGiIOkbWWIa5eomezCBIGQ82JaiOQXo2EN7+4McfeekRwvV3aU8ZyX3Icxwmy2N0ddcnVEAplNOqHGFAbly2uTwJ1"
-    "I7XBZcBiCnbvmh7rE/+z4p6in1qU9qMnaKz0i7SXRsBZwmGV5nTaCnlTllmMU/o6qPrEDvEPQ+2fw1Igf8fGjelU5CYv22ZI3kWz"
-    "vTmLGbZO4fOoK7a38A2bsNRstMSUwIwYJKoZIhvcNAQkVMRYEFC83Cv3w7xJZz4tdB7a7gyM2/JM9MEEwMTANBglghkgBZQMEAgE"
-    "FAAQgo5+REQwn4PTPqKkBRff1smgVDOaJMNjbZIrueKL6gZYECIEctpFq3sk/AgIIAA==",
+    /* the same as PKCS#12, with its password... */
+    "b" P12,
+    /* ...and with the wrong (empty) one */
+    "a" P12,
     "c-----BEGIN X509 CRL-----\nMIHc\n-----END X509 CRL-----\n",
     "cMIIBszCCAVmgAwIBAgIU",
     "c-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
