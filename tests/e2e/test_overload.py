@@ -18,6 +18,7 @@ import pytest
 from conftest import BIN, basic_config, free_port, parse_responses, wait_for
 from mgmt_helpers import TOKEN
 from test_metrics import scrape, value
+from upstream_helpers import _Base
 
 MiB = 1024 * 1024
 
@@ -169,78 +170,42 @@ def test_a_bad_overload_limit_is_refused_with_its_position(backend, portico, key
 
 # --------------------------------------------------------------- the memory mark
 
-class StallingBackend:
+class StallingBackend(_Base):
     """Answers GET /big?bytes=N with N bytes as fast as the gateway takes them,
     other requests with a small JSON body.  Counts what it sent."""
 
     def __init__(self):
-        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.srv.settimeout(0.05)
-        self.port = self.srv.getsockname()[1]
         self.sent = 0
         self.sent_by = {}  # target -> bytes sent for it
         self.requests = []
-        self.lock = threading.Lock()
-        self.stop = False
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
-
-    def _accept(self):
-        while not self.stop:
-            try:
-                s, _ = self.srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(s)
-            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
-
-    def _serve(self, s):
+    def serve(self, s, cid):
         s.settimeout(60)
         buf = b""
-        try:
-            while not self.stop:
-                while b"\r\n\r\n" not in buf:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                target = head.split(b" ")[1].decode()
-                with self.lock:
-                    self.requests.append(target)
-                if "/big" in target:
-                    n = int(target.split("bytes=")[1].split("&")[0])
-                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
-                    block = b"b" * 65536
-                    while n and not self.stop:
-                        k = min(n, len(block))
-                        s.sendall(block[:k])
-                        n -= k
-                        with self.lock:
-                            self.sent += k
-                            self.sent_by[target] = self.sent_by.get(target, 0) + k
-                else:
-                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        except OSError:
-            return
-
-    def close(self):
-        self.stop = True
-        self.srv.close()
-        for s in self.conns:
-            try:
-                s.close()
-            except OSError:
-                pass
+        while not self._stop:
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            target = head.split(b" ")[1].decode()
+            with self.lock:
+                self.requests.append(target)
+            if "/big" in target:
+                n = int(target.split("bytes=")[1].split("&")[0])
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
+                block = b"b" * 65536
+                while n and not self._stop:
+                    k = min(n, len(block))
+                    s.sendall(block[:k])
+                    n -= k
+                    with self.lock:
+                        self.sent += k
+                        self.sent_by[target] = self.sent_by.get(target, 0) + k
+            else:
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
 @pytest.fixture
@@ -401,7 +366,7 @@ def test_a_client_that_never_reads_a_large_response_holds_bounded_memory(stallin
     wait_for(lambda: metric(p, "portico_memory_buffered_bytes") == 0, what="the memory to be released")
 
 
-class TrickleBackend:
+class TrickleBackend(_Base):
     """Answers every request with a chunked body of `chunks` chunks of `size` bytes, one per
     `delay` seconds, and holds the last one back until `release` is set.  Counts the responses
     finished and the ones that failed."""
@@ -409,31 +374,10 @@ class TrickleBackend:
     def __init__(self, chunks, size, delay):
         self.chunks, self.size, self.delay = chunks, size, delay
         self.release = threading.Event()
-        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.srv.settimeout(0.05)
-        self.port = self.srv.getsockname()[1]
-        self.stop = False
         self.done = self.failed = self.held = 0
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
-
-    def _accept(self):
-        while not self.stop:
-            try:
-                s, _ = self.srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
-
-    def _serve(self, s):
+    def serve(self, s, cid):
         s.settimeout(30)
         ok = False
         try:
@@ -450,26 +394,22 @@ class TrickleBackend:
                         self.held += 1
                     if not self.release.wait(60):
                         return
-                if self.stop:
+                if self._stop:
                     return
                 time.sleep(self.delay)
                 s.sendall(b"%x\r\n" % self.size + bytes([0x61 + i % 26]) * self.size + b"\r\n")
             s.sendall(b"0\r\n\r\n")
             ok = True
-        except OSError:
-            return
         finally:
             with self.lock:
                 if ok:
                     self.done += 1
                 else:
                     self.failed += 1
-            s.close()
 
     def close(self):
-        self.stop = True
         self.release.set()
-        self.srv.close()
+        super().close()
 
 
 def test_a_trickling_backend_streams_through_without_piling_up(portico):
@@ -510,51 +450,25 @@ def test_a_trickling_backend_streams_through_without_piling_up(portico):
         be.close()
 
 
-class NotReadingBackend:
-    """Reads a request head and then nothing: the body waits in the socket."""
+class NotReadingBackend(_Base):
+    """Reads a request head and then nothing: the body waits in the socket (a small receive
+    buffer), held open until close()."""
 
     def __init__(self):
-        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        self.conns = []
         self.heads = 0
-        self.stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(rcvbuf=4096)
 
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
-
-    def _accept(self):
-        self.srv.settimeout(0.05)
-        while not self.stop.is_set():
-            try:
-                s, _ = self.srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
+    def serve(self, s, cid):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(1)
+            if not chunk:
                 return
-            self.conns.append(s)
-            s.settimeout(10)
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                try:
-                    chunk = s.recv(1)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                buf += chunk
+            buf += chunk
+        with self.lock:
             self.heads += 1
-
-    def close(self):
-        self.stop.set()
-        self.srv.close()
-        for s in self.conns:
-            s.close()
+        while not self._stop:
+            time.sleep(0.05)
 
 
 def test_a_client_uploading_to_a_backend_that_does_not_read_holds_bounded_memory(portico):

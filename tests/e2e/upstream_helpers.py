@@ -122,7 +122,10 @@ def _read_body(f, headers):
 
 
 class _Base:
-    def __init__(self):
+    """A raw-socket backend on 127.0.0.1: subclasses answer in serve(s, cid), one thread per
+    connection.  rcvbuf sets the receive buffer before listen (accepted sockets inherit it)."""
+
+    def __init__(self, rcvbuf=None):
         self.lock = threading.Lock()
         self.connections = 0
         self.eof_at = {}       # conn_id -> time.monotonic() when the gateway closed it
@@ -132,6 +135,8 @@ class _Base:
         self._stop = False
         self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:
+            self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.srv.bind(("127.0.0.1", 0))
         self.srv.listen(128)
         self.srv.settimeout(0.05)
