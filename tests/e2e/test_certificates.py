@@ -5,6 +5,7 @@ certificates and revocation lists of the store, expiry reporting.  The
 certificates are made by the openssl CLI (tls_helpers.Pki)."""
 
 import base64
+import contextlib
 import glob
 import hashlib
 import json
@@ -199,6 +200,24 @@ def mtls_backend(pki):
     return TLSEchoBackend(*pki.backend_cert, client_ca=pki.ca)
 
 
+@contextlib.contextmanager
+def behind_mtls(portico, pki):
+    """A gateway with the management API in front of a backend that asks for client
+    certificates (trusting the test CA): yields the backend, the gateway and its Mgmt."""
+    be = mtls_backend(pki)
+    try:
+        p = portico(mgmt_config(be.url, upstream={"caFile": pki.ca}), env={"PORTICO_ADMIN_TOKEN": TOKEN})
+        yield be, p, Mgmt(p)
+    finally:
+        be.close()
+
+
+def present(m, cid):
+    """The echo API presents the stored certificate `cid` to its backend."""
+    m.ok("PUT", "apis/echo/policies/policy",
+         {"inbound": ["base", {"authentication-certificate": {"certificate-id": cid}}]})
+
+
 @pytest.mark.parametrize("by", ["certificate-id", "thumbprint"])
 def test_authentication_certificate_from_the_store(portico, pki, by):
     be = mtls_backend(pki)
@@ -218,11 +237,7 @@ def test_authentication_certificate_from_the_store(portico, pki, by):
 
 
 def test_authentication_certificate_set_over_rest_reaches_the_backend(portico, pki):
-    be = mtls_backend(pki)
-    try:
-        cfg = mgmt_config(be.url, upstream={"caFile": pki.ca})
-        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
-        m = Mgmt(p)
+    with behind_mtls(portico, pki) as (be, p, m):
         pol = {"inbound": ["base", {"authentication-certificate": {"certificate-id": "gw"}}]}
         status, _, out = m.call("PUT", "apis/echo/policies/policy", pol)
         assert status == 400 and "no certificate with id 'gw'" in json.dumps(out), out
@@ -234,19 +249,13 @@ def test_authentication_certificate_set_over_rest_reaches_the_backend(portico, p
         # in use: it cannot go away under the policy
         status, _, out = m.call("DELETE", "certificates/gw")
         assert status == 409, out
-    finally:
-        be.close()
 
 
 @pytest.mark.parametrize("role", ["workspaceContributor", "apiDeveloper"])
 def test_a_workspace_cannot_use_the_services_certificates(portico, pki, role):
     """The attack: a workspace's policy naming the service's certificate, to act under
     its TLS identity towards a backend of the workspace's choosing."""
-    be = mtls_backend(pki)
-    try:
-        cfg = mgmt_config(be.url, upstream={"caFile": pki.ca})
-        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
-        m = Mgmt(p)
+    with behind_mtls(portico, pki) as (be, p, m):
         m.ok("PUT", "workspaces/wsa", {"displayName": "A"})
         m.ok("PUT", "certificates/svc", {"data": pem_with_key(pki.gateway)})
         m.ok("PUT", "certificates/ca", {"data": read(pki.ca), "ca": True})
@@ -275,22 +284,14 @@ def test_a_workspace_cannot_use_the_services_certificates(portico, pki, role):
         p.request("GET", "/aapi/x")
         assert "gateway" not in be.client_cns
         # the service level still may
-        m.ok("PUT", "apis/echo/policies/policy",
-             {"inbound": ["base", {"authentication-certificate": {"certificate-id": "svc"}}]})
+        present(m, "svc")
         assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway"
-    finally:
-        be.close()
 
 
 def test_a_certificate_replaced_while_in_use_is_presented_at_once(portico, pki):
-    be = mtls_backend(pki)
-    try:
-        cfg = mgmt_config(be.url, upstream={"caFile": pki.ca})
-        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
-        m = Mgmt(p)
+    with behind_mtls(portico, pki) as (be, p, m):
         m.ok("PUT", "certificates/gw", {"data": pem_with_key(pki.gateway)})
-        m.ok("PUT", "apis/echo/policies/policy",
-             {"inbound": ["base", {"authentication-certificate": {"certificate-id": "gw"}}]})
+        present(m, "gw")
         assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway"
         renewed = pki.leaf("gateway-renewed", "gateway-2", [], eku="clientAuth")
         m.ok("PUT", "certificates/gw", {"data": pem_with_key(renewed)})
@@ -299,8 +300,6 @@ def test_a_certificate_replaced_while_in_use_is_presented_at_once(portico, pki):
         status, _, out = m.call("PUT", "certificates/gw", {"data": read(pki.alice[0])})
         assert status == 400 and "private key" in json.dumps(out), out
         assert p.request("GET", "/echo/x")[0] == 200 and be.client_cns[-1] == "gateway-2"
-    finally:
-        be.close()
 
 
 def test_by_thumbprint_the_copy_with_the_key_is_used(portico, pki):
@@ -319,15 +318,10 @@ def test_by_thumbprint_the_copy_with_the_key_is_used(portico, pki):
 
 
 def test_an_exported_certificate_put_back_keeps_its_key(portico, pki):
-    be = mtls_backend(pki)
-    try:
-        cfg = mgmt_config(be.url, upstream={"caFile": pki.ca})
-        p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
-        m = Mgmt(p)
+    with behind_mtls(portico, pki) as (be, p, m):
         m.ok("PUT", "certificates/gw", {"data": pem_with_key(pki.gateway)})
         m.ok("PUT", "certificates/spare", {"data": pem_with_key(pki.alice)})
-        m.ok("PUT", "apis/echo/policies/policy",
-             {"inbound": ["base", {"authentication-certificate": {"certificate-id": "gw"}}]})
+        present(m, "gw")
         exported = {c["id"]: c for c in m.ok("GET", "export")["certificates"]}
         assert "PRIVATE KEY" not in json.dumps(exported)
         for cid in ("gw", "spare"):  # in use or not, the key is not lost without a word
@@ -342,8 +336,6 @@ def test_an_exported_certificate_put_back_keeps_its_key(portico, pki):
         # another certificate without a key still replaces it (and is refused while in use)
         m.ok("PUT", "certificates/spare", {"data": read(pki.eve[0])})
         assert m.ok("GET", "certificates/spare")["hasPrivateKey"] is False
-    finally:
-        be.close()
 
 
 def test_unknown_certificate_in_the_file_names_the_place(backend, portico, pki):
