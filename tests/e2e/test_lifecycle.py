@@ -643,7 +643,7 @@ def test_sigint_stops_immediately(backend, portico):
         pass
     elapsed = time.monotonic() - t0
     assert p.proc.poll() is not None
-    assert elapsed < 1.0, elapsed
+    assert elapsed < 3.0, elapsed  # not the 5 s the request in flight would take
     req.join()
     assert req.status is None and req.error is not None, (req.status, req.error)  # cut, not answered
     assert req.t_end - t0 < 1.5

@@ -628,6 +628,13 @@ subscriptions:
 
 # ------------------------------------------------------------ hostile YAML
 
+# What the timed documents below guard against is a blow-up (whole seconds to minutes: 22 s for the
+# deep document when it was loaded whole, quadratic duplicate checks); they take milliseconds. The
+# ceiling only tells a blow-up from a slow machine (a sanitizer build, a loaded CI host); it is not
+# a speed target (those live in bench/).
+BLOWUP_S = 15.0
+
+
 def timed_apply(m, doc):
     import time
     t0 = time.monotonic()
@@ -636,8 +643,8 @@ def timed_apply(m, doc):
 
 
 def test_deep_yaml_is_refused_while_reading(env):
-    """100,000 levels: refused at level 65, in milliseconds (it took 22 s when
-    the whole document was loaded first), and nobody else waits."""
+    """100,000 levels: refused at level 65, at once (it took 22 s when the
+    whole document was loaded first), and nobody else waits that long."""
     import threading
     p, m = env
     results = []
@@ -653,11 +660,11 @@ def test_deep_yaml_is_refused_while_reading(env):
     st, out, took = timed_apply(m, b"apis: " + b"[" * 100000 + b"]" * 100000 + b"\n")
     t.join()
     assert st == 400 and "too deeply nested" in json.dumps(out), out
-    assert took < 1.0, took
-    assert all(s == 200 and w < 1.0 for s, w in results), results
+    assert took < BLOWUP_S, took
+    assert all(s == 200 and w < BLOWUP_S for s, w in results), results
     # a mapping nest and a mixed one too
     st, out, took = timed_apply(m, b"".join(b"k%d:\n%s" % (i, b"  " * (i + 1)) for i in range(200)) + b"x\n")
-    assert st == 400 and took < 1.0, (st, out)
+    assert st == 400 and took < BLOWUP_S, (st, out, took)
 
 
 def test_alias_bombs_and_huge_maps_are_refused_quickly(env):
@@ -667,13 +674,13 @@ def test_alias_bombs_and_huge_maps_are_refused_quickly(env):
         prev = b"*a%d" % (i - 1)
         lines.append(b"a%d: &a%d [%s]" % (i, i, b", ".join([prev] * 10)))
     st, out, took = timed_apply(m, b"\n".join(lines) + b"\n")
-    assert st == 400 and "too large" in json.dumps(out) and took < 2.0, (st, out, took)
+    assert st == 400 and "too large" in json.dumps(out) and took < BLOWUP_S, (st, out, took)
     # 200,000 keys with one repeated at the end: found by sorting, not by comparing every pair
     keys = b"".join(b"k%06d: 1\n" % i for i in range(200000)) + b"k000007: 2\n"
     st, out, took = timed_apply(m, b"namedValues: []\nx:\n" + b"".join(b"  " + l + b"\n" for l in keys.split(b"\n")
                                                                           if l))
     assert st == 400 and "duplicate key 'k000007'" in json.dumps(out), out
-    assert took < 5.0, took
+    assert took < BLOWUP_S, took
     # anchors used as intended still work
     doc = (b"groups:\n  - {id: ga, displayName: &dn Shared name}\n  - {id: gb, displayName: *dn}\n")
     st, out, _ = timed_apply(m, doc)

@@ -939,7 +939,7 @@ def test_allof_fan_out_renders_bounded_and_control_thread_answers(backend, porti
     st, _, body = c.get("/apis/fan")
     took = time.time() - t
     assert st == 200, body[:300]
-    assert took < 3, took
+    assert took < 15, took  # unbounded it would not end; bounded it takes milliseconds
     text = body.decode()
     assert '<span class="prop">own</span>' in text  # the self-made part's own property is shown, once
     assert text.count('<span class="prop">own</span>') == 1
