@@ -146,7 +146,9 @@ static bool set_match(int c, const char *p, const char *ec)
         p++;
     }
     while (p < ec) {
-        if (*p == '%' && p + 1 < ec) {
+        /* an escape takes the next character even when it is the closing
+           ']' (as LuaJIT does: "[a-%%]" is 'a'-'%' then "%]", a literal ']') */
+        if (*p == '%') {
             if (class_match(c, (unsigned char)p[1]))
                 return in;
             p += 2;

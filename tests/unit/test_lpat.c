@@ -83,7 +83,7 @@ static void test_table_of_cases(void **state)
     run(L,
         "local subjects = {'', 'a', 'hello world', 'aaa', 'abcabc', ' x = 10, y = 20 ', 'THE (quick) fox',\n"
         "  'f(a(b)c)d', '[[x]]', 'a.b-c+d*e?f^g$h%i', 'tab\\there\\nnl', 'x\\0y\\0z', '\\200\\255é', "
-        "'123abc456',\n"
+        "'123abc456', 'x%]y', 'm-%%]`',\n"
         "  'key=value&k2=v2', '/api/v1/items/42', 'aXbXc', 'THE END'}\n"
         "local patterns = {'', 'a', 'l+', 'l*', 'l-', 'l?', 'o', '.', '.-', '.*', '^h', '^', '$', 'd$', "
         "'^$',\n"
@@ -95,7 +95,8 @@ static void test_table_of_cases(void **state)
         "  '%0', '(a)%2', '%f', '%fa', '%b', '%ba', 'a-b', '.-b', '.-$', '[%s]*', 'X', '%.', '%%', '%$',\n"
         "  '$a', 'a$b', '^^', '%^', '[^%s]+', 'é', '\\0', '%z+', '[\\0-\\31]', '.-%-', 'THE%s*(%w+)$',\n"
         "  '/api/(v%d+)/(%w+)/(%d+)', '([^&=]+)=([^&=]*)', '(%d+)(%a+)(%d+)', '*', '+', '-', '?', 'a**',\n"
-        "  '[a-z][A-Z]', '[z-a]', '%w-%d', '(x*)', '()', '(())', '%f[%z]'}\n"
+        "  '[a-z][A-Z]', '[z-a]', '%w-%d', '(x*)', '()', '(())', '%f[%z]', '[m-%%]', '.-[f.m-%%]', "
+        "'[%a-%%]'}\n"
         "for _, s in ipairs(subjects) do for _, p in ipairs(patterns) do compare(s, p) end end\n");
     lua_close(L);
 }
