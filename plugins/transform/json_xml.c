@@ -345,7 +345,13 @@ struct jx {
     pt_call *call;
     const struct json_to_xml *cf;
     struct ptl_buf *out;
+    bool long_name; /* a name came out longer than XML_NAME_MAX */
 };
+
+/* XML readers refuse longer names (libxml2's limit without its "huge"
+   option); a member name that long is refused rather than written as XML
+   no reader takes. */
+#define XML_NAME_MAX 50000 /* the message below says it too */
 
 static bool prefix_bound(const struct nscope *sc, pt_bytes p)
 {
@@ -377,7 +383,10 @@ static pt_bytes qname(struct jx *x, const char *key, size_t klen, const struct n
         xml_ncname(&b, local, klen - (size_t)(local - key));
     } else
         xml_ncname(&b, key, klen);
-    return ptl_buf_bytes(&b);
+    pt_bytes q = ptl_buf_bytes(&b);
+    if (q.len > XML_NAME_MAX)
+        x->long_name = true;
+    return q;
 }
 
 /* 1: `m` declares the default namespace; 2: a prefix (*pfx); 0: an ordinary member. */
@@ -551,8 +560,9 @@ static pt_status convert_fail(const struct pt_api *api, pt_call *call, bool requ
  * Root: an object with exactly one member that is not an array becomes
  * that element (as in APIM's SOAP example: {"soap:Envelope": {...}}), like
  * Json.NET without a root name; anything else is wrapped in <Document>.
- * An empty body is left alone.  A body that is not JSON fails the request
- * (400 InvalidJson when it is the client's request, 500 for a response).
+ * An empty body is left alone.  A body that is not JSON, or with a member
+ * name too long to be an XML name, fails the request (400 InvalidJson when
+ * it is the client's request, 500 for a response).
  */
 pt_status json_to_xml_run(const struct pt_api *api, pt_call *call, void *inst)
 {
@@ -583,6 +593,10 @@ pt_status json_to_xml_run(const struct pt_api *api, pt_call *call, void *inst)
         x_node(&x, "Document", 8, doc, NULL);
     if (out.oom)
         return ptl_out_of_memory(api, call);
+    if (x.long_name)
+        return convert_fail(api, call, cf->request, "InvalidJson",
+                            "json-to-xml: a member name is too long for an XML name",
+                            "over 50000 bytes once encoded");
     if (api->body_set(call, PT_MSG_CURRENT, ptl_buf_bytes(&out)) != 0 ||
         ptl_header_put(api, call, PT_MSG_CURRENT, "Content-Type", "application/xml") != 0)
         return PT_ERROR;

@@ -44,7 +44,9 @@ static const struct pt_policy_def policies[] = {
     {"json-to-xml", PT_SECTION_INBOUND | PT_SECTION_OUTBOUND | PT_SECTION_ON_ERROR, PT_SCOPE_ALL, 0,
      json_to_xml_attrs, json_to_xml_compile, json_to_xml_run, NULL,
      "Converts a JSON body to XML (a single-member object gives the root element, anything else is wrapped "
-     "in <Document>) and sets Content-Type: application/xml."},
+     "in <Document>) and sets Content-Type: application/xml. A body that is not JSON, nests deeper than 256 "
+     "levels or has a member name longer than an XML name may be (50,000 bytes once encoded) fails with "
+     "InvalidJson: 400 for a request, 500 for a response."},
     {"xml-to-json", PT_SECTION_INBOUND | PT_SECTION_OUTBOUND | PT_SECTION_ON_ERROR, PT_SCOPE_ALL, 0,
      xml_to_json_attrs, xml_to_json_compile, xml_to_json_run, NULL,
      "Converts an XML body to JSON ({\"root\": ...}; repeated elements become arrays) and sets Content-Type: "

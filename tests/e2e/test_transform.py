@@ -968,3 +968,22 @@ def test_json_to_xml_too_deep_names_the_reason(backend, portico):
     status, _, _, body = call(p2, "POST", "/echo/items", body=deep.encode(),
                               headers={"Content-Type": "application/json"})
     assert status == 400 and "nested deeper than 256 levels" in json.loads(body)["message"]
+
+
+def test_json_to_xml_member_name_too_long_for_xml(backend, portico):
+    """A member name that would make an XML name longer than XML readers take (over 50,000 bytes
+    once encoded: each character a name cannot hold becomes _xHHHH_) is refused like a body that
+    is not JSON, instead of becoming XML nobody can read."""
+    p = portico(with_policies(backend, inbound=inbound(
+        {"json-to-xml": {"apply": "always", "consider-accept-header": False}})))
+    backend.clear()
+    status, _, _, body = call(p, "POST", "/echo/items", body=json.dumps({"a b" * 10000: 1}).encode(),
+                              headers={"Content-Type": "application/json"})
+    assert status == 400, body
+    assert "a member name is too long for an XML name" in json.loads(body)["message"]
+    assert backend.last() is None
+    # just under the limit: 6,249 times "a_x0020_" (8 bytes) make 49,992 bytes
+    status, _, _, body = call(p, "POST", "/echo/items", body=json.dumps({"a " * 6249: 1}).encode(),
+                              headers={"Content-Type": "application/json"})
+    assert status == 200, body
+    assert ET.fromstring(backend.last().body).tag == "a_x0020_" * 6249
