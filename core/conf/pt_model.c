@@ -355,11 +355,6 @@ bool pt_model_same_path(const char *a, const char *b)
     return na == nb && !memcmp(a, b, na);
 }
 
-struct route_clash {
-    const struct pt_api_cf *api; /* the file's */
-    char other[257];             /* the stored API it clashes with, "" when none */
-};
-
 static bool same_text(const char *a, const char *b, bool nocase)
 {
     a = a ? a : "";
@@ -367,37 +362,57 @@ static bool same_text(const char *a, const char *b, bool nocase)
     return nocase ? !strcasecmp(a, b) : !strcmp(a, b);
 }
 
-static bool find_route_clash(void *arg, const struct pt_entity *e)
+/* The routes a file API must not take: the store's own current APIs (made through the management
+   API, or samples), read once per apply as [id, body] pairs -- checking every file API against a
+   scan of the store would read the whole API table once per API. */
+static bool add_foreign_route(void *arg, const struct pt_entity *e)
 {
-    struct route_clash *c = arg;
-    const struct pt_api_cf *a = c->api;
-    if (!strcmp(e->source, "config") || !strcmp(e->id, a->id) ||
-        json_is_false(json_object_get(e->body, "isCurrent")))
-        return true;
-    if (pt_model_same_path(str_of(e->body, "path", ""), a->path) &&
-        same_text(str_of(e->body, "host", NULL), a->host, true) &&
-        same_text(str_of(e->body, "apiVersion", NULL), a->api_version, false)) {
-        snprintf(c->other, sizeof(c->other), "%s", e->id);
-        return false;
-    }
+    if (strcmp(e->source, "config") && !json_is_false(json_object_get(e->body, "isCurrent")))
+        json_array_append_new(arg, json_pack("[sO]", e->id, e->body));
     return true;
+}
+
+static json_t *foreign_routes(struct pt_store *st)
+{
+    json_t *routes = json_array();
+    pt_store_each(st, "api", "", add_foreign_route, routes);
+    return routes;
+}
+
+/* The file's API `id` replaced a stored one: its route is free again. */
+static void forget_foreign_route(json_t *routes, const char *id)
+{
+    for (size_t i = 0; i < json_array_size(routes); i++)
+        if (!strcmp(json_string_value(json_array_get(json_array_get(routes, i), 0)), id)) {
+            json_array_remove(routes, i);
+            return;
+        }
 }
 
 /* A file API whose route an API of the store's own (made through the management API, or a sample)
    already has: refused at the file's line, naming the other and how to remove it. */
-static bool route_free(struct pt_store *st, const struct pt_api_cf *a, struct pt_errors *errs)
+static bool route_free(const json_t *routes, const struct pt_api_cf *a, struct pt_errors *errs)
 {
-    struct route_clash c = {a, ""};
     if (!a->path || !a->is_current)
         return true;
-    pt_store_each(st, "api", "", find_route_clash, &c);
-    if (!c.other[0])
-        return true;
-    pt_node_error(errs, pt_node_get(a->node, "path"),
-                  "path '%s' is already used by API '%s', which was made through the management API or "
-                  "came with the samples; remove it (portico api delete %s) or give this API another path",
-                  a->path, c.other, c.other);
-    return false;
+    size_t i;
+    const json_t *r;
+    json_array_foreach(routes, i, r)
+    {
+        const char *id = json_string_value(json_array_get(r, 0));
+        const json_t *body = json_array_get(r, 1);
+        if (strcmp(id, a->id) && pt_model_same_path(str_of(body, "path", ""), a->path) &&
+            same_text(str_of(body, "host", NULL), a->host, true) &&
+            same_text(str_of(body, "apiVersion", NULL), a->api_version, false)) {
+            pt_node_error(errs, pt_node_get(a->node, "path"),
+                          "path '%s' is already used by API '%s', which was made through the management API "
+                          "or came with the samples; remove it (portico api delete %s) or give this API "
+                          "another path",
+                          a->path, id, id);
+            return false;
+        }
+    }
+    return true;
 }
 
 static bool has_links(const char *kind)
@@ -528,15 +543,18 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     if (file)
         pt_store_mark(st, source);
     bool ok = true;
+    json_t *routes = file ? foreign_routes(st) : NULL;
     for (int i = 0; ok && i < f->napis; i++) {
         const struct pt_api_cf *a = &f->apis[i];
         if (!writable(st, source, "api", "", a->id, a->node, errs)) {
             ok = false;
             break;
         }
-        if (file)
+        if (file) {
             replace_foreign(st, "api", a->id);
-        if (file && !route_free(st, a, errs)) {
+            forget_foreign_route(routes, a->id);
+        }
+        if (file && !route_free(routes, a, errs)) {
             ok = false;
             break;
         }
@@ -552,6 +570,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok &= put_policy(st, pt_pool_printf(f->pool, "op:%s/%s", a->id, op->id), op->policies, source);
         }
     }
+    json_decref(routes);
     for (int i = 0; ok && i < f->nproducts; i++) {
         const struct pt_product_cf *p = &f->products[i];
         if (!writable(st, source, "product", "", p->id, p->node, errs)) {
