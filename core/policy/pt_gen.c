@@ -865,6 +865,35 @@ static int id_find(const struct idpos *v, int n, const char *id)
     return f ? f->pos : -1;
 }
 
+static int int_cmp(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* The indexes of the APIs product p holds, ascending and each once (the order of g->apis, as a
+   scan of every API would give), in *n; NULL when out of memory. */
+static int *product_api_indexes(const struct pt_product_cf *p, const struct idpos *api_ids, int napi_ids,
+                                int *n)
+{
+    int *v = malloc(sizeof(*v) * (size_t)(p->apis.n ? p->apis.n : 1));
+    if (!v)
+        return NULL;
+    int m = 0;
+    for (int k = 0; k < p->apis.n; k++) {
+        int a = id_find(api_ids, napi_ids, p->apis.v[k]);
+        if (a >= 0)
+            v[m++] = a;
+    }
+    qsort(v, (size_t)m, sizeof(*v), int_cmp);
+    int u = 0;
+    for (int k = 0; k < m; k++)
+        if (u == 0 || v[u - 1] != v[k])
+            v[u++] = v[k];
+    *n = u;
+    return v;
+}
+
 static struct pt_doc *workspace_doc(const struct pt_conf *cf, struct pt_doc **wdocs, const char *ws)
 {
     for (int i = 0; ws && *ws && i < cf->nworkspaces; i++)
@@ -1084,7 +1113,6 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
             g->keys[slot] = (struct pt_keyslot){skeys[k], len, h, s};
         }
     }
-    free(api_ids);
     free(product_ids);
     free(user_ids);
 
@@ -1154,10 +1182,14 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
         struct pt_product *prod = &g->products[p];
         g->pc->workspace = prod->cf->workspace;
         struct pt_doc *pdoc = pt_policy_doc(g->pc, prod->cf->policies, PT_SCOPE_PRODUCT);
-        for (int i = 0; i < g->napis && errs->n == perr; i++) {
-            struct pt_apidef *api = &g->apis[i];
-            if (!pt_gen_product_has_api(prod, api))
-                continue;
+        int nheld = 0, *held = product_api_indexes(prod->cf, api_ids, napi_ids, &nheld);
+        if (!held) {
+            oom = true;
+            pt_node_errors_add(errs, "out of memory building the configuration");
+            break;
+        }
+        for (int h = 0; h < nheld && errs->n == perr; h++) {
+            struct pt_apidef *api = &g->apis[held[h]];
             g->pc->workspace = api->cf->workspace;
             struct pt_doc *adoc = pt_policy_doc(g->pc, api->cf->policies, PT_SCOPE_API);
             struct pt_doc *wdoc = workspace_doc(cf, wdocs, api->cf->workspace);
@@ -1172,7 +1204,9 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
                 pt_policy_flatten(g->pc, docs, 5, pp->pipeline);
             }
         }
+        free(held);
     }
+    free(api_ids);
 
     /* the routing policies' literal URLs and backend ids, and the inherited backend-id rule */
     for (int i = 0; i < g->pc->nall; i++)
