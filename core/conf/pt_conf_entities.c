@@ -1003,12 +1003,51 @@ const struct pt_cfkey pt_conf_entities_user_keys[] = {
     {0},
 };
 
+/* A user's address and position, sorted by address (case-insensitively), then by position. */
+struct user_email {
+    const char *email;
+    int index;
+};
+
+static int user_email_cmp(const void *a, const void *b)
+{
+    const struct user_email *x = a, *y = b;
+    int c = strcasecmp(x->email, y->email);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* The users whose address counts for uniqueness (a closed account, deleted, gives its address back)
+   in that order; pos[i] is user i's place in it (-1: not in it).  NULL when out of memory. */
+static struct user_email *users_by_email(const struct pt_user_cf *users, int n, int *pos)
+{
+    struct user_email *v = malloc(sizeof(*v) * (size_t)(n ? n : 1));
+    if (!v)
+        return NULL;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        pos[i] = -1;
+        if (users[i].email && users[i].state != 3)
+            v[m++] = (struct user_email){users[i].email, i};
+    }
+    qsort(v, (size_t)m, sizeof(*v), user_email_cmp);
+    for (int k = 0; k < m; k++)
+        pos[v[k].index] = k;
+    return v;
+}
+
 bool pt_conf_entities_read_users(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
     struct pt_conf *cf = (struct pt_conf *)((char *)field - offsetof(struct pt_conf, users));
     bool ok = read_entity_list(cx, n, (void **)&cf->users, &cf->nusers, sizeof(struct pt_user_cf),
                                pt_conf_entities_user_keys, NULL, "user", offsetof(struct pt_user_cf, node),
                                NO_FIELD);
+    int *pos = malloc(sizeof(*pos) * (size_t)(cf->nusers ? cf->nusers : 1));
+    struct user_email *sorted = pos ? users_by_email(cf->users, cf->nusers, pos) : NULL;
+    if (!sorted) {
+        free(pos);
+        pt_node_error(cx->errs, n, "out of memory reading the users");
+        return false;
+    }
     for (int i = 0; i < cf->nusers; i++) {
         struct pt_user_cf *u = &cf->users[i];
         const char *names[2] = {u->first_name, u->last_name}, *keys[2] = {"firstName", "lastName"};
@@ -1022,14 +1061,20 @@ bool pt_conf_entities_read_users(struct pt_cfctx *cx, struct pt_node *n, void *f
             pt_node_error(cx->errs, pt_node_get(u->node, "email"), "'%s' is not an email address", u->email);
             ok = false;
         }
-        for (int k = 0; k < i; k++) /* a closed account (deleted) gives its address back */
-            if (u->email && cf->users[k].email && u->state != 3 && cf->users[k].state != 3 &&
-                !strcasecmp(u->email, cf->users[k].email)) {
-                pt_node_error(cx->errs, pt_node_get(u->node, "email"), "email '%s' belongs to user '%s'",
-                              u->email, cf->users[k].id);
-                ok = false;
-            }
+        if (pos[i] < 0)
+            continue;
+        /* the earlier users with the same address sit just before this one in the sorted list */
+        int first = pos[i];
+        while (first > 0 && !strcasecmp(sorted[first - 1].email, u->email))
+            first--;
+        for (int k = first; k < pos[i]; k++) {
+            pt_node_error(cx->errs, pt_node_get(u->node, "email"), "email '%s' belongs to user '%s'",
+                          u->email, cf->users[sorted[k].index].id);
+            ok = false;
+        }
     }
+    free(sorted);
+    free(pos);
     return ok;
 }
 

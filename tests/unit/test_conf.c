@@ -867,6 +867,30 @@ static void test_user_names(void **state)
     pt_conf_free(cf);
 }
 
+/* An address belongs to one user (compared without case); a closed account (deleted) gives its
+   address back.  Each later holder is refused naming every earlier one, in the file's order. */
+static void test_user_emails_unique(void **state)
+{
+    (void)state;
+    expect_errors("listen: ':80'\nusers:\n"
+                  "  - {id: a, email: x@example.com}\n"
+                  "  - {id: b, email: y@example.com}\n"
+                  "  - {id: c, email: X@Example.com}\n"
+                  "  - {id: d, email: Y@example.COM}\n"
+                  "  - {id: e, email: x@example.com}\n",
+                  "t.yaml:5:20: user 'c' › email: email 'X@Example.com' belongs to user 'a'",
+                  "t.yaml:6:20: user 'd' › email: email 'Y@example.COM' belongs to user 'b'",
+                  "t.yaml:7:20: user 'e' › email: email 'x@example.com' belongs to user 'a'",
+                  "t.yaml:7:20: user 'e' › email: email 'x@example.com' belongs to user 'c'",
+                  (const char *)NULL);
+    struct pt_conf *cf = parse_ok("listen: ':80'\nusers:\n"
+                                  "  - {id: a, email: x@example.com, state: deleted}\n"
+                                  "  - {id: b, email: X@example.com}\n"
+                                  "  - {id: c, email: x@example.com, state: deleted}\n");
+    assert_int_equal(cf->nusers, 3);
+    pt_conf_free(cf);
+}
+
 /* cache: the stores' settings, the Redis URL and its parts, the checks across keys. */
 static void test_cache_conf(void **state)
 {
@@ -1142,6 +1166,7 @@ int main(void)
         cmocka_unit_test(test_cache_conf),
         cmocka_unit_test(test_backend_durations),
         cmocka_unit_test(test_backend_checks),
+        cmocka_unit_test(test_user_emails_unique),
     };
     return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
 }
