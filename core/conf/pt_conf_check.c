@@ -99,7 +99,8 @@ static int owned_cmp(const void *x, const void *y)
 
 /* A product's subscriptionsLimit: live subscriptions (submitted, active,
    suspended) per user. */
-static void check_subscription_limits(const struct pt_conf *cf, struct pt_errors *errs)
+static void check_subscription_limits(const struct pt_conf *cf, const struct idset *products,
+                                      struct pt_errors *errs)
 {
     bool any = false;
     for (int i = 0; i < cf->nproducts; i++)
@@ -119,14 +120,14 @@ static void check_subscription_limits(const struct pt_conf *cf, struct pt_errors
         int j = i + 1;
         while (j < n && !owned_cmp(&v[i], &v[j]))
             j++;
-        for (int k = 0; k < cf->nproducts; k++) {
-            const struct pt_product_cf *p = &cf->products[k];
-            if (p->subscriptions_limit > 0 && j - i > p->subscriptions_limit && !strcmp(p->id, v[i].product))
-                pt_node_error(
-                    errs, v[j - 1].sub->node,
-                    "user '%s' would have %d subscriptions to product '%s', whose subscriptionsLimit is %lld",
-                    v[i].owner, j - i, p->id, (long long)p->subscriptions_limit);
-        }
+        /* the product by its id (ids are unique), not by a scan of every product per owner */
+        int k = idset_find(products, v[i].product);
+        const struct pt_product_cf *p = k >= 0 ? &cf->products[k] : NULL;
+        if (p && p->subscriptions_limit > 0 && j - i > p->subscriptions_limit)
+            pt_node_error(
+                errs, v[j - 1].sub->node,
+                "user '%s' would have %d subscriptions to product '%s', whose subscriptionsLimit is %lld",
+                v[i].owner, j - i, p->id, (long long)p->subscriptions_limit);
         i = j;
     }
     free(v);
@@ -343,7 +344,7 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
                           s->id, s->owner_id);
         check_workspace(&wss, "subscription", s->id, s->workspace, s->node, errs);
     }
-    check_subscription_limits(cf, errs);
+    check_subscription_limits(cf, &products, errs);
     for (int i = 0; i < cf->napis; i++) {
         const struct pt_api_cf *a = &cf->apis[i];
         int vi = a->version_set ? idset_find(&vsets, a->version_set) : -1;
