@@ -921,18 +921,28 @@ static bool mat_entity(void *arg, const struct pt_entity *e)
     return true;
 }
 
-/* group-user pairs, to fill each user's groups */
+/* group-user pairs, to fill each user's groups: arg is the users by id (an object of id -> the
+   user in the list), one lookup per pair rather than a scan of every user (a portal's users are
+   all in "developers") */
 static bool user_groups(void *arg, const char *group, const char *user)
 {
-    json_t *users = arg;
+    json_t *u = json_object_get(arg, user);
+    if (u)
+        json_array_append_new(json_object_get(u, "groups"), json_string(group));
+    return true;
+}
+
+static void fill_user_groups(struct pt_store *st, json_t *users)
+{
+    json_t *by_id = json_object();
     size_t i;
     json_t *u;
     json_array_foreach(users, i, u)
     {
-        if (!strcmp(str_of(u, "id", ""), user))
-            json_array_append_new(json_object_get(u, "groups"), json_string(group));
+        json_object_set(by_id, str_of(u, "id", ""), u);
     }
-    return true;
+    pt_store_links(st, "group-user", NULL, user_groups, by_id);
+    json_decref(by_id);
 }
 
 struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *name, struct pt_node *root,
@@ -1066,7 +1076,7 @@ json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const cha
         struct mat m = {st, list, secret_key, errs, true, only, ahead.policies, ahead.ops};
         pt_store_each(st, pt_model_kinds[i].kind, "", mat_entity, &m);
         if (!strcmp(pt_model_kinds[i].kind, "user"))
-            pt_store_links(st, "group-user", NULL, user_groups, list);
+            fill_user_groups(st, list);
         if (json_array_size(list))
             json_object_set_new(root, pt_model_kinds[i].list, list);
         else
