@@ -1064,32 +1064,101 @@ static void read_ahead(struct mat *m)
     pt_store_each(m->st, "operation", NULL, group_op, m);
 }
 
-json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only,
-                          struct pt_errors *errs)
+/* The store's kinds a list is read from (the policies go into APIs, operations, products and
+   workspaces; the links into products, users and gateways); NULL: its own kind only. */
+static const char *const *list_inputs(const char *kind)
+{
+    static const char *const api[] = {"api", "operation", "policy", NULL};
+    static const char *const product[] = {"product", "product-api", "product-group", "policy", NULL};
+    static const char *const workspace[] = {"workspace", "policy", NULL};
+    static const char *const user[] = {"user", "group-user", NULL};
+    static const char *const gateway[] = {"gateway", "gateway-api", NULL};
+    static const char *const policy[] = {"policy", NULL};
+    static const struct {
+        const char *kind;
+        const char *const *inputs;
+    } map[] = {{"api", api},   {"product", product}, {"workspace", workspace},
+               {"user", user}, {"gateway", gateway}, {"policy", policy}};
+    for (size_t i = 0; i < PT_ARRAY_LEN(map); i++)
+        if (!strcmp(map[i].kind, kind))
+            return map[i].inputs;
+    return NULL;
+}
+
+/* The sum of the write counters of what a list is read from: the list is still what the store
+   holds while this has not moved (each counter only grows). */
+static uint64_t list_version(struct pt_store *st, const char *kind)
+{
+    const char *const *in = list_inputs(kind);
+    if (!in)
+        return pt_store_kind_writes(st, kind);
+    uint64_t v = 0;
+    for (int i = 0; in[i]; i++)
+        v += pt_store_kind_writes(st, in[i]);
+    return v;
+}
+
+#define MODEL_LISTS (PT_ARRAY_LEN(pt_model_kinds)) /* the kinds' lists, then the global policy */
+
+/*
+ * The entity lists.  With `prev` (lists read before, at the versions in prev_v), a list whose
+ * inputs have not been written since is taken from it as it is (shared, never changed), and only
+ * the others are read again; versions (MODEL_LISTS of them) gets each list's version.
+ */
+static json_t *materialize(struct pt_store *st, const char *secret_key, const char *only, const json_t *prev,
+                           const uint64_t *prev_v, uint64_t *versions, struct pt_errors *errs)
 {
     json_t *root = json_object();
     int before = errs->n;
-    struct mat ahead = {st, NULL, secret_key, errs, true, only, NULL, NULL};
-    read_ahead(&ahead);
+    bool fresh[MODEL_LISTS];
+    bool ahead_needed = false;
     for (int i = 0; pt_model_kinds[i].kind; i++) {
+        uint64_t v = list_version(st, pt_model_kinds[i].kind);
+        fresh[i] = !prev || prev_v[i] != v;
+        if (versions)
+            versions[i] = v;
+        ahead_needed |= fresh[i] && list_inputs(pt_model_kinds[i].kind) &&
+                        strcmp(pt_model_kinds[i].kind, "user") && strcmp(pt_model_kinds[i].kind, "gateway");
+    }
+    struct mat ahead = {st, NULL, secret_key, errs, true, only, NULL, NULL};
+    if (ahead_needed)
+        read_ahead(&ahead);
+    for (int i = 0; pt_model_kinds[i].kind; i++) {
+        const char *name = pt_model_kinds[i].list;
+        if (!fresh[i]) {
+            json_t *kept = json_object_get(prev, name);
+            if (kept)
+                json_object_set(root, name, kept);
+            continue;
+        }
         json_t *list = json_array();
         struct mat m = {st, list, secret_key, errs, true, only, ahead.policies, ahead.ops};
         pt_store_each(st, pt_model_kinds[i].kind, "", mat_entity, &m);
         if (!strcmp(pt_model_kinds[i].kind, "user"))
             fill_user_groups(st, list);
         if (json_array_size(list))
-            json_object_set_new(root, pt_model_kinds[i].list, list);
+            json_object_set_new(root, name, list);
         else
             json_decref(list);
     }
     json_decref(ahead.policies);
     json_decref(ahead.ops);
-    char src[16];
-    json_t *g = !only || (pt_store_info(st, "policy", "", "global", src, NULL) && !strcmp(src, only))
-                    ? policy_of(st, "global", errs)
-                    : NULL;
-    if (g)
-        json_object_set_new(root, "policies", g);
+    int gi = (int)MODEL_LISTS - 1;
+    uint64_t gv = list_version(st, "policy");
+    if (versions)
+        versions[gi] = gv;
+    if (prev && prev_v[gi] == gv) {
+        json_t *kept = json_object_get(prev, "policies");
+        if (kept)
+            json_object_set(root, "policies", kept);
+    } else {
+        char src[16];
+        json_t *g = !only || (pt_store_info(st, "policy", "", "global", src, NULL) && !strcmp(src, only))
+                        ? policy_of(st, "global", errs)
+                        : NULL;
+        if (g)
+            json_object_set_new(root, "policies", g);
+    }
     if (errs->n > before) {
         json_decref(root);
         return NULL;
@@ -1097,13 +1166,21 @@ json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const cha
     return root;
 }
 
+json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only,
+                          struct pt_errors *errs)
+{
+    return materialize(st, secret_key, only, NULL, NULL, NULL, errs);
+}
+
 /* The last materialized entity lists, while the store's entities have not been written since: a
    management write builds the generation from them and the self-hosted gateways' documents are cut
    from the same ones (tens of thousands of entities read, unsealed and parsed once, not twice).
-   The control thread's alone; shared read-only. */
+   After a write, only the lists read from the kinds it wrote are read again (a key regenerated
+   reads the subscriptions, not the APIs).  The control thread's alone; shared read-only. */
 static struct {
     const struct pt_store *st;
     uint64_t writes;
+    uint64_t versions[MODEL_LISTS];
     char *key;
     json_t *ents;
 } shared;
@@ -1111,10 +1188,13 @@ static struct {
 json_t *pt_model_entities_shared(struct pt_store *st, const char *secret_key, struct pt_errors *errs)
 {
     uint64_t w = pt_store_entity_writes(st);
-    if (shared.ents && shared.st == st && shared.writes == w &&
-        !strcmp(shared.key ? shared.key : "", secret_key ? secret_key : ""))
+    bool same =
+        shared.ents && shared.st == st && !strcmp(shared.key ? shared.key : "", secret_key ? secret_key : "");
+    if (same && shared.writes == w)
         return json_incref(shared.ents);
-    json_t *ents = pt_model_entities(st, secret_key, NULL, errs);
+    uint64_t versions[MODEL_LISTS];
+    json_t *ents =
+        materialize(st, secret_key, NULL, same ? shared.ents : NULL, shared.versions, versions, errs);
     if (!ents)
         return NULL;
     pt_model_entities_forget();
@@ -1122,6 +1202,7 @@ json_t *pt_model_entities_shared(struct pt_store *st, const char *secret_key, st
     if (k) {
         shared.st = st;
         shared.writes = w;
+        memcpy(shared.versions, versions, sizeof(versions));
         shared.key = k;
         shared.ents = json_incref(ents);
     }

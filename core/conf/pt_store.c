@@ -33,7 +33,40 @@ struct pt_store {
         bool busy; /* in use (a callback of pt_store_each may run the same query: it gets its own) */
     } cache[32];
     uint64_t entity_writes; /* entity and link writes, and rollbacks: what materialized views depend on */
+    /* the same per kind (entity or link kind), for views that read a few kinds only; `all` moves
+       for what may touch any kind (a rollback, a sweep, a reseal, a kind past the table) */
+    struct {
+        char kind[32];
+        uint64_t writes;
+    } kinds[48];
+    int nkinds;
+    uint64_t all;
 };
+
+/* A write of `kind` (NULL: of any kind). */
+static void written(struct pt_store *s, const char *kind)
+{
+    s->entity_writes++;
+    for (int i = 0; kind && i < s->nkinds; i++)
+        if (!strcmp(s->kinds[i].kind, kind)) {
+            s->kinds[i].writes++;
+            return;
+        }
+    if (kind && s->nkinds < (int)PT_ARRAY_LEN(s->kinds) && strlen(kind) < sizeof(s->kinds[0].kind)) {
+        snprintf(s->kinds[s->nkinds].kind, sizeof(s->kinds[0].kind), "%s", kind);
+        s->kinds[s->nkinds++].writes = 1;
+        return;
+    }
+    s->all++;
+}
+
+uint64_t pt_store_kind_writes(struct pt_store *s, const char *kind)
+{
+    for (int i = 0; i < s->nkinds; i++)
+        if (!strcmp(s->kinds[i].kind, kind))
+            return s->all + s->kinds[i].writes; /* both only grow: the sum moves when either does */
+    return s->all;
+}
 
 /* Fields held sealed at rest: a sealed value starts with "v1:" (a character
    no key may hold), so plain values written before sealing existed are
@@ -311,7 +344,7 @@ bool pt_store_commit(struct pt_store *s)
 
 void pt_store_rollback(struct pt_store *s)
 {
-    s->entity_writes++;
+    written(s, NULL);
     if (s->depth == 0)
         return;
     if (--s->depth > 0) {
@@ -415,7 +448,7 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
 bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id,
                   const char *workspace, const json_t *body, const char *source, char etag[24])
 {
-    s->entity_writes++;
+    written(s, kind);
     /* what cannot be written as JSON that loads again must not be stored:
        entity lists skip bodies that do not load, so it would vanish */
     char where[256];
@@ -467,7 +500,7 @@ bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, cons
 
 bool pt_store_delete(struct pt_store *s, const char *kind, const char *parent, const char *id)
 {
-    s->entity_writes++;
+    written(s, kind);
     sqlite3_stmt *st = prep(s, "DELETE FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
     if (!st)
         return false;
@@ -535,7 +568,7 @@ int pt_store_count(struct pt_store *s, const char *kind, const char *parent)
 
 bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source)
 {
-    s->entity_writes++;
+    written(s, kind);
     sqlite3_stmt *st = prep(s, "INSERT INTO links (kind, a, b, source, touched) VALUES (?1, ?2, ?3, ?4, ?5)"
                                " ON CONFLICT (kind, a, b) DO UPDATE SET touched = excluded.touched");
     if (!st)
@@ -550,7 +583,7 @@ bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const ch
 
 bool pt_store_unlink(struct pt_store *s, const char *kind, const char *a, const char *b)
 {
-    s->entity_writes++;
+    written(s, kind);
     sqlite3_stmt *st = prep(s, b ? "DELETE FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3"
                                  : "DELETE FROM links WHERE kind = ?1 AND a = ?2");
     if (!st)
@@ -662,7 +695,7 @@ void pt_store_touch_link(struct pt_store *s, const char *kind, const char *a, co
 
 int pt_store_sweep(struct pt_store *s, const char *source)
 {
-    s->entity_writes++;
+    written(s, NULL);
     int n = 0;
     static const char *const sql[] = {"DELETE FROM entities WHERE source = ?1 AND touched <> ?2",
                                       "DELETE FROM links WHERE source = ?1 AND touched <> ?2"};
@@ -772,7 +805,7 @@ bool pt_store_state_raise(struct pt_store *s, const char *name, int64_t value)
 
 int pt_store_reseal(struct pt_store *s)
 {
-    s->entity_writes++;
+    written(s, NULL);
     if (!s->seal)
         return 0;
     struct item {

@@ -106,6 +106,10 @@ const char *pt_store_error(struct pt_store *s);
    stays true while this number does not move (also inside a transaction). */
 uint64_t pt_store_entity_writes(struct pt_store *s);
 uint64_t pt_store_version(struct pt_store *s);
+/* Writes of one kind (an entity kind or a link kind such as "product-api"), plus every write that
+   may touch any kind (a rollback, a sweep): a view read from a few kinds is still current while
+   the sum over them has not moved. */
+uint64_t pt_store_kind_writes(struct pt_store *s, const char *kind);
 
 /* Counters that must survive restarts (quota): add and read. */
 bool pt_store_counter_add(struct pt_store *s, const char *key, int64_t period, int64_t delta, int64_t *total);
