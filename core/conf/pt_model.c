@@ -1178,7 +1178,7 @@ json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const cha
    After a write, only the lists read from the kinds it wrote are read again (a key regenerated
    reads the subscriptions, not the APIs).  The control thread's alone; shared read-only. */
 static struct {
-    const struct pt_store *st;
+    uint64_t store; /* pt_store_serial: a store opened at a closed one's address starts its counters at 0 */
     uint64_t writes;
     uint64_t versions[MODEL_LISTS];
     char *key;
@@ -1188,8 +1188,8 @@ static struct {
 json_t *pt_model_entities_shared(struct pt_store *st, const char *secret_key, struct pt_errors *errs)
 {
     uint64_t w = pt_store_entity_writes(st);
-    bool same =
-        shared.ents && shared.st == st && !strcmp(shared.key ? shared.key : "", secret_key ? secret_key : "");
+    bool same = shared.ents && shared.store == pt_store_serial(st) &&
+                !strcmp(shared.key ? shared.key : "", secret_key ? secret_key : "");
     if (same && shared.writes == w)
         return json_incref(shared.ents);
     uint64_t versions[MODEL_LISTS];
@@ -1200,7 +1200,7 @@ json_t *pt_model_entities_shared(struct pt_store *st, const char *secret_key, st
     pt_model_entities_forget();
     char *k = strdup(secret_key ? secret_key : "");
     if (k) {
-        shared.st = st;
+        shared.store = pt_store_serial(st);
         shared.writes = w;
         memcpy(shared.versions, versions, sizeof(versions));
         shared.key = k;

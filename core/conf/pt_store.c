@@ -41,6 +41,7 @@ struct pt_store {
     } kinds[48];
     int nkinds;
     uint64_t all;
+    uint64_t serial; /* this store among all opened by the process: views kept name it, not an address */
 };
 
 /* A write of `kind` (NULL: of any kind). */
@@ -253,7 +254,13 @@ struct pt_store *pt_store_open(const char *dir, char *err, size_t errlen)
 /* Opens (creating) the database at path, or an in-memory one (":memory:"), at the current schema. */
 static struct pt_store *open_db(const char *path, char *err, size_t errlen)
 {
+    static uint64_t opened;
     struct pt_store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "cannot open %s: out of memory", path);
+        return NULL;
+    }
+    s->serial = __atomic_add_fetch(&opened, 1, __ATOMIC_RELAXED);
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
@@ -307,6 +314,11 @@ uint64_t pt_store_version(struct pt_store *s)
     return s->version;
 }
 
+uint64_t pt_store_serial(struct pt_store *s)
+{
+    return s->serial;
+}
+
 uint64_t pt_store_entity_writes(struct pt_store *s)
 {
     return s->entity_writes;
@@ -324,18 +336,22 @@ bool pt_store_begin(struct pt_store *s)
     return true;
 }
 
+/* A transaction ended in ROLLBACK: it may have undone writes of any kind, and a view read inside it
+   holds them, so every view counts as stale. */
+static void rolled_back(struct pt_store *s)
+{
+    written(s, NULL);
+    exec(s, "ROLLBACK");
+}
+
 bool pt_store_commit(struct pt_store *s)
 {
     if (s->depth == 0)
         return false;
     if (--s->depth > 0)
         return !s->failed;
-    if (s->failed) {
-        exec(s, "ROLLBACK");
-        return false;
-    }
-    if (!exec(s, "COMMIT")) {
-        exec(s, "ROLLBACK");
+    if (s->failed || !exec(s, "COMMIT")) {
+        rolled_back(s);
         return false;
     }
     s->version++;
@@ -351,7 +367,7 @@ void pt_store_rollback(struct pt_store *s)
         s->failed = true;
         return;
     }
-    exec(s, "ROLLBACK");
+    rolled_back(s);
 }
 
 static sqlite3_stmt *prep(struct pt_store *s, const char *sql)

@@ -110,6 +110,9 @@ uint64_t pt_store_version(struct pt_store *s);
    may touch any kind (a rollback, a sweep): a view read from a few kinds is still current while
    the sum over them has not moved. */
 uint64_t pt_store_kind_writes(struct pt_store *s, const char *kind);
+/* Unique among the stores the process opens (never reused, unlike the address after a close):
+   what a view kept across calls is keyed on. */
+uint64_t pt_store_serial(struct pt_store *s);
 
 /* Counters that must survive restarts (quota): add and read. */
 bool pt_store_counter_add(struct pt_store *s, const char *key, int64_t period, int64_t delta, int64_t *total);

@@ -1,7 +1,9 @@
 /*
  * test_model_lists.c -- the entity lists a generation is built from are read
  * again only where the store was written: which lists a write of each kind
- * renews, and that a renewed list holds the write (a real SQLite store).
+ * renews, and that the lists served after every kind of write (deletes,
+ * cascades, a sweep, transactions undone) are what a fresh read of the store
+ * gives (a real SQLite store).
  */
 #include "conf/pt_model.h"
 #include "conf/pt_node.h"
@@ -9,42 +11,66 @@
 
 #include <jansson.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "store_helpers.h"
 
-static void put(struct pt_store *st, const char *kind, const char *parent, const char *id, const char *json)
+static void put_from(struct pt_store *st, const char *source, const char *kind, const char *parent,
+                     const char *id, const char *json)
 {
     json_t *body = json_loads(json, 0, NULL);
     assert_non_null(body);
-    assert_true(pt_store_put(st, kind, parent, id, "", body, "api", NULL));
+    assert_true(pt_store_put(st, kind, parent, id, "", body, source, NULL));
     json_decref(body);
 }
 
+static void put(struct pt_store *st, const char *kind, const char *parent, const char *id, const char *json)
+{
+    put_from(st, "api", kind, parent, id, json);
+}
+
+/* The lists a build gets, checked against a fresh read of the store: whatever was kept from an
+   earlier read must still be what the store holds. */
 static json_t *lists(struct pt_store *st)
 {
     struct pt_errors errs = {0};
     json_t *ents = pt_model_entities_shared(st, NULL, &errs);
     assert_non_null(ents);
     assert_int_equal(errs.n, 0);
+    json_t *fresh = pt_model_entities(st, NULL, NULL, &errs);
+    assert_non_null(fresh);
+    assert_int_equal(errs.n, 0);
+    assert_true(json_equal(ents, fresh));
+    json_decref(fresh);
     return ents;
+}
+
+/* The same, when only the comparison matters. */
+static void check_lists(struct pt_store *st)
+{
+    json_decref(lists(st));
+}
+
+static size_t list_size(const json_t *ents, const char *name)
+{
+    return json_array_size(json_object_get(ents, name));
 }
 
 /* true when `name` is the very list of `before` (kept, not read again) */
 static bool kept(const json_t *before, const json_t *after, const char *name)
 {
-    const json_t *a = json_object_get(before, name), *b = json_object_get(after, name);
-    assert_non_null(a);
-    assert_non_null(b);
-    return a == b;
+    const json_t *a = json_object_get(before, name);
+    return a && a == json_object_get(after, name);
 }
 
 static const char *first_str(const json_t *ents, const char *list, const char *field)
@@ -128,10 +154,217 @@ static void test_a_write_renews_the_lists_read_from_its_kind(void **state)
     close_store(st, dir);
 }
 
+/* Every kind of input and link, then deletes and the cascades of removing an entity, and the
+   file's sweep: after each, the lists served are the store's. */
+static void test_every_kind_of_write_is_served_as_stored(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "modellists-kinds");
+    put(st, "api", "", "a1", "{\"path\": \"a1\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
+    check_lists(st);
+    put(st, "operation", "a1", "o1", "{\"method\": \"GET\", \"urlTemplate\": \"/x\"}");
+    check_lists(st);
+    put(st, "policy", "", "op:a1/o1", "{\"inbound\": [\"base\"]}");
+    check_lists(st);
+    put(st, "workspace", "", "w1", "{\"displayName\": \"W\"}");
+    check_lists(st);
+    put(st, "policy", "", "workspace:w1", "{\"inbound\": [\"base\"]}");
+    check_lists(st);
+    put(st, "policy", "", "global", "{\"inbound\": []}");
+    check_lists(st);
+    put(st, "gateway", "", "g1", "{\"location\": \"here\"}");
+    check_lists(st);
+    assert_true(pt_store_link(st, "gateway-api", "g1", "a1", "api"));
+    check_lists(st);
+    put(st, "group", "", "gr", "{\"displayName\": \"G\"}");
+    check_lists(st);
+    put(st, "user", "", "u1", "{\"email\": \"u1@example.com\"}");
+    check_lists(st);
+    assert_true(pt_store_link(st, "group-user", "gr", "u1", "api"));
+    check_lists(st);
+    put(st, "product", "", "p1", "{\"displayName\": \"P\", \"state\": \"published\"}");
+    check_lists(st);
+    assert_true(pt_store_link(st, "product-api", "p1", "a1", "api"));
+    check_lists(st);
+    assert_true(pt_store_link(st, "product-group", "p1", "gr", "api"));
+    check_lists(st);
+    put(st, "policy", "", "product:p1", "{\"inbound\": [\"base\"]}");
+    check_lists(st);
+    put(st, "subscription", "", "s1",
+        "{\"scope\": \"/products/p1\", \"ownerId\": \"/users/u1\", \"primaryKey\": \"k1k1k1k1k1\"}");
+    check_lists(st);
+    put(st, "namedValue", "", "nv", "{\"value\": \"v\"}");
+    check_lists(st);
+    put(st, "backend", "", "b1", "{\"url\": \"http://127.0.0.1:1\"}");
+    check_lists(st);
+
+    json_t *before = lists(st);
+    assert_true(pt_store_delete(st, "operation", "a1", "o1"));
+    check_lists(st);
+    assert_true(pt_store_delete(st, "policy", "", "global"));
+    json_t *after = lists(st);
+    assert_null(json_object_get(after, "policies"));
+    assert_true(kept(before, after, "users"));
+    json_decref(before);
+    json_decref(after);
+    assert_true(pt_store_delete(st, "policy", "", "workspace:w1"));
+    check_lists(st);
+    assert_true(pt_store_unlink(st, "group-user", "gr", NULL));
+    check_lists(st);
+
+    /* removing an entity takes what hangs on it */
+    assert_true(pt_model_remove(st, "gateway", "", "g1"));
+    check_lists(st);
+    assert_true(pt_model_remove(st, "group", "", "gr"));
+    check_lists(st);
+    assert_true(pt_model_remove(st, "user", "", "u1"));
+    check_lists(st);
+    assert_true(pt_model_remove(st, "product", "", "p1"));
+    check_lists(st);
+    assert_true(pt_model_remove(st, "api", "", "a1"));
+    json_t *emptied = lists(st);
+    assert_int_equal(list_size(emptied, "apis"), 0);
+    assert_int_equal(list_size(emptied, "products"), 0);
+    json_decref(emptied);
+
+    /* the file's sweep: what the file no longer holds goes, whatever its kind */
+    put_from(st, "config", "api", "", "f1", "{\"path\": \"f1\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
+    put_from(st, "config", "user", "", "fu", "{\"email\": \"fu@example.com\"}");
+    json_t *filed = lists(st);
+    assert_int_equal(list_size(filed, "users"), 1);
+    json_decref(filed);
+    pt_store_mark(st, "config");
+    put_from(st, "config", "api", "", "f1", "{\"path\": \"f1\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
+    assert_int_equal(pt_store_sweep(st, "config"), 1);
+    json_t *swept = lists(st);
+    assert_int_equal(list_size(swept, "users"), 0);
+    assert_int_equal(list_size(swept, "apis"), 1);
+    json_decref(swept);
+
+    pt_model_entities_forget();
+    close_store(st, dir);
+}
+
+/* A store with an API and one subscription to it, its lists read. */
+static struct pt_store *store_with_a_subscription(char dir[64], const char *name)
+{
+    struct pt_store *st = open_store(dir, name);
+    put(st, "api", "", "a1", "{\"path\": \"a1\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
+    put(st, "subscription", "", "s1", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"k1k1k1k1k1\"}");
+    check_lists(st);
+    return st;
+}
+
+/* After a transaction that was undone: a write of another kind, and the lists must not hold what
+   was undone (the subscription read inside the transaction). */
+static void check_undone(struct pt_store *st)
+{
+    assert_int_equal(pt_store_count(st, "subscription", ""), 1);
+    put(st, "api", "", "a2", "{\"path\": \"a2\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
+    json_t *after = lists(st);
+    assert_int_equal(list_size(after, "subscriptions"), 1);
+    assert_int_equal(list_size(after, "apis"), 2);
+    json_decref(after);
+}
+
+/* Writes, a build inside the transaction (as a management write does), then a nested step fails:
+   the commit rolls everything back. */
+static void test_a_transaction_rolled_back_at_its_commit_is_read_again(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = store_with_a_subscription(dir, "modellists-nested");
+    assert_true(pt_store_begin(st));
+    put(st, "subscription", "", "s2", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"k2k2k2k2k2\"}");
+    assert_true(pt_store_begin(st));
+    pt_store_rollback(st);
+    json_t *inside = lists(st);
+    assert_int_equal(list_size(inside, "subscriptions"), 2);
+    json_decref(inside);
+    assert_false(pt_store_commit(st));
+    check_undone(st);
+
+    /* the same with the whole transaction rolled back by its owner */
+    assert_true(pt_store_begin(st));
+    put(st, "subscription", "", "s3", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"k3k3k3k3k3\"}");
+    check_lists(st);
+    pt_store_rollback(st);
+    assert_true(pt_model_remove(st, "api", "", "a2"));
+    json_t *after = lists(st);
+    assert_int_equal(list_size(after, "subscriptions"), 1);
+    json_decref(after);
+
+    pt_model_entities_forget();
+    close_store(st, dir);
+}
+
+/* COMMIT itself fails (the log cannot grow, as on a full disk: here a file size limit) and SQLite
+   rolls the transaction back. */
+static void test_a_transaction_whose_commit_fails_is_read_again(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = store_with_a_subscription(dir, "modellists-commit");
+    assert_true(pt_store_begin(st));
+    put(st, "subscription", "", "s2", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"k2k2k2k2k2\"}");
+    json_t *inside = lists(st);
+    assert_int_equal(list_size(inside, "subscriptions"), 2);
+    json_decref(inside);
+
+    struct rlimit old, none;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    none = old;
+    none.rlim_cur = 1;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &none), 0);
+    bool committed = pt_store_commit(st);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+    assert_false(committed);
+    check_undone(st);
+
+    pt_model_entities_forget();
+    close_store(st, dir);
+}
+
+/* The lists kept from a store are not served for another one opened after it was closed, even at
+   the same address (its counters start where the first one's did).  Stores are opened and closed,
+   each with its own key, until one comes at the address of the one before (bounded). */
+static void test_a_closed_store_lists_are_not_served_for_the_next(void **state)
+{
+    (void)state;
+    const void *last = NULL;
+    bool reused = false;
+    for (int i = 0; i < 32 && !reused; i++) {
+        char dir[64], sub[128];
+        struct pt_store *st = open_store(dir, "modellists-reopen");
+        reused = (const void *)st == last;
+        last = st;
+        snprintf(sub, sizeof(sub), "{\"scope\": \"/apis/a1\", \"primaryKey\": \"key%07d\"}", i);
+        put(st, "api", "", "a1", "{\"path\": \"a1\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
+        put(st, "subscription", "", "s1", sub);
+        json_t *ents = lists(st);
+        json_t *body = json_loads(sub, 0, NULL);
+        assert_string_equal(first_str(ents, "subscriptions", "primaryKey"),
+                            json_string_value(json_object_get(body, "primaryKey")));
+        json_decref(body);
+        json_decref(ents);
+        close_store(st, dir);
+    }
+    pt_model_entities_forget();
+    if (!reused)
+        skip(); /* no store came at a closed one's address: the case was not met */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_write_renews_the_lists_read_from_its_kind),
+        cmocka_unit_test(test_every_kind_of_write_is_served_as_stored),
+        cmocka_unit_test(test_a_transaction_rolled_back_at_its_commit_is_read_again),
+        cmocka_unit_test(test_a_transaction_whose_commit_fails_is_read_again),
+        cmocka_unit_test(test_a_closed_store_lists_are_not_served_for_the_next),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
