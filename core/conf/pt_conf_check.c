@@ -108,6 +108,12 @@ static void check_subscription_limits(const struct pt_conf *cf, const struct ids
     if (!any || cf->nsubs == 0)
         return;
     struct owned *v = calloc((size_t)cf->nsubs, sizeof(*v));
+    if (!v || !products->v) {
+        /* no product could be found: the limits would pass unchecked */
+        free(v);
+        pt_node_errors_add(errs, "out of memory checking the products' subscriptionsLimit");
+        return;
+    }
     int n = 0;
     for (int i = 0; i < cf->nsubs; i++) {
         const struct pt_subscription_cf *s = &cf->subs[i];
