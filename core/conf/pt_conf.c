@@ -155,8 +155,38 @@ static const struct pt_cfkey listen_keys[] = {
     {"backlog", PT_CT_INT, 0, 0, 1, 65535, .def = "the system's maximum",
      .doc = "The listen queue: connections the system holds for the gateway before it accepts them; by "
             "default the system's maximum (`net.core.somaxconn`)."},
+    {"protocols", PT_CT_CUSTOM, 0, 0, .form = "list of `http/1.1`, `h2`",
+     .def = "`[http/1.1, h2]` with TLS, `[http/1.1]` without",
+     .doc = "The HTTP versions served. On a TLS listener they are offered by ALPN (h2 first); on a plain "
+            "listener `h2` is HTTP/2 with prior knowledge (h2c: a connection that starts with the HTTP/2 "
+            "preface). Without `http/1.1` an HTTP/1 request is answered **505**. See [HTTP/2](http2.md)."},
     {0},
 };
+
+/* protocols: [http/1.1, h2] -- a non-empty list of known names */
+static bool read_protocols(struct pt_cfctx *cx, struct pt_node *n, struct pt_listen_cf *l)
+{
+    if (n->kind != PT_N_SEQ || n->n == 0) {
+        pt_node_error(cx->errs, n, "expected a non-empty list of protocols (http/1.1, h2)");
+        return false;
+    }
+    l->http1 = l->h2 = false;
+    bool ok = true;
+    for (int i = 0; i < n->n; i++) {
+        char *p;
+        if (!pt_schema_str(cx, n->items[i], &p, false)) {
+            ok = false;
+        } else if (!strcmp(p, "http/1.1")) {
+            l->http1 = true;
+        } else if (!strcmp(p, "h2")) {
+            l->h2 = true;
+        } else {
+            pt_node_error(cx->errs, n->items[i], "unknown protocol '%s' (expected http/1.1 or h2)", p);
+            ok = false;
+        }
+    }
+    return ok;
+}
 
 static bool read_certs(struct pt_cfctx *cx, struct pt_node *n, void *field)
 {
@@ -200,6 +230,7 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
         struct pt_listen_cf *l = &cf->listen[i];
         l->node = it;
         struct pt_node *addr = it;
+        bool protocols_set = false;
         if (it->kind == PT_N_MAP) {
             /* certificate + key is shorthand for a one-entry certificates list */
             struct pt_node *c = pt_node_get(it, "certificate"), *k = pt_node_get(it, "key");
@@ -254,6 +285,9 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                         ok = false;
                 } else if (!strcmp(kn, "tls")) {
                     ok &= read_tls_opts(cx, pt_node_val(it, j), &l->tls);
+                } else if (!strcmp(kn, "protocols")) {
+                    ok &= read_protocols(cx, pt_node_val(it, j), l);
+                    protocols_set = true;
                 } else if (!strcmp(kn, "clientCa")) {
                     char *ca;
                     if (pt_schema_str(cx, pt_node_val(it, j), &ca, false))
@@ -264,7 +298,7 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
                     pt_node_error(
                         cx->errs, pt_node_key(it, j),
                         "unknown key '%s' (expected one of: address, certificate, key, certificates, "
-                        "clientCertificate, clientCa, tls, backlog)",
+                        "clientCertificate, clientCa, tls, backlog, protocols)",
                         kn);
                     ok = false;
                 }
@@ -278,6 +312,10 @@ static bool read_listen(struct pt_cfctx *cx, struct pt_node *n, void *field)
         } else if (!pt_schema_str(cx, it, &l->address, false)) {
             ok = false;
             continue;
+        }
+        if (!protocols_set) {
+            l->http1 = true;
+            l->h2 = l->ncerts > 0;
         }
         if (!l->address)
             continue;
@@ -380,7 +418,33 @@ static bool read_underscores(struct pt_cfctx *cx, struct pt_node *n, void *field
     return false;
 }
 
+static const struct pt_cfkey limits_h2_keys[] = {
+    {"maxConcurrentStreams", PT_CT_INT, offsetof(struct pt_conf, limits.h2.max_streams), 0, 1, 10000,
+     .def = "`100`",
+     .doc = "Streams (requests) open at once on one HTTP/2 connection; a stream over it is refused "
+            "(`RST_STREAM` `REFUSED_STREAM`)."},
+    {"headerListSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.h2.header_list), 0, 1024, 1 << 20,
+     .def = "`headerSize`",
+     .doc = "The decoded header list of one request (names, values and 32 bytes per field); over it the "
+            "stream is answered **431**."},
+    {"hpackTableSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.h2.hpack_table), 0, 0, 1 << 16,
+     .def = "`4096`", .doc = "The HPACK dynamic table the client may make the gateway keep."},
+    {"initialWindow", PT_CT_SIZE, offsetof(struct pt_conf, limits.h2.initial_window), 0, 1024,
+     (1LL << 31) - 1, .def = "`64k`",
+     .doc = "The flow-control window of each stream: the request body bytes the gateway takes from a client "
+            "before the backend has read them (a stream's upload buffer)."},
+    {"maxFrameSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.h2.max_frame), 0, 16384, (1 << 24) - 1,
+     .def = "`16k`", .doc = "The largest frame the client may send."},
+    {"resetsPerSecond", PT_CT_INT, offsetof(struct pt_conf, limits.h2.resets_per_second), 0, 1, 1000000,
+     .def = "`100`",
+     .doc = "Streams a client may reset (`RST_STREAM`) in one second; past it the connection gets `GOAWAY` "
+            "`ENHANCE_YOUR_CALM` and is closed (the rapid reset attack, CVE-2023-44487)."},
+    {0},
+};
+
 static const struct pt_cfkey limits_keys[] = {
+    {"http2", PT_CT_MAP, 0, 0, .sub = limits_h2_keys,
+     .doc = "HTTP/2 client connections (see [HTTP/2](http2.md))."},
     {"bufferSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.buffer_size), 0, 1024, 1LL << 30,
      .def = "`2m`",
      .doc = "The longest body read into memory when a policy or expression needs it (over it: **413** for "
@@ -1892,6 +1956,11 @@ static void set_defaults(struct pt_conf *cf)
     cf->limits.header_line = 8 * 1024;
     cf->limits.header_underscores = PT_UNDERSCORES_REJECT;
     cf->limits.header_count = 100;
+    cf->limits.h2.max_streams = 100;
+    cf->limits.h2.hpack_table = 4096;
+    cf->limits.h2.initial_window = 65535;
+    cf->limits.h2.max_frame = 16384;
+    cf->limits.h2.resets_per_second = 100;
     cf->limits.uri_length = 8 * 1024;
     cf->limits.body_size = 1024ULL * 1024 * 1024;
     cf->limits.requests_per_connection = 1000;

@@ -52,7 +52,8 @@ struct pt_listen_cf {
     int client_cert; /* clientCertificate: 0 none, 1 optional, 2 required, 3 verified */
     char *client_ca; /* clientCa: CA bundle client certificates are checked against */
     struct pt_tls_cf tls;
-    int backlog; /* listen queue; 0: the system's maximum (net.core.somaxconn) */
+    int backlog;    /* listen queue; 0: the system's maximum (net.core.somaxconn) */
+    bool http1, h2; /* protocols: by default HTTP/1.1, and h2 (ALPN) on TLS listeners */
     struct pt_node *node;
 };
 
@@ -101,7 +102,18 @@ enum { PT_APITYPE_HTTP, PT_APITYPE_SOAP, PT_APITYPE_GRAPHQL, PT_APITYPE_WEBSOCKE
 
 enum { PT_UNDERSCORES_REJECT, PT_UNDERSCORES_DROP, PT_UNDERSCORES_ALLOW };
 
+/* limits.http2: what one HTTP/2 client connection may hold or do */
+struct pt_h2_cf {
+    int64_t max_streams;       /* SETTINGS_MAX_CONCURRENT_STREAMS */
+    uint64_t header_list;      /* SETTINGS_MAX_HEADER_LIST_SIZE; 0: limits.headerSize */
+    uint64_t hpack_table;      /* SETTINGS_HEADER_TABLE_SIZE */
+    uint64_t initial_window;   /* SETTINGS_INITIAL_WINDOW_SIZE: a stream's upload buffer bound */
+    uint64_t max_frame;        /* SETTINGS_MAX_FRAME_SIZE */
+    int64_t resets_per_second; /* streams a client may reset per second before it is cut off */
+};
+
 struct pt_limits_cf {
+    struct pt_h2_cf h2;
     uint64_t buffer_size;    /* a body read into memory for a policy */
     uint64_t header_size;    /* request line + headers, 431 */
     uint64_t header_line;    /* one header line, 431 */

@@ -1,5 +1,6 @@
 /*
- * pt_io -- plain edge-triggered socket driver and the TLS bufferevent bridge.
+ * pt_io -- plain edge-triggered socket driver, the TLS bufferevent bridge and
+ * the streams of multiplexed connections.
  */
 #include "event/pt_io.h"
 #include "event/pt_tls.h"
@@ -33,12 +34,26 @@ struct io {
     struct event ev;         /* plain */
     struct bufferevent *bev; /* tls */
     unsigned readable : 1, writable : 1, reading : 1, connecting : 1, eof_seen : 1, want_drain : 1, dead : 1,
-        tls : 1, rdhup : 1, hup_told : 1;
+        tls : 1, rdhup : 1, hup_told : 1, stream : 1, held : 1;
     int busy; /* callbacks in progress */
+    /* stream: ev is a deferred-callback trigger; `told` what the owner asked to deliver */
+    struct pt_io *parent;
+    const struct pt_io_stream_ops *ops; /* NULL once the owner released it */
+    void *owner;
+    int told;
 };
 
 static void release(struct io *io)
 {
+    if (io->stream) {
+        if (io->held)
+            return; /* the owner frees it (pt_io_stream_release) */
+        event_del(&io->ev);
+        evbuffer_free(io->pub.in);
+        evbuffer_free(io->pub.out);
+        free(io);
+        return;
+    }
     if (io->tls) {
         if (io->bev)
             bufferevent_free(io->bev); /* closes fd and frees SSL */
@@ -439,6 +454,80 @@ struct pt_io *pt_io_tls_over(struct pt_io *p, SSL *ssl, pt_io_cb cb, void *arg)
     return &io->pub;
 }
 
+/* ---------------------------------------------------------------- stream */
+
+static void stream_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct io *io = arg;
+    if (io->dead)
+        return;
+    int told = io->told;
+    io->told = 0;
+    if (told & PT_IO_ERROR) {
+        deliver(io, PT_IO_ERROR);
+        return;
+    }
+    if (io->reading && evbuffer_get_length(io->pub.in) && !deliver(io, PT_IO_READ))
+        return;
+    if (io->want_drain && evbuffer_get_length(io->pub.out) == 0) {
+        io->want_drain = 0;
+        if (!deliver(io, PT_IO_DRAINED))
+            return;
+    }
+    if (told & PT_IO_EOF)
+        deliver(io, PT_IO_EOF);
+}
+
+struct pt_io *pt_io_stream(struct event_base *base, struct pt_io *parent, const struct pt_io_stream_ops *ops,
+                           void *owner, pt_io_cb cb, void *arg)
+{
+    struct io *io = calloc(1, sizeof(*io));
+    if (!io)
+        return NULL;
+    io->stream = 1;
+    io->held = 1;
+    io->fd = -1;
+    io->parent = parent;
+    io->ops = ops;
+    io->owner = owner;
+    io->cb = cb;
+    io->arg = arg;
+    io->pub.in = evbuffer_new();
+    io->pub.out = evbuffer_new();
+    if (!io->pub.in || !io->pub.out || event_assign(&io->ev, base, -1, 0, stream_event, io) < 0) {
+        if (io->pub.in)
+            evbuffer_free(io->pub.in);
+        if (io->pub.out)
+            evbuffer_free(io->pub.out);
+        free(io);
+        return NULL;
+    }
+    return &io->pub;
+}
+
+void pt_io_stream_kick(struct pt_io *p, int what)
+{
+    struct io *io = (struct io *)p;
+    if (io->dead)
+        return;
+    io->told |= what & (PT_IO_EOF | PT_IO_ERROR);
+    event_active(&io->ev, EV_READ, 0);
+}
+
+bool pt_io_stream_alive(const struct pt_io *p)
+{
+    return !((const struct io *)p)->dead;
+}
+
+void pt_io_stream_release(struct pt_io *p)
+{
+    struct io *io = (struct io *)p;
+    io->held = 0;
+    io->ops = NULL;
+    if (io->dead && io->busy == 0)
+        release(io);
+}
+
 /* ---------------------------------------------------------------- common */
 
 void pt_io_set_cb(struct pt_io *p, pt_io_cb cb, void *arg)
@@ -451,6 +540,12 @@ void pt_io_set_cb(struct pt_io *p, pt_io_cb cb, void *arg)
 void pt_io_read(struct pt_io *p, bool on)
 {
     struct io *io = (struct io *)p;
+    if (io->stream) {
+        io->reading = on;
+        if (on && evbuffer_get_length(p->in))
+            pt_io_stream_kick(p, 0);
+        return;
+    }
     if (io->tls) {
         if (on)
             bufferevent_enable(io->bev, EV_READ);
@@ -466,6 +561,11 @@ void pt_io_read(struct pt_io *p, bool on)
 void pt_io_flush(struct pt_io *p)
 {
     struct io *io = (struct io *)p;
+    if (io->stream) {
+        if (io->ops && evbuffer_get_length(p->out))
+            io->ops->flush(io->owner);
+        return;
+    }
     if (io->tls || io->connecting || io->fd < 0 || io->err)
         return;
     do_write(io);
@@ -477,6 +577,11 @@ void pt_io_want_drain(struct pt_io *p, bool on)
 {
     struct io *io = (struct io *)p;
     io->want_drain = on;
+    if (io->stream) {
+        if (on && evbuffer_get_length(p->out) == 0)
+            pt_io_stream_kick(p, 0);
+        return;
+    }
     if (on && !io->tls && io->writable && evbuffer_get_length(io->pub.out) == 0 && io->fd >= 0)
         event_active(&io->ev, EV_WRITE, 0);
     if (on && io->tls && evbuffer_get_length(io->pub.out) == 0)
@@ -491,7 +596,11 @@ void pt_io_free(struct pt_io *p)
     if (io->dead)
         return;
     io->dead = 1;
-    if (!io->tls) {
+    if (io->stream) {
+        event_del(&io->ev);
+        if (io->ops)
+            io->ops->freed(io->owner);
+    } else if (!io->tls) {
         event_del(&io->ev);
         if (io->fd >= 0)
             close(io->fd);
@@ -506,12 +615,15 @@ void pt_io_free(struct pt_io *p)
 
 bool pt_io_is_tls(const struct pt_io *p)
 {
-    return ((const struct io *)p)->tls;
+    const struct io *io = (const struct io *)p;
+    return io->stream ? pt_io_is_tls(io->parent) : io->tls;
 }
 
 SSL *pt_io_ssl(const struct pt_io *p)
 {
     const struct io *io = (const struct io *)p;
+    if (io->stream)
+        return pt_io_ssl(io->parent);
     return io->tls ? bufferevent_openssl_get_ssl(io->bev) : NULL;
 }
 

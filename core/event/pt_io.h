@@ -2,12 +2,16 @@
  * pt_io -- one byte stream (a client or a backend connection) with an input
  * and an output evbuffer, whatever carries it.
  *
- * Two drivers sit behind this interface:
+ * Three drivers sit behind this interface:
  *   - plain TCP: one edge-triggered libevent event per socket, registered
  *     once.  Reads go straight into the input evbuffer (readv into reserved
  *     space, no FIONREAD probe); pt_io_flush() writes immediately and only
  *     waits for writability after a short write.  No epoll_ctl per request.
  *   - TLS: libevent's bufferevent_openssl, its buffers exposed as ours.
+ *   - stream: one stream of a multiplexed connection (HTTP/2).  Its bytes
+ *     go to and come from an owner (the session) instead of a socket; the
+ *     owner is told when the user flushes, switches reading or lets go, and
+ *     fills `in` / empties `out` itself.  Its TLS is its parent's.
  * The proxy above sees only evbuffers and the callback events below, so
  * framing, streaming and backpressure are written once for both.
  *
@@ -61,6 +65,26 @@ struct pt_io *pt_io_tls_connect(struct event_base *base, const struct sockaddr *
    every case (its buffers must be empty) and its socket handshakes; PT_IO_CONNECTED once done.  NULL on
    failure (the socket is closed then).  ssl is taken over. */
 struct pt_io *pt_io_tls_over(struct pt_io *plain, SSL *ssl, pt_io_cb cb, void *arg);
+/* ---- stream driver ---- */
+
+/* What a stream's owner is told.  Neither may call back into the stream's user: they run inside the
+   user's calls (pt_io_flush, pt_io_free). */
+struct pt_io_stream_ops {
+    void (*flush)(void *owner); /* the user added bytes to io->out */
+    void (*freed)(void *owner); /* the user let go of the stream (pt_io_free) */
+};
+/* A stream over `parent` (which must outlive it); events are delivered from the parent's loop. */
+struct pt_io *pt_io_stream(struct event_base *base, struct pt_io *parent, const struct pt_io_stream_ops *ops,
+                           void *owner, pt_io_cb cb, void *arg);
+/* The owner changed io->in or io->out (or wants `what`, PT_IO_EOF or PT_IO_ERROR, told): the user's
+   PT_IO_READ / PT_IO_DRAINED / `what` follow from the event loop, never from inside this call. */
+void pt_io_stream_kick(struct pt_io *io, int what);
+/* Whether the user still holds the stream (has not called pt_io_free). */
+bool pt_io_stream_alive(const struct pt_io *io);
+/* The owner is done with the stream: it is freed once the user has let go too (if it has not, the
+   owner must have told it PT_IO_ERROR first). */
+void pt_io_stream_release(struct pt_io *io);
+
 void pt_io_set_cb(struct pt_io *io, pt_io_cb cb, void *arg);
 /* Starts or stops delivering PT_IO_READ (backpressure). */
 void pt_io_read(struct pt_io *io, bool on);

@@ -20,6 +20,9 @@ struct cert_entry {
 struct pt_tls_server {
     struct cert_entry *e;
     int n;
+    /* ALPN: what the listener serves, in wire format ("\x02h2\x08http/1.1"), our preference first */
+    unsigned char alpn[16];
+    unsigned alpn_len;
 };
 
 static const char *ssl_errstr(void)
@@ -58,6 +61,32 @@ static int on_servername(SSL *ssl, int *ad, void *arg)
                 return SSL_TLSEXT_ERR_OK;
             }
     return SSL_TLSEXT_ERR_OK; /* unknown name: the first certificate answers */
+}
+
+/* ALPN: the first of our protocols the client offers; none in common goes on without ALPN (HTTP/1.1, which
+   an h2-only listener then refuses) rather than failing the handshake. */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                   unsigned inlen, void *arg)
+{
+    struct pt_tls_server *s = arg;
+    unsigned char *sel;
+    if (SSL_select_next_proto(&sel, outlen, s->alpn, s->alpn_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static void alpn_list(struct pt_tls_server *s, const struct pt_listen_cf *l)
+{
+    static const unsigned char h2[] = "\x02h2", h1[] = "\x08http/1.1";
+    if (l->h2) {
+        memcpy(s->alpn + s->alpn_len, h2, sizeof(h2) - 1);
+        s->alpn_len += sizeof(h2) - 1;
+    }
+    if (l->http1) {
+        memcpy(s->alpn + s->alpn_len, h1, sizeof(h1) - 1);
+        s->alpn_len += sizeof(h1) - 1;
+    }
 }
 
 static void collect_names(struct cert_entry *ce, X509 *x)
@@ -203,9 +232,12 @@ struct pt_tls_server *pt_tls_server_new(const struct pt_listen_cf *l, struct pt_
         pt_tls_server_free(s);
         return NULL;
     }
+    alpn_list(s, l);
     for (int i = 0; i < s->n; i++) {
         SSL_CTX_set_tlsext_servername_callback(s->e[i].ctx, on_servername);
         SSL_CTX_set_tlsext_servername_arg(s->e[i].ctx, s);
+        if (s->alpn_len)
+            SSL_CTX_set_alpn_select_cb(s->e[i].ctx, on_alpn, s);
         if (l->client_cert && !ask_client_cert(s->e[i].ctx, l, errs)) {
             pt_tls_server_free(s);
             return NULL;

@@ -62,6 +62,7 @@ struct pt_peer {
     uint64_t *rng;           /* the worker's random state */
     int worker;              /* the worker's number */
     bool tls;
+    bool h2; /* an HTTP/2 stream */
     char ip[INET6_ADDRSTRLEN];
 };
 

@@ -809,6 +809,8 @@ static int proxy_index(lua_State *L)
             push_proxy(L, K_REQ_HEADERS);
         else if (key_is(k, kl, "ipAddress"))
             lua_pushstring(L, req->peer->ip);
+        else if (key_is(k, kl, "protocol"))
+            lua_pushstring(L, req->peer->h2 ? "HTTP/2.0" : req->h.minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
         else if (key_is(k, kl, "matchedParameters"))
             push_proxy(L, K_MATCHED);
         else if (key_is(k, kl, "body"))

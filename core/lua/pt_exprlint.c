@@ -268,7 +268,8 @@ static const struct member body[] = {
 static const struct member request[] = {{"method", NULL, 0},     {"url", url, 0},
                                         {"originalUrl", url, 0}, {"headers", headers, M_OPEN},
                                         {"ipAddress", NULL, 0},  {"matchedParameters", getter, M_OPEN},
-                                        {"body", body, 0},       {NULL, NULL, 0}};
+                                        {"body", body, 0},       {"protocol", NULL, 0},
+                                        {NULL, NULL, 0}};
 static const struct member response[] = {{"statusCode", NULL, 0},      {"statusReason", NULL, 0},
                                          {"headers", headers, M_OPEN}, {"body", body, 0},
                                          METHOD("setStatus"),          {NULL, NULL, 0}};

@@ -116,6 +116,8 @@ void pt_accesslog_line(struct pt_req *req, const char *second, uint64_t wall, st
     log_str_field(&b, "requestId", (pt_str){req->id, req->idn});
     log_str_field(&b, "clientIp", pt_str_c(req->c->peer.ip));
     log_str_field(&b, "method", req->h.method);
+    if (req->c->peer.h2) /* HTTP/1.x lines stay as they were */
+        log_str_field(&b, "protocol", PT_STR("HTTP/2.0"));
     log_str_field(&b, "path", req->h.path);
     if (req->h.query.len)
         log_str_field(&b, "query", pt_accesslog_redact_query(req));

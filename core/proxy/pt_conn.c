@@ -37,6 +37,7 @@
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
 #include "proxy/pt_analytics.h"
+#include "proxy/pt_h2.h"
 #include "proxy/pt_overload.h"
 #include "proxy/pt_proxy.h"
 #include "proxy/pt_reqmetrics.h"
@@ -56,6 +57,7 @@
 
 static void conn_heads(struct pt_conn *c);
 static void conn_close_soon(struct pt_conn *c);
+static void conn_free(struct pt_conn *c);
 static void conn_cb(struct pt_io *io, int what, void *arg);
 static void conn_timer(struct pt_tnode *t, int kind);
 static void req_error_with(struct pt_req *req, int status, const char *reason, const char *message,
@@ -283,7 +285,8 @@ static void req_start(struct pt_conn *c, size_t head_len)
     }
     req_set_id(req);
     pt_otel_req_start(req); /* OpenTelemetry (O): the trace context */
-    req->keep = req->h.keepalive && c->nreqs < (unsigned)cf->limits.requests_per_connection && !w->draining;
+    req->keep = req->h.keepalive && c->nreqs < (unsigned)cf->limits.requests_per_connection && !w->draining &&
+                !c->stream;
     if (req->h.body != PT_BODY_NONE)
         req->req_left = req->h.content_length;
     else
@@ -661,11 +664,83 @@ void pt_conn_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int 
         return;
     }
     c->peer.io = c->io;
+    if (li < g->conf->nlisten) {
+        c->http1 = g->conf->listen[li].http1;
+        c->h2ok = g->conf->listen[li].h2;
+    } else
+        c->http1 = true;
     pt_list_add_tail(&w->conns, &c->link);
     pt_worker_conn_opened(w);
     c->state = C_HEAD;
     pt_io_read(c->io, true);
     pt_timer_set(w, &c->timer, PT_T_HEADER);
+}
+
+struct pt_conn *pt_conn_stream_open(struct pt_conn *parent, struct pt_io *io)
+{
+    struct pt_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->w = parent->w;
+    c->peer = parent->peer;
+    c->peer.io = io;
+    c->peer.h2 = true;
+    c->io = io;
+    c->stream = c->chosen = c->http1 = true;
+    c->state = C_HEAD;
+    pt_timer_init(&c->timer, conn_timer);
+    pt_list_add_tail(&c->w->conns, &c->link); /* for the memory figure; not a client connection */
+    pt_io_set_cb(io, conn_cb, c);
+    pt_io_read(io, true);
+    pt_timer_set(c->w, &c->timer, PT_T_HEADER);
+    return c;
+}
+
+/* The first bytes of a connection (or its ALPN) choose HTTP/2 or HTTP/1.1: 1 when it went to HTTP/2 (or
+   was refused), 0 for HTTP/1.1, -1 when more bytes are needed to tell. */
+static int conn_choose(struct pt_conn *c)
+{
+    bool h2 = false;
+    if (c->peer.tls) {
+        const unsigned char *alpn = NULL;
+        unsigned alen = 0;
+        SSL *ssl = pt_io_ssl(c->io);
+        if (ssl)
+            SSL_get0_alpn_selected(ssl, &alpn, &alen);
+        h2 = alen == 2 && !memcmp(alpn, "h2", 2);
+    } else if (c->h2ok) {
+        int p = pt_h2_preface(c->io->in);
+        if (p < 0)
+            return -1;
+        h2 = p == 1;
+    }
+    c->chosen = true;
+    if (!h2) {
+        if (c->http1)
+            return 0;
+        conn_fail(c, 505, "HTTP/1.1 is not served on this listener");
+        return 1;
+    }
+    c->h2 = pt_h2_start(c);
+    if (!c->h2) {
+        pt_err("out of memory for an HTTP/2 session");
+        conn_close_soon(c);
+        return 1;
+    }
+    c->state = C_H2;
+    return 1;
+}
+
+void pt_conn_stream_abort(struct pt_conn *sc)
+{
+    if (sc->req && !sc->req->reason)
+        sc->req->reason = "ClientConnectionFailure";
+    conn_free(sc);
+}
+
+void pt_conn_h2_closed(struct pt_conn *c)
+{
+    conn_free(c);
 }
 
 static void conn_heads(struct pt_conn *c)
@@ -686,6 +761,8 @@ static void conn_heads(struct pt_conn *c)
                 break;
             if (c->timer.kind != PT_T_HEADER)
                 pt_timer_set(c->w, &c->timer, PT_T_HEADER);
+            if (!c->chosen && conn_choose(c) != 0)
+                break;
         }
         const struct pt_conf *cf = c->w->cur->gen->conf;
         size_t head_len;
@@ -753,9 +830,15 @@ static void conn_free(struct pt_conn *c)
     }
     pt_timer_clear(&c->timer);
     pt_list_del(&c->link);
+    if (c->h2) {
+        pt_h2_free(c->h2); /* its streams end first: they borrow this connection's TLS */
+        c->h2 = NULL;
+    }
     pt_io_free(c->io);
+    bool stream = c->stream;
     free(c);
-    pt_worker_conn_closed(w);
+    if (!stream)
+        pt_worker_conn_closed(w);
 }
 
 static void conn_drained(struct pt_conn *c)
@@ -836,6 +919,11 @@ static void conn_hup(struct pt_conn *c)
 static void conn_cb(struct pt_io *io, int what, void *arg)
 {
     struct pt_conn *c = arg;
+    if (c->state == C_H2) {
+        if (!pt_h2_io(c->h2, what))
+            conn_free(c);
+        return;
+    }
     if (what & PT_IO_HUP) {
         conn_hup(c);
         return;
@@ -894,7 +982,10 @@ void pt_conn_drain(struct pt_worker *w)
     while (it != &w->conns) {
         struct pt_conn *c = pt_container_of(it, struct pt_conn, link);
         it = it->next;
-        if (c->state == C_HEAD && !c->req && c->scan.off == 0 && evbuffer_get_length(c->io->in) == 0)
+        if (c->state == C_H2)
+            pt_h2_drain(c->h2);
+        else if (c->state == C_HEAD && !c->stream && !c->req && c->scan.off == 0 &&
+                 evbuffer_get_length(c->io->in) == 0)
             conn_free(c);
     }
 }

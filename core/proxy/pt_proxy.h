@@ -26,6 +26,11 @@ void pt_conn_init(void);
 void pt_conn_accept(struct pt_worker *w, int fd, const struct sockaddr *sa, int socklen, int li);
 void pt_conn_drain(struct pt_worker *w);
 void pt_conn_stop(struct pt_worker *w);
+/* HTTP/2 (pt_h2.c): a stream's connection over stream io (NULL when out of memory); a stream's
+   connection ended at once, as when its client leaves; the session of c is over (c is freed). */
+struct pt_conn *pt_conn_stream_open(struct pt_conn *parent, struct pt_io *io);
+void pt_conn_stream_abort(struct pt_conn *sc);
+void pt_conn_h2_closed(struct pt_conn *c);
 
 /* ---- pt_access.c: the access decision ---- */
 

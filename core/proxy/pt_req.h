@@ -19,7 +19,7 @@
 
 #include <netinet/in.h>
 
-enum cstate { C_HEAD, C_BODY, C_WAIT, C_TUNNEL, C_CLOSING, C_LINGER };
+enum cstate { C_HEAD, C_BODY, C_WAIT, C_TUNNEL, C_CLOSING, C_LINGER, C_H2 };
 
 struct pt_conn {
     struct pt_list link; /* in w->conns */
@@ -35,6 +35,12 @@ struct pt_conn {
     bool again;     /* a request finished inside conn_heads(): look for the next */
     bool peer_done; /* the client ended its side (a half-closed tunnel): no lingering read */
     bool probe;     /* its current request is a status probe: kept out of analytics */
+    /* HTTP/2: a client connection in C_H2 runs a session; each of its streams is a connection of its
+       own (stream: one request, not counted as a client connection) */
+    struct pt_h2 *h2;
+    bool stream;
+    bool chosen;      /* the protocol was chosen (the first bytes, or ALPN) */
+    bool http1, h2ok; /* what the listener serves */
 };
 
 struct pt_upool {

@@ -1,0 +1,822 @@
+/*
+ * pt_h2 -- HTTP/2 client connections: an nghttp2 server session per
+ * connection, a stream pt_io and a pt_conn per stream (see pt_h2.h).
+ *
+ * nghttp2 is never re-entered: its callbacks only record and queue
+ * (streams' users are told through pt_io_stream_kick, from the event
+ * loop), and everything that must call it (feeding input, sending,
+ * resuming a deferred body, returning window) runs from one deferred event
+ * of the session, h2_run.
+ *
+ * Lifetimes: a stream record lives until both nghttp2 has closed the stream
+ * and the stream's pt_conn has let go of its io; h2_run frees such records
+ * ("reaps" them).  The session is freed with its connection (pt_h2_free);
+ * streams still running then end as if their client had left.
+ */
+#include "proxy/pt_h2.h"
+#include "base/pt_log.h"
+#include "event/pt_io.h"
+#include "http/pt_http.h"
+#include "http/pt_msg.h"
+#include "policy/pt_gen.h"
+#include "proxy/pt_proxy.h"
+#include "proxy/pt_worker.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct h2s;
+
+struct pt_h2 {
+    struct pt_conn *c; /* the client connection */
+    struct pt_io *io;  /* its io */
+    nghttp2_session *s;
+    struct event run_ev; /* deferred h2_run */
+    struct pt_list streams;
+    int nstreams; /* records in streams */
+    uint64_t reset_sec;
+    int64_t resets; /* in reset_sec */
+    uint64_t sent;  /* bytes of frames produced */
+    bool draining, fatal, freeing;
+};
+
+struct h2s {
+    struct pt_list link;
+    struct pt_h2 *h;
+    int32_t id;
+    struct pt_io *io;     /* NULL until the request head is complete */
+    struct pt_conn *conn; /* the stream's connection, while !user_gone */
+    struct evbuffer_cb_entry *in_cb;
+    struct pt_h2_reqhead rq;
+    uint64_t unconsumed; /* DATA bytes given to io->in whose window is not returned yet */
+    /* response */
+    struct pt_scan scan;
+    enum pt_body body;
+    uint64_t left;
+    struct pt_chunked ck;
+    struct evbuffer *own; /* the body of an answer of the session's own (431) */
+    bool head_req, chunked_in, req_ended, closed, user_gone, out_ready, deferred, submitted, resp_done;
+};
+
+static const struct pt_io_stream_ops stream_ops;
+
+static void h2_schedule(struct pt_h2 *h)
+{
+    if (!h->freeing)
+        event_active(&h->run_ev, EV_READ, 0);
+}
+
+/* ------------------------------------------------------------------ request head */
+
+void pt_h2_reqhead_init(struct pt_h2_reqhead *r, size_t limit)
+{
+    memset(r, 0, sizeof(*r));
+    r->limit = limit;
+}
+
+void pt_h2_reqhead_free(struct pt_h2_reqhead *r)
+{
+    if (r->fields)
+        evbuffer_free(r->fields);
+    if (r->cookie)
+        evbuffer_free(r->cookie);
+    free(r->method);
+    free(r->path);
+    free(r->authority);
+    free(r->host);
+    memset(r, 0, sizeof(*r));
+}
+
+static bool name_is(const uint8_t *name, size_t nlen, const char *lit)
+{
+    return nlen == strlen(lit) && !memcmp(name, lit, nlen);
+}
+
+static bool keep_pseudo(char **slot, const uint8_t *value, size_t vlen)
+{
+    if (*slot)
+        return true; /* nghttp2 refuses repeated pseudo-fields; the first stands */
+    *slot = strndup((const char *)value, vlen);
+    return *slot != NULL;
+}
+
+bool pt_h2_reqhead_field(struct pt_h2_reqhead *r, const uint8_t *name, size_t nlen, const uint8_t *value,
+                         size_t vlen)
+{
+    r->size += nlen + vlen + 32;
+    if (r->size > r->limit)
+        r->too_big = true;
+    if (r->too_big)
+        return true; /* the stream is answered 431; nothing more is kept */
+    if (nlen && name[0] == ':') {
+        if (name_is(name, nlen, ":method"))
+            return keep_pseudo(&r->method, value, vlen);
+        if (name_is(name, nlen, ":path"))
+            return keep_pseudo(&r->path, value, vlen);
+        if (name_is(name, nlen, ":authority"))
+            return keep_pseudo(&r->authority, value, vlen);
+        return true; /* :scheme (the listener says it), :protocol (not enabled) */
+    }
+    if (name_is(name, nlen, "host"))
+        return keep_pseudo(&r->host, value, vlen);
+    if (name_is(name, nlen, "cookie")) {
+        /* HTTP/2 may split cookies into fields; HTTP/1.1 wants one line (RFC 9113 8.2.3) */
+        if (!r->cookie && !(r->cookie = evbuffer_new()))
+            return false;
+        if (evbuffer_get_length(r->cookie))
+            evbuffer_add(r->cookie, "; ", 2);
+        return evbuffer_add(r->cookie, value, vlen) == 0;
+    }
+    if (name_is(name, nlen, "content-length"))
+        r->has_length = true;
+    if (!r->fields && !(r->fields = evbuffer_new()))
+        return false;
+    return evbuffer_add(r->fields, name, nlen) == 0 && evbuffer_add(r->fields, ": ", 2) == 0 &&
+           evbuffer_add(r->fields, value, vlen) == 0 && evbuffer_add(r->fields, "\r\n", 2) == 0;
+}
+
+bool pt_h2_reqhead_write(struct pt_h2_reqhead *r, bool end_stream, struct evbuffer *out, bool *chunked)
+{
+    if (!r->method || !r->path)
+        return false;
+    evbuffer_add_printf(out, "%s %s HTTP/1.1\r\n", r->method, r->path);
+    /* :authority wins over a Host field (RFC 9113 8.3.1); neither: the pipeline answers 400 */
+    const char *host = r->authority ? r->authority : r->host;
+    if (host)
+        evbuffer_add_printf(out, "Host: %s\r\n", host);
+    if (r->fields)
+        evbuffer_add_buffer(out, r->fields);
+    if (r->cookie) {
+        evbuffer_add(out, "Cookie: ", 8);
+        evbuffer_add_buffer(out, r->cookie);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    *chunked = !end_stream && !r->has_length;
+    if (*chunked)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    evbuffer_add(out, "\r\n", 2);
+    return true;
+}
+
+/* ------------------------------------------------------------------ response head */
+
+static bool connection_specific(const struct pt_hdr *x)
+{
+    switch (x->kind) {
+    case PT_H_CONNECTION:
+    case PT_H_KEEP_ALIVE:
+    case PT_H_PROXY_CONNECTION:
+    case PT_H_TRANSFER_ENCODING:
+    case PT_H_UPGRADE:
+    case PT_H_TE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+int pt_h2_resp_fields(const struct pt_head *h, struct pt_pool *pool, nghttp2_nv **out)
+{
+    nghttp2_nv *nv = pt_pool_alloc(pool, sizeof(*nv) * (size_t)(h->nh + 1));
+    char *status = pt_pool_alloc(pool, 4);
+    if (!nv || !status)
+        return -1;
+    snprintf(status, 4, "%03u", (unsigned)h->status % 1000u);
+    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    int n = 1;
+    for (int i = 0; i < h->nh; i++) {
+        const struct pt_hdr *x = &h->h[i];
+        if (x->deleted || connection_specific(x))
+            continue;
+        uint8_t *name = pt_pool_alloc(pool, x->name.len ? x->name.len : 1);
+        if (!name)
+            return -1;
+        for (size_t k = 0; k < x->name.len; k++)
+            name[k] = (uint8_t)tolower((unsigned char)x->name.data[k]);
+        nv[n++] =
+            (nghttp2_nv){name, (uint8_t *)x->value.data, x->name.len, x->value.len, NGHTTP2_NV_FLAG_NONE};
+    }
+    *out = nv;
+    return n;
+}
+
+/* ------------------------------------------------------------------ streams */
+
+static struct h2s *stream_of(struct pt_h2 *h, int32_t id)
+{
+    return nghttp2_session_get_stream_user_data(h->s, id);
+}
+
+/* The pipeline took bytes from the stream's input: as many body bytes go back to the client's window. */
+static void on_in_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct h2s *st = arg;
+    if (!info->n_deleted || !st->unconsumed)
+        return;
+    size_t k = PT_MIN((uint64_t)info->n_deleted, st->unconsumed);
+    st->unconsumed -= k;
+    if (!st->closed)
+        nghttp2_session_consume_stream(st->h->s, st->id, k);
+    h2_schedule(st->h);
+}
+
+static void give_back_window(struct h2s *st)
+{
+    if (st->unconsumed && !st->closed)
+        nghttp2_session_consume_stream(st->h->s, st->id, st->unconsumed);
+    st->unconsumed = 0;
+}
+
+static void stream_free(struct h2s *st)
+{
+    pt_list_del(&st->link);
+    st->h->nstreams--;
+    if (st->io) {
+        if (st->in_cb)
+            evbuffer_remove_cb_entry(st->io->in, st->in_cb);
+        pt_io_stream_release(st->io);
+    }
+    if (st->own)
+        evbuffer_free(st->own);
+    pt_h2_reqhead_free(&st->rq);
+    free(st);
+}
+
+/* Records whose stream is closed and whose pt_conn has let go. */
+static void reap(struct pt_h2 *h)
+{
+    struct pt_list *it = h->streams.next;
+    while (it != &h->streams) {
+        struct h2s *st = pt_container_of(it, struct h2s, link);
+        it = it->next;
+        if (st->closed && (!st->io || st->user_gone))
+            stream_free(st);
+    }
+}
+
+static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                         nghttp2_data_source *src, void *arg);
+
+/* An answer of the session's own, without the pipeline (a header list over the limit). */
+static void answer_self(struct h2s *st, int status, const char *json)
+{
+    char code[4];
+    snprintf(code, sizeof(code), "%03d", status);
+    nghttp2_nv nv[] = {
+        {(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/json", 12, 16, NGHTTP2_NV_FLAG_NONE},
+    };
+    st->own = evbuffer_new();
+    if (!st->own) {
+        nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    evbuffer_add_printf(st->own, "{\"statusCode\":%d,\"message\":\"%s\"}", status, json);
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
+    st->submitted = true;
+    nghttp2_submit_response(st->h->s, st->id, nv, 2, &prd);
+}
+
+/* The request's HEADERS are complete: its HTTP/1.1 head goes to a new stream connection. */
+static void request_ready(struct h2s *st, bool end_stream)
+{
+    struct pt_h2 *h = st->h;
+    st->req_ended = end_stream;
+    if (st->rq.too_big) {
+        answer_self(st, 431, "Request header fields too large");
+        return;
+    }
+    st->io = pt_io_stream(h->c->w->base, h->io, &stream_ops, st, NULL, NULL);
+    bool chunked = false;
+    if (!st->io || !pt_h2_reqhead_write(&st->rq, end_stream, st->io->in, &chunked) ||
+        !(st->conn = pt_conn_stream_open(h->c, st->io))) {
+        if (st->io) {
+            pt_io_stream_release(st->io); /* never given to a user */
+            st->io = NULL;
+        }
+        nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    st->chunked_in = chunked;
+    st->head_req = !strcmp(st->rq.method, "HEAD");
+    pt_h2_reqhead_free(&st->rq);
+    st->in_cb = evbuffer_add_cb(st->io->in, on_in_drained, st);
+    pt_io_stream_kick(st->io, 0);
+}
+
+static void request_ended(struct h2s *st)
+{
+    if (st->req_ended)
+        return;
+    st->req_ended = true;
+    if (st->io && st->chunked_in && !st->user_gone) {
+        evbuffer_add(st->io->in, "0\r\n\r\n", 5);
+        pt_io_stream_kick(st->io, 0);
+    }
+}
+
+/* Rapid reset (CVE-2023-44487): a client resetting more streams a second than allowed is cut off. */
+static int count_reset(struct pt_h2 *h)
+{
+    uint64_t sec = pt_clock_now_ms() / 1000;
+    if (sec != h->reset_sec) {
+        h->reset_sec = sec;
+        h->resets = 0;
+    }
+    if (++h->resets <= h->c->w->cur->gen->conf->limits.h2.resets_per_second)
+        return 0;
+    pt_info("client %s: too many streams reset (more than %lld a second): connection closed", h->c->peer.ip,
+            (long long)h->c->w->cur->gen->conf->limits.h2.resets_per_second);
+    h->fatal = true;
+    return nghttp2_session_terminate_session(h->s, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+/* ------------------------------------------------------------------ nghttp2 callbacks */
+
+static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *arg)
+{
+    struct pt_h2 *h = arg;
+    if (evbuffer_get_length(h->io->out) > HIGH_WATER)
+        return NGHTTP2_ERR_WOULDBLOCK; /* the client does not read: sending resumes when it does */
+    if (evbuffer_add(h->io->out, data, len) < 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    h->sent += len;
+    return (ssize_t)len;
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+    struct pt_h2 *h = arg;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct h2s *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    const struct pt_conf *cf = h->c->w->cur->gen->conf;
+    st->h = h;
+    st->id = f->hd.stream_id;
+    pt_h2_reqhead_init(&st->rq,
+                       cf->limits.h2.header_list ? cf->limits.h2.header_list : cf->limits.header_size);
+    pt_list_add_tail(&h->streams, &st->link);
+    h->nstreams++;
+    nghttp2_session_set_stream_user_data(s, st->id, st);
+    return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
+{
+    struct pt_h2 *h = arg;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* trailers of a request are not passed on */
+    struct h2s *st = stream_of(h, f->hd.stream_id);
+    if (!st)
+        return 0;
+    return pt_h2_reqhead_field(&st->rq, name, nlen, value, vlen) ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+    struct pt_h2 *h = arg;
+    struct h2s *st = f->hd.stream_id ? stream_of(h, f->hd.stream_id) : NULL;
+    switch (f->hd.type) {
+    case NGHTTP2_HEADERS:
+        if (!st)
+            return 0;
+        if (f->headers.cat == NGHTTP2_HCAT_REQUEST)
+            request_ready(st, f->hd.flags & NGHTTP2_FLAG_END_STREAM);
+        else if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+            request_ended(st);
+        return 0;
+    case NGHTTP2_DATA:
+        /* the connection's window is returned at once: each stream's own bounds what is buffered */
+        nghttp2_session_consume_connection(s, f->hd.length);
+        if (st && f->data.padlen)
+            nghttp2_session_consume_stream(s, f->hd.stream_id, f->data.padlen);
+        if (st && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+            request_ended(st);
+        return 0;
+    case NGHTTP2_RST_STREAM:
+        return count_reset(h);
+    default:
+        return 0;
+    }
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                         void *arg)
+{
+    struct pt_h2 *h = arg;
+    struct h2s *st = stream_of(h, id);
+    if (!st || !st->io || st->user_gone) {
+        nghttp2_session_consume_stream(s, id, len); /* nobody reads it: dropped */
+        return 0;
+    }
+    struct evbuffer *in = st->io->in;
+    if (st->chunked_in)
+        evbuffer_add_printf(in, "%zx\r\n", len);
+    evbuffer_add(in, data, len);
+    if (st->chunked_in)
+        evbuffer_add(in, "\r\n", 2);
+    st->unconsumed += len;
+    pt_io_stream_kick(st->io, 0);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+    struct pt_h2 *h = arg;
+    if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
+        !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    struct h2s *st = stream_of(h, f->hd.stream_id);
+    /* the response is complete while the client still sends: the rest of its body is not wanted
+       (RFC 9113 8.1) */
+    if (st && !st->req_ended)
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *arg)
+{
+    struct h2s *st = stream_of(arg, id);
+    if (!st)
+        return 0;
+    st->closed = true;
+    nghttp2_session_set_stream_user_data(s, id, NULL);
+    if (st->io && !st->user_gone)
+        pt_io_stream_kick(st->io, PT_IO_ERROR); /* a reset or the session's end: like a client that left */
+    h2_schedule(st->h);
+    return 0;
+}
+
+/* The response body: the pipeline's HTTP/1.1 framing taken off, as the client's window allows. */
+static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                         nghttp2_data_source *src, void *arg)
+{
+    struct h2s *st = src->ptr;
+    if (st->own) {
+        int n = evbuffer_remove(st->own, buf, length);
+        if (evbuffer_get_length(st->own) == 0) {
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            st->resp_done = true;
+        }
+        return n < 0 ? 0 : n;
+    }
+    struct evbuffer *out = st->io->out;
+    size_t n = 0;
+    bool eof = false;
+    switch (st->body) {
+    case PT_BODY_LENGTH: {
+        size_t k = (size_t)PT_MIN((uint64_t)length, PT_MIN(st->left, (uint64_t)evbuffer_get_length(out)));
+        n = (size_t)evbuffer_remove(out, buf, k);
+        st->left -= n;
+        eof = st->left == 0;
+        break;
+    }
+    case PT_BODY_CHUNKED:
+        while (n < length) {
+            struct pt_http_err err = {0};
+            ssize_t r = pt_http_chunked_next(&st->ck, out, &err);
+            if (r == PT_CHUNKED_ERROR)
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+            if (r == PT_CHUNKED_DONE) {
+                eof = true;
+                break;
+            }
+            if (r == PT_CHUNKED_MORE)
+                break;
+            size_t k = PT_MIN((size_t)r, length - n);
+            evbuffer_remove(out, buf + n, k);
+            pt_http_chunked_took(&st->ck, k);
+            n += k;
+        }
+        break;
+    default: /* PT_BODY_EOF: until the pipeline lets go */
+        n = (size_t)evbuffer_remove(out, buf, PT_MIN(length, evbuffer_get_length(out)));
+        eof = st->user_gone && evbuffer_get_length(out) == 0;
+        break;
+    }
+    if (evbuffer_get_length(out) == 0 && !st->user_gone)
+        pt_io_stream_kick(st->io, 0); /* a pipeline waiting for the output to drain goes on */
+    if (eof) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        st->resp_done = true;
+        return (ssize_t)n;
+    }
+    if (n)
+        return (ssize_t)n;
+    if (st->user_gone)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the response was cut short: the stream is reset */
+    st->deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+}
+
+/* ------------------------------------------------------------------ responses */
+
+/* Takes the response heads at the front of the stream's output (1xx ones, then the final one) and
+   submits them; false when the stream was reset instead. */
+static bool take_heads(struct h2s *st)
+{
+    struct evbuffer *out = st->io->out;
+    while (!st->submitted) {
+        size_t len = 0;
+        struct pt_http_err err = {0};
+        int r = pt_http_scan(&st->scan, out, RESPONSE_HEAD_MAX, RESPONSE_HEAD_MAX, false, &len, &err);
+        if (r == 0)
+            return true;
+        memset(&st->scan, 0, sizeof(st->scan));
+        struct pt_pool *pool = r > 0 ? pt_pool_new(4096) : NULL;
+        char *copy = pool ? pt_pool_alloc(pool, len) : NULL;
+        struct pt_head rh = {0};
+        nghttp2_nv *nv = NULL;
+        int nnv = -1;
+        if (copy) {
+            evbuffer_remove(out, copy, len);
+            if (pt_http_parse_response(&rh, copy, len, pool, RESPONSE_HEADERS_MAX, st->head_req, &err))
+                nnv = pt_h2_resp_fields(&rh, pool, &nv);
+        }
+        int rv = -1;
+        if (nnv > 0 && rh.status < 200) {
+            rv = nghttp2_submit_headers(st->h->s, NGHTTP2_FLAG_NONE, st->id, NULL, nv, (size_t)nnv, NULL);
+        } else if (nnv > 0) {
+            st->submitted = true;
+            st->body = rh.body;
+            st->left = rh.content_length > 0 ? (uint64_t)rh.content_length : 0;
+            bool none = rh.body == PT_BODY_NONE || (rh.body == PT_BODY_LENGTH && st->left == 0);
+            st->resp_done = none;
+            nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
+            rv = nghttp2_submit_response(st->h->s, st->id, nv, (size_t)nnv, none ? NULL : &prd);
+        }
+        if (pool)
+            pt_pool_free(pool);
+        if (rv != 0) {
+            pt_warn("HTTP/2 stream %d: its response could not be sent%s%s", st->id, err.msg ? ": " : "",
+                    err.msg ? err.msg : "");
+            nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+            st->submitted = st->resp_done = true;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The stream's pipeline wrote, or let go: new heads are submitted, a waiting body goes on. */
+static void stream_output(struct h2s *st)
+{
+    st->out_ready = false;
+    if (st->closed || st->resp_done)
+        return;
+    if (!st->submitted) {
+        if (!take_heads(st))
+            return;
+        if (!st->submitted) {
+            if (st->user_gone) /* it ended without a (whole) response */
+                nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+            return;
+        }
+    }
+    if (st->deferred) {
+        st->deferred = false;
+        nghttp2_session_resume_data(st->h->s, st->id);
+    }
+}
+
+static void op_flush(void *arg)
+{
+    struct h2s *st = arg;
+    st->out_ready = true;
+    h2_schedule(st->h);
+}
+
+static void op_freed(void *arg)
+{
+    struct h2s *st = arg;
+    st->user_gone = true;
+    st->out_ready = true;
+    h2_schedule(st->h);
+}
+
+static const struct pt_io_stream_ops stream_ops = {.flush = op_flush, .freed = op_freed};
+
+/* ------------------------------------------------------------------ the session */
+
+/* Feeds what the client sent; false on a fatal error (GOAWAY queued by nghttp2). */
+static bool feed(struct pt_h2 *h)
+{
+    struct evbuffer *in = h->io->in;
+    while (evbuffer_get_length(in) && !h->fatal) {
+        /* a client that does not read our answers gets no more of them: its frames wait */
+        if (evbuffer_get_length(h->io->out) > HIGH_WATER)
+            return true;
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        ssize_t n = nghttp2_session_mem_recv(h->s, v.iov_base, v.iov_len);
+        if (n < 0) {
+            pt_info("client %s: HTTP/2: %s", h->c->peer.ip, nghttp2_strerror((int)n));
+            h->fatal = true;
+            if (n != NGHTTP2_ERR_BAD_CLIENT_MAGIC && n != NGHTTP2_ERR_FLOODED)
+                nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
+            evbuffer_drain(in, evbuffer_get_length(in));
+            return false;
+        }
+        evbuffer_drain(in, (size_t)n);
+    }
+    return !h->fatal;
+}
+
+static void set_timer(struct pt_h2 *h)
+{
+    struct pt_conn *c = h->c;
+    if (evbuffer_get_length(h->io->out))
+        pt_timer_set(c->w, &c->timer, PT_T_SEND);
+    else if (h->nstreams == 0)
+        pt_timer_set(c->w, &c->timer, PT_T_KEEPALIVE);
+    else
+        pt_timer_clear(&c->timer);
+}
+
+/* Frames into the connection's output, as far as the socket takes them now; what the socket cannot take
+   yet waits for it to drain (the connection's PT_IO_DRAINED brings us back). */
+static int send_some(struct pt_h2 *h)
+{
+    for (int round = 0; round < 16; round++) {
+        uint64_t before = h->sent;
+        int rv = nghttp2_session_send(h->s);
+        pt_io_flush(h->io);
+        if (rv != 0)
+            return rv;
+        if (evbuffer_get_length(h->io->out) || !nghttp2_session_want_write(h->s) || h->sent == before)
+            return 0;
+    }
+    h2_schedule(h); /* more to send: later, so that other connections get their turn */
+    return 0;
+}
+
+/* Everything that calls nghttp2 outside its callbacks; false when the connection is to be freed. */
+static bool h2_run_once(struct pt_h2 *h)
+{
+    reap(h);
+    for (struct pt_list *it = h->streams.next; it != &h->streams; it = it->next) {
+        struct h2s *st = pt_container_of(it, struct h2s, link);
+        if (st->user_gone)
+            give_back_window(st);
+        if (st->out_ready && st->io)
+            stream_output(st);
+    }
+    bool ok = feed(h);
+    int rv = send_some(h);
+    reap(h);
+    if (rv != 0)
+        return false;
+    bool out = evbuffer_get_length(h->io->out) > 0;
+    if (out)
+        pt_io_want_drain(h->io, true);
+    if (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s)) {
+        if (!out)
+            return false;
+        pt_io_read(h->io, false); /* the GOAWAY goes out, then the connection closes */
+        h->fatal = true;
+    } else if (!ok && !out)
+        return false;
+    pt_io_read(h->io, !h->fatal && evbuffer_get_length(h->io->out) <= HIGH_WATER);
+    set_timer(h);
+    return true;
+}
+
+static void h2_run_ev(evutil_socket_t fd, short what, void *arg)
+{
+    struct pt_h2 *h = arg;
+    if (!h2_run_once(h))
+        pt_conn_h2_closed(h->c); /* frees h */
+}
+
+int pt_h2_preface(struct evbuffer *buf)
+{
+    size_t have = evbuffer_get_length(buf);
+    size_t n = PT_MIN(have, (size_t)PT_H2_PREFACE_LEN);
+    unsigned char *p = evbuffer_pullup(buf, (ssize_t)n);
+    if (n && memcmp(p, PT_H2_PREFACE, n))
+        return 0;
+    return n == PT_H2_PREFACE_LEN ? 1 : -1;
+}
+
+static nghttp2_session_callbacks *callbacks(void)
+{
+    nghttp2_session_callbacks *cb;
+    if (nghttp2_session_callbacks_new(&cb) != 0)
+        return NULL;
+    nghttp2_session_callbacks_set_send_callback(cb, on_send);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    return cb;
+}
+
+static nghttp2_session *session_new(struct pt_h2 *h, const struct pt_h2_cf *lim, size_t header_list)
+{
+    nghttp2_session_callbacks *cb = callbacks();
+    nghttp2_option *opt = NULL;
+    nghttp2_session *s = NULL;
+    if (!cb || nghttp2_option_new(&opt) != 0) {
+        if (cb)
+            nghttp2_session_callbacks_del(cb);
+        return NULL;
+    }
+    /* windows are returned as the pipeline takes bodies, not as frames arrive */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    /* floods: SETTINGS entries and queued ACKs (PING, SETTINGS) are bounded; past them nghttp2 fails the
+       connection */
+    nghttp2_option_set_max_settings(opt, 32);
+    nghttp2_option_set_max_outbound_ack(opt, 1000);
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    int rv = nghttp2_session_server_new2(&s, cb, h, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cb);
+    if (rv != 0)
+        return NULL;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)lim->max_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)lim->initial_window},
+        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, (uint32_t)lim->max_frame},
+        {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, (uint32_t)lim->hpack_table},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)header_list},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    };
+    if (nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0) {
+        nghttp2_session_del(s);
+        return NULL;
+    }
+    return s;
+}
+
+struct pt_h2 *pt_h2_start(struct pt_conn *c)
+{
+    struct pt_h2 *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    const struct pt_conf *cf = c->w->cur->gen->conf;
+    h->c = c;
+    h->io = c->io;
+    pt_list_init(&h->streams);
+    h->s = session_new(h, &cf->limits.h2,
+                       cf->limits.h2.header_list ? cf->limits.h2.header_list : cf->limits.header_size);
+    if (!h->s || event_assign(&h->run_ev, c->w->base, -1, 0, h2_run_ev, h) < 0) {
+        if (h->s)
+            nghttp2_session_del(h->s);
+        free(h);
+        return NULL;
+    }
+    h2_schedule(h);
+    return h;
+}
+
+bool pt_h2_io(struct pt_h2 *h, int what)
+{
+    if (what & (PT_IO_EOF | PT_IO_ERROR | PT_IO_HUP))
+        return false;
+    return h2_run_once(h);
+}
+
+void pt_h2_drain(struct pt_h2 *h)
+{
+    if (h->draining)
+        return;
+    h->draining = true;
+    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    h2_schedule(h);
+}
+
+bool pt_h2_idle(const struct pt_h2 *h)
+{
+    return h->nstreams == 0;
+}
+
+void pt_h2_free(struct pt_h2 *h)
+{
+    if (!h)
+        return;
+    h->freeing = true;
+    event_del(&h->run_ev);
+    /* streams still running end now, as if their client had left (their users are told at once: the
+       connection they borrow their TLS from goes away) */
+    while (!pt_list_empty(&h->streams)) {
+        struct h2s *st = pt_container_of(h->streams.next, struct h2s, link);
+        st->closed = true;
+        if (st->io && !st->user_gone)
+            pt_conn_stream_abort(st->conn);
+        stream_free(st);
+    }
+    nghttp2_session_del(h->s);
+    free(h);
+}

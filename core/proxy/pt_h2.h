@@ -1,0 +1,72 @@
+/*
+ * pt_h2 -- HTTP/2 client connections (nghttp2 server sessions).
+ *
+ * Each stream of a session runs as a connection of its own: a stream pt_io
+ * (event/pt_io.h) carrying one HTTP/1.1 exchange and a normal pt_conn on
+ * it.  The session writes an HTTP/1.1 request head built from the stream's
+ * HEADERS into the stream's input, then its DATA (chunked when the client
+ * gave no length); it reads the HTTP/1.1 response the pipeline writes to
+ * the stream's output, sends its head as HEADERS and its body (de-chunked)
+ * as DATA.  Flow control follows the pipeline: a stream's window reopens
+ * only as the pipeline takes its body, and its response is taken only as
+ * the client's window allows.
+ */
+#ifndef PT_H2_H
+#define PT_H2_H
+
+#include "base/pt.h"
+
+#include <nghttp2/nghttp2.h>
+#include <sys/types.h>
+
+struct pt_conn;
+struct pt_h2;
+struct evbuffer;
+struct pt_h2_cf;
+struct pt_head;
+struct pt_pool;
+
+/* The 24 bytes every HTTP/2 client starts with. */
+#define PT_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define PT_H2_PREFACE_LEN 24
+
+/* Whether buf starts with the preface: 1 yes, 0 no, -1 too few bytes to tell. */
+int pt_h2_preface(struct evbuffer *buf);
+
+/* Takes over client connection c (plain or TLS, nothing consumed but what is in its input): NULL when
+   the session cannot be made. */
+struct pt_h2 *pt_h2_start(struct pt_conn *c);
+/* The connection's io reported `what` (PT_IO_*): false when the connection is to be freed now. */
+bool pt_h2_io(struct pt_h2 *h, int what);
+/* The worker drains (reload, stop): GOAWAY; the connection ends once its streams have. */
+void pt_h2_drain(struct pt_h2 *h);
+/* The connection is freed: every stream still running ends as if its client had left. */
+void pt_h2_free(struct pt_h2 *h);
+/* Whether no stream is open (the connection is idle). */
+bool pt_h2_idle(const struct pt_h2 *h);
+
+/* ---- the pure pieces, separate for tests ---- */
+
+/* One request's HEADERS on their way to an HTTP/1.1 head. */
+struct pt_h2_reqhead {
+    struct evbuffer *fields; /* "name: value\r\n" lines but Host and Cookie */
+    struct evbuffer *cookie; /* cookie values joined with "; " */
+    char *method, *path, *authority, *host;
+    size_t size;  /* the header list size (RFC 9113 6.5.2: name + value + 32 per field) */
+    size_t limit; /* past it, too_big and the rest is not kept */
+    bool too_big, has_length;
+};
+void pt_h2_reqhead_init(struct pt_h2_reqhead *r, size_t limit);
+void pt_h2_reqhead_free(struct pt_h2_reqhead *r);
+/* One field as nghttp2 gives it (name in lower case, validated); false when out of memory. */
+bool pt_h2_reqhead_field(struct pt_h2_reqhead *r, const uint8_t *name, size_t nlen, const uint8_t *value,
+                         size_t vlen);
+/* The HTTP/1.1 head into out; *chunked says whether the body that follows must be chunked (no length
+   given and more to come: !end_stream).  false: no :method or :path. */
+bool pt_h2_reqhead_write(struct pt_h2_reqhead *r, bool end_stream, struct evbuffer *out, bool *chunked);
+
+/* A response head as HTTP/2 fields in pool memory (":status" first, names in lower case, the
+   connection-specific fields left out); returns their number, -1 when out of memory. */
+int pt_h2_resp_fields(const struct pt_head *h, struct pt_pool *pool, nghttp2_nv **out);
+
+#endif

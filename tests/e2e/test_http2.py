@@ -1,0 +1,543 @@
+"""HTTP/2 from clients: h2 by ALPN on TLS listeners, h2c with prior knowledge on
+plain ones (`protocols: [http/1.1, h2]`).  Real clients (curl, the Python `h2`
+library over a raw socket for frame-level checks), a real backend that must
+receive HTTP/1.1; and the attacks: rapid reset, too many streams, oversized
+header lists, CONTINUATION, SETTINGS and PING floods, a window never opened,
+a body over the limit."""
+
+import base64
+import hashlib
+import json
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import pytest
+
+from conftest import BIN, basic_config, free_port, raw_exchange, wait_for
+from mgmt_helpers import TOKEN
+from test_metrics import scrape, value
+from tls_helpers import Pki
+
+KEY = "k" * 32
+
+
+@pytest.fixture(scope="module")
+def pki():
+    with tempfile.TemporaryDirectory(prefix="portico-pki-") as d:
+        p = Pki(d)
+        p.server = p.leaf("server", "localhost", ["DNS:localhost"])
+        yield p
+
+
+def h2c_config(backend, protocols=("http/1.1", "h2"), **extra):
+    cfg = basic_config(backend.url, **extra)
+    port = int(cfg["listen"][0].rsplit(":", 1)[1])
+    cfg["listen"] = [{"address": "127.0.0.1:%d" % port, "protocols": list(protocols)}]
+    return cfg, port
+
+
+def tls_config(backend, pki, protocols=None, **extra):
+    cfg = basic_config(backend.url, **extra)
+    port = free_port()
+    item = {"address": "127.0.0.1:%d" % port, "certificate": pki.server[0], "key": pki.server[1]}
+    if protocols:
+        item["protocols"] = list(protocols)
+    cfg["listen"] = cfg["listen"] + [item]
+    return cfg, port
+
+
+class H2Client:
+    """An HTTP/2 client over one socket (plain h2c or TLS with ALPN h2)."""
+
+    def __init__(self, port, ca=None, settings=None, ack_data=True, timeout=10.0):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if ca:
+            ctx = ssl.create_default_context(cafile=ca)
+            ctx.set_alpn_protocols(["h2"])
+            sock = ctx.wrap_socket(sock, server_hostname="localhost")
+            assert sock.selected_alpn_protocol() == "h2"
+        self.sock = sock
+        self.port = port
+        self.ack_data = ack_data
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                         header_encoding="utf-8"))
+        self.conn.initiate_connection()
+        if settings:
+            self.conn.update_settings(settings)
+        self.streams = {}
+        self.goaway = None
+        self.closed = False
+        self.remote_settings = {}
+        self.flush()
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def request(self, method, path, headers=(), body=None, end=True, authority=None):
+        sid = self.conn.get_next_available_stream_id()
+        hs = [(":method", method), (":path", path), (":scheme", "http"),
+              (":authority", authority or "127.0.0.1:%d" % self.port)] + list(headers)
+        self.conn.send_headers(sid, hs, end_stream=end and body is None)
+        self.streams[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+        if body is not None:
+            self.send_body(sid, body, end=end)
+        self.flush()
+        return sid
+
+    def send_body(self, sid, body, end=True):
+        off = 0
+        while off < len(body):
+            room = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+            if room <= 0:
+                self.pump(lambda: self.conn.local_flow_control_window(sid) > 0, what="window for the upload")
+                continue
+            self.conn.send_data(sid, body[off:off + room])
+            off += room
+            self.flush()
+        if end:
+            self.conn.end_stream(sid)
+        self.flush()
+
+    def handle(self, ev):
+        st = self.streams.get(getattr(ev, "stream_id", None))
+        if isinstance(ev, h2.events.ResponseReceived):
+            st["headers"] = dict(ev.headers)
+        elif isinstance(ev, h2.events.InformationalResponseReceived):
+            st.setdefault("interim", []).append(dict(ev.headers))
+        elif isinstance(ev, h2.events.DataReceived):
+            st["data"] += ev.data
+            if self.ack_data:
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, h2.events.StreamEnded):
+            st["ended"] = True
+        elif isinstance(ev, h2.events.StreamReset):
+            if st is not None:
+                st["reset"] = ev.error_code
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            self.goaway = ev
+        elif isinstance(ev, h2.events.RemoteSettingsChanged):
+            for k, v in ev.changed_settings.items():
+                self.remote_settings[k] = v.new_value
+
+    def pump(self, until, timeout=10.0, what="the condition"):
+        deadline = time.monotonic() + timeout
+        while not until():
+            if self.closed or time.monotonic() > deadline:
+                raise AssertionError("gave up waiting for %s" % what)
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except (ConnectionResetError, ssl.SSLError, OSError):
+                data = b""
+            if not data:
+                self.closed = True
+                break
+            try:
+                events = self.conn.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                self.closed = True
+                break
+            for ev in events:
+                self.handle(ev)
+            self.flush()
+        return until()
+
+    def response(self, sid, timeout=10.0):
+        st = self.streams[sid]
+        self.pump(lambda: st["ended"] or st["reset"] is not None, timeout, "stream %d" % sid)
+        return st
+
+    def wait_closed(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < deadline:
+            try:
+                self.pump(lambda: False, timeout=min(1.0, deadline - time.monotonic()))
+            except (AssertionError, h2.exceptions.ProtocolError):
+                pass
+        return self.closed
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def status(st):
+    return int(st["headers"][":status"])
+
+
+def echoed(st):
+    return json.loads(bytes(st["data"]))
+
+
+def header(echo, name):
+    vals = [v for k, v in echo["headers"] if k.lower() == name.lower()]
+    return vals[0] if vals else None
+
+
+def curl(*args, timeout=30):
+    r = subprocess.run(["curl", "-sS", "--max-time", "20"] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=timeout)
+    return r
+
+
+def access_line(p, path, timeout=5.0):
+    found = []
+
+    def seen():
+        found[:] = [e for e in p.access_entries() if e.get("path") == path]
+        return bool(found)
+    wait_for(seen, timeout, "the access-log line of " + path)
+    return found[-1]
+
+
+# ------------------------------------------------------------------ the basics
+
+def test_h2c_get_reaches_the_backend_as_http11(backend, portico):
+    cfg, port = h2c_config(backend)
+    p = portico(cfg)
+    r = curl("--http2-prior-knowledge", "-D", "-", "-H", "X-Thing: one",
+             "http://127.0.0.1:%d/echo/items/7?q=1" % port)
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/2 200")
+    assert b"\r\nconnection:" not in head.lower()
+    e = json.loads(body)
+    assert e["version"] == "HTTP/1.1" and e["method"] == "GET"
+    assert e["target"] == "/base/items/7?q=1"
+    assert header(e, "X-Thing") == "one"
+    assert header(e, "X-Forwarded-Host") == "127.0.0.1:%d" % port, "the Host came from :authority"
+    line = access_line(p, "/echo/items/7")
+    assert line["protocol"] == "HTTP/2.0" and line["status"] == 200
+
+
+def test_h2c_post_with_and_without_a_length(backend, portico):
+    cfg, port = h2c_config(backend)
+    portico(cfg)
+    c = H2Client(port)
+    body = b"0123456789" * 1000
+    known = c.request("POST", "/echo/items", [("content-length", str(len(body))),
+                                              ("content-type", "text/plain"),
+                                              ("cookie", "a=1"), ("cookie", "b=2")], body=body)
+    unknown = c.request("POST", "/echo/items", [("content-type", "text/plain")], body=body)
+    a, b = c.response(known), c.response(unknown)
+    assert status(a) == 200 and status(b) == 200
+    ea, eb = echoed(a), echoed(b)
+    assert base64.b64decode(ea["body"]) == body and not ea["chunked"]
+    assert header(ea, "Content-Length") == str(len(body))
+    assert header(ea, "Cookie") == "a=1; b=2", "HTTP/2 cookie fields are one line over HTTP/1.1"
+    assert base64.b64decode(eb["body"]) == body and eb["chunked"], "no length: chunked to the backend"
+    c.close()
+
+
+def test_tls_alpn_offers_h2_and_http11_on_one_listener(backend, portico, pki):
+    cfg, port = tls_config(backend, pki)
+    p = portico(cfg)
+    r = curl("--http2", "--cacert", pki.ca, "-o", "/dev/null", "-w", "%{http_version}",
+             "https://localhost:%d/echo/items/1" % port, "--resolve", "localhost:%d:127.0.0.1" % port)
+    assert r.returncode == 0 and r.stdout == b"2", (r.stdout, r.stderr)
+    r = curl("--http1.1", "--cacert", pki.ca, "-o", "/dev/null", "-w", "%{http_version}",
+             "https://localhost:%d/echo/items/2" % port, "--resolve", "localhost:%d:127.0.0.1" % port)
+    assert r.returncode == 0 and r.stdout == b"1.1", (r.stdout, r.stderr)
+    assert access_line(p, "/echo/items/1")["protocol"] == "HTTP/2.0"
+    assert "protocol" not in access_line(p, "/echo/items/2"), "HTTP/1.1 lines stay as they were"
+    c = H2Client(port, ca=pki.ca)
+    sid = c.request("GET", "/echo/items/3")
+    st = c.response(sid)
+    assert status(st) == 200
+    assert header(echoed(st), "X-Forwarded-Proto") == "https"
+    c.close()
+
+
+def test_tls_listener_without_h2_speaks_http11_only(backend, portico, pki):
+    cfg, port = tls_config(backend, pki, protocols=["http/1.1"])
+    portico(cfg)
+    r = curl("--http2", "--cacert", pki.ca, "-o", "/dev/null", "-w", "%{http_version}",
+             "https://localhost:%d/echo/items/1" % port, "--resolve", "localhost:%d:127.0.0.1" % port)
+    assert r.returncode == 0 and r.stdout == b"1.1", (r.stdout, r.stderr)
+
+
+def test_plain_listener_without_h2_answers_the_preface_with_400(backend, portico):
+    cfg = basic_config(backend.url)
+    p = portico(cfg)
+    out = raw_exchange(p.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ")
+    assert backend.last() is None
+
+
+def test_h2_only_listener_refuses_http11_with_505(backend, portico):
+    cfg, port = h2c_config(backend, protocols=["h2"])
+    portico(cfg)
+    out = raw_exchange(port, b"GET /echo/items/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 505 "), out[:100]
+    assert backend.last() is None
+    c = H2Client(port)
+    assert status(c.response(c.request("GET", "/echo/items/1"))) == 200
+    c.close()
+
+
+@pytest.mark.parametrize("value,msg", [("[http/1.1, h3]", "unknown protocol 'h3'"),
+                                       ("[]", "expected a non-empty list"),
+                                       ("h2", "expected a non-empty list")])
+def test_bad_protocols_are_configuration_errors(workdir, value, msg):
+    path = workdir + "/bad.yaml"
+    with open(path, "w") as f:
+        f.write("listen:\n  - address: 127.0.0.1:%d\n    protocols: %s\n" % (free_port(), value))
+    r = subprocess.run([BIN, "-t", "-c", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert r.returncode != 0
+    err = r.stderr.decode() + r.stdout.decode()
+    assert msg in err and "bad.yaml:3:" in err, err
+
+
+# ------------------------------------------------------------------ many streams, the whole pipeline
+
+def test_concurrent_streams_through_keys_policies_and_errors(backend, portico):
+    cfg, port = h2c_config(backend)
+    api = cfg["apis"][0]
+    api["subscriptionRequired"] = True
+    api["policies"] = {"inbound": ["base", {"set-header": {"name": "X-Proto",
+                                                          "value": "@(context.request.protocol)"}}]}
+    cfg["apis"].append({
+        "id": "mock", "path": "mock", "serviceUrl": backend.url, "subscriptionRequired": False,
+        "operations": [{"id": "m", "method": "GET", "urlTemplate": "/m"}],
+        "policies": {"inbound": [{"return-response": {"set-status": {"code": 202},
+                                                      "set-body": "mocked"}}]}})
+    cfg["products"] = [{"id": "p", "displayName": "P", "state": "published", "apis": ["echo"]}]
+    cfg["subscriptions"] = [{"id": "s1", "scope": "/products/p", "primaryKey": KEY,
+                             "secondaryKey": "j" * 32, "createdDate": "2026-01-01T00:00:00Z"}]
+    portico(cfg)
+    c = H2Client(port)
+    want = {}
+    for i in range(40):
+        kind = i % 4
+        if kind == 0:
+            sid = c.request("GET", "/echo/items/%d" % i, [("ocp-apim-subscription-key", KEY)])
+        elif kind == 1:
+            sid = c.request("GET", "/echo/items/%d" % i)
+        elif kind == 2:
+            sid = c.request("GET", "/mock/m")
+        else:
+            sid = c.request("GET", "/nowhere/%d" % i)
+        want[sid] = (kind, i)
+    for sid, (kind, i) in want.items():
+        st = c.response(sid)
+        assert st["reset"] is None
+        if kind == 0:
+            assert status(st) == 200
+            e = echoed(st)
+            assert e["target"] == "/base/items/%d" % i
+            assert header(e, "X-Proto") == "HTTP/2.0", "a policy sees the protocol"
+        elif kind == 1:
+            assert status(st) == 401
+            assert "subscription key" in json.loads(bytes(st["data"]))["message"]
+        elif kind == 2:
+            assert status(st) == 202 and bytes(st["data"]) == b"mocked"
+        else:
+            assert status(st) == 404
+            assert json.loads(bytes(st["data"]))["statusCode"] == 404
+    c.close()
+
+
+def test_large_download_and_upload_stream_with_bounded_memory(backend, portico):
+    cfg, port = h2c_config(backend)
+    cfg["management"] = {"listen": "127.0.0.1:%d" % free_port()}
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    size = 8 * 1024 * 1024
+    c = H2Client(port)
+    sid = c.request("GET", "/echo/big?bytes=%d" % size)
+    st = c.response(sid, timeout=60)
+    assert status(st) == 200 and len(st["data"]) == size and bytes(st["data"][:10]) == b"x" * 10
+    blob = bytes(range(256)) * (size // 256)
+    sid = c.request("PUT", "/echo/sink", body=blob)
+    st = c.response(sid, timeout=60)
+    assert status(st) == 200
+    assert json.loads(bytes(st["data"])) == {"length": size, "sha256": hashlib.sha256(blob).hexdigest()}
+    c.close()
+    # a client that reads nothing of a large download: what the gateway holds stays bounded
+    slow = H2Client(port, ack_data=False)
+    sid = slow.request("GET", "/echo/big?bytes=%d" % (64 * 1024 * 1024))
+    slow.pump(lambda: len(slow.streams[sid]["data"]) >= 65535, what="the first window of data")
+    time.sleep(0.5)  # let the backend fill what it may
+    held = value(scrape(p), "portico_memory_buffered_bytes")
+    assert held is not None and held < 8 * 1024 * 1024, held
+    slow.close()
+
+
+# ------------------------------------------------------------------ limits and attacks
+
+def test_rapid_reset_is_cut_off_with_goaway(backend, portico):
+    cfg, port = h2c_config(backend, limits={"http2": {"resetsPerSecond": 20}})
+    p = portico(cfg)
+    c = H2Client(port)
+    for _ in range(200):
+        if c.closed:
+            break
+        try:
+            sid = c.request("GET", "/echo/sleep/200")
+            c.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            c.flush()
+        except (OSError, h2.exceptions.ProtocolError):
+            break
+    assert c.wait_closed()
+    assert c.goaway is not None and c.goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    assert "too many streams reset" in p.log_text()
+    # the gateway serves others as before
+    d = H2Client(port)
+    assert status(d.response(d.request("GET", "/echo/items/1"))) == 200
+    d.close()
+
+
+def test_streams_over_the_concurrency_limit_are_refused(backend, portico):
+    cfg, port = h2c_config(backend, limits={"http2": {"maxConcurrentStreams": 4}})
+    portico(cfg)
+    c = H2Client(port)
+    c.pump(lambda: h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS in c.remote_settings,
+           what="the server's SETTINGS")
+    assert c.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] == 4
+    # the client library would hold streams back: raise its idea of the limit to send them anyway
+    c.conn.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 100
+    c.conn.remote_settings.acknowledge()
+    sids = [c.request("GET", "/echo/sleep/300") for _ in range(8)]
+    results = [c.response(s) for s in sids]
+    refused = [r for r in results if r["reset"] == h2.errors.ErrorCodes.REFUSED_STREAM]
+    served = [r for r in results if r["reset"] is None and status(r) == 200]
+    assert len(served) == 4 and len(refused) == 4
+    c.close()
+
+
+def test_oversized_header_list_gets_431(backend, portico):
+    cfg, port = h2c_config(backend, limits={"http2": {"headerListSize": "4k"}})
+    portico(cfg)
+    c = H2Client(port)
+    big = [("x-big-%d" % i, "v" * 200) for i in range(40)]
+    sid = c.request("GET", "/echo/items/1", big)
+    st = c.response(sid)
+    assert status(st) == 431
+    assert backend.last() is None
+    ok = c.request("GET", "/echo/items/2")
+    assert status(c.response(ok)) == 200, "the connection goes on"
+    c.close()
+
+
+def frame(ftype, flags, sid, payload):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def test_continuation_flood_is_bounded(backend, portico):
+    cfg, port = h2c_config(backend)
+    p = portico(cfg)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b""))
+    # HEADERS without END_HEADERS, then endless CONTINUATION frames of literal fields
+    field = b"\x00\x05x-abc\x7f\x81\x0f" + b"a" * 2048  # literal, not indexed; value of 2048 bytes
+    s.sendall(frame(1, 0, 1, b"\x82\x84\x86"))
+    rss0 = p.rss_kb("VmRSS")
+    closed = False
+    try:
+        for _ in range(5000):
+            s.sendall(frame(9, 0, 1, field))
+    except OSError:
+        closed = True
+    if not closed:
+        s.settimeout(10)
+        try:
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+    s.close()
+    assert p.rss_kb("VmRSS") - rss0 < 64 * 1024, "the flood did not make the gateway keep it"
+    assert backend.last() is None
+    c = H2Client(port)
+    assert status(c.response(c.request("GET", "/echo/items/1"))) == 200
+    c.close()
+
+
+@pytest.mark.parametrize("kind", ["settings", "ping"])
+def test_settings_and_ping_floods_end_the_connection(backend, portico, kind):
+    cfg, port = h2c_config(backend)
+    p = portico(cfg)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # we read nothing: acks pile up
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b""))
+    one = frame(4, 0, 0, b"\x00\x03\x00\x00\x00\x64") if kind == "settings" else frame(6, 0, 0, b"12345678")
+    cut = False
+    try:
+        for _ in range(200):
+            s.sendall(one * 500)
+    except OSError:
+        cut = True
+    if not cut:
+        s.settimeout(10)
+        try:
+            while s.recv(1 << 20):
+                pass
+            cut = True
+        except socket.timeout:
+            cut = False
+        except OSError:
+            cut = True
+    s.close()
+    assert cut, "a client flooding %s frames is cut off" % kind
+    c = H2Client(port)
+    assert status(c.response(c.request("GET", "/echo/items/1"))) == 200
+    c.close()
+
+
+def test_a_window_never_opened_is_closed_after_the_send_timeout(backend, portico):
+    cfg, port = h2c_config(backend, timeouts={"send": "1s"})
+    p = portico(cfg)
+    c = H2Client(port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    sid = c.request("GET", "/echo/big?bytes=%d" % (16 * 1024 * 1024))
+    c.pump(lambda: c.streams[sid]["headers"] is not None, what="the response head")
+    st = c.response(sid, timeout=15)
+    assert st["reset"] is not None and len(st["data"]) == 0
+    line = access_line(p, "/echo/big")
+    assert line["reason"] == "ClientConnectionFailure"
+    c.close()
+
+
+def test_a_body_over_the_limit_gets_413(backend, portico):
+    cfg, port = h2c_config(backend, limits={"bodySize": "10k"})
+    portico(cfg)
+    c = H2Client(port)
+    sid = c.request("POST", "/echo/items", [("content-length", "20000")], body=b"a" * 20000)
+    st = c.response(sid)
+    assert status(st) == 413 and json.loads(bytes(st["data"]))["statusCode"] == 413
+    assert backend.last() is None, "refused before the body was read"
+    sid = c.request("POST", "/echo/items", body=b"b" * 20000)  # no length: cut when it grows past
+    st = c.response(sid)
+    assert status(st) == 413
+    c.close()
+
+
+# ------------------------------------------------------------------ reload
+
+def test_reload_lets_streams_in_flight_finish(backend, portico):
+    cfg, port = h2c_config(backend)
+    p = portico(cfg)
+    c = H2Client(port)
+    slow = c.request("GET", "/echo/sleep/1500")
+    c.pump(lambda: backend.last() is not None, what="the request at the backend")
+    p.reload()
+    st = c.response(slow, timeout=15)
+    assert status(st) == 200 and st["reset"] is None
+    assert c.wait_closed(15), "after GOAWAY and its last stream the connection ends"
+    assert c.goaway is not None and c.goaway.error_code == 0
+    d = H2Client(port)
+    assert status(d.response(d.request("GET", "/echo/items/1"))) == 200, "a new connection is served"
+    d.close()
