@@ -572,6 +572,14 @@ static void stream_output(struct h2s *st)
     st->out_ready = false;
     if (st->closed || st->resp_done)
         return;
+    /* the pipeline let go with its response unfinished (a send timeout, a failure): the rest will never
+       come.  Only a body framed by the end of the connection ends that way (resuming sends its end). */
+    if (st->user_gone && st->submitted &&
+        !(st->body == PT_BODY_EOF && evbuffer_get_length(st->io->out) == 0)) {
+        nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        st->resp_done = true;
+        return;
+    }
     if (!st->submitted) {
         if (!take_heads(st))
             return;

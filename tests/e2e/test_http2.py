@@ -401,21 +401,34 @@ def test_rapid_reset_is_cut_off_with_goaway(backend, portico):
     d.close()
 
 
-def test_streams_over_the_concurrency_limit_are_refused(backend, portico):
+def test_streams_over_the_concurrency_limit(backend, portico):
+    """The limit is advertised.  Streams over it opened before the client had it are refused
+    (REFUSED_STREAM, to be retried); a client that opens more once it acknowledged the limit is cut off
+    (GOAWAY PROTOCOL_ERROR) and gets nothing more served."""
     cfg, port = h2c_config(backend, limits={"http2": {"maxConcurrentStreams": 4}})
     portico(cfg)
+    early = H2Client(port)  # its requests leave with its preface, before the server's SETTINGS arrive
+    sids = [early.request("GET", "/echo/sleep/300") for _ in range(8)]
+    results = [early.response(s) for s in sids]
+    refused = [r for r in results if r["reset"] == h2.errors.ErrorCodes.REFUSED_STREAM]
+    served = [r for r in results if r["reset"] is None and status(r) == 200]
+    assert len(served) == 4 and len(refused) == 4
+    early.close()
+    backend.clear()
     c = H2Client(port)
     c.pump(lambda: h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS in c.remote_settings,
            what="the server's SETTINGS")
     assert c.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] == 4
-    # the client library would hold streams back: raise its idea of the limit to send them anyway
+    # the client library keeps to the limit: make it believe in a larger one
     c.conn.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 100
     c.conn.remote_settings.acknowledge()
-    sids = [c.request("GET", "/echo/sleep/300") for _ in range(8)]
-    results = [c.response(s) for s in sids]
-    refused = [r for r in results if r["reset"] == h2.errors.ErrorCodes.REFUSED_STREAM]
-    served = [r for r in results if r["reset"] is None and status(r) == 200]
-    assert len(served) == 4 and len(refused) == 4
+    for _ in range(8):
+        c.request("GET", "/echo/sleep/300")
+    assert c.wait_closed()
+    assert c.goaway is not None and c.goaway.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    assert c.goaway.last_stream_id <= 7
+    time.sleep(0.5)
+    assert len(backend.requests) <= 4
     c.close()
 
 
@@ -533,11 +546,27 @@ def test_reload_lets_streams_in_flight_finish(backend, portico):
     c = H2Client(port)
     slow = c.request("GET", "/echo/sleep/1500")
     c.pump(lambda: backend.last() is not None, what="the request at the backend")
-    p.reload()
+    cfg["apis"].append({"id": "two", "path": "two", "serviceUrl": backend.url + "/second",
+                        "subscriptionRequired": False,
+                        "operations": [{"id": "any", "method": "*", "urlTemplate": "/*"}]})
+    p.reload(cfg)
     st = c.response(slow, timeout=15)
     assert status(st) == 200 and st["reset"] is None
-    assert c.wait_closed(15), "after GOAWAY and its last stream the connection ends"
-    assert c.goaway is not None and c.goaway.error_code == 0
-    d = H2Client(port)
-    assert status(d.response(d.request("GET", "/echo/items/1"))) == 200, "a new connection is served"
-    d.close()
+    st = c.response(c.request("GET", "/two/x"))
+    assert status(st) == 200 and echoed(st)["target"] == "/second/x", "new streams see the new configuration"
+    c.close()
+
+
+def test_stop_sends_goaway_and_finishes_streams_in_flight(backend, portico):
+    cfg, port = h2c_config(backend)
+    p = portico(cfg)
+    c = H2Client(port)
+    slow = c.request("GET", "/echo/sleep/1500")
+    c.pump(lambda: backend.last() is not None, what="the request at the backend")
+    p.send_signal(__import__("signal").SIGTERM)
+    c.pump(lambda: c.goaway is not None, what="GOAWAY")
+    assert c.goaway.error_code == 0 and c.goaway.last_stream_id == slow
+    st = c.response(slow, timeout=15)
+    assert status(st) == 200 and st["reset"] is None
+    assert c.wait_closed(15), "after its last stream the connection ends"
+    assert p.proc.wait(timeout=15) == 0
