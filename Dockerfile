@@ -16,7 +16,7 @@ RUN apt-get update -q \
       build-essential autoconf automake libtool pkg-config \
       libevent-dev libluajit-5.1-dev libyaml-dev libssl-dev zlib1g-dev libjansson-dev \
       libsqlite3-dev libxml2-dev node-llhttp libcmark-dev libcurl4-openssl-dev libargon2-dev \
-      libxslt1-dev \
+      libxslt1-dev libnghttp2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -35,7 +35,7 @@ RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       libevent-2.1-7 libevent-openssl-2.1-7 libevent-pthreads-2.1-7 libluajit-5.1-2 libyaml-0-2 \
       libssl3 zlib1g libjansson4 libsqlite3-0 libxml2 libxslt1.1 libcmark0.30.2 libcurl4 libargon2-1 \
-      ca-certificates \
+      libnghttp2-14 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 # the binary, its plugins (pkglibdir), the Lua prelude, Lua policies and the
 # portal's files (pkgdatadir); not the example configuration of

@@ -57,6 +57,7 @@
 #include <llhttp.h>
 #include <luajit.h>
 #include <netinet/in.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/opensslv.h>
 #include <pthread.h>
 #include <signal.h>
@@ -304,6 +305,7 @@ static void print_version(void)
            event_get_version(), LUAJIT_VERSION, OPENSSL_FULL_VERSION_STR, LLHTTP_VERSION_MAJOR,
            LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH, yaml_get_version_string(), zlibVersion(),
            sqlite3_libversion());
+    printf("  http2 (nghttp2 %s)\n", nghttp2_version(0)->version_str);
 #ifdef PT_ASAN
     printf("  built with AddressSanitizer and UndefinedBehaviorSanitizer\n");
 #endif

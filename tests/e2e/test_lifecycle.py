@@ -183,7 +183,7 @@ def test_version_prints_version_and_build_features():
     assert r.returncode == 0
     out = r.stdout.decode()
     assert re.match(r"portico \d+\.\d+\.\d+", out)
-    for feature in ("libevent", "LuaJIT", "OpenSSL", "llhttp"):
+    for feature in ("libevent", "LuaJIT", "OpenSSL", "llhttp", "http2 (nghttp2"):
         assert feature in out, feature
 
 

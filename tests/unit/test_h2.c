@@ -1,0 +1,151 @@
+/*
+ * test_h2 -- the pure pieces of HTTP/2 from clients (core/proxy/pt_h2.c):
+ * request fields into an HTTP/1.1 head, a response head into HTTP/2 fields.
+ */
+#include "base/pt_pool.h"
+#include "http/pt_http.h"
+#include "proxy/pt_h2.h"
+
+#include <event2/buffer.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void field(struct pt_h2_reqhead *r, const char *name, const char *value)
+{
+    assert_true(
+        pt_h2_reqhead_field(r, (const uint8_t *)name, strlen(name), (const uint8_t *)value, strlen(value)));
+}
+
+/* The head as text (NUL-terminated copy). */
+static char *written(struct pt_h2_reqhead *r, bool end_stream, bool *chunked)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!pt_h2_reqhead_write(r, end_stream, b, chunked)) {
+        evbuffer_free(b);
+        return NULL;
+    }
+    size_t n = evbuffer_get_length(b);
+    char *s = malloc(n + 1);
+    evbuffer_remove(b, s, n);
+    s[n] = '\0';
+    evbuffer_free(b);
+    return s;
+}
+
+static void test_request_head_from_fields(void **state)
+{
+    struct pt_h2_reqhead r;
+    pt_h2_reqhead_init(&r, 4096);
+    field(&r, ":method", "GET");
+    field(&r, ":scheme", "https");
+    field(&r, ":path", "/a/b?c=1");
+    field(&r, ":authority", "api.example:8443");
+    field(&r, "host", "ignored.example");
+    field(&r, "cookie", "a=1");
+    field(&r, "accept", "*/*");
+    field(&r, "cookie", "b=2");
+    bool chunked = true;
+    char *s = written(&r, true, &chunked);
+    assert_non_null(s);
+    assert_false(chunked);
+    assert_string_equal(s, "GET /a/b?c=1 HTTP/1.1\r\nHost: api.example:8443\r\naccept: */*\r\n"
+                           "Cookie: a=1; b=2\r\n\r\n");
+    free(s);
+    pt_h2_reqhead_free(&r);
+}
+
+static void test_request_body_framing(void **state)
+{
+    struct pt_h2_reqhead r;
+    bool chunked = false;
+    pt_h2_reqhead_init(&r, 4096);
+    field(&r, ":method", "POST");
+    field(&r, ":path", "/p");
+    field(&r, "host", "h.example");
+    char *s = written(&r, false, &chunked);
+    assert_true(chunked); /* more to come and no length: chunked */
+    assert_string_equal(s, "POST /p HTTP/1.1\r\nHost: h.example\r\nTransfer-Encoding: chunked\r\n\r\n");
+    free(s);
+    pt_h2_reqhead_free(&r);
+
+    pt_h2_reqhead_init(&r, 4096);
+    field(&r, ":method", "POST");
+    field(&r, ":path", "/p");
+    field(&r, "content-length", "5");
+    s = written(&r, false, &chunked);
+    assert_false(chunked); /* the client's length stands */
+    assert_string_equal(s, "POST /p HTTP/1.1\r\ncontent-length: 5\r\n\r\n");
+    free(s);
+    pt_h2_reqhead_free(&r);
+}
+
+static void test_request_head_bounds(void **state)
+{
+    struct pt_h2_reqhead r;
+    bool chunked;
+    pt_h2_reqhead_init(&r, 200);
+    field(&r, ":method", "GET");
+    assert_null(written(&r, true, &chunked)); /* no :path */
+    char big[300];
+    memset(big, 'v', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    field(&r, "x-big", big);
+    assert_true(r.too_big);
+    field(&r, "x-more", "1"); /* nothing more is kept */
+    assert_null(r.fields);
+    pt_h2_reqhead_free(&r);
+}
+
+static void test_response_fields(void **state)
+{
+    struct pt_pool *pool = pt_pool_new(4096);
+    static const char resp[] =
+        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        "Transfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\nX-Request-ID: abc\r\n\r\n";
+    char *copy = pt_pool_alloc(pool, sizeof(resp) - 1);
+    memcpy(copy, resp, sizeof(resp) - 1);
+    struct pt_head h = {0};
+    struct pt_http_err err = {0};
+    assert_true(pt_http_parse_response(&h, copy, sizeof(resp) - 1, pool, 100, false, &err));
+    nghttp2_nv *nv;
+    int n = pt_h2_resp_fields(&h, pool, &nv);
+    assert_int_equal(n, 3);
+    assert_memory_equal(nv[0].name, ":status", 7);
+    assert_memory_equal(nv[0].value, "404", 3);
+    assert_int_equal(nv[1].namelen, 12);
+    assert_memory_equal(nv[1].name, "content-type", 12);
+    assert_memory_equal(nv[2].name, "x-request-id", 12); /* lower case, as HTTP/2 requires */
+    assert_memory_equal(nv[2].value, "abc", 3);
+    pt_pool_free(pool);
+}
+
+static void test_preface(void **state)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, "PRI * HTTP/2.0\r\n", 16);
+    assert_int_equal(pt_h2_preface(b), -1);
+    evbuffer_add(b, "\r\nSM\r\n\r\n", 8);
+    assert_int_equal(pt_h2_preface(b), 1);
+    evbuffer_drain(b, 24);
+    evbuffer_add(b, "GET / HTTP/1.1\r\n", 16);
+    assert_int_equal(pt_h2_preface(b), 0);
+    evbuffer_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_head_from_fields),
+        cmocka_unit_test(test_request_body_framing),
+        cmocka_unit_test(test_request_head_bounds),
+        cmocka_unit_test(test_response_fields),
+        cmocka_unit_test(test_preface),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
