@@ -16,6 +16,7 @@
 #include "proxy/pt_h2.h"
 #include "base/pt_log.h"
 #include "event/pt_io.h"
+#include "event/pt_metrics.h"
 #include "http/pt_http.h"
 #include "http/pt_msg.h"
 #include "policy/pt_gen.h"
@@ -26,6 +27,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +66,34 @@ struct h2s {
 };
 
 static const struct pt_io_stream_ops stream_ops;
+
+/* /metrics: node-wide counts */
+static _Atomic uint64_t m_conns, m_opened, m_refused, m_reset, m_cut;
+
+static void collect(struct pt_metrics_sink *sink, void *arg)
+{
+    pt_metrics_sink_value(sink, "portico_http2_connections_total", "Client connections that spoke HTTP/2.",
+                          PT_METRICS_COUNTER, (double)atomic_load(&m_conns));
+    pt_metrics_sink_value(sink, "portico_http2_streams_total", "HTTP/2 streams (requests) clients opened.",
+                          PT_METRICS_COUNTER, (double)atomic_load(&m_opened));
+    pt_metrics_sink_value(sink, "portico_http2_streams_refused_total",
+                          "HTTP/2 streams refused (over maxConcurrentStreams).", PT_METRICS_COUNTER,
+                          (double)atomic_load(&m_refused));
+    pt_metrics_sink_value(sink, "portico_http2_streams_reset_total", "HTTP/2 streams the client reset.",
+                          PT_METRICS_COUNTER, (double)atomic_load(&m_reset));
+    pt_metrics_sink_value(sink, "portico_http2_connections_cut_total",
+                          "HTTP/2 connections closed for resetting streams too fast (rapid reset).",
+                          PT_METRICS_COUNTER, (double)atomic_load(&m_cut));
+}
+
+void pt_h2_init(void)
+{
+    static bool done;
+    if (!done) {
+        done = true;
+        pt_metrics_collector(collect, NULL);
+    }
+}
 
 static void h2_schedule(struct pt_h2 *h)
 {
@@ -328,8 +358,10 @@ static int count_reset(struct pt_h2 *h)
         h->reset_sec = sec;
         h->resets = 0;
     }
+    atomic_fetch_add_explicit(&m_reset, 1, memory_order_relaxed);
     if (++h->resets <= h->c->w->cur->gen->conf->limits.h2.resets_per_second)
         return 0;
+    atomic_fetch_add_explicit(&m_cut, 1, memory_order_relaxed);
     pt_info("client %s: too many streams reset (more than %lld a second): connection closed", h->c->peer.ip,
             (long long)h->c->w->cur->gen->conf->limits.h2.resets_per_second);
     h->fatal = true;
@@ -364,6 +396,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ar
                        cf->limits.h2.header_list ? cf->limits.h2.header_list : cf->limits.header_size);
     pt_list_add_tail(&h->streams, &st->link);
     h->nstreams++;
+    atomic_fetch_add_explicit(&m_opened, 1, memory_order_relaxed);
     nghttp2_session_set_stream_user_data(s, st->id, st);
     return 0;
 }
@@ -431,6 +464,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 {
     struct pt_h2 *h = arg;
+    if (f->hd.type == NGHTTP2_RST_STREAM && f->rst_stream.error_code == NGHTTP2_REFUSED_STREAM)
+        atomic_fetch_add_explicit(&m_refused, 1, memory_order_relaxed);
     if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
         !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
@@ -785,6 +820,7 @@ struct pt_h2 *pt_h2_start(struct pt_conn *c)
         return NULL;
     }
     h2_schedule(h);
+    atomic_fetch_add_explicit(&m_conns, 1, memory_order_relaxed);
     return h;
 }
 

@@ -33,6 +33,8 @@ struct pt_pool;
 /* Whether buf starts with the preface: 1 yes, 0 no, -1 too few bytes to tell. */
 int pt_h2_preface(struct evbuffer *buf);
 
+/* Registers the HTTP/2 figures of /metrics (once, at start). */
+void pt_h2_init(void);
 /* Takes over client connection c (plain or TLS, nothing consumed but what is in its input): NULL when
    the session cannot be made. */
 struct pt_h2 *pt_h2_start(struct pt_conn *c);

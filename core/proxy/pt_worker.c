@@ -10,6 +10,7 @@
 #include "http/pt_logsink.h"
 #include "lua/pt_lua.h"
 #include "proxy/pt_analytics.h"
+#include "proxy/pt_h2.h"
 #include "proxy/pt_overload.h"
 #include "proxy/pt_reqmetrics.h"
 
@@ -403,6 +404,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
     nworkers = n;
     pt_reqmetrics_init(n);
     pt_overload_init(n);
+    pt_h2_init();
     pt_overload_limits(&g->conf->limits);
     pt_hclient_init(); /* the outbound client's counters on /metrics */
     for (int i = 0; i < n; i++) {
