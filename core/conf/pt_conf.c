@@ -421,16 +421,17 @@ static bool read_underscores(struct pt_cfctx *cx, struct pt_node *n, void *field
 static const struct pt_cfkey limits_h2_keys[] = {
     {"maxConcurrentStreams", PT_CT_INT, offsetof(struct pt_conf, limits.h2.max_streams), 0, 1, 10000,
      .def = "`100`",
-     .doc = "Streams (requests) open at once on one HTTP/2 connection; a stream over it is refused "
-            "(`RST_STREAM` `REFUSED_STREAM`)."},
+     .doc = "Streams (requests) open at once on one HTTP/2 connection, sent to the client in SETTINGS; a "
+            "stream over it is refused (`REFUSED_STREAM`) while the client has not acknowledged them, and "
+            "the connection closed (`GOAWAY`) after."},
     {"headerListSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.h2.header_list), 0, 1024, 1 << 20,
-     .def = "`headerSize`",
+     .def = "as headerSize",
      .doc = "The decoded header list of one request (names, values and 32 bytes per field); over it the "
             "stream is answered **431**."},
     {"hpackTableSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.h2.hpack_table), 0, 0, 1 << 16,
      .def = "`4096`", .doc = "The HPACK dynamic table the client may make the gateway keep."},
     {"initialWindow", PT_CT_SIZE, offsetof(struct pt_conf, limits.h2.initial_window), 0, 1024,
-     (1LL << 31) - 1, .def = "`64k`",
+     (1LL << 31) - 1, .def = "`65535`",
      .doc = "The flow-control window of each stream: the request body bytes the gateway takes from a client "
             "before the backend has read them (a stream's upload buffer)."},
     {"maxFrameSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.h2.max_frame), 0, 16384, (1 << 24) - 1,

@@ -286,7 +286,7 @@ static void test_unknown_keys(void **state)
         "description, method, urlTemplate)");
     expect_error("listen:\n  - address: ':80'\n    ssl: yes\n",
                  "t.yaml:3:5: unknown key 'ssl' (expected one of: address, certificate, key, "
-                 "certificates, clientCertificate, clientCa, tls, backlog)");
+                 "certificates, clientCertificate, clientCa, tls, backlog, protocols)");
     expect_error("listen:\n  - address: ':80'\n    tls: yes\n",
                  "t.yaml:3:10: expected a map {minVersion, ciphers, ciphersuites}");
 }
