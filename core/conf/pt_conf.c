@@ -444,8 +444,6 @@ static const struct pt_cfkey limits_h2_keys[] = {
 };
 
 static const struct pt_cfkey limits_keys[] = {
-    {"http2", PT_CT_MAP, 0, 0, .sub = limits_h2_keys,
-     .doc = "HTTP/2 client connections (see [HTTP/2](http2.md))."},
     {"bufferSize", PT_CT_SIZE, offsetof(struct pt_conf, limits.buffer_size), 0, 1024, 1LL << 30,
      .def = "`2m`",
      .doc = "The longest body read into memory when a policy or expression needs it (over it: **413** for "
@@ -512,6 +510,8 @@ static const struct pt_cfkey limits_keys[] = {
     {"counterKeys", PT_CT_INT, offsetof(struct pt_conf, counter_keys), 0, 64, 100000000, .def = "`1000000`",
      .doc = "The most rate-limit, quota and concurrency keys kept at once on a node; see [Access "
             "restrictions](#access-restrictions-the-client-address-and-counters)."},
+    {"http2", PT_CT_MAP, 0, 0, .sub = limits_h2_keys,
+     .doc = "HTTP/2 client connections (see [HTTP/2](http2.md))."},
     {0},
 };
 

@@ -276,7 +276,7 @@ static void test_unknown_keys(void **state)
     expect_error("listen: ':80'\nlimits:\n  headerSiz: 1k\n",
                  "t.yaml:3:3: unknown key 'headerSiz' (expected one of: bufferSize, headerSize, headerLine, "
                  "headerUnderscores, headerCount, uriLength, requestMemory, bodySize, requestsPerConnection, "
-                 "connectionsPerWorker, connections, memory, counterKeys)");
+                 "connectionsPerWorker, connections, memory, counterKeys, http2)");
     expect_error(
         "listen: ':80'\napis:\n  - id: a\n    path: a\n    operations:\n"
         "      - id: o\n        method: GET\n        urlTemplate: /\n        verb: GET\n",
