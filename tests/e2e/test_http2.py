@@ -35,6 +35,7 @@ def pki():
     with tempfile.TemporaryDirectory(prefix="portico-pki-") as d:
         p = Pki(d)
         p.server = p.leaf("server", "localhost", ["DNS:localhost"])
+        p.alice = p.leaf("alice", "alice", ["DNS:alice.example"], eku="clientAuth")
         yield p
 
 
@@ -58,11 +59,13 @@ def tls_config(backend, pki, protocols=None, **extra):
 class H2Client:
     """An HTTP/2 client over one socket (plain h2c or TLS with ALPN h2)."""
 
-    def __init__(self, port, ca=None, settings=None, ack_data=True, timeout=10.0):
+    def __init__(self, port, ca=None, settings=None, ack_data=True, timeout=10.0, cert=None):
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if ca:
             ctx = ssl.create_default_context(cafile=ca)
             ctx.set_alpn_protocols(["h2"])
+            if cert:
+                ctx.load_cert_chain(cert[0], cert[1])
             sock = ctx.wrap_socket(sock, server_hostname="localhost")
             assert sock.selected_alpn_protocol() == "h2"
         self.sock = sock
@@ -261,6 +264,27 @@ def test_tls_alpn_offers_h2_and_http11_on_one_listener(backend, portico, pki):
     assert status(st) == 200
     assert header(echoed(st), "X-Forwarded-Proto") == "https"
     c.close()
+
+
+def test_client_certificates_over_h2(backend, portico, pki):
+    """The stream's request sees the connection's TLS: validate-client-certificate decides over h2 too."""
+    cfg, port = tls_config(backend, pki)
+    cfg["listen"][1].update({"clientCertificate": "optional", "clientCa": pki.ca})
+    cfg["apis"][0]["policies"] = {"inbound": ["base", {"validate-client-certificate": {}}]}
+    p = portico(cfg)
+    c = H2Client(port, ca=pki.ca, cert=pki.alice)
+    st = c.response(c.request("GET", "/echo/items/5"))
+    assert status(st) == 200
+    line = access_line(p, "/echo/items/5")
+    assert "alice" in line["clientCertificate"]["subject"] and line["protocol"] == "HTTP/2.0"
+    c.close()
+    backend.clear()
+    anon = H2Client(port, ca=pki.ca)
+    st = anon.response(anon.request("GET", "/echo/items/6"))
+    assert status(st) == 401
+    assert access_line(p, "/echo/items/6")["reason"] == "ClientCertificateMissing"
+    assert backend.last() is None
+    anon.close()
 
 
 def test_tls_listener_without_h2_speaks_http11_only(backend, portico, pki):
