@@ -247,6 +247,31 @@ def test_h2c_post_with_and_without_a_length(backend, portico):
     c.close()
 
 
+def test_response_framings_become_data_frames(backend, portico):
+    """Each way the pipeline frames a response body (length, chunked, until close, none for HEAD)
+    arrives as HTTP/2 frames, without connection-specific fields."""
+    cfg, port = h2c_config(backend)
+    portico(cfg)
+    c = H2Client(port)
+    chunked = c.request("GET", "/echo/stream?chunks=4&size=1000&delay=10")
+    until_close = c.request("GET", "/echo/until-close?bytes=300000")
+    head = c.request("HEAD", "/echo/head-length")
+    expect = c.request("POST", "/echo/items", [("expect", "100-continue"), ("content-length", "2")], end=False)
+    st = c.response(chunked)
+    assert status(st) == 200 and bytes(st["data"]) == b"a" * 1000 + b"b" * 1000 + b"c" * 1000 + b"d" * 1000
+    assert "transfer-encoding" not in st["headers"] and "connection" not in st["headers"]
+    st = c.response(until_close, timeout=20)
+    assert status(st) == 200 and bytes(st["data"]) == b"y" * 300000 and st["reset"] is None
+    st = c.response(head)
+    assert status(st) == 200 and st["headers"]["content-length"] == "1234" and len(st["data"]) == 0
+    c.pump(lambda: c.streams[expect].get("interim"), what="100 Continue")
+    assert c.streams[expect]["interim"][0][":status"] == "100"
+    c.send_body(expect, b"ok")
+    st = c.response(expect)
+    assert status(st) == 200 and base64.b64decode(echoed(st)["body"]) == b"ok"
+    c.close()
+
+
 def test_tls_alpn_offers_h2_and_http11_on_one_listener(backend, portico, pki):
     cfg, port = tls_config(backend, pki)
     p = portico(cfg)
