@@ -432,6 +432,59 @@ def test_large_download_and_upload_stream_with_bounded_memory(backend, portico):
     assert value(page, "portico_http2_streams_total") >= 3
 
 
+def test_an_upload_to_a_backend_that_does_not_read_is_not_buffered(portico):
+    """The stream's window reopens only as the backend takes the body: a backend that reads nothing
+    stops the client after about its socket buffers, the pipeline's bound and one window."""
+    import threading
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept():  # takes connections and reads nothing
+        lsock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                continue
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            held.append(conn)
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        cfg = basic_config("http://127.0.0.1:%d" % lsock.getsockname()[1])
+        port = int(cfg["listen"][0].rsplit(":", 1)[1])
+        cfg["listen"] = [{"address": "127.0.0.1:%d" % port, "protocols": ["http/1.1", "h2"]}]
+        cfg["timeouts"] = {"bodyIdle": "60s"}
+        portico(cfg)
+        c = H2Client(port)
+        sid = c.request("PUT", "/echo/upload", [("content-length", str(256 << 20))], end=False)
+        sent, chunk = 0, b"u" * 16384
+        while sent < (256 << 20):
+            room = min(c.conn.local_flow_control_window(sid), len(chunk))
+            if room <= 0:
+                try:
+                    c.pump(lambda: c.conn.local_flow_control_window(sid) > 0, timeout=2,
+                           what="the stream's window")
+                except AssertionError:
+                    break  # the window stays shut: the gateway holds the upload back
+                continue
+            c.conn.send_data(sid, chunk[:room])
+            c.flush()
+            sent += room
+        assert sent < (16 << 20), "the gateway took %d bytes the backend never read" % sent
+        assert c.conn.local_flow_control_window(sid) == 0
+        c.close()
+    finally:
+        stop.set()
+        t.join(5)
+        for s_ in held:
+            s_.close()
+        lsock.close()
+
+
 # ------------------------------------------------------------------ limits and attacks
 
 def test_rapid_reset_is_cut_off_with_goaway(backend, portico):
