@@ -674,11 +674,15 @@ static bool feed(struct pt_h2 *h)
     return !h->fatal;
 }
 
+/* Frames waiting for the socket: the send timeout runs from when they started to wait (a client that
+   reads nothing is closed after it, however busy its streams are); idle: the keep-alive timeout. */
 static void set_timer(struct pt_h2 *h)
 {
     struct pt_conn *c = h->c;
-    if (evbuffer_get_length(h->io->out))
-        pt_timer_set(c->w, &c->timer, PT_T_SEND);
+    if (evbuffer_get_length(h->io->out)) {
+        if (c->timer.kind != PT_T_SEND)
+            pt_timer_set(c->w, &c->timer, PT_T_SEND);
+    }
     else if (h->nstreams == 0)
         pt_timer_set(c->w, &c->timer, PT_T_KEEPALIVE);
     else

@@ -632,6 +632,31 @@ def test_a_window_never_opened_is_closed_after_the_send_timeout(backend, portico
     c.close()
 
 
+def test_a_client_that_reads_nothing_is_closed_after_the_send_timeout(backend, portico):
+    cfg, port = h2c_config(backend, timeouts={"send": "1s"})
+    p = portico(cfg)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.increment_flow_control_window(1 << 30)
+    for i in range(5):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "GET"), (":path", "/echo/big?bytes=%d" % (32 << 20)),
+                                (":scheme", "http"), (":authority", "x")], end_stream=True)
+        conn.increment_flow_control_window(1 << 30, stream_id=sid)
+    s.sendall(conn.data_to_send())
+    time.sleep(0.2)
+    rss0 = p.rss_kb("VmRSS")
+
+    wait_for(lambda: sum(1 for e in p.access_entries() if e.get("path") == "/echo/big") == 5, 20,
+             "the five requests ended")
+    assert all(e["reason"] == "ClientConnectionFailure" for e in p.access_entries() if e.get("path") == "/echo/big")
+    assert p.rss_kb("VmRSS") - rss0 < 64 * 1024
+    s.close()
+
+
 def test_a_body_over_the_limit_gets_413(backend, portico):
     cfg, port = h2c_config(backend, limits={"bodySize": "10k"})
     portico(cfg)
