@@ -682,8 +682,7 @@ static void set_timer(struct pt_h2 *h)
     if (evbuffer_get_length(h->io->out)) {
         if (c->timer.kind != PT_T_SEND)
             pt_timer_set(c->w, &c->timer, PT_T_SEND);
-    }
-    else if (h->nstreams == 0)
+    } else if (h->nstreams == 0)
         pt_timer_set(c->w, &c->timer, PT_T_KEEPALIVE);
     else
         pt_timer_clear(&c->timer);
