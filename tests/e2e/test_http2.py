@@ -320,6 +320,35 @@ def test_tls_listener_without_h2_speaks_http11_only(backend, portico, pki):
     assert r.returncode == 0 and r.stdout == b"1.1", (r.stdout, r.stderr)
 
 
+def test_h2_only_tls_listener_refuses_http11_clients(backend, portico, pki):
+    cfg, port = tls_config(backend, pki, protocols=["h2"])
+    portico(cfg)
+    r = curl("--http1.1", "--cacert", pki.ca, "-o", "-", "-w", "%{http_code}",
+             "https://localhost:%d/echo/items/1" % port, "--resolve", "localhost:%d:127.0.0.1" % port)
+    assert r.stdout.endswith(b"505"), (r.stdout, r.stderr)
+    assert backend.last() is None
+    r = curl("--http2", "--cacert", pki.ca, "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+             "https://localhost:%d/echo/items/1" % port, "--resolve", "localhost:%d:127.0.0.1" % port)
+    assert r.stdout == b"2 200", (r.stdout, r.stderr)
+
+
+def test_settings_advertise_the_limits(backend, portico):
+    cfg, port = h2c_config(backend, limits={"http2": {"maxConcurrentStreams": 7, "hpackTableSize": "2k",
+                                                      "initialWindow": "32k", "maxFrameSize": "32k",
+                                                      "headerListSize": "8k"}})
+    portico(cfg)
+    c = H2Client(port)
+    codes = h2.settings.SettingCodes
+    c.pump(lambda: codes.MAX_FRAME_SIZE in c.remote_settings, what="the server's SETTINGS")
+    assert c.remote_settings[codes.MAX_CONCURRENT_STREAMS] == 7
+    assert c.remote_settings[codes.HEADER_TABLE_SIZE] == 2048
+    assert c.remote_settings[codes.INITIAL_WINDOW_SIZE] == 32768
+    assert c.remote_settings[codes.MAX_FRAME_SIZE] == 32768
+    assert c.remote_settings[codes.MAX_HEADER_LIST_SIZE] == 8192
+    assert c.remote_settings.get(codes.ENABLE_PUSH, 0) == 0
+    c.close()
+
+
 def test_plain_listener_without_h2_answers_the_preface_with_400(backend, portico):
     cfg = basic_config(backend.url)
     p = portico(cfg)
