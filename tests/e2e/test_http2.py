@@ -700,6 +700,52 @@ def test_a_body_over_the_limit_gets_413(backend, portico):
     c.close()
 
 
+def test_mutated_conversations_do_not_break_the_gateway(backend, portico):
+    """Real client conversations with bytes flipped, cut or repeated (a fixed seed: repeatable), each on
+    a connection of its own: the gateway answers or closes, and goes on serving."""
+    import random
+    cfg, port = h2c_config(backend)
+    p = portico(cfg)
+    conv = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conv.initiate_connection()
+    conv.send_headers(1, [(":method", "POST"), (":path", "/echo/items"), (":scheme", "http"),
+                          (":authority", "x"), ("content-length", "5"), ("cookie", "a=1")])
+    conv.send_data(1, b"hello", end_stream=True)
+    conv.send_headers(3, [(":method", "GET"), (":path", "/echo/items/2"), (":scheme", "http"),
+                          (":authority", "x")], end_stream=True)
+    conv.reset_stream(3)
+    conv.ping(b"12345678")
+    base = conv.data_to_send()
+    rng = random.Random(15)
+    for i in range(150):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(24, len(data))  # the preface stays: the frames are what is tried
+            op = rng.random()
+            if op < 0.6:
+                data[at] = rng.randrange(256)
+            elif op < 0.8:
+                del data[at:at + rng.randint(1, 16)]
+            else:
+                data[at:at] = data[at:at + rng.randint(1, 32)]
+        # most end their side at once (the streams are cut short); every fifth stays to see them through
+        s = socket.create_connection(("127.0.0.1", port), timeout=5 if i % 5 else 0.3)
+        try:
+            s.sendall(bytes(data))
+            if i % 5:
+                s.shutdown(socket.SHUT_WR)
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            s.close()
+    c = H2Client(port)
+    assert status(c.response(c.request("GET", "/echo/items/1"))) == 200
+    c.close()
+    assert p.proc.poll() is None
+
+
 # ------------------------------------------------------------------ reload
 
 def test_reload_lets_streams_in_flight_finish(backend, portico):
