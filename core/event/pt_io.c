@@ -514,11 +514,6 @@ void pt_io_stream_kick(struct pt_io *p, int what)
     event_active(&io->ev, EV_READ, 0);
 }
 
-bool pt_io_stream_alive(const struct pt_io *p)
-{
-    return !((const struct io *)p)->dead;
-}
-
 void pt_io_stream_release(struct pt_io *p)
 {
     struct io *io = (struct io *)p;

@@ -79,8 +79,6 @@ struct pt_io *pt_io_stream(struct event_base *base, struct pt_io *parent, const 
 /* The owner changed io->in or io->out (or wants `what`, PT_IO_EOF or PT_IO_ERROR, told): the user's
    PT_IO_READ / PT_IO_DRAINED / `what` follow from the event loop, never from inside this call. */
 void pt_io_stream_kick(struct pt_io *io, int what);
-/* Whether the user still holds the stream (has not called pt_io_free). */
-bool pt_io_stream_alive(const struct pt_io *io);
 /* The owner is done with the stream: it is freed once the user has let go too (if it has not, the
    owner must have told it PT_IO_ERROR first). */
 void pt_io_stream_release(struct pt_io *io);
