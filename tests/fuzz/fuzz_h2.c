@@ -1,196 +1,224 @@
 /*
  * fuzz_h2 -- the HTTP/2 glue (core/proxy/pt_h2.c) on arbitrary client
- * bytes: an nghttp2 server session set up as the gateway sets it up
- * (windows returned by hand, bounded SETTINGS and queued ACKs), whose
- * request fields go through pt_h2_reqhead_field and whose complete heads
- * become HTTP/1.1 heads through pt_h2_reqhead_write.
+ * bytes: the gateway's own session (pt_h2_start, its nghttp2 callbacks,
+ * its request heads, stream connections and flow control) on a connection
+ * of a stand-in worker, fed the input in pieces the first byte sizes.
  *
- * Each synthesized head must be one HTTP/1.1 head and only one: the
- * gateway's own scanner finds its end exactly at its length (no field
- * could smuggle a line break), and the request parser accepts it or refuses
- * it with a 4xx -- never a crash.  Each stream is answered with a response
- * head turned into HTTP/2 fields by pt_h2_resp_fields, sent through the
- * session.  Never a read or write out of bounds (ASan), never unbounded
- * memory: the header list is bounded as in the gateway.
+ * The streams' pipelines never run (the event loop is not turned); instead
+ * every stream whose request head was made gets a response written to its
+ * output, framed as the second byte says (length, chunked, until the end,
+ * none), and the session takes it as it would from the pipeline.  Each
+ * request head made must be exactly one HTTP/1.1 head for the gateway's
+ * scanner (no field can end it early).  At the end the connection is freed
+ * with its streams in whatever state they are.  Never a read or write out
+ * of bounds, a leak or a use after free (ASan).
+ *
+ * Input: byte 0 the size of the pieces, byte 1 the first response framing
+ * (its high bit: the rest is written with "~hh" escapes, see fuzz_seeds),
+ * then the client's bytes.
  */
-#include "base/pt_pool.h"
+#include "conf/pt_conf.h"
+#include "conf/pt_genmodel.h"
+#include "event/pt_io.h"
 #include "http/pt_http.h"
+#include "http/pt_msg.h"
 #include "proxy/pt_h2.h"
+#include "proxy/pt_proxy.h"
+#include "proxy/pt_req.h"
+#include "proxy/pt_worker.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_STREAMS 16
+static struct pt_worker w;
+static struct pt_conf cf;
+static struct pt_gen gen;
+static struct pt_wgen wgen;
 
-struct fz {
-    nghttp2_session *s;
-    struct pt_h2_reqhead rq[MAX_STREAMS];
-    int32_t id[MAX_STREAMS];
+static void setup(void)
+{
+    if (w.base)
+        return;
+    w.base = event_base_new();
+    if (!w.base)
+        abort();
+    for (int k = 0; k < PT_T_COUNT; k++)
+        pt_list_init(&w.timers[k]);
+    pt_list_init(&w.conns);
+    cf.limits.header_size = 4096;
+    cf.limits.h2 = (struct pt_h2_cf){.max_streams = 8,
+                                     .hpack_table = 4096,
+                                     .initial_window = 65535,
+                                     .max_frame = 16384,
+                                     .resets_per_second = 50};
+    gen.conf = &cf;
+    wgen.gen = &gen;
+    w.cur = &wgen;
+}
+
+static void on_io(struct pt_io *io, int what, void *arg)
+{
+}
+
+/* A stream's request head is one head for the gateway's scanner, ending where the session ended it. */
+static void check_head(struct evbuffer *in)
+{
+    size_t len = evbuffer_get_length(in), got = 0;
+    struct pt_scan scan = {.max_hline = 1 << 20};
+    struct pt_http_err err = {0};
+    struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    if (end.pos < 0)
+        abort(); /* the session writes whole heads */
+    int r = pt_http_scan(&scan, in, 1 << 20, 1 << 20, true, &got, &err);
+    if (r > 0 && got != (size_t)end.pos + 4)
+        abort(); /* a field ended the head early: it would smuggle a second request */
+    (void)len;
+}
+
+static const char *const responses[] = {
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
+    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n"
+    "3\r\nabc\r\n0\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+    "HTTP/1.1 204 No Content\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\ncut short",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
 };
 
-static struct pt_h2_reqhead *head_of(struct fz *f, int32_t id, bool make)
+/* Each stream connection with a head gets a response; some let go of their stream (as a finished
+   pipeline does). */
+static void answer_streams(struct pt_h2 *h, unsigned kind)
 {
-    for (int i = 0; i < MAX_STREAMS; i++)
-        if (f->id[i] == id)
-            return &f->rq[i];
-    if (!make)
-        return NULL;
-    for (int i = 0; i < MAX_STREAMS; i++)
-        if (f->id[i] == 0) {
-            f->id[i] = id;
-            pt_h2_reqhead_init(&f->rq[i], 4096);
-            return &f->rq[i];
-        }
-    return NULL;
-}
-
-static void drop(struct fz *f, int32_t id)
-{
-    for (int i = 0; i < MAX_STREAMS; i++)
-        if (f->id[i] == id) {
-            pt_h2_reqhead_free(&f->rq[i]);
-            f->id[i] = 0;
-        }
-}
-
-static ssize_t on_send(nghttp2_session *s, const uint8_t *d, size_t len, int flags, void *arg)
-{
-    return (ssize_t)len;
-}
-
-static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *fr, void *arg)
-{
-    if (fr->hd.type == NGHTTP2_HEADERS && fr->headers.cat == NGHTTP2_HCAT_REQUEST &&
-        !head_of(arg, fr->hd.stream_id, true))
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    return 0;
-}
-
-static int on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t *name, size_t nlen,
-                     const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
-{
-    struct pt_h2_reqhead *r = head_of(arg, fr->hd.stream_id, false);
-    if (r && fr->headers.cat == NGHTTP2_HCAT_REQUEST && !pt_h2_reqhead_field(r, name, nlen, value, vlen))
-        abort();
-    return 0;
-}
-
-/* The synthesized head is exactly one head for the gateway's scanner, and parses or is refused. */
-static void check_head(struct evbuffer *head)
-{
-    size_t len = evbuffer_get_length(head);
-    struct pt_scan scan = {.max_hline = 8192};
-    size_t got = 0;
-    struct pt_http_err err = {0};
-    int r = pt_http_scan(&scan, head, 65536, 8192 + 32, true, &got, &err);
-    if (r > 0 && got != len)
-        abort(); /* a field ended the head early: it would smuggle a second request */
-    if (r > 0) {
-        struct pt_pool *pool = pt_pool_new(4096);
-        char *copy = pt_pool_alloc(pool, len);
-        evbuffer_copyout(head, copy, len);
-        struct pt_head h = {0};
-        if (!pt_http_parse_request(&h, copy, len, pool, 100, 1 << 20, &err) &&
-            (err.status < 400 || err.status > 599))
-            abort();
-        pt_pool_free(pool);
-    } else if (r < 0 && (err.status < 400 || err.status > 599)) {
-        abort();
+    struct pt_list *it = w.conns.next;
+    while (it != &w.conns) {
+        struct pt_conn *sc = pt_container_of(it, struct pt_conn, link);
+        it = it->next;
+        if (!sc->stream || sc->nreqs)
+            continue;
+        sc->nreqs = 1; /* answered once */
+        check_head(sc->io->in);
+        const char *r = responses[kind++ % (sizeof(responses) / sizeof(responses[0]))];
+        evbuffer_add(sc->io->out, r, strlen(r));
+        pt_io_flush(sc->io);
+        if (kind & 1)
+            pt_conn_stream_abort(sc);
     }
+    pt_h2_io(h, PT_IO_DRAINED);
 }
 
-static void answer(struct fz *f, int32_t id)
+static int hexval(uint8_t c)
 {
-    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: keep-alive\r\n"
-                               "Transfer-Encoding: chunked\r\nX-One: 1\r\n\r\n";
-    struct pt_pool *pool = pt_pool_new(4096);
-    char *copy = pt_pool_alloc(pool, sizeof(resp) - 1);
-    memcpy(copy, resp, sizeof(resp) - 1);
-    struct pt_head h = {0};
-    struct pt_http_err err = {0};
-    nghttp2_nv *nv;
-    if (!pt_http_parse_response(&h, copy, sizeof(resp) - 1, pool, 100, false, &err))
-        abort();
-    int n = pt_h2_resp_fields(&h, pool, &nv);
-    if (n != 3) /* :status, content-type, x-one: the connection-specific fields are gone */
-        abort();
-    nghttp2_submit_response(f->s, id, nv, (size_t)n, NULL);
-    pt_pool_free(pool);
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *fr, void *arg)
+/* The bytes of a "~hh"-written input (see fuzz_seeds) into out; returns their count. */
+static size_t unescape(const uint8_t *in, size_t n, uint8_t *out)
 {
-    struct fz *f = arg;
-    if (fr->hd.type == NGHTTP2_DATA)
-        nghttp2_session_consume(s, fr->hd.stream_id, fr->hd.length);
-    if (fr->hd.type != NGHTTP2_HEADERS || fr->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0;
-    struct pt_h2_reqhead *r = head_of(f, fr->hd.stream_id, false);
-    if (!r)
-        return 0;
-    struct evbuffer *head = evbuffer_new();
-    bool chunked;
-    if (!r->too_big && pt_h2_reqhead_write(r, fr->hd.flags & NGHTTP2_FLAG_END_STREAM, head, &chunked))
-        check_head(head);
-    evbuffer_free(head);
-    drop(f, fr->hd.stream_id);
-    answer(f, fr->hd.stream_id);
-    return 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] == '~' && i + 2 < n && hexval(in[i + 1]) >= 0 && hexval(in[i + 2]) >= 0) {
+            out[k++] = (uint8_t)(hexval(in[i + 1]) * 16 + hexval(in[i + 2]));
+            i += 2;
+        } else
+            out[k++] = in[i];
+    }
+    return k;
 }
 
-static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *arg)
-{
-    drop(arg, id);
-    return 0;
-}
+static void run(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct fz f = {0};
-    nghttp2_session_callbacks *cb;
-    nghttp2_option *opt;
-    if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
-        abort();
-    nghttp2_session_callbacks_set_send_callback(cb, on_send);
-    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
-    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
-    nghttp2_option_set_no_auto_window_update(opt, 1);
-    nghttp2_option_set_max_settings(opt, 32);
-    nghttp2_option_set_max_outbound_ack(opt, 1000);
-    if (nghttp2_session_server_new2(&f.s, cb, &f, opt) != 0)
-        abort();
-    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
-                                   {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 4096}};
-    nghttp2_submit_settings(f.s, NGHTTP2_FLAG_NONE, iv, 2);
-    /* the bytes arrive in pieces whose size the first byte chooses, as reads of a socket would */
-    size_t step = size ? (size_t)(data[0] % 64) + 1 : 1;
-    for (size_t off = size ? 1 : 0; off < size; off += step) {
-        size_t n = size - off < step ? size - off : step;
-        if (nghttp2_session_mem_recv(f.s, data + off, n) < 0)
-            break;
-        if (nghttp2_session_send(f.s) != 0)
-            break;
+    setup();
+    if (size < 2)
+        return 0;
+    if (!(data[1] & 0x80)) {
+        run(data, size);
+        return 0;
     }
-    nghttp2_session_del(f.s);
-    for (int i = 0; i < MAX_STREAMS; i++)
-        if (f.id[i])
-            pt_h2_reqhead_free(&f.rq[i]);
-    nghttp2_option_del(opt);
-    nghttp2_session_callbacks_del(cb);
+    uint8_t *raw = malloc(size);
+    if (!raw)
+        abort();
+    raw[0] = data[0];
+    raw[1] = data[1] & 0x7f;
+    size_t n = 2 + unescape(data + 2, size - 2, raw + 2);
+    run(raw, n);
+    free(raw);
     return 0;
 }
 
+static void run(const uint8_t *data, size_t size)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        abort();
+    int bufsize = 1 << 20;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize));
+    struct pt_conn *c = calloc(1, sizeof(*c));
+    c->w = &w;
+    strcpy(c->peer.ip, "fuzz");
+    pt_list_init(&c->link);
+    pt_timer_init(&c->timer, NULL);
+    c->io = pt_io_plain(w.base, sv[0], on_io, c);
+    c->state = C_H2;
+    c->h2 = pt_h2_start(c);
+    if (!c->io || !c->h2)
+        abort();
+    size_t step = (size_t)(data[0] % 64) + 1;
+    unsigned kind = data[1];
+    bool open = true;
+    for (size_t off = 2; off < size && open; off += step) {
+        size_t n = size - off < step ? size - off : step;
+        evbuffer_add(c->io->in, data + off, n);
+        open = pt_h2_io(c->h2, PT_IO_READ);
+        if (open)
+            answer_streams(c->h2, kind++);
+        char sink[65536];
+        while (read(sv[1], sink, sizeof(sink)) > 0)
+            ;
+    }
+    pt_h2_free(c->h2);
+    pt_timer_clear(&c->timer);
+    pt_io_free(c->io);
+    close(sv[1]);
+    free(c);
+}
+
 const char *fuzz_name = "fuzz_h2";
-/* text seeds (the binary ones, real client conversations, are in the corpus) */
+/* Seeds are C strings (the runner puts the first byte before them): an input whose second byte has its
+   high bit set is written with "~hh" for each byte that is not printable (the real conversations of
+   the corpus are raw). */
 const char *const fuzz_seeds[] = {
-    "\x10PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-    "\x01PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    "\x80"
+    "PRI * "
+    "HTTP/"
+    "2.0~0d~0a~0d~0aSM~0d~0a~0d~0a~00~00*~04~00~00~00~00~00~00~01~00~00~10~00~00~02~00~00~00~01~00~04~00~00~"
+    "ff~ff~00~05~00~00@~00~00~08~00~00~00~00~00~03~00~00~00d~00~06~00~01~00~00~00~00~18~01~05~00~00~00~01~"
+    "82D~85`~7f~e7h~05~86A~82~9b~c7~1f~11~82~1c~01~1f~11~83~8e~01~7f",
+    "\x81"
+    "PRI * "
+    "HTTP/"
+    "2.0~0d~0a~0d~0aSM~0d~0a~0d~0a~00~00*~04~00~00~00~00~00~00~01~00~00~10~00~00~02~00~00~00~01~00~04~00~00~"
+    "ff~ff~00~05~00~00@~00~00~08~00~00~00~00~00~03~00~00~00d~00~06~00~01~00~00~00~00~0d~01~04~00~00~00~01~"
+    "83D~82b~bf~86A~82~9b~c7~5c~81o~00~00~05~00~01~00~00~00~01hello~00~00~0d~01~04~00~00~00~03B~83~d7~c3~7fD~"
+    "82c~cf~86f~81~9f~00~00~05~00~00~00~00~00~03chunk~00~00~07~01~05~00~00~00~03@~83~f2~b2~7f~81O",
+    "\x82"
+    "PRI * "
+    "HTTP/"
+    "2.0~0d~0a~0d~0aSM~0d~0a~0d~0a~00~00*~04~00~00~00~00~00~00~01~00~00~10~00~00~02~00~00~00~01~00~04~00~00~"
+    "ff~ff~00~05~00~00@~00~00~08~00~00~00~00~00~03~00~00~00d~00~06~00~01~00~00~00~00~06~01~04~00~00~00~01~82~"
+    "84~86A~81~1f~00~00~04~03~00~00~00~00~01~00~00~00~00~00~00~04~01~04~00~00~00~03~82~84~86~be~00~00~04~03~"
+    "00~00~00~00~03~00~00~00~00~00~00~04~01~04~00~00~00~05~82~84~86~be~00~00~04~03~00~00~00~00~05~00~00~00~"
+    "00~00~00~04~01~04~00~00~00~07~82~84~86~be~00~00~04~03~00~00~00~00~07~00~00~00~00~00~00~08~06~00~00~00~"
+    "00~0012345678",
+    "\x01PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     NULL,
 };
