@@ -64,6 +64,7 @@ static void setup(void)
     w.cur = &wgen;
 }
 
+/* The connection's own events are not waited for: the driver calls pt_h2_io itself. */
 static void on_io(struct pt_io *io, int what, void *arg)
 {
 }
@@ -71,7 +72,7 @@ static void on_io(struct pt_io *io, int what, void *arg)
 /* A stream's request head is one head for the gateway's scanner, ending where the session ended it. */
 static void check_head(struct evbuffer *in)
 {
-    size_t len = evbuffer_get_length(in), got = 0;
+    size_t got = 0;
     struct pt_scan scan = {.max_hline = 1 << 20};
     struct pt_http_err err = {0};
     struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
@@ -80,7 +81,6 @@ static void check_head(struct evbuffer *in)
     int r = pt_http_scan(&scan, in, 1 << 20, 1 << 20, true, &got, &err);
     if (r > 0 && got != (size_t)end.pos + 4)
         abort(); /* a field ended the head early: it would smuggle a second request */
-    (void)len;
 }
 
 static const char *const responses[] = {
