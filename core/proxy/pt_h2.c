@@ -2,11 +2,12 @@
  * pt_h2 -- HTTP/2 client connections: an nghttp2 server session per
  * connection, a stream pt_io and a pt_conn per stream (see pt_h2.h).
  *
- * nghttp2 is never re-entered: its callbacks only record and queue
- * (streams' users are told through pt_io_stream_kick, from the event
- * loop), and everything that must call it (feeding input, sending,
- * resuming a deferred body, returning window) runs from one deferred event
- * of the session, h2_run.
+ * nghttp2 is never re-entered: its callbacks only record, queue frames and
+ * return window, and the streams' users are told through
+ * pt_io_stream_kick, from the event loop, never from inside nghttp2.
+ * Feeding input, sending and resuming deferred bodies run in h2_run_once:
+ * from the connection's own events, or from the session's deferred event
+ * when a stream asks (its pipeline wrote, or let go).
  *
  * Lifetimes: a stream record lives until both nghttp2 has closed the stream
  * and the stream's pt_conn has let go of its io; h2_run frees such records
