@@ -313,31 +313,43 @@ static void answer_self(struct h2s *st, int status, const char *json)
     nghttp2_submit_response(st->h->s, st->id, nv, 2, &prd);
 }
 
-/* The request's HEADERS are complete: its HTTP/1.1 head goes to a new stream connection. */
-static void request_ready(struct h2s *st, bool end_stream)
+static int count_reset(struct pt_h2 *h);
+
+/* The request's HEADERS are complete: its HTTP/1.1 head goes to a new stream connection.  Returns an
+   nghttp2 error when the connection is to be cut. */
+static int request_ready(struct h2s *st, bool end_stream)
 {
     struct pt_h2 *h = st->h;
     st->req_ended = end_stream;
     if (st->rq.too_big) {
         answer_self(st, 431, "Request header fields too large");
-        return;
+        return 0;
+    }
+    if (!st->rq.method || !st->rq.path) {
+        /* CONNECT (RFC 9113 8.5) has no :path: an HTTP/1.1 request line cannot carry it. A refused
+           stream costs the client one frame, so it counts like a reset toward the rapid-reset limit. */
+        answer_self(st, 405, "Method not allowed");
+        return count_reset(h);
     }
     st->io = pt_io_stream(h->c->w->base, h->io, &stream_ops, st, NULL, NULL);
     bool chunked = false;
     if (!st->io || !pt_h2_reqhead_write(&st->rq, end_stream, st->io->in, &chunked) ||
         !(st->conn = pt_conn_stream_open(h->c, st->io))) {
         if (st->io) {
-            pt_io_stream_release(st->io); /* never given to a user */
+            /* never given to a user: nobody else will free it */
+            pt_io_stream_release(st->io);
+            pt_io_free(st->io);
             st->io = NULL;
         }
         nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-        return;
+        return 0;
     }
     st->chunked_in = chunked;
     st->head_req = !strcmp(st->rq.method, "HEAD");
     pt_h2_reqhead_free(&st->rq);
     st->in_cb = evbuffer_add_cb(st->io->in, on_in_drained, st);
     pt_io_stream_kick(st->io, 0);
+    return 0;
 }
 
 static void request_ended(struct h2s *st)
@@ -351,7 +363,8 @@ static void request_ended(struct h2s *st)
     }
 }
 
-/* Rapid reset (CVE-2023-44487): a client resetting more streams a second than allowed is cut off. */
+/* Rapid reset (CVE-2023-44487): a client resetting more streams a second than allowed is cut off; streams
+   the gateway refuses as malformed or unsupported count the same. */
 static int count_reset(struct pt_h2 *h)
 {
     uint64_t sec = pt_clock_now_ms() / 1000;
@@ -359,7 +372,6 @@ static int count_reset(struct pt_h2 *h)
         h->reset_sec = sec;
         h->resets = 0;
     }
-    atomic_fetch_add_explicit(&m_reset, 1, memory_order_relaxed);
     if (++h->resets <= h->c->w->cur->gen->conf->limits.h2.resets_per_second)
         return 0;
     atomic_fetch_add_explicit(&m_cut, 1, memory_order_relaxed);
@@ -423,8 +435,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
         if (!st)
             return 0;
         if (f->headers.cat == NGHTTP2_HCAT_REQUEST)
-            request_ready(st, f->hd.flags & NGHTTP2_FLAG_END_STREAM);
-        else if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+            return request_ready(st, f->hd.flags & NGHTTP2_FLAG_END_STREAM);
+        if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
             request_ended(st);
         return 0;
     case NGHTTP2_DATA:
@@ -436,6 +448,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
             request_ended(st);
         return 0;
     case NGHTTP2_RST_STREAM:
+        atomic_fetch_add_explicit(&m_reset, 1, memory_order_relaxed);
         return count_reset(h);
     default:
         return 0;
@@ -467,6 +480,8 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
     struct pt_h2 *h = arg;
     if (f->hd.type == NGHTTP2_RST_STREAM && f->rst_stream.error_code == NGHTTP2_REFUSED_STREAM)
         atomic_fetch_add_explicit(&m_refused, 1, memory_order_relaxed);
+    if (f->hd.type == NGHTTP2_RST_STREAM && f->rst_stream.error_code == NGHTTP2_PROTOCOL_ERROR)
+        return count_reset(h); /* a malformed request: as cheap to send as a reset */
     if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
         !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;

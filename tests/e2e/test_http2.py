@@ -587,6 +587,143 @@ def frame(ftype, flags, sid, payload):
     return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
 
 
+def sanitized():
+    """An AddressSanitizer build keeps freed memory aside: RSS says nothing there (its leak check does)."""
+    with open(BIN, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+class RawH2:
+    """A client of raw frames over one socket, for what a well-behaved library will not send."""
+
+    def __init__(self, port, timeout=10.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b""))
+        self.buf = b""
+        self.goaway = None
+        self.closed = False
+        self.next_sid = 1
+
+    def frames(self, deadline):
+        """The frames received next (SETTINGS acknowledged); [] once the connection is closed."""
+        while True:
+            out = []
+            while len(self.buf) >= 9:
+                n = int.from_bytes(self.buf[:3], "big")
+                if len(self.buf) < 9 + n:
+                    break
+                f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF,
+                     self.buf[9:9 + n])
+                self.buf = self.buf[9 + n:]
+                if f[0] == 4 and not f[1] & 1:
+                    self.sock.sendall(frame(4, 1, 0, b""))
+                if f[0] == 0 and f[3]:  # the connection's window back; streams here are small
+                    self.sock.sendall(frame(8, 0, 0, len(f[3]).to_bytes(4, "big")))
+                if f[0] == 7:
+                    self.goaway = int.from_bytes(f[3][4:8], "big")
+                out.append(f)
+            if out or self.closed:
+                return out
+            if time.monotonic() > deadline:
+                raise AssertionError("no frame from the gateway in time")
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self.closed = True
+            self.buf += data
+
+    def ended(self, sid, timeout=10.0):
+        """Frames until stream `sid` ends (END_STREAM or RST_STREAM) or the connection closes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            fs = self.frames(deadline)
+            if not fs:
+                return False
+            for t, fl, i, _ in fs:
+                if i == sid and (t == 3 or (t in (0, 1) and fl & 1)):
+                    return True
+                if t == 7:
+                    return False
+
+    def send(self, data):
+        try:
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            self.closed = True
+            return False
+
+    def wait_closed(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < deadline:
+            try:
+                self.frames(deadline)
+            except AssertionError:
+                break
+        return self.closed
+
+    def close(self):
+        self.sock.close()
+
+
+def hpack_literal(name, value):
+    """A field as a literal without indexing, new name (RFC 7541 6.2.2), short strings only."""
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+CONNECT_HEAD = b"\x02\x07CONNECT" + b"\x01\x0fexample.com:443"  # :method CONNECT, :authority
+
+
+def connect_streams(c, n, batch=40):
+    """n CONNECT streams in batches, each batch waited for; the number sent before the connection ended."""
+    sent = 0
+    while sent < n:
+        data, last = b"", c.next_sid
+        for _ in range(batch):
+            data += frame(1, 4 | 1, c.next_sid, CONNECT_HEAD)
+            last, c.next_sid = c.next_sid, c.next_sid + 2
+        if not c.send(data) or not c.ended(last):
+            return sent
+        sent += batch
+    return sent
+
+
+def test_connect_is_refused_without_leaking_and_counts_as_a_reset(backend, portico):
+    cfg, port = h2c_config(backend, limits={"http2": {"resetsPerSecond": 1000000}})
+    p = portico(cfg)
+    c = H2Client(port)
+    c.conn.config.validate_outbound_headers = False  # the client library knows only extended CONNECT
+    sid = c.conn.get_next_available_stream_id()
+    c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "example.com:443")], end_stream=True)
+    c.streams[sid] = {"headers": None, "data": bytearray(), "ended": False, "reset": None}
+    c.flush()
+    st = c.response(sid)
+    assert st["reset"] is None and status(st) == 405
+    assert "not allowed" in echoed(st)["message"]
+    c.close()
+    raw = RawH2(port)
+    assert connect_streams(raw, 2000) == 2000
+    rss0 = p.rss_kb("VmRSS")
+    assert connect_streams(raw, 20000) == 20000
+    if not sanitized():
+        assert p.rss_kb("VmRSS") - rss0 < 4 * 1024, "refused streams leave nothing behind"
+    raw.close()
+    assert backend.last() is None
+    # past the reset limit, refused streams cut the connection
+    cfg, port = h2c_config(backend, limits={"http2": {"resetsPerSecond": 20}})
+    portico(cfg)
+    raw = RawH2(port)
+    assert connect_streams(raw, 500, batch=10) < 500
+    assert raw.wait_closed()
+    assert raw.goaway == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    raw.close()
+
+
 def test_continuation_flood_is_bounded(backend, portico):
     cfg, port = h2c_config(backend)
     p = portico(cfg)
