@@ -952,7 +952,7 @@ static void conn_timer(struct pt_tnode *t, int kind)
     struct pt_conn *c = pt_container_of(t, struct pt_conn, timer);
     switch (kind) {
     case PT_T_HEADER:
-        if (c->state == C_HEAD && (c->scan.off || evbuffer_get_length(c->io->in))) {
+        if (!c->h2 && c->state == C_HEAD && (c->scan.off || evbuffer_get_length(c->io->in))) {
             conn_fail(c, 408, "request head not received in time");
             return;
         }

@@ -690,16 +690,39 @@ static bool feed(struct pt_h2 *h)
     return !h->fatal;
 }
 
-/* Frames waiting for the socket: the send timeout runs from when they started to wait (a client that
-   reads nothing is closed after it, however busy its streams are); idle: the keep-alive timeout. */
+/* A stream whose header block has begun but is not complete has no connection (and no timer) of its own. */
+static bool head_pending(const struct pt_h2 *h)
+{
+    for (const struct pt_list *it = h->streams.next; it != &h->streams; it = it->next) {
+        const struct h2s *st = pt_container_of(it, const struct h2s, link);
+        if (!st->io && !st->closed && !st->submitted)
+            return true;
+    }
+    return false;
+}
+
+/* Arms `kind` unless it already runs: its deadline counts from when the state began, not from the last
+   frame (PINGs or SETTINGS do not keep an idle connection, nor an unfinished header block, alive). */
+static void keep_timer(struct pt_conn *c, enum pt_tkind kind)
+{
+    if (c->timer.kind != (int)kind)
+        pt_timer_set(c->w, &c->timer, kind);
+}
+
+/* No stream: the keep-alive timeout, from when the last stream ended.  A header block begun: the header
+   timeout.  Frames waiting for the socket: the send timeout runs from when they started to wait (a client
+   that reads nothing is closed after it, however busy its streams are).  Otherwise each stream's
+   connection has its own timers. */
 static void set_timer(struct pt_h2 *h)
 {
     struct pt_conn *c = h->c;
-    if (evbuffer_get_length(h->io->out)) {
-        if (c->timer.kind != PT_T_SEND)
-            pt_timer_set(c->w, &c->timer, PT_T_SEND);
-    } else if (h->nstreams == 0)
-        pt_timer_set(c->w, &c->timer, PT_T_KEEPALIVE);
+    bool waiting = evbuffer_get_length(h->io->out) > 0;
+    if (h->nstreams == 0 && (!waiting || c->timer.kind == PT_T_KEEPALIVE))
+        keep_timer(c, PT_T_KEEPALIVE); /* an idle connection's PING answers do not make it busy */
+    else if (head_pending(h))
+        keep_timer(c, PT_T_HEADER);
+    else if (waiting)
+        keep_timer(c, PT_T_SEND);
     else
         pt_timer_clear(&c->timer);
 }

@@ -724,6 +724,40 @@ def test_connect_is_refused_without_leaking_and_counts_as_a_reset(backend, porti
     raw.close()
 
 
+def test_an_unfinished_header_block_meets_the_header_timeout(backend, portico):
+    cfg, port = h2c_config(backend, timeouts={"header": "1s", "keepalive": "60s"})
+    portico(cfg)
+    raw = RawH2(port)
+    raw.frames(time.monotonic() + 5)  # the server's SETTINGS, acknowledged before the header block begins
+    assert raw.send(frame(1, 0, 1, b"\x82\x84\x86"))  # HEADERS without END_HEADERS, then silence
+    t0 = time.monotonic()
+    assert raw.wait_closed(timeout=10), "a header block never finished holds the connection"
+    assert time.monotonic() - t0 < 10
+    assert raw.goaway is None, "closed by the timeout, not as a protocol error"
+    raw.close()
+    assert backend.last() is None
+
+
+def test_pings_do_not_keep_an_idle_connection_open(backend, portico):
+    cfg, port = h2c_config(backend, timeouts={"keepalive": "2s"})
+    portico(cfg)
+    c = H2Client(port)
+    assert status(c.response(c.request("GET", "/echo/items/1"))) == 200
+    t0 = time.monotonic()
+    for i in range(60):  # one PING every ~0.2 s for at most ~12 s
+        try:
+            c.conn.ping(i.to_bytes(8, "big"))
+            c.flush()
+            c.pump(lambda: False, timeout=0.2)
+        except (AssertionError, OSError, h2.exceptions.ProtocolError):
+            pass
+        if c.closed:
+            break
+    assert c.closed, "PINGs kept an idle connection open past the keep-alive timeout"
+    assert time.monotonic() - t0 < 12
+    c.close()
+
+
 def test_continuation_flood_is_bounded(backend, portico):
     cfg, port = h2c_config(backend)
     p = portico(cfg)
