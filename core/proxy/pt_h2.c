@@ -243,14 +243,19 @@ static struct h2s *stream_of(struct pt_h2 *h, int32_t id)
     return nghttp2_session_get_stream_user_data(h->s, id);
 }
 
-/* The pipeline took bytes from the stream's input: as many body bytes go back to the client's window. */
+/* The pipeline took bytes from the stream's input.  The input holds the synthesized head and chunk
+   framing besides the body, so only body bytes that can no longer be in it go back to the client's window:
+   never more than what left the buffer, all of it once the buffer is empty. */
 static void on_in_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct h2s *st = arg;
     if (!info->n_deleted || !st->unconsumed)
         return;
-    size_t k = PT_MIN((uint64_t)info->n_deleted, st->unconsumed);
-    st->unconsumed -= k;
+    uint64_t still = PT_MIN(st->unconsumed, (uint64_t)evbuffer_get_length(buf));
+    size_t k = (size_t)(st->unconsumed - still);
+    if (!k)
+        return;
+    st->unconsumed = still;
     if (!st->closed)
         nghttp2_session_consume_stream(st->h->s, st->id, k);
     h2_schedule(st->h);
