@@ -11,6 +11,9 @@
 #include <stdatomic.h>
 
 #define HIGH_WATER (256 * 1024)
+/* The same for the response output of one HTTP/2 stream: a connection carries up to
+   limits.http2.maxConcurrentStreams of them, each of which a client can leave with its window shut. */
+#define H2_STREAM_HIGH_WATER (64 * 1024)
 #define RESPONSE_HEAD_MAX (64 * 1024)
 #define RESPONSE_HEADERS_MAX 256
 #define FREE_REQS_MAX 256

@@ -344,7 +344,7 @@ void pt_respond_body(struct pt_req *req)
         return;
     }
     pt_io_flush(c->io);
-    if (evbuffer_get_length(out) > HIGH_WATER) {
+    if (evbuffer_get_length(out) > (c->stream ? H2_STREAM_HIGH_WATER : HIGH_WATER)) {
         pt_io_read(u->io, false);
         pt_io_want_drain(c->io, true);
         pt_timer_set(c->w, &c->timer, PT_T_SEND);

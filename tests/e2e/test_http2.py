@@ -461,6 +461,37 @@ def test_large_download_and_upload_stream_with_bounded_memory(backend, portico):
     assert value(page, "portico_http2_streams_total") >= 3
 
 
+def test_many_streams_with_shut_windows_hold_little(backend, portico):
+    """A client opens maxConcurrentStreams large downloads with SETTINGS_INITIAL_WINDOW_SIZE 0 and reads
+    its socket: each stream holds at most its own small output bound, not the HTTP/1.1 one."""
+    cfg, port = h2c_config(backend, limits={"memory": "1g"})  # the mark on: the figure is kept
+    cfg["management"] = {"listen": "127.0.0.1:%d" % free_port()}
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    n = 100
+    c = H2Client(port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}, ack_data=False)
+    sids = [c.request("GET", "/echo/big?bytes=%d" % (64 * 1024 * 1024)) for _ in range(n)]
+    c.pump(lambda: all(c.streams[s]["headers"] for s in sids), timeout=30, what="every response head")
+    assert all(status(c.streams[s]) == 200 and not c.streams[s]["data"] for s in sids)
+    held = []
+
+    def settled():  # the figure stops growing: every pipeline has stopped reading its backend
+        try:
+            c.pump(lambda: False, timeout=0.3)
+        except AssertionError:
+            pass
+        held.append(value(scrape(p), "portico_memory_buffered_bytes"))
+        return len(held) >= 4 and held[-1] > 0 and held[-1] <= held[-4]
+    try:
+        wait_for(settled, 20, "the held bytes to settle")
+    except AssertionError:
+        pass  # still growing: the bound below decides
+    # 100 streams x 256 KiB (the HTTP/1.1 bound) would be 25 MiB; each stream's 64 KiB plus what one
+    # backend read brings stays well under 16 MiB
+    assert max(held) < 16 * 1024 * 1024, held[-5:]
+    assert not c.closed
+    c.close()
+
+
 @pytest.mark.parametrize("frame_size,length", [(16384, True), (512, False)])
 def test_an_upload_to_a_backend_that_does_not_read_is_not_buffered(portico, frame_size, length):
     """The stream's window reopens only as the backend takes the body: a backend that reads nothing
