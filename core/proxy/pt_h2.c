@@ -137,9 +137,29 @@ static bool keep_pseudo(char **slot, const uint8_t *value, size_t vlen)
     return *slot != NULL;
 }
 
+/* What an HTTP/1.1 head can carry: a name of lower-case token characters (a leading ':' for
+   pseudo-fields), a value without CR, LF or NUL. */
+static bool field_fits_http1(const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
+{
+    static const char token[] = "!#$%&'*+-.^_`|~";
+    if (!nlen)
+        return false;
+    for (size_t i = name[0] == ':'; i < nlen; i++) {
+        uint8_t ch = name[i];
+        if (!(islower(ch) || isdigit(ch) || (ch && strchr(token, ch))))
+            return false;
+    }
+    for (size_t i = 0; i < vlen; i++)
+        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
+            return false;
+    return true;
+}
+
 bool pt_h2_reqhead_field(struct pt_h2_reqhead *r, const uint8_t *name, size_t nlen, const uint8_t *value,
                          size_t vlen)
 {
+    if (!field_fits_http1(name, nlen, value, vlen))
+        return false;
     r->size += nlen + vlen + 32;
     if (r->size > r->limit)
         r->too_big = true;

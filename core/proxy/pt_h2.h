@@ -60,7 +60,9 @@ struct pt_h2_reqhead {
 };
 void pt_h2_reqhead_init(struct pt_h2_reqhead *r, size_t limit);
 void pt_h2_reqhead_free(struct pt_h2_reqhead *r);
-/* One field as nghttp2 gives it (name in lower case, validated); false when out of memory. */
+/* One field as nghttp2 gives it; false when out of memory or when the field could not be written into
+   an HTTP/1.1 head as it is (CR, LF or NUL in it, a name not a lower-case token).  nghttp2 refuses such
+   fields already; this does not depend on its options or release. */
 bool pt_h2_reqhead_field(struct pt_h2_reqhead *r, const uint8_t *name, size_t nlen, const uint8_t *value,
                          size_t vlen);
 /* The HTTP/1.1 head into out; *chunked says whether the body that follows must be chunked (no length

@@ -20,6 +20,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 import pytest
 
 from conftest import BIN, basic_config, free_port, raw_exchange, wait_for
@@ -818,6 +819,70 @@ def test_continuation_flood_is_cut_off(backend, portico):
     c = H2Client(port)
     assert status(c.response(c.request("GET", "/echo/items/1"))) == 200
     c.close()
+
+
+BASE = [(":method", "GET"), (":scheme", "http"), (":path", "/echo/items/1"), (":authority", "localhost")]
+
+
+def fields(*, drop=(), **replace):
+    """BASE with pseudo-fields dropped or replaced (keys without their colon), as bytes."""
+    out = []
+    for k, v in BASE:
+        if k[1:] in drop:
+            continue
+        out.append((k, replace.pop(k[1:], v)))
+    return [(k.encode(), v.encode() if isinstance(v, str) else v) for k, v in out]
+
+
+MALFORMED = {
+    "cr in a value": fields() + [(b"x-a", b"a\rb")],
+    "lf in a value": fields() + [(b"x-a", b"a\nInjected: 1")],
+    "nul in a value": fields() + [(b"x-a", b"a\x00b")],
+    "crlf in the path": fields(path=b"/echo/items/1 HTTP/1.1\r\nX-Smuggled: 1\r\n\r\nGET /x"),
+    "space in the path": fields(path=b"/echo/items/1 x"),
+    "absolute path": fields(path=b"http://evil.example/echo/items/1"),
+    "uppercase name": fields() + [(b"X-Upper", b"v")],
+    "connection field": fields() + [(b"connection", b"close")],
+    "keep-alive field": fields() + [(b"keep-alive", b"timeout=5")],
+    "transfer-encoding field": fields() + [(b"transfer-encoding", b"chunked")],
+    "te other than trailers": fields() + [(b"te", b"gzip")],
+    "no :method": fields(drop=("method",)),
+    "no :path": fields(drop=("path",)),
+    "no :scheme": fields(drop=("scheme",)),
+    "space in :method": fields(method=b"GET /x"),
+    "colon in a name": fields() + [(b"x:y", b"v")],
+    "pseudo-field after a field": fields()[:2] + [(b"x-a", b"v")] + fields()[2:],
+    "content-length without the body": fields(method=b"POST") + [(b"content-length", b"5")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_requests_are_reset_and_never_reach_the_backend(backend, portico, case):
+    cfg, port = h2c_config(backend)
+    portico(cfg)
+    raw = RawH2(port)
+    raw.frames(time.monotonic() + 5)  # the server's SETTINGS
+    block = hpack.Encoder().encode(MALFORMED[case], huffman=False)
+    assert raw.send(frame(1, 4 | 1, 1, block))  # END_HEADERS | END_STREAM
+    deadline = time.monotonic() + 10
+    got = []
+    while not any(f[2] == 1 and f[0] in (1, 3) or f[0] == 7 for f in got):
+        fs = raw.frames(deadline)
+        if not fs:
+            break
+        got += fs
+    answers = [f for f in got if (f[2] == 1 and f[0] in (1, 3)) or f[0] == 7]
+    assert answers, "no answer to the malformed request"
+    t, _, _, payload = answers[0]
+    assert t != 1, "the malformed request was answered as a request"
+    code = int.from_bytes(payload[:4] if t == 3 else payload[4:8], "big")
+    assert code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    raw.close()
+    # a good request after it, on a new connection: the only one the backend sees
+    c = H2Client(port)
+    assert status(c.response(c.request("GET", "/echo/items/2"))) == 200
+    c.close()
+    assert [r.target for r in backend.requests] == ["/base/items/2"]
 
 
 @pytest.mark.parametrize("kind", ["settings", "ping"])
