@@ -65,6 +65,8 @@ struct h2s {
     struct pt_chunked ck;
     struct evbuffer *own; /* the body of an answer of the session's own (431) */
     bool head_req, chunked_in, req_ended, closed, user_gone, out_ready, deferred, submitted, resp_done;
+    bool
+        rst_when_gone; /* the response is complete, the client still sends: reset once the pipeline lets go */
 };
 
 static const struct pt_io_stream_ops stream_ops;
@@ -548,10 +550,12 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
         !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
     struct h2s *st = stream_of(h, f->hd.stream_id);
-    /* the response is complete while the client still sends: the rest of its body is not wanted
-       (RFC 9113 8.1) */
-    if (st && !st->req_ended)
-        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    /* the response is complete while the client still sends: the pipeline may still be passing the body
+       on (as over HTTP/1.1); once it lets go, the rest is not wanted (RFC 9113 8.1) */
+    if (st && !st->req_ended) {
+        st->rst_when_gone = true;
+        h2_schedule(h);
+    }
     return 0;
 }
 
@@ -814,6 +818,10 @@ static bool h2_run_once(struct pt_h2 *h)
         struct h2s *st = pt_container_of(it, struct h2s, link);
         if (st->user_gone)
             give_back_window(st);
+        if (st->user_gone && st->rst_when_gone && !st->closed && !st->req_ended) {
+            st->rst_when_gone = false;
+            nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+        }
         if (st->out_ready && st->io)
             stream_output(st);
     }

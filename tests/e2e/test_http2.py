@@ -548,6 +548,59 @@ def test_an_upload_to_a_backend_that_does_not_read_is_not_buffered(portico, fram
         lsock.close()
 
 
+def test_a_response_complete_before_the_upload_ends_the_stream_as_over_http11(portico):
+    """A backend that answers at once, before the body: as over HTTP/1.1 (where the connection then
+    closes) the rest of the upload is not wanted.  The client gets the whole response, then RST_STREAM
+    NO_ERROR (RFC 9113 8.1), and the request is logged with the backend's status, not as a client
+    that left."""
+    import threading
+    size = 200000
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+
+    def serve():
+        lsock.settimeout(20)
+        try:
+            conn, _ = lsock.accept()
+        except OSError:
+            return
+        conn.settimeout(20)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                d = conn.recv(65536)
+                if not d:
+                    return
+                data += d
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            conn.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        cfg = basic_config("http://127.0.0.1:%d" % lsock.getsockname()[1])
+        port = int(cfg["listen"][0].rsplit(":", 1)[1])
+        cfg["listen"] = [{"address": "127.0.0.1:%d" % port, "protocols": ["http/1.1", "h2"]}]
+        p = portico(cfg)
+        c = H2Client(port)
+        sid = c.request("PUT", "/echo/upload", [("content-length", str(size))], body=b"a" * 1000, end=False)
+        c.pump(lambda: c.streams[sid]["reset"] is not None, what="the end of the stream")
+        st = c.streams[sid]
+        assert status(st) == 200 and bytes(st["data"]) == b"early" and st["ended"]
+        assert st["reset"] == h2.errors.ErrorCodes.NO_ERROR
+        line = access_line(p, "/echo/upload")
+        assert line["status"] == 200, line
+        c.close()
+    finally:
+        lsock.close()
+        t.join(5)
+
+
 # ------------------------------------------------------------------ limits and attacks
 
 def test_rapid_reset_is_cut_off_with_goaway(backend, portico):
