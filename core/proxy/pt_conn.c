@@ -941,7 +941,9 @@ static void conn_cb(struct pt_io *io, int what, void *arg)
                 conn_free(c);
             return;
         }
-        if (c->req && what & PT_IO_ERROR)
+        /* a stream's error is a reset by the client: its session counts and limits those, a line each
+           would let a client fill the log */
+        if (c->req && what & PT_IO_ERROR && !c->stream)
             pt_info("client %s: %s", c->peer.ip, pt_io_errmsg(io));
         conn_free(c);
     }
