@@ -329,18 +329,23 @@ static void test_a_transaction_whose_commit_fails_is_read_again(void **state)
 }
 
 /* The lists kept from a store are not served for another one opened after it was closed, even at
-   the same address (its counters start where the first one's did).  Stores are opened and closed,
-   each with its own key, until one comes at the address of the one before (bounded). */
+   the same address (its counters start where the first one's did): each store has a serial of its
+   own.  Stores are opened and closed, each with its own key, until one comes at the address of the
+   one before (bounded; an allocator that does not reuse addresses soon, as ASan's, never gives
+   one, and then the serials and the lists of every store are still checked). */
 static void test_a_closed_store_lists_are_not_served_for_the_next(void **state)
 {
     (void)state;
     const void *last = NULL;
+    uint64_t last_serial = 0;
     bool reused = false;
     for (int i = 0; i < 32 && !reused; i++) {
         char dir[64], sub[128];
         struct pt_store *st = open_store(dir, "modellists-reopen");
         reused = (const void *)st == last;
         last = st;
+        assert_true(pt_store_serial(st) != last_serial);
+        last_serial = pt_store_serial(st);
         snprintf(sub, sizeof(sub), "{\"scope\": \"/apis/a1\", \"primaryKey\": \"key%07d\"}", i);
         put(st, "api", "", "a1", "{\"path\": \"a1\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
         put(st, "subscription", "", "s1", sub);
@@ -353,8 +358,6 @@ static void test_a_closed_store_lists_are_not_served_for_the_next(void **state)
         close_store(st, dir);
     }
     pt_model_entities_forget();
-    if (!reused)
-        skip(); /* no store came at a closed one's address: the case was not met */
 }
 
 int main(void)
