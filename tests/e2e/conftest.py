@@ -10,6 +10,7 @@ the build tree's ./portico.
 import http.client
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -28,9 +29,43 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("PORTICO_BIN") or os.path.abspath(os.path.join(HERE, "..", "..", "portico"))
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+_EPHEMERAL = _ephemeral_range()
+_given_ports = set()
+
+
 def free_port(family=socket.AF_INET):
+    """A port nothing listens on, for a server the test starts next.
+
+    Taken below the kernel's ephemeral range: a port from bind(0) comes from
+    that range, and an outgoing connection made before the server binds it
+    (the gateway's to a backend, a client's) may take it as its source port
+    ("address already in use" at the server's start).  Never the same port
+    twice in one run; bind(0) only when no port below the range is free."""
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    lo = max(1024, _EPHEMERAL[0] - 12000)
+    hi = _EPHEMERAL[0] - 1
+    for _ in range(200 if hi > lo else 0):
+        port = random.randint(lo, hi)
+        if port in _given_ports:
+            continue
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
     with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 

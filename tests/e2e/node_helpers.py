@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 from backends import stop_server
+from conftest import free_port
 
 
 def make_token(gateway, key, expiry):
@@ -230,9 +231,3 @@ def metric(text, name):
     return None
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
