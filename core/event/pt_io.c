@@ -78,6 +78,16 @@ static bool deliver(struct io *io, int what)
     return true;
 }
 
+/* One PT_IO_DRAINED when it was asked for and the output is empty; false
+   when the io was freed inside the callback. */
+static bool deliver_drained(struct io *io)
+{
+    if (!io->want_drain || evbuffer_get_length(io->pub.out) != 0)
+        return true;
+    io->want_drain = 0;
+    return deliver(io, PT_IO_DRAINED);
+}
+
 static void set_err(struct io *io, int e)
 {
     io->err = e ? e : EIO;
@@ -184,11 +194,8 @@ static void plain_event(evutil_socket_t fd, short what, void *arg)
             deliver(io, PT_IO_ERROR);
             return;
         }
-        if (io->want_drain && evbuffer_get_length(io->pub.out) == 0) {
-            io->want_drain = 0;
-            if (!deliver(io, PT_IO_DRAINED))
-                return;
-        }
+        if (!deliver_drained(io))
+            return;
     }
     if (what & EV_CLOSED)
         io->rdhup = 1;
@@ -316,10 +323,7 @@ static void tls_read(struct bufferevent *bev, void *arg)
 static void tls_write(struct bufferevent *bev, void *arg)
 {
     struct io *io = arg;
-    if (io->want_drain && evbuffer_get_length(io->pub.out) == 0) {
-        io->want_drain = 0;
-        deliver(io, PT_IO_DRAINED);
-    }
+    deliver_drained(io);
 }
 
 static void tls_event(struct bufferevent *bev, short what, void *arg)
@@ -469,11 +473,8 @@ static void stream_event(evutil_socket_t fd, short what, void *arg)
     }
     if (io->reading && evbuffer_get_length(io->pub.in) && !deliver(io, PT_IO_READ))
         return;
-    if (io->want_drain && evbuffer_get_length(io->pub.out) == 0) {
-        io->want_drain = 0;
-        if (!deliver(io, PT_IO_DRAINED))
-            return;
-    }
+    if (!deliver_drained(io))
+        return;
     if (told & PT_IO_EOF)
         deliver(io, PT_IO_EOF);
 }
