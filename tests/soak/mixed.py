@@ -14,6 +14,10 @@ its own echo backend) and, for the given duration (default 30 minutes):
                    256 KiB upload whose length and SHA-256 the backend
                    reports back
   WebSocket        connect, 20 echoed messages, close
+  HTTP/2           one h2c connection (prior knowledge), rounds of 8
+                   concurrent streams: 6 GETs and 2 POSTs of 64 KiB whose
+                   SHA-256 the backend reports back; a new connection after
+                   every 200 rounds
   reload           SIGHUP every 10 s; every other one with a real change
                    (limits.connections and limits.memory moved by one
                    step), each confirmed by portico_config_generation
@@ -26,7 +30,7 @@ end prints the samples, the failures, and whether RSS stayed flat after
 the warm-up and the descriptors came back to where they were.
 
 limits.connections is set a little above the number of client connections
-(--connections, default 6 for the 5 clients), so workers pause at the
+(--connections, default 7 for the 6 clients), so workers pause at the
 node's cap and resume; limits.memory (--memory, default 256m) is set so the
 held bytes are added up.  Requests held at the cap wait: none may fail.
 
@@ -56,6 +60,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
 from backends import EchoBackend, ws_frame, ws_read_frame  # noqa: E402
 from conftest import Portico, basic_config, free_port  # noqa: E402
+from h2_helpers import H2Client  # noqa: E402
 from mgmt_helpers import TOKEN, Mgmt  # noqa: E402
 
 
@@ -180,6 +185,44 @@ def websocket_client(port, stop, tally):
                 s.close()
 
 
+H2_UPLOAD = os.urandom(64 * 1024)
+H2_UPLOAD_SHA = hashlib.sha256(H2_UPLOAD).hexdigest()
+
+
+def h2_round(c, tally):
+    """8 streams at once on one connection; each answer checked."""
+    gets = [c.request("GET", "/echo/items/h2-%d" % i) for i in range(6)]
+    posts = [c.request("POST", "/echo/sink", body=H2_UPLOAD, headers=[("content-type", "application/octet-stream")])
+             for _ in range(2)]
+    for sid in gets + posts:
+        st = c.response(sid, timeout=30)
+        code = int(st["headers"][":status"]) if st["headers"] else 0
+        want = b'"/base/items/h2-' if sid in gets else H2_UPLOAD_SHA.encode()
+        tally.count("HTTP/2", st["reset"] is None and code == 200 and want in st["data"],
+                    "status %d reset %s" % (code, st["reset"]))
+        del c.streams[sid]
+
+
+def h2_client(port, stop, tally):
+    c = None
+    rounds = 0
+    while not stop.is_set():
+        try:
+            if c is None or c.goaway is not None or c.closed or rounds >= 200:
+                if c:
+                    c.close()
+                c, rounds = H2Client(port, timeout=30), 0
+            h2_round(c, tally)
+            rounds += 1
+        except (OSError, AssertionError, KeyError, ValueError) as e:
+            tally.count("HTTP/2", False, repr(e))
+            if c:
+                c.close()
+            c = None
+    if c:
+        c.close()
+
+
 def reloader(p, cfg, stop, every, counts):
     """SIGHUP every `every` s; every other one after writing a changed configuration (the node
     cap and the memory mark one step up or back).  A reload counts as applied once the
@@ -245,6 +288,7 @@ def idle_backend_connections(p):
 
 def config(backend, workers, connections, memory):
     cfg = basic_config(backend.url, workers=workers)
+    cfg["listen"] = [{"address": cfg["listen"][0], "protocols": ["http/1.1", "h2"]}]  # h2c beside HTTP/1.1
     cfg["limits"] = {"connections": connections, "memory": memory}
     cfg["management"] = {"listen": "127.0.0.1:%d" % free_port()}
     cfg["apis"].append({"id": "chat", "path": "chat", "apiType": "websocket",
@@ -262,8 +306,8 @@ def main():
     ap.add_argument("--sample", type=seconds, default=10.0, help="RSS and descriptors every (default 10s)")
     ap.add_argument("--warmup", type=seconds, default=60.0, help="RSS compared from then on (default 60s)")
     ap.add_argument("--reload-every", type=seconds, default=10.0)
-    ap.add_argument("--connections", type=int, default=6,
-                    help="limits.connections (default 6: a little above the 5 clients, so workers pause)")
+    ap.add_argument("--connections", type=int, default=7,
+                    help="limits.connections (default 7: a little above the 6 clients, so workers pause)")
     ap.add_argument("--memory", type=int, default=256 * 1024 * 1024, help="limits.memory in bytes (default 256m)")
     ap.add_argument("--rss-slope", type=float, default=64.0,
                     help="largest RSS slope over the second half, KiB per minute (default 64)")
@@ -285,6 +329,7 @@ def main():
         threads += [threading.Thread(target=new_connection_client, args=(p.port, stop, tally)),
                     threading.Thread(target=streaming_client, args=(p.port, stop, tally)),
                     threading.Thread(target=websocket_client, args=(p.port, stop, tally)),
+                    threading.Thread(target=h2_client, args=(p.port, stop, tally)),
                     threading.Thread(target=reloader, args=(p, cfg, stop, a.reload_every, counts)),
                     threading.Thread(target=writer, args=(p, stop, tally, counts))]
         fd0 = fds(pid)
