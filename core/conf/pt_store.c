@@ -173,6 +173,11 @@ static const char *const migrations[] = {
     "CREATE INDEX entities_user_email ON entities(lower(json_extract(body, '$.email'))) WHERE kind = 'user';",
     /* 4: numbers that must only grow across restarts (the self-hosted gateways' sync generation) */
     "CREATE TABLE sync_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    /* 5: the analytics batches taken from each gateway node (pt_analytics.c): a batch sent again after
+       a restart of the control plane is still recognised */
+    "CREATE TABLE analytics_senders (key TEXT PRIMARY KEY, high INTEGER NOT NULL, last INTEGER NOT NULL,"
+    "  bits BLOB NOT NULL);"
+    "CREATE INDEX analytics_senders_last ON analytics_senders(last);",
 };
 
 static bool exec(struct pt_store *s, const char *sql)

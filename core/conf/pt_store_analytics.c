@@ -278,6 +278,71 @@ int pt_store_analytics_expire(struct pt_store *s, int64_t before, int limit)
     return n;
 }
 
+int pt_store_analytics_sender_get(struct pt_store *s, const char *key, struct pt_store_an_sender *r)
+{
+    sqlite3_stmt *st = prep_once(s, "SELECT high, last, bits FROM analytics_senders WHERE key = ?1");
+    if (!st)
+        return -1;
+    bind_text(st, 1, key);
+    int rc = sqlite3_step(st), found = 0;
+    if (rc == SQLITE_ROW) {
+        found = 1;
+        r->high = (uint64_t)sqlite3_column_int64(st, 0);
+        r->last_ms = sqlite3_column_int64(st, 1);
+        const unsigned char *b = sqlite3_column_blob(st, 2);
+        size_t n = (size_t)sqlite3_column_bytes(st, 2) / 8;
+        for (size_t i = 0; i < r->nwords; i++) { /* little-endian words, whatever the host */
+            uint64_t w = 0;
+            for (int k = 0; i < n && k < 8; k++)
+                w |= (uint64_t)b[i * 8 + (size_t)k] << (8 * k);
+            r->bits[i] = w;
+        }
+    } else if (rc != SQLITE_DONE) {
+        pt_warn("store: analytics: %s", sqlite3_errmsg(pt_store_sqlite(s)));
+        found = -1;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+bool pt_store_analytics_sender_put(struct pt_store *s, const char *key, const struct pt_store_an_sender *r)
+{
+    unsigned char *b = malloc(r->nwords * 8 + 1);
+    sqlite3_stmt *st =
+        b ? prep(s, "INSERT INTO analytics_senders (key, high, last, bits) VALUES (?1, ?2, ?3, ?4)"
+                    " ON CONFLICT (key) DO UPDATE SET high = excluded.high,"
+                    " last = excluded.last, bits = excluded.bits")
+          : NULL;
+    if (!st) {
+        free(b);
+        return false;
+    }
+    for (size_t i = 0; i < r->nwords; i++)
+        for (int k = 0; k < 8; k++)
+            b[i * 8 + (size_t)k] = (unsigned char)(r->bits[i] >> (8 * k));
+    bind_text(st, 1, key);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)r->high);
+    sqlite3_bind_int64(st, 3, r->last_ms);
+    sqlite3_bind_blob(st, 4, b, (int)(r->nwords * 8), SQLITE_STATIC);
+    bool ok = step_done(s, st);
+    sqlite3_clear_bindings(st); /* the blob goes now */
+    free(b);
+    return ok;
+}
+
+int pt_store_analytics_sender_expire(struct pt_store *s, int64_t before_ms, int limit)
+{
+    sqlite3_stmt *st = prep_once(s, "DELETE FROM analytics_senders WHERE key IN (SELECT key FROM"
+                                    " analytics_senders WHERE last < ?1 LIMIT ?2)");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int(st, 2, limit);
+    int n = step_done(s, st) ? sqlite3_changes(pt_store_sqlite(s)) : -1;
+    sqlite3_finalize(st);
+    return n;
+}
+
 int pt_store_analytics_trim_requests(struct pt_store *s, int64_t before_ms, int64_t max_count, int limit)
 {
     sqlite3_stmt *st = prep_once(

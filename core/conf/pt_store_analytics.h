@@ -77,6 +77,29 @@ int pt_store_analytics_expire(struct pt_store *s, int64_t before, int limit);
    newest max_count; the number deleted, -1 on error.  Inside a transaction. */
 int pt_store_analytics_trim_requests(struct pt_store *s, int64_t before_ms, int64_t max_count, int limit);
 
+/* ---- the batches taken from gateway nodes ---- */
+
+/* What is remembered of one sender (a gateway's node) so that a batch it sends
+   again after its answer was lost is not counted twice, even across a restart
+   of the control plane: the highest sequence taken, a bitmap of the `nbits`
+   sequences below it, when the last batch came (Unix ms). */
+struct pt_store_an_sender {
+    uint64_t high;
+    int64_t last_ms;
+    uint64_t *bits;
+    size_t nwords;
+};
+/* Reads the record of `key` into r (r->bits of r->nwords words, filled; a
+   stored bitmap of another size is cut or padded with zeros).  1 found, 0 not,
+   -1 on error. */
+int pt_store_analytics_sender_get(struct pt_store *s, const char *key, struct pt_store_an_sender *r);
+/* Writes the record of `key`; inside a transaction (the batch's own, so the
+   record and the counts it guards are written together or not at all). */
+bool pt_store_analytics_sender_put(struct pt_store *s, const char *key, const struct pt_store_an_sender *r);
+/* Deletes at most `limit` records whose last batch came before before_ms; the
+   number deleted, -1 on error.  Inside a transaction. */
+int pt_store_analytics_sender_expire(struct pt_store *s, int64_t before_ms, int limit);
+
 /* ---- reports ---- */
 
 /* What a report groups by. */

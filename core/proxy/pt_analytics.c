@@ -541,7 +541,10 @@ static bool write_pending(bool all, int64_t *requests_written)
     return true;
 }
 
-/* Roll-ups, retention and the request ring: a few small batches. */
+/* How long a gateway node's batches are told apart after its last one (see "batches taken already"). */
+#define DEDUP_TTL_MS (24LL * 3600 * 1000)
+
+/* Roll-ups, retention, the request ring and the senders' records: a few small batches. */
 static void housekeeping(int64_t written)
 {
     if (!pt_store_analytics_begin(store))
@@ -553,7 +556,8 @@ static void housekeeping(int64_t written)
         pt_store_analytics_rollup(store, PT_AN_HOUR, now - (int64_t)conf.day_after, HOUSEKEEPING_ROWS) >= 0 &&
         pt_store_analytics_expire(store, now - (int64_t)conf.retention, HOUSEKEEPING_ROWS) >= 0 &&
         pt_store_analytics_trim_requests(store, (now - (int64_t)conf.requests_max_age) * 1000,
-                                         conf.requests_max, (int)PT_MAX(written + 1000, 5000)) >= 0;
+                                         conf.requests_max, (int)PT_MAX(written + 1000, 5000)) >= 0 &&
+        pt_store_analytics_sender_expire(store, now * 1000 - DEDUP_TTL_MS, HOUSEKEEPING_ROWS) >= 0;
     if (ok)
         pt_store_analytics_commit(store);
     else
@@ -1223,12 +1227,17 @@ static bool batch_owned(struct pt_store *st, const struct pt_store_an_bucket *bs
  * heartbeats every few seconds; the batch of a node silent for a day is
  * new again), at most DEDUP_MAX of them (beyond, the one silent for the
  * longest goes): memory stays bounded whatever the number of batches,
- * nodes and restarts.  The control thread's only. */
+ * nodes and restarts.  The control thread's only.
+ *
+ * The record is also written to the store in the transaction that adds the
+ * batch's counts (analytics_senders), so the two land together or not at
+ * all, and a (gateway, node) not in memory -- after a restart of the
+ * control plane, or evicted -- is read back from there.  Stored records go
+ * DEDUP_TTL_MS after their last batch (housekeeping). */
 #define DEDUP_MAX 16384   /* (gateway, node) pairs remembered */
 #define DEDUP_HASH 4096   /* their hash chains (a power of two) */
 #define DEDUP_WINDOW 1024 /* sequences below the highest whose batch is told apart */
-#define DEDUP_TTL_MS (24LL * 3600 * 1000)
-#define DEDUP_KEY 160 /* "gateway\nnode": an 80-character id, a 64-byte batch id */
+#define DEDUP_KEY 160     /* "gateway\nnode": an 80-character id, a 64-byte batch id */
 
 struct dedup {
     struct dedup *next; /* hash chain */
@@ -1295,39 +1304,86 @@ static bool dedup_taken(const struct dedup *d, uint64_t seq)
     return d->bits[back / 64] >> (back % 64) & 1;
 }
 
+/* Moves the window of (high, bits) up to take sequence `seq`. */
+static void window_take(uint64_t *high, uint64_t bits[DEDUP_WINDOW / 64], uint64_t seq)
+{
+    if (seq > *high) { /* the window moves up by the difference */
+        uint64_t up = seq - *high;
+        if (up >= DEDUP_WINDOW)
+            memset(bits, 0, DEDUP_WINDOW / 8);
+        else
+            for (uint64_t i = 0; i < up; i++) { /* bounded: < DEDUP_WINDOW single-bit shifts of 16 words */
+                for (int w = DEDUP_WINDOW / 64 - 1; w > 0; w--)
+                    bits[w] = bits[w] << 1 | bits[w - 1] >> 63;
+                bits[0] <<= 1;
+            }
+        *high = seq;
+    }
+    uint64_t back = *high - seq;
+    if (back < DEDUP_WINDOW)
+        bits[back / 64] |= 1ULL << (back % 64);
+}
+
+/* A new record of the key in the table (the oldest goes when it is full); NULL when out of memory. */
+static struct dedup *dedup_add(const char *key, uint64_t h)
+{
+    if (dedup_n >= DEDUP_MAX)
+        dedup_evict();
+    struct dedup *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->hash = h;
+    snprintf(d->key, sizeof(d->key), "%s", key);
+    d->next = dedup_table[h & (DEDUP_HASH - 1)];
+    dedup_table[h & (DEDUP_HASH - 1)] = d;
+    dedup_n++;
+    return d;
+}
+
+/* The record of a key from memory, else from the store (kept in memory then); NULL when neither has
+   a live one.  *failed: the store could not be read (the batch must wait: it may have been taken). */
+static struct dedup *dedup_lookup(struct pt_store *st, const char *key, uint64_t h, int64_t now_ms,
+                                  bool *failed)
+{
+    *failed = false;
+    struct dedup *d = dedup_find(key, h, now_ms);
+    if (d || !st)
+        return d;
+    uint64_t bits[DEDUP_WINDOW / 64];
+    struct pt_store_an_sender r = {.bits = bits, .nwords = DEDUP_WINDOW / 64};
+    int found = pt_store_analytics_sender_get(st, key, &r);
+    *failed = found < 0;
+    if (found <= 0 || now_ms - r.last_ms > DEDUP_TTL_MS || !(d = dedup_add(key, h)))
+        return NULL;
+    d->high = r.high;
+    d->last_ms = r.last_ms;
+    memcpy(d->bits, bits, sizeof(d->bits));
+    return d;
+}
+
 /* Remembers that sequence `seq` of the key was taken; false when out of memory. */
 static bool dedup_mark(const char *key, uint64_t h, uint64_t seq, int64_t now_ms)
 {
     struct dedup *d = dedup_find(key, h, now_ms);
-    if (!d) {
-        if (dedup_n >= DEDUP_MAX)
-            dedup_evict();
-        d = calloc(1, sizeof(*d));
-        if (!d)
-            return false;
-        d->hash = h;
-        snprintf(d->key, sizeof(d->key), "%s", key);
-        d->next = dedup_table[h & (DEDUP_HASH - 1)];
-        dedup_table[h & (DEDUP_HASH - 1)] = d;
-        dedup_n++;
-    }
+    if (!d && !(d = dedup_add(key, h)))
+        return false;
     d->last_ms = now_ms;
-    if (seq > d->high) { /* the window moves up by the difference */
-        uint64_t up = seq - d->high;
-        if (up >= DEDUP_WINDOW)
-            memset(d->bits, 0, sizeof(d->bits));
-        else
-            for (uint64_t i = 0; i < up; i++) { /* bounded: < DEDUP_WINDOW single-bit shifts of 16 words */
-                for (int w = DEDUP_WINDOW / 64 - 1; w > 0; w--)
-                    d->bits[w] = d->bits[w] << 1 | d->bits[w - 1] >> 63;
-                d->bits[0] <<= 1;
-            }
-        d->high = seq;
-    }
-    uint64_t back = d->high - seq;
-    if (back < DEDUP_WINDOW)
-        d->bits[back / 64] |= 1ULL << (back % 64);
+    window_take(&d->high, d->bits, seq);
     return true;
+}
+
+/* Writes what the key's record will be once `seq` is taken (inside the batch's transaction). */
+static bool dedup_store(struct pt_store *st, const char *key, const struct dedup *d, uint64_t seq,
+                        int64_t now_ms)
+{
+    uint64_t bits[DEDUP_WINDOW / 64] = {0};
+    struct pt_store_an_sender r = {.high = 0, .last_ms = now_ms, .bits = bits, .nwords = DEDUP_WINDOW / 64};
+    if (d) {
+        r.high = d->high;
+        memcpy(bits, d->bits, sizeof(bits));
+    }
+    window_take(&r.high, bits, seq);
+    return pt_store_analytics_sender_put(st, key, &r);
 }
 
 /* Splits a batch id "<node>-<sequence>" (node: 1-47 letters, digits, '_',
@@ -1417,10 +1473,15 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
     snprintf(key, sizeof(key), "%.80s\n%.*s", gateway ? gateway : "", (int)node_len, id);
     uint64_t h = key_hash(key);
     int64_t now_ms = (int64_t)pt_clock_wall_ms();
-    const struct dedup *d = dedup_find(key, h, now_ms);
+    bool unread;
+    const struct dedup *d = dedup_lookup(st, key, h, now_ms, &unread);
     if (d && dedup_taken(d, seq)) { /* a resent batch whose first delivery got through */
         free(bs);
         return true;
+    }
+    if (unread) {
+        free(bs);
+        return bad(err, errlen, "store: the batches taken could not be read (send it again)");
     }
     if (!batch_owned(st, bs, n, gateway, err, errlen)) {
         free(bs);
@@ -1432,6 +1493,7 @@ bool pt_analytics_shipment_ingest(struct pt_store *st, const json_t *batch, cons
         bool began = ok;
         for (size_t i = 0; ok && i < n; i++)
             ok = pt_store_analytics_add_bucket(st, &bs[i]);
+        ok = ok && dedup_store(st, key, d, seq, now_ms); /* with the counts it guards */
         if (ok)
             ok = pt_store_analytics_commit(st);
         else if (began)

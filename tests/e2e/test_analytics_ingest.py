@@ -133,3 +133,28 @@ def test_a_resent_batch_counts_once_whatever_came_between(cp):
     # an id that is not "<node>-<sequence>" cannot be told apart later: refused
     st, out = heartbeat(s, dict(b, id="whatever"))
     assert st == 400 and "id must be" in out["error"]["message"], (st, out)
+
+
+def test_a_batch_resent_after_a_restart_of_the_control_plane_counts_once(cp):
+    """The batches taken are remembered in the store with the counts they added: a node whose answer
+    was lost when the control plane went down sends the batch again to the restarted one."""
+    p, m, s = cp
+    now = minute()
+    before = calls_by_api(m).get("/apis/a1", 0)
+    b = {"version": 1, "id": "5e0d2c77a1b04f19-12", "buckets": [{"start": now - 60, "api": "a1", "success": 6}]}
+    assert heartbeat(s, b)[0] == 200
+    assert calls_by_api(m)["/apis/a1"] == before + 6
+    p.stop()
+    p.start()
+    assert heartbeat(s, b)[0] == 200  # taken as delivered: the record came back from the store
+    assert calls_by_api(m)["/apis/a1"] == before + 6
+    # the window goes on from there: a batch below it that was never sent counts, once
+    older = dict(b, id="5e0d2c77a1b04f19-11", buckets=[{"start": now - 60, "api": "a1", "success": 1}])
+    assert heartbeat(s, older)[0] == 200 and heartbeat(s, older)[0] == 200
+    newer = dict(b, id="5e0d2c77a1b04f19-13", buckets=[{"start": now - 60, "api": "a1", "success": 2}])
+    assert heartbeat(s, newer)[0] == 200
+    p.stop()
+    p.start()
+    for again in (b, older, newer):
+        assert heartbeat(s, again)[0] == 200
+    assert calls_by_api(m)["/apis/a1"] == before + 9
