@@ -191,12 +191,11 @@ class Portico:
         return self
 
     def wait_ready(self, timeout=10.0):
+        """Until the gateway's and the control thread's listeners accept connections."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                out, err = self.proc.communicate()
-                raise RuntimeError("portico exited with %s:\n%s%s" % (self.proc.returncode, out.decode(),
-                                                                       err.decode()))
+                raise RuntimeError("portico exited with %s:\n%s" % (self.proc.returncode, self.exit_output()))
             try:
                 for port in [self.port] + self.control_ports():
                     with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -204,7 +203,15 @@ class Portico:
                 return
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError("portico did not start listening")
+        raise RuntimeError("portico did not start listening" + self.start_failure_detail())
+
+    def exit_output(self):
+        """What a process that exited during its start printed."""
+        out, err = self.proc.communicate()
+        return out.decode() + err.decode()
+
+    def start_failure_detail(self):
+        return ""
 
     def control_ports(self):
         """The control thread's own listeners (management, metrics, portal): they open after the gateway's."""

@@ -25,7 +25,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -151,21 +150,16 @@ class _Proc(Portico):
         return Portico.log_text(self) + self.stderr_text()
 
     def wait_listening(self, timeout=15.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("portico exited with %s:\n%s" % (self.proc.returncode, self.log_text()[-3000:]))
-            try:
-                for port in [self.port] + self.control_ports():
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        pass
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("portico did not start listening:\n" + self.log_text()[-3000:])
+        Portico.wait_ready(self, timeout)
 
     def wait_ready(self, timeout=15.0):
         self.wait_listening(timeout)
+
+    def exit_output(self):
+        return self.log_text()[-3000:]
+
+    def start_failure_detail(self):
+        return ":\n" + self.log_text()[-3000:]
 
     def kill(self):
         """SIGKILL, as a crash; waits for the process to be gone."""
