@@ -889,6 +889,13 @@ static void test_user_emails_unique(void **state)
                                   "  - {id: c, email: x@example.com, state: deleted}\n");
     assert_int_equal(cf->nusers, 3);
     pt_conf_free(cf);
+    /* a deleted holder between two live ones: the later live one is told about the first, never
+       about the deleted one */
+    expect_errors("listen: ':80'\nusers:\n"
+                  "  - {id: a, email: x@example.com}\n"
+                  "  - {id: b, email: X@example.com, state: deleted}\n"
+                  "  - {id: c, email: x@EXAMPLE.com}\n",
+                  "t.yaml:5:20: user 'c' › email: email 'x@EXAMPLE.com' belongs to user 'a'", (const char *)NULL);
 }
 
 /* cache: the stores' settings, the Redis URL and its parts, the checks across keys. */
