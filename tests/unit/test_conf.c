@@ -895,7 +895,8 @@ static void test_user_emails_unique(void **state)
                   "  - {id: a, email: x@example.com}\n"
                   "  - {id: b, email: X@example.com, state: deleted}\n"
                   "  - {id: c, email: x@EXAMPLE.com}\n",
-                  "t.yaml:5:20: user 'c' › email: email 'x@EXAMPLE.com' belongs to user 'a'", (const char *)NULL);
+                  "t.yaml:5:20: user 'c' › email: email 'x@EXAMPLE.com' belongs to user 'a'",
+                  (const char *)NULL);
 }
 
 /* cache: the stores' settings, the Redis URL and its parts, the checks across keys. */
