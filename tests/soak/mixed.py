@@ -223,7 +223,7 @@ def h2_client(port, stop, tally):
         c.close()
 
 
-def reloader(p, cfg, stop, every, counts):
+def reloader(p, cfg, stop, every, counts, tally):
     """SIGHUP every `every` s; every other one after writing a changed configuration (the node
     cap and the memory mark one step up or back).  A reload counts as applied once the
     configuration generation moved past the one before it."""
@@ -236,13 +236,13 @@ def reloader(p, cfg, stop, every, counts):
             limits["connections"] = cfg["limits"]["connections"] + step
             limits["memory"] = cfg["limits"]["memory"] + step * 1024 * 1024
             p.write_config(dict(cfg, limits=limits))
-        before = gauge(p, "portico_config_generation")
+        before = gauge(p, "portico_config_generation", tally)
         p.proc.send_signal(signal.SIGHUP)
         counts["reloads"] += 1
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and gauge(p, "portico_config_generation") <= before:
+        while time.monotonic() < deadline and gauge(p, "portico_config_generation", tally) <= before:
             time.sleep(0.05)
-        if gauge(p, "portico_config_generation") > before:
+        if gauge(p, "portico_config_generation", tally) > before:
             counts["applied"] += 1
             counts["changed"] += n % 2 == 0
 
@@ -273,9 +273,15 @@ def rss_kb(pid):
     return 0
 
 
-def gauge(p, name):
-    """A gauge without labels from the gateway's /metrics (0 when missing)."""
-    st, _, text = Mgmt(p).call("GET", "/metrics")
+def gauge(p, name, tally=None):
+    """A gauge without labels from the gateway's /metrics (0 when missing, -1 when /metrics did not
+    answer within the client's timeout: a failed request of kind "metrics" when a tally is given)."""
+    try:
+        st, _, text = Mgmt(p).call("GET", "/metrics")
+    except OSError as e:
+        if tally:
+            tally.count("metrics", False, repr(e))
+        return -1
     m = re.search(r"^%s ([-+0-9.eE]+)$" % name, text if isinstance(text, str) else "", re.M)
     return int(float(m.group(1))) if st == 200 and m else 0
 
@@ -330,7 +336,7 @@ def main():
                     threading.Thread(target=streaming_client, args=(p.port, stop, tally)),
                     threading.Thread(target=websocket_client, args=(p.port, stop, tally)),
                     threading.Thread(target=h2_client, args=(p.port, stop, tally)),
-                    threading.Thread(target=reloader, args=(p, cfg, stop, a.reload_every, counts)),
+                    threading.Thread(target=reloader, args=(p, cfg, stop, a.reload_every, counts, tally)),
                     threading.Thread(target=writer, args=(p, stop, tally, counts))]
         fd0 = fds(pid)
         t0 = time.monotonic()
@@ -345,12 +351,17 @@ def main():
                 ok, bad = tally.totals()
                 # the store's memory (SQLite) and what connections hold (limits.memory's figure)
                 # tell a growing RSS from a leak
-                samples.append((now, rss_kb(pid), fds(pid), ok + bad, bad, gauge(p, "portico_store_memory_bytes") // 1024,
-                                gauge(p, "portico_memory_buffered_bytes") // 1024))
+                samples.append((now, rss_kb(pid), fds(pid), ok + bad, bad,
+                                gauge(p, "portico_store_memory_bytes", tally) // 1024,
+                                gauge(p, "portico_memory_buffered_bytes", tally) // 1024))
                 print("%8.0f %10d %6d %10d %8d %10d %10d" % samples[-1], flush=True)
                 if now >= a.duration:
                     break
                 time.sleep(min(a.sample, max(0.0, a.duration - now)))
+        except BaseException:
+            stop.set()
+            p.stop()  # never leave the gateway running behind a broken run
+            raise
         finally:
             stop.set()
             for t in threads:
@@ -365,6 +376,11 @@ def main():
         refusals = gauge(p, "portico_overload_refusals_total")
         log = p.log_text()
         refused = log.count("reload refused")
+        if tally.totals()[1]:  # the gateway's own account of a failed run outlives the temporary folder
+            kept = "/tmp/portico-soak-%d.log" % pid
+            with open(kept, "w") as f:
+                f.write(log)
+            print("the gateway's log: " + kept)
         p.stop()
         err = p.proc.stderr.read().decode(errors="replace") if p.proc.stderr else ""
         sanitizer = "Sanitizer" in err or "runtime error:" in err  # a --enable-asan build's reports
