@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 
 /* APIM's format names, and the converter each one goes to. */
-enum conv { C_OPENAPI, C_WSDL, C_ODATA, C_GRAPHQL };
+enum conv { C_OPENAPI, C_WSDL, C_ODATA, C_GRAPHQL, C_PROTO };
 static const struct {
     const char *name;
     enum conv conv;
@@ -33,6 +33,7 @@ static const struct {
     {"odata-link", C_ODATA, true},
     {"graphql", C_GRAPHQL, false},
     {"graphql-link", C_GRAPHQL, true},
+    {"grpc", C_PROTO, false},
 };
 
 static int format_index(const char *f)
@@ -77,6 +78,17 @@ static bool contains(const char *t, size_t len, const char *needle)
     return memmem(t, len, needle, strlen(needle)) != NULL;
 }
 
+/* Does a line of the text start with `word` followed by a blank or '=' (a .proto statement)? */
+static bool proto_statement(const char *t, size_t len, const char *word)
+{
+    size_t wl = strlen(word);
+    for (size_t i = 0; i + wl < len; i++)
+        if ((i == 0 || t[i - 1] == '\n') && !memcmp(t + i, word, wl) &&
+            (t[i + wl] == ' ' || t[i + wl] == '\t' || t[i + wl] == '='))
+            return true;
+    return false;
+}
+
 const char *pt_import_guess(const char *text, size_t len)
 {
     size_t i = 0;
@@ -112,6 +124,9 @@ const char *pt_import_guess(const char *text, size_t len)
     }
     if (yaml_key(t, n, "openapi") || yaml_key(t, n, "swagger"))
         return "openapi";
+    if (proto_statement(t, n, "syntax") || proto_statement(t, n, "edition") ||
+        (proto_statement(t, n, "service") && contains(t, n, "rpc ")))
+        return "grpc";
     if (contains(t, n, "type Query") || contains(t, n, "schema {") || contains(t, n, "schema{") ||
         contains(t, n, "type Mutation") || contains(t, n, "type Subscription"))
         return "graphql";
@@ -125,16 +140,16 @@ bool pt_import_convert(const struct pt_import_req *r, struct pt_import_doc *out,
     if (!format) {
         snprintf(err, errlen,
                  "the definition's format cannot be told from its content; name it with `format` "
-                 "(openapi, openapi+json, swagger-json, wsdl, odata, graphql)");
+                 "(openapi, openapi+json, swagger-json, wsdl, odata, graphql, grpc)");
         return false;
     }
     int fi = format_index(format);
     if (fi < 0) {
-        snprintf(
-            err, errlen,
-            "format '%s' is not one we import (openapi, openapi+json, openapi-link, openapi+json-link, "
-            "swagger-json, swagger-link-json, wsdl, wsdl-link, odata, odata-link, graphql, graphql-link)",
-            format);
+        snprintf(err, errlen,
+                 "format '%s' is not one we import (openapi, openapi+json, openapi-link, openapi+json-link, "
+                 "swagger-json, swagger-link-json, wsdl, wsdl-link, odata, odata-link, graphql, "
+                 "graphql-link, grpc)",
+                 format);
         return false;
     }
     if (r->len == 0) {
@@ -154,6 +169,9 @@ bool pt_import_convert(const struct pt_import_req *r, struct pt_import_doc *out,
         break;
     case C_GRAPHQL:
         ok = pt_import_graphql_convert(r->text, r->len, out, err, errlen);
+        break;
+    case C_PROTO:
+        ok = pt_import_proto_convert(r->text, r->len, out, err, errlen);
         break;
     }
     if (!ok) {
@@ -279,7 +297,7 @@ bool pt_import_expand(struct pt_cfctx *cx, struct pt_node *seq, int i)
     if (format && !pt_import_known(format)) {
         pt_node_error(cx->errs, pt_node_get(imp, "format"),
                       "format '%s' is not one we import (openapi, openapi+json, swagger-json, wsdl, odata, "
-                      "graphql)",
+                      "graphql, grpc)",
                       format);
         return false;
     }

@@ -1,10 +1,10 @@
 /*
  * pt_import -- API definitions in, as APIM reads them: OpenAPI (2.0, 3.0,
- * 3.1; JSON or YAML), WSDL, OData $metadata and GraphQL become the stored
+ * 3.1; JSON or YAML), WSDL, OData $metadata, GraphQL and .proto files become the stored
  * API shape (an API with `schemas` and `operations`, docs/api-definitions.md).
  *
  * The converters (pt_import_openapi.c, pt_import_wsdl.c, pt_import_odata.c,
- * pt_import_graphql.c) are pure: text in, JSON out, no network and no
+ * pt_import_graphql.c, pt_import_proto.c) are pure: text in, JSON out, no network and no
  * store.  This file names the formats, guesses one from the content,
  * dispatches, lays the caller's fields over the result, and expands
  * `import:` in the configuration file's APIs.
@@ -43,7 +43,7 @@ bool pt_import_known(const char *format);
 /* Is it a "-link" format (value is a URL to fetch)? */
 bool pt_import_is_link(const char *format);
 /* The format a text looks like ("openapi", "openapi+json", "swagger-json", "wsdl", "odata",
-   "graphql"), or NULL. */
+   "graphql", "grpc"), or NULL. */
 const char *pt_import_guess(const char *text, size_t len);
 /* Converts; false with err = "WHERE: what" (a JSON pointer or "line L, column C"). */
 bool pt_import_convert(const struct pt_import_req *r, struct pt_import_doc *out, char *err, size_t errlen);
@@ -66,6 +66,21 @@ bool pt_import_odata_convert(const char *text, size_t len, struct pt_import_doc 
                              size_t errlen);
 bool pt_import_graphql_convert(const char *text, size_t len, struct pt_import_doc *out, char *err,
                                size_t errlen);
+/* A gRPC API from a .proto file (pt_import_proto.c); errors read "line:column: message". */
+bool pt_import_proto_convert(const char *text, size_t len, struct pt_import_doc *out, char *err,
+                             size_t errlen);
+/* The parser alone: the file as {syntax | edition, package?, imports: [...], messages: [{name,
+   fullName, description?, fields: [{name, number, type, label?, map?: {key, value}, oneof?}],
+   messages, enums}], enums: [{name, fullName, values: [{name, number}]}], services: [{name,
+   fullName, description?, methods: [{name, description?, requestType, responseType (full names when
+   defined in the file), clientStreaming, serverStreaming}]}]}; warnings (if not NULL) get strings.
+   NULL with err on an error. */
+json_t *pt_import_proto_parse(const char *text, size_t len, json_t *warnings, char *err, size_t errlen);
+/* "unary", "server-streaming", "client-streaming" or "bidi-streaming". */
+const char *pt_import_proto_kind(bool client_streaming, bool server_streaming);
+/* The content type the .proto is kept under as the API's schema. */
+#define PT_IMPORT_PROTO_CONTENT_TYPE "text/x-protobuf"
+
 /* The introspection query graphql-link POSTs to the backend. */
 extern const char pt_import_graphql_introspection_query[];
 
