@@ -62,6 +62,7 @@ struct pt_operation_cf {
     struct pt_node *responses;       /* response descriptions and examples (mock-response) */
     struct pt_node *template_params; /* templateParameters: [{name, type, required, values, schema...}] */
     struct pt_node *request;         /* {description, queryParameters, headers, representations} */
+    struct pt_node *grpc;            /* a gRPC method: {service, method, requestType, ..., kind} */
     char *id;
     char *display_name;
     char *description;
@@ -98,7 +99,7 @@ struct pt_api_cf {
 };
 
 /* apiType: how requests to the API are understood (pt_conf_entities_api_types names them). */
-enum { PT_APITYPE_HTTP, PT_APITYPE_SOAP, PT_APITYPE_GRAPHQL, PT_APITYPE_WEBSOCKET };
+enum { PT_APITYPE_HTTP, PT_APITYPE_SOAP, PT_APITYPE_GRAPHQL, PT_APITYPE_WEBSOCKET, PT_APITYPE_GRPC };
 
 enum { PT_UNDERSCORES_REJECT, PT_UNDERSCORES_DROP, PT_UNDERSCORES_ALLOW };
 

@@ -67,7 +67,7 @@ bool pt_conf_entities_valid_id(const char *s)
 
 /* ------------------------------------------------------ API definitions */
 
-const char *const pt_conf_entities_api_types[] = {"http", "soap", "graphql", "websocket", NULL};
+const char *const pt_conf_entities_api_types[] = {"http", "soap", "graphql", "websocket", "grpc", NULL};
 
 /* A map whose keys are all in `allowed` (NULL-terminated); reports the first stranger. */
 static bool known_keys(struct pt_cfctx *cx, struct pt_node *n, const char *what, const char *const *allowed)
@@ -324,6 +324,38 @@ static bool read_import(struct pt_cfctx *cx, struct pt_node *n, void *field)
     return true;
 }
 
+/* An operation's `grpc` map: the gRPC method it stands for (the .proto import writes it). */
+static bool read_grpc(struct pt_cfctx *cx, struct pt_node *n, void *field)
+{
+    static const char *const keys[] = {"service",         "method",          "requestType", "responseType",
+                                       "clientStreaming", "serverStreaming", "kind",        NULL};
+    static const char *const kinds[] = {"unary", "server-streaming", "client-streaming", "bidi-streaming",
+                                        NULL};
+    if (!known_keys(cx, n, "grpc", keys))
+        return false;
+    for (int i = 0; i < n->n; i++) {
+        const char *k = pt_node_key(n, i)->str;
+        struct pt_node *v = pt_node_val(n, i);
+        bool flag = !strcmp(k, "clientStreaming") || !strcmp(k, "serverStreaming");
+        if (v->kind != PT_N_SCALAR || v->null ||
+            (flag && strcmp(v->str, "true") && strcmp(v->str, "false"))) {
+            pt_node_error(cx->errs, v, "grpc.%s is %s", k, flag ? "true or false" : "a string");
+            return false;
+        }
+        bool known = false;
+        for (int j = 0; !strcmp(k, "kind") && kinds[j]; j++)
+            known = known || !strcmp(v->str, kinds[j]);
+        if (!strcmp(k, "kind") && !known) {
+            pt_node_error(cx->errs, v,
+                          "grpc.kind is one of unary, server-streaming, client-streaming, "
+                          "bidi-streaming");
+            return false;
+        }
+    }
+    *(struct pt_node **)field = n;
+    return true;
+}
+
 static const struct pt_cfkey op_keys[] = {
     {"id", PT_CT_STR, offsetof(struct pt_operation_cf, id), PT_CF_REQUIRED,
      .doc = "Unique within the API; letters, digits and `-_.~`."},
@@ -347,6 +379,10 @@ static const struct pt_cfkey op_keys[] = {
      .doc = "What the operation accepts: `{description, queryParameters, headers, representations: "
             "[{contentType, schema | schemaId + typeName, examples}]}` ([API "
             "definitions](api-definitions.md#operations))."},
+    {"grpc", PT_CT_CUSTOM, offsetof(struct pt_operation_cf, grpc), 0, .fn = read_grpc, .form = "map",
+     .doc = "A gRPC API's method: `{service, method, requestType, responseType, clientStreaming, "
+            "serverStreaming, kind}` (`kind`: `unary`, `server-streaming`, `client-streaming` or "
+            "`bidi-streaming`); written by the `.proto` import ([gRPC APIs](grpc.md))."},
     {"displayName", PT_CT_STR, offsetof(struct pt_operation_cf, display_name), 0, .def = "the id",
      .doc = "The operation's name for people."},
     {"description", PT_CT_STR, offsetof(struct pt_operation_cf, description), PT_CF_EMPTY_OK,
@@ -595,7 +631,8 @@ const struct pt_cfkey pt_conf_entities_api_keys[] = {
     {"apiType", PT_CT_ENUM, offsetof(struct pt_api_cf, api_type), 0, .enums = pt_conf_entities_api_types,
      .def = "`http`",
      .doc = "`http`, `soap` (SOAP pass-through: operations are told apart by their SOAP action), `graphql` "
-            "(GraphQL pass-through) or `websocket`; see [API definitions](api-definitions.md)."},
+            "(GraphQL pass-through), `websocket` or `grpc` (from a `.proto` file: the gateway's own refusals "
+            "are gRPC errors, [gRPC APIs](grpc.md)); see [API definitions](api-definitions.md)."},
     {"schemas", PT_CT_CUSTOM, offsetof(struct pt_api_cf, schemas), PT_CF_LIST, .fn = read_api_schemas,
      .form = "list of maps",
      .doc =
@@ -605,7 +642,7 @@ const struct pt_cfkey pt_conf_entities_api_keys[] = {
     {"import", PT_CT_CUSTOM, 0, 0, .fn = read_import, .form = "map",
      .doc =
          "Builds the API from a definition: `{format, value | file, wsdlSelector}` (OpenAPI, Swagger, WSDL, "
-         "OData, GraphQL); the keys written beside it win. See [Importing](import.md)."},
+         "OData, GraphQL, `.proto`); the keys written beside it win. See [Importing](import.md)."},
     {"operations", PT_CT_CUSTOM, offsetof(struct pt_api_cf, ops), PT_CF_LIST, .fn = read_ops, .sub = op_keys,
      .form = "list of maps",
      .doc = "The API's operations; an API without operations answers 404 to everything."},

@@ -231,6 +231,39 @@ void pt_import_overlay(json_t *api, const json_t *fields)
     }
 }
 
+/* ------------------------------------------------- definitions as text */
+
+const struct pt_import_text pt_import_texts[] = {
+    {"wsdl", "wsdl", "application/vnd.ms-azure-apim.wsdl+xml", "text/xml; charset=utf-8", ".wsdl", "WSDL"},
+    {"graphql", "graphql", "application/vnd.ms-azure-apim.graphql.schema",
+     "application/graphql; charset=utf-8", ".graphql", "GraphQL SDL"},
+    {"grpc", "proto", PT_IMPORT_PROTO_CONTENT_TYPE, "text/plain; charset=utf-8", ".proto",
+     "Protocol Buffers (.proto)"},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
+};
+
+const struct pt_import_text *pt_import_text_find(const char *name)
+{
+    for (const struct pt_import_text *t = pt_import_texts; name && t->format; t++)
+        if (!strcmp(t->format, name) || !strcmp(t->download, name))
+            return t;
+    return NULL;
+}
+
+const char *pt_import_text_of(const json_t *api, const struct pt_import_text *t)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(json_object_get(api, "schemas"), i, s)
+    {
+        const char *ct = json_string_value(json_object_get(s, "contentType"));
+        const char *text = json_string_value(json_object_get(s, "value"));
+        if (ct && text && !strcmp(ct, t->schema_type))
+            return text;
+    }
+    return NULL;
+}
+
 /* ------------------------------------------------ the configuration file */
 
 static char *read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen)

@@ -81,6 +81,22 @@ const char *pt_import_proto_kind(bool client_streaming, bool server_streaming);
 /* The content type the .proto is kept under as the API's schema. */
 #define PT_IMPORT_PROTO_CONTENT_TYPE "text/x-protobuf"
 
+/* The definitions kept as text among an API's schemas (WSDL, GraphQL SDL, .proto): what the
+   management API exports and the portal offers for download. */
+struct pt_import_text {
+    const char *format;      /* the import and export format ("wsdl", "graphql", "grpc") */
+    const char *download;    /* the portal's ?format= for it ("proto" for grpc) */
+    const char *schema_type; /* the contentType of the schema holding it */
+    const char *media_type;  /* the Content-Type it is served with */
+    const char *ext;         /* the file name's extension */
+    const char *label;       /* for people */
+};
+extern const struct pt_import_text pt_import_texts[]; /* ends with a NULL format */
+/* The entry whose format or download name is `name`, or NULL. */
+const struct pt_import_text *pt_import_text_find(const char *name);
+/* The API's text of that kind (its first schema of that contentType holding a `value`), or NULL. */
+const char *pt_import_text_of(const json_t *api, const struct pt_import_text *t);
+
 /* The introspection query graphql-link POSTs to the backend. */
 extern const char pt_import_graphql_introspection_query[];
 

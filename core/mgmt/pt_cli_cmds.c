@@ -100,18 +100,25 @@ static int api_import(struct cli *c, const struct import_opts *o)
         format = link_format(g);
     } else if (url)
         format = link_format(format);
-    else {
+    if (url && !pt_import_is_link(format)) {
+        fprintf(stderr, "portico: %s definitions are not fetched from a URL; save the file and import it\n",
+                format);
+        return 1;
+    } else {
         text = pt_cli_file_read(o->src, &len);
         if (!text) {
             fprintf(stderr, "portico: cannot read %s: %s\n", o->src, strerror(errno));
             return 1;
         }
+        size_t sl = strlen(o->src);
+        if (!format && sl > 6 && !strcmp(o->src + sl - 6, ".proto"))
+            format = "grpc"; /* a .proto file is a gRPC API, whatever its first lines say */
         if (!format)
             format = pt_import_guess(text, len);
         if (!format) {
             fprintf(stderr,
                     "portico: the format of %s cannot be told from its content; name it with --format "
-                    "(openapi, openapi+json, swagger-json, wsdl, odata, graphql)\n",
+                    "(openapi, openapi+json, swagger-json, wsdl, odata, graphql, grpc)\n",
                     o->src);
             free(text);
             return 1;

@@ -58,7 +58,7 @@ static void entity_help(FILE *f, const struct entity *e, bool details)
     if (!strcmp(e->noun, "api") && !e->parent) {
         fprintf(f, "  api import FILE|URL --id ID [--path P] [--service-url U] [--format F]\n"
                    "             [--wsdl-service S] [--wsdl-endpoint E]   import or re-import a definition\n"
-                   "  api export ID [--format openapi|openapi+json|swagger-json|wsdl|graphql]\n");
+                   "  api export ID [--format openapi|openapi+json|swagger-json|wsdl|graphql|grpc]\n");
     }
     if (!strcmp(e->noun, "subscription"))
         fprintf(f, "  subscription keys ID | regenerate ID [--secondary]\n"

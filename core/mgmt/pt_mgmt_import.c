@@ -198,7 +198,7 @@ void pt_mgmt_import_put(struct mreq *m, const char *id)
             m, 400, "ValidationError",
             "format: expected one of openapi, openapi+json, openapi-link, openapi+json-link, "
             "swagger-json, swagger-link-json, wsdl, wsdl-link, odata, odata-link, graphql, "
-            "graphql-link");
+            "graphql-link, grpc");
         goto out;
     }
     if (!value || !*value) {
@@ -393,20 +393,6 @@ static void send_text(struct mreq *m, const char *type, const char *text, size_t
     evbuffer_free(b);
 }
 
-/* The schema of the API with this content type, or NULL. */
-static const json_t *schema_of(const json_t *api, const char *content_type)
-{
-    size_t i;
-    json_t *s;
-    json_array_foreach(json_object_get(api, "schemas"), i, s)
-    {
-        const char *ct = json_string_value(json_object_get(s, "contentType"));
-        if (ct && !strcmp(ct, content_type))
-            return s;
-    }
-    return NULL;
-}
-
 void pt_mgmt_import_export(struct mreq *m, const char *id)
 {
     json_t *api = NULL;
@@ -423,26 +409,23 @@ void pt_mgmt_import_export(struct mreq *m, const char *id)
     json_t *ops = json_array();
     pt_store_each(pt_mgmt_req_store, "operation", id, collect_full_op, ops);
     json_object_set_new(api, "operations", ops);
-    if (!strcmp(format, "wsdl") || !strcmp(format, "graphql")) {
-        const char *ct = !strcmp(format, "wsdl") ? "application/vnd.ms-azure-apim.wsdl+xml"
-                                                 : "application/vnd.ms-azure-apim.graphql.schema";
-        const json_t *s = schema_of(api, ct);
-        const char *text = json_string_value(json_object_get(s, "value"));
+    const struct pt_import_text *tf = pt_import_text_find(format);
+    if (tf) {
+        const char *text = pt_import_text_of(api, tf);
         if (!text)
             pt_mgmt_req_send_error(m, 400, "ExportFormatNotAvailable",
                                    "api '%s' holds no %s document (only APIs imported from one do)", id,
-                                   !strcmp(format, "wsdl") ? "WSDL" : "GraphQL schema");
+                                   tf->label);
         else
-            send_text(
-                m, !strcmp(format, "wsdl") ? "text/xml; charset=utf-8" : "application/graphql; charset=utf-8",
-                text, strlen(text));
+            send_text(m, tf->media_type, text, strlen(text));
         json_decref(api);
         return;
     }
     int version = !strcmp(format, "swagger-json") ? 2 : 3;
     if (strcmp(format, "openapi") && strcmp(format, "openapi+json") && strcmp(format, "swagger-json")) {
-        pt_mgmt_req_send_error(m, 400, "ValidationError",
-                               "format: expected one of openapi, openapi+json, swagger-json, wsdl, graphql");
+        pt_mgmt_req_send_error(
+            m, 400, "ValidationError",
+            "format: expected one of openapi, openapi+json, swagger-json, wsdl, graphql, grpc");
         json_decref(api);
         return;
     }

@@ -17,6 +17,7 @@
  */
 #include "base/pt_log.h"
 #include "conf/pt_export_openapi.h"
+#include "conf/pt_import.h"
 #include "portal/pt_portal_int.h"
 
 #include <event2/buffer.h>
@@ -1106,6 +1107,86 @@ static void method_badge(struct evbuffer *out, const char *m)
 }
 
 /* One operation of the reference; `heading` is h2 on the API page and h1 on the operation's own. */
+static bool is_grpc(const json_t *api)
+{
+    return !strcmp(str_or(api, "apiType", "http"), "grpc");
+}
+
+/* A gRPC message type as the .proto writes it in an rpc: `stream T` when it streams. */
+static void grpc_type(struct evbuffer *out, const json_t *g, const char *type_key, const char *stream_key)
+{
+    OUT("<code>");
+    if (json_is_true(json_object_get(g, stream_key)))
+        OUT("stream ");
+    esc(out, str_or(g, type_key, "?"));
+    OUT("</code>");
+}
+
+/* What a gRPC operation stands for: service, rpc, call kind, message types. */
+static void render_grpc_method(struct evbuffer *out, const json_t *op)
+{
+    const json_t *g = json_object_get(op, "grpc");
+    if (!json_is_object(g))
+        return;
+    OUT("<dl class=\"grpc-method\"><dt>Service</dt><dd><code>");
+    esc(out, str_or(g, "service", "?"));
+    OUT("</code></dd><dt>Method</dt><dd><code>");
+    esc(out, str_or(g, "method", "?"));
+    OUT("</code></dd><dt>Call kind</dt><dd class=\"grpc-kind\">");
+    esc(out, str_or(g, "kind", "unary"));
+    OUT("</dd><dt>Request</dt><dd>");
+    grpc_type(out, g, "requestType", "clientStreaming");
+    OUT("</dd><dt>Response</dt><dd>");
+    grpc_type(out, g, "responseType", "serverStreaming");
+    OUT("</dd></dl>");
+}
+
+/* A gRPC API's services, each with its methods (the operations carry them). */
+static void render_grpc_services(struct evbuffer *out, const json_t *ops)
+{
+    OUT("<section class=\"grpc-services\"><h2>Services</h2><p>Call these methods with a gRPC client over "
+        "HTTP/2 (the <code>.proto</code> below describes the messages).</p>");
+    size_t i, j;
+    json_t *op, *prev;
+    json_array_foreach(ops, i, op)
+    {
+        const char *svc = str_or(json_object_get(op, "grpc"), "service", NULL);
+        bool seen = !svc;
+        json_array_foreach(ops, j, prev)
+        {
+            if (j >= i)
+                break;
+            seen = seen || !strcmp(str_or(json_object_get(prev, "grpc"), "service", ""), svc);
+        }
+        if (seen)
+            continue;
+        OUT("<h3 class=\"grpc-service\"><code>");
+        esc(out, svc);
+        OUT("</code></h3><div class=\"table-wrap\"><table class=\"grpc-methods\"><thead><tr><th "
+            "scope=\"col\">Method</th><th scope=\"col\">Call kind</th><th scope=\"col\">Request</th><th "
+            "scope=\"col\">Response</th></tr></thead><tbody>");
+        json_array_foreach(ops, j, prev)
+        {
+            const json_t *g = json_object_get(prev, "grpc");
+            if (strcmp(str_or(g, "service", ""), svc))
+                continue;
+            OUT("<tr><td><a href=\"#op-");
+            esc(out, str_or(prev, "id", ""));
+            OUT("\">");
+            esc(out, str_or(g, "method", "?"));
+            OUT("</a></td><td>");
+            esc(out, str_or(g, "kind", "unary"));
+            OUT("</td><td>");
+            grpc_type(out, g, "requestType", "clientStreaming");
+            OUT("</td><td>");
+            grpc_type(out, g, "responseType", "serverStreaming");
+            OUT("</td></tr>");
+        }
+        OUT("</tbody></table></div>");
+    }
+    OUT("</section>");
+}
+
 static void render_operation(struct evbuffer *out, const json_t *api, const json_t *op, int heading)
 {
     const char *api_id = str_or(api, "id", "");
@@ -1127,7 +1208,7 @@ static void render_operation(struct evbuffer *out, const json_t *api, const json
         esc_seg(out, api_id);
         OUT("/operations/");
         esc_seg(out, op_id);
-        OUT("\">Open and try it<span class=\"visually-hidden\"> (");
+        OUT("\">%s<span class=\"visually-hidden\"> (", is_grpc(api) ? "Open" : "Open and try it");
         esc(out, str_or(op, "displayName", op_id));
         OUT(")</span></a>");
     }
@@ -1137,6 +1218,7 @@ static void render_operation(struct evbuffer *out, const json_t *api, const json
         markdown(out, str_or(op, "description", ""));
         OUT("</div>");
     }
+    render_grpc_method(out, op);
     const json_t *req = json_object_get(op, "request");
     const json_t *tp = json_object_get(op, "templateParameters");
     const json_t *qp = json_object_get(req, "queryParameters");
@@ -1195,49 +1277,29 @@ static void render_operation(struct evbuffer *out, const json_t *api, const json
             OUT("</div>");
         }
     }
-    render_samples(out, api, op);
+    if (!is_grpc(api)) /* HTTP samples would not make a gRPC call */
+        render_samples(out, api, op);
     OUT("</section>");
 }
 
-struct formats {
-    bool wsdl, graphql;
-};
-
-static struct formats formats_of(const json_t *api)
+static void download_link(struct evbuffer *out, const char *id, const char *format, const char *label)
 {
-    struct formats f = {false, false};
-    size_t i;
-    json_t *s;
-    json_array_foreach(json_object_get(api, "schemas"), i, s)
-    {
-        const char *ct = str_or(s, "contentType", "");
-        if (!strcmp(ct, "application/vnd.ms-azure-apim.wsdl+xml") &&
-            json_is_string(json_object_get(s, "value")))
-            f.wsdl = true;
-        if (!strcmp(ct, "application/vnd.ms-azure-apim.graphql.schema") &&
-            json_is_string(json_object_get(s, "value")))
-            f.graphql = true;
-    }
-    return f;
+    OUT("<li><a class=\"download\" href=\"/apis/");
+    esc_seg(out, id);
+    OUT("/definition?format=%s\" download>%s</a></li>", format, label);
 }
 
+/* The OpenAPI and Swagger documents (made from any API), then the texts the API was imported from. */
 static void render_downloads(struct evbuffer *out, const json_t *api)
 {
     const char *id = str_or(api, "id", "");
-    struct formats f = formats_of(api);
-    static const char *const all[][2] = {{"openapi", "OpenAPI 3 (YAML)"},
-                                         {"openapi%2Bjson", "OpenAPI 3 (JSON)"},
-                                         {"swagger", "Swagger 2 (JSON)"},
-                                         {"wsdl", "WSDL"},
-                                         {"graphql", "GraphQL SDL"}};
     OUT("<h2>Download the definition</h2><ul class=\"downloads\">");
-    for (size_t i = 0; i < PT_ARRAY_LEN(all); i++) {
-        if ((!strcmp(all[i][0], "wsdl") && !f.wsdl) || (!strcmp(all[i][0], "graphql") && !f.graphql))
-            continue;
-        OUT("<li><a class=\"download\" href=\"/apis/");
-        esc_seg(out, id);
-        OUT("/definition?format=%s\" download>%s</a></li>", all[i][0], all[i][1]);
-    }
+    download_link(out, id, "openapi", "OpenAPI 3 (YAML)");
+    download_link(out, id, "openapi%2Bjson", "OpenAPI 3 (JSON)");
+    download_link(out, id, "swagger", "Swagger 2 (JSON)");
+    for (const struct pt_import_text *t = pt_import_texts; t->format; t++)
+        if (pt_import_text_of(api, t))
+            download_link(out, id, t->download, t->label);
     OUT("</ul>");
 }
 
@@ -1293,6 +1355,8 @@ static char *render_reference(const json_t *api, size_t *len)
         OUT("</dd>");
     }
     OUT("</dl>");
+    if (is_grpc(api) && json_array_size(ops))
+        render_grpc_services(out, ops);
     render_downloads(out, api);
     if (!json_array_size(ops))
         OUT("<p>This API describes no operations.</p>");
@@ -1519,6 +1583,15 @@ static int subscription_options(struct pt_portal_req *r, const char *api_id)
 static void render_console(struct pt_portal_req *r, const json_t *api, const json_t *op)
 {
     struct evbuffer *out = r->out;
+    if (is_grpc(api)) {
+        OUT("<section class=\"try\"><h2>Try it</h2><p class=\"grpc-no-console\">The console does not make "
+            "gRPC calls: use a gRPC client (such as <code>grpcurl</code>) with this API's "
+            "<code>.proto</code> "
+            "file, over HTTP/2, with your subscription key in the <code>");
+        esc(out, key_header(api));
+        OUT("</code> metadata.</p></section>");
+        return;
+    }
     if (!r->user) {
         OUT("<section class=\"try\"><h2>Try it</h2><p>Please <a href=\"/signin\">sign in to try it</a>: "
             "calls from the "
@@ -1734,25 +1807,14 @@ void pt_portal_browse_definition(struct pt_portal_req *r, const char *api_id, co
         pt_portal_render_not_found(r);
         return;
     }
-    if (!strcmp(format, "wsdl") || !strcmp(format, "graphql")) {
-        const char *ct = !strcmp(format, "wsdl") ? "application/vnd.ms-azure-apim.wsdl+xml"
-                                                 : "application/vnd.ms-azure-apim.graphql.schema";
-        const char *text = NULL;
-        size_t i;
-        json_t *s;
-        json_array_foreach(json_object_get(api, "schemas"), i, s)
-        {
-            if (!strcmp(str_or(s, "contentType", ""), ct) && json_string_value(json_object_get(s, "value")))
-                text = json_string_value(json_object_get(s, "value"));
-        }
+    const struct pt_import_text *tf = pt_import_text_find(format);
+    if (tf) {
+        const char *text = pt_import_text_of(api, tf);
         if (!text)
             pt_portal_render_not_found(r); /* this API has no such definition */
         else {
             evbuffer_add(r->out, text, strlen(text));
-            if (!strcmp(format, "wsdl"))
-                attachment(r, api_id, ".wsdl", "text/xml; charset=utf-8");
-            else
-                attachment(r, api_id, ".graphql", "application/graphql; charset=utf-8");
+            attachment(r, api_id, tf->ext, tf->media_type);
         }
         json_decref(api);
         return;

@@ -37,6 +37,7 @@
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
 #include "proxy/pt_analytics.h"
+#include "proxy/pt_grpc.h"
 #include "proxy/pt_h2.h"
 #include "proxy/pt_overload.h"
 #include "proxy/pt_proxy.h"
@@ -605,9 +606,13 @@ static void req_error_with(struct pt_req *req, int status, const char *reason, c
         req->tb1 = pt_clock_now_us();
     req->status = status;
     bool head_only = pt_str_eq(req->h.method, PT_STR("HEAD"));
-    req->bytes_out += pt_respond_error(
-        c->io->out, req->pool, status, message, head_only, !req->keep || c->w->draining,
-        pt_str_c(req_gen(req)->conf->upstream.request_id_header), (pt_str){req->id, req->idn}, extra);
+    if (pt_grpc_wanted(req)) /* a gRPC client reads grpc-status (the log keeps `status`) */
+        req->bytes_out +=
+            pt_grpc_error(c->io->out, req, status, message, !req->keep || c->w->draining, extra);
+    else
+        req->bytes_out += pt_respond_error(
+            c->io->out, req->pool, status, message, head_only, !req->keep || c->w->draining,
+            pt_str_c(req_gen(req)->conf->upstream.request_id_header), (pt_str){req->id, req->idn}, extra);
     req->resp_head_sent = true;
     pt_io_flush(c->io);
     pt_conn_req_finish(req);

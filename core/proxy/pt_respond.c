@@ -14,6 +14,7 @@
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
+#include "proxy/pt_grpc.h"
 #include "proxy/pt_proxy.h"
 #include "proxy/pt_worker.h"
 
@@ -408,6 +409,8 @@ void pt_respond(struct pt_req *req)
         pt_respond_body(req);
         return;
     }
+    if (pt_grpc_answer_own(req)) /* the gateway's own answer, to a gRPC client */
+        return;
     if (req->up) {
         /* a backend body nobody read: the connection cannot be reused */
         bool whole = req->rh_backend && req->resp_in == PT_BODY_NONE;

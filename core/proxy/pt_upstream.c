@@ -20,6 +20,7 @@
 #include "policy/pt_corepol.h"
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
+#include "proxy/pt_grpc.h"
 #include "proxy/pt_proxy.h"
 #include "proxy/pt_worker.h"
 
@@ -762,7 +763,7 @@ pt_status pt_upstream_forward(struct pt_req *req)
                          "the request body was streamed and cannot be sent again (use buffer-request-body)");
         return PT_ERROR;
     }
-    unsigned tmo = req->fwd_timeout; /* followed redirects: what is left of it */
+    unsigned tmo = pt_grpc_deadline_ms(req, req->fwd_timeout); /* followed redirects: what is left of it */
     if (req->redirects && !pt_redirect_time_left(req, &tmo)) {
         pt_msg_set_error(req, 504, "forward-request", "Timeout",
                          "Gateway timeout: the backend did not answer in time");

@@ -3,9 +3,12 @@
  * (core/conf/pt_import_proto.c): a real-looking proto3 file (package,
  * imports, options, nested messages, maps, oneofs, enums, reserved, the
  * four kinds of rpc, comments as descriptions), proto2 groups and
- * extensions, type resolution, errors with line:column, and the bounds.
+ * extensions, type resolution, errors with line:column, and the bounds;
+ * and the pure parts of gRPC calls at the gateway (core/proxy/pt_grpc.c):
+ * grpc-timeout, the status mapping, grpc-message's encoding.
  */
 #include "conf/pt_import.h"
+#include "proxy/pt_grpc.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -342,11 +345,56 @@ static void test_bounds(void **state)
     free(name);
 }
 
+static void test_grpc_timeout(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *v;
+        bool ok;
+        uint64_t us;
+    } cases[] = {
+        {"10S", true, 10000000},  {"500m", true, 500000}, {"100u", true, 100},
+        {"1n", true, 1},          {"1500n", true, 2},     {"2M", true, 120000000},
+        {"1H", true, 3600000000}, {"0S", true, 0},        {"99999999H", true, 99999999ull * 3600 * 1000000},
+        {"123456789S", false, 0}, {"S", false, 0},        {"10", false, 0},
+        {"10s", false, 0},        {"-1S", false, 0},      {"1.5S", false, 0},
+        {" 1S", false, 0},        {"1S ", false, 0},      {"", false, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t us = 42;
+        bool ok = pt_grpc_timeout_parse(pt_str_c(cases[i].v), &us);
+        if (ok != cases[i].ok || (ok && us != cases[i].us))
+            print_message("# %s: %d %llu\n", cases[i].v, ok, (unsigned long long)us);
+        assert_int_equal(ok, cases[i].ok);
+        if (ok)
+            assert_int_equal(us, cases[i].us);
+    }
+}
+
+static void test_grpc_status(void **state)
+{
+    (void)state;
+    static const int map[][2] = {{200, 0},  {204, 0}, {400, 3}, {401, 16}, {403, 7},  {404, 12},
+                                 {408, 4},  {413, 8}, {429, 8}, {499, 1},  {500, 13}, {502, 14},
+                                 {503, 14}, {504, 4}, {409, 2}, {418, 2},  {505, 2}};
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        assert_int_equal(pt_grpc_status_of(map[i][0]), map[i][1]);
+    struct pt_pool *pool = pt_pool_new(1024);
+    struct pt_buf b;
+    pt_buf_init(&b, pool, 16);
+    pt_grpc_message_encode(&b, "Rate 100% exceeded\r\n caf\xc3\xa9");
+    assert_int_equal(b.n, strlen("Rate 100%25 exceeded%0D%0A caf%C3%A9"));
+    assert_memory_equal(b.p, "Rate 100%25 exceeded%0D%0A caf%C3%A9", b.n);
+    pt_pool_free(pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_file), cmocka_unit_test(test_import_api), cmocka_unit_test(test_proto2),
-        cmocka_unit_test(test_errors),     cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_parse_file),  cmocka_unit_test(test_import_api),
+        cmocka_unit_test(test_proto2),      cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_bounds),      cmocka_unit_test(test_grpc_timeout),
+        cmocka_unit_test(test_grpc_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
