@@ -605,14 +605,14 @@ static void req_error_with(struct pt_req *req, int status, const char *reason, c
     if (req->tb0 && !req->tb1)
         req->tb1 = pt_clock_now_us();
     req->status = status;
-    bool head_only = pt_str_eq(req->h.method, PT_STR("HEAD"));
+    bool head_only = pt_str_eq(req->h.method, PT_STR("HEAD")), close = !req->keep || c->w->draining;
+    pt_str idname = pt_str_c(req_gen(req)->conf->upstream.request_id_header), reqid = {req->id, req->idn};
     if (pt_grpc_wanted(req)) /* a gRPC client reads grpc-status (the log keeps `status`) */
-        req->bytes_out +=
-            pt_grpc_error(c->io->out, req, status, message, !req->keep || c->w->draining, extra);
+        req->bytes_out += pt_respond_plain(c->io->out, req->pool, 200, "", PT_NULL_STR, false, close, idname,
+                                           reqid, pt_grpc_error_fields(req, status, message, extra));
     else
-        req->bytes_out += pt_respond_error(
-            c->io->out, req->pool, status, message, head_only, !req->keep || c->w->draining,
-            pt_str_c(req_gen(req)->conf->upstream.request_id_header), (pt_str){req->id, req->idn}, extra);
+        req->bytes_out +=
+            pt_respond_error(c->io->out, req->pool, status, message, head_only, close, idname, reqid, extra);
     req->resp_head_sent = true;
     pt_io_flush(c->io);
     pt_conn_req_finish(req);

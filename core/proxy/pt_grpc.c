@@ -17,7 +17,6 @@
 #include "http/pt_http.h"
 #include "http/pt_msg.h"
 #include "policy/pt_gen.h"
-#include "proxy/pt_proxy.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -112,8 +111,7 @@ bool pt_grpc_wanted(const struct pt_req *req)
            (ct->value.len == 16 || ct->value.data[16] == '+' || ct->value.data[16] == ';');
 }
 
-size_t pt_grpc_error(struct evbuffer *out, struct pt_req *req, int status, const char *message, bool close,
-                     pt_str extra)
+pt_str pt_grpc_error_fields(struct pt_req *req, int status, const char *message, pt_str extra)
 {
     struct pt_buf h;
     pt_buf_init(&h, req->pool, 128 + extra.len);
@@ -127,9 +125,7 @@ size_t pt_grpc_error(struct evbuffer *out, struct pt_req *req, int status, const
         pt_buf_lit(&h, "\r\n");
         pt_buf_str(&h, extra);
     }
-    return pt_respond_plain(out, req->pool, 200, "application/grpc", PT_NULL_STR, false, close,
-                            pt_str_c(req_gen(req)->conf->upstream.request_id_header),
-                            (pt_str){req->id, req->idn}, (pt_str){h.p, h.n});
+    return (pt_str){h.p, h.n};
 }
 
 /* Is the response already a gRPC one (its content-type says so)? */
@@ -139,19 +135,16 @@ static bool grpc_response(struct pt_req *req)
     return ct && ct->value.len >= 16 && !strncasecmp(ct->value.data, "application/grpc", 16);
 }
 
-bool pt_grpc_answer_own(struct pt_req *req)
+const char *pt_grpc_own_answer(struct pt_req *req)
 {
     if (req->rh_backend || !pt_grpc_wanted(req) || grpc_response(req))
-        return false;
+        return NULL;
     int status = req->rh.status;
     const struct pt_lasterror *e = &req->ex.err;
     /* the error's message, as the JSON body has it (a 500 says no more than that) */
-    const char *message =
-        req->ex.has_error && e->status == status && status != 500 && e->message && *e->message
-            ? e->message
-            : pt_http_reason(status);
-    pt_conn_req_error(req, status, req->reason, message);
-    return true;
+    if (req->ex.has_error && e->status == status && status != 500 && e->message && *e->message)
+        return e->message;
+    return pt_http_reason(status);
 }
 
 unsigned pt_grpc_deadline_ms(const struct pt_req *req, unsigned configured)

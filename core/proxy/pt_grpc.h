@@ -10,8 +10,6 @@
 #include "base/pt.h"
 #include "base/pt_buf.h"
 
-#include <event2/buffer.h>
-
 struct pt_req;
 
 /* gRPC status codes the gateway answers with. */
@@ -39,14 +37,14 @@ bool pt_grpc_timeout_parse(pt_str v, uint64_t *us);
 
 /* Is this a gRPC call: its API is of apiType grpc, or its content-type is application/grpc[+...]? */
 bool pt_grpc_wanted(const struct pt_req *req);
-/* Writes the gateway's refusal as a trailers-only gRPC response (status 200, `extra` header
-   lines kept); returns the bytes written. */
-size_t pt_grpc_error(struct evbuffer *out, struct pt_req *req, int status, const char *message, bool close,
-                     pt_str extra);
+/* The header lines (CRLF between them, none after) that make the gateway's refusal a trailers-only
+   gRPC response, to be sent with status 200 and no body: content-type, grpc-status, grpc-message,
+   then `extra` (kept). */
+pt_str pt_grpc_error_fields(struct pt_req *req, int status, const char *message, pt_str extra);
 /* A response the gateway made itself (an error, return-response, mock-response) about to go to a
-   gRPC client without being a gRPC response: answers it as one (the status mapped) and returns
-   true; false when the response should go as it is. */
-bool pt_grpc_answer_own(struct pt_req *req);
+   gRPC client without being a gRPC response: the grpc-message to answer it with as a gRPC error
+   (its status mapped); NULL when the response should go as it is. */
+const char *pt_grpc_own_answer(struct pt_req *req);
 /* The backend call's deadline in ms: `configured` (forward-request timeout, 0 = none) or what is
    left of the client's grpc-timeout, whichever is sooner (at least 1 once a grpc-timeout is given).
    A malformed grpc-timeout is ignored. */

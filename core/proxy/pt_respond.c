@@ -409,8 +409,11 @@ void pt_respond(struct pt_req *req)
         pt_respond_body(req);
         return;
     }
-    if (pt_grpc_answer_own(req)) /* the gateway's own answer, to a gRPC client */
+    const char *grpc_message = pt_grpc_own_answer(req);
+    if (grpc_message) { /* the gateway's own answer, to a gRPC client: a gRPC error */
+        pt_conn_req_error(req, req->rh.status, req->reason, grpc_message);
         return;
+    }
     if (req->up) {
         /* a backend body nobody read: the connection cannot be reused */
         bool whole = req->rh_backend && req->resp_in == PT_BODY_NONE;
