@@ -282,7 +282,7 @@ static void test_unknown_keys(void **state)
         "      - id: o\n        method: GET\n        urlTemplate: /\n        verb: GET\n",
         "t.yaml:9:9: api 'a' › operation 'o' › verb: unknown key 'verb' (expected one of: id, policies, "
         "responses, "
-        "templateParameters, request, displayName, "
+        "templateParameters, request, grpc, displayName, "
         "description, method, urlTemplate)");
     expect_error("listen:\n  - address: ':80'\n    ssl: yes\n",
                  "t.yaml:3:5: unknown key 'ssl' (expected one of: address, certificate, key, "
