@@ -240,12 +240,23 @@ static bool is_word(const struct parser *ps, const char *w)
     return ps->lx.t == T_IDENT && ps->lx.n == strlen(w) && !memcmp(ps->lx.s, w, ps->lx.n);
 }
 
+/* How much of s[0..n) to quote in a message: at most max bytes, not cutting a UTF-8 character
+   (messages end up in JSON strings). */
+static int quoted_len(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return (int)n;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+        max--;
+    return (int)max;
+}
+
 /* What the current token is, for messages. */
 static const char *shown(struct parser *ps, char *buf, size_t len)
 {
     if (ps->lx.t == T_EOF)
         return "the end of the file";
-    snprintf(buf, len, "'%.*s'", (int)(ps->lx.n > 40 ? 40 : ps->lx.n), ps->lx.s);
+    snprintf(buf, len, "'%.*s'", quoted_len(ps->lx.s, ps->lx.n, 40), ps->lx.s);
     return buf;
 }
 
@@ -877,7 +888,7 @@ static bool top_level(struct parser *ps)
                 json_array_append_new(ps->warnings,
                                       json_sprintf("%d:%d: import \"%.*s\" is not part of the uploaded "
                                                    "file; its types stay unresolved",
-                                                   line, col, (int)(b.n > 200 ? 200 : b.n), b.p));
+                                                   line, col, quoted_len(b.p, b.n, 200), b.p));
             }
         } else if (is_word(ps, "option"))
             ok = option_stmt(ps);

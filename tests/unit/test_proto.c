@@ -276,6 +276,12 @@ static void test_errors(void **state)
                  "1:23: a field of a oneof takes no label");
     expect_error("message A { \x01 }", "1:13: unexpected character 0x01");
     expect_error("message \xc3\xa9 {}", "1:9: unexpected character 0xc3");
+    /* a quoted token is cut at a character's boundary: the message stays UTF-8 */
+    expect_error("message \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9\xc3\xa9\" {}",
+                 "1:9: expected a message name, found 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'");
+    json_t *utf8 = json_string(err);
+    assert_non_null(utf8);
+    json_decref(utf8);
     /* with imports, a type not in the file is kept as written, with a warning */
     json_t *w = json_array();
     const char *p = "import \"other.proto\";\nservice S { rpc M(other.Req) returns (other.Resp); }";
