@@ -373,7 +373,12 @@ def test_portal_shows_services_and_downloads_the_proto(backend, portico):
     gw_addr = cfg["listen"][0]
     cfg["apis"].append({"id": "routes", "path": "routes", "serviceUrl": backend.url,
                         "import": {"format": "grpc", "value": PROTO}})
-    cfg["products"] = [{"id": "public", "displayName": "Public", "state": "published", "apis": ["echo", "routes"],
+    evil = ('package x;\n// <script>alert(1)</script> [a](javascript:alert(2))\n'
+            'service S { // <img src=x onerror=alert(3)>\n rpc M(A) returns (stream A); }\nmessage A {}\n')
+    cfg["apis"].append({"id": "evil", "path": "evil", "serviceUrl": backend.url,
+                        "import": {"format": "grpc", "value": evil}})
+    cfg["products"] = [{"id": "public", "displayName": "Public", "state": "published",
+                        "apis": ["echo", "routes", "evil"],
                         "groups": ["guests", "developers"]}]
     cfg["portal"] = {"listen": "127.0.0.1:%d" % free_port(), "gatewayUrl": "http://%s" % gw_addr}
     p = portico(cfg)
@@ -401,6 +406,10 @@ def test_portal_shows_services_and_downloads_the_proto(backend, portico):
     assert c.get("/apis/echo/definition?format=proto")[0] == 404
     st, _, echo = c.get("/apis/echo")
     assert st == 200 and "format=proto" not in echo
+    # comments of a hostile file go through the portal's markdown sanitising: no script, no handler
+    st, _, ev = c.get("/apis/evil")
+    assert st == 200 and "<script>alert" not in ev and "onerror" not in ev and 'href="javascript:' not in ev
+    assert "alert(3)" not in ev
     # the operation page tells the kind and says why there is no console
     st, _, op = c.get("/apis/routes/operations/RouteGuide-ListFeatures")
     assert st == 200 and 'class="grpc-no-console"' in op and 'id="console"' not in op
