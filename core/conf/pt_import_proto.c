@@ -491,7 +491,7 @@ static char *scoped(const char *scope, const char *name, char *buf, size_t len)
 }
 
 /* A field: `[label] type name = N [opts];`, `map<K, V> name = N;`, or a proto2 group. */
-static bool field(struct parser *ps, json_t *msg, const char *full, const char *oneof)
+static bool field(struct parser *ps, json_t *msg, const char *oneof)
 {
     char label[16] = "", type[MAX_NAME], name[MAX_NAME], key[MAX_NAME] = "";
     int line = ps->lx.tline, col = ps->lx.tcol;
@@ -574,7 +574,7 @@ static bool oneof(struct parser *ps, json_t *msg, const char *full)
         } else if (is_word(ps, "group")) {
             if (!group(ps, msg, full, ""))
                 return false;
-        } else if (!field(ps, msg, full, name))
+        } else if (!field(ps, msg, name))
             return false;
     }
     return next(ps);
@@ -594,7 +594,7 @@ static bool extend(struct parser *ps)
         else if (is_word(ps, "group"))
             ok = group(ps, scratch, type, "");
         else
-            ok = field(ps, scratch, type, NULL);
+            ok = field(ps, scratch, NULL);
     }
     json_decref(scratch);
     return ok && next(ps);
@@ -635,10 +635,10 @@ static bool message_body(struct parser *ps, json_t *msg, const char *full)
                 ok = group(ps, msg, full, label);
             else if (ok) {
                 back_to(&ps->lx, at);
-                ok = field(ps, msg, full, NULL);
+                ok = field(ps, msg, NULL);
             }
         } else
-            ok = field(ps, msg, full, NULL);
+            ok = field(ps, msg, NULL);
         if (!ok)
             return false;
     }
