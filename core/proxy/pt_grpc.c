@@ -103,8 +103,9 @@ bool pt_grpc_timeout_parse(pt_str v, uint64_t *us)
 
 bool pt_grpc_wanted(const struct pt_req *req)
 {
+    /* every gRPC call is a POST: a preflight or a GET to a gRPC API is answered as HTTP */
     const struct pt_apidef *api = req->api;
-    if (api && api->cf->api_type == PT_APITYPE_GRPC)
+    if (api && api->cf->api_type == PT_APITYPE_GRPC && pt_str_eq(req->h.method, PT_STR("POST")))
         return true;
     struct pt_hdr *ct = pt_http_head_get((struct pt_head *)&req->h, pt_str_c("Content-Type"));
     return ct && ct->value.len >= 16 && !strncasecmp(ct->value.data, "application/grpc", 16) &&

@@ -35,7 +35,8 @@ void pt_grpc_message_encode(struct pt_buf *b, const char *msg);
    microseconds; false when it is not one. */
 bool pt_grpc_timeout_parse(pt_str v, uint64_t *us);
 
-/* Is this a gRPC call: its API is of apiType grpc, or its content-type is application/grpc[+...]? */
+/* Is this a gRPC call: a POST to an API of apiType grpc, or a request whose content-type is
+   application/grpc[+...]? */
 bool pt_grpc_wanted(const struct pt_req *req);
 /* The header lines (CRLF between them, none after) that make the gateway's refusal a trailers-only
    gRPC response, to be sent with status 200 and no body: content-type, grpc-status, grpc-message,

@@ -361,6 +361,12 @@ def test_http_clients_of_other_apis_keep_json_errors(gw):
     st, h, body = p.request("POST", "/%s/GetFeature" % SERVICE, body=b"")
     assert (st, h["content-type"], h["grpc-status"], body) == (200, "application/grpc", "16", b""), (st, h)
     assert h["grpc-message"].startswith("Access denied due to missing subscription key.")
+    # ...but what is not a gRPC call (no gRPC call is a GET or a preflight) keeps the JSON shape
+    st, h, body = p.request("GET", "/%s/GetFeature" % SERVICE)
+    assert st == 404 and h["content-type"] == "application/json" and "grpc-status" not in h, (st, h)
+    st, h, _ = p.request("OPTIONS", "/%s/GetFeature" % SERVICE, headers={
+        "Origin": "http://a.example", "Access-Control-Request-Method": "POST"})
+    assert "grpc-status" not in h, h
     # ...and a gRPC content type makes a refusal of another API one too
     st, h, _ = p.request("POST", "/plain/x", body=b"", headers={"Content-Type": "application/grpc+proto"})
     assert (st, h["grpc-status"]) == (200, "16")
