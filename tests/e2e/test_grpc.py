@@ -218,6 +218,25 @@ def test_configuration_file_import(backend, portico, workdir):
     r = subprocess.run([BIN, "-t", "-c", path], capture_output=True, text=True, timeout=10)
     assert r.returncode != 0 and "broken.yaml:" in r.stderr and "import" in r.stderr, r.stderr
     assert "message type 'A' is not defined" in r.stderr, r.stderr
+    # an operation's grpc map written by hand is checked too
+    cfg["apis"][0].pop("import")
+    cfg["apis"][0]["operations"] = [{"id": "m", "method": "POST", "urlTemplate": "/S/M",
+                                     "grpc": {"service": "S", "kind": "sideways"}}]
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    r = subprocess.run([BIN, "-t", "-c", path], capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and "grpc.kind is one of unary" in r.stderr, r.stderr
+    cfg["apis"][0]["operations"][0]["grpc"] = {"service": "S", "kind": "unary", "serverStreaming": False,
+                                               "streams": True}
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    r = subprocess.run([BIN, "-t", "-c", path], capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and "unknown key 'streams' in grpc" in r.stderr, r.stderr
+    cfg["apis"][0]["operations"][0]["grpc"].pop("streams")
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    r = subprocess.run([BIN, "-t", "-c", path], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
 
 
 def test_a_workspace_member_cannot_import_into_another_scope(backend, portico):
