@@ -763,14 +763,52 @@ static const struct pt_conf *mgmt_file(void)
     return file_conf;
 }
 
+/*
+ * The generation built from the store that was published last (the file's configuration it was
+ * built with, the store's write counters then): while it serves, a write of subscriptions alone
+ * builds the next one over it (pt_gen_with_subs); anything else -- another kind, a rollback, a
+ * reload, a node's document -- builds in full.
+ */
+static struct {
+    uint64_t serial; /* the generation's; 0: none (a node's generations come from documents) */
+    const struct pt_conf *file;
+    struct pt_model_mark mark;
+} built;
+
+static void built_from_store(const struct pt_gen *g)
+{
+    built.serial = node_mode ? 0 : g->serial;
+    built.file = file_conf;
+    pt_model_mark_take(store, &built.mark);
+}
+
+static bool subs_only(void)
+{
+    return built.serial && current && current->serial == built.serial && built.file == file_conf &&
+           pt_model_subs_only(store, &built.mark);
+}
+
+/* The next generation for the management write in the open transaction: its subscriptions alone
+   when they are all it wrote, else everything.  NULL with errs when it does not hold. */
+static struct pt_gen *mgmt_build(bool fast, struct pt_errors *errs)
+{
+    const char *key = run_key(file_conf);
+    const struct pt_conf *body = current->body ? current->body->conf : current->conf;
+    struct pt_conf *merged = fast ? pt_model_build_subs(store, file_conf, body, key, errs)
+                                  : pt_model_build(store, file_conf, key, errs);
+    struct pt_gen *g = !merged ? NULL
+                       : fast  ? pt_gen_with_subs(current, merged, errs)
+                               : pt_gen_build(merged, errs);
+    if (merged && !g)
+        pt_conf_free(merged);
+    return g;
+}
+
 /* A management write is in the open transaction: build, commit, publish. */
 static bool mgmt_publish(struct pt_errors *errs)
 {
-    const char *key = run_key(file_conf);
-    struct pt_conf *merged = pt_model_build(store, file_conf, key, errs);
-    struct pt_gen *g = merged ? pt_gen_build(merged, errs) : NULL;
-    if (merged && !g)
-        pt_conf_free(merged);
+    bool fast = subs_only();
+    struct pt_gen *g = mgmt_build(fast, errs);
     if (g && !prepare_listeners(g, file_conf, errs)) {
         pt_gen_unref(g);
         g = NULL;
@@ -782,7 +820,9 @@ static bool mgmt_publish(struct pt_errors *errs)
     if (!commit_running(g, errs))
         return false;
     publish(g);
-    pt_info("management change applied (generation %llu)", (unsigned long long)g->serial);
+    built_from_store(g);
+    pt_info("management change applied (generation %llu%s)", (unsigned long long)g->serial,
+            fast ? ", subscriptions only" : "");
     return true;
 }
 
@@ -925,6 +965,7 @@ static void reload(void)
         pt_warn("metrics.maxSeries changed: it is read at start only; restart to apply it");
     pt_model_log_expiry(NULL, true); /* a reload reports near expiry again */
     publish(g);
+    built_from_store(g);
     metrics_reload(true);
     pt_counters_init(g->conf->counter_keys);
     pt_cache_node_configure(g->conf->cache.memory, g->conf->cache.max_entry); /* the entries stay */
@@ -1221,6 +1262,7 @@ int main(int argc, char **argv)
         return 1;
     }
     current = g;
+    built_from_store(g);
     pt_model_log_expiry(g->conf, true);
     pt_trace_configure(g->conf);
     pt_gen_start_loggers(g);

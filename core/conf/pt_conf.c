@@ -2224,7 +2224,40 @@ struct pt_conf *pt_conf_load(const char *path, struct pt_errors *errs)
 void pt_conf_free(struct pt_conf *cf)
 {
     if (cf) {
-        portal_release(cf);
+        if (!cf->shares) /* a copy's portal content is its base's */
+            portal_release(cf);
         pt_pool_free(cf->pool);
     }
+}
+
+struct pt_conf *pt_conf_with_subs(const struct pt_conf *base, struct pt_pool *pool, struct pt_node *subs,
+                                  struct pt_errors *errs)
+{
+    struct pt_conf *cf = pt_pool_alloc(pool, sizeof(*cf));
+    if (!cf) {
+        pt_node_errors_add(errs, "out of memory building the configuration");
+        return NULL;
+    }
+    *cf = *base;
+    cf->pool = pool;
+    cf->shares = base;
+    cf->subs = NULL;
+    cf->nsubs = 0;
+    if (!subs)
+        return cf;
+    const struct pt_cfkey *row = NULL;
+    for (const struct pt_cfkey *k = top_keys; k->name && !row; k++)
+        if (!strcmp(k->name, "subscriptions"))
+            row = k;
+    PT_ASSERT(row);
+    struct pt_cfctx cx = {pool, errs, cf->dir};
+    int before = errs->n;
+    bool read = row->fn(&cx, subs, (char *)cf + row->off);
+    if (errs->n > before)
+        return NULL;
+    if (!read) { /* refused without a message: out of memory */
+        pt_node_errors_add(errs, "out of memory building the configuration");
+        return NULL;
+    }
+    return pt_conf_check_subs(cf, errs) ? cf : NULL;
 }

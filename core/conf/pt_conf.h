@@ -512,6 +512,9 @@ struct pt_lua_limits {
 
 struct pt_conf {
     struct pt_pool *pool;
+    /* pt_conf_with_subs: the configuration this one is a copy of with its own subscriptions (its
+       pool holds only them); everything else points into `shares`, which must outlive it */
+    const struct pt_conf *shares;
     struct pt_node *policies;     /* global policy document */
     struct pt_node *fragments;    /* policyFragments list */
     struct pt_node *named_values; /* namedValues list */
@@ -609,6 +612,18 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
 /* Checks that references between entities resolve (product apis, subscription
    scopes and owners, user groups, version sets, workspaces). */
 bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs);
+/* The part of pt_conf_check_refs about subscriptions (scopes, owners, workspaces, the products'
+   subscriptionsLimit), with the same messages. */
+bool pt_conf_check_subs(const struct pt_conf *cf, struct pt_errors *errs);
+/*
+ * `base` with the subscriptions of `subs` (a list as the file's `subscriptions:`, NULL: none) read
+ * and checked as a whole configuration's would be (the same table row, the same checks and
+ * messages): a write of subscriptions alone needs nothing else read again.  The result owns `pool`
+ * (pt_conf_free frees only it) and points into base for everything else.  NULL with errs (pool
+ * left to the caller) when the subscriptions do not hold.
+ */
+struct pt_conf *pt_conf_with_subs(const struct pt_conf *base, struct pt_pool *pool, struct pt_node *subs,
+                                  struct pt_errors *errs);
 /* Parses an ISO 8601 date ("2027-01-31") or time ("2027-01-31T12:00:00Z",
    fractions, "+02:00" offsets; no zone = UTC) into Unix ms; false if invalid. */
 bool pt_conf_entities_parse_iso8601(const char *s, int64_t *ms);

@@ -256,6 +256,63 @@ static void check_workspace(const struct idset *ws, const char *kind, const char
         pt_node_error(errs, pt_node_get(node, "workspace"), "%s '%s': unknown workspace '%s'", kind, id, w);
 }
 
+/* Subscriptions: the scope names an entity there is (an API or product of the subscription's own
+   workspace), the owner a user, the workspace one there is; then the products' subscriptionsLimit. */
+static void check_subs(const struct pt_conf *cf, const struct idset *apis, const struct idset *products,
+                       const struct idset *users, const struct idset *wss, struct pt_errors *errs)
+{
+    for (int i = 0; i < cf->nsubs; i++) {
+        const struct pt_subscription_cf *s = &cf->subs[i];
+        bool found = s->scope_kind == PT_SUB_ALL_APIS ||
+                     (s->scope_kind == PT_SUB_API && idset_has(apis, s->scope_id)) ||
+                     (s->scope_kind == PT_SUB_PRODUCT && idset_has(products, s->scope_id)) ||
+                     pt_samples_known(cf, s->scope_kind == PT_SUB_API ? "api" : "product", s->scope_id);
+        if (!found)
+            pt_node_error(errs, pt_node_get(s->node, "scope"),
+                          "subscription '%s': scope '%s': there is no %s '%s'", s->id, s->scope,
+                          s->scope_kind == PT_SUB_API ? "API" : "product", s->scope_id);
+        else if (s->workspace && *s->workspace) {
+            /* a workspace's subscription opens only that workspace's APIs */
+            const char *tw = NULL;
+            int ti = s->scope_kind == PT_SUB_API       ? idset_find(apis, s->scope_id)
+                     : s->scope_kind == PT_SUB_PRODUCT ? idset_find(products, s->scope_id)
+                                                       : -1;
+            if (ti >= 0)
+                tw = s->scope_kind == PT_SUB_API ? cf->apis[ti].workspace : cf->products[ti].workspace;
+            if (s->scope_kind == PT_SUB_ALL_APIS)
+                pt_node_error(
+                    errs, pt_node_get(s->node, "scope"),
+                    "subscription '%s' of workspace '%s': scope /apis (every API of the service) is for "
+                    "service-level subscriptions",
+                    s->id, s->workspace);
+            else if (ti >= 0 && !same_ws(s->workspace, tw))
+                pt_node_error(errs, pt_node_get(s->node, "scope"),
+                              "subscription '%s' of workspace '%s': scope '%s' is outside the workspace",
+                              s->id, s->workspace, s->scope);
+        }
+        if (s->owner_user && !idset_has(users, s->owner_user))
+            pt_node_error(errs, pt_node_get(s->node, "ownerId"), "subscription '%s': unknown owner '%s'",
+                          s->id, s->owner_id);
+        check_workspace(wss, "subscription", s->id, s->workspace, s->node, errs);
+    }
+    check_subscription_limits(cf, products, errs);
+}
+
+bool pt_conf_check_subs(const struct pt_conf *cf, struct pt_errors *errs)
+{
+    int before = errs->n;
+    struct idset apis, products, users, wss;
+    IDSET(&apis, cf->apis, cf->napis, struct pt_api_cf);
+    IDSET(&products, cf->products, cf->nproducts, struct pt_product_cf);
+    IDSET(&users, cf->users, cf->nusers, struct pt_user_cf);
+    IDSET(&wss, cf->workspaces, cf->nworkspaces, struct pt_workspace_cf);
+    check_subs(cf, &apis, &products, &users, &wss, errs);
+    struct idset *all[] = {&apis, &products, &users, &wss};
+    for (size_t i = 0; i < PT_ARRAY_LEN(all); i++)
+        idset_free(all[i]);
+    return errs->n == before;
+}
+
 bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
 {
     int before = errs->n;
@@ -316,41 +373,7 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs)
                 pt_node_error(errs, gn && gn->kind == PT_N_SEQ ? gn->items[k] : u->node,
                               "user '%s' is in unknown group '%s'", u->id, u->groups.v[k]);
     }
-    for (int i = 0; i < cf->nsubs; i++) {
-        const struct pt_subscription_cf *s = &cf->subs[i];
-        bool found = s->scope_kind == PT_SUB_ALL_APIS ||
-                     (s->scope_kind == PT_SUB_API && idset_has(&apis, s->scope_id)) ||
-                     (s->scope_kind == PT_SUB_PRODUCT && idset_has(&products, s->scope_id)) ||
-                     pt_samples_known(cf, s->scope_kind == PT_SUB_API ? "api" : "product", s->scope_id);
-        if (!found)
-            pt_node_error(errs, pt_node_get(s->node, "scope"),
-                          "subscription '%s': scope '%s': there is no %s '%s'", s->id, s->scope,
-                          s->scope_kind == PT_SUB_API ? "API" : "product", s->scope_id);
-        else if (s->workspace && *s->workspace) {
-            /* a workspace's subscription opens only that workspace's APIs */
-            const char *tw = NULL;
-            int ti = s->scope_kind == PT_SUB_API       ? idset_find(&apis, s->scope_id)
-                     : s->scope_kind == PT_SUB_PRODUCT ? idset_find(&products, s->scope_id)
-                                                       : -1;
-            if (ti >= 0)
-                tw = s->scope_kind == PT_SUB_API ? cf->apis[ti].workspace : cf->products[ti].workspace;
-            if (s->scope_kind == PT_SUB_ALL_APIS)
-                pt_node_error(
-                    errs, pt_node_get(s->node, "scope"),
-                    "subscription '%s' of workspace '%s': scope /apis (every API of the service) is for "
-                    "service-level subscriptions",
-                    s->id, s->workspace);
-            else if (ti >= 0 && !same_ws(s->workspace, tw))
-                pt_node_error(errs, pt_node_get(s->node, "scope"),
-                              "subscription '%s' of workspace '%s': scope '%s' is outside the workspace",
-                              s->id, s->workspace, s->scope);
-        }
-        if (s->owner_user && !idset_has(&users, s->owner_user))
-            pt_node_error(errs, pt_node_get(s->node, "ownerId"), "subscription '%s': unknown owner '%s'",
-                          s->id, s->owner_id);
-        check_workspace(&wss, "subscription", s->id, s->workspace, s->node, errs);
-    }
-    check_subscription_limits(cf, &products, errs);
+    check_subs(cf, &apis, &products, &users, &wss, errs);
     for (int i = 0; i < cf->napis; i++) {
         const struct pt_api_cf *a = &cf->apis[i];
         int vi = a->version_set ? idset_find(&vsets, a->version_set) : -1;

@@ -199,9 +199,17 @@ struct pt_urlslot {
     struct pt_backend *be;
 };
 
+/*
+ * A generation.  One built in full (pt_gen_build) owns everything below.  One built for a write of
+ * subscriptions alone (pt_gen_with_subs) owns only its conf (a copy sharing the body's), its
+ * subscriptions, key table, listener descriptors and logger references; every other member is
+ * the body's, copied by value, and stays valid because the generation holds a reference on the
+ * body (always a full generation: never a chain).
+ */
 struct pt_gen {
     atomic_long refs;
     uint64_t serial;
+    struct pt_gen *body; /* the full generation shared; NULL: this one is full */
     struct pt_conf *conf;
     struct pt_router *router;
     struct pt_apidef *apis;

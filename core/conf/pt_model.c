@@ -1278,6 +1278,48 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
     return cf;
 }
 
+void pt_model_mark_take(struct pt_store *st, struct pt_model_mark *m)
+{
+    m->store = pt_store_serial(st);
+    m->any = pt_store_any_writes(st);
+    m->entity = pt_store_entity_writes(st);
+    m->subs = pt_store_kind_writes(st, "subscription");
+    m->taken = true;
+}
+
+bool pt_model_subs_only(struct pt_store *st, const struct pt_model_mark *m)
+{
+    if (!m->taken || m->store != pt_store_serial(st) || m->any != pt_store_any_writes(st))
+        return false;
+    /* with no write of every kind since, the subscription counter moves by its own writes only:
+       every write counted since is one of them */
+    return pt_store_entity_writes(st) - m->entity == pt_store_kind_writes(st, "subscription") - m->subs;
+}
+
+struct pt_conf *pt_model_build_subs(struct pt_store *st, const struct pt_conf *file,
+                                    const struct pt_conf *base, const char *secret_key,
+                                    struct pt_errors *errs)
+{
+    json_t *ents = pt_model_entities_shared(st, secret_key, errs); /* reads the subscriptions alone */
+    if (!ents)
+        return NULL;
+    /* a root of the one list, so that messages name the subscriptions as the whole tree's do and
+       point into the file as pt_model_build's */
+    json_t *root = json_object();
+    json_t *list = json_object_get(ents, "subscriptions");
+    if (list)
+        json_object_set(root, "subscriptions", list);
+    json_decref(ents);
+    struct pt_pool *pool = pt_pool_new(16 * 1024);
+    struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
+    json_decref(root);
+    overlay(tree, file->root, pt_pool_strdup(pool, file->root->file ? file->root->file : file->file));
+    struct pt_conf *cf = pt_conf_with_subs(base, pool, pt_node_get(tree, "subscriptions"), errs);
+    if (!cf)
+        pt_pool_free(pool);
+    return cf;
+}
+
 struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc,
                                    const struct pt_node *positions, const char *name, struct pt_errors *errs)
 {

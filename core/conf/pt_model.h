@@ -50,6 +50,28 @@ bool pt_model_remove(struct pt_store *st, const char *kind, const char *parent, 
 struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                                struct pt_errors *errs);
 
+/*
+ * What a new generation must read again.  A mark is taken when a generation built from the store
+ * is published; pt_model_subs_only then says whether every write since touched subscriptions only
+ * (no rollback, sweep or reseal, no other kind): the next generation may share everything of the
+ * marked one but its subscriptions and key table (pt_model_build_subs).
+ */
+struct pt_model_mark {
+    uint64_t store;  /* pt_store_serial */
+    uint64_t any;    /* pt_store_any_writes */
+    uint64_t entity; /* pt_store_entity_writes */
+    uint64_t subs;   /* pt_store_kind_writes("subscription") */
+    bool taken;
+};
+void pt_model_mark_take(struct pt_store *st, struct pt_model_mark *m);
+bool pt_model_subs_only(struct pt_store *st, const struct pt_model_mark *m);
+/* `base` (the configuration of the marked generation, built by pt_model_build from the same file)
+   with the store's subscriptions as they are now, read and checked as pt_model_build would (the
+   same messages).  NULL with errs when they do not hold. */
+struct pt_conf *pt_model_build_subs(struct pt_store *st, const struct pt_conf *file,
+                                    const struct pt_conf *base, const char *secret_key,
+                                    struct pt_errors *errs);
+
 /* Every entity in the store as the configuration file's lists (apis with
    operations and policies, products with apis and groups, subscriptions
    with their keys, secret named values decrypted): what `export` writes.

@@ -329,6 +329,11 @@ uint64_t pt_store_entity_writes(struct pt_store *s)
     return s->entity_writes;
 }
 
+uint64_t pt_store_any_writes(struct pt_store *s)
+{
+    return s->all;
+}
+
 bool pt_store_begin(struct pt_store *s)
 {
     if (s->depth++ > 0)

@@ -110,6 +110,9 @@ uint64_t pt_store_version(struct pt_store *s);
    may touch any kind (a rollback, a sweep): a view read from a few kinds is still current while
    the sum over them has not moved. */
 uint64_t pt_store_kind_writes(struct pt_store *s, const char *kind);
+/* The writes counted for every kind (rollbacks, sweeps, reseals, kinds past the table): while this
+   has not moved, the kinds whose own counters moved are all that was written. */
+uint64_t pt_store_any_writes(struct pt_store *s);
 /* Unique among the stores the process opens (never reused, unlike the address after a close):
    what a view kept across calls is keyed on. */
 uint64_t pt_store_serial(struct pt_store *s);

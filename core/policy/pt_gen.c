@@ -894,6 +894,55 @@ static int *product_api_indexes(const struct pt_product_cf *p, const struct idpo
     return v;
 }
 
+/*
+ * The subscriptions and the key table of g->conf, pointing at g's products, APIs and users (found
+ * by id), in `pool`: what a write of subscriptions alone builds again.  False: out of memory.
+ */
+static bool link_subs(struct pt_gen *g, struct pt_pool *pool)
+{
+    const struct pt_conf *cf = g->conf;
+    g->nsubs = cf->nsubs;
+    g->subs = pt_pool_calloc(pool, sizeof(*g->subs) * (size_t)(cf->nsubs + 1));
+    g->nkeys = 16;
+    while (g->nkeys < (size_t)cf->nsubs * 4)
+        g->nkeys *= 2;
+    g->keys = pt_pool_calloc(pool, sizeof(*g->keys) * g->nkeys);
+    int napi_ids = 0, nproduct_ids = 0, nuser_ids = 0;
+    struct idpos *api_ids = ids_of(g->apis, g->napis, api_id_at, &napi_ids);
+    struct idpos *product_ids = ids_of(g->products, g->nproducts, product_id_at, &nproduct_ids);
+    struct idpos *user_ids = ids_of(g->users, g->nusers, user_id_at, &nuser_ids);
+    bool ok = g->subs && g->keys && api_ids && product_ids && user_ids;
+    for (int i = 0; ok && i < cf->nsubs; i++) {
+        struct pt_subscription *s = &g->subs[i];
+        s->cf = &cf->subs[i];
+        int at =
+            s->cf->scope_kind == PT_SUB_PRODUCT ? id_find(product_ids, nproduct_ids, s->cf->scope_id) : -1;
+        if (at >= 0)
+            s->product = &g->products[at];
+        at = s->cf->scope_kind == PT_SUB_API ? id_find(api_ids, napi_ids, s->cf->scope_id) : -1;
+        if (at >= 0)
+            s->api = &g->apis[at];
+        at = s->cf->owner_user ? id_find(user_ids, nuser_ids, s->cf->owner_user) : -1;
+        if (at >= 0)
+            s->owner = &g->users[at];
+        const char *skeys[2] = {s->cf->primary_key, s->cf->secondary_key};
+        for (int k = 0; k < 2; k++) {
+            if (!skeys[k])
+                continue;
+            size_t len = strlen(skeys[k]);
+            uint64_t h = pt_hash(skeys[k], len, false);
+            size_t slot = h & (g->nkeys - 1);
+            while (g->keys[slot].key)
+                slot = (slot + 1) & (g->nkeys - 1);
+            g->keys[slot] = (struct pt_keyslot){skeys[k], len, h, s};
+        }
+    }
+    free(api_ids);
+    free(product_ids);
+    free(user_ids);
+    return ok;
+}
+
 static struct pt_doc *workspace_doc(const struct pt_conf *cf, struct pt_doc **wdocs, const char *ws)
 {
     for (int i = 0; ws && *ws && i < cf->nworkspaces; i++)
@@ -1042,7 +1091,7 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     /* products, users, subscriptions and the key table */
     g->nproducts = cf->nproducts;
     g->products = pt_pool_calloc(pool, sizeof(*g->products) * (size_t)(cf->nproducts + 1));
-    int napi_ids = 0, nproduct_ids = 0, nuser_ids = 0;
+    int napi_ids = 0;
     struct idpos *api_ids = ids_of(g->apis, g->napis, api_id_at, &napi_ids);
     if (!api_ids) {
         oom = true;
@@ -1072,49 +1121,12 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     g->users = pt_pool_calloc(pool, sizeof(*g->users) * (size_t)(cf->nusers + 1));
     for (int i = 0; i < cf->nusers; i++)
         g->users[i].cf = &cf->users[i];
-    g->nsubs = cf->nsubs;
-    g->subs = pt_pool_calloc(pool, sizeof(*g->subs) * (size_t)(cf->nsubs + 1));
-    g->nkeys = 16;
-    while (g->nkeys < (size_t)cf->nsubs * 4)
-        g->nkeys *= 2;
-    g->keys = pt_pool_calloc(pool, sizeof(*g->keys) * g->nkeys);
-    struct idpos *product_ids = ids_of(g->products, g->nproducts, product_id_at, &nproduct_ids);
-    struct idpos *user_ids = ids_of(g->users, g->nusers, user_id_at, &nuser_ids);
-    if (!product_ids || !user_ids) {
+    if (!link_subs(g, pool)) {
         free(api_ids);
-        free(product_ids);
-        free(user_ids);
         oom = true;
         pt_node_errors_add(errs, "out of memory building the configuration");
         goto out;
     }
-    for (int i = 0; i < cf->nsubs; i++) {
-        struct pt_subscription *s = &g->subs[i];
-        s->cf = &cf->subs[i];
-        int at =
-            s->cf->scope_kind == PT_SUB_PRODUCT ? id_find(product_ids, nproduct_ids, s->cf->scope_id) : -1;
-        if (at >= 0)
-            s->product = &g->products[at];
-        at = s->cf->scope_kind == PT_SUB_API ? id_find(api_ids, napi_ids, s->cf->scope_id) : -1;
-        if (at >= 0)
-            s->api = &g->apis[at];
-        at = s->cf->owner_user ? id_find(user_ids, nuser_ids, s->cf->owner_user) : -1;
-        if (at >= 0)
-            s->owner = &g->users[at];
-        const char *skeys[2] = {s->cf->primary_key, s->cf->secondary_key};
-        for (int k = 0; k < 2; k++) {
-            if (!skeys[k])
-                continue;
-            size_t len = strlen(skeys[k]);
-            uint64_t h = pt_hash(skeys[k], len, false);
-            size_t slot = h & (g->nkeys - 1);
-            while (g->keys[slot].key)
-                slot = (slot + 1) & (g->nkeys - 1);
-            g->keys[slot] = (struct pt_keyslot){skeys[k], len, h, s};
-        }
-    }
-    free(product_ids);
-    free(user_ids);
 
     /* policies: each scope's document is compiled once; every operation
        gets its flattened pipeline */
@@ -1276,6 +1288,33 @@ out:
     return g;
 }
 
+struct pt_gen *pt_gen_with_subs(struct pt_gen *prev, struct pt_conf *cf, struct pt_errors *errs)
+{
+    struct pt_gen *body = prev->body ? prev->body : prev;
+    PT_ASSERT(cf->shares == body->conf);
+    struct pt_gen *g = malloc(sizeof(*g));
+    if (!g) {
+        pt_node_errors_add(errs, "out of memory building the configuration");
+        return NULL;
+    }
+    memcpy(g, body, sizeof(*g)); /* the body's compiled parts, shared */
+    atomic_init(&g->refs, 1);
+    g->serial = atomic_fetch_add(&serial_counter, 1) + 1;
+    g->conf = cf;
+    g->body = body;
+    pt_gen_ref(body);
+    g->listen_fds = NULL; /* its own, as every published generation's */
+    g->sinks = NULL;
+    g->nsinks = 0;
+    if (!link_subs(g, cf->pool)) {
+        g->conf = NULL; /* the caller keeps its config on failure */
+        pt_gen_unref(g);
+        pt_node_errors_add(errs, "out of memory building the configuration");
+        return NULL;
+    }
+    return g;
+}
+
 bool pt_gen_product_has_api(const struct pt_product *p, const struct pt_apidef *api)
 {
     for (int i = 0; i < p->cf->apis.n; i++)
@@ -1369,6 +1408,13 @@ void pt_gen_start_loggers(struct pt_gen *g)
         g->sinks[i] = pt_logsink_get(&g->conf->loggers[i]);
 }
 
+static void release_loggers(struct pt_gen *g)
+{
+    for (int i = 0; i < g->nsinks; i++)
+        pt_logsink_put(g->sinks[i]);
+    free(g->sinks);
+}
+
 void pt_gen_ref(struct pt_gen *g)
 {
     atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
@@ -1382,12 +1428,19 @@ void pt_gen_unref(struct pt_gen *g)
     PT_ASSERT(prev >= 1);
     if (prev != 1)
         return;
+    if (g->body) { /* what it owns; the rest is the body's */
+        struct pt_gen *body = g->body;
+        release_loggers(g);
+        free(g->listen_fds);
+        pt_conf_free(g->conf);
+        free(g);
+        pt_gen_unref(body);
+        return;
+    }
     pt_breaker_detach(g->backends, g->nbackends); /* */
     if (g->pc)
         pt_policy_release(g->pc);
-    for (int i = 0; i < g->nsinks; i++)
-        pt_logsink_put(g->sinks[i]);
-    free(g->sinks);
+    release_loggers(g);
     pt_expr_table_free(g->exprs);
     pt_registry_free(g->reg);
     pt_router_free(g->router);

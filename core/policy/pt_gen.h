@@ -25,6 +25,10 @@ void pt_gen_check_policies(const char *path, struct pt_errors *errs);
 
 /* Builds a generation; takes ownership of conf on success. NULL + errs on failure. */
 struct pt_gen *pt_gen_build(struct pt_conf *conf, struct pt_errors *errs);
+/* A generation that shares everything of prev's body (prev itself when it was built in full) but
+   the subscriptions and key table, built from conf (pt_model_build_subs over the body's conf);
+   takes ownership of conf on success.  NULL + errs (out of memory) on failure: prev serves on. */
+struct pt_gen *pt_gen_with_subs(struct pt_gen *prev, struct pt_conf *conf, struct pt_errors *errs);
 /* Builds and discards a generation to check conf (keeps conf).  With refs
    false, references to entities not in conf are not errors (they may be in
    the store). */

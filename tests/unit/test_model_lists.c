@@ -5,6 +5,7 @@
  * cascades, a sweep, transactions undone) are what a fresh read of the store
  * gives (a real SQLite store).
  */
+#include "conf/pt_conf.h"
 #include "conf/pt_model.h"
 #include "conf/pt_node.h"
 #include "conf/pt_store.h"
@@ -360,6 +361,158 @@ static void test_a_closed_store_lists_are_not_served_for_the_next(void **state)
     pt_model_entities_forget();
 }
 
+/* Which writes a generation may follow with its subscriptions alone: only subscription writes
+   since the mark; any other kind, a rollback, another store: everything is built again. */
+static void test_only_subscription_writes_build_the_subscriptions_alone(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = store_with_a_subscription(dir, "modellists-subsonly");
+    struct pt_model_mark m = {0};
+    assert_false(pt_model_subs_only(st, &m)); /* no mark taken: nothing to share */
+    pt_model_mark_take(st, &m);
+    assert_true(pt_model_subs_only(st, &m)); /* nothing written */
+    put(st, "subscription", "", "s2", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"k2k2k2k2k2\"}");
+    put(st, "subscription", "", "s2", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"k3k3k3k3k3\"}");
+    assert_true(pt_model_subs_only(st, &m));
+    assert_true(pt_model_remove(st, "subscription", "", "s2"));
+    assert_true(pt_model_subs_only(st, &m));
+
+    /* each other kind (entities and links) */
+    static const char *const others[][2] = {
+        {"api", "{\"path\": \"a9\", \"serviceUrl\": \"http://127.0.0.1:1\"}"},
+        {"user", "{\"email\": \"u9@example.com\"}"},
+        {"product", "{\"displayName\": \"P\"}"},
+        {"group", "{\"displayName\": \"G\"}"},
+        {"namedValue", "{\"value\": \"v\"}"},
+        {"backend", "{\"url\": \"http://127.0.0.1:1\"}"},
+        {"workspace", "{\"displayName\": \"W\"}"},
+        {"policy", "{\"inbound\": [\"base\"]}"},
+    };
+    for (size_t i = 0; i < PT_ARRAY_LEN(others); i++) {
+        pt_model_mark_take(st, &m);
+        put(st, others[i][0], "", "x9", others[i][1]);
+        assert_false(pt_model_subs_only(st, &m));
+        /* a subscription written after it does not make it one */
+        put(st, "subscription", "", "s3", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"k4k4k4k4k4\"}");
+        assert_false(pt_model_subs_only(st, &m));
+    }
+    const char *links[][3] = {{"product-api", "x9", "a1"}, {"group-user", "developers", "x9"}};
+    for (size_t i = 0; i < PT_ARRAY_LEN(links); i++) {
+        pt_model_mark_take(st, &m);
+        assert_true(pt_store_link(st, links[i][0], links[i][1], links[i][2], "api"));
+        assert_false(pt_model_subs_only(st, &m));
+    }
+
+    /* a transaction undone may have undone anything */
+    pt_model_mark_take(st, &m);
+    assert_true(pt_store_begin(st));
+    put(st, "subscription", "", "s4", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"k5k5k5k5k5\"}");
+    assert_true(pt_model_subs_only(st, &m));
+    pt_store_rollback(st);
+    assert_false(pt_model_subs_only(st, &m));
+
+    /* another store's counters say nothing of this one's */
+    pt_model_mark_take(st, &m);
+    char dir2[64];
+    struct pt_store *other = open_store(dir2, "modellists-subsonly2");
+    assert_false(pt_model_subs_only(other, &m));
+    close_store(other, dir2);
+
+    pt_model_entities_forget();
+    close_store(st, dir);
+}
+
+/* The errors of a whole build (the configuration, then its references) for what the store holds. */
+static void full_errors(struct pt_store *st, const struct pt_conf *file, struct pt_errors *errs)
+{
+    struct pt_conf *cf = pt_model_build(st, file, NULL, errs);
+    if (cf) {
+        pt_conf_check_refs(cf, errs);
+        pt_conf_free(cf);
+    }
+}
+
+/* A bad subscription write is refused by the subscriptions-only build with the very messages of
+   the whole build, and a good one gives the subscriptions a whole build would. */
+static void test_the_subscriptions_alone_are_checked_as_a_whole_build_checks_them(void **state)
+{
+    (void)state;
+    static const char text[] = "listen: \"127.0.0.1:1\"\nsamples: false\n";
+    struct pt_errors errs = {0};
+    struct pt_conf *file = pt_conf_parse("portico.yaml", text, sizeof(text) - 1, &errs);
+    assert_non_null(file);
+    char dir[64];
+    struct pt_store *st = open_store(dir, "modellists-subscheck");
+    put(st, "workspace", "", "w1", "{\"displayName\": \"W1\"}");
+    put(st, "workspace", "", "w2", "{\"displayName\": \"W2\"}");
+    put(st, "api", "", "a1", "{\"path\": \"a1\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
+    put(st, "product", "", "p1", "{\"displayName\": \"P1\", \"state\": \"published\"}");
+    put(st, "product", "", "plim",
+        "{\"displayName\": \"L\", \"state\": \"published\", \"subscriptionsLimit\": 1}");
+    json_t *pw2 =
+        json_loads("{\"displayName\": \"P2\", \"state\": \"published\", \"workspace\": \"w2\"}", 0, NULL);
+    assert_true(pt_store_put(st, "product", "", "pw2", "w2", pw2, "api", NULL));
+    json_decref(pw2);
+    assert_true(pt_store_link(st, "product-api", "p1", "a1", "api"));
+    put(st, "user", "", "u1", "{\"email\": \"u1@example.com\"}");
+    put(st, "subscription", "", "s1",
+        "{\"scope\": \"/products/p1\", \"ownerId\": \"/users/u1\", \"primaryKey\": \"k1k1k1k1k1\", "
+        "\"state\": \"active\"}");
+    put(st, "subscription", "", "s2",
+        "{\"scope\": \"/products/plim\", \"ownerId\": \"/users/u1\", \"state\": \"active\"}");
+    struct pt_conf *base = pt_model_build(st, file, NULL, &errs);
+    assert_non_null(base);
+    assert_true(pt_conf_check_refs(base, &errs));
+    assert_int_equal(errs.n, 0);
+
+    static const struct {
+        const char *workspace, *json;
+    } bad[] = {
+        {"", "{\"scope\": \"/products/nope\"}"},
+        {"w1", "{\"scope\": \"/products/pw2\", \"workspace\": \"w1\"}"},
+        {"w1", "{\"scope\": \"/apis\", \"workspace\": \"w1\"}"},
+        {"", "{\"scope\": \"/apis/a1\", \"ownerId\": \"/users/ghost\"}"},
+        {"", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"k1k1k1k1k1\"}"},
+        {"", "{\"scope\": \"/products/plim\", \"ownerId\": \"/users/u1\", \"state\": \"active\"}"},
+        {"", "{\"scope\": \"/things/x\"}"},
+        {"w9", "{\"scope\": \"/apis/a1\", \"workspace\": \"w9\"}"},
+    };
+    for (size_t i = 0; i < PT_ARRAY_LEN(bad); i++) {
+        assert_true(pt_store_begin(st));
+        json_t *body = json_loads(bad[i].json, 0, NULL);
+        assert_true(pt_store_put(st, "subscription", "", "bad", bad[i].workspace, body, "api", NULL));
+        json_decref(body);
+        struct pt_errors whole = {0}, alone = {0};
+        full_errors(st, file, &whole);
+        assert_null(pt_model_build_subs(st, file, base, NULL, &alone));
+        assert_true(whole.n > 0);
+        assert_int_equal(whole.n, alone.n);
+        for (int k = 0; k < whole.n; k++)
+            assert_string_equal(whole.msgs[k], alone.msgs[k]);
+        pt_node_errors_clear(&whole);
+        pt_node_errors_clear(&alone);
+        pt_store_rollback(st);
+    }
+
+    /* a good one: every subscription, linked to nothing else than the base's */
+    put(st, "subscription", "", "s3", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"k3k3k3k3k3\"}");
+    struct pt_conf *cf = pt_model_build_subs(st, file, base, NULL, &errs);
+    assert_non_null(cf);
+    assert_int_equal(errs.n, 0);
+    assert_int_equal(cf->nsubs, 3);
+    assert_ptr_equal(cf->shares, base);
+    assert_ptr_equal(cf->apis, base->apis);
+    assert_int_equal(base->nsubs, 2); /* the base is left as it was */
+    assert_string_equal(cf->subs[2].primary_key, "k3k3k3k3k3");
+    pt_conf_free(cf);
+
+    pt_conf_free(base);
+    pt_conf_free(file);
+    pt_model_entities_forget();
+    close_store(st, dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +521,8 @@ int main(void)
         cmocka_unit_test(test_a_transaction_rolled_back_at_its_commit_is_read_again),
         cmocka_unit_test(test_a_transaction_whose_commit_fails_is_read_again),
         cmocka_unit_test(test_a_closed_store_lists_are_not_served_for_the_next),
+        cmocka_unit_test(test_only_subscription_writes_build_the_subscriptions_alone),
+        cmocka_unit_test(test_the_subscriptions_alone_are_checked_as_a_whole_build_checks_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
