@@ -815,6 +815,8 @@ static bool mgmt_publish(struct pt_errors *errs)
     }
     if (!g) {
         pt_store_rollback(store);
+        pt_info("management change refused (%d error%s%s): the previous configuration keeps serving", errs->n,
+                errs->n == 1 ? "" : "s", fast ? ", subscriptions only" : "");
         return false;
     }
     if (!commit_running(g, errs))
