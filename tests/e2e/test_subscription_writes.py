@@ -7,9 +7,8 @@ counting across such writes, the path alternates right with writes of other
 kinds, refusals are the whole build's, and memory stays flat."""
 
 import json
-import re
+import os
 import threading
-import time
 
 import pytest
 
@@ -17,6 +16,13 @@ from conftest import wait_for
 from mgmt_helpers import TOKEN, Mgmt, gateway_call, mgmt_config
 
 FAST = "subscriptions only"
+
+
+def sanitized():
+    """An ASan build's RSS says nothing of leaks (its quarantine holds freed memory); LeakSanitizer
+    checks them there, at the process's exit."""
+    with open(os.environ.get("PORTICO_BIN", "portico"), "rb") as f:
+        return b"__asan_init" in f.read()
 
 
 def start(portico, backend):
@@ -225,4 +231,5 @@ def test_rss_flat_across_two_thousand_subscription_writes(portico, backend):
     assert len(paths) == 2000 and all(paths)
     # measured: +0.2 MB.  A generation's own part kept per write (its pool: 16 kB and more) would add
     # about 30 MB; a body kept per write (router, pipelines, conf: far more) hundreds
-    assert rss1 - rss0 < 8 * 1024, (rss0, rss1)
+    if not sanitized():
+        assert rss1 - rss0 < 8 * 1024, (rss0, rss1)
