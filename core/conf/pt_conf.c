@@ -2259,5 +2259,5 @@ struct pt_conf *pt_conf_with_subs(const struct pt_conf *base, struct pt_pool *po
         pt_node_errors_add(errs, "out of memory building the configuration");
         return NULL;
     }
-    return pt_conf_check_subs(cf, errs) ? cf : NULL;
+    return cf;
 }

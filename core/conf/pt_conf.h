@@ -617,10 +617,11 @@ bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs);
 bool pt_conf_check_subs(const struct pt_conf *cf, struct pt_errors *errs);
 /*
  * `base` with the subscriptions of `subs` (a list as the file's `subscriptions:`, NULL: none) read
- * and checked as a whole configuration's would be (the same table row, the same checks and
- * messages): a write of subscriptions alone needs nothing else read again.  The result owns `pool`
- * (pt_conf_free frees only it) and points into base for everything else.  NULL with errs (pool
- * left to the caller) when the subscriptions do not hold.
+ * as a whole configuration's are (the same table row, the same messages); the references are
+ * pt_conf_check_subs's, as pt_conf_check_refs's are for a whole one.  A write of subscriptions
+ * alone needs nothing else read again.  The result owns `pool` (pt_conf_free frees only it) and
+ * points into base for everything else.  NULL with errs (pool left to the caller) when the
+ * subscriptions do not read.
  */
 struct pt_conf *pt_conf_with_subs(const struct pt_conf *base, struct pt_pool *pool, struct pt_node *subs,
                                   struct pt_errors *errs);

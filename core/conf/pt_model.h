@@ -66,8 +66,9 @@ struct pt_model_mark {
 void pt_model_mark_take(struct pt_store *st, struct pt_model_mark *m);
 bool pt_model_subs_only(struct pt_store *st, const struct pt_model_mark *m);
 /* `base` (the configuration of the marked generation, built by pt_model_build from the same file)
-   with the store's subscriptions as they are now, read and checked as pt_model_build would (the
-   same messages).  NULL with errs when they do not hold. */
+   with the store's subscriptions as they are now, read as pt_model_build reads them (the same
+   messages; their references are checked by pt_conf_check_subs).  NULL with errs when they do
+   not read. */
 struct pt_conf *pt_model_build_subs(struct pt_store *st, const struct pt_conf *file,
                                     const struct pt_conf *base, const char *secret_key,
                                     struct pt_errors *errs);

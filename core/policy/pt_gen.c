@@ -1292,6 +1292,8 @@ struct pt_gen *pt_gen_with_subs(struct pt_gen *prev, struct pt_conf *cf, struct 
 {
     struct pt_gen *body = prev->body ? prev->body : prev;
     PT_ASSERT(cf->shares == body->conf);
+    if (!pt_conf_check_subs(cf, errs)) /* what pt_conf_check_refs says of them in a full build */
+        return NULL;
     struct pt_gen *g = malloc(sizeof(*g));
     if (!g) {
         pt_node_errors_add(errs, "out of memory building the configuration");

@@ -27,7 +27,8 @@ void pt_gen_check_policies(const char *path, struct pt_errors *errs);
 struct pt_gen *pt_gen_build(struct pt_conf *conf, struct pt_errors *errs);
 /* A generation that shares everything of prev's body (prev itself when it was built in full) but
    the subscriptions and key table, built from conf (pt_model_build_subs over the body's conf);
-   takes ownership of conf on success.  NULL + errs (out of memory) on failure: prev serves on. */
+   checks the subscriptions' references first (pt_conf_check_subs); takes ownership of conf on
+   success.  NULL + errs on failure: prev serves on, conf stays the caller's. */
 struct pt_gen *pt_gen_with_subs(struct pt_gen *prev, struct pt_conf *conf, struct pt_errors *errs);
 /* Builds and discards a generation to check conf (keeps conf).  With refs
    false, references to entities not in conf are not errors (they may be in
