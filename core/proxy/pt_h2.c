@@ -123,6 +123,7 @@ void pt_h2_reqhead_free(struct pt_h2_reqhead *r)
     free(r->path);
     free(r->authority);
     free(r->host);
+    free(r->status);
     memset(r, 0, sizeof(*r));
 }
 
@@ -174,6 +175,8 @@ bool pt_h2_reqhead_field(struct pt_h2_reqhead *r, const uint8_t *name, size_t nl
             return keep_pseudo(&r->path, value, vlen);
         if (name_is(name, nlen, ":authority"))
             return keep_pseudo(&r->authority, value, vlen);
+        if (name_is(name, nlen, ":status"))
+            return keep_pseudo(&r->status, value, vlen);
         return true; /* :scheme (the listener says it), :protocol (not enabled) */
     }
     if (name_is(name, nlen, "host"))
@@ -203,13 +206,7 @@ bool pt_h2_reqhead_write(struct pt_h2_reqhead *r, bool end_stream, struct evbuff
     const char *host = r->authority ? r->authority : r->host;
     if (host)
         evbuffer_add_printf(out, "Host: %s\r\n", host);
-    if (r->fields)
-        evbuffer_add_buffer(out, r->fields);
-    if (r->cookie) {
-        evbuffer_add(out, "Cookie: ", 8);
-        evbuffer_add_buffer(out, r->cookie);
-        evbuffer_add(out, "\r\n", 2);
-    }
+    pt_h2_reqhead_fields(r, out);
     *chunked = !end_stream && !r->has_length;
     if (*chunked)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
@@ -217,9 +214,48 @@ bool pt_h2_reqhead_write(struct pt_h2_reqhead *r, bool end_stream, struct evbuff
     return true;
 }
 
+void pt_h2_reqhead_fields(struct pt_h2_reqhead *r, struct evbuffer *out)
+{
+    if (r->fields)
+        evbuffer_add_buffer(out, r->fields);
+    if (r->cookie) {
+        evbuffer_add(out, "Cookie: ", 8);
+        evbuffer_add_buffer(out, r->cookie);
+        evbuffer_add(out, "\r\n", 2);
+    }
+}
+
+/* A status of three digits, as an HTTP/1.1 status line needs. */
+static bool status_ok(const char *s)
+{
+    return s && strlen(s) == 3 && isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
+           isdigit((unsigned char)s[2]) && s[0] != '0';
+}
+
+int pt_h2_resphead_write(struct pt_h2_reqhead *r, bool end_stream, bool head_req, struct evbuffer *out,
+                         bool *chunked)
+{
+    if (!status_ok(r->status))
+        return -1;
+    int status = atoi(r->status);
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, pt_http_reason(status));
+    pt_h2_reqhead_fields(r, out);
+    /* a body of unknown length is chunked, so that trailers can follow it; none at all says so */
+    bool bodiless = head_req || status < 200 || status == 204 || status == 304;
+    *chunked = !bodiless && !r->has_length && !end_stream;
+    if (*chunked)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    else if (!bodiless && !r->has_length)
+        evbuffer_add(out, "Content-Length: 0\r\n", 19);
+    evbuffer_add(out, "\r\n", 2);
+    return status;
+}
+
 /* ------------------------------------------------------------------ response head */
 
-static bool connection_specific(const struct pt_hdr *x)
+/* Fields HTTP/2 does not carry (RFC 9113 8.2.2): TE only as "trailers" (gRPC asks for it), and Host,
+   which a request's :authority replaces. */
+static bool connection_specific(const struct pt_hdr *x, bool request)
 {
     switch (x->kind) {
     case PT_H_CONNECTION:
@@ -227,25 +263,41 @@ static bool connection_specific(const struct pt_hdr *x)
     case PT_H_PROXY_CONNECTION:
     case PT_H_TRANSFER_ENCODING:
     case PT_H_UPGRADE:
-    case PT_H_TE:
         return true;
+    case PT_H_TE:
+        return !request || !pt_str_ieq(x->value, pt_str_c("trailers"));
+    case PT_H_HOST:
+        return request;
     default:
         return false;
     }
 }
 
-int pt_h2_resp_fields(const struct pt_head *h, struct pt_pool *pool, nghttp2_nv **out)
+static nghttp2_nv nv_of(const char *name, pt_str value)
 {
-    nghttp2_nv *nv = pt_pool_alloc(pool, sizeof(*nv) * (size_t)(h->nh + 1));
+    return (nghttp2_nv){(uint8_t *)name, (uint8_t *)value.data, strlen(name), value.len,
+                        NGHTTP2_NV_FLAG_NONE};
+}
+
+int pt_h2_head_fields(const struct pt_head *h, const char *scheme, struct pt_pool *pool, nghttp2_nv **out)
+{
+    nghttp2_nv *nv = pt_pool_alloc(pool, sizeof(*nv) * (size_t)(h->nh + 4));
     char *status = pt_pool_alloc(pool, 4);
     if (!nv || !status)
         return -1;
-    snprintf(status, 4, "%03u", (unsigned)h->status % 1000u);
-    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    int n = 1;
+    int n = 0;
+    if (scheme) {
+        nv[n++] = nv_of(":method", h->method);
+        nv[n++] = nv_of(":scheme", pt_str_c(scheme));
+        nv[n++] = nv_of(":authority", h->host);
+        nv[n++] = nv_of(":path", h->target);
+    } else {
+        snprintf(status, 4, "%03u", (unsigned)h->status % 1000u);
+        nv[n++] = nv_of(":status", (pt_str){status, 3});
+    }
     for (int i = 0; i < h->nh; i++) {
         const struct pt_hdr *x = &h->h[i];
-        if (x->deleted || connection_specific(x))
+        if (x->deleted || connection_specific(x, scheme != NULL))
             continue;
         uint8_t *name = pt_pool_alloc(pool, x->name.len ? x->name.len : 1);
         if (!name)
@@ -656,7 +708,7 @@ static bool take_heads(struct h2s *st)
         if (copy) {
             evbuffer_remove(out, copy, len);
             if (pt_http_parse_response(&rh, copy, len, pool, RESPONSE_HEADERS_MAX, st->head_req, &err))
-                nnv = pt_h2_resp_fields(&rh, pool, &nv);
+                nnv = pt_h2_head_fields(&rh, NULL, pool, &nv);
         }
         int rv = -1;
         if (nnv > 0 && rh.status < 200) {

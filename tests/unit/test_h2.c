@@ -114,7 +114,7 @@ static void test_response_fields(void **state)
     struct pt_http_err err = {0};
     assert_true(pt_http_parse_response(&h, copy, sizeof(resp) - 1, pool, 100, false, &err));
     nghttp2_nv *nv;
-    int n = pt_h2_resp_fields(&h, pool, &nv);
+    int n = pt_h2_head_fields(&h, NULL, pool, &nv);
     assert_int_equal(n, 3);
     assert_memory_equal(nv[0].name, ":status", 7);
     assert_memory_equal(nv[0].value, "404", 3);
