@@ -63,7 +63,8 @@ struct h2s {
     enum pt_body body;
     uint64_t left;
     struct pt_chunked ck;
-    struct evbuffer *own; /* the body of an answer of the session's own (431) */
+    struct evbuffer *own;      /* the body of an answer of the session's own (431) */
+    struct evbuffer *trailers; /* the end of a chunked response body: its trailer section */
     bool head_req, chunked_in, req_ended, closed, user_gone, out_ready, deferred, submitted, resp_done;
     bool
         rst_when_gone; /* the response is complete, the client still sends: reset once the pipeline lets go */
@@ -354,6 +355,8 @@ static void stream_free(struct h2s *st)
     }
     if (st->own)
         evbuffer_free(st->own);
+    if (st->trailers)
+        evbuffer_free(st->trailers);
     pt_h2_reqhead_free(&st->rq);
     free(st);
 }
@@ -624,6 +627,43 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     return 0;
 }
 
+int pt_h2_trailer_fields(struct evbuffer *sec, struct pt_pool *pool, nghttp2_nv **out)
+{
+    static const char line[] = "HTTP/1.1 200 OK\r\n";
+    size_t n = evbuffer_get_length(sec);
+    if (n <= 5) /* "0\r\n\r\n": none */
+        return 0;
+    char *buf = pt_pool_alloc(pool, n - 3 + sizeof(line));
+    if (!buf)
+        return -1;
+    memcpy(buf, line, sizeof(line) - 1);
+    evbuffer_drain(sec, 3);
+    evbuffer_remove(sec, buf + sizeof(line) - 1, n - 3);
+    struct pt_head h = {0};
+    struct pt_http_err err = {0};
+    nghttp2_nv *nv = NULL;
+    if (!pt_http_parse_response(&h, buf, sizeof(line) - 1 + n - 3, pool, RESPONSE_HEADERS_MAX, false, &err))
+        return -1;
+    int k = pt_h2_head_fields(&h, NULL, pool, &nv);
+    if (k < 1)
+        return -1;
+    *out = nv + 1; /* without :status */
+    return k - 1;
+}
+
+/* The trailer section a chunked response body ended with, as a trailing HEADERS; false when there is none
+   (or it could not be read: the stream ends without it). */
+static bool submit_trailers(struct h2s *st)
+{
+    struct pt_pool *pool = pt_pool_new(4096);
+    nghttp2_nv *nv = NULL;
+    int n = pool ? pt_h2_trailer_fields(st->trailers, pool, &nv) : -1;
+    bool ok = n > 0 && nghttp2_submit_trailer(st->h->s, st->id, nv, (size_t)n) == 0;
+    if (pool)
+        pt_pool_free(pool);
+    return ok;
+}
+
 /* The response body: the pipeline's HTTP/1.1 framing taken off, as the client's window allows. */
 static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
                          nghttp2_data_source *src, void *arg)
@@ -649,6 +689,9 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         break;
     }
     case PT_BODY_CHUNKED:
+        if (!st->trailers && !(st->trailers = evbuffer_new()))
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        st->ck.end_to = st->trailers;
         while (n < length) {
             struct pt_http_err err = {0};
             ssize_t r = pt_http_chunked_next(&st->ck, out, &err);
@@ -675,6 +718,8 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         pt_io_stream_kick(st->io, 0); /* a pipeline waiting for the output to drain goes on */
     if (eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->trailers && submit_trailers(st))
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end the stream */
         st->resp_done = true;
         return (ssize_t)n;
     }

@@ -82,6 +82,11 @@ int pt_h2_resphead_write(struct pt_h2_reqhead *r, bool end_stream, bool head_req
    a response's (scheme NULL: ":status" first) or a request's (":method", ":scheme" = scheme,
    ":authority" from Host, ":path" the target as written; TE kept only as "trailers").  Returns their
    number, -1 when out of memory. */
+/* The end of a chunked body as pt_http_chunked_next copies it (pt_chunked.end_to: "0\r\n", trailer
+   fields, "\r\n"), consumed, as HTTP/2 fields (pool memory, names in lower case, connection-specific
+   ones left out): their number, 0 when there is none, -1 when they cannot be read. */
+int pt_h2_trailer_fields(struct evbuffer *sec, struct pt_pool *pool, nghttp2_nv **out);
+
 int pt_h2_head_fields(const struct pt_head *h, const char *scheme, struct pt_pool *pool, nghttp2_nv **out);
 
 #endif

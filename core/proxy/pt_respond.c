@@ -281,6 +281,9 @@ void pt_respond_body(struct pt_req *req)
         break;
     }
     case PT_BODY_CHUNKED:
+        /* re-chunked: the backend's trailer fields go to the client with the last chunk (a body a policy
+           reads, or an HTTP/1.0 client's, goes without them) */
+        req->resp_ch.end_to = rechunk ? out : NULL;
         for (;;) {
             struct pt_http_err err = {502, NULL};
             ssize_t r = pt_http_chunked_next(&req->resp_ch, in, &err);
@@ -295,9 +298,7 @@ void pt_respond_body(struct pt_req *req)
                     evbuffer_remove_buffer(in, out, (size_t)r);
                 pt_http_chunked_took(&req->resp_ch, (size_t)r);
             } else if (r == PT_CHUNKED_DONE) {
-                if (rechunk)
-                    evbuffer_add(out, "0\r\n\r\n", 5);
-                done = true;
+                done = true; /* the last chunk and the trailers went out through end_to */
                 break;
             } else if (r == PT_CHUNKED_MORE)
                 break;

@@ -507,6 +507,17 @@ static bool client_query_without(struct pt_buf *b, pt_str q, const struct pt_bac
     return any;
 }
 
+/* Whether the client said it takes trailers (TE: trailers, RFC 9110 10.1.4). */
+static bool client_takes_trailers(const struct pt_head *h)
+{
+    for (int i = 0; i < h->nh; i++) {
+        const struct pt_hdr *x = &h->h[i];
+        if (x->kind == PT_H_TE && !x->deleted && pt_str_ieq(x->value, pt_str_c("trailers")))
+            return true;
+    }
+    return false;
+}
+
 /* Serialises the request head for the backend. */
 static void build_backend_head(struct pt_req *req, struct pt_buf *b)
 {
@@ -652,6 +663,10 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         pt_buf_lit(b, "\r\n");
     }
     pt_otel_backend_header(req, b); /* OpenTelemetry (O): traceparent */
+    /* TE is hop-by-hop, but over HTTP/2 "trailers" is the one value it may have, and says what gRPC
+       backends require: that trailers reach the client (they do) */
+    if (req->fwd_http2 != PT_FWD_H1 && client_takes_trailers(&req->h))
+        pt_buf_lit(b, "TE: trailers\r\n");
     if (req->h.upgrade_ws)
         pt_buf_lit(b, "Connection: upgrade\r\nUpgrade: websocket\r\n");
     if (pt_redirect_no_body(req)) {
