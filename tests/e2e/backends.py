@@ -502,6 +502,7 @@ class _H2Conn:
                             self.sock.sendall(frame)
                     except OSError:
                         return
+                    continue  # and never answers
                 try:
                     events = self.conn.receive_data(data)
                 except h2.exceptions.ProtocolError:

@@ -17,6 +17,7 @@ import pytest
 
 from backends import H2Backend
 from conftest import basic_config, wait_for
+from mgmt_helpers import TOKEN
 from test_http2 import H2Client, h2c_config, status
 from tls_helpers import Pki, TLSEchoBackend
 
@@ -232,10 +233,16 @@ def test_backend_that_never_answers_is_a_504(h2backends, portico):
 @pytest.mark.parametrize("hostile", ["garbage", "settings-flood"])
 def test_hostile_backend_is_a_502_not_a_crash(h2backends, portico, hostile):
     b = h2backends(hostile=hostile)
-    p = portico(config(b))
+    ok = h2backends()
+    cfg = config(b, upstream={"readTimeout": "2s"})
+    cfg["apis"].append(dict(config(ok)["apis"][0], id="ok", path="ok"))
+    p = portico(cfg)
     st, _, body = get(p, "/echo/items/1")
-    assert st == 502, body
+    # garbage is a protocol error at once; a flood is cut (nghttp2's bound on queued ACKs) or, when the
+    # gateway keeps up with it, the backend's silence runs into the read timeout
+    assert st == 502 if hostile == "garbage" else st in (502, 504), body
     assert p.proc.poll() is None
+    assert get(p, "/ok/items/2")[0] == 200 and len(ok.requests) == 1
 
 
 def test_header_list_too_big_is_a_502(h2backends, portico):
@@ -314,3 +321,134 @@ def test_full_duplex_echo_h2_client_to_h2_backend(h2backends, portico):
     c.close()
     assert bytes(st["data"]) == b"".join(b"ping-%d;" % i for i in range(5))
     assert status(st) == 200
+
+
+def read_to_close(port, data, timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    out = bytearray()
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    s.close()
+    return bytes(out)
+
+
+RAW_TRAILERS = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+                b"5\r\nhello\r\n0\r\nX-Checksum: abc\r\nGrpc-Status: 0\r\n\r\n")
+
+
+def test_http11_backend_trailers_reach_http11_and_h2_clients(backend, portico):
+    cfg = basic_config(backend.url)
+    port = int(cfg["listen"][0].rsplit(":", 1)[1])
+    cfg["listen"] = [{"address": "127.0.0.1:%d" % port, "protocols": ["http/1.1", "h2"]}]
+    p = portico(cfg)
+    got = read_to_close(port, b"GET /echo/raw HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Raw-Response: " +
+                        RAW_TRAILERS.hex().encode() + b"\r\n\r\n")
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert body == b"5\r\nhello\r\n0\r\nX-Checksum: abc\r\nGrpc-Status: 0\r\n\r\n", got
+    c = H2Client(port)
+    trailers = {}
+    orig = c.handle
+
+    def handle(ev):
+        import h2.events
+        if isinstance(ev, h2.events.TrailersReceived):
+            trailers.update(dict(ev.headers))
+        orig(ev)
+    c.handle = handle
+    sid = c.request("GET", "/echo/raw", headers=[("x-raw-response", RAW_TRAILERS.hex())])
+    st = c.response(sid)
+    c.close()
+    assert status(st) == 200 and bytes(st["data"]) == b"hello"
+    assert trailers == {"x-checksum": "abc", "grpc-status": "0"}
+
+
+def test_http10_client_and_buffered_body_go_without_trailers(h2backends, portico):
+    b = h2backends()
+    cfg = config(b)
+    cfg["apis"][0]["operations"].insert(0, {
+        "id": "buffered", "method": "GET", "urlTemplate": "/trailers-read",
+        "policies": {"backend": [{"forward-request": {"http-version": "2"}}],
+                     "outbound": [{"set-header": {"name": "X-Len", "exists-action": "override",
+                                                  "value": "@(tostring(#context.response.body:asString(true)))"}}]}})
+    p = portico(cfg)
+    got = read_to_close(p.port, b"GET /echo/trailers HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert got.startswith(b"HTTP/1.0 200") or got.startswith(b"HTTP/1.1 200"), got[:100]
+    assert b"grpc-status" not in got.lower()
+    assert json.loads(got.partition(b"\r\n\r\n")[2])["path"] == "/base/trailers"
+    # a body a policy read: sent whole, without the trailers
+    got = read_to_close(p.port, b"GET /echo/trailers-read HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0] and b"x-len: " in head.lower(), got[:300]
+    assert b"grpc-status" not in got.lower()
+    assert b"/base/trailers-read" in body
+
+
+def test_reload_with_streams_in_flight(h2backends, portico):
+    b = h2backends()
+    p = portico(config(b))
+    with concurrent.futures.ThreadPoolExecutor(10) as ex:
+        futs = [ex.submit(get, p, "/echo/hold/%d" % i) for i in range(10)]
+        wait_for(lambda: b.open_now >= 10, 10, "10 streams open at the backend")
+        assert p.reload(config(b)) is not False
+        b.release.set()
+        res = [f.result() for f in futs]
+    assert [r[0] for r in res] == [200] * 10
+    st, _, _ = get(p, "/echo/items/1")  # after the reload, on the same pool
+    assert st == 200
+    assert len(b.requests) == 11
+
+
+def test_backend_windows_huge_and_zero(h2backends, portico):
+    big = h2backends(window=2 ** 31 - 1)
+    p = portico(config(big))
+    up = b"z" * (1024 * 1024)
+    st, _, body = get(p, "/echo/items", "POST", body=up, timeout=30)
+    assert st == 200 and json.loads(body)["body_len"] == len(up)
+    zero = h2backends(window=0)
+    p2 = portico(config(zero, upstream={"readTimeout": "500ms"}, timeouts={"body": "1s"}))
+    st, _, body = get(p2, "/echo/items", "POST", body=b"y" * 200000, timeout=30)
+    assert st in (408, 502, 504), (st, body)  # bounded: the upload cannot go, the call fails
+    assert get(p2, "/echo/items/1")[0] == 200  # a call without a body goes on
+
+
+def test_metrics_count_backend_connections_and_streams(h2backends, portico):
+    from test_metrics import scrape, value
+    from conftest import free_port
+    b = h2backends()
+    cfg = config(b)
+    cfg["management"] = {"listen": "127.0.0.1:%d" % free_port()}
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    before = scrape(p)
+    for i in range(5):
+        assert get(p, "/echo/items/%d" % i)[0] == 200
+    after = scrape(p)
+    assert value(after, "portico_backend_http2_streams_total") - \
+        value(before, "portico_backend_http2_streams_total") == 5
+    assert value(after, "portico_backend_http2_connections_total") - \
+        value(before, "portico_backend_http2_connections_total") == b.connections == 1
+
+
+def test_nghttpd_backend_if_installed(portico, pki, tmp_path):
+    import shutil
+    if not shutil.which("nghttpd"):
+        pytest.skip("nghttpd (nghttp2-server) is not installed")
+    (tmp_path / "hello.txt").write_bytes(b"hello from nghttpd\n")
+    from conftest import free_port
+    port = free_port()
+    proc = subprocess.Popen(["nghttpd", "--no-tls", "-d", str(tmp_path), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: socket.create_connection(("127.0.0.1", port), 1).close() or True, 5, "nghttpd")
+        cfg = basic_config("http://127.0.0.1:%d" % port)
+        cfg["apis"][0]["serviceUrl"] = "http://127.0.0.1:%d" % port
+        cfg["apis"][0]["policies"] = {"backend": [{"forward-request": {"http-version": "2"}}]}
+        p = portico(cfg)
+        st, _, body = get(p, "/echo/hello.txt")
+        assert (st, body) == (200, b"hello from nghttpd\n")
+    finally:
+        proc.terminate()
+        proc.wait(5)
