@@ -50,7 +50,8 @@ struct pt_h2up {
     int nstreams; /* records */
     uint64_t sent;
     const char *why; /* why it died */
-    bool tls, or1, settings_seen, connected, agreed, fallback, handed, goaway, dead, timed_out, freeing;
+    bool tls, or1, settings_seen, proto_error, connected, agreed, fallback, handed, goaway, dead, timed_out,
+        freeing;
 };
 
 struct pt_h2up_stream {
@@ -399,6 +400,19 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
     }
 }
 
+/* nghttp2 ends a session with a GOAWAY of its own when the backend breaks the protocol (a bad frame, a
+   flood): said so in the log and to the client. */
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+    struct pt_h2up *h = arg;
+    if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR && !h->proto_error) {
+        h->proto_error = true;
+        pt_info("backend %s: HTTP/2 session ended: %s", h->pool->key,
+                nghttp2_http2_strerror(f->goaway.error_code));
+    }
+    return 0;
+}
+
 static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
                          void *arg)
 {
@@ -446,6 +460,7 @@ static nghttp2_session_callbacks *callbacks(void)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     return cb;
 }
 
@@ -590,7 +605,8 @@ static void run_once(struct pt_h2up *h)
         } else if (send_some(h) != 0)
             die(h, "the HTTP/2 session to the backend failed");
         else if (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s))
-            die(h, "the backend closed the HTTP/2 session");
+            die(h, h->proto_error ? "the backend broke the HTTP/2 protocol"
+                                  : "the backend closed the HTTP/2 session");
         else if (evbuffer_get_length(h->io->out))
             pt_io_want_drain(h->io, true);
         reap(h);
