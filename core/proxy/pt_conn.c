@@ -421,6 +421,10 @@ void pt_conn_req_body(struct pt_req *req)
         }
         done = req->req_left == 0;
     } else {
+        /* the client's trailer fields go only to an HTTP/2 backend (gRPC); an HTTP/1.1 one gets the body
+           without them, as always */
+        bool trailers = !buffering && u->h2;
+        req->req_ch.end_to = trailers ? out : NULL;
         for (;;) {
             struct pt_http_err err = {400, NULL};
             ssize_t r = pt_http_chunked_next(&req->req_ch, in, &err);
@@ -446,7 +450,7 @@ void pt_conn_req_body(struct pt_req *req)
                 pt_http_chunked_took(&req->req_ch, (size_t)r);
                 req->req_payload += (uint64_t)r;
             } else if (r == PT_CHUNKED_DONE) {
-                if (!buffering)
+                if (!buffering && !trailers) /* else the end went out through end_to */
                     evbuffer_add(out, "0\r\n\r\n", 5);
                 done = true;
                 break;

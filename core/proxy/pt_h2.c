@@ -441,7 +441,12 @@ static void request_ended(struct h2s *st)
         return;
     st->req_ended = true;
     if (st->io && st->chunked_in && !st->user_gone) {
-        evbuffer_add(st->io->in, "0\r\n\r\n", 5);
+        /* the client's trailers, if any (a list over the limit is dropped whole) */
+        evbuffer_add(st->io->in, "0\r\n", 3);
+        if (!st->rq.too_big)
+            pt_h2_reqhead_fields(&st->rq, st->io->in);
+        evbuffer_add(st->io->in, "\r\n", 2);
+        pt_h2_reqhead_free(&st->rq);
         pt_io_stream_kick(st->io, 0);
     }
 }
@@ -535,11 +540,16 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                      const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
 {
     struct pt_h2 *h = arg;
-    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* trailers of a request are not passed on */
-    struct h2s *st = stream_of(h, f->hd.stream_id);
+    struct h2s *st = f->hd.type == NGHTTP2_HEADERS ? stream_of(h, f->hd.stream_id) : NULL;
     if (!st)
         return 0;
+    if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        /* trailers: kept for a body passed on chunked (the fields of the head are gone by now) */
+        if (!st->chunked_in || !st->io || st->user_gone)
+            return 0;
+        if (!st->rq.limit)
+            pt_h2_reqhead_init(&st->rq, header_list_limit(h));
+    }
     if (!pt_h2_reqhead_field(&st->rq, name, nlen, value, vlen))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return block_too_big(h, st->rq.size) ? cut_block(h) : 0;
@@ -651,14 +661,12 @@ int pt_h2_trailer_fields(struct evbuffer *sec, struct pt_pool *pool, nghttp2_nv 
     return k - 1;
 }
 
-/* The trailer section a chunked response body ended with, as a trailing HEADERS; false when there is none
-   (or it could not be read: the stream ends without it). */
-static bool submit_trailers(struct h2s *st)
+bool pt_h2_submit_trailers(nghttp2_session *s, int32_t id, struct evbuffer *sec)
 {
     struct pt_pool *pool = pt_pool_new(4096);
     nghttp2_nv *nv = NULL;
-    int n = pool ? pt_h2_trailer_fields(st->trailers, pool, &nv) : -1;
-    bool ok = n > 0 && nghttp2_submit_trailer(st->h->s, st->id, nv, (size_t)n) == 0;
+    int n = pool ? pt_h2_trailer_fields(sec, pool, &nv) : -1;
+    bool ok = n > 0 && nghttp2_submit_trailer(s, id, nv, (size_t)n) == 0;
     if (pool)
         pt_pool_free(pool);
     return ok;
@@ -718,7 +726,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         pt_io_stream_kick(st->io, 0); /* a pipeline waiting for the output to drain goes on */
     if (eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (st->trailers && submit_trailers(st))
+        if (st->trailers && pt_h2_submit_trailers(st->h->s, st->id, st->trailers))
             *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end the stream */
         st->resp_done = true;
         return (ssize_t)n;

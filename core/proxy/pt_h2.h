@@ -87,6 +87,11 @@ int pt_h2_resphead_write(struct pt_h2_reqhead *r, bool end_stream, bool head_req
    ones left out): their number, 0 when there is none, -1 when they cannot be read. */
 int pt_h2_trailer_fields(struct evbuffer *sec, struct pt_pool *pool, nghttp2_nv **out);
 
+/* Inside a data source's read callback at the end of a chunked body: its trailer section (consumed) as a
+   trailing HEADERS of stream id; false when there is none or it cannot be read (the stream then ends with
+   its last DATA). */
+bool pt_h2_submit_trailers(nghttp2_session *s, int32_t id, struct evbuffer *sec);
+
 int pt_h2_head_fields(const struct pt_head *h, const char *scheme, struct pt_pool *pool, nghttp2_nv **out);
 
 #endif

@@ -66,6 +66,7 @@ struct pt_h2up_stream {
     enum pt_body body;
     uint64_t left;
     struct pt_chunked ck;
+    struct evbuffer *trailers; /* the end of a chunked request body: its trailer section */
     /* the response, written to io->in */
     struct pt_h2_reqhead rh;
     const char *why;
@@ -137,6 +138,8 @@ static void stream_free(struct pt_h2up_stream *st)
         evbuffer_remove_cb_entry(st->io->in, st->in_cb);
     pt_io_stream_release(st->io);
     pt_h2_reqhead_free(&st->rh);
+    if (st->trailers)
+        evbuffer_free(st->trailers);
     free(st);
 }
 
@@ -192,13 +195,16 @@ static ssize_t read_req_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_
         st->left -= n;
         eof = st->left == 0;
     } else {
+        if (!st->trailers && !(st->trailers = evbuffer_new()))
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        st->ck.end_to = st->trailers;
         while (n < length) {
             struct pt_http_err err = {0};
             ssize_t r = pt_http_chunked_next(&st->ck, out, &err);
             if (r == PT_CHUNKED_ERROR)
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
             if (r == PT_CHUNKED_DONE) {
-                eof = true; /* request trailers are not passed on */
+                eof = true;
                 break;
             }
             if (r == PT_CHUNKED_MORE)
@@ -213,6 +219,8 @@ static ssize_t read_req_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_
         pt_io_stream_kick(st->io, 0); /* an upload waiting for the output to drain goes on */
     if (eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->trailers && pt_h2_submit_trailers(st->h->s, st->id, st->trailers))
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the client's trailers end the stream */
         return (ssize_t)n;
     }
     if (n)

@@ -454,3 +454,26 @@ def test_nghttpd_backend_if_installed(portico, pki, tmp_path):
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_request_trailers_from_an_h2_client_reach_an_h2_backend_only(h2backends, backend, portico):
+    b = h2backends()
+    cfg = config(b)
+    port = int(cfg["listen"][0].rsplit(":", 1)[1])
+    cfg["listen"] = [{"address": "127.0.0.1:%d" % port, "protocols": ["http/1.1", "h2"]}]
+    cfg["apis"].append(dict(basic_config(backend.url)["apis"][0], id="h1", path="h1"))
+    p = portico(cfg)
+    c = H2Client(port)
+    for path in ("/echo/items", "/h1/items"):
+        sid = c.request("POST", path, headers=[("content-type", "application/grpc")], end=False)
+        c.send_body(sid, b"abc", end=False)
+        c.conn.send_headers(sid, [("grpc-timeout", "1S"), ("x-req-trailer", "t1")], end_stream=True)
+        c.flush()
+        st = c.response(sid)
+        assert status(st) == 200, bytes(st["data"])
+    c.close()
+    rec = b.requests[-1]
+    assert rec["body"] == b"abc"
+    assert rec["trailers"] == [("grpc-timeout", "1S"), ("x-req-trailer", "t1")]
+    h1 = backend.last()
+    assert h1.body == b"abc" and b"x-req-trailer" not in h1.raw_head.lower()
