@@ -477,3 +477,26 @@ def test_request_trailers_from_an_h2_client_reach_an_h2_backend_only(h2backends,
     assert rec["trailers"] == [("grpc-timeout", "1S"), ("x-req-trailer", "t1")]
     h1 = backend.last()
     assert h1.body == b"abc" and b"x-req-trailer" not in h1.raw_head.lower()
+
+
+def test_slow_client_of_a_large_h2_download_holds_bounded_memory(h2backends, portico):
+    from conftest import free_port
+    from test_metrics import scrape, value
+    b = h2backends()
+    cfg = config(b, limits={"memory": "1g"})  # the mark on: the figure is kept
+    cfg["management"] = {"listen": "127.0.0.1:%d" % free_port()}
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(b"GET /echo/big?bytes=%d HTTP/1.1\r\nHost: x\r\n\r\n" % (64 * 1024 * 1024))
+    got = s.recv(65536)
+    assert got.startswith(b"HTTP/1.1 200"), got[:100]
+    held = []
+
+    def settled():  # the figure stops growing: the backend's window is closed
+        held.append(value(scrape(p), "portico_memory_buffered_bytes"))
+        return len(held) >= 5 and held[-1] > 0 and held[-1] == held[-2] == held[-3]
+    wait_for(settled, 20, "the held bytes to settle", step=0.2)
+    # the client's output (256 KiB past its mark), the stream's window (256 KiB), one read
+    assert held[-1] < 2 * 1024 * 1024, held
+    s.close()
