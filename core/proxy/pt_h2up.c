@@ -77,6 +77,8 @@ struct pt_h2up_stream {
 static const struct pt_io_stream_ops stream_ops;
 static void session_io(struct pt_io *io, int what, void *arg);
 static void session_timer(struct pt_tnode *t, int kind);
+static bool idle_room(const struct pt_h2up *h);
+static void close_idle(struct pt_h2up *h);
 
 static _Atomic uint64_t m_conns, m_streams;
 
@@ -623,10 +625,40 @@ static void run_once(struct pt_h2up *h)
         session_free(h);
         return;
     }
-    if (!h->dead && h->connected && h->nstreams == 0)
+    if (!h->dead && h->connected && h->nstreams == 0 && !idle_room(h)) {
+        close_idle(h);
+        if (h->nstreams == 0) {
+            session_free(h);
+            return;
+        }
+    } else if (!h->dead && h->connected && h->nstreams == 0)
         pt_timer_set(h->w, &h->timer, PT_T_IDLE);
     else if (h->connected)
         pt_timer_clear(&h->timer);
+}
+
+/* Whether an idle session may stay: upstream.maxIdleConnections counts idle sessions with the pool's idle
+   HTTP/1.1 connections; a draining worker keeps none. */
+static bool idle_room(const struct pt_h2up *h)
+{
+    if (h->w->draining)
+        return false;
+    if (!h->w->cur)
+        return true;
+    int64_t idle = h->pool->nidle;
+    for (const struct pt_list *it = h->pool->h2s.next; it != &h->pool->h2s; it = it->next) {
+        const struct pt_h2up *o = pt_container_of(it, const struct pt_h2up, link);
+        idle += o != h && !o->dead && o->connected && o->nstreams == 0;
+    }
+    return idle < h->w->cur->gen->conf->upstream.max_idle;
+}
+
+/* Closed politely: GOAWAY, then the connection. */
+static void close_idle(struct pt_h2up *h)
+{
+    nghttp2_session_terminate_session(h->s, NGHTTP2_NO_ERROR);
+    send_some(h);
+    die(h, "idle");
 }
 
 static void run_ev(evutil_socket_t fd, short what, void *arg)
@@ -690,10 +722,7 @@ static void session_timer(struct pt_tnode *t, int kind)
         die(h, "the backend did not accept the connection in time");
         return;
     }
-    /* idle: closed politely */
-    nghttp2_session_terminate_session(h->s, NGHTTP2_NO_ERROR);
-    send_some(h);
-    die(h, "idle");
+    close_idle(h);
 }
 
 struct pt_h2up *pt_h2up_new(struct pt_worker *w, struct pt_upool *pool, struct pt_io *io, bool or1)

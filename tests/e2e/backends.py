@@ -391,6 +391,7 @@ class H2Backend:
         import ssl
         self.lock = threading.Lock()
         self.connections = 0
+        self.closed_connections = 0
         self.requests = []
         self.errors = []
         self.open_now = 0
@@ -454,6 +455,8 @@ class H2Backend:
                 s.close()
             except OSError:
                 pass
+            with self.lock:
+                self.closed_connections += 1
 
 
 class _H2Conn:

@@ -500,3 +500,19 @@ def test_slow_client_of_a_large_h2_download_holds_bounded_memory(h2backends, por
     # the client's output (256 KiB past its mark), the stream's window (256 KiB), one read
     assert held[-1] < 2 * 1024 * 1024, held
     s.close()
+
+
+def test_idle_sessions_follow_max_idle_connections(h2backends, portico):
+    b = h2backends()
+    p = portico(config(b, upstream={"maxIdleConnections": 0}))
+    assert get(p, "/echo/items/1")[0] == 200
+    assert get(p, "/echo/items/2")[0] == 200
+    assert b.connections == 2  # none kept idle
+    b2 = h2backends()
+    p2 = portico(config(b2, upstream={"idleTimeout": "300ms"}))
+    assert get(p2, "/echo/items/1")[0] == 200
+    assert get(p2, "/echo/items/2")[0] == 200
+    assert b2.connections == 1  # kept, and reused
+    wait_for(lambda: b2.closed_connections >= 1, 5, "the idle session to close")
+    assert get(p2, "/echo/items/3")[0] == 200
+    assert b2.connections == 2
