@@ -27,6 +27,7 @@ and the connections it accepted; paths:
   /silent                    never answer
   /rst                       reset the stream (INTERNAL_ERROR) on its HEADERS
   /goaway                    the first one: GOAWAY not processing it, then close
+  /goaway-after              GOAWAY that lets this stream finish (answered as usual)
   /duplex                    answer at once, echo each DATA chunk as it arrives
   /big?bytes=N               a Content-Length response of N bytes (no JSON)
   /trailers                  the JSON echo, then trailers (grpc-status: 0, x-trailer)
@@ -580,6 +581,11 @@ class _H2Conn:
         if path.startswith("/rst"):
             self.conn.reset_stream(sid, error_code=h2.errors.ErrorCodes.INTERNAL_ERROR)
             self.closed(sid)
+        elif path.startswith("/goaway-after"):
+            # graceful: this stream is processed, no new one will be (written by hand: python3-h2
+            # sends nothing more once it sent a GOAWAY)
+            self.flush()
+            self.sock.sendall(struct.pack(">I", 8)[1:] + b"\x07\x00" + struct.pack(">III", 0, sid, 0))
         elif path.startswith("/goaway") and not self.o.goaway_sent:
             self.o.goaway_sent = True
             self.conn.close_connection(last_stream_id=0)

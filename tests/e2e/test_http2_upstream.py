@@ -516,3 +516,18 @@ def test_idle_sessions_follow_max_idle_connections(h2backends, portico):
     wait_for(lambda: b2.closed_connections >= 1, 5, "the idle session to close")
     assert get(p2, "/echo/items/3")[0] == 200
     assert b2.connections == 2
+
+
+def test_goaway_refuses_a_post_with_a_502_and_lets_a_processed_stream_finish(h2backends, portico):
+    b = h2backends()
+    p = portico(config(b))
+    st, _, body = get(p, "/echo/goaway", "POST", body=b"not twice")
+    assert st == 502, body  # not idempotent: not sent again
+    assert b.requests == [] and b.goaway_sent
+    b2 = h2backends()
+    p2 = portico(config(b2))
+    st, _, body = get(p2, "/echo/goaway-after/1")
+    assert st == 200 and json.loads(body)["path"] == "/base/goaway-after/1"
+    st, _, body = get(p2, "/echo/items/2")  # the session took no new stream: a new connection
+    assert st == 200
+    assert b2.connections == 2
