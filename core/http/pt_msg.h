@@ -230,7 +230,8 @@ struct pt_req {
     struct evbuffer *resp_body; /* buffered or replaced response body */
     bool resp_buffering;        /* reading the backend body into resp_body */
     bool resp_replaced;
-    bool keep; /* the client connection stays open after this response */
+    bool keep;      /* the client connection stays open after this response */
+    bool upload_on; /* full duplex: the response is complete, the request body still goes to the backend */
     /* retry */
     char *uphead;
     size_t uphead_n;

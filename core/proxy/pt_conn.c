@@ -489,6 +489,11 @@ void pt_conn_req_body(struct pt_req *req)
         c->state = C_WAIT;
         pt_io_read(c->io, false);
         pt_timer_clear(&c->timer);
+        if (req->upload_on) { /* the response went before: the exchange is over */
+            req->upload_on = false;
+            pt_respond_body_done(req);
+            return;
+        }
         if (!pt_io_connecting(u->io))
             pt_timer_set(c->w, &u->timer, PT_T_READ);
         return;

@@ -631,8 +631,11 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
         return 0;
     st->closed = true;
     nghttp2_session_set_stream_user_data(s, id, NULL);
-    if (st->io && !st->user_gone)
-        pt_io_stream_kick(st->io, PT_IO_ERROR); /* a reset or the session's end: like a client that left */
+    /* a reset or the session's end: like a client that left.  Not a clean end of both sides: the pipeline
+       may still be passing the end of the body on (full duplex, pt_respond_body_done) */
+    bool clean = code == NGHTTP2_NO_ERROR && st->req_ended && st->resp_done;
+    if (st->io && !st->user_gone && !clean)
+        pt_io_stream_kick(st->io, PT_IO_ERROR);
     h2_schedule(st->h);
     return 0;
 }

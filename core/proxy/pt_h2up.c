@@ -595,12 +595,17 @@ static void run_once(struct pt_h2up *h)
     if (!h->dead && h->agreed) {
         for (struct pt_list *it = h->streams.next; it != &h->streams; it = it->next) {
             struct pt_h2up_stream *st = pt_container_of(it, struct pt_h2up_stream, link);
-            if (st->user_gone && st->id && !st->closed) {
-                /* let go before the end (a failure, a client that left, a response complete while
-                   the upload goes on): the backend stops too */
+            if (st->user_gone && st->id && !st->closed && !st->ended) {
+                /* let go before the response ended (a failure, a client that left): the backend stops
+                   too */
                 nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
                 st->closed = true;
                 nghttp2_session_set_stream_user_data(h->s, st->id, NULL);
+            } else if (st->user_gone && st->deferred && !st->closed) {
+                /* the response is complete: what is left of the upload goes, or, cut short, the
+                   data source fails and nghttp2 resets the stream */
+                st->deferred = false;
+                nghttp2_session_resume_data(h->s, st->id);
             } else if (st->user_gone && st->unconsumed && !st->closed) {
                 nghttp2_session_consume_stream(h->s, st->id, st->unconsumed);
                 st->unconsumed = 0;

@@ -207,7 +207,16 @@ static void write_response_head(struct pt_req *req)
 void pt_respond_body_done(struct pt_req *req)
 {
     struct pt_upconn *u = req->up;
+    if (req->upload_on)
+        return; /* the exchange ends with the upload */
     req->tb1 = pt_clock_now_us();
+    if (!req->req_done && u && u->h2 && req->c->stream && !req->resp_buffering) {
+        /* both legs are HTTP/2 and the client still sends (a gRPC stream): its body goes on to the
+           backend, and the exchange ends when it has (pt_conn_req_body) */
+        req->upload_on = true;
+        pt_io_flush(req->c->io);
+        return;
+    }
     if (!req->req_done)
         req->keep = false; /* the backend answered before the whole body came */
     if (u)

@@ -29,6 +29,7 @@ and the connections it accepted; paths:
   /goaway                    the first one: GOAWAY not processing it, then close
   /goaway-after              GOAWAY that lets this stream finish (answered as usual)
   /duplex                    answer at once, echo each DATA chunk as it arrives
+  /early                     answer whole on the first DATA chunk, then read the rest of the body
   /big?bytes=N               a Content-Length response of N bytes (no JSON)
   /trailers                  the JSON echo, then trailers (grpc-status: 0, x-trailer)
   /big-headers               a response header list of about 200 KB
@@ -536,6 +537,10 @@ class _H2Conn:
             st["body"] += ev.data
             if self.path(sid).startswith("/duplex"):
                 self.send(sid, bytes(ev.data), end=False)
+            elif self.path(sid).startswith("/early") and not st["answered"]:
+                st["answered"] = True
+                self.conn.send_headers(sid, [(":status", "200"), ("content-length", "5")])
+                self.send(sid, b"early", end=True)
         elif isinstance(ev, h2.events.TrailersReceived):
             if sid in self.streams:
                 self.streams[sid]["trailers"] = list(ev.headers)
@@ -545,7 +550,9 @@ class _H2Conn:
                 return
             st["ended"] = True
             st["rec"] = self.record(sid)
-            if self.path(sid).startswith("/duplex"):
+            if st.get("local_done"):
+                self.closed(sid)
+            elif self.path(sid).startswith("/duplex"):
                 self.send(sid, b"", end=True)
         elif isinstance(ev, h2.events.StreamReset):
             if sid in self.streams:
@@ -653,4 +660,8 @@ class _H2Conn:
                     self.conn.send_headers(sid, q[2], end_stream=True)
                 else:
                     self.conn.end_stream(sid)
-                self.closed(sid)
+                if self.streams[sid]["ended"]:
+                    self.closed(sid)
+                else:  # answered early: the request's body is still read
+                    self.out.pop(sid, None)
+                    self.streams[sid]["local_done"] = True

@@ -531,3 +531,24 @@ def test_goaway_refuses_a_post_with_a_502_and_lets_a_processed_stream_finish(h2b
     st, _, body = get(p2, "/echo/items/2")  # the session took no new stream: a new connection
     assert st == 200
     assert b2.connections == 2
+
+
+def test_early_response_does_not_cut_an_h2_upload_to_an_h2_backend(h2backends, portico):
+    b = h2backends()
+    cfg = config(b)
+    port = int(cfg["listen"][0].rsplit(":", 1)[1])
+    cfg["listen"] = [{"address": "127.0.0.1:%d" % port, "protocols": ["http/1.1", "h2"]}]
+    p = portico(cfg)
+    c = H2Client(port)
+    sid = c.request("POST", "/echo/early", headers=[("content-type", "application/grpc")], end=False)
+    st = c.streams[sid]
+    c.send_body(sid, b"first;", end=False)
+    c.pump(lambda: st["ended"], 10, "the whole response")
+    assert status(st) == 200 and bytes(st["data"]) == b"early"
+    for i in range(3):  # the client goes on sending after the response
+        c.send_body(sid, b"more-%d;" % i, end=False)
+    c.send_body(sid, b"", end=True)
+    wait_for(lambda: b.requests, 10, "the backend to get the whole upload")
+    assert b.requests[-1]["body"] == b"first;more-0;more-1;more-2;"
+    assert st["reset"] is None
+    c.close()
