@@ -106,7 +106,7 @@ def test_post_over_h2c_with_length_and_chunked(h2backends, portico):
 
 def test_tls_alpn_h2_get_and_post(h2backends, portico, pki):
     b = h2backends(tls=pki.server)
-    p = portico(config(b))
+    p = portico(config(b, upstream={"caFile": pki.ca, "verify": True}))  # the chain and name checked
     st, _, body = get(p, "/echo/items/1")
     assert st == 200, body
     assert json.loads(body)["scheme"] == "https"
