@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import random
-import re
 import socket
 import ssl
 import subprocess
