@@ -843,9 +843,11 @@ ssize_t pt_http_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct p
                     err->msg = "CR not followed by LF in a chunk line";
                     return PT_CHUNKED_ERROR;
                 }
-                if (c->size == 0)
+                if (c->size == 0) {
                     c->state = CH_TRAILER_START;
-                else {
+                    if (c->end_to)
+                        evbuffer_add(c->end_to, "0\r\n", 3);
+                } else {
                     c->left = c->size;
                     c->state = CH_DATA;
                 }
@@ -868,6 +870,8 @@ ssize_t pt_http_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct p
                 c->state = CH_SIZE;
                 break;
             case CH_TRAILER_START:
+                if (c->end_to && ch != '\r')
+                    evbuffer_add(c->end_to, &ch, 1);
                 if (ch == '\r')
                     c->state = CH_FINAL_LF;
                 else if (ch == '\n' || ch == ' ' || ch == '\t' || !pt_str_tchar[ch]) {
@@ -881,6 +885,8 @@ ssize_t pt_http_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct p
                 }
                 break;
             case CH_TRAILER:
+                if (c->end_to)
+                    evbuffer_add(c->end_to, &ch, 1);
                 if (ch == '\r')
                     c->state = CH_TRAILER_LF;
                 else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
@@ -897,6 +903,8 @@ ssize_t pt_http_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct p
                     err->msg = "malformed trailer";
                     return PT_CHUNKED_ERROR;
                 }
+                if (c->end_to)
+                    evbuffer_add(c->end_to, "\n", 1);
                 c->state = CH_TRAILER_START;
                 break;
             case CH_FINAL_LF:
@@ -904,6 +912,8 @@ ssize_t pt_http_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct p
                     err->msg = "malformed end of chunked body";
                     return PT_CHUNKED_ERROR;
                 }
+                if (c->end_to)
+                    evbuffer_add(c->end_to, "\r\n", 2);
                 c->state = CH_DONE;
                 break;
             }

@@ -148,6 +148,9 @@ struct pt_chunked {
     uint32_t ext;     /* extension bytes seen on this size line */
     uint32_t trailer; /* trailer bytes seen */
     int digits;
+    /* when set (by the caller, before each call): the last chunk, the trailer fields and the final CRLF
+       are copied here as they are read ("0\r\n" name: value "\r\n"... "\r\n"), checked as they are */
+    struct evbuffer *end_to;
 };
 
 #define PT_CHUNKED_MORE 0

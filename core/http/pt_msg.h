@@ -181,6 +181,9 @@ struct pt_fwdproxy {
 /* Request body state */
 enum { RB_STREAM, RB_BUFFERED, RB_REPLACED };
 
+/* forward-request http-version */
+enum { PT_FWD_H1, PT_FWD_H2_OR1, PT_FWD_H2 };
+
 struct pt_req {
     struct pt_req *next_free;
     struct pt_pool *pool;
@@ -227,7 +230,8 @@ struct pt_req {
     struct evbuffer *resp_body; /* buffered or replaced response body */
     bool resp_buffering;        /* reading the backend body into resp_body */
     bool resp_replaced;
-    bool keep; /* the client connection stays open after this response */
+    bool keep;      /* the client connection stays open after this response */
+    bool upload_on; /* full duplex: the response is complete, the request body still goes to the backend */
     /* retry */
     char *uphead;
     size_t uphead_n;
@@ -236,6 +240,7 @@ struct pt_req {
     struct pt_timer *fwd_timer; /* ... its deadline for the response head */
     bool fwd_fail_on_status;
     bool fwd_follow;                  /* forward-request follow-redirects */
+    uint8_t fwd_http2;                /* forward-request http-version: PT_FWD_H1, PT_FWD_H2_OR1, PT_FWD_H2 */
     uint8_t redirects;                /* ... followed so far */
     const struct pt_backdef *brk_def; /* the backend whose circuit breaker counts this call's outcome */
     struct pt_redirect_from *redir;   /* where the first followed redirect started (a retry goes back) */

@@ -96,7 +96,9 @@ static const struct pt_attr_def forward_attrs[] = {
     {"continue-timeout", PT_ATTR_INT, 0, NULL, NULL, NULL, 0, 86400,
      "accepted; the gateway answers 100-continue"},
     {"http-version", PT_ATTR_ENUM, 0, "1", http_versions, NULL, 0, 0,
-     "1 (HTTP/2 backends are not supported)"},
+     "1: HTTP/1.1; 2: HTTP/2 only (h2c with prior knowledge to http://, ALPN h2 to https://: a backend that "
+     "does not agree is a 502); 2or1: to https:// ALPN offers h2 then http/1.1 and the backend chooses, to "
+     "http:// HTTP/1.1. WebSocket upgrades and calls through a proxy use HTTP/1.1"},
     {"follow-redirects", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
      "true: the gateway follows the backend's 301/302/303/307/308 (up to 10; 303, and 301/302 after a POST, "
      "become a GET without body; 307/308 only with the body in memory; the same backend or a literal IP "
@@ -332,10 +334,9 @@ static int compile_forward(const struct pt_api *api, pt_compile *c, void **inst)
     f->fail_on_error_status = bool_attr(attrs, "fail-on-error-status-code", false);
     f->follow_redirects = bool_attr(attrs, "follow-redirects", false);
     struct pt_node *hv = get(attrs, "http-version");
-    if (hv && !strcmp(hv->str, "2")) {
-        pt_node_error(pc->errs, hv, "http-version 2 is not supported for backends (use 1 or 2or1)");
-        return -1;
-    }
+    f->http_version = !hv || !strcmp(hv->str, "1") ? PT_FWD_H1
+                      : !strcmp(hv->str, "2")      ? PT_FWD_H2
+                                                   : PT_FWD_H2_OR1;
     c->stmt->kind = PT_ST_FORWARD;
     c->stmt->data = f;
     return 0;

@@ -749,6 +749,7 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
         req->fwd_timeout = fw->timeout_ms;
         req->fwd_fail_on_status = fw->fail_on_error_status;
         req->fwd_follow = fw->follow_redirects;
+        req->fwd_http2 = fw->http_version;
         req->redirects = 0;
         if (fw->buffer_request_body && req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE) {
             ex->need_body = PT_MSG_REQUEST;

@@ -422,6 +422,10 @@ void pt_conn_req_body(struct pt_req *req)
         }
         done = req->req_left == 0;
     } else {
+        /* the client's trailer fields go only to an HTTP/2 backend (gRPC); an HTTP/1.1 one gets the body
+           without them, as always */
+        bool trailers = !buffering && u->h2;
+        req->req_ch.end_to = trailers ? out : NULL;
         for (;;) {
             struct pt_http_err err = {400, NULL};
             ssize_t r = pt_http_chunked_next(&req->req_ch, in, &err);
@@ -447,7 +451,7 @@ void pt_conn_req_body(struct pt_req *req)
                 pt_http_chunked_took(&req->req_ch, (size_t)r);
                 req->req_payload += (uint64_t)r;
             } else if (r == PT_CHUNKED_DONE) {
-                if (!buffering)
+                if (!buffering && !trailers) /* else the end went out through end_to */
                     evbuffer_add(out, "0\r\n\r\n", 5);
                 done = true;
                 break;
@@ -486,6 +490,11 @@ void pt_conn_req_body(struct pt_req *req)
         c->state = C_WAIT;
         pt_io_read(c->io, false);
         pt_timer_clear(&c->timer);
+        if (req->upload_on) { /* the response went before: the exchange is over */
+            req->upload_on = false;
+            pt_respond_body_done(req);
+            return;
+        }
         if (!pt_io_connecting(u->io))
             pt_timer_set(c->w, &u->timer, PT_T_READ);
         return;

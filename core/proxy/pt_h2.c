@@ -63,7 +63,8 @@ struct h2s {
     enum pt_body body;
     uint64_t left;
     struct pt_chunked ck;
-    struct evbuffer *own; /* the body of an answer of the session's own (431) */
+    struct evbuffer *own;      /* the body of an answer of the session's own (431) */
+    struct evbuffer *trailers; /* the end of a chunked response body: its trailer section */
     bool head_req, chunked_in, req_ended, closed, user_gone, out_ready, deferred, submitted, resp_done;
     bool
         rst_when_gone; /* the response is complete, the client still sends: reset once the pipeline lets go */
@@ -123,6 +124,7 @@ void pt_h2_reqhead_free(struct pt_h2_reqhead *r)
     free(r->path);
     free(r->authority);
     free(r->host);
+    free(r->status);
     memset(r, 0, sizeof(*r));
 }
 
@@ -174,6 +176,8 @@ bool pt_h2_reqhead_field(struct pt_h2_reqhead *r, const uint8_t *name, size_t nl
             return keep_pseudo(&r->path, value, vlen);
         if (name_is(name, nlen, ":authority"))
             return keep_pseudo(&r->authority, value, vlen);
+        if (name_is(name, nlen, ":status"))
+            return keep_pseudo(&r->status, value, vlen);
         return true; /* :scheme (the listener says it), :protocol (not enabled) */
     }
     if (name_is(name, nlen, "host"))
@@ -203,13 +207,7 @@ bool pt_h2_reqhead_write(struct pt_h2_reqhead *r, bool end_stream, struct evbuff
     const char *host = r->authority ? r->authority : r->host;
     if (host)
         evbuffer_add_printf(out, "Host: %s\r\n", host);
-    if (r->fields)
-        evbuffer_add_buffer(out, r->fields);
-    if (r->cookie) {
-        evbuffer_add(out, "Cookie: ", 8);
-        evbuffer_add_buffer(out, r->cookie);
-        evbuffer_add(out, "\r\n", 2);
-    }
+    pt_h2_reqhead_fields(r, out);
     *chunked = !end_stream && !r->has_length;
     if (*chunked)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
@@ -217,9 +215,48 @@ bool pt_h2_reqhead_write(struct pt_h2_reqhead *r, bool end_stream, struct evbuff
     return true;
 }
 
+void pt_h2_reqhead_fields(struct pt_h2_reqhead *r, struct evbuffer *out)
+{
+    if (r->fields)
+        evbuffer_add_buffer(out, r->fields);
+    if (r->cookie) {
+        evbuffer_add(out, "Cookie: ", 8);
+        evbuffer_add_buffer(out, r->cookie);
+        evbuffer_add(out, "\r\n", 2);
+    }
+}
+
+/* A status of three digits, as an HTTP/1.1 status line needs. */
+static bool status_ok(const char *s)
+{
+    return s && strlen(s) == 3 && isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
+           isdigit((unsigned char)s[2]) && s[0] != '0';
+}
+
+int pt_h2_resphead_write(struct pt_h2_reqhead *r, bool end_stream, bool head_req, struct evbuffer *out,
+                         bool *chunked)
+{
+    if (!status_ok(r->status))
+        return -1;
+    int status = atoi(r->status);
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, pt_http_reason(status));
+    pt_h2_reqhead_fields(r, out);
+    /* a body of unknown length is chunked, so that trailers can follow it; none at all says so */
+    bool bodiless = head_req || status < 200 || status == 204 || status == 304;
+    *chunked = !bodiless && !r->has_length && !end_stream;
+    if (*chunked)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    else if (!bodiless && !r->has_length)
+        evbuffer_add(out, "Content-Length: 0\r\n", 19);
+    evbuffer_add(out, "\r\n", 2);
+    return status;
+}
+
 /* ------------------------------------------------------------------ response head */
 
-static bool connection_specific(const struct pt_hdr *x)
+/* Fields HTTP/2 does not carry (RFC 9113 8.2.2): TE only as "trailers" (gRPC asks for it), and Host,
+   which a request's :authority replaces. */
+static bool connection_specific(const struct pt_hdr *x, bool request)
 {
     switch (x->kind) {
     case PT_H_CONNECTION:
@@ -227,25 +264,41 @@ static bool connection_specific(const struct pt_hdr *x)
     case PT_H_PROXY_CONNECTION:
     case PT_H_TRANSFER_ENCODING:
     case PT_H_UPGRADE:
-    case PT_H_TE:
         return true;
+    case PT_H_TE:
+        return !request || !pt_str_ieq(x->value, pt_str_c("trailers"));
+    case PT_H_HOST:
+        return request;
     default:
         return false;
     }
 }
 
-int pt_h2_resp_fields(const struct pt_head *h, struct pt_pool *pool, nghttp2_nv **out)
+static nghttp2_nv nv_of(const char *name, pt_str value)
 {
-    nghttp2_nv *nv = pt_pool_alloc(pool, sizeof(*nv) * (size_t)(h->nh + 1));
+    return (nghttp2_nv){(uint8_t *)name, (uint8_t *)value.data, strlen(name), value.len,
+                        NGHTTP2_NV_FLAG_NONE};
+}
+
+int pt_h2_head_fields(const struct pt_head *h, const char *scheme, struct pt_pool *pool, nghttp2_nv **out)
+{
+    nghttp2_nv *nv = pt_pool_alloc(pool, sizeof(*nv) * (size_t)(h->nh + 4));
     char *status = pt_pool_alloc(pool, 4);
     if (!nv || !status)
         return -1;
-    snprintf(status, 4, "%03u", (unsigned)h->status % 1000u);
-    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    int n = 1;
+    int n = 0;
+    if (scheme) {
+        nv[n++] = nv_of(":method", h->method);
+        nv[n++] = nv_of(":scheme", pt_str_c(scheme));
+        nv[n++] = nv_of(":authority", h->host);
+        nv[n++] = nv_of(":path", h->target);
+    } else {
+        snprintf(status, 4, "%03u", (unsigned)h->status % 1000u);
+        nv[n++] = nv_of(":status", (pt_str){status, 3});
+    }
     for (int i = 0; i < h->nh; i++) {
         const struct pt_hdr *x = &h->h[i];
-        if (x->deleted || connection_specific(x))
+        if (x->deleted || connection_specific(x, scheme != NULL))
             continue;
         uint8_t *name = pt_pool_alloc(pool, x->name.len ? x->name.len : 1);
         if (!name)
@@ -302,6 +355,8 @@ static void stream_free(struct h2s *st)
     }
     if (st->own)
         evbuffer_free(st->own);
+    if (st->trailers)
+        evbuffer_free(st->trailers);
     pt_h2_reqhead_free(&st->rq);
     free(st);
 }
@@ -386,7 +441,12 @@ static void request_ended(struct h2s *st)
         return;
     st->req_ended = true;
     if (st->io && st->chunked_in && !st->user_gone) {
-        evbuffer_add(st->io->in, "0\r\n\r\n", 5);
+        /* the client's trailers, if any (a list over the limit is dropped whole) */
+        evbuffer_add(st->io->in, "0\r\n", 3);
+        if (!st->rq.too_big)
+            pt_h2_reqhead_fields(&st->rq, st->io->in);
+        evbuffer_add(st->io->in, "\r\n", 2);
+        pt_h2_reqhead_free(&st->rq);
         pt_io_stream_kick(st->io, 0);
     }
 }
@@ -480,11 +540,16 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                      const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
 {
     struct pt_h2 *h = arg;
-    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* trailers of a request are not passed on */
-    struct h2s *st = stream_of(h, f->hd.stream_id);
+    struct h2s *st = f->hd.type == NGHTTP2_HEADERS ? stream_of(h, f->hd.stream_id) : NULL;
     if (!st)
         return 0;
+    if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        /* trailers: kept for a body passed on chunked (the fields of the head are gone by now) */
+        if (!st->chunked_in || !st->io || st->user_gone)
+            return 0;
+        if (!st->rq.limit)
+            pt_h2_reqhead_init(&st->rq, header_list_limit(h));
+    }
     if (!pt_h2_reqhead_field(&st->rq, name, nlen, value, vlen))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return block_too_big(h, st->rq.size) ? cut_block(h) : 0;
@@ -566,10 +631,48 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
         return 0;
     st->closed = true;
     nghttp2_session_set_stream_user_data(s, id, NULL);
-    if (st->io && !st->user_gone)
-        pt_io_stream_kick(st->io, PT_IO_ERROR); /* a reset or the session's end: like a client that left */
+    /* a reset or the session's end: like a client that left.  Not a clean end of both sides: the pipeline
+       may still be passing the end of the body on (full duplex, pt_respond_body_done) */
+    bool clean = code == NGHTTP2_NO_ERROR && st->req_ended && st->resp_done;
+    if (st->io && !st->user_gone && !clean)
+        pt_io_stream_kick(st->io, PT_IO_ERROR);
     h2_schedule(st->h);
     return 0;
+}
+
+int pt_h2_trailer_fields(struct evbuffer *sec, struct pt_pool *pool, nghttp2_nv **out)
+{
+    static const char line[] = "HTTP/1.1 200 OK\r\n";
+    size_t n = evbuffer_get_length(sec);
+    if (n <= 5) /* "0\r\n\r\n": none */
+        return 0;
+    char *buf = pt_pool_alloc(pool, n - 3 + sizeof(line));
+    if (!buf)
+        return -1;
+    memcpy(buf, line, sizeof(line) - 1);
+    evbuffer_drain(sec, 3);
+    evbuffer_remove(sec, buf + sizeof(line) - 1, n - 3);
+    struct pt_head h = {0};
+    struct pt_http_err err = {0};
+    nghttp2_nv *nv = NULL;
+    if (!pt_http_parse_response(&h, buf, sizeof(line) - 1 + n - 3, pool, RESPONSE_HEADERS_MAX, false, &err))
+        return -1;
+    int k = pt_h2_head_fields(&h, NULL, pool, &nv);
+    if (k < 1)
+        return -1;
+    *out = nv + 1; /* without :status */
+    return k - 1;
+}
+
+bool pt_h2_submit_trailers(nghttp2_session *s, int32_t id, struct evbuffer *sec)
+{
+    struct pt_pool *pool = pt_pool_new(4096);
+    nghttp2_nv *nv = NULL;
+    int n = pool ? pt_h2_trailer_fields(sec, pool, &nv) : -1;
+    bool ok = n > 0 && nghttp2_submit_trailer(s, id, nv, (size_t)n) == 0;
+    if (pool)
+        pt_pool_free(pool);
+    return ok;
 }
 
 /* The response body: the pipeline's HTTP/1.1 framing taken off, as the client's window allows. */
@@ -597,6 +700,9 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         break;
     }
     case PT_BODY_CHUNKED:
+        if (!st->trailers && !(st->trailers = evbuffer_new()))
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        st->ck.end_to = st->trailers;
         while (n < length) {
             struct pt_http_err err = {0};
             ssize_t r = pt_http_chunked_next(&st->ck, out, &err);
@@ -623,6 +729,8 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         pt_io_stream_kick(st->io, 0); /* a pipeline waiting for the output to drain goes on */
     if (eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->trailers && pt_h2_submit_trailers(st->h->s, st->id, st->trailers))
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end the stream */
         st->resp_done = true;
         return (ssize_t)n;
     }
@@ -656,7 +764,7 @@ static bool take_heads(struct h2s *st)
         if (copy) {
             evbuffer_remove(out, copy, len);
             if (pt_http_parse_response(&rh, copy, len, pool, RESPONSE_HEADERS_MAX, st->head_req, &err))
-                nnv = pt_h2_resp_fields(&rh, pool, &nv);
+                nnv = pt_h2_head_fields(&rh, NULL, pool, &nv);
         }
         int rv = -1;
         if (nnv > 0 && rh.status < 200) {

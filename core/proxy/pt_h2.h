@@ -54,6 +54,7 @@ struct pt_h2_reqhead {
     struct evbuffer *fields; /* "name: value\r\n" lines but Host and Cookie */
     struct evbuffer *cookie; /* cookie values joined with "; " */
     char *method, *path, *authority, *host;
+    char *status; /* a response's :status */
     size_t size;  /* the header list size (RFC 9113 6.5.2: name + value + 32 per field) */
     size_t limit; /* past it, too_big and the rest is not kept */
     bool too_big, has_length;
@@ -69,8 +70,28 @@ bool pt_h2_reqhead_field(struct pt_h2_reqhead *r, const uint8_t *name, size_t nl
    given and more to come: !end_stream).  false: no :method or :path. */
 bool pt_h2_reqhead_write(struct pt_h2_reqhead *r, bool end_stream, struct evbuffer *out, bool *chunked);
 
-/* A response head as HTTP/2 fields in pool memory (":status" first, names in lower case, the
-   connection-specific fields left out); returns their number, -1 when out of memory. */
-int pt_h2_resp_fields(const struct pt_head *h, struct pt_pool *pool, nghttp2_nv **out);
+/* The fields but pseudo-fields and Host (Cookie joined into one line), as HTTP/1.1 lines, into out. */
+void pt_h2_reqhead_fields(struct pt_h2_reqhead *r, struct evbuffer *out);
+/* A response's HEADERS as an HTTP/1.1 head: chunked when no length is given and a body follows (so that
+   trailers can too: *chunked), "Content-Length: 0" when the HEADERS end the stream.  Returns the status,
+   -1 when :status is missing or not three digits. */
+int pt_h2_resphead_write(struct pt_h2_reqhead *r, bool end_stream, bool head_req, struct evbuffer *out,
+                         bool *chunked);
+
+/* A head as HTTP/2 fields in pool memory, names in lower case, the connection-specific fields left out:
+   a response's (scheme NULL: ":status" first) or a request's (":method", ":scheme" = scheme,
+   ":authority" from Host, ":path" the target as written; TE kept only as "trailers").  Returns their
+   number, -1 when out of memory. */
+/* The end of a chunked body as pt_http_chunked_next copies it (pt_chunked.end_to: "0\r\n", trailer
+   fields, "\r\n"), consumed, as HTTP/2 fields (pool memory, names in lower case, connection-specific
+   ones left out): their number, 0 when there is none, -1 when they cannot be read. */
+int pt_h2_trailer_fields(struct evbuffer *sec, struct pt_pool *pool, nghttp2_nv **out);
+
+/* Inside a data source's read callback at the end of a chunked body: its trailer section (consumed) as a
+   trailing HEADERS of stream id; false when there is none or it cannot be read (the stream then ends with
+   its last DATA). */
+bool pt_h2_submit_trailers(nghttp2_session *s, int32_t id, struct evbuffer *sec);
+
+int pt_h2_head_fields(const struct pt_head *h, const char *scheme, struct pt_pool *pool, nghttp2_nv **out);
 
 #endif

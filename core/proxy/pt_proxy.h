@@ -64,6 +64,8 @@ extern atomic_bool pt_worker_ready_flag;
 /* ---- pt_upstream.c: the backend side ---- */
 
 void pt_upstream_free_pools(struct pt_worker *w);
+/* One connection of the pool ended (an HTTP/2 session's). */
+void pt_upstream_pool_unref(struct pt_upool *p);
 void pt_upstream_close(struct pt_upconn *u);
 void pt_upstream_release(struct pt_upconn *u, bool reusable);
 void pt_upstream_timer_stop(struct pt_req *req);

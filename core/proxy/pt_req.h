@@ -19,6 +19,8 @@
 
 #include <netinet/in.h>
 
+struct pt_h2up_stream;
+
 enum cstate { C_HEAD, C_BODY, C_WAIT, C_TUNNEL, C_CLOSING, C_LINGER, C_H2 };
 
 struct pt_conn {
@@ -55,6 +57,10 @@ struct pt_upool {
        to an idle connection): its connections are not reused before this
        (pt_clock_now_us) -- one connection per request until then */
     uint64_t distrust_until;
+    /* HTTP/2: its sessions (pt_h2up), and what ALPN told of the backend (2or1 asks only while unknown) */
+    struct pt_list h2s;
+    enum { PT_UPROTO_UNKNOWN, PT_UPROTO_H1, PT_UPROTO_H2 } proto;
+    uint32_t h2_streams; /* the backend's last SETTINGS_MAX_CONCURRENT_STREAMS (0: none seen yet) */
 };
 
 struct pt_upconn {
@@ -69,6 +75,7 @@ struct pt_upconn {
     bool tunnel; /* to a proxy, waiting for its answer to our CONNECT (then TLS to the backend) */
     bool broken; /* the exchange left its framing in doubt: never reuse */
     int interim; /* 1xx responses dropped for the current request */
+    struct pt_h2up_stream *h2; /* io is a stream of an HTTP/2 session (pt_h2up); not in idle, never pooled */
 };
 
 #endif

@@ -208,7 +208,16 @@ static void write_response_head(struct pt_req *req)
 void pt_respond_body_done(struct pt_req *req)
 {
     struct pt_upconn *u = req->up;
+    if (req->upload_on)
+        return; /* the exchange ends with the upload */
     req->tb1 = pt_clock_now_us();
+    if (!req->req_done && u && u->h2 && req->c->stream && !req->resp_buffering) {
+        /* both legs are HTTP/2 and the client still sends (a gRPC stream): its body goes on to the
+           backend, and the exchange ends when it has (pt_conn_req_body) */
+        req->upload_on = true;
+        pt_io_flush(req->c->io);
+        return;
+    }
     if (!req->req_done)
         req->keep = false; /* the backend answered before the whole body came */
     if (u)
@@ -282,6 +291,9 @@ void pt_respond_body(struct pt_req *req)
         break;
     }
     case PT_BODY_CHUNKED:
+        /* re-chunked: the backend's trailer fields go to the client with the last chunk (a body a policy
+           reads, or an HTTP/1.0 client's, goes without them) */
+        req->resp_ch.end_to = rechunk ? out : NULL;
         for (;;) {
             struct pt_http_err err = {502, NULL};
             ssize_t r = pt_http_chunked_next(&req->resp_ch, in, &err);
@@ -296,9 +308,7 @@ void pt_respond_body(struct pt_req *req)
                     evbuffer_remove_buffer(in, out, (size_t)r);
                 pt_http_chunked_took(&req->resp_ch, (size_t)r);
             } else if (r == PT_CHUNKED_DONE) {
-                if (rechunk)
-                    evbuffer_add(out, "0\r\n\r\n", 5);
-                done = true;
+                done = true; /* the last chunk and the trailers went out through end_to */
                 break;
             } else if (r == PT_CHUNKED_MORE)
                 break;

@@ -21,6 +21,7 @@
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
 #include "proxy/pt_grpc.h"
+#include "proxy/pt_h2up.h"
 #include "proxy/pt_proxy.h"
 #include "proxy/pt_worker.h"
 
@@ -99,11 +100,12 @@ static struct pt_upool *pool_new(const char *key, uint64_t hash)
     }
     p->hash = hash;
     pt_list_init(&p->idle);
+    pt_list_init(&p->h2s);
     return p;
 }
 
 /* One connection of the pool ended; a pool outside the table goes with its last one. */
-static void pool_unref(struct pt_upool *p)
+void pt_upstream_pool_unref(struct pt_upool *p)
 {
     if (--p->nconns == 0 && p->transient) {
         free(p->key);
@@ -201,6 +203,7 @@ void pt_upstream_free_pools(struct pt_worker *w)
         while (p) {
             while (!pt_list_empty(&p->idle))
                 pt_upstream_close(pt_container_of(p->idle.next, struct pt_upconn, link));
+            pt_h2up_free_pool(p);
             struct pt_upool *next = p->next;
             free(p->key);
             free(p);
@@ -263,6 +266,61 @@ static SSL *backend_ssl(struct pt_req *req, const struct pt_backend *be, const s
     return ctx ? pt_tls_client_ssl(ctx, be->url.host, verify_name) : NULL;
 }
 
+/* Whether this call goes over HTTP/2: forward-request http-version 2, or 2or1 to an https backend that
+   did not choose HTTP/1.1 before.  A WebSocket upgrade and a call through a proxy use HTTP/1.1. */
+static bool use_h2(const struct pt_req *req, const struct pt_upool *pool)
+{
+    if (req->fwd_http2 == PT_FWD_H1 || req->fproxy || req->h.upgrade_ws)
+        return false;
+    if (req->fwd_http2 == PT_FWD_H2_OR1)
+        return req->be->url.https && pool->proto != PT_UPROTO_H1;
+    return true;
+}
+
+/* A stream on a session of the pool with room, else on a new connection. */
+static struct pt_upconn *up_get_h2(struct pt_req *req, struct pt_upool *pool, bool fresh)
+{
+    struct pt_worker *w = req->c->w;
+    const struct pt_backend *be = req->be;
+    bool or1 = req->fwd_http2 == PT_FWD_H2_OR1;
+    struct pt_h2up *h = fresh ? NULL : pt_h2up_find(pool);
+    if (!h) {
+        struct pt_io *io = NULL;
+        if (be->url.https) {
+            SSL *ssl = backend_ssl(req, be, call_cert(req));
+            if (ssl && !pt_h2up_alpn(ssl, or1)) {
+                SSL_free(ssl);
+                ssl = NULL;
+            }
+            io = ssl ? pt_io_tls_connect(w->base, (struct sockaddr *)&be->sa, be->salen, ssl, NULL, NULL)
+                     : NULL;
+        } else
+            io = pt_io_connect(w->base, (struct sockaddr *)&be->sa, be->salen, NULL, NULL);
+        if (io)
+            h = pt_h2up_new(w, pool, io, or1);
+        if (!h) {
+            pool->nconns++;
+            pt_upstream_pool_unref(pool); /* a pool outside the table goes */
+            return NULL;
+        }
+    }
+    struct pt_upconn *u = calloc(1, sizeof(*u));
+    if (u && !(u->h2 = pt_h2up_stream(h, up_cb, u, &u->io))) {
+        free(u);
+        u = NULL;
+    }
+    if (!u)
+        return NULL; /* an idle session closes after its idle timeout */
+    pt_list_init(&u->link);
+    pt_timer_init(&u->timer, up_timer);
+    u->w = w;
+    u->pool = pool;
+    u->req = req;
+    u->connected = true; /* the session sends when its connection is up */
+    pt_io_read(u->io, true);
+    return u;
+}
+
 static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
 {
     struct pt_worker *w = req->c->w;
@@ -272,6 +330,8 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
     struct pt_upool *pool = px ? proxy_pool_get(req, w) : pool_get(w, be, cc);
     if (!pool)
         return NULL;
+    if (use_h2(req, pool))
+        return up_get_h2(req, pool, fresh);
     struct pt_upconn *u;
     while (!fresh && pool->nidle) {
         u = pt_container_of(pool->idle.prev, struct pt_upconn, link);
@@ -290,7 +350,7 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
     u = calloc(1, sizeof(*u));
     if (!u) {
         pool->nconns++;
-        pool_unref(pool);
+        pt_upstream_pool_unref(pool);
         return NULL;
     }
     pt_list_init(&u->link);
@@ -308,7 +368,7 @@ static struct pt_upconn *up_get(struct pt_req *req, bool fresh)
     } else
         u->io = pt_io_connect(w->base, (struct sockaddr *)&be->sa, be->salen, up_cb, u);
     if (!u->io) {
-        pool_unref(pool);
+        pt_upstream_pool_unref(pool);
         free(u);
         return NULL;
     }
@@ -327,7 +387,8 @@ void pt_upstream_close(struct pt_upconn *u)
     pt_io_free(u->io);
     if (u->req && u->req->up == u)
         u->req->up = NULL;
-    pool_unref(u->pool);
+    if (!u->h2) /* a stream: the session counts as the pool's connection */
+        pt_upstream_pool_unref(u->pool);
     free(u);
 }
 
@@ -343,6 +404,10 @@ void pt_upstream_release(struct pt_upconn *u, bool reusable)
     u->req = NULL;
     struct pt_worker *w = u->w;
     int64_t max_idle = req ? req_gen(req)->conf->upstream.max_idle : 0;
+    if (u->h2) {
+        pt_upstream_close(u); /* the stream ends; its session stays for others */
+        return;
+    }
     if (reusable && evbuffer_get_length(u->io->in))
         up_distrust(u, evbuffer_get_length(u->io->in), "after its response ended");
     if (!reusable || u->broken || w->draining || u->pool->transient || u->pool->nidle >= max_idle ||
@@ -441,6 +506,17 @@ static bool client_query_without(struct pt_buf *b, pt_str q, const struct pt_bac
         start = end + 1;
     }
     return any;
+}
+
+/* Whether the client said it takes trailers (TE: trailers, RFC 9110 10.1.4). */
+static bool client_takes_trailers(const struct pt_head *h)
+{
+    for (int i = 0; i < h->nh; i++) {
+        const struct pt_hdr *x = &h->h[i];
+        if (x->kind == PT_H_TE && !x->deleted && pt_str_ieq(x->value, pt_str_c("trailers")))
+            return true;
+    }
+    return false;
 }
 
 /* Serialises the request head for the backend. */
@@ -588,6 +664,10 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
         pt_buf_lit(b, "\r\n");
     }
     pt_otel_backend_header(req, b); /* OpenTelemetry (O): traceparent */
+    /* TE is hop-by-hop, but over HTTP/2 "trailers" is the one value it may have, and says what gRPC
+       backends require: that trailers reach the client (they do) */
+    if (req->fwd_http2 != PT_FWD_H1 && client_takes_trailers(&req->h))
+        pt_buf_lit(b, "TE: trailers\r\n");
     if (req->h.upgrade_ws)
         pt_buf_lit(b, "Connection: upgrade\r\nUpgrade: websocket\r\n");
     if (pt_redirect_no_body(req)) {
@@ -972,7 +1052,45 @@ static void up_failed(struct pt_req *req, int what, const char *msg)
     if (u->io && pt_io_local_error(u->io))
         req->brk_def = NULL; /* out of descriptors or memory here: not the backend's failure */
     pt_respond_backend_failed(req, 502, "BackendConnectionFailure",
-                              "Bad gateway: the backend connection failed");
+                              u->h2 ? pt_pool_printf(req->pool, "Bad gateway: %s", msg)
+                                    : "Bad gateway: the backend connection failed");
+}
+
+/* The backend chose HTTP/1.1 by ALPN (2or1): the connection carries this exchange as HTTP/1.1. */
+static void up_h2_fall_back(struct pt_req *req, struct pt_upconn *u, struct pt_io *conn)
+{
+    struct pt_io *stream = u->io;
+    u->io = conn;
+    u->h2 = NULL;
+    pt_io_set_cb(conn, up_cb, u);
+    pt_io_free(stream);
+    pt_io_read(conn, true);
+    pt_io_flush(conn);
+    if (req->c->state == C_BODY)
+        pt_io_want_drain(conn, true); /* an upload waiting for room goes on */
+    if (req->req_done)
+        pt_timer_set(u->w, &u->timer, PT_T_READ);
+}
+
+/* A stream failed: its session's connection, the backend's reset, a timeout. */
+static void up_h2_failed(struct pt_req *req, struct pt_upconn *u)
+{
+    struct pt_io *conn = pt_h2up_fallback(u->h2, u->io);
+    if (conn) {
+        up_h2_fall_back(req, u, conn);
+        return;
+    }
+    bool timeout = false, refused = false;
+    const char *why = pt_h2up_error(u->h2, &timeout, &refused);
+    if (timeout && !req->rh_done) {
+        pt_warn("request %.*s: backend %s: %s", (int)req->idn, req->id, u->pool->key, why);
+        pt_respond_backend_failed(req, 504, "Timeout",
+                                  "Gateway timeout: the backend did not accept the connection in time");
+        return;
+    }
+    /* a stream the backend did not process may go again by the rules of a stale pooled connection */
+    u->reused = refused;
+    up_failed(req, PT_IO_ERROR, why);
 }
 
 static void up_cb(struct pt_io *io, int what, void *arg)
@@ -991,6 +1109,10 @@ static void up_cb(struct pt_io *io, int what, void *arg)
         if ((what & PT_IO_READ) && n && !pt_io_is_tls(io))
             up_distrust(u, n, "to an idle connection");
         pt_upstream_close(u);
+        return;
+    }
+    if (u->h2 && (what & PT_IO_ERROR)) {
+        up_h2_failed(req, u);
         return;
     }
     if (what & PT_IO_CONNECTED) {

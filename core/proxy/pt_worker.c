@@ -11,6 +11,7 @@
 #include "lua/pt_lua.h"
 #include "proxy/pt_analytics.h"
 #include "proxy/pt_h2.h"
+#include "proxy/pt_h2up.h"
 #include "proxy/pt_overload.h"
 #include "proxy/pt_reqmetrics.h"
 
@@ -405,6 +406,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
     pt_reqmetrics_init(n);
     pt_overload_init(n);
     pt_h2_init();
+    pt_h2up_init();
     pt_overload_limits(&g->conf->limits);
     pt_hclient_init(); /* the outbound client's counters on /metrics */
     for (int i = 0; i < n; i++) {

@@ -18,6 +18,21 @@ gateway forwarded.  Special paths switch behaviour:
   /no-keepalive              answer with Connection: close
   /head-length               answer HEAD and GET with Content-Length 1234 (GET gets the bytes)
   /interim                   send a 103 interim response before the final one
+
+H2Backend is an HTTP/2 backend (python3-h2): h2c with prior knowledge, or TLS
+with ALPN.  It records each request (pseudo-fields, headers, body, trailers)
+and the connections it accepted; paths:
+
+  /hold...                   answer only once `release` is set (streams stay open)
+  /silent                    never answer
+  /rst                       reset the stream (INTERNAL_ERROR) on its HEADERS
+  /goaway                    the first one: GOAWAY not processing it, then close
+  /goaway-after              GOAWAY that lets this stream finish (answered as usual)
+  /duplex                    answer at once, echo each DATA chunk as it arrives
+  /early                     answer whole on the first DATA chunk, then read the rest of the body
+  /big?bytes=N               a Content-Length response of N bytes (no JSON)
+  /trailers                  the JSON echo, then trailers (grpc-status: 0, x-trailer)
+  /big-headers               a response header list of about 200 KB
 """
 
 import base64
@@ -366,3 +381,287 @@ class EchoBackend:
 
     def close(self):
         stop_server(self.server)
+
+
+class H2Backend:
+    """An HTTP/2 backend on 127.0.0.1 (see the module's notes): tls=(cert, key) for TLS with ALPN
+    `alpn`, else h2c with prior knowledge.  `max_streams` and `window` go into its SETTINGS;
+    `hostile` makes every connection misbehave: "garbage" (bytes that are no frame after its
+    preface) or "settings-flood" (SETTINGS frames without end)."""
+
+    def __init__(self, tls=None, alpn=("h2",), max_streams=None, window=None, hostile=None):
+        import ssl
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.closed_connections = 0
+        self.requests = []
+        self.errors = []
+        self.open_now = 0
+        self.max_open = 0
+        self.release = threading.Event()
+        self.goaway_sent = False
+        self.max_streams = max_streams
+        self.window = window
+        self.hostile = hostile
+        self.ctx = None
+        if tls:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(*tls)
+            self.ctx.set_alpn_protocols(list(alpn))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "%s://%s:%d" % ("https" if self.ctx else "http", "localhost" if self.ctx else "127.0.0.1",
+                               self.port)
+
+    def close(self):
+        self.stopping = True
+        self.release.set()
+        self.thread.join(5)
+        self.sock.close()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                s, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s):
+        import ssl
+        try:
+            if self.ctx:
+                s.settimeout(5)
+                s = self.ctx.wrap_socket(s, server_side=True)
+            with self.lock:
+                self.connections += 1
+            _H2Conn(self, s).run()
+        except (OSError, ssl.SSLError) as e:
+            with self.lock:
+                self.errors.append(repr(e))
+        except Exception as e:  # a bug in the test backend: the test sees it
+            with self.lock:
+                self.errors.append("backend failure: %r" % e)
+        finally:
+            try:
+                s.close()
+            except OSError:
+                pass
+            with self.lock:
+                self.closed_connections += 1
+
+
+class _H2Conn:
+    def __init__(self, owner, sock):
+        import h2.config
+        import h2.connection
+        import h2.settings
+        self.o = owner
+        self.sock = sock
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
+                                                                         header_encoding="utf-8"))
+        init = {}
+        if owner.max_streams is not None:
+            init[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = owner.max_streams
+        if owner.window is not None:
+            init[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = owner.window
+        self.conn.local_settings = h2.settings.Settings(client=False, initial_values=init)
+        self.conn.initiate_connection()
+        self.streams = {}
+        self.out = {}  # stream id -> [bytes left to send, end after them, trailers]
+        self.done = False
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def run(self):
+        import h2.exceptions
+        self.sock.settimeout(0.05)
+        self.flush()
+        while not self.done and not self.o.stopping:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                data = None
+            if data == b"":
+                return
+            if data:
+                if self.o.hostile == "garbage":
+                    self.sock.sendall(b"\xff" * 64 + b"this is no HTTP/2 frame")
+                elif self.o.hostile == "settings-flood":
+                    frame = struct.pack(">I", 6)[1:] + b"\x04\x00" + struct.pack(">I", 0) + b"\x00\x03\x00\x00\x00\x64"
+                    try:
+                        for _ in range(5000):
+                            self.sock.sendall(frame)
+                    except OSError:
+                        return
+                    continue  # and never answers
+                try:
+                    events = self.conn.receive_data(data)
+                except h2.exceptions.ProtocolError:
+                    return
+                for ev in events:
+                    self.event(ev)
+            self.pending()
+            self.flush()
+
+    def event(self, ev):
+        import h2.events
+        if self.done:
+            return
+        sid = getattr(ev, "stream_id", None)
+        if isinstance(ev, h2.events.RequestReceived):
+            with self.o.lock:
+                self.o.open_now += 1
+                self.o.max_open = max(self.o.max_open, self.o.open_now)
+            self.streams[sid] = {"headers": list(ev.headers), "body": bytearray(), "trailers": None,
+                                 "ended": False, "answered": False}
+            self.on_headers(sid)
+        elif isinstance(ev, h2.events.DataReceived):
+            st = self.streams.get(sid)
+            self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+            if st is None:
+                return
+            st["body"] += ev.data
+            if self.path(sid).startswith("/duplex"):
+                self.send(sid, bytes(ev.data), end=False)
+            elif self.path(sid).startswith("/early") and not st["answered"]:
+                st["answered"] = True
+                self.conn.send_headers(sid, [(":status", "200"), ("content-length", "5")])
+                self.send(sid, b"early", end=True)
+        elif isinstance(ev, h2.events.TrailersReceived):
+            if sid in self.streams:
+                self.streams[sid]["trailers"] = list(ev.headers)
+        elif isinstance(ev, h2.events.StreamEnded):
+            st = self.streams.get(sid)
+            if st is None:
+                return
+            st["ended"] = True
+            st["rec"] = self.record(sid)
+            if st.get("local_done"):
+                self.closed(sid)
+            elif self.path(sid).startswith("/duplex"):
+                self.send(sid, b"", end=True)
+        elif isinstance(ev, h2.events.StreamReset):
+            if sid in self.streams:
+                self.streams[sid]["reset"] = ev.error_code
+                self.closed(sid)
+
+    def closed(self, sid):
+        st = self.streams.pop(sid, None)
+        self.out.pop(sid, None)
+        if st is not None:
+            with self.o.lock:
+                self.o.open_now -= 1
+
+    def path(self, sid):
+        """The path without the /base a test API's serviceUrl puts in front."""
+        p = dict(self.streams[sid]["headers"]).get(":path", "")
+        return p[5:] if p.startswith("/base/") else p
+
+    def record(self, sid):
+        st = self.streams[sid]
+        h = st["headers"]
+        rec = {"method": dict(h).get(":method"), "path": dict(h).get(":path"),
+               "authority": dict(h).get(":authority"), "scheme": dict(h).get(":scheme"),
+               "headers": [(k, v) for k, v in h if not k.startswith(":")],
+               "body": bytes(st["body"]), "trailers": st["trailers"]}
+        with self.o.lock:
+            self.o.requests.append(rec)
+        return rec
+
+    def on_headers(self, sid):
+        import h2.errors
+        path = self.path(sid)
+        if path.startswith("/rst"):
+            self.conn.reset_stream(sid, error_code=h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self.closed(sid)
+        elif path.startswith("/goaway-after"):
+            # graceful: this stream is processed, no new one will be (written by hand: python3-h2
+            # sends nothing more once it sent a GOAWAY)
+            self.flush()
+            self.sock.sendall(struct.pack(">I", 8)[1:] + b"\x07\x00" + struct.pack(">III", 0, sid, 0))
+        elif path.startswith("/goaway") and not self.o.goaway_sent:
+            self.o.goaway_sent = True
+            self.conn.close_connection(last_stream_id=0)
+            self.flush()
+            self.done = True
+        elif path.startswith("/duplex"):
+            self.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/octet-stream")])
+            self.streams[sid]["answered"] = True
+        elif path.startswith("/big-headers"):
+            hs = [(":status", "200")] + [("x-big-%d" % i, "v" * 1000) for i in range(200)]
+            self.conn.send_headers(sid, hs, end_stream=True)
+            self.streams[sid]["answered"] = True
+
+    def send(self, sid, data, end, trailers=None):
+        if sid not in self.streams:
+            return
+        q = self.out.setdefault(sid, [bytearray(), False, None])
+        q[0] += data
+        q[1] = q[1] or end
+        q[2] = trailers or q[2]
+
+    def answer(self, sid):
+        st = self.streams[sid]
+        st["answered"] = True
+        path = self.path(sid)
+        if path.startswith("/big?"):
+            n = int(urllib.parse.parse_qs(path.split("?", 1)[1])["bytes"][0])
+            body = (hashlib.sha256(b"portico").digest() * (n // 32 + 1))[:n]
+            self.conn.send_headers(sid, [(":status", "200"), ("content-length", str(n))])
+            self.send(sid, body, end=True)
+            return
+        rec = dict(st["rec"])
+        body = bytes(rec.pop("body"))
+        rec["body_len"] = len(body)
+        rec["sha256"] = hashlib.sha256(body).hexdigest()
+        rec["text"] = body[:1024].decode("latin-1")
+        payload = json.dumps(rec).encode()
+        if path.startswith("/trailers"):
+            self.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/json")])
+            self.send(sid, payload, end=True, trailers=[("grpc-status", "0"), ("x-trailer", "yes")])
+        else:
+            self.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/json"),
+                                         ("content-length", str(len(payload)))])
+            self.send(sid, payload, end=True)
+
+    def pending(self):
+        if self.done:
+            return
+        for sid, st in list(self.streams.items()):
+            if st["answered"] or not st["ended"]:
+                continue
+            path = self.path(sid)
+            if path.startswith("/silent") or (path.startswith("/hold") and not self.o.release.is_set()):
+                continue
+            self.answer(sid)
+        for sid, q in list(self.out.items()):
+            while q[0]:
+                room = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+                if room <= 0:
+                    break
+                self.conn.send_data(sid, bytes(q[0][:room]))
+                del q[0][:room]
+            if not q[0] and q[1]:
+                if q[2]:
+                    self.conn.send_headers(sid, q[2], end_stream=True)
+                else:
+                    self.conn.end_stream(sid)
+                if self.streams[sid]["ended"]:
+                    self.closed(sid)
+                else:  # answered early: the request's body is still read
+                    self.out.pop(sid, None)
+                    self.streams[sid]["local_done"] = True

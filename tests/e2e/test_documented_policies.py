@@ -1,5 +1,5 @@
 """Attributes that docs/policies.md documents and no other test exercised:
-forward-request's timeout-ms, continue-timeout, http-version,
+forward-request's timeout-ms, continue-timeout, http-version (HTTP/2 itself: test_http2_upstream.py),
 follow-redirects and buffer-response; validate-client-certificate's date,
 serial-number, issuer-subject and trust refusals; validate-jwt's
 require-signed-tokens.  Each test checks what the client got, what the
@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import random
-import re
 import socket
 import ssl
 import subprocess
@@ -23,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import BIN, CALL_MARK, basic_config, check_call_mark, free_port, new_call_mark
+from conftest import CALL_MARK, basic_config, check_call_mark, free_port, new_call_mark
 from tls_helpers import Pki, read_http_response
 from upstream_helpers import recv_head, split_head
 
@@ -52,24 +51,6 @@ def on_error_reply():
 def entries_after(p, before):
     """The access-log entries once there are more than `before`."""
     return p.access_entries(wait_for=before + 1)[before:]
-
-
-def config_error(p, needle):
-    """`portico -t` on p's configuration fails: (line, column, message) of
-    the `file:line:column: message` it prints, and the 1-based line and
-    column where `needle` starts in the configuration file."""
-    rc, out = p.check()
-    assert rc == 1, out
-    m = re.search(r"portico\.yaml:(\d+):(\d+): (.*)", out)
-    assert m, out
-    # the place in words comes first: the API and the statement by section and position
-    words = re.match(r"api '[^']*' › (inbound|backend|outbound|on-error)\[\d+\] [^:]*: ", m.group(3))
-    assert words, out
-    with open(p.config_path) as f:
-        lines = f.read().split("\n")
-    where = [(i + 1, line.index(needle) + 1) for i, line in enumerate(lines) if needle in line]
-    assert len(where) == 1, (needle, where)
-    return (int(m.group(1)), int(m.group(2)), m.group(3)[words.end():]), where[0]
 
 
 # ------------------------------------------------ forward-request: timeout-ms
@@ -162,25 +143,14 @@ def test_http_version_1_and_2or1_speak_http11_to_the_backend(backend, portico, v
     assert backend.last().version == "HTTP/1.1"
 
 
-REFUSED_ATTRIBUTES = [
-    ("http-version-2", {"http-version": "2"}, 'http-version: "2"', '"2"',
-     "http-version 2 is not supported for backends (use 1 or 2or1)"),
-]
-
-
-@pytest.mark.parametrize("fwd,line_text,value_text,message", [c[1:] for c in REFUSED_ATTRIBUTES],
-                         ids=[c[0] for c in REFUSED_ATTRIBUTES])
-def test_unsupported_forward_attributes_are_refused_with_their_position(backend, portico, fwd, line_text,
-                                                                        value_text, message):
-    """http-version: 2 is a configuration error at
-    the value's line and column, and the gateway does not start with them."""
-    p = portico(with_forward(backend.url, fwd), start=False)
-    (line, col, msg), (want_line, key_col) = config_error(p, line_text)
-    assert (line, col, msg) == (want_line, key_col + line_text.index(value_text), message)  # at the value
-    r = subprocess.run([BIN, "-c", p.config_path], cwd=p.workdir, capture_output=True, timeout=30)
-    said = (r.stdout + r.stderr).decode()
-    assert r.returncode != 0 and "%d:%d: api 'echo' › backend[0] forward-request" % (line, col) in said, said
-    assert (": %s\n" % message) in said, said
+def test_http_version_2_speaks_http2_to_the_backend(backend, portico):
+    """http-version 2 to an http:// backend is h2c with prior knowledge (docs/http2.md): an HTTP/1.1-only
+    backend never gets the request as HTTP/1.1, and the client gets a 502 with the usual JSON body."""
+    p = portico(with_forward(backend.url, {"http-version": "2"}))
+    status, _, body = p.request("GET", "/echo/items/7")
+    assert status == 502, body
+    assert json.loads(body)["message"].startswith("Bad gateway: "), body
+    assert not [r for r in backend.requests if r.target == "/base/items/7"]
 
 
 # ------------------------------------------- forward-request: follow-redirects

@@ -9,7 +9,10 @@
  * it yields must not depend on either: they are compared with a decode of
  * the whole input taken in one go.  A body it accepts is re-framed as the
  * proxy forwards it (one chunk per run, then "0\r\n\r\n") and decoding that
- * gives the same payload back.  Never a read or write out of bounds (ASan).
+ * gives the same payload back.  The re-framing keeps the last chunk and the
+ * trailer fields as the decoder copies them (pt_chunked.end_to, as the
+ * proxy passes trailers on), and the copy must not depend on the pieces
+ * either.  Never a read or write out of bounds (ASan).
  */
 #include "http/pt_http.h"
 
@@ -25,19 +28,21 @@ struct decoded {
     ssize_t end; /* PT_CHUNKED_DONE, PT_CHUNKED_ERROR or PT_CHUNKED_MORE */
     struct evbuffer *payload;
     struct evbuffer *reframed; /* as the proxy forwards it */
+    struct evbuffer *last;     /* the end as the decoder copied it: last chunk, trailers, CRLF */
 };
 
 /* Decodes data[0..size) fed `step` bytes at a time (0: whole), taking at most `take` bytes per call. */
 static struct decoded decode(const uint8_t *data, size_t size, size_t step, size_t take)
 {
     struct pt_chunked c = {0};
-    struct decoded d = {PT_CHUNKED_MORE, evbuffer_new(), evbuffer_new()};
+    struct decoded d = {PT_CHUNKED_MORE, evbuffer_new(), evbuffer_new(), evbuffer_new()};
     struct evbuffer *in = evbuffer_new();
-    if (!d.payload || !d.reframed || !in)
+    if (!d.payload || !d.reframed || !d.last || !in)
         abort();
     size_t off = 0;
     for (;;) {
         struct pt_http_err err = {400, NULL};
+        c.end_to = d.last;
         ssize_t r = pt_http_chunked_next(&c, in, &err);
         if (r > 0) {
             if ((size_t)r > evbuffer_get_length(in))
@@ -59,7 +64,7 @@ static struct decoded decode(const uint8_t *data, size_t size, size_t step, size
             break;
         }
         if (r == PT_CHUNKED_DONE) {
-            evbuffer_add(d.reframed, "0\r\n\r\n", 5);
+            evbuffer_add(d.reframed, evbuffer_pullup(d.last, -1), evbuffer_get_length(d.last));
             d.end = r;
             break;
         }
@@ -85,6 +90,7 @@ static void release(struct decoded *d)
 {
     evbuffer_free(d->payload);
     evbuffer_free(d->reframed);
+    evbuffer_free(d->last);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -99,6 +105,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (whole.end != parts.end || (whole.end == PT_CHUNKED_DONE && !same(whole.payload, parts.payload))) {
         fprintf(stderr, "in %zu-byte pieces: end %zd, %zu payload bytes; whole: end %zd, %zu bytes\n", step,
                 parts.end, evbuffer_get_length(parts.payload), whole.end, evbuffer_get_length(whole.payload));
+        abort();
+    }
+    if (whole.end == PT_CHUNKED_DONE && !same(whole.last, parts.last)) {
+        fprintf(stderr, "in %zu-byte pieces the copied end differs\n", step);
         abort();
     }
     if (whole.end == PT_CHUNKED_DONE) {
