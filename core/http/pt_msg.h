@@ -182,7 +182,8 @@ struct pt_fwdproxy {
 enum { RB_STREAM, RB_BUFFERED, RB_REPLACED };
 
 /* forward-request http-version */
-enum { PT_FWD_H1, PT_FWD_H2_OR1, PT_FWD_H2 };
+/* forward-request http-version; PT_FWD_API (not written): 2 for an API of apiType grpc, else 1 */
+enum { PT_FWD_H1, PT_FWD_H2_OR1, PT_FWD_H2, PT_FWD_API };
 
 struct pt_req {
     struct pt_req *next_free;

@@ -96,7 +96,8 @@ static const struct pt_attr_def forward_attrs[] = {
     {"continue-timeout", PT_ATTR_INT, 0, NULL, NULL, NULL, 0, 86400,
      "accepted; the gateway answers 100-continue"},
     {"http-version", PT_ATTR_ENUM, 0, "1", http_versions, NULL, 0, 0,
-     "1: HTTP/1.1; 2: HTTP/2 only (h2c with prior knowledge to http://, ALPN h2 to https://: a backend that "
+     "not written: 2 for an API of apiType grpc, else 1. 1: HTTP/1.1; 2: HTTP/2 only (h2c with prior "
+     "knowledge to http://, ALPN h2 to https://: a backend that "
      "does not agree is a 502); 2or1: to https:// ALPN offers h2 then http/1.1 and the backend chooses, to "
      "http:// HTTP/1.1. WebSocket upgrades and calls through a proxy use HTTP/1.1"},
     {"follow-redirects", PT_ATTR_BOOL, 0, "false", NULL, NULL, 0, 0,
@@ -334,9 +335,10 @@ static int compile_forward(const struct pt_api *api, pt_compile *c, void **inst)
     f->fail_on_error_status = bool_attr(attrs, "fail-on-error-status-code", false);
     f->follow_redirects = bool_attr(attrs, "follow-redirects", false);
     struct pt_node *hv = get(attrs, "http-version");
-    f->http_version = !hv || !strcmp(hv->str, "1") ? PT_FWD_H1
-                      : !strcmp(hv->str, "2")      ? PT_FWD_H2
-                                                   : PT_FWD_H2_OR1;
+    f->http_version = !hv                     ? PT_FWD_API
+                      : !strcmp(hv->str, "1") ? PT_FWD_H1
+                      : !strcmp(hv->str, "2") ? PT_FWD_H2
+                                              : PT_FWD_H2_OR1;
     c->stmt->kind = PT_ST_FORWARD;
     c->stmt->data = f;
     return 0;

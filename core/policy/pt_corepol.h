@@ -25,7 +25,7 @@ struct pt_forward {
     bool buffer_response;
     bool fail_on_error_status;
     bool follow_redirects;
-    uint8_t http_version; /* PT_FWD_H1, PT_FWD_H2_OR1, PT_FWD_H2 (http/pt_msg.h) */
+    uint8_t http_version; /* PT_FWD_H1, PT_FWD_H2_OR1, PT_FWD_H2, PT_FWD_API (http/pt_msg.h) */
 };
 
 /* The frames a lane of wait has: its child and the branches of choose statements nested in it. */

@@ -18,6 +18,7 @@
 #include "policy/pt_pipeline.h"
 
 #include "base/pt_log.h"
+#include "conf/pt_genmodel.h"
 #include "http/pt_otel.h"
 #include "http/pt_trace.h"
 #include "lua/pt_lua.h"
@@ -750,6 +751,8 @@ static pt_status step(struct pt_req *req, struct pt_frame *f, const struct pt_st
         req->fwd_fail_on_status = fw->fail_on_error_status;
         req->fwd_follow = fw->follow_redirects;
         req->fwd_http2 = fw->http_version;
+        if (fw->http_version == PT_FWD_API) /* gRPC needs HTTP/2 end to end: its backends get it unasked */
+            req->fwd_http2 = req->api && req->api->cf->api_type == PT_APITYPE_GRPC ? PT_FWD_H2 : PT_FWD_H1;
         req->redirects = 0;
         if (fw->buffer_request_body && req->req_body_state == RB_STREAM && req->h.body != PT_BODY_NONE) {
             ex->need_body = PT_MSG_REQUEST;

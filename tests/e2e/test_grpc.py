@@ -62,6 +62,13 @@ def ops_of(m, api, token=None):
                   for o in m.ok("GET", "apis/%s/operations" % api, token=token)["value"])
 
 
+def http1_backend(cfg):
+    """These tests watch what reaches the HTTP/1.1 echo backend: a grpc API's calls go over HTTP/2
+    unless forward-request says otherwise (test_grpc_forward.py has a real gRPC backend)."""
+    cfg["policies"] = {"backend": [{"forward-request": {"http-version": "1"}}]}
+    return cfg
+
+
 def h2c_listen(cfg):
     port = int(cfg["listen"][0].rsplit(":", 1)[1])
     cfg["listen"] = [{"address": "127.0.0.1:%d" % port, "protocols": ["http/1.1", "h2"]}]
@@ -70,7 +77,7 @@ def h2c_listen(cfg):
 
 @pytest.fixture
 def world(backend, portico):
-    cfg = mgmt_config(backend.url)
+    cfg = http1_backend(mgmt_config(backend.url))
     h2c_listen(cfg)
     p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
     return p, Mgmt(p)
@@ -205,6 +212,7 @@ def test_configuration_file_import(backend, portico, workdir):
         "import": {"format": "grpc", "value": PROTO},
         "operations": [{"id": "RouteGuide-GetFeature", "policies": {"inbound": [
             "base", {"set-header": {"name": "X-From-File", "value": "1"}}]}}]}]}
+    http1_backend(cfg)
     p = portico(cfg)
     backend.clear()
     st, _, _ = p.request("POST", "/routes/%s/GetFeature" % SERVICE, body=b"",
@@ -267,7 +275,7 @@ def test_a_workspace_member_cannot_import_into_another_scope(backend, portico):
 
 def refusals_config(backend):
     imp = {"format": "grpc", "value": PROTO}
-    cfg = mgmt_config(backend.url)
+    cfg = http1_backend(mgmt_config(backend.url))
     port = h2c_listen(cfg)
 
     def api(id_, path, **kw):
