@@ -569,10 +569,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
             request_ended(st);
         return 0;
     case NGHTTP2_DATA:
-        /* the connection's window is returned at once: each stream's own bounds what is buffered */
-        nghttp2_session_consume_connection(s, f->hd.length);
-        if (st && f->data.padlen)
-            nghttp2_session_consume_stream(s, f->hd.stream_id, f->data.padlen);
+        /* the connection's window is returned at once: each stream's own bounds what is buffered.
+           nghttp2 counts a frame's padding as consumed itself (connection and stream): counting it
+           again would give a padding peer window for bytes still held, and no bound at all */
+        nghttp2_session_consume_connection(s, f->hd.length - f->data.padlen);
         if (st && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
             request_ended(st);
         return 0;
