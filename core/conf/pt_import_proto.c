@@ -55,6 +55,10 @@ struct parser {
     bool failed;
     int depth;
     long items;
+    /* names seen, as JSON objects used as hash sets: every check is a lookup, never a scan (a file of
+       100,000 rpcs must not cost quadratic time on the control thread) */
+    json_t *service_names; /* the file's services */
+    json_t *rpc_names;     /* the current service's rpcs */
 };
 
 /* A place in the text, to look one token ahead and come back. */
@@ -758,12 +762,13 @@ static bool rpc(struct parser *ps, json_t *methods)
         json_decref(doc);
         return false;
     }
-    size_t i;
-    json_t *o;
-    json_array_foreach(methods, i, o) if (!strcmp(json_string_value(json_object_get(o, "name")), name))
-    {
+    if (json_object_get(ps->rpc_names, name)) {
         json_decref(doc);
         return fail(ps, line, col, "rpc '%s' is defined twice in this service", name);
+    }
+    if (json_object_set_new(ps->rpc_names, name, json_true())) {
+        json_decref(doc);
+        return fail(ps, line, col, "out of memory");
     }
     json_t *m = json_pack("{s:s}", "name", name);
     if (doc)
@@ -814,12 +819,13 @@ static bool service(struct parser *ps, const char *package)
     }
     scoped(package, name, full, sizeof(full));
     json_t *services = json_object_get(ps->out, "services");
-    size_t i;
-    json_t *o;
-    json_array_foreach(services, i, o) if (!strcmp(json_string_value(json_object_get(o, "name")), name))
-    {
+    if (json_object_get(ps->service_names, name)) {
         json_decref(doc);
         return fail(ps, line, col, "service '%s' is defined twice", name);
+    }
+    if (json_object_set_new(ps->service_names, name, json_true()) || json_object_clear(ps->rpc_names)) {
+        json_decref(doc);
+        return fail(ps, line, col, "out of memory");
     }
     json_t *s = json_pack("{s:s, s:s, s:[]}", "name", name, "fullName", full, "methods");
     if (doc)
@@ -912,17 +918,24 @@ static bool top_level(struct parser *ps)
 
 /* ------------------------------------------------------- type resolution */
 
-static bool has_message(const json_t *list, const char *full)
+/* Adds the full name of every message of `list`, nested ones too, to the set `names`; false when out of
+   memory.  Nesting is bounded by the parser's depth. */
+static bool message_names(const json_t *list, json_t *names)
 {
     size_t i;
     json_t *m;
     json_array_foreach(list, i, m)
     {
-        if (!strcmp(json_string_value(json_object_get(m, "fullName")), full) ||
-            has_message(json_object_get(m, "messages"), full))
-            return true;
+        if (json_object_set_new(names, json_string_value(json_object_get(m, "fullName")), json_true()) ||
+            !message_names(json_object_get(m, "messages"), names))
+            return false;
     }
-    return false;
+    return true;
+}
+
+static bool has_message(const json_t *names, const char *full)
+{
+    return json_object_get(names, full) != NULL;
 }
 
 /* The full name `type` (as written in a service of `package`) stands for, or NULL: protobuf's
@@ -952,7 +965,11 @@ static const char *resolve(const json_t *messages, const char *package, const ch
    imports others (it may be one of theirs). */
 static bool resolve_types(struct parser *ps)
 {
-    const json_t *messages = json_object_get(ps->out, "messages");
+    json_t *messages = json_object(); /* every message's full name, looked up once per scope tried */
+    if (!messages || !message_names(json_object_get(ps->out, "messages"), messages)) {
+        json_decref(messages);
+        return fail(ps, 1, 1, "out of memory");
+    }
     const char *package = json_string_value(json_object_get(ps->out, "package"));
     bool imports = json_array_size(json_object_get(ps->out, "imports")) > 0;
     static const char *const keys[] = {"requestType", "responseType"};
@@ -968,15 +985,19 @@ static bool resolve_types(struct parser *ps)
             json_object_set_new(m, keys[k], json_string(full));
             continue;
         }
-        if (!imports)
-            return fail(ps, 1, 1, "rpc %s.%s: message type '%s' is not defined in this file",
-                        json_string_value(json_object_get(s, "name")),
-                        json_string_value(json_object_get(m, "name")), t);
+        if (!imports) {
+            fail(ps, 1, 1, "rpc %s.%s: message type '%s' is not defined in this file",
+                 json_string_value(json_object_get(s, "name")), json_string_value(json_object_get(m, "name")),
+                 t);
+            json_decref(messages);
+            return false;
+        }
         json_array_append_new(ps->warnings, json_sprintf("rpc %s.%s: message type '%s' is not in this file "
                                                          "(left unresolved)",
                                                          json_string_value(json_object_get(s, "name")),
                                                          json_string_value(json_object_get(m, "name")), t));
     }
+    json_decref(messages);
     return true;
 }
 
@@ -1005,7 +1026,11 @@ json_t *pt_import_proto_parse(const char *text, size_t len, json_t *warnings, ch
     }
     pt_buf_init(&ps.lx.doc, ps.pool, 128);
     ps.out = json_pack("{s:[], s:[], s:[], s:[]}", "imports", "messages", "enums", "services");
-    bool ok = ps.out && next(&ps) && top_level(&ps) && resolve_types(&ps);
+    ps.service_names = json_object();
+    ps.rpc_names = json_object();
+    bool ok = ps.out && ps.service_names && ps.rpc_names && next(&ps) && top_level(&ps) && resolve_types(&ps);
+    json_decref(ps.service_names);
+    json_decref(ps.rpc_names);
     if (ok && !json_array_size(json_object_get(ps.out, "services")))
         ok = fail(&ps, ps.lx.line, ps.lx.col, "the file defines no service");
     if (ok && pt_pool_failed(ps.pool))
@@ -1035,7 +1060,13 @@ const char *pt_import_proto_kind(bool client_streaming, bool server_streaming)
 
 /* An operation id from the service and the rpc: `Service-Method`, with characters an id may not
    hold made '_' and a number added when two come out the same. */
-static void op_id(const json_t *ops, const char *service, const char *method, char *buf, size_t len)
+/* The ids given so far (`used`, a set) and, per base, the next number to try (`next`): a file whose rpc
+   names all cut to one base costs one lookup per id, not a scan of every operation per number tried. */
+struct op_ids {
+    json_t *used, *next;
+};
+
+static void op_id(struct op_ids *ids, const char *service, const char *method, char *buf, size_t len)
 {
     char base[256]; /* ids stay short: names are cut (the number below keeps them apart) */
     snprintf(base, sizeof(base), "%.120s-%.120s", service, method);
@@ -1043,19 +1074,16 @@ static void op_id(const json_t *ops, const char *service, const char *method, ch
         if (!(isalnum((unsigned char)*c) || strchr("-_.~", *c)))
             *c = '_';
     snprintf(buf, len, "%s", base);
-    for (int n = 2;; n++) {
-        bool used = false;
-        size_t i;
-        json_t *o;
-        json_array_foreach(ops, i, o) used =
-            used || !strcmp(json_string_value(json_object_get(o, "id")), buf);
-        if (!used)
-            return;
-        snprintf(buf, len, "%s-%d", base, n);
-    }
+    json_int_t n = json_integer_value(json_object_get(ids->next, base));
+    if (n < 2)
+        n = 2;
+    while (json_object_get(ids->used, buf)) /* bounded: each number is tried once per base over the file */
+        snprintf(buf, len, "%s-%lld", base, (long long)n++);
+    json_object_set_new(ids->next, base, json_integer(n));
+    json_object_set_new(ids->used, buf, json_true());
 }
 
-static json_t *operation(const json_t *ops, const json_t *service, const json_t *m)
+static json_t *operation(struct op_ids *ids, const json_t *service, const json_t *m)
 {
     const char *sname = json_string_value(json_object_get(service, "name"));
     const char *sfull = json_string_value(json_object_get(service, "fullName"));
@@ -1063,7 +1091,7 @@ static json_t *operation(const json_t *ops, const json_t *service, const json_t 
     bool cs = json_is_true(json_object_get(m, "clientStreaming"));
     bool ss = json_is_true(json_object_get(m, "serverStreaming"));
     char id[600], url[MAX_NAME * 4];
-    op_id(ops, sname, name, id, sizeof(id));
+    op_id(ids, sname, name, id, sizeof(id));
     snprintf(url, sizeof(url), "/%s/%s", sfull, name);
     json_t *op =
         json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:b, s:b, s:s}}", "id", id, "method", "POST",
@@ -1098,14 +1126,18 @@ bool pt_import_proto_convert(const char *text, size_t len, struct pt_import_doc 
         json_object_set(api, "description", json_object_get(first, "description"));
     size_t i, j;
     json_t *s, *m;
+    struct op_ids ids = {json_object(), json_object()};
     json_array_foreach(services, i, s) json_array_foreach(json_object_get(s, "methods"), j, m)
-        json_array_append_new(ops, operation(ops, s, m));
+        json_array_append_new(ops, operation(&ids, s, m));
+    bool ids_made = ids.used && ids.next; /* else ids may have come out twice */
+    json_decref(ids.used);
+    json_decref(ids.next);
     json_object_set_new(api, "operations", ops);
     json_object_set_new(api, "schemas",
                         json_pack("[{s:s, s:s, s:s%}]", "id", "proto", "contentType",
                                   PT_IMPORT_PROTO_CONTENT_TYPE, "value", text, len));
     json_decref(file);
-    if (!json_object_get(api, "schemas") || json_array_size(ops) == 0) {
+    if (!json_object_get(api, "schemas") || json_array_size(ops) == 0 || !ids_made) {
         json_decref(api);
         json_decref(out->warnings);
         out->warnings = NULL;
