@@ -1007,7 +1007,20 @@ json_t *pt_import_proto_parse(const char *text, size_t len, json_t *warnings, ch
         snprintf(err, errlen, "1:1: the file is %zu bytes; at most %u are read", len, PT_IMPORT_MAX_INLINE);
         return NULL;
     }
-    json_t *probe = json_stringn(text, len); /* the text is kept as a JSON string: UTF-8, no NUL */
+    /* the text is kept as a JSON string (UTF-8), and read back as a C string by downloads and
+       descriptions: a NUL would cut it there (JSON strings may hold one; a .proto file may not) */
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        unsigned line = 1, col = 1;
+        for (const char *q = text; q < nul; q++, col++)
+            if (*q == '\n') {
+                line++;
+                col = 0;
+            }
+        snprintf(err, errlen, "%u:%u: the file holds a NUL byte: not .proto text", line, col);
+        return NULL;
+    }
+    json_t *probe = json_stringn(text, len);
     if (!probe) {
         snprintf(err, errlen, "1:1: the file is not UTF-8 text");
         return NULL;

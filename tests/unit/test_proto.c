@@ -299,6 +299,19 @@ static void test_errors(void **state)
     assert_null(pt_import_proto_parse(bad, sizeof(bad) - 1, NULL, err, sizeof(err)));
     assert_string_equal(err, "1:1: the file is not UTF-8 text");
     assert_null(pt_import_proto_parse("a\0b", 3, NULL, err, sizeof(err)));
+    /* where the lexer would let it through (a comment, a string), with its place */
+    static const char in_comment[] = "syntax = \"proto3\";\n// a \0 here\nmessage M {}\n";
+    assert_null(pt_import_proto_parse(in_comment, sizeof(in_comment) - 1, NULL, err, sizeof(err)));
+    assert_string_equal(err, "2:6: the file holds a NUL byte: not .proto text");
+    static const char in_string[] = "syntax = \"proto3\";\noption go_package = \"x\0y\";\nmessage M {}\n";
+    assert_null(pt_import_proto_parse(in_string, sizeof(in_string) - 1, NULL, err, sizeof(err)));
+    assert_string_equal(err, "2:23: the file holds a NUL byte: not .proto text");
+    /* a file like them without the NUL is fine */
+    static const char fine[] = "syntax = \"proto3\";\n// a here\noption go_package = \"xy\";\nmessage M {}\n"
+                               "service S { rpc R(M) returns (M); }\n";
+    json_t *ok = pt_import_proto_parse(fine, sizeof(fine) - 1, NULL, err, sizeof(err));
+    assert_non_null(ok);
+    json_decref(ok);
 }
 
 static char *repeat(const char *head, const char *unit, int n, const char *mid, const char *tail_unit,
