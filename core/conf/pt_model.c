@@ -1249,6 +1249,17 @@ void pt_model_log_expiry(const struct pt_conf *cf, bool fresh)
     seen = now_seen;
 }
 
+/* The arena a configuration tree is built in; NULL when memory is short (root is let go, the error said). */
+static struct pt_pool *tree_pool(size_t size, json_t *root, struct pt_errors *errs)
+{
+    struct pt_pool *pool = pt_pool_new(size);
+    if (!pool) {
+        json_decref(root);
+        pt_node_errors_add(errs, "out of memory while building the configuration");
+    }
+    return pool;
+}
+
 struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                                struct pt_errors *errs)
 {
@@ -1268,7 +1279,9 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
     }
     json_object_update(root, ents); /* the lists are shared, never changed: root only holds them */
     json_decref(ents);
-    struct pt_pool *pool = pt_pool_new(64 * 1024);
+    struct pt_pool *pool = tree_pool(64 * 1024, root, errs);
+    if (!pool)
+        return NULL;
     struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
     json_decref(root);
     overlay(tree, file->root, pt_pool_strdup(pool, file->root->file ? file->root->file : file->file));
@@ -1310,7 +1323,9 @@ struct pt_conf *pt_model_build_subs(struct pt_store *st, const struct pt_conf *f
     if (list)
         json_object_set(root, "subscriptions", list);
     json_decref(ents);
-    struct pt_pool *pool = pt_pool_new(16 * 1024);
+    struct pt_pool *pool = tree_pool(16 * 1024, root, errs);
+    if (!pool)
+        return NULL;
     struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
     json_decref(root);
     overlay(tree, file->root, pt_pool_strdup(pool, file->root->file ? file->root->file : file->file));
@@ -1365,7 +1380,9 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
     json_object_del(rest, "portal");
     json_object_update(root, rest);
     json_decref(rest);
-    struct pt_pool *pool = pt_pool_new(16 * 1024);
+    struct pt_pool *pool = tree_pool(16 * 1024, root, errs);
+    if (!pool)
+        return NULL;
     struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
     json_decref(root);
     if (positions)
