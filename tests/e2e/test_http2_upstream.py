@@ -441,10 +441,17 @@ def test_nghttpd_backend_if_installed(portico, pki, tmp_path):
     (tmp_path / "hello.txt").write_bytes(b"hello from nghttpd\n")
     from conftest import free_port
     port = free_port()
-    proc = subprocess.Popen(["nghttpd", "--no-tls", "-d", str(tmp_path), str(port)],
+    proc = subprocess.Popen(["nghttpd", "--no-tls", "-a", "127.0.0.1", "-d", str(tmp_path), str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def listening():
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return True
+        except OSError:
+            return False
     try:
-        wait_for(lambda: socket.create_connection(("127.0.0.1", port), 1).close() or True, 5, "nghttpd")
+        wait_for(listening, 5, "nghttpd")
         cfg = basic_config("http://127.0.0.1:%d" % port)
         cfg["apis"][0]["serviceUrl"] = "http://127.0.0.1:%d" % port
         cfg["apis"][0]["policies"] = {"backend": [{"forward-request": {"http-version": "2"}}]}
