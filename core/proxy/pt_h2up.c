@@ -714,7 +714,13 @@ static void session_io(struct pt_io *io, int what, void *arg)
         run_once(h);
         return;
     }
-    die(h, (what & PT_IO_ERROR) ? pt_io_errmsg(io) : "the backend closed the connection");
+    if (what & PT_IO_ERROR) {
+        /* the system's or TLS's words go to the log only: what the client is told is fixed text */
+        pt_info("backend %s: HTTP/2 connection failed: %s", h->pool->key, pt_io_errmsg(io));
+        die(h, "the backend connection failed");
+        return;
+    }
+    die(h, "the backend closed the connection");
 }
 
 static void session_timer(struct pt_tnode *t, int kind)

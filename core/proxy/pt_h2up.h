@@ -47,7 +47,8 @@ struct pt_h2up_stream *pt_h2up_stream(struct pt_h2up *h, pt_io_cb cb, void *arg,
    connection, handed over to the caller with the stream's unsent output moved into it (the caller sets
    its callback and frees the stream's io); NULL otherwise. */
 struct pt_io *pt_h2up_fallback(struct pt_h2up_stream *st, struct pt_io *io);
-/* Why a stream failed (PT_IO_ERROR): a message for the log and the client; *timeout when it was a
+/* Why a stream failed (PT_IO_ERROR): a fixed message for the log and the client (the system's or the
+   peer's own words are logged when they come, never returned); *timeout when it was a
    connect timeout; *refused when the backend did not process the stream (GOAWAY past it, or
    REFUSED_STREAM: the request may be sent again). */
 const char *pt_h2up_error(const struct pt_h2up_stream *st, bool *timeout, bool *refused);

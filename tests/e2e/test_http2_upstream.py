@@ -559,3 +559,16 @@ def test_early_response_does_not_cut_an_h2_upload_to_an_h2_backend(h2backends, p
     assert b.requests[-1]["body"] == b"first;more-0;more-1;more-2;"
     assert st["reset"] is None
     c.close()
+
+
+def test_http2_502_bodies_carry_fixed_texts(h2backends, portico, pki):
+    b = h2backends(tls=pki.server)
+    # the CA is not trusted: the handshake fails on the certificate; the client is not told the details
+    p = portico(config(b, upstream={"verify": True}))
+    st, _, body = get(p, "/echo/items/1")
+    assert st == 502, body
+    assert json.loads(body)["message"] == "Bad gateway: the backend connection failed"
+    assert b"certificate" not in body.lower() and b"TLS" not in body
+    wait_for(lambda: "certificate" in p.log_text().lower(), 5, "the detail in the log")
+
+
