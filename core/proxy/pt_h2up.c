@@ -642,10 +642,11 @@ static void run_once(struct pt_h2up *h)
 }
 
 /* Whether an idle session may stay: upstream.maxIdleConnections counts idle sessions with the pool's idle
-   HTTP/1.1 connections; a draining worker keeps none. */
+   HTTP/1.1 connections; a draining worker keeps none, nor does a pool outside the table. */
 static bool idle_room(const struct pt_h2up *h)
 {
-    if (h->w->draining)
+    /* a pool outside the table is never found again: its sessions cannot be reused */
+    if (h->w->draining || h->pool->transient)
         return false;
     if (!h->w->cur)
         return true;

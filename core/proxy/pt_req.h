@@ -51,8 +51,9 @@ struct pt_upool {
     uint64_t hash;
     struct pt_list idle; /* most recently used at the tail */
     int nidle;
-    int nconns;     /* its connections, idle or in use: a pool with none may be dropped */
-    bool transient; /* not in the table (upstream.maxPools reached): freed with its last connection */
+    int nconns;           /* its connections, idle or in use: a pool with none may be dropped */
+    bool transient;       /* not in the table (upstream.maxPools reached): freed with its last connection */
+    struct pt_list tlink; /* a transient pool: in the worker's upools_transient */
     /* the backend sent bytes nobody asked for (after a response ended, or
        to an idle connection): its connections are not reused before this
        (pt_clock_now_us) -- one connection per request until then */

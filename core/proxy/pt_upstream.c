@@ -108,6 +108,7 @@ static struct pt_upool *pool_new(const char *key, uint64_t hash)
 void pt_upstream_pool_unref(struct pt_upool *p)
 {
     if (--p->nconns == 0 && p->transient) {
+        pt_list_del(&p->tlink);
         free(p->key);
         free(p);
     }
@@ -155,8 +156,10 @@ static struct pt_upool *pool_get(struct pt_worker *w, const struct pt_backend *b
             w->pools[slot] = p;
             w->npools_used++;
             pools_grow(w);
-        } else if (p)
+        } else if (p) {
             p->transient = true;
+            pt_list_add_tail(&w->upools_transient, &p->tlink); /* for pt_upstream_free_pools */
+        }
     }
     free(owned);
     return p;
@@ -213,6 +216,16 @@ void pt_upstream_free_pools(struct pt_worker *w)
     free(w->pools);
     w->pools = NULL;
     w->npools = w->npools_used = 0;
+    /* pools outside the table live while a connection does: an HTTP/2 session may be one (its streams'
+       users, the client connections, are gone by now) */
+    while (!pt_list_empty(&w->upools_transient)) {
+        struct pt_upool *p = pt_container_of(w->upools_transient.next, struct pt_upool, tlink);
+        pt_list_del(&p->tlink);
+        pt_list_init(&p->tlink);
+        p->nconns++; /* held while its sessions go */
+        pt_h2up_free_pool(p);
+        pt_upstream_pool_unref(p);
+    }
 }
 
 #define DISTRUST_US (60 * 1000000ull)

@@ -430,6 +430,7 @@ bool pt_workers_start(int n, struct pt_gen *g)
         for (int k = 0; k < PT_T_COUNT; k++)
             pt_list_init(&w->timers[k]);
         pt_list_init(&w->conns);
+        pt_list_init(&w->upools_transient);
         if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng)) {
             w->rng[0] = (uint64_t)time(NULL) ^ ((uint64_t)i << 32);
             w->rng[1] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;

@@ -142,9 +142,10 @@ struct pt_worker {
     int64_t node_max_conns; /* limits.connections (0: none) */
 
     struct pt_upool **pools;
-    size_t npools;          /* chains in pools[] (a power of two) */
-    size_t npools_used;     /* pools in the table: at most upstream.maxPools */
-    uint64_t pools_reap_at; /* no scan for unused pools before this (pt_clock_now_ms) */
+    size_t npools;                   /* chains in pools[] (a power of two) */
+    size_t npools_used;              /* pools in the table: at most upstream.maxPools */
+    uint64_t pools_reap_at;          /* no scan for unused pools before this (pt_clock_now_ms) */
+    struct pt_list upools_transient; /* the pools outside the table (upstream.maxPools reached) */
 
     struct pt_req *free_reqs;
     int nfree_reqs;

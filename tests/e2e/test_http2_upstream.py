@@ -572,3 +572,34 @@ def test_http2_502_bodies_carry_fixed_texts(h2backends, portico, pki):
     wait_for(lambda: "certificate" in p.log_text().lower(), 5, "the detail in the log")
 
 
+def test_sessions_of_pools_past_max_pools_are_not_kept(h2backends, portico):
+    kept, passing = h2backends(), h2backends()
+    cfg = config(kept, upstream={"maxPools": 1})
+    cfg["apis"].append(dict(config(passing)["apis"][0], id="passing", path="passing"))
+    p = portico(cfg)
+    assert get(p, "/echo/items/1")[0] == 200  # the one pool of the table
+    for i in range(3):  # each a pool outside the table, never found again
+        assert get(p, "/passing/items/%d" % i)[0] == 200
+    assert passing.connections == 3
+    wait_for(lambda: passing.closed_connections == 3, 5, "the sessions to close when their stream ended")
+    assert kept.closed_connections == 0  # a pool in the table keeps its idle session
+
+
+def test_a_session_of_a_pool_past_max_pools_is_freed_at_stop(h2backends, portico):
+    kept, passing = h2backends(), h2backends()
+    cfg = config(kept, upstream={"maxPools": 1}, timeouts={"shutdown": "300ms"})
+    cfg["apis"].append(dict(config(passing)["apis"][0], id="passing", path="passing"))
+    p = portico(cfg)
+    assert get(p, "/echo/items/1")[0] == 200
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(get, p, "/passing/hold/1")
+        wait_for(lambda: passing.open_now == 1, 10, "the held stream")
+        p.stop()  # the worker stops with the session in use (sanitizer builds: no leak report)
+        passing.release.set()
+        try:
+            fut.result()
+        except OSError:
+            pass
+    assert p.proc.poll() is not None
+
+
