@@ -49,6 +49,7 @@ struct pt_h2up {
     struct pt_list streams;
     int nstreams; /* records */
     uint64_t sent;
+    uint64_t block;  /* the header block being received: its frames' bytes so far (a flood guard) */
     const char *why; /* why it died */
     bool tls, or1, settings_seen, proto_error, connected, agreed, fallback, handed, goaway, dead, timed_out,
         freeing;
@@ -323,6 +324,34 @@ static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
     return (ssize_t)len;
 }
 
+/* As pt_h2 does for clients: a header block far past the header list limit is not read to its end (its
+   CONTINUATION frames would be received and decoded without bound on a libnghttp2 that does not bound
+   them itself, CVE-2024-28182), the session is cut.  Counted as received and as decoded (HPACK
+   amplifies); resetting the stream alone would leave nghttp2 decoding the rest of the block. */
+static bool block_too_big(uint64_t size)
+{
+    return size > 2 * (uint64_t)RESPONSE_HEAD_MAX + 16384;
+}
+
+static int cut_block(struct pt_h2up *h)
+{
+    pt_info("backend %s: HTTP/2 header block far over the limit: connection closed", h->pool->key);
+    nghttp2_session_terminate_session(h->s, NGHTTP2_ENHANCE_YOUR_CALM);
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *arg)
+{
+    struct pt_h2up *h = arg;
+    if (hd->type == NGHTTP2_HEADERS)
+        h->block = hd->length;
+    else if (hd->type == NGHTTP2_CONTINUATION)
+        h->block += hd->length;
+    else
+        return 0;
+    return block_too_big(h->block) ? cut_block(h) : 0;
+}
+
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
                      const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
 {
@@ -331,11 +360,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         return 0;
     if (!pt_h2_reqhead_field(&st->rh, name, nlen, value, vlen))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
-    if (st->rh.too_big) {
-        st->why = "the backend's header list is too large";
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    }
-    return 0;
+    /* over the limit nothing more is kept, but the block is counted to its end (headers_in resets the
+       stream) */
+    return block_too_big(st->rh.size) ? cut_block(arg) : 0;
 }
 
 /* A header block is complete: the response head (1xx ones are passed too: pt_upstream drops them),
@@ -343,6 +370,13 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 static void headers_in(struct pt_h2up_stream *st, bool end_stream)
 {
     struct evbuffer *in = st->io->in;
+    if (st->rh.too_big) {
+        /* a head or trailers over the limit: the call fails, as with an HTTP/1.1 backend's */
+        nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        stream_fail(st, st->head_done ? "the backend's trailers are too large"
+                                      : "the backend's header list is too large");
+        return;
+    }
     if (!st->head_done) {
         bool chunked = false;
         int status = pt_h2_resphead_write(&st->rh, end_stream, st->head_req, in, &chunked);
@@ -466,6 +500,7 @@ static nghttp2_session_callbacks *callbacks(void)
         return NULL;
     nghttp2_session_callbacks_set_send_callback(cb, on_send);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);

@@ -603,3 +603,73 @@ def test_a_session_of_a_pool_past_max_pools_is_freed_at_stop(h2backends, portico
     assert p.proc.poll() is not None
 
 
+def continuation_flood_backend(stop):
+    """A raw HTTP/2 backend answering every request with HEADERS that never end (CONTINUATION frames
+    without END_HEADERS) until the connection is cut.  Returns (port, results)."""
+    import struct
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    ls.settimeout(0.05)
+    results = {"sent": 0, "cut": False, "connections": 0}
+
+    def frame(ftype, flags, sid, payload):
+        return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
+
+    # literal header fields without indexing, "x-a: <126 bytes>", as one endless HPACK stream
+    field = b"\x00\x03x-a\x7e" + b"v" * 126
+    block = (field * (16384 // len(field) + 1))[:16384]
+
+    def serve(s):
+        s.settimeout(10)
+        try:
+            got = b""
+            while b"\x01" not in got[24:]:  # a HEADERS frame (type 1) after the preface
+                d = s.recv(65536)
+                if not d:
+                    return
+                got += d
+            s.sendall(frame(4, 0, 0, b"") + frame(4, 1, 0, b""))  # SETTINGS, and the ACK of the client's
+            s.sendall(frame(1, 0, 1, b"\x88"))  # :status 200, no END_HEADERS
+            while results["sent"] < 256 * 1024 * 1024 and not stop.is_set():
+                s.sendall(frame(9, 0, 1, block))
+                results["sent"] += len(block)
+        except OSError:
+            results["cut"] = True
+        finally:
+            s.close()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                s, _ = ls.accept()
+            except OSError:
+                continue
+            results["connections"] += 1
+            threading.Thread(target=serve, args=(s,), daemon=True).start()
+        ls.close()
+    threading.Thread(target=accept, daemon=True).start()
+    return ls.getsockname()[1], results
+
+
+def test_continuation_flood_from_a_backend_is_cut(portico, h2backends):
+    stop = threading.Event()
+    port, results = continuation_flood_backend(stop)
+    ok = h2backends()
+    try:
+        cfg = basic_config("http://127.0.0.1:%d" % port)
+        cfg["apis"][0]["policies"] = {"backend": [{"forward-request": {"http-version": "2"}}]}
+        cfg["apis"].append(dict(config(ok)["apis"][0], id="ok", path="ok"))
+        cfg["upstream"] = {"readTimeout": "30s"}
+        p = portico(cfg)
+        st, _, body = get(p, "/echo/items/1", timeout=30)
+        assert st == 502, body
+        wait_for(lambda: results["cut"], 10, "the flooding connection to be cut")
+        # cut after a bounded amount: far below what the backend would have sent
+        assert results["sent"] < 16 * 1024 * 1024, results
+        assert p.proc.poll() is None and get(p, "/ok/items/2")[0] == 200
+    finally:
+        stop.set()
+
+
