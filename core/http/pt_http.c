@@ -776,7 +776,6 @@ enum {
 };
 
 #define MAX_CHUNK_EXT 4096
-#define MAX_TRAILERS (32 * 1024)
 
 ssize_t pt_http_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct pt_http_err *err)
 {
@@ -879,7 +878,7 @@ ssize_t pt_http_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct p
                     return PT_CHUNKED_ERROR;
                 } else
                     c->state = CH_TRAILER;
-                if (++c->trailer > MAX_TRAILERS) {
+                if (++c->trailer > PT_HTTP_TRAILERS_MAX) {
                     err->msg = "trailers too large";
                     return PT_CHUNKED_ERROR;
                 }
@@ -893,7 +892,7 @@ ssize_t pt_http_chunked_next(struct pt_chunked *c, struct evbuffer *in, struct p
                     err->msg = "malformed trailer";
                     return PT_CHUNKED_ERROR;
                 }
-                if (++c->trailer > MAX_TRAILERS) {
+                if (++c->trailer > PT_HTTP_TRAILERS_MAX) {
                     err->msg = "trailers too large";
                     return PT_CHUNKED_ERROR;
                 }

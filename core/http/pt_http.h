@@ -153,6 +153,11 @@ struct pt_chunked {
     struct evbuffer *end_to;
 };
 
+/* The most bytes of a chunked body's trailer section (fields, separators and line ends but LF).  An HTTP/2
+   trailer block (its header list: names, values and 32 bytes per field) is bounded by the same figure
+   before it goes on as such a section, so a block one side accepts the other does too. */
+#define PT_HTTP_TRAILERS_MAX (64 * 1024)
+
 #define PT_CHUNKED_MORE 0
 #define PT_CHUNKED_DONE (-2)
 #define PT_CHUNKED_ERROR (-1)

@@ -547,8 +547,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         /* trailers: kept for a body passed on chunked (the fields of the head are gone by now) */
         if (!st->chunked_in || !st->io || st->user_gone)
             return 0;
-        if (!st->rq.limit)
-            pt_h2_reqhead_init(&st->rq, header_list_limit(h));
+        if (!st->rq.limit) /* they go on as a chunked trailer section: its bound too */
+            pt_h2_reqhead_init(&st->rq, PT_MIN(header_list_limit(h), (uint64_t)PT_HTTP_TRAILERS_MAX));
     }
     if (!pt_h2_reqhead_field(&st->rq, name, nlen, value, vlen))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -640,6 +640,31 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     return 0;
 }
 
+/* The trailer section's lines that an HTTP/1.1 parser takes one by one, into buf after its status line (at
+   `at`); returns the new end.  A field it refuses (a malformed or conflicting one) is dropped alone. */
+static size_t fields_that_parse(char *buf, size_t at, const char *sec, size_t n, struct pt_pool *pool)
+{
+    static const char line[] = "HTTP/1.1 200 OK\r\n";
+    char *one = pt_pool_alloc(pool, sizeof(line) + n + 2);
+    size_t i = 0;
+    while (one && i < n) {
+        const char *lf = memchr(sec + i, '\n', n - i);
+        size_t len = lf ? (size_t)(lf - (sec + i)) + 1 : n - i;
+        struct pt_head h = {0};
+        struct pt_http_err err = {0};
+        memcpy(one, line, sizeof(line) - 1);
+        memcpy(one + sizeof(line) - 1, sec + i, len);
+        memcpy(one + sizeof(line) - 1 + len, "\r\n", 2);
+        if (len > 2 && pt_http_parse_response(&h, one, sizeof(line) - 1 + len + 2, pool, 1, false, &err)) {
+            memcpy(buf + at, sec + i, len);
+            at += len;
+        }
+        i += len;
+    }
+    memcpy(buf + at, "\r\n", 2);
+    return at + 2;
+}
+
 int pt_h2_trailer_fields(struct evbuffer *sec, struct pt_pool *pool, nghttp2_nv **out)
 {
     static const char line[] = "HTTP/1.1 200 OK\r\n";
@@ -647,16 +672,24 @@ int pt_h2_trailer_fields(struct evbuffer *sec, struct pt_pool *pool, nghttp2_nv 
     if (n <= 5) /* "0\r\n\r\n": none */
         return 0;
     char *buf = pt_pool_alloc(pool, n - 3 + sizeof(line));
-    if (!buf)
+    char *fields = pt_pool_alloc(pool, n);
+    if (!buf || !fields)
         return -1;
     memcpy(buf, line, sizeof(line) - 1);
     evbuffer_drain(sec, 3);
-    evbuffer_remove(sec, buf + sizeof(line) - 1, n - 3);
+    evbuffer_remove(sec, fields, n - 3);
+    memcpy(buf + sizeof(line) - 1, fields, n - 3);
+    size_t len = sizeof(line) - 1 + n - 3;
     struct pt_head h = {0};
     struct pt_http_err err = {0};
     nghttp2_nv *nv = NULL;
-    if (!pt_http_parse_response(&h, buf, sizeof(line) - 1 + n - 3, pool, RESPONSE_HEADERS_MAX, false, &err))
-        return -1;
+    if (!pt_http_parse_response(&h, buf, len, pool, RESPONSE_HEADERS_MAX, false, &err)) {
+        /* one bad field does not take the others with it: the section again, with only the good ones */
+        len = fields_that_parse(buf, sizeof(line) - 1, fields, n - 5, pool);
+        memset(&h, 0, sizeof(h));
+        if (!pt_http_parse_response(&h, buf, len, pool, RESPONSE_HEADERS_MAX, false, &err))
+            return -1;
+    }
     int k = pt_h2_head_fields(&h, NULL, pool, &nv);
     if (k < 1)
         return -1;

@@ -381,7 +381,9 @@ static void headers_in(struct pt_h2up_stream *st, bool end_stream)
         bool chunked = false;
         int status = pt_h2_resphead_write(&st->rh, end_stream, st->head_req, in, &chunked);
         pt_h2_reqhead_free(&st->rh);
-        pt_h2_reqhead_init(&st->rh, RESPONSE_HEAD_MAX);
+        /* the next block: a final head after 1xx ones, or the trailers, which go on as a chunked trailer
+           section: bounded as the chunked decoder bounds one (one limit, whatever the backend's protocol) */
+        pt_h2_reqhead_init(&st->rh, status >= 200 ? PT_HTTP_TRAILERS_MAX : RESPONSE_HEAD_MAX);
         if (status < 0) {
             nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
             stream_fail(st, "the backend sent no valid :status");

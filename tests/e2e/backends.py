@@ -633,6 +633,12 @@ class _H2Conn:
         if path.startswith("/trailers"):
             self.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/json")])
             self.send(sid, payload, end=True, trailers=[("grpc-status", "0"), ("x-trailer", "yes")])
+        elif path.startswith("/big-trailers?"):
+            # trailers of `bytes` in one field (a large grpc-status-details-bin, say)
+            n = int(urllib.parse.parse_qs(path.split("?", 1)[1])["bytes"][0])
+            self.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/json")])
+            self.send(sid, payload, end=True, trailers=[("grpc-status", "0"), ("x-big", "t" * n)])
+
         else:
             self.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/json"),
                                          ("content-length", str(len(payload)))])
