@@ -218,6 +218,8 @@ struct pt_req {
     int64_t req_left;
     uint64_t req_payload;
     struct pt_chunked req_ch;
+    int8_t req_trailers; /* a chunked body to the backend: its end with the trailers (1) or without (-1),
+                            decided once (0: not yet), whatever protocol the backend connection turns to */
     bool req_done;
     int req_body_state;        /* RB_* */
     struct evbuffer *req_body; /* buffered or replaced body */

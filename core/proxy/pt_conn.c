@@ -423,8 +423,11 @@ void pt_conn_req_body(struct pt_req *req)
         done = req->req_left == 0;
     } else {
         /* the client's trailer fields go only to an HTTP/2 backend (gRPC); an HTTP/1.1 one gets the body
-           without them, as always */
-        bool trailers = !buffering && u->h2;
+           without them, as always.  Decided once: a 2or1 connection that turns to HTTP/1.1 in the middle
+           of the body's end must not get that end twice (its trailers then go to HTTP/1.1, valid there) */
+        if (!buffering && !req->req_trailers)
+            req->req_trailers = u->h2 ? 1 : -1;
+        bool trailers = !buffering && req->req_trailers > 0;
         req->req_ch.end_to = trailers ? out : NULL;
         for (;;) {
             struct pt_http_err err = {400, NULL};
