@@ -133,6 +133,18 @@ static void stream_fail(struct pt_h2up_stream *st, const char *why)
     pt_io_stream_kick(st->io, PT_IO_ERROR);
 }
 
+/* The backend's stream is closed (a reset, the session's end).  A stream whose response is complete is
+   not failed, but its user hears of it (PT_IO_EOF): the backend takes no more of an upload still going
+   (RFC 9113 8.1), which then ends at once instead of waiting for the read timeout. */
+static void stream_closed(struct pt_h2up_stream *st, const char *why)
+{
+    st->closed = true;
+    if (st->ended && !st->user_gone)
+        pt_io_stream_kick(st->io, PT_IO_EOF);
+    else
+        stream_fail(st, why);
+}
+
 static void stream_free(struct pt_h2up_stream *st)
 {
     pt_list_del(&st->link);
@@ -482,15 +494,12 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     struct pt_h2up_stream *st = stream_of(arg, id);
     if (!st)
         return 0;
-    st->closed = true;
     nghttp2_session_set_stream_user_data(s, id, NULL);
-    if (!st->ended) {
-        st->refused = code == NGHTTP2_REFUSED_STREAM;
-        stream_fail(st, st->why                    ? st->why
-                        : st->refused              ? "the backend refused the stream"
-                        : code != NGHTTP2_NO_ERROR ? "the backend reset the stream"
-                                                   : "the backend ended the stream without a response");
-    }
+    st->refused = !st->ended && code == NGHTTP2_REFUSED_STREAM;
+    stream_closed(st, st->why                    ? st->why
+                      : st->refused              ? "the backend refused the stream"
+                      : code != NGHTTP2_NO_ERROR ? "the backend reset the stream"
+                                                 : "the backend ended the stream without a response");
     schedule(st->h);
     return 0;
 }
@@ -572,10 +581,11 @@ static void die(struct pt_h2up *h, const char *why)
     h->dead = true;
     h->why = why;
     pt_io_read(h->io, false);
+    pt_timer_clear(&h->timer); /* a connect timer firing now would call a failure a timeout */
     for (struct pt_list *it = h->streams.next; it != &h->streams; it = it->next) {
         struct pt_h2up_stream *st = pt_container_of(it, struct pt_h2up_stream, link);
-        stream_fail(st, why);
-        st->closed = true;
+        if (!st->closed)
+            stream_closed(st, why);
     }
     schedule(h);
 }
@@ -844,6 +854,11 @@ const char *pt_h2up_error(const struct pt_h2up_stream *st, bool *timeout, bool *
     *timeout = st->h->timed_out;
     *refused = st->refused;
     return st->why ? st->why : st->h->why ? st->h->why : "the backend connection failed";
+}
+
+bool pt_h2up_closed(const struct pt_h2up_stream *st)
+{
+    return st->closed;
 }
 
 void pt_h2up_free_pool(struct pt_upool *pool)

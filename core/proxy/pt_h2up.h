@@ -53,6 +53,10 @@ struct pt_io *pt_h2up_fallback(struct pt_h2up_stream *st, struct pt_io *io);
    REFUSED_STREAM: the request may be sent again). */
 const char *pt_h2up_error(const struct pt_h2up_stream *st, bool *timeout, bool *refused);
 
+/* Whether the backend's stream is closed (reset by the backend, or its session gone): it takes no more of
+   the request body.  Told by PT_IO_EOF on the stream's io when its response was complete. */
+bool pt_h2up_closed(const struct pt_h2up_stream *st);
+
 /* The pool goes: its sessions with it (their streams end as if the backend had closed). */
 void pt_h2up_free_pool(struct pt_upool *pool);
 

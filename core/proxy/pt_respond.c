@@ -15,6 +15,7 @@
 #include "policy/pt_gen.h"
 #include "policy/pt_pipeline.h"
 #include "proxy/pt_grpc.h"
+#include "proxy/pt_h2up.h"
 #include "proxy/pt_proxy.h"
 #include "proxy/pt_worker.h"
 
@@ -211,9 +212,10 @@ void pt_respond_body_done(struct pt_req *req)
     if (req->upload_on)
         return; /* the exchange ends with the upload */
     req->tb1 = pt_clock_now_us();
-    if (!req->req_done && u && u->h2 && req->c->stream && !req->resp_buffering) {
+    if (!req->req_done && u && u->h2 && req->c->stream && !req->resp_buffering && !pt_h2up_closed(u->h2)) {
         /* both legs are HTTP/2 and the client still sends (a gRPC stream): its body goes on to the
-           backend, and the exchange ends when it has (pt_conn_req_body) */
+           backend, and the exchange ends when it has (pt_conn_req_body), or when the backend closes its
+           stream (up_h2_closed) */
         req->upload_on = true;
         pt_io_flush(req->c->io);
         return;

@@ -1106,6 +1106,18 @@ static void up_h2_failed(struct pt_req *req, struct pt_upconn *u)
     up_failed(req, PT_IO_ERROR, why);
 }
 
+/* The backend closed a stream whose response was complete (RST_STREAM NO_ERROR, or its connection went):
+   an upload still going has nowhere to go.  When the response is passed on already, the exchange ends now
+   (the client's stream is reset with NO_ERROR, RFC 9113 8.1); else pt_respond_body_done ends it.  The
+   backend answered: no failure of its. */
+static void up_h2_closed(struct pt_req *req)
+{
+    if (!req->upload_on)
+        return;
+    req->upload_on = false;
+    pt_respond_body_done(req);
+}
+
 static void up_cb(struct pt_io *io, int what, void *arg)
 {
     struct pt_upconn *u = arg;
@@ -1126,6 +1138,10 @@ static void up_cb(struct pt_io *io, int what, void *arg)
     }
     if (u->h2 && (what & PT_IO_ERROR)) {
         up_h2_failed(req, u);
+        return;
+    }
+    if (u->h2 && (what & PT_IO_EOF)) {
+        up_h2_closed(req);
         return;
     }
     if (what & PT_IO_CONNECTED) {

@@ -400,6 +400,7 @@ class H2Backend:
         self.max_open = 0
         self.release = threading.Event()
         self.goaway_sent = False
+        self.resets_sent = 0
         self.max_streams = max_streams
         self.window = window
         self.hostile = hostile
@@ -541,6 +542,13 @@ class _H2Conn:
                 st["answered"] = True
                 self.conn.send_headers(sid, [(":status", "200"), ("content-length", "5")])
                 self.send(sid, b"early", end=True)
+            elif self.path(sid).startswith("/answer-rst") and not st["answered"]:
+                # a gRPC server ending a client-streaming call early: the whole response, trailers
+                # included, then RST_STREAM NO_ERROR ("stop sending", RFC 9113 8.1)
+                st["answered"] = True
+                st["rst_after"] = True
+                self.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
+                self.send(sid, b"done", end=True, trailers=[("grpc-status", "0")])
         elif isinstance(ev, h2.events.TrailersReceived):
             if sid in self.streams:
                 self.streams[sid]["trailers"] = list(ev.headers)
@@ -667,6 +675,12 @@ class _H2Conn:
                 else:
                     self.conn.end_stream(sid)
                 if self.streams[sid]["ended"]:
+                    self.closed(sid)
+                elif self.streams[sid].get("rst_after"):
+                    import h2.errors
+                    self.conn.reset_stream(sid, error_code=h2.errors.ErrorCodes.NO_ERROR)
+                    with self.o.lock:
+                        self.o.resets_sent += 1
                     self.closed(sid)
                 else:  # answered early: the request's body is still read
                     self.out.pop(sid, None)

@@ -582,6 +582,47 @@ def trailer_catcher(c):
     return got
 
 
+def test_backend_reset_after_a_complete_response_ends_a_long_upload_at_once(h2backends, portico):
+    import h2.exceptions
+    b = h2backends()
+    # waiting for the read timeout would take a minute: every wait below gives up long before
+    cfg = config(b, upstream={"readTimeout": "60s"}, timeouts={"bodyIdle": "60s"})
+    port = h2_listener(cfg)
+    p = portico(cfg)
+    c = H2Client(port)
+    trailers = trailer_catcher(c)
+    sid = c.request("POST", "/echo/answer-rst", headers=[("content-type", "application/grpc")], end=False)
+    st = c.streams[sid]
+    c.send_body(sid, b"first;", end=False)
+    c.pump(lambda: st["ended"], 10, "the whole response")
+    assert status(st) == 200 and bytes(st["data"]) == b"done"
+    assert trailers.get(sid) == {"grpc-status": "0"}
+    wait_for(lambda: b.resets_sent == 1, 10, "the backend's RST_STREAM NO_ERROR")
+    # the client goes on sending, far more than the gateway holds for one stream: it is told to stop
+    piece = b"u" * 16384
+    sent = 0
+    while st["reset"] is None and sent < 64 * 1024 * 1024:
+        room = min(c.conn.local_flow_control_window(sid), c.conn.max_outbound_frame_size)
+        if room <= 0:
+            c.pump(lambda: st["reset"] is not None or c.conn.local_flow_control_window(sid) > 0, 15,
+                   "a reset of the upload, or window for it")
+            continue
+        try:
+            c.conn.send_data(sid, piece[:room])
+        except h2.exceptions.StreamClosedError:
+            break
+        c.flush()
+        sent += room
+    c.pump(lambda: st["reset"] is not None, 15, "the reset of the upload")
+    assert st["reset"] == 0  # NO_ERROR: the response stands, the rest of the body is not wanted
+    c.close()
+    e = p.access_entries(wait_for=1)[-1]
+    assert e["status"] == 200 and not e.get("reason"), e
+    # the connection and the backend go on
+    st2, _, body = get(p, "/echo/items/1")
+    assert st2 == 200, body
+
+
 @pytest.mark.parametrize("client", ["http/1.1", "h2"])
 def test_large_backend_trailers_reach_the_client(h2backends, portico, client):
     b = h2backends()
