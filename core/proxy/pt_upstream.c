@@ -678,9 +678,11 @@ static void build_backend_head(struct pt_req *req, struct pt_buf *b)
     }
     pt_otel_backend_header(req, b); /* OpenTelemetry (O): traceparent */
     /* TE is hop-by-hop, but over HTTP/2 "trailers" is the one value it may have, and says what gRPC
-       backends require: that trailers reach the client (they do) */
-    if (req->fwd_http2 != PT_FWD_H1 && client_takes_trailers(&req->h))
-        pt_buf_lit(b, "TE: trailers\r\n");
+       backends require: that trailers reach the client (they do).  The head may still go over HTTP/1.1
+       (2or1, or http://), which wants TE named in Connection (RFC 9110 10.1.4); HTTP/2 drops that field.
+       A WebSocket upgrade always goes over HTTP/1.1 and gets no TE. */
+    if (req->fwd_http2 != PT_FWD_H1 && !req->h.upgrade_ws && client_takes_trailers(&req->h))
+        pt_buf_lit(b, "TE: trailers\r\nConnection: TE\r\n");
     if (req->h.upgrade_ws)
         pt_buf_lit(b, "Connection: upgrade\r\nUpgrade: websocket\r\n");
     if (pt_redirect_no_body(req)) {

@@ -802,3 +802,15 @@ def test_continuation_flood_from_a_backend_is_cut(portico, h2backends):
         stop.set()
 
 
+def test_te_trailers_to_an_http11_backend_is_named_in_connection(tls_backend_h1, h2backends, portico, pki):
+    p = portico(config(tls_backend_h1, "2or1"))
+    for i in range(2):  # the first call learns that the backend chose HTTP/1.1, the second goes straight
+        st, _, body = get(p, "/echo/items/%d" % i, headers={"TE": "trailers"})
+        assert st == 200, body
+        head = tls_backend_h1.requests[-1].raw_head.lower()
+        assert b"\r\nte: trailers\r\n" in head and b"\r\nconnection: te\r\n" in head, head
+    b = h2backends(tls=pki.server)  # over HTTP/2 the field is left out (connection-specific)
+    p2 = portico(config(b, "2or1"))
+    assert get(p2, "/echo/items/1", headers={"TE": "trailers"})[0] == 200
+    names = [k for k, _ in b.requests[-1]["headers"]]
+    assert ("te", "trailers") in [tuple(x) for x in b.requests[-1]["headers"]] and "connection" not in names
