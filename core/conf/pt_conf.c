@@ -587,6 +587,12 @@ static const struct pt_cfkey upstream_keys[] = {
      .doc = "A pooled connection idle this long is closed."},
     {"maxIdleConnections", PT_CT_INT, offsetof(struct pt_conf, upstream.max_idle), 0, 0, 100000,
      .def = "`64`", .doc = "Pooled connections kept per backend address per worker; `0` disables pooling."},
+    {"http2MaxStreams", PT_CT_INT, offsetof(struct pt_conf, upstream.h2_max_streams), 0, 1, 1000,
+     .def = "`100`",
+     .doc =
+         "The most streams the gateway opens at once on one HTTP/2 backend connection (`forward-request` "
+         "`http-version` `2` or `2or1`), and fewer when the backend's `SETTINGS_MAX_CONCURRENT_STREAMS` says "
+         "so; more concurrent calls open more connections."},
     {"maxPools", PT_CT_INT, offsetof(struct pt_conf, upstream.max_pools), 0, 1, 1000000, .def = "`4096`",
      .doc = "Connection pools (one per backend address, TLS identity and proxy) a worker keeps. Targets "
             "computed per request (`set-backend-service` or `proxy` with expressions) each add one; past "
@@ -1978,6 +1984,7 @@ static void set_defaults(struct pt_conf *cf)
     cf->upstream.idle_timeout = 60000;
     cf->upstream.max_idle = 64;
     cf->upstream.max_pools = 4096;
+    cf->upstream.h2_max_streams = 100;
     cf->upstream.verify = true;
     cf->upstream.side_private = true;
     cf->upstream.forwarded = PT_FWD_XFF | PT_FWD_XFP | PT_FWD_XFH | PT_FWD_FORWARDED;

@@ -147,11 +147,12 @@ struct pt_timeouts_cf {
 
 struct pt_upstream_cf {
     uint32_t connect_timeout;
-    uint32_t read_timeout; /* between two reads from the backend: 504 */
-    uint32_t idle_timeout; /* pooled keep-alive connections */
-    int64_t max_idle;      /* pooled connections per backend per worker */
-    int64_t max_pools;     /* connection pools (targets) per worker; past it, unused ones are dropped */
-    char *ca_file;         /* for https backends; NULL = system store */
+    uint32_t read_timeout;  /* between two reads from the backend: 504 */
+    uint32_t idle_timeout;  /* pooled keep-alive connections */
+    int64_t max_idle;       /* pooled connections per backend per worker */
+    int64_t max_pools;      /* connection pools (targets) per worker; past it, unused ones are dropped */
+    int64_t h2_max_streams; /* streams at once on one HTTP/2 backend connection (below the backend's own) */
+    char *ca_file;          /* for https backends; NULL = system store */
     bool verify;
     struct pt_tls_cf tls;    /* towards https backends */
     unsigned forwarded;      /* PT_FWD_* bits: which forwarding headers are set */

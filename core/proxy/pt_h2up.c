@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* our cap on the streams of one backend connection, below the backend's own SETTINGS */
+/* the cap on the streams of one backend connection (upstream.http2MaxStreams) before a configuration is in */
 #define MAX_STREAMS 100
 /* what a stream may receive before the gateway passed it on (its window) */
 #define STREAM_WINDOW (256 * 1024)
@@ -108,6 +108,12 @@ bool pt_h2up_alpn(SSL *ssl, bool or1)
     /* SSL_set_alpn_protos returns 0 on success */
     return or1 ? SSL_set_alpn_protos(ssl, both, sizeof(both) - 1) == 0
                : SSL_set_alpn_protos(ssl, h2, sizeof(h2) - 1) == 0;
+}
+
+/* upstream.http2MaxStreams: the most streams opened at once on one connection */
+static uint32_t stream_cap(const struct pt_worker *w)
+{
+    return w->cur ? (uint32_t)w->cur->gen->conf->upstream.h2_max_streams : MAX_STREAMS;
 }
 
 static void schedule(struct pt_h2up *h)
@@ -535,7 +541,7 @@ static nghttp2_session *session_new(struct pt_h2up *h)
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
-    nghttp2_option_set_peer_max_concurrent_streams(opt, MAX_STREAMS);
+    nghttp2_option_set_peer_max_concurrent_streams(opt, stream_cap(h->w));
     int rv = nghttp2_session_client_new2(&s, cb, h, opt);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
@@ -832,7 +838,7 @@ struct pt_h2up *pt_h2up_find(struct pt_upool *pool)
                 ? nghttp2_session_get_remote_settings(h->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
                 : pool->h2_streams;
         /* one stream until a backend that may speak HTTP/1.1 chose (it takes the connection then) */
-        int limit = h->or1 && !h->agreed ? 1 : (int)PT_MIN(peer, (uint32_t)MAX_STREAMS);
+        int limit = h->or1 && !h->agreed ? 1 : (int)PT_MIN(peer, stream_cap(h->w));
         if (!h->dead && !h->goaway && open_streams(h) < limit)
             return h;
     }

@@ -623,6 +623,30 @@ def test_backend_reset_after_a_complete_response_ends_a_long_upload_at_once(h2ba
     assert st2 == 200, body
 
 
+def test_http2_max_streams_caps_the_streams_of_a_backend_connection(h2backends, portico):
+    b = h2backends()  # no limit of its own
+    p = portico(config(b, upstream={"http2MaxStreams": 2}))
+    with concurrent.futures.ThreadPoolExecutor(6) as ex:
+        futs = [ex.submit(get, p, "/echo/hold/%d" % i) for i in range(6)]
+        wait_for(lambda: b.open_now >= 6, 10, "6 streams open at the backend")
+        b.release.set()
+        res = [f.result() for f in futs]
+    assert [r[0] for r in res] == [200] * 6
+    assert b.connections >= 3, b.connections
+
+
+@pytest.mark.parametrize("bad", [0, 1001, "many"])
+def test_http2_max_streams_is_checked(portico, backend, bad):
+    cfg = basic_config(backend.url)
+    cfg["upstream"] = {"http2MaxStreams": bad}
+    p = portico(cfg, start=False)
+    rc, out = p.check()
+    assert rc != 0, out
+    line = int(out.split(p.config_path + ":", 1)[1].split(":", 1)[0])  # file:line:column, the key's line
+    with open(p.config_path) as f:
+        assert "http2MaxStreams" in f.read().splitlines()[line - 1], out
+
+
 @pytest.mark.parametrize("client", ["http/1.1", "h2"])
 def test_large_backend_trailers_reach_the_client(h2backends, portico, client):
     b = h2backends()
