@@ -1100,13 +1100,115 @@ static uint64_t list_version(struct pt_store *st, const char *kind)
 
 #define MODEL_LISTS (PT_ARRAY_LEN(pt_model_kinds)) /* the kinds' lists, then the global policy */
 
+/* The ids of one kind written since a list was read, for patching it. */
+struct written {
+    char **ids;
+    int n, cap;
+};
+
+static bool add_written(void *arg, const char *parent, const char *id)
+{
+    struct written *w = arg;
+    if (*parent) /* not in the list, which holds the kind's entities without a parent */
+        return true;
+    if (w->n == w->cap) {
+        int cap = w->cap ? w->cap * 2 : 8;
+        char **v = realloc(w->ids, sizeof(*v) * (size_t)cap);
+        if (!v)
+            return false;
+        w->ids = v;
+        w->cap = cap;
+    }
+    return (w->ids[w->n] = strdup(id)) && ++w->n;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorts the ids as the store lists entities (byte order) and keeps each once. */
+static void written_sort(struct written *w)
+{
+    qsort(w->ids, (size_t)w->n, sizeof(*w->ids), str_cmp);
+    int k = 0;
+    for (int i = 0; i < w->n; i++) {
+        if (k && !strcmp(w->ids[k - 1], w->ids[i]))
+            free(w->ids[i]);
+        else
+            w->ids[k++] = w->ids[i];
+    }
+    w->n = k;
+}
+
+static void written_free(struct written *w)
+{
+    for (int i = 0; i < w->n; i++)
+        free(w->ids[i]);
+    free(w->ids);
+}
+
+static const char *list_id(const json_t *list, size_t i)
+{
+    return json_string_value(json_object_get(json_array_get(list, i), "id"));
+}
+
 /*
- * The entity lists.  With `prev` (lists read before, at the versions in prev_v), a list whose
- * inputs have not been written since is taken from it as it is (shared, never changed), and only
- * the others are read again; versions (MODEL_LISTS of them) gets each list's version.
+ * A list of one kind (read from that kind alone) brought up to date by id: the entities written
+ * since `prev` was read (at the kind's counter prev_v and the store's any-kind counter prev_any) are
+ * read again, the others are taken from prev as they are (shared, never changed).  Both the store
+ * and prev list entities in id order, so the two merge in one pass.  NULL when the store cannot tell
+ * what was written (then the list is read in full), or prev is not in id order.
+ */
+static json_t *patch_list(struct mat *m, const char *kind, const json_t *prev, uint64_t prev_v,
+                          uint64_t prev_any)
+{
+    struct written w = {0};
+    json_t *fresh = json_array(), *out = NULL;
+    if (!pt_store_written_ids(m->st, kind, prev_v, prev_any, add_written, &w))
+        goto done;
+    written_sort(&w);
+    m->list = fresh; /* the written entities that are still there, in id order */
+    for (int j = 0; j < w.n; j++)
+        if (!pt_store_each_id(m->st, kind, "", w.ids[j], mat_entity, m))
+            goto done;
+    out = json_array();
+    size_t i = 0, u = 0, nprev = json_array_size(prev);
+    int j = 0;
+    while (i < nprev || j < w.n) {
+        const char *old = i < nprev ? list_id(prev, i) : NULL;
+        if (i < nprev && (!old || (i && strcmp(list_id(prev, i - 1), old) >= 0))) {
+            json_decref(out); /* not as the store lists it: not patched */
+            out = NULL;
+            goto done;
+        }
+        int c = !old ? 1 : j == w.n ? -1 : strcmp(old, w.ids[j]);
+        if (c < 0) {
+            json_array_append(out, json_array_get(prev, i++));
+            continue;
+        }
+        if (c == 0)
+            i++; /* written: replaced by what the store holds now, if anything */
+        if (u < json_array_size(fresh) && !strcmp(list_id(fresh, u), w.ids[j]))
+            json_array_append(out, json_array_get(fresh, u++));
+        j++;
+    }
+done:
+    written_free(&w);
+    json_decref(fresh);
+    return out;
+}
+
+/*
+ * The entity lists.  With `prev` (lists read before, at the versions in prev_v and the store's
+ * any-kind counter prev_any), a list whose inputs have not been written since is taken from it as
+ * it is (shared, never changed), a list read from its own kind alone is patched by id when the
+ * store can tell which of its entities were written, and only the others are read again in full;
+ * versions (MODEL_LISTS of them) gets each list's version.
  */
 static json_t *materialize(struct pt_store *st, const char *secret_key, const char *only, const json_t *prev,
-                           const uint64_t *prev_v, uint64_t *versions, struct pt_errors *errs)
+                           const uint64_t *prev_v, uint64_t prev_any, uint64_t *versions,
+                           struct pt_errors *errs)
 {
     json_t *root = json_object();
     int before = errs->n;
@@ -1131,9 +1233,17 @@ static json_t *materialize(struct pt_store *st, const char *secret_key, const ch
                 json_object_set(root, name, kept);
             continue;
         }
-        json_t *list = json_array();
-        struct mat m = {st, list, secret_key, errs, true, only, ahead.policies, ahead.ops};
-        pt_store_each(st, pt_model_kinds[i].kind, "", mat_entity, &m);
+        struct mat m = {st, NULL, secret_key, errs, true, only, ahead.policies, ahead.ops};
+        json_t *list = NULL;
+        if (prev && !only && !list_inputs(pt_model_kinds[i].kind)) {
+            json_t *none = json_array(), *was = json_object_get(prev, name); /* absent: empty */
+            list = patch_list(&m, pt_model_kinds[i].kind, was ? was : none, prev_v[i], prev_any);
+            json_decref(none);
+        }
+        if (!list) {
+            m.list = list = json_array();
+            pt_store_each(st, pt_model_kinds[i].kind, "", mat_entity, &m);
+        }
         if (!strcmp(pt_model_kinds[i].kind, "user"))
             fill_user_groups(st, list);
         if (json_array_size(list))
@@ -1169,7 +1279,7 @@ static json_t *materialize(struct pt_store *st, const char *secret_key, const ch
 json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only,
                           struct pt_errors *errs)
 {
-    return materialize(st, secret_key, only, NULL, NULL, NULL, errs);
+    return materialize(st, secret_key, only, NULL, NULL, 0, NULL, errs);
 }
 
 /* The last materialized entity lists, while the store's entities have not been written since: a
@@ -1181,6 +1291,7 @@ static struct {
     uint64_t store; /* pt_store_serial: a store opened at a closed one's address starts its counters at 0 */
     uint64_t writes;
     uint64_t versions[MODEL_LISTS];
+    uint64_t any; /* pt_store_any_writes: the lists of one kind are patched by id while it stays */
     char *key;
     json_t *ents;
 } shared;
@@ -1192,9 +1303,9 @@ json_t *pt_model_entities_shared(struct pt_store *st, const char *secret_key, st
                 !strcmp(shared.key ? shared.key : "", secret_key ? secret_key : "");
     if (same && shared.writes == w)
         return json_incref(shared.ents);
-    uint64_t versions[MODEL_LISTS];
-    json_t *ents =
-        materialize(st, secret_key, NULL, same ? shared.ents : NULL, shared.versions, versions, errs);
+    uint64_t versions[MODEL_LISTS], any = pt_store_any_writes(st);
+    json_t *ents = materialize(st, secret_key, NULL, same ? shared.ents : NULL, shared.versions, shared.any,
+                               versions, errs);
     if (!ents)
         return NULL;
     pt_model_entities_forget();
@@ -1203,6 +1314,7 @@ json_t *pt_model_entities_shared(struct pt_store *st, const char *secret_key, st
         shared.store = pt_store_serial(st);
         shared.writes = w;
         memcpy(shared.versions, versions, sizeof(versions));
+        shared.any = any;
         shared.key = k;
         shared.ents = json_incref(ents);
     }

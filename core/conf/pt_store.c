@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define STORE_JOURNAL 256 /* entity writes remembered by id (a bulk import is read again in full) */
+
 struct pt_store {
     sqlite3 *db;
     int depth;   /* nested begin/commit */
@@ -42,23 +44,87 @@ struct pt_store {
     int nkinds;
     uint64_t all;
     uint64_t serial; /* this store among all opened by the process: views kept name it, not an address */
+    /* the entities put or deleted lately, oldest overwritten first: a view of one kind patches the
+       entities written since it was read instead of reading the kind again (pt_store_written_ids) */
+    struct {
+        int kind;     /* index in kinds */
+        uint64_t seq; /* the kind's counter after this write */
+        char *parent, *id;
+    } journal[STORE_JOURNAL];
+    int njournal; /* writes recorded in all; the next goes to journal[njournal % STORE_JOURNAL] */
 };
 
-/* A write of `kind` (NULL: of any kind). */
-static void written(struct pt_store *s, const char *kind)
+/* A write of `kind` (NULL: of any kind); the kind's place in kinds, or -1 when it was counted in
+   `all`. */
+static int written(struct pt_store *s, const char *kind)
 {
     s->entity_writes++;
     for (int i = 0; kind && i < s->nkinds; i++)
         if (!strcmp(s->kinds[i].kind, kind)) {
             s->kinds[i].writes++;
-            return;
+            return i;
         }
     if (kind && s->nkinds < (int)PT_ARRAY_LEN(s->kinds) && strlen(kind) < sizeof(s->kinds[0].kind)) {
         snprintf(s->kinds[s->nkinds].kind, sizeof(s->kinds[0].kind), "%s", kind);
-        s->kinds[s->nkinds++].writes = 1;
-        return;
+        s->kinds[s->nkinds].writes = 1;
+        return s->nkinds++;
     }
     s->all++;
+    return -1;
+}
+
+/* An entity put or deleted: counted, and recorded in the journal.  A record that cannot be made
+   (no memory) leaves a gap, which pt_store_written_ids sees by counting. */
+static void entity_written(struct pt_store *s, const char *kind, const char *parent, const char *id)
+{
+    int k = written(s, kind);
+    if (k < 0)
+        return;
+    int slot = s->njournal % STORE_JOURNAL;
+    free(s->journal[slot].parent);
+    free(s->journal[slot].id);
+    s->journal[slot].kind = k;
+    s->journal[slot].seq = s->kinds[k].writes;
+    s->journal[slot].parent = strdup(parent ? parent : "");
+    s->journal[slot].id = strdup(id ? id : "");
+    if (!s->journal[slot].parent || !s->journal[slot].id) {
+        free(s->journal[slot].parent);
+        free(s->journal[slot].id);
+        s->journal[slot].parent = s->journal[slot].id = NULL;
+        s->journal[slot].seq = 0; /* never after a reader's mark: the count comes out short */
+    }
+    s->njournal++;
+}
+
+bool pt_store_written_ids(struct pt_store *s, const char *kind, uint64_t kind_writes, uint64_t any_writes,
+                          pt_store_id_fn fn, void *arg)
+{
+    if (any_writes != s->all)
+        return false; /* a rollback, a sweep, a reseal...: what moved is unknown */
+    int k = -1;
+    for (int i = 0; i < s->nkinds; i++)
+        if (!strcmp(s->kinds[i].kind, kind))
+            k = i;
+    uint64_t now = k < 0 ? 0 : s->kinds[k].writes;
+    uint64_t then = kind_writes - any_writes; /* the kind's own counter when the view was read */
+    if (then > now)
+        return false;
+    /* every write since must still be in the journal: as many records after `then` as writes */
+    int first = s->njournal > STORE_JOURNAL ? s->njournal - STORE_JOURNAL : 0;
+    uint64_t found = 0;
+    for (int n = first; n < s->njournal; n++) {
+        const int slot = n % STORE_JOURNAL;
+        found += s->journal[slot].kind == k && s->journal[slot].seq > then && s->journal[slot].id;
+    }
+    if (found != now - then)
+        return false;
+    for (int n = first; n < s->njournal; n++) {
+        const int slot = n % STORE_JOURNAL;
+        if (s->journal[slot].kind == k && s->journal[slot].seq > then && s->journal[slot].id &&
+            !fn(arg, s->journal[slot].parent, s->journal[slot].id))
+            return false;
+    }
+    return true;
 }
 
 uint64_t pt_store_kind_writes(struct pt_store *s, const char *kind)
@@ -112,6 +178,7 @@ static bool seal_body(struct pt_store *s, const char *kind, json_t *body, bool t
 
 void pt_store_set_sealer(struct pt_store *s, pt_seal_fn seal, pt_seal_fn unseal, void *arg)
 {
+    written(s, NULL); /* what the secret fields read as may change: every view is stale */
     s->seal = seal;
     s->unseal = unseal;
     s->seal_arg = arg;
@@ -291,6 +358,10 @@ void pt_store_close(struct pt_store *s)
         sqlite3_finalize(s->cache[i].st);
     if (s->db)
         sqlite3_close(s->db);
+    for (int i = 0; i < STORE_JOURNAL; i++) {
+        free(s->journal[i].parent);
+        free(s->journal[i].id);
+    }
     free(s);
 }
 
@@ -474,7 +545,7 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
 bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id,
                   const char *workspace, const json_t *body, const char *source, char etag[24])
 {
-    written(s, kind);
+    entity_written(s, kind, parent, id);
     /* what cannot be written as JSON that loads again must not be stored:
        entity lists skip bodies that do not load, so it would vanish */
     char where[256];
@@ -526,7 +597,7 @@ bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, cons
 
 bool pt_store_delete(struct pt_store *s, const char *kind, const char *parent, const char *id)
 {
-    written(s, kind);
+    entity_written(s, kind, parent, id);
     sqlite3_stmt *st = prep(s, "DELETE FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
     if (!st)
         return false;
@@ -536,17 +607,10 @@ bool pt_store_delete(struct pt_store *s, const char *kind, const char *parent, c
     return done(s, st) && sqlite3_changes(s->db) > 0;
 }
 
-bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_store_fn fn, void *arg)
+/* Calls fn for each row of st (parent, id, workspace, body, etag, source) of `kind`, then gives st
+   back: one reading of rows for a whole kind and for one entity. */
+static bool each_row(struct pt_store *s, sqlite3_stmt *st, const char *kind, pt_store_fn fn, void *arg)
 {
-    sqlite3_stmt *st = prep(s, parent ? "SELECT parent, id, workspace, body, etag, source FROM entities"
-                                        " WHERE kind = ?1 AND parent = ?2 ORDER BY parent, id"
-                                      : "SELECT parent, id, workspace, body, etag, source FROM entities"
-                                        " WHERE kind = ?1 ORDER BY parent, id");
-    if (!st)
-        return false;
-    bind_text(st, 1, kind);
-    if (parent)
-        bind_text(st, 2, parent);
     bool ok = true;
     while (ok && sqlite3_step(st) == SQLITE_ROW) {
         struct pt_entity e;
@@ -566,6 +630,33 @@ bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_
     }
     release(s, st);
     return ok;
+}
+
+bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_store_fn fn, void *arg)
+{
+    sqlite3_stmt *st = prep(s, parent ? "SELECT parent, id, workspace, body, etag, source FROM entities"
+                                        " WHERE kind = ?1 AND parent = ?2 ORDER BY parent, id"
+                                      : "SELECT parent, id, workspace, body, etag, source FROM entities"
+                                        " WHERE kind = ?1 ORDER BY parent, id");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    if (parent)
+        bind_text(st, 2, parent);
+    return each_row(s, st, kind, fn, arg);
+}
+
+bool pt_store_each_id(struct pt_store *s, const char *kind, const char *parent, const char *id, pt_store_fn fn,
+                      void *arg)
+{
+    sqlite3_stmt *st = prep(s, "SELECT parent, id, workspace, body, etag, source FROM entities"
+                               " WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, parent);
+    bind_text(st, 3, id);
+    return each_row(s, st, kind, fn, arg);
 }
 
 bool pt_store_has_entities(struct pt_store *s)

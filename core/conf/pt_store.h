@@ -113,6 +113,18 @@ uint64_t pt_store_kind_writes(struct pt_store *s, const char *kind);
 /* The writes counted for every kind (rollbacks, sweeps, reseals, kinds past the table): while this
    has not moved, the kinds whose own counters moved are all that was written. */
 uint64_t pt_store_any_writes(struct pt_store *s);
+/* The entities of `kind` put or deleted since a view of it was read, when kind_writes
+   (pt_store_kind_writes(kind)) and any_writes (pt_store_any_writes) were taken: fn(arg, parent, id)
+   for each write, oldest first (an id may come more than once; a put that failed comes too).  false
+   when the store cannot tell every one (a rollback, a sweep or a reseal since, or more writes than
+   it remembers: a few hundred) or fn returned false: the view is then read again in full. */
+typedef bool (*pt_store_id_fn)(void *arg, const char *parent, const char *id);
+bool pt_store_written_ids(struct pt_store *s, const char *kind, uint64_t kind_writes, uint64_t any_writes,
+                          pt_store_id_fn fn, void *arg);
+/* Calls fn for the entity (kind, parent, id) as pt_store_each calls it for each of a kind (not when
+   it is absent, or stored but does not load: that is logged as pt_store_each does). */
+bool pt_store_each_id(struct pt_store *s, const char *kind, const char *parent, const char *id, pt_store_fn fn,
+                      void *arg);
 /* Unique among the stores the process opens (never reused, unlike the address after a close):
    what a view kept across calls is keyed on. */
 uint64_t pt_store_serial(struct pt_store *s);

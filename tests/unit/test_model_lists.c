@@ -3,7 +3,9 @@
  * again only where the store was written: which lists a write of each kind
  * renews, and that the lists served after every kind of write (deletes,
  * cascades, a sweep, transactions undone) are what a fresh read of the store
- * gives (a real SQLite store).
+ * gives (a real SQLite store); lists of one kind patched by id (only the
+ * entities written read again) and read in full whenever the store cannot
+ * tell what was written.
  */
 #include "conf/pt_conf.h"
 #include "conf/pt_model.h"
@@ -518,6 +520,309 @@ static void test_the_subscriptions_alone_are_checked_as_a_whole_build_checks_the
     close_store(st, dir);
 }
 
+/* ------------------------------------------------ subscriptions patched by id */
+
+/* A sealer for tests: "v1:" and the text reversed (a real one encrypts; what matters here is that
+   every read unseals). */
+static char *reverse_seal(void *arg, const char *in)
+{
+    (void)arg;
+    size_t n = strlen(in);
+    char *out = malloc(n + 4);
+    assert_non_null(out);
+    memcpy(out, "v1:", 3);
+    for (size_t i = 0; i < n; i++)
+        out[3 + i] = in[n - 1 - i];
+    out[n + 3] = '\0';
+    return out;
+}
+
+static char *reverse_unseal(void *arg, const char *in)
+{
+    (void)arg;
+    if (strncmp(in, "v1:", 3))
+        return NULL;
+    in += 3;
+    size_t n = strlen(in);
+    char *out = malloc(n + 1);
+    assert_non_null(out);
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[n - 1 - i];
+    out[n] = '\0';
+    return out;
+}
+
+static void put_sub(struct pt_store *st, const char *id, int key)
+{
+    char body[128];
+    snprintf(body, sizeof(body), "{\"scope\": \"/apis/a1\", \"primaryKey\": \"key-%s-%06d\"}", id, key);
+    put(st, "subscription", "", id, body);
+}
+
+/* The entry of `id` in a list, or NULL. */
+static const json_t *entry(const json_t *ents, const char *list, const char *id)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(json_object_get(ents, list), i, e)
+    {
+        if (!strcmp(json_string_value(json_object_get(e, "id")), id))
+            return e;
+    }
+    return NULL;
+}
+
+/* How many entries of `after`'s list are the very objects of `before`'s (kept, not read again). */
+static size_t entries_kept(const json_t *before, const json_t *after, const char *list)
+{
+    size_t n = 0, i;
+    const json_t *e;
+    json_array_foreach(json_object_get(after, list), i, e)
+    {
+        n += entry(before, list, json_string_value(json_object_get(e, "id"))) == e;
+    }
+    return n;
+}
+
+/* Lists read after `before`: only the entry `id` of the subscriptions was read again (gone, when
+   `gone`), every other entry kept; every other list kept.  Returns the new lists. */
+static json_t *patched(struct pt_store *st, json_t *before, const char *id, bool gone)
+{
+    json_t *after = lists(st);
+    size_t n = list_size(after, "subscriptions");
+    assert_int_equal(entries_kept(before, after, "subscriptions"), gone ? n : n - 1);
+    if (gone)
+        assert_null(entry(after, "subscriptions", id));
+    else
+        assert_true(entry(after, "subscriptions", id) != entry(before, "subscriptions", id));
+    assert_true(kept(before, after, "apis"));
+    json_decref(before);
+    return after;
+}
+
+/* New subscriptions before, between and after the others, keys regenerated, deletes (the first,
+   the last, one that is not there): each read again alone, sealed keys unsealed, and the list
+   always the store's (lists() compares with a whole read). */
+static void test_subscription_writes_patch_the_list_by_id(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "modellists-patch");
+    pt_store_set_sealer(st, reverse_seal, reverse_unseal, NULL);
+    put(st, "api", "", "a1", "{\"path\": \"a1\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
+    put_sub(st, "s10", 0);
+    put_sub(st, "s20", 0);
+    put_sub(st, "s30", 0);
+    json_t *e = lists(st);
+    json_t *raw = NULL;
+    assert_true(pt_store_get(st, "subscription", "", "s10", &raw, NULL));
+    assert_string_equal(json_string_value(json_object_get(raw, "primaryKey")), "key-s10-000000");
+    json_decref(raw);
+
+    static const char *const news[] = {"s05", "s15", "s35", "s300", "s1"};
+    for (size_t i = 0; i < PT_ARRAY_LEN(news); i++) {
+        put_sub(st, news[i], 0);
+        e = patched(st, e, news[i], false);
+    }
+    for (int k = 1; k <= 3; k++) { /* keys regenerated, each served at once */
+        put_sub(st, "s20", k);
+        e = patched(st, e, "s20", false);
+        char want[32];
+        snprintf(want, sizeof(want), "key-s20-%06d", k);
+        assert_string_equal(json_string_value(json_object_get(entry(e, "subscriptions", "s20"), "primaryKey")),
+                            want);
+    }
+    assert_true(pt_model_remove(st, "subscription", "", "s1")); /* the first */
+    e = patched(st, e, "s1", true);
+    assert_true(pt_model_remove(st, "subscription", "", "s35")); /* the last */
+    e = patched(st, e, "s35", true);
+    assert_false(pt_store_delete(st, "subscription", "", "nope"));
+    e = patched(st, e, "nope", true);
+    put_sub(st, "s20", 9); /* regenerated twice, deleted, back: read once */
+    put_sub(st, "s20", 10);
+    assert_true(pt_store_delete(st, "subscription", "", "s20"));
+    put_sub(st, "s20", 11);
+    e = patched(st, e, "s20", false);
+
+    /* one deleted until none is left, then the first one again */
+    while (list_size(e, "subscriptions")) {
+        char id[64];
+        snprintf(id, sizeof(id), "%s", first_str(e, "subscriptions", "id"));
+        assert_true(pt_store_delete(st, "subscription", "", id));
+        e = patched(st, e, id, true);
+    }
+    assert_null(json_object_get(e, "subscriptions"));
+    put_sub(st, "s50", 0);
+    json_t *one = lists(st);
+    assert_int_equal(list_size(one, "subscriptions"), 1);
+    json_decref(one);
+
+    json_decref(e);
+    pt_model_entities_forget();
+    close_store(st, dir);
+}
+
+/* What the store cannot tell by id makes the list read again in full: a transaction undone (a write
+   failing half-way), the sweep, a reseal, a sealer set, more writes than are remembered, another
+   store.  Checked by the entries (none kept) and by the content (lists() compares). */
+static void test_what_the_store_cannot_tell_reads_the_subscriptions_again(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "modellists-patchfull");
+    put(st, "api", "", "a1", "{\"path\": \"a1\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
+    put_sub(st, "s1", 0); /* plain, before any sealer: the reseal below rewrites it */
+    put_sub(st, "s2", 0);
+    json_t *e = lists(st);
+
+    /* a sealer set: what keys read as may change */
+    pt_store_set_sealer(st, reverse_seal, reverse_unseal, NULL);
+    json_t *after = lists(st);
+    assert_int_equal(entries_kept(e, after, "subscriptions"), 0);
+    json_decref(e);
+    e = after;
+
+    /* the reseal rewrites the plain keys (the same as read) */
+    assert_int_equal(pt_store_reseal(st), 2);
+    after = lists(st);
+    assert_int_equal(entries_kept(e, after, "subscriptions"), 0);
+    json_decref(e);
+    e = after;
+
+    /* a write failing half-way: a subscription written, then one that cannot be stored (a NUL),
+       the transaction undone */
+    assert_true(pt_store_begin(st));
+    put_sub(st, "s3", 0);
+    put_sub(st, "s1", 1);
+    json_t *nul = json_pack("{s:s#}", "scope", "/apis/a\0x", 9);
+    assert_false(pt_store_put(st, "subscription", "", "s4", "", nul, "api", NULL));
+    json_decref(nul);
+    json_t *inside = lists(st); /* a build inside the transaction sees its writes */
+    assert_int_equal(list_size(inside, "subscriptions"), 3);
+    pt_store_rollback(st);
+    after = lists(st);
+    assert_int_equal(list_size(after, "subscriptions"), 2);
+    assert_int_equal(entries_kept(inside, after, "subscriptions"), 0);
+    assert_string_equal(json_string_value(json_object_get(entry(after, "subscriptions", "s1"), "primaryKey")),
+                        "key-s1-000000");
+    json_decref(inside);
+    json_decref(e);
+    e = after;
+
+    /* the file's sweep */
+    put_sub(st, "s3", 0);
+    e = patched(st, e, "s3", false);
+    put_from(st, "config", "subscription", "", "f1", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"fkfkfkfkfk\"}");
+    e = patched(st, e, "f1", false);
+    pt_store_mark(st, "config");
+    assert_int_equal(pt_store_sweep(st, "config"), 1);
+    after = lists(st);
+    assert_null(entry(after, "subscriptions", "f1"));
+    assert_int_equal(entries_kept(e, after, "subscriptions"), 0);
+    json_decref(e);
+    e = after;
+
+    /* more writes between two reads than the store remembers: bounded, then a whole read */
+    for (int k = 0; k < 600; k++)
+        put_sub(st, "s2", k);
+    after = lists(st);
+    assert_int_equal(entries_kept(e, after, "subscriptions"), 0);
+    assert_string_equal(json_string_value(json_object_get(entry(after, "subscriptions", "s2"), "primaryKey")),
+                        "key-s2-000599");
+    json_decref(e);
+    e = after;
+    put_sub(st, "s2", 600); /* and patched again after it */
+    e = patched(st, e, "s2", false);
+
+    /* an operation has a parent: a write of another kind with a parent leaves the subscriptions */
+    put(st, "operation", "a1", "s2", "{\"method\": \"GET\", \"urlTemplate\": \"/x\"}");
+    after = lists(st);
+    assert_true(kept(e, after, "subscriptions"));
+    json_decref(e);
+    e = after;
+
+    json_decref(e);
+    pt_model_entities_forget();
+    close_store(st, dir);
+}
+
+/* The store's journal itself: the ids written since a reading, or false when it cannot tell. */
+static bool collect_written(void *arg, const char *parent, const char *id)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+    snprintf(out + n, 256 - n, "%s%s/%s", n ? "," : "", parent, id);
+    return true;
+}
+
+static void test_the_store_tells_the_ids_written_since_a_reading(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "modellists-journal");
+    char got[256] = "";
+    uint64_t v = pt_store_kind_writes(st, "subscription"), any = pt_store_any_writes(st);
+    assert_true(pt_store_written_ids(st, "subscription", v, any, collect_written, got));
+    assert_string_equal(got, ""); /* nothing yet */
+    put_sub(st, "s1", 0);
+    put(st, "api", "", "a1", "{\"path\": \"a1\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
+    assert_true(pt_store_delete(st, "subscription", "", "s1"));
+    put(st, "subscription", "x", "s2", "{}");
+    assert_true(pt_store_written_ids(st, "subscription", v, any, collect_written, got));
+    assert_string_equal(got, "/s1,/s1,x/s2");
+    got[0] = '\0';
+    assert_true(pt_store_written_ids(st, "api", pt_store_kind_writes(st, "api"), any, collect_written, got));
+    assert_string_equal(got, "");
+    assert_false(pt_store_written_ids(st, "product-api", v + 1, any, collect_written, got)); /* never */
+
+    /* a link kind is counted, never journaled: it cannot be told by id */
+    uint64_t lv = pt_store_kind_writes(st, "product-api");
+    assert_true(pt_store_link(st, "product-api", "p", "a1", "api"));
+    assert_false(pt_store_written_ids(st, "product-api", lv, any, collect_written, got));
+
+    /* a rollback: nothing can be told about anything read before it */
+    v = pt_store_kind_writes(st, "subscription");
+    assert_true(pt_store_begin(st));
+    put_sub(st, "s3", 0);
+    pt_store_rollback(st);
+    assert_false(pt_store_written_ids(st, "subscription", v, any, collect_written, got));
+    close_store(st, dir);
+}
+
+/* A long bounded run of subscription writes mixed with other kinds, transactions undone and
+   committed, compared with a whole read after each step (deterministic sequence). */
+static void test_a_long_run_of_writes_patches_as_a_whole_read_reads(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "modellists-run");
+    pt_store_set_sealer(st, reverse_seal, reverse_unseal, NULL);
+    put(st, "api", "", "a1", "{\"path\": \"a1\", \"serviceUrl\": \"http://127.0.0.1:1\"}");
+    unsigned r = 12345;
+    for (int step = 0; step < 400; step++) {
+        r = r * 1103515245u + 12345u;
+        unsigned op = (r >> 16) % 10, n = (r >> 8) % 40;
+        char id[16];
+        snprintf(id, sizeof(id), "s%u", n);
+        if (op < 5)
+            put_sub(st, id, step);
+        else if (op < 8)
+            pt_store_delete(st, "subscription", "", id);
+        else if (op == 8) {
+            assert_true(pt_store_begin(st));
+            put_sub(st, id, step);
+            if (n % 2)
+                pt_store_rollback(st);
+            else
+                assert_true(pt_store_commit(st));
+        } else
+            put(st, "group", "", id, "{\"displayName\": \"G\"}");
+        check_lists(st);
+    }
+    pt_model_entities_forget();
+    close_store(st, dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -528,6 +833,10 @@ int main(void)
         cmocka_unit_test(test_a_closed_store_lists_are_not_served_for_the_next),
         cmocka_unit_test(test_only_subscription_writes_build_the_subscriptions_alone),
         cmocka_unit_test(test_the_subscriptions_alone_are_checked_as_a_whole_build_checks_them),
+        cmocka_unit_test(test_subscription_writes_patch_the_list_by_id),
+        cmocka_unit_test(test_what_the_store_cannot_tell_reads_the_subscriptions_again),
+        cmocka_unit_test(test_the_store_tells_the_ids_written_since_a_reading),
+        cmocka_unit_test(test_a_long_run_of_writes_patches_as_a_whole_read_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
