@@ -121,6 +121,59 @@ def test_new_subscriptions_and_state_changes_are_served_at_once(env, backend):
     assert len(paths) == 14 and all(paths), paths
 
 
+def test_many_subscriptions_each_written_alone_leave_the_others_served(env, backend):
+    """Each write reads only the subscription it wrote; the others must still be served as they
+    were: keys regenerated one after another, a subscription deleted and one created again under
+    its id, a refused write (undone) in between, every change checked right after its answer."""
+    p, m = env
+    ids = ["m%02d" % i for i in range(0, 30, 3)]  # written out of order below, read in id order
+    keys = {}
+    for sid in reversed(ids):
+        m.ok("PUT", "subscriptions/" + sid, {"scope": "/products/starter", "ownerId": "/users/u1",
+                                             "state": "active"})
+        keys[sid] = m.keys(sid)["primaryKey"]
+    n_before = len(applied(p))
+
+    def all_served(tag):
+        for sid, k in keys.items():
+            st, _, _ = gateway_call(p, "/echo2/%s-%s" % (tag, sid), k)
+            assert st == 200, (tag, sid, st)
+            assert backend.last().target == "/%s-%s" % (tag, sid)
+
+    for round_ in range(3):
+        for sid in ids[round_::3]:
+            old = keys[sid]
+            assert m.call("POST", "subscriptions/%s/regeneratePrimaryKey" % sid)[0] == 204
+            keys[sid] = m.keys(sid)["primaryKey"]
+            assert keys[sid] != old
+            assert gateway_call(p, "/echo2/old", old)[0] == 401
+            assert gateway_call(p, "/echo2/new-" + sid, keys[sid])[0] == 200
+        all_served("r%d" % round_)
+    gone = ids[4]
+    gone_key = keys.pop(gone)
+    m.ok("DELETE", "subscriptions/" + gone)
+    assert gateway_call(p, "/echo2/gone", gone_key)[0] == 401
+    # a refused write (a key another subscription holds): undone, and the next writes still patch
+    dup = m.call("PUT", "subscriptions/m01", {"scope": "/apis", "state": "active",
+                                               "primaryKey": keys[ids[0]]})
+    assert dup[0] == 400, dup
+    assert m.call("GET", "subscriptions/m01")[0] == 404
+    for sid in (ids[0], ids[-1]):  # the first and the last in id order
+        assert m.call("POST", "subscriptions/%s/regeneratePrimaryKey" % sid)[0] == 204
+        keys[sid] = m.keys(sid)["primaryKey"]
+    m.ok("PUT", "subscriptions/" + gone, {"scope": "/products/starter", "ownerId": "/users/u1",
+                                          "state": "active", "primaryKey": "9" * 32,
+                                          "secondaryKey": "8" * 32})
+    keys[gone] = "9" * 32
+    assert gateway_call(p, "/echo2/gone", gone_key)[0] == 401
+    all_served("end")
+    targets = [r.target for r in list(backend.requests)]
+    assert "/old" not in targets and "/gone" not in targets
+    # the write right after the undone one builds in full (a rollback may have undone anything)
+    paths = new_applied(p, n_before)
+    assert paths == [True] * (len(ids) + 1) + [False, True, True], paths
+
+
 def test_a_write_of_another_kind_between_builds_in_full(env, backend):
     p, m = env
     m.ok("PUT", "subscriptions/s1", {"scope": "/apis", "state": "active", "primaryKey": "a" * 32,
