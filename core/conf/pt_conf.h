@@ -516,6 +516,9 @@ struct pt_conf {
     /* pt_conf_with_subs: the configuration this one is a copy of with its own subscriptions (its
        pool holds only them); everything else points into `shares`, which must outlive it */
     const struct pt_conf *shares;
+    /* pt_model's memo of a file configuration's entity lists sorted by id (in the pool; NULL until
+       a build from the file needs it) */
+    struct pt_model_ids *model_ids;
     struct pt_node *policies;     /* global policy document */
     struct pt_node *fragments;    /* policyFragments list */
     struct pt_node *named_values; /* namedValues list */

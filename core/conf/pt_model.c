@@ -965,16 +965,52 @@ static int idnode_cmp(const void *a, const void *b)
     return strcmp(((const struct idnode *)a)->id, ((const struct idnode *)b)->id);
 }
 
-static struct idnode *ids_sorted(const struct pt_node *seq, int *n)
+/* Fills v (room for seq->n) with seq's entities by id, sorted; their number. */
+static int ids_sort(const struct pt_node *seq, struct idnode *v)
 {
-    struct idnode *v = malloc(sizeof(*v) * (size_t)(seq->n ? seq->n : 1));
-    if (!v)
-        return NULL;
-    *n = 0;
+    int n = 0;
     for (int k = 0; k < seq->n; k++)
         if (id_of(seq->items[k]))
-            v[(*n)++] = (struct idnode){id_of(seq->items[k]), seq->items[k]};
-    qsort(v, (size_t)*n, sizeof(*v), idnode_cmp); /* equal ids: the file has refused them already */
+            v[n++] = (struct idnode){id_of(seq->items[k]), seq->items[k]};
+    qsort(v, (size_t)n, sizeof(*v), idnode_cmp); /* equal ids: the file has refused them already */
+    return n;
+}
+
+/* The file configuration's entity lists by id, sorted once and kept in its pool (freed with it):
+   every build from the file overlays the same lists, tens of thousands of entities each. */
+struct pt_model_idlist {
+    const struct pt_node *seq;
+    struct idnode *byid;
+    int nbyid;
+};
+
+struct pt_model_ids {
+    int n;
+    struct pt_model_idlist lists[PT_ARRAY_LEN(pt_model_kinds) + 1];
+};
+
+/* What overlay matches a list's entities by: `src`'s sorted by id, kept in `file` when src is one
+   of its top-level lists (*kept true), else made for this call (malloc'd, *kept false). */
+static struct idnode *ids_of(const struct pt_node *src, struct pt_conf *file, int *n, bool *kept)
+{
+    struct pt_model_ids *memo = file ? file->model_ids : NULL;
+    *kept = file && src->parent && src->parent == file->root;
+    for (int i = 0; *kept && memo && i < memo->n; i++)
+        if (memo->lists[i].seq == src) {
+            *n = memo->lists[i].nbyid;
+            return memo->lists[i].byid;
+        }
+    if (*kept && !memo && (memo = pt_pool_calloc(file->pool, sizeof(*memo))))
+        file->model_ids = memo;
+    *kept = *kept && memo && memo->n < (int)PT_ARRAY_LEN(memo->lists);
+    size_t size = sizeof(struct idnode) * (size_t)(src->n ? src->n : 1);
+    struct idnode *v = *kept ? pt_pool_alloc(file->pool, size) : malloc(size);
+    *kept = *kept && v;
+    if (!v && !(v = malloc(size)))
+        return NULL;
+    *n = ids_sort(src, v);
+    if (*kept)
+        memo->lists[memo->n++] = (struct pt_model_idlist){src, v, *n};
     return v;
 }
 
@@ -982,9 +1018,11 @@ static struct idnode *ids_sorted(const struct pt_node *seq, int *n)
  * Gives the nodes of `dst` (built from the store) the file positions of the
  * matching nodes of `src` (the file), so errors about what the file
  * declared -- at build time and at run time -- point into the file.  Maps
- * match by key, lists of entities by id, other lists by index.
+ * match by key, lists of entities by id, other lists by index.  `memo`: the
+ * file configuration src is the tree of, whose top-level lists' ids are kept
+ * sorted in it between builds (NULL: a document sorted for this call only).
  */
-static void overlay(struct pt_node *dst, const struct pt_node *src, const char *file)
+static void overlay(struct pt_node *dst, const struct pt_node *src, const char *file, struct pt_conf *memo)
 {
     if (!src || dst->kind != src->kind)
         return;
@@ -998,14 +1036,15 @@ static void overlay(struct pt_node *dst, const struct pt_node *src, const char *
                 continue;
             for (int k = 0; k < src->n; k++)
                 if (pt_node_val(src, k) == sv) {
-                    overlay(pt_node_key(dst, i), pt_node_key(src, k), file);
+                    overlay(pt_node_key(dst, i), pt_node_key(src, k), file, memo);
                     break;
                 }
-            overlay(pt_node_val(dst, i), sv, file);
+            overlay(pt_node_val(dst, i), sv, file, memo);
         }
     } else if (dst->kind == PT_N_SEQ) {
         struct idnode *byid = NULL; /* src's entities by id, sorted when first needed */
         int nbyid = 0;
+        bool kept = false;
         for (int i = 0; i < dst->n; i++) {
             const char *id = id_of(dst->items[i]);
             const struct pt_node *match = NULL;
@@ -1014,16 +1053,17 @@ static void overlay(struct pt_node *dst, const struct pt_node *src, const char *
             else if (i < src->n && id_of(src->items[i]) && !strcmp(id_of(src->items[i]), id))
                 match = src->items[i]; /* the usual case: the same place in both lists */
             else {
-                if (!byid && !(byid = ids_sorted(src, &nbyid)))
+                if (!byid && !(byid = ids_of(src, memo, &nbyid, &kept)))
                     return;
                 struct idnode key = {id, NULL};
                 const struct idnode *f = bsearch(&key, byid, (size_t)nbyid, sizeof(*byid), idnode_cmp);
                 match = f ? f->node : NULL;
             }
             if (match)
-                overlay(dst->items[i], match, file);
+                overlay(dst->items[i], match, file, memo);
         }
-        free(byid);
+        if (!kept)
+            free(byid);
     }
 }
 
@@ -1396,7 +1436,8 @@ struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, 
         return NULL;
     struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
     json_decref(root);
-    overlay(tree, file->root, pt_pool_strdup(pool, file->root->file ? file->root->file : file->file));
+    overlay(tree, file->root, pt_pool_strdup(pool, file->root->file ? file->root->file : file->file),
+            (struct pt_conf *)file); /* only its memo of sorted ids is written */
     struct pt_conf *cf = pt_conf_from_tree(pool, file->file, tree, errs);
     if (!cf)
         pt_pool_free(pool);
@@ -1440,7 +1481,8 @@ struct pt_conf *pt_model_build_subs(struct pt_store *st, const struct pt_conf *f
         return NULL;
     struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
     json_decref(root);
-    overlay(tree, file->root, pt_pool_strdup(pool, file->root->file ? file->root->file : file->file));
+    overlay(tree, file->root, pt_pool_strdup(pool, file->root->file ? file->root->file : file->file),
+            (struct pt_conf *)file);
     struct pt_conf *cf = pt_conf_with_subs(base, pool, pt_node_get(tree, "subscriptions"), errs);
     if (!cf)
         pt_pool_free(pool);
@@ -1498,7 +1540,7 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
     struct pt_node *tree = pt_node_from_json(pool, root, NULL, 0);
     json_decref(root);
     if (positions)
-        overlay(tree, positions, pt_pool_strdup(pool, name));
+        overlay(tree, positions, pt_pool_strdup(pool, name), NULL);
     struct pt_conf *cf = pt_conf_from_tree(pool, name, tree, errs);
     if (!cf)
         pt_pool_free(pool);

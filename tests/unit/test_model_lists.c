@@ -823,6 +823,77 @@ static void test_a_long_run_of_writes_patches_as_a_whole_read_reads(void **state
     close_store(st, dir);
 }
 
+/* The line of the file where `id` is declared ("  - id: ID"), or 0. */
+static int line_of(const char *text, const char *id)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "- id: %s\n", id);
+    int line = 1;
+    for (const char *p = text; *p; p++) {
+        if (!strncmp(p, want, strlen(want)))
+            return line;
+        line += *p == '\n';
+    }
+    return 0;
+}
+
+/* The file's entities keep pointing into the file (their lines) in every build from it: the whole
+   builds and the subscriptions-only ones, the file's lists sorted by id once and kept with it, the
+   file's order not the store's. */
+static void test_every_build_from_the_file_points_into_it(void **state)
+{
+    (void)state;
+    static const char text[] = "listen: \"127.0.0.1:1\"\n"
+                               "samples: false\n"
+                               "apis:\n"
+                               "  - id: zz\n"
+                               "    path: zz\n"
+                               "    serviceUrl: http://127.0.0.1:1\n"
+                               "  - id: aa\n"
+                               "    path: aa\n"
+                               "    serviceUrl: http://127.0.0.1:1\n"
+                               "subscriptions:\n"
+                               "  - id: s3\n"
+                               "    scope: /apis/zz\n"
+                               "  - id: s1\n"
+                               "    scope: /apis/aa\n"
+                               "  - id: s2\n"
+                               "    scope: /apis\n";
+    struct pt_errors errs = {0};
+    struct pt_conf *file = pt_conf_parse("portico.yaml", text, sizeof(text) - 1, &errs);
+    assert_non_null(file);
+    char dir[64];
+    struct pt_store *st = open_store(dir, "modellists-positions");
+    assert_true(pt_model_apply_file(st, file, NULL, &errs));
+    assert_null(file->model_ids);
+    for (int round = 0; round < 3; round++) {
+        struct pt_conf *cf = pt_model_build(st, file, NULL, &errs);
+        assert_non_null(cf);
+        assert_int_equal(errs.n, 0);
+        assert_non_null(file->model_ids); /* kept from the first build on */
+        assert_int_equal(cf->napis, 2);
+        for (int i = 0; i < cf->napis; i++)
+            assert_int_equal(cf->apis[i].node->line, line_of(text, cf->apis[i].id));
+        /* a subscription written through the API: read alone, the file's still point into it */
+        put(st, "subscription", "", round ? "s0" : "s9", "{\"scope\": \"/apis\"}");
+        struct pt_conf *subs = pt_model_build_subs(st, file, cf, NULL, &errs);
+        assert_non_null(subs);
+        assert_int_equal(subs->nsubs, 4 + (round > 0));
+        for (int i = 0; i < subs->nsubs; i++) {
+            int want = line_of(text, subs->subs[i].id);
+            if (want)
+                assert_int_equal(subs->subs[i].node->line, want);
+            else /* the store's own: no place in the file */
+                assert_true(subs->subs[i].node->file == NULL || subs->subs[i].node->line == 0);
+        }
+        pt_conf_free(subs);
+        pt_conf_free(cf);
+    }
+    pt_conf_free(file);
+    pt_model_entities_forget();
+    close_store(st, dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -837,6 +908,7 @@ int main(void)
         cmocka_unit_test(test_what_the_store_cannot_tell_reads_the_subscriptions_again),
         cmocka_unit_test(test_the_store_tells_the_ids_written_since_a_reading),
         cmocka_unit_test(test_a_long_run_of_writes_patches_as_a_whole_read_reads),
+        cmocka_unit_test(test_every_build_from_the_file_points_into_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
