@@ -1214,21 +1214,28 @@ static json_t *patch_list(struct mat *m, const char *kind, const json_t *prev, u
             goto done;
     out = json_array();
     size_t i = 0, u = 0, nprev = json_array_size(prev);
+    const char *old = nprev ? list_id(prev, 0) : NULL; /* the id of prev[i] */
     int j = 0;
     while (i < nprev || j < w.n) {
-        const char *old = i < nprev ? list_id(prev, i) : NULL;
-        if (i < nprev && (!old || (i && strcmp(list_id(prev, i - 1), old) >= 0))) {
-            json_decref(out); /* not as the store lists it: not patched */
+        if (i < nprev && !old) {
+            json_decref(out); /* an entry without an id: not as the store lists it, not patched */
             out = NULL;
             goto done;
         }
-        int c = !old ? 1 : j == w.n ? -1 : strcmp(old, w.ids[j]);
-        if (c < 0) {
-            json_array_append(out, json_array_get(prev, i++));
-            continue;
+        int c = i == nprev ? 1 : j == w.n ? -1 : strcmp(old, w.ids[j]);
+        if (c <= 0) { /* prev[i] kept (c < 0), or replaced by what the store holds now (c == 0) */
+            if (c < 0)
+                json_array_append(out, json_array_get(prev, i));
+            const char *next = ++i < nprev ? list_id(prev, i) : NULL;
+            if (next && strcmp(old, next) >= 0) {
+                json_decref(out); /* not in id order: not patched */
+                out = NULL;
+                goto done;
+            }
+            old = next;
+            if (c < 0)
+                continue;
         }
-        if (c == 0)
-            i++; /* written: replaced by what the store holds now, if anything */
         if (u < json_array_size(fresh) && !strcmp(list_id(fresh, u), w.ids[j]))
             json_array_append(out, json_array_get(fresh, u++));
         j++;
