@@ -1419,18 +1419,22 @@ static struct pt_pool *tree_pool(size_t size, json_t *root, struct pt_errors *er
     return pool;
 }
 
+/* The file's settings as JSON, without its entity lists: only the settings are turned into JSON, not
+   the whole file (tens of thousands of entities at every build and every management write). */
+static json_t *file_settings(const struct pt_conf *file)
+{
+    json_t *root = json_object();
+    const struct pt_node *r = file->root;
+    for (int i = 0; r->kind == PT_N_MAP && i < r->n; i++)
+        if (!is_entity_key(pt_node_key(r, i)->str))
+            json_object_set_new(root, pt_node_key(r, i)->str, pt_node_to_json(pt_node_val(r, i)));
+    return root;
+}
+
 struct pt_conf *pt_model_build(struct pt_store *st, const struct pt_conf *file, const char *secret_key,
                                struct pt_errors *errs)
 {
-    json_t *root = pt_node_to_json(file->root);
-    const char *k;
-    json_t *v;
-    void *tmp;
-    json_object_foreach_safe(root, tmp, k, v)
-    {
-        if (is_entity_key(k))
-            json_object_del(root, k);
-    }
+    json_t *root = file_settings(file);
     json_t *ents = pt_model_entities_shared(st, secret_key, errs);
     if (!ents) {
         json_decref(root);
@@ -1522,13 +1526,7 @@ struct pt_conf *pt_model_parse_doc(const struct pt_conf *file, const json_t *doc
     }
     if (errs->n > before)
         return NULL;
-    json_t *root = pt_node_to_json(file->root);
-    void *tmp;
-    json_object_foreach_safe(root, tmp, k, v)
-    {
-        if (is_entity_key(k))
-            json_object_del(root, k);
-    }
+    json_t *root = file_settings(file);
     /* the portal's content is the document's (or none), its settings the file's */
     json_t *portal = json_object_get(root, "portal");
     for (size_t i = 0; i < PT_ARRAY_LEN(portal_content_keys); i++)
