@@ -1290,61 +1290,50 @@ bool pt_conf_entities_parse_iso8601(const char *s, int64_t *ms)
     return true;
 }
 
-/* A key that is already a key of another subscription: every key sorted
-   once (tens of thousands of subscriptions), each reported on the later
-   subscription against the first one holding it.  Both keys of one
-   subscription being equal is reported apart ("the two keys must differ"). */
+/* A key that is already a key of another subscription: every key put once
+   in a hash table (tens of thousands of subscriptions; linear, where sorting
+   them was most of the check), each reported on the later subscription
+   against the first one holding it (subscriptions in order, the primary key
+   first).  Both keys of one subscription being equal is reported apart ("the
+   two keys must differ"). */
 struct keyref {
     const char *key;
-    int sub, which; /* which: 0 primary, 1 secondary */
+    int sub; /* the first subscription holding the key; -1: an empty slot */
 };
 
-static int keyref_cmp(const void *x, const void *y)
+/* The first subscription holding `key`, after recording `sub` as holding it when none did. */
+static int key_holder(struct keyref *t, size_t mask, const char *key, int sub)
 {
-    const struct keyref *a = x, *b = y;
-    int c = strcmp(a->key, b->key);
-    if (!c)
-        c = (a->sub > b->sub) - (a->sub < b->sub);
-    return c ? c : a->which - b->which;
+    size_t slot = pt_hash(key, strlen(key), false) & mask;
+    while (t[slot].sub >= 0 && strcmp(t[slot].key, key))
+        slot = (slot + 1) & mask;
+    if (t[slot].sub < 0)
+        t[slot] = (struct keyref){key, sub};
+    return t[slot].sub;
 }
 
 static bool sub_key_duplicates(struct pt_cfctx *cx, struct pt_conf *cf)
 {
-    struct keyref *r = malloc(sizeof(*r) * (size_t)(2 * cf->nsubs + 1));
-    if (!r)
+    size_t size = 16;
+    while (size < (size_t)cf->nsubs * 4) /* two keys each: at most half full */
+        size *= 2;
+    struct keyref *t = malloc(sizeof(*t) * size);
+    if (!t)
         return false;
-    int n = 0;
-    for (int i = 0; i < cf->nsubs; i++) {
-        if (cf->subs[i].primary_key)
-            r[n++] = (struct keyref){cf->subs[i].primary_key, i, 0};
-        if (cf->subs[i].secondary_key)
-            r[n++] = (struct keyref){cf->subs[i].secondary_key, i, 1};
-    }
-    qsort(r, (size_t)n, sizeof(*r), keyref_cmp);
-    /* first[2 * sub + which]: the subscription that holds that key first, or -1; reported in the file's order
-     */
-    int *first = malloc(sizeof(int) * (size_t)(2 * cf->nsubs + 1));
-    if (!first) {
-        free(r);
-        return false;
-    }
-    for (int i = 0; i < 2 * cf->nsubs; i++)
-        first[i] = -1;
-    for (int k = 1, f = 0; k < n; k++) {
-        if (strcmp(r[k].key, r[f].key))
-            f = k;
-        else if (r[k].sub != r[f].sub)
-            first[2 * r[k].sub + r[k].which] = r[f].sub;
-    }
+    for (size_t i = 0; i < size; i++)
+        t[i].sub = -1;
     bool ok = true;
-    for (int i = 0; i < 2 * cf->nsubs; i++)
-        if (first[i] >= 0) {
-            pt_node_error(cx->errs, pt_node_get(cf->subs[i / 2].node, i % 2 ? "secondaryKey" : "primaryKey"),
-                          "this key is already a key of subscription '%s'", cf->subs[first[i]].id);
-            ok = false;
+    for (int i = 0; i < cf->nsubs; i++)
+        for (int which = 0; which < 2; which++) {
+            const char *key = which ? cf->subs[i].secondary_key : cf->subs[i].primary_key;
+            int first = key ? key_holder(t, size - 1, key, i) : i;
+            if (first != i) {
+                pt_node_error(cx->errs, pt_node_get(cf->subs[i].node, which ? "secondaryKey" : "primaryKey"),
+                              "this key is already a key of subscription '%s'", cf->subs[first].id);
+                ok = false;
+            }
         }
-    free(first);
-    free(r);
+    free(t);
     return ok;
 }
 

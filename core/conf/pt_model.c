@@ -1031,15 +1031,14 @@ static void overlay(struct pt_node *dst, const struct pt_node *src, const char *
     dst->col = src->col;
     if (dst->kind == PT_N_MAP) {
         for (int i = 0; i < dst->n; i++) {
-            const struct pt_node *sv = pt_node_get(src, pt_node_key(dst, i)->str);
-            if (!sv)
+            /* the first pair of src with that key, as pt_node_get finds it: one pass for both */
+            int k = 0;
+            while (k < src->n && strcmp(pt_node_key(src, k)->str, pt_node_key(dst, i)->str))
+                k++;
+            if (k == src->n)
                 continue;
-            for (int k = 0; k < src->n; k++)
-                if (pt_node_val(src, k) == sv) {
-                    overlay(pt_node_key(dst, i), pt_node_key(src, k), file, memo);
-                    break;
-                }
-            overlay(pt_node_val(dst, i), sv, file, memo);
+            overlay(pt_node_key(dst, i), pt_node_key(src, k), file, memo);
+            overlay(pt_node_val(dst, i), pt_node_val(src, k), file, memo);
         }
     } else if (dst->kind == PT_N_SEQ) {
         struct idnode *byid = NULL; /* src's entities by id, sorted when first needed */
