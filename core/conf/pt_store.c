@@ -683,6 +683,20 @@ int pt_store_count(struct pt_store *s, const char *kind, const char *parent)
     return n;
 }
 
+int pt_store_count_before(struct pt_store *s, const char *kind, const char *parent, const char *id)
+{
+    /* ids compare as pt_store_each orders them: SQLite's BINARY collation, byte by byte */
+    sqlite3_stmt *st = prep(s, "SELECT count(*) FROM entities WHERE kind = ?1 AND parent = ?2 AND id < ?3");
+    if (!st)
+        return -1;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, parent);
+    bind_text(st, 3, id);
+    int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    release(s, st);
+    return n;
+}
+
 bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source)
 {
     written(s, kind);

@@ -68,6 +68,9 @@ bool pt_store_delete(struct pt_store *s, const char *kind, const char *parent, c
 typedef bool (*pt_store_fn)(void *arg, const struct pt_entity *e);
 bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_store_fn fn, void *arg);
 int pt_store_count(struct pt_store *s, const char *kind, const char *parent);
+/* How many entities of a kind (with that parent) come before id in pt_store_each's order; -1 when
+   the store cannot tell.  Bodies are not read: one that does not load is counted. */
+int pt_store_count_before(struct pt_store *s, const char *kind, const char *parent, const char *id);
 /* Whether any entity of any kind is stored (true as well when the store cannot tell). */
 bool pt_store_has_entities(struct pt_store *s);
 

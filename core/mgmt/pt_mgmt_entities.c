@@ -249,23 +249,12 @@ static void refuse_file_owned(struct mreq *m, const char *kind, const char *id)
                            pt_mgmt_req_hooks->file()->file);
 }
 
-/* Index of id among the entities of kind (store order), for error paths. */
-struct idx {
-    const char *id;
-    int n;
-};
-static bool count_less(void *arg, const struct pt_entity *e)
-{
-    struct idx *x = arg;
-    if (strcmp(e->id, x->id) < 0)
-        x->n++;
-    return true;
-}
+/* Index of id among the entities of kind (store order), for error paths: counted by the store's
+   index, not by reading every entity (tens of thousands of subscriptions unsealed per write). */
 static int index_of(const char *kind, const char *parent, const char *id)
 {
-    struct idx x = {id, 0};
-    pt_store_each(pt_mgmt_req_store, kind, parent, count_less, &x);
-    return x.n;
+    int n = pt_store_count_before(pt_mgmt_req_store, kind, parent, id);
+    return n < 0 ? 0 : n;
 }
 
 /* Where an entity sits in the generation's tree: "apis[3]", "apis[3].operations[0]". */

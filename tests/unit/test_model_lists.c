@@ -894,6 +894,36 @@ static void test_every_build_from_the_file_points_into_it(void **state)
     close_store(st, dir);
 }
 
+/* Where an entity sits in its list, as error paths name it, counted by the store without reading
+   the bodies: the same as its index in a whole read. */
+static void test_an_entity_index_is_its_place_in_the_list(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "modellists-index");
+    static const char *const ids[] = {"b", "a", "B", "ab", "a-b", "zz", "\xc3\xa9t\xc3\xa9", "a0"};
+    for (size_t i = 0; i < PT_ARRAY_LEN(ids); i++)
+        put_sub(st, ids[i], 0);
+    put(st, "operation", "api1", "o2", "{}");
+    put(st, "operation", "api1", "o1", "{}");
+    put(st, "operation", "api0", "o0", "{}");
+    json_t *ents = lists(st);
+    const json_t *subs = json_object_get(ents, "subscriptions");
+    assert_int_equal(json_array_size(subs), PT_ARRAY_LEN(ids));
+    for (size_t i = 0; i < json_array_size(subs); i++)
+        assert_int_equal(pt_store_count_before(st, "subscription", "",
+                                               json_string_value(json_object_get(json_array_get(subs, i), "id"))),
+                         (int)i);
+    assert_int_equal(pt_store_count_before(st, "subscription", "", "new"), 6); /* B a a-b a0 ab b */
+    assert_int_equal(pt_store_count_before(st, "subscription", "", ""), 0);
+    assert_int_equal(pt_store_count_before(st, "operation", "api1", "o2"), 1);
+    assert_int_equal(pt_store_count_before(st, "operation", "api0", "o2"), 1);
+    assert_int_equal(pt_store_count_before(st, "api", "", "x"), 0);
+    json_decref(ents);
+    pt_model_entities_forget();
+    close_store(st, dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -909,6 +939,7 @@ int main(void)
         cmocka_unit_test(test_the_store_tells_the_ids_written_since_a_reading),
         cmocka_unit_test(test_a_long_run_of_writes_patches_as_a_whole_read_reads),
         cmocka_unit_test(test_every_build_from_the_file_points_into_it),
+        cmocka_unit_test(test_an_entity_index_is_its_place_in_the_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
