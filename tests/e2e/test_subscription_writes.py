@@ -157,6 +157,10 @@ def test_many_subscriptions_each_written_alone_leave_the_others_served(env, back
     dup = m.call("PUT", "subscriptions/m01", {"scope": "/apis", "state": "active",
                                                "primaryKey": keys[ids[0]]})
     assert dup[0] == 400, dup
+    # the message is about the entity of the request: its place among the stored subscriptions
+    # (m00 before it, subscriptions[1]) is taken off the path
+    assert [(d["target"], d["message"]) for d in dup[2]["error"]["details"]] == [
+        ("primaryKey", "subscription 'm01' › primaryKey: this key is already a key of subscription 'm00'")], dup
     assert m.call("GET", "subscriptions/m01")[0] == 404
     for sid in (ids[0], ids[-1]):  # the first and the last in id order
         assert m.call("POST", "subscriptions/%s/regeneratePrimaryKey" % sid)[0] == 204
