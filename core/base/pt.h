@@ -110,6 +110,10 @@ size_t pt_str_fmt(char *buf, size_t size, const char *fmt, ...) PT_PRINTF(3, 4);
    boundary followed by "…"; returns the new length. */
 size_t pt_str_utf8_cut(char *buf, size_t size);
 
+/* qsort, but an array already in order (as the store lists entities: by id) is left as it is after
+   one pass, not sorted again. */
+void pt_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
+
 /* The value of a hex digit, or -1. */
 static inline int pt_hexval(unsigned char c)
 {

@@ -7,6 +7,7 @@
 #include "base/pt.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 /* RFC 9110 tchar: the bytes of a token (method, header name, parameter). */
 const uint8_t pt_str_tchar[256] = {
@@ -93,4 +94,14 @@ size_t pt_str_fmt(char *buf, size_t size, const char *fmt, ...)
     size_t n = pt_str_vfmt(buf, size, fmt, ap);
     va_end(ap);
     return n;
+}
+
+void pt_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    const char *p = base;
+    size_t i = 1;
+    while (i < n && cmp(p + (i - 1) * size, p + i * size) <= 0)
+        i++;
+    if (i < n)
+        qsort(base, n, size, cmp);
 }

@@ -924,6 +924,28 @@ static void test_an_entity_index_is_its_place_in_the_list(void **state)
     close_store(st, dir);
 }
 
+static int int_cmp(const void *a, const void *b)
+{
+    return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+/* The sort the lists' checks use: what is in order stays, anything else comes out sorted. */
+static void test_a_sort_leaves_what_is_in_order(void **state)
+{
+    (void)state;
+    int sorted[] = {1, 2, 2, 3, 9}, last[] = {1, 2, 3, 9, 0}, first[] = {9, 1, 2, 3, 4}, one[] = {5};
+    pt_sort(sorted, 5, sizeof(int), int_cmp);
+    pt_sort(last, 5, sizeof(int), int_cmp);
+    pt_sort(first, 5, sizeof(int), int_cmp);
+    pt_sort(one, 1, sizeof(int), int_cmp);
+    pt_sort(NULL, 0, sizeof(int), int_cmp);
+    static const int want_sorted[] = {1, 2, 2, 3, 9}, want_last[] = {0, 1, 2, 3, 9}, want_first[] = {1, 2, 3, 4, 9};
+    assert_memory_equal(sorted, want_sorted, sizeof(sorted));
+    assert_memory_equal(last, want_last, sizeof(last));
+    assert_memory_equal(first, want_first, sizeof(first));
+    assert_int_equal(one[0], 5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -940,6 +962,7 @@ int main(void)
         cmocka_unit_test(test_a_long_run_of_writes_patches_as_a_whole_read_reads),
         cmocka_unit_test(test_every_build_from_the_file_points_into_it),
         cmocka_unit_test(test_an_entity_index_is_its_place_in_the_list),
+        cmocka_unit_test(test_a_sort_leaves_what_is_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
