@@ -646,8 +646,8 @@ bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_
     return each_row(s, st, kind, fn, arg);
 }
 
-bool pt_store_each_id(struct pt_store *s, const char *kind, const char *parent, const char *id, pt_store_fn fn,
-                      void *arg)
+bool pt_store_each_id(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                      pt_store_fn fn, void *arg)
 {
     sqlite3_stmt *st = prep(s, "SELECT parent, id, workspace, body, etag, source FROM entities"
                                " WHERE kind = ?1 AND parent = ?2 AND id = ?3");

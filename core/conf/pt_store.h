@@ -126,8 +126,8 @@ bool pt_store_written_ids(struct pt_store *s, const char *kind, uint64_t kind_wr
                           pt_store_id_fn fn, void *arg);
 /* Calls fn for the entity (kind, parent, id) as pt_store_each calls it for each of a kind (not when
    it is absent, or stored but does not load: that is logged as pt_store_each does). */
-bool pt_store_each_id(struct pt_store *s, const char *kind, const char *parent, const char *id, pt_store_fn fn,
-                      void *arg);
+bool pt_store_each_id(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                      pt_store_fn fn, void *arg);
 /* Unique among the stores the process opens (never reused, unlike the address after a close):
    what a view kept across calls is keyed on. */
 uint64_t pt_store_serial(struct pt_store *s);

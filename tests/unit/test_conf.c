@@ -429,13 +429,14 @@ static void test_api_checks(void **state)
         "t.yaml:7:65: subscription 's3' › secondaryKey: this key is already a key of subscription 's1'",
         (const char *)NULL);
     /* a key held three times, by the secondary key first: each later holder names that first one */
-    expect_errors("listen: ':80'\napis:\n  - {id: a, path: x}\nsubscriptions:\n"
-                  "  - {id: s1, scope: /apis, primaryKey: key-zero-0, secondaryKey: key-many-9}\n"
-                  "  - {id: s2, scope: /apis, primaryKey: key-many-9, secondaryKey: key-one-11}\n"
-                  "  - {id: s3, scope: /apis, primaryKey: key-two-22, secondaryKey: key-many-9}\n",
-                  "t.yaml:6:40: subscription 's2' › primaryKey: this key is already a key of subscription 's1'",
-                  "t.yaml:7:66: subscription 's3' › secondaryKey: this key is already a key of subscription 's1'",
-                  (const char *)NULL);
+    expect_errors(
+        "listen: ':80'\napis:\n  - {id: a, path: x}\nsubscriptions:\n"
+        "  - {id: s1, scope: /apis, primaryKey: key-zero-0, secondaryKey: key-many-9}\n"
+        "  - {id: s2, scope: /apis, primaryKey: key-many-9, secondaryKey: key-one-11}\n"
+        "  - {id: s3, scope: /apis, primaryKey: key-two-22, secondaryKey: key-many-9}\n",
+        "t.yaml:6:40: subscription 's2' › primaryKey: this key is already a key of subscription 's1'",
+        "t.yaml:7:66: subscription 's3' › secondaryKey: this key is already a key of subscription 's1'",
+        (const char *)NULL);
     /* the same path on another host is fine */
     struct pt_conf *cf = parse_ok("listen: ':80'\napis:\n  - id: a\n    path: x\n"
                                   "  - id: b\n    path: x\n    host: h.example\n");

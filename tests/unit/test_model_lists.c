@@ -629,8 +629,8 @@ static void test_subscription_writes_patch_the_list_by_id(void **state)
         e = patched(st, e, "s20", false);
         char want[32];
         snprintf(want, sizeof(want), "key-s20-%06d", k);
-        assert_string_equal(json_string_value(json_object_get(entry(e, "subscriptions", "s20"), "primaryKey")),
-                            want);
+        assert_string_equal(
+            json_string_value(json_object_get(entry(e, "subscriptions", "s20"), "primaryKey")), want);
     }
     assert_true(pt_model_remove(st, "subscription", "", "s1")); /* the first */
     e = patched(st, e, "s1", true);
@@ -712,7 +712,8 @@ static void test_what_the_store_cannot_tell_reads_the_subscriptions_again(void *
     /* the file's sweep */
     put_sub(st, "s3", 0);
     e = patched(st, e, "s3", false);
-    put_from(st, "config", "subscription", "", "f1", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"fkfkfkfkfk\"}");
+    put_from(st, "config", "subscription", "", "f1",
+             "{\"scope\": \"/apis/a1\", \"primaryKey\": \"fkfkfkfkfk\"}");
     e = patched(st, e, "f1", false);
     pt_store_mark(st, "config");
     assert_int_equal(pt_store_sweep(st, "config"), 1);
@@ -911,9 +912,10 @@ static void test_an_entity_index_is_its_place_in_the_list(void **state)
     const json_t *subs = json_object_get(ents, "subscriptions");
     assert_int_equal(json_array_size(subs), PT_ARRAY_LEN(ids));
     for (size_t i = 0; i < json_array_size(subs); i++)
-        assert_int_equal(pt_store_count_before(st, "subscription", "",
-                                               json_string_value(json_object_get(json_array_get(subs, i), "id"))),
-                         (int)i);
+        assert_int_equal(
+            pt_store_count_before(st, "subscription", "",
+                                  json_string_value(json_object_get(json_array_get(subs, i), "id"))),
+            (int)i);
     assert_int_equal(pt_store_count_before(st, "subscription", "", "new"), 6); /* B a a-b a0 ab b */
     assert_int_equal(pt_store_count_before(st, "subscription", "", ""), 0);
     assert_int_equal(pt_store_count_before(st, "operation", "api1", "o2"), 1);
@@ -939,7 +941,8 @@ static void test_a_sort_leaves_what_is_in_order(void **state)
     pt_sort(first, 5, sizeof(int), int_cmp);
     pt_sort(one, 1, sizeof(int), int_cmp);
     pt_sort(NULL, 0, sizeof(int), int_cmp);
-    static const int want_sorted[] = {1, 2, 2, 3, 9}, want_last[] = {0, 1, 2, 3, 9}, want_first[] = {1, 2, 3, 4, 9};
+    static const int want_sorted[] = {1, 2, 2, 3, 9}, want_last[] = {0, 1, 2, 3, 9},
+                     want_first[] = {1, 2, 3, 4, 9};
     assert_memory_equal(sorted, want_sorted, sizeof(sorted));
     assert_memory_equal(last, want_last, sizeof(last));
     assert_memory_equal(first, want_first, sizeof(first));
