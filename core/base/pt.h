@@ -112,7 +112,7 @@ size_t pt_str_utf8_cut(char *buf, size_t size);
 
 /* qsort, but an array already in order (as the store lists entities: by id) is left as it is after
    one pass, not sorted again. */
-void pt_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
+void pt_str_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
 
 /* The value of a hex digit, or -1. */
 static inline int pt_hexval(unsigned char c)

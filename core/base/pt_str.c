@@ -96,7 +96,7 @@ size_t pt_str_fmt(char *buf, size_t size, const char *fmt, ...)
     return n;
 }
 
-void pt_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+void pt_str_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
 {
     const char *p = base;
     size_t i = 1;

@@ -934,7 +934,7 @@ static bool read_entity_list(struct pt_cfctx *cx, struct pt_node *n, void **arr,
     }
     /* duplicates, in O(n log n), O(n) for a list from the store (in id order): lists may hold tens of
        thousands */
-    pt_sort(ids, (size_t)nids, sizeof(*ids), idref_cmp);
+    pt_str_sort(ids, (size_t)nids, sizeof(*ids), idref_cmp);
     for (int k = 1; k < nids; k++)
         if (!strcmp(ids[k].id, ids[k - 1].id)) {
             pt_node_error(cx->errs, pt_node_get(n->items[ids[k].index], "id"), "%s id '%s' is used twice",

@@ -853,7 +853,7 @@ static struct idpos *ids_of(const void *base, int n, const char *(*id_at)(const 
     for (int i = 0; i < n; i++)
         if (id_at(base, i))
             v[m++] = (struct idpos){id_at(base, i), i};
-    pt_sort(v, (size_t)m, sizeof(*v), idpos_cmp); /* the store's lists come in id order */
+    pt_str_sort(v, (size_t)m, sizeof(*v), idpos_cmp); /* the store's lists come in id order */
     *count = m;
     return v;
 }

@@ -936,11 +936,11 @@ static void test_a_sort_leaves_what_is_in_order(void **state)
 {
     (void)state;
     int sorted[] = {1, 2, 2, 3, 9}, last[] = {1, 2, 3, 9, 0}, first[] = {9, 1, 2, 3, 4}, one[] = {5};
-    pt_sort(sorted, 5, sizeof(int), int_cmp);
-    pt_sort(last, 5, sizeof(int), int_cmp);
-    pt_sort(first, 5, sizeof(int), int_cmp);
-    pt_sort(one, 1, sizeof(int), int_cmp);
-    pt_sort(NULL, 0, sizeof(int), int_cmp);
+    pt_str_sort(sorted, 5, sizeof(int), int_cmp);
+    pt_str_sort(last, 5, sizeof(int), int_cmp);
+    pt_str_sort(first, 5, sizeof(int), int_cmp);
+    pt_str_sort(one, 1, sizeof(int), int_cmp);
+    pt_str_sort(NULL, 0, sizeof(int), int_cmp);
     static const int want_sorted[] = {1, 2, 2, 3, 9}, want_last[] = {0, 1, 2, 3, 9},
                      want_first[] = {1, 2, 3, 4, 9};
     assert_memory_equal(sorted, want_sorted, sizeof(sorted));
