@@ -6,6 +6,18 @@
  * for the whole exchange:
  *
  *   START -> RESOLVE -> CONNECT -> [PROXY_WRITE -> PROXY_READ] -> [TLS] -> WRITE -> READ
+ *                                                                        \-> H2
+ *
+ * H2 is a call over HTTP/2 (http-version 2, or 2or1 when the server chose
+ * h2 by ALPN): an nghttp2 client session on the call's socket, one stream
+ * for the call.  The request head is the HTTP/1.1 head the call built,
+ * parsed and turned into HEADERS (pt_h2head); the response's HEADERS and
+ * DATA are turned back into HTTP/1.1 bytes for the same parser (pt_fetch)
+ * the HTTP/1.1 path uses, so the status, the headers, the body cap and the
+ * errors are the same whatever the protocol.  Trailers are dropped (the
+ * response a policy sees has none).  A session whose stream ended cleanly
+ * is kept idle like a keep-alive connection, for any method: a request is
+ * sent twice only when it was idempotent or the server refused its stream.
  *
  * Every step is non-blocking; a step that would block arms the event and
  * returns to the loop.  A connection is kept for the next call to the same
@@ -21,6 +33,7 @@
 #include "event/pt_metrics.h"
 #include "event/pt_tls.h"
 #include "http/pt_fetch.h"
+#include "http/pt_h2head.h"
 #include "http/pt_http.h"
 
 #include <arpa/inet.h>
@@ -32,6 +45,7 @@
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -41,15 +55,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum { S_START, S_RESOLVE, S_CONNECT, S_PROXY_WRITE, S_PROXY_READ, S_TLS, S_WRITE, S_READ, S_DONE };
+enum { S_START, S_RESOLVE, S_CONNECT, S_PROXY_WRITE, S_PROXY_READ, S_TLS, S_WRITE, S_READ, S_H2, S_DONE };
 
-/* What a step asks for next. */
-enum { STEP_AGAIN, STEP_READ, STEP_WRITE, STEP_END };
+/* What a step asks for next (STEP_RW: either, HTTP/2 reads and writes at once). */
+enum { STEP_AGAIN, STEP_READ, STEP_WRITE, STEP_RW, STEP_END };
 
-#define READS_PER_WAKE 16  /* a fast server cannot keep the loop in one call */
-#define HC_ALT_MAX 3       /* addresses of a name tried after the first */
-#define REAP_MS 2000       /* how often idle kept connections are checked */
-#define DNS_RETRY_MS 10000 /* a worker whose resolver could not be made tries again after this */
+#define READS_PER_WAKE 16       /* a fast server cannot keep the loop in one call */
+#define HC_ALT_MAX 3            /* addresses of a name tried after the first */
+#define REAP_MS 2000            /* how often idle kept connections are checked */
+#define DNS_RETRY_MS 10000      /* a worker whose resolver could not be made tries again after this */
+#define H2_HEAD_MAX (64 * 1024) /* a response's header list over HTTP/2 (the proxy's head limit) */
+#define H2_WINDOW (256 * 1024)  /* what the server may send ahead of the parser, per stream */
+#define H2_OUT_MAX (256 * 1024) /* frames waiting for the socket */
 
 struct pt_hclient {
     struct event_base *base;
@@ -96,8 +113,24 @@ struct pt_hclient {
     char key[320];          /* the pool's key: scheme, host, port, TLS context */
     struct evbuffer *saved; /* the request, to resend on a fresh connection when a reused one was stale */
     bool cancelled;         /* cancelled while the resolver still holds us */
-    bool timed_out;         /* the deadline passed while resolving */
-    int dns_err;            /* the resolver failed: PT_HTTP_ERR_* */
+    /* HTTP/2 */
+    int version;        /* PT_HTTP_VERSION_* asked for */
+    bool want_h2;       /* HTTP/2 is offered: not through a proxy, 2or1 only to https */
+    bool h2_pooled;     /* may take and leave an idle HTTP/2 session (any method) */
+    bool idempotent;    /* pool_eligible: may be sent again when a reused connection failed */
+    nghttp2_session *s; /* once HTTP/2 speaks on the connection */
+    int32_t sid;        /* the call's stream, 0 until submitted */
+    nghttp2_nv *nv;     /* the request head as HTTP/2 fields (h->pool) */
+    int nnv;
+    pt_bytes body;           /* the request body (h->pool) */
+    size_t body_off;         /* how much of it nghttp2 took */
+    struct evbuffer *h1req;  /* the HTTP/1.1 request, aside while out carries frames */
+    struct evbuffer *resp;   /* the response as HTTP/1.1 bytes, for the parser */
+    struct pt_h2_reqhead rh; /* the header block being received */
+    bool rh_on, h2_head_done, h2_chunked, h2_ended, h2_closed, h2_refused, h2_goaway;
+    const char *h2_why; /* why the stream failed */
+    bool timed_out;     /* the deadline passed while resolving */
+    int dns_err;        /* the resolver failed: PT_HTTP_ERR_* */
     char err[256];
 };
 
@@ -118,6 +151,7 @@ struct hc_worker {
         char key[320];
         int fd;
         SSL *ssl;
+        nghttp2_session *s; /* an HTTP/2 session without a stream, or NULL (HTTP/1.1) */
         uint64_t since_ms;
     } idle[PT_HCLIENT_IDLE_MAX];
     int nidle;
@@ -129,6 +163,7 @@ static __thread struct hc_worker *tw;
 
 /* node-wide counts for /metrics (side calls are rare: one relaxed add each) */
 static _Atomic uint64_t n_sent, n_failed, n_oneway_sent, n_oneway_failed, n_oneway_dropped;
+static _Atomic uint64_t n_h2_conns, n_h2_streams;
 
 static struct hc_worker *worker_of(struct event_base *base)
 {
@@ -163,6 +198,14 @@ static void collect(struct pt_metrics_sink *s, void *arg)
     v[0] = pt_str_c("dropped");
     pt_metrics_sink_sample(s, "portico_send_one_way_requests_total", h2, PT_METRICS_COUNTER, names, v, 1,
                            (double)atomic_load_explicit(&n_oneway_dropped, memory_order_relaxed));
+    pt_metrics_sink_value(s, "portico_send_request_http2_connections_total",
+                          "HTTP/2 connections opened by send-request and send-one-way-request.",
+                          PT_METRICS_COUNTER,
+                          (double)atomic_load_explicit(&n_h2_conns, memory_order_relaxed));
+    pt_metrics_sink_value(s, "portico_send_request_http2_streams_total",
+                          "send-request and send-one-way-request calls sent as HTTP/2 streams.",
+                          PT_METRICS_COUNTER,
+                          (double)atomic_load_explicit(&n_h2_streams, memory_order_relaxed));
 }
 
 void pt_hclient_init(void)
@@ -198,6 +241,14 @@ static void hc_free(struct pt_hclient *h)
         evbuffer_free(h->parked);
     if (h->saved)
         evbuffer_free(h->saved);
+    if (h->s)
+        nghttp2_session_del(h->s);
+    if (h->rh_on)
+        pt_h2head_free(&h->rh);
+    if (h->h1req)
+        evbuffer_free(h->h1req);
+    if (h->resp)
+        evbuffer_free(h->resp);
     pt_pool_free(h->pool);
     ERR_clear_error(); /* this thread's OpenSSL error queue stays clean for the next user */
     free(h);
@@ -403,6 +454,9 @@ static bool pool_eligible(const struct pt_http_req *r, pt_bytes method)
 
 static void idle_close(struct hc_idle *e)
 {
+    if (e->s)
+        nghttp2_session_del(e->s);
+    e->s = NULL;
     if (e->ssl)
         SSL_free(e->ssl);
     if (e->fd >= 0)
@@ -417,15 +471,18 @@ static void idle_remove(struct hc_worker *w, int i)
     w->nidle--;
 }
 
-/* Has the peer spoken or closed since the connection went idle? */
+/* Has the peer spoken or closed since the connection went idle?  An HTTP/2 server may speak (a PING, a
+   SETTINGS, a GOAWAY): its frames are read when the session is taken (step_h2); only a close counts. */
 static bool idle_stale(const struct hc_idle *e, uint64_t now)
 {
     if (now - e->since_ms > PT_HCLIENT_IDLE_MS)
         return true;
     if (e->ssl && SSL_pending(e->ssl) > 0)
-        return true;
+        return !e->s;
     char b;
     ssize_t r = recv(e->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r > 0 && e->s)
+        return false;
     return !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
@@ -450,7 +507,8 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Takes a kept connection for h's key: true with h->fd (and h->ssl) set. */
+/* Takes a kept connection for h's key: true with h->fd (and h->ssl, h->s) set.  An HTTP/1.1 one only
+   for a call that may be kept (pooled), an HTTP/2 session only for one that may take it (h2_pooled). */
 static bool pool_take(struct pt_hclient *h)
 {
     struct hc_worker *w = worker_of(h->base);
@@ -459,7 +517,7 @@ static bool pool_take(struct pt_hclient *h)
     uint64_t now = pt_clock_now_ms();
     for (int i = w->nidle - 1, guard = 0; i >= 0 && guard < PT_HCLIENT_IDLE_MAX; i--, guard++) {
         struct hc_idle *e = &w->idle[i];
-        if (strcmp(e->key, h->key))
+        if (strcmp(e->key, h->key) || (e->s ? !h->h2_pooled : !h->pooled))
             continue;
         struct hc_idle got = *e;
         idle_remove(w, i);
@@ -469,18 +527,17 @@ static bool pool_take(struct pt_hclient *h)
         }
         h->fd = got.fd;
         h->ssl = got.ssl;
+        h->s = got.s;
+        if (h->s)
+            nghttp2_session_set_user_data(h->s, h);
         return true;
     }
     return false;
 }
 
-/* Keeps h's connection after a complete answer when nothing can be left over. */
-static void pool_put(struct pt_hclient *h)
+/* Keeps h's connection (and its HTTP/2 session) idle for the next call to the same place. */
+static void idle_keep(struct pt_hclient *h)
 {
-    const struct pt_head *hd = &h->p.h;
-    if (!h->pooled || !hd->keepalive || hd->body_announced || hd->body == PT_BODY_EOF ||
-        evbuffer_get_length(h->in) || evbuffer_get_length(h->out) || h->fd < 0)
-        return;
     struct hc_worker *w = worker_of(h->base);
     if (!w)
         return;
@@ -513,19 +570,53 @@ static void pool_put(struct pt_hclient *h)
     snprintf(e->key, sizeof(e->key), "%s", h->key);
     e->fd = h->fd;
     e->ssl = h->ssl;
+    e->s = h->s;
+    if (e->s)
+        nghttp2_session_set_user_data(e->s, NULL); /* nothing runs it while idle; the next call takes it */
     e->since_ms = now;
     h->fd = -1;
     h->ssl = NULL;
+    h->s = NULL;
 }
 
+/* Keeps h's connection after a complete answer when nothing can be left over. */
+static void pool_put(struct pt_hclient *h)
+{
+    const struct pt_head *hd = &h->p.h;
+    if (!h->pooled || !hd->keepalive || hd->body_announced || hd->body == PT_BODY_EOF ||
+        evbuffer_get_length(h->in) || evbuffer_get_length(h->out) || h->fd < 0)
+        return;
+    idle_keep(h);
+}
+
+/* Keeps h's HTTP/2 session after its stream ended cleanly, when the session can take another. */
+static void h2_pool_put(struct pt_hclient *h)
+{
+    if (!h->h2_pooled || !h->h2_closed || h->h2_goaway || evbuffer_get_length(h->in) ||
+        evbuffer_get_length(h->out) || h->fd < 0 || !nghttp2_session_want_read(h->s) ||
+        nghttp2_session_get_next_stream_id(h->s) > (1u << 30))
+        return;
+    idle_keep(h);
+}
+
+static void h2_drop(struct pt_hclient *h);
+
 /* A reused connection failed before any answer: once more on a fresh one.
-   true when the call goes on that way. */
+   true when the call goes on that way.  Over HTTP/2 a request already
+   submitted goes again only when it was idempotent or its stream was
+   refused (the server did not process it). */
 static bool retry_fresh(struct pt_hclient *h)
 {
-    if (!h->reused || h->got_bytes || !h->saved)
+    bool h2 = h->s != NULL;
+    if (!h->reused || h->got_bytes || (!h2 && !h->saved))
+        return false;
+    if (h2 && h->sid && !h->idempotent && !h->h2_refused)
         return false;
     h->reused = false;
     h->pooled = false; /* no second reuse for this call */
+    h->h2_pooled = false;
+    if (h2)
+        h2_drop(h);
     if (h->ev_on) {
         event_del(&h->ev);
         h->ev_on = false;
@@ -539,9 +630,11 @@ static bool retry_fresh(struct pt_hclient *h)
         pt_fetch_parser_free(&h->p);
     h->parser_on = false;
     evbuffer_drain(h->in, evbuffer_get_length(h->in));
-    evbuffer_free(h->out);
-    h->out = h->saved;
-    h->saved = NULL;
+    if (!h2) {
+        evbuffer_free(h->out);
+        h->out = h->saved;
+        h->saved = NULL;
+    }
     h->salen = 0;
     h->state = S_RESOLVE;
     return true;
@@ -670,13 +763,17 @@ static struct evdns_base *resolver_new(struct event_base *base)
     return d;
 }
 
+static int h2_begin(struct pt_hclient *h);
+
 static int step_resolve(struct pt_hclient *h)
 {
     if (h->salen) /* resolved */
         return step_connect_start(h);
-    if (h->pooled && !h->reused && !h->saved && pool_take(h)) {
-        /* a kept connection: straight to writing, with a copy to resend on a fresh one if it fails */
+    if ((h->pooled || h->h2_pooled) && !h->reused && !h->saved && pool_take(h)) {
         h->reused = true;
+        if (h->s)
+            return h2_begin(h); /* an idle HTTP/2 session: a new stream on it */
+        /* a kept connection: straight to writing, with a copy to resend on a fresh one if it fails */
         h->saved = evbuffer_new();
         if (h->saved)
             evbuffer_add(h->saved, evbuffer_pullup(h->out, -1), evbuffer_get_length(h->out));
@@ -750,7 +847,13 @@ static int step_connected(struct pt_hclient *h)
         h->state = S_PROXY_WRITE;
         return STEP_AGAIN;
     }
-    h->state = h->u.https ? S_TLS : S_WRITE;
+    if (h->u.https) {
+        h->state = S_TLS;
+        return STEP_AGAIN;
+    }
+    if (h->want_h2) /* http-version 2 to http://: h2c with prior knowledge */
+        return h2_begin(h);
+    h->state = S_WRITE;
     return STEP_AGAIN;
 }
 
@@ -803,6 +906,24 @@ static int step_proxy_read(struct pt_hclient *h)
     return STEP_READ;
 }
 
+/* The handshake is done: HTTP/2 when it was offered and the server chose it. */
+static int tls_done(struct pt_hclient *h)
+{
+    if (h->want_h2) {
+        const unsigned char *p = NULL;
+        unsigned n = 0;
+        SSL_get0_alpn_selected(h->ssl, &p, &n);
+        if (n == 2 && !memcmp(p, "h2", 2))
+            return h2_begin(h);
+        if (h->version == PT_HTTP_VERSION_2)
+            return fail(h, PT_HTTP_ERR_CONNECT, "%s:%d does not speak HTTP/2 (no ALPN agreement on h2)",
+                        h->u.host, h->u.port);
+        h->want_h2 = false; /* 2or1: the server chose HTTP/1.1 */
+    }
+    h->state = S_WRITE;
+    return STEP_AGAIN;
+}
+
 static int step_tls(struct pt_hclient *h)
 {
     if (!h->ssl) {
@@ -812,12 +933,15 @@ static int step_tls(struct pt_hclient *h)
         if (!h->ssl || !SSL_set_fd(h->ssl, h->fd))
             return fail(h, PT_HTTP_ERR_CONNECT, "cannot set up TLS");
         SSL_set_mode(h->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        static const unsigned char h2[] = "\x02h2", both[] = "\x02h2\x08http/1.1";
+        bool or1 = h->version == PT_HTTP_VERSION_2OR1;
+        if (h->want_h2 &&
+            SSL_set_alpn_protos(h->ssl, or1 ? both : h2, or1 ? sizeof(both) - 1 : sizeof(h2) - 1))
+            return fail(h, PT_HTTP_ERR_CONNECT, "cannot offer h2 by ALPN");
     }
     int r = SSL_connect(h->ssl);
-    if (r == 1) {
-        h->state = S_WRITE;
-        return STEP_AGAIN;
-    }
+    if (r == 1)
+        return tls_done(h);
     int e = SSL_get_error(h->ssl, r);
     if (e == SSL_ERROR_WANT_READ)
         return STEP_READ;
@@ -893,6 +1017,356 @@ static int step_read(struct pt_hclient *h)
     return STEP_READ;
 }
 
+/* ------------------------------------------------------------- HTTP/2 */
+
+/* nghttp2 callbacks only record: the call goes on in step_h2, which runs
+   nghttp2 (never re-entered) and ends the call only after nghttp2 returned.
+   A session kept idle has no user data: nothing runs it then. */
+
+static ssize_t h2_on_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *arg)
+{
+    (void)s, (void)flags;
+    struct pt_hclient *h = arg;
+    if (!h || evbuffer_get_length(h->out) > H2_OUT_MAX)
+        return NGHTTP2_ERR_WOULDBLOCK; /* the server does not read: the rest after the socket took this */
+    if (evbuffer_add(h->out, data, len) < 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return (ssize_t)len;
+}
+
+static ssize_t h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                            nghttp2_data_source *src, void *arg)
+{
+    (void)s, (void)id, (void)src;
+    struct pt_hclient *h = arg;
+    size_t n = h ? PT_MIN(length, h->body.len - h->body_off) : 0;
+    if (n)
+        memcpy(buf, h->body.data + h->body_off, n);
+    if (h)
+        h->body_off += n;
+    if (!h || h->body_off == h->body.len)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+                        const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
+{
+    (void)s, (void)flags;
+    struct pt_hclient *h = arg;
+    if (!h || f->hd.type != NGHTTP2_HEADERS || f->hd.stream_id != h->sid)
+        return 0;
+    if (!pt_h2head_field(&h->rh, name, nlen, value, vlen)) {
+        h->h2_why = "the server sent a header field HTTP/1.1 cannot carry";
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
+    }
+    if (h->rh.too_big) {
+        h->h2_why = "the server's header list is larger than 64 KiB";
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    return 0;
+}
+
+/* The body ends: the chunked framing of an unknown length is closed. */
+static void h2_body_end(struct pt_hclient *h)
+{
+    if (h->h2_chunked)
+        evbuffer_add(h->resp, "0\r\n\r\n", 5);
+    h->h2_chunked = false;
+    h->h2_ended = true;
+}
+
+/* A header block of the call's stream is complete: the response head (1xx ones are dropped), or
+   trailers, which are dropped too (the response a policy sees has none). */
+static void h2_headers_in(struct pt_hclient *h, bool end_stream)
+{
+    if (!h->h2_head_done) {
+        bool chunked = false;
+        struct evbuffer *head = evbuffer_new();
+        int status = head ? pt_h2head_resp_write(&h->rh, end_stream, h->head_method, head, &chunked) : -1;
+        pt_h2head_free(&h->rh);
+        pt_h2head_init(&h->rh, H2_HEAD_MAX);
+        if (status < 0) {
+            nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, h->sid, NGHTTP2_PROTOCOL_ERROR);
+            h->h2_why = "the server sent no valid :status";
+        } else if (status >= 200) {
+            evbuffer_add_buffer(h->resp, head);
+            h->h2_head_done = true;
+            h->h2_chunked = chunked;
+            h->got_bytes = true;
+        }
+        if (head)
+            evbuffer_free(head);
+    }
+    if (end_stream && h->h2_head_done)
+        h2_body_end(h);
+}
+
+static int h2_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+    (void)s;
+    struct pt_hclient *h = arg;
+    if (!h)
+        return 0;
+    bool mine = h->sid && f->hd.stream_id == h->sid, end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    if (f->hd.type == NGHTTP2_HEADERS && mine)
+        h2_headers_in(h, end);
+    else if (f->hd.type == NGHTTP2_DATA && mine && end && h->h2_head_done)
+        h2_body_end(h);
+    else if (f->hd.type == NGHTTP2_GOAWAY)
+        h->h2_goaway = true; /* no new stream on this session; ours, if past last-stream-id, is refused */
+    return 0;
+}
+
+static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                      void *arg)
+{
+    (void)s, (void)flags;
+    struct pt_hclient *h = arg;
+    if (!h || id != h->sid || !h->h2_head_done || !len)
+        return 0;
+    if (h->h2_chunked)
+        evbuffer_add_printf(h->resp, "%zx\r\n", len);
+    evbuffer_add(h->resp, data, len);
+    if (h->h2_chunked)
+        evbuffer_add(h->resp, "\r\n", 2);
+    return 0;
+}
+
+static int h2_on_close(nghttp2_session *s, int32_t id, uint32_t code, void *arg)
+{
+    (void)s;
+    struct pt_hclient *h = arg;
+    if (!h || id != h->sid)
+        return 0;
+    h->h2_closed = true;
+    if (!h->h2_ended) {
+        h->h2_refused = code == NGHTTP2_REFUSED_STREAM;
+        if (!h->h2_why)
+            h->h2_why = h->h2_refused ? "the server refused the stream"
+                        : code        ? "the server reset the stream"
+                                      : "the server ended the stream without a response";
+    }
+    return 0;
+}
+
+static nghttp2_session *h2_session_new(struct pt_hclient *h)
+{
+    nghttp2_session_callbacks *cb = NULL;
+    nghttp2_option *opt = NULL;
+    nghttp2_session *s = NULL;
+    if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
+        goto out;
+    nghttp2_session_callbacks_set_send_callback(cb, h2_on_send);
+    nghttp2_session_callbacks_set_on_header_callback(cb, h2_on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_close);
+    /* a server is bounded as the gateway's own backends are: SETTINGS entries, queued ACKs, the HPACK
+       table; the body is bounded by the call's cap and read as it comes (auto window updates) */
+    nghttp2_option_set_max_settings(opt, 32);
+    nghttp2_option_set_max_outbound_ack(opt, 1000);
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    if (nghttp2_session_client_new2(&s, cb, h, opt) != 0) {
+        s = NULL;
+        goto out;
+    }
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, H2_HEAD_MAX},
+        {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 4096},
+    };
+    if (nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0) {
+        nghttp2_session_del(s);
+        s = NULL;
+    }
+out:
+    if (cb)
+        nghttp2_session_callbacks_del(cb);
+    if (opt)
+        nghttp2_option_del(opt);
+    return s;
+}
+
+/* HTTP/2 speaks on the connection (a new session, or an idle one taken): the call's stream next. */
+static int h2_begin(struct pt_hclient *h)
+{
+    if (!h->s) {
+        if (!(h->s = h2_session_new(h)))
+            return fail(h, PT_HTTP_ERR_CONNECT, "out of memory");
+        atomic_fetch_add_explicit(&n_h2_conns, 1, memory_order_relaxed);
+    }
+    if (!h->h1req) { /* out carries frames now; the HTTP/1.1 request waits for a retry on HTTP/1.1 */
+        h->h1req = h->out;
+        h->out = evbuffer_new();
+    }
+    if (!h->resp)
+        h->resp = evbuffer_new();
+    if (!h->out || !h->resp)
+        return fail(h, PT_HTTP_ERR_CONNECT, "out of memory");
+    pt_h2head_init(&h->rh, H2_HEAD_MAX);
+    h->rh_on = true;
+    pt_fetch_parser_init(&h->p, h->max_body, h->head_method);
+    h->parser_on = true;
+    h->state = S_H2;
+    return STEP_AGAIN;
+}
+
+/* The session goes (a reused one that failed): the call is as before h2_begin. */
+static void h2_drop(struct pt_hclient *h)
+{
+    nghttp2_session_del(h->s);
+    h->s = NULL;
+    h->sid = 0;
+    h->body_off = 0;
+    if (h->rh_on)
+        pt_h2head_free(&h->rh);
+    h->rh_on = false;
+    evbuffer_drain(h->resp, evbuffer_get_length(h->resp));
+    h->h2_head_done = h->h2_chunked = h->h2_ended = h->h2_closed = h->h2_refused = h->h2_goaway = false;
+    h->h2_why = NULL;
+    evbuffer_free(h->out);
+    h->out = h->h1req;
+    h->h1req = NULL;
+}
+
+static int h2_submit(struct pt_hclient *h)
+{
+    nghttp2_data_provider prd = {.read_callback = h2_read_body};
+    int32_t id = nghttp2_submit_request(h->s, NULL, h->nv, (size_t)h->nnv, h->body.len ? &prd : NULL, NULL);
+    if (id < 0)
+        return fail(h, PT_HTTP_ERR_CONNECT, "the request could not be sent over HTTP/2: %s",
+                    nghttp2_strerror(id));
+    h->sid = id;
+    atomic_fetch_add_explicit(&n_h2_streams, 1, memory_order_relaxed);
+    return STEP_AGAIN;
+}
+
+/* What nghttp2 has to send, to the socket: 0, or -1 (h->err set). */
+static int h2_flush(struct pt_hclient *h)
+{
+    for (int round = 0; round < 4; round++) {
+        int rv = nghttp2_session_send(h->s);
+        if (rv != 0) {
+            snprintf(h->err, sizeof(h->err), "HTTP/2: %s", nghttp2_strerror(rv));
+            return -1;
+        }
+        int want = STEP_WRITE;
+        int w = io_write(h, &want);
+        if (w < 0)
+            return -1;
+        if (w == 0 || !nghttp2_session_want_write(h->s))
+            return 0;
+    }
+    return 0;
+}
+
+/* The call's stream failed or the session did: a fresh connection when that is safe, else the end. */
+static int h2_failed(struct pt_hclient *h, const char *why)
+{
+    if (retry_fresh(h))
+        return STEP_AGAIN;
+    return fail(h, PT_HTTP_ERR_PROTOCOL, "%s (HTTP/2, %s:%d)", why, h->u.host, h->u.port);
+}
+
+/* The response bytes so far through the parser: STEP_END when the call ended, else STEP_AGAIN. */
+static int h2_parse(struct pt_hclient *h)
+{
+    char err[160];
+    int r = pt_fetch_parse(&h->p, h->resp, h->h2_ended, err, sizeof(err));
+    if (h->detached && h->p.head_done && (r >= 0 || r == PT_FETCH_TOO_LARGE)) {
+        finish(h, 0); /* one-way: answered; the session goes with the call */
+        return STEP_END;
+    }
+    if (r == PT_FETCH_TOO_LARGE)
+        return fail(h, PT_HTTP_ERR_TOO_LARGE, "%s", err);
+    if (r < 0)
+        return fail(h, PT_HTTP_ERR_PROTOCOL, "%s", err);
+    if (r == 1) {
+        h2_pool_put(h);
+        finish(h, 0);
+        return STEP_END;
+    }
+    return STEP_AGAIN;
+}
+
+/* Reads what the socket has into the session: 1 something was read, 0 nothing now (*want set), -1 the
+   connection ended (h->err set), -2 the server broke the protocol (h->err set). */
+static int h2_read(struct pt_hclient *h, int *want)
+{
+    int n = io_read(h, want);
+    if (n == -1)
+        return 0;
+    if (n == 0)
+        snprintf(h->err, sizeof(h->err), "the server closed the connection");
+    if (n <= 0)
+        return -1;
+    struct evbuffer_iovec v;
+    while (evbuffer_peek(h->in, -1, NULL, &v, 1) == 1) {
+        ssize_t k = nghttp2_session_mem_recv(h->s, v.iov_base, v.iov_len);
+        if (k < 0) {
+            snprintf(h->err, sizeof(h->err), "the server broke the HTTP/2 protocol: %s",
+                     nghttp2_strerror((int)k));
+            return -2;
+        }
+        evbuffer_drain(h->in, (size_t)k);
+    }
+    return 1;
+}
+
+/* A session taken from the pool first hears what the server said while it was idle: true when it is
+   still good for a new stream. */
+static bool h2_still_good(struct pt_hclient *h)
+{
+    int want = STEP_READ, r = 1;
+    for (int i = 0; i < READS_PER_WAKE && r == 1; i++)
+        r = h2_read(h, &want);
+    return r == 0 && !h->h2_goaway && nghttp2_session_want_read(h->s);
+}
+
+static int step_h2(struct pt_hclient *h)
+{
+    int r;
+    if (!h->sid) {
+        if (h->reused && !h2_still_good(h) && retry_fresh(h))
+            return STEP_AGAIN; /* nothing was sent on it: a fresh connection is always safe */
+        if ((r = h2_submit(h)) == STEP_END)
+            return r;
+    }
+    if (h2_flush(h) < 0)
+        return h2_failed(h, h->err);
+    int want = STEP_READ, i;
+    for (i = 0; i < READS_PER_WAKE; i++) {
+        int n = h2_read(h, &want);
+        if (n == 0)
+            break;
+        if (n == -2) {
+            nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
+            h2_flush(h);
+            return fail(h, PT_HTTP_ERR_PROTOCOL, "%s", h->err);
+        }
+        if (n == -1)
+            return h2_failed(h, h->err);
+        if ((r = h2_parse(h)) == STEP_END)
+            return r;
+        if (h->h2_closed && !h->h2_ended)
+            return h2_failed(h, h->h2_why);
+        if (h->h2_ended)
+            return fail(h, PT_HTTP_ERR_PROTOCOL, "the response ended before its body did (HTTP/2)");
+    }
+    if (h2_flush(h) < 0)
+        return h2_failed(h, h->err);
+    if (i == READS_PER_WAKE)
+        return STEP_AGAIN; /* more may wait (in TLS's buffer too): on from the loop after a while */
+    if (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s))
+        return h2_failed(h,
+                         h->h2_goaway ? "the server ended the HTTP/2 session" : "the HTTP/2 session ended");
+    if (want == STEP_WRITE) /* TLS wants the socket writable to read */
+        return STEP_WRITE;
+    return evbuffer_get_length(h->out) ? STEP_RW : STEP_READ;
+}
+
 /* Runs steps until one has to wait; arms the event for that. */
 static void advance(struct pt_hclient *h)
 {
@@ -924,6 +1398,9 @@ static void advance(struct pt_hclient *h)
         case S_READ:
             r = step_read(h);
             break;
+        case S_H2:
+            r = step_h2(h);
+            break;
         default:
             return;
         }
@@ -933,7 +1410,8 @@ static void advance(struct pt_hclient *h)
             continue;
         if (h->ev_on)
             event_del(&h->ev);
-        event_assign(&h->ev, h->base, h->fd, r == STEP_READ ? EV_READ : EV_WRITE, on_event, h);
+        short what = r == STEP_READ ? EV_READ : r == STEP_WRITE ? EV_WRITE : EV_READ | EV_WRITE;
+        event_assign(&h->ev, h->base, h->fd, what, on_event, h);
         event_add(&h->ev, NULL);
         h->ev_on = true;
         return;
@@ -1074,6 +1552,32 @@ static struct pt_hclient *hc_new(struct event_base *base, const struct pt_http_r
     return h;
 }
 
+/* The HTTP/1.1 head in h->out (nothing else yet) as HTTP/2 fields, and the body kept beside them: the
+   same fields whatever the protocol the server picks.  NULL, or what is wrong. */
+static const char *h2_prepare(struct pt_hclient *h, const struct pt_http_req *r)
+{
+    size_t len = evbuffer_get_length(h->out);
+    char *copy = pt_pool_alloc(h->pool, len + 1);
+    if (!copy)
+        return "out of memory";
+    evbuffer_copyout(h->out, copy, len);
+    struct pt_head rq = {0};
+    struct pt_http_err err = {0};
+    if (!pt_http_parse_request(&rq, copy, len, h->pool, PT_HCLIENT_MAX_HEADERS + 8, UINT64_MAX, &err))
+        return err.msg ? err.msg : "the request head cannot be sent";
+    h->nnv = pt_h2head_nv(&rq, h->u.https ? "https" : "http", h->pool, &h->nv);
+    if (h->nnv < 0)
+        return "out of memory";
+    if (r->body.len) {
+        char *b = pt_pool_alloc(h->pool, r->body.len);
+        if (!b)
+            return "out of memory";
+        memcpy(b, r->body.data, r->body.len);
+        h->body = (pt_bytes){b, r->body.len};
+    }
+    return NULL;
+}
+
 /* Builds the request bytes; NULL, or what is wrong. */
 static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
 {
@@ -1145,11 +1649,22 @@ static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
     if (r->body.len || !(ieq(method, "GET") || ieq(method, "HEAD") || ieq(method, "DELETE") ||
                          ieq(method, "OPTIONS") || ieq(method, "TRACE")))
         evbuffer_add_printf(o, "Content-Length: %zu\r\n", r->body.len);
-    h->pooled = !h->detached && pool_eligible(r, method); /* one-way calls close at the answer's head */
-    if (h->pooled) { /* the host last, and a key that does not fit is not pooled (never truncated) */
-        int kn = snprintf(h->key, sizeof(h->key), "%s|%d|%p|%d|%s", h->u.https ? "https" : "http", h->u.port,
-                          h->u.https ? (void *)h->ctx : NULL, h->verify, h->u.host);
-        h->pooled = kn > 0 && (size_t)kn < sizeof(h->key);
+    h->version = r->http_version == PT_HTTP_VERSION_2OR1 || r->http_version == PT_HTTP_VERSION_2
+                     ? r->http_version
+                     : PT_HTTP_VERSION_1;
+    /* through a proxy always HTTP/1.1, as forward-request; 2or1 to http:// is HTTP/1.1 (no ALPN to ask) */
+    h->want_h2 = !h->proxied &&
+                 (h->version == PT_HTTP_VERSION_2 || (h->version == PT_HTTP_VERSION_2OR1 && h->u.https));
+    h->idempotent = pool_eligible(r, method);
+    h->pooled = !h->detached && h->idempotent; /* one-way calls close at the answer's head */
+    h->h2_pooled = !h->detached && h->want_h2;
+    if (h->pooled || h->h2_pooled) {
+        /* the version asked, and the host last: a key that does not fit is not pooled (never truncated) */
+        int kn =
+            snprintf(h->key, sizeof(h->key), "%d|%s|%d|%p|%d|%s", h->version, h->u.https ? "https" : "http",
+                     h->u.port, h->u.https ? (void *)h->ctx : NULL, h->verify, h->u.host);
+        h->pooled = h->pooled && kn > 0 && (size_t)kn < sizeof(h->key);
+        h->h2_pooled = h->h2_pooled && kn > 0 && (size_t)kn < sizeof(h->key);
     }
     if (h->pooled)
         evbuffer_add(o, "\r\n", 2);
@@ -1157,6 +1672,8 @@ static const char *hc_prepare(struct pt_hclient *h, const struct pt_http_req *r)
         evbuffer_add(o, "Connection: close\r\n\r\n", 21);
     if (evbuffer_get_length(o) > PT_HCLIENT_MAX_HEAD)
         return "the request head is larger than 64 KiB";
+    if (h->want_h2 && (msg = h2_prepare(h, r)))
+        return msg;
     if (r->body.len)
         evbuffer_add(o, r->body.data, r->body.len);
     return NULL;

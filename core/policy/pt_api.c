@@ -949,6 +949,13 @@ static struct pt_hclient_tls send_tls_of(pt_call *call, const struct pt_http_req
     return t;
 }
 
+/* The side call's HTTP version: the policy's, when its plugin knows the field (ABI 1.10). */
+static int http_version_of(const pt_call *call, const struct pt_http_req *r)
+{
+    bool known = call->stmt && call->stmt->def && (call->stmt->def->flags & PT_POLICY_HTTP_VERSION);
+    return known ? r->http_version : PT_HTTP_VERSION_1;
+}
+
 /* One send-request call: registered with the pipeline driver as work, so that a lane of wait that
    loses, or the request's end, cancels it (docs/routing.md). */
 struct send_call {
@@ -990,6 +997,7 @@ static void *api_http_send(pt_call *call, const struct pt_http_req *r,
     struct pt_http_req copy = *r;
     if (!copy.max_body)
         copy.max_body = (size_t)req_gen(req)->conf->limits.buffer_size;
+    copy.http_version = http_version_of(call, r);
     struct pt_hclient_tls tls = send_tls_of(call, r);
     sc->call = call;
     sc->done = done;
@@ -1019,6 +1027,7 @@ static int api_http_send_detached(pt_call *call, const struct pt_http_req *r)
     struct pt_http_req copy = *r;
     if (!copy.max_body)
         copy.max_body = (size_t)req_gen(req)->conf->limits.buffer_size;
+    copy.http_version = http_version_of(call, r);
     struct pt_hclient_tls tls = send_tls_of(call, r);
     return pt_hclient_send_detached(req->peer->base, &copy, &tls);
 }

@@ -106,212 +106,6 @@ static void h2_schedule(struct pt_h2 *h)
         event_active(&h->run_ev, EV_READ, 0);
 }
 
-/* ------------------------------------------------------------------ request head */
-
-void pt_h2_reqhead_init(struct pt_h2_reqhead *r, size_t limit)
-{
-    memset(r, 0, sizeof(*r));
-    r->limit = limit;
-}
-
-void pt_h2_reqhead_free(struct pt_h2_reqhead *r)
-{
-    if (r->fields)
-        evbuffer_free(r->fields);
-    if (r->cookie)
-        evbuffer_free(r->cookie);
-    free(r->method);
-    free(r->path);
-    free(r->authority);
-    free(r->host);
-    free(r->status);
-    memset(r, 0, sizeof(*r));
-}
-
-static bool name_is(const uint8_t *name, size_t nlen, const char *lit)
-{
-    return nlen == strlen(lit) && !memcmp(name, lit, nlen);
-}
-
-static bool keep_pseudo(char **slot, const uint8_t *value, size_t vlen)
-{
-    if (*slot)
-        return true; /* nghttp2 refuses repeated pseudo-fields; the first stands */
-    *slot = strndup((const char *)value, vlen);
-    return *slot != NULL;
-}
-
-/* What an HTTP/1.1 head can carry: a name of lower-case token characters (a leading ':' for
-   pseudo-fields), a value without CR, LF or NUL. */
-static bool field_fits_http1(const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
-{
-    static const char token[] = "!#$%&'*+-.^_`|~";
-    if (!nlen)
-        return false;
-    for (size_t i = name[0] == ':'; i < nlen; i++) {
-        uint8_t ch = name[i];
-        if (!(islower(ch) || isdigit(ch) || (ch && strchr(token, ch))))
-            return false;
-    }
-    for (size_t i = 0; i < vlen; i++)
-        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
-            return false;
-    return true;
-}
-
-bool pt_h2_reqhead_field(struct pt_h2_reqhead *r, const uint8_t *name, size_t nlen, const uint8_t *value,
-                         size_t vlen)
-{
-    if (!field_fits_http1(name, nlen, value, vlen))
-        return false;
-    r->size += nlen + vlen + 32;
-    if (r->size > r->limit)
-        r->too_big = true;
-    if (r->too_big)
-        return true; /* the stream is answered 431; nothing more is kept */
-    if (nlen && name[0] == ':') {
-        if (name_is(name, nlen, ":method"))
-            return keep_pseudo(&r->method, value, vlen);
-        if (name_is(name, nlen, ":path"))
-            return keep_pseudo(&r->path, value, vlen);
-        if (name_is(name, nlen, ":authority"))
-            return keep_pseudo(&r->authority, value, vlen);
-        if (name_is(name, nlen, ":status"))
-            return keep_pseudo(&r->status, value, vlen);
-        return true; /* :scheme (the listener says it), :protocol (not enabled) */
-    }
-    if (name_is(name, nlen, "host"))
-        return keep_pseudo(&r->host, value, vlen);
-    if (name_is(name, nlen, "cookie")) {
-        /* HTTP/2 may split cookies into fields; HTTP/1.1 wants one line (RFC 9113 8.2.3) */
-        if (!r->cookie && !(r->cookie = evbuffer_new()))
-            return false;
-        if (evbuffer_get_length(r->cookie))
-            evbuffer_add(r->cookie, "; ", 2);
-        return evbuffer_add(r->cookie, value, vlen) == 0;
-    }
-    if (name_is(name, nlen, "content-length"))
-        r->has_length = true;
-    if (!r->fields && !(r->fields = evbuffer_new()))
-        return false;
-    return evbuffer_add(r->fields, name, nlen) == 0 && evbuffer_add(r->fields, ": ", 2) == 0 &&
-           evbuffer_add(r->fields, value, vlen) == 0 && evbuffer_add(r->fields, "\r\n", 2) == 0;
-}
-
-bool pt_h2_reqhead_write(struct pt_h2_reqhead *r, bool end_stream, struct evbuffer *out, bool *chunked)
-{
-    if (!r->method || !r->path)
-        return false;
-    evbuffer_add_printf(out, "%s %s HTTP/1.1\r\n", r->method, r->path);
-    /* :authority wins over a Host field (RFC 9113 8.3.1); neither: the pipeline answers 400 */
-    const char *host = r->authority ? r->authority : r->host;
-    if (host)
-        evbuffer_add_printf(out, "Host: %s\r\n", host);
-    pt_h2_reqhead_fields(r, out);
-    *chunked = !end_stream && !r->has_length;
-    if (*chunked)
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    evbuffer_add(out, "\r\n", 2);
-    return true;
-}
-
-void pt_h2_reqhead_fields(struct pt_h2_reqhead *r, struct evbuffer *out)
-{
-    if (r->fields)
-        evbuffer_add_buffer(out, r->fields);
-    if (r->cookie) {
-        evbuffer_add(out, "Cookie: ", 8);
-        evbuffer_add_buffer(out, r->cookie);
-        evbuffer_add(out, "\r\n", 2);
-    }
-}
-
-/* A status of three digits, as an HTTP/1.1 status line needs. */
-static bool status_ok(const char *s)
-{
-    return s && strlen(s) == 3 && isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
-           isdigit((unsigned char)s[2]) && s[0] != '0';
-}
-
-int pt_h2_resphead_write(struct pt_h2_reqhead *r, bool end_stream, bool head_req, struct evbuffer *out,
-                         bool *chunked)
-{
-    if (!status_ok(r->status))
-        return -1;
-    int status = atoi(r->status);
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, pt_http_reason(status));
-    pt_h2_reqhead_fields(r, out);
-    /* a body of unknown length is chunked, so that trailers can follow it; none at all says so */
-    bool bodiless = head_req || status < 200 || status == 204 || status == 304;
-    *chunked = !bodiless && !r->has_length && !end_stream;
-    if (*chunked)
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    else if (!bodiless && !r->has_length)
-        evbuffer_add(out, "Content-Length: 0\r\n", 19);
-    evbuffer_add(out, "\r\n", 2);
-    return status;
-}
-
-/* ------------------------------------------------------------------ response head */
-
-/* Fields HTTP/2 does not carry (RFC 9113 8.2.2): TE only as "trailers" (gRPC asks for it), and Host,
-   which a request's :authority replaces. */
-static bool connection_specific(const struct pt_hdr *x, bool request)
-{
-    switch (x->kind) {
-    case PT_H_CONNECTION:
-    case PT_H_KEEP_ALIVE:
-    case PT_H_PROXY_CONNECTION:
-    case PT_H_TRANSFER_ENCODING:
-    case PT_H_UPGRADE:
-        return true;
-    case PT_H_TE:
-        return !request || !pt_str_ieq(x->value, pt_str_c("trailers"));
-    case PT_H_HOST:
-        return request;
-    default:
-        return false;
-    }
-}
-
-static nghttp2_nv nv_of(const char *name, pt_str value)
-{
-    return (nghttp2_nv){(uint8_t *)name, (uint8_t *)value.data, strlen(name), value.len,
-                        NGHTTP2_NV_FLAG_NONE};
-}
-
-int pt_h2_head_fields(const struct pt_head *h, const char *scheme, struct pt_pool *pool, nghttp2_nv **out)
-{
-    nghttp2_nv *nv = pt_pool_alloc(pool, sizeof(*nv) * (size_t)(h->nh + 4));
-    char *status = pt_pool_alloc(pool, 4);
-    if (!nv || !status)
-        return -1;
-    int n = 0;
-    if (scheme) {
-        nv[n++] = nv_of(":method", h->method);
-        nv[n++] = nv_of(":scheme", pt_str_c(scheme));
-        nv[n++] = nv_of(":authority", h->host);
-        nv[n++] = nv_of(":path", h->target);
-    } else {
-        snprintf(status, 4, "%03u", (unsigned)h->status % 1000u);
-        nv[n++] = nv_of(":status", (pt_str){status, 3});
-    }
-    for (int i = 0; i < h->nh; i++) {
-        const struct pt_hdr *x = &h->h[i];
-        if (x->deleted || connection_specific(x, scheme != NULL))
-            continue;
-        uint8_t *name = pt_pool_alloc(pool, x->name.len ? x->name.len : 1);
-        if (!name)
-            return -1;
-        for (size_t k = 0; k < x->name.len; k++)
-            name[k] = (uint8_t)tolower((unsigned char)x->name.data[k]);
-        nv[n++] =
-            (nghttp2_nv){name, (uint8_t *)x->value.data, x->name.len, x->value.len, NGHTTP2_NV_FLAG_NONE};
-    }
-    *out = nv;
-    return n;
-}
-
 /* ------------------------------------------------------------------ streams */
 
 static struct h2s *stream_of(struct pt_h2 *h, int32_t id)
@@ -357,7 +151,7 @@ static void stream_free(struct h2s *st)
         evbuffer_free(st->own);
     if (st->trailers)
         evbuffer_free(st->trailers);
-    pt_h2_reqhead_free(&st->rq);
+    pt_h2head_free(&st->rq);
     free(st);
 }
 
@@ -416,7 +210,7 @@ static int request_ready(struct h2s *st, bool end_stream)
     }
     st->io = pt_io_stream(h->c->w->base, h->io, &stream_ops, st, NULL, NULL);
     bool chunked = false;
-    if (!st->io || !pt_h2_reqhead_write(&st->rq, end_stream, st->io->in, &chunked) ||
+    if (!st->io || !pt_h2head_req_write(&st->rq, end_stream, st->io->in, &chunked) ||
         !(st->conn = pt_conn_stream_open(h->c, st->io))) {
         if (st->io) {
             /* never given to a user: nobody else will free it */
@@ -429,7 +223,7 @@ static int request_ready(struct h2s *st, bool end_stream)
     }
     st->chunked_in = chunked;
     st->head_req = !strcmp(st->rq.method, "HEAD");
-    pt_h2_reqhead_free(&st->rq);
+    pt_h2head_free(&st->rq);
     st->in_cb = evbuffer_add_cb(st->io->in, on_in_drained, st);
     pt_io_stream_kick(st->io, 0);
     return 0;
@@ -444,9 +238,9 @@ static void request_ended(struct h2s *st)
         /* the client's trailers, if any (a list over the limit is dropped whole) */
         evbuffer_add(st->io->in, "0\r\n", 3);
         if (!st->rq.too_big)
-            pt_h2_reqhead_fields(&st->rq, st->io->in);
+            pt_h2head_lines(&st->rq, st->io->in);
         evbuffer_add(st->io->in, "\r\n", 2);
-        pt_h2_reqhead_free(&st->rq);
+        pt_h2head_free(&st->rq);
         pt_io_stream_kick(st->io, 0);
     }
 }
@@ -528,7 +322,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ar
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     st->h = h;
     st->id = f->hd.stream_id;
-    pt_h2_reqhead_init(&st->rq, header_list_limit(h));
+    pt_h2head_init(&st->rq, header_list_limit(h));
     pt_list_add_tail(&h->streams, &st->link);
     h->nstreams++;
     atomic_fetch_add_explicit(&m_opened, 1, memory_order_relaxed);
@@ -548,9 +342,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         if (!st->chunked_in || !st->io || st->user_gone)
             return 0;
         if (!st->rq.limit) /* they go on as a chunked trailer section: its bound too */
-            pt_h2_reqhead_init(&st->rq, PT_MIN(header_list_limit(h), (uint64_t)PT_HTTP_TRAILERS_MAX));
+            pt_h2head_init(&st->rq, PT_MIN(header_list_limit(h), (uint64_t)PT_HTTP_TRAILERS_MAX));
     }
-    if (!pt_h2_reqhead_field(&st->rq, name, nlen, value, vlen))
+    if (!pt_h2head_field(&st->rq, name, nlen, value, vlen))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return block_too_big(h, st->rq.size) ? cut_block(h) : 0;
 }
@@ -690,7 +484,7 @@ int pt_h2_trailer_fields(struct evbuffer *sec, struct pt_pool *pool, nghttp2_nv 
         if (!pt_http_parse_response(&h, buf, len, pool, RESPONSE_HEADERS_MAX, false, &err))
             return -1;
     }
-    int k = pt_h2_head_fields(&h, NULL, pool, &nv);
+    int k = pt_h2head_nv(&h, NULL, pool, &nv);
     if (k < 1)
         return -1;
     *out = nv + 1; /* without :status */
@@ -797,7 +591,7 @@ static bool take_heads(struct h2s *st)
         if (copy) {
             evbuffer_remove(out, copy, len);
             if (pt_http_parse_response(&rh, copy, len, pool, RESPONSE_HEADERS_MAX, st->head_req, &err))
-                nnv = pt_h2_head_fields(&rh, NULL, pool, &nv);
+                nnv = pt_h2head_nv(&rh, NULL, pool, &nv);
         }
         int rv = -1;
         if (nnv > 0 && rh.status < 200) {

@@ -158,7 +158,7 @@ static void stream_free(struct pt_h2up_stream *st)
     if (st->in_cb)
         evbuffer_remove_cb_entry(st->io->in, st->in_cb);
     pt_io_stream_release(st->io);
-    pt_h2_reqhead_free(&st->rh);
+    pt_h2head_free(&st->rh);
     if (st->trailers)
         evbuffer_free(st->trailers);
     free(st);
@@ -192,7 +192,7 @@ struct pt_h2up_stream *pt_h2up_stream(struct pt_h2up *h, pt_io_cb cb, void *arg,
         free(st);
         return NULL;
     }
-    pt_h2_reqhead_init(&st->rh, RESPONSE_HEAD_MAX);
+    pt_h2head_init(&st->rh, RESPONSE_HEAD_MAX);
     st->in_cb = evbuffer_add_cb(st->io->in, on_in_drained, st);
     pt_list_add_tail(&h->streams, &st->link);
     h->nstreams++;
@@ -270,7 +270,7 @@ static bool submit_head(struct pt_h2up_stream *st)
     if (copy) {
         evbuffer_remove(out, copy, len);
         if (pt_http_parse_request(&rq, copy, len, pool, 4096, UINT64_MAX, &err))
-            nnv = pt_h2_head_fields(&rq, h->tls ? "https" : "http", pool, &nv);
+            nnv = pt_h2head_nv(&rq, h->tls ? "https" : "http", pool, &nv);
     }
     int32_t id = -1;
     if (nnv > 0) {
@@ -376,7 +376,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     struct pt_h2up_stream *st = stream_of(arg, f->hd.stream_id);
     if (f->hd.type != NGHTTP2_HEADERS || !st || st->user_gone)
         return 0;
-    if (!pt_h2_reqhead_field(&st->rh, name, nlen, value, vlen))
+    if (!pt_h2head_field(&st->rh, name, nlen, value, vlen))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
     /* over the limit nothing more is kept, but the block is counted to its end (headers_in resets the
        stream) */
@@ -397,11 +397,11 @@ static void headers_in(struct pt_h2up_stream *st, bool end_stream)
     }
     if (!st->head_done) {
         bool chunked = false;
-        int status = pt_h2_resphead_write(&st->rh, end_stream, st->head_req, in, &chunked);
-        pt_h2_reqhead_free(&st->rh);
+        int status = pt_h2head_resp_write(&st->rh, end_stream, st->head_req, in, &chunked);
+        pt_h2head_free(&st->rh);
         /* the next block: a final head after 1xx ones, or the trailers, which go on as a chunked trailer
            section: bounded as the chunked decoder bounds one (one limit, whatever the backend's protocol) */
-        pt_h2_reqhead_init(&st->rh, status >= 200 ? PT_HTTP_TRAILERS_MAX : RESPONSE_HEAD_MAX);
+        pt_h2head_init(&st->rh, status >= 200 ? PT_HTTP_TRAILERS_MAX : RESPONSE_HEAD_MAX);
         if (status < 0) {
             nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
             stream_fail(st, "the backend sent no valid :status");
@@ -414,7 +414,7 @@ static void headers_in(struct pt_h2up_stream *st, bool end_stream)
     } else if (st->chunked) {
         /* trailers: the chunked body's trailer section */
         evbuffer_add(in, "0\r\n", 3);
-        pt_h2_reqhead_fields(&st->rh, in);
+        pt_h2head_lines(&st->rh, in);
         evbuffer_add(in, "\r\n", 2);
         st->chunked = false;
     }

@@ -11,8 +11,8 @@ static const struct pt_policy_def policies[] = {
      "(docs/backends.md)."},
     {"proxy", PT_SECTION_INBOUND | PT_SECTION_BACKEND, PT_SCOPE_ALL, 0, proxy_attrs, proxy_compile, proxy_run,
      NULL, "Sends forward-request's call through an HTTP proxy, with Basic credentials when given."},
-    {"send-request", PT_SECTION_ALL, PT_SCOPE_ALL, PT_POLICY_HTTP_SEND, send_request_attrs,
-     send_request_compile, send_request_run, NULL,
+    {"send-request", PT_SECTION_ALL, PT_SCOPE_ALL, PT_POLICY_HTTP_SEND | PT_POLICY_HTTP_VERSION,
+     send_request_attrs, send_request_compile, send_request_run, NULL,
      "Calls another HTTP service and keeps its response in the variable response-variable-name: in "
      "expressions context.variables[name] is a response object (statusCode, headers, body), and "
      "return-response can answer with it. The request is suspended, not the worker: the call runs on the "
@@ -21,8 +21,8 @@ static const struct pt_policy_def policies[] = {
      "limits.bufferSize, no redirects followed. A failure runs on-error with the reason Timeout or "
      "BackendConnectionFailure, unless ignore-error makes the variable nil. The call is abandoned when the "
      "request ends (the client went away). See routing.md."},
-    {"send-one-way-request", PT_SECTION_ALL, PT_SCOPE_ALL, PT_POLICY_HTTP_SEND, send_one_way_request_attrs,
-     send_one_way_request_compile, send_one_way_request_run, NULL,
+    {"send-one-way-request", PT_SECTION_ALL, PT_SCOPE_ALL, PT_POLICY_HTTP_SEND | PT_POLICY_HTTP_VERSION,
+     send_one_way_request_attrs, send_one_way_request_compile, send_one_way_request_run, NULL,
      "Calls another HTTP service without waiting for it (fire and forget): the request is copied to its "
      "worker's queue and the pipeline goes on at once. Each worker runs at most 16 such calls at a time and "
      "keeps 64 more waiting; past that a call is dropped and counted "

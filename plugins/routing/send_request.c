@@ -58,6 +58,8 @@ static const struct pt_attr_def proxy_child_attrs[] = {
     {0},
 };
 
+static const char *const http_versions[] = {"1", "2or1", "2", NULL}; /* PT_HTTP_VERSION_* in order */
+
 #define COMMON_ATTRS                                                                                         \
     {"mode",                                                                                                 \
      PT_ATTR_ENUM,                                                                                           \
@@ -69,6 +71,17 @@ static const struct pt_attr_def proxy_child_attrs[] = {
      0,                                                                                                      \
      "new: an empty GET to set-url; copy: the current request (method, URL as sent to the backend, "         \
      "headers, and in inbound and backend its body), then the children change it"},                          \
+        {"http-version",                                                                                     \
+         PT_ATTR_ENUM,                                                                                       \
+         0,                                                                                                  \
+         "1",                                                                                                \
+         http_versions,                                                                                      \
+         NULL,                                                                                               \
+         0,                                                                                                  \
+         0,                                                                                                  \
+         "1: HTTP/1.1; 2: HTTP/2 only (h2c with prior knowledge to http://, ALPN h2 to https://: a server "  \
+         "that does not agree fails the call as BackendConnectionFailure); 2or1: to https:// HTTP/2 when "   \
+         "the server agrees by ALPN, else HTTP/1.1; to http:// HTTP/1.1. Through a proxy always HTTP/1.1"},  \
         {"timeout", PT_ATTR_INT, 0,                                                                          \
          "60",      NULL,        NULL,                                                                       \
          1,         3600,        "seconds for the whole call (connect, TLS, request, response)"},            \
@@ -130,6 +143,7 @@ struct send {
     bool copy, ignore_error, copy_body;
     pt_bytes var;
     uint32_t timeout_ms;
+    int http_version; /* PT_HTTP_VERSION_* */
     pt_value *url, *method, *body;
     struct hdr_op *hdrs;
     int nhdrs;
@@ -151,6 +165,7 @@ static int compile_common(const struct pt_api *api, pt_compile *c, struct send *
     pt_element **e;
     s->copy = api->attr_enum(c, "mode", 0) == 1;
     s->timeout_ms = (uint32_t)api->attr_int(c, "timeout", 60) * 1000u;
+    s->http_version = api->attr_enum(c, "http-version", PT_HTTP_VERSION_1);
     int sec = api->compile_section(c);
     /* APIM: a copy in outbound (or on-error) does not carry the request's body */
     s->copy_body = s->copy && (sec == PT_SECTION_INBOUND || sec == PT_SECTION_BACKEND);
@@ -473,6 +488,7 @@ static int build(const struct pt_api *api, pt_call *call, const struct send *s, 
     r->nheaders = hl->n;
     r->timeout_ms = s->timeout_ms;
     r->client_cert = s->cert;
+    r->http_version = s->http_version;
     return PT_OK;
 }
 

@@ -19,14 +19,14 @@
 static void field(struct pt_h2_reqhead *r, const char *name, const char *value)
 {
     assert_true(
-        pt_h2_reqhead_field(r, (const uint8_t *)name, strlen(name), (const uint8_t *)value, strlen(value)));
+        pt_h2head_field(r, (const uint8_t *)name, strlen(name), (const uint8_t *)value, strlen(value)));
 }
 
 /* The head as text (NUL-terminated copy). */
 static char *written(struct pt_h2_reqhead *r, bool end_stream, bool *chunked)
 {
     struct evbuffer *b = evbuffer_new();
-    if (!pt_h2_reqhead_write(r, end_stream, b, chunked)) {
+    if (!pt_h2head_req_write(r, end_stream, b, chunked)) {
         evbuffer_free(b);
         return NULL;
     }
@@ -41,7 +41,7 @@ static char *written(struct pt_h2_reqhead *r, bool end_stream, bool *chunked)
 static void test_request_head_from_fields(void **state)
 {
     struct pt_h2_reqhead r;
-    pt_h2_reqhead_init(&r, 4096);
+    pt_h2head_init(&r, 4096);
     field(&r, ":method", "GET");
     field(&r, ":scheme", "https");
     field(&r, ":path", "/a/b?c=1");
@@ -57,14 +57,14 @@ static void test_request_head_from_fields(void **state)
     assert_string_equal(s, "GET /a/b?c=1 HTTP/1.1\r\nHost: api.example:8443\r\naccept: */*\r\n"
                            "Cookie: a=1; b=2\r\n\r\n");
     free(s);
-    pt_h2_reqhead_free(&r);
+    pt_h2head_free(&r);
 }
 
 static void test_request_body_framing(void **state)
 {
     struct pt_h2_reqhead r;
     bool chunked = false;
-    pt_h2_reqhead_init(&r, 4096);
+    pt_h2head_init(&r, 4096);
     field(&r, ":method", "POST");
     field(&r, ":path", "/p");
     field(&r, "host", "h.example");
@@ -72,9 +72,9 @@ static void test_request_body_framing(void **state)
     assert_true(chunked); /* more to come and no length: chunked */
     assert_string_equal(s, "POST /p HTTP/1.1\r\nHost: h.example\r\nTransfer-Encoding: chunked\r\n\r\n");
     free(s);
-    pt_h2_reqhead_free(&r);
+    pt_h2head_free(&r);
 
-    pt_h2_reqhead_init(&r, 4096);
+    pt_h2head_init(&r, 4096);
     field(&r, ":method", "POST");
     field(&r, ":path", "/p");
     field(&r, "content-length", "5");
@@ -82,14 +82,14 @@ static void test_request_body_framing(void **state)
     assert_false(chunked); /* the client's length stands */
     assert_string_equal(s, "POST /p HTTP/1.1\r\ncontent-length: 5\r\n\r\n");
     free(s);
-    pt_h2_reqhead_free(&r);
+    pt_h2head_free(&r);
 }
 
 static void test_request_head_bounds(void **state)
 {
     struct pt_h2_reqhead r;
     bool chunked;
-    pt_h2_reqhead_init(&r, 200);
+    pt_h2head_init(&r, 200);
     field(&r, ":method", "GET");
     assert_null(written(&r, true, &chunked)); /* no :path */
     char big[300];
@@ -99,7 +99,7 @@ static void test_request_head_bounds(void **state)
     assert_true(r.too_big);
     field(&r, "x-more", "1"); /* nothing more is kept */
     assert_null(r.fields);
-    pt_h2_reqhead_free(&r);
+    pt_h2head_free(&r);
 }
 
 static void test_response_fields(void **state)
@@ -114,7 +114,7 @@ static void test_response_fields(void **state)
     struct pt_http_err err = {0};
     assert_true(pt_http_parse_response(&h, copy, sizeof(resp) - 1, pool, 100, false, &err));
     nghttp2_nv *nv;
-    int n = pt_h2_head_fields(&h, NULL, pool, &nv);
+    int n = pt_h2head_nv(&h, NULL, pool, &nv);
     assert_int_equal(n, 3);
     assert_memory_equal(nv[0].name, ":status", 7);
     assert_memory_equal(nv[0].value, "404", 3);
@@ -143,16 +143,16 @@ static void test_request_fields_refused(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct pt_h2_reqhead r;
-        pt_h2_reqhead_init(&r, 8192);
-        assert_false(pt_h2_reqhead_field(&r, (const uint8_t *)bad[i].name, strlen(bad[i].name),
-                                         (const uint8_t *)bad[i].value, bad[i].vlen));
-        pt_h2_reqhead_free(&r);
+        pt_h2head_init(&r, 8192);
+        assert_false(pt_h2head_field(&r, (const uint8_t *)bad[i].name, strlen(bad[i].name),
+                                     (const uint8_t *)bad[i].value, bad[i].vlen));
+        pt_h2head_free(&r);
     }
     struct pt_h2_reqhead r;
-    pt_h2_reqhead_init(&r, 8192);
+    pt_h2head_init(&r, 8192);
     field(&r, ":path", "/a");
     field(&r, "x-ok_1.~", "a b\tc");
-    pt_h2_reqhead_free(&r);
+    pt_h2head_free(&r);
 }
 
 static void test_preface(void **state)
@@ -182,7 +182,7 @@ static void test_request_to_fields(void **state)
     struct pt_http_err err = {0};
     assert_true(pt_http_parse_request(&h, copy, sizeof(req) - 1, pool, 100, UINT64_MAX, &err));
     nghttp2_nv *nv;
-    int n = pt_h2_head_fields(&h, "https", pool, &nv);
+    int n = pt_h2head_nv(&h, "https", pool, &nv);
     assert_int_equal(n, 7);
     const char *want[][2] = {
         {":method", "POST"},    {":scheme", "https"}, {":authority", "api.example:8443"},
@@ -200,7 +200,7 @@ static void test_request_to_fields(void **state)
     memcpy(copy, req2, sizeof(req2) - 1);
     memset(&h, 0, sizeof(h));
     assert_true(pt_http_parse_request(&h, copy, sizeof(req2) - 1, pool, 100, UINT64_MAX, &err));
-    assert_int_equal(pt_h2_head_fields(&h, "http", pool, &nv), 4);
+    assert_int_equal(pt_h2head_nv(&h, "http", pool, &nv), 4);
     pt_pool_free(pool);
 }
 
@@ -237,7 +237,7 @@ static void test_response_head_from_fields(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct pt_h2_reqhead r;
-        pt_h2_reqhead_init(&r, 65536);
+        pt_h2head_init(&r, 65536);
         if (cases[i].status)
             field(&r, ":status", cases[i].status);
         field(&r, "x-a", "1");
@@ -245,7 +245,7 @@ static void test_response_head_from_fields(void **state)
             field(&r, "content-length", cases[i].length);
         struct evbuffer *out = evbuffer_new();
         bool chunked = false;
-        assert_int_equal(pt_h2_resphead_write(&r, cases[i].end, cases[i].head, out, &chunked), cases[i].ret);
+        assert_int_equal(pt_h2head_resp_write(&r, cases[i].end, cases[i].head, out, &chunked), cases[i].ret);
         if (cases[i].ret > 0) {
             char *got = drain_str(out);
             assert_string_equal(got, cases[i].want);
@@ -253,7 +253,7 @@ static void test_response_head_from_fields(void **state)
             free(got);
         }
         evbuffer_free(out);
-        pt_h2_reqhead_free(&r);
+        pt_h2head_free(&r);
     }
 }
 

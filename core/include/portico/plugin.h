@@ -63,6 +63,9 @@
  *                    store (authentication-certificate certificate-id,
  *                    validate-client-certificate's issuer and CA
  *                    certificates, revocation lists).
+ *   1.10 2026-12-07  pt_http_req.http_version and the policy flag
+ *                    PT_POLICY_HTTP_VERSION (send-request's http-version:
+ *                    side calls over HTTP/2).
  */
 #ifndef PORTICO_PLUGIN_H
 #define PORTICO_PLUGIN_H
@@ -75,7 +78,7 @@ extern "C" {
 #endif
 
 #define PT_ABI_MAJOR 1
-#define PT_ABI_MINOR 9
+#define PT_ABI_MINOR 10
 
 #define PT_PLUGIN_SYMBOL portico_plugin
 #define PT_PLUGIN_SYMBOL_NAME "portico_plugin"
@@ -496,7 +499,14 @@ struct pt_http_req {
     pt_bytes proxy_url;  /* empty: direct */
     pt_bytes proxy_username, proxy_password;
     void *client_cert; /* from tls_client_cert, or NULL */
+    /* ABI 1.10: PT_HTTP_VERSION_*; read only from a policy whose definition has PT_POLICY_HTTP_VERSION
+       (older plugins do not have the field) */
+    int http_version;
 };
+
+/* pt_http_req.http_version (ABI 1.10), as forward-request's http-version: HTTP/1.1; HTTP/2 when the
+   server agrees by ALPN (https), else HTTP/1.1; HTTP/2 only (h2c with prior knowledge to http://). */
+enum { PT_HTTP_VERSION_1 = 0, PT_HTTP_VERSION_2OR1 = 1, PT_HTTP_VERSION_2 = 2 };
 
 /* api->http_send's response (ABI 1.7). */
 struct pt_http_resp {
@@ -584,6 +594,9 @@ enum { PT_LOG_LEVEL_ERROR = 0, PT_LOG_LEVEL_WARN, PT_LOG_LEVEL_INFO, PT_LOG_LEVE
    without the flag, an https side call fails (BackendConnectionFailure)
    unless a backend already needed that context. */
 #define PT_POLICY_HTTP_SEND 0x08
+/* ABI 1.10: the policy's side calls set pt_http_req.http_version; without the flag the gateway sends
+   them over HTTP/1.1 (a plugin built for an older ABI has no such field). */
+#define PT_POLICY_HTTP_VERSION 0x10
 
 struct pt_policy_def {
     const char *name;                /* kebab-case, as in YAML */
