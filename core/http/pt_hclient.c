@@ -1302,8 +1302,8 @@ static int h2_read(struct pt_hclient *h, int *want)
         snprintf(h->err, sizeof(h->err), "the server closed the connection");
     if (n <= 0)
         return -1;
-    struct evbuffer_iovec v;
-    while (evbuffer_peek(h->in, -1, NULL, &v, 1) == 1) {
+    struct evbuffer_iovec v; /* the first extent each time (peek counts them all) */
+    while (evbuffer_get_length(h->in) && evbuffer_peek(h->in, -1, NULL, &v, 1) >= 1) {
         ssize_t k = nghttp2_session_mem_recv(h->s, v.iov_base, v.iov_len);
         if (k < 0) {
             snprintf(h->err, sizeof(h->err), "the server broke the HTTP/2 protocol: %s",

@@ -12,6 +12,13 @@
  * pool's sessions are freed.  Never a read or write out of bounds, a leak
  * or a use after free (ASan).
  *
+ * The same bytes then answer the side-call client (core/http/pt_hclient.c)
+ * over HTTP/2: a send-request POST with http-version 2 to a loopback TCP
+ * listener of the driver (its stream is 1, as the first exchange's above).
+ * Whatever the bytes, the call ends with a response within the body cap or
+ * with an error, or is cancelled at the end; the worker's kept sessions are
+ * released after each input.
+ *
  * Input: byte 0 the size of the pieces, byte 1 flags (its high bit: the
  * rest is written with "~hh" escapes, see fuzz_seeds), then the backend's
  * bytes.
@@ -19,6 +26,7 @@
 #include "base/pt_log.h"
 #include "conf/pt_conf.h"
 #include "event/pt_io.h"
+#include "http/pt_hclient.h"
 #include "http/pt_http.h"
 #include "proxy/pt_h2up.h"
 #include "proxy/pt_proxy.h"
@@ -27,6 +35,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,6 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static struct pt_worker w;
 static int lfd = -1;
 static struct sockaddr_un addr;
+static int tfd = -1; /* the side call's server: a loopback TCP listener */
+static int tport;
 
 static void setup(void)
 {
@@ -62,6 +73,13 @@ static void setup(void)
     snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "portico-fuzz-h2c-%d", (int)getpid());
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(lfd, 8) < 0)
         abort();
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t inlen = sizeof(in);
+    tfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (tfd < 0 || bind(tfd, (struct sockaddr *)&in, sizeof(in)) < 0 || listen(tfd, 8) < 0 ||
+        getsockname(tfd, (struct sockaddr *)&in, &inlen) < 0)
+        abort();
+    tport = ntohs(in.sin_port);
 }
 
 struct exchange {
@@ -172,6 +190,66 @@ static void run(const uint8_t *data, size_t size)
     turn();
 }
 
+#define SIDE_MAX_BODY 4096
+
+static bool side_done;
+
+static void on_side(void *arg, int err, const char *msg, const struct pt_http_resp *resp)
+{
+    (void)arg;
+    side_done = true;
+    if (err ? !msg : !resp || resp->body.len > SIDE_MAX_BODY || resp->status < 200 || resp->status > 999)
+        abort(); /* an error without its reason, or a response past the cap or with an interim status */
+}
+
+/* The side-call client over HTTP/2 on the same backend bytes. */
+static void run_side_call(const uint8_t *data, size_t size)
+{
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/side", tport);
+    struct pt_http_req r = {0};
+    r.method = (pt_bytes){"POST", 4};
+    r.url = (pt_bytes){url, strlen(url)};
+    r.body = (pt_bytes){"hello", 5};
+    r.timeout_ms = 60000;
+    r.max_body = SIDE_MAX_BODY;
+    r.http_version = PT_HTTP_VERSION_2;
+    side_done = false;
+    struct pt_hclient *h = pt_hclient_send(w.base, &r, NULL, on_side, NULL);
+    if (!h)
+        abort();
+    turn(); /* it connects from the loop */
+    int peer = accept4(tfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (peer < 0)
+        abort();
+    size_t step = (size_t)(data[0] % 64) + 1;
+    char sink[65536];
+    for (size_t off = 2; off < size && !side_done; off += step) {
+        size_t n = size - off < step ? size - off : step;
+        turn();
+        while (read(peer, sink, sizeof(sink)) > 0)
+            ;
+        if (write(peer, data + off, n) < 0)
+            break;
+        turn();
+    }
+    /* the server's end: the call must end too (a response, or an error) once the bytes are delivered,
+       which loopback may defer on a busy machine; a call still running after a second is cancelled */
+    shutdown(peer, SHUT_WR);
+    for (int k = 0; k < 1000 && !side_done; k++) {
+        turn();
+        while (read(peer, sink, sizeof(sink)) > 0)
+            ;
+        if (!side_done)
+            usleep(1000);
+    }
+    if (!side_done)
+        pt_hclient_cancel(h);
+    close(peer);
+    turn();
+    pt_hclient_worker_end(); /* a session kept idle goes with it */
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     setup();
@@ -179,6 +257,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (!(data[1] & 0x80)) {
         run(data, size);
+        run_side_call(data, size);
         return 0;
     }
     uint8_t *raw = malloc(size);
@@ -188,6 +267,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     raw[1] = data[1] & 0x7f;
     size_t n = 2 + unescape(data + 2, size - 2, raw + 2);
     run(raw, n);
+    run_side_call(raw, n);
     free(raw);
     return 0;
 }
