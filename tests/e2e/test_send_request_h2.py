@@ -282,3 +282,18 @@ def test_a_bad_http_version_is_refused_with_a_position(portico, backend, policy)
     code, out = portico(cfg, start=False).check()
     assert code != 0 and "http-version" in out, out
     assert "portico.yaml:" in out, out
+
+
+def test_large_upload_follows_the_servers_window(portico, backend, h2backends):
+    # 300 kB against the backend's 64 KiB windows: sent as its WINDOW_UPDATEs allow
+    import hashlib
+    b = h2backends(window=65535)
+    p = gateway(portico, backend, {"inbound": [send(mode="copy", timeout=15), answer_with()],
+                                   "on-error": [reason_reply()]})
+    body = bytes(range(256)) * 1200
+    status, _, got = call(p, b.url + "/upload", method="POST", body=body,
+                          headers={"Content-Type": "application/octet-stream"})
+    assert status == 200, got
+    seen = json.loads(got)
+    assert seen["method"] == "POST" and seen["body_len"] == len(body)
+    assert seen["sha256"] == hashlib.sha256(body).hexdigest()
