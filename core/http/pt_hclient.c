@@ -1284,7 +1284,8 @@ static int h2_parse(struct pt_hclient *h)
     if (r < 0)
         return fail(h, PT_HTTP_ERR_PROTOCOL, "%s", err);
     if (r == 1) {
-        h2_pool_put(h);
+        if (h2_flush(h) == 0) /* what the session owes the server (a SETTINGS ACK) goes before it idles */
+            h2_pool_put(h);
         finish(h, 0);
         return STEP_END;
     }

@@ -297,3 +297,20 @@ def test_large_upload_follows_the_servers_window(portico, backend, h2backends):
     seen = json.loads(got)
     assert seen["method"] == "POST" and seen["body_len"] == len(body)
     assert seen["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_through_a_proxy_it_is_http11(portico, backend):
+    from test_send_request import Proxy
+    proxy = Proxy("user:secret")
+    side = EchoBackend()
+    try:
+        p = gateway(portico, backend, {"inbound": [
+            send(proxy={"url": proxy.url, "username": "user", "password": "secret"}), answer_with()],
+            "on-error": [reason_reply()]})
+        status, _, body = call(p, side.url + "/via")
+        assert status == 200, body
+        assert proxy.seen[-1][0:2] == ("GET", side.url + "/via")
+        assert side.last().target == "/via" and side.last().version == "HTTP/1.1"
+    finally:
+        proxy.close()
+        side.close()
