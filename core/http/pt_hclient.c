@@ -110,9 +110,11 @@ struct pt_hclient {
     bool reused;            /* the connection came from the pool */
     bool got_bytes;         /* something of the answer arrived */
     bool write_failed;      /* the server stopped reading the request: only its early answer counts */
-    char key[320];          /* the pool's key: scheme, host, port, TLS context */
+    char key[320];          /* the pool's key: version asked, scheme, host, port, TLS context */
     struct evbuffer *saved; /* the request, to resend on a fresh connection when a reused one was stale */
     bool cancelled;         /* cancelled while the resolver still holds us */
+    bool timed_out;         /* the deadline passed while resolving */
+    int dns_err;            /* the resolver failed: PT_HTTP_ERR_* */
     /* HTTP/2 */
     int version;        /* PT_HTTP_VERSION_* asked for */
     bool want_h2;       /* HTTP/2 is offered: not through a proxy, 2or1 only to https */
@@ -129,8 +131,6 @@ struct pt_hclient {
     struct pt_h2_reqhead rh; /* the header block being received */
     bool rh_on, h2_head_done, h2_chunked, h2_ended, h2_closed, h2_refused, h2_goaway;
     const char *h2_why; /* why the stream failed */
-    bool timed_out;     /* the deadline passed while resolving */
-    int dns_err;        /* the resolver failed: PT_HTTP_ERR_* */
     char err[256];
 };
 

@@ -1,6 +1,7 @@
 /*
- * pt_hclient -- the workers' own non-blocking HTTP/1.1 client
- * (send-request, send-one-way-request; docs/routing.md).
+ * pt_hclient -- the workers' own non-blocking HTTP/1.1 client, HTTP/2 when
+ * a call asks (send-request, send-one-way-request; docs/routing.md,
+ * docs/http2.md).
  *
  * One call runs on the caller's event loop: resolve (a literal address at
  * once, a name through evdns on the same loop), connect (or take a kept
