@@ -314,3 +314,72 @@ def test_through_a_proxy_it_is_http11(portico, backend):
     finally:
         proxy.close()
         side.close()
+
+
+class ContinuationFlood:
+    """An HTTP/2 server on loopback that answers the first stream with a header block that never ends:
+    HEADERS without END_HEADERS, then CONTINUATION frames of 1000-byte fields until the peer goes (or a
+    bound of frames is reached)."""
+
+    MAX_FRAMES = 50000  # 50 MB of header block at most
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.sent = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    @staticmethod
+    def frame(ftype, flags, sid, payload):
+        import struct
+        return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
+
+    def _serve(self):
+        try:
+            c, _ = self.sock.accept()
+        except OSError:
+            return
+        try:
+            c.settimeout(5)
+            c.recv(65536)  # the preface, SETTINGS, the request's HEADERS
+            field = b"\x00\x03x-a\x7f\xe9\x06" + b"v" * 1000  # a literal field, 1000-byte value
+            c.sendall(self.frame(4, 0, 0, b"") + self.frame(1, 0, 1, b"\x88" + field))
+            while not self.stop and self.sent < self.MAX_FRAMES:
+                c.sendall(self.frame(9, 0, 1, field))
+                self.sent += 1
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+        self.thread.join(10)
+
+
+def test_an_endless_header_block_is_bounded(portico, backend):
+    from test_http2 import sanitized
+    flood = ContinuationFlood()
+    try:
+        p = gateway(portico, backend, {"inbound": [send(timeout=3), answer_with()], "on-error": [reason_reply()]})
+        rss0 = p.rss_kb("VmRSS")
+        status, _, body = call(p, flood.url + "/x")
+        assert status == 599 and (body.startswith(b"BackendConnectionFailure|") or body.startswith(b"Timeout|")), \
+            body
+        assert flood.sent > 64  # more than the 64 KiB the call keeps was sent (or offered)
+        if not sanitized():
+            assert p.rss_kb("VmRSS") - rss0 < 32 * 1024, "the header block was not kept"
+        assert p.request("GET", "/echo/items/1")[0] == 200
+    finally:
+        flood.close()
