@@ -434,14 +434,24 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     return 0;
 }
 
+/* A trailer field that may go on: framing fields (Content-Length, Transfer-Encoding) are never valid in
+   trailers (RFC 9110 6.5.1), and only they can conflict with each other in the parser. */
+static bool trailer_field_kept(const struct pt_head *h)
+{
+    int kind = h->nh > 0 ? h->h[0].kind : PT_H_CONTENT_LENGTH;
+    return kind != PT_H_CONTENT_LENGTH && kind != PT_H_TRANSFER_ENCODING;
+}
+
 /* The trailer section's lines that an HTTP/1.1 parser takes one by one, into buf after its status line (at
-   `at`); returns the new end.  A field it refuses (a malformed or conflicting one) is dropped alone. */
+   `at`); returns the new end.  A field it refuses (a malformed one), a framing field and every field past
+   RESPONSE_HEADERS_MAX are dropped alone: the rest then parse together. */
 static size_t fields_that_parse(char *buf, size_t at, const char *sec, size_t n, struct pt_pool *pool)
 {
     static const char line[] = "HTTP/1.1 200 OK\r\n";
     char *one = pt_pool_alloc(pool, sizeof(line) + n + 2);
     size_t i = 0;
-    while (one && i < n) {
+    int kept = 0;
+    while (one && i < n && kept < RESPONSE_HEADERS_MAX) {
         const char *lf = memchr(sec + i, '\n', n - i);
         size_t len = lf ? (size_t)(lf - (sec + i)) + 1 : n - i;
         struct pt_head h = {0};
@@ -449,9 +459,11 @@ static size_t fields_that_parse(char *buf, size_t at, const char *sec, size_t n,
         memcpy(one, line, sizeof(line) - 1);
         memcpy(one + sizeof(line) - 1, sec + i, len);
         memcpy(one + sizeof(line) - 1 + len, "\r\n", 2);
-        if (len > 2 && pt_http_parse_response(&h, one, sizeof(line) - 1 + len + 2, pool, 1, false, &err)) {
+        if (len > 2 && pt_http_parse_response(&h, one, sizeof(line) - 1 + len + 2, pool, 1, false, &err) &&
+            trailer_field_kept(&h)) {
             memcpy(buf + at, sec + i, len);
             at += len;
+            kept++;
         }
         i += len;
     }

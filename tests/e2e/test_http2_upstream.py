@@ -698,20 +698,43 @@ def test_backend_trailers_over_the_limit_fail_the_call(h2backends, portico):
     assert get(p, "/echo/items/1")[0] == 200
 
 
-def test_one_bad_trailer_field_drops_only_itself(backend, portico):
+def trailers_to_an_h2_client(backend, portico, section):
+    """An HTTP/1.1 backend answers "hello" chunked with the given trailer section; returns what an HTTP/2
+    client got: (its response, its trailers or None)."""
     cfg = basic_config(backend.url)
     port = h2_listener(cfg)
     portico(cfg)
-    raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
-           b"0\r\nX-Checksum: abc\r\nContent-Length: abc\r\nGrpc-Status: 0\r\n\r\n")
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" + section + b"\r\n"
     c = H2Client(port)
     trailers = trailer_catcher(c)
     sid = c.request("GET", "/echo/raw", headers=[("x-raw-response", raw.hex()), ("te", "trailers")])
     st = c.response(sid)
     c.close()
-    assert status(st) == 200 and bytes(st["data"]) == b"hello"
+    assert status(st) == 200 and bytes(st["data"]) == b"hello" and st["reset"] is None
+    assert (backend.requests[-1].method, backend.requests[-1].target) == ("GET", "/base/raw")
+    return st, trailers.get(sid)
+
+
+def test_one_bad_trailer_field_drops_only_itself(backend, portico):
+    _, trailers = trailers_to_an_h2_client(
+        backend, portico, b"X-Checksum: abc\r\nContent-Length: abc\r\nGrpc-Status: 0\r\n")
     # an HTTP/2 field cannot say that: that one goes, the others reach the client
-    assert trailers[sid] == {"x-checksum": "abc", "grpc-status": "0"}
+    assert trailers == {"x-checksum": "abc", "grpc-status": "0"}
+
+
+def test_conflicting_trailer_fields_drop_only_themselves(backend, portico):
+    # each Content-Length parses alone, the two together do not; framing has no place in trailers anyway
+    _, trailers = trailers_to_an_h2_client(
+        backend, portico, b"X-Checksum: abc\r\nContent-Length: 1\r\nContent-Length: 2\r\nGrpc-Status: 0\r\n")
+    assert trailers == {"x-checksum": "abc", "grpc-status": "0"}
+
+
+def test_trailer_fields_past_the_count_are_dropped_alone(backend, portico):
+    # 256 fields at most (as for a response head): the first ones are kept, grpc-status among them
+    section = b"Grpc-Status: 0\r\n" + b"".join(b"X-F%d: v\r\n" % i for i in range(300))
+    _, trailers = trailers_to_an_h2_client(backend, portico, section)
+    assert trailers is not None and trailers.get("grpc-status") == "0", trailers
+    assert sorted(trailers) == sorted(["grpc-status"] + ["x-f%d" % i for i in range(255)])
 
 
 def test_http2_502_bodies_carry_fixed_texts(h2backends, portico, pki):
