@@ -235,10 +235,19 @@ static void request_ended(struct h2s *st)
         return;
     st->req_ended = true;
     if (st->io && st->chunked_in && !st->user_gone) {
-        /* the client's trailers, if any (a list over the limit is dropped whole) */
+        if (st->rq.too_big) {
+            /* as for an HTTP/1.1 client's chunked trailers over the limit (a 400) and a backend's (the call
+               fails): the upload fails, the backend is not given a body that ends as if complete */
+            pt_info("client %s: HTTP/2 stream %d: request trailers over the limit: stream reset",
+                    st->h->c->peer.ip, st->id);
+            pt_h2head_free(&st->rq);
+            nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
+            h2_schedule(st->h);
+            return;
+        }
+        /* the client's trailers, if any */
         evbuffer_add(st->io->in, "0\r\n", 3);
-        if (!st->rq.too_big)
-            pt_h2head_lines(&st->rq, st->io->in);
+        pt_h2head_lines(&st->rq, st->io->in);
         evbuffer_add(st->io->in, "\r\n", 2);
         pt_h2head_free(&st->rq);
         pt_io_stream_kick(st->io, 0);

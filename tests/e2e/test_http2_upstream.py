@@ -486,6 +486,33 @@ def test_request_trailers_from_an_h2_client_reach_an_h2_backend_only(h2backends,
     assert h1.body == b"abc" and b"x-req-trailer" not in h1.raw_head.lower()
 
 
+def test_request_trailers_over_the_limit_from_an_h2_client_reset_its_stream(h2backends, portico):
+    import h2.exceptions
+    b = h2backends()
+    # a header list allowed past the 64 KiB trailer bound: trailers between the two are over the limit
+    cfg = config(b, limits={"http2": {"headerListSize": "256k"}})
+    port = h2_listener(cfg)
+    p = portico(cfg)
+    c = H2Client(port)
+    sid = c.request("POST", "/echo/items", headers=[("content-type", "application/grpc")], end=False)
+    c.send_body(sid, b"abc", end=False)
+    c.conn.send_headers(sid, [("x-big-%d" % i, "v" * 900) for i in range(80)], end_stream=True)  # ~72 KiB
+    c.flush()
+    try:
+        st = c.response(sid)
+        reset = st["reset"]
+    except h2.exceptions.StreamClosedError:
+        reset = "closed"
+    c.close()
+    # the client is told: its stream is reset, not answered as if its request had been passed on whole
+    assert reset is not None
+    wait_for(lambda: "request trailers over the limit: stream reset" in p.log_text(), 10, "the log line")
+    # the backend's stream is let go without an end: no request that looks complete (body, no trailers)
+    wait_for(lambda: b.open_now == 0, 10, "the backend's stream to end")
+    assert not [r for r in b.requests if r["method"] == "POST"], b.requests
+    assert get(p, "/echo/items/1")[0] == 200
+
+
 def test_slow_client_of_a_large_h2_download_holds_bounded_memory(h2backends, portico):
     from conftest import free_port
     from test_metrics import scrape, value
