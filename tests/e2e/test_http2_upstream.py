@@ -764,6 +764,17 @@ def test_trailer_fields_past_the_count_are_dropped_alone(backend, portico):
     assert sorted(trailers) == sorted(["grpc-status"] + ["x-f%d" % i for i in range(255)])
 
 
+def test_conflicting_request_trailers_drop_only_themselves_on_the_way_to_an_h2_backend(h2backends, portico):
+    b = h2backends()
+    p = portico(config(b))
+    got = read_to_close(p.port, b"POST /echo/items HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+                        b"0\r\nContent-Length: 1\r\nContent-Length: 2\r\nX-Req-Trailer: t1\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 200"), got[:200]
+    rec = b.requests[-1]
+    assert rec["body"] == b"abc" and rec["trailers"] == [("x-req-trailer", "t1")], rec
+
+
 def test_http2_502_bodies_carry_fixed_texts(h2backends, portico, pki):
     b = h2backends(tls=pki.server)
     # the CA is not trusted: the handshake fails on the certificate; the client is not told the details
