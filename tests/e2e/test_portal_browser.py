@@ -62,6 +62,22 @@ ORDERS_WSDL = """<?xml version="1.0" encoding="UTF-8"?>
 </wsdl:definitions>
 """
 
+STOCK_PROTO = """// Stock levels, streamed as they change.
+syntax = "proto3";
+package stock.v1;
+
+// Tells and watches the stock of an item.
+service Stock {
+  // The level now.
+  rpc GetLevel(Item) returns (Level);
+  // Every change from now on.
+  rpc WatchLevels(Item) returns (stream Level);
+}
+
+message Item { string sku = 1; }
+message Level { string sku = 1; int64 count = 2; }
+"""
+
 ITEM_SCHEMA = {"type": "object", "required": ["id", "name"],
                "properties": {"id": {"type": "integer", "description": "The item's number"},
                               "name": {"type": "string", "example": "Widget"},
@@ -127,6 +143,8 @@ def portal_config(backend, workdir):
                           "value": ORDERS_WSDL}],
              "operations": [{"id": "get-order", "displayName": "GetOrder", "method": "POST", "urlTemplate": "/",
                              "description": "SOAP action GetOrder."}]},
+            {"id": "stock", "displayName": "Stock gRPC", "path": "stock", "serviceUrl": backend.url,
+             "subscriptionRequired": True, "import": {"format": "grpc", "value": STOCK_PROTO}},
             {"id": "secret-api", "displayName": "Secret API", "path": "secret", "serviceUrl": backend.url,
              "subscriptionRequired": True,
              "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]},
@@ -134,7 +152,7 @@ def portal_config(backend, workdir):
         "products": [
             {"id": "starter", "displayName": "Starter", "description": "Free access to the Echo API.",
              "state": "published", "subscriptionRequired": True, "approvalRequired": False,
-             "terms": "Starter terms: 100 calls a day.", "apis": ["echo", "catalog", "orders"],
+             "terms": "Starter terms: 100 calls a day.", "apis": ["echo", "catalog", "orders", "stock"],
              "groups": ["guests", "developers"]},
             {"id": "premium", "displayName": "Premium", "description": "More calls, after approval.",
              "state": "published", "subscriptionRequired": True, "approvalRequired": True, "apis": ["echo"],
@@ -451,6 +469,17 @@ def test_guest_reads_the_docs_and_downloads_a_definition_but_cannot_call(b):
     with open(path) as f:
         text = f.read()
     assert "<wsdl:definitions" in text and "GetOrder" in text, text[:300]
+    b.visit("/apis/stock", "guest-08-grpc-reference")
+    services = b.text("section.grpc-services")
+    for want in ("stock.v1.Stock", "GetLevel", "unary", "WatchLevels", "server-streaming",
+                 "stock.v1.Item", "stream stock.v1.Level"):
+        assert want in services, "the gRPC reference lacks %r:\n%s" % (want, services)
+    path = b.download('a.download[href*="format=proto"]')
+    with open(path) as f:
+        assert f.read() == STOCK_PROTO
+    b.visit("/apis/stock/operations/Stock-WatchLevels", "guest-08-grpc-operation")
+    assert b.has(".grpc-no-console") and not b.has("form#console")
+    assert b.text("dd.grpc-kind") == "server-streaming", b.text("#main")
 
     b.step("a guest cannot call or get keys")
     b.visit("/apis/echo/operations/get-item", "guest-09-operation")
