@@ -69,6 +69,9 @@
 #include <unistd.h>
 #include <yaml.h>
 #include <zlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #ifndef PT_SYSCONFDIR
 #define PT_SYSCONFDIR "/etc"
@@ -742,6 +745,22 @@ static void on_redis_timer(evutil_socket_t fd, short what, void *arg)
     pt_redis_retry(pt_clock_now_ms()); /* the resolver runs on a thread of its own */
 }
 
+/* A generation's memory is freed where its last user lets go of it (often a worker), into heaps
+   that glibc keeps: without giving it back, the process keeps the high-water mark of two complete
+   configurations (the running one and the one built beside it) after the first write or reload.
+   Checked on the control thread, so that no worker pays for the walk over the heaps. */
+#define TRIM_CHECK_MS 1000
+static struct event *trim_timer;
+
+static void on_trim_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+#ifdef __GLIBC__
+    if (pt_gen_take_released())
+        malloc_trim(0);
+#endif
+}
+
 static void on_quota_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -1308,6 +1327,10 @@ int main(int argc, char **argv)
     struct timeval rtv = {1, 0};
     if (redis_timer)
         event_add(redis_timer, &rtv);
+    trim_timer = event_new(ctl_base, -1, EV_PERSIST, on_trim_timer, NULL);
+    struct timeval ttv = {TRIM_CHECK_MS / 1000, (TRIM_CHECK_MS % 1000) * 1000};
+    if (trim_timer)
+        event_add(trim_timer, &ttv);
     if (!pt_mgmt_start(ctl_base, file_conf, store, &mgmt_hooks, &errs) ||
         !pt_mgmt_metrics_start(ctl_base, file_conf, store, &mgmt_hooks, &errs) ||
         !pt_portal_start(ctl_base, file_conf, store, &mgmt_hooks, &errs)) {
@@ -1366,6 +1389,8 @@ int main(int argc, char **argv)
         event_free(quota_timer);
     if (redis_timer)
         event_free(redis_timer);
+    if (trim_timer)
+        event_free(trim_timer);
     if (expiry_timer)
         event_free(expiry_timer);
     pt_counters_redis_stop(); /* the workers are gone: nothing counts any more */

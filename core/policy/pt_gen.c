@@ -27,6 +27,7 @@
 #include <stdlib.h>
 
 static atomic_ulong serial_counter;
+static atomic_bool released; /* a generation was freed since pt_gen_take_released */
 
 /*
  * Backend names are resolved once per build: every API of a generation
@@ -1436,6 +1437,7 @@ void pt_gen_unref(struct pt_gen *g)
         free(g->listen_fds);
         pt_conf_free(g->conf);
         free(g);
+        atomic_store(&released, true);
         pt_gen_unref(body);
         return;
     }
@@ -1457,4 +1459,10 @@ void pt_gen_unref(struct pt_gen *g)
     free(g->listen_fds);
     pt_conf_free(g->conf);
     free(g);
+    atomic_store(&released, true);
+}
+
+bool pt_gen_take_released(void)
+{
+    return atomic_exchange(&released, false);
 }

@@ -50,5 +50,8 @@ bool pt_gen_product_has_api(const struct pt_product *p, const struct pt_apidef *
 void pt_gen_start_loggers(struct pt_gen *g);
 void pt_gen_ref(struct pt_gen *g);
 void pt_gen_unref(struct pt_gen *g);
+/* Has a generation been freed (on any thread) since the last call?  The control thread gives the
+   freed heap back to the system then. */
+bool pt_gen_take_released(void);
 
 #endif
