@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <yaml.h>
 
+_Static_assert(sizeof(struct pt_node) <= 64, "a node grew past 64 bytes: see its declaration");
+
 #define MAX_NODES 2000000
 #define MAX_DEPTH 64
 #define MAX_FILE (64u << 20)

@@ -20,18 +20,20 @@
 
 enum pt_node_kind { PT_N_SCALAR, PT_N_SEQ, PT_N_MAP };
 
+/* Pointers first, then the ints, then the small fields: 64 bytes, not 72 with the padding of the
+   declaration order (a configuration of 10,000 APIs holds millions of nodes). */
 struct pt_node {
+    char *str; /* scalar text, NUL-terminated */
+    size_t len;
+    struct pt_node **items; /* seq: n items; map: n pairs as key,value,key,value... */
+    const char *file;       /* NULL for trees without a file */
+    struct pt_node *parent;
+    int n;
+    int line, col; /* 1-based; 0 when unknown */
+    int index;     /* position in the parent (pair index for maps) */
     enum pt_node_kind kind;
     bool quoted; /* scalar was quoted: never a bool/null/number */
     bool null;   /* `~`, `null` or an empty plain scalar */
-    char *str;   /* scalar text, NUL-terminated */
-    size_t len;
-    struct pt_node **items; /* seq: n items; map: n pairs as key,value,key,value... */
-    int n;
-    const char *file; /* NULL for trees without a file */
-    int line, col;    /* 1-based; 0 when unknown */
-    struct pt_node *parent;
-    int index; /* position in the parent (pair index for maps) */
 };
 
 /* Error collection: every message already carries its location; targets[i]
