@@ -749,7 +749,7 @@ static void on_redis_timer(evutil_socket_t fd, short what, void *arg)
    that glibc keeps: without giving it back, the process keeps the high-water mark of two complete
    configurations (the running one and the one built beside it) after the first write or reload.
    Checked on the control thread, so that no worker pays for the walk over the heaps. */
-#define TRIM_CHECK_MS 1000
+#define TRIM_CHECK_MS 100
 static struct event *trim_timer;
 
 static void on_trim_timer(evutil_socket_t fd, short what, void *arg)

@@ -958,15 +958,26 @@ struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
     return build(cf, true, errs);
 }
 
+/* The generation a check builds lives in a pool of its own, freed with it: built in the conf's pool
+   it stayed for as long as the conf (the file's conf is kept while the process runs: tens of MB at
+   10,000 APIs).  What the build writes into the conf itself is forgotten with it. */
 bool pt_gen_validate(struct pt_conf *cf, bool refs, struct pt_errors *errs)
 {
     nresolved = resolved_next = 0;
+    struct pt_pool *keep = cf->pool;
+    struct pt_pool *scratch = pt_pool_new(64 * 1024);
+    if (scratch)
+        cf->pool = scratch; /* else the conf's own, as a build */
     struct pt_gen *g = build(cf, refs, errs);
-    if (!g)
-        return false;
-    g->conf = NULL; /* the caller keeps it */
-    pt_gen_unref(g);
-    return true;
+    if (g) {
+        g->conf = NULL; /* the caller keeps it */
+        pt_gen_unref(g);
+    }
+    cf->pool = keep;
+    for (int i = 0; scratch && i < cf->nloggers; i++)
+        cf->loggers[i].http_header_text = NULL; /* in scratch: a build of this conf sets it again */
+    pt_pool_free(scratch);
+    return g != NULL;
 }
 
 static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs)
