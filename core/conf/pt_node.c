@@ -885,7 +885,34 @@ json_t *pt_node_to_json(const struct pt_node *n)
     }
 }
 
-struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent, int index)
+/* The keys of a tree made from JSON repeat in every entity ("id", "method", "urlTemplate"...): each
+   distinct key is copied into the pool once per tree and its nodes share the copy (node strings are
+   never written).  Open addressing; once the table is three quarters full, keys are copied as before. */
+#define KEY_SLOTS 4096
+
+struct keys {
+    const char *slot[KEY_SLOTS];
+    int n;
+};
+
+static char *key_copy(struct pt_pool *pool, struct keys *keys, const char *k, size_t len)
+{
+    if (!keys)
+        return pt_pool_strndup(pool, k, len);
+    size_t i = (size_t)pt_hash(k, len, false) & (KEY_SLOTS - 1);
+    for (; keys->slot[i]; i = (i + 1) & (KEY_SLOTS - 1))
+        if (!strcmp(keys->slot[i], k))
+            return (char *)keys->slot[i];
+    char *c = pt_pool_strndup(pool, k, len);
+    if (c && keys->n < KEY_SLOTS / 4 * 3) {
+        keys->slot[i] = c;
+        keys->n++;
+    }
+    return c;
+}
+
+static struct pt_node *from_json(struct pt_pool *pool, struct keys *keys, const json_t *j,
+                                 struct pt_node *parent, int index)
 {
     struct pt_node *n = pt_pool_calloc(pool, sizeof(*n));
     n->parent = parent;
@@ -902,12 +929,12 @@ struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct 
             struct pt_node *kn = pt_pool_calloc(pool, sizeof(*kn));
             kn->kind = PT_N_SCALAR;
             kn->quoted = true;
-            kn->str = pt_pool_strdup(pool, k);
             kn->len = strlen(k);
+            kn->str = key_copy(pool, keys, k, kn->len);
             kn->parent = n;
             kn->index = n->n;
             n->items[2 * n->n] = kn;
-            n->items[2 * n->n + 1] = pt_node_from_json(pool, v, n, n->n);
+            n->items[2 * n->n + 1] = from_json(pool, keys, v, n, n->n);
             n->n++;
         }
         return n;
@@ -917,7 +944,7 @@ struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct 
         size_t cnt = json_array_size(j);
         n->items = pt_pool_calloc(pool, sizeof(*n->items) * (cnt ? cnt : 1));
         for (size_t i = 0; i < cnt; i++)
-            n->items[n->n++] = pt_node_from_json(pool, json_array_get(j, i), n, (int)i);
+            n->items[n->n++] = from_json(pool, keys, json_array_get(j, i), n, (int)i);
         return n;
     }
     case JSON_STRING:
@@ -948,6 +975,14 @@ struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct 
         n->str = "";
         return n;
     }
+}
+
+struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent, int index)
+{
+    struct keys *keys = calloc(1, sizeof(*keys)); /* NULL: every key copied */
+    struct pt_node *n = from_json(pool, keys, j, parent, index);
+    free(keys);
+    return n;
 }
 
 /* ---------------------------------------------------- NUL in JSON bodies */
