@@ -368,7 +368,7 @@ const char *pt_node_kind_name(const struct pt_node *n)
 
 struct frame {
     struct pt_node *n;
-    int cap;    /* items allocated */
+    int start;  /* where its items begin on the builder's stack of children */
     int raw;    /* items added (maps: keys and values) */
     long first; /* node count when the frame opened (its anchor's size) */
     int height; /* deepest child subtree below it */
@@ -392,6 +392,11 @@ struct builder {
     struct anchor *anchors;
     int nanchors, capanchors;
     struct pt_node *root;
+    /* The children of the open maps and lists, each frame's after its parent's: a node's items are
+       copied into the pool at its end, exactly as many (grown by doubling in the pool, the arrays
+       left behind took about as much again as the ones kept). */
+    struct pt_node **kids;
+    int nkids, capkids;
     bool failed;
 };
 
@@ -439,6 +444,39 @@ static void remember(struct builder *b, const char *name, struct pt_node *n, lon
 }
 
 /* Attaches a finished child to the open frame (or makes it the root). */
+/* Pushes c on the stack of children; when the stack moves, the open nodes' items follow it. */
+static bool push_kid(struct builder *b, struct pt_node *c)
+{
+    if (b->nkids == b->capkids) {
+        int cap = b->capkids ? b->capkids * 2 : 256;
+        struct pt_node **nk = realloc(b->kids, sizeof(*nk) * (size_t)cap);
+        if (!nk)
+            return false;
+        b->kids = nk;
+        b->capkids = cap;
+        for (int d = 0; d < b->depth; d++)
+            if (b->st[d].raw)
+                b->st[d].n->items = b->kids + b->st[d].start;
+    }
+    b->kids[b->nkids++] = c;
+    return true;
+}
+
+/* The node of a frame that ends gets its own copy of its items, taken off the stack. */
+static bool settle_items(struct builder *b, const struct frame *f)
+{
+    struct pt_node **items = pt_pool_alloc(b->pool, sizeof(*items) * (size_t)(f->raw ? f->raw : 1));
+    if (!items)
+        return false;
+    if (f->raw)
+        memcpy(items, b->kids + f->start, sizeof(*items) * (size_t)f->raw);
+    else
+        items[0] = NULL;
+    f->n->items = items;
+    b->nkids = f->start;
+    return true;
+}
+
 static void attach(struct builder *b, struct pt_node *c, yaml_mark_t m, int height)
 {
     if (b->depth == 0) {
@@ -451,11 +489,11 @@ static void attach(struct builder *b, struct pt_node *c, yaml_mark_t m, int heig
         fail_at(b, m, "map keys must be plain strings");
         return;
     }
-    p->items = pt_pool_grow(b->pool, p->items, sizeof(*p->items), &f->cap, f->raw + 1);
-    if (!p->items) {
+    if (!push_kid(b, c)) {
         fail_at(b, m, "out of memory");
         return;
     }
+    p->items = b->kids + f->start; /* until the node ends (see push_kid) */
     p->items[f->raw++] = c;
     c->parent = p;
     c->index = p->kind == PT_N_MAP ? (f->raw - 1) / 2 : f->raw - 1;
@@ -606,8 +644,8 @@ static void on_event(struct builder *b, yaml_event_t *ev)
         if (!n)
             return;
         const yaml_char_t *anc = seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
-        b->st[b->depth++] =
-            (struct frame){n, 0, 0, b->count, 0, anc ? pt_pool_strdup(b->pool, (const char *)anc) : NULL};
+        b->st[b->depth++] = (struct frame){
+            n, b->nkids, 0, b->count, 0, anc ? pt_pool_strdup(b->pool, (const char *)anc) : NULL};
         return;
     }
     case YAML_SEQUENCE_END_EVENT:
@@ -621,8 +659,10 @@ static void on_event(struct builder *b, yaml_event_t *ev)
                 return;
             }
         }
-        if (!f.n->items)
-            f.n->items = pt_pool_calloc(b->pool, sizeof(*f.n->items));
+        if (!settle_items(b, &f)) {
+            fail_at(b, m, "out of memory");
+            return;
+        }
         attach(b, f.n, f.n->line ? (yaml_mark_t){0, (size_t)f.n->line - 1, (size_t)f.n->col - 1} : m,
                f.height);
         remember(b, f.anchor, f.n, b->count - f.first + 1, f.height);
@@ -688,6 +728,7 @@ struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const
     }
     yaml_parser_delete(&parser);
     free(b.anchors);
+    free(b.kids);
     if (b.failed)
         return NULL;
     if (!b.root) {
