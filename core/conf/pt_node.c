@@ -382,6 +382,33 @@ struct anchor {
     int height;
 };
 
+/* The keys of a tree repeat in every entity ("id", "method", "urlTemplate"...): each distinct key is
+   copied into the pool once per tree (a file parsed, a tree made from JSON) and its nodes share the
+   copy (node strings are never written).  Open addressing; once the table is three quarters full,
+   keys are copied as before.  A key holding a NUL is never matched (its copy keeps every byte). */
+#define KEY_SLOTS 4096
+
+struct keys {
+    const char *slot[KEY_SLOTS];
+    int n;
+};
+
+static char *key_copy(struct pt_pool *pool, struct keys *keys, const char *k, size_t len)
+{
+    if (!keys)
+        return pt_pool_strndup(pool, k, len);
+    size_t i = (size_t)pt_hash(k, len, false) & (KEY_SLOTS - 1);
+    for (; keys->slot[i]; i = (i + 1) & (KEY_SLOTS - 1))
+        if (strlen(keys->slot[i]) == len && !memcmp(keys->slot[i], k, len))
+            return (char *)keys->slot[i];
+    char *c = pt_pool_strndup(pool, k, len);
+    if (c && keys->n < KEY_SLOTS / 4 * 3) {
+        keys->slot[i] = c;
+        keys->n++;
+    }
+    return c;
+}
+
 struct builder {
     struct pt_pool *pool;
     const char *file;
@@ -397,6 +424,7 @@ struct builder {
        left behind took about as much again as the ones kept). */
     struct pt_node **kids;
     int nkids, capkids;
+    struct keys *keys; /* NULL: every key copied */
     bool failed;
 };
 
@@ -617,7 +645,10 @@ static void on_event(struct builder *b, yaml_event_t *ev)
         if (!n)
             return;
         n->len = ev->data.scalar.length;
-        n->str = pt_pool_strndup(b->pool, (const char *)ev->data.scalar.value, n->len);
+        bool is_key =
+            b->depth > 0 && b->st[b->depth - 1].n->kind == PT_N_MAP && b->st[b->depth - 1].raw % 2 == 0;
+        n->str = is_key ? key_copy(b->pool, b->keys, (const char *)ev->data.scalar.value, n->len)
+                        : pt_pool_strndup(b->pool, (const char *)ev->data.scalar.value, n->len);
         n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
         if (refuse_nul(b, m, n))
             return;
@@ -702,7 +733,7 @@ struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const
         return NULL;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    struct builder b = {.pool = pool, .file = fname, .errs = errs};
+    struct builder b = {.pool = pool, .file = fname, .errs = errs, .keys = calloc(1, sizeof(struct keys))};
     int docs = 0;
     bool done = false, second = false;
     while (!done && !b.failed) {
@@ -729,6 +760,7 @@ struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const
     yaml_parser_delete(&parser);
     free(b.anchors);
     free(b.kids);
+    free(b.keys);
     if (b.failed)
         return NULL;
     if (!b.root) {
@@ -924,32 +956,6 @@ json_t *pt_node_to_json(const struct pt_node *n)
         }
         return json_stringn(n->str, n->len);
     }
-}
-
-/* The keys of a tree made from JSON repeat in every entity ("id", "method", "urlTemplate"...): each
-   distinct key is copied into the pool once per tree and its nodes share the copy (node strings are
-   never written).  Open addressing; once the table is three quarters full, keys are copied as before. */
-#define KEY_SLOTS 4096
-
-struct keys {
-    const char *slot[KEY_SLOTS];
-    int n;
-};
-
-static char *key_copy(struct pt_pool *pool, struct keys *keys, const char *k, size_t len)
-{
-    if (!keys)
-        return pt_pool_strndup(pool, k, len);
-    size_t i = (size_t)pt_hash(k, len, false) & (KEY_SLOTS - 1);
-    for (; keys->slot[i]; i = (i + 1) & (KEY_SLOTS - 1))
-        if (!strcmp(keys->slot[i], k))
-            return (char *)keys->slot[i];
-    char *c = pt_pool_strndup(pool, k, len);
-    if (c && keys->n < KEY_SLOTS / 4 * 3) {
-        keys->slot[i] = c;
-        keys->n++;
-    }
-    return c;
 }
 
 static struct pt_node *from_json(struct pt_pool *pool, struct keys *keys, const json_t *j,
