@@ -216,3 +216,19 @@ int pt_h2head_nv(const struct pt_head *h, const char *scheme, struct pt_pool *po
     *out = nv;
     return n;
 }
+
+bool pt_h2head_flood(uint64_t size, uint64_t limit)
+{
+    return size > 2 * limit + 16384;
+}
+
+bool pt_h2head_block_frame(uint64_t *block, const nghttp2_frame_hd *hd, uint64_t limit)
+{
+    if (hd->type == NGHTTP2_HEADERS)
+        *block = hd->length;
+    else if (hd->type == NGHTTP2_CONTINUATION)
+        *block += hd->length;
+    else
+        return false;
+    return pt_h2head_flood(*block, limit);
+}

@@ -50,4 +50,14 @@ int pt_h2head_resp_write(struct pt_h2_reqhead *r, bool end_stream, bool head_req
    number, -1 when out of memory. */
 int pt_h2head_nv(const struct pt_head *h, const char *scheme, struct pt_pool *pool, nghttp2_nv **out);
 
+/* The guard against header blocks without end (CVE-2024-28182): a block far past a header list limit
+   is not read on to its end, whatever the nghttp2 release bounds by itself; the session is cut.
+   Counted both as received and as decoded, since HPACK amplifies.  True when `size` bytes are that far
+   past `limit`. */
+bool pt_h2head_flood(uint64_t size, uint64_t limit);
+
+/* A frame begins: a HEADERS frame starts the block `*block` counts, a CONTINUATION adds to it, others
+   leave it.  True when the block is a flood (pt_h2head_flood). */
+bool pt_h2head_block_frame(uint64_t *block, const nghttp2_frame_hd *hd, uint64_t limit);
+
 #endif

@@ -291,15 +291,8 @@ static uint64_t header_list_limit(const struct pt_h2 *h)
     return cf->limits.h2.header_list ? cf->limits.h2.header_list : cf->limits.header_size;
 }
 
-/* A header block far past the header list size is not answered 431 but cut off with the connection: its
-   CONTINUATION frames would otherwise be read and decoded to their end (CVE-2024-28182), whatever the
-   nghttp2 release bounds by itself.  Counted both as received and as decoded (HPACK can amplify). */
-static bool block_too_big(const struct pt_h2 *h, uint64_t size)
-{
-    uint64_t limit = header_list_limit(h);
-    return size > 2 * limit + 16384;
-}
-
+/* A header block far past the header list size is not answered 431 but cut off with the connection
+   (pt_h2head_flood). */
 static int cut_block(struct pt_h2 *h)
 {
     pt_info("client %s: HTTP/2 header block far over the limit: connection closed", h->c->peer.ip);
@@ -312,13 +305,7 @@ static int cut_block(struct pt_h2 *h)
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *arg)
 {
     struct pt_h2 *h = arg;
-    if (hd->type == NGHTTP2_HEADERS)
-        h->block = hd->length;
-    else if (hd->type == NGHTTP2_CONTINUATION)
-        h->block += hd->length;
-    else
-        return 0;
-    return block_too_big(h, h->block) ? cut_block(h) : 0;
+    return pt_h2head_block_frame(&h->block, hd, header_list_limit(h)) ? cut_block(h) : 0;
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *arg)
@@ -355,7 +342,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     }
     if (!pt_h2head_field(&st->rq, name, nlen, value, vlen))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    return block_too_big(h, st->rq.size) ? cut_block(h) : 0;
+    return pt_h2head_flood(st->rq.size, header_list_limit(h)) ? cut_block(h) : 0;
 }
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)

@@ -342,15 +342,8 @@ static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
     return (ssize_t)len;
 }
 
-/* As pt_h2 does for clients: a header block far past the header list limit is not read to its end (its
-   CONTINUATION frames would be received and decoded without bound on a libnghttp2 that does not bound
-   them itself, CVE-2024-28182), the session is cut.  Counted as received and as decoded (HPACK
-   amplifies); resetting the stream alone would leave nghttp2 decoding the rest of the block. */
-static bool block_too_big(uint64_t size)
-{
-    return size > 2 * (uint64_t)RESPONSE_HEAD_MAX + 16384;
-}
-
+/* As pt_h2 does for clients, a header block far past the response head limit cuts the session
+   (pt_h2head_flood): resetting the stream alone would leave nghttp2 decoding the rest of the block. */
 static int cut_block(struct pt_h2up *h)
 {
     pt_info("backend %s: HTTP/2 header block far over the limit: connection closed", h->pool->key);
@@ -361,13 +354,7 @@ static int cut_block(struct pt_h2up *h)
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *arg)
 {
     struct pt_h2up *h = arg;
-    if (hd->type == NGHTTP2_HEADERS)
-        h->block = hd->length;
-    else if (hd->type == NGHTTP2_CONTINUATION)
-        h->block += hd->length;
-    else
-        return 0;
-    return block_too_big(h->block) ? cut_block(h) : 0;
+    return pt_h2head_block_frame(&h->block, hd, RESPONSE_HEAD_MAX) ? cut_block(h) : 0;
 }
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
@@ -380,7 +367,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
     /* over the limit nothing more is kept, but the block is counted to its end (headers_in resets the
        stream) */
-    return block_too_big(st->rh.size) ? cut_block(arg) : 0;
+    return pt_h2head_flood(st->rh.size, RESPONSE_HEAD_MAX) ? cut_block(arg) : 0;
 }
 
 /* A header block is complete: the response head (1xx ones are passed too: pt_upstream drops them),
