@@ -8,50 +8,15 @@ what the side service received.
 """
 
 import json
-import tempfile
 import urllib.request
 
 import pytest
 
-from backends import EchoBackend, H2Backend
+from backends import EchoBackend
 from conftest import basic_config, free_port, wait_for
-from tls_helpers import Pki, TLSEchoBackend
-
-
-@pytest.fixture(scope="module")
-def pki():
-    with tempfile.TemporaryDirectory(prefix="portico-pki-") as d:
-        p = Pki(d)
-        p.server = p.leaf("server", "localhost", ["DNS:localhost"])
-        yield p
-
-
-@pytest.fixture
-def h2backends():
-    started = []
-
-    def make(**kw):
-        b = H2Backend(**kw)
-        started.append(b)
-        return b
-    yield make
-    for b in started:
-        b.close()
-        assert not [e for e in b.errors if e.startswith("backend failure")], b.errors
-
-
-def reason_reply():
-    return {"return-response": {"set-status": {"code": 599},
-                                "set-body": "@(context.lastError.reason .. '|' .. context.lastError.message)"}}
-
-
-def answer_with(var="r"):
-    """return-response with the side call's status, its Content-Type and its body."""
-    return {"return-response": {
-        "set-status": {"code": "@(context.variables['%s'].statusCode)" % var},
-        "set-header": [{"name": "X-Side-Type",
-                        "value": "@(context.variables['%s'].headers:get('Content-Type', ''))" % var}],
-        "set-body": "@(context.variables['%s'].body:asString())" % var}}
+from test_http2_upstream import h2backends, pki  # noqa: F401 (fixtures)
+from test_send_request import answer_with, reason_reply
+from tls_helpers import TLSEchoBackend
 
 
 def send(version="2", var="r", url="@(context.request.headers:get('X-Url', ''))", **kw):
