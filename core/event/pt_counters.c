@@ -389,10 +389,14 @@ static int shared_apply(struct shard *s, struct entry *e, struct pt_counter_op *
             urgent = urgent || !e->sh->asked;
         } else {
             ok = 0;
-            if (e->sh->exhausted)
-                e->sh->pend += op->add; /* refused by the limit across nodes: it counts, as in APIM (pushed
-                                           at the next turn: no hurry) */
-            else
+            if (e->sh->exhausted) {
+                /* refused by the limit across nodes: it counts, as in APIM (pushed at the next turn: no
+                   hurry) -- except a quota's: past the limit its count changes no verdict in the
+                   period, and pushed it would cancel the tokens other nodes give back unused, cutting
+                   the quota short for the rest of the period */
+                if (e->kind != PT_COUNTER_FIXED)
+                    e->sh->pend += op->add;
+            } else
                 urgent = urgent || !e->sh->asked; /* this node ran out, the window has room: ask now */
         }
     } else if (op->add > 0)

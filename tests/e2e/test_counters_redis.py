@@ -6,7 +6,8 @@ Three portico processes with the same file (each its own data folder and
 port) against one redis-server the test starts: rate-limit, rate-limit-by-key
 and quota-by-key under concurrent load from threads hitting all three hold
 the limit within the documented bound (calls + nodes x 1); quotas survive
-restarting every node; Redis killed in the middle of a run fails no request,
+restarting every node, and what a run left unused (tokens a node held when
+the load ended) is admitted after it, no more; Redis killed in the middle of a run fails no request,
 moves the fallback metric, and what was counted meanwhile is merged into
 Redis when it comes back (read with the test's own RESP client); Redis with a
 password, with an ACL user, over TLS; a wrong password is a Redis that is
@@ -261,20 +262,14 @@ def test_quota_by_key_holds_and_survives_restarting_every_node(backend, cluster,
     load = Load(c.nodes, per_node=4, headers={"X-Client": "q"}, total=400).start().join()
     assert_no_failure(load)
     ok = load.count(200)
-    assert 95 <= ok <= 100 + NODES, (ok, load.count(403))
+    # never past the bound; a node may still hold a few tokens when the load ends (used below)
+    assert 1 <= ok <= 100 + NODES, (ok, load.count(403))
     assert load.count(200) + load.count(403) == 400
     keys = [k.decode() for k in r.command("KEYS", "portico:ctr:*")]
     assert len(keys) == 1
     ttl = r.command("PTTL", keys[0])
     assert 0 < ttl <= 3600 * 1000 + 60000, ttl  # the period's end (and a minute)
-    # every node restarted (SIGINT, then started again): the quota is still spent
-    assert c.stop() == [0] * NODES
-    c.start()
-    again = Load(c.nodes, per_node=2, headers={"X-Client": "q"}, total=60).start().join()
-    assert_no_failure(again)
-    # at most the bound's grace per node before its first lease
-    assert again.count(200) <= NODES, again.statuses
-    assert again.count(403) >= 60 - NODES
+    assert_restarted_nodes_use_the_rest(c, r, keys[0], ok, 100, {"X-Client": "q"})
 
 
 def test_stopping_nodes_give_their_tokens_back(backend, cluster, redis_server):
@@ -300,16 +295,30 @@ def test_quota_per_subscription_survives_restarts(backend, cluster, redis_server
     load = Load(c.nodes, per_node=2, total=90).start().join()
     assert_no_failure(load)
     ok = load.count(200)
-    assert 28 <= ok <= 30 + NODES, ok
+    assert 1 <= ok <= 30 + NODES, ok
     keys = [k.decode() for k in r.command("KEYS", "portico:ctr:*")]
     assert len(keys) == 1
     assert r.command("PTTL", keys[0]) == -1  # renewal-period 0: never renewed, never expires
-    for p in c.nodes:
-        p.stop()
+    assert_restarted_nodes_use_the_rest(c, r, keys[0], ok, 30, {})
+
+
+def assert_restarted_nodes_use_the_rest(c, r, key, ok, calls, headers):
+    """Every node stopped (SIGINT) and started again: the quota is still spent, and only spent.
+
+    A node may hold tokens it did not use when a fixed-size load ends (the other nodes' threads
+    took the rest of the load while it waited for them): stopping gives them back, and the refusals
+    past the limit were not added to the quota's count, so Redis then holds exactly the calls
+    admitted and the restarted nodes admit what is left -- and at most the grace per node (one
+    call before a node's first answer from Redis) beyond it."""
+    assert c.stop() == [0] * NODES
+    assert redis_sum(r, key) == ok, (redis_sum(r, key), ok)
     c.start()
-    again = Load(c.nodes, per_node=1, total=30).start().join()
+    left = max(0, calls - ok)
+    total = left + 60
+    again = Load(c.nodes, per_node=1, headers=headers, total=total, pause=0.02).start().join()
     assert_no_failure(again)
-    assert again.count(200) <= NODES
+    assert left <= again.count(200) <= left + NODES, (ok, again.statuses)
+    assert again.count(200) + again.count(403) == total
 
 
 # ------------------------------------------------------------ Redis down

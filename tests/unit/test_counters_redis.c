@@ -5,7 +5,8 @@
  * answer, the Redis key), and the table driven through pt_counters_take and
  * pt_counters_done by a Redis of the test's own (the script's rule in C,
  * pt_counters_grant): admissions are tokens, at most the grace before the
- * first lease, refusals past the window counted, unused tokens given back,
+ * first lease, refusals past the window counted (not a quota's), unused tokens
+ * given back and then used elsewhere,
  * increments pushed, and per-node counting while Redis is down, merged after.
  */
 #include "event/pt_counters.h"
@@ -269,6 +270,70 @@ static void test_unused_tokens_go_back(void **state)
     pt_counters_free();
 }
 
+/* decide() for a quota: a fixed period of an hour from the epoch. */
+static int decide_quota(const char *key, int64_t limit)
+{
+    struct pt_counter_op op = {0};
+    op.key = (pt_bytes){key, strlen(key)};
+    op.kind = PT_COUNTER_FIXED | PT_COUNTER_COUNT_REFUSED;
+    op.window_ms = 3600000;
+    op.origin_ms = 0;
+    op.limit = limit;
+    op.add = 1;
+    return pt_counters_apply(&op);
+}
+
+/* Another node holds a quota's last tokens when this one is refused; it gives them back unused,
+   and this node then gets them: the quota is not cut short by the refusals in between (a rate
+   limit's refusals count, a quota's past its limit would only cancel the tokens given back). */
+static void test_quota_tokens_given_back_are_used(void **state)
+{
+    (void)state;
+    static struct pt_counters_job jobs[64];
+    fresh_table();
+    uint64_t now = pt_clock_now_ms();
+    int admitted = decide_quota("q", 30);
+    serve(jobs, pt_counters_take(jobs, 64, now, 50), now, true);
+    fake_total += 10; /* the other node reserves a third of the quota */
+    for (int i = 0; i < 400 && fake_total < 30; i++) {
+        admitted += decide_quota("q", 30);
+        if (i % 5 == 4) {
+            now += 10;
+            serve(jobs, pt_counters_take(jobs, 64, now, 50), now, true);
+        }
+    }
+    for (int i = 0; i < 40; i++)
+        admitted += decide_quota("q", 30); /* the tokens still held */
+    assert_int_equal(admitted, 20);
+    /* the count across nodes is full: refused, whatever the demand */
+    int refused = 0;
+    for (int r = 0; r < 5; r++) {
+        for (int i = 0; i < 10; i++)
+            refused += !decide_quota("q", 30);
+        now += 10;
+        serve(jobs, pt_counters_take(jobs, 64, now, 50), now, true);
+    }
+    assert_int_equal(refused, 50);
+    assert_int_equal(fake_total, 30); /* a quota's refusals past its limit are not pushed */
+    fake_total -= 4;                  /* the other node used 6 of its 10 and gives 4 back */
+    int later = 0;
+    for (int i = 0; i < 200 && later < 4; i++) {
+        later += decide_quota("q", 30);
+        if (i % 5 == 4) {
+            now += 10;
+            serve(jobs, pt_counters_take(jobs, 64, now, 50), now, true);
+        }
+    }
+    assert_int_equal(later, 4); /* used here: 30 admitted across the two nodes */
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(decide_quota("q", 30), 0);
+    now += 10;
+    serve(jobs, pt_counters_take(jobs, 64, now, 50), now, true);
+    assert_int_equal(fake_total, 30);
+    pt_counters_share(false, NULL);
+    pt_counters_free();
+}
+
 static void test_down_counts_per_node_and_merges(void **state)
 {
     (void)state;
@@ -345,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_leases),
         cmocka_unit_test(test_tokens_pay_for_credit_calls),
         cmocka_unit_test(test_unused_tokens_go_back),
+        cmocka_unit_test(test_quota_tokens_given_back_are_used),
         cmocka_unit_test(test_down_counts_per_node_and_merges),
         cmocka_unit_test(test_threads),
     };
