@@ -540,8 +540,10 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         pt_node_errors_add(errs, "store: %s", pt_store_error(st));
         return false;
     }
-    if (file)
+    if (file) {
         pt_store_mark(st, source);
+        pt_store_keep_unchanged(st, true); /* the file again: only what changed in it is written */
+    }
     bool ok = true;
     json_t *routes = file ? foreign_routes(st) : NULL;
     for (int i = 0; ok && i < f->napis; i++) {
@@ -635,8 +637,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             json_object_set_new(j, "createdDate", json_string(prev ? prev : ts));
         }
         pt_model_trace_since(j, old);
+        ok &= pt_store_put_read(st, "subscription", "", s->id, s->workspace, j, source, NULL, old);
         json_decref(old);
-        ok &= pt_store_put(st, "subscription", "", s->id, s->workspace, j, source, NULL);
         json_decref(j);
     }
     for (int i = 0; ok && i < f->ngateways; i++) {
@@ -663,8 +665,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             }
             json_object_set_new(j, names[k], json_string(prev ? prev : fresh));
         }
+        ok &= pt_store_put_read(st, "gateway", "", g->id, "", j, source, NULL, old);
         json_decref(old);
-        ok &= pt_store_put(st, "gateway", "", g->id, "", j, source, NULL);
         json_decref(j);
         /* like a product's APIs: the file's list is the list (the sweep takes the rest); a document sent
            to the management API adds to it */
@@ -739,6 +741,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     (void)none;
     if (ok && file && !remove_undeclared(st))
         ok = false;
+    pt_store_keep_unchanged(st, false);
     if (!ok) {
         if (errs->n == 0 || strlen(pt_store_error(st)))
             pt_node_errors_add(errs, "store: %s", pt_store_error(st));

@@ -22,7 +22,8 @@ struct pt_store {
     int depth;   /* nested begin/commit */
     bool failed; /* a nested part failed: the outer commit rolls back */
     uint64_t version;
-    int64_t mark; /* current sweep mark */
+    int64_t mark;   /* current sweep mark */
+    bool keep_same; /* pt_store_keep_unchanged: a put of what is stored moves its mark alone */
     char err[512];
     /* sealing of secrets at rest (pt_store_set_sealer) */
     pt_seal_fn seal, unseal;
@@ -542,19 +543,89 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
     return found;
 }
 
+void pt_store_keep_unchanged(struct pt_store *s, bool on)
+{
+    s->keep_same = on;
+}
+
+/*
+ * Whether kind/parent/id is stored as it would be put: the same workspace and source, and the
+ * same body -- the text `plain` a put writes, or for a kind with sealed fields the body itself,
+ * compared with the stored one unsealed (sealing is randomized: the texts always differ).  When it
+ * is, only its mark moves (so that the sweep keeps it) and etag gets its ETag.  -1: the store
+ * failed.
+ */
+static int stored_same(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                       const char *workspace, const json_t *body, const char *plain, const json_t *known,
+                       const char *source, char etag[24])
+{
+    sqlite3_stmt *st = prep(s, "SELECT workspace, body, source, etag FROM entities"
+                               " WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+    if (!st)
+        return -1;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, parent);
+    bind_text(st, 3, id);
+    bool same = false;
+    if (sqlite3_step(st) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(st, 0), workspace) &&
+        !strcmp((const char *)sqlite3_column_text(st, 2), source)) {
+        const char *stored = (const char *)sqlite3_column_text(st, 1);
+        if (known) /* read (and unsealed) by the caller in this transaction */
+            same = json_equal(known, body);
+        else if (plain)
+            same = !strcmp(stored, plain);
+        else {
+            json_t *old = json_loads(stored, 0, NULL);
+            same = old && seal_body(s, kind, old, false) && json_equal(old, body);
+            json_decref(old);
+        }
+        if (same && etag)
+            snprintf(etag, 24, "%s", (const char *)sqlite3_column_text(st, 3));
+    }
+    release(s, st);
+    if (!same)
+        return 0;
+    st = prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+    if (!st)
+        return -1;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, parent);
+    bind_text(st, 3, id);
+    sqlite3_bind_int64(st, 4, s->mark);
+    return done(s, st) ? 1 : -1;
+}
+
 bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id,
                   const char *workspace, const json_t *body, const char *source, char etag[24])
 {
-    entity_written(s, kind, parent, id);
+    return pt_store_put_read(s, kind, parent, id, workspace, body, source, etag, NULL);
+}
+
+bool pt_store_put_read(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                       const char *workspace, const json_t *body, const char *source, char etag[24],
+                       const json_t *stored)
+{
     /* what cannot be written as JSON that loads again must not be stored:
        entity lists skip bodies that do not load, so it would vanish */
     char where[256];
     if (pt_node_json_nul_path(body, where, sizeof(where))) {
+        entity_written(s, kind, parent, id);
         snprintf(s->err, sizeof(s->err), "%s '%s': %s: must not contain a NUL character", kind, id, where);
         return false;
     }
     char *txt;
-    if (s->seal && has_sealed_fields(kind)) {
+    bool sealed = s->seal && has_sealed_fields(kind);
+    txt = sealed ? NULL : json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    if (s->keep_same && (txt || sealed)) {
+        int same = stored_same(s, kind, parent, id, workspace ? workspace : "", body, txt, stored,
+                               source ? source : "api", etag);
+        if (same) { /* unchanged: no new ETag, nothing for the views to read again */
+            free(txt);
+            return same > 0;
+        }
+    }
+    entity_written(s, kind, parent, id);
+    if (sealed) {
         json_t *copy = json_deep_copy(body);
         if (!seal_body(s, kind, copy, true)) {
             json_decref(copy);
@@ -563,8 +634,7 @@ bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, cons
         }
         txt = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(copy);
-    } else
-        txt = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    }
     if (!txt)
         return false;
     char tag[24];
@@ -597,14 +667,18 @@ bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, cons
 
 bool pt_store_delete(struct pt_store *s, const char *kind, const char *parent, const char *id)
 {
-    entity_written(s, kind, parent, id);
     sqlite3_stmt *st = prep(s, "DELETE FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
-    if (!st)
+    if (!st) {
+        entity_written(s, kind, parent, id);
         return false;
+    }
     bind_text(st, 1, kind);
     bind_text(st, 2, parent);
     bind_text(st, 3, id);
-    return done(s, st) && sqlite3_changes(s->db) > 0;
+    bool ok = done(s, st), gone = ok && sqlite3_changes(s->db) > 0;
+    if (!ok || gone) /* nothing deleted: nothing for the views to read again */
+        entity_written(s, kind, parent, id);
+    return gone;
 }
 
 /* Calls fn for each row of st (parent, id, workspace, body, etag, source) of `kind`, then gives st
@@ -699,9 +773,20 @@ int pt_store_count_before(struct pt_store *s, const char *kind, const char *pare
 
 bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source)
 {
+    /* a link there already only has its mark moved (its source stays): no write for the views */
+    sqlite3_stmt *st = prep(s, "UPDATE links SET touched = ?4 WHERE kind = ?1 AND a = ?2 AND b = ?3");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, a);
+    bind_text(st, 3, b);
+    sqlite3_bind_int64(st, 4, s->mark);
+    if (!done(s, st))
+        return false;
+    if (sqlite3_changes(s->db) > 0)
+        return true;
     written(s, kind);
-    sqlite3_stmt *st = prep(s, "INSERT INTO links (kind, a, b, source, touched) VALUES (?1, ?2, ?3, ?4, ?5)"
-                               " ON CONFLICT (kind, a, b) DO UPDATE SET touched = excluded.touched");
+    st = prep(s, "INSERT INTO links (kind, a, b, source, touched) VALUES (?1, ?2, ?3, ?4, ?5)");
     if (!st)
         return false;
     bind_text(st, 1, kind);
@@ -714,16 +799,20 @@ bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const ch
 
 bool pt_store_unlink(struct pt_store *s, const char *kind, const char *a, const char *b)
 {
-    written(s, kind);
     sqlite3_stmt *st = prep(s, b ? "DELETE FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3"
                                  : "DELETE FROM links WHERE kind = ?1 AND a = ?2");
-    if (!st)
+    if (!st) {
+        written(s, kind);
         return false;
+    }
     bind_text(st, 1, kind);
     bind_text(st, 2, a);
     if (b)
         bind_text(st, 3, b);
-    return done(s, st);
+    bool ok = done(s, st);
+    if (!ok || sqlite3_changes(s->db) > 0) /* nothing unlinked: nothing for the views to read again */
+        written(s, kind);
+    return ok;
 }
 
 bool pt_store_linked(struct pt_store *s, const char *kind, const char *a, const char *b)
@@ -826,7 +915,6 @@ void pt_store_touch_link(struct pt_store *s, const char *kind, const char *a, co
 
 int pt_store_sweep(struct pt_store *s, const char *source)
 {
-    written(s, NULL);
     int n = 0;
     static const char *const sql[] = {"DELETE FROM entities WHERE source = ?1 AND touched <> ?2",
                                       "DELETE FROM links WHERE source = ?1 AND touched <> ?2"};
@@ -836,10 +924,14 @@ int pt_store_sweep(struct pt_store *s, const char *source)
             return -1;
         bind_text(st, 1, source);
         sqlite3_bind_int64(st, 2, s->mark);
-        if (!done(s, st))
+        if (!done(s, st)) {
+            written(s, NULL);
             return -1;
+        }
         n += sqlite3_changes(s->db);
     }
+    if (n) /* what it deleted is not journaled: every view is stale */
+        written(s, NULL);
     return n;
 }
 

@@ -60,7 +60,16 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
 /* Who wrote an entity ("config" or "api") and its workspace; false when absent. */
 bool pt_store_info(struct pt_store *s, const char *kind, const char *parent, const char *id, char source[16],
                    char workspace[128]);
-/* Inserts or replaces; sets a new ETag (written to etag when not NULL). */
+/* Inserts or replaces; sets a new ETag (written to etag when not NULL) -- except while
+   pt_store_keep_unchanged is on, when a put of what is stored already (the same body, workspace
+   and source) keeps its ETag and only moves its mark: applying the configuration file again writes
+   only what changed in it, and the views read again only what was written. */
+void pt_store_keep_unchanged(struct pt_store *s, bool on);
+/* pt_store_put of an entity the caller read with pt_store_get in this transaction (`stored`, as
+   read; NULL when absent): compared with it, not read and unsealed a second time. */
+bool pt_store_put_read(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                       const char *workspace, const json_t *body, const char *source, char etag[24],
+                       const json_t *stored);
 bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id,
                   const char *workspace, const json_t *body, const char *source, char etag[24]);
 bool pt_store_delete(struct pt_store *s, const char *kind, const char *parent, const char *id);

@@ -226,7 +226,7 @@ static bool group_versions(struct pt_gen *g, struct route_key *keys, int n, stru
     return true;
 }
 
-static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs);
+static struct pt_gen *build(struct pt_conf *cf, bool refs, bool check_only, struct pt_errors *errs);
 
 /* ---------------------------------------------------------------- backends */
 
@@ -955,7 +955,7 @@ static struct pt_doc *workspace_doc(const struct pt_conf *cf, struct pt_doc **wd
 struct pt_gen *pt_gen_build(struct pt_conf *cf, struct pt_errors *errs)
 {
     nresolved = resolved_next = 0; /* a reload resolves names again */
-    return build(cf, true, errs);
+    return build(cf, true, false, errs);
 }
 
 /* The generation a check builds lives in a pool of its own, freed with it: built in the conf's pool
@@ -968,7 +968,7 @@ bool pt_gen_validate(struct pt_conf *cf, bool refs, struct pt_errors *errs)
     struct pt_pool *scratch = pt_pool_new(64 * 1024);
     if (scratch)
         cf->pool = scratch; /* else the conf's own, as a build */
-    struct pt_gen *g = build(cf, refs, errs);
+    struct pt_gen *g = build(cf, refs, true, errs);
     if (g) {
         g->conf = NULL; /* the caller keeps it */
         pt_gen_unref(g);
@@ -980,7 +980,9 @@ bool pt_gen_validate(struct pt_conf *cf, bool refs, struct pt_errors *errs)
     return g != NULL;
 }
 
-static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *errs)
+/* check_only: a generation that only checks and is let go (pt_gen_validate): what only requests read
+   and no check needs (the definitions' texts and samples) is not made. */
+static struct pt_gen *build(struct pt_conf *cf, bool refs, bool check_only, struct pt_errors *errs)
 {
     struct pt_gen *g = calloc(1, sizeof(*g));
     if (!g)
@@ -1096,7 +1098,8 @@ static struct pt_gen *build(struct pt_conf *cf, bool refs, struct pt_errors *err
     }
     free(keys);
     pt_router_finish(g->router);
-    definitions(g);
+    if (!check_only)
+        definitions(g);
     if (refs && !pt_conf_check_refs(cf, errs))
         goto out;
 

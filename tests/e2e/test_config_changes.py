@@ -168,3 +168,48 @@ def test_reloads_and_management_writes_interleaved_lose_nothing(portico, backend
     assert load["ok"] > 0
     assert "reload refused" not in p.log_text()
     assert p.proc.poll() is None
+
+
+def test_a_reload_writes_only_what_changed_in_the_file(portico, backend):
+    """The file applied again at a reload writes only the entities it changed: the others keep
+    their ETags (and a subscription its keys made once), the changed one gets a new ETag and is
+    served, and one the file stopped declaring is gone."""
+    cfg = mgmt_config(backend.url)
+    cfg["apis"].append({"id": "other", "path": "other", "displayName": "Other", "serviceUrl": backend.url,
+                        "subscriptionRequired": False,
+                        "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]})
+    cfg["products"] = [{"id": "p", "displayName": "P", "state": "published", "apis": ["echo"]}]
+    cfg["subscriptions"] = [{"id": "s1", "scope": "/products/p", "displayName": "S1"}]  # keys made once
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+
+    def etags():
+        out = {}
+        for path in ("apis/echo", "apis/other", "apis/echo/operations/get-item", "products/p", "subscriptions/s1"):
+            st, hdrs, _ = m.call("GET", path)
+            out[path] = hdrs.get("etag") if st == 200 else st
+        return out
+    first, keys = etags(), m.keys("s1")
+    assert all(isinstance(v, str) and v for v in first.values()), first
+
+    assert p.reload(cfg, wait=0.05)  # the same file
+    assert etags() == first
+    assert m.keys("s1") == keys
+
+    cfg["apis"][1]["displayName"] = "Other renamed"
+    assert p.reload(cfg, wait=0.05)
+    now = etags()
+    assert now["apis/other"] != first["apis/other"]
+    assert {k: v for k, v in now.items() if k != "apis/other"} == \
+        {k: v for k, v in first.items() if k != "apis/other"}
+    assert m.ok("GET", "apis/other")["displayName"] == "Other renamed"
+    assert m.keys("s1") == keys
+    assert p.request("GET", "/other/x")[0] == 200
+
+    del cfg["apis"][1]
+    assert p.reload(cfg, wait=0.05)
+    assert m.call("GET", "apis/other")[0] == 404
+    assert p.request("GET", "/other/x")[0] == 404
+    assert {k: v for k, v in etags().items() if k != "apis/other"} == \
+        {k: v for k, v in first.items() if k != "apis/other"}
+    assert p.proc.poll() is None

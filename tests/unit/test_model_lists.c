@@ -838,6 +838,163 @@ static int line_of(const char *text, const char *id)
     return 0;
 }
 
+/* ------------------------------------------------ the file applied again */
+
+/* A sealer that seals the same text differently every time, as a real one does (a counter where a
+   real one has a random nonce): "v1:", the counter's letter, the text reversed. */
+static int salt;
+static char *salted_seal(void *arg, const char *in)
+{
+    char *r = reverse_seal(arg, in);
+    size_t n = strlen(r);
+    char *out = malloc(n + 2);
+    assert_non_null(out);
+    memcpy(out, "v1:", 3);
+    out[3] = (char)('a' + salt++ % 26);
+    memcpy(out + 4, r + 3, n - 2);
+    free(r);
+    return out;
+}
+
+static char *salted_unseal(void *arg, const char *in)
+{
+    if (strncmp(in, "v1:", 3) || !in[3])
+        return NULL;
+    char *r = malloc(strlen(in));
+    assert_non_null(r);
+    memcpy(r, "v1:", 3);
+    strcpy(r + 3, in + 4);
+    char *out = reverse_unseal(arg, r);
+    free(r);
+    return out;
+}
+
+static void etag_of(struct pt_store *st, const char *kind, const char *id, char tag[24])
+{
+    json_t *body = NULL;
+    assert_true(pt_store_get(st, kind, "", id, &body, tag));
+    json_decref(body);
+}
+
+static void put_in(struct pt_store *st, const char *kind, const char *id, const char *ws, const char *json)
+{
+    json_t *body = json_loads(json, 0, NULL);
+    assert_non_null(body);
+    assert_true(pt_store_put(st, kind, "", id, ws, body, "config", NULL));
+    json_decref(body);
+}
+
+/* One application of "the file": the entities put under a new mark, unchanged ones kept. */
+static void apply_begin(struct pt_store *st)
+{
+    usleep(2000); /* the mark is the wall clock's milliseconds: a new one */
+    assert_true(pt_store_begin(st));
+    pt_store_mark(st, "config");
+    pt_store_keep_unchanged(st, true);
+}
+
+static void apply_end(struct pt_store *st)
+{
+    pt_store_keep_unchanged(st, false);
+    assert_true(pt_store_commit(st));
+}
+
+#define SUB1 "{\"scope\": \"/apis/a1\", \"primaryKey\": \"key-s1-000001\"}"
+
+/* The file applied again (pt_store_keep_unchanged): what it declares as stored keeps its ETag and
+   moves no write counter, so every list is kept; a sealed kind is compared unsealed (its stored
+   text differs at every seal); deleting or unlinking what is not there and linking what is write
+   nothing either; a changed body, workspace or source is written, with a new ETag; the sweep keeps
+   what was put again unchanged and takes what was not declared.  Outside it (a management write),
+   the same body is written again with a new ETag, as before. */
+static void test_the_file_applied_again_writes_only_what_changed(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "again");
+    pt_store_set_sealer(st, salted_seal, salted_unseal, NULL);
+    apply_begin(st);
+    put_in(st, "api", "a1", "", "{\"path\": \"a1\", \"displayName\": \"A1\"}");
+    put_in(st, "api", "a2", "", "{\"path\": \"a2\", \"displayName\": \"A2\"}");
+    put_in(st, "product", "p1", "", "{\"displayName\": \"P1\"}");
+    put_in(st, "subscription", "s1", "", SUB1);
+    assert_true(pt_store_link(st, "product-api", "p1", "a1", "config"));
+    apply_end(st);
+    char a1[24], a2[24], s1[24], again[24];
+    etag_of(st, "api", "a1", a1);
+    etag_of(st, "api", "a2", a2);
+    etag_of(st, "subscription", "s1", s1);
+    json_t *before = lists(st);
+    uint64_t writes = pt_store_entity_writes(st);
+
+    /* the same again: nothing written, the ETags kept, every list kept */
+    apply_begin(st);
+    put_in(st, "api", "a1", "", "{\"displayName\": \"A1\", \"path\": \"a1\"}"); /* keys in another order */
+    put_in(st, "api", "a2", "", "{\"path\": \"a2\", \"displayName\": \"A2\"}");
+    put_in(st, "product", "p1", "", "{\"displayName\": \"P1\"}");
+    put_in(st, "subscription", "s1", "", SUB1);
+    json_t *read = NULL;
+    assert_true(pt_store_get(st, "subscription", "", "s1", &read, NULL));
+    json_t *body = json_loads(SUB1, 0, NULL);
+    assert_true(pt_store_put_read(st, "subscription", "", "s1", "", body, "config", again, read));
+    assert_string_equal(again, s1); /* compared with what the caller read */
+    json_decref(body);
+    json_decref(read);
+    assert_true(pt_store_link(st, "product-api", "p1", "a1", "config"));
+    assert_false(pt_store_delete(st, "api", "", "not-there"));
+    assert_true(pt_store_unlink(st, "product-api", "p1", "not-there"));
+    assert_int_equal(pt_store_sweep(st, "config"), 0);
+    apply_end(st);
+    assert_int_equal(pt_store_entity_writes(st), writes);
+    etag_of(st, "api", "a1", again);
+    assert_string_equal(again, a1);
+    etag_of(st, "subscription", "s1", again);
+    assert_string_equal(again, s1);
+    json_t *after = lists(st);
+    assert_true(kept(before, after, "apis") && kept(before, after, "products") &&
+                kept(before, after, "subscriptions"));
+    json_decref(before);
+    before = after;
+
+    /* a changed body, a changed workspace, a changed key: written, with new ETags; a2 not declared */
+    apply_begin(st);
+    put_in(st, "api", "a1", "", "{\"path\": \"a1\", \"displayName\": \"A1 renamed\"}");
+    put_in(st, "product", "p1", "w1", "{\"displayName\": \"P1\"}");
+    put_in(st, "subscription", "s1", "", "{\"scope\": \"/apis/a1\", \"primaryKey\": \"key-s1-000002\"}");
+    assert_true(pt_store_link(st, "product-api", "p1", "a1", "config"));
+    assert_int_equal(pt_store_sweep(st, "config"), 1); /* a2 */
+    apply_end(st);
+    assert_true(pt_store_entity_writes(st) > writes);
+    etag_of(st, "api", "a1", again);
+    assert_string_not_equal(again, a1);
+    etag_of(st, "subscription", "s1", again);
+    assert_string_not_equal(again, s1);
+    assert_false(pt_store_get(st, "api", "", "a2", &read, NULL));
+    after = lists(st);
+    assert_string_equal(first_str(after, "apis", "displayName"), "A1 renamed");
+    assert_int_equal(list_size(after, "apis"), 1);
+    json_decref(before);
+    json_decref(after);
+
+    /* a source of its own: the same body from the management API is written */
+    etag_of(st, "api", "a1", a1);
+    apply_begin(st);
+    body = json_loads("{\"path\": \"a1\", \"displayName\": \"A1 renamed\"}", 0, NULL);
+    assert_true(pt_store_put(st, "api", "", "a1", "", body, "api", NULL));
+    apply_end(st);
+    etag_of(st, "api", "a1", again);
+    assert_string_not_equal(again, a1);
+    /* a management write (not applying the file): the same body gets a new ETag, as always */
+    memcpy(a1, again, sizeof(a1));
+    assert_true(pt_store_begin(st));
+    assert_true(pt_store_put(st, "api", "", "a1", "", body, "api", NULL));
+    assert_true(pt_store_commit(st));
+    etag_of(st, "api", "a1", again);
+    assert_string_not_equal(again, a1);
+    json_decref(body);
+    close_store(st, dir);
+}
+
 /* The file's entities keep pointing into the file (their lines) in every build from it: the whole
    builds and the subscriptions-only ones, the file's lists sorted by id once and kept with it, the
    file's order not the store's. */
@@ -963,6 +1120,7 @@ int main(void)
         cmocka_unit_test(test_what_the_store_cannot_tell_reads_the_subscriptions_again),
         cmocka_unit_test(test_the_store_tells_the_ids_written_since_a_reading),
         cmocka_unit_test(test_a_long_run_of_writes_patches_as_a_whole_read_reads),
+        cmocka_unit_test(test_the_file_applied_again_writes_only_what_changed),
         cmocka_unit_test(test_every_build_from_the_file_points_into_it),
         cmocka_unit_test(test_an_entity_index_is_its_place_in_the_list),
         cmocka_unit_test(test_a_sort_leaves_what_is_in_order),
