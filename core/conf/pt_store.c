@@ -551,16 +551,48 @@ void pt_store_keep_unchanged(struct pt_store *s, bool on)
 /*
  * Whether kind/parent/id is stored as it would be put: the same workspace and source, and the
  * same body -- the text `plain` a put writes, or for a kind with sealed fields the body itself,
- * compared with the stored one unsealed (sealing is randomized: the texts always differ).  When it
- * is, only its mark moves (so that the sweep keeps it) and etag gets its ETag.  -1: the store
- * failed.
+ * compared with `known` (the row as the caller read it) or else the stored one, unsealed (sealing
+ * is randomized: the texts always differ).  When it is, only its mark moves (so that the sweep
+ * keeps it) and etag gets its ETag.  -1: the store failed.
  */
 static int stored_same(struct pt_store *s, const char *kind, const char *parent, const char *id,
                        const char *workspace, const json_t *body, const char *plain, const json_t *known,
                        const char *source, char etag[24])
 {
-    sqlite3_stmt *st = prep(s, "SELECT workspace, body, source, etag FROM entities"
-                               " WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+    sqlite3_stmt *st;
+    if (known && !json_equal(known, body)) /* read (and unsealed) by the caller in this transaction */
+        return 0;
+    if (known || plain) { /* the rest compared by SQLite, the mark moved in the same step */
+        st = known ? prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3"
+                             " AND workspace = ?5 AND source = ?6 RETURNING etag")
+                   : prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3"
+                             " AND workspace = ?5 AND source = ?6 AND body = ?7 RETURNING etag");
+        if (!st)
+            return -1;
+        bind_text(st, 1, kind);
+        bind_text(st, 2, parent);
+        bind_text(st, 3, id);
+        sqlite3_bind_int64(st, 4, s->mark);
+        bind_text(st, 5, workspace);
+        bind_text(st, 6, source);
+        if (!known)
+            bind_text(st, 7, plain);
+        int rc = sqlite3_step(st);
+        bool hit = rc == SQLITE_ROW;
+        if (hit && etag)
+            snprintf(etag, 24, "%s", (const char *)sqlite3_column_text(st, 0));
+        if (hit)
+            rc = sqlite3_step(st); /* to its end: the update is done */
+        if (rc != SQLITE_DONE) {
+            snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
+            release(s, st);
+            return -1;
+        }
+        release(s, st);
+        return hit;
+    }
+    st = prep(
+        s, "SELECT workspace, body, source, etag FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
     if (!st)
         return -1;
     bind_text(st, 1, kind);
@@ -569,16 +601,9 @@ static int stored_same(struct pt_store *s, const char *kind, const char *parent,
     bool same = false;
     if (sqlite3_step(st) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(st, 0), workspace) &&
         !strcmp((const char *)sqlite3_column_text(st, 2), source)) {
-        const char *stored = (const char *)sqlite3_column_text(st, 1);
-        if (known) /* read (and unsealed) by the caller in this transaction */
-            same = json_equal(known, body);
-        else if (plain)
-            same = !strcmp(stored, plain);
-        else {
-            json_t *old = json_loads(stored, 0, NULL);
-            same = old && seal_body(s, kind, old, false) && json_equal(old, body);
-            json_decref(old);
-        }
+        json_t *old = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+        same = old && seal_body(s, kind, old, false) && json_equal(old, body);
+        json_decref(old);
         if (same && etag)
             snprintf(etag, 24, "%s", (const char *)sqlite3_column_text(st, 3));
     }
