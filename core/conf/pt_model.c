@@ -219,6 +219,28 @@ char *pt_model_unseal(const char *secret_key, const char *sealed)
     return out;
 }
 
+/* The sealed text of `plain` for an entity field: the one stored in `field` of kind/id when it
+   unseals to the same text (sealing is randomized: applying the file again then writes nothing
+   new), else a new sealing.  NULL without a secret key. */
+static char *seal_again(struct pt_store *st, const char *kind, const char *id, const char *field,
+                        const char *secret_key, const char *plain)
+{
+    json_t *old = NULL;
+    char *out = NULL;
+    if (pt_store_get(st, kind, "", id, &old, NULL) && old) {
+        const char *was = json_string_value(json_object_get(old, field));
+        char *open = was ? pt_model_unseal(secret_key, was) : NULL;
+        if (open && !strcmp(open, plain))
+            out = strdup(was);
+        if (open) {
+            OPENSSL_cleanse(open, strlen(open));
+            free(open);
+        }
+    }
+    json_decref(old);
+    return out ? out : pt_model_seal(secret_key, plain);
+}
+
 void pt_model_new_key(char out[33])
 {
     unsigned char r[16];
@@ -508,7 +530,7 @@ static bool put_certificate(struct pt_store *st, const struct pt_storecert_cf *c
         json_object_set_new(j, "description", json_string(c->description));
     bool ok = true;
     if (c->key_pem) {
-        char *sealed = pt_model_seal(secret_key, c->key_pem);
+        char *sealed = seal_again(st, "certificate", c->id, "sealedKey", secret_key, c->key_pem);
         if (!sealed) {
             pt_node_error(
                 errs, c->node,
@@ -678,7 +700,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         json_t *j = pt_node_to_json(nv);
         if (json_is_true(json_object_get(j, "secret"))) {
             const char *plain = str_of(j, "value", "");
-            char *sealed = pt_model_seal(secret_key, plain);
+            char *sealed = seal_again(st, "namedValue", str_of(j, "id", ""), "sealed", secret_key, plain);
             if (!sealed) {
                 pt_node_error(errs, nv,
                               "a secret named value needs secretKey (or $PORTICO_SECRET_KEY) to be stored");
@@ -1202,13 +1224,100 @@ static const char *list_id(const json_t *list, size_t i)
  * and prev list entities in id order, so the two merge in one pass.  NULL when the store cannot tell
  * what was written (then the list is read in full), or prev is not in id order.
  */
+static json_t *merge_written(struct mat *m, const char *kind, const json_t *prev, struct written w);
+
 static json_t *patch_list(struct mat *m, const char *kind, const json_t *prev, uint64_t prev_v,
                           uint64_t prev_any)
 {
     struct written w = {0};
+    if (!pt_store_written_ids(m->st, kind, prev_v, prev_any, add_written, &w)) {
+        written_free(&w);
+        return NULL;
+    }
+    return merge_written(m, kind, prev, w);
+}
+
+/* The kinds the lists patched by owner are read from (list_inputs of api, product, workspace): a
+   reading keeps each one's counter, to ask the journal later what was written since. */
+static const char *const owner_inputs[] = {"api",         "operation",     "policy",   "product",
+                                           "product-api", "product-group", "workspace"};
+#define OWNER_INPUTS PT_ARRAY_LEN(owner_inputs)
+
+static int owner_input(const char *kind)
+{
+    for (size_t i = 0; i < OWNER_INPUTS; i++)
+        if (!strcmp(owner_inputs[i], kind))
+            return (int)i;
+    return -1;
+}
+
+/* Whether a list is patched by owner: read from several kinds, each entity whole (not users and
+   gateways: their links are filled into the list as a whole). */
+static bool by_owner(const char *kind)
+{
+    return !strcmp(kind, "api") || !strcmp(kind, "product") || !strcmp(kind, "workspace");
+}
+
+struct owner_arg {
+    const char *list;  /* the list's kind */
+    const char *input; /* the kind written */
+    struct written *w;
+};
+
+/* A row written of an input kind: the id of the list's entity it belongs to goes to the ids read
+   again (a policy "api:ID" or "op:ID/OP" to API ID, an operation to its parent...); a row of no
+   entity of the list (another scope's policy) to none. */
+static bool add_owner(void *arg, const char *parent, const char *id)
+{
+    struct owner_arg *a = arg;
+    char owner[512];
+    const char *o = NULL;
+    if (!strcmp(a->input, a->list))
+        o = *parent ? NULL : id;
+    else if (!strcmp(a->input, "operation"))
+        o = parent;
+    else if (!strcmp(a->input, "policy") && !*parent) {
+        size_t n = strlen(a->list);
+        if (!strncmp(id, a->list, n) && id[n] == ':')
+            o = id + n + 1;
+        else if (!strcmp(a->list, "api") && !strncmp(id, "op:", 3)) {
+            const char *slash = strchr(id + 3, '/');
+            if (!slash || (size_t)(slash - id - 3) >= sizeof(owner))
+                return false; /* not a policy id the store writes: read the list in full */
+            snprintf(owner, sizeof(owner), "%.*s", (int)(slash - id - 3), id + 3);
+            o = owner;
+        }
+    } else
+        return false; /* a link (never journaled), or a kind not known here */
+    return !o || add_written(a->w, "", o);
+}
+
+/* A list read from several kinds brought up to date by the ids of its entities that any of them
+   wrote since prev was read (each kind's counter then in prev_in); NULL when the store cannot tell. */
+static json_t *patch_by_owner(struct mat *m, const char *kind, const json_t *prev, const uint64_t *prev_in,
+                              uint64_t prev_any)
+{
+    struct written w = {0};
+    const char *const *in = list_inputs(kind);
+    for (int i = 0; in[i]; i++) {
+        int k = owner_input(in[i]);
+        struct owner_arg a = {kind, in[i], &w};
+        if (k < 0 || !pt_store_written_ids(m->st, in[i], prev_in[k], prev_any, add_owner, &a)) {
+            written_free(&w);
+            return NULL;
+        }
+    }
+    return merge_written(m, kind, prev, w);
+}
+
+/* prev with the entities named in w read again from the store (w's ids taken). */
+static json_t *merge_written(struct mat *m, const char *kind, const json_t *prev, struct written w)
+{
+    if (!w.n) { /* written only where none of its entities is (another scope's policy): as it was */
+        written_free(&w);
+        return json_incref((json_t *)prev);
+    }
     json_t *fresh = json_array(), *out = NULL;
-    if (!pt_store_written_ids(m->st, kind, prev_v, prev_any, add_written, &w))
-        goto done;
     written_sort(&w);
     m->list = fresh; /* the written entities that are still there, in id order */
     for (int j = 0; j < w.n; j++)
@@ -1252,25 +1361,42 @@ done:
  * The entity lists.  With `prev` (lists read before, at the versions in prev_v and the store's
  * any-kind counter prev_any), a list whose inputs have not been written since is taken from it as
  * it is (shared, never changed), a list read from its own kind alone is patched by id when the
- * store can tell which of its entities were written, and only the others are read again in full;
- * versions (MODEL_LISTS of them) gets each list's version.
+ * store can tell which of its entities were written, the APIs, products and workspaces by the ids
+ * their written rows belong to (prev_in: the counters of owner_inputs then), and only the others
+ * are read again in full; versions (MODEL_LISTS of them) gets each list's version, versions_in
+ * (OWNER_INPUTS) the input kinds' counters.
  */
 static json_t *materialize(struct pt_store *st, const char *secret_key, const char *only, const json_t *prev,
-                           const uint64_t *prev_v, uint64_t prev_any, uint64_t *versions,
-                           struct pt_errors *errs)
+                           const uint64_t *prev_v, const uint64_t *prev_in, uint64_t prev_any,
+                           uint64_t *versions, uint64_t *versions_in, struct pt_errors *errs)
 {
     json_t *root = json_object();
     int before = errs->n;
     bool fresh[MODEL_LISTS];
+    json_t *patched[MODEL_LISTS] = {NULL};
     bool ahead_needed = false;
+    for (size_t k = 0; versions_in && k < OWNER_INPUTS; k++)
+        versions_in[k] = pt_store_kind_writes(st, owner_inputs[k]);
     for (int i = 0; pt_model_kinds[i].kind; i++) {
-        uint64_t v = list_version(st, pt_model_kinds[i].kind);
+        const char *kind = pt_model_kinds[i].kind;
+        uint64_t v = list_version(st, kind);
         fresh[i] = !prev || prev_v[i] != v;
         if (versions)
             versions[i] = v;
-        ahead_needed |= fresh[i] && list_inputs(pt_model_kinds[i].kind) &&
-                        strcmp(pt_model_kinds[i].kind, "user") && strcmp(pt_model_kinds[i].kind, "gateway");
+        if (!fresh[i] || !prev || only)
+            continue;
+        /* only what was written since is read again, where the store can tell what that was */
+        struct mat m = {st, NULL, secret_key, errs, true, only, NULL, NULL};
+        json_t *none = json_array(), *was = json_object_get(prev, pt_model_kinds[i].list); /* absent: empty */
+        if (!list_inputs(kind))
+            patched[i] = patch_list(&m, kind, was ? was : none, prev_v[i], prev_any);
+        else if (by_owner(kind) && prev_in)
+            patched[i] = patch_by_owner(&m, kind, was ? was : none, prev_in, prev_any);
+        json_decref(none);
     }
+    for (int i = 0; pt_model_kinds[i].kind; i++)
+        ahead_needed |= fresh[i] && !patched[i] && list_inputs(pt_model_kinds[i].kind) &&
+                        strcmp(pt_model_kinds[i].kind, "user") && strcmp(pt_model_kinds[i].kind, "gateway");
     struct mat ahead = {st, NULL, secret_key, errs, true, only, NULL, NULL};
     if (ahead_needed)
         read_ahead(&ahead);
@@ -1283,18 +1409,13 @@ static json_t *materialize(struct pt_store *st, const char *secret_key, const ch
             continue;
         }
         struct mat m = {st, NULL, secret_key, errs, true, only, ahead.policies, ahead.ops};
-        json_t *list = NULL;
-        if (prev && !only && !list_inputs(pt_model_kinds[i].kind)) {
-            json_t *none = json_array(), *was = json_object_get(prev, name); /* absent: empty */
-            list = patch_list(&m, pt_model_kinds[i].kind, was ? was : none, prev_v[i], prev_any);
-            json_decref(none);
-        }
+        json_t *list = patched[i];
         if (!list) {
             m.list = list = json_array();
             pt_store_each(st, pt_model_kinds[i].kind, "", mat_entity, &m);
         }
         if (!strcmp(pt_model_kinds[i].kind, "user"))
-            fill_user_groups(st, list);
+            fill_user_groups(st, list); /* users are never patched: kept ones are not filled twice */
         if (json_array_size(list))
             json_object_set_new(root, name, list);
         else
@@ -1328,7 +1449,7 @@ static json_t *materialize(struct pt_store *st, const char *secret_key, const ch
 json_t *pt_model_entities(struct pt_store *st, const char *secret_key, const char *only,
                           struct pt_errors *errs)
 {
-    return materialize(st, secret_key, only, NULL, NULL, 0, NULL, errs);
+    return materialize(st, secret_key, only, NULL, NULL, NULL, 0, NULL, NULL, errs);
 }
 
 /* The last materialized entity lists, while the store's entities have not been written since: a
@@ -1340,6 +1461,7 @@ static struct {
     uint64_t store; /* pt_store_serial: a store opened at a closed one's address starts its counters at 0 */
     uint64_t writes;
     uint64_t versions[MODEL_LISTS];
+    uint64_t inputs[OWNER_INPUTS]; /* the counters of the kinds the lists patched by owner read */
     uint64_t any; /* pt_store_any_writes: the lists of one kind are patched by id while it stays */
     char *key;
     json_t *ents;
@@ -1352,9 +1474,9 @@ json_t *pt_model_entities_shared(struct pt_store *st, const char *secret_key, st
                 !strcmp(shared.key ? shared.key : "", secret_key ? secret_key : "");
     if (same && shared.writes == w)
         return json_incref(shared.ents);
-    uint64_t versions[MODEL_LISTS], any = pt_store_any_writes(st);
-    json_t *ents = materialize(st, secret_key, NULL, same ? shared.ents : NULL, shared.versions, shared.any,
-                               versions, errs);
+    uint64_t versions[MODEL_LISTS], inputs[OWNER_INPUTS], any = pt_store_any_writes(st);
+    json_t *ents = materialize(st, secret_key, NULL, same ? shared.ents : NULL, shared.versions,
+                               shared.inputs, shared.any, versions, inputs, errs);
     if (!ents)
         return NULL;
     pt_model_entities_forget();
@@ -1363,6 +1485,7 @@ json_t *pt_model_entities_shared(struct pt_store *st, const char *secret_key, st
         shared.store = pt_store_serial(st);
         shared.writes = w;
         memcpy(shared.versions, versions, sizeof(versions));
+        memcpy(shared.inputs, inputs, sizeof(inputs));
         shared.any = any;
         shared.key = k;
         shared.ents = json_incref(ents);

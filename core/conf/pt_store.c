@@ -34,7 +34,7 @@ struct pt_store {
         const char *sql;
         sqlite3_stmt *st;
         bool busy; /* in use (a callback of pt_store_each may run the same query: it gets its own) */
-    } cache[32];
+    } cache[48];
     uint64_t entity_writes; /* entity and link writes, and rollbacks: what materialized views depend on */
     /* the same per kind (entity or link kind), for views that read a few kinds only; `all` moves
        for what may touch any kind (a rollback, a sweep, a reseal, a kind past the table) */
@@ -152,6 +152,23 @@ static bool has_sealed_fields(const char *kind)
     for (size_t i = 0; i < PT_ARRAY_LEN(sealed_fields); i++)
         if (!strcmp(sealed_fields[i].kind, kind))
             return true;
+    return false;
+}
+
+/* Whether a stored body's text (as a put writes it: compact) holds one of the kind's secret fields
+   in plain (written before sealing existed, or left so by a reseal that failed): such a row is
+   written again, sealed, whatever it says. */
+static bool stored_plain_secret(const char *kind, const char *text)
+{
+    for (size_t i = 0; i < PT_ARRAY_LEN(sealed_fields); i++) {
+        if (strcmp(sealed_fields[i].kind, kind))
+            continue;
+        char want[64];
+        snprintf(want, sizeof(want), "\"%s\":\"", sealed_fields[i].field);
+        const char *at = strstr(text, want);
+        if (at && strncmp(at + strlen(want), "v1:", 3))
+            return true;
+    }
     return false;
 }
 
@@ -552,8 +569,9 @@ void pt_store_keep_unchanged(struct pt_store *s, bool on)
  * Whether kind/parent/id is stored as it would be put: the same workspace and source, and the
  * same body -- the text `plain` a put writes, or for a kind with sealed fields the body itself,
  * compared with `known` (the row as the caller read it) or else the stored one, unsealed (sealing
- * is randomized: the texts always differ).  When it is, only its mark moves (so that the sweep
- * keeps it) and etag gets its ETag.  -1: the store failed.
+ * is randomized: the texts always differ), and never the same while a secret is stored in plain.
+ * When it is, only its mark moves (so that the sweep keeps it) and etag gets its ETag.  -1: the
+ * store failed.
  */
 static int stored_same(struct pt_store *s, const char *kind, const char *parent, const char *id,
                        const char *workspace, const json_t *body, const char *plain, const json_t *known,
@@ -562,11 +580,9 @@ static int stored_same(struct pt_store *s, const char *kind, const char *parent,
     sqlite3_stmt *st;
     if (known && !json_equal(known, body)) /* read (and unsealed) by the caller in this transaction */
         return 0;
-    if (known || plain) { /* the rest compared by SQLite, the mark moved in the same step */
-        st = known ? prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3"
-                             " AND workspace = ?5 AND source = ?6 RETURNING etag")
-                   : prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3"
-                             " AND workspace = ?5 AND source = ?6 AND body = ?7 RETURNING etag");
+    if (plain) { /* compared by SQLite, the mark moved in the same step */
+        st = prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3"
+                     " AND workspace = ?5 AND source = ?6 AND body = ?7 RETURNING etag");
         if (!st)
             return -1;
         bind_text(st, 1, kind);
@@ -575,8 +591,7 @@ static int stored_same(struct pt_store *s, const char *kind, const char *parent,
         sqlite3_bind_int64(st, 4, s->mark);
         bind_text(st, 5, workspace);
         bind_text(st, 6, source);
-        if (!known)
-            bind_text(st, 7, plain);
+        bind_text(st, 7, plain);
         int rc = sqlite3_step(st);
         bool hit = rc == SQLITE_ROW;
         if (hit && etag)
@@ -601,9 +616,16 @@ static int stored_same(struct pt_store *s, const char *kind, const char *parent,
     bool same = false;
     if (sqlite3_step(st) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(st, 0), workspace) &&
         !strcmp((const char *)sqlite3_column_text(st, 2), source)) {
-        json_t *old = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
-        same = old && seal_body(s, kind, old, false) && json_equal(old, body);
-        json_decref(old);
+        const char *text = (const char *)sqlite3_column_text(st, 1);
+        if (stored_plain_secret(kind, text))
+            same = false;
+        else if (known)
+            same = true; /* compared above */
+        else {
+            json_t *old = json_loads(text, 0, NULL);
+            same = old && seal_body(s, kind, old, false) && json_equal(old, body);
+            json_decref(old);
+        }
         if (same && etag)
             snprintf(etag, 24, "%s", (const char *)sqlite3_column_text(st, 3));
     }
@@ -945,12 +967,12 @@ int pt_store_sweep(struct pt_store *s, const char *source)
                                       "DELETE FROM links WHERE source = ?1 AND touched <> ?2"};
     for (int i = 0; i < 2; i++) {
         sqlite3_stmt *st = prep(s, sql[i]);
-        if (!st)
-            return -1;
-        bind_text(st, 1, source);
-        sqlite3_bind_int64(st, 2, s->mark);
-        if (!done(s, st)) {
-            written(s, NULL);
+        if (st) {
+            bind_text(st, 1, source);
+            sqlite3_bind_int64(st, 2, s->mark);
+        }
+        if (!st || !done(s, st)) {
+            written(s, NULL); /* what was deleted before it failed is not known */
             return -1;
         }
         n += sqlite3_changes(s->db);

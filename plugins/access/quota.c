@@ -155,7 +155,8 @@ static bool counted_once(const struct pt_api *api, pt_call *call, pt_bytes name)
 }
 
 /*
- * One quota level.  The call is counted (a refused one too, as in APIM)
+ * One quota level.  The call is counted (a refused one too, as in APIM; across
+ * nodes, a refusal past the limit is kept on its node: core/event/pt_counters.c)
  * unless `once` finds it counted already; with `defer` the call is counted
  * when the response is known, if the increment condition holds.  Bytes are
  * added when the request is over.  Returns 0, or 1 (calls) / 2 (bandwidth)

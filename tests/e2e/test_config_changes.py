@@ -180,12 +180,15 @@ def test_a_reload_writes_only_what_changed_in_the_file(portico, backend):
                         "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]})
     cfg["products"] = [{"id": "p", "displayName": "P", "state": "published", "apis": ["echo"]}]
     cfg["subscriptions"] = [{"id": "s1", "scope": "/products/p", "displayName": "S1"}]  # keys made once
-    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    # a secret: sealed at rest, with a random nonce each time it is sealed
+    cfg["namedValues"] = [{"id": "token", "displayName": "token", "value": "s3cr3t-value", "secret": True}]
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN, "PORTICO_SECRET_KEY": "k" * 32})
     m = Mgmt(p)
 
     def etags():
         out = {}
-        for path in ("apis/echo", "apis/other", "apis/echo/operations/get-item", "products/p", "subscriptions/s1"):
+        for path in ("apis/echo", "apis/other", "apis/echo/operations/get-item", "products/p", "subscriptions/s1",
+                     "namedValues/token"):
             st, hdrs, _ = m.call("GET", path)
             out[path] = hdrs.get("etag") if st == 200 else st
         return out
@@ -195,6 +198,7 @@ def test_a_reload_writes_only_what_changed_in_the_file(portico, backend):
     assert p.reload(cfg, wait=0.05)  # the same file
     assert etags() == first
     assert m.keys("s1") == keys
+    assert m.ok("POST", "namedValues/token/listValue")["value"] == "s3cr3t-value"
 
     cfg["apis"][1]["displayName"] = "Other renamed"
     assert p.reload(cfg, wait=0.05)

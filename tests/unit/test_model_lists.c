@@ -108,11 +108,12 @@ static void test_a_write_renews_the_lists_read_from_its_kind(void **state)
     assert_true(kept(e1, e2, "products"));
     assert_true(kept(e1, e2, "users"));
 
-    /* an API's policy: the lists policies go into (APIs, products), not the others */
+    /* an API's policy: the lists policies go into (APIs, products) are looked at, the APIs patched
+       and the products kept (none of them has that policy), not the others */
     put(st, "policy", "", "api:a1", "{\"inbound\": [\"base\"]}");
     json_t *e3 = lists(st);
     assert_false(kept(e2, e3, "apis"));
-    assert_false(kept(e2, e3, "products"));
+    assert_true(kept(e2, e3, "products"));
     assert_true(kept(e2, e3, "subscriptions"));
     assert_true(kept(e2, e3, "users"));
     assert_non_null(json_object_get(json_array_get(json_object_get(e3, "apis"), 0), "policies"));
@@ -824,6 +825,134 @@ static void test_a_long_run_of_writes_patches_as_a_whole_read_reads(void **state
     close_store(st, dir);
 }
 
+/* true when id's entry is the very object of `before` (kept, not read again) */
+static bool same_entry(const json_t *before, const json_t *after, const char *list, const char *id)
+{
+    const json_t *a = entry(before, list, id);
+    return a && a == entry(after, list, id);
+}
+
+/* The APIs, products and workspaces (lists read from several kinds) are patched by the entities
+   their written rows belong to: an API's or operation's policy, an operation, a product's or a
+   workspace's policy read that entity again and keep the others as they were; another scope's
+   policy keeps the list; a link (not journaled) reads the products in full.  Then a long mixed run,
+   every step checked against a fresh read. */
+static void test_lists_of_several_kinds_are_patched_by_owner(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "modellists-owner");
+    const char *apis[] = {"a1", "a2", "a3"};
+    for (int i = 0; i < 3; i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"path\": \"%s\", \"serviceUrl\": \"http://127.0.0.1:1\"}", apis[i]);
+        put(st, "api", "", apis[i], body);
+        put(st, "operation", apis[i], "o1", "{\"method\": \"GET\", \"urlTemplate\": \"/x\"}");
+    }
+    put(st, "product", "", "p1", "{\"displayName\": \"P1\", \"state\": \"published\"}");
+    put(st, "product", "", "p2", "{\"displayName\": \"P2\", \"state\": \"published\"}");
+    assert_true(pt_store_link(st, "product-api", "p1", "a1", "api"));
+    put(st, "workspace", "", "w1", "{\"displayName\": \"W1\"}");
+    put(st, "workspace", "", "w2", "{\"displayName\": \"W2\"}");
+    json_t *e1 = lists(st);
+
+    put(st, "policy", "", "api:a2", "{\"inbound\": [\"base\"]}");
+    json_t *e2 = lists(st);
+    assert_true(same_entry(e1, e2, "apis", "a1") && same_entry(e1, e2, "apis", "a3"));
+    assert_false(same_entry(e1, e2, "apis", "a2"));
+    assert_non_null(json_object_get(entry(e2, "apis", "a2"), "policies"));
+    assert_true(kept(e1, e2, "products") && kept(e1, e2, "workspaces"));
+
+    put(st, "policy", "", "op:a3/o1", "{\"inbound\": [\"base\"]}");
+    json_t *e3 = lists(st);
+    assert_true(same_entry(e2, e3, "apis", "a1") && same_entry(e2, e3, "apis", "a2"));
+    assert_false(same_entry(e2, e3, "apis", "a3"));
+    assert_non_null(json_object_get(json_array_get(json_object_get(entry(e3, "apis", "a3"), "operations"), 0),
+                                    "policies"));
+
+    assert_true(pt_store_delete(st, "operation", "a1", "o1"));
+    json_t *e4 = lists(st);
+    assert_false(same_entry(e3, e4, "apis", "a1"));
+    assert_true(same_entry(e3, e4, "apis", "a2") && same_entry(e3, e4, "apis", "a3"));
+    assert_int_equal(json_array_size(json_object_get(entry(e4, "apis", "a1"), "operations")), 0);
+
+    put(st, "policy", "", "product:p2", "{\"inbound\": [\"base\"]}");
+    put(st, "policy", "", "workspace:w1", "{\"inbound\": [\"base\"]}");
+    json_t *e5 = lists(st);
+    assert_true(kept(e4, e5, "apis"));
+    assert_true(same_entry(e4, e5, "products", "p1") && !same_entry(e4, e5, "products", "p2"));
+    assert_true(same_entry(e4, e5, "workspaces", "w2") && !same_entry(e4, e5, "workspaces", "w1"));
+
+    put(st, "policy", "", "global", "{\"inbound\": []}");
+    json_t *e6 = lists(st);
+    assert_true(kept(e5, e6, "apis") && kept(e5, e6, "products") && kept(e5, e6, "workspaces"));
+
+    assert_true(pt_store_link(st, "product-api", "p2", "a2", "api"));
+    json_t *e7 = lists(st);
+    assert_false(same_entry(e6, e7, "products", "p1")); /* a link: read in full */
+    assert_int_equal(json_array_size(json_object_get(entry(e7, "products", "p2"), "apis")), 1);
+
+    assert_true(pt_store_delete(st, "api", "", "a3"));
+    json_t *e8 = lists(st);
+    assert_null(entry(e8, "apis", "a3"));
+    assert_true(same_entry(e7, e8, "apis", "a1"));
+
+    json_t *all[] = {e1, e2, e3, e4, e5, e6, e7, e8};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        json_decref(all[i]);
+
+    /* a long mixed run over the kinds these lists read */
+    unsigned r = 4242;
+    for (int step = 0; step < 300; step++) {
+        r = r * 1103515245u + 12345u;
+        unsigned op = (r >> 16) % 12, n = (r >> 8) % 6;
+        char id[16], pid[48], body[128];
+        snprintf(id, sizeof(id), "a%u", n);
+        snprintf(body, sizeof(body), "{\"path\": \"%s\", \"displayName\": \"step %d\"}", id, step);
+        if (op == 0)
+            put(st, "api", "", id, body);
+        else if (op == 1)
+            pt_store_delete(st, "api", "", id);
+        else if (op == 2)
+            put(st, "operation", id, n % 2 ? "o1" : "o2", "{\"method\": \"GET\", \"urlTemplate\": \"/z\"}");
+        else if (op == 3)
+            pt_store_delete(st, "operation", id, "o1");
+        else if (op == 4 || op == 5) {
+            snprintf(pid, sizeof(pid), op == 4 ? "api:%s" : "op:%s/o1", id);
+            put(st, "policy", "", pid, "{\"outbound\": [\"base\"]}");
+        } else if (op == 6) {
+            snprintf(pid, sizeof(pid), "product:p%u", n % 3);
+            if (n % 2)
+                put(st, "policy", "", pid, "{\"inbound\": [\"base\"]}");
+            else
+                pt_store_delete(st, "policy", "", pid);
+        } else if (op == 7) {
+            snprintf(pid, sizeof(pid), "p%u", n % 3);
+            put(st, "product", "", pid, "{\"displayName\": \"P\", \"state\": \"published\"}");
+        } else if (op == 8) {
+            snprintf(pid, sizeof(pid), "p%u", n % 3);
+            if (n % 2)
+                pt_store_link(st, "product-api", pid, id, "api");
+            else
+                pt_store_unlink(st, "product-api", pid, id);
+        } else if (op == 9) {
+            snprintf(pid, sizeof(pid), "workspace:w%u", n % 2 + 1);
+            put(st, "policy", "", pid, "{\"inbound\": [\"base\"]}");
+        } else if (op == 10) {
+            assert_true(pt_store_begin(st));
+            put(st, "api", "", id, body);
+            if (n % 2)
+                pt_store_rollback(st);
+            else
+                assert_true(pt_store_commit(st));
+        } else
+            put(st, "group", "", id, "{\"displayName\": \"G\"}");
+        check_lists(st);
+    }
+    pt_model_entities_forget();
+    close_store(st, dir);
+}
+
 /* The line of the file where `id` is declared ("  - id: ID"), or 0. */
 static int line_of(const char *text, const char *id)
 {
@@ -995,6 +1124,32 @@ static void test_the_file_applied_again_writes_only_what_changed(void **state)
     close_store(st, dir);
 }
 
+/* A secret stored in plain (before sealing was set up, or a reseal that failed) is written again,
+   sealed, by the next application of the file, even though it says the same. */
+static void test_a_secret_stored_in_plain_is_sealed_when_applied_again(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct pt_store *st = open_store(dir, "again-plain");
+    apply_begin(st);
+    put_in(st, "subscription", "s1", "", SUB1); /* no sealer yet: stored in plain */
+    apply_end(st);
+    char before[24], after[24];
+    etag_of(st, "subscription", "s1", before);
+    pt_store_set_sealer(st, salted_seal, salted_unseal, NULL);
+    apply_begin(st);
+    put_in(st, "subscription", "s1", "", SUB1);
+    apply_end(st);
+    etag_of(st, "subscription", "s1", after);
+    assert_string_not_equal(before, after); /* written again: sealed now */
+    apply_begin(st);
+    put_in(st, "subscription", "s1", "", SUB1);
+    apply_end(st);
+    etag_of(st, "subscription", "s1", before);
+    assert_string_equal(before, after); /* sealed and the same: kept */
+    close_store(st, dir);
+}
+
 /* The file's entities keep pointing into the file (their lines) in every build from it: the whole
    builds and the subscriptions-only ones, the file's lists sorted by id once and kept with it, the
    file's order not the store's. */
@@ -1120,7 +1275,9 @@ int main(void)
         cmocka_unit_test(test_what_the_store_cannot_tell_reads_the_subscriptions_again),
         cmocka_unit_test(test_the_store_tells_the_ids_written_since_a_reading),
         cmocka_unit_test(test_a_long_run_of_writes_patches_as_a_whole_read_reads),
+        cmocka_unit_test(test_lists_of_several_kinds_are_patched_by_owner),
         cmocka_unit_test(test_the_file_applied_again_writes_only_what_changed),
+        cmocka_unit_test(test_a_secret_stored_in_plain_is_sealed_when_applied_again),
         cmocka_unit_test(test_every_build_from_the_file_points_into_it),
         cmocka_unit_test(test_an_entity_index_is_its_place_in_the_list),
         cmocka_unit_test(test_a_sort_leaves_what_is_in_order),
