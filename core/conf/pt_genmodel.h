@@ -139,12 +139,16 @@ struct pt_sample {
     pt_str body;
 };
 
+struct pt_optext;
+
 struct pt_operation {
     const struct pt_operation_cf *cf;
     struct pt_sample *samples; /* generated from the response schemas, per generation */
     int nsamples;
-    pt_str def; /* {"api", "apiType", "id", "method", "urlTemplate", "templateParameters", "request",
-                   "responses"} */
+    /* {"api", "apiType", "id", "method", "urlTemplate", "templateParameters", "request", "responses"}:
+       made at its first read (pt_gen_op_definition), by whichever worker asks first, freed with the
+       generation -- most operations are never asked, and a build of 50,000 paid for every one */
+    _Atomic(struct pt_optext *) def;
     struct pt_apidef *api;
     struct pt_pipeline *pipeline; /* the effective policies without a product */
     struct pt_prodpipe *prod;     /* ... and in each product that holds the API */

@@ -23,7 +23,13 @@ struct pt_store {
     bool failed; /* a nested part failed: the outer commit rolls back */
     uint64_t version;
     int64_t mark;   /* current sweep mark */
-    bool keep_same; /* pt_store_keep_unchanged: a put of what is stored moves its mark alone */
+    bool keep_same; /* pt_store_keep_unchanged: a put of what is stored writes nothing */
+    /* meanwhile, the rows the application declared (put, linked, kept): what the sweep keeps */
+    struct {
+        char **keys; /* "E" kind, parent, id / "L" kind, a, b, joined by \x1f; open addressing */
+        size_t cap, n;
+        bool failed; /* out of memory: the sweep refuses, the application is rolled back */
+    } decl;
     char err[512];
     /* sealing of secrets at rest (pt_store_set_sealer) */
     pt_seal_fn seal, unseal;
@@ -54,6 +60,8 @@ struct pt_store {
     } journal[STORE_JOURNAL];
     int njournal; /* writes recorded in all; the next goes to journal[njournal % STORE_JOURNAL] */
 };
+
+static void decl_clear(struct pt_store *s);
 
 /* A write of `kind` (NULL: of any kind); the kind's place in kinds, or -1 when it was counted in
    `all`. */
@@ -380,6 +388,7 @@ void pt_store_close(struct pt_store *s)
         free(s->journal[i].parent);
         free(s->journal[i].id);
     }
+    decl_clear(s);
     free(s);
 }
 
@@ -560,8 +569,83 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
     return found;
 }
 
+static void decl_clear(struct pt_store *s)
+{
+    for (size_t i = 0; i < s->decl.cap; i++)
+        free(s->decl.keys[i]);
+    free(s->decl.keys);
+    memset(&s->decl, 0, sizeof(s->decl));
+}
+
+/* The slot of key in the declared rows' table (cap a power of two): its own or the empty one where
+   it would go. */
+static size_t decl_slot(char **keys, size_t cap, const char *key)
+{
+    size_t i = pt_hash(key, strlen(key), false) & (cap - 1);
+    while (keys[i] && strcmp(keys[i], key))
+        i = (i + 1) & (cap - 1);
+    return i;
+}
+
+static char *decl_key(char type, const char *kind, const char *a, const char *b)
+{
+    size_t n = strlen(kind) + strlen(a) + strlen(b) + 5;
+    char *k = malloc(n);
+    if (k)
+        snprintf(k, n, "%c\x1f%s\x1f%s\x1f%s", type, kind, a, b);
+    return k;
+}
+
+/* A row declared by the file's application (type 'E' an entity, 'L' a link). */
+static void decl_add(struct pt_store *s, char type, const char *kind, const char *a, const char *b)
+{
+    if (!s->keep_same || s->decl.failed)
+        return;
+    if ((s->decl.n + 1) * 2 > s->decl.cap) {
+        size_t cap = s->decl.cap ? s->decl.cap * 2 : 1024;
+        char **keys = calloc(cap, sizeof(*keys));
+        if (!keys) {
+            s->decl.failed = true;
+            return;
+        }
+        for (size_t i = 0; i < s->decl.cap; i++)
+            if (s->decl.keys[i])
+                keys[decl_slot(keys, cap, s->decl.keys[i])] = s->decl.keys[i];
+        free(s->decl.keys);
+        s->decl.keys = keys;
+        s->decl.cap = cap;
+    }
+    char *k = decl_key(type, kind, a ? a : "", b ? b : "");
+    if (!k) {
+        s->decl.failed = true;
+        return;
+    }
+    size_t i = decl_slot(s->decl.keys, s->decl.cap, k);
+    if (s->decl.keys[i])
+        free(k);
+    else {
+        s->decl.keys[i] = k;
+        s->decl.n++;
+    }
+}
+
+static bool decl_has(struct pt_store *s, char type, const char *kind, const char *a, const char *b)
+{
+    if (!s->decl.cap)
+        return false;
+    char *k = decl_key(type, kind, a, b);
+    if (!k) {
+        s->decl.failed = true;
+        return true; /* kept: the sweep refuses anyway */
+    }
+    bool found = s->decl.keys[decl_slot(s->decl.keys, s->decl.cap, k)] != NULL;
+    free(k);
+    return found;
+}
+
 void pt_store_keep_unchanged(struct pt_store *s, bool on)
 {
+    decl_clear(s);
     s->keep_same = on;
 }
 
@@ -570,8 +654,7 @@ void pt_store_keep_unchanged(struct pt_store *s, bool on)
  * same body -- the text `plain` a put writes, or for a kind with sealed fields the body itself,
  * compared with `known` (the row as the caller read it) or else the stored one, unsealed (sealing
  * is randomized: the texts always differ), and never the same while a secret is stored in plain.
- * When it is, only its mark moves (so that the sweep keeps it) and etag gets its ETag.  -1: the
- * store failed.
+ * When it is, etag gets its ETag (the row is declared: the sweep keeps it).  -1: the store failed.
  */
 static int stored_same(struct pt_store *s, const char *kind, const char *parent, const char *id,
                        const char *workspace, const json_t *body, const char *plain, const json_t *known,
@@ -580,29 +663,20 @@ static int stored_same(struct pt_store *s, const char *kind, const char *parent,
     sqlite3_stmt *st;
     if (known && !json_equal(known, body)) /* read (and unsealed) by the caller in this transaction */
         return 0;
-    if (plain) { /* compared by SQLite, the mark moved in the same step */
-        st = prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3"
-                     " AND workspace = ?5 AND source = ?6 AND body = ?7 RETURNING etag");
+    if (plain) { /* compared by SQLite */
+        st = prep(s, "SELECT etag FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3"
+                     " AND workspace = ?4 AND source = ?5 AND body = ?6");
         if (!st)
             return -1;
         bind_text(st, 1, kind);
         bind_text(st, 2, parent);
         bind_text(st, 3, id);
-        sqlite3_bind_int64(st, 4, s->mark);
-        bind_text(st, 5, workspace);
-        bind_text(st, 6, source);
-        bind_text(st, 7, plain);
-        int rc = sqlite3_step(st);
-        bool hit = rc == SQLITE_ROW;
+        bind_text(st, 4, workspace);
+        bind_text(st, 5, source);
+        bind_text(st, 6, plain);
+        bool hit = sqlite3_step(st) == SQLITE_ROW;
         if (hit && etag)
             snprintf(etag, 24, "%s", (const char *)sqlite3_column_text(st, 0));
-        if (hit)
-            rc = sqlite3_step(st); /* to its end: the update is done */
-        if (rc != SQLITE_DONE) {
-            snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
-            release(s, st);
-            return -1;
-        }
         release(s, st);
         return hit;
     }
@@ -630,16 +704,7 @@ static int stored_same(struct pt_store *s, const char *kind, const char *parent,
             snprintf(etag, 24, "%s", (const char *)sqlite3_column_text(st, 3));
     }
     release(s, st);
-    if (!same)
-        return 0;
-    st = prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3");
-    if (!st)
-        return -1;
-    bind_text(st, 1, kind);
-    bind_text(st, 2, parent);
-    bind_text(st, 3, id);
-    sqlite3_bind_int64(st, 4, s->mark);
-    return done(s, st) ? 1 : -1;
+    return same;
 }
 
 bool pt_store_put(struct pt_store *s, const char *kind, const char *parent, const char *id,
@@ -660,6 +725,7 @@ bool pt_store_put_read(struct pt_store *s, const char *kind, const char *parent,
         snprintf(s->err, sizeof(s->err), "%s '%s': %s: must not contain a NUL character", kind, id, where);
         return false;
     }
+    decl_add(s, 'E', kind, parent, id);
     char *txt;
     bool sealed = s->seal && has_sealed_fields(kind);
     txt = sealed ? NULL : json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
@@ -820,18 +886,33 @@ int pt_store_count_before(struct pt_store *s, const char *kind, const char *pare
 
 bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source)
 {
-    /* a link there already only has its mark moved (its source stays): no write for the views */
-    sqlite3_stmt *st = prep(s, "UPDATE links SET touched = ?4 WHERE kind = ?1 AND a = ?2 AND b = ?3");
+    /* a link there already is kept (its source stays): no write for the views; applying the file,
+       not even its mark (it is declared) */
+    decl_add(s, 'L', kind, a, b);
+    sqlite3_stmt *st = s->keep_same
+                           ? prep(s, "SELECT 1 FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3")
+                           : prep(s, "UPDATE links SET touched = ?4 WHERE kind = ?1 AND a = ?2 AND b = ?3");
     if (!st)
         return false;
     bind_text(st, 1, kind);
     bind_text(st, 2, a);
     bind_text(st, 3, b);
-    sqlite3_bind_int64(st, 4, s->mark);
-    if (!done(s, st))
-        return false;
-    if (sqlite3_changes(s->db) > 0)
-        return true;
+    if (s->keep_same) {
+        int rc = sqlite3_step(st);
+        release(s, st);
+        if (rc == SQLITE_ROW)
+            return true;
+        if (rc != SQLITE_DONE) {
+            snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
+            return false;
+        }
+    } else {
+        sqlite3_bind_int64(st, 4, s->mark);
+        if (!done(s, st))
+            return false;
+        if (sqlite3_changes(s->db) > 0)
+            return true;
+    }
     written(s, kind);
     st = prep(s, "INSERT INTO links (kind, a, b, source, touched) VALUES (?1, ?2, ?3, ?4, ?5)");
     if (!st)
@@ -937,6 +1018,7 @@ void pt_store_mark(struct pt_store *s, const char *source)
 
 void pt_store_touch(struct pt_store *s, const char *kind, const char *parent, const char *id)
 {
+    decl_add(s, 'E', kind, parent, id);
     sqlite3_stmt *st =
         prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3");
     if (!st)
@@ -950,6 +1032,7 @@ void pt_store_touch(struct pt_store *s, const char *kind, const char *parent, co
 
 void pt_store_touch_link(struct pt_store *s, const char *kind, const char *a, const char *b)
 {
+    decl_add(s, 'L', kind, a, b);
     sqlite3_stmt *st = prep(s, "UPDATE links SET touched = ?4 WHERE kind = ?1 AND a = ?2 AND b = ?3");
     if (!st)
         return;
@@ -960,8 +1043,96 @@ void pt_store_touch_link(struct pt_store *s, const char *kind, const char *a, co
     done(s, st);
 }
 
+static int triple_cmp(const void *x, const void *y)
+{
+    const json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
+    for (size_t i = 0; i < 3; i++) {
+        int c = strcmp(json_string_value(json_array_get(a, i)), json_string_value(json_array_get(b, i)));
+        if (c)
+            return c;
+    }
+    return 0;
+}
+
+/* The rows of `source` the file's application did not declare (pt_store_keep_unchanged), as
+   [kind, parent, id] (entities) or [kind, a, b] (links) triples; NULL when the store cannot tell. */
+static json_t *undeclared(struct pt_store *s, const char *source, bool links)
+{
+    sqlite3_stmt *st = prep(s, links ? "SELECT kind, a, b FROM links WHERE source = ?1"
+                                     : "SELECT kind, parent, id FROM entities WHERE source = ?1");
+    if (!st)
+        return NULL;
+    bind_text(st, 1, source);
+    json_t *all = json_array();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *c[3];
+        for (int i = 0; i < 3; i++)
+            c[i] = (const char *)sqlite3_column_text(st, i);
+        if (!decl_has(s, links ? 'L' : 'E', c[0], c[1], c[2]))
+            json_array_append_new(all, json_pack("[sss]", c[0], c[1], c[2]));
+    }
+    release(s, st);
+    if (rc != SQLITE_DONE || s->decl.failed) {
+        json_decref(all);
+        return NULL;
+    }
+    /* in (kind, parent, id) order, as the marks' query lists them: the few found are sorted here,
+       not the whole scan */
+    size_t n = json_array_size(all);
+    json_t **v = malloc(sizeof(*v) * (n ? n : 1));
+    if (!v) {
+        json_decref(all);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(all, i));
+    qsort(v, n, sizeof(*v), triple_cmp);
+    json_array_clear(all);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(all, v[i]);
+    free(v);
+    return all;
+}
+
+/* The sweep of a file's application: what it did not declare, deleted by key. */
+static int sweep_undeclared(struct pt_store *s, const char *source)
+{
+    int n = 0;
+    for (int links = 0; links < 2; links++) {
+        json_t *gone = undeclared(s, source, links);
+        if (!gone) {
+            written(s, NULL);
+            return -1;
+        }
+        size_t i;
+        json_t *k;
+        json_array_foreach(gone, i, k)
+        {
+            sqlite3_stmt *st =
+                prep(s, links ? "DELETE FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3"
+                              : "DELETE FROM entities WHERE kind = ?1 AND parent = ?2 AND id = ?3");
+            if (st)
+                for (int c = 0; c < 3; c++)
+                    bind_text(st, c + 1, json_string_value(json_array_get(k, (size_t)c)));
+            if (!st || !done(s, st)) {
+                json_decref(gone);
+                written(s, NULL);
+                return -1;
+            }
+            n += sqlite3_changes(s->db);
+        }
+        json_decref(gone);
+    }
+    if (n) /* what it deleted is not journaled: every view is stale */
+        written(s, NULL);
+    return n;
+}
+
 int pt_store_sweep(struct pt_store *s, const char *source)
 {
+    if (s->keep_same)
+        return sweep_undeclared(s, source);
     int n = 0;
     static const char *const sql[] = {"DELETE FROM entities WHERE source = ?1 AND touched <> ?2",
                                       "DELETE FROM links WHERE source = ?1 AND touched <> ?2"};
@@ -984,6 +1155,8 @@ int pt_store_sweep(struct pt_store *s, const char *source)
 
 json_t *pt_store_stale(struct pt_store *s, const char *source)
 {
+    if (s->keep_same)
+        return undeclared(s, source, false);
     sqlite3_stmt *st = prep(s, "SELECT kind, parent, id FROM entities WHERE source = ?1 AND touched <> ?2"
                                " ORDER BY kind, parent, id");
     if (!st)

@@ -61,9 +61,11 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
 bool pt_store_info(struct pt_store *s, const char *kind, const char *parent, const char *id, char source[16],
                    char workspace[128]);
 /* Inserts or replaces; sets a new ETag (written to etag when not NULL) -- except while
-   pt_store_keep_unchanged is on, when a put of what is stored already (the same body, workspace
-   and source) keeps its ETag and only moves its mark: applying the configuration file again writes
-   only what changed in it, and the views read again only what was written. */
+   pt_store_keep_unchanged is on (applying the configuration file), when a put of what is stored
+   already (the same body, workspace and source) writes nothing and keeps its ETag, so that the
+   views read again only what changed; meanwhile the store remembers every row put, kept or linked,
+   and pt_store_stale / pt_store_sweep take the rows of the source it did not declare (instead of
+   those not marked since pt_store_mark). */
 void pt_store_keep_unchanged(struct pt_store *s, bool on);
 /* pt_store_put of an entity the caller read with pt_store_get in this transaction (`stored`, as
    read; NULL when absent): compared with it, not read and unsealed a second time. */

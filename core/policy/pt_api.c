@@ -428,7 +428,8 @@ static pt_bytes api_operation_template(pt_call *call)
 static pt_bytes api_operation_definition(pt_call *call)
 {
     const struct pt_operation *op = call->req->op;
-    return op ? (pt_bytes){op->def.data, op->def.len} : (pt_bytes){"", 0};
+    pt_str d = op ? pt_gen_op_definition(op) : (pt_str){"", 0};
+    return (pt_bytes){d.data, d.len};
 }
 
 static pt_bytes api_schema_definition(pt_call *call, int scope, pt_bytes id)

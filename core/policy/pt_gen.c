@@ -734,8 +734,50 @@ static void op_samples(struct pt_pool *pool, struct pt_operation *op, const json
     }
 }
 
-/* What plugins read of the definitions (each operation's and each schema's JSON text) and the
-   samples mock-response answers with. */
+struct pt_optext {
+    size_t len;
+    char data[];
+};
+
+pt_str pt_gen_op_definition(const struct pt_operation *op)
+{
+    struct pt_operation *o = (struct pt_operation *)op; /* only the made-once text is written */
+    struct pt_optext *t = atomic_load_explicit(&o->def, memory_order_acquire);
+    if (t)
+        return (pt_str){t->data, t->len};
+    const struct pt_operation_cf *oc = op->cf;
+    const struct pt_api_cf *ac = op->api->cf;
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:s,s:s}", "api", ac->id, "apiType", pt_conf_entities_api_types[ac->api_type],
+                  "id", oc->id, "method", oc->method, "urlTemplate", oc->url_template);
+    static const char *const keys[] = {"templateParameters", "request", "responses"};
+    for (size_t x = 0; j && x < PT_ARRAY_LEN(keys); x++) {
+        struct pt_node *n = pt_node_get(oc->node, keys[x]);
+        if (n)
+            json_object_set_new(j, keys[x], pt_node_to_json(n));
+    }
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    size_t n = text ? strlen(text) : 0;
+    t = text ? malloc(sizeof(*t) + n + 1) : NULL;
+    if (!t) {
+        free(text);
+        return (pt_str){"", 0}; /* out of memory: asked again next time */
+    }
+    t->len = n;
+    memcpy(t->data, text, n + 1);
+    free(text);
+    struct pt_optext *was = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&o->def, &was, t, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        free(t); /* another worker made it first */
+        t = was;
+    }
+    return (pt_str){t->data, t->len};
+}
+
+/* What plugins read of the schemas (each one's JSON text) and the samples mock-response answers
+   with (the operations' texts are made when first read: pt_gen_op_definition). */
 static void definitions(struct pt_gen *g)
 {
     struct pt_pool *pool = g->conf->pool;
@@ -744,18 +786,12 @@ static void definitions(struct pt_gen *g)
         json_t *schemas = api->cf->schemas ? pt_node_to_json(api->cf->schemas) : json_array();
         api->schemas = schema_texts(pool, schemas, &api->nschemas);
         for (int k = 0; k < api->nops; k++) {
-            const struct pt_operation_cf *oc = api->ops[k].cf;
-            json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s}", "api", api->cf->id, "apiType",
-                                  pt_conf_entities_api_types[api->cf->api_type], "id", oc->id, "method",
-                                  oc->method, "urlTemplate", oc->url_template);
-            static const char *const keys[] = {"templateParameters", "request", "responses"};
-            for (size_t x = 0; x < PT_ARRAY_LEN(keys); x++) {
-                struct pt_node *n = pt_node_get(oc->node, keys[x]);
-                if (n)
-                    json_object_set_new(j, keys[x], pt_node_to_json(n));
-            }
-            op_samples(pool, &api->ops[k], schemas, json_object_get(j, "responses"));
-            api->ops[k].def = json_text(pool, j);
+            struct pt_node *rn = pt_node_get(api->ops[k].cf->node, "responses");
+            if (!rn)
+                continue;
+            json_t *resps = pt_node_to_json(rn);
+            op_samples(pool, &api->ops[k], schemas, resps);
+            json_decref(resps);
         }
         json_decref(schemas);
     }
@@ -1456,6 +1492,9 @@ void pt_gen_unref(struct pt_gen *g)
         return;
     }
     pt_breaker_detach(g->backends, g->nbackends); /* */
+    for (int i = 0; g->apis && i < g->napis; i++)
+        for (int k = 0; g->apis[i].ops && k < g->apis[i].nops; k++)
+            free(atomic_load(&g->apis[i].ops[k].def));
     if (g->pc)
         pt_policy_release(g->pc);
     release_loggers(g);

@@ -36,6 +36,9 @@ struct pt_gen *pt_gen_with_subs(struct pt_gen *prev, struct pt_conf *conf, struc
 bool pt_gen_validate(struct pt_conf *conf, bool refs, struct pt_errors *errs);
 /* The subscription a key belongs to (constant-time comparison), or NULL. */
 const struct pt_subscription *pt_gen_find_key(const struct pt_gen *g, pt_str key);
+/* An operation's definition as JSON text (what plugins read of it), made at the first call and
+   kept with the generation; any thread. */
+pt_str pt_gen_op_definition(const struct pt_operation *op);
 /* The backend entity with this id (NULL: none); g->backends is sorted by id. */
 struct pt_backdef *pt_gen_find_backend(const struct pt_gen *g, pt_str id);
 /* true when a policy of `workspace` (NULL or "": the service level) may name backend d: APIM keeps a
