@@ -564,7 +564,9 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     }
     if (file) {
         pt_store_mark(st, source);
-        pt_store_keep_unchanged(st, true); /* the file again: only what changed in it is written */
+        /* the file again: only what changed in it is written (an empty store: all of it, unasked) */
+        if (pt_store_has_entities(st))
+            pt_store_keep_unchanged(st, true);
     }
     bool ok = true;
     json_t *routes = file ? foreign_routes(st) : NULL;
