@@ -616,6 +616,8 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
 /* Checks that references between entities resolve (product apis, subscription
    scopes and owners, user groups, version sets, workspaces). */
 bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs);
+/* administrators, developers, guests: groups that exist without being declared. */
+bool pt_conf_builtin_group(const char *id);
 /* The part of pt_conf_check_refs about subscriptions (scopes, owners, workspaces, the products'
    subscriptionsLimit), with the same messages. */
 bool pt_conf_check_subs(const struct pt_conf *cf, struct pt_errors *errs);

@@ -77,12 +77,17 @@ static void idset_free(struct idset *s)
     free(s->ix);
 }
 
-static bool has_group(const struct idset *groups, const char *id)
+bool pt_conf_builtin_group(const char *id)
 {
     for (int i = 0; builtin_groups[i]; i++)
         if (!strcmp(builtin_groups[i], id))
             return true;
-    return idset_has(groups, id);
+    return false;
+}
+
+static bool has_group(const struct idset *groups, const char *id)
+{
+    return pt_conf_builtin_group(id) || idset_has(groups, id);
 }
 
 struct owned {

@@ -480,6 +480,9 @@ static bool remove_undeclared(struct pt_store *st)
         const char *id = json_string_value(json_array_get(e, 2));
         if (!strcmp(kind, "operation") || !strcmp(kind, "policy"))
             pt_store_delete(st, kind, parent, id); /* their parents' removal takes what goes with them */
+        else if (!strcmp(kind, "group") && pt_conf_builtin_group(id))
+            pt_store_delete(st, kind, parent, id); /* it exists undeclared: the links the file still
+                                                      declares stay (the sweep takes the others) */
         else {
             if (has_links(kind))
                 pt_info("store: the file no longer declares %s '%s': removed with its links", kind, id);
@@ -597,6 +600,15 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         }
     }
     json_decref(routes);
+    /* groups before the products: a group taken over from the management API loses its links
+       (replace_foreign), and the products' links to it are written after that */
+    for (int i = 0; ok && i < f->ngroups; i++) {
+        if (file)
+            replace_foreign(st, "group", f->groups[i].id);
+        json_t *j = pt_node_to_json(f->groups[i].node);
+        ok &= pt_store_put(st, "group", "", f->groups[i].id, f->groups[i].workspace, j, source, NULL);
+        json_decref(j);
+    }
     for (int i = 0; ok && i < f->nproducts; i++) {
         const struct pt_product_cf *p = &f->products[i];
         if (!writable(st, source, "product", "", p->id, p->node, errs)) {
@@ -613,13 +625,6 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         for (int k = 0; ok && k < p->groups.n; k++)
             ok &= pt_store_link(st, "product-group", p->id, p->groups.v[k], source);
         ok &= put_policy(st, pt_pool_printf(f->pool, "product:%s", p->id), p->policies, source);
-    }
-    for (int i = 0; ok && i < f->ngroups; i++) {
-        if (file)
-            replace_foreign(st, "group", f->groups[i].id);
-        json_t *j = pt_node_to_json(f->groups[i].node);
-        ok &= pt_store_put(st, "group", "", f->groups[i].id, f->groups[i].workspace, j, source, NULL);
-        json_decref(j);
     }
     for (int i = 0; ok && i < f->nusers; i++) {
         const struct pt_user_cf *u = &f->users[i];

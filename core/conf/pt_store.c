@@ -577,6 +577,13 @@ static void decl_clear(struct pt_store *s)
     memset(&s->decl, 0, sizeof(s->decl));
 }
 
+/* Out of memory remembering the declared rows: the sweep refuses (the application is rolled back). */
+static void decl_failed(struct pt_store *s)
+{
+    s->decl.failed = true;
+    snprintf(s->err, sizeof(s->err), "out of memory remembering the rows the file declares");
+}
+
 /* The slot of key in the declared rows' table (cap a power of two): its own or the empty one where
    it would go. */
 static size_t decl_slot(char **keys, size_t cap, const char *key)
@@ -605,7 +612,7 @@ static void decl_add(struct pt_store *s, char type, const char *kind, const char
         size_t cap = s->decl.cap ? s->decl.cap * 2 : 1024;
         char **keys = calloc(cap, sizeof(*keys));
         if (!keys) {
-            s->decl.failed = true;
+            decl_failed(s);
             return;
         }
         for (size_t i = 0; i < s->decl.cap; i++)
@@ -617,7 +624,7 @@ static void decl_add(struct pt_store *s, char type, const char *kind, const char
     }
     char *k = decl_key(type, kind, a ? a : "", b ? b : "");
     if (!k) {
-        s->decl.failed = true;
+        decl_failed(s);
         return;
     }
     size_t i = decl_slot(s->decl.keys, s->decl.cap, k);
@@ -635,7 +642,7 @@ static bool decl_has(struct pt_store *s, char type, const char *kind, const char
         return false;
     char *k = decl_key(type, kind, a, b);
     if (!k) {
-        s->decl.failed = true;
+        decl_failed(s);
         return true; /* kept: the sweep refuses anyway */
     }
     bool found = s->decl.keys[decl_slot(s->decl.keys, s->decl.cap, k)] != NULL;
@@ -1069,9 +1076,15 @@ static json_t *undeclared(struct pt_store *s, const char *source, bool links)
         const char *c[3];
         for (int i = 0; i < 3; i++)
             c[i] = (const char *)sqlite3_column_text(st, i);
+        if (!c[0] || !c[1] || !c[2]) { /* NOT NULL columns: out of memory */
+            decl_failed(s);
+            break;
+        }
         if (!decl_has(s, links ? 'L' : 'E', c[0], c[1], c[2]))
             json_array_append_new(all, json_pack("[sss]", c[0], c[1], c[2]));
     }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
     release(s, st);
     if (rc != SQLITE_DONE || s->decl.failed) {
         json_decref(all);
@@ -1082,6 +1095,7 @@ static json_t *undeclared(struct pt_store *s, const char *source, bool links)
     size_t n = json_array_size(all);
     json_t **v = malloc(sizeof(*v) * (n ? n : 1));
     if (!v) {
+        decl_failed(s);
         json_decref(all);
         return NULL;
     }

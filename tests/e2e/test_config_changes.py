@@ -217,3 +217,34 @@ def test_a_reload_writes_only_what_changed_in_the_file(portico, backend):
     assert {k: v for k, v in etags().items() if k != "apis/other"} == \
         {k: v for k, v in first.items() if k != "apis/other"}
     assert p.proc.poll() is None
+
+
+def product_groups(m, pid):
+    return sorted(g.get("id") or g.get("name") for g in m.ok("GET", "products/%s/groups" % pid)["value"])
+
+
+def test_a_reload_keeps_the_product_links_to_groups_it_declares(portico, backend):
+    """A group made through the management API that the file then declares (taken over from the
+    API) keeps the file's product links to it; a built-in group the file stops declaring keeps the
+    links the file still declares (it exists undeclared)."""
+    cfg = mgmt_config(backend.url)
+    cfg["products"] = [{"id": "p", "displayName": "P", "state": "published", "apis": ["echo"]}]
+    p = portico(cfg, env={"PORTICO_ADMIN_TOKEN": TOKEN})
+    m = Mgmt(p)
+    m.ok("PUT", "groups/g", {"displayName": "G"})
+    cfg["products"][0]["groups"] = ["g", "developers"]
+    assert p.reload(cfg, wait=0.05)
+    assert product_groups(m, "p") == ["developers", "g"]
+    # the file now declares g (and developers, with a description of its own)
+    cfg["groups"] = [{"id": "g", "displayName": "G from the file"},
+                     {"id": "developers", "displayName": "Developers", "description": "ours"}]
+    assert p.reload(cfg, wait=0.05)
+    assert m.ok("GET", "groups/g")["displayName"] == "G from the file"
+    assert product_groups(m, "p") == ["developers", "g"]
+    # developers no longer declared, still listed by the product
+    cfg["groups"] = [cfg["groups"][0]]
+    assert p.reload(cfg, wait=0.05)
+    assert product_groups(m, "p") == ["developers", "g"]
+    assert p.reload(cfg, wait=0.05)  # and the next one has nothing to put back
+    assert product_groups(m, "p") == ["developers", "g"]
+    assert "reload refused" not in p.log_text()
