@@ -616,8 +616,6 @@ struct pt_conf *pt_conf_from_tree(struct pt_pool *pool, const char *file, struct
 /* Checks that references between entities resolve (product apis, subscription
    scopes and owners, user groups, version sets, workspaces). */
 bool pt_conf_check_refs(const struct pt_conf *cf, struct pt_errors *errs);
-/* administrators, developers, guests: groups that exist without being declared. */
-bool pt_conf_builtin_group(const char *id);
 /* The part of pt_conf_check_refs about subscriptions (scopes, owners, workspaces, the products'
    subscriptionsLimit), with the same messages. */
 bool pt_conf_check_subs(const struct pt_conf *cf, struct pt_errors *errs);
@@ -641,6 +639,8 @@ bool pt_conf_entities_parse_sub_scope(const char *scope, enum pt_sub_scope *kind
 /* The user id of a subscription's ownerId ("/users/ID", perhaps after a service path; the id holds no
    "/"), pointing into owner_id; NULL when it names no user. The one rule for "whose subscription". */
 const char *pt_conf_entities_owner_user(const char *owner_id);
+/* administrators, developers, guests: the groups that exist without being declared. */
+bool pt_conf_entities_builtin_group(const char *id);
 /* Is s free of control characters (C0, DEL, C1, U+2028/U+2029)?  Names go into page titles and mail
    bodies sent to any address, where a line break could forge text. */
 bool pt_conf_entities_text_ok(const char *s);

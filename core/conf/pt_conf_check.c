@@ -12,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char *const builtin_groups[] = {"administrators", "developers", "guests", NULL};
-
 /*
  * The ids of one kind of entity, for the reference checks: open addressing
  * over the entities' own strings, so a file with many users and
@@ -77,17 +75,9 @@ static void idset_free(struct idset *s)
     free(s->ix);
 }
 
-bool pt_conf_builtin_group(const char *id)
-{
-    for (int i = 0; builtin_groups[i]; i++)
-        if (!strcmp(builtin_groups[i], id))
-            return true;
-    return false;
-}
-
 static bool has_group(const struct idset *groups, const char *id)
 {
-    return pt_conf_builtin_group(id) || idset_has(groups, id);
+    return pt_conf_entities_builtin_group(id) || idset_has(groups, id);
 }
 
 struct owned {

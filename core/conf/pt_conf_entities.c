@@ -1192,6 +1192,15 @@ bool pt_conf_entities_text_ok(const char *s)
     return true;
 }
 
+bool pt_conf_entities_builtin_group(const char *id)
+{
+    static const char *const builtin[] = {"administrators", "developers", "guests"};
+    for (size_t i = 0; i < PT_ARRAY_LEN(builtin); i++)
+        if (!strcmp(builtin[i], id))
+            return true;
+    return false;
+}
+
 const char *pt_conf_entities_owner_user(const char *owner_id)
 {
     const char *u = owner_id ? strstr(owner_id, "/users/") : NULL;

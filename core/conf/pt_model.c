@@ -480,7 +480,7 @@ static bool remove_undeclared(struct pt_store *st)
         const char *id = json_string_value(json_array_get(e, 2));
         if (!strcmp(kind, "operation") || !strcmp(kind, "policy"))
             pt_store_delete(st, kind, parent, id); /* their parents' removal takes what goes with them */
-        else if (!strcmp(kind, "group") && pt_conf_builtin_group(id))
+        else if (!strcmp(kind, "group") && pt_conf_entities_builtin_group(id))
             pt_store_delete(st, kind, parent, id); /* it exists undeclared: the links the file still
                                                       declares stay (the sweep takes the others) */
         else {
