@@ -22,10 +22,11 @@ struct pt_store {
     int depth;   /* nested begin/commit */
     bool failed; /* a nested part failed: the outer commit rolls back */
     uint64_t version;
-    int64_t mark;   /* current sweep mark */
     bool keep_same; /* pt_store_keep_unchanged: a put of what is stored writes nothing */
-    /* meanwhile, the rows the application declared (put, linked, kept): what the sweep keeps */
+    /* from pt_store_mark to the sweep (or the transaction's end): the rows declared (put, kept,
+       linked), which the sweep keeps */
     struct {
+        bool on;
         char **keys; /* "E" kind, parent, id / "L" kind, a, b, joined by \x1f; open addressing */
         size_t cap, n;
         bool failed; /* out of memory: the sweep refuses, the application is rolled back */
@@ -458,6 +459,7 @@ bool pt_store_commit(struct pt_store *s)
         return false;
     if (--s->depth > 0)
         return !s->failed;
+    decl_clear(s); /* an application of the file ends with its transaction */
     if (s->failed || !exec(s, "COMMIT")) {
         rolled_back(s);
         return false;
@@ -469,6 +471,7 @@ bool pt_store_commit(struct pt_store *s)
 void pt_store_rollback(struct pt_store *s)
 {
     written(s, NULL);
+    decl_clear(s);
     if (s->depth == 0)
         return;
     if (--s->depth > 0) {
@@ -569,6 +572,7 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
     return found;
 }
 
+/* Ends an application of the file: its declared rows are forgotten. */
 static void decl_clear(struct pt_store *s)
 {
     for (size_t i = 0; i < s->decl.cap; i++)
@@ -606,7 +610,7 @@ static char *decl_key(char type, const char *kind, const char *a, const char *b)
 /* A row declared by the file's application (type 'E' an entity, 'L' a link). */
 static void decl_add(struct pt_store *s, char type, const char *kind, const char *a, const char *b)
 {
-    if (!s->keep_same || s->decl.failed)
+    if (!s->decl.on || s->decl.failed)
         return;
     if ((s->decl.n + 1) * 2 > s->decl.cap) {
         size_t cap = s->decl.cap ? s->decl.cap * 2 : 1024;
@@ -652,7 +656,6 @@ static bool decl_has(struct pt_store *s, char type, const char *kind, const char
 
 void pt_store_keep_unchanged(struct pt_store *s, bool on)
 {
-    decl_clear(s);
     s->keep_same = on;
 }
 
@@ -760,11 +763,11 @@ bool pt_store_put_read(struct pt_store *s, const char *kind, const char *parent,
     char tag[24];
     new_etag(tag);
     sqlite3_stmt *st =
-        prep(s, "INSERT INTO entities (kind, parent, id, workspace, body, etag, source, touched, updated)"
-                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%s','now'))"
+        prep(s, "INSERT INTO entities (kind, parent, id, workspace, body, etag, source, updated)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, strftime('%s','now'))"
                 " ON CONFLICT (kind, parent, id) DO UPDATE SET workspace = excluded.workspace,"
                 " body = excluded.body, etag = excluded.etag, source = excluded.source,"
-                " touched = excluded.touched, updated = excluded.updated");
+                " updated = excluded.updated");
     if (!st) {
         free(txt);
         return false;
@@ -776,7 +779,6 @@ bool pt_store_put_read(struct pt_store *s, const char *kind, const char *parent,
     bind_text(st, 5, txt);
     bind_text(st, 6, tag);
     bind_text(st, 7, source ? source : "api");
-    sqlite3_bind_int64(st, 8, s->mark);
     free(txt);
     if (!done(s, st))
         return false;
@@ -893,42 +895,30 @@ int pt_store_count_before(struct pt_store *s, const char *kind, const char *pare
 
 bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source)
 {
-    /* a link there already is kept (its source stays): no write for the views; applying the file,
-       not even its mark (it is declared) */
+    /* a link there already is kept as it is (its source stays): no write for the views */
     decl_add(s, 'L', kind, a, b);
-    sqlite3_stmt *st = s->keep_same
-                           ? prep(s, "SELECT 1 FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3")
-                           : prep(s, "UPDATE links SET touched = ?4 WHERE kind = ?1 AND a = ?2 AND b = ?3");
+    sqlite3_stmt *st = prep(s, "SELECT 1 FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3");
     if (!st)
         return false;
     bind_text(st, 1, kind);
     bind_text(st, 2, a);
     bind_text(st, 3, b);
-    if (s->keep_same) {
-        int rc = sqlite3_step(st);
-        release(s, st);
-        if (rc == SQLITE_ROW)
-            return true;
-        if (rc != SQLITE_DONE) {
-            snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
-            return false;
-        }
-    } else {
-        sqlite3_bind_int64(st, 4, s->mark);
-        if (!done(s, st))
-            return false;
-        if (sqlite3_changes(s->db) > 0)
-            return true;
+    int rc = sqlite3_step(st);
+    release(s, st);
+    if (rc == SQLITE_ROW)
+        return true;
+    if (rc != SQLITE_DONE) {
+        snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
+        return false;
     }
     written(s, kind);
-    st = prep(s, "INSERT INTO links (kind, a, b, source, touched) VALUES (?1, ?2, ?3, ?4, ?5)");
+    st = prep(s, "INSERT INTO links (kind, a, b, source) VALUES (?1, ?2, ?3, ?4)");
     if (!st)
         return false;
     bind_text(st, 1, kind);
     bind_text(st, 2, a);
     bind_text(st, 3, b);
     bind_text(st, 4, source ? source : "api");
-    sqlite3_bind_int64(st, 5, s->mark);
     return done(s, st);
 }
 
@@ -1020,34 +1010,8 @@ bool pt_store_links(struct pt_store *s, const char *kind, const char *a, pt_stor
 void pt_store_mark(struct pt_store *s, const char *source)
 {
     (void)source;
-    s->mark = (int64_t)pt_clock_wall_ms();
-}
-
-void pt_store_touch(struct pt_store *s, const char *kind, const char *parent, const char *id)
-{
-    decl_add(s, 'E', kind, parent, id);
-    sqlite3_stmt *st =
-        prep(s, "UPDATE entities SET touched = ?4 WHERE kind = ?1 AND parent = ?2 AND id = ?3");
-    if (!st)
-        return;
-    bind_text(st, 1, kind);
-    bind_text(st, 2, parent);
-    bind_text(st, 3, id);
-    sqlite3_bind_int64(st, 4, s->mark);
-    done(s, st);
-}
-
-void pt_store_touch_link(struct pt_store *s, const char *kind, const char *a, const char *b)
-{
-    decl_add(s, 'L', kind, a, b);
-    sqlite3_stmt *st = prep(s, "UPDATE links SET touched = ?4 WHERE kind = ?1 AND a = ?2 AND b = ?3");
-    if (!st)
-        return;
-    bind_text(st, 1, kind);
-    bind_text(st, 2, a);
-    bind_text(st, 3, b);
-    sqlite3_bind_int64(st, 4, s->mark);
-    done(s, st);
+    decl_clear(s);
+    s->decl.on = true;
 }
 
 static int triple_cmp(const void *x, const void *y)
@@ -1061,10 +1025,14 @@ static int triple_cmp(const void *x, const void *y)
     return 0;
 }
 
-/* The rows of `source` the file's application did not declare (pt_store_keep_unchanged), as
+/* The rows of `source` the file's application did not declare since pt_store_mark, as
    [kind, parent, id] (entities) or [kind, a, b] (links) triples; NULL when the store cannot tell. */
 static json_t *undeclared(struct pt_store *s, const char *source, bool links)
 {
+    if (!s->decl.on) {
+        snprintf(s->err, sizeof(s->err), "no application of the file under way (pt_store_mark)");
+        return NULL;
+    }
     sqlite3_stmt *st = prep(s, links ? "SELECT kind, a, b FROM links WHERE source = ?1"
                                      : "SELECT kind, parent, id FROM entities WHERE source = ?1");
     if (!st)
@@ -1109,8 +1077,7 @@ static json_t *undeclared(struct pt_store *s, const char *source, bool links)
     return all;
 }
 
-/* The sweep of a file's application: what it did not declare, deleted by key. */
-static int sweep_undeclared(struct pt_store *s, const char *source)
+int pt_store_sweep(struct pt_store *s, const char *source)
 {
     int n = 0;
     for (int links = 0; links < 2; links++) {
@@ -1140,50 +1107,13 @@ static int sweep_undeclared(struct pt_store *s, const char *source)
     }
     if (n) /* what it deleted is not journaled: every view is stale */
         written(s, NULL);
-    return n;
-}
-
-int pt_store_sweep(struct pt_store *s, const char *source)
-{
-    if (s->keep_same)
-        return sweep_undeclared(s, source);
-    int n = 0;
-    static const char *const sql[] = {"DELETE FROM entities WHERE source = ?1 AND touched <> ?2",
-                                      "DELETE FROM links WHERE source = ?1 AND touched <> ?2"};
-    for (int i = 0; i < 2; i++) {
-        sqlite3_stmt *st = prep(s, sql[i]);
-        if (st) {
-            bind_text(st, 1, source);
-            sqlite3_bind_int64(st, 2, s->mark);
-        }
-        if (!st || !done(s, st)) {
-            written(s, NULL); /* what was deleted before it failed is not known */
-            return -1;
-        }
-        n += sqlite3_changes(s->db);
-    }
-    if (n) /* what it deleted is not journaled: every view is stale */
-        written(s, NULL);
+    decl_clear(s); /* the application's last step */
     return n;
 }
 
 json_t *pt_store_stale(struct pt_store *s, const char *source)
 {
-    if (s->keep_same)
-        return undeclared(s, source, false);
-    sqlite3_stmt *st = prep(s, "SELECT kind, parent, id FROM entities WHERE source = ?1 AND touched <> ?2"
-                               " ORDER BY kind, parent, id");
-    if (!st)
-        return NULL;
-    bind_text(st, 1, source);
-    sqlite3_bind_int64(st, 2, s->mark);
-    json_t *all = json_array();
-    while (sqlite3_step(st) == SQLITE_ROW)
-        json_array_append_new(all, json_pack("[sss]", (const char *)sqlite3_column_text(st, 0),
-                                             (const char *)sqlite3_column_text(st, 1),
-                                             (const char *)sqlite3_column_text(st, 2)));
-    release(s, st);
-    return all;
+    return undeclared(s, source, false);
 }
 
 bool pt_store_counter_add(struct pt_store *s, const char *key, int64_t period, int64_t delta, int64_t *total)

@@ -61,11 +61,9 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
 bool pt_store_info(struct pt_store *s, const char *kind, const char *parent, const char *id, char source[16],
                    char workspace[128]);
 /* Inserts or replaces; sets a new ETag (written to etag when not NULL) -- except while
-   pt_store_keep_unchanged is on (applying the configuration file), when a put of what is stored
-   already (the same body, workspace and source) writes nothing and keeps its ETag, so that the
-   views read again only what changed; meanwhile the store remembers every row put, kept or linked,
-   and pt_store_stale / pt_store_sweep take the rows of the source it did not declare (instead of
-   those not marked since pt_store_mark). */
+   pt_store_keep_unchanged is on (applying the configuration file again), when a put of what is
+   stored already (the same body, workspace and source) writes nothing and keeps its ETag, so that
+   the views read again only what changed. */
 void pt_store_keep_unchanged(struct pt_store *s, bool on);
 /* pt_store_put of an entity the caller read with pt_store_get in this transaction (`stored`, as
    read; NULL when absent): compared with it, not read and unsealed a second time. */
@@ -94,14 +92,14 @@ bool pt_store_link_source(struct pt_store *s, const char *kind, const char *a, c
 /* Calls fn(arg, a, b) for every pair with a == a_or_null (NULL = all). */
 typedef bool (*pt_store_link_fn)(void *arg, const char *a, const char *b);
 bool pt_store_links(struct pt_store *s, const char *kind, const char *a, pt_store_link_fn fn, void *arg);
-/* Rows (entities and links) written by `source` and not listed since pt_store_mark(). */
+/* An application of the configuration file begins: from now on the store remembers every row
+   put (written or kept unchanged) and linked, until the sweep or the transaction's end. */
 void pt_store_mark(struct pt_store *s, const char *source);
-void pt_store_touch(struct pt_store *s, const char *kind, const char *parent, const char *id);
-void pt_store_touch_link(struct pt_store *s, const char *kind, const char *a, const char *b);
-/* Deletes what `source` wrote that was not touched since the mark. */
+/* Deletes the rows of `source` (entities and links) not declared since pt_store_mark, and ends the
+   application; -1 when the store cannot tell (no pt_store_mark, out of memory, SQLite failed). */
 int pt_store_sweep(struct pt_store *s, const char *source);
 /* The entities (kind, parent, id) that pt_store_sweep(s, source) would delete, as a JSON array of
-   [kind, parent, id] triples (caller frees); NULL when the store cannot tell. */
+   [kind, parent, id] triples in that order (caller frees); NULL when the store cannot tell. */
 json_t *pt_store_stale(struct pt_store *s, const char *source);
 
 /* For the store's other files (pt_store_analytics.c): the SQLite connection,
