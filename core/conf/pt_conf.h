@@ -639,7 +639,8 @@ bool pt_conf_entities_parse_sub_scope(const char *scope, enum pt_sub_scope *kind
 /* The user id of a subscription's ownerId ("/users/ID", perhaps after a service path; the id holds no
    "/"), pointing into owner_id; NULL when it names no user. The one rule for "whose subscription". */
 const char *pt_conf_entities_owner_user(const char *owner_id);
-/* administrators, developers, guests: the groups that exist without being declared. */
+/* administrators, developers, guests: the groups that exist without being declared (NULL-ended). */
+extern const char *const pt_conf_entities_builtin_groups[];
 bool pt_conf_entities_builtin_group(const char *id);
 /* Is s free of control characters (C0, DEL, C1, U+2028/U+2029)?  Names go into page titles and mail
    bodies sent to any address, where a line break could forge text. */

@@ -1192,11 +1192,12 @@ bool pt_conf_entities_text_ok(const char *s)
     return true;
 }
 
+const char *const pt_conf_entities_builtin_groups[] = {"administrators", "developers", "guests", NULL};
+
 bool pt_conf_entities_builtin_group(const char *id)
 {
-    static const char *const builtin[] = {"administrators", "developers", "guests"};
-    for (size_t i = 0; i < PT_ARRAY_LEN(builtin); i++)
-        if (!strcmp(builtin[i], id))
+    for (int i = 0; pt_conf_entities_builtin_groups[i]; i++)
+        if (!strcmp(pt_conf_entities_builtin_groups[i], id))
             return true;
     return false;
 }

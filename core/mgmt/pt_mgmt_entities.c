@@ -33,16 +33,6 @@ static const char *list_of(const char *kind)
     return !strcmp(kind, "token") ? "tokens" : NULL;
 }
 
-static const char *const builtin_groups[] = {"administrators", "developers", "guests", NULL};
-
-static bool is_builtin_group(const char *id)
-{
-    for (int i = 0; builtin_groups[i]; i++)
-        if (!strcmp(builtin_groups[i], id))
-            return true;
-    return false;
-}
-
 /* ---------------------------------------------------------------- helpers */
 
 /* A logger's HTTP header value as reads show it: values that use a named value ({{name}}) as they
@@ -361,11 +351,12 @@ void pt_mgmt_entities_list(struct mreq *m, const char *kind, const char *parent)
 {
     json_t *items = json_array();
     if (!strcmp(kind, "group") && !m->ws)
-        for (int i = 0; builtin_groups[i]; i++)
-            if (!pt_store_get(pt_mgmt_req_store, "group", "", builtin_groups[i], NULL, NULL))
-                json_array_append_new(items,
-                                      json_pack("{s:s,s:s,s:b,s:s}", "id", builtin_groups[i], "displayName",
-                                                builtin_groups[i], "builtIn", 1, "type", "system"));
+        for (int i = 0; pt_conf_entities_builtin_groups[i]; i++) {
+            const char *g = pt_conf_entities_builtin_groups[i];
+            if (!pt_store_get(pt_mgmt_req_store, "group", "", g, NULL, NULL))
+                json_array_append_new(items, json_pack("{s:s,s:s,s:b,s:s}", "id", g, "displayName", g,
+                                                       "builtIn", 1, "type", "system"));
+        }
     struct collect c = {m, items, kind};
     pt_store_each(pt_mgmt_req_store, kind, parent, collect_one, &c);
     pt_mgmt_filter_send_page(m, items);
@@ -488,7 +479,8 @@ void pt_mgmt_entities_entity(struct mreq *m, const char *kind, const char *paren
     json_t *cur = NULL;
     char etag[24] = "";
     bool exists = pt_mgmt_entities_get(m, kind, parent, id, &cur, etag);
-    if (!exists && !strcmp(kind, "group") && is_builtin_group(id) && m->method == EVHTTP_REQ_GET) {
+    if (!exists && !strcmp(kind, "group") && pt_conf_entities_builtin_group(id) &&
+        m->method == EVHTTP_REQ_GET) {
         pt_mgmt_req_send_json(
             m, 200,
             json_pack("{s:s,s:s,s:b,s:s}", "id", id, "displayName", id, "builtIn", 1, "type", "system"),
@@ -938,7 +930,7 @@ static bool exists_or_builtin(struct mreq *m, const char *kind, const char *id, 
 {
     if (pt_mgmt_entities_get(m, kind, "", id, body, NULL))
         return true;
-    if (!strcmp(kind, "group") && is_builtin_group(id)) {
+    if (!strcmp(kind, "group") && pt_conf_entities_builtin_group(id)) {
         if (body)
             *body = json_pack("{s:s,s:b,s:s}", "displayName", id, "builtIn", 1, "type", "system");
         return true;
