@@ -339,14 +339,62 @@ static const char *str_of(const json_t *o, const char *k, const char *def)
     return json_is_string(v) ? json_string_value(v) : def;
 }
 
-static bool put_policy(struct pt_store *st, const char *id, struct pt_node *policies, const char *source)
+static void replace_foreign(struct pt_store *st, const char *kind, const char *id);
+
+/*
+ * An application of the file passes over what it gave the last time unchanged: the digest of what
+ * a row is made from (its node without the keys stored apart, its workspace, and `extra`: what
+ * else the row depends on) is compared with the last one's (pt_store_given_same).  Not the file's
+ * application (file false): nothing compared, d zeroed.
+ */
+static bool given_same(struct pt_store *st, bool file, const char *kind, const char *parent, const char *id,
+                       const char *workspace, const struct pt_node *node, const char *const *skip,
+                       const char *extra, struct pt_node_digest *d)
+{
+    memset(d, 0, sizeof(*d));
+    if (!file)
+        return false;
+    pt_node_digest_text(d, workspace);
+    pt_node_digest_text(d, extra);
+    pt_node_digest(node, skip, d);
+    return pt_store_given_same(st, kind, parent, id, d);
+}
+
+/* After a put of the file's: the digest it was made from. */
+static void given(struct pt_store *st, const char *kind, const char *parent, const char *id,
+                  const struct pt_node_digest *d)
+{
+    if (d->a || d->b)
+        pt_store_given(st, kind, parent, id, d);
+}
+
+/* A put of a node as the row's body (but its keys in skip, stored apart), unless the file gives it
+   unchanged.  replace: an entity the file takes over from the management API (replace_foreign). */
+static bool put_node(struct pt_store *st, bool file, const char *kind, const char *parent, const char *id,
+                     const char *workspace, const struct pt_node *node, const char *const *skip, bool replace,
+                     const char *source)
+{
+    struct pt_node_digest d;
+    if (given_same(st, file, kind, parent, id, workspace, node, skip, NULL, &d))
+        return true; /* the file's already: nothing to take over */
+    if (file && replace)
+        replace_foreign(st, kind, id);
+    json_t *j = pt_node_to_json(node);
+    if (skip)
+        without(j, skip);
+    bool ok = pt_store_put(st, kind, parent, id, workspace, j, source, NULL);
+    json_decref(j);
+    if (ok)
+        given(st, kind, parent, id, &d);
+    return ok;
+}
+
+static bool put_policy(struct pt_store *st, bool file, const char *id, struct pt_node *policies,
+                       const char *source)
 {
     if (!policies)
         return true;
-    json_t *j = pt_node_to_json(policies);
-    bool ok = pt_store_put(st, "policy", "", id, "", j, source, NULL);
-    json_decref(j);
-    return ok;
+    return put_node(st, file, "policy", "", id, "", policies, NULL, false, source);
 }
 
 /* Through the API, what the file declares cannot be changed. */
@@ -397,7 +445,7 @@ static bool add_foreign_route(void *arg, const struct pt_entity *e)
 static json_t *foreign_routes(struct pt_store *st)
 {
     json_t *routes = json_array();
-    pt_store_each(st, "api", "", add_foreign_route, routes);
+    pt_store_each_not_from(st, "api", "config", add_foreign_route, routes);
     return routes;
 }
 
@@ -580,34 +628,27 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             break;
         }
         if (file) {
-            replace_foreign(st, "api", a->id);
-            forget_foreign_route(routes, a->id);
+            forget_foreign_route(routes, a->id); /* the file's now */
+            if (!route_free(routes, a, errs)) {
+                ok = false;
+                break;
+            }
         }
-        if (file && !route_free(routes, a, errs)) {
-            ok = false;
-            break;
-        }
-        json_t *j = without(pt_node_to_json(a->node), api_x);
-        ok &= pt_store_put(st, "api", "", a->id, a->workspace, j, source, NULL);
-        json_decref(j);
-        ok &= put_policy(st, pt_pool_printf(f->pool, "api:%s", a->id), a->policies, source);
+        ok &= put_node(st, file, "api", "", a->id, a->workspace, a->node, api_x, true, source);
+        ok &= put_policy(st, file, pt_pool_printf(f->pool, "api:%s", a->id), a->policies, source);
         for (int k = 0; ok && k < a->nops; k++) {
             const struct pt_operation_cf *op = &a->ops[k];
-            json_t *oj = without(pt_node_to_json(op->node), op_x);
-            ok &= pt_store_put(st, "operation", a->id, op->id, a->workspace, oj, source, NULL);
-            json_decref(oj);
-            ok &= put_policy(st, pt_pool_printf(f->pool, "op:%s/%s", a->id, op->id), op->policies, source);
+            ok &= put_node(st, file, "operation", a->id, op->id, a->workspace, op->node, op_x, false, source);
+            ok &= put_policy(st, file, pt_pool_printf(f->pool, "op:%s/%s", a->id, op->id), op->policies,
+                             source);
         }
     }
     json_decref(routes);
     /* groups before the products: a group taken over from the management API loses its links
        (replace_foreign), and the products' links to it are written after that */
     for (int i = 0; ok && i < f->ngroups; i++) {
-        if (file)
-            replace_foreign(st, "group", f->groups[i].id);
-        json_t *j = pt_node_to_json(f->groups[i].node);
-        ok &= pt_store_put(st, "group", "", f->groups[i].id, f->groups[i].workspace, j, source, NULL);
-        json_decref(j);
+        const struct pt_group_cf *g = &f->groups[i];
+        ok &= put_node(st, file, "group", "", g->id, g->workspace, g->node, NULL, true, source);
     }
     for (int i = 0; ok && i < f->nproducts; i++) {
         const struct pt_product_cf *p = &f->products[i];
@@ -615,16 +656,12 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
-        if (file)
-            replace_foreign(st, "product", p->id);
-        json_t *j = without(pt_node_to_json(p->node), product_x);
-        ok &= pt_store_put(st, "product", "", p->id, p->workspace, j, source, NULL);
-        json_decref(j);
+        ok &= put_node(st, file, "product", "", p->id, p->workspace, p->node, product_x, true, source);
         for (int k = 0; ok && k < p->apis.n; k++)
             ok &= pt_store_link(st, "product-api", p->id, p->apis.v[k], source);
         for (int k = 0; ok && k < p->groups.n; k++)
             ok &= pt_store_link(st, "product-group", p->id, p->groups.v[k], source);
-        ok &= put_policy(st, pt_pool_printf(f->pool, "product:%s", p->id), p->policies, source);
+        ok &= put_policy(st, file, pt_pool_printf(f->pool, "product:%s", p->id), p->policies, source);
     }
     for (int i = 0; ok && i < f->nusers; i++) {
         const struct pt_user_cf *u = &f->users[i];
@@ -632,11 +669,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
-        if (file)
-            replace_foreign(st, "user", u->id);
-        json_t *j = without(pt_node_to_json(u->node), user_x);
-        ok &= pt_store_put(st, "user", "", u->id, "", j, source, NULL);
-        json_decref(j);
+        ok &= put_node(st, file, "user", "", u->id, "", u->node, user_x, true, source);
         for (int k = 0; ok && k < u->groups.n; k++)
             ok &= pt_store_link(st, "group-user", u->groups.v[k], u->id, source);
     }
@@ -646,6 +679,11 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok = false;
             break;
         }
+        /* given unchanged: what it was made from the last time (its keys, its dates) is stored as it
+           was, and would make it again */
+        struct pt_node_digest d;
+        if (given_same(st, file, "subscription", "", s->id, s->workspace, s->node, NULL, NULL, &d))
+            continue;
         json_t *j = pt_node_to_json(s->node);
         /* keys the file does not give: kept from before, else made once */
         json_t *old = NULL;
@@ -667,6 +705,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         }
         pt_model_trace_since(j, old);
         ok &= pt_store_put_read(st, "subscription", "", s->id, s->workspace, j, source, NULL, old);
+        if (ok)
+            given(st, "subscription", "", s->id, &d);
         json_decref(old);
         json_decref(j);
     }
@@ -704,6 +744,12 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     }
     for (int i = 0; ok && f->named_values && i < f->named_values->n; i++) {
         struct pt_node *nv = f->named_values->items[i];
+        /* a secret one is sealed with the key: the same value under another key is stored anew */
+        struct pt_node_digest d;
+        const struct pt_node *nid = pt_node_get(nv, "id"), *nws = pt_node_get(nv, "workspace");
+        if (nid && nid->kind == PT_N_SCALAR && (!nws || nws->kind == PT_N_SCALAR) &&
+            given_same(st, file, "namedValue", "", nid->str, nws ? nws->str : "", nv, NULL, secret_key, &d))
+            continue;
         json_t *j = pt_node_to_json(nv);
         if (json_is_true(json_object_get(j, "secret"))) {
             const char *plain = str_of(j, "value", "");
@@ -721,6 +767,8 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         if (ok)
             ok &= pt_store_put(st, "namedValue", "", str_of(j, "id", ""), str_of(j, "workspace", ""), j,
                                source, NULL);
+        if (ok)
+            given(st, "namedValue", "", str_of(j, "id", ""), &d);
         json_decref(j);
     }
     struct {
@@ -736,34 +784,26 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         }
     for (int i = 0; ok && i < f->ncerts; i++)
         ok &= put_certificate(st, &f->certs[i], secret_key, source, errs);
-    for (int i = 0; ok && i < f->nbackends; i++) {
-        json_t *j = pt_node_to_json(f->backends[i].node);
-        ok &= pt_store_put(st, "backend", "", f->backends[i].id, f->backends[i].workspace, j, source, NULL);
-        json_decref(j);
-    }
+    for (int i = 0; ok && i < f->nbackends; i++)
+        ok &= put_node(st, file, "backend", "", f->backends[i].id, f->backends[i].workspace,
+                       f->backends[i].node, NULL, false, source);
     for (int i = 0; ok && i < f->nloggers; i++) {
         if (!writable(st, source, "logger", "", f->loggers[i].id, f->loggers[i].node, errs)) {
             ok = false;
             break;
         }
-        json_t *j = pt_node_to_json(f->loggers[i].node);
-        ok &= pt_store_put(st, "logger", "", f->loggers[i].id, "", j, source, NULL);
-        json_decref(j);
+        ok &= put_node(st, file, "logger", "", f->loggers[i].id, "", f->loggers[i].node, NULL, false, source);
     }
     for (int i = 0; ok && i < f->nworkspaces; i++) {
         const struct pt_workspace_cf *w = &f->workspaces[i];
-        json_t *j = without(pt_node_to_json(w->node), op_x);
-        ok &= pt_store_put(st, "workspace", "", w->id, "", j, source, NULL);
-        json_decref(j);
-        ok &= put_policy(st, pt_pool_printf(f->pool, "workspace:%s", w->id), w->policies, source);
+        ok &= put_node(st, file, "workspace", "", w->id, "", w->node, op_x, false, source);
+        ok &= put_policy(st, file, pt_pool_printf(f->pool, "workspace:%s", w->id), w->policies, source);
     }
-    for (int i = 0; ok && i < f->nversion_sets; i++) {
-        json_t *j = pt_node_to_json(f->version_sets[i].node);
-        ok &= pt_store_put(st, "apiVersionSet", "", f->version_sets[i].id,
-                           f->version_sets[i].workspace ? f->version_sets[i].workspace : "", j, source, NULL);
-        json_decref(j);
-    }
-    ok &= put_policy(st, "global", f->policies, source);
+    for (int i = 0; ok && i < f->nversion_sets; i++)
+        ok &= put_node(st, file, "apiVersionSet", "", f->version_sets[i].id,
+                       f->version_sets[i].workspace ? f->version_sets[i].workspace : "",
+                       f->version_sets[i].node, NULL, false, source);
+    ok &= put_policy(st, file, "global", f->policies, source);
     /* the portal's content: before the sweep, which would take the file's away */
     ok = ok && pt_content_apply(st, f, source, errs);
     ok = ok && pt_idp_apply(st, f, source, errs); /* its identity providers, likewise */
@@ -1065,7 +1105,7 @@ static void overlay(struct pt_node *dst, const struct pt_node *src, const char *
         for (int i = 0; i < dst->n; i++) {
             /* the first pair of src with that key, as pt_node_get finds it: one pass for both */
             int k = 0;
-            while (k < src->n && strcmp(pt_node_key(src, k)->str, pt_node_key(dst, i)->str))
+            while (k < src->n && !pt_node_same_key(pt_node_key(src, k)->str, pt_node_key(dst, i)->str))
                 k++;
             if (k == src->n)
                 continue;

@@ -342,7 +342,7 @@ struct pt_node *pt_node_get(const struct pt_node *map, const char *key)
     if (!map || map->kind != PT_N_MAP)
         return NULL;
     for (int i = 0; i < map->n; i++)
-        if (strcmp(pt_node_key(map, i)->str, key) == 0)
+        if (pt_node_same_key(pt_node_key(map, i)->str, key))
             return pt_node_val(map, i);
     return NULL;
 }
@@ -956,6 +956,94 @@ json_t *pt_node_to_json(const struct pt_node *n)
         }
         return json_stringn(n->str, n->len);
     }
+}
+
+/* Two 64-bit lanes over 8-byte words, each with its own multiplier and rotation, finished by a
+   mixing step each: not a cryptographic hash (the file is its operator's), a checksum whose
+   collisions for different entities are as unlikely as chance makes them. */
+static inline uint64_t digest_fin(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+}
+
+static inline void digest_word(struct pt_node_digest *d, uint64_t w)
+{
+    d->a = ((d->a ^ w) * 0x9e3779b97f4a7c15ULL);
+    d->a = (d->a << 31) | (d->a >> 33);
+    d->b = ((d->b + w) * 0xc2b2ae3d27d4eb4fULL);
+    d->b ^= d->b >> 29;
+}
+
+static void digest_bytes(struct pt_node_digest *d, const char *p, size_t n)
+{
+    digest_word(d, n); /* the length first: "ab"+"c" is not "a"+"bc" */
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        digest_word(d, w);
+    }
+    if (n) {
+        uint64_t w = 0;
+        memcpy(&w, p, n);
+        digest_word(d, w);
+    }
+}
+
+static bool skipped(const char *key, const char *const *skip)
+{
+    for (int i = 0; skip && skip[i]; i++)
+        if (!strcmp(key, skip[i]))
+            return true;
+    return false;
+}
+
+static void digest_node(struct pt_node_digest *d, const struct pt_node *n, const char *const *skip)
+{
+    /* a tag per node: its kind, and for a scalar the two flags that change its JSON type */
+    digest_word(d, (uint64_t)n->kind | (uint64_t)n->quoted << 8 | (uint64_t)n->null << 9 | 0xd1ULL << 56);
+    switch (n->kind) {
+    case PT_N_MAP: {
+        uint64_t kept = 0;
+        for (int i = 0; i < n->n; i++) {
+            const struct pt_node *k = pt_node_key(n, i);
+            if (skipped(k->str, skip))
+                continue;
+            kept++;
+            digest_bytes(d, k->str, strlen(k->str)); /* as pt_node_to_json reads a key */
+            digest_node(d, pt_node_val(n, i), NULL);
+        }
+        digest_word(d, kept);
+        break;
+    }
+    case PT_N_SEQ:
+        for (int i = 0; i < n->n; i++)
+            digest_node(d, n->items[i], NULL);
+        digest_word(d, (uint64_t)n->n);
+        break;
+    default:
+        digest_bytes(d, n->str, n->len);
+    }
+}
+
+void pt_node_digest_end(struct pt_node_digest *d)
+{
+    d->a = digest_fin(d->a ^ d->b);
+    d->b = digest_fin(d->b + d->a);
+}
+
+void pt_node_digest(const struct pt_node *n, const char *const *skip, struct pt_node_digest *d)
+{
+    digest_node(d, n, skip);
+    pt_node_digest_end(d);
+}
+
+void pt_node_digest_text(struct pt_node_digest *d, const char *s)
+{
+    digest_bytes(d, s ? s : "", s ? strlen(s) : 0);
 }
 
 static struct pt_node *from_json(struct pt_pool *pool, struct keys *keys, const json_t *j,

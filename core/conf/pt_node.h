@@ -70,6 +70,13 @@ struct pt_node *pt_node_parse_yaml(struct pt_pool *pool, const char *file, const
 /* Reads and parses a YAML file; errors name the file. */
 struct pt_node *pt_node_load_file(struct pt_pool *pool, const char *path, struct pt_errors *errs);
 
+/* Whether two keys are the same text: the first bytes told apart inline (most keys differ there),
+   strcmp for the rest -- the lookups that read a configuration compare keys by the million. */
+static inline bool pt_node_same_key(const char *a, const char *b)
+{
+    return a[0] == b[0] && (!a[0] || !strcmp(a + 1, b + 1));
+}
+
 /* Map access: the value for key, or NULL. */
 struct pt_node *pt_node_get(const struct pt_node *map, const char *key);
 static inline struct pt_node *pt_node_key(const struct pt_node *map, int i)
@@ -90,6 +97,20 @@ pt_str pt_node_to_text(struct pt_pool *pool, const struct pt_node *n);
    from JSON hangs under parent at index (NULL, 0 for a root). */
 json_t *pt_node_to_json(const struct pt_node *n);
 struct pt_node *pt_node_from_json(struct pt_pool *pool, const json_t *j, struct pt_node *parent, int index);
+
+/* A 128-bit digest of what pt_node_to_json makes of a tree (kinds, texts, quoting; never the
+   positions), without the top-level map keys listed in skip (NULL-terminated, or NULL), seeded
+   with `seed` (a digest of what else the caller's result depends on, or zeros).  Two trees with the
+   same digest give the same JSON but for a 128-bit collision: the file's application uses it to
+   tell an entity given again unchanged without turning it into JSON. */
+struct pt_node_digest {
+    uint64_t a, b;
+};
+void pt_node_digest(const struct pt_node *n, const char *const *skip, struct pt_node_digest *d);
+/* Mixes text s (NULL reads as "") into d; pt_node_digest_end finishes a digest made of texts alone
+   (pt_node_digest finishes its own). */
+void pt_node_digest_text(struct pt_node_digest *d, const char *s);
+void pt_node_digest_end(struct pt_node_digest *d);
 
 /* Finds the first string (value or key) of j holding an embedded NUL
    (JSON "\u0000", read with JSON_ALLOW_NUL) and writes its path, e.g.

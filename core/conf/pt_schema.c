@@ -289,7 +289,7 @@ bool pt_schema_map(struct pt_cfctx *cx, struct pt_node *node, const struct pt_cf
         struct pt_node *k = pt_node_key(node, i), *v = pt_node_val(node, i);
         const struct pt_cfkey *key = NULL;
         for (const struct pt_cfkey *c = keys; c->name; c++)
-            if (!strcmp(c->name, k->str)) {
+            if (pt_node_same_key(c->name, k->str)) {
                 key = c;
                 break;
             }

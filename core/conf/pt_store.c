@@ -17,20 +17,43 @@
 
 #define STORE_JOURNAL 256 /* entity writes remembered by id (a bulk import is read again in full) */
 
+/* A set of rows (entities and links) by a 128-bit digest of what names them (type, kind, and the
+   two names: parent and id, or a and b), each with the digest of what the file gave for it (zeros
+   when not known); open addressing, a zero key an empty slot.  A row is told from another by its
+   name's digest alone: the chance that two of a store's rows share one is that of a 128-bit
+   collision. */
+struct row {
+    struct pt_node_digest key, d;
+};
+
+struct rowset {
+    struct row *v;
+    size_t cap, n;
+    bool failed; /* out of memory: not to be trusted */
+};
+
 struct pt_store {
     sqlite3 *db;
     int depth;   /* nested begin/commit */
     bool failed; /* a nested part failed: the outer commit rolls back */
     uint64_t version;
     bool keep_same; /* pt_store_keep_unchanged: a put of what is stored writes nothing */
-    /* from pt_store_mark to the sweep (or the transaction's end): the rows declared (put, kept,
-       linked), which the sweep keeps */
+    /* from pt_store_mark to the transaction's end: the rows the file's application declared (put,
+       kept or linked: the sweep keeps them), with the digest each was made from where known */
     struct {
-        bool on;
-        char **keys; /* "E" kind, parent, id / "L" kind, a, b, joined by \x1f; open addressing */
-        size_t cap, n;
-        bool failed; /* out of memory: the sweep refuses, the application is rolled back */
+        bool on;       /* from pt_store_mark to the sweep */
+        bool building; /* from pt_store_mark to the transaction's end */
+        struct rowset rows;
     } decl;
+    /* the rows the last committed application declared, with their digests (pt_store_given_same) */
+    struct {
+        struct rowset last;
+        bool valid;       /* `last` tells what is stored (decided at pt_store_mark) */
+        bool links_valid; /* ... and so do its links: no link was written since either */
+        bool have;        /* `last` was committed: the counters below are when */
+        uint64_t at_all, at_writes;
+        int at_njournal;
+    } given;
     char err[512];
     /* sealing of secrets at rest (pt_store_set_sealer) */
     pt_seal_fn seal, unseal;
@@ -63,6 +86,9 @@ struct pt_store {
 };
 
 static void decl_clear(struct pt_store *s);
+static void given_reset(struct pt_store *s);
+static void given_committed(struct pt_store *s);
+static void given_deleted(struct pt_store *s, char type, const char *kind, const char *a, const char *b);
 
 /* A write of `kind` (NULL: of any kind); the kind's place in kinds, or -1 when it was counted in
    `all`. */
@@ -390,6 +416,7 @@ void pt_store_close(struct pt_store *s)
         free(s->journal[i].id);
     }
     decl_clear(s);
+    given_reset(s);
     free(s);
 }
 
@@ -450,6 +477,7 @@ bool pt_store_begin(struct pt_store *s)
 static void rolled_back(struct pt_store *s)
 {
     written(s, NULL);
+    given_reset(s);
     exec(s, "ROLLBACK");
 }
 
@@ -459,12 +487,14 @@ bool pt_store_commit(struct pt_store *s)
         return false;
     if (--s->depth > 0)
         return !s->failed;
-    decl_clear(s); /* an application of the file ends with its transaction */
     if (s->failed || !exec(s, "COMMIT")) {
         rolled_back(s);
+        decl_clear(s);
         return false;
     }
     s->version++;
+    given_committed(s);
+    decl_clear(s); /* an application of the file ends with its transaction */
     return true;
 }
 
@@ -472,6 +502,7 @@ void pt_store_rollback(struct pt_store *s)
 {
     written(s, NULL);
     decl_clear(s);
+    given_reset(s);
     if (s->depth == 0)
         return;
     if (--s->depth > 0) {
@@ -572,86 +603,203 @@ bool pt_store_get(struct pt_store *s, const char *kind, const char *parent, cons
     return found;
 }
 
+/* ------------------------------------------------ the rows the file declared */
+
+static struct pt_node_digest row_key(char type, const char *kind, const char *a, const char *b)
+{
+    struct pt_node_digest k = {(uint64_t)(unsigned char)type, 0};
+    pt_node_digest_text(&k, kind);
+    pt_node_digest_text(&k, a);
+    pt_node_digest_text(&k, b);
+    pt_node_digest_end(&k);
+    if (!k.a && !k.b)
+        k.a = 1;
+    return k;
+}
+
+static struct row *row_slot(const struct rowset *r, const struct pt_node_digest *key)
+{
+    size_t i = key->a & (r->cap - 1);
+    while ((r->v[i].key.a || r->v[i].key.b) && (r->v[i].key.a != key->a || r->v[i].key.b != key->b))
+        i = (i + 1) & (r->cap - 1);
+    return &r->v[i];
+}
+
+static struct row *row_find(const struct rowset *r, const struct pt_node_digest *key)
+{
+    if (!r->cap)
+        return NULL;
+    struct row *x = row_slot(r, key);
+    return x->key.a || x->key.b ? x : NULL;
+}
+
+/* Adds key (or finds it); NULL when out of memory (r->failed). */
+static struct row *row_add(struct rowset *r, const struct pt_node_digest *key)
+{
+    if (r->failed)
+        return NULL;
+    if ((r->n + 1) * 4 > r->cap * 3) {
+        size_t cap = r->cap ? r->cap * 2 : 1024;
+        struct row *v = calloc(cap, sizeof(*v));
+        if (!v) {
+            r->failed = true;
+            return NULL;
+        }
+        struct rowset bigger = {v, cap, r->n, false};
+        for (size_t i = 0; i < r->cap; i++)
+            if (r->v[i].key.a || r->v[i].key.b)
+                *row_slot(&bigger, &r->v[i].key) = r->v[i];
+        free(r->v);
+        *r = bigger;
+    }
+    struct row *x = row_slot(r, key);
+    if (!x->key.a && !x->key.b) {
+        x->key = *key;
+        r->n++;
+    }
+    return x;
+}
+
+static void rows_free(struct rowset *r)
+{
+    free(r->v);
+    memset(r, 0, sizeof(*r));
+}
+
 /* Ends an application of the file: its declared rows are forgotten. */
 static void decl_clear(struct pt_store *s)
 {
-    for (size_t i = 0; i < s->decl.cap; i++)
-        free(s->decl.keys[i]);
-    free(s->decl.keys);
-    memset(&s->decl, 0, sizeof(s->decl));
+    rows_free(&s->decl.rows);
+    s->decl.on = s->decl.building = false;
 }
 
 /* Out of memory remembering the declared rows: the sweep refuses (the application is rolled back). */
 static void decl_failed(struct pt_store *s)
 {
-    s->decl.failed = true;
+    s->decl.rows.failed = true;
     snprintf(s->err, sizeof(s->err), "out of memory remembering the rows the file declares");
 }
 
-/* The slot of key in the declared rows' table (cap a power of two): its own or the empty one where
-   it would go. */
-static size_t decl_slot(char **keys, size_t cap, const char *key)
+/* A row declared by the file's application (type 'E' an entity, 'L' a link), made from what has
+   digest d (NULL: not known; a known one stays). */
+static void decl_add_given(struct pt_store *s, char type, const char *kind, const char *a, const char *b,
+                           const struct pt_node_digest *d)
 {
-    size_t i = pt_hash(key, strlen(key), false) & (cap - 1);
-    while (keys[i] && strcmp(keys[i], key))
-        i = (i + 1) & (cap - 1);
-    return i;
+    if (!s->decl.on)
+        return;
+    struct pt_node_digest key = row_key(type, kind, a ? a : "", b ? b : "");
+    struct row *x = row_add(&s->decl.rows, &key);
+    if (!x)
+        decl_failed(s);
+    else if (d)
+        x->d = *d;
 }
 
-static char *decl_key(char type, const char *kind, const char *a, const char *b)
-{
-    size_t n = strlen(kind) + strlen(a) + strlen(b) + 5;
-    char *k = malloc(n);
-    if (k)
-        snprintf(k, n, "%c\x1f%s\x1f%s\x1f%s", type, kind, a, b);
-    return k;
-}
-
-/* A row declared by the file's application (type 'E' an entity, 'L' a link). */
 static void decl_add(struct pt_store *s, char type, const char *kind, const char *a, const char *b)
 {
-    if (!s->decl.on || s->decl.failed)
-        return;
-    if ((s->decl.n + 1) * 2 > s->decl.cap) {
-        size_t cap = s->decl.cap ? s->decl.cap * 2 : 1024;
-        char **keys = calloc(cap, sizeof(*keys));
-        if (!keys) {
-            decl_failed(s);
-            return;
-        }
-        for (size_t i = 0; i < s->decl.cap; i++)
-            if (s->decl.keys[i])
-                keys[decl_slot(keys, cap, s->decl.keys[i])] = s->decl.keys[i];
-        free(s->decl.keys);
-        s->decl.keys = keys;
-        s->decl.cap = cap;
-    }
-    char *k = decl_key(type, kind, a ? a : "", b ? b : "");
-    if (!k) {
-        decl_failed(s);
-        return;
-    }
-    size_t i = decl_slot(s->decl.keys, s->decl.cap, k);
-    if (s->decl.keys[i])
-        free(k);
-    else {
-        s->decl.keys[i] = k;
-        s->decl.n++;
-    }
+    decl_add_given(s, type, kind, a, b, NULL);
 }
 
 static bool decl_has(struct pt_store *s, char type, const char *kind, const char *a, const char *b)
 {
-    if (!s->decl.cap)
+    struct pt_node_digest key = row_key(type, kind, a, b);
+    return row_find(&s->decl.rows, &key) != NULL;
+}
+
+/* ----------------------------------------------------- what the file gave */
+
+/* A rollback (of any part), or a failure: nothing is known any more. */
+static void given_reset(struct pt_store *s)
+{
+    rows_free(&s->given.last);
+    s->given.valid = s->given.links_valid = s->given.have = false;
+}
+
+/* The transaction of a file application was committed: the rows it declared are what is stored
+   of the file's. */
+static void given_committed(struct pt_store *s)
+{
+    if (!s->decl.building)
+        return;
+    rows_free(&s->given.last);
+    s->given.last = s->decl.rows;
+    memset(&s->decl.rows, 0, sizeof(s->decl.rows));
+    s->given.valid = s->given.links_valid = false;
+    s->given.have = !s->given.last.failed;
+    s->given.at_all = s->all;
+    s->given.at_writes = s->entity_writes;
+    s->given.at_njournal = s->njournal;
+}
+
+/* A row deleted during an application: what it was made from no longer tells what is stored. */
+static void given_deleted(struct pt_store *s, char type, const char *kind, const char *a, const char *b)
+{
+    if (!s->decl.building)
+        return;
+    struct pt_node_digest key = row_key(type, kind, a, b);
+    struct row *x = row_find(&s->decl.rows, &key);
+    if (x)
+        memset(&x->d, 0, sizeof(x->d));
+}
+
+/* At pt_store_mark: whether `last` still tells what is stored.  Every entity write since it was
+   committed must be in the journal (a rollback, a sweep or a reseal since moved `all`); each
+   row so written is forgotten in it.  Its links are trusted only when no link was written since
+   (links are not journaled): every write counted since is then a journaled entity write. */
+static bool given_current(struct pt_store *s)
+{
+    struct rowset *r = &s->given.last;
+    s->given.links_valid = false;
+    if (!s->given.have || r->failed || s->all != s->given.at_all ||
+        s->njournal - s->given.at_njournal > STORE_JOURNAL)
         return false;
-    char *k = decl_key(type, kind, a, b);
-    if (!k) {
-        decl_failed(s);
-        return true; /* kept: the sweep refuses anyway */
+    s->given.links_valid =
+        s->entity_writes - s->given.at_writes == (uint64_t)(s->njournal - s->given.at_njournal);
+    for (int n = s->given.at_njournal; n < s->njournal; n++) {
+        const int slot = n % STORE_JOURNAL;
+        if (!s->journal[slot].id)
+            return false;
+        struct pt_node_digest key =
+            row_key('E', s->kinds[s->journal[slot].kind].kind, s->journal[slot].parent, s->journal[slot].id);
+        struct row *x = row_find(r, &key);
+        if (x)
+            memset(&x->d, 0, sizeof(x->d));
     }
-    bool found = s->decl.keys[decl_slot(s->decl.keys, s->decl.cap, k)] != NULL;
-    free(k);
-    return found;
+    s->given.at_njournal = s->njournal;
+    s->given.at_writes = s->entity_writes;
+    return true;
+}
+
+/* Whether the application declared every row the last one did: then none of the file's rows is
+   left undeclared (the last one's sweep took the rest, and nothing but the file writes them). */
+static bool given_all_declared(struct pt_store *s)
+{
+    const struct rowset *r = &s->given.last;
+    if (!s->given.valid || s->decl.rows.failed || r->n > s->decl.rows.n)
+        return false;
+    for (size_t i = 0; i < r->cap; i++)
+        if ((r->v[i].key.a || r->v[i].key.b) && !row_find(&s->decl.rows, &r->v[i].key))
+            return false;
+    return true;
+}
+
+bool pt_store_given_same(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                         const struct pt_node_digest *d)
+{
+    if (!s->given.valid || !s->decl.on || (!d->a && !d->b))
+        return false;
+    struct pt_node_digest key = row_key('E', kind, parent, id);
+    const struct row *x = row_find(&s->given.last, &key);
+    if (!x || x->d.a != d->a || x->d.b != d->b)
+        return false;
+    decl_add_given(s, 'E', kind, parent, id, d);
+    return true;
+}
+
+void pt_store_given(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                    const struct pt_node_digest *d)
+{
+    decl_add_given(s, 'E', kind, parent, id, d);
 }
 
 void pt_store_keep_unchanged(struct pt_store *s, bool on)
@@ -798,8 +946,10 @@ bool pt_store_delete(struct pt_store *s, const char *kind, const char *parent, c
     bind_text(st, 2, parent);
     bind_text(st, 3, id);
     bool ok = done(s, st), gone = ok && sqlite3_changes(s->db) > 0;
-    if (!ok || gone) /* nothing deleted: nothing for the views to read again */
+    if (!ok || gone) { /* nothing deleted: nothing for the views to read again */
         entity_written(s, kind, parent, id);
+        given_deleted(s, 'E', kind, parent, id);
+    }
     return gone;
 }
 
@@ -839,6 +989,18 @@ bool pt_store_each(struct pt_store *s, const char *kind, const char *parent, pt_
     bind_text(st, 1, kind);
     if (parent)
         bind_text(st, 2, parent);
+    return each_row(s, st, kind, fn, arg);
+}
+
+bool pt_store_each_not_from(struct pt_store *s, const char *kind, const char *source, pt_store_fn fn,
+                            void *arg)
+{
+    sqlite3_stmt *st = prep(s, "SELECT parent, id, workspace, body, etag, source FROM entities"
+                               " WHERE kind = ?1 AND source <> ?2 ORDER BY parent, id");
+    if (!st)
+        return false;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, source);
     return each_row(s, st, kind, fn, arg);
 }
 
@@ -897,6 +1059,11 @@ bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const ch
 {
     /* a link there already is kept as it is (its source stays): no write for the views */
     decl_add(s, 'L', kind, a, b);
+    if (s->given.links_valid && s->decl.on) { /* the last application's, and no link written since */
+        struct pt_node_digest key = row_key('L', kind, a, b);
+        if (row_find(&s->given.last, &key))
+            return true;
+    }
     sqlite3_stmt *st = prep(s, "SELECT 1 FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3");
     if (!st)
         return false;
@@ -935,8 +1102,10 @@ bool pt_store_unlink(struct pt_store *s, const char *kind, const char *a, const 
     if (b)
         bind_text(st, 3, b);
     bool ok = done(s, st);
-    if (!ok || sqlite3_changes(s->db) > 0) /* nothing unlinked: nothing for the views to read again */
+    if (!ok || sqlite3_changes(s->db) > 0) { /* nothing unlinked: nothing for the views to read again */
         written(s, kind);
+        s->given.links_valid = false; /* during an application (a row taken over): links read again */
+    }
     return ok;
 }
 
@@ -1011,7 +1180,12 @@ void pt_store_mark(struct pt_store *s, const char *source)
 {
     (void)source;
     decl_clear(s);
-    s->decl.on = true;
+    s->decl.on = s->decl.building = true;
+    s->given.valid = given_current(s);
+    if (s->given.last.cap) { /* as many rows again, most likely: no table grown row by row */
+        s->decl.rows.v = calloc(s->given.last.cap, sizeof(struct row));
+        s->decl.rows.cap = s->decl.rows.v ? s->given.last.cap : 0;
+    }
 }
 
 static int triple_cmp(const void *x, const void *y)
@@ -1033,6 +1207,8 @@ static json_t *undeclared(struct pt_store *s, const char *source, bool links)
         snprintf(s->err, sizeof(s->err), "no application of the file under way (pt_store_mark)");
         return NULL;
     }
+    if (given_all_declared(s))
+        return json_array(); /* nothing to read */
     sqlite3_stmt *st = prep(s, links ? "SELECT kind, a, b FROM links WHERE source = ?1"
                                      : "SELECT kind, parent, id FROM entities WHERE source = ?1");
     if (!st)
@@ -1054,7 +1230,7 @@ static json_t *undeclared(struct pt_store *s, const char *source, bool links)
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
     release(s, st);
-    if (rc != SQLITE_DONE || s->decl.failed) {
+    if (rc != SQLITE_DONE || s->decl.rows.failed) {
         json_decref(all);
         return NULL;
     }
@@ -1102,12 +1278,14 @@ int pt_store_sweep(struct pt_store *s, const char *source)
                 return -1;
             }
             n += sqlite3_changes(s->db);
+            given_deleted(s, links ? 'L' : 'E', json_string_value(json_array_get(k, 0)),
+                          json_string_value(json_array_get(k, 1)), json_string_value(json_array_get(k, 2)));
         }
         json_decref(gone);
     }
     if (n) /* what it deleted is not journaled: every view is stale */
         written(s, NULL);
-    decl_clear(s); /* the application's last step */
+    s->decl.on = false; /* the application's last step (its rows are kept to the commit) */
     return n;
 }
 

@@ -95,6 +95,16 @@ bool pt_store_links(struct pt_store *s, const char *kind, const char *a, pt_stor
 /* An application of the configuration file begins: from now on the store remembers every row
    put (written or kept unchanged) and linked, until the sweep or the transaction's end. */
 void pt_store_mark(struct pt_store *s, const char *source);
+/* During an application of the file: whether entity kind/parent/id is stored as the last
+   application committed made it from what it was given then -- digest d (the caller's digest of
+   its input: pt_node_digest) -- with no write to it since; when so, it is declared (the sweep keeps
+   it) and nothing needs to be read or written.  Otherwise the caller puts it, then tells
+   pt_store_given the digest it put it from.  A rollback forgets all of it, as do writes the
+   store cannot name (more than its journal remembers between two applications). */
+bool pt_store_given_same(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                         const struct pt_node_digest *d);
+void pt_store_given(struct pt_store *s, const char *kind, const char *parent, const char *id,
+                    const struct pt_node_digest *d);
 /* Deletes the rows of `source` (entities and links) not declared since pt_store_mark, and ends the
    application; -1 when the store cannot tell (no pt_store_mark, out of memory, SQLite failed). */
 int pt_store_sweep(struct pt_store *s, const char *source);
@@ -133,6 +143,9 @@ uint64_t pt_store_any_writes(struct pt_store *s);
 typedef bool (*pt_store_id_fn)(void *arg, const char *parent, const char *id);
 bool pt_store_written_ids(struct pt_store *s, const char *kind, uint64_t kind_writes, uint64_t any_writes,
                           pt_store_id_fn fn, void *arg);
+/* Calls fn as pt_store_each does, for the rows of `kind` that another source than `source` wrote. */
+bool pt_store_each_not_from(struct pt_store *s, const char *kind, const char *source, pt_store_fn fn,
+                            void *arg);
 /* Calls fn for the entity (kind, parent, id) as pt_store_each calls it for each of a kind (not when
    it is absent, or stored but does not load: that is logged as pt_store_each does). */
 bool pt_store_each_id(struct pt_store *s, const char *kind, const char *parent, const char *id,

@@ -560,6 +560,73 @@ static void test_json_nul_path(void **state)
     assert_false(pt_node_json_nul_path(NULL, buf, sizeof(buf)));
 }
 
+/* The digest of a YAML tree, seeded and with keys skipped as the file's application takes it. */
+static struct pt_node_digest digest_of(const char *yaml, const char *const *skip, const char *seed)
+{
+    struct pt_pool *pool = pt_pool_new(4096);
+    struct pt_errors errs = {0};
+    struct pt_node *n = pt_node_parse_yaml(pool, NULL, yaml, strlen(yaml), &errs);
+    assert_non_null(n);
+    assert_int_equal(errs.n, 0);
+    struct pt_node_digest d = {0, 0};
+    pt_node_digest_text(&d, seed);
+    pt_node_digest(n, skip, &d);
+    pt_pool_free(pool);
+    return d;
+}
+
+static bool same_digest(const char *a, const char *b)
+{
+    struct pt_node_digest x = digest_of(a, NULL, NULL), y = digest_of(b, NULL, NULL);
+    return x.a == y.a && x.b == y.b;
+}
+
+static int digest_cmp(const void *x, const void *y)
+{
+    const struct pt_node_digest *a = x, *b = y;
+    return a->a != b->a ? (a->a < b->a ? -1 : 1) : a->b != b->b ? (a->b < b->b ? -1 : 1) : 0;
+}
+
+/* The digest the file's application tells an entity given unchanged by: the same for the same
+   tree wherever it sits in the file, different wherever pt_node_to_json would differ (a quoted
+   number, a null, texts cut elsewhere, a list's length, one more key), blind to the keys skipped,
+   moved by the seed; and 10,000 entities told apart. */
+static void test_node_digest(void **state)
+{
+    (void)state;
+    assert_true(same_digest("{id: a1, path: x, n: 5}", "id: a1\npath: x\nn: 5\n"));
+    assert_true(same_digest("a: [1, 2]", "\n\na:\n  - 1\n  - 2\n"));
+    assert_false(same_digest("a: 1", "a: \"1\""));
+    assert_false(same_digest("a: ~", "a: ''"));
+    assert_false(same_digest("a: [ab, c]", "a: [a, bc]"));
+    assert_false(same_digest("a: [x, x]", "a: [x, x, x]"));
+    assert_false(same_digest("a: {b: 1}", "a: {b: 1, c: 2}"));
+    assert_false(same_digest("a: {b: 1}", "a: [b, 1]"));
+    assert_false(same_digest("a: true", "a: 'true'"));
+    assert_false(same_digest("a: x", "b: x"));
+    static const char *const skip[] = {"operations", "policies", NULL};
+    struct pt_node_digest with = digest_of("{id: a, path: p, operations: [{id: o}], policies: {inbound: []}}",
+                                           skip, NULL),
+                          bare = digest_of("{id: a, path: p}", skip, NULL),
+                          other = digest_of("{id: a, path: q, operations: [{id: o}]}", skip, NULL),
+                          seeded = digest_of("{id: a, path: p}", skip, "ws1");
+    assert_true(with.a == bare.a && with.b == bare.b);
+    assert_false(other.a == bare.a && other.b == bare.b);
+    assert_false(seeded.a == bare.a && seeded.b == bare.b);
+    enum { N = 10000 };
+    struct pt_node_digest *all = calloc(N, sizeof(*all));
+    assert_non_null(all);
+    for (int i = 0; i < N; i++) {
+        char yaml[96];
+        snprintf(yaml, sizeof(yaml), "{id: e%d, path: e%d, serviceUrl: 'http://127.0.0.1:1'}", i, i);
+        all[i] = digest_of(yaml, NULL, NULL);
+    }
+    qsort(all, N, sizeof(*all), digest_cmp);
+    for (int i = 1; i < N; i++)
+        assert_true(all[i].a != all[i - 1].a && all[i].b != all[i - 1].b);
+    free(all);
+}
+
 static void test_many_errors(void **state)
 {
     expect_errors(
@@ -1171,6 +1238,7 @@ int main(void)
         cmocka_unit_test(test_yaml_errors),
         cmocka_unit_test(test_nul_characters),
         cmocka_unit_test(test_json_nul_path),
+        cmocka_unit_test(test_node_digest),
         cmocka_unit_test(test_many_errors),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1150,6 +1151,196 @@ static void test_a_secret_stored_in_plain_is_sealed_when_applied_again(void **st
     close_store(st, dir);
 }
 
+/* ------------------------------------ what the file gave, trusted while nothing else wrote */
+
+#define GIVEN_HEAD                                                                                           \
+    "listen: \"127.0.0.1:1\"\n"                                                                              \
+    "samples: false\n"                                                                                       \
+    "apis:\n"                                                                                                \
+    "  - id: a1\n"                                                                                           \
+    "    path: a1\n"                                                                                         \
+    "    serviceUrl: http://127.0.0.1:1\n"                                                                   \
+    "    operations:\n"                                                                                      \
+    "      - id: o1\n"                                                                                       \
+    "        method: GET\n"
+#define GIVEN_A2                                                                                             \
+    "  - id: a2\n"                                                                                           \
+    "    path: a2\n"                                                                                         \
+    "    serviceUrl: http://127.0.0.1:1\n"
+#define GIVEN_NV                                                                                             \
+    "namedValues:\n"                                                                                         \
+    "  - id: nv1\n"                                                                                          \
+    "    value: hush\n"                                                                                      \
+    "    secret: true\n"
+
+static void apply_text(struct pt_store *st, const char *text, const char *key)
+{
+    struct pt_errors errs = {0};
+    struct pt_conf *file = pt_conf_parse("portico.yaml", text, strlen(text), &errs);
+    for (int i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.msgs[i]);
+    assert_non_null(file);
+    assert_true(pt_model_apply_file(st, file, key, &errs));
+    assert_int_equal(errs.n, 0);
+    pt_conf_free(file);
+}
+
+/* Changes a row behind the store's back (as no part of Portico does): what a read would find. */
+static void raw_template(struct pt_store *st, const char *tpl)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "UPDATE entities SET body = json_set(body, '$.urlTemplate', '%s')"
+             " WHERE kind = 'operation' AND parent = 'a1' AND id = 'o1'",
+             tpl);
+    assert_int_equal(sqlite3_exec(pt_store_sqlite(st), sql, NULL, NULL, NULL), SQLITE_OK);
+}
+
+static const char *stored_template(struct pt_store *st, char out[64])
+{
+    json_t *body = NULL;
+    assert_true(pt_store_get(st, "operation", "a1", "o1", &body, NULL));
+    snprintf(out, 64, "%s", json_string_value(json_object_get(body, "urlTemplate")));
+    json_decref(body);
+    return out;
+}
+
+/* The file applied again passes over what it gives unchanged without reading it, as long as the
+   store can name every write since the last application: a row changed behind its back stays as
+   it is (the proof that it was not read), and is made again from the file after anything the
+   store cannot name or that touched it -- a write to the row (through the store), a rollback,
+   more writes than its journal holds, a new process.  Removals still go (the sweep reads the
+   store when a row the last application declared is missing), and a secret is sealed again
+   under a new key. */
+static void test_the_file_given_again_is_passed_over_while_nothing_else_wrote(void **state)
+{
+    (void)state;
+    static const char t1[] = GIVEN_HEAD "        urlTemplate: /x\n" GIVEN_A2 "products:\n"
+                                        "  - id: p1\n"
+                                        "    apis: [a1, a2]\n" GIVEN_NV;
+    static const char t2[] = GIVEN_HEAD "        urlTemplate: /y\n" GIVEN_A2 "products:\n"
+                                        "  - id: p1\n"
+                                        "    apis: [a1, a2]\n" GIVEN_NV;
+    static const char t3[] = GIVEN_HEAD "        urlTemplate: /y\n"
+                                        "products:\n"
+                                        "  - id: p1\n"
+                                        "    apis: [a1]\n" GIVEN_NV;
+    char dir[64], tpl[64];
+    struct pt_store *st = open_store(dir, "given");
+    apply_text(st, t1, "key-one");
+    assert_string_equal(stored_template(st, tpl), "/x");
+
+    /* unchanged and nothing else wrote: not read, so the change behind its back stays */
+    raw_template(st, "/behind");
+    uint64_t writes = pt_store_entity_writes(st);
+    apply_text(st, t1, "key-one");
+    assert_string_equal(stored_template(st, tpl), "/behind");
+    assert_int_equal(pt_store_entity_writes(st), writes);
+    /* the file changes the operation: written from it */
+    apply_text(st, t2, "key-one");
+    assert_string_equal(stored_template(st, tpl), "/y");
+
+    /* a write the store names (its journal): that row is made again from the file */
+    json_t *body = json_pack("{s:s,s:s}", "method", "GET", "urlTemplate", "/written");
+    assert_true(pt_store_begin(st));
+    assert_true(pt_store_put(st, "operation", "a1", "o1", "", body, "config", NULL));
+    assert_true(pt_store_commit(st));
+    json_decref(body);
+    apply_text(st, t2, "key-one");
+    assert_string_equal(stored_template(st, tpl), "/y");
+
+    /* a rollback: nothing trusted */
+    raw_template(st, "/behind");
+    assert_true(pt_store_begin(st));
+    put(st, "api", "", "junk", "{\"path\": \"junk\"}");
+    pt_store_rollback(st);
+    apply_text(st, t2, "key-one");
+    assert_string_equal(stored_template(st, tpl), "/y");
+
+    /* more writes than the journal holds, none of them to the row: nothing trusted either */
+    raw_template(st, "/behind");
+    assert_true(pt_store_begin(st));
+    for (int i = 0; i < 300; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "junk-%d", i);
+        put(st, "api", "", id, "{\"path\": \"junk\"}");
+    }
+    assert_true(pt_store_commit(st));
+    apply_text(st, t2, "key-one");
+    assert_string_equal(stored_template(st, tpl), "/y");
+    apply_text(st, t2, "key-one"); /* within the journal again: trusted */
+    raw_template(st, "/behind");
+    apply_text(st, t2, "key-one");
+    assert_string_equal(stored_template(st, tpl), "/behind");
+
+    /* a new process (the store opened again) trusts nothing of the last one's */
+    pt_store_close(st);
+    char err[256];
+    st = pt_store_open(dir, err, sizeof(err));
+    assert_non_null(st);
+    apply_text(st, t2, "key-one");
+    assert_string_equal(stored_template(st, tpl), "/y");
+
+    /* a2 and its link no longer declared: removed, then the same file again changes nothing */
+    assert_true(pt_store_linked(st, "product-api", "p1", "a2"));
+    apply_text(st, t3, "key-one");
+    json_t *gone = NULL;
+    assert_false(pt_store_get(st, "api", "", "a2", &gone, NULL));
+    assert_false(pt_store_linked(st, "product-api", "p1", "a2"));
+    assert_true(pt_store_linked(st, "product-api", "p1", "a1"));
+    writes = pt_store_entity_writes(st);
+    apply_text(st, t3, "key-one");
+    assert_int_equal(pt_store_entity_writes(st), writes);
+    assert_true(pt_store_linked(st, "product-api", "p1", "a1"));
+
+    /* a group of the management API's that the file takes over loses its links (replace_foreign):
+       the link of a product given unchanged is written again, not trusted */
+    put(st, "group", "", "g1", "{\"displayName\": \"G1\"}");
+    static const char t4[] = GIVEN_HEAD "        urlTemplate: /y\n"
+                                        "products:\n"
+                                        "  - id: p1\n"
+                                        "    apis: [a1]\n"
+                                        "    groups: [g1]\n" GIVEN_NV;
+    static const char t5[] = GIVEN_HEAD "        urlTemplate: /y\n"
+                                        "groups:\n"
+                                        "  - id: g1\n"
+                                        "    displayName: G1\n"
+                                        "products:\n"
+                                        "  - id: p1\n"
+                                        "    apis: [a1]\n"
+                                        "    groups: [g1]\n" GIVEN_NV;
+    apply_text(st, t4, "key-one");
+    apply_text(st, t4, "key-one"); /* trusted from here */
+    assert_true(pt_store_linked(st, "product-group", "p1", "g1"));
+    apply_text(st, t5, "key-one");
+    assert_true(pt_store_linked(st, "product-group", "p1", "g1"));
+    char src[16];
+    assert_true(pt_store_info(st, "group", "", "g1", src, NULL));
+    assert_string_equal(src, "config");
+    /* a link removed between two applications (links are not journaled): the file's links are all
+       looked up again */
+    apply_text(st, t5, "key-one");
+    assert_true(pt_store_begin(st));
+    assert_true(pt_store_unlink(st, "product-api", "p1", "a1"));
+    assert_true(pt_store_commit(st));
+    apply_text(st, t5, "key-one");
+    assert_true(pt_store_linked(st, "product-api", "p1", "a1"));
+
+    /* the same secret under another key: sealed again, and opens with the new key only */
+    apply_text(st, t5, "key-two");
+    json_t *nv = NULL;
+    assert_true(pt_store_get(st, "namedValue", "", "nv1", &nv, NULL));
+    const char *sealed = json_string_value(json_object_get(nv, "sealed"));
+    assert_non_null(sealed);
+    char *open = pt_model_unseal("key-two", sealed);
+    assert_non_null(open);
+    assert_string_equal(open, "hush");
+    free(open);
+    assert_null(pt_model_unseal("key-one", sealed));
+    json_decref(nv);
+    close_store(st, dir);
+}
+
 /* The file's entities keep pointing into the file (their lines) in every build from it: the whole
    builds and the subscriptions-only ones, the file's lists sorted by id once and kept with it, the
    file's order not the store's. */
@@ -1278,6 +1469,7 @@ int main(void)
         cmocka_unit_test(test_lists_of_several_kinds_are_patched_by_owner),
         cmocka_unit_test(test_the_file_applied_again_writes_only_what_changed),
         cmocka_unit_test(test_a_secret_stored_in_plain_is_sealed_when_applied_again),
+        cmocka_unit_test(test_the_file_given_again_is_passed_over_while_nothing_else_wrote),
         cmocka_unit_test(test_every_build_from_the_file_points_into_it),
         cmocka_unit_test(test_an_entity_index_is_its_place_in_the_list),
         cmocka_unit_test(test_a_sort_leaves_what_is_in_order),
