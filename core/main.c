@@ -949,18 +949,10 @@ static void reload(void)
             pt_warn(
                 "portal: listen, certificate, key and themeDir are read at start only; restart to use the "
                 "new ones (the rest of portal: applies now)");
-        /* with the store, as it will serve; refused, the file alone is checked as well, and its own
-           errors (about its lines) are the ones told when it has any: the refusal reads as it did
-           when the file was checked first, and a reload that passes builds once, not twice */
-        g = build_running(cf, &errs);
-        if (!g) {
-            struct pt_errors alone = {0};
-            if (!pt_gen_validate(cf, false, &alone)) {
-                pt_node_errors_clear(&errs);
-                errs = alone;
-            } else
-                pt_node_errors_clear(&alone);
-        }
+        /* the file alone first (its errors carry file:line:column, and it refuses what a start
+           would refuse: a reference to what only the store holds), then with the store */
+        if (pt_gen_validate(cf, false, &errs))
+            g = build_running(cf, &errs);
         if (g && !prepare_listeners(g, cf, &errs)) {
             pt_store_rollback(store);
             pt_gen_unref(g);

@@ -43,6 +43,7 @@ struct pt_store {
     struct {
         bool on;       /* from pt_store_mark to the sweep */
         bool building; /* from pt_store_mark to the transaction's end */
+        bool unlinked; /* a link was deleted meanwhile: perhaps one declared */
         struct rowset rows;
     } decl;
     /* the rows the last committed application declared, with their digests (pt_store_given_same) */
@@ -50,6 +51,7 @@ struct pt_store {
         struct rowset last;
         bool valid;       /* `last` tells what is stored (decided at pt_store_mark) */
         bool links_valid; /* ... and so do its links: no link was written since either */
+        bool links_kept;  /* no link was deleted during the application `last` is of */
         bool have;        /* `last` was committed: the counters below are when */
         uint64_t at_all, at_writes;
         int at_njournal;
@@ -670,7 +672,7 @@ static void rows_free(struct rowset *r)
 static void decl_clear(struct pt_store *s)
 {
     rows_free(&s->decl.rows);
-    s->decl.on = s->decl.building = false;
+    s->decl.on = s->decl.building = s->decl.unlinked = false;
 }
 
 /* Out of memory remembering the declared rows: the sweep refuses (the application is rolled back). */
@@ -726,6 +728,7 @@ static void given_committed(struct pt_store *s)
     memset(&s->decl.rows, 0, sizeof(s->decl.rows));
     s->given.valid = s->given.links_valid = false;
     s->given.have = !s->given.last.failed;
+    s->given.links_kept = !s->decl.unlinked;
     s->given.at_all = s->all;
     s->given.at_writes = s->entity_writes;
     s->given.at_njournal = s->njournal;
@@ -753,8 +756,8 @@ static bool given_current(struct pt_store *s)
     if (!s->given.have || r->failed || s->all != s->given.at_all ||
         s->njournal - s->given.at_njournal > STORE_JOURNAL)
         return false;
-    s->given.links_valid =
-        s->entity_writes - s->given.at_writes == (uint64_t)(s->njournal - s->given.at_njournal);
+    s->given.links_valid = s->given.links_kept && s->entity_writes - s->given.at_writes ==
+                                                      (uint64_t)(s->njournal - s->given.at_njournal);
     for (int n = s->given.at_njournal; n < s->njournal; n++) {
         const int slot = n % STORE_JOURNAL;
         if (!s->journal[slot].id)
@@ -789,10 +792,18 @@ bool pt_store_given_same(struct pt_store *s, const char *kind, const char *paren
     if (!s->given.valid || !s->decl.on || (!d->a && !d->b))
         return false;
     struct pt_node_digest key = row_key('E', kind, parent, id);
-    const struct row *x = row_find(&s->given.last, &key);
-    if (!x || x->d.a != d->a || x->d.b != d->b)
+    size_t before = s->decl.rows.n;
+    struct row *x = row_add(&s->decl.rows, &key); /* declared either way: the caller puts it else */
+    if (!x) {
+        decl_failed(s);
         return false;
-    decl_add_given(s, 'E', kind, parent, id, d);
+    }
+    if (s->decl.rows.n == before)
+        return false; /* given twice in this application (a repeated id): each put, the last wins */
+    const struct row *was = row_find(&s->given.last, &key);
+    if (!was || was->d.a != d->a || was->d.b != d->b)
+        return false;
+    x->d = *d;
     return true;
 }
 
@@ -1104,7 +1115,10 @@ bool pt_store_unlink(struct pt_store *s, const char *kind, const char *a, const 
     bool ok = done(s, st);
     if (!ok || sqlite3_changes(s->db) > 0) { /* nothing unlinked: nothing for the views to read again */
         written(s, kind);
-        s->given.links_valid = false; /* during an application (a row taken over): links read again */
+        /* during an application (a row taken over, a removal's links): this one's links are looked
+           up again, and the next one's too (the link deleted may have been declared before) */
+        s->given.links_valid = false;
+        s->decl.unlinked = s->decl.building;
     }
     return ok;
 }

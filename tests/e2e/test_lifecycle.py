@@ -410,7 +410,7 @@ def test_broken_reload_keeps_old_configuration(backend, portico):
     assert p.reload() is False
     log = p.log_text()
     assert "%s:%d:%d: " % (path, line, col) in log and "unclosed '{'" in log, log
-    # told once: by the file's own check, not again by the build with the store
+    # told once, by the file's own check
     assert log.count("unclosed '{'") == 1, log
     assert log.count("reload refused") == 2
     assert get(port, "/echo/items/1")[0] == 200

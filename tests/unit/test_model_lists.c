@@ -1341,6 +1341,60 @@ static void test_the_file_given_again_is_passed_over_while_nothing_else_wrote(vo
     close_store(st, dir);
 }
 
+static const char *stored_value(struct pt_store *st, const char *id, char out[64])
+{
+    json_t *body = NULL;
+    assert_true(pt_store_get(st, "namedValue", "", id, &body, NULL));
+    snprintf(out, 64, "%s", json_string_value(json_object_get(body, "value")));
+    json_decref(body);
+    return out;
+}
+
+/* Two cases where a row is written twice within one application: an id the file gives twice (the
+   last one given is stored, at every application, as a fresh start stores it), and a link declared
+   then deleted by a removal (the next application looks the file's links up again, and writes it
+   back, as a full comparison does). */
+static void test_what_one_application_writes_twice_is_not_trusted(void **state)
+{
+    (void)state;
+    static const char twice[] = "listen: \"127.0.0.1:1\"\n"
+                                "samples: false\n"
+                                "namedValues:\n"
+                                "  - id: nv1\n"
+                                "    value: first\n"
+                                "  - id: nv1\n"
+                                "    value: second\n";
+    static const char grouped[] = "listen: \"127.0.0.1:1\"\n"
+                                  "samples: false\n"
+                                  "groups:\n"
+                                  "  - id: g1\n"
+                                  "    displayName: G1\n"
+                                  "users:\n"
+                                  "  - id: u1\n"
+                                  "    email: u1@example.com\n"
+                                  "    groups: [g1]\n";
+    static const char ungrouped[] = "listen: \"127.0.0.1:1\"\n"
+                                    "samples: false\n"
+                                    "users:\n"
+                                    "  - id: u1\n"
+                                    "    email: u1@example.com\n"
+                                    "    groups: [g1]\n";
+    char dir[64], v[64];
+    struct pt_store *st = open_store(dir, "given-twice");
+    for (int round = 0; round < 4; round++) {
+        apply_text(st, twice, NULL);
+        assert_string_equal(stored_value(st, "nv1", v), "second");
+    }
+    apply_text(st, grouped, NULL);
+    apply_text(st, grouped, NULL); /* trusted from here */
+    assert_true(pt_store_linked(st, "group-user", "g1", "u1"));
+    apply_text(st, ungrouped, NULL); /* g1 removed with its links, after u1's was declared */
+    assert_false(pt_store_linked(st, "group-user", "g1", "u1"));
+    apply_text(st, ungrouped, NULL);
+    assert_true(pt_store_linked(st, "group-user", "g1", "u1")); /* as a comparison of every row does */
+    close_store(st, dir);
+}
+
 /* The file's entities keep pointing into the file (their lines) in every build from it: the whole
    builds and the subscriptions-only ones, the file's lists sorted by id once and kept with it, the
    file's order not the store's. */
@@ -1470,6 +1524,7 @@ int main(void)
         cmocka_unit_test(test_the_file_applied_again_writes_only_what_changed),
         cmocka_unit_test(test_a_secret_stored_in_plain_is_sealed_when_applied_again),
         cmocka_unit_test(test_the_file_given_again_is_passed_over_while_nothing_else_wrote),
+        cmocka_unit_test(test_what_one_application_writes_twice_is_not_trusted),
         cmocka_unit_test(test_every_build_from_the_file_points_into_it),
         cmocka_unit_test(test_an_entity_index_is_its_place_in_the_list),
         cmocka_unit_test(test_a_sort_leaves_what_is_in_order),
