@@ -744,13 +744,15 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
     }
     for (int i = 0; ok && f->named_values && i < f->named_values->n; i++) {
         struct pt_node *nv = f->named_values->items[i];
-        /* a secret one is sealed with the key: the same value under another key is stored anew */
+        /* a secret one is sealed with the key: the same value under another key is stored anew;
+           the row is the one its id names as JSON (a plain `id: 123` is no string: stored as "") */
         struct pt_node_digest d;
-        const struct pt_node *nid = pt_node_get(nv, "id"), *nws = pt_node_get(nv, "workspace");
-        if (nid && nid->kind == PT_N_SCALAR && (!nws || nws->kind == PT_N_SCALAR) &&
-            given_same(st, file, "namedValue", "", nid->str, nws ? nws->str : "", nv, NULL, secret_key, &d))
-            continue;
         json_t *j = pt_node_to_json(nv);
+        if (given_same(st, file, "namedValue", "", str_of(j, "id", ""), str_of(j, "workspace", ""), nv, NULL,
+                       secret_key, &d)) {
+            json_decref(j);
+            continue;
+        }
         if (json_is_true(json_object_get(j, "secret"))) {
             const char *plain = str_of(j, "value", "");
             char *sealed = seal_again(st, "namedValue", str_of(j, "id", ""), "sealed", secret_key, plain);

@@ -756,8 +756,6 @@ static bool given_current(struct pt_store *s)
     if (!s->given.have || r->failed || s->all != s->given.at_all ||
         s->njournal - s->given.at_njournal > STORE_JOURNAL)
         return false;
-    s->given.links_valid = s->given.links_kept && s->entity_writes - s->given.at_writes ==
-                                                      (uint64_t)(s->njournal - s->given.at_njournal);
     for (int n = s->given.at_njournal; n < s->njournal; n++) {
         const int slot = n % STORE_JOURNAL;
         if (!s->journal[slot].id)
@@ -768,6 +766,8 @@ static bool given_current(struct pt_store *s)
         if (x)
             memset(&x->d, 0, sizeof(x->d));
     }
+    s->given.links_valid = s->given.links_kept && s->entity_writes - s->given.at_writes ==
+                                                      (uint64_t)(s->njournal - s->given.at_njournal);
     s->given.at_njournal = s->njournal;
     s->given.at_writes = s->entity_writes;
     return true;
@@ -1070,7 +1070,8 @@ bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const ch
 {
     /* a link there already is kept as it is (its source stays): no write for the views */
     decl_add(s, 'L', kind, a, b);
-    if (s->given.links_valid && s->decl.on) { /* the last application's, and no link written since */
+    if (s->given.valid && s->given.links_valid &&
+        s->decl.on) { /* the last application's, no link written since */
         struct pt_node_digest key = row_key('L', kind, a, b);
         if (row_find(&s->given.last, &key))
             return true;

@@ -1281,6 +1281,39 @@ static void test_the_file_given_again_is_passed_over_while_nothing_else_wrote(vo
     apply_text(st, t2, "key-one");
     assert_string_equal(stored_template(st, tpl), "/y");
 
+    /* the file's links are trusted too: one deleted behind the store's back stays deleted (not
+       looked up), until something ends the trust (here a new process) */
+    assert_int_equal(sqlite3_exec(pt_store_sqlite(st),
+                                  "DELETE FROM links WHERE kind = 'product-api' AND a = 'p1' AND b = 'a2'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    apply_text(st, t2, "key-one");
+    assert_false(pt_store_linked(st, "product-api", "p1", "a2"));
+    pt_store_close(st);
+    st = pt_store_open(dir, err, sizeof(err));
+    assert_non_null(st);
+    apply_text(st, t2, "key-one");
+    assert_true(pt_store_linked(st, "product-api", "p1", "a2"));
+
+    /* a2 renamed a3, as many rows declared as the last time: a2 and its link are swept all the
+       same, a3 is written */
+    static const char t2r[] = GIVEN_HEAD "        urlTemplate: /y\n"
+                                         "  - id: a3\n"
+                                         "    path: a3\n"
+                                         "    serviceUrl: http://127.0.0.1:1\n"
+                                         "products:\n"
+                                         "  - id: p1\n"
+                                         "    apis: [a1, a3]\n" GIVEN_NV;
+    apply_text(st, t2r, "key-one");
+    json_t *renamed = NULL;
+    assert_false(pt_store_get(st, "api", "", "a2", &renamed, NULL));
+    assert_true(pt_store_get(st, "api", "", "a3", &renamed, NULL));
+    json_decref(renamed);
+    assert_false(pt_store_linked(st, "product-api", "p1", "a2"));
+    assert_true(pt_store_linked(st, "product-api", "p1", "a3"));
+    apply_text(st, t2, "key-one");
+    assert_true(pt_store_linked(st, "product-api", "p1", "a2"));
+
     /* a2 and its link no longer declared: removed, then the same file again changes nothing */
     assert_true(pt_store_linked(st, "product-api", "p1", "a2"));
     apply_text(st, t3, "key-one");
@@ -1385,6 +1418,25 @@ static void test_what_one_application_writes_twice_is_not_trusted(void **state)
         apply_text(st, twice, NULL);
         assert_string_equal(stored_value(st, "nv1", v), "second");
     }
+    /* an id given as a number is stored as JSON reads it, under no id: the row of the string id
+       it was given as the last time is not declared by it, and goes */
+    static const char quoted_id[] = "listen: \"127.0.0.1:1\"\n"
+                                    "samples: false\n"
+                                    "namedValues:\n"
+                                    "  - id: \"123\"\n"
+                                    "    value: quoted\n";
+    static const char number_id[] = "listen: \"127.0.0.1:1\"\n"
+                                    "samples: false\n"
+                                    "namedValues:\n"
+                                    "  - id: 123\n"
+                                    "    value: number\n";
+    apply_text(st, quoted_id, NULL);
+    apply_text(st, quoted_id, NULL);
+    assert_string_equal(stored_value(st, "123", v), "quoted");
+    apply_text(st, number_id, NULL);
+    json_t *gone = NULL;
+    assert_false(pt_store_get(st, "namedValue", "", "123", &gone, NULL));
+
     apply_text(st, grouped, NULL);
     apply_text(st, grouped, NULL); /* trusted from here */
     assert_true(pt_store_linked(st, "group-user", "g1", "u1"));
