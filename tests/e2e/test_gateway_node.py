@@ -859,9 +859,12 @@ def test_plain_http_to_another_machine_is_warned_about(portico, workdir):
     # an expired token: the node contacts nobody (no name is looked up), it only warns at start
     cfg = node_config("http://cp.example.com:8081", make_token("gw1", "k" * 64, in_days(-1)), workdir)
     node = portico(cfg)
+    # the warning comes after the listeners open (what portico() waits for), before "started"
+    wait_for(lambda: "started:" in node.log_text(), what="the node's start in its log")
     assert "plain http to another machine: the gateway token is sent in clear text" in node.log_text()
     assert node.log_text().count("sent in clear text") == 1
     node.stop()
     cfg = node_config("http://localhost:1", make_token("gw1", "k" * 64, in_days(-1)), workdir)
     node = portico(cfg)  # the same log file: no second warning
+    wait_for(lambda: node.log_text().count("started:") == 2, what="the second start in the log")
     assert node.log_text().count("sent in clear text") == 1
