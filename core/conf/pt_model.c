@@ -360,14 +360,6 @@ static bool given_same(struct pt_store *st, bool file, const char *kind, const c
     return pt_store_given_same(st, kind, parent, id, d);
 }
 
-/* After a put of the file's: the digest it was made from. */
-static void given(struct pt_store *st, const char *kind, const char *parent, const char *id,
-                  const struct pt_node_digest *d)
-{
-    if (d->a || d->b)
-        pt_store_given(st, kind, parent, id, d);
-}
-
 /* A put of a node as the row's body (but its keys in skip, stored apart), unless the file gives it
    unchanged.  replace: an entity the file takes over from the management API (replace_foreign). */
 static bool put_node(struct pt_store *st, bool file, const char *kind, const char *parent, const char *id,
@@ -385,7 +377,7 @@ static bool put_node(struct pt_store *st, bool file, const char *kind, const cha
     bool ok = pt_store_put(st, kind, parent, id, workspace, j, source, NULL);
     json_decref(j);
     if (ok)
-        given(st, kind, parent, id, &d);
+        pt_store_given(st, kind, parent, id, &d); /* outside an application of the file: nothing */
     return ok;
 }
 
@@ -706,7 +698,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
         pt_model_trace_since(j, old);
         ok &= pt_store_put_read(st, "subscription", "", s->id, s->workspace, j, source, NULL, old);
         if (ok)
-            given(st, "subscription", "", s->id, &d);
+            pt_store_given(st, "subscription", "", s->id, &d);
         json_decref(old);
         json_decref(j);
     }
@@ -770,7 +762,7 @@ bool pt_model_apply(struct pt_store *st, const struct pt_conf *f, const char *se
             ok &= pt_store_put(st, "namedValue", "", str_of(j, "id", ""), str_of(j, "workspace", ""), j,
                                source, NULL);
         if (ok)
-            given(st, "namedValue", "", str_of(j, "id", ""), &d);
+            pt_store_given(st, "namedValue", "", str_of(j, "id", ""), &d);
         json_decref(j);
     }
     struct {

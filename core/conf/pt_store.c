@@ -44,6 +44,7 @@ struct pt_store {
         bool on;       /* from pt_store_mark to the sweep */
         bool building; /* from pt_store_mark to the transaction's end */
         bool unlinked; /* a link was deleted meanwhile: perhaps one declared */
+        bool covered;  /* given_all_declared said yes (declaring more cannot make it no) */
         struct rowset rows;
     } decl;
     /* the rows the last committed application declared, with their digests (pt_store_given_same) */
@@ -662,6 +663,15 @@ static struct row *row_add(struct rowset *r, const struct pt_node_digest *key)
     return x;
 }
 
+/* What row key was made from no longer tells what is stored: its digest is forgotten (the row
+   stays in the set). */
+static void row_forget(struct rowset *r, const struct pt_node_digest *key)
+{
+    struct row *x = row_find(r, key);
+    if (x)
+        memset(&x->d, 0, sizeof(x->d));
+}
+
 static void rows_free(struct rowset *r)
 {
     free(r->v);
@@ -672,7 +682,7 @@ static void rows_free(struct rowset *r)
 static void decl_clear(struct pt_store *s)
 {
     rows_free(&s->decl.rows);
-    s->decl.on = s->decl.building = s->decl.unlinked = false;
+    s->decl.on = s->decl.building = s->decl.unlinked = s->decl.covered = false;
 }
 
 /* Out of memory remembering the declared rows: the sweep refuses (the application is rolled back). */
@@ -680,6 +690,19 @@ static void decl_failed(struct pt_store *s)
 {
     s->decl.rows.failed = true;
     snprintf(s->err, sizeof(s->err), "out of memory remembering the rows the file declares");
+}
+
+/* Row key declared by the file's application (*added: whether it was not yet); NULL when out of
+   memory (the sweep then refuses). */
+static struct row *decl_row(struct pt_store *s, const struct pt_node_digest *key, bool *added)
+{
+    size_t before = s->decl.rows.n;
+    struct row *x = row_add(&s->decl.rows, key);
+    if (!x)
+        decl_failed(s);
+    if (added)
+        *added = s->decl.rows.n != before;
+    return x;
 }
 
 /* A row declared by the file's application (type 'E' an entity, 'L' a link), made from what has
@@ -690,16 +713,9 @@ static void decl_add_given(struct pt_store *s, char type, const char *kind, cons
     if (!s->decl.on)
         return;
     struct pt_node_digest key = row_key(type, kind, a ? a : "", b ? b : "");
-    struct row *x = row_add(&s->decl.rows, &key);
-    if (!x)
-        decl_failed(s);
-    else if (d)
+    struct row *x = decl_row(s, &key, NULL);
+    if (x && d)
         x->d = *d;
-}
-
-static void decl_add(struct pt_store *s, char type, const char *kind, const char *a, const char *b)
-{
-    decl_add_given(s, type, kind, a, b, NULL);
 }
 
 static bool decl_has(struct pt_store *s, char type, const char *kind, const char *a, const char *b)
@@ -740,9 +756,7 @@ static void given_deleted(struct pt_store *s, char type, const char *kind, const
     if (!s->decl.building)
         return;
     struct pt_node_digest key = row_key(type, kind, a, b);
-    struct row *x = row_find(&s->decl.rows, &key);
-    if (x)
-        memset(&x->d, 0, sizeof(x->d));
+    row_forget(&s->decl.rows, &key);
 }
 
 /* At pt_store_mark: whether `last` still tells what is stored.  Every entity write since it was
@@ -762,9 +776,7 @@ static bool given_current(struct pt_store *s)
             return false;
         struct pt_node_digest key =
             row_key('E', s->kinds[s->journal[slot].kind].kind, s->journal[slot].parent, s->journal[slot].id);
-        struct row *x = row_find(r, &key);
-        if (x)
-            memset(&x->d, 0, sizeof(x->d));
+        row_forget(r, &key);
     }
     s->given.links_valid = s->given.links_kept && s->entity_writes - s->given.at_writes ==
                                                       (uint64_t)(s->njournal - s->given.at_njournal);
@@ -774,16 +786,19 @@ static bool given_current(struct pt_store *s)
 }
 
 /* Whether the application declared every row the last one did: then none of the file's rows is
-   left undeclared (the last one's sweep took the rest, and nothing but the file writes them). */
+   left undeclared (the last one's sweep took the rest, and nothing but the file writes them).
+   Asked by the stale list and by both passes of the sweep: a yes is kept. */
 static bool given_all_declared(struct pt_store *s)
 {
     const struct rowset *r = &s->given.last;
+    if (s->decl.covered)
+        return true;
     if (!s->given.valid || s->decl.rows.failed || r->n > s->decl.rows.n)
         return false;
     for (size_t i = 0; i < r->cap; i++)
         if ((r->v[i].key.a || r->v[i].key.b) && !row_find(&s->decl.rows, &r->v[i].key))
             return false;
-    return true;
+    return s->decl.covered = true;
 }
 
 bool pt_store_given_same(struct pt_store *s, const char *kind, const char *parent, const char *id,
@@ -792,14 +807,10 @@ bool pt_store_given_same(struct pt_store *s, const char *kind, const char *paren
     if (!s->given.valid || !s->decl.on || (!d->a && !d->b))
         return false;
     struct pt_node_digest key = row_key('E', kind, parent, id);
-    size_t before = s->decl.rows.n;
-    struct row *x = row_add(&s->decl.rows, &key); /* declared either way: the caller puts it else */
-    if (!x) {
-        decl_failed(s);
+    bool added;
+    struct row *x = decl_row(s, &key, &added); /* declared either way: the caller puts it else */
+    if (!x || !added) /* not added: given twice in this application (a repeated id), each put */
         return false;
-    }
-    if (s->decl.rows.n == before)
-        return false; /* given twice in this application (a repeated id): each put, the last wins */
     const struct row *was = row_find(&s->given.last, &key);
     if (!was || was->d.a != d->a || was->d.b != d->b)
         return false;
@@ -894,7 +905,7 @@ bool pt_store_put_read(struct pt_store *s, const char *kind, const char *parent,
         snprintf(s->err, sizeof(s->err), "%s '%s': %s: must not contain a NUL character", kind, id, where);
         return false;
     }
-    decl_add(s, 'E', kind, parent, id);
+    decl_add_given(s, 'E', kind, parent, id, NULL);
     char *txt;
     bool sealed = s->seal && has_sealed_fields(kind);
     txt = sealed ? NULL : json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
@@ -1069,11 +1080,10 @@ int pt_store_count_before(struct pt_store *s, const char *kind, const char *pare
 bool pt_store_link(struct pt_store *s, const char *kind, const char *a, const char *b, const char *source)
 {
     /* a link there already is kept as it is (its source stays): no write for the views */
-    decl_add(s, 'L', kind, a, b);
-    if (s->given.valid && s->given.links_valid &&
-        s->decl.on) { /* the last application's, no link written since */
+    if (s->decl.on) {
         struct pt_node_digest key = row_key('L', kind, a, b);
-        if (row_find(&s->given.last, &key))
+        if (decl_row(s, &key, NULL) && s->given.valid && s->given.links_valid &&
+            row_find(&s->given.last, &key)) /* the last application's, no link written since */
             return true;
     }
     sqlite3_stmt *st = prep(s, "SELECT 1 FROM links WHERE kind = ?1 AND a = ?2 AND b = ?3");

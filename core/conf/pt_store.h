@@ -99,8 +99,9 @@ void pt_store_mark(struct pt_store *s, const char *source);
    application committed made it from what it was given then -- digest d (the caller's digest of
    its input: pt_node_digest) -- with no write to it since; when so, it is declared (the sweep keeps
    it) and nothing needs to be read or written.  Otherwise the caller puts it, then tells
-   pt_store_given the digest it put it from.  A rollback forgets all of it, as do writes the
-   store cannot name (more than its journal remembers between two applications). */
+   pt_store_given the digest it put it from (outside an application, that does nothing).  A rollback forgets
+   all of it, as do writes the store cannot name (more than its journal remembers between two applications).
+ */
 bool pt_store_given_same(struct pt_store *s, const char *kind, const char *parent, const char *id,
                          const struct pt_node_digest *d);
 void pt_store_given(struct pt_store *s, const char *kind, const char *parent, const char *id,
